@@ -1,0 +1,52 @@
+# vpn-appliance: `make run` and `make test` each do all the setup they need.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+BIN := $(VENV)/bin
+APT_PKGS := openvpn iperf3 iproute2 iputils-ping procps kmod tcpdump nftables \
+            qemu-system-x86 qemu-utils dnsmasq-base zstd cpio busybox-static
+DURATION ?= 0
+PYTEST_ARGS ?=
+
+.PHONY: setup system-deps test test-unit test-engine test-interop test-vm run bench bench-engine image clean
+
+setup: system-deps $(VENV)/.installed
+
+system-deps:
+	@missing=""; for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "apt-get install:$$missing"; \
+	  if [ "$$(id -u)" != 0 ]; then echo "need root to install:$$missing" >&2; exit 1; fi; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip >/dev/null 2>&1 || true
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+test: setup
+	$(BIN)/pytest -q $(PYTEST_ARGS)
+
+test-unit: setup
+	$(BIN)/pytest -q tests/unit tests/engine $(PYTEST_ARGS)
+
+test-interop: setup
+	$(BIN)/pytest -q tests/interop $(PYTEST_ARGS)
+
+test-vm: setup image
+	$(BIN)/pytest -q tests/vm $(PYTEST_ARGS)
+
+run: setup
+	$(PY) -m appliance.lab --duration $(DURATION)
+
+bench: setup
+	$(BIN)/vpn-appliance bench
+	$(PY) -m tests.bench.e2e
+
+image: setup
+	$(PY) image/build.py $(if $(CONFIG),--config $(CONFIG),)
+
+clean:
+	rm -rf $(VENV) image/out .pytest_cache

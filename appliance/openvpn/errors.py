@@ -1,0 +1,39 @@
+"""Error types of the protocol engine.
+
+Why three: a decoder that sees hostile bytes raises BadPacket (counted and dropped on UDP,
+fatal on a TCP stream); a peer that speaks valid packets but breaks the protocol raises
+RemoteProtocolError; our own code misusing the engine raises LocalProtocolError. Code that
+catches peer errors must never swallow our own bugs.
+"""
+
+
+class BadPacket(Exception):
+    """Bytes from the network that do not decode or do not authenticate."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class RemoteProtocolError(Exception):
+    """The peer broke the protocol (wrong session id, unexpected message, auth failure)."""
+
+
+class LocalProtocolError(Exception):
+    """Our own code called the engine in a way it does not allow."""
+
+
+class ConfigError(Exception):
+    """A configuration problem, reported as `file:line: directive: why`."""
+
+    def __init__(self, message: str, path: str | None = None, line: int | None = None,
+                 directive: str | None = None) -> None:
+        self.path = path
+        self.line = line
+        self.directive = directive
+        self.message = message
+        where = ""
+        if path is not None:
+            where = f"{path}:{line}: " if line is not None else f"{path}: "
+        what = f"{directive}: " if directive else ""
+        super().__init__(f"{where}{what}{message}")

@@ -1,0 +1,59 @@
+"""Rare things the engine reports (never one per data packet): small frozen dataclasses."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .keymethod import PushedOptions
+
+
+@dataclass(frozen=True)
+class HandshakeCompleted:
+    key_id: int
+    tls_version: str
+    tls_cipher: str
+    peer_common_name: str | None
+
+
+@dataclass(frozen=True)
+class TunnelUp:
+    """The data channel is ready. Client: `pushed` holds what the server pushed."""
+    cipher: str
+    key_derivation: str          # "tls-ekm" | "prf"
+    peer_id: int | None
+    pushed: PushedOptions | None
+
+
+@dataclass(frozen=True)
+class KeyRenegotiated:
+    key_id: int
+    cipher: str
+
+
+@dataclass(frozen=True)
+class ClientAuthenticated:
+    """Server side: a client passed TLS (and user/password if configured)."""
+    common_name: str | None
+    username: str
+    peer_info: dict
+
+
+@dataclass(frozen=True)
+class PushRequested:
+    """Server side: the client asked for its options (or announced it will take them unasked)."""
+
+
+@dataclass(frozen=True)
+class AuthFailed:
+    message: str
+
+
+@dataclass(frozen=True)
+class SessionClosed:
+    """The session is over. `restart` says whether a client should reconnect (OpenVPN's SIGUSR1)."""
+    reason: str
+    restart: bool
+
+
+@dataclass(frozen=True)
+class Warning:  # noqa: A001 - an engine event, not the builtin
+    message: str

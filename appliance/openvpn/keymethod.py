@@ -1,0 +1,222 @@
+"""Key-method-2 messages, peer-info, and the text messages of the control channel (PUSH_REPLY...).
+
+All parse functions take peer bytes (`_untrusted`) and raise only BadPacket.
+"""
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+
+from .errors import BadPacket
+
+KEY_METHOD_2 = 2
+
+
+@dataclass(slots=True)
+class KeyMethod2:
+    random1: bytes
+    random2: bytes
+    options: str
+    pre_master: bytes | None = None     # client only
+    username: str = ""
+    password: str = ""
+    peer_info: str = ""
+
+    def peer_info_dict(self) -> dict[str, str]:
+        out = {}
+        for line in self.peer_info.split("\n"):
+            if "=" in line:
+                k, v = line.split("=", 1)
+                out[k.strip()] = v.strip()
+        return out
+
+
+def _write_string(s: str) -> bytes:
+    b = s.encode()
+    return struct.pack("!H", len(b) + 1) + b + b"\0"
+
+
+def encode_key_method_2(m: KeyMethod2, is_client: bool) -> bytes:
+    parts = [b"\0\0\0\0", bytes((KEY_METHOD_2,))]
+    if is_client:
+        assert m.pre_master is not None and len(m.pre_master) == 48
+        parts.append(m.pre_master)
+    parts += [m.random1, m.random2, _write_string(m.options)]
+    if m.username or m.password:
+        parts += [_write_string(m.username), _write_string(m.password)]
+    else:
+        parts += [b"\0\0", b"\0\0"]
+    parts.append(_write_string(m.peer_info) if m.peer_info else b"\0\0")
+    return b"".join(parts)
+
+
+def _read_string(data: bytes, pos: int) -> tuple[str | None, int]:
+    if pos >= len(data):
+        return None, pos
+    if len(data) - pos < 2:
+        raise BadPacket("truncated string length")
+    (ln,) = struct.unpack_from("!H", data, pos)
+    pos += 2
+    if len(data) - pos < ln:
+        raise BadPacket("truncated string")
+    raw = data[pos:pos + ln]
+    pos += ln
+    if ln and raw[-1] == 0:
+        raw = raw[:-1]
+    return raw.split(b"\0", 1)[0].decode("utf-8", "replace"), pos
+
+
+def decode_key_method_2_untrusted(data: bytes, from_client: bool) -> KeyMethod2:
+    need = 5 + (48 if from_client else 0) + 64
+    if len(data) < need:
+        raise BadPacket("key method message too short")
+    if data[:4] != b"\0\0\0\0":
+        raise BadPacket("key method message: bad prefix")
+    if data[4] != KEY_METHOD_2:
+        raise BadPacket(f"unsupported key method {data[4]}")
+    pos = 5
+    pre = None
+    if from_client:
+        pre = bytes(data[pos:pos + 48])
+        pos += 48
+    r1, r2 = bytes(data[pos:pos + 32]), bytes(data[pos + 32:pos + 64])
+    pos += 64
+    options, pos = _read_string(data, pos)
+    if options is None:
+        raise BadPacket("key method message: no options string")
+    user, pos = _read_string(data, pos)
+    pw, pos = _read_string(data, pos)
+    info, pos = _read_string(data, pos)
+    return KeyMethod2(r1, r2, options, pre, user or "", pw or "", info or "")
+
+
+def split_text_messages_untrusted(data: bytes) -> list[str]:
+    """Control-channel text messages are NUL-terminated; one TLS record may hold one or more."""
+    out = []
+    for chunk in data.split(b"\0"):
+        if chunk:
+            out.append(chunk.decode("utf-8", "replace"))
+    return out
+
+
+@dataclass
+class PushedOptions:
+    """What a PUSH_REPLY told us, accumulated over push-continuation messages."""
+    ifconfig: tuple[str, str] | None = None
+    ifconfig_ipv6: tuple[str, str] | None = None
+    topology: str = "net30"
+    route_gateway: str | None = None
+    routes: list[tuple[str, str, str | None, int | None]] = field(default_factory=list)
+    routes_ipv6: list[str] = field(default_factory=list)
+    redirect_gateway: list[str] | None = None
+    dns: list[str] = field(default_factory=list)
+    dhcp_options: list[tuple[str, str]] = field(default_factory=list)
+    ping: int | None = None
+    ping_restart: int | None = None
+    peer_id: int | None = None
+    cipher: str | None = None
+    auth: str | None = None
+    tls_ekm: bool = False
+    cc_exit: bool = False
+    tun_mtu: int | None = None
+    compress: str | None = None
+    comp_lzo: str | None = None
+    auth_token: str | None = None
+    auth_token_user: str | None = None
+    explicit_exit_notify: int | None = None
+    ignored: list[str] = field(default_factory=list)
+    complete: bool = False
+
+
+def parse_push_reply_untrusted(text: str, into: PushedOptions | None = None) -> PushedOptions:
+    """Parse `PUSH_REPLY,opt args,opt args...`; unknown options are recorded, not fatal (as OpenVPN)."""
+    if not text.startswith("PUSH_REPLY"):
+        raise BadPacket("not a PUSH_REPLY")
+    p = into if into is not None else PushedOptions()
+    cont = None
+    for item in text.split(",")[1:]:
+        a = item.split()
+        if not a:
+            continue
+        name, args = a[0], a[1:]
+        try:
+            if name == "ifconfig" and len(args) >= 2:
+                p.ifconfig = (args[0], args[1])
+            elif name == "ifconfig-ipv6" and len(args) >= 1:
+                p.ifconfig_ipv6 = (args[0], args[1] if len(args) > 1 else "")
+            elif name == "topology" and args:
+                p.topology = args[0]
+            elif name == "route-gateway" and args:
+                p.route_gateway = args[0]
+            elif name == "route" and args:
+                mask = args[1] if len(args) > 1 else "255.255.255.255"
+                gw = args[2] if len(args) > 2 and args[2] not in ("vpn_gateway", "default") else None
+                metric = int(args[3]) if len(args) > 3 and args[3].isdigit() else None
+                p.routes.append((args[0], mask, gw, metric))
+            elif name == "route-ipv6" and args:
+                p.routes_ipv6.append(args[0])
+            elif name == "redirect-gateway":
+                p.redirect_gateway = args
+            elif name == "dhcp-option" and args:
+                val = args[1] if len(args) > 1 else ""
+                p.dhcp_options.append((args[0], val))
+                if args[0].upper() in ("DNS", "DNS6") and val:
+                    p.dns.append(val)
+            elif name == "ping" and args:
+                p.ping = int(args[0])
+            elif name == "ping-restart" and args:
+                p.ping_restart = int(args[0])
+            elif name == "peer-id" and args:
+                p.peer_id = int(args[0])
+            elif name == "cipher" and args:
+                p.cipher = args[0].upper()
+            elif name == "auth" and args:
+                p.auth = args[0].upper()
+            elif name == "key-derivation" and args:
+                p.tls_ekm = args[0] == "tls-ekm"
+            elif name == "protocol-flags":
+                for f in args:
+                    if f == "tls-ekm":
+                        p.tls_ekm = True
+                    elif f == "cc-exit":
+                        p.cc_exit = True
+            elif name == "tun-mtu" and args:
+                p.tun_mtu = int(args[0])
+            elif name == "compress":
+                p.compress = args[0] if args else "stub"
+            elif name == "comp-lzo":
+                p.comp_lzo = args[0] if args else "yes"
+            elif name == "auth-token" and args:
+                p.auth_token = args[0]
+            elif name == "auth-token-user" and args:
+                p.auth_token_user = args[0]
+            elif name == "explicit-exit-notify":
+                p.explicit_exit_notify = int(args[0]) if args else 1
+            elif name == "push-continuation" and args:
+                cont = args[0]
+            else:
+                p.ignored.append(item.strip())
+        except ValueError:
+            raise BadPacket(f"bad pushed option: {item.strip()}") from None
+    p.complete = cont != "2"
+    return p
+
+
+def build_push_reply(options: list[str]) -> list[str]:
+    """Split pushed options into PUSH_REPLY messages under OpenVPN's size limit, with continuation."""
+    limit = 1024
+    msgs: list[list[str]] = [[]]
+    size = 0
+    for o in options:
+        if size + len(o) + 1 > limit - 40 and msgs[-1]:
+            msgs.append([])
+            size = 0
+        msgs[-1].append(o)
+        size += len(o) + 1
+    if len(msgs) == 1:
+        return ["PUSH_REPLY," + ",".join(msgs[0])]
+    out = []
+    for i, m in enumerate(msgs):
+        flag = "1" if i == len(msgs) - 1 else "2"
+        out.append("PUSH_REPLY," + ",".join(m + [f"push-continuation {flag}"]))
+    return out

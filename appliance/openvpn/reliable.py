@@ -1,0 +1,102 @@
+"""The control channel's reliability layer: message ids, selective acks, retransmission.
+
+One ReliableChannel per key state (message ids restart at 0 for each key id). Sending: at most
+`window` unacked messages in flight; each is retransmitted after its timeout, which doubles on
+every resend (exponential backoff, as OpenVPN's reliable.c); a message is resent early once three
+later ones were acked. Receiving: ids inside the receive window are buffered and released strictly
+in order; every received id (duplicates too) is acked, because a lost ack is what made the peer resend.
+"""
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+SEND_WINDOW = 6
+RECV_WINDOW = 12
+FAST_RETRANSMIT_ACKS = 3
+MAX_TIMEOUT = 60.0
+
+
+@dataclass(slots=True)
+class Outgoing:
+    msg_id: int
+    op: int
+    payload: bytes
+    deadline: float
+    timeout: float
+    sent: bool = False
+    later_acked: int = 0
+
+
+@dataclass
+class ReliableChannel:
+    initial_timeout: float = 2.0
+    retransmit: bool = True          # False on TCP: the stream does not lose packets
+    next_send_id: int = 0
+    next_recv_id: int = 0
+    queue: deque = field(default_factory=deque)          # (op, payload) not yet given an id
+    inflight: dict = field(default_factory=dict)         # msg_id -> Outgoing
+    recv_buffer: dict = field(default_factory=dict)      # msg_id -> (op, payload)
+    pending_acks: list = field(default_factory=list)
+    retransmissions: int = 0
+
+    # ---- sending ----
+    def enqueue(self, op: int, payload: bytes) -> None:
+        self.queue.append((op, payload))
+
+    def _fill_window(self, now: float) -> None:
+        while self.queue and len(self.inflight) < SEND_WINDOW:
+            op, payload = self.queue.popleft()
+            m = Outgoing(self.next_send_id, op, payload, now, self.initial_timeout)
+            self.inflight[m.msg_id] = m
+            self.next_send_id += 1
+
+    def due(self, now: float) -> list[Outgoing]:
+        """Messages to put on the wire now (first sends and retransmissions), in id order."""
+        self._fill_window(now)
+        out = []
+        for m in sorted(self.inflight.values(), key=lambda m: m.msg_id):
+            if not m.sent or (self.retransmit and (now >= m.deadline or m.later_acked >= FAST_RETRANSMIT_ACKS)):
+                if m.sent:
+                    self.retransmissions += 1
+                    m.timeout = min(m.timeout * 2, MAX_TIMEOUT)
+                m.sent = True
+                m.later_acked = 0
+                m.deadline = now + m.timeout
+                out.append(m)
+        return out
+
+    def process_acks(self, acks: list[int]) -> None:
+        for a in acks:
+            if self.inflight.pop(a, None) is not None:
+                for m in self.inflight.values():
+                    if m.msg_id < a:
+                        m.later_acked += 1
+
+    def all_acked(self) -> bool:
+        return not self.inflight and not self.queue
+
+    def next_deadline(self) -> float | None:
+        if not self.retransmit:
+            return None
+        ds = [m.deadline for m in self.inflight.values() if m.sent]
+        return min(ds) if ds else None
+
+    # ---- receiving ----
+    def receive(self, msg_id: int, op: int, payload: bytes) -> list[tuple[int, bytes]]:
+        """Record an incoming message; return the messages now deliverable in order."""
+        if msg_id not in self.pending_acks:
+            self.pending_acks.append(msg_id)
+        if msg_id < self.next_recv_id or msg_id >= self.next_recv_id + RECV_WINDOW:
+            return []  # duplicate (re-acked above) or beyond the window (peer will resend)
+        self.recv_buffer.setdefault(msg_id, (op, payload))
+        out = []
+        while self.next_recv_id in self.recv_buffer:
+            out.append(self.recv_buffer.pop(self.next_recv_id))
+            self.next_recv_id += 1
+        return out
+
+    def take_acks(self, limit: int) -> list[int]:
+        acks = self.pending_acks[:limit]
+        del self.pending_acks[:limit]
+        return acks

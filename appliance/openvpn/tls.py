@@ -1,0 +1,215 @@
+"""TLS over the control channel, with no sockets: pyOpenSSL memory BIOs.
+
+Why pyOpenSSL and not stdlib ssl: OpenVPN 2.6 derives data-channel keys with the TLS keying-material
+exporter (RFC 5705, `key-derivation tls-ekm`), which stdlib ssl does not expose. Records from the
+peer are fed in with `feed`, `pump` drives the handshake and returns the bytes to send plus the
+application messages read (one per TLS record, as OpenVPN writes one control message per record).
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from OpenSSL import SSL, crypto
+
+from .errors import ConfigError, RemoteProtocolError
+
+_VERSIONS = {"1.0": SSL.TLS1_VERSION, "1.1": SSL.TLS1_1_VERSION, "1.2": SSL.TLS1_2_VERSION,
+             "1.3": SSL.TLS1_3_VERSION}
+
+
+@dataclass
+class TlsSettings:
+    """What the TLS layer needs from the config, already loaded (PEM bytes, not paths)."""
+    ca: bytes | None
+    cert: bytes | None
+    key: bytes | None
+    is_server: bool
+    remote_cert_tls: str | None = None          # "server" | "client"
+    verify_x509_name: tuple[str, str] | None = None
+    peer_fingerprints: list[bytes] = field(default_factory=list)
+    tls_version_min: str | None = "1.2"
+    tls_version_max: str | None = None
+    verify_client_cert: str = "require"         # server: require | optional | none
+
+
+def _load_certs(pem: bytes) -> list[x509.Certificate]:
+    try:
+        certs = x509.load_pem_x509_certificates(pem)
+    except ValueError as e:
+        raise ConfigError(f"cannot read certificate: {e}") from None
+    return certs
+
+
+def build_context(s: TlsSettings) -> SSL.Context:
+    """Turn settings into an SSL.Context; raises ConfigError for unusable material."""
+    ctx = SSL.Context(SSL.TLS_METHOD)
+    vmin = (s.tls_version_min or "1.2").split()[0]
+    if vmin not in _VERSIONS:
+        raise ConfigError(f"unsupported tls-version-min {vmin}")
+    ctx.set_min_proto_version(_VERSIONS[vmin])
+    if s.tls_version_max:
+        if s.tls_version_max not in _VERSIONS:
+            raise ConfigError(f"unsupported tls-version-max {s.tls_version_max}")
+        ctx.set_max_proto_version(_VERSIONS[s.tls_version_max])
+    ctx.set_options(SSL.OP_NO_TICKET | SSL.OP_NO_RENEGOTIATION)
+    if s.cert is not None:
+        if s.key is None:
+            raise ConfigError("certificate given without a key")
+        chain = _load_certs(s.cert)
+        if not chain:
+            raise ConfigError("no certificate found in cert")
+        try:
+            key = serialization.load_pem_private_key(s.key, password=None)
+        except (ValueError, TypeError) as e:
+            raise ConfigError(f"cannot read private key (encrypted keys are not supported): {e}") from None
+        ctx.use_certificate(crypto.X509.from_cryptography(chain[0]))
+        ctx.use_privatekey(crypto.PKey.from_cryptography_key(key))
+        for extra in chain[1:]:
+            ctx.add_extra_chain_cert(crypto.X509.from_cryptography(extra))
+        ctx.check_privatekey()
+    if s.ca is not None:
+        store = ctx.get_cert_store()
+        for c in _load_certs(s.ca):
+            store.add_cert(crypto.X509.from_cryptography(c))
+    if s.ca is None and not s.peer_fingerprints:
+        raise ConfigError("need ca or peer-fingerprint to verify the peer")
+    mode = SSL.VERIFY_PEER
+    if s.is_server:
+        if s.verify_client_cert == "none":
+            mode = SSL.VERIFY_NONE
+        elif s.verify_client_cert == "require":
+            mode |= SSL.VERIFY_FAIL_IF_NO_PEER_CERT
+    fingerprint_only = s.ca is None
+
+    def verify(conn, cert, errno, depth, ok):  # noqa: ANN001 - pyOpenSSL callback signature
+        # With only peer-fingerprint configured, the leaf is checked after the handshake instead.
+        return True if fingerprint_only else bool(ok)
+
+    ctx.set_verify(mode, verify)
+    return ctx
+
+
+def _check_peer(s: TlsSettings, cert: x509.Certificate | None) -> None:
+    if cert is None:
+        if s.is_server and s.verify_client_cert != "require":
+            return
+        raise RemoteProtocolError("peer sent no certificate")
+    if s.peer_fingerprints:
+        fp = hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).digest()
+        if fp not in s.peer_fingerprints:
+            raise RemoteProtocolError("peer certificate fingerprint does not match peer-fingerprint")
+    if s.remote_cert_tls:
+        want = ExtendedKeyUsageOID.SERVER_AUTH if s.remote_cert_tls == "server" else ExtendedKeyUsageOID.CLIENT_AUTH
+        try:
+            eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+        except x509.ExtensionNotFound:
+            raise RemoteProtocolError(f"remote-cert-tls {s.remote_cert_tls}: peer certificate has no extendedKeyUsage") from None
+        if want not in eku:
+            raise RemoteProtocolError(f"remote-cert-tls {s.remote_cert_tls}: peer certificate lacks that extendedKeyUsage")
+        try:
+            cert.extensions.get_extension_for_class(x509.KeyUsage)
+        except x509.ExtensionNotFound:
+            raise RemoteProtocolError(f"remote-cert-tls {s.remote_cert_tls}: peer certificate has no keyUsage") from None
+    if s.verify_x509_name:
+        name, kind = s.verify_x509_name
+        cns = [a.value for a in cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
+        if kind == "subject":
+            ok = cert.subject.rfc4514_string() == name or _openvpn_subject(cert) == name
+        elif kind == "name":
+            ok = name in cns
+        else:  # name-prefix
+            ok = any(str(cn).startswith(name) for cn in cns)
+        if not ok:
+            raise RemoteProtocolError(f"verify-x509-name {name} {kind}: peer certificate does not match")
+
+
+def _openvpn_subject(cert: x509.Certificate) -> str:
+    """OpenVPN prints subjects as `C=NL, O=Org, CN=name` (RFC 2253 order reversed)."""
+    return ", ".join(f"{a.rfc4514_attribute_name}={a.value}" for rdn in cert.subject.rdns for a in rdn)
+
+
+def common_name(cert: x509.Certificate | None) -> str | None:
+    if cert is None:
+        return None
+    cns = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    return str(cns[0].value) if cns else None
+
+
+class TlsEndpoint:
+    """One TLS session over memory BIOs (a new one per key id, as OpenVPN renegotiates)."""
+
+    def __init__(self, ctx: SSL.Context, settings: TlsSettings) -> None:
+        self.settings = settings
+        self.conn = SSL.Connection(ctx, None)
+        if settings.is_server:
+            self.conn.set_accept_state()
+        else:
+            self.conn.set_connect_state()
+        self.handshake_done = False
+        self.peer_cert: x509.Certificate | None = None
+
+    def feed(self, data: bytes) -> None:
+        self.conn.bio_write(data)
+
+    def pump(self) -> tuple[bytes, list[bytes]]:
+        """Advance: returns (TLS bytes to send, application messages received). Raises RemoteProtocolError."""
+        msgs: list[bytes] = []
+        try:
+            if not self.handshake_done:
+                try:
+                    self.conn.do_handshake()
+                    self.handshake_done = True
+                    peer = self.conn.get_peer_certificate()
+                    self.peer_cert = peer.to_cryptography() if peer is not None else None
+                    _check_peer(self.settings, self.peer_cert)
+                except SSL.WantReadError:
+                    pass
+            if self.handshake_done:
+                while True:
+                    try:
+                        d = self.conn.recv(65536)
+                    except SSL.WantReadError:
+                        break
+                    if not d:
+                        break
+                    msgs.append(d)
+        except SSL.ZeroReturnError:
+            raise RemoteProtocolError("peer closed the TLS session") from None
+        except SSL.Error as e:
+            raise RemoteProtocolError(f"TLS error: {e}") from None
+        return self.drain(), msgs
+
+    def drain(self) -> bytes:
+        out = []
+        while True:
+            try:
+                d = self.conn.bio_read(65536)
+            except SSL.WantReadError:
+                break
+            if not d:
+                break
+            out.append(d)
+        return b"".join(out)
+
+    def send_message(self, data: bytes) -> bytes:
+        """Write one application message; returns TLS bytes to send."""
+        try:
+            self.conn.sendall(data)
+        except SSL.Error as e:
+            raise RemoteProtocolError(f"TLS error: {e}") from None
+        return self.drain()
+
+    def export_keying_material(self, label: bytes, length: int) -> bytes:
+        return self.conn.export_keying_material(label, length)
+
+    @property
+    def version(self) -> str:
+        return self.conn.get_protocol_version_name()
+
+    @property
+    def cipher(self) -> str:
+        return self.conn.get_cipher_name() or ""
