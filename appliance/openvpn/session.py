@@ -84,6 +84,7 @@ class SessionConfig:
     comp: str | None = None                      # None | "lzo-stub" | "stub" | "stub-v2"
     tun_mtu: int = 1500
     early_negotiation: bool = False              # client with tls-crypt-v2
+    advertise_ekm: bool = True                   # client: offer TLS-EKM key derivation (IV_PROTO bit 3)
     replay_window: int = 64
     random_bytes: Callable[[int], bytes] = secrets.token_bytes
     # server role only
@@ -149,6 +150,7 @@ class Session:
         self.next_key_id = 1
         self.comp = cfg.comp
         self.newest_key_id: int | None = None
+        self.owner: object = None           # the server's per-client record
 
     # ------------------------------------------------------------------ public API
     def start(self, now: float) -> None:
@@ -386,13 +388,16 @@ class Session:
 
     def _peer_info(self) -> str:
         lines = [
-            "IV_VER=2.6.0", "IV_PLAT=linux", f"IV_PROTO={IV_PROTO_CLIENT}", "IV_NCP=2",
+            "IV_VER=2.6.0", "IV_PLAT=linux", f"IV_PROTO={self._iv_proto()}", "IV_NCP=2",
             "IV_CIPHERS=" + ":".join(self.cfg.data_ciphers), f"IV_MTU={self.cfg.tun_mtu}", "IV_TCPNL=1",
             "IV_GUI_VER=vpn-appliance_0.1",
         ]
         if self.cfg.comp is not None:
             lines += ["IV_COMP_STUB=1", "IV_COMP_STUBv2=1"]
         return "\n".join(lines) + "\n"
+
+    def _iv_proto(self) -> int:
+        return IV_PROTO_CLIENT if self.cfg.advertise_ekm else IV_PROTO_CLIENT & ~IV_PROTO_TLS_KEY_EXPORT
 
     def _options_string(self) -> str:
         proto = ("TCPv4_CLIENT" if self.is_client else "TCPv4_SERVER") if self.tcp else "UDPv4"

@@ -1,0 +1,126 @@
+"""Command line: `vpn-appliance run|check|bench|import`.
+
+Errors in a config are printed as `file:line: directive: why` and give exit status 2 before
+anything starts; a run that ends on an authentication failure or HALT exits 1.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from .openvpn.errors import ConfigError
+
+log = logging.getLogger("vpn-appliance")
+
+
+def _setup_logging(verb: int) -> None:
+    """OpenVPN's verb scale: 0-1 errors/warnings, 2-3 normal events, 4+ debug."""
+    level = logging.WARNING if verb <= 1 else logging.INFO if verb <= 3 else logging.DEBUG
+    logging.basicConfig(stream=sys.stderr, level=level,
+                        format="%(asctime)s.%(msecs)03d %(levelname)s %(message)s", datefmt="%H:%M:%S")
+
+
+def _load(path: str):
+    from .openvpn.options import load_config
+    return load_config(path)
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    if args.file.endswith(".toml"):
+        from .config.schema import check_file
+        return check_file(args.file)
+    from .openvpn.options import render_options
+    try:
+        opts = _load(args.file)
+        _validate_runtime(opts)
+    except ConfigError as e:
+        print(str(e), file=sys.stderr)
+        return 2
+    print(render_options(opts))
+    for n in getattr(opts, "notes", []) or []:
+        print(f"# note: {n}")
+    return 0
+
+
+def _validate_runtime(opts) -> None:
+    """Checks that need key material decoded (keys, certificates), so `check` catches them too."""
+    from .openvpn import profile
+    from .openvpn.tls import build_context
+    is_server = opts.role == "server"
+    profile.wrapper_factory(opts, is_server)
+    build_context(profile.tls_settings(opts, is_server))
+
+
+def _credentials(opts) -> tuple[str, str]:
+    if getattr(opts, "auth_user_pass", None):
+        return opts.auth_user_pass
+    if getattr(opts, "auth_user_pass_required", False):
+        if not sys.stdin.isatty():
+            raise ConfigError("auth-user-pass without a file needs a terminal to ask for the username and password")
+        import getpass
+        user = input("Username: ")
+        return user, getpass.getpass("Password: ")
+    return "", ""
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    if args.file.endswith(".toml"):
+        from .appliance_main import run_toml
+        return run_toml(args.file, args.verbose)
+    try:
+        opts = _load(args.file)
+        _validate_runtime(opts)
+        user, pw = _credentials(opts)
+    except ConfigError as e:
+        print(str(e), file=sys.stderr)
+        return 2
+    _setup_logging(max(opts.verb, 3) + args.verbose)
+    for n in getattr(opts, "notes", []) or []:
+        log.debug("%s", n)
+    if opts.role == "server":
+        from .server_gateway import ServerGateway
+        return ServerGateway(opts).run()
+    from .gateway import ClientGateway
+    return ClientGateway(opts, user, pw).run()
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from .bench import main as bench_main
+    return bench_main(args.packets, args.ciphers, args.size)
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from .config.ovpn_import import import_profile
+    try:
+        sys.stdout.write(import_profile(args.file))
+    except ConfigError as e:
+        print(str(e), file=sys.stderr)
+        return 2
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="vpn-appliance", description="OpenVPN-compatible VPN gateway")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    r = sub.add_parser("run", help="run an OpenVPN client/server config (or an appliance TOML)")
+    r.add_argument("file")
+    r.add_argument("-v", "--verbose", action="count", default=0, help="more log detail (repeatable)")
+    r.set_defaults(func=cmd_run)
+    c = sub.add_parser("check", help="validate a config and print the resolved settings")
+    c.add_argument("file")
+    c.set_defaults(func=cmd_check)
+    b = sub.add_parser("bench", help="in-memory data-channel benchmark (no I/O)")
+    b.add_argument("--packets", type=int, default=50000)
+    b.add_argument("--size", type=int, default=1400)
+    b.add_argument("--ciphers", default="AES-128-GCM,AES-256-GCM,CHACHA20-POLY1305")
+    b.set_defaults(func=cmd_bench)
+    i = sub.add_parser("import", help="write an appliance TOML around an OpenVPN profile")
+    i.add_argument("file")
+    i.set_defaults(func=cmd_import)
+    args = p.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

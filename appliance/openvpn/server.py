@@ -1,0 +1,436 @@
+"""The server side of the engine: many client Sessions behind one UDP port (or many TCP streams).
+
+Contract: like Session, sans-I/O. `receive(packet, addr, now)` takes one OpenVPN packet from a
+client address (UDP: the datagram's source; TCP: a connection key) and returns
+`(client, plaintexts)`; `take_outgoing()` returns `(packet, addr)` pairs to send; `encrypt_to(ip,
+payload)` seals a TUN packet for the client owning that address. Events come out as
+`(client, event)` pairs.
+
+Protection before state (why the first packets are handled here and not in Session):
+- With tls-auth / tls-crypt / tls-crypt-v2 a packet that does not authenticate costs nothing but a
+  counter, and the wrapper is checked before any parsing.
+- On UDP, a HARD_RESET_CLIENT is answered statelessly as OpenVPN 2.6 does: our session id is an HMAC
+  cookie over (time slot, client address, client session id). State is created only when the
+  client's next packet acks our reset and echoes a valid cookie, so a flood of spoofed resets
+  allocates nothing. tls-crypt-v2 clients doing early negotiation are asked to resend their
+  wrapped key (P_CONTROL_WKC_V1) so no per-client key is kept either.
+"""
+from __future__ import annotations
+
+import ipaddress
+import secrets
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Callable
+
+from . import keyfiles, wrapping
+from .cookie import CookieJar
+from .events import Warning  # noqa: A004
+from .errors import BadPacket
+from .opcodes import (EARLY_NEG_FLAG_RESEND_WKC, EARLY_NEG_FLAGS, EARLY_NEG_START, NO_PEER_ID, Op,
+                      op_byte)
+from .packet import decode_body_untrusted, encode_body, encode_tlv
+from .session import KS, Session, SessionConfig
+from .tls import TlsEndpoint, build_context
+
+
+@dataclass
+class ClientRecord:
+    """One connected client: its session, where it is, and which inner addresses it owns."""
+    session: Session
+    addr: object
+    peer_id: int
+    vaddr: str | None = None
+    vmask: str | None = None
+    iroutes: list[ipaddress.IPv4Network] = field(default_factory=list)
+    common_name: str | None = None
+    tcp: bool = False
+    extra_push: list[str] = field(default_factory=list)
+    push_reset: bool = False
+
+
+class AddressPool:
+    """Tunnel addresses for clients (topology subnet: one address each; net30: a /30 each)."""
+
+    def __init__(self, network: str, netmask: str, topology: str = "subnet",
+                 start: str | None = None, end: str | None = None) -> None:
+        self.net = ipaddress.IPv4Network(f"{network}/{netmask}", strict=False)
+        self.topology = topology
+        self.server_ip = str(self.net.network_address + 1)
+        hosts = list(self.net.hosts())
+        if topology == "subnet":
+            lo = ipaddress.IPv4Address(start) if start else self.net.network_address + 2
+            hi = ipaddress.IPv4Address(end) if end else hosts[-1] - 1 if len(hosts) > 2 else hosts[-1]
+            self.free = [str(ipaddress.IPv4Address(i)) for i in range(int(lo), int(hi) + 1)]
+        else:  # net30: client i gets base+4i+6 with peer base+4i+5; the server keeps the first /30
+            base = int(self.net.network_address)
+            self.free = [str(ipaddress.IPv4Address(base + 4 * i + 6))
+                         for i in range(1, self.net.num_addresses // 4)]
+        self.leased: set[str] = set()
+
+    def lease(self, want: str | None = None) -> str | None:
+        if want is not None:
+            if want in self.leased:
+                return None
+            self.leased.add(want)
+            if want in self.free:
+                self.free.remove(want)
+            return want
+        while self.free:
+            ip = self.free.pop(0)
+            if ip not in self.leased:
+                self.leased.add(ip)
+                return ip
+        return None
+
+    def release(self, ip: str | None) -> None:
+        if ip is not None and ip in self.leased:
+            self.leased.discard(ip)
+            if ipaddress.IPv4Address(ip) in self.net:
+                self.free.append(ip)
+
+    def ifconfig_push(self, ip: str) -> str:
+        if self.topology == "subnet":
+            return f"ifconfig {ip} {self.net.netmask}"
+        return f"ifconfig {ip} {ipaddress.IPv4Address(ip) - 1}"
+
+
+@dataclass
+class ServerSettings:
+    """Everything the dispatcher needs, built from a server config by the caller."""
+    session_config: Callable[[int], SessionConfig]   # peer_id -> a server-role SessionConfig
+    protection: str                                  # none | tls-auth | tls-crypt | tls-crypt-v2
+    static_key: bytes | None = None                  # tls-auth / tls-crypt key
+    key_direction: int | None = None
+    auth_digest: str = "SHA1"
+    v2_server_key: bytes | None = None
+    pool: AddressPool | None = None
+    push: list[str] = field(default_factory=list)
+    client_to_client: bool = False
+    duplicate_cn: bool = False
+    max_clients: int = 1024
+    hand_window: int = 60
+    ccd: Callable[[str], object] | None = None       # common name -> parsed ccd (or None)
+    ccd_exclusive: bool = False
+    tcp: bool = False
+    random_bytes: Callable[[int], bytes] = secrets.token_bytes
+
+
+class ServerDispatcher:
+    def __init__(self, st: ServerSettings, now: float) -> None:
+        self.st = st
+        self.cookies = CookieJar(st.random_bytes(32), st.hand_window)
+        self.by_addr: dict[object, ClientRecord] = {}
+        self.by_peer_id: dict[int, ClientRecord] = {}
+        self.by_vaddr: dict[str, ClientRecord] = {}
+        self.iroutes: list[tuple[ipaddress.IPv4Network, ClientRecord]] = []
+        self.out: list[tuple[bytes, object]] = []
+        self.events: deque = deque()
+        self.stats: dict[str, int] = {}
+        self.next_peer_id = 0
+        self._tls_ctx = None
+        self._stateless = self._make_wrapper(None)
+
+    # ---------------------------------------------------------------- wrappers
+    def _make_wrapper(self, kc: bytes | None):
+        st = self.st
+        if st.protection == "tls-auth":
+            return wrapping.TlsAuthWrapper(st.static_key, st.key_direction, st.auth_digest)
+        if st.protection == "tls-crypt":
+            return wrapping.TlsCryptWrapper(st.static_key, True)
+        if st.protection == "tls-crypt-v2":
+            return wrapping.TlsCryptWrapper(kc, True) if kc is not None else None
+        return wrapping.PlainWrapper()
+
+    def _count(self, reason: str) -> None:
+        self.stats[reason] = self.stats.get(reason, 0) + 1
+
+    # ---------------------------------------------------------------- receive
+    def receive(self, packet, addr, now: float) -> tuple[ClientRecord | None, list]:
+        if not packet:
+            return None, []
+        b0 = packet[0]
+        op = b0 >> 3
+        if op == Op.DATA_V2:
+            if len(packet) < 4:
+                self._count("short packet")
+                return None, []
+            rec = self.by_peer_id.get(int.from_bytes(packet[1:4], "big"))
+            if rec is None:
+                self._count("data for unknown peer-id")
+                return None, []
+            pts = rec.session.receive(packet, now)
+            if rec.addr != addr and not rec.tcp and rec.session.last_recv == now:  # authenticated: float
+                self._float(rec, addr)
+            return rec, self._check_sources(rec, pts)
+        rec = self.by_addr.get(addr)
+        if rec is not None:
+            if op == Op.CONTROL_WKC_V1 or op == Op.CONTROL_HARD_RESET_CLIENT_V3:
+                try:
+                    packet, _ = wrapping.split_wkc_untrusted(bytes(packet))
+                except BadPacket as e:
+                    self._count(e.reason)
+                    return rec, []
+            if op in (Op.CONTROL_HARD_RESET_CLIENT_V2, Op.CONTROL_HARD_RESET_CLIENT_V3) and rec.session.established:
+                # The client restarted without telling us: drop the old session, start afresh.
+                self._drop(rec, "client sent a new hard reset")
+                return self._new_client_packet(packet, addr, now)
+            pts = rec.session.receive(packet, now)
+            self._collect(rec)
+            return rec, self._check_sources(rec, pts)
+        return self._new_client_packet(packet, addr, now)
+
+    def _check_sources(self, rec: ClientRecord, pts: list) -> list:
+        """Inner packets must come from the client's own address or its iroutes (anti-spoofing)."""
+        if not pts:
+            return pts
+        ok = []
+        for p in pts:
+            if len(p) >= 20 and (p[0] >> 4) == 4:
+                src = ".".join(map(str, p[12:16]))
+                if src == rec.vaddr or any(ipaddress.IPv4Address(src) in n for n in rec.iroutes):
+                    ok.append(p)
+                    continue
+            self._count("inner packet with a source the client does not own")
+        return ok
+
+    def _float(self, rec: ClientRecord, addr) -> None:
+        self.by_addr.pop(rec.addr, None)
+        rec.addr = addr
+        self.by_addr[addr] = rec
+
+    def _new_client_packet(self, packet, addr, now: float) -> tuple[None, list]:
+        """A packet from an address we hold no state for: stateless checks only."""
+        op = packet[0] >> 3
+        key_id = packet[0] & 7
+        try:
+            if op == Op.CONTROL_HARD_RESET_CLIENT_V2 or op == Op.CONTROL_HARD_RESET_CLIENT_V3:
+                if key_id != 0:
+                    raise BadPacket("hard reset with key id != 0")
+                self._on_reset(bytes(packet), op, addr, now)
+            elif op in (Op.CONTROL_V1, Op.ACK_V1, Op.CONTROL_WKC_V1):
+                self._on_third_packet(bytes(packet), op, addr, now)
+            else:
+                raise BadPacket("packet from unknown client")
+        except BadPacket as e:
+            self._count(e.reason)
+        return None, []
+
+    def _unwrap_first(self, packet: bytes, op: int):
+        """-> (wrapper for this client or None, (op_byte, sid, body)). No state is recorded."""
+        kc = None
+        if self.st.protection == "tls-crypt-v2":
+            if op not in (Op.CONTROL_HARD_RESET_CLIENT_V3, Op.CONTROL_WKC_V1):
+                raise BadPacket("tls-crypt-v2 client packet without wrapped key")
+            packet, wkc = wrapping.split_wkc_untrusted(packet)
+            kc, _mtype, _meta = keyfiles.unwrap_client_key_untrusted(wkc, self.st.v2_server_key)
+            w = self._make_wrapper(kc)
+        else:
+            w = self._stateless
+        return kc, w, w.unwrap_untrusted(packet, 0.0, check_replay=False)
+
+    def _on_reset(self, packet: bytes, op: int, addr, now: float) -> None:
+        kc, w, (ob, client_sid, body) = self._unwrap_first(packet, op)
+        cb = decode_body_untrusted(op, body)
+        if cb.msg_id != 0 or cb.acks:
+            raise BadPacket("malformed hard reset")
+        early = self.st.protection == "tls-crypt-v2" and _replay_pid(packet) & 0xFF000000 == EARLY_NEG_START
+        if self.st.tcp or (self.st.protection == "tls-crypt-v2" and not early):
+            # No cookies on TCP (the handshake proved the address); old tls-crypt-v2 clients cannot
+            # resend their key, so keep state for them (OpenVPN's allow-noncookie default).
+            self._create(addr, now, client_sid, kc, packet_in=packet, op=op)
+            return
+        sid = self.cookies.session_id(addr, client_sid, now)
+        payload = encode_tlv(EARLY_NEG_FLAGS, EARLY_NEG_FLAG_RESEND_WKC.to_bytes(2, "big")) if early else b""
+        reply_body = encode_body([0], client_sid, 0, payload)
+        rw = self._make_wrapper(kc) if kc is not None else self._make_wrapper(None)
+        self.out.append((rw.wrap(op_byte(Op.CONTROL_HARD_RESET_SERVER_V2, 0), sid, reply_body, now), addr))
+        self._count("stateless reset answered")
+
+    def _on_third_packet(self, packet: bytes, op: int, addr, now: float) -> None:
+        kc, _w, (ob, client_sid, body) = self._unwrap_first(packet, op)
+        cb = decode_body_untrusted(op, body)
+        if 0 not in cb.acks or cb.peer_sid is None:
+            raise BadPacket("first packet does not ack our reset")
+        if cb.msg_id is not None and cb.msg_id > 1:
+            raise BadPacket("first packet has a message id > 1")
+        if not self.cookies.valid(addr, client_sid, cb.peer_sid, now):
+            raise BadPacket("invalid or expired session cookie")
+        rec = self._create(addr, now, client_sid, kc, own_sid=cb.peer_sid)
+        if rec is None:
+            return
+        if op == Op.CONTROL_WKC_V1:
+            packet, _ = wrapping.split_wkc_untrusted(packet)
+        rec.session.receive(packet, now)
+        self._collect(rec)
+
+    def _create(self, addr, now: float, client_sid: bytes, kc: bytes | None, own_sid: bytes | None = None,
+                packet_in: bytes | None = None, op: int | None = None) -> ClientRecord | None:
+        if len(self.by_addr) >= self.st.max_clients:
+            self._count("max-clients reached")
+            return None
+        pid = self._alloc_peer_id()
+        cfg = self.st.session_config(pid)
+        wrapper = self._make_wrapper(kc)
+        cfg.make_wrapper = lambda: wrapper
+        cfg.push_options = self._push_for
+        if self._tls_ctx is None:
+            self._tls_ctx = build_context(cfg.tls)
+        s = Session(cfg, now, tls_context=self._tls_ctx)
+        rec = ClientRecord(s, addr, pid, tcp=self.st.tcp)
+        s.owner = rec
+        if own_sid is not None:
+            # Resume from the cookie: both resets are behind us (ours was message 0, theirs too).
+            s.own_sid = own_sid
+            s.peer_sid = client_sid
+            ks = s._new_key_state(0, now)
+            ks.reliable.next_send_id = 1
+            ks.reliable.next_recv_id = 1
+            ks.phase = KS.TLS
+            ks.tls = TlsEndpoint(s.tls_context, cfg.tls)
+            if hasattr(wrapper, "skip_packet_ids"):
+                wrapper.skip_packet_ids(1)   # our stateless reset used replay id 1
+        self.by_addr[addr] = rec
+        self.by_peer_id[pid] = rec
+        if packet_in is not None:
+            if op == Op.CONTROL_HARD_RESET_CLIENT_V3:
+                packet_in, _ = wrapping.split_wkc_untrusted(packet_in)
+            s.receive(packet_in, now)
+            self._collect(rec)
+        return rec
+
+    def _alloc_peer_id(self) -> int:
+        for _ in range(NO_PEER_ID):
+            pid = self.next_peer_id
+            self.next_peer_id = (self.next_peer_id + 1) % NO_PEER_ID
+            if pid not in self.by_peer_id:
+                return pid
+        raise RuntimeError("no free peer-id")
+
+    # ---------------------------------------------------------------- per-client push
+    def _push_for(self, s: Session) -> list[str]:
+        rec: ClientRecord = s.owner
+        rec.common_name = s.peer_common_name
+        opts: list[str] = []
+        ccd = self.st.ccd(rec.common_name or "") if self.st.ccd is not None else None
+        pool = self.st.pool
+        want = None
+        if ccd is not None:
+            want = getattr(ccd, "ifconfig_push", None)
+            rec.iroutes = [ipaddress.IPv4Network(f"{n}/{m}", strict=False) for n, m in getattr(ccd, "iroutes", [])]
+            rec.extra_push = list(getattr(ccd, "push", []))
+            rec.push_reset = bool(getattr(ccd, "push_reset", False))
+        if not self.st.duplicate_cn and rec.common_name:
+            for other in list(self.by_addr.values()):
+                if other is not rec and other.common_name == rec.common_name and other.session.established:
+                    self._drop(other, f"another client connected with common name {rec.common_name}")
+        if want is not None:
+            ip, mask = want[0], want[1]
+            if pool is not None and pool.lease(ip) is None:
+                self.events.append((rec, Warning(f"ifconfig-push {ip} for {rec.common_name} is already in use")))
+            rec.vaddr, rec.vmask = ip, mask
+            opts.append(f"ifconfig {ip} {mask}")
+        elif pool is not None:
+            ip = pool.lease()
+            if ip is None:
+                from .errors import RemoteProtocolError
+                raise RemoteProtocolError("address pool exhausted")
+            rec.vaddr = ip
+            opts.append(pool.ifconfig_push(ip))
+        if pool is not None:
+            opts.insert(0, f"topology {pool.topology}")
+            if pool.topology == "subnet":
+                opts.insert(0, f"route-gateway {pool.server_ip}")
+        if rec.vaddr:
+            self.by_vaddr[rec.vaddr] = rec
+        for n in rec.iroutes:
+            self.iroutes.append((n, rec))
+        if not rec.push_reset:
+            opts += self.st.push
+        opts += rec.extra_push
+        return opts
+
+    # ---------------------------------------------------------------- send
+    def route(self, dst: str) -> ClientRecord | None:
+        rec = self.by_vaddr.get(dst)
+        if rec is not None:
+            return rec
+        if self.iroutes:
+            a = ipaddress.IPv4Address(dst)
+            best = None
+            for n, r in self.iroutes:
+                if a in n and (best is None or n.prefixlen > best[0].prefixlen):
+                    best = (n, r)
+            if best is not None:
+                return best[1]
+        return None
+
+    def take_outgoing(self) -> list[tuple[bytes, object]]:
+        out, self.out = self.out, []
+        return out
+
+    def _collect(self, rec: ClientRecord) -> None:
+        s = rec.session
+        for p in s.take_outgoing():
+            self.out.append((p, rec.addr))
+        while s.events:
+            e = s.events.popleft()
+            self.events.append((rec, e))
+            if type(e).__name__ == "SessionClosed":
+                self._forget(rec)
+
+    def collect_all(self) -> None:
+        for rec in list(self.by_addr.values()):
+            self._collect(rec)
+
+    # ---------------------------------------------------------------- lifecycle
+    def _forget(self, rec: ClientRecord) -> None:
+        if self.by_addr.get(rec.addr) is rec:
+            del self.by_addr[rec.addr]
+        if self.by_peer_id.get(rec.peer_id) is rec:
+            del self.by_peer_id[rec.peer_id]
+        if rec.vaddr and self.by_vaddr.get(rec.vaddr) is rec:
+            del self.by_vaddr[rec.vaddr]
+            if self.st.pool is not None:
+                self.st.pool.release(rec.vaddr)
+        self.iroutes = [(n, r) for n, r in self.iroutes if r is not rec]
+
+    def _drop(self, rec: ClientRecord, reason: str) -> None:
+        s = rec.session
+        if not s.closed:
+            s._fail(reason, restart=False)
+        self._collect(rec)
+        self._forget(rec)
+
+    def disconnect(self, addr) -> None:
+        """TCP: the connection went away."""
+        rec = self.by_addr.get(addr)
+        if rec is not None:
+            self._drop(rec, "connection closed")
+
+    def next_deadline(self) -> float | None:
+        ds = [d for d in (r.session.next_deadline() for r in self.by_addr.values()) if d is not None]
+        return min(ds) if ds else None
+
+    def handle_timer(self, now: float) -> None:
+        for rec in list(self.by_addr.values()):
+            s = rec.session
+            d = s.next_deadline()
+            if d is not None and now >= d:
+                s.handle_timer(now)
+                self._collect(rec)
+
+    def close_all(self, now: float) -> None:
+        for rec in list(self.by_addr.values()):
+            rec.session.close(now, "server shutting down")
+            self._collect(rec)
+            self._forget(rec)
+
+    @property
+    def clients(self) -> list[ClientRecord]:
+        return list(self.by_addr.values())
+
+
+def _replay_pid(packet: bytes) -> int:
+    """The replay packet id of a tls-crypt(-v2) wrapped packet (bytes 9..13, after op and sid)."""
+    return int.from_bytes(packet[9:13], "big") if len(packet) >= 13 else 0

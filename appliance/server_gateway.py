@@ -1,0 +1,282 @@
+"""The server pump: one TUN, one UDP socket (or a TCP listener with many streams), many clients.
+
+Same shape as gateway.py: batches in, the engine (ServerDispatcher) in the middle, batches out.
+Routing decisions use the dispatcher's tables: a TUN packet goes to the client owning its
+destination (pool address or iroute); a client's packet for another client is delivered inside
+the server when client-to-client is on, and dropped otherwise.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import selectors
+import time
+
+from .gateway import BATCH, Signals
+from .openvpn import events as ev
+from .openvpn.options import Options
+from .openvpn.profile import server_settings
+from .openvpn.server import ServerDispatcher
+
+log = logging.getLogger("vpn-appliance")
+
+
+def _ccd_loader(directory: str):
+    from .openvpn.options import parse_ccd
+
+    def load(cn: str):
+        if not cn or "/" in cn or cn.startswith("."):
+            return None
+        path = os.path.join(directory, cn)
+        try:
+            with open(path, encoding="utf-8") as f:
+                return parse_ccd(f.read(), path)
+        except FileNotFoundError:
+            return None
+    return load
+
+
+class ServerGateway:
+    def __init__(self, opts: Options) -> None:
+        self.opts = opts
+        passdb = None
+        if opts.auth_user_pass_verify:
+            with open(opts.auth_user_pass_verify[0], encoding="utf-8") as f:
+                passdb = f.read()
+        ccd = _ccd_loader(opts.client_config_dir) if opts.client_config_dir else None
+        self.st = server_settings(opts, ccd, passdb)
+        self.sig = Signals()
+        self.tun = None
+        self.drops = {"c2c refused": 0, "no route": 0}
+
+    def _open_tun(self) -> None:
+        from .router.links import configure_tun
+        from .tun.device import TunDevice
+        name = self.opts.dev if self.opts.dev not in ("tun", None) else "tun%d"
+        self.tun = TunDevice(name, vnet_hdr=True, mtu=self.opts.tun_mtu)
+        pool = self.st.pool
+        if pool is not None:
+            if pool.topology == "subnet":
+                configure_tun(self.tun.name, pool.server_ip, pool.net.prefixlen, self.opts.tun_mtu)
+            else:
+                peer = str(pool.net.network_address + 2)
+                configure_tun(self.tun.name, pool.server_ip, 32, self.opts.tun_mtu, peer=peer)
+                from .router.routes import RouteSet
+                self.routes = RouteSet()
+                self.routes.add(str(pool.net.network_address), pool.net.prefixlen, dev=self.tun.name)
+        log.info("TUN %s up, server address %s", self.tun.name, pool.server_ip if pool else "-")
+
+    def run(self) -> int:
+        self.sig.install()
+        self.routes = None
+        try:
+            self._open_tun()
+            if self.st.tcp:
+                return self._run_tcp()
+            return self._run_udp()
+        finally:
+            if self.routes is not None:
+                self.routes.remove_all()
+            if self.tun is not None:
+                self.tun.close()
+            self.sig.uninstall()
+
+    # ------------------------------------------------------------------ shared
+    def _bind_addr(self) -> tuple[str, int]:
+        return (self.opts.local or "0.0.0.0", self.opts.lport or self.opts.port)
+
+    def _log_events(self, d: ServerDispatcher, on_closed=None) -> None:
+        while d.events:
+            rec, e = d.events.popleft()
+            who = f"{rec.common_name or rec.session.peer_common_name or '?'}/{_fmt(rec.addr)}"
+            if isinstance(e, ev.ClientAuthenticated):
+                log.info("%s: authenticated (CN=%s%s)", who, e.common_name,
+                         f", user {e.username}" if e.username else "")
+            elif isinstance(e, ev.TunnelUp):
+                log.info("%s: connected, address %s, cipher %s, peer-id %s", who, rec.vaddr, e.cipher, rec.peer_id)
+            elif isinstance(e, ev.KeyRenegotiated):
+                log.info("%s: key renegotiated (key id %d)", who, e.key_id)
+            elif isinstance(e, ev.SessionClosed):
+                log.info("%s: disconnected: %s", who, e.reason)
+                if on_closed is not None:
+                    on_closed(rec)
+            elif isinstance(e, ev.Warning):
+                log.warning("%s: %s", who, e.message)
+
+    def _from_clients(self, d: ServerDispatcher, rec, pts, sends: dict) -> None:
+        """Inner packets from a client: to the TUN, or to another client (client-to-client)."""
+        tun_out = []
+        for p in pts:
+            dst = ".".join(map(str, p[16:20]))
+            other = d.route(dst)
+            if other is None:
+                tun_out.append(p)
+            elif self.st.client_to_client and other.session.established:
+                w = other.session.encrypt(p)
+                if w is not None:
+                    sends.setdefault(other.addr, []).append(w)
+            else:
+                self.drops["c2c refused"] += 1
+        if tun_out:
+            self.tun.write_packets(tun_out)
+
+    def _from_tun(self, d: ServerDispatcher, pkts, sends: dict) -> None:
+        route = d.route
+        for p in pkts:
+            if len(p) < 20:
+                continue
+            rec = route(".".join(map(str, p[16:20])))
+            if rec is None or not rec.session.established:
+                self.drops["no route"] += 1
+                continue
+            w = rec.session.encrypt(p)
+            if w is not None:
+                sends.setdefault(rec.addr, []).append(w)
+
+    # ------------------------------------------------------------------ UDP
+    def _run_udp(self) -> int:
+        from .transport.udp import UdpTransport
+        addr = self._bind_addr()
+        udp = UdpTransport(addr)
+        log.info("listening on UDP %s:%d", *addr)
+        now = time.monotonic()
+        d = ServerDispatcher(self.st, now)
+        sel = selectors.DefaultSelector()
+        sel.register(udp.fileno(), selectors.EVENT_READ, "udp")
+        sel.register(self.tun.fileno(), selectors.EVENT_READ, "tun")
+        sel.register(self.sig.rfd, selectors.EVENT_READ, "sig")
+        try:
+            while not self.sig.stop:
+                dl = d.next_deadline()
+                now = time.monotonic()
+                timeout = 1.0 if dl is None else min(1.0, max(0.0, dl - now))
+                sends: dict = {}
+                for key, _m in sel.select(timeout):
+                    now = time.monotonic()
+                    if key.data == "udp":
+                        for pkt, src in udp.recv_batch(BATCH):
+                            rec, pts = d.receive(pkt, src, now)
+                            if pts:
+                                self._from_clients(d, rec, pts, sends)
+                    elif key.data == "tun":
+                        self._from_tun(d, self.tun.read_packets(BATCH), sends)
+                    else:
+                        self.sig.drain()
+                now = time.monotonic()
+                dl = d.next_deadline()
+                if dl is not None and now >= dl:
+                    d.handle_timer(now)
+                for p, a in d.take_outgoing():
+                    sends.setdefault(a, []).append(p)
+                for a, ps in sends.items():
+                    udp.send_batch(ps, a)
+                self._log_events(d)
+            log.info("stopping: notifying %d clients", len(d.clients))
+            d.close_all(time.monotonic())
+            for p, a in d.take_outgoing():
+                udp.send(p, a)
+            self._log_events(d)
+            return 0
+        finally:
+            sel.close()
+            udp.close()
+
+    # ------------------------------------------------------------------ TCP
+    def _run_tcp(self) -> int:
+        from .transport.link import TcpLink
+        from .transport.tcp import TcpListener
+        addr = self._bind_addr()
+        lst = TcpListener(addr)
+        log.info("listening on TCP %s:%d", *addr)
+        d = ServerDispatcher(self.st, time.monotonic())
+        sel = selectors.DefaultSelector()
+        sel.register(lst.fileno(), selectors.EVENT_READ, "listen")
+        sel.register(self.tun.fileno(), selectors.EVENT_READ, "tun")
+        sel.register(self.sig.rfd, selectors.EVENT_READ, "sig")
+        links: dict[int, TcpLink] = {}
+
+        def close_link(key: int) -> None:
+            link = links.pop(key, None)
+            if link is not None:
+                try:
+                    sel.unregister(link.fileno())
+                except (KeyError, ValueError):
+                    pass
+                link.close()
+
+        def on_closed(rec) -> None:
+            close_link(rec.addr)
+
+        try:
+            while not self.sig.stop:
+                dl = d.next_deadline()
+                now = time.monotonic()
+                timeout = 1.0 if dl is None else min(1.0, max(0.0, dl - now))
+                sends: dict = {}
+                for key, mask in sel.select(timeout):
+                    now = time.monotonic()
+                    if key.data == "listen":
+                        try:
+                            t, peer = lst.accept()
+                        except OSError:
+                            continue
+                        link = TcpLink(t)
+                        k = link.fileno()
+                        links[k] = link
+                        sel.register(k, selectors.EVENT_READ, ("conn", k))
+                        log.info("TCP connection from %s", _fmt(peer))
+                    elif key.data == "tun":
+                        self._from_tun(d, self.tun.read_packets(BATCH), sends)
+                    elif key.data == "sig":
+                        self.sig.drain()
+                    else:
+                        k = key.data[1]
+                        link = links.get(k)
+                        if link is None:
+                            continue
+                        if mask & selectors.EVENT_WRITE and link.flush():
+                            sel.modify(k, selectors.EVENT_READ, key.data)
+                        if not mask & selectors.EVENT_READ:
+                            continue
+                        try:
+                            pkts = link.recv_packets()
+                        except Exception as e:  # noqa: BLE001 - EOF, reset or a garbage stream: drop this client only
+                            log.info("TCP client %d: %s", k, e or "closed")
+                            d.disconnect(k)
+                            close_link(k)
+                            continue
+                        for pkt in pkts:
+                            rec, pts = d.receive(pkt, k, now)
+                            if pts:
+                                self._from_clients(d, rec, pts, sends)
+                now = time.monotonic()
+                dl = d.next_deadline()
+                if dl is not None and now >= dl:
+                    d.handle_timer(now)
+                for p, a in d.take_outgoing():
+                    sends.setdefault(a, []).append(p)
+                for a, ps in sends.items():
+                    link = links.get(a)
+                    if link is not None:
+                        link.send_packets(ps)
+                        if link.wants_write:
+                            sel.modify(a, selectors.EVENT_READ | selectors.EVENT_WRITE, ("conn", a))
+                self._log_events(d, on_closed)
+            d.close_all(time.monotonic())
+            for p, a in d.take_outgoing():
+                if a in links:
+                    links[a].send_packets([p])
+                    links[a].flush()
+            return 0
+        finally:
+            for k in list(links):
+                close_link(k)
+            sel.close()
+            lst.close()
+
+
+def _fmt(addr) -> str:
+    if isinstance(addr, tuple):
+        return f"{addr[0]}:{addr[1]}"
+    return f"tcp#{addr}"
+

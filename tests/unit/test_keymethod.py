@@ -1,0 +1,88 @@
+"""Key-method-2 messages, PUSH_REPLY parsing and building, and the PRF."""
+import hashlib
+import hmac
+
+import pytest
+from hypothesis import given, strategies as st
+
+from appliance.openvpn.errors import BadPacket
+from appliance.openvpn.keymethod import (KeyMethod2, build_push_reply, decode_key_method_2_untrusted,
+                                         encode_key_method_2, parse_push_reply_untrusted)
+from appliance.openvpn.keys import prf_key_block, split_key_block, tls1_prf
+
+
+def test_km2_round_trip_client():
+    m = KeyMethod2(b"a" * 32, b"b" * 32, "V4,dev-type tun", pre_master=b"p" * 48, username="u",
+                   password="pw", peer_info="IV_VER=2.6.0\nIV_PROTO=142\n")
+    d = decode_key_method_2_untrusted(encode_key_method_2(m, True), from_client=True)
+    assert (d.pre_master, d.random1, d.random2, d.options, d.username, d.password) == \
+        (m.pre_master, m.random1, m.random2, m.options, "u", "pw")
+    assert d.peer_info_dict()["IV_PROTO"] == "142"
+
+
+def test_km2_server_message_may_stop_after_options():
+    # OpenVPN servers write empty strings as a zero length (no NUL); older ones stop after options.
+    base = b"\0\0\0\0\x02" + b"r" * 64 + b"\x00\x03ab\x00"
+    for tail in (b"", b"\0\0\0\0", b"\0\0\0\0\0\0"):
+        d = decode_key_method_2_untrusted(base + tail, from_client=False)
+        assert d.options == "ab" and d.username == "" and d.peer_info == ""
+
+
+@given(st.binary(max_size=300), st.booleans())
+def test_km2_hostile(data, from_client):
+    try:
+        decode_key_method_2_untrusted(data, from_client)
+    except BadPacket:
+        pass
+
+
+def test_push_reply_parsing():
+    p = parse_push_reply_untrusted(
+        "PUSH_REPLY,route-gateway 198.19.0.1,topology subnet,ping 10,ping-restart 60,"
+        "ifconfig 198.19.0.2 255.255.255.0,peer-id 3,cipher AES-256-GCM,protocol-flags cc-exit tls-ekm,"
+        "route 198.18.100.0 255.255.255.0,redirect-gateway def1,dhcp-option DNS 198.18.0.53,tun-mtu 1500,"
+        "something-new 1")
+    assert p.ifconfig == ("198.19.0.2", "255.255.255.0") and p.topology == "subnet"
+    assert p.peer_id == 3 and p.cipher == "AES-256-GCM" and p.tls_ekm and p.cc_exit
+    assert p.routes == [("198.18.100.0", "255.255.255.0", None, None)]
+    assert p.redirect_gateway == ["def1"] and p.dns == ["198.18.0.53"]
+    assert p.ignored == ["something-new 1"] and p.complete
+
+
+def test_push_continuation_and_builder():
+    opts = [f"route 198.18.{i}.0 255.255.255.0" for i in range(120)]
+    msgs = build_push_reply(opts)
+    assert len(msgs) > 1 and all(len(m) < 1024 for m in msgs)
+    p = None
+    for i, m in enumerate(msgs):
+        p = parse_push_reply_untrusted(m, p)
+        assert p.complete == (i == len(msgs) - 1)
+    assert len(p.routes) == 120
+
+
+def test_bad_push_value():
+    with pytest.raises(BadPacket):
+        parse_push_reply_untrusted("PUSH_REPLY,ping x")
+
+
+def _p_hash(h, secret, seed, n):
+    out, a = b"", seed
+    while len(out) < n:
+        a = hmac.new(secret, a, h).digest()
+        out += hmac.new(secret, a + seed, h).digest()
+    return out[:n]
+
+
+def test_tls1_prf_matches_rfc2246_definition():
+    secret, label, seed = b"s" * 48, b"label", b"seed" * 16
+    want = bytes(x ^ y for x, y in zip(_p_hash(hashlib.md5, secret[:24], label + seed, 100),
+                                       _p_hash(hashlib.sha1, secret[24:], label + seed, 100)))
+    assert tls1_prf(secret, label, seed, 100) == want
+
+
+def test_key_block_directions():
+    block = prf_key_block(b"p" * 48, b"a" * 32, b"b" * 32, b"c" * 32, b"d" * 32, b"C" * 8, b"S" * 8)
+    assert len(block) == 256
+    c = split_key_block(block, True)
+    s = split_key_block(block, False)
+    assert c[0] == s[2] and c[1] == s[3] and c[2] == s[0] and c[3] == s[1]

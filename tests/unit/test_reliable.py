@@ -1,0 +1,59 @@
+"""Reliability layer: in-order delivery, selective acks, backoff, window."""
+from appliance.openvpn.reliable import SEND_WINDOW, ReliableChannel
+
+
+def test_in_order_delivery_with_reordering_and_duplicates():
+    r = ReliableChannel()
+    assert r.receive(1, 4, b"b") == []
+    assert r.receive(0, 4, b"a") == [(4, b"a"), (4, b"b")]
+    assert r.receive(0, 4, b"a") == []          # duplicate: not delivered again ...
+    assert r.take_acks(8) == [1, 0]             # ... but acked (each id once in the pending list)
+    assert r.receive(2, 4, b"c") == [(4, b"c")]
+
+
+def test_beyond_window_is_not_buffered():
+    r = ReliableChannel()
+    assert r.receive(100, 4, b"x") == []
+    assert 100 not in r.recv_buffer
+
+
+def test_window_and_retransmit_backoff():
+    r = ReliableChannel(initial_timeout=2.0)
+    for i in range(SEND_WINDOW + 3):
+        r.enqueue(4, bytes([i]))
+    first = r.due(0.0)
+    assert [m.msg_id for m in first] == list(range(SEND_WINDOW))
+    assert r.due(1.0) == []
+    again = r.due(2.0)
+    assert [m.msg_id for m in again] == list(range(SEND_WINDOW))   # resent after 2 s
+    assert r.due(5.9) == []                                         # next after 4 s more
+    assert len(r.due(6.0)) == SEND_WINDOW
+    r.process_acks([0, 1])
+    new = r.due(6.0)
+    assert [m.msg_id for m in new] == [SEND_WINDOW, SEND_WINDOW + 1]   # window slid
+    assert r.retransmissions == 2 * SEND_WINDOW
+
+
+def test_fast_retransmit_after_three_later_acks():
+    r = ReliableChannel(initial_timeout=10.0)
+    for i in range(5):
+        r.enqueue(4, b"m")
+    r.due(0.0)
+    r.process_acks([1, 2, 3])
+    assert [m.msg_id for m in r.due(0.5)] == [0]
+
+
+def test_no_retransmission_on_tcp():
+    r = ReliableChannel(retransmit=False)
+    r.enqueue(4, b"a")
+    assert len(r.due(0.0)) == 1
+    assert r.due(100.0) == [] and r.next_deadline() is None
+
+
+def test_all_acked():
+    r = ReliableChannel()
+    r.enqueue(4, b"a")
+    r.due(0.0)
+    assert not r.all_acked()
+    r.process_acks([0])
+    assert r.all_acked()
