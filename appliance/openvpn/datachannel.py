@@ -106,11 +106,10 @@ class DataKey:
         out[hl + 4:ct] = out[ct + n:ct + n + TAG_LEN]
         return ct + n
 
-    def seal(self, payload) -> bytes:
-        buf = bytearray(len(payload) + MAX_OVERHEAD)
-        n = self.seal_into(payload, memoryview(buf))
-        del buf[n:]
-        return bytes(buf)
+    def seal(self, payload) -> memoryview:
+        """Seal into a fresh buffer (one allocation per packet); returns a view of the wire bytes."""
+        mv = memoryview(bytearray(len(payload) + MAX_OVERHEAD))
+        return mv[:self.seal_into(payload, mv)]
 
     def _seal_cbc(self, payload, out: memoryview) -> int:
         import secrets

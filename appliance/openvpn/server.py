@@ -186,12 +186,14 @@ class ServerDispatcher:
             return pts
         ok = []
         for p in pts:
-            if len(p) >= 20 and (p[0] >> 4) == 4:
-                src = ".".join(map(str, p[12:16]))
-                if src == rec.vaddr or any(ipaddress.IPv4Address(src) in n for n in rec.iroutes):
-                    ok.append(p)
-                    continue
-            self._count("inner packet with a source the client does not own")
+            if len(p) < 20 or (p[0] >> 4) != 4:
+                self._count("inner packet not IPv4")
+                continue
+            src = ".".join(map(str, p[12:16]))
+            if src == rec.vaddr or any(ipaddress.IPv4Address(src) in n for n in rec.iroutes):
+                ok.append(p)
+            else:
+                self._count("inner packet with a source the client does not own")
         return ok
 
     def _float(self, rec: ClientRecord, addr) -> None:

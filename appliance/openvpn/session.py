@@ -182,15 +182,17 @@ class Session:
                 self._count(e.reason)
                 return []
             self.last_recv = now
-            if len(pt) == 16 and pt == PING_MAGIC:
-                return []
             if self.comp is not None:
                 pt = self._decomp(pt)
                 if pt is None:
                     return []
-            if len(pt) >= 17 and pt[:16] == OCC_MAGIC:
-                self._occ(pt, now)
-                return []
+            # IP packets start with 0x4_/0x6_; the ping (0x2a) and OCC (0x28) magics do not.
+            if pt and (pt[0] == 0x2A or pt[0] == 0x28):
+                if pt == PING_MAGIC:
+                    return []
+                if len(pt) >= 17 and pt[:16] == OCC_MAGIC:
+                    self._occ(pt, now)
+                    return []
             return [pt]
         try:
             self._receive_control(packet, now)
@@ -201,7 +203,7 @@ class Session:
         self._flush(now)
         return []
 
-    def encrypt(self, payload) -> bytes | None:
+    def encrypt(self, payload) -> memoryview | None:
         """Seal one tunnel packet for the wire (None if no key is up yet)."""
         sk = self.send_key
         if sk is None:

@@ -66,10 +66,10 @@ def build_context(s: TlsSettings) -> SSL.Context:
             key = serialization.load_pem_private_key(s.key, password=None)
         except (ValueError, TypeError) as e:
             raise ConfigError(f"cannot read private key (encrypted keys are not supported): {e}") from None
-        ctx.use_certificate(crypto.X509.from_cryptography(chain[0]))
-        ctx.use_privatekey(crypto.PKey.from_cryptography_key(key))
+        ctx.use_certificate(chain[0])
+        ctx.use_privatekey(key)
         for extra in chain[1:]:
-            ctx.add_extra_chain_cert(crypto.X509.from_cryptography(extra))
+            ctx.add_extra_chain_cert(extra)
         ctx.check_privatekey()
     if s.ca is not None:
         store = ctx.get_cert_store()

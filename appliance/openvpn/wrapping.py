@@ -1,0 +1,243 @@
+"""Control-channel protection: none, tls-auth (HMAC), tls-crypt and tls-crypt-v2.
+
+The engine works on the "clear form" of a control packet, `op_byte | own_sid(8) | body`; a
+wrapper turns that into wire bytes and back (wire notes §2). One wrapper per session: it owns
+the outgoing replay counter and the incoming replay window, so two sessions never share ids.
+
+Order on receive, as OpenVPN does: cheap replay pre-check, then authenticate (constant-time
+compare), and only then record the replay id — a forged packet must change no state. With
+`check_replay=False` (a server's stateless look at a client's first packets) nothing is checked
+against or recorded in the window.
+
+replay_time: OpenVPN sends a 32-bit Unix time fixed when the counter starts. The engine's `now`
+is a monotonic clock, so the time field comes from the wall clock at the first wrap; receivers
+only compare it within one session.
+"""
+from __future__ import annotations
+
+import hmac
+import struct
+import time
+from typing import Protocol
+
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+from .errors import BadPacket, ConfigError, LocalProtocolError
+from .replay import ReplayWindow
+
+HEADER = 9                    # op byte + sender's session id
+REPLAY = 8                    # replay_pid(4) + replay_time(4)
+TLS_CRYPT_TAG = 32
+OP_HARD_RESET_CLIENT_V3 = 10
+OP_CONTROL_WKC_V1 = 11
+EARLY_NEG_START = 0x0F000000
+WKC_MIN_LEN = 32 + 256 + 1 + 2
+WKC_MAX_LEN = 1024
+_PID_MAX = 0xFFFFFFFF
+
+_pack_pid_time = struct.Struct("!II").pack
+_unpack_pid = struct.Struct("!I").unpack_from
+
+_DIGESTS = {"SHA1": ("sha1", 20), "SHA224": ("sha224", 28), "SHA256": ("sha256", 32),
+            "SHA384": ("sha384", 48), "SHA512": ("sha512", 64)}
+
+
+class Wrapper(Protocol):
+    overhead: int
+
+    def wrap(self, op_byte: int, own_sid: bytes, body: bytes, now: float) -> bytes: ...
+
+    def unwrap_untrusted(self, packet: bytes, now: float,
+                         check_replay: bool = True) -> tuple[int, bytes, bytes]: ...
+
+
+def _check_clear(packet: bytes, minimum: int) -> None:
+    if len(packet) < minimum:
+        raise BadPacket("short control packet")
+
+
+class PlainWrapper:
+    """No protection ("tls-plain"): the clear form is the wire form."""
+    overhead = 0
+
+    def wrap(self, op_byte: int, own_sid: bytes, body: bytes, now: float) -> bytes:
+        return bytes((op_byte,)) + own_sid + body
+
+    def unwrap_untrusted(self, packet: bytes, now: float, check_replay: bool = True) -> tuple[int, bytes, bytes]:
+        _check_clear(packet, HEADER + 1)
+        packet = bytes(packet)
+        return packet[0], packet[1:HEADER], packet[HEADER:]
+
+
+class _Counted:
+    """The outgoing replay counter and incoming window shared by tls-auth and tls-crypt."""
+
+    def __init__(self, replay_window: int) -> None:
+        self.send_pid = 0             # last id used; the first packet carries 1
+        self.send_time: int | None = None
+        self.window = ReplayWindow(replay_window)
+
+    def skip_packet_ids(self, n: int) -> None:
+        """Advance the send counter by n ids used elsewhere (the server's stateless reset)."""
+        self.send_pid += n
+
+    def _next_header(self) -> bytes:
+        if self.send_time is None:
+            self.send_time = int(time.time()) & _PID_MAX
+        pid = self.send_pid + 1
+        if pid > _PID_MAX:
+            # Never reuse an id: a peer would (rightly) drop it as a replay.
+            raise LocalProtocolError("control channel replay counter exhausted")
+        self.send_pid = pid
+        return _pack_pid_time(pid, self.send_time)
+
+
+class TlsAuthWrapper(_Counted):
+    """tls-auth: `op | sid | HMAC | pid | time | body`, HMAC over `pid | time | op | sid | body`."""
+
+    def __init__(self, key: bytes, key_direction: int | None, digest: str = "SHA1",
+                 replay_window: int = 64) -> None:
+        super().__init__(replay_window)
+        if len(key) != 256:
+            raise ConfigError(f"tls-auth key must be 256 bytes, got {len(key)}")
+        try:
+            self.digest, self.hlen = _DIGESTS[digest.upper().replace("-", "")]
+        except KeyError:
+            raise ConfigError(f"unsupported tls-auth digest {digest!r}") from None
+        slot_a, slot_b = bytes(key[64:64 + self.hlen]), bytes(key[192:192 + self.hlen])
+        if key_direction is None:
+            self.send_key = self.recv_key = slot_a
+        elif key_direction == 0:
+            self.send_key, self.recv_key = slot_a, slot_b
+        elif key_direction == 1:
+            self.send_key, self.recv_key = slot_b, slot_a
+        else:
+            raise ConfigError(f"key-direction must be 0 or 1, got {key_direction}")
+        self.overhead = self.hlen + REPLAY
+        self._min = HEADER + self.hlen + REPLAY + 1
+
+    def wrap(self, op_byte: int, own_sid: bytes, body: bytes, now: float) -> bytes:
+        rp = self._next_header()
+        head = bytes((op_byte,)) + own_sid
+        mac = hmac.digest(self.send_key, rp + head + body, self.digest)
+        return head + mac + rp + body
+
+    def unwrap_untrusted(self, packet: bytes, now: float, check_replay: bool = True) -> tuple[int, bytes, bytes]:
+        _check_clear(packet, self._min)
+        packet = bytes(packet)
+        h = HEADER + self.hlen
+        pid = _unpack_pid(packet, h)[0]
+        if check_replay and not self.window.check(pid):
+            raise BadPacket("replayed or too old control packet")
+        head = packet[:HEADER]
+        rest = packet[h:]                      # pid | time | body
+        if not hmac.compare_digest(packet[HEADER:h], hmac.digest(self.recv_key, rest[:REPLAY] + head + rest[REPLAY:], self.digest)):
+            raise BadPacket("control packet failed HMAC authentication")
+        if check_replay:
+            self.window.update(pid)
+        return packet[0], packet[1:HEADER], rest[REPLAY:]
+
+
+class TlsCryptWrapper(_Counted):
+    """tls-crypt: `op | sid | pid | time | tag(32) | AES-256-CTR(body)`, tag = HMAC-SHA256 over the
+    cleartext header and body, IV = tag[:16]. The TLS server sends with key half 0, the client
+    with half 1; each half is cipher slot (Ke = first 32 bytes) then HMAC slot (Ka = first 32)."""
+
+    overhead = REPLAY + TLS_CRYPT_TAG
+    _CT = HEADER + REPLAY + TLS_CRYPT_TAG
+
+    def __init__(self, key: bytes, is_server: bool, replay_window: int = 64) -> None:
+        super().__init__(replay_window)
+        if len(key) != 256:
+            raise ConfigError(f"tls-crypt key must be 256 bytes, got {len(key)}")
+        key = bytes(key)
+        half0, half1 = key[:128], key[128:]
+        send, recv = (half0, half1) if is_server else (half1, half0)
+        self.send_ke, self.send_ka = send[0:32], send[64:96]
+        self.recv_ke, self.recv_ka = recv[0:32], recv[64:96]
+        self._aes_send = algorithms.AES(self.send_ke)
+        self._aes_recv = algorithms.AES(self.recv_ke)
+
+    def wrap(self, op_byte: int, own_sid: bytes, body: bytes, now: float) -> bytes:
+        ad = bytes((op_byte,)) + own_sid + self._next_header()
+        tag = hmac.digest(self.send_ka, ad + body, "sha256")
+        enc = Cipher(self._aes_send, modes.CTR(tag[:16])).encryptor()
+        return ad + tag + enc.update(body) + enc.finalize()
+
+    def unwrap_untrusted(self, packet: bytes, now: float, check_replay: bool = True) -> tuple[int, bytes, bytes]:
+        ct_off = self._CT
+        _check_clear(packet, ct_off + 1)
+        packet = bytes(packet)
+        pid = _unpack_pid(packet, HEADER)[0]
+        if check_replay and not self.window.check(pid):
+            raise BadPacket("replayed or too old control packet")
+        tag = packet[HEADER + REPLAY:ct_off]
+        dec = Cipher(self._aes_recv, modes.CTR(tag[:16])).decryptor()
+        body = dec.update(packet[ct_off:]) + dec.finalize()
+        if not hmac.compare_digest(tag, hmac.digest(self.recv_ka, packet[:HEADER + REPLAY] + body, "sha256")):
+            raise BadPacket("control packet failed tls-crypt authentication")
+        if check_replay:
+            self.window.update(pid)
+        return packet[0], packet[1:HEADER], body
+
+
+class TlsCryptV2ClientWrapper(TlsCryptWrapper):
+    """tls-crypt with the client's own key Kc; the WKc rides in clear after opcodes 10 and 11.
+
+    With early negotiation (OpenVPN 2.6) the counter starts at 0x0f000000, so the reset carries
+    replay id 0x0f000001 and tells a 2.6 server it may ask for the WKc again (HMAC cookie flow).
+    """
+
+    def __init__(self, kc: bytes, wkc: bytes, early_negotiation: bool = True, replay_window: int = 64) -> None:
+        super().__init__(kc, is_server=False, replay_window=replay_window)
+        if not WKC_MIN_LEN <= len(wkc) <= WKC_MAX_LEN:
+            raise ConfigError(f"tls-crypt-v2 wrapped client key has a bad size ({len(wkc)} bytes)")
+        self.wkc = bytes(wkc)
+        if early_negotiation:
+            self.send_pid = EARLY_NEG_START
+
+    def wrap(self, op_byte: int, own_sid: bytes, body: bytes, now: float) -> bytes:
+        wire = super().wrap(op_byte, own_sid, body, now)
+        op = op_byte >> 3
+        if op == OP_HARD_RESET_CLIENT_V3 or op == OP_CONTROL_WKC_V1:
+            return wire + self.wkc
+        return wire
+
+
+def split_wkc_untrusted(packet: bytes) -> tuple[bytes, bytes]:
+    """Server side: (tls-crypt packet, WKc) from a packet with a WKc appended.
+
+    The WKc's own trailing length field says where it starts; nonsense lengths are BadPacket.
+    Only the framing is checked here — the WKc is authenticated by unwrap_client_key_untrusted.
+    """
+    n = len(packet)
+    if n < 2:
+        raise BadPacket("packet too short for a wrapped client key")
+    wkc_len = (packet[n - 2] << 8) | packet[n - 1]
+    if wkc_len < WKC_MIN_LEN or wkc_len > WKC_MAX_LEN:
+        raise BadPacket("wrapped client key length out of range")
+    if n - wkc_len < HEADER + REPLAY + TLS_CRYPT_TAG + 1:
+        raise BadPacket("packet too short for its wrapped client key")
+    packet = bytes(packet)
+    return packet[:n - wkc_len], packet[n - wkc_len:]
+
+
+def make_wrapper(kind: str, *, key: bytes | None = None, is_server: bool = False,
+                 key_direction: int | None = None, digest: str = "SHA1",
+                 wkc: bytes | None = None) -> Wrapper:
+    """One wrapper from a protection name: none | tls-auth | tls-crypt | tls-crypt-v2 (client)."""
+    if kind in ("none", "plain", "tls-plain"):
+        return PlainWrapper()
+    if key is None:
+        raise ConfigError(f"{kind} needs a key")
+    if kind == "tls-auth":
+        return TlsAuthWrapper(key, key_direction, digest)
+    if kind == "tls-crypt":
+        return TlsCryptWrapper(key, is_server)
+    if kind == "tls-crypt-v2":
+        if is_server:
+            return TlsCryptWrapper(key, True)
+        if wkc is None:
+            raise ConfigError("tls-crypt-v2 client needs its wrapped key")
+        return TlsCryptV2ClientWrapper(key, wkc)
+    raise ConfigError(f"unknown control channel protection {kind!r}")

@@ -1,0 +1,232 @@
+"""The server dispatcher in memory: many client Sessions against one ServerDispatcher.
+
+Covers what a server operator checks: each client gets its own address, bogus first packets cost
+no state, established clients keep working while junk arrives, a leaving client frees its address,
+client-to-client routing and inner source-address checks.
+"""
+from __future__ import annotations
+
+import datetime
+import os
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from appliance.openvpn import events as ev
+from appliance.openvpn import keyfiles, wrapping
+from appliance.openvpn.opcodes import Op, op_byte
+from appliance.openvpn.packet import encode_body
+from appliance.openvpn.server import AddressPool, ServerDispatcher, ServerSettings
+from appliance.openvpn.session import Role, Session, SessionConfig
+from appliance.openvpn.tls import TlsSettings
+
+
+def _cert(cn, issuer=None, ca=False, eku=None):
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.datetime.now(datetime.timezone.utc)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+    b = (x509.CertificateBuilder().subject_name(name).public_key(key.public_key())
+         .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
+         .not_valid_after(now + datetime.timedelta(days=2)))
+    if ca:
+        b = b.issuer_name(name).add_extension(x509.BasicConstraints(True, None), True)
+        return b.sign(key, hashes.SHA256()), key
+    icert, ikey = issuer
+    b = (b.issuer_name(icert.subject).add_extension(x509.BasicConstraints(False, None), True)
+         .add_extension(x509.KeyUsage(True, False, False, False, True, False, False, False, False), True)
+         .add_extension(x509.ExtendedKeyUsage([eku]), False))
+    return b.sign(ikey, hashes.SHA256()), key
+
+
+def _pem(c):
+    return c.public_bytes(serialization.Encoding.PEM)
+
+
+def _kpem(k):
+    return k.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                           serialization.NoEncryption())
+
+
+@pytest.fixture(scope="module")
+def pki():
+    ca = _cert("Test CA", ca=True)
+    other_ca = _cert("Other CA", ca=True)
+    server = _cert("server", ca, eku=ExtendedKeyUsageOID.SERVER_AUTH)
+    clients = [_cert(f"client{i}", ca, eku=ExtendedKeyUsageOID.CLIENT_AUTH) for i in range(10)]
+    rogue = _cert("rogue", other_ca, eku=ExtendedKeyUsageOID.CLIENT_AUTH)
+    return {"ca": ca, "server": server, "clients": clients, "rogue": rogue}
+
+
+def _server(pki, protection="tls-crypt", c2c=True, **kw):
+    stls = TlsSettings(_pem(pki["ca"][0]), _pem(pki["server"][0]), _kpem(pki["server"][1]), True,
+                       remote_cert_tls="client")
+    st = ServerSettings(
+        session_config=lambda pid: SessionConfig(Role.SERVER, stls, None, peer_id=pid, ping=10, ping_restart=60),
+        protection=protection, pool=AddressPool("198.19.0.0", "255.255.255.0", "subnet"),
+        push=["route 198.18.100.0 255.255.255.0"], client_to_client=c2c, **kw)
+    return ServerDispatcher(st, 0.0)
+
+
+def _client(pki, cert, make_wrapper, early=False):
+    c, k = cert
+    cfg = SessionConfig(Role.CLIENT, TlsSettings(_pem(pki["ca"][0]), _pem(c), _kpem(k), False,
+                                                 remote_cert_tls="server"), make_wrapper, early_negotiation=early)
+    s = Session(cfg, 0.0)
+    s.start(0.0)
+    return s
+
+
+def _pump(d, clients, now=0.5, rounds=60):
+    for _ in range(rounds):
+        moved = 0
+        for s, addr in clients:
+            for p in s.take_outgoing():
+                d.receive(p, addr, now)
+                moved += 1
+        for p, addr in d.take_outgoing():
+            for s, a in clients:
+                if a == addr:
+                    s.receive(p, now)
+                    moved += 1
+        if not moved:
+            return
+
+
+def _icmp(src, dst):
+    import struct
+    hdr = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 28, 1, 0, 64, 1, 0, bytes(map(int, src.split("."))),
+                      bytes(map(int, dst.split("."))))
+    return hdr + b"\x08\x00\xf7\xff\x00\x00\x00\x00"
+
+
+def _up(s):
+    return any(isinstance(e, ev.TunnelUp) for e in s.events)
+
+
+@pytest.mark.parametrize("protection", ["none", "tls-auth", "tls-crypt", "tls-crypt-v2"])
+def test_ten_clients_get_distinct_addresses(pki, protection):
+    key = keyfiles.parse_static_key(keyfiles.generate_static_key())
+    v2 = keyfiles.parse_tls_crypt_v2_server_key(keyfiles.generate_tls_crypt_v2_server_key())
+    kw = {"static_key": key, "key_direction": 0, "v2_server_key": v2}
+    d = _server(pki, protection, **kw)
+    clients = []
+    for i, cert in enumerate(pki["clients"]):
+        if protection == "tls-auth":
+            mk = lambda: wrapping.TlsAuthWrapper(key, 1)  # noqa: E731
+        elif protection == "tls-crypt":
+            mk = lambda: wrapping.TlsCryptWrapper(key, False)  # noqa: E731
+        elif protection == "tls-crypt-v2":
+            kc, wkc = keyfiles.parse_tls_crypt_v2_client_key(
+                keyfiles.generate_tls_crypt_v2_client_key(v2, metadata=b"client%d" % i))
+            mk = (lambda kc, wkc: lambda: wrapping.TlsCryptV2ClientWrapper(kc, wkc))(kc, wkc)
+        else:
+            mk = wrapping.PlainWrapper
+        clients.append((_client(pki, cert, mk, early=protection == "tls-crypt-v2"), ("198.18.0.%d" % (i + 2), 40000)))
+    _pump(d, clients)
+    assert all(_up(s) for s, _ in clients)
+    addrs = [s.pushed.ifconfig[0] for s, _ in clients]
+    assert len(set(addrs)) == 10 and all(a.startswith("198.19.0.") for a in addrs)
+    # Every client reaches the server, and (client-to-client) another client.
+    for i, (s, a) in enumerate(clients):
+        rec, pts = d.receive(s.encrypt(_icmp(addrs[i], "198.19.0.1")), a, 1.0)
+        assert len(pts) == 1 and rec.vaddr == addrs[i]
+        other = d.route(addrs[(i + 1) % 10])
+        assert other is not None and other.vaddr == addrs[(i + 1) % 10]
+        wire = other.session.encrypt(bytes(pts[0]))
+        _, back = d.receive(s.encrypt(_icmp(addrs[i], addrs[(i + 1) % 10])), a, 1.0)
+        assert len(back) == 1
+        target = clients[(i + 1) % 10][0]
+        assert bytes(target.receive(wire, 1.0)[0]) == _icmp(addrs[i], "198.19.0.1")
+
+
+def test_bogus_reset_flood_costs_no_state(pki):
+    key = keyfiles.parse_static_key(keyfiles.generate_static_key())
+    d = _server(pki, "tls-crypt", static_key=key)
+    s = _client(pki, pki["clients"][0], lambda: wrapping.TlsCryptWrapper(key, False))
+    _pump(d, [(s, ("198.18.0.2", 1))])
+    assert _up(s)
+    wrong = wrapping.TlsCryptWrapper(keyfiles.parse_static_key(keyfiles.generate_static_key()), False)
+    right = wrapping.TlsCryptWrapper(key, False)
+    reset = op_byte(Op.CONTROL_HARD_RESET_CLIENT_V2, 0)
+    for i in range(2000):
+        src = ("198.18.1.%d" % (i % 250), 1000 + i)
+        d.receive(wrong.wrap(reset, os.urandom(8), encode_body([], None, 0), 1.0), src, 1.0)   # forged
+        d.receive(os.urandom(60), src, 1.0)                                                    # garbage
+        d.receive(right.wrap(reset, os.urandom(8), encode_body([], None, 0), 1.0), src, 1.0)   # spoofed, valid
+    assert len(d.clients) == 1, "bogus resets must not create sessions"
+    assert d.stats["stateless reset answered"] >= 2000
+    assert sum(v for k, v in d.stats.items() if k != "stateless reset answered") >= 4000
+    d.take_outgoing()
+    # The established client still moves traffic.
+    rec, pts = d.receive(s.encrypt(_icmp(s.pushed.ifconfig[0], "198.19.0.1")), ("198.18.0.2", 1), 2.0)
+    assert len(pts) == 1
+
+
+def test_replayed_and_forged_data_dropped(pki):
+    d = _server(pki, "none")
+    s = _client(pki, pki["clients"][1], wrapping.PlainWrapper)
+    addr = ("198.18.0.3", 5)
+    _pump(d, [(s, addr)])
+    w = bytes(s.encrypt(_icmp(s.pushed.ifconfig[0], "198.19.0.1")))
+    assert len(d.receive(w, addr, 1.0)[1]) == 1
+    assert d.receive(w, addr, 1.0)[1] == []                    # replay
+    forged = bytearray(s.encrypt(_icmp(s.pushed.ifconfig[0], "198.19.0.1")))
+    forged[-1] ^= 1
+    assert d.receive(bytes(forged), addr, 1.0)[1] == []        # forged
+    rec = d.clients[0]
+    assert rec.session.stats.get("replayed data packet") == 1
+    assert rec.session.stats.get("data packet failed authentication") == 1
+
+
+def test_spoofed_inner_source_dropped_and_c2c_refused_when_off(pki):
+    d = _server(pki, "none", c2c=False)
+    s = _client(pki, pki["clients"][2], wrapping.PlainWrapper)
+    addr = ("198.18.0.4", 5)
+    _pump(d, [(s, addr)])
+    _, pts = d.receive(s.encrypt(_icmp("198.19.0.77", "198.19.0.1")), addr, 1.0)
+    assert pts == [] and d.stats["inner packet with a source the client does not own"] == 1
+    assert d.st.client_to_client is False
+
+
+def test_untrusted_client_certificate_refused(pki):
+    d = _server(pki, "none")
+    c, k = pki["rogue"]
+    cfg = SessionConfig(Role.CLIENT, TlsSettings(_pem(pki["ca"][0]), _pem(c), _kpem(k), False), wrapping.PlainWrapper)
+    s = Session(cfg, 0.0)
+    s.start(0.0)
+    _pump(d, [(s, ("198.18.0.9", 9))])
+    assert not _up(s)
+    assert d.clients == [] or not d.clients[0].session.established
+
+
+def test_leaving_client_frees_its_address(pki):
+    d = _server(pki, "none")
+    a = _client(pki, pki["clients"][3], wrapping.PlainWrapper)
+    b = _client(pki, pki["clients"][4], wrapping.PlainWrapper)
+    pa, pb = ("198.18.0.5", 1), ("198.18.0.6", 1)
+    _pump(d, [(a, pa), (b, pb)])
+    ip_a = a.pushed.ifconfig[0]
+    a.close(1.0)
+    for p in a.take_outgoing():
+        d.receive(p, pa, 1.0)
+    d.collect_all()
+    assert len(d.clients) == 1 and ip_a not in d.st.pool.leased
+    rec, pts = d.receive(b.encrypt(_icmp(b.pushed.ifconfig[0], "198.19.0.1")), pb, 1.1)
+    assert len(pts) == 1
+    c = _client(pki, pki["clients"][5], wrapping.PlainWrapper)
+    _pump(d, [(c, ("198.18.0.7", 1))], now=1.2)
+    assert _up(c)
+
+
+def test_client_timeout_frees_address(pki):
+    d = _server(pki, "none")
+    a = _client(pki, pki["clients"][6], wrapping.PlainWrapper)
+    _pump(d, [(a, ("198.18.0.8", 1))])
+    assert len(d.clients) == 1
+    for t in range(1, 200):
+        d.handle_timer(float(t))
+        d.take_outgoing()
+    assert d.clients == [] and not d.st.pool.leased
