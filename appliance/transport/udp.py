@@ -1,0 +1,144 @@
+"""UDP transport with batching: recv until EAGAIN (GRO when the kernel offers it), send runs of
+equal-size datagrams with one sendmsg (UDP_SEGMENT / GSO). Falls back to plain calls once, saying
+why, if the kernel refuses. Never blocks: a full socket buffer drops and counts."""
+from __future__ import annotations
+
+import errno
+import logging
+import socket
+import struct
+
+log = logging.getLogger("vpn-appliance")
+
+SOL_UDP = 17
+UDP_SEGMENT = 103
+UDP_GRO = 104
+MAX_GSO_SEGMENTS = 64
+MAX_GSO_BYTES = 65000
+RECV_SIZE = 65535
+
+
+class UdpTransport:
+    def __init__(self, local: tuple[str, int] | None, remote: tuple[str, int] | None = None,
+                 family: int = socket.AF_INET, gso: bool = True, gro: bool = True) -> None:
+        self.sock = socket.socket(family, socket.SOCK_DGRAM)
+        for opt, size in ((socket.SO_RCVBUF, 4 << 20), (socket.SO_SNDBUF, 4 << 20)):
+            try:
+                self.sock.setsockopt(socket.SOL_SOCKET, opt, size)
+            except OSError:
+                pass
+        if local is not None:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            self.sock.bind(local)
+        self.remote = remote
+        if remote is not None:
+            self.sock.connect(remote)
+        self.sock.setblocking(False)
+        self.gso = gso
+        self.gro = False
+        if gro:
+            try:
+                self.sock.setsockopt(SOL_UDP, UDP_GRO, 1)
+                self.gro = True
+            except OSError as e:
+                log.info("UDP GRO not available (%s): one datagram per receive", e)
+        self.rbuf = bytearray(RECV_SIZE)
+        self.rview = memoryview(self.rbuf)
+        self.stats = {"sent": 0, "received": 0, "send_dropped": 0, "gso_sends": 0}
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def recv_batch(self, max_datagrams: int = 64) -> list[tuple[bytes, tuple]]:
+        out: list = []
+        sock = self.sock
+        while len(out) < max_datagrams:
+            try:
+                if self.gro:
+                    n, anc, _flags, addr = sock.recvmsg_into([self.rview], socket.CMSG_SPACE(4))
+                else:
+                    n, addr = sock.recvfrom_into(self.rview)
+                    anc = None
+            except (BlockingIOError, InterruptedError):
+                break
+            except ConnectionRefusedError:
+                continue  # ICMP port unreachable from a previous send: the peer is not there (yet)
+            seg = 0
+            if anc:
+                for lvl, typ, data in anc:
+                    if lvl == SOL_UDP and typ == UDP_GRO:
+                        seg = struct.unpack("=H", data[:2])[0] if len(data) == 2 else struct.unpack("=i", data[:4])[0]
+            data = self.rbuf[:n]  # copy: the receive buffer is reused
+            if seg and seg < n:
+                for i in range(0, n, seg):
+                    out.append((data[i:i + seg], addr))
+            else:
+                out.append((bytes(data), addr))
+        self.stats["received"] += len(out)
+        return out
+
+    def send(self, datagram, addr: tuple | None = None) -> None:
+        try:
+            if addr is None or self.remote is not None:
+                self.sock.send(datagram)
+            else:
+                self.sock.sendto(datagram, addr)
+            self.stats["sent"] += 1
+        except (BlockingIOError, InterruptedError):
+            self.stats["send_dropped"] += 1
+        except OSError as e:
+            if e.errno in (errno.ENOBUFS, errno.ECONNREFUSED, errno.ENETUNREACH, errno.EHOSTUNREACH):
+                self.stats["send_dropped"] += 1
+            else:
+                raise
+
+    def send_batch(self, datagrams: list, addr: tuple | None = None) -> None:
+        if not self.gso or len(datagrams) < 2:
+            for d in datagrams:
+                self.send(d, addr)
+            return
+        target = None if self.remote is not None else addr
+        i, n = 0, len(datagrams)
+        while i < n:
+            size = len(datagrams[i])
+            j = i + 1
+            total = size
+            # A run: equal sizes, the last one may be shorter, bounded count and bytes.
+            while j < n and j - i < MAX_GSO_SEGMENTS and total + len(datagrams[j]) <= MAX_GSO_BYTES:
+                ln = len(datagrams[j])
+                if ln > size:
+                    break
+                total += ln
+                j += 1
+                if ln < size:
+                    break
+            if j - i == 1:
+                self.send(datagrams[i], addr)
+            else:
+                self._send_gso(datagrams[i:j], size, target)
+            i = j
+
+    def _send_gso(self, run: list, size: int, addr) -> None:
+        cmsg = [(SOL_UDP, UDP_SEGMENT, struct.pack("=H", size))]
+        try:
+            if addr is None:
+                self.sock.sendmsg(run, cmsg)
+            else:
+                self.sock.sendmsg(run, cmsg, 0, addr)
+            self.stats["sent"] += len(run)
+            self.stats["gso_sends"] += 1
+        except (BlockingIOError, InterruptedError):
+            self.stats["send_dropped"] += len(run)
+        except OSError as e:
+            if e.errno in (errno.ENOBUFS, errno.ECONNREFUSED, errno.ENETUNREACH, errno.EHOSTUNREACH):
+                self.stats["send_dropped"] += len(run)
+            elif e.errno in (errno.EINVAL, errno.EIO, errno.EOPNOTSUPP, errno.ENOPROTOOPT):
+                log.info("UDP GSO refused by the kernel (%s): sending one datagram per call", e)
+                self.gso = False
+                for d in run:
+                    self.send(d, addr)
+            else:
+                raise
+
+    def close(self) -> None:
+        self.sock.close()
