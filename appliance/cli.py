@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
 from .openvpn.errors import ConfigError
@@ -82,7 +83,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         from .server_gateway import ServerGateway
         return ServerGateway(opts).run()
     from .gateway import ClientGateway
-    return ClientGateway(opts, user, pw).run()
+    # Debug/interop knob: behave like an OpenVPN 2.4 client (no TLS-EKM offer → PRF key derivation).
+    ekm = os.environ.get("VPN_APPLIANCE_KEY_DERIVATION", "").lower() != "prf"
+    return ClientGateway(opts, user, pw, advertise_ekm=ekm).run()
 
 
 def cmd_bench(args: argparse.Namespace) -> int:

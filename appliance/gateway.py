@@ -140,8 +140,9 @@ def _resolve(remote: Remote) -> tuple[str, int]:
 class ClientGateway:
     """The host client: connect, bring the tunnel up, move packets, reconnect, leave cleanly."""
 
-    def __init__(self, opts: Options, username: str = "", password: str = "") -> None:
+    def __init__(self, opts: Options, username: str = "", password: str = "", advertise_ekm: bool = True) -> None:
         self.opts = opts
+        self.advertise_ekm = advertise_ekm
         self.username = username
         self.password = password
         self.sig = Signals()
@@ -210,7 +211,7 @@ class ClientGateway:
         except (OSError, ConnectionError) as e:
             log.warning("cannot reach %s:%d (%s): %s", remote.host, remote.port, remote.proto, e)
             return "retry"
-        cfg = client_session_config(self.opts, remote.proto, self.username, self.password)
+        cfg = client_session_config(self.opts, remote.proto, self.username, self.password, self.advertise_ekm)
         now = time.monotonic()
         s = Session(cfg, now)
         self.session = s

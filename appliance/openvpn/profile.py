@@ -48,7 +48,8 @@ def comp_framing(opts: Options) -> str | None:
     return None
 
 
-def client_session_config(opts: Options, proto: str, username: str = "", password: str = "") -> SessionConfig:
+def client_session_config(opts: Options, proto: str, username: str = "", password: str = "",
+                          advertise_ekm: bool = True) -> SessionConfig:
     if opts.role != "client":
         raise ConfigError("not a client configuration (needs `client` or `tls-client` + `pull`)")
     ping, ping_restart = opts.ping, opts.ping_restart
@@ -61,6 +62,7 @@ def client_session_config(opts: Options, proto: str, username: str = "", passwor
         tls_timeout=opts.tls_timeout, ping=ping, ping_restart=ping_restart, ping_exit=opts.ping_exit,
         username=username, password=password, explicit_exit_notify=opts.explicit_exit_notify,
         comp=comp_framing(opts), tun_mtu=opts.tun_mtu, early_negotiation=bool(opts.tls_crypt_v2),
+        advertise_ekm=advertise_ekm,
     )
 
 
