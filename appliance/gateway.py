@@ -19,6 +19,7 @@ from .openvpn import events as ev
 from .openvpn.options import Options, Remote
 from .openvpn.profile import client_session_config
 from .openvpn.session import Session
+from .tun.mss import clamp_mss, mss_for
 from .transport.link import TcpLink, UdpLink
 from .transport.tcp import TcpTransport
 from .transport.udp import UdpTransport
@@ -230,6 +231,7 @@ class ClientGateway:
         was_up = False
         encrypt = s.encrypt
         receive = s.receive
+        mss = 1400
         try:
             while True:
                 out = s.take_outgoing()
@@ -245,6 +247,9 @@ class ClientGateway:
                 if verdict is not None:
                     return "up-then-lost" if (verdict == "retry" and was_up) else verdict
                 if s.established:
+                    if not was_up and s.send_key is not None:
+                        mss = mss_for(self.opts.mssfix or 1492, s.send_key.overhead(), link is not None and
+                                      isinstance(link, TcpLink))
                     was_up = True
                     if not tun_registered and self.net.tun is not None:
                         sel.register(self.net.tun.fileno(), selectors.EVENT_READ, "tun")
@@ -277,9 +282,15 @@ class ClientGateway:
                             for p in pkts:
                                 pts = receive(p, now)
                                 if pts and tun is not None:
+                                    for pt in pts:
+                                        if pt[9] == 6:
+                                            clamp_mss(pt, mss)
                                     tun.write_packets(pts)
                     elif what == "tun":
                         pkts = self.net.tun.read_packets(BATCH)
+                        for p in pkts:
+                            if p[9] == 6:
+                                clamp_mss(p, mss)
                         if pkts:
                             wire = [w for w in map(encrypt, pkts) if w is not None]
                             link.send_packets(wire)

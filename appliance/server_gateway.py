@@ -17,6 +17,7 @@ from .openvpn import events as ev
 from .openvpn.options import Options
 from .openvpn.profile import server_settings
 from .openvpn.server import ServerDispatcher
+from .tun.mss import clamp_mss, mss_for
 
 log = logging.getLogger("vpn-appliance")
 
@@ -36,7 +37,24 @@ def _ccd_loader(directory: str):
     return load
 
 
+def drop_counters(d: ServerDispatcher, extra: dict) -> dict[str, int]:
+    """Everything refused so far: stateless checks, per-client sessions, routing."""
+    out: dict[str, int] = dict(d.stats)
+    out.pop("stateless reset answered", None)
+    for rec in d.clients:
+        for k, v in rec.session.stats.items():
+            out[k] = out.get(k, 0) + v
+    for k, v in d.retired_stats.items():
+        out[k] = out.get(k, 0) + v
+    for k, v in extra.items():
+        if v:
+            out[k] = out.get(k, 0) + v
+    return out
+
+
 class ServerGateway:
+    LOG_DROPS_EVERY = 5.0
+
     def __init__(self, opts: Options) -> None:
         self.opts = opts
         passdb = None
@@ -48,6 +66,9 @@ class ServerGateway:
         self.sig = Signals()
         self.tun = None
         self.drops = {"c2c refused": 0, "no route": 0}
+        # AEAD with P_DATA_V2 adds 24 bytes; CBC more. Clamp for the larger so every client fits.
+        self.mss = mss_for(opts.mssfix or 1492, 24 if all(c.endswith(("GCM", "POLY1305")) for c in opts.data_ciphers)
+                           else 80, opts.proto == "tcp")
 
     def _open_tun(self) -> None:
         from .router.links import configure_tun
@@ -85,6 +106,17 @@ class ServerGateway:
     def _bind_addr(self) -> tuple[str, int]:
         return (self.opts.local or "0.0.0.0", self.opts.lport or self.opts.port)
 
+    def _log_drops(self, d: ServerDispatcher, now: float, final: bool = False) -> None:
+        """Rate-limited: at most one line per LOG_DROPS_EVERY seconds, only when counts changed."""
+        if not final and now < getattr(self, "_next_drop_log", 0.0):
+            return
+        self._next_drop_log = now + self.LOG_DROPS_EVERY
+        counts = drop_counters(d, self.drops)
+        if counts != getattr(self, "_last_drops", {}) or final:
+            self._last_drops = counts
+            log.info("%s: %s", "final drop counters" if final else "dropped packets",
+                     ", ".join(f"{k}={v}" for k, v in sorted(counts.items())) or "none")
+
     def _log_events(self, d: ServerDispatcher, on_closed=None) -> None:
         while d.events:
             rec, e = d.events.popleft()
@@ -106,7 +138,10 @@ class ServerGateway:
     def _from_clients(self, d: ServerDispatcher, rec, pts, sends: dict) -> None:
         """Inner packets from a client: to the TUN, or to another client (client-to-client)."""
         tun_out = []
+        mss = self.mss
         for p in pts:
+            if p[9] == 6:
+                clamp_mss(p, mss)
             dst = ".".join(map(str, p[16:20]))
             other = d.route(dst)
             if other is None:
@@ -122,9 +157,12 @@ class ServerGateway:
 
     def _from_tun(self, d: ServerDispatcher, pkts, sends: dict) -> None:
         route = d.route
+        mss = self.mss
         for p in pkts:
             if len(p) < 20:
                 continue
+            if p[9] == 6:
+                clamp_mss(p, mss)
             rec = route(".".join(map(str, p[16:20])))
             if rec is None or not rec.session.established:
                 self.drops["no route"] += 1
@@ -171,11 +209,13 @@ class ServerGateway:
                 for a, ps in sends.items():
                     udp.send_batch(ps, a)
                 self._log_events(d)
+                self._log_drops(d, now)
             log.info("stopping: notifying %d clients", len(d.clients))
             d.close_all(time.monotonic())
             for p, a in d.take_outgoing():
                 udp.send(p, a)
             self._log_events(d)
+            self._log_drops(d, time.monotonic(), final=True)
             return 0
         finally:
             sel.close()
@@ -262,7 +302,9 @@ class ServerGateway:
                         if link.wants_write:
                             sel.modify(a, selectors.EVENT_READ | selectors.EVENT_WRITE, ("conn", a))
                 self._log_events(d, on_closed)
+                self._log_drops(d, now)
             d.close_all(time.monotonic())
+            self._log_drops(d, time.monotonic(), final=True)
             for p, a in d.take_outgoing():
                 if a in links:
                     links[a].send_packets([p])

@@ -127,6 +127,7 @@ class ServerDispatcher:
         self.out: list[tuple[bytes, object]] = []
         self.events: deque = deque()
         self.stats: dict[str, int] = {}
+        self.retired_stats: dict[str, int] = {}      # drop counters of sessions already gone
         self.next_peer_id = 0
         self._tls_ctx = None
         self._stateless = self._make_wrapper(None)
@@ -379,6 +380,8 @@ class ServerDispatcher:
             e = s.events.popleft()
             self.events.append((rec, e))
             if type(e).__name__ == "SessionClosed":
+                if not s.established:
+                    self._count("handshake failed")
                 self._forget(rec)
 
     def collect_all(self) -> None:
@@ -387,6 +390,9 @@ class ServerDispatcher:
 
     # ---------------------------------------------------------------- lifecycle
     def _forget(self, rec: ClientRecord) -> None:
+        for k, v in rec.session.stats.items():
+            self.retired_stats[k] = self.retired_stats.get(k, 0) + v
+        rec.session.stats = {}
         if self.by_addr.get(rec.addr) is rec:
             del self.by_addr[rec.addr]
         if self.by_peer_id.get(rec.peer_id) is rec:

@@ -87,7 +87,7 @@ class UdpTransport:
         except (BlockingIOError, InterruptedError):
             self.stats["send_dropped"] += 1
         except OSError as e:
-            if e.errno in (errno.ENOBUFS, errno.ECONNREFUSED, errno.ENETUNREACH, errno.EHOSTUNREACH):
+            if e.errno in (errno.ENOBUFS, errno.ECONNREFUSED, errno.ENETUNREACH, errno.EHOSTUNREACH, errno.EMSGSIZE):
                 self.stats["send_dropped"] += 1
             else:
                 raise
@@ -132,6 +132,11 @@ class UdpTransport:
         except OSError as e:
             if e.errno in (errno.ENOBUFS, errno.ECONNREFUSED, errno.ENETUNREACH, errno.EHOSTUNREACH):
                 self.stats["send_dropped"] += len(run)
+            elif e.errno == errno.EMSGSIZE:
+                # A segment bigger than the path MTU: GSO cannot fragment, plain sends can.
+                self.stats["gso_too_big"] = self.stats.get("gso_too_big", 0) + 1
+                for d in run:
+                    self.send(d, addr)
             elif e.errno in (errno.EINVAL, errno.EIO, errno.EOPNOTSUPP, errno.ENOPROTOOPT):
                 log.info("UDP GSO refused by the kernel (%s): sending one datagram per call", e)
                 self.gso = False

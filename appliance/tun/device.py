@@ -71,7 +71,7 @@ class TunDevice:
             if n <= hlen:
                 continue
             if not hlen:
-                out.append(bytes(view[:n]))
+                out.append(bytearray(view[:n]))  # writable: MSS clamping edits in place
                 continue
             flags, gso_type, _hl, gso_size, cstart, coff = offload.parse_vnet_hdr(view)
             if gso_type == offload.GSO_NONE:

@@ -1,0 +1,56 @@
+"""TCP MSS clamping of inner packets (OpenVPN's `mssfix`, default `1492 mtu` in 2.6).
+
+Why: the encrypted packet adds ~24-80 bytes; without clamping, full-size TCP segments make
+encapsulated datagrams bigger than the path MTU, which then fragment (or, with UDP GSO, are
+refused). Rewriting the MSS option of SYN packets in both directions keeps every encapsulated
+packet within `mssfix` bytes on the wire, as OpenVPN does.
+"""
+from __future__ import annotations
+
+
+def mss_for(mssfix: int, overhead: int, tcp_transport: bool) -> int:
+    """Largest inner TCP MSS so that the outer IP packet is at most `mssfix` bytes."""
+    outer = 20 + (20 + 2 if tcp_transport else 8)
+    return mssfix - outer - overhead - 20 - 20
+
+
+def clamp_mss(pkt, max_mss: int) -> bool:
+    """If `pkt` is an IPv4 TCP SYN with an MSS option above `max_mss`, lower it in place (fixing
+    the TCP checksum incrementally, RFC 1624). Returns True when it changed the packet."""
+    if len(pkt) < 40 or pkt[0] >> 4 != 4 or pkt[9] != 6:
+        return False
+    ihl = (pkt[0] & 15) * 4
+    if pkt[6] & 0x1F or pkt[7]:          # a fragment: no TCP header here
+        return False
+    t = ihl
+    if len(pkt) < t + 20 or not pkt[t + 13] & 0x02:   # not a SYN
+        return False
+    doff = (pkt[t + 12] >> 4) * 4
+    i, end = t + 20, min(t + doff, len(pkt))
+    while i < end:
+        kind = pkt[i]
+        if kind == 0:
+            break
+        if kind == 1:
+            i += 1
+            continue
+        if i + 1 >= end:
+            break
+        ln = pkt[i + 1]
+        if ln < 2:
+            break
+        if kind == 2 and ln == 4 and i + 4 <= end:
+            old = (pkt[i + 2] << 8) | pkt[i + 3]
+            if old <= max_mss:
+                return False
+            pkt[i + 2], pkt[i + 3] = max_mss >> 8, max_mss & 0xFF
+            c = (pkt[t + 16] << 8) | pkt[t + 17]
+            # RFC 1624: HC' = ~(~HC + ~m + m')
+            s = (~c & 0xFFFF) + (~old & 0xFFFF) + max_mss
+            s = (s & 0xFFFF) + (s >> 16)
+            s = (s & 0xFFFF) + (s >> 16)
+            c = ~s & 0xFFFF
+            pkt[t + 16], pkt[t + 17] = c >> 8, c & 0xFF
+            return True
+        i += ln
+    return False

@@ -1,0 +1,202 @@
+"""Our server (`vpn-appliance run server.conf`, a plain OpenVPN server config) against Debian's
+OpenVPN 2.6 clients, and against our own client, in namespaces.
+
+The server config text is the very one the OpenVPN-server tests use: a config written for
+OpenVPN 2.6 works unchanged.
+"""
+from __future__ import annotations
+
+import re
+import struct
+import sys
+import time
+
+import pytest
+
+from appliance.testlab.lab import SRV_IP, TUN_SERVER_IP, Lab, client_profile, server_config
+
+CLIENTS = [f"client{i}" for i in range(1, 10)]
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    with Lab(clients=CLIENTS, tmp=tmp_path_factory.mktemp("srvlab")) as lab:
+        yield lab
+
+
+@pytest.fixture
+def procs(lab):
+    started = []
+    yield started
+    for p in reversed(started):
+        p.stop(8)
+
+
+def start_our_server(lab, procs, extra="", **kw):
+    srv = lab.ours(lab.srv, server_config(lab.pki, extra=extra, **kw), f"oursrv-{len(lab.procs)}",
+                   pattern=r"listening on (UDP|TCP)")
+    procs.append(srv)
+    return srv
+
+
+def tun_ip(ns) -> str:
+    m = re.search(r"inet (\S+)/", ns.run("ip -4 -o addr show dev tun0", check=False).stdout)
+    assert m, "no tunnel address"
+    return m.group(1)
+
+
+def traffic_both_ways(lab, client_ns, nbytes=500_000):
+    assert lab.ping(client_ns, TUN_SERVER_IP, 3) == 3, "client → server ping failed"
+    cip = tun_ip(client_ns)
+    assert lab.ping(lab.srv, cip, 2) == 2, "server → client ping failed"
+    assert lab.tcp_transfer(lab.srv, TUN_SERVER_IP, client_ns, nbytes) > 0, "TCP client→server failed"
+    assert lab.tcp_transfer(lab.srv, TUN_SERVER_IP, client_ns, nbytes, reverse=True) > 0, "TCP server→client failed"
+
+
+@pytest.mark.parametrize("proto", ["udp", "tcp"])
+@pytest.mark.parametrize("cipher", ["AES-128-GCM", "AES-256-GCM", "CHACHA20-POLY1305"])
+def test_openvpn_client_ciphers_transports(lab, procs, proto, cipher):
+    srv = start_our_server(lab, procs, proto=proto, cipher=cipher)
+    cli = lab.openvpn(lab.cli, client_profile(lab.pki, proto, cipher), f"ovpncli-{len(lab.procs)}")
+    procs.append(cli)
+    traffic_both_ways(lab, lab.cli)
+    assert f"Data Channel: cipher '{cipher}'" in cli.log()
+    assert re.search(rf"connected, address 198\.19\.0\.\d+, cipher {cipher}", srv.log())
+
+
+@pytest.mark.parametrize("protection", ["tls-auth", "tls-crypt-v2", "none"])
+def test_openvpn_client_protections(lab, procs, protection):
+    start_our_server(lab, procs, protection=protection)
+    cli = lab.openvpn(lab.cli, client_profile(lab.pki, "udp", protection=protection), f"ovpncli-{len(lab.procs)}")
+    procs.append(cli)
+    traffic_both_ways(lab, lab.cli)
+
+
+@pytest.mark.parametrize("proto,cipher,protection", [
+    ("udp", "AES-256-GCM", "tls-crypt"), ("udp", "CHACHA20-POLY1305", "tls-crypt-v2"),
+    ("udp", "AES-128-GCM", "tls-auth"), ("tcp", "AES-256-GCM", "tls-crypt"), ("tcp", "CHACHA20-POLY1305", "none"),
+])
+def test_our_client_against_our_server(lab, procs, proto, cipher, protection):
+    start_our_server(lab, procs, proto=proto, cipher=cipher, protection=protection)
+    cli = lab.ours(lab.cli, client_profile(lab.pki, proto, cipher, protection), f"ourcli-{len(lab.procs)}")
+    procs.append(cli)
+    traffic_both_ways(lab, lab.cli)
+
+
+def test_many_clients_distinct_addresses_c2c_and_release(lab, procs):
+    # A pool of exactly 8 addresses: a 9th client can only get in once one leaves.
+    srv = start_our_server(lab, procs, extra="client-to-client\nifconfig-pool 198.19.0.2 198.19.0.9 255.255.255.0\n")
+    spaces = getattr(lab, "_client_spaces", None)
+    if spaces is None:
+        spaces = lab._client_spaces = [lab.add_client_ns(i) for i in range(1, 10)]
+    clients = []
+    for i, ns in enumerate(spaces[:8]):
+        prof = client_profile(lab.pki, "udp", client=CLIENTS[i], remotes=[(f"198.18.{i + 2}.1", 1194, "udp")],
+                              extra="explicit-exit-notify 1\n")
+        p = lab.openvpn(ns, prof, f"many-{i}")
+        procs.append(p)
+        clients.append(p)
+    addrs = [tun_ip(ns) for ns in spaces[:8]]
+    assert len(set(addrs)) == 8, addrs
+    for i, ns in enumerate(spaces[:8]):
+        assert lab.ping(ns, TUN_SERVER_IP, 1) == 1, f"client {i} cannot reach the server"
+        assert lab.ping(ns, addrs[(i + 1) % 8], 1) == 1, f"client {i} cannot reach client {(i + 1) % 8} (c2c)"
+    # Client 0 leaves (explicit exit notification); its address goes back to the pool.
+    freed = addrs[0]
+    clients[0].stop(8)
+    assert srv.wait_for(r"client1/\S+: disconnected", 10), srv.log()[-2000:]
+    prof = client_profile(lab.pki, "udp", client=CLIENTS[8], remotes=[("198.18.10.1", 1194, "udp")])
+    p9 = lab.openvpn(spaces[8], prof, "many-9")
+    procs.append(p9)
+    assert tun_ip(spaces[8]) == freed
+    for i, ns in enumerate(spaces[1:8], 1):
+        assert lab.ping(ns, TUN_SERVER_IP, 1) == 1, f"client {i} lost its tunnel when another left"
+    assert lab.ping(spaces[8], addrs[1], 1) == 1
+
+
+def _send_udp_from(ns, payloads_hex: list[str], dst=(SRV_IP, 1194)):
+    code = ("import socket,sys;s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM);"
+            f"[s.sendto(bytes.fromhex(h),{dst!r}) for h in sys.stdin.read().split()]")
+    import subprocess
+    subprocess.run(["ip", "netns", "exec", ns.name, sys.executable, "-c", code], input=" ".join(payloads_hex),
+                   text=True, check=True, timeout=60)
+
+
+def test_hostile_input_refused_while_clients_keep_working(lab, procs):
+    srv = start_our_server(lab, procs)
+    good = lab.openvpn(lab.cli, client_profile(lab.pki, "udp"), f"good-{len(lab.procs)}")
+    procs.append(good)
+    assert lab.ping(lab.cli, TUN_SERVER_IP, 2) == 2
+    # 1. A client whose certificate is not signed by our CA.
+    prof = client_profile(lab.pki, "udp").replace(str(lab.pki.clients["client1"][0]), str(lab.pki.rogue[0])) \
+        .replace(str(lab.pki.clients["client1"][1]), str(lab.pki.rogue[1]))
+    spaces = getattr(lab, "_client_spaces", None) or [lab.add_client_ns(i) for i in range(1, 10)]
+    lab._client_spaces = spaces
+    rogue = lab.openvpn(spaces[0], prof.replace(f"remote {SRV_IP}", "remote 198.18.2.1"), "rogue", wait=0)
+    procs.append(rogue)
+    # 2. A flood of bogus hard resets (random session ids, forged tls-crypt wrapping) and garbage,
+    #    while the good client pings.
+    import os
+    bogus = []
+    for i in range(3000):
+        sid = os.urandom(8)
+        body = struct.pack("!IIB", 0x0F000001 + i, int(time.time()), 0) + os.urandom(32)
+        bogus.append((bytes([7 << 3]) + sid + body + os.urandom(20)).hex())
+    bogus += [os.urandom(n).hex() for n in range(1, 200)]
+    _send_udp_from(spaces[1] if len(spaces) > 1 else lab.cli, bogus, dst=("198.18.3.1", 1194))
+    # 3. A replayed data packet: capture one from the good client and send it again.
+    cap = lab.cli.run("timeout 5 tcpdump -i any -c 1 -w - -U 'udp dst port 1194 and udp[8] & 0xf8 == 0x48' "
+                      "2>/dev/null | od -An -tx1 -v", check=False, timeout=20)
+    lab.ping(lab.cli, TUN_SERVER_IP, 1)
+    raw = bytes.fromhex("".join(cap.stdout.split()))
+    sent_replay = False
+    if len(raw) > 40 + 28:
+        # pcap: 24-byte global header, 16-byte record header, then the captured frame (linux cooked v1/v2)
+        frame = raw[40:]
+        udp_payload = _udp_payload(frame)
+        if udp_payload:
+            _send_udp_from(lab.cli, [udp_payload.hex()] * 5)
+            sent_replay = True
+    assert lab.ping(lab.cli, TUN_SERVER_IP, 5) == 5, "established client lost traffic during the attack"
+    assert not rogue.wait_for("Initialization Sequence Completed", 8), "client with a foreign CA got in"
+    rogue.stop(5)
+    srv.stop(8)
+    log = srv.log()
+    m = re.search(r"final drop counters: (.*)", log)
+    assert m, log[-2000:]
+    counts = dict(kv.rsplit("=", 1) for kv in m.group(1).split(", ") if "=" in kv)
+    counts = {k: int(v) for k, v in counts.items()}
+    assert sum(v for k, v in counts.items() if "reset" in k or "authentic" in k or "tag" in k or "short" in k
+               or "unknown" in k or "malformed" in k or "packet" in k) >= 3000, counts
+    print("drop counters:", counts)
+    assert counts.get("handshake failed", 0) >= 1, counts
+    if sent_replay:
+        assert counts.get("replayed data packet", 0) >= 5, counts
+
+
+def _udp_payload(frame: bytes) -> bytes | None:
+    """Find the IPv4 header in a captured frame and return the UDP payload."""
+    for off in (16, 20, 14, 0):
+        ip = frame[off:]
+        if len(ip) > 28 and ip[0] >> 4 == 4 and ip[9] == 17:
+            ihl = (ip[0] & 15) * 4
+            ulen = struct.unpack("!H", ip[ihl + 4:ihl + 6])[0]
+            return ip[ihl + 8:ihl + ulen]
+    return None
+
+
+def test_tcp_client_sending_garbage_is_dropped_alone(lab, procs):
+    srv = start_our_server(lab, procs, proto="tcp")
+    good = lab.openvpn(lab.cli, client_profile(lab.pki, "tcp"), f"tcpgood-{len(lab.procs)}")
+    procs.append(good)
+    assert lab.ping(lab.cli, TUN_SERVER_IP, 2) == 2
+    code = ("import socket,os,time;s=socket.create_connection(('198.18.0.1',1194),timeout=5);"
+            "s.sendall(b'\\x00\\x00garbage'+os.urandom(3000));time.sleep(1);s.close()")
+    lab.cli.run(f"{sys.executable} -c \"{code}\"", check=False, timeout=20)
+    # A client that connects and stalls.
+    stall = lab.start(lab.cli, [sys.executable, "-c",
+                                "import socket,time;s=socket.create_connection(('198.18.0.1',1194));time.sleep(30)"],
+                      "stall")
+    procs.append(stall)
+    assert lab.ping(lab.cli, TUN_SERVER_IP, 5) == 5, "good TCP client disturbed by a bad one"
+    assert lab.tcp_transfer(lab.srv, TUN_SERVER_IP, lab.cli, 300_000) > 0
