@@ -39,11 +39,11 @@ test-vm: setup image
 	$(BIN)/pytest -q tests/vm $(PYTEST_ARGS)
 
 run: setup
-	$(PY) -m appliance.lab --duration $(DURATION)
+	$(PY) -m appliance.testlab.demo --duration $(DURATION)
 
 bench: setup
 	$(BIN)/vpn-appliance bench
-	$(PY) -m tests.bench.e2e
+	$(PY) -m appliance.testlab.bench_e2e
 
 image: setup
 	$(PY) image/build.py $(if $(CONFIG),--config $(CONFIG),)
