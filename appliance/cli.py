@@ -103,6 +103,18 @@ def cmd_import(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_passwd(args: argparse.Namespace) -> int:
+    """Print a `user:scrypt$...` line for an `auth-user-pass-verify FILE passdb` file."""
+    import getpass
+    from .openvpn.passdb import hash_password
+    pw = sys.stdin.readline().rstrip("\n") if not sys.stdin.isatty() else getpass.getpass("Password: ")
+    if ":" in args.user or not args.user:
+        print("username must be non-empty and contain no ':'", file=sys.stderr)
+        return 2
+    print(f"{args.user}:{hash_password(pw)}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="vpn-appliance", description="OpenVPN-compatible VPN gateway")
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -121,6 +133,9 @@ def main(argv: list[str] | None = None) -> int:
     i = sub.add_parser("import", help="write an appliance TOML around an OpenVPN profile")
     i.add_argument("file")
     i.set_defaults(func=cmd_import)
+    pw = sub.add_parser("passwd", help="hash a password for an auth-user-pass-verify passdb file")
+    pw.add_argument("user")
+    pw.set_defaults(func=cmd_passwd)
     args = p.parse_args(argv)
     return args.func(args)
 

@@ -75,16 +75,21 @@ class ServerGateway:
         from .tun.device import TunDevice
         name = self.opts.dev if self.opts.dev not in ("tun", None) else "tun%d"
         self.tun = TunDevice(name, vnet_hdr=True, mtu=self.opts.tun_mtu)
+        from .gateway import _mask_to_prefix
+        from .router.routes import RouteSet
         pool = self.st.pool
+        self.routes = RouteSet()
         if pool is not None:
             if pool.topology == "subnet":
                 configure_tun(self.tun.name, pool.server_ip, pool.net.prefixlen, self.opts.tun_mtu)
             else:
                 peer = str(pool.net.network_address + 2)
                 configure_tun(self.tun.name, pool.server_ip, 32, self.opts.tun_mtu, peer=peer)
-                from .router.routes import RouteSet
-                self.routes = RouteSet()
                 self.routes.add(str(pool.net.network_address), pool.net.prefixlen, dev=self.tun.name)
+        for net, mask, _gw, metric in self.opts.route:
+            # Networks behind clients (with iroute in their ccd file) are routed into the TUN.
+            self.routes.add(net, _mask_to_prefix(mask), dev=self.tun.name, metric=metric)
+            log.info("route %s/%d dev %s", net, _mask_to_prefix(mask), self.tun.name)
         log.info("TUN %s up, server address %s", self.tun.name, pool.server_ip if pool else "-")
 
     def run(self) -> int:

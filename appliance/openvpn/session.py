@@ -306,6 +306,8 @@ class Session:
             raise BadPacket("ack for another session")
         self.last_recv = now
         ks = self.keys.get(key_id)
+        if ks is not None and op == Op.CONTROL_SOFT_RESET_V1 and key_id != self.newest_key_id and self.established:
+            ks = None   # key ids wrap 7 → 1: a soft reset for an old (lame-duck) id starts a new negotiation
         if ks is None:
             if op == Op.CONTROL_SOFT_RESET_V1 and self.established:
                 ks = self._answer_soft_reset(key_id, now)

@@ -200,3 +200,39 @@ def test_tcp_client_sending_garbage_is_dropped_alone(lab, procs):
     procs.append(stall)
     assert lab.ping(lab.cli, TUN_SERVER_IP, 5) == 5, "good TCP client disturbed by a bad one"
     assert lab.tcp_transfer(lab.srv, TUN_SERVER_IP, lab.cli, 300_000) > 0
+
+
+def test_client_config_dir_and_password_file(lab, procs):
+    """ccd: a fixed address (ifconfig-push) and a site behind the client (iroute); passdb users."""
+    import subprocess
+    ccd = lab.tmp / "ccd"
+    ccd.mkdir(exist_ok=True)
+    (ccd / "client1").write_text("ifconfig-push 198.19.0.77 255.255.255.0\niroute 198.18.77.0 255.255.255.0\n")
+    h = subprocess.run([lab_bin(), "passwd", "alice"], input="wonderland\n", capture_output=True, text=True,
+                       check=True).stdout.strip()
+    (lab.tmp / "users.db").write_text(h + "\n")
+    extra = (f"client-config-dir {ccd}\nauth-user-pass-verify {lab.tmp / 'users.db'} passdb\n"
+             f"route 198.18.77.0 255.255.255.0\n")
+    srv = start_our_server(lab, procs, extra=extra)
+    (lab.tmp / "alice.pass").write_text("alice\nwonderland\n")
+    (lab.tmp / "bad.pass").write_text("alice\nqueen\n")
+    cli = lab.openvpn(lab.cli, client_profile(lab.pki, "udp", extra=f"auth-user-pass {lab.tmp / 'alice.pass'}\n"),
+                      f"ccd-{len(lab.procs)}")
+    procs.append(cli)
+    assert tun_ip(lab.cli) == "198.19.0.77"
+    # The site behind client1 (198.18.77.1 on its loopback) is reached from the server via the iroute.
+    lab.cli.run("ip addr add 198.18.77.1/32 dev lo")
+    assert lab.ping(lab.srv, "198.18.77.1", 2) == 2, srv.log()[-1500:]
+    assert "user alice" in srv.log()
+    spaces = getattr(lab, "_client_spaces", None) or [lab.add_client_ns(i) for i in range(1, 10)]
+    lab._client_spaces = spaces
+    bad = lab.openvpn(spaces[2], client_profile(lab.pki, "udp", client="client3", remotes=[("198.18.4.1", 1194, "udp")],
+                                                extra=f"auth-user-pass {lab.tmp / 'bad.pass'}\n"), "badpass", wait=0)
+    procs.append(bad)
+    assert bad.wait_for("AUTH_FAILED", 15), bad.log()[-1500:]
+    assert not bad.wait_for("Initialization Sequence Completed", 1)
+
+
+def lab_bin() -> str:
+    from appliance.testlab.lab import OUR_BIN
+    return OUR_BIN

@@ -1,0 +1,81 @@
+"""Kill switch: nothing from the LAN (or the appliance itself) leaves the WAN in clear.
+
+The rules go in BEFORE the tunnel exists and stay while it reconnects: the forward chain drops by
+default and only lets LAN ↔ tunnel through; the output chain lets the WAN carry only the VPN
+transport, DHCP client traffic and replies on established connections. Interfaces are matched by
+name (`iifname`/`oifname`), so the not-yet-created `tun0` is fine. Everything lives in one table
+(`inet vpnappliance`) that is replaced atomically and removed on exit.
+"""
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from typing import Sequence
+
+from .nat import NAT_TABLE, _q, apply_ruleset, delete_table, render_nat, replace_table
+
+TABLE = "vpnappliance"
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """A VPN transport peer the appliance may talk to on the WAN (client: each resolved remote)."""
+    address: str
+    port: int
+    proto: str  # "udp" | "tcp"
+
+
+def _proto(p: str) -> str:
+    if p not in ("udp", "tcp"):
+        raise ValueError(f"proto must be udp or tcp, not {p!r}")
+    return p
+
+
+def render_killswitch(wan: str, tun: str, lan: str | None = None, nat: bool = True, role: str = "client",
+                      endpoints: Sequence[Endpoint] = (), listen: tuple[int, str] | None = None) -> str:
+    """The `inet vpnappliance` table as nft text.
+
+    wan/tun/lan: interface names; nat: LAN masqueraded (tunnel → LAN only for replies) or routed
+    (both ways); role client: `endpoints` are the servers we may reach on the WAN; role server:
+    `listen` = (port, proto) whose replies may leave the WAN."""
+    fw = ["\t\ttype filter hook forward priority filter; policy drop;",
+          "\t\tct state invalid drop"]
+    if lan is not None:
+        inside, outside = (lan, tun) if role == "client" else (tun, lan)
+        fw.append(f"\t\tiifname {_q(lan)} oifname {_q(wan)} counter drop comment \"LAN never leaves the WAN in clear\"")
+        fw.append(f"\t\tiifname {_q(inside)} oifname {_q(outside)} accept")
+        back = f"\t\tiifname {_q(outside)} oifname {_q(inside)}"
+        fw.append(f"{back} ct state established,related accept" if nat else f"{back} accept")
+    out = ["\t\ttype filter hook output priority filter; policy accept;",
+           f"\t\toifname {_q(wan)} ct state established,related accept",
+           f"\t\toifname {_q(wan)} udp sport 68 udp dport 67 accept"]
+    for e in endpoints:
+        fam = "ip" if ipaddress.ip_address(e.address).version == 4 else "ip6"
+        out.append(f"\t\toifname {_q(wan)} {fam} daddr {ipaddress.ip_address(e.address)} "
+                   f"{_proto(e.proto)} dport {int(e.port)} accept")
+    if listen is not None:
+        port, proto = listen
+        out.append(f"\t\toifname {_q(wan)} {_proto(proto)} sport {int(port)} accept")
+    out.append(f"\t\toifname {_q(wan)} counter drop comment \"only the VPN transport on the WAN\"")
+    body = ("\tchain forward {\n" + "\n".join(fw) + "\n\t}\n"
+            "\tchain output {\n" + "\n".join(out) + "\n\t}\n")
+    return replace_table("inet", TABLE, body)
+
+
+def render_router(wan: str, tun: str, lan: str | None, nat: bool, role: str,
+                  endpoints: Sequence[Endpoint] = (), listen: tuple[int, str] | None = None) -> str:
+    """Kill switch plus (router mode with nat) masquerading, as one atomic ruleset."""
+    text = render_killswitch(wan, tun, lan, nat, role, endpoints, listen)
+    if lan is not None and nat:
+        text += render_nat(tun, lan, role)
+    else:
+        text += delete_table("ip", NAT_TABLE)
+    return text
+
+
+def flush(netns: str | None = None) -> None:
+    """Remove both our tables (kill switch and NAT); leaves everyone else's rules alone."""
+    apply_ruleset(delete_table("inet", TABLE) + delete_table("ip", NAT_TABLE), netns)
+
+
+__all__ = ["TABLE", "Endpoint", "render_killswitch", "render_router", "apply_ruleset", "flush"]
