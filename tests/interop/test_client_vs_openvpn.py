@@ -106,8 +106,9 @@ def test_renegotiation_under_traffic(lab, run):
     assert lab.ping(lab.srv, tip, 2) == 2
 
 
-def test_server_restart_client_reconnects(lab, run):
-    srv, cli = run()
+@pytest.mark.parametrize("proto", ["udp", "tcp"])
+def test_server_restart_client_reconnects(lab, run, proto):
+    srv, cli = run(proto=proto)
     assert lab.ping(lab.cli, TUN_SERVER_IP, 2) == 2
     cfg = Path(srv.p.args[-1])
     srv.stop(5)
@@ -139,3 +140,28 @@ def _wait_count(proc, text, n, timeout):
             return True
         time.sleep(0.2)
     return False
+
+
+def test_redirect_gateway_def1(lab, run):
+    # The server pushes redirect-gateway: all traffic goes into the tunnel, except the tunnel itself,
+    # which keeps a host route to the server via the old path.
+    lab.cli.run("ip route replace default via 198.18.0.1")
+    try:
+        srv, cli = run(server_extra='push "redirect-gateway def1"\n')
+        routes = lab.cli.run("ip route show").stdout
+        assert "0.0.0.0/1 dev tun0" in routes and "128.0.0.0/1 dev tun0" in routes, routes
+        assert f"{SRV_IP} via" in routes or f"{SRV_IP} dev" in routes, routes
+        assert lab.ping(lab.cli, "198.18.100.1", 2) == 2           # via the tunnel (no pushed route needed)
+        assert lab.tcp_transfer(lab.srv, TUN_SERVER_IP, lab.cli, 200_000) > 0
+        cli.stop(8)
+        routes = lab.cli.run("ip route show").stdout
+        assert "0.0.0.0/1" not in routes and "128.0.0.0/1" not in routes, "routes left behind after exit"
+    finally:
+        lab.cli.run("ip route del default", check=False)
+
+
+@pytest.mark.parametrize("server_comp,client_comp", [("comp-lzo no", "comp-lzo no"),
+                                                     ("compress stub-v2", "compress stub-v2")])
+def test_compression_framing_stubs(lab, run, server_comp, client_comp):
+    srv, cli = run(server_extra=server_comp + "\nallow-compression asym\n", client_extra=client_comp + "\n")
+    assert_traffic_both_ways(lab, 200_000)

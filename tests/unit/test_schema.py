@@ -1,0 +1,229 @@
+"""The appliance TOML: what a user writes, what the appliance resolves, and where errors point."""
+from __future__ import annotations
+
+import ipaddress
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from appliance.config.schema import check_file, load_appliance_config, parse_appliance_config
+from appliance.openvpn.errors import ConfigError
+from appliance.openvpn.options import ConfigErrors
+
+CLIENT_OVPN = """\
+client
+dev tun
+proto udp
+remote 198.18.0.1 1194
+<ca>
+-----BEGIN CERTIFICATE-----
+MIIB
+-----END CERTIFICATE-----
+</ca>
+"""
+
+FULL = """\
+[appliance]
+hostname = "vpn-gw"
+log_level = "debug"
+
+[wan]
+name = "eth0"
+address = "198.18.0.2/24"
+gateway = "198.18.0.1"
+dns = ["198.18.0.1", "198.18.0.53"]
+
+[lan]
+mac = "52:54:00:AB:34:56"
+address = "198.18.50.1/24"
+nat = false
+
+[vpn]
+role = "client"
+config = "client.ovpn"
+"""
+
+
+def write(d: Path, toml: str, ovpn: str | None = CLIENT_OVPN) -> str:
+    if ovpn is not None:
+        (d / "client.ovpn").write_text(ovpn)
+    p = d / "appliance.toml"
+    p.write_text(toml)
+    return str(p)
+
+
+def errors_of(path: str) -> list[str]:
+    with pytest.raises(ConfigError) as ei:
+        load_appliance_config(path)
+    e = ei.value
+    return [str(x) for x in (e.errors if isinstance(e, ConfigErrors) else [e])]
+
+
+def test_full_router_config_resolves_every_key(tmp_path):
+    cfg = load_appliance_config(write(tmp_path, FULL))
+    assert cfg.appliance.hostname == "vpn-gw" and cfg.appliance.log_level == "debug"
+    assert cfg.wan.name == "eth0" and cfg.wan.mac is None and not cfg.wan.dhcp
+    assert cfg.wan.address == ipaddress.IPv4Interface("198.18.0.2/24")
+    assert cfg.wan.gateway == ipaddress.IPv4Address("198.18.0.1")
+    assert [str(d) for d in cfg.wan.dns] == ["198.18.0.1", "198.18.0.53"]
+    assert cfg.lan.mac == "52:54:00:ab:34:56" and cfg.lan.name is None and cfg.lan.nat is False
+    assert cfg.vpn.role == "client" and cfg.vpn.config == str(tmp_path / "client.ovpn")
+    assert cfg.vpn_options.role == "client"
+    assert [(r.host, r.port, r.proto) for r in cfg.vpn_options.remotes] == [("198.18.0.1", 1194, "udp")]
+    assert cfg.tun_name == "tun0"  # `dev tun` gets a fixed name so the firewall rules can name it
+
+
+def test_minimal_dhcp_config_has_defaults_and_no_lan(tmp_path):
+    cfg = load_appliance_config(write(tmp_path, '[wan]\nname = "eth0"\ndhcp = true\n'
+                                                 '[vpn]\nrole = "client"\nconfig = "client.ovpn"\n'))
+    assert cfg.wan.dhcp and cfg.wan.address is None and cfg.lan is None
+    assert cfg.appliance.hostname == "vpn-appliance" and cfg.appliance.log_level == "info"
+
+
+def test_explicit_dev_name_is_kept(tmp_path):
+    cfg = load_appliance_config(write(tmp_path, FULL, CLIENT_OVPN.replace("dev tun\n", "dev tun7\n")))
+    assert cfg.tun_name == "tun7"
+
+
+def test_inline_config_lines_map_onto_the_toml(tmp_path):
+    toml = textwrap.dedent("""\
+        [wan]
+        name = "eth0"
+        dhcp = true
+
+        [vpn]
+        role = "client"
+        inline = '''
+        client
+        remote 198.18.0.1 1194
+        frobnicate yes
+        <ca>
+        x
+        </ca>
+        '''
+        """)
+    p = write(tmp_path, toml, None)
+    # `inline = '''` is line 7; inline line 3 (`frobnicate yes`) is TOML line 10.
+    assert errors_of(p) == [f"{p}:10: frobnicate: unknown or unsupported directive"]
+    cfg = parse_appliance_config(toml.replace("frobnicate yes\n", ""), p)
+    assert cfg.vpn.inline.startswith("client\n") and cfg.vpn.inline_line == 7
+    assert cfg.vpn_options.source["remotes"] == (p, 9)
+
+
+def test_errors_in_the_ovpn_file_keep_its_own_file_and_line(tmp_path):
+    p = write(tmp_path, FULL, CLIENT_OVPN.replace("proto udp", "proto sctp"))
+    assert errors_of(p) == [f"{tmp_path / 'client.ovpn'}:3: proto: unknown protocol sctp"]
+
+
+def test_toml_syntax_error_points_at_its_line(tmp_path):
+    p = write(tmp_path, '[wan]\nname = "eth0"\naddress = 198.18.0.2/24\n')
+    (err,) = errors_of(p)
+    assert err.startswith(f"{p}:3: TOML syntax: ")
+
+
+def test_all_problems_are_reported_together_with_their_lines(tmp_path):
+    toml = textwrap.dedent("""\
+        [appliance]
+        hostname = "vpn gw"
+        log_level = "loud"
+        colour = "blue"
+
+        [wan]
+        name = "eth0"
+        mac = "52:54:00:12:34:56"
+        address = "198.18.0.300/24"
+        dhcp = true
+        dns = "198.18.0.1"
+
+        [lan]
+        name = 1
+        address = "198.18.50.1"
+        nat = "yes"
+
+        [vpn]
+        role = "server"
+        config = "client.ovpn"
+
+        [extra]
+        x = 1
+        """)
+    p = write(tmp_path, toml)
+    assert errors_of(p) == [
+        f"{p}:2: appliance.hostname: not a valid hostname: 'vpn gw'",
+        f"{p}:3: appliance.log_level: 'loud' is not one of error|warning|info|debug",
+        f"{p}:4: appliance.colour: unknown key (allowed in [appliance]: hostname, log_level)",
+        f"{p}:6: [wan]: give exactly one of `name` (like \"eth0\") or `mac` (like \"52:54:00:12:34:56\")",
+        f"{p}:9: wan.address: not an IPv4 address with prefix length: '198.18.0.300/24'",
+        f"{p}:10: wan.dhcp: give either `address` or `dhcp = true`, not both",
+        f"{p}:11: wan.dns: expected a list of addresses like [\"198.18.0.1\"], got string '198.18.0.1'",
+        f"{p}:14: lan.name: expected a string, got integer 1",
+        f"{p}:15: lan.address: '198.18.50.1' needs a prefix length, like \"198.18.0.2/24\"",
+        f"{p}:16: lan.nat: expected true or false, got string 'yes'",
+        f"{p}:19: vpn.role: role is 'server' but the OpenVPN config is a client config",
+        f"{p}:22: [extra]: unknown section (expected one of: appliance, wan, lan, vpn)",
+    ]
+
+
+def test_missing_pieces_are_named(tmp_path):
+    p = write(tmp_path, '[wan]\nname = "eth0"\n\n[vpn]\nconfig = "client.ovpn"\ninline = "client"\n')
+    assert errors_of(p) == [
+        f"{p}:1: [wan]: needs `address = \"A.B.C.D/LEN\"` (with `gateway`) or `dhcp = true`",
+        f"{p}:4: [vpn]: needs `role = \"client\"` or `role = \"server\"`",
+        f"{p}:4: [vpn]: give exactly one of `config = \"client.ovpn\"` or `inline = '''...'''`",
+    ]
+    p = write(tmp_path, '[appliance]\nhostname = "x"\n')
+    assert errors_of(p) == [f"{p}: [wan]: missing [wan] section (the uplink NIC)",
+                            f"{p}: [vpn]: missing [vpn] section (role and OpenVPN config)"]
+
+
+def test_gateway_and_lan_must_fit_the_wan(tmp_path):
+    toml = FULL.replace('gateway = "198.18.0.1"', 'gateway = "198.19.0.1"') \
+               .replace('mac = "52:54:00:AB:34:56"', 'name = "eth0"').replace("198.18.50.1/24", "198.18.0.9/16")
+    p = write(tmp_path, toml)
+    assert errors_of(p) == [
+        f"{p}:8: wan.gateway: 198.19.0.1 is not inside 198.18.0.0/24",
+        f"{p}:12: lan.name: the LAN must be a different NIC from the WAN",
+        f"{p}:13: lan.address: 198.18.0.0/16 overlaps the WAN network 198.18.0.0/24",
+    ]
+
+
+def test_unreadable_ovpn_file_is_reported_on_the_config_key(tmp_path):
+    p = write(tmp_path, FULL.replace("client.ovpn", "missing.ovpn"))
+    assert errors_of(p) == [f"{p}:18: vpn.config: cannot read missing.ovpn: No such file or directory"]
+
+
+def test_bad_mac_and_interface_name(tmp_path):
+    toml = FULL.replace('name = "eth0"', 'name = "a-very-long-interface-name"').replace(
+        'mac = "52:54:00:AB:34:56"', 'mac = "52:54:00:ab:34"')
+    p = write(tmp_path, toml)
+    assert errors_of(p) == [
+        f"{p}:6: wan.name: not an interface name (1-15 letters, digits, . _ - @): 'a-very-long-interface-name'",
+        f"{p}:12: lan.mac: not a MAC address like 52:54:00:12:34:56: '52:54:00:ab:34'",
+    ]
+
+
+def test_check_file_prints_a_summary_or_the_errors(tmp_path, capsys):
+    from appliance.testlab.lab import make_pki
+    pki = make_pki(tmp_path / "pki", ["c1"])
+    crt, key = pki.clients["c1"]
+    ovpn = (f"client\ndev tun\nremote 198.18.0.1 1194 udp\nca {pki.ca}\ncert {crt}\nkey {key}\n"
+            "remote-cert-tls server\n")
+    p = write(tmp_path, FULL, ovpn)
+    assert check_file(p) == 0
+    out = capsys.readouterr().out
+    assert f"{p}: ok" in out
+    assert "wan: name eth0, address 198.18.0.2/24, gateway 198.18.0.1, dns 198.18.0.1, 198.18.0.53" in out
+    assert "lan: mac 52:54:00:ab:34:56, address 198.18.50.1/24, routed" in out
+    assert "remote 198.18.0.1 1194 udp" in out and "tun tun0" in out
+
+    p = write(tmp_path, FULL.replace('log_level = "debug"', 'log_level = 3'), ovpn)
+    assert check_file(p) == 2
+    assert capsys.readouterr().err.strip() == f"{p}:3: appliance.log_level: expected a string, got integer 3"
+
+
+def test_check_file_reports_undecodable_key_material(tmp_path, capsys):
+    p = write(tmp_path, FULL)  # the CA in CLIENT_OVPN is not a certificate
+    assert check_file(p) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"{tmp_path / 'client.ovpn'}:") and "certificate" in err
