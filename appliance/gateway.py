@@ -280,12 +280,15 @@ class ClientGateway:
                                 return "retry"
                             tun = self.net.tun
                             for p in pkts:
-                                pts = receive(p, now)
-                                if pts and tun is not None:
-                                    for pt in pts:
-                                        if pt[9] == 6:
-                                            clamp_mss(pt, mss)
-                                    tun.write_packets(pts)
+                                try:
+                                    pts = receive(p, now)
+                                    if pts and tun is not None:
+                                        for pt in pts:
+                                            if pt[9] == 6:
+                                                clamp_mss(pt, mss)
+                                        tun.write_packets(pts)
+                                except Exception:  # noqa: BLE001 - a packet must never take the gateway down
+                                    self._internal_error()
                     elif what == "tun":
                         pkts = self.net.tun.read_packets(BATCH)
                         for p in pkts:
@@ -303,6 +306,12 @@ class ClientGateway:
                     s.handle_timer(now)
         finally:
             sel.close()
+
+    def _internal_error(self) -> None:
+        """Our own bug on one packet: drop it, count it, log the first few with a traceback."""
+        n = self.stats["internal_errors"] = self.stats.get("internal_errors", 0) + 1
+        if n <= 5 or n % 1000 == 0:
+            log.exception("dropped a packet after an internal error (%d so far)", n)
 
     def _events(self, s: Session, addr) -> str | None:
         while s.events:

@@ -380,9 +380,18 @@ def validate_runtime(cfg: ApplianceConfig) -> None:
     """Checks that need the key material decoded (certificates, keys, tls-crypt keys)."""
     from ..openvpn import profile
     from ..openvpn.tls import build_context
-    is_server = cfg.vpn_options.role == "server"
-    profile.wrapper_factory(cfg.vpn_options, is_server)
-    build_context(profile.tls_settings(cfg.vpn_options, is_server))
+    o = cfg.vpn_options
+    is_server = o.role == "server"
+    try:
+        profile.wrapper_factory(o, is_server)
+        build_context(profile.tls_settings(o, is_server))
+    except ConfigError as e:
+        if e.path is not None:
+            raise
+        # Say which file (and, when the directive is known, which line) the bad material came from.
+        src = o.source.get((e.directive or "").replace("-", "_"))
+        where = cfg.vpn.config or (f"{cfg.path}" if src is None else src[0])
+        raise ConfigError(e.message, where, src[1] if src else cfg.vpn.inline_line, e.directive or "vpn") from None
 
 
 def _nic_text(nic: Wan | Lan) -> str:

@@ -178,4 +178,4 @@ class DataKey:
             raise BadPacket("replayed data packet")
         self.bytes_recv += len(plain) - 4
         self.packets_recv += 1
-        return memoryview(plain)[4:]
+        return memoryview(bytearray(plain))[4:]   # writable, like the AEAD path (MSS clamping edits it)

@@ -702,8 +702,8 @@ class Session:
         if self.comp == "stub":
             p = bytes(payload)
             return b"\xfb" + p[1:] + p[:1] if p else b"\xfb"
-        p = bytes(payload)  # stub-v2: escape only a leading 0x50
-        return b"\x50\x00" + p if p[:1] == b"\x50" else p
+        # stub-v2: only a packet starting with 0x50 needs an escape; IP packets never do
+        return b"\x50\x00" + bytes(payload) if payload[:1] == b"\x50" else payload
 
     def _decomp(self, pt):
         if not len(pt):
@@ -713,7 +713,7 @@ class Session:
             if b0 == 0xFA:
                 return pt[1:]
             if b0 == 0xFB:
-                return bytes(pt[-1:]) + bytes(pt[1:-1])
+                return bytearray(pt[-1:]) + pt[1:-1]
             self._count("compressed packet (unsupported)")
             return None
         if b0 == 0x50:

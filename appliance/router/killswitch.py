@@ -12,7 +12,7 @@ import ipaddress
 from dataclasses import dataclass
 from typing import Sequence
 
-from .nat import NAT_TABLE, _q, apply_ruleset, delete_table, render_nat, replace_table
+from .nat import NAT_TABLE, nft_string, apply_ruleset, delete_table, render_nat, replace_table
 
 TABLE = "vpnappliance"
 
@@ -42,21 +42,22 @@ def render_killswitch(wan: str, tun: str, lan: str | None = None, nat: bool = Tr
           "\t\tct state invalid drop"]
     if lan is not None:
         inside, outside = (lan, tun) if role == "client" else (tun, lan)
-        fw.append(f"\t\tiifname {_q(lan)} oifname {_q(wan)} counter drop comment \"LAN never leaves the WAN in clear\"")
-        fw.append(f"\t\tiifname {_q(inside)} oifname {_q(outside)} accept")
-        back = f"\t\tiifname {_q(outside)} oifname {_q(inside)}"
+        fw.append(f"\t\tiifname {nft_string(lan)} oifname {nft_string(wan)} counter drop"
+                  ' comment "LAN never leaves the WAN in clear"')
+        fw.append(f"\t\tiifname {nft_string(inside)} oifname {nft_string(outside)} accept")
+        back = f"\t\tiifname {nft_string(outside)} oifname {nft_string(inside)}"
         fw.append(f"{back} ct state established,related accept" if nat else f"{back} accept")
     out = ["\t\ttype filter hook output priority filter; policy accept;",
-           f"\t\toifname {_q(wan)} ct state established,related accept",
-           f"\t\toifname {_q(wan)} udp sport 68 udp dport 67 accept"]
+           f"\t\toifname {nft_string(wan)} ct state established,related accept",
+           f"\t\toifname {nft_string(wan)} udp sport 68 udp dport 67 accept"]
     for e in endpoints:
         fam = "ip" if ipaddress.ip_address(e.address).version == 4 else "ip6"
-        out.append(f"\t\toifname {_q(wan)} {fam} daddr {ipaddress.ip_address(e.address)} "
+        out.append(f"\t\toifname {nft_string(wan)} {fam} daddr {ipaddress.ip_address(e.address)} "
                    f"{_proto(e.proto)} dport {int(e.port)} accept")
     if listen is not None:
         port, proto = listen
-        out.append(f"\t\toifname {_q(wan)} {_proto(proto)} sport {int(port)} accept")
-    out.append(f"\t\toifname {_q(wan)} counter drop comment \"only the VPN transport on the WAN\"")
+        out.append(f"\t\toifname {nft_string(wan)} {_proto(proto)} sport {int(port)} accept")
+    out.append(f"\t\toifname {nft_string(wan)} counter drop comment \"only the VPN transport on the WAN\"")
     body = ("\tchain forward {\n" + "\n".join(fw) + "\n\t}\n"
             "\tchain output {\n" + "\n".join(out) + "\n\t}\n")
     return replace_table("inet", TABLE, body)

@@ -13,7 +13,7 @@ NAT_TABLE = "vpnappliance_nat"
 NFT_TIMEOUT = 10.0
 
 
-def _q(name: str) -> str:
+def nft_string(name: str) -> str:
     """An interface name as an nft string literal (names are validated, quotes are not allowed)."""
     if not name or '"' in name or "\n" in name:
         raise ValueError(f"bad interface name {name!r}")
@@ -38,9 +38,9 @@ def render_nat(tun: str, lan: str, role: str = "client") -> str:
     so LAN hosts need no route back to the VPN pool.
     """
     if role == "client":
-        rule = f"iifname {_q(lan)} oifname {_q(tun)} masquerade"
+        rule = f"iifname {nft_string(lan)} oifname {nft_string(tun)} masquerade"
     elif role == "server":
-        rule = f"iifname {_q(tun)} oifname {_q(lan)} masquerade"
+        rule = f"iifname {nft_string(tun)} oifname {nft_string(lan)} masquerade"
     else:
         raise ValueError(f"role must be client or server, not {role!r}")
     body = ("\tchain postrouting {\n"

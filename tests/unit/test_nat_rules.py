@@ -1,0 +1,293 @@
+"""Kill switch and NAT: the rendered nftables text, and the rules doing their job in namespaces.
+
+The namespace test builds LAN ─ gateway ─ WAN (and later a `tun0` stand-in towards a "VPN" side),
+installs the rules before `tun0` exists, and checks with pings and UDP what a user would check:
+nothing from the LAN reaches the WAN, the gateway itself only talks to the VPN server, LAN traffic
+into the tunnel is masqueraded, and removing the rules restores plain forwarding.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from appliance.router import killswitch, nat
+from appliance.router.killswitch import Endpoint, render_killswitch, render_router
+from appliance.testlab.lab import Netns
+
+SERVER = Endpoint("198.18.0.1", 1194, "udp")
+
+
+def rules(text: str, chain: str) -> list[str]:
+    """The rule lines of one chain, without the hook line."""
+    body = text.split(f"chain {chain} {{\n", 1)[1].split("\n\t}", 1)[0]
+    return [ln.strip() for ln in body.splitlines() if not ln.strip().startswith("type ")]
+
+
+# ---------------------------------------------------------------- rendered text
+def test_client_router_with_nat():
+    t = render_router("eth0", "tun0", "eth1", True, "client", [SERVER, Endpoint("198.18.0.7", 443, "tcp")])
+    assert "type filter hook forward priority filter; policy drop;" in t
+    assert rules(t, "forward") == [
+        "ct state invalid drop",
+        'iifname "eth1" oifname "eth0" counter drop comment "LAN never leaves the WAN in clear"',
+        'iifname "eth1" oifname "tun0" accept',
+        'iifname "tun0" oifname "eth1" ct state established,related accept',
+    ]
+    assert rules(t, "output") == [
+        'oifname "eth0" ct state established,related accept',
+        'oifname "eth0" udp sport 68 udp dport 67 accept',
+        'oifname "eth0" ip daddr 198.18.0.1 udp dport 1194 accept',
+        'oifname "eth0" ip daddr 198.18.0.7 tcp dport 443 accept',
+        'oifname "eth0" counter drop comment "only the VPN transport on the WAN"',
+    ]
+    assert rules(t, "postrouting") == ['iifname "eth1" oifname "tun0" masquerade']
+    # Each table is replaced atomically: created if missing, deleted, defined anew.
+    assert t.startswith("table inet vpnappliance\ndelete table inet vpnappliance\ntable inet vpnappliance {")
+    assert "table ip vpnappliance_nat\ndelete table ip vpnappliance_nat\ntable ip vpnappliance_nat {" in t
+
+
+def test_routed_lan_forwards_both_ways_and_has_no_nat():
+    t = render_router("wan0", "tun3", "lan0", False, "client", [SERVER])
+    assert 'iifname "tun3" oifname "lan0" accept' in rules(t, "forward")
+    assert "masquerade" not in t
+    assert t.endswith("table ip vpnappliance_nat\ndelete table ip vpnappliance_nat\n")  # a stale NAT goes
+
+
+def test_no_lan_forwards_nothing_but_still_guards_the_wan():
+    t = render_killswitch("eth0", "tun0", None, endpoints=[SERVER])
+    assert rules(t, "forward") == ["ct state invalid drop"]
+    assert 'oifname "eth0" counter drop comment "only the VPN transport on the WAN"' in rules(t, "output")
+
+
+def test_server_role_lets_replies_from_its_port_out_and_serves_the_lan():
+    t = render_router("eth0", "tun0", "eth1", True, "server", listen=(1194, "udp"))
+    assert rules(t, "forward")[1:] == [
+        'iifname "eth1" oifname "eth0" counter drop comment "LAN never leaves the WAN in clear"',
+        'iifname "tun0" oifname "eth1" accept',
+        'iifname "eth1" oifname "tun0" ct state established,related accept',
+    ]
+    assert 'oifname "eth0" udp sport 1194 accept' in rules(t, "output")
+    assert rules(t, "postrouting") == ['iifname "tun0" oifname "eth1" masquerade']
+
+
+def test_bad_inputs_are_refused():
+    with pytest.raises(ValueError):
+        render_killswitch('eth0"; flush ruleset', "tun0")
+    with pytest.raises(ValueError):
+        render_killswitch("eth0", "tun0", endpoints=[Endpoint("not-an-ip", 1, "udp")])
+    with pytest.raises(ValueError):
+        render_killswitch("eth0", "tun0", endpoints=[Endpoint("198.18.0.1", 1, "sctp")])
+
+
+# ---------------------------------------------------------------- real rules in namespaces
+def _require_tools() -> None:
+    if os.geteuid() != 0:
+        pytest.fail("the kill switch test needs root (network namespaces, nftables)")
+    if shutil.which("nft") is None:
+        pytest.fail("`nft` is missing: install the nftables package (make setup does)")
+    if shutil.which("ping") is None:
+        pytest.fail("`ping` is missing: install iputils-ping (make setup does)")
+
+
+@pytest.fixture
+def lab():
+    _require_tools()
+    made: list[Netns] = []
+    try:
+        for n in ("ks-lan", "ks-gw", "ks-wan", "ks-vpn"):
+            subprocess.run(["ip", "netns", "del", n], capture_output=True)  # leftovers of a killed run
+            made.append(Netns(n))
+        lan, gw, wan, vpn = made
+        gw.run("ip link add eth1 type veth peer name kl0 netns ks-lan")
+        gw.run("ip link add eth0 type veth peer name kw0 netns ks-wan")
+        gw.run("ip addr add 198.18.50.1/24 dev eth1 && ip link set eth1 up && "
+               "ip addr add 198.18.0.2/24 dev eth0 && ip link set eth0 up && sysctl -qw net.ipv4.ip_forward=1")
+        lan.run("ip addr add 198.18.50.2/24 dev kl0 && ip link set kl0 up && ip route add default via 198.18.50.1")
+        # The WAN side knows the way back to the LAN, so without rules LAN → WAN works.
+        wan.run("ip addr add 198.18.0.1/24 dev kw0 && ip link set kw0 up && ip route add 198.18.50.0/24 via 198.18.0.2")
+        vpn.run("true")
+        yield lan, gw, wan, vpn
+    finally:
+        for ns in reversed(made):
+            ns.delete()
+
+
+def ping(ns: Netns, dst: str) -> bool:
+    return ns.run(f"ping -c 1 -W 1 {dst}", check=False, timeout=10).returncode == 0
+
+
+def udp_arrives(sender: Netns, receiver: Netns, dst: str, port: int) -> bool:
+    """Send one datagram from `sender`; True if a listener in `receiver` got it within 2 s."""
+    listen = ("import socket,sys; s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM); "
+              f"s.bind(('{dst}',{port})); s.settimeout(2); print('ready',flush=True); "
+              "sys.stdout.write(s.recvfrom(100)[0].decode())")
+    p = subprocess.Popen(["ip", "netns", "exec", receiver.name, sys.executable, "-c", listen],
+                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert p.stdout.readline().strip() == "ready"
+        send = (f"import socket; socket.socket(socket.AF_INET,socket.SOCK_DGRAM).sendto(b'hello',('{dst}',{port}))")
+        sender.run(f"{sys.executable} -c \"{send}\"", check=False)
+        out, _ = p.communicate(timeout=5)
+        return out.endswith("hello")
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait(timeout=5)
+
+
+def test_kill_switch_blocks_the_lan_from_the_wan_and_lets_it_into_the_tunnel(lab):
+    lan, gw, wan, vpn = lab
+    assert ping(lan, "198.18.0.1"), "setup: without rules the LAN reaches the WAN"
+    assert ping(gw, "198.18.0.1")
+
+    # Installed before `tun0` exists, as the appliance does before starting the tunnel.
+    text = render_router("eth0", "tun0", "eth1", True, "client", [SERVER])
+    killswitch.apply_ruleset(text, netns="ks-gw")
+
+    assert not ping(lan, "198.18.0.1"), "LAN → WAN must be dropped"
+    listed = gw.run("nft list table inet vpnappliance").stdout
+    dropped = [ln for ln in listed.splitlines() if "LAN never leaves" in ln][0]
+    assert "packets 0 " not in dropped, dropped
+    assert not ping(gw, "198.18.0.1"), "the gateway itself may not talk on the WAN in clear"
+    assert udp_arrives(gw, wan, "198.18.0.1", 1194), "the VPN transport must pass"
+    assert not udp_arrives(gw, wan, "198.18.0.1", 1195), "only the VPN server's port"
+
+    # Now the "tunnel" appears: a veth named tun0 towards a VPN side that has NO route to the LAN,
+    # so a ping from the LAN only comes back if it was masqueraded to the tun0 address.
+    gw.run("ip link add tun0 type veth peer name kv0 netns ks-vpn && "
+           "ip addr add 198.18.60.1/24 dev tun0 && ip link set tun0 up")
+    vpn.run("ip addr add 198.18.60.2/24 dev kv0 && ip link set kv0 up")
+    assert ping(lan, "198.18.60.2"), "LAN → tunnel must be forwarded and masqueraded"
+    vpn.run("ip route add 198.18.50.0/24 via 198.18.60.1")
+    assert not ping(vpn, "198.18.50.2"), "with nat, the tunnel side may not open connections into the LAN"
+    assert not ping(lan, "198.18.0.1"), "still no LAN → WAN with the tunnel up"
+
+    killswitch.flush(netns="ks-gw")
+    assert gw.run("nft list tables").stdout.strip() == ""
+    assert ping(lan, "198.18.0.1"), "flush() removes our rules"
+
+
+def test_routed_lan_without_nat_keeps_lan_addresses(lab):
+    lan, gw, wan, vpn = lab
+    killswitch.apply_ruleset(render_router("eth0", "tun0", "eth1", False, "client", [SERVER]), netns="ks-gw")
+    gw.run("ip link add tun0 type veth peer name kv0 netns ks-vpn && "
+           "ip addr add 198.18.60.1/24 dev tun0 && ip link set tun0 up")
+    vpn.run("ip addr add 198.18.60.2/24 dev kv0 && ip link set kv0 up")
+    assert not ping(lan, "198.18.60.2"), "no masquerading: the VPN side has no route back yet"
+    vpn.run("ip route add 198.18.50.0/24 via 198.18.60.1")  # what the server's iroute provides
+    assert ping(lan, "198.18.60.2") and ping(vpn, "198.18.50.2"), "routed: both directions pass"
+    assert not ping(lan, "198.18.0.1")
+    assert "vpnappliance_nat" not in gw.run("nft list tables").stdout
+    nat.flush(netns="ks-gw")  # harmless when there is no NAT table
+    killswitch.flush(netns="ks-gw")
+
+
+def test_nft_refusal_is_reported(lab):
+    with pytest.raises(RuntimeError, match="nft refused the ruleset"):
+        nat.apply_ruleset("table inet vpnappliance { chain x { type filter hook nowhere priority 0; } }",
+                          netns="ks-gw")
+
+
+# ---------------------------------------------------------------- the whole `run appliance.toml` setup
+def _wait_for(fn, seconds: float = 15.0) -> bool:
+    import time
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        if fn():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_run_toml_installs_everything_before_the_tunnel_and_undoes_it(lab, tmp_path):
+    import signal
+
+    from appliance.testlab.lab import make_pki
+    lan, gw, wan, vpn = lab
+    gw.run("ip addr flush dev eth0 && ip addr flush dev eth1 && sysctl -qw net.ipv4.ip_forward=0")
+    mac = gw.run("cat /sys/class/net/eth1/address").stdout.strip()
+    pki = make_pki(tmp_path / "pki", ["c1"])
+    crt, key = pki.clients["c1"]
+    (tmp_path / "client.ovpn").write_text(
+        f"client\ndev tun\nremote 198.18.0.1 1194 udp\nca {pki.ca}\ncert {crt}\nkey {key}\n")
+    (tmp_path / "appliance.toml").write_text(
+        '[appliance]\nlog_level = "debug"\n'
+        '[wan]\nname = "eth0"\naddress = "198.18.0.2/24"\ngateway = "198.18.0.1"\n'
+        f'[lan]\nmac = "{mac.upper()}"\naddress = "198.18.50.1/24"\n'
+        '[vpn]\nrole = "client"\nconfig = "client.ovpn"\n')
+    log = open(tmp_path / "run.log", "wb")
+    p = subprocess.Popen(["ip", "netns", "exec", "ks-gw", sys.executable, "-m", "appliance", "run",
+                          str(tmp_path / "appliance.toml")], stdout=log, stderr=subprocess.STDOUT,
+                         cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
+    try:
+        assert _wait_for(lambda: "vpnappliance" in gw.run("nft list tables").stdout), \
+            (tmp_path / "run.log").read_text()
+        table = gw.run("nft list table inet vpnappliance").stdout
+        assert 'oifname "eth0" ip daddr 198.18.0.1 udp dport 1194 accept' in table
+        assert 'iifname "eth1" oifname "tun0" accept' in table
+        assert "inet 198.18.0.2/24" in gw.run("ip -4 addr show dev eth0").stdout
+        assert "inet 198.18.50.1/24" in gw.run("ip -4 addr show dev eth1").stdout
+        assert "default via 198.18.0.1 dev eth0" in gw.run("ip route").stdout
+        assert gw.run("sysctl -n net.ipv4.ip_forward").stdout.strip() == "1"
+        assert not ping(lan, "198.18.0.1"), "the LAN may not reach the WAN while the tunnel is down"
+        assert _wait_for(lambda: b"connecting to 198.18.0.1:1194 over UDP" in (tmp_path / "run.log").read_bytes())
+        p.send_signal(signal.SIGTERM)
+        assert p.wait(timeout=15) == 0, (tmp_path / "run.log").read_text()
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait(timeout=5)
+        log.close()
+    assert gw.run("nft list tables").stdout.strip() == ""
+    assert "inet " not in gw.run("ip -4 addr show dev eth0").stdout
+    assert "inet " not in gw.run("ip -4 addr show dev eth1").stdout
+    assert "default" not in gw.run("ip route").stdout
+    assert gw.run("sysctl -n net.ipv4.ip_forward").stdout.strip() == "0"
+
+
+def test_run_toml_config_error_exits_2_before_touching_anything(tmp_path, capsys):
+    from appliance.appliance_main import run_toml
+    t = tmp_path / "appliance.toml"
+    t.write_text('[wan]\nname = "eth0"\ndhcp = "yes"\n[vpn]\nrole = "client"\ninline = "client"\n')
+    assert run_toml(str(t), 0) == 2
+    err = capsys.readouterr().err
+    assert f"{t}:3: wan.dhcp: expected true or false, got string 'yes'" in err
+
+
+def test_router_mode_end_to_end_lan_reaches_only_what_is_behind_the_tunnel(lab, tmp_path):
+    """Debian's OpenVPN server on the WAN side; our appliance in the middle; a LAN host pings a
+    network behind the server (through the tunnel, masqueraded) but not the WAN in clear."""
+    from appliance.testlab.lab import OPENVPN, Proc, make_pki, server_config
+    lan, gw, wan, vpn = lab
+    if not os.path.exists("/dev/net/tun"):
+        pytest.fail("/dev/net/tun is missing")
+    gw.run("ip addr flush dev eth0 && ip addr flush dev eth1")
+    wan.run("ip addr add 198.18.70.1/32 dev lo")  # a host "behind" the server
+    pki = make_pki(tmp_path / "pki", ["client1"])
+    (tmp_path / "server.conf").write_text(
+        server_config(pki, protection="tls-crypt", extra='push "route 198.18.70.0 255.255.255.0"\n'))
+    crt, key = pki.clients["client1"]
+    (tmp_path / "appliance.toml").write_text(
+        '[wan]\nname = "eth0"\naddress = "198.18.0.2/24"\ngateway = "198.18.0.1"\n'
+        '[lan]\nname = "eth1"\naddress = "198.18.50.1/24"\nnat = true\n'
+        "[vpn]\nrole = \"client\"\ninline = '''\n"
+        f"client\ndev tun\nremote 198.18.0.1 1194 udp\nremote-cert-tls server\nca {pki.ca}\ncert {crt}\nkey {key}\n"
+        f"tls-crypt {pki.dir / 'static.key'}\n'''\n")
+    server = Proc(wan, [OPENVPN, "--config", str(tmp_path / "server.conf")], tmp_path / "server.log")
+    ours = Proc(gw, [sys.executable, "-m", "appliance", "run", str(tmp_path / "appliance.toml")],
+                tmp_path / "ours.log")
+    try:
+        assert server.wait_for("Initialization Sequence Completed", 20), server.log()
+        assert ours.wait_for("tun tun0: address", 20), ours.log()
+        assert _wait_for(lambda: ping(lan, "198.18.70.1"), 10), "LAN → behind the server, through the tunnel"
+        assert not ping(lan, "198.18.0.1"), "LAN → WAN in clear stays dropped with the tunnel up"
+        assert "tun0" in gw.run("ip route get 198.18.70.1").stdout
+    finally:
+        rc = ours.stop(timeout=10)
+        server.stop()
+    assert rc == 0, ours.log()
+    assert gw.run("nft list tables").stdout.strip() == ""
