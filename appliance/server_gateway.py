@@ -111,6 +111,11 @@ class ServerGateway:
     def _bind_addr(self) -> tuple[str, int]:
         return (self.opts.local or "0.0.0.0", self.opts.lport or self.opts.port)
 
+    def _internal_error(self) -> None:
+        n = self.drops["internal error"] = self.drops.get("internal error", 0) + 1
+        if n <= 5 or n % 1000 == 0:
+            log.exception("dropped a packet after an internal error (%d so far)", n)
+
     def _log_drops(self, d: ServerDispatcher, now: float, final: bool = False) -> None:
         """Rate-limited: at most one line per LOG_DROPS_EVERY seconds, only when counts changed."""
         if not final and now < getattr(self, "_next_drop_log", 0.0):
@@ -198,9 +203,12 @@ class ServerGateway:
                     now = time.monotonic()
                     if key.data == "udp":
                         for pkt, src in udp.recv_batch(BATCH):
-                            rec, pts = d.receive(pkt, src, now)
-                            if pts:
-                                self._from_clients(d, rec, pts, sends)
+                            try:
+                                rec, pts = d.receive(pkt, src, now)
+                                if pts:
+                                    self._from_clients(d, rec, pts, sends)
+                            except Exception:  # noqa: BLE001 - one packet must never take the server down
+                                self._internal_error()
                     elif key.data == "tun":
                         self._from_tun(d, self.tun.read_packets(BATCH), sends)
                     else:
@@ -291,9 +299,12 @@ class ServerGateway:
                             close_link(k)
                             continue
                         for pkt in pkts:
-                            rec, pts = d.receive(pkt, k, now)
-                            if pts:
-                                self._from_clients(d, rec, pts, sends)
+                            try:
+                                rec, pts = d.receive(pkt, k, now)
+                                if pts:
+                                    self._from_clients(d, rec, pts, sends)
+                            except Exception:  # noqa: BLE001
+                                self._internal_error()
                 now = time.monotonic()
                 dl = d.next_deadline()
                 if dl is not None and now >= dl:
