@@ -242,8 +242,9 @@ class _Parser:
         self.line = 0
 
     # -- helpers
-    def err(self, directive: str, msg: str, line: int | None = None) -> None:
-        self.errors.append(ConfigError(msg, self.path, self.line if line is None else line, directive))
+    def err(self, directive: str, msg: str, line: "int | None | object" = ...) -> None:
+        """`line` omitted: the line being parsed; None: no line (a directive that is missing)."""
+        self.errors.append(ConfigError(msg, self.path, self.line if line is ... else line, directive))
 
     def set(self, name: str, value) -> None:
         setattr(self.o, name, value)

@@ -66,11 +66,14 @@ def build_context(s: TlsSettings) -> SSL.Context:
             key = serialization.load_pem_private_key(s.key, password=None)
         except (ValueError, TypeError) as e:
             raise ConfigError(f"cannot read private key (encrypted keys are not supported): {e}") from None
-        ctx.use_certificate(chain[0])
-        ctx.use_privatekey(key)
-        for extra in chain[1:]:
-            ctx.add_extra_chain_cert(extra)
-        ctx.check_privatekey()
+        try:
+            ctx.use_certificate(chain[0])
+            ctx.use_privatekey(key)
+            for extra in chain[1:]:
+                ctx.add_extra_chain_cert(extra)
+            ctx.check_privatekey()
+        except SSL.Error as e:
+            raise ConfigError(f"certificate and key do not go together ({e})") from None
     if s.ca is not None:
         store = ctx.get_cert_store()
         for c in _load_certs(s.ca):

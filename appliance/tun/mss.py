@@ -45,8 +45,13 @@ def clamp_mss(pkt, max_mss: int) -> bool:
                 return False
             pkt[i + 2], pkt[i + 3] = max_mss >> 8, max_mss & 0xFF
             c = (pkt[t + 16] << 8) | pkt[t + 17]
+            m_old, m_new = old, max_mss
+            if (i + 2 - t) & 1:
+                # The field straddles two 16-bit words of the checksum: its bytes count swapped.
+                m_old = ((old & 0xFF) << 8) | (old >> 8)
+                m_new = ((max_mss & 0xFF) << 8) | (max_mss >> 8)
             # RFC 1624: HC' = ~(~HC + ~m + m')
-            s = (~c & 0xFFFF) + (~old & 0xFFFF) + max_mss
+            s = (~c & 0xFFFF) + (~m_old & 0xFFFF) + m_new
             s = (s & 0xFFFF) + (s >> 16)
             s = (s & 0xFFFF) + (s >> 16)
             c = ~s & 0xFFFF

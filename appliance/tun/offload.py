@@ -40,7 +40,10 @@ def ones_sum(data) -> int:
 
 def checksum(data) -> int:
     s = ones_sum(data)
-    return 0xFFFF - s if s else 0
+    if s:
+        return 0xFFFF - s
+    # Sum ≡ 0 mod 0xFFFF: all-zero data sums to +0 (checksum 0xFFFF), anything else to -0 (0x0000).
+    return 0 if any(data) else 0xFFFF
 
 
 def ipv4_header_checksum(hdr) -> int:

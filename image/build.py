@@ -1,0 +1,312 @@
+#!/usr/bin/env python3
+"""Build the appliance VM image from Debian packages: `image/out/vmlinuz` + `image/out/initramfs.img`.
+
+Why this shape: Debian's archive (and PyPI for our wheels) is all we can reach, so the userland is
+Debian .debs unpacked with dpkg-deb, trimmed hard, plus our package and the baked TOML config; PID 1
+is `/init`, a Python script running appliance.boot.init. The cpio archive is written here (sorted
+names, owner 0:0, fixed mtime = SOURCE_DATE_EPOCH derived from the inputs) and compressed with a
+pinned zstd level, so two builds from the same inputs give identical bytes. A MANIFEST lists what
+went in.
+
+Usage: python image/build.py [--config appliance.toml] [--out image/out]
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import shutil
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+KERNEL_PKG = "linux-image-6.1.0-56-cloud-amd64"
+KERNEL_VER = "6.1.0-56-cloud-amd64"
+MODULES = ["virtio_pci", "virtio_net", "tun", "nf_tables", "nft_ct", "nft_masq", "nft_nat", "nft_chain_nat",
+           "nf_nat", "nf_conntrack", "nft_reject_inet", "af_packet"]
+WHEELS = ["cryptography==50.0.2", "pyOpenSSL==26.4.0", "pyroute2==0.9.7"]
+# Directories of the Python standard library the appliance never imports.
+STDLIB_TRIM = ["test", "idlelib", "tkinter", "turtledemo", "ensurepip", "lib2to3", "pydoc_data", "distutils",
+               "config-3.11-x86_64-linux-gnu", "venv", "curses", "dbm", "xmlrpc", "wsgiref", "site-packages",
+               "pydoc.py", "turtle.py", "lib-dynload/_tkinter*.so", "lib-dynload/_test*.so",
+               "lib-dynload/_ctypes_test*.so", "lib-dynload/xx*.so", "lib-dynload/_curses*.so",
+               "lib-dynload/_dbm*.so", "lib-dynload/_gdbm*.so", "lib-dynload/audioop*.so",
+               "lib-dynload/_codecs_*.so", "lib-dynload/_multibytecodec*.so", "lib-dynload/_lsprof*.so"]
+
+
+def log(msg: str) -> None:
+    print(f"[image] {msg}", flush=True)
+
+
+def read_packages() -> list[str]:
+    return [ln.split("#")[0].strip() for ln in (HERE / "packages.txt").read_text().splitlines()
+            if ln.split("#")[0].strip()]
+
+
+def download(pkgs: list[str], cache: Path) -> dict[str, Path]:
+    """apt-get download into the cache (reused on rebuild); -> package name -> .deb path."""
+    cache.mkdir(parents=True, exist_ok=True)
+
+    def have() -> dict[str, Path]:
+        found = {}
+        for deb in cache.glob("*.deb"):
+            found[deb.name.split("_")[0]] = deb
+        return found
+    missing = [p for p in pkgs if p not in have()]
+    if missing:
+        log(f"downloading {len(missing)} Debian packages: {' '.join(missing)}")
+        r = subprocess.run(["apt-get", "download", *missing], cwd=cache, capture_output=True, text=True)
+        if r.returncode != 0:
+            log("apt-get download failed; running apt-get update once and retrying")
+            subprocess.run(["apt-get", "update", "-qq"], check=True)
+            subprocess.run(["apt-get", "download", *missing], cwd=cache, check=True, capture_output=True)
+    found = have()
+    lost = [p for p in pkgs if p not in found]
+    if lost:
+        raise SystemExit(f"packages not downloaded: {lost}")
+    return {p: found[p] for p in pkgs}
+
+
+def wheels(target: Path, cache: Path) -> None:
+    stamp = cache / "wheels.stamp"
+    wdir = cache / "wheels"
+    if not stamp.exists() or stamp.read_text() != "\n".join(WHEELS):
+        log("fetching wheels for Python 3.11 manylinux: " + ", ".join(WHEELS))
+        shutil.rmtree(wdir, ignore_errors=True)
+        plats = []
+        for p in ("manylinux_2_34_x86_64", "manylinux_2_28_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64"):
+            plats += ["--platform", p]
+        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--target", str(wdir), *plats,
+                        "--python-version", "3.11", "--implementation", "cp", "--abi", "cp311", "--abi", "abi3",
+                        "--only-binary=:all:", "--no-compile", *WHEELS], check=True)
+        stamp.write_text("\n".join(WHEELS))
+    shutil.copytree(wdir, target, dirs_exist_ok=True)
+    for junk in list(target.glob("*.dist-info")) + list(target.rglob("__pycache__")) + [target / "bin"]:
+        shutil.rmtree(junk, ignore_errors=True)
+    for sub in ("pyroute2/cli",):   # IPRoute imports ndb and friends; only the CLI is unused
+        shutil.rmtree(target / sub, ignore_errors=True)
+
+
+def module_closure(root: Path) -> list[str]:
+    """Needed modules plus their dependencies, dependencies first. The .deb has no modules.dep
+    (depmod makes it at install time), so read each module's own `depends=` from its .modinfo."""
+    import re
+    base = root / "lib/modules" / KERNEL_VER
+    names: dict[str, str] = {}
+    for p in base.rglob("*.ko*"):
+        names[p.name.split(".ko")[0].replace("-", "_")] = p.relative_to(base).as_posix()
+
+    def deps_of(rel: str) -> list[str]:
+        m = re.search(rb"(?:^|\0)depends=([^\0]*)\0", (base / rel).read_bytes())
+        return [d.replace("-", "_") for d in m.group(1).decode().split(",") if d] if m else []
+    order: list[str] = []
+    seen: set[str] = set()
+
+    def visit(name: str) -> None:
+        if name in seen or name not in names:
+            return
+        seen.add(name)
+        for d in deps_of(names[name]):
+            visit(d)
+        order.append(names[name])
+    for m in MODULES:
+        visit(m)
+    return order
+
+
+def trim_python(root: Path) -> None:
+    lib = root / "usr/lib/python3.11"
+    for pat in STDLIB_TRIM:
+        for p in lib.glob(pat):
+            shutil.rmtree(p) if p.is_dir() else p.unlink()
+    for p in list(root.rglob("__pycache__")):
+        shutil.rmtree(p, ignore_errors=True)
+    for d in ("usr/share", "usr/lib/python3/dist-packages", "usr/bin/pydoc3.11", "usr/lib/x86_64-linux-gnu/gconv",
+              "usr/lib/x86_64-linux-gnu/perl-base", "usr/lib/x86_64-linux-gnu/audit", "var", "usr/sbin/ldconfig",
+              "sbin/ldconfig", "usr/lib/x86_64-linux-gnu/libpython3.11.so.1.0", "etc/init.d", "usr/libexec"):
+        p = root / d
+        if p.is_dir():
+            shutil.rmtree(p)
+        elif p.exists() or p.is_symlink():
+            p.unlink()
+    for p in list((root / "usr/bin").iterdir()) if (root / "usr/bin").exists() else []:
+        if p.name not in ("python3.11",):
+            p.unlink()
+
+
+def assemble(config: Path, ovpn: Path | None, stage: Path, debs: dict[str, Path], cache: Path) -> tuple[Path, list]:
+    root = stage / "root"
+    shutil.rmtree(stage, ignore_errors=True)
+    root.mkdir(parents=True)
+    log(f"unpacking {len(debs)} packages")
+    kroot = stage / "kernel"
+    for name, deb in sorted(debs.items()):
+        subprocess.run(["dpkg-deb", "-x", str(deb), str(kroot if name == KERNEL_PKG else root)], check=True)
+    # Kernel modules: only what the appliance loads, with their dependencies (modules.dep order).
+    mods = module_closure(kroot)
+    mbase = Path("lib/modules") / KERNEL_VER
+    for m in mods:
+        dst = root / mbase / m
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(kroot / mbase / m, dst)
+    (root / mbase / "load-order").write_text("\n".join(mods) + "\n")
+    log(f"kernel modules: {len(mods)} ({', '.join(Path(m).name for m in mods)})")
+    trim_python(root)
+    # usrmerge-style links so the interpreter's loader path resolves.
+    for link, target in (("lib64", "usr/lib64"), ("bin", "usr/bin"), ("sbin", "usr/sbin")):
+        if not (root / link).exists():
+            (root / link).symlink_to(target)
+    (root / "usr/lib64").mkdir(parents=True, exist_ok=True)
+    if not (root / "usr/lib64/ld-linux-x86-64.so.2").exists():
+        (root / "usr/lib64/ld-linux-x86-64.so.2").symlink_to("/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2")
+    if not (root / "lib").exists():
+        (root / "lib").symlink_to("usr/lib")
+    site = root / "usr/lib/python3.11/appliance-site"
+    wheels(site, cache)
+    shutil.copytree(REPO / "appliance", site / "appliance",
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "testlab"))
+    etc = root / "etc/vpn-appliance"
+    etc.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(config, etc / "appliance.toml")
+    if ovpn is not None:
+        shutil.copy2(ovpn, etc / ovpn.name)
+    for d in ("proc", "sys", "dev", "tmp", "run", "etc"):
+        (root / d).mkdir(exist_ok=True)
+    (root / "etc/passwd").write_text("root:x:0:0:root:/:/nonexistent\n")
+    (root / "etc/group").write_text("root:x:0:\n")
+    (root / "etc/protocols").write_text("ip 0 IP\nicmp 1 ICMP\ntcp 6 TCP\nudp 17 UDP\n")
+    (root / "etc/services").write_text("openvpn 1194/udp\nopenvpn 1194/tcp\n")
+    init = root / "init"
+    init.write_text("#!/usr/bin/python3.11 -I\n"
+                    "import sys\n"
+                    "sys.path.insert(0, '/usr/lib/python3.11/appliance-site')\n"
+                    "from appliance.boot.init import main\n"
+                    "main()\n")
+    init.chmod(0o755)
+    return root, mods
+
+
+def _cpio_entry(name: bytes, mode: int, data: bytes, mtime: int, ino: int, nlink: int = 1,
+                rdev: tuple[int, int] = (0, 0)) -> bytes:
+    namesize = len(name) + 1
+    hdr = (b"070701" + b"".join(f"{v:08X}".encode() for v in (
+        ino, mode, 0, 0, nlink, mtime, len(data), 0, 0, rdev[0], rdev[1], namesize, 0)))
+    out = hdr + name + b"\0"
+    out += b"\0" * ((4 - len(out) % 4) % 4)
+    out += data
+    out += b"\0" * ((4 - len(data) % 4) % 4)
+    return out
+
+
+def write_cpio(root: Path, mtime: int) -> bytes:
+    """newc archive, names sorted, owner 0:0, fixed mtime: the same tree gives the same bytes."""
+    entries = []
+    paths = sorted(p for p in root.rglob("*"))
+    parts = []
+    ino = 1
+    for p in paths:
+        rel = p.relative_to(root).as_posix().encode()
+        st = p.lstat()
+        if stat.S_ISLNK(st.st_mode):
+            data = os.readlink(p).encode()
+            mode = stat.S_IFLNK | 0o777
+        elif stat.S_ISDIR(st.st_mode):
+            data, mode = b"", stat.S_IFDIR | 0o755
+        else:
+            data = p.read_bytes()
+            mode = stat.S_IFREG | (0o755 if st.st_mode & 0o111 else 0o644)
+        parts.append(_cpio_entry(rel, mode, data, mtime, ino))
+        entries.append((rel.decode(), len(data)))
+        ino += 1
+    parts.append(_cpio_entry(b"dev/console", stat.S_IFCHR | 0o600, b"", mtime, ino, rdev=(5, 1)))
+    parts.append(_cpio_entry(b"TRAILER!!!", 0, b"", 0, 0))
+    blob = b"".join(parts)
+    return blob + b"\0" * ((512 - len(blob) % 512) % 512)
+
+
+def build(config: Path, out: Path, ovpn: Path | None = None, cache: Path | None = None) -> dict:
+    t0 = time.monotonic()
+    out.mkdir(parents=True, exist_ok=True)
+    cache = cache or out / "cache"
+    pkgs = read_packages() + [KERNEL_PKG]
+    debs = download(pkgs, cache / "debs")
+    # SOURCE_DATE_EPOCH from the inputs: same debs, wheels, code and config → same timestamp.
+    h = hashlib.sha256()
+    for name in sorted(debs):
+        h.update(debs[name].name.encode())
+    for w in WHEELS:
+        h.update(w.encode())
+    for p in sorted((REPO / "appliance").rglob("*.py")):
+        h.update(p.relative_to(REPO).as_posix().encode() + p.read_bytes())
+    h.update(config.read_bytes())
+    epoch = int(os.environ.get("SOURCE_DATE_EPOCH", 1_700_000_000 + int(h.hexdigest()[:6], 16)))
+    stage = out / "stage"
+    root, mods = assemble(config, ovpn, stage, debs, cache)
+    log("writing initramfs (cpio newc, sorted, owner 0:0, zstd -19)")
+    blob = write_cpio(root, epoch)
+    z = subprocess.run(["zstd", "-19", "-q", "-T1", "--no-check", "-c"], input=blob, capture_output=True, check=True)
+    (out / "initramfs.img").write_bytes(z.stdout)
+    kernel = stage / "kernel/boot" / f"vmlinuz-{KERNEL_VER}"
+    shutil.copyfile(kernel, out / "vmlinuz")
+    sizes = {"vmlinuz": (out / "vmlinuz").stat().st_size, "initramfs.img": len(z.stdout)}
+    total = sum(sizes.values())
+    manifest = [f"# vpn-appliance image manifest (SOURCE_DATE_EPOCH={epoch})",
+                f"kernel {KERNEL_PKG} vmlinuz {sizes['vmlinuz']} bytes sha256 {_sha(out / 'vmlinuz')}",
+                f"initramfs {sizes['initramfs.img']} bytes (cpio {len(blob)} bytes) sha256 {_sha(out / 'initramfs.img')}",
+                f"total {total} bytes ({total / 1e6:.1f} MB)", "", "# Debian packages"]
+    manifest += [f"{name} {debs[name].name}" for name in sorted(debs)]
+    manifest += ["", "# wheels"] + WHEELS + ["", "# kernel modules"] + mods
+    manifest += ["", f"# files: {sum(1 for _ in root.rglob('*'))}",
+                 f"# config: {config.name} sha256 {hashlib.sha256(config.read_bytes()).hexdigest()}"]
+    (out / "MANIFEST").write_text("\n".join(manifest) + "\n")
+    log(f"done in {time.monotonic() - t0:.0f} s: vmlinuz {sizes['vmlinuz'] / 1e6:.1f} MB + initramfs "
+        f"{sizes['initramfs.img'] / 1e6:.1f} MB = {total / 1e6:.1f} MB (limit 32 MB)")
+    return {"total": total, "sha_initramfs": _sha(out / "initramfs.img"), "epoch": epoch}
+
+
+def _sha(p: Path) -> str:
+    return hashlib.sha256(p.read_bytes()).hexdigest()
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--config", type=Path, default=HERE / "default-appliance.toml")
+    ap.add_argument("--out", type=Path, default=HERE / "out")
+    ap.add_argument("--cache", type=Path, default=None, help="download cache (default OUT/cache)")
+    a = ap.parse_args(argv)
+    config = a.config.resolve()
+    ovpn = None
+    try:
+        import tomllib
+        vpn = tomllib.loads(config.read_text()).get("vpn", {})
+        if isinstance(vpn, dict) and isinstance(vpn.get("config"), str):
+            ovpn = (config.parent / vpn["config"]).resolve()
+            if not ovpn.exists():
+                ovpn = None
+    except Exception:  # noqa: BLE001 - a broken TOML is baked as is: the VM reports it at boot
+        pass
+    if ovpn is None and config == (HERE / "default-appliance.toml").resolve():
+        ovpn = default_lab_profile((a.cache or a.out / "cache").resolve() / "default-lab")
+    build(config, a.out.resolve(), ovpn, a.cache.resolve() if a.cache else None)
+    return 0
+
+
+def default_lab_profile(d: Path) -> Path:
+    """The embedded default's client profile, for the `make run` lab: a test PKI made once and kept
+    in the build cache (so rebuilds are reproducible and the lab's server can use the same PKI)."""
+    prof = d / "client.ovpn"
+    if not prof.exists():
+        sys.path.insert(0, str(REPO))
+        from appliance.testlab.lab import client_profile, make_pki
+        log(f"generating the default lab PKI in {d}")
+        pki = make_pki(d / "pki", ["client1"])
+        prof.write_text(client_profile(pki, "udp", None, "tls-crypt", inline=True))
+    return prof
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

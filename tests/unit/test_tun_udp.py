@@ -1,0 +1,339 @@
+"""The TUN device and the batched UDP transport against the real kernel, inside network namespaces
+this test creates (prefix `ut`) and always deletes. The test process enters a namespace with
+setns(2) for the body of a test and returns to its own one in a fixture finalizer."""
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import select
+import shutil
+import socket
+import subprocess
+import time
+import uuid
+
+import pytest
+from scapy.layers.inet import ICMP, IP, TCP
+from scapy.packet import Raw
+
+from appliance.router.links import configure_tun
+from appliance.transport.udp import UdpTransport
+from appliance.tun.device import TunDevice
+
+CLONE_NEWNET = 0x40000000
+_libc = ctypes.CDLL(None, use_errno=True)
+TUN_ADDR, TUN_PEER = "198.18.200.1", "198.18.200.2"
+
+
+def _ip(*args: str) -> None:
+    r = subprocess.run(["ip", *args], capture_output=True, text=True, timeout=10)
+    assert r.returncode == 0, f"ip {' '.join(args)}: {r.stderr.strip()}"
+
+
+def _setns(fd: int) -> None:
+    if _libc.setns(fd, CLONE_NEWNET) != 0:
+        e = ctypes.get_errno()
+        raise OSError(e, os.strerror(e))
+
+
+@contextlib.contextmanager
+def _inside(name: str):
+    """Run the block with this thread in namespace `name`; sockets made there stay there."""
+    home = os.open("/proc/self/ns/net", os.O_RDONLY)
+    ns = os.open(f"/run/netns/{name}", os.O_RDONLY)
+    try:
+        _setns(ns)
+        yield
+    finally:
+        _setns(home)
+        os.close(ns)
+        os.close(home)
+
+
+@pytest.fixture
+def netns():
+    """Factory of fresh namespaces (lo up); all deleted afterwards even if the test fails."""
+    assert os.geteuid() == 0, "these tests need root (network namespaces, TUN)"
+    assert shutil.which("ip"), "iproute2 `ip` is required"
+    made: list[str] = []
+
+    def make() -> str:
+        name = f"ut{uuid.uuid4().hex[:10]}"
+        _ip("netns", "add", name)
+        made.append(name)
+        _ip("-n", name, "link", "set", "lo", "up")
+        return name
+
+    try:
+        yield make
+    finally:
+        for name in made:
+            subprocess.run(["ip", "netns", "del", name], capture_output=True, timeout=10)
+        left = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+        assert not any(n in left for n in made), f"namespaces left behind: {left}"
+
+
+def _wait_readable(fd, timeout: float) -> bool:
+    r, _, _ = select.select([fd], [], [], max(0.0, timeout))
+    return bool(r)
+
+
+def _valid(pkt: bytes) -> bool:
+    """IPv4 header and L4 checksums as scapy recomputes them."""
+    p = IP(bytes(pkt))
+    q = p.copy()
+    del q.chksum
+    if TCP in q:
+        del q[TCP].chksum
+    if ICMP in q:
+        del q[ICMP].chksum
+    return bytes(IP(bytes(q))) == bytes(pkt)
+
+
+def _read_until(tun: TunDevice, want, timeout: float = 3.0):
+    """Packets from the TUN until `want(pkt)` is true for one (returned), bounded by time."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if not _wait_readable(tun, end - time.monotonic()):
+            break
+        for p in tun.read_packets():
+            if p[0] >> 4 == 4 and want(IP(bytes(p))):
+                return p
+    raise AssertionError("expected packet did not arrive from the TUN")
+
+
+# ------------------------------------------------------------------ TUN
+def test_tun_ping_roundtrip(netns):
+    ns = netns()
+    with _inside(ns):
+        tun = TunDevice("uttun0", vnet_hdr=False, mtu=1500)
+        ping = None
+        try:
+            assert tun.name == "uttun0" and tun.hlen == 0
+            configure_tun(tun.name, TUN_ADDR, 24, 1500)
+            ping = subprocess.Popen(["ping", "-n", "-c", "1", "-W", "5", "-s", "300", TUN_PEER],
+                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            req = _read_until(tun, lambda p: ICMP in p and p[ICMP].type == 8)
+            assert _valid(req)
+            r = IP(bytes(req))
+            assert (r.src, r.dst) == (TUN_ADDR, TUN_PEER) and len(r[ICMP].payload) == 300
+            reply = IP(src=TUN_PEER, dst=TUN_ADDR, ttl=64) / ICMP(type=0, id=r[ICMP].id, seq=r[ICMP].seq) / \
+                Raw(bytes(r[ICMP].payload))
+            assert tun.write_packets([bytes(reply)]) == 1
+            out, _ = ping.communicate(timeout=10)
+            assert ping.returncode == 0, out
+            assert "1 received" in out
+            assert tun.stats["written"] == 1 and tun.stats["read"] >= 1
+        finally:
+            if ping is not None and ping.poll() is None:
+                ping.kill()
+                ping.wait(5)
+            tun.close()
+
+
+def test_tun_write_of_garbage_is_dropped_not_raised(netns):
+    ns = netns()
+    with _inside(ns):
+        tun = TunDevice("uttun1", vnet_hdr=True, mtu=1500)
+        try:
+            configure_tun(tun.name, TUN_ADDR, 24, 1500)
+            # A header claiming IPv4 but truncated: the kernel refuses or drops it, we must not crash.
+            n = tun.write_packets([b"\x45\x00\x00", bytes(IP(src=TUN_PEER, dst=TUN_ADDR) / ICMP())])
+            assert n + tun.stats["write_dropped"] == 2
+        finally:
+            tun.close()
+
+
+def test_tun_vnet_hdr_tso_super_packets_split(netns):
+    """Play the TCP peer behind the TUN: the kernel then sends data as TSO super-packets, which
+    read_packets must cut into valid segments of at most the MTU, in sequence, with all the data."""
+    ns = netns()
+    mtu = 1500
+    with _inside(ns):
+        tun = TunDevice("uttun2", vnet_hdr=True, mtu=mtu)
+        sock = None
+        try:
+            assert tun.hlen == 10, tun.offload_note
+            assert not tun.offload_note, tun.offload_note
+            configure_tun(tun.name, TUN_ADDR, 24, mtu)
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.setblocking(False)
+            with contextlib.suppress(BlockingIOError):
+                sock.connect((TUN_PEER, 5201))
+            syn = IP(bytes(_read_until(tun, lambda p: TCP in p and p[TCP].flags == "S")))
+            assert _valid(bytes(syn))
+            sport, isn = syn[TCP].sport, syn[TCP].seq
+            my_isn = 0x10000000
+            synack = IP(src=TUN_PEER, dst=TUN_ADDR) / TCP(sport=5201, dport=sport, seq=my_isn, ack=isn + 1,
+                                                         flags="SA", window=65535,
+                                                         options=[("MSS", 1460), ("NOP", None), ("WScale", 8)])
+            assert tun.write_packets([bytes(synack)]) == 1
+            end = time.monotonic() + 3
+            while time.monotonic() < end:
+                try:
+                    sock.getpeername()
+                    break
+                except OSError:
+                    _wait_readable(tun, 0.05)
+                    tun.read_packets()  # the final ACK of the handshake
+            else:
+                raise AssertionError("TCP handshake through the TUN did not complete")
+
+            data = os.urandom(300_000)
+            sent = 0
+            received = bytearray()
+            next_seq = isn + 1
+            end = time.monotonic() + 8
+            segments = 0
+            while len(received) < len(data) and time.monotonic() < end:
+                if sent < len(data):
+                    with contextlib.suppress(BlockingIOError):
+                        sent += sock.send(data[sent:sent + 65536])
+                if not _wait_readable(tun, 0.2):
+                    continue
+                acks = []
+                for p in tun.read_packets():
+                    assert len(p) <= mtu, f"segment of {len(p)} bytes exceeds the MTU"
+                    if p[0] >> 4 != 4:
+                        continue  # e.g. an IPv6 router solicitation from the kernel
+                    assert _valid(bytes(p)), "segment with a bad checksum"
+                    ip = IP(bytes(p))
+                    if TCP not in ip or ip[TCP].sport != sport:
+                        continue
+                    payload = bytes(ip[TCP].payload)
+                    if not payload:
+                        continue
+                    segments += 1
+                    seq = ip[TCP].seq
+                    assert seq == next_seq, f"out of order: got seq {seq}, expected {next_seq}"
+                    received += payload
+                    next_seq = (seq + len(payload)) & 0xFFFFFFFF
+                    acks.append(next_seq)
+                if acks:
+                    ack = IP(src=TUN_PEER, dst=TUN_ADDR) / TCP(sport=5201, dport=sport, seq=my_isn + 1,
+                                                              ack=acks[-1], flags="A", window=65535)
+                    tun.write_packets([bytes(ack)])
+            assert bytes(received) == data, f"got {len(received)} of {len(data)} bytes"
+            assert tun.stats["super_packets"] >= 1, "the kernel never sent a TSO super-packet"
+            assert tun.stats["segments"] > tun.stats["super_packets"]
+            assert segments >= len(data) // 1460
+        finally:
+            if sock is not None:
+                sock.close()
+            tun.close()
+
+
+# ------------------------------------------------------------------ UDP
+def _veth_pair(netns) -> tuple[str, str]:
+    """Two namespaces joined by a 1500-MTU veth: 198.18.201.1 (A) and 198.18.201.2 (B)."""
+    a, b = netns(), netns()
+    _ip("-n", a, "link", "add", "utva", "mtu", "1500", "type", "veth", "peer", "name", "utvb", "netns", b)
+    _ip("-n", a, "addr", "add", "198.18.201.1/24", "dev", "utva")
+    _ip("-n", b, "addr", "add", "198.18.201.2/24", "dev", "utvb")
+    _ip("-n", a, "link", "set", "utva", "up")
+    _ip("-n", b, "link", "set", "utvb", "up")
+    return a, b
+
+
+def _receive(t: UdpTransport, count: int, timeout: float = 3.0) -> list:
+    got: list = []
+    end = time.monotonic() + timeout
+    while len(got) < count and time.monotonic() < end:
+        if _wait_readable(t, end - time.monotonic()):
+            got += t.recv_batch()
+    return got
+
+
+@pytest.fixture
+def udp_pair(netns):
+    a, b = _veth_pair(netns)
+    with _inside(b):
+        rx = UdpTransport(("198.18.201.2", 51194), None, gro=True)
+    with _inside(a):
+        tx = UdpTransport(("198.18.201.1", 51195), ("198.18.201.2", 51194), gso=True)
+    try:
+        yield tx, rx
+    finally:
+        tx.close()
+        rx.close()
+
+
+class _RecordingSock:
+    """Delegates to the real socket and records the byte counts of each GRO receive."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        self.sizes: list[int] = []
+
+    def recvmsg_into(self, *a):
+        r = self._sock.recvmsg_into(*a)
+        self.sizes.append(r[0])
+        return r
+
+    def __getattr__(self, name):
+        return getattr(self._sock, name)
+
+
+def test_udp_gso_batch_arrives_complete_and_in_order(udp_pair):
+    tx, rx = udp_pair
+    assert rx.gro, "UDP_GRO should be available on this kernel"
+    rec = rx.sock = _RecordingSock(rx.sock)
+    dgrams = [i.to_bytes(2, "big") + bytes([i]) * 998 for i in range(40)] + [b"\xff\xfftail" + bytes(300)]
+    tx.send_batch(dgrams)
+    assert tx.stats["gso_sends"] >= 1, "40 equal datagrams should go out in one GSO send"
+    got = _receive(rx, len(dgrams))
+    assert [bytes(d) for d, _ in got] == dgrams
+    assert all(addr == ("198.18.201.1", 51195) for _, addr in got)
+    assert rx.stats["received"] == len(dgrams)
+    assert max(rec.sizes) > 1000, f"no coalesced receive happened ({rec.sizes}): the split path was not tested"
+
+
+def test_udp_batches_of_mixed_sizes(udp_pair):
+    tx, rx = udp_pair
+    sizes = [1200] * 5 + [80] + [1400] * 3 + [1500] * 2 + [30]
+    dgrams = [bytes([i]) * s for i, s in enumerate(sizes)]
+    tx.send_batch(dgrams)
+    got = _receive(rx, len(dgrams))
+    assert [bytes(d) for d, _ in got] == dgrams
+
+
+def test_udp_oversized_datagrams_still_delivered(udp_pair):
+    """1600-byte datagrams over a 1500-MTU link: GSO cannot send them, plain sends fragment."""
+    tx, rx = udp_pair
+    dgrams = [bytes([i]) * 1600 for i in range(10)]
+    tx.send_batch(dgrams)
+    got = _receive(rx, len(dgrams))
+    assert [bytes(d) for d, _ in got] == dgrams
+    assert tx.stats["sent"] == len(dgrams) and tx.stats["send_dropped"] == 0
+    assert tx.stats.get("gso_too_big") or not tx.gso, "the GSO attempt should have been refused"
+
+
+def test_udp_gso_still_used_after_an_oversized_batch(udp_pair):
+    """One batch of too-big datagrams must not switch GSO off for good (it would cost every later
+    batch a system call per datagram)."""
+    tx, rx = udp_pair
+    tx.send_batch([bytes([i]) * 1600 for i in range(4)])
+    assert len(_receive(rx, 4)) == 4
+    before = tx.stats["gso_sends"]
+    normal = [bytes([i]) * 1000 for i in range(8)]
+    tx.send_batch(normal)
+    assert [bytes(d) for d, _ in _receive(rx, 8)] == normal
+    assert tx.gso and tx.stats["gso_sends"] == before + 1
+
+
+def test_udp_unconnected_sendto_and_single_send(netns):
+    a, b = _veth_pair(netns)
+    with _inside(b):
+        rx = UdpTransport(("198.18.201.2", 51196), None, gro=False)
+    with _inside(a):
+        tx = UdpTransport(("198.18.201.1", 0), None)
+    try:
+        dest = ("198.18.201.2", 51196)
+        tx.send(b"one", dest)
+        tx.send_batch([b"x" * 500] * 3, dest)
+        got = _receive(rx, 4)
+        assert [bytes(d) for d, _ in got] == [b"one"] + [b"x" * 500] * 3
+    finally:
+        tx.close()
+        rx.close()
