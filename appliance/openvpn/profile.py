@@ -5,13 +5,16 @@ both stay testable on their own.
 """
 from __future__ import annotations
 
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from . import keyfiles, wrapping
 from .errors import ConfigError
 from .options import Options
 from .session import Role, SessionConfig
 from .tls import TlsSettings
+
+if TYPE_CHECKING:
+    from .server import ServerSettings
 
 
 def wrapper_factory(opts: Options, is_server: bool) -> Callable[[], object]:

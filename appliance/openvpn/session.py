@@ -34,7 +34,7 @@ from .opcodes import (EARLY_NEG_FLAG_RESEND_WKC, EARLY_NEG_FLAGS, HARD_RESET_CLI
                       IV_PROTO_CC_EXIT_NOTIFY, IV_PROTO_DATA_V2, IV_PROTO_REQUEST_PUSH,
                       IV_PROTO_TLS_KEY_EXPORT, NO_PEER_ID, OCC_EXIT, OCC_MAGIC, PING_MAGIC, Op,
                       op_byte)
-from .packet import decode_body_untrusted, encode_body, encode_tlv, parse_early_neg_tlvs_untrusted
+from .packet import decode_body_untrusted, encode_body, parse_early_neg_tlvs_untrusted
 from .reliable import ReliableChannel
 from .tls import TlsEndpoint, TlsSettings, build_context, common_name
 

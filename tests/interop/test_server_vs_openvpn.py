@@ -186,7 +186,7 @@ def _udp_payload(frame: bytes) -> bytes | None:
 
 
 def test_tcp_client_sending_garbage_is_dropped_alone(lab, procs):
-    srv = start_our_server(lab, procs, proto="tcp")
+    start_our_server(lab, procs, proto="tcp")
     good = lab.openvpn(lab.cli, client_profile(lab.pki, "tcp"), f"tcpgood-{len(lab.procs)}")
     procs.append(good)
     assert lab.ping(lab.cli, TUN_SERVER_IP, 2) == 2

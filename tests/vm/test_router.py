@@ -9,75 +9,32 @@ tunnel address); with the VPN server gone, a capture on the WAN sees no LAN pack
 from __future__ import annotations
 
 import re
-import secrets
-import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
-from appliance.testlab.lab import Netns, Pki, Proc, server_config
-
-REPO = Path(__file__).resolve().parents[2]
-OUT = REPO / "image" / "out"
+from appliance.testlab.lab import Proc, server_config
+from tests.vm.test_image import accel, build
+from tests.vm.vmlab import OUT, boot, lab_pki, vm_topology
+from tests.vm.vmlab import ping as _ping
 
 
 @pytest.fixture(scope="module")
 def topo(tmp_path_factory):
-    from tests.vm.test_image import accel, build
-    build(OUT)   # reuses the session build when current
+    build(OUT)   # the default image (embedded default config), reused when current
     tmp = tmp_path_factory.mktemp("router")
-    tag = secrets.token_hex(3)
-    spaces, procs = [], []
-    try:
-        vm = Netns(f"vmh{tag}")
-        srv = Netns(f"vms{tag}")
-        lan = Netns(f"vml{tag}")
-        spaces += [vm, srv, lan]
-        for side, peer, addr in (("w", srv, "198.18.0.1/24"), ("l", lan, "198.18.50.2/24")):
-            vm.run(f"ip link add br{side} type bridge && ip link set br{side} up && "
-                   f"ip tuntap add tap{side} mode tap && ip link set tap{side} master br{side} up")
-            subprocess.run(["ip", "link", "add", f"v{side}1{tag}", "netns", vm.name, "type", "veth", "peer", "name",
-                            f"v{side}2{tag}", "netns", peer.name], check=True)
-            vm.run(f"ip link set v{side}1{tag} master br{side} up")
-            peer.run(f"ip addr add {addr} dev v{side}2{tag} && ip link set v{side}2{tag} up")
-        lan.run("ip route add default via 198.18.50.1")
-        srv.run("ip addr add 198.18.100.1/32 dev lo")
-        lab_pki = OUT / "cache" / "default-lab" / "pki"
-        pki = Pki(lab_pki, lab_pki / "ca.crt", lab_pki / "server.crt", lab_pki / "server.key")
+    with vm_topology(tmp) as t:
         cfg = tmp / "server.conf"
-        cfg.write_text(server_config(pki, "udp", None, "tls-crypt"))
-        ovpn = Proc(srv, ["openvpn", "--config", str(cfg)], tmp / "server.log")
-        procs.append(ovpn)
+        cfg.write_text(server_config(lab_pki(), "udp", None, "tls-crypt"))
+        ovpn = Proc(t["wan"], ["openvpn", "--config", str(cfg)], tmp / "server.log")
+        t["procs"].append(ovpn)
         assert ovpn.wait_for("Initialization Sequence Completed", 20), ovpn.log()
-        a = accel(OUT)
-        qemu = Proc(vm, ["qemu-system-x86_64", "-accel", a, "-cpu", "host" if a == "kvm" else "max", "-M", "q35",
-                         "-m", "512", "-nographic", "-no-reboot", "-kernel", str(OUT / "vmlinuz"),
-                         "-initrd", str(OUT / "initramfs.img"),
-                         "-netdev", "tap,id=wan,ifname=tapw,script=no,downscript=no",
-                         "-device", "virtio-net-pci,netdev=wan,mac=52:54:00:00:00:01",
-                         "-netdev", "tap,id=lan,ifname=tapl,script=no,downscript=no",
-                         "-device", "virtio-net-pci,netdev=lan,mac=52:54:00:00:00:02",
-                         "-append", "console=ttyS0 panic=-1 quiet"], tmp / "console.log")
-        procs.append(qemu)
         t0 = time.monotonic()
-        up = qemu.wait_for("tunnel up", 150)
-        boot_to_tunnel = time.monotonic() - t0
-        assert up, "appliance did not bring the tunnel up:\n" + qemu.log()[-4000:]
-        print(f"boot-to-tunnel under {a}: {boot_to_tunnel:.1f} s")
-        yield {"vm": vm, "srv": srv, "lan": lan, "ovpn": ovpn, "qemu": qemu, "tmp": tmp, "tag": tag}
-    finally:
-        for p in reversed(procs):
-            p.stop(10)
-        for ns in reversed(spaces):
-            ns.delete()
-
-
-def _ping(ns, addr, count=3) -> int:
-    r = ns.run(f"ping -n -q -c {count} -i 0.3 -W 2 {addr}", check=False, timeout=30)
-    m = re.search(r"(\d+) received", r.stdout)
-    return int(m.group(1)) if m else 0
+        qemu = boot(t, OUT)
+        assert qemu.wait_for("tunnel up", 150), "appliance did not bring the tunnel up:\n" + qemu.log()[-4000:]
+        print(f"boot-to-tunnel under {accel(OUT)}: {time.monotonic() - t0:.1f} s")
+        yield {**t, "srv": t["wan"], "ovpn": ovpn, "qemu": qemu}
 
 
 def test_lan_host_reaches_the_far_side_through_the_tunnel_with_nat(topo):
@@ -102,7 +59,7 @@ def test_lan_host_reaches_the_far_side_through_the_tunnel_with_nat(topo):
 def test_kill_switch_no_lan_packet_leaves_in_clear(topo):
     lan, srv = topo["lan"], topo["srv"]
     topo["ovpn"].stop(10)          # the VPN server is gone: the tunnel is down
-    cap = Proc(srv, ["tcpdump", "-n", "-l", "-i", f"vw2{topo['tag']}", "net 198.18.50.0/24 or icmp or port 7000"],
+    cap = Proc(srv, ["tcpdump", "-n", "-l", "-i", topo["wan_if"], "net 198.18.50.0/24 or icmp or port 7000"],
                topo["tmp"] / "cap.log")
     try:
         time.sleep(1.5)

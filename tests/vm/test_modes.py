@@ -1,0 +1,57 @@
+"""The appliance VM over TCP (router mode) and in server mode, each from an image built with its
+own baked TOML (the OpenVPN config inline in it)."""
+from __future__ import annotations
+
+import pytest
+
+from appliance.testlab.lab import Proc, client_profile, server_config
+from tests.vm.test_image import build
+from tests.vm.vmlab import OUT, boot, inline_server_config, lab_pki, ping, vm_topology, wait_ping
+
+
+def _toml(role: str, ovpn_text: str, lan: bool) -> str:
+    t = (f'[appliance]\nhostname = "vm-{role}"\n\n[wan]\nname = "eth0"\naddress = "198.18.0.2/24"\n'
+         f'gateway = "198.18.0.1"\n\n')
+    if lan:
+        t += '[lan]\nname = "eth1"\naddress = "198.18.50.1/24"\nnat = true\n\n'
+    return t + f"[vpn]\nrole = \"{role}\"\ninline = '''\n{ovpn_text}'''\n"
+
+
+@pytest.fixture(scope="module")
+def pki():
+    build(OUT)          # makes (or reuses) the default lab PKI in the build cache
+    return lab_pki()
+
+
+def test_router_over_tcp(pki, tmp_path):
+    prof = client_profile(pki, "tcp", None, "tls-crypt", inline=True)
+    toml = tmp_path / "tcp.toml"
+    toml.write_text(_toml("client", prof, lan=True))
+    build(tmp_path / "img", toml)
+    with vm_topology(tmp_path) as t:
+        cfg = tmp_path / "server.conf"
+        cfg.write_text(server_config(pki, "tcp", None, "tls-crypt"))
+        srv = Proc(t["wan"], ["openvpn", "--config", str(cfg)], tmp_path / "server.log")
+        t["procs"].append(srv)
+        assert srv.wait_for("Initialization Sequence Completed", 20)
+        q = boot(t, tmp_path / "img")
+        assert q.wait_for("tunnel up", 150), q.log()[-4000:]
+        assert "over TCP" in q.log()
+        assert ping(t["lan"], "198.18.100.1", 3) >= 2, q.log()[-3000:]
+
+
+def test_server_mode_openvpn_client_connects(pki, tmp_path):
+    toml = tmp_path / "server.toml"
+    toml.write_text(_toml("server", inline_server_config(pki, "udp"), lan=False))
+    build(tmp_path / "img", toml)
+    with vm_topology(tmp_path, with_lan=False) as t:
+        q = boot(t, tmp_path / "img", with_lan=False)
+        assert q.wait_for("listening on UDP", 150), q.log()[-4000:]
+        prof = client_profile(pki, "udp", None, "tls-crypt", remotes=[("198.18.0.2", 1194, "udp")])
+        cfg = tmp_path / "client.ovpn"
+        cfg.write_text(prof)
+        cli = Proc(t["wan"], ["openvpn", "--config", str(cfg)], tmp_path / "client.log")
+        t["procs"].append(cli)
+        assert cli.wait_for("Initialization Sequence Completed", 60), cli.log()[-3000:] + q.log()[-3000:]
+        assert wait_ping(t["wan"], "198.19.0.1", 20), q.log()[-3000:]
+        assert "connected, address 198.19.0." in q.log()

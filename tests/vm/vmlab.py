@@ -1,0 +1,97 @@
+"""Boot the appliance image under QEMU with its WAN (and optionally LAN) NIC on bridged TAPs in
+network namespaces; a server-side namespace on the WAN and a LAN host namespace.
+
+    [lan ns] 198.18.50.2 ── br ── tap ─ eth1 [VM] eth0 ─ tap ── br ── 198.18.0.1 [wan ns]
+"""
+from __future__ import annotations
+
+import contextlib
+import re
+import secrets
+import subprocess
+import time
+from pathlib import Path
+
+from appliance.testlab.lab import Netns, Pki, Proc
+
+REPO = Path(__file__).resolve().parents[2]
+OUT = REPO / "image" / "out"
+LAB_PKI = OUT / "cache" / "default-lab" / "pki"
+
+
+def lab_pki() -> Pki:
+    return Pki(LAB_PKI, LAB_PKI / "ca.crt", LAB_PKI / "server.crt", LAB_PKI / "server.key",
+               clients={"client1": (LAB_PKI / "client1.crt", LAB_PKI / "client1.key")})
+
+
+@contextlib.contextmanager
+def vm_topology(tmp: Path, with_lan: bool = True):
+    tag = secrets.token_hex(3)
+    spaces: list[Netns] = []
+    procs: list[Proc] = []
+    try:
+        vm = Netns(f"vmh{tag}")
+        wan = Netns(f"vms{tag}")
+        spaces += [vm, wan]
+        sides = [("w", wan, "198.18.0.1/24")]
+        lan = None
+        if with_lan:
+            lan = Netns(f"vml{tag}")
+            spaces.append(lan)
+            sides.append(("l", lan, "198.18.50.2/24"))
+        for side, peer, addr in sides:
+            vm.run(f"ip link add br{side} type bridge && ip link set br{side} up && "
+                   f"ip tuntap add tap{side} mode tap && ip link set tap{side} master br{side} up")
+            subprocess.run(["ip", "link", "add", f"v{side}1{tag}", "netns", vm.name, "type", "veth", "peer",
+                            "name", f"v{side}2{tag}", "netns", peer.name], check=True)
+            vm.run(f"ip link set v{side}1{tag} master br{side} up")
+            peer.run(f"ip addr add {addr} dev v{side}2{tag} && ip link set v{side}2{tag} up")
+        if lan is not None:
+            lan.run("ip route add default via 198.18.50.1")
+        wan.run("ip addr add 198.18.100.1/32 dev lo")
+        yield {"vm": vm, "wan": wan, "lan": lan, "tag": tag, "procs": procs, "tmp": tmp,
+               "wan_if": f"vw2{tag}"}
+    finally:
+        for p in reversed(procs):
+            p.stop(10)
+        for ns in reversed(spaces):
+            ns.delete()
+
+
+def boot(t: dict, image: Path, with_lan: bool = True) -> Proc:
+    from tests.vm.test_image import accel
+    a = accel(image)
+    nics = ["-netdev", "tap,id=wan,ifname=tapw,script=no,downscript=no",
+            "-device", "virtio-net-pci,netdev=wan,mac=52:54:00:00:00:01"]
+    if with_lan:
+        nics += ["-netdev", "tap,id=lan,ifname=tapl,script=no,downscript=no",
+                 "-device", "virtio-net-pci,netdev=lan,mac=52:54:00:00:00:02"]
+    q = Proc(t["vm"], ["qemu-system-x86_64", "-accel", a, "-cpu", "host" if a == "kvm" else "max", "-M", "q35",
+                       "-m", "512", "-nographic", "-no-reboot", "-kernel", str(image / "vmlinuz"),
+                       "-initrd", str(image / "initramfs.img"), *nics,
+                       "-append", "console=ttyS0 panic=-1 quiet"], t["tmp"] / f"console-{len(t['procs'])}.log")
+    t["procs"].append(q)
+    return q
+
+
+def ping(ns: Netns, addr: str, count: int = 3) -> int:
+    r = ns.run(f"ping -n -q -c {count} -i 0.3 -W 2 {addr}", check=False, timeout=30)
+    m = re.search(r"(\d+) received", r.stdout)
+    return int(m.group(1)) if m else 0
+
+
+def wait_ping(ns: Netns, addr: str, within: float) -> bool:
+    end = time.monotonic() + within
+    while time.monotonic() < end:
+        if ping(ns, addr, 1):
+            return True
+        time.sleep(0.5)
+    return False
+
+
+def inline_server_config(pki: Pki, proto: str) -> str:
+    key = (pki.dir / "static.key").read_text()
+    return (f"port 1194\nproto {'tcp-server' if proto == 'tcp' else 'udp'}\ndev tun\ntopology subnet\n"
+            "server 198.19.0.0 255.255.255.0\ndh none\nkeepalive 5 30\nverb 3\nremote-cert-tls client\n"
+            f"<ca>\n{pki.ca.read_text()}</ca>\n<cert>\n{pki.server_cert.read_text()}</cert>\n"
+            f"<key>\n{pki.server_key.read_text()}</key>\n<tls-crypt>\n{key}</tls-crypt>\n")
