@@ -8,7 +8,7 @@ APT_PKGS := openvpn iperf3 iproute2 iputils-ping procps kmod tcpdump nftables \
 DURATION ?= 0
 PYTEST_ARGS ?=
 
-.PHONY: setup system-deps test test-unit test-engine test-interop test-vm run bench bench-engine image clean
+.PHONY: setup system-deps test test-unit test-engine test-interop test-vm run run-host bench bench-engine image clean
 
 setup: system-deps $(VENV)/.installed
 
@@ -35,11 +35,17 @@ test-unit: setup
 test-interop: setup
 	$(BIN)/pytest -q tests/interop $(PYTEST_ARGS)
 
-test-vm: setup image
+test-vm: setup
 	$(BIN)/pytest -q tests/vm $(PYTEST_ARGS)
 
-run: setup
+run: setup image-if-needed
+	$(PY) -m appliance.testlab.vm_demo --duration $(DURATION)
+
+run-host: setup
 	$(PY) -m appliance.testlab.demo --duration $(DURATION)
+
+image-if-needed:
+	$(PY) image/build.py   # skips itself when the inputs are unchanged
 
 bench: setup
 	$(BIN)/vpn-appliance bench

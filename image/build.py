@@ -244,6 +244,15 @@ def build(config: Path, out: Path, ovpn: Path | None = None, cache: Path | None 
         h.update(p.relative_to(REPO).as_posix().encode() + p.read_bytes())
     h.update(config.read_bytes())
     epoch = int(os.environ.get("SOURCE_DATE_EPOCH", 1_700_000_000 + int(h.hexdigest()[:6], 16)))
+    if ovpn is not None:
+        h.update(ovpn.read_bytes())
+        epoch = int(os.environ.get("SOURCE_DATE_EPOCH", 1_700_000_000 + int(h.hexdigest()[:6], 16)))
+    manifest_path = out / "MANIFEST"
+    if (manifest_path.exists() and (out / "initramfs.img").exists() and (out / "vmlinuz").exists()
+            and manifest_path.read_text().startswith(f"# vpn-appliance image manifest (SOURCE_DATE_EPOCH={epoch})")):
+        log("image is up to date (same inputs): nothing to do")
+        return {"total": (out / "vmlinuz").stat().st_size + (out / "initramfs.img").stat().st_size,
+                "sha_initramfs": _sha(out / "initramfs.img"), "epoch": epoch}
     stage = out / "stage"
     root, mods = assemble(config, ovpn, stage, debs, cache)
     log("writing initramfs (cpio newc, sorted, owner 0:0, zstd -19)")
@@ -263,6 +272,7 @@ def build(config: Path, out: Path, ovpn: Path | None = None, cache: Path | None 
     manifest += ["", f"# files: {sum(1 for _ in root.rglob('*'))}",
                  f"# config: {config.name} sha256 {hashlib.sha256(config.read_bytes()).hexdigest()}"]
     (out / "MANIFEST").write_text("\n".join(manifest) + "\n")
+    shutil.rmtree(stage, ignore_errors=True)
     log(f"done in {time.monotonic() - t0:.0f} s: vmlinuz {sizes['vmlinuz'] / 1e6:.1f} MB + initramfs "
         f"{sizes['initramfs.img'] / 1e6:.1f} MB = {total / 1e6:.1f} MB (limit 32 MB)")
     return {"total": total, "sha_initramfs": _sha(out / "initramfs.img"), "epoch": epoch}

@@ -6,7 +6,7 @@ import pytest
 
 from appliance.testlab.lab import Proc, client_profile, server_config
 from tests.vm.test_image import build
-from tests.vm.vmlab import OUT, boot, inline_server_config, lab_pki, ping, vm_topology, wait_ping
+from appliance.testlab.vmlab import OUT, boot, inline_server_config, lab_pki, ping, vm_topology, wait_ping
 
 
 def _toml(role: str, ovpn_text: str, lan: bool) -> str:
@@ -55,3 +55,30 @@ def test_server_mode_openvpn_client_connects(pki, tmp_path):
         assert cli.wait_for("Initialization Sequence Completed", 60), cli.log()[-3000:] + q.log()[-3000:]
         assert wait_ping(t["wan"], "198.19.0.1", 20), q.log()[-3000:]
         assert "connected, address 198.19.0." in q.log()
+
+
+def test_router_with_dhcp_on_wan(pki, tmp_path):
+    import shutil
+    if shutil.which("dnsmasq") is None:
+        raise RuntimeError("dnsmasq is missing: run `make setup` (installs dnsmasq-base)")
+    prof = client_profile(pki, "udp", None, "tls-crypt", inline=True)
+    toml = tmp_path / "dhcp.toml"
+    toml.write_text(_toml("client", prof, lan=True).replace(
+        'address = "198.18.0.2/24"\ngateway = "198.18.0.1"\n', "dhcp = true\n", 1))
+    build(tmp_path / "img", toml)
+    with vm_topology(tmp_path) as t:
+        dns = Proc(t["wan"], ["dnsmasq", "--no-daemon", "--port=0", f"--interface={t['wan_if']}", "--bind-interfaces",
+                              "--dhcp-range=198.18.0.50,198.18.0.60,255.255.255.0,1h", "--dhcp-option=3,198.18.0.1",
+                              "--dhcp-option=6,198.18.0.1", f"--dhcp-leasefile={tmp_path / 'leases'}",
+                              "--log-dhcp"], tmp_path / "dnsmasq.log")
+        t["procs"].append(dns)
+        cfg = tmp_path / "server.conf"
+        cfg.write_text(server_config(pki, "udp", None, "tls-crypt"))
+        srv = Proc(t["wan"], ["openvpn", "--config", str(cfg)], tmp_path / "server.log")
+        t["procs"].append(srv)
+        assert srv.wait_for("Initialization Sequence Completed", 20)
+        q = boot(t, tmp_path / "img")
+        assert q.wait_for("tunnel up", 150), q.log()[-4000:] + dns.log()[-2000:]
+        assert "DHCP lease 198.18.0.5" in q.log() or "DHCP lease 198.18.0.6" in q.log(), q.log()[-3000:]
+        assert "DHCPACK" in dns.log()
+        assert ping(t["lan"], "198.18.100.1", 3) >= 2, q.log()[-3000:]

@@ -15,9 +15,9 @@ import time
 import pytest
 
 from appliance.testlab.lab import Proc, server_config
-from tests.vm.test_image import accel, build
-from tests.vm.vmlab import OUT, boot, lab_pki, vm_topology
-from tests.vm.vmlab import ping as _ping
+from appliance.testlab.vmlab import OUT, accel, boot, lab_pki, vm_topology
+from tests.vm.test_image import build
+from appliance.testlab.vmlab import ping as _ping
 
 
 @pytest.fixture(scope="module")
