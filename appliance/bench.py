@@ -6,33 +6,20 @@ in memory; the handshake is not timed.
 """
 from __future__ import annotations
 
-import datetime
 import time
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.hazmat.primitives import serialization
+from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from .openvpn.session import Role, Session, SessionConfig
 from .openvpn.tls import TlsSettings
 from .openvpn.wrapping import PlainWrapper
+from .testlab.lab import _issue
 
 
 def _cert(cn, issuer=None, eku=None):
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.datetime.now(datetime.timezone.utc)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-    b = (x509.CertificateBuilder().subject_name(name).public_key(key.public_key())
-         .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
-         .not_valid_after(now + datetime.timedelta(days=1)))
-    if issuer is None:
-        b = b.issuer_name(name).add_extension(x509.BasicConstraints(True, None), True)
-        return b.sign(key, hashes.SHA256()), key
-    b = (b.issuer_name(issuer[0].subject)
-         .add_extension(x509.KeyUsage(True, False, False, False, True, False, False, False, False), True)
-         .add_extension(x509.ExtendedKeyUsage([eku]), False))
-    return b.sign(issuer[1], hashes.SHA256()), key
+    """An ECDSA P-256 certificate (a CA when `issuer` is None), as the interop lab makes them."""
+    return _issue(cn, issuer, eku)
 
 
 def _pems(c):

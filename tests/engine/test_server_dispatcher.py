@@ -6,14 +6,11 @@ client-to-client routing and inner source-address checks.
 """
 from __future__ import annotations
 
-import datetime
 import os
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.hazmat.primitives import serialization
+from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from appliance.openvpn import events as ev
 from appliance.openvpn import keyfiles, wrapping
@@ -22,23 +19,11 @@ from appliance.openvpn.packet import encode_body
 from appliance.openvpn.server import AddressPool, ServerDispatcher, ServerSettings
 from appliance.openvpn.session import Role, Session, SessionConfig
 from appliance.openvpn.tls import TlsSettings
+from appliance.testlab.lab import _issue
 
 
 def _cert(cn, issuer=None, ca=False, eku=None):
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.datetime.now(datetime.timezone.utc)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-    b = (x509.CertificateBuilder().subject_name(name).public_key(key.public_key())
-         .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
-         .not_valid_after(now + datetime.timedelta(days=2)))
-    if ca:
-        b = b.issuer_name(name).add_extension(x509.BasicConstraints(True, None), True)
-        return b.sign(key, hashes.SHA256()), key
-    icert, ikey = issuer
-    b = (b.issuer_name(icert.subject).add_extension(x509.BasicConstraints(False, None), True)
-         .add_extension(x509.KeyUsage(True, False, False, False, True, False, False, False, False), True)
-         .add_extension(x509.ExtendedKeyUsage([eku]), False))
-    return b.sign(ikey, hashes.SHA256()), key
+    return _issue(cn, None if ca else issuer, eku)
 
 
 def _pem(c):
