@@ -108,6 +108,17 @@ class TunnelNetwork:
             log.info("redirect-gateway def1 via %s (server %s kept on the old default route)", self.tun.name, remote_ip)
         for net, mask, _gw, metric in getattr(self.opts, "route", []) or []:
             self.routes.add(net, _mask_to_prefix(mask or "255.255.255.255"), dev=self.tun.name, metric=metric)
+        if pushed.ifconfig_ipv6 is not None:
+            from pyroute2 import IPRoute
+            addr6, _, plen = pushed.ifconfig_ipv6[0].partition("/")
+            with IPRoute() as ipr:
+                ipr.addr("add", index=ipr.link_lookup(ifname=self.tun.name)[0], address=addr6,
+                         prefixlen=int(plen or 64), flags=0x02)   # IFA_F_NODAD
+            log.info("tun %s: IPv6 address %s", self.tun.name, pushed.ifconfig_ipv6[0])
+            if not self.opts.route_nopull:
+                for r6 in pushed.routes_ipv6:
+                    net6, _, p6 = r6.partition("/")
+                    self.routes.add(net6, int(p6 or 128), dev=self.tun.name)
         if pushed.dns:
             log.info("server pushed DNS %s (reported, not applied on this host)", ", ".join(pushed.dns))
         self.applied = key
@@ -124,15 +135,22 @@ class TunnelNetwork:
             self.tun = None
 
 
+def fmt_addr(addr) -> str:
+    """198.18.0.1:1194, or [2001:db8::1]:1194 for IPv6."""
+    return f"[{addr[0]}]:{addr[1]}" if ":" in addr[0] else f"{addr[0]}:{addr[1]}"
+
+
 def _mask_to_prefix(mask: str) -> int:
     if mask.isdigit():
         return int(mask)
     return sum(bin(int(o)).count("1") for o in mask.split("."))
 
 
-def _resolve(remote: Remote) -> tuple[str, int]:
-    infos = socket.getaddrinfo(remote.host, remote.port, socket.AF_INET,
+def _resolve(remote: Remote, family: str | None = None) -> tuple[str, int]:
+    fam = socket.AF_INET6 if family == "6" else socket.AF_INET if family == "4" else socket.AF_UNSPEC
+    infos = socket.getaddrinfo(remote.host, remote.port, fam,
                                socket.SOCK_DGRAM if remote.proto == "udp" else socket.SOCK_STREAM)
+    infos.sort(key=lambda i: i[0] != socket.AF_INET)   # IPv4 first unless the profile says udp6/tcp6
     if not infos:
         raise OSError(f"cannot resolve {remote.host}")
     return infos[0][4][:2]
@@ -198,12 +216,13 @@ class ClientGateway:
         return 0
 
     def _open_link(self, remote: Remote, timeout: float):
-        addr = _resolve(remote)
+        addr = _resolve(remote, self.opts.proto_family)
         if remote.proto == "tcp":
-            log.info("connecting to %s:%d over TCP", *addr)
+            log.info("connecting to %s over TCP", fmt_addr(addr))
             return TcpLink(TcpTransport.connect(addr, timeout)), addr
-        log.info("connecting to %s:%d over UDP", *addr)
-        return UdpLink(UdpTransport(None, addr)), addr
+        log.info("connecting to %s over UDP", fmt_addr(addr))
+        fam = socket.AF_INET6 if ":" in addr[0] else socket.AF_INET
+        return UdpLink(UdpTransport(None, addr, family=fam)), addr
 
     def _connect_once(self, remote: Remote) -> str:
         poll = self.opts.server_poll_timeout
@@ -284,7 +303,7 @@ class ClientGateway:
                                     pts = receive(p, now)
                                     if pts and tun is not None:
                                         for pt in pts:
-                                            if pt[9] == 6:
+                                            if pt[9] == 6 or pt[6] == 6:
                                                 clamp_mss(pt, mss)
                                         tun.write_packets(pts)
                                 except Exception:  # noqa: BLE001 - a packet must never take the gateway down
@@ -292,7 +311,7 @@ class ClientGateway:
                     elif what == "tun":
                         pkts = self.net.tun.read_packets(BATCH)
                         for p in pkts:
-                            if p[9] == 6:
+                            if p[9] == 6 or p[6] == 6:
                                 clamp_mss(p, mss)
                         if pkts:
                             wire = [w for w in map(encrypt, pkts) if w is not None]

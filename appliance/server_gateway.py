@@ -7,12 +7,14 @@ the server when client-to-client is on, and dropped otherwise.
 """
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
+import socket
 import selectors
 import time
 
-from .gateway import BATCH, Signals
+from .gateway import BATCH, Signals, fmt_addr
 from .openvpn import events as ev
 from .openvpn.options import Options
 from .openvpn.profile import server_settings
@@ -86,6 +88,12 @@ class ServerGateway:
                 peer = str(pool.net.network_address + 2)
                 configure_tun(self.tun.name, pool.server_ip, 32, self.opts.tun_mtu, peer=peer)
                 self.routes.add(str(pool.net.network_address), pool.net.prefixlen, dev=self.tun.name)
+        if self.st.pool6 is not None:
+            from pyroute2 import IPRoute
+            with IPRoute() as ipr:
+                ipr.addr("add", index=ipr.link_lookup(ifname=self.tun.name)[0], address=self.st.pool6.server_ip,
+                         prefixlen=self.st.pool6.net.prefixlen, flags=0x02)   # IFA_F_NODAD
+            log.info("TUN %s: IPv6 %s/%d", self.tun.name, self.st.pool6.server_ip, self.st.pool6.net.prefixlen)
         for net, mask, _gw, metric in self.opts.route:
             # Networks behind clients (with iroute in their ccd file) are routed into the TUN.
             self.routes.add(net, _mask_to_prefix(mask), dev=self.tun.name, metric=metric)
@@ -109,7 +117,9 @@ class ServerGateway:
 
     # ------------------------------------------------------------------ shared
     def _bind_addr(self) -> tuple[str, int]:
-        return (self.opts.local or "0.0.0.0", self.opts.lport or self.opts.port)
+        """`proto udp6/tcp6` (or an IPv6 `local`) listens on IPv6 (dual-stack on `::`)."""
+        v6 = self.opts.proto_family == "6" or (self.opts.local or "").count(":") > 0
+        return (self.opts.local or ("::" if v6 else "0.0.0.0"), self.opts.lport or self.opts.port)
 
     def _internal_error(self) -> None:
         n = self.drops["internal error"] = self.drops.get("internal error", 0) + 1
@@ -150,9 +160,9 @@ class ServerGateway:
         tun_out = []
         mss = self.mss
         for p in pts:
-            if p[9] == 6:
+            if p[9] == 6 or p[6] == 6:
                 clamp_mss(p, mss)
-            dst = ".".join(map(str, p[16:20]))
+            dst = _dst(p)
             other = d.route(dst)
             if other is None:
                 tun_out.append(p)
@@ -171,9 +181,9 @@ class ServerGateway:
         for p in pkts:
             if len(p) < 20:
                 continue
-            if p[9] == 6:
+            if p[9] == 6 or p[6] == 6:
                 clamp_mss(p, mss)
-            rec = route(".".join(map(str, p[16:20])))
+            rec = route(_dst(p))
             if rec is None or not rec.session.established:
                 self.drops["no route"] += 1
                 continue
@@ -185,8 +195,8 @@ class ServerGateway:
     def _run_udp(self) -> int:
         from .transport.udp import UdpTransport
         addr = self._bind_addr()
-        udp = UdpTransport(addr)
-        log.info("listening on UDP %s:%d", *addr)
+        udp = UdpTransport(addr, family=socket.AF_INET6 if ":" in addr[0] else socket.AF_INET)
+        log.info("listening on UDP %s", fmt_addr(addr))
         now = time.monotonic()
         d = ServerDispatcher(self.st, now)
         sel = selectors.DefaultSelector()
@@ -240,7 +250,7 @@ class ServerGateway:
         from .transport.tcp import TcpListener
         addr = self._bind_addr()
         lst = TcpListener(addr)
-        log.info("listening on TCP %s:%d", *addr)
+        log.info("listening on TCP %s", fmt_addr(addr))
         d = ServerDispatcher(self.st, time.monotonic())
         sel = selectors.DefaultSelector()
         sel.register(lst.fileno(), selectors.EVENT_READ, "listen")
@@ -333,8 +343,13 @@ class ServerGateway:
             lst.close()
 
 
+def _dst(p) -> str:
+    """Destination address of an inner packet, as the dispatcher's tables key it."""
+    if p[0] >> 4 == 6 and len(p) >= 40:
+        return str(ipaddress.IPv6Address(bytes(p[24:40])))
+    return ".".join(map(str, p[16:20]))
+
+
 def _fmt(addr) -> str:
-    if isinstance(addr, tuple):
-        return f"{addr[0]}:{addr[1]}"
-    return f"tcp#{addr}"
+    return fmt_addr(addr) if isinstance(addr, tuple) else f"tcp#{addr}"
 

@@ -395,7 +395,15 @@ class _Parser:
 
     def d_server_ipv6(self, d, a, inline):
         if self.need(d, a, 1):
-            self.err(d, "IPv6 inside the tunnel is not supported yet")
+            try:
+                net = ipaddress.IPv6Network(a[0], strict=False)
+            except ValueError:
+                self.err(d, f"not an IPv6 network: {a[0]!r}")
+                return
+            if net.prefixlen > 124:
+                self.err(d, "the IPv6 pool needs a prefix of /124 or shorter")
+                return
+            self.set("server_ipv6", str(net))
 
     # -- remotes and transport
     def d_remote(self, d, a, inline):

@@ -71,7 +71,7 @@ def client_session_config(opts: Options, proto: str, username: str = "", passwor
 
 def server_settings(opts: Options, ccd_loader=None, passdb_text: str | None = None) -> "ServerSettings":
     """A server config → the dispatcher's settings (pool, pushes, per-client session configs)."""
-    from .server import AddressPool, ServerSettings
+    from .server import AddressPool, AddressPool6, ServerSettings
     if opts.role != "server":
         raise ConfigError("not a server configuration (needs `server` or `mode server` + `tls-server`)")
     proto = opts.proto
@@ -115,6 +115,7 @@ def server_settings(opts: Options, ccd_loader=None, passdb_text: str | None = No
     return ServerSettings(
         session_config=session_config, protection=wrapkind, static_key=static_key,
         key_direction=opts.key_direction, auth_digest=opts.auth or "SHA1", v2_server_key=v2key, pool=pool,
+        pool6=AddressPool6(opts.server_ipv6) if opts.server_ipv6 else None,
         push=push, client_to_client=opts.client_to_client, duplicate_cn=opts.duplicate_cn,
         max_clients=opts.max_clients, hand_window=opts.hand_window, ccd=ccd_loader,
         ccd_exclusive=getattr(opts, "ccd_exclusive", False), tcp=proto == "tcp",

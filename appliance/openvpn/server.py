@@ -42,6 +42,7 @@ class ClientRecord:
     peer_id: int
     vaddr: str | None = None
     vmask: str | None = None
+    vaddr6: str | None = None
     iroutes: list[ipaddress.IPv4Network] = field(default_factory=list)
     common_name: str | None = None
     tcp: bool = False
@@ -95,6 +96,36 @@ class AddressPool:
         return f"ifconfig {ip} {ipaddress.IPv4Address(ip) - 1}"
 
 
+class AddressPool6:
+    """IPv6 tunnel addresses (`server-ipv6`): the server takes ::1, clients ::1000 upwards, as OpenVPN."""
+
+    def __init__(self, network: str) -> None:
+        self.net = ipaddress.IPv6Network(network, strict=False)
+        self.server_ip = str(self.net.network_address + 1)
+        first = 0x1000 if self.net.num_addresses > 0x2000 else 2
+        self.next = first
+        self.free: list[int] = []
+        self.leased: set[str] = set()
+
+    def lease(self) -> str | None:
+        n = self.free.pop(0) if self.free else self.next
+        if n >= self.net.num_addresses - 1:
+            return None
+        if n == self.next:
+            self.next += 1
+        ip = str(self.net.network_address + n)
+        self.leased.add(ip)
+        return ip
+
+    def release(self, ip: str | None) -> None:
+        if ip in self.leased:
+            self.leased.discard(ip)
+            self.free.append(int(ipaddress.IPv6Address(ip)) - int(self.net.network_address))
+
+    def ifconfig_push(self, ip: str) -> str:
+        return f"ifconfig-ipv6 {ip}/{self.net.prefixlen} {self.server_ip}"
+
+
 @dataclass
 class ServerSettings:
     """Everything the dispatcher needs, built from a server config by the caller."""
@@ -105,6 +136,7 @@ class ServerSettings:
     auth_digest: str = "SHA1"
     v2_server_key: bytes | None = None
     pool: AddressPool | None = None
+    pool6: AddressPool6 | None = None
     push: list[str] = field(default_factory=list)
     client_to_client: bool = False
     duplicate_cn: bool = False
@@ -187,8 +219,17 @@ class ServerDispatcher:
             return pts
         ok = []
         for p in pts:
-            if len(p) < 20 or (p[0] >> 4) != 4:
-                self._count("inner packet not IPv4")
+            v = p[0] >> 4 if len(p) >= 20 else 0
+            if v == 6 and len(p) >= 40:
+                if rec.vaddr6 is not None and str(ipaddress.IPv6Address(bytes(p[8:24]))) == rec.vaddr6:
+                    ok.append(p)
+                elif rec.vaddr6 is None:
+                    self._count("IPv6 inner packet (no server-ipv6)")
+                else:
+                    self._count("inner packet with a source the client does not own")
+                continue
+            if v != 4:
+                self._count("inner packet not IP")
                 continue
             src = ".".join(map(str, p[12:16]))
             if src == rec.vaddr or any(ipaddress.IPv4Address(src) in n for n in rec.iroutes):
@@ -346,6 +387,11 @@ class ServerDispatcher:
                 opts.insert(0, f"route-gateway {pool.server_ip}")
         if rec.vaddr:
             self.by_vaddr[rec.vaddr] = rec
+        if self.st.pool6 is not None and rec.vaddr6 is None:
+            rec.vaddr6 = self.st.pool6.lease()
+            if rec.vaddr6 is not None:
+                opts.append(self.st.pool6.ifconfig_push(rec.vaddr6))
+                self.by_vaddr[rec.vaddr6] = rec
         for n in rec.iroutes:
             self.iroutes.append((n, rec))
         if not rec.push_reset:
@@ -358,7 +404,7 @@ class ServerDispatcher:
         rec = self.by_vaddr.get(dst)
         if rec is not None:
             return rec
-        if self.iroutes:
+        if self.iroutes and ":" not in dst:
             a = ipaddress.IPv4Address(dst)
             best = None
             for n, r in self.iroutes:
@@ -401,6 +447,10 @@ class ServerDispatcher:
             del self.by_vaddr[rec.vaddr]
             if self.st.pool is not None:
                 self.st.pool.release(rec.vaddr)
+        if rec.vaddr6 and self.by_vaddr.get(rec.vaddr6) is rec:
+            del self.by_vaddr[rec.vaddr6]
+            if self.st.pool6 is not None:
+                self.st.pool6.release(rec.vaddr6)
         self.iroutes = [(n, r) for n, r in self.iroutes if r is not rec]
 
     def _drop(self, rec: ClientRecord, reason: str) -> None:

@@ -100,3 +100,23 @@ def inline_server_config(pki: Pki, proto: str) -> str:
             "server 198.19.0.0 255.255.255.0\ndh none\nkeepalive 5 30\nverb 3\nremote-cert-tls client\n"
             f"<ca>\n{pki.ca.read_text()}</ca>\n<cert>\n{pki.server_cert.read_text()}</cert>\n"
             f"<key>\n{pki.server_key.read_text()}</key>\n<tls-crypt>\n{key}</tls-crypt>\n")
+
+
+def lan_transfer(lan: Netns, wan: Netns, tmp: Path, nbytes: int = 2_000_000) -> str:
+    """TCP transfer from the LAN host to the host behind the VPN server (198.18.100.1:7000);
+    checks every byte arrived and returns the peer address the far side saw (NAT shows there)."""
+    import sys
+    code = ("import socket;s=socket.socket();s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1);"
+            "s.bind(('198.18.100.1',7000));s.listen(1);s.settimeout(60);c,a=s.accept();n=0\n"
+            "while True:\n d=c.recv(65536)\n if not d: break\n n+=len(d)\n"
+            "print('peer',a[0],'bytes',n,flush=True)")
+    rx = Proc(wan, [sys.executable, "-c", code], tmp / f"rx-{secrets.token_hex(2)}.log")
+    try:
+        time.sleep(0.5)
+        lan.run(f"{sys.executable} -c \"import socket;c=socket.create_connection(('198.18.100.1',7000),timeout=20);"
+                f"c.sendall(b'x'*{nbytes});c.close()\"", timeout=120)
+        assert rx.wait_for(rf"bytes {nbytes}", 60), "transfer incomplete: " + rx.log()
+        m = re.search(r"peer (\S+) ", rx.log())
+        return m.group(1) if m else ""
+    finally:
+        rx.stop(3)

@@ -17,12 +17,19 @@ def mss_for(mssfix: int, overhead: int, tcp_transport: bool) -> int:
 def clamp_mss(pkt, max_mss: int) -> bool:
     """If `pkt` is an IPv4 TCP SYN with an MSS option above `max_mss`, lower it in place (fixing
     the TCP checksum incrementally, RFC 1624). Returns True when it changed the packet."""
-    if len(pkt) < 40 or pkt[0] >> 4 != 4 or pkt[9] != 6:
+    if len(pkt) < 40:
         return False
-    ihl = (pkt[0] & 15) * 4
-    if pkt[6] & 0x1F or pkt[7]:          # a fragment: no TCP header here
+    v = pkt[0] >> 4
+    if v == 4:
+        if pkt[9] != 6 or pkt[6] & 0x1F or pkt[7]:   # not TCP, or a fragment (no TCP header here)
+            return False
+        t = (pkt[0] & 15) * 4
+    elif v == 6:
+        if pkt[6] != 6:                                # TCP right after the fixed header only
+            return False
+        t = 40
+    else:
         return False
-    t = ihl
     if len(pkt) < t + 20 or not pkt[t + 13] & 0x02:   # not a SYN
         return False
     doff = (pkt[t + 12] >> 4) * 4

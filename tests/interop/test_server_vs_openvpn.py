@@ -236,3 +236,36 @@ def test_client_config_dir_and_password_file(lab, procs):
 def lab_bin() -> str:
     from appliance.testlab.lab import OUR_BIN
     return OUR_BIN
+
+
+def _v6_outer(lab):
+    """IPv6 on the lab's WAN veth (documentation prefix), no DAD delay."""
+    if "2001:db8:1::1" not in lab.srv.run("ip -6 addr", check=False).stdout:
+        lab.srv.run(f"ip -6 addr add 2001:db8:1::1/64 dev va{lab.tag} nodad")
+        lab.cli.run(f"ip -6 addr add 2001:db8:1::2/64 dev vb{lab.tag} nodad")
+
+
+@pytest.mark.parametrize("client_kind", ["openvpn", "ours"])
+@pytest.mark.parametrize("proto", ["udp6", "tcp6"])
+def test_ipv6_transport_and_ipv6_in_the_tunnel(lab, procs, client_kind, proto):
+    """proto udp6/tcp6 on the outside, server-ipv6 inside: v4 and v6 both cross the tunnel."""
+    _v6_outer(lab)
+    base = "tcp" if proto.startswith("tcp") else "udp"
+    cfg = server_config(lab.pki, base, extra="server-ipv6 2001:db8:100::/64\n")
+    cfg = cfg.replace("proto tcp-server\n", "proto tcp6-server\n").replace("proto udp\n", "proto udp6\n")
+    srv = lab.ours(lab.srv, cfg, f"oursrv6-{len(lab.procs)}", pattern=r"listening on (UDP|TCP) \[::\]")
+    procs.append(srv)
+    prof = client_profile(lab.pki, base, remotes=[("2001:db8:1::1", 1194, proto)])
+    if client_kind == "openvpn":
+        cli = lab.openvpn(lab.cli, prof, f"ovpn6-{len(lab.procs)}")
+    else:
+        cli = lab.ours(lab.cli, prof, f"ours6-{len(lab.procs)}")
+    procs.append(cli)
+    assert re.search(r"2001:db8:1::2", srv.log()), srv.log()[-1500:]
+    assert lab.ping(lab.cli, TUN_SERVER_IP, 2) == 2
+    r = lab.cli.run("ping -6 -n -q -c 3 -i 0.2 -W 2 2001:db8:100::1", check=False)
+    assert " 3 received" in r.stdout, r.stdout + srv.log()[-1500:] + cli.log()[-1500:]
+    m = re.search(r"inet6 (2001:db8:100::\S+)/", lab.cli.run("ip -6 -o addr show dev tun0").stdout)
+    assert m, "no IPv6 address on the client's tun0"
+    r = lab.srv.run(f"ping -6 -n -q -c 2 -i 0.2 -W 2 {m.group(1)}", check=False)
+    assert " 2 received" in r.stdout, r.stdout

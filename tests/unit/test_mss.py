@@ -94,16 +94,21 @@ def test_ipv4_with_ip_options_still_finds_tcp_header():
     assert _mss(b) == 1200 and _tcp_checksum_ok(b)
 
 
-def test_fragment_and_non_tcp_and_ipv6_untouched():
+def test_fragment_and_non_tcp_untouched_ipv6_clamped():
     frag = _pkt("S", frag=10)
     before = bytes(frag)
     assert clamp_mss(frag, 1000) is False and bytes(frag) == before
     udp = bytearray(bytes(IP(src=SRC, dst=DST, proto=17) / Raw(bytes(40))))
     before = bytes(udp)
     assert clamp_mss(udp, 1000) is False and bytes(udp) == before
+    # IPv6 SYNs (server-ipv6 tunnels) are clamped too, with a valid checksum.
     v6 = bytearray(bytes(IPv6(src="2001:db8::1", dst="2001:db8::2") / TCP(flags="S", options=[("MSS", 1440)])))
-    before = bytes(v6)
-    assert clamp_mss(v6, 1000) is False and bytes(v6) == before
+    assert clamp_mss(v6, 1000) is True
+    p = IPv6(bytes(v6))
+    assert dict(p[TCP].options)["MSS"] == 1000
+    want = p[TCP].chksum
+    del p[TCP].chksum
+    assert IPv6(bytes(p))[TCP].chksum == want
 
 
 def test_checksum_stays_valid_across_many_values():

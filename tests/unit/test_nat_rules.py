@@ -8,11 +8,15 @@ into the tunnel is masqueraded, and removing the rules restores plain forwarding
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import subprocess
 import sys
 
 import pytest
+
+_T = secrets.token_hex(2)   # unique names: parallel runs must not collide
+NS_LAN, NS_GW, NS_WAN, NS_VPN = (f"ks{n}{_T}" for n in ("lan", "gw", "wan", "vpn"))
 
 from appliance.router import killswitch, nat
 from appliance.router.killswitch import Endpoint, render_killswitch, render_router
@@ -98,12 +102,12 @@ def lab():
     _require_tools()
     made: list[Netns] = []
     try:
-        for n in ("ks-lan", "ks-gw", "ks-wan", "ks-vpn"):
+        for n in (NS_LAN, NS_GW, NS_WAN, NS_VPN):
             subprocess.run(["ip", "netns", "del", n], capture_output=True)  # leftovers of a killed run
             made.append(Netns(n))
         lan, gw, wan, vpn = made
-        gw.run("ip link add eth1 type veth peer name kl0 netns ks-lan")
-        gw.run("ip link add eth0 type veth peer name kw0 netns ks-wan")
+        gw.run(f"ip link add eth1 type veth peer name kl0 netns {NS_LAN}")
+        gw.run(f"ip link add eth0 type veth peer name kw0 netns {NS_WAN}")
         gw.run("ip addr add 198.18.50.1/24 dev eth1 && ip link set eth1 up && "
                "ip addr add 198.18.0.2/24 dev eth0 && ip link set eth0 up && sysctl -qw net.ipv4.ip_forward=1")
         lan.run("ip addr add 198.18.50.2/24 dev kl0 && ip link set kl0 up && ip route add default via 198.18.50.1")
@@ -146,7 +150,7 @@ def test_kill_switch_blocks_the_lan_from_the_wan_and_lets_it_into_the_tunnel(lab
 
     # Installed before `tun0` exists, as the appliance does before starting the tunnel.
     text = render_router("eth0", "tun0", "eth1", True, "client", [SERVER])
-    killswitch.apply_ruleset(text, netns="ks-gw")
+    killswitch.apply_ruleset(text, netns=NS_GW)
 
     assert not ping(lan, "198.18.0.1"), "LAN → WAN must be dropped"
     listed = gw.run("nft list table inet vpnappliance").stdout
@@ -158,7 +162,7 @@ def test_kill_switch_blocks_the_lan_from_the_wan_and_lets_it_into_the_tunnel(lab
 
     # Now the "tunnel" appears: a veth named tun0 towards a VPN side that has NO route to the LAN,
     # so a ping from the LAN only comes back if it was masqueraded to the tun0 address.
-    gw.run("ip link add tun0 type veth peer name kv0 netns ks-vpn && "
+    gw.run(f"ip link add tun0 type veth peer name kv0 netns {NS_VPN} && "
            "ip addr add 198.18.60.1/24 dev tun0 && ip link set tun0 up")
     vpn.run("ip addr add 198.18.60.2/24 dev kv0 && ip link set kv0 up")
     assert ping(lan, "198.18.60.2"), "LAN → tunnel must be forwarded and masqueraded"
@@ -166,15 +170,15 @@ def test_kill_switch_blocks_the_lan_from_the_wan_and_lets_it_into_the_tunnel(lab
     assert not ping(vpn, "198.18.50.2"), "with nat, the tunnel side may not open connections into the LAN"
     assert not ping(lan, "198.18.0.1"), "still no LAN → WAN with the tunnel up"
 
-    killswitch.flush(netns="ks-gw")
+    killswitch.flush(netns=NS_GW)
     assert gw.run("nft list tables").stdout.strip() == ""
     assert ping(lan, "198.18.0.1"), "flush() removes our rules"
 
 
 def test_routed_lan_without_nat_keeps_lan_addresses(lab):
     lan, gw, wan, vpn = lab
-    killswitch.apply_ruleset(render_router("eth0", "tun0", "eth1", False, "client", [SERVER]), netns="ks-gw")
-    gw.run("ip link add tun0 type veth peer name kv0 netns ks-vpn && "
+    killswitch.apply_ruleset(render_router("eth0", "tun0", "eth1", False, "client", [SERVER]), netns=NS_GW)
+    gw.run(f"ip link add tun0 type veth peer name kv0 netns {NS_VPN} && "
            "ip addr add 198.18.60.1/24 dev tun0 && ip link set tun0 up")
     vpn.run("ip addr add 198.18.60.2/24 dev kv0 && ip link set kv0 up")
     assert not ping(lan, "198.18.60.2"), "no masquerading: the VPN side has no route back yet"
@@ -182,14 +186,14 @@ def test_routed_lan_without_nat_keeps_lan_addresses(lab):
     assert ping(lan, "198.18.60.2") and ping(vpn, "198.18.50.2"), "routed: both directions pass"
     assert not ping(lan, "198.18.0.1")
     assert "vpnappliance_nat" not in gw.run("nft list tables").stdout
-    nat.flush(netns="ks-gw")  # harmless when there is no NAT table
-    killswitch.flush(netns="ks-gw")
+    nat.flush(netns=NS_GW)  # harmless when there is no NAT table
+    killswitch.flush(netns=NS_GW)
 
 
 def test_nft_refusal_is_reported(lab):
     with pytest.raises(RuntimeError, match="nft refused the ruleset"):
         nat.apply_ruleset("table inet vpnappliance { chain x { type filter hook nowhere priority 0; } }",
-                          netns="ks-gw")
+                          netns=NS_GW)
 
 
 # ---------------------------------------------------------------- the whole `run appliance.toml` setup
@@ -220,7 +224,7 @@ def test_run_toml_installs_everything_before_the_tunnel_and_undoes_it(lab, tmp_p
         f'[lan]\nmac = "{mac.upper()}"\naddress = "198.18.50.1/24"\n'
         '[vpn]\nrole = "client"\nconfig = "client.ovpn"\n')
     log = open(tmp_path / "run.log", "wb")
-    p = subprocess.Popen(["ip", "netns", "exec", "ks-gw", sys.executable, "-m", "appliance", "run",
+    p = subprocess.Popen(["ip", "netns", "exec", NS_GW, sys.executable, "-m", "appliance", "run",
                           str(tmp_path / "appliance.toml")], stdout=log, stderr=subprocess.STDOUT,
                          cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
     try:

@@ -191,7 +191,7 @@ GOOD_LINES = GOOD_CLIENT.count("\n")
     ("tls-version-min 0.9", "tls-version-min", "version"),
     ("auth MD5", "auth", "digest"),
     ("keepalive 10 5", "keepalive", "twice"),
-    ("server-ipv6 fd00::/64", "server-ipv6", "IPv6"),
+    ("server-ipv6 not-a-network", "server-ipv6", "IPv6"),
     ("route 10.0.0.300", "route", "IPv4"),
     ("--plugin x.so", "plugin", "plugin"),
 ])

@@ -6,7 +6,8 @@ import pytest
 
 from appliance.testlab.lab import Proc, client_profile, server_config
 from tests.vm.test_image import build
-from appliance.testlab.vmlab import OUT, boot, inline_server_config, lab_pki, ping, vm_topology, wait_ping
+from appliance.testlab.vmlab import (OUT, boot, inline_server_config, lab_pki, lan_transfer, ping, vm_topology,
+                                     wait_ping)
 
 
 def _toml(role: str, ovpn_text: str, lan: bool) -> str:
@@ -38,6 +39,7 @@ def test_router_over_tcp(pki, tmp_path):
         assert q.wait_for("tunnel up", 150), q.log()[-4000:]
         assert "over TCP" in q.log()
         assert ping(t["lan"], "198.18.100.1", 3) >= 2, q.log()[-3000:]
+        assert lan_transfer(t["lan"], t["wan"], tmp_path).startswith("198.19.0.")
 
 
 def test_server_mode_openvpn_client_connects(pki, tmp_path):
