@@ -205,9 +205,7 @@ class ServerGateway:
         sel.register(self.sig.rfd, selectors.EVENT_READ, "sig")
         try:
             while not self.sig.stop:
-                dl = d.next_deadline()
-                now = time.monotonic()
-                timeout = 1.0 if dl is None else min(1.0, max(0.0, dl - now))
+                timeout = _select_timeout(d)
                 sends: dict = {}
                 for key, _m in sel.select(timeout):
                     now = time.monotonic()
@@ -224,11 +222,7 @@ class ServerGateway:
                     else:
                         self.sig.drain()
                 now = time.monotonic()
-                dl = d.next_deadline()
-                if dl is not None and now >= dl:
-                    d.handle_timer(now)
-                for p, a in d.take_outgoing():
-                    sends.setdefault(a, []).append(p)
+                _timers_and_control(d, now, sends)
                 for a, ps in sends.items():
                     udp.send_batch(ps, a)
                 self._log_events(d)
@@ -272,9 +266,7 @@ class ServerGateway:
 
         try:
             while not self.sig.stop:
-                dl = d.next_deadline()
-                now = time.monotonic()
-                timeout = 1.0 if dl is None else min(1.0, max(0.0, dl - now))
+                timeout = _select_timeout(d)
                 sends: dict = {}
                 for key, mask in sel.select(timeout):
                     now = time.monotonic()
@@ -316,11 +308,7 @@ class ServerGateway:
                             except Exception:  # noqa: BLE001
                                 self._internal_error()
                 now = time.monotonic()
-                dl = d.next_deadline()
-                if dl is not None and now >= dl:
-                    d.handle_timer(now)
-                for p, a in d.take_outgoing():
-                    sends.setdefault(a, []).append(p)
+                _timers_and_control(d, now, sends)
                 for a, ps in sends.items():
                     link = links.get(a)
                     if link is not None:
@@ -341,6 +329,21 @@ class ServerGateway:
                 close_link(k)
             sel.close()
             lst.close()
+
+
+def _select_timeout(d: ServerDispatcher) -> float:
+    """Wake for the next session deadline, and at least once a second (drop counters, signals)."""
+    dl = d.next_deadline()
+    return 1.0 if dl is None else min(1.0, max(0.0, dl - time.monotonic()))
+
+
+def _timers_and_control(d: ServerDispatcher, now: float, sends: dict) -> None:
+    """Fire due session timers, then queue every control packet by destination."""
+    dl = d.next_deadline()
+    if dl is not None and now >= dl:
+        d.handle_timer(now)
+    for p, a in d.take_outgoing():
+        sends.setdefault(a, []).append(p)
 
 
 def _dst(p) -> str:
