@@ -14,7 +14,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 from .openvpn.session import Role, Session, SessionConfig
 from .openvpn.tls import TlsSettings
 from .openvpn.wrapping import PlainWrapper
-from .testlab.lab import _issue
+from .certs import issue as _issue
 
 
 def _cert(cn, issuer=None, eku=None):

@@ -7,7 +7,6 @@ Topology (all addresses from 198.18.0.0/15):
 """
 from __future__ import annotations
 
-import datetime
 import json
 import os
 import re
@@ -20,10 +19,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.hazmat.primitives import serialization
+from cryptography.x509.oid import ExtendedKeyUsageOID
+
+from ..certs import issue as _issue
 
 OPENVPN = shutil.which("openvpn") or "/usr/sbin/openvpn"
 SRV_IP, CLI_IP = "198.18.0.1", "198.18.0.2"
@@ -56,27 +55,6 @@ class Pki:
     server_key: Path
     clients: dict[str, tuple[Path, Path]] = field(default_factory=dict)
     rogue: tuple[Path, Path] | None = None
-
-
-def _name(cn: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-
-
-def _issue(cn: str, issuer, eku) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.datetime.now(datetime.timezone.utc)
-    b = (x509.CertificateBuilder().subject_name(_name(cn)).public_key(key.public_key())
-         .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
-         .not_valid_after(now + datetime.timedelta(days=30)))
-    if issuer is None:
-        b = (b.issuer_name(_name(cn)).add_extension(x509.BasicConstraints(True, None), True)
-             .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), True))
-        return b.sign(key, hashes.SHA256()), key
-    icert, ikey = issuer
-    b = (b.issuer_name(icert.subject).add_extension(x509.BasicConstraints(False, None), True)
-         .add_extension(x509.KeyUsage(True, False, False, False, True, False, False, False, False), True)
-         .add_extension(x509.ExtendedKeyUsage([eku]), False))
-    return b.sign(ikey, hashes.SHA256()), key
 
 
 def _write(path: Path, cert, key) -> tuple[Path, Path]:

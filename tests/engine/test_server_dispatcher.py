@@ -19,7 +19,7 @@ from appliance.openvpn.packet import encode_body
 from appliance.openvpn.server import AddressPool, ServerDispatcher, ServerSettings
 from appliance.openvpn.session import Role, Session, SessionConfig
 from appliance.openvpn.tls import TlsSettings
-from appliance.testlab.lab import _issue
+from appliance.certs import issue as _issue
 
 
 def _cert(cn, issuer=None, ca=False, eku=None):

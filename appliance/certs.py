@@ -1,0 +1,36 @@
+"""Issue test certificates in memory (ECDSA P-256), the way OpenVPN's remote-cert-tls wants them.
+
+Why in the package and not in tests: the in-memory bench and the VM self-test use it too, and the
+interop lab writes the same certificates to disk.
+"""
+from __future__ import annotations
+
+import datetime
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+
+def _name(cn: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+
+def issue(cn: str, issuer, eku) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    """A CA certificate when `issuer` is None, else a leaf signed by `issuer` (cert, key) with
+    keyUsage and the extendedKeyUsage `eku` (serverAuth/clientAuth)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.datetime.now(datetime.timezone.utc)
+    b = (x509.CertificateBuilder().subject_name(_name(cn)).public_key(key.public_key())
+         .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
+         .not_valid_after(now + datetime.timedelta(days=30)))
+    if issuer is None:
+        b = (b.issuer_name(_name(cn)).add_extension(x509.BasicConstraints(True, None), True)
+             .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), True))
+        return b.sign(key, hashes.SHA256()), key
+    icert, ikey = issuer
+    b = (b.issuer_name(icert.subject).add_extension(x509.BasicConstraints(False, None), True)
+         .add_extension(x509.KeyUsage(True, False, False, False, True, False, False, False, False), True)
+         .add_extension(x509.ExtendedKeyUsage([eku]), False))
+    return b.sign(ikey, hashes.SHA256()), key
