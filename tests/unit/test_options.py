@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import os
 import subprocess
+import sys
 
 import pytest
 from cryptography import x509
@@ -17,7 +18,8 @@ from appliance.openvpn.errors import ConfigError
 from appliance.openvpn.options import (DEFAULT_CIPHERS, ConfigErrors, Remote, load_config, parse_ccd,
                                        parse_config, render_options)
 
-CLI = "/work/main/.venv/bin/vpn-appliance"
+# The console script installed beside the interpreter running the tests (the project venv).
+CLI = os.path.join(os.path.dirname(sys.executable), "vpn-appliance")
 STATIC_KEY = keyfiles.generate_static_key()
 FAKE_PEM = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----"
 
