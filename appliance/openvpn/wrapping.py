@@ -9,15 +9,15 @@ compare), and only then record the replay id — a forged packet must change no 
 `check_replay=False` (a server's stateless look at a client's first packets) nothing is checked
 against or recorded in the window.
 
-replay_time: OpenVPN sends a 32-bit Unix time fixed when the counter starts. The engine's `now`
-is a monotonic clock, so the time field comes from the wall clock at the first wrap; receivers
-only compare it within one session.
+replay_time: OpenVPN sends a 32-bit Unix time fixed when the counter starts, but receivers use
+it only as an epoch within one session (a later epoch restarts the id sequence, an earlier one is
+refused; nothing compares it with a clock). We take the caller's `now` at the first wrap, so the
+engine reads no clock, and a monotonic `now` can never make the epoch go backwards.
 """
 from __future__ import annotations
 
 import hmac
 import struct
-import time
 from typing import Protocol
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
@@ -81,9 +81,12 @@ class _Counted:
         """Advance the send counter by n ids used elsewhere (the server's stateless reset)."""
         self.send_pid += n
 
-    def _next_header(self) -> bytes:
+    def _next_header(self, now: float) -> bytes:
+        # The time field is only an epoch for the peer's replay window: OpenVPN accepts any value
+        # that never goes backwards within a session and never compares it with its own clock.
+        # The caller's (monotonic) time serves, so the engine reads no clock itself.
         if self.send_time is None:
-            self.send_time = int(time.time()) & _PID_MAX
+            self.send_time = int(now) & _PID_MAX
         pid = self.send_pid + 1
         if pid > _PID_MAX:
             # Never reuse an id: a peer would (rightly) drop it as a replay.
@@ -117,7 +120,7 @@ class TlsAuthWrapper(_Counted):
         self._min = HEADER + self.hlen + REPLAY + 1
 
     def wrap(self, op_byte: int, own_sid: bytes, body: bytes, now: float) -> bytes:
-        rp = self._next_header()
+        rp = self._next_header(now)
         head = bytes((op_byte,)) + own_sid
         mac = hmac.digest(self.send_key, rp + head + body, self.digest)
         return head + mac + rp + body
@@ -159,7 +162,7 @@ class TlsCryptWrapper(_Counted):
         self._aes_recv = algorithms.AES(self.recv_ke)
 
     def wrap(self, op_byte: int, own_sid: bytes, body: bytes, now: float) -> bytes:
-        ad = bytes((op_byte,)) + own_sid + self._next_header()
+        ad = bytes((op_byte,)) + own_sid + self._next_header(now)
         tag = hmac.digest(self.send_ka, ad + body, "sha256")
         enc = Cipher(self._aes_send, modes.CTR(tag[:16])).encryptor()
         return ad + tag + enc.update(body) + enc.finalize()
