@@ -380,4 +380,6 @@ def _push_summary(p) -> str:
         parts.append(f"ping-restart {p.ping_restart}")
     if p.ignored:
         parts.append("ignored: " + "; ".join(p.ignored))
+    if p.filtered:
+        parts.append("dropped by pull-filter: " + "; ".join(p.filtered))
     return ", ".join(parts)

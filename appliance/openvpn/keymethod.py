@@ -125,11 +125,28 @@ class PushedOptions:
     auth_token_user: str | None = None
     explicit_exit_notify: int | None = None
     ignored: list[str] = field(default_factory=list)
+    filtered: list[str] = field(default_factory=list)   # dropped by a `pull-filter ignore`
     complete: bool = False
 
 
-def parse_push_reply_untrusted(text: str, into: PushedOptions | None = None) -> PushedOptions:
-    """Parse `PUSH_REPLY,opt args,opt args...`; unknown options are recorded, not fatal (as OpenVPN)."""
+class PushRejected(BadPacket):
+    """A pushed option matched a `pull-filter reject`: OpenVPN treats that as an error and restarts."""
+
+
+def _pull_filter_action(item: str, filters) -> str:
+    """OpenVPN's rule: the first filter whose text starts the option line decides; default accept."""
+    for action, prefix in filters:
+        if item.startswith(prefix):
+            return action
+    return "accept"
+
+
+def parse_push_reply_untrusted(text: str, into: PushedOptions | None = None,
+                               filters: "list[tuple[str, str]] | tuple" = ()) -> PushedOptions:
+    """Parse `PUSH_REPLY,opt args,opt args...`; unknown options are recorded, not fatal (as OpenVPN).
+
+    `filters` are the profile's `pull-filter` lines in order, (accept|ignore|reject, text).
+    """
     if not text.startswith("PUSH_REPLY"):
         raise BadPacket("not a PUSH_REPLY")
     p = into if into is not None else PushedOptions()
@@ -139,6 +156,14 @@ def parse_push_reply_untrusted(text: str, into: PushedOptions | None = None) -> 
         if not a:
             continue
         name, args = a[0], a[1:]
+        if filters and name != "push-continuation":
+            line = item.strip()
+            action = _pull_filter_action(line, filters)
+            if action == "ignore":
+                p.filtered.append(line)
+                continue
+            if action == "reject":
+                raise PushRejected(f"pushed option rejected by pull-filter: {line}")
         try:
             if name == "ifconfig" and len(args) >= 2:
                 p.ifconfig = (args[0], args[1])

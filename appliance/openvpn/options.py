@@ -205,7 +205,7 @@ NOOP = {
     "writepid", "float", "fast-io", "sndbuf", "rcvbuf", "txqueuelen", "persist-remote-ip",
     "persist-local-ip", "route-delay", "route-method", "ncp-disable", "tls-exit", "management-query-passwords",
     "auth-retry", "ecdh-curve", "tls-cipher", "tls-ciphersuites", "tls-groups", "replay-window", "mute",
-    "ifconfig-nowarn", "block-outside-dns", "register-dns", "pull-filter", "ignore-unknown-option",
+    "ifconfig-nowarn", "block-outside-dns", "register-dns", "ignore-unknown-option",
     "remote-random-hostname", "allow-recursive-routing", "opt-verify", "server-poll-timeout", "connect-timeout",
     "inactive", "up-delay", "up-restart", "route-noexec", "ifconfig-noexec", "allow-pull-fqdn",
     "push-peer-info", "nice", "chroot", "mlock", "connect-retry", "keepalive", "verb", "dev-type",
@@ -793,7 +793,7 @@ class _Parser:
                 self.err(d, "expects accept, ignore or reject")
             else:
                 self.o.pull_filter.append((a[0], a[1]))
-                self.note(d, "accepted; filters are not applied yet")
+                self.note(d, f"{a[0]} pushed options starting with {a[1]!r}")
 
     def d_verb(self, d, a, inline):
         if self.need(d, a, 1):

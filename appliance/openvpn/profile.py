@@ -65,7 +65,7 @@ def client_session_config(opts: Options, proto: str, username: str = "", passwor
         tls_timeout=opts.tls_timeout, ping=ping, ping_restart=ping_restart, ping_exit=opts.ping_exit,
         username=username, password=password, explicit_exit_notify=opts.explicit_exit_notify,
         comp=comp_framing(opts), tun_mtu=opts.tun_mtu, early_negotiation=bool(opts.tls_crypt_v2),
-        advertise_ekm=advertise_ekm,
+        advertise_ekm=advertise_ekm, pull_filter=list(opts.pull_filter),
     )
 
 

@@ -27,8 +27,9 @@ from typing import Callable
 from . import events as ev
 from .datachannel import DataKey, is_supported
 from .errors import BadPacket, RemoteProtocolError
-from .keymethod import (KeyMethod2, PushedOptions, build_push_reply, decode_key_method_2_untrusted,
-                        encode_key_method_2, parse_push_reply_untrusted, split_text_messages_untrusted)
+from .keymethod import (KeyMethod2, PushedOptions, PushRejected, build_push_reply,
+                        decode_key_method_2_untrusted, encode_key_method_2, parse_push_reply_untrusted,
+                        split_text_messages_untrusted)
 from .keys import EKM_LABEL, KEY_BLOCK_LEN, prf_key_block, split_key_block
 from .opcodes import (EARLY_NEG_FLAG_RESEND_WKC, EARLY_NEG_FLAGS, HARD_RESET_CLIENT_OPS,
                       IV_PROTO_CC_EXIT_NOTIFY, IV_PROTO_DATA_V2, IV_PROTO_REQUEST_PUSH,
@@ -86,6 +87,7 @@ class SessionConfig:
     early_negotiation: bool = False              # client with tls-crypt-v2
     advertise_ekm: bool = True                   # client: offer TLS-EKM key derivation (IV_PROTO bit 3)
     replay_window: int = 64
+    pull_filter: list[tuple[str, str]] = field(default_factory=list)   # client: (action, text) in order
     random_bytes: Callable[[int], bytes] = secrets.token_bytes
     # server role only
     peer_id: int | None = None
@@ -448,7 +450,10 @@ class Session:
                 if self.established:
                     return  # a duplicate answer to a repeated PUSH_REQUEST
                 try:
-                    self.pushed = parse_push_reply_untrusted(text, self.pushed)
+                    self.pushed = parse_push_reply_untrusted(text, self.pushed, self.cfg.pull_filter)
+                except PushRejected as e:
+                    self._fail(e.reason, restart=True)
+                    return
                 except BadPacket as e:
                     raise RemoteProtocolError(f"bad PUSH_REPLY: {e.reason}") from None
                 if self.pushed.complete:

@@ -285,3 +285,32 @@ def test_auth_failed(pki):
     assert any(isinstance(e, ev.AuthFailed) for e in c.events)
     closed = [e for e in c.events if isinstance(e, ev.SessionClosed)]
     assert closed and not closed[0].restart
+
+
+def test_renegotiation_by_bytes(pki):
+    c, s, _ = make_pair(pki, reneg_bytes=100_000)
+    link = Link(c, s)
+    link.run(lambda: up(c, s))
+    assert c.send_key.key_id == 0
+    data = payloads(150)                                  # ~100 kB each way: past reneg-bytes
+    assert link.send(c, s, data) == data and link.send(s, c, data) == data
+    c.handle_timer(link.now)
+    s.handle_timer(link.now)
+    link.run(lambda: c.send_key.key_id == 1 and s.send_key.key_id == 1, max_time=20)
+    assert c.send_key.key_id == 1 and s.send_key.key_id == 1
+    assert link.send(c, s, data[:10]) == data[:10]        # the new key carries traffic
+
+
+def test_pull_filter_ignore_and_reject(pki):
+    c, s, _ = make_pair(pki, pull_filter=[("ignore", "topology")])
+    link = Link(c, s)
+    link.run(lambda: up(c, s))
+    assert up(c, s) and c.pushed.topology == "net30" and c.pushed.filtered == ["topology subnet"]
+    assert c.pushed.ifconfig == ("198.19.0.2", "255.255.255.0")
+
+    c, s, _ = make_pair(pki, pull_filter=[("reject", "ifconfig ")])
+    link = Link(c, s)
+    link.run(lambda: c.closed, max_time=30)
+    closed = [e for e in c.events if isinstance(e, ev.SessionClosed)]
+    assert closed and closed[0].restart and "pull-filter" in closed[0].reason
+    assert not c.established

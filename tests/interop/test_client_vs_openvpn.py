@@ -27,12 +27,12 @@ def run(lab):
     started = []
 
     def go(proto="udp", cipher=None, protection="tls-crypt", reneg_sec=None, inline=False, remotes=None,
-           client_extra="", auth=None, server_extra="", env=None):
+           client_extra="", auth=None, server_extra="", env=None, wait=40):
         srv = lab.openvpn(lab.srv, server_config(lab.pki, proto, cipher, protection, reneg_sec, auth=auth,
                                                  extra=server_extra), f"server-{len(lab.procs)}")
         started.append(srv)
         cli = lab.ours(lab.cli, client_profile(lab.pki, proto, cipher, protection, inline=inline, remotes=remotes,
-                                               extra=client_extra, auth=auth), f"ours-{len(lab.procs)}", wait=40,
+                                               extra=client_extra, auth=auth), f"ours-{len(lab.procs)}", wait=wait,
                        env=env)
         started.append(cli)
         return srv, cli
@@ -158,6 +158,25 @@ def test_redirect_gateway_def1(lab, run):
         assert "0.0.0.0/1" not in routes and "128.0.0.0/1" not in routes, "routes left behind after exit"
     finally:
         lab.cli.run("ip route del default", check=False)
+
+
+def test_pull_filter_ignores_and_rejects_pushed_options(lab, run):
+    # The user's profile refuses the server's redirect-gateway but keeps its other pushed routes.
+    srv, cli = run(server_extra='push "redirect-gateway def1"\n',
+                   client_extra='pull-filter ignore "redirect-gateway"\n')
+    routes = lab.cli.run("ip route show").stdout
+    assert "0.0.0.0/1" not in routes and "128.0.0.0/1" not in routes, routes
+    assert "198.18.100.0/24" in routes and "dev tun0" in routes, routes
+    assert "dropped by pull-filter: redirect-gateway def1" in cli.log()
+    assert_traffic_both_ways(lab, 200_000)
+    cli.stop(8)
+    srv.stop(5)
+    # reject: the push is an error and the client starts over, never bringing the tunnel up
+    srv, cli = run(server_extra='push "redirect-gateway def1"\n',
+                   client_extra='pull-filter reject "redirect-gateway"\n', wait=0)
+    assert cli.wait_for("rejected by pull-filter: redirect-gateway def1", 30), cli.log()[-2000:]
+    assert "tunnel up" not in cli.log()
+    assert "0.0.0.0/1" not in lab.cli.run("ip route show").stdout
 
 
 @pytest.mark.parametrize("server_comp,client_comp", [("comp-lzo no", "comp-lzo no"),

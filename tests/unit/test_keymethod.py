@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, strategies as st
 
 from appliance.openvpn.errors import BadPacket
-from appliance.openvpn.keymethod import (KeyMethod2, build_push_reply, decode_key_method_2_untrusted,
+from appliance.openvpn.keymethod import (KeyMethod2, PushRejected, build_push_reply, decode_key_method_2_untrusted,
                                          encode_key_method_2, parse_push_reply_untrusted)
 from appliance.openvpn.keys import prf_key_block, split_key_block, tls1_prf
 
@@ -86,3 +86,29 @@ def test_key_block_directions():
     c = split_key_block(block, True)
     s = split_key_block(block, False)
     assert c[0] == s[2] and c[1] == s[3] and c[2] == s[0] and c[3] == s[1]
+
+
+PUSHED = ("PUSH_REPLY,route-gateway 198.19.0.1,topology subnet,route 198.18.100.0 255.255.255.0,"
+          "route 198.18.101.0 255.255.255.0,redirect-gateway def1,dhcp-option DNS 198.18.0.53,"
+          "ifconfig 198.19.0.2 255.255.255.0")
+
+
+def test_pull_filter_first_match_decides_like_openvpn():
+    filters = [("accept", "route 198.18.100."), ("ignore", "route "), ("ignore", "redirect-gateway"),
+               ("ignore", "dhcp-option")]
+    p = parse_push_reply_untrusted(PUSHED, None, filters)
+    # `route-gateway` starts with "route" but not with "route ", so it stays; the accept comes first
+    assert p.route_gateway == "198.19.0.1"
+    assert p.routes == [("198.18.100.0", "255.255.255.0", None, None)]
+    assert p.redirect_gateway is None and p.dns == [] and p.dhcp_options == []
+    assert p.ifconfig == ("198.19.0.2", "255.255.255.0")
+    assert p.filtered == ["route 198.18.101.0 255.255.255.0", "redirect-gateway def1",
+                          "dhcp-option DNS 198.18.0.53"]
+
+
+def test_pull_filter_reject_refuses_the_push():
+    with pytest.raises(PushRejected, match="redirect-gateway def1"):
+        parse_push_reply_untrusted(PUSHED, None, [("reject", "redirect-gateway")])
+    # no filter matching: everything applied
+    p = parse_push_reply_untrusted(PUSHED, None, [("reject", "route-ipv6")])
+    assert p.redirect_gateway == ["def1"] and len(p.routes) == 2 and p.filtered == []
