@@ -305,9 +305,11 @@ class ClientGateway:
                                         for pt in pts:
                                             if pt[9] == 6 or pt[6] == 6:
                                                 clamp_mss(pt, mss)
-                                        tun.write_packets(pts)
+                                            tun.queue(pt)
                                 except Exception:  # noqa: BLE001 - a packet must never take the gateway down
                                     self._internal_error()
+                            if tun is not None:
+                                tun.flush()      # one burst per wake-up, TCP segments merged
                     elif what == "tun":
                         pkts = self.net.tun.read_packets(BATCH)
                         for p in pkts:

@@ -156,8 +156,9 @@ class ServerGateway:
                 log.warning("%s: %s", who, e.message)
 
     def _from_clients(self, d: ServerDispatcher, rec, pts, sends: dict) -> None:
-        """Inner packets from a client: to the TUN, or to another client (client-to-client)."""
-        tun_out = []
+        """Inner packets from a client: queued for the TUN (written once per wake-up, merged where
+        TCP segments allow), or to another client (client-to-client)."""
+        queue = self.tun.queue
         mss = self.mss
         for p in pts:
             if p[9] == 6 or p[6] == 6:
@@ -165,15 +166,13 @@ class ServerGateway:
             dst = _dst(p)
             other = d.route(dst)
             if other is None:
-                tun_out.append(p)
+                queue(p)
             elif self.st.client_to_client and other.session.established:
                 w = other.session.encrypt(p)
                 if w is not None:
                     sends.setdefault(other.addr, []).append(w)
             else:
                 self.drops["c2c refused"] += 1
-        if tun_out:
-            self.tun.write_packets(tun_out)
 
     def _from_tun(self, d: ServerDispatcher, pkts, sends: dict) -> None:
         route = d.route
@@ -221,6 +220,7 @@ class ServerGateway:
                         self._from_tun(d, self.tun.read_packets(BATCH), sends)
                     else:
                         self.sig.drain()
+                self.tun.flush()
                 now = time.monotonic()
                 _timers_and_control(d, now, sends)
                 for a, ps in sends.items():
@@ -307,6 +307,7 @@ class ServerGateway:
                                     self._from_clients(d, rec, pts, sends)
                             except Exception:  # noqa: BLE001
                                 self._internal_error()
+                self.tun.flush()
                 now = time.monotonic()
                 _timers_and_control(d, now, sends)
                 for a, ps in sends.items():

@@ -102,20 +102,37 @@ def inline_server_config(pki: Pki, proto: str) -> str:
             f"<key>\n{pki.server_key.read_text()}</key>\n<tls-crypt>\n{key}</tls-crypt>\n")
 
 
-def lan_transfer(lan: Netns, wan: Netns, tmp: Path, nbytes: int = 2_000_000) -> str:
-    """TCP transfer from the LAN host to the host behind the VPN server (198.18.100.1:7000);
-    checks every byte arrived and returns the peer address the far side saw (NAT shows there)."""
+def lan_transfer(lan: Netns, wan: Netns, tmp: Path, nbytes: int = 2_000_000, download: bool = False) -> str:
+    """TCP transfer between the LAN host and the host behind the VPN server (198.18.100.1:7000),
+    the LAN host connecting (NAT allows no other way). Upload by default; with `download` the far
+    side sends. The receiver checks the count and SHA-256 of a deterministic pattern. Returns the
+    peer address the far side saw (NAT shows there)."""
     import sys
-    code = ("import socket;s=socket.socket();s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1);"
-            "s.bind(('198.18.100.1',7000));s.listen(1);s.settimeout(60);c,a=s.accept();n=0\n"
-            "while True:\n d=c.recv(65536)\n if not d: break\n n+=len(d)\n"
-            "print('peer',a[0],'bytes',n,flush=True)")
-    rx = Proc(wan, [sys.executable, "-c", code], tmp / f"rx-{secrets.token_hex(2)}.log")
+    pattern = "(bytes(range(256))*{k})[:{n}]".format(k=nbytes // 256 + 1, n=nbytes)
+    recv_loop = ("import hashlib;h=hashlib.sha256();n=0\n"
+                 "while True:\n d=c.recv(65536)\n if not d: break\n n+=len(d);h.update(d)\n"
+                 f"ok=h.hexdigest()==hashlib.sha256({pattern}).hexdigest()\n")
+    far = ("import socket;s=socket.socket();s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1);"
+           "s.bind(('198.18.100.1',7000));s.listen(1);s.settimeout(60);c,a=s.accept();c.settimeout(60)\n")
+    if download:
+        far += f"c.sendall({pattern});c.close();print('peer',a[0],'sent',flush=True)"
+        near = ("import socket;c=socket.create_connection(('198.18.100.1',7000),timeout=20);c.settimeout(60)\n"
+                + recv_loop + "print('bytes',n,'sha256',ok,flush=True)")
+    else:
+        far += recv_loop + "print('peer',a[0],'bytes',n,'sha256',ok,flush=True)"
+        near = (f"import socket;c=socket.create_connection(('198.18.100.1',7000),timeout=20);"
+                f"c.sendall({pattern});c.close()")
+    rx = Proc(wan, [sys.executable, "-c", far], tmp / f"far-{secrets.token_hex(2)}.log")
     try:
         time.sleep(0.5)
-        lan.run(f"{sys.executable} -c \"import socket;c=socket.create_connection(('198.18.100.1',7000),timeout=20);"
-                f"c.sendall(b'x'*{nbytes});c.close()\"", timeout=120)
-        assert rx.wait_for(rf"bytes {nbytes}", 60), "transfer incomplete: " + rx.log()
+        r = subprocess.run(["ip", "netns", "exec", lan.name, sys.executable, "-c", near], capture_output=True,
+                           text=True, timeout=120)
+        if download:
+            assert f"bytes {nbytes} sha256 True" in r.stdout, f"download incomplete: {r.stdout} {r.stderr}"
+            assert rx.wait_for("sent", 20), rx.log()
+        else:
+            assert r.returncode == 0, r.stderr
+            assert rx.wait_for(rf"bytes {nbytes} sha256 True", 60), "transfer incomplete: " + rx.log()
         m = re.search(r"peer (\S+) ", rx.log())
         return m.group(1) if m else ""
     finally:

@@ -2,7 +2,9 @@
 
 With IFF_VNET_HDR + TUNSETOFFLOAD(CSUM|TSO4|TSO6) one read can return a TCP super-packet, which
 `read_packets` cuts into ordinary IP packets (tun/offload.py) before they are sealed one by one.
-Writes carry a zeroed virtio header (a complete packet, nothing for the kernel to do).
+Writes go the other way: consecutive TCP segments of one flow are merged into one GSO
+super-packet (offload.gro_coalesce) so the kernel's receive path runs once per 64 KB instead of
+once per segment; anything else is written as it is behind a zeroed virtio header.
 """
 from __future__ import annotations
 
@@ -49,9 +51,14 @@ class TunDevice:
                 self.offload_note = f"TUNSETOFFLOAD refused: {e}"
                 log.info("TUN offload refused (%s); reading one packet per call", e)
         self.hlen = offload.VNET_HDR_LEN if self.vnet_hdr else 0
+        # GSO writes only where the kernel took our offload flags (it then also accepts them back).
+        self.gro = self.vnet_hdr and not self.offload_note
+        self._batch = offload.GroBatch()
+        self._pending: list = []
         self.buf = bytearray(READ_SIZE)
         self.view = memoryview(self.buf)
-        self.stats = {"read": 0, "written": 0, "write_dropped": 0, "super_packets": 0, "segments": 0}
+        self.stats = {"read": 0, "written": 0, "write_dropped": 0, "super_packets": 0, "segments": 0,
+                      "gro_writes": 0, "gro_segments": 0}
 
     def fileno(self) -> int:
         return self.fd
@@ -87,38 +94,71 @@ class TunDevice:
         self.stats["read"] += len(out)
         return out
 
-    def write_packets(self, packets) -> int:
-        fd = self.fd
-        written = 0
-        if self.hlen:
-            hdr = offload.ZERO_VNET_HDR
-            writev = os.writev
-            for p in packets:
-                try:
-                    writev(fd, (hdr, p))
-                    written += 1
-                except (BlockingIOError, InterruptedError):
-                    self.stats["write_dropped"] += 1
-                except OSError as e:
-                    if e.errno in (errno.EINVAL, errno.ENOBUFS, errno.EIO):
-                        self.stats["write_dropped"] += 1  # e.g. a malformed inner packet
-                    else:
-                        raise
+    def queue(self, pkt) -> None:
+        """Queue one IP packet for the next flush (copied: callers pass reused buffers)."""
+        if self.gro:
+            self._batch.add(pkt)
         else:
-            write = os.write
-            for p in packets:
+            self._pending.append(bytes(pkt))
+
+    def write_packets(self, packets) -> int:
+        """Queue and flush; returns how many packets went in (merged segments count each)."""
+        for p in packets:
+            self.queue(p)
+        return self.flush()
+
+    def flush(self) -> int:
+        """Write what was queued: merged super-packets with a GSO header, the rest one by one."""
+        fd, stats = self.fd, self.stats
+        written = 0
+        if self._pending:
+            pending, self._pending = self._pending, []
+            if self.hlen:
+                hdr, writev = offload.ZERO_VNET_HDR, os.writev
+                for p in pending:
+                    written += self._write_one(writev, fd, (hdr, p))
+            else:
+                write = os.write
+                for p in pending:
+                    written += self._write_one(write, fd, p)
+        if self._batch.items:
+            writev = os.writev
+            for hdr, pkt, count in self._batch.take():
+                if count == 1:
+                    written += self._write_one(writev, fd, (hdr, pkt))
+                    continue
                 try:
-                    write(fd, p)
-                    written += 1
+                    writev(fd, (hdr, pkt))
+                    written += count
+                    stats["gro_writes"] += 1
+                    stats["gro_segments"] += count
                 except (BlockingIOError, InterruptedError):
-                    self.stats["write_dropped"] += 1
+                    stats["write_dropped"] += count
                 except OSError as e:
-                    if e.errno in (errno.EINVAL, errno.ENOBUFS, errno.EIO):
-                        self.stats["write_dropped"] += 1
-                    else:
+                    if e.errno != errno.EINVAL:
                         raise
-        self.stats["written"] += written
+                    # This kernel refuses our GSO writes: say so once, cut the super-packet back
+                    # into its segments, and write one by one from now on.
+                    log.info("TUN refused a GSO write (%s); writing packets one by one from now on", e)
+                    self.gro = False
+                    _f, gso_type, _h, gso_size, cstart, _o = offload.parse_vnet_hdr(hdr)
+                    for seg in offload.gso_split(pkt, gso_type, gso_size, cstart):
+                        written += self._write_one(writev, fd, (offload.ZERO_VNET_HDR, seg))
+        stats["written"] += written
         return written
+
+    def _write_one(self, write, fd, arg) -> int:
+        try:
+            write(fd, arg)
+            return 1
+        except (BlockingIOError, InterruptedError):
+            self.stats["write_dropped"] += 1
+        except OSError as e:
+            if e.errno in (errno.EINVAL, errno.ENOBUFS, errno.EIO):
+                self.stats["write_dropped"] += 1  # e.g. a malformed inner packet
+            else:
+                raise
+        return 0
 
     def close(self) -> None:
         if self.fd >= 0:

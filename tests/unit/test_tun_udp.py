@@ -224,6 +224,53 @@ def test_tun_vnet_hdr_tso_super_packets_split(netns):
             tun.close()
 
 
+def test_tun_gro_write_delivers_merged_segments_to_a_local_socket(netns):
+    """Play a TCP client behind the TUN and send 40 segments in one write_packets call: they must
+    go into the kernel as one GSO super-packet, and the local socket must receive every byte."""
+    ns = netns()
+    with _inside(ns):
+        tun = TunDevice("uttun3", vnet_hdr=True, mtu=1500)
+        lsock = conn = None
+        try:
+            assert tun.gro, tun.offload_note
+            configure_tun(tun.name, TUN_ADDR, 24, 1500)
+            lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            lsock.bind((TUN_ADDR, 5202))
+            lsock.listen(1)
+            lsock.settimeout(3)
+            isn = 0x20000000
+            syn = IP(src=TUN_PEER, dst=TUN_ADDR) / TCP(sport=41000, dport=5202, seq=isn, flags="S", window=65535,
+                                                      options=[("MSS", 1448)])
+            assert tun.write_packets([bytes(syn)]) == 1
+            synack = IP(bytes(_read_until(tun, lambda p: TCP in p and p[TCP].flags == "SA")))
+            srv_seq = synack[TCP].seq + 1
+            assert tun.write_packets([bytes(IP(src=TUN_PEER, dst=TUN_ADDR) /
+                                            TCP(sport=41000, dport=5202, seq=isn + 1, ack=srv_seq, flags="A",
+                                                window=65535))]) == 1
+            conn, _ = lsock.accept()
+            conn.settimeout(0.2)
+            data = os.urandom(40 * 1448)
+            segs = [bytes(IP(src=TUN_PEER, dst=TUN_ADDR, id=i, flags="DF") /
+                          TCP(sport=41000, dport=5202, seq=isn + 1 + i * 1448, ack=srv_seq,
+                              flags="PA" if i == 39 else "A", window=65535) /
+                          Raw(data[i * 1448:(i + 1) * 1448])) for i in range(40)]
+            assert tun.write_packets(segs) == 40
+            assert tun.stats["gro_writes"] == 1 and tun.stats["gro_segments"] == 40
+            got = bytearray()
+            end = time.monotonic() + 5
+            while len(got) < len(data) and time.monotonic() < end:
+                with contextlib.suppress(socket.timeout):
+                    got += conn.recv(65536)
+            assert bytes(got) == data, f"socket received {len(got)} of {len(data)} bytes"
+            # and the kernel acknowledges all of it
+            _read_until(tun, lambda p: TCP in p and p[TCP].ack == (isn + 1 + len(data)) & 0xFFFFFFFF)
+        finally:
+            for sk in (conn, lsock):
+                if sk is not None:
+                    sk.close()
+            tun.close()
+
+
 # ------------------------------------------------------------------ UDP
 def _veth_pair(netns) -> tuple[str, str]:
     """Two namespaces joined by a 1500-MTU veth: 198.18.201.1 (A) and 198.18.201.2 (B)."""

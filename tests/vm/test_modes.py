@@ -40,6 +40,7 @@ def test_router_over_tcp(pki, tmp_path):
         assert "over TCP" in q.log()
         assert ping(t["lan"], "198.18.100.1", 3) >= 2, q.log()[-3000:]
         assert lan_transfer(t["lan"], t["wan"], tmp_path).startswith("198.19.0.")
+        assert lan_transfer(t["lan"], t["wan"], tmp_path, download=True).startswith("198.19.0.")
 
 
 def test_server_mode_openvpn_client_connects(pki, tmp_path):

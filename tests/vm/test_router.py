@@ -43,6 +43,10 @@ def test_lan_host_reaches_the_far_side_through_the_tunnel_with_nat(topo):
     # A TCP transfer from the LAN host: the server side sees the tunnel address (NAT).
     peer = lan_transfer(lan, srv, topo["tmp"])
     assert re.match(r"198\.19\.0\.\d+$", peer), peer
+    # And a download: the appliance writes merged (GSO) segments into its TUN, which the kernel
+    # de-NATs and forwards out of the LAN NIC.
+    peer = lan_transfer(lan, srv, topo["tmp"], download=True)
+    assert re.match(r"198\.19\.0\.\d+$", peer), peer
 
 
 def test_kill_switch_no_lan_packet_leaves_in_clear(topo):
