@@ -50,6 +50,7 @@ image-if-needed:
 bench: setup
 	$(BIN)/vpn-appliance bench
 	$(PY) -m appliance.testlab.bench_e2e
+	$(PY) -m appliance.testlab.bench_e2e --reverse
 
 image: setup
 	$(PY) image/build.py $(if $(CONFIG),--config $(CONFIG),)

@@ -3,7 +3,8 @@
 Pairs measured in one run, alternating, so machine noise hits both alike:
   client: our client ⇄ OpenVPN server   vs   OpenVPN client ⇄ OpenVPN server
   server: our client ⇄ our server       vs   OpenVPN client ⇄ OpenVPN server
-Prints Mbit/s for each round, the medians and the ratio ours/OpenVPN.
+Prints Mbit/s for each round, the medians and the ratio ours/OpenVPN. `--reverse` measures the
+other direction (the server sends), which exercises the opposite halves of both programs.
 """
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ import statistics
 from .lab import TUN_SERVER_IP, Lab, client_profile, server_config
 
 
-def _measure(lab: Lab, server_kind: str, client_kind: str, proto: str, cipher: str, seconds: int) -> float:
+def _measure(lab: Lab, server_kind: str, client_kind: str, proto: str, cipher: str, seconds: int,
+             reverse: bool = False) -> float:
     scfg = server_config(lab.pki, proto, cipher, "tls-crypt")
     ccfg = client_profile(lab.pki, proto, cipher, "tls-crypt")
     if server_kind == "ours":
@@ -25,7 +27,7 @@ def _measure(lab: Lab, server_kind: str, client_kind: str, proto: str, cipher: s
         try:
             if not lab.wait_ping(lab.cli, TUN_SERVER_IP, 15):
                 raise RuntimeError("tunnel does not carry pings")
-            return lab.iperf(lab.srv, TUN_SERVER_IP, lab.cli, seconds)
+            return lab.iperf(lab.srv, TUN_SERVER_IP, lab.cli, seconds, extra="-R" if reverse else "")
         finally:
             cli.stop(8)
     finally:
@@ -39,13 +41,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--proto", default="udp", choices=["udp", "tcp"])
     ap.add_argument("--cipher", default="AES-256-GCM")
     ap.add_argument("--only", choices=["client", "server"], default=None)
+    ap.add_argument("--reverse", action="store_true", help="server sends, client receives (iperf3 -R)")
     a = ap.parse_args(argv)
     pairs = []
     if a.only in (None, "client"):
         pairs.append(("client", ("openvpn", "ours"), ("openvpn", "openvpn")))
     if a.only in (None, "server"):
         pairs.append(("server", ("ours", "ours"), ("openvpn", "openvpn")))
-    print(f"end-to-end: iperf3 TCP, 1 stream, {a.seconds} s, {a.proto.upper()} {a.cipher} tls-crypt, "
+    way = "server -> client (download)" if a.reverse else "client -> server (upload)"
+    print(f"end-to-end: iperf3 TCP, 1 stream, {way}, {a.seconds} s, {a.proto.upper()} {a.cipher} tls-crypt, "
           f"{a.rounds} alternating rounds")
     with Lab() as lab:
         results: dict[tuple, list[float]] = {}
@@ -55,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
                     key = (server_kind, client_kind)
                     if key in results and len(results[key]) > _:
                         continue
-                    v = _measure(lab, server_kind, client_kind, a.proto, a.cipher, a.seconds)
+                    v = _measure(lab, server_kind, client_kind, a.proto, a.cipher, a.seconds, a.reverse)
                     results.setdefault(key, []).append(v)
                     print(f"  {client_kind:>7} client -> {server_kind:>7} server: {v:8.1f} Mbit/s", flush=True)
         print()
