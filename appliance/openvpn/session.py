@@ -18,6 +18,7 @@ for `tran_window` seconds so packets in flight still decrypt.
 """
 from __future__ import annotations
 
+import base64
 import secrets
 from collections import deque
 from dataclasses import dataclass, field
@@ -96,6 +97,14 @@ class SessionConfig:
     server_ekm: bool = True
 
 
+def _b64_text(v: str) -> str | None:
+    """auth-token-user carries the username base64-encoded; None if it is not valid base64 text."""
+    try:
+        return base64.b64decode(v, validate=True).decode()
+    except (ValueError, UnicodeDecodeError):
+        return None
+
+
 class KeyState:
     __slots__ = ("key_id", "phase", "reliable", "tls", "created", "active_since", "local_km",
                  "remote_km", "sent_km", "data", "retired_at", "wkc_resend", "sent_first_control",
@@ -142,7 +151,8 @@ class Session:
         self.next_push_request: float | None = None
         self.peer_info: dict[str, str] = {}
         self.peer_common_name: str | None = None
-        self.auth_token: str | None = None
+        self.auth_token: str | None = None         # pushed by the server: our password from now on
+        self.auth_token_user: str | None = None
         self.cc_exit = False
         self.established = False
         self.last_recv = now
@@ -416,7 +426,7 @@ class Session:
         if self.is_client:
             km.pre_master = r(48)
             if self.cfg.username or self.auth_token:
-                km.username = self.cfg.username
+                km.username = self.auth_token_user or self.cfg.username
                 km.password = self.auth_token or self.cfg.password
             km.peer_info = self._peer_info()
         ks.local_km = km
@@ -496,6 +506,12 @@ class Session:
         self.cipher = cipher
         self.ekm = p.tls_ekm
         self.cc_exit = p.cc_exit
+        if p.auth_token:
+            # As OpenVPN: renegotiations authenticate with the token instead of the password
+            # (which a one-time-password setup could not repeat).
+            self.auth_token = p.auth_token
+            if p.auth_token_user:
+                self.auth_token_user = _b64_text(p.auth_token_user)
         if p.peer_id is not None:
             self.peer_id = p.peer_id
         if p.ping is not None:

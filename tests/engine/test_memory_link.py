@@ -314,3 +314,31 @@ def test_pull_filter_ignore_and_reject(pki):
     closed = [e for e in c.events if isinstance(e, ev.SessionClosed)]
     assert closed and closed[0].restart and "pull-filter" in closed[0].reason
     assert not c.established
+
+
+def test_ping_exit_ends_without_restart(pki):
+    c, s, _ = make_pair(pki, ping=5, ping_exit=20)
+    link = Link(c, s)
+    link.run(lambda: up(c, s))
+    t0 = link.now
+    c.handle_timer(t0 + 15)                       # quiet, but not for long enough
+    assert not c.closed
+    c.handle_timer(t0 + 21)                       # the server went silent for ping-exit seconds
+    closed = [e for e in c.events if isinstance(e, ev.SessionClosed)]
+    assert c.closed and closed and not closed[0].restart and "ping-exit" in closed[0].reason
+
+
+def test_pushed_auth_token_replaces_the_password_on_renegotiation(pki):
+    import base64
+    seen = []
+    c, s, _ = make_pair(pki, verify_user=lambda u, p, cn: seen.append((u, p)) or True)
+    c.cfg.username, c.cfg.password = "alice", "one-time-123456"
+    s.cfg.push_options = lambda _s: ["ifconfig 198.19.0.2 255.255.255.0", "topology subnet",
+                                     "auth-token SESS_ID_tok3n", "auth-token-user " + base64.b64encode(b"alice").decode()]
+    link = Link(c, s)
+    link.run(lambda: up(c, s))
+    assert up(c, s) and seen == [("alice", "one-time-123456")]
+    c.renegotiate(link.now)
+    link.run(lambda: c.send_key.key_id == 1 and s.send_key.key_id == 1, max_time=20)
+    km = next(k for k in s.keys.values() if k.key_id == 1).remote_km
+    assert (km.username, km.password) == ("alice", "SESS_ID_tok3n")

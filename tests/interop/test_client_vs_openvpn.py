@@ -106,6 +106,27 @@ def test_renegotiation_under_traffic(lab, run):
     assert lab.ping(lab.srv, tip, 2) == 2
 
 
+def test_auth_user_pass_with_one_time_password_and_pushed_auth_token(lab, run):
+    # The server accepts the password once (like an OTP) and pushes an auth-token (auth-gen-token):
+    # renegotiations must authenticate with the token, or the tunnel would fail at the first one.
+    calls, used = lab.tmp / "auth-calls.log", lab.tmp / "auth-used"
+    script = lab.write("check-otp.sh", "#!/bin/sh\n"        # via-file: $1 holds username, password
+                       'u=$(sed -n 1p "$1"); p=$(sed -n 2p "$1")\n'
+                       f'echo "$u" >> {calls}\n'
+                       f'if [ "$u" = alice ] && [ "$p" = otp-482913 ] && [ ! -e {used} ]; then\n'
+                       f"  touch {used}; exit 0\nfi\nexit 1\n")
+    script.chmod(0o755)
+    creds = lab.write("creds.txt", "alice\notp-482913\n")
+    srv, cli = run(reneg_sec=4,
+                   server_extra=f"script-security 2\nauth-user-pass-verify {script} via-file\nauth-gen-token 0 120\n",
+                   client_extra=f"auth-user-pass {creds}\n")
+    received = lab.ping(lab.cli, TUN_SERVER_IP, count=50, interval=0.2, timeout=40)   # ~10 s, ≥ 2 renegotiations
+    assert received >= 48, f"lost {50 - received} of 50 pings across token renegotiations"
+    assert len(re.findall(r"data channel key renegotiated", cli.log())) >= 2, cli.log()[-2000:]
+    assert "AUTH_FAILED" not in cli.log()
+    assert calls.read_text().split() == ["alice"], "the password was sent more than once"
+
+
 @pytest.mark.parametrize("proto", ["udp", "tcp"])
 def test_server_restart_client_reconnects(lab, run, proto):
     srv, cli = run(proto=proto)

@@ -86,9 +86,7 @@ def test_our_client_against_our_server(lab, procs, proto, cipher, protection):
 def test_many_clients_distinct_addresses_c2c_and_release(lab, procs):
     # A pool of exactly 8 addresses: a 9th client can only get in once one leaves.
     srv = start_our_server(lab, procs, extra="client-to-client\nifconfig-pool 198.19.0.2 198.19.0.9 255.255.255.0\n")
-    spaces = getattr(lab, "_client_spaces", None)
-    if spaces is None:
-        spaces = lab._client_spaces = [lab.add_client_ns(i) for i in range(1, 10)]
+    spaces = _client_spaces(lab)
     clients = []
     for i, ns in enumerate(spaces[:8]):
         prof = client_profile(lab.pki, "udp", client=CLIENTS[i], remotes=[(f"198.18.{i + 2}.1", 1194, "udp")],
@@ -112,6 +110,59 @@ def test_many_clients_distinct_addresses_c2c_and_release(lab, procs):
     for i, ns in enumerate(spaces[1:8], 1):
         assert lab.ping(ns, TUN_SERVER_IP, 1) == 1, f"client {i} lost its tunnel when another left"
     assert lab.ping(spaces[8], addrs[1], 1) == 1
+
+
+def _client_spaces(lab):
+    spaces = getattr(lab, "_client_spaces", None)
+    if spaces is None:
+        spaces = lab._client_spaces = [lab.add_client_ns(i) for i in range(1, 10)]
+    return spaces
+
+
+def _ovpn_client(lab, procs, ns_index: int, cert: str, name: str, wait: bool = True):
+    prof = client_profile(lab.pki, "udp", client=cert, remotes=[(f"198.18.{ns_index + 2}.1", 1194, "udp")])
+    p = lab.openvpn(_client_spaces(lab)[ns_index], prof, name, wait=20 if wait else 0)
+    procs.append(p)
+    return p
+
+
+def test_duplicate_cn_and_max_clients(lab, procs):
+    spaces = _client_spaces(lab)
+    # Without duplicate-cn (OpenVPN's default) a second login with the same certificate replaces the
+    # first; the newcomer works and the old session is gone.
+    srv = start_our_server(lab, procs)
+    _ovpn_client(lab, procs, 0, CLIENTS[0], "dup-a")
+    first_ip = tun_ip(spaces[0])
+    assert lab.ping(spaces[0], TUN_SERVER_IP, 2) == 2
+    _ovpn_client(lab, procs, 1, CLIENTS[0], "dup-b")
+    assert srv.wait_for("another client connected with common name client1", 10), srv.log()[-2000:]
+    assert lab.ping(spaces[1], TUN_SERVER_IP, 2) == 2, "the newer session must work"
+    assert lab.ping(spaces[0], TUN_SERVER_IP, 2) == 0, "the replaced session must not carry traffic"
+    assert lab.ping(lab.srv, first_ip, 1) == 0 or tun_ip(spaces[1]) == first_ip
+    for p in reversed(procs):
+        p.stop(8)
+    procs.clear()
+
+    # duplicate-cn: both logins live side by side with their own addresses.
+    srv = start_our_server(lab, procs, extra="duplicate-cn\n")
+    _ovpn_client(lab, procs, 0, CLIENTS[0], "dupcn-a")
+    _ovpn_client(lab, procs, 1, CLIENTS[0], "dupcn-b")
+    a, b = tun_ip(spaces[0]), tun_ip(spaces[1])
+    assert a != b
+    assert lab.ping(spaces[0], TUN_SERVER_IP, 2) == 2 and lab.ping(spaces[1], TUN_SERVER_IP, 2) == 2
+    assert "another client connected" not in srv.log()
+    for p in reversed(procs):
+        p.stop(8)
+    procs.clear()
+
+    # max-clients 2: a third client is refused (and counted) while the first two keep working.
+    srv = start_our_server(lab, procs, extra="max-clients 2\n")
+    _ovpn_client(lab, procs, 0, CLIENTS[0], "max-a")
+    _ovpn_client(lab, procs, 1, CLIENTS[1], "max-b")
+    third = _ovpn_client(lab, procs, 2, CLIENTS[2], "max-c", wait=False)
+    assert srv.wait_for(r"max-clients reached=\d+", 20), srv.log()[-2000:]
+    assert "Initialization Sequence Completed" not in third.log()
+    assert lab.ping(spaces[0], TUN_SERVER_IP, 2) == 2 and lab.ping(spaces[1], TUN_SERVER_IP, 2) == 2
 
 
 def _send_udp_from(ns, payloads_hex: list[str], dst=(SRV_IP, 1194)):
