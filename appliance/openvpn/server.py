@@ -63,10 +63,13 @@ class AddressPool:
             lo = ipaddress.IPv4Address(start) if start else self.net.network_address + 2
             hi = ipaddress.IPv4Address(end) if end else hosts[-1] - 1 if len(hosts) > 2 else hosts[-1]
             self.free = [str(ipaddress.IPv4Address(i)) for i in range(int(lo), int(hi) + 1)]
-        else:  # net30: client i gets base+4i+6 with peer base+4i+5; the server keeps the first /30
+        else:
+            # net30, as OpenVPN's `server` expands it: the server keeps the first /30 (.1 peer .2),
+            # the pool is .4 to .251 (in a /24), and the client in /30 number k gets base+4k+2
+            # with peer base+4k+1: .6 peer .5, .10 peer .9, ...
             base = int(self.net.network_address)
-            self.free = [str(ipaddress.IPv4Address(base + 4 * i + 6))
-                         for i in range(1, self.net.num_addresses // 4)]
+            self.free = [str(ipaddress.IPv4Address(base + 4 * k + 2))
+                         for k in range(1, self.net.num_addresses // 4 - 1)]
         self.leased: set[str] = set()
 
     def lease(self, want: str | None = None) -> str | None:
@@ -385,6 +388,10 @@ class ServerDispatcher:
             opts.insert(0, f"topology {pool.topology}")
             if pool.topology == "subnet":
                 opts.insert(0, f"route-gateway {pool.server_ip}")
+            elif self.st.client_to_client:
+                opts.append(f"route {pool.net.network_address} {pool.net.netmask}")
+            else:
+                opts.append(f"route {pool.server_ip}")     # net30: the server is not in the client's /30
         if rec.vaddr:
             self.by_vaddr[rec.vaddr] = rec
         if self.st.pool6 is not None and rec.vaddr6 is None:

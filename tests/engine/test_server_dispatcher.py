@@ -215,3 +215,18 @@ def test_client_timeout_frees_address(pki):
         d.handle_timer(float(t))
         d.take_outgoing()
     assert d.clients == [] and not d.st.pool.leased
+
+
+def test_address_pools_match_openvpn_server_expansion():
+    # topology subnet: server .1, clients .2 upwards, the broadcast-adjacent .254 kept back
+    sub = AddressPool("198.19.0.0", "255.255.255.0", "subnet")
+    assert sub.server_ip == "198.19.0.1" and sub.free[0] == "198.19.0.2" and sub.free[-1] == "198.19.0.253"
+    assert sub.ifconfig_push("198.19.0.2") == "ifconfig 198.19.0.2 255.255.255.0"
+    # net30: one /30 per client from .4 to .251, client .6 peer .5, then .10 peer .9, ...
+    n30 = AddressPool("198.19.0.0", "255.255.255.0", "net30")
+    assert n30.free[:3] == ["198.19.0.6", "198.19.0.10", "198.19.0.14"] and n30.free[-1] == "198.19.0.250"
+    assert len(n30.free) == 62 and len(set(n30.free)) == 62
+    assert n30.ifconfig_push("198.19.0.6") == "ifconfig 198.19.0.6 198.19.0.5"
+    a = n30.lease()
+    n30.release(a)
+    assert a == "198.19.0.6" and a in n30.free

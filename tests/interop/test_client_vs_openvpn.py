@@ -27,13 +27,15 @@ def run(lab):
     started = []
 
     def go(proto="udp", cipher=None, protection="tls-crypt", reneg_sec=None, inline=False, remotes=None,
-           client_extra="", auth=None, server_extra="", env=None, wait=40):
+           client_extra="", auth=None, server_extra="", env=None, wait=40, topology="subnet", no_ca=False):
         srv = lab.openvpn(lab.srv, server_config(lab.pki, proto, cipher, protection, reneg_sec, auth=auth,
-                                                 extra=server_extra), f"server-{len(lab.procs)}")
+                                                 extra=server_extra, topology=topology), f"server-{len(lab.procs)}")
         started.append(srv)
-        cli = lab.ours(lab.cli, client_profile(lab.pki, proto, cipher, protection, inline=inline, remotes=remotes,
-                                               extra=client_extra, auth=auth), f"ours-{len(lab.procs)}", wait=wait,
-                       env=env)
+        prof = client_profile(lab.pki, proto, cipher, protection, inline=inline, remotes=remotes,
+                              extra=client_extra, auth=auth)
+        if no_ca:
+            prof = "\n".join(line for line in prof.splitlines() if not line.startswith("ca ")) + "\n"
+        cli = lab.ours(lab.cli, prof, f"ours-{len(lab.procs)}", wait=wait, env=env)
         started.append(cli)
         return srv, cli
 
@@ -44,7 +46,7 @@ def run(lab):
 
 def client_tunnel_ip(lab) -> str:
     out = lab.cli.run("ip -4 -o addr show dev tun0").stdout
-    m = re.search(r"inet (\S+)/", out)
+    m = re.search(r"inet ([\d.]+)[/ ]", out)       # "inet A/24" (subnet) or "inet A peer B/32" (net30)
     assert m, f"no address on tun0: {out}"
     return m.group(1)
 
@@ -205,3 +207,57 @@ def test_pull_filter_ignores_and_rejects_pushed_options(lab, run):
 def test_compression_framing_stubs(lab, run, server_comp, client_comp):
     srv, cli = run(server_extra=server_comp + "\nallow-compression asym\n", client_extra=client_comp + "\n")
     assert_traffic_both_ways(lab, 200_000)
+
+
+def _server_fingerprint(lab) -> str:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    fp = x509.load_pem_x509_certificate(lab.pki.server_cert.read_bytes()).fingerprint(hashes.SHA256())
+    return ":".join(f"{b:02X}" for b in fp)
+
+
+def _refused(cli, message: str) -> None:
+    assert cli.wait_for(message, 20), cli.log()[-2000:]
+    assert "tunnel up" not in cli.log()
+
+
+def test_peer_fingerprint_instead_of_ca(lab, run):
+    srv, cli = run(no_ca=True, client_extra=f"peer-fingerprint {_server_fingerprint(lab)}\n")
+    assert_traffic_both_ways(lab, 200_000)
+    cli.stop(8)
+    srv.stop(5)
+    wrong = "AA:" * 31 + "AA"
+    srv, cli = run(no_ca=True, client_extra=f"peer-fingerprint {wrong}\n", wait=0)
+    _refused(cli, "fingerprint does not match")
+
+
+def test_verify_x509_name(lab, run):
+    srv, cli = run(client_extra="verify-x509-name server name\n")
+    assert lab.ping(lab.cli, TUN_SERVER_IP, 2) == 2
+    cli.stop(8)
+    srv.stop(5)
+    srv, cli = run(client_extra="verify-x509-name vpn.example.org name\n", wait=0)
+    _refused(cli, "verify-x509-name vpn.example.org name: peer certificate does not match")
+
+
+def test_tls_version_max_1_2(lab, run):
+    srv, cli = run(client_extra="tls-version-max 1.2\n")
+    assert re.search(r"TLS handshake done \(key 0\): TLSv1\.2 ", cli.log()), cli.log()[-1500:]
+    assert lab.ping(lab.cli, TUN_SERVER_IP, 2) == 2
+
+
+def test_topology_net30(lab, run):
+    srv, cli = run(topology="net30")
+    # net30: the client gets a point-to-point address pair, the server is reached via the pushed route.
+    assert lab.ping(lab.cli, "198.19.0.1", 2) == 2, cli.log()[-1500:]
+    assert lab.ping(lab.cli, BEHIND_IP, 2) == 2
+    assert lab.ping(lab.srv, client_tunnel_ip(lab), 2) == 2
+    assert lab.tcp_transfer(lab.srv, "198.19.0.1", lab.cli, 200_000) > 0
+
+
+def test_route_nopull(lab, run):
+    srv, cli = run(client_extra="route-nopull\n")
+    routes = lab.cli.run("ip route show").stdout
+    assert "198.18.100.0/24" not in routes, routes
+    assert lab.ping(lab.cli, TUN_SERVER_IP, 2) == 2    # the address is still applied
+    assert lab.ping(lab.cli, BEHIND_IP, 1) == 0         # but not the pushed route

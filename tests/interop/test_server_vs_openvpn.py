@@ -284,6 +284,44 @@ def test_client_config_dir_and_password_file(lab, procs):
     assert not bad.wait_for("Initialization Sequence Completed", 1)
 
 
+def test_openvpn_client_with_net30_topology(lab, procs):
+    srv = start_our_server(lab, procs, topology="net30")
+    cli = lab.openvpn(lab.cli, client_profile(lab.pki, "udp"), f"net30-{len(lab.procs)}")
+    procs.append(cli)
+    out = lab.cli.run("ip -4 -o addr show dev tun0").stdout
+    m = re.search(r"inet ([\d.]+) peer ([\d.]+)/32", out)
+    assert m, f"not a net30 point-to-point address: {out}"
+    cip = m.group(1)
+    assert (cip, m.group(2)) == ("198.19.0.6", "198.19.0.5"), "the first client's /30, as OpenVPN assigns it"
+    assert lab.ping(lab.cli, "198.19.0.1", 2) == 2, srv.log()[-1500:]
+    assert lab.ping(lab.srv, cip, 2) == 2
+    assert lab.tcp_transfer(lab.srv, "198.19.0.1", lab.cli, 300_000) > 0
+
+
+def test_verify_client_cert_none_with_password_file(lab, procs):
+    """No client certificate at all: the username/password from the passdb is the only credential."""
+    import subprocess
+    h = subprocess.run([lab_bin(), "passwd", "bob"], input="builder\n", capture_output=True, text=True,
+                       check=True).stdout.strip()
+    (lab.tmp / "users-nocert.db").write_text(h + "\n")
+    srv = start_our_server(lab, procs, extra=f"verify-client-cert none\n"
+                                             f"auth-user-pass-verify {lab.tmp / 'users-nocert.db'} passdb\n")
+    (lab.tmp / "bob.pass").write_text("bob\nbuilder\n")
+    prof = client_profile(lab.pki, "udp", extra=f"auth-user-pass {lab.tmp / 'bob.pass'}\n")
+    prof = "\n".join(line for line in prof.splitlines() if not line.startswith(("cert ", "key "))) + "\n"
+    cli = lab.openvpn(lab.cli, prof, f"nocert-{len(lab.procs)}")
+    procs.append(cli)
+    traffic_both_ways(lab, lab.cli, 200_000)
+    assert "user bob" in srv.log()
+    # the same server still refuses a wrong password
+    (lab.tmp / "bob-bad.pass").write_text("bob\nwrecker\n")
+    bad_prof = prof.replace(str(lab.tmp / "bob.pass"), str(lab.tmp / "bob-bad.pass"))
+    bad = lab.openvpn(_client_spaces(lab)[3], bad_prof.replace(f"remote {SRV_IP} 1194 udp",
+                                                               "remote 198.18.5.1 1194 udp"), "nocert-bad", wait=0)
+    procs.append(bad)
+    assert bad.wait_for("AUTH_FAILED", 15), bad.log()[-1500:]
+
+
 def lab_bin() -> str:
     from appliance.testlab.lab import OUR_BIN
     return OUR_BIN
