@@ -142,8 +142,9 @@ class ServerGateway:
             rec, e = d.events.popleft()
             who = f"{rec.common_name or rec.session.peer_common_name or '?'}/{_fmt(rec.addr)}"
             if isinstance(e, ev.ClientAuthenticated):
-                log.info("%s: authenticated (CN=%s%s)", who, e.common_name,
-                         f", user {e.username}" if e.username else "")
+                log.info("%s: authenticated (CN=%s%s%s)", who, e.common_name,
+                         f", user {e.username}" if e.username else "",
+                         f", tls-crypt-v2 {rec.v2_metadata}" if rec.v2_metadata else "")
             elif isinstance(e, ev.TunnelUp):
                 log.info("%s: connected, address %s, cipher %s, peer-id %s", who, rec.vaddr, e.cipher, rec.peer_id)
             elif isinstance(e, ev.KeyRenegotiated):

@@ -17,6 +17,7 @@ Protection before state (why the first packets are handled here and not in Sessi
 """
 from __future__ import annotations
 
+import base64
 import ipaddress
 import secrets
 from collections import deque
@@ -48,6 +49,17 @@ class ClientRecord:
     tcp: bool = False
     extra_push: list[str] = field(default_factory=list)
     push_reset: bool = False
+    v2_metadata: str | None = None       # what the client's tls-crypt-v2 key says about it
+
+
+def describe_v2_metadata(mtype: int, meta: bytes) -> str:
+    """tls-crypt-v2 key metadata for the log (OpenVPN hands it to a verify script; we run none)."""
+    if mtype == keyfiles.METADATA_TYPE_TIMESTAMP and len(meta) == 8:
+        secs = int.from_bytes(meta, "big", signed=True)
+        return f"key made at Unix time {secs}"
+    if mtype == keyfiles.METADATA_TYPE_USER:
+        return "user metadata " + (base64.b64encode(meta).decode() if meta else "(empty)")
+    return f"metadata type {mtype}, {len(meta)} bytes"
 
 
 class AddressPool:
@@ -166,6 +178,7 @@ class ServerDispatcher:
         self.next_peer_id = 0
         self._tls_ctx = None
         self._stateless = self._make_wrapper(None)
+        self._v2_meta: tuple[int, bytes] = (0, b"")   # of the tls-crypt-v2 key unwrapped last
 
     # ---------------------------------------------------------------- wrappers
     def _make_wrapper(self, kc: bytes | None):
@@ -270,7 +283,8 @@ class ServerDispatcher:
             if op not in (Op.CONTROL_HARD_RESET_CLIENT_V3, Op.CONTROL_WKC_V1):
                 raise BadPacket("tls-crypt-v2 client packet without wrapped key")
             packet, wkc = wrapping.split_wkc_untrusted(packet)
-            kc, _mtype, _meta = keyfiles.unwrap_client_key_untrusted(wkc, self.st.v2_server_key)
+            kc, mtype, meta = keyfiles.unwrap_client_key_untrusted(wkc, self.st.v2_server_key)
+            self._v2_meta = (mtype, meta)
             w = self._make_wrapper(kc)
         else:
             w = self._stateless
@@ -325,6 +339,8 @@ class ServerDispatcher:
             self._tls_ctx = build_context(cfg.tls)
         s = Session(cfg, now, tls_context=self._tls_ctx)
         rec = ClientRecord(s, addr, pid, tcp=self.st.tcp)
+        if kc is not None:
+            rec.v2_metadata = describe_v2_metadata(*self._v2_meta)
         s.owner = rec
         if own_sid is not None:
             # Resume from the cookie: both resets are behind us (ours was message 0, theirs too).

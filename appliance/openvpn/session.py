@@ -42,6 +42,7 @@ from .tls import TlsEndpoint, TlsSettings, build_context, common_name
 
 TLS_MTU = 1250
 PUSH_REQUEST_INTERVAL = 2.0
+RENEG_CHECK_INTERVAL = 1.0      # how often reneg-bytes / reneg-pkts counters are looked at
 ACK_PIGGYBACK = 4
 ACK_STANDALONE = 8
 IV_PROTO_CLIENT = IV_PROTO_DATA_V2 | IV_PROTO_REQUEST_PUSH | IV_PROTO_TLS_KEY_EXPORT | IV_PROTO_CC_EXIT_NOTIFY
@@ -157,6 +158,7 @@ class Session:
         self.established = False
         self.last_recv = now
         self.last_send = now
+        self.reneg_check_at = now + RENEG_CHECK_INTERVAL   # reneg-bytes / reneg-pkts counters
         self.ping_interval = cfg.ping
         self.ping_restart = cfg.ping_restart
         self.next_key_id = 1
@@ -256,8 +258,10 @@ class Session:
                 ds.append(self.last_recv + self.ping_restart)
             if self.cfg.ping_exit:
                 ds.append(self.last_recv + self.cfg.ping_exit)
-        if self.cfg.reneg_bytes or self.cfg.reneg_pkts:
-            ds.append(self.last_send + 1.0)
+        if (self.cfg.reneg_bytes or self.cfg.reneg_pkts) and self.send_key is not None:
+            # A fixed once-a-second look at the counters: a deadline tied to traffic (such as
+            # last_send) keeps moving while data flows, and would never come during a transfer.
+            ds.append(self.reneg_check_at)
         return min(ds) if ds else None
 
     def note_sent(self, now: float) -> None:
@@ -681,6 +685,8 @@ class Session:
             if self.ping_interval and now >= self.last_send + self.ping_interval:
                 self.out.append(sk.seal(PING_MAGIC))
                 self.last_send = now
+            if now >= self.reneg_check_at:
+                self.reneg_check_at = now + RENEG_CHECK_INTERVAL
             newest = self._newest()
             if newest is not None and newest.phase == KS.ACTIVE and newest.active_since is not None:
                 d = newest.data

@@ -342,3 +342,26 @@ def test_pushed_auth_token_replaces_the_password_on_renegotiation(pki):
     link.run(lambda: c.send_key.key_id == 1 and s.send_key.key_id == 1, max_time=20)
     km = next(k for k in s.keys.values() if k.key_id == 1).remote_km
     assert (km.username, km.password) == ("alice", "SESS_ID_tok3n")
+
+
+def test_reneg_bytes_fires_during_continuous_traffic(pki):
+    """Drive the client as the gateway does (timers only when next_deadline() has passed) while
+    data flows every 50 ms: the reneg-bytes check must still come round."""
+    c, s, _ = make_pair(pki, reneg_bytes=50_000)
+    s.cfg.reneg_bytes = None                      # only the client counts
+    link = Link(c, s)
+    link.run(lambda: up(c, s))
+    data = payloads(400, seed=3)
+    for i, p in enumerate(data):
+        link.now += 0.05
+        w = c.encrypt(p)
+        s.receive(bytes(w), link.now)
+        c.note_sent(link.now)
+        for sess in (c, s):
+            dl = sess.next_deadline()
+            if dl is not None and link.now >= dl:
+                sess.handle_timer(link.now)
+        link.step()
+        if c.send_key.key_id == 1 and s.send_key.key_id == 1:
+            break
+    assert c.send_key.key_id == 1, "reneg-bytes never triggered while traffic kept flowing"

@@ -108,6 +108,23 @@ def test_renegotiation_under_traffic(lab, run):
     assert lab.ping(lab.srv, tip, 2) == 2
 
 
+@pytest.mark.parametrize("trigger", ["reneg-sec 4", "reneg-bytes 3000000"])
+def test_client_initiated_renegotiation(lab, run, trigger):
+    # The server never renegotiates on its own (reneg-sec 0): every new key is our client's doing.
+    srv, cli = run(client_extra=trigger + "\n", server_extra="reneg-sec 0\n")
+    if trigger.startswith("reneg-sec"):
+        received = lab.ping(lab.cli, TUN_SERVER_IP, count=50, interval=0.2, timeout=40)   # ~10 s
+        assert received >= 49, f"lost {50 - received} of 50 pings across renegotiations"
+    else:
+        for _ in range(3):                    # 3 x 2 MB each way > 2 x reneg-bytes
+            assert lab.tcp_transfer(lab.srv, TUN_SERVER_IP, lab.cli, 2_000_000) > 0
+            assert lab.tcp_transfer(lab.srv, TUN_SERVER_IP, lab.cli, 2_000_000, reverse=True) > 0
+    assert len(re.findall(r"data channel key renegotiated", cli.log())) >= 2, cli.log()[-2000:]
+    # OpenVPN logs each completed TLS negotiation; with reneg-sec 0 it started none of them.
+    assert srv.log().count("Control Channel: TLS") >= 3, srv.log()[-2000:]
+    assert_traffic_both_ways(lab, 200_000)
+
+
 def test_auth_user_pass_with_one_time_password_and_pushed_auth_token(lab, run):
     # The server accepts the password once (like an OTP) and pushes an auth-token (auth-gen-token):
     # renegotiations must authenticate with the token, or the tunnel would fail at the first one.

@@ -322,6 +322,38 @@ def test_verify_client_cert_none_with_password_file(lab, procs):
     assert bad.wait_for("AUTH_FAILED", 15), bad.log()[-1500:]
 
 
+def test_tls_crypt_v2_client_key_with_metadata(lab, procs):
+    """A client key wrapped with user metadata (as `openvpn --genkey tls-crypt-v2-client KEY META`
+    makes it): the server unwraps it, lets the client in, and logs the metadata."""
+    import base64
+    import subprocess
+    meta = base64.b64encode(b"site=lab-7;owner=ops").decode()
+    key = lab.tmp / "client2-meta.v2.key"
+    subprocess.run(["openvpn", "--tls-crypt-v2", str(lab.pki.dir / "v2server.key"), "--genkey",
+                    "tls-crypt-v2-client", str(key), meta], check=True, capture_output=True, timeout=30)
+    srv = start_our_server(lab, procs, protection="tls-crypt-v2")
+    prof = client_profile(lab.pki, "udp", protection="none", client="client2", extra=f"tls-crypt-v2 {key}\n")
+    cli = lab.openvpn(lab.cli, prof, f"v2meta-{len(lab.procs)}")
+    procs.append(cli)
+    traffic_both_ways(lab, lab.cli, 200_000)
+    assert f"tls-crypt-v2 user metadata {meta}" in srv.log(), srv.log()[-1500:]
+
+
+@pytest.mark.parametrize("initiator", ["server", "client"])
+def test_renegotiation_with_openvpn_client_under_traffic(lab, procs, initiator):
+    """reneg-sec of a few seconds on one side: keys roll over during a ping stream and a transfer
+    without losing the tunnel (our server answering OpenVPN's renegotiation, or starting it)."""
+    srv = start_our_server(lab, procs, reneg_sec=4 if initiator == "server" else None)
+    prof = client_profile(lab.pki, "udp", extra="reneg-sec 4\n" if initiator == "client" else "")
+    cli = lab.openvpn(lab.cli, prof, f"reneg-{initiator}-{len(lab.procs)}")
+    procs.append(cli)
+    received = lab.ping(lab.cli, TUN_SERVER_IP, count=50, interval=0.2, timeout=40)   # ~10 s
+    assert received >= 49, f"lost {50 - received} of 50 pings across renegotiations"
+    assert lab.tcp_transfer(lab.srv, TUN_SERVER_IP, lab.cli, 5_000_000) > 0
+    n = len(re.findall(r"key renegotiated", srv.log()))
+    assert n >= 2, srv.log()[-2000:]
+
+
 def lab_bin() -> str:
     from appliance.testlab.lab import OUR_BIN
     return OUR_BIN
