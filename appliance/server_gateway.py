@@ -149,6 +149,9 @@ class ServerGateway:
                 log.info("%s: connected, address %s, cipher %s, peer-id %s", who, rec.vaddr, e.cipher, rec.peer_id)
             elif isinstance(e, ev.KeyRenegotiated):
                 log.info("%s: key renegotiated (key id %d)", who, e.key_id)
+            elif isinstance(e, ev.ClientFloated):
+                log.info("%s: moved from %s to %s (same session, by peer-id)", who, _fmt(e.old_addr),
+                         _fmt(e.new_addr))
             elif isinstance(e, ev.SessionClosed):
                 log.info("%s: disconnected: %s", who, e.reason)
                 if on_closed is not None:

@@ -57,3 +57,10 @@ class SessionClosed:
 @dataclass(frozen=True)
 class Warning:  # noqa: A001 - an engine event, not the builtin
     message: str
+
+
+@dataclass(frozen=True)
+class ClientFloated:
+    """Server side: an authenticated data packet came from a new address, which the client now has."""
+    old_addr: object
+    new_addr: object

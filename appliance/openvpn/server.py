@@ -26,7 +26,7 @@ from typing import Callable
 
 from . import keyfiles, wrapping
 from .cookie import CookieJar
-from .events import Warning  # noqa: A004
+from .events import ClientFloated, Warning  # noqa: A004
 from .errors import BadPacket
 from .opcodes import (EARLY_NEG_FLAG_RESEND_WKC, EARLY_NEG_FLAGS, EARLY_NEG_START, NO_PEER_ID, Op,
                       op_byte)
@@ -208,9 +208,14 @@ class ServerDispatcher:
             if rec is None:
                 self._count("data for unknown peer-id")
                 return None, []
-            pts = rec.session.receive(packet, now)
-            if rec.addr != addr and not rec.tcp and rec.session.last_recv == now:  # authenticated: float
-                self._float(rec, addr)
+            s = rec.session
+            before = s.data_authenticated
+            pts = s.receive(packet, now)
+            if rec.addr != addr and not rec.tcp and s.data_authenticated != before:
+                # Only a packet that authenticated (and was no replay) may move the client: a
+                # forged or replayed one from elsewhere must not redirect its traffic.
+                if not self._float(rec, addr):
+                    return rec, []
             return rec, self._check_sources(rec, pts)
         rec = self.by_addr.get(addr)
         if rec is not None:
@@ -254,10 +259,23 @@ class ServerDispatcher:
                 self._count("inner packet with a source the client does not own")
         return ok
 
-    def _float(self, rec: ClientRecord, addr) -> None:
-        self.by_addr.pop(rec.addr, None)
+    def _float(self, rec: ClientRecord, addr) -> bool:
+        """Move a client to a new address; False (and nothing changed) if that is refused."""
+        other = self.by_addr.get(addr)
+        if other is not None and other is not rec:
+            if other.common_name != rec.common_name:
+                # As OpenVPN: never take over the address of a different client.
+                self._count("float to another client's address refused")
+                return False
+            # The same certificate's earlier session, left behind by a restart: ours is the live one.
+            self._drop(other, "its address was taken over by a newer session of the same client")
+        old = rec.addr
+        if self.by_addr.get(old) is rec:
+            del self.by_addr[old]
         rec.addr = addr
         self.by_addr[addr] = rec
+        self.events.append((rec, ClientFloated(old, addr)))
+        return True
 
     def _new_client_packet(self, packet, addr, now: float) -> tuple[None, list]:
         """A packet from an address we hold no state for: stateless checks only."""

@@ -159,6 +159,7 @@ class Session:
         self.last_recv = now
         self.last_send = now
         self.reneg_check_at = now + RENEG_CHECK_INTERVAL   # reneg-bytes / reneg-pkts counters
+        self.data_authenticated = 0       # data packets that passed authentication and replay checks
         self.ping_interval = cfg.ping
         self.ping_restart = cfg.ping_restart
         self.next_key_id = 1
@@ -196,6 +197,7 @@ class Session:
                 self._count(e.reason)
                 return []
             self.last_recv = now
+            self.data_authenticated += 1
             if self.comp is not None:
                 pt = self._decomp(pt)
                 if pt is None:

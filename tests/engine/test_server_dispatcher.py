@@ -230,3 +230,32 @@ def test_address_pools_match_openvpn_server_expansion():
     a = n30.lease()
     n30.release(a)
     assert a == "198.19.0.6" and a in n30.free
+
+
+def test_client_floats_only_on_authenticated_data(pki):
+    """A UDP client that changes address keeps its session (found by peer-id), but only a packet
+    that authenticates may move it; forged, replayed, or another client's address: no move."""
+    d = _server(pki, "none")
+    a = _client(pki, pki["clients"][7], wrapping.PlainWrapper)
+    b = _client(pki, pki["clients"][8], wrapping.PlainWrapper)
+    home, roam, evil, b_addr = ("198.18.0.20", 1), ("198.18.0.21", 7), ("198.18.0.66", 6), ("198.18.0.22", 1)
+    _pump(d, [(a, home), (b, b_addr)])
+    rec = d.route(a.pushed.ifconfig[0])
+    ping = _icmp(a.pushed.ifconfig[0], "198.19.0.1")
+    # forged (bad tag) from elsewhere, at the very same time as a genuine packet: no move
+    assert len(d.receive(a.encrypt(ping), home, 2.0)[1]) == 1
+    forged = bytearray(a.encrypt(ping))
+    forged[-1] ^= 1
+    assert d.receive(bytes(forged), evil, 2.0)[1] == [] and rec.addr == home
+    # replayed genuine packet from elsewhere: no move
+    w = bytes(a.encrypt(ping))
+    assert len(d.receive(w, home, 2.1)[1]) == 1
+    assert d.receive(w, evil, 2.1)[1] == [] and rec.addr == home
+    # a fresh genuine packet from the new address: the session follows, replies go there
+    assert len(d.receive(a.encrypt(ping), roam, 2.2)[1]) == 1
+    assert rec.addr == roam and d.by_addr.get(roam) is rec and home not in d.by_addr
+    assert any(isinstance(e, ev.ClientFloated) and e.new_addr == roam for _r, e in d.events)
+    # taking over another client's address is refused and the packet dropped
+    assert d.receive(a.encrypt(ping), b_addr, 2.3)[1] == [] and rec.addr == roam
+    assert d.stats["float to another client's address refused"] == 1
+    assert d.by_addr.get(b_addr).session.peer_common_name == "client8"

@@ -354,6 +354,28 @@ def test_renegotiation_with_openvpn_client_under_traffic(lab, procs, initiator):
     assert n >= 2, srv.log()[-2000:]
 
 
+def test_openvpn_client_changing_address_keeps_its_session(lab, procs):
+    """The client's source address changes mid-session (a roaming laptop, a NAT rebinding): the
+    server finds it by peer-id, moves it to the new address, and traffic goes on without a new
+    handshake."""
+    srv = start_our_server(lab, procs)
+    cli = lab.openvpn(lab.cli, client_profile(lab.pki, "udp"), f"float-{len(lab.procs)}")
+    procs.append(cli)
+    assert lab.ping(lab.cli, TUN_SERVER_IP, 2) == 2
+    dev = lab.cli.run("ip -o -4 addr show to 198.18.0.0/24").stdout.split()[1]
+    lab.cli.run(f"ip addr add 198.18.0.3/24 dev {dev}")
+    try:
+        lab.cli.run(f"ip route replace 198.18.0.0/24 dev {dev} src 198.18.0.3")
+        assert lab.ping(lab.cli, TUN_SERVER_IP, 5) >= 4, srv.log()[-1500:]
+        assert re.search(r"client1/\S+: moved from 198\.18\.0\.2:\d+ to 198\.18\.0\.3:\d+",
+                         srv.log()), srv.log()[-1500:]
+        assert lab.tcp_transfer(lab.srv, TUN_SERVER_IP, lab.cli, 500_000, reverse=True) > 0
+        assert srv.log().count("authenticated (CN=client1") == 1, "the move must not need a new session"
+    finally:
+        lab.cli.run(f"ip route replace 198.18.0.0/24 dev {dev} src 198.18.0.2", check=False)
+        lab.cli.run(f"ip addr del 198.18.0.3/24 dev {dev}", check=False)
+
+
 def lab_bin() -> str:
     from appliance.testlab.lab import OUR_BIN
     return OUR_BIN
