@@ -376,6 +376,51 @@ def test_openvpn_client_changing_address_keeps_its_session(lab, procs):
         lab.cli.run(f"ip addr del 198.18.0.3/24 dev {dev}", check=False)
 
 
+def test_sigterm_notifies_clients_and_cleans_up(lab, procs):
+    """SIGTERM: every UDP client gets the exit notification (OpenVPN restarts at once instead of
+    waiting out ping-restart), the TUN and routes go, and the clients come back to a new server."""
+    extra = "route 198.18.77.0 255.255.255.0\n"
+    srv = start_our_server(lab, procs, extra=extra)
+    cli = lab.openvpn(lab.cli, client_profile(lab.pki, "udp"), f"term-{len(lab.procs)}")
+    procs.append(cli)
+    assert lab.ping(lab.cli, TUN_SERVER_IP, 2) == 2
+    assert srv.stop(8) == 0
+    assert "stopping: notifying 1 clients" in srv.log()
+    assert cli.wait_for(r"SIGUSR1\[soft,remote-exit\] received, process restarting", 5), cli.log()[-1500:]
+    links = lab.srv.run("ip -o link show").stdout
+    routes = lab.srv.run("ip route show").stdout
+    assert "tun0" not in links and "198.18.77.0" not in routes, links + routes
+    assert cli.p.poll() is None, "the OpenVPN client must restart, not exit"
+    srv2 = start_our_server(lab, procs, extra=extra)
+    assert _count_within(cli, "Initialization Sequence Completed", 2, 40), cli.log()[-1500:]
+    assert lab.wait_ping(lab.cli, TUN_SERVER_IP, 15), srv2.log()[-1500:]
+
+
+def _count_within(proc, text: str, n: int, timeout: float) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if proc.log().count(text) >= n:
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def test_pushed_redirect_gateway_and_dns_reach_the_openvpn_client(lab, procs):
+    srv = start_our_server(lab, procs, extra='push "redirect-gateway def1"\npush "dhcp-option DNS 198.18.0.53"\n')
+    lab.cli.run("ip route replace default via 198.18.0.1")
+    try:
+        cli = lab.openvpn(lab.cli, client_profile(lab.pki, "udp"), f"redir-{len(lab.procs)}")
+        procs.append(cli)
+        routes = lab.cli.run("ip route show").stdout
+        assert "0.0.0.0/1 via 198.19.0.1 dev tun0" in routes and "128.0.0.0/1 via 198.19.0.1 dev tun0" in routes, \
+            routes
+        assert re.search(r"PUSH_REPLY,.*redirect-gateway def1", cli.log())
+        assert re.search(r"PUSH_REPLY,.*dhcp-option DNS 198\.18\.0\.53", cli.log())
+        assert lab.ping(lab.cli, "198.18.100.1", 2) == 2        # the server's side, via the default routes
+    finally:
+        lab.cli.run("ip route del default", check=False)
+
+
 def lab_bin() -> str:
     from appliance.testlab.lab import OUR_BIN
     return OUR_BIN
