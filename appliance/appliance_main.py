@@ -119,6 +119,8 @@ def configure_dhcp(ifname: str, undo: Undo) -> None:
 def configure_nic(nic: Wan | Lan, undo: Undo) -> str:
     """Find the NIC (by name or MAC), give it its address (static or DHCP); returns its name."""
     _, ifname = find_link(nic.name, nic.mac)
+    if nic.mac:
+        log.info("%s: the NIC with MAC %s (%s)", ifname, nic.mac, "wan" if isinstance(nic, Wan) else "lan")
     if isinstance(nic, Wan) and nic.dhcp:
         configure_dhcp(ifname, undo)
         return ifname

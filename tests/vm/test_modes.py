@@ -60,14 +60,19 @@ def test_server_mode_openvpn_client_connects(pki, tmp_path):
         assert "connected, address 198.19.0." in q.log()
 
 
-def test_router_with_dhcp_on_wan(pki, tmp_path):
+def test_router_with_dhcp_on_wan_nics_by_mac_and_routed_lan(pki, tmp_path):
+    """WAN by DHCP (dnsmasq), both NICs picked by MAC, and the LAN routed without NAT: the server
+    reaches the LAN by its own addresses through an iroute (client-config-dir)."""
     import shutil
     if shutil.which("dnsmasq") is None:
         raise RuntimeError("dnsmasq is missing: run `make setup` (installs dnsmasq-base)")
     prof = client_profile(pki, "udp", None, "tls-crypt", inline=True)
     toml = tmp_path / "dhcp.toml"
-    toml.write_text(_toml("client", prof, lan=True).replace(
-        'address = "198.18.0.2/24"\ngateway = "198.18.0.1"\n', "dhcp = true\n", 1))
+    toml.write_text(_toml("client", prof, lan=True)
+                    .replace('address = "198.18.0.2/24"\ngateway = "198.18.0.1"\n', "dhcp = true\n", 1)
+                    .replace('name = "eth0"', 'mac = "52:54:00:00:00:01"')
+                    .replace('name = "eth1"', 'mac = "52:54:00:00:00:02"')
+                    .replace("nat = true", "nat = false"))
     build(tmp_path / "img", toml)
     with vm_topology(tmp_path) as t:
         dns = Proc(t["wan"], ["dnsmasq", "--no-daemon", "--port=0", f"--interface={t['wan_if']}", "--bind-interfaces",
@@ -75,13 +80,22 @@ def test_router_with_dhcp_on_wan(pki, tmp_path):
                               "--dhcp-option=6,198.18.0.1", f"--dhcp-leasefile={tmp_path / 'leases'}",
                               "--log-dhcp"], tmp_path / "dnsmasq.log")
         t["procs"].append(dns)
+        ccd = tmp_path / "ccd"
+        ccd.mkdir()
+        (ccd / "client1").write_text("iroute 198.18.50.0 255.255.255.0\n")
         cfg = tmp_path / "server.conf"
-        cfg.write_text(server_config(pki, "udp", None, "tls-crypt"))
+        cfg.write_text(server_config(pki, "udp", None, "tls-crypt",
+                                     extra=f"client-config-dir {ccd}\nroute 198.18.50.0 255.255.255.0\n"))
         srv = Proc(t["wan"], ["openvpn", "--config", str(cfg)], tmp_path / "server.log")
         t["procs"].append(srv)
         assert srv.wait_for("Initialization Sequence Completed", 20)
         q = boot(t, tmp_path / "img")
         assert q.wait_for("tunnel up", 150), q.log()[-4000:] + dns.log()[-2000:]
+        assert "eth0: the NIC with MAC 52:54:00:00:00:01 (wan)" in q.log(), q.log()[-3000:]
+        assert "eth1: the NIC with MAC 52:54:00:00:00:02 (lan)" in q.log()
         assert "DHCP lease 198.18.0.5" in q.log() or "DHCP lease 198.18.0.6" in q.log(), q.log()[-3000:]
         assert "DHCPACK" in dns.log()
         assert ping(t["lan"], "198.18.100.1", 3) >= 2, q.log()[-3000:]
+        # No NAT: the far side sees the LAN host's own address, and can reach it by that address.
+        assert lan_transfer(t["lan"], t["wan"], tmp_path) == "198.18.50.2"
+        assert ping(t["wan"], "198.18.50.2", 3) >= 2, q.log()[-3000:]
