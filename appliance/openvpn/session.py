@@ -42,7 +42,7 @@ from .tls import TlsEndpoint, TlsSettings, build_context, common_name
 
 TLS_MTU = 1250
 PUSH_REQUEST_INTERVAL = 2.0
-RENEG_CHECK_INTERVAL = 1.0      # how often reneg-bytes / reneg-pkts counters are looked at
+RENEG_CHECK_INTERVAL = 0.1      # how often reneg-bytes / reneg-pkts counters are looked at (only when set)
 ACK_PIGGYBACK = 4
 ACK_STANDALONE = 8
 IV_PROTO_CLIENT = IV_PROTO_DATA_V2 | IV_PROTO_REQUEST_PUSH | IV_PROTO_TLS_KEY_EXPORT | IV_PROTO_CC_EXIT_NOTIFY
