@@ -95,6 +95,17 @@ def test_inline_profile_first_remote_never_answers(lab, run):
     assert_traffic_both_ways(lab, 200_000)
 
 
+def test_remotes_with_their_own_protos_udp_then_tcp(lab, run):
+    # A profile listing a UDP remote first and a TCP one second (a common "fallback to TCP 443"
+    # setup): the UDP one has no server, so the client moves on and connects over TCP.
+    remotes = [(SRV_IP, 1195, "udp"), (SRV_IP, 1194, "tcp")]
+    srv, cli = run(proto="tcp", remotes=remotes, client_extra="server-poll-timeout 3\nconnect-retry 1\n")
+    log = cli.log()
+    assert f"connecting to {SRV_IP}:1195 over UDP" in log and f"connecting to {SRV_IP}:1194 over TCP" in log, log
+    assert log.index("over UDP") < log.index("over TCP") < log.index("tunnel up")
+    assert_traffic_both_ways(lab, 200_000)
+
+
 def test_renegotiation_under_traffic(lab, run):
     srv, cli = run(reneg_sec=4)
     tip = client_tunnel_ip(lab)

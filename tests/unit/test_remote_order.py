@@ -1,0 +1,41 @@
+"""Which remote the client tries first: the profile's order, or a shuffle with remote-random
+(as OpenVPN does it: once per start, every remote still tried)."""
+from __future__ import annotations
+
+import random
+
+from appliance.gateway import ClientGateway
+from appliance.openvpn.options import parse_config
+
+PROFILE = """client
+dev tun
+remote 198.18.0.1 1194 udp
+remote 198.18.0.2 443 tcp
+remote 198.18.0.3 1194 udp
+{extra}
+<ca>
+-----BEGIN CERTIFICATE-----
+MIIB
+-----END CERTIFICATE-----
+</ca>
+"""
+
+
+def _order(extra: str) -> list[tuple[str, int, str]]:
+    opts = parse_config(PROFILE.format(extra=extra), "/tmp/t.ovpn", read_file=lambda p: b"")
+    return [(r.host, r.port, r.proto) for r in ClientGateway(opts)._remotes()]
+
+
+def test_remotes_in_profile_order_by_default():
+    for _ in range(5):
+        assert _order("") == [("198.18.0.1", 1194, "udp"), ("198.18.0.2", 443, "tcp"), ("198.18.0.3", 1194, "udp")]
+
+
+def test_remote_random_shuffles_but_keeps_every_remote_with_its_proto():
+    random.seed(7)
+    seen = set()
+    for _ in range(60):
+        o = _order("remote-random")
+        assert sorted(o) == [("198.18.0.1", 1194, "udp"), ("198.18.0.2", 443, "tcp"), ("198.18.0.3", 1194, "udp")]
+        seen.add(tuple(o))
+    assert len(seen) >= 4, "60 shuffles of 3 remotes should give several orders"
