@@ -135,6 +135,15 @@ class Proc:
             time.sleep(0.1)
         return False
 
+    def wait_count(self, text: str, n: int, timeout: float) -> bool:
+        """Wait until `text` stands at least `n` times in the log (e.g. the n-th reconnection)."""
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if self.log().count(text) >= n:
+                return True
+            time.sleep(0.2)
+        return False
+
     def alive(self) -> bool:
         return self.p.poll() is None
 

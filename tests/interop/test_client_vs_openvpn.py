@@ -168,7 +168,7 @@ def test_server_restart_client_reconnects(lab, run, proto):
     srv2 = lab.start(lab.srv, ["openvpn", "--config", str(cfg)], "server-restarted")
     try:
         assert srv2.wait_for("Initialization Sequence Completed", 20)
-        assert cli.wait_for("tunnel up", 60, after=0) and _wait_count(cli, "tunnel up", n_up + 1, 60), \
+        assert cli.wait_for("tunnel up", 60, after=0) and cli.wait_count("tunnel up", n_up + 1, 60), \
             cli.log()[-3000:]
         assert lab.wait_ping(lab.cli, TUN_SERVER_IP, 20)
         assert_traffic_both_ways(lab, 200_000)
@@ -183,15 +183,6 @@ def test_clean_exit_removes_tun_and_notifies_server(lab, run):
     assert rc == 0
     assert "tun0" not in lab.cli.run("ip -o link show").stdout
     assert srv.wait_for(r"exit|Inactivity|SIGTERM|client-instance exiting", 5), srv.log()[-1500:]
-
-
-def _wait_count(proc, text, n, timeout):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if proc.log().count(text) >= n:
-            return True
-        time.sleep(0.2)
-    return False
 
 
 def test_redirect_gateway_def1(lab, run):

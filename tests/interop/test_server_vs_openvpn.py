@@ -24,12 +24,17 @@ def lab(tmp_path_factory):
         yield lab
 
 
+def _stop_all(started: list) -> None:
+    for p in reversed(started):
+        p.stop(8)
+    started.clear()
+
+
 @pytest.fixture
 def procs(lab):
     started = []
     yield started
-    for p in reversed(started):
-        p.stop(8)
+    _stop_all(started)
 
 
 def start_our_server(lab, procs, extra="", **kw):
@@ -139,9 +144,7 @@ def test_duplicate_cn_and_max_clients(lab, procs):
     assert lab.ping(spaces[1], TUN_SERVER_IP, 2) == 2, "the newer session must work"
     assert lab.ping(spaces[0], TUN_SERVER_IP, 2) == 0, "the replaced session must not carry traffic"
     assert lab.ping(lab.srv, first_ip, 1) == 0 or tun_ip(spaces[1]) == first_ip
-    for p in reversed(procs):
-        p.stop(8)
-    procs.clear()
+    _stop_all(procs)
 
     # duplicate-cn: both logins live side by side with their own addresses.
     srv = start_our_server(lab, procs, extra="duplicate-cn\n")
@@ -151,9 +154,7 @@ def test_duplicate_cn_and_max_clients(lab, procs):
     assert a != b
     assert lab.ping(spaces[0], TUN_SERVER_IP, 2) == 2 and lab.ping(spaces[1], TUN_SERVER_IP, 2) == 2
     assert "another client connected" not in srv.log()
-    for p in reversed(procs):
-        p.stop(8)
-    procs.clear()
+    _stop_all(procs)
 
     # max-clients 2: a third client is refused (and counted) while the first two keep working.
     srv = start_our_server(lab, procs, extra="max-clients 2\n")
@@ -392,17 +393,8 @@ def test_sigterm_notifies_clients_and_cleans_up(lab, procs):
     assert "tun0" not in links and "198.18.77.0" not in routes, links + routes
     assert cli.p.poll() is None, "the OpenVPN client must restart, not exit"
     srv2 = start_our_server(lab, procs, extra=extra)
-    assert _count_within(cli, "Initialization Sequence Completed", 2, 40), cli.log()[-1500:]
+    assert cli.wait_count("Initialization Sequence Completed", 2, 40), cli.log()[-1500:]
     assert lab.wait_ping(lab.cli, TUN_SERVER_IP, 15), srv2.log()[-1500:]
-
-
-def _count_within(proc, text: str, n: int, timeout: float) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if proc.log().count(text) >= n:
-            return True
-        time.sleep(0.2)
-    return False
 
 
 def test_pushed_redirect_gateway_and_dns_reach_the_openvpn_client(lab, procs):
