@@ -168,6 +168,8 @@ class ServerDispatcher:
         self.st = st
         self.cookies = CookieJar(st.random_bytes(32), st.hand_window)
         self.by_addr: dict[object, ClientRecord] = {}
+        # A new session from the address of an established client, until it is established too.
+        self.pending: dict[object, ClientRecord] = {}
         self.by_peer_id: dict[int, ClientRecord] = {}
         self.by_vaddr: dict[str, ClientRecord] = {}
         self.iroutes: list[tuple[ipaddress.IPv4Network, ClientRecord]] = []
@@ -219,20 +221,55 @@ class ServerDispatcher:
             return rec, self._check_sources(rec, pts)
         rec = self.by_addr.get(addr)
         if rec is not None:
+            if op in _CONTROL_FROM_CLIENT and len(packet) >= 9 and packet[1:9] != rec.session.peer_sid \
+                    and rec.session.peer_sid is not None:
+                return self._other_session(rec, packet, op, addr, now)
             if op == Op.CONTROL_WKC_V1 or op == Op.CONTROL_HARD_RESET_CLIENT_V3:
                 try:
                     packet, _ = wrapping.split_wkc_untrusted(bytes(packet))
                 except BadPacket as e:
                     self._count(e.reason)
                     return rec, []
-            if op in (Op.CONTROL_HARD_RESET_CLIENT_V2, Op.CONTROL_HARD_RESET_CLIENT_V3) and rec.session.established:
-                # The client restarted without telling us: drop the old session, start afresh.
-                self._drop(rec, "client sent a new hard reset")
-                return self._new_client_packet(packet, addr, now)
             pts = rec.session.receive(packet, now)
             self._collect(rec)
             return rec, self._check_sources(rec, pts)
         return self._new_client_packet(packet, addr, now)
+
+    def _other_session(self, rec: ClientRecord, packet, op: int, addr, now: float):
+        """A control packet from a known address but another session id: the client restarted
+        (same address and port), or somebody replays old packets. The running session is left
+        alone; a new one starts through the stateless cookie exchange, and replaces the old one
+        only once it is established (authenticated), so replayed packets cannot end a session."""
+        if rec.tcp:
+            # One TCP connection carries one client, and nobody off-path can write into it.
+            self._drop(rec, "client sent a new hard reset")
+            return self._new_client_packet(packet, addr, now)
+        p = self.pending.get(addr)
+        if p is not None and packet[1:9] == p.session.peer_sid:
+            if op == Op.CONTROL_WKC_V1:
+                try:
+                    packet, _ = wrapping.split_wkc_untrusted(bytes(packet))
+                except BadPacket as e:
+                    self._count(e.reason)
+                    return p, []
+            p.session.receive(packet, now)
+            self._collect(p)
+            self._promote(p)
+            return p, []
+        return self._new_client_packet(packet, addr, now)
+
+    def _promote(self, p: ClientRecord) -> None:
+        """A pending session that got established takes its address over from the old one."""
+        if self.pending.get(p.addr) is not p or not p.session.established:
+            return
+        del self.pending[p.addr]
+        old = self.by_addr.get(p.addr)
+        if old is not None and old is not p:
+            self._drop(old, "replaced by a new session from the same address")
+        self.by_addr[p.addr] = p
+
+    def _records(self) -> list[ClientRecord]:
+        return list(self.by_addr.values()) + list(self.pending.values())
 
     def _check_sources(self, rec: ClientRecord, pts: list) -> list:
         """Inner packets must come from the client's own address or its iroutes (anti-spoofing)."""
@@ -371,7 +408,16 @@ class ServerDispatcher:
             ks.tls = TlsEndpoint(s.tls_context, cfg.tls)
             if hasattr(wrapper, "skip_packet_ids"):
                 wrapper.skip_packet_ids(1)   # our stateless reset used replay id 1
-        self.by_addr[addr] = rec
+        old = self.by_addr.get(addr)
+        if old is not None and old.session.established and not rec.tcp:
+            old_pending = self.pending.get(addr)
+            if old_pending is not None:
+                self._drop(old_pending, "superseded by a newer handshake from the same address")
+            self.pending[addr] = rec          # see _other_session
+        else:
+            if old is not None:
+                self._drop(old, "replaced by a new session from the same address")
+            self.by_addr[addr] = rec
         self.by_peer_id[pid] = rec
         if packet_in is not None:
             if op == Op.CONTROL_HARD_RESET_CLIENT_V3:
@@ -472,7 +518,7 @@ class ServerDispatcher:
                 self._forget(rec)
 
     def collect_all(self) -> None:
-        for rec in list(self.by_addr.values()):
+        for rec in self._records():
             self._collect(rec)
 
     # ---------------------------------------------------------------- lifecycle
@@ -482,6 +528,8 @@ class ServerDispatcher:
         rec.session.stats = {}
         if self.by_addr.get(rec.addr) is rec:
             del self.by_addr[rec.addr]
+        if self.pending.get(rec.addr) is rec:
+            del self.pending[rec.addr]
         if self.by_peer_id.get(rec.peer_id) is rec:
             del self.by_peer_id[rec.peer_id]
         if rec.vaddr and self.by_vaddr.get(rec.vaddr) is rec:
@@ -508,19 +556,20 @@ class ServerDispatcher:
             self._drop(rec, "connection closed")
 
     def next_deadline(self) -> float | None:
-        ds = [d for d in (r.session.next_deadline() for r in self.by_addr.values()) if d is not None]
+        ds = [d for d in (r.session.next_deadline() for r in self._records()) if d is not None]
         return min(ds) if ds else None
 
     def handle_timer(self, now: float) -> None:
-        for rec in list(self.by_addr.values()):
+        for rec in self._records():
             s = rec.session
             d = s.next_deadline()
             if d is not None and now >= d:
                 s.handle_timer(now)
                 self._collect(rec)
+                self._promote(rec)
 
     def close_all(self, now: float) -> None:
-        for rec in list(self.by_addr.values()):
+        for rec in self._records():
             rec.session.close(now, "server shutting down")
             self._collect(rec)
             self._forget(rec)
@@ -528,6 +577,10 @@ class ServerDispatcher:
     @property
     def clients(self) -> list[ClientRecord]:
         return list(self.by_addr.values())
+
+
+_CONTROL_FROM_CLIENT = frozenset((Op.CONTROL_HARD_RESET_CLIENT_V2, Op.CONTROL_HARD_RESET_CLIENT_V3, Op.CONTROL_V1,
+                                  Op.ACK_V1, Op.CONTROL_WKC_V1, Op.CONTROL_SOFT_RESET_V1))
 
 
 def _replay_pid(packet: bytes) -> int:

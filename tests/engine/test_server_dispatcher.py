@@ -259,3 +259,27 @@ def test_client_floats_only_on_authenticated_data(pki):
     assert d.receive(a.encrypt(ping), b_addr, 2.3)[1] == [] and rec.addr == roam
     assert d.stats["float to another client's address refused"] == 1
     assert d.by_addr.get(b_addr).session.peer_common_name == "client8"
+
+
+def test_client_restarting_from_the_same_address_replaces_its_session_once_established(pki):
+    """A client that restarts without an exit notice, from the same address and port: the old
+    session keeps working while the new one handshakes, then the new one takes over."""
+    d = _server(pki, "none")
+    addr = ("198.18.0.30", 1194)
+    old = _client(pki, pki["clients"][0], wrapping.PlainWrapper)
+    _pump(d, [(old, addr)])
+    old_rec = d.clients[0]
+    new = _client(pki, pki["clients"][0], wrapping.PlainWrapper)
+    # The new session's first packets: the old session is untouched meanwhile.
+    for p in new.take_outgoing():
+        d.receive(p, addr, 1.0)
+    replies = d.take_outgoing()
+    assert d.clients == [old_rec] and not old_rec.session.closed
+    assert len(d.receive(old.encrypt(_icmp(old.pushed.ifconfig[0], "198.19.0.1")), addr, 1.0)[1]) == 1
+    for p, _a in replies:
+        new.receive(p, 1.0)
+    _pump(d, [(new, addr)], now=1.1)
+    assert _up(new)
+    assert len(d.clients) == 1 and d.clients[0] is not old_rec and d.clients[0].session.established
+    assert old_rec.session.closed
+    assert len(d.receive(new.encrypt(_icmp(new.pushed.ifconfig[0], "198.19.0.1")), addr, 1.2)[1]) == 1

@@ -6,6 +6,7 @@ OpenVPN 2.6 works unchanged.
 """
 from __future__ import annotations
 
+import os
 import re
 import struct
 import sys
@@ -411,6 +412,30 @@ def test_pushed_redirect_gateway_and_dns_reach_the_openvpn_client(lab, procs):
         assert lab.ping(lab.cli, "198.18.100.1", 2) == 2        # the server's side, via the default routes
     finally:
         lab.cli.run("ip route del default", check=False)
+
+
+def test_openvpn_client_killed_and_restarted_on_the_same_port(lab, procs):
+    """An OpenVPN client bound to a fixed port dies without an exit notice and comes back from the
+    same address and port: the server lets the new session replace the old one at once (no
+    waiting for ping-restart), and replayed packets could not have done that."""
+    import signal
+    srv = start_our_server(lab, procs)
+    prof = client_profile(lab.pki, "udp").replace("nobind\n", "lport 41194\nbind\n")
+    cli = lab.openvpn(lab.cli, prof, f"fixedport-{len(lab.procs)}")
+    procs.append(cli)
+    assert lab.ping(lab.cli, TUN_SERVER_IP, 2) == 2
+    os.killpg(cli.p.pid, signal.SIGKILL)
+    cli.p.wait(5)
+    lab.cli.run("ip link del tun0", check=False)
+    t0 = time.monotonic()
+    cli2 = lab.openvpn(lab.cli, prof, f"fixedport2-{len(lab.procs)}")
+    procs.append(cli2)
+    assert time.monotonic() - t0 < 15, "the restarted client had to wait for the old session to time out"
+    # The old session ends when the new one is authenticated (same certificate, same address).
+    assert srv.wait_for("another client connected with common name client1|replaced by a new session from the "
+                        "same address", 5), srv.log()[-2000:]
+    assert re.search(r"client1/198\.18\.0\.2:41194: connected", srv.log())
+    traffic_both_ways(lab, lab.cli, 200_000)
 
 
 def lab_bin() -> str:
