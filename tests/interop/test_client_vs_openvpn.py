@@ -281,3 +281,33 @@ def test_route_nopull(lab, run):
     assert "198.18.100.0/24" not in routes, routes
     assert lab.ping(lab.cli, TUN_SERVER_IP, 2) == 2    # the address is still applied
     assert lab.ping(lab.cli, BEHIND_IP, 1) == 0         # but not the pushed route
+
+
+@pytest.mark.parametrize("proto", ["udp6", "tcp6"])
+def test_ipv6_transport_and_ipv6_inside_against_openvpn(lab, proto):
+    """OpenVPN's server on udp6/tcp6 with server-ipv6: our client connects over IPv6, takes the
+    pushed ifconfig-ipv6, and IPv4 and IPv6 both cross the tunnel."""
+    if "2001:db8:1::1" not in lab.srv.run("ip -6 addr", check=False).stdout:
+        lab.srv.run(f"ip -6 addr add 2001:db8:1::1/64 dev va{lab.tag} nodad")
+        lab.cli.run(f"ip -6 addr add 2001:db8:1::2/64 dev vb{lab.tag} nodad")
+    base = "tcp" if proto.startswith("tcp") else "udp"
+    cfg = server_config(lab.pki, base, extra="server-ipv6 2001:db8:100::/64\n")
+    cfg = cfg.replace("proto tcp-server\n", "proto tcp6-server\n").replace("proto udp\n", "proto udp6\n")
+    srv = lab.openvpn(lab.srv, cfg, f"ovpnsrv6-{len(lab.procs)}")
+    try:
+        cli = lab.ours(lab.cli, client_profile(lab.pki, base, remotes=[("2001:db8:1::1", 1194, proto)]),
+                       f"ours6-{len(lab.procs)}", wait=40)
+        try:
+            assert "connecting to [2001:db8:1::1]:1194" in cli.log() or "2001:db8:1::1" in cli.log(), cli.log()
+            assert lab.ping(lab.cli, TUN_SERVER_IP, 2) == 2
+            r = lab.cli.run("ping -6 -n -q -c 3 -i 0.2 -W 2 2001:db8:100::1", check=False)
+            assert " 3 received" in r.stdout, r.stdout + cli.log()[-1500:]
+            m = re.search(r"inet6 (2001:db8:100::\S+)/", lab.cli.run("ip -6 -o addr show dev tun0").stdout)
+            assert m, "no IPv6 address on our tun0: " + cli.log()[-1500:]
+            r = lab.srv.run(f"ping -6 -n -q -c 2 -i 0.2 -W 2 {m.group(1)}", check=False)
+            assert " 2 received" in r.stdout, r.stdout
+            assert lab.tcp_transfer(lab.srv, TUN_SERVER_IP, lab.cli, 300_000) > 0
+        finally:
+            cli.stop(8)
+    finally:
+        srv.stop(5)
