@@ -72,7 +72,7 @@ class SessionConfig:
     data_ciphers: list[str] = field(default_factory=lambda: ["AES-256-GCM", "AES-128-GCM", "CHACHA20-POLY1305"])
     data_ciphers_fallback: str | None = None
     auth: str = "SHA1"
-    reneg_sec: int = 3600
+    reneg_sec: int = 3600                         # 0: never by time (eduVPN profiles say so)
     reneg_bytes: int | None = None
     reneg_pkts: int | None = None
     tran_window: int = 3600
@@ -247,7 +247,7 @@ class Session:
                 ds.append(d)
             if ks.phase != KS.ACTIVE and ks.phase != KS.DEAD:
                 ds.append(ks.created + self.cfg.hand_window)
-            if ks.phase == KS.ACTIVE and ks.active_since is not None and ks is self._newest():
+            if ks.phase == KS.ACTIVE and ks.active_since is not None and ks is self._newest() and self.cfg.reneg_sec:
                 ds.append(ks.active_since + self.cfg.reneg_sec)
             if ks.retired_at is not None:
                 ds.append(ks.retired_at + self.cfg.tran_window)
@@ -692,7 +692,7 @@ class Session:
             newest = self._newest()
             if newest is not None and newest.phase == KS.ACTIVE and newest.active_since is not None:
                 d = newest.data
-                if (now >= newest.active_since + self.cfg.reneg_sec
+                if ((self.cfg.reneg_sec and now >= newest.active_since + self.cfg.reneg_sec)
                         or (self.cfg.reneg_bytes and d and d.bytes_sent + d.bytes_recv >= self.cfg.reneg_bytes)
                         or (self.cfg.reneg_pkts and d and d.packets_sent + d.packets_recv >= self.cfg.reneg_pkts)):
                     self._start_soft_reset(now)

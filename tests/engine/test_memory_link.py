@@ -365,3 +365,19 @@ def test_reneg_bytes_fires_during_continuous_traffic(pki):
         if c.send_key.key_id == 1 and s.send_key.key_id == 1:
             break
     assert c.send_key.key_id == 1, "reneg-bytes never triggered while traffic kept flowing"
+
+
+def test_reneg_sec_0_means_never(pki):
+    """`reneg-sec 0` (in every eduVPN profile) turns time-based renegotiation off, as in OpenVPN."""
+    c, s, _ = make_pair(pki, reneg_sec=0)
+    link = Link(c, s)
+    link.run(lambda: up(c, s))
+    for t in (10.0, 3600.0, 100_000.0):
+        link.now = t
+        c.handle_timer(t)
+        s.handle_timer(t)
+        link.run(lambda: False, max_steps=50, max_time=t + 1)
+    assert not [e for e in c.events if isinstance(e, ev.KeyRenegotiated)]
+    assert c.send_key.key_id == 0 and up(c, s)
+    dl = c.next_deadline()
+    assert dl is None or dl > 100_000.0 - 1

@@ -106,6 +106,19 @@ def test_remotes_with_their_own_protos_udp_then_tcp(lab, run):
     assert_traffic_both_ways(lab, 200_000)
 
 
+def test_eduvpn_style_profile(lab, run):
+    """The shape of an eduVPN profile: inline blocks, tls-crypt, a UDP and a TCP remote,
+    `reneg-sec 0` (the server decides), TLS 1.3 only, two data ciphers, server-poll-timeout."""
+    extra = ("reneg-sec 0\ntls-version-min 1.3\ndata-ciphers AES-256-GCM:CHACHA20-POLY1305\n"
+             "server-poll-timeout 10\nverb 3\n")
+    srv, cli = run(inline=True, remotes=[(SRV_IP, 1194, "udp"), (SRV_IP, 1194, "tcp")], client_extra=extra)
+    assert "TLSv1.3" in cli.log() and "cipher AES-256-GCM" in cli.log()
+    time.sleep(3)
+    assert "renegotiated" not in cli.log(), "reneg-sec 0 must not renegotiate: " + cli.log()[-1500:]
+    assert_traffic_both_ways(lab, 500_000)
+    assert "renegotiated" not in cli.log()
+
+
 def test_renegotiation_under_traffic(lab, run):
     srv, cli = run(reneg_sec=4)
     tip = client_tunnel_ip(lab)
