@@ -19,6 +19,7 @@ from .openvpn import events as ev
 from .openvpn.options import Options, Remote
 from .openvpn.profile import client_session_config
 from .openvpn.session import Session
+from .router.routes import RouteSet
 from .tun.mss import clamp_mss, mss_for
 from .transport.link import TcpLink, UdpLink
 from .transport.tcp import TcpTransport
@@ -76,7 +77,6 @@ class TunnelNetwork:
 
     def apply(self, pushed, remote_ip: str) -> None:
         from .router.links import configure_tun
-        from .router.routes import RouteSet
         from .tun.device import TunDevice
         if pushed is None or pushed.ifconfig is None:
             raise RuntimeError("server pushed no ifconfig")
@@ -85,11 +85,16 @@ class TunnelNetwork:
             name = self.opts.dev if self.opts.dev not in ("tun", None) else "tun%d"
             self.tun = TunDevice(name, vnet_hdr=True, mtu=mtu)
             log.info("opened TUN device %s (offload %s)", self.tun.name, "on" if self.tun.vnet_hdr else "off")
-        key = (pushed.ifconfig, pushed.topology, tuple(pushed.routes), tuple(pushed.redirect_gateway or ()), mtu)
+        key = (pushed.ifconfig, pushed.topology, tuple(pushed.routes), tuple(pushed.redirect_gateway or ()), mtu,
+               pushed.ifconfig_ipv6, tuple(pushed.routes_ipv6))
         if key == self.applied:
             return
         if self.routes is not None:
             self.routes.remove_all()
+        # The paths that exist without the tunnel (OpenVPN's net_gateway), looked up before any
+        # tunnel route goes in: excluded routes and the way to the server use them.
+        ng4 = RouteSet.net_gateway(False, not_dev=self.tun.name)
+        ng6 = RouteSet.net_gateway(True, not_dev=self.tun.name)
         local, second = pushed.ifconfig
         if pushed.topology == "subnet":
             prefix = _mask_to_prefix(second)
@@ -97,17 +102,7 @@ class TunnelNetwork:
         else:
             configure_tun(self.tun.name, local, 32, mtu, peer=second)
         log.info("tun %s: address %s %s (topology %s), mtu %d", self.tun.name, local, second, pushed.topology, mtu)
-        self.routes = RouteSet()
-        if not self.opts.route_nopull:
-            for net, mask, _gw, metric in pushed.routes:
-                self.routes.add(net, _mask_to_prefix(mask), dev=self.tun.name, metric=metric)
-                log.info("route %s/%d dev %s", net, _mask_to_prefix(mask), self.tun.name)
-        redirect = pushed.redirect_gateway if pushed.redirect_gateway is not None else self.opts.redirect_gateway
-        if redirect is not None and not self.opts.route_nopull:
-            self.routes.add_redirect_gateway_def1(self.tun.name, remote_ip)
-            log.info("redirect-gateway def1 via %s (server %s kept on the old default route)", self.tun.name, remote_ip)
-        for net, mask, _gw, metric in getattr(self.opts, "route", []) or []:
-            self.routes.add(net, _mask_to_prefix(mask or "255.255.255.255"), dev=self.tun.name, metric=metric)
+        has6 = False
         if pushed.ifconfig_ipv6 is not None:
             from pyroute2 import IPRoute
             addr6, _, plen = pushed.ifconfig_ipv6[0].partition("/")
@@ -115,13 +110,65 @@ class TunnelNetwork:
                 ipr.addr("add", index=ipr.link_lookup(ifname=self.tun.name)[0], address=addr6,
                          prefixlen=int(plen or 64), flags=0x02)   # IFA_F_NODAD
             log.info("tun %s: IPv6 address %s", self.tun.name, pushed.ifconfig_ipv6[0])
-            if not self.opts.route_nopull:
-                for r6 in pushed.routes_ipv6:
-                    net6, _, p6 = r6.partition("/")
-                    self.routes.add(net6, int(p6 or 128), dev=self.tun.name)
+            has6 = True
+        self.routes = RouteSet()
+        if not self.opts.route_nopull:
+            self._pushed_routes(pushed, remote_ip, ng4, ng6, has6)
+        for net, mask, _gw, metric in getattr(self.opts, "route", []) or []:
+            self.routes.add(net, _mask_to_prefix(mask or "255.255.255.255"), dev=self.tun.name, metric=metric)
         if pushed.dns:
             log.info("server pushed DNS %s (reported, not applied on this host)", ", ".join(pushed.dns))
         self.applied = key
+
+    def _pushed_routes(self, pushed, remote_ip: str, ng4, ng6, has6: bool) -> None:
+        """Routes as OpenVPN applies them: `net_gateway` ones go the pre-tunnel way, a pushed
+        default route is split in two halves (the real default stays, as with def1), and
+        redirect-gateway honours its `ipv6`, `!ipv4` and `block-local` flags."""
+        tun, routes = self.tun.name, self.routes
+        flags = pushed.redirect_gateway if pushed.redirect_gateway is not None else self.opts.redirect_gateway
+        flags = set(flags) if flags is not None else None
+        redirect4 = flags is not None and "!ipv4" not in flags
+        redirect6 = flags is not None and "ipv6" in flags
+        for net, mask, gw, metric in pushed.routes:
+            prefix = _mask_to_prefix(mask)
+            if gw == "net_gateway":
+                if ng4 is None:
+                    log.warning("route %s/%d net_gateway: there is no default route to use; skipped", net, prefix)
+                    continue
+                routes.add_via(net, prefix, ng4, metric)
+                log.info("route %s/%d via the pre-tunnel gateway %s", net, prefix, ng4[0] or "(link)")
+            elif prefix == 0:
+                redirect4 = True          # a pushed default route: the two halves, like def1
+            else:
+                routes.add(net, prefix, dev=tun, metric=metric)
+                log.info("route %s/%d dev %s", net, prefix, tun)
+        for net6, gw6 in pushed.routes_ipv6:
+            n6, _, p6 = net6.partition("/")
+            plen6 = int(p6 or 128)
+            if gw6 == "net_gateway_ipv6":
+                if ng6 is None:
+                    log.warning("route-ipv6 %s net_gateway_ipv6: there is no IPv6 default route; skipped", net6)
+                    continue
+                routes.add_via(n6, plen6, ng6)
+                log.info("route-ipv6 %s via the pre-tunnel gateway %s", net6, ng6[0] or "(link)")
+            elif not has6:
+                log.warning("route-ipv6 %s pushed without ifconfig-ipv6; skipped", net6)
+            elif plen6 == 0:
+                redirect6 = True
+            else:
+                routes.add(n6, plen6, dev=tun)
+                log.info("route-ipv6 %s dev %s", net6, tun)
+        if redirect4:
+            routes.add_redirect_gateway_def1(tun, remote_ip)
+            log.info("redirect-gateway def1 via %s (server %s kept on the old default route)", tun, remote_ip)
+        if redirect6:
+            if has6:
+                routes.add_redirect_gateway_ipv6(tun, remote_ip)
+                log.info("IPv6 redirected: ::/1 and 8000::/1 via %s", tun)
+            else:
+                log.warning("redirect-gateway ipv6 pushed without ifconfig-ipv6: IPv6 is not redirected")
+        if flags and "block-local" in flags:
+            log.warning("redirect-gateway block-local is not applied: the local network stays reachable")
 
     def close(self) -> None:
         if self.routes is not None:

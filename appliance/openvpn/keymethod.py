@@ -107,7 +107,7 @@ class PushedOptions:
     topology: str = "net30"
     route_gateway: str | None = None
     routes: list[tuple[str, str, str | None, int | None]] = field(default_factory=list)
-    routes_ipv6: list[str] = field(default_factory=list)
+    routes_ipv6: list[tuple[str, str | None]] = field(default_factory=list)   # (net/len, gateway)
     redirect_gateway: list[str] | None = None
     dns: list[str] = field(default_factory=list)
     dhcp_options: list[tuple[str, str]] = field(default_factory=list)
@@ -179,7 +179,7 @@ def parse_push_reply_untrusted(text: str, into: PushedOptions | None = None,
                 metric = int(args[3]) if len(args) > 3 and args[3].isdigit() else None
                 p.routes.append((args[0], mask, gw, metric))
             elif name == "route-ipv6" and args:
-                p.routes_ipv6.append(args[0])
+                p.routes_ipv6.append((args[0], args[1] if len(args) > 1 else None))
             elif name == "redirect-gateway":
                 p.redirect_gateway = args
             elif name == "dhcp-option" and args:

@@ -209,6 +209,7 @@ NOOP = {
     "remote-random-hostname", "allow-recursive-routing", "opt-verify", "server-poll-timeout", "connect-timeout",
     "inactive", "up-delay", "up-restart", "route-noexec", "ifconfig-noexec", "allow-pull-fqdn",
     "push-peer-info", "nice", "chroot", "mlock", "connect-retry", "keepalive", "verb", "dev-type",
+    "tcp-nodelay",       # our TCP sockets always set TCP_NODELAY
 }
 REJECT = {
     "up": "scripts are not supported (the appliance runs no scripts)",

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import socket
 
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
@@ -33,6 +34,20 @@ class RouteSet:
 
     def add_redirect_gateway_def1(self, tun: str, remote_ip: str) -> None:
         """0/1 + 128/1 via the tunnel, and a host route to the server via the old default path."""
+        self.keep_path_to(remote_ip)
+        self.add("0.0.0.0", 1, dev=tun)
+        self.add("128.0.0.0", 1, dev=tun)
+
+    def add_redirect_gateway_ipv6(self, tun: str, remote_ip: str) -> None:
+        """::/1 + 8000::/1 via the tunnel (OpenVPN's `redirect-gateway ipv6`), keeping an IPv6
+        server reachable the old way."""
+        if ":" in remote_ip:
+            self.keep_path_to(remote_ip)
+        self.add("::", 1, dev=tun)
+        self.add("8000::", 1, dev=tun)
+
+    def keep_path_to(self, remote_ip: str) -> None:
+        """A host route to `remote_ip` along the path it takes now (before the tunnel routes)."""
         with IPRoute() as ipr:
             try:
                 r = ipr.route("get", dst=remote_ip)[0]
@@ -40,19 +55,50 @@ class RouteSet:
                 oif = r.get_attr("RTA_OIF")
             except (NetlinkError, IndexError):
                 gw = oif = None
-        if oif is not None:
-            spec = {"dst": f"{remote_ip}/32", "oif": oif}
-            if gw:
-                spec["gateway"] = gw
-            with IPRoute() as ipr:
-                try:
-                    ipr.route("add", **spec)
-                    self.added.append(spec)
-                except NetlinkError as e:
-                    if e.code != 17:
-                        raise
-        self.add("0.0.0.0", 1, dev=tun)
-        self.add("128.0.0.0", 1, dev=tun)
+        if oif is None:
+            return
+        spec = {"dst": f"{remote_ip}/{128 if ':' in remote_ip else 32}", "oif": oif}
+        if gw:
+            spec["gateway"] = gw
+        with IPRoute() as ipr:
+            try:
+                ipr.route("add", **spec)
+                self.added.append(spec)
+            except NetlinkError as e:
+                if e.code != 17:
+                    raise
+
+    @staticmethod
+    def net_gateway(v6: bool = False, not_dev: str | None = None) -> tuple[str | None, int] | None:
+        """(gateway, interface index) of the default route in use before the tunnel: what
+        OpenVPN calls net_gateway. None when there is no default route."""
+        with IPRoute() as ipr:
+            skip = ipr.link_lookup(ifname=not_dev) if not_dev else []
+            best = None
+            for r in ipr.get_default_routes(family=socket.AF_INET6 if v6 else socket.AF_INET):
+                oif = r.get_attr("RTA_OIF")
+                if r["table"] != 254 or oif is None or oif in skip:
+                    continue
+                prio = r.get_attr("RTA_PRIORITY") or 0
+                if best is None or prio < best[0]:
+                    best = (prio, r.get_attr("RTA_GATEWAY"), oif)
+        return None if best is None else (best[1], best[2])
+
+    def add_via(self, network: str, prefixlen: int, via: tuple[str | None, int], metric: int | None = None) -> None:
+        """A route along a given (gateway, interface index), e.g. the net_gateway."""
+        spec: dict = {"dst": f"{network}/{prefixlen}", "oif": via[1]}
+        if via[0]:
+            spec["gateway"] = via[0]
+        if metric is not None:
+            spec["priority"] = metric
+        with IPRoute() as ipr:
+            try:
+                ipr.route("add", **spec)
+            except NetlinkError as e:
+                if e.code != 17:
+                    raise
+                return
+        self.added.append(spec)
 
     def remove_all(self) -> None:
         with IPRoute() as ipr:

@@ -324,3 +324,40 @@ def test_ipv6_transport_and_ipv6_inside_against_openvpn(lab, proto):
             cli.stop(8)
     finally:
         srv.stop(5)
+
+
+def test_eduvpn_server_pushes_full_tunnel_with_exclusions(lab, run):
+    """What an eduVPN server pushes for a full tunnel: redirect-gateway def1 ipv6, a default route
+    and a default IPv6 route, routes excluded via net_gateway(_ipv6), Windows-only and DNS options.
+    Everything goes into the tunnel except the excluded networks and the way to the server."""
+    if "2001:db8:1::1" not in lab.srv.run("ip -6 addr", check=False).stdout:
+        lab.srv.run(f"ip -6 addr add 2001:db8:1::1/64 dev va{lab.tag} nodad")
+        lab.cli.run(f"ip -6 addr add 2001:db8:1::2/64 dev vb{lab.tag} nodad")
+    lab.cli.run("ip route replace default via 198.18.0.1")
+    lab.cli.run("ip -6 route replace default via 2001:db8:1::1")
+    pushes = ("server-ipv6 2001:db8:100::/64\n"
+              'push "redirect-gateway def1 ipv6"\npush "route 0.0.0.0 0.0.0.0"\npush "route-ipv6 ::/0"\n'
+              'push "route 198.18.210.0 255.255.255.0 net_gateway"\n'
+              'push "route-ipv6 2001:db8:310::/48 net_gateway_ipv6"\n'
+              'push "block-outside-dns"\npush "dhcp-option DNS 198.18.0.53"\n'
+              'push "dhcp-option DOMAIN-SEARCH example.org"\npush "explicit-exit-notify 1"\n')
+    try:
+        srv, cli = run(server_extra=pushes)
+        r4 = lab.cli.run("ip -4 route show").stdout
+        r6 = lab.cli.run("ip -6 route show").stdout
+        assert "0.0.0.0/1 dev tun0" in r4 and "128.0.0.0/1 dev tun0" in r4, r4
+        assert re.search(r"^default via 198\.18\.0\.1 ", r4, re.M), "the real default route stays: " + r4
+        assert re.search(r"^198\.18\.210\.0/24 via 198\.18\.0\.1 dev vb", r4, re.M), r4
+        assert re.search(r"^::/1 dev tun0", r6, re.M) and re.search(r"^8000::/1 dev tun0", r6, re.M), r6
+        assert re.search(r"^2001:db8:310::/48 via 2001:db8:1::1 dev vb", r6, re.M), r6
+        assert lab.ping(lab.cli, "198.18.100.1", 2) == 2                   # through the tunnel
+        r = lab.cli.run("ping -6 -n -q -c 2 -i 0.2 -W 2 2001:db8:100::1", check=False)
+        assert " 2 received" in r.stdout, r.stdout + cli.log()[-1500:]
+        assert lab.tcp_transfer(lab.srv, TUN_SERVER_IP, lab.cli, 300_000) > 0
+        cli.stop(8)
+        r4, r6 = lab.cli.run("ip -4 route show").stdout, lab.cli.run("ip -6 route show").stdout
+        assert "0.0.0.0/1" not in r4 and "198.18.210.0" not in r4, "routes left behind: " + r4
+        assert "::/1" not in r6 and "2001:db8:310::" not in r6, "routes left behind: " + r6
+    finally:
+        lab.cli.run("ip route del default", check=False)
+        lab.cli.run("ip -6 route del default", check=False)

@@ -474,3 +474,69 @@ def test_ipv6_transport_and_ipv6_in_the_tunnel(lab, procs, client_kind, proto):
     assert m, "no IPv6 address on the client's tun0"
     r = lab.srv.run(f"ping -6 -n -q -c 2 -i 0.2 -W 2 {m.group(1)}", check=False)
     assert " 2 received" in r.stdout, r.stdout
+
+
+def _eduvpn_server_config(lab, extra_lines: list[str]) -> str:
+    """A server config with the directives an eduVPN node generates for one UDP process."""
+    pki = lab.pki
+    lines = ["# OpenVPN Server Config | generated like an eduVPN node", "verb 3", "dev-type tun", "user nobody",
+             "group nogroup", "topology subnet", "persist-key", "persist-tun", "remote-cert-tls client", "dh none",
+             "tls-version-min 1.3", "data-ciphers AES-256-GCM:CHACHA20-POLY1305", "reneg-sec 36000",
+             *extra_lines,
+             "server 198.19.0.0 255.255.255.0", "server-ipv6 2001:db8:100::/64", "max-clients 252",
+             "keepalive 10 60", "script-security 2", "dev tun0", "port 1194", "setenv PROFILE_ID default",
+             "proto udp6",
+             f"<ca>\n{pki.ca.read_text()}</ca>", f"<cert>\n{pki.server_cert.read_text()}</cert>",
+             f"<key>\n{pki.server_key.read_text()}</key>",
+             f"<tls-crypt>\n{(pki.dir / 'static.key').read_text()}</tls-crypt>",
+             "log /dev/null", "explicit-exit-notify 1", 'push "explicit-exit-notify 1"', "client-to-client",
+             'push "redirect-gateway def1 ipv6"', 'push "route 0.0.0.0 0.0.0.0"', 'push "route-ipv6 ::/0"',
+             'push "block-outside-dns"', 'push "dhcp-option DNS 198.18.0.53"']
+    return "\n".join(lines) + "\n"
+
+
+def _eduvpn_client_profile(lab, client: str) -> str:
+    pki = lab.pki
+    cert, key = pki.clients[client]
+    return ("# Profile: lab (default)\n\ndev tun\nclient\nnobind\nremote-cert-tls server\nverb 3\n"
+            "server-poll-timeout 10\ntls-version-min 1.3\ndata-ciphers AES-256-GCM:CHACHA20-POLY1305\n"
+            f"reneg-sec 0\n<ca>\n{pki.ca.read_text()}</ca>\n<cert>\n{cert.read_text()}</cert>\n"
+            f"<key>\n{key.read_text()}</key>\n<tls-crypt>\n{(pki.dir / 'static.key').read_text()}</tls-crypt>\n"
+            "remote 2001:db8:1::1 1194 udp\n")
+
+
+def test_eduvpn_generated_server_config(lab, procs):
+    """An eduVPN node's server config runs unchanged but for what needs a script or the management
+    socket, which `check` names with their lines; its own client profiles connect, OpenVPN's
+    client and ours, and the full-tunnel pushes work."""
+    import subprocess
+    _v6_outer(lab)
+    full = lab.write("edu-full.conf", _eduvpn_server_config(
+        lab, ["client-connect /usr/libexec/vpn-server-node/client-connect",
+              "client-disconnect /usr/libexec/vpn-server-node/client-disconnect",
+              "management /run/openvpn-server/default-0.sock unix"]))
+    r = subprocess.run([lab_bin(), "check", str(full)], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 2
+    for n, d in ((14, "client-connect"), (15, "client-disconnect"), (16, "management")):
+        assert f"{full}:{n}: {d}:" in r.stderr, r.stderr
+    srv = lab.ours(lab.srv, _eduvpn_server_config(lab, []), f"edusrv-{len(lab.procs)}",
+                   pattern=r"listening on UDP \[::\]")
+    procs.append(srv)
+    lab.cli.run("ip route replace default via 198.18.0.1")
+    lab.cli.run("ip -6 route replace default via 2001:db8:1::1")
+    try:
+        for kind in ("openvpn", "ours"):
+            prof = _eduvpn_client_profile(lab, "client1")
+            cli = (lab.openvpn(lab.cli, prof, f"educli-{len(lab.procs)}") if kind == "openvpn"
+                   else lab.ours(lab.cli, prof, f"educli-{len(lab.procs)}"))
+            procs.append(cli)
+            r4 = lab.cli.run("ip -4 route show").stdout
+            assert "0.0.0.0/1" in r4 and "128.0.0.0/1" in r4, f"{kind}: {r4}"
+            assert lab.ping(lab.cli, TUN_SERVER_IP, 2) == 2, f"{kind}: " + srv.log()[-1500:]
+            r = lab.cli.run("ping -6 -n -q -c 2 -i 0.2 -W 2 2001:db8:100::1", check=False)
+            assert " 2 received" in r.stdout, f"{kind}: " + r.stdout
+            assert lab.tcp_transfer(lab.srv, TUN_SERVER_IP, lab.cli, 300_000) > 0
+            cli.stop(8)
+    finally:
+        lab.cli.run("ip route del default", check=False)
+        lab.cli.run("ip -6 route del default", check=False)
