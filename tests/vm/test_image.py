@@ -60,10 +60,11 @@ def boot(out: Path, append: str, timeout: float = 150) -> tuple[str, float, bool
         return out_text.decode(errors="replace"), time.monotonic() - t0, False
 
 
-def test_image_size_and_manifest(image):
+def test_image_size_and_manifest(image, figure):
     out, _ = image
-    total = (out / "vmlinuz").stat().st_size + (out / "initramfs.img").stat().st_size
-    print(f"image size: {total / 1e6:.1f} MB")
+    k, i = (out / "vmlinuz").stat().st_size, (out / "initramfs.img").stat().st_size
+    total = k + i
+    figure(f"image size: {total / 1e6:.1f} MB (vmlinuz {k / 1e6:.1f} + initramfs {i / 1e6:.1f}), limit 32 MiB")
     assert total <= 32 * 1024 * 1024
     m = (out / "MANIFEST").read_text()
     for needle in ("python3.11-minimal", "linux-image-6.1.0", "cryptography==50.0.2", "virtio_net", "tun",
@@ -71,17 +72,18 @@ def test_image_size_and_manifest(image):
         assert needle in m
 
 
-def test_reproducible_build(image, tmp_path):
+def test_reproducible_build(image, tmp_path, figure):
     out, sha = image
     sha2 = build(tmp_path / "again")
     assert sha2 == sha, "two builds from the same inputs must give identical bytes"
     assert (tmp_path / "again/vmlinuz").read_bytes() == (out / "vmlinuz").read_bytes()
+    figure(f"reproducible: a second build gave identical bytes (sha256 {sha[:16]}...)")
 
 
-def test_boot_selftest(image):
+def test_boot_selftest(image, figure):
     out, _ = image
     text, secs, exited = boot(out, "appliance.selftest=1")
-    print(f"boot to SELFTEST OK under {accel(out)}: {secs:.1f} s")
+    figure(f"boot to SELFTEST OK under {accel(out)}: {secs:.1f} s")
     assert "vpn-appliance PID 1" in text, text[-3000:]
     assert "SELFTEST OK" in text, text[-3000:]
     assert exited, "the VM must power off by itself"

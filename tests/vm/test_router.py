@@ -16,6 +16,7 @@ import pytest
 
 from appliance.testlab.lab import Proc, server_config
 from appliance.testlab.vmlab import OUT, accel, boot, lab_pki, lan_transfer, vm_topology
+from tests.vm.conftest import FIGURES
 from tests.vm.test_image import build
 from appliance.testlab.vmlab import ping as _ping
 
@@ -33,7 +34,7 @@ def topo(tmp_path_factory):
         t0 = time.monotonic()
         qemu = boot(t, OUT)
         assert qemu.wait_for("tunnel up", 150), "appliance did not bring the tunnel up:\n" + qemu.log()[-4000:]
-        print(f"boot-to-tunnel under {accel(OUT)}: {time.monotonic() - t0:.1f} s")
+        FIGURES.append(f"boot to tunnel up (router, UDP) under {accel(OUT)}: {time.monotonic() - t0:.1f} s")
         yield {**t, "srv": t["wan"], "ovpn": ovpn, "qemu": qemu}
 
 
