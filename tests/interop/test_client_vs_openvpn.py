@@ -361,3 +361,13 @@ def test_eduvpn_server_pushes_full_tunnel_with_exclusions(lab, run):
     finally:
         lab.cli.run("ip route del default", check=False)
         lab.cli.run("ip -6 route del default", check=False)
+
+
+def test_pushed_tun_mtu(lab, run):
+    # OpenVPN 2.6 servers may push tun-mtu; the client's TUN takes it and big packets still cross.
+    srv, cli = run(server_extra='tun-mtu 1400\npush "tun-mtu 1400"\n')
+    link = lab.cli.run("ip -o link show dev tun0").stdout
+    assert " mtu 1400 " in link, link
+    r = lab.cli.run(f"ping -n -q -c 2 -i 0.2 -W 2 -M do -s 1372 {TUN_SERVER_IP}", check=False)
+    assert " 2 received" in r.stdout, r.stdout + cli.log()[-1500:]
+    assert lab.tcp_transfer(lab.srv, TUN_SERVER_IP, lab.cli, 300_000) > 0
