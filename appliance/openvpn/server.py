@@ -22,7 +22,7 @@ import ipaddress
 import secrets
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, NamedTuple
 
 from . import keyfiles, wrapping
 from .cookie import CookieJar
@@ -52,14 +52,20 @@ class ClientRecord:
     v2_metadata: str | None = None       # what the client's tls-crypt-v2 key says about it
 
 
-def describe_v2_metadata(mtype: int, meta: bytes) -> str:
-    """tls-crypt-v2 key metadata for the log (OpenVPN hands it to a verify script; we run none)."""
-    if mtype == keyfiles.METADATA_TYPE_TIMESTAMP and len(meta) == 8:
-        secs = int.from_bytes(meta, "big", signed=True)
-        return f"key made at Unix time {secs}"
-    if mtype == keyfiles.METADATA_TYPE_USER:
-        return "user metadata " + (base64.b64encode(meta).decode() if meta else "(empty)")
-    return f"metadata type {mtype}, {len(meta)} bytes"
+class V2Key(NamedTuple):
+    """A client's tls-crypt-v2 key as unwrapped from its first packet."""
+    kc: bytes
+    metadata_type: int
+    metadata: bytes
+
+    def describe(self) -> str:
+        """The metadata for the log (OpenVPN hands it to a verify script; we run none)."""
+        t, m = self.metadata_type, self.metadata
+        if t == keyfiles.METADATA_TYPE_TIMESTAMP and len(m) == 8:
+            return f"key made at Unix time {int.from_bytes(m, 'big', signed=True)}"
+        if t == keyfiles.METADATA_TYPE_USER:
+            return "user metadata " + (base64.b64encode(m).decode() if m else "(empty)")
+        return f"metadata type {t}, {len(m)} bytes"
 
 
 class AddressPool:
@@ -180,17 +186,16 @@ class ServerDispatcher:
         self.next_peer_id = 0
         self._tls_ctx = None
         self._stateless = self._make_wrapper(None)
-        self._v2_meta: tuple[int, bytes] = (0, b"")   # of the tls-crypt-v2 key unwrapped last
 
     # ---------------------------------------------------------------- wrappers
-    def _make_wrapper(self, kc: bytes | None):
+    def _make_wrapper(self, v2: "V2Key | None"):
         st = self.st
         if st.protection == "tls-auth":
             return wrapping.TlsAuthWrapper(st.static_key, st.key_direction, st.auth_digest)
         if st.protection == "tls-crypt":
             return wrapping.TlsCryptWrapper(st.static_key, True)
         if st.protection == "tls-crypt-v2":
-            return wrapping.TlsCryptWrapper(kc, True) if kc is not None else None
+            return wrapping.TlsCryptWrapper(v2.kc, True) if v2 is not None else None
         return wrapping.PlainWrapper()
 
     def _count(self, reason: str) -> None:
@@ -224,12 +229,9 @@ class ServerDispatcher:
             if op in _CONTROL_FROM_CLIENT and len(packet) >= 9 and packet[1:9] != rec.session.peer_sid \
                     and rec.session.peer_sid is not None:
                 return self._other_session(rec, packet, op, addr, now)
-            if op == Op.CONTROL_WKC_V1 or op == Op.CONTROL_HARD_RESET_CLIENT_V3:
-                try:
-                    packet, _ = wrapping.split_wkc_untrusted(bytes(packet))
-                except BadPacket as e:
-                    self._count(e.reason)
-                    return rec, []
+            packet = self._without_wkc(packet, op)
+            if packet is None:
+                return rec, []
             pts = rec.session.receive(packet, now)
             self._collect(rec)
             return rec, self._check_sources(rec, pts)
@@ -246,17 +248,25 @@ class ServerDispatcher:
             return self._new_client_packet(packet, addr, now)
         p = self.pending.get(addr)
         if p is not None and packet[1:9] == p.session.peer_sid:
-            if op == Op.CONTROL_WKC_V1:
-                try:
-                    packet, _ = wrapping.split_wkc_untrusted(bytes(packet))
-                except BadPacket as e:
-                    self._count(e.reason)
-                    return p, []
+            packet = self._without_wkc(packet, op)
+            if packet is None:
+                return p, []
             p.session.receive(packet, now)
             self._collect(p)
             self._promote(p)
             return p, []
         return self._new_client_packet(packet, addr, now)
+
+    def _without_wkc(self, packet, op: int):
+        """A known session's packet with the tls-crypt-v2 wrapped key (if any) cut off; None
+        (counted) if it does not parse."""
+        if op != Op.CONTROL_WKC_V1 and op != Op.CONTROL_HARD_RESET_CLIENT_V3:
+            return packet
+        try:
+            return wrapping.split_wkc_untrusted(bytes(packet))[0]
+        except BadPacket as e:
+            self._count(e.reason)
+            return None
 
     def _promote(self, p: ClientRecord) -> None:
         """A pending session that got established takes its address over from the old one."""
@@ -333,20 +343,19 @@ class ServerDispatcher:
 
     def _unwrap_first(self, packet: bytes, op: int):
         """-> (wrapper for this client or None, (op_byte, sid, body)). No state is recorded."""
-        kc = None
+        v2 = None
         if self.st.protection == "tls-crypt-v2":
             if op not in (Op.CONTROL_HARD_RESET_CLIENT_V3, Op.CONTROL_WKC_V1):
                 raise BadPacket("tls-crypt-v2 client packet without wrapped key")
             packet, wkc = wrapping.split_wkc_untrusted(packet)
-            kc, mtype, meta = keyfiles.unwrap_client_key_untrusted(wkc, self.st.v2_server_key)
-            self._v2_meta = (mtype, meta)
-            w = self._make_wrapper(kc)
+            v2 = V2Key(*keyfiles.unwrap_client_key_untrusted(wkc, self.st.v2_server_key))
+            w = self._make_wrapper(v2)
         else:
             w = self._stateless
-        return kc, w, w.unwrap_untrusted(packet, 0.0, check_replay=False)
+        return v2, w, w.unwrap_untrusted(packet, 0.0, check_replay=False)
 
     def _on_reset(self, packet: bytes, op: int, addr, now: float) -> None:
-        kc, w, (ob, client_sid, body) = self._unwrap_first(packet, op)
+        v2, w, (ob, client_sid, body) = self._unwrap_first(packet, op)
         cb = decode_body_untrusted(op, body)
         if cb.msg_id != 0 or cb.acks:
             raise BadPacket("malformed hard reset")
@@ -354,17 +363,17 @@ class ServerDispatcher:
         if self.st.tcp or (self.st.protection == "tls-crypt-v2" and not early):
             # No cookies on TCP (the handshake proved the address); old tls-crypt-v2 clients cannot
             # resend their key, so keep state for them (OpenVPN's allow-noncookie default).
-            self._create(addr, now, client_sid, kc, packet_in=packet, op=op)
+            self._create(addr, now, client_sid, v2, packet_in=packet, op=op)
             return
         sid = self.cookies.session_id(addr, client_sid, now)
         payload = encode_tlv(EARLY_NEG_FLAGS, EARLY_NEG_FLAG_RESEND_WKC.to_bytes(2, "big")) if early else b""
         reply_body = encode_body([0], client_sid, 0, payload)
-        rw = self._make_wrapper(kc) if kc is not None else self._make_wrapper(None)
+        rw = self._make_wrapper(v2)
         self.out.append((rw.wrap(op_byte(Op.CONTROL_HARD_RESET_SERVER_V2, 0), sid, reply_body, now), addr))
         self._count("stateless reset answered")
 
     def _on_third_packet(self, packet: bytes, op: int, addr, now: float) -> None:
-        kc, _w, (ob, client_sid, body) = self._unwrap_first(packet, op)
+        v2, _w, (ob, client_sid, body) = self._unwrap_first(packet, op)
         cb = decode_body_untrusted(op, body)
         if 0 not in cb.acks or cb.peer_sid is None:
             raise BadPacket("first packet does not ack our reset")
@@ -372,7 +381,7 @@ class ServerDispatcher:
             raise BadPacket("first packet has a message id > 1")
         if not self.cookies.valid(addr, client_sid, cb.peer_sid, now):
             raise BadPacket("invalid or expired session cookie")
-        rec = self._create(addr, now, client_sid, kc, own_sid=cb.peer_sid)
+        rec = self._create(addr, now, client_sid, v2, own_sid=cb.peer_sid)
         if rec is None:
             return
         if op == Op.CONTROL_WKC_V1:
@@ -380,22 +389,22 @@ class ServerDispatcher:
         rec.session.receive(packet, now)
         self._collect(rec)
 
-    def _create(self, addr, now: float, client_sid: bytes, kc: bytes | None, own_sid: bytes | None = None,
+    def _create(self, addr, now: float, client_sid: bytes, v2: "V2Key | None", own_sid: bytes | None = None,
                 packet_in: bytes | None = None, op: int | None = None) -> ClientRecord | None:
         if len(self.by_addr) >= self.st.max_clients:
             self._count("max-clients reached")
             return None
         pid = self._alloc_peer_id()
         cfg = self.st.session_config(pid)
-        wrapper = self._make_wrapper(kc)
+        wrapper = self._make_wrapper(v2)
         cfg.make_wrapper = lambda: wrapper
         cfg.push_options = self._push_for
         if self._tls_ctx is None:
             self._tls_ctx = build_context(cfg.tls)
         s = Session(cfg, now, tls_context=self._tls_ctx)
         rec = ClientRecord(s, addr, pid, tcp=self.st.tcp)
-        if kc is not None:
-            rec.v2_metadata = describe_v2_metadata(*self._v2_meta)
+        if v2 is not None:
+            rec.v2_metadata = v2.describe()
         s.owner = rec
         if own_sid is not None:
             # Resume from the cookie: both resets are behind us (ours was message 0, theirs too).
