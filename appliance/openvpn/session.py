@@ -261,7 +261,7 @@ class Session:
             if self.cfg.ping_exit:
                 ds.append(self.last_recv + self.cfg.ping_exit)
         if (self.cfg.reneg_bytes or self.cfg.reneg_pkts) and self.send_key is not None:
-            # A fixed once-a-second look at the counters: a deadline tied to traffic (such as
+            # A fixed periodic look at the counters: a deadline tied to traffic (such as
             # last_send) keeps moving while data flows, and would never come during a transfer.
             ds.append(self.reneg_check_at)
         return min(ds) if ds else None

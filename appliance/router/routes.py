@@ -15,12 +15,16 @@ class RouteSet:
         self.added: list[dict] = []
 
     def add(self, network: str, prefixlen: int, dev: str | None = None, gateway: str | None = None,
-            metric: int | None = None) -> None:
+            metric: int | None = None, oif: int | None = None) -> None:
+        """Add a route (out of `dev`, or interface index `oif`); one already there is left alone
+        and not remembered, so we never remove a route we did not add."""
         spec: dict = {"dst": f"{network}/{prefixlen}"}
         with IPRoute() as ipr:
             if dev is not None:
                 spec["oif"] = ipr.link_lookup(ifname=dev)[0]
-            if gateway is not None:
+            elif oif is not None:
+                spec["oif"] = oif
+            if gateway:
                 spec["gateway"] = gateway
             if metric is not None:
                 spec["priority"] = metric
@@ -55,18 +59,8 @@ class RouteSet:
                 oif = r.get_attr("RTA_OIF")
             except (NetlinkError, IndexError):
                 gw = oif = None
-        if oif is None:
-            return
-        spec = {"dst": f"{remote_ip}/{128 if ':' in remote_ip else 32}", "oif": oif}
-        if gw:
-            spec["gateway"] = gw
-        with IPRoute() as ipr:
-            try:
-                ipr.route("add", **spec)
-                self.added.append(spec)
-            except NetlinkError as e:
-                if e.code != 17:
-                    raise
+        if oif is not None:
+            self.add(remote_ip, 128 if ":" in remote_ip else 32, gateway=gw, oif=oif)
 
     @staticmethod
     def net_gateway(v6: bool = False, not_dev: str | None = None) -> tuple[str | None, int] | None:
@@ -86,19 +80,7 @@ class RouteSet:
 
     def add_via(self, network: str, prefixlen: int, via: tuple[str | None, int], metric: int | None = None) -> None:
         """A route along a given (gateway, interface index), e.g. the net_gateway."""
-        spec: dict = {"dst": f"{network}/{prefixlen}", "oif": via[1]}
-        if via[0]:
-            spec["gateway"] = via[0]
-        if metric is not None:
-            spec["priority"] = metric
-        with IPRoute() as ipr:
-            try:
-                ipr.route("add", **spec)
-            except NetlinkError as e:
-                if e.code != 17:
-                    raise
-                return
-        self.added.append(spec)
+        self.add(network, prefixlen, gateway=via[0], metric=metric, oif=via[1])
 
     def remove_all(self) -> None:
         with IPRoute() as ipr:
