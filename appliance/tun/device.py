@@ -58,7 +58,7 @@ class TunDevice:
         self.buf = bytearray(READ_SIZE)
         self.view = memoryview(self.buf)
         self.stats = {"read": 0, "written": 0, "write_dropped": 0, "super_packets": 0, "segments": 0,
-                      "gro_writes": 0, "gro_segments": 0}
+                      "gro_writes": 0, "gro_segments": 0, "gro_bad_checksums": 0}
 
     def fileno(self) -> int:
         return self.fd
@@ -122,6 +122,7 @@ class TunDevice:
                 for p in pending:
                     written += self._write_one(write, fd, p)
         if self._batch.items:
+            stats["gro_bad_checksums"] = self._batch.bad_checksums
             writev = os.writev
             for hdr, pkt, count in self._batch.take():
                 if count == 1:
