@@ -7,7 +7,6 @@ the server when client-to-client is on, and dropped otherwise.
 """
 from __future__ import annotations
 
-import ipaddress
 import logging
 import os
 import socket
@@ -167,8 +166,7 @@ class ServerGateway:
         for p in pts:
             if p[9] == 6 or p[6] == 6:
                 clamp_mss(p, mss)
-            dst = _dst(p)
-            other = d.route(dst)
+            other = d.route_packet(p)
             if other is None:
                 queue(p)
             elif self.st.client_to_client and other.session.established:
@@ -179,14 +177,14 @@ class ServerGateway:
                 self.drops["c2c refused"] += 1
 
     def _from_tun(self, d: ServerDispatcher, pkts, sends: dict) -> None:
-        route = d.route
+        route = d.route_packet
         mss = self.mss
         for p in pkts:
             if len(p) < 20:
                 continue
             if p[9] == 6 or p[6] == 6:
                 clamp_mss(p, mss)
-            rec = route(_dst(p))
+            rec = route(p)
             if rec is None or not rec.session.established:
                 self.drops["no route"] += 1
                 continue
@@ -349,13 +347,6 @@ def _timers_and_control(d: ServerDispatcher, now: float, sends: dict) -> None:
         d.handle_timer(now)
     for p, a in d.take_outgoing():
         sends.setdefault(a, []).append(p)
-
-
-def _dst(p) -> str:
-    """Destination address of an inner packet, as the dispatcher's tables key it."""
-    if p[0] >> 4 == 6 and len(p) >= 40:
-        return str(ipaddress.IPv6Address(bytes(p[24:40])))
-    return ".".join(map(str, p[16:20]))
 
 
 def _fmt(addr) -> str:

@@ -42,6 +42,7 @@ class ClientRecord:
     addr: object
     peer_id: int
     vaddr: str | None = None
+    vaddr_packed: bytes = b""            # the same, as it stands in packet headers (hot-path compares)
     vmask: str | None = None
     vaddr6: str | None = None
     iroutes: list[ipaddress.IPv4Network] = field(default_factory=list)
@@ -178,6 +179,7 @@ class ServerDispatcher:
         self.pending: dict[object, ClientRecord] = {}
         self.by_peer_id: dict[int, ClientRecord] = {}
         self.by_vaddr: dict[str, ClientRecord] = {}
+        self.by_vaddr4: dict[bytes, ClientRecord] = {}    # by_vaddr's IPv4 part, keyed as in headers
         self.iroutes: list[tuple[ipaddress.IPv4Network, ClientRecord]] = []
         self.out: list[tuple[bytes, object]] = []
         self.events: deque = deque()
@@ -299,8 +301,8 @@ class ServerDispatcher:
             if v != 4:
                 self._count("inner packet not IP")
                 continue
-            src = ".".join(map(str, p[12:16]))
-            if src == rec.vaddr or any(ipaddress.IPv4Address(src) in n for n in rec.iroutes):
+            src = p[12:16]
+            if src == rec.vaddr_packed or (rec.iroutes and _in_any(bytes(src), rec.iroutes)):
                 ok.append(p)
             else:
                 self._count("inner packet with a source the client does not own")
@@ -483,6 +485,8 @@ class ServerDispatcher:
                 opts.append(f"route {pool.server_ip}")     # net30: the server is not in the client's /30
         if rec.vaddr:
             self.by_vaddr[rec.vaddr] = rec
+            rec.vaddr_packed = ipaddress.IPv4Address(rec.vaddr).packed
+            self.by_vaddr4[rec.vaddr_packed] = rec
         if self.st.pool6 is not None and rec.vaddr6 is None:
             rec.vaddr6 = self.st.pool6.lease()
             if rec.vaddr6 is not None:
@@ -496,6 +500,16 @@ class ServerDispatcher:
         return opts
 
     # ---------------------------------------------------------------- send
+    def route_packet(self, p) -> ClientRecord | None:
+        """The client an inner packet is for (its pool address or an iroute), from the header."""
+        if p[0] >> 4 == 6:
+            return self.route(str(ipaddress.IPv6Address(bytes(p[24:40])))) if len(p) >= 40 else None
+        dst = bytes(p[16:20])
+        rec = self.by_vaddr4.get(dst)
+        if rec is not None or not self.iroutes:
+            return rec
+        return self.route(str(ipaddress.IPv4Address(dst)))
+
     def route(self, dst: str) -> ClientRecord | None:
         rec = self.by_vaddr.get(dst)
         if rec is not None:
@@ -541,6 +555,8 @@ class ServerDispatcher:
             del self.pending[rec.addr]
         if self.by_peer_id.get(rec.peer_id) is rec:
             del self.by_peer_id[rec.peer_id]
+        if rec.vaddr_packed and self.by_vaddr4.get(rec.vaddr_packed) is rec:
+            del self.by_vaddr4[rec.vaddr_packed]
         if rec.vaddr and self.by_vaddr.get(rec.vaddr) is rec:
             del self.by_vaddr[rec.vaddr]
             if self.st.pool is not None:
@@ -586,6 +602,11 @@ class ServerDispatcher:
     @property
     def clients(self) -> list[ClientRecord]:
         return list(self.by_addr.values())
+
+
+def _in_any(addr4: bytes, nets: list[ipaddress.IPv4Network]) -> bool:
+    a = ipaddress.IPv4Address(addr4)
+    return any(a in n for n in nets)
 
 
 _CONTROL_FROM_CLIENT = frozenset((Op.CONTROL_HARD_RESET_CLIENT_V2, Op.CONTROL_HARD_RESET_CLIENT_V3, Op.CONTROL_V1,

@@ -160,27 +160,30 @@ def _gro_candidate(p):
     n = len(p)
     if n < 40:
         return None
-    ver = p[0] >> 4
-    if ver == 4:
-        if p[0] != 0x45 or p[9] != 6 or (p[6] & 0xBF) or p[7] or (p[2] << 8 | p[3]) != n:
-            return None                       # IP options, not TCP, a fragment, or a bad length
-        iphl, v4 = 20, True
-        ipkey = bytes(p[1:2]) + bytes(p[6:7]) + bytes(p[8:9]) + bytes(p[12:20])
-    elif ver == 6:
+    b0 = p[0]
+    if b0 == 0x45:
+        if p[9] != 6 or (p[6] & 0xBF) or p[7] or (p[2] << 8 | p[3]) != n:
+            return None                       # not TCP, a fragment, or a bad length
+        iphl = 20
+    elif b0 >> 4 == 6:
         if n < 60 or p[6] != 6 or (p[4] << 8 | p[5]) != n - 40:
             return None                       # extension headers or not TCP
-        iphl, v4 = 40, False
-        ipkey = bytes(p[0:4]) + bytes(p[7:40])
+        iphl = 40
     else:
-        return None
-    thl = (p[iphl + 12] >> 4) * 4
-    flags = p[iphl + 13]
-    if thl < 20 or (flags & ~_TCP_PSH) != _TCP_ACK or n - iphl - thl <= 0 or p[iphl + 12] & 0x0F:
-        return None                           # SYN/FIN/RST/URG/ECE/CWR, no data, or reserved bits
+        return None                           # not IP, or IPv4 with options
     t = iphl
-    key = ipkey + bytes(p[t:t + 4]) + bytes(p[t + 8:t + 12]) + bytes(p[t + 14:t + 16]) + bytes(p[t + 20:t + thl])
-    seq = int.from_bytes(p[t + 4:t + 8], "big")
-    return key, seq, n - iphl - thl, iphl, thl, v4, bool(flags & _TCP_PSH)
+    thl = (p[t + 12] >> 4) * 4
+    flags = p[t + 13]
+    if thl < 20 or (flags & ~_TCP_PSH) != _TCP_ACK or n - t - thl <= 0 or p[t + 12] & 0x0F:
+        return None                           # SYN/FIN/RST/URG/ECE/CWR, no data, or reserved bits
+    h = bytes(p[:t + thl])                    # one copy of the headers, sliced below
+    if iphl == 20:
+        # TOS, DF+TTL, addresses + ports, ack, window, options
+        key = h[1:2] + h[6:9:2] + h[12:24] + h[28:32] + h[34:36] + h[40:]
+    else:
+        # version/class/flow label, hop limit + addresses, ports, ack, window, options
+        key = h[0:4] + h[7:44] + h[48:52] + h[54:56] + h[60:]
+    return key, int.from_bytes(h[t + 4:t + 8], "big"), n - t - thl, iphl, thl, iphl == 20, bool(flags & _TCP_PSH)
 
 
 class GroBatch:
