@@ -167,8 +167,12 @@ class TunnelNetwork:
                 log.info("IPv6 redirected: ::/1 and 8000::/1 via %s", tun)
             else:
                 log.warning("redirect-gateway ipv6 pushed without ifconfig-ipv6: IPv6 is not redirected")
-        if flags and "block-local" in flags:
-            log.warning("redirect-gateway block-local is not applied: the local network stays reachable")
+        if redirect4 and flags and "block-local" in flags:
+            net = routes.block_local(tun, ng4) if ng4 is not None else None
+            if net is None:
+                log.warning("redirect-gateway block-local: no local network found to block")
+            else:
+                log.info("redirect-gateway block-local: %s only through %s (its gateway kept direct)", net, tun)
 
     def close(self) -> None:
         if self.routes is not None:

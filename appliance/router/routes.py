@@ -1,6 +1,7 @@
 """Routes we add, remembered so we remove exactly those on exit."""
 from __future__ import annotations
 
+import ipaddress
 import logging
 import socket
 
@@ -77,6 +78,22 @@ class RouteSet:
                 if best is None or prio < best[0]:
                     best = (prio, r.get_attr("RTA_GATEWAY"), oif)
         return None if best is None else (best[1], best[2])
+
+    def block_local(self, tun: str, net_gateway: tuple[str | None, int]) -> str | None:
+        """OpenVPN's `redirect-gateway block-local`: the local network of the default route's
+        interface goes into the tunnel (as two half routes, which beat the connected route), with
+        only the gateway itself kept reachable directly. Returns the network, or None if none."""
+        gw, oif = net_gateway
+        with IPRoute() as ipr:
+            addrs = [(a.get_attr("IFA_ADDRESS"), a["prefixlen"]) for a in ipr.get_addr(family=socket.AF_INET, index=oif)]
+        if not addrs or addrs[0][1] >= 31:
+            return None
+        net = ipaddress.IPv4Network(f"{addrs[0][0]}/{addrs[0][1]}", strict=False)
+        if gw:
+            self.add(gw, 32, oif=oif)
+        for half in net.subnets(prefixlen_diff=1):
+            self.add(str(half.network_address), half.prefixlen, dev=tun)
+        return str(net)
 
     def add_via(self, network: str, prefixlen: int, via: tuple[str | None, int], metric: int | None = None) -> None:
         """A route along a given (gateway, interface index), e.g. the net_gateway."""

@@ -371,3 +371,21 @@ def test_pushed_tun_mtu(lab, run):
     r = lab.cli.run(f"ping -n -q -c 2 -i 0.2 -W 2 -M do -s 1372 {TUN_SERVER_IP}", check=False)
     assert " 2 received" in r.stdout, r.stdout + cli.log()[-1500:]
     assert lab.tcp_transfer(lab.srv, TUN_SERVER_IP, lab.cli, 300_000) > 0
+
+
+def test_redirect_gateway_block_local(lab, run):
+    """block-local: the client's own LAN (here the lab's 198.18.0.0/24) is reachable only through
+    the tunnel, except its gateway, which is also the VPN server here and stays direct."""
+    lab.cli.run("ip route replace default via 198.18.0.1")
+    try:
+        srv, cli = run(server_extra='push "redirect-gateway def1 block-local"\n')
+        r4 = lab.cli.run("ip -4 route show").stdout
+        assert "198.18.0.0/25 dev tun0" in r4 and "198.18.0.128/25 dev tun0" in r4, r4
+        assert re.search(r"^198\.18\.0\.1 dev vb", r4, re.M), r4
+        assert "block-local: 198.18.0.0/24 only through tun0" in cli.log()
+        assert lab.ping(lab.cli, TUN_SERVER_IP, 2) == 2 and lab.ping(lab.cli, "198.18.100.1", 2) == 2
+        cli.stop(8)
+        r4 = lab.cli.run("ip -4 route show").stdout
+        assert "198.18.0.0/25" not in r4 and "198.18.0.128/25" not in r4, "routes left behind: " + r4
+    finally:
+        lab.cli.run("ip route del default", check=False)
