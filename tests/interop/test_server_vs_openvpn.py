@@ -255,6 +255,29 @@ def test_tcp_client_sending_garbage_is_dropped_alone(lab, procs):
     assert lab.tcp_transfer(lab.srv, TUN_SERVER_IP, lab.cli, 300_000) > 0
 
 
+def test_many_tcp_clients_on_one_listening_socket(lab, procs):
+    """Four OpenVPN clients over TCP at once, each on its own stream: distinct addresses, each
+    reaches the server and (client-to-client) the next one, and one leaving disturbs no other."""
+    spaces = _client_spaces(lab)
+    srv = start_our_server(lab, procs, proto="tcp", extra="client-to-client\n")
+    clients = []
+    for i in range(4):
+        prof = client_profile(lab.pki, "tcp", client=CLIENTS[i], remotes=[(f"198.18.{i + 2}.1", 1194, "tcp")])
+        clients.append(lab.openvpn(spaces[i], prof, f"tcpmany-{i}"))
+        procs.append(clients[-1])
+    addrs = [tun_ip(ns) for ns in spaces[:4]]
+    assert len(set(addrs)) == 4, addrs
+    for i, ns in enumerate(spaces[:4]):
+        assert lab.ping(ns, TUN_SERVER_IP, 1) == 1, f"TCP client {i} cannot reach the server"
+        assert lab.ping(ns, addrs[(i + 1) % 4], 1) == 1, f"TCP client {i} cannot reach client {(i + 1) % 4}"
+    clients[0].stop(8)
+    assert srv.wait_for(r"client1/tcp#\d+: disconnected", 10) or srv.wait_for("client1.*disconnected", 1), \
+        srv.log()[-1500:]
+    for i, ns in enumerate(spaces[1:4], 1):
+        assert lab.ping(ns, TUN_SERVER_IP, 2) == 2, f"TCP client {i} lost its tunnel when another left"
+    assert lab.tcp_transfer(lab.srv, TUN_SERVER_IP, spaces[2], 300_000) > 0
+
+
 def test_client_config_dir_and_password_file(lab, procs):
     """ccd: a fixed address (ifconfig-push) and a site behind the client (iroute); passdb users."""
     import subprocess
