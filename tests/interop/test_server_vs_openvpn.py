@@ -278,6 +278,23 @@ def test_many_tcp_clients_on_one_listening_socket(lab, procs):
     assert lab.tcp_transfer(lab.srv, TUN_SERVER_IP, spaces[2], 300_000) > 0
 
 
+def test_data_ciphers_fallback_for_a_client_with_no_common_cipher(lab, procs):
+    """A client that offers only AES-256-CBC: with `data-ciphers-fallback AES-256-CBC` the server
+    settles on it (legacy CBC + HMAC data channel, both ways); without, the client is refused."""
+    srv = start_our_server(lab, procs, extra="data-ciphers-fallback AES-256-CBC\n")
+    prof = client_profile(lab.pki, "udp", extra="data-ciphers AES-256-CBC\ndata-ciphers-fallback AES-256-CBC\n")
+    cli = lab.openvpn(lab.cli, prof, f"cbc-{len(lab.procs)}")
+    procs.append(cli)
+    assert "cipher AES-256-CBC" in srv.log() and "Data Channel: cipher 'AES-256-CBC'" in cli.log()
+    traffic_both_ways(lab, lab.cli, 300_000)
+    _stop_all(procs)
+    srv = start_our_server(lab, procs)
+    cli = lab.openvpn(lab.cli, prof, f"cbc-refused-{len(lab.procs)}", wait=0)
+    procs.append(cli)
+    assert srv.wait_for("no common data cipher with the client", 15), srv.log()[-1500:]
+    assert "Initialization Sequence Completed" not in cli.log()
+
+
 def test_client_config_dir_and_password_file(lab, procs):
     """ccd: a fixed address (ifconfig-push) and a site behind the client (iroute); passdb users."""
     import subprocess
