@@ -508,21 +508,23 @@ class ServerDispatcher:
         rec = self.by_vaddr4.get(dst)
         if rec is not None or not self.iroutes:
             return rec
-        return self.route(str(ipaddress.IPv4Address(dst)))
+        return self._iroute(ipaddress.IPv4Address(dst))
 
     def route(self, dst: str) -> ClientRecord | None:
         rec = self.by_vaddr.get(dst)
         if rec is not None:
             return rec
         if self.iroutes and ":" not in dst:
-            a = ipaddress.IPv4Address(dst)
-            best = None
-            for n, r in self.iroutes:
-                if a in n and (best is None or n.prefixlen > best[0].prefixlen):
-                    best = (n, r)
-            if best is not None:
-                return best[1]
+            return self._iroute(ipaddress.IPv4Address(dst))
         return None
+
+    def _iroute(self, a: ipaddress.IPv4Address) -> ClientRecord | None:
+        """The client whose iroute holds `a`, longest prefix first."""
+        best = None
+        for n, r in self.iroutes:
+            if a in n and (best is None or n.prefixlen > best[0].prefixlen):
+                best = (n, r)
+        return best[1] if best is not None else None
 
     def take_outgoing(self) -> list[tuple[bytes, object]]:
         out, self.out = self.out, []

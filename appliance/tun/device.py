@@ -3,7 +3,7 @@
 With IFF_VNET_HDR + TUNSETOFFLOAD(CSUM|TSO4|TSO6) one read can return a TCP super-packet, which
 `read_packets` cuts into ordinary IP packets (tun/offload.py) before they are sealed one by one.
 Writes go the other way: consecutive TCP segments of one flow are merged into one GSO
-super-packet (offload.gro_coalesce) so the kernel's receive path runs once per 64 KB instead of
+super-packet (offload.GroBatch) so the kernel's receive path runs once per 64 KB instead of
 once per segment; anything else is written as it is behind a zeroed virtio header.
 """
 from __future__ import annotations

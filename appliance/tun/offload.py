@@ -138,21 +138,20 @@ GRO_MAX = 65535
 
 
 class _GroItem:
-    __slots__ = ("buf", "count", "next_seq", "gso_size", "iphl", "thl", "v4", "closed", "psh")
+    __slots__ = ("buf", "count", "next_seq", "gso_size", "iphl", "thl", "closed", "psh")
 
-    def __init__(self, buf: bytearray, next_seq: int, gso_size: int, iphl: int, thl: int, v4: bool,
-                 psh: bool) -> None:
+    def __init__(self, buf: bytearray, next_seq: int, gso_size: int, iphl: int, thl: int, psh: bool) -> None:
         self.buf = buf
         self.count = 1
         self.next_seq = next_seq
         self.gso_size = gso_size
-        self.iphl, self.thl, self.v4 = iphl, thl, v4
+        self.iphl, self.thl = iphl, thl             # iphl 20: IPv4, 40: IPv6
         self.closed = psh                     # nothing may follow a PSH segment
         self.psh = psh
 
 
 def _gro_candidate(p):
-    """-> (flow key, seq, payload_len, iphl, thl, v4, psh) for a plain TCP data segment, else None.
+    """-> (flow key, seq, payload_len, iphl, thl, psh) for a plain TCP data segment, else None.
 
     The key holds everything that must be equal for segments to merge: addresses, ports, ack,
     window, TCP options, and the IP fields a merge would lose (TOS/ECN, TTL, DF, flow label).
@@ -183,7 +182,7 @@ def _gro_candidate(p):
     else:
         # version/class/flow label, hop limit + addresses, ports, ack, window, options
         key = h[0:4] + h[7:44] + h[48:52] + h[54:56] + h[60:]
-    return key, int.from_bytes(h[t + 4:t + 8], "big"), n - t - thl, iphl, thl, iphl == 20, bool(flags & _TCP_PSH)
+    return key, int.from_bytes(h[t + 4:t + 8], "big"), n - t - thl, iphl, thl, bool(flags & _TCP_PSH)
 
 
 class GroBatch:
@@ -209,9 +208,9 @@ class GroBatch:
         if c is None:
             self.items.append(bytes(p))
             return
-        key, seq, plen, iphl, thl, v4, psh = c
+        key, seq, plen, iphl, thl, psh = c
         l4len = len(p) - iphl
-        pseudo = _pseudo_v4(p, 6, l4len) if v4 else _pseudo_v6(p, 6, l4len)
+        pseudo = _pseudo_v4(p, 6, l4len) if iphl == 20 else _pseudo_v6(p, 6, l4len)
         if (pseudo + ones_sum(memoryview(p)[iphl:])) % 0xFFFF:
             self.bad_checksums += 1
             self.items.append(bytes(p))
@@ -226,7 +225,7 @@ class GroBatch:
                 it.closed = True
                 it.psh = it.psh or psh
             return
-        it = _GroItem(bytearray(p), (seq + plen) & 0xFFFFFFFF, plen, iphl, thl, v4, psh)
+        it = _GroItem(bytearray(p), (seq + plen) & 0xFFFFFFFF, plen, iphl, thl, psh)
         self.flows[key] = it
         self.items.append(it)
 
@@ -258,7 +257,8 @@ def _finish(it: _GroItem) -> bytes:
     buf, iphl = it.buf, it.iphl
     n = len(buf)
     l4len = n - iphl
-    if it.v4:
+    v4 = iphl == 20
+    if v4:
         struct.pack_into("!H", buf, 2, n)
         buf[10:12] = b"\0\0"
         struct.pack_into("!H", buf, 10, checksum(memoryview(buf)[:20]))
@@ -270,4 +270,4 @@ def _finish(it: _GroItem) -> bytes:
         buf[iphl + 13] |= _TCP_PSH
     # CHECKSUM_PARTIAL: the field holds the folded pseudo-header sum, the kernel does the rest.
     struct.pack_into("!H", buf, iphl + 16, pseudo)
-    return build_vnet_hdr(F_NEEDS_CSUM, GSO_TCPV4 if it.v4 else GSO_TCPV6, iphl + it.thl, it.gso_size, iphl, 16)
+    return build_vnet_hdr(F_NEEDS_CSUM, GSO_TCPV4 if v4 else GSO_TCPV6, iphl + it.thl, it.gso_size, iphl, 16)
