@@ -12,7 +12,7 @@ class Block(importlib.abc.MetaPathFinder):
             raise ImportError("appliance.testlab is not in the image")
 sys.meta_path.insert(0, Block())
 for m in ("appliance.boot.init", "appliance.boot.selftest", "appliance.boot.net", "appliance.bench",
-          "appliance.cli", "appliance.gateway", "appliance.server_gateway", "appliance.appliance_main",
+          "appliance.cli", "appliance.gateway", "appliance.gateway.client", "appliance.gateway.server", "appliance.appliance_main",
           "appliance.config.schema", "appliance.config.ovpn_import"):
     importlib = __import__("importlib")
     importlib.import_module(m)
