@@ -23,6 +23,15 @@ class LocalProtocolError(Exception):
     """Our own code called the engine in a way it does not allow."""
 
 
+class PacketIdExhausted(Exception):
+    """A send counter has no unused id left; the key (or session) must end rather than reuse one."""
+
+
+class ClientRefused(RemoteProtocolError):
+    """Server side: an authenticated client is not admitted (ccd-exclusive, max-clients, changed
+    identity on renegotiation). The session answers AUTH_FAILED and closes without restart."""
+
+
 class ConfigError(Exception):
     """A configuration problem, reported as `file:line: directive: why`."""
 

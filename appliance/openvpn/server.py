@@ -18,7 +18,9 @@ Protection before state (why the first packets are handled here and not in Sessi
 from __future__ import annotations
 
 import base64
+import heapq
 import ipaddress
+import itertools
 import secrets
 from collections import deque
 from dataclasses import dataclass, field
@@ -26,13 +28,13 @@ from typing import Callable, NamedTuple
 
 from . import keyfiles, wrapping
 from .cookie import CookieJar
-from .events import ClientFloated, Warning  # noqa: A004
-from .errors import BadPacket
-from .opcodes import (EARLY_NEG_FLAG_RESEND_WKC, EARLY_NEG_FLAGS, EARLY_NEG_START, NO_PEER_ID, Op,
-                      op_byte)
+from .events import ClientFloated, SessionClosed, TunnelUp, Warning  # noqa: A004
+from .errors import BadPacket, ClientRefused
+from .opcodes import (CONTROL_FROM_CLIENT_OPS, EARLY_NEG_FLAG_RESEND_WKC, EARLY_NEG_FLAGS, EARLY_NEG_START,
+                      HARD_RESET_CLIENT_OPS, NO_PEER_ID, WKC_OPS, Op, op_byte)
 from .packet import decode_body_untrusted, encode_body, encode_tlv
-from .session import KS, Session, SessionConfig
-from .tls import TlsEndpoint, build_context
+from .session import Session, SessionConfig
+from .tls import build_context
 
 
 @dataclass
@@ -51,6 +53,12 @@ class ClientRecord:
     extra_push: list[str] = field(default_factory=list)
     push_reset: bool = False
     v2_metadata: str | None = None       # what the client's tls-crypt-v2 key says about it
+    # dispatcher bookkeeping (not for the pump)
+    armed: float | None = None           # deadline of this record's live entry in the timer heap
+    alive: bool = True                   # False once forgotten: its heap entries are stale
+    half_open: bool = True               # counted as a handshake in progress (until TunnelUp)
+    unverified: bytes | None = None      # cookie-less (address unproven): the client's session id
+    source: object = None                # the host it first came from (per-source handshake count)
 
 
 class V2Key(NamedTuple):
@@ -168,9 +176,55 @@ class ServerSettings:
     ccd_exclusive: bool = False
     tcp: bool = False
     random_bytes: Callable[[int], bytes] = secrets.token_bytes
+    # Admission limits (OpenVPN names in brackets). connect_freq: at most N new sessions per SEC
+    # seconds [connect-freq, off by default]; connect_freq_initial: at most N stateless reset
+    # answers per SEC seconds [connect-freq-initial 100 10].
+    connect_freq: tuple[int, int] | None = None
+    connect_freq_initial: tuple[int, int] = (100, 10)
+    # tls-crypt-v2 clients that cannot do the cookie exchange (no early negotiation) are refused
+    # [tls-crypt-v2 ... force-cookie]; without it they get state at once, within the bounds below.
+    force_cookie: bool = False
+    username_as_cn: bool = False                     # [username-as-common-name]
+    max_half_open: int = 256                         # handshakes in progress, all sources
+    max_half_open_per_source: int = 8                # handshakes in progress from one IP address
+    max_unverified: int = 32                         # of those, created without a cookie exchange
+
+
+class FrequencyLimit:
+    """At most `count` events per `period` seconds, in fixed windows (OpenVPN's frequency_limit,
+    behind connect-freq and connect-freq-initial). `period` 0: no limit."""
+
+    __slots__ = ("count", "period", "start", "n")
+
+    def __init__(self, count: int, period: float) -> None:
+        self.count, self.period = count, period
+        self.start = float("-inf")
+        self.n = 0
+
+    def allow(self, now: float) -> bool:
+        if not self.period:
+            return True
+        if now >= self.start + self.period:
+            self.start, self.n = now, 0
+        self.n += 1
+        return self.n <= self.count
+
+
+def _source(addr) -> object:
+    """The host part of a client address (UDP (ip, port[, ...]) tuples); other keys as they are."""
+    return addr[0] if isinstance(addr, tuple) and addr else addr
 
 
 class ServerDispatcher:
+    """Many client Sessions behind one port; see the module docstring for the contract.
+
+    Timers: one heap of (deadline, seq, record). A record's entry is (re)pushed whenever the
+    dispatcher touched its session and the deadline came earlier (`rearm`); a deadline that moved
+    later (data flowing keeps pings away) leaves the old entry, which then fires early, finds
+    nothing due and re-arms: lazy invalidation, so the data path never pays for the heap and
+    next_deadline()/handle_timer() cost O(log n) per due session instead of a scan of all clients.
+    """
+
     def __init__(self, st: ServerSettings, now: float) -> None:
         self.st = st
         self.cookies = CookieJar(st.random_bytes(32), st.hand_window)
@@ -188,6 +242,17 @@ class ServerDispatcher:
         self.next_peer_id = 0
         self._tls_ctx = None
         self._stateless = self._make_wrapper(None)
+        self._heap: list[tuple[float, int, ClientRecord]] = []
+        self._seq = itertools.count()
+        self.n_established = 0                       # what max-clients counts
+        self.n_half_open = 0
+        self.n_unverified = 0
+        self._half_open_by_source: dict[object, int] = {}
+        self._unverified_sids: set[bytes] = set()    # client session ids of cookie-less sessions
+        cf = st.connect_freq
+        self._connect_limit = FrequencyLimit(cf[0], cf[1]) if cf else None
+        cfi = st.connect_freq_initial
+        self._initial_limit = FrequencyLimit(cfi[0], cfi[1]) if cfi else None
 
     # ---------------------------------------------------------------- wrappers
     def _make_wrapper(self, v2: "V2Key | None"):
@@ -220,6 +285,12 @@ class ServerDispatcher:
             s = rec.session
             before = s.data_authenticated
             pts = s.receive(packet, now)
+            if s.events:
+                # Rare: an OCC exit (or anything else the session reports) must take effect now —
+                # address released, no longer counted, nothing more sent to it.
+                self._collect(rec)
+                if not rec.alive:
+                    return rec, []
             if rec.addr != addr and not rec.tcp and s.data_authenticated != before:
                 # Only a packet that authenticated (and was no replay) may move the client: a
                 # forged or replayed one from elsewhere must not redirect its traffic.
@@ -228,7 +299,7 @@ class ServerDispatcher:
             return rec, self._check_sources(rec, pts)
         rec = self.by_addr.get(addr)
         if rec is not None:
-            if op in _CONTROL_FROM_CLIENT and len(packet) >= 9 and packet[1:9] != rec.session.peer_sid \
+            if op in CONTROL_FROM_CLIENT_OPS and len(packet) >= 9 and packet[1:9] != rec.session.peer_sid \
                     and rec.session.peer_sid is not None:
                 return self._other_session(rec, packet, op, addr, now)
             packet = self._without_wkc(packet, op)
@@ -262,7 +333,7 @@ class ServerDispatcher:
     def _without_wkc(self, packet, op: int):
         """A known session's packet with the tls-crypt-v2 wrapped key (if any) cut off; None
         (counted) if it does not parse."""
-        if op != Op.CONTROL_WKC_V1 and op != Op.CONTROL_HARD_RESET_CLIENT_V3:
+        if op not in WKC_OPS:
             return packet
         try:
             return wrapping.split_wkc_untrusted(bytes(packet))[0]
@@ -310,13 +381,17 @@ class ServerDispatcher:
 
     def _float(self, rec: ClientRecord, addr) -> bool:
         """Move a client to a new address; False (and nothing changed) if that is refused."""
-        other = self.by_addr.get(addr)
+        other = self.by_addr.get(addr) or self.pending.get(addr)
         if other is not None and other is not rec:
-            if other.common_name != rec.common_name:
-                # As OpenVPN: never take over the address of a different client.
+            # Never move onto another live session's address: with `verify-client-cert none`
+            # every common name is None, and with duplicate-cn a name is shared, so a name proves
+            # nothing then. Only a handshake that never finished, under the same (unique, real)
+            # certificate name as ours, may be pushed aside: that is this client's own leftover.
+            same_client = (not self.st.duplicate_cn and rec.common_name is not None
+                           and other.common_name == rec.common_name and not other.session.established)
+            if not same_client:
                 self._count("float to another client's address refused")
                 return False
-            # The same certificate's earlier session, left behind by a restart: ours is the live one.
             self._drop(other, "its address was taken over by a newer session of the same client")
         old = rec.addr
         if self.by_addr.get(old) is rec:
@@ -331,7 +406,7 @@ class ServerDispatcher:
         op = packet[0] >> 3
         key_id = packet[0] & 7
         try:
-            if op == Op.CONTROL_HARD_RESET_CLIENT_V2 or op == Op.CONTROL_HARD_RESET_CLIENT_V3:
+            if op in HARD_RESET_CLIENT_OPS:
                 if key_id != 0:
                     raise BadPacket("hard reset with key id != 0")
                 self._on_reset(bytes(packet), op, addr, now)
@@ -362,11 +437,25 @@ class ServerDispatcher:
         if cb.msg_id != 0 or cb.acks:
             raise BadPacket("malformed hard reset")
         early = self.st.protection == "tls-crypt-v2" and _replay_pid(packet) & 0xFF000000 == EARLY_NEG_START
-        if self.st.tcp or (self.st.protection == "tls-crypt-v2" and not early):
-            # No cookies on TCP (the handshake proved the address); old tls-crypt-v2 clients cannot
-            # resend their key, so keep state for them (OpenVPN's allow-noncookie default).
+        if self.st.tcp:
+            # No cookies on TCP: the TCP handshake proved the address.
             self._create(addr, now, client_sid, v2, packet_in=packet, op=op)
             return
+        if self.st.protection == "tls-crypt-v2" and not early:
+            # Old tls-crypt-v2 clients cannot resend their key, so they get state at once
+            # (OpenVPN's allow-noncookie default) unless force-cookie says no. Their address is
+            # unproven: one captured reset replayed from many spoofed sources must not make
+            # many sessions, hence one session per client session id and a small total.
+            if self.st.force_cookie:
+                raise BadPacket("tls-crypt-v2 reset without cookie support refused (force-cookie)")
+            if client_sid in self._unverified_sids:
+                raise BadPacket("replayed cookie-less reset (session id already in a handshake)")
+            if self.n_unverified >= self.st.max_unverified:
+                raise BadPacket("too many cookie-less handshakes in progress")
+            rec = self._create(addr, now, client_sid, v2, packet_in=packet, op=op, unverified=True)
+            return
+        if self._initial_limit is not None and not self._initial_limit.allow(now):
+            raise BadPacket("connect-freq-initial limit reached")
         sid = self.cookies.session_id(addr, client_sid, now)
         payload = encode_tlv(EARLY_NEG_FLAGS, EARLY_NEG_FLAG_RESEND_WKC.to_bytes(2, "big")) if early else b""
         reply_body = encode_body([0], client_sid, 0, payload)
@@ -383,18 +472,35 @@ class ServerDispatcher:
             raise BadPacket("first packet has a message id > 1")
         if not self.cookies.valid(addr, client_sid, cb.peer_sid, now):
             raise BadPacket("invalid or expired session cookie")
+        if op == Op.CONTROL_WKC_V1:
+            packet, _ = wrapping.split_wkc_untrusted(packet)
         rec = self._create(addr, now, client_sid, v2, own_sid=cb.peer_sid)
         if rec is None:
             return
-        if op == Op.CONTROL_WKC_V1:
-            packet, _ = wrapping.split_wkc_untrusted(packet)
         rec.session.receive(packet, now)
         self._collect(rec)
 
+    def _admit(self, addr, now: float) -> str | None:
+        """Why a new session may not be created now (None: it may). Half-open handshakes are
+        bounded in total and per source address; only established clients count toward
+        max-clients, so a flood of handshakes cannot lock real clients out by that count."""
+        st = self.st
+        if self.n_established >= st.max_clients:
+            return "max-clients reached"
+        if self.n_half_open >= st.max_half_open:
+            return "too many handshakes in progress"
+        if self._half_open_by_source.get(_source(addr), 0) >= st.max_half_open_per_source:
+            return "too many handshakes in progress from one address"
+        if self._connect_limit is not None and not self._connect_limit.allow(now):
+            return "connect-freq limit reached"
+        return None
+
     def _create(self, addr, now: float, client_sid: bytes, v2: "V2Key | None", own_sid: bytes | None = None,
-                packet_in: bytes | None = None, op: int | None = None) -> ClientRecord | None:
-        if len(self.by_addr) >= self.st.max_clients:
-            self._count("max-clients reached")
+                packet_in: bytes | None = None, op: int | None = None,
+                unverified: bool = False) -> ClientRecord | None:
+        refused = self._admit(addr, now)
+        if refused is not None:
+            self._count(refused)
             return None
         pid = self._alloc_peer_id()
         cfg = self.st.session_config(pid)
@@ -408,17 +514,16 @@ class ServerDispatcher:
         if v2 is not None:
             rec.v2_metadata = v2.describe()
         s.owner = rec
+        rec.source = src = _source(addr)
+        self.n_half_open += 1
+        self._half_open_by_source[src] = self._half_open_by_source.get(src, 0) + 1
+        if unverified:
+            rec.unverified = bytes(client_sid)
+            self.n_unverified += 1
+            self._unverified_sids.add(rec.unverified)
         if own_sid is not None:
             # Resume from the cookie: both resets are behind us (ours was message 0, theirs too).
-            s.own_sid = own_sid
-            s.peer_sid = client_sid
-            ks = s._new_key_state(0, now)
-            ks.reliable.next_send_id = 1
-            ks.reliable.next_recv_id = 1
-            ks.phase = KS.TLS
-            ks.tls = TlsEndpoint(s.tls_context, cfg.tls)
-            if hasattr(wrapper, "skip_packet_ids"):
-                wrapper.skip_packet_ids(1)   # our stateless reset used replay id 1
+            s.resume_after_cookie(own_sid, client_sid, now)
         old = self.by_addr.get(addr)
         if old is not None and old.session.established and not rec.tcp:
             old_pending = self.pending.get(addr)
@@ -434,8 +539,23 @@ class ServerDispatcher:
             if op == Op.CONTROL_HARD_RESET_CLIENT_V3:
                 packet_in, _ = wrapping.split_wkc_untrusted(packet_in)
             s.receive(packet_in, now)
-            self._collect(rec)
+        self._collect(rec)
         return rec
+
+    def _end_half_open(self, rec: ClientRecord) -> None:
+        """The record leaves the handshake counters (established, or gone)."""
+        if not rec.half_open:
+            return
+        rec.half_open = False
+        self.n_half_open -= 1
+        n = self._half_open_by_source.get(rec.source, 0) - 1
+        if n > 0:
+            self._half_open_by_source[rec.source] = n
+        else:
+            self._half_open_by_source.pop(rec.source, None)
+        if rec.unverified is not None:
+            self.n_unverified -= 1
+            self._unverified_sids.discard(rec.unverified)
 
     def _alloc_peer_id(self) -> int:
         for _ in range(NO_PEER_ID):
@@ -448,9 +568,12 @@ class ServerDispatcher:
     # ---------------------------------------------------------------- per-client push
     def _push_for(self, s: Session) -> list[str]:
         rec: ClientRecord = s.owner
-        rec.common_name = s.peer_common_name
+        # username-as-common-name: the username stands for the client in ccd and duplicate-cn.
+        rec.common_name = s.peer_username if self.st.username_as_cn and s.peer_username else s.peer_common_name
         opts: list[str] = []
         ccd = self.st.ccd(rec.common_name or "") if self.st.ccd is not None else None
+        if ccd is None and self.st.ccd_exclusive:
+            raise ClientRefused(f"no client-config-dir file for {rec.common_name!r} (ccd-exclusive)")
         pool = self.st.pool
         want = None
         if ccd is not None:
@@ -462,6 +585,10 @@ class ServerDispatcher:
             for other in list(self.by_addr.values()):
                 if other is not rec and other.common_name == rec.common_name and other.session.established:
                     self._drop(other, f"another client connected with common name {rec.common_name}")
+        replaced = self.by_addr.get(rec.addr) if self.pending.get(rec.addr) is rec else None
+        others = self.n_established - (1 if replaced is not None and replaced.session.established else 0)
+        if others >= self.st.max_clients:
+            raise ClientRefused("max-clients reached")
         if want is not None:
             ip, mask = want[0], want[1]
             if pool is not None and pool.lease(ip) is None:
@@ -471,8 +598,7 @@ class ServerDispatcher:
         elif pool is not None:
             ip = pool.lease()
             if ip is None:
-                from .errors import RemoteProtocolError
-                raise RemoteProtocolError("address pool exhausted")
+                raise ClientRefused("address pool exhausted")
             rec.vaddr = ip
             opts.append(pool.ifconfig_push(ip))
         if pool is not None:
@@ -531,23 +657,97 @@ class ServerDispatcher:
         return out
 
     def _collect(self, rec: ClientRecord) -> None:
+        """Move a session's packets and events out, act on those that change our tables, and
+        re-arm its timer."""
         s = rec.session
         for p in s.take_outgoing():
             self.out.append((p, rec.addr))
         while s.events:
             e = s.events.popleft()
             self.events.append((rec, e))
-            if type(e).__name__ == "SessionClosed":
+            if isinstance(e, TunnelUp):
+                if rec.alive and rec.half_open:
+                    self._end_half_open(rec)
+                    self.n_established += 1
+            elif isinstance(e, SessionClosed):
                 if not s.established:
                     self._count("handshake failed")
                 self._forget(rec)
+        self.rearm(rec)
 
     def collect_all(self) -> None:
+        """Collect every session (the dispatcher collects by itself after each call; this is for
+        callers that poked sessions directly)."""
         for rec in self._records():
             self._collect(rec)
 
+    # ---------------------------------------------------------------- timers
+    def rearm(self, rec: ClientRecord) -> None:
+        """Make sure the timer heap wakes us for `rec` no later than its session's deadline.
+        Call after using a session directly (encrypt + note_sent paths need not: they only move
+        deadlines later, which the heap tolerates)."""
+        if not rec.alive:
+            return
+        d = rec.session.next_deadline()
+        if d is not None and (rec.armed is None or d < rec.armed):
+            rec.armed = d
+            heapq.heappush(self._heap, (d, next(self._seq), rec))
+
+    def note_sent(self, rec: ClientRecord, now: float) -> None:
+        """The pump sent data to `rec`: keeps its pings away, and lets a key whose packet ids
+        run low start renegotiating (whose packets are then in take_outgoing)."""
+        s = rec.session
+        s.note_sent(now)
+        if s.out or s.events:
+            self._collect(rec)
+
+    def next_deadline(self) -> float | None:
+        """The earliest armed deadline (possibly early: a wake-up that finds nothing due re-arms)."""
+        h = self._heap
+        while h and (not h[0][2].alive or h[0][2].armed != h[0][0]):
+            heapq.heappop(h)
+        return h[0][0] if h else None
+
+    def handle_timer(self, now: float) -> None:
+        """Run the timers of the sessions whose deadline has come, and only those."""
+        h = self._heap
+        due = []
+        while h and h[0][0] <= now:
+            d, _seq, rec = heapq.heappop(h)
+            if rec.alive and rec.armed == d:
+                rec.armed = None
+                due.append(rec)
+        for rec in due:
+            s = rec.session
+            dl = s.next_deadline()
+            if dl is not None and now >= dl:
+                s.handle_timer(now)
+                self._collect(rec)
+                self._promote(rec)
+            else:
+                self.rearm(rec)
+
+    def drop_counters(self) -> dict[str, int]:
+        """Everything refused so far, by reason: stateless checks, live sessions, and sessions
+        already gone (answered stateless resets are work, not drops, and are left out)."""
+        out: dict[str, int] = dict(self.stats)
+        out.pop("stateless reset answered", None)
+        for rec in self._records():
+            for k, v in rec.session.stats.items():
+                out[k] = out.get(k, 0) + v
+        for k, v in self.retired_stats.items():
+            out[k] = out.get(k, 0) + v
+        return out
+
     # ---------------------------------------------------------------- lifecycle
     def _forget(self, rec: ClientRecord) -> None:
+        if not rec.alive:
+            return
+        rec.alive = False
+        if rec.half_open:
+            self._end_half_open(rec)
+        elif rec.session.established:
+            self.n_established -= 1
         for k, v in rec.session.stats.items():
             self.retired_stats[k] = self.retired_stats.get(k, 0) + v
         rec.session.stats = {}
@@ -572,7 +772,7 @@ class ServerDispatcher:
     def _drop(self, rec: ClientRecord, reason: str) -> None:
         s = rec.session
         if not s.closed:
-            s._fail(reason, restart=False)
+            s.abort(reason)
         self._collect(rec)
         self._forget(rec)
 
@@ -581,19 +781,6 @@ class ServerDispatcher:
         rec = self.by_addr.get(addr)
         if rec is not None:
             self._drop(rec, "connection closed")
-
-    def next_deadline(self) -> float | None:
-        ds = [d for d in (r.session.next_deadline() for r in self._records()) if d is not None]
-        return min(ds) if ds else None
-
-    def handle_timer(self, now: float) -> None:
-        for rec in self._records():
-            s = rec.session
-            d = s.next_deadline()
-            if d is not None and now >= d:
-                s.handle_timer(now)
-                self._collect(rec)
-                self._promote(rec)
 
     def close_all(self, now: float) -> None:
         for rec in self._records():
@@ -609,10 +796,6 @@ class ServerDispatcher:
 def _in_any(addr4: bytes, nets: list[ipaddress.IPv4Network]) -> bool:
     a = ipaddress.IPv4Address(addr4)
     return any(a in n for n in nets)
-
-
-_CONTROL_FROM_CLIENT = frozenset((Op.CONTROL_HARD_RESET_CLIENT_V2, Op.CONTROL_HARD_RESET_CLIENT_V3, Op.CONTROL_V1,
-                                  Op.ACK_V1, Op.CONTROL_WKC_V1, Op.CONTROL_SOFT_RESET_V1))
 
 
 def _replay_pid(packet: bytes) -> int:

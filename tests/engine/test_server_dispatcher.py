@@ -129,7 +129,7 @@ def test_ten_clients_get_distinct_addresses(pki, protection):
 
 def test_bogus_reset_flood_costs_no_state(pki):
     key = keyfiles.parse_static_key(keyfiles.generate_static_key())
-    d = _server(pki, "tls-crypt", static_key=key)
+    d = _server(pki, "tls-crypt", static_key=key, connect_freq_initial=(10_000, 10))
     s = _client(pki, pki["clients"][0], lambda: wrapping.TlsCryptWrapper(key, False))
     _pump(d, [(s, ("198.18.0.2", 1))])
     assert _up(s)
