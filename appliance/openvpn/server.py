@@ -18,9 +18,7 @@ Protection before state (why the first packets are handled here and not in Sessi
 from __future__ import annotations
 
 import base64
-import heapq
 import ipaddress
-import itertools
 import secrets
 from collections import deque
 from dataclasses import dataclass, field
@@ -28,13 +26,18 @@ from typing import Callable, NamedTuple
 
 from . import keyfiles, wrapping
 from .cookie import CookieJar
+from .addresspool import AddressPool, AddressPool6
+from .admission import Admission
 from .events import ClientFloated, SessionClosed, TunnelUp, Warning  # noqa: A004
 from .errors import BadPacket, ClientRefused
 from .opcodes import (CONTROL_FROM_CLIENT_OPS, EARLY_NEG_FLAG_RESEND_WKC, EARLY_NEG_FLAGS, EARLY_NEG_START,
                       HARD_RESET_CLIENT_OPS, NO_PEER_ID, WKC_OPS, Op, op_byte)
 from .packet import decode_body_untrusted, encode_body, encode_tlv
 from .session import Session, SessionConfig
+from .timerheap import TimerHeap
 from .tls import build_context
+
+__all__ = ["AddressPool", "AddressPool6", "ClientRecord", "ServerDispatcher", "ServerSettings", "V2Key"]
 
 
 @dataclass
@@ -77,85 +80,6 @@ class V2Key(NamedTuple):
         return f"metadata type {t}, {len(m)} bytes"
 
 
-class AddressPool:
-    """Tunnel addresses for clients (topology subnet: one address each; net30: a /30 each)."""
-
-    def __init__(self, network: str, netmask: str, topology: str = "subnet",
-                 start: str | None = None, end: str | None = None) -> None:
-        self.net = ipaddress.IPv4Network(f"{network}/{netmask}", strict=False)
-        self.topology = topology
-        self.server_ip = str(self.net.network_address + 1)
-        hosts = list(self.net.hosts())
-        if topology == "subnet":
-            lo = ipaddress.IPv4Address(start) if start else self.net.network_address + 2
-            hi = ipaddress.IPv4Address(end) if end else hosts[-1] - 1 if len(hosts) > 2 else hosts[-1]
-            self.free = [str(ipaddress.IPv4Address(i)) for i in range(int(lo), int(hi) + 1)]
-        else:
-            # net30, as OpenVPN's `server` expands it: the server keeps the first /30 (.1 peer .2),
-            # the pool is .4 to .251 (in a /24), and the client in /30 number k gets base+4k+2
-            # with peer base+4k+1: .6 peer .5, .10 peer .9, ...
-            base = int(self.net.network_address)
-            self.free = [str(ipaddress.IPv4Address(base + 4 * k + 2))
-                         for k in range(1, self.net.num_addresses // 4 - 1)]
-        self.leased: set[str] = set()
-
-    def lease(self, want: str | None = None) -> str | None:
-        if want is not None:
-            if want in self.leased:
-                return None
-            self.leased.add(want)
-            if want in self.free:
-                self.free.remove(want)
-            return want
-        while self.free:
-            ip = self.free.pop(0)
-            if ip not in self.leased:
-                self.leased.add(ip)
-                return ip
-        return None
-
-    def release(self, ip: str | None) -> None:
-        if ip is not None and ip in self.leased:
-            self.leased.discard(ip)
-            if ipaddress.IPv4Address(ip) in self.net:
-                self.free.append(ip)
-
-    def ifconfig_push(self, ip: str) -> str:
-        if self.topology == "subnet":
-            return f"ifconfig {ip} {self.net.netmask}"
-        return f"ifconfig {ip} {ipaddress.IPv4Address(ip) - 1}"
-
-
-class AddressPool6:
-    """IPv6 tunnel addresses (`server-ipv6`): the server takes ::1, clients ::1000 upwards, as OpenVPN."""
-
-    def __init__(self, network: str) -> None:
-        self.net = ipaddress.IPv6Network(network, strict=False)
-        self.server_ip = str(self.net.network_address + 1)
-        first = 0x1000 if self.net.num_addresses > 0x2000 else 2
-        self.next = first
-        self.free: list[int] = []
-        self.leased: set[str] = set()
-
-    def lease(self) -> str | None:
-        n = self.free.pop(0) if self.free else self.next
-        if n >= self.net.num_addresses - 1:
-            return None
-        if n == self.next:
-            self.next += 1
-        ip = str(self.net.network_address + n)
-        self.leased.add(ip)
-        return ip
-
-    def release(self, ip: str | None) -> None:
-        if ip in self.leased:
-            self.leased.discard(ip)
-            self.free.append(int(ipaddress.IPv6Address(ip)) - int(self.net.network_address))
-
-    def ifconfig_push(self, ip: str) -> str:
-        return f"ifconfig-ipv6 {ip}/{self.net.prefixlen} {self.server_ip}"
-
-
 @dataclass
 class ServerSettings:
     """Everything the dispatcher needs, built from a server config by the caller."""
@@ -190,39 +114,12 @@ class ServerSettings:
     max_unverified: int = 32                         # of those, created without a cookie exchange
 
 
-class FrequencyLimit:
-    """At most `count` events per `period` seconds, in fixed windows (OpenVPN's frequency_limit,
-    behind connect-freq and connect-freq-initial). `period` 0: no limit."""
-
-    __slots__ = ("count", "period", "start", "n")
-
-    def __init__(self, count: int, period: float) -> None:
-        self.count, self.period = count, period
-        self.start = float("-inf")
-        self.n = 0
-
-    def allow(self, now: float) -> bool:
-        if not self.period:
-            return True
-        if now >= self.start + self.period:
-            self.start, self.n = now, 0
-        self.n += 1
-        return self.n <= self.count
-
-
-def _source(addr) -> object:
-    """The host part of a client address (UDP (ip, port[, ...]) tuples); other keys as they are."""
-    return addr[0] if isinstance(addr, tuple) and addr else addr
-
-
 class ServerDispatcher:
     """Many client Sessions behind one port; see the module docstring for the contract.
 
-    Timers: one heap of (deadline, seq, record). A record's entry is (re)pushed whenever the
-    dispatcher touched its session and the deadline came earlier (`rearm`); a deadline that moved
-    later (data flowing keeps pings away) leaves the old entry, which then fires early, finds
-    nothing due and re-arms: lazy invalidation, so the data path never pays for the heap and
-    next_deadline()/handle_timer() cost O(log n) per due session instead of a scan of all clients.
+    Timers: one TimerHeap (timerheap.py) of all sessions, re-armed whenever the dispatcher touched
+    a session (`rearm`); next_deadline()/handle_timer() cost O(log n) per due session instead of
+    a scan of all clients.
     """
 
     def __init__(self, st: ServerSettings, now: float) -> None:
@@ -242,17 +139,8 @@ class ServerDispatcher:
         self.next_peer_id = 0
         self._tls_ctx = None
         self._stateless = self._make_wrapper(None)
-        self._heap: list[tuple[float, int, ClientRecord]] = []
-        self._seq = itertools.count()
-        self.n_established = 0                       # what max-clients counts
-        self.n_half_open = 0
-        self.n_unverified = 0
-        self._half_open_by_source: dict[object, int] = {}
-        self._unverified_sids: set[bytes] = set()    # client session ids of cookie-less sessions
-        cf = st.connect_freq
-        self._connect_limit = FrequencyLimit(cf[0], cf[1]) if cf else None
-        cfi = st.connect_freq_initial
-        self._initial_limit = FrequencyLimit(cfi[0], cfi[1]) if cfi else None
+        self._timers = TimerHeap()
+        self.admission = Admission(st)
 
     # ---------------------------------------------------------------- wrappers
     def _make_wrapper(self, v2: "V2Key | None"):
@@ -448,14 +336,14 @@ class ServerDispatcher:
             # many sessions, hence one session per client session id and a small total.
             if self.st.force_cookie:
                 raise BadPacket("tls-crypt-v2 reset without cookie support refused (force-cookie)")
-            if client_sid in self._unverified_sids:
-                raise BadPacket("replayed cookie-less reset (session id already in a handshake)")
-            if self.n_unverified >= self.st.max_unverified:
-                raise BadPacket("too many cookie-less handshakes in progress")
+            refused = self.admission.refuse_unverified(client_sid)
+            if refused is not None:
+                raise BadPacket(refused)
             rec = self._create(addr, now, client_sid, v2, packet_in=packet, op=op, unverified=True)
             return
-        if self._initial_limit is not None and not self._initial_limit.allow(now):
-            raise BadPacket("connect-freq-initial limit reached")
+        refused = self.admission.refuse_stateless_answer(now)
+        if refused is not None:
+            raise BadPacket(refused)
         sid = self.cookies.session_id(addr, client_sid, now)
         payload = encode_tlv(EARLY_NEG_FLAGS, EARLY_NEG_FLAG_RESEND_WKC.to_bytes(2, "big")) if early else b""
         reply_body = encode_body([0], client_sid, 0, payload)
@@ -480,25 +368,10 @@ class ServerDispatcher:
         rec.session.receive(packet, now)
         self._collect(rec)
 
-    def _admit(self, addr, now: float) -> str | None:
-        """Why a new session may not be created now (None: it may). Half-open handshakes are
-        bounded in total and per source address; only established clients count toward
-        max-clients, so a flood of handshakes cannot lock real clients out by that count."""
-        st = self.st
-        if self.n_established >= st.max_clients:
-            return "max-clients reached"
-        if self.n_half_open >= st.max_half_open:
-            return "too many handshakes in progress"
-        if self._half_open_by_source.get(_source(addr), 0) >= st.max_half_open_per_source:
-            return "too many handshakes in progress from one address"
-        if self._connect_limit is not None and not self._connect_limit.allow(now):
-            return "connect-freq limit reached"
-        return None
-
     def _create(self, addr, now: float, client_sid: bytes, v2: "V2Key | None", own_sid: bytes | None = None,
                 packet_in: bytes | None = None, op: int | None = None,
                 unverified: bool = False) -> ClientRecord | None:
-        refused = self._admit(addr, now)
+        refused = self.admission.refuse_new(addr, now)
         if refused is not None:
             self._count(refused)
             return None
@@ -514,13 +387,7 @@ class ServerDispatcher:
         if v2 is not None:
             rec.v2_metadata = v2.describe()
         s.owner = rec
-        rec.source = src = _source(addr)
-        self.n_half_open += 1
-        self._half_open_by_source[src] = self._half_open_by_source.get(src, 0) + 1
-        if unverified:
-            rec.unverified = bytes(client_sid)
-            self.n_unverified += 1
-            self._unverified_sids.add(rec.unverified)
+        self.admission.opened(rec, addr, client_sid if unverified else None)
         if own_sid is not None:
             # Resume from the cookie: both resets are behind us (ours was message 0, theirs too).
             s.resume_after_cookie(own_sid, client_sid, now)
@@ -541,21 +408,6 @@ class ServerDispatcher:
             s.receive(packet_in, now)
         self._collect(rec)
         return rec
-
-    def _end_half_open(self, rec: ClientRecord) -> None:
-        """The record leaves the handshake counters (established, or gone)."""
-        if not rec.half_open:
-            return
-        rec.half_open = False
-        self.n_half_open -= 1
-        n = self._half_open_by_source.get(rec.source, 0) - 1
-        if n > 0:
-            self._half_open_by_source[rec.source] = n
-        else:
-            self._half_open_by_source.pop(rec.source, None)
-        if rec.unverified is not None:
-            self.n_unverified -= 1
-            self._unverified_sids.discard(rec.unverified)
 
     def _alloc_peer_id(self) -> int:
         for _ in range(NO_PEER_ID):
@@ -586,7 +438,7 @@ class ServerDispatcher:
                 if other is not rec and other.common_name == rec.common_name and other.session.established:
                     self._drop(other, f"another client connected with common name {rec.common_name}")
         replaced = self.by_addr.get(rec.addr) if self.pending.get(rec.addr) is rec else None
-        others = self.n_established - (1 if replaced is not None and replaced.session.established else 0)
+        others = self.admission.n_established - (1 if replaced is not None and replaced.session.established else 0)
         if others >= self.st.max_clients:
             raise ClientRefused("max-clients reached")
         if want is not None:
@@ -666,9 +518,8 @@ class ServerDispatcher:
             e = s.events.popleft()
             self.events.append((rec, e))
             if isinstance(e, TunnelUp):
-                if rec.alive and rec.half_open:
-                    self._end_half_open(rec)
-                    self.n_established += 1
+                if rec.alive:
+                    self.admission.established(rec)
             elif isinstance(e, SessionClosed):
                 if not s.established:
                     self._count("handshake failed")
@@ -686,12 +537,8 @@ class ServerDispatcher:
         """Make sure the timer heap wakes us for `rec` no later than its session's deadline.
         Call after using a session directly (encrypt + note_sent paths need not: they only move
         deadlines later, which the heap tolerates)."""
-        if not rec.alive:
-            return
-        d = rec.session.next_deadline()
-        if d is not None and (rec.armed is None or d < rec.armed):
-            rec.armed = d
-            heapq.heappush(self._heap, (d, next(self._seq), rec))
+        if rec.alive:
+            self._timers.arm(rec, rec.session.next_deadline())
 
     def note_sent(self, rec: ClientRecord, now: float) -> None:
         """The pump sent data to `rec`: keeps its pings away, and lets a key whose packet ids
@@ -703,21 +550,11 @@ class ServerDispatcher:
 
     def next_deadline(self) -> float | None:
         """The earliest armed deadline (possibly early: a wake-up that finds nothing due re-arms)."""
-        h = self._heap
-        while h and (not h[0][2].alive or h[0][2].armed != h[0][0]):
-            heapq.heappop(h)
-        return h[0][0] if h else None
+        return self._timers.peek()
 
     def handle_timer(self, now: float) -> None:
         """Run the timers of the sessions whose deadline has come, and only those."""
-        h = self._heap
-        due = []
-        while h and h[0][0] <= now:
-            d, _seq, rec = heapq.heappop(h)
-            if rec.alive and rec.armed == d:
-                rec.armed = None
-                due.append(rec)
-        for rec in due:
+        for rec in self._timers.pop_due(now):
             s = rec.session
             dl = s.next_deadline()
             if dl is not None and now >= dl:
@@ -744,10 +581,7 @@ class ServerDispatcher:
         if not rec.alive:
             return
         rec.alive = False
-        if rec.half_open:
-            self._end_half_open(rec)
-        elif rec.session.established:
-            self.n_established -= 1
+        self.admission.gone(rec)
         for k, v in rec.session.stats.items():
             self.retired_stats[k] = self.retired_stats.get(k, 0) + v
         rec.session.stats = {}
