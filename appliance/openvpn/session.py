@@ -237,8 +237,7 @@ class Session(ControlChannel):
         self.last_send = now
         if self._pid_reneg:
             self._pid_reneg = False
-            if not self.closed:
-                self._start_soft_reset(now)
+            if not self.closed and self._start_soft_reset(now):
                 self._flush(now)
 
     def close(self, now: float, reason: str = "exit") -> None:
@@ -382,16 +381,18 @@ class Session(ControlChannel):
         self.next_key_id = 1 if k >= 7 else k + 1
         return k
 
-    def _start_soft_reset(self, now: float) -> None:
+    def _start_soft_reset(self, now: float) -> bool:
+        """Begin renegotiating; False if one is already under way (one at a time)."""
         newest = self._newest()
         if newest is not None and newest.phase != KS.ACTIVE:
-            return  # one negotiation at a time
+            return False
         key_id = self._next_key_id()
         old = self.keys.pop(key_id, None)
         if old is not None:
             self.recv_keys[key_id] = None
         ks = self._new_key_state(key_id, now)
         ks.reliable.enqueue(Op.CONTROL_SOFT_RESET_V1, b"")
+        return True
 
     def _answer_soft_reset(self, key_id: int, now: float) -> KeyState:
         old = self.keys.pop(key_id, None)
