@@ -107,7 +107,7 @@ class ControlChannel:
             return
         room = TLS_MTU - 9 - self.wrapper.overhead - 1 - 4 * ACK_PIGGYBACK - 8 - 4
         if ks.wkc_resend and not ks.sent_first_control:
-            room -= len(getattr(self.wrapper, "wkc", b""))
+            room -= len(self.wrapper.wkc)
         for i in range(0, len(data), room):
             op = Op.CONTROL_V1
             if ks.wkc_resend and not ks.sent_first_control:

@@ -46,6 +46,7 @@ _DIGESTS = {"SHA1": ("sha1", 20), "SHA224": ("sha224", 28), "SHA256": ("sha256",
 
 class Wrapper(Protocol):
     overhead: int
+    wkc: bytes                  # tls-crypt-v2 client: the wrapped key it appends; b"" otherwise
 
     def skip_packet_ids(self, n: int) -> None: ...
 
@@ -63,6 +64,7 @@ def _check_clear(packet: bytes, minimum: int) -> None:
 class PlainWrapper:
     """No protection ("tls-plain"): the clear form is the wire form."""
     overhead = 0
+    wkc = b""
 
     def skip_packet_ids(self, n: int) -> None:
         """No replay ids without protection: nothing to skip."""
@@ -78,6 +80,8 @@ class PlainWrapper:
 
 class _Counted:
     """The outgoing replay counter and incoming window shared by tls-auth and tls-crypt."""
+
+    wkc = b""                   # only TlsCryptV2ClientWrapper carries one
 
     def __init__(self, replay_window: int) -> None:
         self.send_pid = 0             # last id used; the first packet carries 1
