@@ -4,17 +4,28 @@ Contract (the rules a caller relies on):
 1. Nothing here reads a clock, opens a socket or sleeps: every entry point takes `now` (seconds,
    monotonic) and the caller owns time. Randomness comes from `SessionConfig.random_bytes`.
 2. Inputs: `receive(packet, now)` for one whole OpenVPN packet (a UDP datagram, or a de-framed TCP
-   packet), `encrypt(payload)` for a tunnel packet to send, `handle_timer(now)` when `next_deadline()`
-   has passed, `close(now)` to leave.
-3. Outputs: `receive` returns the tunnel packets it decrypted (memoryviews valid until the next call);
-   `encrypt` returns the wire packet or None when there is no key yet; `take_outgoing()` returns the
-   control/ping packets queued by any call; `events` holds rare events (events.py).
+   packet), `encrypt(payload)` for a tunnel packet to send, `note_sent(now)` after data went out,
+   `handle_timer(now)` when `next_deadline()` has passed, `close(now)` to leave (with an exit
+   notification), `abort(reason)` to end without one. A server dispatcher that answered the hard
+   resets statelessly continues a new session with `resume_after_cookie(own_sid, peer_sid, now)`.
+3. Outputs: `receive` returns the tunnel packets it decrypted (memoryviews into one buffer of this
+   session, valid until its next receive); `encrypt` returns the wire packet or None when there is
+   no key yet (or its packet ids are used up); `take_outgoing()` returns the control/ping packets
+   queued by any call; `events` holds rare events (events.py); `next_deadline()` is O(1).
 4. Peer misbehaviour never raises out of `receive`: a bad packet is counted in `stats` and dropped;
-   a fatal protocol error closes the session with a SessionClosed event.
+   a fatal protocol error closes the session with a SessionClosed event. Warnings are capped per
+   session (MAX_WARNINGS), so a chatty peer cannot flood the log.
+5. Identity is fixed by the first handshake: a renegotiation under another certificate name (or,
+   server side, another username, or a password that no longer verifies — an auth-token we pushed
+   excepted) ends the session, as OpenVPN's ssl_verify.c does.
 
 Key states: one per key id (0 for the first handshake, 1..7 for renegotiations) with its own
-reliability layer and TLS session. The newest active key sends; older ones stay as "lame ducks"
-for `tran_window` seconds so packets in flight still decrypt.
+reliability layer and TLS session (keystate.py). The newest active key sends; older ones stay as
+"lame ducks" for `tran_window` seconds so packets in flight still decrypt. A key renegotiates
+before its packet-id counter reaches the end (0xFF000000, as OpenVPN) and never wraps it.
+
+Layout: this module holds the public API, key installation, renegotiation and timers; control.py
+the control-channel plumbing; roles.py what the client and server ends do differently.
 """
 from __future__ import annotations
 
