@@ -29,7 +29,12 @@ class PacketIdExhausted(Exception):
 
 class ClientRefused(RemoteProtocolError):
     """Server side: an authenticated client is not admitted (ccd-exclusive, max-clients, changed
-    identity on renegotiation). The session answers AUTH_FAILED and closes without restart."""
+    identity on renegotiation). The session answers AUTH_FAILED and closes without restart;
+    `temporary` (server full) makes it `AUTH_FAILED,TEMP`, which tells a 2.6 client to retry."""
+
+    def __init__(self, reason: str, temporary: bool = False) -> None:
+        super().__init__(reason)
+        self.temporary = temporary
 
 
 class ConfigError(Exception):

@@ -281,13 +281,14 @@ class ServerRole:
         s.events.append(ev.PushRequested())
         s._set_established()
 
-    def refuse(self, ks: KeyState | None, reason: str) -> None:
-        """An authenticated client is not admitted: tell it (AUTH_FAILED), then close."""
+    def refuse(self, ks: KeyState | None, reason: str, temporary: bool = False) -> None:
+        """An authenticated client is not admitted: tell it (AUTH_FAILED, or AUTH_FAILED,TEMP
+        when it may retry later), then close."""
         s = self.s
         if ks is not None and ks.tls is not None and ks.tls.handshake_done:
             if ks.phase is KS.KEY_EXCHANGE and not ks.sent_km and ks.remote_km is not None:
                 s._send_key_method(ks)
-            s._send_text("AUTH_FAILED", ks)
+            s._send_text("AUTH_FAILED,TEMP" if temporary else "AUTH_FAILED", ks)
         s._fail(reason, restart=False)
 
     def exit_notification(self) -> None:

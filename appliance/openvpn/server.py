@@ -440,7 +440,7 @@ class ServerDispatcher:
         replaced = self.by_addr.get(rec.addr) if self.pending.get(rec.addr) is rec else None
         others = self.admission.n_established - (1 if replaced is not None and replaced.session.established else 0)
         if others >= self.st.max_clients:
-            raise ClientRefused("max-clients reached")
+            raise ClientRefused("max-clients reached", temporary=True)
         if want is not None:
             ip, mask = want[0], want[1]
             if pool is not None and pool.lease(ip) is None:
@@ -450,7 +450,7 @@ class ServerDispatcher:
         elif pool is not None:
             ip = pool.lease()
             if ip is None:
-                raise ClientRefused("address pool exhausted")
+                raise ClientRefused("address pool exhausted", temporary=True)
             rec.vaddr = ip
             opts.append(pool.ifconfig_push(ip))
         if pool is not None:

@@ -188,7 +188,7 @@ class Session(ControlChannel):
         except BadPacket as e:
             self._count(e.reason)
         except ClientRefused as e:
-            self._refuse(str(e))
+            self._refuse(str(e), e.temporary)
         except RemoteProtocolError as e:
             self._fail(str(e), restart=True)
         self._flush(now)
@@ -216,7 +216,7 @@ class Session(ControlChannel):
         try:
             self._timers(now)
         except ClientRefused as e:
-            self._refuse(str(e))
+            self._refuse(str(e), e.temporary)
         except RemoteProtocolError as e:
             self._fail(str(e), restart=True)
         self._flush(now)
@@ -307,11 +307,11 @@ class Session(ControlChannel):
     def _newest(self) -> KeyState | None:
         return self.keys.get(self.newest_key_id) if self.newest_key_id is not None else None
 
-    def _refuse(self, reason: str) -> None:
+    def _refuse(self, reason: str, temporary: bool = False) -> None:
         """A peer we will not keep (changed identity, not admitted): the server says AUTH_FAILED
         and drops the client for good; a client starts over with a fresh connection."""
         if isinstance(self.role, ServerRole):
-            self.role.refuse(self._newest(), reason)
+            self.role.refuse(self._newest(), reason, temporary)
         else:
             self._fail(reason, restart=True)      # a fresh connection verifies the server anew
 

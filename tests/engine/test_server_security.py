@@ -241,3 +241,20 @@ def test_drop_counters_cover_live_and_gone_sessions(pki):  # noqa: F811
     assert before["replayed data packet"] == 1 and "stateless reset answered" not in before
     d.receive(bytes(a.send_key.seal(OCC_MAGIC + bytes((OCC_EXIT,)))), pa, 1.1)   # a leaves
     assert d.drop_counters()["replayed data packet"] == 1, "a gone session's counters are kept"
+
+
+def test_max_clients_reached_during_a_handshake_says_auth_failed_temp(pki):  # noqa: F811
+    """Two handshakes for the last slot: the one that finishes second is told to retry later."""
+    d = _mk_server(pki, max_clients=1)
+    a, b = _mk_client(pki, pki["clients"][1]), _mk_client(pki, pki["clients"][2])
+    pa, pb = ("198.18.0.130", 1), ("198.18.0.131", 1)
+    _half_open(d, a, pa)
+    _half_open(d, b, pb)
+    assert len(d.by_addr) == 2
+    d.handle_timer(3.0)                   # _half_open dropped the server's answers: resend them
+    _pump(d, [(a, pa), (b, pb)], now=3.0)
+    assert _up(a) and not _up(b)
+    failed = [e for e in b.events if isinstance(e, ev.AuthFailed)]
+    closed = [e for e in b.events if isinstance(e, ev.SessionClosed)]
+    assert failed and failed[0].message.startswith("TEMP") and closed and closed[0].restart
+    assert [r.addr for r in d.clients] == [pa]
