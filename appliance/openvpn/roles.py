@@ -2,8 +2,9 @@
 
 Why: the session's state machine (keys, reliability, timers) is the same for both ends; what a
 role adds is who speaks first, what goes into the key-method message, and which text messages it
-understands. Session holds one of these and never asks `is_client` for protocol decisions, so each
-role reads top to bottom here instead of as if/else branches through the state machine.
+understands. Session holds one of these and asks `is_client` only for the direction of key
+material and wire encodings (which half of a key block is ours), so each role reads top to bottom
+here instead of as if/else branches through the state machine.
 
 Role objects keep no state of their own: everything lives on the Session (its public fields are
 what the gateways read: `pushed`, `peer_common_name`, `peer_info`, ...).

@@ -240,6 +240,8 @@ class Session(ControlChannel):
                 t = self.last_recv + self.cfg.ping_exit
                 if d is None or t < d:
                     d = t
+            if self._pid_reneg and (d is None or self.last_send < d):
+                d = self.last_send        # packet ids run low: renegotiate at the next wake-up
         return d
 
     def note_sent(self, now: float) -> None:

@@ -134,6 +134,13 @@ def test_data_packet_ids_renegotiate_before_they_run_out_and_never_wrap(pki):
     c.note_sent(link.now)                      # the data path reports; the key renegotiates
     link.run(lambda: c.send_key.key_id == 1 and s.send_key.key_id == 1, max_time=30)
     assert c.send_key.key_id == 1 and c.send_key.send_pid < 1000
+    # Without note_sent (a pump that never calls it), the next wake-up starts it: the deadline says now.
+    c1, s1, link1 = _connected(pki)
+    c1.send_key.send_pid = DATA_PID_RENEG_AT
+    c1.encrypt(payloads(1)[0])
+    assert c1.next_deadline() <= link1.now
+    link1.run(lambda: c1.send_key.key_id == 1 and s1.send_key.key_id == 1, max_time=30)
+    assert c1.send_key.key_id == 1
     # A counter at its very end: nothing sent with it, no exception anywhere (ping timer too).
     c2, s2, link2 = _connected(pki, ping=5)
     c2.send_key.send_pid = PID_MAX
