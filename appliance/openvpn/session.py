@@ -141,7 +141,6 @@ class Session(ControlChannel):
         self._warnings = 0
         self._pid_reneg = False             # the send key's packet ids run low (see encrypt)
         self._ctl_deadline: float | None = None   # timers of the control side, updated by _flush
-        self._scratch: bytearray | None = None    # decrypt buffer shared by this session's keys
 
     # ------------------------------------------------------------------ public API
     def start(self, now: float) -> None:
@@ -347,7 +346,6 @@ class Session(ControlChannel):
         sk, sh, rk, rh = split_key_block(self._key_block(ks), self.is_client)
         peer_id = self.peer_id if self.peer_id is not None and self.peer_id != NO_PEER_ID else None
         ks.data = DataKey(self.cipher, ks.key_id, sk, sh, rk, rh, peer_id, self.cfg.auth, self.cfg.replay_window)
-        self._share_scratch(ks.data)
         self.recv_keys[ks.key_id] = ks.data
         ks.phase = KS.ACTIVE
         ks.active_since = now
@@ -360,14 +358,6 @@ class Session(ControlChannel):
             ks.pending_send = True
             self._maybe_switch(ks, now)
 
-    def _share_scratch(self, dk: DataKey) -> None:
-        """All keys of a session decrypt into one buffer (a returned plaintext is only valid until
-        the next receive anyway), so lame-duck keys kept for tran-window pin no 128 KiB each."""
-        if self._scratch is None:
-            self._scratch = dk.scratch
-        else:
-            dk.scratch = self._scratch
-
     def _maybe_switch(self, ks: KeyState, now: float) -> None:
         if ks.pending_send and ks.reliable.all_acked():
             ks.pending_send = False
@@ -376,8 +366,15 @@ class Session(ControlChannel):
 
     def _switch_send_key(self, ks: KeyState, now: float) -> None:
         for other in self.keys.values():
-            if other is not ks and other.phase == KS.ACTIVE and other.retired_at is None:
+            if other is ks:
+                continue
+            if other.phase == KS.ACTIVE and other.retired_at is None:
                 other.retire(now)
+            if other.data is not None:
+                # Lame ducks decrypt into the sending key's buffer (a plaintext is only valid
+                # until the session's next receive anyway): a client that renegotiates often
+                # pins one 128 KiB buffer, not one per key kept for tran-window.
+                other.data.scratch = ks.data.scratch
         self.send_key = ks.data
         self._pid_reneg = False
 

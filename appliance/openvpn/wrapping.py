@@ -21,6 +21,7 @@ reuse an id.
 """
 from __future__ import annotations
 
+import copy
 import hmac
 import struct
 from typing import Protocol
@@ -87,7 +88,7 @@ class _Counted:
         self.send_pid = 0             # last id used; the first packet carries 1
         self.send_time: int | None = None
         self.window = ReplayWindow(replay_window)
-        self._window_size = replay_window
+        self._fresh_window = copy.copy(self.window)   # what a new epoch starts from (same settings)
         self.recv_time: int | None = None   # newest epoch (time field) seen from the peer
 
     def skip_packet_ids(self, n: int) -> None:
@@ -126,7 +127,7 @@ class _Counted:
         """After authentication only: note the id, starting a fresh window for a newer epoch."""
         if self.recv_time is None or t > self.recv_time:
             self.recv_time = t
-            self.window = ReplayWindow(self._window_size)
+            self.window = copy.copy(self._fresh_window)
         self.window.update(pid)
 
 
