@@ -12,7 +12,7 @@ and the two before it, so it stays valid for at least a full hand-window.
 from __future__ import annotations
 
 import hmac
-import os
+import secrets
 import struct
 
 SID_LEN = 8
@@ -23,7 +23,7 @@ class CookieJar:
     __slots__ = ("_secret", "period")
 
     def __init__(self, secret: bytes | None = None, hand_window: int = 60) -> None:
-        self._secret = bytes(secret) if secret is not None else os.urandom(32)
+        self._secret = bytes(secret) if secret is not None else secrets.token_bytes(32)
         if len(self._secret) < 16:
             raise ValueError("cookie secret must be at least 16 bytes")
         self.period = max(1, (int(hand_window) + 1) // 2)

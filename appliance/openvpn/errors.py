@@ -23,6 +23,20 @@ class LocalProtocolError(Exception):
     """Our own code called the engine in a way it does not allow."""
 
 
+class PacketIdExhausted(Exception):
+    """A send counter has no unused id left; the key (or session) must end rather than reuse one."""
+
+
+class ClientRefused(RemoteProtocolError):
+    """Server side: an authenticated client is not admitted (ccd-exclusive, max-clients, changed
+    identity on renegotiation). The session answers AUTH_FAILED and closes without restart;
+    `temporary` (server full) makes it `AUTH_FAILED,TEMP`, which tells a 2.6 client to retry."""
+
+    def __init__(self, reason: str, temporary: bool = False) -> None:
+        super().__init__(reason)
+        self.temporary = temporary
+
+
 class ConfigError(Exception):
     """A configuration problem, reported as `file:line: directive: why`."""
 

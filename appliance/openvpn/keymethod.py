@@ -23,12 +23,33 @@ class KeyMethod2:
     peer_info: str = ""
 
     def peer_info_dict(self) -> dict[str, str]:
-        out = {}
+        """KEY=value lines of the peer's peer-info. A key given twice keeps its first value, as
+        OpenVPN's lookups (strstr from the start) see only the first."""
+        out: dict[str, str] = {}
         for line in self.peer_info.split("\n"):
             if "=" in line:
                 k, v = line.split("=", 1)
-                out[k.strip()] = v.strip()
+                out.setdefault(k.strip(), v.strip())
         return out
+
+
+def peer_info_int(info: dict[str, str], key: str) -> int:
+    """A numeric peer-info value read as OpenVPN does (atoi): leading digits, anything else 0.
+
+    `IV_PROTO=seven` is 0 and `IV_PROTO=6x` is 6 — never an exception for a client's text."""
+    v = info.get(key, "").strip()
+    sign = 1
+    if v[:1] in ("+", "-"):
+        sign, v = (-1 if v[0] == "-" else 1), v[1:]
+    n = 0
+    for ch in v:
+        if not "0" <= ch <= "9":
+            break
+        n = n * 10 + (ord(ch) - 48)
+        if n > 0x7FFFFFFF:        # a C int; keep the bits a peer could have meant
+            n = 0x7FFFFFFF
+            break
+    return sign * n
 
 
 def _write_string(s: str) -> bytes:
@@ -88,6 +109,19 @@ def decode_key_method_2_untrusted(data: bytes, from_client: bool) -> KeyMethod2:
     pw, pos = _read_string(data, pos)
     info, pos = _read_string(data, pos)
     return KeyMethod2(r1, r2, options, pre, user or "", pw or "", info or "")
+
+
+def _int_in(args: list[str], lo: int, hi: int, name: str) -> int:
+    """A pushed integer within OpenVPN's accepted range; out of range is a bad push, not a crash
+    (a malicious server must not make us ping every loop turn or overflow a 24-bit peer-id)."""
+    v = int(args[0])
+    if not lo <= v <= hi:
+        raise BadPacket(f"pushed {name} {v} out of range {lo}..{hi}")
+    return v
+
+
+MAX_PUSHED_PEER_ID = 0xFFFFFE          # 0xFFFFFF means "no peer-id" on the wire
+MAX_PUSHED_SECONDS = 7 * 24 * 3600
 
 
 def split_text_messages_untrusted(data: bytes) -> list[str]:
@@ -188,11 +222,11 @@ def parse_push_reply_untrusted(text: str, into: PushedOptions | None = None,
                 if args[0].upper() in ("DNS", "DNS6") and val:
                     p.dns.append(val)
             elif name == "ping" and args:
-                p.ping = int(args[0])
+                p.ping = _int_in(args, 0, MAX_PUSHED_SECONDS, "ping")
             elif name == "ping-restart" and args:
-                p.ping_restart = int(args[0])
+                p.ping_restart = _int_in(args, 0, MAX_PUSHED_SECONDS, "ping-restart")
             elif name == "peer-id" and args:
-                p.peer_id = int(args[0])
+                p.peer_id = _int_in(args, 0, MAX_PUSHED_PEER_ID, "peer-id")
             elif name == "cipher" and args:
                 p.cipher = args[0].upper()
             elif name == "auth" and args:
@@ -206,7 +240,7 @@ def parse_push_reply_untrusted(text: str, into: PushedOptions | None = None,
                     elif f == "cc-exit":
                         p.cc_exit = True
             elif name == "tun-mtu" and args:
-                p.tun_mtu = int(args[0])
+                p.tun_mtu = _int_in(args, 100, 65535, "tun-mtu")
             elif name == "compress":
                 p.compress = args[0] if args else "stub"
             elif name == "comp-lzo":
@@ -216,7 +250,7 @@ def parse_push_reply_untrusted(text: str, into: PushedOptions | None = None,
             elif name == "auth-token-user" and args:
                 p.auth_token_user = args[0]
             elif name == "explicit-exit-notify":
-                p.explicit_exit_notify = int(args[0]) if args else 1
+                p.explicit_exit_notify = _int_in(args, 0, 100, "explicit-exit-notify") if args else 1
             elif name == "push-continuation" and args:
                 cont = args[0]
             else:

@@ -26,6 +26,12 @@ RELIABLE_OPS = frozenset({
 })
 CONTROL_OPS = RELIABLE_OPS | {Op.ACK_V1}
 HARD_RESET_CLIENT_OPS = frozenset({Op.CONTROL_HARD_RESET_CLIENT_V2, Op.CONTROL_HARD_RESET_CLIENT_V3})
+# Control packets a client may send (everything but the server's hard reset).
+CONTROL_FROM_CLIENT_OPS = CONTROL_OPS - {Op.CONTROL_HARD_RESET_SERVER_V2}
+# Reliable messages that open a key state rather than carry TLS records.
+RESET_OPS = HARD_RESET_CLIENT_OPS | {Op.CONTROL_HARD_RESET_SERVER_V2, Op.CONTROL_SOFT_RESET_V1}
+# Opcodes whose packets carry a tls-crypt-v2 wrapped client key after the tls-crypt part.
+WKC_OPS = frozenset({Op.CONTROL_HARD_RESET_CLIENT_V3, Op.CONTROL_WKC_V1})
 
 # First bytes of data packets, as ints, for the hot-path dispatch.
 DATA_V1_BASE = Op.DATA_V1 << OPCODE_SHIFT
@@ -49,6 +55,12 @@ IV_PROTO_CC_EXIT_NOTIFY = 1 << 7
 EARLY_NEG_FLAGS = 0x0001
 EARLY_NEG_FLAG_RESEND_WKC = 0x0001
 EARLY_NEG_START = 0x0F000000
+
+# Packet-id space (32 bits, data and control channel). As OpenVPN (PACKET_ID_WRAP_TRIGGER), a key
+# renegotiates once its send counter passes DATA_PID_RENEG_AT, long before an id (and with AEAD the
+# nonce) would have to be reused; at PID_MAX a key refuses to send at all.
+PID_MAX = 0xFFFFFFFF
+DATA_PID_RENEG_AT = 0xFF000000
 
 
 def op_byte(op: int, key_id: int) -> int:

@@ -26,13 +26,18 @@ from typing import Callable, NamedTuple
 
 from . import keyfiles, wrapping
 from .cookie import CookieJar
-from .events import ClientFloated, Warning  # noqa: A004
-from .errors import BadPacket
-from .opcodes import (EARLY_NEG_FLAG_RESEND_WKC, EARLY_NEG_FLAGS, EARLY_NEG_START, NO_PEER_ID, Op,
-                      op_byte)
+from .addresspool import AddressPool, AddressPool6
+from .admission import Admission
+from .events import ClientFloated, SessionClosed, TunnelUp, Warning  # noqa: A004
+from .errors import BadPacket, ClientRefused
+from .opcodes import (CONTROL_FROM_CLIENT_OPS, EARLY_NEG_FLAG_RESEND_WKC, EARLY_NEG_FLAGS, EARLY_NEG_START,
+                      HARD_RESET_CLIENT_OPS, NO_PEER_ID, WKC_OPS, Op, op_byte)
 from .packet import decode_body_untrusted, encode_body, encode_tlv
-from .session import KS, Session, SessionConfig
-from .tls import TlsEndpoint, build_context
+from .session import Session, SessionConfig
+from .timerheap import TimerHeap
+from .tls import build_context
+
+__all__ = ["AddressPool", "AddressPool6", "ClientRecord", "ServerDispatcher", "ServerSettings", "V2Key"]
 
 
 @dataclass
@@ -51,6 +56,12 @@ class ClientRecord:
     extra_push: list[str] = field(default_factory=list)
     push_reset: bool = False
     v2_metadata: str | None = None       # what the client's tls-crypt-v2 key says about it
+    # dispatcher bookkeeping (not for the pump)
+    armed: float | None = None           # deadline of this record's live entry in the timer heap
+    alive: bool = True                   # False once forgotten: its heap entries are stale
+    half_open: bool = True               # counted as a handshake in progress (until TunnelUp)
+    unverified: bytes | None = None      # cookie-less (address unproven): the client's session id
+    source: object = None                # the host it first came from (per-source handshake count)
 
 
 class V2Key(NamedTuple):
@@ -67,85 +78,6 @@ class V2Key(NamedTuple):
         if t == keyfiles.METADATA_TYPE_USER:
             return "user metadata " + (base64.b64encode(m).decode() if m else "(empty)")
         return f"metadata type {t}, {len(m)} bytes"
-
-
-class AddressPool:
-    """Tunnel addresses for clients (topology subnet: one address each; net30: a /30 each)."""
-
-    def __init__(self, network: str, netmask: str, topology: str = "subnet",
-                 start: str | None = None, end: str | None = None) -> None:
-        self.net = ipaddress.IPv4Network(f"{network}/{netmask}", strict=False)
-        self.topology = topology
-        self.server_ip = str(self.net.network_address + 1)
-        hosts = list(self.net.hosts())
-        if topology == "subnet":
-            lo = ipaddress.IPv4Address(start) if start else self.net.network_address + 2
-            hi = ipaddress.IPv4Address(end) if end else hosts[-1] - 1 if len(hosts) > 2 else hosts[-1]
-            self.free = [str(ipaddress.IPv4Address(i)) for i in range(int(lo), int(hi) + 1)]
-        else:
-            # net30, as OpenVPN's `server` expands it: the server keeps the first /30 (.1 peer .2),
-            # the pool is .4 to .251 (in a /24), and the client in /30 number k gets base+4k+2
-            # with peer base+4k+1: .6 peer .5, .10 peer .9, ...
-            base = int(self.net.network_address)
-            self.free = [str(ipaddress.IPv4Address(base + 4 * k + 2))
-                         for k in range(1, self.net.num_addresses // 4 - 1)]
-        self.leased: set[str] = set()
-
-    def lease(self, want: str | None = None) -> str | None:
-        if want is not None:
-            if want in self.leased:
-                return None
-            self.leased.add(want)
-            if want in self.free:
-                self.free.remove(want)
-            return want
-        while self.free:
-            ip = self.free.pop(0)
-            if ip not in self.leased:
-                self.leased.add(ip)
-                return ip
-        return None
-
-    def release(self, ip: str | None) -> None:
-        if ip is not None and ip in self.leased:
-            self.leased.discard(ip)
-            if ipaddress.IPv4Address(ip) in self.net:
-                self.free.append(ip)
-
-    def ifconfig_push(self, ip: str) -> str:
-        if self.topology == "subnet":
-            return f"ifconfig {ip} {self.net.netmask}"
-        return f"ifconfig {ip} {ipaddress.IPv4Address(ip) - 1}"
-
-
-class AddressPool6:
-    """IPv6 tunnel addresses (`server-ipv6`): the server takes ::1, clients ::1000 upwards, as OpenVPN."""
-
-    def __init__(self, network: str) -> None:
-        self.net = ipaddress.IPv6Network(network, strict=False)
-        self.server_ip = str(self.net.network_address + 1)
-        first = 0x1000 if self.net.num_addresses > 0x2000 else 2
-        self.next = first
-        self.free: list[int] = []
-        self.leased: set[str] = set()
-
-    def lease(self) -> str | None:
-        n = self.free.pop(0) if self.free else self.next
-        if n >= self.net.num_addresses - 1:
-            return None
-        if n == self.next:
-            self.next += 1
-        ip = str(self.net.network_address + n)
-        self.leased.add(ip)
-        return ip
-
-    def release(self, ip: str | None) -> None:
-        if ip in self.leased:
-            self.leased.discard(ip)
-            self.free.append(int(ipaddress.IPv6Address(ip)) - int(self.net.network_address))
-
-    def ifconfig_push(self, ip: str) -> str:
-        return f"ifconfig-ipv6 {ip}/{self.net.prefixlen} {self.server_ip}"
 
 
 @dataclass
@@ -168,9 +100,28 @@ class ServerSettings:
     ccd_exclusive: bool = False
     tcp: bool = False
     random_bytes: Callable[[int], bytes] = secrets.token_bytes
+    # Admission limits (OpenVPN names in brackets). connect_freq: at most N new sessions per SEC
+    # seconds [connect-freq, off by default]; connect_freq_initial: at most N stateless reset
+    # answers per SEC seconds [connect-freq-initial 100 10].
+    connect_freq: tuple[int, int] | None = None
+    connect_freq_initial: tuple[int, int] = (100, 10)
+    # tls-crypt-v2 clients that cannot do the cookie exchange (no early negotiation) are refused
+    # [tls-crypt-v2 ... force-cookie]; without it they get state at once, within the bounds below.
+    force_cookie: bool = False
+    username_as_cn: bool = False                     # [username-as-common-name]
+    max_half_open: int = 256                         # handshakes in progress, all sources
+    max_half_open_per_source: int = 8                # handshakes in progress from one IP address
+    max_unverified: int = 32                         # of those, created without a cookie exchange
 
 
 class ServerDispatcher:
+    """Many client Sessions behind one port; see the module docstring for the contract.
+
+    Timers: one TimerHeap (timerheap.py) of all sessions, re-armed whenever the dispatcher touched
+    a session (`rearm`); next_deadline()/handle_timer() cost O(log n) per due session instead of
+    a scan of all clients.
+    """
+
     def __init__(self, st: ServerSettings, now: float) -> None:
         self.st = st
         self.cookies = CookieJar(st.random_bytes(32), st.hand_window)
@@ -188,6 +139,8 @@ class ServerDispatcher:
         self.next_peer_id = 0
         self._tls_ctx = None
         self._stateless = self._make_wrapper(None)
+        self._timers = TimerHeap()
+        self.admission = Admission(st)
 
     # ---------------------------------------------------------------- wrappers
     def _make_wrapper(self, v2: "V2Key | None"):
@@ -220,6 +173,12 @@ class ServerDispatcher:
             s = rec.session
             before = s.data_authenticated
             pts = s.receive(packet, now)
+            if s.events:
+                # Rare: an OCC exit (or anything else the session reports) must take effect now —
+                # address released, no longer counted, nothing more sent to it.
+                self._collect(rec)
+                if not rec.alive:
+                    return rec, []
             if rec.addr != addr and not rec.tcp and s.data_authenticated != before:
                 # Only a packet that authenticated (and was no replay) may move the client: a
                 # forged or replayed one from elsewhere must not redirect its traffic.
@@ -228,7 +187,7 @@ class ServerDispatcher:
             return rec, self._check_sources(rec, pts)
         rec = self.by_addr.get(addr)
         if rec is not None:
-            if op in _CONTROL_FROM_CLIENT and len(packet) >= 9 and packet[1:9] != rec.session.peer_sid \
+            if op in CONTROL_FROM_CLIENT_OPS and len(packet) >= 9 and packet[1:9] != rec.session.peer_sid \
                     and rec.session.peer_sid is not None:
                 return self._other_session(rec, packet, op, addr, now)
             packet = self._without_wkc(packet, op)
@@ -262,7 +221,7 @@ class ServerDispatcher:
     def _without_wkc(self, packet, op: int):
         """A known session's packet with the tls-crypt-v2 wrapped key (if any) cut off; None
         (counted) if it does not parse."""
-        if op != Op.CONTROL_WKC_V1 and op != Op.CONTROL_HARD_RESET_CLIENT_V3:
+        if op not in WKC_OPS:
             return packet
         try:
             return wrapping.split_wkc_untrusted(bytes(packet))[0]
@@ -310,13 +269,17 @@ class ServerDispatcher:
 
     def _float(self, rec: ClientRecord, addr) -> bool:
         """Move a client to a new address; False (and nothing changed) if that is refused."""
-        other = self.by_addr.get(addr)
+        other = self.by_addr.get(addr) or self.pending.get(addr)
         if other is not None and other is not rec:
-            if other.common_name != rec.common_name:
-                # As OpenVPN: never take over the address of a different client.
+            # Never move onto another live session's address: with `verify-client-cert none`
+            # every common name is None, and with duplicate-cn a name is shared, so a name proves
+            # nothing then. Only a handshake that never finished, under the same (unique, real)
+            # certificate name as ours, may be pushed aside: that is this client's own leftover.
+            same_client = (not self.st.duplicate_cn and rec.common_name is not None
+                           and other.common_name == rec.common_name and not other.session.established)
+            if not same_client:
                 self._count("float to another client's address refused")
                 return False
-            # The same certificate's earlier session, left behind by a restart: ours is the live one.
             self._drop(other, "its address was taken over by a newer session of the same client")
         old = rec.addr
         if self.by_addr.get(old) is rec:
@@ -331,7 +294,7 @@ class ServerDispatcher:
         op = packet[0] >> 3
         key_id = packet[0] & 7
         try:
-            if op == Op.CONTROL_HARD_RESET_CLIENT_V2 or op == Op.CONTROL_HARD_RESET_CLIENT_V3:
+            if op in HARD_RESET_CLIENT_OPS:
                 if key_id != 0:
                     raise BadPacket("hard reset with key id != 0")
                 self._on_reset(bytes(packet), op, addr, now)
@@ -362,11 +325,25 @@ class ServerDispatcher:
         if cb.msg_id != 0 or cb.acks:
             raise BadPacket("malformed hard reset")
         early = self.st.protection == "tls-crypt-v2" and _replay_pid(packet) & 0xFF000000 == EARLY_NEG_START
-        if self.st.tcp or (self.st.protection == "tls-crypt-v2" and not early):
-            # No cookies on TCP (the handshake proved the address); old tls-crypt-v2 clients cannot
-            # resend their key, so keep state for them (OpenVPN's allow-noncookie default).
+        if self.st.tcp:
+            # No cookies on TCP: the TCP handshake proved the address.
             self._create(addr, now, client_sid, v2, packet_in=packet, op=op)
             return
+        if self.st.protection == "tls-crypt-v2" and not early:
+            # Old tls-crypt-v2 clients cannot resend their key, so they get state at once
+            # (OpenVPN's allow-noncookie default) unless force-cookie says no. Their address is
+            # unproven: one captured reset replayed from many spoofed sources must not make
+            # many sessions, hence one session per client session id and a small total.
+            if self.st.force_cookie:
+                raise BadPacket("tls-crypt-v2 reset without cookie support refused (force-cookie)")
+            refused = self.admission.refuse_unverified(client_sid)
+            if refused is not None:
+                raise BadPacket(refused)
+            rec = self._create(addr, now, client_sid, v2, packet_in=packet, op=op, unverified=True)
+            return
+        refused = self.admission.refuse_stateless_answer(now)
+        if refused is not None:
+            raise BadPacket(refused)
         sid = self.cookies.session_id(addr, client_sid, now)
         payload = encode_tlv(EARLY_NEG_FLAGS, EARLY_NEG_FLAG_RESEND_WKC.to_bytes(2, "big")) if early else b""
         reply_body = encode_body([0], client_sid, 0, payload)
@@ -383,18 +360,20 @@ class ServerDispatcher:
             raise BadPacket("first packet has a message id > 1")
         if not self.cookies.valid(addr, client_sid, cb.peer_sid, now):
             raise BadPacket("invalid or expired session cookie")
+        if op == Op.CONTROL_WKC_V1:
+            packet, _ = wrapping.split_wkc_untrusted(packet)
         rec = self._create(addr, now, client_sid, v2, own_sid=cb.peer_sid)
         if rec is None:
             return
-        if op == Op.CONTROL_WKC_V1:
-            packet, _ = wrapping.split_wkc_untrusted(packet)
         rec.session.receive(packet, now)
         self._collect(rec)
 
     def _create(self, addr, now: float, client_sid: bytes, v2: "V2Key | None", own_sid: bytes | None = None,
-                packet_in: bytes | None = None, op: int | None = None) -> ClientRecord | None:
-        if len(self.by_addr) >= self.st.max_clients:
-            self._count("max-clients reached")
+                packet_in: bytes | None = None, op: int | None = None,
+                unverified: bool = False) -> ClientRecord | None:
+        refused = self.admission.refuse_new(addr, now)
+        if refused is not None:
+            self._count(refused)
             return None
         pid = self._alloc_peer_id()
         cfg = self.st.session_config(pid)
@@ -408,17 +387,10 @@ class ServerDispatcher:
         if v2 is not None:
             rec.v2_metadata = v2.describe()
         s.owner = rec
+        self.admission.opened(rec, addr, client_sid if unverified else None)
         if own_sid is not None:
             # Resume from the cookie: both resets are behind us (ours was message 0, theirs too).
-            s.own_sid = own_sid
-            s.peer_sid = client_sid
-            ks = s._new_key_state(0, now)
-            ks.reliable.next_send_id = 1
-            ks.reliable.next_recv_id = 1
-            ks.phase = KS.TLS
-            ks.tls = TlsEndpoint(s.tls_context, cfg.tls)
-            if hasattr(wrapper, "skip_packet_ids"):
-                wrapper.skip_packet_ids(1)   # our stateless reset used replay id 1
+            s.resume_after_cookie(own_sid, client_sid, now)
         old = self.by_addr.get(addr)
         if old is not None and old.session.established and not rec.tcp:
             old_pending = self.pending.get(addr)
@@ -434,7 +406,7 @@ class ServerDispatcher:
             if op == Op.CONTROL_HARD_RESET_CLIENT_V3:
                 packet_in, _ = wrapping.split_wkc_untrusted(packet_in)
             s.receive(packet_in, now)
-            self._collect(rec)
+        self._collect(rec)
         return rec
 
     def _alloc_peer_id(self) -> int:
@@ -448,9 +420,12 @@ class ServerDispatcher:
     # ---------------------------------------------------------------- per-client push
     def _push_for(self, s: Session) -> list[str]:
         rec: ClientRecord = s.owner
-        rec.common_name = s.peer_common_name
+        # username-as-common-name: the username stands for the client in ccd and duplicate-cn.
+        rec.common_name = s.peer_username if self.st.username_as_cn and s.peer_username else s.peer_common_name
         opts: list[str] = []
         ccd = self.st.ccd(rec.common_name or "") if self.st.ccd is not None else None
+        if ccd is None and self.st.ccd_exclusive:
+            raise ClientRefused(f"no client-config-dir file for {rec.common_name!r} (ccd-exclusive)")
         pool = self.st.pool
         want = None
         if ccd is not None:
@@ -462,6 +437,10 @@ class ServerDispatcher:
             for other in list(self.by_addr.values()):
                 if other is not rec and other.common_name == rec.common_name and other.session.established:
                     self._drop(other, f"another client connected with common name {rec.common_name}")
+        replaced = self.by_addr.get(rec.addr) if self.pending.get(rec.addr) is rec else None
+        others = self.admission.n_established - (1 if replaced is not None and replaced.session.established else 0)
+        if others >= self.st.max_clients:
+            raise ClientRefused("max-clients reached", temporary=True)
         if want is not None:
             ip, mask = want[0], want[1]
             if pool is not None and pool.lease(ip) is None:
@@ -471,8 +450,7 @@ class ServerDispatcher:
         elif pool is not None:
             ip = pool.lease()
             if ip is None:
-                from .errors import RemoteProtocolError
-                raise RemoteProtocolError("address pool exhausted")
+                raise ClientRefused("address pool exhausted", temporary=True)
             rec.vaddr = ip
             opts.append(pool.ifconfig_push(ip))
         if pool is not None:
@@ -531,23 +509,79 @@ class ServerDispatcher:
         return out
 
     def _collect(self, rec: ClientRecord) -> None:
+        """Move a session's packets and events out, act on those that change our tables, and
+        re-arm its timer."""
         s = rec.session
         for p in s.take_outgoing():
             self.out.append((p, rec.addr))
         while s.events:
             e = s.events.popleft()
             self.events.append((rec, e))
-            if type(e).__name__ == "SessionClosed":
+            if isinstance(e, TunnelUp):
+                if rec.alive:
+                    self.admission.established(rec)
+            elif isinstance(e, SessionClosed):
                 if not s.established:
                     self._count("handshake failed")
                 self._forget(rec)
+        self.rearm(rec)
 
     def collect_all(self) -> None:
+        """Collect every session (the dispatcher collects by itself after each call; this is for
+        callers that poked sessions directly)."""
         for rec in self._records():
             self._collect(rec)
 
+    # ---------------------------------------------------------------- timers
+    def rearm(self, rec: ClientRecord) -> None:
+        """Make sure the timer heap wakes us for `rec` no later than its session's deadline.
+        Call after using a session directly (encrypt + note_sent paths need not: they only move
+        deadlines later, which the heap tolerates)."""
+        if rec.alive:
+            self._timers.arm(rec, rec.session.next_deadline())
+
+    def note_sent(self, rec: ClientRecord, now: float) -> None:
+        """The pump sent data to `rec`: keeps its pings away, and lets a key whose packet ids
+        run low start renegotiating (whose packets are then in take_outgoing)."""
+        s = rec.session
+        s.note_sent(now)
+        if s.out or s.events:
+            self._collect(rec)
+
+    def next_deadline(self) -> float | None:
+        """The earliest armed deadline (possibly early: a wake-up that finds nothing due re-arms)."""
+        return self._timers.peek()
+
+    def handle_timer(self, now: float) -> None:
+        """Run the timers of the sessions whose deadline has come, and only those."""
+        for rec in self._timers.pop_due(now):
+            s = rec.session
+            dl = s.next_deadline()
+            if dl is not None and now >= dl:
+                s.handle_timer(now)
+                self._collect(rec)
+                self._promote(rec)
+            else:
+                self.rearm(rec)
+
+    def drop_counters(self) -> dict[str, int]:
+        """Everything refused so far, by reason: stateless checks, live sessions, and sessions
+        already gone (answered stateless resets are work, not drops, and are left out)."""
+        out: dict[str, int] = dict(self.stats)
+        out.pop("stateless reset answered", None)
+        for rec in self._records():
+            for k, v in rec.session.stats.items():
+                out[k] = out.get(k, 0) + v
+        for k, v in self.retired_stats.items():
+            out[k] = out.get(k, 0) + v
+        return out
+
     # ---------------------------------------------------------------- lifecycle
     def _forget(self, rec: ClientRecord) -> None:
+        if not rec.alive:
+            return
+        rec.alive = False
+        self.admission.gone(rec)
         for k, v in rec.session.stats.items():
             self.retired_stats[k] = self.retired_stats.get(k, 0) + v
         rec.session.stats = {}
@@ -572,7 +606,7 @@ class ServerDispatcher:
     def _drop(self, rec: ClientRecord, reason: str) -> None:
         s = rec.session
         if not s.closed:
-            s._fail(reason, restart=False)
+            s.abort(reason)
         self._collect(rec)
         self._forget(rec)
 
@@ -581,19 +615,6 @@ class ServerDispatcher:
         rec = self.by_addr.get(addr)
         if rec is not None:
             self._drop(rec, "connection closed")
-
-    def next_deadline(self) -> float | None:
-        ds = [d for d in (r.session.next_deadline() for r in self._records()) if d is not None]
-        return min(ds) if ds else None
-
-    def handle_timer(self, now: float) -> None:
-        for rec in self._records():
-            s = rec.session
-            d = s.next_deadline()
-            if d is not None and now >= d:
-                s.handle_timer(now)
-                self._collect(rec)
-                self._promote(rec)
 
     def close_all(self, now: float) -> None:
         for rec in self._records():
@@ -609,10 +630,6 @@ class ServerDispatcher:
 def _in_any(addr4: bytes, nets: list[ipaddress.IPv4Network]) -> bool:
     a = ipaddress.IPv4Address(addr4)
     return any(a in n for n in nets)
-
-
-_CONTROL_FROM_CLIENT = frozenset((Op.CONTROL_HARD_RESET_CLIENT_V2, Op.CONTROL_HARD_RESET_CLIENT_V3, Op.CONTROL_V1,
-                                  Op.ACK_V1, Op.CONTROL_WKC_V1, Op.CONTROL_SOFT_RESET_V1))
 
 
 def _replay_pid(packet: bytes) -> int:

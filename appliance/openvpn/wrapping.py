@@ -12,31 +12,34 @@ against or recorded in the window.
 replay_time: OpenVPN sends a 32-bit Unix time fixed when the counter starts, but receivers use
 it only as an epoch within one session (a later epoch restarts the id sequence, an earlier one is
 refused; nothing compares it with a clock). We take the caller's `now` at the first wrap, so the
-engine reads no clock, and a monotonic `now` can never make the epoch go backwards.
+engine reads no clock, and a monotonic `now` can never make the epoch go backwards. On receive we
+do what OpenVPN's packet_id_test/packet_id_add do with the long form: an earlier epoch than the
+newest seen is a replay ("time backtrack"), a later one starts a fresh window; id 0 is never valid.
+When the 32-bit send counter is used up, a new epoch starts (as packet_id_send_update does) if
+`now` has moved on by a second; otherwise the wrapper refuses (PacketIdExhausted) rather than
+reuse an id.
 """
 from __future__ import annotations
 
+import copy
 import hmac
 import struct
 from typing import Protocol
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from .errors import BadPacket, ConfigError, LocalProtocolError
+from .errors import BadPacket, ConfigError, PacketIdExhausted
+from .opcodes import EARLY_NEG_START, PID_MAX, WKC_OPS
 from .replay import ReplayWindow
 
 HEADER = 9                    # op byte + sender's session id
 REPLAY = 8                    # replay_pid(4) + replay_time(4)
 TLS_CRYPT_TAG = 32
-OP_HARD_RESET_CLIENT_V3 = 10
-OP_CONTROL_WKC_V1 = 11
-EARLY_NEG_START = 0x0F000000
 WKC_MIN_LEN = 32 + 256 + 1 + 2
 WKC_MAX_LEN = 1024
-_PID_MAX = 0xFFFFFFFF
 
 _pack_pid_time = struct.Struct("!II").pack
-_unpack_pid = struct.Struct("!I").unpack_from
+_unpack_pid_time = struct.Struct("!II").unpack_from
 
 _DIGESTS = {"SHA1": ("sha1", 20), "SHA224": ("sha224", 28), "SHA256": ("sha256", 32),
             "SHA384": ("sha384", 48), "SHA512": ("sha512", 64)}
@@ -44,6 +47,9 @@ _DIGESTS = {"SHA1": ("sha1", 20), "SHA224": ("sha224", 28), "SHA256": ("sha256",
 
 class Wrapper(Protocol):
     overhead: int
+    wkc: bytes                  # tls-crypt-v2 client: the wrapped key it appends; b"" otherwise
+
+    def skip_packet_ids(self, n: int) -> None: ...
 
     def wrap(self, op_byte: int, own_sid: bytes, body: bytes, now: float) -> bytes: ...
 
@@ -59,6 +65,10 @@ def _check_clear(packet: bytes, minimum: int) -> None:
 class PlainWrapper:
     """No protection ("tls-plain"): the clear form is the wire form."""
     overhead = 0
+    wkc = b""
+
+    def skip_packet_ids(self, n: int) -> None:
+        """No replay ids without protection: nothing to skip."""
 
     def wrap(self, op_byte: int, own_sid: bytes, body: bytes, now: float) -> bytes:
         return bytes((op_byte,)) + own_sid + body
@@ -72,10 +82,14 @@ class PlainWrapper:
 class _Counted:
     """The outgoing replay counter and incoming window shared by tls-auth and tls-crypt."""
 
+    wkc = b""                   # only TlsCryptV2ClientWrapper carries one
+
     def __init__(self, replay_window: int) -> None:
         self.send_pid = 0             # last id used; the first packet carries 1
         self.send_time: int | None = None
         self.window = ReplayWindow(replay_window)
+        self._fresh_window = copy.copy(self.window)   # what a new epoch starts from (same settings)
+        self.recv_time: int | None = None   # newest epoch (time field) seen from the peer
 
     def skip_packet_ids(self, n: int) -> None:
         """Advance the send counter by n ids used elsewhere (the server's stateless reset)."""
@@ -86,13 +100,35 @@ class _Counted:
         # that never goes backwards within a session and never compares it with its own clock.
         # The caller's (monotonic) time serves, so the engine reads no clock itself.
         if self.send_time is None:
-            self.send_time = int(now) & _PID_MAX
+            self.send_time = int(now) & PID_MAX
         pid = self.send_pid + 1
-        if pid > _PID_MAX:
-            # Never reuse an id: a peer would (rightly) drop it as a replay.
-            raise LocalProtocolError("control channel replay counter exhausted")
+        if pid > PID_MAX:
+            # Never reuse an id: a later epoch restarts the sequence, as OpenVPN's long form does.
+            t = int(now) & PID_MAX
+            if t <= self.send_time:
+                raise PacketIdExhausted("control channel replay ids used up within one second")
+            self.send_time, pid = t, 1
         self.send_pid = pid
         return _pack_pid_time(pid, self.send_time)
+
+    def _replay_check(self, pid: int, t: int) -> bool:
+        """OpenVPN's packet_id_test for the long form: same epoch → the window decides; an
+        earlier epoch → refused (time backtrack); a later one → accepted (new window on record)."""
+        if pid == 0:
+            return False
+        rt = self.recv_time
+        if rt is None or t > rt:
+            return True
+        if t < rt:
+            return False
+        return self.window.check(pid)
+
+    def _replay_record(self, pid: int, t: int) -> None:
+        """After authentication only: note the id, starting a fresh window for a newer epoch."""
+        if self.recv_time is None or t > self.recv_time:
+            self.recv_time = t
+            self.window = copy.copy(self._fresh_window)
+        self.window.update(pid)
 
 
 class TlsAuthWrapper(_Counted):
@@ -129,15 +165,15 @@ class TlsAuthWrapper(_Counted):
         _check_clear(packet, self._min)
         packet = bytes(packet)
         h = HEADER + self.hlen
-        pid = _unpack_pid(packet, h)[0]
-        if check_replay and not self.window.check(pid):
+        pid, t = _unpack_pid_time(packet, h)
+        if check_replay and not self._replay_check(pid, t):
             raise BadPacket("replayed or too old control packet")
         head = packet[:HEADER]
         rest = packet[h:]                      # pid | time | body
         if not hmac.compare_digest(packet[HEADER:h], hmac.digest(self.recv_key, rest[:REPLAY] + head + rest[REPLAY:], self.digest)):
             raise BadPacket("control packet failed HMAC authentication")
         if check_replay:
-            self.window.update(pid)
+            self._replay_record(pid, t)
         return packet[0], packet[1:HEADER], rest[REPLAY:]
 
 
@@ -171,8 +207,8 @@ class TlsCryptWrapper(_Counted):
         ct_off = self._CT
         _check_clear(packet, ct_off + 1)
         packet = bytes(packet)
-        pid = _unpack_pid(packet, HEADER)[0]
-        if check_replay and not self.window.check(pid):
+        pid, t = _unpack_pid_time(packet, HEADER)
+        if check_replay and not self._replay_check(pid, t):
             raise BadPacket("replayed or too old control packet")
         tag = packet[HEADER + REPLAY:ct_off]
         dec = Cipher(self._aes_recv, modes.CTR(tag[:16])).decryptor()
@@ -180,7 +216,7 @@ class TlsCryptWrapper(_Counted):
         if not hmac.compare_digest(tag, hmac.digest(self.recv_ka, packet[:HEADER + REPLAY] + body, "sha256")):
             raise BadPacket("control packet failed tls-crypt authentication")
         if check_replay:
-            self.window.update(pid)
+            self._replay_record(pid, t)
         return packet[0], packet[1:HEADER], body
 
 
@@ -201,8 +237,7 @@ class TlsCryptV2ClientWrapper(TlsCryptWrapper):
 
     def wrap(self, op_byte: int, own_sid: bytes, body: bytes, now: float) -> bytes:
         wire = super().wrap(op_byte, own_sid, body, now)
-        op = op_byte >> 3
-        if op == OP_HARD_RESET_CLIENT_V3 or op == OP_CONTROL_WKC_V1:
+        if op_byte >> 3 in WKC_OPS:
             return wire + self.wkc
         return wire
 

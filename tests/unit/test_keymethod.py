@@ -112,3 +112,27 @@ def test_pull_filter_reject_refuses_the_push():
     # no filter matching: everything applied
     p = parse_push_reply_untrusted(PUSHED, None, [("reject", "route-ipv6")])
     assert p.redirect_gateway == ["def1"] and len(p.routes) == 2 and p.filtered == []
+
+
+def test_peer_info_numbers_read_like_openvpn_atoi_and_first_key_wins():
+    from appliance.openvpn.keymethod import peer_info_int
+    km = KeyMethod2(b"r" * 32, b"s" * 32, "V4", peer_info="IV_PROTO=seven\nIV_PROTO=990\nIV_NCP=2x\nIV_MTU= -7\n")
+    info = km.peer_info_dict()
+    assert info["IV_PROTO"] == "seven"
+    assert peer_info_int(info, "IV_PROTO") == 0
+    assert peer_info_int(info, "IV_NCP") == 2
+    assert peer_info_int(info, "IV_MTU") == -7
+    assert peer_info_int(info, "MISSING") == 0
+    assert peer_info_int({"X": "9" * 40}, "X") == 0x7FFFFFFF
+
+
+@pytest.mark.parametrize("option", ["peer-id 16777216", "peer-id -1", "ping -5", "ping-restart -2",
+                                    "ping 99999999", "tun-mtu 0", "tun-mtu 70000", "explicit-exit-notify -1"])
+def test_pushed_values_out_of_range_are_bad_packets(option):
+    with pytest.raises(BadPacket):
+        parse_push_reply_untrusted("PUSH_REPLY,ifconfig 10.8.0.2 255.255.255.0," + option)
+
+
+def test_pushed_values_in_range_are_kept():
+    p = parse_push_reply_untrusted("PUSH_REPLY,peer-id 16777214,ping 0,ping-restart 120,tun-mtu 1400")
+    assert (p.peer_id, p.ping, p.ping_restart, p.tun_mtu) == (0xFFFFFE, 0, 120, 1400)

@@ -522,3 +522,40 @@ def test_our_server_wrapper_talks_to_openvpn_client(kind, pki, tmp_path):
                 assert payload[:1] == b"\x16"          # a TLS handshake record: the ClientHello
         finally:
             sock.close()
+
+
+@pytest.mark.parametrize("name", ["tls-auth", "tls-crypt"])
+def test_replay_time_field_is_an_epoch_like_openvpn(name):
+    """OpenVPN's packet_id_test (long form): an earlier time than the newest seen is refused
+    ("time backtrack") even with a fresh id; a later time is accepted and starts a new window;
+    id 0 is never valid."""
+    mk = {"tls-auth": lambda d: TlsAuthWrapper(KEY, d), "tls-crypt": lambda d: TlsCryptWrapper(KEY, d == 0)}[name]
+    old, new, srv = mk(1), mk(1), mk(0)
+    w_old = old.wrap(OP_CONTROL, SID_C, BODY_CTRL, 100.0)      # epoch 100, id 1
+    w_new = new.wrap(OP_CONTROL, SID_C, BODY_CTRL, 200.0)      # epoch 200, id 1
+    assert srv.unwrap_untrusted(w_new, 0.0)[2] == BODY_CTRL
+    with pytest.raises(BadPacket):
+        srv.unwrap_untrusted(w_old, 0.0)                         # time went back
+    w_next = new.wrap(OP_CONTROL, SID_C, BODY_CTRL, 200.0)      # same epoch, id 2
+    assert srv.unwrap_untrusted(w_next, 0.0)[2] == BODY_CTRL
+    newer = mk(1)
+    newer.send_pid = 0
+    w_newer = newer.wrap(OP_CONTROL, SID_C, BODY_CTRL, 300.0)   # later epoch, id 1 again: accepted
+    assert srv.unwrap_untrusted(w_newer, 0.0)[2] == BODY_CTRL
+    with pytest.raises(BadPacket):
+        srv.unwrap_untrusted(w_next, 0.0)                        # the old epoch is over
+    zero = mk(1)
+    zero.send_pid = -1                                           # forces id 0 on the wire
+    with pytest.raises(BadPacket):
+        srv.unwrap_untrusted(zero.wrap(OP_CONTROL, SID_C, BODY_CTRL, 400.0), 0.0)
+
+
+def test_send_counter_rolls_into_a_new_epoch_or_refuses():
+    from appliance.openvpn.errors import PacketIdExhausted
+    w = TlsCryptWrapper(KEY, False)
+    w.wrap(OP_CONTROL, SID_C, BODY_CTRL, 10.0)
+    w.send_pid = 0xFFFFFFFF
+    with pytest.raises(PacketIdExhausted):
+        w.wrap(OP_CONTROL, SID_C, BODY_CTRL, 10.5)              # same second: no id left
+    wire = w.wrap(OP_CONTROL, SID_C, BODY_CTRL, 11.0)          # a second later: new epoch, id 1
+    assert _replay_field(wire, 0) == (1, 11)

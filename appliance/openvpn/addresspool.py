@@ -1,0 +1,83 @@
+"""Tunnel address pools of the server (`server`, `ifconfig-pool`, `server-ipv6`), as OpenVPN lays them out."""
+from __future__ import annotations
+
+import ipaddress
+
+
+class AddressPool:
+    """Tunnel addresses for clients (topology subnet: one address each; net30: a /30 each)."""
+
+    def __init__(self, network: str, netmask: str, topology: str = "subnet",
+                 start: str | None = None, end: str | None = None) -> None:
+        self.net = ipaddress.IPv4Network(f"{network}/{netmask}", strict=False)
+        self.topology = topology
+        self.server_ip = str(self.net.network_address + 1)
+        hosts = list(self.net.hosts())
+        if topology == "subnet":
+            lo = ipaddress.IPv4Address(start) if start else self.net.network_address + 2
+            hi = ipaddress.IPv4Address(end) if end else hosts[-1] - 1 if len(hosts) > 2 else hosts[-1]
+            self.free = [str(ipaddress.IPv4Address(i)) for i in range(int(lo), int(hi) + 1)]
+        else:
+            # net30, as OpenVPN's `server` expands it: the server keeps the first /30 (.1 peer .2),
+            # the pool is .4 to .251 (in a /24), and the client in /30 number k gets base+4k+2
+            # with peer base+4k+1: .6 peer .5, .10 peer .9, ...
+            base = int(self.net.network_address)
+            self.free = [str(ipaddress.IPv4Address(base + 4 * k + 2))
+                         for k in range(1, self.net.num_addresses // 4 - 1)]
+        self.leased: set[str] = set()
+
+    def lease(self, want: str | None = None) -> str | None:
+        if want is not None:
+            if want in self.leased:
+                return None
+            self.leased.add(want)
+            if want in self.free:
+                self.free.remove(want)
+            return want
+        while self.free:
+            ip = self.free.pop(0)
+            if ip not in self.leased:
+                self.leased.add(ip)
+                return ip
+        return None
+
+    def release(self, ip: str | None) -> None:
+        if ip is not None and ip in self.leased:
+            self.leased.discard(ip)
+            if ipaddress.IPv4Address(ip) in self.net:
+                self.free.append(ip)
+
+    def ifconfig_push(self, ip: str) -> str:
+        if self.topology == "subnet":
+            return f"ifconfig {ip} {self.net.netmask}"
+        return f"ifconfig {ip} {ipaddress.IPv4Address(ip) - 1}"
+
+
+class AddressPool6:
+    """IPv6 tunnel addresses (`server-ipv6`): the server takes ::1, clients ::1000 upwards, as OpenVPN."""
+
+    def __init__(self, network: str) -> None:
+        self.net = ipaddress.IPv6Network(network, strict=False)
+        self.server_ip = str(self.net.network_address + 1)
+        first = 0x1000 if self.net.num_addresses > 0x2000 else 2
+        self.next = first
+        self.free: list[int] = []
+        self.leased: set[str] = set()
+
+    def lease(self) -> str | None:
+        n = self.free.pop(0) if self.free else self.next
+        if n >= self.net.num_addresses - 1:
+            return None
+        if n == self.next:
+            self.next += 1
+        ip = str(self.net.network_address + n)
+        self.leased.add(ip)
+        return ip
+
+    def release(self, ip: str | None) -> None:
+        if ip in self.leased:
+            self.leased.discard(ip)
+            self.free.append(int(ipaddress.IPv6Address(ip)) - int(self.net.network_address))
+
+    def ifconfig_push(self, ip: str) -> str:
+        return f"ifconfig-ipv6 {ip}/{self.net.prefixlen} {self.server_ip}"

@@ -1,0 +1,119 @@
+"""Who may start a handshake with the server, and how many may be in progress.
+
+Why apart from the dispatcher: these are the anti-flood rules, worth reading on their own. Only
+established clients count toward max-clients, so half-open handshakes cannot lock real clients
+out by that count; instead handshakes in progress are bounded in total and per source address,
+cookie-less ones (old tls-crypt-v2 clients, address unproven) more tightly and one per client
+session id (a captured reset replayed from spoofed sources opens one session, not many), and
+OpenVPN's connect-freq / connect-freq-initial rate limits apply.
+"""
+from __future__ import annotations
+
+from typing import Protocol
+
+
+class FrequencyLimit:
+    """At most `count` events per `period` seconds, in fixed windows (OpenVPN's frequency_limit,
+    behind connect-freq and connect-freq-initial). `period` 0: no limit."""
+
+    __slots__ = ("count", "period", "start", "n")
+
+    def __init__(self, count: int, period: float) -> None:
+        self.count, self.period = count, period
+        self.start = float("-inf")
+        self.n = 0
+
+    def allow(self, now: float) -> bool:
+        if not self.period:
+            return True
+        if now >= self.start + self.period:
+            self.start, self.n = now, 0
+        self.n += 1
+        return self.n <= self.count
+
+
+def source_of(addr) -> object:
+    """The host part of a client address (UDP (ip, port[, ...]) tuples); other keys as they are."""
+    return addr[0] if isinstance(addr, tuple) and addr else addr
+
+
+class _Rec(Protocol):
+    source: object
+    half_open: bool
+    unverified: bytes | None
+
+
+class Admission:
+    """The counters behind the admission rules; the dispatcher reports each record's life."""
+
+    def __init__(self, st) -> None:
+        self.st = st
+        self.n_established = 0                       # what max-clients counts
+        self.n_half_open = 0
+        self.n_unverified = 0
+        self.by_source: dict[object, int] = {}
+        self.unverified_sids: set[bytes] = set()     # client session ids of cookie-less sessions
+        cf = st.connect_freq
+        self.connect_limit = FrequencyLimit(cf[0], cf[1]) if cf else None
+        cfi = st.connect_freq_initial
+        self.initial_limit = FrequencyLimit(cfi[0], cfi[1]) if cfi else None
+
+    def refuse_stateless_answer(self, now: float) -> str | None:
+        """connect-freq-initial: why a reset may not be answered now (None: it may)."""
+        if self.initial_limit is not None and not self.initial_limit.allow(now):
+            return "connect-freq-initial limit reached"
+        return None
+
+    def refuse_unverified(self, client_sid: bytes) -> str | None:
+        """Why a cookie-less session may not start (None: it may)."""
+        if bytes(client_sid) in self.unverified_sids:
+            return "replayed cookie-less reset (session id already in a handshake)"
+        if self.n_unverified >= self.st.max_unverified:
+            return "too many cookie-less handshakes in progress"
+        return None
+
+    def refuse_new(self, addr, now: float) -> str | None:
+        """Why a new session may not be created now (None: it may)."""
+        st = self.st
+        if self.n_established >= st.max_clients:
+            return "max-clients reached"
+        if self.n_half_open >= st.max_half_open:
+            return "too many handshakes in progress"
+        if self.by_source.get(source_of(addr), 0) >= st.max_half_open_per_source:
+            return "too many handshakes in progress from one address"
+        if self.connect_limit is not None and not self.connect_limit.allow(now):
+            return "connect-freq limit reached"
+        return None
+
+    def opened(self, rec: _Rec, addr, unverified_sid: bytes | None) -> None:
+        rec.source = src = source_of(addr)
+        rec.half_open = True
+        self.n_half_open += 1
+        self.by_source[src] = self.by_source.get(src, 0) + 1
+        if unverified_sid is not None:
+            rec.unverified = bytes(unverified_sid)
+            self.n_unverified += 1
+            self.unverified_sids.add(rec.unverified)
+
+    def _handshake_over(self, rec: _Rec) -> None:
+        rec.half_open = False
+        self.n_half_open -= 1
+        n = self.by_source.get(rec.source, 0) - 1
+        if n > 0:
+            self.by_source[rec.source] = n
+        else:
+            self.by_source.pop(rec.source, None)
+        if rec.unverified is not None:
+            self.n_unverified -= 1
+            self.unverified_sids.discard(rec.unverified)
+
+    def established(self, rec: _Rec) -> None:
+        if rec.half_open:
+            self._handshake_over(rec)
+            self.n_established += 1
+
+    def gone(self, rec: _Rec) -> None:
+        if rec.half_open:
+            self._handshake_over(rec)
+        else:
+            self.n_established -= 1

@@ -1,0 +1,178 @@
+"""The control channel of a Session: wrapped packets ⇄ reliability layer ⇄ TLS ⇄ messages.
+
+Why apart from session.py: this is the plumbing every key state shares, independent of role and of
+the data channel. In: `_receive_control` unwraps (tls-auth/tls-crypt), checks session ids, feeds
+the key state's ReliableChannel, hands in-order records to TLS and TLS's application data to the
+key-method / text handlers. Out: `_queue_tls` cuts TLS output into reliable messages and `_flush`
+wraps whatever is due (first sends, retransmissions, acks) into wire packets, then notes the next
+control deadline. Session supplies the state (keys, wrapper, role, out) this mixin works on.
+"""
+from __future__ import annotations
+
+from . import events as ev
+from .errors import BadPacket, ClientRefused, PacketIdExhausted, RemoteProtocolError
+from .keymethod import KeyMethod2, decode_key_method_2_untrusted, encode_key_method_2, split_text_messages_untrusted
+from .keystate import KS, KeyState
+from .opcodes import CONTROL_OPS, EARLY_NEG_FLAG_RESEND_WKC, EARLY_NEG_FLAGS, RESET_OPS, Op, op_byte
+from .packet import decode_body_untrusted, encode_body, parse_early_neg_tlvs_untrusted
+from .tls import common_name
+
+TLS_MTU = 1250
+ACK_PIGGYBACK = 4
+ACK_STANDALONE = 8
+
+
+class ControlChannel:
+    """Mixin of Session: the control-channel steps (see the module docstring)."""
+
+    def _receive_control(self, packet, now: float) -> None:
+        op_b, sender_sid, body = self.wrapper.unwrap_untrusted(bytes(packet), now)
+        op, key_id = op_b >> 3, op_b & 7
+        if op not in CONTROL_OPS:
+            raise BadPacket("unknown opcode")
+        cb = decode_body_untrusted(op, body)
+        if self.peer_sid is None:
+            if not self.role.first_packet_ok(op):
+                raise BadPacket("control packet before the peer's hard reset")
+            self.peer_sid = sender_sid
+        elif sender_sid != self.peer_sid:
+            raise BadPacket("wrong peer session id")
+        if cb.acks and cb.peer_sid != self.own_sid:
+            raise BadPacket("ack for another session")
+        self.last_recv = now
+        ks = self.keys.get(key_id)
+        if ks is not None and op == Op.CONTROL_SOFT_RESET_V1 and key_id != self.newest_key_id and self.established:
+            ks = None   # key ids wrap 7 → 1: a soft reset for an old (lame-duck) id starts a new negotiation
+        if ks is None:
+            if op == Op.CONTROL_SOFT_RESET_V1 and self.established:
+                ks = self._answer_soft_reset(key_id, now)
+            elif self.role.opens_first_key(op, key_id):
+                ks = self._new_key_state(0, now)
+                ks.reliable.enqueue(Op.CONTROL_HARD_RESET_SERVER_V2, self.role.reset_payload())
+            else:
+                raise BadPacket("packet for unknown key id")
+        if cb.acks:
+            ks.reliable.process_acks(cb.acks)
+            self._maybe_switch(ks, now)
+        if cb.msg_id is None:
+            self._advance(ks, now)
+            return
+        if op == Op.CONTROL_HARD_RESET_SERVER_V2 and cb.msg_id == 0:
+            tlvs = parse_early_neg_tlvs_untrusted(cb.payload) if cb.payload else {}
+            flags = tlvs.get(EARLY_NEG_FLAGS)
+            if flags and len(flags) == 2 and int.from_bytes(flags, "big") & EARLY_NEG_FLAG_RESEND_WKC:
+                ks.wkc_resend = True
+        for m_op, payload in ks.reliable.receive(cb.msg_id, op, cb.payload):
+            self._deliver(ks, m_op, payload, now)
+        self._advance(ks, now)
+
+    def _deliver(self, ks: KeyState, op: int, payload: bytes, now: float) -> None:
+        if op in RESET_OPS:
+            if ks.phase == KS.RESET:
+                ks.start_tls(self.tls_context, self.cfg.tls)
+            return
+        if op == Op.CONTROL_V1 or op == Op.CONTROL_WKC_V1:
+            if ks.retired_at is not None:
+                self._count("control message for a retired key")
+                return
+            if ks.tls is None:
+                raise RemoteProtocolError("TLS data before reset")
+            ks.tls.feed(payload)
+
+    def _advance(self, ks: KeyState, now: float) -> None:
+        """Drive TLS and the key exchange of one key state as far as the inputs allow."""
+        if ks.tls is None or ks.phase == KS.DEAD:
+            return
+        was_done = ks.tls.handshake_done
+        out, msgs = ks.tls.pump()
+        self._queue_tls(ks, out)
+        if ks.tls.handshake_done and not was_done:
+            cn = common_name(ks.tls.peer_cert)
+            if self._cn_locked and cn != self.peer_common_name:
+                # As OpenVPN (tls_lock_common_name): a renegotiation with another valid
+                # certificate must not carry the tunnel over to a different identity.
+                ks.phase = KS.DEAD
+                raise ClientRefused(f"TLS Auth Error: TLS object CN attempted to change from "
+                                    f"{self.peer_common_name!r} to {cn!r}")
+            self.peer_common_name = cn
+            self._cn_locked = True
+            self.events.append(ev.HandshakeCompleted(ks.key_id, ks.tls.version, ks.tls.cipher, cn))
+            ks.phase = KS.KEY_EXCHANGE
+            self.role.tls_done(ks)
+        for m in msgs:
+            self._app_message(ks, m, now)
+
+    def _queue_tls(self, ks: KeyState, data: bytes) -> None:
+        if not data:
+            return
+        room = TLS_MTU - 9 - self.wrapper.overhead - 1 - 4 * ACK_PIGGYBACK - 8 - 4
+        if ks.wkc_resend and not ks.sent_first_control:
+            room -= len(self.wrapper.wkc)
+        for i in range(0, len(data), room):
+            op = Op.CONTROL_V1
+            if ks.wkc_resend and not ks.sent_first_control:
+                op = Op.CONTROL_WKC_V1
+            ks.sent_first_control = True
+            ks.reliable.enqueue(op, data[i:i + room])
+
+    def _send_text(self, text: str, ks: KeyState | None = None) -> None:
+        ks = ks or self._active_ks()
+        if ks is None or ks.tls is None or not ks.tls.handshake_done:
+            return
+        self._queue_tls(ks, ks.tls.send_message(text.encode() + b"\0"))
+
+    def _active_ks(self) -> KeyState | None:
+        best = None
+        for ks in self.keys.values():
+            if ks.phase == KS.ACTIVE and ks.tls is not None and (best is None or ks.created >= best.created):
+                best = ks
+        if best is None:
+            best = self.keys.get(0)
+        return best
+
+    def _options_string(self) -> str:
+        proto = ("TCPv4_CLIENT" if self.is_client else "TCPv4_SERVER") if self.tcp else "UDPv4"
+        return (f"V4,dev-type tun,link-mtu 1549,tun-mtu {self.cfg.tun_mtu},proto {proto},keysize 256,"
+                f"key-method 2,{self.role.name}")
+
+    def _send_key_method(self, ks: KeyState) -> None:
+        r = self.cfg.random_bytes
+        km = KeyMethod2(random1=r(32), random2=r(32), options=self._options_string())
+        self.role.fill_key_method(km)
+        ks.local_km = km
+        ks.sent_km = True
+        self._queue_tls(ks, ks.tls.send_message(encode_key_method_2(km, self.is_client)))
+
+    def _app_message(self, ks: KeyState, data: bytes, now: float) -> None:
+        if ks.remote_km is None:
+            km = decode_key_method_2_untrusted(data, from_client=not self.is_client)
+            ks.remote_km = km
+            self.role.got_key_method(ks, km, now)
+            return
+        for text in split_text_messages_untrusted(data):
+            if self.closed:
+                return
+            self.role.text_message(ks, text, now)
+
+    def _flush(self, now: float) -> None:
+        """Turn every key state's due messages and pending acks into wire packets, then note when
+        the control side next needs a timer."""
+        try:
+            self._wrap_due(now)
+        except PacketIdExhausted as e:
+            self._fail(str(e), restart=True)
+        self._ctl_deadline = None if self.closed else self._control_deadline()
+
+    def _wrap_due(self, now: float) -> None:
+        wrap = self.wrapper.wrap
+        for ks in self.keys.values():
+            rel = ks.reliable
+            for m in rel.due(now):
+                acks = rel.take_acks(ACK_PIGGYBACK) if self.peer_sid is not None else []
+                body = encode_body(acks, self.peer_sid if acks else None, m.msg_id, m.payload)
+                self.out.append(wrap(op_byte(m.op, ks.key_id), self.own_sid, body, now))
+            while rel.pending_acks and self.peer_sid is not None:
+                acks = rel.take_acks(ACK_STANDALONE)
+                body = encode_body(acks, self.peer_sid, None)
+                self.out.append(wrap(op_byte(Op.ACK_V1, ks.key_id), self.own_sid, body, now))
+

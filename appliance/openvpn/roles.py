@@ -1,0 +1,305 @@
+"""What differs between the client and the server end of a Session.
+
+Why: the session's state machine (keys, reliability, timers) is the same for both ends; what a
+role adds is who speaks first, what goes into the key-method message, and which text messages it
+understands. Session holds one of these and asks `is_client` only for the direction of key
+material and wire encodings (which half of a key block is ours), so each role reads top to bottom
+here instead of as if/else branches through the state machine.
+
+Role objects keep no state of their own: everything lives on the Session (its public fields are
+what the gateways read: `pushed`, `peer_common_name`, `peer_info`, ...).
+"""
+from __future__ import annotations
+
+import base64
+import hmac
+from typing import TYPE_CHECKING
+
+from . import events as ev
+from .datachannel import is_supported
+from .errors import BadPacket, ClientRefused, RemoteProtocolError
+from .keymethod import KeyMethod2, PushRejected, build_push_reply, parse_push_reply_untrusted, peer_info_int
+from .keystate import KS, KeyState
+from .opcodes import (HARD_RESET_CLIENT_OPS, IV_PROTO_CC_EXIT_NOTIFY, IV_PROTO_DATA_V2, IV_PROTO_REQUEST_PUSH,
+                      IV_PROTO_TLS_KEY_EXPORT, OCC_EXIT, OCC_MAGIC, Op)
+
+if TYPE_CHECKING:
+    from .session import Session
+
+PUSH_REQUEST_INTERVAL = 2.0
+IV_PROTO_CLIENT = IV_PROTO_DATA_V2 | IV_PROTO_REQUEST_PUSH | IV_PROTO_TLS_KEY_EXPORT | IV_PROTO_CC_EXIT_NOTIFY
+
+
+def _b64_text(v: str) -> str | None:
+    """auth-token-user carries the username base64-encoded; None if it is not valid base64 text."""
+    try:
+        return base64.b64decode(v, validate=True).decode()
+    except (ValueError, UnicodeDecodeError):
+        return None
+
+
+class ClientRole:
+    is_client = True
+    name = "tls-client"
+
+    def __init__(self, s: "Session") -> None:
+        self.s = s
+
+    def start(self, now: float) -> None:
+        """Send the first hard reset."""
+        s = self.s
+        ks = s._new_key_state(0, now)
+        op = Op.CONTROL_HARD_RESET_CLIENT_V3 if s.cfg.early_negotiation else Op.CONTROL_HARD_RESET_CLIENT_V2
+        ks.reliable.enqueue(op, b"")
+
+    def first_packet_ok(self, op: int) -> bool:
+        return op == Op.CONTROL_HARD_RESET_SERVER_V2
+
+    def opens_first_key(self, op: int, key_id: int) -> bool:
+        return False           # our own start() made key 0
+
+    def reset_payload(self) -> bytes:
+        return b""
+
+    def tls_done(self, ks: KeyState) -> None:
+        self.s._send_key_method(ks)        # the client's key-method message goes first
+
+    def fill_key_method(self, km: KeyMethod2) -> None:
+        s = self.s
+        km.pre_master = s.cfg.random_bytes(48)
+        if s.cfg.username or s.auth_token:
+            km.username = s.auth_token_user or s.cfg.username
+            km.password = s.auth_token or s.cfg.password
+        km.peer_info = self._peer_info()
+
+    def _peer_info(self) -> str:
+        cfg = self.s.cfg
+        proto = IV_PROTO_CLIENT if cfg.advertise_ekm else IV_PROTO_CLIENT & ~IV_PROTO_TLS_KEY_EXPORT
+        lines = [
+            "IV_VER=2.6.0", "IV_PLAT=linux", f"IV_PROTO={proto}", "IV_NCP=2",
+            "IV_CIPHERS=" + ":".join(cfg.data_ciphers), f"IV_MTU={cfg.tun_mtu}", "IV_TCPNL=1",
+            "IV_GUI_VER=vpn-appliance_0.1",
+        ]
+        if cfg.comp is not None:
+            lines += ["IV_COMP_STUB=1", "IV_COMP_STUBv2=1"]
+        return "\n".join(lines) + "\n"
+
+    def got_key_method(self, ks: KeyState, km: KeyMethod2, now: float) -> None:
+        s = self.s
+        if ks.key_id == 0 and not s.established:
+            ks.phase = KS.PUSH
+            s._send_text("PUSH_REQUEST", ks)
+            s.next_push_request = now + PUSH_REQUEST_INTERVAL
+        else:
+            s._install_keys(ks, now)
+
+    def keys_installed(self, ks: KeyState) -> None:
+        self.s._set_established()
+
+    def text_message(self, ks: KeyState, text: str, now: float) -> None:
+        s = self.s
+        if text.startswith("PUSH_REPLY"):
+            if s.established:
+                return  # a duplicate answer to a repeated PUSH_REQUEST
+            try:
+                s.pushed = parse_push_reply_untrusted(text, s.pushed, s.cfg.pull_filter)
+            except PushRejected as e:
+                s._fail(e.reason, restart=True)
+                return
+            except BadPacket as e:
+                raise RemoteProtocolError(f"bad PUSH_REPLY: {e.reason}") from None
+            if s.pushed.complete:
+                s.next_push_request = None
+                self._apply_push(ks, now)
+        elif text.startswith("AUTH_FAILED"):
+            msg = text[len("AUTH_FAILED"):].lstrip(",")
+            s.events.append(ev.AuthFailed(msg or "authentication failed"))
+            s._fail(f"AUTH_FAILED {msg}".strip(), restart=msg.startswith("TEMP"))
+        elif text.startswith("RESTART"):
+            s._fail("server sent RESTART" + (": " + text[8:] if len(text) > 8 else ""), restart=True)
+        elif text.startswith("HALT"):
+            s._fail("server sent HALT" + (": " + text[5:] if len(text) > 5 else ""), restart=False)
+        elif text.startswith("EXIT"):
+            s._fail("server exited (EXIT)", restart=True)
+        elif text.startswith("INFO") or text.startswith("AUTH_PENDING") or text.startswith("ACC"):
+            s._warn(f"server message: {text[:200]}")
+        else:
+            s._warn(f"unknown control message: {text[:60]}")
+
+    def _apply_push(self, ks: KeyState, now: float) -> None:
+        s = self.s
+        p = s.pushed
+        assert p is not None
+        cipher = p.cipher
+        if cipher is None:
+            cipher = s.cfg.data_ciphers_fallback
+            if cipher is None:
+                raise RemoteProtocolError("server pushed no cipher and no data-ciphers-fallback is set")
+        if cipher not in s.cfg.data_ciphers and cipher != s.cfg.data_ciphers_fallback:
+            raise RemoteProtocolError(f"server pushed cipher {cipher}, not in our data-ciphers")
+        if not is_supported(cipher):
+            raise RemoteProtocolError(f"server pushed unsupported cipher {cipher}")
+        s.cipher = cipher
+        s.ekm = p.tls_ekm
+        s.cc_exit = p.cc_exit
+        if p.auth_token:
+            # As OpenVPN: renegotiations authenticate with the token instead of the password
+            # (which a one-time-password setup could not repeat).
+            s.auth_token = p.auth_token
+            if p.auth_token_user:
+                s.auth_token_user = _b64_text(p.auth_token_user)
+        if p.peer_id is not None:
+            s.peer_id = p.peer_id
+        if p.ping is not None:
+            s.ping_interval = p.ping
+        if p.ping_restart is not None:
+            s.ping_restart = p.ping_restart
+        if p.compress is not None:
+            s.comp = "stub-v2" if p.compress in ("stub-v2", "lz4-v2") else "stub"
+            if p.compress not in ("stub", "stub-v2", "lzo", "lz4", "lz4-v2"):
+                raise RemoteProtocolError(f"server pushed compression {p.compress}, not supported")
+        elif p.comp_lzo is not None:
+            s.comp = "lzo-stub"
+        s._install_keys(ks, now)
+
+    def exit_notification(self) -> None:
+        """Leaving: `EXIT` over the control channel when the server understands it (cc-exit),
+        otherwise explicit-exit-notify's OCC exit packets on UDP."""
+        s = self.s
+        if s.send_key is None:
+            return
+        if s.cc_exit:
+            s._send_text("EXIT")
+        elif not s.tcp:
+            for _ in range(s.cfg.explicit_exit_notify):
+                s._queue_data(OCC_MAGIC + bytes((OCC_EXIT,)))
+
+    def peer_exit_restarts(self) -> bool:
+        return True            # the server went away: reconnect, as OpenVPN's SIGUSR1
+
+
+class ServerRole:
+    is_client = False
+    name = "tls-server"
+
+    def __init__(self, s: "Session") -> None:
+        self.s = s
+
+    def start(self, now: float) -> None:
+        """The client speaks first."""
+
+    def first_packet_ok(self, op: int) -> bool:
+        return op in HARD_RESET_CLIENT_OPS
+
+    def opens_first_key(self, op: int, key_id: int) -> bool:
+        return op in HARD_RESET_CLIENT_OPS and key_id == 0 and not self.s.keys
+
+    def reset_payload(self) -> bytes:
+        return b""
+
+    def tls_done(self, ks: KeyState) -> None:
+        """We answer the client's key-method message; nothing to send yet."""
+
+    def fill_key_method(self, km: KeyMethod2) -> None:
+        """The server's message carries randoms and options only."""
+
+    def got_key_method(self, ks: KeyState, km: KeyMethod2, now: float) -> None:
+        s = self.s
+        first = ks.key_id == 0 and not s.established
+        verify = s.cfg.verify_user
+        if first:
+            s.peer_info = km.peer_info_dict()
+            if verify is not None and not verify(km.username, km.password, s.peer_common_name):
+                self._auth_failed(ks, "client failed username/password authentication")
+                return
+            s.peer_username = km.username
+            s.cipher = s._negotiate_cipher()
+            proto = peer_info_int(s.peer_info, "IV_PROTO")
+            s.ekm = s.cfg.server_ekm and bool(proto & IV_PROTO_TLS_KEY_EXPORT)
+            s.cc_exit = bool(proto & IV_PROTO_CC_EXIT_NOTIFY)
+            if not proto & IV_PROTO_DATA_V2:
+                s.peer_id = None
+            s.events.append(ev.ClientAuthenticated(s.peer_common_name, km.username, s.peer_info))
+        else:
+            # As OpenVPN (ssl_verify.c): the username may not change on renegotiation, and the
+            # password is checked again, unless it is the auth-token we handed out.
+            if km.username != s.peer_username:
+                raise ClientRefused(f"TLS Auth Error: username attempted to change from "
+                                    f"{s.peer_username!r} to {km.username!r}")
+            if verify is not None and not self._token_ok(km.password) \
+                    and not verify(km.username, km.password, s.peer_common_name):
+                self._auth_failed(ks, "client failed username/password authentication on renegotiation")
+                return
+        s._send_key_method(ks)
+        s._install_keys(ks, now)
+        if first and peer_info_int(s.peer_info, "IV_PROTO") & IV_PROTO_REQUEST_PUSH:
+            self.send_push_reply(ks, now)
+
+    def _token_ok(self, password: str) -> bool:
+        tok = self.s.issued_auth_token
+        return tok is not None and hmac.compare_digest(password.encode(), tok.encode())
+
+    def _auth_failed(self, ks: KeyState, reason: str) -> None:
+        s = self.s
+        if not ks.sent_km:
+            s._send_key_method(ks)
+        s._send_text("AUTH_FAILED", ks)
+        s._fail(reason, restart=False)
+
+    def keys_installed(self, ks: KeyState) -> None:
+        """Established only once the options are pushed (send_push_reply)."""
+
+    def text_message(self, ks: KeyState, text: str, now: float) -> None:
+        s = self.s
+        if text.startswith("PUSH_REQUEST"):
+            self.send_push_reply(ks, now)
+        elif text.startswith("EXIT"):
+            s._fail("client exited (EXIT)", restart=False)
+        else:
+            s._warn(f"unknown control message: {text[:60]}")
+
+    def send_push_reply(self, ks: KeyState, now: float) -> None:
+        s = self.s
+        if s.push_sent:
+            return
+        opts: list[str] = []
+        if s.cfg.push_options is not None:
+            opts += s.cfg.push_options(s)          # may raise ClientRefused
+        for o in opts:
+            if o.startswith("auth-token "):
+                s.issued_auth_token = o.split()[1] if len(o.split()) > 1 else None
+        flags = ["cc-exit"] if s.cc_exit else []
+        if s.ekm:
+            flags.append("tls-ekm")
+        if flags:
+            opts.append("protocol-flags " + " ".join(flags))
+        if s.peer_id is not None:
+            opts.append(f"peer-id {s.peer_id}")
+        opts.append(f"cipher {s.cipher}")
+        for msg in build_push_reply(opts):
+            s._send_text(msg, ks)
+        s.push_sent = True
+        s.events.append(ev.PushRequested())
+        s._set_established()
+
+    def refuse(self, ks: KeyState | None, reason: str, temporary: bool = False) -> None:
+        """An authenticated client is not admitted: tell it (AUTH_FAILED, or AUTH_FAILED,TEMP
+        when it may retry later), then close."""
+        s = self.s
+        if ks is not None and ks.tls is not None and ks.tls.handshake_done:
+            if ks.phase is KS.KEY_EXCHANGE and not ks.sent_km and ks.remote_km is not None:
+                s._send_key_method(ks)
+            s._send_text("AUTH_FAILED,TEMP" if temporary else "AUTH_FAILED", ks)
+        s._fail(reason, restart=False)
+
+    def exit_notification(self) -> None:
+        """One OCC exit on UDP (at least, or explicit-exit-notify's count): clients without cc-exit
+        understand it; over TCP the closing stream says enough."""
+        s = self.s
+        if s.send_key is None or s.tcp:
+            return
+        for _ in range(max(1, s.cfg.explicit_exit_notify)):
+            s._queue_data(OCC_MAGIC + bytes((OCC_EXIT,)))
+
+    def peer_exit_restarts(self) -> bool:
+        return False

@@ -1,0 +1,260 @@
+"""Issue 8, the server dispatcher in memory: admission, float, exit, limits, and its timer heap.
+
+Each test is an attack (or an operator setting) that OpenVPN handles and the dispatcher must too:
+spoofed float under `verify-client-cert none`, an OCC exit that must free the client, half-open
+handshakes that must not count as clients, connect-freq, replayed tls-crypt-v2 resets,
+ccd-exclusive and username-as-common-name.
+"""
+from __future__ import annotations
+
+import pytest
+
+from appliance.openvpn import events as ev
+from appliance.openvpn import keyfiles, wrapping
+from appliance.openvpn.server import AddressPool, ServerDispatcher, ServerSettings
+from appliance.openvpn.session import Role, Session, SessionConfig
+from appliance.openvpn.tls import TlsSettings
+from tests.engine.test_server_dispatcher import _icmp, _kpem, _pem, _pump, _up
+from tests.engine.test_server_dispatcher import pki  # noqa: F401 - the fixture
+
+OCC_MAGIC = bytes.fromhex("287f346bd4ef7a812d56b8d3afc5459c")
+OCC_EXIT = 6
+
+
+def _mk_server(pki, protection="none", verify_client_cert="require", verify_user=None, **kw):  # noqa: F811
+    stls = TlsSettings(_pem(pki["ca"][0]), _pem(pki["server"][0]), _kpem(pki["server"][1]), True,
+                       remote_cert_tls="client" if verify_client_cert == "require" else None,
+                       verify_client_cert=verify_client_cert)
+    st = ServerSettings(
+        session_config=lambda pid: SessionConfig(Role.SERVER, stls, None, peer_id=pid, ping=10, ping_restart=60,
+                                                 verify_user=verify_user),
+        protection=protection, pool=AddressPool("198.19.0.0", "255.255.255.0", "subnet"), **kw)
+    return ServerDispatcher(st, 0.0)
+
+
+def _mk_client(pki, cert=None, make_wrapper=wrapping.PlainWrapper, early=False, **kw):  # noqa: F811
+    c, k = cert if cert is not None else (None, None)
+    tls = TlsSettings(_pem(pki["ca"][0]), _pem(c) if c else None, _kpem(k) if k else None, False,
+                      remote_cert_tls="server")
+    s = Session(SessionConfig(Role.CLIENT, tls, make_wrapper, early_negotiation=early, **kw), 0.0)
+    s.start(0.0)
+    return s
+
+
+def _half_open(d, s, addr, now=0.5):
+    """Take a client through the cookie exchange and its first TLS packet, then leave it there."""
+    for p in s.take_outgoing():
+        d.receive(p, addr, now)
+    for p, a in d.take_outgoing():
+        if a == addr:
+            s.receive(p, now)
+    for p in s.take_outgoing():
+        d.receive(p, addr, now)
+    d.take_outgoing()
+
+
+# ---------------------------------------------------------------- float
+def test_float_never_takes_another_live_sessions_address_without_client_certs(pki):  # noqa: F811
+    """verify-client-cert none: every common name is None; an authenticated user must still not
+    take over (and so disconnect) another user's address by sending from it."""
+    d = _mk_server(pki, verify_client_cert="none")
+    a, b = _mk_client(pki), _mk_client(pki)
+    home, victim = ("198.18.0.50", 1), ("198.18.0.51", 1)
+    _pump(d, [(a, home), (b, victim)])
+    assert _up(a) and _up(b)
+    rec_b = d.by_addr[victim]
+    ping = _icmp(a.pushed.ifconfig[0], "198.19.0.1")
+    assert d.receive(a.encrypt(ping), victim, 2.0)[1] == []
+    assert d.by_addr[victim] is rec_b and not rec_b.session.closed
+    assert d.stats["float to another client's address refused"] == 1
+    assert len(d.receive(b.encrypt(_icmp(b.pushed.ifconfig[0], "198.19.0.1")), victim, 2.1)[1]) == 1
+
+
+# ---------------------------------------------------------------- OCC exit
+def test_occ_exit_on_the_data_channel_removes_the_client(pki):  # noqa: F811
+    """A client without cc-exit says goodbye with an OCC EXIT data packet: the dispatcher itself
+    must free its address and forget it (nobody calls collect_all)."""
+    d = _mk_server(pki)
+    a = _mk_client(pki, pki["clients"][0])
+    addr = ("198.18.0.60", 1)
+    _pump(d, [(a, addr)])
+    ip = a.pushed.ifconfig[0]
+    d.receive(bytes(a.send_key.seal(OCC_MAGIC + bytes((OCC_EXIT,)))), addr, 1.0)
+    assert d.clients == [] and ip not in d.st.pool.leased and d.route(ip) is None
+    assert any(isinstance(e, ev.SessionClosed) for _r, e in d.events)
+
+
+# ---------------------------------------------------------------- half-open handshakes
+def test_half_open_handshakes_do_not_count_toward_max_clients(pki):  # noqa: F811
+    d = _mk_server(pki, max_clients=1)
+    _half_open(d, _mk_client(pki, pki["clients"][1]), ("198.18.0.70", 1))
+    assert len(d.by_addr) == 1
+    real = _mk_client(pki, pki["clients"][2])
+    _pump(d, [(real, ("198.18.0.71", 1))])
+    assert _up(real), "a half-open handshake took the only client slot"
+    late = _mk_client(pki, pki["clients"][3])
+    _pump(d, [(late, ("198.18.0.72", 1))])
+    assert not _up(late), "max-clients 1 with one client up"
+
+
+def test_handshakes_per_source_address_are_bounded(pki):  # noqa: F811
+    d = _mk_server(pki, max_half_open_per_source=4)
+    for port in range(10):
+        _half_open(d, _mk_client(pki, pki["clients"][port % 10]), ("198.18.0.80", 2000 + port))
+    assert len(d.by_addr) == 4
+    assert d.stats["too many handshakes in progress from one address"] == 6
+    other = _mk_client(pki, pki["clients"][4])
+    _pump(d, [(other, ("198.18.0.81", 1))])
+    assert _up(other), "another source is not affected"
+
+
+def test_connect_freq_limits_new_sessions(pki):  # noqa: F811
+    d = _mk_server(pki, connect_freq=(2, 10))
+    clients = [(_mk_client(pki, pki["clients"][i]), ("198.18.0.%d" % (90 + i), 1)) for i in range(3)]
+    _pump(d, clients, now=1.0)
+    assert [_up(s) for s, _ in clients] == [True, True, False]
+    assert d.stats["connect-freq limit reached"] >= 1
+    late = _mk_client(pki, pki["clients"][5])
+    _pump(d, [(late, ("198.18.0.99", 1))], now=12.0)
+    assert _up(late), "the next period admits again"
+
+
+def test_connect_freq_initial_limits_stateless_answers(pki):  # noqa: F811
+    d = _mk_server(pki)                     # OpenVPN's default: 100 per 10 s
+    for i in range(150):
+        s = _mk_client(pki, pki["clients"][0])
+        for p in s.take_outgoing():
+            d.receive(p, ("198.18.1.%d" % (i % 250), 3000 + i), 1.0)
+    assert len(d.take_outgoing()) == 100
+    assert d.stats["connect-freq-initial limit reached"] == 50
+    assert d.clients == []
+
+
+# ---------------------------------------------------------------- tls-crypt-v2 without cookies
+def _v2_setup(pki, **kw):  # noqa: F811
+    v2 = keyfiles.parse_tls_crypt_v2_server_key(keyfiles.generate_tls_crypt_v2_server_key())
+    kc, wkc = keyfiles.parse_tls_crypt_v2_client_key(keyfiles.generate_tls_crypt_v2_client_key(v2))
+    d = _mk_server(pki, "tls-crypt-v2", v2_server_key=v2, **kw)
+    # An OpenVPN 2.5 client: HARD_RESET_CLIENT_V3, but no early negotiation (ids start at 1).
+    c = _mk_client(pki, pki["clients"][6], lambda: wrapping.TlsCryptV2ClientWrapper(kc, wkc, early_negotiation=False),
+                   early=True)
+    return d, c
+
+
+def test_replayed_tls_crypt_v2_reset_from_spoofed_addresses_makes_one_session(pki):  # noqa: F811
+    d, c = _v2_setup(pki)
+    reset = bytes(c.take_outgoing()[0])
+    for i in range(64):
+        d.receive(reset, ("198.18.2.%d" % (i + 1), 5000), 1.0)
+    assert len(d.by_addr) <= 1, f"{len(d.by_addr)} sessions from one captured reset"
+
+
+def test_force_cookie_refuses_resets_without_early_negotiation(pki):  # noqa: F811
+    d, c = _v2_setup(pki, force_cookie=True)
+    reset = bytes(c.take_outgoing()[0])
+    d.receive(reset, ("198.18.2.1", 5000), 1.0)
+    assert d.by_addr == {}
+    assert d.stats["tls-crypt-v2 reset without cookie support refused (force-cookie)"] == 1
+
+
+def test_cookie_less_handshakes_are_bounded_in_total(pki):  # noqa: F811
+    d, _c = _v2_setup(pki, max_unverified=5)
+    v2 = d.st.v2_server_key
+    for i in range(12):
+        kc, wkc = keyfiles.parse_tls_crypt_v2_client_key(keyfiles.generate_tls_crypt_v2_client_key(v2))
+        c = _mk_client(pki, pki["clients"][i % 10],
+                       (lambda kc, wkc: lambda: wrapping.TlsCryptV2ClientWrapper(kc, wkc, early_negotiation=False))(kc, wkc),
+                       early=True)
+        for p in c.take_outgoing():
+            d.receive(p, ("198.18.4.%d" % (i + 1), 1), 1.0)
+    assert len(d.by_addr) == 5
+    assert d.stats["too many cookie-less handshakes in progress"] == 7
+
+
+# ---------------------------------------------------------------- ccd-exclusive, username-as-common-name
+def test_ccd_exclusive_refuses_clients_without_a_ccd_file(pki):  # noqa: F811
+    class Ccd:
+        ifconfig_push = None
+        iroutes: list = []
+        push: list = []
+        push_reset = False
+    d = _mk_server(pki, ccd=lambda cn: Ccd() if cn == "client1" else None, ccd_exclusive=True)
+    known, unknown = _mk_client(pki, pki["clients"][1]), _mk_client(pki, pki["clients"][2])
+    _pump(d, [(known, ("198.18.0.101", 1)), (unknown, ("198.18.0.102", 1))])
+    assert _up(known)
+    assert not _up(unknown) and any(isinstance(e, ev.AuthFailed) for e in unknown.events)
+    assert [r.common_name for r in d.clients] == ["client1"]
+
+
+def test_username_as_common_name_drives_ccd_and_duplicate_cn(pki):  # noqa: F811
+    asked = []
+    d = _mk_server(pki, ccd=lambda cn: asked.append(cn), username_as_cn=True,
+                   verify_user=lambda u, p, cn: True)
+    a = _mk_client(pki, pki["clients"][1], username="carol", password="x")
+    b = _mk_client(pki, pki["clients"][2], username="carol", password="y")
+    _pump(d, [(a, ("198.18.0.110", 1))])
+    assert _up(a) and asked == ["carol"] and d.clients[0].common_name == "carol"
+    _pump(d, [(b, ("198.18.0.111", 1))], now=1.0)
+    assert _up(b)                                # duplicate-cn off: the first "carol" is dropped
+    assert [r.common_name for r in d.clients] == ["carol"] and d.clients[0].addr == ("198.18.0.111", 1)
+
+
+# ---------------------------------------------------------------- timers and counters
+def test_timer_heap_runs_only_due_sessions(pki, monkeypatch):  # noqa: F811
+    """next_deadline() may be early (a lower bound that re-arms), never late; a wake-up looks at
+    the sessions whose heap entry is due and runs only those whose deadline has come."""
+    d = _mk_server(pki)
+    clients = [(_mk_client(pki, pki["clients"][i]), ("198.18.5.%d" % (i + 1), 1)) for i in range(10)]
+    _pump(d, clients)
+    assert all(_up(s) for s, _ in clients)
+    real_nd, real_ht = Session.next_deadline, Session.handle_timer
+    true_min = min(real_nd(r.session) for r in d.clients)
+    assert d.next_deadline() <= true_min
+    looked, ran = [], []
+    monkeypatch.setattr(Session, "next_deadline", lambda self: looked.append(self) or real_nd(self))
+    monkeypatch.setattr(Session, "handle_timer", lambda self, now: ran.append(self) or real_ht(self, now))
+    d.handle_timer(d.next_deadline() - 0.5)       # nothing due: no session is even looked at
+    assert looked == [] and ran == []
+    t, wakeups = d.next_deadline(), 0
+    while t < true_min:                           # early entries: each re-arms once, runs nothing
+        d.handle_timer(t)
+        wakeups += 1
+        t = d.next_deadline()
+    assert ran == [] and wakeups <= len(d.clients) and t == true_min
+    due = {id(r.session) for r in d.clients if real_nd(r.session) <= t}
+    looked.clear()
+    d.handle_timer(t)
+    assert {id(x) for x in ran} == due
+    assert len(looked) <= 3 * len(due), "a wake-up must not scan every client"
+
+
+def test_drop_counters_cover_live_and_gone_sessions(pki):  # noqa: F811
+    d = _mk_server(pki)
+    a, b = _mk_client(pki, pki["clients"][1]), _mk_client(pki, pki["clients"][2])
+    pa, pb = ("198.18.0.120", 1), ("198.18.0.121", 1)
+    _pump(d, [(a, pa), (b, pb)])
+    w = bytes(a.encrypt(_icmp(a.pushed.ifconfig[0], "198.19.0.1")))
+    d.receive(w, pa, 1.0)
+    d.receive(w, pa, 1.0)                                   # replay, counted by a's session
+    d.receive(b"\x00garbage", ("198.18.0.122", 1), 1.0)     # counted by the dispatcher
+    before = d.drop_counters()
+    assert before["replayed data packet"] == 1 and "stateless reset answered" not in before
+    d.receive(bytes(a.send_key.seal(OCC_MAGIC + bytes((OCC_EXIT,)))), pa, 1.1)   # a leaves
+    assert d.drop_counters()["replayed data packet"] == 1, "a gone session's counters are kept"
+
+
+def test_max_clients_reached_during_a_handshake_says_auth_failed_temp(pki):  # noqa: F811
+    """Two handshakes for the last slot: the one that finishes second is told to retry later."""
+    d = _mk_server(pki, max_clients=1)
+    a, b = _mk_client(pki, pki["clients"][1]), _mk_client(pki, pki["clients"][2])
+    pa, pb = ("198.18.0.130", 1), ("198.18.0.131", 1)
+    _half_open(d, a, pa)
+    _half_open(d, b, pb)
+    assert len(d.by_addr) == 2
+    d.handle_timer(3.0)                   # _half_open dropped the server's answers: resend them
+    _pump(d, [(a, pa), (b, pb)], now=3.0)
+    assert _up(a) and not _up(b)
+    failed = [e for e in b.events if isinstance(e, ev.AuthFailed)]
+    closed = [e for e in b.events if isinstance(e, ev.SessionClosed)]
+    assert failed and failed[0].message.startswith("TEMP") and closed and closed[0].restart
+    assert [r.addr for r in d.clients] == [pa]

@@ -1,0 +1,183 @@
+"""Issue 8, one Session pair in memory: what an authenticated but hostile (or changed) peer can do.
+
+Each test is a thing OpenVPN refuses or bounds: a renegotiation under another identity, a
+password that is no longer valid, a pushed value out of range, a packet-id counter at its end,
+peer-info nonsense, kilobytes of junk control text, memory pinned by renegotiating.
+"""
+from __future__ import annotations
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.x509.oid import ExtendedKeyUsageOID
+
+from appliance.bench import _cert, _pems
+from appliance.openvpn import events as ev
+from appliance.openvpn.tls import TlsSettings, build_context
+from tests.engine.test_memory_link import Link, make_pair, payloads, up
+
+DATA_PID_RENEG_AT = 0xFF000000          # OpenVPN's PACKET_ID_WRAP_TRIGGER
+PID_MAX = 0xFFFFFFFF
+
+
+@pytest.fixture(scope="module")
+def pki():
+    ca = _cert("sec CA")
+    return {"ca": ca[0].public_bytes(serialization.Encoding.PEM),
+            "server": _pems(_cert("server", ca, ExtendedKeyUsageOID.SERVER_AUTH)),
+            "client": _pems(_cert("alice", ca, ExtendedKeyUsageOID.CLIENT_AUTH)),
+            "client_b": _pems(_cert("mallory", ca, ExtendedKeyUsageOID.CLIENT_AUTH))}
+
+
+def _connected(pki, **kw):
+    c, s, strip = make_pair(pki, **kw)
+    link = Link(c, s, strip_wkc=strip)
+    link.run(lambda: up(c, s))
+    assert up(c, s)
+    return c, s, link
+
+
+def _closed(sess) -> list[ev.SessionClosed]:
+    return [e for e in sess.events if isinstance(e, ev.SessionClosed)]
+
+
+def _renegotiate(link, c, s) -> None:
+    c.renegotiate(link.now)
+    link.run(lambda: (c.send_key.key_id == 1 and s.send_key.key_id == 1) or c.closed or s.closed, max_time=30)
+
+
+# ---------------------------------------------------------------- renegotiation re-checks
+def test_renegotiation_with_another_certificate_ends_the_session(pki):
+    """Another valid certificate of the same CA on renegotiation: OpenVPN's "TLS object CN
+    attempted to change"; the tunnel must not carry on as the new name."""
+    c, s, link = _connected(pki)
+    assert s.peer_common_name == "alice"
+    c.cfg.tls = TlsSettings(pki["ca"], *pki["client_b"], False, remote_cert_tls="server")
+    c.tls_context = build_context(c.cfg.tls)
+    _renegotiate(link, c, s)
+    closed = _closed(s)
+    assert s.closed and closed and "CN attempted to change" in closed[0].reason
+    assert s.peer_common_name == "alice", "the session's identity must not have been replaced"
+    assert s.send_key is None or s.send_key.key_id == 0
+
+
+def test_renegotiation_with_another_username_ends_the_session(pki):
+    c, s, link = _connected(pki, verify_user=lambda u, p, cn: True, username="alice", password="pw")
+    assert s.peer_username == "alice"
+    c.cfg.username = "bob"
+    _renegotiate(link, c, s)
+    closed = _closed(s)
+    assert s.closed and closed and "username attempted to change" in closed[0].reason
+    assert not closed[0].restart
+
+
+def test_password_is_verified_again_on_renegotiation(pki):
+    calls = []
+
+    def verify(u, p, cn):
+        calls.append(p)
+        return p == "right"
+    c, s, link = _connected(pki, verify_user=verify, username="alice", password="right")
+    assert calls == ["right"]
+    c.cfg.password = "revoked-or-wrong"
+    _renegotiate(link, c, s)
+    assert calls == ["right", "revoked-or-wrong"], "the renegotiation's password was not checked"
+    assert s.closed and "renegotiation" in _closed(s)[0].reason
+    assert any(isinstance(e, ev.AuthFailed) for e in c.events), "the client is told AUTH_FAILED"
+
+
+def test_auth_token_is_accepted_on_renegotiation_without_the_password_check(pki):
+    calls = []
+    c, s, _ = make_pair(pki, verify_user=lambda u, p, cn: calls.append(p) or p == "otp-1",
+                        username="alice", password="otp-1")
+    s.cfg.push_options = lambda _s: ["ifconfig 198.19.0.2 255.255.255.0", "auth-token TOKEN-abc"]
+    link = Link(c, s)
+    link.run(lambda: up(c, s))
+    calls.clear()
+    _renegotiate(link, c, s)
+    assert not s.closed and c.send_key.key_id == 1
+    assert calls == [], "a valid auth-token must not go through the password check"
+
+
+# ---------------------------------------------------------------- hostile pushes
+@pytest.mark.parametrize("option,what", [("peer-id 16777216", "peer-id"), ("peer-id -1", "peer-id"),
+                                         ("ping -5", "ping"), ("ping-restart -1", "ping-restart"),
+                                         ("tun-mtu 20", "tun-mtu"), ("peer-id x", "peer-id")])
+def test_bad_pushed_value_ends_the_session_cleanly(pki, option, what):
+    c, s, _ = make_pair(pki)
+    s.cfg.push_options = lambda _s: ["ifconfig 198.19.0.2 255.255.255.0", option]
+    link = Link(c, s)
+    link.run(lambda: c.closed or up(c, s), max_time=30)     # must not raise
+    closed = _closed(c)
+    assert c.closed and closed and what in closed[0].reason and not c.established
+
+
+def test_peer_info_is_read_like_openvpn(pki):
+    """IV_PROTO=seven is 0 for OpenVPN (atoi); a duplicated key counts with its first value."""
+    c, s, _ = make_pair(pki)
+    info = "IV_VER=2.6.0\nIV_PROTO=seven\nIV_PROTO=6\nIV_CIPHERS=AES-256-GCM\n"
+    if hasattr(c, "role"):
+        c.role._peer_info = lambda: info
+    else:                                   # the layout before the split, for the red run
+        c._peer_info = lambda: info
+    link = Link(c, s)
+    link.run(lambda: up(c, s) or s.closed or c.closed, max_time=30)
+    assert s.peer_info["IV_PROTO"] == "seven"
+    # IV_PROTO 0: no DATA_V2 (no peer-id), no request-push: the client's PUSH_REQUEST drives it
+    assert up(c, s) and s.peer_id is None
+
+
+# ---------------------------------------------------------------- packet ids
+def test_data_packet_ids_renegotiate_before_they_run_out_and_never_wrap(pki):
+    c, s, link = _connected(pki)
+    c.send_key.send_pid = DATA_PID_RENEG_AT
+    assert link.send(c, s, payloads(3)) == payloads(3)
+    c.note_sent(link.now)                      # the data path reports; the key renegotiates
+    link.run(lambda: c.send_key.key_id == 1 and s.send_key.key_id == 1, max_time=30)
+    assert c.send_key.key_id == 1 and c.send_key.send_pid < 1000
+    # Without note_sent (a pump that never calls it), the next wake-up starts it: the deadline says now.
+    c1, s1, link1 = _connected(pki)
+    c1.send_key.send_pid = DATA_PID_RENEG_AT
+    c1.encrypt(payloads(1)[0])
+    assert c1.next_deadline() <= link1.now
+    link1.run(lambda: c1.send_key.key_id == 1 and s1.send_key.key_id == 1, max_time=30)
+    assert c1.send_key.key_id == 1
+    # A counter at its very end: nothing sent with it, no exception anywhere (ping timer too).
+    c2, s2, link2 = _connected(pki, ping=5)
+    c2.send_key.send_pid = PID_MAX
+    assert c2.encrypt(payloads(1)[0]) is None
+    c2.handle_timer(link2.now + 6)             # the ping would need id 2**32
+    assert not c2.closed or _closed(c2)
+    assert c2.stats.get("packet-id space exhausted (send)") == 1
+
+
+def test_control_replay_ids_roll_over_into_a_new_epoch(pki):
+    c, s, link = _connected(pki, protection="tls-crypt")
+    c.wrapper.send_pid = PID_MAX - 1
+    link.now += 2.0
+    _renegotiate(link, c, s)                    # needs many control packets: crosses the end
+    assert not c.closed and not s.closed
+    assert c.send_key.key_id == 1 and s.send_key.key_id == 1
+    assert c.wrapper.send_pid < 100
+
+
+# ---------------------------------------------------------------- bounds
+def test_junk_control_text_gives_a_bounded_number_of_warnings(pki):
+    c, s, link = _connected(pki)
+    for i in range(2000):                       # ~16 KB of unknown messages
+        c._send_text(f"X{i:06d}")
+    link.run(lambda: False, max_steps=400)
+    warnings = [e for e in s.events if isinstance(e, ev.Warning)]
+    assert 1 <= len(warnings) <= 12, len(warnings)
+    assert not s.closed and up(c, s)
+
+
+def test_renegotiating_keys_share_one_decrypt_buffer(pki):
+    c, s, link = _connected(pki, tran_window=3600)
+    for k in range(1, 7):
+        c.renegotiate(link.now)
+        link.run(lambda: c.send_key.key_id == k and s.send_key.key_id == k, max_time=link.now + 30)
+        assert link.send(c, s, payloads(2)) == payloads(2)
+    live = [ks.data for ks in s.keys.values() if ks.data is not None]
+    assert len(live) >= 6
+    assert len({id(dk.scratch) for dk in live}) == 1, "every key kept its own 128 KiB buffer"
+    assert all(ks.tls is None for ks in s.keys.values() if ks.retired_at is not None)
