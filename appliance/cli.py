@@ -40,7 +40,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         print(str(e), file=sys.stderr)
         return 2
     print(render_options(opts))
-    for n in getattr(opts, "notes", []) or []:
+    for n in opts.notes:
         print(f"# note: {n}")
     return 0
 
@@ -55,9 +55,9 @@ def _validate_runtime(opts) -> None:
 
 
 def _credentials(opts) -> tuple[str, str]:
-    if getattr(opts, "auth_user_pass", None):
+    if opts.auth_user_pass:
         return opts.auth_user_pass
-    if getattr(opts, "auth_user_pass_required", False):
+    if opts.auth_user_pass_required:
         if not sys.stdin.isatty():
             raise ConfigError("auth-user-pass without a file needs a terminal to ask for the username and password")
         import getpass
@@ -78,7 +78,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(str(e), file=sys.stderr)
         return 2
     _setup_logging(max(opts.verb, 3) + args.verbose)
-    for n in getattr(opts, "notes", []) or []:
+    for n in opts.notes:
         log.debug("%s", n)
     if opts.role == "server":
         return gateway.server_gateway(opts).run()

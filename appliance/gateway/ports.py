@@ -47,8 +47,10 @@ class TunPort(Protocol):
 
 
 class DatagramPort(Protocol):
-    """A UDP socket: connected (client) or bound (server). Sends never raise for peer errors."""
+    """A UDP socket: connected (client) or bound (server). Sends never raise for peer errors;
+    they are counted in `errors` by errno name."""
     stats: dict
+    errors: dict[str, int]
 
     def fileno(self) -> int: ...
 

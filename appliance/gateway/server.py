@@ -311,8 +311,8 @@ class ServerGateway:
         extra = dict(drop_counters(self.d))
         for k, v in self.dp.stats.items():
             extra[k] = extra.get(k, 0) + v
-        for port in (self.udp,):
-            for k, v in (getattr(port, "errors", None) or {}).items():
+        if self.udp is not None:
+            for k, v in self.udp.errors.items():
                 extra[k] = extra.get(k, 0) + v
         self.faults.maybe_log(self.clock(), extra, final=final)
         if not final:

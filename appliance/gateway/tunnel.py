@@ -64,7 +64,7 @@ class TunnelNetwork:
         self.routes = RouteSet()
         if not self.opts.route_nopull:
             self._pushed_routes(pushed, remote_ip, ng4, ng6, has6)
-        for net, mask, _gw, metric in getattr(self.opts, "route", []) or []:
+        for net, mask, _gw, metric in self.opts.route:
             self.routes.add(net, mask_to_prefix(mask or "255.255.255.255"), dev=self.tun.name, metric=metric)
         if pushed.dns:
             log.info("server pushed DNS %s (reported, not applied on this host)", ", ".join(pushed.dns))

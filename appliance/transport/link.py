@@ -37,7 +37,7 @@ class UdpLink:
 
     @property
     def errors(self) -> dict[str, int]:
-        return getattr(self.t, "errors", {})
+        return self.t.errors
 
     def close(self) -> None:
         self.t.close()
