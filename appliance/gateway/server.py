@@ -269,6 +269,9 @@ class ServerGateway:
             self.d.handle_timer(self.clock())
         except Exception:  # noqa: BLE001
             self.faults.internal("the session timers")
+        for rec, exc in self.d.take_internal_errors():
+            self.faults.internal_exc("a client's timer", exc)
+            self._end_peer(rec.addr)
 
     def _flush_sends(self) -> None:
         sends = self.sends
@@ -308,7 +311,7 @@ class ServerGateway:
                     self._close_conn(rec.addr)
 
     def _log_drops(self, final: bool = False) -> None:
-        extra = dict(drop_counters(self.d))
+        extra = self.d.drop_counters()
         for k, v in self.dp.stats.items():
             extra[k] = extra.get(k, 0) + v
         if self.udp is not None:
@@ -318,14 +321,3 @@ class ServerGateway:
         if not final:
             self.pump.timers.arm("drops", self.clock() + DROP_LOG_EVERY, self._log_drops)
 
-
-def drop_counters(d: ServerDispatcher) -> dict[str, int]:
-    """Everything the engine refused so far: stateless checks, per-client sessions."""
-    out: dict[str, int] = dict(d.stats)
-    out.pop("stateless reset answered", None)
-    for rec in d.clients:
-        for k, v in rec.session.stats.items():
-            out[k] = out.get(k, 0) + v
-    for k, v in d.retired_stats.items():
-        out[k] = out.get(k, 0) + v
-    return out

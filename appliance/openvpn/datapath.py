@@ -122,7 +122,7 @@ class ServerDataPath:
                         continue
                     if w is not None:
                         sends.setdefault(other.addr, []).append(w)
-                        other.session.note_sent(now)
+                        self.d.note_sent(other, now)
                 else:
                     self.stats["c2c refused"] += 1
         return rec
@@ -131,7 +131,7 @@ class ServerDataPath:
         """TUN packets to the clients owning their destinations, sealed; others counted."""
         route = self.d.route_packet
         clamp = self.mss.clamp
-        touched: dict[int, Session] = {}
+        touched: dict[int, ClientRecord] = {}
         for p in pkts:
             if len(p) < 20:
                 continue
@@ -148,6 +148,7 @@ class ServerDataPath:
                 continue
             if w is not None:
                 sends.setdefault(rec.addr, []).append(w)
-                touched[id(s)] = s
-        for s in touched.values():
-            s.note_sent(now)     # keepalive pings stay quiet while data flows (as on the client)
+                touched[id(rec)] = rec
+        note_sent = self.d.note_sent
+        for rec in touched.values():
+            note_sent(rec, now)   # keepalive pings stay quiet while data flows (as on the client)

@@ -136,6 +136,7 @@ class ServerDispatcher:
         self.events: deque = deque()
         self.stats: dict[str, int] = {}
         self.retired_stats: dict[str, int] = {}      # drop counters of sessions already gone
+        self._internal_errors: list[tuple[ClientRecord, Exception]] = []
         self.next_peer_id = 0
         self._tls_ctx = None
         self._stateless = self._make_wrapper(None)
@@ -556,13 +557,21 @@ class ServerDispatcher:
         """Run the timers of the sessions whose deadline has come, and only those."""
         for rec in self._timers.pop_due(now):
             s = rec.session
-            dl = s.next_deadline()
-            if dl is not None and now >= dl:
-                s.handle_timer(now)
-                self._collect(rec)
-                self._promote(rec)
-            else:
-                self.rearm(rec)
+            try:
+                dl = s.next_deadline()
+                if dl is not None and now >= dl:
+                    s.handle_timer(now)
+                    self._collect(rec)
+                    self._promote(rec)
+                else:
+                    self.rearm(rec)
+            except Exception as e:  # noqa: BLE001 - our bug in one session must not stop the others' timers
+                self._internal_errors.append((rec, e))
+
+    def take_internal_errors(self) -> list[tuple[ClientRecord, Exception]]:
+        """Sessions whose timer raised (our bug): the caller logs each and ends that client."""
+        out, self._internal_errors = self._internal_errors, []
+        return out
 
     def drop_counters(self) -> dict[str, int]:
         """Everything refused so far, by reason: stateless checks, live sessions, and sessions

@@ -245,3 +245,22 @@ def test_our_tun_gone_is_fatal_with_one_line(pki, caplog):
     with caplog.at_level("ERROR", logger="vpn-appliance"):
         assert gw.run() == 1
     assert any("fatal: TUN tun-server" in r.getMessage() for r in caplog.records)
+
+
+def test_a_timer_that_raises_for_one_client_ends_only_that_client(pki, monkeypatch):
+    """As packet-id exhaustion once did (struct.error out of a timer): one client, not the server."""
+    w = World()
+    w.add_server(server_conf(pki))
+    w.add_client(client_conf(pki, "client0"))
+    w.add_client(client_conf(pki, "client1"))
+    served(w, 0)
+    served(w, 1)
+    rec = next(r for r in w.server.d.clients if r.vaddr == w.client_addr(0))
+
+    def boom(now):
+        raise __import__("struct").error("'I' format requires 0 <= number <= 4294967295")
+    monkeypatch.setattr(rec.session, "handle_timer", boom)
+    w.run_for(30)
+    assert rec not in w.server.d.clients
+    assert w.server.faults.counts.get("internal error", 0) >= 1
+    served(w, 1)
