@@ -3,20 +3,43 @@
 Why: the encrypted packet adds ~24-80 bytes; without clamping, full-size TCP segments make
 encapsulated datagrams bigger than the path MTU, which then fragment (or, with UDP GSO, are
 refused). Rewriting the MSS option of SYN packets in both directions keeps every encapsulated
-packet within `mssfix` bytes on the wire, as OpenVPN does.
+packet within `mssfix` bytes, as OpenVPN does.
+
+What `mssfix N` bounds, as OpenVPN 2.6 (mss.c, frame_calculate_mssfix): with the `mtu` flag (the
+default `mssfix` is `1492 mtu`), N is the whole outer IP packet; without it (`mssfix 1400`), N is
+the encapsulated UDP payload (or TCP segment), so the outer IP and UDP/TCP headers are not counted.
+The OpenVPN packet's own overhead (opcode, peer-id, packet-id, tag/HMAC/IV, and the TCP stream's
+2-byte length) is counted either way. The MSS is then N minus all that minus the inner IPv4+TCP
+headers (40); IPv6 SYNs get 20 less again (their header is 20 bytes longer), in clamp_mss.
 """
 from __future__ import annotations
 
+IPV4_HEADER = 20
+IPV6_HEADER = 40
+UDP_HEADER = 8
+TCP_HEADER = 20
+TCP_LENGTH_PREFIX = 2          # OpenVPN over TCP frames each packet with a 2-byte length
+INNER_HEADERS = IPV4_HEADER + TCP_HEADER
 
-def mss_for(mssfix: int, overhead: int, tcp_transport: bool) -> int:
-    """Largest inner TCP MSS so that the outer IP packet is at most `mssfix` bytes."""
-    outer = 20 + (20 + 2 if tcp_transport else 8)
-    return mssfix - outer - overhead - 20 - 20
+
+def mss_for(mssfix: int, overhead: int, tcp_transport: bool, mtu_flag: bool = True,
+            ipv6_transport: bool = False) -> int:
+    """Largest inner (IPv4) TCP MSS so that encapsulated packets stay within `mssfix`.
+
+    `overhead`: what the data channel adds per packet (ciphers.overhead). `mtu_flag`: `mssfix N mtu`
+    (N counts the outer IP and UDP/TCP headers) versus plain `mssfix N` (it does not).
+    `ipv6_transport`: the outer packets are IPv6 (only matters with `mtu_flag`)."""
+    framing = TCP_LENGTH_PREFIX if tcp_transport else 0
+    outer = 0
+    if mtu_flag:
+        outer = (IPV6_HEADER if ipv6_transport else IPV4_HEADER) + (TCP_HEADER if tcp_transport else UDP_HEADER)
+    return mssfix - outer - framing - overhead - INNER_HEADERS
 
 
 def clamp_mss(pkt, max_mss: int) -> bool:
-    """If `pkt` is an IPv4 TCP SYN with an MSS option above `max_mss`, lower it in place (fixing
-    the TCP checksum incrementally, RFC 1624). Returns True when it changed the packet."""
+    """If `pkt` is a TCP SYN with an MSS option above `max_mss` (IPv4; for IPv6, `max_mss` - 20 as
+    its header is 20 bytes longer), lower it in place (fixing the TCP checksum incrementally,
+    RFC 1624). Returns True when it changed the packet."""
     if len(pkt) < 40:
         return False
     v = pkt[0] >> 4
@@ -28,6 +51,9 @@ def clamp_mss(pkt, max_mss: int) -> bool:
         if pkt[6] != 6:                                # TCP right after the fixed header only
             return False
         t = 40
+        max_mss -= IPV6_HEADER - IPV4_HEADER           # OpenVPN mss_fixup_ipv6: maxmss - 20
+        if max_mss <= 0:
+            return False
     else:
         return False
     if len(pkt) < t + 20 or not pkt[t + 13] & 0x02:   # not a SYN
