@@ -147,12 +147,13 @@ class ParseState:
             self.err(d, f"expects {want} argument(s), got {len(a)}")
             return
         outer, self.current = self.current, entry
+        errors_before = len(self.errors)
         try:
             if entry.handler is not None:
                 entry.handler(self, d, a, inline)
         finally:
             self.current = outer
-        if entry.kind is Kind.NOOP:
+        if entry.kind is Kind.NOOP and len(self.errors) == errors_before:
             self.note(d, f"accepted, has no effect here: {entry.why}")
 
     def parse(self, text: str) -> Options:
