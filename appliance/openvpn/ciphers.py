@@ -45,6 +45,17 @@ class CipherSpec:
         return header + digest_size(auth_digest) + self.iv_len + PACKET_ID_LEN + self.block_size
 
 
+    def max_payload(self, room: int, auth_digest: str = "SHA1", data_v2: bool = True) -> int:
+        """Largest tunnel packet whose sealed form fits in `room` bytes. AEAD: room - overhead.
+        CBC, as OpenVPN's adjust_payload_max_cbc (mss.c): the ciphertext (packet-id + payload +
+        at least one padding byte) is a whole number of blocks within what header, HMAC and IV
+        leave."""
+        if self.aead:
+            return room - self.overhead(auth_digest, data_v2)
+        fixed = (4 if data_v2 else 1) + digest_size(auth_digest) + self.iv_len
+        return (room - fixed) // self.block_size * self.block_size - 1 - PACKET_ID_LEN
+
+
 def _aead(name: str, key_len: int, cls: Callable[[bytes], object], ncp2: bool = False) -> CipherSpec:
     return CipherSpec(name, True, key_len, AEAD_IMPLICIT_IV_LEN, 1, ncp2, cls)
 

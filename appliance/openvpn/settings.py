@@ -19,7 +19,7 @@ from .config import MSSFIX_DEFAULT, Options
 from .errors import ConfigError
 from .session import Role, SessionConfig
 from .tls import TlsSettings
-from ..tun.mss import mss_for
+from ..tun.mss import INNER_HEADERS, encap_room
 
 if TYPE_CHECKING:
     from .server import ServerSettings
@@ -179,12 +179,23 @@ def data_overhead(opts: Options, cipher: str | None = None, data_v2: bool = True
     return ciphers.max_overhead(names, opts.auth, data_v2)
 
 
-def tcp_mss(opts: Options, overhead: int, tcp_transport: bool, ipv6_transport: bool = False) -> int | None:
-    """The MSS to clamp TCP SYNs to, with OpenVPN 2.6's `mssfix` meaning; None when `mssfix 0`
-    turned clamping off. `overhead` from data_overhead() or DataKey.overhead(); a compression
-    framing byte (comp-lzo no, compress stub) is added as OpenVPN does."""
+def tcp_mss(opts: Options, overhead: int | None, tcp_transport: bool, ipv6_transport: bool = False,
+            cipher: str | None = None, data_v2: bool = True) -> int | None:
+    """The MSS to clamp TCP SYNs to, with OpenVPN 2.6's `mssfix` meaning (frame_calculate_mssfix);
+    None when `mssfix 0` turned clamping off. Give `cipher` (and `data_v2`) for OpenVPN's exact
+    figure, CBC block rounding included; or an `overhead` (data_overhead(), DataKey.overhead()).
+    A compression framing byte (comp-lzo no, compress stub) counts, as in OpenVPN."""
     if opts.mssfix == 0:
         return None
+    room = encap_room(opts.mssfix or MSSFIX_DEFAULT, tcp_transport, opts.mssfix_mtu, ipv6_transport)
+    if cipher is not None:
+        spec = ciphers.spec(cipher)
+        if spec is None:
+            raise ValueError(f"unsupported cipher {cipher}")
+        payload = spec.max_payload(room, opts.auth, data_v2)
+    elif overhead is not None:
+        payload = room - overhead
+    else:
+        raise ValueError("tcp_mss needs a cipher or an overhead")
     comp_byte = 1 if comp_framing(opts) in ("lzo-stub", "stub") else 0
-    return mss_for(opts.mssfix or MSSFIX_DEFAULT, overhead + comp_byte, tcp_transport,
-                   mtu_flag=opts.mssfix_mtu, ipv6_transport=ipv6_transport)
+    return payload - comp_byte - INNER_HEADERS

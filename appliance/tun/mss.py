@@ -22,18 +22,26 @@ TCP_LENGTH_PREFIX = 2          # OpenVPN over TCP frames each packet with a 2-by
 INNER_HEADERS = IPV4_HEADER + TCP_HEADER
 
 
-def mss_for(mssfix: int, overhead: int, tcp_transport: bool, mtu_flag: bool = True,
-            ipv6_transport: bool = False) -> int:
-    """Largest inner (IPv4) TCP MSS so that encapsulated packets stay within `mssfix`.
-
-    `overhead`: what the data channel adds per packet (ciphers.overhead). `mtu_flag`: `mssfix N mtu`
-    (N counts the outer IP and UDP/TCP headers) versus plain `mssfix N` (it does not).
-    `ipv6_transport`: the outer packets are IPv6 (only matters with `mtu_flag`)."""
+def encap_room(mssfix: int, tcp_transport: bool, mtu_flag: bool = True, ipv6_transport: bool = False) -> int:
+    """Bytes `mssfix` leaves for one OpenVPN data packet (opcode to tag), after the outer headers
+    (only with `mtu_flag`) and the TCP stream's 2-byte length."""
     framing = TCP_LENGTH_PREFIX if tcp_transport else 0
     outer = 0
     if mtu_flag:
         outer = (IPV6_HEADER if ipv6_transport else IPV4_HEADER) + (TCP_HEADER if tcp_transport else UDP_HEADER)
-    return mssfix - outer - framing - overhead - INNER_HEADERS
+    return mssfix - outer - framing
+
+
+def mss_for(mssfix: int, overhead: int, tcp_transport: bool, mtu_flag: bool = True,
+            ipv6_transport: bool = False) -> int:
+    """Largest inner (IPv4) TCP MSS so that encapsulated packets stay within `mssfix`.
+
+    `overhead`: what the data channel adds per packet (ciphers.overhead; for CBC its worst-case
+    padding, so the result may be up to 15 bytes below OpenVPN's, which rounds to the block:
+    settings.tcp_mss with a cipher name is exact). `mtu_flag`: `mssfix N mtu` (N counts the outer
+    IP and UDP/TCP headers) versus plain `mssfix N` (it does not). `ipv6_transport`: the outer
+    packets are IPv6 (only matters with `mtu_flag`)."""
+    return encap_room(mssfix, tcp_transport, mtu_flag, ipv6_transport) - overhead - INNER_HEADERS
 
 
 def clamp_mss(pkt, max_mss: int) -> bool:

@@ -175,3 +175,33 @@ def test_passtos_is_accepted_with_a_reason():
 def test_access_directives_are_never_silently_accepted_on_a_client(line, directive):
     e = _one_error(BASE + line + "\n")
     assert str(e).startswith(f"/p/c.ovpn:{BASE_LINES + 1}: {directive}: ")
+
+
+# Measured against Debian's OpenVPN 2.6 (the `mss_fix:` figure its client logs at verb 4 once the
+# cipher is negotiated; P_DATA_V2, IPv4 transport), for the profile lines given.
+OPENVPN_MSS = [
+    ("udp", "AES-256-GCM", "", 1400),
+    ("udp", "AES-256-GCM", "mssfix 1400\n", 1336),
+    ("udp", "AES-256-GCM", "mssfix 1400 mtu\n", 1308),
+    ("tcp", "AES-256-GCM", "mssfix 1400\n", 1334),
+    ("tcp", "AES-256-GCM", "", 1386),
+    ("udp", "CHACHA20-POLY1305", "mssfix 1450\n", 1386),
+    ("udp", "AES-256-GCM", "comp-lzo no\nmssfix 1400\n", 1335),
+    ("udp", "AES-256-CBC", "", 1379),
+    ("udp", "AES-128-CBC", "auth SHA256\nmssfix 1400\n", 1299),
+    ("tcp", "AES-256-CBC", "auth SHA512\n", 1315),
+    ("udp", "AES-192-CBC", "mssfix 1333\n", 1235),
+]
+
+
+@pytest.mark.parametrize("proto, cipher, lines, openvpn_mss", OPENVPN_MSS)
+def test_tcp_mss_equals_openvpn_26(proto, cipher, lines, openvpn_mss):
+    o = parse_config(BASE + lines, "/p/c.ovpn", _no_files)
+    assert tcp_mss(o, None, proto == "tcp", cipher=cipher) == openvpn_mss
+    # From the overhead alone (what DataKey.overhead() gives a pump): exact for AEAD, and for CBC
+    # never above OpenVPN's (worst-case padding), at most one block below.
+    by_overhead = tcp_mss(o, ciphers.overhead(cipher, o.auth, True), proto == "tcp")
+    if ciphers.spec(cipher).aead:
+        assert by_overhead == openvpn_mss
+    else:
+        assert openvpn_mss - 16 < by_overhead <= openvpn_mss
