@@ -205,3 +205,17 @@ def test_tcp_mss_equals_openvpn_26(proto, cipher, lines, openvpn_mss):
         assert by_overhead == openvpn_mss
     else:
         assert openvpn_mss - 16 < by_overhead <= openvpn_mss
+
+
+@pytest.mark.parametrize("line, directive", [
+    ("ignore-unknown-option verify-hash\nverify-hash AA:BB", "verify-hash"),
+    ("setenv opt x509-username-field emailAddress", "x509-username-field"),
+    ("setenv opt crl-verify crl.pem", "crl-verify"),
+    ("ignore-unknown-option ns-cert-type\nns-cert-type server", "ns-cert-type"),
+    ("setenv opt tls-cert-profile suiteb", "tls-cert-profile"),
+])
+def test_access_directives_cannot_be_hidden_by_ignore_unknown_option(line, directive):
+    """OpenVPN's ignore-unknown-option/setenv opt only skip directives the program does not know;
+    ours knows these (as refused), so a profile cannot turn a check it relies on into a no-op."""
+    e = _one_error(BASE + line + "\n")
+    assert e.directive == directive

@@ -52,7 +52,7 @@ _NOOPS = {
     "user group": "the appliance does not switch users (it runs as the VM's only program)",
     "daemon writepid": "the appliance runs in the foreground under its supervisor (or as PID 1)",
     "nice chroot mlock": "process settings the appliance does not change",
-    "float": "peers are tracked by session id and peer-id; only authenticated packets move a peer",
+    "float": "peers are tracked by session id and peer-id; a server moves a client only on its authenticated packets",
     "fast-io": "socket I/O is always non-blocking",
     "sndbuf rcvbuf": "socket buffers keep the appliance's sizes",
     "txqueuelen": "the TUN queue length stays the kernel default",
@@ -89,6 +89,20 @@ reg.refuse("crl-verify", "CRL checking is not supported yet: refusing rather tha
            "certificates", access=True, inline=True)
 reg.refuse("opt-verify", "option-string checks of clients are not supported (deprecated in OpenVPN 2.6); "
            "remove it", access=True)
+# OpenVPN 2.6 directives that decide who may connect and that we do not implement: declared here
+# so that `ignore-unknown-option` / `setenv opt` cannot turn them into silently ignored lines.
+reg.refuse("verify-hash", "certificate hash pinning is not supported; use peer-fingerprint", access=True)
+reg.refuse("x509-username-field", "only the subject CN names a client (x509-username-field is not supported)",
+           access=True)
+reg.refuse("auth-user-pass-optional", "with auth-user-pass-verify every client must send a username and password",
+           access=True)
+reg.refuse("client-cert-not-required", "removed in OpenVPN 2.5; use `verify-client-cert none`", access=True)
+reg.refuse("ns-cert-type", "removed in OpenVPN 2.5; use `remote-cert-tls`", access=True)
+reg.refuse("connect-freq connect-freq-initial", "connection rate limits are not implemented: refusing rather "
+           "than accepting connections OpenVPN would turn away", access=True)
+reg.refuse("management-client-auth", "the management interface is not supported", access=True)
+reg.refuse("tls-cert-profile", "certificate profiles are not implemented: refusing rather than accepting "
+           "certificates the profile would reject", access=True)
 reg.refuse("secret", "static-key mode is not supported (deprecated in OpenVPN 2.6); use TLS", inline=True)
 reg.refuse("fragment", "fragment is not supported")
 reg.refuse("http-proxy socks-proxy", "proxies are not supported")
