@@ -219,3 +219,15 @@ def test_access_directives_cannot_be_hidden_by_ignore_unknown_option(line, direc
     ours knows these (as refused), so a profile cannot turn a check it relies on into a no-op."""
     e = _one_error(BASE + line + "\n")
     assert e.directive == directive
+
+
+def test_check_shows_the_mss_openvpn_would_clamp_to():
+    o = parse_config("client\nremote 198.18.0.1 1194 udp\nremote 198.18.0.2 443 tcp\nmssfix 1400\n"
+                     "data-ciphers AES-256-GCM:AES-256-CBC\n<ca>\nX\n</ca>\n", "/p/c.ovpn", _no_files)
+    line = [ln for ln in render_options(o).splitlines() if ln.startswith("tcp-mss = ")]
+    # The CBC cipher has more overhead, so it decides: OpenVPN's figures for AES-256-CBC/SHA1.
+    want = {p: tcp_mss(o, None, p == "tcp", cipher="AES-256-CBC") for p in ("tcp", "udp")}
+    assert want["udp"] < tcp_mss(o, None, False, cipher="AES-256-GCM")
+    assert line == [f"tcp-mss = {want}   # derived: mssfix, proto, data-ciphers (OpenVPN 2.6 rules)"]
+    off = parse_config(BASE + "mssfix 0\n", "/p/c.ovpn", _no_files)
+    assert "tcp-mss = {'udp': None}" in render_options(off)
