@@ -95,7 +95,9 @@ class ReplayWindow:
                 self.bits = ((self.bits << shift) | 1) & self._mask
             self.highest = pid
             if now is not None and self.time_limit is not None:
-                self._note_newest(pid, now)
+                self._t_high = now                      # inlined _note_newest: once per packet
+                if now >= self._next_sample:
+                    self._note_newest(pid, now)
         else:
             diff = highest - pid
             if diff < self.size:
@@ -110,7 +112,9 @@ class ReplayWindow:
             self.bits = 1 if shift >= self.size else ((self.bits << shift) | 1) & self._mask
             self.highest = pid
             if now is not None and self.time_limit is not None:
-                self._note_newest(pid, now)
+                self._t_high = now                      # inlined _note_newest: once per packet
+                if now >= self._next_sample:
+                    self._note_newest(pid, now)
             return True
         if pid <= 0:
             return False
