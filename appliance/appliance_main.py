@@ -22,7 +22,7 @@ from pyroute2.netlink.exceptions import NetlinkError
 from . import gateway
 from .config.schema import ApplianceConfig, Lan, Wan, load_appliance_config, validate_runtime
 from .openvpn.errors import ConfigError
-from .openvpn.options import Options, Remote
+from .openvpn.config import Options, Remote
 from .router import killswitch
 from .router.killswitch import Endpoint
 

@@ -11,6 +11,7 @@ import os
 import sys
 
 from . import gateway
+from .openvpn import settings
 from .openvpn.errors import ConfigError
 
 log = logging.getLogger("vpn-appliance")
@@ -24,7 +25,7 @@ def _setup_logging(verb: int) -> None:
 
 
 def _load(path: str):
-    from .openvpn.options import load_config
+    from .openvpn.config import load_config
     return load_config(path)
 
 
@@ -32,7 +33,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     if args.file.endswith(".toml"):
         from .config.schema import check_file
         return check_file(args.file)
-    from .openvpn.options import render_options
+    from .openvpn.config import render_options
     try:
         opts = _load(args.file)
         _validate_runtime(opts)
@@ -47,11 +48,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def _validate_runtime(opts) -> None:
     """Checks that need key material decoded (keys, certificates), so `check` catches them too."""
-    from .openvpn import profile
-    from .openvpn.tls import build_context
-    is_server = opts.role == "server"
-    profile.wrapper_factory(opts, is_server)
-    build_context(profile.tls_settings(opts, is_server))
+    settings.check_key_material(opts)
 
 
 def _credentials(opts) -> tuple[str, str]:

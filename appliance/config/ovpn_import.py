@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 
 from ..openvpn.errors import ConfigError
-from ..openvpn.options import Options, parse_config
+from ..openvpn.config import Options, parse_config
 from .schema import parse_appliance_config
 
 _TEMPLATE = """\

@@ -20,7 +20,8 @@ import tomllib
 from dataclasses import dataclass, field
 
 from ..openvpn.errors import ConfigError
-from ..openvpn.options import ConfigErrors, Options, parse_config
+from ..openvpn.config import ConfigErrors, Options, parse_config
+from ..openvpn.settings import check_key_material
 
 LOG_LEVELS = ("error", "warning", "info", "debug")
 ROLES = ("client", "server")
@@ -378,13 +379,9 @@ def load_appliance_config(path: str) -> ApplianceConfig:
 
 def validate_runtime(cfg: ApplianceConfig) -> None:
     """Checks that need the key material decoded (certificates, keys, tls-crypt keys)."""
-    from ..openvpn import profile
-    from ..openvpn.tls import build_context
     o = cfg.vpn_options
-    is_server = o.role == "server"
     try:
-        profile.wrapper_factory(o, is_server)
-        build_context(profile.tls_settings(o, is_server))
+        check_key_material(o)
     except ConfigError as e:
         if e.path is not None:
             raise

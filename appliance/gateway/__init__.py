@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import os
 
-from ..openvpn.options import Options, parse_ccd
-from ..openvpn.profile import server_settings
+from ..openvpn.config import Options, parse_ccd
+from ..openvpn.settings import server_settings
 from . import system
 from .client import ClientGateway
 from .loop import Signals

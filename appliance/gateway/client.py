@@ -15,8 +15,8 @@ from typing import Protocol
 
 from ..openvpn import events as ev
 from ..openvpn.datapath import ClientDataPath
-from ..openvpn.options import Options, Remote
-from ..openvpn.profile import client_session_config
+from ..openvpn.config import Options, Remote
+from ..openvpn.settings import client_session_config, mss_rule
 from ..openvpn.session import Session
 from ..transport.link import TcpLink, UdpLink
 from .eventlog import fmt_addr, log_client_event, push_summary
@@ -143,7 +143,8 @@ class ClientGateway:
         cfg = client_session_config(self.opts, remote.proto, self.username, self.password, self.advertise_ekm)
         now = self.clock()
         s = Session(cfg, now)
-        self.conn = c = Connection(remote, addr, link, s, ClientDataPath(s, self.opts.mssfix, remote.proto == "tcp"))
+        rule = mss_rule(self.opts, remote.proto == "tcp", ":" in addr[0])
+        self.conn = c = Connection(remote, addr, link, s, ClientDataPath(s, rule))
         self.pump.watch(link, self._on_link_read, self._on_link_write)
         self.pump.timers.arm("poll", now + poll, self._on_poll_timeout)
         s.start(now)

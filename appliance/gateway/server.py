@@ -18,8 +18,9 @@ from typing import Protocol
 
 from ..openvpn import events as ev
 from ..openvpn.datapath import ServerDataPath
-from ..openvpn.options import Options
+from ..openvpn.config import Options
 from ..openvpn.server import ServerDispatcher, ServerSettings
+from ..openvpn.settings import mss_rule
 from ..transport.link import TcpLink
 from .eventlog import fmt_addr, log_server_event
 from .loop import Faults, Pump, Signals, Waiter
@@ -57,7 +58,8 @@ class ServerGateway:
         self.pump = Pump(clock, waiter, self.faults)
         self.pump.after_wake = self._after_wake
         self.d = ServerDispatcher(settings, clock())
-        self.dp = ServerDataPath(self.d, opts.mssfix, settings.tcp, settings.client_to_client)
+        v6 = opts.proto_family == "6" or (opts.local or "").count(":") > 0
+        self.dp = ServerDataPath(self.d, mss_rule(opts, settings.tcp, v6), settings.client_to_client)
         self.tun: TunPort | None = None
         self.udp: DatagramPort | None = None
         self.listener: ListenerPort | None = None

@@ -10,7 +10,7 @@ import logging
 
 from pyroute2 import IPRoute
 
-from ..openvpn.options import Options
+from ..openvpn.config import Options
 from ..router.links import configure_tun
 from ..router.routes import RouteSet
 from ..tun.device import TunDevice

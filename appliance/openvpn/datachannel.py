@@ -14,30 +14,26 @@ CBC packet (legacy): `op (+peer-id) | HMAC(IV ‖ ct) | IV (16) | AES-CBC(packet
 from __future__ import annotations
 
 import hmac
+import secrets
 import struct
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import padding
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
 
+from . import ciphers
+from .ciphers import AEAD_TAG_LEN as TAG_LEN
+from .ciphers import MAX_OVERHEAD, is_supported  # noqa: F401 - re-exported (callers import them from here)
 from .errors import BadPacket
 from .keys import digest_size
 from .opcodes import DATA_V1_BASE, DATA_V2_BASE, NO_PEER_ID
-from .replay import ReplayWindow
+from .replay import DEFAULT_SIZE, DEFAULT_TIME_LIMIT, ReplayWindow
 
-AEAD_CIPHERS = {"AES-128-GCM": 16, "AES-192-GCM": 24, "AES-256-GCM": 32, "CHACHA20-POLY1305": 32}
-CBC_CIPHERS = {"AES-128-CBC": 16, "AES-192-CBC": 24, "AES-256-CBC": 32}
-SUPPORTED_CIPHERS = tuple(AEAD_CIPHERS) + tuple(CBC_CIPHERS)
-TAG_LEN = 16
-MAX_OVERHEAD = 4 + 4 + 16 + 64 + 16 + 16   # worst case (CBC with SHA512 + padding)
+# Kept for callers of the old names; the registry (ciphers.py) is the one source.
+SUPPORTED_CIPHERS = tuple(ciphers.REGISTRY)
 
 _pack_pid = struct.Struct("!I").pack_into
 _unpack_pid = struct.Struct("!I").unpack_from
-
-
-def is_supported(cipher: str) -> bool:
-    return cipher in AEAD_CIPHERS or cipher in CBC_CIPHERS
 
 
 class DataKey:
@@ -46,15 +42,18 @@ class DataKey:
     __slots__ = ("cipher", "key_id", "aead", "is_aead", "send_iv", "recv_iv", "send_pid",
                  "hdr", "hlen", "replay", "scratch", "cbc_key_send", "cbc_key_recv",
                  "hmac_send", "hmac_recv", "digest", "dlen", "bytes_sent", "bytes_recv",
-                 "packets_sent", "packets_recv", "aead_recv")
+                 "packets_sent", "packets_recv", "aead_recv", "_overhead")
 
     def __init__(self, cipher: str, key_id: int, send_key: bytes, send_hmac: bytes,
                  recv_key: bytes, recv_hmac: bytes, peer_id: int | None, auth: str = "SHA1",
-                 replay_window: int = 64) -> None:
+                 replay_window: int = DEFAULT_SIZE, replay_time: float | None = DEFAULT_TIME_LIMIT) -> None:
+        spec = ciphers.spec(cipher)
+        if spec is None:
+            raise ValueError(f"unsupported cipher {cipher}")
         self.cipher = cipher
         self.key_id = key_id
         self.send_pid = 0
-        self.replay = ReplayWindow(replay_window)
+        self.replay = ReplayWindow(replay_window, replay_time)
         self.scratch = bytearray(2 * 65536 + 64)
         self.bytes_sent = self.bytes_recv = self.packets_sent = self.packets_recv = 0
         if peer_id is None or peer_id == NO_PEER_ID:
@@ -62,16 +61,15 @@ class DataKey:
         else:
             self.hdr = bytes((DATA_V2_BASE | key_id,)) + peer_id.to_bytes(3, "big")
         self.hlen = len(self.hdr)
-        if cipher in AEAD_CIPHERS:
-            n = AEAD_CIPHERS[cipher]
-            cls = ChaCha20Poly1305 if cipher.startswith("CHACHA") else AESGCM
+        n = spec.key_len
+        if spec.aead:
+            make = spec.make_aead
             self.is_aead = True
-            self.aead = cls(bytes(send_key[:n]))
-            self.aead_recv = cls(bytes(recv_key[:n]))
-            self.send_iv = bytes(send_hmac[:8])
-            self.recv_iv = bytes(recv_hmac[:8])
-        elif cipher in CBC_CIPHERS:
-            n = CBC_CIPHERS[cipher]
+            self.aead = make(bytes(send_key[:n]))
+            self.aead_recv = make(bytes(recv_key[:n]))
+            self.send_iv = bytes(send_hmac[:spec.iv_len])
+            self.recv_iv = bytes(recv_hmac[:spec.iv_len])
+        else:
             self.is_aead = False
             self.cbc_key_send = bytes(send_key[:n])
             self.cbc_key_recv = bytes(recv_key[:n])
@@ -79,14 +77,12 @@ class DataKey:
             self.dlen = digest_size(auth)
             self.hmac_send = bytes(send_hmac[:self.dlen])
             self.hmac_recv = bytes(recv_hmac[:self.dlen])
-        else:
-            raise ValueError(f"unsupported cipher {cipher}")
+        self._overhead = spec.overhead(auth, self.hlen == 4)
 
     # ---------------- send ----------------
     def overhead(self) -> int:
-        if self.is_aead:
-            return self.hlen + 4 + TAG_LEN
-        return self.hlen + self.dlen + 16 + 4 + 16
+        """Bytes a packet grows by when sealed (ciphers.overhead for this key's cipher and header)."""
+        return self._overhead
 
     def seal_into(self, payload, out: memoryview) -> int:
         """Seal `payload` into `out` (needs len(payload) + overhead() + 16 bytes); returns wire length."""
@@ -112,7 +108,6 @@ class DataKey:
         return mv[:self.seal_into(payload, mv)]
 
     def _seal_cbc(self, payload, out: memoryview) -> int:
-        import secrets
         iv = secrets.token_bytes(16)
         padder = padding.PKCS7(128).padder()
         plain = padder.update(struct.pack("!I", self.send_pid) + bytes(payload)) + padder.finalize()
@@ -124,11 +119,12 @@ class DataKey:
         return len(wire)
 
     # ---------------- receive ----------------
-    def open_untrusted(self, packet) -> memoryview:
+    def open_untrusted(self, packet, now: float | None = None) -> memoryview:
         """Authenticate, decrypt and replay-check one data packet; returns a view of the plaintext
-        (valid until the next call). Raises BadPacket (bad tag, replay, short)."""
+        (valid until the next call). Raises BadPacket (bad tag, replay, short). `now` enables the
+        replay window's time limit (replay-window N T)."""
         if not self.is_aead:
-            return self._open_cbc(packet)
+            return self._open_cbc(packet, now)
         # Header length from the packet's own opcode (a peer may send V1 while we send V2).
         hl = 4 if (packet[0] >> 3) == 9 else 1
         ct = hl + 4 + TAG_LEN
@@ -136,7 +132,7 @@ class DataKey:
         if n < 0:
             raise BadPacket("short data packet")
         pid = _unpack_pid(packet, hl)[0]
-        if not self.replay.check(pid):
+        if not self.replay.check(pid, now):
             raise BadPacket("replayed data packet")
         s = self.scratch
         s[:n] = packet[ct:]
@@ -148,12 +144,12 @@ class DataKey:
             self.aead_recv.decrypt_into(nonce, mv[:n + TAG_LEN], aad, mv[n + TAG_LEN:2 * n + TAG_LEN])
         except InvalidTag:
             raise BadPacket("data packet failed authentication") from None
-        self.replay.update(pid)
+        self.replay.update(pid, now)
         self.bytes_recv += n
         self.packets_recv += 1
         return mv[n + TAG_LEN:2 * n + TAG_LEN]
 
-    def _open_cbc(self, packet) -> memoryview:
+    def _open_cbc(self, packet, now: float | None) -> memoryview:
         hl = 4 if (packet[0] >> 3) == 9 else 1
         d = self.dlen
         if len(packet) < hl + d + 16 + 16:
@@ -174,7 +170,7 @@ class DataKey:
         if len(plain) < 4:
             raise BadPacket("short CBC plaintext")
         pid = _unpack_pid(plain, 0)[0]
-        if not self.replay.accept(pid):
+        if not self.replay.accept(pid, now):
             raise BadPacket("replayed data packet")
         self.bytes_recv += len(plain) - 4
         self.packets_recv += 1

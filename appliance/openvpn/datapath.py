@@ -11,11 +11,15 @@ from the peer; they raise only for our own bugs (the pump counts those against t
 """
 from __future__ import annotations
 
+from typing import Callable
+
+from .mss import clamp_mss
 from .server import ClientRecord, ServerDispatcher
 from .session import Session
-from ..tun.mss import clamp_mss, mss_for
 
-DEFAULT_MSSFIX = 1492      # OpenVPN 2.6's default `mssfix 1492 mtu`
+# (cipher, data_v2) -> the MSS to clamp to, or None for no clamping (`mssfix 0`); built from the
+# config by settings.mss_rule, so OpenVPN's exact figure (CBC block rounding included) applies.
+MssRule = Callable[[str, bool], "int | None"]
 
 
 def _is_tcp_syn(p) -> bool:
@@ -31,22 +35,22 @@ def _is_tcp_syn(p) -> bool:
 
 
 class MssPolicy:
-    """The inner TCP MSS for a session, from `mssfix` and the session's sealing overhead."""
+    """The inner TCP MSS for a session, from its negotiated cipher and packet format."""
 
-    def __init__(self, mssfix: int | None, tcp: bool) -> None:
-        self.mssfix = mssfix or DEFAULT_MSSFIX
-        self.tcp = tcp
-        self._by_overhead: dict[int, int] = {}
+    def __init__(self, rule: MssRule) -> None:
+        self.rule = rule
+        self._cache: dict[tuple[str, bool], int | None] = {}
 
     def for_session(self, s: Session) -> int | None:
         sk = s.send_key
         if sk is None:
             return None
-        oh = sk.overhead()
-        mss = self._by_overhead.get(oh)
-        if mss is None:
-            mss = self._by_overhead[oh] = mss_for(self.mssfix, oh, self.tcp)
-        return mss
+        key = (sk.cipher, sk.hlen == 4)
+        try:
+            return self._cache[key]
+        except KeyError:
+            mss = self._cache[key] = self.rule(*key)
+            return mss
 
     def clamp(self, p, s: Session) -> None:
         if _is_tcp_syn(p):
@@ -58,9 +62,9 @@ class MssPolicy:
 class ClientDataPath:
     """One client Session's data path."""
 
-    def __init__(self, session: Session, mssfix: int | None, tcp: bool) -> None:
+    def __init__(self, session: Session, mss_rule: MssRule) -> None:
         self.s = session
-        self.mss = MssPolicy(mssfix, tcp)
+        self.mss = MssPolicy(mss_rule)
 
     def open(self, packet, now: float) -> list:
         """One wire packet in; tunnel packets out (MSS clamped)."""
@@ -92,9 +96,9 @@ class ClientDataPath:
 class ServerDataPath:
     """The server's data path over a ServerDispatcher: per-client routing, client-to-client, MSS."""
 
-    def __init__(self, dispatcher: ServerDispatcher, mssfix: int | None, tcp: bool, client_to_client: bool) -> None:
+    def __init__(self, dispatcher: ServerDispatcher, mss_rule: MssRule, client_to_client: bool) -> None:
         self.d = dispatcher
-        self.mss = MssPolicy(mssfix, tcp)
+        self.mss = MssPolicy(mss_rule)
         self.c2c = client_to_client
         self.stats = {"c2c refused": 0, "no route": 0}
         # Sessions whose sealing raised (our bug, or a state we did not foresee): the pump ends

@@ -36,9 +36,11 @@ from enum import Enum
 from typing import Callable
 
 from . import events as ev
+from . import ciphers
+from .ciphers import is_supported
 from .compstub import compress_stub, decompress_stub
 from .control import ControlChannel
-from .datachannel import DataKey, is_supported
+from .datachannel import DataKey
 from .errors import BadPacket, ClientRefused, LocalProtocolError, RemoteProtocolError
 from .keys import EKM_LABEL, KEY_BLOCK_LEN, prf_key_block, split_key_block
 from .keystate import KS, KeyState
@@ -64,7 +66,7 @@ class SessionConfig:
     tls: TlsSettings
     make_wrapper: Callable[[], object]           # -> a wrapping.Wrapper, one per session
     proto: str = "udp"                            # "udp" | "tcp"
-    data_ciphers: list[str] = field(default_factory=lambda: ["AES-256-GCM", "AES-128-GCM", "CHACHA20-POLY1305"])
+    data_ciphers: list[str] = field(default_factory=lambda: list(ciphers.DEFAULT_DATA_CIPHERS))
     data_ciphers_fallback: str | None = None
     auth: str = "SHA1"
     reneg_sec: int = 3600                         # 0: never by time (eduVPN profiles say so)
@@ -83,7 +85,8 @@ class SessionConfig:
     tun_mtu: int = 1500
     early_negotiation: bool = False              # client with tls-crypt-v2
     advertise_ekm: bool = True                   # client: offer TLS-EKM key derivation (IV_PROTO bit 3)
-    replay_window: int = 64
+    replay_window: int = 64                       # replay-window N: reordering tolerated (packets)
+    replay_time: float | None = 15.0              # replay-window N T: seconds (None/0: no time limit)
     pull_filter: list[tuple[str, str]] = field(default_factory=list)   # client: (action, text) in order
     random_bytes: Callable[[int], bytes] = secrets.token_bytes
     # server role only
@@ -163,7 +166,7 @@ class Session(ControlChannel):
                 self._count("data-no-key")
                 return []
             try:
-                pt = dk.open_untrusted(packet)
+                pt = dk.open_untrusted(packet, now)
             except BadPacket as e:
                 self._count(e.reason)
                 return []
@@ -326,7 +329,8 @@ class Session(ControlChannel):
                     return c
         elif self.peer_info.get("IV_NCP") == "2":
             for c in self.cfg.data_ciphers:
-                if c in ("AES-256-GCM", "AES-128-GCM"):
+                spec = ciphers.spec(c)
+                if spec is not None and spec.ncp2:
                     return c
         if self.cfg.data_ciphers_fallback:
             return self.cfg.data_ciphers_fallback
@@ -345,7 +349,8 @@ class Session(ControlChannel):
             return
         sk, sh, rk, rh = split_key_block(self._key_block(ks), self.is_client)
         peer_id = self.peer_id if self.peer_id is not None and self.peer_id != NO_PEER_ID else None
-        ks.data = DataKey(self.cipher, ks.key_id, sk, sh, rk, rh, peer_id, self.cfg.auth, self.cfg.replay_window)
+        ks.data = DataKey(self.cipher, ks.key_id, sk, sh, rk, rh, peer_id, self.cfg.auth,
+                          self.cfg.replay_window, self.cfg.replay_time)
         self.recv_keys[ks.key_id] = ks.data
         ks.phase = KS.ACTIVE
         ks.active_since = now

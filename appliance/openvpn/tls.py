@@ -34,6 +34,8 @@ class TlsSettings:
     tls_version_min: str | None = "1.2"
     tls_version_max: str | None = None
     verify_client_cert: str = "require"         # server: require | optional | none
+    remote_cert_eku: str | None = None          # remote-cert-eku: a name (as OpenSSL prints it) or dotted OID
+    remote_cert_ku: list[int] | None = None     # remote-cert-ku: [] = keyUsage required; else one of these
 
 
 def _load_certs(pem: bytes) -> list[x509.Certificate]:
@@ -117,6 +119,10 @@ def _check_peer(s: TlsSettings, cert: x509.Certificate | None) -> None:
             cert.extensions.get_extension_for_class(x509.KeyUsage)
         except x509.ExtensionNotFound:
             raise RemoteProtocolError(f"remote-cert-tls {s.remote_cert_tls}: peer certificate has no keyUsage") from None
+    if s.remote_cert_ku is not None:
+        _check_ku(cert, s.remote_cert_ku)
+    if s.remote_cert_eku is not None:
+        _check_eku(cert, s.remote_cert_eku)
     if s.verify_x509_name:
         name, kind = s.verify_x509_name
         cns = [a.value for a in cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
@@ -128,6 +134,53 @@ def _check_peer(s: TlsSettings, cert: x509.Certificate | None) -> None:
             ok = any(str(cn).startswith(name) for cn in cns)
         if not ok:
             raise RemoteProtocolError(f"verify-x509-name {name} {kind}: peer certificate does not match")
+
+
+# OpenSSL's long names (OBJ_obj2txt without numeric form) for the EKUs OpenVPN users write, so
+# `remote-cert-eku "TLS Web Server Authentication"` works as with OpenVPN; any EKU also matches
+# by its dotted OID.
+_EKU_NAMES = {
+    "TLS Web Server Authentication": ExtendedKeyUsageOID.SERVER_AUTH,
+    "TLS Web Client Authentication": ExtendedKeyUsageOID.CLIENT_AUTH,
+    "Code Signing": ExtendedKeyUsageOID.CODE_SIGNING,
+    "E-mail Protection": ExtendedKeyUsageOID.EMAIL_PROTECTION,
+    "Time Stamping": ExtendedKeyUsageOID.TIME_STAMPING,
+    "OCSP Signing": ExtendedKeyUsageOID.OCSP_SIGNING,
+    "Any Extended Key Usage": ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE,
+}
+# keyUsage bits in OpenVPN's numbering (ssl_verify_openssl.c x509_verify_cert_ku): bit i of the
+# ASN.1 BIT STRING is 1 << (7 - i), so digitalSignature = 0x80, keyEncipherment = 0x20, ...
+_KU_BITS = (("digital_signature", 0x80), ("content_commitment", 0x40), ("key_encipherment", 0x20),
+            ("data_encipherment", 0x10), ("key_agreement", 0x08), ("key_cert_sign", 0x04),
+            ("crl_sign", 0x02))
+
+
+def _check_eku(cert: x509.Certificate, want: str) -> None:
+    """remote-cert-eku, as OpenVPN: the peer's extendedKeyUsage must list `want` (name or OID)."""
+    try:
+        eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    except x509.ExtensionNotFound:
+        raise RemoteProtocolError(f"remote-cert-eku {want}: peer certificate has no extendedKeyUsage") from None
+    oid = _EKU_NAMES.get(want)
+    if not any(u == oid or u.dotted_string == want for u in eku):
+        raise RemoteProtocolError(f"remote-cert-eku {want}: peer certificate lacks that extendedKeyUsage")
+
+
+def _check_ku(cert: x509.Certificate, want: list[int]) -> None:
+    """remote-cert-ku, as OpenVPN: a keyUsage must exist; with values, it must include all bits
+    of at least one of them."""
+    try:
+        ku = cert.extensions.get_extension_for_class(x509.KeyUsage).value
+    except x509.ExtensionNotFound:
+        raise RemoteProtocolError("remote-cert-ku: peer certificate has no keyUsage") from None
+    if not want:
+        return
+    have = sum(bit for name, bit in _KU_BITS if getattr(ku, name))
+    if ku.key_agreement and ku.encipher_only:   # OpenVPN reads bits 0..7 only: decipherOnly never counts
+        have |= 0x01
+    if not any(v and have & v == v for v in want):
+        raise RemoteProtocolError(f"remote-cert-ku: peer certificate key usage {have:02x} is none of "
+                                  + " ".join(f"{v:02x}" for v in want))
 
 
 def _openvpn_subject(cert: x509.Certificate) -> str:

@@ -10,8 +10,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 from appliance.certs import issue
 from appliance.gateway.client import ClientGateway
 from appliance.gateway.server import ServerGateway
-from appliance.openvpn.options import parse_config
-from appliance.openvpn.profile import server_settings
+from appliance.openvpn.config import parse_config
+from appliance.openvpn.settings import server_settings
 from tests.fakes import FakeClock, FakeServerNet, FakeTunnelNetwork, MemoryNet, MemoryPorts, MemoryWaiter, run_pumps
 
 SERVER_IP = "198.18.0.1"

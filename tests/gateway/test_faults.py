@@ -236,8 +236,8 @@ def test_our_tun_gone_is_fatal_with_one_line(pki, caplog):
             return self.tun
 
     from appliance.gateway.server import ServerGateway
-    from appliance.openvpn.options import parse_config
-    from appliance.openvpn.profile import server_settings
+    from appliance.openvpn.config import parse_config
+    from appliance.openvpn.settings import server_settings
     from tests.fakes import MemoryPorts, MemoryWaiter
     opts = parse_config(server_conf(pki), "/mem/server.conf")
     gw = ServerGateway(opts, server_settings(opts, None, None), MemoryPorts(w.net, SERVER_IP), Net(w.net), w.clock,

@@ -11,7 +11,7 @@ from scapy.layers.inet import IP, TCP
 from scapy.layers.inet6 import IPv6
 from scapy.packet import Raw
 
-from appliance.tun.mss import clamp_mss, mss_for
+from appliance.openvpn.mss import clamp_mss, mss_for
 
 SRC, DST = "198.18.20.1", "198.18.20.2"
 
@@ -105,7 +105,9 @@ def test_fragment_and_non_tcp_untouched_ipv6_clamped():
     v6 = bytearray(bytes(IPv6(src="2001:db8::1", dst="2001:db8::2") / TCP(flags="S", options=[("MSS", 1440)])))
     assert clamp_mss(v6, 1000) is True
     p = IPv6(bytes(v6))
-    assert dict(p[TCP].options)["MSS"] == 1000
+    # max_mss is an IPv4 MSS: an IPv6 header is 20 bytes longer, so its SYNs get 20 less, as
+    # OpenVPN's mss_fixup_ipv6 does (the old expectation, 1000, let IPv6 packets exceed mssfix).
+    assert dict(p[TCP].options)["MSS"] == 980
     want = p[TCP].chksum
     del p[TCP].chksum
     assert IPv6(bytes(p))[TCP].chksum == want
@@ -122,11 +124,30 @@ def test_checksum_stays_valid_across_many_values():
 
 
 def test_mss_for():
-    # UDP transport: outer IPv4 20 + UDP 8; inner IPv4 20 + TCP 20.
+    # `mssfix N mtu`, UDP transport: outer IPv4 20 + UDP 8; inner IPv4 20 + TCP 20.
     assert mss_for(1492, 41, False) == 1492 - 28 - 41 - 40
     # TCP transport adds the 20-byte TCP header and the 2-byte length.
     assert mss_for(1492, 41, True) == 1492 - 42 - 41 - 40
     assert mss_for(1500, 0, False) - mss_for(1400, 0, False) == 100
+
+
+# OpenVPN 2.6 frame_calculate_mssfix (mss.c): mss = N - protocol header (TCP length 2 + opcode/peer-id
+# 4 + packet-id 4 + tag 16 for AES-GCM over P_DATA_V2) - [outer IP + UDP/TCP, only with `mtu`] - 40.
+@pytest.mark.parametrize("mssfix, mtu_flag, tcp, ipv6, want", [
+    (1492, True, False, False, 1492 - 24 - 28 - 40),     # OpenVPN 2.6 default `mssfix 1492 mtu`: 1400
+    (1450, False, False, False, 1450 - 24 - 40),         # `mssfix 1450`: UDP payload bound, 1386
+    (1450, False, True, False, 1450 - 2 - 24 - 40),      # over TCP the 2-byte length still counts
+    (1492, True, True, False, 1492 - 2 - 24 - 40 - 40),  # `mtu` over TCP: outer IPv4 + TCP headers
+    (1492, True, False, True, 1492 - 24 - 48 - 40),      # `mtu` over IPv6: outer IPv6 + UDP headers
+    (1400, False, False, True, 1400 - 24 - 40),          # without `mtu` the outer family is irrelevant
+])
+def test_mss_for_matches_openvpn_frame_calculate_mssfix(mssfix, mtu_flag, tcp, ipv6, want):
+    assert mss_for(mssfix, 24, tcp, mtu_flag=mtu_flag, ipv6_transport=ipv6) == want
+
+
+def test_explicit_mssfix_without_mtu_is_28_bytes_more_than_with_it():
+    """The bug this fixes: `mssfix 1400` used to be read as `mssfix 1400 mtu`."""
+    assert mss_for(1400, 24, False, mtu_flag=False) - mss_for(1400, 24, False, mtu_flag=True) == 28
 
 
 @settings(max_examples=500, deadline=200)

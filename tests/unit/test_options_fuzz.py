@@ -6,9 +6,9 @@ import time
 
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from appliance.openvpn import options
+from appliance.openvpn import config as options
 from appliance.openvpn.errors import ConfigError
-from appliance.openvpn.options import ConfigErrors, parse_ccd, parse_config, render_options
+from appliance.openvpn.config import ConfigErrors, parse_ccd, parse_config, render_options
 
 PATH = "/fuzz/profile.ovpn"
 
@@ -22,9 +22,8 @@ def _read_file(p: str) -> bytes:
     return b"-----BEGIN X-----\nAAAA\n-----END X-----\n"
 
 
-HANDLED = sorted(n[2:].replace("_", "-") for n in dir(options._Parser) if n.startswith("d_"))
-DIRECTIVES = sorted(set(HANDLED) | options.NOOP | set(options.REJECT) | options.INLINE_TAGS
-                    | {"connection", "bogus", "ignore-unknown-option", "setenv"})
+# Every directive of the one table (applied, refused, no-op), plus an unknown one.
+DIRECTIVES = sorted(set(options.TABLE) | {"bogus"})
 ARGS = st.one_of(
     st.sampled_from(["0", "1", "2", "-1", "1194", "65535", "65536", "abc", "udp", "tcp", "udp6", "tcp-client",
                      "tcp-server", "server", "client", "subnet", "net30", "none", "yes", "no", "adaptive",
@@ -33,7 +32,8 @@ ARGS = st.one_of(
                      "AES-128-GCM:?CHACHA20-POLY1305", "?X", "SHA256", "1.2", "1.3", "opt", "foo", "\"a b\"",
                      "'q r'", "\"unterminated", "a\\ b", "\\", "#", ";", "--", "--client", "force-cookie",
                      "00:11", "AA:" * 31 + "AA", "1" * 5000, "١٢٣", "def1", "bypass-dhcp", "infinite",
-                     "vpn_gateway", "default", "name-prefix", "mtu", "\x00", "é"]),
+                     "vpn_gateway", "default", "name-prefix", "mtu", "fixed", "\x00", "é", "a0", "80",
+                     "TLS Web Server Authentication", "1.3.6.1.5.5.7.3.1", "x" * 257]),
     st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=12),
 )
 

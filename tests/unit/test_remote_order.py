@@ -6,7 +6,7 @@ import random
 
 from appliance.gateway import ClientGateway
 from tests.fakes import FakeClock, FakeTunnelNetwork, MemoryNet, MemoryPorts, MemoryWaiter
-from appliance.openvpn.options import parse_config
+from appliance.openvpn.config import parse_config
 
 PROFILE = """client
 dev tun

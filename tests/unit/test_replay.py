@@ -81,3 +81,67 @@ def test_matches_reference_model(size, pids):
     for pid in pids:
         assert w.check(pid) == (pid > 0 and pid not in m.seen and pid > m.highest - size)
         assert w.accept(pid) == m.accept(pid)
+
+
+# ------------------------------------------------------------------ time limit (replay-window N T)
+def test_time_limit_expires_old_ids_as_openvpn_reaps():
+    """OpenVPN packet_id_reap: once an id arrived more than T seconds ago, it and every older id
+    are refused, even inside the window."""
+    w = ReplayWindow(64, 15)
+    assert w.accept(100, now=0.0)
+    assert w.accept(98, now=10.0)            # inside the window and within T of id 100
+    assert not w.check(99, now=15.5)         # id 100 arrived 15.5 s ago: 99 has expired
+    assert not w.accept(97, now=15.5)
+    assert w.accept(101, now=15.5)           # newer than the newest: always accepted
+    assert not w.accept(99, now=15.6)        # still expired (the floor only rises)
+
+
+def test_time_limit_follows_the_newest_id_with_continuous_traffic():
+    w = ReplayWindow(64, 15)
+    t = 0.0
+    for pid in range(1, 200, 2):             # odd ids, 0.1 s apart: 10 s of traffic
+        assert w.accept(pid, now=t)
+        t += 0.1
+    assert w.accept(198, now=t)              # even id near the newest: fresh
+    # 30 s later nothing arrived in between: every id up to the newest expired.
+    assert not w.accept(196, now=t + 30)
+    assert w.accept(300, now=t + 30)
+
+
+def test_no_time_limit_without_now_or_with_zero():
+    w = ReplayWindow(64, 15)
+    assert w.accept(100, now=0.0)
+    assert w.accept(99)                      # no `now`: no time limit (control-channel callers)
+    z = ReplayWindow(64, 0)                  # replay-window N 0: OpenVPN disables the time check
+    assert z.accept(100, now=0.0)
+    assert z.accept(99, now=1000.0)
+
+
+def test_size_zero_allows_no_reordering():
+    w = ReplayWindow(0)
+    assert w.accept(5)
+    assert not w.accept(4)
+    assert not w.accept(5)
+    assert w.accept(6)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(1, 80), st.integers(1, 20),
+       st.lists(st.tuples(st.integers(1, 300), st.floats(0, 3)), max_size=120))
+def test_time_limit_never_accepts_what_the_window_refuses_and_never_refuses_fresh_ids(size, limit, seq):
+    """Against the reference model: the time limit only ever refuses more, and an id newer than
+    every id seen in the last T seconds (minus sampling slack) is never refused by it."""
+    w, m = ReplayWindow(size, limit), _Model(size)
+    now = 0.0
+    arrivals: dict[int, float] = {}
+    for pid, dt in seq:
+        now += dt
+        got = w.accept(pid, now)
+        model_ok = pid > 0 and pid not in m.seen and pid > m.highest - size
+        if got:
+            assert model_ok
+            m.accept(pid)
+            arrivals[pid] = now
+        elif model_ok:
+            # Refused only by the time limit: some id >= pid arrived more than `limit` s ago.
+            assert any(q >= pid and t + limit < now for q, t in arrivals.items())

@@ -9,7 +9,7 @@ import pytest
 
 from appliance.config.schema import check_file, load_appliance_config, parse_appliance_config
 from appliance.openvpn.errors import ConfigError
-from appliance.openvpn.options import ConfigErrors
+from appliance.openvpn.config import ConfigErrors
 
 CLIENT_OVPN = """\
 client

@@ -1,0 +1,113 @@
+"""The data-channel cipher registry: one CipherSpec per cipher this appliance can run.
+
+Why one table: the options parser (is `data-ciphers X` usable?), the negotiation (which of the
+peer's ciphers do we share?), the data channel (which primitive, which key length?) and the MSS
+computation (how many bytes does a packet grow?) all need the same facts. Spread over several
+files they drifted (the server guessed the overhead from the cipher's name); here a new cipher is
+one entry, and a name missing from the table is refused everywhere alike.
+
+Wire overhead, as OpenVPN 2.6 lays packets out (crypto.c, calculate_crypto_overhead):
+- AEAD: opcode/key-id (1) [+ peer-id (3) for P_DATA_V2] + packet-id (4) + tag (16).
+- CBC:  opcode/key-id (1) [+ peer-id (3)] + HMAC (digest size) + IV (16) + encrypted packet-id (4)
+        + PKCS#7 padding (1..16, counted as its worst case 16).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
+
+from .keys import digest_size
+
+PACKET_ID_LEN = 4
+AEAD_TAG_LEN = 16
+AEAD_IMPLICIT_IV_LEN = 8      # nonce = packet-id (4) ‖ 8 bytes from the sender's HMAC key slot
+CBC_BLOCK = 16
+
+
+@dataclass(frozen=True)
+class CipherSpec:
+    """One data-channel cipher: what it is, its sizes, and how to build it."""
+    name: str                    # OpenVPN's upper-case name, as in `data-ciphers`
+    aead: bool
+    key_len: int                 # bytes taken from the key block's cipher slot
+    iv_len: int                  # AEAD: implicit IV bytes; CBC: the per-packet random IV
+    block_size: int              # 1 for AEAD (a stream), 16 for CBC
+    ncp2: bool = False           # offered to OpenVPN 2.4 clients that only say IV_NCP=2
+    make_aead: Callable[[bytes], object] | None = None   # key -> AESGCM / ChaCha20Poly1305 object
+
+    def overhead(self, auth_digest: str = "SHA1", data_v2: bool = True) -> int:
+        """Bytes a tunnel packet grows by on the wire (worst case for CBC padding)."""
+        header = 4 if data_v2 else 1
+        if self.aead:
+            return header + PACKET_ID_LEN + AEAD_TAG_LEN
+        return header + digest_size(auth_digest) + self.iv_len + PACKET_ID_LEN + self.block_size
+
+
+    def max_payload(self, room: int, auth_digest: str = "SHA1", data_v2: bool = True) -> int:
+        """Largest tunnel packet whose sealed form fits in `room` bytes. AEAD: room - overhead.
+        CBC, as OpenVPN's adjust_payload_max_cbc (mss.c): the ciphertext (packet-id + payload +
+        at least one padding byte) is a whole number of blocks within what header, HMAC and IV
+        leave."""
+        if self.aead:
+            return room - self.overhead(auth_digest, data_v2)
+        fixed = (4 if data_v2 else 1) + digest_size(auth_digest) + self.iv_len
+        return (room - fixed) // self.block_size * self.block_size - 1 - PACKET_ID_LEN
+
+
+def _aead(name: str, key_len: int, cls: Callable[[bytes], object], ncp2: bool = False) -> CipherSpec:
+    return CipherSpec(name, True, key_len, AEAD_IMPLICIT_IV_LEN, 1, ncp2, cls)
+
+
+def _cbc(name: str, key_len: int) -> CipherSpec:
+    return CipherSpec(name, False, key_len, CBC_BLOCK, CBC_BLOCK)
+
+
+REGISTRY: dict[str, CipherSpec] = {s.name: s for s in (
+    _aead("AES-128-GCM", 16, AESGCM, ncp2=True),
+    _aead("AES-192-GCM", 24, AESGCM),
+    _aead("AES-256-GCM", 32, AESGCM, ncp2=True),
+    _aead("CHACHA20-POLY1305", 32, ChaCha20Poly1305),
+    _cbc("AES-128-CBC", 16),
+    _cbc("AES-192-CBC", 24),
+    _cbc("AES-256-CBC", 32),
+)}
+
+# OpenVPN 2.6's default `data-ciphers`.
+DEFAULT_DATA_CIPHERS: tuple[str, ...] = ("AES-256-GCM", "AES-128-GCM", "CHACHA20-POLY1305")
+# Worst case over the registry (CBC with SHA512), for buffers sized before a cipher is known.
+MAX_OVERHEAD = max(s.overhead("SHA512", True) for s in REGISTRY.values())
+
+
+def spec(name: str) -> CipherSpec | None:
+    """The spec of `name` (any case), or None when this appliance cannot run it."""
+    return REGISTRY.get(name.upper())
+
+
+def is_supported(name: str) -> bool:
+    return name.upper() in REGISTRY
+
+
+def names() -> list[str]:
+    """Supported names, sorted (for error messages)."""
+    return sorted(REGISTRY)
+
+
+def overhead(cipher_name: str, auth_digest: str = "SHA1", data_v2: bool = True) -> int:
+    """Bytes each tunnel packet grows by on the wire with this cipher (the pump's MSS input).
+
+    `auth_digest` matters for CBC only (its HMAC); `data_v2` adds the 3-byte peer-id.
+    Raises ValueError for a cipher not in the registry, so a new cipher cannot silently get
+    another one's overhead."""
+    s = spec(cipher_name)
+    if s is None:
+        raise ValueError(f"unsupported cipher {cipher_name}")
+    return s.overhead(auth_digest, data_v2)
+
+
+def max_overhead(cipher_names: list[str] | tuple[str, ...], auth_digest: str = "SHA1",
+                 data_v2: bool = True) -> int:
+    """The largest overhead among `cipher_names` (a server clamping for whichever cipher a client
+    negotiates)."""
+    return max(overhead(c, auth_digest, data_v2) for c in cipher_names)

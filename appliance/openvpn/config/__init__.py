@@ -1,0 +1,39 @@
+"""OpenVPN 2.6 config files (client and server) → a typed Options object.
+
+Layout: lexer.py (tokens, OpenVPN's limits), directives.py (the shape of a table entry),
+d_network.py / d_security.py / d_misc.py (the entries and their handlers), table.py (the merged
+table and its invariants), parser.py (running the table over a file), render.py (`check`),
+ccd.py (client-config-dir files), model.py (Options).
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+from ..errors import ConfigError
+from .ccd import parse_ccd
+from .lexer import tokenize
+from .model import DEFAULT_CIPHERS, MSSFIX_DEFAULT, CcdOptions, ConfigErrors, Options, Remote, Route
+from .parser import ParseState
+from .render import render_options
+from .table import TABLE
+
+__all__ = ["CcdOptions", "ConfigError", "ConfigErrors", "DEFAULT_CIPHERS", "MSSFIX_DEFAULT", "Options", "Remote",
+           "Route", "TABLE", "load_config", "parse_ccd", "parse_config", "render_options", "tokenize"]
+
+
+def _read(path: str) -> bytes:
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def parse_config(text: str, path: str = "<string>", read_file: Callable[[str], bytes] | None = None) -> Options:
+    """Parse OpenVPN config text; raises ConfigError (ConfigErrors for several) located by file:line."""
+    return ParseState(path, read_file or _read, TABLE).parse(text)
+
+
+def load_config(path: str) -> Options:
+    try:
+        text = _read(path).decode("utf-8", "replace")
+    except OSError as e:
+        raise ConfigError(f"cannot read: {e.strerror or e}", path) from None
+    return parse_config(text, path)

@@ -1,0 +1,35 @@
+"""Client-config-dir files: the per-client directives a server reads when a client connects."""
+from __future__ import annotations
+
+from ..errors import ConfigError
+from .lexer import lines
+from .model import CcdOptions, ConfigErrors
+
+
+def parse_ccd(text: str, path: str = "<ccd>") -> CcdOptions:
+    """A client-config-dir file: ifconfig-push, iroute, push, push-reset, disable."""
+    c = CcdOptions()
+    errors: list[ConfigError] = []
+    for ln in lines(text):
+        if ln.tokens is None:
+            errors.append(ConfigError(ln.error or "cannot parse", path, ln.number, ln.first_word))
+            continue
+        d, a = ln.tokens[0].lower(), ln.tokens[1:]
+        if ln.inline is not None:
+            errors.append(ConfigError("inline blocks are not supported in a client-config-dir file",
+                                      path, ln.number, d))
+        elif d == "ifconfig-push" and len(a) >= 2:
+            c.ifconfig_push = (a[0], a[1])
+        elif d == "iroute" and len(a) >= 1:
+            c.iroutes.append((a[0], a[1] if len(a) > 1 else "255.255.255.255"))
+        elif d == "push" and len(a) == 1:
+            c.push.append(a[0])
+        elif d == "push-reset":
+            c.push_reset = True
+        elif d == "disable":
+            c.disable = True
+        else:
+            errors.append(ConfigError("not supported in a client-config-dir file", path, ln.number, d))
+    if errors:
+        raise ConfigErrors(errors) if len(errors) > 1 else errors[0]
+    return c

@@ -1,0 +1,122 @@
+"""Parser-level directives, logging, and the directives accepted without effect or refused.
+
+Every no-op says why it has no effect here; every refusal says why it is refused. Directives that
+change who may connect are never no-ops (table.py checks the `access` flag): scripts and plugins
+that could refuse clients, CRLs and option checks are refused instead.
+"""
+from __future__ import annotations
+
+from .directives import Registry
+from .parser import ParseState
+
+reg = Registry()
+
+
+@reg.apply("verb", why="log detail", sets=("verb",), used_by="pump", nargs=(1, 1))
+def _verb(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
+    n = p.int_arg(d, a[0], 0, 11)
+    if n is not None:
+        p.set("verb", n)
+
+
+@reg.apply("ignore-unknown-option", why="later unknown directives with these names only get a note",
+           used_by="parser", nargs=(1, None))
+def _ignore_unknown_option(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
+    p.ignore_unknown.update(x.lower() for x in a)
+    p.note(d, f"unknown directives named {' '.join(a)} below are ignored")
+
+
+@reg.apply("setenv", why="`setenv opt X ...` applies X if known, ignores it if unknown; other variables "
+           "have no effect (no scripts)", used_by="parser", nargs=(1, None))
+def _setenv(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
+    if a[0].lower() == "opt" and len(a) > 1:
+        p.ignore_unknown.add(a[1].lower())
+        p.dispatch(a[1:], inline)
+    else:
+        p.note(d, "accepted, has no effect here: no scripts read the environment")
+
+
+# ------------------------------------------------------------------ accepted, no effect (with the reason)
+_NOOPS = {
+    "persist-key persist-tun": "keys and the TUN device are kept across reconnects anyway",
+    "nobind": "a client always sends from an ephemeral port",
+    "bind": "a server binds its port; a client uses an ephemeral port",
+    "mute-replay-warnings": "replayed packets are counted, not logged one by one",
+    "mute": "events are logged once each; repeated-message muting is not implemented",
+    "script-security": "the appliance runs no scripts (script directives are refused)",
+    "setenv-safe": "no scripts read the environment",
+    "ifconfig-pool-persist": "pool leases are not persisted (use ifconfig-push in client-config-dir for fixed ones)",
+    "status status-version": "no status file; the log reports each event",
+    "log log-append": "the appliance logs to stderr",
+    "suppress-timestamps machine-readable-output": "the log format is fixed",
+    "user group": "the appliance does not switch users (it runs as the VM's only program)",
+    "daemon writepid": "the appliance runs in the foreground under its supervisor (or as PID 1)",
+    "nice chroot mlock": "process settings the appliance does not change",
+    "float": "peers are tracked by session id and peer-id; a server moves a client only on its authenticated packets",
+    "fast-io": "socket I/O is always non-blocking",
+    "sndbuf rcvbuf": "socket buffers keep the appliance's sizes",
+    "txqueuelen": "the TUN queue length stays the kernel default",
+    "persist-remote-ip persist-local-ip": "each reconnect resolves the remote again",
+    "route-delay": "routes are added as soon as the tunnel is up",
+    "route-method block-outside-dns register-dns": "Windows only",
+    "ncp-disable": "cipher negotiation is always on (as in OpenVPN 2.6)",
+    "tls-exit": "a TLS failure ends the attempt and the client reconnects",
+    "management-query-passwords": "no management interface; credentials come from the profile",
+    "auth-retry": "AUTH_FAILED ends the attempt; the appliance retries with backoff",
+    "ecdh-curve tls-groups": "TLS key exchange uses OpenSSL's default groups",
+    "tls-cipher tls-ciphersuites": "TLS cipher suites are OpenSSL's defaults for TLS 1.2/1.3",
+    "ifconfig-nowarn": "no option-consistency warnings are printed",
+    "remote-random-hostname": "remote names are resolved as written",
+    "allow-recursive-routing": "the remote's address is always routed outside the tunnel",
+    "inactive": "not implemented: an idle tunnel stays up",
+    "up-delay up-restart": "no up script to delay or rerun",
+    "route-noexec ifconfig-noexec": "the appliance always installs the tunnel address and routes itself",
+    "allow-pull-fqdn": "pushed routes are taken as addresses",
+    "push-peer-info": "the peer info we send is fixed (version, protocol flags, ciphers)",
+    "tcp-nodelay": "TCP sockets always set TCP_NODELAY",
+    "passtos": "outer packets keep the default TOS; the inner packets' TOS bits are not copied",
+}
+for _names, _why in _NOOPS.items():
+    reg.noop(_names, _why)
+
+# ------------------------------------------------------------------ refused (with the reason)
+_SCRIPTS = "scripts are not supported (the appliance runs no scripts)"
+reg.refuse("up down route-up route-pre-down ipchange", _SCRIPTS)
+# Scripts and plugins that decide whether a client may connect: refused, never ignored.
+reg.refuse("client-connect client-disconnect learn-address tls-verify tls-crypt-v2-verify", _SCRIPTS, access=True)
+reg.refuse("plugin", "plugins are not supported", access=True)
+reg.refuse("crl-verify", "CRL checking is not supported yet: refusing rather than accepting revoked "
+           "certificates", access=True, inline=True)
+reg.refuse("opt-verify", "option-string checks of clients are not supported (deprecated in OpenVPN 2.6); "
+           "remove it", access=True)
+# OpenVPN 2.6 directives that decide who may connect and that we do not implement: declared here
+# so that `ignore-unknown-option` / `setenv opt` cannot turn them into silently ignored lines.
+reg.refuse("verify-hash", "certificate hash pinning is not supported; use peer-fingerprint", access=True)
+reg.refuse("x509-username-field", "only the subject CN names a client (x509-username-field is not supported)",
+           access=True)
+reg.refuse("auth-user-pass-optional", "with auth-user-pass-verify every client must send a username and password",
+           access=True)
+reg.refuse("client-cert-not-required", "removed in OpenVPN 2.5; use `verify-client-cert none`", access=True)
+reg.refuse("ns-cert-type", "removed in OpenVPN 2.5; use `remote-cert-tls`", access=True)
+reg.refuse("connect-freq connect-freq-initial", "connection rate limits are not implemented: refusing rather "
+           "than accepting connections OpenVPN would turn away", access=True)
+reg.refuse("management-client-auth", "the management interface is not supported", access=True)
+reg.refuse("tls-cert-profile", "certificate profiles are not implemented: refusing rather than accepting "
+           "certificates the profile would reject", access=True)
+reg.refuse("secret", "static-key mode is not supported (deprecated in OpenVPN 2.6); use TLS", inline=True)
+reg.refuse("fragment", "fragment is not supported")
+reg.refuse("http-proxy socks-proxy", "proxies are not supported")
+reg.refuse("http-proxy-user-pass", "proxies are not supported", inline=True)
+reg.refuse("management", "the management interface is not supported")
+reg.refuse("pkcs12", "PKCS#12 files are not supported; use ca/cert/key PEM", inline=True)
+reg.refuse("pkcs11-providers", "PKCS#11 is not supported")
+reg.refuse("cryptoapicert", "not supported on this platform")
+reg.refuse("askpass", "encrypted private keys are not supported")
+reg.refuse("lladdr", "only tun is supported")
+reg.refuse("static-challenge", "challenge/response is not supported")
+reg.refuse("shaper", "traffic shaping is not supported")
+reg.refuse("port-share", "port-share is not supported")
+reg.refuse("multihome", "multihome is not supported")
+reg.refuse("mtu-disc", "not supported")
+reg.refuse("link-mtu", "set tun-mtu instead")
+reg.refuse("connection", "<connection> blocks are not supported; use several `remote` lines", inline=True)

@@ -1,0 +1,284 @@
+"""Directives for role, remotes, transport, the TUN device, routes and the server's address pool.
+
+Each handler is declared with the table entry it implements (see directives.py): its names,
+argument count, the Options fields it sets and who reads them.
+"""
+from __future__ import annotations
+
+import ipaddress
+
+from .directives import Registry
+from .model import Route
+from .parser import ParseState, norm_proto
+
+reg = Registry()
+
+
+# ------------------------------------------------------------------ role
+@reg.apply("client", why="client role: pull + tls-client", sets=("client", "pull", "tls_client"),
+           used_by="parser", nargs=(0, 0))
+def _client(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
+    p.set("client", True)
+    p.set("pull", True)
+    p.set("tls_client", True)
+
+
+@reg.apply("pull", why="accept options pushed by the server", sets=("pull",), used_by="parser", nargs=(0, 0))
+def _pull(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
+    p.set("pull", True)
+
+
+@reg.apply("tls-client", why="TLS client role", sets=("tls_client",), used_by="parser", nargs=(0, 0))
+def _tls_client(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
+    p.set("tls_client", True)
+
+
+@reg.apply("tls-server", why="TLS server role", sets=("tls_server",), used_by="parser", nargs=(0, 0))
+def _tls_server(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
+    p.set("tls_server", True)
+
+
+@reg.apply("mode", why="server or p2p", sets=("mode",), used_by="parser", nargs=(1, 1))
+def _mode(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
+    if a[0] not in ("server", "p2p"):
+        p.err(d, f"unknown mode {a[0]}")
+    else:
+        p.set("mode", a[0])
+
+
+@reg.apply("server", why="server mode with an address pool", sets=("server", "mode", "tls_server"),
+           used_by="server", nargs=(2, 3))
+def _server(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
+    net, mask = p.ip(d, a[0]), p.mask(d, a[1])
+    if net and mask:
+        p.set("server", (net, mask))
+        p.set("mode", "server")
+        p.set("tls_server", True)
+
+
+@reg.apply("server-ipv6", why="IPv6 address pool", sets=("server_ipv6",), used_by="server", nargs=(1, 1))
+def _server_ipv6(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
+    try:
+        net = ipaddress.IPv6Network(a[0], strict=False)
+    except ValueError:
+        p.err(d, f"not an IPv6 network: {a[0]!r}")
+        return
+    if net.prefixlen > 124:
+        p.err(d, "the IPv6 pool needs a prefix of /124 or shorter")
+        return
+    p.set("server_ipv6", str(net))
+
+
+# ------------------------------------------------------------------ remotes and transport
+@reg.apply("remote", why="a server to connect to (tried in order)", sets=("remotes",), used_by="client",
+           nargs=(1, 3), show={"remotes": lambda v: [f"{r.host} {r.port} {r.proto}" for r in v]})
+def _remote(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
+    p.remote_lines.append((p.line, a))     # port/proto defaults apply at the end (finish)
+
+
+@reg.apply("proto", why="transport", sets=("proto", "proto_family"), used_by="pump", nargs=(1, 1))
+def _proto(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
+    pr = norm_proto(a[0])
+    if pr is None:
+        p.err(d, f"unknown protocol {a[0]}")
+        return
+    v = a[0].lower()
+    if v in ("tcp-server", "tcp4-server", "tcp6-server"):
+        p.o.source["tcp_server"] = (p.path, p.line)
+    if v in ("tcp-client", "tcp4-client", "tcp6-client"):
+        p.o.source["tcp_client"] = (p.path, p.line)
+    p.set("proto", pr)
+    if v[3:4] in ("4", "6"):
+        p.set("proto_family", v[3])
+
+
+@reg.apply("port", "rport", why="remote (and server) port", sets=("port",), used_by="pump", nargs=(1, 1))
+def _port(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
+    n = p.int_arg(d, a[0], 1, 65535)
+    if n is not None:
+        p.set("port", n)
+
+
+@reg.apply("lport", why="local port of the server socket", sets=("lport",), used_by="pump", nargs=(1, 1))
+def _lport(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
+    n = p.int_arg(d, a[0], 0, 65535)
+    if n is not None:
+        p.set("lport", n)
+
+
+@reg.apply("local", why="local address of the server socket", sets=("local",), used_by="pump", nargs=(1, 2))
+def _local(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
+    p.set("local", a[0])
+
+
+@reg.apply("remote-random", why="try remotes in random order", sets=("remote_random",), used_by="client",
+           nargs=(0, 0))
+def _remote_random(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
+    p.set("remote_random", True)
+
+
+@reg.apply("connect-retry", why="reconnect backoff", sets=("connect_retry", "connect_retry_max"),
+           used_by="client", nargs=(1, 2))
+def _connect_retry(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
+    n = p.int_arg(d, a[0], 0, 86400)
+    if n is not None:
+        p.set("connect_retry", float(n))
+    if len(a) > 1:
+        m = p.int_arg(d, a[1], 1, 86400)
+        if m is not None:
+            p.set("connect_retry_max", float(m))
+
+
+@reg.apply("connect-retry-max", why="give up after this many attempts", sets=("connect_retry_max_count",),
+           used_by="client", nargs=(1, 1))
+def _connect_retry_max(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
+    n = p.int_arg(d, a[0], 1)
+    if n is not None:
+        p.set("connect_retry_max_count", n)
+
+
+@reg.apply("server-poll-timeout", "connect-timeout", why="time allowed per connection attempt",
+           sets=("server_poll_timeout",), used_by="client", nargs=(1, 1))
+def _server_poll_timeout(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
+    n = p.int_arg(d, a[0], 1, 86400)
+    if n is not None:
+        p.set("server_poll_timeout", float(n))
+
+
+def _resolv_retry(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
+    if a[0] != "infinite":
+        p.int_arg(d, a[0], 0)
+
+
+reg.noop("resolv-retry", "names are resolved once per connection attempt, and attempts repeat anyway",
+         check=_resolv_retry, nargs=(1, 1))
+
+
+# ------------------------------------------------------------------ TUN device and MTU
+@reg.apply("dev", why="TUN device name", sets=("dev",), used_by="pump", nargs=(1, 1))
+def _dev(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
+    if a[0].startswith("tap"):
+        p.err(d, "only tun is supported (layer 3)")
+    elif a[0] == "null":
+        p.err(d, "dev null is not supported")
+    else:
+        p.set("dev", a[0])
+
+
+def _dev_type(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
+    if a[0] != "tun":
+        p.err(d, "only tun is supported (layer 3)")
+
+
+reg.noop("dev-type", "the device is always a TUN device", check=_dev_type, nargs=(1, 1))
+reg.noop("dev-node", "the TUN device is always opened through /dev/net/tun", nargs=(1, 1))
+
+
+@reg.apply("tun-mtu", why="TUN MTU", sets=("tun_mtu",), used_by="pump", nargs=(1, 1))
+def _tun_mtu(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
+    n = p.int_arg(d, a[0], 576, 65535)
+    if n is not None:
+        p.set("tun_mtu", n)
+
+
+@reg.apply("mssfix", why="TCP MSS clamping; OpenVPN 2.6 meaning of N with and without `mtu`",
+           sets=("mssfix", "mssfix_mtu"), used_by="pump", nargs=(0, 2))
+def _mssfix(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
+    """OpenVPN 2.6 (options.c): `mssfix` alone = 1492 counting the outer IP+UDP headers (`mtu`);
+    `mssfix N` = N bytes of encapsulated UDP payload (outer headers not counted) unless `mtu`
+    follows; `mssfix 0` turns clamping off."""
+    if not a:
+        p.set("mssfix", None)
+        p.set("mssfix_mtu", True)
+        return
+    n = p.int_arg(d, a[0], 0, 65535)
+    if n is None:
+        return
+    flag = a[1] if len(a) > 1 else None
+    if flag not in (None, "mtu", "fixed"):
+        p.err(d, f"unknown flag {flag} (expects mtu or fixed)")
+        return
+    if flag == "fixed":
+        p.err(d, "`mssfix N fixed` is not supported; use `mssfix N` or `mssfix N mtu`")
+        return
+    p.set("mssfix", n)
+    p.set("mssfix_mtu", flag == "mtu")
+
+
+# ------------------------------------------------------------------ routes (client)
+@reg.apply("redirect-gateway", why="send all traffic through the tunnel", sets=("redirect_gateway",),
+           used_by="client")
+def _redirect_gateway(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
+    p.set("redirect_gateway", list(a))
+
+
+@reg.apply("route", why="a route through the tunnel", sets=("route",), used_by="client", nargs=(1, 4),
+           show={"route": lambda v: [" ".join(str(x) for x in r if x is not None) for r in v]})
+def _route(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
+    net = p.ip(d, a[0])
+    mask = p.mask(d, a[1]) if len(a) > 1 and a[1] != "default" else "255.255.255.255"
+    gw = a[2] if len(a) > 2 and a[2] not in ("vpn_gateway", "default") else None
+    metric = p.int_arg(d, a[3], 0) if len(a) > 3 else None
+    if net and mask:
+        p.add("route", Route(net, mask, gw, metric))
+
+
+@reg.apply("route-nopull", why="ignore pushed routes", sets=("route_nopull",), used_by="client", nargs=(0, 0))
+def _route_nopull(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
+    p.set("route_nopull", True)
+
+
+reg.noop("dhcp-option", "reported only: the appliance does not change the host's resolver", nargs=(1, 2))
+
+
+@reg.apply("pull-filter", why="accept/ignore/reject pushed options", sets=("pull_filter",), used_by="session",
+           nargs=(2, 2))
+def _pull_filter(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
+    if a[0] not in ("accept", "ignore", "reject"):
+        p.err(d, "expects accept, ignore or reject")
+    else:
+        p.add("pull_filter", (a[0], a[1]))
+        p.note(d, f"{a[0]} pushed options starting with {a[1]!r}")
+
+
+# ------------------------------------------------------------------ server: pool and pushes
+@reg.apply("topology", why="address layout of the pool", sets=("topology",), used_by="server", nargs=(1, 1))
+def _topology(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
+    if a[0] not in ("subnet", "net30", "p2p"):
+        p.err(d, "expects subnet, net30 or p2p")
+    else:
+        p.set("topology", a[0])
+
+
+@reg.apply("ifconfig-pool", why="range of the address pool", sets=("ifconfig_pool",), used_by="server",
+           nargs=(2, 3))
+def _ifconfig_pool(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
+    s, e = p.ip(d, a[0]), p.ip(d, a[1])
+    if s and e:
+        p.set("ifconfig_pool", (s, e, a[2] if len(a) > 2 else None))
+
+
+@reg.apply("push", why="an option pushed to every client", sets=("push",), used_by="server", nargs=(1, 1))
+def _push(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
+    p.add("push", a[0])
+
+
+@reg.apply("client-to-client", why="clients may reach each other", sets=("client_to_client",),
+           used_by="server", nargs=(0, 0))
+def _client_to_client(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
+    p.set("client_to_client", True)
+
+
+@reg.apply("max-clients", why="connection limit", sets=("max_clients",), used_by="server", nargs=(1, 1),
+           access=True)
+def _max_clients(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
+    n = p.int_arg(d, a[0], 1)
+    if n is not None:
+        p.set("max_clients", n)
+
+
+reg.refuse("ifconfig", "the server's tunnel address comes from `server NETWORK NETMASK`; "
+           "point-to-point `ifconfig` is not supported")
+reg.refuse("iroute", "iroute belongs in a client-config-dir file")
+reg.refuse("ifconfig-push", "ifconfig-push belongs in a client-config-dir file")
+reg.refuse("push-reset", "push-reset belongs in a client-config-dir file (OpenVPN refuses it here too)")

@@ -1,0 +1,397 @@
+"""Directives for key material, peer verification, client authentication on the server, the data
+channel (ciphers, digests, replay window), timers and compression framing."""
+from __future__ import annotations
+
+from .. import ciphers
+from ..replay import MAX_SIZE as MAX_REPLAY_WINDOW
+from ..replay import MAX_TIME_LIMIT as MAX_REPLAY_TIME
+from .directives import Registry
+from .parser import INLINE, ParseState
+
+reg = Registry()
+DIGESTS = {"SHA1", "SHA224", "SHA256", "SHA384", "SHA512"}
+TLS_VERSIONS = ("1.0", "1.1", "1.2", "1.3")
+
+
+def _secret(v: object) -> object:
+    """`check` shows that key material is there, never the material."""
+    return f"<{len(v)} bytes>" if v is not None else None  # type: ignore[arg-type]
+
+
+# ------------------------------------------------------------------ key material
+def _pem(field: str):
+    def h(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
+        v = p.file(d, a[0], inline)
+        if v is not None:
+            p.set(field, v)
+    return h
+
+
+reg.apply("ca", why="CA certificates that sign the peer's certificate", sets=("ca",), used_by="tls",
+          nargs=(1, 1), access=True, inline=True, show={"ca": _secret})(_pem("ca"))
+reg.apply("cert", why="our certificate", sets=("cert",), used_by="tls", nargs=(1, 1), inline=True,
+          show={"cert": _secret})(_pem("cert"))
+reg.apply("key", why="our private key", sets=("key",), used_by="tls", nargs=(1, 1), inline=True,
+          show={"key": _secret})(_pem("key"))
+
+
+@reg.apply("extra-certs", why="intermediate certificates sent after ours", sets=("cert",), used_by="tls",
+           nargs=(1, 1), inline=True)
+def _extra_certs(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
+    data = p.file(d, a[0], inline)
+    if data and p.o.cert:
+        p.set("cert", p.o.cert + b"\n" + data)
+
+
+reg.noop("dh", "DH parameters are not used: key exchange is ECDHE", nargs=(1, 1), inline=True)
+
+
+@reg.apply("tls-auth", why="HMAC on control packets", sets=("tls_auth", "key_direction"), used_by="session",
+           nargs=(1, 2), access=True, inline=True, show={"tls_auth": _secret})
+def _tls_auth(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
+    v = p.text(d, a[0], inline)
+    if v is not None:
+        p.set("tls_auth", v)
+    if len(a) == 2:
+        if a[1] not in ("0", "1"):
+            p.err(d, "key direction must be 0 or 1")
+        else:
+            p.set("key_direction", int(a[1]))
+
+
+@reg.apply("key-direction", why="which half of the tls-auth key we use", sets=("key_direction",),
+           used_by="session", nargs=(1, 1))
+def _key_direction(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
+    if a[0] not in ("0", "1"):
+        p.err(d, "key direction must be 0 or 1")
+    else:
+        p.set("key_direction", int(a[0]))
+
+
+@reg.apply("tls-crypt", why="encrypted control channel", sets=("tls_crypt",), used_by="session",
+           nargs=(1, 1), access=True, inline=True, show={"tls_crypt": _secret})
+def _tls_crypt(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
+    v = p.text(d, a[0], inline)
+    if v is not None:
+        p.set("tls_crypt", v)
+
+
+@reg.apply("tls-crypt-v2", why="per-client control-channel keys; `force-cookie` makes the server refuse "
+           "clients that skip the HMAC cookie", sets=("tls_crypt_v2", "tls_crypt_v2_force_cookie"),
+           used_by="server", nargs=(1, 2), access=True, inline=True, show={"tls_crypt_v2": _secret})
+def _tls_crypt_v2(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
+    v = p.text(d, a[0], inline)
+    if v is not None:
+        p.set("tls_crypt_v2", v)
+    if len(a) == 2:
+        if a[1] not in ("force-cookie", "allow-noncookie"):
+            p.err(d, f"unknown option {a[1]}")
+        else:
+            p.set("tls_crypt_v2_force_cookie", a[1] == "force-cookie")
+
+
+def _show_user(v: object) -> object:
+    return f"<user {v[0]!r}>" if v is not None else None  # type: ignore[index]
+
+
+@reg.apply("auth-user-pass", why="username/password for the server", sets=("auth_user_pass_required", "auth_user_pass"),
+           used_by="client", nargs=(0, 1), inline=True, show={"auth_user_pass": _show_user})
+def _auth_user_pass(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
+    p.set("auth_user_pass_required", True)
+    if not a:
+        return
+    text = p.text(d, a[0], inline)
+    if text is None:
+        return
+    lines = text.splitlines()
+    if not lines or not lines[0]:
+        p.err(d, "the file must hold the username on line 1 and the password on line 2")
+    else:
+        p.set("auth_user_pass", (lines[0], lines[1] if len(lines) > 1 else ""))
+
+
+reg.noop("auth-nocache", "the unattended appliance keeps the credentials it was given for reconnects",
+         nargs=(0, 0))
+
+
+# ------------------------------------------------------------------ verifying the peer (who may connect)
+@reg.apply("remote-cert-tls", why="peer certificate must carry the server/client EKU and a keyUsage",
+           sets=("remote_cert_tls",), used_by="tls", nargs=(1, 1), access=True)
+def _remote_cert_tls(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
+    if a[0] not in ("server", "client"):
+        p.err(d, "expects server or client")
+    else:
+        p.set("remote_cert_tls", a[0])
+
+
+@reg.apply("remote-cert-eku", why="peer certificate must list this extendedKeyUsage (name or OID)",
+           sets=("remote_cert_eku",), used_by="tls", nargs=(1, 1), access=True)
+def _remote_cert_eku(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
+    p.set("remote_cert_eku", a[0])
+
+
+@reg.apply("remote-cert-ku", why="peer certificate keyUsage must include one of these hex values "
+           "(none given: must have a keyUsage)", sets=("remote_cert_ku",), used_by="tls", access=True,
+           show={"remote_cert_ku": lambda v: None if v is None else [f"{x:02x}" for x in v]})
+def _remote_cert_ku(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
+    out: list[int] = []
+    for v in a:
+        try:
+            n = int(v, 16)
+        except ValueError:
+            p.err(d, f"expected a hex key usage value, got {v!r}")
+            return
+        if not 0 < n <= 0xFFFF:
+            p.err(d, f"key usage {v} out of range")
+            return
+        out.append(n)
+    p.set("remote_cert_ku", out)
+
+
+@reg.apply("verify-x509-name", why="peer certificate subject/CN must match", sets=("verify_x509_name",),
+           used_by="tls", nargs=(1, 2), access=True)
+def _verify_x509_name(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
+    kind = a[1] if len(a) > 1 else "subject"
+    if kind not in ("subject", "name", "name-prefix"):
+        p.err(d, f"unknown type {kind}")
+    else:
+        p.set("verify_x509_name", (a[0], kind))
+
+
+@reg.apply("peer-fingerprint", why="peer certificate SHA-256 fingerprints allowed", sets=("peer_fingerprint",),
+           used_by="tls", nargs=(1, 1), access=True, inline=True, show={"peer_fingerprint": lambda v: [x.hex(":") for x in v]})
+def _peer_fingerprint(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
+    if inline is None and a[0] == INLINE:
+        p.file(d, INLINE, None)      # its block, before or after this line, carries the fingerprints
+        return
+    if inline is not None:
+        p.file(d, INLINE, inline)    # marks the block as seen (satisfies a `peer-fingerprint [inline]`)
+    text = inline if inline is not None else a[0]
+    fps = list(p.o.peer_fingerprint)
+    for item in text.split():
+        if item.startswith("#"):
+            continue
+        try:
+            fp = bytes.fromhex(item.replace(":", ""))
+        except ValueError:
+            fp = b""
+        if len(fp) != 32:
+            p.err(d, f"not a SHA-256 fingerprint: {item}")
+        else:
+            fps.append(fp)
+    p.set("peer_fingerprint", fps)
+
+
+def _tls_version(field: str):
+    def h(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
+        if a[0] not in TLS_VERSIONS:
+            p.err(d, f"unknown TLS version {a[0]}")
+        else:
+            p.set(field, a[0])
+    return h
+
+
+reg.apply("tls-version-min", why="lowest TLS version accepted", sets=("tls_version_min",), used_by="tls",
+          nargs=(1, 2), access=True)(_tls_version("tls_version_min"))
+reg.apply("tls-version-max", why="highest TLS version offered", sets=("tls_version_max",), used_by="tls",
+          nargs=(1, 1))(_tls_version("tls_version_max"))
+
+
+@reg.apply("verify-client-cert", why="server: require, accept or skip client certificates",
+           sets=("verify_client_cert",), used_by="tls", nargs=(1, 1), access=True)
+def _verify_client_cert(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
+    if a[0] not in ("none", "optional", "require"):
+        p.err(d, "expects none, optional or require")
+    else:
+        p.set("verify_client_cert", a[0])
+
+
+# ------------------------------------------------------------------ server: client authentication
+@reg.apply("auth-user-pass-verify", why="server: check usernames/passwords against a password file",
+           sets=("auth_user_pass_verify",), used_by="server", nargs=(2, 2), access=True)
+def _auth_user_pass_verify(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
+    if a[1] != "passdb":
+        p.err(d, "only `auth-user-pass-verify FILE passdb` is supported (no scripts); "
+                 "FILE holds `user:scrypt$...` lines made by `vpn-appliance passwd`")
+        return
+    p.set("auth_user_pass_verify", (p.path_arg(a[0]), a[1]))
+
+
+@reg.apply("client-config-dir", why="server: per-client files named by common name", sets=("client_config_dir",),
+           used_by="server", nargs=(1, 1), access=True)
+def _client_config_dir(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
+    p.set("client_config_dir", p.path_arg(a[0]))
+
+
+@reg.apply("ccd-exclusive", why="server: refuse clients without a client-config-dir file",
+           sets=("ccd_exclusive",), used_by="server", nargs=(0, 0), access=True)
+def _ccd_exclusive(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
+    p.set("ccd_exclusive", True)
+
+
+@reg.apply("username-as-common-name", why="server: the authenticated username is the client's identity",
+           sets=("username_as_common_name",), used_by="server", nargs=(0, 0), access=True)
+def _username_as_cn(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
+    p.set("username_as_common_name", True)
+
+
+@reg.apply("duplicate-cn", why="server: several clients may share a common name", sets=("duplicate_cn",),
+           used_by="server", nargs=(0, 0), access=True)
+def _duplicate_cn(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
+    p.set("duplicate_cn", True)
+
+
+# ------------------------------------------------------------------ data channel
+def _cipher_name(p: ParseState, d: str, name: str) -> str | None:
+    spec = ciphers.spec(name)
+    if spec is not None:
+        return spec.name
+    p.err(d, f"unsupported cipher {name} (supported: {', '.join(ciphers.names())})")
+    return None
+
+
+@reg.apply("data-ciphers", "ncp-ciphers", why="data ciphers we negotiate, in order of preference",
+           sets=("data_ciphers",), used_by="session", nargs=(1, 1))
+def _data_ciphers(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
+    out = []
+    for c in a[0].split(":"):
+        optional = c.startswith("?")
+        c = c.lstrip("?")
+        spec = ciphers.spec(c)
+        if spec is not None:
+            out.append(spec.name)
+        elif not optional:
+            _cipher_name(p, d, c)
+            return
+    if not out:
+        p.err(d, "no usable cipher")
+        return
+    p.set("data_ciphers", out)
+
+
+@reg.apply("data-ciphers-fallback", why="cipher for peers that do not negotiate", sets=("data_ciphers_fallback",),
+           used_by="session", nargs=(1, 1))
+def _data_ciphers_fallback(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
+    c = _cipher_name(p, d, a[0])
+    if c:
+        p.set("data_ciphers_fallback", c)
+
+
+@reg.apply("cipher", why="OpenVPN 2.6: added to data-ciphers, and the fallback", sets=("cipher",),
+           used_by="session", nargs=(1, 1))
+def _cipher(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
+    if a[0].upper() == "BF-CBC":
+        p.note(d, "BF-CBC ignored as OpenVPN 2.6 does without data-ciphers-fallback")
+        return
+    c = _cipher_name(p, d, a[0])
+    if c:
+        p.set("cipher", c)
+
+
+@reg.apply("auth", why="HMAC digest (tls-auth, CBC data channel)", sets=("auth",), used_by="session",
+           nargs=(1, 1))
+def _auth(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
+    v = a[0].upper().replace("-", "")
+    if v not in DIGESTS:
+        p.err(d, f"unsupported digest {a[0]}")
+    else:
+        p.set("auth", v)
+
+
+@reg.apply("replay-window", why="data-channel replay window: N packets of reordering, T seconds of age",
+           sets=("replay_window", "replay_time"), used_by="session", nargs=(1, 2))
+def _replay_window(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
+    """OpenVPN's bounds (packet_id.h): N in 0..65536, T in 0..600 (0: no time limit)."""
+    n = p.int_arg(d, a[0], 0, MAX_REPLAY_WINDOW)
+    if n is not None:
+        p.set("replay_window", n)
+    if len(a) > 1:
+        t = p.int_arg(d, a[1], 0, MAX_REPLAY_TIME)
+        if t is not None:
+            p.set("replay_time", float(t))
+
+
+# ------------------------------------------------------------------ timers
+def _int_setting(field: str, lo: int = 0, hi: int = 2**31, scale=int):
+    def h(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
+        n = p.int_arg(d, a[0], lo, hi)
+        if n is not None:
+            p.set(field, scale(n))
+    return h
+
+
+for _name, _field, _why, _user in (
+        ("reneg-sec", "reneg_sec", "renegotiate keys after this many seconds", "session"),
+        ("tran-window", "tran_window", "old key kept this long after a renegotiation", "session"),
+        ("hand-window", "hand_window", "time allowed for a key negotiation", "session"),
+        ("ping", "ping", "send a ping after this many idle seconds", "session"),
+        ("ping-restart", "ping_restart", "restart after this many silent seconds", "session"),
+        ("ping-exit", "ping_exit", "exit after this many silent seconds", "session")):
+    reg.apply(_name, why=_why, sets=(_field,), used_by=_user, nargs=(1, 2))(_int_setting(_field))
+
+
+def _none_if_zero(n: int) -> int | None:
+    return n or None
+
+
+reg.apply("reneg-bytes", why="renegotiate after this many bytes", sets=("reneg_bytes",), used_by="session",
+          nargs=(1, 1))(_int_setting("reneg_bytes", 0, 2**62, _none_if_zero))
+reg.apply("reneg-pkts", why="renegotiate after this many packets", sets=("reneg_pkts",), used_by="session",
+          nargs=(1, 1))(_int_setting("reneg_pkts", 0, 2**62, _none_if_zero))
+reg.apply("tls-timeout", why="control-packet retransmit timeout", sets=("tls_timeout",), used_by="session",
+          nargs=(1, 1))(_int_setting("tls_timeout", 1, 3600, float))
+
+
+@reg.apply("keepalive", why="ping/ping-restart (the timeout doubled on a server, as OpenVPN)",
+           sets=("keepalive",), used_by="parser", nargs=(2, 2))
+def _keepalive(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
+    i, t = p.int_arg(d, a[0], 1), p.int_arg(d, a[1], 1)
+    if i is not None and t is not None:
+        if t < 2 * i:
+            p.err(d, "the timeout must be at least twice the interval")
+        p.set("keepalive", (i, t))
+
+
+reg.noop("ping-timer-rem", "the client always has its remote; the server's timers are per client", nargs=(0, 0))
+
+
+@reg.apply("explicit-exit-notify", why="exit notifications sent when leaving", sets=("explicit_exit_notify",),
+           used_by="session", nargs=(0, 1))
+def _explicit_exit_notify(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
+    n = p.int_arg(d, a[0], 0, 100) if a else 1
+    if n is not None:
+        p.set("explicit_exit_notify", n)
+
+
+# ------------------------------------------------------------------ compression framing
+@reg.apply("comp-lzo", why="LZO framing byte only (`comp-lzo no`)", sets=("comp_lzo",), used_by="session",
+           nargs=(0, 1))
+def _comp_lzo(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
+    v = a[0] if a else "adaptive"
+    if v not in ("no", "yes", "adaptive"):
+        p.err(d, "expects no, yes or adaptive")
+    elif v != "no":
+        p.err(d, "LZO compression is not supported; use `comp-lzo no` (framing only) or remove it")
+    else:
+        p.set("comp_lzo", v)
+
+
+@reg.apply("compress", why="compression framing only (stub, stub-v2)", sets=("compress",), used_by="session",
+           nargs=(0, 1))
+def _compress(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
+    v = a[0] if a else "stub"
+    if v not in ("stub", "stub-v2"):
+        p.err(d, f"compression {v} is not supported; use `compress stub-v2` or remove it")
+    else:
+        p.set("compress", v)
+
+
+def _allow_compression(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
+    if a[0] == "yes":
+        p.err(d, "compression is not supported")
+    elif a[0] not in ("no", "asym"):
+        p.err(d, "expects no, asym or yes")
+
+
+reg.noop("allow-compression", "the appliance never compresses nor decompresses", check=_allow_compression,
+         nargs=(1, 1))

@@ -1,0 +1,113 @@
+"""OpenVPN config text → lines of tokens (and inline `<tag>...</tag>` blocks), with OpenVPN's limits.
+
+Syntax as OpenVPN's parse_line (options.c): whitespace separates tokens, `#`/`;` start a comment
+where a token could start, "..." quotes with backslash escapes, '...' quotes taking everything
+literally, a backslash outside single quotes escapes the next character.
+
+Limits, as OpenVPN 2.6 (options.h): MAX_PARMS 16 tokens per line (the directive itself counts;
+OpenVPN silently drops the rest, which then fails or changes the meaning, so we refuse the line) and
+OPTION_PARM_SIZE 256 characters per token (OpenVPN: "Parameter ... is too long (256 chars max)").
+Inline blocks are not tokenized, so certificates and keys are not subject to either limit.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator
+
+MAX_PARMS = 16
+OPTION_PARM_SIZE = 256
+_SPACE = " \t\r\f\v"
+
+
+class LexError(ValueError):
+    """A line that cannot be tokenized; the message says why."""
+
+
+def tokenize(line: str) -> list[str]:
+    """One config line → tokens. Raises LexError (unterminated quote, limits)."""
+    out: list[str] = []
+    i, n = 0, len(line)
+    while i < n:
+        c = line[i]
+        if c in _SPACE:
+            i += 1
+            continue
+        if c in "#;":
+            break
+        tok: list[str] = []
+        if c == '"':
+            i += 1
+            while i < n and line[i] != '"':
+                if line[i] == "\\" and i + 1 < n:
+                    i += 1
+                tok.append(line[i])
+                i += 1
+            if i >= n:
+                raise LexError("unterminated double quote")
+            i += 1
+        elif c == "'":
+            i += 1
+            while i < n and line[i] != "'":
+                tok.append(line[i])
+                i += 1
+            if i >= n:
+                raise LexError("unterminated single quote")
+            i += 1
+        else:
+            while i < n and line[i] not in _SPACE:
+                if line[i] == "\\" and i + 1 < n:
+                    i += 1
+                tok.append(line[i])
+                i += 1
+        if len(tok) > OPTION_PARM_SIZE:
+            raise LexError(f"parameter {len(out) + 1} is too long ({len(tok)} characters; "
+                           f"OpenVPN allows {OPTION_PARM_SIZE})")
+        out.append("".join(tok))
+        if len(out) > MAX_PARMS:
+            raise LexError(f"too many parameters (OpenVPN reads at most {MAX_PARMS} per line, "
+                           "the directive included)")
+    return out
+
+
+@dataclass(frozen=True)
+class Line:
+    """One directive line, or one inline block (`inline` holds its text, tokens = [tag, "[inline]"])."""
+    number: int
+    tokens: list[str] | None      # None: the line could not be tokenized (see error)
+    inline: str | None = None
+    error: str | None = None      # why the line is unusable
+    first_word: str = ""          # for locating an error when tokens is None
+
+
+def lines(text: str) -> Iterator[Line]:
+    """Every directive line and inline block of `text`, in order, numbered from 1."""
+    raw_lines = text.splitlines()
+    i = 0
+    while i < len(raw_lines):
+        number = i + 1
+        raw = raw_lines[i].strip()
+        i += 1
+        if not raw or raw[0] in "#;":
+            continue
+        if raw.startswith("<") and raw.endswith(">") and not raw.startswith("</"):
+            tag = raw[1:-1].strip()
+            body = []
+            while i < len(raw_lines) and raw_lines[i].strip() != f"</{tag}>":
+                body.append(raw_lines[i])
+                i += 1
+            if i >= len(raw_lines):
+                yield Line(number, None, error=f"inline block <{tag}> is not closed", first_word=tag)
+                return
+            i += 1
+            yield Line(number, [tag, "[inline]"], "\n".join(body) + "\n")
+            continue
+        try:
+            toks = tokenize(raw)
+        except LexError as e:
+            yield Line(number, None, error=str(e), first_word=raw.split()[0].lstrip("-"))
+            continue
+        if not toks:
+            continue
+        if toks[0].startswith("--"):
+            toks[0] = toks[0][2:]
+        yield Line(number, toks)

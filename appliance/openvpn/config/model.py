@@ -1,0 +1,145 @@
+"""What a parsed OpenVPN config holds: the typed Options (and a ccd file's CcdOptions).
+
+Why plain dataclasses with defaults: the gateways, the settings builder (settings.py) and `check`
+read fields by name; a default here is OpenVPN 2.6's default, so a profile that says nothing
+behaves as OpenVPN would. Which directive sets which field is declared in the directive table
+(directives.py), not here; a test checks that every field below is set by some directive.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..ciphers import DEFAULT_DATA_CIPHERS
+from ..errors import ConfigError
+from ..replay import DEFAULT_SIZE as DEFAULT_REPLAY_WINDOW
+from ..replay import DEFAULT_TIME_LIMIT as DEFAULT_REPLAY_TIME
+
+DEFAULT_CIPHERS = list(DEFAULT_DATA_CIPHERS)
+MSSFIX_DEFAULT = 1492          # OpenVPN 2.6: `mssfix` alone or absent means `mssfix 1492 mtu`
+
+
+class ConfigErrors(ConfigError):
+    """Several config errors at once, one `file:line: directive: why` per line."""
+
+    def __init__(self, errors: list[ConfigError]) -> None:
+        self.errors = errors
+        Exception.__init__(self, "\n".join(str(e) for e in errors))
+        self.path = errors[0].path if errors else None
+        self.line = errors[0].line if errors else None
+        self.directive = errors[0].directive if errors else None
+        self.message = str(self)
+
+
+@dataclass(frozen=True)
+class Remote:
+    host: str
+    port: int
+    proto: str  # "udp" | "tcp"
+
+
+@dataclass(frozen=True)
+class Route:
+    network: str
+    netmask: str
+    gateway: str | None
+    metric: int | None
+
+    def __iter__(self):
+        return iter((self.network, self.netmask, self.gateway, self.metric))
+
+
+@dataclass
+class CcdOptions:
+    ifconfig_push: tuple[str, str] | None = None
+    iroutes: list[tuple[str, str]] = field(default_factory=list)
+    push: list[str] = field(default_factory=list)
+    push_reset: bool = False
+    disable: bool = False
+
+
+@dataclass
+class Options:
+    path: str = "<string>"
+    role: str = "client"
+    client: bool = False
+    pull: bool = False
+    tls_client: bool = False
+    tls_server: bool = False
+    mode: str = "p2p"
+    remotes: list[Remote] = field(default_factory=list)
+    remote_random: bool = False
+    connect_retry: float = 1.0
+    connect_retry_max: float = 300.0
+    connect_retry_max_count: int | None = None
+    server_poll_timeout: float = 120.0
+    ca: bytes | None = None
+    cert: bytes | None = None
+    key: bytes | None = None
+    tls_auth: str | None = None
+    key_direction: int | None = None
+    tls_crypt: str | None = None
+    tls_crypt_v2: str | None = None
+    tls_crypt_v2_force_cookie: bool = False
+    auth_user_pass: tuple[str, str] | None = None
+    auth_user_pass_required: bool = False
+    remote_cert_tls: str | None = None
+    remote_cert_eku: str | None = None          # name or dotted OID the peer's EKU must list
+    remote_cert_ku: list[int] | None = None     # [] = keyUsage must exist; else one of these bit sets
+    verify_x509_name: tuple[str, str] | None = None
+    peer_fingerprint: list[bytes] = field(default_factory=list)
+    tls_version_min: str | None = None
+    tls_version_max: str | None = None
+    data_ciphers: list[str] = field(default_factory=lambda: list(DEFAULT_CIPHERS))
+    data_ciphers_fallback: str | None = None
+    cipher: str | None = None
+    auth: str = "SHA1"
+    reneg_sec: int = 3600
+    reneg_bytes: int | None = None
+    reneg_pkts: int | None = None
+    tran_window: int = 3600
+    hand_window: int = 60
+    tls_timeout: float = 2.0
+    replay_window: int = DEFAULT_REPLAY_WINDOW
+    replay_time: float = DEFAULT_REPLAY_TIME
+    ping: int = 0
+    ping_restart: int = 0
+    ping_exit: int = 0
+    keepalive: tuple[int, int] | None = None
+    lport: int | None = None
+    local: str | None = None
+    port: int = 1194
+    proto: str = "udp"
+    proto_family: str | None = None
+    dev: str = "tun"
+    tun_mtu: int = 1500
+    mssfix: int | None = None                   # None: OpenVPN's default (1492, mtu); 0: off
+    mssfix_mtu: bool = True                     # the value counts the outer IP+UDP/TCP headers
+    verb: int = 1
+    explicit_exit_notify: int = 0
+    comp_lzo: str | None = None
+    compress: str | None = None
+    redirect_gateway: list[str] | None = None
+    route: list[Route] = field(default_factory=list)
+    route_nopull: bool = False
+    pull_filter: list[tuple[str, str]] = field(default_factory=list)
+    # server
+    server: tuple[str, str] | None = None
+    server_ipv6: str | None = None
+    topology: str = "net30"
+    ifconfig_pool: tuple[str, str, str | None] | None = None
+    push: list[str] = field(default_factory=list)
+    client_to_client: bool = False
+    duplicate_cn: bool = False
+    max_clients: int = 1024
+    verify_client_cert: str = "require"
+    auth_user_pass_verify: tuple[str, str] | None = None
+    client_config_dir: str | None = None
+    ccd_exclusive: bool = False
+    username_as_common_name: bool = False
+    # bookkeeping: where each setting came from, and notes for `check`
+    source: dict[str, tuple[str, int]] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+# Fields no directive sets directly: derived in finish() or bookkeeping.
+DERIVED_FIELDS = frozenset({"path", "role", "source", "notes"})

@@ -1,0 +1,236 @@
+"""Running the directive table over a config file: ParseState (what handlers see) and finish().
+
+Rules, so users can predict what happens to their profile:
+- Every directive is applied, refused with `file:line: directive: why`, or accepted with a note
+  saying why it has no effect (table.py). All errors are collected and raised together.
+- File arguments are relative to the config file's directory and read through `read_file`, so
+  tests and the appliance image need no real paths.
+- `ca [inline]` (and the other file directives) may name an inline block given elsewhere in the
+  file, as OpenVPN and MirageVPN accept; a `[inline]` whose block never comes is an error at its line.
+"""
+from __future__ import annotations
+
+import ipaddress
+import os
+from typing import Callable
+
+from ..errors import ConfigError
+from .directives import Directive, Kind
+from .lexer import lines
+from .model import ConfigErrors, Options, Remote
+
+INLINE = "[inline]"
+
+
+def norm_proto(p: str) -> str | None:
+    """OpenVPN's protocol names → "udp" | "tcp" (None if unknown)."""
+    p = p.lower()
+    if p in ("udp", "udp4", "udp6"):
+        return "udp"
+    if p in ("tcp", "tcp4", "tcp6", "tcp-client", "tcp4-client", "tcp6-client", "tcp-server",
+             "tcp4-server", "tcp6-server"):
+        return "tcp"
+    return None
+
+
+class ParseState:
+    """One parse: the Options being built, the errors so far, and the helpers handlers use."""
+
+    def __init__(self, path: str, read_file: Callable[[str], bytes], table: dict[str, Directive]) -> None:
+        self.path = path
+        self.base = os.path.dirname(os.path.abspath(path)) if not path.startswith("<") else os.getcwd()
+        self.read_file = read_file
+        self.table = table
+        self.o = Options(path=path)
+        self.errors: list[ConfigError] = []
+        self.ignore_unknown: set[str] = set()
+        self.remote_lines: list[tuple[int, list[str]]] = []
+        self.inline_blocks: dict[str, str] = {}      # tag -> text of an inline block seen so far
+        self.pending_inline: dict[str, int] = {}     # `X [inline]` lines still waiting for <X>
+        self.line = 0
+        self.current: Directive | None = None
+
+    # -- helpers for handlers
+    def err(self, directive: str, msg: str, line: "int | None | object" = ...) -> None:
+        """`line` omitted: the line being parsed; None: no line (a directive that is missing)."""
+        self.errors.append(ConfigError(msg, self.path, self.line if line is ... else line, directive))
+
+    def _guard(self, name: str) -> None:
+        cur = self.current
+        if cur is not None and name not in cur.sets:
+            raise AssertionError(f"directive {cur.name} sets {name}, which its declaration does not list")
+
+    def set(self, name: str, value: object) -> None:
+        self._guard(name)
+        setattr(self.o, name, value)
+        self.o.source[name] = (self.path, self.line)
+
+    def add(self, name: str, item: object) -> None:
+        """Append to a list field (route, push, pull_filter, ...)."""
+        self._guard(name)
+        getattr(self.o, name).append(item)
+        self.o.source[name] = (self.path, self.line)
+
+    def note(self, directive: str, what: str = "accepted, has no effect here") -> None:
+        self.o.notes.append(f"{self.path}:{self.line}: {directive}: {what}")
+
+    def path_arg(self, arg: str) -> str:
+        return arg if os.path.isabs(arg) else os.path.join(self.base, arg)
+
+    def file(self, directive: str, arg: str, inline: str | None) -> bytes | None:
+        """The contents a file directive names: its inline block, or the file. None if not (yet)
+        available; an `[inline]` without its block is remembered and reported at the end."""
+        if inline is not None:
+            self.inline_blocks[directive] = inline
+            self.pending_inline.pop(directive, None)
+            return inline.encode()
+        if arg == INLINE:
+            if directive in self.inline_blocks:          # the block came first
+                return self.inline_blocks[directive].encode()
+            self.pending_inline[directive] = self.line
+            return None
+        try:
+            return self.read_file(self.path_arg(arg))
+        except OSError as e:
+            self.err(directive, f"cannot read {arg}: {e.strerror or e}")
+            return None
+
+    def text(self, directive: str, arg: str, inline: str | None) -> str | None:
+        data = self.file(directive, arg, inline)
+        return data.decode("utf-8", "replace") if data is not None else None
+
+    def int_arg(self, d: str, v: str, lo: int = 0, hi: int = 2**31) -> int | None:
+        try:
+            n = int(v)
+        except ValueError:
+            self.err(d, f"expected a number, got {v!r}")
+            return None
+        if not lo <= n <= hi:
+            self.err(d, f"{n} out of range {lo}..{hi}")
+            return None
+        return n
+
+    def ip(self, d: str, v: str) -> str | None:
+        try:
+            return str(ipaddress.IPv4Address(v))
+        except ValueError:
+            self.err(d, f"not an IPv4 address: {v!r}")
+            return None
+
+    def mask(self, d: str, v: str) -> str | None:
+        try:
+            ipaddress.IPv4Network(f"0.0.0.0/{v}")
+            return v
+        except ValueError:
+            self.err(d, f"not a netmask: {v!r}")
+            return None
+
+    # -- dispatch
+    def dispatch(self, tokens: list[str], inline: str | None) -> None:
+        d, a = tokens[0].lower(), tokens[1:]
+        entry = self.table.get(d)
+        if entry is None:
+            if d in self.ignore_unknown:
+                self.note(d, "unknown, ignored (ignore-unknown-option)")
+            else:
+                self.err(d, "unknown or unsupported directive")
+            return
+        if inline is not None and not entry.inline:
+            self.err(d, "unknown inline block")
+            return
+        if entry.kind is Kind.REFUSE:
+            self.err(d, entry.why)
+            return
+        lo, hi = entry.nargs
+        if not (lo <= len(a) and (hi is None or len(a) <= hi)):
+            want = f"{lo}" if lo == hi else f"{lo} to {hi}" if hi is not None else f"at least {lo}"
+            self.err(d, f"expects {want} argument(s), got {len(a)}")
+            return
+        outer, self.current = self.current, entry
+        errors_before = len(self.errors)
+        try:
+            if entry.handler is not None:
+                entry.handler(self, d, a, inline)
+        finally:
+            self.current = outer
+        if entry.kind is Kind.NOOP and len(self.errors) == errors_before:
+            self.note(d, f"accepted, has no effect here: {entry.why}")
+
+    def parse(self, text: str) -> Options:
+        for ln in lines(text):
+            self.line = ln.number
+            if ln.tokens is None:
+                self.err(ln.first_word, ln.error or "cannot parse")
+                continue
+            self.dispatch(ln.tokens, ln.inline)
+        self.current = None
+        finish(self)
+        if self.errors:
+            raise ConfigErrors(self.errors) if len(self.errors) > 1 else self.errors[0]
+        return self.o
+
+
+def finish(p: ParseState) -> None:
+    """Checks and derived settings that need the whole file (role, remotes, combinations)."""
+    o = p.o
+    for d, line in p.pending_inline.items():
+        p.err(d, f"{INLINE} given but no <{d}> block follows", line)
+    for line, a in p.remote_lines:
+        p.line = line
+        port = o.port
+        if len(a) > 1:
+            n = p.int_arg("remote", a[1], 1, 65535)
+            port = n if n is not None else port
+        proto = o.proto
+        if len(a) > 2:
+            pr = norm_proto(a[2])
+            if pr is None:
+                p.err("remote", f"unknown protocol {a[2]}")
+                continue
+            proto = pr
+        o.remotes.append(Remote(a[0], port, proto))
+    if o.remotes:
+        o.source["remotes"] = (p.path, p.remote_lines[0][0])
+    server = o.mode == "server" or o.server is not None
+    line = lambda n: o.source.get(n, (p.path, None))[1]  # noqa: E731
+    if server and o.client:
+        p.err("client", "`client` and `server`/`mode server` cannot both be set", line("client"))
+    if server:
+        o.role = "server"
+        if not o.tls_server:
+            p.err("mode", "mode server needs tls-server", line("mode"))
+        if "tcp_client" in o.source:
+            p.err("proto", "a server needs proto udp or tcp-server", o.source["tcp_client"][1])
+        if o.keepalive and "ping" not in o.source:
+            o.ping, o.ping_restart = o.keepalive[0], 2 * o.keepalive[1]
+        if o.server is None and o.ifconfig_pool is None:
+            p.err("server", "a server needs `server NETWORK NETMASK` (or ifconfig-pool)", None)
+        if o.cert is None or o.key is None:
+            p.err("cert", "a server needs cert and key", None)
+    else:
+        o.role = "client"
+        if not (o.tls_client or o.client):
+            p.err("client", "neither `client` nor `tls-client` is set (static-key mode is not supported)", None)
+        if o.tls_client and not o.pull and not o.client:
+            p.err("pull", "point-to-point TLS without `pull` is not supported", line("tls_client"))
+        if not o.remotes:
+            p.err("remote", "a client needs at least one `remote`", None)
+        if "tcp_server" in o.source:
+            p.err("proto", "a client cannot use tcp-server", o.source["tcp_server"][1])
+        if o.keepalive:
+            o.ping, o.ping_restart = o.keepalive
+        for n in ("ccd_exclusive", "username_as_common_name", "client_config_dir", "auth_user_pass_verify"):
+            if getattr(o, n) and n in o.source:
+                # Server-only settings that decide who may connect: on a client they would be
+                # accepted and mean nothing, which a user could mistake for protection.
+                p.err(n.replace("_", "-"), "is a server directive; this is a client config", line(n))
+    if o.ca is None and not o.peer_fingerprint:
+        p.err("ca", "no `ca` (or `peer-fingerprint`) to verify the peer", None)
+    if (o.cert is None) != (o.key is None):
+        p.err("cert" if o.cert is None else "key", "cert and key go together", line("cert") or line("key"))
+    prot = [n for n in ("tls_auth", "tls_crypt", "tls_crypt_v2") if getattr(o, n)]
+    if len(prot) > 1:
+        p.err(prot[1].replace("_", "-"), f"cannot be combined with {prot[0].replace('_', '-')}", line(prot[1]))
+    if o.cipher and o.cipher not in o.data_ciphers:
+        # OpenVPN 2.6: a `cipher` not in data-ciphers is added to it (and used as fallback).
+        o.data_ciphers.append(o.cipher)

@@ -1,0 +1,214 @@
+"""From parsed Options to what the engine needs: one SessionConfig builder for both roles, the
+control-channel protection, TLS settings, the server's settings, and the TCP MSS.
+
+Why one builder: the client and the server used to copy Options fields into SessionConfig in two
+places that drifted (the server never got replay-window, ping-exit or the early-negotiation flag
+the same way). `session_config(opts, role, ...)` is the only place an Options field becomes a
+SessionConfig field; the per-role functions the pumps call are thin wrappers over it.
+
+Kept apart from the config package (which only reads text) and session.py (which knows no files),
+so both stay testable on their own.
+"""
+from __future__ import annotations
+
+from dataclasses import fields
+from typing import TYPE_CHECKING, Callable
+
+from . import ciphers, keyfiles, wrapping
+from .config import MSSFIX_DEFAULT, Options
+from .errors import ConfigError
+from .session import Role, SessionConfig
+from .tls import TlsSettings, build_context
+from .mss import INNER_HEADERS, encap_room
+
+if TYPE_CHECKING:
+    from .server import ServerSettings
+
+
+def protection(opts: Options) -> str:
+    """The control-channel protection the config asks for: none | tls-auth | tls-crypt | tls-crypt-v2."""
+    if opts.tls_auth:
+        return "tls-auth"
+    if opts.tls_crypt:
+        return "tls-crypt"
+    if opts.tls_crypt_v2:
+        return "tls-crypt-v2"
+    return "none"
+
+
+def wrapper_factory(opts: Options, is_server: bool) -> Callable[[], object]:
+    """A callable making one control-channel wrapper per session (each owns its replay state).
+    A tls-crypt-v2 server gets PlainWrapper here: its dispatcher unwraps each client's key."""
+    kind = protection(opts)
+    if kind == "tls-auth":
+        key = keyfiles.parse_static_key(opts.tls_auth)
+        direction, digest = opts.key_direction, opts.auth or "SHA1"
+        return lambda: wrapping.TlsAuthWrapper(key, direction, digest)
+    if kind == "tls-crypt":
+        key = keyfiles.parse_static_key(opts.tls_crypt)
+        return lambda: wrapping.TlsCryptWrapper(key, is_server)
+    if kind == "tls-crypt-v2" and not is_server:
+        kc, wkc = keyfiles.parse_tls_crypt_v2_client_key(opts.tls_crypt_v2)
+        return lambda: wrapping.TlsCryptV2ClientWrapper(kc, wkc)
+    return wrapping.PlainWrapper
+
+
+def tls_settings(opts: Options, is_server: bool) -> TlsSettings:
+    return TlsSettings(
+        ca=opts.ca, cert=opts.cert, key=opts.key, is_server=is_server,
+        remote_cert_tls=opts.remote_cert_tls, verify_x509_name=opts.verify_x509_name,
+        peer_fingerprints=list(opts.peer_fingerprint), remote_cert_eku=opts.remote_cert_eku,
+        remote_cert_ku=None if opts.remote_cert_ku is None else list(opts.remote_cert_ku),
+        tls_version_min=opts.tls_version_min or "1.2", tls_version_max=opts.tls_version_max,
+        verify_client_cert=opts.verify_client_cert,
+    )
+
+
+def comp_framing(opts: Options) -> str | None:
+    if opts.compress is not None:
+        return "stub-v2" if opts.compress == "stub-v2" else "stub"
+    if opts.comp_lzo is not None:
+        return "lzo-stub"
+    return None
+
+
+def session_config(opts: Options, role: Role, *, proto: str | None = None, tls: TlsSettings | None = None,
+                   make_wrapper: Callable[[], object] | None = None, peer_id: int | None = None,
+                   username: str = "", password: str = "", advertise_ekm: bool = True,
+                   verify_user: Callable[[str, str, str | None], bool] | None = None) -> SessionConfig:
+    """The one Options → SessionConfig mapping, for either role. `tls`/`make_wrapper` may be passed
+    in so a server builds them once for all its clients."""
+    client = role == Role.CLIENT
+    ping, ping_restart = opts.ping, opts.ping_restart       # keepalive already expanded per role
+    return SessionConfig(
+        role=role, tls=tls if tls is not None else tls_settings(opts, not client),
+        make_wrapper=make_wrapper if make_wrapper is not None else wrapper_factory(opts, not client),
+        proto=proto or opts.proto, data_ciphers=list(opts.data_ciphers),
+        data_ciphers_fallback=opts.data_ciphers_fallback or opts.cipher,
+        auth=opts.auth or "SHA1", reneg_sec=opts.reneg_sec, reneg_bytes=opts.reneg_bytes,
+        reneg_pkts=opts.reneg_pkts, tran_window=opts.tran_window, hand_window=opts.hand_window,
+        tls_timeout=opts.tls_timeout, ping=ping, ping_restart=ping_restart,
+        ping_exit=opts.ping_exit if client else 0,
+        explicit_exit_notify=opts.explicit_exit_notify if client else 0,
+        comp=comp_framing(opts), tun_mtu=opts.tun_mtu,
+        replay_window=opts.replay_window, replay_time=opts.replay_time or None,
+        early_negotiation=client and bool(opts.tls_crypt_v2),
+        advertise_ekm=advertise_ekm, pull_filter=list(opts.pull_filter) if client else [],
+        username=username, password=password, peer_id=peer_id, verify_user=verify_user,
+    )
+
+
+def client_session_config(opts: Options, proto: str, username: str = "", password: str = "",
+                          advertise_ekm: bool = True) -> SessionConfig:
+    if opts.role != "client":
+        raise ConfigError("not a client configuration (needs `client` or `tls-client` + `pull`)")
+    return session_config(opts, Role.CLIENT, proto=proto, username=username, password=password,
+                          advertise_ekm=advertise_ekm)
+
+
+def _access_settings(opts: Options, server_fields: set[str]) -> dict[str, bool]:
+    """ServerSettings fields carrying directives that decide who may connect. If this build's
+    dispatcher lacks one while the config sets it, the config is refused (file:line) rather than
+    the directive accepted and ignored."""
+    wanted = {  # ServerSettings field: (value, Options field for its line, directive)
+        "ccd_exclusive": (opts.ccd_exclusive, "ccd_exclusive", "ccd-exclusive"),
+        "force_cookie": (opts.tls_crypt_v2_force_cookie, "tls_crypt_v2_force_cookie", "tls-crypt-v2"),
+        "username_as_cn": (opts.username_as_common_name, "username_as_common_name", "username-as-common-name"),
+    }
+    out: dict[str, bool] = {}
+    for name, (value, opt_field, directive) in wanted.items():
+        if name in server_fields:
+            out[name] = value
+        elif value:
+            path, line = opts.source.get(opt_field, (opts.path, None))
+            raise ConfigError("not enforced by this build's server; refusing it rather than ignoring it",
+                              path, line, directive)
+    return out
+
+
+def server_settings(opts: Options, ccd_loader=None, passdb_text: str | None = None) -> "ServerSettings":
+    """A server config → the dispatcher's settings (pool, pushes, per-client session configs)."""
+    from .server import AddressPool, AddressPool6, ServerSettings
+    if opts.role != "server":
+        raise ConfigError("not a server configuration (needs `server` or `mode server` + `tls-server`)")
+    push = list(opts.push)
+    if opts.keepalive and not any(p.startswith("ping ") for p in push):
+        i, t = opts.keepalive
+        push += [f"ping {i}", f"ping-restart {t}"]
+    pool = None
+    if opts.server:
+        net, mask = opts.server
+        start = end = None
+        if opts.ifconfig_pool:
+            start, end = opts.ifconfig_pool[0], opts.ifconfig_pool[1]
+        pool = AddressPool(net, mask, opts.topology or "net30", start, end)
+    verify_user = None
+    if opts.auth_user_pass_verify:
+        from .passdb import PasswordDb
+        if passdb_text is None:
+            raise ConfigError("auth-user-pass-verify: password file not loaded")
+        verify_user = PasswordDb.parse(passdb_text, opts.auth_user_pass_verify[0]).verify
+    tls = tls_settings(opts, True)
+    kind = protection(opts)
+    static_key = keyfiles.parse_static_key(opts.tls_auth or opts.tls_crypt) if kind in ("tls-auth", "tls-crypt") else None
+    v2key = keyfiles.parse_tls_crypt_v2_server_key(opts.tls_crypt_v2) if kind == "tls-crypt-v2" else None
+
+    def per_client(peer_id: int) -> SessionConfig:
+        # The dispatcher wraps and unwraps control packets itself (one key per server or per client).
+        return session_config(opts, Role.SERVER, tls=tls, make_wrapper=lambda: None, peer_id=peer_id,
+                              verify_user=verify_user)
+
+    access = _access_settings(opts, {f.name for f in fields(ServerSettings)})
+    return ServerSettings(
+        session_config=per_client, protection=kind, static_key=static_key,
+        key_direction=opts.key_direction, auth_digest=opts.auth or "SHA1", v2_server_key=v2key, pool=pool,
+        pool6=AddressPool6(opts.server_ipv6) if opts.server_ipv6 else None,
+        push=push, client_to_client=opts.client_to_client, duplicate_cn=opts.duplicate_cn,
+        max_clients=opts.max_clients, hand_window=opts.hand_window, ccd=ccd_loader,
+        tcp=opts.proto == "tcp", **access,
+    )
+
+
+# ------------------------------------------------------------------ MSS
+def data_overhead(opts: Options, cipher: str | None = None, data_v2: bool = True) -> int:
+    """Per-packet data-channel overhead: of `cipher`, or the largest among the ciphers this config
+    may negotiate (a server clamps for whichever its clients pick)."""
+    if cipher is not None:
+        return ciphers.overhead(cipher, opts.auth, data_v2)
+    names = list(opts.data_ciphers) + [c for c in (opts.data_ciphers_fallback, opts.cipher) if c]
+    return ciphers.max_overhead(names, opts.auth, data_v2)
+
+
+def tcp_mss(opts: Options, overhead: int | None, tcp_transport: bool, ipv6_transport: bool = False,
+            cipher: str | None = None, data_v2: bool = True) -> int | None:
+    """The MSS to clamp TCP SYNs to, with OpenVPN 2.6's `mssfix` meaning (frame_calculate_mssfix);
+    None when `mssfix 0` turned clamping off. Give `cipher` (and `data_v2`) for OpenVPN's exact
+    figure, CBC block rounding included; or an `overhead` (data_overhead(), DataKey.overhead()).
+    A compression framing byte (comp-lzo no, compress stub) counts, as in OpenVPN."""
+    if opts.mssfix == 0:
+        return None
+    room = encap_room(opts.mssfix or MSSFIX_DEFAULT, tcp_transport, opts.mssfix_mtu, ipv6_transport)
+    if cipher is not None:
+        spec = ciphers.spec(cipher)
+        if spec is None:
+            raise ValueError(f"unsupported cipher {cipher}")
+        payload = spec.max_payload(room, opts.auth, data_v2)
+    elif overhead is not None:
+        payload = room - overhead
+    else:
+        raise ValueError("tcp_mss needs a cipher or an overhead")
+    comp_byte = 1 if comp_framing(opts) in ("lzo-stub", "stub") else 0
+    return payload - comp_byte - INNER_HEADERS
+
+
+def mss_rule(opts: Options, tcp_transport: bool, ipv6_transport: bool = False) -> Callable[[str, bool], int | None]:
+    """For the data path: (negotiated cipher, P_DATA_V2?) -> the MSS to clamp to (None: no clamping)."""
+    return lambda cipher, data_v2: tcp_mss(opts, None, tcp_transport, ipv6_transport, cipher=cipher, data_v2=data_v2)
+
+
+def check_key_material(opts: Options) -> None:
+    """Decode the keys and certificates the way a session will (ConfigError if they are bad), so
+    `check` and the start-up checks catch them before anything runs."""
+    is_server = opts.role == "server"
+    wrapper_factory(opts, is_server)
+    build_context(tls_settings(opts, is_server))
