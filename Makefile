@@ -39,18 +39,18 @@ test-vm: setup
 	$(BIN)/pytest -q tests/vm $(PYTEST_ARGS)
 
 run: setup image-if-needed
-	$(PY) -m appliance.testlab.vm_demo --duration $(DURATION)
+	$(PY) -m lab.demo_vm --duration $(DURATION)
 
 run-host: setup
-	$(PY) -m appliance.testlab.demo --duration $(DURATION)
+	$(PY) -m lab.demo_host --duration $(DURATION)
 
 image-if-needed:
 	$(PY) image/build.py   # skips itself when the inputs are unchanged
 
 bench: setup
 	$(BIN)/vpn-appliance bench
-	$(PY) -m appliance.testlab.bench_e2e
-	$(PY) -m appliance.testlab.bench_e2e --reverse
+	$(PY) -m lab.bench_tunnel
+	$(PY) -m lab.bench_tunnel --reverse
 
 image: setup
 	$(PY) image/build.py $(if $(CONFIG),--config $(CONFIG),)

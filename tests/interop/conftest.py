@@ -1,7 +1,7 @@
 """Interop tests need root, Debian's openvpn, iperf3 and /dev/net/tun: fail (never skip) without."""
 import pytest
 
-from appliance.testlab.lab import require_root_and_tools
+from lab.tools import require_root_and_tools
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from appliance.testlab.lab import Proc, client_profile, server_config
+from lab.configs import client_profile, server_config
+from lab.netns import Proc
+from lab.vm import OUT, boot, inline_server_config, lab_pki, lan_transfer, ping, vm_topology, wait_ping
 from tests.vm.test_image import build
-from appliance.testlab.vmlab import (OUT, boot, inline_server_config, lab_pki, lan_transfer, ping, vm_topology,
-                                     wait_ping)
 
 
 def _toml(role: str, ovpn_text: str, lan: bool) -> str:

@@ -9,12 +9,14 @@ import contextlib
 import re
 import secrets
 import subprocess
+import sys
 import time
 from pathlib import Path
 
-from appliance.testlab.lab import Netns, Pki, Proc
+from .netns import Netns, Proc
+from .pki import Pki
+from .tools import REPO
 
-REPO = Path(__file__).resolve().parents[2]
 OUT = REPO / "image" / "out"
 LAB_PKI = OUT / "cache" / "default-lab" / "pki"
 
@@ -107,7 +109,6 @@ def lan_transfer(lan: Netns, wan: Netns, tmp: Path, nbytes: int = 2_000_000, dow
     the LAN host connecting (NAT allows no other way). Upload by default; with `download` the far
     side sends. The receiver checks the count and SHA-256 of a deterministic pattern. Returns the
     peer address the far side saw (NAT shows there)."""
-    import sys
     pattern = "(bytes(range(256))*{k})[:{n}]".format(k=nbytes // 256 + 1, n=nbytes)
     recv_loop = ("import hashlib;h=hashlib.sha256();n=0\n"
                  "while True:\n d=c.recv(65536)\n if not d: break\n n+=len(d);h.update(d)\n"
