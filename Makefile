@@ -29,8 +29,10 @@ $(VENV)/.installed: pyproject.toml
 test: setup
 	$(BIN)/pytest -q $(PYTEST_ARGS)
 
+# The pure tests: no root, namespaces, openvpn or QEMU (see the markers in pyproject.toml).
+PURE := -m "not root and not netns and not openvpn and not qemu"
 test-unit: setup
-	$(BIN)/pytest -q tests/unit tests/engine $(PYTEST_ARGS)
+	$(BIN)/pytest -q $(PURE) tests/unit tests/engine $(wildcard tests/gateway) $(PYTEST_ARGS)
 
 test-interop: setup
 	$(BIN)/pytest -q tests/interop $(PYTEST_ARGS)

@@ -204,6 +204,7 @@ def test_bad_mac_and_interface_name(tmp_path):
     ]
 
 
+@pytest.mark.openvpn   # make_pki makes the static keys with openvpn --genkey
 def test_check_file_prints_a_summary_or_the_errors(tmp_path, capsys):
     pki = make_pki(tmp_path / "pki", ["c1"])
     crt, key = pki.clients["c1"]
