@@ -1,0 +1,292 @@
+"""Attacks on the real product, in namespaces, with Debian's OpenVPN as the honest peer.
+
+Issue 7's rule: an error caused by one peer (its address, its bytes, its connection) ends at most
+that peer's session or connection; it never ends the process. Each test starts our server (or
+client) and a real OpenVPN peer, attacks, then checks what a user would check: our process is still
+running, and the real OpenVPN client still gets pings and an iperf3 stream through the tunnel (or
+our client keeps or re-establishes its tunnel).
+
+The attacks:
+  a. a UDP datagram from source port 0 (a valid-looking hard reset, and garbage), sent from a raw
+     socket: answering it must not end the server (sendto to port 0 is EINVAL);
+  b. an nftables rule in our process's namespace refusing 5% of its outgoing tunnel packets, so
+     sendmsg fails with EPERM, on both roles, while iperf3 runs through the tunnel;
+  c. TCP connections that send a hard reset and reset (SO_LINGER 0) while the server answers;
+  d. zero-length and oversized TCP frames, at our server from a raw TCP client, and at our client
+     from a hostile TCP "server" listed before the real one.
+All addresses are from 198.18.0.0/15, inside the namespaces the lab creates.
+"""
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import time
+
+import pytest
+
+from lab.configs import client_profile, server_config
+from lab.netns import CLI_IP, SRV_IP, TUN_SERVER_IP, Lab, Proc
+
+# A P_CONTROL_HARD_RESET_CLIENT_V2 as a client without tls-auth sends it: opcode 7 << 3 (key id 0),
+# an 8-byte session id, an empty ack array, message packet-id 0 (openvpn-wire-notes.md §2a).
+HARD_RESET = "bytes([7 << 3]) + os.urandom(8) + bytes([0]) + struct.pack('!I', 0)"
+
+# Datagrams from source port 0, from a raw socket (the kernel adds the IP header; the UDP header is
+# ours, checksum 0 = none): hard resets, and garbage of several sizes.
+_PORT0_SENDER = f"""
+import os, socket, struct, sys
+dst, dport, rounds = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_UDP)
+def udp(payload):
+    return struct.pack("!HHHH", 0, dport, 8 + len(payload), 0) + payload
+n = 0
+for _ in range(rounds):
+    for p in [{HARD_RESET}, os.urandom(1), os.urandom(14), {HARD_RESET}, os.urandom(300), bytes(60)]:
+        s.sendto(udp(p), (dst, 0))
+        n += 1
+print("sent", n, flush=True)
+"""
+
+# TCP connections that send a framed hard reset, then reset the connection (SO_LINGER 0: close
+# sends an RST) while the server is answering; every other one waits a little first.
+_RST_CLIENT = f"""
+import os, socket, struct, sys, time
+dst, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+done = 0
+for i in range(n):
+    try:
+        s = socket.create_connection((dst, port), timeout=5)
+    except OSError:
+        time.sleep(0.05)
+        continue
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    p = {HARD_RESET}
+    s.sendall(struct.pack("!H", len(p)) + p)
+    if i % 3 == 1:
+        time.sleep(0.005)
+    elif i % 3 == 2:
+        s.sendall(struct.pack("!H", len(p)) + p)   # more to answer: a second reset, another session id
+    s.close()
+    done += 1
+print("done", done, flush=True)
+"""
+
+# Zero-length and oversized frames at a TCP server, each on its own connection.
+_BAD_FRAMES_CLIENT = f"""
+import os, socket, struct, sys, time
+dst, port = sys.argv[1], int(sys.argv[2])
+p = {HARD_RESET}
+cases = [
+    b"\\x00\\x00",                                        # a zero length first
+    struct.pack("!H", len(p)) + p + b"\\x00\\x00",        # a zero length after a good frame
+    b"\\xff\\xff" + os.urandom(65535),                    # the largest frame, garbage
+    b"\\xff\\xff" + os.urandom(65535) + b"\\xff\\xff" + os.urandom(65535) + b"\\x00\\x00",
+    b"\\xff\\xff" + os.urandom(3000),                     # a large frame cut short
+]
+for data in cases:
+    for _ in range(3):
+        try:
+            s = socket.create_connection((dst, port), timeout=5)
+            s.sendall(data)
+            time.sleep(0.2)
+            s.close()
+        except OSError as e:
+            print("connection:", e, flush=True)
+print("sent", len(cases) * 3, flush=True)
+"""
+
+# A hostile TCP "server": every connection gets a zero-length frame or the largest garbage frame.
+_HOSTILE_SERVER = """
+import os, socket, sys, time
+host, port, mode = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+l = socket.socket()
+l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+l.bind((host, port))
+l.listen(8)
+print("listening", flush=True)
+while True:
+    c, a = l.accept()
+    c.settimeout(5)
+    try:
+        c.recv(4096)                     # the client's hard reset
+        c.sendall(b"\\x00\\x00" if mode == "zero" else b"\\xff\\xff" + os.urandom(65535))
+        print("sent", mode, "to", a[0], flush=True)
+        time.sleep(1)
+    except OSError as e:
+        print("connection:", e, flush=True)
+    c.close()
+"""
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    with Lab(tmp=tmp_path_factory.mktemp("attacklab")) as lab:
+        yield lab
+
+
+@pytest.fixture
+def procs(lab):
+    started: list[Proc] = []
+    yield started
+    for p in reversed(started):
+        p.stop(8)
+
+
+@pytest.fixture
+def nft_tables(lab):
+    """nftables tables a test adds in a namespace; removed afterwards."""
+    added: list[tuple] = []
+    yield added
+    for ns, table in added:
+        ns.run(f"nft delete table inet {table}", check=False)
+
+
+def start_our_server(lab, procs, proto="udp", protection="tls-crypt"):
+    srv = lab.ours(lab.srv, server_config(lab.pki, proto, protection=protection), f"oursrv-{len(lab.procs)}",
+                   pattern=r"listening on (UDP|TCP)")
+    procs.append(srv)
+    return srv
+
+
+def start_openvpn_client(lab, procs, proto="udp", protection="tls-crypt"):
+    cli = lab.openvpn(lab.cli, client_profile(lab.pki, proto, protection=protection), f"ovpncli-{len(lab.procs)}",
+                      wait=30)
+    procs.append(cli)
+    return cli
+
+
+def run_py(ns, code: str, *args, timeout: float = 120) -> str:
+    """Run a Python snippet in a namespace, to its end."""
+    r = subprocess.run(["ip", "netns", "exec", ns.name, sys.executable, "-c", code, *map(str, args)],
+                       capture_output=True, text=True, timeout=timeout)
+    assert r.returncode == 0, f"attack script failed: {r.stdout}{r.stderr}"
+    return r.stdout
+
+
+def assert_alive(proc: Proc, what: str) -> None:
+    assert proc.alive(), f"{what} ended (exit status {proc.p.returncode}):\n{proc.log()[-3000:]}"
+
+
+def iperf(lab, seconds: int, reverse: bool = False) -> float:
+    """iperf3 (one TCP stream) from the client namespace to the server's tunnel address; 0 when it
+    fails or hangs (a dead tunnel)."""
+    try:
+        return lab.iperf(lab.srv, TUN_SERVER_IP, lab.cli, seconds, extra="--connect-timeout 5000 --rcv-timeout 5000 -R" if reverse
+                         else "--connect-timeout 5000 --rcv-timeout 5000")
+    except subprocess.TimeoutExpired:
+        return 0.0
+
+
+def assert_server_serves(lab, srv: Proc, seconds: int = 3, reverse: bool = False) -> None:
+    """Our server still runs and the real OpenVPN client still gets pings and iperf3 through it."""
+    assert_alive(srv, "our server")
+    assert lab.wait_ping(lab.cli, TUN_SERVER_IP, 15), "no ping through the tunnel:\n" + srv.log()[-3000:]
+    assert lab.ping(lab.cli, TUN_SERVER_IP, 3) >= 2, srv.log()[-2000:]
+    mbps = iperf(lab, seconds, reverse)
+    assert_alive(srv, "our server")
+    assert mbps > 0, "iperf3 through the tunnel failed:\n" + srv.log()[-3000:]
+
+
+def drop_share_of_sends(ns, nft_tables, match: str, table: str = "attack") -> None:
+    """Refuse 1 in 20 of the namespace's outgoing packets matching `match` (output hook): the
+    sender's sendmsg fails with EPERM."""
+    ns.run(f"nft add table inet {table}")
+    nft_tables.append((ns, table))
+    ns.run(f"nft add chain inet {table} out '{{ type filter hook output priority 0; policy accept; }}'")
+    ns.run(f"nft add rule inet {table} out meta l4proto udp {match} numgen random mod 20 == 0 counter drop")
+
+
+def dropped_by_rule(ns, table: str = "attack") -> int:
+    out = ns.run(f"nft list table inet {table}", check=False).stdout
+    m = re.search(r"counter packets (\d+)", out)
+    return int(m.group(1)) if m else 0
+
+
+# ---------------------------------------------------------------- a. source port 0
+def test_udp_datagrams_from_source_port_0(lab, procs):
+    """No tls-auth, so the server answers a hard reset (statelessly, with its cookie): the answer
+    goes to port 0, which the kernel refuses (EINVAL). That refusal ends nothing."""
+    srv = start_our_server(lab, procs, "udp", protection="none")
+    start_openvpn_client(lab, procs, "udp", protection="none")
+    assert lab.ping(lab.cli, TUN_SERVER_IP, 2) == 2
+    out = run_py(lab.cli, _PORT0_SENDER, SRV_IP, 1194, 20)
+    assert "sent 120" in out, out
+    time.sleep(1)
+    assert_server_serves(lab, srv)
+    # And once more while a transfer runs.
+    run_py(lab.cli, _PORT0_SENDER, SRV_IP, 1194, 5)
+    assert_server_serves(lab, srv, reverse=True)
+
+
+# ---------------------------------------------------------------- b. sends refused with EPERM
+def test_server_sends_refused_with_eperm(lab, procs, nft_tables):
+    srv = start_our_server(lab, procs, "udp")
+    start_openvpn_client(lab, procs, "udp")
+    drop_share_of_sends(lab.srv, nft_tables, "udp sport 1194")
+    # -R: the server side sends the stream, so our server encrypts and sends most of the packets.
+    assert_server_serves(lab, srv, seconds=5, reverse=True)
+    assert dropped_by_rule(lab.srv) > 0, "the nftables rule refused nothing"
+    assert_server_serves(lab, srv, seconds=3)
+
+
+def test_client_sends_refused_with_eperm(lab, procs, nft_tables):
+    srv = lab.openvpn(lab.srv, server_config(lab.pki, "udp"), f"ovpnsrv-{len(lab.procs)}")
+    procs.append(srv)
+    cli = lab.ours(lab.cli, client_profile(lab.pki, "udp"), f"ourcli-{len(lab.procs)}", wait=40)
+    procs.append(cli)
+    drop_share_of_sends(lab.cli, nft_tables, "udp dport 1194")
+    # The client side sends the stream: our client encrypts and sends most of the packets.
+    mbps = iperf(lab, 5)
+    assert_alive(cli, "our client")
+    assert mbps > 0, "iperf3 through our client's tunnel failed:\n" + cli.log()[-3000:]
+    assert dropped_by_rule(lab.cli) > 0, "the nftables rule refused nothing"
+    assert lab.ping(lab.cli, TUN_SERVER_IP, 3) >= 2, cli.log()[-2000:]
+    assert iperf(lab, 3, reverse=True) > 0, cli.log()[-3000:]
+    assert_alive(cli, "our client")
+
+
+# ---------------------------------------------------------------- c. TCP resets while the server writes
+def test_tcp_connections_reset_while_the_server_answers(lab, procs):
+    srv = start_our_server(lab, procs, "tcp", protection="none")
+    start_openvpn_client(lab, procs, "tcp", protection="none")
+    assert lab.ping(lab.cli, TUN_SERVER_IP, 2) == 2
+    out = run_py(lab.cli, _RST_CLIENT, SRV_IP, 1194, 300, timeout=180)
+    assert re.search(r"done \d+", out), out
+    time.sleep(1)
+    assert_server_serves(lab, srv)
+    assert srv.log().count("TCP connection from") >= 100, "the resets did not reach the server"
+
+
+# ---------------------------------------------------------------- d. zero-length and oversized frames
+def test_zero_length_and_oversized_frames_at_our_tcp_server(lab, procs):
+    srv = start_our_server(lab, procs, "tcp")
+    start_openvpn_client(lab, procs, "tcp")
+    assert lab.ping(lab.cli, TUN_SERVER_IP, 2) == 2
+    out = run_py(lab.cli, _BAD_FRAMES_CLIENT, SRV_IP, 1194)
+    assert "sent 15" in out, out
+    time.sleep(1)
+    assert_server_serves(lab, srv)
+
+
+@pytest.mark.parametrize("mode", ["zero", "oversized"])
+def test_zero_length_and_oversized_frames_at_our_tcp_client(lab, procs, mode):
+    """The profile lists a hostile TCP server first and Debian's OpenVPN server second: our client
+    meets the bad frame, logs it, moves on to the next remote and brings its tunnel up there."""
+    hostile = lab.start(lab.srv, [sys.executable, "-c", _HOSTILE_SERVER, SRV_IP, "1195", mode], f"hostile-{mode}")
+    procs.append(hostile)
+    assert hostile.wait_for("listening", 10), hostile.log()
+    srv = lab.openvpn(lab.srv, server_config(lab.pki, "tcp"), f"ovpnsrv-{len(lab.procs)}")
+    procs.append(srv)
+    prof = client_profile(lab.pki, "tcp", remotes=[(SRV_IP, 1195, "tcp"), (SRV_IP, 1194, "tcp")],
+                          extra="server-poll-timeout 5\nconnect-retry 1\n")
+    cli = lab.ours(lab.cli, prof, f"ourcli-{mode}-{len(lab.procs)}", wait=0)
+    procs.append(cli)
+    assert hostile.wait_for(f"sent {mode} to {CLI_IP}", 20), hostile.log() + cli.log()[-2000:]
+    up = cli.wait_for("tunnel up", 45)
+    assert_alive(cli, "our client")
+    assert up, "our client did not bring its tunnel up on the second remote:\n" + cli.log()[-3000:]
+    assert f"connecting to {SRV_IP}:1194 over TCP" in cli.log()
+    assert lab.ping(lab.cli, TUN_SERVER_IP, 3) >= 2, cli.log()[-2000:]
+    assert lab.tcp_transfer(lab.srv, TUN_SERVER_IP, lab.cli, 300_000) > 0, cli.log()[-2000:]
+    assert_alive(cli, "our client")
