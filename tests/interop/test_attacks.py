@@ -91,6 +91,17 @@ def assert_server_serves(lab, srv: Proc, seconds: int = 3, reverse: bool = False
     assert mbps > 0, "iperf3 through the tunnel failed:\n" + srv.log()[-3000:]
 
 
+def log_lines(proc: Proc) -> int:
+    return len(proc.log().splitlines())
+
+
+def assert_log_rate_limited(proc: Proc, before: int, limit: int = 60) -> None:
+    """Faults caused by peers are counted and logged at a limited rate, not a line (or a traceback)
+    each: the log grew by at most `limit` lines during the attack."""
+    grown = proc.log().splitlines()[before:]
+    assert len(grown) <= limit, f"{len(grown)} log lines during the attack:\n" + "\n".join(grown[:40])
+
+
 def drop_share_of_sends(ns, nft_tables, match: str, table: str = "attack") -> None:
     """Refuse 1 in 20 of the namespace's outgoing packets matching `match` (output hook): the
     sender's sendmsg fails with EPERM."""
@@ -113,6 +124,7 @@ def test_udp_datagrams_from_source_port_0(lab, procs):
     srv = start_our_server(lab, procs, "udp", protection="none")
     start_openvpn_client(lab, procs, "udp", protection="none")
     assert lab.ping(lab.cli, TUN_SERVER_IP, 2) == 2
+    before = log_lines(srv)
     out = run_py(lab.cli, PORT0_SENDER, SRV_IP, 1194, 20)
     assert "sent 120" in out, out
     time.sleep(1)
@@ -122,6 +134,7 @@ def test_udp_datagrams_from_source_port_0(lab, procs):
     assert_server_serves(lab, srv, reverse=True)
     # Two answers to the same bad address go out as one GSO batch, and the kernel's EINVAL is about
     # that address, not about GSO: one peer must not switch batching off for every client.
+    assert_log_rate_limited(srv, before)
     assert "GSO refused" not in srv.log(), "one peer's bad address switched GSO off for every client:\n" + \
         srv.log()[-2000:]
 
@@ -130,11 +143,13 @@ def test_udp_datagrams_from_source_port_0(lab, procs):
 def test_server_sends_refused_with_eperm(lab, procs, nft_tables):
     srv = start_our_server(lab, procs, "udp")
     start_openvpn_client(lab, procs, "udp")
+    before = log_lines(srv)
     drop_share_of_sends(lab.srv, nft_tables, "udp sport 1194")
     # -R: the server side sends the stream, so our server encrypts and sends most of the packets.
     assert_server_serves(lab, srv, seconds=5, reverse=True)
     assert dropped_by_rule(lab.srv) > 0, "the nftables rule refused nothing"
     assert_server_serves(lab, srv, seconds=3)
+    assert_log_rate_limited(srv, before)
 
 
 def test_client_sends_refused_with_eperm(lab, procs, nft_tables):
@@ -142,6 +157,7 @@ def test_client_sends_refused_with_eperm(lab, procs, nft_tables):
     procs.append(srv)
     cli = lab.ours(lab.cli, client_profile(lab.pki, "udp"), f"ourcli-{len(lab.procs)}", wait=40)
     procs.append(cli)
+    before = log_lines(cli)
     drop_share_of_sends(lab.cli, nft_tables, "udp dport 1194")
     # The client side sends the stream: our client encrypts and sends most of the packets.
     mbps = iperf(lab, 5)
@@ -151,6 +167,7 @@ def test_client_sends_refused_with_eperm(lab, procs, nft_tables):
     assert lab.ping(lab.cli, TUN_SERVER_IP, 3) >= 2, cli.log()[-2000:]
     assert iperf(lab, 3, reverse=True) > 0, cli.log()[-3000:]
     assert_alive(cli, "our client")
+    assert_log_rate_limited(cli, before)
 
 
 # ---------------------------------------------------------------- c. TCP resets while the server writes
@@ -193,7 +210,12 @@ def test_zero_length_and_oversized_frames_at_our_tcp_client(lab, procs, mode):
     up = cli.wait_for("tunnel up", 45)
     assert_alive(cli, "our client")
     assert up, "our client did not bring its tunnel up on the second remote:\n" + cli.log()[-3000:]
-    assert f"connecting to {SRV_IP}:1194 over TCP" in cli.log()
+    log = cli.log()
+    hostile_at = log.find(f"connecting to {SRV_IP}:1195 over TCP")
+    real_at = log.find(f"connecting to {SRV_IP}:1194 over TCP")
+    assert 0 <= hostile_at < real_at, log[-3000:]
+    assert len(log[hostile_at:real_at].splitlines()) >= 2, "the client left the hostile server without a word:\n" + \
+        log[hostile_at:real_at]
     assert lab.ping(lab.cli, TUN_SERVER_IP, 3) >= 2, cli.log()[-2000:]
     assert lab.tcp_transfer(lab.srv, TUN_SERVER_IP, lab.cli, 300_000) > 0, cli.log()[-2000:]
     assert_alive(cli, "our client")
