@@ -19,6 +19,7 @@ from typing import Callable
 
 from pyroute2.netlink.exceptions import NetlinkError
 
+from . import gateway
 from .config.schema import ApplianceConfig, Lan, Wan, load_appliance_config, validate_runtime
 from .openvpn.errors import ConfigError
 from .openvpn.options import Options, Remote
@@ -234,10 +235,8 @@ def run_toml(path: str, verbose: int = 0) -> int:
         endpoints = resolve_remotes(opts) if cfg.vpn.role == "client" else []
         install_rules(cfg, wan_if, lan_if, endpoints, undo)
         if cfg.vpn.role == "server":
-            from .server_gateway import ServerGateway
-            return ServerGateway(opts).run()
-        from .gateway import ClientGateway
-        return ClientGateway(opts, user, pw).run()
+            return gateway.server_gateway(opts).run()
+        return gateway.client_gateway(opts, user, pw).run()
     except (RuntimeError, OSError, NetlinkError) as e:
         log.error("%s", e)
         return 1

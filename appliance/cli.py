@@ -10,6 +10,7 @@ import logging
 import os
 import sys
 
+from . import gateway
 from .openvpn.errors import ConfigError
 
 log = logging.getLogger("vpn-appliance")
@@ -80,12 +81,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     for n in getattr(opts, "notes", []) or []:
         log.debug("%s", n)
     if opts.role == "server":
-        from .server_gateway import ServerGateway
-        return ServerGateway(opts).run()
-    from .gateway import ClientGateway
+        return gateway.server_gateway(opts).run()
     # Debug/interop knob: behave like an OpenVPN 2.4 client (no TLS-EKM offer → PRF key derivation).
     ekm = os.environ.get("VPN_APPLIANCE_KEY_DERIVATION", "").lower() != "prf"
-    return ClientGateway(opts, user, pw, advertise_ekm=ekm).run()
+    return gateway.client_gateway(opts, user, pw, advertise_ekm=ekm).run()
 
 
 def cmd_bench(args: argparse.Namespace) -> int:

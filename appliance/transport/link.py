@@ -1,18 +1,20 @@
 """One link to a peer, UDP or TCP, as whole OpenVPN packets in and out.
 
-Why: the gateway should not care whether packets arrive as datagrams or inside a TCP stream;
-TCP's 2-byte length framing is applied and removed here (StreamFramer), and a broken stream
-surfaces as ConnectionError so the gateway can restart.
+Why: the pump should not care whether packets arrive as datagrams or inside a TCP stream; TCP's
+2-byte length framing is applied and removed here (StreamFramer). A stream whose framing breaks
+(a zero-length or oversized frame) is as dead as a reset one: both surface as ConnectionError, so
+the pump restarts (client) or drops that one client (server).
 """
 from __future__ import annotations
 
+from ..openvpn.errors import BadPacket
 from ..openvpn.framing import StreamFramer, frame
-from .tcp import TcpTransport
-from .udp import UdpTransport
 
 
 class UdpLink:
-    def __init__(self, transport: UdpTransport, addr: tuple | None = None) -> None:
+    """A connected datagram port (the client's): packets to and from its one peer."""
+
+    def __init__(self, transport, addr: tuple | None = None) -> None:
         self.t = transport
         self.addr = addr
 
@@ -33,25 +35,45 @@ class UdpLink:
     def flush(self) -> bool:
         return True
 
+    @property
+    def errors(self) -> dict[str, int]:
+        return getattr(self.t, "errors", {})
+
     def close(self) -> None:
         self.t.close()
 
 
 class TcpLink:
-    def __init__(self, transport: TcpTransport) -> None:
+    """A stream port with OpenVPN's TCP framing."""
+
+    def __init__(self, transport) -> None:
         self.t = transport
         self.framer = StreamFramer()
+        self.errors: dict[str, int] = {}
 
     def fileno(self) -> int:
         return self.t.fileno()
 
     def recv_packets(self) -> list:
-        data = self.t.recv()   # raises ConnectionError on EOF
-        return self.framer.feed(data) if data else []
+        data = self.t.recv()   # raises ConnectionError on EOF or reset
+        if not data:
+            return []
+        try:
+            return self.framer.feed(data)
+        except BadPacket as e:
+            raise ConnectionError(f"broken stream: {e.reason}") from e
 
     def send_packets(self, packets: list) -> None:
-        if packets:
-            self.t.send(b"".join(frame(bytes(p)) for p in packets))
+        """Frame and queue; ConnectionError when the connection refuses the write."""
+        if not packets:
+            return
+        framed = []
+        for p in packets:
+            if 0 < len(p) <= 0xFFFF:
+                framed.append(frame(p))
+            else:
+                self.errors["unframeable packet"] = self.errors.get("unframeable packet", 0) + 1
+        self.t.send(b"".join(framed))
 
     @property
     def wants_write(self) -> bool:

@@ -1,12 +1,17 @@
 """TCP transport: a non-blocking stream with a bounded write queue, and a listener for servers.
 
-Framing lives in openvpn/framing.py; this module only moves bytes. EOF or a reset surfaces as
-ConnectionError so the caller can restart (client) or drop that one client (server).
+Framing lives in openvpn/framing.py; this module only moves bytes. EOF, a reset, or any write the
+kernel refuses (EPIPE, ECONNRESET, EPERM from a firewall, ...) surfaces as ConnectionError, which
+ends that one connection: the caller restarts (client) or drops that one client (server). The
+listener raises PortGone only when its own socket is gone.
 """
 from __future__ import annotations
 
+import errno
 import socket
 from collections import deque
+
+from ..ioerrors import PortGone
 
 MAX_QUEUE = 8 << 20
 
@@ -39,6 +44,8 @@ class TcpTransport:
             data = self.sock.recv(262144)
         except (BlockingIOError, InterruptedError):
             return b""
+        except OSError as e:
+            raise ConnectionError(f"receive failed: {e}") from e
         if not data:
             raise ConnectionError("connection closed by peer")
         return data
@@ -49,6 +56,8 @@ class TcpTransport:
                 n = self.sock.send(data)
             except (BlockingIOError, InterruptedError):
                 n = 0
+            except OSError as e:
+                raise ConnectionError(f"send failed: {e}") from e
             if n == len(data):
                 return
             data = data[n:]
@@ -72,6 +81,8 @@ class TcpTransport:
                 n = self.sock.send(data)
             except (BlockingIOError, InterruptedError):
                 return False
+            except OSError as e:
+                raise ConnectionError(f"send failed: {e}") from e
             self.queued -= n
             if n < len(data):
                 self.queue[0] = data[n:]
@@ -87,8 +98,10 @@ class TcpTransport:
 
 
 class TcpListener:
-    def __init__(self, addr: tuple[str, int], backlog: int = 128) -> None:
-        self.sock = socket.socket(socket.AF_INET6 if ":" in addr[0] else socket.AF_INET, socket.SOCK_STREAM)
+    def __init__(self, addr: tuple[str, int], backlog: int = 128, sock=None) -> None:
+        # `sock`: a socket made elsewhere (tests/fakes.py passes an in-memory one).
+        self.sock = sock if sock is not None else socket.socket(
+            socket.AF_INET6 if ":" in addr[0] else socket.AF_INET, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind(addr)
         self.sock.listen(backlog)
@@ -98,8 +111,19 @@ class TcpListener:
         return self.sock.fileno()
 
     def accept(self) -> tuple[TcpTransport, tuple]:
-        s, peer = self.sock.accept()
-        return TcpTransport(s), peer
+        """One waiting connection; BlockingIOError when none, OSError (EMFILE, ECONNABORTED, ...)
+        for a failed accept, PortGone when the listening socket itself is gone."""
+        try:
+            s, peer = self.sock.accept()
+        except OSError as e:
+            if e.errno in (errno.EBADF, errno.ENOTSOCK, errno.EINVAL):
+                raise PortGone(f"TCP listener: accept failed: {e}") from e
+            raise
+        try:
+            return TcpTransport(s), peer
+        except OSError:
+            s.close()    # reset before we could set it up: nothing to serve
+            raise
 
     def close(self) -> None:
         self.sock.close()

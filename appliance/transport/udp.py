@@ -1,12 +1,19 @@
 """UDP transport with batching: recv until EAGAIN (GRO when the kernel offers it), send runs of
 equal-size datagrams with one sendmsg (UDP_SEGMENT / GSO). Falls back to plain calls once, saying
-why, if the kernel refuses. Never blocks: a full socket buffer drops and counts."""
+why, if the kernel refuses. Never blocks: a full socket buffer drops and counts.
+
+Fault rule: a send the kernel refuses for one destination (its address invalid, such as source
+port 0; a firewall rule answering EPERM; no route; ICMP unreachable) is that peer's problem: it is
+dropped and counted in `errors` by errno name, and never raised. Only a socket of ours that is
+gone (EBADF, ENOTSOCK) raises, as PortGone."""
 from __future__ import annotations
 
 import errno
 import logging
 import socket
 import struct
+
+from ..ioerrors import PortGone
 
 log = logging.getLogger("vpn-appliance")
 
@@ -20,8 +27,9 @@ RECV_SIZE = 65535
 
 class UdpTransport:
     def __init__(self, local: tuple[str, int] | None, remote: tuple[str, int] | None = None,
-                 family: int = socket.AF_INET, gso: bool = True, gro: bool = True) -> None:
-        self.sock = socket.socket(family, socket.SOCK_DGRAM)
+                 family: int = socket.AF_INET, gso: bool = True, gro: bool = True, sock=None) -> None:
+        # `sock`: a socket made elsewhere (tests/fakes.py passes an in-memory one).
+        self.sock = sock if sock is not None else socket.socket(family, socket.SOCK_DGRAM)
         for opt, size in ((socket.SO_RCVBUF, 4 << 20), (socket.SO_SNDBUF, 4 << 20)):
             try:
                 self.sock.setsockopt(socket.SOL_SOCKET, opt, size)
@@ -45,6 +53,7 @@ class UdpTransport:
         self.rbuf = bytearray(RECV_SIZE)
         self.rview = memoryview(self.rbuf)
         self.stats = {"sent": 0, "received": 0, "send_dropped": 0, "gso_sends": 0}
+        self.errors: dict[str, int] = {}      # refused sends and receives, by errno name
 
     def fileno(self) -> int:
         return self.sock.fileno()
@@ -63,6 +72,11 @@ class UdpTransport:
                 break
             except ConnectionRefusedError:
                 continue  # ICMP port unreachable from a previous send: the peer is not there (yet)
+            except OSError as e:
+                if e.errno in _OURS_GONE:
+                    raise PortGone(f"UDP socket: receive failed: {e}") from e
+                self._error("receive", e)
+                break
             seg = 0
             if anc:
                 for lvl, typ, data in anc:
@@ -77,20 +91,27 @@ class UdpTransport:
         self.stats["received"] += len(out)
         return out
 
-    def send(self, datagram, addr: tuple | None = None) -> None:
+    def _error(self, what: str, e: OSError) -> None:
+        name = f"{what} {errno.errorcode.get(e.errno or 0, str(e.errno))}"
+        self.errors[name] = self.errors.get(name, 0) + 1
+
+    def send(self, datagram, addr: tuple | None = None) -> bool:
+        """One datagram; False (counted) when it did not go out."""
         try:
             if addr is None or self.remote is not None:
                 self.sock.send(datagram)
             else:
                 self.sock.sendto(datagram, addr)
             self.stats["sent"] += 1
+            return True
         except (BlockingIOError, InterruptedError):
             self.stats["send_dropped"] += 1
         except OSError as e:
-            if e.errno in (errno.ENOBUFS, errno.ECONNREFUSED, errno.ENETUNREACH, errno.EHOSTUNREACH, errno.EMSGSIZE):
-                self.stats["send_dropped"] += 1
-            else:
-                raise
+            if e.errno in _OURS_GONE:
+                raise PortGone(f"UDP socket: send failed: {e}") from e
+            self.stats["send_dropped"] += 1
+            self._error("send", e)
+        return False
 
     def send_batch(self, datagrams: list, addr: tuple | None = None) -> None:
         if not self.gso or len(datagrams) < 2:
@@ -130,20 +151,27 @@ class UdpTransport:
         except (BlockingIOError, InterruptedError):
             self.stats["send_dropped"] += len(run)
         except OSError as e:
-            if e.errno in (errno.ENOBUFS, errno.ECONNREFUSED, errno.ENETUNREACH, errno.EHOSTUNREACH):
-                self.stats["send_dropped"] += len(run)
-            elif e.errno == errno.EMSGSIZE:
+            if e.errno in _OURS_GONE:
+                raise PortGone(f"UDP socket: send failed: {e}") from e
+            if e.errno == errno.EMSGSIZE:
                 # A segment bigger than the path MTU: GSO cannot fragment, plain sends can.
                 self.stats["gso_too_big"] = self.stats.get("gso_too_big", 0) + 1
                 for d in run:
                     self.send(d, addr)
             elif e.errno in (errno.EINVAL, errno.EIO, errno.EOPNOTSUPP, errno.ENOPROTOOPT):
-                log.info("UDP GSO refused by the kernel (%s): sending one datagram per call", e)
-                self.gso = False
-                for d in run:
-                    self.send(d, addr)
+                # Either the kernel refuses GSO, or the destination itself is invalid (source port
+                # 0 gives EINVAL too). Plain sends tell which: only if they go through was it GSO.
+                sent = sum(self.send(d, addr) for d in run)
+                if sent:
+                    log.info("UDP GSO refused by the kernel (%s): sending one datagram per call", e)
+                    self.gso = False
             else:
-                raise
+                # Refused for this destination (EPERM from a firewall, unreachable, ...): drop.
+                self.stats["send_dropped"] += len(run)
+                self._error("send", e)
 
     def close(self) -> None:
         self.sock.close()
+
+
+_OURS_GONE = (errno.EBADF, errno.ENOTSOCK)

@@ -14,6 +14,7 @@ import logging
 import os
 import struct
 
+from ..ioerrors import PortGone
 from . import offload
 
 log = logging.getLogger("vpn-appliance")
@@ -25,6 +26,7 @@ IFF_NO_PI = 0x1000
 IFF_VNET_HDR = 0x4000
 TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO6, TUN_F_TSO_ECN = 0x01, 0x02, 0x04, 0x08
 READ_SIZE = 65535 + offload.VNET_HDR_LEN
+HEADROOM = 64          # room before each read packet for the wire header, so sealing can go in place
 
 
 class TunDevice:
@@ -57,6 +59,9 @@ class TunDevice:
         self._pending: list = []
         self.buf = bytearray(READ_SIZE)
         self.view = memoryview(self.buf)
+        # read_batch's pool: one buffer per packet of a batch, HEADROOM bytes before the packet.
+        self._pool: list[memoryview] = []
+        self._hdr = memoryview(bytearray(offload.VNET_HDR_LEN))
         self.stats = {"read": 0, "written": 0, "write_dropped": 0, "super_packets": 0, "segments": 0,
                       "gro_writes": 0, "gro_segments": 0, "gro_bad_checksums": 0}
 
@@ -91,6 +96,45 @@ class TunDevice:
                 self.stats["super_packets"] += 1
                 self.stats["segments"] += len(segs)
                 out.extend(segs)
+        self.stats["read"] += len(out)
+        return out
+
+    def read_batch(self, max_packets: int = 64) -> list:
+        """Read until EAGAIN or `max_packets` into pooled buffers; returns writable views of the IP
+        packets (HEADROOM bytes free in front of each), valid until the next read_batch. A failing
+        device (gone, detached) raises PortGone: that is our resource, not a peer's doing."""
+        out: list = []
+        fd, hlen, pool = self.fd, self.hlen, self._pool
+        readv = os.readv
+        i = 0
+        while len(out) < max_packets:
+            if i == len(pool):
+                pool.append(memoryview(bytearray(HEADROOM + 65535)))
+            buf = pool[i]
+            try:
+                n = readv(fd, [self._hdr, buf[HEADROOM:]] if hlen else [buf[HEADROOM:]])
+            except BlockingIOError:
+                break
+            except InterruptedError:
+                continue
+            except OSError as e:
+                raise PortGone(f"TUN {self.name}: read failed: {e}") from e
+            if n <= hlen:
+                continue
+            n -= hlen
+            pkt = buf[HEADROOM:HEADROOM + n]
+            if hlen:
+                flags, gso_type, _hl, gso_size, cstart, coff = offload.parse_vnet_hdr(self._hdr)
+                if gso_type != offload.GSO_NONE:
+                    segs = offload.gso_split(pkt, gso_type, gso_size, cstart)
+                    self.stats["super_packets"] += 1
+                    self.stats["segments"] += len(segs)
+                    out.extend(segs)
+                    continue
+                if flags & offload.F_NEEDS_CSUM:
+                    offload.complete_checksum(pkt, cstart, coff)
+            out.append(pkt)
+            i += 1
         self.stats["read"] += len(out)
         return out
 
@@ -137,7 +181,7 @@ class TunDevice:
                     stats["write_dropped"] += count
                 except OSError as e:
                     if e.errno != errno.EINVAL:
-                        raise
+                        raise PortGone(f"TUN {self.name}: write failed: {e}") from e
                     # This kernel refuses our GSO writes: say so once, cut the super-packet back
                     # into its segments, and write one by one from now on.
                     log.info("TUN refused a GSO write (%s); writing packets one by one from now on", e)
@@ -155,10 +199,10 @@ class TunDevice:
         except (BlockingIOError, InterruptedError):
             self.stats["write_dropped"] += 1
         except OSError as e:
-            if e.errno in (errno.EINVAL, errno.ENOBUFS, errno.EIO):
+            if e.errno in (errno.EINVAL, errno.ENOBUFS, errno.EIO, errno.EMSGSIZE):
                 self.stats["write_dropped"] += 1  # e.g. a malformed inner packet
             else:
-                raise
+                raise PortGone(f"TUN {self.name}: write failed: {e}") from e
         return 0
 
     def close(self) -> None:

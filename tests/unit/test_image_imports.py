@@ -14,7 +14,8 @@ class Block(importlib.abc.MetaPathFinder):
             raise ImportError(name + " is not in the image")
 sys.meta_path.insert(0, Block())
 for m in ("appliance.boot.init", "appliance.boot.selftest", "appliance.boot.dhcp_client", "appliance.bench",
-          "appliance.cli", "appliance.gateway", "appliance.server_gateway", "appliance.appliance_main",
+          "appliance.cli", "appliance.gateway", "appliance.gateway.client", "appliance.gateway.server",
+          "appliance.appliance_main",
           "appliance.config.schema", "appliance.config.ovpn_import"):
     importlib = __import__("importlib")
     importlib.import_module(m)

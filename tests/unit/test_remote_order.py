@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 
 from appliance.gateway import ClientGateway
+from tests.fakes import FakeClock, FakeTunnelNetwork, MemoryNet, MemoryPorts, MemoryWaiter
 from appliance.openvpn.options import parse_config
 
 PROFILE = """client
@@ -23,7 +24,9 @@ MIIB
 
 def _order(extra: str) -> list[tuple[str, int, str]]:
     opts = parse_config(PROFILE.format(extra=extra), "/tmp/t.ovpn", read_file=lambda p: b"")
-    return [(r.host, r.port, r.proto) for r in ClientGateway(opts)._remotes()]
+    net = MemoryNet()
+    gw = ClientGateway(opts, MemoryPorts(net, "198.18.0.9"), FakeTunnelNetwork(net), FakeClock(), MemoryWaiter(net))
+    return [(r.host, r.port, r.proto) for r in gw.remotes]
 
 
 def test_remotes_in_profile_order_by_default():

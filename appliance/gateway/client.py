@@ -1,0 +1,317 @@
+"""The client's policy on the shared pump: connect over the remote list, bring the tunnel up, move
+packets, reconnect with backoff, leave cleanly.
+
+Everything here is decisions; waiting, timers and error accounting are gateway/loop.py's, data-path
+protocol decisions (MSS, sealing) are openvpn/datapath.py's, and the ports come from the caller.
+A fault caused by the server (a reset stream, garbage, a refused send) ends at most the current
+connection, and the client starts over; only our own TUN or socket failing ends the process.
+"""
+from __future__ import annotations
+
+import logging
+import random
+from dataclasses import dataclass
+from typing import Protocol
+
+from ..openvpn import events as ev
+from ..openvpn.datapath import ClientDataPath
+from ..openvpn.options import Options, Remote
+from ..openvpn.profile import client_session_config
+from ..openvpn.session import Session
+from ..transport.link import TcpLink, UdpLink
+from .eventlog import fmt_addr, log_client_event, push_summary
+from .loop import Faults, Pump, Signals, Waiter
+from .ports import Clock, PortGone, Ports, TunPort
+
+log = logging.getLogger("vpn-appliance")
+
+BATCH = 64
+DROP_LOG_EVERY = 5.0
+
+
+class TunnelNet(Protocol):
+    """The client's TUN and the pushed network config (gateway/tunnel.py; tests/fakes.py)."""
+    tun: TunPort | None
+
+    def apply(self, pushed, remote_ip: str) -> None: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass
+class Connection:
+    """One attempt at one remote: its link, session and data path."""
+    remote: Remote
+    addr: tuple
+    link: UdpLink | TcpLink
+    session: Session
+    dp: ClientDataPath
+    was_up: bool = False
+
+
+class ClientGateway:
+    """Connect, tunnel, reconnect. `run()` for real use; `start()`/`pump.step()` for tests."""
+
+    def __init__(self, opts: Options, ports: Ports, net: TunnelNet, clock: Clock, waiter: Waiter,
+                 username: str = "", password: str = "", advertise_ekm: bool = True,
+                 signals: Signals | None = None, rng: random.Random | None = None) -> None:
+        self.opts = opts
+        self.ports = ports
+        self.net = net
+        self.clock = clock
+        self.username, self.password = username, password
+        self.advertise_ekm = advertise_ekm
+        self.signals = signals
+        self.faults = Faults(DROP_LOG_EVERY)
+        self.pump = Pump(clock, waiter, self.faults)
+        self.pump.after_wake = self._after_wake
+        self.remotes = list(opts.remotes)
+        if opts.remote_random:
+            (rng or random).shuffle(self.remotes)
+        self.attempt = 0
+        self.delay = opts.connect_retry
+        self.conn: Connection | None = None
+        self.tun_watched: TunPort | None = None
+        self.result: int | None = None          # exit status once the gateway has finished
+        self.connections = 0                    # tunnels brought up (for tests and the log)
+
+    # ---------------------------------------------------------------- running
+    def run(self) -> int:
+        """Until SIGINT/SIGTERM (0), a fatal auth/config failure (1) or our own port failing (1)."""
+        if self.signals is not None:
+            self.signals.install()
+            self.pump.watch(self.signals, self._on_signal)
+        try:
+            self.start()
+            self.pump.run(lambda: self.result is not None)
+            return self.result or 0
+        except PortGone as e:
+            log.error("fatal: %s", e)
+            return 1
+        except MemoryError:
+            log.error("fatal: out of memory")
+            return 1
+        finally:
+            self._close_conn()
+            self.net.close()
+            if self.signals is not None:
+                self.signals.uninstall()
+
+    def start(self) -> None:
+        self.pump.timers.arm("drops", self.clock() + DROP_LOG_EVERY, self._log_drops)
+        self._connect_next()
+
+    def request_stop(self) -> None:
+        """SIGINT/SIGTERM: tell the server we leave, then finish."""
+        c = self.conn
+        if c is not None:
+            log.info("stopping: sending exit notification")
+            try:
+                c.session.close(self.clock())
+                c.link.send_packets(c.session.take_outgoing())
+                c.link.flush()
+            except (ConnectionError, OSError) as e:
+                log.info("exit notification not sent: %s", e)
+        self._log_drops(final=True)
+        self.result = 0
+
+    def _on_signal(self) -> None:
+        assert self.signals is not None
+        self.signals.drain()
+        if self.signals.stop:
+            self.request_stop()
+
+    # ---------------------------------------------------------------- connecting
+    def _connect_next(self) -> None:
+        if self.result is not None:
+            return
+        remote = self.remotes[self.attempt % len(self.remotes)]
+        self.attempt += 1
+        poll = self.opts.server_poll_timeout
+        try:
+            addr = self.ports.resolve(remote.host, remote.port, remote.proto, self.opts.proto_family)
+            if remote.proto == "tcp":
+                log.info("connecting to %s over TCP", fmt_addr(addr))
+                link: UdpLink | TcpLink = TcpLink(self.ports.tcp_connect(addr, poll))
+            else:
+                log.info("connecting to %s over UDP", fmt_addr(addr))
+                link = UdpLink(self.ports.udp(None, addr))
+        except (OSError, ConnectionError) as e:
+            log.warning("cannot reach %s:%d (%s): %s", remote.host, remote.port, remote.proto, e)
+            self._schedule_retry(was_up=False)
+            return
+        cfg = client_session_config(self.opts, remote.proto, self.username, self.password, self.advertise_ekm)
+        now = self.clock()
+        s = Session(cfg, now)
+        self.conn = c = Connection(remote, addr, link, s, ClientDataPath(s, self.opts.mssfix, remote.proto == "tcp"))
+        self.pump.watch(link, self._on_link_read, self._on_link_write)
+        self.pump.timers.arm("poll", now + poll, self._on_poll_timeout)
+        s.start(now)
+        self._after_engine(c)
+
+    def _schedule_retry(self, was_up: bool) -> None:
+        """Next remote at once, except after a full round of the list (or a lost tunnel): backoff."""
+        self._close_conn()
+        if self.result is not None:
+            return
+        if was_up:
+            self.delay = self.opts.connect_retry
+        if self.attempt % len(self.remotes) == 0 or was_up:
+            log.info("restarting in %.0f s", self.delay)
+            self.pump.timers.arm("reconnect", self.clock() + self.delay, self._connect_next)
+            self.delay = min(self.delay * 2, self.opts.connect_retry_max)
+        else:
+            self.pump.timers.arm("reconnect", self.clock(), self._connect_next)
+
+    def _close_conn(self) -> None:
+        c, self.conn = self.conn, None
+        for t in ("poll", "engine"):
+            self.pump.timers.cancel(t)
+        if c is not None:
+            self.pump.unwatch(c.link)
+            c.link.close()
+
+    def _on_poll_timeout(self) -> None:
+        c = self.conn
+        if c is not None and not c.was_up:
+            log.warning("no answer from %s within %.0f s (server-poll-timeout)", fmt_addr(c.addr),
+                        self.opts.server_poll_timeout)
+            self._schedule_retry(was_up=False)
+
+    def _lost(self, c: Connection, why: str) -> None:
+        log.warning("link to %s lost: %s", fmt_addr(c.addr), why)
+        self._schedule_retry(c.was_up)
+
+    # ---------------------------------------------------------------- packets
+    def _on_link_read(self) -> None:
+        c = self.conn
+        if c is None:
+            return
+        try:
+            pkts = c.link.recv_packets()
+        except (ConnectionError, OSError) as e:
+            self._lost(c, str(e) or type(e).__name__)
+            return
+        now = self.clock()
+        tun = self.net.tun
+        open_ = c.dp.open
+        for p in pkts:
+            try:
+                pts = open_(p, now)
+            except Exception:  # noqa: BLE001 - our bug on the server's packet: this session ends
+                self.faults.internal("the client session")
+                self._lost(c, "internal error (see above)")
+                return
+            if pts and tun is not None:
+                for pt in pts:
+                    tun.queue(pt)
+        self._after_engine(c)
+
+    def _on_link_write(self) -> None:
+        c = self.conn
+        if c is None:
+            return
+        try:
+            if c.link.flush():
+                self.pump.want_write(c.link, False, self._on_link_read, self._on_link_write)
+        except (ConnectionError, OSError) as e:
+            self._lost(c, str(e))
+
+    def _on_tun_read(self) -> None:
+        tun = self.net.tun
+        if tun is None:
+            return
+        pkts = tun.read_batch(BATCH)
+        c = self.conn
+        if c is None or not pkts:
+            return                      # no tunnel right now: LAN packets are dropped, never sent in clear
+        wire = c.dp.seal_batch(pkts, self.clock())
+        self._send(c, wire)
+
+    def _send(self, c: Connection, packets: list) -> None:
+        if not packets:
+            return
+        try:
+            c.link.send_packets(packets)
+        except (ConnectionError, OSError) as e:
+            self._lost(c, str(e))
+            return
+        if c.link.wants_write:
+            self.pump.want_write(c.link, True, self._on_link_read, self._on_link_write)
+
+    # ---------------------------------------------------------------- engine results
+    def _after_engine(self, c: Connection) -> None:
+        """Send what the session queued, act on its events, re-arm its timer."""
+        if self.conn is not c:
+            return
+        s = c.session
+        self._send(c, s.take_outgoing())
+        while s.events and self.conn is c:
+            e = s.events.popleft()
+            log_client_event(e)
+            if isinstance(e, ev.TunnelUp):
+                self._tunnel_up(c, e)
+            elif isinstance(e, ev.SessionClosed):
+                if e.restart:
+                    self._schedule_retry(c.was_up)
+                else:
+                    self._finish(1)
+                return
+        if self.conn is c:
+            self.pump.timers.arm("engine", s.next_deadline(), self._on_engine_timer)
+
+    def _tunnel_up(self, c: Connection, e: ev.TunnelUp) -> None:
+        log.info("server pushed: %s", push_summary(e.pushed))
+        try:
+            self.net.apply(e.pushed, c.addr[0])
+        except PortGone:
+            raise
+        except Exception as ex:  # noqa: BLE001 - report and stop: we cannot route
+            log.error("cannot configure the tunnel: %s", ex)
+            self._finish(1)
+            return
+        tun = self.net.tun
+        if tun is not None and self.tun_watched is not tun:
+            self.pump.watch(tun, self._on_tun_read)
+            self.tun_watched = tun
+        if not c.was_up:
+            self.connections += 1
+        c.was_up = True
+        self.pump.timers.cancel("poll")
+        log.info("tunnel up: %s, cipher %s, key derivation %s, peer-id %s", tun.name if tun else "-", e.cipher,
+                 e.key_derivation, e.peer_id)
+
+    def _on_engine_timer(self) -> None:
+        c = self.conn
+        if c is None:
+            return
+        try:
+            c.session.handle_timer(self.clock())
+        except Exception:  # noqa: BLE001 - our bug: this session ends, the client starts over
+            self.faults.internal("the client session's timer")
+            self._lost(c, "internal error (see above)")
+            return
+        self._after_engine(c)
+
+    def _finish(self, status: int) -> None:
+        self._close_conn()
+        self._log_drops(final=True)
+        self.result = status
+
+    def _after_wake(self) -> None:
+        tun = self.net.tun
+        if tun is not None:
+            tun.flush()
+        c = self.conn
+        if c is not None and c.link.wants_write:
+            self.pump.want_write(c.link, True, self._on_link_read, self._on_link_write)
+
+    def _log_drops(self, final: bool = False) -> None:
+        extra: dict[str, int] = {}
+        c = self.conn
+        if c is not None:
+            extra.update(c.session.stats)
+            extra.update(c.link.errors)
+        self.faults.maybe_log(self.clock(), extra, final=final)
+        if not final:
+            self.pump.timers.arm("drops", self.clock() + DROP_LOG_EVERY, self._log_drops)

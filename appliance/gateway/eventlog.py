@@ -1,0 +1,76 @@
+"""Engine events as log lines, for both roles, in one place (matched by type)."""
+from __future__ import annotations
+
+import logging
+
+from ..openvpn import events as ev
+
+log = logging.getLogger("vpn-appliance")
+
+
+def fmt_addr(addr) -> str:
+    """198.18.0.1:1194, [2001:db8::1]:1194 for IPv6, tcp#N for a TCP connection key."""
+    if isinstance(addr, tuple):
+        return f"[{addr[0]}]:{addr[1]}" if ":" in str(addr[0]) else f"{addr[0]}:{addr[1]}"
+    return f"tcp#{addr}"
+
+
+def push_summary(p) -> str:
+    if p is None:
+        return "nothing"
+    parts = []
+    if p.ifconfig:
+        parts.append(f"ifconfig {p.ifconfig[0]} {p.ifconfig[1]}")
+    parts.append(f"topology {p.topology}")
+    for net, mask, _g, _m in p.routes:
+        parts.append(f"route {net} {mask}")
+    if p.redirect_gateway is not None:
+        parts.append("redirect-gateway " + " ".join(p.redirect_gateway))
+    if p.ping:
+        parts.append(f"ping {p.ping}")
+    if p.ping_restart:
+        parts.append(f"ping-restart {p.ping_restart}")
+    if p.ignored:
+        parts.append("ignored: " + "; ".join(p.ignored))
+    if p.filtered:
+        parts.append("dropped by pull-filter: " + "; ".join(p.filtered))
+    return ", ".join(parts)
+
+
+def log_client_event(e: object) -> None:
+    """The client's view (TunnelUp is logged by the client once the TUN is configured)."""
+    match e:
+        case ev.HandshakeCompleted():
+            log.info("TLS handshake done (key %d): %s %s, server certificate CN=%s", e.key_id, e.tls_version,
+                     e.tls_cipher, e.peer_common_name)
+        case ev.KeyRenegotiated():
+            log.info("data channel key renegotiated (key id %d, %s)", e.key_id, e.cipher)
+        case ev.AuthFailed():
+            log.error("authentication failed: %s", e.message)
+        case ev.Warning():
+            log.warning("%s", e.message)
+        case ev.SessionClosed() if e.restart:
+            log.warning("connection reset: %s", e.reason)
+        case ev.SessionClosed():
+            log.error("session ended: %s", e.reason)
+
+
+def log_server_event(rec, e: object) -> None:
+    """One line per client event, prefixed with who: CN/address."""
+    who = f"{rec.common_name or rec.session.peer_common_name or '?'}/{fmt_addr(rec.addr)}"
+    match e:
+        case ev.ClientAuthenticated():
+            log.info("%s: authenticated (CN=%s%s%s)", who, e.common_name,
+                     f", user {e.username}" if e.username else "",
+                     f", tls-crypt-v2 {rec.v2_metadata}" if rec.v2_metadata else "")
+        case ev.TunnelUp():
+            log.info("%s: connected, address %s, cipher %s, peer-id %s", who, rec.vaddr, e.cipher, rec.peer_id)
+        case ev.KeyRenegotiated():
+            log.info("%s: key renegotiated (key id %d)", who, e.key_id)
+        case ev.ClientFloated():
+            log.info("%s: moved from %s to %s (same session, by peer-id)", who, fmt_addr(e.old_addr),
+                     fmt_addr(e.new_addr))
+        case ev.SessionClosed():
+            log.info("%s: disconnected: %s", who, e.reason)
+        case ev.Warning():
+            log.warning("%s: %s", who, e.message)

@@ -1,0 +1,276 @@
+"""The pump core both roles share: wait, read a batch, call the engine, flush, re-arm timers.
+
+One wake-up (`Pump.step`) fires the timers that are due, waits for readiness (no longer than the
+next deadline), runs the handlers of the ready ports and then the role's `after_wake` hook, where
+the role flushes what the batch produced (TUN writes merged, datagrams grouped per peer). The
+client and the server differ only in their handlers and policy (gateway/client.py,
+gateway/server.py); waiting, timers, signals and error accounting live here, once.
+
+Faults (the rule the whole gateway keeps): handlers contain what a peer causes to that peer. What
+escapes a handler anyway is our own bug: it is counted, logged with a traceback at a limited
+rate, and the loop goes on. Only `PortGone` (our TUN or listening socket failed) and MemoryError
+end the pump, with one line saying why.
+"""
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import selectors
+import signal
+import socket
+from typing import Callable, Protocol
+
+from .ports import Clock, PortGone
+
+log = logging.getLogger("vpn-appliance")
+
+Handler = Callable[[], None]
+
+
+class Waiter(Protocol):
+    """Readiness of ports: a selector for real file descriptors, tests/fakes.py for memory ports."""
+
+    def register(self, port, data, write: bool = False) -> None: ...
+
+    def modify(self, port, data, write: bool) -> None: ...
+
+    def unregister(self, port) -> None: ...
+
+    def wait(self, timeout: float | None) -> list[tuple[object, bool, bool]]: ...
+
+    def close(self) -> None: ...
+
+
+class SelectorWaiter:
+    """Waiter over file descriptors (epoll on Linux)."""
+
+    def __init__(self) -> None:
+        self.sel = selectors.DefaultSelector()
+
+    def register(self, port, data, write: bool = False) -> None:
+        ev = selectors.EVENT_READ | (selectors.EVENT_WRITE if write else 0)
+        self.sel.register(port.fileno(), ev, data)
+
+    def modify(self, port, data, write: bool) -> None:
+        ev = selectors.EVENT_READ | (selectors.EVENT_WRITE if write else 0)
+        self.sel.modify(port.fileno(), ev, data)
+
+    def unregister(self, port) -> None:
+        try:
+            self.sel.unregister(port.fileno())
+        except (KeyError, ValueError, OSError):
+            pass
+
+    def wait(self, timeout: float | None) -> list[tuple[object, bool, bool]]:
+        return [(k.data, bool(m & selectors.EVENT_READ), bool(m & selectors.EVENT_WRITE))
+                for k, m in self.sel.select(timeout)]
+
+    def close(self) -> None:
+        self.sel.close()
+
+
+class TimerHeap:
+    """Named deadlines in one heap; re-arming a name replaces its deadline (stale entries are
+    skipped when they come up), so a wake-up costs O(log n), not a scan of every session."""
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[float, int, object]] = []
+        self._due: dict[object, tuple[float, Handler]] = {}
+        self._seq = itertools.count()
+
+    def arm(self, key: object, when: float | None, fn: Handler) -> None:
+        if when is None:
+            self._due.pop(key, None)
+            return
+        cur = self._due.get(key)
+        self._due[key] = (when, fn)
+        if cur is None or cur[0] != when:
+            heapq.heappush(self._heap, (when, next(self._seq), key))
+
+    def cancel(self, key: object) -> None:
+        self._due.pop(key, None)
+
+    def next_deadline(self) -> float | None:
+        heap, due = self._heap, self._due
+        while heap:
+            when, _s, key = heap[0]
+            cur = due.get(key)
+            if cur is not None and cur[0] == when:
+                return when
+            heapq.heappop(heap)
+        return None
+
+    def pop_due(self, now: float) -> list[Handler]:
+        """The handlers whose deadline has come, each disarmed (a handler re-arms if it wants)."""
+        out = []
+        heap, due = self._heap, self._due
+        while heap and heap[0][0] <= now:
+            when, _s, key = heapq.heappop(heap)
+            cur = due.get(key)
+            if cur is not None and cur[0] == when:
+                del due[key]
+                out.append(cur[1])
+        return out
+
+    def __len__(self) -> int:
+        return len(self._due)
+
+
+class Faults:
+    """Counters by reason, logged at most every `every` seconds when they changed; tracebacks of
+    internal errors for the first few and then every 1000th."""
+
+    def __init__(self, every: float = 5.0) -> None:
+        self.counts: dict[str, int] = {}
+        self.every = every
+        self._next_log = 0.0
+        self._last: dict[str, int] = {}
+
+    def count(self, reason: str, n: int = 1) -> None:
+        self.counts[reason] = self.counts.get(reason, 0) + n
+
+    def internal(self, where: str) -> None:
+        """Call from an except block: our own bug on one packet or peer."""
+        n = self.counts["internal error"] = self.counts.get("internal error", 0) + 1
+        if n <= 5 or n % 1000 == 0:
+            log.exception("internal error in %s (%d so far); the peer's packet was dropped", where, n)
+
+    def internal_exc(self, where: str, exc: BaseException) -> None:
+        """The same for an exception caught elsewhere (the engine hands those over)."""
+        n = self.counts["internal error"] = self.counts.get("internal error", 0) + 1
+        if n <= 5 or n % 1000 == 0:
+            log.error("internal error in %s (%d so far)", where, n, exc_info=exc)
+
+    def maybe_log(self, now: float, extra: dict[str, int] | None = None, final: bool = False) -> None:
+        if not final and now < self._next_log:
+            return
+        self._next_log = now + self.every
+        merged = dict(self.counts)
+        for k, v in (extra or {}).items():
+            if v:
+                merged[k] = merged.get(k, 0) + v
+        if merged != self._last or final:
+            self._last = merged
+            log.info("%s: %s", "final drop counters" if final else "dropped packets",
+                     ", ".join(f"{k}={v}" for k, v in sorted(merged.items())) or "none")
+
+
+class Signals:
+    """SIGINT/SIGTERM (stop) and SIGHUP/SIGUSR2 (noted) wake the wait through a socketpair."""
+
+    def __init__(self) -> None:
+        self.stop = False
+        self.pending: list[int] = []
+        self.rsock: socket.socket | None = None
+        self.wsock: socket.socket | None = None
+        self._old: dict = {}
+
+    def install(self) -> None:
+        self.rsock, self.wsock = socket.socketpair()
+        self.rsock.setblocking(False)
+        self.wsock.setblocking(False)
+        signal.set_wakeup_fd(self.wsock.fileno())
+        for s in (signal.SIGINT, signal.SIGTERM):
+            self._old[s] = signal.signal(s, self._handler)
+
+    def _handler(self, signum, frame) -> None:  # noqa: ANN001
+        self.stop = True
+
+    def fileno(self) -> int:
+        assert self.rsock is not None
+        return self.rsock.fileno()
+
+    def drain(self) -> None:
+        try:
+            while self.rsock is not None and self.rsock.recv(512):
+                pass
+        except OSError:
+            pass
+
+    def uninstall(self) -> None:
+        if self.rsock is None:
+            return
+        signal.set_wakeup_fd(-1)
+        for s, h in self._old.items():
+            signal.signal(s, h)
+        for s in (self.rsock, self.wsock):
+            if s is not None:
+                s.close()
+        self.rsock = self.wsock = None
+
+
+class Pump:
+    """One event loop: ports with read/write handlers, a timer heap, and an after-wake hook."""
+
+    def __init__(self, clock: Clock, waiter: Waiter, faults: Faults | None = None) -> None:
+        self.clock = clock
+        self.waiter = waiter
+        self.timers = TimerHeap()
+        self.faults = faults or Faults()
+        self.stopping = False
+        self.after_wake: Handler = lambda: None
+        self._writing: set[int] = set()
+
+    # ---------------------------------------------------------------- ports
+    def watch(self, port, on_read: Handler, on_write: Handler | None = None) -> None:
+        self.waiter.register(port, (on_read, on_write))
+
+    def want_write(self, port, on: bool, on_read: Handler, on_write: Handler) -> None:
+        """Ask for (or stop asking for) writability of a stream with queued bytes."""
+        key = id(port)
+        if on == (key in self._writing):
+            return
+        if on:
+            self._writing.add(key)
+        else:
+            self._writing.discard(key)
+        self.waiter.modify(port, (on_read, on_write), on)
+
+    def unwatch(self, port) -> None:
+        self._writing.discard(id(port))
+        self.waiter.unregister(port)
+
+    # ---------------------------------------------------------------- one wake-up
+    def step(self, block: bool = True) -> bool:
+        """Fire due timers, wait (up to the next deadline if `block`), run ready handlers, then
+        the after-wake hook. Returns whether anything happened. PortGone/MemoryError propagate."""
+        did = self._fire_timers()
+        timeout: float | None = 0.0
+        if block and not did and not self.stopping:
+            dl = self.timers.next_deadline()
+            timeout = None if dl is None else max(0.0, dl - self.clock())
+        for (on_read, on_write), readable, writable in self.waiter.wait(timeout):
+            did = True
+            try:
+                if writable and on_write is not None:
+                    on_write()
+                if readable:
+                    on_read()
+            except (PortGone, MemoryError):
+                raise
+            except Exception:  # noqa: BLE001 - our bug; a handler contains what a peer causes
+                self.faults.internal("a port handler")
+        try:
+            self.after_wake()
+        except (PortGone, MemoryError):
+            raise
+        except Exception:  # noqa: BLE001
+            self.faults.internal("flushing a batch")
+        return did
+
+    def _fire_timers(self) -> bool:
+        fns = self.timers.pop_due(self.clock())
+        for fn in fns:
+            try:
+                fn()
+            except (PortGone, MemoryError):
+                raise
+            except Exception:  # noqa: BLE001
+                self.faults.internal("a timer")
+        return bool(fns)
+
+    def run(self, until: Callable[[], bool]) -> None:
+        """Step until `until()` says so; PortGone/MemoryError propagate to the caller."""
+        while not until():
+            self.step()

@@ -1,0 +1,102 @@
+"""What the pump needs from the outside world, as small protocols; the real ports live in
+transport/ and tun/, the in-memory ones in tests/fakes.py.
+
+Why protocols and not the classes: the pump takes its ports as arguments, so the same pump code
+runs on sockets and /dev/net/tun in production and on in-memory fakes in tests/gateway/, where
+faults (a send refused with EPERM, a reset stream, garbage reads) are injected at will.
+
+Error contract, which every port keeps:
+- A failure caused by one peer (its address refused by the kernel or a firewall, its stream reset,
+  its bytes malformed) never raises out of a datagram port: it is counted in `stats`. A stream port
+  raises ConnectionError, which ends that one connection.
+- `PortGone` means the process's own resource failed (the TUN device vanished, the listening
+  socket was closed). It is the only error the pump treats as fatal.
+"""
+from __future__ import annotations
+
+from typing import Callable, Protocol
+
+from ..ioerrors import PortGone
+
+__all__ = ["PortGone", "TunPort", "DatagramPort", "StreamPort", "ListenerPort", "Ports", "Clock"]
+
+
+class Readable(Protocol):
+    def fileno(self) -> int: ...
+
+
+class TunPort(Protocol):
+    """The TUN device: IP packets in and out, in batches."""
+    name: str
+    stats: dict
+
+    def fileno(self) -> int: ...
+
+    def read_batch(self, max_packets: int) -> list:
+        """Writable IP packets (MSS clamping edits them in place), each with HEADROOM bytes in front
+        in its buffer; valid until the next read_batch."""
+        ...
+
+    def queue(self, pkt) -> None:
+        """Queue one IP packet for the next flush (the port copies or merges it)."""
+        ...
+
+    def flush(self) -> int: ...
+
+    def close(self) -> None: ...
+
+
+class DatagramPort(Protocol):
+    """A UDP socket: connected (client) or bound (server). Sends never raise for peer errors."""
+    stats: dict
+
+    def fileno(self) -> int: ...
+
+    def recv_batch(self, max_datagrams: int) -> list[tuple[bytes, tuple]]: ...
+
+    def send_batch(self, datagrams: list, addr: tuple | None = None) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class StreamPort(Protocol):
+    """One TCP connection as bytes; ConnectionError on EOF, reset or any refused write."""
+
+    def fileno(self) -> int: ...
+
+    def recv(self) -> bytes: ...
+
+    def send(self, data: bytes) -> None: ...
+
+    @property
+    def wants_write(self) -> bool: ...
+
+    def flush(self) -> bool: ...
+
+    def close(self) -> None: ...
+
+
+class ListenerPort(Protocol):
+    """A listening TCP socket. accept() raises BlockingIOError when nobody waits, OSError (EMFILE,
+    ENFILE, ENOBUFS, ECONNABORTED, ...) on a failed accept, PortGone if the socket itself is gone."""
+
+    def fileno(self) -> int: ...
+
+    def accept(self) -> tuple[StreamPort, tuple]: ...
+
+    def close(self) -> None: ...
+
+
+class Ports(Protocol):
+    """How a gateway gets its ports: created by the caller (the CLI: real sockets; tests: fakes)."""
+
+    def udp(self, local: tuple[str, int] | None, remote: tuple[str, int] | None) -> DatagramPort: ...
+
+    def tcp_connect(self, remote: tuple[str, int], timeout: float) -> StreamPort: ...
+
+    def tcp_listen(self, local: tuple[str, int]) -> ListenerPort: ...
+
+    def resolve(self, host: str, port: int, proto: str, family: str | None) -> tuple[str, int]: ...
+
+
+Clock = Callable[[], float]

@@ -1,0 +1,331 @@
+"""The server's policy on the shared pump: one TUN, one UDP socket or a TCP listener with many
+connections, and the engine's dispatcher in the middle.
+
+Fault rule: whatever one client causes (a datagram the kernel refuses to answer, a reset
+connection, a broken TCP frame, a packet that trips a bug of ours) ends at most that client's
+session or connection; it is counted by reason and logged at a limited rate. Only our TUN or
+listening socket failing ends the server (PortGone), with one line saying why.
+
+TCP connections are keyed by a counter, never by file descriptor number: a number the kernel
+reuses must not let a stale record touch a new connection.
+"""
+from __future__ import annotations
+
+import errno
+import itertools
+import logging
+from typing import Protocol
+
+from ..openvpn import events as ev
+from ..openvpn.datapath import ServerDataPath
+from ..openvpn.options import Options
+from ..openvpn.server import ServerDispatcher, ServerSettings
+from ..transport.link import TcpLink
+from .eventlog import fmt_addr, log_server_event
+from .loop import Faults, Pump, Signals, Waiter
+from .ports import Clock, DatagramPort, ListenerPort, PortGone, Ports, TunPort
+
+log = logging.getLogger("vpn-appliance")
+
+BATCH = 64
+DROP_LOG_EVERY = 5.0
+ACCEPTS_PER_WAKE = 32
+ACCEPT_PAUSE = 1.0            # after EMFILE/ENFILE: stop accepting for this long (no busy loop)
+_ACCEPT_RESOURCE_ERRORS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
+
+
+class ServerNet(Protocol):
+    """The server's TUN with its address and routes (gateway/tunnel.py; tests/fakes.py)."""
+
+    def open(self) -> TunPort: ...
+
+    def close(self) -> None: ...
+
+
+class ServerGateway:
+    """Serve many clients. `run()` for real use; `start()`/`pump.step()` for tests."""
+
+    def __init__(self, opts: Options, settings: ServerSettings, ports: Ports, net: ServerNet, clock: Clock,
+                 waiter: Waiter, signals: Signals | None = None) -> None:
+        self.opts = opts
+        self.st = settings
+        self.ports = ports
+        self.net = net
+        self.clock = clock
+        self.signals = signals
+        self.faults = Faults(DROP_LOG_EVERY)
+        self.pump = Pump(clock, waiter, self.faults)
+        self.pump.after_wake = self._after_wake
+        self.d = ServerDispatcher(settings, clock())
+        self.dp = ServerDataPath(self.d, opts.mssfix, settings.tcp, settings.client_to_client)
+        self.tun: TunPort | None = None
+        self.udp: DatagramPort | None = None
+        self.listener: ListenerPort | None = None
+        self.conns: dict[int, TcpLink] = {}
+        self.established_conns: set[int] = set()
+        self._conn_ids = itertools.count(1)
+        self.max_conns = settings.max_clients + 64
+        self.to_tun: list = []
+        self.sends: dict = {}
+        self.result: int | None = None
+        self.listen_addr: tuple[str, int] | None = None
+
+    # ---------------------------------------------------------------- running
+    def run(self) -> int:
+        if self.signals is not None:
+            self.signals.install()
+            self.pump.watch(self.signals, self._on_signal)
+        try:
+            self.start()
+            self.pump.run(lambda: self.result is not None)
+            return self.result or 0
+        except PortGone as e:
+            log.error("fatal: %s", e)
+            return 1
+        except MemoryError:
+            log.error("fatal: out of memory")
+            return 1
+        finally:
+            for cid in list(self.conns):
+                self._close_conn(cid)
+            for p in (self.udp, self.listener):
+                if p is not None:
+                    p.close()
+            self.net.close()
+            if self.signals is not None:
+                self.signals.uninstall()
+
+    def bind_addr(self) -> tuple[str, int]:
+        """`proto udp6/tcp6` (or an IPv6 `local`) listens on IPv6 (dual-stack on `::`)."""
+        o = self.opts
+        v6 = o.proto_family == "6" or (o.local or "").count(":") > 0
+        return (o.local or ("::" if v6 else "0.0.0.0"), o.lport or o.port)
+
+    def start(self) -> None:
+        self.tun = self.net.open()
+        self.pump.watch(self.tun, self._on_tun_read)
+        addr = self.listen_addr = self.bind_addr()
+        if self.st.tcp:
+            self.listener = self.ports.tcp_listen(addr)
+            self.pump.watch(self.listener, self._on_accept)
+            log.info("listening on TCP %s", fmt_addr(addr))
+        else:
+            self.udp = self.ports.udp(addr, None)
+            self.pump.watch(self.udp, self._on_udp_read)
+            log.info("listening on UDP %s", fmt_addr(addr))
+        self.pump.timers.arm("drops", self.clock() + DROP_LOG_EVERY, self._log_drops)
+
+    def request_stop(self) -> None:
+        """SIGTERM: exit notifications to every client, final counters, done."""
+        log.info("stopping: notifying %d clients", len(self.d.clients))
+        self.d.close_all(self.clock())
+        self._flush_sends()
+        for cid in list(self.conns):
+            link = self.conns.get(cid)
+            try:
+                if link is not None:
+                    link.flush()
+            except (ConnectionError, OSError):
+                pass
+        self._drain_events()
+        self._log_drops(final=True)
+        self.result = 0
+
+    def _on_signal(self) -> None:
+        assert self.signals is not None
+        self.signals.drain()
+        if self.signals.stop:
+            self.request_stop()
+
+    # ---------------------------------------------------------------- packets in
+    def _on_udp_read(self) -> None:
+        assert self.udp is not None
+        now = self.clock()
+        from_link = self.dp.from_link
+        to_tun, sends = self.to_tun, self.sends
+        for pkt, src in self.udp.recv_batch(BATCH):
+            try:
+                from_link(pkt, src, now, to_tun, sends)
+            except Exception:  # noqa: BLE001 - our bug on this client's packet: its session ends
+                self.faults.internal("a client packet")
+                self._end_peer(src)
+
+    def _on_tun_read(self) -> None:
+        assert self.tun is not None
+        pkts = self.tun.read_batch(BATCH)
+        if pkts:
+            self.dp.from_tun(pkts, self.clock(), self.sends)
+
+    def _on_accept(self) -> None:
+        lst = self.listener
+        assert lst is not None
+        for _ in range(ACCEPTS_PER_WAKE):
+            try:
+                stream, peer = lst.accept()
+            except BlockingIOError:
+                return
+            except OSError as e:
+                name = errno.errorcode.get(e.errno or 0, str(e.errno))
+                self.faults.count(f"accept {name}")
+                if e.errno in _ACCEPT_RESOURCE_ERRORS:
+                    # Out of descriptors: stop watching the listener for a while instead of
+                    # spinning on a socket that stays readable; connections wait in the backlog.
+                    self.pump.unwatch(lst)
+                    self.pump.timers.arm("accept", self.clock() + ACCEPT_PAUSE, self._resume_accept)
+                    return
+                continue
+            if len(self.conns) >= self.max_conns:
+                self.faults.count("TCP connection refused: too many connections")
+                stream.close()
+                continue
+            cid = next(self._conn_ids)
+            link = TcpLink(stream)
+            self.conns[cid] = link
+            self.pump.watch(link, lambda cid=cid: self._on_conn_read(cid), lambda cid=cid: self._on_conn_write(cid))
+            self.pump.timers.arm(("hand-window", cid), self.clock() + self.st.hand_window,
+                                 lambda cid=cid: self._hand_window_over(cid))
+            log.info("TCP connection from %s (tcp#%d)", fmt_addr(peer), cid)
+
+    def _resume_accept(self) -> None:
+        if self.listener is not None and self.result is None:
+            self.pump.watch(self.listener, self._on_accept)
+
+    def _hand_window_over(self, cid: int) -> None:
+        if cid in self.conns and cid not in self.established_conns:
+            self.faults.count("TCP connection without handshake closed")
+            self._end_peer(cid, "no handshake within hand-window")
+
+    def _on_conn_read(self, cid: int) -> None:
+        link = self.conns.get(cid)
+        if link is None:
+            return
+        try:
+            pkts = link.recv_packets()
+        except (ConnectionError, OSError) as e:
+            log.info("tcp#%d: %s", cid, e or "closed")
+            self._end_peer(cid)
+            return
+        now = self.clock()
+        for pkt in pkts:
+            try:
+                self.dp.from_link(pkt, cid, now, self.to_tun, self.sends)
+            except Exception:  # noqa: BLE001 - our bug on this client's packet: its connection ends
+                self.faults.internal("a client packet")
+                self._end_peer(cid)
+                return
+
+    def _on_conn_write(self, cid: int) -> None:
+        link = self.conns.get(cid)
+        if link is None:
+            return
+        try:
+            if link.flush():
+                self.pump.want_write(link, False, lambda: self._on_conn_read(cid), lambda: self._on_conn_write(cid))
+        except (ConnectionError, OSError) as e:
+            log.info("tcp#%d: %s", cid, e)
+            self._end_peer(cid)
+
+    # ---------------------------------------------------------------- peers ending
+    def _end_peer(self, addr, why: str | None = None) -> None:
+        """End one client's session (and, on TCP, its connection); nobody else is touched."""
+        try:
+            self.d.disconnect(addr)
+        except Exception:  # noqa: BLE001
+            self.faults.internal("ending a client session")
+        if isinstance(addr, int):
+            if why:
+                log.info("tcp#%d: %s", addr, why)
+            self._close_conn(addr)
+
+    def _close_conn(self, cid: int) -> None:
+        link = self.conns.pop(cid, None)
+        self.established_conns.discard(cid)
+        self.pump.timers.cancel(("hand-window", cid))
+        if link is not None:
+            self.pump.unwatch(link)
+            link.close()
+
+    # ---------------------------------------------------------------- after each wake-up
+    def _after_wake(self) -> None:
+        if self.dp.failed:
+            failed, self.dp.failed = self.dp.failed, []
+            for rec, exc in failed:
+                self.faults.internal_exc("sealing for a client", exc)
+                self._end_peer(rec.addr)
+        if self.to_tun:
+            assert self.tun is not None
+            queue = self.tun.queue
+            for p in self.to_tun:
+                queue(p)
+            self.to_tun.clear()
+        if self.tun is not None:
+            self.tun.flush()
+        self._flush_sends()
+        self._drain_events()
+        self.pump.timers.arm("engine", self.d.next_deadline(), self._on_engine_timer)
+
+    def _on_engine_timer(self) -> None:
+        try:
+            self.d.handle_timer(self.clock())
+        except Exception:  # noqa: BLE001
+            self.faults.internal("the session timers")
+
+    def _flush_sends(self) -> None:
+        sends = self.sends
+        for p, a in self.d.take_outgoing():
+            sends.setdefault(a, []).append(p)
+        if not sends:
+            return
+        if self.udp is not None:
+            send = self.udp.send_batch
+            for a, ps in sends.items():
+                send(ps, a)
+        else:
+            for cid, ps in sends.items():
+                link = self.conns.get(cid)
+                if link is None:
+                    continue
+                try:
+                    link.send_packets(ps)
+                except (ConnectionError, OSError) as e:
+                    log.info("tcp#%d: %s", cid, e)
+                    self._end_peer(cid)
+                    continue
+                if link.wants_write:
+                    self.pump.want_write(link, True, lambda cid=cid: self._on_conn_read(cid),
+                                         lambda cid=cid: self._on_conn_write(cid))
+        sends.clear()
+
+    def _drain_events(self) -> None:
+        d = self.d
+        while d.events:
+            rec, e = d.events.popleft()
+            log_server_event(rec, e)
+            if isinstance(rec.addr, int):
+                if isinstance(e, ev.TunnelUp):
+                    self.established_conns.add(rec.addr)
+                elif isinstance(e, ev.SessionClosed):
+                    self._close_conn(rec.addr)
+
+    def _log_drops(self, final: bool = False) -> None:
+        extra = dict(drop_counters(self.d))
+        for k, v in self.dp.stats.items():
+            extra[k] = extra.get(k, 0) + v
+        for port in (self.udp,):
+            for k, v in (getattr(port, "errors", None) or {}).items():
+                extra[k] = extra.get(k, 0) + v
+        self.faults.maybe_log(self.clock(), extra, final=final)
+        if not final:
+            self.pump.timers.arm("drops", self.clock() + DROP_LOG_EVERY, self._log_drops)
+
+
+def drop_counters(d: ServerDispatcher) -> dict[str, int]:
+    """Everything the engine refused so far: stateless checks, per-client sessions."""
+    out: dict[str, int] = dict(d.stats)
+    out.pop("stateless reset answered", None)
+    for rec in d.clients:
+        for k, v in rec.session.stats.items():
+            out[k] = out.get(k, 0) + v
+    for k, v in d.retired_stats.items():
+        out[k] = out.get(k, 0) + v
+    return out

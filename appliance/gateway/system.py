@@ -1,0 +1,42 @@
+"""The real ports: sockets, the TUN device and the kernel's clock, for `vpn-appliance run`.
+
+The gateways never create these themselves; the CLI and the appliance's PID 1 pass them in, and
+tests/fakes.py passes in-memory ones instead.
+"""
+from __future__ import annotations
+
+import socket
+import time
+
+from ..transport.tcp import TcpListener, TcpTransport
+from ..transport.udp import UdpTransport
+from .loop import SelectorWaiter
+
+clock = time.monotonic
+
+
+class SystemPorts:
+    """Sockets as ports (UDP with GSO/GRO where the kernel has them)."""
+
+    def udp(self, local: tuple[str, int] | None, remote: tuple[str, int] | None) -> UdpTransport:
+        host = (local or remote or ("0.0.0.0", 0))[0]
+        return UdpTransport(local, remote, family=socket.AF_INET6 if ":" in host else socket.AF_INET)
+
+    def tcp_connect(self, remote: tuple[str, int], timeout: float) -> TcpTransport:
+        return TcpTransport.connect(remote, timeout)
+
+    def tcp_listen(self, local: tuple[str, int]) -> TcpListener:
+        return TcpListener(local)
+
+    def resolve(self, host: str, port: int, proto: str, family: str | None) -> tuple[str, int]:
+        """IPv4 first unless the profile says udp6/tcp6."""
+        fam = socket.AF_INET6 if family == "6" else socket.AF_INET if family == "4" else socket.AF_UNSPEC
+        infos = socket.getaddrinfo(host, port, fam, socket.SOCK_DGRAM if proto == "udp" else socket.SOCK_STREAM)
+        infos.sort(key=lambda i: i[0] != socket.AF_INET)
+        if not infos:
+            raise OSError(f"cannot resolve {host}")
+        return infos[0][4][:2]
+
+
+def waiter() -> SelectorWaiter:
+    return SelectorWaiter()

@@ -1,0 +1,189 @@
+"""The client's TUN device and what the server pushed: addresses, routes, redirect-gateway.
+
+Kept across reconnects (persist-tun), so LAN traffic is dropped while the tunnel is down, never
+sent in clear. This is the only client code that changes the host's network (pyroute2); the
+in-memory stand-in for tests is tests/fakes.py FakeTunnelNetwork.
+"""
+from __future__ import annotations
+
+import logging
+
+from pyroute2 import IPRoute
+
+from ..openvpn.options import Options
+from ..router.links import configure_tun
+from ..router.routes import RouteSet
+from ..tun.device import TunDevice
+
+log = logging.getLogger("vpn-appliance")
+
+
+class TunnelNetwork:
+    """The TUN device and the addresses/routes pushed by the server; kept across reconnects
+    (persist-tun), so LAN traffic is dropped while the tunnel is down, never sent in clear."""
+
+    def __init__(self, opts: Options) -> None:
+        self.opts = opts
+        self.tun = None
+        self.routes = None
+        self.applied: tuple | None = None
+
+    def apply(self, pushed, remote_ip: str) -> None:
+        if pushed is None or pushed.ifconfig is None:
+            raise RuntimeError("server pushed no ifconfig")
+        mtu = pushed.tun_mtu or self.opts.tun_mtu
+        if self.tun is None:
+            name = self.opts.dev if self.opts.dev not in ("tun", None) else "tun%d"
+            self.tun = TunDevice(name, vnet_hdr=True, mtu=mtu)
+            log.info("opened TUN device %s (offload %s)", self.tun.name, "on" if self.tun.vnet_hdr else "off")
+        key = (pushed.ifconfig, pushed.topology, tuple(pushed.routes), tuple(pushed.redirect_gateway or ()), mtu,
+               pushed.ifconfig_ipv6, tuple(pushed.routes_ipv6))
+        if key == self.applied:
+            return
+        if self.routes is not None:
+            self.routes.remove_all()
+        # The paths that exist without the tunnel (OpenVPN's net_gateway), looked up before any
+        # tunnel route goes in: excluded routes and the way to the server use them.
+        ng4 = RouteSet.net_gateway(False, not_dev=self.tun.name)
+        ng6 = RouteSet.net_gateway(True, not_dev=self.tun.name)
+        local, second = pushed.ifconfig
+        if pushed.topology == "subnet":
+            prefix = mask_to_prefix(second)
+            configure_tun(self.tun.name, local, prefix, mtu)
+        else:
+            configure_tun(self.tun.name, local, 32, mtu, peer=second)
+        log.info("tun %s: address %s %s (topology %s), mtu %d", self.tun.name, local, second, pushed.topology, mtu)
+        has6 = False
+        if pushed.ifconfig_ipv6 is not None:
+            addr6, _, plen = pushed.ifconfig_ipv6[0].partition("/")
+            with IPRoute() as ipr:
+                ipr.addr("add", index=ipr.link_lookup(ifname=self.tun.name)[0], address=addr6,
+                         prefixlen=int(plen or 64), flags=0x02)   # IFA_F_NODAD
+            log.info("tun %s: IPv6 address %s", self.tun.name, pushed.ifconfig_ipv6[0])
+            has6 = True
+        self.routes = RouteSet()
+        if not self.opts.route_nopull:
+            self._pushed_routes(pushed, remote_ip, ng4, ng6, has6)
+        for net, mask, _gw, metric in getattr(self.opts, "route", []) or []:
+            self.routes.add(net, mask_to_prefix(mask or "255.255.255.255"), dev=self.tun.name, metric=metric)
+        if pushed.dns:
+            log.info("server pushed DNS %s (reported, not applied on this host)", ", ".join(pushed.dns))
+        self.applied = key
+
+    def _pushed_routes(self, pushed, remote_ip: str, ng4, ng6, has6: bool) -> None:
+        """Routes as OpenVPN applies them: `net_gateway` ones go the pre-tunnel way, a pushed
+        default route is split in two halves (the real default stays, as with def1), and
+        redirect-gateway honours its `ipv6`, `!ipv4` and `block-local` flags."""
+        tun, routes = self.tun.name, self.routes
+        flags = pushed.redirect_gateway if pushed.redirect_gateway is not None else self.opts.redirect_gateway
+        flags = set(flags) if flags is not None else None
+        redirect4 = flags is not None and "!ipv4" not in flags
+        redirect6 = flags is not None and "ipv6" in flags
+        for net, mask, gw, metric in pushed.routes:
+            prefix = mask_to_prefix(mask)
+            if gw == "net_gateway":
+                if ng4 is None:
+                    log.warning("route %s/%d net_gateway: there is no default route to use; skipped", net, prefix)
+                    continue
+                routes.add_via(net, prefix, ng4, metric)
+                log.info("route %s/%d via the pre-tunnel gateway %s", net, prefix, ng4[0] or "(link)")
+            elif prefix == 0:
+                redirect4 = True          # a pushed default route: the two halves, like def1
+            else:
+                routes.add(net, prefix, dev=tun, metric=metric)
+                log.info("route %s/%d dev %s", net, prefix, tun)
+        for net6, gw6 in pushed.routes_ipv6:
+            n6, _, p6 = net6.partition("/")
+            plen6 = int(p6 or 128)
+            if gw6 == "net_gateway_ipv6":
+                if ng6 is None:
+                    log.warning("route-ipv6 %s net_gateway_ipv6: there is no IPv6 default route; skipped", net6)
+                    continue
+                routes.add_via(n6, plen6, ng6)
+                log.info("route-ipv6 %s via the pre-tunnel gateway %s", net6, ng6[0] or "(link)")
+            elif not has6:
+                log.warning("route-ipv6 %s pushed without ifconfig-ipv6; skipped", net6)
+            elif plen6 == 0:
+                redirect6 = True
+            else:
+                routes.add(n6, plen6, dev=tun)
+                log.info("route-ipv6 %s dev %s", net6, tun)
+        if redirect4:
+            routes.add_redirect_gateway_def1(tun, remote_ip)
+            log.info("redirect-gateway def1 via %s (server %s kept on the old default route)", tun, remote_ip)
+        if redirect6:
+            if has6:
+                routes.add_redirect_gateway_ipv6(tun, remote_ip)
+                log.info("IPv6 redirected: ::/1 and 8000::/1 via %s", tun)
+            else:
+                log.warning("redirect-gateway ipv6 pushed without ifconfig-ipv6: IPv6 is not redirected")
+        if redirect4 and flags and "block-local" in flags:
+            net = routes.block_local(tun, ng4) if ng4 is not None else None
+            if net is None:
+                log.warning("redirect-gateway block-local: no local network found to block")
+            else:
+                log.info("redirect-gateway block-local: %s only through %s (its gateway kept direct)", net, tun)
+
+    def close(self) -> None:
+        if self.routes is not None:
+            try:
+                self.routes.remove_all()
+            except Exception as e:  # noqa: BLE001 - best effort on the way out
+                log.warning("removing routes: %s", e)
+            self.routes = None
+        if self.tun is not None:
+            self.tun.close()
+            self.tun = None
+
+
+def mask_to_prefix(mask: str) -> int:
+    if mask.isdigit():
+        return int(mask)
+    return sum(bin(int(o)).count("1") for o in mask.split("."))
+
+
+class ServerTunnelNetwork:
+    """The server's TUN: the pool's server address (subnet, or net30 with its route), the IPv6
+    pool's, and `route` lines (networks behind clients with iroutes) into the TUN."""
+
+    def __init__(self, opts: Options, pool, pool6) -> None:
+        self.opts = opts
+        self.pool = pool
+        self.pool6 = pool6
+        self.tun: TunDevice | None = None
+        self.routes: RouteSet | None = None
+
+    def open(self) -> TunDevice:
+        o = self.opts
+        name = o.dev if o.dev not in ("tun", None) else "tun%d"
+        self.tun = tun = TunDevice(name, vnet_hdr=True, mtu=o.tun_mtu)
+        self.routes = RouteSet()
+        pool = self.pool
+        if pool is not None:
+            if pool.topology == "subnet":
+                configure_tun(tun.name, pool.server_ip, pool.net.prefixlen, o.tun_mtu)
+            else:
+                peer = str(pool.net.network_address + 2)
+                configure_tun(tun.name, pool.server_ip, 32, o.tun_mtu, peer=peer)
+                self.routes.add(str(pool.net.network_address), pool.net.prefixlen, dev=tun.name)
+        if self.pool6 is not None:
+            with IPRoute() as ipr:
+                ipr.addr("add", index=ipr.link_lookup(ifname=tun.name)[0], address=self.pool6.server_ip,
+                         prefixlen=self.pool6.net.prefixlen, flags=0x02)   # IFA_F_NODAD
+            log.info("TUN %s: IPv6 %s/%d", tun.name, self.pool6.server_ip, self.pool6.net.prefixlen)
+        for net, mask, _gw, metric in o.route:
+            self.routes.add(net, mask_to_prefix(mask), dev=tun.name, metric=metric)
+            log.info("route %s/%d dev %s", net, mask_to_prefix(mask), tun.name)
+        log.info("TUN %s up, server address %s", tun.name, pool.server_ip if pool else "-")
+        return tun
+
+    def close(self) -> None:
+        if self.routes is not None:
+            try:
+                self.routes.remove_all()
+            except Exception as e:  # noqa: BLE001 - best effort on the way out
+                log.warning("removing routes: %s", e)
+            self.routes = None
+        if self.tun is not None:
+            self.tun.close()
+            self.tun = None

@@ -1,0 +1,153 @@
+"""Tunnel packets ⇄ wire packets, with the protocol's data-path decisions in one place.
+
+Why here and not in the pump: which client an inner packet belongs to, whether one client may
+reach another (client-to-client), and how far TCP's MSS must be clamped (from the negotiated
+cipher's real per-packet overhead, not a guess from its name) are protocol decisions. They stay
+sans-I/O so tests/gateway/ and the engine tests exercise them without sockets; the pump only moves
+the batches these functions return.
+
+Contract: `ClientDataPath.open(packet, now)` and `ServerDataPath.from_link(...)` take one wire packet
+from the peer; they raise only for our own bugs (the pump counts those against that peer).
+"""
+from __future__ import annotations
+
+from .server import ClientRecord, ServerDispatcher
+from .session import Session
+from ..tun.mss import clamp_mss, mss_for
+
+DEFAULT_MSSFIX = 1492      # OpenVPN 2.6's default `mssfix 1492 mtu`
+
+
+def _is_tcp_syn(p) -> bool:
+    """An IPv4 or IPv6 TCP SYN (the only packets whose MSS option we clamp)."""
+    n = len(p)
+    if n < 40:
+        return False
+    v = p[0] >> 4
+    if v == 4:
+        t = (p[0] & 15) * 4
+        return p[9] == 6 and n > t + 13 and bool(p[t + 13] & 0x02)
+    return v == 6 and p[6] == 6 and n > 53 and bool(p[53] & 0x02)
+
+
+class MssPolicy:
+    """The inner TCP MSS for a session, from `mssfix` and the session's sealing overhead."""
+
+    def __init__(self, mssfix: int | None, tcp: bool) -> None:
+        self.mssfix = mssfix or DEFAULT_MSSFIX
+        self.tcp = tcp
+        self._by_overhead: dict[int, int] = {}
+
+    def for_session(self, s: Session) -> int | None:
+        sk = s.send_key
+        if sk is None:
+            return None
+        oh = sk.overhead()
+        mss = self._by_overhead.get(oh)
+        if mss is None:
+            mss = self._by_overhead[oh] = mss_for(self.mssfix, oh, self.tcp)
+        return mss
+
+    def clamp(self, p, s: Session) -> None:
+        if _is_tcp_syn(p):
+            mss = self.for_session(s)
+            if mss is not None:
+                clamp_mss(p, mss)
+
+
+class ClientDataPath:
+    """One client Session's data path."""
+
+    def __init__(self, session: Session, mssfix: int | None, tcp: bool) -> None:
+        self.s = session
+        self.mss = MssPolicy(mssfix, tcp)
+
+    def open(self, packet, now: float) -> list:
+        """One wire packet in; tunnel packets out (MSS clamped)."""
+        pts = self.s.receive(packet, now)
+        if pts:
+            clamp = self.mss.clamp
+            for p in pts:
+                clamp(p, self.s)
+        return pts
+
+    def seal_batch(self, pkts: list, now: float) -> list:
+        """Tunnel packets in (MSS clamped in place); wire packets out."""
+        s = self.s
+        if s.send_key is None:
+            return []
+        clamp = self.mss.clamp
+        encrypt = s.encrypt
+        out = []
+        for p in pkts:
+            clamp(p, s)
+            w = encrypt(p)
+            if w is not None:
+                out.append(w)
+        if out:
+            s.note_sent(now)
+        return out
+
+
+class ServerDataPath:
+    """The server's data path over a ServerDispatcher: per-client routing, client-to-client, MSS."""
+
+    def __init__(self, dispatcher: ServerDispatcher, mssfix: int | None, tcp: bool, client_to_client: bool) -> None:
+        self.d = dispatcher
+        self.mss = MssPolicy(mssfix, tcp)
+        self.c2c = client_to_client
+        self.stats = {"c2c refused": 0, "no route": 0}
+        # Sessions whose sealing raised (our bug, or a state we did not foresee): the pump ends
+        # each of them and logs the exception; the rest of the batch goes on.
+        self.failed: list[tuple[ClientRecord, Exception]] = []
+
+    def from_link(self, packet, addr, now: float, to_tun: list, sends: dict) -> ClientRecord | None:
+        """One client packet: its tunnel packets go to `to_tun`, or sealed for another client into
+        `sends` (address -> packets) when client-to-client allows."""
+        rec, pts = self.d.receive(packet, addr, now)
+        if pts and rec is not None:
+            s = rec.session
+            clamp = self.mss.clamp
+            route = self.d.route_packet
+            for p in pts:
+                clamp(p, s)
+                other = route(p)
+                if other is None or other is rec:
+                    to_tun.append(p)
+                elif self.c2c and other.session.established:
+                    try:
+                        w = other.session.encrypt(p)
+                    except Exception as e:  # noqa: BLE001 - contained to that client
+                        self.failed.append((other, e))
+                        continue
+                    if w is not None:
+                        sends.setdefault(other.addr, []).append(w)
+                        other.session.note_sent(now)
+                else:
+                    self.stats["c2c refused"] += 1
+        return rec
+
+    def from_tun(self, pkts: list, now: float, sends: dict) -> None:
+        """TUN packets to the clients owning their destinations, sealed; others counted."""
+        route = self.d.route_packet
+        clamp = self.mss.clamp
+        touched: dict[int, Session] = {}
+        for p in pkts:
+            if len(p) < 20:
+                continue
+            rec = route(p)
+            if rec is None or not rec.session.established:
+                self.stats["no route"] += 1
+                continue
+            s = rec.session
+            try:
+                clamp(p, s)
+                w = s.encrypt(p)
+            except Exception as e:  # noqa: BLE001 - contained to that client
+                self.failed.append((rec, e))
+                continue
+            if w is not None:
+                sends.setdefault(rec.addr, []).append(w)
+                touched[id(s)] = s
+        for s in touched.values():
+            s.note_sent(now)     # keepalive pings stay quiet while data flows (as on the client)

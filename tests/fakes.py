@@ -1,0 +1,496 @@
+"""In-memory stand-ins for the kernel: sockets, a TUN device, readiness and the clock.
+
+Why sockets and not ports: the real transports (transport/udp.py, tcp.py) and the real framing
+(transport/link.py) run on top of these, so their error handling is what the gateway tests
+exercise. Faults are injected where the kernel would produce them: a send raising EPERM, EINVAL
+or ENOBUFS for some destinations, a stream reset or closed mid-frame, garbage datagrams, loss and
+reordering from a seeded RNG. Nothing here sleeps: the fake clock moves only when a test says so.
+"""
+from __future__ import annotations
+
+import errno
+import itertools
+import random
+from collections import deque
+from typing import Callable
+
+from appliance.transport.tcp import TcpListener, TcpTransport
+from appliance.transport.udp import UdpTransport
+
+_fds = itertools.count(10_000)
+HEADROOM = 64
+
+
+class FakeClock:
+    def __init__(self, t: float = 1000.0) -> None:
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+    def advance(self, dt: float) -> None:
+        self.t += dt
+
+
+def _oserror(code: int) -> OSError:
+    return OSError(code, errno.errorcode.get(code, str(code)))
+
+
+class MemoryNet:
+    """Datagram and stream sockets by address, with fault injection.
+
+    `send_fault(pred)`: pred(src, dst) -> errno or None, consulted on every datagram send.
+    `loss`, `reorder`: probabilities per datagram (seeded), like a bad path.
+    """
+
+    def __init__(self, seed: int = 1) -> None:
+        self.udp: dict[tuple, "MemoryDatagramSocket"] = {}
+        self.listeners: dict[tuple, "MemoryListenSocket"] = {}
+        self.by_fd: dict[int, object] = {}
+        self.rng = random.Random(seed)
+        self.loss = 0.0
+        self.reorder = 0.0
+        self.send_fault: Callable[[tuple, tuple], int | None] = lambda src, dst: None
+        self.delivered = 0
+        self._ephemeral = itertools.count(40_000)
+
+    def ephemeral(self, ip: str) -> tuple[str, int]:
+        return (ip, next(self._ephemeral))
+
+    def deliver(self, data: bytes, src: tuple, dst: tuple) -> None:
+        if self.loss and self.rng.random() < self.loss:
+            return
+        sock = self.udp.get(dst)
+        if sock is None or sock.closed:
+            return
+        inbox = sock.inbox
+        if self.reorder and inbox and self.rng.random() < self.reorder:
+            inbox.insert(self.rng.randrange(len(inbox)), (bytes(data), src))
+        else:
+            inbox.append((bytes(data), src))
+        self.delivered += 1
+
+    def inject(self, dst: tuple, data: bytes, src: tuple) -> None:
+        """A datagram from anywhere (an attacker, garbage), straight into a socket's queue."""
+        self.udp[dst].inbox.append((bytes(data), src))
+
+    def readable(self, fd: int) -> bool:
+        obj = self.by_fd.get(fd)
+        return obj is not None and obj.readable()
+
+    def writable(self, fd: int) -> bool:
+        obj = self.by_fd.get(fd)
+        return obj is not None and obj.writable()
+
+
+class MemoryDatagramSocket:
+    """Enough of a UDP socket for UdpTransport (no GRO, GSO split here like the kernel would)."""
+
+    def __init__(self, net: MemoryNet, ip: str) -> None:
+        self.net = net
+        self.ip = ip
+        self.fd = next(_fds)
+        net.by_fd[self.fd] = self
+        self.local: tuple | None = None
+        self.remote: tuple | None = None
+        self.inbox: list[tuple[bytes, tuple]] = []
+        self.closed = False
+
+    # socket API used by UdpTransport
+    def setsockopt(self, level, opt, value) -> None:
+        if level == 17:                      # SOL_UDP: no UDP GRO here
+            raise _oserror(errno.ENOPROTOOPT)
+
+    def bind(self, addr: tuple) -> None:
+        self.local = (self.ip if addr[0] in ("0.0.0.0", "::") else addr[0], addr[1])
+        self.net.udp[self.local] = self
+
+    def connect(self, addr: tuple) -> None:
+        if self.local is None:
+            self.local = self.net.ephemeral(self.ip)
+            self.net.udp[self.local] = self
+        self.remote = tuple(addr)
+
+    def setblocking(self, flag: bool) -> None:
+        pass
+
+    def fileno(self) -> int:
+        return self.fd
+
+    def _recv(self):
+        if self.closed:
+            raise _oserror(errno.EBADF)
+        if not self.inbox:
+            raise BlockingIOError(errno.EAGAIN, "EAGAIN")
+        return self.inbox.pop(0)
+
+    def recvfrom_into(self, view) -> tuple[int, tuple]:
+        data, src = self._recv()
+        n = min(len(data), len(view))
+        view[:n] = data[:n]
+        return n, src
+
+    def recvmsg_into(self, bufs, ancsize):  # noqa: ANN001
+        n, src = self.recvfrom_into(bufs[0])
+        return n, [], 0, src
+
+    def _send_one(self, data, dst: tuple) -> None:
+        if self.closed:
+            raise _oserror(errno.EBADF)
+        if dst[1] == 0:
+            raise _oserror(errno.EINVAL)     # what Linux says to a destination port 0
+        code = self.net.send_fault(self.local, dst)
+        if code:
+            raise _oserror(code)
+        self.net.deliver(bytes(data), self.local, dst)
+
+    def send(self, data) -> int:
+        self._send_one(data, self.remote)
+        return len(data)
+
+    def sendto(self, data, addr) -> int:
+        self._send_one(data, tuple(addr))
+        return len(data)
+
+    def sendmsg(self, buffers, cmsg=(), flags=0, addr=None) -> int:  # noqa: ANN001
+        dst = tuple(addr) if addr is not None else self.remote
+        blob = b"".join(bytes(b) for b in buffers)
+        seg = len(blob)
+        for lvl, typ, val in cmsg:
+            if lvl == 17 and typ == 103:     # UDP_SEGMENT
+                seg = int.from_bytes(val[:2], "little")
+        # GSO: one refusal for the whole super-datagram, as the kernel does.
+        if self.closed:
+            raise _oserror(errno.EBADF)
+        if dst[1] == 0:
+            raise _oserror(errno.EINVAL)
+        code = self.net.send_fault(self.local, dst)
+        if code:
+            raise _oserror(code)
+        for i in range(0, len(blob), seg):
+            self.net.deliver(blob[i:i + seg], self.local, dst)
+        return len(blob)
+
+    def close(self) -> None:
+        self.closed = True
+        if self.local is not None and self.net.udp.get(self.local) is self:
+            del self.net.udp[self.local]
+        self.net.by_fd.pop(self.fd, None)
+
+    def readable(self) -> bool:
+        return bool(self.inbox)
+
+    def writable(self) -> bool:
+        return True
+
+
+class MemoryStreamSocket:
+    """One end of an in-memory TCP connection."""
+
+    def __init__(self, net: MemoryNet, local: tuple, remote: tuple) -> None:
+        self.net = net
+        self.fd = next(_fds)
+        net.by_fd[self.fd] = self
+        self.local, self.remote = local, remote
+        self.peer: MemoryStreamSocket | None = None
+        self.inbox = bytearray()
+        self.eof = False
+        self.reset = False
+        self.closed = False
+        self.send_fault: int | None = None     # errno every send raises (a firewall, a reset)
+        self.window = 1 << 30                  # bytes the peer takes before EAGAIN
+
+    def setblocking(self, flag: bool) -> None:
+        pass
+
+    def settimeout(self, t) -> None:  # noqa: ANN001
+        pass
+
+    def setsockopt(self, *a) -> None:
+        pass
+
+    def fileno(self) -> int:
+        return self.fd
+
+    def recv(self, n: int) -> bytes:
+        if self.closed:
+            raise _oserror(errno.EBADF)
+        if self.inbox:
+            data = bytes(self.inbox[:n])
+            del self.inbox[:n]
+            return data
+        if self.reset:
+            raise ConnectionResetError(errno.ECONNRESET, "Connection reset by peer")
+        if self.eof:
+            return b""
+        raise BlockingIOError(errno.EAGAIN, "EAGAIN")
+
+    def send(self, data) -> int:
+        if self.closed:
+            raise _oserror(errno.EBADF)
+        if self.reset:
+            raise ConnectionResetError(errno.ECONNRESET, "Connection reset by peer")
+        if self.send_fault:
+            raise _oserror(self.send_fault)
+        if self.peer is None or self.peer.closed:
+            raise BrokenPipeError(errno.EPIPE, "Broken pipe")
+        n = min(len(data), self.window)
+        if n == 0:
+            raise BlockingIOError(errno.EAGAIN, "EAGAIN")
+        self.window -= n
+        self.peer.inbox += bytes(data[:n])
+        return n
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.net.by_fd.pop(self.fd, None)
+        if self.peer is not None:
+            self.peer.eof = True
+
+    def abort(self) -> None:
+        """Close with RST: the other end's next recv/send raises ECONNRESET."""
+        self.close()
+        if self.peer is not None:
+            self.peer.reset = True
+
+    def readable(self) -> bool:
+        return bool(self.inbox) or self.eof or self.reset
+
+    def writable(self) -> bool:
+        return self.window > 0 or self.reset
+
+
+class MemoryListenSocket:
+    def __init__(self, net: MemoryNet, addr: tuple) -> None:
+        self.net = net
+        self.addr = addr
+        self.fd = next(_fds)
+        net.by_fd[self.fd] = self
+        self.backlog: deque = deque()
+        self.accept_fault: int | None = None   # errno accept raises (EMFILE: out of descriptors)
+        self.closed = False
+        self.accept_calls = 0
+
+    def setsockopt(self, *a) -> None:
+        pass
+
+    def bind(self, addr) -> None:  # noqa: ANN001
+        self.net.listeners[self.addr] = self
+
+    def listen(self, n: int) -> None:
+        pass
+
+    def setblocking(self, flag: bool) -> None:
+        pass
+
+    def fileno(self) -> int:
+        return self.fd
+
+    def accept(self):
+        self.accept_calls += 1
+        if self.closed:
+            raise _oserror(errno.EBADF)
+        if self.accept_fault:
+            raise _oserror(self.accept_fault)
+        if not self.backlog:
+            raise BlockingIOError(errno.EAGAIN, "EAGAIN")
+        s = self.backlog.popleft()
+        return s, s.remote
+
+    def close(self) -> None:
+        self.closed = True
+        self.net.by_fd.pop(self.fd, None)
+        self.net.listeners.pop(self.addr, None)
+
+    def readable(self) -> bool:
+        return bool(self.backlog) or bool(self.accept_fault)
+
+    def writable(self) -> bool:
+        return False
+
+
+def stream_connect(net: MemoryNet, src_ip: str, addr: tuple) -> MemoryStreamSocket:
+    """A connected pair; the server's end waits in the listener's backlog."""
+    lst = net.listeners.get(tuple(addr))
+    if lst is None or lst.closed:
+        raise ConnectionRefusedError(errno.ECONNREFUSED, "Connection refused")
+    local = net.ephemeral(src_ip)
+    a = MemoryStreamSocket(net, local, tuple(addr))
+    b = MemoryStreamSocket(net, tuple(addr), local)
+    a.peer, b.peer = b, a
+    lst.backlog.append(b)
+    return a
+
+
+class MemoryPorts:
+    """The gateway's Ports on a MemoryNet: the real transports over in-memory sockets."""
+
+    def __init__(self, net: MemoryNet, ip: str) -> None:
+        self.net, self.ip = net, ip
+        self.udp_sockets: list[MemoryDatagramSocket] = []
+        self.streams: list[MemoryStreamSocket] = []
+        self.listen_socket: MemoryListenSocket | None = None
+
+    def udp(self, local, remote) -> UdpTransport:
+        s = MemoryDatagramSocket(self.net, self.ip)
+        self.udp_sockets.append(s)
+        return UdpTransport(local, remote, sock=s)
+
+    def tcp_connect(self, remote, timeout) -> TcpTransport:  # noqa: ANN001
+        s = stream_connect(self.net, self.ip, remote)
+        self.streams.append(s)
+        return TcpTransport(s)
+
+    def tcp_listen(self, local) -> TcpListener:  # noqa: ANN001
+        addr = (self.ip if local[0] in ("0.0.0.0", "::") else local[0], local[1])
+        self.listen_socket = s = MemoryListenSocket(self.net, addr)
+        return TcpListener(addr, sock=s)
+
+    def resolve(self, host: str, port: int, proto: str, family) -> tuple[str, int]:  # noqa: ANN001
+        return (host, port)
+
+
+class ChannelTun:
+    """A TUN device as two queues: `inject` is the OS sending into the tunnel, `written` what the
+    gateway wrote out of it."""
+
+    def __init__(self, net: MemoryNet, name: str = "tun-mem") -> None:
+        self.name = name
+        self.fd = next(_fds)
+        net.by_fd[self.fd] = self
+        self.net = net
+        self.inbox: deque = deque()
+        self.written: list[bytes] = []
+        self._queued: list[bytes] = []
+        self.stats = {"read": 0, "written": 0}
+        self.closed = False
+
+    def inject(self, pkt: bytes) -> None:
+        self.inbox.append(bytes(pkt))
+
+    def fileno(self) -> int:
+        return self.fd
+
+    def read_batch(self, max_packets: int = 64) -> list:
+        out = []
+        while self.inbox and len(out) < max_packets:
+            p = self.inbox.popleft()
+            buf = bytearray(HEADROOM + len(p))
+            buf[HEADROOM:] = p
+            out.append(memoryview(buf)[HEADROOM:])
+        self.stats["read"] += len(out)
+        return out
+
+    def queue(self, pkt) -> None:
+        self._queued.append(bytes(pkt))
+
+    def flush(self) -> int:
+        n = len(self._queued)
+        self.written += self._queued
+        self._queued = []
+        self.stats["written"] += n
+        return n
+
+    def close(self) -> None:
+        self.closed = True
+        self.net.by_fd.pop(self.fd, None)
+
+    def readable(self) -> bool:
+        return bool(self.inbox)
+
+    def writable(self) -> bool:
+        return True
+
+
+class FakeTunnelNetwork:
+    """The client's TunnelNet: a ChannelTun and a record of what was pushed."""
+
+    def __init__(self, net: MemoryNet) -> None:
+        self.net = net
+        self.tun: ChannelTun | None = None
+        self.pushed = None
+        self.applied = 0
+
+    def apply(self, pushed, remote_ip: str) -> None:
+        if pushed is None or pushed.ifconfig is None:
+            raise RuntimeError("server pushed no ifconfig")
+        if self.tun is None:
+            self.tun = ChannelTun(self.net, "tun-client")
+        self.pushed = pushed
+        self.applied += 1
+
+    def close(self) -> None:
+        if self.tun is not None:
+            self.tun.close()
+
+
+class FakeServerNet:
+    def __init__(self, net: MemoryNet) -> None:
+        self.net = net
+        self.tun: ChannelTun | None = None
+
+    def open(self) -> ChannelTun:
+        self.tun = ChannelTun(self.net, "tun-server")
+        return self.tun
+
+    def close(self) -> None:
+        if self.tun is not None:
+            self.tun.close()
+
+
+class MemoryWaiter:
+    """Readiness from the MemoryNet; never sleeps (the test moves the FakeClock)."""
+
+    def __init__(self, net: MemoryNet) -> None:
+        self.net = net
+        self.reg: dict[int, tuple[object, bool]] = {}
+
+    def register(self, port, data, write: bool = False) -> None:
+        fd = port.fileno()
+        if fd in self.reg:
+            raise KeyError(f"fd {fd} registered twice")
+        self.reg[fd] = (data, write)
+
+    def modify(self, port, data, write: bool) -> None:
+        self.reg[port.fileno()] = (data, write)
+
+    def unregister(self, port) -> None:
+        try:
+            self.reg.pop(port.fileno(), None)
+        except OSError:
+            pass
+
+    def wait(self, timeout) -> list:  # noqa: ANN001
+        out = []
+        for fd, (data, write) in list(self.reg.items()):
+            r = self.net.readable(fd)
+            w = write and self.net.writable(fd)
+            if r or w:
+                out.append((data, r, w))
+        return out
+
+    def close(self) -> None:
+        self.reg.clear()
+
+
+def run_pumps(clock: FakeClock, pumps: list, until: Callable[[], bool], max_steps: int = 20_000,
+              max_time: float = 600.0) -> bool:
+    """Step every pump without blocking; when none has work, move the clock to the earliest
+    deadline (at most `max_time` ahead: then the clock stops there). True once `until()` holds;
+    False when steps, time or deadlines run out."""
+    end = clock.t + max_time
+    for _ in range(max_steps):
+        if until():
+            return True
+        busy = False
+        for p in pumps:
+            busy = p.step(block=False) or busy
+        if not busy:
+            dls = [d for d in (p.timers.next_deadline() for p in pumps) if d is not None]
+            if not dls or min(dls) > end:
+                clock.t = max(clock.t, end)
+                return until()
+            clock.t = max(clock.t, min(dls))
+    return until()

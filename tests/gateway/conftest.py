@@ -1,0 +1,126 @@
+"""Client and server gateways on in-memory ports: the real pump code, no root, no kernel."""
+from __future__ import annotations
+
+import struct
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.x509.oid import ExtendedKeyUsageOID
+
+from appliance.certs import issue
+from appliance.gateway.client import ClientGateway
+from appliance.gateway.server import ServerGateway
+from appliance.openvpn.options import parse_config
+from appliance.openvpn.profile import server_settings
+from tests.fakes import FakeClock, FakeServerNet, FakeTunnelNetwork, MemoryNet, MemoryPorts, MemoryWaiter, run_pumps
+
+SERVER_IP = "198.18.0.1"
+CLIENT_IP = "198.18.0.2"
+STATIC_KEY = "\n".join(["-----BEGIN OpenVPN Static key V1-----"]
+                       + [bytes((i * 16 + j) % 256 for j in range(16)).hex() for i in range(16)]
+                       + ["-----END OpenVPN Static key V1-----"])
+
+
+def _pem(c) -> str:
+    return c.public_bytes(serialization.Encoding.PEM).decode()
+
+
+def _kpem(k) -> str:
+    return k.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                           serialization.NoEncryption()).decode()
+
+
+@pytest.fixture(scope="session")
+def pki() -> dict:
+    ca = issue("Gateway test CA", None, None)
+    srv = issue("server", ca, ExtendedKeyUsageOID.SERVER_AUTH)
+    clients = {f"client{i}": issue(f"client{i}", ca, ExtendedKeyUsageOID.CLIENT_AUTH) for i in range(4)}
+    return {"ca": _pem(ca[0]), "server": (_pem(srv[0]), _kpem(srv[1])),
+            "clients": {n: (_pem(c), _kpem(k)) for n, (c, k) in clients.items()}}
+
+
+def _blocks(pki: dict, cert: tuple[str, str], protection: str) -> str:
+    extra = ""
+    if protection == "tls-crypt":
+        extra = f"<tls-crypt>\n{STATIC_KEY}\n</tls-crypt>\n"
+    return f"<ca>\n{pki['ca']}</ca>\n<cert>\n{cert[0]}</cert>\n<key>\n{cert[1]}</key>\n{extra}"
+
+
+def server_conf(pki: dict, proto: str = "udp", protection: str = "tls-crypt", extra: str = "") -> str:
+    return (f"port 1194\nproto {proto}\ndev tun\ntopology subnet\nserver 198.19.0.0 255.255.255.0\n"
+            f"dh none\nkeepalive 10 60\nclient-to-client\n{extra}\n" + _blocks(pki, pki["server"], protection))
+
+
+def client_conf(pki: dict, name: str = "client0", proto: str = "udp", protection: str = "tls-crypt",
+                extra: str = "", remotes: list[tuple[str, int]] | None = None) -> str:
+    rl = "".join(f"remote {h} {p}\n" for h, p in (remotes or [(SERVER_IP, 1194)]))
+    return (f"client\ndev tun\nproto {proto}\n{rl}nobind\nremote-cert-tls server\n"
+            f"connect-retry 1 4\nserver-poll-timeout 10\n{extra}\n"
+            + _blocks(pki, pki["clients"][name], protection))
+
+
+class World:
+    """One MemoryNet, one clock, a server and any number of clients, stepped together."""
+
+    def __init__(self, seed: int = 1) -> None:
+        self.net = MemoryNet(seed)
+        self.clock = FakeClock()
+        self.server: ServerGateway | None = None
+        self.server_net: FakeServerNet | None = None
+        self.clients: list[ClientGateway] = []
+        self.client_nets: list[FakeTunnelNetwork] = []
+        self.client_ports: list[MemoryPorts] = []
+
+    def add_server(self, conf: str) -> ServerGateway:
+        opts = parse_config(conf, "/mem/server.conf")
+        st = server_settings(opts, None, None)
+        self.server_net = FakeServerNet(self.net)
+        self.server_ports = MemoryPorts(self.net, SERVER_IP)
+        self.server = ServerGateway(opts, st, self.server_ports, self.server_net, self.clock,
+                                    MemoryWaiter(self.net))
+        self.server.start()
+        return self.server
+
+    def add_client(self, conf: str, ip: str | None = None) -> ClientGateway:
+        opts = parse_config(conf, "/mem/client.ovpn")
+        n = len(self.clients)
+        ports = MemoryPorts(self.net, ip or f"198.18.0.{2 + n}")
+        tnet = FakeTunnelNetwork(self.net)
+        c = ClientGateway(opts, ports, tnet, self.clock, MemoryWaiter(self.net))
+        self.clients.append(c)
+        self.client_nets.append(tnet)
+        self.client_ports.append(ports)
+        c.start()
+        return c
+
+    def pumps(self) -> list:
+        return ([self.server.pump] if self.server else []) + [c.pump for c in self.clients]
+
+    def run(self, until, max_time: float = 120.0, max_steps: int = 50_000) -> bool:
+        return run_pumps(self.clock, self.pumps(), until, max_steps=max_steps, max_time=max_time)
+
+    def run_for(self, seconds: float) -> None:
+        end = self.clock.t + seconds
+        self.run(lambda: self.clock.t >= end, max_time=seconds + 1)
+
+    def client_addr(self, i: int = 0) -> str | None:
+        p = self.client_nets[i].pushed
+        return p.ifconfig[0] if p is not None and p.ifconfig else None
+
+
+def ipv4_udp(src: str, dst: str, payload: bytes, sport: int = 5000, dport: int = 6000) -> bytes:
+    """A well-formed IPv4/UDP packet (header checksum set; UDP checksum 0, allowed in IPv4)."""
+    def a(s: str) -> bytes:
+        return bytes(int(x) for x in s.split("."))
+    udp = struct.pack("!HHHH", sport, dport, 8 + len(payload), 0) + payload
+    hdr = bytearray(struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 1, 0, 64, 17, 0, a(src), a(dst)))
+    s = sum(struct.unpack("!10H", hdr))
+    s = (s & 0xFFFF) + (s >> 16)
+    s = (s & 0xFFFF) + (s >> 16)
+    hdr[10:12] = struct.pack("!H", ~s & 0xFFFF)
+    return bytes(hdr) + udp
+
+
+@pytest.fixture
+def world() -> World:
+    return World()
