@@ -29,8 +29,10 @@ $(VENV)/.installed: pyproject.toml
 test: setup
 	$(BIN)/pytest -q $(PYTEST_ARGS)
 
+# The pure tests: no root, namespaces, openvpn or QEMU (see the markers in pyproject.toml).
+PURE := -m "not root and not netns and not openvpn and not qemu"
 test-unit: setup
-	$(BIN)/pytest -q tests/unit tests/engine $(PYTEST_ARGS)
+	$(BIN)/pytest -q $(PURE) tests/unit tests/engine $(wildcard tests/gateway) $(PYTEST_ARGS)
 
 test-interop: setup
 	$(BIN)/pytest -q tests/interop $(PYTEST_ARGS)
@@ -39,18 +41,18 @@ test-vm: setup
 	$(BIN)/pytest -q tests/vm $(PYTEST_ARGS)
 
 run: setup image-if-needed
-	$(PY) -m appliance.testlab.vm_demo --duration $(DURATION)
+	$(PY) -m lab.demo_vm --duration $(DURATION)
 
 run-host: setup
-	$(PY) -m appliance.testlab.demo --duration $(DURATION)
+	$(PY) -m lab.demo_host --duration $(DURATION)
 
 image-if-needed:
 	$(PY) image/build.py   # skips itself when the inputs are unchanged
 
 bench: setup
 	$(BIN)/vpn-appliance bench
-	$(PY) -m appliance.testlab.bench_e2e
-	$(PY) -m appliance.testlab.bench_e2e --reverse
+	$(PY) -m lab.bench_tunnel
+	$(PY) -m lab.bench_tunnel --reverse
 
 image: setup
 	$(PY) image/build.py $(if $(CONFIG),--config $(CONFIG),)

@@ -100,7 +100,7 @@ def add_default_route(gateway: ipaddress.IPv4Address, undo: Undo) -> None:
 def configure_dhcp(ifname: str, undo: Undo) -> None:
     """DHCP on the WAN through the image's client in appliance.boot.net, when it is there."""
     try:
-        from .boot import net  # type: ignore[attr-defined]
+        from .boot import dhcp_client as net  # type: ignore[attr-defined]
     except ImportError:
         raise RuntimeError("wan.dhcp = true but this build has no DHCP client (appliance.boot.net);"
                            " use a static `address` and `gateway`") from None

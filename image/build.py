@@ -168,7 +168,7 @@ def assemble(config: Path, ovpn: Path | None, stage: Path, debs: dict[str, Path]
     site = root / "usr/lib/python3.11/appliance-site"
     wheels(site, cache)
     shutil.copytree(REPO / "appliance", site / "appliance",
-                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "testlab"))
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     etc = root / "etc/vpn-appliance"
     etc.mkdir(parents=True, exist_ok=True)
     shutil.copy2(config, etc / "appliance.toml")
@@ -311,7 +311,8 @@ def default_lab_profile(d: Path) -> Path:
     prof = d / "client.ovpn"
     if not prof.exists():
         sys.path.insert(0, str(REPO))
-        from appliance.testlab.lab import client_profile, make_pki
+        from lab.configs import client_profile
+        from lab.pki import make_pki
         log(f"generating the default lab PKI in {d}")
         pki = make_pki(d / "pki", ["client1"])
         prof.write_text(client_profile(pki, "udp", None, "tls-crypt", inline=True))

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from appliance.testlab.lab import BEHIND_IP, SRV_IP, TUN_SERVER_IP, Lab, client_profile, server_config
+from lab.configs import client_profile, server_config
+from lab.netns import BEHIND_IP, SRV_IP, TUN_SERVER_IP, Lab
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,9 @@ import time
 
 import pytest
 
-from appliance.testlab.lab import SRV_IP, TUN_SERVER_IP, Lab, client_profile, server_config
+from lab.configs import client_profile, server_config
+from lab.netns import SRV_IP, TUN_SERVER_IP, Lab
+from lab.tools import OUR_BIN
 
 CLIENTS = [f"client{i}" for i in range(1, 10)]
 
@@ -479,7 +481,6 @@ def test_openvpn_client_killed_and_restarted_on_the_same_port(lab, procs):
 
 
 def lab_bin() -> str:
-    from appliance.testlab.lab import OUR_BIN
     return OUR_BIN
 
 

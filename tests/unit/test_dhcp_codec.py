@@ -4,7 +4,7 @@ import struct
 
 from hypothesis import given, strategies as st
 
-from appliance.boot.net import ACK, DISCOVER, MAGIC, REQUEST, build_message, parse_reply_untrusted
+from appliance.boot.dhcp_client import ACK, DISCOVER, MAGIC, REQUEST, build_message, parse_reply_untrusted
 
 MAC = bytes.fromhex("525400000001")
 

@@ -34,6 +34,7 @@ def ovpn_keys(tmp_path_factory):
 
 
 # ------------------------------------------------------------ static key
+@pytest.mark.openvpn
 def test_parse_openvpn_static_key(ovpn_keys):
     text = ovpn_keys["F"]
     key = keyfiles.parse_static_key(text)
@@ -43,6 +44,7 @@ def test_parse_openvpn_static_key(ovpn_keys):
     assert keyfiles.parse_static_key(text.encode()) == key
 
 
+@pytest.mark.openvpn
 def test_generated_static_key_is_accepted_by_openvpn(tmp_path):
     text = keyfiles.generate_static_key()
     key = keyfiles.parse_static_key(text)
@@ -84,11 +86,13 @@ def test_non_ascii_bytes_raise_config_error():
 
 
 # ------------------------------------------------------------ tls-crypt-v2
+@pytest.mark.openvpn
 def test_parse_openvpn_v2_server_key(ovpn_keys):
     sk = keyfiles.parse_tls_crypt_v2_server_key(ovpn_keys["S"])
     assert len(sk) == 128
 
 
+@pytest.mark.openvpn
 def test_unwrap_openvpn_client_key_default_metadata_is_timestamp(ovpn_keys):
     sk = keyfiles.parse_tls_crypt_v2_server_key(ovpn_keys["S"])
     kc, wkc = keyfiles.parse_tls_crypt_v2_client_key(ovpn_keys["C"])
@@ -100,12 +104,14 @@ def test_unwrap_openvpn_client_key_default_metadata_is_timestamp(ovpn_keys):
     assert abs(ts - time.time()) < 600
 
 
+@pytest.mark.openvpn
 def test_unwrap_openvpn_client_key_with_user_metadata(ovpn_keys):
     sk = keyfiles.parse_tls_crypt_v2_server_key(ovpn_keys["S"])
     kc, wkc = keyfiles.parse_tls_crypt_v2_client_key(ovpn_keys["CM"])
     assert keyfiles.unwrap_client_key_untrusted(wkc, sk) == (kc, keyfiles.METADATA_TYPE_USER, ovpn_keys["meta"])
 
 
+@pytest.mark.openvpn
 def test_openvpn_client_key_does_not_unwrap_with_another_server_key(ovpn_keys):
     other = keyfiles.parse_tls_crypt_v2_server_key(keyfiles.generate_tls_crypt_v2_server_key())
     _kc, wkc = keyfiles.parse_tls_crypt_v2_client_key(ovpn_keys["C"])
@@ -113,6 +119,7 @@ def test_openvpn_client_key_does_not_unwrap_with_another_server_key(ovpn_keys):
         keyfiles.unwrap_client_key_untrusted(wkc, other)
 
 
+@pytest.mark.openvpn
 def test_our_client_key_has_openvpns_layout_and_unwraps(ovpn_keys):
     sk = keyfiles.parse_tls_crypt_v2_server_key(ovpn_keys["S"])
     text = keyfiles.generate_tls_crypt_v2_client_key(sk, b"user=bob", keyfiles.METADATA_TYPE_USER)
@@ -124,6 +131,7 @@ def test_our_client_key_has_openvpns_layout_and_unwraps(ovpn_keys):
     assert keyfiles.unwrap_client_key_untrusted(wkc, sk) == (kc, 0, b"user=bob")
 
 
+@pytest.mark.openvpn
 def test_our_timestamp_client_key(ovpn_keys):
     sk = keyfiles.parse_tls_crypt_v2_server_key(ovpn_keys["S"])
     kc, wkc = keyfiles.parse_tls_crypt_v2_client_key(keyfiles.generate_tls_crypt_v2_client_key(sk, timestamp=True))
@@ -131,6 +139,7 @@ def test_our_timestamp_client_key(ovpn_keys):
     assert mtype == 1 and abs(struct.unpack("!q", meta)[0] - time.time()) < 600
 
 
+@pytest.mark.openvpn
 def test_our_server_key_works_with_openvpn_genkey(tmp_path):
     """openvpn generates a client key from *our* server key and checks it unwraps (its own self
     test), and we unwrap that key with our server key: both directions of the server-key format."""

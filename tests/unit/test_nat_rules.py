@@ -20,7 +20,10 @@ NS_LAN, NS_GW, NS_WAN, NS_VPN = (f"ks{n}{_T}" for n in ("lan", "gw", "wan", "vpn
 
 from appliance.router import killswitch, nat
 from appliance.router.killswitch import Endpoint, render_killswitch, render_router
-from appliance.testlab.lab import Netns
+from lab.configs import server_config
+from lab.netns import Netns, Proc
+from lab.pki import make_pki
+from lab.tools import OPENVPN
 
 SERVER = Endpoint("198.18.0.1", 1194, "udp")
 
@@ -143,6 +146,8 @@ def udp_arrives(sender: Netns, receiver: Netns, dst: str, port: int) -> bool:
             p.wait(timeout=5)
 
 
+@pytest.mark.root
+@pytest.mark.netns
 def test_kill_switch_blocks_the_lan_from_the_wan_and_lets_it_into_the_tunnel(lab):
     lan, gw, wan, vpn = lab
     assert ping(lan, "198.18.0.1"), "setup: without rules the LAN reaches the WAN"
@@ -175,6 +180,8 @@ def test_kill_switch_blocks_the_lan_from_the_wan_and_lets_it_into_the_tunnel(lab
     assert ping(lan, "198.18.0.1"), "flush() removes our rules"
 
 
+@pytest.mark.root
+@pytest.mark.netns
 def test_routed_lan_without_nat_keeps_lan_addresses(lab):
     lan, gw, wan, vpn = lab
     killswitch.apply_ruleset(render_router("eth0", "tun0", "eth1", False, "client", [SERVER]), netns=NS_GW)
@@ -190,6 +197,8 @@ def test_routed_lan_without_nat_keeps_lan_addresses(lab):
     killswitch.flush(netns=NS_GW)
 
 
+@pytest.mark.root
+@pytest.mark.netns
 def test_nft_refusal_is_reported(lab):
     with pytest.raises(RuntimeError, match="nft refused the ruleset"):
         nat.apply_ruleset("table inet vpnappliance { chain x { type filter hook nowhere priority 0; } }",
@@ -207,10 +216,12 @@ def _wait_for(fn, seconds: float = 15.0) -> bool:
     return False
 
 
+@pytest.mark.root
+@pytest.mark.netns
+@pytest.mark.openvpn
 def test_run_toml_installs_everything_before_the_tunnel_and_undoes_it(lab, tmp_path):
     import signal
 
-    from appliance.testlab.lab import make_pki
     lan, gw, wan, vpn = lab
     gw.run("ip addr flush dev eth0 && ip addr flush dev eth1 && sysctl -qw net.ipv4.ip_forward=0")
     mac = gw.run("cat /sys/class/net/eth1/address").stdout.strip()
@@ -262,10 +273,12 @@ def test_run_toml_config_error_exits_2_before_touching_anything(tmp_path, capsys
     assert f"{t}:3: wan.dhcp: expected true or false, got string 'yes'" in err
 
 
+@pytest.mark.root
+@pytest.mark.netns
+@pytest.mark.openvpn
 def test_router_mode_end_to_end_lan_reaches_only_what_is_behind_the_tunnel(lab, tmp_path):
     """Debian's OpenVPN server on the WAN side; our appliance in the middle; a LAN host pings a
     network behind the server (through the tunnel, masqueraded) but not the WAN in clear."""
-    from appliance.testlab.lab import OPENVPN, Proc, make_pki, server_config
     lan, gw, wan, vpn = lab
     if not os.path.exists("/dev/net/tun"):
         pytest.fail("/dev/net/tun is missing")

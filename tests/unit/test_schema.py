@@ -10,6 +10,7 @@ import pytest
 from appliance.config.schema import check_file, load_appliance_config, parse_appliance_config
 from appliance.openvpn.errors import ConfigError
 from appliance.openvpn.config import ConfigErrors
+from lab.pki import make_pki
 
 CLIENT_OVPN = """\
 client
@@ -203,8 +204,8 @@ def test_bad_mac_and_interface_name(tmp_path):
     ]
 
 
+@pytest.mark.openvpn   # make_pki makes the static keys with openvpn --genkey
 def test_check_file_prints_a_summary_or_the_errors(tmp_path, capsys):
-    from appliance.testlab.lab import make_pki
     pki = make_pki(tmp_path / "pki", ["c1"])
     crt, key = pki.clients["c1"]
     ovpn = (f"client\ndev tun\nremote 198.18.0.1 1194 udp\nca {pki.ca}\ncert {crt}\nkey {key}\n"

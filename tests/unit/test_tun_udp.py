@@ -50,6 +50,8 @@ def _inside(name: str):
         os.close(ns)
         os.close(home)
 
+pytestmark = [pytest.mark.root, pytest.mark.netns]
+
 
 @pytest.fixture
 def netns():

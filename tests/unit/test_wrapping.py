@@ -425,6 +425,9 @@ def _client_wrapper(kind, pki):
     return ["--tls-crypt-v2", pki["v2s"]], TlsCryptV2ClientWrapper(kc, wkc, False), OP_RESET_C3, False
 
 
+@pytest.mark.root
+@pytest.mark.netns
+@pytest.mark.openvpn
 @pytest.mark.parametrize("kind", ["tls-crypt", "tls-auth-SHA1", "tls-auth-SHA256-dir", "tls-auth-SHA512-dir",
                                   "tls-crypt-v2-our-key", "tls-crypt-v2-openvpn-key"])
 def test_openvpn_server_answers_our_wrapped_reset(kind, pki, tmp_path):
@@ -472,6 +475,9 @@ def test_openvpn_server_answers_our_wrapped_reset(kind, pki, tmp_path):
             sock.close()
 
 
+@pytest.mark.root
+@pytest.mark.netns
+@pytest.mark.openvpn
 @pytest.mark.parametrize("kind", ["tls-crypt", "tls-auth-SHA256-dir", "tls-crypt-v2"])
 def test_our_server_wrapper_talks_to_openvpn_client(kind, pki, tmp_path):
     """We are the server: a real OpenVPN client's reset unwraps with our server-side wrapper (for

@@ -1,8 +1,23 @@
 """The VM tests' measurements (image size, boot times, reproducibility) are printed at the end of
-the run, so a CI log shows them without -s."""
+the run, so a CI log shows them without -s. Every test here is marked root, netns, openvpn and qemu
+(the VM's NICs are TAPs in namespaces, the lab PKI and peers are Debian's openvpn)."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+
+HERE = Path(__file__).parent
+NEEDS = ("root", "netns", "openvpn", "qemu")
+
+
+@pytest.hookimpl(tryfirst=True)   # before -m deselects
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if item.path.is_relative_to(HERE):
+            for mark in NEEDS:
+                item.add_marker(mark)
+
 
 FIGURES: list[str] = []
 

@@ -40,7 +40,7 @@ def image():
     return OUT, sha
 
 
-from appliance.testlab.vmlab import accel  # noqa: E402 - shared with make run
+from lab.vm import accel  # noqa: E402 - shared with make run
 
 
 def boot(out: Path, append: str, timeout: float = 150) -> tuple[str, float, bool]:

@@ -4,18 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from appliance.testlab.lab import Proc, client_profile, server_config
+from lab.configs import client_profile, server_config
+from lab.netns import Proc
+from lab.vm import (OUT, appliance_toml, boot, inline_server_config, lab_pki, lan_transfer, ping, vm_topology,
+                    wait_ping)
 from tests.vm.test_image import build
-from appliance.testlab.vmlab import (OUT, boot, inline_server_config, lab_pki, lan_transfer, ping, vm_topology,
-                                     wait_ping)
-
-
-def _toml(role: str, ovpn_text: str, lan: bool) -> str:
-    t = (f'[appliance]\nhostname = "vm-{role}"\n\n[wan]\nname = "eth0"\naddress = "198.18.0.2/24"\n'
-         f'gateway = "198.18.0.1"\n\n')
-    if lan:
-        t += '[lan]\nname = "eth1"\naddress = "198.18.50.1/24"\nnat = true\n\n'
-    return t + f"[vpn]\nrole = \"{role}\"\ninline = '''\n{ovpn_text}'''\n"
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +20,7 @@ def pki():
 def test_router_over_tcp(pki, tmp_path):
     prof = client_profile(pki, "tcp", None, "tls-crypt", inline=True)
     toml = tmp_path / "tcp.toml"
-    toml.write_text(_toml("client", prof, lan=True))
+    toml.write_text(appliance_toml("client", prof, lan=True))
     build(tmp_path / "img", toml)
     with vm_topology(tmp_path) as t:
         cfg = tmp_path / "server.conf"
@@ -45,7 +38,7 @@ def test_router_over_tcp(pki, tmp_path):
 
 def test_server_mode_openvpn_client_connects(pki, tmp_path):
     toml = tmp_path / "server.toml"
-    toml.write_text(_toml("server", inline_server_config(pki, "udp"), lan=False))
+    toml.write_text(appliance_toml("server", inline_server_config(pki, "udp"), lan=False))
     build(tmp_path / "img", toml)
     with vm_topology(tmp_path, with_lan=False) as t:
         q = boot(t, tmp_path / "img", with_lan=False)
@@ -68,7 +61,7 @@ def test_router_with_dhcp_on_wan_nics_by_mac_and_routed_lan(pki, tmp_path):
         raise RuntimeError("dnsmasq is missing: run `make setup` (installs dnsmasq-base)")
     prof = client_profile(pki, "udp", None, "tls-crypt", inline=True)
     toml = tmp_path / "dhcp.toml"
-    toml.write_text(_toml("client", prof, lan=True)
+    toml.write_text(appliance_toml("client", prof, lan=True)
                     .replace('address = "198.18.0.2/24"\ngateway = "198.18.0.1"\n', "dhcp = true\n", 1)
                     .replace('name = "eth0"', 'mac = "52:54:00:00:00:01"')
                     .replace('name = "eth1"', 'mac = "52:54:00:00:00:02"')

@@ -14,11 +14,12 @@ import time
 
 import pytest
 
-from appliance.testlab.lab import Proc, server_config
-from appliance.testlab.vmlab import OUT, accel, boot, lab_pki, lan_transfer, vm_topology
+from lab.configs import server_config
+from lab.netns import Proc
+from lab.vm import OUT, accel, boot, lab_pki, lan_transfer, vm_topology
 from tests.vm.conftest import FIGURES
 from tests.vm.test_image import build
-from appliance.testlab.vmlab import ping as _ping
+from lab.vm import ping as _ping
 
 
 @pytest.fixture(scope="module")

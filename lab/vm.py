@@ -9,12 +9,14 @@ import contextlib
 import re
 import secrets
 import subprocess
+import sys
 import time
 from pathlib import Path
 
-from appliance.testlab.lab import Netns, Pki, Proc
+from .netns import Netns, Proc
+from .pki import Pki
+from .tools import REPO
 
-REPO = Path(__file__).resolve().parents[2]
 OUT = REPO / "image" / "out"
 LAB_PKI = OUT / "cache" / "default-lab" / "pki"
 
@@ -94,12 +96,24 @@ def wait_ping(ns: Netns, addr: str, within: float) -> bool:
     return False
 
 
-def inline_server_config(pki: Pki, proto: str) -> str:
+def inline_server_config(pki: Pki, proto: str, protection: str = "tls-crypt") -> str:
+    """A server config with everything inline, to bake into an image (protection: tls-crypt or none)."""
     key = (pki.dir / "static.key").read_text()
     return (f"port 1194\nproto {'tcp-server' if proto == 'tcp' else 'udp'}\ndev tun\ntopology subnet\n"
             "server 198.19.0.0 255.255.255.0\ndh none\nkeepalive 5 30\nverb 3\nremote-cert-tls client\n"
             f"<ca>\n{pki.ca.read_text()}</ca>\n<cert>\n{pki.server_cert.read_text()}</cert>\n"
-            f"<key>\n{pki.server_key.read_text()}</key>\n<tls-crypt>\n{key}</tls-crypt>\n")
+            f"<key>\n{pki.server_key.read_text()}</key>\n"
+            + (f"<tls-crypt>\n{key}</tls-crypt>\n" if protection == "tls-crypt" else ""))
+
+
+def appliance_toml(role: str, ovpn_text: str, lan: bool) -> str:
+    """An appliance TOML for the VM topology: WAN eth0 198.18.0.2/24 (gateway 198.18.0.1), with `lan`
+    a NATed LAN on eth1 198.18.50.1/24, and the OpenVPN config inline."""
+    t = (f'[appliance]\nhostname = "vm-{role}"\n\n[wan]\nname = "eth0"\naddress = "198.18.0.2/24"\n'
+         f'gateway = "198.18.0.1"\n\n')
+    if lan:
+        t += '[lan]\nname = "eth1"\naddress = "198.18.50.1/24"\nnat = true\n\n'
+    return t + f"[vpn]\nrole = \"{role}\"\ninline = '''\n{ovpn_text}'''\n"
 
 
 def lan_transfer(lan: Netns, wan: Netns, tmp: Path, nbytes: int = 2_000_000, download: bool = False) -> str:
@@ -107,7 +121,6 @@ def lan_transfer(lan: Netns, wan: Netns, tmp: Path, nbytes: int = 2_000_000, dow
     the LAN host connecting (NAT allows no other way). Upload by default; with `download` the far
     side sends. The receiver checks the count and SHA-256 of a deterministic pattern. Returns the
     peer address the far side saw (NAT shows there)."""
-    import sys
     pattern = "(bytes(range(256))*{k})[:{n}]".format(k=nbytes // 256 + 1, n=nbytes)
     recv_loop = ("import hashlib;h=hashlib.sha256();n=0\n"
                  "while True:\n d=c.recv(65536)\n if not d: break\n n+=len(d);h.update(d)\n"

@@ -1,4 +1,4 @@
-"""`make run`: a local lab showing the tunnel working, on the embedded default.
+"""`make run-host`: a local lab showing the tunnel working, on the embedded default.
 
 Debian's OpenVPN 2.6 server runs in one network namespace (with a host behind it), our client in
 another; the client's tunnel comes up and pings reach the host behind the server through it.
@@ -10,7 +10,8 @@ import argparse
 import signal
 import time
 
-from .lab import BEHIND_IP, TUN_SERVER_IP, Lab, client_profile, server_config
+from .configs import client_profile, server_config
+from .netns import BEHIND_IP, TUN_SERVER_IP, Lab
 
 
 def main(argv: list[str] | None = None) -> int:

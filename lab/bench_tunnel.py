@@ -11,7 +11,8 @@ from __future__ import annotations
 import argparse
 import statistics
 
-from .lab import TUN_SERVER_IP, Lab, client_profile, server_config
+from .configs import client_profile, server_config
+from .netns import TUN_SERVER_IP, Lab
 
 
 def _measure(lab: Lab, server_kind: str, client_kind: str, proto: str, cipher: str, seconds: int,

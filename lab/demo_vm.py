@@ -14,8 +14,9 @@ import threading
 import time
 from pathlib import Path
 
-from .lab import Proc, server_config
-from .vmlab import OUT, accel, boot, lab_pki, ping, vm_topology
+from .configs import server_config
+from .netns import Proc
+from .vm import OUT, accel, boot, lab_pki, ping, vm_topology
 
 
 def _follow(proc: Proc, stop: threading.Event) -> None:

@@ -1,4 +1,5 @@
-"""Namespaces, a test PKI, OpenVPN and our own processes, and traffic checks.
+"""Network namespaces, processes in them (Debian's OpenVPN, our program), the two-namespace Lab and
+its traffic checks.
 
 Topology (all addresses from 198.18.0.0/15):
     [cli ns] veth 198.18.0.2/24 <----> 198.18.0.1/24 veth [srv ns]   tunnel pool 198.19.0.0/24
@@ -7,6 +8,7 @@ Topology (all addresses from 198.18.0.0/15):
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -14,77 +16,17 @@ import secrets
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from cryptography.hazmat.primitives import serialization
-from cryptography.x509.oid import ExtendedKeyUsageOID
+from .pki import make_pki
+from .tools import OPENVPN, OUR_BIN, require_root_and_tools
 
-from ..certs import issue as _issue
-
-OPENVPN = shutil.which("openvpn") or "/usr/sbin/openvpn"
 SRV_IP, CLI_IP = "198.18.0.1", "198.18.0.2"
 TUN_SERVER_IP = "198.19.0.1"
 BEHIND_IP = "198.18.100.1"
-REPO = Path(__file__).resolve().parents[2]
-OUR_BIN = str(REPO / ".venv" / "bin" / "vpn-appliance")
-
-
-def require_root_and_tools() -> None:
-    """Fail (not skip) with a message saying what is missing."""
-    missing = []
-    if os.geteuid() != 0:
-        missing.append("root (namespaces and TUN devices)")
-    for tool in ("openvpn", "ip", "ping", "iperf3"):
-        if shutil.which(tool) is None and not os.path.exists(f"/usr/sbin/{tool}"):
-            missing.append(tool)
-    if not os.path.exists("/dev/net/tun"):
-        missing.append("/dev/net/tun")
-    if missing:
-        raise RuntimeError("interop lab needs: " + ", ".join(missing) + " (run `make setup` as root)")
-
-
-# ---------------------------------------------------------------- PKI
-@dataclass
-class Pki:
-    dir: Path
-    ca: Path
-    server_cert: Path
-    server_key: Path
-    clients: dict[str, tuple[Path, Path]] = field(default_factory=dict)
-    rogue: tuple[Path, Path] | None = None
-
-
-def _write(path: Path, cert, key) -> tuple[Path, Path]:
-    path.with_suffix(".crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    kp = path.with_suffix(".key")
-    kp.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                     serialization.NoEncryption()))
-    kp.chmod(0o600)
-    return path.with_suffix(".crt"), kp
-
-
-def make_pki(d: Path, clients: list[str]) -> Pki:
-    """ECDSA P-256 CA; server cert with serverAuth, one client cert per name with clientAuth
-    (OpenVPN's remote-cert-tls needs keyUsage + extendedKeyUsage); a client from another CA."""
-    d.mkdir(parents=True, exist_ok=True)
-    ca = _issue("Lab CA", None, None)
-    (d / "ca.crt").write_bytes(ca[0].public_bytes(serialization.Encoding.PEM))
-    sc, sk = _write(d / "server", *_issue("server", ca, ExtendedKeyUsageOID.SERVER_AUTH))
-    pki = Pki(d, d / "ca.crt", sc, sk)
-    for name in clients:
-        pki.clients[name] = _write(d / name, *_issue(name, ca, ExtendedKeyUsageOID.CLIENT_AUTH))
-    other = _issue("Other CA", None, None)
-    pki.rogue = _write(d / "rogue", *_issue("rogue", other, ExtendedKeyUsageOID.CLIENT_AUTH))
-    subprocess.run([OPENVPN, "--genkey", "secret", str(d / "static.key")], check=True, capture_output=True)
-    subprocess.run([OPENVPN, "--genkey", "tls-crypt-v2-server", str(d / "v2server.key")], check=True,
-                   capture_output=True)
-    for name in clients:
-        subprocess.run([OPENVPN, "--tls-crypt-v2", str(d / "v2server.key"), "--genkey", "tls-crypt-v2-client",
-                        str(d / f"{name}.v2.key")], check=True, capture_output=True)
-    return pki
 
 
 # ---------------------------------------------------------------- namespaces and processes
@@ -160,63 +102,6 @@ class Proc:
                 self.p.wait(5)
         self.f.close()
         return self.p.returncode
-
-
-# ---------------------------------------------------------------- configs
-def _protection_lines(pki: Pki, protection: str, server: bool, client: str = "client1", inline: bool = False) -> str:
-    if protection == "none":
-        return ""
-    if protection == "tls-auth":
-        path = pki.dir / "static.key"
-        if inline:
-            return f"key-direction {0 if server else 1}\n<tls-auth>\n{path.read_text()}</tls-auth>\n"
-        return f"tls-auth {path} {0 if server else 1}\n"
-    if protection == "tls-crypt":
-        path = pki.dir / "static.key"
-        return f"<tls-crypt>\n{path.read_text()}</tls-crypt>\n" if inline else f"tls-crypt {path}\n"
-    if protection == "tls-crypt-v2":
-        path = pki.dir / ("v2server.key" if server else f"{client}.v2.key")
-        return f"<tls-crypt-v2>\n{path.read_text()}</tls-crypt-v2>\n" if inline else f"tls-crypt-v2 {path}\n"
-    raise ValueError(protection)
-
-
-def server_config(pki: Pki, proto: str = "udp", cipher: str | None = None, protection: str = "tls-crypt",
-                  reneg_sec: int | None = None, extra: str = "", port: int = 1194, auth: str | None = None,
-                  topology: str = "subnet") -> str:
-    lines = [
-        f"port {port}", f"proto {'tcp-server' if proto == 'tcp' else 'udp'}", "dev tun", f"topology {topology}",
-        "server 198.19.0.0 255.255.255.0", f"ca {pki.ca}", f"cert {pki.server_cert}", f"key {pki.server_key}",
-        "dh none", "keepalive 5 30", "verb 3", f'push "route {BEHIND_IP.rsplit(".", 1)[0]}.0 255.255.255.0"',
-        "remote-cert-tls client",
-    ]
-    if proto == "udp":
-        lines.append("explicit-exit-notify 1")
-    if cipher:
-        lines.append(f"data-ciphers {cipher}")
-    if auth:
-        lines.append(f"auth {auth}")
-    if reneg_sec is not None:
-        lines.append(f"reneg-sec {reneg_sec}")
-    return "\n".join(lines) + "\n" + _protection_lines(pki, protection, True) + extra
-
-
-def client_profile(pki: Pki, proto: str = "udp", cipher: str | None = None, protection: str = "tls-crypt",
-                   client: str = "client1", inline: bool = False, remotes: list[tuple[str, int, str]] | None = None,
-                   extra: str = "", auth: str | None = None) -> str:
-    cert, key = pki.clients[client]
-    lines = ["client", "dev tun", f"proto {proto}", "nobind", "remote-cert-tls server", "verb 3"]
-    for host, port, p in remotes or [(SRV_IP, 1194, proto)]:
-        lines.append(f"remote {host} {port} {p}")
-    if cipher:
-        lines.append(f"data-ciphers {cipher}")
-    if auth:
-        lines.append(f"auth {auth}")
-    body = "\n".join(lines) + "\n"
-    if inline:
-        body += f"<ca>\n{pki.ca.read_text()}</ca>\n<cert>\n{cert.read_text()}</cert>\n<key>\n{key.read_text()}</key>\n"
-    else:
-        body += f"ca {pki.ca}\ncert {cert}\nkey {key}\n"
-    return body + _protection_lines(pki, protection, False, client, inline) + extra
 
 
 # ---------------------------------------------------------------- the lab
@@ -299,7 +184,6 @@ class Lab:
         """Send `nbytes` of a deterministic pattern over TCP through the tunnel and check every byte
         arrived (SHA-256). Direction: client→server, or server→client with `reverse`.
         Returns Mbit/s measured by the receiver, 0.0 on any failure."""
-        import sys
         py = sys.executable
         recv_ns, send_ns = (client_ns, server_ns) if reverse else (server_ns, client_ns)
         # The receiver listens on the tunnel side; with reverse the client listens on its tunnel address.
@@ -371,7 +255,6 @@ _SENDER = "import socket,sys;c=socket.create_connection((sys.argv[1],int(sys.arg
 
 
 def _pattern_digest(n: int) -> str:
-    import hashlib
     b = bytes(range(256)) * 4096
     h = hashlib.sha256()
     for i in range(0, n, len(b)):

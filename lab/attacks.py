@@ -1,0 +1,107 @@
+"""Hostile peers for the attack tests (issue 7), as Python snippets run in a namespace: datagrams from
+source port 0 sent from a raw socket, TCP connections reset while the server answers, zero-length
+and oversized TCP frames at a server, and a hostile TCP "server" that answers with them."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from .netns import Netns
+
+# A P_CONTROL_HARD_RESET_CLIENT_V2 as a client without tls-auth sends it: opcode 7 << 3 (key id 0),
+# an 8-byte session id, an empty ack array, message packet-id 0 (openvpn-wire-notes.md §2a).
+HARD_RESET = "bytes([7 << 3]) + os.urandom(8) + bytes([0]) + struct.pack('!I', 0)"
+
+# Datagrams from source port 0, from a raw socket (the kernel adds the IP header; the UDP header is
+# ours, checksum 0 = none): hard resets, and garbage of several sizes.
+PORT0_SENDER = f"""
+import os, socket, struct, sys
+dst, dport, rounds = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_UDP)
+def udp(payload):
+    return struct.pack("!HHHH", 0, dport, 8 + len(payload), 0) + payload
+n = 0
+for _ in range(rounds):
+    for p in [{HARD_RESET}, os.urandom(1), os.urandom(14), {HARD_RESET}, os.urandom(300), bytes(60)]:
+        s.sendto(udp(p), (dst, 0))
+        n += 1
+print("sent", n, flush=True)
+"""
+
+# TCP connections that send a framed hard reset, then reset the connection (SO_LINGER 0: close
+# sends an RST) while the server is answering; every other one waits a little first.
+RST_CLIENT = f"""
+import os, socket, struct, sys, time
+dst, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+done = 0
+for i in range(n):
+    try:
+        s = socket.create_connection((dst, port), timeout=5)
+    except OSError:
+        time.sleep(0.05)
+        continue
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    p = {HARD_RESET}
+    s.sendall(struct.pack("!H", len(p)) + p)
+    if i % 3 == 1:
+        time.sleep(0.005)
+    elif i % 3 == 2:
+        s.sendall(struct.pack("!H", len(p)) + p)   # more to answer: a second reset, another session id
+    s.close()
+    done += 1
+print("done", done, flush=True)
+"""
+
+# Zero-length and oversized frames at a TCP server, each on its own connection.
+BAD_FRAMES_CLIENT = f"""
+import os, socket, struct, sys, time
+dst, port = sys.argv[1], int(sys.argv[2])
+p = {HARD_RESET}
+cases = [
+    b"\\x00\\x00",                                        # a zero length first
+    struct.pack("!H", len(p)) + p + b"\\x00\\x00",        # a zero length after a good frame
+    b"\\xff\\xff" + os.urandom(65535),                    # the largest frame, garbage
+    b"\\xff\\xff" + os.urandom(65535) + b"\\xff\\xff" + os.urandom(65535) + b"\\x00\\x00",
+    b"\\xff\\xff" + os.urandom(3000),                     # a large frame cut short
+]
+for data in cases:
+    for _ in range(3):
+        try:
+            s = socket.create_connection((dst, port), timeout=5)
+            s.sendall(data)
+            time.sleep(0.2)
+            s.close()
+        except OSError as e:
+            print("connection:", e, flush=True)
+print("sent", len(cases) * 3, flush=True)
+"""
+
+# A hostile TCP "server": every connection gets a zero-length frame or the largest garbage frame.
+HOSTILE_SERVER = """
+import os, socket, sys, time
+host, port, mode = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+l = socket.socket()
+l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+l.bind((host, port))
+l.listen(8)
+print("listening", flush=True)
+while True:
+    c, a = l.accept()
+    c.settimeout(5)
+    try:
+        c.recv(4096)                     # the client's hard reset
+        c.sendall(b"\\x00\\x00" if mode == "zero" else b"\\xff\\xff" + os.urandom(65535))
+        print("sent", mode, "to", a[0], flush=True)
+        time.sleep(1)
+    except OSError as e:
+        print("connection:", e, flush=True)
+    c.close()
+"""
+
+
+def run_py(ns: Netns, code: str, *args, timeout: float = 120) -> str:
+    """Run a Python snippet in a namespace, to its end."""
+    r = subprocess.run(["ip", "netns", "exec", ns.name, sys.executable, "-c", code, *map(str, args)],
+                       capture_output=True, text=True, timeout=timeout)
+    assert r.returncode == 0, f"attack script failed: {r.stdout}{r.stderr}"
+    return r.stdout

@@ -1,0 +1,54 @@
+"""A test PKI: a CA, server and client certificates, a client from another CA, and the OpenVPN
+static and tls-crypt-v2 keys (made with Debian's openvpn)."""
+from __future__ import annotations
+
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.x509.oid import ExtendedKeyUsageOID
+
+from appliance.certs import issue as _issue
+
+from .tools import OPENVPN
+
+
+@dataclass
+class Pki:
+    dir: Path
+    ca: Path
+    server_cert: Path
+    server_key: Path
+    clients: dict[str, tuple[Path, Path]] = field(default_factory=dict)
+    rogue: tuple[Path, Path] | None = None
+
+
+def _write(path: Path, cert, key) -> tuple[Path, Path]:
+    path.with_suffix(".crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    kp = path.with_suffix(".key")
+    kp.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                     serialization.NoEncryption()))
+    kp.chmod(0o600)
+    return path.with_suffix(".crt"), kp
+
+
+def make_pki(d: Path, clients: list[str]) -> Pki:
+    """ECDSA P-256 CA; server cert with serverAuth, one client cert per name with clientAuth
+    (OpenVPN's remote-cert-tls needs keyUsage + extendedKeyUsage); a client from another CA."""
+    d.mkdir(parents=True, exist_ok=True)
+    ca = _issue("Lab CA", None, None)
+    (d / "ca.crt").write_bytes(ca[0].public_bytes(serialization.Encoding.PEM))
+    sc, sk = _write(d / "server", *_issue("server", ca, ExtendedKeyUsageOID.SERVER_AUTH))
+    pki = Pki(d, d / "ca.crt", sc, sk)
+    for name in clients:
+        pki.clients[name] = _write(d / name, *_issue(name, ca, ExtendedKeyUsageOID.CLIENT_AUTH))
+    other = _issue("Other CA", None, None)
+    pki.rogue = _write(d / "rogue", *_issue("rogue", other, ExtendedKeyUsageOID.CLIENT_AUTH))
+    subprocess.run([OPENVPN, "--genkey", "secret", str(d / "static.key")], check=True, capture_output=True)
+    subprocess.run([OPENVPN, "--genkey", "tls-crypt-v2-server", str(d / "v2server.key")], check=True,
+                   capture_output=True)
+    for name in clients:
+        subprocess.run([OPENVPN, "--tls-crypt-v2", str(d / "v2server.key"), "--genkey", "tls-crypt-v2-client",
+                        str(d / f"{name}.v2.key")], check=True, capture_output=True)
+    return pki
