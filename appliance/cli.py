@@ -12,6 +12,7 @@ import sys
 
 from . import gateway
 from .openvpn import settings
+from .run_toml import ask_credentials, run_toml
 from .openvpn.errors import ConfigError
 
 log = logging.getLogger("vpn-appliance")
@@ -51,26 +52,13 @@ def _validate_runtime(opts) -> None:
     settings.check_key_material(opts)
 
 
-def _credentials(opts) -> tuple[str, str]:
-    if opts.auth_user_pass:
-        return opts.auth_user_pass
-    if opts.auth_user_pass_required:
-        if not sys.stdin.isatty():
-            raise ConfigError("auth-user-pass without a file needs a terminal to ask for the username and password")
-        import getpass
-        user = input("Username: ")
-        return user, getpass.getpass("Password: ")
-    return "", ""
-
-
 def cmd_run(args: argparse.Namespace) -> int:
     if args.file.endswith(".toml"):
-        from .appliance_main import run_toml
         return run_toml(args.file, args.verbose)
     try:
         opts = _load(args.file)
         _validate_runtime(opts)
-        user, pw = _credentials(opts)
+        user, pw = ask_credentials(opts)
     except ConfigError as e:
         print(str(e), file=sys.stderr)
         return 2

@@ -62,7 +62,7 @@ def power_off(code: int = 0) -> None:
 
 def start_appliance(path: str) -> int:
     """The integration point: the same code a host runs for `vpn-appliance run appliance.toml`."""
-    from appliance.appliance_main import run_toml
+    from appliance.run_toml import run_toml
     return run_toml(path, 0)
 
 

@@ -15,7 +15,7 @@ class Block(importlib.abc.MetaPathFinder):
 sys.meta_path.insert(0, Block())
 for m in ("appliance.boot.init", "appliance.boot.selftest", "appliance.boot.dhcp_client", "appliance.bench",
           "appliance.cli", "appliance.gateway", "appliance.gateway.client", "appliance.gateway.server",
-          "appliance.appliance_main",
+          "appliance.run_toml", "appliance.router.nics",
           "appliance.config.schema", "appliance.config.ovpn_import"):
     importlib = __import__("importlib")
     importlib.import_module(m)

@@ -265,7 +265,7 @@ def test_run_toml_installs_everything_before_the_tunnel_and_undoes_it(lab, tmp_p
 
 
 def test_run_toml_config_error_exits_2_before_touching_anything(tmp_path, capsys):
-    from appliance.appliance_main import run_toml
+    from appliance.run_toml import run_toml
     t = tmp_path / "appliance.toml"
     t.write_text('[wan]\nname = "eth0"\ndhcp = "yes"\n[vpn]\nrole = "client"\ninline = "client"\n')
     assert run_toml(str(t), 0) == 2

@@ -1,0 +1,120 @@
+"""`vpn-appliance run appliance.toml` (on a host) and the VM's PID 1: NICs, rules, then the VPN.
+
+Order matters, and is the point of this module: load and validate everything first (a config
+error exits 2 before anything changes); configure the NICs (router/nics.py); install the kill
+switch and NAT; only then start the tunnel. So there is no moment where LAN traffic could leave
+the WAN in clear. Everything we add is recorded in an Undo list and removed on the way out,
+newest first.
+"""
+from __future__ import annotations
+
+import getpass
+import logging
+import os
+import socket
+import sys
+
+from pyroute2.netlink.exceptions import NetlinkError
+
+from . import gateway
+from .config.schema import ApplianceConfig, load_appliance_config, validate_runtime
+from .openvpn.config import Options, Remote
+from .openvpn.errors import ConfigError
+from .router import killswitch
+from .router.killswitch import Endpoint
+from .router.nics import Undo, configure_nic, enable_forwarding, write_resolv_conf
+
+log = logging.getLogger("vpn-appliance")
+
+_LEVELS = {"error": logging.ERROR, "warning": logging.WARNING, "info": logging.INFO, "debug": logging.DEBUG}
+
+
+def resolve_remotes(opts: Options) -> list[Endpoint]:
+    """Resolve each remote once, before the kill switch blocks DNS on the WAN, and pin the
+    addresses in the options so reconnects need no DNS either."""
+    endpoints: list[Endpoint] = []
+    pinned: list[Remote] = []
+    for r in opts.remotes:
+        try:
+            infos = socket.getaddrinfo(r.host, r.port, socket.AF_INET,
+                                       socket.SOCK_DGRAM if r.proto == "udp" else socket.SOCK_STREAM)
+        except OSError as e:
+            log.warning("cannot resolve remote %s: %s (skipped)", r.host, e)
+            continue
+        for ip in dict.fromkeys(i[4][0] for i in infos):
+            endpoints.append(Endpoint(ip, r.port, r.proto))
+            pinned.append(Remote(ip, r.port, r.proto))
+    if not pinned:
+        raise RuntimeError("none of the remotes resolves to an IPv4 address")
+    opts.remotes = pinned
+    return endpoints
+
+
+def install_rules(cfg: ApplianceConfig, wan_if: str, lan_if: str | None, endpoints: list[Endpoint],
+                  undo: Undo) -> str:
+    """Kill switch + NAT, before the tunnel exists; returns the ruleset text (for logs/tests)."""
+    o = cfg.vpn_options
+    listen = (o.port, o.proto) if cfg.vpn.role == "server" else None
+    text = killswitch.render_router(wan_if, cfg.tun_name, lan_if, cfg.lan.nat if cfg.lan else False,
+                                    cfg.vpn.role, endpoints, listen)
+    killswitch.apply_ruleset(text)
+    undo.push("nftables tables", killswitch.flush)
+    log.info("kill switch installed (wan %s, tun %s, lan %s)", wan_if, cfg.tun_name, lan_if or "-")
+    log.debug("ruleset:\n%s", text)
+    return text
+
+
+def ask_credentials(opts: Options) -> tuple[str, str]:
+    """Username and password from the profile, or asked on the terminal; a ConfigError naming the
+    auth-user-pass line when there is neither (an unattended run)."""
+    if opts.auth_user_pass:
+        return opts.auth_user_pass
+    if opts.auth_user_pass_required:
+        if not sys.stdin.isatty():
+            src = opts.source.get("auth_user_pass_required") or opts.source.get("auth_user_pass")
+            raise ConfigError("no terminal to ask for the username and password: put them in an"
+                              " <auth-user-pass> block (two lines) or a file", src[0] if src else opts.path,
+                              src[1] if src else None, "auth-user-pass")
+        user = input("Username: ")
+        return user, getpass.getpass("Password: ")
+    return "", ""
+
+
+def setup_logging(level: str, verbose: int) -> None:
+    lv = max(logging.DEBUG, _LEVELS[level] - 10 * verbose)
+    logging.basicConfig(stream=sys.stderr, level=lv, force=True,
+                        format="%(asctime)s.%(msecs)03d %(levelname)s %(message)s", datefmt="%H:%M:%S")
+
+
+def run_toml(path: str, verbose: int = 0) -> int:
+    """Load, configure, protect, run; 2 on a config error, 1 on a setup failure."""
+    try:
+        cfg = load_appliance_config(path)
+        validate_runtime(cfg)
+        user, pw = ask_credentials(cfg.vpn_options) if cfg.vpn.role == "client" else ("", "")
+    except ConfigError as e:
+        print(str(e), file=sys.stderr)
+        return 2
+    setup_logging(cfg.appliance.log_level, verbose)
+    opts = cfg.vpn_options
+    opts.dev = cfg.tun_name  # a fixed name, so the rules installed now match the TUN made later
+    undo = Undo()
+    try:
+        if os.getpid() == 1:
+            socket.sethostname(cfg.appliance.hostname)
+            if cfg.wan.dns:
+                write_resolv_conf(cfg.wan.dns)
+        wan_if = configure_nic(cfg.wan, undo)
+        lan_if = configure_nic(cfg.lan, undo) if cfg.lan is not None else None
+        if lan_if is not None:
+            enable_forwarding(undo)
+        endpoints = resolve_remotes(opts) if cfg.vpn.role == "client" else []
+        install_rules(cfg, wan_if, lan_if, endpoints, undo)
+        if cfg.vpn.role == "server":
+            return gateway.server_gateway(opts).run()
+        return gateway.client_gateway(opts, user, pw).run()
+    except (RuntimeError, OSError, NetlinkError) as e:
+        log.error("%s", e)
+        return 1
+    finally:
+        undo.run()
