@@ -11,10 +11,13 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 
+from .errors import PacketIdExhausted
+
 SEND_WINDOW = 6
 RECV_WINDOW = 12
 FAST_RETRANSMIT_ACKS = 3
 MAX_TIMEOUT = 60.0
+MAX_MSG_ID = 0xFFFFFFFF
 
 
 @dataclass(slots=True)
@@ -46,6 +49,10 @@ class ReliableChannel:
 
     def _fill_window(self, now: float) -> None:
         while self.queue and len(self.inflight) < SEND_WINDOW:
+            if self.next_send_id > MAX_MSG_ID:
+                # 32-bit message ids on the wire: end the key state rather than wrap (the
+                # session turns this into a closed session, never an exception to its caller).
+                raise PacketIdExhausted("control channel message ids used up for this key")
             op, payload = self.queue.popleft()
             m = Outgoing(self.next_send_id, op, payload, now, self.initial_timeout)
             self.inflight[m.msg_id] = m

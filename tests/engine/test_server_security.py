@@ -258,3 +258,24 @@ def test_max_clients_reached_during_a_handshake_says_auth_failed_temp(pki):  # n
     closed = [e for e in b.events if isinstance(e, ev.SessionClosed)]
     assert failed and failed[0].message.startswith("TEMP") and closed and closed[0].restart
     assert [r.addr for r in d.clients] == [pa]
+
+
+def test_note_sent_starts_a_renegotiation_when_packet_ids_run_low(pki):  # noqa: F811
+    """The pump's data path: encrypt, send, note_sent(rec, now). A key near the end of its
+    packet-id space renegotiates; its soft reset comes out of take_outgoing, to the client."""
+    d = _mk_server(pki)
+    a = _mk_client(pki, pki["clients"][3])
+    addr = ("198.18.0.140", 1)
+    _pump(d, [(a, addr)])
+    rec = d.clients[0]
+    rec.session.send_key.send_pid = 0xFF000000
+    assert rec.session.encrypt(_icmp("198.19.0.1", a.pushed.ifconfig[0])) is not None
+    d.note_sent(rec, 2.0)
+    out = d.take_outgoing()
+    assert out and all(x == addr for _p, x in out)
+    assert any(p[0] >> 3 == 3 for p, _x in out), "no P_CONTROL_SOFT_RESET_V1 sent"
+    for p, _x in out:
+        a.receive(p, 2.0)
+    _pump(d, [(a, addr)], now=2.1)
+    assert rec.session.send_key.key_id == 1 and a.send_key.key_id == 1
+    assert d.next_deadline() is not None

@@ -181,3 +181,13 @@ def test_renegotiating_keys_share_one_decrypt_buffer(pki):
     assert len(live) >= 6
     assert len({id(dk.scratch) for dk in live}) == 1, "every key kept its own 128 KiB buffer"
     assert all(ks.tls is None for ks in s.keys.values() if ks.retired_at is not None)
+
+
+def test_control_message_ids_at_their_end_close_the_session_cleanly(pki):
+    c, s, link = _connected(pki)
+    ks = s.keys[s.newest_key_id]
+    ks.reliable.next_send_id = 0xFFFFFFFF + 1
+    c._send_text("PUSH_REQUEST")                 # the server answers nothing (already pushed) …
+    s._send_text("INFO,hello")                  # … but this needs a message id it does not have
+    link.run(lambda: s.closed, max_steps=20)     # must not raise
+    assert s.closed and "message ids" in _closed(s)[0].reason

@@ -57,3 +57,17 @@ def test_all_acked():
     assert not r.all_acked()
     r.process_acks([0])
     assert r.all_acked()
+
+
+def test_message_ids_never_wrap():
+    import pytest
+
+    from appliance.openvpn.errors import PacketIdExhausted
+    from appliance.openvpn.reliable import ReliableChannel
+    r = ReliableChannel()
+    r.next_send_id = 0xFFFFFFFF
+    r.enqueue(4, b"last")
+    assert [m.msg_id for m in r.due(0.0)] == [0xFFFFFFFF]
+    r.enqueue(4, b"one too many")
+    with pytest.raises(PacketIdExhausted):
+        r.due(0.0)
