@@ -11,7 +11,6 @@ so both stay testable on their own.
 """
 from __future__ import annotations
 
-from dataclasses import fields
 from typing import TYPE_CHECKING, Callable
 
 from . import ciphers, keyfiles, wrapping
@@ -106,26 +105,6 @@ def client_session_config(opts: Options, proto: str, username: str = "", passwor
                           advertise_ekm=advertise_ekm)
 
 
-def _access_settings(opts: Options, server_fields: set[str]) -> dict[str, bool]:
-    """ServerSettings fields carrying directives that decide who may connect. If this build's
-    dispatcher lacks one while the config sets it, the config is refused (file:line) rather than
-    the directive accepted and ignored."""
-    wanted = {  # ServerSettings field: (value, Options field for its line, directive)
-        "ccd_exclusive": (opts.ccd_exclusive, "ccd_exclusive", "ccd-exclusive"),
-        "force_cookie": (opts.tls_crypt_v2_force_cookie, "tls_crypt_v2_force_cookie", "tls-crypt-v2"),
-        "username_as_cn": (opts.username_as_common_name, "username_as_common_name", "username-as-common-name"),
-    }
-    out: dict[str, bool] = {}
-    for name, (value, opt_field, directive) in wanted.items():
-        if name in server_fields:
-            out[name] = value
-        elif value:
-            path, line = opts.source.get(opt_field, (opts.path, None))
-            raise ConfigError("not enforced by this build's server; refusing it rather than ignoring it",
-                              path, line, directive)
-    return out
-
-
 def server_settings(opts: Options, ccd_loader=None, passdb_text: str | None = None) -> "ServerSettings":
     """A server config → the dispatcher's settings (pool, pushes, per-client session configs)."""
     from .server import AddressPool, AddressPool6, ServerSettings
@@ -158,14 +137,15 @@ def server_settings(opts: Options, ccd_loader=None, passdb_text: str | None = No
         return session_config(opts, Role.SERVER, tls=tls, make_wrapper=lambda: None, peer_id=peer_id,
                               verify_user=verify_user)
 
-    access = _access_settings(opts, {f.name for f in fields(ServerSettings)})
     return ServerSettings(
         session_config=per_client, protection=kind, static_key=static_key,
         key_direction=opts.key_direction, auth_digest=opts.auth or "SHA1", v2_server_key=v2key, pool=pool,
         pool6=AddressPool6(opts.server_ipv6) if opts.server_ipv6 else None,
         push=push, client_to_client=opts.client_to_client, duplicate_cn=opts.duplicate_cn,
         max_clients=opts.max_clients, hand_window=opts.hand_window, ccd=ccd_loader,
-        tcp=opts.proto == "tcp", **access,
+        tcp=opts.proto == "tcp", ccd_exclusive=opts.ccd_exclusive, force_cookie=opts.tls_crypt_v2_force_cookie,
+        username_as_cn=opts.username_as_common_name, connect_freq=opts.connect_freq,
+        connect_freq_initial=opts.connect_freq_initial,
     )
 
 

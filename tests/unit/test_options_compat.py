@@ -231,3 +231,31 @@ def test_check_shows_the_mss_openvpn_would_clamp_to():
     assert line == [f"tcp-mss = {want}   # derived: mssfix, proto, data-ciphers (OpenVPN 2.6 rules)"]
     off = parse_config(BASE + "mssfix 0\n", "/p/c.ovpn", _no_files)
     assert "tcp-mss = {'udp': None}" in render_options(off)
+
+
+SERVER = ("mode server\ntls-server\nserver 198.19.0.0 255.255.255.0\ndev tun\ndh none\n"
+          "<ca>\nX\n</ca>\n<cert>\nX\n</cert>\n<key>\nX\n</key>\n")
+
+
+def test_access_directives_reach_the_server_settings(monkeypatch):
+    """ccd-exclusive, force-cookie, username-as-common-name and connect-freq(-initial) are enforced
+    by the dispatcher, so they must arrive there (tests/engine/test_server_security.py enforces)."""
+    from appliance.openvpn import settings
+    monkeypatch.setattr(settings, "tls_settings", lambda o, s: None)
+    monkeypatch.setattr(settings.keyfiles, "parse_tls_crypt_v2_server_key", lambda k: b"k" * 128)
+    o = parse_config(SERVER + "client-config-dir /ccd\nccd-exclusive\nusername-as-common-name\n"
+                     "connect-freq 5 10\nconnect-freq-initial 50 20\n"
+                     "<tls-crypt-v2>\nV2\n</tls-crypt-v2>\ntls-crypt-v2 [inline] force-cookie\n",
+                     "/p/s.conf", _no_files)
+    st = settings.server_settings(o)
+    assert (st.ccd_exclusive, st.force_cookie, st.username_as_cn) == (True, True, True)
+    assert st.connect_freq == (5, 10) and st.connect_freq_initial == (50, 20)
+    st2 = settings.server_settings(parse_config(SERVER, "/p/s.conf", _no_files))
+    assert (st2.ccd_exclusive, st2.force_cookie, st2.username_as_cn, st2.connect_freq) == (False, False, False, None)
+    assert st2.connect_freq_initial == (100, 10)      # OpenVPN's default
+
+
+@pytest.mark.parametrize("line", ["connect-freq 0 10", "connect-freq 5", "connect-freq-initial 5 x"])
+def test_connect_freq_arguments_are_checked(line):
+    e = _one_error(SERVER + line + "\n")
+    assert e.directive.startswith("connect-freq")

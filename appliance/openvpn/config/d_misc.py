@@ -98,8 +98,22 @@ reg.refuse("auth-user-pass-optional", "with auth-user-pass-verify every client m
            access=True)
 reg.refuse("client-cert-not-required", "removed in OpenVPN 2.5; use `verify-client-cert none`", access=True)
 reg.refuse("ns-cert-type", "removed in OpenVPN 2.5; use `remote-cert-tls`", access=True)
-reg.refuse("connect-freq connect-freq-initial", "connection rate limits are not implemented: refusing rather "
-           "than accepting connections OpenVPN would turn away", access=True)
+
+
+@reg.apply("connect-freq", why="server: at most N new client sessions per SEC seconds (OpenVPN's rate limit)",
+           sets=("connect_freq",), used_by="server", nargs=(2, 2), access=True)
+def _connect_freq(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
+    n, sec = p.int_arg(d, a[0], 1, 2**31), p.int_arg(d, a[1], 1, 2**31)
+    if n is not None and sec is not None:
+        p.set("connect_freq", (n, sec))
+
+
+@reg.apply("connect-freq-initial", why="server: at most N stateless answers to first packets per SEC seconds",
+           sets=("connect_freq_initial",), used_by="server", nargs=(2, 2), access=True)
+def _connect_freq_initial(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
+    n, sec = p.int_arg(d, a[0], 1, 2**31), p.int_arg(d, a[1], 1, 2**31)
+    if n is not None and sec is not None:
+        p.set("connect_freq_initial", (n, sec))
 reg.refuse("management-client-auth", "the management interface is not supported", access=True)
 reg.refuse("tls-cert-profile", "certificate profiles are not implemented: refusing rather than accepting "
            "certificates the profile would reject", access=True)

@@ -131,6 +131,8 @@ class Options:
     client_to_client: bool = False
     duplicate_cn: bool = False
     max_clients: int = 1024
+    connect_freq: tuple[int, int] | None = None          # connect-freq N SEC: new sessions per SEC seconds
+    connect_freq_initial: tuple[int, int] = (100, 10)    # connect-freq-initial N SEC: stateless replies
     verify_client_cert: str = "require"
     auth_user_pass_verify: tuple[str, str] | None = None
     client_config_dir: str | None = None
