@@ -6,11 +6,17 @@ anything starts; a run that ends on an authentication failure or HALT exits 1.
 from __future__ import annotations
 
 import argparse
+import getpass
 import logging
 import os
 import sys
 
 from . import gateway
+from .bench import main as bench_main
+from .config.ovpn_import import import_profile
+from .config.schema import check_file
+from .openvpn.config import load_config, render_options
+from .openvpn.passdb import hash_password
 from .openvpn import settings
 from .run_toml import ask_credentials, run_toml
 from .openvpn.errors import ConfigError
@@ -26,15 +32,12 @@ def _setup_logging(verb: int) -> None:
 
 
 def _load(path: str):
-    from .openvpn.config import load_config
     return load_config(path)
 
 
 def cmd_check(args: argparse.Namespace) -> int:
     if args.file.endswith(".toml"):
-        from .config.schema import check_file
         return check_file(args.file)
-    from .openvpn.config import render_options
     try:
         opts = _load(args.file)
         _validate_runtime(opts)
@@ -73,12 +76,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from .bench import main as bench_main
     return bench_main(args.packets, args.ciphers, args.size)
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    from .config.ovpn_import import import_profile
     try:
         sys.stdout.write(import_profile(args.file))
     except ConfigError as e:
@@ -89,8 +90,6 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 def cmd_passwd(args: argparse.Namespace) -> int:
     """Print a `user:scrypt$...` line for an `auth-user-pass-verify FILE passdb` file."""
-    import getpass
-    from .openvpn.passdb import hash_password
     pw = sys.stdin.readline().rstrip("\n") if not sys.stdin.isatty() else getpass.getpass("Password: ")
     if ":" in args.user or not args.user:
         print("username must be non-empty and contain no ':'", file=sys.stderr)

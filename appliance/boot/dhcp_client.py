@@ -16,6 +16,8 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from pyroute2 import IPRoute
+
 log = logging.getLogger("vpn-appliance")
 MAGIC = b"\x63\x82\x53\x63"
 DISCOVER, OFFER, REQUEST, DECLINE, ACK, NAK = 1, 2, 3, 4, 5, 6
@@ -82,7 +84,6 @@ class Lease:
 
     def stop(self) -> None:
         self._stop.set()
-        from pyroute2 import IPRoute
         with IPRoute() as ipr:
             idx = ipr.link_lookup(ifname=self.ifname)
             if idx:
@@ -134,7 +135,6 @@ def _wait(s: socket.socket, xid: int, kinds: set[int], timeout: float) -> Reply 
 
 
 def _apply(ifname: str, ack: Reply) -> Lease:
-    from pyroute2 import IPRoute
     mask = socket.inet_ntoa(ack.options[1]) if len(ack.options.get(1, b"")) == 4 else "255.255.255.0"
     prefix = ipaddress.IPv4Network(f"0.0.0.0/{mask}").prefixlen
     router = socket.inet_ntoa(ack.options[3][:4]) if len(ack.options.get(3, b"")) >= 4 else None

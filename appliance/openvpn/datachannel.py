@@ -23,14 +23,11 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from . import ciphers
 from .ciphers import AEAD_TAG_LEN as TAG_LEN
-from .ciphers import MAX_OVERHEAD, is_supported  # noqa: F401 - re-exported (callers import them from here)
+from .ciphers import MAX_OVERHEAD
 from .errors import BadPacket
 from .keys import digest_size
 from .opcodes import DATA_V1_BASE, DATA_V2_BASE, NO_PEER_ID
 from .replay import DEFAULT_SIZE, DEFAULT_TIME_LIMIT, ReplayWindow
-
-# Kept for callers of the old names; the registry (ciphers.py) is the one source.
-SUPPORTED_CIPHERS = tuple(ciphers.REGISTRY)
 
 _pack_pid = struct.Struct("!I").pack_into
 _unpack_pid = struct.Struct("!I").unpack_from

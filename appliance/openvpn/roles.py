@@ -16,7 +16,7 @@ import hmac
 from typing import TYPE_CHECKING
 
 from . import events as ev
-from .datachannel import is_supported
+from .ciphers import is_supported
 from .errors import BadPacket, ClientRefused, RemoteProtocolError
 from .keymethod import KeyMethod2, PushRejected, build_push_reply, parse_push_reply_untrusted, peer_info_int
 from .keystate import KS, KeyState

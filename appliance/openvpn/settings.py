@@ -11,17 +11,16 @@ so both stay testable on their own.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable
+from typing import Callable
 
 from . import ciphers, keyfiles, wrapping
 from .config import MSSFIX_DEFAULT, Options
 from .errors import ConfigError
+from .mss import INNER_HEADERS, encap_room
+from .passdb import PasswordDb
+from .server import AddressPool, AddressPool6, ServerSettings
 from .session import Role, SessionConfig
 from .tls import TlsSettings, build_context
-from .mss import INNER_HEADERS, encap_room
-
-if TYPE_CHECKING:
-    from .server import ServerSettings
 
 
 def protection(opts: Options) -> str:
@@ -105,9 +104,8 @@ def client_session_config(opts: Options, proto: str, username: str = "", passwor
                           advertise_ekm=advertise_ekm)
 
 
-def server_settings(opts: Options, ccd_loader=None, passdb_text: str | None = None) -> "ServerSettings":
+def server_settings(opts: Options, ccd_loader=None, passdb_text: str | None = None) -> ServerSettings:
     """A server config → the dispatcher's settings (pool, pushes, per-client session configs)."""
-    from .server import AddressPool, AddressPool6, ServerSettings
     if opts.role != "server":
         raise ConfigError("not a server configuration (needs `server` or `mode server` + `tls-server`)")
     push = list(opts.push)
@@ -123,7 +121,6 @@ def server_settings(opts: Options, ccd_loader=None, passdb_text: str | None = No
         pool = AddressPool(net, mask, opts.topology or "net30", start, end)
     verify_user = None
     if opts.auth_user_pass_verify:
-        from .passdb import PasswordDb
         if passdb_text is None:
             raise ConfigError("auth-user-pass-verify: password file not loaded")
         verify_user = PasswordDb.parse(passdb_text, opts.auth_user_pass_verify[0]).verify

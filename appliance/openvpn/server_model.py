@@ -1,0 +1,87 @@
+"""What the server dispatcher works with: its settings (built from a server config by
+settings.server_settings), one record per client, and a client's unwrapped tls-crypt-v2 key."""
+from __future__ import annotations
+
+import base64
+import ipaddress
+import secrets
+from dataclasses import dataclass, field
+from typing import Callable, NamedTuple
+
+from . import keyfiles
+from .addresspool import AddressPool, AddressPool6
+from .session import Session, SessionConfig
+
+
+@dataclass
+class ClientRecord:
+    """One connected client: its session, where it is, and which inner addresses it owns."""
+    session: Session
+    addr: object
+    peer_id: int
+    vaddr: str | None = None
+    vaddr_packed: bytes = b""            # the same, as it stands in packet headers (hot-path compares)
+    vmask: str | None = None
+    vaddr6: str | None = None
+    iroutes: list[ipaddress.IPv4Network] = field(default_factory=list)
+    common_name: str | None = None
+    tcp: bool = False
+    extra_push: list[str] = field(default_factory=list)
+    push_reset: bool = False
+    v2_metadata: str | None = None       # what the client's tls-crypt-v2 key says about it
+    # dispatcher bookkeeping (not for the pump)
+    armed: float | None = None           # deadline of this record's live entry in the timer heap
+    alive: bool = True                   # False once forgotten: its heap entries are stale
+    half_open: bool = True               # counted as a handshake in progress (until TunnelUp)
+    unverified: bytes | None = None      # cookie-less (address unproven): the client's session id
+    source: object = None                # the host it first came from (per-source handshake count)
+
+
+class V2Key(NamedTuple):
+    """A client's tls-crypt-v2 key as unwrapped from its first packet."""
+    kc: bytes
+    metadata_type: int
+    metadata: bytes
+
+    def describe(self) -> str:
+        """The metadata for the log (OpenVPN hands it to a verify script; we run none)."""
+        t, m = self.metadata_type, self.metadata
+        if t == keyfiles.METADATA_TYPE_TIMESTAMP and len(m) == 8:
+            return f"key made at Unix time {int.from_bytes(m, 'big', signed=True)}"
+        if t == keyfiles.METADATA_TYPE_USER:
+            return "user metadata " + (base64.b64encode(m).decode() if m else "(empty)")
+        return f"metadata type {t}, {len(m)} bytes"
+
+
+@dataclass
+class ServerSettings:
+    """Everything the dispatcher needs, built from a server config by the caller."""
+    session_config: Callable[[int], SessionConfig]   # peer_id -> a server-role SessionConfig
+    protection: str                                  # none | tls-auth | tls-crypt | tls-crypt-v2
+    static_key: bytes | None = None                  # tls-auth / tls-crypt key
+    key_direction: int | None = None
+    auth_digest: str = "SHA1"
+    v2_server_key: bytes | None = None
+    pool: AddressPool | None = None
+    pool6: AddressPool6 | None = None
+    push: list[str] = field(default_factory=list)
+    client_to_client: bool = False
+    duplicate_cn: bool = False
+    max_clients: int = 1024
+    hand_window: int = 60
+    ccd: Callable[[str], object] | None = None       # common name -> parsed ccd (or None)
+    ccd_exclusive: bool = False
+    tcp: bool = False
+    random_bytes: Callable[[int], bytes] = secrets.token_bytes
+    # Admission limits (OpenVPN names in brackets). connect_freq: at most N new sessions per SEC
+    # seconds [connect-freq, off by default]; connect_freq_initial: at most N stateless reset
+    # answers per SEC seconds [connect-freq-initial 100 10].
+    connect_freq: tuple[int, int] | None = None
+    connect_freq_initial: tuple[int, int] = (100, 10)
+    # tls-crypt-v2 clients that cannot do the cookie exchange (no early negotiation) are refused
+    # [tls-crypt-v2 ... force-cookie]; without it they get state at once, within the bounds below.
+    force_cookie: bool = False
+    username_as_cn: bool = False                     # [username-as-common-name]
+    max_half_open: int = 256                         # handshakes in progress, all sources
+    max_half_open_per_source: int = 8                # handshakes in progress from one IP address
+    max_unverified: int = 32                         # of those, created without a cookie exchange
