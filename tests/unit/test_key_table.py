@@ -172,3 +172,34 @@ def test_required_key_and_enum_messages_come_from_the_entry(tmp_path):
         f"{p}:8: [lan]: needs `address = \"198.18.50.1/24\"` (the appliance's address on the LAN)"]
     assert _errors(BASE.replace('role = "client"', 'role = "peer"'), p, SECTIONS) == [
         f"{p}:6: vpn.role: 'peer' is not one of client|server"]
+
+
+def test_readme_full_example_loads(tmp_path):
+    """The README's example uses only keys of the table, with values the table accepts."""
+    text = README.read_text()
+    example = text[text.index("## Full example"):]
+    example = example[example.index("```toml\n") + 8:]
+    example = example[:example.index("```")]
+    (tmp_path / "client.ovpn").write_text(OVPN)
+    cfg = parse_appliance_config(example, str(tmp_path / "appliance.toml"))
+    assert cfg.lan is not None and cfg.vpn.config == str(tmp_path / "client.ovpn")
+
+
+def test_import_template_comments_name_only_known_keys():
+    """`vpn-appliance import` writes commented-out alternatives (`# address = ...`): they must be
+    keys of the section they are in, so uncommenting one never gives "unknown key"."""
+    from appliance.config import ovpn_import
+    known = {s.name: set(s.key_names) for s in SECTIONS}
+    checked = 0
+    for template in (ovpn_import._TEMPLATE, ovpn_import._LAN_CLIENT, ovpn_import._LAN_SERVER):
+        section = None
+        for line in template.splitlines():
+            m = re.match(r"#?\s*\[([a-z]+)\]", line)
+            if m:
+                section = m.group(1)
+                continue
+            names = re.findall(r"^#?\s*([a-z_]+) = ", line) + re.findall(r"# or: ([a-z_]+) = ", line)
+            for name in names:
+                assert section is not None and name in known[section], (section, line)
+                checked += 1
+    assert checked >= 15
