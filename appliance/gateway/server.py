@@ -72,7 +72,6 @@ class ServerGateway:
         self.established_conns: set[int] = set()
         self._conn_ids = itertools.count(1)
         self.max_conns = settings.max_clients + 64
-        self.to_tun: list = []
         self.sends: dict = {}
         self.result: int | None = None
         self.listen_addr: tuple[str, int] | None = None
@@ -151,7 +150,8 @@ class ServerGateway:
         assert self.udp is not None
         now = self.clock()
         from_link = self.dp.from_link
-        to_tun, sends = self.to_tun, self.sends
+        assert self.tun is not None
+        to_tun, sends = self.tun.queue, self.sends
         for pkt, src in self.udp.recv_batch(BATCH):
             try:
                 from_link(pkt, src, now, to_tun, sends)
@@ -218,7 +218,7 @@ class ServerGateway:
         now = self.clock()
         for pkt in pkts:
             try:
-                self.dp.from_link(pkt, cid, now, self.to_tun, self.sends)
+                self.dp.from_link(pkt, cid, now, self.tun.queue, self.sends)
             except Exception:  # noqa: BLE001 - our bug on this client's packet: its connection ends
                 self.faults.internal("a client packet")
                 self._end_peer(cid)
@@ -263,12 +263,6 @@ class ServerGateway:
             for rec, exc in failed:
                 self.faults.internal_exc("sealing for a client", exc)
                 self._end_peer(rec.addr)
-        if self.to_tun:
-            assert self.tun is not None
-            queue = self.tun.queue
-            for p in self.to_tun:
-                queue(p)
-            self.to_tun.clear()
         if self.tun is not None:
             self.tun.flush()
         if self.auth is not None:
