@@ -209,6 +209,9 @@ class MemoryStreamSocket:
     def setsockopt(self, *a) -> None:
         pass
 
+    def getsockopt(self, *a) -> int:
+        return 0                               # SO_ERROR: connected (the connect is immediate here)
+
     def fileno(self) -> int:
         return self.fd
 
@@ -338,10 +341,12 @@ class MemoryPorts:
         self.udp_sockets.append(s)
         return UdpTransport(local, remote, sock=s)
 
-    def tcp_connect(self, remote, timeout) -> TcpTransport:  # noqa: ANN001
+    def tcp_connect(self, remote) -> TcpTransport:  # noqa: ANN001
         s = stream_connect(self.net, self.ip, remote)
         self.streams.append(s)
-        return TcpTransport(s)
+        t = TcpTransport(s)
+        t.connecting = True          # as a non-blocking connect: the gateway waits for writability
+        return t
 
     def tcp_listen(self, local) -> TcpListener:  # noqa: ANN001
         addr = (self.ip if local[0] in ("0.0.0.0", "::") else local[0], local[1])

@@ -9,6 +9,7 @@ connection, and the client starts over; only our own TUN or socket failing ends 
 from __future__ import annotations
 
 import logging
+import os
 import random
 from dataclasses import dataclass
 from typing import Protocol
@@ -47,6 +48,7 @@ class Connection:
     session: Session
     dp: ClientDataPath
     was_up: bool = False
+    connecting: bool = False           # TCP: the non-blocking connect is still under way
 
 
 class ClientGateway:
@@ -132,7 +134,7 @@ class ClientGateway:
             addr = self.ports.resolve(remote.host, remote.port, remote.proto, self.opts.proto_family)
             if remote.proto == "tcp":
                 log.info("connecting to %s over TCP", fmt_addr(addr))
-                link: UdpLink | TcpLink = TcpLink(self.ports.tcp_connect(addr, poll))
+                link: UdpLink | TcpLink = TcpLink(self.ports.tcp_connect(addr))
             else:
                 log.info("connecting to %s over UDP", fmt_addr(addr))
                 link = UdpLink(self.ports.udp(None, addr))
@@ -147,6 +149,10 @@ class ClientGateway:
         self.conn = c = Connection(remote, addr, link, s, ClientDataPath(s, rule))
         self.pump.watch(link, self._on_link_read, self._on_link_write)
         self.pump.timers.arm("poll", now + poll, self._on_poll_timeout)
+        if isinstance(link, TcpLink) and link.t.connecting:
+            c.connecting = True          # the session starts once the connect completes
+            self.pump.want_write(link, True, self._on_link_read, self._on_link_write)
+            return
         s.start(now)
         self._after_engine(c)
 
@@ -188,6 +194,9 @@ class ClientGateway:
         c = self.conn
         if c is None:
             return
+        if c.connecting:
+            self._on_link_write()        # a failed connect shows as readable too
+            return
         try:
             pkts = c.link.recv_packets()
         except (ConnectionError, OSError) as e:
@@ -211,6 +220,19 @@ class ClientGateway:
     def _on_link_write(self) -> None:
         c = self.conn
         if c is None:
+            return
+        if c.connecting:
+            c.connecting = False
+            self.pump.want_write(c.link, False, self._on_link_read, self._on_link_write)
+            assert isinstance(c.link, TcpLink)
+            err = c.link.t.connect_error()
+            if err:
+                log.warning("cannot reach %s (tcp): %s", fmt_addr(c.addr), os.strerror(err))
+                self._schedule_retry(was_up=False)
+                return
+            now = self.clock()
+            c.session.start(now)
+            self._after_engine(c)
             return
         try:
             if c.link.flush():
