@@ -1,0 +1,323 @@
+"""Adversarial review of the pump core (gateway/, transport/, tun/device.py): each test shows one
+way a peer or the local environment makes the gateway misbehave. They are expected failures
+(xfail strict) until the lead fixes the product code; a fix turns them into XPASS, which fails the
+suite as a reminder to drop the marker.
+
+Attackers, as in the review brief: no keys; the tls-auth/tls-crypt key (shared in every profile);
+an authenticated client; a malicious server; a hostile local environment."""
+from __future__ import annotations
+
+import errno
+import signal
+import socket
+import threading
+
+import pytest
+
+from appliance.gateway import server as server_mod
+from appliance.gateway.auth import AuthChecker
+from appliance.gateway.loop import Signals
+from appliance.openvpn import server as engine_server
+from appliance.openvpn.datachannel import DataKey
+from appliance.transport.udp import UdpTransport
+from tests.fakes import stream_connect
+from tests.gateway.conftest import SERVER_IP, World, client_conf, ipv4_udp, server_conf
+from tests.gateway.test_faults import hard_reset, served
+from tests.gateway.test_tunnel import _up
+
+
+def framed(p: bytes) -> bytes:
+    return len(p).to_bytes(2, "big") + p
+
+
+def _accept(w: World, s) -> int:
+    """Step the server until it accepted `s`; -> the connection id."""
+    for _ in range(5):
+        w.server.pump.step(block=False)
+        for cid, link in w.server.conns.items():
+            if link.t.sock is s.peer:
+                return cid
+    raise AssertionError("not accepted")
+
+
+# ------------------------------------------------------------------ starvation / loop blocking
+@pytest.mark.xfail(strict=True, reason="server.py _on_conn_read: one TCP recv (256 KiB) is framed into "
+                   "every packet it holds and all go through the engine in one wake-up; UDP stops at BATCH")
+def test_one_tcp_connection_gets_a_bounded_share_of_a_wake_up(pki):
+    """No keys needed: 3-byte frames (a 1-byte packet each) cost one dispatcher call each, 87k per
+    recv, all inside one handler call while every other client, timer and signal waits."""
+    w = World()
+    w.add_server(server_conf(pki, "tcp-server"))
+    s = stream_connect(w.net, "198.18.0.77", (SERVER_IP, 1194))
+    _accept(w, s)
+    calls = []
+    real = w.server.d.receive
+
+    def receive(packet, addr, now):
+        calls.append(addr)
+        return real(packet, addr, now)
+    w.server.d.receive = receive
+    s.send(framed(b"\x00") * 80_000)
+    w.server.pump.step(block=False)
+    assert len(calls) <= 4 * server_mod.BATCH, f"{len(calls)} packets of one connection in one wake-up"
+
+
+@pytest.mark.xfail(strict=True, reason="engine server.py _other_session on TCP: every hard reset with a new "
+                   "session id drops the session and builds a new Session (TLS state) at once; one recv of "
+                   "resets builds thousands in one wake-up (needs no key with protection none, else the "
+                   "tls-auth/tls-crypt key every profile carries)")
+def test_hard_resets_on_one_tcp_connection_cannot_stall_the_loop(pki, monkeypatch):
+    w = World()
+    w.add_server(server_conf(pki, "tcp-server", protection="none"))
+    s = stream_connect(w.net, "198.18.0.77", (SERVER_IP, 1194))
+    _accept(w, s)
+    made = []
+    real = engine_server.Session
+
+    def counting(*a, **k):
+        made.append(1)
+        return real(*a, **k)
+    monkeypatch.setattr(engine_server, "Session", counting)
+    blob = b"".join(framed(hard_reset(k.to_bytes(8, "big"))) for k in range(1, 16_000))
+    s.send(blob[:262_144])
+    w.server.pump.step(block=False)
+    assert len(made) <= 8, f"{len(made)} sessions built for one connection in one wake-up"
+
+
+# ------------------------------------------------------------------ identities and stale records
+@pytest.mark.xfail(strict=True, reason="gateway/server.py _drain_events closes the connection on the OLD "
+                   "record's SessionClosed, although engine _other_session just made a NEW record for the "
+                   "same connection id: that record outlives its connection (until hand-window)")
+def test_a_second_hard_reset_on_a_tcp_connection_leaves_no_record_without_a_connection(pki):
+    w = World()
+    w.add_server(server_conf(pki, "tcp-server", protection="none"))
+    s = stream_connect(w.net, "198.18.0.77", (SERVER_IP, 1194))
+    _accept(w, s)
+    s.send(framed(hard_reset(b"\x01" * 8)))
+    w.server.pump.step(block=False)
+    s.send(framed(hard_reset(b"\x02" * 8)))
+    w.server.pump.step(block=False)
+    w.server.pump.step(block=False)
+    orphans = [a for a in w.server.d.by_addr if isinstance(a, int) and a not in w.server.conns]
+    assert not orphans, f"records for closed connections {orphans} (half-open slots held)"
+
+
+# ------------------------------------------------------------------ resource exhaustion
+@pytest.mark.xfail(strict=True, reason="server.py _on_accept: the only limit is len(conns) >= max_clients+64, "
+                   "with no per-source share and no eviction of handshake-less connections; one address "
+                   "holding that many idle connections locks every client out (no key needed, tls-crypt too)")
+def test_one_address_cannot_take_every_tcp_slot(pki):
+    w = World()
+    w.add_server(server_conf(pki, "tcp-server", extra="max-clients 2"))
+    idle = []
+    for _ in range(w.server.max_conns):
+        idle.append(stream_connect(w.net, "198.18.0.66", (SERVER_IP, 1194)))
+        w.server.pump.step(block=False)
+    assert len(w.server.conns) == w.server.max_conns
+    w.add_client(client_conf(pki, proto="tcp-client"))
+    assert w.run(lambda: _up(w), max_time=30), "a real client could not connect while one address held every slot"
+
+
+@pytest.mark.xfail(strict=True, reason="auth.py _admit: MAX_PENDING (32) is shared by all sources and a "
+                   "source is one exact address, so 16 addresses (one IPv6 /64) keep every check slot busy "
+                   "and everyone else's login is refused without a check")
+def test_a_few_addresses_cannot_fill_the_password_queue_for_everyone():
+    gate = threading.Event()
+    a = AuthChecker(lambda u, p, cn: gate.wait(10) and False, clock=lambda: 0.0)
+    try:
+        for i in range(16):
+            for k in range(2):
+                assert a.submit((i, k), f"2001:db8::{i + 1:x}", "u", "p", None) is None
+        why = a.submit("victim", "198.51.100.7", "alice", "right", None)
+        assert why is None, why
+    finally:
+        gate.set()
+        a.close()
+
+
+@pytest.mark.xfail(strict=True, reason="loop.py TimerHeap.arm pushes a new entry whenever a key's deadline "
+                   "changes and cancel() leaves the entry; stale entries are only dropped when they reach "
+                   "the top, so a deadline that moves every wake-up (the client's 'engine' timer follows "
+                   "last_send + ping) grows the heap by one entry per wake-up")
+def test_timer_heap_stays_proportional_to_live_timers_under_traffic(pki):
+    w = World()
+    w.add_server(server_conf(pki))
+    w.add_client(client_conf(pki))
+    served(w)
+    c = w.clients[0]
+    for i in range(2000):
+        c.net.tun.inject(ipv4_udp(w.client_addr(), "198.19.0.1", b"%d" % i))
+        w.server_net.tun.inject(ipv4_udp("198.19.0.1", w.client_addr(), b"%d" % i))
+        w.server.pump.step(block=False)
+        c.pump.step(block=False)
+        c.pump.timers.next_deadline()          # as a blocking wait does
+        w.clock.advance(0.001)
+    t = c.pump.timers
+    assert len(t._heap) <= 4 * len(t) + 64, f"{len(t._heap)} heap entries for {len(t)} live timers"
+
+
+@pytest.mark.xfail(strict=True, reason="loop.py TimerHeap.cancel leaves the heap entry: each TCP connection "
+                   "that comes and goes leaves its ('hand-window', cid) entry for hand-window seconds")
+def test_connection_churn_leaves_no_stale_timer_entries(pki):
+    w = World()
+    w.add_server(server_conf(pki, "tcp-server"))
+    for _ in range(3000):
+        s = stream_connect(w.net, "198.18.0.66", (SERVER_IP, 1194))
+        w.server.pump.step(block=False)
+        s.abort()
+        w.server.pump.step(block=False)
+    t = w.server.pump.timers
+    t.next_deadline()
+    assert not w.server.conns
+    assert len(t._heap) <= 4 * len(t) + 64, f"{len(t._heap)} heap entries for {len(t)} live timers"
+
+
+# ------------------------------------------------------------------ hostile local environment
+class _RefusingSock:
+    """A UDP socket whose every receive reports an ICMP error (ECONNREFUSED), as a stream of
+    spoofed port-unreachables towards the client's connected socket does."""
+
+    def __init__(self, errors: int) -> None:
+        self.errors = errors
+        self.calls = 0
+
+    def setsockopt(self, *a):
+        if a[0] == 17:
+            raise OSError(errno.ENOPROTOOPT, "no GRO")
+
+    def setblocking(self, flag):
+        pass
+
+    def recvfrom_into(self, view):
+        self.calls += 1
+        if self.errors:
+            self.errors -= 1
+            raise ConnectionRefusedError(errno.ECONNREFUSED, "Connection refused")
+        raise BlockingIOError(errno.EAGAIN, "EAGAIN")
+
+
+@pytest.mark.xfail(strict=True, reason="udp.py recv_batch: `except ConnectionRefusedError: continue` does not "
+                   "count towards max_datagrams, so a socket that keeps reporting errors is read without "
+                   "bound in one handler call (forever if they keep coming)")
+def test_udp_receive_errors_do_not_extend_a_batch_without_bound():
+    sock = _RefusingSock(100_000)
+    t = UdpTransport(None, None, sock=sock)
+    t.recv_batch(64)
+    assert sock.calls <= 2 * 64, f"{sock.calls} receive calls for one batch of 64"
+
+
+@pytest.mark.xfail(strict=True, reason="tun/device.py read_batch: a read of <= hlen bytes `continue`s without "
+                   "counting, so a device returning empty reads is read without bound (an EOF-like 0 forever "
+                   "spins the loop)")
+def test_tun_empty_reads_do_not_extend_a_batch_without_bound():
+    from appliance.tun.device import TunDevice
+    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    try:
+        b.setblocking(False)
+        n = 0
+        try:
+            for _ in range(150):
+                a.send(b"")
+                n += 1
+        except BlockingIOError:
+            pass
+        dev = TunDevice.__new__(TunDevice)
+        dev.fd, dev.hlen, dev._pool, dev.name = b.fileno(), 0, [], "fake"
+        dev.stats = {"read": 0, "super_packets": 0, "segments": 0}
+        dev.read_batch(4)
+        left = 0
+        try:
+            while True:
+                b.recv(16)
+                left += 1
+        except BlockingIOError:
+            pass
+        assert n - left <= 2 * 4, f"one read_batch(4) consumed {n - left} reads"
+    finally:
+        a.close()
+        b.close()
+
+
+# ------------------------------------------------------------------ signals and shutdown
+class _SignalPort:
+    """Stands in for Signals on a MemoryNet: readable once `fire()` was called."""
+
+    def __init__(self, net) -> None:
+        self.fd = 99_999
+        net.by_fd[self.fd] = self
+        self.stop = False
+        self.hit = False
+
+    def fileno(self):
+        return self.fd
+
+    def fire(self):
+        self.stop = self.hit = True
+
+    def readable(self):
+        return self.hit
+
+    def writable(self):
+        return False
+
+    def drain(self):
+        self.hit = False
+
+
+@pytest.mark.xfail(strict=True, reason="server.py request_stop: d.close_all() (exit notifications) is not "
+                   "contained; if one session's sealing raises, the handler fails before result is set, the "
+                   "pump counts an internal error and goes on: SIGTERM never stops the server")
+def test_sigterm_stops_the_server_even_if_one_exit_notification_raises(pki, monkeypatch):
+    w = World()
+    w.add_server(server_conf(pki))
+    w.add_client(client_conf(pki))
+    served(w)
+    sig = _SignalPort(w.net)
+    w.server.signals = sig
+    w.server.pump.watch(sig, w.server._on_signal)
+
+    def boom(self, payload):
+        raise OverflowError("packet id space exhausted")
+    monkeypatch.setattr(DataKey, "seal", boom)
+    for _ in range(3):          # SIGTERM three times
+        sig.fire()
+        w.server.pump.step(block=False)
+    assert w.server.result == 0, f"server still running after SIGTERM: {w.server.faults.counts}"
+
+
+@pytest.mark.xfail(strict=True, reason="client.py request_stop only catches ConnectionError/OSError around "
+                   "session.close(); any other exception leaves result unset: SIGTERM never stops the client")
+def test_sigterm_stops_the_client_even_if_its_exit_notification_raises(pki, monkeypatch):
+    w = World()
+    w.add_server(server_conf(pki))
+    w.add_client(client_conf(pki, extra="explicit-exit-notify 1"))
+    served(w)
+    c = w.clients[0]
+    sig = _SignalPort(w.net)
+    c.signals = sig
+    c.pump.watch(sig, c._on_signal)
+
+    def boom(self, payload):
+        raise OverflowError("packet id space exhausted")
+    monkeypatch.setattr(DataKey, "seal", boom)
+    monkeypatch.setattr(c.conn.session, "cc_exit", False)      # a server without cc-exit: OCC exit packets
+    for _ in range(3):
+        sig.fire()
+        c.pump.step(block=False)
+    assert c.result == 0, f"client still running after SIGTERM: {c.faults.counts}"
+
+
+@pytest.mark.xfail(strict=True, reason="loop.py Signals.install handles SIGINT/SIGTERM only, although its "
+                   "docstring promises SIGHUP/SIGUSR2 'noted': their default action kills the process with no "
+                   "exit notification and no cleanup (routes, TUN) — `kill -HUP` as for OpenVPN")
+def test_sighup_and_sigusr2_do_not_kill_the_process():
+    s = Signals()
+    before = {n: signal.getsignal(n) for n in (signal.SIGHUP, signal.SIGUSR2)}
+    s.install()
+    try:
+        for n in (signal.SIGHUP, signal.SIGUSR2):
+            assert signal.getsignal(n) not in (signal.SIG_DFL, None), f"{signal.Signals(n).name} keeps its default: terminate"
+    finally:
+        s.uninstall()
+        for n, h in before.items():
+            signal.signal(n, h)
