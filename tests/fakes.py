@@ -409,8 +409,36 @@ class ChannelTun:
         return True
 
 
+class PooledChannelTun(ChannelTun):
+    """A ChannelTun whose read_batch behaves like TunDevice's: views into a small pool of reused
+    buffers, valid only until the next read_batch. Each read_batch first poisons the whole pool,
+    so a view kept past its lifetime reads 0xEE bytes instead of quietly staying right."""
+
+    POISON = 0xEE
+
+    def __init__(self, net: MemoryNet, name: str = "tun-mem") -> None:
+        super().__init__(net, name)
+        self._pool: list[bytearray] = []
+
+    def read_batch(self, max_packets: int = 64) -> list:
+        for b in self._pool:
+            b[:] = bytes([self.POISON]) * len(b)
+        out = []
+        while self.inbox and len(out) < max_packets:
+            p = self.inbox.popleft()
+            if len(out) == len(self._pool):
+                self._pool.append(bytearray(HEADROOM + 65535))
+            buf = self._pool[len(out)]
+            buf[HEADROOM:HEADROOM + len(p)] = p
+            out.append(memoryview(buf)[HEADROOM:HEADROOM + len(p)])
+        self.stats["read"] += len(out)
+        return out
+
+
 class FakeTunnelNetwork:
     """The client's TunnelNet: a ChannelTun and a record of what was pushed."""
+
+    tun_class = ChannelTun      # PooledChannelTun: TunDevice's buffer lifetimes
 
     def __init__(self, net: MemoryNet) -> None:
         self.net = net
@@ -422,7 +450,7 @@ class FakeTunnelNetwork:
         if pushed is None or pushed.ifconfig is None:
             raise RuntimeError("server pushed no ifconfig")
         if self.tun is None:
-            self.tun = ChannelTun(self.net, "tun-client")
+            self.tun = self.tun_class(self.net, "tun-client")
         self.pushed = pushed
         self.applied += 1
 
@@ -432,12 +460,14 @@ class FakeTunnelNetwork:
 
 
 class FakeServerNet:
+    tun_class = ChannelTun      # PooledChannelTun: TunDevice's buffer lifetimes
+
     def __init__(self, net: MemoryNet) -> None:
         self.net = net
         self.tun: ChannelTun | None = None
 
     def open(self) -> ChannelTun:
-        self.tun = ChannelTun(self.net, "tun-server")
+        self.tun = self.tun_class(self.net, "tun-server")
         return self.tun
 
     def close(self) -> None:
