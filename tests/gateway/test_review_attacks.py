@@ -429,3 +429,41 @@ def test_a_pushed_route_the_host_refuses_does_not_end_the_client(pki):
     c.net = _RefusingRoutesNet(c.net)
     w.run_for(20)
     assert c.result is None, "the client gave up for good (the appliance powers off)"
+
+
+@pytest.mark.xfail(strict=True, reason="keymethod.parse_push_reply_untrusted: `push-continuation 2` parts are "
+                   "merged into one PushedOptions with no cap on parts, routes or ignored options; a hostile "
+                   "server grows the client's memory for as long as it likes before the tunnel is up, and "
+                   "tunnel.py apply() then adds every route, one netlink round trip each, inside the loop")
+def test_a_server_cannot_push_an_unbounded_reply():
+    from appliance.openvpn.keymethod import parse_push_reply_untrusted
+    p = None
+    for i in range(2000):
+        routes = ",".join(f"route 10.{i % 250}.{k}.0 255.255.255.0" for k in range(10))
+        p = parse_push_reply_untrusted(f"PUSH_REPLY,{routes},x-junk-{i} {'a' * 200},push-continuation 2", p)
+    assert len(p.routes) <= 1000 and len(p.ignored) <= 1000, \
+        f"{len(p.routes)} routes and {len(p.ignored)} ignored options accepted from one server"
+
+
+@pytest.mark.xfail(strict=True, reason="client.py _on_link_read has the same unbounded TCP batch as the server: "
+                   "a hostile server's 256 KiB of 3-byte frames is 87k calls into the session in one wake-up, "
+                   "while the TUN, timers and signals wait")
+def test_a_hostile_server_gets_a_bounded_share_of_the_clients_wake_up(pki):
+    from tests.fakes import MemoryListenSocket
+    w = World()
+    hostile = ("198.18.0.5", 1194)
+    lst = MemoryListenSocket(w.net, hostile)
+    lst.bind(hostile)
+    c = w.add_client(client_conf(pki, proto="tcp-client", remotes=[hostile]))
+    w.run_for(0.1)
+    conn = lst.backlog.popleft()
+    calls = []
+    real = c.conn.dp.open
+
+    def open_(packet, now):
+        calls.append(1)
+        return real(packet, now)
+    c.conn.dp.open = open_
+    conn.send(framed(b"\x00") * 80_000)
+    c.pump.step(block=False)
+    assert len(calls) <= 4 * 64, f"{len(calls)} server packets in one wake-up"
