@@ -213,6 +213,7 @@ def test_tun_empty_reads_do_not_extend_a_batch_without_bound():
     from appliance.tun.device import TunDevice
     a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
     try:
+        a.setblocking(False)           # a short queue (net.unix.max_dgram_qlen) must not block the test
         b.setblocking(False)
         n = 0
         try:
@@ -232,6 +233,7 @@ def test_tun_empty_reads_do_not_extend_a_batch_without_bound():
                 left += 1
         except BlockingIOError:
             pass
+        assert n > 2 * 4, "could not queue enough empty reads to tell"
         assert n - left <= 2 * 4, f"one read_batch(4) consumed {n - left} reads"
     finally:
         a.close()
