@@ -9,6 +9,7 @@ queue is full. Refusals are counted by reason.
 """
 from __future__ import annotations
 
+import ipaddress
 import socket
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -19,6 +20,16 @@ Verify = Callable[[str, str, "str | None"], bool]
 MAX_PENDING = 32               # checks queued or running, all sources together
 PER_SOURCE_PENDING = 2         # at once, per source address
 PER_SOURCE_RATE = (10, 10.0)   # at most 10 checks per 10 s per source address (token bucket)
+
+
+def source_group(ip: str) -> str:
+    """The unit of per-source limits: an IPv4 address, or an IPv6 address's /64."""
+    if ":" not in ip:
+        return ip
+    try:
+        return str(ipaddress.IPv6Network(f"{ip}/64", strict=False))
+    except ValueError:
+        return ip
 
 
 class AuthChecker:
@@ -60,7 +71,9 @@ class AuthChecker:
             pass
 
     def submit(self, key: object, source: str, username: str, password: str, common_name: str | None) -> str | None:
-        """Queue a check; None when queued, else why it was refused without one."""
+        """Queue a check; None when queued, else why it was refused without one. An IPv6 source
+        counts as its /64: one host holds a whole /64, and must not pass for many sources."""
+        source = source_group(source)
         why = self._admit(source)
         if why is not None:
             self.refused[why] = self.refused.get(why, 0) + 1

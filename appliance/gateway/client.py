@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import random
+import signal
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -106,20 +107,26 @@ class ClientGateway:
     def request_stop(self) -> None:
         """SIGINT/SIGTERM: tell the server we leave, then finish."""
         c = self.conn
-        if c is not None:
-            log.info("stopping: sending exit notification")
-            try:
+        try:
+            if c is not None:
+                log.info("stopping: sending exit notification")
                 c.session.close(self.clock())
                 c.link.send_packets(c.session.take_outgoing())
                 c.link.flush()
-            except (ConnectionError, OSError) as e:
-                log.info("exit notification not sent: %s", e)
-        self._log_drops(final=True)
-        self.result = 0
+            self._log_drops(final=True)
+        except Exception as e:  # noqa: BLE001 - whatever fails on the way out, we stop
+            log.info("exit notification not sent: %s", e)
+        finally:
+            self.result = 0
 
     def _on_signal(self) -> None:
         assert self.signals is not None
         self.signals.drain()
+        for signum in self.signals.take():
+            if signum == signal.SIGUSR2:
+                self._log_drops(final=True)
+            else:
+                log.warning("signal %d: reloading is not supported yet; ignored", signum)
         if self.signals.stop:
             self.request_stop()
 
@@ -198,10 +205,12 @@ class ClientGateway:
             self._on_link_write()        # a failed connect shows as readable too
             return
         try:
-            pkts = c.link.recv_packets()
+            pkts = c.link.recv_packets(BATCH)
         except (ConnectionError, OSError) as e:
             self._lost(c, str(e) or type(e).__name__)
             return
+        if c.link.has_pending:
+            self.pump.again(c.link, self._on_link_read)     # the rest at the next wake-up
         now = self.clock()
         tun = self.net.tun
         open_ = c.dp.open
@@ -288,10 +297,12 @@ class ClientGateway:
         try:
             self.net.apply(e.pushed, c.addr[0])
         except PortGone:
-            raise
-        except Exception as ex:  # noqa: BLE001 - report and stop: we cannot route
-            log.error("cannot configure the tunnel: %s", ex)
-            self._finish(1)
+            raise                       # our TUN could not be made: nothing to retry
+        except Exception as ex:  # noqa: BLE001 - what the server pushed cannot be set up here
+            # A bad or hostile push must not end the appliance (as PID 1 it would power off):
+            # this connection ends, and the client starts over with backoff.
+            log.error("cannot configure the tunnel with what the server pushed: %s", ex)
+            self._schedule_retry(was_up=False)
             return
         tun = self.net.tun
         if tun is not None and self.tun_watched is not tun:

@@ -170,7 +170,7 @@ def test_out_of_descriptors_at_accept_does_not_spin_and_recovers(pki):
 def test_idle_tcp_connections_are_closed_after_hand_window(pki):
     w = World()
     w.add_server(server_conf(pki, "tcp-server", extra="hand-window 20"))
-    idle = [stream_connect(w.net, "198.18.0.88", (SERVER_IP, 1194)) for _ in range(10)]
+    idle = [stream_connect(w.net, f"198.18.0.{80 + i}", (SERVER_IP, 1194)) for i in range(10)]
     w.run_for(5)
     assert len(w.server.conns) == 10
     w.run_for(20)
