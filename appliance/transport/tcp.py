@@ -14,7 +14,7 @@ from collections import deque
 
 from ..ioerrors import PortGone
 
-MAX_QUEUE = 8 << 20
+MAX_QUEUE = 256 << 10      # per connection, beyond the socket buffer (OpenVPN: tcp-queue-limit 64 packets)
 
 
 class TcpTransport:
