@@ -5,7 +5,9 @@ second would stall every tunnel. The engine hands each check out as an AuthReque
 module runs it in a worker thread (hashlib.scrypt releases the GIL), and the pump applies the
 verdict with ServerDispatcher.auth_result when the worker wakes it. A source that asks for too
 many checks at once, or too often, gets a refusal without a check; so does everyone while the
-queue is full. Refusals are counted by reason.
+queue is full. Such a refusal is temporary (AUTH_FAILED,TEMP: the client retries after its
+backoff), so a burst of legitimate logins, after a restart say, gets in over a few rounds.
+Refusals are counted by reason.
 """
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ from typing import Callable
 
 Verify = Callable[[str, str, "str | None"], bool]
 
-MAX_PENDING = 32               # checks queued or running, all sources together
+MAX_PENDING = 128              # checks queued or running, all sources together (~6 s of scrypt)
 PER_SOURCE_PENDING = 2         # at once, per source address
 PER_SOURCE_RATE = (10, 10.0)   # at most 10 checks per 10 s per source address (token bucket)
 

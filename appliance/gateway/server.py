@@ -389,7 +389,7 @@ class ServerGateway:
             self.auth.submit((rec, e.key_id), str(source), e.username, e.password, e.common_name)
         if why is not None:
             self.faults.count(why)
-            self.d.auth_result(rec, e.key_id, False, self.clock())
+            self.d.auth_result(rec, e.key_id, False, self.clock(), temporary=True)
 
     def _log_drops(self, final: bool = False, title: str | None = None) -> None:
         extra = self.d.drop_counters()

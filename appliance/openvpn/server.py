@@ -462,11 +462,12 @@ class ServerDispatcher:
         for rec in self._records():
             self._collect(rec)
 
-    def auth_result(self, rec: ClientRecord, key_id: int, ok: bool, now: float) -> None:
-        """The verdict on a client's AuthRequested (checked off the caller's event loop)."""
+    def auth_result(self, rec: ClientRecord, key_id: int, ok: bool, now: float, temporary: bool = False) -> None:
+        """The verdict on a client's AuthRequested (checked off the caller's event loop);
+        `temporary`: not checked (too busy), the client is told to retry."""
         if not rec.alive:
             return
-        rec.session.auth_result(key_id, ok, now)
+        rec.session.auth_result(key_id, ok, now, temporary)
         self._collect(rec)
         self._promote(rec)
 
