@@ -299,6 +299,9 @@ def generate(out: Path = SEEDS) -> dict[str, int]:
             add("data", bytes([sel | 2, op_byte(Op.ACK_V1, 0)]) + encode_body([1], src.peer_sid, None))
             add("data", bytes([sel | 2, op_byte(Op.CONTROL_SOFT_RESET_V1, 1)]) + encode_body([], None, 0))
             add("data", bytes([sel | 2, op_byte(Op.CONTROL_V1, 0)]) + encode_body([3], src.peer_sid, 9, b"\x17\x03\x03"))
+            add("data", bytes([0x80 | sel | 2, op_byte(Op.CONTROL_V1, 0)]) + encode_body([], None, 0, b"\x17\x03\x03"))
+            add("data", bytes([0x80 | sel | 2, op_byte(Op.CONTROL_V1, 0)])
+                + encode_body([1], src.peer_sid, 0, b"\x15\x03\x03\x00\x02\x02\x28"))
 
     # ---- TCP framing
     stream = b"".join(frame(p) for p in (ip, PING_MAGIC, b"\x38" + bytes(13), b"x" * 1400))

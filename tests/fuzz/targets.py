@@ -219,7 +219,25 @@ PAIR_KINDS = [
 ]
 
 
+def _next_msg_id(dst, op_b: int, body: bytes) -> bytes:
+    """The body with its message id set to the one `dst` expects next for that key id, so the
+    message is delivered at once (as a crasher it then replays on a fresh pair too). Reads the
+    reliable layer's next_recv_id (private)."""
+    ks = dst.keys.get(op_b & 7)
+    if ks is None or not body or body[0] > 8 or op_b >> 3 == Op.ACK_V1:
+        return body
+    pos = 1 + (4 * body[0] + 8 if body[0] else 0)
+    if len(body) < pos + 4:
+        return body
+    return body[:pos] + ks.reliable.next_recv_id.to_bytes(4, "big") + body[pos + 4:]
+
+
 def make_data():
+    """First byte: bits 0-1 mode (raw / sealed plaintext / wrapped control / sealed with the header
+    fuzzed), bit 2 towards the client, bits 3-6 the pair kind (PAIR_KINDS), bit 7 in control mode:
+    set the message id to the next expected one. The pair lives across inputs (a handshake costs
+    ~4 ms) and is rebuilt when it closes, so a crasher may depend on what came before it; the
+    replay test checks that every kept crasher reproduces on a fresh pair."""
     pairs: dict[int, list] = {}
 
     def pair(i):
@@ -234,7 +252,7 @@ def make_data():
         if len(data) < 2:
             return
         sel, rest = data[0], data[1:]
-        c, s, _ = pair((sel >> 3) % len(PAIR_KINDS))
+        c, s, _ = pair(((sel >> 3) & 15) % len(PAIR_KINDS))
         to_client = bool(sel & 4)
         src, dst = (s, c) if to_client else (c, s)
         mode = sel & 3
@@ -246,7 +264,10 @@ def make_data():
                 return
         elif mode == 2:
             # An authenticated control packet with the right session id: fuzz opcode and body.
-            wire = src.wrapper.wrap(rest[0], src.own_sid, rest[1:], 1.0)
+            body = rest[1:]
+            if sel & 0x80:
+                body = _next_msg_id(dst, rest[0], body)
+            wire = src.wrapper.wrap(rest[0], src.own_sid, body, 1.0)
         else:
             # Authenticated data with the header byte (opcode/key id) and peer-id fuzzed.
             w = src.encrypt(rest[4:])
