@@ -36,13 +36,21 @@ EMPTY_TLS = ("engine bug: an authenticated control message with an empty TLS pay
 IV_PROTO = ("engine bug (issue 8, Compatibility): a non-numeric IV_PROTO in the client's peer-info raises "
             "ValueError: invalid literal for int() out of the server's Session.receive: session.py:546 "
             "_server_got_key <- session.py:449 _app_message <- session.py:381 _advance; OpenVPN reads it as 0")
+PEER_ID = ("engine bug (issue 8, client fed by a malicious server): a pushed peer-id outside 0..0xFFFFFF "
+           "(here -3; 16777216 the same) raises OverflowError: can't convert negative int to unsigned out of the "
+           "client's Session.receive: datachannel.py:63 DataKey.__init__ (peer_id.to_bytes(3)) <- session.py:607 "
+           "_install_keys <- session.py:533 _apply_push; the push should be refused with a log line")
 KNOWN: dict[str, dict[str, str]] = {
-    "control-tls-auth": {"a2198bfd00-418202f74c45": EMPTY_TLS},
-    "control-tls-crypt": {"a2198bfd00-bf92be3259ad": EMPTY_TLS},
+    "control-plain": {"a2198bfd00-bb0e27564f8f": EMPTY_TLS},
+    "control-tls-auth": {"a2198bfd00-aeb25e36c753": EMPTY_TLS},
+    "control-tls-crypt": {"a2198bfd00-aeb25e36c753": EMPTY_TLS},
+    "control-tls-crypt-v2": {"a2198bfd00-0d7d3f0a4c8b": EMPTY_TLS},
     "data": {"6152168559-4bc195e73d52": EMPTY_TLS, "6152168559-eed0276f3082": EMPTY_TLS},
     "key-method-server": {"cfaf13576b-434922d58b15": IV_PROTO},
+    "push-client": {"99a506572a-b9444d16cb27": PEER_ID},
 }
-KNOWN_SHAPES = {("Error", "feed"), ("WantReadError", "feed"), ("ValueError", "_server_got_key")}
+KNOWN_SHAPES = {("Error", "feed"), ("WantReadError", "feed"), ("ValueError", "_server_got_key"),
+                ("OverflowError", "__init__")}
 
 
 def _shape(e: BaseException) -> tuple[str, str]:
