@@ -8,7 +8,7 @@ APT_PKGS := openvpn iperf3 iproute2 iputils-ping procps kmod tcpdump nftables \
 DURATION ?= 0
 PYTEST_ARGS ?=
 
-.PHONY: setup system-deps test test-unit test-engine test-interop test-vm run run-host bench bench-engine image clean
+.PHONY: setup system-deps test test-unit test-engine test-interop test-vm run run-host bench bench-engine image clean fuzz
 
 setup: system-deps $(VENV)/.installed
 
@@ -53,6 +53,13 @@ bench: setup
 	$(BIN)/vpn-appliance bench
 	$(PY) -m lab.bench_tunnel
 	$(PY) -m lab.bench_tunnel --reverse
+
+# Coverage-guided fuzzing of every decoder of peer bytes and both config parsers (tests/fuzz/run.py):
+# DURATION seconds in all (default 600), split across the targets, one process at a time.
+fuzz: setup
+	$(PY) -c 'import atheris' 2>/dev/null || $(PY) -m pip install -q -e '.[test,fuzz]'
+	PYTHONPATH=. $(PY) -m tests.fuzz.run --duration $(if $(filter-out 0,$(DURATION)),$(DURATION),600) \
+	  $(if $(FUZZ_TARGETS),--targets $(FUZZ_TARGETS),)
 
 image: setup
 	$(PY) image/build.py $(if $(CONFIG),--config $(CONFIG),)

@@ -1,0 +1,354 @@
+"""Write the seed corpora (tests/fuzz/seeds/<target>/) from real traffic and sample configs.
+
+    python -m tests.fuzz.make_corpus [--out DIR]
+
+Packets come from in-memory client/server pairs (every protection), captured on the wire; the
+key-method, push and peer-info texts are what those sessions exchange; configs are samples of
+what users write. Each seed carries the target's mode byte where the target has one (see
+targets.py), so the fuzzer starts inside every mode.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import struct
+from pathlib import Path
+
+from appliance.openvpn import wrapping
+from appliance.openvpn.keymethod import KeyMethod2, build_push_reply, encode_key_method_2
+from appliance.openvpn.opcodes import OCC_EXIT, OCC_MAGIC, PING_MAGIC, Op, op_byte
+from appliance.openvpn.packet import encode_body, encode_tlv
+from appliance.openvpn.framing import frame
+
+from . import harness as h
+from .targets import PAIR_KINDS, dhcp_decoder
+
+HERE = Path(__file__).resolve().parent
+SEEDS = HERE / "seeds"
+
+PEER_INFO = ("IV_VER=2.6.12\nIV_PLAT=linux\nIV_PROTO=990\nIV_NCP=2\nIV_CIPHERS=AES-256-GCM:AES-128-GCM:"
+             "CHACHA20-POLY1305\nIV_LZ4=1\nIV_LZ4v2=1\nIV_LZO=1\nIV_COMP_STUB=1\nIV_COMP_STUBv2=1\n"
+             "IV_TCPNL=1\nIV_MTU=1500\nIV_SSO=webauth,openurl,crtext\nIV_HWADDR=52:54:00:12:34:56\n"
+             "UV_CLIENT=fuzz\nIV_GUI_VER=eduVPN_4.0\n")
+OPTIONS = "V4,dev-type tun,link-mtu 1549,tun-mtu 1500,proto UDPv4,keysize 256,key-method 2,tls-client"
+
+PUSH = ["route-gateway 198.19.0.1", "topology subnet", "ping 10", "ping-restart 60",
+        "ifconfig 198.19.0.2 255.255.255.0", "ifconfig-ipv6 fd00::1000/64 fd00::1",
+        "route 198.18.100.0 255.255.255.0", "route 10.0.0.0 255.0.0.0 net_gateway 5",
+        "route-ipv6 2001:db8::/32", "redirect-gateway def1 ipv6 block-local", "dhcp-option DNS 198.19.0.1",
+        "dhcp-option DOMAIN example.org", "peer-id 3", "cipher AES-256-GCM", "protocol-flags cc-exit tls-ekm",
+        "key-derivation tls-ekm", "tun-mtu 1500", "compress stub-v2", "auth-token SESS_ID_AT_abc",
+        "auth-token-user dXNlcg==", "explicit-exit-notify 1", "block-outside-dns"]
+
+CLIENT_OVPN = """\
+client
+dev tun
+proto udp
+remote vpn.example.org 1194
+remote 198.18.0.1 443 tcp
+remote-random
+resolv-retry infinite
+nobind
+persist-key
+persist-tun
+remote-cert-tls server
+verify-x509-name server name
+tls-version-min 1.2
+data-ciphers AES-256-GCM:AES-128-GCM:CHACHA20-POLY1305
+data-ciphers-fallback AES-256-CBC
+auth SHA256
+reneg-sec 0
+keepalive 10 60
+explicit-exit-notify 2
+redirect-gateway def1 ipv6
+route 10.1.0.0 255.255.0.0 net_gateway
+pull-filter ignore "route 10."
+pull-filter reject "redirect-gateway"
+auth-user-pass
+auth-nocache
+verb 3
+ca ca.crt
+cert client.crt
+key client.key
+tls-crypt tc.key
+"""
+
+SERVER_CONF = """\
+mode server
+tls-server
+port 1194
+proto udp6
+dev tun
+topology subnet
+server 198.19.0.0 255.255.255.0
+server-ipv6 fd00:1::/64
+ifconfig-pool 198.19.0.10 198.19.0.100
+push "route 198.18.100.0 255.255.255.0"
+push "dhcp-option DNS 198.19.0.1"
+push "redirect-gateway def1"
+route 198.18.200.0 255.255.255.0
+client-to-client
+duplicate-cn
+max-clients 16
+keepalive 10 120
+ca ca.crt
+cert server.crt
+key server.key
+dh none
+tls-crypt-v2 v2server.key
+data-ciphers AES-256-GCM:CHACHA20-POLY1305
+verify-client-cert require
+client-config-dir ccd
+explicit-exit-notify 1
+auth-user-pass-verify passwd.db passdb
+verb 4
+"""
+
+INLINE_OVPN = """\
+client
+dev tun
+remote 198.18.0.1 1194 udp
+key-direction 1
+<ca>
+-----BEGIN CERTIFICATE-----
+MIIBszCCAVmgAwIBAgIUQ8
+-----END CERTIFICATE-----
+</ca>
+<tls-auth>
+-----BEGIN OpenVPN Static key V1-----
+%s
+-----END OpenVPN Static key V1-----
+</tls-auth>
+""" % "\n".join(h.STATIC_KEY.hex()[i:i + 32] for i in range(0, 512, 32))
+
+CCD = """\
+ifconfig-push 198.19.0.50 255.255.255.0
+iroute 198.18.60.0 255.255.255.0
+push "route 198.18.60.0 255.255.255.0"
+push-reset
+disable
+"""
+
+TOMLS = [
+    """# router
+[appliance]
+hostname = "vpn-appliance"
+log_level = "info"
+
+[wan]
+name = "eth0"
+address = "198.18.0.2/24"
+gateway = "198.18.0.1"
+
+[lan]
+name = "eth1"
+address = "198.18.50.1/24"
+nat = true
+
+[vpn]
+role = "client"
+config = "client.ovpn"
+""",
+    """[appliance]
+hostname = "vpn-gw"
+log_level = "debug"
+
+[wan]
+mac = "52:54:00:ab:34:56"
+dhcp = true
+dns = ["198.18.0.1", "198.18.0.53"]
+
+[lan]
+mac = "52:54:00:AB:34:57"
+address = "198.18.50.1/24"
+nat = false
+
+[vpn]
+role = "client"
+inline = '''
+""" + CLIENT_OVPN.replace("ca ca.crt\ncert client.crt\nkey client.key\ntls-crypt tc.key\n", "") + """'''
+""",
+    """[wan]
+name = "eth0"
+address = "198.18.0.1/24"
+
+[vpn]
+role = "server"
+inline = \"\"\"
+""" + SERVER_CONF + """\"\"\"
+""",
+]
+
+
+def _dhcp_reply(kind: int, opts: dict[int, bytes]) -> bytes:
+    hdr = struct.pack("!BBBBIHH4s4s4s4s16s64s128s", 2, 1, 6, 0, 0x1234abcd, 0, 0x8000, bytes(4),
+                      bytes([198, 18, 0, 2]), bytes([198, 18, 0, 1]), bytes(4), bytes(range(6)).ljust(16, b"\0"),
+                      b"", b"")
+    o = bytes([53, 1, kind])
+    for k, v in opts.items():
+        o += bytes([k, len(v)]) + v
+    return hdr + b"\x63\x82\x53\x63" + o + b"\0\0\xff"
+
+
+def _dict_line(token: str) -> str:
+    esc = "".join(ch if 32 <= ord(ch) < 127 and ch not in '"\\' else f"\\x{ord(ch):02x}" for ch in token)
+    return f'"{esc}"'
+
+
+def dictionaries() -> dict[str, list[str]]:
+    """libFuzzer dictionaries: the words the parsers look for, so mutations can reach them."""
+    import re
+    from appliance.config import schema
+    from appliance.openvpn import options
+    numbers = ["0", "-1", "1", "16777215", "16777216", "4294967295", "4294967296", "99999999999999999999",
+               "0x10", "1e9", "nan", " ", ",", "\n", "\0"]
+    push_words = sorted({o.split()[0] for o in PUSH} | {
+        "push-continuation", "comp-lzo", "redirect-gateway", "PUSH_REPLY", "AUTH_FAILED", "RESTART", "HALT",
+        "EXIT", "INFO", "route-ipv6", "net_gateway", "vpn_gateway", "def1", "bypass-dhcp", "stub", "stub-v2",
+        "lz4-v2", "lzo"})
+    peer_info = ["IV_PROTO=", "IV_CIPHERS=", "IV_PLAT=", "IV_VER=", "IV_NCP=", "IV_MTU=", "IV_TCPNL=", "UV_",
+                 "IV_COMP_STUB=", "IV_HWADDR=", "AES-256-GCM", "CHACHA20-POLY1305", "BF-CBC", ":"]
+    src = Path(options.__file__).read_text()
+    directives = sorted(set(re.findall(r'"([a-z][a-z0-9-]{2,30})"', src)))
+    sections = getattr(schema, "_SECTIONS", {})
+    tomlwords = [k for sec, keys in sections.items() for k in (f"[{sec}]", *keys)]
+    tomlwords += ["true", "false", '"' * 3, "'" * 3, "=", "[", "]", "client", "server", "198.18.0.1/24"]
+    return {"push-text": push_words + numbers + peer_info, "push-client": push_words + numbers,
+            "key-method": peer_info + numbers, "key-method-server": peer_info + numbers,
+            "ovpn-config": directives + numbers + ["<ca>", "</ca>", "[inline]", "#", ";", '"', "\\"],
+            "toml-config": tomlwords + numbers}
+
+
+def generate(out: Path = SEEDS) -> dict[str, int]:
+    seeds: dict[str, list[bytes]] = {}
+
+    def add(target: str, data: bytes) -> None:
+        seeds.setdefault(target, []).append(bytes(data))
+
+    # ---- control packets under each protection, from a real handshake
+    for prot in h.PROTECTIONS:
+        captured: list[tuple[str, bytes]] = []
+        c, s = h.established_pair(prot, tap=lambda d, p: captured.append((d, p)))
+        sw = h.server_wrapper(prot)
+        for direction, p in captured:
+            if p[0] >> 3 in (Op.DATA_V1, Op.DATA_V2):
+                continue
+            if direction == "c2s":
+                add(f"control-{prot}", b"\x00" + p)
+                clear = p
+                if p[0] >> 3 in (Op.CONTROL_HARD_RESET_CLIENT_V3, Op.CONTROL_WKC_V1):
+                    clear, _ = wrapping.split_wkc_untrusted(p)
+                try:
+                    op_b, sid, body = sw.unwrap_untrusted(clear, 0.0, check_replay=False)
+                except Exception:
+                    continue
+                add(f"control-{prot}", b"\x01" + bytes([op_b]) + sid + body[:600])
+                add(f"control-{prot}", b"\x02" + bytes([op_b]) + sid + body[:600])
+        # the third packet of the cookie exchange: ACK of message 0 plus CONTROL_V1 message 1
+        sid = h.det_bytes("client-sid", 8)
+        add(f"control-{prot}", b"\x02" + bytes([op_byte(Op.CONTROL_V1, 0)]) + sid
+            + encode_body([0], bytes(8), 1, b"\x16\x03\x01\x00\x05hello"))
+        add(f"control-{prot}", b"\x02" + bytes([op_byte(Op.ACK_V1, 0)]) + sid + encode_body([0], bytes(8), None))
+        add(f"control-{prot}", b"\x01" + bytes([op_byte(Op.CONTROL_HARD_RESET_SERVER_V2, 0)]) + sid
+            + encode_body([0], bytes(8), 0, encode_tlv(1, b"\x00\x01")))
+
+    # ---- tls-crypt-v2 WKc
+    add("wkc", b"\x00" + h.V2_WKC)
+    add("wkc", b"\x01" + h.V2_KC + b"\x00" + b"fuzz-client")
+    add("wkc", b"\x01" + h.V2_KC + b"\x01" + struct.pack("!q", 1767225600))
+    add("wkc", b"\x01" + h.V2_KC + b"\x07" + bytes(100))
+
+    # ---- key-method-2 messages and peer-info
+    client_km = encode_key_method_2(KeyMethod2(h.det_bytes("r1", 32), h.det_bytes("r2", 32), OPTIONS,
+                                               h.det_bytes("pm", 48), "user", "pass", PEER_INFO), True)
+    client_km_nouser = encode_key_method_2(KeyMethod2(h.det_bytes("r1", 32), h.det_bytes("r2", 32), OPTIONS,
+                                                      h.det_bytes("pm", 48), peer_info=PEER_INFO), True)
+    server_km = encode_key_method_2(KeyMethod2(h.det_bytes("r1", 32), h.det_bytes("r2", 32),
+                                               OPTIONS.replace("tls-client", "tls-server")), False)
+    add("key-method", b"\x01" + client_km)
+    add("key-method", b"\x01" + client_km_nouser)
+    add("key-method", b"\x00" + server_km)
+    add("key-method-server", client_km_nouser)
+    add("key-method-server", client_km)
+    add("key-method-server", client_km_nouser.replace(b"IV_PROTO=990", b"IV_PROTO=2"))
+
+    # ---- push and the other text messages
+    for m in build_push_reply(PUSH) + build_push_reply(PUSH * 8):
+        add("push-text", m.encode() + b"\0")
+        add("push-client", m.encode())
+    for t in ("AUTH_FAILED,SESSION: token expired", "RESTART,server restarting", "HALT", "EXIT",
+              "INFO,WEB_AUTH::https://example.org/", "AUTH_PENDING,timeout 60", "PUSH_REQUEST"):
+        add("push-text", t.encode() + b"\0")
+    add("push-text", PEER_INFO.encode())
+    add("push-client", b"PUSH_REPLY,peer-id 7,cipher AES-256-GCM,ping 5,ping-restart 30,"
+                       b"ifconfig 198.19.0.2 255.255.255.0,topology subnet\0PUSH_REPLY,route 10.0.0.0")
+    add("push-client", b"AUTH_FAILED,bad\0")
+
+    # ---- data channel: every pair kind, both directions, each mode
+    ip = bytes.fromhex("4500001c0001000040010000c6130002c6130001") + b"\x08\x00\xf7\xff\x00\x00\x00\x00"
+    plains = [ip, PING_MAGIC, OCC_MAGIC + bytes([OCC_EXIT]), OCC_MAGIC + b"\x01", b"\xfa" + ip, b"\x50" + ip, b""]
+    for i, kind in enumerate(PAIR_KINDS):
+        c, s = h.established_pair(**kind)
+        for to_client in (0, 1):
+            src = s if to_client else c
+            sel = (i << 3) | (to_client << 2)
+            add("data", bytes([sel | 0]) + bytes(src.encrypt(ip)))
+            for pt in plains:
+                add("data", bytes([sel | 1]) + pt)
+                add("data", bytes([sel | 3]) + bytes(src.encrypt(b""))[:4] + pt)
+            add("data", bytes([sel | 2, op_byte(Op.ACK_V1, 0)]) + encode_body([1], src.peer_sid, None))
+            add("data", bytes([sel | 2, op_byte(Op.CONTROL_SOFT_RESET_V1, 1)]) + encode_body([], None, 0))
+            add("data", bytes([sel | 2, op_byte(Op.CONTROL_V1, 0)]) + encode_body([3], src.peer_sid, 9, b"\x17\x03\x03"))
+            add("data", bytes([0x80 | sel | 2, op_byte(Op.CONTROL_V1, 0)]) + encode_body([], None, 0, b"\x17\x03\x03"))
+            add("data", bytes([0x80 | sel | 2, op_byte(Op.CONTROL_V1, 0)])
+                + encode_body([1], src.peer_sid, 0, b"\x15\x03\x03\x00\x02\x02\x28"))
+
+    # ---- TCP framing
+    stream = b"".join(frame(p) for p in (ip, PING_MAGIC, b"\x38" + bytes(13), b"x" * 1400))
+    for step in (0, 1, 2, 7, 255):
+        add("tcp-framing", bytes([step]) + stream)
+    add("tcp-framing", b"\x03" + stream + b"\x00\x00")
+    add("tcp-framing", b"\x10" + stream[:-5])
+
+    # ---- DHCP
+    ip4 = lambda *a: bytes(a)  # noqa: E731
+    add("dhcp", _dhcp_reply(2, {54: ip4(198, 18, 0, 1), 51: struct.pack("!I", 3600), 1: ip4(255, 255, 255, 0),
+                                3: ip4(198, 18, 0, 1), 6: ip4(198, 18, 0, 1) + ip4(198, 18, 0, 53)}))
+    add("dhcp", _dhcp_reply(5, {54: ip4(198, 18, 0, 1), 51: struct.pack("!I", 60), 58: struct.pack("!I", 30),
+                                1: ip4(255, 255, 255, 0), 3: ip4(198, 18, 0, 1), 15: b"example.org"}))
+    add("dhcp", _dhcp_reply(6, {54: ip4(198, 18, 0, 1)}))
+    dhcp_decoder()   # fail here, not in the run, if the decoder cannot be found
+
+    # ---- configs
+    for text in (CLIENT_OVPN, SERVER_CONF, INLINE_OVPN, CCD):
+        add("ovpn-config", text.encode())
+    for text in TOMLS:
+        add("toml-config", text.encode())
+
+    dicts = out.parent / "dicts"
+    dicts.mkdir(exist_ok=True)
+    for target, words in dictionaries().items():
+        (dicts / f"{target}.dict").write_text("".join(_dict_line(w) + "\n" for w in words))
+
+    counts = {}
+    for target, items in seeds.items():
+        d = out / target
+        d.mkdir(parents=True, exist_ok=True)
+        for old in d.iterdir():
+            old.unlink()
+        for data in items:
+            (d / hashlib.sha1(data).hexdigest()).write_bytes(data)
+        counts[target] = len(list(d.iterdir()))
+    return counts
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--out", type=Path, default=SEEDS)
+    a = ap.parse_args()
+    for target, n in sorted(generate(a.out).items()):
+        print(f"{target:20s} {n} seeds")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,426 @@
+"""The fuzz targets: every decoder and entry point that takes bytes from a peer, and the config parsers.
+
+Each target is `make()` -> `one(data: bytes)`. `one` catches, at the call that documents it, the one
+error the contract allows there: BadPacket from decoders of peer bytes (`*_untrusted`,
+StreamFramer.feed), ConfigError from the config parsers. The engine's entry points
+(`Session.receive`, `ServerDispatcher.receive`) and the DHCP decoder are documented never to raise
+for peer input, so nothing is caught around them. Any exception escaping `one` is a finding (so is
+a hang, which the runner detects).
+
+Targets whose bytes would almost never get past authentication take a first "mode" byte: in the
+raw mode the bytes go to the wire as they are (exercising the checks before authentication); in
+the other modes the harness wraps or seals the fuzzed clear form with the right key, the way a
+peer that holds the key (an authenticated client, a malicious server) could, so the fuzzer
+reaches the parsing behind the authentication.
+
+The two "deep" targets (key-method-server, push-client) run a fresh in-memory handshake for every
+input and replace one message of it with the fuzzed bytes; they use a few private Session methods
+to do that (noted where), since there is no public hook for "send these bytes in place of the key
+method message".
+"""
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Callable
+
+from appliance.openvpn import keyfiles, wrapping
+from appliance.openvpn.errors import BadPacket, ConfigError
+from appliance.openvpn.framing import StreamFramer
+from appliance.openvpn.keymethod import (KeyMethod2, decode_key_method_2_untrusted, parse_push_reply_untrusted,
+                                         split_text_messages_untrusted)
+from appliance.openvpn.opcodes import Op
+from appliance.openvpn.packet import decode_body_untrusted, encode_body, parse_early_neg_tlvs_untrusted
+from appliance.openvpn.session import Role, SessionConfig
+from appliance.openvpn.tls import TlsSettings
+
+from . import harness as h
+
+MAX_LEN = 4096          # default -max_len: bigger than any UDP packet we accept in practice
+
+
+@dataclass
+class Target:
+    name: str
+    make: Callable[[], Callable[[bytes], None]]
+    max_len: int = MAX_LEN
+    doc: str = ""
+    weight: float = 1.0     # share of the run's time, relative to the others
+
+
+# ------------------------------------------------------------------ control packets and dispatcher
+def _dispatcher(protection: str, tcp: bool = False):
+    from appliance.openvpn.server import AddressPool, ServerDispatcher, ServerSettings
+    p = h.pki()
+    stls = TlsSettings(p["ca"], *p["server"], True, remote_cert_tls="client")
+    st = ServerSettings(
+        session_config=lambda pid: SessionConfig(Role.SERVER, stls, None, peer_id=pid, ping=10, ping_restart=60,
+                                                 random_bytes=h.Counter("dispatcher-session")),
+        protection="none" if protection == "plain" else protection, static_key=h.STATIC_KEY, key_direction=0,
+        auth_digest="SHA256", v2_server_key=h.V2_SERVER_KEY,
+        pool=AddressPool("198.19.0.0", "255.255.255.248", "subnet"),
+        push=["route 198.18.100.0 255.255.255.0"], tcp=tcp, random_bytes=h.Counter("dispatcher"))
+    return ServerDispatcher(st, 0.0)
+
+
+def _server_unwrap(protection: str, packet: bytes) -> None:
+    """The server's unwrap of one client packet, then the body and TLV decoders behind it."""
+    if protection == "tls-crypt-v2":
+        packet, wkc = wrapping.split_wkc_untrusted(packet)
+        kc, mtype, meta = keyfiles.unwrap_client_key_untrusted(wkc, h.V2_SERVER_KEY)
+        w = wrapping.TlsCryptWrapper(kc, True)
+    else:
+        w = h.server_wrapper(protection)
+    op_b, _sid, body = w.unwrap_untrusted(packet, 1.0)
+    op = op_b >> 3
+    cb = decode_body_untrusted(op, body)
+    if cb.payload and op == Op.CONTROL_HARD_RESET_SERVER_V2:
+        parse_early_neg_tlvs_untrusted(cb.payload)
+
+
+ADDR = ("198.18.7.7", 40000)
+
+
+def make_control(protection: str):
+    def one(data: bytes) -> None:
+        if not data:
+            return
+        mode, rest = data[0] % 3, data[1:]
+        d = _dispatcher(protection)
+        if mode == 0:
+            packet = rest
+        else:
+            # The fuzzed clear form `op | sid(8) | body`, wrapped the way a key holder would.
+            rest = rest.ljust(10, b"\0")
+            op_b, sid, body = rest[0], rest[1:9], rest[9:]
+            if mode == 2 and body and 0 < body[0] <= 8 and len(body) >= 1 + 4 * body[0] + 8:
+                # Put the right cookie where the ack's peer session id goes: the third-packet path.
+                n = body[0]
+                cookie = d.cookies.session_id(ADDR, sid, 1.0)
+                body = body[:1 + 4 * n] + cookie + body[1 + 4 * n + 8:]
+            packet = h.client_wrapper(protection).wrap(op_b, sid, body, 1.0)
+        try:
+            _server_unwrap(protection, packet)
+        except BadPacket:
+            pass
+        # The dispatcher's first-packet path, fresh state: must never raise.
+        d.receive(packet, ADDR, 1.0)
+        d.take_outgoing()
+        d.handle_timer(2.0)
+        d.take_outgoing()
+    return one
+
+
+# ------------------------------------------------------------------ tls-crypt-v2 WKc
+def make_wkc():
+    from appliance.openvpn.server import V2Key
+
+    def one(data: bytes) -> None:
+        if not data:
+            return
+        mode, rest = data[0] & 1, data[1:]
+        if mode == 0:
+            wkc = rest
+            try:
+                wrapping.split_wkc_untrusted(b"\x50" + bytes(60) + wkc)
+            except BadPacket:
+                pass
+        else:
+            # A WKc that authenticates (a holder of the server key made it): fuzz Kc, type, metadata.
+            rest = rest.ljust(257, b"\0")
+            meta = rest[257:257 + keyfiles.METADATA_MAX_LEN - 1]
+            try:
+                wkc = keyfiles.wrap_client_key(rest[:256], h.V2_SERVER_KEY, meta, rest[256])
+            except ConfigError:
+                return
+        try:
+            kc, mtype, meta = keyfiles.unwrap_client_key_untrusted(wkc, h.V2_SERVER_KEY)
+        except BadPacket:
+            return
+        V2Key(kc, mtype, meta).describe()
+        wrapping.TlsCryptWrapper(kc, True)
+    return one
+
+
+# ------------------------------------------------------------------ key-method-2, peer-info, push
+def make_key_method():
+    def one(data: bytes) -> None:
+        if not data:
+            return
+        try:
+            km = decode_key_method_2_untrusted(data[1:], from_client=bool(data[0] & 1))
+        except BadPacket:
+            return
+        km.peer_info_dict()
+    return one
+
+
+FILTERS = [("ignore", "route 10."), ("reject", "redirect-gateway"), ("accept", "route")]
+
+
+def make_push_text():
+    def one(data: bytes) -> None:
+        for text in split_text_messages_untrusted(data):
+            try:
+                parse_push_reply_untrusted(text, filters=FILTERS if data[:1] == b"P" else ())
+            except BadPacket:
+                pass
+            KeyMethod2(b"", b"", "", peer_info=text).peer_info_dict()
+    return one
+
+
+def _established_tls_pair(protection="tls-crypt"):
+    c, s = h.make_pair(protection)
+    h.pump(c, s, lambda: False, max_rounds=200)
+    return c, s
+
+
+def make_key_method_server():
+    """The server Session fed a fuzzed key-method-2 message (with peer-info) by a TLS-authenticated
+    client: a fresh handshake per input. Uses Session._queue_tls and the ks.tls endpoint (private)."""
+    def one(data: bytes) -> None:
+        c, s = h.make_pair("plain")
+
+        def send_fuzzed(ks, c=c, data=data):
+            ks.sent_km = True
+            c._queue_tls(ks, ks.tls.send_message(data))          # private: no public hook
+        c._send_key_method = send_fuzzed
+        # Must never raise: Session.receive swallows peer errors.
+        h.pump(c, s, lambda: s.closed or s.established, max_rounds=40)
+        s.handle_timer(100.0)
+    return one
+
+
+def make_push_client():
+    """The client Session fed a fuzzed PUSH_REPLY (and whatever else the bytes hold) by a
+    TLS-authenticated server: a fresh handshake per input. Uses Session._queue_tls (private)."""
+    def one(data: bytes) -> None:
+        c, s = h.make_pair("plain")
+
+        def send_fuzzed(ks, now, s=s, data=data):
+            s._queue_tls(ks, ks.tls.send_message(data + b"\0"))  # private: no public hook
+        s._send_push_reply = send_fuzzed
+        h.pump(c, s, lambda: c.closed or c.established, max_rounds=40)
+        c.handle_timer(100.0)
+        if c.established:
+            w = c.encrypt(b"\x45" + bytes(27))
+            if w is not None:
+                s.receive(bytes(w), 100.0)
+    return one
+
+
+# ------------------------------------------------------------------ data channel (established pair)
+PAIR_KINDS = [
+    dict(protection="tls-crypt", cipher="AES-256-GCM"),
+    dict(protection="tls-auth", cipher="AES-256-CBC"),
+    dict(protection="plain", cipher="CHACHA20-POLY1305", peer_id=None),       # P_DATA_V1
+    dict(protection="tls-crypt-v2", cipher="AES-128-GCM", comp="stub-v2"),
+    dict(protection="tls-crypt", cipher="AES-256-GCM", comp="lzo-stub"),
+]
+
+
+def _next_msg_id(dst, op_b: int, body: bytes) -> bytes:
+    """The body with its message id set to the one `dst` expects next for that key id, so the
+    message is delivered at once (as a crasher it then replays on a fresh pair too). Reads the
+    reliable layer's next_recv_id (private)."""
+    ks = dst.keys.get(op_b & 7)
+    if ks is None or not body or body[0] > 8 or op_b >> 3 == Op.ACK_V1:
+        return body
+    pos = 1 + (4 * body[0] + 8 if body[0] else 0)
+    if len(body) < pos + 4:
+        return body
+    return body[:pos] + ks.reliable.next_recv_id.to_bytes(4, "big") + body[pos + 4:]
+
+
+def make_data():
+    """First byte: bits 0-1 mode (raw / sealed plaintext / wrapped control / sealed with the header
+    fuzzed), bit 2 towards the client, bits 3-6 the pair kind (PAIR_KINDS), bit 7 in control mode:
+    set the message id to the next expected one. The pair lives across inputs (a handshake costs
+    ~4 ms) and is rebuilt when it closes, so a crasher may depend on what came before it; the
+    replay test checks that every kept crasher reproduces on a fresh pair."""
+    pairs: dict[int, list] = {}
+
+    def pair(i):
+        p = pairs.get(i)
+        if p is None or p[0].closed or p[1].closed or not (p[0].established and p[1].established) or p[2] > 20000:
+            c, s = h.established_pair(**PAIR_KINDS[i])
+            p = pairs[i] = [c, s, 0]
+        p[2] += 1
+        return p
+
+    def one(data: bytes) -> None:
+        if len(data) < 2:
+            return
+        sel, rest = data[0], data[1:]
+        c, s, _ = pair(((sel >> 3) & 15) % len(PAIR_KINDS))
+        to_client = bool(sel & 4)
+        src, dst = (s, c) if to_client else (c, s)
+        mode = sel & 3
+        if mode == 0:
+            wire = rest                                  # raw bytes from anyone
+        elif mode == 1:
+            wire = src.encrypt(rest)                     # authenticated data: fuzz the plaintext
+            if wire is None:
+                return
+        elif mode == 2:
+            # An authenticated control packet with the right session id: fuzz opcode and body.
+            body = rest[1:]
+            if sel & 0x80:
+                body = _next_msg_id(dst, rest[0], body)
+            wire = src.wrapper.wrap(rest[0], src.own_sid, body, 1.0)
+        else:
+            # Authenticated data with the header byte (opcode/key id) and peer-id fuzzed.
+            w = src.encrypt(rest[4:])
+            if w is None:
+                return
+            wire = bytes(rest[:min(4, len(rest))]) + bytes(w)[min(4, len(rest)):]
+        dst.receive(bytes(wire), 1.0)                    # must never raise
+        dst.take_outgoing()
+        src.take_outgoing()
+    return one
+
+
+# ------------------------------------------------------------------ TCP framing
+def make_framing():
+    def one(data: bytes) -> None:
+        if not data:
+            return
+        step, rest = data[0] + 1, data[1:]
+        whole = StreamFramer()
+        try:
+            a = whole.feed(rest)
+            ea = None
+        except BadPacket as e:
+            a, ea = None, e
+        f = StreamFramer()
+        b = []
+        eb = None
+        try:
+            for i in range(0, len(rest), step):
+                b += f.feed(memoryview(rest)[i:i + step])
+        except BadPacket as e:
+            eb = e
+        if (ea is None) != (eb is None) or (ea is None and a != b):
+            raise AssertionError("StreamFramer gives different packets for the same stream split differently")
+    return one
+
+
+# ------------------------------------------------------------------ DHCP
+def dhcp_decoder():
+    """The DHCP reply decoder, wherever it lives now (boot/net.py, or boot/dhcp_client.py)."""
+    for mod in ("appliance.boot.dhcp_client", "appliance.boot.net", "appliance.boot.dhcp"):
+        try:
+            m = importlib.import_module(mod)
+        except ImportError:
+            continue
+        for name in ("parse_reply_untrusted", "decode_reply_untrusted", "parse_untrusted"):
+            fn = getattr(m, name, None)
+            if fn is not None:
+                return fn
+        for name in dir(m):
+            if name.endswith("_untrusted") and callable(getattr(m, name)):
+                return getattr(m, name)
+    raise ImportError("no DHCP reply decoder found in appliance.boot")
+
+
+def make_dhcp():
+    parse = dhcp_decoder()
+
+    def one(data: bytes) -> None:
+        parse(data)          # documented: "never raises"; None for anything it does not take
+    return one
+
+
+# ------------------------------------------------------------------ config parsers
+def _fake_files() -> dict[str, bytes]:
+    p = h.pki()
+    return {"ca.crt": p["ca"], "client.crt": p["client"][0], "client.key": p["client"][1],
+            "server.crt": p["server"][0], "server.key": p["server"][1],
+            "ta.key": keyfiles.generate_static_key().encode(),
+            "tc.key": keyfiles.generate_static_key().encode(),
+            "v2.key": keyfiles.generate_tls_crypt_v2_client_key(h.V2_SERVER_KEY).encode(),
+            "v2server.key": keyfiles.generate_tls_crypt_v2_server_key().encode()}
+
+
+def make_ovpn_config():
+    from appliance.openvpn import options
+    files = _fake_files()
+
+    def read_file(path: str) -> bytes:
+        # Never touch the real file system: a fuzzed `ca /dev/zero` must not read the machine.
+        name = path.rsplit("/", 1)[-1]
+        if name in files:
+            return files[name]
+        raise FileNotFoundError(2, "No such file or directory", path)
+
+    def one(data: bytes) -> None:
+        text = data.decode("utf-8", "replace")
+        try:
+            o = options.parse_config(text, "/fuzz/profile.ovpn", read_file=read_file)
+        except ConfigError:
+            o = None
+        if o is not None and hasattr(options, "render_options"):
+            options.render_options(o)
+        try:
+            options.parse_ccd(text, "/fuzz/ccd/client")
+        except ConfigError:
+            pass
+    return one
+
+
+def make_toml_config():
+    from appliance.config import schema
+
+    def one(data: bytes) -> None:
+        text = data.decode("utf-8", "replace")
+        try:
+            cfg = schema.parse_appliance_config(text, "/nonexistent-fuzz-dir/appliance.toml")
+        except ConfigError:
+            return
+        schema.summary(cfg)
+    return one
+
+
+TARGETS: dict[str, Target] = {}
+
+
+def _add(t: Target) -> None:
+    TARGETS[t.name] = t
+
+
+for _p in h.PROTECTIONS:
+    _add(Target(f"control-{_p}", (lambda p: lambda: make_control(p))(_p), MAX_LEN,
+                doc=f"{_p}: server-side unwrap + body/TLV decoders (BadPacket), then a fresh "
+                    "ServerDispatcher.receive (nothing may escape)", weight=1.25))
+_add(Target("wkc", make_wkc, 1200, "tls-crypt-v2 WKc split and unwrap (BadPacket)", 0.5))
+_add(Target("key-method", make_key_method, doc="decode_key_method_2_untrusted + peer-info (BadPacket)",
+            weight=0.5))
+_add(Target("push-text", make_push_text, doc="text messages, PUSH_REPLY with pull-filters, peer-info"))
+_add(Target("key-method-server", make_key_method_server, 2048,
+            "server Session fed a fuzzed key-method message + peer-info after TLS (nothing may escape)", 1.5))
+_add(Target("push-client", make_push_client, 2048,
+            "client Session fed a fuzzed PUSH_REPLY after TLS (nothing may escape)", 1.5))
+_add(Target("data", make_data, 2048, "Session.receive of an established pair, both ways (nothing may escape)",
+            1.5))
+_add(Target("tcp-framing", make_framing, 8192, "StreamFramer.feed in any split (BadPacket)", 0.5))
+_add(Target("dhcp", make_dhcp, 1500, "DHCP reply decoder (never raises)", 0.25))
+_add(Target("ovpn-config", make_ovpn_config, 4096, "parse_config / parse_ccd / render_options (ConfigError)",
+            1.25))
+_add(Target("toml-config", make_toml_config, 8192, "parse_appliance_config / summary (ConfigError)"))
+
+
+def _make_selftest():
+    """Only with FUZZ_SELFTEST=1: a target that raises on b"K..." and hangs on b"H...", to check
+    that the runner reports both (tests/fuzz/test_fuzz_short.py)."""
+    import time
+
+    def one(data: bytes) -> None:
+        if data[:1] == b"K":
+            raise KeyError("selftest")
+        if data[:1] == b"H":
+            time.sleep(3600)
+    return one
+
+
+if __import__("os").environ.get("FUZZ_SELFTEST") == "1":
+    _add(Target("selftest", _make_selftest, 64, "runner self-test"))
