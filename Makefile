@@ -57,7 +57,6 @@ bench: setup
 # Coverage-guided fuzzing of every decoder of peer bytes and both config parsers (tests/fuzz/run.py):
 # DURATION seconds in all (default 600), split across the targets, one process at a time.
 fuzz: setup
-	$(PY) -c 'import atheris' 2>/dev/null || $(PY) -m pip install -q -e '.[test,fuzz]'
 	PYTHONPATH=. $(PY) -m tests.fuzz.run --duration $(if $(filter-out 0,$(DURATION)),$(DURATION),600) \
 	  $(if $(FUZZ_TARGETS),--targets $(FUZZ_TARGETS),)
 

@@ -209,7 +209,14 @@ class TlsEndpoint:
         self.peer_cert: x509.Certificate | None = None
 
     def feed(self, data: bytes) -> None:
-        self.conn.bio_write(data)
+        """TLS records from the peer. An empty payload is nothing (pyOpenSSL's bio_write raises on
+        b""); a memory BIO that refuses bytes is the peer's doing: RemoteProtocolError."""
+        if not data:
+            return
+        try:
+            self.conn.bio_write(data)
+        except SSL.Error as e:
+            raise RemoteProtocolError(f"TLS input refused: {e}") from None
 
     def pump(self) -> tuple[bytes, list[bytes]]:
         """Advance: returns (TLS bytes to send, application messages received). Raises RemoteProtocolError."""

@@ -199,7 +199,7 @@ def dictionaries() -> dict[str, list[str]]:
     """libFuzzer dictionaries: the words the parsers look for, so mutations can reach them."""
     import re
     from appliance.config import schema
-    from appliance.openvpn import options
+    from appliance.openvpn import config as options
     numbers = ["0", "-1", "1", "16777215", "16777216", "4294967295", "4294967296", "99999999999999999999",
                "0x10", "1e9", "nan", " ", ",", "\n", "\0"]
     push_words = sorted({o.split()[0] for o in PUSH} | {

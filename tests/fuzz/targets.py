@@ -343,7 +343,7 @@ def _fake_files() -> dict[str, bytes]:
 
 
 def make_ovpn_config():
-    from appliance.openvpn import options
+    from appliance.openvpn import config as options
     files = _fake_files()
 
     def read_file(path: str) -> bytes:

@@ -28,29 +28,10 @@ SLOW = {"key-method-server": 40, "push-client": 40}   # a fresh handshake per in
 # Findings the fuzzer made that are not fixed yet (engine bugs, for the engine's owner): crasher
 # file (under crashers/<target>/) -> why it fails. The short run ignores violations of the same
 # shape (exception type, innermost appliance/ function), which survives unrelated line changes.
-EMPTY_TLS = ("engine bug: an authenticated control message with an empty TLS payload reaches "
-             "TlsEndpoint.feed, and pyOpenSSL's bio_write(b'') raises OpenSSL.SSL.Error([]) or WantReadError "
-             "out of Session.receive: tls.py:159 feed <- session.py:364 _deliver <- session.py:349 "
-             "_receive_control (from ServerDispatcher.receive via server.py:391 _on_third_packet for a "
-             "first session)")
-IV_PROTO = ("engine bug (issue 8, Compatibility): a non-numeric IV_PROTO in the client's peer-info raises "
-            "ValueError: invalid literal for int() out of the server's Session.receive: session.py:546 "
-            "_server_got_key <- session.py:449 _app_message <- session.py:381 _advance; OpenVPN reads it as 0")
-PEER_ID = ("engine bug (issue 8, client fed by a malicious server): a pushed peer-id outside 0..0xFFFFFF "
-           "(here -3; 16777216 the same) raises OverflowError: can't convert negative int to unsigned out of the "
-           "client's Session.receive: datachannel.py:63 DataKey.__init__ (peer_id.to_bytes(3)) <- session.py:607 "
-           "_install_keys <- session.py:533 _apply_push; the push should be refused with a log line")
-KNOWN: dict[str, dict[str, str]] = {
-    "control-plain": {"a2198bfd00-bb0e27564f8f": EMPTY_TLS},
-    "control-tls-auth": {"a2198bfd00-aeb25e36c753": EMPTY_TLS},
-    "control-tls-crypt": {"a2198bfd00-aeb25e36c753": EMPTY_TLS},
-    "control-tls-crypt-v2": {"a2198bfd00-0d7d3f0a4c8b": EMPTY_TLS},
-    "data": {"6152168559-4bc195e73d52": EMPTY_TLS, "6152168559-eed0276f3082": EMPTY_TLS},
-    "key-method-server": {"cfaf13576b-434922d58b15": IV_PROTO},
-    "push-client": {"99a506572a-b9444d16cb27": PEER_ID},
-}
-KNOWN_SHAPES = {("Error", "feed"), ("WantReadError", "feed"), ("ValueError", "_server_got_key"),
-                ("OverflowError", "__init__")}
+# (None left: the empty-TLS-payload, IV_PROTO and pushed peer-id findings are fixed; their
+# crashers stay below as regression cases and must pass.)
+KNOWN: dict[str, dict[str, str]] = {}
+KNOWN_SHAPES: set[tuple[str, str]] = set()
 
 
 def _shape(e: BaseException) -> tuple[str, str]:
