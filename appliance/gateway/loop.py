@@ -159,9 +159,10 @@ class Faults:
 class Signals:
     """SIGINT/SIGTERM (stop) and SIGHUP/SIGUSR2 (noted) wake the wait through a socketpair."""
 
-    def __init__(self) -> None:
+    def __init__(self, noted: tuple = ()) -> None:
         self.stop = False
         self.pending: list[int] = []
+        self.noted = noted                  # signals queued in `pending` (server: SIGHUP, SIGUSR1, SIGUSR2)
         self.rsock: socket.socket | None = None
         self.wsock: socket.socket | None = None
         self._old: dict = {}
@@ -173,6 +174,11 @@ class Signals:
         signal.set_wakeup_fd(self.wsock.fileno())
         for s in (signal.SIGINT, signal.SIGTERM):
             self._old[s] = signal.signal(s, self._handler)
+        for s in self.noted:
+            self._old[s] = signal.signal(s, self._note)
+
+    def _note(self, signum, frame) -> None:  # noqa: ANN001
+        self.pending.append(signum)
 
     def _handler(self, signum, frame) -> None:  # noqa: ANN001
         self.stop = True

@@ -25,6 +25,7 @@ from ..transport.link import TcpLink
 from .auth import AuthChecker
 from .eventlog import fmt_addr, log_server_event
 from .loop import Faults, Pump, Signals, Waiter
+from .ops import Operations
 from .ports import Clock, DatagramPort, ListenerPort, PortGone, Ports, TunPort
 
 log = logging.getLogger("vpn-appliance")
@@ -75,6 +76,8 @@ class ServerGateway:
         self.sends: dict = {}
         self.result: int | None = None
         self.listen_addr: tuple[str, int] | None = None
+        self.conn_addrs: dict[int, tuple] = {}      # connection id -> the client's (IP, port)
+        self.ops = Operations(self)                 # management, status, pool file, scripts, reload
 
     # ---------------------------------------------------------------- running
     def run(self) -> int:
@@ -94,6 +97,7 @@ class ServerGateway:
         finally:
             for cid in list(self.conns):
                 self._close_conn(cid)
+            self.ops.close()
             for p in (self.udp, self.listener, self.auth):
                 if p is not None:
                     p.close()
@@ -122,6 +126,7 @@ class ServerGateway:
         if self.auth is not None and not self.auth.inline:
             self.pump.watch(self.auth, self.auth.drain)
         self.pump.timers.arm("drops", self.clock() + DROP_LOG_EVERY, self._log_drops)
+        self.ops.start()
 
     def request_stop(self) -> None:
         """SIGTERM: exit notifications to every client, final counters, done."""
@@ -144,6 +149,9 @@ class ServerGateway:
         self.signals.drain()
         if self.signals.stop:
             self.request_stop()
+            return
+        while self.signals.pending:
+            self.ops.on_signal(self.signals.pending.pop(0))
 
     # ---------------------------------------------------------------- packets in
     def _on_udp_read(self) -> None:
@@ -191,6 +199,7 @@ class ServerGateway:
             link = TcpLink(stream)
             self.conns[cid] = link
             self.conn_peers[cid] = str(peer[0])
+            self.conn_addrs[cid] = peer
             self.pump.watch(link, lambda cid=cid: self._on_conn_read(cid), lambda cid=cid: self._on_conn_write(cid))
             self.pump.timers.arm(("hand-window", cid), self.clock() + self.st.hand_window,
                                  lambda cid=cid: self._hand_window_over(cid))
@@ -250,6 +259,7 @@ class ServerGateway:
     def _close_conn(self, cid: int) -> None:
         link = self.conns.pop(cid, None)
         self.conn_peers.pop(cid, None)
+        self.conn_addrs.pop(cid, None)
         self.established_conns.discard(cid)
         self.pump.timers.cancel(("hand-window", cid))
         if link is not None:
@@ -269,6 +279,7 @@ class ServerGateway:
             now = self.clock()
             for (rec, key_id), ok in self.auth.take_results():
                 self.d.auth_result(rec, key_id, ok, now)
+        self.ops.after_wake()
         self._flush_sends()
         self._drain_events()
         self._flush_sends()          # what the events caused (refused logins answered at once)
@@ -314,6 +325,7 @@ class ServerGateway:
         while d.events:
             rec, e = d.events.popleft()
             log_server_event(rec, e)
+            self.ops.on_event(rec, e)
             if isinstance(e, ev.AuthRequested):
                 self._check_password(rec, e)
             if isinstance(rec.addr, int):
