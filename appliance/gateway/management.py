@@ -177,7 +177,11 @@ class Management:
             c = MgmtConn(s, self, self.password is not None)
             self.conns.append(c)
             self.pump.watch(c, c.on_read, c.on_write)
-            c.send_lines(["ENTER PASSWORD:"] if self.password is not None else [BANNER])
+            if self.password is not None:
+                c.outbuf += b"ENTER PASSWORD:"         # no line end, as OpenVPN (tools wait for exactly this)
+                c.flush()
+            else:
+                c.send_lines([BANNER])
 
     def drop(self, c: MgmtConn, why: str | None) -> None:
         if c.closed:

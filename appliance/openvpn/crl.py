@@ -109,3 +109,16 @@ def _cn(c: x509.Certificate) -> str:
 
 def checker(spec: tuple[str, str] | None) -> CrlChecker | None:
     return CrlChecker(*spec) if spec is not None else None
+
+
+def make_crl(ca_cert: x509.Certificate, ca_key, serials: list[int], days: int = 30) -> bytes:
+    """A PEM CRL signed by the CA revoking `serials` (tests and the lab; easy-rsa makes real ones)."""
+    import datetime
+
+    from cryptography.hazmat.primitives import hashes, serialization
+    now = datetime.datetime.now(datetime.timezone.utc)
+    b = (x509.CertificateRevocationListBuilder().issuer_name(ca_cert.subject)
+         .last_update(now - datetime.timedelta(minutes=5)).next_update(now + datetime.timedelta(days=days)))
+    for s in serials:
+        b = b.add_revoked_certificate(x509.RevokedCertificateBuilder().serial_number(s).revocation_date(now).build())
+    return b.sign(ca_key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM)
