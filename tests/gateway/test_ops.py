@@ -52,6 +52,7 @@ def _cns(gw) -> list:
 
 # ------------------------------------------------------------------ revocation
 def test_revoked_certificate_is_refused_and_a_connected_one_dropped_on_reload(opki, tmp_path, caplog):
+    caplog.set_level("INFO")
     crl = tmp_path / "crl.pem"
     ca = opki["ca_pair"]
     crl.write_bytes(make_crl(ca[0], ca[1], []))
