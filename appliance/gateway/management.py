@@ -128,6 +128,28 @@ class MgmtConn:
         self.send_lines(self.mgr.answer(self, line.split()))
 
 
+class _LogForward(logging.Handler):
+    """Log records to the management clients that asked (`log on`), as >LOG:time,flags,text."""
+
+    FLAGS = {logging.DEBUG: "D", logging.INFO: "I", logging.WARNING: "W", logging.ERROR: "N", logging.CRITICAL: "F"}
+
+    def __init__(self, mgr: "Management") -> None:
+        super().__init__(logging.DEBUG)
+        self.mgr = mgr
+        self.busy = False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.busy:                       # a log line written while forwarding one: not again
+            return
+        self.busy = True
+        try:
+            self.mgr.log_line(self.FLAGS.get(record.levelno, "I"), record.getMessage().replace("\n", " "))
+        except Exception:  # noqa: BLE001 - logging must never raise into the caller
+            pass
+        finally:
+            self.busy = False
+
+
 class Management:
     """The listening socket and its clients, watched by `pump`; `ops` knows the server."""
 
@@ -157,6 +179,8 @@ class Management:
         self.sock.listen(8)
         self.sock.setblocking(False)
         pump.watch(self, self._accept)
+        self._log = _LogForward(self)
+        log.addHandler(self._log)
         log.info("management interface on %s", host if port == "unix" else f"{host}:{port}")
 
     def fileno(self) -> int:
@@ -198,6 +222,7 @@ class Management:
             self.conns.remove(c)
 
     def close(self) -> None:
+        log.removeHandler(self._log)
         for c in list(self.conns):
             self.drop(c, None)
         self.pump.unwatch(self)
