@@ -260,7 +260,7 @@ class Management:
             n, bin_, bout = ops.load_stats()
             return [f"SUCCESS: nclients={n},bytesin={bin_},bytesout={bout}"]
         if cmd == "status":
-            v = a[1] if len(a) > 1 else "1"
+            v = a[1] if len(a) > 1 else str(ops.status_version)    # as OpenVPN: the config's format
             if v not in ("1", "2", "3"):
                 return ["ERROR: status command failed"]
             return ops.status_lines(int(v))

@@ -188,6 +188,10 @@ class Operations:
         return f"{int(self.started)},CONNECTED,SUCCESS,{pool.server_ip if pool else ''},,,,"
 
     @property
+    def status_version(self) -> int:
+        return self.gw.opts.status_version
+
+    @property
     def verb(self) -> int:
         return self.gw.opts.verb
 
@@ -366,52 +370,62 @@ class Operations:
 
     # ---------------------------------------------------------------- environment
     def env(self, rec, inf: ClientInfo, script_type: str) -> dict[str, str]:
+        """OpenVPN's client environment, in the order OpenVPN 2.6 prints it (>CLIENT:ENV lines)."""
         o = self.gw.opts
         ip, port = self._real(rec)
         s = rec.session
         now = self.wall()
-        e = {"script_type": script_type, "script_context": "init", "daemon": "0", "daemon_pid": str(os.getpid()),
-             "config": o.path, "dev": o.dev, "dev_type": "tun", "proto_1": o.proto + ("6" if o.proto_family == "6" else ""),
-             "local_port_1": str(o.lport or o.port), "remote_port_1": str(o.lport or o.port), "verb": str(o.verb),
-             "common_name": rec.common_name or "", "X509_0_CN": s.peer_common_name or "",
-             "trusted_ip" if ":" not in ip else "trusted_ip6": ip, "trusted_port": str(port),
-             "untrusted_ip" if ":" not in ip else "untrusted_ip6": ip, "untrusted_port": str(port),
-             "time_unix": str(int(inf.since if inf.established else now)),
-             "time_ascii": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(inf.since)),
-             "n_clients": str(len(self.gw.d.clients)), "tls_id_0": "", "tls_serial_0": "",
-             "tls_serial_hex_0": "", "ifconfig_local": "", "ifconfig_netmask": ""}
         pool = self.gw.st.pool
-        if pool is not None:
-            e["ifconfig_local"] = pool.server_ip
-            e["ifconfig_netmask"] = str(pool.net.netmask)
-        if s.peer_username:
-            e["username"] = s.peer_username
-        if rec.vaddr:
-            e["ifconfig_pool_remote_ip"] = rec.vaddr
-            if pool is not None:
-                e["ifconfig_pool_netmask"] = str(pool.net.netmask) if pool.topology == "subnet" else "255.255.255.252"
-                if pool.topology != "subnet":
-                    e["ifconfig_pool_local_ip"] = str(ipaddress.IPv4Address(rec.vaddr) - 1)
+        v6 = ":" in ip
+        t = inf.since if inf.established else now
+        e: dict[str, str] = {"n_clients": str(len(self.gw.d.clients)), "time_unix": str(int(t)),
+                             "time_ascii": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t))}
         if rec.vaddr6:
             e["ifconfig_pool_remote_ip6"] = rec.vaddr6
+        if rec.vaddr and pool is not None:
+            e["ifconfig_pool_netmask"] = str(pool.net.netmask) if pool.topology == "subnet" else "255.255.255.252"
+            if pool.topology != "subnet":
+                e["ifconfig_pool_local_ip"] = str(ipaddress.IPv4Address(rec.vaddr) - 1)
+        if rec.vaddr:
+            e["ifconfig_pool_remote_ip"] = rec.vaddr
+        if s.peer_username:
+            e["username"] = s.peer_username
+        e["trusted_port"] = str(port)
+        e["trusted_ip6" if v6 else "trusted_ip"] = ip
+        e["common_name"] = rec.common_name or ""
+        for k in reversed(list(s.peer_info)):
+            if k.startswith(("IV_", "UV_")):
+                e[k] = s.peer_info[k]
+        e["untrusted_port"] = str(port)
+        e["untrusted_ip6" if v6 else "untrusted_ip"] = ip
         cert = _peer_cert(rec)
         if cert is not None:
-            e["tls_serial_0"] = str(cert.serial_number)
             h = f"{cert.serial_number:x}"
             h = ("0" + h) if len(h) % 2 else h
             e["tls_serial_hex_0"] = ":".join(h[i:i + 2] for i in range(0, len(h), 2))
+            e["tls_serial_0"] = str(cert.serial_number)
             e["tls_id_0"] = _openvpn_subject(cert)
-        for k, v in s.peer_info.items():
-            if k.startswith("IV_") or k == "UV_" or k.startswith("UV_"):
-                e[k] = v
-        return {k: v for k, v in e.items() if v is not None}
+            e["X509_0_CN"] = s.peer_common_name or ""
+        e.update({"remote_port_1": str(o.lport or o.port), "local_port_1": str(o.lport or o.port),
+                  "proto_1": o.proto + ("6" if o.proto_family == "6" else ""), "daemon_pid": str(os.getpid()),
+                  "daemon_start_time": str(int(self.started)), "daemon_log_redirect": "0", "daemon": "0",
+                  "verb": str(o.verb), "config": o.path})
+        if pool is not None:
+            e["ifconfig_local"] = pool.server_ip
+            e["ifconfig_netmask"] = str(pool.net.netmask)
+        e["script_context"] = "init"
+        e["tun_mtu"] = str(o.tun_mtu)
+        dev = getattr(getattr(self.gw.net, "tun", None), "name", None)
+        e["dev"] = dev if isinstance(dev, str) else o.dev
+        e["dev_type"] = "tun"
+        e["redirect_gateway"] = "0"
+        if script_type:
+            e["script_type"] = script_type
+        return e
 
     def _env_lines(self, rec, inf: ClientInfo, extra: dict | None = None) -> list[str]:
-        e = self.env(rec, inf, "")
-        e.pop("script_type", None)
-        e.pop("script_context", None)
-        if extra:
-            e.update(extra)
+        e = dict(extra or {})                     # set last, so OpenVPN prints them first
+        e.update(self.env(rec, inf, ""))
         return [f">CLIENT:ENV,{k}={v}" for k, v in e.items()] + [">CLIENT:ENV,END"]
 
 

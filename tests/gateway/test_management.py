@@ -52,6 +52,7 @@ def mask(line: str) -> str:
 
 class FakeOps:
     verb = 3
+    status_version = 1
 
     def __init__(self) -> None:
         self.signals: list[str] = []
