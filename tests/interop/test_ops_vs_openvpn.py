@@ -213,7 +213,7 @@ def test_revoked_client_refused_and_connected_one_dropped_on_reload(lab, procs):
     assert lab.ping(lab.cli, TUN_SERVER_IP, 2) == 2
     ns2 = lab.add_client_ns(5)
     crl.write_bytes(make_crl(*ca, [_serial(lab, "client2")]))
-    c2 = lab.openvpn(ns2, client_profile(lab.pki, client="client2", remotes=[("198.18.0.1", 1194, "udp")]),
+    c2 = lab.openvpn(ns2, client_profile(lab.pki, client="client2", remotes=[("198.18.6.1", 1194, "udp")]),
                      f"crlc2-{len(lab.procs)}", wait=0)
     procs.append(c2)
     assert srv.wait_for(rf"serial {_serial(lab, 'client2')} \(CN=client2\) is revoked", 20), srv.log()[-2000:]
@@ -246,7 +246,7 @@ def test_reload_with_changed_push_keeps_the_tunnel_and_new_clients_get_the_new_p
     assert lab.ping(lab.cli, TUN_SERVER_IP, 5) == 5, "the connected client lost its tunnel on reload"
     assert lab.tcp_transfer(lab.srv, TUN_SERVER_IP, lab.cli, 300_000) > 0
     ns3 = lab.add_client_ns(6)
-    c3 = lab.openvpn(ns3, client_profile(lab.pki, client="client3", remotes=[("198.18.0.1", 1194, "udp")]),
+    c3 = lab.openvpn(ns3, client_profile(lab.pki, client="client3", remotes=[("198.18.7.1", 1194, "udp")]),
                      f"rlc3-{len(lab.procs)}")
     procs.append(c3)
     r3 = ns3.run("ip -4 route show").stdout
