@@ -276,3 +276,61 @@ def test_kill_by_common_name_and_client_kill(opki):
     assert _cns(gw) == []
     n, _bi, _bo = gw.ops.load_stats()
     assert n == 0
+
+
+def test_a_client_revoked_while_connected_is_dropped_at_its_next_renegotiation(opki, tmp_path):
+    crl = tmp_path / "crl.pem"
+    ca = opki["ca_pair"]
+    crl.write_bytes(make_crl(ca[0], ca[1], []))
+    w = World()
+    gw, _ = _server(w, server_conf(opki, extra=f"crl-verify {crl}\n"))
+    w.add_client(client_conf(opki, "client0"))
+    w.add_client(client_conf(opki, "client1"))
+    assert w.run(lambda: _up(w, 0) and _up(w, 1), max_time=30)
+    crl.write_bytes(make_crl(ca[0], ca[1], [opki["serials"]["client0"]]))
+    os.utime(crl, ns=(os.stat(crl).st_atime_ns, os.stat(crl).st_mtime_ns + 10**9))
+    rec0 = next(r for r in gw.d.clients if r.common_name == "client0")
+    rec0.session.renegotiate(w.clock())          # as reneg-sec would
+    gw.d._collect(rec0)
+    w.run_for(10)
+    assert not rec0.alive, "a revoked client survived its renegotiation"
+    assert "client1" in _cns(gw)
+    ping_both_ways(w, 1)
+
+
+def test_scripts_are_refused_in_the_vm_image(monkeypatch):
+    from appliance.openvpn.config import parse_config
+    from appliance.openvpn.errors import ConfigError
+    monkeypatch.setenv("VPN_APPLIANCE_NO_SCRIPTS", "1")
+    with pytest.raises(ConfigError) as e:
+        parse_config("mode server\ntls-server\nscript-security 2\nclient-connect /bin/true\n", "/vm/server.conf")
+    assert "/vm/server.conf:4: client-connect: the VM image runs no scripts" in str(e.value)
+
+
+def test_sigusr2_logs_statistics_and_bytecount_lines(opki, caplog):
+    import signal
+    caplog.set_level("INFO")
+    w = World()
+    gw, _ = _server(w, server_conf(opki))
+    w.add_client(client_conf(opki, "client0"))
+    assert w.run(lambda: _up(w, 0), max_time=30)
+    ping_both_ways(w, 0)
+    gw.ops.on_signal(signal.SIGUSR2)
+    assert "statistics: 1 clients" in caplog.text and "client0" in caplog.text
+
+    class Conn:
+        bytecount = 1
+        got: list = []
+
+        def send_lines(self, lines):
+            self.got.extend(lines)
+
+    class Mgr:
+        conns = [Conn()]
+    gw.ops.mgmt = Mgr()
+    w.clock.t = float(int(w.clock.t))
+    gw.ops._bytecount()
+    (line,) = Mgr.conns[0].got
+    cid, rx, tx = line.split(":", 1)[1].split(",")
+    assert line.startswith(">BYTECOUNT_CLI:") and cid == "0" and int(rx) > 0 and int(tx) > 0
+    gw.ops.mgmt = None
