@@ -151,15 +151,20 @@ class Operations:
     def _real(self, rec) -> tuple[str, int]:
         a = rec.addr
         if isinstance(a, tuple):
-            return str(a[0]), int(a[1])
+            ip = str(a[0])
+            return (ip[7:] if ip.startswith("::ffff:") and "." in ip else ip), int(a[1])
         peer = getattr(self.gw, "conn_addrs", {}).get(a)
         if peer is not None:
             return str(peer[0]), int(peer[1])
         return str(self.gw.conn_peers.get(a, "?")), 0
 
     def real_str(self, rec) -> str:
+        """As OpenVPN 2.6 prints a client's address: IPv4 `ip:port`; IPv6 the address alone (seen
+        in the lab with proto udp6)."""
         ip, port = self._real(rec)
-        return f"{ip}:{port}"
+        if ip.startswith("::ffff:") and "." in ip:
+            ip = ip[7:]
+        return ip if ":" in ip else f"{ip}:{port}"
 
     def rows(self) -> list[st_mod.ClientRow]:
         out = []
