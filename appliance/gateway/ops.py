@@ -188,9 +188,12 @@ class Operations:
         rows = self.rows()
         return len(rows), sum(r.bytes_in for r in rows), sum(r.bytes_out for r in rows)
 
-    def state_line(self) -> str:
+    def state_line(self, notify_at: int | None = None) -> str:
+        """`state`'s line, or with `notify_at` the >STATE notification of the same state."""
         pool = self.gw.st.pool
-        return f"{int(self.started)},CONNECTED,SUCCESS,{pool.server_ip if pool else ''},,,,"
+        t = int(self.started) if notify_at is None else notify_at
+        return (">STATE:" if notify_at is not None else "") + \
+            f"{t},CONNECTED,SUCCESS,{pool.server_ip if pool else ''},,,,"
 
     @property
     def status_version(self) -> int:
@@ -264,7 +267,10 @@ class Operations:
             from . import ccd_loader
             ccd = ccd_loader(new.client_config_dir) if new.client_config_dir else None
             st = server_settings(new, ccd, passdb, defer_auth=True)
+            had_scripts = self.scripts
             self._apply_script_settings(new, st)
+            if self.scripts is not None and self.scripts is not had_scripts and not self.scripts.inline:
+                gw.pump.watch(self.scripts, self.scripts.drain)
         except (ConfigError, OSError) as e:
             log.error("reload: the new config is not used, the server runs on as it was:\n%s", e)
             return False
@@ -299,6 +305,9 @@ class Operations:
                     dropped += 1
         log.warning("reload: config %s re-read; %d clients kept, %d revoked ones disconnected",
                     new.path, len(d.clients), dropped)
+        if self.mgmt is not None:
+            t = int(self.wall())
+            self.mgmt.notify([f">STATE:{t},RECONNECTING,SIGHUP,,,,,", self.state_line(t)], "state_on")
         return True
 
     # ---------------------------------------------------------------- engine events

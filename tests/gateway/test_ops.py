@@ -334,3 +334,14 @@ def test_sigusr2_logs_statistics_and_bytecount_lines(opki, caplog):
     cid, rx, tx = line.split(":", 1)[1].split(",")
     assert line.startswith(">BYTECOUNT_CLI:") and cid == "0" and int(rx) > 0 and int(tx) > 0
     gw.ops.mgmt = None
+
+
+def test_a_script_past_its_time_limit_is_killed_and_refuses(tmp_path):
+    import time
+    slow = _script(tmp_path, "slow.sh", "sleep 5\n")
+    r = ScriptRunner(time_limit=0.3, inline=True)
+    t0 = time.monotonic()
+    assert r.submit(("connect", None), [slow], {}, True) is None
+    (key, ok, text, reason), = r.take_results()
+    assert not ok and "limit" in reason and time.monotonic() - t0 < 3
+    r.close()
