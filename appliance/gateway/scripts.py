@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import socket
 import subprocess
 import tempfile
@@ -84,12 +85,20 @@ class ScriptRunner:
             full_env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")}
             full_env.update(env)
             try:
-                r = subprocess.run(args, env=full_env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                   stderr=subprocess.PIPE, timeout=self.time_limit, check=False)
-            except subprocess.TimeoutExpired:
-                return key, False, None, f"{os.path.basename(argv[0])} ran past its {self.time_limit:g} s limit"
+                p = subprocess.Popen(args, env=full_env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.PIPE, start_new_session=True)
             except OSError as e:
                 return key, False, None, f"cannot run {argv[0]}: {e.strerror or e}"
+            try:
+                _out, err_b = p.communicate(timeout=self.time_limit)
+            except subprocess.TimeoutExpired:
+                try:
+                    os.killpg(p.pid, signal.SIGKILL)      # the script and whatever it started
+                except OSError:
+                    pass
+                p.communicate()
+                return key, False, None, f"{os.path.basename(argv[0])} ran past its {self.time_limit:g} s limit"
+            r = subprocess.CompletedProcess(args, p.returncode, None, err_b)
             if r.returncode != 0:
                 err = r.stderr.decode("utf-8", "replace").strip().splitlines()
                 return key, False, None, (f"{os.path.basename(argv[0])} exited with status {r.returncode}"

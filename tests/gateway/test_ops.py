@@ -338,7 +338,7 @@ def test_sigusr2_logs_statistics_and_bytecount_lines(opki, caplog):
 
 def test_a_script_past_its_time_limit_is_killed_and_refuses(tmp_path):
     import time
-    slow = _script(tmp_path, "slow.sh", "sleep 5\n")
+    slow = _script(tmp_path, "slow.sh", "sleep 5\necho done\n")
     r = ScriptRunner(time_limit=0.3, inline=True)
     t0 = time.monotonic()
     assert r.submit(("connect", None), [slow], {}, True) is None
