@@ -33,6 +33,14 @@ RESTART_ONLY = ("port", "lport", "local", "proto", "proto_family", "dev", "serve
                 "ifconfig_pool", "management")
 
 
+def check_scripts(o) -> None:
+    """client-connect/-disconnect need `script-security 2` (OpenVPN refuses to run them otherwise)."""
+    if (o.client_connect or o.client_disconnect) and o.script_security < 2:
+        d = "client-connect" if o.client_connect else "client-disconnect"
+        path, line = o.source.get(d.replace("-", "_"), (o.path, None))
+        raise ConfigError("scripts run only with `script-security 2`", path, line, d)
+
+
 class ClientInfo:
     __slots__ = ("cid", "since", "rec", "established", "connect_ran")
 
@@ -65,9 +73,7 @@ class Operations:
 
     # ---------------------------------------------------------------- set-up
     def _apply_script_settings(self, o, st) -> None:
-        if (o.client_connect or o.client_disconnect) and o.script_security < 2:
-            raise ConfigError("client-connect/client-disconnect need `script-security 2`", o.path, None,
-                              "script-security")
+        check_scripts(o)
         st.defer_connect = bool(o.client_connect)
         if (o.client_connect or o.client_disconnect) and self.scripts is None:
             self.scripts = ScriptRunner()

@@ -202,7 +202,7 @@ exit 0
 def test_scripts_need_script_security_2(opki):
     from appliance.openvpn.errors import ConfigError
     w = World()
-    with pytest.raises(ConfigError, match="script-security 2"):
+    with pytest.raises(ConfigError, match="client-connect: scripts run only with `script-security 2`"):
         w.add_server(server_conf(opki, extra="client-connect /bin/true\n"))
 
 
