@@ -56,6 +56,7 @@ class MgmtConn:
         self.bytecount = 0
         self.closed = False
         self.writing = False
+        self.tries = 0
 
     def fileno(self) -> int:
         return self.sock.fileno()
@@ -119,9 +120,14 @@ class MgmtConn:
             if line == self.mgr.password:
                 self.authed = True
                 self.send_lines(["SUCCESS: password is correct", BANNER])
+                return
+            # As OpenVPN 2.6 (checked in the lab): ask again, and hang up after the third miss.
+            self.tries += 1
+            if self.tries >= 3:
+                self.mgr.drop(self, "management: wrong password three times")
             else:
-                self.send_lines(["ERROR: bad password"])
-                self.mgr.drop(self, "management: bad password")
+                self.outbuf += b"ENTER PASSWORD:"
+                self.flush()
             return
         if not line:
             return

@@ -207,7 +207,12 @@ def test_password_on_tcp(tmp_path):
         s2 = socket.create_connection(("127.0.0.1", port))
         s2.setblocking(False)
         _read_until(pump, s2, lambda t: t.endswith("ENTER PASSWORD:"))
+        # As Debian's OpenVPN 2.6: a wrong password is asked again, the third one hangs up.
+        for _ in range(2):
+            s2.sendall(b"wrong\n")
+            assert _read_until(pump, s2, lambda t: t.endswith("ENTER PASSWORD:")) == "ENTER PASSWORD:"
         s2.sendall(b"wrong\n")
-        assert "ERROR: bad password" in _read_until(pump, s2, lambda t: "\r\n" in t)
+        assert _read_until(pump, s2, lambda t: False, 0.5) == ""
+        assert len(m.conns) == 1
     finally:
         m.close()
