@@ -108,7 +108,9 @@ COMMANDS = ["version", "pid", "load-stats", "status", "status 1", "status 2", "s
 
 def _session(lab, procs, start_server, tag: str) -> dict:
     sock = str(lab.tmp / f"mgmt-{tag}.sock")
-    srv = start_server(f"management {sock} unix\n")
+    sfile = lab.tmp / f"status-{tag}.log"
+    sfile.unlink(missing_ok=True)
+    srv = start_server(f"management {sock} unix\nstatus {sfile} 1\n")
     procs.append(srv)
     m = Mgmt(sock)
     out = {"banner": m.lines(0.5)}
@@ -122,6 +124,8 @@ def _session(lab, procs, start_server, tag: str) -> dict:
     m.notes.clear()
     for c in COMMANDS:
         out[c] = [mask(x) for x in m.cmd(c)]
+    time.sleep(1.5)
+    out["status file"] = [mask(x) for x in sfile.read_text().splitlines()]
     m.notes.clear()
     out["kill client1"] = m.cmd("kill client1", 1.5)
     cli.stop(8)
@@ -147,6 +151,9 @@ def test_management_session_answers_like_openvpn(lab, procs):
     for c in COMMANDS:
         assert ours[c] == theirs[c], f"{c}:\nOpenVPN: {theirs[c]}\nours:    {ours[c]}"
     assert ours["kill client1"] == theirs["kill client1"], (theirs["kill client1"], ours["kill client1"])
+    # The status file (status FILE 1, status-version 2): the same lines as OpenVPN's, client row included.
+    assert any(x.startswith("CLIENT_LIST,client1,") for x in theirs["status file"])
+    assert ours["status file"] == theirs["status file"], (theirs["status file"], ours["status file"])
     # Without management-client-auth, OpenVPN 2.6 sends >CLIENT:ESTABLISHED but no DISCONNECT (its
     # close notification needs the client-auth state); we send DISCONNECT as well, with the env
     # lines (bytes_received, bytes_sent, time_duration) its client-auth mode sends.
@@ -203,6 +210,18 @@ def _serial(lab, name: str) -> int:
 def test_revoked_client_refused_and_connected_one_dropped_on_reload(lab, procs):
     ca = _ca(lab)
     crl = lab.tmp / "crl.pem"
+    ns2 = lab.add_client_ns(5)
+    prof2 = client_profile(lab.pki, client="client2", remotes=[("198.18.6.1", 1194, "udp")])
+    # Debian's OpenVPN with the same CRL refuses client2 (the reference behaviour).
+    crl.write_bytes(make_crl(*ca, [_serial(lab, "client2")]))
+    ov = _ovpn_server(lab, server_config(lab.pki, extra=f"crl-verify {crl}\n"))
+    procs.append(ov)
+    c2 = lab.openvpn(ns2, prof2, f"crlov2-{len(lab.procs)}", wait=0)
+    assert ov.wait_for(r"VERIFY ERROR|certificate revoked", 20), ov.log()[-2000:]
+    assert not c2.wait_for("Initialization Sequence Completed", 3)
+    c2.stop(8)
+    ov.stop(8)
+    procs.clear()
     crl.write_bytes(make_crl(*ca, []))
     sock = str(lab.tmp / "mgmt-crl.sock")
     srv = lab.ours(lab.srv, server_config(lab.pki, extra=f"crl-verify {crl}\nmanagement {sock} unix\n"),
@@ -211,10 +230,8 @@ def test_revoked_client_refused_and_connected_one_dropped_on_reload(lab, procs):
     c1 = lab.openvpn(lab.cli, client_profile(lab.pki, client="client1"), f"crlc1-{len(lab.procs)}")
     procs.append(c1)
     assert lab.ping(lab.cli, TUN_SERVER_IP, 2) == 2
-    ns2 = lab.add_client_ns(5)
     crl.write_bytes(make_crl(*ca, [_serial(lab, "client2")]))
-    c2 = lab.openvpn(ns2, client_profile(lab.pki, client="client2", remotes=[("198.18.6.1", 1194, "udp")]),
-                     f"crlc2-{len(lab.procs)}", wait=0)
+    c2 = lab.openvpn(ns2, prof2, f"crlc2-{len(lab.procs)}", wait=0)
     procs.append(c2)
     assert srv.wait_for(rf"serial {_serial(lab, 'client2')} \(CN=client2\) is revoked", 20), srv.log()[-2000:]
     assert "Initialization Sequence Completed" not in c2.log()
