@@ -12,12 +12,13 @@ from __future__ import annotations
 import logging
 import os
 import socket
-import time
+from collections import deque
 
 log = logging.getLogger("vpn-appliance")
 
 OUT_LIMIT = 256 * 1024
 LINE_LIMIT = 8 * 1024
+LOG_HISTORY = 500
 VERSION_LINE = "OpenVPN Version: " + "OpenVPN 2.6.14 vpn-appliance [SSL (OpenSSL)] [EPOLL] [MH/PKTINFO] [AEAD]"
 BANNER = ">INFO:OpenVPN Management Interface Version 5 -- type 'help' for more info"
 HELP = """Management Interface for OpenVPN 2.6.14 vpn-appliance
@@ -143,13 +144,16 @@ class _LogForward(logging.Handler):
         super().__init__(logging.DEBUG)
         self.mgr = mgr
         self.busy = False
+        self.history: deque = deque(maxlen=LOG_HISTORY)   # for `log all` / `log N`
 
     def emit(self, record: logging.LogRecord) -> None:
         if self.busy:                       # a log line written while forwarding one: not again
             return
         self.busy = True
         try:
-            self.mgr.log_line(self.FLAGS.get(record.levelno, "I"), record.getMessage().replace("\n", " "))
+            line = f"{int(record.created)},{self.FLAGS.get(record.levelno, 'I')},{record.getMessage()}".replace("\n", " ")
+            self.history.append(line)
+            self.mgr.log_line(line)
         except Exception:  # noqa: BLE001 - logging must never raise into the caller
             pass
         finally:
@@ -245,9 +249,21 @@ class Management:
             if c.authed and (flag is None or getattr(c, flag)):
                 c.send_lines(lines)
 
-    def log_line(self, level: str, msg: str) -> None:
+    def log_line(self, line: str) -> None:
         if any(c.log_on for c in self.conns):
-            self.notify([f">LOG:{int(time.time())},{level},{msg}"], "log_on")
+            self.notify([">LOG:" + line], "log_on")
+
+    def _history(self, arg: str | None) -> list[str]:
+        lines = list(self._log.history)
+        if arg is None:
+            return []
+        if arg != "all":
+            try:
+                n = int(arg)
+            except ValueError:
+                return []
+            lines = lines[-n:] if n > 0 else []
+        return lines
 
     # ---------------------------------------------------------------- commands
     def answer(self, c: MgmtConn, a: list[str]) -> list[str]:
@@ -285,9 +301,9 @@ class Management:
                 c.log_on = a[1] == "on"
                 out = [f"SUCCESS: real-time log notification set to {a[1].upper()}"]
                 if len(a) > 2:
-                    out.append("END")
+                    out += self._history(a[2]) + ["END"]
                 return out
-            return ["END"]
+            return self._history(a[1] if len(a) > 1 else "all") + ["END"]
         if cmd == "echo":
             if len(a) > 1 and a[1] in ("on", "off"):
                 return [f"SUCCESS: real-time echo notification set to {a[1].upper()}"]

@@ -325,6 +325,16 @@ class Operations:
         return inf
 
     def on_event(self, rec, e) -> None:
+        """One engine event; a bug of ours here must not keep the pump from handling the event
+        itself (closing a TCP connection, a password check), so it is contained and counted."""
+        try:
+            self._on_event(rec, e)
+        except Exception:  # noqa: BLE001
+            self.gw.faults.internal("operations (management, scripts, status)")
+            if isinstance(e, ev.ConnectRequested):
+                self.gw.d.connect_result(rec, False, self.gw.clock(), reason="internal error")
+
+    def _on_event(self, rec, e) -> None:
         if isinstance(e, ev.ConnectRequested):
             inf = self._info(rec)
             self._run_connect(rec, inf)
@@ -371,22 +381,29 @@ class Operations:
     def after_wake(self) -> None:
         if self.scripts is None:
             return
-        for (kind, rec), ok, text, reason in self.scripts.take_results():
-            if kind != "connect":
-                if not ok:
-                    log.warning("client-disconnect: %s", reason)
-                continue
-            ccd = None
-            if ok and text and text.strip():
-                try:
-                    ccd = parse_ccd(text, "<client-connect output>")
-                except ConfigError as e:
-                    ok, reason = False, f"client-connect wrote options we cannot use: {e}"
-                if ccd is not None and getattr(ccd, "disable", False):
-                    ok, reason = False, "client-connect: disable"
+        for result in self.scripts.take_results():
+            try:
+                self._script_done(*result)
+            except Exception:  # noqa: BLE001
+                self.gw.faults.internal("a script's verdict")
+
+    def _script_done(self, key, ok: bool, text, reason: str) -> None:
+        kind, rec = key
+        if kind != "connect":
             if not ok:
-                log.warning("%s/%s: refused: %s", rec.common_name, fmt_addr(rec.addr), reason)
-            self.gw.d.connect_result(rec, ok, self.gw.clock(), ccd=ccd, reason=reason)
+                log.warning("client-disconnect: %s", reason)
+            return
+        ccd = None
+        if ok and text and text.strip():
+            try:
+                ccd = parse_ccd(text, "<client-connect output>")
+            except ConfigError as e:
+                ok, reason = False, f"client-connect wrote options we cannot use: {e}"
+            if ccd is not None and getattr(ccd, "disable", False):
+                ok, reason = False, "client-connect: disable"
+        if not ok:
+            log.warning("%s/%s: refused: %s", rec.common_name, fmt_addr(rec.addr), reason)
+        self.gw.d.connect_result(rec, ok, self.gw.clock(), ccd=ccd, reason=reason)
 
     # ---------------------------------------------------------------- environment
     def env(self, rec, inf: ClientInfo, script_type: str) -> dict[str, str]:

@@ -216,3 +216,17 @@ def test_password_on_tcp(tmp_path):
         assert len(m.conns) == 1
     finally:
         m.close()
+
+
+def test_log_history_and_real_time_log_lines(mgmt):
+    import logging
+    m, pump, path = mgmt
+    s = _client(path)
+    _read_until(pump, s, lambda t: t.endswith("\r\n"))
+    logging.getLogger("vpn-appliance").warning("first line")
+    got = ask(pump, s, "log all", 2)
+    assert re.fullmatch(r"\d+,W,first line", got[-2]) and got[-1] == "END", got
+    assert ask(pump, s, "log on", 1) == ["SUCCESS: real-time log notification set to ON"]
+    logging.getLogger("vpn-appliance").warning("second line")
+    txt = _read_until(pump, s, lambda t: "second line" in t)
+    assert re.search(r">LOG:\d+,W,second line\r\n", txt), txt
