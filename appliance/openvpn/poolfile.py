@@ -57,6 +57,15 @@ class PoolMemory:
     def want(self, cn: str | None) -> tuple[str | None, str | None]:
         return self.entries.get(cn or "", (None, None)) if cn else (None, None)
 
+    def pick(self, cn: str | None, free: list[str]) -> str | None:
+        """The address for `cn`: its own if free, else the first free one no other name holds
+        (OpenVPN hands out remembered addresses of other clients only when nothing else is left)."""
+        own = self.want(cn)[0]
+        if own is not None and own in free:
+            return own
+        held = {v4 for name, (v4, _v6) in self.entries.items() if name != cn and v4}
+        return next((ip for ip in free if ip not in held), None)
+
     def note(self, cn: str | None, v4: str | None, v6: str | None) -> None:
         if not cn or (v4 is None and v6 is None):
             return

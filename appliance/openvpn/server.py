@@ -377,7 +377,7 @@ class ServerDispatcher:
             opts.append(f"ifconfig {ip} {mask}")
         elif pool is not None:
             mem = self.st.pool_memory
-            ip = pool.lease_free(mem.want(rec.common_name)[0]) if mem is not None else None
+            ip = pool.lease_free(mem.pick(rec.common_name, pool.free)) if mem is not None else None
             ip = ip or pool.lease()
             if ip is None:
                 raise ClientRefused("address pool exhausted", temporary=True)

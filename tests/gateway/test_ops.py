@@ -152,12 +152,14 @@ def test_addresses_persist_across_a_restart(opki, tmp_path):
 
 def test_pool_file_written_by_openvpn_is_read(opki, tmp_path):
     pf = tmp_path / "ipp.txt"
-    pf.write_text("client0,198.19.0.77,\nclient9,198.19.0.78,\n")
+    pf.write_text("client0,198.19.0.77,\nclient9,198.19.0.2,\n")
     w = World()
     _server(w, server_conf(opki, extra=f"ifconfig-pool-persist {pf}\n"))
     w.add_client(client_conf(opki, "client0"))
-    assert w.run(lambda: _up(w, 0), max_time=30)
+    w.add_client(client_conf(opki, "client1"))
+    assert w.run(lambda: _up(w, 0) and _up(w, 1), max_time=30)
     assert w.client_addr(0) == "198.19.0.77"
+    assert w.client_addr(1) == "198.19.0.3", "client1 took the address remembered for client9"
 
 
 # ------------------------------------------------------------------ scripts
