@@ -347,3 +347,20 @@ def test_a_script_past_its_time_limit_is_killed_and_refuses(tmp_path):
     (key, ok, text, reason), = r.take_results()
     assert not ok and "limit" in reason and time.monotonic() - t0 < 3
     r.close()
+
+
+def test_status_with_server_ipv6_and_the_pool_file_ipv6_field(opki, tmp_path):
+    """As Debian's OpenVPN 2.6 prints them (lab): the IPv6 address in CLIENT_LIST, a ROUTING_TABLE
+    row for each address (IPv4 first), and `CN,IPv4,IPv6` in the pool file."""
+    pf = tmp_path / "ipp.txt"
+    w = World()
+    gw, _ = _server(w, server_conf(opki, extra=f"server-ipv6 2001:db8:100::/64\nifconfig-pool-persist {pf} 1\n"))
+    w.add_client(client_conf(opki, "client0"))
+    assert w.run(lambda: _up(w, 0), max_time=30)
+    lines = gw.ops.status_lines(2)
+    row = next(x for x in lines if x.startswith("CLIENT_LIST,"))
+    assert row.split(",")[3:5] == ["198.19.0.2", "2001:db8:100::1000"]
+    routes = [x.split(",")[1] for x in lines if x.startswith("ROUTING_TABLE,")]
+    assert routes == ["198.19.0.2", "2001:db8:100::1000"]
+    gw.ops.close()
+    assert pf.read_text() == "client0,198.19.0.2,2001:db8:100::1000\n"
