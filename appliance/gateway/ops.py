@@ -24,6 +24,7 @@ from ..openvpn.poolfile import PoolMemory
 from . import status as st_mod
 from .eventlog import fmt_addr
 from .management import Management
+from .ports import PortGone
 from .scripts import ScriptRunner
 
 log = logging.getLogger("vpn-appliance")
@@ -84,7 +85,11 @@ class Operations:
         if self.scripts is not None and not self.scripts.inline:
             pump.watch(self.scripts, self.scripts.drain)
         if o.management:
-            self.mgmt = Management(o.management, pump, self)
+            try:
+                self.mgmt = Management(o.management, pump, self)
+            except OSError as e:
+                where = o.management[0] if o.management[1] == "unix" else f"{o.management[0]}:{o.management[1]}"
+                raise PortGone(f"management interface on {where}: {e.strerror or e}") from None
         if o.status:
             pump.timers.arm("status-file", gw.clock(), self._write_status)
         if self.pool_memory is not None and self.pool_memory.interval:

@@ -364,3 +364,15 @@ def test_status_with_server_ipv6_and_the_pool_file_ipv6_field(opki, tmp_path):
     assert routes == ["198.19.0.2", "2001:db8:100::1000"]
     gw.ops.close()
     assert pf.read_text() == "client0,198.19.0.2,2001:db8:100::1000\n"
+
+
+def test_signal_sigterm_stops_and_a_management_socket_that_cannot_bind_is_fatal(opki, tmp_path):
+    import signal
+    from appliance.gateway.ports import PortGone
+    w = World()
+    gw, _ = _server(w, server_conf(opki))
+    gw.ops.on_signal(signal.SIGTERM)
+    assert gw.result == 0
+    w2 = World()
+    with pytest.raises(PortGone, match="management interface on /nonexistent/dir/m.sock"):
+        w2.add_server(server_conf(opki, extra="management /nonexistent/dir/m.sock unix\n"))
