@@ -31,7 +31,7 @@ log = logging.getLogger("vpn-appliance")
 
 BYTECOUNT_TICK = 1.0
 RESTART_ONLY = ("port", "lport", "local", "proto", "proto_family", "dev", "server", "server_ipv6", "topology",
-                "ifconfig_pool", "management")
+                "ifconfig_pool", "management", "ifconfig_pool_persist")
 
 
 def check_scripts(o) -> None:
@@ -114,6 +114,8 @@ class Operations:
 
     # ---------------------------------------------------------------- timers
     def _write_status(self, rearm: bool = True) -> None:
+        if not self.gw.opts.status:
+            return                          # a reload took `status` away
         path, every = self.gw.opts.status
         try:
             st_mod.write_file(path, self.status_lines(self.gw.opts.status_version))
@@ -301,6 +303,10 @@ class Operations:
         if gw.auth is not None and st.verify_user is not None:
             gw.auth.verify = st.verify_user
         self.reloads += 1
+        if new.status:
+            gw.pump.timers.arm("status-file", gw.clock(), self._write_status)   # new file or interval
+        else:
+            gw.pump.timers.cancel("status-file")
         crl = st.session_config(0).tls.crl
         dropped = 0
         if crl is not None:

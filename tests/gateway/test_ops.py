@@ -99,8 +99,10 @@ def test_reload_with_a_changed_push_keeps_clients_and_new_ones_get_the_new_push(
     w.add_client(client_conf(opki, "client0"))
     assert w.run(lambda: _up(w, 0), max_time=30)
     addr0, peer0 = w.client_addr(0), gw.d.clients[0]
-    holder["conf"] = conf.replace("route 10.1.0.0", "route 10.2.0.0")
+    holder["conf"] = conf.replace("route 10.1.0.0", "route 10.2.0.0") + "status /dev/null/x 5\nport 1195\n"
     assert gw.ops.reload()
+    assert gw.opts.port == 1194, "a port change needs a restart: kept"
+    w.run_for(1)                                  # the new status file cannot be written: logged only
     assert gw.d.clients == [peer0] and peer0.alive and peer0.vaddr == addr0
     for i in range(3):
         ping_both_ways(w, 0, tag=bytes([i]))
