@@ -209,6 +209,9 @@ class MemoryStreamSocket:
     def setsockopt(self, *a) -> None:
         pass
 
+    def getsockopt(self, *a) -> int:
+        return 0                               # SO_ERROR: connected (the connect is immediate here)
+
     def fileno(self) -> int:
         return self.fd
 
@@ -338,10 +341,12 @@ class MemoryPorts:
         self.udp_sockets.append(s)
         return UdpTransport(local, remote, sock=s)
 
-    def tcp_connect(self, remote, timeout) -> TcpTransport:  # noqa: ANN001
+    def tcp_connect(self, remote) -> TcpTransport:  # noqa: ANN001
         s = stream_connect(self.net, self.ip, remote)
         self.streams.append(s)
-        return TcpTransport(s)
+        t = TcpTransport(s)
+        t.connecting = True          # as a non-blocking connect: the gateway waits for writability
+        return t
 
     def tcp_listen(self, local) -> TcpListener:  # noqa: ANN001
         addr = (self.ip if local[0] in ("0.0.0.0", "::") else local[0], local[1])
@@ -404,8 +409,36 @@ class ChannelTun:
         return True
 
 
+class PooledChannelTun(ChannelTun):
+    """A ChannelTun whose read_batch behaves like TunDevice's: views into a small pool of reused
+    buffers, valid only until the next read_batch. Each read_batch first poisons the whole pool,
+    so a view kept past its lifetime reads 0xEE bytes instead of quietly staying right."""
+
+    POISON = 0xEE
+
+    def __init__(self, net: MemoryNet, name: str = "tun-mem") -> None:
+        super().__init__(net, name)
+        self._pool: list[bytearray] = []
+
+    def read_batch(self, max_packets: int = 64) -> list:
+        for b in self._pool:
+            b[:] = bytes([self.POISON]) * len(b)
+        out = []
+        while self.inbox and len(out) < max_packets:
+            p = self.inbox.popleft()
+            if len(out) == len(self._pool):
+                self._pool.append(bytearray(HEADROOM + 65535))
+            buf = self._pool[len(out)]
+            buf[HEADROOM:HEADROOM + len(p)] = p
+            out.append(memoryview(buf)[HEADROOM:HEADROOM + len(p)])
+        self.stats["read"] += len(out)
+        return out
+
+
 class FakeTunnelNetwork:
     """The client's TunnelNet: a ChannelTun and a record of what was pushed."""
+
+    tun_class = ChannelTun      # PooledChannelTun: TunDevice's buffer lifetimes
 
     def __init__(self, net: MemoryNet) -> None:
         self.net = net
@@ -417,7 +450,7 @@ class FakeTunnelNetwork:
         if pushed is None or pushed.ifconfig is None:
             raise RuntimeError("server pushed no ifconfig")
         if self.tun is None:
-            self.tun = ChannelTun(self.net, "tun-client")
+            self.tun = self.tun_class(self.net, "tun-client")
         self.pushed = pushed
         self.applied += 1
 
@@ -427,12 +460,14 @@ class FakeTunnelNetwork:
 
 
 class FakeServerNet:
+    tun_class = ChannelTun      # PooledChannelTun: TunDevice's buffer lifetimes
+
     def __init__(self, net: MemoryNet) -> None:
         self.net = net
         self.tun: ChannelTun | None = None
 
     def open(self) -> ChannelTun:
-        self.tun = ChannelTun(self.net, "tun-server")
+        self.tun = self.tun_class(self.net, "tun-server")
         return self.tun
 
     def close(self) -> None:

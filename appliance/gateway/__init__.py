@@ -48,4 +48,4 @@ def server_gateway(opts: Options) -> ServerGateway:
     ccd = ccd_loader(opts.client_config_dir) if opts.client_config_dir else None
     st = server_settings(opts, ccd, passdb, defer_auth=True)
     return ServerGateway(opts, st, system.SystemPorts(), ServerTunnelNetwork(opts, st.pool, st.pool6), system.clock,
-                         system.waiter(), signals=Signals((signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2)))
+                         system.waiter(), signals=Signals((signal.SIGUSR1,)))

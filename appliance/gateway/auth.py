@@ -5,10 +5,13 @@ second would stall every tunnel. The engine hands each check out as an AuthReque
 module runs it in a worker thread (hashlib.scrypt releases the GIL), and the pump applies the
 verdict with ServerDispatcher.auth_result when the worker wakes it. A source that asks for too
 many checks at once, or too often, gets a refusal without a check; so does everyone while the
-queue is full. Refusals are counted by reason.
+queue is full. Such a refusal is temporary (AUTH_FAILED,TEMP: the client retries after its
+backoff), so a burst of legitimate logins, after a restart say, gets in over a few rounds.
+Refusals are counted by reason.
 """
 from __future__ import annotations
 
+import ipaddress
 import socket
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -16,9 +19,19 @@ from typing import Callable
 
 Verify = Callable[[str, str, "str | None"], bool]
 
-MAX_PENDING = 32               # checks queued or running, all sources together
+MAX_PENDING = 128              # checks queued or running, all sources together (~6 s of scrypt)
 PER_SOURCE_PENDING = 2         # at once, per source address
 PER_SOURCE_RATE = (10, 10.0)   # at most 10 checks per 10 s per source address (token bucket)
+
+
+def source_group(ip: str) -> str:
+    """The unit of per-source limits: an IPv4 address, or an IPv6 address's /64."""
+    if ":" not in ip:
+        return ip
+    try:
+        return str(ipaddress.IPv6Network(f"{ip}/64", strict=False))
+    except ValueError:
+        return ip
 
 
 class AuthChecker:
@@ -60,7 +73,9 @@ class AuthChecker:
             pass
 
     def submit(self, key: object, source: str, username: str, password: str, common_name: str | None) -> str | None:
-        """Queue a check; None when queued, else why it was refused without one."""
+        """Queue a check; None when queued, else why it was refused without one. An IPv6 source
+        counts as its /64: one host holds a whole /64, and must not pass for many sources."""
+        source = source_group(source)
         why = self._admit(source)
         if why is not None:
             self.refused[why] = self.refused.get(why, 0) + 1

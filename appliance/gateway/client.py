@@ -9,7 +9,9 @@ connection, and the client starts over; only our own TUN or socket failing ends 
 from __future__ import annotations
 
 import logging
+import os
 import random
+import signal
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -47,6 +49,7 @@ class Connection:
     session: Session
     dp: ClientDataPath
     was_up: bool = False
+    connecting: bool = False           # TCP: the non-blocking connect is still under way
 
 
 class ClientGateway:
@@ -104,20 +107,26 @@ class ClientGateway:
     def request_stop(self) -> None:
         """SIGINT/SIGTERM: tell the server we leave, then finish."""
         c = self.conn
-        if c is not None:
-            log.info("stopping: sending exit notification")
-            try:
+        try:
+            if c is not None:
+                log.info("stopping: sending exit notification")
                 c.session.close(self.clock())
                 c.link.send_packets(c.session.take_outgoing())
                 c.link.flush()
-            except (ConnectionError, OSError) as e:
-                log.info("exit notification not sent: %s", e)
-        self._log_drops(final=True)
-        self.result = 0
+            self._log_drops(final=True)
+        except Exception as e:  # noqa: BLE001 - whatever fails on the way out, we stop
+            log.info("exit notification not sent: %s", e)
+        finally:
+            self.result = 0
 
     def _on_signal(self) -> None:
         assert self.signals is not None
         self.signals.drain()
+        for signum in self.signals.take():
+            if signum == signal.SIGUSR2:
+                self._log_drops(final=True)
+            else:
+                log.warning("signal %d: reloading is not supported yet; ignored", signum)
         if self.signals.stop:
             self.request_stop()
 
@@ -132,7 +141,7 @@ class ClientGateway:
             addr = self.ports.resolve(remote.host, remote.port, remote.proto, self.opts.proto_family)
             if remote.proto == "tcp":
                 log.info("connecting to %s over TCP", fmt_addr(addr))
-                link: UdpLink | TcpLink = TcpLink(self.ports.tcp_connect(addr, poll))
+                link: UdpLink | TcpLink = TcpLink(self.ports.tcp_connect(addr))
             else:
                 log.info("connecting to %s over UDP", fmt_addr(addr))
                 link = UdpLink(self.ports.udp(None, addr))
@@ -147,6 +156,10 @@ class ClientGateway:
         self.conn = c = Connection(remote, addr, link, s, ClientDataPath(s, rule))
         self.pump.watch(link, self._on_link_read, self._on_link_write)
         self.pump.timers.arm("poll", now + poll, self._on_poll_timeout)
+        if isinstance(link, TcpLink) and link.t.connecting:
+            c.connecting = True          # the session starts once the connect completes
+            self.pump.want_write(link, True, self._on_link_read, self._on_link_write)
+            return
         s.start(now)
         self._after_engine(c)
 
@@ -188,11 +201,16 @@ class ClientGateway:
         c = self.conn
         if c is None:
             return
+        if c.connecting:
+            self._on_link_write()        # a failed connect shows as readable too
+            return
         try:
-            pkts = c.link.recv_packets()
+            pkts = c.link.recv_packets(BATCH)
         except (ConnectionError, OSError) as e:
             self._lost(c, str(e) or type(e).__name__)
             return
+        if c.link.has_pending:
+            self.pump.again(c.link, self._on_link_read)     # the rest at the next wake-up
         now = self.clock()
         tun = self.net.tun
         open_ = c.dp.open
@@ -211,6 +229,19 @@ class ClientGateway:
     def _on_link_write(self) -> None:
         c = self.conn
         if c is None:
+            return
+        if c.connecting:
+            c.connecting = False
+            self.pump.want_write(c.link, False, self._on_link_read, self._on_link_write)
+            assert isinstance(c.link, TcpLink)
+            err = c.link.t.connect_error()
+            if err:
+                log.warning("cannot reach %s (tcp): %s", fmt_addr(c.addr), os.strerror(err))
+                self._schedule_retry(was_up=False)
+                return
+            now = self.clock()
+            c.session.start(now)
+            self._after_engine(c)
             return
         try:
             if c.link.flush():
@@ -266,10 +297,12 @@ class ClientGateway:
         try:
             self.net.apply(e.pushed, c.addr[0])
         except PortGone:
-            raise
-        except Exception as ex:  # noqa: BLE001 - report and stop: we cannot route
-            log.error("cannot configure the tunnel: %s", ex)
-            self._finish(1)
+            raise                       # our TUN could not be made: nothing to retry
+        except Exception as ex:  # noqa: BLE001 - what the server pushed cannot be set up here
+            # A bad or hostile push must not end the appliance (as PID 1 it would power off):
+            # this connection ends, and the client starts over with backoff.
+            log.error("cannot configure the tunnel with what the server pushed: %s", ex)
+            self._schedule_retry(was_up=False)
             return
         tun = self.net.tun
         if tun is not None and self.tun_watched is not tun:

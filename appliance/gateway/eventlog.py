@@ -9,10 +9,10 @@ log = logging.getLogger("vpn-appliance")
 
 
 def fmt_addr(addr) -> str:
-    """198.18.0.1:1194, [2001:db8::1]:1194 for IPv6, tcp#N for a TCP connection key."""
+    """198.18.0.1:1194, [2001:db8::1]:1194 for IPv6, tcp#N/IP for a TCP connection key."""
     if isinstance(addr, tuple):
         return f"[{addr[0]}]:{addr[1]}" if ":" in str(addr[0]) else f"{addr[0]}:{addr[1]}"
-    return f"tcp#{addr}"
+    return str(addr)
 
 
 def push_summary(p) -> str:

@@ -87,9 +87,18 @@ class TimerHeap:
         self._due[key] = (when, fn)
         if cur is None or cur[0] != when:
             heapq.heappush(self._heap, (when, next(self._seq), key))
+            if len(self._heap) > 2 * len(self._due) + 64:
+                self._compact()
 
     def cancel(self, key: object) -> None:
         self._due.pop(key, None)
+
+    def _compact(self) -> None:
+        """Drop stale entries (re-armed or cancelled keys): the heap stays proportional to the
+        live timers however often deadlines move."""
+        due = self._due
+        self._heap = [(w, q, k) for (w, q, k) in self._heap if (cur := due.get(k)) is not None and cur[0] == w]
+        heapq.heapify(self._heap)
 
     def next_deadline(self) -> float | None:
         heap, due = self._heap, self._due
@@ -142,7 +151,8 @@ class Faults:
         if n <= 5 or n % 1000 == 0:
             log.error("internal error in %s (%d so far)", where, n, exc_info=exc)
 
-    def maybe_log(self, now: float, extra: dict[str, int] | None = None, final: bool = False) -> None:
+    def maybe_log(self, now: float, extra: dict[str, int] | None = None, final: bool = False,
+                  title: str | None = None) -> None:
         if not final and now < self._next_log:
             return
         self._next_log = now + self.every
@@ -152,17 +162,18 @@ class Faults:
                 merged[k] = merged.get(k, 0) + v
         if merged != self._last or final:
             self._last = merged
-            log.info("%s: %s", "final drop counters" if final else "dropped packets",
+            log.info("%s: %s", title or ("final drop counters" if final else "dropped packets"),
                      ", ".join(f"{k}={v}" for k, v in sorted(merged.items())) or "none")
 
 
 class Signals:
-    """SIGINT/SIGTERM (stop) and SIGHUP/SIGUSR2 (noted) wake the wait through a socketpair."""
+    """SIGINT/SIGTERM (stop) and SIGHUP/SIGUSR2 (noted in `pending` for the gateway) wake the wait
+    through a socketpair; none of them kills the process without its clean-up."""
 
     def __init__(self, noted: tuple = ()) -> None:
         self.stop = False
         self.pending: list[int] = []
-        self.noted = noted                  # signals queued in `pending` (server: SIGHUP, SIGUSR1, SIGUSR2)
+        self.noted = noted                  # more signals queued in `pending` (the server: SIGUSR1)
         self.rsock: socket.socket | None = None
         self.wsock: socket.socket | None = None
         self._old: dict = {}
@@ -174,14 +185,19 @@ class Signals:
         signal.set_wakeup_fd(self.wsock.fileno())
         for s in (signal.SIGINT, signal.SIGTERM):
             self._old[s] = signal.signal(s, self._handler)
-        for s in self.noted:
-            self._old[s] = signal.signal(s, self._note)
+        for s in (signal.SIGHUP, signal.SIGUSR2, *self.noted):
+            if s not in self._old:
+                self._old[s] = signal.signal(s, self._note)
+
+    def _handler(self, signum, frame) -> None:  # noqa: ANN001
+        self.stop = True
 
     def _note(self, signum, frame) -> None:  # noqa: ANN001
         self.pending.append(signum)
 
-    def _handler(self, signum, frame) -> None:  # noqa: ANN001
-        self.stop = True
+    def take(self) -> list[int]:
+        out, self.pending = self.pending, []
+        return out
 
     def fileno(self) -> int:
         assert self.rsock is not None
@@ -217,6 +233,7 @@ class Pump:
         self.stopping = False
         self.after_wake: Handler = lambda: None
         self._writing: set[int] = set()
+        self._again: dict[object, Handler] = {}
 
     # ---------------------------------------------------------------- ports
     def watch(self, port, on_read: Handler, on_write: Handler | None = None) -> None:
@@ -235,7 +252,13 @@ class Pump:
 
     def unwatch(self, port) -> None:
         self._writing.discard(id(port))
+        self._again.pop(id(port), None)
         self.waiter.unregister(port)
+
+    def again(self, port, handler: Handler) -> None:
+        """Run `handler` at the next wake-up without waiting: a port that still holds input it
+        did not take this time (its share of a wake-up is bounded), which readiness will not report."""
+        self._again[id(port)] = handler
 
     # ---------------------------------------------------------------- one wake-up
     def step(self, block: bool = True) -> bool:
@@ -243,10 +266,14 @@ class Pump:
         the after-wake hook. Returns whether anything happened. PortGone/MemoryError propagate."""
         did = self._fire_timers()
         timeout: float | None = 0.0
-        if block and not did and not self.stopping:
+        if block and not did and not self.stopping and not self._again:
             dl = self.timers.next_deadline()
             timeout = None if dl is None else max(0.0, dl - self.clock())
-        for (on_read, on_write), readable, writable in self.waiter.wait(timeout):
+        ready = self.waiter.wait(timeout)
+        if self._again:
+            again, self._again = self._again, {}
+            ready = ready + [((fn, None), True, False) for fn in again.values()]
+        for (on_read, on_write), readable, writable in ready:
             did = True
             try:
                 if writable and on_write is not None:

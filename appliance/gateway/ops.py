@@ -166,10 +166,10 @@ class Operations:
         if isinstance(a, tuple):
             ip = str(a[0])
             return (ip[7:] if ip.startswith("::ffff:") and "." in ip else ip), int(a[1])
-        peer = getattr(self.gw, "conn_addrs", {}).get(a)
+        peer = self.gw.conn_addrs.get(a)
         if peer is not None:
             return str(peer[0]), int(peer[1])
-        return str(self.gw.conn_peers.get(a, "?")), 0
+        return str(getattr(a, "ip", "?")), 0
 
     def real_str(self, rec) -> str:
         """As OpenVPN 2.6 prints a client's address: IPv4 `ip:port`; IPv6 the address alone (seen
@@ -257,7 +257,7 @@ class Operations:
         for r in rows:
             log.warning("  %s %s %s cid=%d in=%d out=%d since %s", r.common_name, r.real, r.vaddr, r.cid,
                         r.bytes_in, r.bytes_out, st_mod.tstr(r.since))
-        self.gw._log_drops(final=True)
+        self.gw._log_statistics()
 
     # ---------------------------------------------------------------- reload
     def reload(self) -> bool:

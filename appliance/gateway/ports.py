@@ -63,6 +63,9 @@ class DatagramPort(Protocol):
 
 class StreamPort(Protocol):
     """One TCP connection as bytes; ConnectionError on EOF, reset or any refused write."""
+    connecting: bool
+
+    def connect_error(self) -> int: ...
 
     def fileno(self) -> int: ...
 
@@ -94,7 +97,9 @@ class Ports(Protocol):
 
     def udp(self, local: tuple[str, int] | None, remote: tuple[str, int] | None) -> DatagramPort: ...
 
-    def tcp_connect(self, remote: tuple[str, int], timeout: float) -> StreamPort: ...
+    def tcp_connect(self, remote: tuple[str, int]) -> StreamPort:
+        """Starts connecting; `connecting` says whether to wait for writability and connect_error()."""
+        ...
 
     def tcp_listen(self, local: tuple[str, int]) -> ListenerPort: ...
 

@@ -19,7 +19,7 @@ from typing import Protocol
 from ..openvpn import events as ev
 from ..openvpn.datapath import ServerDataPath
 from ..openvpn.config import Options
-from ..openvpn.server import ServerDispatcher, ServerSettings
+from ..openvpn.server import ServerDispatcher, ServerSettings, StreamKey
 from ..openvpn.settings import mss_rule
 from ..transport.link import TcpLink
 from .auth import AuthChecker
@@ -34,6 +34,7 @@ BATCH = 64
 DROP_LOG_EVERY = 5.0
 ACCEPTS_PER_WAKE = 32
 ACCEPT_PAUSE = 1.0            # after EMFILE/ENFILE: stop accepting for this long (no busy loop)
+PER_SOURCE_CONNS = 8          # TCP connections without a completed handshake, per client address
 _ACCEPT_RESOURCE_ERRORS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 
 
@@ -65,12 +66,12 @@ class ServerGateway:
         self.tun: TunPort | None = None
         self.udp: DatagramPort | None = None
         self.listener: ListenerPort | None = None
-        self.conns: dict[int, TcpLink] = {}
-        self.conn_peers: dict[int, str] = {}        # connection id -> the client's IP (for per-source limits)
+        self.conns: dict[StreamKey, TcpLink] = {}   # in accept order (the oldest is evicted first)
+        self.unestablished: dict[str, int] = {}      # IP -> its connections without a handshake yet
         if auth is None and settings.defer_auth and settings.verify_user is not None:
             auth = AuthChecker(settings.verify_user, clock)
         self.auth = auth
-        self.established_conns: set[int] = set()
+        self.established_conns: set[StreamKey] = set()
         self._conn_ids = itertools.count(1)
         self.max_conns = settings.max_clients + 64
         self.sends: dict = {}
@@ -129,29 +130,38 @@ class ServerGateway:
         self.ops.start()
 
     def request_stop(self) -> None:
-        """SIGTERM: exit notifications to every client, final counters, done."""
-        log.info("stopping: notifying %d clients", len(self.d.clients))
-        self.d.close_all(self.clock())
-        self._flush_sends()
-        for cid in list(self.conns):
-            link = self.conns.get(cid)
-            try:
-                if link is not None:
+        """SIGTERM: exit notifications to every client, final counters, done (whatever fails on
+        the way, the server stops)."""
+        try:
+            log.info("stopping: notifying %d clients", len(self.d.clients))
+            self.d.close_all(self.clock())
+            for rec, exc in self.d.take_internal_errors():
+                self.faults.internal_exc("a client's exit notification", exc)
+            self._flush_sends()
+            for link in list(self.conns.values()):
+                try:
                     link.flush()
-            except (ConnectionError, OSError):
-                pass
-        self._drain_events()
-        self._log_drops(final=True)
-        self.result = 0
+                except (ConnectionError, OSError):
+                    pass
+            self._drain_events()
+            self._log_drops(final=True)
+        finally:
+            self.result = 0
 
     def _on_signal(self) -> None:
         assert self.signals is not None
         self.signals.drain()
+        for signum in self.signals.take():
+            self.ops.on_signal(signum)          # SIGHUP/SIGUSR1: reload; SIGUSR2: statistics
         if self.signals.stop:
             self.request_stop()
-            return
-        while self.signals.pending:
-            self.ops.on_signal(self.signals.pending.pop(0))
+
+    def _log_statistics(self) -> None:
+        """SIGUSR2: the clients and the counters, now."""
+        clients = self.d.clients
+        log.info("statistics: %d clients%s", len(clients),
+                 "".join(f"; {r.common_name or '?'} {fmt_addr(r.addr)} {r.vaddr or '-'}" for r in clients[:50]))
+        self._log_drops(final=True, title="drop counters")
 
     # ---------------------------------------------------------------- packets in
     def _on_udp_read(self) -> None:
@@ -163,9 +173,10 @@ class ServerGateway:
         for pkt, src in self.udp.recv_batch(BATCH):
             try:
                 from_link(pkt, src, now, to_tun, sends)
-            except Exception:  # noqa: BLE001 - our bug on this client's packet: its session ends
+            except Exception:  # noqa: BLE001 - our bug on this packet: dropped, counted
+                # Not "end the session at this source": a UDP source can be forged, and a spoofed
+                # packet that trips a bug must not end somebody else's session.
                 self.faults.internal("a client packet")
-                self._end_peer(src)
 
     def _on_tun_read(self) -> None:
         assert self.tun is not None
@@ -191,80 +202,120 @@ class ServerGateway:
                     self.pump.timers.arm("accept", self.clock() + ACCEPT_PAUSE, self._resume_accept)
                     return
                 continue
-            if len(self.conns) >= self.max_conns:
+            ip = str(peer[0])
+            if self.unestablished.get(ip, 0) >= PER_SOURCE_CONNS:
+                self.faults.count("TCP connection refused: too many without handshake from one address")
+                stream.close()
+                continue
+            if len(self.conns) >= self.max_conns and not self._evict_one():
                 self.faults.count("TCP connection refused: too many connections")
                 stream.close()
                 continue
-            cid = next(self._conn_ids)
+            key = StreamKey(next(self._conn_ids), ip)
             link = TcpLink(stream)
-            self.conns[cid] = link
-            self.conn_peers[cid] = str(peer[0])
-            self.conn_addrs[cid] = peer
-            self.pump.watch(link, lambda cid=cid: self._on_conn_read(cid), lambda cid=cid: self._on_conn_write(cid))
-            self.pump.timers.arm(("hand-window", cid), self.clock() + self.st.hand_window,
-                                 lambda cid=cid: self._hand_window_over(cid))
-            log.info("TCP connection from %s (tcp#%d)", fmt_addr(peer), cid)
+            self.conns[key] = link
+            self.conn_addrs[key] = peer
+            self.unestablished[ip] = self.unestablished.get(ip, 0) + 1
+            self.pump.watch(link, lambda k=key: self._on_conn_read(k), lambda k=key: self._on_conn_write(k))
+            self.pump.timers.arm(("hand-window", key), self.clock() + self.st.hand_window,
+                                 lambda k=key: self._hand_window_over(k))
+            log.info("TCP connection from %s (%s)", fmt_addr(peer), key)
+
+    def _evict_one(self) -> bool:
+        """Full: the oldest connection that has not completed a handshake makes room (idle
+        connections must not lock real clients out); False if every connection is a client."""
+        for key in self.conns:
+            if key not in self.established_conns:
+                self.faults.count("TCP connection without handshake evicted (server full)")
+                self._end_peer(key, "evicted: the server is full")
+                return True
+        return False
 
     def _resume_accept(self) -> None:
         if self.listener is not None and self.result is None:
             self.pump.watch(self.listener, self._on_accept)
 
-    def _hand_window_over(self, cid: int) -> None:
-        if cid in self.conns and cid not in self.established_conns:
+    def _hand_window_over(self, key: StreamKey) -> None:
+        if key in self.conns and key not in self.established_conns:
             self.faults.count("TCP connection without handshake closed")
-            self._end_peer(cid, "no handshake within hand-window")
+            self._end_peer(key, "no handshake within hand-window")
 
-    def _on_conn_read(self, cid: int) -> None:
-        link = self.conns.get(cid)
+    def _on_conn_read(self, key: StreamKey) -> None:
+        link = self.conns.get(key)
         if link is None:
             return
         try:
-            pkts = link.recv_packets()
+            pkts = link.recv_packets(BATCH)
         except (ConnectionError, OSError) as e:
-            log.info("tcp#%d: %s", cid, e or "closed")
-            self._end_peer(cid)
+            log.info("%s: %s", key, e or "closed")
+            self._end_peer(key)
             return
         now = self.clock()
+        assert self.tun is not None
+        closed = self.d.closed_streams
         for pkt in pkts:
             try:
-                self.dp.from_link(pkt, cid, now, self.tun.queue, self.sends)
+                self.dp.from_link(pkt, key, now, self.tun.queue, self.sends)
             except Exception:  # noqa: BLE001 - our bug on this client's packet: its connection ends
                 self.faults.internal("a client packet")
-                self._end_peer(cid)
+                self._end_peer(key)
                 return
+            if key in closed:
+                self._close_conn(key)          # its one session is over: so is the connection
+                return
+        if link.has_pending and key in self.conns:
+            self.pump.again(link, lambda: self._on_conn_read(key))
 
-    def _on_conn_write(self, cid: int) -> None:
-        link = self.conns.get(cid)
+    def _on_conn_write(self, key: StreamKey) -> None:
+        link = self.conns.get(key)
         if link is None:
             return
         try:
             if link.flush():
-                self.pump.want_write(link, False, lambda: self._on_conn_read(cid), lambda: self._on_conn_write(cid))
+                self.pump.want_write(link, False, lambda: self._on_conn_read(key), lambda: self._on_conn_write(key))
         except (ConnectionError, OSError) as e:
-            log.info("tcp#%d: %s", cid, e)
-            self._end_peer(cid)
+            log.info("%s: %s", key, e)
+            self._end_peer(key)
 
     # ---------------------------------------------------------------- peers ending
     def _end_peer(self, addr, why: str | None = None) -> None:
         """End one client's session (and, on TCP, its connection); nobody else is touched."""
         try:
-            self.d.disconnect(addr)
+            if not isinstance(addr, StreamKey):
+                self.d.disconnect(addr)
         except Exception:  # noqa: BLE001
             self.faults.internal("ending a client session")
-        if isinstance(addr, int):
+        if isinstance(addr, StreamKey):
             if why:
-                log.info("tcp#%d: %s", addr, why)
+                log.info("%s: %s", addr, why)
             self._close_conn(addr)
 
-    def _close_conn(self, cid: int) -> None:
-        link = self.conns.pop(cid, None)
-        self.conn_peers.pop(cid, None)
-        self.conn_addrs.pop(cid, None)
-        self.established_conns.discard(cid)
-        self.pump.timers.cancel(("hand-window", cid))
+    def _close_conn(self, key: StreamKey) -> None:
+        try:
+            self.d.stream_closed(key)
+        except Exception:  # noqa: BLE001
+            self.faults.internal("closing a client's session")
+        link = self.conns.pop(key, None)
+        self.conn_addrs.pop(key, None)
+        if key in self.established_conns:
+            self.established_conns.discard(key)
+        elif link is not None:
+            self._one_less_unestablished(key.ip)
+        self.pump.timers.cancel(("hand-window", key))
         if link is not None:
             self.pump.unwatch(link)
+            for k, v in link.errors.items():
+                self.faults.count(k, v)
+            if link.t.stats.get("dropped"):
+                self.faults.count("TCP writes dropped (client not reading)", link.t.stats["dropped"])
             link.close()
+
+    def _one_less_unestablished(self, ip: str) -> None:
+        n = self.unestablished.get(ip, 0) - 1
+        if n > 0:
+            self.unestablished[ip] = n
+        else:
+            self.unestablished.pop(ip, None)
 
     # ---------------------------------------------------------------- after each wake-up
     def _after_wake(self) -> None:
@@ -328,29 +379,31 @@ class ServerGateway:
             self.ops.on_event(rec, e)
             if isinstance(e, ev.AuthRequested):
                 self._check_password(rec, e)
-            if isinstance(rec.addr, int):
-                if isinstance(e, ev.TunnelUp):
-                    self.established_conns.add(rec.addr)
-                elif isinstance(e, ev.SessionClosed):
-                    self._close_conn(rec.addr)
+            key = rec.addr
+            if isinstance(key, StreamKey):
+                if isinstance(e, ev.TunnelUp) and key in self.conns and key not in self.established_conns:
+                    self.established_conns.add(key)
+                    self._one_less_unestablished(key.ip)
+                elif isinstance(e, ev.SessionClosed) and key in self.conns and self.d.record(key) is None:
+                    self._close_conn(key)     # the connection's (only) session is over
 
     def _check_password(self, rec, e: "ev.AuthRequested") -> None:
         """Hand the check to the worker; a refused one (rate, queue) fails the login at once."""
-        source = rec.addr[0] if isinstance(rec.addr, tuple) else self.conn_peers.get(rec.addr, "?")
+        source = rec.addr[0] if isinstance(rec.addr, tuple) else rec.addr.ip
         why = "no password checker" if self.auth is None else \
             self.auth.submit((rec, e.key_id), str(source), e.username, e.password, e.common_name)
         if why is not None:
             self.faults.count(why)
-            self.d.auth_result(rec, e.key_id, False, self.clock())
+            self.d.auth_result(rec, e.key_id, False, self.clock(), temporary=True)
 
-    def _log_drops(self, final: bool = False) -> None:
+    def _log_drops(self, final: bool = False, title: str | None = None) -> None:
         extra = self.d.drop_counters()
         for k, v in self.dp.stats.items():
             extra[k] = extra.get(k, 0) + v
         if self.udp is not None:
             for k, v in self.udp.errors.items():
                 extra[k] = extra.get(k, 0) + v
-        self.faults.maybe_log(self.clock(), extra, final=final)
+        self.faults.maybe_log(self.clock(), extra, final=final, title=title)
         if not final:
             self.pump.timers.arm("drops", self.clock() + DROP_LOG_EVERY, self._log_drops)
 

@@ -22,8 +22,8 @@ class SystemPorts:
         host = (local or remote or ("0.0.0.0", 0))[0]
         return UdpTransport(local, remote, family=socket.AF_INET6 if ":" in host else socket.AF_INET)
 
-    def tcp_connect(self, remote: tuple[str, int], timeout: float) -> TcpTransport:
-        return TcpTransport.connect(remote, timeout)
+    def tcp_connect(self, remote: tuple[str, int]) -> TcpTransport:
+        return TcpTransport.connect(remote)
 
     def tcp_listen(self, local: tuple[str, int]) -> TcpListener:
         return TcpListener(local)

@@ -6,10 +6,13 @@ in-memory stand-in for tests is tests/fakes.py FakeTunnelNetwork.
 """
 from __future__ import annotations
 
+import ipaddress
 import logging
 
 from pyroute2 import IPRoute
+from pyroute2.netlink.exceptions import NetlinkError
 
+from ..ioerrors import PortGone
 from ..openvpn.config import Options
 from ..router.links import configure_tun
 from ..router.routes import RouteSet
@@ -34,7 +37,10 @@ class TunnelNetwork:
         mtu = pushed.tun_mtu or self.opts.tun_mtu
         if self.tun is None:
             name = self.opts.dev if self.opts.dev not in ("tun", None) else "tun%d"
-            self.tun = TunDevice(name, vnet_hdr=True, mtu=mtu)
+            try:
+                self.tun = TunDevice(name, vnet_hdr=True, mtu=mtu)
+            except OSError as e:
+                raise PortGone(f"cannot create the TUN device {name}: {e}") from e
             log.info("opened TUN device %s (offload %s)", self.tun.name, "on" if self.tun.vnet_hdr else "off")
         key = (pushed.ifconfig, pushed.topology, tuple(pushed.routes), tuple(pushed.redirect_gateway or ()), mtu,
                pushed.ifconfig_ipv6, tuple(pushed.routes_ipv6))
@@ -75,39 +81,24 @@ class TunnelNetwork:
         default route is split in two halves (the real default stays, as with def1), and
         redirect-gateway honours its `ipv6`, `!ipv4` and `block-local` flags."""
         tun, routes = self.tun.name, self.routes
+        assert routes is not None
         flags = pushed.redirect_gateway if pushed.redirect_gateway is not None else self.opts.redirect_gateway
         flags = set(flags) if flags is not None else None
         redirect4 = flags is not None and "!ipv4" not in flags
         redirect6 = flags is not None and "ipv6" in flags
         for net, mask, gw, metric in pushed.routes:
-            prefix = mask_to_prefix(mask)
-            if gw == "net_gateway":
-                if ng4 is None:
-                    log.warning("route %s/%d net_gateway: there is no default route to use; skipped", net, prefix)
-                    continue
-                routes.add_via(net, prefix, ng4, metric)
-                log.info("route %s/%d via the pre-tunnel gateway %s", net, prefix, ng4[0] or "(link)")
-            elif prefix == 0:
-                redirect4 = True          # a pushed default route: the two halves, like def1
-            else:
-                routes.add(net, prefix, dev=tun, metric=metric)
-                log.info("route %s/%d dev %s", net, prefix, tun)
+            try:
+                if self._route4(net, mask, gw, metric, ng4):
+                    redirect4 = True      # a pushed default route: the two halves, like def1
+            except (ValueError, NetlinkError, OSError) as e:
+                # As OpenVPN: a route the host refuses is reported and skipped, the tunnel stays.
+                log.warning("pushed route %s %s: not installed (%s); skipped", net, mask, e)
         for net6, gw6 in pushed.routes_ipv6:
-            n6, _, p6 = net6.partition("/")
-            plen6 = int(p6 or 128)
-            if gw6 == "net_gateway_ipv6":
-                if ng6 is None:
-                    log.warning("route-ipv6 %s net_gateway_ipv6: there is no IPv6 default route; skipped", net6)
-                    continue
-                routes.add_via(n6, plen6, ng6)
-                log.info("route-ipv6 %s via the pre-tunnel gateway %s", net6, ng6[0] or "(link)")
-            elif not has6:
-                log.warning("route-ipv6 %s pushed without ifconfig-ipv6; skipped", net6)
-            elif plen6 == 0:
-                redirect6 = True
-            else:
-                routes.add(n6, plen6, dev=tun)
-                log.info("route-ipv6 %s dev %s", net6, tun)
+            try:
+                if self._route6(net6, gw6, ng6, has6):
+                    redirect6 = True
+            except (ValueError, NetlinkError, OSError) as e:
+                log.warning("pushed route-ipv6 %s: not installed (%s); skipped", net6, e)
         if redirect4:
             routes.add_redirect_gateway_def1(tun, remote_ip)
             log.info("redirect-gateway def1 via %s (server %s kept on the old default route)", tun, remote_ip)
@@ -124,6 +115,41 @@ class TunnelNetwork:
             else:
                 log.info("redirect-gateway block-local: %s only through %s (its gateway kept direct)", net, tun)
 
+    def _route4(self, net: str, mask: str, gw, metric, ng4) -> bool:
+        """One pushed IPv4 route; True when it is a default route (for the caller's def1 halves)."""
+        prefix = mask_to_prefix(mask)
+        if gw == "net_gateway":
+            if ng4 is None:
+                log.warning("route %s/%d net_gateway: there is no default route to use; skipped", net, prefix)
+                return False
+            self.routes.add_via(net, prefix, ng4, metric)
+            log.info("route %s/%d via the pre-tunnel gateway %s", net, prefix, ng4[0] or "(link)")
+        elif prefix == 0:
+            return True
+        else:
+            self.routes.add(net, prefix, dev=self.tun.name, metric=metric)
+            log.info("route %s/%d dev %s", net, prefix, self.tun.name)
+        return False
+
+    def _route6(self, net6: str, gw6, ng6, has6: bool) -> bool:
+        """One pushed IPv6 route; True when it is a default route."""
+        n6, _, p6 = net6.partition("/")
+        plen6 = int(p6 or 128)
+        if gw6 == "net_gateway_ipv6":
+            if ng6 is None:
+                log.warning("route-ipv6 %s net_gateway_ipv6: there is no IPv6 default route; skipped", net6)
+                return False
+            self.routes.add_via(n6, plen6, ng6)
+            log.info("route-ipv6 %s via the pre-tunnel gateway %s", net6, ng6[0] or "(link)")
+        elif not has6:
+            log.warning("route-ipv6 %s pushed without ifconfig-ipv6; skipped", net6)
+        elif plen6 == 0:
+            return True
+        else:
+            self.routes.add(n6, plen6, dev=self.tun.name)
+            log.info("route-ipv6 %s dev %s", net6, self.tun.name)
+        return False
+
     def close(self) -> None:
         if self.routes is not None:
             try:
@@ -137,9 +163,8 @@ class TunnelNetwork:
 
 
 def mask_to_prefix(mask: str) -> int:
-    if mask.isdigit():
-        return int(mask)
-    return sum(bin(int(o)).count("1") for o in mask.split("."))
+    """255.255.255.0 or 24 -> 24; ValueError for anything else (a non-contiguous mask too)."""
+    return ipaddress.IPv4Network(f"0.0.0.0/{mask}").prefixlen
 
 
 class ServerTunnelNetwork:
@@ -156,7 +181,10 @@ class ServerTunnelNetwork:
     def open(self) -> TunDevice:
         o = self.opts
         name = o.dev if o.dev not in ("tun", None) else "tun%d"
-        self.tun = tun = TunDevice(name, vnet_hdr=True, mtu=o.tun_mtu)
+        try:
+            self.tun = tun = TunDevice(name, vnet_hdr=True, mtu=o.tun_mtu)
+        except OSError as e:
+            raise PortGone(f"cannot create the TUN device {name}: {e}") from e
         self.routes = RouteSet()
         pool = self.pool
         if pool is not None:

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from .server_model import StreamKey
+
 
 class FrequencyLimit:
     """At most `count` events per `period` seconds, in fixed windows (OpenVPN's frequency_limit,
@@ -33,8 +35,11 @@ class FrequencyLimit:
 
 
 def source_of(addr) -> object:
-    """The host part of a client address (UDP (ip, port[, ...]) tuples); other keys as they are."""
-    return addr[0] if isinstance(addr, tuple) and addr else addr
+    """The host part of a client address: the IP of a UDP (ip, port[, ...]) tuple or of a TCP
+    connection's StreamKey; other keys as they are."""
+    if isinstance(addr, tuple) and addr:
+        return addr[0]
+    return addr.ip if isinstance(addr, StreamKey) else addr
 
 
 class _Rec(Protocol):

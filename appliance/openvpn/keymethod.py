@@ -122,6 +122,7 @@ def _int_in(args: list[str], lo: int, hi: int, name: str) -> int:
 
 MAX_PUSHED_PEER_ID = 0xFFFFFE          # 0xFFFFFF means "no peer-id" on the wire
 MAX_PUSHED_SECONDS = 7 * 24 * 3600
+MAX_PUSHED_OPTIONS = 1024              # over all push-continuation parts: more is hostile, not a config
 
 
 def split_text_messages_untrusted(data: bytes) -> list[str]:
@@ -257,6 +258,9 @@ def parse_push_reply_untrusted(text: str, into: PushedOptions | None = None,
                 p.ignored.append(item.strip())
         except ValueError:
             raise BadPacket(f"bad pushed option: {item.strip()}") from None
+    n = len(p.routes) + len(p.routes_ipv6) + len(p.dhcp_options) + len(p.ignored) + len(p.filtered)
+    if n > MAX_PUSHED_OPTIONS:
+        raise PushRejected(f"the server pushed more than {MAX_PUSHED_OPTIONS} options")
     p.complete = cont != "2"
     return p
 

@@ -84,7 +84,7 @@ class ClientRole:
             lines += ["IV_COMP_STUB=1", "IV_COMP_STUBv2=1"]
         return "\n".join(lines) + "\n"
 
-    def auth_result(self, key_id: int, ok: bool, now: float) -> None:
+    def auth_result(self, key_id: int, ok: bool, now: float, temporary: bool = False) -> None:
         """Only servers check passwords."""
 
     def got_key_method(self, ks: KeyState, km: KeyMethod2, now: float) -> None:
@@ -229,14 +229,19 @@ class ServerRole:
                 return
         self._accept(ks, km, first, now)
 
-    def auth_result(self, key_id: int, ok: bool, now: float) -> None:
-        """The answer to an AuthRequested: go on with the handshake of that key, or refuse."""
+    def auth_result(self, key_id: int, ok: bool, now: float, temporary: bool = False) -> None:
+        """The answer to an AuthRequested: go on with the handshake of that key, or refuse; a
+        `temporary` refusal (the checker was too busy to check) says AUTH_FAILED,TEMP, so the
+        client retries later instead of giving up."""
         s = self.s
         ks = s.keys.get(key_id)
         if ks is None or ks.pending_auth is None:
             return                                  # that key is gone (timed out, replaced)
         km, ks.pending_auth = ks.pending_auth, None
         first = key_id == 0 and not s.established
+        if not ok and temporary:
+            self.refuse(ks, "password not checked: the server is busy (client told to retry)", temporary=True)
+            return
         if not ok:
             self._auth_failed(ks, first)
             return

@@ -29,12 +29,12 @@ from .errors import BadPacket, ClientRefused, PushDeferred
 from .opcodes import (CONTROL_FROM_CLIENT_OPS, EARLY_NEG_FLAG_RESEND_WKC, EARLY_NEG_FLAGS, EARLY_NEG_START,
                       HARD_RESET_CLIENT_OPS, NO_PEER_ID, WKC_OPS, Op, op_byte)
 from .packet import decode_body_untrusted, encode_body, encode_tlv
-from .server_model import ClientRecord, ServerSettings, V2Key
+from .server_model import ClientRecord, ServerSettings, StreamKey, V2Key
 from .session import Session
 from .timerheap import TimerHeap
 from .tls import build_context
 
-__all__ = ["AddressPool", "AddressPool6", "ClientRecord", "ServerDispatcher", "ServerSettings", "V2Key"]
+__all__ = ["AddressPool", "AddressPool6", "ClientRecord", "ServerDispatcher", "ServerSettings", "StreamKey", "V2Key"]
 
 
 class ServerDispatcher:
@@ -60,6 +60,7 @@ class ServerDispatcher:
         self.stats: dict[str, int] = {}
         self.retired_stats: dict[str, int] = {}      # drop counters of sessions already gone
         self._internal_errors: list[tuple[ClientRecord, Exception]] = []
+        self.closed_streams: set = set()     # TCP connections whose session ended, until closed
         self.next_peer_id = 0
         self._tls_ctx = None
         self._stateless = self._make_wrapper(None)
@@ -120,6 +121,9 @@ class ServerDispatcher:
             pts = rec.session.receive(packet, now)
             self._collect(rec)
             return rec, self._check_sources(rec, pts)
+        if addr in self.closed_streams:
+            self._count("packet on a TCP connection whose session ended")
+            return None, []
         return self._new_client_packet(packet, addr, now)
 
     def _other_session(self, rec: ClientRecord, packet, op: int, addr, now: float):
@@ -128,9 +132,11 @@ class ServerDispatcher:
         alone; a new one starts through the stateless cookie exchange, and replaces the old one
         only once it is established (authenticated), so replayed packets cannot end a session."""
         if rec.tcp:
-            # One TCP connection carries one client, and nobody off-path can write into it.
-            self._drop(rec, "client sent a new hard reset")
-            return self._new_client_packet(packet, addr, now)
+            # One TCP connection carries one session. A client that restarts opens a new
+            # connection (OpenVPN's clients do); building a new session per reset on the same
+            # stream would let one recv full of resets build thousands of TLS states at once.
+            self._drop(rec, "client sent a new hard reset on its TCP connection")
+            return None, []
         p = self.pending.get(addr)
         if p is not None and packet[1:9] == p.session.peer_sid:
             packet = self._without_wkc(packet, op)
@@ -510,11 +516,12 @@ class ServerDispatcher:
         for rec in self._records():
             self._collect(rec)
 
-    def auth_result(self, rec: ClientRecord, key_id: int, ok: bool, now: float) -> None:
-        """The verdict on a client's AuthRequested (checked off the caller's event loop)."""
+    def auth_result(self, rec: ClientRecord, key_id: int, ok: bool, now: float, temporary: bool = False) -> None:
+        """The verdict on a client's AuthRequested (checked off the caller's event loop);
+        `temporary`: not checked (too busy), the client is told to retry."""
         if not rec.alive:
             return
-        rec.session.auth_result(key_id, ok, now)
+        rec.session.auth_result(key_id, ok, now, temporary)
         self._collect(rec)
         self._promote(rec)
 
@@ -575,6 +582,10 @@ class ServerDispatcher:
         if not rec.alive:
             return
         rec.alive = False
+        if rec.tcp:
+            # One TCP connection, one session: the caller closes the connection (and then calls
+            # stream_closed); until then nothing on it may start another session.
+            self.closed_streams.add(rec.addr)
         self.admission.gone(rec)
         for k, v in rec.session.stats.items():
             self.retired_stats[k] = self.retired_stats.get(k, 0) + v
@@ -620,10 +631,27 @@ class ServerDispatcher:
         self._forget(rec)
 
     def close_all(self, now: float) -> None:
+        """Exit notifications to every client; a session that fails to write its own (our bug)
+        is noted in take_internal_errors and the others still get theirs."""
         for rec in self._records():
-            rec.session.close(now, "server shutting down")
-            self._collect(rec)
+            try:
+                rec.session.close(now, "server shutting down")
+                self._collect(rec)
+            except Exception as e:  # noqa: BLE001
+                self._internal_errors.append((rec, e))
             self._forget(rec)
+
+    def stream_closed(self, addr) -> None:
+        """The caller closed this TCP connection: forget it."""
+        self.closed_streams.discard(addr)
+        rec = self.by_addr.get(addr)
+        if rec is not None:
+            self._drop(rec, "connection closed")
+            self.closed_streams.discard(addr)
+
+    def record(self, addr) -> ClientRecord | None:
+        """The client record at this address (UDP) or connection (TCP), if any."""
+        return self.by_addr.get(addr) or self.pending.get(addr)
 
     @property
     def clients(self) -> list[ClientRecord]:

@@ -13,6 +13,17 @@ from .addresspool import AddressPool, AddressPool6
 from .session import Session, SessionConfig
 
 
+@dataclass(frozen=True)
+class StreamKey:
+    """A TCP connection as the dispatcher's client address: a number that is never reused (a file
+    descriptor number would be), and the client's IP for per-source limits."""
+    conn: int
+    ip: str
+
+    def __str__(self) -> str:
+        return f"tcp#{self.conn}/{self.ip}"
+
+
 @dataclass
 class ClientRecord:
     """One connected client: its session, where it is, and which inner addresses it owns."""

@@ -197,12 +197,13 @@ class Session(ControlChannel):
         self._flush(now)
         return []
 
-    def auth_result(self, key_id: int, ok: bool, now: float) -> None:
-        """Server with defer_auth: the verdict on the AuthRequested of key `key_id`."""
+    def auth_result(self, key_id: int, ok: bool, now: float, temporary: bool = False) -> None:
+        """Server with defer_auth: the verdict on the AuthRequested of key `key_id` (`temporary`:
+        not checked, the client should retry later)."""
         if self.closed:
             return
         try:
-            self.role.auth_result(key_id, ok, now)
+            self.role.auth_result(key_id, ok, now, temporary)
         except ClientRefused as e:
             self._refuse(str(e), e.temporary)
         except RemoteProtocolError as e:

@@ -7,6 +7,8 @@ the pump restarts (client) or drops that one client (server).
 """
 from __future__ import annotations
 
+from collections import deque
+
 from ..openvpn.errors import BadPacket
 from ..openvpn.framing import StreamFramer, frame
 
@@ -21,8 +23,10 @@ class UdpLink:
     def fileno(self) -> int:
         return self.t.fileno()
 
-    def recv_packets(self) -> list:
-        return [d for d, _a in self.t.recv_batch(64)]
+    def recv_packets(self, limit: int = 64) -> list:
+        return [d for d, _a in self.t.recv_batch(limit)]
+
+    has_pending = False              # a datagram socket keeps nothing back
 
     def send_packets(self, packets: list) -> None:
         if packets:
@@ -50,18 +54,31 @@ class TcpLink:
         self.t = transport
         self.framer = StreamFramer()
         self.errors: dict[str, int] = {}
+        self.pending: deque = deque()      # frames read but not yet handed out
 
     def fileno(self) -> int:
         return self.t.fileno()
 
-    def recv_packets(self) -> list:
-        data = self.t.recv()   # raises ConnectionError on EOF or reset
-        if not data:
-            return []
-        try:
-            return self.framer.feed(data)
-        except BadPacket as e:
-            raise ConnectionError(f"broken stream: {e.reason}") from e
+    def recv_packets(self, limit: int = 64) -> list:
+        """At most `limit` packets: one recv may hold thousands of tiny frames, and one peer must
+        not have a whole wake-up. `has_pending` says when to come back without waiting for the
+        socket (nothing more is read from it until the pending frames are handed out, so a fast
+        sender meets TCP's own backpressure)."""
+        pending = self.pending
+        if not pending:
+            data = self.t.recv()   # raises ConnectionError on EOF or reset
+            if not data:
+                return []
+            try:
+                pending.extend(self.framer.feed(data))
+            except BadPacket as e:
+                raise ConnectionError(f"broken stream: {e.reason}") from e
+        n = min(limit, len(pending))
+        return [pending.popleft() for _ in range(n)]
+
+    @property
+    def has_pending(self) -> bool:
+        return bool(self.pending)
 
     def send_packets(self, packets: list) -> None:
         """Frame and queue; ConnectionError when the connection refuses the write."""

@@ -8,12 +8,13 @@ listener raises PortGone only when its own socket is gone.
 from __future__ import annotations
 
 import errno
+import os
 import socket
 from collections import deque
 
 from ..ioerrors import PortGone
 
-MAX_QUEUE = 8 << 20
+MAX_QUEUE = 256 << 10      # per connection, beyond the socket buffer (OpenVPN: tcp-queue-limit 64 packets)
 
 
 class TcpTransport:
@@ -24,17 +25,26 @@ class TcpTransport:
         self.queue: deque = deque()
         self.queued = 0
         self.stats = {"dropped": 0}
+        self.connecting = False          # a non-blocking connect still under way
 
     @classmethod
-    def connect(cls, addr: tuple[str, int], timeout: float) -> "TcpTransport":
+    def connect(cls, addr: tuple[str, int]) -> "TcpTransport":
+        """Start a non-blocking connect: the caller waits for writability (in its event loop, so
+        signals and timers keep working), then asks connect_error()."""
         s = socket.socket(socket.AF_INET6 if ":" in addr[0] else socket.AF_INET, socket.SOCK_STREAM)
-        s.settimeout(timeout)
-        try:
-            s.connect(addr)
-        except OSError:
+        s.setblocking(False)
+        err = s.connect_ex(addr)
+        if err not in (0, errno.EINPROGRESS, errno.EWOULDBLOCK, errno.EALREADY):
             s.close()
-            raise
-        return cls(s)
+            raise OSError(err, os.strerror(err))
+        t = cls(s)
+        t.connecting = err != 0
+        return t
+
+    def connect_error(self) -> int:
+        """After writability: 0 once connected, else the errno the connect failed with."""
+        self.connecting = False
+        return self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
 
     def fileno(self) -> int:
         return self.sock.fileno()

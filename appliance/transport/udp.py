@@ -23,6 +23,7 @@ UDP_GRO = 104
 MAX_GSO_SEGMENTS = 64
 MAX_GSO_BYTES = 65000
 RECV_SIZE = 65535
+MAX_NO_GSO = 16                # destinations refusing GSO before we take it as the kernel's answer
 
 
 class UdpTransport:
@@ -54,6 +55,7 @@ class UdpTransport:
         self.rview = memoryview(self.rbuf)
         self.stats = {"sent": 0, "received": 0, "send_dropped": 0, "gso_sends": 0}
         self.errors: dict[str, int] = {}      # refused sends and receives, by errno name
+        self.no_gso: set = set()              # destinations GSO was refused for (plain sends work)
 
     def fileno(self) -> int:
         return self.sock.fileno()
@@ -61,7 +63,9 @@ class UdpTransport:
     def recv_batch(self, max_datagrams: int = 64) -> list[tuple[bytes, tuple]]:
         out: list = []
         sock = self.sock
-        while len(out) < max_datagrams:
+        calls = 0
+        while len(out) < max_datagrams and calls < 2 * max_datagrams:
+            calls += 1                  # errors and empty reads count too: a batch is bounded
             try:
                 if self.gro:
                     n, anc, _flags, addr = sock.recvmsg_into([self.rview], socket.CMSG_SPACE(4))
@@ -71,6 +75,7 @@ class UdpTransport:
             except (BlockingIOError, InterruptedError):
                 break
             except ConnectionRefusedError:
+                self.stats["icmp_refused"] = self.stats.get("icmp_refused", 0) + 1
                 continue  # ICMP port unreachable from a previous send: the peer is not there (yet)
             except OSError as e:
                 if e.errno in _OURS_GONE:
@@ -114,7 +119,7 @@ class UdpTransport:
         return False
 
     def send_batch(self, datagrams: list, addr: tuple | None = None) -> None:
-        if not self.gso or len(datagrams) < 2:
+        if not self.gso or len(datagrams) < 2 or addr in self.no_gso:
             for d in datagrams:
                 self.send(d, addr)
             return
@@ -158,17 +163,30 @@ class UdpTransport:
                 self.stats["gso_too_big"] = self.stats.get("gso_too_big", 0) + 1
                 for d in run:
                     self.send(d, addr)
-            elif e.errno in (errno.EINVAL, errno.EIO, errno.EOPNOTSUPP, errno.ENOPROTOOPT):
-                # Either the kernel refuses GSO, or the destination itself is invalid (source port
-                # 0 gives EINVAL too). Plain sends tell which: only if they go through was it GSO.
+            elif e.errno in (errno.EIO, errno.EOPNOTSUPP, errno.ENOPROTOOPT):
+                log.info("UDP GSO refused by the kernel (%s): sending one datagram per call", e)
+                self.gso = False
+                for d in run:
+                    self.send(d, addr)
+            elif e.errno == errno.EINVAL:
+                # The destination itself may be invalid (source port 0), or GSO is refused for it
+                # alone (Linux 6.1 says EINVAL when a segment exceeds that destination's path MTU).
+                # Plain sends tell which; one destination never turns GSO off for everyone.
                 sent = sum(self.send(d, addr) for d in run)
                 if sent:
-                    log.info("UDP GSO refused by the kernel (%s): sending one datagram per call", e)
-                    self.gso = False
+                    self._no_gso_for(addr, e)
             else:
                 # Refused for this destination (EPERM from a firewall, unreachable, ...): drop.
                 self.stats["send_dropped"] += len(run)
                 self._error("send", e)
+
+    def _no_gso_for(self, addr, e: OSError) -> None:
+        self.no_gso.add(addr)
+        self.stats["gso_refused_destinations"] = len(self.no_gso)
+        if len(self.no_gso) >= MAX_NO_GSO:
+            log.info("UDP GSO refused for %d destinations (%s): sending one datagram per call", len(self.no_gso), e)
+            self.gso = False
+            self.no_gso.clear()
 
     def close(self) -> None:
         self.sock.close()

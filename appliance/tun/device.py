@@ -73,7 +73,9 @@ class TunDevice:
         out: list = []
         fd, view, hlen = self.fd, self.view, self.hlen
         readv = os.readv
-        while len(out) < max_packets:
+        calls = 0
+        while len(out) < max_packets and calls < 2 * max_packets:
+            calls += 1
             try:
                 n = readv(fd, [view])
             except BlockingIOError:
@@ -107,7 +109,9 @@ class TunDevice:
         fd, hlen, pool = self.fd, self.hlen, self._pool
         readv = os.readv
         i = 0
-        while len(out) < max_packets:
+        calls = 0
+        while len(out) < max_packets and calls < 2 * max_packets:
+            calls += 1                  # empty or header-only reads count too: a batch is bounded
             if i == len(pool):
                 pool.append(memoryview(bytearray(HEADROOM + 65535)))
             buf = pool[i]

@@ -170,7 +170,7 @@ def test_out_of_descriptors_at_accept_does_not_spin_and_recovers(pki):
 def test_idle_tcp_connections_are_closed_after_hand_window(pki):
     w = World()
     w.add_server(server_conf(pki, "tcp-server", extra="hand-window 20"))
-    idle = [stream_connect(w.net, "198.18.0.88", (SERVER_IP, 1194)) for _ in range(10)]
+    idle = [stream_connect(w.net, f"198.18.0.{80 + i}", (SERVER_IP, 1194)) for i in range(10)]
     w.run_for(5)
     assert len(w.server.conns) == 10
     w.run_for(20)
@@ -264,3 +264,21 @@ def test_a_timer_that_raises_for_one_client_ends_only_that_client(pki, monkeypat
     assert rec not in w.server.d.clients
     assert w.server.faults.counts.get("internal error", 0) >= 1
     served(w, 1)
+
+
+def test_a_tcp_client_that_never_reads_costs_bounded_memory(pki):
+    from appliance.transport.tcp import MAX_QUEUE
+    w = World()
+    w.add_server(server_conf(pki, "tcp-server"))
+    w.add_client(client_conf(pki, proto="tcp-client"))
+    served(w)
+    server_end = w.client_ports[0].streams[-1].peer
+    server_end.window = 0                      # the client stops reading: every send is EAGAIN
+    link = next(iter(w.server.conns.values()))
+    for i in range(3000):
+        w.server_net.tun.inject(ipv4_udp("198.19.0.1", w.client_addr(), bytes([i % 256]) * 1200))
+        if i % 64 == 0:
+            w.run_for(0.01)
+    w.run_for(0.1)
+    assert link.t.queued <= MAX_QUEUE, f"{link.t.queued} bytes queued for a client that does not read"
+    assert link.t.stats["dropped"] > 0

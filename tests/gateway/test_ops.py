@@ -267,12 +267,16 @@ def test_status_is_read_by_openvpn_monitor_and_written_as_a_file(opki, tmp_path)
     datetime.strptime(v1[1].split(",", 1)[1], "%Y-%m-%d %H:%M:%S")
 
 
-def test_kill_by_common_name_and_client_kill(opki):
+@pytest.mark.parametrize("proto", ["udp", "tcp"])
+def test_kill_by_common_name_and_client_kill(opki, proto):
     w = World()
-    gw, _ = _server(w, server_conf(opki))
-    w.add_client(client_conf(opki, "client0"))
-    w.add_client(client_conf(opki, "client1"))
+    gw, _ = _server(w, server_conf(opki, "tcp-server" if proto == "tcp" else "udp"))
+    w.add_client(client_conf(opki, "client0", proto="tcp-client" if proto == "tcp" else "udp"))
+    w.add_client(client_conf(opki, "client1", proto="tcp-client" if proto == "tcp" else "udp"))
     assert w.run(lambda: _up(w, 0) and _up(w, 1), max_time=30)
+    rows = gw.ops.rows()
+    # The real address is the client's IP and port on TCP too (the connection's peer).
+    assert all(r.real.startswith("198.18.0.") and int(r.real.rsplit(":", 1)[1]) > 0 for r in rows), rows
     assert gw.ops.kill_cn("client0") == 1 and gw.ops.kill_cn("nobody") == 0
     assert _cns(gw) == ["client1"]
     cid = next(i.cid for i in gw.ops.info.values() if i.rec.common_name == "client1")

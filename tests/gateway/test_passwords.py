@@ -88,3 +88,17 @@ def test_a_broken_check_refuses():
     a = AuthChecker(lambda u, p, c: 1 / 0, FakeClock(), inline=True)
     a.submit("k", "198.18.0.1", "u", "p", None)
     assert a.take_results() == [("k", False)]
+
+
+def test_a_burst_of_legitimate_logins_beyond_the_queue_all_get_in(pki):
+    """More logins at once than the checker queues: the overflow is told AUTH_FAILED,TEMP and
+    retries after its backoff, so everyone is connected in the end (none is refused for good)."""
+    w = World()
+    w.add_server(server_conf(pki, extra=SERVER_EXTRA + "duplicate-cn\n"), PASSDB, max_pending=2)
+    for i in range(8):
+        w.add_client(client_conf(pki, f"client{i % 4}", extra=CLIENT_EXTRA), ip=f"198.18.0.{60 + i}",
+                     username="alice", password="right")
+    assert w.run(lambda: all(_up(w, i) for i in range(8)), max_time=120), \
+        [(c.result, _up(w, i)) for i, c in enumerate(w.clients)]
+    assert all(c.result is None for c in w.clients)
+    assert sum(w.server.auth.refused.values()) >= 1, "the queue never overflowed: the test proves nothing"
