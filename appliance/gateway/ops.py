@@ -149,7 +149,7 @@ class Operations:
         active = [c for c in m.conns if c.bytecount]
         if not active:
             return
-        due = [c for c in active if now % c.bytecount == 0] or []
+        due = [c for c in active if now % c.bytecount == 0]
         if due:
             lines = []
             for inf in list(self.info.values()):
