@@ -53,6 +53,9 @@ def cmd_check(args: argparse.Namespace) -> int:
 def _validate_runtime(opts) -> None:
     """Checks that need key material decoded (keys, certificates), so `check` catches them too."""
     settings.check_key_material(opts)
+    if opts.role == "server":
+        from .gateway.ops import check_scripts
+        check_scripts(opts)
 
 
 def cmd_run(args: argparse.Namespace) -> int:

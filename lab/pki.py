@@ -39,6 +39,7 @@ def make_pki(d: Path, clients: list[str]) -> Pki:
     d.mkdir(parents=True, exist_ok=True)
     ca = _issue("Lab CA", None, None)
     (d / "ca.crt").write_bytes(ca[0].public_bytes(serialization.Encoding.PEM))
+    _write(d / "ca", *ca)                    # ca.key too: the CRL tests sign revocation lists with it
     sc, sk = _write(d / "server", *_issue("server", ca, ExtendedKeyUsageOID.SERVER_AUTH))
     pki = Pki(d, d / "ca.crt", sc, sk)
     for name in clients:

@@ -7,6 +7,7 @@ the in-memory ports of tests/fakes.py.
 from __future__ import annotations
 
 import os
+import signal
 
 from ..openvpn.config import Options, parse_ccd
 from ..openvpn.settings import server_settings
@@ -47,4 +48,4 @@ def server_gateway(opts: Options) -> ServerGateway:
     ccd = ccd_loader(opts.client_config_dir) if opts.client_config_dir else None
     st = server_settings(opts, ccd, passdb, defer_auth=True)
     return ServerGateway(opts, st, system.SystemPorts(), ServerTunnelNetwork(opts, st.pool, st.pool6), system.clock,
-                         system.waiter(), signals=Signals())
+                         system.waiter(), signals=Signals((signal.SIGUSR1,)))

@@ -170,9 +170,10 @@ class Signals:
     """SIGINT/SIGTERM (stop) and SIGHUP/SIGUSR2 (noted in `pending` for the gateway) wake the wait
     through a socketpair; none of them kills the process without its clean-up."""
 
-    def __init__(self) -> None:
+    def __init__(self, noted: tuple = ()) -> None:
         self.stop = False
         self.pending: list[int] = []
+        self.noted = noted                  # more signals queued in `pending` (the server: SIGUSR1)
         self.rsock: socket.socket | None = None
         self.wsock: socket.socket | None = None
         self._old: dict = {}
@@ -184,8 +185,9 @@ class Signals:
         signal.set_wakeup_fd(self.wsock.fileno())
         for s in (signal.SIGINT, signal.SIGTERM):
             self._old[s] = signal.signal(s, self._handler)
-        for s in (signal.SIGHUP, signal.SIGUSR2):
-            self._old[s] = signal.signal(s, self._note)
+        for s in (signal.SIGHUP, signal.SIGUSR2, *self.noted):
+            if s not in self._old:
+                self._old[s] = signal.signal(s, self._note)
 
     def _handler(self, signum, frame) -> None:  # noqa: ANN001
         self.stop = True

@@ -14,7 +14,6 @@ from __future__ import annotations
 import errno
 import itertools
 import logging
-import signal
 from typing import Protocol
 
 from ..openvpn import events as ev
@@ -26,6 +25,7 @@ from ..transport.link import TcpLink
 from .auth import AuthChecker
 from .eventlog import fmt_addr, log_server_event
 from .loop import Faults, Pump, Signals, Waiter
+from .ops import Operations
 from .ports import Clock, DatagramPort, ListenerPort, PortGone, Ports, TunPort
 
 log = logging.getLogger("vpn-appliance")
@@ -77,6 +77,8 @@ class ServerGateway:
         self.sends: dict = {}
         self.result: int | None = None
         self.listen_addr: tuple[str, int] | None = None
+        self.conn_addrs: dict[int, tuple] = {}      # connection id -> the client's (IP, port)
+        self.ops = Operations(self)                 # management, status, pool file, scripts, reload
 
     # ---------------------------------------------------------------- running
     def run(self) -> int:
@@ -96,6 +98,7 @@ class ServerGateway:
         finally:
             for cid in list(self.conns):
                 self._close_conn(cid)
+            self.ops.close()
             for p in (self.udp, self.listener, self.auth):
                 if p is not None:
                     p.close()
@@ -124,6 +127,7 @@ class ServerGateway:
         if self.auth is not None and not self.auth.inline:
             self.pump.watch(self.auth, self.auth.drain)
         self.pump.timers.arm("drops", self.clock() + DROP_LOG_EVERY, self._log_drops)
+        self.ops.start()
 
     def request_stop(self) -> None:
         """SIGTERM: exit notifications to every client, final counters, done (whatever fails on
@@ -148,10 +152,7 @@ class ServerGateway:
         assert self.signals is not None
         self.signals.drain()
         for signum in self.signals.take():
-            if signum == signal.SIGUSR2:
-                self._log_statistics()
-            else:
-                log.warning("signal %d: reloading is not supported yet; ignored", signum)
+            self.ops.on_signal(signum)          # SIGHUP/SIGUSR1: reload; SIGUSR2: statistics
         if self.signals.stop:
             self.request_stop()
 
@@ -213,6 +214,7 @@ class ServerGateway:
             key = StreamKey(next(self._conn_ids), ip)
             link = TcpLink(stream)
             self.conns[key] = link
+            self.conn_addrs[key] = peer
             self.unestablished[ip] = self.unestablished.get(ip, 0) + 1
             self.pump.watch(link, lambda k=key: self._on_conn_read(k), lambda k=key: self._on_conn_write(k))
             self.pump.timers.arm(("hand-window", key), self.clock() + self.st.hand_window,
@@ -294,6 +296,7 @@ class ServerGateway:
         except Exception:  # noqa: BLE001
             self.faults.internal("closing a client's session")
         link = self.conns.pop(key, None)
+        self.conn_addrs.pop(key, None)
         if key in self.established_conns:
             self.established_conns.discard(key)
         elif link is not None:
@@ -327,6 +330,7 @@ class ServerGateway:
             now = self.clock()
             for (rec, key_id), ok in self.auth.take_results():
                 self.d.auth_result(rec, key_id, ok, now)
+        self.ops.after_wake()
         self._flush_sends()
         self._drain_events()
         self._flush_sends()          # what the events caused (refused logins answered at once)
@@ -372,6 +376,7 @@ class ServerGateway:
         while d.events:
             rec, e = d.events.popleft()
             log_server_event(rec, e)
+            self.ops.on_event(rec, e)
             if isinstance(e, ev.AuthRequested):
                 self._check_password(rec, e)
             key = rec.addr

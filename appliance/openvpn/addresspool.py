@@ -41,6 +41,12 @@ class AddressPool:
                 return ip
         return None
 
+    def lease_free(self, ip: str | None) -> str | None:
+        """That address if the pool has it free (ifconfig-pool-persist), else None."""
+        if ip is None or ip not in self.free or ip in self.leased:
+            return None
+        return self.lease(ip)
+
     def release(self, ip: str | None) -> None:
         if ip is not None and ip in self.leased:
             self.leased.discard(ip)
@@ -71,6 +77,22 @@ class AddressPool6:
         if n == self.next:
             self.next += 1
         ip = str(self.net.network_address + n)
+        self.leased.add(ip)
+        return ip
+
+    def lease_wanted(self, ip: str) -> str | None:
+        """That address if it is in the pool and free (ifconfig-pool-persist), else None."""
+        try:
+            n = int(ipaddress.IPv6Address(ip)) - int(self.net.network_address)
+        except ValueError:
+            return None
+        if ip in self.leased or not 2 <= n < self.net.num_addresses - 1:
+            return None
+        if n in self.free:
+            self.free.remove(n)
+        elif n >= self.next:
+            self.free.extend(i for i in range(self.next, n) if i != n)
+            self.next = n + 1
         self.leased.add(ip)
         return ip
 

@@ -51,3 +51,8 @@ class ConfigError(Exception):
             where = f"{path}:{line}: " if line is not None else f"{path}: "
         what = f"{directive}: " if directive else ""
         super().__init__(f"{where}{what}{message}")
+
+
+class PushDeferred(Exception):
+    """Server side: the client's options wait for a verdict given off the event loop (a
+    client-connect script); ServerDispatcher.connect_result resumes the push."""

@@ -74,3 +74,9 @@ class ClientFloated:
     """Server side: an authenticated data packet came from a new address, which the client now has."""
     old_addr: object
     new_addr: object
+
+
+@dataclass(frozen=True)
+class ConnectRequested:
+    """Server side, with ServerSettings.defer_connect: the client has its address and waits for a
+    verdict given off the event loop (client-connect); answer with ServerDispatcher.connect_result."""

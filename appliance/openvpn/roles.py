@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from . import events as ev
 from .ciphers import is_supported
-from .errors import BadPacket, ClientRefused, RemoteProtocolError
+from .errors import BadPacket, ClientRefused, PushDeferred, RemoteProtocolError
 from .keymethod import KeyMethod2, PushRejected, build_push_reply, parse_push_reply_untrusted, peer_info_int
 from .keystate import KS, KeyState
 from .opcodes import (HARD_RESET_CLIENT_OPS, IV_PROTO_CC_EXIT_NOTIFY, IV_PROTO_DATA_V2, IV_PROTO_REQUEST_PUSH,
@@ -293,7 +293,11 @@ class ServerRole:
             return
         opts: list[str] = []
         if s.cfg.push_options is not None:
-            opts += s.cfg.push_options(s)          # may raise ClientRefused
+            try:
+                opts += s.cfg.push_options(s)      # may raise ClientRefused
+            except PushDeferred:
+                return                             # resumed by Session.resume_push
+
         for o in opts:
             if o.startswith("auth-token "):
                 s.issued_auth_token = o.split()[1] if len(o.split()) > 1 else None

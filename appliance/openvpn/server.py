@@ -24,8 +24,8 @@ from . import keyfiles, wrapping
 from .cookie import CookieJar
 from .addresspool import AddressPool, AddressPool6
 from .admission import Admission
-from .events import ClientFloated, SessionClosed, TunnelUp, Warning  # noqa: A004
-from .errors import BadPacket, ClientRefused
+from .events import ClientFloated, ConnectRequested, SessionClosed, TunnelUp, Warning  # noqa: A004
+from .errors import BadPacket, ClientRefused, PushDeferred
 from .opcodes import (CONTROL_FROM_CLIENT_OPS, EARLY_NEG_FLAG_RESEND_WKC, EARLY_NEG_FLAGS, EARLY_NEG_START,
                       HARD_RESET_CLIENT_OPS, NO_PEER_ID, WKC_OPS, Op, op_byte)
 from .packet import decode_body_untrusted, encode_body, encode_tlv
@@ -350,6 +350,10 @@ class ServerDispatcher:
     # ---------------------------------------------------------------- per-client push
     def _push_for(self, s: Session) -> list[str]:
         rec: ClientRecord = s.owner
+        if rec.connect_state == "pending":
+            raise PushDeferred()
+        if rec.connect_state == "done":
+            return rec.connect_opts
         # username-as-common-name: the username stands for the client in ccd and duplicate-cn.
         rec.common_name = s.peer_username if self.st.username_as_cn and s.peer_username else s.peer_common_name
         opts: list[str] = []
@@ -378,7 +382,9 @@ class ServerDispatcher:
             rec.vaddr, rec.vmask = ip, mask
             opts.append(f"ifconfig {ip} {mask}")
         elif pool is not None:
-            ip = pool.lease()
+            mem = self.st.pool_memory
+            ip = pool.lease_free(mem.pick(rec.common_name, pool.free)) if mem is not None else None
+            ip = ip or pool.lease()
             if ip is None:
                 raise ClientRefused("address pool exhausted", temporary=True)
             rec.vaddr = ip
@@ -396,7 +402,9 @@ class ServerDispatcher:
             rec.vaddr_packed = ipaddress.IPv4Address(rec.vaddr).packed
             self.by_vaddr4[rec.vaddr_packed] = rec
         if self.st.pool6 is not None and rec.vaddr6 is None:
-            rec.vaddr6 = self.st.pool6.lease()
+            mem = self.st.pool_memory
+            want6 = mem.want(rec.common_name)[1] if mem is not None else None
+            rec.vaddr6 = (self.st.pool6.lease_wanted(want6) if want6 else None) or self.st.pool6.lease()
             if rec.vaddr6 is not None:
                 opts.append(self.st.pool6.ifconfig_push(rec.vaddr6))
                 self.by_vaddr[rec.vaddr6] = rec
@@ -405,7 +413,53 @@ class ServerDispatcher:
         if not rec.push_reset:
             opts += self.st.push
         opts += rec.extra_push
+        if self.st.defer_connect:
+            rec.connect_opts = opts
+            rec.connect_state = "pending"
+            self.events.append((rec, ConnectRequested()))
+            raise PushDeferred()
         return opts
+
+    def connect_result(self, rec: ClientRecord, ok: bool, now: float, ccd=None, reason: str = "") -> None:
+        """The verdict on a ConnectRequested; `ccd` (a parsed CcdOptions, from the file the
+        client-connect script wrote) adds per-client options: push, push-reset, ifconfig-push,
+        iroute."""
+        if not rec.alive or rec.connect_state != "pending":
+            return
+        rec.connect_state = "done"
+        if ok and ccd is not None:
+            self._apply_connect_options(rec, ccd)
+        rec.session.resume_push(ok, now, reason)
+        self._collect(rec)
+        self._promote(rec)
+
+    def _apply_connect_options(self, rec: ClientRecord, ccd) -> None:
+        opts = rec.connect_opts
+        want = getattr(ccd, "ifconfig_push", None)
+        if want is not None:
+            ip, mask = want[0], want[1]
+            pool = self.st.pool
+            if rec.vaddr and self.by_vaddr.get(rec.vaddr) is rec:
+                del self.by_vaddr[rec.vaddr]
+                self.by_vaddr4.pop(rec.vaddr_packed, None)
+                if pool is not None:
+                    pool.release(rec.vaddr)
+            if pool is not None and pool.lease(ip) is None:
+                self.events.append((rec, Warning(f"ifconfig-push {ip} for {rec.common_name} is already in use")))
+            rec.vaddr, rec.vmask = ip, mask
+            rec.vaddr_packed = ipaddress.IPv4Address(ip).packed
+            self.by_vaddr[ip] = rec
+            self.by_vaddr4[rec.vaddr_packed] = rec
+            opts[:] = [o for o in opts if not o.startswith("ifconfig ")]
+            opts.append(f"ifconfig {ip} {mask}")
+        for n, m in getattr(ccd, "iroutes", []):
+            net = ipaddress.IPv4Network(f"{n}/{m}", strict=False)
+            rec.iroutes.append(net)
+            self.iroutes.append((net, rec))
+        if getattr(ccd, "push_reset", False):
+            keep = ("ifconfig ", "ifconfig-ipv6 ", "topology ", "route-gateway ")
+            opts[:] = [o for o in opts if o.startswith(keep)]
+        opts += list(getattr(ccd, "push", []))
 
     # ---------------------------------------------------------------- send
     def route_packet(self, p) -> ClientRecord | None:
@@ -566,6 +620,15 @@ class ServerDispatcher:
         rec = self.by_addr.get(addr)
         if rec is not None:
             self._drop(rec, "connection closed")
+
+    def kick(self, rec: ClientRecord, now: float, reason: str) -> None:
+        """End one client's session on the operator's word (management kill, revoked on reload):
+        an exit notification to it, then forgotten."""
+        if not rec.alive:
+            return
+        rec.session.close(now, reason)
+        self._collect(rec)
+        self._forget(rec)
 
     def close_all(self, now: float) -> None:
         """Exit notifications to every client; a session that fails to write its own (our bug)

@@ -40,6 +40,8 @@ class ClientRecord:
     extra_push: list[str] = field(default_factory=list)
     push_reset: bool = False
     v2_metadata: str | None = None       # what the client's tls-crypt-v2 key says about it
+    connect_state: str | None = None     # client-connect: None, "pending" (verdict awaited), "done"
+    connect_opts: list[str] = field(default_factory=list)   # options computed before the verdict
     # dispatcher bookkeeping (not for the pump)
     armed: float | None = None           # deadline of this record's live entry in the timer heap
     alive: bool = True                   # False once forgotten: its heap entries are stale
@@ -100,3 +102,6 @@ class ServerSettings:
     # (AuthRequested) and the caller runs it off its loop; otherwise sessions call it inline.
     verify_user: Callable[[str, str, str | None], bool] | None = None
     defer_auth: bool = False
+    # client-connect: the push waits for ServerDispatcher.connect_result (ConnectRequested event)
+    defer_connect: bool = False
+    pool_memory: object | None = None                # ifconfig-pool-persist: poolfile.PoolMemory

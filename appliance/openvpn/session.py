@@ -210,6 +210,22 @@ class Session(ControlChannel):
             self._fail(str(e), restart=True)
         self._flush(now)
 
+    def resume_push(self, ok: bool, now: float, reason: str = "") -> None:
+        """Server: the verdict a deferred push waited for (client-connect): push now, or refuse."""
+        if self.closed or self.push_sent:
+            return
+        ks = self.keys.get(0)
+        try:
+            if not ok:
+                raise ClientRefused(reason or "client-connect refused the client")
+            if ks is not None:
+                self.role.send_push_reply(ks, now)
+        except ClientRefused as e:
+            self._refuse(str(e), e.temporary)
+        except RemoteProtocolError as e:
+            self._fail(str(e), restart=True)
+        self._flush(now)
+
     def encrypt(self, payload) -> memoryview | None:
         """Seal one tunnel packet for the wire (None if no key is up yet, or its ids are used up)."""
         sk = self.send_key

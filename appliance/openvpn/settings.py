@@ -20,6 +20,7 @@ from .mss import INNER_HEADERS, encap_room
 from .passdb import PasswordDb
 from .server import AddressPool, AddressPool6, ServerSettings
 from .session import Role, SessionConfig
+from .crl import checker as crl_checker
 from .tls import TlsSettings, build_context
 
 
@@ -59,6 +60,7 @@ def tls_settings(opts: Options, is_server: bool) -> TlsSettings:
         remote_cert_ku=None if opts.remote_cert_ku is None else list(opts.remote_cert_ku),
         tls_version_min=opts.tls_version_min or "1.2", tls_version_max=opts.tls_version_max,
         verify_client_cert=opts.verify_client_cert,
+        crl=crl_checker(opts.crl_verify) if is_server else None,
     )
 
 

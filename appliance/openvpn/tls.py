@@ -36,6 +36,7 @@ class TlsSettings:
     verify_client_cert: str = "require"         # server: require | optional | none
     remote_cert_eku: str | None = None          # remote-cert-eku: a name (as OpenSSL prints it) or dotted OID
     remote_cert_ku: list[int] | None = None     # remote-cert-ku: [] = keyUsage required; else one of these
+    crl: object | None = None                   # crl-verify: a crl.CrlChecker (revoked(cert, chain) -> why)
 
 
 def _load_certs(pem: bytes) -> list[x509.Certificate]:
@@ -98,11 +99,15 @@ def build_context(s: TlsSettings) -> SSL.Context:
     return ctx
 
 
-def _check_peer(s: TlsSettings, cert: x509.Certificate | None) -> None:
+def _check_peer(s: TlsSettings, cert: x509.Certificate | None, chain: list | None = None) -> None:
     if cert is None:
         if s.is_server and s.verify_client_cert != "require":
             return
         raise RemoteProtocolError("peer sent no certificate")
+    if s.crl is not None:
+        why = s.crl.revoked(cert, chain)
+        if why is not None:
+            raise RemoteProtocolError(f"VERIFY ERROR: {why}")
     if s.peer_fingerprints:
         fp = hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).digest()
         if fp not in s.peer_fingerprints:
@@ -228,7 +233,11 @@ class TlsEndpoint:
                     self.handshake_done = True
                     peer = self.conn.get_peer_certificate()
                     self.peer_cert = peer.to_cryptography() if peer is not None else None
-                    _check_peer(self.settings, self.peer_cert)
+                    chain = None
+                    if self.settings.crl is not None:
+                        chain = [c.to_cryptography() for c in (self.conn.get_peer_cert_chain() or [])]
+                        chain = [c for c in chain if c != self.peer_cert]
+                    _check_peer(self.settings, self.peer_cert, chain)
                 except SSL.WantReadError:
                     pass
             if self.handshake_done:

@@ -536,6 +536,15 @@ def _eduvpn_server_config(lab, extra_lines: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _wait_file(path, lines: int, timeout: float = 10) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if path.exists() and len(path.read_text().splitlines()) >= lines:
+            return True
+        time.sleep(0.2)
+    return False
+
+
 def _eduvpn_client_profile(lab, client: str) -> str:
     pki = lab.pki
     cert, key = pki.clients[client]
@@ -547,21 +556,24 @@ def _eduvpn_client_profile(lab, client: str) -> str:
 
 
 def test_eduvpn_generated_server_config(lab, procs):
-    """An eduVPN node's server config runs unchanged but for what needs a script or the management
-    socket, which `check` names with their lines; its own client profiles connect, OpenVPN's
-    client and ours, and the full-tunnel pushes work."""
+    """An eduVPN node's server config runs unchanged, its client-connect/client-disconnect scripts
+    and management socket included (here at lab paths: the node's own scripts are not installed);
+    its own client profiles connect, OpenVPN's client and ours, and the full-tunnel pushes work."""
     import subprocess
     _v6_outer(lab)
-    full = lab.write("edu-full.conf", _eduvpn_server_config(
-        lab, ["client-connect /usr/libexec/vpn-server-node/client-connect",
-              "client-disconnect /usr/libexec/vpn-server-node/client-disconnect",
-              "management /run/openvpn-server/default-0.sock unix"]))
+    hooks = lab.tmp / "vpn-server-node"
+    hooks.mkdir(exist_ok=True)
+    for name in ("client-connect", "client-disconnect"):
+        (hooks / name).write_text(f"#!/bin/sh\necho \"$common_name $ifconfig_pool_remote_ip\" >> {hooks}/{name}.log\n")
+        (hooks / name).chmod(0o755)
+    sock = lab.tmp / "default-0.sock"
+    edu = _eduvpn_server_config(lab, [f"client-connect {hooks}/client-connect",
+                                      f"client-disconnect {hooks}/client-disconnect",
+                                      f"management {sock} unix"])
+    full = lab.write("edu-full.conf", edu)
     r = subprocess.run([lab_bin(), "check", str(full)], capture_output=True, text=True, timeout=30)
-    assert r.returncode == 2
-    for n, d in ((14, "client-connect"), (15, "client-disconnect"), (16, "management")):
-        assert f"{full}:{n}: {d}:" in r.stderr, r.stderr
-    srv = lab.ours(lab.srv, _eduvpn_server_config(lab, []), f"edusrv-{len(lab.procs)}",
-                   pattern=r"listening on UDP \[::\]")
+    assert r.returncode == 0, r.stderr
+    srv = lab.ours(lab.srv, edu, f"edusrv-{len(lab.procs)}", pattern=r"listening on UDP \[::\]")
     procs.append(srv)
     lab.cli.run("ip route replace default via 198.18.0.1")
     lab.cli.run("ip -6 route replace default via 2001:db8:1::1")
@@ -578,6 +590,9 @@ def test_eduvpn_generated_server_config(lab, procs):
             assert " 2 received" in r.stdout, f"{kind}: " + r.stdout
             assert lab.tcp_transfer(lab.srv, TUN_SERVER_IP, lab.cli, 300_000) > 0
             cli.stop(8)
+        seen = (hooks / "client-connect.log").read_text().split()
+        assert seen[0::2] == ["client1", "client1"] and all(a.startswith("198.19.0.") for a in seen[1::2]), seen
+        assert _wait_file(hooks / "client-disconnect.log", 2)
     finally:
         lab.cli.run("ip route del default", check=False)
         lab.cli.run("ip -6 route del default", check=False)

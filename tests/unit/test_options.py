@@ -143,10 +143,11 @@ def test_sample_server_conf_parses():
     assert o.tls_crypt == STATIC_KEY
     assert o.data_ciphers == ["AES-256-GCM", "AES-128-GCM", "CHACHA20-POLY1305"]
     assert o.max_clients == 100
-    # dh, persist-key, persist-tun and status have no effect here: each is a note saying why,
-    # not a field nobody reads.
-    for d in ("dh", "persist-key", "persist-tun", "status"):
+    # dh, persist-key and persist-tun have no effect here: each is a note saying why, not a field
+    # nobody reads. `status` is applied (issue 12): the pump writes the file.
+    for d in ("dh", "persist-key", "persist-tun"):
         assert any(f": {d}: accepted, has no effect here: " in n for n in o.notes), (d, o.notes)
+    assert o.status is not None and o.status[1] > 0
 
 
 def test_relative_files_resolved_against_config_directory():

@@ -232,3 +232,11 @@ def test_check_file_reports_undecodable_key_material(tmp_path, capsys):
     assert check_file(p) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"{tmp_path / 'client.ovpn'}:") and "certificate" in err
+
+
+def test_scripts_are_refused_in_the_appliance_toml_with_the_line(tmp_path):
+    """The VM image runs no scripts: client-connect in its OpenVPN config is an error at its line."""
+    ovpn = CLIENT_OVPN + "script-security 2\nclient-connect /usr/local/bin/cc\n"
+    p = write(tmp_path, FULL, ovpn)
+    errs = errors_of(p)
+    assert any(e.endswith("client.ovpn:11: client-connect: the VM image runs no scripts") for e in errs), errs

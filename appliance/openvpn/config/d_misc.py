@@ -43,10 +43,7 @@ _NOOPS = {
     "bind": "a server binds its port; a client uses an ephemeral port",
     "mute-replay-warnings": "replayed packets are counted, not logged one by one",
     "mute": "events are logged once each; repeated-message muting is not implemented",
-    "script-security": "the appliance runs no scripts (script directives are refused)",
     "setenv-safe": "no scripts read the environment",
-    "ifconfig-pool-persist": "pool leases are not persisted (use ifconfig-push in client-config-dir for fixed ones)",
-    "status status-version": "no status file; the log reports each event",
     "log log-append": "the appliance logs to stderr",
     "suppress-timestamps machine-readable-output": "the log format is fixed",
     "user group": "the appliance does not switch users (it runs as the VM's only program)",
@@ -83,10 +80,8 @@ for _names, _why in _NOOPS.items():
 _SCRIPTS = "scripts are not supported (the appliance runs no scripts)"
 reg.refuse("up down route-up route-pre-down ipchange", _SCRIPTS)
 # Scripts and plugins that decide whether a client may connect: refused, never ignored.
-reg.refuse("client-connect client-disconnect learn-address tls-verify tls-crypt-v2-verify", _SCRIPTS, access=True)
+reg.refuse("learn-address tls-verify tls-crypt-v2-verify", _SCRIPTS, access=True)
 reg.refuse("plugin", "plugins are not supported", access=True)
-reg.refuse("crl-verify", "CRL checking is not supported yet: refusing rather than accepting revoked "
-           "certificates", access=True, inline=True)
 reg.refuse("opt-verify", "option-string checks of clients are not supported (deprecated in OpenVPN 2.6); "
            "remove it", access=True)
 # OpenVPN 2.6 directives that decide who may connect and that we do not implement: declared here
@@ -121,7 +116,6 @@ reg.refuse("secret", "static-key mode is not supported (deprecated in OpenVPN 2.
 reg.refuse("fragment", "fragment is not supported")
 reg.refuse("http-proxy socks-proxy", "proxies are not supported")
 reg.refuse("http-proxy-user-pass", "proxies are not supported", inline=True)
-reg.refuse("management", "the management interface is not supported")
 reg.refuse("pkcs12", "PKCS#12 files are not supported; use ca/cert/key PEM", inline=True)
 reg.refuse("pkcs11-providers", "PKCS#11 is not supported")
 reg.refuse("cryptoapicert", "not supported on this platform")

@@ -138,6 +138,15 @@ class Options:
     client_config_dir: str | None = None
     ccd_exclusive: bool = False
     username_as_common_name: bool = False
+    # operation (d_ops.py)
+    crl_verify: tuple[str, str] | None = None            # ("file"|"dir"|"inline", path or PEM)
+    management: tuple | None = None                      # (path, "unix", None) | (host, port, pwfile)
+    status: tuple[str, int] | None = None                # (file, seconds)
+    status_version: int = 1
+    ifconfig_pool_persist: tuple[str, int] | None = None  # (file, seconds; 0: read only)
+    script_security: int = 1
+    client_connect: list[str] | None = None
+    client_disconnect: list[str] | None = None
     # bookkeeping: where each setting came from, and notes for `check`
     source: dict[str, tuple[str, int]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)

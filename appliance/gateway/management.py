@@ -1,0 +1,357 @@
+"""OpenVPN's management interface, the subset tools use (eduVPN's node daemon, openvpn-monitor,
+the Prometheus exporters), on a unix socket or on TCP bound to localhost with a password file.
+
+Every management client is a non-blocking port on the server's own pump, with bounded buffers: a
+client that never reads is cut off once OUT_LIMIT bytes wait for it, one that sends a line longer
+than LINE_LIMIT is cut off too, so neither ever stalls the data path. Replies are those of Debian's
+OpenVPN 2.6 (tests/interop compares them line by line); `ops` (gateway/ops.py) answers the
+questions about clients and signals.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from collections import deque
+
+log = logging.getLogger("vpn-appliance")
+
+OUT_LIMIT = 256 * 1024
+LINE_LIMIT = 8 * 1024
+LOG_HISTORY = 500
+VERSION_LINE = "OpenVPN Version: " + "OpenVPN 2.6.14 vpn-appliance [SSL (OpenSSL)] [EPOLL] [MH/PKTINFO] [AEAD]"
+BANNER = ">INFO:OpenVPN Management Interface Version 5 -- type 'help' for more info"
+HELP = """Management Interface for OpenVPN 2.6.14 vpn-appliance
+Commands:
+bytecount n            : Show bytes in/out, update every n secs (0=off).
+exit|quit              : Close management session.
+help                   : Print this message.
+hold [on|off|release]  : Set/show hold flag to on/off state, or
+                         release current hold and start tunnel.
+kill cn                : Kill the client instance(s) having common name cn.
+kill IP:port           : Kill the client instance connecting from IP:port.
+load-stats             : Show global server load stats.
+log [on|off] [N|all]   : Turn on/off realtime log display
+                         + show last N lines or 'all' for entire history.
+pid                    : Show process ID of the current OpenVPN process.
+client-kill CID [M]    : Kill client instance CID with message M (def=RESTART)
+signal s               : Send signal s to daemon,
+                         s = SIGHUP|SIGTERM|SIGUSR1|SIGUSR2.
+state [on|off] [N|all] : Like log, but show state history.
+status [n]             : Show current daemon status info using format #n.
+verb [n]               : Set log verbosity level to n, or show if n is absent.
+version [n]            : Set client's version to n or show current version of daemon.
+END""".split("\n")
+
+
+class MgmtConn:
+    """One management client: line in, lines out, flags for real-time notifications."""
+
+    def __init__(self, sock: socket.socket, mgr: "Management", need_password: bool) -> None:
+        self.sock = sock
+        self.mgr = mgr
+        self.inbuf = bytearray()
+        self.outbuf = bytearray()
+        self.authed = not need_password
+        self.log_on = self.state_on = False
+        self.bytecount = 0
+        self.closed = False
+        self.writing = False
+        self.tries = 0
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def send_lines(self, lines: list[str]) -> None:
+        if self.closed:
+            return
+        for line in lines:
+            self.outbuf += line.encode("utf-8", "replace") + b"\r\n"
+        if len(self.outbuf) > OUT_LIMIT:
+            self.mgr.drop(self, "management client does not read its output")
+            return
+        self.flush()
+
+    def flush(self) -> None:
+        try:
+            while self.outbuf:
+                n = self.sock.send(self.outbuf)
+                if n <= 0:
+                    break
+                del self.outbuf[:n]
+        except BlockingIOError:
+            pass
+        except OSError:
+            self.mgr.drop(self, None)
+            return
+        want = bool(self.outbuf)
+        if want != self.writing:
+            self.writing = want
+            self.mgr.pump.want_write(self, want, self.on_read, self.on_write)
+
+    def on_write(self) -> None:
+        self.flush()
+
+    def on_read(self) -> None:
+        try:
+            data = self.sock.recv(65536)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self.mgr.drop(self, None)
+            return
+        self.inbuf += data
+        while not self.closed:
+            i = self.inbuf.find(b"\n")
+            if i < 0:
+                if len(self.inbuf) > LINE_LIMIT:
+                    self.mgr.drop(self, "management line too long")
+                return
+            line = bytes(self.inbuf[:i]).decode("utf-8", "replace").strip("\r\n ")
+            del self.inbuf[:i + 1]
+            if len(line) > LINE_LIMIT:
+                self.mgr.drop(self, "management line too long")
+                return
+            self.command(line)
+
+    def command(self, line: str) -> None:
+        if not self.authed:
+            if line == self.mgr.password:
+                self.authed = True
+                self.send_lines(["SUCCESS: password is correct", BANNER])
+                return
+            # As OpenVPN 2.6 (checked in the lab): ask again, and hang up after the third miss.
+            self.tries += 1
+            if self.tries >= 3:
+                self.mgr.drop(self, "management: wrong password three times")
+            else:
+                self.outbuf += b"ENTER PASSWORD:"
+                self.flush()
+            return
+        if not line:
+            return
+        self.send_lines(self.mgr.answer(self, line.split()))
+
+
+class _LogForward(logging.Handler):
+    """Log records to the management clients that asked (`log on`), as >LOG:time,flags,text."""
+
+    FLAGS = {logging.DEBUG: "D", logging.INFO: "I", logging.WARNING: "W", logging.ERROR: "N", logging.CRITICAL: "F"}
+
+    def __init__(self, mgr: "Management") -> None:
+        super().__init__(logging.DEBUG)
+        self.mgr = mgr
+        self.busy = False
+        self.history: deque = deque(maxlen=LOG_HISTORY)   # for `log all` / `log N`
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.busy:                       # a log line written while forwarding one: not again
+            return
+        self.busy = True
+        try:
+            line = f"{int(record.created)},{self.FLAGS.get(record.levelno, 'I')},{record.getMessage()}".replace("\n", " ")
+            self.history.append(line)
+            self.mgr.log_line(line)
+        except Exception:  # noqa: BLE001 - logging must never raise into the caller
+            pass
+        finally:
+            self.busy = False
+
+
+class Management:
+    """The listening socket and its clients, watched by `pump`; `ops` knows the server."""
+
+    def __init__(self, spec: tuple, pump, ops) -> None:
+        self.spec = spec
+        self.pump = pump
+        self.ops = ops
+        self.conns: list[MgmtConn] = []
+        self.password: str | None = None
+        host, port, pwfile = spec
+        if port == "unix":
+            try:
+                os.unlink(host)
+            except FileNotFoundError:
+                pass
+            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.sock.bind(host)
+            os.chmod(host, 0o660)
+        else:
+            if pwfile:
+                with open(pwfile, encoding="utf-8") as f:
+                    self.password = (f.readline().rstrip("\r\n"))
+            fam = socket.AF_INET6 if ":" in host else socket.AF_INET
+            self.sock = socket.socket(fam, socket.SOCK_STREAM)
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            self.sock.bind((host, port))
+        self.sock.listen(8)
+        self.sock.setblocking(False)
+        pump.watch(self, self._accept)
+        self._log = _LogForward(self)
+        log.addHandler(self._log)
+        log.info("management interface on %s", host if port == "unix" else f"{host}:{port}")
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def _accept(self) -> None:
+        for _ in range(8):
+            try:
+                s, _peer = self.sock.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                return
+            if len(self.conns) >= 16:
+                s.close()
+                continue
+            s.setblocking(False)
+            c = MgmtConn(s, self, self.password is not None)
+            self.conns.append(c)
+            self.pump.watch(c, c.on_read, c.on_write)
+            if self.password is not None:
+                c.outbuf += b"ENTER PASSWORD:"         # no line end, as OpenVPN (tools wait for exactly this)
+                c.flush()
+            else:
+                c.send_lines([BANNER])
+
+    def drop(self, c: MgmtConn, why: str | None) -> None:
+        if c.closed:
+            return
+        c.closed = True
+        if why:
+            log.warning("%s: closed", why)
+        self.pump.unwatch(c)
+        try:
+            c.sock.close()
+        except OSError:
+            pass
+        if c in self.conns:
+            self.conns.remove(c)
+
+    def close(self) -> None:
+        log.removeHandler(self._log)
+        for c in list(self.conns):
+            self.drop(c, None)
+        self.pump.unwatch(self)
+        self.sock.close()
+        if self.spec[1] == "unix":
+            try:
+                os.unlink(self.spec[0])
+            except OSError:
+                pass
+
+    # ---------------------------------------------------------------- notifications
+    def notify(self, lines: list[str], flag: str | None = None) -> None:
+        for c in list(self.conns):
+            if c.authed and (flag is None or getattr(c, flag)):
+                c.send_lines(lines)
+
+    def log_line(self, line: str) -> None:
+        if any(c.log_on for c in self.conns):
+            self.notify([">LOG:" + line], "log_on")
+
+    def _history(self, arg: str | None) -> list[str]:
+        lines = list(self._log.history)
+        if arg is None:
+            return []
+        if arg != "all":
+            try:
+                n = int(arg)
+            except ValueError:
+                return []
+            lines = lines[-n:] if n > 0 else []
+        return lines
+
+    # ---------------------------------------------------------------- commands
+    def answer(self, c: MgmtConn, a: list[str]) -> list[str]:
+        cmd = a[0].lower()
+        ops = self.ops
+        if cmd in ("quit", "exit"):
+            self.drop(c, None)
+            return []
+        if cmd == "help":
+            return HELP
+        if cmd == "version":
+            return [VERSION_LINE, "Management Version: 5", "END"]
+        if cmd == "pid":
+            return [f"SUCCESS: pid={os.getpid()}"]
+        if cmd == "load-stats":
+            n, bin_, bout = ops.load_stats()
+            return [f"SUCCESS: nclients={n},bytesin={bin_},bytesout={bout}"]
+        if cmd == "status":
+            v = a[1] if len(a) > 1 else str(ops.status_version)    # as OpenVPN: the config's format
+            if v not in ("1", "2", "3"):
+                return ["ERROR: status command failed"]
+            return ops.status_lines(int(v))
+        if cmd == "state":
+            if len(a) == 1:
+                return [ops.state_line(), "END"]
+            if a[1] in ("on", "off"):
+                c.state_on = a[1] == "on"
+                out = [f"SUCCESS: real-time state notification set to {a[1].upper()}"]
+                if len(a) > 2:
+                    out += [ops.state_line(), "END"]
+                return out
+            return [ops.state_line(), "END"]
+        if cmd == "log":
+            if len(a) > 1 and a[1] in ("on", "off"):
+                c.log_on = a[1] == "on"
+                out = [f"SUCCESS: real-time log notification set to {a[1].upper()}"]
+                if len(a) > 2:
+                    out += self._history(a[2]) + ["END"]
+                return out
+            return self._history(a[1] if len(a) > 1 else "all") + ["END"]
+        if cmd == "echo":
+            if len(a) > 1 and a[1] in ("on", "off"):
+                return [f"SUCCESS: real-time echo notification set to {a[1].upper()}"]
+            return ["END"]
+        if cmd == "bytecount":
+            try:
+                n = int(a[1]) if len(a) > 1 else -1
+            except ValueError:
+                n = -1
+            if n < 0:
+                return ["ERROR: bytecount command failed"]
+            c.bytecount = n
+            ops.bytecount_changed()
+            return ["SUCCESS: bytecount interval changed"]
+        if cmd == "hold":
+            if len(a) > 1 and a[1] == "release":
+                return ["SUCCESS: hold release succeeded"]
+            if len(a) > 1 and a[1] in ("on", "off"):
+                return [f"SUCCESS: hold flag set to {a[1].upper()}"]
+            return ["SUCCESS: hold=0"]
+        if cmd == "verb":
+            return [f"SUCCESS: verb={ops.verb}"] if len(a) == 1 else ["SUCCESS: verb level changed"]
+        if cmd == "mute":
+            return ["SUCCESS: mute=0"] if len(a) == 1 else ["SUCCESS: mute level changed"]
+        if cmd == "signal":
+            name = a[1] if len(a) > 1 else ""
+            if name not in ("SIGHUP", "SIGTERM", "SIGUSR1", "SIGUSR2"):
+                return [f"ERROR: signal '{name}' is not a known signal type"]
+            ops.management_signal(name)
+            return [f"SUCCESS: signal {name} thrown"]
+        if cmd == "kill":
+            if len(a) < 2:
+                return ["ERROR: the 'kill' command requires 1 parameter"]
+            target = a[1]
+            host, sep, port = target.rpartition(":")
+            if sep and port.isdigit() and host:
+                n = ops.kill_addr(host, int(port))
+                return ([f"SUCCESS: {n} client(s) at address {target} killed"] if n
+                        else [f"ERROR: client at address {target} not found"])
+            n = ops.kill_cn(target)
+            return ([f"SUCCESS: common name '{target}' found, {n} client(s) killed"] if n
+                    else [f"ERROR: common name '{target}' not found"])
+        if cmd == "client-kill":
+            try:
+                cid = int(a[1])
+            except (IndexError, ValueError):
+                return ["ERROR: client-kill command failed"]
+            if ops.client_kill(cid, " ".join(a[2:]) or "RESTART"):
+                return ["SUCCESS: client-kill command succeeded"]
+            return ["ERROR: client-kill command failed"]
+        return ["ERROR: unknown command, enter 'help' for more options"]

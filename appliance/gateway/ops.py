@@ -1,0 +1,494 @@
+"""Running a server in operation (issue 12), on the server's pump: the management interface, the
+status file, ifconfig-pool-persist, client-connect/-disconnect scripts, reload on SIGHUP without
+dropping clients, and SIGUSR2 statistics. ServerGateway calls a few hooks (start, each engine
+event, after each wake-up, signals, close); everything else lives here.
+
+Reload (SIGHUP, or `signal SIGHUP` on the management interface): the config file is parsed
+again; if it does not parse, the server runs on as it was and the error is logged with file:line.
+Otherwise the new push options, CRL, certificates, ccd directory, password file and scripts apply
+to new clients; established clients keep their session, tunnel and address, except those whose
+certificate the (new) CRL revokes, who are disconnected. What only a restart can change (port,
+protocol, device, address pools) is kept as it was, with a warning.
+"""
+from __future__ import annotations
+
+import ipaddress
+import logging
+import os
+import signal as _signal
+import time
+
+from ..openvpn import events as ev
+from ..openvpn.config import ConfigError, load_config, parse_ccd
+from ..openvpn.poolfile import PoolMemory
+from . import status as st_mod
+from .eventlog import fmt_addr
+from .management import Management
+from .ports import PortGone
+from .scripts import ScriptRunner
+
+log = logging.getLogger("vpn-appliance")
+
+BYTECOUNT_TICK = 1.0
+RESTART_ONLY = ("port", "lport", "local", "proto", "proto_family", "dev", "server", "server_ipv6", "topology",
+                "ifconfig_pool", "management", "ifconfig_pool_persist")
+
+
+def check_scripts(o) -> None:
+    """client-connect/-disconnect need `script-security 2` (OpenVPN refuses to run them otherwise)."""
+    if (o.client_connect or o.client_disconnect) and o.script_security < 2:
+        d = "client-connect" if o.client_connect else "client-disconnect"
+        path, line = o.source.get(d.replace("-", "_"), (o.path, None))
+        raise ConfigError("scripts run only with `script-security 2`", path, line, d)
+
+
+class ClientInfo:
+    __slots__ = ("cid", "since", "rec", "established", "connect_ran")
+
+    def __init__(self, cid: int, since: float, rec) -> None:
+        self.cid = cid
+        self.since = since
+        self.rec = rec
+        self.established = False
+        self.connect_ran = False
+
+
+class Operations:
+    def __init__(self, gw, wall=time.time, scripts: ScriptRunner | None = None, reload_source=None) -> None:
+        self.gw = gw
+        self.wall = wall
+        self.started = wall()
+        self.traffic = st_mod.Traffic()
+        self.info: dict[int, ClientInfo] = {}       # id(rec) -> info
+        self.next_cid = 0
+        self.mgmt: Management | None = None
+        self.scripts = scripts
+        self.reload_source = reload_source          # () -> config text, for tests; else the file
+        self.reloads = 0
+        self.pool_memory: PoolMemory | None = None
+        o = gw.opts
+        if o.ifconfig_pool_persist:
+            self.pool_memory = PoolMemory(*o.ifconfig_pool_persist)
+            gw.st.pool_memory = self.pool_memory
+        self._apply_script_settings(o, gw.st)
+
+    # ---------------------------------------------------------------- set-up
+    def _apply_script_settings(self, o, st) -> None:
+        check_scripts(o)
+        st.defer_connect = bool(o.client_connect)
+        if (o.client_connect or o.client_disconnect) and self.scripts is None:
+            self.scripts = ScriptRunner()
+
+    def start(self) -> None:
+        gw, o = self.gw, self.gw.opts
+        pump = gw.pump
+        if self.scripts is not None and not self.scripts.inline:
+            pump.watch(self.scripts, self.scripts.drain)
+        if o.management:
+            try:
+                self.mgmt = Management(o.management, pump, self)
+            except OSError as e:
+                where = o.management[0] if o.management[1] == "unix" else f"{o.management[0]}:{o.management[1]}"
+                raise PortGone(f"management interface on {where}: {e.strerror or e}") from None
+        if o.status:
+            pump.timers.arm("status-file", gw.clock(), self._write_status)
+        if self.pool_memory is not None and self.pool_memory.interval:
+            pump.timers.arm("pool-persist", gw.clock() + self.pool_memory.interval, self._save_pool)
+
+    def close(self) -> None:
+        if self.pool_memory is not None:
+            self._note_pool()
+            try:
+                self.pool_memory.save()
+            except OSError as e:
+                log.warning("ifconfig-pool-persist: cannot write %s: %s", self.pool_memory.path, e)
+        if self.gw.opts.status:
+            try:
+                self._write_status(rearm=False)
+            except OSError:
+                pass
+        if self.mgmt is not None:
+            self.mgmt.close()
+        if self.scripts is not None:
+            self.scripts.close()
+
+    # ---------------------------------------------------------------- timers
+    def _write_status(self, rearm: bool = True) -> None:
+        if not self.gw.opts.status:
+            return                          # a reload took `status` away
+        path, every = self.gw.opts.status
+        try:
+            st_mod.write_file(path, self.status_lines(self.gw.opts.status_version))
+        except OSError as e:
+            log.warning("status file %s: %s", path, e)
+        if rearm:
+            self.gw.pump.timers.arm("status-file", self.gw.clock() + every, self._write_status)
+
+    def _note_pool(self) -> None:
+        for rec in self.gw.d.clients:
+            if rec.session.established:
+                self.pool_memory.note(rec.common_name, rec.vaddr, rec.vaddr6)
+
+    def _save_pool(self) -> None:
+        self._note_pool()
+        try:
+            self.pool_memory.save()
+        except OSError as e:
+            log.warning("ifconfig-pool-persist: cannot write %s: %s", self.pool_memory.path, e)
+        self.gw.pump.timers.arm("pool-persist", self.gw.clock() + self.pool_memory.interval, self._save_pool)
+
+    def bytecount_changed(self) -> None:
+        if self.mgmt is not None and any(c.bytecount for c in self.mgmt.conns):
+            self.gw.pump.timers.arm("bytecount", self.gw.clock() + BYTECOUNT_TICK, self._bytecount)
+
+    def _bytecount(self) -> None:
+        m = self.mgmt
+        if m is None:
+            return
+        now = int(self.gw.clock())
+        active = [c for c in m.conns if c.bytecount]
+        if not active:
+            return
+        due = [c for c in active if now % c.bytecount == 0]
+        if due:
+            lines = []
+            for inf in list(self.info.values()):
+                if inf.established and inf.rec.alive:
+                    r, w = self.traffic.sample(inf.rec)
+                    lines.append(f">BYTECOUNT_CLI:{inf.cid},{r},{w}")
+            for c in due:
+                c.send_lines(lines)
+        self.gw.pump.timers.arm("bytecount", self.gw.clock() + BYTECOUNT_TICK, self._bytecount)
+
+    # ---------------------------------------------------------------- questions
+    def _real(self, rec) -> tuple[str, int]:
+        a = rec.addr
+        if isinstance(a, tuple):
+            ip = str(a[0])
+            return (ip[7:] if ip.startswith("::ffff:") and "." in ip else ip), int(a[1])
+        peer = self.gw.conn_addrs.get(a)
+        if peer is not None:
+            return str(peer[0]), int(peer[1])
+        return str(getattr(a, "ip", "?")), 0
+
+    def real_str(self, rec) -> str:
+        """As OpenVPN 2.6 prints a client's address: IPv4 `ip:port`; IPv6 the address alone (seen
+        in the lab with proto udp6)."""
+        ip, port = self._real(rec)
+        if ip.startswith("::ffff:") and "." in ip:
+            ip = ip[7:]
+        return ip if ":" in ip else f"{ip}:{port}"
+
+    def rows(self) -> list[st_mod.ClientRow]:
+        out = []
+        now = self.wall()
+        for inf in self.info.values():
+            rec = inf.rec
+            if not inf.established or not rec.alive:
+                continue
+            r, w = self.traffic.sample(rec)
+            last = now - max(0.0, self.gw.clock() - rec.session.last_recv)
+            out.append(st_mod.ClientRow(
+                rec.common_name or "UNDEF", self.real_str(rec), rec.vaddr or "", rec.vaddr6 or "", r, w,
+                int(inf.since), rec.session.peer_username or "UNDEF", inf.cid,
+                rec.peer_id if rec.session.peer_id is not None else 0, rec.session.cipher or "", int(last)))
+        return out
+
+    def status_lines(self, version: int) -> list[str]:
+        return st_mod.render(self.rows(), version, self.wall())
+
+    def load_stats(self) -> tuple[int, int, int]:
+        rows = self.rows()
+        return len(rows), sum(r.bytes_in for r in rows), sum(r.bytes_out for r in rows)
+
+    def state_line(self, notify_at: int | None = None) -> str:
+        """`state`'s line, or with `notify_at` the >STATE notification of the same state."""
+        pool = self.gw.st.pool
+        t = int(self.started) if notify_at is None else notify_at
+        return (">STATE:" if notify_at is not None else "") + \
+            f"{t},CONNECTED,SUCCESS,{pool.server_ip if pool else ''},,,,"
+
+    @property
+    def status_version(self) -> int:
+        return self.gw.opts.status_version
+
+    @property
+    def verb(self) -> int:
+        return self.gw.opts.verb
+
+    # ---------------------------------------------------------------- actions
+    def _kick(self, rec, why: str) -> None:
+        self.gw.d.kick(rec, self.gw.clock(), why)
+
+    def kill_cn(self, cn: str) -> int:
+        recs = [r for r in self.gw.d.clients if r.common_name == cn]
+        for r in recs:
+            self._kick(r, f"killed by the management interface (kill {cn})")
+        return len(recs)
+
+    def kill_addr(self, host: str, port: int) -> int:
+        recs = [r for r in self.gw.d.clients if self._real(r) == (host, port)]
+        for r in recs:
+            self._kick(r, "killed by the management interface (kill address)")
+        return len(recs)
+
+    def client_kill(self, cid: int, msg: str) -> bool:
+        for inf in self.info.values():
+            if inf.cid == cid and inf.rec.alive:
+                self._kick(inf.rec, f"killed by the management interface (client-kill {cid} {msg})")
+                return True
+        return False
+
+    def management_signal(self, name: str) -> None:
+        self.gw.pump.timers.arm("mgmt-signal", self.gw.clock(), lambda: self.on_signal(getattr(_signal, name)))
+
+    def on_signal(self, signum: int) -> None:
+        if signum in (_signal.SIGHUP, _signal.SIGUSR1):
+            self.reload()
+        elif signum == _signal.SIGUSR2:
+            self.log_stats()
+        elif signum in (_signal.SIGTERM, _signal.SIGINT):
+            self.gw.request_stop()
+
+    def log_stats(self) -> None:
+        rows = self.rows()
+        log.warning("statistics: %d clients, %d bytes in, %d bytes out", len(rows),
+                    sum(r.bytes_in for r in rows), sum(r.bytes_out for r in rows))
+        for r in rows:
+            log.warning("  %s %s %s cid=%d in=%d out=%d since %s", r.common_name, r.real, r.vaddr, r.cid,
+                        r.bytes_in, r.bytes_out, st_mod.tstr(r.since))
+        self.gw._log_statistics()
+
+    # ---------------------------------------------------------------- reload
+    def reload(self) -> bool:
+        from ..openvpn.settings import check_key_material, server_settings
+        gw = self.gw
+        old = gw.opts
+        try:
+            if self.reload_source is not None:
+                from ..openvpn.config import parse_config
+                new = parse_config(self.reload_source(), old.path)
+            else:
+                new = load_config(old.path)
+            check_key_material(new)
+            if new.role != "server":
+                raise ConfigError("not a server configuration any more", old.path, None, None)
+            passdb = None
+            if new.auth_user_pass_verify:
+                with open(new.auth_user_pass_verify[0], encoding="utf-8") as f:
+                    passdb = f.read()
+            from . import ccd_loader
+            ccd = ccd_loader(new.client_config_dir) if new.client_config_dir else None
+            st = server_settings(new, ccd, passdb, defer_auth=True)
+            had_scripts = self.scripts
+            self._apply_script_settings(new, st)
+            if self.scripts is not None and self.scripts is not had_scripts and not self.scripts.inline:
+                gw.pump.watch(self.scripts, self.scripts.drain)
+        except (ConfigError, OSError) as e:
+            log.error("reload: the new config is not used, the server runs on as it was:\n%s", e)
+            return False
+        for f in RESTART_ONLY:
+            if getattr(new, f) != getattr(old, f):
+                log.warning("reload: %s changed; that takes a restart (kept as it was)", f.replace("_", "-"))
+                setattr(new, f, getattr(old, f))
+        cur = gw.st
+        st.pool, st.pool6, st.pool_memory = cur.pool, cur.pool6, cur.pool_memory
+        st.tcp = cur.tcp
+        gw.opts = new
+        gw.st = st
+        d = gw.d
+        d.st = st
+        d.admission.st = st
+        d._tls_ctx = None                   # new certificates and CRL for new handshakes
+        if gw.auth is not None and st.verify_user is not None:
+            gw.auth.verify = st.verify_user
+        self.reloads += 1
+        if new.status:
+            gw.pump.timers.arm("status-file", gw.clock(), self._write_status)   # new file or interval
+        else:
+            gw.pump.timers.cancel("status-file")
+        crl = st.session_config(0).tls.crl
+        dropped = 0
+        if crl is not None:
+            crl.refresh(force=True)
+            for rec in list(d.clients) + list(d.pending.values()):
+                cert = _peer_cert(rec)
+                if cert is None:
+                    continue
+                why = crl.revoked(cert)
+                if why is not None:
+                    log.warning("%s/%s: %s: disconnected", rec.common_name, fmt_addr(rec.addr), why)
+                    self._kick(rec, why)
+                    dropped += 1
+        log.warning("reload: config %s re-read; %d clients kept, %d revoked ones disconnected",
+                    new.path, len(d.clients), dropped)
+        if self.mgmt is not None:
+            t = int(self.wall())
+            self.mgmt.notify([f">STATE:{t},RECONNECTING,SIGHUP,,,,,", self.state_line(t)], "state_on")
+        return True
+
+    # ---------------------------------------------------------------- engine events
+    def _info(self, rec) -> ClientInfo:
+        inf = self.info.get(id(rec))
+        if inf is None:
+            inf = self.info[id(rec)] = ClientInfo(self.next_cid, self.wall(), rec)
+            self.next_cid += 1
+        return inf
+
+    def on_event(self, rec, e) -> None:
+        """One engine event; a bug of ours here must not keep the pump from handling the event
+        itself (closing a TCP connection, a password check), so it is contained and counted."""
+        try:
+            self._on_event(rec, e)
+        except Exception:  # noqa: BLE001
+            self.gw.faults.internal("operations (management, scripts, status)")
+            if isinstance(e, ev.ConnectRequested):
+                self.gw.d.connect_result(rec, False, self.gw.clock(), reason="internal error")
+
+    def _on_event(self, rec, e) -> None:
+        if isinstance(e, ev.ConnectRequested):
+            inf = self._info(rec)
+            self._run_connect(rec, inf)
+        elif isinstance(e, ev.TunnelUp):
+            inf = self._info(rec)
+            inf.established = True
+            inf.since = self.wall()
+            if self.pool_memory is not None:
+                self.pool_memory.note(rec.common_name, rec.vaddr, rec.vaddr6)
+            if self.mgmt is not None:
+                self.mgmt.notify([f">CLIENT:ESTABLISHED,{inf.cid}"] + self._env_lines(rec, inf))
+        elif isinstance(e, ev.KeyRenegotiated):
+            if id(rec) in self.info:
+                self.traffic.sample(rec)
+        elif isinstance(e, ev.SessionClosed):
+            inf = self.info.pop(id(rec), None)
+            if inf is None:
+                return
+            r, w = self.traffic.sample(rec)
+            self.traffic.forget(rec)
+            if not inf.established:
+                return
+            extra = {"bytes_received": str(r), "bytes_sent": str(w),
+                     "time_duration": str(int(self.wall() - inf.since))}
+            if self.mgmt is not None:
+                self.mgmt.notify([f">CLIENT:DISCONNECT,{inf.cid}"] + self._env_lines(rec, inf, extra))
+            o = self.gw.opts
+            if o.client_disconnect and self.scripts is not None:
+                env = self.env(rec, inf, "client-disconnect")
+                env.update(extra)
+                why = self.scripts.submit(("disconnect", None), list(o.client_disconnect), env, False)
+                if why is not None:
+                    log.warning("client-disconnect for %s not run: %s", rec.common_name, why)
+
+    def _run_connect(self, rec, inf: ClientInfo) -> None:
+        o = self.gw.opts
+        if self.scripts is None or not o.client_connect:
+            self.gw.d.connect_result(rec, True, self.gw.clock())
+            return
+        why = self.scripts.submit(("connect", rec), list(o.client_connect), self.env(rec, inf, "client-connect"), True)
+        if why is not None:
+            self.gw.d.connect_result(rec, False, self.gw.clock(), reason=f"client-connect not run: {why}")
+
+    def after_wake(self) -> None:
+        if self.scripts is None:
+            return
+        for result in self.scripts.take_results():
+            try:
+                self._script_done(*result)
+            except Exception:  # noqa: BLE001
+                self.gw.faults.internal("a script's verdict")
+
+    def _script_done(self, key, ok: bool, text, reason: str) -> None:
+        kind, rec = key
+        if kind != "connect":
+            if not ok:
+                log.warning("client-disconnect: %s", reason)
+            return
+        ccd = None
+        if ok and text and text.strip():
+            try:
+                ccd = parse_ccd(text, "<client-connect output>")
+            except ConfigError as e:
+                ok, reason = False, f"client-connect wrote options we cannot use: {e}"
+            if ccd is not None and getattr(ccd, "disable", False):
+                ok, reason = False, "client-connect: disable"
+        if not ok:
+            log.warning("%s/%s: refused: %s", rec.common_name, fmt_addr(rec.addr), reason)
+        self.gw.d.connect_result(rec, ok, self.gw.clock(), ccd=ccd, reason=reason)
+
+    # ---------------------------------------------------------------- environment
+    def env(self, rec, inf: ClientInfo, script_type: str) -> dict[str, str]:
+        """OpenVPN's client environment, in the order OpenVPN 2.6 prints it (>CLIENT:ENV lines)."""
+        o = self.gw.opts
+        ip, port = self._real(rec)
+        s = rec.session
+        now = self.wall()
+        pool = self.gw.st.pool
+        v6 = ":" in ip
+        t = inf.since if inf.established else now
+        e: dict[str, str] = {"n_clients": str(len(self.gw.d.clients)), "time_unix": str(int(t)),
+                             "time_ascii": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t))}
+        if rec.vaddr6:
+            e["ifconfig_pool_remote_ip6"] = rec.vaddr6
+        if rec.vaddr and pool is not None:
+            e["ifconfig_pool_netmask"] = str(pool.net.netmask) if pool.topology == "subnet" else "255.255.255.252"
+            if pool.topology != "subnet":
+                e["ifconfig_pool_local_ip"] = str(ipaddress.IPv4Address(rec.vaddr) - 1)
+        if rec.vaddr:
+            e["ifconfig_pool_remote_ip"] = rec.vaddr
+        if s.peer_username:
+            e["username"] = s.peer_username
+        e["trusted_port"] = str(port)
+        e["trusted_ip6" if v6 else "trusted_ip"] = ip
+        e["common_name"] = rec.common_name or ""
+        for k in reversed(list(s.peer_info)):
+            if k.startswith(("IV_", "UV_")):
+                e[k] = s.peer_info[k]
+        e["untrusted_port"] = str(port)
+        e["untrusted_ip6" if v6 else "untrusted_ip"] = ip
+        cert = _peer_cert(rec)
+        if cert is not None:
+            h = f"{cert.serial_number:x}"
+            h = ("0" + h) if len(h) % 2 else h
+            e["tls_serial_hex_0"] = ":".join(h[i:i + 2] for i in range(0, len(h), 2))
+            e["tls_serial_0"] = str(cert.serial_number)
+            e["tls_id_0"] = _openvpn_subject(cert)
+            e["X509_0_CN"] = s.peer_common_name or ""
+        e.update({"remote_port_1": str(o.lport or o.port), "local_port_1": str(o.lport or o.port),
+                  "proto_1": o.proto + ("6" if o.proto_family == "6" else ""), "daemon_pid": str(os.getpid()),
+                  "daemon_start_time": str(int(self.started)), "daemon_log_redirect": "0", "daemon": "0",
+                  "verb": str(o.verb), "config": o.path})
+        if pool is not None:
+            e["ifconfig_local"] = pool.server_ip
+            e["ifconfig_netmask"] = str(pool.net.netmask)
+        e["script_context"] = "init"
+        e["tun_mtu"] = str(o.tun_mtu)
+        dev = getattr(getattr(self.gw.net, "tun", None), "name", None)
+        e["dev"] = dev if isinstance(dev, str) else o.dev
+        e["dev_type"] = "tun"
+        e["redirect_gateway"] = "0"
+        if script_type:
+            e["script_type"] = script_type
+        return e
+
+    def _env_lines(self, rec, inf: ClientInfo, extra: dict | None = None) -> list[str]:
+        e = dict(extra or {})                     # set last, so OpenVPN prints them first
+        e.update(self.env(rec, inf, ""))
+        return [f">CLIENT:ENV,{k}={v}" for k, v in e.items()] + [">CLIENT:ENV,END"]
+
+
+def _peer_cert(rec):
+    s = rec.session
+    for ks in sorted(s.keys.values(), key=lambda k: -k.key_id):
+        tls = getattr(ks, "tls", None)
+        if tls is not None and tls.peer_cert is not None:
+            return tls.peer_cert
+    return None
+
+
+def _openvpn_subject(cert) -> str:
+    from ..openvpn.tls import _openvpn_subject as f
+    try:
+        return f(cert)
+    except Exception:  # noqa: BLE001
+        return cert.subject.rfc4514_string()

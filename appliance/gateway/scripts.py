@@ -1,0 +1,133 @@
+"""client-connect / client-disconnect scripts, run off the event loop (as auth.py runs password
+checks): a worker thread starts the command with OpenVPN's environment and a time limit, and the
+pump applies the verdict (ServerDispatcher.connect_result) when the worker wakes it.
+
+As OpenVPN: the connect script gets one argument, a file it may write per-client options into
+(push, push-reset, ifconfig-push, iroute: a ccd file's syntax); a non-zero exit refuses the client.
+A script that runs past its time limit is killed and counts as a refusal (connect) or is only
+logged (disconnect). Scripts run only with `script-security 2` (checked when the gateway starts).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import subprocess
+import tempfile
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+
+log = logging.getLogger("vpn-appliance")
+
+TIME_LIMIT = 10.0
+WORKERS = 2
+MAX_PENDING = 64
+
+
+class ScriptRunner:
+    """submit(key, argv, env, connect) -> None, or why it was refused; verdicts from take_results()
+    as (key, ok, options_text_or_None, reason). `inline=True` runs in the caller (tests)."""
+
+    def __init__(self, time_limit: float = TIME_LIMIT, inline: bool = False) -> None:
+        self.time_limit = time_limit
+        self.inline = inline
+        self.results: deque = deque()
+        self.pending = 0
+        self.ran = 0
+        self._pool = None if inline else ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="script")
+        self._rsock = self._wsock = None
+        if not inline:
+            self._rsock, self._wsock = socket.socketpair()
+            self._rsock.setblocking(False)
+            self._wsock.setblocking(False)
+
+    def fileno(self) -> int:
+        assert self._rsock is not None
+        return self._rsock.fileno()
+
+    def drain(self) -> None:
+        try:
+            while self._rsock is not None and self._rsock.recv(512):
+                pass
+        except OSError:
+            pass
+
+    def submit(self, key: object, argv: list[str], env: dict[str, str], connect: bool) -> str | None:
+        if self.pending >= MAX_PENDING:
+            return "too many scripts running"
+        self.pending += 1
+        if self._pool is None:
+            self.results.append(self._run(key, argv, env, connect))
+            return None
+        fut = self._pool.submit(self._run, key, argv, env, connect)
+        fut.add_done_callback(self._done)
+        return None
+
+    def _done(self, fut) -> None:
+        if fut.cancelled():
+            return
+        self.results.append(fut.result())
+        try:
+            assert self._wsock is not None
+            self._wsock.send(b"\0")
+        except OSError:
+            pass
+
+    def _run(self, key: object, argv: list[str], env: dict[str, str], connect: bool):
+        path = None
+        args = list(argv)
+        try:
+            if connect:
+                fd, path = tempfile.mkstemp(prefix="vpn-appliance-cc-")
+                os.close(fd)
+                args.append(path)
+            full_env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")}
+            full_env.update(env)
+            try:
+                p = subprocess.Popen(args, env=full_env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.PIPE, start_new_session=True)
+            except OSError as e:
+                return key, False, None, f"cannot run {argv[0]}: {e.strerror or e}"
+            try:
+                _out, err_b = p.communicate(timeout=self.time_limit)
+            except subprocess.TimeoutExpired:
+                try:
+                    os.killpg(p.pid, signal.SIGKILL)      # the script and whatever it started
+                except OSError:
+                    pass
+                p.communicate()
+                return key, False, None, f"{os.path.basename(argv[0])} ran past its {self.time_limit:g} s limit"
+            r = subprocess.CompletedProcess(args, p.returncode, None, err_b)
+            if r.returncode != 0:
+                err = r.stderr.decode("utf-8", "replace").strip().splitlines()
+                return key, False, None, (f"{os.path.basename(argv[0])} exited with status {r.returncode}"
+                                          + (f": {err[-1][:200]}" if err else ""))
+            text = None
+            if path is not None:
+                with open(path, encoding="utf-8", errors="replace") as f:
+                    text = f.read(65536)
+            return key, True, text, ""
+        except Exception as e:  # noqa: BLE001 - a broken run refuses, it does not accept
+            return key, False, None, f"script failed: {e}"
+        finally:
+            if path is not None:
+                try:
+                    os.unlink(path)
+                except OSError:
+                    pass
+
+    def take_results(self) -> list:
+        out = []
+        while self.results:
+            out.append(self.results.popleft())
+            self.pending -= 1
+            self.ran += 1
+        return out
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+        for s in (self._rsock, self._wsock):
+            if s is not None:
+                s.close()

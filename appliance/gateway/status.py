@@ -1,0 +1,105 @@
+"""The client list as OpenVPN 2.6 prints it (multi.c multi_print_status): one code path for the
+status file (`status FILE N`, `status-version 1|2|3`) and the management `status [1|2|3]` command.
+
+Formats, as Debian's OpenVPN 2.6 writes them (compared line by line in the lab):
+- version 1: `OpenVPN CLIENT LIST`, `Updated,...`, the client rows, `ROUTING TABLE`, its rows,
+  `GLOBAL STATS`, `Max bcast/mcast queue length,0`, `END`;
+- versions 2 (comma) and 3 (tab): TITLE, TIME, HEADER rows, CLIENT_LIST/ROUTING_TABLE rows,
+  GLOBAL_STATS, END.
+Byte counters are the data channel's (per client, summed over its keys, renegotiations included).
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+
+TITLE = "OpenVPN 2.6.14 vpn-appliance [SSL (OpenSSL)] [EPOLL] [MH/PKTINFO] [AEAD]"
+
+
+@dataclass
+class ClientRow:
+    common_name: str
+    real: str
+    vaddr: str
+    vaddr6: str
+    bytes_in: int
+    bytes_out: int
+    since: int
+    username: str
+    cid: int
+    peer_id: int
+    cipher: str
+    last_ref: int
+
+
+def tstr(t: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t))
+
+
+def render(rows: list[ClientRow], version: int, now: float) -> list[str]:
+    out: list[str] = []
+    if version == 1:
+        out += ["OpenVPN CLIENT LIST", f"Updated,{tstr(now)}",
+                "Common Name,Real Address,Bytes Received,Bytes Sent,Connected Since"]
+        for r in rows:
+            out.append(f"{r.common_name},{r.real},{r.bytes_in},{r.bytes_out},{tstr(r.since)}")
+        out += ["ROUTING TABLE", "Virtual Address,Common Name,Real Address,Last Ref"]
+        for r in rows:
+            for v in (r.vaddr, r.vaddr6):
+                if v:
+                    out.append(f"{v},{r.common_name},{r.real},{tstr(r.last_ref)}")
+        out += ["GLOBAL STATS", "Max bcast/mcast queue length,0", "END"]
+        return out
+    s = "\t" if version == 3 else ","
+    out += [f"TITLE{s}{TITLE}", f"TIME{s}{tstr(now)}{s}{int(now)}",
+            s.join(["HEADER", "CLIENT_LIST", "Common Name", "Real Address", "Virtual Address",
+                    "Virtual IPv6 Address", "Bytes Received", "Bytes Sent", "Connected Since",
+                    "Connected Since (time_t)", "Username", "Client ID", "Peer ID", "Data Channel Cipher"])]
+    for r in rows:
+        out.append(s.join(["CLIENT_LIST", r.common_name, r.real, r.vaddr, r.vaddr6, str(r.bytes_in),
+                           str(r.bytes_out), tstr(r.since), str(r.since), r.username, str(r.cid),
+                           str(r.peer_id), r.cipher]))
+    out.append(s.join(["HEADER", "ROUTING_TABLE", "Virtual Address", "Common Name", "Real Address", "Last Ref",
+                       "Last Ref (time_t)"]))
+    for r in rows:
+        for v in (r.vaddr, r.vaddr6):
+            if v:
+                out.append(s.join(["ROUTING_TABLE", v, r.common_name, r.real, tstr(r.last_ref), str(r.last_ref)]))
+    out += [f"GLOBAL_STATS{s}Max bcast/mcast queue length{s}0", f"GLOBAL_STATS{s}dco_enabled{s}0", "END"]
+    return out
+
+
+def write_file(path: str, lines: list[str]) -> None:
+    """Replace the file at once (a reader never sees half a list)."""
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write("".join(line + "\n" for line in lines))
+    os.replace(tmp, path)
+
+
+class Traffic:
+    """Per-client byte counts summed over its data keys (a key's counters go away with the key:
+    what it counted is kept when it is seen gone). Sample often enough (status, bytecount, events)."""
+
+    def __init__(self) -> None:
+        self.keys: dict[int, dict[int, tuple]] = {}
+        self.base: dict[int, list[int]] = {}
+
+    def sample(self, rec) -> tuple[int, int]:
+        s = rec.session
+        cur = {id(dk): dk for dk in list(s.recv_keys) + [s.send_key] if dk is not None}
+        known = self.keys.setdefault(id(rec), {})
+        base = self.base.setdefault(id(rec), [0, 0])
+        for k, (dk, r, w) in list(known.items()):
+            if k not in cur:
+                base[0] += r
+                base[1] += w
+                del known[k]
+        for k, dk in cur.items():
+            known[k] = (dk, dk.bytes_recv, dk.bytes_sent)
+        return base[0] + sum(v[1] for v in known.values()), base[1] + sum(v[2] for v in known.values())
+
+    def forget(self, rec) -> None:
+        self.keys.pop(id(rec), None)
+        self.base.pop(id(rec), None)

@@ -1,0 +1,124 @@
+"""Certificate revocation (`crl-verify`), checked at every TLS handshake and renegotiation.
+
+`crl-verify FILE`: a PEM or DER CRL (several PEM CRLs in one file are all read). As OpenVPN does,
+the file is re-read when its modification time (or size) changes, so an updated CRL takes effect
+at the next handshake without a restart. A CRL that cannot be read refuses every certificate
+(OpenVPN fails the handshake too): never accept a revoked one because the file is broken.
+`crl-verify DIR dir`: a certificate is revoked when DIR holds a file named after its serial number
+in decimal (OpenVPN's directory mode).
+
+The check looks at every certificate of the peer's chain whose issuer a CRL names.
+"""
+from __future__ import annotations
+
+import os
+
+from cryptography import x509
+
+
+class CrlError(Exception):
+    pass
+
+
+def _load(data: bytes) -> list[x509.CertificateRevocationList]:
+    if b"-----BEGIN X509 CRL-----" in data:
+        out = []
+        for block in data.split(b"-----END X509 CRL-----")[:-1]:
+            pem = block[block.index(b"-----BEGIN X509 CRL-----"):] + b"-----END X509 CRL-----\n"
+            out.append(x509.load_pem_x509_crl(pem))
+        return out
+    return [x509.load_der_x509_crl(data)]
+
+
+class CrlChecker:
+    """`revoked(cert)` -> why it is refused (a log line's words) or None."""
+
+    def __init__(self, kind: str, where: str) -> None:
+        self.kind = kind                    # file | dir | inline
+        self.where = where
+        self._stamp: tuple | None = None
+        self._crls: list[x509.CertificateRevocationList] = []
+        self._error: str | None = None
+        self.loads = 0
+        if kind == "inline":
+            self._parse(where.encode())
+        elif kind == "file":
+            self.refresh()
+
+    def _parse(self, data: bytes) -> None:
+        try:
+            self._crls = _load(data)
+            self._error = None
+        except (ValueError, IndexError) as e:
+            self._crls = []
+            self._error = f"CRL {self.where if self.kind != 'inline' else '<inline>'} unreadable: {e}"
+        self.loads += 1
+
+    def refresh(self, force: bool = False) -> None:
+        """Re-read the file if it changed since the last read (or if `force`)."""
+        if self.kind != "file":
+            return
+        try:
+            st = os.stat(self.where)
+        except OSError as e:
+            self._stamp = None
+            self._crls = []
+            self._error = f"CRL {self.where} unreadable: {e.strerror or e}"
+            return
+        stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
+        if stamp == self._stamp and not force:
+            return
+        self._stamp = stamp
+        try:
+            with open(self.where, "rb") as f:
+                data = f.read()
+        except OSError as e:
+            self._crls = []
+            self._error = f"CRL {self.where} unreadable: {e.strerror or e}"
+            return
+        self._parse(data)
+
+    @property
+    def error(self) -> str | None:
+        return self._error
+
+    def revoked(self, cert: x509.Certificate, chain: list[x509.Certificate] | None = None) -> str | None:
+        if self.kind == "dir":
+            for c in [cert] + list(chain or []):
+                if os.path.exists(os.path.join(self.where, str(c.serial_number))):
+                    return f"certificate serial {c.serial_number} is revoked (crl-verify dir {self.where})"
+            return None
+        self.refresh()
+        if self._error is not None:
+            return self._error
+        for c in [cert] + list(chain or []):
+            for crl in self._crls:
+                if crl.issuer != c.issuer:
+                    continue
+                if crl.get_revoked_certificate_by_serial_number(c.serial_number) is not None:
+                    return f"certificate serial {c.serial_number} (CN={_cn(c)}) is revoked by the CRL"
+        return None
+
+
+def _cn(c: x509.Certificate) -> str:
+    try:
+        return str(c.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)[0].value)
+    except IndexError:
+        return "?"
+
+
+def checker(spec: tuple[str, str] | None) -> CrlChecker | None:
+    return CrlChecker(*spec) if spec is not None else None
+
+
+def make_crl(ca_cert: x509.Certificate, ca_key, serials: list[int], days: int = 30) -> bytes:
+    """A PEM CRL signed by the CA revoking `serials` (tests and the lab; easy-rsa makes real ones)."""
+    import datetime
+
+    from cryptography.hazmat.primitives import hashes, serialization
+    now = datetime.datetime.now(datetime.timezone.utc)
+    b = (x509.CertificateRevocationListBuilder().issuer_name(ca_cert.subject)
+         .last_update(now - datetime.timedelta(minutes=5)).next_update(now + datetime.timedelta(days=days)))
+    for s in serials:
+        b = b.add_revoked_certificate(x509.RevokedCertificateBuilder().serial_number(s).revocation_date(now).build())
+    return b.sign(ca_key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM)

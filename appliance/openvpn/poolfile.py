@@ -1,0 +1,81 @@
+"""`ifconfig-pool-persist FILE [N]`: which common name had which pool address, in OpenVPN 2.6's
+file format (pool.c ifconfig_pool_write): one `CN,IPv4[,IPv6]` line per client. Read at start (a
+client that comes back gets its old address if it is free), written every N seconds and at exit;
+N = 0 reads the file only (OpenVPN's meaning)."""
+from __future__ import annotations
+
+import ipaddress
+import os
+
+
+def read(path: str) -> dict[str, tuple[str | None, str | None]]:
+    out: dict[str, tuple[str | None, str | None]] = {}
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return out
+    for line in lines:
+        parts = line.strip().split(",")
+        if len(parts) < 2 or not parts[0]:
+            continue
+        v4 = v6 = None
+        try:
+            if parts[1]:
+                v4 = str(ipaddress.IPv4Address(parts[1]))
+            if len(parts) > 2 and parts[2]:
+                v6 = str(ipaddress.IPv6Address(parts[2]))
+        except ValueError:
+            continue
+        out[parts[0]] = (v4, v6)
+    return out
+
+
+def render(entries: dict[str, tuple[str | None, str | None]]) -> str:
+    lines = []
+    for cn, (v4, v6) in entries.items():
+        lines.append(f"{cn},{v4 or ''},{v6 or ''}")
+    return "".join(line + "\n" for line in lines)
+
+
+def write(path: str, entries: dict[str, tuple[str | None, str | None]]) -> None:
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(render(entries))
+    os.replace(tmp, path)
+
+
+class PoolMemory:
+    """Common name -> the addresses it had; `want(cn)` asks the pools for them again."""
+
+    def __init__(self, path: str, interval: int) -> None:
+        self.path = path
+        self.interval = interval
+        self.entries = read(path)
+        self.dirty = False
+
+    def want(self, cn: str | None) -> tuple[str | None, str | None]:
+        return self.entries.get(cn or "", (None, None)) if cn else (None, None)
+
+    def pick(self, cn: str | None, free: list[str]) -> str | None:
+        """The address for `cn`: its own if free, else the first free one no other name holds
+        (OpenVPN hands out remembered addresses of other clients only when nothing else is left)."""
+        own = self.want(cn)[0]
+        if own is not None and own in free:
+            return own
+        held = {v4 for name, (v4, _v6) in self.entries.items() if name != cn and v4}
+        return next((ip for ip in free if ip not in held), None)
+
+    def note(self, cn: str | None, v4: str | None, v6: str | None) -> None:
+        if not cn or (v4 is None and v6 is None):
+            return
+        if self.entries.get(cn) != (v4, v6):
+            self.entries.pop(cn, None)
+            self.entries[cn] = (v4, v6)
+            self.dirty = True
+
+    def save(self) -> None:
+        if self.interval == 0 or not self.dirty:
+            return
+        write(self.path, self.entries)
+        self.dirty = False

@@ -1,0 +1,232 @@
+"""The management interface on a real unix socket and the real pump (SelectorWaiter): replies as
+Debian's OpenVPN 2.6.14 gives them (recorded from `openvpn --management ... unix` with no clients,
+pid and times masked), and bounded buffers: a client that never reads, or sends a 1 MB line, is cut
+off while the others are answered at once."""
+from __future__ import annotations
+
+import re
+import socket
+import time
+
+import pytest
+
+from appliance.gateway import status as st_mod
+from appliance.gateway.loop import Pump, SelectorWaiter
+from appliance.gateway.management import OUT_LIMIT, Management
+
+# What Debian's OpenVPN 2.6.14 server (no clients) answered, line by line (tests/interop repeats
+# the comparison live). <PID> and <T> mark what differs between runs; TITLE/version text aside.
+OPENVPN_2_6 = {
+    "pid": ["SUCCESS: pid=<PID>"],
+    "load-stats": ["SUCCESS: nclients=0,bytesin=0,bytesout=0"],
+    "status 1": ["OpenVPN CLIENT LIST", "Updated,<T>", "Common Name,Real Address,Bytes Received,Bytes Sent,Connected Since",
+                 "ROUTING TABLE", "Virtual Address,Common Name,Real Address,Last Ref", "GLOBAL STATS",
+                 "Max bcast/mcast queue length,0", "END"],
+    "status 2": ["TITLE,<TITLE>", "TIME,<T>,<T>",
+                 "HEADER,CLIENT_LIST,Common Name,Real Address,Virtual Address,Virtual IPv6 Address,Bytes Received,"
+                 "Bytes Sent,Connected Since,Connected Since (time_t),Username,Client ID,Peer ID,Data Channel Cipher",
+                 "HEADER,ROUTING_TABLE,Virtual Address,Common Name,Real Address,Last Ref,Last Ref (time_t)",
+                 "GLOBAL_STATS,Max bcast/mcast queue length,0", "GLOBAL_STATS,dco_enabled,0", "END"],
+    "state": ["<T>,CONNECTED,SUCCESS,198.51.100.1,,,,", "END"],
+    "state on": ["SUCCESS: real-time state notification set to ON"],
+    "bytecount 5": ["SUCCESS: bytecount interval changed"],
+    "hold release": ["SUCCESS: hold release succeeded"],
+    "log on": ["SUCCESS: real-time log notification set to ON"],
+    "kill nobody": ["ERROR: common name 'nobody' not found"],
+    "kill 1.2.3.4:5": ["ERROR: client at address 1.2.3.4:5 not found"],
+    "client-kill 7": ["ERROR: client-kill command failed"],
+    "foo": ["ERROR: unknown command, enter 'help' for more options"],
+    "verb": ["SUCCESS: verb=3"],
+    "state off": ["SUCCESS: real-time state notification set to OFF"],
+    "bytecount 0": ["SUCCESS: bytecount interval changed"],
+    "signal SIGFOO": ["ERROR: signal 'SIGFOO' is not a known signal type"],
+}
+
+
+def mask(line: str) -> str:
+    line = re.sub(r"^(TITLE[,\t]).*", r"\1<TITLE>", line)
+    line = re.sub(r"pid=\d+", "pid=<PID>", line)
+    line = re.sub(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", "<T>", line)
+    return re.sub(r"(?<![\d.])\d{9,10}(?![\d.])", "<T>", line)
+
+
+class FakeOps:
+    verb = 3
+    status_version = 1
+
+    def __init__(self) -> None:
+        self.signals: list[str] = []
+
+    def status_lines(self, v: int) -> list[str]:
+        return st_mod.render([], v, time.time())
+
+    def load_stats(self):
+        return 0, 0, 0
+
+    def state_line(self) -> str:
+        return f"{int(time.time())},CONNECTED,SUCCESS,198.51.100.1,,,,"
+
+    def bytecount_changed(self) -> None:
+        pass
+
+    def management_signal(self, name: str) -> None:
+        self.signals.append(name)
+
+    def kill_cn(self, cn):
+        return 0
+
+    def kill_addr(self, host, port):
+        return 0
+
+    def client_kill(self, cid, msg):
+        return False
+
+
+@pytest.fixture
+def mgmt(tmp_path):
+    pump = Pump(time.monotonic, SelectorWaiter())
+    path = str(tmp_path / "m.sock")
+    m = Management((path, "unix", None), pump, FakeOps())
+    yield m, pump, path
+    m.close()
+
+
+def _client(path: str) -> socket.socket:
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(path)
+    s.setblocking(False)
+    return s
+
+
+def _read_until(pump, s: socket.socket, done, limit: float = 3.0) -> str:
+    out = b""
+    end = time.monotonic() + limit
+    while time.monotonic() < end:
+        pump.step(block=False)
+        try:
+            d = s.recv(1 << 20)
+            if not d:
+                break
+            out += d
+        except BlockingIOError:
+            time.sleep(0.005)
+        if done(out.decode("utf-8", "replace")):
+            break
+    return out.decode("utf-8", "replace")
+
+
+def ask(pump, s: socket.socket, cmd: str, n_lines: int) -> list[str]:
+    s.sendall((cmd + "\n").encode())
+    txt = _read_until(pump, s, lambda t: t.count("\r\n") >= n_lines)
+    return txt.split("\r\n")[:-1]
+
+
+def test_replies_match_openvpn_2_6_line_by_line(mgmt):
+    m, pump, path = mgmt
+    s = _client(path)
+    banner = _read_until(pump, s, lambda t: t.endswith("\r\n"))
+    assert banner == ">INFO:OpenVPN Management Interface Version 5 -- type 'help' for more info\r\n"
+    for cmd, want in OPENVPN_2_6.items():
+        got = [mask(x) for x in ask(pump, s, cmd, len(want))]
+        assert got == want, (cmd, got)
+    v = ask(pump, s, "version", 3)
+    assert v[0].startswith("OpenVPN Version: OpenVPN 2.6") and v[1:] == ["Management Version: 5", "END"]
+    assert ask(pump, s, "signal SIGHUP", 1) == ["SUCCESS: signal SIGHUP thrown"]
+    assert m.ops.signals == ["SIGHUP"]
+    s.sendall(b"exit\n")
+    assert _read_until(pump, s, lambda t: False, 0.5) == ""
+    assert m.conns == []
+
+
+def test_a_client_that_never_reads_is_cut_off_and_blocks_nobody(mgmt):
+    m, pump, path = mgmt
+    hog = _client(path)
+    good = _client(path)
+    _read_until(pump, good, lambda t: t.endswith("\r\n"))
+    line = ">BYTECOUNT_CLI:1,123456789,987654321"
+    t0 = time.monotonic()
+    for _ in range(OUT_LIMIT // 20 + 20000):       # far more than the hog's buffers hold
+        m.notify([line])
+        if len([c for c in m.conns]) == 1:
+            break
+        pump.step(block=False)
+        good.setblocking(False)
+        try:
+            while good.recv(1 << 20):
+                pass
+        except BlockingIOError:
+            pass
+    assert time.monotonic() - t0 < 10
+    assert len(m.conns) == 1, "the client that never reads was not cut off"
+    assert all(len(c.outbuf) <= OUT_LIMIT for c in m.conns)
+    good.sendall(b"pid\n")
+    txt = _read_until(pump, good, lambda t: "SUCCESS: pid=" in t)
+    assert "SUCCESS: pid=" in txt, "the reading client was not answered"
+    hog.close()
+
+
+def test_a_one_megabyte_line_is_refused_and_others_are_answered(mgmt):
+    m, pump, path = mgmt
+    bad = _client(path)
+    good = _client(path)
+    _read_until(pump, good, lambda t: t.endswith("\r\n"))
+    blob = b"x" * (1 << 20) + b"\n"
+    sent = 0
+    t0 = time.monotonic()
+    while sent < len(blob) and time.monotonic() - t0 < 5:
+        try:
+            sent += bad.send(blob[sent:])
+        except BlockingIOError:
+            pump.step(block=False)
+        except OSError:
+            break
+    for _ in range(50):
+        pump.step(block=False)
+    assert len(m.conns) == 1
+    assert ask(pump, good, "load-stats", 1) == ["SUCCESS: nclients=0,bytesin=0,bytesout=0"]
+    bad.close()
+
+
+def test_password_on_tcp(tmp_path):
+    pw = tmp_path / "pw"
+    pw.write_text("s3cret\n")
+    pump = Pump(time.monotonic, SelectorWaiter())
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()
+    m = Management(("127.0.0.1", port, str(pw)), pump, FakeOps())
+    try:
+        s = socket.create_connection(("127.0.0.1", port))
+        s.setblocking(False)
+        assert _read_until(pump, s, lambda t: t.endswith("ENTER PASSWORD:")) == "ENTER PASSWORD:"
+        s.sendall(b"s3cret\n")
+        txt = _read_until(pump, s, lambda t: t.count("\r\n") >= 2)
+        assert txt.startswith("SUCCESS: password is correct\r\n>INFO:OpenVPN Management Interface Version 5")
+        assert ask(pump, s, "load-stats", 1) == ["SUCCESS: nclients=0,bytesin=0,bytesout=0"]
+        s2 = socket.create_connection(("127.0.0.1", port))
+        s2.setblocking(False)
+        _read_until(pump, s2, lambda t: t.endswith("ENTER PASSWORD:"))
+        # As Debian's OpenVPN 2.6: a wrong password is asked again, the third one hangs up.
+        for _ in range(2):
+            s2.sendall(b"wrong\n")
+            assert _read_until(pump, s2, lambda t: t.endswith("ENTER PASSWORD:")) == "ENTER PASSWORD:"
+        s2.sendall(b"wrong\n")
+        assert _read_until(pump, s2, lambda t: False, 0.5) == ""
+        assert len(m.conns) == 1
+    finally:
+        m.close()
+
+
+def test_log_history_and_real_time_log_lines(mgmt):
+    import logging
+    m, pump, path = mgmt
+    s = _client(path)
+    _read_until(pump, s, lambda t: t.endswith("\r\n"))
+    logging.getLogger("vpn-appliance").warning("first line")
+    got = ask(pump, s, "log all", 2)
+    assert re.fullmatch(r"\d+,W,first line", got[-2]) and got[-1] == "END", got
+    assert ask(pump, s, "log on", 1) == ["SUCCESS: real-time log notification set to ON"]
+    logging.getLogger("vpn-appliance").warning("second line")
+    txt = _read_until(pump, s, lambda t: "second line" in t)
+    assert re.search(r">LOG:\d+,W,second line\r\n", txt), txt

@@ -1,0 +1,384 @@
+"""Running the server in operation (issue 12) on in-memory ports: revocation, reload without
+dropping clients, persistent pool addresses, client-connect/-disconnect scripts, and the client
+list that the status file and the management interface print, read by openvpn-monitor's parser."""
+from __future__ import annotations
+
+import os
+import stat
+import sys
+from datetime import datetime
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.x509.oid import ExtendedKeyUsageOID
+
+from appliance.certs import issue
+from appliance.gateway import ops as ops_mod
+from appliance.gateway.scripts import ScriptRunner
+from appliance.openvpn.crl import make_crl
+from tests.gateway.conftest import World, client_conf, server_conf
+from tests.gateway.test_tunnel import _up, ping_both_ways
+
+
+def _pem(c) -> str:
+    return c.public_bytes(serialization.Encoding.PEM).decode()
+
+
+def _kpem(k) -> str:
+    return k.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                           serialization.NoEncryption()).decode()
+
+
+@pytest.fixture(scope="module")
+def opki() -> dict:
+    ca = issue("Ops test CA", None, None)
+    srv = issue("server", ca, ExtendedKeyUsageOID.SERVER_AUTH)
+    clients = {f"client{i}": issue(f"client{i}", ca, ExtendedKeyUsageOID.CLIENT_AUTH) for i in range(4)}
+    return {"ca": _pem(ca[0]), "server": (_pem(srv[0]), _kpem(srv[1])), "ca_pair": ca,
+            "serials": {n: c.serial_number for n, (c, k) in clients.items()},
+            "clients": {n: (_pem(c), _kpem(k)) for n, (c, k) in clients.items()}}
+
+
+def _server(w: World, conf: str):
+    gw = w.add_server(conf)
+    holder = {"conf": conf}
+    gw.ops.reload_source = lambda: holder["conf"]
+    return gw, holder
+
+
+def _cns(gw) -> list:
+    return sorted(r.common_name for r in gw.d.clients if r.session.established)
+
+
+# ------------------------------------------------------------------ revocation
+def test_revoked_certificate_is_refused_and_a_connected_one_dropped_on_reload(opki, tmp_path, caplog):
+    caplog.set_level("INFO")
+    crl = tmp_path / "crl.pem"
+    ca = opki["ca_pair"]
+    crl.write_bytes(make_crl(ca[0], ca[1], []))
+    w = World()
+    gw, holder = _server(w, server_conf(opki, extra=f"crl-verify {crl}\n"))
+    w.add_client(client_conf(opki, "client0"))
+    assert w.run(lambda: _up(w, 0), max_time=30)
+    # client1 revoked: the CRL file is re-read at the next handshake (it changed), no reload needed.
+    crl.write_bytes(make_crl(ca[0], ca[1], [opki["serials"]["client1"]]))
+    os.utime(crl, ns=(os.stat(crl).st_atime_ns, os.stat(crl).st_mtime_ns + 10**9))
+    w.add_client(client_conf(opki, "client1"))
+    w.run_for(20)
+    assert not _up(w, 1), "a revoked certificate got a tunnel"
+    assert f"certificate serial {opki['serials']['client1']} (CN=client1) is revoked by the CRL" in caplog.text
+    assert _cns(gw) == ["client0"]
+    # Now client0 is revoked too; a reload disconnects it, client2 still gets in.
+    crl.write_bytes(make_crl(ca[0], ca[1], [opki["serials"]["client1"], opki["serials"]["client0"]]))
+    assert gw.ops.reload()
+    assert _cns(gw) == [], "a revoked client kept its tunnel after the reload"
+    w.add_client(client_conf(opki, "client2"))
+    assert w.run(lambda: _up(w, 2), max_time=30)
+    w.run_for(15)
+    assert _cns(gw) == ["client2"], "a revoked client got back in"
+
+
+def test_crl_directory_mode(opki, tmp_path):
+    d = tmp_path / "crl.d"
+    d.mkdir()
+    (d / str(opki["serials"]["client1"])).write_text("")
+    w = World()
+    gw, _ = _server(w, server_conf(opki, extra=f"crl-verify {d} dir\n"))
+    w.add_client(client_conf(opki, "client0"))
+    w.add_client(client_conf(opki, "client1"))
+    assert w.run(lambda: _up(w, 0), max_time=30)
+    w.run_for(10)
+    assert not _up(w, 1) and _cns(gw) == ["client0"]
+
+
+# ------------------------------------------------------------------ reload
+def test_reload_with_a_changed_push_keeps_clients_and_new_ones_get_the_new_push(opki):
+    w = World()
+    conf = server_conf(opki, extra='push "route 10.1.0.0 255.255.0.0"\n')
+    gw, holder = _server(w, conf)
+    w.add_client(client_conf(opki, "client0"))
+    assert w.run(lambda: _up(w, 0), max_time=30)
+    addr0, peer0 = w.client_addr(0), gw.d.clients[0]
+    holder["conf"] = conf.replace("route 10.1.0.0", "route 10.2.0.0") + "status /dev/null/x 5\nport 1195\n"
+    assert gw.ops.reload()
+    assert gw.opts.port == 1194, "a port change needs a restart: kept"
+    w.run_for(1)                                  # the new status file cannot be written: logged only
+    assert gw.d.clients == [peer0] and peer0.alive and peer0.vaddr == addr0
+    for i in range(3):
+        ping_both_ways(w, 0, tag=bytes([i]))
+    w.add_client(client_conf(opki, "client1"))
+    assert w.run(lambda: _up(w, 1), max_time=30)
+    routes1 = [r[0] for r in w.client_nets[1].pushed.routes]
+    routes0 = [r[0] for r in w.client_nets[0].pushed.routes]
+    assert "10.2.0.0" in routes1 and "10.1.0.0" not in routes1
+    assert "10.1.0.0" in routes0
+    ping_both_ways(w, 0, tag=b"after")
+    assert w.clients[0].conn.was_up and _up(w, 0)
+
+
+def test_a_reload_that_does_not_parse_leaves_the_server_as_it_was(opki, caplog):
+    w = World()
+    conf = server_conf(opki, extra='push "route 10.1.0.0 255.255.0.0"\n')
+    gw, holder = _server(w, conf)
+    w.add_client(client_conf(opki, "client0"))
+    assert w.run(lambda: _up(w, 0), max_time=30)
+    st_before = gw.st
+    holder["conf"] = conf + "no-such-directive 1\n"
+    assert not gw.ops.reload()
+    assert gw.st is st_before
+    assert "/mem/server.conf:" in caplog.text and "no-such-directive" in caplog.text
+    ping_both_ways(w, 0)
+
+
+# ------------------------------------------------------------------ ifconfig-pool-persist
+def test_addresses_persist_across_a_restart(opki, tmp_path):
+    pf = tmp_path / "ipp.txt"
+    conf = server_conf(opki, extra=f"ifconfig-pool-persist {pf} 1\n")
+    w = World()
+    gw, _ = _server(w, conf)
+    w.add_client(client_conf(opki, "client0"))
+    w.add_client(client_conf(opki, "client1"))
+    assert w.run(lambda: _up(w, 0) and _up(w, 1), max_time=30)
+    a0, a1 = w.client_addr(0), w.client_addr(1)
+    gw.request_stop()
+    gw.ops.close()
+    lines = pf.read_text().splitlines()
+    assert sorted(lines) == sorted([f"client0,{a0},", f"client1,{a1},"]), lines
+    # Restart: client1 alone comes first, and still gets its old address (not the first free one).
+    w2 = World()
+    _server(w2, conf)
+    w2.add_client(client_conf(opki, "client1"))
+    assert w2.run(lambda: _up(w2, 0), max_time=30)
+    assert w2.client_addr(0) == a1 != "198.19.0.2"
+
+
+def test_pool_file_written_by_openvpn_is_read(opki, tmp_path):
+    pf = tmp_path / "ipp.txt"
+    pf.write_text("client0,198.19.0.77,\nclient9,198.19.0.2,\n")
+    w = World()
+    _server(w, server_conf(opki, extra=f"ifconfig-pool-persist {pf}\n"))
+    w.add_client(client_conf(opki, "client0"))
+    w.add_client(client_conf(opki, "client1"))
+    assert w.run(lambda: _up(w, 0) and _up(w, 1), max_time=30)
+    assert w.client_addr(0) == "198.19.0.77"
+    assert w.client_addr(1) == "198.19.0.3", "client1 took the address remembered for client9"
+
+
+# ------------------------------------------------------------------ scripts
+def _script(tmp_path, name: str, body: str) -> str:
+    p = tmp_path / name
+    p.write_text("#!/bin/sh\n" + body)
+    p.chmod(p.stat().st_mode | stat.S_IXUSR)
+    return str(p)
+
+
+def test_client_connect_script_env_refusal_and_options(opki, tmp_path, monkeypatch):
+    monkeypatch.setattr(ops_mod, "ScriptRunner", lambda: ScriptRunner(inline=True))
+    log = tmp_path / "env.log"
+    cc = _script(tmp_path, "cc.sh", f"""env | sort > {tmp_path}/env-$common_name
+[ "$common_name" = client1 ] && exit 1
+echo 'push "route 10.9.0.0 255.255.0.0"' > "$1"
+echo 'ifconfig-push 198.19.0.99 255.255.255.0' >> "$1"
+exit 0
+""")
+    cd = _script(tmp_path, "cd.sh", f'echo "$common_name $bytes_received $bytes_sent $time_duration" >> {log}\n')
+    w = World()
+    gw, _ = _server(w, server_conf(opki, extra=f"script-security 2\nclient-connect {cc}\nclient-disconnect {cd}\n"))
+    w.add_client(client_conf(opki, "client0", extra='setenv UV_TEST hello\npush-peer-info\n'))
+    w.add_client(client_conf(opki, "client1"))
+    assert w.run(lambda: _up(w, 0), max_time=30)
+    w.run_for(10)
+    assert not _up(w, 1), "client-connect exit 1 did not refuse the client"
+    assert w.client_addr(0) == "198.19.0.99"
+    assert "10.9.0.0" in [r[0] for r in w.client_nets[0].pushed.routes]
+    env = dict(line.split("=", 1) for line in (tmp_path / "env-client0").read_text().splitlines() if "=" in line)
+    assert env["script_type"] == "client-connect" and env["common_name"] == "client0"
+    assert env["ifconfig_pool_remote_ip"] == "198.19.0.2"
+    assert env["trusted_ip"] == "198.18.0.2" and int(env["trusted_port"]) > 0
+    assert "IV_VER" in env and "time_unix" in env
+    ping_both_ways(w, 0)
+    w.clients[0].request_stop()
+    w.run_for(5)
+    cn, rx, tx, dur = log.read_text().split()
+    assert cn == "client0" and int(rx) > 0 and int(tx) > 0 and int(dur) >= 0
+
+
+def test_scripts_need_script_security_2(opki):
+    from appliance.openvpn.errors import ConfigError
+    w = World()
+    with pytest.raises(ConfigError, match="client-connect: scripts run only with `script-security 2`"):
+        w.add_server(server_conf(opki, extra="client-connect /bin/true\n"))
+
+
+def test_a_slow_connect_script_stalls_no_tunnel(opki, tmp_path):
+    """Threads for real: the script sleeps, meanwhile another client's tunnel carries packets."""
+    import time
+    slow = _script(tmp_path, "slow.sh", '[ "$common_name" = client1 ] && sleep 1\nexit 0\n')
+    w = World()
+    gw, _ = _server(w, server_conf(opki, extra=f"script-security 2\nclient-connect {slow}\n"))
+    w.add_client(client_conf(opki, "client0"))
+    deadline = time.monotonic() + 20
+    while not _up(w, 0) and time.monotonic() < deadline:
+        w.run(lambda: _up(w, 0), max_time=1)
+    assert _up(w, 0)
+    w.add_client(client_conf(opki, "client1"))
+    t0 = time.monotonic()
+    w.run_for(0.2)
+    ping_both_ways(w, 0)
+    assert time.monotonic() - t0 < 0.9, "a tunnel waited for another client's script"
+    while not _up(w, 1) and time.monotonic() < deadline:
+        time.sleep(0.05)
+        w.run(lambda: _up(w, 1), max_time=0.5)
+    assert _up(w, 1)
+
+
+# ------------------------------------------------------------------ status, management actions
+def _monitor_parse(text: str) -> dict:
+    """openvpn-monitor 2.0.4's own parser of `status 3` (pinned in the test extras)."""
+    pkg = pytest.importorskip("openvpn_monitor")
+    root = os.path.dirname(pkg.__file__)
+    if root not in sys.path:
+        sys.path.insert(0, root)
+    import semver
+    from vpns.openvpn.data_collector import VPNDataCollector
+    c = VPNDataCollector.__new__(VPNDataCollector)
+    return c.parse_status(text, semver.Version.parse("2.6.14"), None)
+
+
+def test_status_is_read_by_openvpn_monitor_and_written_as_a_file(opki, tmp_path):
+    sf = tmp_path / "status.log"
+    w = World()
+    gw, _ = _server(w, server_conf(opki, extra=f"status {sf} 1\nstatus-version 2\n"))
+    w.add_client(client_conf(opki, "client0"))
+    w.add_client(client_conf(opki, "client1"))
+    assert w.run(lambda: _up(w, 0) and _up(w, 1), max_time=30)
+    ping_both_ways(w, 0)
+    w.run_for(2)
+    sessions = _monitor_parse("\r\n".join(gw.ops.status_lines(3)) + "\r\n")
+    assert set(sessions) == {w.client_addr(0), w.client_addr(1)}
+    s0 = sessions[w.client_addr(0)]
+    assert s0["username"] == "client0" and s0["bytes_recv"] > 0 and s0["bytes_sent"] > 0
+    assert str(s0["remote_ip"]) == "198.18.0.2" and s0["port"] > 0 and "last_seen" in s0
+    text = sf.read_text()
+    assert text.startswith("TITLE,OpenVPN 2.6") and text.endswith("END\n")
+    assert sum(1 for line in text.splitlines() if line.startswith("CLIENT_LIST,")) == 2
+    v1 = gw.ops.status_lines(1)
+    assert v1[0] == "OpenVPN CLIENT LIST" and v1[-1] == "END" and len(v1) == 3 + 2 + 2 + 2 + 3
+    datetime.strptime(v1[1].split(",", 1)[1], "%Y-%m-%d %H:%M:%S")
+
+
+@pytest.mark.parametrize("proto", ["udp", "tcp"])
+def test_kill_by_common_name_and_client_kill(opki, proto):
+    w = World()
+    gw, _ = _server(w, server_conf(opki, "tcp-server" if proto == "tcp" else "udp"))
+    w.add_client(client_conf(opki, "client0", proto="tcp-client" if proto == "tcp" else "udp"))
+    w.add_client(client_conf(opki, "client1", proto="tcp-client" if proto == "tcp" else "udp"))
+    assert w.run(lambda: _up(w, 0) and _up(w, 1), max_time=30)
+    rows = gw.ops.rows()
+    # The real address is the client's IP and port on TCP too (the connection's peer).
+    assert all(r.real.startswith("198.18.0.") and int(r.real.rsplit(":", 1)[1]) > 0 for r in rows), rows
+    assert gw.ops.kill_cn("client0") == 1 and gw.ops.kill_cn("nobody") == 0
+    assert _cns(gw) == ["client1"]
+    cid = next(i.cid for i in gw.ops.info.values() if i.rec.common_name == "client1")
+    assert gw.ops.client_kill(cid, "RESTART") and not gw.ops.client_kill(999, "x")
+    assert _cns(gw) == []
+    n, _bi, _bo = gw.ops.load_stats()
+    assert n == 0
+
+
+def test_a_client_revoked_while_connected_is_dropped_at_its_next_renegotiation(opki, tmp_path):
+    crl = tmp_path / "crl.pem"
+    ca = opki["ca_pair"]
+    crl.write_bytes(make_crl(ca[0], ca[1], []))
+    w = World()
+    gw, _ = _server(w, server_conf(opki, extra=f"crl-verify {crl}\n"))
+    w.add_client(client_conf(opki, "client0"))
+    w.add_client(client_conf(opki, "client1"))
+    assert w.run(lambda: _up(w, 0) and _up(w, 1), max_time=30)
+    crl.write_bytes(make_crl(ca[0], ca[1], [opki["serials"]["client0"]]))
+    os.utime(crl, ns=(os.stat(crl).st_atime_ns, os.stat(crl).st_mtime_ns + 10**9))
+    rec0 = next(r for r in gw.d.clients if r.common_name == "client0")
+    rec0.session.renegotiate(w.clock())          # as reneg-sec would
+    gw.d._collect(rec0)
+    w.run_for(10)
+    assert not rec0.alive, "a revoked client survived its renegotiation"
+    assert "client1" in _cns(gw)
+    ping_both_ways(w, 1)
+
+
+def test_scripts_are_refused_in_the_vm_image(monkeypatch):
+    from appliance.openvpn.config import parse_config
+    from appliance.openvpn.errors import ConfigError
+    monkeypatch.setenv("VPN_APPLIANCE_NO_SCRIPTS", "1")
+    with pytest.raises(ConfigError) as e:
+        parse_config("mode server\ntls-server\nscript-security 2\nclient-connect /bin/true\n", "/vm/server.conf")
+    assert "/vm/server.conf:4: client-connect: the VM image runs no scripts" in str(e.value)
+
+
+def test_sigusr2_logs_statistics_and_bytecount_lines(opki, caplog):
+    import signal
+    caplog.set_level("INFO")
+    w = World()
+    gw, _ = _server(w, server_conf(opki))
+    w.add_client(client_conf(opki, "client0"))
+    assert w.run(lambda: _up(w, 0), max_time=30)
+    ping_both_ways(w, 0)
+    gw.ops.on_signal(signal.SIGUSR2)
+    assert "statistics: 1 clients" in caplog.text and "client0" in caplog.text
+
+    class Conn:
+        bytecount = 1
+        got: list = []
+
+        def send_lines(self, lines):
+            self.got.extend(lines)
+
+    class Mgr:
+        conns = [Conn()]
+    gw.ops.mgmt = Mgr()
+    w.clock.t = float(int(w.clock.t))
+    gw.ops._bytecount()
+    (line,) = Mgr.conns[0].got
+    cid, rx, tx = line.split(":", 1)[1].split(",")
+    assert line.startswith(">BYTECOUNT_CLI:") and cid == "0" and int(rx) > 0 and int(tx) > 0
+    gw.ops.mgmt = None
+
+
+def test_a_script_past_its_time_limit_is_killed_and_refuses(tmp_path):
+    import time
+    slow = _script(tmp_path, "slow.sh", "sleep 5\necho done\n")
+    r = ScriptRunner(time_limit=0.3, inline=True)
+    t0 = time.monotonic()
+    assert r.submit(("connect", None), [slow], {}, True) is None
+    (key, ok, text, reason), = r.take_results()
+    assert not ok and "limit" in reason and time.monotonic() - t0 < 3
+    r.close()
+
+
+def test_status_with_server_ipv6_and_the_pool_file_ipv6_field(opki, tmp_path):
+    """As Debian's OpenVPN 2.6 prints them (lab): the IPv6 address in CLIENT_LIST, a ROUTING_TABLE
+    row for each address (IPv4 first), and `CN,IPv4,IPv6` in the pool file."""
+    pf = tmp_path / "ipp.txt"
+    w = World()
+    gw, _ = _server(w, server_conf(opki, extra=f"server-ipv6 2001:db8:100::/64\nifconfig-pool-persist {pf} 1\n"))
+    w.add_client(client_conf(opki, "client0"))
+    assert w.run(lambda: _up(w, 0), max_time=30)
+    lines = gw.ops.status_lines(2)
+    row = next(x for x in lines if x.startswith("CLIENT_LIST,"))
+    assert row.split(",")[3:5] == ["198.19.0.2", "2001:db8:100::1000"]
+    routes = [x.split(",")[1] for x in lines if x.startswith("ROUTING_TABLE,")]
+    assert routes == ["198.19.0.2", "2001:db8:100::1000"]
+    gw.ops.close()
+    assert pf.read_text() == "client0,198.19.0.2,2001:db8:100::1000\n"
+
+
+def test_signal_sigterm_stops_and_a_management_socket_that_cannot_bind_is_fatal(opki, tmp_path):
+    import signal
+    from appliance.gateway.ports import PortGone
+    w = World()
+    gw, _ = _server(w, server_conf(opki))
+    gw.ops.on_signal(signal.SIGTERM)
+    assert gw.result == 0
+    w2 = World()
+    with pytest.raises(PortGone, match="management interface on /nonexistent/dir/m.sock"):
+        w2.add_server(server_conf(opki, extra="management /nonexistent/dir/m.sock unix\n"))

@@ -1,0 +1,301 @@
+"""Issue 12 against Debian's OpenVPN 2.6 in namespaces: the management session answers as
+OpenVPN's does (same commands to both, replies compared line by line with addresses, times,
+counters and the version text masked), revoked certificates are refused and a connected client is
+dropped after the CRL is updated and the server reloaded, a reload with a changed push keeps the
+connected client's traffic while a new client gets the new push, and a pool file OpenVPN wrote
+gives our server's clients the same addresses."""
+from __future__ import annotations
+
+import re
+import signal
+import socket
+import time
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from appliance.openvpn.crl import make_crl
+from lab.configs import client_profile, server_config
+from lab.netns import TUN_SERVER_IP, Lab
+from lab.tools import OPENVPN, OUR_BIN
+
+CLIENTS = ["client1", "client2", "client3"]
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    with Lab(clients=CLIENTS, tmp=tmp_path_factory.mktemp("opslab")) as lab:
+        yield lab
+
+
+@pytest.fixture
+def procs(lab):
+    started = []
+    yield started
+    for p in reversed(started):
+        p.stop(8)
+
+
+class Mgmt:
+    """A management client as tools are: line in, lines out, notifications collected apart."""
+
+    def __init__(self, path: str) -> None:
+        self.s = socket.socket(socket.AF_UNIX)
+        end = time.monotonic() + 10
+        while True:
+            try:
+                self.s.connect(path)
+                break
+            except OSError:
+                if time.monotonic() > end:
+                    raise
+                time.sleep(0.1)
+        self.s.settimeout(0.2)
+        self.buf = ""
+        self.notes: list[str] = []
+
+    def _pump(self, wait: float) -> None:
+        end = time.monotonic() + wait
+        while time.monotonic() < end:
+            try:
+                d = self.s.recv(65536)
+                if not d:
+                    return
+                self.buf += d.decode("utf-8", "replace")
+            except socket.timeout:
+                pass
+
+    def lines(self, wait: float = 0.5) -> list[str]:
+        self._pump(wait)
+        *done, self.buf = self.buf.split("\r\n")
+        out = []
+        for line in done:
+            (self.notes if line.startswith(">") else out).append(line)
+        return out
+
+    def cmd(self, c: str, wait: float = 0.6) -> list[str]:
+        self.lines(0.05)
+        self.s.sendall((c + "\n").encode())
+        return self.lines(wait)
+
+    def close(self) -> None:
+        self.s.close()
+
+
+def mask(line: str) -> str:
+    line = re.sub(r"^(TITLE[,\t]).*", r"\1<TITLE>", line)
+    line = re.sub(r"^OpenVPN Version: .*", "OpenVPN Version: <V>", line)
+    line = re.sub(r"pid=\d+", "pid=<PID>", line)
+    line = re.sub(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", "<T>", line)
+    line = re.sub(r"198\.18\.\d+\.\d+:\d+", "<ADDR>", line)
+    line = re.sub(r"bytesin=\d+,bytesout=\d+", "bytesin=<N>,bytesout=<N>", line)
+    line = re.sub(r"(?<![\w.:])\d{9,10}(?![\d.])", "<T>", line)
+    # CLIENT_LIST byte counters: the 6th and 7th fields
+    parts = re.split(r"([,\t])", line)
+    if parts and parts[0] == "CLIENT_LIST" and len(parts) > 12:
+        parts[10] = parts[12] = "<N>"
+    if len(parts) == 9 and parts[2] == "<ADDR>" and parts[0] == "client1":
+        parts[4] = parts[6] = "<N>"        # status 1 client rows: CN,addr,in,out,since
+    line = "".join(parts)
+    return re.sub(r"(Max bcast/mcast queue length[,\t])\d+", r"\1<N>", line)
+
+
+COMMANDS = ["version", "pid", "load-stats", "status", "status 1", "status 2", "status 3", "state", "state on",
+            "bytecount 0", "hold release", "log off", "kill nobody", "kill 1.2.3.4:5", "client-kill 99", "foo",
+            "verb", "signal SIGFOO", "state off"]
+
+
+def _session(lab, procs, start_server, tag: str) -> dict:
+    sock = str(lab.tmp / f"mgmt-{tag}.sock")
+    sfile = lab.tmp / f"status-{tag}.log"
+    sfile.unlink(missing_ok=True)
+    srv = start_server(f"management {sock} unix\nstatus {sfile} 1\n")
+    procs.append(srv)
+    m = Mgmt(sock)
+    out = {"banner": m.lines(0.5)}
+    m.notes.clear()
+    cli = lab.openvpn(lab.cli, client_profile(lab.pki, client="client1"), f"mcli-{tag}-{len(lab.procs)}")
+    procs.append(cli)
+    assert lab.ping(lab.cli, TUN_SERVER_IP, 3) == 3
+    time.sleep(1)
+    m.lines(0.5)
+    out["established"] = [n for n in m.notes if n.startswith(">CLIENT:")]
+    m.notes.clear()
+    for c in COMMANDS:
+        out[c] = [mask(x) for x in m.cmd(c)]
+    time.sleep(1.5)
+    out["status file"] = [mask(x) for x in sfile.read_text().splitlines()]
+    m.notes.clear()
+    out["kill client1"] = m.cmd("kill client1", 1.5)
+    cli.stop(8)
+    m.lines(2.0)
+    out["disconnect"] = [n for n in m.notes if n.startswith(">CLIENT:")]
+    out["quit"] = m.cmd("quit")
+    m.close()
+    srv.stop(8)
+    procs.clear()
+    return out
+
+
+def _env_keys(notes: list[str]) -> set[str]:
+    return {n.split(",", 1)[1].split("=", 1)[0] for n in notes if n.startswith(">CLIENT:ENV,") and "=" in n}
+
+
+def test_management_session_answers_like_openvpn(lab, procs):
+    cfg = server_config(lab.pki) + "status-version 2\n"
+    theirs = _session(lab, procs, lambda extra: _ovpn_server(lab, cfg + extra), "theirs")
+    ours = _session(lab, procs, lambda extra: lab.ours(lab.srv, cfg + extra, f"oursrv-{len(lab.procs)}",
+                                                      pattern=r"listening on UDP"), "ours")
+    assert ours["banner"] == theirs["banner"] == []      # the banner is a notification (>INFO), kept apart
+    for c in COMMANDS:
+        assert ours[c] == theirs[c], f"{c}:\nOpenVPN: {theirs[c]}\nours:    {ours[c]}"
+    assert ours["kill client1"] == theirs["kill client1"], (theirs["kill client1"], ours["kill client1"])
+    # The status file (status FILE 1, status-version 2): the same lines as OpenVPN's, client row included.
+    assert any(x.startswith("CLIENT_LIST,client1,") for x in theirs["status file"])
+    assert ours["status file"] == theirs["status file"], (theirs["status file"], ours["status file"])
+    # Without management-client-auth, OpenVPN 2.6 sends >CLIENT:ESTABLISHED but no DISCONNECT (its
+    # close notification needs the client-auth state); we send DISCONNECT as well, with the env
+    # lines (bytes_received, bytes_sent, time_duration) its client-auth mode sends.
+    assert theirs["disconnect"] == [] and ours["disconnect"][0] == ">CLIENT:DISCONNECT,0"
+    theirs["disconnect"] = [">CLIENT:DISCONNECT,0"] + [f">CLIENT:ENV,{k}=x" for k in (
+        "bytes_received", "bytes_sent", "time_duration")] + theirs["established"][1:]
+    for what in ("established", "disconnect"):
+        t, o = _first_block(theirs[what]), _first_block(ours[what])
+        assert t and o, (what, t[:3], o[:3])
+        assert o[0].split(",")[0] == t[0].split(",")[0], (what, t[:1], o[:1])
+        assert o[-1] == t[-1] == ">CLIENT:ENV,END"
+        tools_read = {"common_name", "trusted_ip", "trusted_port", "ifconfig_pool_remote_ip", "time_unix",
+                      "IV_VER", "IV_PLAT", "untrusted_ip", "untrusted_port", "n_clients", "ifconfig_local",
+                      "tls_serial_0", "X509_0_CN", "dev", "config"}
+        if what == "disconnect":
+            tools_read |= {"bytes_received", "bytes_sent", "time_duration"}
+        assert tools_read <= _env_keys(t), tools_read - _env_keys(t)
+        missing = tools_read - _env_keys(o)
+        assert not missing, f"{what}: env lines OpenVPN sends and we do not: {missing}"
+        # The order of the lines is OpenVPN's too (for the names both send).
+        both = [k for k in (n.split(",", 1)[1].split("=", 1)[0] for n in t[1:-1]) if k in _env_keys(o)]
+        ours_order = [k for k in (n.split(",", 1)[1].split("=", 1)[0] for n in o[1:-1]) if k in set(both)]
+        assert ours_order == both, (what, both, ours_order)
+
+
+def _first_block(notes: list[str]) -> list[str]:
+    """The first >CLIENT notification with its ENV lines (the killed client may reconnect later)."""
+    out = []
+    for n in notes:
+        out.append(n)
+        if n == ">CLIENT:ENV,END":
+            break
+    return out
+
+
+def _ovpn_server(lab, text: str):
+    p = lab.start(lab.srv, [OPENVPN, "--config", str(lab.write(f"ovsrv-{len(lab.procs)}.conf", text))],
+                  "ovsrv")
+    assert p.wait_for("Initialization Sequence Completed", 20), p.log()[-2000:]
+    return p
+
+
+def _ca(lab):
+    d = lab.pki.dir
+    cert = x509.load_pem_x509_certificate((d / "ca.crt").read_bytes())
+    key = serialization.load_pem_private_key((d / "ca.key").read_bytes(), None)
+    return cert, key
+
+
+def _serial(lab, name: str) -> int:
+    return x509.load_pem_x509_certificate(lab.pki.clients[name][0].read_bytes()).serial_number
+
+
+def test_revoked_client_refused_and_connected_one_dropped_on_reload(lab, procs):
+    ca = _ca(lab)
+    crl = lab.tmp / "crl.pem"
+    ns2 = lab.add_client_ns(5)
+    prof2 = client_profile(lab.pki, client="client2", remotes=[("198.18.6.1", 1194, "udp")])
+    # Debian's OpenVPN with the same CRL refuses client2 (the reference behaviour).
+    crl.write_bytes(make_crl(*ca, [_serial(lab, "client2")]))
+    ov = _ovpn_server(lab, server_config(lab.pki, extra=f"crl-verify {crl}\n"))
+    procs.append(ov)
+    c2 = lab.openvpn(ns2, prof2, f"crlov2-{len(lab.procs)}", wait=0)
+    assert ov.wait_for(r"VERIFY ERROR|certificate revoked", 20), ov.log()[-2000:]
+    assert not c2.wait_for("Initialization Sequence Completed", 3)
+    c2.stop(8)
+    ov.stop(8)
+    procs.clear()
+    crl.write_bytes(make_crl(*ca, []))
+    sock = str(lab.tmp / "mgmt-crl.sock")
+    srv = lab.ours(lab.srv, server_config(lab.pki, extra=f"crl-verify {crl}\nmanagement {sock} unix\n"),
+                   f"crlsrv-{len(lab.procs)}", pattern=r"listening on UDP")
+    procs.append(srv)
+    c1 = lab.openvpn(lab.cli, client_profile(lab.pki, client="client1"), f"crlc1-{len(lab.procs)}")
+    procs.append(c1)
+    assert lab.ping(lab.cli, TUN_SERVER_IP, 2) == 2
+    crl.write_bytes(make_crl(*ca, [_serial(lab, "client2")]))
+    c2 = lab.openvpn(ns2, prof2, f"crlc2-{len(lab.procs)}", wait=0)
+    procs.append(c2)
+    assert srv.wait_for(rf"serial {_serial(lab, 'client2')} \(CN=client2\) is revoked", 20), srv.log()[-2000:]
+    assert "Initialization Sequence Completed" not in c2.log()
+    # client1 revoked as well: the reload (management `signal SIGHUP`) drops it.
+    crl.write_bytes(make_crl(*ca, [_serial(lab, "client2"), _serial(lab, "client1")]))
+    m = Mgmt(sock)
+    m.lines(0.3)
+    assert m.cmd("signal SIGHUP") == ["SUCCESS: signal SIGHUP thrown"]
+    assert srv.wait_for(r"1 revoked ones disconnected", 10), srv.log()[-2000:]
+    time.sleep(1)
+    assert lab.ping(lab.cli, TUN_SERVER_IP, 2, timeout=10) == 0, "a revoked client kept its tunnel"
+    assert m.cmd("load-stats")[0].startswith("SUCCESS: nclients=0,")
+    m.close()
+
+
+def test_reload_with_changed_push_keeps_the_tunnel_and_new_clients_get_the_new_push(lab, procs):
+    cfgp = lab.tmp / "reload.conf"
+    base = server_config(lab.pki)
+    cfgp.write_text(base + 'push "route 10.77.0.0 255.255.0.0"\n')
+    srv = lab.start(lab.srv, [OUR_BIN, "run", str(cfgp)], "rlsrv")
+    procs.append(srv)
+    assert srv.wait_for("listening on UDP", 20)
+    c1 = lab.openvpn(lab.cli, client_profile(lab.pki, client="client1"), f"rlc1-{len(lab.procs)}")
+    procs.append(c1)
+    assert "10.77.0.0" in lab.cli.run("ip -4 route show").stdout
+    cfgp.write_text(base + 'push "route 10.88.0.0 255.255.0.0"\n')
+    srv.p.send_signal(signal.SIGHUP)
+    assert srv.wait_for(r"reload: config .* re-read; 1 clients kept", 10), srv.log()[-2000:]
+    assert lab.ping(lab.cli, TUN_SERVER_IP, 5) == 5, "the connected client lost its tunnel on reload"
+    assert lab.tcp_transfer(lab.srv, TUN_SERVER_IP, lab.cli, 300_000) > 0
+    ns3 = lab.add_client_ns(6)
+    c3 = lab.openvpn(ns3, client_profile(lab.pki, client="client3", remotes=[("198.18.7.1", 1194, "udp")]),
+                     f"rlc3-{len(lab.procs)}")
+    procs.append(c3)
+    r3 = ns3.run("ip -4 route show").stdout
+    assert "10.88.0.0" in r3 and "10.77.0.0" not in r3, r3
+    assert lab.ping(lab.cli, TUN_SERVER_IP, 3) == 3
+    assert "10.77.0.0" in lab.cli.run("ip -4 route show").stdout
+
+
+def test_pool_file_written_by_openvpn_gives_the_same_addresses_after_switching(lab, procs):
+    ipp = lab.tmp / "ipp.txt"
+    ipp.unlink(missing_ok=True)
+    cfg = server_config(lab.pki) + f"ifconfig-pool-persist {ipp} 1\n"
+    ov = _ovpn_server(lab, cfg)
+    procs.append(ov)
+    tun = {}
+    for name in ("client2", "client1"):     # client2 takes .2 first; client1 gets .3
+        c = lab.openvpn(lab.cli, client_profile(lab.pki, client=name), f"ippc-{name}-{len(lab.procs)}")
+        tun[name] = re.search(r"inet (\S+)/", lab.cli.run("ip -4 -o addr show dev tun0").stdout).group(1)
+        c.stop(8)
+        time.sleep(1)
+    ov.stop(8)
+    procs.clear()
+    theirs = ipp.read_text()
+    assert f"client1,{tun['client1']}," in theirs, theirs
+    srv = lab.ours(lab.srv, cfg, f"ippsrv-{len(lab.procs)}", pattern=r"listening on UDP")
+    procs.append(srv)
+    c = lab.openvpn(lab.cli, client_profile(lab.pki, client="client1"), f"ippc1b-{len(lab.procs)}")
+    procs.append(c)
+    got = re.search(r"inet (\S+)/", lab.cli.run("ip -4 -o addr show dev tun0").stdout).group(1)
+    assert got == tun["client1"] != "198.19.0.2"
+    c.stop(8)
+    srv.stop(8)
+    procs.clear()
+    ours = ipp.read_text()
+    assert sorted(ours.splitlines()) == sorted(theirs.splitlines()), (theirs, ours)

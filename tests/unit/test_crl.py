@@ -1,0 +1,77 @@
+"""crl-verify's checker: PEM, DER and inline CRLs, the directory mode, re-reading on change, and
+refusing everything when the CRL cannot be read (never accept a revoked certificate by accident)."""
+from __future__ import annotations
+
+import os
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.x509.oid import ExtendedKeyUsageOID
+
+from appliance.certs import issue
+from appliance.openvpn.config import parse_config
+from appliance.openvpn.crl import CrlChecker, make_crl
+from appliance.openvpn.settings import tls_settings
+from tests.gateway.conftest import server_conf
+
+CA = issue("CRL CA", None, None)
+A = issue("alice", CA, ExtendedKeyUsageOID.CLIENT_AUTH)[0]
+B = issue("bob", CA, ExtendedKeyUsageOID.CLIENT_AUTH)[0]
+OTHER_CA = issue("Other CA", None, None)
+
+
+def test_file_is_reread_when_it_changes(tmp_path):
+    f = tmp_path / "crl.pem"
+    f.write_bytes(make_crl(*CA, []))
+    c = CrlChecker("file", str(f))
+    assert c.revoked(A) is None and c.loads == 1
+    assert c.revoked(B) is None and c.loads == 1              # unchanged: not read again
+    f.write_bytes(make_crl(*CA, [A.serial_number]))
+    os.utime(f, ns=(0, os.stat(f).st_mtime_ns + 10**9))
+    assert "CN=alice" in c.revoked(A) and c.revoked(B) is None and c.loads == 2
+
+
+def test_der_and_several_pem_crls(tmp_path):
+    der = x509.load_pem_x509_crl(make_crl(*CA, [B.serial_number])).public_bytes(serialization.Encoding.DER)
+    f = tmp_path / "crl.der"
+    f.write_bytes(der)
+    assert CrlChecker("file", str(f)).revoked(B) is not None
+    both = make_crl(*OTHER_CA, [A.serial_number]) + make_crl(*CA, [A.serial_number])
+    f.write_bytes(both)
+    assert CrlChecker("file", str(f)).revoked(A) is not None
+
+
+def test_a_crl_of_another_issuer_revokes_nothing(tmp_path):
+    f = tmp_path / "crl.pem"
+    f.write_bytes(make_crl(*OTHER_CA, [A.serial_number]))
+    assert CrlChecker("file", str(f)).revoked(A) is None
+
+
+def test_unreadable_crl_refuses_everyone(tmp_path):
+    f = tmp_path / "crl.pem"
+    f.write_text("-----BEGIN X509 CRL-----\nnot base64\n-----END X509 CRL-----\n")
+    assert "unreadable" in CrlChecker("file", str(f)).revoked(A)
+    g = tmp_path / "gone.pem"
+    g.write_bytes(make_crl(*CA, []))
+    c = CrlChecker("file", str(g))
+    g.unlink()
+    assert "unreadable" in c.revoked(A)
+
+
+def test_directory_mode(tmp_path):
+    (tmp_path / str(B.serial_number)).write_text("")
+    c = CrlChecker("dir", str(tmp_path))
+    assert c.revoked(A) is None and "crl-verify dir" in c.revoked(B)
+
+
+def test_inline_crl_block_reaches_the_tls_settings():
+    pem = make_crl(*CA, [A.serial_number]).decode()
+    srv = issue("server", CA, ExtendedKeyUsageOID.SERVER_AUTH)
+    pki = {"ca": CA[0].public_bytes(serialization.Encoding.PEM).decode(),
+           "server": (srv[0].public_bytes(serialization.Encoding.PEM).decode(),
+                      srv[1].private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()).decode())}
+    opts = parse_config(server_conf(pki, extra=f"<crl-verify>\n{pem}</crl-verify>\n"), "/mem/s.conf")
+    crl = tls_settings(opts, True).crl
+    assert crl is not None and crl.revoked(A) is not None and crl.revoked(B) is None
+    assert tls_settings(opts, False).crl is None                    # a client checks no CRL here
