@@ -32,7 +32,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
-SEEDS = HERE / "seeds"
+SEEDS = Path(os.environ.get("FUZZ_SEEDS_DIR", HERE / "seeds"))
 CRASHERS = Path(os.environ.get("FUZZ_CRASHERS_DIR", HERE / "crashers"))
 WORK = Path(os.environ.get("FUZZ_WORK_DIR", HERE / "work"))
 

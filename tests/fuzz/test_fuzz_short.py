@@ -123,8 +123,12 @@ def test_known_findings_have_their_crasher():
 def test_atheris_runner_reports_exceptions_and_hangs(tmp_path):
     """The real runner, on a self-test target that raises on b"K" and hangs on b"H"."""
     pytest.importorskip("atheris")
-    (tmp_path / "seeds").mkdir()
+    (tmp_path / "seeds" / "selftest").mkdir(parents=True)
+    # Seeds one mutation away from both findings, so a loaded machine still finds them in time.
+    (tmp_path / "seeds" / "selftest" / "k").write_bytes(b"Kx")
+    (tmp_path / "seeds" / "selftest" / "h").write_bytes(b"Hx")
     env = dict(os.environ, FUZZ_SELFTEST="1", FUZZ_CRASHERS_DIR=str(tmp_path / "crashers"),
+               FUZZ_SEEDS_DIR=str(tmp_path / "seeds"),
                FUZZ_WORK_DIR=str(tmp_path / "work"), PYTHONPATH=str(ROOT))
     p = subprocess.run([sys.executable, "-m", "tests.fuzz.run", "--targets", "selftest", "--duration", "12",
                         "--timeout", "1"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
