@@ -4,6 +4,10 @@ Why this shape: the OpenVPN part stays a plain OpenVPN 2.6 config (a file beside
 same text inline), so an existing eduVPN/OpenVPN profile drops in unchanged; the TOML only adds
 what OpenVPN does not know about: the appliance's own NICs and whether it routes a LAN.
 
+Keys: each TOML key is declared once, in keys.py (a `Key(...)` in its section's tuple); the
+section dataclasses below (ApplianceSection, Wan, Lan, Vpn) and ApplianceConfig are generated from
+that table, and this module only reads the TOML, finds lines, and runs the table (table.py).
+
 Errors: every problem is a ConfigError whose str is `file:line: key: why`; all problems are
 collected and raised together (ConfigErrors). tomllib reports no key positions, so lines are
 found by scanning the text (section headers and `key =` lines). Errors inside the OpenVPN config
@@ -12,80 +16,48 @@ where the string starts + N.
 """
 from __future__ import annotations
 
-import ipaddress
+import functools
 import os
 import re
 import sys
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import field, make_dataclass
 
 from ..openvpn.errors import ConfigError
-from ..openvpn.config import ConfigErrors, Options, parse_config
+from ..openvpn.config import ConfigErrors, Options, parse_config, render_options
 from ..openvpn.settings import check_key_material
-
-LOG_LEVELS = ("error", "warning", "info", "debug")
-ROLES = ("client", "server")
-
-_SECTIONS = {
-    "appliance": ("hostname", "log_level"),
-    "wan": ("name", "mac", "address", "dhcp", "gateway", "dns"),
-    "lan": ("name", "mac", "address", "nat"),
-    "vpn": ("role", "config", "inline"),
-}
-_HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
-                       r"(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
-_MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
-_IFNAME = re.compile(r"^[A-Za-z0-9_.@-]{1,15}$")
+from .keys import APPLIANCE, LAN, LOG_LEVELS, ROLES, SECTIONS, VPN, WAN  # noqa: F401 (LOG_LEVELS, ROLES: re-exported)
+from .table import Section, load_sections
 
 
-@dataclass(frozen=True)
-class ApplianceSection:
-    hostname: str = "vpn-appliance"
-    log_level: str = "info"
+@functools.cache
+def config_class(sections: tuple[Section, ...] = SECTIONS) -> type:
+    """ApplianceConfig: the file's path, one field per section (table order), the OpenVPN options."""
+    fields_ = [("path", str)]
+    fields_ += [(s.name, s.cls | None if s.absent == "none" else s.cls) for s in sections]
+    fields_ += [("vpn_options", Options, field(compare=False)),
+                # (section, key) → TOML line it was given on (like Options.source), for `check`
+                ("source", dict[tuple[str, str], int], field(default_factory=dict, compare=False, repr=False))]
 
-
-@dataclass(frozen=True)
-class Wan:
-    """The uplink; the VPN transport leaves here and nothing else from the LAN ever does."""
-    name: str | None = None
-    mac: str | None = None
-    address: ipaddress.IPv4Interface | None = None
-    dhcp: bool = False
-    gateway: ipaddress.IPv4Address | None = None
-    dns: tuple[ipaddress.IPv4Address, ...] = ()
-
-
-@dataclass(frozen=True)
-class Lan:
-    """The routed side (router mode): its hosts reach the tunnel, never the WAN."""
-    name: str | None = None
-    mac: str | None = None
-    address: ipaddress.IPv4Interface | None = None
-    nat: bool = True
-
-
-@dataclass(frozen=True)
-class Vpn:
-    role: str = "client"
-    config: str | None = None          # absolute path of the OpenVPN config file, or None
-    inline: str | None = None          # the inline OpenVPN config text, or None
-    inline_line: int | None = None     # TOML line where the inline string starts
-
-
-@dataclass(frozen=True)
-class ApplianceConfig:
-    path: str
-    appliance: ApplianceSection
-    wan: Wan
-    lan: Lan | None
-    vpn: Vpn
-    vpn_options: Options = field(compare=False)
-
-    @property
     def tun_name(self) -> str:
         """A fixed TUN name, so firewall rules written before the tunnel exists match it."""
         dev = self.vpn_options.dev
         return "tun0" if dev in (None, "", "tun") or "%" in dev else dev
+
+    cls = make_dataclass("ApplianceConfig", fields_, frozen=True,
+                         namespace={"tun_name": property(tun_name),
+                                    "__doc__": "The whole appliance TOML, checked (see keys.py)."})
+    cls.__module__ = __name__
+    return cls
+
+
+# The dataclasses are generated from the key table (keys.py); these names are what the rest of
+# the appliance imports.
+ApplianceSection = APPLIANCE.cls
+Wan = WAN.cls
+Lan = LAN.cls
+Vpn = VPN.cls
+ApplianceConfig = config_class()
 
 
 # ------------------------------------------------------------------ line finding
@@ -131,8 +103,9 @@ class _Lines:
 
 # ------------------------------------------------------------------ loading
 class _Loader:
-    def __init__(self, path: str, text: str) -> None:
+    def __init__(self, path: str, text: str, sections: tuple[Section, ...]) -> None:
         self.path = path
+        self.sections = {s.name: s for s in sections}
         self.text = text
         self.base = os.path.dirname(os.path.abspath(path))
         self.lines = _Lines(text)
@@ -142,160 +115,24 @@ class _Loader:
         name = f"{section}.{key}" if key else f"[{section}]"
         self.errors.append(ConfigError(why, self.path, self.lines.of(section, key), name))
 
-    # -- typed getters: return None (and record an error) on a wrong type
-    def get(self, sec: dict, section: str, key: str, kind: type, what: str):
-        if key not in sec:
-            return None
-        v = sec[key]
-        if kind is int and isinstance(v, bool) or not isinstance(v, kind):
-            self.err(section, key, f"expected {what}, got {_tname(v)} {v!r}")
-            return None
-        return v
-
-    def ip_if(self, section: str, key: str, v: str | None) -> ipaddress.IPv4Interface | None:
-        if v is None:
-            return None
-        if "/" not in v:
-            self.err(section, key, f"{v!r} needs a prefix length, like \"198.18.0.2/24\"")
-            return None
-        try:
-            iface = ipaddress.IPv4Interface(v)
-        except ValueError:
-            self.err(section, key, f"not an IPv4 address with prefix length: {v!r}")
-            return None
-        if iface.network.prefixlen < 31 and iface.ip in (iface.network.network_address,
-                                                         iface.network.broadcast_address):
-            self.err(section, key, f"{iface.ip} is the network or broadcast address of {iface.network}")
-            return None
-        return iface
-
-    def ip(self, section: str, key: str, v: str) -> ipaddress.IPv4Address | None:
-        try:
-            return ipaddress.IPv4Address(v)
-        except ValueError:
-            self.err(section, key, f"not an IPv4 address: {v!r}")
-            return None
-
     def check_keys(self, data: dict) -> None:
+        """Unknown sections and keys, with the allowed ones (from the key table)."""
         for section, value in data.items():
-            if section not in _SECTIONS:
+            if section not in self.sections:
                 where = self.lines.of(section) or self.lines.of("", section)
                 self.errors.append(ConfigError(
-                    f"unknown section (expected one of: {', '.join(_SECTIONS)})", self.path, where, f"[{section}]"))
+                    f"unknown section (expected one of: {', '.join(self.sections)})", self.path, where, f"[{section}]"))
                 continue
             if not isinstance(value, dict):
                 self.errors.append(ConfigError("must be a [section], not a value", self.path,
                                                self.lines.of("", section), section))
                 continue
+            allowed = self.sections[section].key_names
             for key in value:
-                if key not in _SECTIONS[section]:
-                    self.err(section, key, f"unknown key (allowed in [{section}]: {', '.join(_SECTIONS[section])})")
+                if key not in allowed:
+                    self.err(section, key, f"unknown key (allowed in [{section}]: {', '.join(allowed)})")
 
-    def nic(self, section: str, sec: dict) -> tuple[str | None, str | None]:
-        name = self.get(sec, section, "name", str, "a string")
-        mac = self.get(sec, section, "mac", str, "a string")
-        if ("name" in sec) == ("mac" in sec):
-            self.err(section, None, "give exactly one of `name` (like \"eth0\") or `mac` (like \"52:54:00:12:34:56\")")
-        if name is not None and not _IFNAME.match(name):
-            self.err(section, "name", f"not an interface name (1-15 letters, digits, . _ - @): {name!r}")
-            name = None
-        if mac is not None:
-            if not _MAC.match(mac.lower()):
-                self.err(section, "mac", f"not a MAC address like 52:54:00:12:34:56: {mac!r}")
-                mac = None
-            else:
-                mac = mac.lower()
-        return name, mac
-
-    def appliance(self, sec: dict) -> ApplianceSection:
-        a = ApplianceSection()
-        hostname = self.get(sec, "appliance", "hostname", str, "a string")
-        if hostname is not None and not _HOSTNAME.match(hostname):
-            self.err("appliance", "hostname", f"not a valid hostname: {hostname!r}")
-            hostname = None
-        level = self.get(sec, "appliance", "log_level", str, "a string")
-        if level is not None and level not in LOG_LEVELS:
-            self.err("appliance", "log_level", f"{level!r} is not one of {'|'.join(LOG_LEVELS)}")
-            level = None
-        return ApplianceSection(hostname or a.hostname, level or a.log_level)
-
-    def wan(self, sec: dict) -> Wan:
-        name, mac = self.nic("wan", sec)
-        address = self.ip_if("wan", "address", self.get(sec, "wan", "address", str, "a string like \"198.18.0.2/24\""))
-        dhcp = self.get(sec, "wan", "dhcp", bool, "true or false")
-        if "address" in sec and dhcp:
-            self.err("wan", "dhcp", "give either `address` or `dhcp = true`, not both")
-        elif "address" not in sec and not dhcp:
-            self.err("wan", None, "needs `address = \"A.B.C.D/LEN\"` (with `gateway`) or `dhcp = true`")
-        gateway = None
-        gw = self.get(sec, "wan", "gateway", str, "a string like \"198.18.0.1\"")
-        if gw is not None:
-            if dhcp:
-                self.err("wan", "gateway", "not used with `dhcp = true` (the DHCP server gives the gateway)")
-            gateway = self.ip("wan", "gateway", gw)
-            if gateway is not None and address is not None:
-                if gateway not in address.network:
-                    self.err("wan", "gateway", f"{gateway} is not inside {address.network}")
-                elif gateway == address.ip:
-                    self.err("wan", "gateway", f"{gateway} is the WAN address itself")
-        dns: list[ipaddress.IPv4Address] = []
-        raw = self.get(sec, "wan", "dns", list, "a list of addresses like [\"198.18.0.1\"]")
-        for d in raw or []:
-            if not isinstance(d, str):
-                self.err("wan", "dns", f"expected address strings, got {_tname(d)} {d!r}")
-                continue
-            a = self.ip("wan", "dns", d)
-            if a is not None:
-                dns.append(a)
-        return Wan(name, mac, address, bool(dhcp), gateway, tuple(dns))
-
-    def lan(self, sec: dict) -> Lan:
-        name, mac = self.nic("lan", sec)
-        raw = self.get(sec, "lan", "address", str, "a string like \"198.18.50.1/24\"")
-        if "address" not in sec:
-            self.err("lan", None, "needs `address = \"A.B.C.D/LEN\"` (the appliance's address on the LAN)")
-        address = self.ip_if("lan", "address", raw)
-        nat = self.get(sec, "lan", "nat", bool, "true or false")
-        return Lan(name, mac, address, True if nat is None else nat)
-
-    def vpn(self, sec: dict) -> tuple[Vpn, Options | None]:
-        role = self.get(sec, "vpn", "role", str, "\"client\" or \"server\"")
-        if "role" not in sec:
-            self.err("vpn", None, "needs `role = \"client\"` or `role = \"server\"`")
-        elif role is not None and role not in ROLES:
-            self.err("vpn", "role", f"{role!r} is not one of client|server")
-            role = None
-        config = self.get(sec, "vpn", "config", str, "a file name")
-        inline = self.get(sec, "vpn", "inline", str, "a string (use '''...''' for several lines)")
-        if ("config" in sec) == ("inline" in sec):
-            self.err("vpn", None, "give exactly one of `config = \"client.ovpn\"` or `inline = '''...'''`")
-            return Vpn(role or "client"), None
-        opts: Options | None = None
-        if config is not None:
-            full = config if os.path.isabs(config) else os.path.join(self.base, config)
-            try:
-                with open(full, "rb") as f:
-                    text = f.read().decode("utf-8", "replace")
-            except OSError as e:
-                self.err("vpn", "config", f"cannot read {config}: {e.strerror or e}")
-                return Vpn(role or "client", config=full), None
-            opts = self._ovpn(text, full, 0)
-            vpn = Vpn(role or "client", config=full)
-        elif inline is not None:
-            start = self.lines.of("vpn", "inline") or 1
-            raw = self.lines.values.get(("vpn", "inline"), "")
-            multi = raw.startswith('"""') or raw.startswith("'''")
-            # TOML drops a newline right after the opening delimiter, so line 1 is the next line.
-            offset = start if multi and raw[3:].strip() == "" else start - 1
-            opts = self._ovpn(inline, self.path, offset if multi else None, start)
-            vpn = Vpn(role or "client", inline=inline, inline_line=start)
-        else:
-            return Vpn(role or "client"), None
-        if opts is not None and role is not None and opts.role != role:
-            self.err("vpn", "role", f"role is {role!r} but the OpenVPN config is a {opts.role} config")
-        return vpn, opts
-
-    def _ovpn(self, text: str, path: str, offset: int | None, single_line: int | None = None) -> Options | None:
+    def parse_ovpn(self, text: str, path: str, offset: int | None, single_line: int | None = None) -> Options | None:
         """Parse OpenVPN text; for inline text, move its line numbers onto the TOML's."""
         try:
             opts = parse_config(text, path)
@@ -317,25 +154,15 @@ class _Loader:
                              for n in opts.notes]
         return opts
 
-    def cross_checks(self, wan: Wan, lan: Lan | None) -> None:
-        if lan is None:
-            return
-        if (wan.name and wan.name == lan.name) or (wan.mac and wan.mac == lan.mac):
-            self.err("lan", "name" if lan.name else "mac", "the LAN must be a different NIC from the WAN")
-        if wan.address and lan.address and wan.address.network.overlaps(lan.address.network):
-            self.err("lan", "address", f"{lan.address.network} overlaps the WAN network {wan.address.network}")
-
-
-def _tname(v) -> str:
-    return {bool: "boolean", int: "integer", float: "number", str: "string", list: "list",
-            dict: "table"}.get(type(v), type(v).__name__)
-
 
 _TOML_POS = re.compile(r"\s*\(at line (\d+), column (\d+)\)\s*$")
 
 
-def parse_appliance_config(text: str, path: str = "<appliance.toml>") -> ApplianceConfig:
-    """Validate TOML text (relative file names are resolved against `path`'s directory)."""
+def parse_appliance_config(text: str, path: str = "<appliance.toml>",
+                           sections: tuple[Section, ...] = SECTIONS) -> ApplianceConfig:
+    """Validate TOML text (relative file names are resolved against `path`'s directory).
+
+    `sections` is the key table (keys.SECTIONS); tests pass an extended one."""
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
@@ -345,25 +172,23 @@ def parse_appliance_config(text: str, path: str = "<appliance.toml>") -> Applian
             raise ConfigError(f"TOML syntax: {msg[:m.start()]} (column {m.group(2)})", path, int(m.group(1))) from None
         line = text.count("\n") + 1 if "end of document" in msg else None
         raise ConfigError(f"TOML syntax: {msg}", path, line) from None
-    ld = _Loader(path, text)
+    ld = _Loader(path, text, sections)
     ld.check_keys(data)
-    get = lambda s: data.get(s) if isinstance(data.get(s), dict) else {}  # noqa: E731
-    appliance = ld.appliance(get("appliance"))
-    if "wan" not in data:
-        ld.errors.append(ConfigError("missing [wan] section (the uplink NIC)", path, None, "[wan]"))
-    wan = ld.wan(get("wan")) if "wan" in data else Wan()
-    lan = ld.lan(get("lan")) if "lan" in data else None
-    if "vpn" not in data:
-        ld.errors.append(ConfigError("missing [vpn] section (role and OpenVPN config)", path, None, "[vpn]"))
-        vpn, opts = Vpn(), None
-    else:
-        vpn, opts = ld.vpn(get("vpn"))
-    ld.cross_checks(wan, lan)
+    gots = load_sections(sections, data, ld)
+    built = {}
+    for sec in sections:
+        if sec.name in data:
+            built[sec.name] = gots[sec.name].build()
+            continue
+        if sec.required:
+            ld.errors.append(ConfigError(f"missing [{sec.name}] section ({sec.help})", path, None, f"[{sec.name}]"))
+        built[sec.name] = None if sec.absent == "none" else sec.cls()
     if ld.errors:
         ld.errors.sort(key=lambda e: (e.path != path, e.line or 0))
         raise ConfigErrors(ld.errors) if len(ld.errors) > 1 else ld.errors[0]
+    opts = gots["vpn"].extra.get("options")
     assert opts is not None
-    return ApplianceConfig(path, appliance, wan, lan, vpn, opts)
+    return config_class(sections)(path=path, vpn_options=opts, source=dict(ld.lines.keys), **built)
 
 
 def load_appliance_config(path: str) -> ApplianceConfig:
@@ -422,6 +247,21 @@ def summary(cfg: ApplianceConfig) -> str:
     return "\n".join(out)
 
 
+def resolved_keys(cfg: ApplianceConfig, sections: tuple[Section, ...] = SECTIONS) -> str:
+    """Every TOML key as resolved: `section.key = value   # file:line` or `# (default)`, then its help."""
+    out = []
+    for sec in sections:
+        obj = getattr(cfg, sec.name)
+        if obj is None:
+            out.append(f"[{sec.name}]: not given ({sec.help} off)")
+            continue
+        for k in sec.keys:
+            line = cfg.source.get((sec.name, k.name))
+            where = f"{cfg.path}:{line}" if line is not None else "(default)" if k.default is not None else "(not set)"
+            out.append(f"{sec.name}.{k.name} = {k.kind.show(getattr(obj, k.name))}   # {where}: {k.help}")
+    return "\n".join(out)
+
+
 def check_file(path: str) -> int:
     """`vpn-appliance check appliance.toml`: summary on stdout, or errors on stderr and status 2."""
     try:
@@ -431,4 +271,8 @@ def check_file(path: str) -> int:
         print(str(e), file=sys.stderr)
         return 2
     print(summary(cfg))
+    print(f"\n# {cfg.path}: every key, with the line it came from")
+    print(resolved_keys(cfg))
+    print(f"\n# OpenVPN config ({cfg.vpn.config or f'inline at {cfg.path}:{cfg.vpn.inline_line}'})")
+    print(render_options(cfg.vpn_options))
     return 0

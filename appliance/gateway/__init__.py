@@ -45,6 +45,6 @@ def server_gateway(opts: Options) -> ServerGateway:
         with open(opts.auth_user_pass_verify[0], encoding="utf-8") as f:
             passdb = f.read()
     ccd = ccd_loader(opts.client_config_dir) if opts.client_config_dir else None
-    st = server_settings(opts, ccd, passdb)
+    st = server_settings(opts, ccd, passdb, defer_auth=True)
     return ServerGateway(opts, st, system.SystemPorts(), ServerTunnelNetwork(opts, st.pool, st.pool6), system.clock,
                          system.waiter(), signals=Signals())

@@ -22,6 +22,7 @@ from ..openvpn.config import Options
 from ..openvpn.server import ServerDispatcher, ServerSettings
 from ..openvpn.settings import mss_rule
 from ..transport.link import TcpLink
+from .auth import AuthChecker
 from .eventlog import fmt_addr, log_server_event
 from .loop import Faults, Pump, Signals, Waiter
 from .ports import Clock, DatagramPort, ListenerPort, PortGone, Ports, TunPort
@@ -47,7 +48,7 @@ class ServerGateway:
     """Serve many clients. `run()` for real use; `start()`/`pump.step()` for tests."""
 
     def __init__(self, opts: Options, settings: ServerSettings, ports: Ports, net: ServerNet, clock: Clock,
-                 waiter: Waiter, signals: Signals | None = None) -> None:
+                 waiter: Waiter, signals: Signals | None = None, auth: AuthChecker | None = None) -> None:
         self.opts = opts
         self.st = settings
         self.ports = ports
@@ -64,10 +65,13 @@ class ServerGateway:
         self.udp: DatagramPort | None = None
         self.listener: ListenerPort | None = None
         self.conns: dict[int, TcpLink] = {}
+        self.conn_peers: dict[int, str] = {}        # connection id -> the client's IP (for per-source limits)
+        if auth is None and settings.defer_auth and settings.verify_user is not None:
+            auth = AuthChecker(settings.verify_user, clock)
+        self.auth = auth
         self.established_conns: set[int] = set()
         self._conn_ids = itertools.count(1)
         self.max_conns = settings.max_clients + 64
-        self.to_tun: list = []
         self.sends: dict = {}
         self.result: int | None = None
         self.listen_addr: tuple[str, int] | None = None
@@ -90,7 +94,7 @@ class ServerGateway:
         finally:
             for cid in list(self.conns):
                 self._close_conn(cid)
-            for p in (self.udp, self.listener):
+            for p in (self.udp, self.listener, self.auth):
                 if p is not None:
                     p.close()
             self.net.close()
@@ -115,6 +119,8 @@ class ServerGateway:
             self.udp = self.ports.udp(addr, None)
             self.pump.watch(self.udp, self._on_udp_read)
             log.info("listening on UDP %s", fmt_addr(addr))
+        if self.auth is not None and not self.auth.inline:
+            self.pump.watch(self.auth, self.auth.drain)
         self.pump.timers.arm("drops", self.clock() + DROP_LOG_EVERY, self._log_drops)
 
     def request_stop(self) -> None:
@@ -144,7 +150,8 @@ class ServerGateway:
         assert self.udp is not None
         now = self.clock()
         from_link = self.dp.from_link
-        to_tun, sends = self.to_tun, self.sends
+        assert self.tun is not None
+        to_tun, sends = self.tun.queue, self.sends
         for pkt, src in self.udp.recv_batch(BATCH):
             try:
                 from_link(pkt, src, now, to_tun, sends)
@@ -183,6 +190,7 @@ class ServerGateway:
             cid = next(self._conn_ids)
             link = TcpLink(stream)
             self.conns[cid] = link
+            self.conn_peers[cid] = str(peer[0])
             self.pump.watch(link, lambda cid=cid: self._on_conn_read(cid), lambda cid=cid: self._on_conn_write(cid))
             self.pump.timers.arm(("hand-window", cid), self.clock() + self.st.hand_window,
                                  lambda cid=cid: self._hand_window_over(cid))
@@ -210,7 +218,7 @@ class ServerGateway:
         now = self.clock()
         for pkt in pkts:
             try:
-                self.dp.from_link(pkt, cid, now, self.to_tun, self.sends)
+                self.dp.from_link(pkt, cid, now, self.tun.queue, self.sends)
             except Exception:  # noqa: BLE001 - our bug on this client's packet: its connection ends
                 self.faults.internal("a client packet")
                 self._end_peer(cid)
@@ -241,6 +249,7 @@ class ServerGateway:
 
     def _close_conn(self, cid: int) -> None:
         link = self.conns.pop(cid, None)
+        self.conn_peers.pop(cid, None)
         self.established_conns.discard(cid)
         self.pump.timers.cancel(("hand-window", cid))
         if link is not None:
@@ -254,16 +263,15 @@ class ServerGateway:
             for rec, exc in failed:
                 self.faults.internal_exc("sealing for a client", exc)
                 self._end_peer(rec.addr)
-        if self.to_tun:
-            assert self.tun is not None
-            queue = self.tun.queue
-            for p in self.to_tun:
-                queue(p)
-            self.to_tun.clear()
         if self.tun is not None:
             self.tun.flush()
+        if self.auth is not None:
+            now = self.clock()
+            for (rec, key_id), ok in self.auth.take_results():
+                self.d.auth_result(rec, key_id, ok, now)
         self._flush_sends()
         self._drain_events()
+        self._flush_sends()          # what the events caused (refused logins answered at once)
         self.pump.timers.arm("engine", self.d.next_deadline(), self._on_engine_timer)
 
     def _on_engine_timer(self) -> None:
@@ -306,11 +314,22 @@ class ServerGateway:
         while d.events:
             rec, e = d.events.popleft()
             log_server_event(rec, e)
+            if isinstance(e, ev.AuthRequested):
+                self._check_password(rec, e)
             if isinstance(rec.addr, int):
                 if isinstance(e, ev.TunnelUp):
                     self.established_conns.add(rec.addr)
                 elif isinstance(e, ev.SessionClosed):
                     self._close_conn(rec.addr)
+
+    def _check_password(self, rec, e: "ev.AuthRequested") -> None:
+        """Hand the check to the worker; a refused one (rate, queue) fails the login at once."""
+        source = rec.addr[0] if isinstance(rec.addr, tuple) else self.conn_peers.get(rec.addr, "?")
+        why = "no password checker" if self.auth is None else \
+            self.auth.submit((rec, e.key_id), str(source), e.username, e.password, e.common_name)
+        if why is not None:
+            self.faults.count(why)
+            self.d.auth_result(rec, e.key_id, False, self.clock())
 
     def _log_drops(self, final: bool = False) -> None:
         extra = self.d.drop_counters()

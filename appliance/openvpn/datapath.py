@@ -105,9 +105,10 @@ class ServerDataPath:
         # each of them and logs the exception; the rest of the batch goes on.
         self.failed: list[tuple[ClientRecord, Exception]] = []
 
-    def from_link(self, packet, addr, now: float, to_tun: list, sends: dict) -> ClientRecord | None:
-        """One client packet: its tunnel packets go to `to_tun`, or sealed for another client into
-        `sends` (address -> packets) when client-to-client allows."""
+    def from_link(self, packet, addr, now: float, to_tun: Callable[[object], None], sends: dict) -> ClientRecord | None:
+        """One client packet: its tunnel packets go to `to_tun` (the TUN's queue, called at once:
+        a plaintext is a view into the session's buffer, valid only until its next receive), or
+        sealed for another client into `sends` (address -> packets) when client-to-client allows."""
         rec, pts = self.d.receive(packet, addr, now)
         if pts and rec is not None:
             s = rec.session
@@ -117,7 +118,7 @@ class ServerDataPath:
                 clamp(p, s)
                 other = route(p)
                 if other is None or other is rec:
-                    to_tun.append(p)
+                    to_tun(p)
                 elif self.c2c and other.session.established:
                     try:
                         w = other.session.encrypt(p)

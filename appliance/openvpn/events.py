@@ -1,7 +1,7 @@
 """Rare things the engine reports (never one per data packet): small frozen dataclasses."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .keymethod import PushedOptions
 
@@ -35,6 +35,16 @@ class ClientAuthenticated:
     common_name: str | None
     username: str
     peer_info: dict
+
+
+@dataclass(frozen=True)
+class AuthRequested:
+    """Server side, with SessionConfig.defer_auth: check this username/password (off the event
+    loop: it is slow on purpose) and answer with Session.auth_result(key_id, ok, now)."""
+    key_id: int
+    username: str
+    password: str = field(repr=False)
+    common_name: str | None
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,7 @@ class KS(Enum):
 class KeyState:
     __slots__ = ("key_id", "phase", "reliable", "tls", "created", "active_since", "local_km",
                  "remote_km", "sent_km", "data", "retired_at", "wkc_resend", "sent_first_control",
-                 "pending_send")
+                 "pending_send", "pending_auth")
 
     def __init__(self, key_id: int, now: float, tls_timeout: float, tcp: bool) -> None:
         self.key_id = key_id
@@ -53,6 +53,7 @@ class KeyState:
         self.wkc_resend = False           # the server asked (early negotiation) for our WKc again
         self.sent_first_control = False
         self.pending_send = False         # ACTIVE, but the peer may not have our keys yet
+        self.pending_auth: KeyMethod2 | None = None   # server: the client's message, awaiting auth_result
 
     @property
     def negotiating(self) -> bool:

@@ -84,6 +84,9 @@ class ClientRole:
             lines += ["IV_COMP_STUB=1", "IV_COMP_STUBv2=1"]
         return "\n".join(lines) + "\n"
 
+    def auth_result(self, key_id: int, ok: bool, now: float) -> None:
+        """Only servers check passwords."""
+
     def got_key_method(self, ks: KeyState, km: KeyMethod2, now: float) -> None:
         s = self.s
         if ks.key_id == 0 and not s.established:
@@ -206,12 +209,42 @@ class ServerRole:
     def got_key_method(self, ks: KeyState, km: KeyMethod2, now: float) -> None:
         s = self.s
         first = ks.key_id == 0 and not s.established
-        verify = s.cfg.verify_user
         if first:
             s.peer_info = km.peer_info_dict()
-            if verify is not None and not verify(km.username, km.password, s.peer_common_name):
-                self._auth_failed(ks, "client failed username/password authentication")
+        elif km.username != s.peer_username:
+            # As OpenVPN (ssl_verify.c): the username may not change on renegotiation, and the
+            # password is checked again, unless it is the auth-token we handed out.
+            raise ClientRefused(f"TLS Auth Error: username attempted to change from "
+                                f"{s.peer_username!r} to {km.username!r}")
+        checks = s.cfg.verify_user is not None or s.cfg.defer_auth
+        if checks and (first or not self._token_ok(km.password)):
+            if s.cfg.defer_auth:
+                # The check is slow (scrypt): the caller runs it off its event loop and answers
+                # with Session.auth_result; until then this key waits (hand-window still runs).
+                ks.pending_auth = km
+                s.events.append(ev.AuthRequested(ks.key_id, km.username, km.password, s.peer_common_name))
                 return
+            if not s.cfg.verify_user(km.username, km.password, s.peer_common_name):
+                self._auth_failed(ks, first)
+                return
+        self._accept(ks, km, first, now)
+
+    def auth_result(self, key_id: int, ok: bool, now: float) -> None:
+        """The answer to an AuthRequested: go on with the handshake of that key, or refuse."""
+        s = self.s
+        ks = s.keys.get(key_id)
+        if ks is None or ks.pending_auth is None:
+            return                                  # that key is gone (timed out, replaced)
+        km, ks.pending_auth = ks.pending_auth, None
+        first = key_id == 0 and not s.established
+        if not ok:
+            self._auth_failed(ks, first)
+            return
+        self._accept(ks, km, first, now)
+
+    def _accept(self, ks: KeyState, km: KeyMethod2, first: bool, now: float) -> None:
+        s = self.s
+        if first:
             s.peer_username = km.username
             s.cipher = s._negotiate_cipher()
             proto = peer_info_int(s.peer_info, "IV_PROTO")
@@ -220,16 +253,6 @@ class ServerRole:
             if not proto & IV_PROTO_DATA_V2:
                 s.peer_id = None
             s.events.append(ev.ClientAuthenticated(s.peer_common_name, km.username, s.peer_info))
-        else:
-            # As OpenVPN (ssl_verify.c): the username may not change on renegotiation, and the
-            # password is checked again, unless it is the auth-token we handed out.
-            if km.username != s.peer_username:
-                raise ClientRefused(f"TLS Auth Error: username attempted to change from "
-                                    f"{s.peer_username!r} to {km.username!r}")
-            if verify is not None and not self._token_ok(km.password) \
-                    and not verify(km.username, km.password, s.peer_common_name):
-                self._auth_failed(ks, "client failed username/password authentication on renegotiation")
-                return
         s._send_key_method(ks)
         s._install_keys(ks, now)
         if first and peer_info_int(s.peer_info, "IV_PROTO") & IV_PROTO_REQUEST_PUSH:
@@ -239,7 +262,8 @@ class ServerRole:
         tok = self.s.issued_auth_token
         return tok is not None and hmac.compare_digest(password.encode(), tok.encode())
 
-    def _auth_failed(self, ks: KeyState, reason: str) -> None:
+    def _auth_failed(self, ks: KeyState, first: bool) -> None:
+        reason = "client failed username/password authentication" + ("" if first else " on renegotiation")
         s = self.s
         if not ks.sent_km:
             s._send_key_method(ks)

@@ -456,6 +456,14 @@ class ServerDispatcher:
         for rec in self._records():
             self._collect(rec)
 
+    def auth_result(self, rec: ClientRecord, key_id: int, ok: bool, now: float) -> None:
+        """The verdict on a client's AuthRequested (checked off the caller's event loop)."""
+        if not rec.alive:
+            return
+        rec.session.auth_result(key_id, ok, now)
+        self._collect(rec)
+        self._promote(rec)
+
     # ---------------------------------------------------------------- timers
     def rearm(self, rec: ClientRecord) -> None:
         """Make sure the timer heap wakes us for `rec` no later than its session's deadline.

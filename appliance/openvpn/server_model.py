@@ -85,3 +85,7 @@ class ServerSettings:
     max_half_open: int = 256                         # handshakes in progress, all sources
     max_half_open_per_source: int = 8                # handshakes in progress from one IP address
     max_unverified: int = 32                         # of those, created without a cookie exchange
+    # auth-user-pass-verify: the check itself. With defer_auth the sessions ask for it by event
+    # (AuthRequested) and the caller runs it off its loop; otherwise sessions call it inline.
+    verify_user: Callable[[str, str, str | None], bool] | None = None
+    defer_auth: bool = False

@@ -93,6 +93,7 @@ class SessionConfig:
     peer_id: int | None = None
     push_options: Callable[["Session"], list[str]] | None = None
     verify_user: Callable[[str, str, str | None], bool] | None = None
+    defer_auth: bool = False                      # server: emit AuthRequested instead of calling verify_user
     server_ekm: bool = True
 
 
@@ -195,6 +196,18 @@ class Session(ControlChannel):
             self._fail(str(e), restart=True)
         self._flush(now)
         return []
+
+    def auth_result(self, key_id: int, ok: bool, now: float) -> None:
+        """Server with defer_auth: the verdict on the AuthRequested of key `key_id`."""
+        if self.closed:
+            return
+        try:
+            self.role.auth_result(key_id, ok, now)
+        except ClientRefused as e:
+            self._refuse(str(e), e.temporary)
+        except RemoteProtocolError as e:
+            self._fail(str(e), restart=True)
+        self._flush(now)
 
     def encrypt(self, payload) -> memoryview | None:
         """Seal one tunnel packet for the wire (None if no key is up yet, or its ids are used up)."""

@@ -104,8 +104,11 @@ def client_session_config(opts: Options, proto: str, username: str = "", passwor
                           advertise_ekm=advertise_ekm)
 
 
-def server_settings(opts: Options, ccd_loader=None, passdb_text: str | None = None) -> ServerSettings:
-    """A server config → the dispatcher's settings (pool, pushes, per-client session configs)."""
+def server_settings(opts: Options, ccd_loader=None, passdb_text: str | None = None,
+                    defer_auth: bool = False) -> ServerSettings:
+    """A server config → the dispatcher's settings (pool, pushes, per-client session configs).
+    `defer_auth`: password checks come out as AuthRequested events for the caller to run off its
+    event loop (the gateway does); otherwise sessions run them inline (engine tests)."""
     if opts.role != "server":
         raise ConfigError("not a server configuration (needs `server` or `mode server` + `tls-server`)")
     push = list(opts.push)
@@ -131,8 +134,10 @@ def server_settings(opts: Options, ccd_loader=None, passdb_text: str | None = No
 
     def per_client(peer_id: int) -> SessionConfig:
         # The dispatcher wraps and unwraps control packets itself (one key per server or per client).
-        return session_config(opts, Role.SERVER, tls=tls, make_wrapper=lambda: None, peer_id=peer_id,
-                              verify_user=verify_user)
+        cfg = session_config(opts, Role.SERVER, tls=tls, make_wrapper=lambda: None, peer_id=peer_id,
+                             verify_user=None if defer_auth else verify_user)
+        cfg.defer_auth = defer_auth and verify_user is not None
+        return cfg
 
     return ServerSettings(
         session_config=per_client, protection=kind, static_key=static_key,
@@ -142,7 +147,8 @@ def server_settings(opts: Options, ccd_loader=None, passdb_text: str | None = No
         max_clients=opts.max_clients, hand_window=opts.hand_window, ccd=ccd_loader,
         tcp=opts.proto == "tcp", ccd_exclusive=opts.ccd_exclusive, force_cookie=opts.tls_crypt_v2_force_cookie,
         username_as_cn=opts.username_as_common_name, connect_freq=opts.connect_freq,
-        connect_freq_initial=opts.connect_freq_initial,
+        connect_freq_initial=opts.connect_freq_initial, verify_user=verify_user,
+        defer_auth=defer_auth and verify_user is not None,
     )
 
 

@@ -8,6 +8,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from appliance.certs import issue
+from appliance.gateway.auth import AuthChecker
 from appliance.gateway.client import ClientGateway
 from appliance.gateway.server import ServerGateway
 from appliance.openvpn.config import parse_config
@@ -71,22 +72,23 @@ class World:
         self.client_nets: list[FakeTunnelNetwork] = []
         self.client_ports: list[MemoryPorts] = []
 
-    def add_server(self, conf: str) -> ServerGateway:
+    def add_server(self, conf: str, passdb: str | None = None, **auth_limits) -> ServerGateway:
         opts = parse_config(conf, "/mem/server.conf")
-        st = server_settings(opts, None, None)
+        st = server_settings(opts, None, passdb, defer_auth=True)
         self.server_net = FakeServerNet(self.net)
         self.server_ports = MemoryPorts(self.net, SERVER_IP)
+        auth = AuthChecker(st.verify_user, self.clock, inline=True, **auth_limits) if st.verify_user else None
         self.server = ServerGateway(opts, st, self.server_ports, self.server_net, self.clock,
-                                    MemoryWaiter(self.net))
+                                    MemoryWaiter(self.net), auth=auth)
         self.server.start()
         return self.server
 
-    def add_client(self, conf: str, ip: str | None = None) -> ClientGateway:
+    def add_client(self, conf: str, ip: str | None = None, username: str = "", password: str = "") -> ClientGateway:
         opts = parse_config(conf, "/mem/client.ovpn")
         n = len(self.clients)
         ports = MemoryPorts(self.net, ip or f"198.18.0.{2 + n}")
         tnet = FakeTunnelNetwork(self.net)
-        c = ClientGateway(opts, ports, tnet, self.clock, MemoryWaiter(self.net))
+        c = ClientGateway(opts, ports, tnet, self.clock, MemoryWaiter(self.net), username, password)
         self.clients.append(c)
         self.client_nets.append(tnet)
         self.client_ports.append(ports)

@@ -82,3 +82,23 @@ def test_client_leaves_cleanly_and_server_frees_its_address(pki):
     w.clients[0].request_stop()
     assert w.clients[0].result == 0
     assert w.run(lambda: not w.server.d.clients, max_time=10), "exit notification did not end the session"
+
+
+@pytest.mark.parametrize("proto", ["udp", "tcp"])
+def test_a_burst_of_packets_arrives_intact_both_ways(pki, proto):
+    """Many packets in one wake-up: each plaintext is a view into its session's buffer, so a pump
+    that queued them for later would write the last one over and over."""
+    w = World()
+    w.add_server(server_conf(pki, "tcp-server" if proto == "tcp" else "udp"))
+    w.add_client(client_conf(pki, proto="tcp-client" if proto == "tcp" else "udp"))
+    assert w.run(lambda: _up(w), max_time=30)
+    cli = w.client_addr()
+    stun, ctun = w.server_net.tun, w.client_nets[0].tun
+    up = [ipv4_udp(cli, SERVER_TUN, b"up-%03d" % i + bytes(i)) for i in range(40)]
+    down = [ipv4_udp(SERVER_TUN, cli, b"down-%03d" % i + bytes(i)) for i in range(40)]
+    for p in up:
+        ctun.inject(p)
+    for p in down:
+        stun.inject(p)
+    assert w.run(lambda: all(p in stun.written for p in up) and all(p in ctun.written for p in down), max_time=5)
+    assert len(stun.written) == len(set(stun.written)) and len(ctun.written) == len(set(ctun.written))

@@ -217,6 +217,10 @@ def test_check_file_prints_a_summary_or_the_errors(tmp_path, capsys):
     assert "wan: name eth0, address 198.18.0.2/24, gateway 198.18.0.1, dns 198.18.0.1, 198.18.0.53" in out
     assert "lan: mac 52:54:00:ab:34:56, address 198.18.50.1/24, routed" in out
     assert "remote 198.18.0.1 1194 udp" in out and "tun tun0" in out
+    # every TOML key with the line it came from, then every OpenVPN setting likewise
+    assert f"wan.gateway = 198.18.0.1   # {p}:8: default gateway for a static address" in out
+    assert "wan.dhcp = false   # (default)" in out and f"lan.nat = false   # {p}:14:" in out
+    assert f"remote-cert-tls = server   # {tmp_path / 'client.ovpn'}:7" in out
 
     p = write(tmp_path, FULL.replace('log_level = "debug"', 'log_level = 3'), ovpn)
     assert check_file(p) == 2

@@ -1,0 +1,181 @@
+"""Every key of the appliance TOML, declared once; and the rules that tie a section's keys together.
+
+A key is one `Key(name, kind, help, default=..., required=..., example=..., doc=...)` line in its
+section's tuple below; that entry alone makes the key loadable, type-checked, listed in "unknown
+key" errors, shown by `check`, and a field of the section's dataclass (schema.Wan, ...). The
+README's key tables are generated from here: after changing a key run
+`python -m appliance.config.keys README.md` (tests/unit/test_key_table.py fails until the README
+matches). A new section is one more Section(...) in SECTIONS (and a line of prose in the README).
+
+Rules run after every key of every section is checked; a rule sees `s[key]` (the checked value;
+the default when not given; None when invalid or a required key is missing), `s.has(key)` (given
+at all), `s.other("wan")`, and reports with `s.err(key or None, why)`.
+"""
+from __future__ import annotations
+
+import sys
+
+from .table import (BOOL, FILE, HOSTNAME, IFNAME, IPV4, IPV4_INTERFACE, MAC, TEXT, Got, Key,
+                    Section, enum, list_of, update_readme)
+
+LOG_LEVELS = ("error", "warning", "info", "debug")
+ROLES = ("client", "server")
+
+
+# ------------------------------------------------------------------ [appliance]
+APPLIANCE = Section("appliance", "ApplianceSection", "host name and logging", keys=(
+    Key("hostname", HOSTNAME, "host name (RFC 1123), set only when running as the VM's PID 1",
+        default="vpn-appliance", example='"vpn-gw"',
+        doc="Host name (RFC 1123). Set only when running as the VM's PID 1; a host's own name is left alone."),
+    Key("log_level", enum(*LOG_LEVELS), "how much is logged: error|warning|info|debug", default="info",
+        doc="`error`, `warning`, `info` or `debug`. Each `-v` on the command line goes one level more detailed."),
+))
+
+
+# ------------------------------------------------------------------ NICs ([wan] and [lan])
+def _nic_keys(name_example: str, extra: str = "") -> tuple[Key, Key]:
+    """`name` or `mac`: how a NIC is found (the same two keys in [wan] and [lan])."""
+    return (
+        Key("name", IFNAME, "interface name", example=f'"{name_example}"',
+            doc=f'Interface name, e.g. `"{name_example}"`. Exactly one of `name`/`mac`.{extra}'),
+        Key("mac", MAC, "MAC address the NIC is found by", example='"52:54:00:12:34:56"',
+            doc='MAC address, e.g. `"52:54:00:12:34:56"` (any case); the NIC is found by it. '
+                f'Exactly one of `name`/`mac`.{extra}'),
+    )
+
+
+def one_nic(s: Got) -> None:
+    if s.has("name") == s.has("mac"):
+        s.err(None, "give exactly one of `name` (like \"eth0\") or `mac` (like \"52:54:00:12:34:56\")")
+
+
+# ------------------------------------------------------------------ [wan]
+def address_or_dhcp(s: Got) -> None:
+    if s.has("address") and s["dhcp"]:
+        s.err("dhcp", "give either `address` or `dhcp = true`, not both")
+    elif not s.has("address") and not s["dhcp"]:
+        s.err(None, "needs `address = \"A.B.C.D/LEN\"` (with `gateway`) or `dhcp = true`")
+
+
+def gateway_fits(s: Got) -> None:
+    if s.has("gateway") and s["dhcp"] and isinstance(s.raw["gateway"], str):
+        s.err("gateway", "not used with `dhcp = true` (the DHCP server gives the gateway)")
+    gateway, address = s["gateway"], s["address"]
+    if gateway is not None and address is not None:
+        if gateway not in address.network:
+            s.err("gateway", f"{gateway} is not inside {address.network}")
+        elif gateway == address.ip:
+            s.err("gateway", f"{gateway} is the WAN address itself")
+
+
+WAN = Section("wan", "Wan", "the uplink NIC", required=True, keys=(
+    *_nic_keys("eth0"),
+    Key("address", IPV4_INTERFACE, "static IPv4 address with prefix length", example='"198.18.0.2/24"',
+        doc='Static IPv4 address with prefix length, `"198.18.0.2/24"`. Exactly one of `address`/`dhcp = true`.'),
+    Key("dhcp", BOOL, "get address and gateway by DHCP", default=False,
+        doc="`true`: get address and gateway by DHCP (needs the image's DHCP client, "
+            "`appliance.boot.dhcp_client`). Exactly one of `address`/`dhcp = true`."),
+    Key("gateway", IPV4, "default gateway for a static address", example='"198.18.0.1"',
+        doc="Default gateway for a static `address`; must lie inside its network. Not allowed with `dhcp`. "
+            "If the host already has a default route it is kept (and logged)."),
+    Key("dns", list_of(IPV4, "addresses", "address strings"), "name servers, used at start for the remote names",
+        default=(), example='["198.18.0.1"]',
+        doc="Name servers. Written to `/etc/resolv.conf` only when running as PID 1. They are used once, "
+            "at start, to resolve the `remote` names of the OpenVPN config (see the kill switch below)."),
+), rules=(one_nic, address_or_dhcp, gateway_fits),
+    doc="The uplink; the VPN transport leaves here and nothing else from the LAN ever does.")
+
+
+# ------------------------------------------------------------------ [lan]
+def apart_from_wan(s: Got) -> None:
+    wan = s.other("wan")
+    if (wan["name"] and wan["name"] == s["name"]) or (wan["mac"] and wan["mac"] == s["mac"]):
+        s.err("name" if s["name"] else "mac", "the LAN must be a different NIC from the WAN")
+    if wan["address"] and s["address"] and wan["address"].network.overlaps(s["address"].network):
+        s.err("address", f"{s['address'].network} overlaps the WAN network {wan['address'].network}")
+
+
+LAN = Section("lan", "Lan", "router mode", absent="none", keys=(
+    *_nic_keys("eth1", " Must be a different NIC from the WAN."),
+    Key("address", IPV4_INTERFACE, "the appliance's address on the LAN", required=True,
+        example='"198.18.50.1/24"',
+        doc="The appliance's address on the LAN, `\"198.18.50.1/24\"`; the network must not overlap the WAN's. "
+            "LAN hosts use it as their gateway."),
+    Key("nat", BOOL, "true: masquerade behind the tunnel (client) or LAN (server) address; false: route",
+        default=True,
+        doc="Client role: `true` masquerades LAN hosts behind the tunnel address (the server needs nothing); "
+            "`false` routes them with their own addresses (the server must `iroute` the LAN and push/route it), "
+            "and the tunnel side may then open connections into the LAN too. Server role: `true` masquerades "
+            "VPN clients behind the LAN address (LAN hosts need no route back to the VPN pool)."),
+), rules=(one_nic, apart_from_wan),
+    doc="The routed side (router mode): its hosts reach the tunnel, never the WAN.")
+
+
+# ------------------------------------------------------------------ [vpn]
+def config_or_inline(s: Got) -> None:
+    """Exactly one OpenVPN config; parse it (its errors keep their own file:line, or map onto the
+    TOML's lines when inline) and check that it plays the declared role."""
+    if s.has("config") == s.has("inline"):
+        s.err(None, "give exactly one of `config = \"client.ovpn\"` or `inline = '''...'''`")
+        s.drop("config")
+        s.drop("inline")
+        return
+    opts = None
+    if s["config"] is not None:
+        full = s["config"]
+        try:
+            with open(full, "rb") as f:
+                text = f.read().decode("utf-8", "replace")
+        except OSError as e:
+            s.err("config", f"cannot read {s.raw['config']}: {e.strerror or e}")
+            return
+        opts = s.ctx.parse_ovpn(text, full, 0)
+    elif s["inline"] is not None:
+        start = s.ctx.lines.of("vpn", "inline") or 1
+        raw = s.ctx.lines.values.get(("vpn", "inline"), "")
+        multi = raw.startswith('"""') or raw.startswith("'''")
+        # TOML drops a newline right after the opening delimiter, so line 1 is the next line.
+        offset = start if multi and raw[3:].strip() == "" else start - 1
+        opts = s.ctx.parse_ovpn(s["inline"], s.ctx.path, offset if multi else None, start)
+        s.values["inline_line"] = start
+    s.extra["options"] = opts
+    if opts is not None and s["role"] is not None and opts.role != s["role"]:
+        s.err("role", f"role is {s['role']!r} but the OpenVPN config is a {opts.role} config")
+
+
+VPN = Section("vpn", "Vpn", "role and OpenVPN config", required=True, keys=(
+    Key("role", enum(*ROLES), "client or server; must match the OpenVPN config", default="client",
+        required=True,
+        doc="`\"client\"` or `\"server\"`; must match the OpenVPN config (`client`/`tls-client`+`pull` is a "
+            "client, `server`/`mode server` a server)."),
+    Key("config", FILE, "an OpenVPN 2.6 config file, relative to the TOML's directory", example='"client.ovpn"',
+        doc="An OpenVPN 2.6 config file, relative to the TOML's directory (or absolute). Files it names "
+            "(`ca ca.crt`, ...) are relative to *its* directory, as in OpenVPN."),
+    Key("inline", TEXT, "the OpenVPN config text itself",
+        doc="The same directives inline; use a TOML multi-line literal string `'''...'''` so backslashes and "
+            "quotes stay as they are (`vpn-appliance import` falls back to a `\"\"\"...\"\"\"` string with "
+            "escapes if the profile contains `'''`). Files it names are relative to the TOML's directory. "
+            "Exactly one of `config`/`inline`."),
+), rules=(config_or_inline,), derived=(("inline_line", int | None, None),))
+
+
+# The TOML's sections, in the order they are checked, documented and shown.
+SECTIONS: tuple[Section, ...] = (APPLIANCE, WAN, LAN, VPN)
+
+
+def main(argv: list[str]) -> int:
+    """`python -m appliance.config.keys README.md`: rewrite the README's key tables from SECTIONS."""
+    if len(argv) != 1:
+        print("usage: python -m appliance.config.keys README.md", file=sys.stderr)
+        return 2
+    with open(argv[0], encoding="utf-8") as f:
+        text = f.read()
+    new = update_readme(text, SECTIONS)
+    if new != text:
+        with open(argv[0], "w", encoding="utf-8") as f:
+            f.write(new)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

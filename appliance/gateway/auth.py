@@ -1,0 +1,130 @@
+"""Password checks off the event loop, bounded per source address and in total.
+
+Why: a check is slow on purpose (scrypt, ~45 ms); run inside the loop, about 25 bogus logins a
+second would stall every tunnel. The engine hands each check out as an AuthRequested event; this
+module runs it in a worker thread (hashlib.scrypt releases the GIL), and the pump applies the
+verdict with ServerDispatcher.auth_result when the worker wakes it. A source that asks for too
+many checks at once, or too often, gets a refusal without a check; so does everyone while the
+queue is full. Refusals are counted by reason.
+"""
+from __future__ import annotations
+
+import socket
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Callable
+
+Verify = Callable[[str, str, "str | None"], bool]
+
+MAX_PENDING = 32               # checks queued or running, all sources together
+PER_SOURCE_PENDING = 2         # at once, per source address
+PER_SOURCE_RATE = (10, 10.0)   # at most 10 checks per 10 s per source address (token bucket)
+
+
+class AuthChecker:
+    """submit() a check; its verdict comes back from take_results(). `inline=True` checks at once
+    in the caller's thread (deterministic, for tests on a fake clock)."""
+
+    def __init__(self, verify: Verify, clock: Callable[[], float], inline: bool = False,
+                 max_pending: int = MAX_PENDING, per_source_pending: int = PER_SOURCE_PENDING,
+                 per_source_rate: tuple[int, float] = PER_SOURCE_RATE) -> None:
+        self.verify = verify
+        self.clock = clock
+        self.inline = inline
+        self.max_pending = max_pending
+        self.per_source_pending = per_source_pending
+        self.rate_n, self.rate_sec = per_source_rate
+        self.pending: dict[str, int] = {}
+        self.tokens: dict[str, tuple[float, float]] = {}     # source -> (tokens, at)
+        self.results: deque = deque()                       # (key, source, ok), appended by workers
+        self.refused: dict[str, int] = {}
+        self.checked = 0
+        self._pool = None if inline else ThreadPoolExecutor(max_workers=1, thread_name_prefix="auth-check")
+        self._rsock: socket.socket | None = None
+        self._wsock: socket.socket | None = None
+        if not inline:
+            self._rsock, self._wsock = socket.socketpair()
+            self._rsock.setblocking(False)
+            self._wsock.setblocking(False)
+
+    def fileno(self) -> int:
+        """Readable when a verdict is waiting (threads only)."""
+        assert self._rsock is not None
+        return self._rsock.fileno()
+
+    def drain(self) -> None:
+        try:
+            while self._rsock is not None and self._rsock.recv(512):
+                pass
+        except OSError:
+            pass
+
+    def submit(self, key: object, source: str, username: str, password: str, common_name: str | None) -> str | None:
+        """Queue a check; None when queued, else why it was refused without one."""
+        why = self._admit(source)
+        if why is not None:
+            self.refused[why] = self.refused.get(why, 0) + 1
+            return why
+        self.pending[source] = self.pending.get(source, 0) + 1
+        if self._pool is None:
+            self._finish(key, source, self._check(username, password, common_name))
+            return None
+        fut = self._pool.submit(self._check, username, password, common_name)
+        fut.add_done_callback(lambda f: self._finished_in_thread(key, source, f))
+        return None
+
+    def _admit(self, source: str) -> str | None:
+        if sum(self.pending.values()) >= self.max_pending:
+            return "password check refused: too many checks queued"
+        if self.pending.get(source, 0) >= self.per_source_pending:
+            return "password check refused: too many at once from one address"
+        now = self.clock()
+        tokens, at = self.tokens.get(source, (float(self.rate_n), now))
+        tokens = min(float(self.rate_n), tokens + (now - at) * self.rate_n / self.rate_sec)
+        if tokens < 1.0:
+            self.tokens[source] = (tokens, now)
+            return "password check refused: too many from one address"
+        self.tokens[source] = (tokens - 1.0, now)
+        if len(self.tokens) > 4096:                          # forget sources with full buckets
+            full = [s for s, (t, a) in self.tokens.items() if t + (now - a) * self.rate_n / self.rate_sec >= self.rate_n]
+            for s in full:
+                del self.tokens[s]
+        return None
+
+    def _check(self, username: str, password: str, common_name: str | None) -> bool:
+        try:
+            return bool(self.verify(username, password, common_name))
+        except Exception:  # noqa: BLE001 - a broken check refuses, it does not accept
+            return False
+
+    def _finished_in_thread(self, key: object, source: str, fut: Future) -> None:
+        ok = (not fut.cancelled()) and fut.exception() is None and bool(fut.result())
+        self._finish(key, source, ok)
+        try:
+            assert self._wsock is not None
+            self._wsock.send(b"\0")
+        except OSError:
+            pass                                  # a full socketpair still wakes the loop
+
+    def _finish(self, key: object, source: str, ok: bool) -> None:
+        self.results.append((key, source, ok))
+
+    def take_results(self) -> list[tuple[object, bool]]:
+        out = []
+        while self.results:
+            key, source, ok = self.results.popleft()
+            n = self.pending.get(source, 1) - 1
+            if n > 0:
+                self.pending[source] = n
+            else:
+                self.pending.pop(source, None)
+            self.checked += 1
+            out.append((key, ok))
+        return out
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+        for s in (self._rsock, self._wsock):
+            if s is not None:
+                s.close()
