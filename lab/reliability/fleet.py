@@ -112,9 +112,9 @@ def cpu_seconds(pid: int) -> float:
 class Fleet:
     """A Lab with `n` client namespaces and certificates c0..c<n-1>."""
 
-    def __init__(self, n: int, tmp: Path | None = None) -> None:
+    def __init__(self, n: int, tmp: Path | None = None, extra_certs: tuple[str, ...] = ()) -> None:
         self.names = [f"c{i}" for i in range(n)]
-        self.lab = Lab(clients=self.names, tmp=tmp)
+        self.lab = Lab(clients=self.names + list(extra_certs), tmp=tmp)
         self.ns: list[Netns] = []
         try:
             for i in range(n):
@@ -127,8 +127,8 @@ class Fleet:
 
     # ---- processes
     def start_server(self, extra: str = "", proto: str = "udp", kind: str = "ours", name: str = "srv",
-                     keepalive: str | None = None) -> Proc:
-        cfg = server_config(self.lab.pki, proto, extra=extra)
+                     keepalive: str | None = None, protection: str = "tls-crypt") -> Proc:
+        cfg = server_config(self.lab.pki, proto, protection=protection, extra=extra)
         if keepalive:
             cfg = cfg.replace("keepalive 5 30", f"keepalive {keepalive}")
         if kind == "ours":
@@ -137,17 +137,19 @@ class Fleet:
             self.server = self.lab.openvpn(self.lab.srv, cfg, name)
         return self.server
 
-    def profile(self, i: int, proto: str = "udp", extra: str = "") -> str:
+    def profile(self, i: int, proto: str = "udp", extra: str = "", protection: str = "tls-crypt",
+                cert: str | None = None) -> str:
         # The server's address on this client's own veth (as tests/interop do for extra namespaces).
-        return client_profile(self.lab.pki, proto, client=self.names[i], extra=extra,
+        return client_profile(self.lab.pki, proto, protection=protection, client=cert or self.names[i], extra=extra,
                               remotes=[(self.server_ip(i), 1194, proto)])
 
     @staticmethod
     def server_ip(i: int) -> str:
         return f"198.18.{i + 1}.1"
 
-    def start_client(self, i: int, proto: str = "udp", extra: str = "", wait: float = 0) -> Proc:
-        p = self.lab.ours(self.ns[i], self.profile(i, proto, extra), f"cli{i}", wait=wait)
+    def start_client(self, i: int, proto: str = "udp", extra: str = "", wait: float = 0,
+                     protection: str = "tls-crypt") -> Proc:
+        p = self.lab.ours(self.ns[i], self.profile(i, proto, extra, protection), f"cli{i}", wait=wait)
         self.clients[i] = p
         return p
 
