@@ -22,9 +22,9 @@ import subprocess
 import sys
 import time
 
-from ..netns import SRV_IP, TUN_SERVER_IP
+from ..netns import SRV_IP
 from ..tools import OPENVPN, OUR_BIN
-from .fleet import Fleet, cpu_seconds, proc_stats, rates, server_sessions, sink_totals
+from .fleet import Fleet, cpu_seconds, proc_stats, rates, sink_totals
 
 SPOOFED_RESETS = r"""
 import os, random, socket, struct, sys, time

@@ -87,26 +87,26 @@ def kill9(fleet: Fleet, n: int, server_kind: str = "ours", out=print) -> dict:
 
 
 def restart_mid_transfer(fleet: Fleet, server_kind: str = "ours", nbytes: int = 24_000_000, rate_mbit: float = 16,
-                         out=print) -> dict:
+                         restart_at: float = 4, stall_s: int = 90, out=print) -> dict:
     lab = fleet.lab
     res: dict = {"server": server_kind}
     srv = fleet.start_server(kind=server_kind, name=f"srvmt-{server_kind}")
     p = fleet.start_client(0, wait=40)
     assert lab.wait_ping(fleet.ns[0], TUN_SERVER_IP, 15)
     res["addr_before"] = tun_addr(fleet, 0)
-    recv = lab.start(lab.srv, [sys.executable, "-c", _RECEIVER.replace("settimeout(60)", "settimeout(90)"),
+    recv = lab.start(lab.srv, [sys.executable, "-c", _RECEIVER.replace("settimeout(60)", f"settimeout({stall_s})"),
                                TUN_SERVER_IP, "5210", str(nbytes)], "mt-recv")
     assert recv.wait_for("listening", 10)
     send = lab.start(fleet.ns[0], [sys.executable, "-c", PACED_SENDER, TUN_SERVER_IP, "5210", str(nbytes),
                                    str(rate_mbit * 1e6 / 8)], "mt-send")
-    time.sleep(4)
+    time.sleep(restart_at)
     fleet.stop_client(0)
     t0 = time.monotonic()
     p = fleet.start_client(0, wait=60)
     res["tunnel_back_s"] = round(time.monotonic() - t0, 1)
     res["addr_after"] = tun_addr(fleet, 0)
     res["same_address"] = res["addr_after"] == res["addr_before"]
-    recv.wait_for(r"(?m)^(ok|short) ", 150)
+    recv.wait_for(r"(?m)^(ok|short) ", stall_s + 60)
     m = re.search(r"^(ok|short) (\S+)", recv.log(), re.M)
     res["stream_survived"] = bool(m and m.group(1) == "ok" and m.group(2) == _pattern_digest(nbytes))
     res["sender"] = send.log().strip()[-200:]
