@@ -89,12 +89,15 @@ print("bogus handshakes sent", sent, "answered", answered, flush=True)
 
 BAD_LOGINS = r"""
 import os, subprocess, sys, time
-openvpn, cfg, rate, secs, logdir = sys.argv[1], sys.argv[2], float(sys.argv[3]), float(sys.argv[4]), sys.argv[5]
+openvpn, rate, secs, logdir = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), sys.argv[4]
+spots = [a.split("=", 1) for a in sys.argv[5:]]        # namespace=profile, used in turn
 procs = []; t0 = time.monotonic(); k = 0
 while time.monotonic() - t0 < secs:
     if k < (time.monotonic() - t0) * rate:
+        ns, cfg = spots[k % len(spots)]
         f = open(os.path.join(logdir, f"badlogin-{k}.log"), "wb")
-        procs.append((time.monotonic(), subprocess.Popen([openvpn, "--config", cfg], stdout=f, stderr=subprocess.STDOUT)))
+        procs.append((time.monotonic(), subprocess.Popen(["ip", "netns", "exec", ns, openvpn, "--config", cfg],
+                                                         stdout=f, stderr=subprocess.STDOUT)))
         k += 1
     for t, p in procs:
         if p.poll() is None and time.monotonic() - t > 15:
@@ -103,7 +106,7 @@ while time.monotonic() - t0 < secs:
 for t, p in procs:
     try: p.wait(max(0.1, 15 - (time.monotonic() - t)))
     except subprocess.TimeoutExpired: p.kill(); p.wait()
-print("bad logins started", k, flush=True)
+print("bad logins started", k, "from", len(spots), "addresses", flush=True)
 """
 
 
@@ -142,16 +145,19 @@ def run(nclients: int = 50, resets: int = 100_000, handshakes: int = 500, bad_ra
         cpu0 = cpu_seconds(pid)
         log_at = len(srv.log())
         # The floods, at the same time.
-        ovpn_bad = lab.write("bad.ovpn", fleet.profile(0, extra=f"auth-user-pass {bad}\nauth-retry none\n",
-                                                       protection="none", cert="badlogin"))
+        # Wrong-password logins by Debian's openvpn, from every client namespace in turn (each its own
+        # source address, so the per-address limit alone does not stop them).
+        spots = [f"{fleet.ns[i].name}=" + str(lab.write(f"bad{i}.ovpn", fleet.profile(
+            i, extra=f"auth-user-pass {bad}\nauth-retry none\n", protection="none", cert="badlogin")))
+            for i in range(nclients)]
         logdir = lab.tmp / "badlogins"
         logdir.mkdir()
         f1 = lab.start(lab.cli, [sys.executable, "-c", SPOOFED_RESETS, SRV_IP, "1194", str(resets), str(flood_s)],
                        "spoofed")
         f2 = lab.start(lab.cli, [sys.executable, "-c", BOGUS_HANDSHAKES, SRV_IP, "1194", str(handshakes),
                                  str(flood_s)], "handshakes")
-        f3 = lab.start(fleet.ns[0], [sys.executable, "-c", BAD_LOGINS, OPENVPN, str(ovpn_bad), str(bad_rate),
-                                     str(flood_s), str(logdir)], "badlogins")
+        f3 = lab.start(lab.srv, [sys.executable, "-c", BAD_LOGINS, OPENVPN, str(bad_rate), str(flood_s), str(logdir),
+                                 *spots], "badlogins")
         t_flood = time.monotonic()
         time.sleep(3)
         a = sink_totals(sink)
@@ -180,7 +186,7 @@ def run(nclients: int = 50, resets: int = 100_000, handshakes: int = 500, bad_ra
                                      if "AUTH_FAILED" not in p.read_text(errors="replace")), "-"),
             "legit_disconnects_during": len(drops),
             "clients_alive": sum(1 for p in fleet.clients if p is not None and p.alive()),
-            "client_restarts": sum(p.log().count("tunnel up") - 1 for p in fleet.clients if p is not None),
+            "client_restarts": sum(max(0, p.log().count("tunnel up") - 1) for p in fleet.clients if p is not None),
             "server_alive": srv.alive(),
             "rss_before_mb": round(stats0["rss_kb"] / 1024, 1), "rss_after_flood_mb": round(stats1["rss_kb"] / 1024, 1),
             "rss_10s_later_mb": round(stats2["rss_kb"] / 1024, 1), "fds_before": stats0["fds"], "fds_after": stats2["fds"],
@@ -190,6 +196,7 @@ def run(nclients: int = 50, resets: int = 100_000, handshakes: int = 500, bad_ra
             "mbps_during_min": round(min([during.get(ip, 0) for ip in before] or [0]), 2),
             "streams_before": len(before), "streams_during": sum(1 for v in during.values() if v > 0),
             "server_log_lines_during": len(log.splitlines()),
+            "server_refusals": (re.findall(r"dropped packets: ([^\n]*)", log) or ["-"])[-1],
         })
     out("flood results:")
     for k, v in res.items():
