@@ -127,12 +127,12 @@ class Fleet:
 
     # ---- processes
     def start_server(self, extra: str = "", proto: str = "udp", kind: str = "ours", name: str = "srv",
-                     keepalive: str | None = None, protection: str = "tls-crypt") -> Proc:
+                     keepalive: str | None = None, protection: str = "tls-crypt", env: dict | None = None) -> Proc:
         cfg = server_config(self.lab.pki, proto, protection=protection, extra=extra)
         if keepalive:
             cfg = cfg.replace("keepalive 5 30", f"keepalive {keepalive}")
         if kind == "ours":
-            self.server = self.lab.ours(self.lab.srv, cfg, name, pattern=r"listening on (UDP|TCP)")
+            self.server = self.lab.ours(self.lab.srv, cfg, name, pattern=r"listening on (UDP|TCP)", env=env)
         else:
             self.server = self.lab.openvpn(self.lab.srv, cfg, name)
         return self.server

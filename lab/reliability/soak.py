@@ -23,13 +23,13 @@ from .fleet import Fleet, proc_stats, server_sessions
 
 
 def run(minutes: float, nclients: int = 20, reneg: int = 60, warmup: float | None = None, seed: int = 8,
-        stay: tuple[float, float] = (10, 150), out=print) -> dict:
+        stay: tuple[float, float] = (10, 150), server_env: dict | None = None, out=print) -> dict:
     duration = minutes * 60
     warmup = warmup if warmup is not None else min(300.0, duration / 5)
     res: dict = {"clients": nclients, "minutes": minutes, "warmup_s": warmup}
     with Fleet(nclients) as fleet:
         extra = f"reneg-sec {reneg}\n"
-        srv = fleet.start_server(extra=extra)
+        srv = fleet.start_server(extra=extra, env=server_env)
         pid = srv.p.pid
         time.sleep(1)
         base = proc_stats(pid)
@@ -123,8 +123,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--minutes", type=float, default=30)
     ap.add_argument("--clients", type=int, default=20)
     ap.add_argument("--reneg", type=int, default=60)
+    ap.add_argument("--warmup", type=float, default=None, help="seconds (default: a fifth of the run, at most 300)")
+    ap.add_argument("--stay", type=float, nargs=2, default=(10, 150), help="a client stays this long (s), uniform")
+    ap.add_argument("--server-env", action="append", default=[], metavar="NAME=VALUE",
+                    help="environment of the server process, e.g. MALLOC_MMAP_THRESHOLD_=131072")
     a = ap.parse_args(argv)
-    r = run(a.minutes, a.clients, a.reneg, out=lambda *x, **k: print(*x, flush=True))
+    env = dict(e.split("=", 1) for e in a.server_env) or None
+    r = run(a.minutes, a.clients, a.reneg, a.warmup, stay=tuple(a.stay), server_env=env, out=lambda *x, **k: print(*x, flush=True))
     ok = (r["server_alive"] and r["rss_growth_mb"] <= 5 and r["sessions_left"] == 0
           and r["fds_after"] <= r["fds_before"] and r["final_all_connected"] == a.clients)
     print("PASS" if ok else "FAIL")
