@@ -65,3 +65,14 @@ image: setup
 
 clean:
 	rm -rf $(VENV) image/out .pytest_cache
+
+# Reliability runs (issue 8, lab/reliability/): network faults, floods, restart and recovery; they
+# print figures. `make soak DURATION=30` churns 20 clients for DURATION minutes (30 when unset).
+.PHONY: reliability soak
+reliability: setup
+	$(PY) -m lab.reliability.faults
+	$(PY) -m lab.reliability.flood
+	$(PY) -m lab.reliability.recovery --server both
+
+soak: setup
+	$(PY) -m lab.reliability.soak --minutes $(if $(filter 0,$(DURATION)),30,$(DURATION))
