@@ -48,11 +48,17 @@ def write(path: str, entries: dict[str, tuple[str | None, str | None]]) -> None:
 class PoolMemory:
     """Common name -> the addresses it had; `want(cn)` asks the pools for them again."""
 
-    def __init__(self, path: str, interval: int) -> None:
+    def __init__(self, path: str | None, interval: int) -> None:
         self.path = path
         self.interval = interval
-        self.entries = read(path)
+        self.entries = read(path) if path is not None else {}
         self.dirty = False
+
+    @classmethod
+    def in_memory(cls) -> "PoolMemory":
+        """Without ifconfig-pool-persist OpenVPN still remembers, while it runs, which common name
+        had which pool address, and gives a reconnecting client its address back."""
+        return cls(None, 0)
 
     def want(self, cn: str | None) -> tuple[str | None, str | None]:
         return self.entries.get(cn or "", (None, None)) if cn else (None, None)
@@ -70,12 +76,17 @@ class PoolMemory:
         if not cn or (v4 is None and v6 is None):
             return
         if self.entries.get(cn) != (v4, v6):
+            # One name per address, as OpenVPN's pool keeps it (so the memory stays as small as
+            # the pool, however many names come and go).
+            for other in [n for n, (a4, a6) in self.entries.items() if n != cn and
+                          ((v4 and a4 == v4) or (v6 and a6 == v6))]:
+                del self.entries[other]
             self.entries.pop(cn, None)
             self.entries[cn] = (v4, v6)
             self.dirty = True
 
     def save(self) -> None:
-        if self.interval == 0 or not self.dirty:
+        if self.path is None or self.interval == 0 or not self.dirty:
             return
         write(self.path, self.entries)
         self.dirty = False

@@ -29,6 +29,7 @@ from .errors import BadPacket, ClientRefused, PushDeferred
 from .opcodes import (CONTROL_FROM_CLIENT_OPS, EARLY_NEG_FLAG_RESEND_WKC, EARLY_NEG_FLAGS, EARLY_NEG_START,
                       HARD_RESET_CLIENT_OPS, NO_PEER_ID, WKC_OPS, Op, op_byte)
 from .packet import decode_body_untrusted, encode_body, encode_tlv
+from .poolfile import PoolMemory
 from .server_model import ClientRecord, ServerSettings, StreamKey, V2Key
 from .session import Session
 from .timerheap import TimerHeap
@@ -382,7 +383,7 @@ class ServerDispatcher:
             rec.vaddr, rec.vmask = ip, mask
             opts.append(f"ifconfig {ip} {mask}")
         elif pool is not None:
-            mem = self.st.pool_memory
+            mem = self._memory()
             ip = pool.lease_free(mem.pick(rec.common_name, pool.free)) if mem is not None else None
             ip = ip or pool.lease()
             if ip is None:
@@ -402,12 +403,15 @@ class ServerDispatcher:
             rec.vaddr_packed = ipaddress.IPv4Address(rec.vaddr).packed
             self.by_vaddr4[rec.vaddr_packed] = rec
         if self.st.pool6 is not None and rec.vaddr6 is None:
-            mem = self.st.pool_memory
+            mem = self._memory()
             want6 = mem.want(rec.common_name)[1] if mem is not None else None
             rec.vaddr6 = (self.st.pool6.lease_wanted(want6) if want6 else None) or self.st.pool6.lease()
             if rec.vaddr6 is not None:
                 opts.append(self.st.pool6.ifconfig_push(rec.vaddr6))
                 self.by_vaddr[rec.vaddr6] = rec
+        mem = self._memory()
+        if mem is not None and rec.common_name and (rec.vaddr or rec.vaddr6) and want is None:
+            mem.note(rec.common_name, rec.vaddr, rec.vaddr6)
         for n in rec.iroutes:
             self.iroutes.append((n, rec))
         if not rec.push_reset:
@@ -648,6 +652,16 @@ class ServerDispatcher:
         if rec is not None:
             self._drop(rec, "connection closed")
             self.closed_streams.discard(addr)
+
+    def _memory(self) -> PoolMemory | None:
+        """Which name had which pool address (ifconfig-pool-persist's file, or in memory): a
+        client that comes back gets its address back, as with OpenVPN. Not with duplicate-cn,
+        where one name is many clients."""
+        if self.st.duplicate_cn:
+            return None
+        if self.st.pool_memory is None:
+            self.st.pool_memory = PoolMemory.in_memory()
+        return self.st.pool_memory
 
     def record(self, addr) -> ClientRecord | None:
         """The client record at this address (UDP) or connection (TCP), if any."""

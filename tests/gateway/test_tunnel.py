@@ -102,3 +102,22 @@ def test_a_burst_of_packets_arrives_intact_both_ways(pki, proto):
         stun.inject(p)
     assert w.run(lambda: all(p in stun.written for p in up) and all(p in ctun.written for p in down), max_time=5)
     assert len(stun.written) == len(set(stun.written)) and len(ctun.written) == len(set(ctun.written))
+
+
+def test_a_client_that_comes_back_gets_its_address_back(pki):
+    """As OpenVPN's pool: the address a common name had is kept for it while other addresses are
+    free, so a restarted client's TCP streams inside the tunnel survive."""
+    w = World()
+    w.add_server(server_conf(pki))
+    w.add_client(client_conf(pki, "client0"))
+    w.add_client(client_conf(pki, "client1"))
+    assert w.run(lambda: _up(w, 0) and _up(w, 1), max_time=30)
+    first = w.client_addr(0)
+    w.clients[0].request_stop()
+    assert w.run(lambda: len(w.server.d.clients) == 1, max_time=10)
+    w.add_client(client_conf(pki, "client2"))           # a newcomer in between takes another one
+    assert w.run(lambda: _up(w, 2), max_time=30)
+    assert w.client_addr(2) != first
+    w.add_client(client_conf(pki, "client0"))
+    assert w.run(lambda: _up(w, 3), max_time=30)
+    assert w.client_addr(3) == first

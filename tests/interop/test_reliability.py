@@ -5,7 +5,7 @@
   - floods: spoofed resets, bogus TLS handshakes and wrong-password logins while clients pass
     paced traffic: every client stays connected and keeps most of its throughput;
   - kill -9 of the server: every client is back within ping-restart + backoff;
-  - a client restarted mid-transfer keeps its address and its TCP stream (xfail: our pool);
+  - a client restarted mid-transfer keeps its address and its TCP stream;
   - soak: clients churning with renegotiation: no session, address or fd left behind.
 Every run makes its own namespaces (198.18.0.0/15) and removes them with its processes."""
 from __future__ import annotations
@@ -47,11 +47,6 @@ def test_clients_come_back_after_kill_9_of_the_server():
     assert r["ping_ok"] == 5, r
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "product: a client that reconnects (restart, same CN) gets the next address from our FIFO pool, "
-    "not the one it just released, so its TCP streams die; Debian's OpenVPN server gives the same CN "
-    "its address back (ifconfig_pool_acquire prefers the CN's last entry) and the stream survives. "
-    "Measured: ours 198.19.0.2 -> 198.19.0.3, stream lost; OpenVPN 198.19.0.2 -> 198.19.0.2, 24 MB ok"))
 def test_client_restarted_mid_transfer_keeps_address_and_stream():
     with Fleet(1) as fleet:
         r = recovery.restart_mid_transfer(fleet, "ours", nbytes=8_000_000, rate_mbit=16, restart_at=1.5, stall_s=25)
@@ -61,7 +56,7 @@ def test_client_restarted_mid_transfer_keeps_address_and_stream():
 
 
 def test_client_restarted_mid_transfer_against_openvpn_server_survives():
-    """The reference behaviour the xfail above asks of ours."""
+    """The same against Debian's OpenVPN server: the behaviour ours now matches."""
     with Fleet(1) as fleet:
         r = recovery.restart_mid_transfer(fleet, "openvpn", nbytes=8_000_000, rate_mbit=16, restart_at=1.5,
                                           stall_s=25)
@@ -79,12 +74,6 @@ def test_soak_churn_leaks_nothing():
     assert r["rss_growth_mb"] <= 5, r
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "product: a burst of legitimate password logins (50 clients starting within ~10 s, e.g. after a "
-    "server restart) overflows gateway/auth.py's queue (MAX_PENDING 32); the refused ones get a final "
-    "AUTH_FAILED instead of AUTH_FAILED,TEMP, so our clients (and OpenVPN's with auth-retry none) give "
-    "up for good. Measured: 33/50 up, server log 'password check refused: too many checks queued=16', "
-    "client log 'session ended: AUTH_FAILED'"))
 def test_a_burst_of_password_logins_all_get_in():
     import subprocess
 
