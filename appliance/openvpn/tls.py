@@ -59,6 +59,9 @@ def build_context(s: TlsSettings) -> SSL.Context:
             raise ConfigError(f"unsupported tls-version-max {s.tls_version_max}")
         ctx.set_max_proto_version(_VERSIONS[s.tls_version_max])
     ctx.set_options(SSL.OP_NO_TICKET | SSL.OP_NO_RENEGOTIATION)
+    # No TLS session resumption, as OpenVPN (SSL_SESS_CACHE_OFF): every key is a full handshake
+    # anyway, and a server's cache would keep every client's session (and certificate) for 5 min.
+    ctx.set_session_cache_mode(SSL.SESS_CACHE_OFF)
     if s.cert is not None:
         if s.key is None:
             raise ConfigError("certificate given without a key")
