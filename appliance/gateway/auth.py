@@ -12,10 +12,11 @@ Refusals are counted by reason.
 from __future__ import annotations
 
 import ipaddress
-import socket
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Callable
+
+from .loop import Wake
 
 Verify = Callable[[str, str, "str | None"], bool]
 
@@ -53,24 +54,16 @@ class AuthChecker:
         self.refused: dict[str, int] = {}
         self.checked = 0
         self._pool = None if inline else ThreadPoolExecutor(max_workers=1, thread_name_prefix="auth-check")
-        self._rsock: socket.socket | None = None
-        self._wsock: socket.socket | None = None
-        if not inline:
-            self._rsock, self._wsock = socket.socketpair()
-            self._rsock.setblocking(False)
-            self._wsock.setblocking(False)
+        self._wake: Wake | None = None if inline else Wake()
 
     def fileno(self) -> int:
         """Readable when a verdict is waiting (threads only)."""
-        assert self._rsock is not None
-        return self._rsock.fileno()
+        assert self._wake is not None
+        return self._wake.fileno()
 
     def drain(self) -> None:
-        try:
-            while self._rsock is not None and self._rsock.recv(512):
-                pass
-        except OSError:
-            pass
+        if self._wake is not None:
+            self._wake.drain()
 
     def submit(self, key: object, source: str, username: str, password: str, common_name: str | None) -> str | None:
         """Queue a check; None when queued, else why it was refused without one. An IPv6 source
@@ -115,11 +108,8 @@ class AuthChecker:
     def _finished_in_thread(self, key: object, source: str, fut: Future) -> None:
         ok = (not fut.cancelled()) and fut.exception() is None and bool(fut.result())
         self._finish(key, source, ok)
-        try:
-            assert self._wsock is not None
-            self._wsock.send(b"\0")
-        except OSError:
-            pass                                  # a full socketpair still wakes the loop
+        if self._wake is not None:
+            self._wake.ring()
 
     def _finish(self, key: object, source: str, ok: bool) -> None:
         self.results.append((key, source, ok))
@@ -140,6 +130,5 @@ class AuthChecker:
     def close(self) -> None:
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
-        for s in (self._rsock, self._wsock):
-            if s is not None:
-                s.close()
+        if self._wake is not None:
+            self._wake.close()

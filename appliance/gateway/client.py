@@ -22,7 +22,7 @@ from ..openvpn.settings import client_session_config, mss_rule
 from ..openvpn.session import Session
 from ..transport.link import TcpLink, UdpLink
 from .eventlog import fmt_addr, log_client_event, push_summary
-from .loop import Faults, Pump, Signals, Waiter
+from .loop import Faults, Pump, Signals, Waiter, run_gateway
 from .ports import Clock, PortGone, Ports, TunPort
 
 log = logging.getLogger("vpn-appliance")
@@ -81,24 +81,14 @@ class ClientGateway:
     # ---------------------------------------------------------------- running
     def run(self) -> int:
         """Until SIGINT/SIGTERM (0), a fatal auth/config failure (1) or our own port failing (1)."""
-        if self.signals is not None:
-            self.signals.install()
-            self.pump.watch(self.signals, self._on_signal)
+        return run_gateway(self.pump, self.signals, self._on_signal, self.start, lambda: self.result,
+                           self._cleanup)
+
+    def _cleanup(self) -> None:
         try:
-            self.start()
-            self.pump.run(lambda: self.result is not None)
-            return self.result or 0
-        except PortGone as e:
-            log.error("fatal: %s", e)
-            return 1
-        except MemoryError:
-            log.error("fatal: out of memory")
-            return 1
-        finally:
             self._close_conn()
+        finally:
             self.net.close()
-            if self.signals is not None:
-                self.signals.uninstall()
 
     def start(self) -> None:
         self.pump.timers.arm("drops", self.clock() + DROP_LOG_EVERY, self._log_drops)

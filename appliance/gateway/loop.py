@@ -222,6 +222,61 @@ class Signals:
         self.rsock = self.wsock = None
 
 
+class Wake:
+    """A worker thread's way to wake the loop: it calls `ring()`; the loop watches `fileno()` and
+    calls `drain()` (the verdicts themselves travel through the worker's own deque)."""
+
+    def __init__(self) -> None:
+        self._r, self._w = socket.socketpair()
+        self._r.setblocking(False)
+        self._w.setblocking(False)
+
+    def fileno(self) -> int:
+        return self._r.fileno()
+
+    def ring(self) -> None:
+        try:
+            self._w.send(b"\0")
+        except OSError:
+            pass                         # a full socketpair still wakes the loop
+
+    def drain(self) -> None:
+        try:
+            while self._r.recv(512):
+                pass
+        except OSError:
+            pass
+
+    def close(self) -> None:
+        self._r.close()
+        self._w.close()
+
+
+def run_gateway(pump: "Pump", signals: Signals | None, on_signal: Handler, start: Handler,
+                done: Callable[[], int | None], cleanup: Handler) -> int:
+    """Both roles' `run()`: signals in, start, step until `done()` gives a status; PortGone or
+    MemoryError end it with one line and status 1; `cleanup` and the signal handlers always run."""
+    if signals is not None:
+        signals.install()
+        pump.watch(signals, on_signal)
+    try:
+        start()
+        pump.run(lambda: done() is not None)
+        return done() or 0
+    except PortGone as e:
+        log.error("fatal: %s", e)
+        return 1
+    except MemoryError:
+        log.error("fatal: out of memory")
+        return 1
+    finally:
+        try:
+            cleanup()
+        finally:
+            if signals is not None:
+                signals.uninstall()
+
+
 class Pump:
     """One event loop: ports with read/write handlers, a timer heap, and an after-wake hook."""
 

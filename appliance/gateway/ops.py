@@ -21,11 +21,13 @@ import time
 from ..openvpn import events as ev
 from ..openvpn.config import ConfigError, load_config, parse_ccd
 from ..openvpn.poolfile import PoolMemory
+from ..openvpn.settings import check_key_material
 from . import status as st_mod
 from .eventlog import fmt_addr
 from .management import Management
 from .ports import PortGone
 from .scripts import ScriptRunner
+from .server_files import load_server_settings
 
 log = logging.getLogger("vpn-appliance")
 
@@ -261,7 +263,6 @@ class Operations:
 
     # ---------------------------------------------------------------- reload
     def reload(self) -> bool:
-        from ..openvpn.settings import check_key_material, server_settings
         gw = self.gw
         old = gw.opts
         try:
@@ -273,13 +274,7 @@ class Operations:
             check_key_material(new)
             if new.role != "server":
                 raise ConfigError("not a server configuration any more", old.path, None, None)
-            passdb = None
-            if new.auth_user_pass_verify:
-                with open(new.auth_user_pass_verify[0], encoding="utf-8") as f:
-                    passdb = f.read()
-            from . import ccd_loader
-            ccd = ccd_loader(new.client_config_dir) if new.client_config_dir else None
-            st = server_settings(new, ccd, passdb, defer_auth=True)
+            st = load_server_settings(new)
             had_scripts = self.scripts
             self._apply_script_settings(new, st)
             if self.scripts is not None and self.scripts is not had_scripts and not self.scripts.inline:

@@ -12,11 +12,12 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import socket
 import subprocess
 import tempfile
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
+
+from .loop import Wake
 
 log = logging.getLogger("vpn-appliance")
 
@@ -36,22 +37,15 @@ class ScriptRunner:
         self.pending = 0
         self.ran = 0
         self._pool = None if inline else ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="script")
-        self._rsock = self._wsock = None
-        if not inline:
-            self._rsock, self._wsock = socket.socketpair()
-            self._rsock.setblocking(False)
-            self._wsock.setblocking(False)
+        self._wake: Wake | None = None if inline else Wake()
 
     def fileno(self) -> int:
-        assert self._rsock is not None
-        return self._rsock.fileno()
+        assert self._wake is not None
+        return self._wake.fileno()
 
     def drain(self) -> None:
-        try:
-            while self._rsock is not None and self._rsock.recv(512):
-                pass
-        except OSError:
-            pass
+        if self._wake is not None:
+            self._wake.drain()
 
     def submit(self, key: object, argv: list[str], env: dict[str, str], connect: bool) -> str | None:
         if self.pending >= MAX_PENDING:
@@ -68,11 +62,8 @@ class ScriptRunner:
         if fut.cancelled():
             return
         self.results.append(fut.result())
-        try:
-            assert self._wsock is not None
-            self._wsock.send(b"\0")
-        except OSError:
-            pass
+        if self._wake is not None:
+            self._wake.ring()
 
     def _run(self, key: object, argv: list[str], env: dict[str, str], connect: bool):
         path = None
@@ -128,6 +119,5 @@ class ScriptRunner:
     def close(self) -> None:
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
-        for s in (self._rsock, self._wsock):
-            if s is not None:
-                s.close()
+        if self._wake is not None:
+            self._wake.close()

@@ -24,9 +24,9 @@ from ..openvpn.settings import mss_rule
 from ..transport.link import TcpLink
 from .auth import AuthChecker
 from .eventlog import fmt_addr, log_server_event
-from .loop import Faults, Pump, Signals, Waiter
+from .loop import Faults, Pump, Signals, Waiter, run_gateway
 from .ops import Operations
-from .ports import Clock, DatagramPort, ListenerPort, PortGone, Ports, TunPort
+from .ports import Clock, DatagramPort, ListenerPort, Ports, TunPort
 
 log = logging.getLogger("vpn-appliance")
 
@@ -82,29 +82,19 @@ class ServerGateway:
 
     # ---------------------------------------------------------------- running
     def run(self) -> int:
-        if self.signals is not None:
-            self.signals.install()
-            self.pump.watch(self.signals, self._on_signal)
+        return run_gateway(self.pump, self.signals, self._on_signal, self.start, lambda: self.result,
+                           self._cleanup)
+
+    def _cleanup(self) -> None:
         try:
-            self.start()
-            self.pump.run(lambda: self.result is not None)
-            return self.result or 0
-        except PortGone as e:
-            log.error("fatal: %s", e)
-            return 1
-        except MemoryError:
-            log.error("fatal: out of memory")
-            return 1
-        finally:
             for cid in list(self.conns):
                 self._close_conn(cid)
             self.ops.close()
             for p in (self.udp, self.listener, self.auth):
                 if p is not None:
                     p.close()
+        finally:
             self.net.close()
-            if self.signals is not None:
-                self.signals.uninstall()
 
     def bind_addr(self) -> tuple[str, int]:
         """`proto udp6/tcp6` (or an IPv6 `local`) listens on IPv6 (dual-stack on `::`)."""

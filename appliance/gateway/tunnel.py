@@ -21,7 +21,24 @@ from ..tun.device import TunDevice
 log = logging.getLogger("vpn-appliance")
 
 
-class TunnelNetwork:
+class _TunAndRoutes:
+    """A TUN device with the routes we added for it; close() removes both (best effort)."""
+    tun: TunDevice | None
+    routes: RouteSet | None
+
+    def close(self) -> None:
+        if self.routes is not None:
+            try:
+                self.routes.remove_all()
+            except Exception as e:  # noqa: BLE001 - best effort on the way out
+                log.warning("removing routes: %s", e)
+            self.routes = None
+        if self.tun is not None:
+            self.tun.close()
+            self.tun = None
+
+
+class TunnelNetwork(_TunAndRoutes):
     """The TUN device and the addresses/routes pushed by the server; kept across reconnects
     (persist-tun), so LAN traffic is dropped while the tunnel is down, never sent in clear."""
 
@@ -150,16 +167,6 @@ class TunnelNetwork:
             log.info("route-ipv6 %s dev %s", net6, self.tun.name)
         return False
 
-    def close(self) -> None:
-        if self.routes is not None:
-            try:
-                self.routes.remove_all()
-            except Exception as e:  # noqa: BLE001 - best effort on the way out
-                log.warning("removing routes: %s", e)
-            self.routes = None
-        if self.tun is not None:
-            self.tun.close()
-            self.tun = None
 
 
 def mask_to_prefix(mask: str) -> int:
@@ -167,7 +174,7 @@ def mask_to_prefix(mask: str) -> int:
     return ipaddress.IPv4Network(f"0.0.0.0/{mask}").prefixlen
 
 
-class ServerTunnelNetwork:
+class ServerTunnelNetwork(_TunAndRoutes):
     """The server's TUN: the pool's server address (subnet, or net30 with its route), the IPv6
     pool's, and `route` lines (networks behind clients with iroutes) into the TUN."""
 
@@ -205,13 +212,3 @@ class ServerTunnelNetwork:
         log.info("TUN %s up, server address %s", tun.name, pool.server_ip if pool else "-")
         return tun
 
-    def close(self) -> None:
-        if self.routes is not None:
-            try:
-                self.routes.remove_all()
-            except Exception as e:  # noqa: BLE001 - best effort on the way out
-                log.warning("removing routes: %s", e)
-            self.routes = None
-        if self.tun is not None:
-            self.tun.close()
-            self.tun = None
