@@ -21,7 +21,9 @@ import time
 from ..openvpn import events as ev
 from ..openvpn.config import ConfigError, load_config, parse_ccd
 from ..openvpn.poolfile import PoolMemory
+from ..openvpn.server_model import StreamKey
 from ..openvpn.settings import check_key_material
+from ..openvpn.tls import openvpn_subject
 from . import status as st_mod
 from .eventlog import fmt_addr
 from .management import Management
@@ -171,7 +173,7 @@ class Operations:
         peer = self.gw.conn_addrs.get(a)
         if peer is not None:
             return str(peer[0]), int(peer[1])
-        return str(getattr(a, "ip", "?")), 0
+        return (a.ip if isinstance(a, StreamKey) else "?"), 0
 
     def real_str(self, rec) -> str:
         """As OpenVPN 2.6 prints a client's address: IPv4 `ip:port`; IPv6 the address alone (seen
@@ -307,7 +309,7 @@ class Operations:
         if crl is not None:
             crl.refresh(force=True)
             for rec in list(d.clients) + list(d.pending.values()):
-                cert = _peer_cert(rec)
+                cert = rec.session.peer_certificate
                 if cert is None:
                     continue
                 why = crl.revoked(cert)
@@ -405,7 +407,7 @@ class Operations:
                 ccd = parse_ccd(text, "<client-connect output>")
             except ConfigError as e:
                 ok, reason = False, f"client-connect wrote options we cannot use: {e}"
-            if ccd is not None and getattr(ccd, "disable", False):
+            if ccd is not None and ccd.disable:
                 ok, reason = False, "client-connect: disable"
         if not ok:
             log.warning("%s/%s: refused: %s", rec.common_name, fmt_addr(rec.addr), reason)
@@ -441,7 +443,7 @@ class Operations:
                 e[k] = s.peer_info[k]
         e["untrusted_port"] = str(port)
         e["untrusted_ip6" if v6 else "untrusted_ip"] = ip
-        cert = _peer_cert(rec)
+        cert = rec.session.peer_certificate
         if cert is not None:
             h = f"{cert.serial_number:x}"
             h = ("0" + h) if len(h) % 2 else h
@@ -458,8 +460,7 @@ class Operations:
             e["ifconfig_netmask"] = str(pool.net.netmask)
         e["script_context"] = "init"
         e["tun_mtu"] = str(o.tun_mtu)
-        dev = getattr(getattr(self.gw.net, "tun", None), "name", None)
-        e["dev"] = dev if isinstance(dev, str) else o.dev
+        e["dev"] = self.gw.tun.name if self.gw.tun is not None else o.dev
         e["dev_type"] = "tun"
         e["redirect_gateway"] = "0"
         if script_type:
@@ -472,18 +473,9 @@ class Operations:
         return [f">CLIENT:ENV,{k}={v}" for k, v in e.items()] + [">CLIENT:ENV,END"]
 
 
-def _peer_cert(rec):
-    s = rec.session
-    for ks in sorted(s.keys.values(), key=lambda k: -k.key_id):
-        tls = getattr(ks, "tls", None)
-        if tls is not None and tls.peer_cert is not None:
-            return tls.peer_cert
-    return None
-
-
 def _openvpn_subject(cert) -> str:
-    from ..openvpn.tls import _openvpn_subject as f
+    """The subject as OpenVPN prints it (X509_NAME_oneline style), for the scripts' environment."""
     try:
-        return f(cert)
-    except Exception:  # noqa: BLE001
+        return openvpn_subject(cert)
+    except Exception:  # noqa: BLE001 - an odd name must not cost the client its session
         return cert.subject.rfc4514_string()

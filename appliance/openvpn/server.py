@@ -21,15 +21,15 @@ import ipaddress
 from collections import deque
 
 from . import keyfiles, wrapping
-from .cookie import CookieJar
 from .addresspool import AddressPool, AddressPool6
 from .admission import Admission
-from .events import ClientFloated, ConnectRequested, SessionClosed, TunnelUp, Warning  # noqa: A004
-from .errors import BadPacket, ClientRefused, PushDeferred
+from .clientpush import ClientPush
+from .cookie import CookieJar
+from .events import ClientFloated, SessionClosed, TunnelUp
+from .errors import BadPacket
 from .opcodes import (CONTROL_FROM_CLIENT_OPS, EARLY_NEG_FLAG_RESEND_WKC, EARLY_NEG_FLAGS, EARLY_NEG_START,
                       HARD_RESET_CLIENT_OPS, NO_PEER_ID, WKC_OPS, Op, op_byte)
 from .packet import decode_body_untrusted, encode_body, encode_tlv
-from .poolfile import PoolMemory
 from .server_model import ClientRecord, ServerSettings, StreamKey, V2Key
 from .session import Session
 from .timerheap import TimerHeap
@@ -38,7 +38,7 @@ from .tls import build_context
 __all__ = ["AddressPool", "AddressPool6", "ClientRecord", "ServerDispatcher", "ServerSettings", "StreamKey", "V2Key"]
 
 
-class ServerDispatcher:
+class ServerDispatcher(ClientPush):
     """Many client Sessions behind one port; see the module docstring for the contract.
 
     Timers: one TimerHeap (timerheap.py) of all sessions, re-armed whenever the dispatcher touched
@@ -348,123 +348,6 @@ class ServerDispatcher:
                 return pid
         raise RuntimeError("no free peer-id")
 
-    # ---------------------------------------------------------------- per-client push
-    def _push_for(self, s: Session) -> list[str]:
-        rec: ClientRecord = s.owner
-        if rec.connect_state == "pending":
-            raise PushDeferred()
-        if rec.connect_state == "done":
-            return rec.connect_opts
-        # username-as-common-name: the username stands for the client in ccd and duplicate-cn.
-        rec.common_name = s.peer_username if self.st.username_as_cn and s.peer_username else s.peer_common_name
-        opts: list[str] = []
-        ccd = self.st.ccd(rec.common_name or "") if self.st.ccd is not None else None
-        if ccd is None and self.st.ccd_exclusive:
-            raise ClientRefused(f"no client-config-dir file for {rec.common_name!r} (ccd-exclusive)")
-        pool = self.st.pool
-        want = None
-        if ccd is not None:
-            want = getattr(ccd, "ifconfig_push", None)
-            rec.iroutes = [ipaddress.IPv4Network(f"{n}/{m}", strict=False) for n, m in getattr(ccd, "iroutes", [])]
-            rec.extra_push = list(getattr(ccd, "push", []))
-            rec.push_reset = bool(getattr(ccd, "push_reset", False))
-        if not self.st.duplicate_cn and rec.common_name:
-            for other in list(self.by_addr.values()):
-                if other is not rec and other.common_name == rec.common_name and other.session.established:
-                    self._drop(other, f"another client connected with common name {rec.common_name}")
-        replaced = self.by_addr.get(rec.addr) if self.pending.get(rec.addr) is rec else None
-        others = self.admission.n_established - (1 if replaced is not None and replaced.session.established else 0)
-        if others >= self.st.max_clients:
-            raise ClientRefused("max-clients reached", temporary=True)
-        if want is not None:
-            ip, mask = want[0], want[1]
-            if pool is not None and pool.lease(ip) is None:
-                self.events.append((rec, Warning(f"ifconfig-push {ip} for {rec.common_name} is already in use")))
-            rec.vaddr, rec.vmask = ip, mask
-            opts.append(f"ifconfig {ip} {mask}")
-        elif pool is not None:
-            mem = self._memory()
-            ip = pool.lease_free(mem.pick(rec.common_name, pool.free)) if mem is not None else None
-            ip = ip or pool.lease()
-            if ip is None:
-                raise ClientRefused("address pool exhausted", temporary=True)
-            rec.vaddr = ip
-            opts.append(pool.ifconfig_push(ip))
-        if pool is not None:
-            opts.insert(0, f"topology {pool.topology}")
-            if pool.topology == "subnet":
-                opts.insert(0, f"route-gateway {pool.server_ip}")
-            elif self.st.client_to_client:
-                opts.append(f"route {pool.net.network_address} {pool.net.netmask}")
-            else:
-                opts.append(f"route {pool.server_ip}")     # net30: the server is not in the client's /30
-        if rec.vaddr:
-            self.by_vaddr[rec.vaddr] = rec
-            rec.vaddr_packed = ipaddress.IPv4Address(rec.vaddr).packed
-            self.by_vaddr4[rec.vaddr_packed] = rec
-        if self.st.pool6 is not None and rec.vaddr6 is None:
-            mem = self._memory()
-            want6 = mem.want(rec.common_name)[1] if mem is not None else None
-            rec.vaddr6 = (self.st.pool6.lease_wanted(want6) if want6 else None) or self.st.pool6.lease()
-            if rec.vaddr6 is not None:
-                opts.append(self.st.pool6.ifconfig_push(rec.vaddr6))
-                self.by_vaddr[rec.vaddr6] = rec
-        mem = self._memory()
-        if mem is not None and rec.common_name and (rec.vaddr or rec.vaddr6) and want is None:
-            mem.note(rec.common_name, rec.vaddr, rec.vaddr6)
-        for n in rec.iroutes:
-            self.iroutes.append((n, rec))
-        if not rec.push_reset:
-            opts += self.st.push
-        opts += rec.extra_push
-        if self.st.defer_connect:
-            rec.connect_opts = opts
-            rec.connect_state = "pending"
-            self.events.append((rec, ConnectRequested()))
-            raise PushDeferred()
-        return opts
-
-    def connect_result(self, rec: ClientRecord, ok: bool, now: float, ccd=None, reason: str = "") -> None:
-        """The verdict on a ConnectRequested; `ccd` (a parsed CcdOptions, from the file the
-        client-connect script wrote) adds per-client options: push, push-reset, ifconfig-push,
-        iroute."""
-        if not rec.alive or rec.connect_state != "pending":
-            return
-        rec.connect_state = "done"
-        if ok and ccd is not None:
-            self._apply_connect_options(rec, ccd)
-        rec.session.resume_push(ok, now, reason)
-        self._collect(rec)
-        self._promote(rec)
-
-    def _apply_connect_options(self, rec: ClientRecord, ccd) -> None:
-        opts = rec.connect_opts
-        want = getattr(ccd, "ifconfig_push", None)
-        if want is not None:
-            ip, mask = want[0], want[1]
-            pool = self.st.pool
-            if rec.vaddr and self.by_vaddr.get(rec.vaddr) is rec:
-                del self.by_vaddr[rec.vaddr]
-                self.by_vaddr4.pop(rec.vaddr_packed, None)
-                if pool is not None:
-                    pool.release(rec.vaddr)
-            if pool is not None and pool.lease(ip) is None:
-                self.events.append((rec, Warning(f"ifconfig-push {ip} for {rec.common_name} is already in use")))
-            rec.vaddr, rec.vmask = ip, mask
-            rec.vaddr_packed = ipaddress.IPv4Address(ip).packed
-            self.by_vaddr[ip] = rec
-            self.by_vaddr4[rec.vaddr_packed] = rec
-            opts[:] = [o for o in opts if not o.startswith("ifconfig ")]
-            opts.append(f"ifconfig {ip} {mask}")
-        for n, m in getattr(ccd, "iroutes", []):
-            net = ipaddress.IPv4Network(f"{n}/{m}", strict=False)
-            rec.iroutes.append(net)
-            self.iroutes.append((net, rec))
-        if getattr(ccd, "push_reset", False):
-            keep = ("ifconfig ", "ifconfig-ipv6 ", "topology ", "route-gateway ")
-            opts[:] = [o for o in opts if o.startswith(keep)]
-        opts += list(getattr(ccd, "push", []))
-
     # ---------------------------------------------------------------- send
     def route_packet(self, p) -> ClientRecord | None:
         """The client an inner packet is for (its pool address or an iroute), from the header."""
@@ -652,16 +535,6 @@ class ServerDispatcher:
         if rec is not None:
             self._drop(rec, "connection closed")
             self.closed_streams.discard(addr)
-
-    def _memory(self) -> PoolMemory | None:
-        """Which name had which pool address (ifconfig-pool-persist's file, or in memory): a
-        client that comes back gets its address back, as with OpenVPN. Not with duplicate-cn,
-        where one name is many clients."""
-        if self.st.duplicate_cn:
-            return None
-        if self.st.pool_memory is None:
-            self.st.pool_memory = PoolMemory.in_memory()
-        return self.st.pool_memory
 
     def record(self, addr) -> ClientRecord | None:
         """The client record at this address (UDP) or connection (TCP), if any."""

@@ -338,6 +338,14 @@ class Session(ControlChannel):
         self.newest_key_id = key_id
         return ks
 
+    @property
+    def peer_certificate(self):
+        """The peer's certificate (cryptography x509) from the newest key that completed TLS."""
+        for ks in sorted(self.keys.values(), key=lambda k: -k.key_id):
+            if ks.tls is not None and ks.tls.peer_cert is not None:
+                return ks.tls.peer_cert
+        return None
+
     def _newest(self) -> KeyState | None:
         return self.keys.get(self.newest_key_id) if self.newest_key_id is not None else None
 

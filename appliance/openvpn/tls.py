@@ -135,7 +135,7 @@ def _check_peer(s: TlsSettings, cert: x509.Certificate | None, chain: list | Non
         name, kind = s.verify_x509_name
         cns = [a.value for a in cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
         if kind == "subject":
-            ok = cert.subject.rfc4514_string() == name or _openvpn_subject(cert) == name
+            ok = cert.subject.rfc4514_string() == name or openvpn_subject(cert) == name
         elif kind == "name":
             ok = name in cns
         else:  # name-prefix
@@ -191,7 +191,7 @@ def _check_ku(cert: x509.Certificate, want: list[int]) -> None:
                                   + " ".join(f"{v:02x}" for v in want))
 
 
-def _openvpn_subject(cert: x509.Certificate) -> str:
+def openvpn_subject(cert: x509.Certificate) -> str:
     """OpenVPN prints subjects as `C=NL, O=Org, CN=name` (RFC 2253 order reversed)."""
     return ", ".join(f"{a.rfc4514_attribute_name}={a.value}" for rdn in cert.subject.rdns for a in rdn)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import pytest
 
 from appliance.openvpn import events as ev
+from appliance.openvpn.config import CcdOptions
 from appliance.openvpn import keyfiles, wrapping
 from appliance.openvpn.server import AddressPool, ServerDispatcher, ServerSettings
 from appliance.openvpn.session import Role, Session, SessionConfig
@@ -173,16 +174,20 @@ def test_cookie_less_handshakes_are_bounded_in_total(pki):  # noqa: F811
 
 # ---------------------------------------------------------------- ccd-exclusive, username-as-common-name
 def test_ccd_exclusive_refuses_clients_without_a_ccd_file(pki):  # noqa: F811
-    class Ccd:
-        ifconfig_push = None
-        iroutes: list = []
-        push: list = []
-        push_reset = False
-    d = _mk_server(pki, ccd=lambda cn: Ccd() if cn == "client1" else None, ccd_exclusive=True)
+    d = _mk_server(pki, ccd=lambda cn: CcdOptions() if cn == "client1" else None, ccd_exclusive=True)
     known, unknown = _mk_client(pki, pki["clients"][1]), _mk_client(pki, pki["clients"][2])
     _pump(d, [(known, ("198.18.0.101", 1)), (unknown, ("198.18.0.102", 1))])
     assert _up(known)
     assert not _up(unknown) and any(isinstance(e, ev.AuthFailed) for e in unknown.events)
+    assert [r.common_name for r in d.clients] == ["client1"]
+
+
+def test_ccd_disable_refuses_that_client(pki):  # noqa: F811
+    d = _mk_server(pki, ccd=lambda cn: CcdOptions(disable=True) if cn == "client2" else CcdOptions())
+    ok, off = _mk_client(pki, pki["clients"][1]), _mk_client(pki, pki["clients"][2])
+    _pump(d, [(ok, ("198.18.0.103", 1)), (off, ("198.18.0.104", 1))])
+    assert _up(ok)
+    assert not _up(off) and any(isinstance(e, ev.AuthFailed) for e in off.events)
     assert [r.common_name for r in d.clients] == ["client1"]
 
 

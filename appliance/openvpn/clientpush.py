@@ -1,0 +1,149 @@
+"""What the server pushes to each client, and the address it gets: the ccd file (`ifconfig-push`,
+`iroute`, `push`, `push-reset`, `disable`), the pools (with the address a returning name had),
+duplicate-cn and max-clients at the moment of the push, and a client-connect script's verdict.
+
+A mixin of ServerDispatcher (server.py), kept apart because it is the policy an operator configures,
+while server.py is the protocol's bookkeeping.
+"""
+from __future__ import annotations
+
+import ipaddress
+
+from .errors import ClientRefused, PushDeferred
+from .events import ConnectRequested, Warning  # noqa: A004
+from .poolfile import PoolMemory
+from .server_model import ClientRecord
+from .session import Session
+
+
+class ClientPush:
+    def _push_for(self, s: Session) -> list[str]:
+        rec: ClientRecord = s.owner
+        if rec.connect_state == "pending":
+            raise PushDeferred()
+        if rec.connect_state == "done":
+            return rec.connect_opts
+        # username-as-common-name: the username stands for the client in ccd and duplicate-cn.
+        rec.common_name = s.peer_username if self.st.username_as_cn and s.peer_username else s.peer_common_name
+        opts: list[str] = []
+        ccd = self.st.ccd(rec.common_name or "") if self.st.ccd is not None else None
+        if ccd is None and self.st.ccd_exclusive:
+            raise ClientRefused(f"no client-config-dir file for {rec.common_name!r} (ccd-exclusive)")
+        pool = self.st.pool
+        want = None
+        if ccd is not None:
+            if ccd.disable:
+                # OpenVPN's ccd `disable`: this client may not connect (decides who may connect,
+                # so it is enforced, never merely parsed).
+                raise ClientRefused(f"client-config-dir file for {rec.common_name!r} says disable")
+            want = ccd.ifconfig_push
+            rec.iroutes = [ipaddress.IPv4Network(f"{n}/{m}", strict=False) for n, m in ccd.iroutes]
+            rec.extra_push = list(ccd.push)
+            rec.push_reset = ccd.push_reset
+        if not self.st.duplicate_cn and rec.common_name:
+            for other in list(self.by_addr.values()):
+                if other is not rec and other.common_name == rec.common_name and other.session.established:
+                    self._drop(other, f"another client connected with common name {rec.common_name}")
+        replaced = self.by_addr.get(rec.addr) if self.pending.get(rec.addr) is rec else None
+        others = self.admission.n_established - (1 if replaced is not None and replaced.session.established else 0)
+        if others >= self.st.max_clients:
+            raise ClientRefused("max-clients reached", temporary=True)
+        if want is not None:
+            ip, mask = want[0], want[1]
+            if pool is not None and pool.lease(ip) is None:
+                self.events.append((rec, Warning(f"ifconfig-push {ip} for {rec.common_name} is already in use")))
+            rec.vaddr, rec.vmask = ip, mask
+            opts.append(f"ifconfig {ip} {mask}")
+        elif pool is not None:
+            mem = self._memory()
+            ip = pool.lease_free(mem.pick(rec.common_name, pool.free)) if mem is not None else None
+            ip = ip or pool.lease()
+            if ip is None:
+                raise ClientRefused("address pool exhausted", temporary=True)
+            rec.vaddr = ip
+            opts.append(pool.ifconfig_push(ip))
+        if pool is not None:
+            opts.insert(0, f"topology {pool.topology}")
+            if pool.topology == "subnet":
+                opts.insert(0, f"route-gateway {pool.server_ip}")
+            elif self.st.client_to_client:
+                opts.append(f"route {pool.net.network_address} {pool.net.netmask}")
+            else:
+                opts.append(f"route {pool.server_ip}")     # net30: the server is not in the client's /30
+        if rec.vaddr:
+            self.by_vaddr[rec.vaddr] = rec
+            rec.vaddr_packed = ipaddress.IPv4Address(rec.vaddr).packed
+            self.by_vaddr4[rec.vaddr_packed] = rec
+        if self.st.pool6 is not None and rec.vaddr6 is None:
+            mem = self._memory()
+            want6 = mem.want(rec.common_name)[1] if mem is not None else None
+            rec.vaddr6 = (self.st.pool6.lease_wanted(want6) if want6 else None) or self.st.pool6.lease()
+            if rec.vaddr6 is not None:
+                opts.append(self.st.pool6.ifconfig_push(rec.vaddr6))
+                self.by_vaddr[rec.vaddr6] = rec
+        mem = self._memory()
+        if mem is not None and rec.common_name and (rec.vaddr or rec.vaddr6) and want is None:
+            mem.note(rec.common_name, rec.vaddr, rec.vaddr6)
+        for n in rec.iroutes:
+            self.iroutes.append((n, rec))
+        if not rec.push_reset:
+            opts += self.st.push
+        opts += rec.extra_push
+        if self.st.defer_connect:
+            rec.connect_opts = opts
+            rec.connect_state = "pending"
+            self.events.append((rec, ConnectRequested()))
+            raise PushDeferred()
+        return opts
+
+    def connect_result(self, rec: ClientRecord, ok: bool, now: float, ccd=None, reason: str = "") -> None:
+        """The verdict on a ConnectRequested; `ccd` (a parsed CcdOptions, from the file the
+        client-connect script wrote) adds per-client options: push, push-reset, ifconfig-push,
+        iroute."""
+        if not rec.alive or rec.connect_state != "pending":
+            return
+        rec.connect_state = "done"
+        if ok and ccd is not None:
+            self._apply_connect_options(rec, ccd)
+        rec.session.resume_push(ok, now, reason)
+        self._collect(rec)
+        self._promote(rec)
+
+    def _apply_connect_options(self, rec: ClientRecord, ccd) -> None:
+        opts = rec.connect_opts
+        want = getattr(ccd, "ifconfig_push", None)
+        if want is not None:
+            ip, mask = want[0], want[1]
+            pool = self.st.pool
+            if rec.vaddr and self.by_vaddr.get(rec.vaddr) is rec:
+                del self.by_vaddr[rec.vaddr]
+                self.by_vaddr4.pop(rec.vaddr_packed, None)
+                if pool is not None:
+                    pool.release(rec.vaddr)
+            if pool is not None and pool.lease(ip) is None:
+                self.events.append((rec, Warning(f"ifconfig-push {ip} for {rec.common_name} is already in use")))
+            rec.vaddr, rec.vmask = ip, mask
+            rec.vaddr_packed = ipaddress.IPv4Address(ip).packed
+            self.by_vaddr[ip] = rec
+            self.by_vaddr4[rec.vaddr_packed] = rec
+            opts[:] = [o for o in opts if not o.startswith("ifconfig ")]
+            opts.append(f"ifconfig {ip} {mask}")
+        for n, m in getattr(ccd, "iroutes", []):
+            net = ipaddress.IPv4Network(f"{n}/{m}", strict=False)
+            rec.iroutes.append(net)
+            self.iroutes.append((net, rec))
+        if getattr(ccd, "push_reset", False):
+            keep = ("ifconfig ", "ifconfig-ipv6 ", "topology ", "route-gateway ")
+            opts[:] = [o for o in opts if o.startswith(keep)]
+        opts += list(getattr(ccd, "push", []))
+
+    def _memory(self) -> PoolMemory | None:
+        """Which name had which pool address (ifconfig-pool-persist's file, or in memory): a
+        client that comes back gets its address back, as with OpenVPN. Not with duplicate-cn,
+        where one name is many clients."""
+        if self.st.duplicate_cn:
+            return None
+        if self.st.pool_memory is None:
+            self.st.pool_memory = PoolMemory.in_memory()
+        return self.st.pool_memory
+
