@@ -88,16 +88,21 @@ class Traffic:
 
     def sample(self, rec) -> tuple[int, int]:
         s = rec.session
-        cur = {id(dk): dk for dk in list(s.recv_keys) + [s.send_key] if dk is not None}
+        if s.final_counts is not None:           # released: only the final counts are left
+            cur = {k: (None, r, w) for k, r, w in s.final_counts}
+        else:
+            cur = {id(dk): (dk, dk.bytes_recv, dk.bytes_sent)
+                   for dk in list(s.recv_keys) + [s.send_key] if dk is not None}
         known = self.keys.setdefault(id(rec), {})
         base = self.base.setdefault(id(rec), [0, 0])
         for k, (dk, r, w) in list(known.items()):
             if k not in cur:
-                base[0] += r
-                base[1] += w
+                # A key gone since the last look: its own counters are final, so count all of
+                # it (the last look may have seen less).
+                base[0] += dk.bytes_recv if dk is not None else r
+                base[1] += dk.bytes_sent if dk is not None else w
                 del known[k]
-        for k, dk in cur.items():
-            known[k] = (dk, dk.bytes_recv, dk.bytes_sent)
+        known.update(cur)
         return base[0] + sum(v[1] for v in known.values()), base[1] + sum(v[2] for v in known.values())
 
     def forget(self, rec) -> None:

@@ -477,6 +477,7 @@ class ServerDispatcher(ClientPush):
         for k, v in rec.session.stats.items():
             self.retired_stats[k] = self.retired_stats.get(k, 0) + v
         rec.session.stats = {}
+        rec.session.release()
         if self.by_addr.get(rec.addr) is rec:
             del self.by_addr[rec.addr]
         if self.pending.get(rec.addr) is rec:

@@ -79,9 +79,12 @@ def test_client_leaves_cleanly_and_server_frees_its_address(pki):
     w.add_client(client_conf(pki))
     assert w.run(lambda: _up(w), max_time=30)
     assert len(w.server.d.clients) == 1
+    rec = w.server.d.clients[0]
     w.clients[0].request_stop()
     assert w.clients[0].result == 0
     assert w.run(lambda: not w.server.d.clients, max_time=10), "exit notification did not end the session"
+    # A stale timer entry may still hold the record a while: its keys and buffers must be gone.
+    assert rec.session.keys == {} and rec.session.send_key is None and not any(rec.session.recv_keys)
 
 
 @pytest.mark.parametrize("proto", ["udp", "tcp"])
