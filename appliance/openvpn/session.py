@@ -300,9 +300,12 @@ class Session(ControlChannel):
         the record a while (a stale timer entry, until its time comes); a departed client must
         not keep ~300 KB of key material and scratch alive that long (a soak showed RSS climbing
         with connection churn)."""
+        if self.final_counts is not None:
+            return
         self.closed = True
         keys = {id(dk): dk for dk in [*self.recv_keys, self.send_key] if dk is not None}
         # What status and client-disconnect report still needs: each key's final byte counts.
+        self._released_cert = self.peer_certificate
         self.final_counts = [(k, dk.bytes_recv, dk.bytes_sent) for k, dk in keys.items()]
         self.keys = {}
         self.recv_keys = [None] * 8
@@ -355,7 +358,10 @@ class Session(ControlChannel):
 
     @property
     def peer_certificate(self):
-        """The peer's certificate (cryptography x509) from the newest key that completed TLS."""
+        """The peer's certificate (cryptography x509) from the newest key that completed TLS (kept
+        past release: the disconnect notification and script still name the client by it)."""
+        if self.final_counts is not None:
+            return self._released_cert
         for ks in sorted(self.keys.values(), key=lambda k: -k.key_id):
             if ks.tls is not None and ks.tls.peer_cert is not None:
                 return ks.tls.peer_cert
