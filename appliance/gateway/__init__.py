@@ -19,9 +19,12 @@ from .tunnel import ServerTunnelNetwork, TunnelNetwork
 __all__ = ["ClientGateway", "ServerGateway", "client_gateway", "server_gateway", "ccd_loader"]
 
 
-def client_gateway(opts: Options, username: str = "", password: str = "", advertise_ekm: bool = True) -> ClientGateway:
+def client_gateway(opts: Options, username: str = "", password: str = "", advertise_ekm: bool = True,
+                   observers: tuple = ()) -> ClientGateway:
+    """`observers` (gateway/observers.py): the services that follow the tunnel (LAN DHCP/DNS, host DNS,
+    status), chosen by run_toml.py or cli.py."""
     return ClientGateway(opts, system.SystemPorts(), TunnelNetwork(opts), system.clock, system.waiter(),
-                         username, password, advertise_ekm, signals=Signals())
+                         username, password, advertise_ekm, signals=Signals(), observers=observers)
 
 
 def server_gateway(opts: Options) -> ServerGateway:

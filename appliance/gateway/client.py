@@ -12,6 +12,7 @@ import logging
 import os
 import random
 import signal
+import time
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -23,6 +24,7 @@ from ..openvpn.session import Session
 from ..transport.link import TcpLink, UdpLink
 from .eventlog import fmt_addr, log_client_event, push_summary
 from .loop import Faults, Pump, Signals, Waiter, run_gateway
+from .observers import ClientCounters, TunnelObserver, TunnelState
 from .ports import Clock, PortGone, Ports, TunPort
 
 log = logging.getLogger("vpn-appliance")
@@ -57,7 +59,8 @@ class ClientGateway:
 
     def __init__(self, opts: Options, ports: Ports, net: TunnelNet, clock: Clock, waiter: Waiter,
                  username: str = "", password: str = "", advertise_ekm: bool = True,
-                 signals: Signals | None = None, rng: random.Random | None = None) -> None:
+                 signals: Signals | None = None, rng: random.Random | None = None,
+                 observers: "tuple[TunnelObserver, ...] | list[TunnelObserver]" = ()) -> None:
         self.opts = opts
         self.ports = ports
         self.net = net
@@ -77,6 +80,9 @@ class ClientGateway:
         self.tun_watched: TunPort | None = None
         self.result: int | None = None          # exit status once the gateway has finished
         self.connections = 0                    # tunnels brought up (for tests and the log)
+        self.observers = list(observers)
+        self.counters = ClientCounters()
+        self._state = TunnelState(False)
 
     # ---------------------------------------------------------------- running
     def run(self) -> int:
@@ -88,9 +94,33 @@ class ClientGateway:
         try:
             self._close_conn()
         finally:
-            self.net.close()
+            try:
+                for o in self.observers:
+                    try:
+                        o.close()
+                    except Exception as e:  # noqa: BLE001 - each observer undoes its own part
+                        self.faults.internal_exc(f"closing {type(o).__name__}", e)
+            finally:
+                self.net.close()
+
+    # ---------------------------------------------------------------- observers
+    def _counters(self) -> ClientCounters:
+        return self.counters
+
+    def _notify(self, state: TunnelState) -> None:
+        """Tell every observer; one that raises is counted (our bug) and the rest still hear."""
+        if state == self._state:
+            return
+        self._state = state
+        for o in self.observers:
+            try:
+                o.tunnel_changed(state)
+            except Exception as e:  # noqa: BLE001 - a service's bug must not touch the tunnel
+                self.faults.internal_exc(f"{type(o).__name__}.tunnel_changed", e)
 
     def start(self) -> None:
+        for o in self.observers:
+            o.attach(self.pump, self._counters)
         self.pump.timers.arm("drops", self.clock() + DROP_LOG_EVERY, self._log_drops)
         self._connect_next()
 
@@ -174,6 +204,13 @@ class ClientGateway:
         if c is not None:
             self.pump.unwatch(c.link)
             c.link.close()
+            if c.was_up:
+                self.counters.up_since = None
+                self._notify(TunnelState(False, tun_name=self._tun_name()))
+
+    def _tun_name(self) -> str | None:
+        tun = self.net.tun
+        return getattr(tun, "name", None) if tun is not None else None
 
     def _on_poll_timeout(self) -> None:
         c = self.conn
@@ -204,7 +241,9 @@ class ClientGateway:
         now = self.clock()
         tun = self.net.tun
         open_ = c.dp.open
+        cnt = self.counters
         for p in pkts:
+            cnt.wire_in += len(p)
             try:
                 pts = open_(p, now)
             except Exception:  # noqa: BLE001 - our bug on the server's packet: this session ends
@@ -213,6 +252,7 @@ class ClientGateway:
                 return
             if pts and tun is not None:
                 for pt in pts:
+                    cnt.bytes_in += len(pt)
                     tun.queue(pt)
         self._after_engine(c)
 
@@ -247,12 +287,18 @@ class ClientGateway:
         c = self.conn
         if c is None or not pkts:
             return                      # no tunnel right now: LAN packets are dropped, never sent in clear
+        cnt = self.counters
+        for pt in pkts:
+            cnt.bytes_out += len(pt)
         wire = c.dp.seal_batch(pkts, self.clock())
         self._send(c, wire)
 
     def _send(self, c: Connection, packets: list) -> None:
         if not packets:
             return
+        cnt = self.counters
+        for p in packets:
+            cnt.wire_out += len(p)
         try:
             c.link.send_packets(packets)
         except (ConnectionError, OSError) as e:
@@ -273,6 +319,8 @@ class ClientGateway:
             log_client_event(e)
             if isinstance(e, ev.TunnelUp):
                 self._tunnel_up(c, e)
+            elif isinstance(e, ev.KeyRenegotiated):
+                self.counters.renegotiations += 1
             elif isinstance(e, ev.SessionClosed):
                 if e.restart:
                     self._schedule_retry(c.was_up)
@@ -300,7 +348,10 @@ class ClientGateway:
             self.tun_watched = tun
         if not c.was_up:
             self.connections += 1
+            self.counters.connections += 1
+            self.counters.up_since = time.time()
         c.was_up = True
+        self._notify(TunnelState(True, f"{fmt_addr(c.addr)}/{c.remote.proto}", self._tun_name(), e.pushed))
         self.pump.timers.cancel("poll")
         log.info("tunnel up: %s, cipher %s, key derivation %s, peer-id %s", tun.name if tun else "-", e.cipher,
                  e.key_derivation, e.peer_id)

@@ -83,12 +83,14 @@ class World:
         self.server.start()
         return self.server
 
-    def add_client(self, conf: str, ip: str | None = None, username: str = "", password: str = "") -> ClientGateway:
+    def add_client(self, conf: str, ip: str | None = None, username: str = "", password: str = "",
+                   observers: tuple = ()) -> ClientGateway:
         opts = parse_config(conf, "/mem/client.ovpn")
         n = len(self.clients)
         ports = MemoryPorts(self.net, ip or f"198.18.0.{2 + n}")
         tnet = FakeTunnelNetwork(self.net)
-        c = ClientGateway(opts, ports, tnet, self.clock, MemoryWaiter(self.net), username, password)
+        c = ClientGateway(opts, ports, tnet, self.clock, MemoryWaiter(self.net), username, password,
+                          observers=observers)
         self.clients.append(c)
         self.client_nets.append(tnet)
         self.client_ports.append(ports)
