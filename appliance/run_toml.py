@@ -17,6 +17,7 @@ import sys
 from pyroute2.netlink.exceptions import NetlinkError
 
 from . import gateway
+from .lan import lan_observers
 from .config.schema import ApplianceConfig, load_appliance_config, validate_runtime
 from .openvpn.config import Options, Remote
 from .openvpn.errors import ConfigError
@@ -112,7 +113,8 @@ def run_toml(path: str, verbose: int = 0) -> int:
         install_rules(cfg, wan_if, lan_if, endpoints, undo)
         if cfg.vpn.role == "server":
             return gateway.server_gateway(opts).run()
-        return gateway.client_gateway(opts, user, pw).run()
+        observers = lan_observers(cfg, wan_if, lan_if)
+        return gateway.client_gateway(opts, user, pw, observers=tuple(observers)).run()
     except (RuntimeError, OSError, NetlinkError) as e:
         log.error("%s", e)
         return 1
