@@ -13,4 +13,7 @@ if TYPE_CHECKING:
 def lan_observers(cfg: "ApplianceConfig", wan_if: str, lan_if: str | None) -> list["TunnelObserver"]:
     """The observers the TOML asks for (one line per service below; empty without a [lan])."""
     out: list["TunnelObserver"] = []
+    if cfg.lan is not None and lan_if is not None and cfg.lan.dhcp_range is not None:
+        from .dhcp_server import DhcpService
+        out.append(DhcpService.from_config(cfg.lan, lan_if, getattr(cfg.lan, "dns_forwarder", True)))
     return out
