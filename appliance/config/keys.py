@@ -17,6 +17,7 @@ import sys
 
 from .table import (BOOL, FILE, HOSTNAME, IFNAME, IPV4, IPV4_INTERFACE, MAC, TEXT, Got, Key,
                     Section, enum, list_of, update_readme)
+from .table import ADDRESSES_BY_MAC, integer  # the DHCP server's keys
 
 LOG_LEVELS = ("error", "warning", "info", "debug")
 ROLES = ("client", "server")
@@ -95,6 +96,44 @@ def apart_from_wan(s: Got) -> None:
         s.err("address", f"{s['address'].network} overlaps the WAN network {wan['address'].network}")
 
 
+def dhcp_fits(s: Got) -> None:
+    """The DHCP server's keys: a range of two addresses inside the LAN network, first <= last, not
+    spanning the LAN address; static leases inside the network, each address once; the lease
+    time and static leases only with a range; the client role only (the server role runs no
+    LAN services)."""
+    if not s.has("dhcp_range"):
+        for k in ("dhcp_lease_time", "static_leases"):
+            if s.has(k):
+                s.err(k, "only with `dhcp_range = [\"FIRST\", \"LAST\"]` (the DHCP server is off without it)")
+        return
+    if s.other("vpn")["role"] == "server":
+        s.err("dhcp_range", "the DHCP server runs in the client role only")
+    iface, rng = s["address"], s["dhcp_range"]
+    if rng is not None and len(rng) != 2:
+        s.err("dhcp_range", f"needs exactly two addresses [first, last], got {len(rng)}")
+        rng = None
+    if iface is not None and rng is not None:
+        first, last = rng
+        net = iface.network
+        for a in rng:
+            if a not in net or a in (net.network_address, net.broadcast_address):
+                s.err("dhcp_range", f"{a} is not a host address of the LAN network {net}")
+                return
+        if first > last:
+            s.err("dhcp_range", f"first {first} is after last {last}")
+        elif first <= iface.ip <= last:
+            s.err("dhcp_range", f"the range {first}-{last} contains the LAN address {iface.ip}")
+    seen: set = set()
+    for mac, a in s["static_leases"] or ():
+        if iface is not None and (a not in iface.network or a == iface.ip
+                                  or a in (iface.network.network_address, iface.network.broadcast_address)):
+            s.err("static_leases", f"{mac}: {a} is not a host address of the LAN network {iface.network} "
+                                   "other than the LAN address")
+        if a in seen:
+            s.err("static_leases", f"{a} is given to more than one MAC")
+        seen.add(a)
+
+
 LAN = Section("lan", "Lan", "router mode", absent="none", keys=(
     *_nic_keys("eth1", " Must be a different NIC from the WAN."),
     Key("address", IPV4_INTERFACE, "the appliance's address on the LAN", required=True,
@@ -107,7 +146,17 @@ LAN = Section("lan", "Lan", "router mode", absent="none", keys=(
             "`false` routes them with their own addresses (the server must `iroute` the LAN and push/route it), "
             "and the tunnel side may then open connections into the LAN too. Server role: `true` masquerades "
             "VPN clients behind the LAN address (LAN hosts need no route back to the VPN pool)."),
-), rules=(one_nic, apart_from_wan),
+    Key("dhcp_range", list_of(IPV4, "two addresses", "address strings"), "first and last address the DHCP "
+        "server leases", example='["198.18.50.100", "198.18.50.199"]',
+        doc="First and last address the DHCP server on the LAN leases, `[\"198.18.50.100\", \"198.18.50.199\"]`: "
+            "inside the LAN network, not spanning the LAN address. Absent: no DHCP server. Client role only."),
+    Key("dhcp_lease_time", integer(60, 86400), "DHCP lease time in seconds (60..86400)", default=3600,
+        doc="DHCP lease time in seconds (60..86400); clients renew at half of it."),
+    Key("static_leases", ADDRESSES_BY_MAC, "fixed DHCP addresses by MAC",
+        example='{ "52:54:00:aa:bb:cc" = "198.18.50.10" }',
+        doc="Fixed DHCP addresses by MAC, `{ \"52:54:00:aa:bb:cc\" = \"198.18.50.10\" }`: inside the LAN "
+            "network (in or out of `dhcp_range`), each address once."),
+), rules=(one_nic, apart_from_wan, dhcp_fits),
     doc="The routed side (router mode): its hosts reach the tunnel, never the WAN.")
 
 
