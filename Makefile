@@ -4,7 +4,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 APT_PKGS := openvpn iperf3 iproute2 iputils-ping procps kmod tcpdump nftables \
-            qemu-system-x86 qemu-utils dnsmasq-base zstd cpio busybox-static
+            qemu-system-x86 qemu-utils dnsmasq-base zstd cpio busybox-static \
+            isc-dhcp-client
 DURATION ?= 0
 PYTEST_ARGS ?=
 
