@@ -331,6 +331,36 @@ def make_dhcp():
     return one
 
 
+def make_dhcp_server():
+    """The LAN's DHCP server (appliance/lan/dhcp_server.py): `DhcpServer.handle` never raises.
+
+    First byte: mode. Even: the bytes after it are the datagram as it came from the LAN. Odd: a valid
+    BOOTREQUEST header (chaddr from bytes 1..6) is put in front and the rest are the options, and
+    the rest is split at b"\\xfe\\xfe" into several messages from that client, fed to one server at
+    growing times, so the fuzzer reaches the lease states (offer, bind, decline, expiry)."""
+    import struct
+    from ipaddress import IPv4Address, IPv4Interface
+    from appliance.lan.dhcp_codec import MAGIC
+    from appliance.lan.dhcp_server import DhcpServer
+    from appliance.openvpn.keymethod import PushedOptions
+
+    pushed = PushedOptions(dns=["198.19.0.1"], dhcp_options=[("DOMAIN", "vpn.test"), ("DOMAIN-SEARCH", "a.vpn.test")])
+
+    def one(data: bytes) -> None:
+        s = DhcpServer(IPv4Interface("198.18.50.1/24"), IPv4Address("198.18.50.100"), IPv4Address("198.18.50.103"),
+                       600, [("52:54:00:aa:bb:cc", IPv4Address("198.18.50.10"))], max_leases=3)
+        if data[:1] and data[0] & 1:
+            s.set_pushed(pushed)
+            mac = data[1:7].ljust(6, b"\0")
+            hdr = struct.pack("!BBBBIHH4s4s4s4s16s", 1, 1, 6, 0, 7, 0, 0, bytes(4), bytes(4), bytes(4), bytes(4),
+                              mac.ljust(16, b"\0")) + bytes(192) + MAGIC
+            for i, opts in enumerate(data[7:].split(b"\xfe\xfe")[:16]):
+                s.handle(hdr + opts, 1.0 + 200.0 * i)
+        else:
+            s.handle(data[1:], 1.0)
+    return one
+
+
 # ------------------------------------------------------------------ config parsers
 def _fake_files() -> dict[str, bytes]:
     p = h.pki()
@@ -404,6 +434,8 @@ _add(Target("data", make_data, 2048, "Session.receive of an established pair, bo
             1.5))
 _add(Target("tcp-framing", make_framing, 8192, "StreamFramer.feed in any split (BadPacket)", 0.5))
 _add(Target("dhcp", make_dhcp, 1500, "DHCP reply decoder (never raises)", 0.25))
+_add(Target("dhcp-server", make_dhcp_server, 1500, "the LAN's DHCP server, DhcpServer.handle (never raises)",
+            0.5))
 _add(Target("ovpn-config", make_ovpn_config, 4096, "parse_config / parse_ccd / render_options (ConfigError)",
             1.25))
 _add(Target("toml-config", make_toml_config, 8192, "parse_appliance_config / summary (ConfigError)"))
