@@ -33,7 +33,6 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Interface
 from typing import TYPE_CHECKING, Callable, Iterable
 
-from ..gateway.loop import Faults
 from . import dhcp_codec as c
 
 if TYPE_CHECKING:
@@ -98,6 +97,7 @@ class DhcpServer:
         self.search: list[str] = []
         self.dns: list[IPv4Address] = []   # pushed IPv4 servers (used with dns_forwarder off)
         self.drops: dict[str, int] = {}    # malformed or refused messages, by reason
+        self.dropped = 0                   # their total (the service logs when it moves)
         self.sent: dict[str, int] = {}     # replies by type
 
     # ---------------------------------------------------------------- what the tunnel pushed
@@ -158,6 +158,7 @@ class DhcpServer:
 
     def _drop(self, reason: str) -> None:
         self.drops[reason] = self.drops.get(reason, 0) + 1
+        self.dropped += 1
 
     # ---------------------------------------------------------------- messages
     def _discover(self, req: c.Request, now: float) -> Reply | None:
@@ -384,9 +385,8 @@ class DhcpService:
         self.lan_if = lan_if
         self.sock: socket.socket | None = None
         self.pump: "Pump | None" = None
-        self.faults = Faults(self.LOG_EVERY)
-        self.faults.counts = server.drops            # one dict: what the server counts is logged
-        self.send_errors = 0
+        self._logged = 0                # server.dropped when last logged
+        self._next_log = 0.0
 
     @classmethod
     def from_config(cls, lan, lan_if: str, dns_forwarder: bool = True) -> "DhcpService":
@@ -431,7 +431,22 @@ class DhcpService:
                     self.server._drop("send error")
         else:
             pump.again(s, self._on_read)
-        self.faults.maybe_log(now, title="DHCP server drops")
+        if self.server.dropped != self._logged:
+            self._log_drops()
+
+    def _log_drops(self, final: bool = False) -> None:
+        """The drop counters, when they moved, at most every LOG_EVERY seconds (a timer logs the
+        last change of a burst): a flood costs one line per LOG_EVERY, not one per packet."""
+        srv, pump = self.server, self.pump
+        if srv.dropped == self._logged:
+            return
+        now = pump.clock() if pump is not None else 0.0
+        if not final and now < self._next_log:
+            if pump is not None:
+                pump.timers.arm(("dhcp-log", id(self)), self._next_log, self._log_drops)
+            return
+        self._logged, self._next_log = srv.dropped, now + self.LOG_EVERY
+        log.info("DHCP server drops: %s", ", ".join(f"{k}={v}" for k, v in sorted(srv.drops.items())))
 
     def tunnel_changed(self, state: "TunnelState") -> None:
         if state.up:
@@ -446,5 +461,6 @@ class DhcpService:
                 self.pump.unwatch(self.sock)
             self.sock.close()
             self.sock = None
-            if self.server.drops:
-                self.faults.maybe_log(0.0, final=True, title="DHCP server drops")
+            if self.pump is not None:
+                self.pump.timers.cancel(("dhcp-log", id(self)))
+            self._log_drops(final=True)

@@ -433,3 +433,32 @@ def test_bad_keys_fail_with_file_and_line(tmp_path, extra, role, why):
         load_appliance_config(path)
     text = str(ei.value)
     assert why in text and f"{path}:" in text, text
+
+
+def test_drop_counters_are_logged_at_a_limited_rate(caplog):
+    """A flood of bad packets costs one log line per LOG_EVERY seconds, and the last change of a
+    burst is logged by a timer (not lost until the next packet)."""
+    from appliance.gateway.loop import TimerHeap
+    from appliance.lan.dhcp_server import DhcpService
+
+    class FakePump:
+        def __init__(self) -> None:
+            self.now, self.timers = 1000.0, TimerHeap()
+
+        def clock(self) -> float:
+            return self.now
+
+    svc = DhcpService(server(), "lan0")
+    svc.pump = pump = FakePump()  # type: ignore[assignment]
+    caplog.set_level("INFO", logger="vpn-appliance")
+    for _ in range(1000):
+        svc.server.handle(b"x", pump.now)
+        svc._log_drops()
+        pump.now += 0.01
+    lines = [r.getMessage() for r in caplog.records if "DHCP server drops" in r.getMessage()]
+    assert lines == ["DHCP server drops: short=1"]
+    pump.now += svc.LOG_EVERY
+    for fn in pump.timers.pop_due(pump.now):
+        fn()
+    lines = [r.getMessage() for r in caplog.records if "DHCP server drops" in r.getMessage()]
+    assert lines == ["DHCP server drops: short=1", "DHCP server drops: short=1000"]
