@@ -10,7 +10,8 @@ Allocation is deterministic per MAC: a hash of the MAC picks the first address t
 range, and the next ones are probed in order. So with no lease file a restarted appliance offers
 each client the address it had (unless a collision moved it), and a client that asks for its
 old address (INIT-REBOOT, option 50, or a renewal) gets it whenever it is free. No lease state is
-ever written to disk (the VM's root is read-only).
+ever written to disk (the VM's root is read-only). Clients are told apart by their hardware address
+(chaddr), not by option 61: static leases are given by MAC, and every stock client sends its MAC.
 
 A hostile LAN: every message is decoded by dhcp_codec (dropped with a counted reason if malformed,
 relayed or not from a client); the lease table is capped (`max_leases`, and never more than the
