@@ -213,5 +213,5 @@ def test_a_restarted_appliance_hands_out_the_same_addresses(lab):
     # for the one in its lease file (INIT-REBOOT) and gets it.
     dhc = lab.hosts["dhc"].dhclient(lab)
     after = {"veth": lab.hosts["veth"].udhcpc()["ip"], "dhc": dhc["new_ip_address"]}
-    assert after == before and dhc["reason"] == "REBOOT", (before, dhc)
+    assert after == before and dhc["reason"] == "REBOOT", (before, after, dhc, lab.app_proc.log()[-2000:])
     assert "DHCP server on" in lab.app_proc.log()
