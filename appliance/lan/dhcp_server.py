@@ -99,6 +99,7 @@ class DhcpServer:
         self.dns: list[IPv4Address] = []   # pushed IPv4 servers (used with dns_forwarder off)
         self.drops: dict[str, int] = {}    # malformed or refused messages, by reason
         self.dropped = 0                   # their total (the service logs when it moves)
+        self.declines = 0                  # DECLINEs taken (an address rests)
         self.sent: dict[str, int] = {}     # replies by type
 
     # ---------------------------------------------------------------- what the tunnel pushed
@@ -206,8 +207,11 @@ class DhcpServer:
             self.declined[int(a)] = now + DECLINE_HOLD
             if len(self.declined) > self.cap:          # bounded like the leases: the oldest rest ends
                 self.declined.pop(next(iter(self.declined)))
-        log.info("DHCP: %s declined %s (in use by someone else?); not offered for %d s",
-                 mac_text(req.mac), a, int(DECLINE_HOLD))
+        self.declines += 1
+        n = self.declines
+        if n <= 5 or n % 1000 == 0:              # a LAN host can DECLINE in a loop: few lines
+            log.info("DHCP: %s declined %s (in use by someone else?); not offered for %d s (%d declines so far)",
+                     mac_text(req.mac), a, int(DECLINE_HOLD), n)
         return None
 
     def _release(self, req: c.Request) -> Reply | None:
