@@ -17,6 +17,7 @@ import sys
 
 from .table import (BOOL, FILE, HOSTNAME, IFNAME, IPV4, IPV4_INTERFACE, MAC, TEXT, Got, Key,
                     Section, enum, list_of, update_readme)
+from .table import integer  # [appliance] status_interval
 
 LOG_LEVELS = ("error", "warning", "info", "debug")
 ROLES = ("client", "server")
@@ -29,6 +30,10 @@ APPLIANCE = Section("appliance", "ApplianceSection", "host name and logging", ke
         doc="Host name (RFC 1123). Set only when running as the VM's PID 1; a host's own name is left alone."),
     Key("log_level", enum(*LOG_LEVELS), "how much is logged: error|warning|info|debug", default="info",
         doc="`error`, `warning`, `info` or `debug`. Each `-v` on the command line goes one level more detailed."),
+    Key("status_interval", integer(0, 86400), "seconds between status lines on the console (0: only on change)",
+        default=60, example="60",
+        doc="Seconds between status lines on the console (`status: tunnel up, remote ..., bytes in N out N, "
+            "renegotiations N, LAN leases N`); a line is also printed at every tunnel change. `0`: only on change."),
 ))
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from .status_line import StatusLine
+
 if TYPE_CHECKING:
     from ..config.schema import ApplianceConfig
     from ..gateway.observers import TunnelObserver
@@ -13,4 +15,5 @@ if TYPE_CHECKING:
 def lan_observers(cfg: "ApplianceConfig", wan_if: str, lan_if: str | None) -> list["TunnelObserver"]:
     """The observers the TOML asks for (one line per service below; empty without a [lan])."""
     out: list["TunnelObserver"] = []
+    out.append(StatusLine(cfg.appliance.status_interval, next((o.lease_count for o in out if hasattr(o, "lease_count")), None)))
     return out
