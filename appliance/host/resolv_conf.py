@@ -101,18 +101,24 @@ class ResolvConf:
         self.applied = False
 
     # ------------------------------------------------------------------ reading what is there
+    def _bind_mounted(self) -> bool:
+        """The file (or what its symlink names) is a mount point: renaming over it cannot work,
+        and replacing a symlink in front of a mount would change the host's /etc, not ours."""
+        mounts = _mount_points()
+        return self.path in mounts or os.path.realpath(self.path) in mounts
+
     def _current(self) -> tuple[str, bytes, int]:
         try:
             st = os.lstat(self.path)
         except FileNotFoundError:
             return "absent", b"", 0o644
-        if stat.S_ISLNK(st.st_mode):
+        if stat.S_ISLNK(st.st_mode) and not self._bind_mounted():
             return "symlink", os.readlink(self.path).encode(), 0o777
         with open(self.path, "rb") as f:
             data = f.read(MAX_ORIGINAL + 1)
         if len(data) > MAX_ORIGINAL:
             raise ResolvConfError(f"{self.path} is larger than {MAX_ORIGINAL} bytes")
-        return "file", data, stat.S_IMODE(st.st_mode)
+        return "file", data, stat.S_IMODE(os.stat(self.path).st_mode)
 
     def _read_text(self) -> str:
         """The content the resolver reads (through a symlink), or '' when there is none."""
@@ -125,10 +131,10 @@ class ResolvConf:
     # ------------------------------------------------------------------ writing
     def _write(self, data: bytes, mode: int) -> None:
         """Replace the file's content: rename over it, or in place on a bind mount (EBUSY)."""
-        real_is_link = os.path.islink(self.path)
-        if not real_is_link and (self.path in _mount_points() or os.path.realpath(self.path) in _mount_points()):
+        if self._bind_mounted():
             self._write_in_place(data)
             return
+        real_is_link = os.path.islink(self.path)
         tmp = f"{self.path}.vpn-appliance.{os.getpid()}"
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, mode)
