@@ -134,14 +134,15 @@ def config_or_inline(s: Got) -> None:
         except OSError as e:
             s.err("config", f"cannot read {s.raw['config']}: {e.strerror or e}")
             return
-        opts = s.ctx.parse_ovpn(text, full, 0)
+        opts = s.ctx.parse_ovpn(text, full, 0, ignore_scripts=bool(s["ignore_scripts"]))
     elif s["inline"] is not None:
         start = s.ctx.lines.of("vpn", "inline") or 1
         raw = s.ctx.lines.values.get(("vpn", "inline"), "")
         multi = raw.startswith('"""') or raw.startswith("'''")
         # TOML drops a newline right after the opening delimiter, so line 1 is the next line.
         offset = start if multi and raw[3:].strip() == "" else start - 1
-        opts = s.ctx.parse_ovpn(s["inline"], s.ctx.path, offset if multi else None, start)
+        opts = s.ctx.parse_ovpn(s["inline"], s.ctx.path, offset if multi else None, start,
+                                ignore_scripts=bool(s["ignore_scripts"]))
         s.values["inline_line"] = start
     s.extra["options"] = opts
     if opts is not None and s["role"] is not None and opts.role != s["role"]:
@@ -161,6 +162,10 @@ VPN = Section("vpn", "Vpn", "role and OpenVPN config", required=True, keys=(
             "quotes stay as they are (`vpn-appliance import` falls back to a `\"\"\"...\"\"\"` string with "
             "escapes if the profile contains `'''`). Files it names are relative to the TOML's directory. "
             "Exactly one of `config`/`inline`."),
+    Key("ignore_scripts", BOOL, "skip the profile's up/down scripts instead of refusing it", default=False,
+        doc="The appliance runs no scripts: a profile with `up`/`down`/`route-up`/... is refused at that line, "
+            "unless this is `true` (the lines are then skipped, as `vpn-appliance run --no-scripts` does). "
+            "`update-resolv-conf`/`update-systemd-resolved` need neither: pushed DNS is handled built in."),
 ), rules=(config_or_inline,), derived=(("inline_line", int | None, None),))
 
 

@@ -82,3 +82,29 @@ def test_which_observers_a_host_run_gets(tmp_path):
     assert _kinds(helper, no_dns=True) == []
     st = parse_config(BASE + f"status {tmp_path}/st 5\nstatus-version 2\n")
     assert _kinds(st, status_interval=0) == [ClientStatusFile, StatusLine]
+
+
+TOML = """\
+[wan]
+name = "eth0"
+dhcp = true
+
+[vpn]
+role = "client"
+config = "client.ovpn"
+"""
+
+
+def test_the_appliance_toml_refuses_scripts_unless_ignore_scripts(tmp_path):
+    from appliance.config.schema import load_appliance_config
+    (tmp_path / "client.ovpn").write_text(BASE + "script-security 2\nup /etc/openvpn/update-resolv-conf\n"
+                                          "route-up /etc/openvpn/custom.sh\n")
+    p = tmp_path / "appliance.toml"
+    p.write_text(TOML)
+    with pytest.raises(ConfigError) as e:
+        load_appliance_config(str(p))
+    assert f"{tmp_path}/client.ovpn:8: route-up: " in str(e.value) and "ignore_scripts = true" in str(e.value)
+    p.write_text(TOML + "ignore_scripts = true\n")
+    cfg = load_appliance_config(str(p))
+    assert cfg.vpn_options.dns_helper == "update-resolv-conf"
+    assert any(n.endswith("route-up: script skipped (--no-scripts)") for n in cfg.vpn_options.notes)

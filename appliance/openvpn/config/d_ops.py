@@ -122,8 +122,8 @@ reg.apply("client-disconnect", why="server: run a command when a client disconne
 # ------------------------------------------------------------------ client up/down scripts
 DNS_HELPERS = ("update-resolv-conf", "update-systemd-resolved")
 NO_SCRIPTS_HINT = ("scripts are not run here; remove the line, or run the profile without it with "
-                   "`vpn-appliance run --no-scripts` (the DNS helpers update-resolv-conf and "
-                   "update-systemd-resolved need neither: they are built in)")
+                   "`vpn-appliance run --no-scripts` (in an appliance TOML: `ignore_scripts = true` in [vpn]); "
+                   "the DNS helpers update-resolv-conf and update-systemd-resolved need neither: they are built in")
 
 
 def dns_helper(command: str) -> str | None:
@@ -153,4 +153,5 @@ def _up_down(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
     if p.ignore_scripts:
         p.note(d, "script skipped (--no-scripts)")
         return
-    p.err(d, "the VM image runs no scripts" if scripts_forbidden() else NO_SCRIPTS_HINT)
+    p.err(d, "the VM image runs no scripts; `ignore_scripts = true` in [vpn] skips this line" if scripts_forbidden()
+          else NO_SCRIPTS_HINT)
