@@ -97,3 +97,74 @@ def test_killed_run_is_repaired_by_the_next_start(lab):
     assert "nameserver 198.18.100.1" in lab.resolv.read_text()          # and applied again
     assert q.stop(20) == 0
     assert lab.resolv.read_bytes() == ORIGINAL
+
+
+# ------------------------------------------------------------------ systemd-resolved, the real one
+RESOLVED_ROOT = Path(__file__).resolve().parents[2] / "build" / "systemd-resolved" / "root"
+BUS_CONF = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig><type>system</type><listen>unix:path={sock}</listen><auth>EXTERNAL</auth>
+<policy context="default"><allow user="*"/><allow own="*"/><allow send_destination="*"/>
+<allow receive_sender="*"/></policy></busconfig>
+"""
+# In a private mount namespace (inside the client's network namespace): a tmpfs on /run (so
+# /run/systemd/resolve is resolved's and ours, not the host's), a passwd naming the user resolved
+# drops to, a private system bus, resolved, then our client in the background; SIGTERM to the
+# client (pid printed) ends it, then resolved and the bus are stopped by their pids.
+RESOLVED_SCRIPT = """
+set -e
+mount -t tmpfs tmpfs /run && mkdir -p /run/systemd/resolve
+mount --bind {passwd} /etc/passwd
+dbus-daemon --config-file={conf} --nofork --nopidfile & D=$!
+i=0; while [ ! -S {sock} ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done
+SYSTEMD_LOG_LEVEL=debug {resolved} >{rlog} 2>&1 & R=$!
+i=0; until resolvectl status >/dev/null 2>&1 || [ $i -ge 100 ]; do sleep 0.1; i=$((i+1)); done
+{ours} run {profile} & C=$!
+echo "client pid $C"
+set +e
+wait $C; echo "client exit $?"
+kill $R; wait $R; kill $D; wait $D
+"""
+
+
+def test_systemd_resolved_gets_the_link_settings_and_loses_them_at_exit(lab):
+    """The real systemd-resolved (Debian's binary, unpacked by `make setup`) on a private D-Bus:
+    our client finds it, gives the TUN link the pushed servers and domains through resolvectl,
+    names resolve through it and the tunnel, and SIGTERM reverts the link."""
+    resolved, resolvectl = RESOLVED_ROOT / "lib/systemd/systemd-resolved", RESOLVED_ROOT / "usr/bin/resolvectl"
+    if not (resolved.exists() and resolvectl.exists()):
+        pytest.fail(f"{resolved} missing: run `make setup` (it unpacks Debian's systemd-resolved package there)")
+    lab.resolv.write_bytes(ORIGINAL)
+    d = lab.tmp / "resolved"
+    d.mkdir()
+    sock = d / "bus"
+    (d / "bus.conf").write_text(BUS_CONF.format(sock=sock))
+    (d / "passwd").write_text(Path("/etc/passwd").read_text() + "systemd-resolve:x:0:0::/:/usr/sbin/nologin\n")
+    prof = lab.write("resolved.ovpn", client_profile(lab.pki, extra=(
+        "script-security 2\nup /etc/openvpn/scripts/update-systemd-resolved\nup-restart\n"
+        "down /etc/openvpn/scripts/update-systemd-resolved\ndown-pre\n")))
+    env = {"DBUS_SYSTEM_BUS_ADDRESS": f"unix:path={sock}", "PATH": f"{resolvectl.parent}:{os.environ['PATH']}"}
+    script = RESOLVED_SCRIPT.format(passwd=d / "passwd", conf=d / "bus.conf", sock=sock, resolved=resolved,
+                                    ours=OUR_BIN, profile=prof, rlog=d / "resolved.log")
+    p = lab.start(lab.cli, ["unshare", "-m", "--propagation", "private", "sh", "-c", script], "resolved", env)
+    assert p.wait_for("systemd-resolved link tun0 uses", 40), p.log()[-4000:]
+
+    def rctl(*args: str) -> str:
+        r = lab.cli.run(f"env DBUS_SYSTEM_BUS_ADDRESS=unix:path={sock} {resolvectl} {' '.join(args)}", check=False)
+        return r.stdout + r.stderr
+    assert "198.18.100.1" in rctl("dns", "tun0") and "2001:db8:100::53" in rctl("dns", "tun0")
+    assert rctl("domain", "tun0").split(":", 1)[1].split() == ["vpn.example", "corp.example"]
+    assert "-DefaultRoute" in rctl("status", "tun0"), "split tunnel: only the pushed domains go to its servers"
+    out = rctl("query", "--legend=no", NAME)
+    assert NAME_IP in out, out                                   # asked through the tunnel's DNS server
+    assert lab.resolv.read_bytes() == ORIGINAL, "with resolved running, resolv.conf is not touched"
+
+    pid = int(p.log().split("client pid ", 1)[1].split()[0])
+    os.kill(pid, signal.SIGTERM)
+    assert p.wait_for("client exit 0", 20), p.log()[-3000:]
+    assert "systemd-resolved link tun0 reverted" in p.log()
+    # resolved's own record of the calls it got (its debug log), in order
+    calls = [ln.split("member=", 1)[1].split()[0].rstrip(",;") for ln in (d / "resolved.log").read_text().splitlines()
+             if "type=method_call" in ln and "member=" in ln and ("SetLink" in ln or "RevertLink" in ln)]
+    assert calls[-1] == "RevertLink" and {"SetLinkDomains", "SetLinkDefaultRoute"} <= set(calls), calls
+    assert p.stop(10) is not None
