@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .status_line import StatusLine
+from .status_line import status_observers
 
 if TYPE_CHECKING:
     from ..config.schema import ApplianceConfig
@@ -15,5 +15,5 @@ if TYPE_CHECKING:
 def lan_observers(cfg: "ApplianceConfig", wan_if: str, lan_if: str | None) -> list["TunnelObserver"]:
     """The observers the TOML asks for (one line per service below; empty without a [lan])."""
     out: list["TunnelObserver"] = []
-    out.append(StatusLine(cfg.appliance.status_interval, next((o.lease_count for o in out if hasattr(o, "lease_count")), None)))
+    out += status_observers(cfg, out)          # last: it reads the others (DHCP's lease_count)
     return out

@@ -42,6 +42,19 @@ def format_line(state: "TunnelState | None", c: "ClientCounters", leases: int | 
     return ", ".join(parts)
 
 
+def status_observers(cfg, others: list) -> list:
+    """The TOML run's status services: the console line every `[appliance] status_interval`
+    seconds (with the DHCP server's lease count when one is among `others`), and the profile's
+    `status FILE [N]` (gateway/client_status.py) as on a host."""
+    from ..gateway.client_status import ClientStatusFile
+    leases = next((o.lease_count for o in others if callable(getattr(o, "lease_count", None))), None)
+    out: list = [StatusLine(cfg.appliance.status_interval, leases)]
+    st = getattr(cfg.vpn_options, "status", None)
+    if st is not None and cfg.vpn_options.role == "client":
+        out.append(ClientStatusFile(st[0], st[1], time.time))
+    return out
+
+
 class StatusLine:
     """TunnelObserver: the line on every change and every `interval` seconds."""
 

@@ -131,3 +131,20 @@ def test_render_is_the_block_openvpn_writes():
     assert [ln.split(",")[0] for ln in lines] == [
         "OpenVPN STATISTICS", "Updated", "TUN/TAP read bytes", "TUN/TAP write bytes", "TCP/UDP read bytes",
         "TCP/UDP write bytes", "Auth read bytes", "END"]
+
+
+def test_the_toml_run_gets_the_status_line_and_the_profiles_status_file(tmp_path):
+    from types import SimpleNamespace
+
+    from appliance.config.schema import parse_appliance_config
+    from appliance.lan import lan_observers
+    from appliance.lan.status_line import status_observers
+    cfg = parse_appliance_config(
+        '[appliance]\nstatus_interval = 30\n[wan]\nname = "eth0"\ndhcp = true\n[vpn]\nrole = "client"\n'
+        f"inline = '''\nclient\nremote 198.18.0.1 1194\n<ca>\nX\n</ca>\nstatus {tmp_path}/st 7\n'''\n",
+        str(tmp_path / "appliance.toml"))
+    dhcp = SimpleNamespace(lease_count=lambda: 4)
+    got = status_observers(cfg, [dhcp])
+    assert [type(o) for o in got] == [StatusLine, ClientStatusFile]
+    assert got[0].interval == 30 and got[0].lease_count() == 4 and got[1].interval == 7
+    assert any(isinstance(o, StatusLine) for o in lan_observers(cfg, "eth0", None))
