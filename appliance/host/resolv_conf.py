@@ -135,12 +135,18 @@ class ResolvConf:
             self._write_in_place(data)
             return
         real_is_link = os.path.islink(self.path)
+        try:
+            st: os.stat_result | None = os.lstat(self.path) if not real_is_link else None
+        except FileNotFoundError:
+            st = None
         tmp = f"{self.path}.vpn-appliance.{os.getpid()}"
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, mode)
             try:
                 os.write(fd, data)
                 os.fchmod(fd, mode)
+                if st is not None and (st.st_uid, st.st_gid) != (os.geteuid(), os.getegid()):
+                    os.fchown(fd, st.st_uid, st.st_gid)       # the file keeps its owner
                 os.fsync(fd)
             finally:
                 os.close(fd)

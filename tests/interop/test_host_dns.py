@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -49,7 +50,8 @@ def lab(tmp_path_factory):
         etc.mkdir(parents=True)
         try:
             lab.resolv = etc / "resolv.conf"
-            lab.openvpn(lab.srv, server_config(lab.pki, extra=PUSH), "srv")
+            lab.server_text = server_config(lab.pki, extra=PUSH)
+            lab.server = lab.openvpn(lab.srv, lab.server_text, "srv")
             dnsmasq = shutil.which("dnsmasq") or "/usr/sbin/dnsmasq"
             lab.start(lab.srv, [dnsmasq, "--keep-in-foreground", "--no-resolv", "--no-hosts", "--bind-interfaces",
                                 f"--listen-address={BEHIND_IP}", f"--address=/{NAME}/{NAME_IP}", "--pid-file=",
@@ -83,6 +85,29 @@ def test_resolv_conf_while_up_and_exactly_restored_on_sigterm(lab):
     assert p.stop(20) == 0
     assert lab.resolv.read_bytes() == ORIGINAL, "restored byte for byte (no final newline either)"
     assert "host DNS: /etc/resolv.conf restored" in p.log()
+
+
+def _wait_file(path: Path, pred, within: float = 30) -> bytes:
+    end = time.monotonic() + within
+    while True:
+        data = path.read_bytes()
+        if pred(data) or time.monotonic() > end:
+            return data
+        time.sleep(0.1)
+
+
+def test_tunnel_down_restores_and_the_next_tunnel_applies_again(lab):
+    """The server restarts (it tells its clients): while the tunnel is down the host has its own
+    resolver back; when it comes back, the pushed DNS again."""
+    lab.resolv.write_bytes(ORIGINAL)
+    p = _start(lab, "ours-reconnect")
+    lab.server.stop()
+    assert _wait_file(lab.resolv, lambda b: b == ORIGINAL) == ORIGINAL, p.log()[-3000:]
+    lab.server = lab.openvpn(lab.srv, lab.server_text, "srv-again")
+    assert b"nameserver 198.18.100.1" in _wait_file(lab.resolv, lambda b: b"nameserver 198.18.100.1" in b, 60), \
+        p.log()[-3000:]
+    assert p.stop(20) == 0
+    assert lab.resolv.read_bytes() == ORIGINAL
 
 
 def test_killed_run_is_repaired_by_the_next_start(lab):
