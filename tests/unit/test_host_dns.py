@@ -211,7 +211,7 @@ def fake_resolvectl(tmp_path, monkeypatch):
 
 
 def test_observer_with_resolved_runs_resolvectl_and_reverts(fake_resolvectl):
-    dns = HostDns(None, backend=Resolved)
+    dns = HostDns(None, backend=Resolved, threaded=False)
     dns.attach(None, lambda: None)
     dns.tunnel_changed(TunnelState(True, "198.18.0.1:1194/udp", "tun3", pushed(redirect=["def1"])))
     dns.tunnel_changed(TunnelState(False, tun_name="tun3"))
@@ -224,14 +224,14 @@ def test_observer_with_resolved_runs_resolvectl_and_reverts(fake_resolvectl):
 
 
 def test_a_failing_resolver_never_reaches_the_tunnel(fake_resolvectl, caplog):
-    dns = HostDns(None, backend=Resolved)
+    dns = HostDns(None, backend=Resolved, threaded=False)
     dns.attach(None, lambda: None)
     dns.tunnel_changed(TunnelState(True, "r", "fail0", pushed()))    # the fake exits 1 for this link
     assert dns.errors == 1 and "tunnel is not affected" in caplog.text
 
 
 def test_observer_on_resolv_conf_follows_the_tunnel(conf):
-    dns = HostDns(None, backend=lambda: ResolvConf(str(conf)))
+    dns = HostDns(None, backend=lambda: ResolvConf(str(conf)), threaded=False)
     dns.attach(None, lambda: None)
     dns.tunnel_changed(TunnelState(True, "r", "tun0", pushed()))
     assert "nameserver 198.18.100.53" in conf.read_text()
@@ -247,8 +247,32 @@ def test_observer_on_resolv_conf_follows_the_tunnel(conf):
 def test_unwritable_resolv_conf_is_logged_not_raised(tmp_path, caplog):
     d = tmp_path / "ro"
     d.mkdir()
-    dns = HostDns(None, backend=lambda: ResolvConf(str(d / "sub" / "resolv.conf")))   # its directory is missing
+    dns = HostDns(None, backend=lambda: ResolvConf(str(d / "sub" / "resolv.conf")), threaded=False)   # its directory is missing
     dns.attach(None, lambda: None)
     dns.tunnel_changed(TunnelState(True, "r", "tun0", pushed()))
     dns.close()
     assert dns.errors == 1
+
+
+def test_the_work_is_off_the_pump_and_close_waits_for_the_restore(conf, caplog):
+    """A resolver that takes its time (resolvectl waiting on a busy resolved) holds the worker,
+    not the caller; close() returns once the original is back."""
+    import threading
+    import time as _time
+    gate = threading.Event()
+
+    class Slow(ResolvConf):
+        def apply(self, dns, link):
+            gate.wait(10)
+            super().apply(dns, link)
+    dns = HostDns(None, backend=lambda: Slow(str(conf)))
+    dns.attach(None, lambda: None)
+    t0 = _time.monotonic()
+    dns.tunnel_changed(TunnelState(True, "r", "tun0", pushed()))
+    assert _time.monotonic() - t0 < 1 and conf.read_bytes() == ORIGINAL      # not done yet, not waited for
+    caplog.set_level("INFO", "vpn-appliance")
+    gate.set()
+    dns.close()
+    assert conf.read_bytes() == ORIGINAL and dns.errors == 0
+    said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("host DNS: ")]
+    assert [m.split()[3] for m in said[-2:]] == ["now", "restored"], said
