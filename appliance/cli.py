@@ -64,6 +64,10 @@ def _validate_runtime(opts) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     if args.file.endswith(".toml"):
+        if args.no_scripts or args.dns or args.no_dns or args.status_interval is not None:
+            print("--no-scripts, --dns, --no-dns and --status-interval are for an OpenVPN profile; an appliance "
+                  "TOML says it with [vpn] ignore_scripts and [appliance] status_interval", file=sys.stderr)
+            return 2
         return run_toml(args.file, args.verbose)
     try:
         opts = _load(args.file, args.no_scripts)

@@ -108,3 +108,8 @@ def test_the_appliance_toml_refuses_scripts_unless_ignore_scripts(tmp_path):
     cfg = load_appliance_config(str(p))
     assert cfg.vpn_options.dns_helper == "update-resolv-conf"
     assert any(n.endswith("route-up: script skipped (--no-scripts)") for n in cfg.vpn_options.notes)
+
+
+def test_host_switches_on_a_toml_say_where_the_toml_keeps_them(capsys):
+    assert cli.main(["run", "--no-scripts", "/nonexistent/appliance.toml"]) == 2
+    assert "[vpn] ignore_scripts" in capsys.readouterr().err
