@@ -109,6 +109,7 @@ class DnsForwarder:
                 u = socket.socket(fam, socket.SOCK_DGRAM)
                 self._to_lan(u)
                 u.bind((addr, self.port))
+                self.port = u.getsockname()[1]  # port 0 (tests): TCP takes the same port
                 t = socket.socket(fam, socket.SOCK_STREAM)
                 t.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                 self._to_lan(t)
@@ -122,7 +123,6 @@ class DnsForwarder:
             self.tcp_listeners.append(t)
             pump.watch(u, lambda u=u: self._on_udp(u))
             pump.watch(t, lambda t=t: self._on_accept(t))
-        self.port = self.udp[0].getsockname()[1] if self.udp else self.port
         pump.timers.arm(("dns", "log"), pump.clock() + LOG_EVERY, self._log_counts)
         log.info("DNS forwarder on %s port %d (UDP and TCP): SERVFAIL until the tunnel is up",
                  ", ".join(self.listen), self.port)
