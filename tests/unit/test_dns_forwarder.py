@@ -24,8 +24,35 @@ class Upstream:
         self.port = self.sock.getsockname()[1]
         self.got: list[tuple[bytes, tuple]] = []
         self.auto = True
+        self.truncate = False           # answer UDP with TC set and nothing else
+        self.tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.tcp.bind(("127.0.0.1", self.port))
+        self.tcp.listen(4)
+        self.tcp.setblocking(False)
+        self.tcp_got: list[bytes] = []
+        self.conns: list[list] = []
 
     def poll(self) -> None:
+        try:
+            conn, _ = self.tcp.accept()
+            conn.setblocking(False)
+            self.conns.append([conn, b""])
+        except BlockingIOError:
+            pass
+        for entry in self.conns:
+            conn, buf = entry
+            try:
+                buf += conn.recv(4096)
+            except BlockingIOError:
+                continue
+            entry[1] = buf
+            if len(buf) >= 2 and len(buf) >= 2 + struct.unpack_from("!H", buf)[0]:
+                q = buf[2:2 + struct.unpack_from("!H", buf)[0]]
+                entry[1] = b""
+                self.tcp_got.append(q)
+                a = self.answer_bytes(q) + b"\xc0\x0c\0\1\0\1\0\0\0\x3c\0\4\xc6\x12\x64\x02"
+                a = a[:6] + b"\0\2" + a[8:]
+                conn.sendall(struct.pack("!H", len(a)) + a)
         while True:
             try:
                 data, addr = self.sock.recvfrom(4096)
@@ -35,11 +62,18 @@ class Upstream:
             if self.auto:
                 self.answer(len(self.got) - 1)
 
+    @staticmethod
+    def answer_bytes(data: bytes, flags: bytes = b"\x81\x80") -> bytes:
+        m = w.parse_untrusted(data)
+        return (data[:2] + flags + b"\0\1\0\1\0\0\0\0" + data[12:m.question_end]
+                + b"\xc0\x0c\0\1\0\1\0\0\0\x3c\0\4\xc6\x12\x64\x01")
+
     def answer(self, i: int) -> None:
         data, addr = self.got[i]
-        m = w.parse_untrusted(data)
-        self.sock.sendto(data[:2] + b"\x81\x80\0\1\0\1\0\0\0\0" + data[12:m.question_end]
-                         + b"\xc0\x0c\0\1\0\1\0\0\0\x3c\0\4\xc6\x12\x64\x01", addr)
+        if self.truncate:
+            self.sock.sendto(self.answer_bytes(data, b"\x83\x80")[:w.parse_untrusted(data).question_end], addr)
+        else:
+            self.sock.sendto(self.answer_bytes(data), addr)
 
 
 @pytest.fixture
@@ -63,6 +97,9 @@ def setup():
     yield f, up, run
     f.close()
     up.sock.close()
+    up.tcp.close()
+    for conn, _ in up.conns:
+        conn.close()
 
 
 def udp_client(f):
@@ -196,3 +233,19 @@ def test_malformed_udp_queries_formerr_or_dropped_never_raise(setup):
     c.send(b"\1")
     run(lambda: f.stats().get("malformed query") == 2, 1)
     assert f.stats()["malformed query"] == 2 and "internal error" not in f.pump.faults.counts
+
+
+def test_truncated_answer_passed_to_udp_clients_retried_over_tcp_for_tcp_clients(setup):
+    f, up, run = setup
+    up.truncate = True
+    c = udp_client(f)
+    c.send(w.encode_query(1, "big.test"))
+    r = recv_udp(c, run)
+    assert w.parse_untrusted(r).truncated and up.tcp_got == []
+    t = tcp_client(f)
+    q = w.encode_query(2, "big.test")
+    t.sendall(struct.pack("!H", len(q)) + q)
+    (a,) = recv_tcp(t, run)
+    assert a[:2] == b"\0\2" and not w.parse_untrusted(a).truncated and a[6:8] == b"\0\2"   # both records
+    assert len(up.tcp_got) == 1 and up.tcp_got[0][2:] == q[2:]
+    assert f.stats()["truncated answer retried over TCP"] == 1
