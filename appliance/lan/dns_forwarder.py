@@ -116,7 +116,8 @@ class DnsForwarder:
                 t.bind((addr, self.port))
                 t.listen(64)
             except OSError as e:
-                raise OSError(e.errno, f"DNS forwarder cannot listen on {addr} port {self.port}: {e.strerror}") from e
+                raise OSError(e.errno, f"DNS forwarder cannot listen on {addr} port {self.port}: {e.strerror}"
+                              " (another DNS server there? `[lan] dns_forwarder = false` turns ours off)") from e
             for s in (u, t):
                 s.setblocking(False)
             self.udp.append(u)
