@@ -109,7 +109,7 @@ class ForwarderCore:
         the old ones through the old tunnel: each is ended with SERVFAIL."""
         out: list[Action] = []
         for token in list(self.pending):
-            out += self._finish(token, None, w.SERVFAIL, "ended by a tunnel change")
+            out += self._finish(token, w.SERVFAIL, "ended by a tunnel change")
         self.servers = list(servers)
         self._rr = 0
         return out
@@ -143,7 +143,7 @@ class ForwarderCore:
         token = next(self._tokens)
         first = self._rr % len(self.servers)
         self._rr += 1
-        p = Pending(client, source, msg.id, tcp, msg.question, bytes(data), first, tcp=False)
+        p = Pending(client, source, msg.id, tcp, msg.question, bytes(data), first)
         self.pending[token] = p
         self.per_source[source] = self.per_source.get(source, 0) + 1
         self.count("forwarded")
@@ -191,7 +191,7 @@ class ForwarderCore:
             return []
         self.count("upstream timeout or error")
         if p.attempts >= self.limits.max_attempts or not self.servers:
-            return self._finish(token, p, w.SERVFAIL, "answered SERVFAIL: no answer from upstream")
+            return self._finish(token, w.SERVFAIL, "answered SERVFAIL: no answer from upstream")
         return [self._attempt(token, p, now, tcp=p.tcp)]
 
     # ---------------------------------------------------------------- inside
@@ -212,7 +212,7 @@ class ForwarderCore:
             self.per_source.pop(p.source, None)
         return p
 
-    def _finish(self, token: int, p: Pending | None, rcode: int, reason: str) -> list[Action]:
+    def _finish(self, token: int, rcode: int, reason: str) -> list[Action]:
         p = self._release(token)
         self.count(reason)
         msg = w.parse_untrusted(p.query)     # parsed once already: cannot fail
