@@ -105,17 +105,19 @@ class DnsForwarder:
         self.pump = pump
         for addr in self.listen:
             fam = _family(addr)
+            u = socket.socket(fam, socket.SOCK_DGRAM)
+            t = socket.socket(fam, socket.SOCK_STREAM)
             try:
-                u = socket.socket(fam, socket.SOCK_DGRAM)
                 self._to_lan(u)
                 u.bind((addr, self.port))
                 self.port = u.getsockname()[1]  # port 0 (tests): TCP takes the same port
-                t = socket.socket(fam, socket.SOCK_STREAM)
                 t.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                 self._to_lan(t)
                 t.bind((addr, self.port))
                 t.listen(64)
             except OSError as e:
+                u.close()
+                t.close()
                 raise OSError(e.errno, f"DNS forwarder cannot listen on {addr} port {self.port}: {e.strerror}"
                               " (another DNS server there? `[lan] dns_forwarder = false` turns ours off)") from e
             for s in (u, t):
