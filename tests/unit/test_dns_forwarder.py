@@ -249,3 +249,38 @@ def test_truncated_answer_passed_to_udp_clients_retried_over_tcp_for_tcp_clients
     assert a[:2] == b"\0\2" and not w.parse_untrusted(a).truncated and a[6:8] == b"\0\2"   # both records
     assert len(up.tcp_got) == 1 and up.tcp_got[0][2:] == q[2:]
     assert f.stats()["truncated answer retried over TCP"] == 1
+
+
+def test_ipv6_listener_and_ipv6_upstream():
+    """The same over IPv6 (a LAN `address6`, a pushed DNS6 server), on ::1."""
+    pump = Pump(time.monotonic, SelectorWaiter())
+    srv = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    srv.bind(("::1", 0))
+    srv.setblocking(False)
+    f = fwd.DnsForwarder(["::1"], None, port=0, bind_device=False)
+    f.attach(pump, lambda: None)
+    pushed = PushedOptions(ifconfig=("127.0.0.1", "255.0.0.0"), ifconfig_ipv6=("::1/128", ""),
+                           dns_endpoints=[("::1", srv.getsockname()[1])])
+    f.tunnel_changed(TunnelState(True, "x", "lo", pushed))
+    c = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    c.setblocking(False)
+    try:
+        c.sendto(w.encode_query(0x66, "six.test", 28), ("::1", f.port))
+        got = []
+        end = time.monotonic() + 3
+        while time.monotonic() < end and not got:
+            pump.step(block=False)
+            try:
+                data, addr = srv.recvfrom(4096)
+                srv.sendto(Upstream.answer_bytes(data), addr)
+            except BlockingIOError:
+                pass
+            try:
+                got.append(c.recv(4096))
+            except BlockingIOError:
+                time.sleep(0.002)
+        assert got and got[0][:2] == b"\0\x66" and w.rcode(got[0]) == 0
+    finally:
+        f.close()
+        srv.close()
+        c.close()
