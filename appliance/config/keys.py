@@ -100,6 +100,11 @@ def apart_from_wan(s: Got) -> None:
         s.err("address", f"{s['address'].network} overlaps the WAN network {wan['address'].network}")
 
 
+def dns_forwarder_in_client_role(s: Got) -> None:
+    if s.has("dns_forwarder") and s["dns_forwarder"] and s.other("vpn")["role"] == "server":
+        s.err("dns_forwarder", "the DNS forwarder serves a client's LAN; the server role has none (remove the key)")
+
+
 LAN = Section("lan", "Lan", "router mode", absent="none", keys=(
     *_nic_keys("eth1", " Must be a different NIC from the WAN."),
     Key("address", IPV4_INTERFACE, "the appliance's address on the LAN", required=True,
@@ -112,7 +117,11 @@ LAN = Section("lan", "Lan", "router mode", absent="none", keys=(
             "`false` routes them with their own addresses (the server must `iroute` the LAN and push/route it), "
             "and the tunnel side may then open connections into the LAN too. Server role: `true` masquerades "
             "VPN clients behind the LAN address (LAN hosts need no route back to the VPN pool)."),
-), rules=(one_nic, apart_from_wan),
+    Key("dns_forwarder", BOOL, "answer DNS on the LAN address, through the tunnel only (client role)", default=True,
+        doc="Client role: `true` answers DNS (UDP and TCP port 53) on the LAN address by forwarding to the DNS "
+            "servers the VPN server pushed, through the tunnel only; SERVFAIL while the tunnel is down. "
+            "The server role refuses `true`. See \"LAN services: DNS\"."),
+), rules=(one_nic, apart_from_wan, dns_forwarder_in_client_role),
     doc="The routed side (router mode): its hosts reach the tunnel, never the WAN.")
 
 

@@ -15,5 +15,9 @@ if TYPE_CHECKING:
 def lan_observers(cfg: "ApplianceConfig", wan_if: str, lan_if: str | None) -> list["TunnelObserver"]:
     """The observers the TOML asks for (one line per service below; empty without a [lan])."""
     out: list["TunnelObserver"] = []
+    if cfg.lan is not None and cfg.vpn.role == "client" and cfg.lan.dns_forwarder:
+        from .dns_forwarder import DnsForwarder
+        addr6 = getattr(cfg.lan, "address6", None)      # the ipv6 helper's key, once merged
+        out.append(DnsForwarder([str(cfg.lan.address.ip)] + ([str(addr6.ip)] if addr6 else []), lan_if))
     out += status_observers(cfg, out)          # last: it reads the others (DHCP's lease_count)
     return out
