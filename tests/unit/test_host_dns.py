@@ -276,3 +276,13 @@ def test_the_work_is_off_the_pump_and_close_waits_for_the_restore(conf, caplog):
     assert conf.read_bytes() == ORIGINAL and dns.errors == 0
     said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("host DNS: ")]
     assert [m.split()[3] for m in said[-2:]] == ["now", "restored"], said
+
+
+def test_openvpn_26_dns_form_as_debians_server_pushes_it():
+    from appliance.openvpn.keymethod import parse_push_reply_untrusted
+    p = parse_push_reply_untrusted(
+        "PUSH_REPLY,dns server 1 address 198.19.0.1 2001:db8:19::1,dns search-domains vpn.test corp.test,"
+        "dhcp-option DNS 198.19.0.1,ifconfig 198.19.0.2 255.255.255.0,topology subnet,redirect-gateway def1")
+    s = from_pushed(p)
+    assert s.servers == ("198.19.0.1", "2001:db8:19::1")
+    assert s.search == ("vpn.test", "corp.test") and s.default_route
