@@ -4,14 +4,15 @@ VENV := .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 APT_PKGS := openvpn iperf3 iproute2 iputils-ping procps kmod tcpdump nftables \
-            qemu-system-x86 qemu-utils dnsmasq-base zstd cpio busybox-static \
+            qemu-system-x86 qemu-utils dnsmasq-base zstd cpio busybox-static systemd dbus-daemon \
             isc-dhcp-client
+RESOLVED_DIR := build/systemd-resolved
 DURATION ?= 0
 PYTEST_ARGS ?=
 
 .PHONY: setup system-deps test test-unit test-engine test-interop test-vm run run-host bench bench-engine image clean fuzz
 
-setup: system-deps $(VENV)/.installed
+setup: system-deps $(VENV)/.installed $(RESOLVED_DIR)/.unpacked
 
 system-deps:
 	@missing=""; for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -20,6 +21,16 @@ system-deps:
 	  if [ "$$(id -u)" != 0 ]; then echo "need root to install:$$missing" >&2; exit 1; fi; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
+
+# The real systemd-resolved and resolvectl for tests/interop/test_host_dns.py, unpacked from Debian's
+# package (the version of the installed systemd) and never installed: its postinst would rewrite
+# the host's /etc/resolv.conf. The test runs it in a private namespace with a private D-Bus.
+$(RESOLVED_DIR)/.unpacked:
+	rm -rf $(RESOLVED_DIR) && mkdir -p $(RESOLVED_DIR)
+	cd $(RESOLVED_DIR) && v=$$(dpkg-query -W -f='$${Version}' systemd) && \
+	  { apt-get download -qq systemd-resolved=$$v 2>/dev/null || { apt-get update -qq && apt-get download -qq systemd-resolved=$$v; }; } && \
+	  dpkg-deb -x systemd-resolved_*.deb root && rm -f systemd-resolved_*.deb
+	touch $@
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from .status_line import status_observers
+
 if TYPE_CHECKING:
     from ..config.schema import ApplianceConfig
     from ..gateway.observers import TunnelObserver
@@ -16,4 +18,9 @@ def lan_observers(cfg: "ApplianceConfig", wan_if: str, lan_if: str | None) -> li
     if cfg.lan is not None and lan_if is not None and cfg.lan.dhcp_range is not None:
         from .dhcp_server import DhcpService
         out.append(DhcpService.from_config(cfg.lan, lan_if, getattr(cfg.lan, "dns_forwarder", True)))
+    if cfg.lan is not None and cfg.vpn.role == "client" and cfg.lan.dns_forwarder:
+        from .dns_forwarder import DnsForwarder
+        addr6 = getattr(cfg.lan, "address6", None)      # the ipv6 helper's key, once merged
+        out.append(DnsForwarder([str(cfg.lan.address.ip)] + ([str(addr6.ip)] if addr6 else []), lan_if))
+    out += status_observers(cfg, out)          # last: it reads the others (DHCP's lease_count)
     return out
