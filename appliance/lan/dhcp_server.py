@@ -396,7 +396,7 @@ class DhcpService:
     @classmethod
     def from_config(cls, lan, lan_if: str, dns_forwarder: bool = True) -> "DhcpService":
         first, last = lan.dhcp_range
-        return cls(DhcpServer(lan.address, first, last, lan.dhcp_lease_time, lan.static_leases,
+        return cls(DhcpServer(lan.address, first, last, lan.dhcp_lease_time, lan.static_leases or (),
                               dns_forwarder), lan_if)
 
     def attach(self, pump: "Pump", counters: Callable[[], "ClientCounters"]) -> None:

@@ -400,11 +400,16 @@ def test_keys_load(tmp_path):
                                                'static_leases = { "52:54:00:AA:BB:CC" = "198.18.50.10" }\n'))
     assert cfg.lan.dhcp_range == (FIRST, LAST) and cfg.lan.dhcp_lease_time == 600
     assert cfg.lan.static_leases == ((STATIC_MAC, STATIC_IP),)
-    services = lan_observers(cfg, "eth0", "eth1")
-    assert [type(o).__name__ for o in services] == ["DhcpService"]
-    assert services[0].server.static == {bytes.fromhex("525400aabbcc"): int(STATIC_IP)}
+    dhcp = [o for o in lan_observers(cfg, "eth0", "eth1") if type(o).__name__ == "DhcpService"]
+    assert len(dhcp) == 1 and dhcp[0].server.static == {bytes.fromhex("525400aabbcc"): int(STATIC_IP)}
+    assert dhcp[0].server.dns_forwarder is True
     plain = load_appliance_config(toml(tmp_path, ""))
-    assert plain.lan.dhcp_range is None and lan_observers(plain, "eth0", "eth1") == []
+    assert plain.lan.dhcp_range is None
+    assert not [o for o in lan_observers(plain, "eth0", "eth1") if type(o).__name__ == "DhcpService"]
+    off = load_appliance_config(toml(tmp_path, 'dhcp_range = ["198.18.50.100", "198.18.50.199"]\n'
+                                               'dns_forwarder = false\n'))
+    dhcp = [o for o in lan_observers(off, "eth0", "eth1") if type(o).__name__ == "DhcpService"]
+    assert dhcp[0].server.dns_forwarder is False        # DHCP then hands out the pushed servers
 
 
 @pytest.mark.parametrize("extra,role,why", [
