@@ -1,9 +1,10 @@
 """The appliance's DHCP server against stock clients from Debian packages, in the router lab:
 busybox udhcpc and ISC dhclient on unconfigured LAN hosts get an address, the gateway, the DNS
-server and the pushed domain, and reach the host behind the VPN; a static lease is honoured; a
+server (which resolves the VPN-only name) and the pushed domain, and reach the host behind the VPN; a static lease is honoured; a
 restarted appliance (no lease file) hands out the same addresses.
 
-One lab for the module: Debian's OpenVPN server (pushing `dhcp-option DOMAIN vpn.test`), the
+One lab for the module: Debian's OpenVPN server (pushing `dhcp-option DOMAIN vpn.test`, and DNS:
+dnsmasq behind it), the
 appliance with `dhcp_range`, and LAN hosts: the lab's LAN namespace (its veth) plus one namespace
 per extra client, each on a macvlan of the LAN veth (its own MAC, its own routes, its own
 /etc/resolv.conf untouched: the clients run our small lease scripts, never the system's)."""
@@ -18,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from lab.netns import Netns
-from lab.router_lab import BEHIND, LAN_APP, WEB_PORT, RouterLab, client_profile
+from lab.router_lab import BEHIND, LAN_APP, SECRET_NAME, WEB_PORT, RouterLab, client_profile
 
 RANGE = ("198.18.50.100", "198.18.50.199")
 STATIC_MAC, STATIC_IP = "52:54:00:aa:bb:cc", "198.18.50.10"
@@ -113,6 +114,7 @@ def lab(tmp_path_factory):
     lab = RouterLab(tmp_path_factory.mktemp("lan-dhcp"))
     try:
         lab.openvpn_server()
+        lab.dns_server()
         lab.web_server()
         lab.toml = lab.appliance_toml(client_profile(lab.pki), lan_extra=(
             f'dhcp_range = ["{RANGE[0]}", "{RANGE[1]}"]\ndhcp_lease_time = {LEASE_TIME}\n'
@@ -146,6 +148,9 @@ def test_udhcpc_gets_address_gateway_dns_domain_and_reaches_the_host_behind_the_
              f"'http://{BEHIND}:{WEB_PORT}/file', timeout=30).read()).hexdigest())")
     r = h.ns.run(f"{sys.executable} -c \"{fetch}\"", check=False, timeout=60)
     assert r.stdout.split() == [lab.web_digest], f"download through the VPN failed: {r.stdout} {r.stderr}"
+    # the DNS server the lease names (the appliance's forwarder) resolves the name only the VPN side knows
+    r = h.ns.run(f"{BUSYBOX} nslookup {SECRET_NAME} {got['dns'].split()[0]}", check=False, timeout=30)
+    assert BEHIND in r.stdout, r.stdout + r.stderr
 
 
 def test_dhclient_gets_address_gateway_dns_and_domain(lab):
