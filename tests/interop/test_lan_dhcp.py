@@ -1,13 +1,14 @@
 """The appliance's DHCP server against stock clients from Debian packages, in the router lab:
 busybox udhcpc and ISC dhclient on unconfigured LAN hosts get an address, the gateway, the DNS
-server (which resolves the VPN-only name) and the pushed domain, and reach the host behind the VPN; a static lease is honoured; a
+server (which resolves the VPN-only name) and the pushed domain, and reach the host behind the
+VPN; a static lease is honoured; garbage and a MAC flood are dropped, counted and survived; a
 restarted appliance (no lease file) hands out the same addresses.
 
-One lab for the module: Debian's OpenVPN server (pushing `dhcp-option DOMAIN vpn.test`, and DNS:
-dnsmasq behind it), the
-appliance with `dhcp_range`, and LAN hosts: the lab's LAN namespace (its veth) plus one namespace
-per extra client, each on a macvlan of the LAN veth (its own MAC, its own routes, its own
-/etc/resolv.conf untouched: the clients run our small lease scripts, never the system's)."""
+One lab for the module: Debian's OpenVPN server (pushing `dhcp-option DOMAIN vpn.test`, with
+dnsmasq behind it), the appliance with `dhcp_range`, and LAN hosts: the lab's LAN namespace (its
+veth) plus one namespace per extra client, each on a macvlan of the LAN veth (its own MAC, its own
+routes, its own /etc/resolv.conf untouched: the clients run our small lease scripts, never the
+system's)."""
 from __future__ import annotations
 
 import ipaddress
