@@ -138,23 +138,29 @@ def decode_options(data: bytes, i: int) -> dict[int, bytes]:
 # ------------------------------------------------------------------ replies
 def option(code: int, value: bytes) -> bytes:
     """One option, split into several instances when longer than 255 bytes (RFC 3396)."""
-    if not value:
-        return bytes((code, 0))
+    if len(value) <= 255:
+        return bytes((code, len(value))) + value
     return b"".join(bytes((code, len(value[i:i + 255]))) + value[i:i + 255] for i in range(0, len(value), 255))
 
 
+_SNAME_FILE = bytes(64 + 128)
+
+
 def encode_reply(req: Request, kind: int, yiaddr: IPv4Address | None, server: IPv4Address,
-                 options: list[tuple[int, bytes]], max_size: int = 576) -> bytes:
-    """A BOOTREPLY to `req`: message type and server id first, then `options` in order, each one
-    left out when it would not fit the client's maximum message size (the optional ones come last:
-    domain and search list), then END, padded to the 300 bytes of a BOOTP minimum."""
+                 options: list[bytes], max_size: int = 576) -> bytes:
+    """A BOOTREPLY to `req`: message type and server id first, then `options` (each already
+    encoded by `option`, so the server encodes its fixed ones once) in order, each one left out
+    when it would not fit the client's maximum message size (the optional ones come last: domain
+    and search list), then END, padded to the 300 bytes of a BOOTP minimum."""
     ciaddr = req.ciaddr.packed if kind == ACK else bytes(4)
     hdr = _HDR.pack(2, 1, 6, 0, req.xid, 0, req.flags & BROADCAST_FLAG, ciaddr,
                     (yiaddr.packed if yiaddr is not None else bytes(4)), bytes(4), bytes(4), req.mac.ljust(16, b"\0"))
-    out = bytearray(hdr + bytes(64 + 128) + MAGIC)
-    out += option(O_TYPE, bytes((kind,))) + option(O_SERVER_ID, server.packed)
-    for code, value in options:
-        o = option(code, value)
+    out = bytearray(hdr)
+    out += _SNAME_FILE
+    out += MAGIC
+    out += bytes((O_TYPE, 1, kind, O_SERVER_ID, 4))
+    out += server.packed
+    for o in options:
         if len(out) + len(o) + 1 <= max_size:
             out += o
     out.append(O_END)

@@ -49,6 +49,7 @@ DECLINE_HOLD = 600.0         # an address a client DECLINEd (someone else uses i
 PRE_TUNNEL_LEASE = 300       # lease time before anything was pushed (so renewals pick up the domain)
 MAX_LEASES = 4096            # lease table cap (offers + bound), besides the static leases
 SWEEP_EVERY = 10.0           # at most this often, a full scan for expired entries when the table is full
+RATE, BURST = 200.0, 400.0   # messages handled per second (token bucket): a flood's CPU share is bounded
 BROADCAST = "255.255.255.255"
 
 
@@ -97,6 +98,9 @@ class DhcpServer:
         self.domain: str | None = None
         self.search: list[str] = []
         self.dns: list[IPv4Address] = []   # pushed IPv4 servers (used with dns_forwarder off)
+        self._tokens, self._refilled = BURST, None      # the rate limit's bucket
+        self._fixed: list[bytes] | None = None          # encoded options (reset by set_pushed)
+        self._search_option: bytes | None = None
         self.drops: dict[str, int] = {}    # malformed or refused messages, by reason
         self.dropped = 0                   # their total (the service logs when it moves)
         self.declines = 0                  # DECLINEs taken (an address rests)
@@ -128,11 +132,21 @@ class DhcpServer:
             except ValueError:
                 continue                       # IPv6 servers are not DHCPv4's business
         self.dns = dns[:8]
+        self._fixed = self._search_option = None
 
     # ---------------------------------------------------------------- entry point
     def handle(self, data: bytes, now: float) -> list[Reply]:
         """One datagram from the LAN: the replies to send (none for most drops). Never raises for
-        any input (dhcp_codec.BadRequest is the only failure it expects, and it is counted)."""
+        any input (dhcp_codec.BadRequest is the only failure it expects, and it is counted).
+        Beyond RATE messages a second (BURST at once) the rest are dropped unread: a LAN flood
+        costs the pump the tunnel shares at most that much work (a real LAN needs a few a second)."""
+        last, self._refilled = self._refilled, now
+        if last is not None:
+            self._tokens = min(BURST, self._tokens + max(0.0, now - last) * RATE)
+        if self._tokens < 1.0:
+            self._drop("rate limited")
+            return []
+        self._tokens -= 1.0
         try:
             req = c.decode_request_untrusted(data)
         except c.BadRequest as e:
@@ -233,26 +247,35 @@ class DhcpServer:
         return self.lease_time if self.pushed_seen else min(self.lease_time, PRE_TUNNEL_LEASE)
 
     def _reply(self, req: c.Request, kind: int, addr: int | None, lease: bool = True) -> Reply:
-        opts: list[tuple[int, bytes]] = []
+        opts: list[bytes] = []
         if lease:
             t = self._lease_time()
-            opts += [(c.O_LEASE, t.to_bytes(4, "big")), (c.O_T1, (t // 2).to_bytes(4, "big")),
-                     (c.O_T2, (t * 7 // 8).to_bytes(4, "big"))]
-        opts += [(c.O_MASK, self.net.netmask.packed), (c.O_ROUTER, self.server.packed),
-                 (c.O_BROADCAST, self.net.broadcast_address.packed)]
-        dns = [self.server] if self.dns_forwarder else self.dns
-        if dns:
-            opts.append((c.O_DNS, b"".join(d.packed for d in dns)))
-        if self.domain:
-            opts.append((c.O_DOMAIN, self.domain.encode("ascii")))
+            opts.append(c.option(c.O_LEASE, t.to_bytes(4, "big")) + c.option(c.O_T1, (t // 2).to_bytes(4, "big"))
+                        + c.option(c.O_T2, (t * 7 // 8).to_bytes(4, "big")))
+        opts += self._fixed_options()
         if self.search and c.O_SEARCH in req.params:
-            opts.append((c.O_SEARCH, c.encode_domain_list(self.search)))
+            if self._search_option is None:
+                self._search_option = c.option(c.O_SEARCH, c.encode_domain_list(self.search))
+            opts.append(self._search_option)
         yiaddr = IPv4Address(addr) if addr is not None else None
         data = c.encode_reply(req, kind, yiaddr, self.server, opts, req.max_size)
         # RFC 2131 4.1: to ciaddr when the client has an address (renewal, INFORM); otherwise
         # broadcast (see DhcpService for why not a unicast to yiaddr).
         dest = str(req.ciaddr) if req.ciaddr != IPv4Address(0) and req.ciaddr in self.net else BROADCAST
         return Reply(data, dest, kind)
+
+    def _fixed_options(self) -> list[bytes]:
+        """Mask, router, broadcast, DNS, domain: encoded once per push, not once per reply."""
+        if self._fixed is None:
+            fixed = [c.option(c.O_MASK, self.net.netmask.packed) + c.option(c.O_ROUTER, self.server.packed)
+                     + c.option(c.O_BROADCAST, self.net.broadcast_address.packed)]
+            dns = [self.server] if self.dns_forwarder else self.dns
+            if dns:
+                fixed.append(c.option(c.O_DNS, b"".join(d.packed for d in dns)))
+            if self.domain:
+                fixed.append(c.option(c.O_DOMAIN, self.domain.encode("ascii")))
+            self._fixed = fixed
+        return self._fixed
 
     def _nak(self, req: c.Request) -> Reply:
         data = c.encode_reply(req, c.NAK, None, self.server, [], req.max_size)

@@ -467,3 +467,14 @@ def test_drop_counters_are_logged_at_a_limited_rate(caplog):
         fn()
     lines = [r.getMessage() for r in caplog.records if "DHCP server drops" in r.getMessage()]
     assert lines == ["DHCP server drops: short=1", "DHCP server drops: short=1000"]
+
+
+def test_a_flood_is_rate_limited_and_service_resumes():
+    from appliance.lan.dhcp_server import BURST, RATE
+    s = server()
+    answered = sum(len(s.handle(msg(c.DISCOVER, mac(i)), 100.0)) for i in range(1000))
+    assert answered == BURST and s.drops["rate limited"] == 1000 - BURST
+    assert s.handle(msg(c.DISCOVER, mac(5000)), 100.0) == []
+    later = sum(len(s.handle(msg(c.DISCOVER, mac(6000 + i)), 101.0)) for i in range(1000))
+    assert later == RATE                          # one second refills RATE messages
+    assert lease(s, mac(7000), now=110.0) is not None
