@@ -103,6 +103,21 @@ def start_web_server(ns: Netns, tmp: Path, start) -> tuple[Proc, str]:
               "web")
     return p, hashlib.sha256(data).hexdigest()
 
+def start_far_side(ns: Netns, tmp: Path, start, pki: Pki, extra: str = "") -> dict:
+    """Everything behind the WAN for a VM topology (lab/vm.py's `wan` namespace, already holding
+    198.18.0.1/24 and 198.18.100.1 on lo): Debian's OpenVPN server of this lab (IPv6 pool, DNS
+    pushed), dnsmasq and the web server behind it. Returns the processes and the file's digest."""
+    ns.run(f"ip -6 addr add {BEHIND6}/128 dev lo && sysctl -qw net.ipv6.conf.all.forwarding=1")
+    cfg = tmp / "server.conf"
+    cfg.write_text(server_config(pki, extra=extra))
+    ovpn = start(ns, [OPENVPN, "--config", str(cfg)], "openvpn-server")
+    if not ovpn.wait_for("Initialization Sequence Completed", 30):
+        raise AssertionError(f"OpenVPN server did not come up:\n{ovpn.log()[-3000:]}")
+    dns = start_dns_server(ns, start)
+    web, digest = start_web_server(ns, tmp, start)
+    return {"ovpn": ovpn, "dns": dns, "web": web, "digest": digest, "config": cfg}
+
+
 class RouterLab:
     """Three namespaces and the processes in them; `with RouterLab() as lab: ...`."""
 
