@@ -18,7 +18,6 @@ from .config.schema import check_file
 from .openvpn.config import load_config, render_options
 from .openvpn.passdb import hash_password
 from .openvpn import settings
-from .run_toml import ask_credentials, run_toml
 from .openvpn.errors import ConfigError
 
 log = logging.getLogger("vpn-appliance")
@@ -59,12 +58,18 @@ def _validate_runtime(opts) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    # run_toml (and a client's network code) load the netlink library: imported only when used,
+    # so a server's resident memory does not carry it (appliance/gateway/server_net.py).
     if args.file.endswith(".toml"):
+        from .run_toml import run_toml
         return run_toml(args.file, args.verbose)
     try:
         opts = _load(args.file)
         _validate_runtime(opts)
-        user, pw = ask_credentials(opts)
+        user, pw = "", ""
+        if opts.role != "server":
+            from .run_toml import ask_credentials
+            user, pw = ask_credentials(opts)
     except ConfigError as e:
         print(str(e), file=sys.stderr)
         return 2
