@@ -3,6 +3,7 @@ rate and CPU per handshake, RSS with no client and per idle client, and handshak
 time for each control-channel protection.
 
     python -m lab.capacity [--clients 1000] [--repeat 1] [--concurrency 64] [--sources 64]
+                           [--baseline DIR]   (DIR/appliance: an older version, as server "before")
 
 How (the same for both servers): the two-namespace lab (lab/netns.py), one PKI, the same server
 config text (AES-256-GCM negotiated, tls-crypt for the capacity rows), with only generous limits
@@ -35,6 +36,11 @@ from .tools import REPO
 PROTECTIONS = ("none", "tls-auth", "tls-crypt", "tls-crypt-v2")
 LIMITS = ("duplicate-cn\nmax-clients 4000\nconnect-freq 100000 10\nconnect-freq-initial 100000 10\n")
 
+# Run another checkout's server: that directory's `appliance` first, not this venv's editable one.
+_BASELINE = ("import sys; sys.meta_path[:] = [f for f in sys.meta_path if '__editable__' not in "
+             "(getattr(f, '__module__', '') or type(f).__module__)]; sys.path.insert(0, sys.argv[1]); "
+             "from appliance.cli import main; sys.exit(main(['run', sys.argv[2]]))")
+
 
 def proc_rss_kb(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -49,7 +55,8 @@ def proc_cpu_s(pid: int) -> float:
 
 
 class Bench:
-    def __init__(self, sources: int) -> None:
+    def __init__(self, sources: int, baseline: str | None = None) -> None:
+        self.baseline = baseline          # another checkout's `appliance` package: server kind "before"
         self.lab = Lab()
         dev = f"vb{self.lab.tag}"
         self.sources = [f"198.18.0.{10 + i}" for i in range(sources)]
@@ -65,6 +72,12 @@ class Bench:
         name = f"{kind}-{protection}-{self.n}"
         if kind == "ours":
             return self.lab.ours(self.lab.srv, cfg, name, pattern=r"listening on UDP", wait=30)
+        if kind == "before":
+            path = self.lab.write(f"{name}.ovpn", cfg)
+            p = self.lab.start(self.lab.srv, [sys.executable, "-c", _BASELINE, str(self.baseline), str(path)], name)
+            if not p.wait_for(r"listening on UDP", 30):
+                raise AssertionError(f"baseline server did not start:\n{p.log()[-3000:]}")
+            return p
         return self.lab.openvpn(self.lab.srv, cfg, name, wait=30)
 
     def stop(self, p: Proc) -> None:
@@ -189,9 +202,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--first-packet", type=int, default=20, help="sessions per protection (0: skip)")
     ap.add_argument("--servers", default="ours,openvpn")
     ap.add_argument("--json", default=None, help="also write the rows to this file")
+    ap.add_argument("--baseline", default=None,
+                    help="directory holding another version's `appliance` package: adds server kind 'before'")
     a = ap.parse_args(argv)
     kinds = a.servers.split(",")
-    b = Bench(a.sources)
+    if a.baseline and "before" not in kinds:
+        kinds.insert(0, "before")
+    b = Bench(a.sources, a.baseline)
     cap, fp = [], []
     try:
         print("load before:", _uptime(), flush=True)
