@@ -55,9 +55,18 @@ def proc_cpu_s(pid: int) -> float:
 
 
 class Bench:
-    def __init__(self, sources: int, baseline: str | None = None) -> None:
+    def __init__(self, sources: int, baseline: str | None = None, groups: str | None = "X25519") -> None:
         self.baseline = baseline          # another checkout's `appliance` package: server kind "before"
         self.lab = Lab()
+        # The TLS key-exchange groups the generator offers. Debian 12's OpenVPN links OpenSSL 3.0
+        # (X25519), our server the OpenSSL 4 inside `cryptography`, which prefers the hybrid
+        # post-quantum X25519MLKEM768 (bigger key shares, more CPU). Offering X25519 only makes
+        # both servers do the same TLS work; None: OpenSSL's defaults.
+        self.env = dict(os.environ)
+        if groups:
+            cnf = self.lab.write("groups.cnf", "openssl_conf = c\n[c]\nssl_conf = s\n[s]\nsystem_default = d\n"
+                                               f"[d]\nGroups = {groups}\n")
+            self.env["OPENSSL_CONF"] = str(cnf)
         dev = f"vb{self.lab.tag}"
         self.sources = [f"198.18.0.{10 + i}" for i in range(sources)]
         cmds = " && ".join(f"ip addr add {a}/24 dev {dev}" for a in self.sources)
@@ -94,7 +103,7 @@ class Bench:
                 "--duration", str(duration), *sum((["--source", a] for a in self.sources), [])]
         if hold:
             argv.append("--hold")
-        p = subprocess.Popen(argv, cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        p = subprocess.Popen(argv, cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=self.env)
         out: dict = {}
         try:
             assert p.stdout is not None and p.stdin is not None
@@ -202,13 +211,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--first-packet", type=int, default=20, help="sessions per protection (0: skip)")
     ap.add_argument("--servers", default="ours,openvpn")
     ap.add_argument("--json", default=None, help="also write the rows to this file")
+    ap.add_argument("--tls-groups", default="X25519",
+                    help="TLS groups the generator offers (X25519: what Debian 12's OpenVPN can do; "
+                         "'default': OpenSSL's, hybrid post-quantum first between our ends)")
     ap.add_argument("--baseline", default=None,
                     help="directory holding another version's `appliance` package: adds server kind 'before'")
     a = ap.parse_args(argv)
     kinds = a.servers.split(",")
     if a.baseline and "before" not in kinds:
         kinds.insert(0, "before")
-    b = Bench(a.sources, a.baseline)
+    b = Bench(a.sources, a.baseline, None if a.tls_groups == "default" else a.tls_groups)
     cap, fp = [], []
     try:
         print("load before:", _uptime(), flush=True)
@@ -225,8 +237,8 @@ def main(argv: list[str] | None = None) -> int:
         print("load after:", _uptime(), flush=True)
     finally:
         b.close()
-    print(f"\nCapacity: {a.clients} clients, UDP, tls-crypt, AES-256-GCM, {a.concurrency} handshakes at once "
-          f"from {a.sources} source addresses")
+    print(f"\nCapacity: {a.clients} clients, UDP, tls-crypt, AES-256-GCM, TLS groups {a.tls_groups}, "
+          f"{a.concurrency} handshakes at once from {a.sources} source addresses")
     print_capacity(cap)
     if fp:
         print(f"\nHandshake to first answered ping (one session at a time, {a.first_packet} each)")
