@@ -44,7 +44,8 @@ def test_largest_tcp_packet_decrypts_through_the_buffer(pki):  # noqa: F811
 
 def test_idle_established_sessions_stay_small(pki):  # noqa: F811
     """100 client/server pairs, established and idle: well under the 2 x 128 KiB of zeroed
-    decrypt buffers per pair they used to pin (plus TLS state)."""
+    decrypt buffers per pair they used to pin (~395 KB a pair then, ~153 now; each session here
+    also builds its own SSL_CTX, which a server shares)."""
     pairs = []
     for _ in range(5):                      # warm up allocators and caches
         c, s, _ = make_pair(pki)
@@ -60,4 +61,4 @@ def test_idle_established_sessions_stay_small(pki):  # noqa: F811
         pairs.append((c, s))
     gc.collect()
     per_pair = (_rss_kb() - before) / len(pairs)
-    assert per_pair < 160, f"{per_pair:.0f} KB RSS per idle client/server pair"
+    assert per_pair < 250, f"{per_pair:.0f} KB RSS per idle client/server pair"
