@@ -167,12 +167,12 @@ class LoadGen:
                 self._up(c, e, now)
             elif isinstance(e, ev.AuthFailed):
                 self._fail("auth failed")
-                self._end(c, now, counted=True)
+                self._end(c, now)
                 return
             elif isinstance(e, ev.SessionClosed):
                 if c.alive:
                     self._fail(f"closed: {e.reason}"[:80])
-                    self._end(c, now, counted=True)
+                    self._end(c, now)
                 return
         if not c.alive:
             return
@@ -207,7 +207,8 @@ class LoadGen:
             c.s.note_sent(now)
         c.next_ping = now + PING_RETRY
 
-    def _end(self, c: Conn, now: float, counted: bool = False) -> None:
+    def _end(self, c: Conn, now: float) -> None:
+        """Leave (exit notification if the session is still open) and forget the session."""
         if not c.alive:
             return
         c.alive = False
@@ -300,9 +301,9 @@ class LoadGen:
             due = clients if not rate else min(clients, int((now - t_start) * rate) + 1)
             while self.started < due and self.in_handshake < self.concurrency:
                 self.start_one(now)
-            settled = (self.started >= clients and self.in_handshake == 0
+            settled = (ready_at is None and self.started >= clients and self.in_handshake == 0
                        and all(c.t_ping is not None or c.next_ping is None for c in self.conns))
-            if settled and ready_at is None:
+            if settled:
                 ready_at = now
                 cpu_ramp = _cpu() - cpu0
                 if not self.hold:
