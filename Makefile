@@ -10,7 +10,7 @@ RESOLVED_DIR := build/systemd-resolved
 DURATION ?= 0
 PYTEST_ARGS ?=
 
-.PHONY: setup system-deps test test-unit test-engine test-interop test-vm run run-host bench bench-engine image clean fuzz
+.PHONY: setup system-deps test test-unit test-engine test-interop test-vm run run-host bench bench-engine image clean fuzz capacity
 
 setup: system-deps $(VENV)/.installed $(RESOLVED_DIR)/.unpacked
 
@@ -70,6 +70,13 @@ bench: setup
 	$(BIN)/vpn-appliance bench
 	$(PY) -m lab.bench_tunnel
 	$(PY) -m lab.bench_tunnel --reverse
+
+# Server capacity, ours vs Debian's OpenVPN in the same run (lab/capacity.py): CLIENTS sessions from one
+# load-generator process (lab/loadgen.py), handshake rate and CPU, RSS, first-packet time per protection.
+CLIENTS ?= 1000
+REPEAT ?= 1
+capacity: setup
+	$(PY) -m lab.capacity --clients $(CLIENTS) --repeat $(REPEAT)
 
 # Coverage-guided fuzzing of every decoder of peer bytes and both config parsers (tests/fuzz/run.py):
 # DURATION seconds in all (default 600), split across the targets, one process at a time.

@@ -22,7 +22,6 @@ from .lan.status_line import StatusLine
 from .openvpn.config import load_config, render_options
 from .openvpn.passdb import hash_password
 from .openvpn import settings
-from .run_toml import ask_credentials, run_toml
 from .openvpn.errors import ConfigError
 
 log = logging.getLogger("vpn-appliance")
@@ -63,16 +62,22 @@ def _validate_runtime(opts) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    # run_toml (and a client's network code) load the netlink library: imported only when used,
+    # so a server's resident memory does not carry it (appliance/gateway/server_net.py).
     if args.file.endswith(".toml"):
         if args.no_scripts or args.dns or args.no_dns or args.status_interval is not None:
             print("--no-scripts, --dns, --no-dns and --status-interval are for an OpenVPN profile; an appliance "
                   "TOML says it with [vpn] ignore_scripts and [appliance] status_interval", file=sys.stderr)
             return 2
+        from .run_toml import run_toml
         return run_toml(args.file, args.verbose)
     try:
         opts = _load(args.file, args.no_scripts)
         _validate_runtime(opts)
-        user, pw = ask_credentials(opts)
+        user, pw = "", ""
+        if opts.role != "server":
+            from .run_toml import ask_credentials
+            user, pw = ask_credentials(opts)
     except ConfigError as e:
         print(str(e), file=sys.stderr)
         return 2
