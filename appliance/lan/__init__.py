@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from .ra import ra_observers
+
 if TYPE_CHECKING:
     from ..config.schema import ApplianceConfig
     from ..gateway.observers import TunnelObserver
@@ -13,4 +15,5 @@ if TYPE_CHECKING:
 def lan_observers(cfg: "ApplianceConfig", wan_if: str, lan_if: str | None) -> list["TunnelObserver"]:
     """The observers the TOML asks for (one line per service below; empty without a [lan])."""
     out: list["TunnelObserver"] = []
+    out += ra_observers(cfg, lan_if)            # IPv6 router advertisements (lan/ra.py)
     return out
