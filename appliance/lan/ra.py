@@ -52,6 +52,7 @@ PREFIX_VALID = 86400                    # the LAN prefix is stable (configured o
 PREFIX_PREFERRED = 14400
 RDNSS_LIFETIME = ROUTER_LIFETIME        # RFC 8106 5.1: at least 3 * MaxRtrAdvInterval... we tie it to the router
 MAX_READS_PER_WAKE = 32
+SEND_RETRY = 1.0                        # a failed RA (link-local still tentative right after link-up) is retried soon
 ALL_NODES, ALL_ROUTERS = "ff02::1", "ff02::2"
 ICMP6_FILTER = 1                        # <netinet/icmp6.h>; not exported by the socket module
 
@@ -242,22 +243,27 @@ class RouterAdvertiser:
     def _on_timer(self) -> None:
         if self.pump is None or self.current is None:
             return
-        if self.schedule.fire(self.pump.clock()):
-            self._send(build_ra(self.current))
-            self.counts["sent"] += 1
+        now = self.pump.clock()
+        if self.schedule.fire(now):
+            if self._send(build_ra(self.current)):
+                self.counts["sent"] += 1
+            else:
+                self.schedule.next_at = now + SEND_RETRY
         self._arm()
 
-    def _send(self, data: bytes) -> None:
+    def _send(self, data: bytes) -> bool:
         if self.sock is None:
-            return
+            return False
         try:
             self.sock.sendto(data, (ALL_NODES, 0, 0, self.ifindex))
+            return True
         except OSError as e:
             self.counts["send errors"] += 1
             if self.pump is not None:
                 self.pump.faults.count("LAN RA not sent")
-            if self.counts["send errors"] <= 3:
-                log.warning("LAN IPv6: sending a router advertisement on %s failed: %s", self.lan_if, e)
+            if self.counts["send errors"] <= 3 or self.counts["send errors"] % 1000 == 0:
+                log.info("LAN IPv6: a router advertisement on %s was not sent (%s); retrying", self.lan_if, e)
+            return False
 
     def _on_read(self) -> None:
         """Up to MAX_READS_PER_WAKE packets (the rest wait for the next wake-up: level-triggered)."""
