@@ -70,12 +70,12 @@ def resolve_remotes(opts: Options, wan_ipv6: bool = False,
 
 
 def install_rules(cfg: ApplianceConfig, wan_if: str, lan_if: str | None, endpoints: list[Endpoint],
-                  undo: Undo) -> str:
+                  undo: Undo, wan_ipv6: bool = False) -> str:
     """Kill switch + NAT, before the tunnel exists; returns the ruleset text (for logs/tests)."""
     o = cfg.vpn_options
     listen = (o.port, o.proto) if cfg.vpn.role == "server" else None
     text = killswitch.render_router(wan_if, cfg.tun_name, lan_if, cfg.lan.nat if cfg.lan else False,
-                                    cfg.vpn.role, endpoints, listen)
+                                    cfg.vpn.role, endpoints, listen, wan_ipv6)
     killswitch.apply_ruleset(text)
     undo.push("nftables tables", killswitch.flush)
     log.info("kill switch installed (wan %s, tun %s, lan %s)", wan_if, cfg.tun_name, lan_if or "-")
@@ -129,7 +129,7 @@ def run_toml(path: str, verbose: int = 0) -> int:
             enable_forwarding(undo, ipv6=lan_address6(cfg.lan, lan_if) is not None)
         wan_ipv6 = cfg.wan.address6 is not None or cfg.wan.slaac
         endpoints = resolve_remotes(opts, wan_ipv6) if cfg.vpn.role == "client" else []
-        install_rules(cfg, wan_if, lan_if, endpoints, undo)
+        install_rules(cfg, wan_if, lan_if, endpoints, undo, wan_ipv6)
         if cfg.vpn.role == "server":
             return gateway.server_gateway(opts).run()
         observers = lan_observers(cfg, wan_if, lan_if)

@@ -11,7 +11,8 @@ dropped by interface, LAN → tunnel only) covers IPv6 LAN packets with no rule 
 the tunnel up, down or coming back. The output chain admits, besides the VPN transport to IPv4
 and IPv6 remotes, only what the WAN's own IPv6 needs: neighbour discovery (solicitations and
 advertisements, which carry no LAN data), router solicitations (SLAAC) and MLD reports (so a
-snooping switch keeps forwarding our solicited-node multicast). DHCP is DHCPv4 only
+snooping switch keeps forwarding our solicited-node multicast) -- and those only when the WAN has
+IPv6 of its own; an IPv4-only WAN sends no IPv6 at all once the rules are in. DHCP is DHCPv4 only
 (`meta nfproto ipv4`): SLAAC needs no DHCPv6. Nothing from the LAN can match these: forwarded
 packets never traverse the output chain, and the forward chain drops LAN → WAN first.
 """
@@ -43,12 +44,14 @@ def _proto(p: str) -> str:
 
 
 def render_killswitch(wan: str, tun: str, lan: str | None = None, nat: bool = True, role: str = "client",
-                      endpoints: Sequence[Endpoint] = (), listen: tuple[int, str] | None = None) -> str:
+                      endpoints: Sequence[Endpoint] = (), listen: tuple[int, str] | None = None,
+                      wan_ipv6: bool = False) -> str:
     """The `inet vpnappliance` table as nft text.
 
     wan/tun/lan: interface names; nat: LAN masqueraded (tunnel → LAN only for replies) or routed
     (both ways); role client: `endpoints` are the servers we may reach on the WAN; role server:
-    `listen` = (port, proto) whose replies may leave the WAN."""
+    `listen` = (port, proto) whose replies may leave the WAN; wan_ipv6: the WAN has IPv6 of its
+    own (`address6`/`slaac`), so its neighbour discovery may leave (without, nothing IPv6 does)."""
     fw = ["\t\ttype filter hook forward priority filter; policy drop;",
           "\t\tct state invalid drop"]
     if lan is not None:
@@ -60,8 +63,9 @@ def render_killswitch(wan: str, tun: str, lan: str | None = None, nat: bool = Tr
         fw.append(f"{back} ct state established,related accept" if nat else f"{back} accept")
     out = ["\t\ttype filter hook output priority filter; policy accept;",
            f"\t\toifname {nft_string(wan)} ct state established,related accept",
-           f"\t\toifname {nft_string(wan)} meta nfproto ipv4 udp sport 68 udp dport 67 accept",
-           f"\t\toifname {nft_string(wan)} icmpv6 type {{ {', '.join(WAN_ICMPV6)} }} accept"]
+           f"\t\toifname {nft_string(wan)} meta nfproto ipv4 udp sport 68 udp dport 67 accept"]
+    if wan_ipv6:
+        out.append(f"\t\toifname {nft_string(wan)} icmpv6 type {{ {', '.join(WAN_ICMPV6)} }} accept")
     for e in endpoints:
         fam = "ip" if ipaddress.ip_address(e.address).version == 4 else "ip6"
         out.append(f"\t\toifname {nft_string(wan)} {fam} daddr {ipaddress.ip_address(e.address)} "
@@ -76,9 +80,10 @@ def render_killswitch(wan: str, tun: str, lan: str | None = None, nat: bool = Tr
 
 
 def render_router(wan: str, tun: str, lan: str | None, nat: bool, role: str,
-                  endpoints: Sequence[Endpoint] = (), listen: tuple[int, str] | None = None) -> str:
+                  endpoints: Sequence[Endpoint] = (), listen: tuple[int, str] | None = None,
+                  wan_ipv6: bool = False) -> str:
     """Kill switch plus (router mode with nat) masquerading, as one atomic ruleset."""
-    text = render_killswitch(wan, tun, lan, nat, role, endpoints, listen)
+    text = render_killswitch(wan, tun, lan, nat, role, endpoints, listen, wan_ipv6)
     if lan is not None and nat:
         text += render_nat(tun, lan, role)
     else:

@@ -37,7 +37,8 @@ def rules(text: str, chain: str) -> list[str]:
 # ---------------------------------------------------------------- rendered text
 def test_client_router_with_nat():
     t = render_router("eth0", "tun0", "eth1", True, "client", [SERVER, Endpoint("198.18.0.7", 443, "tcp"),
-                                                             Endpoint("2001:db8:18::1", 1194, "udp")])
+                                                             Endpoint("2001:db8:18::1", 1194, "udp")],
+                      wan_ipv6=True)
     assert "type filter hook forward priority filter; policy drop;" in t
     assert rules(t, "forward") == [
         "ct state invalid drop",
@@ -76,6 +77,8 @@ def test_wan_output_admits_no_other_icmpv6_and_no_dhcpv6():
     '''The WAN's own IPv6 may do neighbour discovery and SLAAC, nothing that could carry data:
     echo, errors of its own making, DHCPv6 (udp 546/547) all fall to the final drop.'''
     out = rules(render_killswitch("eth0", "tun0", "eth1", endpoints=[SERVER]), "output")
+    assert not [r for r in out if "icmpv6" in r], "an IPv4-only WAN sends no IPv6 at all"
+    out = rules(render_killswitch("eth0", "tun0", "eth1", endpoints=[SERVER], wan_ipv6=True), "output")
     icmp = [r for r in out if "icmpv6" in r]
     assert len(icmp) == 1 and "echo" not in icmp[0] and "nd-router-advert" not in icmp[0]
     assert not any("546" in r or "547" in r for r in out)
@@ -216,7 +219,7 @@ def test_kill_switch_covers_ipv6_and_nat66_masquerades_the_lan(lab):
     # (link-local addresses finish DAD first: neighbour discovery needs them)
     assert _wait_for(lambda: ping6(lan, "2001:db8:18::1")), "setup: without rules the LAN reaches the WAN over IPv6"
     killswitch.apply_ruleset(render_router("eth0", "tun0", "eth1", True, "client",
-                                           [Endpoint("2001:db8:18::1", 1194, "udp")]), netns=NS_GW)
+                                           [Endpoint("2001:db8:18::1", 1194, "udp")], wan_ipv6=True), netns=NS_GW)
     assert not ping6(lan, "2001:db8:18::1"), "LAN → WAN over IPv6 must be dropped"
     assert not ping6(gw, "2001:db8:18::1"), "the gateway itself may not talk IPv6 on the WAN in clear"
     gw.run(f"ip link add tun0 type veth peer name kv0 netns {NS_VPN} && "
