@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import logging
+import os
 import socket
 import time
 from typing import Callable
@@ -160,30 +161,35 @@ def lan_address6(lan: Lan, ifname: str) -> ipaddress.IPv6Interface | None:
     return stable_ula(mac) if mac and mac != "00:00:00:00:00:00" else None
 
 
-def _sysctl(path: str, value: str, undo: Undo) -> None:
+def _sysctl(path: str, value: str, undo: Undo, required: bool = False) -> bool:
+    """Set one /proc/sys value (restored on exit). A failure is a warning (a host may not let us,
+    a kernel may have no IPv6) unless `required`: then RuntimeError."""
     try:
         with open(path) as f:
             old = f.read().strip()
+        if old == value:
+            return True
+        with open(path, "w") as f:
+            f.write(value + "\n")
     except OSError as e:
-        log.warning("cannot read %s: %s", path, e)
-        return
-    if old == value:
-        return
-    with open(path, "w") as f:
-        f.write(value + "\n")
+        if required:
+            raise RuntimeError(f"cannot set {path} to {value}: {e.strerror or e}") from None
+        log.warning("cannot set %s to %s: %s", path, value, e.strerror or e)
+        return False
 
     def restore() -> None:
         with open(path, "w") as f2:
             f2.write(old + "\n")
     undo.push(path, restore)
+    return True
 
 
 def _ipv6_sysctls(ifname: str, undo: Undo, slaac: bool) -> None:
     """SLAAC on the WAN: accept_ra 2 (RAs are ignored on a forwarding interface otherwise) and
     autoconf; without it the WAN takes no RA at all (a static or IPv4-only WAN is not reconfigured
     by whoever sends one). As PID 1 nothing else does this."""
-    _sysctl(f"{IP6_CONF}/{ifname}/accept_ra", "2" if slaac else "0", undo)
-    _sysctl(f"{IP6_CONF}/{ifname}/autoconf", "1" if slaac else "0", undo)
+    _sysctl(f"{IP6_CONF}/{ifname}/accept_ra", "2" if slaac else "0", undo, required=slaac)
+    _sysctl(f"{IP6_CONF}/{ifname}/autoconf", "1" if slaac else "0", undo, required=slaac)
     if slaac:
         with IPRoute() as ipr:     # a link that goes up now sends its router solicitations now
             idx = ipr.link_lookup(ifname=ifname)[0]
@@ -233,8 +239,9 @@ def enable_forwarding(undo: Undo, path: str = IP_FORWARD, ipv6: bool = False) ->
     """Router mode: the kernel forwards LAN ↔ tunnel (the kill switch decides what may pass);
     `ipv6`: IPv6 too (the LAN has an IPv6 prefix)."""
     if ipv6:
-        _sysctl(f"{IP6_CONF}/all/forwarding", "1", undo)
-        log.info("IPv6 forwarding on")
+        keep_host_slaac(undo)
+        if _sysctl(f"{IP6_CONF}/all/forwarding", "1", undo):
+            log.info("IPv6 forwarding on")
     with open(path) as f:
         old = f.read().strip()
     if old != "1":
@@ -246,6 +253,27 @@ def enable_forwarding(undo: Undo, path: str = IP_FORWARD, ipv6: bool = False) ->
                 f2.write(old + "\n")
         undo.push("ip_forward", restore)
     log.info("IPv4 forwarding on")
+
+
+def keep_host_slaac(undo: Undo, conf: str = IP6_CONF) -> None:
+    """Before IPv6 forwarding goes on: every interface that takes RAs as a host (accept_ra 1) gets
+    accept_ra 2, restored on exit. IPv6 forwarding is one switch for the whole namespace
+    (conf/all/forwarding), and a forwarding interface ignores RAs unless accept_ra is 2, so on a
+    host the uplinks' SLAAC routes would otherwise quietly expire while the appliance runs."""
+    try:
+        names = sorted(os.listdir(conf))
+    except OSError:
+        return
+    for name in names:
+        if name in ("all", "default", "lo"):
+            continue
+        try:
+            with open(f"{conf}/{name}/accept_ra") as f:
+                if f.read().strip() != "1":
+                    continue
+        except OSError:
+            continue
+        _sysctl(f"{conf}/{name}/accept_ra", "2", undo)
 
 
 def write_resolv_conf(dns: tuple[ipaddress.IPv4Address, ...], path: str = "/etc/resolv.conf") -> None:

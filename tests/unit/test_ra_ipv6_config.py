@@ -110,3 +110,18 @@ def test_proto_udp6_and_udp4_choose_the_family():
     assert [e.address for e in resolve_remotes(four, True, fake_getaddrinfo(NAMES))] == ["198.18.0.1"]
     with pytest.raises(RuntimeError, match="udp6/tcp6.*`address6` or `slaac = true`"):
         resolve_remotes(opts(Remote("vpn.test", 1194, "udp"), family="6"), False, fake_getaddrinfo(NAMES))
+
+
+def test_ipv6_forwarding_keeps_the_hosts_own_slaac_and_undoes_it(tmp_path):
+    """all/forwarding = 1 makes every interface ignore RAs unless accept_ra = 2: a host's uplinks
+    taking RAs (1) are moved to 2 for the run and back on exit; others are left alone."""
+    from appliance.router.nics import Undo, keep_host_slaac
+    for name, v in (("all", "1"), ("default", "1"), ("lo", "1"), ("wlan0", "1"), ("eth9", "0"), ("wan0", "2")):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "accept_ra").write_text(v + "\n")
+    undo = Undo()
+    keep_host_slaac(undo, str(tmp_path))
+    now = {p.name: (p / "accept_ra").read_text().strip() for p in tmp_path.iterdir()}
+    assert now == {"all": "1", "default": "1", "lo": "1", "wlan0": "2", "eth9": "0", "wan0": "2"}
+    undo.run()
+    assert (tmp_path / "wlan0" / "accept_ra").read_text().strip() == "1"
