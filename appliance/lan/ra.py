@@ -137,6 +137,23 @@ def _sysfs(ifname: str | None, what: str) -> str | None:
         return None
 
 
+def link_local(ifname: str, path: str = "/proc/net/if_inet6") -> str | None:
+    """The NIC's usable link-local address (not tentative, not failed DAD), or None.
+
+    RFC 4861 6.1.2: hosts discard an RA whose source is not link-local, and right after link-up
+    the kernel may pick a global source for ff02::1 while the link-local is still tentative, so
+    the source is chosen here, not left to the kernel."""
+    try:
+        with open(path) as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) == 6 and parts[5] == ifname and parts[3] == "20" and not int(parts[4], 16) & 0x48:
+                    return str(ipaddress.IPv6Address(bytes.fromhex(parts[0])))
+    except (OSError, ValueError):
+        return None
+    return None
+
+
 def open_ra_socket(ifname: str) -> tuple[socket.socket, int]:
     """Raw ICMPv6 on the LAN NIC: hop limit 255 out (RFC 4861 requires it and hosts check it),
     only router solicitations in (kernel filter), the all-routers group joined, the hop limit of
@@ -166,11 +183,13 @@ class RouterAdvertiser:
     """The TunnelObserver that advertises the LAN prefix while the tunnel carries IPv6."""
 
     def __init__(self, lan_if: str, address6: ipaddress.IPv6Interface, dns_forwarder: bool = True,
-                 open_socket: Callable[[str], tuple[socket.socket, int]] = open_ra_socket) -> None:
+                 open_socket: Callable[[str], tuple[socket.socket, int]] = open_ra_socket,
+                 source: Callable[[str], str | None] = link_local) -> None:
         self.lan_if = lan_if
         self.address6 = address6
         self.dns_forwarder = dns_forwarder
         self._open = open_socket
+        self._source = source
         self.schedule = RaSchedule()
         self.sock: socket.socket | None = None
         self.ifindex = 0
@@ -255,7 +274,12 @@ class RouterAdvertiser:
         if self.sock is None:
             return False
         try:
-            self.sock.sendto(data, (ALL_NODES, 0, 0, self.ifindex))
+            src = self._source(self.lan_if)
+            if src is None:
+                raise OSError(99, "no usable link-local address yet (duplicate address detection)")
+            pktinfo = socket.inet_pton(socket.AF_INET6, src) + struct.pack("@I", self.ifindex)
+            self.sock.sendmsg([data], [(socket.IPPROTO_IPV6, socket.IPV6_PKTINFO, pktinfo)], 0,
+                              (ALL_NODES, 0, 0, self.ifindex))
             return True
         except OSError as e:
             self.counts["send errors"] += 1

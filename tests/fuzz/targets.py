@@ -347,8 +347,8 @@ def make_icmpv6():
     from appliance.openvpn.keymethod import PushedOptions
 
     class Sock:
-        def sendto(self, data, addr):
-            return len(data)
+        def sendmsg(self, bufs, anc, flags, addr):
+            return len(bufs[0])
 
         def close(self):
             pass
@@ -362,7 +362,8 @@ def make_icmpv6():
         def watch(self, *a):
             pass
 
-    adv = RouterAdvertiser("fuzz0", ipaddress.IPv6Interface("fd18:50::1/64"), open_socket=lambda _n: (Sock(), 1))
+    adv = RouterAdvertiser("fuzz0", ipaddress.IPv6Interface("fd18:50::1/64"), open_socket=lambda _n: (Sock(), 1),
+                           source=lambda _n: "fe80::1")
     adv.attach(Pump(), ClientCounters)
     adv.tunnel_changed(TunnelState(True, "x", None, PushedOptions(ifconfig_ipv6=("2001:db8:19::1000/64", None))))
 

@@ -27,9 +27,12 @@ class FakeSock:
         self.sent: list[tuple[bytes, tuple]] = []
         self.closed = False
 
-    def sendto(self, data: bytes, addr: tuple) -> int:
-        self.sent.append((data, addr))
-        return len(data)
+    def sendmsg(self, bufs: list, anc: list, flags: int, addr: tuple) -> int:
+        [(level, typ, info)] = anc
+        assert (level, typ) == (socket.IPPROTO_IPV6, socket.IPV6_PKTINFO)
+        assert info[:16] == socket.inet_pton(socket.AF_INET6, "fe80::1"), "sent from the link-local address"
+        self.sent.append((bufs[0], addr))
+        return len(bufs[0])
 
     def close(self) -> None:
         self.closed = True
@@ -66,7 +69,8 @@ def pushed(ipv6: bool = True, dns: tuple[str, ...] = ()) -> PushedOptions:
 
 def make(dns_forwarder: bool = True) -> tuple[RouterAdvertiser, FakePump, FakeSock]:
     sock = FakeSock()
-    adv = RouterAdvertiser("lan-test0", A6, dns_forwarder, open_socket=lambda _n: (sock, 7))
+    adv = RouterAdvertiser("lan-test0", A6, dns_forwarder, open_socket=lambda _n: (sock, 7),
+                           source=lambda _n: "fe80::1")
     pump = FakePump()
     adv.attach(pump, ClientCounters)
     return adv, pump, sock
@@ -146,18 +150,41 @@ def test_a_flood_of_solicitations_costs_one_ra_per_3_seconds_and_junk_is_counted
 
 def test_a_failed_send_is_retried_soon():
     adv, pump, sock = make()
-    real = sock.sendto
+    real = sock.sendmsg
     fails = [2]
 
-    def flaky(data, addr):
+    def flaky(*a):
         if fails[0]:
             fails[0] -= 1
             raise OSError(99, "Cannot assign requested address")
-        return real(data, addr)
-    sock.sendto = flaky
+        return real(*a)
+    sock.sendmsg = flaky
     adv.tunnel_changed(TunnelState(True, "x", "tun0", pushed()))
     pump.advance(2.5)
     assert len(sock.sent) == 1 and adv.counts["send errors"] == 2
+
+
+def test_no_ra_until_the_link_local_address_is_usable(tmp_path):
+    """An RA from a global source is discarded by hosts: wait (retrying) for the link-local."""
+    from appliance.lan.ra import link_local
+    f = tmp_path / "if_inet6"
+    f.write_text("fd180050000000000000000000000001 07 40 00 80 lan-test0\n"
+                 "fe800000000000000000000000000001 07 40 20 c0 lan-test0\n")       # tentative (0x40)
+    assert link_local("lan-test0", str(f)) is None
+    sock = FakeSock()
+    src = [None]
+    adv = RouterAdvertiser("lan-test0", A6, open_socket=lambda _n: (sock, 7), source=lambda _n: src[0])
+    pump = FakePump()
+    adv.attach(pump, ClientCounters)
+    adv.tunnel_changed(TunnelState(True, "x", "tun0", pushed()))
+    pump.advance(3.5)
+    assert sock.sent == [] and adv.counts["send errors"] >= 3
+    f.write_text("fe800000000000000000000000000001 07 40 20 80 lan-test0\n"
+                 "fe800000000000000000000000000002 08 40 20 80 other0\n")
+    src[0] = link_local("lan-test0", str(f))
+    assert src[0] == "fe80::1"
+    pump.advance(1.1)
+    assert len(sock.sent) == 1
 
 
 def test_an_unopenable_socket_means_no_ipv6_not_a_crash():
