@@ -273,10 +273,11 @@ class RouterAdvertiser:
     def _send(self, data: bytes) -> bool:
         if self.sock is None:
             return False
+        src = self._source(self.lan_if)
+        if src is None:         # right after link-up: DAD on the link-local is not over (about 1 s)
+            log.debug("LAN IPv6: no usable link-local address on %s yet; RA retried", self.lan_if)
+            return False
         try:
-            src = self._source(self.lan_if)
-            if src is None:
-                raise OSError(99, "no usable link-local address yet (duplicate address detection)")
             pktinfo = socket.inet_pton(socket.AF_INET6, src) + struct.pack("@I", self.ifindex)
             self.sock.sendmsg([data], [(socket.IPPROTO_IPV6, socket.IPV6_PKTINFO, pktinfo)], 0,
                               (ALL_NODES, 0, 0, self.ifindex))

@@ -178,7 +178,7 @@ def test_no_ra_until_the_link_local_address_is_usable(tmp_path):
     adv.attach(pump, ClientCounters)
     adv.tunnel_changed(TunnelState(True, "x", "tun0", pushed()))
     pump.advance(3.5)
-    assert sock.sent == [] and adv.counts["send errors"] >= 3
+    assert sock.sent == [] and adv.counts["send errors"] == 0, "waiting for DAD is not an error"
     f.write_text("fe800000000000000000000000000001 07 40 20 80 lan-test0\n"
                  "fe800000000000000000000000000002 08 40 20 80 other0\n")
     src[0] = link_local("lan-test0", str(f))
