@@ -126,7 +126,8 @@ def ipv6_lan(s: Got) -> None:
     if not s["ipv6"]:
         s.err("address6", "not used with `ipv6 = false`")
     elif a.network.prefixlen != 64:
-        s.err("address6", f"the LAN prefix must be a /64 (hosts build their addresses by SLAAC), not /{a.network.prefixlen}")
+        s.err("address6", "the LAN prefix must be a /64 (hosts build their addresses by SLAAC), "
+                          f"not /{a.network.prefixlen}")
     w6 = s.other("wan")["address6"]
     if w6 is not None and w6.network.overlaps(a.network):
         s.err("address6", f"{a.network} overlaps the WAN prefix {w6.network}")
