@@ -4,13 +4,15 @@ VENV := .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 APT_PKGS := openvpn iperf3 iproute2 iputils-ping procps kmod tcpdump nftables \
-            qemu-system-x86 qemu-utils dnsmasq-base zstd cpio busybox-static
+            qemu-system-x86 qemu-utils dnsmasq-base zstd cpio busybox-static systemd dbus-daemon \
+            isc-dhcp-client
+RESOLVED_DIR := build/systemd-resolved
 DURATION ?= 0
 PYTEST_ARGS ?=
 
 .PHONY: setup system-deps test test-unit test-engine test-interop test-vm run run-host bench bench-engine image clean fuzz
 
-setup: system-deps $(VENV)/.installed
+setup: system-deps $(VENV)/.installed $(RESOLVED_DIR)/.unpacked
 
 system-deps:
 	@missing=""; for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -20,14 +22,29 @@ system-deps:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
 
+# The real systemd-resolved and resolvectl for tests/interop/test_host_dns.py, unpacked from Debian's
+# package (the version of the installed systemd) and never installed: its postinst would rewrite
+# the host's /etc/resolv.conf. The test runs it in a private namespace with a private D-Bus.
+$(RESOLVED_DIR)/.unpacked:
+	rm -rf $(RESOLVED_DIR) && mkdir -p $(RESOLVED_DIR)
+	cd $(RESOLVED_DIR) && v=$$(dpkg-query -W -f='$${Version}' systemd) && \
+	  { apt-get download -qq systemd-resolved=$$v 2>/dev/null || { apt-get update -qq && apt-get download -qq systemd-resolved=$$v; }; } && \
+	  dpkg-deb -x systemd-resolved_*.deb root && rm -f systemd-resolved_*.deb
+	touch $@
+
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip >/dev/null 2>&1 || true
 	$(PY) -m pip install -q -e '.[test]'
 	touch $@
 
+# Three workers: most of the suite's time is waiting on namespaces, peers and the TCG guest (about
+# 9 CPU-minutes in 20 wall-minutes when serial). Every VM test goes to one worker (the xdist_group
+# mark in tests/vm/conftest.py): they share the image build. `make test PYTEST_WORKERS=0` is serial.
+PYTEST_WORKERS ?= 3
+XDIST = $(if $(filter 0,$(PYTEST_WORKERS)),-p no:xdist,-n $(PYTEST_WORKERS) --dist loadgroup)
 test: setup
-	$(BIN)/pytest -q $(PYTEST_ARGS)
+	$(BIN)/pytest -q $(XDIST) $(PYTEST_ARGS)
 
 # The pure tests: no root, namespaces, openvpn or QEMU (see the markers in pyproject.toml).
 PURE := -m "not root and not netns and not openvpn and not qemu"

@@ -10,11 +10,15 @@ import getpass
 import logging
 import os
 import sys
+import time
 
 from . import gateway
 from .bench import main as bench_main
 from .config.ovpn_import import import_profile
 from .config.schema import check_file
+from .gateway.client_status import ClientStatusFile
+from .host.resolver import HostDns
+from .lan.status_line import StatusLine
 from .openvpn.config import load_config, render_options
 from .openvpn.passdb import hash_password
 from .openvpn import settings
@@ -31,15 +35,15 @@ def _setup_logging(verb: int) -> None:
                         format="%(asctime)s.%(msecs)03d %(levelname)s %(message)s", datefmt="%H:%M:%S")
 
 
-def _load(path: str):
-    return load_config(path)
+def _load(path: str, ignore_scripts: bool = False):
+    return load_config(path, ignore_scripts=ignore_scripts)
 
 
 def cmd_check(args: argparse.Namespace) -> int:
     if args.file.endswith(".toml"):
         return check_file(args.file)
     try:
-        opts = _load(args.file)
+        opts = _load(args.file, args.no_scripts)
         _validate_runtime(opts)
     except ConfigError as e:
         print(str(e), file=sys.stderr)
@@ -60,9 +64,13 @@ def _validate_runtime(opts) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     if args.file.endswith(".toml"):
+        if args.no_scripts or args.dns or args.no_dns or args.status_interval is not None:
+            print("--no-scripts, --dns, --no-dns and --status-interval are for an OpenVPN profile; an appliance "
+                  "TOML says it with [vpn] ignore_scripts and [appliance] status_interval", file=sys.stderr)
+            return 2
         return run_toml(args.file, args.verbose)
     try:
-        opts = _load(args.file)
+        opts = _load(args.file, args.no_scripts)
         _validate_runtime(opts)
         user, pw = ask_credentials(opts)
     except ConfigError as e:
@@ -75,7 +83,28 @@ def cmd_run(args: argparse.Namespace) -> int:
         return gateway.server_gateway(opts).run()
     # Debug/interop knob: behave like an OpenVPN 2.4 client (no TLS-EKM offer → PRF key derivation).
     ekm = os.environ.get("VPN_APPLIANCE_KEY_DERIVATION", "").lower() != "prf"
-    return gateway.client_gateway(opts, user, pw, advertise_ekm=ekm).run()
+    return gateway.client_gateway(opts, user, pw, advertise_ekm=ekm, observers=_host_observers(opts, args)).run()
+
+
+def _host_observers(opts, args: argparse.Namespace) -> tuple:
+    """What follows the tunnel on a host run (the TOML run's are lan_observers):
+    - host DNS when the profile names update-resolv-conf/update-systemd-resolved (what OpenVPN
+      users write to get it) or `--dns` asks; `--no-dns` wins. Not by default: a profile that
+      never asked must not have the host's resolver rewritten (as with OpenVPN itself);
+    - the status file when the profile has `status FILE [N]`;
+    - the status line only with `--status-interval N`: on a host the event log already has a line
+      per tunnel change, and journald does not need a line a minute unless someone asks."""
+    out: list = []
+    if (opts.dns_helper or args.dns) and not args.no_dns:
+        out.append(HostDns(opts.redirect_gateway))
+    elif not args.no_dns:
+        log.info("host DNS: pushed DNS is not applied to this host's resolver (the profile has no "
+                 "update-resolv-conf/update-systemd-resolved line; `run --dns` applies it)")
+    if opts.status is not None:
+        out.append(ClientStatusFile(opts.status[0], opts.status[1], time.time))
+    if args.status_interval is not None:
+        out.append(StatusLine(args.status_interval))
+    return tuple(out)
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -107,9 +136,18 @@ def main(argv: list[str] | None = None) -> int:
     r = sub.add_parser("run", help="run an OpenVPN client/server config (or an appliance TOML)")
     r.add_argument("file")
     r.add_argument("-v", "--verbose", action="count", default=0, help="more log detail (repeatable)")
+    r.add_argument("--no-scripts", action="store_true",
+                   help="run a profile whose up/down/... scripts are skipped instead of refused")
+    r.add_argument("--dns", action="store_true",
+                   help="apply pushed DNS to this host's resolver (also implied by an update-resolv-conf or "
+                        "update-systemd-resolved line in the profile)")
+    r.add_argument("--no-dns", action="store_true", help="never touch this host's resolver")
+    r.add_argument("--status-interval", type=int, metavar="N", default=None,
+                   help="a status line on stderr at every tunnel change and every N seconds (0: on change only)")
     r.set_defaults(func=cmd_run)
     c = sub.add_parser("check", help="validate a config and print the resolved settings")
     c.add_argument("file")
+    c.add_argument("--no-scripts", action="store_true", help="as `run --no-scripts`")
     c.set_defaults(func=cmd_check)
     b = sub.add_parser("bench", help="in-memory data-channel benchmark (no I/O)")
     b.add_argument("--packets", type=int, default=50000)

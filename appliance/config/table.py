@@ -161,6 +161,25 @@ TEXT = Kind("string", str, str, "a string (use '''...''' for several lines)",
             show=lambda v: "-" if v is None else f"({len(v.splitlines())} lines)")
 
 
+def _addresses_by_mac(v: dict, got: Got) -> tuple:
+    """A TOML table `{ "MAC" = "A.B.C.D", ... }` → ((mac, IPv4Address), ...); each bad entry is
+    its own error (like list_of), the good ones are kept."""
+    out = []
+    for m, a in v.items():
+        try:
+            if not isinstance(a, str):
+                raise Invalid(f"expected an address string for {m!r}, got {tname(a)} {a!r}")
+            out.append((_mac(m, got), _ipv4(a, got)))
+        except Invalid as e:
+            got.err(got.key, str(e))
+    return tuple(out)
+
+
+ADDRESSES_BY_MAC = Kind("table of MAC = IPv4 address", dict, tuple[tuple[str, ipaddress.IPv4Address], ...],
+                        "a table of MAC = address{like}", convert=_addresses_by_mac,
+                        show=lambda v: ", ".join(f"{m}={a}" for m, a in v) if v else "-")
+
+
 def enum(*choices: str) -> Kind:
     """One of a few fixed strings."""
     def convert(v: str, _: Got) -> str:

@@ -90,7 +90,7 @@ class TunnelNetwork(_TunAndRoutes):
         for net, mask, _gw, metric in self.opts.route:
             self.routes.add(net, mask_to_prefix(mask or "255.255.255.255"), dev=self.tun.name, metric=metric)
         if pushed.dns:
-            log.info("server pushed DNS %s (reported, not applied on this host)", ", ".join(pushed.dns))
+            log.info("server pushed DNS %s", ", ".join(pushed.dns))   # applied (or not) by host/resolver.py
         self.applied = key
 
     def _pushed_routes(self, pushed, remote_ip: str, ng4, ng6, has6: bool) -> None:

@@ -25,7 +25,7 @@ log = logging.getLogger("vpn-appliance")
 
 IP_FORWARD = "/proc/sys/net/ipv4/ip_forward"
 IP6_CONF = "/proc/sys/net/ipv6/conf"
-IFA_F_DADFAILED, IFA_F_TENTATIVE = 0x08, 0x40
+IFA_F_NODAD, IFA_F_DADFAILED, IFA_F_TENTATIVE = 0x02, 0x08, 0x40
 DAD_WAIT = 5.0          # duplicate address detection takes ~1 s (RetransTimer x DupAddrDetectTransmits)
 SLAAC_WAIT = 10.0       # an RA arrives within MAX_RTR_SOLICITATION_DELAY + RTR_SOLICITATION_INTERVAL
 
@@ -59,13 +59,16 @@ def find_link(name: str | None = None, mac: str | None = None) -> tuple[int, str
     raise RuntimeError(f"no network interface with {'name ' + name if name else 'MAC ' + str(mac)}")
 
 
-def configure_static(ifname: str, address: ipaddress.IPv4Interface | ipaddress.IPv6Interface, undo: Undo) -> None:
-    """Bring the link up and add the address (removed again on exit unless it was already there)."""
+def configure_static(ifname: str, address: ipaddress.IPv4Interface | ipaddress.IPv6Interface, undo: Undo,
+                     nodad: bool = False) -> None:
+    """Bring the link up and add the address (removed again on exit unless it was already there).
+    `nodad`: an IPv6 address usable at once, without duplicate address detection."""
     with IPRoute() as ipr:
         idx = ipr.link_lookup(ifname=ifname)[0]
         ipr.link("set", index=idx, state="up")
+        extra = {"flags": IFA_F_NODAD} if nodad else {}
         try:
-            ipr.addr("add", index=idx, address=str(address.ip), prefixlen=address.network.prefixlen)
+            ipr.addr("add", index=idx, address=str(address.ip), prefixlen=address.network.prefixlen, **extra)
         except NetlinkError as e:
             if e.code != 17:  # EEXIST: configured already (PID 1 did it, or a restart)
                 raise
@@ -128,7 +131,9 @@ def configure_nic(nic: Wan | Lan, undo: Undo) -> str:
         a6 = lan_address6(nic, ifname)
         _sysctl(f"{IP6_CONF}/{ifname}/accept_ra", "0", undo)   # no host on the LAN configures the router
         if a6 is not None:
-            configure_static(ifname, a6, undo)
+            # No DAD for the router's own LAN address: the DNS forwarder binds it at once (a tentative
+            # address cannot be bound), and an unplugged LAN would keep it tentative indefinitely.
+            configure_static(ifname, a6, undo, nodad=True)
     return ifname
 
 
