@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from lab.router_lab import BEHIND6, LAN6_APP, LAN6_NET, WAN6_APP, WAN6_SRV, WEB_PORT, RouterLab, client_profile, \
-    server_config
+from lab.router_lab import BEHIND6, LAN6_APP, LAN6_NET, SECRET_NAME, WAN6_APP, WAN6_SRV, WEB_PORT, RouterLab, \
+    client_profile, server_config
 
 REPO = Path(__file__).resolve().parents[2]
 EXTRA_SERVER = "proto udp6\nexplicit-exit-notify 1\n"     # dual-stack listener; tells clients when it stops
@@ -54,6 +54,18 @@ def fetch_digest(lab: RouterLab, url: str) -> str:
     code = ("import hashlib,urllib.request;"
             f"print(hashlib.sha256(urllib.request.urlopen('{url}',timeout=15).read()).hexdigest())")
     r = lab.lan.run(f"{sys.executable} -c \"{code}\"", check=False, timeout=30)
+    return r.stdout.strip() or r.stderr[-500:]
+
+
+def aaaa_over_ipv6(lab: RouterLab, name: str) -> str:
+    """From the LAN host: an AAAA query over UDP to the appliance's IPv6 LAN address (what the RA's
+    RDNSS names); the AAAA records it got, or the error."""
+    code = ("import socket,struct;from appliance.lan.dns_wire import encode_query;"
+            "s=socket.socket(socket.AF_INET6,socket.SOCK_DGRAM);s.settimeout(5);"
+            f"s.sendto(encode_query(4660,'{name}',28),('{LAN6_APP}',53));m=s.recv(4096);"
+            "print([socket.inet_ntop(socket.AF_INET6,m[i+10:i+26]) for i in range(12,len(m)-25)"
+            " if m[i:i+4]==bytes([0,28,0,1]) and m[i+8:i+10]==bytes([0,16])])")
+    r = lab.lan.run(f"cd {REPO} && {sys.executable} -c \"{code}\"", check=False, timeout=30)
     return r.stdout.strip() or r.stderr[-500:]
 
 
@@ -93,6 +105,7 @@ def test_lan_gets_ipv6_through_the_tunnel_only_while_the_server_gives_it(lab):
     lan_cap.pcap = lab.tmp / "lan6.pcap"
     assert wait_until(lambda: "listening on" in lan_cap.log(), 10)
     server = lab.openvpn_server(server_config(lab.pki, extra=EXTRA_SERVER))
+    lab.dns_server()
     toml = lab.appliance_toml(profile6(lab), wan_extra=f'address6 = "{WAN6_APP}/64"\ngateway6 = "{WAN6_SRV}"\n',
                               lan_extra=f'address6 = "{LAN6_APP}/64"\n')
     app = lab.appliance(toml)
@@ -106,6 +119,7 @@ def test_lan_gets_ipv6_through_the_tunnel_only_while_the_server_gives_it(lab):
     assert wait_until(lambda: ping6(lab, BEHIND6), 15), "LAN → 2001:db8:100::1 through the tunnel"
     assert fetch_digest(lab, f"http://[{BEHIND6}]:{WEB_PORT}/file") == lab.web_digest
     assert not ping6(lab, WAN6_SRV), "the WAN is not reachable from the LAN over IPv6"
+    assert aaaa_over_ipv6(lab, SECRET_NAME) == f"['{BEHIND6}']", "the RDNSS address resolves the VPN-only name"
 
     # Down: the server stops (and says so); a final RA withdraws us as router.
     mark = len(app.log())
