@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import sys
 
-from .table import (BOOL, FILE, HOSTNAME, IFNAME, IPV4, IPV4_INTERFACE, MAC, TEXT, Got, Key,
-                    Section, enum, list_of, update_readme)
+from .table import (BOOL, FILE, HOSTNAME, IFNAME, IPV4, IPV4_INTERFACE, IPV6, IPV6_INTERFACE, MAC, TEXT, Got,
+                    Key, Section, enum, list_of, update_readme)
 from .table import ADDRESSES_BY_MAC, integer  # the DHCP server's keys; [appliance] status_interval
 
 LOG_LEVELS = ("error", "warning", "info", "debug")
@@ -73,6 +73,20 @@ def gateway_fits(s: Got) -> None:
             s.err("gateway", f"{gateway} is the WAN address itself")
 
 
+def ipv6_wan(s: Got) -> None:
+    """IPv6 on the WAN is static (`address6`, optional `gateway6`) or SLAAC, or absent."""
+    if s.has("address6") and s["slaac"]:
+        s.err("slaac", "give either `address6` or `slaac = true`, not both")
+    g, a = s["gateway6"], s["address6"]
+    if s.has("gateway6") and not s.has("address6"):
+        s.err("gateway6", "needs `address6` (with `slaac = true` the router advertisement gives the gateway)")
+    elif g is not None and a is not None and not g.is_link_local:
+        if g not in a.network:
+            s.err("gateway6", f"{g} is not inside {a.network} (nor a link-local fe80:: address)")
+        elif g == a.ip:
+            s.err("gateway6", f"{g} is the WAN address itself")
+
+
 WAN = Section("wan", "Wan", "the uplink NIC", required=True, keys=(
     *_nic_keys("eth0"),
     Key("address", IPV4_INTERFACE, "static IPv4 address with prefix length", example='"198.18.0.2/24"',
@@ -87,7 +101,16 @@ WAN = Section("wan", "Wan", "the uplink NIC", required=True, keys=(
         default=(), example='["198.18.0.1"]',
         doc="Name servers. Written to `/etc/resolv.conf` only when running as PID 1. They are used once, "
             "at start, to resolve the `remote` names of the OpenVPN config (see the kill switch below)."),
-), rules=(one_nic, address_or_dhcp, gateway_fits),
+    Key("address6", IPV6_INTERFACE, "static IPv6 address with prefix length", example='"2001:db8:18::2/64"',
+        doc='Static IPv6 address with prefix length, `"2001:db8:18::2/64"`, besides the IPv4 one. Not with '
+            '`slaac`. Without `address6` or `slaac` the WAN has no IPv6 and IPv6 remotes are skipped.'),
+    Key("gateway6", IPV6, "IPv6 default gateway for `address6`", example='"2001:db8:18::1"',
+        doc="IPv6 default gateway for `address6`: inside its prefix, or a link-local `fe80::` address. "
+            "An existing IPv6 default route is kept (and logged)."),
+    Key("slaac", BOOL, "get the WAN's IPv6 address and gateway from router advertisements", default=False,
+        doc="`true`: IPv6 address and default route by SLAAC (the kernel's `accept_ra = 2`, as forwarding is "
+            "on, and `autoconf` on this NIC only). Not with `address6`. Waits up to 10 s for an address."),
+), rules=(one_nic, address_or_dhcp, gateway_fits, ipv6_wan),
     doc="The uplink; the VPN transport leaves here and nothing else from the LAN ever does.")
 
 
@@ -98,6 +121,21 @@ def apart_from_wan(s: Got) -> None:
         s.err("name" if s["name"] else "mac", "the LAN must be a different NIC from the WAN")
     if wan["address"] and s["address"] and wan["address"].network.overlaps(s["address"].network):
         s.err("address", f"{s['address'].network} overlaps the WAN network {wan['address'].network}")
+
+
+def ipv6_lan(s: Got) -> None:
+    """SLAAC on the LAN needs a /64; the LAN prefix must not be the WAN's; `ipv6 = false` means none."""
+    a = s["address6"]
+    if a is None:
+        return
+    if not s["ipv6"]:
+        s.err("address6", "not used with `ipv6 = false`")
+    elif a.network.prefixlen != 64:
+        s.err("address6", "the LAN prefix must be a /64 (hosts build their addresses by SLAAC), "
+                          f"not /{a.network.prefixlen}")
+    w6 = s.other("wan")["address6"]
+    if w6 is not None and w6.network.overlaps(a.network):
+        s.err("address6", f"{a.network} overlaps the WAN prefix {w6.network}")
 
 
 def dhcp_fits(s: Got) -> None:
@@ -155,6 +193,14 @@ LAN = Section("lan", "Lan", "router mode", absent="none", keys=(
             "`false` routes them with their own addresses (the server must `iroute` the LAN and push/route it), "
             "and the tunnel side may then open connections into the LAN too. Server role: `true` masquerades "
             "VPN clients behind the LAN address (LAN hosts need no route back to the VPN pool)."),
+    Key("address6", IPV6_INTERFACE, "the appliance's IPv6 address on the LAN (a /64)", example='"fd18:50::1/64"',
+        doc='The appliance\'s IPv6 address on the LAN, a /64 like `"fd18:50::1/64"`; its prefix is advertised '
+            "to LAN hosts (router advertisements, SLAAC) while the server pushes IPv6. With `nat = true` it is "
+            "masqueraded behind the pushed `ifconfig-ipv6` address (NAT66), so a ULA (`fd00::/8`) fits; with "
+            "`nat = false` the server must route it to us (`iroute-ipv6`). Not given: with `nat = true` a stable "
+            "ULA `fdXX:XXXX:XXXX::1/64` derived from the LAN NIC's MAC; with `nat = false` no IPv6 on the LAN."),
+    Key("ipv6", BOOL, "false: no IPv6 on the LAN at all (no address, no router advertisements)", default=True,
+        doc="`false`: no IPv6 on the LAN (no `address6`, no router advertisements), whatever the server pushes."),
     Key("dhcp_range", list_of(IPV4, "two addresses", "address strings"), "first and last address the DHCP "
         "server leases", example='["198.18.50.100", "198.18.50.199"]',
         doc="First and last address the DHCP server on the LAN leases, `[\"198.18.50.100\", \"198.18.50.199\"]`: "
@@ -169,7 +215,7 @@ LAN = Section("lan", "Lan", "router mode", absent="none", keys=(
         doc="Client role: `true` answers DNS (UDP and TCP port 53) on the LAN address by forwarding to the DNS "
             "servers the VPN server pushed, through the tunnel only; SERVFAIL while the tunnel is down. "
             "The server role refuses `true`. See \"LAN services: DNS\"."),
-), rules=(one_nic, apart_from_wan, dns_forwarder_in_client_role, dhcp_fits),
+), rules=(one_nic, apart_from_wan, dns_forwarder_in_client_role, dhcp_fits, ipv6_lan),
     doc="The routed side (router mode): its hosts reach the tunnel, never the WAN.")
 
 

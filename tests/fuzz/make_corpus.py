@@ -190,6 +190,16 @@ def _dhcp_reply(kind: int, opts: dict[int, bytes]) -> bytes:
     return hdr + b"\x63\x82\x53\x63" + o + b"\0\0\xff"
 
 
+def icmpv6_seeds() -> list[bytes]:
+    """An RS with and without a source link-layer address, and the RA the appliance sends."""
+    import ipaddress
+
+    from appliance.lan.icmpv6 import Prefix, RouterAdvert, build_ra, build_rs
+    ra = RouterAdvert(360, (Prefix(ipaddress.IPv6Network("fd18:50::/64"), 86400, 14400),),
+                      (ipaddress.IPv6Address("fd18:50::1"),), 360, 1500, bytes.fromhex("525400aabbcc"))
+    return [build_rs(), build_rs(bytes.fromhex("525400112233")), build_ra(ra)]
+
+
 def _dict_line(token: str) -> str:
     esc = "".join(ch if 32 <= ord(ch) < 127 and ch not in '"\\' else f"\\x{ord(ch):02x}" for ch in token)
     return f'"{esc}"'
@@ -320,6 +330,13 @@ def generate(out: Path = SEEDS) -> dict[str, int]:
     dhcp_decoder()   # fail here, not in the run, if the decoder cannot be found
     for seed in dhcp_server_seeds():
         add("dhcp-server", seed)
+
+    # ---- ICMPv6 (router solicitations from the LAN; an RA too): mode byte 3 = hop limit 255, link-local
+    from appliance.lan.icmpv6 import build_rs
+    for pkt in icmpv6_seeds():
+        add("icmpv6", b"\x03" + pkt)
+    add("icmpv6", b"\x01" + build_rs())
+    add("icmpv6", b"\x40" + build_rs(bytes(6)))
 
     # ---- configs
     for text in (CLIENT_OVPN, SERVER_CONF, INLINE_OVPN, CCD):

@@ -331,6 +331,54 @@ def make_dhcp():
     return one
 
 
+# ------------------------------------------------------------------ ICMPv6 from the LAN (router solicitations)
+def make_icmpv6():
+    """First byte: the hop limit the packet arrived with (bit 0: 255 or the byte itself) and its
+    source (bit 1: link-local or ::); the rest is the ICMPv6 message. The codec's parsers and the
+    RA sender's receive path (advertising, so a valid RS schedules an answer) must never raise."""
+    import ipaddress
+    import socket
+    import struct
+
+    from appliance.gateway.loop import Faults, TimerHeap
+    from appliance.gateway.observers import ClientCounters, TunnelState
+    from appliance.lan.icmpv6 import parse_ra_untrusted, parse_rs_untrusted
+    from appliance.lan.ra import RouterAdvertiser
+    from appliance.openvpn.keymethod import PushedOptions
+
+    class Sock:
+        def sendmsg(self, bufs, anc, flags, addr):
+            return len(bufs[0])
+
+        def close(self):
+            pass
+
+    class Pump:
+        timers, faults = TimerHeap(), Faults()
+
+        def clock(self):
+            return 1000.0
+
+        def watch(self, *a):
+            pass
+
+    adv = RouterAdvertiser("fuzz0", ipaddress.IPv6Interface("fd18:50::1/64"), open_socket=lambda _n: (Sock(), 1),
+                           source=lambda _n: "fe80::1")
+    adv.attach(Pump(), ClientCounters)
+    adv.tunnel_changed(TunnelState(True, "x", None, PushedOptions(ifconfig_ipv6=("2001:db8:19::1000/64", None))))
+
+    def one(data: bytes) -> None:
+        if not data:
+            return
+        hop = 255 if data[0] & 1 else data[0]
+        src = "fe80::2%fuzz0" if data[0] & 2 else "::"
+        pkt = data[1:]
+        parse_rs_untrusted(pkt, hop, ipaddress.IPv6Address(src.split("%")[0]))
+        parse_ra_untrusted(pkt)
+        adv.receive(pkt, [(socket.IPPROTO_IPV6, socket.IPV6_HOPLIMIT, struct.pack("@i", hop))], (src, 0, 0, 1))
+    return one
+
+
 def make_dhcp_server():
     """The LAN's DHCP server (appliance/lan/dhcp_server.py): `DhcpServer.handle` never raises.
 
@@ -481,6 +529,9 @@ _add(Target("data", make_data, 2048, "Session.receive of an established pair, bo
             1.5))
 _add(Target("tcp-framing", make_framing, 8192, "StreamFramer.feed in any split (BadPacket)", 0.5))
 _add(Target("dhcp", make_dhcp, 1500, "DHCP reply decoder (never raises)", 0.25))
+_add(Target("icmpv6", make_icmpv6, 1500, "RS/RA parsers and the LAN RA sender's receive path (never raise)", 0.25))
+
+
 _add(Target("dhcp-server", make_dhcp_server, 1500, "the LAN's DHCP server, DhcpServer.handle (never raises)",
             0.5))
 _add(Target("dns", make_dns, 2048, "LAN DNS forwarder core: queries, answers, timeouts, tunnel changes (never raises)",

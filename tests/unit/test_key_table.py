@@ -71,9 +71,10 @@ def test_every_key_has_a_one_line_help_and_a_field():
 
 
 def test_public_dataclasses_keep_their_names_and_fields():
-    assert [f.name for f in dataclasses.fields(Wan)] == ["name", "mac", "address", "dhcp", "gateway", "dns"]
+    assert [f.name for f in dataclasses.fields(Wan)] == ["name", "mac", "address", "dhcp", "gateway", "dns",
+                                                      "address6", "gateway6", "slaac"]
     assert [f.name for f in dataclasses.fields(Lan)][:4] == ["name", "mac", "address", "nat"]
-    assert "dns_forwarder" in [f.name for f in dataclasses.fields(Lan)]
+    assert {"dns_forwarder", "address6", "ipv6"} <= {f.name for f in dataclasses.fields(Lan)}
     assert [f.name for f in dataclasses.fields(Vpn)] == ["role", "config", "inline", "ignore_scripts", "inline_line"]
     assert [f.name for f in dataclasses.fields(ApplianceConfig)][:6] == [
         "path", "appliance", "wan", "lan", "vpn", "vpn_options"]
