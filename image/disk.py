@@ -29,12 +29,14 @@ Layout (why this one):
 from __future__ import annotations
 
 import hashlib
-import os
 import shutil
 import struct
 import subprocess
-import tempfile
+import sys
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from appliance.fatimage import TOOL_PKGS, DiskError, run as _run, make_fat  # noqa: E402
 
 # The kernel command line, the same as the -kernel path (lab/vm.py, qemu/run-appliance.sh):
 # the serial console is /dev/console (PID 1 prints there); tty0 shows the kernel's messages on a
@@ -47,8 +49,6 @@ PART_START = 2048                # sectors: the usual 1 MiB alignment
 SECTOR = 512
 # The Debian packages the boot files come from (downloaded next to the image's packages).
 BOOT_PKGS = ["systemd-boot-efi", "syslinux-common"]
-# Host tools (Debian packages) that write the disk; their versions go into the MANIFEST.
-TOOL_PKGS = {"mkfs.fat": "dosfstools", "mcopy": "mtools", "syslinux": "syslinux", "qemu-img": "qemu-utils"}
 
 SYSLINUX_CFG = f"""DEFAULT appliance
 PROMPT 0
@@ -63,19 +63,6 @@ LOADER_CONF = "timeout 0\ndefault appliance.conf\neditor no\n"
 ENTRY_CONF = f"title vpn-appliance\nlinux /vmlinuz\ninitrd /initramfs.img\noptions {CMDLINE}\n"
 
 
-class DiskError(RuntimeError):
-    """A tool the disk build needs is missing or failed."""
-
-
-def _run(cmd: list[str], env: dict[str, str] | None = None) -> None:
-    if shutil.which(cmd[0]) is None:
-        raise DiskError(f"{cmd[0]} is missing: install Debian package {TOOL_PKGS.get(cmd[0], cmd[0])} "
-                        "(`make setup` does)")
-    r = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    if r.returncode != 0:
-        raise DiskError(f"{' '.join(cmd)} failed ({r.returncode}): {r.stderr.strip()[-2000:]}")
-
-
 def tool_versions() -> dict[str, str]:
     """Debian package -> installed version of each tool that writes the disk."""
     out = {}
@@ -83,38 +70,6 @@ def tool_versions() -> dict[str, str]:
         r = subprocess.run(["dpkg-query", "-W", "-f", "${Version}", pkg], capture_output=True, text=True)
         out[pkg] = r.stdout.strip() if r.returncode == 0 else "(not installed)"
     return out
-
-
-def make_fat(path: Path, files: dict[str, bytes], label: str, volid: str, epoch: int,
-             size_bytes: int | None = None, hidden_sectors: int = 0, syslinux: bool = False) -> None:
-    """A FAT file system in the file `path` holding `files` (posix relative path -> bytes), built
-    without mounting and byte-reproducibly (see the module docstring). FAT32 when it is large
-    enough (>= 33 MiB: an ESP), else FAT12/16 (mkfs.fat's choice; a small config volume)."""
-    payload = sum(-(-len(b) // 4096) * 4096 for b in files.values())
-    if size_bytes is None:
-        size_bytes = max(2 << 20, payload + payload // 8 + (1 << 20))
-    size_bytes = -(-size_bytes // (1 << 20)) << 20
-    env = {**os.environ, "SOURCE_DATE_EPOCH": str(epoch), "MTOOLS_SKIP_CHECK": "1", "TZ": "UTC"}
-    path.unlink(missing_ok=True)
-    fat32 = size_bytes >= 33 << 20
-    _run(["mkfs.fat", "-C", *(["-F", "32", "-s", "1"] if fat32 else []), "-n", label, "-i", volid,
-          "--invariant", "-h", str(hidden_sectors), str(path), str(size_bytes // 1024)], env)
-    if syslinux:
-        _run(["syslinux", "--install", str(path)], env)
-    with tempfile.TemporaryDirectory() as td:
-        made: set[str] = set()
-        for rel in sorted(files):
-            parts = rel.split("/")
-            for i in range(1, len(parts)):
-                d = "/".join(parts[:i])
-                if d not in made:
-                    _run(["mmd", "-i", str(path), f"::/{d}"], env)
-                    made.add(d)
-            src = Path(td) / "f"
-            src.write_bytes(files[rel])
-            os.utime(src, (epoch, epoch))
-            _run(["mcopy", "-m", "-i", str(path), str(src), f"::/{rel}"], env)
-            src.unlink()
 
 
 def mbr(boot_code: bytes, start: int, sectors: int, ptype: int = 0xEF) -> bytes:
