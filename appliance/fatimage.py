@@ -1,8 +1,8 @@
 """A FAT file system in a plain file, built without mounting and byte-reproducibly.
 
 Shared by the disk image's boot partition (image/disk.py) and the config volume
-(`vpn-appliance config-disk`). Debian's tools do the FAT work: mkfs.fat (dosfstools) with a fixed
-volume ID and SOURCE_DATE_EPOCH (no random ID, no clock), mmd/mcopy (mtools) with SOURCE_DATE_EPOCH (mtools
+(`vpn-appliance config-disk`). Debian's tools do the FAT work: mkfs.fat (dosfstools) with --invariant
+(no random ID, no clock), then our fixed volume ID written into the boot sector(s), mmd/mcopy (mtools) with SOURCE_DATE_EPOCH (mtools
 stamps new directory entries with it) and each file's mtime set to the epoch (`mcopy -m` keeps it),
 files written in sorted order so the clusters are allocated the same way each time.
 """
@@ -44,7 +44,8 @@ def make_fat(path: Path, files: dict[str, bytes], label: str, volid: str, epoch:
     env = {**os.environ, "SOURCE_DATE_EPOCH": str(epoch), "MTOOLS_SKIP_CHECK": "1", "TZ": "UTC"}
     path.unlink(missing_ok=True)
     fat32 = size_bytes >= 33 << 20
-    run(["mkfs.fat", "-C", *(["-F", "32", "-s", "1"] if fat32 else []), "-n", label, "-i", volid, "-h", str(hidden_sectors), str(path), str(size_bytes // 1024)], env)
+    run(["mkfs.fat", "-C", *(["-F", "32", "-s", "1"] if fat32 else []), "-n", label, "--invariant", "-h", str(hidden_sectors), str(path), str(size_bytes // 1024)], env)
+    _set_volume_id(path, int(volid, 16), fat32)
     if syslinux:
         run(["syslinux", "--install", str(path)], env)
     with tempfile.TemporaryDirectory() as td:
@@ -61,3 +62,13 @@ def make_fat(path: Path, files: dict[str, bytes], label: str, volid: str, epoch:
             os.utime(src, (epoch, epoch))
             run(["mcopy", "-m", "-i", str(path), str(src), f"::/{rel}"], env)
             src.unlink()
+
+
+def _set_volume_id(path: Path, volid: int, fat32: bool) -> None:
+    """Write the volume ID into the boot sector (and FAT32's backup at sector 6). mkfs.fat's -i
+    cannot be used: without --invariant it stamps the label's directory entry with the clock."""
+    off = 0x43 if fat32 else 0x27
+    with open(path, "r+b") as f:
+        for sector in ((0, 6) if fat32 else (0,)):
+            f.seek(sector * 512 + off)
+            f.write(volid.to_bytes(4, "little"))
