@@ -12,7 +12,9 @@ Plus the cheap one: the disk written twice from the same kernel + initramfs is b
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -22,7 +24,7 @@ import pytest
 
 from lab.configs import client_profile, server_config
 from lab.netns import Proc
-from lab.vm import OUT, accel, boot_disk, disk_qemu_args, lab_pki, lan_transfer, vm_topology
+from lab.vm import OUT, accel, boot_disk, lab_pki, lan_transfer, vm_topology
 from lab.vm import ping as _ping
 from tests.vm.conftest import FIGURES
 from tests.vm.test_image import build
@@ -105,15 +107,15 @@ def test_bios_disk_with_bad_config_volume_stops_with_file_line(image, tmp_path):
     # Written by hand, as an operator editing the volume would: config-disk itself refuses it.
     cfg_img = tmp_path / "bad.img"
     make_fat(cfg_img, {"appliance.toml": BAD_TOML.encode()}, "VPNCONFIG", "0badc0de", 1_700_000_000)
-    cmd = ["qemu-system-x86_64", "-accel", accel(image), "-cpu", "max" if accel(image) == "tcg" else "host",
-           "-M", "q35", "-m", "512", "-nographic", "-no-reboot", "-nic", "none",
-           *disk_qemu_args(image, "bios", tmp_path, cfg_img)]
-    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    # Through qemu/run-disk.sh, the README's plain-QEMU command.
+    env = {**os.environ, "FIRMWARE": "bios", "CONFIG_DISK": str(cfg_img), "SNAPSHOT": "1", "ACCEL": accel(image)}
+    p = subprocess.Popen([str(REPO / "qemu/run-disk.sh"), str(image / "disk.qcow2")], env=env, stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
     try:
         text, _ = p.communicate(timeout=240)
         exited = True
     except subprocess.TimeoutExpired:
-        p.kill()
+        os.killpg(p.pid, signal.SIGKILL)     # the script's own process group: bash and its QEMU
         text, _ = p.communicate()
         exited = False
     text = text.decode(errors="replace")
