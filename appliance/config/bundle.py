@@ -7,7 +7,8 @@ and rewrites the lines that name them (the TOML's FILE keys, the profile's file 
 
 Which files: found from the parsers' own records, not by re-reading the text by hand:
 - TOML keys of kind FILE in the key table (`vpn.config`), at the line the loader recorded;
-- every file the OpenVPN parser reads while parsing (`ca`, `cert`, `key`, `tls-crypt`, `tls-auth`,
+- every file the OpenVPN parser reads while parsing the profile, a file or inline in the TOML
+  (`ca`, `cert`, `key`, `tls-crypt`, `tls-auth`,
   `auth-user-pass`, `pkcs12`, ...: they go through its `read_file` hook, which we wrap to note the
   line being parsed);
 - the Options fields that keep a path to read at run time (RUNTIME_PATHS: `crl-verify`, the
@@ -92,9 +93,9 @@ def _rewrite_lines(text: str, base: str, renames: dict[int, dict[str, str]]) -> 
     return "".join(out)
 
 
-def _profile(b: Bundle, path: str, taken: dict[str, str]) -> str:
-    """Parse the profile, noting every file read and its line; add them; return the rewritten text."""
-    text = Path(path).read_bytes().decode("utf-8")
+def _named_files(b: Bundle, text: str, path: str, taken: dict[str, str], offset: int = 0) -> dict[int, dict[str, str]]:
+    """Parse OpenVPN `text` (as if from `path`), noting every file read and its line; add them to the
+    bundle; -> {line + offset: {absolute path: new name}} for _rewrite_lines."""
     reads: list[tuple[int, str]] = []
     state: ParseState
 
@@ -104,12 +105,11 @@ def _profile(b: Bundle, path: str, taken: dict[str, str]) -> str:
         return data
     state = ParseState(path, reader, TABLE)
     opts = state.parse(text)
-    base = os.path.dirname(os.path.abspath(path))
     renames: dict[int, dict[str, str]] = {}
     for line, p in reads:
         name = b.name_for(p, taken)
         b.add(name, Path(p).read_bytes(), p)
-        renames.setdefault(line, {})[p] = name
+        renames.setdefault(line + offset, {})[p] = name
     for fld, p, is_dir in _runtime_paths(opts):
         p = os.path.normpath(p)
         name = b.name_for(p, taken)
@@ -121,8 +121,29 @@ def _profile(b: Bundle, path: str, taken: dict[str, str]) -> str:
             b.add(name, Path(p).read_bytes(), p)
         src = opts.source.get(fld)
         if src is not None and src[1] is not None:
-            renames.setdefault(src[1], {})[p] = name
-    return _rewrite_lines(text, base, renames)
+            renames.setdefault(src[1] + offset, {})[p] = name
+    return renames
+
+
+def _profile(b: Bundle, path: str, taken: dict[str, str]) -> str:
+    """The profile file's text with the files it names renamed (and added to the bundle)."""
+    text = Path(path).read_bytes().decode("utf-8")
+    return _rewrite_lines(text, os.path.dirname(os.path.abspath(path)), _named_files(b, text, path, taken))
+
+
+_MULTILINE_OPEN = re.compile(r"=\s*('''|\"\"\")(.*)$")
+
+
+def _inline_profile(b: Bundle, cfg, toml_path: str, text: str, taken: dict[str, str]) -> str:
+    """A profile inline in the TOML (`vpn.inline`) may name files too (relative to the TOML): rename
+    them on the TOML's own lines. Only a multi-line string can hold a file directive on its own line."""
+    start = cfg.source.get(("vpn", "inline"))
+    m = _MULTILINE_OPEN.search(text.splitlines()[start - 1]) if start else None
+    if m is None:
+        return text
+    offset = start if m.group(2).strip() == "" else start - 1      # TOML drops a newline after the opening
+    renames = _named_files(b, cfg.vpn.inline, toml_path, taken, offset)
+    return _rewrite_lines(text, os.path.dirname(os.path.abspath(toml_path)), renames)
 
 
 def _toml_line_set(text: str, line: int, key: str, value: str) -> str:
@@ -164,6 +185,8 @@ def collect(toml_path: str | Path) -> Bundle:
                 text = _toml_line_set(text, line, k.name, name)
             except ConfigError as e:
                 raise ConfigError(e.message, toml_path, e.line, f"{sec.name}.{k.name}") from None
+    if cfg.vpn.inline and not cfg.vpn.config:
+        text = _inline_profile(b, cfg, toml_path, text, taken)
     b.add(TOML_NAME, text.encode(), toml_path)
     return b
 

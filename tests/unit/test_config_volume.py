@@ -169,3 +169,15 @@ def test_config_disk_writes_a_reproducible_volume(tmp_path, pki):
     r = subprocess.run(["mtype", "-i", str(tmp_path / "a.img"), "::/office_vpn.ovpn"], capture_output=True,
                        text=True, env={**os.environ, "MTOOLS_SKIP_CHECK": "1"})
     assert "tls-crypt ta.key" in r.stdout
+
+
+def test_inline_profile_naming_files_is_bundled(tmp_path, pki):
+    toml = tmp_path / "appliance.toml"
+    toml.write_text('[wan]\nname = "eth0"\naddress = "198.18.0.2/24"\n\n[vpn]\nrole = "client"\n'
+                    "inline = '''\nclient\ndev tun\nremote 198.18.0.1 1194\nremote-cert-tls server\n"
+                    f"ca {pki}/ca.crt\ncert {pki}/client.crt\nkey {pki}/client.key\n'''\n")
+    b = collect(toml)
+    assert sorted(b.files) == ["appliance.toml", "ca.crt", "client.crt", "client.key"]
+    assert "ca ca.crt\ncert client.crt\nkey client.key\n'''" in b.files["appliance.toml"].decode()
+    write_dir(b, tmp_path / "etc")
+    validate_runtime(load_appliance_config(str(tmp_path / "etc/appliance.toml")))
