@@ -11,7 +11,7 @@ Which files: found from the parsers' own records, not by re-reading the text by 
   (`ca`, `cert`, `key`, `tls-crypt`, `tls-auth`,
   `auth-user-pass`, `pkcs12`, ...: they go through its `read_file` hook, which we wrap to note the
   line being parsed);
-- the Options fields that keep a path to read at run time (RUNTIME_PATHS: `crl-verify`, the
+- the Options fields that keep a path to read at run time (_runtime_paths: `crl-verify`, the
   management password file, `client-config-dir`), at the line in `Options.source`.
 The bundle is built only from a config that passes `check` (schema + key material), so a broken
 config is refused with file:line before anything is written.
