@@ -24,7 +24,7 @@ APT = {
 def apt(monkeypatch):
     known = dict(APT)
     updates = []
-    monkeypatch.setattr(build, "_candidate", lambda p: known.get(p))
+    monkeypatch.setattr(build, "_candidates", lambda ps: {p: known[p] for p in ps if p in known})
     monkeypatch.setattr(build.subprocess, "run", lambda cmd, **kw: updates.append(cmd))
     return known, updates
 
