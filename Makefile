@@ -7,6 +7,9 @@ APT_PKGS := openvpn iperf3 iproute2 iputils-ping procps kmod tcpdump nftables \
             qemu-system-x86 qemu-utils dnsmasq-base zstd cpio busybox-static systemd dbus-daemon \
             isc-dhcp-client
 RESOLVED_DIR := build/systemd-resolved
+# The disk image and config volume (FAT without mounting; BIOS boot loader installer; UEFI firmware
+# for the tests; virt-xml-validate for the libvirt domain XML: libvirt-clients is ~8 MB with its libs, and its xmllint).
+APT_PKGS += dosfstools mtools syslinux ovmf libvirt-clients libxml2-utils
 DURATION ?= 0
 PYTEST_ARGS ?=
 
@@ -86,6 +89,12 @@ fuzz: setup
 
 image: setup
 	$(PY) image/build.py $(if $(CONFIG),--config $(CONFIG),)
+
+# A config volume (FAT, label VPNCONFIG) for the disk image: `make config-disk CONFIG=appliance.toml`
+# writes image/out/config.img (attach it as the VM's second disk; see README "Deploying the disk image").
+.PHONY: config-disk
+config-disk: setup
+	$(BIN)/vpn-appliance config-disk $(CONFIG) -o $(or $(CONFIG_DISK),image/out/config.img)
 
 clean:
 	rm -rf $(VENV) image/out .pytest_cache

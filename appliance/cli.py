@@ -1,4 +1,4 @@
-"""Command line: `vpn-appliance run|check|bench|import`.
+"""Command line: `vpn-appliance run|check|bench|import|passwd|config-disk`.
 
 Errors in a config are printed as `file:line: directive: why` and give exit status 2 before
 anything starts; a run that ends on an authentication failure or HALT exits 1.
@@ -135,6 +135,36 @@ def cmd_passwd(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_config_disk(args: argparse.Namespace) -> int:
+    """Write a config volume (FAT, label VPNCONFIG) with the TOML and every file it names: the VM
+    reads it at boot instead of its baked config, so a new config needs no image rebuild."""
+    import hashlib
+    from pathlib import Path
+
+    from .boot.config_volume import LABEL
+    from .config.bundle import collect
+    from .fatimage import DiskError, make_fat
+    try:
+        b = collect(args.file)
+    except ConfigError as e:
+        print(str(e), file=sys.stderr)
+        return 2
+    except OSError as e:
+        print(f"{e.filename or args.file}: cannot read: {e.strerror or e}", file=sys.stderr)
+        return 2
+    h = hashlib.sha256(b"".join(n.encode() + b"\0" + d for n, d in sorted(b.files.items())))
+    epoch = int(os.environ.get("SOURCE_DATE_EPOCH", 1_704_067_200))   # same config -> same bytes
+    try:
+        make_fat(Path(args.output), b.files, LABEL, h.hexdigest()[:8], epoch)
+    except DiskError as e:
+        print(f"config-disk: {e}", file=sys.stderr)
+        return 1
+    for name in sorted(b.files):
+        print(f"{name:24} <- {b.origin[name]}")
+    print(f"wrote {args.output} (FAT, label {LABEL}): attach it to the VM as a second disk")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="vpn-appliance", description="OpenVPN-compatible VPN gateway")
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -165,6 +195,10 @@ def main(argv: list[str] | None = None) -> int:
     pw = sub.add_parser("passwd", help="hash a password for an auth-user-pass-verify passdb file")
     pw.add_argument("user")
     pw.set_defaults(func=cmd_passwd)
+    cd = sub.add_parser("config-disk", help="write a config volume (FAT, label VPNCONFIG) for the VM image")
+    cd.add_argument("file", help="appliance TOML")
+    cd.add_argument("-o", "--output", required=True, help="image file to write (raw)")
+    cd.set_defaults(func=cmd_config_disk)
     args = p.parse_args(argv)
     return args.func(args)
 
