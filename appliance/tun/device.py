@@ -2,6 +2,10 @@
 
 With IFF_VNET_HDR + TUNSETOFFLOAD(CSUM|TSO4|TSO6) one read can return a TCP super-packet, which
 `read_packets` cuts into ordinary IP packets (tun/offload.py) before they are sealed one by one.
+That is off by default (`tso=False`): cutting and checksumming each segment in Python costs ~5 us
+(the ones'-complement sum alone ~2.8 us per 1400 bytes), a read of one packet the kernel already
+cut and checksummed (in C, in the sending application's context) ~1.5 us -- measured with
+lab/bench_tunnel.py's CPU-per-MB figures; see README, Performance.
 Writes go the other way: consecutive TCP segments of one flow are merged into one GSO
 super-packet (offload.GroBatch) so the kernel's receive path runs once per 64 KB instead of
 once per segment; anything else is written as it is behind a zeroed virtio header.
@@ -30,7 +34,7 @@ HEADROOM = 64          # room before each read packet for the wire header, so se
 
 
 class TunDevice:
-    def __init__(self, name: str = "tun%d", vnet_hdr: bool = True, mtu: int = 1500) -> None:
+    def __init__(self, name: str = "tun%d", vnet_hdr: bool = True, mtu: int = 1500, tso: bool = False) -> None:
         self.fd = os.open("/dev/net/tun", os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
         self.mtu = mtu
         self.vnet_hdr = False
@@ -44,7 +48,10 @@ class TunDevice:
         self.name = ifr[:16].rstrip(b"\0").decode()
         if vnet_hdr:
             try:
-                fcntl.ioctl(self.fd, TUNSETOFFLOAD, TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_TSO_ECN)
+                # tso False: offer nothing, so the kernel segments and checksums what we read; our
+                # GSO writes (the virtio header we send) do not depend on these flags.
+                fcntl.ioctl(self.fd, TUNSETOFFLOAD,
+                            TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_TSO_ECN if tso else 0)
                 self.vnet_hdr = True
             except OSError as e:
                 # The device was created with a vnet header; without offload the header stays

@@ -153,7 +153,7 @@ def test_tun_vnet_hdr_tso_super_packets_split(netns):
     ns = netns()
     mtu = 1500
     with _inside(ns):
-        tun = TunDevice("uttun2", vnet_hdr=True, mtu=mtu)
+        tun = TunDevice("uttun2", vnet_hdr=True, mtu=mtu, tso=True)
         sock = None
         try:
             assert tun.hlen == 10, tun.offload_note
