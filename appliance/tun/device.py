@@ -16,7 +16,9 @@ import errno
 import fcntl
 import logging
 import os
+import socket
 import struct
+import time
 
 from ..ioerrors import PortGone
 from . import offload
@@ -28,6 +30,8 @@ TUNSETOFFLOAD = 0x400454D0
 IFF_TUN = 0x0001
 IFF_NO_PI = 0x1000
 IFF_VNET_HDR = 0x4000
+SIOCGIFADDR = 0x8915
+LOCAL_REFRESH = 1.0    # seconds between looks at the TUN's own IPv4 address (offload.GroBatch.local)
 TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO6, TUN_F_TSO_ECN = 0x01, 0x02, 0x04, 0x08
 READ_SIZE = 65535 + offload.VNET_HDR_LEN
 HEADROOM = 64          # room before each read packet for the wire header, so sealing can go in place
@@ -63,6 +67,8 @@ class TunDevice:
         # GSO writes only where the kernel took our offload flags (it then also accepts them back).
         self.gro = self.vnet_hdr and not self.offload_note
         self._batch = offload.GroBatch()
+        self._local_at = 0.0
+        self._ifsock: socket.socket | None = None
         self._pending: list = []
         self.buf = bytearray(READ_SIZE)
         self.view = memoryview(self.buf)
@@ -149,9 +155,29 @@ class TunDevice:
         self.stats["read"] += len(out)
         return out
 
+    def _refresh_local(self) -> None:
+        """The TUN's own IPv4 address, at most once a LOCAL_REFRESH: segments to it are merged
+        for the kernel to verify (offload.py, local delivery). None or an error: an empty set,
+        so every segment is verified here as before."""
+        now = time.monotonic()
+        if now < self._local_at:
+            return
+        self._local_at = now + LOCAL_REFRESH
+        local: frozenset = frozenset()
+        try:
+            if self._ifsock is None:
+                self._ifsock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            r = fcntl.ioctl(self._ifsock, SIOCGIFADDR, struct.pack("256s", self.name.encode()))
+            local = frozenset((bytes(r[20:24]),))
+        except OSError:
+            pass                        # no IPv4 address (yet), or the device is going away
+        self._batch.local = local
+
     def queue(self, pkt) -> None:
         """Queue one IP packet for the next flush (copied: callers pass reused buffers)."""
         if self.gro:
+            if not self._batch.items:
+                self._refresh_local()
             self._batch.add(pkt)
         else:
             self._pending.append(bytes(pkt))
@@ -217,6 +243,9 @@ class TunDevice:
         return 0
 
     def close(self) -> None:
+        if self._ifsock is not None:
+            self._ifsock.close()
+            self._ifsock = None
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
