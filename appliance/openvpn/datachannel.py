@@ -124,7 +124,8 @@ class DataKey:
         """Seal one tunnel packet; returns the wire bytes (a fresh object the caller keeps).
 
         The fast path of the whole program: one struct call for header/AAD/nonce, one AEAD call,
-        and the tag moved in front of the ciphertext by joining three slices (C memcpy)."""
+        and the tag moved in front of the ciphertext by joining slices (C memcpy). P_DATA_V2 (what
+        every 2.4+ peer uses) has its slice bounds written out: its AAD is the wire header."""
         if not self.is_aead:
             self.send_pid += 1
             self.bytes_sent += len(payload)
@@ -132,8 +133,13 @@ class DataKey:
         self.send_pid = pid = self.send_pid + 1
         self.bytes_sent += len(payload)
         h = self._pack(self._hword, pid, self.send_iv)
-        r = self.aead.encrypt(h[self._nonce], payload, h[self._aad])
-        return h[self._head] + r[-TAG_LEN:] + r[:-TAG_LEN]
+        if self.hlen == 4:
+            head = h[:8]
+            r = self.aead.encrypt(h[4:], payload, head)
+        else:
+            head = h[:5]
+            r = self.aead.encrypt(h[1:], payload, h[1:5])
+        return head + r[-16:] + r[:-16]
 
     def _seal_cbc(self, payload) -> bytes:
         iv = secrets.token_bytes(16)
@@ -154,20 +160,27 @@ class DataKey:
         if type(packet) is memoryview:
             packet = packet.tobytes()           # slices below are joined with +
         # Header length from the packet's own opcode (a peer may send V1 while we send V2).
-        hl = 4 if (packet[0] >> 3) == 9 else 1
-        a = hl + 4
-        ct = a + TAG_LEN
-        if len(packet) < ct:
-            raise BadPacket("short data packet")
-        pid = _unpack_pid(packet, hl)[0]
         rp = self.replay
-        if pid <= rp.highest and not rp.check(pid, now):      # above the newest: always new
-            raise BadPacket("replayed data packet")
-        try:
-            pt = self.aead_recv.decrypt(packet[hl:a] + self.recv_iv, packet[ct:] + packet[a:ct],
-                                        packet[:a] if hl == 4 else packet[hl:a])
-        except InvalidTag:
-            raise BadPacket("data packet failed authentication") from None
+        if packet[0] >> 3 == 9:                 # P_DATA_V2: op|peer-id (4) | pid (4) | tag (16) | ct
+            if len(packet) < 24:
+                raise BadPacket("short data packet")
+            pid = _unpack_pid(packet, 4)[0]
+            if pid <= rp.highest and not rp.check(pid, now):  # above the newest: always new
+                raise BadPacket("replayed data packet")
+            try:
+                pt = self.aead_recv.decrypt(packet[4:8] + self.recv_iv, packet[24:] + packet[8:24], packet[:8])
+            except InvalidTag:
+                raise BadPacket("data packet failed authentication") from None
+        else:                                   # P_DATA_V1: op (1) | pid (4) | tag (16) | ct
+            if len(packet) < 21:
+                raise BadPacket("short data packet")
+            pid = _unpack_pid(packet, 1)[0]
+            if pid <= rp.highest and not rp.check(pid, now):
+                raise BadPacket("replayed data packet")
+            try:
+                pt = self.aead_recv.decrypt(packet[1:5] + self.recv_iv, packet[21:] + packet[5:21], packet[1:5])
+            except InvalidTag:
+                raise BadPacket("data packet failed authentication") from None
         rp.update(pid, now)
         self.bytes_recv += len(pt)
         self.packets_recv += 1
