@@ -165,6 +165,11 @@ class _GroItem:
         self.hsum = hsum                      # local delivery: Σ segments' pseudo+header sums; else None
 
 
+# IPv4 (no options) + TCP: ver/ihl, TOS, total length, (id), DF byte, fragment low byte, TTL,
+# protocol, (checksum), addresses + ports, seq, ack, data offset, flags, window.
+_v4_tcp = struct.Struct("!BBHxxBBBBxx12sI4sBB2s").unpack_from
+
+
 def _gro_candidate(p):
     """-> (flow key, seq, payload_len, iphl, thl, psh) for a plain TCP data segment, else None.
 
@@ -176,9 +181,16 @@ def _gro_candidate(p):
         return None
     b0 = p[0]
     if b0 == 0x45:
-        if p[9] != 6 or (p[6] & 0xBF) or p[7] or (p[2] << 8 | p[3]) != n:
+        # The common case in one struct call (the byte-by-byte form below cost ~3x as much).
+        _b0, tos, tot, df, frag, ttl, proto, addrs_ports, seq, ack, doff, flags, win = _v4_tcp(p)
+        if proto != 6 or df & 0xBF or frag or tot != n:
             return None                       # not TCP, a fragment, or a bad length
-        iphl = 20
+        thl = (doff >> 4) * 4
+        if thl < 20 or (flags & ~_TCP_PSH) != _TCP_ACK or n - 20 - thl <= 0 or doff & 0x0F:
+            return None                       # SYN/FIN/RST/URG/ECE/CWR, no data, or reserved bits
+        # TOS, DF, TTL, addresses + ports, ack, window, options
+        key = (tos, df, ttl, addrs_ports, ack, win, bytes(p[40:20 + thl]))
+        return key, seq, n - 20 - thl, 20, thl, bool(flags & _TCP_PSH)
     elif b0 >> 4 == 6:
         if n < 60 or p[6] != 6 or (p[4] << 8 | p[5]) != n - 40:
             return None                       # extension headers or not TCP
@@ -191,12 +203,8 @@ def _gro_candidate(p):
     if thl < 20 or (flags & ~_TCP_PSH) != _TCP_ACK or n - t - thl <= 0 or p[t + 12] & 0x0F:
         return None                           # SYN/FIN/RST/URG/ECE/CWR, no data, or reserved bits
     h = bytes(p[:t + thl])                    # one copy of the headers, sliced below
-    if iphl == 20:
-        # TOS, DF+TTL, addresses + ports, ack, window, options
-        key = h[1:2] + h[6:9:2] + h[12:24] + h[28:32] + h[34:36] + h[40:]
-    else:
-        # version/class/flow label, hop limit + addresses, ports, ack, window, options
-        key = h[0:4] + h[7:44] + h[48:52] + h[54:56] + h[60:]
+    # version/class/flow label, hop limit + addresses, ports, ack, window, options
+    key = h[0:4] + h[7:44] + h[48:52] + h[54:56] + h[60:]
     return key, int.from_bytes(h[t + 4:t + 8], "big"), n - t - thl, iphl, thl, bool(flags & _TCP_PSH)
 
 
@@ -240,7 +248,7 @@ class GroBatch:
         if (it is not None and not it.closed and seq == it.next_seq and plen <= it.gso_size
                 and len(it.buf) + plen <= GRO_MAX and (hsum is None) == (it.hsum is None)
                 and (hsum is None or not plen & 1)):
-            it.buf += memoryview(p)[iphl + thl:]
+            it.buf += p[iphl + thl:]
             it.count += 1
             it.next_seq = (seq + plen) & 0xFFFFFFFF
             if hsum is not None:
