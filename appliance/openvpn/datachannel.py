@@ -26,13 +26,11 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from . import ciphers
 from .ciphers import AEAD_TAG_LEN as TAG_LEN
-from .ciphers import MAX_OVERHEAD
 from .errors import BadPacket
 from .keys import digest_size
 from .opcodes import DATA_V1_BASE, DATA_V2_BASE, NO_PEER_ID
 from .replay import DEFAULT_SIZE, DEFAULT_TIME_LIMIT, ReplayWindow
 
-_pack_pid = struct.Struct("!I").pack_into
 _unpack_pid = struct.Struct("!I").unpack_from
 # header word (op|key_id + peer-id for V2, op|key_id alone for V1), packet-id, implicit IV: one call
 # gives the wire header, the AAD and the nonce as slices of one 16- or 13-byte string.

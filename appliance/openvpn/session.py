@@ -230,7 +230,7 @@ class Session(ControlChannel):
             self._fail(str(e), restart=True)
         self._flush(now)
 
-    def encrypt(self, payload) -> memoryview | None:
+    def encrypt(self, payload) -> bytes | None:
         """Seal one tunnel packet for the wire (None if no key is up yet, or its ids are used up)."""
         sk = self.send_key
         if sk is None:
