@@ -73,7 +73,8 @@ class TunDevice:
         self.buf = bytearray(READ_SIZE)
         self.view = memoryview(self.buf)
         # read_batch's pool: one buffer per packet of a batch, HEADROOM bytes before the packet.
-        self._pool: list[memoryview] = []
+        # Each entry: (the buffer, the iovec list readv fills), built once, not per read.
+        self._pool: list[tuple[memoryview, list]] = []
         self._hdr = memoryview(bytearray(offload.VNET_HDR_LEN))
         self.stats = {"read": 0, "written": 0, "write_dropped": 0, "super_packets": 0, "segments": 0,
                       "gro_writes": 0, "gro_segments": 0, "gro_bad_checksums": 0}
@@ -120,16 +121,18 @@ class TunDevice:
         device (gone, detached) raises PortGone: that is our resource, not a peer's doing."""
         out: list = []
         fd, hlen, pool = self.fd, self.hlen, self._pool
+        hdr = self._hdr
         readv = os.readv
         i = 0
         calls = 0
         while len(out) < max_packets and calls < 2 * max_packets:
             calls += 1                  # empty or header-only reads count too: a batch is bounded
             if i == len(pool):
-                pool.append(memoryview(bytearray(HEADROOM + 65535)))
-            buf = pool[i]
+                b = memoryview(bytearray(HEADROOM + 65535))
+                pool.append((b, [hdr, b[HEADROOM:]] if hlen else [b[HEADROOM:]]))
+            buf, iov = pool[i]
             try:
-                n = readv(fd, [self._hdr, buf[HEADROOM:]] if hlen else [buf[HEADROOM:]])
+                n = readv(fd, iov)
             except BlockingIOError:
                 break
             except InterruptedError:
@@ -140,8 +143,9 @@ class TunDevice:
                 continue
             n -= hlen
             pkt = buf[HEADROOM:HEADROOM + n]
-            if hlen:
-                flags, gso_type, _hl, gso_size, cstart, coff = offload.parse_vnet_hdr(self._hdr)
+            # hdr[1]: gso_type, hdr[0] & 1: NEEDS_CSUM -- both 0 unless TSO/CSUM offload is on
+            if hlen and (hdr[1] or hdr[0] & offload.F_NEEDS_CSUM):
+                flags, gso_type, _hl, gso_size, cstart, coff = offload.parse_vnet_hdr(hdr)
                 if gso_type != offload.GSO_NONE:
                     segs = offload.gso_split(pkt, gso_type, gso_size, cstart)
                     self.stats["super_packets"] += 1
