@@ -53,6 +53,8 @@ bench: setup
 	$(BIN)/vpn-appliance bench
 	$(PY) -m lab.bench_tunnel
 	$(PY) -m lab.bench_tunnel --reverse
+	$(PY) -m lab.bench_tunnel --proto tcp --only server
+	$(PY) -m lab.bench_tunnel --proto tcp --only server --reverse
 
 # Coverage-guided fuzzing of every decoder of peer bytes and both config parsers (tests/fuzz/run.py):
 # DURATION seconds in all (default 600), split across the targets, one process at a time.
