@@ -121,7 +121,7 @@ class TunDevice:
         device (gone, detached) raises PortGone: that is our resource, not a peer's doing."""
         out: list = []
         fd, hlen, pool = self.fd, self.hlen, self._pool
-        hdr = self._hdr
+        hdr = self._hdr if hlen else None
         readv = os.readv
         i = 0
         calls = 0
