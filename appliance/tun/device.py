@@ -67,6 +67,11 @@ class TunDevice:
         # GSO writes only where the kernel took our offload flags (it then also accepts them back).
         self.gro = self.vnet_hdr and not self.offload_note
         self._batch = offload.GroBatch()
+        # Merging segments to our own address for the kernel to verify (offload.py, local
+        # delivery) is OFF unless a caller knows no NAT rewrites that address: a masqueraded
+        # reply (router mode) has our address as its destination but is then forwarded, and a
+        # forwarded GSO packet without CHECKSUM_PARTIAL makes the kernel warn and re-checksum it.
+        self.local_gro = False
         self._local_at = 0.0
         self._ifsock: socket.socket | None = None
         self._pending: list = []
@@ -180,7 +185,7 @@ class TunDevice:
     def queue(self, pkt) -> None:
         """Queue one IP packet for the next flush (copied: callers pass reused buffers)."""
         if self.gro:
-            if not self._batch.items:
+            if self.local_gro and not self._batch.items:
                 self._refresh_local()
             self._batch.add(pkt)
         else:

@@ -146,7 +146,10 @@ GRO_MAX = 65535
 # algebra) and no NEEDS_CSUM: the kernel's TCP receive then verifies the whole super-packet, so a
 # segment corrupted before the VPN peer makes it fail and be dropped (TCP resends), as it would on
 # its own. Only for local delivery: a forwarded GSO packet without CHECKSUM_PARTIAL is one the
-# kernel would segment with fresh checksums (laundering a corrupted segment) and warn about.
+# kernel would segment with fresh checksums (laundering a corrupted segment) and warn about. And
+# "addressed to us" is not "delivered here" once NAT is involved (a masqueraded LAN host's replies
+# carry our address, then are forwarded): so TunDevice.local_gro, which fills `local`, is off by
+# default, for a caller that knows no NAT rewrites its address.
 _TCP_PROTO_WORD = 6
 
 

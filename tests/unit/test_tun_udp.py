@@ -281,6 +281,7 @@ def test_tun_gro_local_super_packet_with_a_corrupted_segment_never_reaches_the_s
     ns = netns()
     with _inside(ns):
         tun = TunDevice("uttun4", vnet_hdr=True, mtu=1500)
+        tun.local_gro = True            # off by default (NAT); this namespace has none
         lsock = conn = None
         try:
             configure_tun(tun.name, TUN_ADDR, 24, 1500)
