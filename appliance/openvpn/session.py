@@ -47,6 +47,9 @@ from .keys import EKM_LABEL, KEY_BLOCK_LEN, prf_key_block, split_key_block
 from .keystate import KS, KeyState
 from .opcodes import DATA_PID_RENEG_AT, NO_PEER_ID, OCC_EXIT, OCC_MAGIC, PID_MAX, PING_MAGIC, Op
 from .roles import PUSH_REQUEST_INTERVAL, ClientRole, ServerRole
+
+# Plain ints for the per-packet test in receive: comparing with IntEnum members costs ~0.2 us.
+_DATA_V1, _DATA_V2 = int(Op.DATA_V1), int(Op.DATA_V2)
 from .tls import TlsSettings, build_context
 
 __all__ = ["KS", "Role", "Session", "SessionConfig", "PUSH_REQUEST_INTERVAL"]
@@ -165,7 +168,7 @@ class Session(ControlChannel):
         if self.closed or not packet:
             return []
         op = packet[0] >> 3
-        if op == Op.DATA_V2 or op == Op.DATA_V1:
+        if op == _DATA_V2 or op == _DATA_V1:
             dk = self.recv_keys[packet[0] & 7]
             if dk is None:
                 self._count("data-no-key")
@@ -230,7 +233,7 @@ class Session(ControlChannel):
             self._fail(str(e), restart=True)
         self._flush(now)
 
-    def encrypt(self, payload) -> memoryview | None:
+    def encrypt(self, payload) -> bytes | None:
         """Seal one tunnel packet for the wire (None if no key is up yet, or its ids are used up)."""
         sk = self.send_key
         if sk is None:
