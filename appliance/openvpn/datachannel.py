@@ -42,7 +42,7 @@ class DataKey:
     """Both directions of one key id. `peer_id` None → P_DATA_V1 on send."""
 
     __slots__ = ("cipher", "key_id", "aead", "is_aead", "send_iv", "recv_iv", "send_pid",
-                 "hdr", "hlen", "replay", "scratch", "cbc_key_send", "cbc_key_recv",
+                 "hdr", "hlen", "replay", "cbc_key_send", "cbc_key_recv",
                  "hmac_send", "hmac_recv", "digest", "dlen", "bytes_sent", "bytes_recv",
                  "packets_recv", "aead_recv", "_overhead", "_hword", "_pack", "_aad", "_nonce", "_head")
 
@@ -58,7 +58,6 @@ class DataKey:
         self.replay = ReplayWindow(replay_window, replay_time)
         # No per-key decrypt buffer any more (open returns fresh bytes); the attribute stays for
         # session.py, which lets lame-duck keys share the sending key's (nothing to share now).
-        self.scratch = None
         self.bytes_sent = self.bytes_recv = self.packets_recv = 0
         if peer_id is None or peer_id == NO_PEER_ID:
             self.hdr = bytes((DATA_V1_BASE | key_id,))
