@@ -41,13 +41,20 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e '.[test]'
 	touch $@
 
-# Three workers: most of the suite's time is waiting on namespaces, peers and the TCG guest (about
-# 9 CPU-minutes in 20 wall-minutes when serial). Every VM test goes to one worker (the xdist_group
-# mark in tests/vm/conftest.py): they share the image build. `make test PYTEST_WORKERS=0` is serial.
-PYTEST_WORKERS ?= 3
-XDIST = $(if $(filter 0,$(PYTEST_WORKERS)),-p no:xdist,-n $(PYTEST_WORKERS) --dist loadgroup)
+# The suite in two runs side by side: the VM tests (tests/vm) one at a time in one pytest -- they
+# share the image build in image/out and one TCG guest at a time is what 2 cores carry -- and
+# everything else in PYTEST_WORKERS pytest-xdist workers beside it (most of that time is waiting on
+# namespaces and peers: ~9 CPU-minutes in 20 wall-minutes when serial). The VM run's output is
+# printed when both are done. With PYTEST_ARGS (a selection) or PYTEST_WORKERS=0: one serial run.
+PYTEST_WORKERS ?= 2
 test: setup
-	$(BIN)/pytest -q $(XDIST) $(PYTEST_ARGS)
+	@if [ -n "$(strip $(PYTEST_ARGS))" ] || [ "$(PYTEST_WORKERS)" = 0 ]; then \
+	  exec $(BIN)/pytest -q -p no:xdist $(PYTEST_ARGS); fi; \
+	log=$$(mktemp /tmp/vm-tests.XXXXXX); \
+	$(BIN)/pytest -q -p no:xdist tests/vm > $$log 2>&1 & vm=$$!; \
+	$(BIN)/pytest -q -n $(PYTEST_WORKERS) --ignore=tests/vm; rest=$$?; \
+	wait $$vm; vmrc=$$?; echo "== the VM tests (tests/vm), run beside the above:"; cat $$log; rm -f $$log; \
+	echo "== exit status: tests/vm $$vmrc, the rest $$rest"; [ $$rest = 0 ] && [ $$vmrc = 0 ]
 
 # The pure tests: no root, namespaces, openvpn or QEMU (see the markers in pyproject.toml).
 PURE := -m "not root and not netns and not openvpn and not qemu"

@@ -161,12 +161,21 @@ def test_lan_gets_ipv6_through_the_tunnel_only_while_the_server_gives_it(lab):
 def test_wan_ipv6_by_slaac_reaches_an_ipv6_remote(lab):
     server = lab.openvpn_server(server_config(lab.pki, extra=EXTRA_SERVER))
     # The WAN's router: our own RA codec in the server's namespace, every second for a bounded time.
-    code = ("import socket,time,ipaddress;from appliance.lan.icmpv6 import *;"
-            "ra=build_ra(RouterAdvert(600,(Prefix(ipaddress.IPv6Network('2001:db8:18::/64'),3600,1800),)));"
-            "s=socket.socket(socket.AF_INET6,socket.SOCK_RAW,socket.IPPROTO_ICMPV6);"
-            "s.setsockopt(socket.IPPROTO_IPV6,socket.IPV6_MULTICAST_HOPS,255);"
-            f"i=socket.if_nametoindex('{lab.wan_peer_if}');"
-            "[(s.sendto(ra,('ff02::1',0,0,i)),time.sleep(1)) for _ in range(60)]")
+    # The appliance's side of the WAN veth is down until it starts, so the first sends fail.
+    code = f"""
+import ipaddress, socket, time
+from appliance.lan.icmpv6 import Prefix, RouterAdvert, build_ra
+ra = build_ra(RouterAdvert(600, (Prefix(ipaddress.IPv6Network('2001:db8:18::/64'), 3600, 1800),)))
+s = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
+s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, 255)
+i = socket.if_nametoindex('{lab.wan_peer_if}')
+for _ in range(60):
+    try:
+        s.sendto(ra, ('ff02::1', 0, 0, i))
+    except OSError:
+        pass
+    time.sleep(1)
+"""
     radv = lab.start(lab.wan, [sys.executable, "-c", code], "wan-ra", env={"PYTHONPATH": str(REPO)})
     try:
         toml = lab.appliance_toml(profile6(lab), wan_extra="slaac = true\n", lan_extra=f'address6 = "{LAN6_APP}/64"\n')
