@@ -44,7 +44,8 @@ $(VENV)/.installed: pyproject.toml
 # The suite in two runs side by side: the VM tests (tests/vm) one at a time in one pytest -- they
 # share the image build in image/out and one TCG guest at a time is what 2 cores carry -- and
 # everything else in PYTEST_WORKERS pytest-xdist workers beside it (most of that time is waiting on
-# namespaces and peers: ~9 CPU-minutes in 20 wall-minutes when serial). The VM run's output is
+# namespaces and peers: ~9 CPU-minutes in 20 wall-minutes when serial); a file stays on one worker,
+# in order, as its module-scoped labs expect. The VM run's output is
 # printed when both are done. With PYTEST_ARGS (a selection) or PYTEST_WORKERS=0: one serial run.
 PYTEST_WORKERS ?= 2
 test: setup
@@ -52,7 +53,7 @@ test: setup
 	  exec $(BIN)/pytest -q -p no:xdist $(PYTEST_ARGS); fi; \
 	log=$$(mktemp /tmp/vm-tests.XXXXXX); \
 	$(BIN)/pytest -q -p no:xdist tests/vm > $$log 2>&1 & vm=$$!; \
-	$(BIN)/pytest -q -n $(PYTEST_WORKERS) --ignore=tests/vm; rest=$$?; \
+	$(BIN)/pytest -q -n $(PYTEST_WORKERS) --dist loadfile --ignore=tests/vm; rest=$$?; \
 	wait $$vm; vmrc=$$?; echo "== the VM tests (tests/vm), run beside the above:"; cat $$log; rm -f $$log; \
 	echo "== exit status: tests/vm $$vmrc, the rest $$rest"; [ $$rest = 0 ] && [ $$vmrc = 0 ]
 
