@@ -24,6 +24,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -117,7 +118,7 @@ def child(name: str, seconds: float, runs: int | None, stats_path: Path, timeout
     corpus.mkdir(parents=True, exist_ok=True)
     hangs = WORK / "hangs" / name
     hangs.mkdir(parents=True, exist_ok=True)
-    seeds = [str(SEEDS / name)] if (SEEDS / name).is_dir() else []
+    seeds = [str(_seeds_without_hangs(name))] if (SEEDS / name).is_dir() else []
     args = [sys.argv[0], str(corpus), *seeds, f"-timeout={timeout}", f"-max_len={t.max_len}",
             "-print_final_stats=1", f"-artifact_prefix={hangs}/", "-rss_limit_mb=4096"]
     args.append(f"-runs={runs}" if runs is not None else f"-max_total_time={max(1, int(seconds))}")
@@ -129,12 +130,30 @@ def child(name: str, seconds: float, runs: int | None, stats_path: Path, timeout
     atheris.Fuzz()
 
 
+def _seeds_without_hangs(name: str) -> Path:
+    """The target's seed directory, minus seeds that hung in an earlier child of this run: libFuzzer
+    runs every seed first, so a restarted child would otherwise hang on the same seed again and
+    again, and the rest of the target's time would find nothing else."""
+    hung = {f.read_bytes() for f in (WORK / "hung" / name).glob("*")} if (WORK / "hung" / name).is_dir() else set()
+    if not hung:
+        return SEEDS / name
+    out = WORK / "seeds-filtered" / name
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    for f in (SEEDS / name).iterdir():
+        if f.is_file() and f.read_bytes() not in hung:
+            shutil.copyfile(f, out / f.name)
+    return out
+
+
 # ------------------------------------------------------------------ parent
 def _run_target(name: str, seconds: float, runs: int | None, timeout: int, log) -> dict:
     WORK.mkdir(parents=True, exist_ok=True)
     stats_path = WORK / f"stats-{name}.json"
     stats_path.unlink(missing_ok=True)
     hangs_dir = WORK / "hangs" / name
+    hung_dir = WORK / "hung" / name               # inputs that hung in this run (see _seeds_without_hangs)
+    shutil.rmtree(hung_dir, ignore_errors=True)
     hang_count = 0
     crashes: list[str] = []
     start = time.monotonic()
@@ -159,6 +178,8 @@ def _run_target(name: str, seconds: float, runs: int | None, timeout: int, log) 
         if timed_out:
             hang_count += 1
             for f in hangs_dir.glob("timeout-*"):
+                hung_dir.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(f, hung_dir / f.name)
                 dest = CRASHERS / name / f"hang-{f.name[len('timeout-'):][:12]}"
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 f.replace(dest)
