@@ -35,7 +35,31 @@ STDLIB_TRIM = ["test", "idlelib", "tkinter", "turtledemo", "ensurepip", "lib2to3
                "pydoc.py", "turtle.py", "lib-dynload/_tkinter*.so", "lib-dynload/_test*.so",
                "lib-dynload/_ctypes_test*.so", "lib-dynload/xx*.so", "lib-dynload/_curses*.so",
                "lib-dynload/_dbm*.so", "lib-dynload/_gdbm*.so", "lib-dynload/audioop*.so",
-               "lib-dynload/_codecs_*.so", "lib-dynload/_multibytecodec*.so", "lib-dynload/_lsprof*.so"]
+               "lib-dynload/_codecs_*.so", "lib-dynload/_multibytecodec*.so", "lib-dynload/_lsprof*.so",
+               # issue 10 part 6: what no boot path imports (-X importtime in the image), to stay small in RAM
+               "lib-dynload/_xx*.so", "lib-dynload/nis*.so", "lib-dynload/ossaudiodev*.so",
+               "lib-dynload/readline*.so", "lib-dynload/_crypt*.so", "lib-dynload/_decimal*.so",
+               "pydoc*", "idlelib", "lib2to3", "msilib", "ensurepip", "__phello__", "doctest.py",
+               "mailbox.py", "imaplib.py", "nntplib.py", "smtplib.py", "ftplib.py", "poplib.py", "telnetlib.py",
+               "turtle.py", "tkinter", "_pydecimal.py", "pdb.py", "pickletools.py", "_osx_support.py",
+               "sqlite3/test", "ctypes/test", "ctypes/macholib"]
+# Codecs: Python itself needs only these (UTF-8 mode; the console and files are UTF-8/ASCII).
+ENCODINGS_KEEP = {"__init__", "aliases", "utf_8", "utf_8_sig", "ascii", "latin_1", "idna", "punycode",
+                  "raw_unicode_escape", "unicode_escape", "utf_16", "utf_32", "charmap", "cp437"}
+# Shared libraries nothing in the image loads (glibc's extras, readline's stack, OpenSSL's plug-ins).
+LIB_TRIM = ["lib/x86_64-linux-gnu/libmvec.so*", "lib/x86_64-linux-gnu/libc_malloc_debug.so*",
+            "lib/x86_64-linux-gnu/libmemusage.so", "lib/x86_64-linux-gnu/libpcprofile.so",
+            "lib/x86_64-linux-gnu/libthread_db.so*", "lib/x86_64-linux-gnu/libBrokenLocale.so*",
+            "lib/x86_64-linux-gnu/libnss_hesiod.so*", "lib/x86_64-linux-gnu/libnss_compat.so*",
+            "lib/x86_64-linux-gnu/libnsl.so*", "lib/x86_64-linux-gnu/libreadline.so*",
+            "lib/x86_64-linux-gnu/libhistory.so*", "lib/x86_64-linux-gnu/libncursesw.so*",
+            "usr/lib/x86_64-linux-gnu/libformw.so*", "usr/lib/x86_64-linux-gnu/libmenuw.so*",
+            "usr/lib/x86_64-linux-gnu/libpanelw.so*", "usr/lib/x86_64-linux-gnu/libtic.so*",
+            "usr/lib/x86_64-linux-gnu/libexpatw.so*", "usr/lib/x86_64-linux-gnu/engines-3",
+            "usr/lib/x86_64-linux-gnu/ossl-modules", "lib/x86_64-linux-gnu/libcrypt.so*"]
+# Wheel contents no import reaches: cryptography's Rust bindings need only cffi's _cffi_backend, not
+# the cffi package and its C parser; type stubs are for editors.
+WHEEL_TRIM = ["cffi", "pycparser", "**/*.pyi", "**/py.typed"]
 
 
 def log(msg: str) -> None:
@@ -89,6 +113,9 @@ def wheels(target: Path, cache: Path) -> None:
         shutil.rmtree(junk, ignore_errors=True)
     for sub in ("pyroute2/cli",):   # IPRoute imports ndb and friends; only the CLI is unused
         shutil.rmtree(target / sub, ignore_errors=True)
+    for pat in WHEEL_TRIM:
+        for p in list(target.glob(pat)):
+            shutil.rmtree(p) if p.is_dir() else p.unlink()
 
 
 def module_closure(root: Path) -> list[str]:
@@ -136,6 +163,61 @@ def trim_python(root: Path) -> None:
     for p in list((root / "usr/bin").iterdir()) if (root / "usr/bin").exists() else []:
         if p.name not in ("python3.11",):
             p.unlink()
+    for pat in LIB_TRIM:
+        for p in list(root.glob(pat)):
+            shutil.rmtree(p) if p.is_dir() else p.unlink()
+    for p in list((lib / "encodings").glob("*.py")):
+        if p.stem not in ENCODINGS_KEEP:
+            p.unlink()
+
+
+# Runs under the image's Python version: compile every module once, at build time. Why: under TCG,
+# compiling the sources at each boot took most of the time to tunnel up. Unchecked-hash pycs are
+# never compared with a source (no stat, no hash at import) and hold no mtime, so they are
+# reproducible. The stdlib and the wheels ship as sourceless .pyc (optimize=2: no docstrings,
+# smaller in RAM); the appliance's own code keeps its .py next to __pycache__ so tracebacks show
+# source lines, and keeps its asserts (optimize=0).
+_COMPILE = r"""
+import importlib.util, marshal, sys
+from pathlib import Path
+root = Path(sys.argv[1])
+lib = root / "usr/lib/python3.11"
+own = lib / "appliance-site/appliance"
+for src in sorted(lib.rglob("*.py")):
+    inimage = "/" + src.relative_to(root).as_posix()
+    mine = own in src.parents
+    code = compile(src.read_bytes(), inimage, "exec", dont_inherit=True, optimize=0 if mine else 2)
+    data = bytearray(importlib.util.MAGIC_NUMBER)
+    data += (0b01).to_bytes(4, "little")             # hash-based, unchecked
+    data += importlib.util.source_hash(src.read_bytes())
+    data += marshal.dumps(code)
+    if mine:
+        dst = src.parent / "__pycache__" / (src.stem + "." + sys.implementation.cache_tag + ".pyc")
+        dst.parent.mkdir(exist_ok=True)
+    else:
+        dst = src.with_suffix(".pyc")
+        src.unlink()
+    dst.write_bytes(bytes(data))
+"""
+
+
+def compile_python(root: Path) -> str:
+    """Byte-compile the image's Python (see _COMPILE) with a Python 3.11 (the image's version: the
+    bytecode format is per minor version); -> the compiling interpreter's version, for the MANIFEST."""
+    py = "/usr/bin/python3.11" if Path("/usr/bin/python3.11").exists() else sys.executable
+    r = subprocess.run([py, "-I", "-c", "import sys; assert sys.version_info[:2] == (3, 11); print(sys.version.split()[0])"],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        raise SystemExit("image build: needs a Python 3.11 to byte-compile the image (apt-get install python3.11)")
+    subprocess.run([py, "-I", "-c", _COMPILE, str(root)], check=True)
+    return r.stdout.strip()
+
+
+def strip_binaries(root: Path) -> None:
+    """Drop the symbol tables the wheels' native modules ship with (cryptography's Rust module: 14 MB
+    -> 11 MB, all of it unpacked in RAM at boot). `strip` is deterministic."""
+    for so in sorted((root / "usr/lib/python3.11/appliance-site").rglob("*.so")):
+        subprocess.run(["strip", "--strip-unneeded", str(so)], check=True)
 
 
 def assemble(config: Path, ovpn: Path | None, stage: Path, debs: dict[str, Path], cache: Path) -> tuple[Path, list]:
@@ -169,6 +251,8 @@ def assemble(config: Path, ovpn: Path | None, stage: Path, debs: dict[str, Path]
     wheels(site, cache)
     shutil.copytree(REPO / "appliance", site / "appliance",
                     ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    strip_binaries(root)
+    compiled_by = compile_python(root)
     etc = root / "etc/vpn-appliance"
     etc.mkdir(parents=True, exist_ok=True)
     shutil.copy2(config, etc / "appliance.toml")
@@ -187,6 +271,7 @@ def assemble(config: Path, ovpn: Path | None, stage: Path, debs: dict[str, Path]
                     "from appliance.boot.init import main\n"
                     "main()\n")
     init.chmod(0o755)
+    (stage / "compiled-by").write_text(compiled_by)
     return root, mods
 
 
@@ -240,6 +325,7 @@ def build(config: Path, out: Path, ovpn: Path | None = None, cache: Path | None 
         h.update(debs[name].name.encode())
     for w in WHEELS:
         h.update(w.encode())
+    h.update(Path(__file__).read_bytes())   # how the image is made is an input too
     for p in sorted((REPO / "appliance").rglob("*.py")):
         h.update(p.relative_to(REPO).as_posix().encode() + p.read_bytes())
     h.update(config.read_bytes())
@@ -268,6 +354,7 @@ def build(config: Path, out: Path, ovpn: Path | None = None, cache: Path | None 
                 f"initramfs {sizes['initramfs.img']} bytes (cpio {len(blob)} bytes) sha256 {_sha(out / 'initramfs.img')}",
                 f"total {total} bytes ({total / 1e6:.1f} MB)", "", "# Debian packages"]
     manifest += [f"{name} {debs[name].name}" for name in sorted(debs)]
+    manifest += ["", f"# bytecode: unchecked-hash pycs by Python {(stage / 'compiled-by').read_text()}"]
     manifest += ["", "# wheels"] + WHEELS + ["", "# kernel modules"] + mods
     manifest += ["", f"# files: {sum(1 for _ in root.rglob('*'))}",
                  f"# config: {config.name} sha256 {hashlib.sha256(config.read_bytes()).hexdigest()}"]
