@@ -39,6 +39,7 @@ STDLIB_TRIM = ["test", "idlelib", "tkinter", "turtledemo", "ensurepip", "lib2to3
                # issue 10 part 6: what no boot path imports (-X importtime in the image), to stay small in RAM
                "lib-dynload/_xx*.so", "lib-dynload/nis*.so", "lib-dynload/ossaudiodev*.so",
                "lib-dynload/readline*.so", "lib-dynload/_crypt*.so", "lib-dynload/_decimal*.so",
+               "lib-dynload/_sqlite3*.so", "sqlite3",
                "pydoc*", "idlelib", "lib2to3", "msilib", "ensurepip", "__phello__", "doctest.py",
                "mailbox.py", "imaplib.py", "nntplib.py", "smtplib.py", "ftplib.py", "poplib.py", "telnetlib.py",
                "turtle.py", "tkinter", "_pydecimal.py", "pdb.py", "pickletools.py", "_osx_support.py",
@@ -56,10 +57,16 @@ LIB_TRIM = ["lib/x86_64-linux-gnu/libmvec.so*", "lib/x86_64-linux-gnu/libc_mallo
             "usr/lib/x86_64-linux-gnu/libformw.so*", "usr/lib/x86_64-linux-gnu/libmenuw.so*",
             "usr/lib/x86_64-linux-gnu/libpanelw.so*", "usr/lib/x86_64-linux-gnu/libtic.so*",
             "usr/lib/x86_64-linux-gnu/libexpatw.so*", "usr/lib/x86_64-linux-gnu/engines-3",
-            "usr/lib/x86_64-linux-gnu/ossl-modules", "lib/x86_64-linux-gnu/libcrypt.so*"]
+            "usr/lib/x86_64-linux-gnu/ossl-modules", "usr/lib/x86_64-linux-gnu/libsqlite3.so*",
+            "lib/x86_64-linux-gnu/libcrypt.so*"]
 # Wheel contents no import reaches: cryptography's Rust bindings need only cffi's _cffi_backend, not
 # the cffi package and its C parser; type stubs are for editors.
-WHEEL_TRIM = ["cffi", "pycparser", "**/*.pyi", "**/py.typed"]
+WHEEL_TRIM = ["cffi", "pycparser", "**/*.pyi", "**/py.typed", "pyroute2/ndb", "pyroute2/fixtures", "pyroute2/bsd"]
+
+
+# Level 19 for size; the window capped at 2 MB (level 19 would use 8 MB): the kernel allocates the
+# window while it unpacks the initramfs, when memory is scarcest (-m 128), for ~1 % more bytes.
+ZSTD_ARGS = ["-19", "--zstd=wlog=21"]
 
 
 def log(msg: str) -> None:
@@ -116,6 +123,37 @@ def wheels(target: Path, cache: Path) -> None:
     for pat in WHEEL_TRIM:
         for p in list(target.glob(pat)):
             shutil.rmtree(p) if p.is_dir() else p.unlink()
+    lazy_package_init(target / "pyroute2/__init__.py")
+
+
+def lazy_package_init(init: Path) -> None:
+    """Rewrite a package __init__ that imports every submodule eagerly (pyroute2's: NDB, sqlite3,
+    wireguard, nl80211... 3 s of imports under TCG, none of which the appliance uses) into one that
+    imports a name on first use (PEP 562 __getattr__), from the same `from X import a, b` lines.
+    `from pyroute2 import IPRoute` keeps working; NDB's sqlite3 then never loads, so it is dropped."""
+    import ast
+    tree = ast.parse(init.read_text())
+    where: dict[str, str] = {}
+    for node in tree.body:
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith(init.parent.name + "."):
+            for a in node.names:
+                where[a.asname or a.name] = node.module
+    if "IPRoute" not in where:
+        raise SystemExit(f"image build: {init} changed shape (no IPRoute import): review lazy_package_init")
+    rows = "".join(f"    {k!r}: {v!r},\n" for k, v in sorted(where.items()) if k != "log")
+    init.write_text(
+        '"""Made lazy by the vpn-appliance image build (image/build.py lazy_package_init)."""\n'
+        "import importlib\n\n"
+        "from pyroute2.config import log  # noqa: F401 - the package's logging setup\n\n"
+        "try:\n    from pyroute2.config.version import __version__\nexcept ImportError:\n"
+        "    __version__ = 'unknown'\n\n"
+        f"_WHERE = {{\n{rows}}}\n__all__ = sorted(_WHERE) + ['log']\n\n\n"
+        "def __getattr__(name):\n"
+        "    if name not in _WHERE:\n"
+        "        raise AttributeError(f'module {__name__!r} has no attribute {name!r}')\n"
+        "    value = getattr(importlib.import_module(_WHERE[name]), name)\n"
+        "    globals()[name] = value\n"
+        "    return value\n")
 
 
 def module_closure(root: Path) -> list[str]:
@@ -341,9 +379,10 @@ def build(config: Path, out: Path, ovpn: Path | None = None, cache: Path | None 
                 "sha_initramfs": _sha(out / "initramfs.img"), "epoch": epoch}
     stage = out / "stage"
     root, mods = assemble(config, ovpn, stage, debs, cache)
-    log("writing initramfs (cpio newc, sorted, owner 0:0, zstd -19)")
+    log(f"writing initramfs (cpio newc, sorted, owner 0:0, zstd {' '.join(ZSTD_ARGS)})")
     blob = write_cpio(root, epoch)
-    z = subprocess.run(["zstd", "-19", "-q", "-T1", "--no-check", "-c"], input=blob, capture_output=True, check=True)
+    z = subprocess.run(["zstd", *ZSTD_ARGS, "-q", "-T1", "--no-check", "-c"], input=blob, capture_output=True,
+                       check=True)
     (out / "initramfs.img").write_bytes(z.stdout)
     kernel = stage / "kernel/boot" / f"vmlinuz-{KERNEL_VER}"
     shutil.copyfile(kernel, out / "vmlinuz")

@@ -5,7 +5,8 @@
 Each boot is the `make run` lab (Debian's OpenVPN server on the WAN, the VM on the embedded default
 config). The stages come from three clocks, put on one scale (seconds after QEMU was started):
 - host wall clock: when each console line reached the host (polled every 20 ms), from QEMU start;
-  SeaBIOS's banner and its "Booting from ROM" (the -kernel loader) give the firmware's share;
+  SeaBIOS's "Booting from ROM" (the -kernel loader) splits firmware from kernel decompression when
+  SeaBIOS writes to the serial port (QEMU's -nographic; with -nodefaults -serial stdio it is silent);
 - the kernel's CLOCK_MONOTONIC, which counts from the kernel's start: the `boot: <stage> <mono>
   <wall>` lines of appliance/boot/init.py (and the kernel's own printk times it copies from
   /dev/kmsg). The host time of `boot: init` minus its monotonic value is the kernel's zero;
@@ -33,6 +34,7 @@ from .vm import OUT, boot, lab_pki, vm_topology
 ROWS = [
     ("QEMU start + firmware (SeaBIOS, option ROMs)", "qemu", "bios-done"),
     ("kernel load + decompression", "bios-done", "kernel-zero"),
+    ("QEMU start to kernel start (firmware + loader)", "qemu", "kernel-zero"),
     ("kernel init until initramfs unpack", "kernel-zero", "kernel-initramfs"),
     ("initramfs unpack", "kernel-initramfs", "kernel-initramfs-done"),
     ("kernel, rest until /init runs", "kernel-initramfs-done", "kernel-run-init"),
