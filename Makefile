@@ -5,6 +5,7 @@ PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 APT_PKGS := openvpn iperf3 iproute2 iputils-ping procps kmod tcpdump nftables \
             qemu-system-x86 qemu-utils dnsmasq-base zstd cpio busybox-static
+APT_PKGS += squashfs-tools binutils   # image/build.py: /ro.sqfs, strip (issue 10 part 6/7)
 DURATION ?= 0
 PYTEST_ARGS ?=
 

@@ -27,7 +27,18 @@ REPO = HERE.parent
 KERNEL_PKG = "linux-image-6.1.0-56-cloud-amd64"
 KERNEL_VER = "6.1.0-56-cloud-amd64"
 MODULES = ["virtio_pci", "virtio_net", "tun", "nf_tables", "nft_ct", "nft_masq", "nft_nat", "nft_chain_nat",
-           "nf_nat", "nf_conntrack", "nft_reject_inet", "af_packet"]
+           "nf_nat", "nf_conntrack", "nft_reject_inet", "af_packet", "loop", "squashfs"]
+# Kept compressed in RAM: these paths (globs) go into a squashfs image in the initramfs (/ro.sqfs),
+# which the init loop-mounts at /ro right after loading modules; a symlink stands at each original
+# place. Why: the initramfs is unpacked into RAM (and, while it unpacks, beside its compressed copy):
+# with -m 128 the 45 MB tree did not fit, and then nothing was left for Python. Squashfs pages are
+# decompressed on use into page cache the kernel can reclaim. What stays outside (RO_KEEP and all
+# not listed): what runs before the mount -- Python's start-up modules, ctypes, the init itself.
+RO_GLOBS = ["usr/lib/python3.11/appliance-site/*", "usr/lib/python3.11/lib-dynload/*", "usr/lib/x86_64-linux-gnu/*",
+            *(f"usr/lib/python3.11/{d}" for d in ("asyncio", "email", "xml", "multiprocessing", "http", "urllib",
+                                                  "json", "logging", "concurrent", "unittest", "html", "tomllib"))]
+RO_KEEP = {"usr/lib/python3.11/appliance-site/appliance", "usr/lib/python3.11/lib-dynload/_ctypes.cpython-311-x86_64-linux-gnu.so",
+           "usr/lib/x86_64-linux-gnu/libffi.so.8", "usr/lib/x86_64-linux-gnu/libffi.so.8.1.2"}
 WHEELS = ["cryptography==50.0.2", "pyOpenSSL==26.4.0", "pyroute2==0.9.7"]
 # Directories of the Python standard library the appliance never imports.
 STDLIB_TRIM = ["test", "idlelib", "tkinter", "turtledemo", "ensurepip", "lib2to3", "pydoc_data", "distutils",
@@ -313,6 +324,26 @@ def assemble(config: Path, ovpn: Path | None, stage: Path, debs: dict[str, Path]
     return root, mods
 
 
+def pack_read_only(root: Path, stage: Path, epoch: int) -> None:
+    """Move RO_GLOBS (but RO_KEEP) into root/ro.sqfs (zstd, reproducible: fixed times, owner 0:0, one thread) and
+    leave symlinks into /ro, where appliance.boot.init mounts it."""
+    ro = stage / "ro"
+    shutil.rmtree(ro, ignore_errors=True)
+    for pat in RO_GLOBS:
+        for src in sorted(root.glob(pat)):
+            rel = src.relative_to(root).as_posix()
+            if rel in RO_KEEP:
+                continue
+            dst = ro / rel
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            os.rename(src, dst)                      # a symlink moves as itself (relative targets stay valid)
+            src.symlink_to("/ro/" + rel)
+    (root / "ro").mkdir(exist_ok=True)
+    subprocess.run(["mksquashfs", str(ro), str(root / "ro.sqfs"), "-noappend", "-quiet", "-no-progress",
+                    "-comp", "zstd", "-Xcompression-level", "19", "-all-root", "-no-xattrs", "-processors", "1",
+                    "-mkfs-time", str(epoch), "-all-time", str(epoch)], check=True, stdout=subprocess.DEVNULL)
+
+
 def _cpio_entry(name: bytes, mode: int, data: bytes, mtime: int, ino: int, nlink: int = 1,
                 rdev: tuple[int, int] = (0, 0)) -> bytes:
     namesize = len(name) + 1
@@ -379,6 +410,7 @@ def build(config: Path, out: Path, ovpn: Path | None = None, cache: Path | None 
                 "sha_initramfs": _sha(out / "initramfs.img"), "epoch": epoch}
     stage = out / "stage"
     root, mods = assemble(config, ovpn, stage, debs, cache)
+    pack_read_only(root, stage, epoch)
     log(f"writing initramfs (cpio newc, sorted, owner 0:0, zstd {' '.join(ZSTD_ARGS)})")
     blob = write_cpio(root, epoch)
     z = subprocess.run(["zstd", *ZSTD_ARGS, "-q", "-T1", "--no-check", "-c"], input=blob, capture_output=True,
@@ -393,7 +425,8 @@ def build(config: Path, out: Path, ovpn: Path | None = None, cache: Path | None 
                 f"initramfs {sizes['initramfs.img']} bytes (cpio {len(blob)} bytes) sha256 {_sha(out / 'initramfs.img')}",
                 f"total {total} bytes ({total / 1e6:.1f} MB)", "", "# Debian packages"]
     manifest += [f"{name} {debs[name].name}" for name in sorted(debs)]
-    manifest += ["", f"# bytecode: unchecked-hash pycs by Python {(stage / 'compiled-by').read_text()}"]
+    manifest += ["", f"# bytecode: unchecked-hash pycs by Python {(stage / 'compiled-by').read_text()}",
+                 f"# in /ro.sqfs ({(root / 'ro.sqfs').stat().st_size} bytes, mounted at /ro): {' '.join(RO_GLOBS)}"]
     manifest += ["", "# wheels"] + WHEELS + ["", "# kernel modules"] + mods
     manifest += ["", f"# files: {sum(1 for _ in root.rglob('*'))}",
                  f"# config: {config.name} sha256 {hashlib.sha256(config.read_bytes()).hexdigest()}"]

@@ -1,6 +1,6 @@
 """Where the time to tunnel up goes: boot the appliance VM as a router N times and print a table.
 
-    python -m lab.boot_profile [--boots 3] [--accel tcg] [--mem 128]
+    python -m lab.boot_profile [--boots 3] [--accel tcg] [--mem 128] [--image image/out]
 
 Each boot is the `make run` lab (Debian's OpenVPN server on the WAN, the VM on the embedded default
 config). The stages come from three clocks, put on one scale (seconds after QEMU was started):
@@ -50,7 +50,7 @@ LOG_MARKS = {"connecting": " INFO connecting to ", "tls": " INFO TLS handshake d
              "tunnel-up": " INFO tunnel up: "}
 
 
-def one_boot(accel_name: str, mem: int, timeout: float = 240) -> tuple[dict[str, float], str]:
+def one_boot(image: Path, accel_name: str, mem: int, timeout: float = 240) -> tuple[dict[str, float], str]:
     """Boot once; -> (mark -> seconds after QEMU start, the VmRSS the appliance logged)."""
     tmp = Path(tempfile.mkdtemp(prefix="bootprof-"))
     arrivals: list[tuple[float, str]] = []
@@ -62,7 +62,7 @@ def one_boot(accel_name: str, mem: int, timeout: float = 240) -> tuple[dict[str,
         if not srv.wait_for("Initialization Sequence Completed", 30):
             raise SystemExit("the OpenVPN server did not start: " + srv.log()[-2000:])
         t0 = time.monotonic()
-        q = boot(t, OUT, accel_name=accel_name, mem=mem)
+        q = boot(t, image, accel_name=accel_name, mem=mem)
         pos = 0
         end = t0 + timeout
         while time.monotonic() < end:
@@ -120,17 +120,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--boots", type=int, default=3)
     ap.add_argument("--accel", default="tcg", help="tcg (the issue's figures) or kvm")
     ap.add_argument("--mem", type=int, default=128, help="guest RAM in MB")
+    ap.add_argument("--image", type=Path, default=OUT, help="directory with vmlinuz and initramfs.img")
     a = ap.parse_args(argv)
     if os.geteuid() != 0:
         raise SystemExit("needs root (network namespaces, TAP devices)")
-    sizes = {n: (OUT / n).stat().st_size for n in ("vmlinuz", "initramfs.img")}
+    sizes = {n: (a.image / n).stat().st_size for n in ("vmlinuz", "initramfs.img")}
     print(f"image: vmlinuz {sizes['vmlinuz'] / 1e6:.1f} MB + initramfs {sizes['initramfs.img'] / 1e6:.1f} MB "
           f"= {sum(sizes.values()) / 1e6:.1f} MB; accel {a.accel}, -m {a.mem}", flush=True)
     runs: list[dict[str, float]] = []
     rsss: list[str] = []
     loads = [load()]
     for i in range(a.boots):
-        m, rss = one_boot(a.accel, a.mem)
+        m, rss = one_boot(a.image, a.accel, a.mem)
         loads.append(load())
         runs.append(m)
         rsss.append(rss)

@@ -87,6 +87,34 @@ def load_modules() -> list[str]:
     return loaded
 
 
+RO_IMAGE, RO_DIR = "/ro.sqfs", "/ro"
+LOOP_CTL_GET_FREE, LOOP_SET_FD, MS_RDONLY = 0x4C82, 0x4C00, 1
+
+
+def mount_read_only() -> None:
+    """Loop-mount the image's squashfs (image/build.py RO_PATHS: the biggest files, kept compressed
+    in RAM) at /ro, where symlinks point; before anything imports from it."""
+    if not os.path.exists(RO_IMAGE):
+        return
+    import fcntl
+    ctl = os.open("/dev/loop-control", os.O_RDWR | os.O_CLOEXEC)
+    try:
+        n = fcntl.ioctl(ctl, LOOP_CTL_GET_FREE)
+    finally:
+        os.close(ctl)
+    dev = f"/dev/loop{n}"
+    loop = os.open(dev, os.O_RDWR | os.O_CLOEXEC)
+    try:
+        img = os.open(RO_IMAGE, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            fcntl.ioctl(loop, LOOP_SET_FD, img)
+        finally:
+            os.close(img)
+        mount(dev, RO_DIR, "squashfs", MS_RDONLY)
+    finally:
+        os.close(loop)
+
+
 def power_off(code: int = 0) -> None:
     sys.stdout.flush()
     sys.stderr.flush()
@@ -115,6 +143,7 @@ def main() -> None:
         kernel_stages()
         mods = load_modules()
         say(f"loaded {len(mods)} modules: {' '.join(mods)}")
+        mount_read_only()
         stage("modules")
         cmdline = open("/proc/cmdline").read().split()
         if "appliance.selftest=1" in cmdline:
