@@ -4,14 +4,19 @@ VENV := .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 APT_PKGS := openvpn iperf3 iproute2 iputils-ping procps kmod tcpdump nftables \
-            qemu-system-x86 qemu-utils dnsmasq-base zstd cpio busybox-static
+            qemu-system-x86 qemu-utils dnsmasq-base zstd cpio busybox-static systemd dbus-daemon \
+            isc-dhcp-client
+RESOLVED_DIR := build/systemd-resolved
+# The disk image and config volume (FAT without mounting; BIOS boot loader installer; UEFI firmware
+# for the tests; virt-xml-validate for the libvirt domain XML: libvirt-clients is ~8 MB with its libs, and its xmllint).
+APT_PKGS += dosfstools mtools syslinux ovmf libvirt-clients libxml2-utils
 APT_PKGS += squashfs-tools binutils   # image/build.py: /ro.sqfs, strip (issue 10 part 6/7)
 DURATION ?= 0
 PYTEST_ARGS ?=
 
-.PHONY: setup system-deps test test-unit test-engine test-interop test-vm run run-host bench bench-engine image clean fuzz
+.PHONY: setup system-deps test test-unit test-engine test-interop test-vm run run-host bench bench-engine image clean fuzz capacity
 
-setup: system-deps $(VENV)/.installed
+setup: system-deps $(VENV)/.installed $(RESOLVED_DIR)/.unpacked
 
 system-deps:
 	@missing=""; for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -21,14 +26,29 @@ system-deps:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
 
+# The real systemd-resolved and resolvectl for tests/interop/test_host_dns.py, unpacked from Debian's
+# package (the version of the installed systemd) and never installed: its postinst would rewrite
+# the host's /etc/resolv.conf. The test runs it in a private namespace with a private D-Bus.
+$(RESOLVED_DIR)/.unpacked:
+	rm -rf $(RESOLVED_DIR) && mkdir -p $(RESOLVED_DIR)
+	cd $(RESOLVED_DIR) && v=$$(dpkg-query -W -f='$${Version}' systemd) && \
+	  { apt-get download -qq systemd-resolved=$$v 2>/dev/null || { apt-get update -qq && apt-get download -qq systemd-resolved=$$v; }; } && \
+	  dpkg-deb -x systemd-resolved_*.deb root && rm -f systemd-resolved_*.deb
+	touch $@
+
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip >/dev/null 2>&1 || true
 	$(PY) -m pip install -q -e '.[test]'
 	touch $@
 
+# Three workers: most of the suite's time is waiting on namespaces, peers and the TCG guest (about
+# 9 CPU-minutes in 20 wall-minutes when serial). Every VM test goes to one worker (the xdist_group
+# mark in tests/vm/conftest.py): they share the image build. `make test PYTEST_WORKERS=0` is serial.
+PYTEST_WORKERS ?= 3
+XDIST = $(if $(filter 0,$(PYTEST_WORKERS)),-p no:xdist,-n $(PYTEST_WORKERS) --dist loadgroup)
 test: setup
-	$(BIN)/pytest -q $(PYTEST_ARGS)
+	$(BIN)/pytest -q $(XDIST) $(PYTEST_ARGS)
 
 # The pure tests: no root, namespaces, openvpn or QEMU (see the markers in pyproject.toml).
 PURE := -m "not root and not netns and not openvpn and not qemu"
@@ -55,6 +75,13 @@ bench: setup
 	$(PY) -m lab.bench_tunnel
 	$(PY) -m lab.bench_tunnel --reverse
 
+# Server capacity, ours vs Debian's OpenVPN in the same run (lab/capacity.py): CLIENTS sessions from one
+# load-generator process (lab/loadgen.py), handshake rate and CPU, RSS, first-packet time per protection.
+CLIENTS ?= 1000
+REPEAT ?= 1
+capacity: setup
+	$(PY) -m lab.capacity --clients $(CLIENTS) --repeat $(REPEAT)
+
 # Coverage-guided fuzzing of every decoder of peer bytes and both config parsers (tests/fuzz/run.py):
 # DURATION seconds in all (default 600), split across the targets, one process at a time.
 fuzz: setup
@@ -63,6 +90,12 @@ fuzz: setup
 
 image: setup
 	$(PY) image/build.py $(if $(CONFIG),--config $(CONFIG),)
+
+# A config volume (FAT, label VPNCONFIG) for the disk image: `make config-disk CONFIG=appliance.toml`
+# writes image/out/config.img (attach it as the VM's second disk; see README "Deploying the disk image").
+.PHONY: config-disk
+config-disk: setup
+	$(BIN)/vpn-appliance config-disk $(CONFIG) -o $(or $(CONFIG_DISK),image/out/config.img)
 
 clean:
 	rm -rf $(VENV) image/out .pytest_cache

@@ -1,4 +1,4 @@
-"""Command line: `vpn-appliance run|check|bench|import`.
+"""Command line: `vpn-appliance run|check|bench|import|passwd|config-disk`.
 
 Errors in a config are printed as `file:line: directive: why` and give exit status 2 before
 anything starts; a run that ends on an authentication failure or HALT exits 1.
@@ -10,15 +10,18 @@ import getpass
 import logging
 import os
 import sys
+import time
 
 from . import gateway
 from .bench import main as bench_main
 from .config.ovpn_import import import_profile
 from .config.schema import check_file
+from .gateway.client_status import ClientStatusFile
+from .host.resolver import HostDns
+from .lan.status_line import StatusLine
 from .openvpn.config import load_config, render_options
 from .openvpn.passdb import hash_password
 from .openvpn import settings
-from .run_toml import ask_credentials, run_toml
 from .openvpn.errors import ConfigError
 
 log = logging.getLogger("vpn-appliance")
@@ -31,15 +34,15 @@ def _setup_logging(verb: int) -> None:
                         format="%(asctime)s.%(msecs)03d %(levelname)s %(message)s", datefmt="%H:%M:%S")
 
 
-def _load(path: str):
-    return load_config(path)
+def _load(path: str, ignore_scripts: bool = False):
+    return load_config(path, ignore_scripts=ignore_scripts)
 
 
 def cmd_check(args: argparse.Namespace) -> int:
     if args.file.endswith(".toml"):
         return check_file(args.file)
     try:
-        opts = _load(args.file)
+        opts = _load(args.file, args.no_scripts)
         _validate_runtime(opts)
     except ConfigError as e:
         print(str(e), file=sys.stderr)
@@ -59,12 +62,22 @@ def _validate_runtime(opts) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    # run_toml (and a client's network code) load the netlink library: imported only when used,
+    # so a server's resident memory does not carry it (appliance/gateway/server_net.py).
     if args.file.endswith(".toml"):
+        if args.no_scripts or args.dns or args.no_dns or args.status_interval is not None:
+            print("--no-scripts, --dns, --no-dns and --status-interval are for an OpenVPN profile; an appliance "
+                  "TOML says it with [vpn] ignore_scripts and [appliance] status_interval", file=sys.stderr)
+            return 2
+        from .run_toml import run_toml
         return run_toml(args.file, args.verbose)
     try:
-        opts = _load(args.file)
+        opts = _load(args.file, args.no_scripts)
         _validate_runtime(opts)
-        user, pw = ask_credentials(opts)
+        user, pw = "", ""
+        if opts.role != "server":
+            from .run_toml import ask_credentials
+            user, pw = ask_credentials(opts)
     except ConfigError as e:
         print(str(e), file=sys.stderr)
         return 2
@@ -75,7 +88,28 @@ def cmd_run(args: argparse.Namespace) -> int:
         return gateway.server_gateway(opts).run()
     # Debug/interop knob: behave like an OpenVPN 2.4 client (no TLS-EKM offer → PRF key derivation).
     ekm = os.environ.get("VPN_APPLIANCE_KEY_DERIVATION", "").lower() != "prf"
-    return gateway.client_gateway(opts, user, pw, advertise_ekm=ekm).run()
+    return gateway.client_gateway(opts, user, pw, advertise_ekm=ekm, observers=_host_observers(opts, args)).run()
+
+
+def _host_observers(opts, args: argparse.Namespace) -> tuple:
+    """What follows the tunnel on a host run (the TOML run's are lan_observers):
+    - host DNS when the profile names update-resolv-conf/update-systemd-resolved (what OpenVPN
+      users write to get it) or `--dns` asks; `--no-dns` wins. Not by default: a profile that
+      never asked must not have the host's resolver rewritten (as with OpenVPN itself);
+    - the status file when the profile has `status FILE [N]`;
+    - the status line only with `--status-interval N`: on a host the event log already has a line
+      per tunnel change, and journald does not need a line a minute unless someone asks."""
+    out: list = []
+    if (opts.dns_helper or args.dns) and not args.no_dns:
+        out.append(HostDns(opts.redirect_gateway))
+    elif not args.no_dns:
+        log.info("host DNS: pushed DNS is not applied to this host's resolver (the profile has no "
+                 "update-resolv-conf/update-systemd-resolved line; `run --dns` applies it)")
+    if opts.status is not None:
+        out.append(ClientStatusFile(opts.status[0], opts.status[1], time.time))
+    if args.status_interval is not None:
+        out.append(StatusLine(args.status_interval))
+    return tuple(out)
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -101,15 +135,54 @@ def cmd_passwd(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_config_disk(args: argparse.Namespace) -> int:
+    """Write a config volume (FAT, label VPNCONFIG) with the TOML and every file it names: the VM
+    reads it at boot instead of its baked config, so a new config needs no image rebuild."""
+    import hashlib
+    from pathlib import Path
+
+    from .boot.config_volume import LABEL
+    from .config.bundle import collect
+    from .fatimage import DiskError, make_fat
+    try:
+        b = collect(args.file)
+    except ConfigError as e:
+        print(str(e), file=sys.stderr)
+        return 2
+    except OSError as e:
+        print(f"{e.filename or args.file}: cannot read: {e.strerror or e}", file=sys.stderr)
+        return 2
+    h = hashlib.sha256(b"".join(n.encode() + b"\0" + d for n, d in sorted(b.files.items())))
+    epoch = int(os.environ.get("SOURCE_DATE_EPOCH", 1_704_067_200))   # same config -> same bytes
+    try:
+        make_fat(Path(args.output), b.files, LABEL, h.hexdigest()[:8], epoch)
+    except DiskError as e:
+        print(f"config-disk: {e}", file=sys.stderr)
+        return 1
+    for name in sorted(b.files):
+        print(f"{name:24} <- {b.origin[name]}")
+    print(f"wrote {args.output} (FAT, label {LABEL}): attach it to the VM as a second disk")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="vpn-appliance", description="OpenVPN-compatible VPN gateway")
     sub = p.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("run", help="run an OpenVPN client/server config (or an appliance TOML)")
     r.add_argument("file")
     r.add_argument("-v", "--verbose", action="count", default=0, help="more log detail (repeatable)")
+    r.add_argument("--no-scripts", action="store_true",
+                   help="run a profile whose up/down/... scripts are skipped instead of refused")
+    r.add_argument("--dns", action="store_true",
+                   help="apply pushed DNS to this host's resolver (also implied by an update-resolv-conf or "
+                        "update-systemd-resolved line in the profile)")
+    r.add_argument("--no-dns", action="store_true", help="never touch this host's resolver")
+    r.add_argument("--status-interval", type=int, metavar="N", default=None,
+                   help="a status line on stderr at every tunnel change and every N seconds (0: on change only)")
     r.set_defaults(func=cmd_run)
     c = sub.add_parser("check", help="validate a config and print the resolved settings")
     c.add_argument("file")
+    c.add_argument("--no-scripts", action="store_true", help="as `run --no-scripts`")
     c.set_defaults(func=cmd_check)
     b = sub.add_parser("bench", help="in-memory data-channel benchmark (no I/O)")
     b.add_argument("--packets", type=int, default=50000)
@@ -122,6 +195,10 @@ def main(argv: list[str] | None = None) -> int:
     pw = sub.add_parser("passwd", help="hash a password for an auth-user-pass-verify passdb file")
     pw.add_argument("user")
     pw.set_defaults(func=cmd_passwd)
+    cd = sub.add_parser("config-disk", help="write a config volume (FAT, label VPNCONFIG) for the VM image")
+    cd.add_argument("file", help="appliance TOML")
+    cd.add_argument("-o", "--output", required=True, help="image file to write (raw)")
+    cd.set_defaults(func=cmd_config_disk)
     args = p.parse_args(argv)
     return args.func(args)
 

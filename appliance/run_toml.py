@@ -23,41 +23,59 @@ from .openvpn.config import Options, Remote
 from .openvpn.errors import ConfigError
 from .router import killswitch
 from .router.killswitch import Endpoint
-from .router.nics import Undo, configure_nic, enable_forwarding, write_resolv_conf
+from .router.nics import Undo, configure_nic, enable_forwarding, lan_address6, write_resolv_conf
 
 log = logging.getLogger("vpn-appliance")
 
 _LEVELS = {"error": logging.ERROR, "warning": logging.WARNING, "info": logging.INFO, "debug": logging.DEBUG}
 
 
-def resolve_remotes(opts: Options) -> list[Endpoint]:
+def resolve_remotes(opts: Options, wan_ipv6: bool = False,
+                    getaddrinfo=socket.getaddrinfo) -> list[Endpoint]:
     """Resolve each remote once, before the kill switch blocks DNS on the WAN, and pin the
-    addresses in the options so reconnects need no DNS either."""
+    addresses in the options so reconnects need no DNS either.
+
+    Families: `proto udp4/tcp4` (opts.proto_family "4") only IPv4, `udp6/tcp6` only IPv6,
+    otherwise both, IPv4 first (as the client tries them). IPv6 addresses are kept only when the
+    WAN has IPv6 (`address6` or `slaac`): without it they could never be reached, and pinning them
+    would only make each reconnect round slower."""
+    fam = opts.proto_family
+    want = {"4": (socket.AF_INET,), "6": (socket.AF_INET6,)}.get(fam or "", (socket.AF_INET, socket.AF_INET6))
+    if not wan_ipv6:
+        want = tuple(f for f in want if f != socket.AF_INET6)
     endpoints: list[Endpoint] = []
     pinned: list[Remote] = []
     for r in opts.remotes:
         try:
-            infos = socket.getaddrinfo(r.host, r.port, socket.AF_INET,
-                                       socket.SOCK_DGRAM if r.proto == "udp" else socket.SOCK_STREAM)
+            infos = getaddrinfo(r.host, r.port, socket.AF_UNSPEC,
+                                socket.SOCK_DGRAM if r.proto == "udp" else socket.SOCK_STREAM)
         except OSError as e:
             log.warning("cannot resolve remote %s: %s (skipped)", r.host, e)
             continue
-        for ip in dict.fromkeys(i[4][0] for i in infos):
+        infos = sorted((i for i in infos if i[0] in want), key=lambda i: i[0] != socket.AF_INET)
+        if not infos:
+            log.warning("remote %s has no %s address (skipped)", r.host,
+                        " or ".join("IPv4" if f == socket.AF_INET else "IPv6" for f in want) or "usable")
+        for ip in dict.fromkeys(str(i[4][0]).split("%", 1)[0] for i in infos):
             endpoints.append(Endpoint(ip, r.port, r.proto))
             pinned.append(Remote(ip, r.port, r.proto))
     if not pinned:
-        raise RuntimeError("none of the remotes resolves to an IPv4 address")
+        if fam == "6" and not wan_ipv6:
+            raise RuntimeError("the profile asks for IPv6 (udp6/tcp6) but the WAN has no IPv6:"
+                               " set `address6` or `slaac = true` in [wan]")
+        raise RuntimeError("none of the remotes resolves to an address the WAN can reach"
+                           + ("" if wan_ipv6 else " (IPv4 only: the WAN has no IPv6)"))
     opts.remotes = pinned
     return endpoints
 
 
 def install_rules(cfg: ApplianceConfig, wan_if: str, lan_if: str | None, endpoints: list[Endpoint],
-                  undo: Undo) -> str:
+                  undo: Undo, wan_ipv6: bool = False) -> str:
     """Kill switch + NAT, before the tunnel exists; returns the ruleset text (for logs/tests)."""
     o = cfg.vpn_options
     listen = (o.port, o.proto) if cfg.vpn.role == "server" else None
     text = killswitch.render_router(wan_if, cfg.tun_name, lan_if, cfg.lan.nat if cfg.lan else False,
-                                    cfg.vpn.role, endpoints, listen)
+                                    cfg.vpn.role, endpoints, listen, wan_ipv6)
     killswitch.apply_ruleset(text)
     undo.push("nftables tables", killswitch.flush)
     log.info("kill switch installed (wan %s, tun %s, lan %s)", wan_if, cfg.tun_name, lan_if or "-")
@@ -108,9 +126,10 @@ def run_toml(path: str, verbose: int = 0) -> int:
         wan_if = configure_nic(cfg.wan, undo)
         lan_if = configure_nic(cfg.lan, undo) if cfg.lan is not None else None
         if lan_if is not None:
-            enable_forwarding(undo)
-        endpoints = resolve_remotes(opts) if cfg.vpn.role == "client" else []
-        install_rules(cfg, wan_if, lan_if, endpoints, undo)
+            enable_forwarding(undo, ipv6=lan_address6(cfg.lan, lan_if) is not None)
+        wan_ipv6 = cfg.wan.address6 is not None or cfg.wan.slaac
+        endpoints = resolve_remotes(opts, wan_ipv6) if cfg.vpn.role == "client" else []
+        install_rules(cfg, wan_if, lan_if, endpoints, undo, wan_ipv6)
         if cfg.vpn.role == "server":
             return gateway.server_gateway(opts).run()
         observers = lan_observers(cfg, wan_if, lan_if)

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Build the appliance VM image from Debian packages: `image/out/vmlinuz` + `image/out/initramfs.img`.
+"""Build the appliance VM image from Debian packages: `image/out/vmlinuz` + `image/out/initramfs.img`,
+and from them the bootable disk `image/out/disk.raw` + `disk.qcow2` (image/disk.py: BIOS and UEFI).
 
 Why this shape: Debian's archive (and PyPI for our wheels) is all we can reach, so the userland is
 Debian .debs unpacked with dpkg-deb, trimmed hard, plus our package and the baked TOML config; PID 1
@@ -7,6 +8,12 @@ is `/init`, a Python script running appliance.boot.init. The cpio archive is wri
 names, owner 0:0, fixed mtime = SOURCE_DATE_EPOCH derived from the inputs) and compressed with a
 pinned zstd level, so two builds from the same inputs give identical bytes. A MANIFEST lists what
 went in.
+
+Packages are resolved at build time (resolve_packages): each name in packages.txt at apt's
+candidate version, the kernel from the metapackage linux-image-cloud-amd64 (its ABI-named
+dependency), so the build keeps working when the archive moves on; the MANIFEST records every
+exact version, and the same versions give the same bytes. The config is checked first (`check`,
+file:line) and baked with every file it names (appliance/config/bundle.py).
 
 Usage: python image/build.py [--config appliance.toml] [--out image/out]
 """
@@ -24,8 +31,17 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-KERNEL_PKG = "linux-image-6.1.0-56-cloud-amd64"
-KERNEL_VER = "6.1.0-56-cloud-amd64"
+sys.path.insert(0, str(REPO))      # the appliance package: config check and bundle, FAT writer
+sys.path.insert(0, str(HERE))
+import disk  # noqa: E402  (image/disk.py: the bootable disk image)
+from appliance.config.bundle import write_dir  # noqa: E402
+# The kernel comes from this metapackage's dependency (linux-image-<ABI>-cloud-amd64), resolved at
+# build time: ABI-named packages leave the archive when the next ABI arrives (resolve_packages).
+KERNEL_META = "linux-image-cloud-amd64"
+KERNEL_PKG = ""     # set by use_kernel() from the resolution, e.g. linux-image-6.1.0-57-cloud-amd64
+KERNEL_VER = ""     # its release, e.g. 6.1.0-57-cloud-amd64 (the modules' directory)
+# The config volume (appliance/boot/config_volume.py): the second disk and its FAT file system.
+CONFIG_VOLUME_MODULES = ["virtio_blk", "vfat", "nls_cp437", "nls_ascii"]
 MODULES = ["virtio_pci", "virtio_net", "tun", "nf_tables", "nft_ct", "nft_masq", "nft_nat", "nft_chain_nat",
            "nf_nat", "nf_conntrack", "nft_reject_inet", "af_packet", "loop", "squashfs"]
 # Kept compressed in RAM: these paths (globs) go into a squashfs image in the initramfs (/ro.sqfs),
@@ -89,28 +105,93 @@ def read_packages() -> list[str]:
             if ln.split("#")[0].strip()]
 
 
-def download(pkgs: list[str], cache: Path) -> dict[str, Path]:
-    """apt-get download into the cache (reused on rebuild); -> package name -> .deb path."""
+class ArchiveError(SystemExit):
+    """The Debian archive (as apt knows it) cannot provide a package the image needs."""
+
+
+def _candidates(pkgs: list[str]) -> dict[str, tuple[str, str]]:
+    """Package -> (version, Depends) of the version apt would install, for those apt knows
+    (one apt-cache call for all: each call costs a second)."""
+    r = subprocess.run(["apt-cache", "show", "--no-all-versions", *pkgs], capture_output=True, text=True)
+    out: dict[str, tuple[str, str]] = {}
+    for stanza in r.stdout.split("\n\n"):
+        fields = dict(ln.split(": ", 1) for ln in stanza.splitlines() if ": " in ln and not ln.startswith(" "))
+        if "Package" in fields and "Version" in fields:
+            out.setdefault(fields["Package"], (fields["Version"], fields.get("Depends", "")))
+    return out
+
+
+def resolve_packages(pkgs: list[str]) -> dict[str, str]:
+    """Package -> the exact version apt's candidate has today; KERNEL_META is replaced by the
+    ABI-named kernel package it depends on. The MANIFEST records the result; the build is
+    reproducible for the same result. Runs `apt-get update` once if a package is unknown."""
+    import re
+    for attempt in (0, 1):
+        out: dict[str, str] = {}
+        unknown = []
+        cands = _candidates(pkgs)
+        for p in pkgs:
+            c = cands.get(p)
+            if c is None:
+                unknown.append(p)
+                continue
+            if p == KERNEL_META:
+                m = re.search(r"(linux-image-[0-9][^\s,(]*-cloud-amd64) \(= ([^)]+)\)", c[1])
+                if m is None:
+                    raise ArchiveError(f"image build: {KERNEL_META} {c[0]} depends on no cloud kernel "
+                                       f"image (Depends: {c[1]!r}); cannot choose a kernel")
+                k = _candidates([m.group(1)]).get(m.group(1))
+                if k is None or k[0] != m.group(2):
+                    unknown.append(f"{m.group(1)} (= {m.group(2)}, from {KERNEL_META} {c[0]})")
+                    continue
+                out[m.group(1)] = m.group(2)
+            else:
+                out[p] = c[0]
+        if not unknown:
+            return out
+        if attempt == 0:
+            log(f"apt knows no candidate for {', '.join(unknown)}: running apt-get update once")
+            subprocess.run(["apt-get", "update", "-qq"], capture_output=True)
+    raise ArchiveError("image build: the Debian archive cannot provide: " + ", ".join(unknown)
+                       + ". Check /etc/apt/sources.list has bookworm, bookworm-updates and bookworm-security "
+                       "(main), then `apt-get update`.")
+
+
+def use_kernel(versions: dict[str, str]) -> None:
+    """Record which kernel the resolution chose (KERNEL_PKG, KERNEL_VER)."""
+    global KERNEL_PKG, KERNEL_VER
+    KERNEL_PKG = next(p for p in versions if p.startswith("linux-image-"))
+    KERNEL_VER = KERNEL_PKG.removeprefix("linux-image-")
+
+
+def _deb_name(pkg: str, version: str) -> str:
+    return f"{pkg}_{version.replace(':', '%3a')}_"
+
+
+def download(versions: dict[str, str], cache: Path) -> dict[str, Path]:
+    """apt-get download each package at its resolved version into the cache (reused on rebuild);
+    -> package name -> .deb path."""
     cache.mkdir(parents=True, exist_ok=True)
 
     def have() -> dict[str, Path]:
-        found = {}
-        for deb in cache.glob("*.deb"):
-            found[deb.name.split("_")[0]] = deb
-        return found
-    missing = [p for p in pkgs if p not in have()]
+        debs = sorted(cache.glob("*.deb"))
+        return {p: d for p, v in versions.items() for d in debs if d.name.startswith(_deb_name(p, v))}
+    missing = [f"{p}={v}" for p, v in sorted(versions.items()) if p not in have()]
     if missing:
         log(f"downloading {len(missing)} Debian packages: {' '.join(missing)}")
         r = subprocess.run(["apt-get", "download", *missing], cwd=cache, capture_output=True, text=True)
         if r.returncode != 0:
             log("apt-get download failed; running apt-get update once and retrying")
-            subprocess.run(["apt-get", "update", "-qq"], check=True)
-            subprocess.run(["apt-get", "download", *missing], cwd=cache, check=True, capture_output=True)
+            subprocess.run(["apt-get", "update", "-qq"], capture_output=True)
+            r = subprocess.run(["apt-get", "download", *missing], cwd=cache, capture_output=True, text=True)
+            if r.returncode != 0:
+                raise ArchiveError(f"image build: the Debian archive cannot provide {' '.join(missing)}: "
+                                   f"{r.stderr.strip()[-1000:]}")
     found = have()
-    lost = [p for p in pkgs if p not in found]
+    lost = [p for p in versions if p not in found]
     if lost:
-        raise SystemExit(f"packages not downloaded: {lost}")
-    return {p: found[p] for p in pkgs}
+        raise ArchiveError(f"image build: packages not downloaded: {lost}")
+    return {p: found[p] for p in versions}
 
 
 def wheels(target: Path, cache: Path) -> None:
@@ -189,7 +270,7 @@ def module_closure(root: Path) -> list[str]:
         for d in deps_of(names[name]):
             visit(d)
         order.append(names[name])
-    for m in MODULES:
+    for m in MODULES + CONFIG_VOLUME_MODULES:
         visit(m)
     return order
 
@@ -269,7 +350,7 @@ def strip_binaries(root: Path) -> None:
         subprocess.run(["strip", "--strip-unneeded", str(so)], check=True)
 
 
-def assemble(config: Path, ovpn: Path | None, stage: Path, debs: dict[str, Path], cache: Path) -> tuple[Path, list]:
+def assemble(bundle, stage: Path, debs: dict[str, Path], cache: Path) -> tuple[Path, list]:
     root = stage / "root"
     shutil.rmtree(stage, ignore_errors=True)
     root.mkdir(parents=True)
@@ -304,9 +385,7 @@ def assemble(config: Path, ovpn: Path | None, stage: Path, debs: dict[str, Path]
     compiled_by = compile_python(root)
     etc = root / "etc/vpn-appliance"
     etc.mkdir(parents=True, exist_ok=True)
-    shutil.copy2(config, etc / "appliance.toml")
-    if ovpn is not None:
-        shutil.copy2(ovpn, etc / ovpn.name)
+    write_dir(bundle, etc)       # the TOML and every file it names (appliance/config/bundle.py)
     for d in ("proc", "sys", "dev", "tmp", "run", "etc"):
         (root / d).mkdir(exist_ok=True)
     (root / "etc/passwd").write_text("root:x:0:0:root:/:/nonexistent\n")
@@ -382,34 +461,34 @@ def write_cpio(root: Path, mtime: int) -> bytes:
     return blob + b"\0" * ((512 - len(blob) % 512) % 512)
 
 
-def build(config: Path, out: Path, ovpn: Path | None = None, cache: Path | None = None) -> dict:
+def build(bundle, out: Path, cache: Path | None = None) -> dict:
+    """`bundle`: the config and the files it names (appliance.config.bundle.collect)."""
     t0 = time.monotonic()
     out.mkdir(parents=True, exist_ok=True)
     cache = cache or out / "cache"
-    pkgs = read_packages() + [KERNEL_PKG]
-    debs = download(pkgs, cache / "debs")
+    versions = resolve_packages(read_packages() + [KERNEL_META] + disk.BOOT_PKGS)
+    use_kernel(versions)
+    all_debs = download(versions, cache / "debs")
+    debs = {p: d for p, d in all_debs.items() if p not in disk.BOOT_PKGS}
     # SOURCE_DATE_EPOCH from the inputs: same debs, wheels, code and config → same timestamp.
     h = hashlib.sha256()
-    for name in sorted(debs):
-        h.update(debs[name].name.encode())
+    for name in sorted(all_debs):
+        h.update(all_debs[name].name.encode())
     for w in WHEELS:
         h.update(w.encode())
-    h.update(Path(__file__).read_bytes())   # how the image is made is an input too
-    for p in sorted((REPO / "appliance").rglob("*.py")):
+    for p in sorted((REPO / "appliance").rglob("*.py")) + sorted(HERE.glob("*.py")):
         h.update(p.relative_to(REPO).as_posix().encode() + p.read_bytes())
-    h.update(config.read_bytes())
+    for name, data in sorted(bundle.files.items()):
+        h.update(name.encode() + b"\0" + hashlib.sha256(data).digest())
     epoch = int(os.environ.get("SOURCE_DATE_EPOCH", 1_700_000_000 + int(h.hexdigest()[:6], 16)))
-    if ovpn is not None:
-        h.update(ovpn.read_bytes())
-        epoch = int(os.environ.get("SOURCE_DATE_EPOCH", 1_700_000_000 + int(h.hexdigest()[:6], 16)))
     manifest_path = out / "MANIFEST"
-    if (manifest_path.exists() and (out / "initramfs.img").exists() and (out / "vmlinuz").exists()
+    if (manifest_path.exists() and all((out / f).exists() for f in ("initramfs.img", "vmlinuz", "disk.raw", "disk.qcow2"))
             and manifest_path.read_text().startswith(f"# vpn-appliance image manifest (SOURCE_DATE_EPOCH={epoch})")):
         log("image is up to date (same inputs): nothing to do")
         return {"total": (out / "vmlinuz").stat().st_size + (out / "initramfs.img").stat().st_size,
                 "sha_initramfs": _sha(out / "initramfs.img"), "epoch": epoch}
     stage = out / "stage"
-    root, mods = assemble(config, ovpn, stage, debs, cache)
+    root, mods = assemble(bundle, stage, debs, cache)
     pack_read_only(root, stage, epoch)
     log(f"writing initramfs (cpio newc, sorted, owner 0:0, zstd {' '.join(ZSTD_ARGS)})")
     blob = write_cpio(root, epoch)
@@ -420,21 +499,34 @@ def build(config: Path, out: Path, ovpn: Path | None = None, cache: Path | None 
     shutil.copyfile(kernel, out / "vmlinuz")
     sizes = {"vmlinuz": (out / "vmlinuz").stat().st_size, "initramfs.img": len(z.stdout)}
     total = sum(sizes.values())
+    disk_lines = build_disk_image(out, stage, all_debs, epoch)
     manifest = [f"# vpn-appliance image manifest (SOURCE_DATE_EPOCH={epoch})",
-                f"kernel {KERNEL_PKG} vmlinuz {sizes['vmlinuz']} bytes sha256 {_sha(out / 'vmlinuz')}",
+                f"kernel {KERNEL_PKG} {versions[KERNEL_PKG]} (from {KERNEL_META}) vmlinuz {sizes['vmlinuz']} bytes "
+                f"sha256 {_sha(out / 'vmlinuz')}",
                 f"initramfs {sizes['initramfs.img']} bytes (cpio {len(blob)} bytes) sha256 {_sha(out / 'initramfs.img')}",
-                f"total {total} bytes ({total / 1e6:.1f} MB)", "", "# Debian packages"]
-    manifest += [f"{name} {debs[name].name}" for name in sorted(debs)]
+                f"total {total} bytes ({total / 1e6:.1f} MB)", "", "# disk image"] + disk_lines
+    manifest += ["", "# Debian packages (name version file)"]
+    manifest += [f"{name} {versions[name]} {all_debs[name].name}" for name in sorted(all_debs)]
     manifest += ["", f"# bytecode: unchecked-hash pycs by Python {(stage / 'compiled-by').read_text()}",
                  f"# in /ro.sqfs ({(root / 'ro.sqfs').stat().st_size} bytes, mounted at /ro): {' '.join(RO_GLOBS)}"]
     manifest += ["", "# wheels"] + WHEELS + ["", "# kernel modules"] + mods
-    manifest += ["", f"# files: {sum(1 for _ in root.rglob('*'))}",
-                 f"# config: {config.name} sha256 {hashlib.sha256(config.read_bytes()).hexdigest()}"]
+    manifest += ["", f"# files: {sum(1 for _ in root.rglob('*'))}", "# config (/etc/vpn-appliance)"]
+    manifest += [f"{name} {len(data)} bytes sha256 {hashlib.sha256(data).hexdigest()}"
+                 for name, data in sorted(bundle.files.items())]
     (out / "MANIFEST").write_text("\n".join(manifest) + "\n")
     shutil.rmtree(stage, ignore_errors=True)
     log(f"done in {time.monotonic() - t0:.0f} s: vmlinuz {sizes['vmlinuz'] / 1e6:.1f} MB + initramfs "
-        f"{sizes['initramfs.img'] / 1e6:.1f} MB = {total / 1e6:.1f} MB (limit 32 MB)")
+        f"{sizes['initramfs.img'] / 1e6:.1f} MB = {total / 1e6:.1f} MB (limit 32 MB); disk.raw + disk.qcow2")
     return {"total": total, "sha_initramfs": _sha(out / "initramfs.img"), "epoch": epoch}
+
+
+def build_disk_image(out: Path, stage: Path, debs: dict[str, Path], epoch: int) -> list[str]:
+    """disk.raw + disk.qcow2 (image/disk.py) from the boot loaders' packages; -> MANIFEST lines."""
+    boot_root = stage / "boot"
+    for name in disk.BOOT_PKGS:
+        subprocess.run(["dpkg-deb", "-x", str(debs[name]), str(boot_root)], check=True)
+    log("writing disk.raw + disk.qcow2 (MBR, FAT32 ESP: syslinux for BIOS, systemd-boot for UEFI)")
+    return disk.build_disk(out, boot_root, epoch)
 
 
 def _sha(p: Path) -> str:
@@ -448,19 +540,27 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cache", type=Path, default=None, help="download cache (default OUT/cache)")
     a = ap.parse_args(argv)
     config = a.config.resolve()
-    ovpn = None
+    if config == (HERE / "default-appliance.toml").resolve():
+        # The embedded default names the lab's client profile, made in the build cache.
+        lab = (a.cache or a.out / "cache").resolve() / "default-lab"
+        default_lab_profile(lab)
+        (lab / "appliance.toml").write_bytes(config.read_bytes())
+        config = lab / "appliance.toml"
+    # `check` first: a broken config is refused with file:line, and the bundle holds every file it names.
+    from appliance.config.bundle import collect
+    from appliance.openvpn.errors import ConfigError
     try:
-        import tomllib
-        vpn = tomllib.loads(config.read_text()).get("vpn", {})
-        if isinstance(vpn, dict) and isinstance(vpn.get("config"), str):
-            ovpn = (config.parent / vpn["config"]).resolve()
-            if not ovpn.exists():
-                ovpn = None
-    except Exception:  # noqa: BLE001 - a broken TOML is baked as is: the VM reports it at boot
-        pass
-    if ovpn is None and config == (HERE / "default-appliance.toml").resolve():
-        ovpn = default_lab_profile((a.cache or a.out / "cache").resolve() / "default-lab")
-    build(config, a.out.resolve(), ovpn, a.cache.resolve() if a.cache else None)
+        bundle = collect(config)
+    except ConfigError as e:
+        print(str(e), file=sys.stderr)
+        print(f"[image] refusing to build: {a.config} does not pass `vpn-appliance check`", file=sys.stderr)
+        return 2
+    except OSError as e:
+        print(f"{e.filename or config}: cannot read: {e.strerror or e}", file=sys.stderr)
+        return 2
+    for name in sorted(bundle.files):
+        log(f"config: /etc/vpn-appliance/{name} <- {bundle.origin[name]}")
+    build(bundle, a.out.resolve(), a.cache.resolve() if a.cache else None)
     return 0
 
 

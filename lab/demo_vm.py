@@ -14,8 +14,8 @@ import threading
 import time
 from pathlib import Path
 
-from .configs import server_config
-from .netns import Proc
+from .netns import Netns, Proc
+from .router_lab import BEHIND, SECRET_NAME, start_far_side
 from .vm import OUT, accel, boot, lab_pki, ping, vm_topology
 
 
@@ -39,12 +39,14 @@ def main(argv: list[str] | None = None) -> int:
     print(f"== appliance VM lab ({accel(OUT)}): WAN 198.18.0.0/24 with Debian's OpenVPN server at 198.18.0.1, "
           "LAN 198.18.50.0/24 with a host at 198.18.50.2", flush=True)
     with vm_topology(tmp) as t:
-        cfg = tmp / "server.conf"
-        cfg.write_text(server_config(lab_pki(), "udp", None, "tls-crypt"))
-        srv = Proc(t["wan"], ["openvpn", "--config", str(cfg)], tmp / "server.log")
-        t["procs"].append(srv)
-        if not srv.wait_for("Initialization Sequence Completed", 20):
-            print(srv.log())
+        def start(ns: Netns, argv: list[str], name: str) -> Proc:
+            p = Proc(ns, argv, tmp / f"{name}.log")
+            t["procs"].append(p)
+            return p
+        try:
+            start_far_side(t["wan"], tmp, start, lab_pki())   # OpenVPN server (IPv6, pushes DNS), dnsmasq, web
+        except AssertionError as e:
+            print(e)
             return 1
         print("== OpenVPN server up; booting the appliance (serial console below)", flush=True)
         t0 = time.monotonic()
@@ -58,7 +60,12 @@ def main(argv: list[str] | None = None) -> int:
             time.sleep(0.5)
             print(f"== tunnel up {time.monotonic() - t0:.1f} s after power-on", flush=True)
             n = ping(t["lan"], "198.18.100.1", 3)
-            print(f"== LAN host 198.18.50.2 -> host behind the VPN server 198.18.100.1: {n}/3 replies", flush=True)
+            print(f"== LAN host 198.18.50.2 -> host behind the VPN server {BEHIND}: {n}/3 replies", flush=True)
+            r = t["lan"].run(f"busybox nslookup {SECRET_NAME} 198.18.50.1", check=False, timeout=30)
+            print(f"== LAN host asks the appliance's DNS forwarder for {SECRET_NAME} (known only behind the VPN):",
+                  flush=True)
+            for line in (r.stdout + r.stderr).strip().splitlines():
+                print("   lan | " + line, flush=True)
             end = time.monotonic() + a.duration if a.duration > 0 else None
             print("== running; " + ("Ctrl-C to stop" if end is None else f"stopping in {a.duration:.0f} s"), flush=True)
             while not stopping["now"] and (end is None or time.monotonic() < end):

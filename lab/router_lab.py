@@ -72,6 +72,52 @@ def client_profile(pki: Pki, proto: str = "udp", name: str = "client1") -> str:
             f"tls-crypt {pki.dir / 'static.key'}\n")
 
 
+
+def start_dns_server(ns: Netns, start, wait: float = 10) -> Proc:
+    """dnsmasq on the server's tunnel addresses (they exist once the OpenVPN server is up): it
+    knows SECRET_NAME and refuses everything else (no upstream, no /etc/hosts). `start(ns, argv,
+    name)` starts a Proc the caller cleans up (RouterLab.start, or a VM topology's)."""
+    dnsmasq = shutil.which("dnsmasq") or "/usr/sbin/dnsmasq"
+    p = start(ns, [dnsmasq, "--keep-in-foreground", "--no-daemon", "--no-resolv", "--no-hosts",
+                   "--bind-dynamic", f"--listen-address={TUN_SRV}", f"--listen-address={TUN6_SRV}",
+                   "--except-interface=lo", f"--address=/{SECRET_NAME}/{BEHIND}",
+                   f"--address=/{SECRET_NAME}/{BEHIND6}", "--log-queries", "--log-facility=-",
+                   "--pid-file=", "--user=root"], "dnsmasq")
+    end = time.monotonic() + wait
+    while time.monotonic() < end:
+        r = ns.run(f"ss -lnu 'sport = :53' | grep -c {TUN_SRV}", check=False)
+        if r.stdout.strip() not in ("", "0"):
+            return p
+        time.sleep(0.2)
+    raise AssertionError(f"dnsmasq did not listen on {TUN_SRV}:53:\n{p.log()[-2000:]}")
+
+
+def start_web_server(ns: Netns, tmp: Path, start) -> tuple[Proc, str]:
+    """A file behind the VPN: http://198.18.100.1:8080/file and http://[2001:db8:100::1]:8080/file
+    (1 MB of a known pattern). Returns the process and the file's SHA-256."""
+    root = tmp / "www"
+    root.mkdir(exist_ok=True)
+    data = bytes(range(256)) * 4096
+    (root / "file").write_bytes(data)
+    p = start(ns, [sys.executable, "-m", "http.server", "--bind", "::", "--directory", str(root), str(WEB_PORT)],
+              "web")
+    return p, hashlib.sha256(data).hexdigest()
+
+def start_far_side(ns: Netns, tmp: Path, start, pki: Pki, extra: str = "") -> dict:
+    """Everything behind the WAN for a VM topology (lab/vm.py's `wan` namespace, already holding
+    198.18.0.1/24 and 198.18.100.1 on lo): Debian's OpenVPN server of this lab (IPv6 pool, DNS
+    pushed), dnsmasq and the web server behind it. Returns the processes and the file's digest."""
+    ns.run(f"ip -6 addr add {BEHIND6}/128 dev lo && sysctl -qw net.ipv6.conf.all.forwarding=1")
+    cfg = tmp / "server.conf"
+    cfg.write_text(server_config(pki, extra=extra))
+    ovpn = start(ns, [OPENVPN, "--config", str(cfg)], "openvpn-server")
+    if not ovpn.wait_for("Initialization Sequence Completed", 30):
+        raise AssertionError(f"OpenVPN server did not come up:\n{ovpn.log()[-3000:]}")
+    dns = start_dns_server(ns, start)
+    web, digest = start_web_server(ns, tmp, start)
+    return {"ovpn": ovpn, "dns": dns, "web": web, "digest": digest, "config": cfg}
+
+
 class RouterLab:
     """Three namespaces and the processes in them; `with RouterLab() as lab: ...`."""
 
@@ -134,32 +180,13 @@ class RouterLab:
         return p
 
     def dns_server(self, wait: float = 10) -> Proc:
-        """dnsmasq on the server's tunnel addresses (they exist once the OpenVPN server is up): it
-        knows SECRET_NAME and refuses everything else (no upstream, no /etc/hosts)."""
-        dnsmasq = shutil.which("dnsmasq") or "/usr/sbin/dnsmasq"
-        p = self.start(self.wan, [dnsmasq, "--keep-in-foreground", "--no-daemon", "--no-resolv", "--no-hosts",
-                                  "--bind-dynamic", f"--listen-address={TUN_SRV}", f"--listen-address={TUN6_SRV}",
-                                  "--except-interface=lo", f"--address=/{SECRET_NAME}/{BEHIND}",
-                                  f"--address=/{SECRET_NAME}/{BEHIND6}", "--log-queries", "--log-facility=-",
-                                  "--pid-file=", "--user=root"], "dnsmasq")
-        end = time.monotonic() + wait
-        while time.monotonic() < end:
-            r = self.wan.run(f"ss -lnu 'sport = :53' | grep -c {TUN_SRV}", check=False)
-            if r.stdout.strip() not in ("", "0"):
-                return p
-            time.sleep(0.2)
-        raise AssertionError(f"dnsmasq did not listen on {TUN_SRV}:53:\n{p.log()[-2000:]}")
+        """dnsmasq on the server's tunnel addresses (see `start_dns_server`)."""
+        return start_dns_server(self.wan, self.start, wait)
 
     def web_server(self) -> Proc:
-        """A file behind the VPN: http://198.18.100.1:8080/file and http://[2001:db8:100::1]:8080/file
-        (`file` is 1 MB of a known pattern; its SHA-256 is `self.web_digest`)."""
-        root = self.tmp / "www"
-        root.mkdir(exist_ok=True)
-        data = (bytes(range(256)) * 4096)
-        (root / "file").write_bytes(data)
-        self.web_digest = hashlib.sha256(data).hexdigest()
-        return self.start(self.wan, [sys.executable, "-m", "http.server", "--bind", "::", "--directory", str(root),
-                                     str(WEB_PORT)], "web")
+        """A file behind the VPN (see `start_web_server`); its SHA-256 is `self.web_digest`."""
+        p, self.web_digest = start_web_server(self.wan, self.tmp, self.start)
+        return p
 
     # ---------------------------------------------------------------- the appliance
     def appliance_toml(self, profile: str, lan_extra: str = "", wan_extra: str = "", appliance_extra: str = "",

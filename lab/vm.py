@@ -166,3 +166,41 @@ def lan_transfer(lan: Netns, wan: Netns, tmp: Path, nbytes: int = 2_000_000, dow
         return m.group(1) if m else ""
     finally:
         rx.stop(3)
+
+
+# -- the bootable disk image (image/disk.py): no -kernel, BIOS (SeaBIOS) or UEFI (OVMF)
+OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")    # Debian package ovmf
+OVMF_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
+
+
+def disk_qemu_args(image: Path, firmware: str, tmp: Path, config_disk: Path | None = None) -> list[str]:
+    """QEMU arguments booting image/disk.qcow2 (a throwaway overlay: snapshot=on) under `firmware`
+    ("bios" or "uefi"), with `config_disk` (a config volume) as the second virtio disk."""
+    args = ["-drive", f"file={image / 'disk.qcow2'},format=qcow2,if=virtio,snapshot=on"]
+    if config_disk is not None:
+        args += ["-drive", f"file={config_disk},format=raw,if=virtio,readonly=on"]
+    if firmware == "uefi":
+        if not OVMF_CODE.exists():
+            raise RuntimeError(f"{OVMF_CODE} is missing: run `make setup` (installs Debian's ovmf)")
+        vars_copy = tmp / f"OVMF_VARS-{secrets.token_hex(3)}.fd"
+        vars_copy.write_bytes(OVMF_VARS.read_bytes())
+        args += ["-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}",
+                 "-drive", f"if=pflash,format=raw,unit=1,file={vars_copy}"]
+    elif firmware != "bios":
+        raise ValueError(firmware)
+    return args
+
+
+def boot_disk(t: dict, image: Path, firmware: str, config_disk: Path | None = None, with_lan: bool = True) -> Proc:
+    """Boot the disk image in the vm_topology (same NICs as boot()), without -kernel."""
+    a = accel(image)
+    nics = ["-netdev", "tap,id=wan,ifname=tapw,script=no,downscript=no",
+            "-device", "virtio-net-pci,netdev=wan,mac=52:54:00:00:00:01,romfile="]
+    if with_lan:
+        nics += ["-netdev", "tap,id=lan,ifname=tapl,script=no,downscript=no",
+                 "-device", "virtio-net-pci,netdev=lan,mac=52:54:00:00:00:02,romfile="]
+    q = Proc(t["vm"], ["qemu-system-x86_64", "-accel", a, "-cpu", "host" if a == "kvm" else "max", "-M", "q35",
+                       "-m", "512", "-nographic", "-no-reboot", *disk_qemu_args(image, firmware, t["tmp"], config_disk),
+                       *nics], t["tmp"] / f"console-{len(t['procs'])}.log")
+    t["procs"].append(q)
+    return q

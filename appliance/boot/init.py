@@ -1,5 +1,8 @@
 """PID 1 of the appliance VM: mount, load modules, read the baked TOML, run the appliance.
 
+Config: a volume labelled VPNCONFIG (boot/config_volume.py), when attached, wins over the TOML
+baked into /etc/vpn-appliance; its errors stop the boot like the baked one's.
+
 Contract: this process never exits without powering the machine off (PID 1 exiting panics the
 kernel). Any fatal error is printed on the console as `FATAL: ...` (config errors as
 `file:line: key: why`) and the VM powers off by itself. No shell, no other long-running process.
@@ -130,6 +133,18 @@ def start_appliance(path: str) -> int:
     return run_toml(path, 0)
 
 
+def choose_config() -> str:
+    """The config volume's TOML when a volume labelled VPNCONFIG is attached, else the baked one."""
+    from appliance.boot import config_volume
+    dev = config_volume.find()
+    if dev is None:
+        say(f"no config volume (label {config_volume.LABEL}): using the baked {CONFIG}")
+        return CONFIG
+    path = config_volume.mount(dev)
+    say(f"config volume {dev} (label {config_volume.LABEL}): using {path}")
+    return path
+
+
 def main() -> None:
     try:
         stage("init")
@@ -154,16 +169,17 @@ def main() -> None:
             power_off(0 if ok else 1)
         from appliance.config.schema import load_appliance_config
         from appliance.openvpn.errors import ConfigError
+        config = choose_config()
         try:
-            cfg = load_appliance_config(CONFIG)
+            cfg = load_appliance_config(config)
         except ConfigError as e:
             for line in str(e).splitlines():
                 print(f"FATAL: {line}", flush=True)
             say("configuration error: powering off")
             power_off(2)
-        say(f"config {CONFIG}: hostname {cfg.appliance.hostname}, role {cfg.vpn.role}")
+        say(f"config {config}: hostname {cfg.appliance.hostname}, role {cfg.vpn.role}")
         stage("config")
-        rc = start_appliance(CONFIG)
+        rc = start_appliance(config)
         say(f"appliance stopped (status {rc}): powering off")
         power_off(rc)
     except SystemExit as e:

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import sys
 
-from .table import (BOOL, FILE, HOSTNAME, IFNAME, IPV4, IPV4_INTERFACE, MAC, TEXT, Got, Key,
-                    Section, enum, list_of, update_readme)
+from .table import (BOOL, FILE, HOSTNAME, IFNAME, IPV4, IPV4_INTERFACE, IPV6, IPV6_INTERFACE, MAC, TEXT, Got,
+                    Key, Section, enum, list_of, update_readme)
+from .table import ADDRESSES_BY_MAC, integer  # the DHCP server's keys; [appliance] status_interval
 
 LOG_LEVELS = ("error", "warning", "info", "debug")
 ROLES = ("client", "server")
@@ -29,6 +30,10 @@ APPLIANCE = Section("appliance", "ApplianceSection", "host name and logging", ke
         doc="Host name (RFC 1123). Set only when running as the VM's PID 1; a host's own name is left alone."),
     Key("log_level", enum(*LOG_LEVELS), "how much is logged: error|warning|info|debug", default="info",
         doc="`error`, `warning`, `info` or `debug`. Each `-v` on the command line goes one level more detailed."),
+    Key("status_interval", integer(0, 86400), "seconds between status lines on the console (0: only on change)",
+        default=60, example="60",
+        doc="Seconds between status lines on the console (`status: tunnel up, remote ..., bytes in N out N, "
+            "renegotiations N, LAN leases N`); a line is also printed at every tunnel change. `0`: only on change."),
 ))
 
 
@@ -68,6 +73,20 @@ def gateway_fits(s: Got) -> None:
             s.err("gateway", f"{gateway} is the WAN address itself")
 
 
+def ipv6_wan(s: Got) -> None:
+    """IPv6 on the WAN is static (`address6`, optional `gateway6`) or SLAAC, or absent."""
+    if s.has("address6") and s["slaac"]:
+        s.err("slaac", "give either `address6` or `slaac = true`, not both")
+    g, a = s["gateway6"], s["address6"]
+    if s.has("gateway6") and not s.has("address6"):
+        s.err("gateway6", "needs `address6` (with `slaac = true` the router advertisement gives the gateway)")
+    elif g is not None and a is not None and not g.is_link_local:
+        if g not in a.network:
+            s.err("gateway6", f"{g} is not inside {a.network} (nor a link-local fe80:: address)")
+        elif g == a.ip:
+            s.err("gateway6", f"{g} is the WAN address itself")
+
+
 WAN = Section("wan", "Wan", "the uplink NIC", required=True, keys=(
     *_nic_keys("eth0"),
     Key("address", IPV4_INTERFACE, "static IPv4 address with prefix length", example='"198.18.0.2/24"',
@@ -82,7 +101,16 @@ WAN = Section("wan", "Wan", "the uplink NIC", required=True, keys=(
         default=(), example='["198.18.0.1"]',
         doc="Name servers. Written to `/etc/resolv.conf` only when running as PID 1. They are used once, "
             "at start, to resolve the `remote` names of the OpenVPN config (see the kill switch below)."),
-), rules=(one_nic, address_or_dhcp, gateway_fits),
+    Key("address6", IPV6_INTERFACE, "static IPv6 address with prefix length", example='"2001:db8:18::2/64"',
+        doc='Static IPv6 address with prefix length, `"2001:db8:18::2/64"`, besides the IPv4 one. Not with '
+            '`slaac`. Without `address6` or `slaac` the WAN has no IPv6 and IPv6 remotes are skipped.'),
+    Key("gateway6", IPV6, "IPv6 default gateway for `address6`", example='"2001:db8:18::1"',
+        doc="IPv6 default gateway for `address6`: inside its prefix, or a link-local `fe80::` address. "
+            "An existing IPv6 default route is kept (and logged)."),
+    Key("slaac", BOOL, "get the WAN's IPv6 address and gateway from router advertisements", default=False,
+        doc="`true`: IPv6 address and default route by SLAAC (the kernel's `accept_ra = 2`, as forwarding is "
+            "on, and `autoconf` on this NIC only). Not with `address6`. Waits up to 10 s for an address."),
+), rules=(one_nic, address_or_dhcp, gateway_fits, ipv6_wan),
     doc="The uplink; the VPN transport leaves here and nothing else from the LAN ever does.")
 
 
@@ -93,6 +121,64 @@ def apart_from_wan(s: Got) -> None:
         s.err("name" if s["name"] else "mac", "the LAN must be a different NIC from the WAN")
     if wan["address"] and s["address"] and wan["address"].network.overlaps(s["address"].network):
         s.err("address", f"{s['address'].network} overlaps the WAN network {wan['address'].network}")
+
+
+def ipv6_lan(s: Got) -> None:
+    """SLAAC on the LAN needs a /64; the LAN prefix must not be the WAN's; `ipv6 = false` means none."""
+    a = s["address6"]
+    if a is None:
+        return
+    if not s["ipv6"]:
+        s.err("address6", "not used with `ipv6 = false`")
+    elif a.network.prefixlen != 64:
+        s.err("address6", "the LAN prefix must be a /64 (hosts build their addresses by SLAAC), "
+                          f"not /{a.network.prefixlen}")
+    w6 = s.other("wan")["address6"]
+    if w6 is not None and w6.network.overlaps(a.network):
+        s.err("address6", f"{a.network} overlaps the WAN prefix {w6.network}")
+
+
+def dhcp_fits(s: Got) -> None:
+    """The DHCP server's keys: a range of two addresses inside the LAN network, first <= last, not
+    spanning the LAN address; static leases inside the network, each address once; the lease
+    time and static leases only with a range; the client role only (the server role runs no
+    LAN services)."""
+    if not s.has("dhcp_range"):
+        for k in ("dhcp_lease_time", "static_leases"):
+            if s.has(k):
+                s.err(k, "only with `dhcp_range = [\"FIRST\", \"LAST\"]` (the DHCP server is off without it)")
+        return
+    if s.other("vpn")["role"] == "server":
+        s.err("dhcp_range", "the DHCP server runs in the client role only")
+    iface, rng = s["address"], s["dhcp_range"]
+    if rng is not None and len(rng) != 2:
+        s.err("dhcp_range", f"needs exactly two addresses [first, last], got {len(rng)}")
+        rng = None
+    if iface is not None and rng is not None:
+        first, last = rng
+        net = iface.network
+        for a in rng:
+            if a not in net or a in (net.network_address, net.broadcast_address):
+                s.err("dhcp_range", f"{a} is not a host address of the LAN network {net}")
+                return
+        if first > last:
+            s.err("dhcp_range", f"first {first} is after last {last}")
+        elif first <= iface.ip <= last:
+            s.err("dhcp_range", f"the range {first}-{last} contains the LAN address {iface.ip}")
+    seen: set = set()
+    for mac, a in s["static_leases"] or ():
+        if iface is not None and (a not in iface.network or a == iface.ip
+                                  or a in (iface.network.network_address, iface.network.broadcast_address)):
+            s.err("static_leases", f"{mac}: {a} is not a host address of the LAN network {iface.network} "
+                                   "other than the LAN address")
+        if a in seen:
+            s.err("static_leases", f"{a} is given to more than one MAC")
+        seen.add(a)
+
+
+def dns_forwarder_in_client_role(s: Got) -> None:
+    if s.has("dns_forwarder") and s["dns_forwarder"] and s.other("vpn")["role"] == "server":
+        s.err("dns_forwarder", "the DNS forwarder serves a client's LAN; the server role has none (remove the key)")
 
 
 LAN = Section("lan", "Lan", "router mode", absent="none", keys=(
@@ -107,7 +193,29 @@ LAN = Section("lan", "Lan", "router mode", absent="none", keys=(
             "`false` routes them with their own addresses (the server must `iroute` the LAN and push/route it), "
             "and the tunnel side may then open connections into the LAN too. Server role: `true` masquerades "
             "VPN clients behind the LAN address (LAN hosts need no route back to the VPN pool)."),
-), rules=(one_nic, apart_from_wan),
+    Key("address6", IPV6_INTERFACE, "the appliance's IPv6 address on the LAN (a /64)", example='"fd18:50::1/64"',
+        doc='The appliance\'s IPv6 address on the LAN, a /64 like `"fd18:50::1/64"`; its prefix is advertised '
+            "to LAN hosts (router advertisements, SLAAC) while the server pushes IPv6. With `nat = true` it is "
+            "masqueraded behind the pushed `ifconfig-ipv6` address (NAT66), so a ULA (`fd00::/8`) fits; with "
+            "`nat = false` the server must route it to us (`iroute-ipv6`). Not given: with `nat = true` a stable "
+            "ULA `fdXX:XXXX:XXXX::1/64` derived from the LAN NIC's MAC; with `nat = false` no IPv6 on the LAN."),
+    Key("ipv6", BOOL, "false: no IPv6 on the LAN at all (no address, no router advertisements)", default=True,
+        doc="`false`: no IPv6 on the LAN (no `address6`, no router advertisements), whatever the server pushes."),
+    Key("dhcp_range", list_of(IPV4, "two addresses", "address strings"), "first and last address the DHCP "
+        "server leases", example='["198.18.50.100", "198.18.50.199"]',
+        doc="First and last address the DHCP server on the LAN leases, `[\"198.18.50.100\", \"198.18.50.199\"]`: "
+            "inside the LAN network, not spanning the LAN address. Absent: no DHCP server. Client role only."),
+    Key("dhcp_lease_time", integer(60, 86400), "DHCP lease time in seconds (60..86400)", default=3600,
+        doc="DHCP lease time in seconds (60..86400); clients renew at half of it."),
+    Key("static_leases", ADDRESSES_BY_MAC, "fixed DHCP addresses by MAC",
+        example='{ "52:54:00:aa:bb:cc" = "198.18.50.10" }',
+        doc="Fixed DHCP addresses by MAC, `{ \"52:54:00:aa:bb:cc\" = \"198.18.50.10\" }`: inside the LAN "
+            "network (in or out of `dhcp_range`), each address once."),
+    Key("dns_forwarder", BOOL, "answer DNS on the LAN address, through the tunnel only (client role)", default=True,
+        doc="Client role: `true` answers DNS (UDP and TCP port 53) on the LAN address by forwarding to the DNS "
+            "servers the VPN server pushed, through the tunnel only; SERVFAIL while the tunnel is down. "
+            "The server role refuses `true`. See \"LAN services: DNS\"."),
+), rules=(one_nic, apart_from_wan, dns_forwarder_in_client_role, dhcp_fits, ipv6_lan),
     doc="The routed side (router mode): its hosts reach the tunnel, never the WAN.")
 
 
@@ -129,14 +237,15 @@ def config_or_inline(s: Got) -> None:
         except OSError as e:
             s.err("config", f"cannot read {s.raw['config']}: {e.strerror or e}")
             return
-        opts = s.ctx.parse_ovpn(text, full, 0)
+        opts = s.ctx.parse_ovpn(text, full, 0, ignore_scripts=bool(s["ignore_scripts"]))
     elif s["inline"] is not None:
         start = s.ctx.lines.of("vpn", "inline") or 1
         raw = s.ctx.lines.values.get(("vpn", "inline"), "")
         multi = raw.startswith('"""') or raw.startswith("'''")
         # TOML drops a newline right after the opening delimiter, so line 1 is the next line.
         offset = start if multi and raw[3:].strip() == "" else start - 1
-        opts = s.ctx.parse_ovpn(s["inline"], s.ctx.path, offset if multi else None, start)
+        opts = s.ctx.parse_ovpn(s["inline"], s.ctx.path, offset if multi else None, start,
+                                ignore_scripts=bool(s["ignore_scripts"]))
         s.values["inline_line"] = start
     s.extra["options"] = opts
     if opts is not None and s["role"] is not None and opts.role != s["role"]:
@@ -156,6 +265,10 @@ VPN = Section("vpn", "Vpn", "role and OpenVPN config", required=True, keys=(
             "quotes stay as they are (`vpn-appliance import` falls back to a `\"\"\"...\"\"\"` string with "
             "escapes if the profile contains `'''`). Files it names are relative to the TOML's directory. "
             "Exactly one of `config`/`inline`."),
+    Key("ignore_scripts", BOOL, "skip the profile's up/down scripts instead of refusing it", default=False,
+        doc="The appliance runs no scripts: a profile with `up`/`down`/`route-up`/... is refused at that line, "
+            "unless this is `true` (the lines are then skipped, as `vpn-appliance run --no-scripts` does). "
+            "`update-resolv-conf`/`update-systemd-resolved` need neither: pushed DNS is handled built in."),
 ), rules=(config_or_inline,), derived=(("inline_line", int | None, None),))
 
 

@@ -132,10 +132,11 @@ class _Loader:
                 if key not in allowed:
                     self.err(section, key, f"unknown key (allowed in [{section}]: {', '.join(allowed)})")
 
-    def parse_ovpn(self, text: str, path: str, offset: int | None, single_line: int | None = None) -> Options | None:
+    def parse_ovpn(self, text: str, path: str, offset: int | None, single_line: int | None = None,
+                   ignore_scripts: bool = False) -> Options | None:
         """Parse OpenVPN text; for inline text, move its line numbers onto the TOML's."""
         try:
-            opts = parse_config(text, path)
+            opts = parse_config(text, path, ignore_scripts=ignore_scripts)
         except ConfigError as e:
             errs = e.errors if isinstance(e, ConfigErrors) else [e]
             for x in errs:

@@ -119,6 +119,30 @@ def _ipv4(v: str, _: Got) -> ipaddress.IPv4Address:
         raise Invalid(f"not an IPv4 address: {v!r}") from None
 
 
+def _ipv6_interface(v: str, _: Got) -> ipaddress.IPv6Interface:
+    if "/" not in v:
+        raise Invalid(f"{v!r} needs a prefix length, like \"2001:db8:18::2/64\"")
+    try:
+        iface = ipaddress.IPv6Interface(v)
+    except ValueError:
+        raise Invalid(f"not an IPv6 address with prefix length: {v!r}") from None
+    if iface.ip.is_multicast or iface.ip.is_loopback or iface.ip.is_unspecified or iface.ip.is_link_local:
+        raise Invalid(f"{iface.ip} is not a unicast address a NIC can be given (multicast, loopback, :: or fe80::/10)")
+    if iface.ip.ipv4_mapped is not None:
+        raise Invalid(f"{iface.ip} is an IPv4-mapped address")
+    return iface
+
+
+def _ipv6(v: str, _: Got) -> ipaddress.IPv6Address:
+    try:
+        a = ipaddress.IPv6Address(v.split("%", 1)[0])
+    except ValueError:
+        raise Invalid(f"not an IPv6 address: {v!r}") from None
+    if a.is_multicast or a.is_unspecified or a.is_loopback:
+        raise Invalid(f"{a} is not a unicast address")
+    return a
+
+
 def _path(v: str, got: Got) -> str:
     return v if os.path.isabs(v) else os.path.join(got.ctx.base, v)
 
@@ -130,9 +154,30 @@ IFNAME = Kind("string", str, str, convert=_ifname)
 MAC = Kind("string", str, str, convert=_mac)
 IPV4 = Kind("string", str, ipaddress.IPv4Address, "a string{like}", convert=_ipv4)
 IPV4_INTERFACE = Kind("string", str, ipaddress.IPv4Interface, "a string{like}", convert=_ipv4_interface)
+IPV6 = Kind("string", str, ipaddress.IPv6Address, "a string{like}", convert=_ipv6)
+IPV6_INTERFACE = Kind("string", str, ipaddress.IPv6Interface, "a string{like}", convert=_ipv6_interface)
 FILE = Kind("string", str, str, "a file name", convert=_path)
 TEXT = Kind("string", str, str, "a string (use '''...''' for several lines)",
             show=lambda v: "-" if v is None else f"({len(v.splitlines())} lines)")
+
+
+def _addresses_by_mac(v: dict, got: Got) -> tuple:
+    """A TOML table `{ "MAC" = "A.B.C.D", ... }` → ((mac, IPv4Address), ...); each bad entry is
+    its own error (like list_of), the good ones are kept."""
+    out = []
+    for m, a in v.items():
+        try:
+            if not isinstance(a, str):
+                raise Invalid(f"expected an address string for {m!r}, got {tname(a)} {a!r}")
+            out.append((_mac(m, got), _ipv4(a, got)))
+        except Invalid as e:
+            got.err(got.key, str(e))
+    return tuple(out)
+
+
+ADDRESSES_BY_MAC = Kind("table of MAC = IPv4 address", dict, tuple[tuple[str, ipaddress.IPv4Address], ...],
+                        "a table of MAC = address{like}", convert=_addresses_by_mac,
+                        show=lambda v: ", ".join(f"{m}={a}" for m, a in v) if v else "-")
 
 
 def enum(*choices: str) -> Kind:

@@ -14,7 +14,7 @@ from .server_files import ccd_loader, load_server_settings
 from .client import ClientGateway
 from .loop import Signals
 from .server import ServerGateway
-from .tunnel import ServerTunnelNetwork, TunnelNetwork
+from .server_net import ServerTunnelNetwork
 
 __all__ = ["ClientGateway", "ServerGateway", "client_gateway", "server_gateway", "ccd_loader"]
 
@@ -23,6 +23,7 @@ def client_gateway(opts: Options, username: str = "", password: str = "", advert
                    observers: tuple = ()) -> ClientGateway:
     """`observers` (gateway/observers.py): the services that follow the tunnel (LAN DHCP/DNS, host DNS,
     status), chosen by run_toml.py or cli.py."""
+    from .tunnel import TunnelNetwork     # here, not at the top: a server never loads the netlink library
     return ClientGateway(opts, system.SystemPorts(), TunnelNetwork(opts), system.clock, system.waiter(),
                          username, password, advertise_ekm, signals=Signals(), observers=observers)
 

@@ -39,7 +39,7 @@ _ACCEPT_RESOURCE_ERRORS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOM
 
 
 class ServerNet(Protocol):
-    """The server's TUN with its address and routes (gateway/tunnel.py; tests/fakes.py)."""
+    """The server's TUN with its address and routes (gateway/server_net.py; tests/fakes.py)."""
 
     def open(self) -> TunPort: ...
 

@@ -17,6 +17,7 @@ from ..openvpn.config import Options
 from ..router.links import configure_tun
 from ..router.routes import RouteSet
 from ..tun.device import TunDevice
+from .server_net import mask_to_prefix
 
 log = logging.getLogger("vpn-appliance")
 
@@ -90,7 +91,7 @@ class TunnelNetwork(_TunAndRoutes):
         for net, mask, _gw, metric in self.opts.route:
             self.routes.add(net, mask_to_prefix(mask or "255.255.255.255"), dev=self.tun.name, metric=metric)
         if pushed.dns:
-            log.info("server pushed DNS %s (reported, not applied on this host)", ", ".join(pushed.dns))
+            log.info("server pushed DNS %s", ", ".join(pushed.dns))   # applied (or not) by host/resolver.py
         self.applied = key
 
     def _pushed_routes(self, pushed, remote_ip: str, ng4, ng6, has6: bool) -> None:
@@ -166,49 +167,3 @@ class TunnelNetwork(_TunAndRoutes):
             self.routes.add(n6, plen6, dev=self.tun.name)
             log.info("route-ipv6 %s dev %s", net6, self.tun.name)
         return False
-
-
-
-def mask_to_prefix(mask: str) -> int:
-    """255.255.255.0 or 24 -> 24; ValueError for anything else (a non-contiguous mask too)."""
-    return ipaddress.IPv4Network(f"0.0.0.0/{mask}").prefixlen
-
-
-class ServerTunnelNetwork(_TunAndRoutes):
-    """The server's TUN: the pool's server address (subnet, or net30 with its route), the IPv6
-    pool's, and `route` lines (networks behind clients with iroutes) into the TUN."""
-
-    def __init__(self, opts: Options, pool, pool6) -> None:
-        self.opts = opts
-        self.pool = pool
-        self.pool6 = pool6
-        self.tun: TunDevice | None = None
-        self.routes: RouteSet | None = None
-
-    def open(self) -> TunDevice:
-        o = self.opts
-        name = o.dev if o.dev not in ("tun", None) else "tun%d"
-        try:
-            self.tun = tun = TunDevice(name, vnet_hdr=True, mtu=o.tun_mtu)
-        except OSError as e:
-            raise PortGone(f"cannot create the TUN device {name}: {e}") from e
-        self.routes = RouteSet()
-        pool = self.pool
-        if pool is not None:
-            if pool.topology == "subnet":
-                configure_tun(tun.name, pool.server_ip, pool.net.prefixlen, o.tun_mtu)
-            else:
-                peer = str(pool.net.network_address + 2)
-                configure_tun(tun.name, pool.server_ip, 32, o.tun_mtu, peer=peer)
-                self.routes.add(str(pool.net.network_address), pool.net.prefixlen, dev=tun.name)
-        if self.pool6 is not None:
-            with IPRoute() as ipr:
-                ipr.addr("add", index=ipr.link_lookup(ifname=tun.name)[0], address=self.pool6.server_ip,
-                         prefixlen=self.pool6.net.prefixlen, flags=0x02)   # IFA_F_NODAD
-            log.info("TUN %s: IPv6 %s/%d", tun.name, self.pool6.server_ip, self.pool6.net.prefixlen)
-        for net, mask, _gw, metric in o.route:
-            self.routes.add(net, mask_to_prefix(mask), dev=tun.name, metric=metric)
-            log.info("route %s/%d dev %s", net, mask_to_prefix(mask), tun.name)
-        log.info("TUN %s up, server address %s", tun.name, pool.server_ip if pool else "-")
-        return tun
-

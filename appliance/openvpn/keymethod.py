@@ -4,6 +4,7 @@ All parse functions take peer bytes (`_untrusted`) and raise only BadPacket.
 """
 from __future__ import annotations
 
+import ipaddress
 import struct
 from dataclasses import dataclass, field
 
@@ -144,7 +145,10 @@ class PushedOptions:
     routes: list[tuple[str, str, str | None, int | None]] = field(default_factory=list)
     routes_ipv6: list[tuple[str, str | None]] = field(default_factory=list)   # (net/len, gateway)
     redirect_gateway: list[str] | None = None
-    dns: list[str] = field(default_factory=list)
+    dns: list[str] = field(default_factory=list)     # server addresses, both push forms, in use order
+    dns_endpoints: list[tuple[str, int]] = field(default_factory=list)   # the same with their ports
+    search_domains: list[str] = field(default_factory=list)   # `dns search-domains` (2.6 form)
+    dns_servers: dict[int, "DnsServer"] = field(default_factory=dict)  # `dns server N ...` by priority N
     dhcp_options: list[tuple[str, str]] = field(default_factory=list)
     ping: int | None = None
     ping_restart: int | None = None
@@ -162,6 +166,90 @@ class PushedOptions:
     ignored: list[str] = field(default_factory=list)
     filtered: list[str] = field(default_factory=list)   # dropped by a `pull-filter ignore`
     complete: bool = False
+
+
+MAX_DNS_ADDRESSES = 8                  # per `dns server N` (OpenVPN 2.6's limit)
+MAX_DNS_SERVERS = 64                   # distinct priorities; more is hostile
+MAX_SEARCH_DOMAINS = 64
+
+
+@dataclass
+class DnsServer:
+    """One `dns server N ...` of OpenVPN 2.6 (options accumulate over several pushed lines)."""
+    addresses: list[tuple[str, int]] = field(default_factory=list)
+    transport: str = "plain"            # plain | DoH | DoT: only plain DNS can be forwarded
+
+
+def _dns_endpoint(text: str) -> tuple[str, int]:
+    """`198.19.0.1`, `198.19.0.1:5353`, `2001:db8::1` or `[2001:db8::1]:5353` (OpenVPN 2.6's
+    forms) as (canonical address, port); ValueError otherwise."""
+    port = 53
+    if text.startswith("["):
+        host, sep, rest = text[1:].partition("]")
+        if not sep or (rest and not rest.startswith(":")):
+            raise ValueError(text)
+        if rest:
+            port = int(rest[1:])
+        addr = ipaddress.IPv6Address(host)
+    elif text.count(":") == 1:
+        host, _, p = text.partition(":")
+        addr, port = ipaddress.IPv4Address(host), int(p)
+    else:
+        addr = ipaddress.ip_address(text)
+    if not 1 <= port <= 65535:
+        raise ValueError(text)
+    return str(addr), port
+
+
+def _parse_dns_option(p: "PushedOptions", args: list[str]) -> bool:
+    """OpenVPN 2.6's `dns server N address A [A...]` / `dns server N transport T` / `dns
+    search-domains D...`; False for what we do not use (recorded as ignored by the caller).
+    A malformed value is a ValueError (the caller makes it a bad push)."""
+    if len(args) >= 2 and args[0] == "search-domains":
+        for d in args[1:]:
+            if len(p.search_domains) < MAX_SEARCH_DOMAINS and d not in p.search_domains:
+                p.search_domains.append(d)
+        return True
+    if len(args) >= 4 and args[0] == "server":
+        prio = int(args[1])
+        if not -128 <= prio <= 127:
+            raise ValueError(args[1])
+        srv = p.dns_servers.get(prio)
+        if srv is None:
+            if len(p.dns_servers) >= MAX_DNS_SERVERS:
+                raise ValueError("too many dns servers")
+            srv = p.dns_servers[prio] = DnsServer()
+        if args[2] == "address":
+            for a in args[3:]:
+                ep = _dns_endpoint(a)
+                if len(srv.addresses) >= MAX_DNS_ADDRESSES:
+                    raise ValueError("more than 8 addresses")
+                srv.addresses.append(ep)
+            return True
+        if args[2] == "transport":
+            srv.transport = args[3]
+            return True
+    return False
+
+
+def _update_dns(p: "PushedOptions") -> None:
+    """`dns`/`dns_endpoints`: the 2.6 `dns server` addresses by priority (lowest N first, plain
+    transport only), then the `dhcp-option DNS/DNS6` ones not already listed."""
+    eps: list[tuple[str, int]] = []
+    for prio in sorted(p.dns_servers):
+        srv = p.dns_servers[prio]
+        if srv.transport.lower() == "plain":
+            eps += [e for e in srv.addresses if e not in eps]
+    for kind, val in p.dhcp_options:
+        if kind.upper() in ("DNS", "DNS6"):
+            try:
+                ep = (str(ipaddress.ip_address(val)), 53)
+            except ValueError:
+                continue
+            if ep not in eps:
+                eps.append(ep)
+    p.dns_endpoints = eps
+    p.dns = [a for a, _port in eps]
 
 
 class PushRejected(BadPacket):
@@ -220,8 +308,8 @@ def parse_push_reply_untrusted(text: str, into: PushedOptions | None = None,
             elif name == "dhcp-option" and args:
                 val = args[1] if len(args) > 1 else ""
                 p.dhcp_options.append((args[0], val))
-                if args[0].upper() in ("DNS", "DNS6") and val:
-                    p.dns.append(val)
+            elif name == "dns" and _parse_dns_option(p, args):
+                pass
             elif name == "ping" and args:
                 p.ping = _int_in(args, 0, MAX_PUSHED_SECONDS, "ping")
             elif name == "ping-restart" and args:
@@ -261,6 +349,7 @@ def parse_push_reply_untrusted(text: str, into: PushedOptions | None = None,
     n = len(p.routes) + len(p.routes_ipv6) + len(p.dhcp_options) + len(p.ignored) + len(p.filtered)
     if n > MAX_PUSHED_OPTIONS:
         raise PushRejected(f"the server pushed more than {MAX_PUSHED_OPTIONS} options")
+    _update_dns(p)
     p.complete = cont != "2"
     return p
 

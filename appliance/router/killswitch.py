@@ -5,6 +5,16 @@ default and only lets LAN ↔ tunnel through; the output chain lets the WAN carr
 transport, DHCP client traffic and replies on established connections. Interfaces are matched by
 name (`iifname`/`oifname`), so the not-yet-created `tun0` is fine. Everything lives in one table
 (`inet vpnappliance`) that is replaced atomically and removed on exit.
+
+IPv6: the `inet` family sees IPv4 and IPv6 alike, so the forward chain (policy drop, LAN → WAN
+dropped by interface, LAN → tunnel only) covers IPv6 LAN packets with no rule of its own -- with
+the tunnel up, down or coming back. The output chain admits, besides the VPN transport to IPv4
+and IPv6 remotes, only what the WAN's own IPv6 needs: neighbour discovery (solicitations and
+advertisements, which carry no LAN data), router solicitations (SLAAC) and MLD reports (so a
+snooping switch keeps forwarding our solicited-node multicast) -- and those only when the WAN has
+IPv6 of its own; an IPv4-only WAN sends no IPv6 at all once the rules are in. DHCP is DHCPv4 only
+(`meta nfproto ipv4`): SLAAC needs no DHCPv6. Nothing from the LAN can match these: forwarded
+packets never traverse the output chain, and the forward chain drops LAN → WAN first.
 """
 from __future__ import annotations
 
@@ -12,9 +22,11 @@ import ipaddress
 from dataclasses import dataclass
 from typing import Sequence
 
-from .nat import NAT_TABLE, nft_string, apply_ruleset, delete_table, render_nat, replace_table
+from .nat import apply_ruleset, delete_nat, delete_table, nft_string, render_nat, replace_table
 
 TABLE = "vpnappliance"
+# What the appliance's own IPv6 on the WAN sends besides the transport (see the module doc).
+WAN_ICMPV6 = ("nd-router-solicit", "nd-neighbor-solicit", "nd-neighbor-advert", "mld2-listener-report")
 
 
 @dataclass(frozen=True)
@@ -32,12 +44,14 @@ def _proto(p: str) -> str:
 
 
 def render_killswitch(wan: str, tun: str, lan: str | None = None, nat: bool = True, role: str = "client",
-                      endpoints: Sequence[Endpoint] = (), listen: tuple[int, str] | None = None) -> str:
+                      endpoints: Sequence[Endpoint] = (), listen: tuple[int, str] | None = None,
+                      wan_ipv6: bool = False) -> str:
     """The `inet vpnappliance` table as nft text.
 
     wan/tun/lan: interface names; nat: LAN masqueraded (tunnel → LAN only for replies) or routed
     (both ways); role client: `endpoints` are the servers we may reach on the WAN; role server:
-    `listen` = (port, proto) whose replies may leave the WAN."""
+    `listen` = (port, proto) whose replies may leave the WAN; wan_ipv6: the WAN has IPv6 of its
+    own (`address6`/`slaac`), so its neighbour discovery may leave (without, nothing IPv6 does)."""
     fw = ["\t\ttype filter hook forward priority filter; policy drop;",
           "\t\tct state invalid drop"]
     if lan is not None:
@@ -49,7 +63,9 @@ def render_killswitch(wan: str, tun: str, lan: str | None = None, nat: bool = Tr
         fw.append(f"{back} ct state established,related accept" if nat else f"{back} accept")
     out = ["\t\ttype filter hook output priority filter; policy accept;",
            f"\t\toifname {nft_string(wan)} ct state established,related accept",
-           f"\t\toifname {nft_string(wan)} udp sport 68 udp dport 67 accept"]
+           f"\t\toifname {nft_string(wan)} meta nfproto ipv4 udp sport 68 udp dport 67 accept"]
+    if wan_ipv6:
+        out.append(f"\t\toifname {nft_string(wan)} icmpv6 type {{ {', '.join(WAN_ICMPV6)} }} accept")
     for e in endpoints:
         fam = "ip" if ipaddress.ip_address(e.address).version == 4 else "ip6"
         out.append(f"\t\toifname {nft_string(wan)} {fam} daddr {ipaddress.ip_address(e.address)} "
@@ -64,19 +80,20 @@ def render_killswitch(wan: str, tun: str, lan: str | None = None, nat: bool = Tr
 
 
 def render_router(wan: str, tun: str, lan: str | None, nat: bool, role: str,
-                  endpoints: Sequence[Endpoint] = (), listen: tuple[int, str] | None = None) -> str:
+                  endpoints: Sequence[Endpoint] = (), listen: tuple[int, str] | None = None,
+                  wan_ipv6: bool = False) -> str:
     """Kill switch plus (router mode with nat) masquerading, as one atomic ruleset."""
-    text = render_killswitch(wan, tun, lan, nat, role, endpoints, listen)
+    text = render_killswitch(wan, tun, lan, nat, role, endpoints, listen, wan_ipv6)
     if lan is not None and nat:
         text += render_nat(tun, lan, role)
     else:
-        text += delete_table("ip", NAT_TABLE)
+        text += delete_nat()
     return text
 
 
 def flush(netns: str | None = None) -> None:
     """Remove both our tables (kill switch and NAT); leaves everyone else's rules alone."""
-    apply_ruleset(delete_table("inet", TABLE) + delete_table("ip", NAT_TABLE), netns)
+    apply_ruleset(delete_table("inet", TABLE) + delete_nat(), netns)
 
 
 __all__ = ["TABLE", "Endpoint", "render_killswitch", "render_router", "apply_ruleset", "flush"]

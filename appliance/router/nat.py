@@ -10,6 +10,7 @@ from __future__ import annotations
 import subprocess
 
 NAT_TABLE = "vpnappliance_nat"
+NAT6_TABLE = "vpnappliance_nat6"
 NFT_TIMEOUT = 10.0
 
 
@@ -31,11 +32,13 @@ def delete_table(family: str, name: str) -> str:
 
 
 def render_nat(tun: str, lan: str, role: str = "client") -> str:
-    """Source NAT for router mode.
+    """Source NAT for router mode, IPv4 (`ip` table) and IPv6 (`ip6` table: NAT66).
 
     client: LAN hosts leave through the tunnel with the tunnel address, so the server needs no
     route (iroute) for the LAN. server: VPN clients reach the LAN with the appliance's LAN address,
-    so LAN hosts need no route back to the VPN pool.
+    so LAN hosts need no route back to the VPN pool. IPv6 the same way: an OpenVPN server gives a
+    client ONE IPv6 address (`ifconfig-ipv6`), so the LAN's ULA prefix is masqueraded behind it
+    (see lan/ra.py for why NAT66 is the default and routing the choice of `nat = false`).
     """
     if role == "client":
         rule = f"iifname {nft_string(lan)} oifname {nft_string(tun)} masquerade"
@@ -47,7 +50,7 @@ def render_nat(tun: str, lan: str, role: str = "client") -> str:
             "\t\ttype nat hook postrouting priority srcnat; policy accept;\n"
             f"\t\t{rule}\n"
             "\t}\n")
-    return replace_table("ip", NAT_TABLE, body)
+    return replace_table("ip", NAT_TABLE, body) + replace_table("ip6", NAT6_TABLE, body)
 
 
 def apply_ruleset(text: str, netns: str | None = None) -> None:
@@ -67,6 +70,11 @@ def apply_ruleset(text: str, netns: str | None = None) -> None:
         raise RuntimeError(f"nft refused the ruleset: {r.stderr.strip()}")
 
 
+def delete_nat() -> str:
+    """Text that removes both NAT tables (IPv4 and IPv6)."""
+    return delete_table("ip", NAT_TABLE) + delete_table("ip6", NAT6_TABLE)
+
+
 def flush(netns: str | None = None) -> None:
-    """Remove our NAT table (nothing else)."""
-    apply_ruleset(delete_table("ip", NAT_TABLE), netns)
+    """Remove our NAT tables (nothing else)."""
+    apply_ruleset(delete_nat(), netns)

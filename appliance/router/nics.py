@@ -1,12 +1,17 @@
-"""The appliance's NICs: find them (by name or MAC), give them addresses (static or DHCP), a
-default route, IPv4 forwarding; and the Undo list that removes all of it again, newest first.
+"""The appliance's NICs: find them (by name or MAC), give them addresses (static or DHCP; IPv6
+static or SLAAC), default routes, forwarding; and the Undo list that removes all of it again,
+newest first.
 
 Small separate functions so the VM's PID 1 and `vpn-appliance run appliance.toml` share them.
 """
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import logging
+import os
+import socket
+import time
 from typing import Callable
 
 from pyroute2 import IPRoute
@@ -19,6 +24,10 @@ from .routes import RouteSet
 log = logging.getLogger("vpn-appliance")
 
 IP_FORWARD = "/proc/sys/net/ipv4/ip_forward"
+IP6_CONF = "/proc/sys/net/ipv6/conf"
+IFA_F_NODAD, IFA_F_DADFAILED, IFA_F_TENTATIVE = 0x02, 0x08, 0x40
+DAD_WAIT = 5.0          # duplicate address detection takes ~1 s (RetransTimer x DupAddrDetectTransmits)
+SLAAC_WAIT = 10.0       # an RA arrives within MAX_RTR_SOLICITATION_DELAY + RTR_SOLICITATION_INTERVAL
 
 
 class Undo:
@@ -50,13 +59,16 @@ def find_link(name: str | None = None, mac: str | None = None) -> tuple[int, str
     raise RuntimeError(f"no network interface with {'name ' + name if name else 'MAC ' + str(mac)}")
 
 
-def configure_static(ifname: str, address: ipaddress.IPv4Interface, undo: Undo) -> None:
-    """Bring the link up and add the address (removed again on exit unless it was already there)."""
+def configure_static(ifname: str, address: ipaddress.IPv4Interface | ipaddress.IPv6Interface, undo: Undo,
+                     nodad: bool = False) -> None:
+    """Bring the link up and add the address (removed again on exit unless it was already there).
+    `nodad`: an IPv6 address usable at once, without duplicate address detection."""
     with IPRoute() as ipr:
         idx = ipr.link_lookup(ifname=ifname)[0]
         ipr.link("set", index=idx, state="up")
+        extra = {"flags": IFA_F_NODAD} if nodad else {}
         try:
-            ipr.addr("add", index=idx, address=str(address.ip), prefixlen=address.network.prefixlen)
+            ipr.addr("add", index=idx, address=str(address.ip), prefixlen=address.network.prefixlen, **extra)
         except NetlinkError as e:
             if e.code != 17:  # EEXIST: configured already (PID 1 did it, or a restart)
                 raise
@@ -70,10 +82,12 @@ def configure_static(ifname: str, address: ipaddress.IPv4Interface, undo: Undo) 
     log.info("%s: address %s, up", ifname, address)
 
 
-def add_default_route(gateway: ipaddress.IPv4Address, undo: Undo) -> None:
-    """Default route via the WAN gateway; an existing default route is kept (and reported)."""
+def add_default_route(gateway: ipaddress.IPv4Address | ipaddress.IPv6Address, undo: Undo,
+                      dev: str | None = None) -> None:
+    """Default route via the WAN gateway; an existing default route is kept (and reported).
+    `dev` is needed for a link-local IPv6 gateway (fe80:: is on every link)."""
     rs = RouteSet()
-    rs.add("0.0.0.0", 0, gateway=str(gateway))
+    rs.add("::" if gateway.version == 6 else "0.0.0.0", 0, dev=dev, gateway=str(gateway))
     if rs.added:
         undo.push(f"default route via {gateway}", rs.remove_all)
         log.info("default route via %s", gateway)
@@ -91,22 +105,148 @@ def configure_dhcp(ifname: str, undo: Undo) -> None:
 
 
 def configure_nic(nic: Wan | Lan, undo: Undo) -> str:
-    """Find the NIC (by name or MAC), give it its address (static or DHCP); returns its name."""
+    """Find the NIC (by name or MAC), give it its addresses (static or DHCP; IPv6 static or
+    SLAAC on the WAN, static or derived on the LAN); returns its name."""
     _, ifname = find_link(nic.name, nic.mac)
     if nic.mac:
         log.info("%s: the NIC with MAC %s (%s)", ifname, nic.mac, "wan" if isinstance(nic, Wan) else "lan")
+    if isinstance(nic, Wan):
+        _ipv6_sysctls(ifname, undo, slaac=nic.slaac)
     if isinstance(nic, Wan) and nic.dhcp:
         configure_dhcp(ifname, undo)
-        return ifname
-    assert nic.address is not None
-    configure_static(ifname, nic.address, undo)
-    if isinstance(nic, Wan) and nic.gateway is not None:
-        add_default_route(nic.gateway, undo)
+    else:
+        assert nic.address is not None
+        configure_static(ifname, nic.address, undo)
+        if isinstance(nic, Wan) and nic.gateway is not None:
+            add_default_route(nic.gateway, undo)
+    if isinstance(nic, Wan):
+        if nic.address6 is not None:
+            configure_static(ifname, nic.address6, undo)
+            wait_dad(ifname)
+            if nic.gateway6 is not None:
+                add_default_route(nic.gateway6, undo, dev=ifname)
+        elif nic.slaac:
+            wait_slaac(ifname)
+    else:
+        a6 = lan_address6(nic, ifname)
+        _sysctl(f"{IP6_CONF}/{ifname}/accept_ra", "0", undo)   # no host on the LAN configures the router
+        if a6 is not None:
+            # No DAD for the router's own LAN address: the DNS forwarder binds it at once (a tentative
+            # address cannot be bound), and an unplugged LAN would keep it tentative indefinitely.
+            configure_static(ifname, a6, undo, nodad=True)
     return ifname
 
 
-def enable_forwarding(undo: Undo, path: str = IP_FORWARD) -> None:
-    """Router mode: the kernel forwards LAN ↔ tunnel (the kill switch decides what may pass)."""
+# ------------------------------------------------------------------ IPv6
+def stable_ula(mac: str) -> ipaddress.IPv6Interface:
+    """`fdXX:XXXX:XXXX::1/64`: a ULA (RFC 4193) whose 40-bit global ID is a hash of the LAN MAC.
+
+    RFC 4193 hashes the time and an EUI-64 so the ID is random yet unlikely to collide; we only
+    drop the time, so the same appliance (same NIC) gets the same prefix on every boot without
+    storing anything -- LAN hosts keep their addresses across restarts, as with the deterministic
+    DHCP leases."""
+    digest = hashlib.sha256(b"vpn-appliance ULA " + mac.lower().encode()).digest()
+    return ipaddress.IPv6Interface((b"\xfd" + digest[:5] + bytes(9) + b"\x01", 64))
+
+
+def lan_address6(lan: Lan, ifname: str) -> ipaddress.IPv6Interface | None:
+    """The LAN's IPv6 address: `address6`; else (NAT66) one derived from the NIC's MAC; None when
+    the LAN has no IPv6 (`ipv6 = false`, or routed without a prefix from the server's side)."""
+    if not getattr(lan, "ipv6", True):
+        return None
+    if lan.address6 is not None:
+        return lan.address6
+    if not lan.nat:
+        return None
+    try:
+        with open(f"/sys/class/net/{ifname}/address") as f:
+            mac = f.read().strip()
+    except OSError:
+        return None
+    return stable_ula(mac) if mac and mac != "00:00:00:00:00:00" else None
+
+
+def _sysctl(path: str, value: str, undo: Undo, required: bool = False) -> bool:
+    """Set one /proc/sys value (restored on exit). A failure is a warning (a host may not let us,
+    a kernel may have no IPv6) unless `required`: then RuntimeError."""
+    try:
+        with open(path) as f:
+            old = f.read().strip()
+        if old == value:
+            return True
+        with open(path, "w") as f:
+            f.write(value + "\n")
+    except OSError as e:
+        if required:
+            raise RuntimeError(f"cannot set {path} to {value}: {e.strerror or e}") from None
+        log.warning("cannot set %s to %s: %s", path, value, e.strerror or e)
+        return False
+
+    def restore() -> None:
+        with open(path, "w") as f2:
+            f2.write(old + "\n")
+    undo.push(path, restore)
+    return True
+
+
+def _ipv6_sysctls(ifname: str, undo: Undo, slaac: bool) -> None:
+    """SLAAC on the WAN: accept_ra 2 (RAs are ignored on a forwarding interface otherwise) and
+    autoconf; without it the WAN takes no RA at all (a static or IPv4-only WAN is not reconfigured
+    by whoever sends one). As PID 1 nothing else does this."""
+    _sysctl(f"{IP6_CONF}/{ifname}/accept_ra", "2" if slaac else "0", undo, required=slaac)
+    _sysctl(f"{IP6_CONF}/{ifname}/autoconf", "1" if slaac else "0", undo, required=slaac)
+    if slaac:
+        with IPRoute() as ipr:     # a link that goes up now sends its router solicitations now
+            idx = ipr.link_lookup(ifname=ifname)[0]
+            ipr.link("set", index=idx, state="up")
+        log.info("%s: IPv6 by SLAAC (accept_ra 2, autoconf 1)", ifname)
+
+
+def _v6_addrs(ifname: str) -> list[tuple[str, int, int]]:
+    """(address, prefixlen, flags) of the link's global IPv6 addresses."""
+    with IPRoute() as ipr:
+        idx = ipr.link_lookup(ifname=ifname)[0]
+        out = []
+        for a in ipr.get_addr(family=socket.AF_INET6, index=idx):
+            ip = a.get_attr("IFA_ADDRESS")
+            if ip and not ipaddress.IPv6Address(ip).is_link_local:
+                out.append((ip, a["prefixlen"], a.get_attr("IFA_FLAGS") or a["flags"]))
+        return out
+
+
+def wait_dad(ifname: str, timeout: float = DAD_WAIT) -> None:
+    """Wait until duplicate address detection is over (a tentative address cannot be a source);
+    RuntimeError if it found a duplicate."""
+    end = time.monotonic() + timeout
+    while True:
+        addrs = _v6_addrs(ifname)
+        if any(f & IFA_F_DADFAILED for _, _, f in addrs):
+            raise RuntimeError(f"{ifname}: duplicate address detection failed (another host has the address)")
+        if not any(f & IFA_F_TENTATIVE for _, _, f in addrs) or time.monotonic() >= end:
+            return
+        time.sleep(0.1)
+
+
+def wait_slaac(ifname: str, timeout: float = SLAAC_WAIT) -> None:
+    """Wait (bounded) for a usable SLAAC address; without one we go on (IPv4 remotes still work,
+    and the kernel keeps listening for RAs)."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        ready = [f"{a}/{n}" for a, n, f in _v6_addrs(ifname) if not f & (IFA_F_TENTATIVE | IFA_F_DADFAILED)]
+        if ready:
+            log.info("%s: IPv6 address %s (SLAAC)", ifname, ", ".join(ready))
+            return
+        time.sleep(0.2)
+    log.warning("%s: no IPv6 address by SLAAC within %.0f s (no router advertisement yet); going on", ifname, timeout)
+
+
+def enable_forwarding(undo: Undo, path: str = IP_FORWARD, ipv6: bool = False) -> None:
+    """Router mode: the kernel forwards LAN ↔ tunnel (the kill switch decides what may pass);
+    `ipv6`: IPv6 too (the LAN has an IPv6 prefix)."""
+    if ipv6:
+        keep_host_slaac(undo)
+        if _sysctl(f"{IP6_CONF}/all/forwarding", "1", undo):
+            log.info("IPv6 forwarding on")
     with open(path) as f:
         old = f.read().strip()
     if old != "1":
@@ -118,6 +258,27 @@ def enable_forwarding(undo: Undo, path: str = IP_FORWARD) -> None:
                 f2.write(old + "\n")
         undo.push("ip_forward", restore)
     log.info("IPv4 forwarding on")
+
+
+def keep_host_slaac(undo: Undo, conf: str = IP6_CONF) -> None:
+    """Before IPv6 forwarding goes on: every interface that takes RAs as a host (accept_ra 1) gets
+    accept_ra 2, restored on exit. IPv6 forwarding is one switch for the whole namespace
+    (conf/all/forwarding), and a forwarding interface ignores RAs unless accept_ra is 2, so on a
+    host the uplinks' SLAAC routes would otherwise quietly expire while the appliance runs."""
+    try:
+        names = sorted(os.listdir(conf))
+    except OSError:
+        return
+    for name in names:
+        if name in ("all", "default", "lo"):
+            continue
+        try:
+            with open(f"{conf}/{name}/accept_ra") as f:
+                if f.read().strip() != "1":
+                    continue
+        except OSError:
+            continue
+        _sysctl(f"{conf}/{name}/accept_ra", "2", undo)
 
 
 def write_resolv_conf(dns: tuple[ipaddress.IPv4Address, ...], path: str = "/etc/resolv.conf") -> None:

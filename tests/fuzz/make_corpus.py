@@ -190,6 +190,16 @@ def _dhcp_reply(kind: int, opts: dict[int, bytes]) -> bytes:
     return hdr + b"\x63\x82\x53\x63" + o + b"\0\0\xff"
 
 
+def icmpv6_seeds() -> list[bytes]:
+    """An RS with and without a source link-layer address, and the RA the appliance sends."""
+    import ipaddress
+
+    from appliance.lan.icmpv6 import Prefix, RouterAdvert, build_ra, build_rs
+    ra = RouterAdvert(360, (Prefix(ipaddress.IPv6Network("fd18:50::/64"), 86400, 14400),),
+                      (ipaddress.IPv6Address("fd18:50::1"),), 360, 1500, bytes.fromhex("525400aabbcc"))
+    return [build_rs(), build_rs(bytes.fromhex("525400112233")), build_ra(ra)]
+
+
 def _dict_line(token: str) -> str:
     esc = "".join(ch if 32 <= ord(ch) < 127 and ch not in '"\\' else f"\\x{ord(ch):02x}" for ch in token)
     return f'"{esc}"'
@@ -318,6 +328,15 @@ def generate(out: Path = SEEDS) -> dict[str, int]:
                                 1: ip4(255, 255, 255, 0), 3: ip4(198, 18, 0, 1), 15: b"example.org"}))
     add("dhcp", _dhcp_reply(6, {54: ip4(198, 18, 0, 1)}))
     dhcp_decoder()   # fail here, not in the run, if the decoder cannot be found
+    for seed in dhcp_server_seeds():
+        add("dhcp-server", seed)
+
+    # ---- ICMPv6 (router solicitations from the LAN; an RA too): mode byte 3 = hop limit 255, link-local
+    from appliance.lan.icmpv6 import build_rs
+    for pkt in icmpv6_seeds():
+        add("icmpv6", b"\x03" + pkt)
+    add("icmpv6", b"\x01" + build_rs())
+    add("icmpv6", b"\x40" + build_rs(bytes(6)))
 
     # ---- configs
     for text in (CLIENT_OVPN, SERVER_CONF, INLINE_OVPN, CCD):
@@ -340,6 +359,20 @@ def generate(out: Path = SEEDS) -> dict[str, int]:
             (d / hashlib.sha1(data).hexdigest()).write_bytes(data)
         counts[target] = len(list(d.iterdir()))
     return counts
+
+
+def dhcp_server_seeds() -> list[bytes]:
+    """Seeds for the dhcp-server target: whole datagrams (mode 0) and option sequences (mode 1)."""
+    mac = bytes.fromhex("525400123456")
+    t = lambda k: bytes((53, 1, k))  # noqa: E731
+    req, sid = bytes((50, 4, 198, 18, 50, 101)), bytes((54, 4, 198, 18, 50, 1))
+    params = bytes((55, 6, 1, 3, 6, 15, 119, 51)) + bytes((61, 7, 1)) + mac + bytes((57, 2, 5, 220))
+    seq = [t(1) + params + b"\xff", t(3) + req + sid + params + b"\xff", t(4) + req + sid + b"\xff",
+           t(3) + req + b"\xff", t(7) + sid + b"\xff", t(8) + params + b"\xff"]
+    hdr = (struct.pack("!BBBBIHH4s4s4s4s16s", 1, 1, 6, 0, 7, 0, 0x8000, bytes(4), bytes(4), bytes(4), bytes(4),
+                       mac.ljust(16, b"\0")) + bytes(192) + b"\x63\x82\x53\x63")
+    return ([b"\x00" + hdr + m for m in seq] + [b"\x01" + mac + b"\xfe\xfe".join(seq)]
+            + [b"\x01" + mac + seq[0] + b"\xfe\xfe" + seq[1] + b"\xfe\xfe" + seq[2]])
 
 
 def main() -> None:

@@ -67,6 +67,7 @@ def child(name: str, seconds: float, runs: int | None, stats_path: Path, timeout
         import appliance.openvpn.config  # noqa: F401
         import appliance.config.schema  # noqa: F401
         import appliance.boot  # noqa: F401
+        import appliance.lan.ra  # noqa: F401
     t = TARGETS[name]
     one = t.make()
     out = CRASHERS / name

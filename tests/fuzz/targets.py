@@ -331,6 +331,131 @@ def make_dhcp():
     return one
 
 
+# ------------------------------------------------------------------ ICMPv6 from the LAN (router solicitations)
+def make_icmpv6():
+    """First byte: the hop limit the packet arrived with (bit 0: 255 or the byte itself) and its
+    source (bit 1: link-local or ::); the rest is the ICMPv6 message. The codec's parsers and the
+    RA sender's receive path (advertising, so a valid RS schedules an answer) must never raise."""
+    import ipaddress
+    import socket
+    import struct
+
+    from appliance.gateway.loop import Faults, TimerHeap
+    from appliance.gateway.observers import ClientCounters, TunnelState
+    from appliance.lan.icmpv6 import parse_ra_untrusted, parse_rs_untrusted
+    from appliance.lan.ra import RouterAdvertiser
+    from appliance.openvpn.keymethod import PushedOptions
+
+    class Sock:
+        def sendmsg(self, bufs, anc, flags, addr):
+            return len(bufs[0])
+
+        def close(self):
+            pass
+
+    class Pump:
+        timers, faults = TimerHeap(), Faults()
+
+        def clock(self):
+            return 1000.0
+
+        def watch(self, *a):
+            pass
+
+    adv = RouterAdvertiser("fuzz0", ipaddress.IPv6Interface("fd18:50::1/64"), open_socket=lambda _n: (Sock(), 1),
+                           source=lambda _n: "fe80::1")
+    adv.attach(Pump(), ClientCounters)
+    adv.tunnel_changed(TunnelState(True, "x", None, PushedOptions(ifconfig_ipv6=("2001:db8:19::1000/64", None))))
+
+    def one(data: bytes) -> None:
+        if not data:
+            return
+        hop = 255 if data[0] & 1 else data[0]
+        src = "fe80::2%fuzz0" if data[0] & 2 else "::"
+        pkt = data[1:]
+        parse_rs_untrusted(pkt, hop, ipaddress.IPv6Address(src.split("%")[0]))
+        parse_ra_untrusted(pkt)
+        adv.receive(pkt, [(socket.IPPROTO_IPV6, socket.IPV6_HOPLIMIT, struct.pack("@i", hop))], (src, 0, 0, 1))
+    return one
+
+
+def make_dhcp_server():
+    """The LAN's DHCP server (appliance/lan/dhcp_server.py): `DhcpServer.handle` never raises.
+
+    First byte: mode. Even: the bytes after it are the datagram as it came from the LAN. Odd: a valid
+    BOOTREQUEST header (chaddr from bytes 1..6) is put in front and the rest are the options, and
+    the rest is split at b"\\xfe\\xfe" into several messages from that client, fed to one server at
+    growing times, so the fuzzer reaches the lease states (offer, bind, decline, expiry)."""
+    import struct
+    from ipaddress import IPv4Address, IPv4Interface
+    from appliance.lan.dhcp_codec import MAGIC
+    from appliance.lan.dhcp_server import DhcpServer
+    from appliance.openvpn.keymethod import PushedOptions
+
+    pushed = PushedOptions(dns=["198.19.0.1"], dhcp_options=[("DOMAIN", "vpn.test"), ("DOMAIN-SEARCH", "a.vpn.test")])
+
+    def one(data: bytes) -> None:
+        s = DhcpServer(IPv4Interface("198.18.50.1/24"), IPv4Address("198.18.50.100"), IPv4Address("198.18.50.103"),
+                       600, [("52:54:00:aa:bb:cc", IPv4Address("198.18.50.10"))], max_leases=3)
+        if data[:1] and data[0] & 1:
+            s.set_pushed(pushed)
+            mac = data[1:7].ljust(6, b"\0")
+            hdr = struct.pack("!BBBBIHH4s4s4s4s16s", 1, 1, 6, 0, 7, 0, 0, bytes(4), bytes(4), bytes(4), bytes(4),
+                              mac.ljust(16, b"\0")) + bytes(192) + MAGIC
+            for i, opts in enumerate(data[7:].split(b"\xfe\xfe")[:16]):
+                s.handle(hdr + opts, 1.0 + 200.0 * i)
+        else:
+            s.handle(data[1:], 1.0)
+    return one
+
+
+# ------------------------------------------------------------------ the LAN DNS forwarder
+DNS_SEP = b"\xff\xfe"
+
+
+def make_dns():
+    """The forwarder's sans-I/O core (appliance/lan/dns_core.py), documented never to raise: the
+    input is a script of steps split at DNS_SEP, each an op byte and bytes. Ops: 0/1 a query from
+    a LAN host over UDP/TCP; 2 the bytes as an answer to the oldest outstanding query from its
+    server; 3 the same with the expected ID patched in (to get past the ID check); 4 that query's
+    attempt fails; 5 tunnel down; 6 tunnel up; 7 a TCP client goes away. After every step the
+    bounds must hold (AssertionError is a finding)."""
+    from appliance.lan.dns_core import ForwarderCore, Limits, Reply
+    servers = [("198.19.0.1", 53), ("2001:db8:19::1", 53)]
+
+    def one(data: bytes) -> None:
+        c = ForwarderCore(Limits(max_outstanding=4, max_per_source=2, max_attempts=2), random_id=lambda: 0x1234)
+        c.set_servers(servers)
+        now = 0.0
+        for step in data.split(DNS_SEP)[:64]:
+            op, body = (step[0] & 7, step[1:]) if step else (0, b"")
+            now += 0.5
+            first = next(iter(c.pending.items()), None)
+            if op in (0, 1):
+                out = c.query(body[:1], body[:1], body, now, tcp=op == 1)
+            elif op in (2, 3) and first is not None:
+                tok, p = first
+                if op == 3 and len(body) >= 2:
+                    body = p.upstream_id.to_bytes(2, "big") + body[2:]
+                out = c.answer(tok, p.server, body, now)
+            elif op == 4 and first is not None:
+                out = c.failed(first[0], now)
+            elif op == 5:
+                out = c.set_servers([])
+            elif op == 6:
+                out = c.set_servers(servers)
+            elif op == 7:
+                out = c.client_gone(body[:1])
+            else:
+                out = []
+            for a in out:
+                if isinstance(a, Reply):
+                    assert len(a.data) >= 12, a
+            assert len(c.pending) <= 4 and sum(c.per_source.values()) == len(c.pending)
+            assert all(0 < n <= 2 for n in c.per_source.values())
+    return one
+
+
 # ------------------------------------------------------------------ config parsers
 def _fake_files() -> dict[str, bytes]:
     p = h.pki()
@@ -404,6 +529,13 @@ _add(Target("data", make_data, 2048, "Session.receive of an established pair, bo
             1.5))
 _add(Target("tcp-framing", make_framing, 8192, "StreamFramer.feed in any split (BadPacket)", 0.5))
 _add(Target("dhcp", make_dhcp, 1500, "DHCP reply decoder (never raises)", 0.25))
+_add(Target("icmpv6", make_icmpv6, 1500, "RS/RA parsers and the LAN RA sender's receive path (never raise)", 0.25))
+
+
+_add(Target("dhcp-server", make_dhcp_server, 1500, "the LAN's DHCP server, DhcpServer.handle (never raises)",
+            0.5))
+_add(Target("dns", make_dns, 2048, "LAN DNS forwarder core: queries, answers, timeouts, tunnel changes (never raises)",
+            0.5))
 _add(Target("ovpn-config", make_ovpn_config, 4096, "parse_config / parse_ccd / render_options (ConfigError)",
             1.25))
 _add(Target("toml-config", make_toml_config, 8192, "parse_appliance_config / summary (ConfigError)"))

@@ -36,7 +36,9 @@ def rules(text: str, chain: str) -> list[str]:
 
 # ---------------------------------------------------------------- rendered text
 def test_client_router_with_nat():
-    t = render_router("eth0", "tun0", "eth1", True, "client", [SERVER, Endpoint("198.18.0.7", 443, "tcp")])
+    t = render_router("eth0", "tun0", "eth1", True, "client", [SERVER, Endpoint("198.18.0.7", 443, "tcp"),
+                                                             Endpoint("2001:db8:18::1", 1194, "udp")],
+                      wan_ipv6=True)
     assert "type filter hook forward priority filter; policy drop;" in t
     assert rules(t, "forward") == [
         "ct state invalid drop",
@@ -46,12 +48,18 @@ def test_client_router_with_nat():
     ]
     assert rules(t, "output") == [
         'oifname "eth0" ct state established,related accept',
-        'oifname "eth0" udp sport 68 udp dport 67 accept',
+        'oifname "eth0" meta nfproto ipv4 udp sport 68 udp dport 67 accept',
+        'oifname "eth0" icmpv6 type { nd-router-solicit, nd-neighbor-solicit, nd-neighbor-advert, '
+        'mld2-listener-report } accept',
         'oifname "eth0" ip daddr 198.18.0.1 udp dport 1194 accept',
         'oifname "eth0" ip daddr 198.18.0.7 tcp dport 443 accept',
+        'oifname "eth0" ip6 daddr 2001:db8:18::1 udp dport 1194 accept',
         'oifname "eth0" counter drop comment "only the VPN transport on the WAN"',
     ]
     assert rules(t, "postrouting") == ['iifname "eth1" oifname "tun0" masquerade']
+    # NAT66: the same masquerade in an ip6 table (the LAN's ULA behind the pushed IPv6 address).
+    six = t.split("table ip6 vpnappliance_nat6 {\n", 1)[1]
+    assert rules(six, "postrouting") == ['iifname "eth1" oifname "tun0" masquerade']
     # Each table is replaced atomically: created if missing, deleted, defined anew.
     assert t.startswith("table inet vpnappliance\ndelete table inet vpnappliance\ntable inet vpnappliance {")
     assert "table ip vpnappliance_nat\ndelete table ip vpnappliance_nat\ntable ip vpnappliance_nat {" in t
@@ -61,7 +69,21 @@ def test_routed_lan_forwards_both_ways_and_has_no_nat():
     t = render_router("wan0", "tun3", "lan0", False, "client", [SERVER])
     assert 'iifname "tun3" oifname "lan0" accept' in rules(t, "forward")
     assert "masquerade" not in t
-    assert t.endswith("table ip vpnappliance_nat\ndelete table ip vpnappliance_nat\n")  # a stale NAT goes
+    assert t.endswith("table ip vpnappliance_nat\ndelete table ip vpnappliance_nat\n"   # a stale NAT goes,
+                      "table ip6 vpnappliance_nat6\ndelete table ip6 vpnappliance_nat6\n")  # both families
+
+
+def test_wan_output_admits_no_other_icmpv6_and_no_dhcpv6():
+    '''The WAN's own IPv6 may do neighbour discovery and SLAAC, nothing that could carry data:
+    echo, errors of its own making, DHCPv6 (udp 546/547) all fall to the final drop.'''
+    out = rules(render_killswitch("eth0", "tun0", "eth1", endpoints=[SERVER]), "output")
+    assert not [r for r in out if "icmpv6" in r], "an IPv4-only WAN sends no IPv6 at all"
+    out = rules(render_killswitch("eth0", "tun0", "eth1", endpoints=[SERVER], wan_ipv6=True), "output")
+    icmp = [r for r in out if "icmpv6" in r]
+    assert len(icmp) == 1 and "echo" not in icmp[0] and "nd-router-advert" not in icmp[0]
+    assert not any("546" in r or "547" in r for r in out)
+    assert all("ip6 daddr" not in r for r in out), "no IPv6 remote, no IPv6 transport rule"
+
 
 
 def test_no_lan_forwards_nothing_but_still_guards_the_wan():
@@ -178,6 +200,35 @@ def test_kill_switch_blocks_the_lan_from_the_wan_and_lets_it_into_the_tunnel(lab
     killswitch.flush(netns=NS_GW)
     assert gw.run("nft list tables").stdout.strip() == ""
     assert ping(lan, "198.18.0.1"), "flush() removes our rules"
+
+
+def ping6(ns: Netns, dst: str) -> bool:
+    return ns.run(f"ping -6 -c 1 -W 1 {dst}", check=False, timeout=10).returncode == 0
+
+
+@pytest.mark.root
+@pytest.mark.netns
+def test_kill_switch_covers_ipv6_and_nat66_masquerades_the_lan(lab):
+    """The same guarantees for IPv6, from the same inet table: no LAN packet to the WAN, the
+    gateway itself only to its (IPv6) VPN server, LAN → tunnel masqueraded (NAT66)."""
+    lan, gw, wan, vpn = lab
+    gw.run("ip -6 addr add fd18:50::1/64 dev eth1 nodad && ip -6 addr add 2001:db8:18::2/64 dev eth0 nodad && "
+           "sysctl -qw net.ipv6.conf.all.forwarding=1")
+    lan.run("ip -6 addr add fd18:50::2/64 dev kl0 nodad && ip -6 route add default via fd18:50::1")
+    wan.run("ip -6 addr add 2001:db8:18::1/64 dev kw0 nodad && ip -6 route add fd18:50::/64 via 2001:db8:18::2")
+    # (link-local addresses finish DAD first: neighbour discovery needs them)
+    assert _wait_for(lambda: ping6(lan, "2001:db8:18::1")), "setup: without rules the LAN reaches the WAN over IPv6"
+    killswitch.apply_ruleset(render_router("eth0", "tun0", "eth1", True, "client",
+                                           [Endpoint("2001:db8:18::1", 1194, "udp")], wan_ipv6=True), netns=NS_GW)
+    assert not ping6(lan, "2001:db8:18::1"), "LAN → WAN over IPv6 must be dropped"
+    assert not ping6(gw, "2001:db8:18::1"), "the gateway itself may not talk IPv6 on the WAN in clear"
+    gw.run(f"ip link add tun0 type veth peer name kv0 netns {NS_VPN} && "
+           "ip -6 addr add 2001:db8:60::1/64 dev tun0 nodad && ip link set tun0 up")
+    vpn.run("ip -6 addr add 2001:db8:60::2/64 dev kv0 nodad && ip link set kv0 up")
+    assert _wait_for(lambda: ping6(lan, "2001:db8:60::2")), "LAN → tunnel must be forwarded and masqueraded (NAT66)"
+    assert not ping6(lan, "2001:db8:18::1"), "still no IPv6 LAN → WAN with the tunnel up"
+    killswitch.flush(netns=NS_GW)
+    assert gw.run("nft list tables").stdout.strip() == ""
 
 
 @pytest.mark.root

@@ -153,7 +153,7 @@ def test_all_problems_are_reported_together_with_their_lines(tmp_path):
     assert errors_of(p) == [
         f"{p}:2: appliance.hostname: not a valid hostname: 'vpn gw'",
         f"{p}:3: appliance.log_level: 'loud' is not one of error|warning|info|debug",
-        f"{p}:4: appliance.colour: unknown key (allowed in [appliance]: hostname, log_level)",
+        f"{p}:4: appliance.colour: unknown key (allowed in [appliance]: hostname, log_level, status_interval)",
         f"{p}:6: [wan]: give exactly one of `name` (like \"eth0\") or `mac` (like \"52:54:00:12:34:56\")",
         f"{p}:9: wan.address: not an IPv4 address with prefix length: '198.18.0.300/24'",
         f"{p}:10: wan.dhcp: give either `address` or `dhcp = true`, not both",

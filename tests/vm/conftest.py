@@ -17,6 +17,9 @@ def pytest_collection_modifyitems(items):
         if item.path.is_relative_to(HERE):
             for mark in NEEDS:
                 item.add_marker(mark)
+            # One worker runs every VM test under `pytest -n` (--dist loadgroup): they share the
+            # image build in image/out and the 2 cores are better spent on one TCG guest at a time.
+            item.add_marker(pytest.mark.xdist_group("vm"))
 
 
 FIGURES: list[str] = []

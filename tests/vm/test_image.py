@@ -1,6 +1,6 @@
 """Build the real appliance image and boot it under QEMU (KVM when the probe says it works,
-TCG otherwise): size, reproducibility, self-test on the serial console, and a broken baked
-config reported as `file:line` with the VM powering off by itself."""
+TCG otherwise): size, reproducibility, self-test on the serial console, and a broken config
+refused by the build with `file:line`."""
 from __future__ import annotations
 
 import hashlib
@@ -90,11 +90,14 @@ def test_boot_selftest(image, figure):
     assert exited, "the VM must power off by itself"
 
 
-def test_bad_baked_config_reports_file_line_and_powers_off(image, tmp_path):
+def test_bad_config_is_refused_by_the_build_with_file_line(tmp_path):
+    """`make image CONFIG=...` runs `check` first: a broken config never reaches an image. (A broken
+    config volume at boot: tests/vm/test_disk_image.py.)"""
     bad = tmp_path / "bad.toml"
     bad.write_text('[appliance]\nhostname = "x"\n\n[wan]\nname = "eth0"\naddress = "not-an-address"\n\n'
                    '[vpn]\nrole = "client"\ninline = """\nclient\nremote 198.18.0.1\n"""\n')
-    build(tmp_path / "bad", bad)
-    text, _, exited = boot(tmp_path / "bad", "")
-    assert "FATAL: /etc/vpn-appliance/appliance.toml:6: " in text, text[-3000:]
-    assert exited, "the VM must power off by itself after a fatal config error"
+    r = subprocess.run([sys.executable, str(REPO / "image/build.py"), "--out", str(tmp_path / "bad"), "--cache",
+                        str(CACHE), "--config", str(bad)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2, r.stdout[-2000:] + r.stderr[-2000:]
+    assert f"{bad}:6: wan.address: " in r.stderr, r.stderr
+    assert not (tmp_path / "bad/initramfs.img").exists()

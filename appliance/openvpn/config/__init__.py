@@ -26,14 +26,16 @@ def _read(path: str) -> bytes:
         return f.read()
 
 
-def parse_config(text: str, path: str = "<string>", read_file: Callable[[str], bytes] | None = None) -> Options:
-    """Parse OpenVPN config text; raises ConfigError (ConfigErrors for several) located by file:line."""
-    return ParseState(path, read_file or _read, TABLE).parse(text)
+def parse_config(text: str, path: str = "<string>", read_file: Callable[[str], bytes] | None = None,
+                 ignore_scripts: bool = False) -> Options:
+    """Parse OpenVPN config text; raises ConfigError (ConfigErrors for several) located by file:line.
+    `ignore_scripts` (`run --no-scripts`): up/down/... scripts are skipped with a note instead of refused."""
+    return ParseState(path, read_file or _read, TABLE, ignore_scripts).parse(text)
 
 
-def load_config(path: str) -> Options:
+def load_config(path: str, ignore_scripts: bool = False) -> Options:
     try:
         text = _read(path).decode("utf-8", "replace")
     except OSError as e:
         raise ConfigError(f"cannot read: {e.strerror or e}", path) from None
-    return parse_config(text, path)
+    return parse_config(text, path, ignore_scripts=ignore_scripts)

@@ -67,6 +67,7 @@ _NOOPS = {
     "allow-recursive-routing": "the remote's address is always routed outside the tunnel",
     "inactive": "not implemented: an idle tunnel stays up",
     "up-delay up-restart": "no up script to delay or rerun",
+    "down-pre": "the built-in DNS handling is undone before the TUN device goes; no down script runs",
     "route-noexec ifconfig-noexec": "the appliance always installs the tunnel address and routes itself",
     "allow-pull-fqdn": "pushed routes are taken as addresses",
     "push-peer-info": "the peer info we send is fixed (version, protocol flags, ciphers)",
@@ -78,7 +79,7 @@ for _names, _why in _NOOPS.items():
 
 # ------------------------------------------------------------------ refused (with the reason)
 _SCRIPTS = "scripts are not supported (the appliance runs no scripts)"
-reg.refuse("up down route-up route-pre-down ipchange", _SCRIPTS)
+# up/down/route-up/route-pre-down/ipchange: d_ops.py (the DNS helpers are built in, --no-scripts).
 # Scripts and plugins that decide whether a client may connect: refused, never ignored.
 reg.refuse("learn-address tls-verify tls-crypt-v2-verify", _SCRIPTS, access=True)
 reg.refuse("plugin", "plugins are not supported", access=True)

@@ -1,6 +1,12 @@
 """Directives for running a server in operation: revocation (crl-verify), the management
 interface, the status file, persistent pool addresses and client-connect/-disconnect scripts.
 
+The client's up/down scripts (`up`, `down`, `route-up`, `route-pre-down`, `ipchange`) are never
+run. The two well-known DNS helpers that server install scripts put in Linux profiles
+(update-resolv-conf, update-systemd-resolved, in any directory, with any arguments) are taken as
+a request for the built-in host DNS handling (appliance/host/resolver.py), with a note; any other
+script is refused at its line unless `vpn-appliance run --no-scripts` says to run without it.
+
 Kept in their own module (issue 12) so the other directive modules stay as they were. Scripts run
 only with `script-security 2`, as in OpenVPN; in the VM image (the appliance is PID 1, or
 VPN_APPLIANCE_NO_SCRIPTS is set) they are refused with file:line, since it runs no scripts.
@@ -8,6 +14,7 @@ VPN_APPLIANCE_NO_SCRIPTS is set) they are refused with file:line, since it runs 
 from __future__ import annotations
 
 import os
+import shlex
 
 from .directives import Registry
 from .parser import ParseState
@@ -63,7 +70,8 @@ def _management(p: ParseState, d: str, a: list[str], inline: str | None) -> None
     p.set("management", ("127.0.0.1" if a[0] == "localhost" else a[0], port, pw))
 
 
-@reg.apply("status", why="server: write the client list to FILE every N seconds (default 60)",
+@reg.apply("status", why="write the client list (server) or the statistics (client) to FILE every N seconds "
+           "(default 60)",
            sets=("status",), used_by="pump", nargs=(1, 2))
 def _status(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
     n = p.int_arg(d, a[1], 1, 86400) if len(a) == 2 else 60
@@ -71,7 +79,7 @@ def _status(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
         p.set("status", (p.path_arg(a[0]), n))
 
 
-@reg.apply("status-version", why="server: the status file's format (1, 2 or 3)", sets=("status_version",),
+@reg.apply("status-version", why="the server's status file format (1, 2 or 3; a client's file is the same in all)", sets=("status_version",),
            used_by="pump", nargs=(0, 1))
 def _status_version(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
     n = p.int_arg(d, a[0], 1, 3) if a else 1
@@ -109,3 +117,41 @@ reg.apply("client-connect", why="server: run a command when a client connects (n
           access=True)(_script("client_connect"))
 reg.apply("client-disconnect", why="server: run a command when a client disconnects",
           sets=("client_disconnect",), used_by="pump", nargs=(1, None))(_script("client_disconnect"))
+
+
+# ------------------------------------------------------------------ client up/down scripts
+DNS_HELPERS = ("update-resolv-conf", "update-systemd-resolved")
+NO_SCRIPTS_HINT = ("scripts are not run here; remove the line, or run the profile without it with "
+                   "`vpn-appliance run --no-scripts` (in an appliance TOML: `ignore_scripts = true` in [vpn]); "
+                   "the DNS helpers update-resolv-conf and update-systemd-resolved need neither: they are built in")
+
+
+def dns_helper(command: str) -> str | None:
+    """Which well-known DNS helper a script command names (any directory, any arguments), or None."""
+    try:
+        words = shlex.split(command)
+    except ValueError:
+        return None
+    if not words:
+        return None
+    name = os.path.basename(words[0])
+    name = name[:-3] if name.endswith(".sh") else name
+    return name if name in DNS_HELPERS else None
+
+
+@reg.apply("up", "down", "route-up", "route-pre-down", "ipchange",
+           why="scripts are never run; update-resolv-conf / update-systemd-resolved turn on the built-in "
+               "host DNS handling; other scripts are refused (skipped with `run --no-scripts`)",
+           sets=("dns_helper",), used_by="client", nargs=(1, None))
+def _up_down(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
+    helper = dns_helper(" ".join(shlex.quote(x) for x in a) if len(a) > 1 else a[0])
+    if helper is not None and d in ("up", "down", "route-up", "route-pre-down"):
+        p.set("dns_helper", helper)
+        p.note(d, f"{helper} is not run: the built-in DNS handling applies what the server pushes "
+                  "(systemd-resolved per link, else /etc/resolv.conf, restored when the tunnel goes)")
+        return
+    if p.ignore_scripts:
+        p.note(d, "script skipped (--no-scripts)")
+        return
+    p.err(d, "the VM image runs no scripts; `ignore_scripts = true` in [vpn] skips this line" if scripts_forbidden()
+          else NO_SCRIPTS_HINT)

@@ -147,6 +147,7 @@ class Options:
     script_security: int = 1
     client_connect: list[str] | None = None
     client_disconnect: list[str] | None = None
+    dns_helper: str | None = None                        # up/down update-resolv-conf|update-systemd-resolved
     # bookkeeping: where each setting came from, and notes for `check`
     source: dict[str, tuple[str, int]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)

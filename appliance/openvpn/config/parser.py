@@ -36,8 +36,10 @@ def norm_proto(p: str) -> str | None:
 class ParseState:
     """One parse: the Options being built, the errors so far, and the helpers handlers use."""
 
-    def __init__(self, path: str, read_file: Callable[[str], bytes], table: dict[str, Directive]) -> None:
+    def __init__(self, path: str, read_file: Callable[[str], bytes], table: dict[str, Directive],
+                 ignore_scripts: bool = False) -> None:
         self.path = path
+        self.ignore_scripts = ignore_scripts        # `run --no-scripts`: script lines are skipped, not refused
         self.base = os.path.dirname(os.path.abspath(path)) if not path.startswith("<") else os.getcwd()
         self.read_file = read_file
         self.table = table

@@ -1,0 +1,200 @@
+"""An appliance TOML with every file it names, as one flat set of files for the VM.
+
+Used twice, so both agree: image/build.py bakes the bundle into /etc/vpn-appliance of the image,
+and `vpn-appliance config-disk` writes it onto a config volume. The VM sees neither the operator's
+directories nor absolute paths, so the bundle renames every file to a plain name in one directory
+and rewrites the lines that name them (the TOML's FILE keys, the profile's file directives).
+
+Which files: found from the parsers' own records, not by re-reading the text by hand:
+- TOML keys of kind FILE in the key table (`vpn.config`), at the line the loader recorded;
+- every file the OpenVPN parser reads while parsing the profile, a file or inline in the TOML
+  (`ca`, `cert`, `key`, `tls-crypt`, `tls-auth`,
+  `auth-user-pass`, `pkcs12`, ...: they go through its `read_file` hook, which we wrap to note the
+  line being parsed);
+- the Options fields that keep a path to read at run time (_runtime_paths: `crl-verify`, the
+  management password file, `client-config-dir`), at the line in `Options.source`.
+The bundle is built only from a config that passes `check` (schema + key material), so a broken
+config is refused with file:line before anything is written.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..openvpn.config.lexer import lines as ovpn_lines
+from ..openvpn.config.parser import ParseState
+from ..openvpn.config.table import TABLE
+from ..openvpn.errors import ConfigError
+from .keys import SECTIONS
+from .schema import load_appliance_config, validate_runtime
+from .table import FILE
+
+TOML_NAME = "appliance.toml"
+MAX_FILES = 256              # a directory the config names (ccd, CRL dir) is copied up to this many files
+MAX_BYTES = 16 << 20         # all files together: a config volume is small
+
+
+def _runtime_paths(o) -> list[tuple[str, str, bool]]:
+    """(Options field, path, is a directory) of every input file read after parsing."""
+    out = []
+    if o.crl_verify and o.crl_verify[0] in ("file", "dir"):
+        out.append(("crl_verify", o.crl_verify[1], o.crl_verify[0] == "dir"))
+    if o.management and o.management[2]:
+        out.append(("management", o.management[2], False))
+    if getattr(o, "client_config_dir", None):
+        out.append(("client_config_dir", o.client_config_dir, True))
+    return out
+
+
+@dataclass
+class Bundle:
+    """Flat file name -> bytes; `appliance.toml` is the entry point. `origin` says where each came from."""
+    files: dict[str, bytes] = field(default_factory=dict)
+    origin: dict[str, str] = field(default_factory=dict)
+
+    def name_for(self, src: str, taken_by: dict[str, str]) -> str:
+        """A plain, FAT-safe name for `src`, the same one each time the same file is named."""
+        if src in taken_by:
+            return taken_by[src]
+        stem = re.sub(r"[^A-Za-z0-9._-]", "_", os.path.basename(src.rstrip("/"))) or "file"
+        name, n = stem, 1
+        while name in self.files or name in taken_by.values() or name == TOML_NAME:
+            n += 1
+            name = f"{n}-{stem}"
+        taken_by[src] = name
+        return name
+
+    def add(self, name: str, data: bytes, origin: str) -> None:
+        self.files[name] = data
+        self.origin[name] = origin
+        if sum(map(len, self.files.values())) > MAX_BYTES:
+            raise ConfigError(f"the config and its files exceed {MAX_BYTES >> 20} MiB", origin)
+
+
+def _rewrite_lines(text: str, base: str, renames: dict[int, dict[str, str]]) -> str:
+    """Replace, on the given line numbers, every token naming one of the paths by its new name."""
+    if not renames:
+        return text
+    out = text.splitlines(keepends=True)
+    by_number = {ln.number: ln for ln in ovpn_lines(text)}
+    for number, paths in renames.items():
+        ln = by_number.get(number)
+        if ln is None or ln.tokens is None or ln.inline is not None:
+            continue
+        toks = []
+        for t in ln.tokens:
+            p = t if os.path.isabs(t) else os.path.join(base, t)
+            toks.append(paths.get(os.path.normpath(p), t))
+        end = "\n" if out[number - 1].endswith("\n") else ""
+        out[number - 1] = " ".join(shlex.quote(t) if re.search(r"[\s'\"\\#;]", t) else t for t in toks) + end
+    return "".join(out)
+
+
+def _named_files(b: Bundle, text: str, path: str, taken: dict[str, str], offset: int = 0) -> dict[int, dict[str, str]]:
+    """Parse OpenVPN `text` (as if from `path`), noting every file read and its line; add them to the
+    bundle; -> {line + offset: {absolute path: new name}} for _rewrite_lines."""
+    reads: list[tuple[int, str]] = []
+    state: ParseState
+
+    def reader(p: str) -> bytes:
+        data = Path(p).read_bytes()
+        reads.append((state.line, os.path.normpath(p)))
+        return data
+    state = ParseState(path, reader, TABLE)
+    opts = state.parse(text)
+    renames: dict[int, dict[str, str]] = {}
+    for line, p in reads:
+        name = b.name_for(p, taken)
+        b.add(name, Path(p).read_bytes(), p)
+        renames.setdefault(line + offset, {})[p] = name
+    for fld, p, is_dir in _runtime_paths(opts):
+        p = os.path.normpath(p)
+        name = b.name_for(p, taken)
+        if is_dir:
+            entries = sorted(e for e in Path(p).iterdir() if e.is_file())[:MAX_FILES]
+            for e in entries:
+                b.add(f"{name}/{e.name}", e.read_bytes(), str(e))
+        else:
+            b.add(name, Path(p).read_bytes(), p)
+        src = opts.source.get(fld)
+        if src is not None and src[1] is not None:
+            renames.setdefault(src[1] + offset, {})[p] = name
+    return renames
+
+
+def _profile(b: Bundle, path: str, taken: dict[str, str]) -> str:
+    """The profile file's text with the files it names renamed (and added to the bundle)."""
+    text = Path(path).read_bytes().decode("utf-8")
+    return _rewrite_lines(text, os.path.dirname(os.path.abspath(path)), _named_files(b, text, path, taken))
+
+
+_MULTILINE_OPEN = re.compile(r"=\s*('''|\"\"\")(.*)$")
+
+
+def _inline_profile(b: Bundle, cfg, toml_path: str, text: str, taken: dict[str, str]) -> str:
+    """A profile inline in the TOML (`vpn.inline`) may name files too (relative to the TOML): rename
+    them on the TOML's own lines. Only a multi-line string can hold a file directive on its own line."""
+    start = cfg.source.get(("vpn", "inline"))
+    m = _MULTILINE_OPEN.search(text.splitlines()[start - 1]) if start else None
+    if m is None:
+        return text
+    offset = start if m.group(2).strip() == "" else start - 1      # TOML drops a newline after the opening
+    renames = _named_files(b, cfg.vpn.inline, toml_path, taken, offset)
+    return _rewrite_lines(text, os.path.dirname(os.path.abspath(toml_path)), renames)
+
+
+def _toml_line_set(text: str, line: int, key: str, value: str) -> str:
+    """Set `key = "value"` on `line` (1-based) of TOML text, keeping the rest of the line."""
+    out = text.splitlines(keepends=True)
+    new, n = re.subn(rf'^(\s*{re.escape(key)}\s*=\s*)("(?:[^"\\]|\\.)*"|\'[^\']*\')',
+                     lambda m: m.group(1) + '"' + value + '"', out[line - 1], count=1)
+    if n != 1:
+        raise ConfigError(f"cannot rewrite this line to the file's name in the image ({key} must be "
+                          "a plain `key = \"value\"` line)", None, line, key)
+    out[line - 1] = new
+    return "".join(out)
+
+
+def collect(toml_path: str | Path) -> Bundle:
+    """`check` the TOML (raises ConfigError with file:line), then gather it and every file it names."""
+    toml_path = str(toml_path)
+    cfg = load_appliance_config(toml_path)
+    validate_runtime(cfg)
+    b = Bundle()
+    taken: dict[str, str] = {}
+    text = Path(toml_path).read_bytes().decode("utf-8")
+    for sec in SECTIONS:
+        obj = getattr(cfg, sec.name, None)
+        for k in sec.keys:
+            if k.kind is not FILE or obj is None or not getattr(obj, k.name, None):
+                continue
+            src = os.path.normpath(getattr(obj, k.name))
+            name = b.name_for(src, taken)
+            if sec.name == "vpn" and k.name == "config":
+                b.add(name, _profile(b, src, taken).encode(), src)
+            else:
+                b.add(name, Path(src).read_bytes(), src)
+            line = cfg.source.get((sec.name, k.name))
+            if line is None:
+                raise ConfigError("cannot find the line of this key to rewrite it", toml_path, None,
+                                  f"{sec.name}.{k.name}")
+            try:
+                text = _toml_line_set(text, line, k.name, name)
+            except ConfigError as e:
+                raise ConfigError(e.message, toml_path, e.line, f"{sec.name}.{k.name}") from None
+    if cfg.vpn.inline and not cfg.vpn.config:
+        text = _inline_profile(b, cfg, toml_path, text, taken)
+    b.add(TOML_NAME, text.encode(), toml_path)
+    return b
+
+
+def write_dir(b: Bundle, target: Path) -> None:
+    """Write the bundle under `target` (the image's /etc/vpn-appliance)."""
+    for name, data in sorted(b.files.items()):
+        p = target / name
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(data)
+        p.chmod(0o600)

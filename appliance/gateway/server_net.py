@@ -1,0 +1,113 @@
+"""The server's TUN: the pool's server address (subnet, or net30 with its route), the IPv6 pool's,
+and `route` lines (networks behind clients with iroutes) into the TUN.
+
+Why the addresses and routes are set by a short-lived child process: the netlink library
+(pyroute2, which pulls in asyncio) is ~14 MB of resident memory, a quarter of an idle server's,
+and a server needs it once, at start. So the server opens the TUN itself (it keeps the fd),
+then runs `python -m appliance.gateway.server_net SPEC` which imports the library, configures the
+device by name and exits; the server process never imports it
+(tests/unit/test_server_imports.py). Nothing is left to undo at close: when the server closes
+the TUN the device goes away, and the kernel removes its addresses and routes with it.
+"""
+from __future__ import annotations
+
+import ipaddress
+import json
+import logging
+import os
+import subprocess
+import sys
+
+from ..ioerrors import PortGone
+from ..openvpn.config import Options
+from ..tun.device import TunDevice
+
+log = logging.getLogger("vpn-appliance")
+SETUP_TIMEOUT = 60.0
+
+
+def mask_to_prefix(mask: str) -> int:
+    """255.255.255.0 or 24 -> 24; ValueError for anything else (a non-contiguous mask too)."""
+    return ipaddress.IPv4Network(f"0.0.0.0/{mask}").prefixlen
+
+
+class ServerTunnelNetwork:
+    def __init__(self, opts: Options, pool, pool6) -> None:
+        self.opts = opts
+        self.pool = pool
+        self.pool6 = pool6
+        self.tun: TunDevice | None = None
+
+    def spec(self, name: str) -> dict:
+        """What the child sets up, as plain data."""
+        o, pool, pool6 = self.opts, self.pool, self.pool6
+        s: dict = {"dev": name, "mtu": o.tun_mtu, "addr": None, "routes": [], "addr6": None}
+        if pool is not None:
+            if pool.topology == "subnet":
+                s["addr"] = [pool.server_ip, pool.net.prefixlen, None]
+            else:
+                s["addr"] = [pool.server_ip, 32, str(pool.net.network_address + 2)]
+                s["routes"].append([str(pool.net.network_address), pool.net.prefixlen, None])
+        if pool6 is not None:
+            s["addr6"] = [pool6.server_ip, pool6.net.prefixlen]
+        for net, mask, _gw, metric in o.route:
+            s["routes"].append([net, mask_to_prefix(mask), metric])
+        return s
+
+    def open(self) -> TunDevice:
+        o = self.opts
+        name = o.dev if o.dev not in ("tun", None) else "tun%d"
+        try:
+            self.tun = tun = TunDevice(name, vnet_hdr=True, mtu=o.tun_mtu)
+        except OSError as e:
+            raise PortGone(f"cannot create the TUN device {name}: {e}") from e
+        spec = self.spec(tun.name)
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+        try:
+            r = subprocess.run([sys.executable, "-m", "appliance.gateway.server_net", json.dumps(spec)],
+                               capture_output=True, text=True, timeout=SETUP_TIMEOUT, env=env)
+            why = None if r.returncode == 0 else (r.stderr.strip().splitlines() or ["exit status %d" % r.returncode])[-1]
+        except (OSError, subprocess.TimeoutExpired) as e:
+            why = str(e)
+        if why is not None:
+            self.close()
+            raise PortGone(f"cannot configure the TUN device {name}: {why}")
+        if spec["addr6"]:
+            log.info("TUN %s: IPv6 %s/%d", tun.name, *spec["addr6"])
+        for net, plen, _metric in spec["routes"][1 if self.pool is not None and self.pool.topology != "subnet" else 0:]:
+            log.info("route %s/%d dev %s", net, plen, tun.name)
+        log.info("TUN %s up, server address %s", tun.name, self.pool.server_ip if self.pool else "-")
+        return tun
+
+    def close(self) -> None:
+        if self.tun is not None:
+            self.tun.close()
+            self.tun = None
+
+
+def configure(spec: dict) -> None:
+    """In the child: addresses, MTU, link up and routes of the server's TUN (pyroute2)."""
+    from pyroute2 import IPRoute
+
+    from ..router.links import configure_tun
+    from ..router.routes import RouteSet
+
+    dev = spec["dev"]
+    if spec["addr"]:
+        addr, plen, peer = spec["addr"]
+        configure_tun(dev, addr, plen, spec["mtu"], peer=peer)
+    if spec["addr6"]:
+        with IPRoute() as ipr:
+            ipr.addr("add", index=ipr.link_lookup(ifname=dev)[0], address=spec["addr6"][0],
+                     prefixlen=spec["addr6"][1], flags=0x02)   # IFA_F_NODAD
+    routes = RouteSet()
+    for net, plen, metric in spec["routes"]:
+        routes.add(net, plen, dev=dev, metric=metric)
+
+
+if __name__ == "__main__":
+    try:
+        configure(json.loads(sys.argv[1]))
+    except Exception as e:  # noqa: BLE001 - the parent reports the last line and stops
+        print(f"{type(e).__name__}: {e}", file=sys.stderr)
+        raise SystemExit(1)

@@ -1,0 +1,72 @@
+"""What the server pushed about DNS, as a resolver takes it: servers, search and routing domains.
+
+One place for the reading of PushedOptions (both backends use it): `dhcp-option DNS/DNS6` and the
+2.6 `dns server` form land in `pushed.dns`; `dhcp-option DOMAIN` (the connection's domain) and
+`DOMAIN-SEARCH` (search list) and the 2.6 `dns search-domains` (`pushed.search_domains`, added by
+the dns work; read with a default) give the search list; `DOMAIN-ROUTE` routing-only domains.
+"""
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass
+
+# A DNS name as resolv.conf and resolved accept it (no spaces or control bytes from the server).
+_NAME = re.compile(r"^(?=.{1,253}\.?$)([A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?\.)*"
+                   r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?\.?$")
+MAX_SERVERS = 8        # bounds on what a server can make us write
+MAX_DOMAINS = 32
+
+
+@dataclass(frozen=True)
+class DnsSettings:
+    servers: tuple[str, ...]             # addresses, in the order pushed
+    search: tuple[str, ...]              # search domains (also routing domains for resolved)
+    routing: tuple[str, ...]             # routing-only domains (DOMAIN-ROUTE)
+    default_route: bool                  # redirect-gateway: all names go to these servers
+
+    @property
+    def empty(self) -> bool:
+        return not self.servers and not self.search and not self.routing
+
+
+def _addr(a: str) -> str | None:
+    try:
+        return str(ipaddress.ip_address(a.strip()))
+    except ValueError:
+        return None
+
+
+def _domain(d: str) -> str | None:
+    return d.rstrip(".") if d and _NAME.match(d) and d != "." else None
+
+
+def from_pushed(pushed, redirect_local: list[str] | None = None) -> DnsSettings:
+    """Validated settings from a PushedOptions (bad entries dropped, counts bounded);
+    `redirect_local` is the profile's own redirect-gateway when the server pushed none."""
+    servers: list[str] = []
+    for a in getattr(pushed, "dns", []) or []:
+        x = _addr(a)
+        if x is not None and x not in servers and len(servers) < MAX_SERVERS:
+            servers.append(x)
+    search: list[str] = []
+    routing: list[str] = []
+
+    def add(lst: list[str], d: str) -> None:
+        x = _domain(d)
+        if x is not None and x not in search and x not in routing and len(search) + len(routing) < MAX_DOMAINS:
+            lst.append(x)
+
+    for kind, val in getattr(pushed, "dhcp_options", []) or []:
+        k = kind.upper()
+        if k in ("DOMAIN", "DOMAIN-SEARCH"):      # one name per option; anything else is dropped
+            add(search, val)
+        elif k == "DOMAIN-ROUTE":
+            add(routing, val)
+    for d in getattr(pushed, "search_domains", []) or []:
+        add(search, d)
+    rg = getattr(pushed, "redirect_gateway", None)
+    if rg is None:
+        rg = redirect_local
+    default_route = rg is not None and ("!ipv4" not in rg or "ipv6" in rg)
+    return DnsSettings(tuple(servers), tuple(search), tuple(routing), default_route)

@@ -1,0 +1,219 @@
+"""The DNS forwarder's decisions, without I/O: which queries are taken, what goes to which server
+with which ID, which answer belongs to which query, when to retry, when to give up.
+
+Why sans-I/O: every rule an attacker on the LAN (or a spoofer on the path) could probe lives here
+and is tested in memory (tests/unit/test_dns_core.py, with hypothesis) and fuzzed
+(tests/fuzz/targets.py `dns`); appliance/lan/dns_forwarder.py only moves bytes between sockets
+and this core, and carries out the actions it returns.
+
+The rules:
+- servers empty (tunnel down, or nothing pushed): every query is answered SERVFAIL at once; no
+  other resolver is ever asked.
+- at most `max_outstanding` queries in flight in all and `max_per_source` per LAN address; over
+  that, REFUSED at once (counted).
+- each attempt gets a fresh random 16-bit ID (and the shell a fresh socket, so a fresh random
+  source port); an answer counts only if it comes from the server and port asked, carries that ID,
+  is a response, and repeats the question (name compared case-insensitively). Anything else is
+  dropped and counted, and the query keeps waiting for the real answer.
+- an attempt unanswered within `attempt_timeout` is sent again with a new ID to the next server;
+  after `max_attempts` the client gets SERVFAIL.
+- a truncated (TC) answer is passed through to a UDP client (which retries over TCP, RFC 1035
+  4.2.1) and retried upstream over TCP for a TCP client.
+- the tunnel going down (or the servers changing) ends every outstanding query with SERVFAIL.
+"""
+from __future__ import annotations
+
+import itertools
+import secrets
+from dataclasses import dataclass, field
+from typing import Callable, Hashable
+
+from . import dns_wire as w
+
+Server = tuple[str, int]
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_outstanding: int = 256          # queries in flight in all
+    max_per_source: int = 32            # ... per LAN address
+    attempt_timeout: float = 1.5        # seconds an upstream attempt waits for its answer
+    max_attempts: int = 3               # attempts per query (over the servers in turn)
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """Send `data` to the LAN client `client` (the shell's opaque handle)."""
+    client: object
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    """Send `data` to `server` for upstream query `token`, over TCP if `tcp`, from a fresh socket
+    (closing any earlier one of this token); call `timeout(token)` at `deadline`."""
+    token: int
+    server: Server
+    data: bytes
+    tcp: bool
+    deadline: float
+
+
+@dataclass(frozen=True, slots=True)
+class Done:
+    """Upstream query `token` is finished: close its socket, disarm its timer."""
+    token: int
+
+
+Action = Reply | Send | Done
+
+
+@dataclass(slots=True)
+class Pending:
+    client: object
+    source: Hashable
+    client_id: int
+    client_tcp: bool
+    question: w.Question
+    query: bytes                     # the client's query as received (its ID replaced per attempt)
+    first: int                       # index of the first server asked
+    attempts: int = 0
+    upstream_id: int = -1
+    server: Server = ("", 0)
+    tcp: bool = False
+
+
+def _random_id() -> int:
+    return secrets.randbits(16)
+
+
+@dataclass
+class ForwarderCore:
+    limits: Limits = field(default_factory=Limits)
+    random_id: Callable[[], int] = _random_id
+    servers: list[Server] = field(default_factory=list)
+    pending: dict[int, Pending] = field(default_factory=dict)
+    per_source: dict[Hashable, int] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self._tokens = itertools.count(1)
+        self._rr = 0                 # the server a new query asks first (spread over the servers)
+
+    def count(self, reason: str) -> None:
+        self.counts[reason] = self.counts.get(reason, 0) + 1
+
+    # ---------------------------------------------------------------- the tunnel
+    def set_servers(self, servers: list[Server]) -> list[Action]:
+        """New upstream servers (empty: the tunnel is down). Outstanding queries were asked of
+        the old ones through the old tunnel: each is ended with SERVFAIL."""
+        out: list[Action] = []
+        for token in list(self.pending):
+            out += self._finish(token, w.SERVFAIL, "ended by a tunnel change")
+        self.servers = list(servers)
+        self._rr = 0
+        return out
+
+    # ---------------------------------------------------------------- from the LAN
+    def query(self, client: object, source: Hashable, data: bytes, now: float, tcp: bool = False) -> list[Action]:
+        """A query from a LAN client; never raises for any `data`."""
+        try:
+            msg = w.parse_untrusted(data)
+        except w.BadDns:
+            self.count("malformed query")
+            mid = w.query_id_untrusted(data)
+            if mid is None or (len(data) >= 4 and data[2] & 0x80):
+                return []            # nothing to answer, or a response sent to us: drop
+            return [Reply(client, w.formerr(mid, int.from_bytes(data[2:4], "big")))]
+        if msg.is_response:
+            self.count("response from the LAN")
+            return []
+        if msg.flags & w.OPCODE_MASK:
+            self.count("not a standard query")
+            return [Reply(client, w.reply(data, msg, w.NOTIMP))]
+        if not self.servers:
+            self.count("answered SERVFAIL: no tunnel DNS")
+            return [Reply(client, w.reply(data, msg, w.SERVFAIL))]
+        if len(self.pending) >= self.limits.max_outstanding:
+            self.count("refused: too many outstanding")
+            return [Reply(client, w.reply(data, msg, w.REFUSED))]
+        if self.per_source.get(source, 0) >= self.limits.max_per_source:
+            self.count("refused: too many outstanding for one LAN host")
+            return [Reply(client, w.reply(data, msg, w.REFUSED))]
+        token = next(self._tokens)
+        first = self._rr % len(self.servers)
+        self._rr += 1
+        p = Pending(client, source, msg.id, tcp, msg.question, bytes(data), first)
+        self.pending[token] = p
+        self.per_source[source] = self.per_source.get(source, 0) + 1
+        self.count("forwarded")
+        return [self._attempt(token, p, now, tcp=False)]
+
+    def client_gone(self, client: object) -> list[Action]:
+        """A TCP client closed: its outstanding queries are dropped (nobody to answer)."""
+        out: list[Action] = []
+        for token, p in list(self.pending.items()):
+            if p.client is client:
+                self._release(token)
+                out.append(Done(token))
+        return out
+
+    # ---------------------------------------------------------------- from upstream
+    def answer(self, token: int, server: Server, data: bytes, now: float) -> list[Action]:
+        """An answer arrived on the socket of upstream query `token` from `server`; it ends the
+        query only if it matches it in every respect (see the module doc). Never raises."""
+        p = self.pending.get(token)
+        if p is None:
+            self.count("late answer")
+            return []
+        if server != p.server:
+            self.count("answer from another address")
+            return []
+        try:
+            msg = w.parse_untrusted(data)
+        except w.BadDns:
+            self.count("malformed answer")
+            return []
+        if not msg.is_response or msg.id != p.upstream_id or msg.question != p.question:
+            self.count("mismatched answer")
+            return []
+        if msg.truncated and p.client_tcp and not p.tcp:
+            self.count("truncated answer retried over TCP")
+            return [self._attempt(token, p, now, tcp=True, same_server=True)]
+        self._release(token)
+        self.count("answered")
+        return [Reply(p.client, w.with_id(data, p.client_id)), Done(token)]
+
+    def failed(self, token: int, now: float) -> list[Action]:
+        """Upstream query `token` timed out (or its socket failed): the next attempt, or SERVFAIL."""
+        p = self.pending.get(token)
+        if p is None:
+            return []
+        self.count("upstream timeout or error")
+        if p.attempts >= self.limits.max_attempts or not self.servers:
+            return self._finish(token, w.SERVFAIL, "answered SERVFAIL: no answer from upstream")
+        return [self._attempt(token, p, now, tcp=p.tcp)]
+
+    # ---------------------------------------------------------------- inside
+    def _attempt(self, token: int, p: Pending, now: float, tcp: bool, same_server: bool = False) -> Send:
+        if not same_server:
+            p.server = self.servers[(p.first + p.attempts) % len(self.servers)]
+            p.attempts += 1
+        p.upstream_id = self.random_id() & 0xFFFF
+        p.tcp = tcp
+        return Send(token, p.server, w.with_id(p.query, p.upstream_id), tcp, now + self.limits.attempt_timeout)
+
+    def _release(self, token: int) -> Pending:
+        p = self.pending.pop(token)
+        n = self.per_source.get(p.source, 0) - 1
+        if n > 0:
+            self.per_source[p.source] = n
+        else:
+            self.per_source.pop(p.source, None)
+        return p
+
+    def _finish(self, token: int, rcode: int, reason: str) -> list[Action]:
+        p = self._release(token)
+        self.count(reason)
+        msg = w.parse_untrusted(p.query)     # parsed once already: cannot fail
+        return [Reply(p.client, w.reply(p.query, msg, rcode)), Done(token)]

@@ -1,0 +1,436 @@
+"""The DNS forwarder on the LAN address: LAN hosts ask it (UDP and TCP port 53), it asks the DNS
+servers the VPN server pushed, through the tunnel only.
+
+A tunnel observer (gateway/observers.py) on the client's one pump: its sockets and timers are
+registered there, no thread. The decisions (limits, IDs, matching, retries) are the sans-I/O
+core's (dns_core.py); this module moves bytes and enforces where they may go:
+
+- Upstream sockets are bound to the TUN device (SO_BINDTODEVICE) and the tunnel address, one
+  fresh socket per attempt (so a fresh random source port from the kernel): a pushed public
+  resolver can never be reached over the WAN, redirect-gateway or not, and with the tunnel down
+  there is no socket to send from at all (the core answers SERVFAIL at once).
+- The listeners are bound to the LAN address and the LAN NIC, so only hosts on the LAN are
+  served (not the WAN, not the tunnel).
+- TCP (RFC 7766): pipelined queries answered as they come back (any order), bounded
+  connections (the longest-idle one is closed to admit a new one, so idle or slowloris
+  connections cannot lock others out), an idle timeout counted from the last complete query (a
+  trickle of bytes does not keep a connection), and bounded bytes in and out per connection.
+- What the LAN or upstream sends that we drop is counted and logged every LOG_EVERY seconds at
+  most, with the core's counters.
+"""
+from __future__ import annotations
+
+import ipaddress
+import logging
+import socket
+import struct
+from typing import TYPE_CHECKING, Callable
+
+from . import dns_core
+from .dns_core import Done, ForwarderCore, Limits, Reply, Send
+
+if TYPE_CHECKING:
+    from ..gateway.loop import Pump
+    from ..gateway.observers import ClientCounters, TunnelState
+
+log = logging.getLogger("vpn-appliance")
+
+DNS_PORT = 53
+LOG_EVERY = 30.0
+UDP_BATCH = 64                  # datagrams per wake-up from one listener (the rest next time)
+MAX_QUERY = 4096                # a query larger than this (UDP or TCP) is not a query
+MAX_ANSWER = 65535
+TCP_MAX_CLIENTS = 64
+TCP_IDLE = 10.0                 # seconds without a complete query (and nothing in flight)
+TCP_MAX_BYTES_IN = 256 * 1024   # per connection; then it is closed (the client reconnects)
+TCP_MAX_OUT = 256 * 1024        # answers queued for a client that does not read
+SO_BINDTODEVICE = getattr(socket, "SO_BINDTODEVICE", 25)
+
+
+def _family(addr: str) -> int:
+    return socket.AF_INET6 if ipaddress.ip_address(addr).version == 6 else socket.AF_INET
+
+
+class _TcpClient:
+    """One LAN TCP connection: bytes in until a whole query, answers out in any order."""
+    __slots__ = ("sock", "source", "inbuf", "outbuf", "bytes_in", "last", "closed", "on_read", "on_write")
+
+    def __init__(self, sock: socket.socket, source: str, now: float) -> None:
+        self.sock = sock
+        self.source = source
+        self.inbuf = bytearray()
+        self.outbuf = bytearray()
+        self.bytes_in = 0
+        self.last = now                 # last complete query (or the accept)
+        self.closed = False
+        self.on_read: Callable[[], None] = lambda: None
+        self.on_write: Callable[[], None] = lambda: None
+
+
+class _Upstream:
+    """The socket of one upstream attempt (UDP, or TCP with its length-prefixed framing)."""
+    __slots__ = ("token", "sock", "server", "tcp", "outbuf", "inbuf", "connected")
+
+    def __init__(self, token: int, sock: socket.socket, server: dns_core.Server, tcp: bool) -> None:
+        self.token = token
+        self.sock = sock
+        self.server = server
+        self.tcp = tcp
+        self.outbuf = b""
+        self.inbuf = bytearray()
+        self.connected = False
+
+
+class DnsForwarder:
+    """The `[lan] dns_forwarder` service (see the module doc)."""
+
+    def __init__(self, listen: list[str], lan_if: str | None, port: int = DNS_PORT, limits: Limits | None = None,
+                 bind_device: bool = True) -> None:
+        self.listen = list(listen)
+        self.lan_if = lan_if
+        self.port = port
+        self.bind_device = bind_device  # False only in tests on loopback without CAP_NET_RAW
+        self.core = ForwarderCore(limits or Limits())
+        self.pump: "Pump | None" = None
+        self.udp: list[socket.socket] = []
+        self.tcp_listeners: list[socket.socket] = []
+        self.clients: dict[int, _TcpClient] = {}
+        self.upstream: dict[int, _Upstream] = {}
+        self.tun: str | None = None
+        self.src: dict[int, str] = {}    # family -> our tunnel address
+        self._logged: dict[str, int] = {}
+
+    # ---------------------------------------------------------------- the observer
+    def attach(self, pump: "Pump", counters: "Callable[[], ClientCounters]") -> None:
+        self.pump = pump
+        for addr in self.listen:
+            fam = _family(addr)
+            u = socket.socket(fam, socket.SOCK_DGRAM)
+            t = socket.socket(fam, socket.SOCK_STREAM)
+            try:
+                self._to_lan(u)
+                u.bind((addr, self.port))
+                self.port = u.getsockname()[1]  # port 0 (tests): TCP takes the same port
+                t.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                self._to_lan(t)
+                t.bind((addr, self.port))
+                t.listen(64)
+            except OSError as e:
+                u.close()
+                t.close()
+                raise OSError(e.errno, f"DNS forwarder cannot listen on {addr} port {self.port}: {e.strerror}"
+                              " (another DNS server there? `[lan] dns_forwarder = false` turns ours off)") from e
+            for s in (u, t):
+                s.setblocking(False)
+            self.udp.append(u)
+            self.tcp_listeners.append(t)
+            pump.watch(u, lambda u=u: self._on_udp(u))
+            pump.watch(t, lambda t=t: self._on_accept(t))
+        pump.timers.arm(("dns", "log"), pump.clock() + LOG_EVERY, self._log_counts)
+        log.info("DNS forwarder on %s port %d (UDP and TCP): SERVFAIL until the tunnel is up",
+                 ", ".join(self.listen), self.port)
+
+    def tunnel_changed(self, state: "TunnelState") -> None:
+        servers: list[dns_core.Server] = []
+        self.src = {}
+        p = state.pushed
+        if state.up and p is not None and state.tun_name:
+            if p.ifconfig:
+                self.src[socket.AF_INET] = p.ifconfig[0]
+            if p.ifconfig_ipv6:
+                self.src[socket.AF_INET6] = p.ifconfig_ipv6[0].split("/")[0]
+            servers = [ep for ep in p.dns_endpoints if _family(ep[0]) in self.src]
+            skipped = [a for a, _ in p.dns_endpoints if _family(a) not in self.src]
+            if skipped:
+                log.warning("DNS forwarder: no tunnel address of the family of %s: not used", ", ".join(skipped))
+        self.tun = state.tun_name if servers else None
+        self._run(self.core.set_servers(servers))
+        for token in list(self.upstream):
+            self._close_upstream(token)
+        if servers:
+            log.info("DNS forwarder: LAN queries go to %s through %s",
+                     ", ".join(f"{a}" if port == 53 else f"{a} port {port}" for a, port in servers), self.tun)
+        else:
+            log.info("DNS forwarder: answering SERVFAIL (%s)",
+                     "tunnel down" if not state.up else "the server pushed no usable DNS server")
+
+    def close(self) -> None:
+        for token in list(self.upstream):
+            self._close_upstream(token)
+        for c in list(self.clients.values()):
+            self._close_client(c, notify=False)
+        for s in self.udp + self.tcp_listeners:
+            if self.pump is not None:
+                self.pump.unwatch(s)
+            s.close()
+        self.udp, self.tcp_listeners = [], []
+        self._log_counts(final=True)
+
+    # ---------------------------------------------------------------- sockets
+    def _to_lan(self, s: socket.socket) -> None:
+        if self.bind_device and self.lan_if:
+            s.setsockopt(socket.SOL_SOCKET, SO_BINDTODEVICE, self.lan_if.encode())
+
+    def _now(self) -> float:
+        assert self.pump is not None
+        return self.pump.clock()
+
+    def _on_udp(self, u: socket.socket) -> None:
+        for _ in range(UDP_BATCH):
+            try:
+                data, addr = u.recvfrom(MAX_QUERY)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                self.core.count("LAN socket error")
+                return
+            self._run(self.core.query((u, addr), addr[0], data, self._now()))
+        assert self.pump is not None
+        self.pump.again(u, lambda: self._on_udp(u))
+
+    def _on_accept(self, t: socket.socket) -> None:
+        assert self.pump is not None
+        for _ in range(16):
+            try:
+                sock, addr = t.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                self.core.count("LAN socket error")
+                return
+            if len(self.clients) >= TCP_MAX_CLIENTS:
+                # Evict the longest idle one: a slowloris or idle client never locks the others out.
+                oldest = min(self.clients.values(), key=lambda c: c.last)
+                self.core.count("TCP connection closed to make room")
+                self._close_client(oldest)
+            sock.setblocking(False)
+            c = _TcpClient(sock, addr[0], self._now())
+            c.on_read = lambda c=c: self._on_client_read(c)
+            c.on_write = lambda c=c: self._flush_client(c)
+            self.clients[id(c)] = c
+            self.pump.watch(sock, c.on_read, c.on_write)
+            self._arm_idle(c)
+
+    def _arm_idle(self, c: _TcpClient) -> None:
+        assert self.pump is not None
+        self.pump.timers.arm(("dns-tcp", id(c)), c.last + TCP_IDLE, lambda: self._on_idle(c))
+
+    def _on_idle(self, c: _TcpClient) -> None:
+        if c.closed:
+            return
+        now = self._now()
+        busy = any(p.client is c for p in self.core.pending.values())
+        if not busy and now - c.last >= TCP_IDLE:
+            self.core.count("TCP connection idle")
+            self._close_client(c)
+            return
+        assert self.pump is not None
+        self.pump.timers.arm(("dns-tcp", id(c)), max(c.last + TCP_IDLE, now + 1.0), lambda: self._on_idle(c))
+
+    def _on_client_read(self, c: _TcpClient) -> None:
+        if c.closed:
+            return
+        try:
+            data = c.sock.recv(4096)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            self._close_client(c)
+            return
+        if not data:
+            self._close_client(c)
+            return
+        c.bytes_in += len(data)
+        if c.bytes_in > TCP_MAX_BYTES_IN:
+            self.core.count("TCP connection over its byte limit")
+            self._close_client(c)
+            return
+        c.inbuf += data
+        while len(c.inbuf) >= 2 and not c.closed:
+            (n,) = struct.unpack_from("!H", c.inbuf, 0)
+            if n > MAX_QUERY or n < 1:
+                self.core.count("TCP query too large or empty")
+                self._close_client(c)
+                return
+            if len(c.inbuf) < 2 + n:
+                break
+            msg = bytes(c.inbuf[2:2 + n])
+            del c.inbuf[:2 + n]
+            c.last = self._now()
+            self._run(self.core.query(c, c.source, msg, c.last, tcp=True))
+        if not c.closed:
+            self._arm_idle(c)
+
+    def _reply_tcp(self, c: _TcpClient, data: bytes) -> None:
+        if c.closed:
+            return
+        if len(c.outbuf) + len(data) > TCP_MAX_OUT:
+            self.core.count("TCP client not reading its answers")
+            self._close_client(c)
+            return
+        c.outbuf += struct.pack("!H", len(data)) + data
+        self._flush_client(c)
+
+    def _flush_client(self, c: _TcpClient) -> None:
+        if c.closed:
+            return
+        assert self.pump is not None
+        if c.outbuf:
+            try:
+                n = c.sock.send(c.outbuf)
+                del c.outbuf[:n]
+            except (BlockingIOError, InterruptedError):
+                pass
+            except OSError:
+                self._close_client(c)
+                return
+        self.pump.want_write(c.sock, bool(c.outbuf), c.on_read, c.on_write)
+
+    def _close_client(self, c: _TcpClient, notify: bool = True) -> None:
+        if c.closed:
+            return
+        c.closed = True
+        assert self.pump is not None
+        self.pump.unwatch(c.sock)
+        self.pump.timers.cancel(("dns-tcp", id(c)))
+        self.clients.pop(id(c), None)
+        try:
+            c.sock.close()
+        except OSError:
+            pass
+        if notify:
+            self._run(self.core.client_gone(c))
+
+    # ---------------------------------------------------------------- upstream
+    def _open_upstream(self, a: Send) -> None:
+        """A fresh socket for one attempt: on the TUN device, from the tunnel address."""
+        assert self.pump is not None
+        self._close_upstream(a.token)
+        self.pump.timers.arm(("dns-up", a.token), a.deadline, lambda t=a.token: self._failed(t))
+        fam = _family(a.server[0])
+        src = self.src.get(fam)
+        if src is None or self.tun is None:
+            self.core.count("no tunnel address for the server")
+            return                      # the timer ends this attempt
+        try:
+            s = socket.socket(fam, socket.SOCK_STREAM if a.tcp else socket.SOCK_DGRAM)
+        except OSError:
+            self.core.count("upstream socket error")
+            return
+        up = _Upstream(a.token, s, a.server, a.tcp)
+        try:
+            s.setblocking(False)
+            if self.bind_device:
+                s.setsockopt(socket.SOL_SOCKET, SO_BINDTODEVICE, self.tun.encode())
+            s.bind((src, 0))
+            if a.tcp:
+                up.outbuf = struct.pack("!H", len(a.data)) + a.data
+                try:
+                    s.connect(a.server)
+                except (BlockingIOError, InterruptedError):
+                    pass
+            else:
+                s.connect(a.server)
+                s.send(a.data)
+        except OSError:
+            self.core.count("upstream socket error")
+            s.close()
+            return
+        self.upstream[a.token] = up
+        on_read = lambda: self._on_upstream_read(up)      # noqa: E731
+        if a.tcp:
+            self.pump.watch(s, on_read, lambda: self._on_upstream_write(up))
+            self.pump.want_write(s, True, on_read, lambda: self._on_upstream_write(up))
+        else:
+            self.pump.watch(s, on_read)
+
+    def _on_upstream_write(self, up: _Upstream) -> None:
+        if self.upstream.get(up.token) is not up:
+            return
+        assert self.pump is not None
+        try:
+            n = up.sock.send(up.outbuf)
+            up.outbuf = up.outbuf[n:]
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            self._failed(up.token)
+            return
+        if not up.outbuf:
+            self.pump.want_write(up.sock, False, lambda: self._on_upstream_read(up), lambda: None)
+
+    def _on_upstream_read(self, up: _Upstream) -> None:
+        if self.upstream.get(up.token) is not up:
+            return
+        for _ in range(8):
+            try:
+                if up.tcp:
+                    data = up.sock.recv(16384)
+                    if not data:
+                        self._failed(up.token)
+                        return
+                    up.inbuf += data
+                    if len(up.inbuf) < 2:
+                        return
+                    (n,) = struct.unpack_from("!H", up.inbuf, 0)
+                    if len(up.inbuf) < 2 + n:
+                        return
+                    data, peer = bytes(up.inbuf[2:2 + n]), up.server
+                    up.inbuf.clear()
+                else:
+                    data, addr = up.sock.recvfrom(MAX_ANSWER)
+                    peer = (addr[0], addr[1])
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:              # ICMP unreachable, reset: this attempt failed now
+                self._failed(up.token)
+                return
+            self._run(self.core.answer(up.token, peer, data, self._now()))
+            if self.upstream.get(up.token) is not up:
+                return
+
+    def _failed(self, token: int) -> None:
+        self._close_upstream(token)
+        self._run(self.core.failed(token, self._now()))
+
+    def _close_upstream(self, token: int) -> None:
+        up = self.upstream.pop(token, None)
+        if up is not None:
+            assert self.pump is not None
+            self.pump.unwatch(up.sock)
+            up.sock.close()
+
+    # ---------------------------------------------------------------- the core's actions
+    def _run(self, actions: list[dns_core.Action]) -> None:
+        for a in actions:
+            if isinstance(a, Reply):
+                client = a.client
+                if isinstance(client, _TcpClient):
+                    self._reply_tcp(client, a.data)
+                else:
+                    sock, addr = client  # type: ignore[misc]
+                    try:
+                        sock.sendto(a.data, addr)
+                    except OSError:
+                        self.core.count("answer to the LAN not sent")
+            elif isinstance(a, Send):
+                self._open_upstream(a)
+            elif isinstance(a, Done):
+                self._close_upstream(a.token)
+                if self.pump is not None:
+                    self.pump.timers.cancel(("dns-up", a.token))
+
+    def _log_counts(self, final: bool = False) -> None:
+        """The counters that changed, at most every LOG_EVERY seconds (and once at the end)."""
+        counts = dict(self.core.counts)
+        if counts != self._logged and (final or counts):
+            changed = {k: v for k, v in counts.items() if v != self._logged.get(k)}
+            if changed:
+                log.info("DNS forwarder%s: %s", " (final)" if final else "",
+                         ", ".join(f"{k}={v}" for k, v in sorted(counts.items())))
+            self._logged = counts
+        if not final and self.pump is not None:
+            self.pump.timers.arm(("dns", "log"), self._now() + LOG_EVERY, self._log_counts)
+
+    def stats(self) -> dict[str, int]:
+        return dict(self.core.counts)

@@ -1,0 +1,124 @@
+"""The little of the DNS wire format (RFC 1035) a forwarder needs: header, the one question, and
+the replies it makes itself (SERVFAIL, REFUSED, FORMERR).
+
+Why so little: the forwarder passes messages through opaque. It reads only what it must to match
+an answer to its query (ID and question) and to answer by itself; everything after the question
+(EDNS, answers) is the client's and the server's business. The question's name is walked label by
+label with explicit bounds and no compression pointers (a query's question is the first name of the
+message, so a pointer there can only point into the header or forward: never legitimate), so no
+loop, no recursion, no allocation beyond the message itself.
+
+Every `*_untrusted` function takes network bytes and raises only BadDns.
+"""
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+HEADER = 12
+MAX_NAME = 255                  # RFC 1035 3.1: a name's wire form is at most 255 octets
+
+QR = 0x8000
+OPCODE_MASK = 0x7800
+TC = 0x0200
+RD = 0x0100
+RA = 0x0080
+RCODE_MASK = 0x000F
+
+NOERROR, FORMERR, SERVFAIL, NXDOMAIN, NOTIMP, REFUSED = 0, 1, 2, 3, 4, 5
+
+
+class BadDns(ValueError):
+    """A message we will not forward or match (its reason is the message)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Question:
+    """The one question of a message: (name in wire form, lower-cased; type; class)."""
+    name: bytes
+    qtype: int
+    qclass: int
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """What the forwarder reads of a message: header fields and the question."""
+    id: int
+    flags: int
+    question: Question
+    question_end: int           # offset just past the question (what an own reply copies)
+
+    @property
+    def is_response(self) -> bool:
+        return bool(self.flags & QR)
+
+    @property
+    def truncated(self) -> bool:
+        return bool(self.flags & TC)
+
+
+def _name_untrusted(data: bytes, pos: int) -> tuple[bytes, int]:
+    """An uncompressed name at `pos`: (lower-cased wire form, offset after it)."""
+    start = pos
+    end = len(data)
+    while True:
+        if pos >= end:
+            raise BadDns("name runs past the message")
+        ln = data[pos]
+        if ln & 0xC0:
+            raise BadDns("compressed or extended label in the question")
+        pos += 1 + ln
+        if pos - start > MAX_NAME:
+            raise BadDns("name longer than 255 octets")
+        if ln == 0:
+            break
+    if pos > end:
+        raise BadDns("name runs past the message")
+    return data[start:pos].lower(), pos
+
+
+def parse_untrusted(data: bytes) -> Message:
+    """Header and the single question of a query or an answer; BadDns for anything else
+    (short header, QDCOUNT != 1, a bad name, a truncated question)."""
+    if len(data) < HEADER:
+        raise BadDns("shorter than a DNS header")
+    mid, flags, qd = struct.unpack_from("!HHH", data, 0)
+    if qd != 1:
+        raise BadDns(f"QDCOUNT {qd}, not 1")
+    name, pos = _name_untrusted(data, HEADER)
+    if pos + 4 > len(data):
+        raise BadDns("question truncated")
+    qtype, qclass = struct.unpack_from("!HH", data, pos)
+    return Message(mid, flags, Question(name, qtype, qclass), pos + 4)
+
+
+def query_id_untrusted(data: bytes) -> int | None:
+    """The ID of something too broken to parse (for FORMERR), or None below two bytes."""
+    return struct.unpack_from("!H", data, 0)[0] if len(data) >= 2 else None
+
+
+def with_id(data: bytes, new_id: int) -> bytes:
+    """The message with another ID (the one copy forwarding makes)."""
+    return struct.pack("!H", new_id) + data[2:]
+
+
+def reply(query: bytes, msg: Message, rcode: int) -> bytes:
+    """Our own answer to a parsed query: its ID and question, QR set, RD copied, RA set, no
+    records (a SERVFAIL while the tunnel is down, REFUSED over a limit)."""
+    flags = QR | (msg.flags & (OPCODE_MASK | RD)) | RA | rcode
+    return struct.pack("!HHHHHH", msg.id, flags, 1, 0, 0, 0) + query[HEADER:msg.question_end]
+
+
+def formerr(mid: int, flags: int = 0) -> bytes:
+    """FORMERR with no question: for a query we could not parse (RFC 1035 4.1.1)."""
+    return struct.pack("!HHHHHH", mid, QR | (flags & (OPCODE_MASK | RD)) | FORMERR, 0, 0, 0, 0)
+
+
+def rcode(data: bytes) -> int:
+    return data[3] & RCODE_MASK if len(data) >= 4 else -1
+
+
+def encode_query(mid: int, name: str, qtype: int = 1, rd: bool = True) -> bytes:
+    """A plain query (tests, benchmarks and the lab use it; the forwarder never builds queries)."""
+    wire = b"".join(bytes((len(lb),)) + lb for lb in (x.encode() for x in name.rstrip(".").split(".")) if lb)
+    return struct.pack("!HHHHHH", mid, RD if rd else 0, 1, 0, 0, 0) + wire + b"\0" + struct.pack("!HH", qtype, 1)

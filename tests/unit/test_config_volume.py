@@ -1,0 +1,183 @@
+"""The config volume and the config bundle, without a VM: which files a config names and how they
+are renamed, a broken config refused with file:line (by `config-disk` and by the image build), the
+FAT label probe PID 1 uses, and the volume `config-disk` writes (Debian's dosfstools + mtools)."""
+from __future__ import annotations
+
+import datetime
+import os
+import secrets
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from appliance.boot import config_volume
+from appliance.config.bundle import collect, write_dir
+from appliance.config.schema import load_appliance_config, validate_runtime
+from appliance.fatimage import make_fat
+from appliance.openvpn.errors import ConfigError
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _pem(obj) -> bytes:
+    if isinstance(obj, x509.Certificate):
+        return obj.public_bytes(serialization.Encoding.PEM)
+    return obj.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption())
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory) -> Path:
+    """ca.crt, client.crt, client.key and a tls-crypt key in their own directory."""
+    d = tmp_path_factory.mktemp("pki")
+    now = datetime.datetime.now(datetime.timezone.utc)
+    name = lambda cn: x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])  # noqa: E731
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca = (x509.CertificateBuilder().subject_name(name("CA")).issuer_name(name("CA")).public_key(ca_key.public_key())
+          .serial_number(1).not_valid_before(now - datetime.timedelta(days=1))
+          .not_valid_after(now + datetime.timedelta(days=30))
+          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+          .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
+          .sign(ca_key, hashes.SHA256()))
+    k = ec.generate_private_key(ec.SECP256R1())
+    c = (x509.CertificateBuilder().subject_name(name("client")).issuer_name(ca.subject).public_key(k.public_key())
+         .serial_number(2).not_valid_before(now - datetime.timedelta(days=1))
+         .not_valid_after(now + datetime.timedelta(days=30))
+         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+         .add_extension(x509.KeyUsage(True, False, False, False, True, False, False, False, False), critical=True)
+         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+         .sign(ca_key, hashes.SHA256()))
+    (d / "ca.crt").write_bytes(_pem(ca))
+    (d / "client.crt").write_bytes(_pem(c))
+    (d / "client.key").write_bytes(_pem(k))
+    hexkey = secrets.token_hex(256)
+    (d / "ta.key").write_text("-----BEGIN OpenVPN Static key V1-----\n"
+                              + "\n".join(hexkey[i:i + 32] for i in range(0, 512, 32))
+                              + "\n-----END OpenVPN Static key V1-----\n")
+    (d / "auth.txt").write_text("alice\nsecret\n")
+    return d
+
+
+def _config(tmp: Path, pki: Path, extra: str = "") -> Path:
+    conf = tmp / "conf"
+    (conf / "profiles").mkdir(parents=True)
+    (conf / "profiles/office vpn.ovpn").write_text(
+        "client\ndev tun\nproto udp\nremote 198.18.0.1 1194\nremote-cert-tls server\n"
+        f"ca ../../pki/ca.crt\ncert {pki}/client.crt\nkey \"{pki}/client.key\"   # quoted\n"
+        f"tls-crypt {pki}/ta.key\nauth-user-pass {pki}/auth.txt\n" + extra)
+    (tmp / "pki").symlink_to(pki)
+    (conf / "appliance.toml").write_text(
+        '[appliance]\nhostname = "x"\n\n[wan]\nname = "eth0"\naddress = "198.18.0.2/24"\n'
+        'gateway = "198.18.0.1"\n\n[vpn]\nrole = "client"\nconfig = "profiles/office vpn.ovpn"  # office\n')
+    return conf / "appliance.toml"
+
+
+def test_bundle_holds_every_named_file_renamed_and_loads_from_its_own_directory(tmp_path, pki):
+    b = collect(_config(tmp_path, pki))
+    assert sorted(b.files) == ["appliance.toml", "auth.txt", "ca.crt", "client.crt", "client.key",
+                               "office_vpn.ovpn", "ta.key"]
+    assert b.files["ca.crt"] == (pki / "ca.crt").read_bytes()
+    toml = b.files["appliance.toml"].decode()
+    assert 'config = "office_vpn.ovpn"  # office' in toml
+    prof = b.files["office_vpn.ovpn"].decode()
+    assert "ca ca.crt\ncert client.crt\nkey client.key\ntls-crypt ta.key\nauth-user-pass auth.txt\n" in prof
+    assert str(pki) not in prof
+    # What the VM does with it: the bundle alone, in another directory, passes `check`.
+    target = tmp_path / "etc"
+    write_dir(b, target)
+    cfg = load_appliance_config(str(target / "appliance.toml"))
+    validate_runtime(cfg)
+    assert oct((target / "client.key").stat().st_mode & 0o777) == "0o600"
+
+
+def test_crl_verify_file_is_bundled(tmp_path, pki):
+    from cryptography.x509 import CertificateRevocationListBuilder
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.datetime.now(datetime.timezone.utc)
+    crl = (CertificateRevocationListBuilder().issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "CA")]))
+           .last_update(now).next_update(now + datetime.timedelta(days=1)).sign(ca_key, hashes.SHA256()))
+    (tmp_path / "crl.pem").write_bytes(crl.public_bytes(serialization.Encoding.PEM))
+    b = collect(_config(tmp_path, pki, f"crl-verify {tmp_path}/crl.pem\n"))
+    assert "crl.pem" in b.files
+    assert "crl-verify crl.pem\n" in b.files["office_vpn.ovpn"].decode()
+
+
+def test_broken_config_is_refused_with_file_line(tmp_path, pki):
+    toml = _config(tmp_path, pki)
+    toml.write_text(toml.read_text().replace('"198.18.0.2/24"', '"not-an-address"'))
+    with pytest.raises(ConfigError) as e:
+        collect(toml)
+    assert str(e.value).startswith(f"{toml}:6: wan.address: ")
+    r = subprocess.run([sys.executable, "-m", "appliance", "config-disk", str(toml), "-o", str(tmp_path / "c.img")],
+                       capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert r.returncode == 2 and f"{toml}:6: wan.address" in r.stderr
+    assert not (tmp_path / "c.img").exists()
+    # The image build refuses it too, before downloading anything.
+    r = subprocess.run([sys.executable, str(REPO / "image/build.py"), "--config", str(toml), "--out",
+                        str(tmp_path / "out")], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and f"{toml}:6: wan.address" in r.stderr, r.stderr
+    assert not (tmp_path / "out/initramfs.img").exists()
+
+
+def test_missing_named_file_is_refused_with_file_line(tmp_path, pki):
+    toml = _config(tmp_path, pki)
+    prof = toml.parent / "profiles/office vpn.ovpn"
+    prof.write_text(prof.read_text().replace("ca ../../pki/ca.crt", "ca ../../pki/nope.crt"))
+    with pytest.raises(ConfigError) as e:
+        collect(toml)
+    assert f"{prof}:6: ca: cannot read" in str(e.value)
+
+
+def test_fat_label_probe(tmp_path):
+    small = tmp_path / "small.img"
+    make_fat(small, {"appliance.toml": b"x"}, "VPNCONFIG", "12345678", 1_700_000_000)
+    assert config_volume.fat_label(small.read_bytes()[:512]) == "VPNCONFIG"
+    big = tmp_path / "big.img"
+    make_fat(big, {"a": b"x"}, "VPN-BOOT", "12345678", 1_700_000_000, size_bytes=40 << 20)
+    assert config_volume.fat_label(big.read_bytes()[:512]) == "VPN-BOOT"
+    assert config_volume.fat_label(b"\0" * 512) is None
+    assert config_volume.fat_label(os.urandom(100)) is None
+    # find(): the first block device whose boot sector carries the label
+    sysb, dev = tmp_path / "sys", tmp_path / "dev"
+    sysb.mkdir()
+    dev.mkdir()
+    for name, img in (("vda", big), ("vda1", None), ("vdb", small), ("loop0", small)):
+        (sysb / name).mkdir()
+        if img is not None:
+            (dev / name).write_bytes(img.read_bytes()[:4096])
+    assert config_volume.find(str(sysb), str(dev)) == str(dev / "vdb")
+    (dev / "vdb").write_bytes(big.read_bytes()[:4096])
+    assert config_volume.find(str(sysb), str(dev)) is None
+
+
+def test_config_disk_writes_a_reproducible_volume(tmp_path, pki):
+    toml = _config(tmp_path, pki)
+    outs = []
+    for n in ("a.img", "b.img"):
+        r = subprocess.run([sys.executable, "-m", "appliance", "config-disk", str(toml), "-o", str(tmp_path / n)],
+                           capture_output=True, text=True, cwd=REPO, timeout=60)
+        assert r.returncode == 0, r.stderr
+        outs.append((tmp_path / n).read_bytes())
+    assert outs[0] == outs[1]
+    assert config_volume.fat_label(outs[0][:512]) == "VPNCONFIG"
+    r = subprocess.run(["mtype", "-i", str(tmp_path / "a.img"), "::/office_vpn.ovpn"], capture_output=True,
+                       text=True, env={**os.environ, "MTOOLS_SKIP_CHECK": "1"})
+    assert "tls-crypt ta.key" in r.stdout
+
+
+def test_inline_profile_naming_files_is_bundled(tmp_path, pki):
+    toml = tmp_path / "appliance.toml"
+    toml.write_text('[wan]\nname = "eth0"\naddress = "198.18.0.2/24"\n\n[vpn]\nrole = "client"\n'
+                    "inline = '''\nclient\ndev tun\nremote 198.18.0.1 1194\nremote-cert-tls server\n"
+                    f"ca {pki}/ca.crt\ncert {pki}/client.crt\nkey {pki}/client.key\n'''\n")
+    b = collect(toml)
+    assert sorted(b.files) == ["appliance.toml", "ca.crt", "client.crt", "client.key"]
+    assert "ca ca.crt\ncert client.crt\nkey client.key\n'''" in b.files["appliance.toml"].decode()
+    write_dir(b, tmp_path / "etc")
+    validate_runtime(load_appliance_config(str(tmp_path / "etc/appliance.toml")))

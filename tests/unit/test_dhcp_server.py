@@ -1,0 +1,480 @@
+"""The LAN's DHCP server without sockets: what a LAN client gets (address, gateway, DNS, domain),
+how addresses are chosen (deterministic per MAC, requested ones honoured, static leases), and
+what a hostile LAN cannot do (malformed packets dropped and counted, a MAC flood bounded)."""
+from __future__ import annotations
+
+import struct
+import textwrap
+from ipaddress import IPv4Address, IPv4Interface
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from appliance.lan import dhcp_codec as c
+from appliance.lan.dhcp_server import BROADCAST, DECLINE_HOLD, PRE_TUNNEL_LEASE, DhcpServer
+from appliance.openvpn.keymethod import PushedOptions
+
+LAN = IPv4Interface("198.18.50.1/24")
+FIRST, LAST = IPv4Address("198.18.50.100"), IPv4Address("198.18.50.199")
+STATIC_MAC, STATIC_IP = "52:54:00:aa:bb:cc", IPv4Address("198.18.50.10")
+
+
+def mac(i: int) -> bytes:
+    return b"\x52\x54" + i.to_bytes(4, "big")
+
+
+def msg(kind: int, m: bytes, xid: int = 0x1234, ciaddr: str = "0.0.0.0", requested: str | None = None,
+        server: str | None = None, params: bytes = bytes((1, 3, 6, 15, 51)), extra: bytes = b"",
+        flags: int = 0, op: int = 1, htype: int = 1, hlen: int = 6, giaddr: str = "0.0.0.0") -> bytes:
+    """A client's message as stock clients build it."""
+    hdr = struct.pack("!BBBBIHH4s4s4s4s16s", op, htype, hlen, 0, xid, 0, flags, IPv4Address(ciaddr).packed,
+                      bytes(4), bytes(4), IPv4Address(giaddr).packed, m.ljust(16, b"\0"))
+    opts = bytes((53, 1, kind)) + bytes((61, 7, 1)) + m
+    if requested:
+        opts += bytes((50, 4)) + IPv4Address(requested).packed
+    if server:
+        opts += bytes((54, 4)) + IPv4Address(server).packed
+    if params:
+        opts += bytes((55, len(params))) + params
+    return hdr + bytes(192) + c.MAGIC + opts + extra + b"\xff"
+
+
+class Got:
+    """A reply as a client reads it."""
+
+    def __init__(self, r) -> None:
+        self.dest = r.dest
+        d = r.data
+        assert d[0] == 2 and d[236:240] == c.MAGIC
+        self.xid = struct.unpack_from("!I", d, 4)[0]
+        self.ciaddr = IPv4Address(d[12:16])
+        self.yiaddr = IPv4Address(d[16:20])
+        self.chaddr = d[28:34]
+        self.opts = c.decode_options(d, 240)
+        self.kind = self.opts[53][0]
+        self.size = len(d)
+
+    def addr(self, code: int) -> IPv4Address | None:
+        v = self.opts.get(code)
+        return IPv4Address(v[:4]) if v else None
+
+    def u32(self, code: int) -> int | None:
+        v = self.opts.get(code)
+        return struct.unpack("!I", v)[0] if v else None
+
+
+def server(**kw) -> DhcpServer:
+    kw.setdefault("static", [(STATIC_MAC, STATIC_IP)])
+    return DhcpServer(LAN, kw.pop("first", FIRST), kw.pop("last", LAST), kw.pop("lease_time", 3600), **kw)
+
+
+def one(s: DhcpServer, data: bytes, now: float = 100.0) -> Got | None:
+    out = s.handle(data, now)
+    assert len(out) <= 1
+    return Got(out[0]) if out else None
+
+
+def lease(s: DhcpServer, m: bytes, now: float = 100.0) -> IPv4Address:
+    """DISCOVER, OFFER, REQUEST, ACK; the address."""
+    offer = one(s, msg(c.DISCOVER, m), now)
+    assert offer is not None and offer.kind == c.OFFER
+    ack = one(s, msg(c.REQUEST, m, requested=str(offer.yiaddr), server=str(LAN.ip)), now)
+    assert ack is not None and ack.kind == c.ACK and ack.yiaddr == offer.yiaddr
+    return ack.yiaddr
+
+
+def pushed(domain: str | None = "vpn.test", search=(), dns=("198.19.0.1",), search_domains=None) -> PushedOptions:
+    p = PushedOptions()
+    if domain:
+        p.dhcp_options.append(("DOMAIN", domain))
+    for d in search:
+        p.dhcp_options.append(("DOMAIN-SEARCH", d))
+    p.dns = list(dns)
+    if search_domains is not None:
+        p.search_domains = list(search_domains)  # type: ignore[attr-defined]  (the dns helper's field)
+    return p
+
+
+# ------------------------------------------------------------------ what a client gets
+def test_discover_request_gives_an_address_gateway_dns_and_lease_times():
+    s = server()
+    s.set_pushed(pushed())
+    m = mac(1)
+    offer = one(s, msg(c.DISCOVER, m, xid=77))
+    assert offer.kind == c.OFFER and offer.xid == 77 and offer.chaddr == m
+    assert FIRST <= offer.yiaddr <= LAST
+    assert offer.dest == BROADCAST
+    assert offer.addr(1) == IPv4Address("255.255.255.0")
+    assert offer.addr(3) == LAN.ip and offer.addr(6) == LAN.ip and offer.addr(54) == LAN.ip
+    assert offer.addr(28) == IPv4Address("198.18.50.255")
+    assert (offer.u32(51), offer.u32(58), offer.u32(59)) == (3600, 1800, 3150)
+    assert offer.opts[15] == b"vpn.test"
+    assert s.lease_count(100) == 0                    # an offer is not a lease
+    ack = one(s, msg(c.REQUEST, m, requested=str(offer.yiaddr), server=str(LAN.ip)))
+    assert ack.kind == c.ACK and ack.yiaddr == offer.yiaddr and ack.u32(51) == 3600
+    assert s.lease_count(100) == 1
+    assert s.lease_count(100 + 3601) == 0             # expired
+    assert s.sent == {"OFFER": 1, "ACK": 1}
+
+
+def test_renewal_is_answered_by_unicast_to_the_client():
+    s = server()
+    s.set_pushed(pushed())
+    a = lease(s, mac(1))
+    ack = one(s, msg(c.REQUEST, mac(1), ciaddr=str(a)), now=2000)
+    assert ack.kind == c.ACK and ack.yiaddr == a and ack.ciaddr == a and ack.dest == str(a)
+    assert s.lease_count(2000 + 3000) == 1            # renewed from 2000
+
+
+def test_before_the_tunnel_leases_are_short_and_carry_no_domain():
+    s = server()
+    offer = one(s, msg(c.DISCOVER, mac(1)))
+    assert offer.u32(51) == PRE_TUNNEL_LEASE and 15 not in offer.opts
+    s.set_pushed(pushed())
+    offer = one(s, msg(c.DISCOVER, mac(1)))
+    assert offer.u32(51) == 3600 and offer.opts[15] == b"vpn.test"
+
+
+def test_domain_search_is_rfc3397_encoded_and_only_sent_when_asked():
+    s = server()
+    s.set_pushed(pushed(domain="corp.example", search=("a.corp.example", "b.corp.example"),
+                        search_domains=["vpn.test", "a.corp.example"]))
+    plain = one(s, msg(c.DISCOVER, mac(1)))
+    assert plain.opts[15] == b"corp.example" and 119 not in plain.opts
+    asked = one(s, msg(c.DISCOVER, mac(1), params=bytes((1, 3, 6, 15, 119))))
+    assert c.decode_domain_list(asked.opts[119]) == ["a.corp.example", "b.corp.example", "vpn.test"]
+    # only `dns search-domains` pushed (OpenVPN 2.6's form): the first one is the domain too
+    s.set_pushed(pushed(domain=None, search_domains=["vpn.test"]))
+    assert one(s, msg(c.DISCOVER, mac(1))).opts[15] == b"vpn.test"
+
+
+def test_a_pushed_name_that_is_no_dns_name_is_left_out():
+    s = server()
+    s.set_pushed(pushed(domain="bad name;rm -rf", search=("ok.test", "x" * 64 + ".test")))
+    got = one(s, msg(c.DISCOVER, mac(1), params=bytes((15, 119))))
+    assert got.opts[15] == b"ok.test" and c.decode_domain_list(got.opts[119]) == ["ok.test"]
+
+
+def test_without_the_dns_forwarder_the_pushed_ipv4_servers_are_handed_out():
+    s = server(dns_forwarder=False)
+    assert 6 not in one(s, msg(c.DISCOVER, mac(1))).opts          # nothing pushed yet: none
+    s.set_pushed(pushed(dns=("198.19.0.1", "2001:db8:19::1", "198.19.0.2")))
+    assert one(s, msg(c.DISCOVER, mac(1))).opts[6] == IPv4Address("198.19.0.1").packed + IPv4Address(
+        "198.19.0.2").packed
+
+
+def test_a_long_search_list_is_left_out_rather_than_overflowing_the_client():
+    s = server()
+    names = [f"d{i}" + "x" * 50 + f".example{i}" for i in range(15)]     # no shared suffixes
+    s.set_pushed(pushed(search=names))
+    got = one(s, msg(c.DISCOVER, mac(1), params=bytes((1, 3, 6, 15, 119))))
+    assert got.size <= 576 and got.addr(3) == LAN.ip and 119 not in got.opts
+    big = one(s, msg(c.DISCOVER, mac(1), params=bytes((1, 3, 6, 15, 119)), extra=bytes((57, 2, 0x05, 0xdc))))
+    assert c.decode_domain_list(big.opts[119]) == names and big.size <= 1500   # split over instances
+
+
+def test_inform_is_answered_without_a_lease():
+    s = server()
+    s.set_pushed(pushed())
+    got = one(s, msg(c.INFORM, mac(9), ciaddr="198.18.50.7"))
+    assert got.kind == c.ACK and got.yiaddr == IPv4Address(0) and got.dest == "198.18.50.7"
+    assert 51 not in got.opts and got.addr(6) == LAN.ip and got.opts[15] == b"vpn.test"
+    assert one(s, msg(c.INFORM, mac(9), ciaddr="0.0.0.0")) is None
+
+
+# ------------------------------------------------------------------ allocation
+def test_allocation_is_deterministic_per_mac_across_restarts():
+    s = server()
+    before = {i: lease(s, mac(i)) for i in range(20)}
+    s = server()                             # a restart: no lease file, same clients, same order
+    assert {i: lease(s, mac(i)) for i in range(20)} == before
+    s = server()                             # other order: only hash collisions may move a client
+    after = {i: lease(s, mac(i)) for i in reversed(range(20))}
+    alone = {i: lease(server(), mac(i)) for i in range(20)}
+    moved = {i for i in range(20) if after[i] != before[i]}
+    assert moved <= {i for i in range(20) if list(alone.values()).count(alone[i]) > 1}
+    assert len(moved) < 20 // 2
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.binary(min_size=6, max_size=6), min_size=1, max_size=40, unique=True))
+def test_addresses_are_distinct_and_in_range(macs):
+    s = server(first=IPv4Address("198.18.50.100"), last=IPv4Address("198.18.50.139"))
+    macs = [bytes((m[0] & 0xFE,)) + m[1:] for m in macs if (m[0] & 0xFE, *m[1:]) != (0,) * 6]
+    got = {}
+    for m in dict.fromkeys(macs):
+        got[m] = lease(s, m)
+    assert len(set(got.values())) == len(got)
+    assert all(IPv4Address("198.18.50.100") <= a <= IPv4Address("198.18.50.139") for a in got.values())
+    assert s.lease_count(100) == len(got)
+
+
+def test_a_requested_address_is_honoured_when_free_and_not_when_taken():
+    s = server()
+    offer = one(s, msg(c.DISCOVER, mac(1), requested="198.18.50.150"))
+    assert offer.yiaddr == IPv4Address("198.18.50.150")
+    one(s, msg(c.REQUEST, mac(1), requested="198.18.50.150", server=str(LAN.ip)))
+    other = one(s, msg(c.DISCOVER, mac(2), requested="198.18.50.150"))
+    assert other.yiaddr != IPv4Address("198.18.50.150")
+    outside = one(s, msg(c.DISCOVER, mac(3), requested="198.18.50.20"))   # in the LAN, not the range
+    assert FIRST <= outside.yiaddr <= LAST
+
+
+def test_after_a_restart_a_client_keeps_its_address_by_asking_for_it():
+    a = lease(server(), mac(1))
+    s = server()                               # no lease file: INIT-REBOOT asks for the old one
+    ack = one(s, msg(c.REQUEST, mac(1), requested=str(a)))
+    assert ack.kind == c.ACK and ack.yiaddr == a
+    renew = one(server(), msg(c.REQUEST, mac(1), ciaddr=str(a)))      # or renews it
+    assert renew.kind == c.ACK and renew.yiaddr == a
+
+
+def test_nak_for_an_address_not_ours_or_not_this_clients():
+    s = server()
+    a = lease(s, mac(1))
+    for requested in (str(a), "198.18.51.7", "198.18.50.1", str(STATIC_IP), "198.18.50.20"):
+        got = one(s, msg(c.REQUEST, mac(2), requested=requested))
+        assert got.kind == c.NAK and got.dest == BROADCAST and got.yiaddr == IPv4Address(0), requested
+    assert s.sent["NAK"] == 5
+
+
+def test_a_request_to_another_server_is_not_answered_and_frees_our_offer():
+    s = server(first=FIRST, last=FIRST)           # one address
+    offer = one(s, msg(c.DISCOVER, mac(1)))
+    assert one(s, msg(c.DISCOVER, mac(2))) is not None   # the offer to mac(1) was evicted for it
+    s = server(first=FIRST, last=FIRST)
+    offer = one(s, msg(c.DISCOVER, mac(1)))
+    assert one(s, msg(c.REQUEST, mac(1), requested=str(offer.yiaddr), server="198.18.50.2")) is None
+    assert s.drops["for another server"] == 1 and not s.by_mac
+    assert one(s, msg(c.REQUEST, mac(2), requested=str(FIRST))).kind == c.ACK
+
+
+def test_static_lease_by_mac():
+    s = server()
+    m = bytes.fromhex(STATIC_MAC.replace(":", ""))
+    assert lease(s, m) == STATIC_IP
+    assert one(s, msg(c.REQUEST, m, requested="198.18.50.150")).kind == c.NAK
+    s2 = server(static=[(STATIC_MAC, IPv4Address("198.18.50.120"))])       # a static inside the range
+    taken = [lease(s2, mac(i)) for i in range(99)]
+    assert IPv4Address("198.18.50.120") not in taken
+    assert one(s2, msg(c.DISCOVER, mac(500))) is None                      # the range is full
+    assert s2.drops["pool exhausted"] == 1
+    assert lease(s2, m) == IPv4Address("198.18.50.120")
+
+
+def test_decline_rests_the_address_and_release_frees_it():
+    s = server()
+    a = lease(s, mac(1))
+    assert one(s, msg(c.DECLINE, mac(1), requested=str(a), server=str(LAN.ip))) is None
+    b = lease(s, mac(1), now=101)
+    assert b != a                                     # not offered again while it rests
+    assert one(s, msg(c.DISCOVER, mac(2), requested=str(a)), now=102).yiaddr != a
+    assert one(s, msg(c.DISCOVER, mac(3), requested=str(a)), now=101 + DECLINE_HOLD).yiaddr == a
+    # RELEASE: the address is free for another client at once
+    assert one(s, msg(c.RELEASE, mac(1), ciaddr=str(b), server=str(LAN.ip)), now=103) is None
+    assert one(s, msg(c.REQUEST, mac(5), requested=str(b)), now=104).kind == c.ACK
+    # someone else's address cannot be released or declined
+    assert one(s, msg(c.RELEASE, mac(4), ciaddr=str(b)), now=105) is None
+    assert one(s, msg(c.DECLINE, mac(4), requested=str(b)), now=105) is None
+    assert s.drops["release not ours"] == 1 and s.drops["decline not ours"] == 1
+    assert one(s, msg(c.REQUEST, mac(5), ciaddr=str(b)), now=106).kind == c.ACK
+
+
+def test_pool_exhaustion_is_no_answer_and_counted():
+    s = server(first=FIRST, last=FIRST + 2)
+    got = {lease(s, mac(i)) for i in range(3)}
+    assert len(got) == 3
+    assert one(s, msg(c.DISCOVER, mac(10))) is None
+    assert s.drops["pool exhausted"] == 1
+    # an expired lease makes room again
+    assert one(s, msg(c.DISCOVER, mac(10)), now=100 + 3601).kind == c.OFFER
+
+
+def test_a_mac_flood_keeps_the_table_bounded_and_real_clients_served():
+    s = server(first=IPv4Address("198.18.50.2"), last=IPv4Address("198.18.50.254"), max_leases=100)
+    real = lease(s, mac(0))
+    for i in range(1, 5_000):
+        s.handle(msg(c.DISCOVER, mac(i)), 100.0 + i / 1000)
+    assert len(s.by_mac) <= 100 + len(s.static) and len(s.by_addr) <= 101 and len(s.offered) <= 100
+    assert one(s, msg(c.REQUEST, mac(0), ciaddr=str(real)), now=130).kind == c.ACK   # bound leases survive
+    assert lease(s, mac(99_999), now=131) is not None          # a new client still gets one
+
+
+# ------------------------------------------------------------------ hostile LAN
+BAD = {
+    "short": msg(c.DISCOVER, mac(1))[:239],
+    "bad magic": msg(c.DISCOVER, mac(1)).replace(c.MAGIC, b"\x63\x82\x53\x64"),
+    "not a BOOTREQUEST": msg(c.DISCOVER, mac(1), op=2),
+    "not Ethernet": msg(c.DISCOVER, mac(1), htype=6),
+    "relayed": msg(c.DISCOVER, mac(1), giaddr="198.18.60.1"),
+    "bad MAC": msg(c.DISCOVER, b"\xff" * 6),
+    "options overrun": msg(c.DISCOVER, mac(1))[:-1] + bytes((12, 200, 1, 2)),
+    "too many options": msg(c.DISCOVER, mac(1))[:-1] + bytes((12, 0)) * 300 + b"\xff",
+    "no message type": msg(c.DISCOVER, mac(1)).replace(bytes((53, 1, 1)), bytes((12, 1, 1))),
+    "not a client message": msg(c.OFFER, mac(1)),
+    "oversized": msg(c.DISCOVER, mac(1)) + bytes(5000),
+}
+
+
+@pytest.mark.parametrize("reason", sorted(BAD))
+def test_malformed_packets_are_dropped_and_counted(reason):
+    s = server()
+    assert s.handle(BAD[reason], 100.0) == []
+    assert s.drops == {reason: 1}
+    assert not s.by_mac
+
+
+def test_hlen_other_than_6_is_not_ethernet():
+    s = server()
+    assert s.handle(msg(c.DISCOVER, mac(1), hlen=16), 1.0) == [] and s.drops == {"not Ethernet": 1}
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.binary(max_size=700))
+def test_any_bytes_never_raise(data):
+    s = server()
+    s.handle(data, 1.0)
+    s.handle(c.MAGIC.rjust(240, b"\x01") + data, 2.0)
+
+
+@settings(max_examples=300, deadline=None)
+@given(kind=st.integers(0, 10), ciaddr=st.sampled_from(["0.0.0.0", "198.18.50.120", "198.18.50.1", "10.0.0.1"]),
+       requested=st.one_of(st.none(), st.sampled_from(["198.18.50.150", "198.18.50.1", "0.0.0.0", str(STATIC_IP)])),
+       sid=st.one_of(st.none(), st.sampled_from(["198.18.50.1", "198.18.50.2"])),
+       extra=st.binary(max_size=64), m=st.integers(0, 5))
+def test_structured_messages_never_raise_and_replies_are_well_formed(kind, ciaddr, requested, sid, extra, m):
+    s = server()
+    s.set_pushed(pushed(search=("a.test",)))
+    for now in (1.0, 5000.0):
+        for r in s.handle(msg(kind, mac(m), ciaddr=ciaddr, requested=requested, server=sid, extra=extra,
+                              params=bytes(range(1, 120, 7))), now):
+            got = Got(r)
+            assert got.kind in (c.OFFER, c.ACK, c.NAK) and got.size <= 576
+            if got.kind != c.NAK and got.yiaddr != IPv4Address(0):
+                assert FIRST <= got.yiaddr <= LAST
+
+
+LABEL = st.sampled_from(["a", "b", "corp", "example", "x-1", "vpn", "test", "com", "e" * 63])
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.lists(LABEL, min_size=1, max_size=4).map(".".join), max_size=8))
+def test_domain_list_round_trips(names):
+    want = [n for n in dict.fromkeys(names) if len(n) <= 253]     # longer is no DNS name: left out
+    assert c.decode_domain_list(c.encode_domain_list(want)) == want
+
+
+def test_domain_list_compresses_shared_suffixes():
+    enc = c.encode_domain_list(["eng.example.com", "sales.example.com"])
+    assert len(enc) < len(b"\x03eng\x07example\x03com\x00\x05sales\x07example\x03com\x00")
+    assert c.decode_domain_list(enc) == ["eng.example.com", "sales.example.com"]
+
+
+# ------------------------------------------------------------------ the TOML keys
+CLIENT_OVPN = "client\ndev tun\nremote 198.18.0.1 1194\n<ca>\n-----BEGIN CERTIFICATE-----\nMIIB\n" \
+              "-----END CERTIFICATE-----\n</ca>\n"
+
+
+def toml(tmp_path: Path, lan_extra: str, role: str = "client") -> str:
+    (tmp_path / "client.ovpn").write_text(CLIENT_OVPN)
+    p = tmp_path / "appliance.toml"
+    p.write_text(textwrap.dedent(f"""\
+        [wan]
+        name = "eth0"
+        address = "198.18.0.2/24"
+        gateway = "198.18.0.1"
+        [lan]
+        name = "eth1"
+        address = "198.18.50.1/24"
+        """) + lan_extra + f'\n[vpn]\nrole = "{role}"\nconfig = "client.ovpn"\n')
+    return str(p)
+
+
+def test_keys_load(tmp_path):
+    from appliance.config.schema import load_appliance_config
+    from appliance.lan import lan_observers
+    cfg = load_appliance_config(toml(tmp_path, 'dhcp_range = ["198.18.50.100", "198.18.50.199"]\n'
+                                               'dhcp_lease_time = 600\n'
+                                               'static_leases = { "52:54:00:AA:BB:CC" = "198.18.50.10" }\n'))
+    assert cfg.lan.dhcp_range == (FIRST, LAST) and cfg.lan.dhcp_lease_time == 600
+    assert cfg.lan.static_leases == ((STATIC_MAC, STATIC_IP),)
+    dhcp = [o for o in lan_observers(cfg, "eth0", "eth1") if type(o).__name__ == "DhcpService"]
+    assert len(dhcp) == 1 and dhcp[0].server.static == {bytes.fromhex("525400aabbcc"): int(STATIC_IP)}
+    assert dhcp[0].server.dns_forwarder is True
+    plain = load_appliance_config(toml(tmp_path, ""))
+    assert plain.lan.dhcp_range is None
+    assert not [o for o in lan_observers(plain, "eth0", "eth1") if type(o).__name__ == "DhcpService"]
+    off = load_appliance_config(toml(tmp_path, 'dhcp_range = ["198.18.50.100", "198.18.50.199"]\n'
+                                               'dns_forwarder = false\n'))
+    dhcp = [o for o in lan_observers(off, "eth0", "eth1") if type(o).__name__ == "DhcpService"]
+    assert dhcp[0].server.dns_forwarder is False        # DHCP then hands out the pushed servers
+
+
+@pytest.mark.parametrize("extra,role,why", [
+    ('dhcp_range = ["198.18.50.100"]', "client", "exactly two"),
+    ('dhcp_range = ["198.18.50.200", "198.18.50.100"]', "client", "is after"),
+    ('dhcp_range = ["198.18.50.100", "198.18.51.10"]', "client", "not a host address"),
+    ('dhcp_range = ["198.18.50.0", "198.18.50.10"]', "client", "not a host address"),
+    ('dhcp_range = ["198.18.50.1", "198.18.50.10"]', "client", "contains the LAN address"),
+    ('dhcp_range = ["198.18.50.100", "198.18.50.199"]\ndhcp_lease_time = 30', "client", "not in 60..86400"),
+    ('dhcp_range = ["198.18.50.100", "198.18.50.199"]', "server", "client role only"),
+    ("dhcp_lease_time = 600", "client", "only with `dhcp_range"),
+    ('static_leases = { "52:54:00:aa:bb:cc" = "198.18.50.10" }', "client", "only with `dhcp_range"),
+    ('dhcp_range = ["198.18.50.100", "198.18.50.199"]\n'
+     'static_leases = { "52:54:00:aa:bb:cc" = "198.18.50.10", "52:54:00:aa:bb:cd" = "198.18.50.10" }',
+     "client", "more than one MAC"),
+    ('dhcp_range = ["198.18.50.100", "198.18.50.199"]\nstatic_leases = { "52:54:00:aa:bb:cc" = "198.18.50.1" }',
+     "client", "other than the LAN address"),
+    ('dhcp_range = ["198.18.50.100", "198.18.50.199"]\nstatic_leases = { "nope" = "198.18.50.9" }',
+     "client", "not a MAC address"),
+])
+def test_bad_keys_fail_with_file_and_line(tmp_path, extra, role, why):
+    from appliance.config.schema import load_appliance_config
+    from appliance.openvpn.errors import ConfigError
+    path = toml(tmp_path, extra + "\n", role)
+    with pytest.raises(ConfigError) as ei:
+        load_appliance_config(path)
+    text = str(ei.value)
+    assert why in text and f"{path}:" in text, text
+
+
+def test_drop_counters_are_logged_at_a_limited_rate(caplog):
+    """A flood of bad packets costs one log line per LOG_EVERY seconds, and the last change of a
+    burst is logged by a timer (not lost until the next packet)."""
+    from appliance.gateway.loop import TimerHeap
+    from appliance.lan.dhcp_server import DhcpService
+
+    class FakePump:
+        def __init__(self) -> None:
+            self.now, self.timers = 1000.0, TimerHeap()
+
+        def clock(self) -> float:
+            return self.now
+
+    svc = DhcpService(server(), "lan0")
+    svc.pump = pump = FakePump()  # type: ignore[assignment]
+    caplog.set_level("INFO", logger="vpn-appliance")
+    for _ in range(1000):
+        svc.server.handle(b"x", pump.now)
+        svc._log_drops()
+        pump.now += 0.01
+    lines = [r.getMessage() for r in caplog.records if "DHCP server drops" in r.getMessage()]
+    assert lines == ["DHCP server drops: short=1"]
+    pump.now += svc.LOG_EVERY
+    for fn in pump.timers.pop_due(pump.now):
+        fn()
+    lines = [r.getMessage() for r in caplog.records if "DHCP server drops" in r.getMessage()]
+    assert lines == ["DHCP server drops: short=1", "DHCP server drops: short=1000"]
+
+
+def test_a_flood_is_rate_limited_and_service_resumes():
+    from appliance.lan.dhcp_server import BURST, RATE
+    s = server()
+    answered = sum(len(s.handle(msg(c.DISCOVER, mac(i)), 100.0)) for i in range(1000))
+    assert answered == BURST and s.drops["rate limited"] == 1000 - BURST
+    assert s.handle(msg(c.DISCOVER, mac(5000)), 100.0) == []
+    later = sum(len(s.handle(msg(c.DISCOVER, mac(6000 + i)), 101.0)) for i in range(1000))
+    assert later == RATE                          # one second refills RATE messages
+    assert lease(s, mac(7000), now=110.0) is not None

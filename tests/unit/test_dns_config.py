@@ -1,0 +1,37 @@
+"""`[lan] dns_forwarder`: on by default in the client role (a DnsForwarder among the LAN
+observers), off on request, refused in the server role."""
+import pytest
+
+from appliance.config.schema import parse_appliance_config
+from appliance.lan import lan_observers
+from appliance.lan.dns_forwarder import DnsForwarder
+from appliance.openvpn.config import ConfigErrors
+from appliance.openvpn.errors import ConfigError
+
+OVPN = "client\ndev tun\nremote 198.18.0.1 1194\n<ca>\nx\n</ca>\n"
+TOML = ('[wan]\nname = "eth0"\ndhcp = true\n\n[lan]\nname = "eth1"\naddress = "198.18.50.1/24"\n{extra}\n'
+        '[vpn]\nrole = "{role}"\nconfig = "client.ovpn"\n')
+
+
+def load(tmp_path, extra="", role="client"):
+    (tmp_path / "client.ovpn").write_text(OVPN)
+    return parse_appliance_config(TOML.format(extra=extra, role=role), str(tmp_path / "appliance.toml"))
+
+
+def test_default_on_in_the_client_role(tmp_path):
+    cfg = load(tmp_path)
+    assert cfg.lan.dns_forwarder is True
+    (f,) = [o for o in lan_observers(cfg, "eth0", "eth1") if isinstance(o, DnsForwarder)]
+    assert f.listen == ["198.18.50.1"] and f.lan_if == "eth1" and f.port == 53 and f.bind_device
+
+
+def test_off_on_request(tmp_path):
+    cfg = load(tmp_path, "dns_forwarder = false")
+    assert not [o for o in lan_observers(cfg, "eth0", "eth1") if isinstance(o, DnsForwarder)]
+
+
+def test_refused_in_the_server_role_with_its_line(tmp_path):
+    with pytest.raises(ConfigError) as ei:
+        load(tmp_path, "dns_forwarder = true", role="server")
+    errs = [str(x) for x in (ei.value.errors if isinstance(ei.value, ConfigErrors) else [ei.value])]
+    assert any(e.startswith(f"{tmp_path / 'appliance.toml'}:8: lan.dns_forwarder: ") for e in errs), errs

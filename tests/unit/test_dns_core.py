@@ -1,0 +1,183 @@
+"""The forwarder's decisions in memory: limits, IDs, matching, retries, SERVFAIL when down."""
+import itertools
+import random
+
+from hypothesis import given, settings, strategies as st
+
+from appliance.lan import dns_wire as w
+from appliance.lan.dns_core import Done, ForwarderCore, Limits, Reply, Send
+
+S1, S2 = ("198.19.0.1", 53), ("2001:db8:19::1", 53)
+
+
+def core(servers=(S1, S2), **limits) -> ForwarderCore:
+    ids = itertools.count(1000)
+    c = ForwarderCore(Limits(**limits), random_id=lambda: next(ids))
+    c.set_servers(list(servers))
+    return c
+
+
+def answer_for(send: Send, addr: str = "198.18.100.1", flags: int = 0x8180) -> bytes:
+    """What a server answers to `send` (its ID and question, one A record)."""
+    m = w.parse_untrusted(send.data)
+    head = m.id.to_bytes(2, "big") + flags.to_bytes(2, "big") + b"\0\1\0\1\0\0\0\0"
+    return head + send.data[12:m.question_end] + b"\xc0\x0c\0\1\0\1\0\0\0\x3c\0\4" + bytes(map(int, addr.split(".")))
+
+
+def test_tunnel_down_servfail_at_once_and_nothing_sent():
+    c = core(servers=())
+    q = w.encode_query(7, "secret.vpn.test")
+    (r,) = c.query("cli", "198.18.50.10", q, 0.0)
+    assert isinstance(r, Reply) and w.rcode(r.data) == w.SERVFAIL and r.data[:2] == q[:2]
+    assert c.pending == {} and c.counts["answered SERVFAIL: no tunnel DNS"] == 1
+
+
+def test_forwarded_with_a_fresh_id_and_answered_with_the_clients():
+    c = core()
+    q = w.encode_query(7, "secret.vpn.test")
+    (s,) = c.query("cli", "198.18.50.10", q, 0.0)
+    assert isinstance(s, Send) and s.server == S1 and not s.tcp and s.deadline == 1.5
+    assert s.data[:2] == (1000).to_bytes(2, "big") and s.data[2:] == q[2:]
+    r, d = c.answer(s.token, S1, answer_for(s), 0.1)
+    assert r == Reply("cli", b"\0\7" + answer_for(s)[2:]) and d == Done(s.token)
+    assert c.pending == {} and c.per_source == {}
+    # the next query starts at the other server
+    (s2,) = c.query("cli", "198.18.50.10", q, 0.2)
+    assert s2.server == S2
+
+
+def test_spoofed_or_mismatched_answers_dropped_counted_and_the_real_one_still_taken():
+    c = core()
+    (s,) = c.query("cli", "198.18.50.10", w.encode_query(7, "secret.vpn.test"), 0.0)
+    good = answer_for(s)
+    other_q = answer_for(Send(s.token, S1, w.with_id(w.encode_query(0, "evil.test"), 1000), False, 0))
+    for server, data in [(("198.19.0.1", 5353), good), (S2, good), (("198.18.0.1", 53), good),
+                         (S1, w.with_id(good, 999)), (S1, other_q), (S1, s.data), (S1, good[:20]), (S1, b"")]:
+        assert c.answer(s.token, server, data, 0.1) == []
+    assert c.counts["answer from another address"] == 3 and c.counts["mismatched answer"] == 3
+    assert c.counts["malformed answer"] == 2
+    # the question is matched without regard to case (0x20 randomisation by servers)
+    upper = good[:12] + good[12:w.parse_untrusted(good).question_end].upper() + good[w.parse_untrusted(good).question_end:]
+    r, _d = c.answer(s.token, S1, upper, 0.2)
+    assert r.client == "cli"
+    assert c.answer(s.token, S1, good, 0.3) == [] and c.counts["late answer"] == 1
+
+
+def test_timeout_next_server_new_id_then_servfail():
+    c = core(max_attempts=3)
+    (s1,) = c.query("cli", "198.18.50.10", w.encode_query(7, "a.test"), 0.0)
+    (s2,) = c.failed(s1.token, 1.5)
+    (s3,) = c.failed(s1.token, 3.0)
+    assert [s.server for s in (s1, s2, s3)] == [S1, S2, S1]
+    assert len({s.data[:2] for s in (s1, s2, s3)}) == 3 and s3.deadline == 4.5
+    assert c.answer(s1.token, S1, answer_for(s1), 3.1) == [] and c.counts["mismatched answer"] == 1  # old ID
+    r, d = c.failed(s1.token, 4.5)
+    assert w.rcode(r.data) == w.SERVFAIL and r.data[:2] == b"\0\7" and d == Done(s1.token)
+    assert c.failed(s1.token, 5.0) == []
+
+
+def test_limits_in_all_and_per_source_refused_and_counted():
+    c = core(max_outstanding=4, max_per_source=3)
+    q = w.encode_query(1, "a.test")
+    sends = [c.query("a", "198.18.50.10", q, 0.0)[0] for _ in range(3)]
+    assert all(isinstance(s, Send) for s in sends)
+    (r,) = c.query("a", "198.18.50.10", q, 0.0)
+    assert w.rcode(r.data) == w.REFUSED and c.counts["refused: too many outstanding for one LAN host"] == 1
+    assert isinstance(c.query("b", "198.18.50.11", q, 0.0)[0], Send)
+    (r,) = c.query("c", "198.18.50.12", q, 0.0)
+    assert w.rcode(r.data) == w.REFUSED and c.counts["refused: too many outstanding"] == 1
+    c.answer(sends[0].token, sends[0].server, answer_for(sends[0]), 0.1)
+    assert isinstance(c.query("a", "198.18.50.10", q, 0.2)[0], Send)
+
+
+def test_tunnel_down_ends_outstanding_with_servfail():
+    c = core()
+    sends = [c.query(i, "198.18.50.10", w.encode_query(i, "a.test"), 0.0)[0] for i in range(3)]
+    out = c.set_servers([])
+    replies = [a for a in out if isinstance(a, Reply)]
+    assert sorted(r.client for r in replies) == [0, 1, 2] and all(w.rcode(r.data) == w.SERVFAIL for r in replies)
+    assert sorted(a.token for a in out if isinstance(a, Done)) == sorted(s.token for s in sends)
+    assert c.pending == {} and c.per_source == {}
+    assert c.answer(sends[0].token, S1, answer_for(sends[0]), 0.1) == []
+
+
+def test_truncated_answer_passed_to_udp_clients_and_retried_over_tcp_for_tcp_clients():
+    c = core()
+    (s,) = c.query("udp-cli", "h", w.encode_query(1, "big.test"), 0.0)
+    r, _ = c.answer(s.token, s.server, answer_for(s, flags=0x8380), 0.1)
+    assert w.parse_untrusted(r.data).truncated
+    (s,) = c.query("tcp-cli", "h", w.encode_query(2, "big.test"), 0.0, tcp=True)
+    assert not s.tcp
+    (t,) = c.answer(s.token, s.server, answer_for(s, flags=0x8380), 0.1)
+    assert t.tcp and t.server == s.server and t.data[:2] != s.data[:2]
+    r, d = c.answer(s.token, s.server, answer_for(t), 0.2)
+    assert r.client == "tcp-cli" and not w.parse_untrusted(r.data).truncated
+
+
+def test_malformed_and_odd_queries():
+    c = core()
+    assert c.query("x", "h", b"\1", 0.0) == []                                   # no ID to answer
+    (r,) = c.query("x", "h", b"\1\2\1\0\0\2\0\0\0\0\0\0", 0.0)                  # QDCOUNT 2
+    assert w.rcode(r.data) == w.FORMERR and r.data[:2] == b"\1\2"
+    (r,) = c.query("x", "h", b"\1\2\1\0\0\1\0\0\0\0\0\0\xc0\x0c\0\1\0\1", 0.0)   # compression loop
+    assert w.rcode(r.data) == w.FORMERR
+    resp = w.reply(w.encode_query(3, "a.test"), w.parse_untrusted(w.encode_query(3, "a.test")), 0)
+    assert c.query("x", "h", resp, 0.0) == [] and c.counts["response from the LAN"] == 1
+    notify = bytearray(w.encode_query(4, "a.test"))
+    notify[2] |= 0x20                                                             # opcode 4 (NOTIFY)
+    (r,) = c.query("x", "h", bytes(notify), 0.0)
+    assert w.rcode(r.data) == w.NOTIMP and c.pending == {}
+
+
+def test_a_closed_tcp_client_frees_its_queries():
+    c = core()
+    (s,) = c.query("conn", "h", w.encode_query(1, "a.test"), 0.0, tcp=True)
+    assert c.client_gone("conn") == [Done(s.token)] and c.pending == {} and c.per_source == {}
+
+
+OPS = st.lists(st.tuples(st.sampled_from(["query", "junk", "answer", "spoof", "fail", "down", "up", "gone"]),
+                         st.integers(0, 5), st.binary(max_size=40)), max_size=60)
+
+
+@settings(max_examples=300, deadline=None)
+@given(OPS)
+def test_any_sequence_keeps_the_bounds_and_answers_each_query_at_most_once(ops):
+    c = core(max_outstanding=6, max_per_source=3, max_attempts=2)
+    sends: dict[int, Send] = {}
+    replies: dict[object, int] = {}
+    clients = itertools.count()
+    rnd = random.Random(len(ops))
+    now = 0.0
+    for op, n, blob in ops:
+        now += 0.1
+        if op == "query":
+            out = c.query(next(clients), f"h{n}", w.encode_query(n, f"n{n}.test"), now, tcp=bool(n & 1))
+        elif op == "junk":
+            out = c.query(next(clients), f"h{n}", blob, now)
+        elif op in ("answer", "spoof") and sends:
+            s = rnd.choice(list(sends.values()))
+            data = answer_for(s) if op == "answer" else blob
+            out = c.answer(s.token, s.server if n else ("198.18.0.1", 53), data, now)
+        elif op == "fail" and sends:
+            out = c.failed(rnd.choice(list(sends)), now)
+        elif op == "down":
+            out = c.set_servers([])
+        elif op == "up":
+            out = c.set_servers([S1, S2][: 1 + n % 2])
+        elif op == "gone":
+            out = c.client_gone(n)
+        else:
+            out = []
+        for a in out:
+            if isinstance(a, Send):
+                sends[a.token] = a
+            elif isinstance(a, Done):
+                sends.pop(a.token, None)
+            else:
+                replies[a.client] = replies.get(a.client, 0) + 1
+        assert len(c.pending) <= 6 and all(v <= 3 for v in c.per_source.values())
+        assert sum(c.per_source.values()) == len(c.pending)
+        assert set(sends) == set(c.pending)
+        assert all(v == 1 for v in replies.values())
+    c.set_servers([])
+    assert c.pending == {} and c.per_source == {}

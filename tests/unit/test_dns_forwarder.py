@@ -1,0 +1,286 @@
+"""The forwarder's sockets on loopback (no root: no SO_BINDTODEVICE here; the namespace test in
+tests/interop/test_lan_dns.py covers the device binding): UDP and pipelined TCP clients, a fake
+upstream server, the tunnel going down, and hostile TCP clients (slowloris, idle, oversized)."""
+import socket
+import struct
+import time
+
+import pytest
+
+from appliance.gateway.loop import Pump, SelectorWaiter
+from appliance.gateway.observers import TunnelState
+from appliance.lan import dns_forwarder as fwd
+from appliance.lan import dns_wire as w
+from appliance.openvpn.keymethod import PushedOptions
+
+
+class Upstream:
+    """A UDP DNS server on loopback that answers what it is told to, when told to."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.setblocking(False)
+        self.port = self.sock.getsockname()[1]
+        self.got: list[tuple[bytes, tuple]] = []
+        self.auto = True
+        self.truncate = False           # answer UDP with TC set and nothing else
+        self.tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.tcp.bind(("127.0.0.1", self.port))
+        self.tcp.listen(4)
+        self.tcp.setblocking(False)
+        self.tcp_got: list[bytes] = []
+        self.conns: list[list] = []
+
+    def poll(self) -> None:
+        try:
+            conn, _ = self.tcp.accept()
+            conn.setblocking(False)
+            self.conns.append([conn, b""])
+        except BlockingIOError:
+            pass
+        for entry in self.conns:
+            conn, buf = entry
+            try:
+                buf += conn.recv(4096)
+            except BlockingIOError:
+                continue
+            entry[1] = buf
+            if len(buf) >= 2 and len(buf) >= 2 + struct.unpack_from("!H", buf)[0]:
+                q = buf[2:2 + struct.unpack_from("!H", buf)[0]]
+                entry[1] = b""
+                self.tcp_got.append(q)
+                a = self.answer_bytes(q) + b"\xc0\x0c\0\1\0\1\0\0\0\x3c\0\4\xc6\x12\x64\x02"
+                a = a[:6] + b"\0\2" + a[8:]
+                conn.sendall(struct.pack("!H", len(a)) + a)
+        while True:
+            try:
+                data, addr = self.sock.recvfrom(4096)
+            except BlockingIOError:
+                return
+            self.got.append((data, addr))
+            if self.auto:
+                self.answer(len(self.got) - 1)
+
+    @staticmethod
+    def answer_bytes(data: bytes, flags: bytes = b"\x81\x80") -> bytes:
+        m = w.parse_untrusted(data)
+        return (data[:2] + flags + b"\0\1\0\1\0\0\0\0" + data[12:m.question_end]
+                + b"\xc0\x0c\0\1\0\1\0\0\0\x3c\0\4\xc6\x12\x64\x01")
+
+    def answer(self, i: int) -> None:
+        data, addr = self.got[i]
+        if self.truncate:
+            self.sock.sendto(self.answer_bytes(data, b"\x83\x80")[:w.parse_untrusted(data).question_end], addr)
+        else:
+            self.sock.sendto(self.answer_bytes(data), addr)
+
+
+@pytest.fixture
+def setup():
+    pump = Pump(time.monotonic, SelectorWaiter())
+    up = Upstream()
+    f = fwd.DnsForwarder(["127.0.0.1"], None, port=0, bind_device=False)
+    f.attach(pump, lambda: None)
+    pushed = PushedOptions(ifconfig=("127.0.0.1", "255.0.0.0"), dns_endpoints=[("127.0.0.1", up.port)])
+    f.tunnel_changed(TunnelState(True, "x", "lo", pushed))
+
+    def run(until, timeout=3.0):
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            pump.step(block=False)
+            up.poll()
+            if until():
+                return True
+            time.sleep(0.002)
+        return False
+    yield f, up, run
+    f.close()
+    up.sock.close()
+    up.tcp.close()
+    for conn, _ in up.conns:
+        conn.close()
+
+
+def udp_client(f):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.setblocking(False)
+    s.connect(("127.0.0.1", f.port))
+    return s
+
+
+def recv_udp(s, run):
+    got = []
+
+    def take():
+        try:
+            got.append(s.recv(4096))
+        except BlockingIOError:
+            pass
+        return bool(got)
+    assert run(take)
+    return got[0]
+
+
+def tcp_client(f):
+    s = socket.create_connection(("127.0.0.1", f.port))
+    s.setblocking(False)
+    return s
+
+
+def recv_tcp(s, run, n=1):
+    buf = bytearray()
+    msgs = []
+
+    def take():
+        try:
+            d = s.recv(4096)
+            if not d:
+                msgs.append(None)
+            buf.extend(d)
+        except BlockingIOError:
+            pass
+        while len(buf) >= 2 and len(buf) >= 2 + struct.unpack_from("!H", buf)[0]:
+            ln = struct.unpack_from("!H", buf)[0]
+            msgs.append(bytes(buf[2:2 + ln]))
+            del buf[:2 + ln]
+        return len(msgs) >= n
+    run(take)
+    return msgs
+
+
+def test_udp_query_forwarded_and_answered(setup):
+    f, up, run = setup
+    c = udp_client(f)
+    c.send(w.encode_query(0x4242, "secret.vpn.test"))
+    r = recv_udp(c, run)
+    assert r[:2] == b"\x42\x42" and w.rcode(r) == 0 and r.endswith(b"\xc6\x12\x64\x01")
+    assert len(up.got) == 1 and w.parse_untrusted(up.got[0][0]).question.name == b"\x06secret\x03vpn\x04test\x00"
+    assert f.stats()["answered"] == 1 and not f.upstream      # the upstream socket is closed
+
+
+def test_tcp_pipelined_answers_in_the_order_they_come(setup):
+    f, up, run = setup
+    up.auto = False
+    c = tcp_client(f)
+    q1, q2 = w.encode_query(1, "one.test"), w.encode_query(2, "two.test")
+    c.sendall(struct.pack("!H", len(q1)) + q1 + struct.pack("!H", len(q2)) + q2)
+    assert run(lambda: len(up.got) == 2)
+    up.answer(1)
+    up.answer(0)
+    msgs = recv_tcp(c, run, 2)
+    assert [m[:2] for m in msgs] == [b"\0\2", b"\0\1"]
+    assert len({a[1][1] for a in up.got}) == 2          # a fresh source port per query
+
+
+def test_tunnel_down_servfail_for_new_and_outstanding_queries(setup):
+    f, up, run = setup
+    up.auto = False
+    c = udp_client(f)
+    c.send(w.encode_query(5, "slow.test"))
+    assert run(lambda: len(up.got) == 1)
+    f.tunnel_changed(TunnelState(False))
+    assert w.rcode(recv_udp(c, run)) == w.SERVFAIL
+    t0 = time.monotonic()
+    c.send(w.encode_query(6, "any.test"))
+    r = recv_udp(c, run)
+    assert w.rcode(r) == w.SERVFAIL and time.monotonic() - t0 < 0.5 and len(up.got) == 1
+
+
+def test_slowloris_and_idle_connections_do_not_lock_others_out(setup, monkeypatch):
+    f, up, run = setup
+    monkeypatch.setattr(fwd, "TCP_MAX_CLIENTS", 3)
+    monkeypatch.setattr(fwd, "TCP_IDLE", 0.4)
+    slow = [tcp_client(f) for _ in range(3)]
+    for s in slow:
+        s.send(b"\0")                                   # half a length prefix, then nothing
+    run(lambda: len(f.clients) == 3, 1)
+    c = tcp_client(f)
+    q = w.encode_query(9, "ok.test")
+    c.sendall(struct.pack("!H", len(q)) + q)
+    assert recv_tcp(c, run)[0][:2] == b"\0\x09"
+    assert f.stats()["TCP connection closed to make room"] >= 1 and len(f.clients) <= 3
+    # a trickle of bytes does not keep a connection: the idle clock runs from the last whole query
+    t = tcp_client(f)
+    end = time.monotonic() + 2
+    closed = False
+    while time.monotonic() < end and not closed:
+        try:
+            t.send(b"\x01")
+        except OSError:
+            closed = True
+        run(lambda: False, 0.1)
+    assert closed and f.stats()["TCP connection idle"] >= 1
+
+
+def test_oversized_tcp_length_closes_only_that_connection(setup):
+    f, up, run = setup
+    bad = tcp_client(f)
+    bad.sendall(b"\xff\xff" + b"x" * 100)
+    assert recv_tcp(bad, run) == [None]
+    assert f.stats()["TCP query too large or empty"] == 1
+    c = udp_client(f)
+    c.send(w.encode_query(3, "still.test"))
+    assert w.rcode(recv_udp(c, run)) == 0
+
+
+def test_malformed_udp_queries_formerr_or_dropped_never_raise(setup):
+    f, up, run = setup
+    c = udp_client(f)
+    c.send(b"\x07\x07\1\0\0\1\0\0\0\0\0\0\xc0\x0c\0\1\0\1")
+    r = recv_udp(c, run)
+    assert r[:2] == b"\x07\x07" and w.rcode(r) == w.FORMERR
+    c.send(b"\1")
+    run(lambda: f.stats().get("malformed query") == 2, 1)
+    assert f.stats()["malformed query"] == 2 and "internal error" not in f.pump.faults.counts
+
+
+def test_truncated_answer_passed_to_udp_clients_retried_over_tcp_for_tcp_clients(setup):
+    f, up, run = setup
+    up.truncate = True
+    c = udp_client(f)
+    c.send(w.encode_query(1, "big.test"))
+    r = recv_udp(c, run)
+    assert w.parse_untrusted(r).truncated and up.tcp_got == []
+    t = tcp_client(f)
+    q = w.encode_query(2, "big.test")
+    t.sendall(struct.pack("!H", len(q)) + q)
+    (a,) = recv_tcp(t, run)
+    assert a[:2] == b"\0\2" and not w.parse_untrusted(a).truncated and a[6:8] == b"\0\2"   # both records
+    assert len(up.tcp_got) == 1 and up.tcp_got[0][2:] == q[2:]
+    assert f.stats()["truncated answer retried over TCP"] == 1
+
+
+def test_ipv6_listener_and_ipv6_upstream():
+    """The same over IPv6 (a LAN `address6`, a pushed DNS6 server), on ::1."""
+    pump = Pump(time.monotonic, SelectorWaiter())
+    srv = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    srv.bind(("::1", 0))
+    srv.setblocking(False)
+    f = fwd.DnsForwarder(["::1"], None, port=0, bind_device=False)
+    f.attach(pump, lambda: None)
+    pushed = PushedOptions(ifconfig=("127.0.0.1", "255.0.0.0"), ifconfig_ipv6=("::1/128", ""),
+                           dns_endpoints=[("::1", srv.getsockname()[1])])
+    f.tunnel_changed(TunnelState(True, "x", "lo", pushed))
+    c = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    c.setblocking(False)
+    try:
+        c.sendto(w.encode_query(0x66, "six.test", 28), ("::1", f.port))
+        got = []
+        end = time.monotonic() + 3
+        while time.monotonic() < end and not got:
+            pump.step(block=False)
+            try:
+                data, addr = srv.recvfrom(4096)
+                srv.sendto(Upstream.answer_bytes(data), addr)
+            except BlockingIOError:
+                pass
+            try:
+                got.append(c.recv(4096))
+            except BlockingIOError:
+                time.sleep(0.002)
+        assert got and got[0][:2] == b"\0\x66" and w.rcode(got[0]) == 0
+    finally:
+        f.close()
+        srv.close()
+        c.close()

@@ -1,0 +1,41 @@
+"""An idle server's memory (issue 11: at most 40 MB with no client): the server process never loads
+the netlink library (pyroute2 and the asyncio it pulls in, ~14 MB); a child process configures its
+TUN from a plain spec (appliance/gateway/server_net.py)."""
+import subprocess
+import sys
+
+from appliance.gateway.server_net import ServerTunnelNetwork
+from appliance.openvpn.addresspool import AddressPool, AddressPool6
+from appliance.openvpn.config.model import Options
+
+CODE = """
+import sys
+import appliance.cli
+from appliance.gateway import server_gateway, ServerGateway
+from appliance.gateway.server_net import ServerTunnelNetwork
+heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("pyroute2", "asyncio"))
+print("heavy:", heavy[:5])
+"""
+
+
+def test_the_server_path_does_not_import_the_netlink_library():
+    r = subprocess.run([sys.executable, "-c", CODE], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "heavy: []" in r.stdout, r.stdout
+
+
+def test_setup_spec_for_subnet_net30_ipv6_and_routes():
+    o = Options()
+    o.tun_mtu = 1500
+    o.route = [("198.18.200.0", "255.255.255.0", None, None), ("198.18.201.0", "24", None, 5)]
+    s = ServerTunnelNetwork(o, AddressPool("198.19.0.0", "255.255.255.0", "subnet"),
+                            AddressPool6("fd00:1::/64")).spec("tun7")
+    assert s["dev"] == "tun7" and s["mtu"] == 1500
+    assert s["addr"] == ["198.19.0.1", 24, None]
+    assert s["addr6"][1] == 64 and s["addr6"][0].startswith("fd00:1::")
+    assert s["routes"] == [["198.18.200.0", 24, None], ["198.18.201.0", 24, 5]]
+    o.route = []
+    s = ServerTunnelNetwork(o, AddressPool("198.19.0.0", "255.255.255.0", "net30"), None).spec("tun0")
+    assert s["addr"] == ["198.19.0.1", 32, "198.19.0.2"]            # local with its peer
+    assert s["routes"] == [["198.19.0.0", 24, None]]                 # the pool via the TUN
+    assert s["addr6"] is None
