@@ -74,6 +74,8 @@ bench: setup
 	$(BIN)/vpn-appliance bench
 	$(PY) -m lab.bench_tunnel
 	$(PY) -m lab.bench_tunnel --reverse
+	$(PY) -m lab.bench_tunnel --proto tcp --only server
+	$(PY) -m lab.bench_tunnel --proto tcp --only server --reverse
 
 # Server capacity, ours vs Debian's OpenVPN in the same run (lab/capacity.py): CLIENTS sessions from one
 # load-generator process (lab/loadgen.py), handshake rate and CPU, RSS, first-packet time per protection.

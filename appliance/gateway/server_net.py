@@ -62,13 +62,7 @@ class ServerTunnelNetwork:
         except OSError as e:
             raise PortGone(f"cannot create the TUN device {name}: {e}") from e
         spec = self.spec(tun.name)
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
-        try:
-            r = subprocess.run([sys.executable, "-m", "appliance.gateway.server_net", json.dumps(spec)],
-                               capture_output=True, text=True, timeout=SETUP_TIMEOUT, env=env)
-            why = None if r.returncode == 0 else (r.stderr.strip().splitlines() or ["exit status %d" % r.returncode])[-1]
-        except (OSError, subprocess.TimeoutExpired) as e:
-            why = str(e)
+        why = configure_here(spec) if "pyroute2" in sys.modules else configure_in_child(spec)
         if why is not None:
             self.close()
             raise PortGone(f"cannot configure the TUN device {name}: {why}")
@@ -83,6 +77,27 @@ class ServerTunnelNetwork:
         if self.tun is not None:
             self.tun.close()
             self.tun = None
+
+
+def configure_in_child(spec: dict) -> str | None:
+    """Run `configure` in a short-lived child; None, or why it failed."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    try:
+        r = subprocess.run([sys.executable, "-m", "appliance.gateway.server_net", json.dumps(spec)],
+                           capture_output=True, text=True, timeout=SETUP_TIMEOUT, env=env)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return str(e)
+    return None if r.returncode == 0 else (r.stderr.strip().splitlines() or ["exit status %d" % r.returncode])[-1]
+
+
+def configure_here(spec: dict) -> str | None:
+    """`configure` in this process, when the netlink library is loaded anyway (the appliance TOML
+    run has configured its NICs with it; in the VM a second interpreter would cost seconds)."""
+    try:
+        configure(spec)
+    except Exception as e:  # noqa: BLE001 - reported as the child's failure would be
+        return f"{type(e).__name__}: {e}"
+    return None
 
 
 def configure(spec: dict) -> None:

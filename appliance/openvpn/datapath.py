@@ -34,6 +34,12 @@ def _is_tcp_syn(p) -> bool:
     return v == 6 and p[6] == 6 and n > 53 and bool(p[53] & 0x02)
 
 
+def _maybe_syn(p) -> bool:
+    """Cheap pre-filter run on every packet: False for all but TCP SYNs with a plain IPv4 header
+    (the bulk of traffic: 0x45, TCP, no SYN) -- anything else goes on to _is_tcp_syn."""
+    return len(p) >= 40 and (p[0] != 0x45 or (p[9] == 6 and p[33] & 0x02 != 0))
+
+
 class MssPolicy:
     """The inner TCP MSS for a session, from its negotiated cipher and packet format."""
 
@@ -52,11 +58,18 @@ class MssPolicy:
             mss = self._cache[key] = self.rule(*key)
             return mss
 
-    def clamp(self, p, s: Session) -> None:
-        if _is_tcp_syn(p):
+    def clamp(self, p, s: Session):
+        """-> the packet, its MSS lowered when it is a SYN asking for more. The packet is edited in
+        place when writable; a plaintext from open (immutable bytes) is copied first -- only SYNs
+        that need it pay for the copy."""
+        if _maybe_syn(p) and _is_tcp_syn(p):
             mss = self.for_session(s)
             if mss is not None:
+                if isinstance(p, bytes):
+                    q = bytearray(p)
+                    return q if clamp_mss(q, mss) else p
                 clamp_mss(p, mss)
+        return p
 
 
 class ClientDataPath:
@@ -70,9 +83,8 @@ class ClientDataPath:
         """One wire packet in; tunnel packets out (MSS clamped)."""
         pts = self.s.receive(packet, now)
         if pts:
-            clamp = self.mss.clamp
-            for p in pts:
-                clamp(p, self.s)
+            clamp, s = self.mss.clamp, self.s
+            return [clamp(p, s) for p in pts]
         return pts
 
     def seal_batch(self, pkts: list, now: float) -> list:
@@ -84,8 +96,7 @@ class ClientDataPath:
         encrypt = s.encrypt
         out = []
         for p in pkts:
-            clamp(p, s)
-            w = encrypt(p)
+            w = encrypt(clamp(p, s))
             if w is not None:
                 out.append(w)
         if out:
@@ -115,7 +126,7 @@ class ServerDataPath:
             clamp = self.mss.clamp
             route = self.d.route_packet
             for p in pts:
-                clamp(p, s)
+                p = clamp(p, s)
                 other = route(p)
                 if other is None or other is rec:
                     to_tun(p)
@@ -146,8 +157,7 @@ class ServerDataPath:
                 continue
             s = rec.session
             try:
-                clamp(p, s)
-                w = s.encrypt(p)
+                w = s.encrypt(clamp(p, s))
             except Exception as e:  # noqa: BLE001 - contained to that client
                 self.failed.append((rec, e))
                 continue

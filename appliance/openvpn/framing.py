@@ -16,23 +16,33 @@ class StreamFramer:
         self.buf = bytearray()
 
     def feed(self, data) -> list[bytes]:
+        """Complete packets in `data` (plus what an earlier feed kept), as bytes.
+
+        Why parse the received bytes themselves: each packet is then ONE slice (one copy) of
+        what recv returned; only a frame cut by the end of a recv is kept back in `buf` (and
+        joined with the next recv once)."""
         buf = self.buf
-        buf += data
+        if buf:
+            buf += data
+            data = bytes(buf)
+            buf.clear()
+        elif type(data) is not bytes:
+            data = bytes(data)
         out = []
         pos = 0
-        n = len(buf)
+        n = len(data)
         while n - pos >= 2:
-            ln = (buf[pos] << 8) | buf[pos + 1]
+            ln = (data[pos] << 8) | data[pos + 1]
             if ln == 0:
                 raise BadPacket("zero-length packet on TCP stream")
             if n - pos - 2 < ln:
                 break
-            out.append(bytes(buf[pos + 2:pos + 2 + ln]))
+            out.append(data[pos + 2:pos + 2 + ln])
             pos += 2 + ln
-        if pos:
-            del buf[:pos]
-        if len(buf) > MAX_BUFFER:
-            raise BadPacket("TCP stream buffer overflow")
+        if pos < n:
+            buf += memoryview(data)[pos:]
+            if len(buf) > MAX_BUFFER:
+                raise BadPacket("TCP stream buffer overflow")
         return out
 
 

@@ -7,10 +7,13 @@ the pump restarts (client) or drops that one client (server).
 """
 from __future__ import annotations
 
+import struct
 from collections import deque
 
 from ..openvpn.errors import BadPacket
-from ..openvpn.framing import StreamFramer, frame
+from ..openvpn.framing import StreamFramer
+
+_pack_len = struct.Struct("!H").pack
 
 
 class UdpLink:
@@ -81,16 +84,21 @@ class TcpLink:
         return bool(self.pending)
 
     def send_packets(self, packets: list) -> None:
-        """Frame and queue; ConnectionError when the connection refuses the write."""
+        """Frame and queue; ConnectionError when the connection refuses the write. Lengths and
+        packets are joined once (one copy of each packet, not two)."""
         if not packets:
             return
-        framed = []
+        parts = []
+        add = parts.append
         for p in packets:
-            if 0 < len(p) <= 0xFFFF:
-                framed.append(frame(p))
+            n = len(p)
+            if 0 < n <= 0xFFFF:
+                add(_pack_len(n))
+                add(p)
             else:
                 self.errors["unframeable packet"] = self.errors.get("unframeable packet", 0) + 1
-        self.t.send(b"".join(framed))
+        if parts:
+            self.t.send(b"".join(parts))
 
     @property
     def wants_write(self) -> bool:

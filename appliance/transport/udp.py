@@ -87,12 +87,14 @@ class UdpTransport:
                 for lvl, typ, data in anc:
                     if lvl == SOL_UDP and typ == UDP_GRO:
                         seg = struct.unpack("=H", data[:2])[0] if len(data) == 2 else struct.unpack("=i", data[:4])[0]
-            data = self.rbuf[:n]  # copy: the receive buffer is reused
+            # One copy out of the reused receive buffer into immutable bytes; a GRO batch is then
+            # cut into datagrams by slicing those bytes (the data channel wants bytes anyway).
+            data = self.rview[:n].tobytes()
             if seg and seg < n:
                 for i in range(0, n, seg):
                     out.append((data[i:i + seg], addr))
             else:
-                out.append((bytes(data), addr))
+                out.append((data, addr))
         self.stats["received"] += len(out)
         return out
 

@@ -2,6 +2,10 @@
 
 With IFF_VNET_HDR + TUNSETOFFLOAD(CSUM|TSO4|TSO6) one read can return a TCP super-packet, which
 `read_packets` cuts into ordinary IP packets (tun/offload.py) before they are sealed one by one.
+That is off by default (`tso=False`): cutting and checksumming each segment in Python costs ~5 us
+(the ones'-complement sum alone ~2.8 us per 1400 bytes), a read of one packet the kernel already
+cut and checksummed (in C, in the sending application's context) ~1.5 us -- measured with
+lab/bench_tunnel.py's CPU-per-MB figures; see README, Performance.
 Writes go the other way: consecutive TCP segments of one flow are merged into one GSO
 super-packet (offload.GroBatch) so the kernel's receive path runs once per 64 KB instead of
 once per segment; anything else is written as it is behind a zeroed virtio header.
@@ -12,7 +16,9 @@ import errno
 import fcntl
 import logging
 import os
+import socket
 import struct
+import time
 
 from ..ioerrors import PortGone
 from . import offload
@@ -24,13 +30,15 @@ TUNSETOFFLOAD = 0x400454D0
 IFF_TUN = 0x0001
 IFF_NO_PI = 0x1000
 IFF_VNET_HDR = 0x4000
+SIOCGIFADDR = 0x8915
+LOCAL_REFRESH = 1.0    # seconds between looks at the TUN's own IPv4 address (offload.GroBatch.local)
 TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO6, TUN_F_TSO_ECN = 0x01, 0x02, 0x04, 0x08
 READ_SIZE = 65535 + offload.VNET_HDR_LEN
 HEADROOM = 64          # room before each read packet for the wire header, so sealing can go in place
 
 
 class TunDevice:
-    def __init__(self, name: str = "tun%d", vnet_hdr: bool = True, mtu: int = 1500) -> None:
+    def __init__(self, name: str = "tun%d", vnet_hdr: bool = True, mtu: int = 1500, tso: bool = False) -> None:
         self.fd = os.open("/dev/net/tun", os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
         self.mtu = mtu
         self.vnet_hdr = False
@@ -44,7 +52,10 @@ class TunDevice:
         self.name = ifr[:16].rstrip(b"\0").decode()
         if vnet_hdr:
             try:
-                fcntl.ioctl(self.fd, TUNSETOFFLOAD, TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_TSO_ECN)
+                # tso False: offer nothing, so the kernel segments and checksums what we read; our
+                # GSO writes (the virtio header we send) do not depend on these flags.
+                fcntl.ioctl(self.fd, TUNSETOFFLOAD,
+                            TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_TSO_ECN if tso else 0)
                 self.vnet_hdr = True
             except OSError as e:
                 # The device was created with a vnet header; without offload the header stays
@@ -56,11 +67,19 @@ class TunDevice:
         # GSO writes only where the kernel took our offload flags (it then also accepts them back).
         self.gro = self.vnet_hdr and not self.offload_note
         self._batch = offload.GroBatch()
+        # Merging segments to our own address for the kernel to verify (offload.py, local
+        # delivery) is OFF unless a caller knows no NAT rewrites that address: a masqueraded
+        # reply (router mode) has our address as its destination but is then forwarded, and a
+        # forwarded GSO packet without CHECKSUM_PARTIAL makes the kernel warn and re-checksum it.
+        self.local_gro = False
+        self._local_at = 0.0
+        self._ifsock: socket.socket | None = None
         self._pending: list = []
         self.buf = bytearray(READ_SIZE)
         self.view = memoryview(self.buf)
         # read_batch's pool: one buffer per packet of a batch, HEADROOM bytes before the packet.
-        self._pool: list[memoryview] = []
+        # Each entry: (the buffer, the iovec list readv fills), built once, not per read.
+        self._pool: list[tuple[memoryview, list]] = []
         self._hdr = memoryview(bytearray(offload.VNET_HDR_LEN))
         self.stats = {"read": 0, "written": 0, "write_dropped": 0, "super_packets": 0, "segments": 0,
                       "gro_writes": 0, "gro_segments": 0, "gro_bad_checksums": 0}
@@ -107,16 +126,18 @@ class TunDevice:
         device (gone, detached) raises PortGone: that is our resource, not a peer's doing."""
         out: list = []
         fd, hlen, pool = self.fd, self.hlen, self._pool
+        hdr = self._hdr if hlen else None
         readv = os.readv
         i = 0
         calls = 0
         while len(out) < max_packets and calls < 2 * max_packets:
             calls += 1                  # empty or header-only reads count too: a batch is bounded
             if i == len(pool):
-                pool.append(memoryview(bytearray(HEADROOM + 65535)))
-            buf = pool[i]
+                b = memoryview(bytearray(HEADROOM + 65535))
+                pool.append((b, [hdr, b[HEADROOM:]] if hlen else [b[HEADROOM:]]))
+            buf, iov = pool[i]
             try:
-                n = readv(fd, [self._hdr, buf[HEADROOM:]] if hlen else [buf[HEADROOM:]])
+                n = readv(fd, iov)
             except BlockingIOError:
                 break
             except InterruptedError:
@@ -127,8 +148,9 @@ class TunDevice:
                 continue
             n -= hlen
             pkt = buf[HEADROOM:HEADROOM + n]
-            if hlen:
-                flags, gso_type, _hl, gso_size, cstart, coff = offload.parse_vnet_hdr(self._hdr)
+            # hdr[1]: gso_type, hdr[0] & 1: NEEDS_CSUM -- both 0 unless TSO/CSUM offload is on
+            if hlen and (hdr[1] or hdr[0] & offload.F_NEEDS_CSUM):
+                flags, gso_type, _hl, gso_size, cstart, coff = offload.parse_vnet_hdr(hdr)
                 if gso_type != offload.GSO_NONE:
                     segs = offload.gso_split(pkt, gso_type, gso_size, cstart)
                     self.stats["super_packets"] += 1
@@ -142,9 +164,29 @@ class TunDevice:
         self.stats["read"] += len(out)
         return out
 
+    def _refresh_local(self) -> None:
+        """The TUN's own IPv4 address, at most once a LOCAL_REFRESH: segments to it are merged
+        for the kernel to verify (offload.py, local delivery). None or an error: an empty set,
+        so every segment is verified here as before."""
+        now = time.monotonic()
+        if now < self._local_at:
+            return
+        self._local_at = now + LOCAL_REFRESH
+        local: frozenset = frozenset()
+        try:
+            if self._ifsock is None:
+                self._ifsock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            r = fcntl.ioctl(self._ifsock, SIOCGIFADDR, struct.pack("256s", self.name.encode()))
+            local = frozenset((bytes(r[20:24]),))
+        except OSError:
+            pass                        # no IPv4 address (yet), or the device is going away
+        self._batch.local = local
+
     def queue(self, pkt) -> None:
         """Queue one IP packet for the next flush (copied: callers pass reused buffers)."""
         if self.gro:
+            if self.local_gro and not self._batch.items:
+                self._refresh_local()
             self._batch.add(pkt)
         else:
             self._pending.append(bytes(pkt))
@@ -210,6 +252,9 @@ class TunDevice:
         return 0
 
     def close(self) -> None:
+        if self._ifsock is not None:
+            self._ifsock.close()
+            self._ifsock = None
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1

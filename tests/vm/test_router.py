@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import shlex
 import subprocess
 import sys
 import time
@@ -87,8 +88,8 @@ def _fetch(ns: Netns, url: str) -> str:
     """SHA-256 of the file at `url`, fetched from the namespace with Python's urllib ("" if not)."""
     code = ("import hashlib,urllib.request\n"
             f"print(hashlib.sha256(urllib.request.urlopen({url!r}, timeout=20).read()).hexdigest())")
-    r = ns.run(f"{sys.executable} -c '{code}'", check=False, timeout=60)
-    return r.stdout.strip()
+    r = ns.run(f"{sys.executable} -c {shlex.quote(code)}", check=False, timeout=60)
+    return r.stdout.strip() or r.stderr[-500:]
 
 
 def _lookup(ns: Netns, server: str) -> str:
