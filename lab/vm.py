@@ -66,7 +66,7 @@ def accel(image: Path) -> str:
     return r.stdout.strip() or "tcg"
 
 
-MEM_MB = 192
+MEM_MB = 128
 
 
 def qemu_argv(image: Path, accel_name: str, nics: list[str], append: str = "", mem: int = MEM_MB) -> list[str]:
