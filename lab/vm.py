@@ -66,7 +66,7 @@ def accel(image: Path) -> str:
     return r.stdout.strip() or "tcg"
 
 
-MEM_MB = 128
+MEM_MB = 256
 
 
 def qemu_argv(image: Path, accel_name: str, nics: list[str], append: str = "", mem: int = MEM_MB) -> list[str]:
@@ -191,16 +191,12 @@ def disk_qemu_args(image: Path, firmware: str, tmp: Path, config_disk: Path | No
     return args
 
 
-def boot_disk(t: dict, image: Path, firmware: str, config_disk: Path | None = None, with_lan: bool = True) -> Proc:
+def boot_disk(t: dict, image: Path, firmware: str, config_disk: Path | None = None, with_lan: bool = True,
+              mem: int = MEM_MB) -> Proc:
     """Boot the disk image in the vm_topology (same NICs as boot()), without -kernel."""
     a = accel(image)
-    nics = ["-netdev", "tap,id=wan,ifname=tapw,script=no,downscript=no",
-            "-device", "virtio-net-pci,netdev=wan,mac=52:54:00:00:00:01,romfile="]
-    if with_lan:
-        nics += ["-netdev", "tap,id=lan,ifname=tapl,script=no,downscript=no",
-                 "-device", "virtio-net-pci,netdev=lan,mac=52:54:00:00:00:02,romfile="]
     q = Proc(t["vm"], ["qemu-system-x86_64", "-accel", a, "-cpu", "host" if a == "kvm" else "max", "-M", "q35",
-                       "-m", "512", "-nographic", "-no-reboot", *disk_qemu_args(image, firmware, t["tmp"], config_disk),
-                       *nics], t["tmp"] / f"console-{len(t['procs'])}.log")
+                       "-m", str(mem), "-nographic", "-no-reboot", *disk_qemu_args(image, firmware, t["tmp"], config_disk),
+                       *nic_args(with_lan)], t["tmp"] / f"console-{len(t['procs'])}.log")
     t["procs"].append(q)
     return q
