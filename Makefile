@@ -10,6 +10,7 @@ RESOLVED_DIR := build/systemd-resolved
 # The disk image and config volume (FAT without mounting; BIOS boot loader installer; UEFI firmware
 # for the tests; virt-xml-validate for the libvirt domain XML: libvirt-clients is ~8 MB with its libs, and its xmllint).
 APT_PKGS += dosfstools mtools syslinux ovmf libvirt-clients libxml2-utils
+APT_PKGS += squashfs-tools binutils   # image/build.py: /ro.sqfs, strip (issue 10 part 6/7)
 DURATION ?= 0
 PYTEST_ARGS ?=
 

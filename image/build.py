@@ -43,7 +43,18 @@ KERNEL_VER = ""     # its release, e.g. 6.1.0-57-cloud-amd64 (the modules' direc
 # The config volume (appliance/boot/config_volume.py): the second disk and its FAT file system.
 CONFIG_VOLUME_MODULES = ["virtio_blk", "vfat", "nls_cp437", "nls_ascii"]
 MODULES = ["virtio_pci", "virtio_net", "tun", "nf_tables", "nft_ct", "nft_masq", "nft_nat", "nft_chain_nat",
-           "nf_nat", "nf_conntrack", "nft_reject_inet", "af_packet"]
+           "nf_nat", "nf_conntrack", "nft_reject_inet", "af_packet", "loop", "squashfs"]
+# Kept compressed in RAM: these paths (globs) go into a squashfs image in the initramfs (/ro.sqfs),
+# which the init loop-mounts at /ro right after loading modules; a symlink stands at each original
+# place. Why: the initramfs is unpacked into RAM (and, while it unpacks, beside its compressed copy):
+# with -m 128 the 45 MB tree did not fit, and then nothing was left for Python. Squashfs pages are
+# decompressed on use into page cache the kernel can reclaim. What stays outside (RO_KEEP and all
+# not listed): what runs before the mount -- Python's start-up modules, ctypes, the init itself.
+RO_GLOBS = ["usr/lib/python3.11/appliance-site/*", "usr/lib/python3.11/lib-dynload/*", "usr/lib/x86_64-linux-gnu/*",
+            *(f"usr/lib/python3.11/{d}" for d in ("asyncio", "email", "xml", "multiprocessing", "http", "urllib",
+                                                  "json", "logging", "concurrent", "unittest", "html", "tomllib"))]
+RO_KEEP = {"usr/lib/python3.11/appliance-site/appliance", "usr/lib/python3.11/lib-dynload/_ctypes.cpython-311-x86_64-linux-gnu.so",
+           "usr/lib/x86_64-linux-gnu/libffi.so.8", "usr/lib/x86_64-linux-gnu/libffi.so.8.1.2"}
 WHEELS = ["cryptography==50.0.2", "pyOpenSSL==26.4.0", "pyroute2==0.9.7"]
 # Directories of the Python standard library the appliance never imports.
 STDLIB_TRIM = ["test", "idlelib", "tkinter", "turtledemo", "ensurepip", "lib2to3", "pydoc_data", "distutils",
@@ -51,7 +62,38 @@ STDLIB_TRIM = ["test", "idlelib", "tkinter", "turtledemo", "ensurepip", "lib2to3
                "pydoc.py", "turtle.py", "lib-dynload/_tkinter*.so", "lib-dynload/_test*.so",
                "lib-dynload/_ctypes_test*.so", "lib-dynload/xx*.so", "lib-dynload/_curses*.so",
                "lib-dynload/_dbm*.so", "lib-dynload/_gdbm*.so", "lib-dynload/audioop*.so",
-               "lib-dynload/_codecs_*.so", "lib-dynload/_multibytecodec*.so", "lib-dynload/_lsprof*.so"]
+               "lib-dynload/_codecs_*.so", "lib-dynload/_multibytecodec*.so", "lib-dynload/_lsprof*.so",
+               # issue 10 part 6: what no boot path imports (-X importtime in the image), to stay small in RAM
+               "lib-dynload/_xx*.so", "lib-dynload/nis*.so", "lib-dynload/ossaudiodev*.so",
+               "lib-dynload/readline*.so", "lib-dynload/_crypt*.so", "lib-dynload/_decimal*.so",
+               "lib-dynload/_sqlite3*.so", "sqlite3",
+               "pydoc*", "idlelib", "lib2to3", "msilib", "ensurepip", "__phello__", "doctest.py",
+               "mailbox.py", "imaplib.py", "nntplib.py", "smtplib.py", "ftplib.py", "poplib.py", "telnetlib.py",
+               "turtle.py", "tkinter", "_pydecimal.py", "pdb.py", "pickletools.py", "_osx_support.py",
+               "sqlite3/test", "ctypes/test", "ctypes/macholib"]
+# Codecs: Python itself needs only these (UTF-8 mode; the console and files are UTF-8/ASCII).
+ENCODINGS_KEEP = {"__init__", "aliases", "utf_8", "utf_8_sig", "ascii", "latin_1", "idna", "punycode",
+                  "raw_unicode_escape", "unicode_escape", "utf_16", "utf_32", "charmap", "cp437"}
+# Shared libraries nothing in the image loads (glibc's extras, readline's stack, OpenSSL's plug-ins).
+LIB_TRIM = ["lib/x86_64-linux-gnu/libmvec.so*", "lib/x86_64-linux-gnu/libc_malloc_debug.so*",
+            "lib/x86_64-linux-gnu/libmemusage.so", "lib/x86_64-linux-gnu/libpcprofile.so",
+            "lib/x86_64-linux-gnu/libthread_db.so*", "lib/x86_64-linux-gnu/libBrokenLocale.so*",
+            "lib/x86_64-linux-gnu/libnss_hesiod.so*", "lib/x86_64-linux-gnu/libnss_compat.so*",
+            "lib/x86_64-linux-gnu/libnsl.so*", "lib/x86_64-linux-gnu/libreadline.so*",
+            "lib/x86_64-linux-gnu/libhistory.so*", "lib/x86_64-linux-gnu/libncursesw.so*",
+            "usr/lib/x86_64-linux-gnu/libformw.so*", "usr/lib/x86_64-linux-gnu/libmenuw.so*",
+            "usr/lib/x86_64-linux-gnu/libpanelw.so*", "usr/lib/x86_64-linux-gnu/libtic.so*",
+            "usr/lib/x86_64-linux-gnu/libexpatw.so*", "usr/lib/x86_64-linux-gnu/engines-3",
+            "usr/lib/x86_64-linux-gnu/ossl-modules", "usr/lib/x86_64-linux-gnu/libsqlite3.so*",
+            "lib/x86_64-linux-gnu/libcrypt.so*"]
+# Wheel contents no import reaches: cryptography's Rust bindings need only cffi's _cffi_backend, not
+# the cffi package and its C parser; type stubs are for editors.
+WHEEL_TRIM = ["cffi", "pycparser", "**/*.pyi", "**/py.typed", "pyroute2/ndb", "pyroute2/fixtures", "pyroute2/bsd"]
+
+
+# Level 19 for size; the window capped at 2 MB (level 19 would use 8 MB): the kernel allocates the
+# window while it unpacks the initramfs, when memory is scarcest (-m 128), for ~1 % more bytes.
+ZSTD_ARGS = ["-19", "--zstd=wlog=21"]
 
 
 def log(msg: str) -> None:
@@ -170,6 +212,40 @@ def wheels(target: Path, cache: Path) -> None:
         shutil.rmtree(junk, ignore_errors=True)
     for sub in ("pyroute2/cli",):   # IPRoute imports ndb and friends; only the CLI is unused
         shutil.rmtree(target / sub, ignore_errors=True)
+    for pat in WHEEL_TRIM:
+        for p in list(target.glob(pat)):
+            shutil.rmtree(p) if p.is_dir() else p.unlink()
+    lazy_package_init(target / "pyroute2/__init__.py")
+
+
+def lazy_package_init(init: Path) -> None:
+    """Rewrite a package __init__ that imports every submodule eagerly (pyroute2's: NDB, sqlite3,
+    wireguard, nl80211... 3 s of imports under TCG, none of which the appliance uses) into one that
+    imports a name on first use (PEP 562 __getattr__), from the same `from X import a, b` lines.
+    `from pyroute2 import IPRoute` keeps working; NDB's sqlite3 then never loads, so it is dropped."""
+    import ast
+    tree = ast.parse(init.read_text())
+    where: dict[str, str] = {}
+    for node in tree.body:
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith(init.parent.name + "."):
+            for a in node.names:
+                where[a.asname or a.name] = node.module
+    if "IPRoute" not in where:
+        raise SystemExit(f"image build: {init} changed shape (no IPRoute import): review lazy_package_init")
+    rows = "".join(f"    {k!r}: {v!r},\n" for k, v in sorted(where.items()) if k != "log")
+    init.write_text(
+        '"""Made lazy by the vpn-appliance image build (image/build.py lazy_package_init)."""\n'
+        "import importlib\n\n"
+        "from pyroute2.config import log  # noqa: F401 - the package's logging setup\n\n"
+        "try:\n    from pyroute2.config.version import __version__\nexcept ImportError:\n"
+        "    __version__ = 'unknown'\n\n"
+        f"_WHERE = {{\n{rows}}}\n__all__ = sorted(_WHERE) + ['log']\n\n\n"
+        "def __getattr__(name):\n"
+        "    if name not in _WHERE:\n"
+        "        raise AttributeError(f'module {__name__!r} has no attribute {name!r}')\n"
+        "    value = getattr(importlib.import_module(_WHERE[name]), name)\n"
+        "    globals()[name] = value\n"
+        "    return value\n")
 
 
 def module_closure(root: Path) -> list[str]:
@@ -217,6 +293,61 @@ def trim_python(root: Path) -> None:
     for p in list((root / "usr/bin").iterdir()) if (root / "usr/bin").exists() else []:
         if p.name not in ("python3.11",):
             p.unlink()
+    for pat in LIB_TRIM:
+        for p in list(root.glob(pat)):
+            shutil.rmtree(p) if p.is_dir() else p.unlink()
+    for p in list((lib / "encodings").glob("*.py")):
+        if p.stem not in ENCODINGS_KEEP:
+            p.unlink()
+
+
+# Runs under the image's Python version: compile every module once, at build time. Why: under TCG,
+# compiling the sources at each boot took most of the time to tunnel up. Unchecked-hash pycs are
+# never compared with a source (no stat, no hash at import) and hold no mtime, so they are
+# reproducible. The stdlib and the wheels ship as sourceless .pyc (optimize=2: no docstrings,
+# smaller in RAM); the appliance's own code keeps its .py next to __pycache__ so tracebacks show
+# source lines, and keeps its asserts (optimize=0).
+_COMPILE = r"""
+import importlib.util, marshal, sys
+from pathlib import Path
+root = Path(sys.argv[1])
+lib = root / "usr/lib/python3.11"
+own = lib / "appliance-site/appliance"
+for src in sorted(lib.rglob("*.py")):
+    inimage = "/" + src.relative_to(root).as_posix()
+    mine = own in src.parents
+    code = compile(src.read_bytes(), inimage, "exec", dont_inherit=True, optimize=0 if mine else 2)
+    data = bytearray(importlib.util.MAGIC_NUMBER)
+    data += (0b01).to_bytes(4, "little")             # hash-based, unchecked
+    data += importlib.util.source_hash(src.read_bytes())
+    data += marshal.dumps(code)
+    if mine:
+        dst = src.parent / "__pycache__" / (src.stem + "." + sys.implementation.cache_tag + ".pyc")
+        dst.parent.mkdir(exist_ok=True)
+    else:
+        dst = src.with_suffix(".pyc")
+        src.unlink()
+    dst.write_bytes(bytes(data))
+"""
+
+
+def compile_python(root: Path) -> str:
+    """Byte-compile the image's Python (see _COMPILE) with a Python 3.11 (the image's version: the
+    bytecode format is per minor version); -> the compiling interpreter's version, for the MANIFEST."""
+    py = "/usr/bin/python3.11" if Path("/usr/bin/python3.11").exists() else sys.executable
+    r = subprocess.run([py, "-I", "-c", "import sys; assert sys.version_info[:2] == (3, 11); print(sys.version.split()[0])"],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        raise SystemExit("image build: needs a Python 3.11 to byte-compile the image (apt-get install python3.11)")
+    subprocess.run([py, "-I", "-c", _COMPILE, str(root)], check=True)
+    return r.stdout.strip()
+
+
+def strip_binaries(root: Path) -> None:
+    """Drop the symbol tables the wheels' native modules ship with (cryptography's Rust module: 14 MB
+    -> 11 MB, all of it unpacked in RAM at boot). `strip` is deterministic."""
+    for so in sorted((root / "usr/lib/python3.11/appliance-site").rglob("*.so")):
+        subprocess.run(["strip", "--strip-unneeded", str(so)], check=True)
 
 
 def assemble(bundle, stage: Path, debs: dict[str, Path], cache: Path) -> tuple[Path, list]:
@@ -250,6 +381,8 @@ def assemble(bundle, stage: Path, debs: dict[str, Path], cache: Path) -> tuple[P
     wheels(site, cache)
     shutil.copytree(REPO / "appliance", site / "appliance",
                     ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    strip_binaries(root)
+    compiled_by = compile_python(root)
     etc = root / "etc/vpn-appliance"
     etc.mkdir(parents=True, exist_ok=True)
     write_dir(bundle, etc)       # the TOML and every file it names (appliance/config/bundle.py)
@@ -266,7 +399,28 @@ def assemble(bundle, stage: Path, debs: dict[str, Path], cache: Path) -> tuple[P
                     "from appliance.boot.init import main\n"
                     "main()\n")
     init.chmod(0o755)
+    (stage / "compiled-by").write_text(compiled_by)
     return root, mods
+
+
+def pack_read_only(root: Path, stage: Path, epoch: int) -> None:
+    """Move RO_GLOBS (but RO_KEEP) into root/ro.sqfs (zstd, reproducible: fixed times, owner 0:0, one thread) and
+    leave symlinks into /ro, where appliance.boot.init mounts it."""
+    ro = stage / "ro"
+    shutil.rmtree(ro, ignore_errors=True)
+    for pat in RO_GLOBS:
+        for src in sorted(root.glob(pat)):
+            rel = src.relative_to(root).as_posix()
+            if rel in RO_KEEP:
+                continue
+            dst = ro / rel
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            os.rename(src, dst)                      # a symlink moves as itself (relative targets stay valid)
+            src.symlink_to("/ro/" + rel)
+    (root / "ro").mkdir(exist_ok=True)
+    subprocess.run(["mksquashfs", str(ro), str(root / "ro.sqfs"), "-noappend", "-quiet", "-no-progress",
+                    "-comp", "zstd", "-Xcompression-level", "19", "-all-root", "-no-xattrs", "-processors", "1",
+                    "-mkfs-time", str(epoch), "-all-time", str(epoch)], check=True, stdout=subprocess.DEVNULL)
 
 
 def _cpio_entry(name: bytes, mode: int, data: bytes, mtime: int, ino: int, nlink: int = 1,
@@ -335,9 +489,11 @@ def build(bundle, out: Path, cache: Path | None = None) -> dict:
                 "sha_initramfs": _sha(out / "initramfs.img"), "epoch": epoch}
     stage = out / "stage"
     root, mods = assemble(bundle, stage, debs, cache)
-    log("writing initramfs (cpio newc, sorted, owner 0:0, zstd -19)")
+    pack_read_only(root, stage, epoch)
+    log(f"writing initramfs (cpio newc, sorted, owner 0:0, zstd {' '.join(ZSTD_ARGS)})")
     blob = write_cpio(root, epoch)
-    z = subprocess.run(["zstd", "-19", "-q", "-T1", "--no-check", "-c"], input=blob, capture_output=True, check=True)
+    z = subprocess.run(["zstd", *ZSTD_ARGS, "-q", "-T1", "--no-check", "-c"], input=blob, capture_output=True,
+                       check=True)
     (out / "initramfs.img").write_bytes(z.stdout)
     kernel = stage / "kernel/boot" / f"vmlinuz-{KERNEL_VER}"
     shutil.copyfile(kernel, out / "vmlinuz")
@@ -351,6 +507,8 @@ def build(bundle, out: Path, cache: Path | None = None) -> dict:
                 f"total {total} bytes ({total / 1e6:.1f} MB)", "", "# disk image"] + disk_lines
     manifest += ["", "# Debian packages (name version file)"]
     manifest += [f"{name} {versions[name]} {all_debs[name].name}" for name in sorted(all_debs)]
+    manifest += ["", f"# bytecode: unchecked-hash pycs by Python {(stage / 'compiled-by').read_text()}",
+                 f"# in /ro.sqfs ({(root / 'ro.sqfs').stat().st_size} bytes, mounted at /ro): {' '.join(RO_GLOBS)}"]
     manifest += ["", "# wheels"] + WHEELS + ["", "# kernel modules"] + mods
     manifest += ["", f"# files: {sum(1 for _ in root.rglob('*'))}", "# config (/etc/vpn-appliance)"]
     manifest += [f"{name} {len(data)} bytes sha256 {hashlib.sha256(data).hexdigest()}"

@@ -66,17 +66,33 @@ def accel(image: Path) -> str:
     return r.stdout.strip() or "tcg"
 
 
-def boot(t: dict, image: Path, with_lan: bool = True) -> Proc:
-    a = accel(image)
+MEM_MB = 256
+
+
+def qemu_argv(image: Path, accel_name: str, nics: list[str], append: str = "", mem: int = MEM_MB) -> list[str]:
+    """The one QEMU command line of the lab and the VM tests. Why these options: -nodefaults and
+    -no-user-config keep QEMU from adding devices nobody uses (VGA, default NIC, floppy/CD) that
+    the firmware and the kernel would then probe; the serial port is the console."""
+    return ["qemu-system-x86_64", "-accel", accel_name, "-cpu", "host" if accel_name == "kvm" else "max",
+            "-M", "q35", "-m", str(mem), "-nodefaults", "-no-user-config", "-display", "none",
+            "-serial", "stdio", "-no-reboot", "-kernel", str(image / "vmlinuz"),
+            "-initrd", str(image / "initramfs.img"), *nics, "-append", f"console=ttyS0 panic=-1 quiet {append}".strip()]
+
+
+def nic_args(with_lan: bool) -> list[str]:
+    """WAN (and LAN) virtio NICs on the taps; `romfile=` drops their iPXE option ROMs, which SeaBIOS
+    would otherwise run (slowly, under TCG) before the kernel starts."""
     nics = ["-netdev", "tap,id=wan,ifname=tapw,script=no,downscript=no",
-            "-device", "virtio-net-pci,netdev=wan,mac=52:54:00:00:00:01"]
+            "-device", "virtio-net-pci,netdev=wan,mac=52:54:00:00:00:01,romfile="]
     if with_lan:
         nics += ["-netdev", "tap,id=lan,ifname=tapl,script=no,downscript=no",
-                 "-device", "virtio-net-pci,netdev=lan,mac=52:54:00:00:00:02"]
-    q = Proc(t["vm"], ["qemu-system-x86_64", "-accel", a, "-cpu", "host" if a == "kvm" else "max", "-M", "q35",
-                       "-m", "512", "-nographic", "-no-reboot", "-kernel", str(image / "vmlinuz"),
-                       "-initrd", str(image / "initramfs.img"), *nics,
-                       "-append", "console=ttyS0 panic=-1 quiet"], t["tmp"] / f"console-{len(t['procs'])}.log")
+                 "-device", "virtio-net-pci,netdev=lan,mac=52:54:00:00:00:02,romfile="]
+    return nics
+
+
+def boot(t: dict, image: Path, with_lan: bool = True, accel_name: str | None = None, mem: int = MEM_MB) -> Proc:
+    a = accel_name or accel(image)
+    q = Proc(t["vm"], qemu_argv(image, a, nic_args(with_lan), mem=mem), t["tmp"] / f"console-{len(t['procs'])}.log")
     t["procs"].append(q)
     return q
 
@@ -175,16 +191,12 @@ def disk_qemu_args(image: Path, firmware: str, tmp: Path, config_disk: Path | No
     return args
 
 
-def boot_disk(t: dict, image: Path, firmware: str, config_disk: Path | None = None, with_lan: bool = True) -> Proc:
+def boot_disk(t: dict, image: Path, firmware: str, config_disk: Path | None = None, with_lan: bool = True,
+              mem: int = MEM_MB) -> Proc:
     """Boot the disk image in the vm_topology (same NICs as boot()), without -kernel."""
     a = accel(image)
-    nics = ["-netdev", "tap,id=wan,ifname=tapw,script=no,downscript=no",
-            "-device", "virtio-net-pci,netdev=wan,mac=52:54:00:00:00:01,romfile="]
-    if with_lan:
-        nics += ["-netdev", "tap,id=lan,ifname=tapl,script=no,downscript=no",
-                 "-device", "virtio-net-pci,netdev=lan,mac=52:54:00:00:00:02,romfile="]
     q = Proc(t["vm"], ["qemu-system-x86_64", "-accel", a, "-cpu", "host" if a == "kvm" else "max", "-M", "q35",
-                       "-m", "512", "-nographic", "-no-reboot", *disk_qemu_args(image, firmware, t["tmp"], config_disk),
-                       *nics], t["tmp"] / f"console-{len(t['procs'])}.log")
+                       "-m", str(mem), "-nographic", "-no-reboot", *disk_qemu_args(image, firmware, t["tmp"], config_disk),
+                       *nic_args(with_lan)], t["tmp"] / f"console-{len(t['procs'])}.log")
     t["procs"].append(q)
     return q

@@ -24,6 +24,41 @@ def say(msg: str) -> None:
     print(f"[{time.monotonic() - T0:7.3f}] {msg}", flush=True)
 
 
+# Kernel log records that mark the kernel's own boot stages (read once from /dev/kmsg).
+KERNEL_MARKS = (("Trying to unpack rootfs", "kernel-initramfs"), ("Freeing initrd memory", "kernel-initramfs-done"),
+                ("Run /init as init process", "kernel-run-init"))
+
+
+def stage(name: str) -> None:
+    """`boot: <stage> <CLOCK_MONOTONIC s> <wall s>`: one cheap line per boot stage. Why: the monotonic
+    clock counts from the kernel's start, so lab.boot_profile can split the time to tunnel up into
+    firmware, kernel, Python start, imports... from the console alone; the wall clock maps the
+    appliance's own log times (HH:MM:SS.mmm) onto the same scale."""
+    print(f"boot: {name} {time.monotonic():.3f} {time.time():.3f}", flush=True)
+
+
+def kernel_stages() -> None:
+    """Print the kernel's stage marks (printk times, kept in the ring buffer even with `quiet`)."""
+    try:
+        fd = os.open("/dev/kmsg", os.O_RDONLY | os.O_NONBLOCK)
+    except OSError:
+        return
+    try:
+        for _ in range(5000):
+            try:
+                rec = os.read(fd, 8192).decode(errors="replace")
+            except OSError as e:   # EAGAIN: the end of the buffer (EPIPE: a record overwritten; skip on)
+                if e.errno == 32:
+                    continue
+                break
+            head, _, msg = rec.partition(";")
+            for needle, name in KERNEL_MARKS:
+                if msg.startswith(needle):
+                    print(f"boot: {name} {int(head.split(',')[2]) / 1e6:.3f}", flush=True)
+    finally:
+        os.close(fd)
+
+
 def mount(src: str, target: str, fstype: str, flags: int = 0, data: str | None = None) -> None:
     os.makedirs(target, exist_ok=True)
     if _libc.mount(src.encode(), target.encode(), fstype.encode(), flags,
@@ -55,6 +90,34 @@ def load_modules() -> list[str]:
     return loaded
 
 
+RO_IMAGE, RO_DIR = "/ro.sqfs", "/ro"
+LOOP_CTL_GET_FREE, LOOP_SET_FD, MS_RDONLY = 0x4C82, 0x4C00, 1
+
+
+def mount_read_only() -> None:
+    """Loop-mount the image's squashfs (image/build.py RO_PATHS: the biggest files, kept compressed
+    in RAM) at /ro, where symlinks point; before anything imports from it."""
+    if not os.path.exists(RO_IMAGE):
+        return
+    import fcntl
+    ctl = os.open("/dev/loop-control", os.O_RDWR | os.O_CLOEXEC)
+    try:
+        n = fcntl.ioctl(ctl, LOOP_CTL_GET_FREE)
+    finally:
+        os.close(ctl)
+    dev = f"/dev/loop{n}"
+    loop = os.open(dev, os.O_RDWR | os.O_CLOEXEC)
+    try:
+        img = os.open(RO_IMAGE, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            fcntl.ioctl(loop, LOOP_SET_FD, img)
+        finally:
+            os.close(img)
+        mount(dev, RO_DIR, "squashfs", MS_RDONLY)
+    finally:
+        os.close(loop)
+
+
 def power_off(code: int = 0) -> None:
     sys.stdout.flush()
     sys.stderr.flush()
@@ -66,6 +129,7 @@ def power_off(code: int = 0) -> None:
 def start_appliance(path: str) -> int:
     """The integration point: the same code a host runs for `vpn-appliance run appliance.toml`."""
     from appliance.run_toml import run_toml
+    stage("imports")
     return run_toml(path, 0)
 
 
@@ -83,6 +147,7 @@ def choose_config() -> str:
 
 def main() -> None:
     try:
+        stage("init")
         mount("proc", "/proc", "proc")
         mount("sysfs", "/sys", "sysfs")
         mount("devtmpfs", "/dev", "devtmpfs")
@@ -90,12 +155,16 @@ def main() -> None:
         mount("tmpfs", "/run", "tmpfs")
         os.environ.setdefault("PATH", "/usr/sbin:/usr/bin")
         say(f"vpn-appliance PID 1 on Linux {os.uname().release}, Python {sys.version.split()[0]}")
+        kernel_stages()
         mods = load_modules()
         say(f"loaded {len(mods)} modules: {' '.join(mods)}")
+        mount_read_only()
+        stage("modules")
         cmdline = open("/proc/cmdline").read().split()
         if "appliance.selftest=1" in cmdline:
             from appliance.boot.selftest import run
             ok = run(say)
+            stage("selftest")
             say("SELFTEST OK" if ok else "SELFTEST FAIL")
             power_off(0 if ok else 1)
         from appliance.config.schema import load_appliance_config
@@ -109,6 +178,7 @@ def main() -> None:
             say("configuration error: powering off")
             power_off(2)
         say(f"config {config}: hostname {cfg.appliance.hostname}, role {cfg.vpn.role}")
+        stage("config")
         rc = start_appliance(config)
         say(f"appliance stopped (status {rc}): powering off")
         power_off(rc)

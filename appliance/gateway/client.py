@@ -26,6 +26,7 @@ from .eventlog import fmt_addr, log_client_event, push_summary
 from .loop import Faults, Pump, Signals, Waiter, run_gateway
 from .observers import ClientCounters, TunnelObserver, TunnelState
 from .ports import Clock, PortGone, Ports, TunPort
+from .status import vm_rss
 
 log = logging.getLogger("vpn-appliance")
 
@@ -349,8 +350,8 @@ class ClientGateway:
         c.was_up = True
         self._notify(TunnelState(True, f"{fmt_addr(c.addr)}/{c.remote.proto}", self._tun_name(), e.pushed))
         self.pump.timers.cancel("poll")
-        log.info("tunnel up: %s, cipher %s, key derivation %s, peer-id %s", tun.name if tun else "-", e.cipher,
-                 e.key_derivation, e.peer_id)
+        log.info("tunnel up: %s, cipher %s, key derivation %s, peer-id %s, VmRSS %s", tun.name if tun else "-",
+                 e.cipher, e.key_derivation, e.peer_id, vm_rss())
 
     def _on_engine_timer(self) -> None:
         c = self.conn

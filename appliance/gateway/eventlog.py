@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 
 from ..openvpn import events as ev
+from .status import vm_rss
 
 log = logging.getLogger("vpn-appliance")
 
@@ -64,7 +65,8 @@ def log_server_event(rec, e: object) -> None:
                      f", user {e.username}" if e.username else "",
                      f", tls-crypt-v2 {rec.v2_metadata}" if rec.v2_metadata else "")
         case ev.TunnelUp():
-            log.info("%s: connected, address %s, cipher %s, peer-id %s", who, rec.vaddr, e.cipher, rec.peer_id)
+            log.info("%s: connected, address %s, cipher %s, peer-id %s, VmRSS %s", who, rec.vaddr, e.cipher,
+                     rec.peer_id, vm_rss())
         case ev.KeyRenegotiated():
             log.info("%s: key renegotiated (key id %d)", who, e.key_id)
         case ev.ClientFloated():

@@ -14,6 +14,20 @@ import os
 import time
 from dataclasses import dataclass
 
+def vm_rss() -> str:
+    """This process's resident set size (VmRSS from /proc/self/status), e.g. `31.2 MB`, for the
+    tunnel-up lines. Why: the VM image must fit in 128 MB of RAM, and this shows how much the
+    appliance itself takes; read once per tunnel-up, never on a packet path."""
+    try:
+        with open("/proc/self/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"VmRSS:"):
+                    return f"{int(line.split()[1]) / 1024:.1f} MB"
+    except (OSError, ValueError, IndexError):
+        pass
+    return "?"
+
+
 TITLE = "OpenVPN 2.6.14 vpn-appliance [SSL (OpenSSL)] [EPOLL] [MH/PKTINFO] [AEAD]"
 
 

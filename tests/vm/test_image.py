@@ -4,6 +4,7 @@ refused by the build with `file:line`."""
 from __future__ import annotations
 
 import hashlib
+import re
 import shutil
 import subprocess
 import sys
@@ -40,15 +41,12 @@ def image():
     return OUT, sha
 
 
-from lab.vm import accel  # noqa: E402 - shared with make run
+from lab.vm import accel, qemu_argv  # noqa: E402 - shared with make run
 
 
 def boot(out: Path, append: str, timeout: float = 150) -> tuple[str, float, bool]:
     """Boot with no NICs; returns (console text, seconds, exited by itself)."""
-    a = accel(out)
-    cmd = ["qemu-system-x86_64", "-accel", a, "-cpu", "host" if a == "kvm" else "max", "-M", "q35", "-m", "512",
-           "-nographic", "-no-reboot", "-kernel", str(out / "vmlinuz"), "-initrd", str(out / "initramfs.img"),
-           "-nic", "none", "-append", f"console=ttyS0 panic=-1 quiet {append}"]
+    cmd = qemu_argv(out, accel(out), [], append)   # -nodefaults: no NIC
     t0 = time.monotonic()
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     try:
@@ -86,6 +84,9 @@ def test_boot_selftest(image, figure):
     figure(f"boot to SELFTEST OK under {accel(out)}: {secs:.1f} s")
     assert "vpn-appliance PID 1" in text, text[-3000:]
     assert "SELFTEST OK" in text, text[-3000:]
+    # the stage lines lab.boot_profile reads: kernel marks, then init's own, in boot order
+    stages = re.findall(r"^boot: (\S+) [\d.]+", text, re.M)
+    assert stages[:1] == ["init"] and {"kernel-run-init", "modules", "selftest"} <= set(stages), stages
     assert exited, "the VM must power off by itself"
 
 
