@@ -22,6 +22,7 @@ import time
 
 from ..ioerrors import PortGone
 from . import offload
+from .flow_owner import FlowOwners
 
 log = logging.getLogger("vpn-appliance")
 
@@ -68,10 +69,12 @@ class TunDevice:
         self.gro = self.vnet_hdr and not self.offload_note
         self._batch = offload.GroBatch()
         # Merging segments to our own address for the kernel to verify (offload.py, local
-        # delivery) is OFF unless a caller knows no NAT rewrites that address: a masqueraded
+        # delivery), only for flows a socket of this host owns (flow_owner.py): a masqueraded
         # reply (router mode) has our address as its destination but is then forwarded, and a
         # forwarded GSO packet without CHECKSUM_PARTIAL makes the kernel warn and re-checksum it.
-        self.local_gro = False
+        self.local_gro = True
+        self.owners = FlowOwners()
+        self._batch.owner = self.owners.owned
         self._local_at = 0.0
         self._ifsock: socket.socket | None = None
         self._pending: list = []

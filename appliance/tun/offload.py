@@ -148,8 +148,8 @@ GRO_MAX = 65535
 # its own. Only for local delivery: a forwarded GSO packet without CHECKSUM_PARTIAL is one the
 # kernel would segment with fresh checksums (laundering a corrupted segment) and warn about. And
 # "addressed to us" is not "delivered here" once NAT is involved (a masqueraded LAN host's replies
-# carry our address, then are forwarded): so TunDevice.local_gro, which fills `local`, is off by
-# default, for a caller that knows no NAT rewrites its address.
+# carry our address, then are forwarded): so a segment takes this path only when `owner` (if set)
+# says a socket of this host owns its exact flow (tun/flow_owner.py: a sock_diag lookup, cached).
 _TCP_PROTO_WORD = 6
 
 
@@ -219,13 +219,15 @@ class GroBatch:
     sequence, else starting a new entry. Order within a flow is kept. `take` returns the burst.
     """
 
-    __slots__ = ("items", "flows", "bad_checksums", "local")
+    __slots__ = ("items", "flows", "bad_checksums", "local", "owner")
 
-    def __init__(self, local: frozenset = frozenset()) -> None:
+    def __init__(self, local: frozenset = frozenset(), owner=None) -> None:
         self.items: list = []
         self.flows: dict = {}
         self.bad_checksums = 0
         self.local = local                   # packed IPv4 addresses of this host (see above)
+        # owner(addrs_ports) -> bool: a local socket owns the flow (None: the address alone decides)
+        self.owner = owner
 
     def __len__(self) -> int:
         return len(self.items)
@@ -238,7 +240,8 @@ class GroBatch:
         key, seq, plen, iphl, thl, psh = c
         l4len = len(p) - iphl
         hsum = None
-        if iphl == 20 and self.local and bytes(p[16:20]) in self.local:
+        if (iphl == 20 and self.local and bytes(p[16:20]) in self.local
+                and (self.owner is None or self.owner(key[3]))):
             # addresses + TCP header (checksum field included) + protocol + TCP length
             hsum = int.from_bytes(p[12:20 + thl], "big") + _TCP_PROTO_WORD + l4len
         else:

@@ -288,7 +288,7 @@ def test_tun_gro_local_super_packet_with_a_corrupted_segment_never_reaches_the_s
     ns = netns()
     with _inside(ns):
         tun = TunDevice("uttun4", vnet_hdr=True, mtu=1500)
-        tun.local_gro = True            # off by default (NAT); this namespace has none
+        assert tun.local_gro            # on by default, for flows a socket here owns (flow_owner.py)
         lsock = conn = None
         try:
             configure_tun(tun.name, TUN_ADDR, 24, 1500)
@@ -334,6 +334,66 @@ def test_tun_gro_local_super_packet_with_a_corrupted_segment_never_reaches_the_s
             for sk in (conn, lsock):
                 if sk is not None:
                     sk.close()
+            tun.close()
+
+
+def test_tun_gro_masqueraded_reply_to_our_address_is_verified_here_not_merged_unsummed(netns):
+    """Router mode: a LAN host's flow is masqueraded to the TUN's address, so the replies arrive
+    addressed to us and are then forwarded. No socket here owns that flow (flow_owner.py), so its
+    segments must take the verify-here path: a segment corrupted before the VPN is dropped by us
+    (counted), never merged unsummed into a super-packet the kernel would re-checksum on the way
+    out; the LAN host gets exactly the sent bytes once the sender resends."""
+    r, lan = netns(), netns()
+    a, b = f"va{r[2:8]}", f"vb{r[2:8]}"
+    _ip("link", "add", a, "netns", r, "type", "veth", "peer", "name", b, "netns", lan)
+    _ip("-n", r, "addr", "add", "198.18.201.1/24", "dev", a)
+    _ip("-n", r, "link", "set", a, "up")
+    _ip("-n", lan, "addr", "add", "198.18.201.2/24", "dev", b)
+    _ip("-n", lan, "link", "set", b, "up")
+    _ip("-n", lan, "route", "add", "default", "via", "198.18.201.1")
+    subprocess.run(["ip", "netns", "exec", r, "sysctl", "-qw", "net.ipv4.ip_forward=1"], check=True, timeout=10)
+    with _inside(r):
+        tun = TunDevice("uttun5", vnet_hdr=True, mtu=1500)
+        conn = None
+        try:
+            configure_tun(tun.name, TUN_ADDR, 24, 1500)
+            nft = (f"table ip utnat {{\n chain post {{\n type nat hook postrouting priority 100;\n"
+                   f" oifname \"{tun.name}\" masquerade\n }}\n}}\n")
+            n = subprocess.run(["nft", "-f", "-"], input=nft, capture_output=True, text=True, timeout=10)
+            assert n.returncode == 0, n.stderr
+            with _inside(lan):
+                conn = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                conn.setblocking(False)
+                conn.connect_ex((TUN_PEER, 5204))
+            syn = IP(bytes(_read_until(tun, lambda p: TCP in p and p[TCP].flags == "S")))
+            assert syn.src == TUN_ADDR, f"not masqueraded: {syn.summary()}"
+            port, isn = syn[TCP].sport, 0x40000000
+            assert tun.write_packets([bytes(IP(src=TUN_PEER, dst=TUN_ADDR) /
+                                            TCP(sport=5204, dport=port, seq=isn, ack=syn[TCP].seq + 1, flags="SA",
+                                                window=65535, options=[("MSS", 1448)]))]) == 1
+            _read_until(tun, lambda p: TCP in p and p[TCP].flags == "A")      # the LAN host's ACK
+            data = os.urandom(20 * 1448)
+            segs = [bytes(IP(src=TUN_PEER, dst=TUN_ADDR, id=i, flags="DF") /
+                          TCP(sport=5204, dport=port, seq=isn + 1 + i * 1448, ack=syn[TCP].seq + 1,
+                              flags="PA" if i == 19 else "A", window=65535) /
+                          Raw(data[i * 1448:(i + 1) * 1448])) for i in range(20)]
+            bad = bytearray(segs[7])
+            bad[-100] ^= 0x01
+            tun.write_packets(segs[:7] + [bytes(bad)] + segs[8:])
+            assert tun.owners.stats["not_owned"] >= 1 and tun.owners.stats["owned"] == 0, tun.owners.stats
+            assert tun._batch.bad_checksums == 1, "the corrupted segment was not checked here"
+            assert tun.stats["gro_writes"] >= 1, "the good segments were not merged"
+            tun.write_packets(segs)          # the sender's retransmission, intact
+            got = bytearray()
+            end = time.monotonic() + 5
+            while len(got) < len(data) and time.monotonic() < end:
+                if _wait_readable(conn, 0.2):
+                    with contextlib.suppress(BlockingIOError):
+                        got += conn.recv(65536)
+            assert bytes(got) == data, f"LAN host received {len(got)} of {len(data)} bytes (or wrong bytes)"
+        finally:
+            if conn is not None:
+                conn.close()
             tun.close()
 
 
