@@ -39,13 +39,15 @@ def resolve_remotes(opts: Options, wan_ipv6: bool = False,
     otherwise both, IPv4 first (as the client tries them). IPv6 addresses are kept only when the
     WAN has IPv6 (`address6` or `slaac`): without it they could never be reached, and pinning them
     would only make each reconnect round slower."""
-    fam = opts.proto_family
-    want = {"4": (socket.AF_INET,), "6": (socket.AF_INET6,)}.get(fam or "", (socket.AF_INET, socket.AF_INET6))
-    if not wan_ipv6:
-        want = tuple(f for f in want if f != socket.AF_INET6)
     endpoints: list[Endpoint] = []
     pinned: list[Remote] = []
+    wants_v6_only = False
     for r in opts.remotes:
+        fam = opts.family_of(r)
+        wants_v6_only |= fam == "6"
+        want = {"4": (socket.AF_INET,), "6": (socket.AF_INET6,)}.get(fam or "", (socket.AF_INET, socket.AF_INET6))
+        if not wan_ipv6:
+            want = tuple(f for f in want if f != socket.AF_INET6)
         try:
             infos = getaddrinfo(r.host, r.port, socket.AF_UNSPEC,
                                 socket.SOCK_DGRAM if r.proto == "udp" else socket.SOCK_STREAM)
@@ -58,9 +60,9 @@ def resolve_remotes(opts: Options, wan_ipv6: bool = False,
                         " or ".join("IPv4" if f == socket.AF_INET else "IPv6" for f in want) or "usable")
         for ip in dict.fromkeys(str(i[4][0]).split("%", 1)[0] for i in infos):
             endpoints.append(Endpoint(ip, r.port, r.proto))
-            pinned.append(Remote(ip, r.port, r.proto))
+            pinned.append(Remote(ip, r.port, r.proto, r.family))
     if not pinned:
-        if fam == "6" and not wan_ipv6:
+        if wants_v6_only and not wan_ipv6:
             raise RuntimeError("the profile asks for IPv6 (udp6/tcp6) but the WAN has no IPv6:"
                                " set `address6` or `slaac = true` in [wan]")
         raise RuntimeError("none of the remotes resolves to an address the WAN can reach"

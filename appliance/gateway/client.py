@@ -159,7 +159,7 @@ class ClientGateway:
         self.attempt += 1
         poll = self.opts.server_poll_timeout
         try:
-            addr = self.ports.resolve(remote.host, remote.port, remote.proto, self.opts.proto_family)
+            addr = self.ports.resolve(remote.host, remote.port, remote.proto, self.opts.family_of(remote))
             if remote.proto == "tcp":
                 log.info("connecting to %s over TCP", fmt_addr(addr))
                 link: UdpLink | TcpLink = TcpLink(self.ports.tcp_connect(addr))

@@ -76,8 +76,8 @@ def test_eduvpn_profile_parses_to_expected_settings():
 
     o = parse_config(EDUVPN, "/home/u/eduvpn.ovpn", read_file)
     assert o.role == "client" and o.client and o.pull and o.tls_client
-    assert o.remotes == [Remote("vpn.example.org", 1194, "udp"), Remote("vpn.example.org", 1194, "tcp"),
-                         Remote("vpn6.example.org", 1195, "udp"), Remote("vpn.example.org", 1194, "udp")]
+    assert o.remotes == [Remote("vpn.example.org", 1194, "udp", ""), Remote("vpn.example.org", 1194, "tcp", ""),
+                         Remote("vpn6.example.org", 1195, "udp", "6"), Remote("vpn.example.org", 1194, "udp")]
     assert o.remote_cert_tls == "server"
     assert o.verb == 3
     assert o.tls_version_min == "1.3"
@@ -357,7 +357,7 @@ def test_client_keepalive_expansion():
 def test_global_port_and_proto_apply_to_remotes_without_them():
     text = "client\nport 1195\nproto tcp-client\nremote 198.18.0.1\nremote 198.18.0.2 443 udp\n<ca>\nX\n</ca>\n"
     o = parse_config(text, "/p/c.ovpn", _no_files)
-    assert o.remotes == [Remote("198.18.0.1", 1195, "tcp"), Remote("198.18.0.2", 443, "udp")]
+    assert o.remotes == [Remote("198.18.0.1", 1195, "tcp"), Remote("198.18.0.2", 443, "udp", "")]
 
 
 def test_render_options_shows_source_and_defaults():
@@ -502,3 +502,13 @@ def test_cli_check_bad_key_material_exits_2(tmp_path, pki):
     assert r.stderr.strip(), "a reason must be printed"
     assert "Traceback" not in r.stderr
 
+
+
+def test_a_remote_lines_own_protocol_family_wins_over_the_profiles():
+    """`remote h p udp6` only IPv6, `tcp4` only IPv4, a bare `udp` either family (as OpenVPN's
+    per-remote proto replaces the profile-wide one); a remote without a protocol takes `proto`'s."""
+    text = ("client\nproto udp4\nremote 198.18.0.1\nremote v6.test 443 udp6\nremote v4.test 443 tcp4\n"
+            "remote any.test 1194 udp\n<ca>\nX\n</ca>\n")
+    o = parse_config(text, "/p/c.ovpn", _no_files)
+    assert [(r.host, r.proto, o.family_of(r)) for r in o.remotes] == [
+        ("198.18.0.1", "udp", "4"), ("v6.test", "udp", "6"), ("v4.test", "tcp", "4"), ("any.test", "udp", None)]

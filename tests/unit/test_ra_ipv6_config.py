@@ -125,3 +125,14 @@ def test_ipv6_forwarding_keeps_the_hosts_own_slaac_and_undoes_it(tmp_path):
     assert now == {"all": "1", "default": "1", "lo": "1", "wlan0": "2", "eth9": "0", "wan0": "2"}
     undo.run()
     assert (tmp_path / "wlan0" / "accept_ra").read_text().strip() == "1"
+
+
+def test_a_remotes_own_udp6_or_udp4_chooses_its_family():
+    o = opts(Remote("vpn.test", 1194, "udp", "6"), Remote("vpn.test", 1195, "udp", "4"),
+             Remote("vpn.test", 1196, "udp", ""), family="4")
+    eps = resolve_remotes(o, True, fake_getaddrinfo(NAMES))
+    assert [(e.address, e.port) for e in eps] == [
+        ("2001:db8:18::1", 1194), ("198.18.0.1", 1195), ("198.18.0.1", 1196), ("2001:db8:18::1", 1196)]
+    assert [r.family for r in o.remotes] == ["6", "4", "", ""], "pinned remotes keep their family"
+    with pytest.raises(RuntimeError, match="udp6/tcp6.*`address6` or `slaac = true`"):
+        resolve_remotes(opts(Remote("vpn.test", 1194, "udp", "6")), False, fake_getaddrinfo(NAMES))

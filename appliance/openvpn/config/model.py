@@ -35,6 +35,9 @@ class Remote:
     host: str
     port: int
     proto: str  # "udp" | "tcp"
+    # Address family the remote line asked for: "4" (udp4/tcp4), "6" (udp6/tcp6), "" (a protocol
+    # without one: either), None (no protocol on the line: the profile-wide `proto`'s family).
+    family: str | None = None
 
 
 @dataclass(frozen=True)
@@ -110,6 +113,11 @@ class Options:
     port: int = 1194
     proto: str = "udp"
     proto_family: str | None = None
+
+    def family_of(self, r: Remote) -> str | None:
+        """The family a remote may use: its own line's (`remote h p udp6`), else the profile's
+        `proto` (`proto udp4`); None or "": either, IPv4 first."""
+        return self.proto_family if r.family is None else (r.family or None)
     dev: str = "tun"
     tun_mtu: int = 1500
     mssfix: int | None = None                   # None: OpenVPN's default (1492, mtu); 0: off

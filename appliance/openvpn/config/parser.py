@@ -183,14 +183,15 @@ def finish(p: ParseState) -> None:
         if len(a) > 1:
             n = p.int_arg("remote", a[1], 1, 65535)
             port = n if n is not None else port
-        proto = o.proto
+        proto, family = o.proto, None
         if len(a) > 2:
             pr = norm_proto(a[2])
             if pr is None:
                 p.err("remote", f"unknown protocol {a[2]}")
                 continue
             proto = pr
-        o.remotes.append(Remote(a[0], port, proto))
+            family = a[2][3:4] if a[2][3:4] in ("4", "6") else ""
+        o.remotes.append(Remote(a[0], port, proto, family))
     if o.remotes:
         o.source["remotes"] = (p.path, p.remote_lines[0][0])
     server = o.mode == "server" or o.server is not None
