@@ -75,7 +75,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         opts = _load(args.file, args.no_scripts)
         _validate_runtime(opts)
         user, pw = "", ""
-        if opts.role != "server":
+        if opts.role != "server" and (opts.auth_user_pass or opts.auth_user_pass_required):
+            # Only then: run_toml loads the netlink library, which a client imports in the
+            # background while it connects (gateway/tunnel.py), not before its first packet.
             from .run_toml import ask_credentials
             user, pw = ask_credentials(opts)
     except ConfigError as e:
