@@ -5,7 +5,8 @@ UDP datagram answered through the tunnel, for each control-channel protection.
                                [--pairs ours-ours,ovpn-ovpn,ours-ovpn,ovpn-ours]
 
 Pairs are client-server: ours-ours (our client, our server), ovpn-ovpn (Debian's OpenVPN at both
-ends), ours-ovpn (our client against OpenVPN's server: compare with ovpn-ovpn). Both servers run
+ends), ours-ovpn (our client against OpenVPN's server: compare with ovpn-ovpn); with
+`--baseline DIR`, before-ovpn too (DIR's `appliance`, e.g. an older checkout, as the client). Both servers run
 at once in the server namespace (ours on port 1195, pool 198.19.1.0/24; OpenVPN's on 1194, pool
 198.19.0.0/24) with a UDP echo service on every address, so every round runs each pair once, in
 turn (interleaved: machine noise hits them alike).
@@ -30,7 +31,9 @@ import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 
+from .capacity import _BASELINE
 from .configs import client_profile, server_config
 from .netns import SRV_IP, Lab
 from .tools import OPENVPN, OUR_BIN, REPO
@@ -129,10 +132,15 @@ class FirstPacket:
                                                         remotes=[(SRV_IP, PORTS[kind], "udp")]))
                          for kind in ("ovpn", "ours")}
 
-    def once(self, pair: str, probe_s: float, timeout_s: float) -> dict:
+    def once(self, pair: str, probe_s: float, timeout_s: float, baseline: str | None = None) -> dict:
         cli, srv = pair.split("-")
         prof = str(self.profiles[srv])
-        argv = [OUR_BIN, "run", prof] if cli == "ours" else [OPENVPN, "--config", prof]
+        if cli == "before":          # another checkout's client (--baseline), as lab/capacity.py runs it
+            argv = [sys.executable, "-c", _shq(_BASELINE), str(baseline), prof]
+        elif cli == "ours":
+            argv = [OUR_BIN, "run", prof]
+        else:
+            argv = [OPENVPN, "--config", prof]
         r = self.lab.cli.run(" ".join(["exec", sys.executable, "-c", _shq(_PROBER), f"vb{self.lab.tag}", SRV_IP,
                                        str(PORTS[srv]), TUN_ADDR[srv], str(ECHO_PORT), str(probe_s),
                                        str(timeout_s), *argv]), check=False, timeout=timeout_s + 30)
@@ -183,13 +191,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--probe-ms", type=float, default=2.0)
     ap.add_argument("--timeout", type=float, default=30.0, help="seconds per attempt")
     ap.add_argument("--json", default=None, help="also write every measurement to this file")
+    ap.add_argument("--baseline", default=None,
+                    help="directory holding another version's `appliance` package: adds pair before-ovpn "
+                         "(that version's client against OpenVPN's server)")
     a = ap.parse_args(argv)
     prots, pairs = a.protections.split(","), a.pairs.split(",")
+    if a.baseline and "before-ovpn" not in pairs:
+        pairs.append("before-ovpn")
     rows: list[dict] = []
     # An installed program (the image, a pip install) runs from bytecode; a checkout under
     # PYTHONDONTWRITEBYTECODE would compile every module at each start and measure the compiler.
-    subprocess.run([sys.executable, "-m", "compileall", "-q", str(REPO / "appliance")], check=True,
-                   stdout=subprocess.DEVNULL)
+    for root in [REPO] + ([Path(a.baseline)] if a.baseline else []):
+        subprocess.run([sys.executable, "-m", "compileall", "-q", str(root / "appliance")], check=True,
+                       stdout=subprocess.DEVNULL)
     lab = Lab()
     try:
         echo = lab.start(lab.srv, [sys.executable, "-c", _ECHO, str(ECHO_PORT)], "fp-echo")
@@ -202,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
                 time.sleep(0.5)
                 for _ in range(a.rounds):
                     for pair in pairs:
-                        rows.append(fp.once(pair, a.probe_ms / 1000, a.timeout))
+                        rows.append(fp.once(pair, a.probe_ms / 1000, a.timeout, a.baseline))
                         print(json.dumps(rows[-1]), flush=True)
                         time.sleep(0.3)       # let the server notice the exit notification
             finally:
@@ -214,7 +228,6 @@ def main(argv: list[str] | None = None) -> int:
           f"interleaved; start = process start -> first handshake packet, proto = that -> echo")
     print(summarize(rows, prots, pairs))
     if a.json:
-        from pathlib import Path
         Path(a.json).write_text(json.dumps(rows, indent=1))
     return 0
 
