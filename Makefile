@@ -14,7 +14,7 @@ APT_PKGS += squashfs-tools binutils   # image/build.py: /ro.sqfs, strip (issue 1
 DURATION ?= 0
 PYTEST_ARGS ?=
 
-.PHONY: setup system-deps test test-unit test-engine test-interop test-vm run run-host bench bench-engine image clean fuzz capacity
+.PHONY: setup system-deps test test-unit test-engine test-interop test-vm run run-host bench bench-engine image clean fuzz capacity first-packet
 
 setup: system-deps $(VENV)/.installed $(RESOLVED_DIR)/.unpacked
 
@@ -91,6 +91,12 @@ CLIENTS ?= 1000
 REPEAT ?= 1
 capacity: setup
 	$(PY) -m lab.capacity --clients $(CLIENTS) --repeat $(REPEAT)
+
+# Client start to first UDP echo through the tunnel, per control-channel protection, ours vs
+# OpenVPN's, interleaved (lab/first_packet.py); ROUNDS per pair.
+ROUNDS ?= 5
+first-packet: setup
+	$(PY) -m lab.first_packet --rounds $(ROUNDS)
 
 # Coverage-guided fuzzing of every decoder of peer bytes and both config parsers (tests/fuzz/run.py):
 # DURATION seconds in all (default 600), split across the targets, one process at a time.

@@ -13,16 +13,13 @@ import sys
 import time
 
 from . import gateway
-from .bench import main as bench_main
-from .config.ovpn_import import import_profile
-from .config.schema import check_file
-from .gateway.client_status import ClientStatusFile
-from .host.resolver import HostDns
-from .lan.status_line import StatusLine
 from .openvpn.config import load_config, render_options
-from .openvpn.passdb import hash_password
 from .openvpn import settings
 from .openvpn.errors import ConfigError
+
+# What only some commands need is imported in them: `run profile.ovpn`'s start-up comes before
+# the client's first packet (lab/first_packet.py), and needs neither the TOML schema, the
+# benchmark, the profile importer nor the services a profile did not ask for.
 
 log = logging.getLogger("vpn-appliance")
 
@@ -40,6 +37,7 @@ def _load(path: str, ignore_scripts: bool = False):
 
 def cmd_check(args: argparse.Namespace) -> int:
     if args.file.endswith(".toml"):
+        from .config.schema import check_file
         return check_file(args.file)
     try:
         opts = _load(args.file, args.no_scripts)
@@ -75,7 +73,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         opts = _load(args.file, args.no_scripts)
         _validate_runtime(opts)
         user, pw = "", ""
-        if opts.role != "server":
+        if opts.role != "server" and (opts.auth_user_pass or opts.auth_user_pass_required):
+            # Only then: run_toml loads the netlink library, which a client imports in the
+            # background while it connects (gateway/tunnel.py), not before its first packet.
             from .run_toml import ask_credentials
             user, pw = ask_credentials(opts)
     except ConfigError as e:
@@ -101,6 +101,12 @@ def _host_observers(opts, args: argparse.Namespace) -> tuple:
       per tunnel change, and journald does not need a line a minute unless someone asks."""
     out: list = []
     if (opts.dns_helper or args.dns) and not args.no_dns:
+        from .host.resolver import HostDns
+    if opts.status is not None:
+        from .gateway.client_status import ClientStatusFile
+    if args.status_interval is not None:
+        from .lan.status_line import StatusLine
+    if (opts.dns_helper or args.dns) and not args.no_dns:
         out.append(HostDns(opts.redirect_gateway))
     elif not args.no_dns:
         log.info("host DNS: pushed DNS is not applied to this host's resolver (the profile has no "
@@ -113,10 +119,12 @@ def _host_observers(opts, args: argparse.Namespace) -> tuple:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    from .bench import main as bench_main
     return bench_main(args.packets, args.ciphers, args.size)
 
 
 def cmd_import(args: argparse.Namespace) -> int:
+    from .config.ovpn_import import import_profile
     try:
         sys.stdout.write(import_profile(args.file))
     except ConfigError as e:
@@ -131,6 +139,7 @@ def cmd_passwd(args: argparse.Namespace) -> int:
     if ":" in args.user or not args.user:
         print("username must be non-empty and contain no ':'", file=sys.stderr)
         return 2
+    from .openvpn.passdb import hash_password
     print(f"{args.user}:{hash_password(pw)}")
     return 0
 

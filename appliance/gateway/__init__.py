@@ -3,32 +3,52 @@
 `client_gateway(...)` and `server_gateway(...)` wire the real ports (system.py: sockets, the TUN,
 the kernel's clock, signals) for `vpn-appliance run`; tests/gateway/ builds the same gateways on
 the in-memory ports of tests/fakes.py.
+
+Each side's modules are imported when that side is built (the names below load on first use):
+a client's start-up, which comes before its first packet (lab/first_packet.py), does not pay for
+the server's modules, nor a server for the client's.
 """
 from __future__ import annotations
 
 import signal
+from typing import TYPE_CHECKING
 
 from ..openvpn.config import Options
-from . import system
-from .server_files import ccd_loader, load_server_settings
-from .client import ClientGateway
-from .loop import Signals
-from .server import ServerGateway
-from .server_net import ServerTunnelNetwork
+
+if TYPE_CHECKING:
+    from .client import ClientGateway
+    from .server import ServerGateway
 
 __all__ = ["ClientGateway", "ServerGateway", "client_gateway", "server_gateway", "ccd_loader"]
 
+_LAZY = {"ClientGateway": ".client", "ServerGateway": ".server", "ccd_loader": ".server_files"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+        return getattr(importlib.import_module(_LAZY[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 def client_gateway(opts: Options, username: str = "", password: str = "", advertise_ekm: bool = True,
-                   observers: tuple = ()) -> ClientGateway:
+                   observers: tuple = ()) -> "ClientGateway":
     """`observers` (gateway/observers.py): the services that follow the tunnel (LAN DHCP/DNS, host DNS,
     status), chosen by run_toml.py or cli.py."""
+    from . import system
+    from .client import ClientGateway
+    from .loop import Signals
     from .tunnel import TunnelNetwork     # here, not at the top: a server never loads the netlink library
     return ClientGateway(opts, system.SystemPorts(), TunnelNetwork(opts), system.clock, system.waiter(),
                          username, password, advertise_ekm, signals=Signals(), observers=observers)
 
 
-def server_gateway(opts: Options) -> ServerGateway:
+def server_gateway(opts: Options) -> "ServerGateway":
+    from . import system
+    from .loop import Signals
+    from .server import ServerGateway
+    from .server_files import load_server_settings
+    from .server_net import ServerTunnelNetwork
     st = load_server_settings(opts)
     return ServerGateway(opts, st, system.SystemPorts(), ServerTunnelNetwork(opts, st.pool, st.pool6), system.clock,
                          system.waiter(), signals=Signals((signal.SIGUSR1,)))

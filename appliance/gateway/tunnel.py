@@ -6,20 +6,42 @@ in-memory stand-in for tests is tests/fakes.py FakeTunnelNetwork.
 """
 from __future__ import annotations
 
+import importlib
 import ipaddress
 import logging
-
-from pyroute2 import IPRoute
-from pyroute2.netlink.exceptions import NetlinkError
+import threading
+from typing import TYPE_CHECKING
 
 from ..ioerrors import PortGone
 from ..openvpn.config import Options
-from ..router.links import configure_tun
-from ..router.routes import RouteSet
 from ..tun.device import TunDevice
 from .server_net import mask_to_prefix
 
+if TYPE_CHECKING:
+    from ..router.routes import RouteSet
+
 log = logging.getLogger("vpn-appliance")
+
+# The netlink library (pyroute2, with what router/links.py and router/routes.py pull in) takes a
+# few hundred ms to import, and the client first needs it when the server has pushed its
+# addresses. It is imported in a background thread started with the tunnel network, so that time
+# overlaps the connection and the handshake instead of coming before the first packet
+# (lab/first_packet.py). Python's import lock makes a use before the thread finished wait for it.
+_NETLINK_MODULES = ("pyroute2", "pyroute2.netlink.exceptions", "appliance.router.links", "appliance.router.routes")
+
+
+def _import_netlink() -> None:
+    for name in _NETLINK_MODULES:
+        try:
+            importlib.import_module(name)
+        except Exception:  # noqa: BLE001 - the use site imports again and reports the error
+            return
+
+
+def prefetch_netlink() -> threading.Thread:
+    t = threading.Thread(target=_import_netlink, name="import-netlink", daemon=True)
+    t.start()
+    return t
 
 
 class _TunAndRoutes:
@@ -48,6 +70,7 @@ class TunnelNetwork(_TunAndRoutes):
         self.tun = None
         self.routes = None
         self.applied: tuple | None = None
+        prefetch_netlink()
 
     def apply(self, pushed, remote_ip: str) -> None:
         if pushed is None or pushed.ifconfig is None:
@@ -64,6 +87,9 @@ class TunnelNetwork(_TunAndRoutes):
                pushed.ifconfig_ipv6, tuple(pushed.routes_ipv6))
         if key == self.applied:
             return
+        from pyroute2 import IPRoute
+        from ..router.links import configure_tun
+        from ..router.routes import RouteSet
         if self.routes is not None:
             self.routes.remove_all()
         # The paths that exist without the tunnel (OpenVPN's net_gateway), looked up before any
@@ -98,6 +124,7 @@ class TunnelNetwork(_TunAndRoutes):
         """Routes as OpenVPN applies them: `net_gateway` ones go the pre-tunnel way, a pushed
         default route is split in two halves (the real default stays, as with def1), and
         redirect-gateway honours its `ipv6`, `!ipv4` and `block-local` flags."""
+        from pyroute2.netlink.exceptions import NetlinkError
         tun, routes = self.tun.name, self.routes
         assert routes is not None
         flags = pushed.redirect_gateway if pushed.redirect_gateway is not None else self.opts.redirect_gateway

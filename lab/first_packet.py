@@ -1,0 +1,236 @@
+"""Handshake to first packet, as a user sees it: from starting the client program to the first
+UDP datagram answered through the tunnel, for each control-channel protection.
+
+    python -m lab.first_packet [--rounds 5] [--protections none,tls-auth,tls-crypt,tls-crypt-v2]
+                               [--pairs ours-ours,ovpn-ovpn,ours-ovpn,ovpn-ours]
+
+Pairs are client-server: ours-ours (our client, our server), ovpn-ovpn (Debian's OpenVPN at both
+ends), ours-ovpn (our client against OpenVPN's server: compare with ovpn-ovpn); with
+`--baseline DIR`, before-ovpn too (DIR's `appliance`, e.g. an older checkout, as the client). Both servers run
+at once in the server namespace (ours on port 1195, pool 198.19.1.0/24; OpenVPN's on 1194, pool
+198.19.0.0/24) with a UDP echo service on every address, so every round runs each pair once, in
+turn (interleaved: machine noise hits them alike).
+
+How one measurement works: a small prober runs in the client namespace. It opens a packet socket
+on the client's veth, notes t0 (CLOCK_MONOTONIC), starts the client process, then sends a UDP
+probe to the server's tunnel address every `--probe-ms` until one comes back. It notes
+  wire   the first handshake packet the client puts on the wire (to the server's port),
+  data   the first data-channel packet (P_DATA_V2/V1) the client sends,
+  echo   the first probe answered through the tunnel,
+then stops the client (SIGTERM, by PID). Printed per pair: `start` = t0 -> wire (process start,
+imports, config parsing, socket: startup), `proto` = wire -> echo (handshake, key exchange,
+push, TUN and route setup), `total` = t0 -> echo; median and min-max over the rounds. The probe
+interval bounds the resolution (default 2 ms). Our package is byte-compiled first (compileall), as
+it is when installed.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from .capacity import _BASELINE
+from .configs import client_profile, server_config
+from .netns import SRV_IP, Lab
+from .tools import OPENVPN, OUR_BIN, REPO
+
+PROTECTIONS = ("none", "tls-auth", "tls-crypt", "tls-crypt-v2")
+PAIRS = ("ours-ours", "ovpn-ovpn", "ours-ovpn")
+PORTS = {"ovpn": 1194, "ours": 1195}
+POOLS = {"ovpn": "198.19.0.0", "ours": "198.19.1.0"}
+TUN_ADDR = {"ovpn": "198.19.0.1", "ours": "198.19.1.1"}
+ECHO_PORT = 7007
+
+# UDP echo on every address of the server namespace (both servers' tunnel addresses).
+_ECHO = """
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("0.0.0.0", int(sys.argv[1])))
+print("echo ready", flush=True)
+while True:
+    d, a = s.recvfrom(2048); s.sendto(d, a)
+"""
+
+# Runs in the client namespace: argv = dev server_ip server_port tun_target echo_port probe_s timeout_s client-argv...
+_PROBER = r"""
+import json, os, select, signal, socket, struct, subprocess, sys, time
+dev, srv, sport, target, eport = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], int(sys.argv[5])
+probe_s, timeout_s, argv = float(sys.argv[6]), float(sys.argv[7]), sys.argv[8:]
+pk = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(3))   # ETH_P_ALL: only these see outgoing packets
+pk.bind((dev, 0))
+srv_b = socket.inet_aton(srv)
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.setblocking(False)
+t0 = time.monotonic()
+p = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True)
+wire = data = echo = None
+nxt = t0
+end = t0 + timeout_s
+seq = 0
+while echo is None and time.monotonic() < end and p.poll() is None:
+    now = time.monotonic()
+    if now >= nxt:
+        seq += 1
+        try:
+            u.sendto(struct.pack("!I", seq), (target, eport))
+        except OSError:
+            pass                      # no route yet
+        nxt = now + probe_s
+    r, _, _ = select.select([pk, u], [], [], max(0.0, nxt - time.monotonic()))
+    if pk in r:
+        while True:
+            try:
+                b, addr = pk.recvfrom(2048, socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                break
+            t = time.monotonic()
+            if addr[1] != 0x0800 or addr[2] != socket.PACKET_OUTGOING or len(b) < 29 or b[9] != 17 or b[16:20] != srv_b:
+                continue
+            ihl = (b[0] & 15) * 4
+            if struct.unpack("!H", b[ihl + 2:ihl + 4])[0] != sport or len(b) <= ihl + 8:
+                continue
+            if wire is None:
+                wire = t
+            if data is None and (b[ihl + 8] >> 3) in (6, 9):
+                data = t
+    if u in r:
+        try:
+            u.recv(64)
+            echo = time.monotonic()
+        except OSError:
+            pass
+try:
+    os.killpg(p.pid, signal.SIGTERM)
+except ProcessLookupError:
+    pass
+try:
+    p.wait(10)
+except subprocess.TimeoutExpired:
+    os.killpg(p.pid, signal.SIGKILL); p.wait(5)
+rel = lambda t: None if t is None else round((t - t0) * 1000, 1)
+print(json.dumps({"wire": rel(wire), "data": rel(data), "echo": rel(echo), "rc": p.returncode}), flush=True)
+"""
+
+
+class FirstPacket:
+    def __init__(self, protection: str, lab: Lab) -> None:
+        self.lab = lab
+        self.protection = protection
+        self.servers = {}
+        for kind in ("ovpn", "ours"):
+            cfg = server_config(lab.pki, "udp", protection=protection, port=PORTS[kind])
+            cfg = cfg.replace("server 198.19.0.0 ", f"server {POOLS[kind]} ")
+            name = f"fp-{kind}-{protection}"
+            if kind == "ours":
+                self.servers[kind] = lab.ours(lab.srv, cfg, name, pattern=r"listening on UDP", wait=60)
+            else:
+                self.servers[kind] = lab.openvpn(lab.srv, cfg, name, wait=60)
+        self.profiles = {kind: lab.write(f"fp-cli-{kind}-{protection}.conf",
+                                         client_profile(lab.pki, "udp", protection=protection,
+                                                        remotes=[(SRV_IP, PORTS[kind], "udp")]))
+                         for kind in ("ovpn", "ours")}
+
+    def once(self, pair: str, probe_s: float, timeout_s: float, baseline: str | None = None) -> dict:
+        cli, srv = pair.split("-")
+        prof = str(self.profiles[srv])
+        if cli == "before":          # another checkout's client (--baseline), as lab/capacity.py runs it
+            argv = [sys.executable, "-c", _shq(_BASELINE), str(baseline), prof]
+        elif cli == "ours":
+            argv = [OUR_BIN, "run", prof]
+        else:
+            argv = [OPENVPN, "--config", prof]
+        r = self.lab.cli.run(" ".join(["exec", sys.executable, "-c", _shq(_PROBER), f"vb{self.lab.tag}", SRV_IP,
+                                       str(PORTS[srv]), TUN_ADDR[srv], str(ECHO_PORT), str(probe_s),
+                                       str(timeout_s), *argv]), check=False, timeout=timeout_s + 30)
+        try:
+            out = json.loads(r.stdout.strip().splitlines()[-1])
+        except (IndexError, ValueError):
+            out = {"wire": None, "data": None, "echo": None, "rc": None, "err": r.stderr[-500:]}
+        out.update(pair=pair, protection=self.protection)
+        return out
+
+    def close(self) -> None:
+        for p in self.servers.values():
+            p.stop(10)
+            self.lab.procs.remove(p)
+
+
+def _shq(s: str) -> str:
+    return "'" + s.replace("'", "'\"'\"'") + "'"
+
+
+def _stat(xs: list[float]) -> str:
+    if not xs:
+        return "-"
+    return f"{statistics.median(xs):7.1f} ({min(xs):.0f}-{max(xs):.0f})"
+
+
+def summarize(rows: list[dict], protections, pairs) -> str:
+    lines = [f"{'protection':>13} {'pair':>10} {'ok':>5}  {'start ms':>16}  {'proto ms':>16}  "
+             f"{'wire->data ms':>16}  {'total ms':>16}"]
+    for prot in protections:
+        for pair in pairs:
+            rs = [r for r in rows if r["protection"] == prot and r["pair"] == pair]
+            ok = [r for r in rs if r["echo"] is not None and r["wire"] is not None]
+            start = [r["wire"] for r in ok]
+            proto = [r["echo"] - r["wire"] for r in ok]
+            w2d = [r["data"] - r["wire"] for r in ok if r["data"] is not None]
+            total = [r["echo"] for r in ok]
+            lines.append(f"{prot:>13} {pair:>10} {len(ok):>2}/{len(rs):<2}  {_stat(start):>16}  {_stat(proto):>16}  "
+                         f"{_stat(w2d):>16}  {_stat(total):>16}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--protections", default=",".join(PROTECTIONS))
+    ap.add_argument("--pairs", default=",".join(PAIRS))
+    ap.add_argument("--probe-ms", type=float, default=2.0)
+    ap.add_argument("--timeout", type=float, default=30.0, help="seconds per attempt")
+    ap.add_argument("--json", default=None, help="also write every measurement to this file")
+    ap.add_argument("--baseline", default=None,
+                    help="directory holding another version's `appliance` package: adds pair before-ovpn "
+                         "(that version's client against OpenVPN's server)")
+    a = ap.parse_args(argv)
+    prots, pairs = a.protections.split(","), a.pairs.split(",")
+    if a.baseline and "before-ovpn" not in pairs:
+        pairs.append("before-ovpn")
+    rows: list[dict] = []
+    # An installed program (the image, a pip install) runs from bytecode; a checkout under
+    # PYTHONDONTWRITEBYTECODE would compile every module at each start and measure the compiler.
+    for root in [REPO] + ([Path(a.baseline)] if a.baseline else []):
+        subprocess.run([sys.executable, "-m", "compileall", "-q", str(root / "appliance")], check=True,
+                       stdout=subprocess.DEVNULL)
+    lab = Lab()
+    try:
+        echo = lab.start(lab.srv, [sys.executable, "-c", _ECHO, str(ECHO_PORT)], "fp-echo")
+        if not echo.wait_for("echo ready", 20):
+            raise RuntimeError("echo service did not start")
+        print("load before:", subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip(), flush=True)
+        for prot in prots:
+            fp = FirstPacket(prot, lab)
+            try:
+                time.sleep(0.5)
+                for _ in range(a.rounds):
+                    for pair in pairs:
+                        rows.append(fp.once(pair, a.probe_ms / 1000, a.timeout, a.baseline))
+                        print(json.dumps(rows[-1]), flush=True)
+                        time.sleep(0.3)       # let the server notice the exit notification
+            finally:
+                fp.close()
+        print("load after:", subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip(), flush=True)
+    finally:
+        lab.close()
+    print(f"\nClient start to first UDP echo through the tunnel, ms: median (min-max) of {a.rounds} rounds, "
+          f"interleaved; start = process start -> first handshake packet, proto = that -> echo")
+    print(summarize(rows, prots, pairs))
+    if a.json:
+        Path(a.json).write_text(json.dumps(rows, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
