@@ -5,8 +5,8 @@
 
 With --disk the VM boots image/out/disk.qcow2 instead of -kernel (lab/vm.py boot_disk); under UEFI
 OVMF's `BdsDxe: starting` line ends the firmware's own start-up (SEC, PEI, DXE, boot manager) and
-the kernel's `EFI stub:` line ends systemd-boot's work (loader.conf, entry, reading vmlinuz +
-initramfs.img through OVMF's FAT and virtio-blk drivers). Beside the wall clock, each row gets
+the kernel's `EFI stub:` line (printed when the command line lacks `quiet`) ends systemd-boot's
+work (loader.conf, entry, reading vmlinuz + initramfs.img through OVMF's FAT and virtio-blk drivers). Beside the wall clock, each row gets
 QEMU's CPU time (user + system, from /proc) at its marks: the emulation is CPU-bound, so CPU seconds
 tell firmware variants apart on a machine that other VMs load, where wall seconds do not.
 
@@ -45,7 +45,7 @@ from .vm import OUT, boot, boot_disk, lab_pki, vm_topology
 ROWS = [
     ("QEMU start + firmware (SeaBIOS, option ROMs)", "qemu", "bios-done"),
     ("QEMU start + UEFI firmware (OVMF SEC/PEI/DXE to BdsDxe)", "qemu", "uefi-bds"),
-    ("systemd-boot + reading kernel/initramfs (to `EFI stub:`)", "uefi-bds", "efi-stub"),
+    ("systemd-boot + reading kernel/initramfs (to `EFI stub:`; without `quiet`)", "uefi-bds", "efi-stub"),
     ("QEMU start to the guest clock's zero (estimate, see above)", "qemu", "kernel-zero"),
     ("kernel init until initramfs unpack", "kernel-zero", "kernel-initramfs"),
     ("initramfs unpack", "kernel-initramfs", "kernel-initramfs-done"),
