@@ -1,10 +1,15 @@
 """Time to tunnel up for each way of booting the image, interleaved in one run: QEMU's -kernel/-initrd,
-the disk image under BIOS (SeaBIOS + syslinux) and under UEFI (OVMF + systemd-boot).
+the disk image under BIOS (SeaBIOS + syslinux) and under UEFI (OVMF + systemd-boot), the latter
+both as the lab and qemu/run-disk.sh boot it (variable store read-only: OVMF keeps its variables in
+RAM) and with a fresh writable copy of the store (`uefi-fresh`: a new libvirt domain's first boot).
 
-    python -m lab.boot_compare [--rounds 2]      (root; builds nothing: run `make image` first)
+    python -m lab.boot_compare [--rounds 2] [--kinds kernel,bios,uefi,uefi-fresh]
+                                                 (root; builds nothing: run `make image` first)
 
 Each boot is the `make run` lab (Debian's OpenVPN server behind the WAN, the embedded default
-config), timed from QEMU start to the appliance's `tunnel up` line; prints each boot and the medians.
+config), timed from QEMU start to the appliance's `tunnel up` line; prints each boot with QEMU's
+CPU seconds at that moment (the emulation is CPU-bound: CPU seconds are what a loaded machine
+distorts least), then the medians and the spread. Where the UEFI time goes: lab/boot_profile.py --disk uefi.
 """
 from __future__ import annotations
 
@@ -14,14 +19,16 @@ import tempfile
 import time
 from pathlib import Path
 
+from .boot_profile import cpu_seconds, load
 from .netns import Netns, Proc
 from .router_lab import start_far_side
 from .vm import OUT, boot, boot_disk, lab_pki, vm_topology
 
-KINDS = ("kernel", "bios", "uefi")
+KINDS = ("kernel", "bios", "uefi", "uefi-fresh")
 
 
-def one(kind: str) -> float | None:
+def one(kind: str) -> tuple[float | None, float]:
+    """One boot of `kind`; -> (wall seconds from QEMU start to `tunnel up` or None, QEMU CPU seconds then)."""
     tmp = Path(tempfile.mkdtemp(prefix="bootcmp-"))
     with vm_topology(tmp) as t:
         def start(ns: Netns, argv: list[str], name: str) -> Proc:
@@ -30,23 +37,38 @@ def one(kind: str) -> float | None:
             return p
         start_far_side(t["wan"], tmp, start, lab_pki())
         t0 = time.monotonic()
-        q = boot(t, OUT) if kind == "kernel" else boot_disk(t, OUT, kind)
-        return round(time.monotonic() - t0, 2) if q.wait_for("tunnel up", 120) else None
+        if kind == "kernel":
+            q = boot(t, OUT)
+        else:
+            q = boot_disk(t, OUT, kind.split("-")[0], fresh_vars=kind == "uefi-fresh")
+        up = q.wait_for("tunnel up", 120)
+        wall = round(time.monotonic() - t0, 2)
+        return (wall if up else None), cpu_seconds(q.p.pid)
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--kinds", default=",".join(KINDS), help="comma-separated, from " + ", ".join(KINDS))
     a = ap.parse_args(argv)
-    res: dict[str, list[float | None]] = {k: [] for k in KINDS}
+    kinds = [k for k in a.kinds.split(",") if k]
+    if unknown := set(kinds) - set(KINDS):
+        ap.error(f"unknown kinds: {', '.join(sorted(unknown))}")
+    res: dict[str, list[float | None]] = {k: [] for k in kinds}
+    cpu: dict[str, list[float]] = {k: [] for k in kinds}
+    print(f"load average before: {load()}", flush=True)
     for _ in range(a.rounds):
-        for kind in KINDS:
-            res[kind].append(one(kind))
-            print(f"{kind}: tunnel up {res[kind][-1]} s after QEMU start", flush=True)
-    for kind in KINDS:
+        for kind in kinds:
+            wall, c = one(kind)
+            res[kind].append(wall)
+            cpu[kind].append(c)
+            print(f"{kind}: tunnel up {wall} s after QEMU start, QEMU CPU {c:.2f} s, load {load()}", flush=True)
+    for kind in kinds:
         ok = [x for x in res[kind] if x is not None]
-        print(f"{kind:>6}: median {statistics.median(ok) if ok else '-'} s  ({', '.join(map(str, res[kind]))})")
-    return 0
+        spread = f", spread {max(ok) - min(ok):.2f} s" if len(ok) > 1 else ""
+        print(f"{kind:>10}: median {statistics.median(ok) if ok else '-'} s ({', '.join(map(str, res[kind]))}{spread});"
+              f" QEMU CPU median {statistics.median(cpu[kind]):.2f} s")
+    return 0 if all(None not in r for r in res.values()) else 1
 
 
 if __name__ == "__main__":
