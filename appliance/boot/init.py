@@ -1,4 +1,6 @@
-"""PID 1 of the appliance VM: mount, load modules, read the baked TOML, run the appliance.
+"""PID 1 of the appliance VM: mount, read the baked TOML, run the appliance.
+
+The kernel (image/kernel.config) has every driver and protocol built in: there are no modules to load.
 
 Config: a volume labelled VPNCONFIG (boot/config_volume.py), when attached, wins over the TOML
 baked into /etc/vpn-appliance; its errors stop the boot like the baked one's.
@@ -68,28 +70,6 @@ def mount(src: str, target: str, fstype: str, flags: int = 0, data: str | None =
             raise OSError(e, f"mount {target}: {os.strerror(e)}")
 
 
-def load_modules() -> list[str]:
-    """finit_module each module in the order build.py wrote (dependencies first)."""
-    base = f"/lib/modules/{os.uname().release}"
-    loaded = []
-    try:
-        order = open(f"{base}/load-order").read().split()
-    except FileNotFoundError:
-        return loaded
-    for rel in order:
-        fd = os.open(f"{base}/{rel}", os.O_RDONLY | os.O_CLOEXEC)
-        try:
-            if _libc.syscall(313, fd, b"", 0) != 0:   # finit_module
-                e = ctypes.get_errno()
-                if e != 17:  # EEXIST: built in or already loaded
-                    say(f"module {os.path.basename(rel)}: {os.strerror(e)}")
-                    continue
-            loaded.append(os.path.basename(rel).split(".ko")[0])
-        finally:
-            os.close(fd)
-    return loaded
-
-
 RO_IMAGE, RO_DIR = "/ro.sqfs", "/ro"
 LOOP_CTL_GET_FREE, LOOP_SET_FD, MS_RDONLY = 0x4C82, 0x4C00, 1
 
@@ -156,10 +136,8 @@ def main() -> None:
         os.environ.setdefault("PATH", "/usr/sbin:/usr/bin")
         say(f"vpn-appliance PID 1 on Linux {os.uname().release}, Python {sys.version.split()[0]}")
         kernel_stages()
-        mods = load_modules()
-        say(f"loaded {len(mods)} modules: {' '.join(mods)}")
         mount_read_only()
-        stage("modules")
+        stage("modules")     # the name lab.boot_profile knows (images before issue 10 part 6 loaded modules here)
         cmdline = open("/proc/cmdline").read().split()
         if "appliance.selftest=1" in cmdline:
             from appliance.boot.selftest import run
