@@ -70,6 +70,17 @@ def mount(src: str, target: str, fstype: str, flags: int = 0, data: str | None =
             raise OSError(e, f"mount {target}: {os.strerror(e)}")
 
 
+def memory() -> str:
+    """`memory: MemTotal ... MemAvailable ...` once at boot: what the kernel left for user space (its
+    own size and the unpacked initramfs are gone from it), the figure that decides whether -m 128 works."""
+    try:
+        with open("/proc/meminfo") as f:
+            kb = {k: v.split()[0] for k, _, v in (ln.partition(":") for ln in f) if k in ("MemTotal", "MemAvailable")}
+    except OSError as e:
+        return f"memory: /proc/meminfo unreadable: {e}"
+    return f"memory: MemTotal {int(kb['MemTotal']) // 1024} MB, MemAvailable {int(kb['MemAvailable']) // 1024} MB"
+
+
 RO_IMAGE, RO_DIR = "/ro.sqfs", "/ro"
 LOOP_CTL_GET_FREE, LOOP_SET_FD, MS_RDONLY = 0x4C82, 0x4C00, 1
 
@@ -137,6 +148,7 @@ def main() -> None:
         say(f"vpn-appliance PID 1 on Linux {os.uname().release}, Python {sys.version.split()[0]}")
         kernel_stages()
         mount_read_only()
+        say(memory())
         stage("modules")     # the name lab.boot_profile knows (images before issue 10 part 6 loaded modules here)
         cmdline = open("/proc/cmdline").read().split()
         if "appliance.selftest=1" in cmdline:
