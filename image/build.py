@@ -477,7 +477,7 @@ def build(bundle, out: Path, cache: Path | None = None) -> dict:
     (out / "MANIFEST").write_text("\n".join(manifest) + "\n")
     shutil.rmtree(stage, ignore_errors=True)
     log(f"done in {time.monotonic() - t0:.0f} s: vmlinuz {sizes['vmlinuz'] / 1e6:.1f} MB + initramfs "
-        f"{sizes['initramfs.img'] / 1e6:.1f} MB = {total / 1e6:.1f} MB (limit 32 MB); disk.raw + disk.qcow2")
+        f"{sizes['initramfs.img'] / 1e6:.1f} MB = {total / 1e6:.1f} MB (limit 24 MB); disk.raw + disk.qcow2")
     return {"total": total, "sha_initramfs": _sha(out / "initramfs.img"), "epoch": epoch}
 
 
