@@ -26,8 +26,10 @@ def say(msg: str) -> None:
     print(f"[{time.monotonic() - T0:7.3f}] {msg}", flush=True)
 
 
-# Kernel log records that mark the kernel's own boot stages (read once from /dev/kmsg).
-KERNEL_MARKS = (("Trying to unpack rootfs", "kernel-initramfs"), ("Freeing initrd memory", "kernel-initramfs-done"),
+# Kernel log records that mark the kernel's own boot stages (read once from /dev/kmsg). The unpack's
+# wording depends on CONFIG_BLK_DEV_RAM (Debian's kernel: the first; image/kernel.config: the second).
+KERNEL_MARKS = (("Trying to unpack rootfs", "kernel-initramfs"), ("Unpacking initramfs", "kernel-initramfs"),
+                ("Freeing initrd memory", "kernel-initramfs-done"),
                 ("Run /init as init process", "kernel-run-init"))
 
 
