@@ -11,6 +11,8 @@ RESOLVED_DIR := build/systemd-resolved
 # for the tests; virt-xml-validate for the libvirt domain XML: libvirt-clients is ~8 MB with its libs, and its xmllint).
 APT_PKGS += dosfstools mtools syslinux ovmf libvirt-clients libxml2-utils
 APT_PKGS += squashfs-tools binutils   # image/build.py: /ro.sqfs, strip (issue 10 part 6/7)
+# image/kernel.py: the VM's kernel, compiled from Debian's linux-source (downloaded by the build)
+APT_PKGS += gcc make libc6-dev flex bison bc libelf-dev xz-utils
 DURATION ?= 0
 PYTEST_ARGS ?=
 

@@ -10,8 +10,9 @@ pinned zstd level, so two builds from the same inputs give identical bytes. A MA
 went in.
 
 Packages are resolved at build time (resolve_packages): each name in packages.txt at apt's
-candidate version, the kernel from the metapackage linux-image-cloud-amd64 (its ABI-named
-dependency), so the build keeps working when the archive moves on; the MANIFEST records every
+candidate version, the kernel source from the metapackage linux-source (its versioned dependency,
+linux-source-6.1; the kernel is compiled from it with image/kernel.config: image/kernel.py), so
+the build keeps working when the archive moves on; the MANIFEST records every
 exact version, and the same versions give the same bytes. The config is checked first (`check`,
 file:line) and baked with every file it names (appliance/config/bundle.py).
 
@@ -34,18 +35,14 @@ REPO = HERE.parent
 sys.path.insert(0, str(REPO))      # the appliance package: config check and bundle, FAT writer
 sys.path.insert(0, str(HERE))
 import disk  # noqa: E402  (image/disk.py: the bootable disk image)
+import kernel  # noqa: E402  (image/kernel.py: the kernel, compiled from Debian's source package)
 from appliance.config.bundle import write_dir  # noqa: E402
-# The kernel comes from this metapackage's dependency (linux-image-<ABI>-cloud-amd64), resolved at
-# build time: ABI-named packages leave the archive when the next ABI arrives (resolve_packages).
-KERNEL_META = "linux-image-cloud-amd64"
-KERNEL_PKG = ""     # set by use_kernel() from the resolution, e.g. linux-image-6.1.0-57-cloud-amd64
-KERNEL_VER = ""     # its release, e.g. 6.1.0-57-cloud-amd64 (the modules' directory)
-# The config volume (appliance/boot/config_volume.py): the second disk and its FAT file system.
-CONFIG_VOLUME_MODULES = ["virtio_blk", "vfat", "nls_cp437", "nls_ascii"]
-MODULES = ["virtio_pci", "virtio_net", "tun", "nf_tables", "nft_ct", "nft_masq", "nft_nat", "nft_chain_nat",
-           "nf_nat", "nf_conntrack", "nft_reject_inet", "af_packet", "loop", "squashfs"]
+# The kernel's source comes from this metapackage's dependency (linux-source-<major.minor>), resolved
+# at build time: versioned packages leave the archive when the next series arrives (resolve_packages).
+KERNEL_META = kernel.SOURCE_META
+KERNEL_PKG = ""     # set by use_kernel() from the resolution, e.g. linux-source-6.1
 # Kept compressed in RAM: these paths (globs) go into a squashfs image in the initramfs (/ro.sqfs),
-# which the init loop-mounts at /ro right after loading modules; a symlink stands at each original
+# which the init loop-mounts at /ro right after its first mounts; a symlink stands at each original
 # place. Why: the initramfs is unpacked into RAM (and, while it unpacks, beside its compressed copy):
 # with -m 128 the 45 MB tree did not fit, and then nothing was left for Python. Squashfs pages are
 # decompressed on use into page cache the kernel can reclaim. What stays outside (RO_KEEP and all
@@ -123,7 +120,7 @@ def _candidates(pkgs: list[str]) -> dict[str, tuple[str, str]]:
 
 def resolve_packages(pkgs: list[str]) -> dict[str, str]:
     """Package -> the exact version apt's candidate has today; KERNEL_META is replaced by the
-    ABI-named kernel package it depends on. The MANIFEST records the result; the build is
+    versioned kernel source package it depends on. The MANIFEST records the result; the build is
     reproducible for the same result. Runs `apt-get update` once if a package is unknown."""
     import re
     for attempt in (0, 1):
@@ -136,10 +133,10 @@ def resolve_packages(pkgs: list[str]) -> dict[str, str]:
                 unknown.append(p)
                 continue
             if p == KERNEL_META:
-                m = re.search(r"(linux-image-[0-9][^\s,(]*-cloud-amd64) \(= ([^)]+)\)", c[1])
+                m = re.search(kernel.SOURCE_PKG_RE, c[1])
                 if m is None:
-                    raise ArchiveError(f"image build: {KERNEL_META} {c[0]} depends on no cloud kernel "
-                                       f"image (Depends: {c[1]!r}); cannot choose a kernel")
+                    raise ArchiveError(f"image build: {KERNEL_META} {c[0]} depends on no versioned kernel "
+                                       f"source package (Depends: {c[1]!r}); cannot choose a kernel")
                 k = _candidates([m.group(1)]).get(m.group(1))
                 if k is None or k[0] != m.group(2):
                     unknown.append(f"{m.group(1)} (= {m.group(2)}, from {KERNEL_META} {c[0]})")
@@ -158,10 +155,9 @@ def resolve_packages(pkgs: list[str]) -> dict[str, str]:
 
 
 def use_kernel(versions: dict[str, str]) -> None:
-    """Record which kernel the resolution chose (KERNEL_PKG, KERNEL_VER)."""
-    global KERNEL_PKG, KERNEL_VER
-    KERNEL_PKG = next(p for p in versions if p.startswith("linux-image-"))
-    KERNEL_VER = KERNEL_PKG.removeprefix("linux-image-")
+    """Record which kernel source the resolution chose (KERNEL_PKG)."""
+    global KERNEL_PKG
+    KERNEL_PKG = next(p for p in versions if p.startswith("linux-source-"))
 
 
 def _deb_name(pkg: str, version: str) -> str:
@@ -248,33 +244,6 @@ def lazy_package_init(init: Path) -> None:
         "    return value\n")
 
 
-def module_closure(root: Path) -> list[str]:
-    """Needed modules plus their dependencies, dependencies first. The .deb has no modules.dep
-    (depmod makes it at install time), so read each module's own `depends=` from its .modinfo."""
-    import re
-    base = root / "lib/modules" / KERNEL_VER
-    names: dict[str, str] = {}
-    for p in base.rglob("*.ko*"):
-        names[p.name.split(".ko")[0].replace("-", "_")] = p.relative_to(base).as_posix()
-
-    def deps_of(rel: str) -> list[str]:
-        m = re.search(rb"(?:^|\0)depends=([^\0]*)\0", (base / rel).read_bytes())
-        return [d.replace("-", "_") for d in m.group(1).decode().split(",") if d] if m else []
-    order: list[str] = []
-    seen: set[str] = set()
-
-    def visit(name: str) -> None:
-        if name in seen or name not in names:
-            return
-        seen.add(name)
-        for d in deps_of(names[name]):
-            visit(d)
-        order.append(names[name])
-    for m in MODULES + CONFIG_VOLUME_MODULES:
-        visit(m)
-    return order
-
-
 def trim_python(root: Path) -> None:
     lib = root / "usr/lib/python3.11"
     for pat in STDLIB_TRIM:
@@ -350,23 +319,14 @@ def strip_binaries(root: Path) -> None:
         subprocess.run(["strip", "--strip-unneeded", str(so)], check=True)
 
 
-def assemble(bundle, stage: Path, debs: dict[str, Path], cache: Path) -> tuple[Path, list]:
+def assemble(bundle, stage: Path, debs: dict[str, Path], cache: Path) -> Path:
+    """The initramfs tree from the userland packages (the kernel is built in: no modules)."""
     root = stage / "root"
     shutil.rmtree(stage, ignore_errors=True)
     root.mkdir(parents=True)
     log(f"unpacking {len(debs)} packages")
-    kroot = stage / "kernel"
     for name, deb in sorted(debs.items()):
-        subprocess.run(["dpkg-deb", "-x", str(deb), str(kroot if name == KERNEL_PKG else root)], check=True)
-    # Kernel modules: only what the appliance loads, with their dependencies (modules.dep order).
-    mods = module_closure(kroot)
-    mbase = Path("lib/modules") / KERNEL_VER
-    for m in mods:
-        dst = root / mbase / m
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(kroot / mbase / m, dst)
-    (root / mbase / "load-order").write_text("\n".join(mods) + "\n")
-    log(f"kernel modules: {len(mods)} ({', '.join(Path(m).name for m in mods)})")
+        subprocess.run(["dpkg-deb", "-x", str(deb), str(root)], check=True)
     trim_python(root)
     # usrmerge-style links so the interpreter's loader path resolves.
     for link, target in (("lib64", "usr/lib64"), ("bin", "usr/bin"), ("sbin", "usr/sbin")):
@@ -400,7 +360,7 @@ def assemble(bundle, stage: Path, debs: dict[str, Path], cache: Path) -> tuple[P
                     "main()\n")
     init.chmod(0o755)
     (stage / "compiled-by").write_text(compiled_by)
-    return root, mods
+    return root
 
 
 def pack_read_only(root: Path, stage: Path, epoch: int) -> None:
@@ -469,14 +429,14 @@ def build(bundle, out: Path, cache: Path | None = None) -> dict:
     versions = resolve_packages(read_packages() + [KERNEL_META] + disk.BOOT_PKGS)
     use_kernel(versions)
     all_debs = download(versions, cache / "debs")
-    debs = {p: d for p, d in all_debs.items() if p not in disk.BOOT_PKGS}
+    debs = {p: d for p, d in all_debs.items() if p not in disk.BOOT_PKGS and p != KERNEL_PKG}
     # SOURCE_DATE_EPOCH from the inputs: same debs, wheels, code and config → same timestamp.
     h = hashlib.sha256()
     for name in sorted(all_debs):
         h.update(all_debs[name].name.encode())
     for w in WHEELS:
         h.update(w.encode())
-    for p in sorted((REPO / "appliance").rglob("*.py")) + sorted(HERE.glob("*.py")):
+    for p in sorted((REPO / "appliance").rglob("*.py")) + sorted(HERE.glob("*.py")) + [kernel.CONFIG]:
         h.update(p.relative_to(REPO).as_posix().encode() + p.read_bytes())
     for name, data in sorted(bundle.files.items()):
         h.update(name.encode() + b"\0" + hashlib.sha256(data).digest())
@@ -487,36 +447,37 @@ def build(bundle, out: Path, cache: Path | None = None) -> dict:
         log("image is up to date (same inputs): nothing to do")
         return {"total": (out / "vmlinuz").stat().st_size + (out / "initramfs.img").stat().st_size,
                 "sha_initramfs": _sha(out / "initramfs.img"), "epoch": epoch}
+    k = kernel.build(all_debs[KERNEL_PKG], KERNEL_PKG, versions[KERNEL_PKG], cache, log=log)
     stage = out / "stage"
-    root, mods = assemble(bundle, stage, debs, cache)
+    root = assemble(bundle, stage, debs, cache)
     pack_read_only(root, stage, epoch)
     log(f"writing initramfs (cpio newc, sorted, owner 0:0, zstd {' '.join(ZSTD_ARGS)})")
     blob = write_cpio(root, epoch)
     z = subprocess.run(["zstd", *ZSTD_ARGS, "-q", "-T1", "--no-check", "-c"], input=blob, capture_output=True,
                        check=True)
     (out / "initramfs.img").write_bytes(z.stdout)
-    kernel = stage / "kernel/boot" / f"vmlinuz-{KERNEL_VER}"
-    shutil.copyfile(kernel, out / "vmlinuz")
+    shutil.copyfile(k.bzimage, out / "vmlinuz")
     sizes = {"vmlinuz": (out / "vmlinuz").stat().st_size, "initramfs.img": len(z.stdout)}
     total = sum(sizes.values())
     disk_lines = build_disk_image(out, stage, all_debs, epoch)
     manifest = [f"# vpn-appliance image manifest (SOURCE_DATE_EPOCH={epoch})",
-                f"kernel {KERNEL_PKG} {versions[KERNEL_PKG]} (from {KERNEL_META}) vmlinuz {sizes['vmlinuz']} bytes "
-                f"sha256 {_sha(out / 'vmlinuz')}",
+                f"vmlinuz {sizes['vmlinuz']} bytes sha256 {_sha(out / 'vmlinuz')}", *k.manifest,
                 f"initramfs {sizes['initramfs.img']} bytes (cpio {len(blob)} bytes) sha256 {_sha(out / 'initramfs.img')}",
                 f"total {total} bytes ({total / 1e6:.1f} MB)", "", "# disk image"] + disk_lines
     manifest += ["", "# Debian packages (name version file)"]
     manifest += [f"{name} {versions[name]} {all_debs[name].name}" for name in sorted(all_debs)]
     manifest += ["", f"# bytecode: unchecked-hash pycs by Python {(stage / 'compiled-by').read_text()}",
                  f"# in /ro.sqfs ({(root / 'ro.sqfs').stat().st_size} bytes, mounted at /ro): {' '.join(RO_GLOBS)}"]
-    manifest += ["", "# wheels"] + WHEELS + ["", "# kernel modules"] + mods
+    manifest += ["", "# wheels"] + WHEELS
+    manifest += ["", "# kernel config (image/kernel.config; all built in, no modules)"] + [
+        f"{name}={'n' if v is None else v}" for name, (v, _) in kernel.read_fragment().items()]
     manifest += ["", f"# files: {sum(1 for _ in root.rglob('*'))}", "# config (/etc/vpn-appliance)"]
     manifest += [f"{name} {len(data)} bytes sha256 {hashlib.sha256(data).hexdigest()}"
                  for name, data in sorted(bundle.files.items())]
     (out / "MANIFEST").write_text("\n".join(manifest) + "\n")
     shutil.rmtree(stage, ignore_errors=True)
     log(f"done in {time.monotonic() - t0:.0f} s: vmlinuz {sizes['vmlinuz'] / 1e6:.1f} MB + initramfs "
-        f"{sizes['initramfs.img'] / 1e6:.1f} MB = {total / 1e6:.1f} MB (limit 32 MB); disk.raw + disk.qcow2")
+        f"{sizes['initramfs.img'] / 1e6:.1f} MB = {total / 1e6:.1f} MB (limit 24 MB); disk.raw + disk.qcow2")
     return {"total": total, "sha_initramfs": _sha(out / "initramfs.img"), "epoch": epoch}
 
 

@@ -3,8 +3,8 @@ are, or a partition) holding appliance.toml and the files it names. When present
 TOML baked into the image.
 
 Why the kernel's vfat and not a FAT reader in Python: the kernel's FAT code is the well-kept one,
-and the cost is four small modules (virtio_blk, fat, vfat, nls_cp437: ~0.1 MB compressed) loaded with
-the others; a Python reader would be ~200 lines of our own parsing of operator-supplied bytes. What
+and the cost is a few options built into the kernel (virtio_blk, vfat, NLS cp437/ascii:
+image/kernel.config); a Python reader would be ~200 lines of our own parsing of operator-supplied bytes. What
 is ours is only the label probe: read the first sector of each block device and compare the FAT
 boot sector's volume label, so no udev or blkid is needed. The volume is mounted read-only,
 nosuid/nodev/noexec, files owned by root and readable by root only.

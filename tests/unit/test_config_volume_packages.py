@@ -1,5 +1,5 @@
-"""image/build.py's package resolution (issue 10 part 5), with apt's answers given: the kernel comes
-from the metapackage's dependency, exact versions come back, and an archive that cannot provide a
+"""image/build.py's package resolution (issue 10 parts 5 and 6), with apt's answers given: the kernel
+source comes from the metapackage's dependency, exact versions come back, and an archive that cannot provide a
 package stops the build with a message naming it. (The real archive is used by the image build
 that tests/vm runs; this checks the decisions without network or root.)"""
 from __future__ import annotations
@@ -13,8 +13,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "image"))
 import build  # noqa: E402  (image/build.py)
 
 APT = {
-    "linux-image-cloud-amd64": ("6.1.192-3", "linux-image-6.1.0-57-cloud-amd64 (= 6.1.192-3)"),
-    "linux-image-6.1.0-57-cloud-amd64": ("6.1.192-3", "kmod, linux-base (>= 4.3~)"),
+    "linux-source": ("6.1.192-3", "linux-source-6.1 (= 6.1.192-3)"),
+    "linux-source-6.1": ("6.1.192-3", "binutils, bzip2"),
     "libc6": ("2.36-9+deb12u14", "libgcc-s1"),
     "libcrypt1": ("1:4.4.33-2", ""),
 }
@@ -30,11 +30,10 @@ def apt(monkeypatch):
 
 
 def test_kernel_from_the_metapackage_and_exact_versions(apt):
-    v = build.resolve_packages(["libc6", "libcrypt1", "linux-image-cloud-amd64"])
-    assert v == {"libc6": "2.36-9+deb12u14", "libcrypt1": "1:4.4.33-2",
-                 "linux-image-6.1.0-57-cloud-amd64": "6.1.192-3"}
+    v = build.resolve_packages(["libc6", "libcrypt1", "linux-source"])
+    assert v == {"libc6": "2.36-9+deb12u14", "libcrypt1": "1:4.4.33-2", "linux-source-6.1": "6.1.192-3"}
     build.use_kernel(v)
-    assert (build.KERNEL_PKG, build.KERNEL_VER) == ("linux-image-6.1.0-57-cloud-amd64", "6.1.0-57-cloud-amd64")
+    assert build.KERNEL_PKG == "linux-source-6.1"
     assert build._deb_name("libcrypt1", "1:4.4.33-2") == "libcrypt1_1%3a4.4.33-2_"
 
 
@@ -48,7 +47,15 @@ def test_archive_without_a_package_fails_clearly_after_one_update(apt):
 
 def test_metapackage_pointing_at_a_vanished_kernel_fails_clearly(apt):
     known, _ = apt
-    del known["linux-image-6.1.0-57-cloud-amd64"]
+    del known["linux-source-6.1"]
     with pytest.raises(build.ArchiveError) as e:
-        build.resolve_packages(["linux-image-cloud-amd64"])
-    assert "linux-image-6.1.0-57-cloud-amd64 (= 6.1.192-3, from linux-image-cloud-amd64 6.1.192-3)" in str(e.value)
+        build.resolve_packages(["linux-source"])
+    assert "linux-source-6.1 (= 6.1.192-3, from linux-source 6.1.192-3)" in str(e.value)
+
+
+def test_metapackage_without_a_source_package_fails_clearly(apt):
+    known, _ = apt
+    known["linux-source"] = ("6.2", "linux-doc")
+    with pytest.raises(build.ArchiveError) as e:
+        build.resolve_packages(["linux-source"])
+    assert "depends on no versioned kernel source package" in str(e.value)

@@ -62,15 +62,18 @@ def test_image_size_and_manifest(image, figure):
     out, _ = image
     k, i = (out / "vmlinuz").stat().st_size, (out / "initramfs.img").stat().st_size
     total = k + i
-    figure(f"image size: {total / 1e6:.1f} MB (vmlinuz {k / 1e6:.1f} + initramfs {i / 1e6:.1f}), limit 32 MiB")
-    assert total <= 32 * 1024 * 1024
+    figure(f"image size: {total / 1e6:.1f} MB (vmlinuz {k / 1e6:.1f} + initramfs {i / 1e6:.1f}), limit 24 MB")
+    assert total <= 24_000_000, "issue 10: kernel + initramfs at most 24 MB"
     m = (out / "MANIFEST").read_text()
-    for needle in ("python3.11-minimal", "linux-image-6.1.0", "cryptography==50.0.2", "virtio_net", "tun",
-                   "nf_tables", "total "):
+    for needle in ("python3.11-minimal", "linux-source-6.1 ", "cryptography==50.0.2", "CONFIG_VIRTIO_NET=y",
+                   "CONFIG_TUN=y", "CONFIG_NF_TABLES=y", "kernel config image/kernel.config sha256 ", "total "):
         assert needle in m
 
 
 def test_reproducible_build(image, tmp_path, figure):
+    """Initramfs and disk from the same inputs are identical. The kernel comes from the build cache
+    (image/kernel.py, keyed by source version, config, gcc and timestamp), so this does NOT recompile
+    it: that two clean kernel builds give the same bzImage was checked by hand (README)."""
     out, sha = image
     sha2 = build(tmp_path / "again")
     assert sha2 == sha, "two builds from the same inputs must give identical bytes"
