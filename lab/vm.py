@@ -6,6 +6,7 @@ network namespaces; a server-side namespace on the WAN and a LAN host namespace.
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import secrets
 import subprocess
@@ -66,7 +67,10 @@ def accel(image: Path) -> str:
     return r.stdout.strip() or "tcg"
 
 
-MEM_MB = 256
+# The VM's memory (MB). VM_MEM_MB=128 runs the lab and tests/vm in the small case; VM_APPEND adds to the
+# kernel command line (e.g. appliance.memstat=10: a memory line on the console every 10 s).
+MEM_MB = int(os.environ.get("VM_MEM_MB", "256"))
+EXTRA_APPEND = os.environ.get("VM_APPEND", "")
 
 
 def qemu_argv(image: Path, accel_name: str, nics: list[str], append: str = "", mem: int = MEM_MB) -> list[str]:
@@ -76,7 +80,7 @@ def qemu_argv(image: Path, accel_name: str, nics: list[str], append: str = "", m
     return ["qemu-system-x86_64", "-accel", accel_name, "-cpu", "host" if accel_name == "kvm" else "max",
             "-M", "q35", "-m", str(mem), "-nodefaults", "-no-user-config", "-display", "none",
             "-serial", "stdio", "-no-reboot", "-kernel", str(image / "vmlinuz"),
-            "-initrd", str(image / "initramfs.img"), *nics, "-append", f"console=ttyS0 panic=-1 quiet {append}".strip()]
+            "-initrd", str(image / "initramfs.img"), *nics, "-append", f"console=ttyS0 panic=-1 quiet {EXTRA_APPEND} {append}".strip()]
 
 
 def nic_args(with_lan: bool) -> list[str]:

@@ -6,7 +6,8 @@ baked into /etc/vpn-appliance; its errors stop the boot like the baked one's.
 Contract: this process never exits without powering the machine off (PID 1 exiting panics the
 kernel). Any fatal error is printed on the console as `FATAL: ...` (config errors as
 `file:line: key: why`) and the VM powers off by itself. No shell, no other long-running process.
-Kernel command line: `appliance.selftest=1` runs the self-test and powers off.
+Kernel command line: `appliance.selftest=1` runs the self-test and powers off;
+`appliance.memstat=N` prints a `mem:` line (boot/memstat.py) every N seconds, to watch memory at -m 128.
 """
 from __future__ import annotations
 
@@ -161,6 +162,9 @@ def main() -> None:
         mount_read_only()
         stage("modules")
         cmdline = open("/proc/cmdline").read().split()
+        from appliance.boot import memstat
+        say(memstat.line())
+        memstat.start_from_cmdline(cmdline, say)
         if "appliance.selftest=1" in cmdline:
             from appliance.boot.selftest import run
             ok = run(say)
