@@ -46,15 +46,33 @@ MODULES = ["virtio_pci", "virtio_net", "tun", "nf_tables", "nft_ct", "nft_masq",
            "nf_nat", "nf_conntrack", "nft_reject_inet", "af_packet", "loop", "squashfs"]
 # Kept compressed in RAM: these paths (globs) go into a squashfs image in the initramfs (/ro.sqfs),
 # which the init loop-mounts at /ro right after loading modules; a symlink stands at each original
-# place. Why: the initramfs is unpacked into RAM (and, while it unpacks, beside its compressed copy):
-# with -m 128 the 45 MB tree did not fit, and then nothing was left for Python. Squashfs pages are
-# decompressed on use into page cache the kernel can reclaim. What stays outside (RO_KEEP and all
-# not listed): what runs before the mount -- Python's start-up modules, ctypes, the init itself.
-RO_GLOBS = ["usr/lib/python3.11/appliance-site/*", "usr/lib/python3.11/lib-dynload/*", "usr/lib/x86_64-linux-gnu/*",
-            *(f"usr/lib/python3.11/{d}" for d in ("asyncio", "email", "xml", "multiprocessing", "http", "urllib",
-                                                  "json", "logging", "concurrent", "unittest", "html", "tomllib"))]
-RO_KEEP = {"usr/lib/python3.11/appliance-site/appliance", "usr/lib/python3.11/lib-dynload/_ctypes.cpython-311-x86_64-linux-gnu.so",
-           "usr/lib/x86_64-linux-gnu/libffi.so.8", "usr/lib/x86_64-linux-gnu/libffi.so.8.1.2"}
+# place. Why: the initramfs is unpacked into RAM that can never be given back (rootfs: Shmem); at
+# -m 128 the kernel leaves ~94 MB, and with the whole 29 MB tree pinned, Python and the page cache
+# had ~37 MB. Squashfs pages are decompressed on use into page cache the kernel can reclaim -- and
+# a .pyc is read once, at import, so its decompressed copy is dropped again under pressure. So all
+# of the stdlib, the wheels, our own package and the shared libraries Python loads go in; what stays
+# outside (RO_KEEP) is only what runs before the mount (measured: python3.11 -I in a chroot of the
+# unpacked tree with /ro missing, importing what appliance.boot.init does before mount_read_only;
+# tests/vm boot every image, so a module missing there fails every VM test at once).
+RO_GLOBS = ["usr/lib/python3.11/*", "usr/lib/python3.11/appliance-site/*", "usr/lib/python3.11/appliance-site/appliance/*",
+            "usr/lib/python3.11/lib-dynload/*", "usr/lib/x86_64-linux-gnu/*", "lib/x86_64-linux-gnu/*"]
+# Shared libraries the python3.11 binary itself links (ldd), by soname prefix (their versioned
+# files and symlinks): needed to start the init; the rest of /lib (nft's, lzma, bz2...) goes in /ro.
+RO_KEEP_LIBS = ("ld-linux-x86-64.so.2", "libc.so.6", "libm.so.6", "libz.so.1", "libexpat.so.1")
+RO_KEEP = {
+    # directories whose entries the globs above move one by one
+    "usr/lib/python3.11/appliance-site", "usr/lib/python3.11/appliance-site/appliance", "usr/lib/python3.11/lib-dynload",
+    # the init before the mount: appliance/__init__, appliance.boot (init, memstat, and the rest: small)
+    "usr/lib/python3.11/appliance-site/appliance/__init__.py", "usr/lib/python3.11/appliance-site/appliance/__pycache__",
+    "usr/lib/python3.11/appliance-site/appliance/boot",
+    # Python's start-up (most of it is frozen into the binary in 3.11: os, site, io, abc, codecs...)
+    # and what the init imports before the mount: ctypes (mount, finit_module), threading (memstat)
+    # os.pyc: frozen, but getpath's landmark for sys.prefix (a dangling symlink makes Python warn)
+    *(f"usr/lib/python3.11/{m}" for m in ("os.pyc", "encodings", "ctypes", "struct.pyc", "threading.pyc", "_weakrefset.pyc",
+                                          "__future__.pyc", "functools.pyc", "collections", "keyword.pyc",
+                                          "operator.pyc", "reprlib.pyc", "types.pyc")),
+    "usr/lib/python3.11/lib-dynload/_ctypes.cpython-311-x86_64-linux-gnu.so",
+    "usr/lib/x86_64-linux-gnu/libffi.so.8", "usr/lib/x86_64-linux-gnu/libffi.so.8.1.2"}
 WHEELS = ["cryptography==50.0.2", "pyOpenSSL==26.4.0", "pyroute2==0.9.7"]
 # Directories of the Python standard library the appliance never imports.
 STDLIB_TRIM = ["test", "idlelib", "tkinter", "turtledemo", "ensurepip", "lib2to3", "pydoc_data", "distutils",
@@ -411,7 +429,7 @@ def pack_read_only(root: Path, stage: Path, epoch: int) -> None:
     for pat in RO_GLOBS:
         for src in sorted(root.glob(pat)):
             rel = src.relative_to(root).as_posix()
-            if rel in RO_KEEP:
+            if rel in RO_KEEP or (rel.startswith("lib/x86_64-linux-gnu/") and src.name.startswith(RO_KEEP_LIBS)):
                 continue
             dst = ro / rel
             dst.parent.mkdir(parents=True, exist_ok=True)
