@@ -180,7 +180,7 @@ def main() -> None:
         stage("modules")
         cmdline = open("/proc/cmdline").read().split()
         from appliance.boot import memory
-        memory.tune(say)
+        memory.tune()
         say(memory.line())
         memory.start_reporter(cmdline, say)
         if "appliance.selftest=1" in cmdline:
