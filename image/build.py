@@ -91,7 +91,16 @@ STDLIB_TRIM = ["test", "idlelib", "tkinter", "turtledemo", "ensurepip", "lib2to3
                "sqlite3/test", "ctypes/test", "ctypes/macholib",
                # issue 10 part 7 (-m 128): unittest, which only pyroute2's placeholder imported
                # (drop_unittest_mock). (stdlib ssl stays, 0.8 MB of heap: pyroute2's probe_msg imports it.)
-               "unittest"]
+               "unittest",
+               # Never imported in a whole tests/vm run (appliance.importlog=1, lib/vm.py VM_APPEND) and
+               # named by no import in appliance/ or the wheels: web, mail, archives, profilers, XML.
+               # (Kept though unseen, as stdlib code loads them lazily: sysconfig, _strptime, csv, gzip,
+               # statistics, fractions, mimetypes, uuid, mmap, resource.)
+               "xml", "http", "html", "zipfile.py", "tarfile.py", "_pyio.py", "optparse.py",
+               "configparser.py", "zoneinfo", "lib-dynload/_zoneinfo*.so", "smtpd.py", "plistlib.py", "pstats.py",
+               "profile.py", "cProfile.py", "aifc.py", "wave.py", "sunau.py", "trace.py", "tracemalloc.py", "cgi.py",
+               "cgitb.py", "webbrowser.py", "modulefinder.py", "bdb.py", "socketserver.py", "asyncore.py",
+               "asynchat.py", "symtable.py", "compileall.py"]
 # Codecs: Python itself needs only these (UTF-8 mode; the console and files are UTF-8/ASCII).
 ENCODINGS_KEEP = {"__init__", "aliases", "utf_8", "utf_8_sig", "ascii", "latin_1", "idna", "punycode",
                   "raw_unicode_escape", "unicode_escape", "utf_16", "utf_32", "charmap", "cp437"}
