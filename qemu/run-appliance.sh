@@ -15,7 +15,7 @@ fi
 if [ -n "${LAN_TAP:-}" ]; then
   nics+=(-netdev "tap,id=lan,ifname=$LAN_TAP,script=no,downscript=no" -device "virtio-net-pci,netdev=lan,mac=${LAN_MAC:-52:54:00:00:00:02},romfile=")
 fi
-exec qemu-system-x86_64 -accel "$accel" -cpu "$cpu" -M q35 -m "${MEM:-256}" -nodefaults -no-user-config \
+exec qemu-system-x86_64 -accel "$accel" -cpu "$cpu" -M q35 -m "${MEM:-128}" -nodefaults -no-user-config \
   -display none -serial mon:stdio -no-reboot \
   -kernel "$out/vmlinuz" -initrd "$out/initramfs.img" "${nics[@]}" \
   -append "console=ttyS0 panic=-1 quiet ${APPEND:-}"

@@ -8,7 +8,8 @@ baked into /etc/vpn-appliance; its errors stop the boot like the baked one's.
 Contract: this process never exits without powering the machine off (PID 1 exiting panics the
 kernel). Any fatal error is printed on the console as `FATAL: ...` (config errors as
 `file:line: key: why`) and the VM powers off by itself. No shell, no other long-running process.
-Kernel command line: `appliance.selftest=1` runs the self-test and powers off.
+Kernel command line: `appliance.selftest=1` runs the self-test and powers off;
+`appliance.memstat=N` prints a `mem:` line (boot/memory.py) every N seconds, to watch memory at -m 128.
 """
 from __future__ import annotations
 
@@ -31,6 +32,9 @@ def say(msg: str) -> None:
 KERNEL_MARKS = (("Trying to unpack rootfs", "kernel-initramfs"), ("Unpacking initramfs", "kernel-initramfs"),
                 ("Freeing initrd memory", "kernel-initramfs-done"),
                 ("Run /init as init process", "kernel-run-init"))
+# Kernel log records on memory, echoed as `kernel: ...`: what the kernel keeps of -m N for itself
+# (its image, reservations such as swiotlb or crashkernel) -- the other side of `mem:` lines.
+KERNEL_MEMORY = ("Memory:", "software IO TLB", "crashkernel", "Freeing initrd memory", "Freeing unused kernel")
 
 
 def stage(name: str) -> None:
@@ -59,6 +63,8 @@ def kernel_stages() -> None:
             for needle, name in KERNEL_MARKS:
                 if msg.startswith(needle):
                     print(f"boot: {name} {int(head.split(',')[2]) / 1e6:.3f}", flush=True)
+            if msg.startswith(KERNEL_MEMORY):
+                print(f"kernel: {msg.strip()}", flush=True)
     finally:
         os.close(fd)
 
@@ -70,17 +76,6 @@ def mount(src: str, target: str, fstype: str, flags: int = 0, data: str | None =
         e = ctypes.get_errno()
         if e != 16:  # EBUSY: already mounted
             raise OSError(e, f"mount {target}: {os.strerror(e)}")
-
-
-def memory() -> str:
-    """`memory: MemTotal ... MemAvailable ...` once at boot: what the kernel left for user space (its
-    own size and the unpacked initramfs are gone from it), the figure that decides whether -m 128 works."""
-    try:
-        with open("/proc/meminfo") as f:
-            kb = {k: v.split()[0] for k, _, v in (ln.partition(":") for ln in f) if k in ("MemTotal", "MemAvailable")}
-    except OSError as e:
-        return f"memory: /proc/meminfo unreadable: {e}"
-    return f"memory: MemTotal {int(kb['MemTotal']) // 1024} MB, MemAvailable {int(kb['MemAvailable']) // 1024} MB"
 
 
 RO_IMAGE, RO_DIR = "/ro.sqfs", "/ro"
@@ -150,9 +145,12 @@ def main() -> None:
         say(f"vpn-appliance PID 1 on Linux {os.uname().release}, Python {sys.version.split()[0]}")
         kernel_stages()
         mount_read_only()
-        say(memory())
         stage("modules")     # the name lab.boot_profile knows (images before issue 10 part 6 loaded modules here)
         cmdline = open("/proc/cmdline").read().split()
+        from appliance.boot import memory
+        memory.tune()
+        say(memory.line())
+        memory.start_reporter(cmdline, say)
         if "appliance.selftest=1" in cmdline:
             from appliance.boot.selftest import run
             ok = run(say)
@@ -177,7 +175,10 @@ def main() -> None:
     except SystemExit as e:
         power_off(int(e.code or 0) if isinstance(e.code, int) else 1)
     except BaseException as e:  # noqa: BLE001 - PID 1 must never die silently
-        import traceback
-        traceback.print_exc()
+        try:
+            import traceback   # in /ro (image/build.py RO_GLOBS): missing if the mount failed
+            traceback.print_exc()
+        except ImportError:
+            pass
         print(f"FATAL: {type(e).__name__}: {e}", flush=True)
         power_off(1)
