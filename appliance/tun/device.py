@@ -76,7 +76,12 @@ class TunDevice:
         self.owners = FlowOwners()
         self._batch.owner = self.owners.owned
         self._local_at = 0.0
+        # For the TUN's own address (_refresh_local), opened with the device like the flow-owner socket.
         self._ifsock: socket.socket | None = None
+        try:
+            self._ifsock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        except OSError:
+            pass
         self._pending: list = []
         self.buf = bytearray(READ_SIZE)
         self.view = memoryview(self.buf)
@@ -178,7 +183,7 @@ class TunDevice:
         local: frozenset = frozenset()
         try:
             if self._ifsock is None:
-                self._ifsock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                raise OSError("no socket for SIOCGIFADDR")
             r = fcntl.ioctl(self._ifsock, SIOCGIFADDR, struct.pack("256s", self.name.encode()))
             local = frozenset((bytes(r[20:24]),))
         except OSError:
@@ -255,6 +260,7 @@ class TunDevice:
         return 0
 
     def close(self) -> None:
+        self.owners.close()
         if self._ifsock is not None:
             self._ifsock.close()
             self._ifsock = None

@@ -50,8 +50,10 @@ class FlowOwners:
     def __init__(self, clock=time.monotonic) -> None:
         self.clock = clock
         self.cache: dict[bytes, tuple[bool, float]] = {}
-        self.sock: socket.socket | None = None
         self.disabled = ""
+        # Opened now, not at the first lookup: a descriptor held for the device's life, not one
+        # that appears mid-run (the soak test counts the server's descriptors).
+        self.sock: socket.socket | None = self._open()
         self.seq = 0
         self.window_start = 0.0
         self.window_lookups = 0
@@ -78,6 +80,12 @@ class FlowOwners:
         self.cache[addrs_ports] = (answer, now + (POSITIVE_TTL if answer else NEGATIVE_TTL))
         return answer
 
+    def close(self) -> None:
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+        self.disabled = self.disabled or "closed"
+
     def _open(self) -> socket.socket | None:
         try:
             s = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_SOCK_DIAG)
@@ -91,9 +99,7 @@ class FlowOwners:
     def _lookup(self, ap: bytes) -> bool:
         """One exact lookup; the socket's local side is the packet's destination."""
         if self.sock is None:
-            self.sock = self._open()
-            if self.sock is None:
-                return False
+            return False
         self.stats["lookups"] += 1
         src, dst, sport, dport = ap[0:4], ap[4:8], ap[8:10], ap[10:12]
         self.seq = (self.seq + 1) & 0xFFFFFFFF

@@ -90,7 +90,7 @@ def test_lookups_are_rate_limited_and_the_cache_bounded(pair, monkeypatch):
 def test_no_sock_diag_means_no_ownership(monkeypatch):
     def refuse(*a, **k):
         raise OSError(97, "Address family not supported by protocol")
-    fo = FlowOwners()
     monkeypatch.setattr(flow_owner.socket, "socket", refuse)
+    fo = FlowOwners()
     assert not fo.owned(_ap(("198.18.0.2", 1), ("198.18.0.1", 2)))
     assert fo.disabled and not fo.owned(_ap(("198.18.0.2", 3), ("198.18.0.1", 2)))
