@@ -3,7 +3,8 @@
 Pairs measured in one run, alternating, so machine noise hits both alike:
   client: our client ⇄ OpenVPN server   vs   OpenVPN client ⇄ OpenVPN server
   server: our client ⇄ our server       vs   OpenVPN client ⇄ OpenVPN server
-Prints Mbit/s for each round, the medians and the ratio ours/OpenVPN. `--reverse` measures the
+Prints Mbit/s for each round (with the datagrams the receiving side dropped at full sockets and the
+sender's TCP retransmissions), the medians and the ratio ours/OpenVPN. `--reverse` measures the
 other direction (the server sends), which exercises the opposite halves of both programs.
 
 Why CPU time too: on a shared machine Mbit/s moves with everybody else's load, but the CPU each
@@ -39,8 +40,14 @@ def _cpu(p: Proc) -> float:
     return (int(f[11]) + int(f[12])) / _TICK
 
 
-def _iperf(lab: Lab, server_ns: Netns, client_ns: Netns, seconds: int, reverse: bool) -> tuple[float, float]:
-    """-> (Mbit/s at the receiver, bytes received)."""
+def _udp_drops(ns: Netns) -> int:
+    """Datagrams the namespace's kernel dropped because a socket's receive buffer was full."""
+    out = ns.run("nstat -az UdpRcvbufErrors Udp6RcvbufErrors", check=False).stdout
+    return sum(int(p[1]) for p in (line.split() for line in out.splitlines()) if len(p) >= 2 and p[1].isdigit())
+
+
+def _iperf(lab: Lab, server_ns: Netns, client_ns: Netns, seconds: int, reverse: bool) -> tuple[float, float, int]:
+    """-> (Mbit/s at the receiver, bytes received, TCP retransmissions by the sender)."""
     srv = lab.start(server_ns, ["iperf3", "-s", "-1", "-B", TUN_SERVER_IP, "-p", "5201"], "iperf-s")
     time.sleep(0.4)
     try:
@@ -48,7 +55,7 @@ def _iperf(lab: Lab, server_ns: Netns, client_ns: Netns, seconds: int, reverse: 
                           check=False, timeout=seconds + 30)
         d = json.loads(r.stdout) if r.stdout.strip().startswith("{") else {}
         s = d.get("end", {}).get("sum_received", {})
-        return s.get("bits_per_second", 0) / 1e6, s.get("bytes", 0)
+        return s.get("bits_per_second", 0) / 1e6, s.get("bytes", 0), d.get("end", {}).get("sum_sent", {}).get("retransmits", 0)
     finally:
         srv.stop(3)
 
@@ -88,9 +95,11 @@ def summarize(path: Path, top: int = 14) -> str:
 
 
 def _measure(lab: Lab, server_kind: str, client_kind: str, proto: str, cipher: str, seconds: int,
-             reverse: bool = False, profile: Path | None = None) -> tuple[float, float, float]:
-    """-> (Mbit/s, server CPU us per MB, client CPU us per MB)."""
-    scfg = server_config(lab.pki, proto, cipher, "tls-crypt")
+             reverse: bool = False, profile: Path | None = None, server_buf: int = 0) -> tuple[float, float, float]:
+    """-> (Mbit/s, server CPU us per MB, client CPU us per MB); prints the receiving namespace's socket
+    drops and the sender's TCP retransmissions (loss, not CPU, is what limits a pair with drops)."""
+    scfg = server_config(lab.pki, proto, cipher, "tls-crypt",
+                         extra=f"sndbuf {server_buf}\nrcvbuf {server_buf}\n" if server_buf and server_kind == "openvpn" else "")
     ccfg = client_profile(lab.pki, proto, cipher, "tls-crypt")
     if server_kind == "ours":
         srv = lab.ours(lab.srv, scfg, "bench-srv", pattern=r"listening on")
@@ -110,9 +119,12 @@ def _measure(lab: Lab, server_kind: str, client_kind: str, proto: str, cipher: s
                         sp = _spy(p, seconds, out)
                         if sp is not None:
                             spies.append((side, out, sp))
-            c0s, c0c = _cpu(srv), _cpu(cli)
-            mbit, nbytes = _iperf(lab, lab.srv, lab.cli, seconds, reverse)
-            c1s, c1c = _cpu(srv), _cpu(cli)
+            rx_ns = lab.cli if reverse else lab.srv
+            d0, c0s, c0c = _udp_drops(rx_ns), _cpu(srv), _cpu(cli)
+            mbit, nbytes, retrans = _iperf(lab, lab.srv, lab.cli, seconds, reverse)
+            c1s, c1c, drops = _cpu(srv), _cpu(cli), _udp_drops(rx_ns) - d0
+            print(f"    ({client_kind} client, {server_kind} server: {drops} datagrams dropped at the receiving "
+                  f"side's full sockets, {retrans} TCP retransmissions)", flush=True)
             for side, out, sp in spies:
                 try:
                     sp.wait(seconds + 30)
@@ -138,6 +150,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", choices=["client", "server"], default=None)
     ap.add_argument("--reverse", action="store_true", help="server sends, client receives (iperf3 -R)")
     ap.add_argument("--profile", type=Path, default=None, help="record our processes with py-spy into DIR")
+    ap.add_argument("--server-buf", type=int, default=0, metavar="BYTES",
+                    help="OpenVPN's server with sndbuf/rcvbuf BYTES (ours always asks for 4 MiB): shows whether "
+                         "its default socket buffer is what limits a pair")
     a = ap.parse_args(argv)
     if a.profile is not None:
         a.profile.mkdir(parents=True, exist_ok=True)
@@ -159,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
                     if key in results and len(results[key]) > rnd:
                         continue           # OpenVPN⇄OpenVPN is the reference of both pairs
                     v = _measure(lab, server_kind, client_kind, a.proto, a.cipher, a.seconds, a.reverse,
-                                 a.profile)
+                                 a.profile, a.server_buf)
                     results.setdefault(key, []).append(v)
                     print(f"  {client_kind:>7} client -> {server_kind:>7} server: {v[0]:8.1f} Mbit/s   "
                           f"cpu us/MB: server {v[1]:6.0f}, client {v[2]:6.0f}", flush=True)
