@@ -26,9 +26,8 @@ log = logging.getLogger("vpn-appliance")
 
 def _setup_logging(verb: int) -> None:
     """OpenVPN's verb scale: 0-1 errors/warnings, 2-3 normal events, 4+ debug."""
-    level = logging.WARNING if verb <= 1 else logging.INFO if verb <= 3 else logging.DEBUG
-    logging.basicConfig(stream=sys.stderr, level=level,
-                        format="%(asctime)s.%(msecs)03d %(levelname)s %(message)s", datefmt="%H:%M:%S")
+    from .logsetup import setup_logging
+    setup_logging(logging.WARNING if verb <= 1 else logging.INFO if verb <= 3 else logging.DEBUG)
 
 
 def _load(path: str, ignore_scripts: bool = False):

@@ -102,9 +102,8 @@ def ask_credentials(opts: Options) -> tuple[str, str]:
 
 
 def setup_logging(level: str, verbose: int) -> None:
-    lv = max(logging.DEBUG, _LEVELS[level] - 10 * verbose)
-    logging.basicConfig(stream=sys.stderr, level=lv, force=True,
-                        format="%(asctime)s.%(msecs)03d %(levelname)s %(message)s", datefmt="%H:%M:%S")
+    from .logsetup import setup_logging as _setup
+    _setup(max(logging.DEBUG, _LEVELS[level] - 10 * verbose), replace=True)
 
 
 def run_toml(path: str, verbose: int = 0) -> int:
