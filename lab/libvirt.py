@@ -109,9 +109,12 @@ class Libvirtd:
         pids = [int(p.read_text()) for p in (self.root / "run/libvirt/qemu").glob("*.pid")
                 if p.read_text().strip().isdigit()]
         if self.proc.alive():
-            r = self.virsh("list", "--name", check=False, timeout=20)
-            for name in r.stdout.split():
-                self.virsh("destroy", name, check=False, timeout=30)
+            try:
+                r = self.virsh("list", "--name", check=False, timeout=20)
+                for name in r.stdout.split():
+                    self.virsh("destroy", name, check=False, timeout=30)
+            except subprocess.TimeoutExpired:
+                pass        # a hung daemon: its QEMU is killed by PID below
         self.proc.stop(10)
         for pid in pids:        # QEMU outlives libvirtd by design: one still running is killed by its PID
             try:
