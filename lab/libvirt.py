@@ -106,8 +106,10 @@ class Libvirtd:
             return ""
 
     def close(self) -> None:
-        pids = [int(p.read_text()) for p in (self.root / "run/libvirt/qemu").glob("*.pid")
-                if p.read_text().strip().isdigit()]
+        pids = {}          # QEMU's PID per domain, from libvirt's pid files (driver.pid is libvirtd's own)
+        for f in (self.root / "run/libvirt/qemu").glob("*.pid"):
+            if f.name != "driver.pid" and f.read_text().strip().isdigit():
+                pids[int(f.read_text())] = f.stem
         if self.proc.alive():
             try:
                 r = self.virsh("list", "--name", check=False, timeout=20)
@@ -116,10 +118,12 @@ class Libvirtd:
             except subprocess.TimeoutExpired:
                 pass        # a hung daemon: its QEMU is killed by PID below
         self.proc.stop(10)
-        for pid in pids:        # QEMU outlives libvirtd by design: one still running is killed by its PID
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
+        for pid, name in pids.items():   # QEMU outlives libvirtd by design: one still running is killed by PID
+            try:    # ... if that PID is still this domain's QEMU (not a PID reused since)
+                cmd = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+                if cmd[0].endswith(b"qemu-system-x86_64") and f"guest={name},".encode() in b" ".join(cmd):
+                    os.kill(pid, signal.SIGKILL)
+            except (FileNotFoundError, ProcessLookupError):
                 pass
         shutil.rmtree(self.root, ignore_errors=True)
 
