@@ -10,6 +10,10 @@ RESOLVED_DIR := build/systemd-resolved
 # The disk image and config volume (FAT without mounting; BIOS boot loader installer; UEFI firmware
 # for the tests; virt-xml-validate for the libvirt domain XML: libvirt-clients is ~8 MB with its libs, and its xmllint).
 APT_PKGS += dosfstools mtools syslinux ovmf libvirt-clients libxml2-utils
+# tests/vm/test_libvirt.py boots that XML under a private libvirtd: the daemon and its QEMU driver
+# (~4.6 MB installed with dmidecode and libparted2; not libvirt-daemon-system: the test needs no system
+# service, libvirt-qemu user or default network; lab/libvirt.py says what it sets up instead).
+APT_PKGS += libvirt-daemon libvirt-daemon-driver-qemu
 APT_PKGS += squashfs-tools binutils   # image/build.py: /ro.sqfs, strip (issue 10 part 6/7)
 # image/kernel.py: the VM's kernel, compiled from Debian's linux-source (downloaded by the build)
 APT_PKGS += gcc make libc6-dev flex bison bc libelf-dev xz-utils

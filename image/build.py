@@ -469,6 +469,11 @@ def write_cpio(root: Path, mtime: int) -> bytes:
         entries.append((rel.decode(), len(data)))
         ino += 1
     parts.append(_cpio_entry(b"dev/console", stat.S_IFCHR | 0o600, b"", mtime, ino, rdev=(5, 1)))
+    # Python's start-up reads 16 random bytes for its hash seed before PID 1 mounts devtmpfs: with the
+    # kernel's CRNG not yet ready -- a CPU model without RDRAND, such as the qemu64 libvirt and QEMU
+    # give a domain without <cpu> -- getrandom(GRND_NONBLOCK) fails and Python falls back to
+    # /dev/urandom (never blocks; PEP 524); without this node it finds none and PID 1 dies.
+    parts.append(_cpio_entry(b"dev/urandom", stat.S_IFCHR | 0o666, b"", mtime, ino + 1, rdev=(1, 9)))
     parts.append(_cpio_entry(b"TRAILER!!!", 0, b"", 0, 0))
     blob = b"".join(parts)
     return blob + b"\0" * ((512 - len(blob) % 512) % 512)

@@ -1,6 +1,7 @@
 """The deployment docs run: the libvirt domain XML in the README is qemu/vpn-appliance.xml, and
 libvirt's own schema accepts it (virt-xml-validate, Debian package libvirt-clients + xmllint from
-libxml2-utils: `make setup` installs both). The QEMU path is booted by tests/vm/test_disk_image.py."""
+libxml2-utils: `make setup` installs both). The QEMU path is booted by tests/vm/test_disk_image.py,
+this XML under a real libvirtd by tests/vm/test_libvirt.py."""
 from __future__ import annotations
 
 import re
