@@ -138,11 +138,15 @@ def adapt_domain(xml_text: str, *, disk: Path, config_disk: Path, bridges: tuple
                  domain_type: str) -> str:
     """The shipped domain XML with only what a test topology must change: the domain type (`qemu`,
     TCG, where KVM is not usable), the two disks' paths, the two NICs' sources (WAN: the `default`
-    network becomes a bridge of the test; LAN: the bridge's name) and a log file on the serial console
+    network becomes a bridge of the test; LAN: the bridge's name), `<cpu mode="host-passthrough">`
+    dropped when not on KVM (TCG cannot pass a host CPU through), and a log file on the serial console
     (the pty stays, the log is what the test reads). Everything else -- firmware selection, machine,
     features, boot order, NIC and disk models, memory -- stays as shipped."""
     dom = ET.fromstring(xml_text)
     dom.set("type", domain_type)
+    cpu = dom.find("cpu")
+    if domain_type != "kvm" and cpu is not None and cpu.get("mode") == "host-passthrough":
+        dom.remove(cpu)        # KVM only; under TCG libvirt's default model (qemu64, no RDRAND) runs instead
     disks = dom.findall("devices/disk")
     assert len(disks) == 2, "the shipped XML has a system disk and a config volume"
     for d, path in zip(disks, (disk, config_disk)):
