@@ -16,10 +16,13 @@
 #    byte-wise flash writes a fresh writable store costs under emulation;
 #  UEFI: the 2 MB build of Debian's OVMF (no Secure Boot, no SMM): ~0.45 s sooner to its boot manager
 #    under TCG than the 4 MB build (OVMF_CODE_4M.fd), which carries more drivers.
+#  TCG: -cpu max without ERMS/FSRM: the guest then copies with 8/16-byte moves instead of `rep movsb`,
+#    which TCG runs a byte at a time -- slowest into pages where OVMF's code ran (QEMU's self-modifying
+#    code check on every store); ~0.5 CPU s to /init after OVMF (lab/vm.py DISK_TCG_CPU).
 set -eu
 disk=${1:-image/out/disk.qcow2}
 accel=${ACCEL:-$("$(dirname "$0")/probe-kvm.sh" "$(dirname "$disk")")}
-cpu=max; [ "$accel" = kvm ] && cpu=host
+cpu=max,-erms,-fsrm; [ "$accel" = kvm ] && cpu=host
 fmt=qcow2; case "$disk" in *.raw|*.img) fmt=raw ;; esac
 args=(-drive "file=$disk,format=$fmt,if=none,id=sys${SNAPSHOT:+,snapshot=on}" -device virtio-blk-pci,drive=sys,bootindex=0
       -boot strict=on)
