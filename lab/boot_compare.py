@@ -9,7 +9,8 @@ RAM) and with a fresh writable copy of the store (`uefi-fresh`: a new libvirt do
 Each boot is the `make run` lab (Debian's OpenVPN server behind the WAN, the embedded default
 config), timed from QEMU start to the appliance's `tunnel up` line; prints each boot with QEMU's
 CPU seconds at that moment (the emulation is CPU-bound: CPU seconds are what a loaded machine
-distorts least), then the medians and the spread. Where the UEFI time goes: lab/boot_profile.py --disk uefi.
+distorts least), then the medians and the spread. Where the UEFI time goes: lab/boot_profile.py --disk uefi
+(stages to tunnel up) and lab/firmware_probe.py (OVMF's TPM probe; CPU s at BdsDxe and /init against -kernel).
 """
 from __future__ import annotations
 
@@ -66,7 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     for kind in kinds:
         ok = [x for x in res[kind] if x is not None]
         spread = f", spread {max(ok) - min(ok):.2f} s" if len(ok) > 1 else ""
-        print(f"{kind:>10}: median {statistics.median(ok) if ok else '-'} s ({', '.join(map(str, res[kind]))}{spread});"
+        med = f"{statistics.median(ok):.2f}" if ok else "-"
+        print(f"{kind:>10}: median {med} s ({', '.join(map(str, res[kind]))}{spread});"
               f" QEMU CPU median {statistics.median(cpu[kind]):.2f} s")
     return 0 if all(None not in r for r in res.values()) else 1
 
