@@ -9,6 +9,7 @@ the kernel's `EFI stub:` line (printed when the command line lacks `quiet`) ends
 work (loader.conf, entry, reading vmlinuz + initramfs.img through OVMF's FAT and virtio-blk drivers). Beside the wall clock, each row gets
 QEMU's CPU time (user + system, from /proc) at its marks: the emulation is CPU-bound, so CPU seconds
 tell firmware variants apart on a machine that other VMs load, where wall seconds do not.
+(lab/firmware_probe.py splits OVMF's part further: its TPM probe, then the rest to BdsDxe.)
 
 Each boot is the `make run` lab (Debian's OpenVPN server on the WAN, the VM on the embedded default
 config). The stages come from three clocks, put on one scale (seconds after QEMU was started):
