@@ -13,7 +13,7 @@ Marks (QEMU CPU seconds, user + system; TCG is CPU-bound):
 - `BdsDxe`: OVMF's boot manager starts the boot loader (end of SEC/PEI/DXE);
 - `/init`: the appliance's PID 1 prints `boot: init` (the kernel has unpacked the initramfs).
 The -kernel row is the same image through QEMU's -kernel/-initrd (SeaBIOS), for the difference.
-Logging the probe's reads costs QEMU a little, so the UEFI figures here run ~0.1-0.3 s above an
+Logging the probe's reads costs QEMU a little, so the UEFI figures here run up to ~0.5 s above an
 unlogged boot's (lab/boot_compare.py).
 """
 from __future__ import annotations
