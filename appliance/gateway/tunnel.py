@@ -1,47 +1,27 @@
 """The client's TUN device and what the server pushed: addresses, routes, redirect-gateway.
 
 Kept across reconnects (persist-tun), so LAN traffic is dropped while the tunnel is down, never
-sent in clear. This is the only client code that changes the host's network (pyroute2); the
-in-memory stand-in for tests is tests/fakes.py FakeTunnelNetwork.
+sent in clear. This is the only client code that changes the host's network; the in-memory
+stand-in for tests is tests/fakes.py FakeTunnelNetwork.
+
+Netlink goes through appliance/tun/rtnl.py (the stdlib), not pyroute2: importing pyroute2 took
+250-400 ms of CPU, and the client needs the address and routes the moment PUSH_REPLY arrives
+(lab/first_packet.py, README "Handshake to first packet"). A client run never imports it
+(tests/unit/test_client_imports.py).
 """
 from __future__ import annotations
 
-import importlib
-import ipaddress
 import logging
-import threading
-from typing import TYPE_CHECKING
 
 from ..ioerrors import PortGone
 from ..openvpn.config import Options
+from ..router.links import add_address6, configure_tun
+from ..router.routes import RouteSet
 from ..tun.device import TunDevice
+from ..tun.rtnl import NetlinkError
 from .server_net import mask_to_prefix
 
-if TYPE_CHECKING:
-    from ..router.routes import RouteSet
-
 log = logging.getLogger("vpn-appliance")
-
-# The netlink library (pyroute2, with what router/links.py and router/routes.py pull in) takes a
-# few hundred ms to import, and the client first needs it when the server has pushed its
-# addresses. It is imported in a background thread started with the tunnel network, so that time
-# overlaps the connection and the handshake instead of coming before the first packet
-# (lab/first_packet.py). Python's import lock makes a use before the thread finished wait for it.
-_NETLINK_MODULES = ("pyroute2", "pyroute2.netlink.exceptions", "appliance.router.links", "appliance.router.routes")
-
-
-def _import_netlink() -> None:
-    for name in _NETLINK_MODULES:
-        try:
-            importlib.import_module(name)
-        except Exception:  # noqa: BLE001 - the use site imports again and reports the error
-            return
-
-
-def prefetch_netlink() -> threading.Thread:
-    t = threading.Thread(target=_import_netlink, name="import-netlink", daemon=True)
-    t.start()
-    return t
 
 
 class _TunAndRoutes:
@@ -70,7 +50,6 @@ class TunnelNetwork(_TunAndRoutes):
         self.tun = None
         self.routes = None
         self.applied: tuple | None = None
-        prefetch_netlink()
 
     def apply(self, pushed, remote_ip: str) -> None:
         if pushed is None or pushed.ifconfig is None:
@@ -87,9 +66,6 @@ class TunnelNetwork(_TunAndRoutes):
                pushed.ifconfig_ipv6, tuple(pushed.routes_ipv6))
         if key == self.applied:
             return
-        from pyroute2 import IPRoute
-        from ..router.links import configure_tun
-        from ..router.routes import RouteSet
         if self.routes is not None:
             self.routes.remove_all()
         # The paths that exist without the tunnel (OpenVPN's net_gateway), looked up before any
@@ -106,9 +82,7 @@ class TunnelNetwork(_TunAndRoutes):
         has6 = False
         if pushed.ifconfig_ipv6 is not None:
             addr6, _, plen = pushed.ifconfig_ipv6[0].partition("/")
-            with IPRoute() as ipr:
-                ipr.addr("add", index=ipr.link_lookup(ifname=self.tun.name)[0], address=addr6,
-                         prefixlen=int(plen or 64), flags=0x02)   # IFA_F_NODAD
+            add_address6(self.tun.name, addr6, int(plen or 64))
             log.info("tun %s: IPv6 address %s", self.tun.name, pushed.ifconfig_ipv6[0])
             has6 = True
         self.routes = RouteSet()
@@ -124,7 +98,6 @@ class TunnelNetwork(_TunAndRoutes):
         """Routes as OpenVPN applies them: `net_gateway` ones go the pre-tunnel way, a pushed
         default route is split in two halves (the real default stays, as with def1), and
         redirect-gateway honours its `ipv6`, `!ipv4` and `block-local` flags."""
-        from pyroute2.netlink.exceptions import NetlinkError
         tun, routes = self.tun.name, self.routes
         assert routes is not None
         flags = pushed.redirect_gateway if pushed.redirect_gateway is not None else self.opts.redirect_gateway
