@@ -50,6 +50,7 @@ class TunnelNetwork(_TunAndRoutes):
         self.tun = None
         self.routes = None
         self.applied: tuple | None = None
+        self.addressed = False        # an address went onto the device (flush it before the next)
 
     def apply(self, pushed, remote_ip: str) -> None:
         if pushed is None or pushed.ifconfig is None:
@@ -69,15 +70,18 @@ class TunnelNetwork(_TunAndRoutes):
         if self.routes is not None:
             self.routes.remove_all()
         # The paths that exist without the tunnel (OpenVPN's net_gateway), looked up before any
-        # tunnel route goes in: excluded routes and the way to the server use them.
-        ng4 = RouteSet.net_gateway(False, not_dev=self.tun.name)
-        ng6 = RouteSet.net_gateway(True, not_dev=self.tun.name)
+        # tunnel route goes in: excluded routes and block-local use them. Only when the push
+        # has such a route: each lookup is a dump of the routing table, on the way to the first packet.
+        need4, need6 = self._net_gateway_needed(pushed)
+        ng4 = RouteSet.net_gateway(False, not_dev=self.tun.name) if need4 else None
+        ng6 = RouteSet.net_gateway(True, not_dev=self.tun.name) if need6 else None
         local, second = pushed.ifconfig
+        flush, self.addressed = self.addressed, True
         if pushed.topology == "subnet":
             prefix = mask_to_prefix(second)
-            configure_tun(self.tun.name, local, prefix, mtu)
+            configure_tun(self.tun.name, local, prefix, mtu, flush=flush)
         else:
-            configure_tun(self.tun.name, local, 32, mtu, peer=second)
+            configure_tun(self.tun.name, local, 32, mtu, peer=second, flush=flush)
         log.info("tun %s: address %s %s (topology %s), mtu %d", self.tun.name, local, second, pushed.topology, mtu)
         has6 = False
         if pushed.ifconfig_ipv6 is not None:
@@ -93,6 +97,15 @@ class TunnelNetwork(_TunAndRoutes):
         if pushed.dns:
             log.info("server pushed DNS %s", ", ".join(pushed.dns))   # applied (or not) by host/resolver.py
         self.applied = key
+
+    def _net_gateway_needed(self, pushed) -> tuple[bool, bool]:
+        """Whether the IPv4 / IPv6 net_gateway is used: `net_gateway` routes, block-local."""
+        if self.opts.route_nopull:
+            return False, False
+        flags = pushed.redirect_gateway if pushed.redirect_gateway is not None else self.opts.redirect_gateway
+        need4 = any(gw == "net_gateway" for _n, _m, gw, _x in pushed.routes) or "block-local" in (flags or ())
+        need6 = any(gw6 == "net_gateway_ipv6" for _n, gw6 in pushed.routes_ipv6)
+        return need4, need6
 
     def _pushed_routes(self, pushed, remote_ip: str, ng4, ng6, has6: bool) -> None:
         """Routes as OpenVPN applies them: `net_gateway` ones go the pre-tunnel way, a pushed

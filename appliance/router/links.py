@@ -5,11 +5,14 @@ from __future__ import annotations
 from ..tun.rtnl import IFA_F_NODAD, Rtnl, link_index
 
 
-def configure_tun(name: str, address: str, prefixlen: int, mtu: int, peer: str | None = None) -> None:
-    """Set the tunnel address (topology subnet: addr/prefix; net30/p2p: local with a peer), MTU, up."""
+def configure_tun(name: str, address: str, prefixlen: int, mtu: int, peer: str | None = None,
+                  flush: bool = True) -> None:
+    """Set the tunnel address (topology subnet: addr/prefix; net30/p2p: local with a peer), MTU, up.
+    The addresses it had go first (`flush`; a device just created has none)."""
     i = link_index(name)
     with Rtnl() as nl:
-        nl.addr_flush(i)
+        if flush:
+            nl.addr_flush(i)
         nl.addr_add(i, address, 32 if peer else prefixlen, peer=peer)
         nl.link_set(i, mtu=mtu, up=True)
 

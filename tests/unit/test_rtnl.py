@@ -206,3 +206,38 @@ def test_a_default_route_elsewhere_than_main_or_none_at_all(inside):
         v6 = nl.default_routes(socket.AF_INET6)
     assert (254, link_index("wan"), GW6, 10) in v6
     assert rtnl.TIMEOUT >= 5
+
+
+def test_tunnel_network_applies_a_push_then_another_and_removes_what_it_added(inside):
+    """gateway/tunnel.py end to end on the kernel: a push with a net_gateway route, block-local and
+    IPv6; a reconnect with another address replaces the first (no stale address); close() removes
+    the device and every route we added."""
+    from appliance.gateway.tunnel import TunnelNetwork
+    from appliance.openvpn.config import Options
+    from appliance.openvpn.keymethod import parse_push_reply_untrusted
+    first = parse_push_reply_untrusted(
+        "PUSH_REPLY,topology subnet,ifconfig 198.18.70.2 255.255.255.0,route 198.18.71.0 255.255.255.0,"
+        "route 198.18.72.0 255.255.255.0 net_gateway,redirect-gateway def1 block-local,"
+        "ifconfig-ipv6 fd00:70::2/64 fd00:70::1,route-ipv6 fd00:71::/64,route-ipv6 fd00:72::/64 net_gateway_ipv6")
+    second = parse_push_reply_untrusted("PUSH_REPLY,topology net30,ifconfig 198.18.73.6 198.18.73.5")
+    net = TunnelNetwork(Options())
+    try:
+        net.apply(first, "198.18.60.9")
+        dev = net.tun.name
+        assert [(a[0], a[1], a[3]) for a in _addrs(dev)] == [("inet", "198.18.70.2", 24), ("inet6", "fd00:70::2", 64)]
+        tun_routes = {r[0] for r in _routes(dev)}
+        assert {"198.18.71.0/24", "0.0.0.0/1", "128.0.0.0/1", "198.18.40.0/25", "198.18.40.128/25"} <= tun_routes
+        assert ("198.18.72.0/24", GW, "static", None, None, None) in _routes("wan")
+        assert ("198.18.60.9", GW, "static", None, None, None) in _routes("wan")
+        assert [r[:2] for r in _routes("wan", v6=True) if r[0] == "fd00:72::/64"] == [("fd00:72::/64", GW6)]
+        assert "fd00:71::/64" in {r[0] for r in _routes(dev, v6=True)}
+        net.apply(second, "198.18.60.9")
+        assert _addrs(dev) == [("inet", "198.18.73.6", "198.18.73.5", 32, "global", False, None)]
+        assert _routes(dev) == [] and [r for r in _routes("wan") if r[0] != "default"] == []
+        net.apply(first, "198.18.60.9")
+        assert [a[1] for a in _addrs(dev)] == ["198.18.70.2", "fd00:70::2"]
+    finally:
+        net.close()
+    assert dev not in _ip("link", "show")
+    assert [r for r in _routes("wan") if r[0] != "default"] == []
+    assert [r for r in _routes("wan", v6=True) if r[0] != "default"] == []
