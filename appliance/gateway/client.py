@@ -40,6 +40,8 @@ class TunnelNet(Protocol):
 
     def apply(self, pushed, remote_ip: str) -> None: ...
 
+    def prepare(self) -> None: ...
+
     def close(self) -> None: ...
 
 
@@ -316,6 +318,8 @@ class ClientGateway:
             log_client_event(e)
             if isinstance(e, ev.TunnelUp):
                 self._tunnel_up(c, e)
+            elif isinstance(e, ev.HandshakeCompleted) and self.net.tun is None:
+                self.net.prepare()      # the TUN device opens during the server's key exchange and push
             elif isinstance(e, ev.KeyRenegotiated):
                 self.counters.renegotiations += 1
             elif isinstance(e, ev.SessionClosed):
