@@ -185,6 +185,7 @@ class ClientGateway:
             return
         s.start(now)
         self._after_engine(c)
+        s.prime()                        # TLS's first flight, while the reset is on its way
 
     def _schedule_retry(self, was_up: bool) -> None:
         """Next remote at once, except after a full round of the list (or a lost tunnel): backoff."""
@@ -275,6 +276,7 @@ class ClientGateway:
             now = self.clock()
             c.session.start(now)
             self._after_engine(c)
+            c.session.prime()
             return
         try:
             if c.link.flush():
