@@ -23,8 +23,7 @@ imports, config parsing, socket: startup), `proto` = wire -> echo (handshake, ke
 push, TUN and route setup), split into `wire->ctl` (the exchange with the server as the wire
 shows it) and `ctl->data` (the client's own work after the server's last word: applying the push,
 TUN, address, routes, up to its first data packet), `total` = t0 -> echo; median and min-max over
-the rounds. The probe
-interval bounds the resolution (default 2 ms). Our package is byte-compiled first (compileall), as
+the rounds. The probe interval bounds the resolution (default 2 ms). Our package is byte-compiled first (compileall), as
 it is when installed.
 """
 from __future__ import annotations
