@@ -15,7 +15,7 @@ How one measurement works: a small prober runs in the client namespace. It opens
 on the client's veth, notes t0 (CLOCK_MONOTONIC), starts the client process, then sends a UDP
 probe to the server's tunnel address every `--probe-ms` until one comes back. It notes
   wire   the first handshake packet the client puts on the wire (to the server's port),
-  ctl    the last control packet the server sent before that data packet (usually PUSH_REPLY),
+  ctl    the server's last control packet before the client's first data packet (usually PUSH_REPLY),
   data   the first data-channel packet (P_DATA_V2/V1) the client sends,
   echo   the first probe answered through the tunnel,
 then stops the client (SIGTERM, by PID). Printed per pair: `start` = t0 -> wire (process start,
@@ -23,8 +23,8 @@ imports, config parsing, socket: startup), `proto` = wire -> echo (handshake, ke
 push, TUN and route setup), split into `wire->ctl` (the exchange with the server as the wire
 shows it) and `ctl->data` (the client's own work after the server's last word: applying the push,
 TUN, address, routes, up to its first data packet), `total` = t0 -> echo; median and min-max over
-the rounds. The probe interval bounds the resolution (default 2 ms). Our package is byte-compiled first (compileall), as
-it is when installed.
+the rounds. The probe interval bounds the resolution (default 2 ms). Our package is byte-compiled
+first (compileall), as it is when installed.
 """
 from __future__ import annotations
 
