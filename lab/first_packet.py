@@ -15,13 +15,16 @@ How one measurement works: a small prober runs in the client namespace. It opens
 on the client's veth, notes t0 (CLOCK_MONOTONIC), starts the client process, then sends a UDP
 probe to the server's tunnel address every `--probe-ms` until one comes back. It notes
   wire   the first handshake packet the client puts on the wire (to the server's port),
+  ctl    the server's last control packet before the client's first data packet (usually PUSH_REPLY),
   data   the first data-channel packet (P_DATA_V2/V1) the client sends,
   echo   the first probe answered through the tunnel,
 then stops the client (SIGTERM, by PID). Printed per pair: `start` = t0 -> wire (process start,
 imports, config parsing, socket: startup), `proto` = wire -> echo (handshake, key exchange,
-push, TUN and route setup), `total` = t0 -> echo; median and min-max over the rounds. The probe
-interval bounds the resolution (default 2 ms). Our package is byte-compiled first (compileall), as
-it is when installed.
+push, TUN and route setup), split into `wire->ctl` (the exchange with the server as the wire
+shows it) and `ctl->data` (the client's own work after the server's last word: applying the push,
+TUN, address, routes, up to its first data packet), `total` = t0 -> echo; median and min-max over
+the rounds. The probe interval bounds the resolution (default 2 ms). Our package is byte-compiled
+first (compileall), as it is when installed.
 """
 from __future__ import annotations
 
@@ -65,7 +68,7 @@ srv_b = socket.inet_aton(srv)
 u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.setblocking(False)
 t0 = time.monotonic()
 p = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True)
-wire = data = echo = None
+wire = data = echo = ctl = None
 nxt = t0
 end = t0 + timeout_s
 seq = 0
@@ -86,9 +89,16 @@ while echo is None and time.monotonic() < end and p.poll() is None:
             except BlockingIOError:
                 break
             t = time.monotonic()
-            if addr[1] != 0x0800 or addr[2] != socket.PACKET_OUTGOING or len(b) < 29 or b[9] != 17 or b[16:20] != srv_b:
+            if addr[1] != 0x0800 or len(b) < 29 or b[9] != 17:
                 continue
             ihl = (b[0] & 15) * 4
+            if addr[2] == socket.PACKET_HOST and b[12:16] == srv_b and len(b) > ihl + 8 \
+                    and struct.unpack("!H", b[ihl:ihl + 2])[0] == sport:
+                if data is None and (b[ihl + 8] >> 3) not in (6, 9):
+                    ctl = t             # the server's last control packet before our first data packet
+                continue
+            if addr[2] != socket.PACKET_OUTGOING or b[16:20] != srv_b:
+                continue
             if struct.unpack("!H", b[ihl + 2:ihl + 4])[0] != sport or len(b) <= ihl + 8:
                 continue
             if wire is None:
@@ -110,7 +120,8 @@ try:
 except subprocess.TimeoutExpired:
     os.killpg(p.pid, signal.SIGKILL); p.wait(5)
 rel = lambda t: None if t is None else round((t - t0) * 1000, 1)
-print(json.dumps({"wire": rel(wire), "data": rel(data), "echo": rel(echo), "rc": p.returncode}), flush=True)
+print(json.dumps({"wire": rel(wire), "ctl": rel(ctl), "data": rel(data), "echo": rel(echo), "rc": p.returncode}),
+      flush=True)
 """
 
 
@@ -168,18 +179,19 @@ def _stat(xs: list[float]) -> str:
 
 
 def summarize(rows: list[dict], protections, pairs) -> str:
-    lines = [f"{'protection':>13} {'pair':>10} {'ok':>5}  {'start ms':>16}  {'proto ms':>16}  "
-             f"{'wire->data ms':>16}  {'total ms':>16}"]
+    lines = [f"{'protection':>13} {'pair':>11} {'ok':>5}  {'start ms':>16}  {'proto ms':>16}  "
+             f"{'= wire->ctl':>16}  {'+ ctl->data':>16}  {'total ms':>16}"]
     for prot in protections:
         for pair in pairs:
             rs = [r for r in rows if r["protection"] == prot and r["pair"] == pair]
             ok = [r for r in rs if r["echo"] is not None and r["wire"] is not None]
             start = [r["wire"] for r in ok]
             proto = [r["echo"] - r["wire"] for r in ok]
-            w2d = [r["data"] - r["wire"] for r in ok if r["data"] is not None]
+            w2c = [r["ctl"] - r["wire"] for r in ok if r.get("ctl") is not None]
+            c2d = [r["data"] - r["ctl"] for r in ok if r["data"] is not None and r.get("ctl") is not None]
             total = [r["echo"] for r in ok]
-            lines.append(f"{prot:>13} {pair:>10} {len(ok):>2}/{len(rs):<2}  {_stat(start):>16}  {_stat(proto):>16}  "
-                         f"{_stat(w2d):>16}  {_stat(total):>16}")
+            lines.append(f"{prot:>13} {pair:>11} {len(ok):>2}/{len(rs):<2}  {_stat(start):>16}  {_stat(proto):>16}  "
+                         f"{_stat(w2c):>16}  {_stat(c2d):>16}  {_stat(total):>16}")
     return "\n".join(lines)
 
 

@@ -454,6 +454,10 @@ class FakeTunnelNetwork:
         self.pushed = pushed
         self.applied += 1
 
+    def prepare(self) -> None:
+        if self.tun is None:
+            self.tun = self.tun_class(self.net, "tun-client")
+
     def close(self) -> None:
         if self.tun is not None:
             self.tun.close()

@@ -40,6 +40,8 @@ class TunnelNet(Protocol):
 
     def apply(self, pushed, remote_ip: str) -> None: ...
 
+    def prepare(self) -> None: ...
+
     def close(self) -> None: ...
 
 
@@ -183,6 +185,7 @@ class ClientGateway:
             return
         s.start(now)
         self._after_engine(c)
+        s.prime()                        # TLS's first flight, while the reset is on its way
 
     def _schedule_retry(self, was_up: bool) -> None:
         """Next remote at once, except after a full round of the list (or a lost tunnel): backoff."""
@@ -273,6 +276,7 @@ class ClientGateway:
             now = self.clock()
             c.session.start(now)
             self._after_engine(c)
+            c.session.prime()
             return
         try:
             if c.link.flush():
@@ -316,6 +320,8 @@ class ClientGateway:
             log_client_event(e)
             if isinstance(e, ev.TunnelUp):
                 self._tunnel_up(c, e)
+            elif isinstance(e, ev.HandshakeCompleted) and self.net.tun is None:
+                self.net.prepare()      # the TUN device opens during the server's key exchange and push
             elif isinstance(e, ev.KeyRenegotiated):
                 self.counters.renegotiations += 1
             elif isinstance(e, ev.SessionClosed):

@@ -101,10 +101,8 @@ def configure_here(spec: dict) -> str | None:
 
 
 def configure(spec: dict) -> None:
-    """In the child: addresses, MTU, link up and routes of the server's TUN (pyroute2)."""
-    from pyroute2 import IPRoute
-
-    from ..router.links import configure_tun
+    """In the child: addresses, MTU, link up and routes of the server's TUN (netlink)."""
+    from ..router.links import add_address6, configure_tun
     from ..router.routes import RouteSet
 
     dev = spec["dev"]
@@ -112,9 +110,7 @@ def configure(spec: dict) -> None:
         addr, plen, peer = spec["addr"]
         configure_tun(dev, addr, plen, spec["mtu"], peer=peer)
     if spec["addr6"]:
-        with IPRoute() as ipr:
-            ipr.addr("add", index=ipr.link_lookup(ifname=dev)[0], address=spec["addr6"][0],
-                     prefixlen=spec["addr6"][1], flags=0x02)   # IFA_F_NODAD
+        add_address6(dev, spec["addr6"][0], spec["addr6"][1])
     routes = RouteSet()
     for net, plen, metric in spec["routes"]:
         routes.add(net, plen, dev=dev, metric=metric)

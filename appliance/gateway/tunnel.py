@@ -1,47 +1,27 @@
 """The client's TUN device and what the server pushed: addresses, routes, redirect-gateway.
 
 Kept across reconnects (persist-tun), so LAN traffic is dropped while the tunnel is down, never
-sent in clear. This is the only client code that changes the host's network (pyroute2); the
-in-memory stand-in for tests is tests/fakes.py FakeTunnelNetwork.
+sent in clear. This is the only client code that changes the host's network; the in-memory
+stand-in for tests is tests/fakes.py FakeTunnelNetwork.
+
+Netlink goes through appliance/tun/rtnl.py (the stdlib), not pyroute2: importing pyroute2 took
+250-400 ms of CPU, and the client needs the address and routes the moment PUSH_REPLY arrives
+(lab/first_packet.py, README "Handshake to first packet"). A client run never imports it
+(tests/unit/test_client_imports.py).
 """
 from __future__ import annotations
 
-import importlib
-import ipaddress
 import logging
-import threading
-from typing import TYPE_CHECKING
 
 from ..ioerrors import PortGone
 from ..openvpn.config import Options
+from ..router.links import add_address6, configure_tun
+from ..router.routes import RouteSet
 from ..tun.device import TunDevice
+from ..tun.rtnl import NetlinkError
 from .server_net import mask_to_prefix
 
-if TYPE_CHECKING:
-    from ..router.routes import RouteSet
-
 log = logging.getLogger("vpn-appliance")
-
-# The netlink library (pyroute2, with what router/links.py and router/routes.py pull in) takes a
-# few hundred ms to import, and the client first needs it when the server has pushed its
-# addresses. It is imported in a background thread started with the tunnel network, so that time
-# overlaps the connection and the handshake instead of coming before the first packet
-# (lab/first_packet.py). Python's import lock makes a use before the thread finished wait for it.
-_NETLINK_MODULES = ("pyroute2", "pyroute2.netlink.exceptions", "appliance.router.links", "appliance.router.routes")
-
-
-def _import_netlink() -> None:
-    for name in _NETLINK_MODULES:
-        try:
-            importlib.import_module(name)
-        except Exception:  # noqa: BLE001 - the use site imports again and reports the error
-            return
-
-
-def prefetch_netlink() -> threading.Thread:
-    t = threading.Thread(target=_import_netlink, name="import-netlink", daemon=True)
-    t.start()
-    return t
 
 
 class _TunAndRoutes:
@@ -70,45 +50,57 @@ class TunnelNetwork(_TunAndRoutes):
         self.tun = None
         self.routes = None
         self.applied: tuple | None = None
-        prefetch_netlink()
+        self.addressed = False        # an address went onto the device (flush it before the next)
+
+    def prepare(self) -> None:
+        """Open the TUN device (down, no address) while the server still has its part of the key
+        exchange and the push to do: creating the device is ~0.3 ms of kernel work that would
+        otherwise come after PUSH_REPLY, on the way to the first packet. The client calls it when
+        the TLS handshake with the server completed; the device stays as it would after a push
+        (persist-tun)."""
+        if self.tun is None:
+            self._open(self.opts.tun_mtu)
+
+    def _open(self, mtu: int) -> TunDevice:
+        name = self.opts.dev if self.opts.dev not in ("tun", None) else "tun%d"
+        try:
+            self.tun = tun = TunDevice(name, vnet_hdr=True, mtu=mtu)
+        except OSError as e:
+            raise PortGone(f"cannot create the TUN device {name}: {e}") from e
+        log.info("opened TUN device %s (offload %s)", tun.name, "on" if tun.vnet_hdr else "off")
+        return tun
 
     def apply(self, pushed, remote_ip: str) -> None:
         if pushed is None or pushed.ifconfig is None:
             raise RuntimeError("server pushed no ifconfig")
         mtu = pushed.tun_mtu or self.opts.tun_mtu
         if self.tun is None:
-            name = self.opts.dev if self.opts.dev not in ("tun", None) else "tun%d"
-            try:
-                self.tun = TunDevice(name, vnet_hdr=True, mtu=mtu)
-            except OSError as e:
-                raise PortGone(f"cannot create the TUN device {name}: {e}") from e
-            log.info("opened TUN device %s (offload %s)", self.tun.name, "on" if self.tun.vnet_hdr else "off")
+            self._open(mtu)
+        self.tun.mtu = mtu
         key = (pushed.ifconfig, pushed.topology, tuple(pushed.routes), tuple(pushed.redirect_gateway or ()), mtu,
                pushed.ifconfig_ipv6, tuple(pushed.routes_ipv6))
         if key == self.applied:
             return
-        from pyroute2 import IPRoute
-        from ..router.links import configure_tun
-        from ..router.routes import RouteSet
         if self.routes is not None:
             self.routes.remove_all()
         # The paths that exist without the tunnel (OpenVPN's net_gateway), looked up before any
-        # tunnel route goes in: excluded routes and the way to the server use them.
-        ng4 = RouteSet.net_gateway(False, not_dev=self.tun.name)
-        ng6 = RouteSet.net_gateway(True, not_dev=self.tun.name)
+        # tunnel route goes in: excluded routes and block-local use them. Only when the push
+        # has such a route: each lookup is a dump of the routing table, on the way to the first packet.
+        need4, need6 = self._net_gateway_needed(pushed)
+        ng4 = RouteSet.net_gateway(False, not_dev=self.tun.name) if need4 else None
+        ng6 = RouteSet.net_gateway(True, not_dev=self.tun.name) if need6 else None
         local, second = pushed.ifconfig
+        flush, self.addressed = self.addressed, True
         if pushed.topology == "subnet":
             prefix = mask_to_prefix(second)
-            configure_tun(self.tun.name, local, prefix, mtu)
+            configure_tun(self.tun.name, local, prefix, mtu, flush=flush)
         else:
-            configure_tun(self.tun.name, local, 32, mtu, peer=second)
+            configure_tun(self.tun.name, local, 32, mtu, peer=second, flush=flush)
         log.info("tun %s: address %s %s (topology %s), mtu %d", self.tun.name, local, second, pushed.topology, mtu)
         has6 = False
         if pushed.ifconfig_ipv6 is not None:
             addr6, _, plen = pushed.ifconfig_ipv6[0].partition("/")
-            with IPRoute() as ipr:
-                ipr.addr("add", index=ipr.link_lookup(ifname=self.tun.name)[0], address=addr6,
-                         prefixlen=int(plen or 64), flags=0x02)   # IFA_F_NODAD
+            add_address6(self.tun.name, addr6, int(plen or 64))
             log.info("tun %s: IPv6 address %s", self.tun.name, pushed.ifconfig_ipv6[0])
             has6 = True
         self.routes = RouteSet()
@@ -120,11 +112,19 @@ class TunnelNetwork(_TunAndRoutes):
             log.info("server pushed DNS %s", ", ".join(pushed.dns))   # applied (or not) by host/resolver.py
         self.applied = key
 
+    def _net_gateway_needed(self, pushed) -> tuple[bool, bool]:
+        """Whether the IPv4 / IPv6 net_gateway is used: `net_gateway` routes, block-local."""
+        if self.opts.route_nopull:
+            return False, False
+        flags = pushed.redirect_gateway if pushed.redirect_gateway is not None else self.opts.redirect_gateway
+        need4 = any(gw == "net_gateway" for _n, _m, gw, _x in pushed.routes) or "block-local" in (flags or ())
+        need6 = any(gw6 == "net_gateway_ipv6" for _n, gw6 in pushed.routes_ipv6)
+        return need4, need6
+
     def _pushed_routes(self, pushed, remote_ip: str, ng4, ng6, has6: bool) -> None:
         """Routes as OpenVPN applies them: `net_gateway` ones go the pre-tunnel way, a pushed
         default route is split in two halves (the real default stays, as with def1), and
         redirect-gateway honours its `ipv6`, `!ipv4` and `block-local` flags."""
-        from pyroute2.netlink.exceptions import NetlinkError
         tun, routes = self.tun.name, self.routes
         assert routes is not None
         flags = pushed.redirect_gateway if pushed.redirect_gateway is not None else self.opts.redirect_gateway

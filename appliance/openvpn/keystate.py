@@ -34,7 +34,7 @@ class KS(Enum):
 
 
 class KeyState:
-    __slots__ = ("key_id", "phase", "reliable", "tls", "created", "active_since", "local_km",
+    __slots__ = ("key_id", "phase", "reliable", "tls", "primed", "created", "active_since", "local_km",
                  "remote_km", "sent_km", "data", "retired_at", "wkc_resend", "sent_first_control",
                  "pending_send", "pending_auth")
 
@@ -43,6 +43,7 @@ class KeyState:
         self.phase = KS.RESET
         self.reliable = ReliableChannel(initial_timeout=tls_timeout, retransmit=not tcp)
         self.tls: TlsEndpoint | None = None
+        self.primed: TlsEndpoint | None = None   # client: made while its hard reset was in flight
         self.created = now
         self.active_since: float | None = None
         self.local_km: KeyMethod2 | None = None
@@ -63,7 +64,15 @@ class KeyState:
     def start_tls(self, context, settings) -> None:
         """RESET → TLS: the resets are through, the TLS handshake begins."""
         self.phase = KS.TLS
-        self.tls = TlsEndpoint(context, settings)
+        self.tls, self.primed = self.primed or TlsEndpoint(context, settings), None
+
+    def prime_tls(self, context, settings) -> None:
+        """Client, phase RESET: make the TLS endpoint and its ClientHello now, while the hard reset
+        travels to the server and back, instead of after the server's reset arrives."""
+        if self.phase == KS.RESET and self.tls is None and self.primed is None:
+            t = TlsEndpoint(context, settings)
+            if t.prime():
+                self.primed = t
 
     def resume_after_reset(self, context, settings) -> None:
         """Both hard resets (message 0 each way) were exchanged elsewhere (the server's stateless

@@ -156,6 +156,13 @@ class Session(ControlChannel):
         self.role.start(now)
         self._flush(now)
 
+    def prime(self) -> None:
+        """Client, after start()'s hard reset went out: prepare the TLS handshake's first flight
+        while waiting for the server's reset (CPU otherwise spent after it arrives)."""
+        ks = self.keys.get(0)
+        if ks is not None and self.role.is_client:
+            ks.prime_tls(self.tls_context, self.cfg.tls)
+
     def take_outgoing(self) -> list[bytes]:
         out, self.out = self.out, []
         return out

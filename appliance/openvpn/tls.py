@@ -226,6 +226,17 @@ class TlsEndpoint:
         self.peer_cert: x509.Certificate | None = None
         self._fed = False        # records arrived since the last read of application data
 
+    def prime(self) -> bool:
+        """Client: write the ClientHello into the memory BIO ahead of time (the next pump() sends
+        it). False if TLS refused to start; the endpoint is then not to be used."""
+        try:
+            self.conn.do_handshake()
+        except SSL.WantReadError:
+            return True
+        except SSL.Error:
+            return False
+        return False
+
     def feed(self, data: bytes) -> None:
         """TLS records from the peer. An empty payload is nothing (pyOpenSSL's bio_write raises on
         b""); a memory BIO that refuses bytes is the peer's doing: RemoteProtocolError."""

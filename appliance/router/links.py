@@ -1,19 +1,23 @@
-"""Addresses and link state with pyroute2 (netlink; no `ip` subprocesses)."""
+"""Addresses and link state of a TUN device (netlink through appliance/tun/rtnl.py: no `ip`
+subprocesses, and no pyroute2 import on the client's way to its first packet)."""
 from __future__ import annotations
 
-from pyroute2 import IPRoute
+from ..tun.rtnl import IFA_F_NODAD, Rtnl, link_index
 
 
-def configure_tun(name: str, address: str, prefixlen: int, mtu: int, peer: str | None = None) -> None:
-    """Set the tunnel address (topology subnet: addr/prefix; net30/p2p: local with a peer), MTU, up."""
-    with IPRoute() as ipr:
-        idx = ipr.link_lookup(ifname=name)
-        if not idx:
-            raise RuntimeError(f"no such interface {name}")
-        i = idx[0]
-        ipr.flush_addr(index=i)
-        if peer:
-            ipr.addr("add", index=i, local=address, address=peer, prefixlen=32)
-        else:
-            ipr.addr("add", index=i, address=address, prefixlen=prefixlen)
-        ipr.link("set", index=i, mtu=mtu, state="up")
+def configure_tun(name: str, address: str, prefixlen: int, mtu: int, peer: str | None = None,
+                  flush: bool = True) -> None:
+    """Set the tunnel address (topology subnet: addr/prefix; net30/p2p: local with a peer), MTU, up.
+    The addresses it had go first (`flush`; a device just created has none)."""
+    i = link_index(name)
+    with Rtnl() as nl:
+        if flush:
+            nl.addr_flush(i)
+        nl.addr_add(i, address, 32 if peer else prefixlen, peer=peer)
+        nl.link_set(i, mtu=mtu, up=True)
+
+
+def add_address6(name: str, address: str, prefixlen: int) -> None:
+    """An IPv6 address on the tunnel, usable at once (no duplicate address detection on a TUN)."""
+    with Rtnl() as nl:
+        nl.addr_add(link_index(name), address, prefixlen, flags=IFA_F_NODAD)

@@ -1,12 +1,12 @@
-"""Routes we add, remembered so we remove exactly those on exit."""
+"""Routes we add, remembered so we remove exactly those on exit (netlink through
+appliance/tun/rtnl.py, which the client reaches without importing pyroute2)."""
 from __future__ import annotations
 
 import ipaddress
 import logging
 import socket
 
-from pyroute2 import IPRoute
-from pyroute2.netlink.exceptions import NetlinkError
+from ..tun.rtnl import NetlinkError, Rtnl, link_index
 
 log = logging.getLogger("vpn-appliance")
 
@@ -19,18 +19,11 @@ class RouteSet:
             metric: int | None = None, oif: int | None = None) -> None:
         """Add a route (out of `dev`, or interface index `oif`); one already there is left alone
         and not remembered, so we never remove a route we did not add."""
-        spec: dict = {"dst": f"{network}/{prefixlen}"}
-        with IPRoute() as ipr:
-            if dev is not None:
-                spec["oif"] = ipr.link_lookup(ifname=dev)[0]
-            elif oif is not None:
-                spec["oif"] = oif
-            if gateway:
-                spec["gateway"] = gateway
-            if metric is not None:
-                spec["priority"] = metric
+        spec: dict = {"dst": network, "prefixlen": prefixlen, "oif": link_index(dev) if dev is not None else oif,
+                      "gateway": gateway or None, "priority": metric}
+        with Rtnl() as nl:
             try:
-                ipr.route("add", **spec)
+                nl.route_add(**spec)
             except NetlinkError as e:
                 if e.code != 17:  # EEXIST: already there (e.g. after a reconnect) is fine
                     raise
@@ -53,12 +46,10 @@ class RouteSet:
 
     def keep_path_to(self, remote_ip: str) -> None:
         """A host route to `remote_ip` along the path it takes now (before the tunnel routes)."""
-        with IPRoute() as ipr:
+        with Rtnl() as nl:
             try:
-                r = ipr.route("get", dst=remote_ip)[0]
-                gw = r.get_attr("RTA_GATEWAY")
-                oif = r.get_attr("RTA_OIF")
-            except (NetlinkError, IndexError):
+                gw, oif = nl.route_get(remote_ip)
+            except NetlinkError:
                 gw = oif = None
         if oif is not None:
             self.add(remote_ip, 128 if ":" in remote_ip else 32, gateway=gw, oif=oif)
@@ -67,16 +58,17 @@ class RouteSet:
     def net_gateway(v6: bool = False, not_dev: str | None = None) -> tuple[str | None, int] | None:
         """(gateway, interface index) of the default route in use before the tunnel: what
         OpenVPN calls net_gateway. None when there is no default route."""
-        with IPRoute() as ipr:
-            skip = ipr.link_lookup(ifname=not_dev) if not_dev else []
-            best = None
-            for r in ipr.get_default_routes(family=socket.AF_INET6 if v6 else socket.AF_INET):
-                oif = r.get_attr("RTA_OIF")
-                if r["table"] != 254 or oif is None or oif in skip:
+        try:
+            skip = [link_index(not_dev)] if not_dev else []
+        except RuntimeError:
+            skip = []
+        best = None
+        with Rtnl() as nl:
+            for table, oif, gateway, prio in nl.default_routes(socket.AF_INET6 if v6 else socket.AF_INET):
+                if table != 254 or oif is None or oif in skip:
                     continue
-                prio = r.get_attr("RTA_PRIORITY") or 0
                 if best is None or prio < best[0]:
-                    best = (prio, r.get_attr("RTA_GATEWAY"), oif)
+                    best = (prio, gateway, oif)
         return None if best is None else (best[1], best[2])
 
     def block_local(self, tun: str, net_gateway: tuple[str | None, int]) -> str | None:
@@ -84,8 +76,8 @@ class RouteSet:
         interface goes into the tunnel (as two half routes, which beat the connected route), with
         only the gateway itself kept reachable directly. Returns the network, or None if none."""
         gw, oif = net_gateway
-        with IPRoute() as ipr:
-            addrs = [(a.get_attr("IFA_ADDRESS"), a["prefixlen"]) for a in ipr.get_addr(family=socket.AF_INET, index=oif)]
+        with Rtnl() as nl:
+            addrs = [(a, plen) for _f, a, plen, _i in nl.addrs(socket.AF_INET, index=oif)]
         if not addrs or addrs[0][1] >= 31:
             return None
         net = ipaddress.IPv4Network(f"{addrs[0][0]}/{addrs[0][1]}", strict=False)
@@ -100,10 +92,10 @@ class RouteSet:
         self.add(network, prefixlen, gateway=via[0], metric=metric, oif=via[1])
 
     def remove_all(self) -> None:
-        with IPRoute() as ipr:
+        with Rtnl() as nl:
             for spec in reversed(self.added):
                 try:
-                    ipr.route("del", **spec)
+                    nl.route_del(**spec)
                 except NetlinkError as e:
-                    log.debug("route %s already gone: %s", spec.get("dst"), e)
+                    log.debug("route %s/%s already gone: %s", spec["dst"], spec["prefixlen"], e)
         self.added.clear()
