@@ -211,25 +211,34 @@ def test_scripts_need_script_security_2(opki):
 
 
 def test_a_slow_connect_script_stalls_no_tunnel(opki, tmp_path):
-    """Threads for real: the script sleeps, meanwhile another client's tunnel carries packets."""
+    """Threads for real: while client1's connect script sleeps, client0's tunnel carries packets.
+
+    The script leaves marker files, so the check is "pinged while the script was still running",
+    not a wall-clock bound (which a loaded machine breaks)."""
     import time
-    slow = _script(tmp_path, "slow.sh", '[ "$common_name" = client1 ] && sleep 1\nexit 0\n')
+    started, done = tmp_path / "started", tmp_path / "done"
+    slow = _script(tmp_path, "slow.sh",
+                   f'[ "$common_name" = client1 ] && {{ touch {started}; sleep 3; touch {done}; }}\nexit 0\n')
     w = World()
     gw, _ = _server(w, server_conf(opki, extra=f"script-security 2\nclient-connect {slow}\n"))
     w.add_client(client_conf(opki, "client0"))
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + 30
     while not _up(w, 0) and time.monotonic() < deadline:
         w.run(lambda: _up(w, 0), max_time=1)
     assert _up(w, 0)
     w.add_client(client_conf(opki, "client1"))
-    t0 = time.monotonic()
-    w.run_for(0.2)
+    while not started.exists() and time.monotonic() < deadline:
+        w.run_for(0.05)
+    assert started.exists(), "client1's connect script never ran"
     ping_both_ways(w, 0)
-    assert time.monotonic() - t0 < 0.9, "a tunnel waited for another client's script"
+    assert not done.exists(), "client0's tunnel waited for client1's connect script"
+    # The fake clock must not run far ahead of the real sleep, or client1's handshake times out
+    # while the script still sleeps: a little fake time per real pause.
     while not _up(w, 1) and time.monotonic() < deadline:
-        time.sleep(0.05)
-        w.run(lambda: _up(w, 1), max_time=0.5)
+        time.sleep(0.02)
+        w.run(lambda: _up(w, 1), max_time=0.02)
     assert _up(w, 1)
+    assert done.exists()
 
 
 # ------------------------------------------------------------------ status, management actions
