@@ -78,7 +78,7 @@ _GROUP_ALIASES = {"prime256v1": "secp256r1", "p-256": "secp256r1", "p-384": "sec
 
 def same_group(a: str, b: str) -> bool:
     """Whether two group names from a config name the same group (case and aliases aside)."""
-    a, b = a.lstrip("?").lower(), b.lstrip("?").lower()
+    a, b = a.lstrip("?*").lower(), b.lstrip("?*").lower()
     return _GROUP_ALIASES.get(a, a) == _GROUP_ALIASES.get(b, b)
 
 
@@ -96,10 +96,20 @@ def _set_groups(ctx: SSL.Context, groups: str) -> bool:
     return _lib.SSL_CTX_set1_curves_list(ctx._context, groups.encode("ascii", "replace")) == 1  # noqa: SLF001
 
 
+def _printable(directive: str, value: str | None) -> None:
+    """OpenSSL reads these lists as C strings: a NUL would cut the list short unseen (`X25519\\0...`)
+    and non-ASCII names are never valid, so only printable ASCII gets through."""
+    if value is not None and not all(" " <= ch <= "~" for ch in value):
+        raise ConfigError(f"{value!r}: only printable ASCII names are possible", directive=directive)
+
+
 def restrict_algorithms(ctx: SSL.Context, s: TlsSettings) -> None:
     """Apply tls-cipher (TLS <= 1.2), tls-ciphersuites (TLS 1.3) and the key-exchange groups to
     `ctx`. Raises ConfigError naming the directive when OpenSSL refuses a list or the list leaves
     nothing to negotiate with (the config parser runs the same checks with file:line)."""
+    _printable("tls-cipher", s.tls_cipher)
+    _printable("tls-ciphersuites", s.tls_ciphersuites)
+    _printable("tls-groups", s.tls_groups)
     spec = openssl_cipher_list(s.tls_cipher) if s.tls_cipher is not None else OPENVPN_TLS_CIPHER_DEFAULT
     try:
         ctx.set_cipher_list(spec.encode("ascii", "replace"))

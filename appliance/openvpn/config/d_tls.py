@@ -15,6 +15,8 @@ groups (the two restrictions must leave something), and NAME alone is used.
 """
 from __future__ import annotations
 
+import re
+
 from OpenSSL import SSL
 
 from ..errors import ConfigError
@@ -58,7 +60,7 @@ def _tls_groups(p: ParseState, d: str, a: list[str], inline: str | None) -> None
     if not _accepted(p, d, tls_groups=a[0]):
         return
     curve = p.o.ecdh_curve
-    if curve is not None and not any(same_group(curve, g) for g in a[0].split(":")):
+    if curve is not None and not any(same_group(curve, g) for g in re.split(r"[:/]", a[0])):
         p.err(d, f"does not include the ecdh-curve {curve} set above: together they leave no group")
         return
     p.set("tls_groups", a[0])
@@ -67,13 +69,13 @@ def _tls_groups(p: ParseState, d: str, a: list[str], inline: str | None) -> None
 @reg.apply("ecdh-curve", why="the only TLS key-exchange group (as OpenVPN 2.6 servers with OpenSSL 1.1; "
            "OpenVPN with OpenSSL 3 ignores it)", sets=("ecdh_curve",), used_by="tls", nargs=(1, 1), access=True)
 def _ecdh_curve(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
-    if ":" in a[0]:
-        p.err(d, "expects one curve name; use tls-groups for a list")
+    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_-]*", a[0]) or a[0].upper() == "DEFAULT":
+        p.err(d, "expects one curve name (e.g. secp384r1); use tls-groups for a list")
         return
     if not _accepted(p, d, tls_groups=a[0]):
         return
     groups = p.o.tls_groups
-    if groups is not None and not any(same_group(a[0], g) for g in groups.split(":")):
+    if groups is not None and not any(same_group(a[0], g) for g in re.split(r"[:/]", groups)):
         p.err(d, f"{a[0]} is not one of the tls-groups {groups} set above: together they leave no group")
         return
     p.set("ecdh_curve", a[0])
