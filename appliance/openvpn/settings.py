@@ -21,7 +21,7 @@ from .passdb import PasswordDb
 from .server import AddressPool, AddressPool6, ServerSettings
 from .session import Role, SessionConfig
 from .crl import checker as crl_checker
-from .tls import TlsSettings, build_context
+from .tls import TlsSettings, build_context, check_offer, key_exchange_groups
 
 
 def protection(opts: Options) -> str:
@@ -61,6 +61,8 @@ def tls_settings(opts: Options, is_server: bool) -> TlsSettings:
         tls_version_min=opts.tls_version_min or "1.2", tls_version_max=opts.tls_version_max,
         verify_client_cert=opts.verify_client_cert,
         crl=crl_checker(opts.crl_verify) if is_server else None,
+        tls_cipher=opts.tls_cipher, tls_ciphersuites=opts.tls_ciphersuites,
+        tls_groups=key_exchange_groups(opts.tls_groups, opts.ecdh_curve),
     )
 
 
@@ -196,4 +198,12 @@ def check_key_material(opts: Options) -> None:
     `check` and the start-up checks catch them before anything runs."""
     is_server = opts.role == "server"
     wrapper_factory(opts, is_server)
-    build_context(tls_settings(opts, is_server))
+    tls = tls_settings(opts, is_server)
+    build_context(tls)
+    try:
+        check_offer(tls)
+    except ConfigError as e:
+        # Blame the line that set the restriction (the parser accepted each list on its own).
+        d = "ecdh-curve" if e.directive == "tls-groups" and opts.ecdh_curve is not None else e.directive
+        path, line = opts.source.get((d or "").replace("-", "_"), (opts.path, None))
+        raise ConfigError(e.message, path, line, d) from None

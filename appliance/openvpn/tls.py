@@ -14,6 +14,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from OpenSSL import SSL, crypto
+from OpenSSL._util import ffi as _ffi
+from OpenSSL._util import lib as _lib
 
 from .errors import ConfigError, RemoteProtocolError
 
@@ -38,6 +40,129 @@ class TlsSettings:
     remote_cert_eku: str | None = None          # remote-cert-eku: a name (as OpenSSL prints it) or dotted OID
     remote_cert_ku: list[int] | None = None     # remote-cert-ku: [] = keyUsage required; else one of these
     crl: object | None = None                   # crl-verify: a crl.CrlChecker (revoked(cert, chain) -> why)
+    tls_cipher: str | None = None               # tls-cipher as written (None: OpenVPN's default list)
+    tls_ciphersuites: str | None = None         # tls-ciphersuites as written (None: OpenSSL's TLS 1.3 default)
+    tls_groups: str | None = None               # key-exchange groups (tls-groups/ecdh-curve; None: OpenSSL's)
+
+
+# ------------------------------------------------------------------ tls-cipher, tls-ciphersuites, tls-groups
+# OpenVPN 2.6's `tls-cipher` default (ssl_openssl.c): OpenSSL's DEFAULT without export/low/medium
+# ciphers, static (EC)DH, DSA keys, PSK/SRP and RSA key transport (no forward secrecy). Used when
+# the config has no tls-cipher, so TLS 1.2 offers what OpenVPN's does.
+OPENVPN_TLS_CIPHER_DEFAULT = "DEFAULT:!EXP:!LOW:!MEDIUM:!kDH:!kECDH:!DSS:!PSK:!SRP:!kRSA"
+
+
+def openssl_cipher_list(spec: str) -> str:
+    """`tls-cipher` as OpenVPN reads it: each colon-separated item is passed on, except IANA names
+    in OpenVPN's dashed spelling (`TLS-ECDHE-RSA-WITH-AES-128-GCM-SHA256`), which OpenVPN
+    translates with a table. OpenSSL's cipher strings take the IANA names with underscores
+    (checked against every pair of OpenVPN 2.6's table), so the translation is a respelling; an
+    item's `!`/`-`/`+` operator is kept, so an excluded IANA name is excluded too."""
+    out = []
+    for item in spec.split(":"):
+        op = item[:1] if item[:1] in "!-+" else ""
+        name = item[len(op):]
+        out.append(op + name.replace("-", "_") if name.startswith("TLS-") else item)
+    return ":".join(out)
+
+
+def openssl_ciphersuites(spec: str) -> str:
+    """`tls-ciphersuites` as OpenVPN reads it: dashes become underscores (OpenVPN's older spelling
+    TLS-AES-256-GCM-SHA384 is TLS_AES_256_GCM_SHA384)."""
+    return spec.replace("-", "_")
+
+
+# Names OpenSSL gives one group under (OpenVPN's docs use secp256r1, older profiles prime256v1).
+_GROUP_ALIASES = {"prime256v1": "secp256r1", "p-256": "secp256r1", "p-384": "secp384r1", "p-521": "secp521r1"}
+
+
+def same_group(a: str, b: str) -> bool:
+    """Whether two group names from a config name the same group (case and aliases aside)."""
+    a, b = a.lstrip("?*").lower(), b.lstrip("?*").lower()
+    return _GROUP_ALIASES.get(a, a) == _GROUP_ALIASES.get(b, b)
+
+
+def key_exchange_groups(tls_groups: str | None, ecdh_curve: str | None) -> str | None:
+    """The group list the context gets: `ecdh-curve` (one curve) wins over `tls-groups`, as in
+    OpenVPN 2.6 with OpenSSL 1.1; the parser has made sure the curve is one of tls-groups."""
+    return ecdh_curve if ecdh_curve is not None else tls_groups
+
+
+def _set_groups(ctx: SSL.Context, groups: str) -> bool:
+    """SSL_CTX_set1_groups_list, as OpenVPN 2.6 calls it with OpenSSL 3. pyOpenSSL has no call for
+    a group list (only set_tmp_ecdh: one classic curve, no X25519), so this one call goes through
+    cryptography's OpenSSL bindings (SSL_CTX_set1_curves_list is the same macro under its older
+    name). False when OpenSSL refuses the list (an unknown name, bad syntax)."""
+    return _lib.SSL_CTX_set1_curves_list(ctx._context, groups.encode("ascii", "replace")) == 1  # noqa: SLF001
+
+
+def _printable(directive: str, value: str | None) -> None:
+    """OpenSSL reads these lists as C strings: a NUL would cut the list short unseen (`X25519\\0...`)
+    and non-ASCII names are never valid, so only printable ASCII gets through."""
+    if value is not None and not all(" " <= ch <= "~" for ch in value):
+        raise ConfigError(f"{value!r}: only printable ASCII names are possible", directive=directive)
+
+
+def restrict_algorithms(ctx: SSL.Context, s: TlsSettings) -> None:
+    """Apply tls-cipher (TLS <= 1.2), tls-ciphersuites (TLS 1.3) and the key-exchange groups to
+    `ctx`. Raises ConfigError naming the directive when OpenSSL refuses a list or the list leaves
+    nothing to negotiate with (the config parser runs the same checks with file:line)."""
+    _printable("tls-cipher", s.tls_cipher)
+    _printable("tls-ciphersuites", s.tls_ciphersuites)
+    _printable("tls-groups", s.tls_groups)
+    spec = openssl_cipher_list(s.tls_cipher) if s.tls_cipher is not None else OPENVPN_TLS_CIPHER_DEFAULT
+    try:
+        ctx.set_cipher_list(spec.encode("ascii", "replace"))
+    except SSL.Error:
+        raise ConfigError(f"OpenSSL knows no TLS 1.2 cipher in {s.tls_cipher!r}", directive="tls-cipher") from None
+    if s.tls_ciphersuites is not None:
+        suites = openssl_ciphersuites(s.tls_ciphersuites)
+        try:
+            if not suites:
+                raise SSL.Error([])
+            ctx.set_tls13_ciphersuites(suites.encode("ascii", "replace"))
+        except SSL.Error:
+            raise ConfigError(f"OpenSSL knows no TLS 1.3 cipher suite in {s.tls_ciphersuites!r}",
+                              directive="tls-ciphersuites") from None
+    if s.tls_groups is not None:
+        names = [g.lstrip("?") for g in s.tls_groups.split(":")]
+        probe = SSL.Context(SSL.TLS_METHOD)
+        if not s.tls_groups or not _set_groups(ctx, s.tls_groups) \
+                or not any(n and _set_groups(probe, n) for n in names):
+            raise ConfigError(f"OpenSSL refuses the group list {s.tls_groups!r} (names as `openvpn "
+                              "--show-groups` lists them, e.g. X25519:secp256r1)", directive="tls-groups")
+
+
+def check_offer(s: TlsSettings) -> None:
+    """Raise ConfigError if these versions and algorithm restrictions leave nothing to negotiate:
+    a client context restricted the same way must be able to write its ClientHello. OpenSSL
+    accepts lists that fail only here, e.g. `tls-groups brainpoolP256r1` (no TLS 1.3 group, so
+    OpenSSL refuses to start) or `tls-version-max 1.1` with TLS 1.2-only ciphers. Run once before
+    start (settings.check_key_material), not per handshake: it costs a key-share generation."""
+    ctx = SSL.Context(SSL.TLS_METHOD)
+    _set_versions(ctx, s)
+    restrict_algorithms(ctx, s)
+    conn = SSL.Connection(ctx, None)
+    conn.set_connect_state()
+    try:
+        conn.do_handshake()
+    except SSL.WantReadError:
+        return                                  # the ClientHello is written: something is offered
+    except SSL.Error as e:
+        reason = "; ".join(r[-1] for r in e.args[0] if isinstance(r, tuple)) if e.args and e.args[0] else str(e)
+        directive = ("tls-groups" if "group" in reason
+                     else ("tls-version-max" if s.tls_version_max else "tls-version-min") if "protocol" in reason
+                     else "tls-ciphersuites" if s.tls_ciphersuites is not None and s.tls_cipher is None
+                     else "tls-cipher")
+        raise ConfigError(f"with the TLS versions, ciphers and groups configured, no handshake can start "
+                          f"(OpenSSL: {reason})", directive=directive) from None
+
+
+def negotiated_group(conn: SSL.Connection) -> str:
+    """The key-exchange group a finished handshake used (e.g. X25519, X25519MLKEM768), "" if none.
+    Through the bindings for the same reason as _set_groups: pyOpenSSL does not expose it."""
+    name = _lib.SSL_get0_group_name(conn._ssl)  # noqa: SLF001
+    return _ffi.string(name).decode() if name != _ffi.NULL else ""
 
 
 def _load_certs(pem: bytes) -> list[x509.Certificate]:
@@ -48,9 +173,7 @@ def _load_certs(pem: bytes) -> list[x509.Certificate]:
     return certs
 
 
-def build_context(s: TlsSettings) -> SSL.Context:
-    """Turn settings into an SSL.Context; raises ConfigError for unusable material."""
-    ctx = SSL.Context(SSL.TLS_METHOD)
+def _set_versions(ctx: SSL.Context, s: TlsSettings) -> None:
     vmin = (s.tls_version_min or "1.2").split()[0]
     if vmin not in _VERSIONS:
         raise ConfigError(f"unsupported tls-version-min {vmin}")
@@ -59,7 +182,14 @@ def build_context(s: TlsSettings) -> SSL.Context:
         if s.tls_version_max not in _VERSIONS:
             raise ConfigError(f"unsupported tls-version-max {s.tls_version_max}")
         ctx.set_max_proto_version(_VERSIONS[s.tls_version_max])
+
+
+def build_context(s: TlsSettings) -> SSL.Context:
+    """Turn settings into an SSL.Context; raises ConfigError for unusable material."""
+    ctx = SSL.Context(SSL.TLS_METHOD)
+    _set_versions(ctx, s)
     ctx.set_options(SSL.OP_NO_TICKET | SSL.OP_NO_RENEGOTIATION)
+    restrict_algorithms(ctx, s)
     # No TLS session resumption, as OpenVPN (SSL_SESS_CACHE_OFF): every key is a full handshake
     # anyway, and a server's cache would keep every client's session (and certificate) for 5 min.
     ctx.set_session_cache_mode(SSL.SESS_CACHE_OFF)

@@ -1,7 +1,7 @@
 """OpenVPN 2.6 config files (client and server) → a typed Options object.
 
 Layout: lexer.py (tokens, OpenVPN's limits), directives.py (the shape of a table entry),
-d_network.py / d_security.py / d_misc.py (the entries and their handlers), table.py (the merged
+d_network.py / d_security.py / d_tls.py / d_misc.py (the entries and their handlers), table.py (the merged
 table and its invariants), parser.py (running the table over a file), render.py (`check`),
 ccd.py (client-config-dir files), model.py (Options).
 """

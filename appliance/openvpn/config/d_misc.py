@@ -60,8 +60,6 @@ _NOOPS = {
     "tls-exit": "a TLS failure ends the attempt and the client reconnects",
     "management-query-passwords": "no management interface; credentials come from the profile",
     "auth-retry": "AUTH_FAILED ends the attempt; the appliance retries with backoff",
-    "ecdh-curve tls-groups": "TLS key exchange uses OpenSSL's default groups",
-    "tls-cipher tls-ciphersuites": "TLS cipher suites are OpenSSL's defaults for TLS 1.2/1.3",
     "ifconfig-nowarn": "no option-consistency warnings are printed",
     "remote-random-hostname": "remote names are resolved as written",
     "allow-recursive-routing": "the remote's address is always routed outside the tunnel",

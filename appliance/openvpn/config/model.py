@@ -92,6 +92,10 @@ class Options:
     peer_fingerprint: list[bytes] = field(default_factory=list)
     tls_version_min: str | None = None
     tls_version_max: str | None = None
+    tls_cipher: str | None = None               # as written; None: OpenVPN's default TLS 1.2 list
+    tls_ciphersuites: str | None = None         # as written; None: OpenSSL's TLS 1.3 default
+    tls_groups: str | None = None               # as written; None: OpenSSL's default groups
+    ecdh_curve: str | None = None               # the one key-exchange group (wins over tls_groups)
     data_ciphers: list[str] = field(default_factory=lambda: list(DEFAULT_CIPHERS))
     data_ciphers_fallback: str | None = None
     cipher: str | None = None
