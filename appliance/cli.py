@@ -15,6 +15,7 @@ import time
 from . import gateway
 from .openvpn.config import load_config, render_options
 from .openvpn import settings
+from .ioerrors import PortGone
 from .openvpn.errors import ConfigError
 
 # What only some commands need is imported in them: `run profile.ovpn`'s start-up comes before
@@ -50,12 +51,17 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0
 
 
-def _validate_runtime(opts) -> None:
-    """Checks that need key material decoded (keys, certificates), so `check` catches them too."""
+def _validate_runtime(opts):
+    """Checks that need key material decoded (keys, certificates) or this host's users, so
+    `check` catches them too; the `user`/`group` to become (host/privileges.py), or None."""
     settings.check_key_material(opts)
     if opts.role == "server":
         from .gateway.ops import check_scripts
         check_scripts(opts)
+    if opts.user is None and opts.group is None:
+        return None
+    from .host.privileges import identity_of
+    return identity_of(opts)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -70,7 +76,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         return run_toml(args.file, args.verbose)
     try:
         opts = _load(args.file, args.no_scripts)
-        _validate_runtime(opts)
+        who = _validate_runtime(opts)
         user, pw = "", ""
         if opts.role != "server" and (opts.auth_user_pass or opts.auth_user_pass_required):
             # Only then: run_toml loads the netlink library, which a client imports in the
@@ -83,11 +89,45 @@ def cmd_run(args: argparse.Namespace) -> int:
     _setup_logging(max(opts.verb, 3) + args.verbose)
     for n in opts.notes:
         log.debug("%s", n)
+    if who is not None or opts.nice or opts.mlock:
+        from .host import privileges
+        try:
+            privileges.before_start(opts)
+        except privileges.PrivilegeError as e:
+            log.error("fatal: %s", e)
+            return 1
     if opts.role == "server":
-        return gateway.server_gateway(opts).run()
+        # The server drops after its start-up (TUN configured, port and management socket bound).
+        return gateway.server_gateway(opts).run(after_start=lambda: _drop(opts, who)) if who is not None \
+            else gateway.server_gateway(opts).run()
     # Debug/interop knob: behave like an OpenVPN 2.4 client (no TLS-EKM offer → PRF key derivation).
     ekm = os.environ.get("VPN_APPLIANCE_KEY_DERIVATION", "").lower() != "prf"
-    return gateway.client_gateway(opts, user, pw, advertise_ekm=ekm, observers=_host_observers(opts, args)).run()
+    observers = _host_observers(opts, args)
+    gw = gateway.client_gateway(opts, user, pw, advertise_ekm=ekm, observers=observers)
+    if who is not None:
+        # The client drops before it starts, before any thread exists (host/privileges.py), with
+        # what needs root done first: the TUN device open (/dev/net/tun may be root's alone) and
+        # the resolv.conf held; the rest (addresses, routes, resolvectl) needs CAP_NET_ADMIN, kept.
+        dns = [o for o in observers if hasattr(o, "hold_resolv_conf")]
+        try:
+            gw.net.prepare()
+            for o in dns:
+                o.hold_resolv_conf()
+            _drop(opts, who, host_dns=bool(dns))
+        except PortGone as e:
+            gw.net.close()
+            log.error("fatal: %s", e)
+            return 1
+    return gw.run()
+
+
+def _drop(opts, who, host_dns: bool = False) -> None:
+    """`user`/`group`: a failure stops the run (PortGone: the gateway cleans up and exits 1)."""
+    from .host import privileges
+    try:
+        privileges.drop_for(opts, who, host_dns)
+    except privileges.PrivilegeError as e:
+        raise PortGone(f"cannot drop privileges as `user`/`group` ask: {e}") from None
 
 
 def _host_observers(opts, args: argparse.Namespace) -> tuple:

@@ -20,6 +20,7 @@ the worker to finish the restore, so the host's resolver is back before the prog
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import threading
 from typing import TYPE_CHECKING, Callable, Protocol
@@ -41,11 +42,11 @@ class Backend(Protocol):
     def restore(self) -> None: ...
 
 
-def choose_backend(resolv_conf: str = RESOLV_CONF) -> Backend:
+def choose_backend(resolv_conf: str = RESOLV_CONF, held_fd: int | None = None) -> Backend:
     if resolved_running():
         log.info("host DNS: systemd-resolved is running; pushed DNS goes to the tunnel's link")
         return Resolved()
-    rc = ResolvConf(resolv_conf)
+    rc = ResolvConf(resolv_conf, held_fd)
     rc.recover()
     log.info("host DNS: no systemd-resolved; pushed DNS goes into %s while the tunnel is up", resolv_conf)
     return rc
@@ -66,6 +67,19 @@ class HostDns:
         self._jobs: "queue.SimpleQueue[tuple | None]" = queue.SimpleQueue()
         self._worker: threading.Thread | None = None
         self._threaded = threaded
+
+    def hold_resolv_conf(self, path: str = RESOLV_CONF) -> None:
+        """Before `user`/`group` drop root (host/privileges.py): open the resolv.conf for writing
+        now, so the pushed DNS can still be written and restored in place as that user
+        (systemd-resolved needs no file: resolvectl gets CAP_NET_ADMIN instead)."""
+        if self._make is not choose_backend:
+            return
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+        except OSError as e:
+            log.warning("host DNS: cannot open %s before dropping privileges: %s", path, e.strerror)
+            return
+        self._make = lambda: choose_backend(path, fd)
 
     # ---------------------------------------------------------------- observer (on the pump)
     def attach(self, pump: "Pump", counters: "Callable[[], ClientCounters]") -> None:

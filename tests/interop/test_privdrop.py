@@ -1,0 +1,171 @@
+"""`user nobody` / `group nogroup` enforced on a host, against Debian's OpenVPN 2.6 in namespaces.
+
+What a user checks: after start-up the process runs as nobody:nogroup (/proc/PID/status: every
+uid and gid, the supplementary groups, and the capability sets of every thread), and still does
+its whole job. Our client: connects, passes traffic, applies the pushed DNS to the namespace's
+resolv.conf, follows a server restart that pushes a different route (the old route goes, the new
+one comes: OpenVPN's own client cannot do that as nobody), and at SIGTERM removes its routes and
+TUN and restores resolv.conf byte for byte. Our server: OpenVPN's client connects, gets its ccd
+address, the status file is written, the client-connect script runs (as nobody, without
+capabilities, as OpenVPN runs it).
+"""
+from __future__ import annotations
+
+import os
+import pwd
+import grp
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from lab.configs import client_profile, server_config
+from lab.netns import BEHIND_IP, TUN_SERVER_IP, Lab
+from lab.tools import OUR_BIN
+
+CAP_NET_ADMIN = 1 << 12
+NOBODY, NOGROUP = pwd.getpwnam("nobody").pw_uid, grp.getgrnam("nogroup").gr_gid
+USER = "user nobody\ngroup nogroup\n"
+ORIGINAL = b"# the namespace's own resolver\nnameserver 198.18.0.53\noptions edns0"
+PUSH_DNS = 'push "dhcp-option DNS 198.18.100.1"\npush "dhcp-option DOMAIN vpn.example"\n'
+HELPERS = "script-security 2\nup /etc/openvpn/update-resolv-conf\ndown /etc/openvpn/update-resolv-conf\n"
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    with Lab(tmp=tmp_path_factory.mktemp("privdrop")) as lab:
+        etc = Path("/etc/netns") / lab.cli.name          # `ip netns exec` mounts it on /etc/resolv.conf
+        etc.mkdir(parents=True)
+        # Files the dropped process opens later must be reachable by nobody (pytest's tmp is 0700).
+        lab.shared = Path(tempfile.mkdtemp(prefix="vpa-privdrop-"))
+        lab.shared.chmod(0o755)
+        try:
+            lab.resolv = etc / "resolv.conf"
+            yield lab
+        finally:
+            shutil.rmtree(etc, ignore_errors=True)
+            shutil.rmtree(lab.shared, ignore_errors=True)
+
+
+def start_ours(lab, config_text: str, name: str, pattern: str, wait: float = 40):
+    """Our program as it runs on a host. On the build machine Python lives under /root (0700),
+    which nobody cannot read (the drop refuses that: modules load lazily): there the program runs
+    in a private mount namespace where /root is a 0755 tmpfs holding just that installation."""
+    argv = [OUR_BIN, "run", str(lab.write(f"{name}.ovpn", config_text))]
+    base = Path(sys.base_prefix)
+    if base.is_relative_to("/root"):
+        top = Path("/root") / base.relative_to("/root").parts[0]
+        keep = lab.shared / "python"
+        keep.mkdir(exist_ok=True)
+        script = (f"set -e; mount --bind {top} {keep}; mount -t tmpfs -o mode=0755 tmpfs /root; mkdir {top}; "
+                  f"mount --bind {keep} {top}; exec \"$@\"")
+        argv = ["unshare", "-m", "--propagation", "private", "sh", "-c", script, "sh", *argv]
+    p = lab.start(lab.cli if "srv" not in name else lab.srv, argv, name)
+    if not p.wait_for(pattern, wait):
+        p.stop(10)
+        raise AssertionError(f"vpn-appliance {name} did not reach {pattern!r}:\n{p.log()[-3000:]}")
+    return p
+
+
+def proc_status(pid: int, task: int | None = None) -> dict[str, str]:
+    path = f"/proc/{pid}/status" if task is None else f"/proc/{pid}/task/{task}/status"
+    with open(path) as f:
+        return dict(line.rstrip("\n").split(":\t", 1) for line in f if ":\t" in line)
+
+
+def assert_dropped(pid: int, cap_eff: int, cap_amb: int = 0) -> None:
+    """Every thread of the process: nobody/nogroup everywhere, exactly the kept capabilities."""
+    tasks = [int(t) for t in os.listdir(f"/proc/{pid}/task")]
+    for t in tasks:
+        st = proc_status(pid, t)
+        assert st["Uid"].split() == [str(NOBODY)] * 4, (t, st["Uid"])
+        assert st["Gid"].split() == [str(NOGROUP)] * 4, (t, st["Gid"])
+        assert st["Groups"].split() == [str(NOGROUP)], (t, st["Groups"])
+        assert int(st["CapEff"], 16) == cap_eff and int(st["CapPrm"], 16) == cap_eff, (t, st["CapEff"], st["CapPrm"])
+        assert int(st["CapAmb"], 16) == cap_amb, (t, st["CapAmb"])
+
+
+def routes(lab) -> str:
+    return lab.cli.run("ip -4 route show").stdout
+
+
+def test_client_as_nobody_connects_follows_a_new_push_and_cleans_up(lab):
+    lab.resolv.write_bytes(ORIGINAL)
+    text = server_config(lab.pki, extra=PUSH_DNS)
+    srv = lab.openvpn(lab.srv, text, "srv")
+    p = start_ours(lab, client_profile(lab.pki, extra=USER + HELPERS), "ours-nobody", "tunnel up")
+    try:
+        with open(f"/proc/{p.p.pid}/cmdline", "rb") as f:
+            assert b"vpn-appliance" in f.read()
+        assert "privileges dropped: user nobody" in p.log()
+        # CAP_NET_ADMIN kept (routes, TUN), and ambient for resolvectl; nothing else, in every thread
+        assert_dropped(p.p.pid, CAP_NET_ADMIN, CAP_NET_ADMIN)
+        assert lab.ping(lab.cli, BEHIND_IP, 2) == 2, p.log()[-2000:]
+        assert lab.tcp_transfer(lab.srv, TUN_SERVER_IP, lab.cli, 300_000) > 0
+        assert "198.18.100.0/24 dev tun0" in routes(lab)
+        assert p.wait_for("host DNS: /etc/resolv.conf now uses", 20), p.log()[-2000:]
+        assert "nameserver 198.18.100.1" in lab.cli.run("cat /etc/resolv.conf").stdout
+
+        # The server restarts with another route: the client, still nobody, follows it.
+        srv.stop(10)
+        srv = lab.openvpn(lab.srv, text.replace("route 198.18.100.0", "route 198.18.101.0"), "srv-new-route")
+        assert p.wait_count("tunnel up", 2, 60), p.log()[-3000:]
+        r = routes(lab)
+        assert "198.18.101.0/24 dev tun0" in r and "198.18.100.0/24" not in r, r
+        assert lab.ping(lab.cli, TUN_SERVER_IP, 2) == 2, p.log()[-2000:]
+        assert_dropped(p.p.pid, CAP_NET_ADMIN, CAP_NET_ADMIN)
+    finally:
+        rc = p.stop(20)
+        srv.stop(10)
+    assert rc == 0, p.log()[-3000:]
+    assert "198.18.101.0" not in routes(lab), "the pushed route is removed at exit"
+    assert lab.cli.run("ip link show tun0", check=False).returncode != 0, "the TUN device is gone"
+    assert lab.resolv.read_bytes() == ORIGINAL, p.log()[-2000:]
+    assert "host DNS: /etc/resolv.conf restored" in p.log()
+
+
+def test_server_as_nobody_serves_with_ccd_status_file_and_script(lab):
+    d = lab.shared
+    ccd = d / "ccd"
+    ccd.mkdir()
+    (ccd / "client1").write_text("ifconfig-push 198.19.0.77 255.255.255.0\n")
+    state = d / "state"                                    # the user's own directory, as an operator sets up
+    state.mkdir()
+    os.chown(state, NOBODY, NOGROUP)
+    script = d / "connect.sh"
+    script.write_text(f'#!/bin/sh\necho "$common_name $(id -u) $(grep CapEff /proc/self/status)" >> {state}/connect.log\n')
+    script.chmod(0o755)
+    conf = server_config(lab.pki, extra=(f"{USER}status {state}/status.log 1\nclient-config-dir {ccd}\n"
+                                         f"script-security 2\nclient-connect {script}\n"))
+    srv = start_ours(lab, conf, "ours-srv-nobody", "privileges dropped")
+    cli = None
+    try:
+        assert "capabilities kept: none" in srv.log(), srv.log()[-2000:]
+        assert_dropped(srv.p.pid, 0)
+        cli = lab.openvpn(lab.cli, client_profile(lab.pki), "ovpn-cli", wait=40)
+        assert "inet 198.19.0.77/24" in lab.cli.run("ip -4 -o addr show dev tun0").stdout, "the ccd address"
+        assert lab.ping(lab.cli, TUN_SERVER_IP, 2) == 2, srv.log()[-2000:]
+        assert lab.ping(lab.srv, "198.19.0.77", 2) == 2
+        status = state / "status.log"
+        assert _wait(lambda: status.exists() and "client1" in status.read_text()), srv.log()[-2000:]
+        assert "198.19.0.77" in status.read_text()
+        line = (state / "connect.log").read_text().split()
+        assert line[:2] == ["client1", str(NOBODY)] and line[-1] == "0000000000000000", line
+        assert_dropped(srv.p.pid, 0)
+    finally:
+        if cli is not None:
+            cli.stop(10)
+        rc = srv.stop(20)
+    assert rc == 0, srv.log()[-3000:]
+
+
+def _wait(pred, within: float = 20) -> bool:
+    import time
+    end = time.monotonic() + within
+    while time.monotonic() < end:
+        if pred():
+            return True
+        time.sleep(0.2)
+    return pred()
