@@ -15,7 +15,6 @@ import os
 import pwd
 import grp
 import shutil
-import sys
 import tempfile
 from pathlib import Path
 
@@ -23,7 +22,6 @@ import pytest
 
 from lab.configs import client_profile, server_config
 from lab.netns import BEHIND_IP, TUN_SERVER_IP, Lab
-from lab.tools import OUR_BIN
 
 CAP_NET_ADMIN = 1 << 12
 NOBODY, NOGROUP = pwd.getpwnam("nobody").pw_uid, grp.getgrnam("nogroup").gr_gid
@@ -49,24 +47,9 @@ def lab(tmp_path_factory):
             shutil.rmtree(lab.shared, ignore_errors=True)
 
 
-def start_ours(lab, config_text: str, name: str, pattern: str, wait: float = 40):
-    """Our program as it runs on a host. On the build machine Python lives under /root (0700),
-    which nobody cannot read (the drop refuses that: modules load lazily): there the program runs
-    in a private mount namespace where /root is a 0755 tmpfs holding just that installation."""
-    argv = [OUR_BIN, "run", str(lab.write(f"{name}.ovpn", config_text))]
-    base = Path(sys.base_prefix)
-    if base.is_relative_to("/root"):
-        top = Path("/root") / base.relative_to("/root").parts[0]
-        keep = lab.shared / "python"
-        keep.mkdir(exist_ok=True)
-        script = (f"set -e; mount --bind {top} {keep}; mount -t tmpfs -o mode=0755 tmpfs /root; mkdir {top}; "
-                  f"mount --bind {keep} {top}; exec \"$@\"")
-        argv = ["unshare", "-m", "--propagation", "private", "sh", "-c", script, "sh", *argv]
-    p = lab.start(lab.cli if "srv" not in name else lab.srv, argv, name)
-    if not p.wait_for(pattern, wait):
-        p.stop(10)
-        raise AssertionError(f"vpn-appliance {name} did not reach {pattern!r}:\n{p.log()[-3000:]}")
-    return p
+def start_ours(lab, config_text: str, name: str, pattern: str):
+    ns = lab.srv if "srv" in name else lab.cli
+    return lab.ours(ns, config_text, name, wait=40, pattern=pattern, readable_python=True)
 
 
 def proc_status(pid: int, task: int | None = None) -> dict[str, str]:
