@@ -106,14 +106,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     gw = gateway.client_gateway(opts, user, pw, advertise_ekm=ekm, observers=observers)
     if who is not None:
         # The client drops before it starts, before any thread exists (host/privileges.py), with
-        # what needs root done first: the TUN device open (/dev/net/tun may be root's alone) and
-        # the resolv.conf held; the rest (addresses, routes, resolvectl) needs CAP_NET_ADMIN, kept.
-        dns = [o for o in observers if hasattr(o, "hold_resolv_conf")]
+        # what needs root done first: the TUN device open (/dev/net/tun may be root's alone), the
+        # files it writes later held open, the resolvectl helper started; addresses and routes
+        # need CAP_NET_ADMIN, kept.
         try:
             gw.net.prepare()
-            for o in dns:
-                o.hold_resolv_conf()
-            _drop(opts, who, host_dns=bool(dns))
+            for o in observers:              # files they write later (resolv.conf, status), opened now
+                hold = getattr(o, "before_privilege_drop", None)
+                if hold is not None:
+                    hold()
+            _drop(opts, who)
         except PortGone as e:
             gw.net.close()
             log.error("fatal: %s", e)
@@ -121,11 +123,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     return gw.run()
 
 
-def _drop(opts, who, host_dns: bool = False) -> None:
+def _drop(opts, who) -> None:
     """`user`/`group`: a failure stops the run (PortGone: the gateway cleans up and exits 1)."""
     from .host import privileges
     try:
-        privileges.drop_for(opts, who, host_dns)
+        privileges.drop_for(opts, who)
     except privileges.PrivilegeError as e:
         raise PortGone(f"cannot drop privileges as `user`/`group` ask: {e}") from None
 
@@ -139,13 +141,13 @@ def _host_observers(opts, args: argparse.Namespace) -> tuple:
     - the status line only with `--status-interval N`: on a host the event log already has a line
       per tunnel change, and journald does not need a line a minute unless someone asks."""
     out: list = []
-    if (opts.dns_helper or args.dns) and not args.no_dns:
+    if _host_dns(opts, args):
         from .host.resolver import HostDns
     if opts.status is not None:
         from .gateway.client_status import ClientStatusFile
     if args.status_interval is not None:
         from .lan.status_line import StatusLine
-    if (opts.dns_helper or args.dns) and not args.no_dns:
+    if _host_dns(opts, args):
         out.append(HostDns(opts.redirect_gateway))
     elif not args.no_dns:
         log.info("host DNS: pushed DNS is not applied to this host's resolver (the profile has no "
@@ -155,6 +157,10 @@ def _host_observers(opts, args: argparse.Namespace) -> tuple:
     if args.status_interval is not None:
         out.append(StatusLine(args.status_interval))
     return tuple(out)
+
+
+def _host_dns(opts, args: argparse.Namespace) -> bool:
+    return bool(opts.dns_helper or args.dns) and not args.no_dns
 
 
 def cmd_bench(args: argparse.Namespace) -> int:

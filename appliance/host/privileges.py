@@ -8,10 +8,10 @@ and addresses follow every re-push and are removed at exit; our server configure
 before the drop and needs no capability afterwards.
 
 Mechanism (Linux credentials, capabilities(7)): PR_SET_KEEPCAPS so the permitted set survives
-setresuid, then capset() narrows permitted/effective to the kept set; the inheritable set and
-the ambient set carry a capability into child processes only where `ambient` asks (the client's
-`resolvectl`, which systemd-resolved lets change a link's DNS with CAP_NET_ADMIN). Scripts a
-server starts get no capability, as under OpenVPN.
+setresuid, then capset() narrows permitted/effective to the kept set, with empty inheritable and
+ambient sets: child processes (a server's scripts) get no capability, as under OpenVPN. What
+needs root later is prepared before the drop by its owner (the TUN opened, resolv.conf and
+status files held open, the resolvectl helper started: cli.py).
 
 Credentials are per thread in Linux: glibc's setresuid/setgroups reach every thread, but
 capset() and PR_SET_KEEPCAPS only the caller, so any other thread would be left as `user`
@@ -44,8 +44,6 @@ CAP_NAMES = {CAP_NET_BIND_SERVICE: "CAP_NET_BIND_SERVICE", CAP_NET_ADMIN: "CAP_N
 _CAP_VERSION_3 = 0x20080522
 # linux/prctl.h
 _PR_SET_KEEPCAPS = 8
-_PR_CAP_AMBIENT = 47
-_PR_CAP_AMBIENT_RAISE = 2
 # sys/mman.h
 _MCL_CURRENT, _MCL_FUTURE = 1, 2
 
@@ -144,13 +142,11 @@ def _threads() -> int:
         return 1
 
 
-def drop(who: Identity, keep: frozenset[int] = frozenset(), ambient: frozenset[int] = frozenset()) -> int:
+def drop(who: Identity, keep: frozenset[int] = frozenset()) -> int:
     """Become `who` (groups: only its gid, as OpenVPN's setgroups(1, &gid)), keeping the
-    capabilities in `keep` (effective and permitted), `ambient` of them also for child
-    processes. Returns the effective capability mask; PrivilegeError if anything fails
-    (the caller stops: running on as root is what the config said not to do)."""
-    if not ambient <= keep:
-        raise ValueError("ambient capabilities must be kept ones")
+    capabilities in `keep` (effective and permitted; none inheritable). Returns the effective
+    capability mask (-1: the user is unchanged); PrivilegeError if anything fails (the caller
+    stops: running on as root is what the config said not to do)."""
     if _threads() != 1:
         raise PrivilegeError("cannot drop privileges with other threads running (capabilities are per thread)")
     try:
@@ -168,9 +164,7 @@ def drop(who: Identity, keep: frozenset[int] = frozenset(), ambient: frozenset[i
         raise PrivilegeError(f"setting user {who.user} ({who.uid}): {e.strerror}") from None
     _prctl(_PR_SET_KEEPCAPS, 0, what="PR_SET_KEEPCAPS")
     k = mask(keep)
-    _capset(k, k, mask(ambient))
-    for c in sorted(ambient):
-        _prctl(_PR_CAP_AMBIENT, _PR_CAP_AMBIENT_RAISE, c, what=f"ambient {CAP_NAMES.get(c, c)}")
+    _capset(k, k, 0)
     _verify(who, k)
     _check_imports_readable(who, paths)
     return k
@@ -248,27 +242,22 @@ def identity_of(opts) -> Identity | None:
         raise ConfigError(str(e), path, line, d) from None
 
 
-def kept_capabilities(role: str, mlock: bool, host_dns: bool) -> tuple[frozenset[int], frozenset[int]]:
-    """(kept, ambient) after the drop; the one place that decides it.
+def kept_capabilities(role: str, mlock: bool) -> frozenset[int]:
+    """The capabilities kept after the drop; the one place that decides it.
 
-    - client: CAP_NET_ADMIN: the TUN device opens when the first handshake completes, and every
-      push (a reconnect may bring other routes or addresses) is applied and removed at exit;
-      with host DNS also ambient, for `resolvectl` (systemd-resolved accepts a link's DNS from a
-      caller holding CAP_NET_ADMIN);
+    - client: CAP_NET_ADMIN: every push (a reconnect may bring other routes or addresses) is
+      applied, and removed at exit, on the TUN device opened before the drop;
     - server: none: its TUN is opened and configured, its port and management socket bound,
       before the drop, and nothing it does later needs a capability (client routes live in
       our own table, not the kernel's);
     - `mlock`: CAP_IPC_LOCK, or every allocation after the drop would count against
       RLIMIT_MEMLOCK (MCL_FUTURE) and fail once it is used up."""
     keep: set[int] = set()
-    ambient: set[int] = set()
     if role != "server":
         keep.add(CAP_NET_ADMIN)
-        if host_dns:
-            ambient.add(CAP_NET_ADMIN)
     if mlock:
         keep.add(CAP_IPC_LOCK)
-    return frozenset(keep), frozenset(ambient)
+    return frozenset(keep)
 
 
 def before_start(opts) -> None:
@@ -278,15 +267,13 @@ def before_start(opts) -> None:
         lock_memory()
 
 
-def drop_for(opts, who: Identity | None, host_dns: bool = False) -> None:
+def drop_for(opts, who: Identity | None) -> None:
     """Drop to `who` with the role's capabilities, and say so in the log."""
     if who is None:
         return
-    keep, ambient = kept_capabilities(opts.role, opts.mlock, host_dns)
-    k = drop(who, keep, ambient)
-    if who.uid is None or k < 0:
+    k = drop(who, kept_capabilities(opts.role, opts.mlock))
+    if k < 0:
         log.info("group set to %s (%d); the user is unchanged", who.group, who.gid)
         return
-    log.info("privileges dropped: user %s (%d), group %s (%d), capabilities kept: %s%s", who.user, who.uid,
-             who.group, who.gid, cap_names(k), f" (also for child processes: {cap_names(mask(ambient))})"
-             if ambient else "")
+    log.info("privileges dropped: user %s (%d), group %s (%d), capabilities kept: %s", who.user, who.uid,
+             who.group, who.gid, cap_names(k))

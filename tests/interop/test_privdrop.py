@@ -3,7 +3,7 @@
 What a user checks: after start-up the process runs as nobody:nogroup (/proc/PID/status: every
 uid and gid, the supplementary groups, and the capability sets of every thread), and still does
 its whole job. Our client: connects, passes traffic, applies the pushed DNS to the namespace's
-resolv.conf, follows a server restart that pushes a different route (the old route goes, the new
+resolv.conf, writes its status file, follows a server restart that pushes a different route (the old route goes, the new
 one comes: OpenVPN's own client cannot do that as nobody), and at SIGTERM removes its routes and
 TUN and restores resolv.conf byte for byte. Our server: OpenVPN's client connects, gets its ccd
 address, the status file is written, the client-connect script runs (as nobody, without
@@ -14,14 +14,17 @@ from __future__ import annotations
 import os
 import pwd
 import grp
+import shlex
 import shutil
+import signal
 import tempfile
 from pathlib import Path
 
 import pytest
 
 from lab.configs import client_profile, server_config
-from lab.netns import BEHIND_IP, TUN_SERVER_IP, Lab
+from lab.netns import BEHIND_IP, TUN_SERVER_IP, Lab, readable_python_argv
+from lab.tools import OUR_BIN
 
 CAP_NET_ADMIN, CAP_IPC_LOCK = 1 << 12, 1 << 14
 NOBODY, NOGROUP = pwd.getpwnam("nobody").pw_uid, grp.getgrnam("nogroup").gr_gid
@@ -58,7 +61,7 @@ def proc_status(pid: int, task: int | None = None) -> dict[str, str]:
         return dict(line.rstrip("\n").split(":\t", 1) for line in f if ":\t" in line)
 
 
-def assert_dropped(pid: int, cap_eff: int, cap_amb: int = 0) -> None:
+def assert_dropped(pid: int, cap_eff: int) -> None:
     """Every thread of the process: nobody/nogroup everywhere, exactly the kept capabilities."""
     tasks = [int(t) for t in os.listdir(f"/proc/{pid}/task")]
     for t in tasks:
@@ -67,7 +70,7 @@ def assert_dropped(pid: int, cap_eff: int, cap_amb: int = 0) -> None:
         assert st["Gid"].split() == [str(NOGROUP)] * 4, (t, st["Gid"])
         assert st["Groups"].split() == [str(NOGROUP)], (t, st["Groups"])
         assert int(st["CapEff"], 16) == cap_eff and int(st["CapPrm"], 16) == cap_eff, (t, st["CapEff"], st["CapPrm"])
-        assert int(st["CapAmb"], 16) == cap_amb, (t, st["CapAmb"])
+        assert int(st["CapInh"], 16) == int(st["CapAmb"], 16) == 0, (t, st["CapInh"], st["CapAmb"])
 
 
 def routes(lab) -> str:
@@ -78,18 +81,21 @@ def test_client_as_nobody_connects_follows_a_new_push_and_cleans_up(lab):
     lab.resolv.write_bytes(ORIGINAL)
     text = server_config(lab.pki, extra=PUSH_DNS)
     srv = lab.openvpn(lab.srv, text, "srv")
-    p = start_ours(lab, client_profile(lab.pki, extra=USER + HELPERS), "ours-nobody", "tunnel up")
+    status = lab.shared / "client-status.log"         # in a directory nobody may not write
+    p = start_ours(lab, client_profile(lab.pki, extra=f"{USER}{HELPERS}status {status} 1\n"), "ours-nobody",
+                   "tunnel up")
     try:
         with open(f"/proc/{p.p.pid}/cmdline", "rb") as f:
             assert b"vpn-appliance" in f.read()
         assert "privileges dropped: user nobody" in p.log()
-        # CAP_NET_ADMIN kept (routes, TUN), and ambient for resolvectl; nothing else, in every thread
-        assert_dropped(p.p.pid, CAP_NET_ADMIN, CAP_NET_ADMIN)
+        # CAP_NET_ADMIN kept (addresses, routes), nothing else, in every thread
+        assert_dropped(p.p.pid, CAP_NET_ADMIN)
         assert lab.ping(lab.cli, BEHIND_IP, 2) == 2, p.log()[-2000:]
         assert lab.tcp_transfer(lab.srv, TUN_SERVER_IP, lab.cli, 300_000) > 0
         assert "198.18.100.0/24 dev tun0" in routes(lab)
         assert p.wait_for("host DNS: /etc/resolv.conf now uses", 20), p.log()[-2000:]
         assert "nameserver 198.18.100.1" in lab.cli.run("cat /etc/resolv.conf").stdout
+        assert _wait(lambda: "TUN/TAP write bytes,0\n" not in status.read_text()), status.read_text()
 
         # The server restarts with another route: the client, still nobody, follows it.
         srv.stop(10)
@@ -98,7 +104,7 @@ def test_client_as_nobody_connects_follows_a_new_push_and_cleans_up(lab):
         r = routes(lab)
         assert "198.18.101.0/24 dev tun0" in r and "198.18.100.0/24" not in r, r
         assert lab.ping(lab.cli, TUN_SERVER_IP, 2) == 2, p.log()[-2000:]
-        assert_dropped(p.p.pid, CAP_NET_ADMIN, CAP_NET_ADMIN)
+        assert_dropped(p.p.pid, CAP_NET_ADMIN)
     finally:
         rc = p.stop(20)
         srv.stop(10)
@@ -107,6 +113,7 @@ def test_client_as_nobody_connects_follows_a_new_push_and_cleans_up(lab):
     assert lab.cli.run("ip link show tun0", check=False).returncode != 0, "the TUN device is gone"
     assert lab.resolv.read_bytes() == ORIGINAL, p.log()[-2000:]
     assert "host DNS: /etc/resolv.conf restored" in p.log()
+    assert "status file" not in p.log() and status.read_text().startswith("OpenVPN STATISTICS"), p.log()[-2000:]
 
 
 def test_server_as_nobody_serves_with_ccd_status_file_and_script(lab):
@@ -159,3 +166,55 @@ def _wait(pred, within: float = 20) -> bool:
             return True
         time.sleep(0.2)
     return pred()
+
+
+def test_client_as_nobody_sets_dns_through_systemd_resolved(lab):
+    """The real systemd-resolved on a private bus (as tests/interop/test_host_dns.py runs it).
+    resolved takes a link's DNS only from root (or via polkit), not from a nobody process holding
+    CAP_NET_ADMIN: our client, as nobody, goes through the resolvectl helper it started while
+    root (host/resolvectl_helper.py); the link gets the pushed DNS and loses it at exit, and the
+    helper ends with the client."""
+    from .test_host_dns import BUS_CONF, RESOLVED_ROOT, RESOLVED_SCRIPT
+    resolved, resolvectl = RESOLVED_ROOT / "lib/systemd/systemd-resolved", RESOLVED_ROOT / "usr/bin/resolvectl"
+    if not (resolved.exists() and resolvectl.exists()):
+        pytest.fail(f"{resolved} missing: run `make setup` (it unpacks Debian's systemd-resolved package there)")
+    lab.resolv.write_bytes(ORIGINAL)
+    d = lab.shared / "resolved"                  # the bus socket: reachable by nobody
+    d.mkdir()
+    sock = d / "bus"
+    (d / "bus.conf").write_text(BUS_CONF.format(sock=sock))
+    (d / "passwd").write_text(Path("/etc/passwd").read_text() + "systemd-resolve:x:0:0::/:/usr/sbin/nologin\n")
+    prof = lab.write("resolved-nobody.ovpn", client_profile(lab.pki, extra=(
+        f"{USER}script-security 2\nup /etc/openvpn/scripts/update-systemd-resolved\n"
+        "down /etc/openvpn/scripts/update-systemd-resolved\n")))
+    srv = lab.openvpn(lab.srv, server_config(lab.pki, extra=PUSH_DNS), "srv-resolved")
+    env = {"DBUS_SYSTEM_BUS_ADDRESS": f"unix:path={sock}", "PATH": f"{resolvectl.parent}:{os.environ['PATH']}"}
+    script = RESOLVED_SCRIPT.format(passwd=d / "passwd", conf=d / "bus.conf", sock=sock, resolved=resolved,
+                                    ours=shlex.join(readable_python_argv([OUR_BIN])), profile=prof,
+                                    rlog=d / "resolved.log")
+    p = lab.start(lab.cli, ["unshare", "-m", "--propagation", "private", "sh", "-c", script], "resolved-nobody", env)
+    try:
+        assert p.wait_for("systemd-resolved link tun0 uses", 40), p.log()[-4000:]
+        assert "privileges dropped: user nobody" in p.log()
+        pid = int(p.log().split("client pid ", 1)[1].split()[0])
+        assert_dropped(pid, CAP_NET_ADMIN)
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            kids = [int(c) for c in f.read().split()]
+        helpers = [c for c in kids if b"resolvectl_helper" in Path(f"/proc/{c}/cmdline").read_bytes()]
+        assert len(helpers) == 1, kids
+        helper = helpers[0]
+        assert proc_status(helper)["Uid"].split() == ["0"] * 4, "the helper is root"
+        r = lab.cli.run(f"env DBUS_SYSTEM_BUS_ADDRESS=unix:path={sock} {resolvectl} dns tun0", check=False)
+        assert "198.18.100.1" in r.stdout, r.stdout + r.stderr + p.log()[-2000:]
+        assert "exit" not in p.log().split("uses", 1)[1], p.log()[-2000:]    # no resolvectl call failed
+        os.kill(pid, signal.SIGTERM)
+        assert p.wait_for("client exit 0", 20), p.log()[-3000:]
+        assert "systemd-resolved link tun0 reverted" in p.log()
+        assert not os.path.exists(f"/proc/{helper}"), "the helper ended with the client"
+        calls = [ln for ln in (d / "resolved.log").read_text().splitlines()
+                 if "type=method_call" in ln and "RevertLink" in ln]
+        assert calls, "resolved got the revert"
+    finally:
+        p.stop(10)
+        srv.stop(10)
+

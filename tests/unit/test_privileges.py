@@ -74,10 +74,9 @@ def test_names_resolve_as_openvpn_does_but_a_lone_user_gets_its_own_group():
 
 
 def test_kept_capabilities_per_role():
-    assert pv.kept_capabilities("client", False, False) == ({pv.CAP_NET_ADMIN}, set())
-    assert pv.kept_capabilities("client", False, True) == ({pv.CAP_NET_ADMIN}, {pv.CAP_NET_ADMIN})
-    assert pv.kept_capabilities("server", False, False) == (set(), set())
-    assert pv.kept_capabilities("server", True, False) == ({pv.CAP_IPC_LOCK}, set())
+    assert pv.kept_capabilities("client", False) == {pv.CAP_NET_ADMIN}
+    assert pv.kept_capabilities("server", False) == set()
+    assert pv.kept_capabilities("server", True) == {pv.CAP_IPC_LOCK}
     assert pv.cap_names(pv.mask({pv.CAP_NET_ADMIN, pv.CAP_IPC_LOCK})) == "CAP_NET_ADMIN, CAP_IPC_LOCK"
     assert pv.cap_names(0) == "none"
 
@@ -145,7 +144,7 @@ def _drop_in_child(library_paths=None) -> str:
             os.close(r)
             if library_paths is not None:
                 pv._library_paths = lambda: library_paths
-            k = pv.drop(pv.resolve("nobody", "nogroup"), frozenset({pv.CAP_NET_ADMIN}), frozenset({pv.CAP_NET_ADMIN}))
+            k = pv.drop(pv.resolve("nobody", "nogroup"), frozenset({pv.CAP_NET_ADMIN}))
             st = pv._status()
             out = f"{k} {st['Uid']}|{st['Gid']}|{st['Groups']}|{st['CapEff']}|{st['CapAmb']}|{st['CapInh']}"
         except BaseException as e:  # noqa: BLE001 - reported to the parent
@@ -177,4 +176,43 @@ def test_drop_as_root_keeps_exactly_the_asked_capabilities():
     uid, gid, groups, eff, amb, inh = rest.split("|")
     assert int(k) == 1 << 12, out
     assert uid.split() == [nobody] * 4 and gid.split() == [str(NOGROUP)] * 4 and groups.split() == [str(NOGROUP)]
-    assert int(eff, 16) == int(amb, 16) == int(inh, 16) == 1 << 12, out
+    assert int(eff, 16) == 1 << 12 and int(amb, 16) == int(inh, 16) == 0, out
+
+
+# ------------------------------------------------------------------ the resolvectl helper (root, after a drop)
+@pytest.mark.parametrize("argv, ok", [
+    (["resolvectl", "dns", "tun0", "198.18.100.1", "2001:db8::53"], True),
+    (["resolvectl", "domain", "tun0", "vpn.example", "~corp.example", "~."], True),
+    (["resolvectl", "default-route", "tun0", "no"], True),
+    (["resolvectl", "revert", "tun0"], True),
+    (["resolvectl", "dns", "tun0", "198.18.100.1; reboot"], False),
+    (["resolvectl", "dns", "tun0", "--set-dns"], False),
+    (["resolvectl", "domain", "tun0", "-h"], False),
+    (["resolvectl", "default-route", "tun0", "maybe"], False),
+    (["resolvectl", "revert", "tun0", "extra"], False),
+    (["resolvectl", "flush-caches", "tun0"], False),
+    (["resolvectl", "revert", "../x"], False),
+    (["sh", "revert", "tun0"], False),
+    (["resolvectl", "revert", 5], False),
+])
+def test_the_helper_runs_only_resolved_pys_commands(monkeypatch, argv, ok):
+    from appliance.host import resolvectl_helper as h
+    real = os.path.exists
+    monkeypatch.setattr(h.os.path, "exists", lambda p: p == "/sys/class/net/tun0/tun_flags" or real(p))
+    assert h.allowed(argv) is ok
+
+
+def test_the_helper_refuses_a_link_that_is_not_a_tun_device():
+    from appliance.host import resolvectl_helper as h
+    assert not h.allowed(["resolvectl", "revert", "lo"])
+
+
+def test_the_helper_answers_and_ends_when_the_client_closes_the_pipe():
+    from appliance.host.resolvectl_helper import REFUSED, Helper
+    helper = Helper()
+    try:
+        assert helper(["resolvectl", "revert", "lo"]) == REFUSED        # refused, nothing run
+        assert helper(["rm", "-rf", "/"]) == REFUSED
+    finally:
+        helper.close()
+    assert helper.p.returncode == 0
