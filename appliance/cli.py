@@ -98,8 +98,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             return 1
     if opts.role == "server":
         # The server drops after its start-up (TUN configured, port and management socket bound).
-        return gateway.server_gateway(opts).run(after_start=lambda: _drop(opts, who)) if who is not None \
-            else gateway.server_gateway(opts).run()
+        return gateway.server_gateway(opts).run(after_start=(lambda: _drop(opts, who)) if who is not None else None)
     # Debug/interop knob: behave like an OpenVPN 2.4 client (no TLS-EKM offer → PRF key derivation).
     ekm = os.environ.get("VPN_APPLIANCE_KEY_DERIVATION", "").lower() != "prf"
     observers = _host_observers(opts, args)

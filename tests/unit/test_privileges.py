@@ -216,3 +216,20 @@ def test_the_helper_answers_and_ends_when_the_client_closes_the_pipe():
     finally:
         helper.close()
     assert helper.p.returncode == 0
+
+
+@pytest.mark.root
+def test_mlock_beyond_the_memory_lock_limit_stops_the_run_with_the_reason(tmp_path):
+    """As root without CAP_IPC_LOCK (bounding set) and a 64 KiB RLIMIT_MEMLOCK: `run` exits 1 before
+    anything starts, saying why and what to do."""
+    from lab.pki import make_pki
+    from lab.tools import OUR_BIN
+    pki = make_pki(tmp_path / "pki", ["client1"])
+    cert, key = pki.clients["client1"]
+    p = tmp_path / "p.ovpn"
+    p.write_text(f"client\nremote 198.18.0.1\nca {pki.ca}\ncert {cert}\nkey {key}\nmlock\n")
+    r = subprocess.run(["setpriv", "--bounding-set", "-ipc_lock", "prlimit", "--memlock=65536:65536", OUR_BIN, "run",
+                        str(p)], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1, r.stderr
+    assert "fatal: mlock: cannot lock the process memory" in r.stderr and "RLIMIT_MEMLOCK" in r.stderr, r.stderr
+    assert "connecting" not in r.stderr
