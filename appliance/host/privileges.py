@@ -1,9 +1,9 @@
 """The process settings an OpenVPN config asks for on a host: `user`/`group` (drop root after
 start-up, keeping only the capabilities the gateway still uses), `nice`, `mlock`.
 
-Why capabilities are kept: OpenVPN 2.6 drops to `user nobody` with no capabilities at all, so a
-reconnect that brings a different push cannot change routes any more (its docs tell users to
-add persist-tun and live with it). Our client keeps CAP_NET_ADMIN, and nothing else, so routes
+Why capabilities are kept: OpenVPN 2.6 drops to `user nobody` with no capabilities at all, so
+after a reconnect it cannot apply a different push, and at exit its route deletes fail
+("RTNETLINK answers: Operation not permitted": routes left behind, a familiar complaint). Our client keeps CAP_NET_ADMIN, and nothing else, so routes
 and addresses follow every re-push and are removed at exit; our server configures its TUN
 before the drop and needs no capability afterwards.
 
@@ -35,12 +35,9 @@ from dataclasses import dataclass
 log = logging.getLogger("vpn-appliance")
 
 # linux/capability.h
-CAP_NET_BIND_SERVICE = 10
 CAP_NET_ADMIN = 12
-CAP_NET_RAW = 13
 CAP_IPC_LOCK = 14
-CAP_NAMES = {CAP_NET_BIND_SERVICE: "CAP_NET_BIND_SERVICE", CAP_NET_ADMIN: "CAP_NET_ADMIN",
-             CAP_NET_RAW: "CAP_NET_RAW", CAP_IPC_LOCK: "CAP_IPC_LOCK"}
+CAP_NAMES = {CAP_NET_ADMIN: "CAP_NET_ADMIN", CAP_IPC_LOCK: "CAP_IPC_LOCK"}
 _CAP_VERSION_3 = 0x20080522
 # linux/prctl.h
 _PR_SET_KEEPCAPS = 8
@@ -76,9 +73,8 @@ def _check(rc: int, what: str) -> None:
         raise PrivilegeError(f"{what}: {os.strerror(e)}")
 
 
-def _prctl(option: int, arg2: int, arg3: int = 0, what: str = "prctl") -> None:
-    _check(_c().prctl(option, ctypes.c_ulong(arg2), ctypes.c_ulong(arg3), ctypes.c_ulong(0), ctypes.c_ulong(0)),
-           what)
+def _prctl(option: int, arg2: int, what: str) -> None:
+    _check(_c().prctl(option, ctypes.c_ulong(arg2), ctypes.c_ulong(0), ctypes.c_ulong(0), ctypes.c_ulong(0)), what)
 
 
 def mask(caps) -> int:
@@ -132,7 +128,12 @@ def resolve(user: str | None, group: str | None) -> Identity:
         gid, group = gr.gr_gid, gr.gr_name
     if gid is None:
         raise LookupError("neither user nor group given")
-    return Identity(uid, gid, user, group if group is not None else grp.getgrgid(gid).gr_name)
+    if group is None:
+        try:
+            group = grp.getgrgid(gid).gr_name
+        except KeyError:
+            group = str(gid)                 # a primary gid without a group entry
+    return Identity(uid, gid, user, group)
 
 
 def _threads() -> int:
