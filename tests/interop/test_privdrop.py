@@ -3,11 +3,12 @@
 What a user checks: after start-up the process runs as nobody:nogroup (/proc/PID/status: every
 uid and gid, the supplementary groups, and the capability sets of every thread), and still does
 its whole job. Our client: connects, passes traffic, applies the pushed DNS to the namespace's
-resolv.conf, writes its status file, follows a server restart that pushes a different route (the old route goes, the new
-one comes: OpenVPN's own client cannot do that as nobody), and at SIGTERM removes its routes and
-TUN and restores resolv.conf byte for byte. Our server: OpenVPN's client connects, gets its ccd
-address, the status file is written, the client-connect script runs (as nobody, without
-capabilities, as OpenVPN runs it).
+resolv.conf (or to systemd-resolved, through the root helper), writes its status file, follows
+a server restart that pushes a different route (the old route goes, the new one comes: OpenVPN's
+own client cannot do that as nobody), and at SIGTERM removes its routes and TUN and restores
+resolv.conf byte for byte. Our server: OpenVPN's client connects, gets its ccd address, the
+status file is written, the client-connect script runs (as nobody, without capabilities, as
+OpenVPN runs it).
 """
 from __future__ import annotations
 
