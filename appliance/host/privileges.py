@@ -3,9 +3,10 @@ start-up, keeping only the capabilities the gateway still uses), `nice`, `mlock`
 
 Why capabilities are kept: OpenVPN 2.6 drops to `user nobody` with no capabilities at all, so
 after a reconnect it cannot apply a different push, and at exit its route deletes fail
-("RTNETLINK answers: Operation not permitted": routes left behind, a familiar complaint). Our client keeps CAP_NET_ADMIN, and nothing else, so routes
-and addresses follow every re-push and are removed at exit; our server configures its TUN
-before the drop and needs no capability afterwards.
+("RTNETLINK answers: Operation not permitted": routes left behind, a familiar complaint). Our
+client keeps CAP_NET_ADMIN, and nothing else, so routes and addresses follow every re-push and
+are removed at exit; our server configures its TUN before the drop and needs no capability
+afterwards.
 
 Mechanism (Linux credentials, capabilities(7)): PR_SET_KEEPCAPS so the permitted set survives
 setresuid, then capset() narrows permitted/effective to the kept set, with empty inheritable and

@@ -99,7 +99,8 @@ class Helper:
                 log.warning("host DNS: the resolvectl helper is gone: %s", e)
                 return 127
         if rc:
-            log.warning("host DNS: %s: exit %d%s", " ".join(argv), rc, " (refused by the helper)" if rc == REFUSED else "")
+            log.warning("host DNS: %s: exit %d%s", " ".join(argv), rc,
+                        " (refused by the helper)" if rc == REFUSED else "")
         return rc
 
     def close(self) -> None:

@@ -126,7 +126,8 @@ def test_server_as_nobody_serves_with_ccd_status_file_and_script(lab):
     state.mkdir()
     os.chown(state, NOBODY, NOGROUP)
     script = d / "connect.sh"
-    script.write_text(f'#!/bin/sh\necho "$common_name $(id -u) $(grep CapEff /proc/self/status)" >> {state}/connect.log\n')
+    script.write_text('#!/bin/sh\necho "$common_name $(id -u) $(grep CapEff /proc/self/status)" '
+                      f'>> {state}/connect.log\n')
     script.chmod(0o755)
     # The status file in a directory nobody may not write (as /var/log/openvpn): kept open from
     # before the drop and written in place, as OpenVPN does. With `mlock` and `nice` too.
