@@ -15,6 +15,7 @@ import time
 from . import gateway
 from .openvpn.config import load_config, render_options
 from .openvpn import settings
+from .ioerrors import PortGone
 from .openvpn.errors import ConfigError
 
 # What only some commands need is imported in them: `run profile.ovpn`'s start-up comes before
@@ -50,12 +51,17 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0
 
 
-def _validate_runtime(opts) -> None:
-    """Checks that need key material decoded (keys, certificates), so `check` catches them too."""
+def _validate_runtime(opts):
+    """Checks that need key material decoded (keys, certificates) or this host's users, so
+    `check` catches them too; the `user`/`group` to become (host/privileges.py), or None."""
     settings.check_key_material(opts)
     if opts.role == "server":
         from .gateway.ops import check_scripts
         check_scripts(opts)
+    if opts.user is None and opts.group is None:
+        return None
+    from .host.privileges import identity_of
+    return identity_of(opts)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -70,7 +76,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         return run_toml(args.file, args.verbose)
     try:
         opts = _load(args.file, args.no_scripts)
-        _validate_runtime(opts)
+        who = _validate_runtime(opts)
         user, pw = "", ""
         if opts.role != "server" and (opts.auth_user_pass or opts.auth_user_pass_required):
             # Only then: run_toml loads the netlink library, which a client imports in the
@@ -83,11 +89,46 @@ def cmd_run(args: argparse.Namespace) -> int:
     _setup_logging(max(opts.verb, 3) + args.verbose)
     for n in opts.notes:
         log.debug("%s", n)
+    if who is not None or opts.nice or opts.mlock:
+        from .host import privileges
+        try:
+            privileges.before_start(opts)
+        except privileges.PrivilegeError as e:
+            log.error("fatal: %s", e)
+            return 1
     if opts.role == "server":
-        return gateway.server_gateway(opts).run()
+        # The server drops after its start-up (TUN configured, port and management socket bound).
+        return gateway.server_gateway(opts).run(after_start=(lambda: _drop(opts, who)) if who is not None else None)
     # Debug/interop knob: behave like an OpenVPN 2.4 client (no TLS-EKM offer → PRF key derivation).
     ekm = os.environ.get("VPN_APPLIANCE_KEY_DERIVATION", "").lower() != "prf"
-    return gateway.client_gateway(opts, user, pw, advertise_ekm=ekm, observers=_host_observers(opts, args)).run()
+    observers = _host_observers(opts, args)
+    gw = gateway.client_gateway(opts, user, pw, advertise_ekm=ekm, observers=observers)
+    if who is not None:
+        # The client drops before it starts, before any thread exists (host/privileges.py), with
+        # what needs root done first: the TUN device open (/dev/net/tun may be root's alone), the
+        # files it writes later held open, the resolvectl helper started; addresses and routes
+        # need CAP_NET_ADMIN, kept.
+        try:
+            gw.net.prepare()
+            for o in observers:              # files they write later (resolv.conf, status), opened now
+                hold = getattr(o, "before_privilege_drop", None)
+                if hold is not None:
+                    hold()
+            _drop(opts, who)
+        except PortGone as e:
+            gw.net.close()
+            log.error("fatal: %s", e)
+            return 1
+    return gw.run()
+
+
+def _drop(opts, who) -> None:
+    """`user`/`group`: a failure stops the run (PortGone: the gateway cleans up and exits 1)."""
+    from .host import privileges
+    try:
+        privileges.drop_for(opts, who)
+    except privileges.PrivilegeError as e:
+        raise PortGone(f"cannot drop privileges as `user`/`group` ask: {e}") from None
 
 
 def _host_observers(opts, args: argparse.Namespace) -> tuple:
@@ -99,13 +140,13 @@ def _host_observers(opts, args: argparse.Namespace) -> tuple:
     - the status line only with `--status-interval N`: on a host the event log already has a line
       per tunnel change, and journald does not need a line a minute unless someone asks."""
     out: list = []
-    if (opts.dns_helper or args.dns) and not args.no_dns:
+    if _host_dns(opts, args):
         from .host.resolver import HostDns
     if opts.status is not None:
         from .gateway.client_status import ClientStatusFile
     if args.status_interval is not None:
         from .lan.status_line import StatusLine
-    if (opts.dns_helper or args.dns) and not args.no_dns:
+    if _host_dns(opts, args):
         out.append(HostDns(opts.redirect_gateway))
     elif not args.no_dns:
         log.info("host DNS: pushed DNS is not applied to this host's resolver (the profile has no "
@@ -115,6 +156,10 @@ def _host_observers(opts, args: argparse.Namespace) -> tuple:
     if args.status_interval is not None:
         out.append(StatusLine(args.status_interval))
     return tuple(out)
+
+
+def _host_dns(opts, args: argparse.Namespace) -> bool:
+    return bool(opts.dns_helper or args.dns) and not args.no_dns
 
 
 def cmd_bench(args: argparse.Namespace) -> int:

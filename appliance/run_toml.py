@@ -117,6 +117,9 @@ def run_toml(path: str, verbose: int = 0) -> int:
         return 2
     setup_logging(cfg.appliance.log_level, verbose)
     opts = cfg.vpn_options
+    if opts.nice:                # user/group/mlock: refused by the TOML's loader (config/schema.py)
+        from .host.privileges import apply_nice
+        apply_nice(opts.nice)
     opts.dev = cfg.tun_name  # a fixed name, so the rules installed now match the TUN made later
     undo = Undo()
     try:

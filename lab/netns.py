@@ -104,6 +104,21 @@ class Proc:
         return self.p.returncode
 
 
+def readable_python_argv(argv: list[str]) -> list[str]:
+    """argv to run our program as on a host where its Python is world-readable (Debian's python3
+    in /usr), for configs with `user nobody`: the drop refuses a library the user cannot read
+    (modules load lazily). On the build machine Python lives under /root (0700): there the
+    program runs in a private mount namespace where /root is a 0755 tmpfs holding just that
+    installation (bound back in at the same path). Nothing outside that namespace changes."""
+    base = Path(sys.base_prefix)
+    if not base.is_relative_to("/root"):
+        return argv
+    top = Path("/root") / base.relative_to("/root").parts[0]
+    script = (f"set -e; d=$(mktemp -d); mount --bind {top} $d; mount -t tmpfs -o mode=0755 tmpfs /root; "
+              f"mkdir -p {top}; mount --bind $d {top}; umount $d; rmdir $d; exec \"$@\"")
+    return ["unshare", "-m", "--propagation", "private", "sh", "-c", script, "sh", *argv]
+
+
 # ---------------------------------------------------------------- the lab
 class Lab:
     """Two namespaces joined by a veth, a PKI, and helpers to start peers and check traffic."""
@@ -158,9 +173,11 @@ class Lab:
         return p
 
     def ours(self, ns: Netns, config_text: str, name: str, wait: float = 20, pattern: str = "tunnel up",
-             env: dict | None = None) -> Proc:
+             env: dict | None = None, readable_python: bool = False) -> Proc:
+        """`readable_python`: for a config with `user`, run as on a normal host (readable_python_argv)."""
         cfg = self.write(f"{name}.ovpn", config_text)
-        p = self.start(ns, [OUR_BIN, "run", str(cfg)], name, env)
+        argv = [OUR_BIN, "run", str(cfg)]
+        p = self.start(ns, readable_python_argv(argv) if readable_python else argv, name, env)
         if wait and not p.wait_for(pattern, wait):
             raise AssertionError(f"vpn-appliance {name} did not reach {pattern!r}:\n{p.log()[-3000:]}")
         return p

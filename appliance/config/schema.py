@@ -157,7 +157,22 @@ class _Loader:
             if getattr(opts, f, None):      # the appliance image (the TOML's home) runs no scripts
                 p, line = opts.source.get(f, (path, None))
                 self.errors.append(ConfigError("the VM image runs no scripts", p, line, d))
+        for f, why in _TOML_REFUSED:
+            if getattr(opts, f, None):
+                p, line = opts.source.get(f, (path, None))
+                self.errors.append(ConfigError(why, p, line, f))
         return opts
+
+
+# Process settings an appliance TOML refuses (README "Privileges"); a host run of the profile
+# itself (`vpn-appliance run profile.ovpn`) applies them (host/privileges.py).
+_DROP = ("not applied by the appliance TOML run (the VM's PID 1): it must stay root to reap and power off, "
+         "and its router part (NICs, firewall, LAN DHCP/DNS/RA) needs most network capabilities all along; "
+         "remove the line (`vpn-appliance run profile.ovpn` on a host applies it)")
+_TOML_REFUSED = (("user", _DROP), ("group", _DROP),
+                 ("mlock", "not applied by the appliance TOML run: the VM has no swap (its memory never reaches "
+                           "a disk), and locking would pin the libraries the 128 MB VM pages in and out; remove "
+                           "the line"))
 
 
 _TOML_POS = re.compile(r"\s*\(at line (\d+), column (\d+)\)\s*$")

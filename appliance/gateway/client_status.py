@@ -25,6 +25,7 @@ The counters run over the whole process (reconnects included), as OpenVPN's do.
 from __future__ import annotations
 
 import logging
+import os
 from typing import TYPE_CHECKING, Callable
 
 from .status import tstr, write_file
@@ -53,6 +54,15 @@ class ClientStatusFile:
         self.pump: "Pump | None" = None
         self.counters: "Callable[[], ClientCounters] | None" = None
         self.failed = False
+        self.held_fd: int | None = None
+
+    def before_privilege_drop(self) -> None:
+        """`user`/`group` (cli.py): open the file while root, written through it when its
+        directory is not the user's (gateway/status.py write_file), as OpenVPN keeps it open."""
+        try:
+            self.held_fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError as e:
+            log.warning("status file %s: %s", self.path, e.strerror or e)
 
     def attach(self, pump: "Pump", counters: "Callable[[], ClientCounters]") -> None:
         self.pump, self.counters = pump, counters
@@ -67,7 +77,7 @@ class ClientStatusFile:
         if self.counters is None:
             return
         try:
-            write_file(self.path, render_client(self.counters(), self.wall()))
+            write_file(self.path, render_client(self.counters(), self.wall()), self.held_fd)
             self.failed = False
         except OSError as e:
             if not self.failed:           # once per failure streak, not every N seconds
@@ -81,3 +91,6 @@ class ClientStatusFile:
         self.write()
         if self.pump is not None:
             self.pump.timers.cancel(("client-status", id(self)))
+        if self.held_fd is not None:
+            os.close(self.held_fd)
+            self.held_fd = None

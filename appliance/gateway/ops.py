@@ -70,6 +70,7 @@ class Operations:
         self.reload_source = reload_source          # () -> config text, for tests; else the file
         self.reloads = 0
         self.pool_memory: PoolMemory | None = None
+        self.status_fd: tuple[str, int] | None = None      # the status file, opened before a `user` drop
         o = gw.opts
         if o.ifconfig_pool_persist:
             self.pool_memory = PoolMemory(*o.ifconfig_pool_persist)
@@ -96,6 +97,10 @@ class Operations:
                 raise PortGone(f"management interface on {where}: {e.strerror or e}") from None
         if o.status:
             pump.timers.arm("status-file", gw.clock(), self._write_status)
+            try:            # opened now, while root: a `user` drop follows (status.write_file)
+                self.status_fd = (o.status[0], os.open(o.status[0], os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644))
+            except OSError:
+                pass
         if self.pool_memory is not None and self.pool_memory.interval:
             pump.timers.arm("pool-persist", gw.clock() + self.pool_memory.interval, self._save_pool)
 
@@ -111,6 +116,9 @@ class Operations:
                 self._write_status(rearm=False)
             except OSError:
                 pass
+        if self.status_fd is not None:
+            os.close(self.status_fd[1])
+            self.status_fd = None
         if self.mgmt is not None:
             self.mgmt.close()
         if self.scripts is not None:
@@ -122,7 +130,8 @@ class Operations:
             return                          # a reload took `status` away
         path, every = self.gw.opts.status
         try:
-            st_mod.write_file(path, self.status_lines(self.gw.opts.status_version))
+            held = self.status_fd[1] if self.status_fd is not None and self.status_fd[0] == path else None
+            st_mod.write_file(path, self.status_lines(self.gw.opts.status_version), held)
         except OSError as e:
             log.warning("status file %s: %s", path, e)
         if rearm:

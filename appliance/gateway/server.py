@@ -14,7 +14,7 @@ from __future__ import annotations
 import errno
 import itertools
 import logging
-from typing import Protocol
+from typing import Callable, Protocol
 
 from ..openvpn import events as ev
 from ..openvpn.datapath import ServerDataPath
@@ -81,9 +81,13 @@ class ServerGateway:
         self.ops = Operations(self)                 # management, status, pool file, scripts, reload
 
     # ---------------------------------------------------------------- running
-    def run(self) -> int:
-        return run_gateway(self.pump, self.signals, self._on_signal, self.start, lambda: self.result,
-                           self._cleanup)
+    def run(self, after_start: "Callable[[], None] | None" = None) -> int:
+        """`after_start`: what runs once the server holds its TUN and sockets (the privilege drop)."""
+        def start() -> None:
+            self.start()
+            if after_start is not None:
+                after_start()
+        return run_gateway(self.pump, self.signals, self._on_signal, start, lambda: self.result, self._cleanup)
 
     def _cleanup(self) -> None:
         try:

@@ -84,11 +84,22 @@ def render(rows: list[ClientRow], version: int, now: float) -> list[str]:
     return out
 
 
-def write_file(path: str, lines: list[str]) -> None:
-    """Replace the file at once (a reader never sees half a list)."""
+def write_file(path: str, lines: list[str], held_fd: int | None = None) -> None:
+    """Replace the file at once (a reader never sees half a list). `held_fd`: the file opened
+    before a `user` drop (ops.py); when the directory is not the user's, written in place through
+    it, as OpenVPN does with its status file."""
+    data = "".join(line + "\n" for line in lines)
     tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write("".join(line + "\n" for line in lines))
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(data)
+    except PermissionError:
+        if held_fd is None:
+            raise
+        b = data.encode()
+        os.pwrite(held_fd, b, 0)
+        os.ftruncate(held_fd, len(b))
+        return
     os.replace(tmp, path)
 
 

@@ -96,9 +96,12 @@ def _is_appliance(pid: int) -> bool:
 class ResolvConf:
     """Writes pushed DNS into a resolv.conf and restores it; `path` is /etc/resolv.conf outside tests."""
 
-    def __init__(self, path: str = RESOLV_CONF) -> None:
+    def __init__(self, path: str = RESOLV_CONF, held_fd: int | None = None) -> None:
         self.path = path
         self.applied = False
+        # Opened before a `user` drop (resolver.py): every write goes in place through it, and a
+        # symlinked file is written through to its target (renaming in /etc needs root).
+        self.fd = held_fd
 
     # ------------------------------------------------------------------ reading what is there
     def _bind_mounted(self) -> bool:
@@ -108,6 +111,11 @@ class ResolvConf:
         return self.path in mounts or os.path.realpath(self.path) in mounts
 
     def _current(self) -> tuple[str, bytes, int]:
+        if self.fd is not None:
+            data = os.pread(self.fd, MAX_ORIGINAL + 1, 0)
+            if len(data) > MAX_ORIGINAL:
+                raise ResolvConfError(f"{self.path} is larger than {MAX_ORIGINAL} bytes")
+            return "file", data, stat.S_IMODE(os.fstat(self.fd).st_mode)
         try:
             st = os.lstat(self.path)
         except FileNotFoundError:
@@ -131,6 +139,11 @@ class ResolvConf:
     # ------------------------------------------------------------------ writing
     def _write(self, data: bytes, mode: int) -> None:
         """Replace the file's content: rename over it, or in place on a bind mount (EBUSY)."""
+        if self.fd is not None:
+            os.pwrite(self.fd, data, 0)
+            os.ftruncate(self.fd, len(data))
+            os.fsync(self.fd)
+            return
         if self._bind_mounted():
             self._write_in_place(data)
             return

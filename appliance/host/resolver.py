@@ -20,6 +20,7 @@ the worker to finish the restore, so the host's resolver is back before the prog
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import threading
 from typing import TYPE_CHECKING, Callable, Protocol
@@ -41,11 +42,13 @@ class Backend(Protocol):
     def restore(self) -> None: ...
 
 
-def choose_backend(resolv_conf: str = RESOLV_CONF) -> Backend:
+def choose_backend(resolv_conf: str = RESOLV_CONF, held_fd: int | None = None, run=None) -> Backend:
+    """`held_fd`, `run`: what HostDns.before_privilege_drop prepared (resolv.conf opened, the
+    resolvectl helper)."""
     if resolved_running():
         log.info("host DNS: systemd-resolved is running; pushed DNS goes to the tunnel's link")
-        return Resolved()
-    rc = ResolvConf(resolv_conf)
+        return Resolved(run) if run is not None else Resolved()
+    rc = ResolvConf(resolv_conf, held_fd)
     rc.recover()
     log.info("host DNS: no systemd-resolved; pushed DNS goes into %s while the tunnel is up", resolv_conf)
     return rc
@@ -66,6 +69,26 @@ class HostDns:
         self._jobs: "queue.SimpleQueue[tuple | None]" = queue.SimpleQueue()
         self._worker: threading.Thread | None = None
         self._threaded = threaded
+        self._helper = None                   # the resolvectl helper, after a privilege drop
+
+    def before_privilege_drop(self, path: str = RESOLV_CONF) -> None:
+        """Before `user`/`group` drop root (host/privileges.py), prepare what needs root later:
+        with systemd-resolved, a helper that keeps root for resolvectl (resolvectl_helper.py:
+        resolved takes link settings only from root or via polkit); otherwise the resolv.conf
+        opened for writing now, so the pushed DNS is written and restored in place through it."""
+        if self._make is not choose_backend:
+            return
+        if resolved_running():
+            from .resolvectl_helper import Helper
+            self._helper = helper = Helper()
+            self._make = lambda: choose_backend(path, run=helper)
+            return
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+        except OSError as e:
+            log.warning("host DNS: cannot open %s before dropping privileges: %s", path, e.strerror)
+            return
+        self._make = lambda: choose_backend(path, fd)
 
     # ---------------------------------------------------------------- observer (on the pump)
     def attach(self, pump: "Pump", counters: "Callable[[], ClientCounters]") -> None:
@@ -89,6 +112,9 @@ class HostDns:
                 log.error("host DNS: the resolver did not answer within %.0f s; it may still hold the VPN's DNS",
                           self.CLOSE_WAIT)
             self._worker = None
+        if self._helper is not None:
+            self._helper.close()
+            self._helper = None
 
     # ---------------------------------------------------------------- the work (worker thread)
     def _submit(self, job: tuple) -> None:

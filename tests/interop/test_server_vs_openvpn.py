@@ -7,10 +7,14 @@ OpenVPN 2.6 works unchanged.
 from __future__ import annotations
 
 import os
+import pwd
+import shutil
 import re
 import struct
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import pytest
 
@@ -555,17 +559,22 @@ def _eduvpn_client_profile(lab, client: str) -> str:
             "remote 2001:db8:1::1 1194 udp\n")
 
 
-def test_eduvpn_generated_server_config(lab, procs):
+def test_eduvpn_generated_server_config(lab, procs, request):
     """An eduVPN node's server config runs unchanged, its client-connect/client-disconnect scripts
     and management socket included (here at lab paths: the node's own scripts are not installed);
     its own client profiles connect, OpenVPN's client and ours, and the full-tunnel pushes work."""
     import subprocess
     _v6_outer(lab)
-    hooks = lab.tmp / "vpn-server-node"
-    hooks.mkdir(exist_ok=True)
+    # The config has `user nobody`: its scripts run as nobody, so they live (and log) where nobody
+    # can reach, not in pytest's 0700 tmp.
+    hooks = Path(tempfile.mkdtemp(prefix="vpn-server-node-"))
+    hooks.chmod(0o755)
+    request.addfinalizer(lambda: shutil.rmtree(hooks, ignore_errors=True))
     for name in ("client-connect", "client-disconnect"):
         (hooks / name).write_text(f"#!/bin/sh\necho \"$common_name $ifconfig_pool_remote_ip\" >> {hooks}/{name}.log\n")
         (hooks / name).chmod(0o755)
+        (hooks / f"{name}.log").touch()
+        os.chown(hooks / f"{name}.log", pwd.getpwnam("nobody").pw_uid, -1)
     sock = lab.tmp / "default-0.sock"
     edu = _eduvpn_server_config(lab, [f"client-connect {hooks}/client-connect",
                                       f"client-disconnect {hooks}/client-disconnect",
@@ -573,7 +582,7 @@ def test_eduvpn_generated_server_config(lab, procs):
     full = lab.write("edu-full.conf", edu)
     r = subprocess.run([lab_bin(), "check", str(full)], capture_output=True, text=True, timeout=30)
     assert r.returncode == 0, r.stderr
-    srv = lab.ours(lab.srv, edu, f"edusrv-{len(lab.procs)}", pattern=r"listening on UDP \[::\]")
+    srv = lab.ours(lab.srv, edu, f"edusrv-{len(lab.procs)}", pattern=r"privileges dropped", readable_python=True)
     procs.append(srv)
     lab.cli.run("ip route replace default via 198.18.0.1")
     lab.cli.run("ip -6 route replace default via 2001:db8:1::1")

@@ -46,9 +46,7 @@ _NOOPS = {
     "setenv-safe": "no scripts read the environment",
     "log log-append": "the appliance logs to stderr",
     "suppress-timestamps machine-readable-output": "the log format is fixed",
-    "user group": "the appliance does not switch users (it runs as the VM's only program)",
     "daemon writepid": "the appliance runs in the foreground under its supervisor (or as PID 1)",
-    "nice chroot mlock": "process settings the appliance does not change",
     "float": "peers are tracked by session id and peer-id; a server moves a client only on its authenticated packets",
     "fast-io": "socket I/O is always non-blocking",
     "sndbuf rcvbuf": "socket buffers keep the appliance's sizes",
@@ -74,6 +72,31 @@ _NOOPS = {
 }
 for _names, _why in _NOOPS.items():
     reg.noop(_names, _why)
+
+
+# ------------------------------------------------------------------ process settings (host/privileges.py)
+@reg.apply("user", "group", why="after start-up the process runs as this user/group, keeping only the "
+           "capabilities it still uses (client: CAP_NET_ADMIN)", sets=("user", "group"), used_by="pump",
+           nargs=(1, 1))
+def _user_group(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
+    p.set(d, a[0])          # resolved (and an unknown name refused) by host/privileges.py before start
+
+
+@reg.apply("nice", why="process priority (os.nice) at start", sets=("nice",), used_by="pump", nargs=(1, 1))
+def _nice(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
+    n = p.int_arg(d, a[0], -20, 19)
+    if n is not None:
+        p.set("nice", n)
+
+
+@reg.apply("mlock", why="mlockall at start: keys and tunnel data are never swapped", sets=("mlock",),
+           used_by="pump", nargs=(0, 0))
+def _mlock(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
+    p.set("mlock", True)
+
+
+reg.refuse("chroot", "not supported: Python imports modules lazily after start-up, which a chroot would "
+           "break; use `user`/`group` (or a container) instead")
 
 # ------------------------------------------------------------------ refused (with the reason)
 _SCRIPTS = "scripts are not supported (the appliance runs no scripts)"

@@ -160,6 +160,11 @@ class Options:
     client_connect: list[str] | None = None
     client_disconnect: list[str] | None = None
     dns_helper: str | None = None                        # up/down update-resolv-conf|update-systemd-resolved
+    # process settings (d_misc.py; applied by host/privileges.py)
+    user: str | None = None
+    group: str | None = None
+    nice: int = 0
+    mlock: bool = False
     # bookkeeping: where each setting came from, and notes for `check`
     source: dict[str, tuple[str, int]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
