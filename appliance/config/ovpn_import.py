@@ -8,6 +8,7 @@ the appliance would refuse.
 from __future__ import annotations
 
 import os
+import sys
 
 from ..openvpn.errors import ConfigError
 from ..openvpn.config import Options, parse_config
@@ -89,6 +90,25 @@ def render_toml(profile_text: str, opts: Options, source: str) -> str:
         role=opts.role, auth_note=auth_note, inline=toml_string(profile_text))
 
 
+# Process directives a host run applies but the appliance TOML refuses (config/schema.py
+# _TOML_REFUSED, README "Privileges"): provider profiles often carry `user nobody` / `group
+# nogroup`, so import comments them out, saying why, instead of writing a TOML that fails `check`.
+_HOST_ONLY = ("user", "group", "mlock")
+_HOST_ONLY_NOTE = "# vpn-appliance import: not applied in the appliance VM (README \"Privileges\"):"
+
+
+def _comment_out_host_only(text: str, opts: Options, path: str) -> str:
+    lines = text.split("\n")
+    hits = sorted({opts.source[f][1] for f in _HOST_ONLY
+                   if getattr(opts, f, None) and f in opts.source and opts.source[f][1]}, reverse=True)
+    for n in hits:                                  # from the bottom, so earlier numbers stay right
+        if 1 <= n <= len(lines):
+            lines[n - 1:n] = [_HOST_ONLY_NOTE, "# " + lines[n - 1]]
+            print(f"{path}:{n}: commented out in the TOML's copy: "
+                  f"{lines[n].lstrip('# ').strip()!r} (not applied in the VM)", file=sys.stderr)
+    return "\n".join(lines)
+
+
 def import_profile(path: str) -> str:
     """Read and validate an .ovpn profile; return appliance TOML text embedding it verbatim.
 
@@ -102,6 +122,7 @@ def import_profile(path: str) -> str:
     except UnicodeDecodeError as e:
         raise ConfigError(f"not UTF-8 text: {e.reason} at byte {e.start}", path) from None
     opts = parse_config(text, path)
+    text = _comment_out_host_only(text, opts, path)
     out = render_toml(text, opts, path)
     # The result must load exactly like a user's file beside the profile would.
     toml_path = os.path.join(os.path.dirname(os.path.abspath(path)), "appliance.toml")

@@ -102,3 +102,26 @@ def _save(d, text: str) -> str:
     p = d / "appliance.toml"
     p.write_text(text)
     return str(p)
+
+
+def test_user_and_group_of_a_provider_profile_are_commented_out_saying_why(tmp_path, capsys):
+    """Provider profiles often say `user nobody` / `group nogroup`: a host run applies them, the
+    appliance TOML refuses them, so the imported copy has them commented out (and says so)."""
+    text = PROFILE.replace("nobind\n", "nobind\nuser nobody\ngroup nogroup\npersist-key\n")
+    prof = tmp_path / "provider.ovpn"
+    prof.write_text(text)
+    out = import_profile(str(prof))
+    cfg = load_appliance_config(_save(tmp_path, out))
+    inline = cfg.vpn.inline
+    assert "\n# user nobody\n" in inline and "\n# group nogroup\n" in inline
+    assert "\nuser nobody" not in inline and "\ngroup nogroup" not in inline
+    assert inline.count("not applied in the appliance VM") == 2
+    # every other line kept as it was, in order
+    kept = [ln for ln in inline.split("\n") if not ln.startswith("# vpn-appliance import")]
+    assert [ln.removeprefix("# ") if ln in ("# user nobody", "# group nogroup") else ln for ln in kept] \
+        == text.split("\n")
+    err = capsys.readouterr().err
+    assert f"{prof}:5:" in err and f"{prof}:6:" in err
+    # the profile itself, run on a host, still has them
+    with pytest.raises(ConfigError, match="user"):
+        parse_appliance_config(out.replace("# user nobody", "user nobody"), str(tmp_path / "a.toml"))
