@@ -13,6 +13,7 @@ import json
 import os
 import re
 import secrets
+import shlex
 import shutil
 import signal
 import subprocess
@@ -107,16 +108,25 @@ class Proc:
 def readable_python_argv(argv: list[str]) -> list[str]:
     """argv to run our program as on a host where its Python is world-readable (Debian's python3
     in /usr), for configs with `user nobody`: the drop refuses a library the user cannot read
-    (modules load lazily). On the build machine Python lives under /root (0700): there the
-    program runs in a private mount namespace where /root is a 0755 tmpfs holding just that
-    installation (bound back in at the same path). Nothing outside that namespace changes."""
-    base = Path(sys.base_prefix)
-    if not base.is_relative_to("/root"):
+    (modules load lazily). Where the interpreter, the venv or this checkout live under /root
+    (0700; on the build machine pyenv's Python does, and a CI clone may): the program runs in a
+    private mount namespace where /root is a 0755 tmpfs holding just those trees (each bound back
+    in at its own path). Nothing outside that namespace changes."""
+    here = Path(__file__).resolve().parents[1]
+    tops = sorted({str(Path("/root") / p.relative_to("/root").parts[0])
+                   for p in (Path(sys.base_prefix), Path(sys.prefix), here, Path(argv[0]).resolve())
+                   if p.is_relative_to("/root") and p != Path("/root")})
+    if not tops:
         return argv
-    top = Path("/root") / base.relative_to("/root").parts[0]
-    script = (f"set -e; d=$(mktemp -d); mount --bind {top} $d; mount -t tmpfs -o mode=0755 tmpfs /root; "
-              f"mkdir -p {top}; mount --bind $d {top}; umount $d; rmdir $d; exec \"$@\"")
-    return ["unshare", "-m", "--propagation", "private", "sh", "-c", script, "sh", *argv]
+    steps = ["set -e", "d=$(mktemp -d)"]
+    for i, t in enumerate(tops):
+        steps += [f"mkdir $d/{i}", f"mount --bind {shlex.quote(t)} $d/{i}"]
+    steps.append("mount -t tmpfs -o mode=0755 tmpfs /root")
+    for i, t in enumerate(tops):
+        steps += [f"mkdir -p {shlex.quote(t)}", f"mount --bind $d/{i} {shlex.quote(t)}", f"umount $d/{i}",
+                  f"rmdir $d/{i}"]
+    steps += ["rmdir $d", 'exec "$@"']
+    return ["unshare", "-m", "--propagation", "private", "sh", "-c", "; ".join(steps), "sh", *argv]
 
 
 # ---------------------------------------------------------------- the lab
