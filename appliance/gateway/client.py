@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass
 from typing import Protocol
 
+from ..openvpn import ciphers
 from ..openvpn import events as ev
 from ..openvpn.datapath import ClientDataPath
 from ..openvpn.config import Options, Remote
@@ -136,6 +137,9 @@ class ClientGateway:
                 self.faults.internal_exc(f"{type(o).__name__}.tunnel_changed", e)
 
     def start(self) -> None:
+        # Before the first packet: the data ciphers' one-time set-up (ciphers.warm_up), not
+        # when PUSH_REPLY arrives.
+        ciphers.warm_up([*self.opts.data_ciphers, self.opts.data_ciphers_fallback, self.opts.cipher])
         for o in self.observers:
             o.attach(self.pump, self._counters)
         self.pump.timers.arm("drops", self.clock() + DROP_LOG_EVERY, self._log_drops)
