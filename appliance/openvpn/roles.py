@@ -27,12 +27,6 @@ if TYPE_CHECKING:
     from .session import Session
 
 PUSH_REQUEST_INTERVAL = 2.0
-# The first PUSH_REQUEST waits this long after the key exchange started (OpenVPN 2.6's client: its
-# once-a-second check for an established connection, "already 1s delayed"): we announce
-# IV_PROTO_REQUEST_PUSH, so a 2.5+ server pushes unasked as soon as it has our ACK of its
-# key-method message; asking at once made it decrypt and ACK our request first (~0.3 ms more
-# to the push on the lab, README "Handshake to first packet"). Older servers get it after this.
-PUSH_REQUEST_DELAY = 1.0
 IV_PROTO_CLIENT = IV_PROTO_DATA_V2 | IV_PROTO_REQUEST_PUSH | IV_PROTO_TLS_KEY_EXPORT | IV_PROTO_CC_EXIT_NOTIFY
 
 
@@ -97,7 +91,8 @@ class ClientRole:
         s = self.s
         if ks.key_id == 0 and not s.established:
             ks.phase = KS.PUSH
-            s.next_push_request = max(now, ks.created + PUSH_REQUEST_DELAY)
+            s._send_text("PUSH_REQUEST", ks)
+            s.next_push_request = now + PUSH_REQUEST_INTERVAL
         else:
             s._install_keys(ks, now)
 
