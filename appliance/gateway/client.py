@@ -34,6 +34,11 @@ log = logging.getLogger("vpn-appliance")
 
 BATCH = 64
 DROP_LOG_EVERY = 5.0
+# What waits until the first packets of a new tunnel have had their round trip: the log lines
+# of the handshake and the push (LogHold) and the services' "tunnel up" (observers). On a
+# 2-core machine any CPU we spend while the server and the first packet's path need it shows
+# up in the time to the first packet; 20 ms on, the burst is over.
+AFTER_UP_DELAY = 0.02
 
 
 class Lazy:
@@ -137,9 +142,14 @@ class ClientGateway:
                 self.faults.internal_exc(f"{type(o).__name__}.tunnel_changed", e)
 
     def start(self) -> None:
-        # Before the first packet: the data ciphers' one-time set-up (ciphers.warm_up), not
-        # when PUSH_REPLY arrives.
+        # Local set-up before the first packet, not between the server's packets (README
+        # "Handshake to first packet"): the data ciphers' one-time set-up (ciphers.warm_up; it
+        # was ~1 ms when PUSH_REPLY arrived) and the TUN device (~0.3-0.5 ms of kernel work; it is
+        # kept across connections anyway, persist-tun), so the exchange with the server carries
+        # only the work it needs.
         ciphers.warm_up([*self.opts.data_ciphers, self.opts.data_ciphers_fallback, self.opts.cipher])
+        if self.net.tun is None:
+            self.net.prepare()
         for o in self.observers:
             o.attach(self.pump, self._counters)
         self.pump.timers.arm("drops", self.clock() + DROP_LOG_EVERY, self._log_drops)
@@ -202,8 +212,8 @@ class ClientGateway:
             self.pump.want_write(link, True, self._on_link_read, self._on_link_write)
             return
         s.start(now)
+        s.prime()                        # TLS's first flight, before the reset goes out
         self._after_engine(c)
-        s.prime()                        # TLS's first flight, while the reset is on its way
 
     def _schedule_retry(self, was_up: bool) -> None:
         """Next remote at once, except after a full round of the list (or a lost tunnel): backoff."""
@@ -296,8 +306,8 @@ class ClientGateway:
                 return
             now = self.clock()
             c.session.start(now)
-            self._after_engine(c)
             c.session.prime()
+            self._after_engine(c)
             return
         try:
             if c.link.flush():
@@ -334,8 +344,8 @@ class ClientGateway:
         """Send what the session queued, act on its events, re-arm its timer.
 
         Order, for the time to the first packet: what the server waits for goes out first; the
-        rest follows when the loop has nothing ready (pump.later): held log lines (LogHold), the
-        TUN device opened ahead of the push, the services told of the tunnel. On the push itself
+        rest follows AFTER_UP_DELAY later (a timer): the held log lines (LogHold), the services
+        told of the tunnel. On the push itself
         the tunnel is configured before our ACK of it goes out (the server waits for nothing from
         us then, and sending first hands the CPU to the server's receive path on a shared machine)."""
         if self.conn is not c:
@@ -351,7 +361,7 @@ class ClientGateway:
                 held = None
             self._send(c, out)
             if not self._logs.held:
-                self.pump.later(self._logs.write)
+                self.pump.timers.arm("logs", self.clock() + AFTER_UP_DELAY, self._logs.write)
             self._logs.begin()
             try:
                 self._events(c)
@@ -373,8 +383,6 @@ class ClientGateway:
             log_client_event(e)
             if isinstance(e, ev.TunnelUp):
                 self._tunnel_up(c, e)
-            elif isinstance(e, ev.HandshakeCompleted) and self.net.tun is None:
-                self.pump.later(self._prepare_tun)
             elif isinstance(e, ev.KeyRenegotiated):
                 self.counters.renegotiations += 1
             elif isinstance(e, ev.SessionClosed):
@@ -383,15 +391,6 @@ class ClientGateway:
                 else:
                     self._finish(1)
                 return
-
-    def _prepare_tun(self) -> None:
-        """Open the TUN device ahead of the push, at the first moment with nothing ready after
-        TLS completed (the server is working on our key-method message and its push): then its
-        ~0.3 ms of kernel work overlaps the server's, instead of following PUSH_REPLY or
-        delaying an answer the server waits for. If the push comes first, apply() opens it."""
-        c = self.conn
-        if self.net.tun is None and c is not None and not c.was_up:
-            self.net.prepare()
 
     def _tunnel_up(self, c: Connection, e: ev.TunnelUp) -> None:
         log.info("server pushed: %s", Lazy(push_summary, e.pushed))
@@ -417,8 +416,8 @@ class ClientGateway:
         self.pump.timers.cancel("poll")
         log.info("tunnel up: %s, cipher %s, key derivation %s, peer-id %s, VmRSS %s", tun.name if tun else "-",
                  e.cipher, e.key_derivation, e.peer_id, Lazy(vm_rss))
-        # The services (DNS forwarder, status, ...) hear of it once the first packets can flow.
-        self.pump.later(lambda: self._announce_up(c, e))
+        # The services (DNS forwarder, status, ...) hear of it once the first packets have flowed.
+        self.pump.timers.arm("announce", self.clock() + AFTER_UP_DELAY, lambda: self._announce_up(c, e))
 
     def _announce_up(self, c: Connection, e: ev.TunnelUp) -> None:
         if self.conn is c and c.was_up:        # not if this connection ended meanwhile

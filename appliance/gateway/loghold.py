@@ -7,7 +7,7 @@ at the time (their timestamps say when it happened); only the formatting and the
 
 Holding covers only the stretch between `begin()` and `end()` (synchronous: one handler's work),
 so nothing else in the process is ever held by it; the caller writes what was held (`write()`)
-when its loop has nothing ready, and always on the way out.
+a little later (the client: a timer), and always on the way out.
 """
 from __future__ import annotations
 

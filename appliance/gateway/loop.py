@@ -27,10 +27,6 @@ log = logging.getLogger("vpn-appliance")
 
 Handler = Callable[[], None]
 
-# Deferred work (Pump.later) runs when a wake-up finds nothing ready, or at the latest after this
-# many wake-ups, so a loop that is never idle (a transfer) still gets to it.
-LATER_MAX_TURNS = 8
-
 
 class Waiter(Protocol):
     """Readiness of ports: a selector for real file descriptors, tests/fakes.py for memory ports."""
@@ -293,8 +289,6 @@ class Pump:
         self.after_wake: Handler = lambda: None
         self._writing: set[int] = set()
         self._again: dict[object, Handler] = {}
-        self._later: list[Handler] = []
-        self._later_turns = 0
 
     # ---------------------------------------------------------------- ports
     def watch(self, port, on_read: Handler, on_write: Handler | None = None) -> None:
@@ -321,46 +315,16 @@ class Pump:
         did not take this time (its share of a wake-up is bounded), which readiness will not report."""
         self._again[id(port)] = handler
 
-    def later(self, fn: Handler) -> None:
-        """Run `fn` once a wake-up finds no port ready (at the latest LATER_MAX_TURNS wake-ups on),
-        in the order queued: work that must not delay the answer to a packet already waiting,
-        such as log lines, observers, or opening a device ahead of need (README "Handshake to
-        first packet"). It may raise PortGone, as a handler may."""
-        self._later.append(fn)
-
-    def _run_later(self) -> None:
-        fns, self._later = self._later, []
-        self._later_turns = 0
-        for fn in fns:
-            try:
-                fn()
-            except (PortGone, MemoryError):
-                raise
-            except Exception:  # noqa: BLE001 - our bug
-                self.faults.internal("deferred work")
-
     # ---------------------------------------------------------------- one wake-up
     def step(self, block: bool = True) -> bool:
         """Fire due timers, wait (up to the next deadline if `block`), run ready handlers, then
-        the after-wake hook. Returns whether anything happened. PortGone/MemoryError propagate.
-        With deferred work queued (`later`), a look without waiting comes first: what is ready
-        is served first, the deferred work runs when nothing is."""
+        the after-wake hook. Returns whether anything happened. PortGone/MemoryError propagate."""
         did = self._fire_timers()
-        ready = None
-        if self._later:
-            ready = self.waiter.wait(0.0)
-            self._later_turns += 1
-            if (not ready and not self._again) or self._later_turns > LATER_MAX_TURNS:
-                self._run_later()
-                did = True
-            if not ready:
-                ready = None
-        if ready is None:
-            timeout: float | None = 0.0
-            if block and not did and not self.stopping and not self._again:
-                dl = self.timers.next_deadline()
-                timeout = None if dl is None else max(0.0, dl - self.clock())
-            ready = self.waiter.wait(timeout)
+        timeout: float | None = 0.0
+        if block and not did and not self.stopping and not self._again:
+            dl = self.timers.next_deadline()
+            timeout = None if dl is None else max(0.0, dl - self.clock())
+        ready = self.waiter.wait(timeout)
         if self._again:
             again, self._again = self._again, {}
             ready = ready + [((fn, None), True, False) for fn in again.values()]

@@ -67,8 +67,8 @@ class KeyState:
         self.tls, self.primed = self.primed or TlsEndpoint(context, settings), None
 
     def prime_tls(self, context, settings) -> None:
-        """Client, phase RESET: make the TLS endpoint and its ClientHello now, while the hard reset
-        travels to the server and back, instead of after the server's reset arrives."""
+        """Client, phase RESET: make the TLS endpoint and its ClientHello now, before the hard
+        reset goes out, instead of after the server's reset arrives."""
         if self.phase == KS.RESET and self.tls is None and self.primed is None:
             t = TlsEndpoint(context, settings)
             if t.prime():
