@@ -345,9 +345,9 @@ class ClientGateway:
 
         Order, for the time to the first packet: what the server waits for goes out first; the
         rest follows AFTER_UP_DELAY later (a timer): the held log lines (LogHold), the services
-        told of the tunnel. On the push itself
-        the tunnel is configured before our ACK of it goes out (the server waits for nothing from
-        us then, and sending first hands the CPU to the server's receive path on a shared machine)."""
+        told of the tunnel. On the push itself the tunnel is configured and the packets waiting
+        in the TUN are sent before our ACK of the push goes out (the server waits for nothing
+        from us then, and each send hands the CPU to the server's receive path on 2 shared cores)."""
         if self.conn is not c:
             return
         s = c.session
@@ -372,8 +372,12 @@ class ClientGateway:
             self._logs.end()
             if self.conn is not c:
                 return
-            if held:
-                self._send(c, held)
+            if held is not None:
+                # The tunnel just came up: what waited in the TUN meanwhile goes out at once,
+                # ahead of our ACK of the push (a wait for readiness would cost a loop turn).
+                self._on_tun_read()
+                if self.conn is c:
+                    self._send(c, held)
         self.pump.timers.arm("engine", s.next_deadline(), self._on_engine_timer)
 
     def _events(self, c: Connection) -> None:

@@ -48,3 +48,34 @@ def test_the_tun_and_the_client_hello_are_ready_before_the_first_packet_and_made
     c._after_engine(c.conn)
     assert w.run(lambda: c.counters.renegotiations >= 1, max_time=30), "no renegotiation"
     assert net.tun is tun and calls.count("prepare") == 1
+
+
+def test_packets_waiting_in_the_tun_go_out_with_the_push_ahead_of_its_ack(pki):
+    w = World()
+    w.add_server(server_conf(pki))
+    net, port = FakeTunnelNetwork(w.net), MemoryPorts(w.net, "198.18.0.2")
+    c = ClientGateway(parse_config(client_conf(pki), "/mem/client.ovpn"), port, net, w.clock, MemoryWaiter(w.net))
+    w.clients.append(c)
+    ops: list[int] = []
+    udp = port.udp
+
+    def watch_udp(*a, **k):
+        t = udp(*a, **k)
+        send = t.send
+
+        def record(datagram, addr=None):
+            ops.append(datagram[0] >> 3)
+            return send(datagram, addr)
+        t.send = record
+        t.send_batch = lambda ds, addr=None: [record(d, addr) for d in ds] and None
+        return t
+    port.udp = watch_udp
+    c.start()
+    # a LAN packet that arrived while the tunnel was being set up (IPv4/UDP, 28 bytes)
+    net.tun.inject(bytes.fromhex("4500001c000040004011") + bytes(2) + bytes([198, 19, 0, 2, 198, 18, 0, 1])
+                   + bytes.fromhex("d431d4310008") + bytes(2))
+    assert w.run(lambda: c.conn is not None and c.conn.was_up, max_time=30), "tunnel did not come up"
+    data = [i for i, op in enumerate(ops) if op == 9]
+    assert data, ops
+    # our answer to the push (its ACK, here riding on a PUSH_REQUEST) follows the waiting packet
+    assert len(ops) > data[0] + 1 and ops[data[0] + 1] in (4, 5), ops
