@@ -43,7 +43,7 @@ class KeyState:
         self.phase = KS.RESET
         self.reliable = ReliableChannel(initial_timeout=tls_timeout, retransmit=not tcp)
         self.tls: TlsEndpoint | None = None
-        self.primed: TlsEndpoint | None = None   # client: made while its hard reset was in flight
+        self.primed: TlsEndpoint | None = None   # client: made before its hard reset goes out
         self.created = now
         self.active_since: float | None = None
         self.local_km: KeyMethod2 | None = None
