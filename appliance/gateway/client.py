@@ -378,7 +378,8 @@ class ClientGateway:
                 self._on_tun_read()
                 if self.conn is c:
                     self._send(c, held)
-        self.pump.timers.arm("engine", s.next_deadline(), self._on_engine_timer)
+        if self.conn is c:                  # a failed send may have ended it
+            self.pump.timers.arm("engine", s.next_deadline(), self._on_engine_timer)
 
     def _events(self, c: Connection) -> None:
         s = c.session

@@ -65,7 +65,7 @@ class TunnelNetwork(_TunAndRoutes):
                 link_up(tun.name, self.opts.tun_mtu)
                 self.link_mtu = self.opts.tun_mtu
             except (NetlinkError, OSError, RuntimeError) as e:
-                log.warning("tun %s: link not set up ahead of the push (%s); done with it", tun.name, e)
+                log.warning("tun %s: link not brought up ahead of the push (%s); the push does it", tun.name, e)
 
     def _open(self, mtu: int) -> TunDevice:
         name = self.opts.dev if self.opts.dev not in ("tun", None) else "tun%d"

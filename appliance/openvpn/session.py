@@ -184,11 +184,6 @@ class Session(ControlChannel):
             self._unflushed = False
             self._flush(now)
 
-    @property
-    def awaiting_push(self) -> bool:
-        """Client: keys exchanged and PUSH_REQUEST sent; the server's PUSH_REPLY not in yet."""
-        return self.next_push_request is not None and not self.established
-
     def take_outgoing(self) -> list[bytes]:
         out, self.out = self.out, []
         return out
