@@ -33,7 +33,8 @@ def test_merged_checksum_equals_full_recomputation(n, last, bad, flip, seed):
     corrupt = 0 <= bad < n
     if corrupt:
         p = segs[bad]
-        p[60 + flip % (len(p) - 60)] ^= 0x5A              # payload byte; its checksum left as it was
+        off = 20 + (p[32] >> 4) * 4                        # IPv4 header + TCP header (data offset)
+        p[off + flip % (len(p) - off)] ^= 0x5A            # payload byte; its checksum left as it was
     b = GroBatch(LOCAL)
     for p in segs:
         b.add(bytes(p))
