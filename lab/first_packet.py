@@ -12,8 +12,10 @@ at once in the server namespace (ours on port 1195, pool 198.19.1.0/24; OpenVPN'
 turn (interleaved: machine noise hits them alike).
 
 How one measurement works: a small prober runs in the client namespace. It opens a packet socket
-on the client's veth, notes t0 (CLOCK_MONOTONIC), starts the client process, then sends a UDP
-probe to the server's tunnel address every `--probe-ms` until one comes back. It notes
+on the client's veth, notes t0, starts the client process, then sends a UDP probe to the server's
+tunnel address every `--probe-ms`, and at once whenever a link, address or route changes in the
+namespace (rtnetlink), until one comes back. Times are the kernel's receive timestamps
+(SO_TIMESTAMPNS) of the packets and of the echo, not when the prober got to read them. It notes
   wire   the first handshake packet the client puts on the wire (to the server's port),
   ctl    the server's last control packet before the client's first data packet (usually PUSH_REPLY),
   data   the first data-channel packet (P_DATA_V2/V1) the client sends,
@@ -23,8 +25,7 @@ imports, config parsing, socket: startup), `proto` = wire -> echo (handshake, ke
 push, TUN and route setup), split into `wire->ctl` (the exchange with the server as the wire
 shows it) and `ctl->data` (the client's own work after the server's last word: applying the push,
 TUN, address, routes, up to its first data packet), `total` = t0 -> echo; median and min-max over
-the rounds. The probe interval bounds the resolution (default 2 ms). Our package is byte-compiled
-first (compileall), as it is when installed.
+the rounds. Our package is byte-compiled first (compileall), as it is when installed.
 """
 from __future__ import annotations
 
@@ -66,11 +67,28 @@ pk = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(3))   # ETH
 pk.bind((dev, 0))
 srv_b = socket.inet_aton(srv)
 u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.setblocking(False)
-t0 = time.monotonic()
+# Kernel receive timestamps (SO_TIMESTAMPNS, CLOCK_REALTIME): when a packet crossed the veth or the
+# echo reached our socket, not when this prober got the CPU to read it (on 2 busy cores, often later).
+SO_TIMESTAMPNS = 35
+for s_ in (pk, u):
+    s_.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+def stamp(anc):
+    for lvl, typ, d in anc:
+        if lvl == socket.SOL_SOCKET and typ == SO_TIMESTAMPNS and len(d) >= 16:
+            sec, ns = struct.unpack("=qq", d[:16])
+            return sec + ns / 1e9
+    return time.time()
+# Route and address changes in this namespace (rtnetlink multicast): a probe goes out the moment
+# the client's route to the server's tunnel address may exist, not at the next probe tick, so the
+# probe interval does not add 0-2 ms of noise to ctl->data (for either client).
+nl = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 0)
+nl.bind((0, 0x1 | 0x10 | 0x40))          # RTMGRP_LINK | RTMGRP_IPV4_IFADDR | RTMGRP_IPV4_ROUTE
+nl.setblocking(False)
+t0 = time.time()
 p = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True)
 wire = data = echo = ctl = None
-nxt = t0
-end = t0 + timeout_s
+nxt = time.monotonic()
+end = nxt + timeout_s
 seq = 0
 while echo is None and time.monotonic() < end and p.poll() is None:
     now = time.monotonic()
@@ -81,14 +99,21 @@ while echo is None and time.monotonic() < end and p.poll() is None:
         except OSError:
             pass                      # no route yet
         nxt = now + probe_s
-    r, _, _ = select.select([pk, u], [], [], max(0.0, nxt - time.monotonic()))
+    r, _, _ = select.select([pk, u, nl], [], [], max(0.0, nxt - time.monotonic()))
+    if nl in r:
+        try:
+            while nl.recv(65536):
+                pass
+        except BlockingIOError:
+            pass
+        nxt = time.monotonic()         # probe now: the route may have just appeared
     if pk in r:
         while True:
             try:
-                b, addr = pk.recvfrom(2048, socket.MSG_DONTWAIT)
+                b, anc, _fl, addr = pk.recvmsg(2048, 64, socket.MSG_DONTWAIT)
             except BlockingIOError:
                 break
-            t = time.monotonic()
+            t = stamp(anc)
             if addr[1] != 0x0800 or len(b) < 29 or b[9] != 17:
                 continue
             ihl = (b[0] & 15) * 4
@@ -107,8 +132,8 @@ while echo is None and time.monotonic() < end and p.poll() is None:
                 data = t
     if u in r:
         try:
-            u.recv(64)
-            echo = time.monotonic()
+            _d, anc, _fl, _a = u.recvmsg(64, 64)
+            echo = stamp(anc)
         except OSError:
             pass
 try:

@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass
 from typing import Protocol
 
+from ..openvpn import ciphers
 from ..openvpn import events as ev
 from ..openvpn.datapath import ClientDataPath
 from ..openvpn.config import Options, Remote
@@ -23,6 +24,7 @@ from ..openvpn.settings import client_session_config, mss_rule
 from ..openvpn.session import Session
 from ..transport.link import TcpLink, UdpLink
 from .eventlog import fmt_addr, log_client_event, push_summary
+from .loghold import LogHold
 from .loop import Faults, Pump, Signals, Waiter, run_gateway
 from .observers import ClientCounters, TunnelObserver, TunnelState
 from .ports import Clock, PortGone, Ports, TunPort
@@ -32,6 +34,22 @@ log = logging.getLogger("vpn-appliance")
 
 BATCH = 64
 DROP_LOG_EVERY = 5.0
+# What waits until the first packets of a new tunnel have had their round trip: the log lines
+# of the handshake and the push (LogHold) and the services' "tunnel up" (observers). On a
+# 2-core machine any CPU we spend while the server and the first packet's path need it shows
+# up in the time to the first packet; 20 ms on, the burst is over.
+AFTER_UP_DELAY = 0.02
+
+
+class Lazy:
+    """A log argument worked out only when the line is written (LogHold may write it later)."""
+    __slots__ = ("fn", "args")
+
+    def __init__(self, fn, *args) -> None:
+        self.fn, self.args = fn, args
+
+    def __str__(self) -> str:
+        return str(self.fn(*self.args))
 
 
 class TunnelNet(Protocol):
@@ -86,6 +104,7 @@ class ClientGateway:
         self.observers = list(observers)
         self.counters = ClientCounters()
         self._state = TunnelState(False)
+        self._logs = LogHold(log)
 
     # ---------------------------------------------------------------- running
     def run(self) -> int:
@@ -94,6 +113,7 @@ class ClientGateway:
                            self._cleanup)
 
     def _cleanup(self) -> None:
+        self._logs.write()
         try:
             self._close_conn()
         finally:
@@ -122,6 +142,14 @@ class ClientGateway:
                 self.faults.internal_exc(f"{type(o).__name__}.tunnel_changed", e)
 
     def start(self) -> None:
+        # Local set-up before the first packet, not between the server's packets (README
+        # "Handshake to first packet"): the data ciphers' one-time set-up (ciphers.warm_up; it
+        # was ~1 ms when PUSH_REPLY arrived) and the TUN device (~0.3-0.5 ms of kernel work; it is
+        # kept across connections anyway, persist-tun), so the exchange with the server carries
+        # only the work it needs.
+        ciphers.warm_up([*self.opts.data_ciphers, self.opts.data_ciphers_fallback, self.opts.cipher])
+        if self.net.tun is None:
+            self.net.prepare()
         for o in self.observers:
             o.attach(self.pump, self._counters)
         self.pump.timers.arm("drops", self.clock() + DROP_LOG_EVERY, self._log_drops)
@@ -184,8 +212,8 @@ class ClientGateway:
             self.pump.want_write(link, True, self._on_link_read, self._on_link_write)
             return
         s.start(now)
+        s.prime()                        # TLS's first flight, before the reset goes out
         self._after_engine(c)
-        s.prime()                        # TLS's first flight, while the reset is on its way
 
     def _schedule_retry(self, was_up: bool) -> None:
         """Next remote at once, except after a full round of the list (or a lost tunnel): backoff."""
@@ -247,6 +275,8 @@ class ClientGateway:
         open_ = c.dp.open
         cnt = self.counters
         cnt.wire_in += sum(map(len, pkts))      # one C loop per batch, not a Python add per packet
+        s = c.session
+        s.begin_batch()                         # control replies and ACKs wrapped once, below
         for p in pkts:
             try:
                 pts = open_(p, now)
@@ -258,6 +288,7 @@ class ClientGateway:
                 for pt in pts:
                     cnt.bytes_in += len(pt)
                     tun.queue(pt)
+        s.end_batch(now)
         self._after_engine(c)
 
     def _on_link_write(self) -> None:
@@ -275,8 +306,8 @@ class ClientGateway:
                 return
             now = self.clock()
             c.session.start(now)
-            self._after_engine(c)
             c.session.prime()
+            self._after_engine(c)
             return
         try:
             if c.link.flush():
@@ -310,18 +341,53 @@ class ClientGateway:
 
     # ---------------------------------------------------------------- engine results
     def _after_engine(self, c: Connection) -> None:
-        """Send what the session queued, act on its events, re-arm its timer."""
+        """Send what the session queued, act on its events, re-arm its timer.
+
+        Order, for the time to the first packet: what the server waits for goes out first; the
+        rest follows AFTER_UP_DELAY later (a timer): the held log lines (LogHold), the services
+        told of the tunnel. On the push itself the tunnel is configured and the packets waiting
+        in the TUN are sent before our ACK of the push goes out (the server waits for nothing
+        from us then, and each send hands the CPU to the server's receive path on 2 shared cores)."""
         if self.conn is not c:
             return
         s = c.session
-        self._send(c, s.take_outgoing())
+        out = s.take_outgoing()
+        if not s.events:
+            self._send(c, out)
+        else:
+            if any(type(e) is ev.TunnelUp for e in s.events):
+                out, held = [], out
+            else:
+                held = None
+            self._send(c, out)
+            if not self._logs.held:
+                self.pump.timers.arm("logs", self.clock() + AFTER_UP_DELAY, self._logs.write)
+            self._logs.begin()
+            try:
+                self._events(c)
+            except BaseException:
+                self._logs.end()
+                self._logs.write()      # before whatever the caller logs about it
+                raise
+            self._logs.end()
+            if self.conn is not c:
+                return
+            if held is not None:
+                # The tunnel just came up: what waited in the TUN meanwhile goes out at once,
+                # ahead of our ACK of the push (a wait for readiness would cost a loop turn).
+                self._on_tun_read()
+                if self.conn is c:
+                    self._send(c, held)
+        if self.conn is c:                  # a failed send may have ended it
+            self.pump.timers.arm("engine", s.next_deadline(), self._on_engine_timer)
+
+    def _events(self, c: Connection) -> None:
+        s = c.session
         while s.events and self.conn is c:
             e = s.events.popleft()
             log_client_event(e)
             if isinstance(e, ev.TunnelUp):
                 self._tunnel_up(c, e)
-            elif isinstance(e, ev.HandshakeCompleted) and self.net.tun is None:
-                self.net.prepare()      # the TUN device opens during the server's key exchange and push
             elif isinstance(e, ev.KeyRenegotiated):
                 self.counters.renegotiations += 1
             elif isinstance(e, ev.SessionClosed):
@@ -330,11 +396,9 @@ class ClientGateway:
                 else:
                     self._finish(1)
                 return
-        if self.conn is c:
-            self.pump.timers.arm("engine", s.next_deadline(), self._on_engine_timer)
 
     def _tunnel_up(self, c: Connection, e: ev.TunnelUp) -> None:
-        log.info("server pushed: %s", push_summary(e.pushed))
+        log.info("server pushed: %s", Lazy(push_summary, e.pushed))
         try:
             self.net.apply(e.pushed, c.addr[0])
         except PortGone:
@@ -354,10 +418,15 @@ class ClientGateway:
             self.counters.connections += 1
             self.counters.up_since = time.time()
         c.was_up = True
-        self._notify(TunnelState(True, f"{fmt_addr(c.addr)}/{c.remote.proto}", self._tun_name(), e.pushed))
         self.pump.timers.cancel("poll")
         log.info("tunnel up: %s, cipher %s, key derivation %s, peer-id %s, VmRSS %s", tun.name if tun else "-",
-                 e.cipher, e.key_derivation, e.peer_id, vm_rss())
+                 e.cipher, e.key_derivation, e.peer_id, Lazy(vm_rss))
+        # The services (DNS forwarder, status, ...) hear of it once the first packets have flowed.
+        self.pump.timers.arm("announce", self.clock() + AFTER_UP_DELAY, lambda: self._announce_up(c, e))
+
+    def _announce_up(self, c: Connection, e: ev.TunnelUp) -> None:
+        if self.conn is c and c.was_up:        # not if this connection ended meanwhile
+            self._notify(TunnelState(True, f"{fmt_addr(c.addr)}/{c.remote.proto}", self._tun_name(), e.pushed))
 
     def _on_engine_timer(self) -> None:
         c = self.conn

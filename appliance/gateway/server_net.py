@@ -26,8 +26,16 @@ log = logging.getLogger("vpn-appliance")
 SETUP_TIMEOUT = 60.0
 
 
+# The 33 contiguous netmasks, looked up before ipaddress parses anything (a client's push is on
+# its way to the first packet); the same answers, ipaddress still decides everything else.
+_MASKS = {str(ipaddress.IPv4Address((0xFFFFFFFF << (32 - n)) & 0xFFFFFFFF)): n for n in range(33)}
+
+
 def mask_to_prefix(mask: str) -> int:
     """255.255.255.0 or 24 -> 24; ValueError for anything else (a non-contiguous mask too)."""
+    n = _MASKS.get(mask)
+    if n is not None:
+        return n
     return ipaddress.IPv4Network(f"0.0.0.0/{mask}").prefixlen
 
 

@@ -43,7 +43,7 @@ class KeyState:
         self.phase = KS.RESET
         self.reliable = ReliableChannel(initial_timeout=tls_timeout, retransmit=not tcp)
         self.tls: TlsEndpoint | None = None
-        self.primed: TlsEndpoint | None = None   # client: made while its hard reset was in flight
+        self.primed: TlsEndpoint | None = None   # client: made before its hard reset goes out
         self.created = now
         self.active_since: float | None = None
         self.local_km: KeyMethod2 | None = None
@@ -67,8 +67,8 @@ class KeyState:
         self.tls, self.primed = self.primed or TlsEndpoint(context, settings), None
 
     def prime_tls(self, context, settings) -> None:
-        """Client, phase RESET: make the TLS endpoint and its ClientHello now, while the hard reset
-        travels to the server and back, instead of after the server's reset arrives."""
+        """Client, phase RESET: make the TLS endpoint and its ClientHello now, before the hard
+        reset goes out, instead of after the server's reset arrives."""
         if self.phase == KS.RESET and self.tls is None and self.primed is None:
             t = TlsEndpoint(context, settings)
             if t.prime():

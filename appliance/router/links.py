@@ -6,15 +6,23 @@ from ..tun.rtnl import IFA_F_NODAD, Rtnl, link_index
 
 
 def configure_tun(name: str, address: str, prefixlen: int, mtu: int, peer: str | None = None,
-                  flush: bool = True) -> None:
-    """Set the tunnel address (topology subnet: addr/prefix; net30/p2p: local with a peer), MTU, up.
-    The addresses it had go first (`flush`; a device just created has none)."""
+                  flush: bool = True, link: bool = True) -> None:
+    """Set the tunnel address (topology subnet: addr/prefix; net30/p2p: local with a peer), MTU, up
+    (`link` False: the link is up at this MTU already, see link_up). The addresses it had go
+    first (`flush`; a device just created has none)."""
     i = link_index(name)
     with Rtnl() as nl:
         if flush:
             nl.addr_flush(i)
         nl.addr_add(i, address, 32 if peer else prefixlen, peer=peer)
-        nl.link_set(i, mtu=mtu, up=True)
+        if link:
+            nl.link_set(i, mtu=mtu, up=True)
+
+
+def link_up(name: str, mtu: int) -> None:
+    """The link up at `mtu`, with no address yet (a client's TUN device before its push)."""
+    with Rtnl() as nl:
+        nl.link_set(link_index(name), mtu=mtu, up=True)
 
 
 def add_address6(name: str, address: str, prefixlen: int) -> None:

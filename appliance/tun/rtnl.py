@@ -82,6 +82,12 @@ def _attrs(buf: bytes, off: int) -> dict[int, bytes]:
 
 
 def _ip_bytes(addr: str) -> tuple[int, bytes]:
+    # IPv4 through inet_pton first (as strict as ipaddress for dotted quads, ~10x cheaper: these
+    # requests are on a client's way to its first packet); anything else as before.
+    try:
+        return socket.AF_INET, socket.inet_pton(socket.AF_INET, addr)
+    except (OSError, TypeError):
+        pass
     ip = ipaddress.ip_address(addr)
     return (socket.AF_INET6 if ip.version == 6 else socket.AF_INET), ip.packed
 

@@ -165,6 +165,7 @@ def test_junk_control_text_gives_a_bounded_number_of_warnings(pki):
     c, s, link = _connected(pki)
     for i in range(2000):                       # ~16 KB of unknown messages
         c._send_text(f"X{i:06d}")
+    c._flush(link.now)                          # _send_text only queues; engine entry points flush
     link.run(lambda: False, max_steps=400)
     warnings = [e for e in s.events if isinstance(e, ev.Warning)]
     assert 1 <= len(warnings) <= 12, len(warnings)

@@ -1,34 +1,81 @@
-"""The client opens its TUN device when the TLS handshake with the server completes, not after
-PUSH_REPLY (gateway/tunnel.py TunnelNetwork.prepare): the device creation overlaps the server's key
-exchange and push instead of delaying the first packet. In memory, real pumps on both sides."""
+"""Local set-up comes before the first packet, not between the server's packets (gateway/client.py
+start): the TUN device is open and the data ciphers are set up before the hard reset goes out, the
+ClientHello is made before it too, and the push only configures the device. In memory, real pumps."""
 from __future__ import annotations
 
+from appliance.gateway.client import ClientGateway
+from appliance.openvpn import ciphers
+from appliance.openvpn.config import parse_config
+from tests.fakes import FakeTunnelNetwork, MemoryPorts, MemoryWaiter
 from tests.gateway.conftest import World, client_conf, server_conf
 
 
-def test_the_tun_opens_after_tls_before_the_push_and_once(pki):
+def test_the_tun_and_the_client_hello_are_ready_before_the_first_packet_and_made_once(pki, monkeypatch):
+    warmed: list[list] = []
+    monkeypatch.setattr(ciphers, "warm_up", lambda names: warmed.append(list(names)))
     w = World()
     w.add_server(server_conf(pki))
-    c = w.add_client(client_conf(pki))
-    net = w.client_nets[0]
-    calls: list[tuple[str, bool, bool]] = []
+    net, port = FakeTunnelNetwork(w.net), MemoryPorts(w.net, "198.18.0.2")
+    c = ClientGateway(parse_config(client_conf(pki), "/mem/client.ovpn"), port, net, w.clock, MemoryWaiter(w.net))
+    w.clients.append(c)
+    calls: list[str] = []
     prepare, apply = net.prepare, net.apply
+    net.prepare = lambda: (calls.append("prepare"), prepare())[1]
+    net.apply = lambda pushed, ip: (calls.append("apply"), apply(pushed, ip))[1]
+    sent_before: list[tuple] = []
+    udp = port.udp
 
-    def rec_prepare():
-        s = c.conn.session
-        calls.append(("prepare", any(ks.tls is not None and ks.tls.handshake_done for ks in s.keys.values()),
-                      s.pushed is not None and s.pushed.complete))
-        prepare()
+    def watch_udp(*a, **k):                    # what existed when the first datagram left
+        t = udp(*a, **k)
+        send = t.send
 
-    def rec_apply(pushed, remote_ip):
-        calls.append(("apply", True, True))
-        apply(pushed, remote_ip)
-    net.prepare, net.apply = rec_prepare, rec_apply
-    assert w.run(lambda: c.conn is not None and c.conn.was_up, max_time=30), "tunnel did not come up"
-    assert calls == [("prepare", True, False), ("apply", True, True)], calls
+        def first(datagram, addr=None):
+            if not sent_before:
+                s = c.conn.session
+                sent_before.append((list(calls), net.tun is not None, s.keys[0].primed is not None))
+            return send(datagram, addr)
+        t.send = first                         # the hard reset goes out alone, through send()
+        return t
+    port.udp = watch_udp
+    c.start()
+    assert sent_before == [(["prepare"], True, True)], sent_before
+    assert warmed and "AES-256-GCM" in warmed[0]
     tun = net.tun
+    assert w.run(lambda: c.conn is not None and c.conn.was_up, max_time=30), "tunnel did not come up"
+    assert calls == ["prepare", "apply"] and net.tun is tun
     # a renegotiation (a new TLS handshake on the same connection) opens nothing more
     c.conn.session.renegotiate(w.clock.t)
     c._after_engine(c.conn)
     assert w.run(lambda: c.counters.renegotiations >= 1, max_time=30), "no renegotiation"
-    assert net.tun is tun and [k for k, _, _ in calls].count("prepare") == 1
+    assert net.tun is tun and calls.count("prepare") == 1
+
+
+def test_packets_waiting_in_the_tun_go_out_with_the_push_ahead_of_its_ack(pki):
+    w = World()
+    w.add_server(server_conf(pki))
+    net, port = FakeTunnelNetwork(w.net), MemoryPorts(w.net, "198.18.0.2")
+    c = ClientGateway(parse_config(client_conf(pki), "/mem/client.ovpn"), port, net, w.clock, MemoryWaiter(w.net))
+    w.clients.append(c)
+    ops: list[int] = []
+    udp = port.udp
+
+    def watch_udp(*a, **k):
+        t = udp(*a, **k)
+        send = t.send
+
+        def record(datagram, addr=None):
+            ops.append(datagram[0] >> 3)
+            return send(datagram, addr)
+        t.send = record
+        t.send_batch = lambda ds, addr=None: [record(d, addr) for d in ds] and None
+        return t
+    port.udp = watch_udp
+    c.start()
+    # a LAN packet that arrived while the tunnel was being set up (IPv4/UDP, 28 bytes)
+    net.tun.inject(bytes.fromhex("4500001c000040004011") + bytes(2) + bytes([198, 19, 0, 2, 198, 18, 0, 1])
+                   + bytes.fromhex("d431d4310008") + bytes(2))
+    assert w.run(lambda: c.conn is not None and c.conn.was_up, max_time=30), "tunnel did not come up"
+    data = [i for i, op in enumerate(ops) if op == 9]
+    assert data, ops
+    # our answer to the push (its ACK, here riding on a PUSH_REQUEST) follows the waiting packet
+    assert len(ops) > data[0] + 1 and ops[data[0] + 1] in (4, 5), ops

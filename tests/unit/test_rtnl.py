@@ -241,3 +241,26 @@ def test_tunnel_network_applies_a_push_then_another_and_removes_what_it_added(in
     assert dev not in _ip("link", "show")
     assert [r for r in _routes("wan") if r[0] != "default"] == []
     assert [r for r in _routes("wan", v6=True) if r[0] != "default"] == []
+
+
+def test_tunnel_network_prepared_ahead_is_up_without_an_address_until_the_push(inside):
+    """prepare() (the client calls it before it connects): the device exists, up at the configured
+    MTU, with no address and so no route into it; the push then adds the address (and a pushed
+    tun-mtu still applies)."""
+    from appliance.gateway.tunnel import TunnelNetwork
+    from appliance.openvpn.config import Options
+    from appliance.openvpn.keymethod import parse_push_reply_untrusted
+    net = TunnelNetwork(Options())
+    try:
+        net.prepare()
+        dev = net.tun.name
+        link = _ip("-j", "link", "show", "dev", dev)[0]
+        assert "UP" in link["flags"] and link["mtu"] == 1500
+        assert _addrs(dev) == [] and _routes(dev) == []
+        net.apply(parse_push_reply_untrusted("PUSH_REPLY,topology subnet,ifconfig 198.18.74.2 255.255.255.0,"
+                                             "tun-mtu 1400"), "198.18.60.9")
+        assert [(a[0], a[1], a[3]) for a in _addrs(dev)] == [("inet", "198.18.74.2", 24)]
+        assert _ip("-j", "link", "show", "dev", dev)[0]["mtu"] == 1400
+    finally:
+        net.close()
+    assert dev not in _ip("link", "show")
