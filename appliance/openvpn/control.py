@@ -96,7 +96,7 @@ class ControlChannel:
                                     f"{self.peer_common_name!r} to {cn!r}")
             self.peer_common_name = cn
             self._cn_locked = True
-            self.events.append(ev.HandshakeCompleted(ks.key_id, ks.tls.version, ks.tls.cipher, cn))
+            self.events.append(ev.HandshakeCompleted(ks.key_id, ks.tls.version, ks.tls.cipher, cn, ks.tls.group))
             ks.phase = KS.KEY_EXCHANGE
             self.role.tls_done(ks)
         for m in msgs:

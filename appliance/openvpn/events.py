@@ -12,6 +12,7 @@ class HandshakeCompleted:
     tls_version: str
     tls_cipher: str
     peer_common_name: str | None
+    tls_group: str = ""                 # the key exchange's group, e.g. X25519 or X25519MLKEM768
 
 
 @dataclass(frozen=True)

@@ -448,3 +448,8 @@ class TlsEndpoint:
     @property
     def cipher(self) -> str:
         return self.conn.get_cipher_name() or ""
+
+    @property
+    def group(self) -> str:
+        """The key exchange's group (what `tls-groups` restricts), for the log."""
+        return negotiated_group(self.conn)

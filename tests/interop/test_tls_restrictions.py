@@ -34,7 +34,7 @@ def test_our_client_with_chacha_suite_and_x25519(lab, procs):
     cli = lab.ours(lab.cli, client_profile(lab.pki, extra="tls-ciphersuites TLS_CHACHA20_POLY1305_SHA256\n"
                                                          "tls-groups X25519\n"), "ours-chacha", wait=WAIT)
     procs.append(cli)
-    assert "TLSv1.3 TLS_CHACHA20_POLY1305_SHA256" in cli.log()
+    assert cli.wait_for(r"(?i)TLSv1\.3 TLS_CHACHA20_POLY1305_SHA256, group X25519,", 5), cli.log()[-3000:]
     assert srv.wait_for(r"Control Channel: TLSv1\.3, cipher TLSv1\.3 TLS_CHACHA20_POLY1305_SHA256", 10), srv.log()[-2000:]
     assert lab.ping(lab.cli, TUN_SERVER_IP, 2) == 2
 
