@@ -4,7 +4,6 @@ restricted contexts: disjoint lists fail, overlapping ones negotiate what was co
 from __future__ import annotations
 
 import pytest
-from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from appliance.certs import issue
@@ -14,14 +13,7 @@ from appliance.openvpn.settings import check_key_material, tls_settings
 from appliance.openvpn.tls import (OPENVPN_TLS_CIPHER_DEFAULT, TlsEndpoint, TlsSettings, build_context,
                                    negotiated_group, openssl_cipher_list)
 
-
-def _pem(c) -> bytes:
-    return c.public_bytes(serialization.Encoding.PEM)
-
-
-def _key(k) -> bytes:
-    return k.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                           serialization.NoEncryption())
+from .test_tls_eku_ku import _key, _pem
 
 
 @pytest.fixture(scope="module")
