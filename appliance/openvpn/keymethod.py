@@ -180,6 +180,15 @@ class DnsServer:
     transport: str = "plain"            # plain | DoH | DoT: only plain DNS can be forwarded
 
 
+def _dns_address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    """A pushed DNS server address; ValueError for a `%scope` one (Python accepts them): the
+    server would choose a host interface (`fe80::1%eth0`) and so send our DNS queries, and a
+    LAN's through the forwarder, outside the tunnel. OpenVPN reads DNS6 with inet_pton (no scope)."""
+    if "%" in text:
+        raise ValueError(text)
+    return ipaddress.ip_address(text)
+
+
 def _dns_endpoint(text: str) -> tuple[str, int]:
     """`198.19.0.1`, `198.19.0.1:5353`, `2001:db8::1` or `[2001:db8::1]:5353` (OpenVPN 2.6's
     forms) as (canonical address, port); ValueError otherwise."""
@@ -190,12 +199,14 @@ def _dns_endpoint(text: str) -> tuple[str, int]:
             raise ValueError(text)
         if rest:
             port = int(rest[1:])
-        addr = ipaddress.IPv6Address(host)
+        addr = _dns_address(host)
+        if addr.version != 6:
+            raise ValueError(text)
     elif text.count(":") == 1:
         host, _, p = text.partition(":")
         addr, port = ipaddress.IPv4Address(host), int(p)
     else:
-        addr = ipaddress.ip_address(text)
+        addr = _dns_address(text)
     if not 1 <= port <= 65535:
         raise ValueError(text)
     return str(addr), port
@@ -243,7 +254,7 @@ def _update_dns(p: "PushedOptions") -> None:
     for kind, val in p.dhcp_options:
         if kind.upper() in ("DNS", "DNS6"):
             try:
-                ep = (str(ipaddress.ip_address(val)), 53)
+                ep = (str(_dns_address(val)), 53)
             except ValueError:
                 continue
             if ep not in eps:
