@@ -153,6 +153,13 @@ def test_server_as_nobody_serves_with_ccd_status_file_and_script(lab):
         assert line[:2] == ["client1", str(NOBODY)] and line[-1] == "0000000000000000", line
         assert_dropped(srv.p.pid, CAP_IPC_LOCK)
         assert "status file" not in srv.log(), srv.log()[-2000:]       # no write failed
+        # SIGHUP as nobody: the config and keys (root's 0700 tmp) cannot be re-read; a clear
+        # error, and the server runs on as it was, still dropped, its client still served.
+        os.kill(srv.p.pid, signal.SIGHUP)
+        assert srv.wait_for("reload: the new config is not used", 20), srv.log()[-2000:]
+        assert "Permission denied" in srv.log().split("reload: the new config", 1)[1], srv.log()[-2000:]
+        assert srv.p.poll() is None and lab.ping(lab.cli, TUN_SERVER_IP, 2) == 2, srv.log()[-2000:]
+        assert_dropped(srv.p.pid, CAP_IPC_LOCK)
     finally:
         if cli is not None:
             cli.stop(10)
