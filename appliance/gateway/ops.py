@@ -34,8 +34,11 @@ from .server_files import load_server_settings
 log = logging.getLogger("vpn-appliance")
 
 BYTECOUNT_TICK = 1.0
+# What a reload cannot change in a running process. The process settings (host/privileges.py)
+# are applied once at start: a reload that adds `mlock` or names another `user` is told so, not
+# silently ignored (and a dropped server could not undo or redo a drop anyway).
 RESTART_ONLY = ("port", "lport", "local", "proto", "proto_family", "dev", "server", "server_ipv6", "topology",
-                "ifconfig_pool", "management", "ifconfig_pool_persist")
+                "ifconfig_pool", "management", "ifconfig_pool_persist", "user", "group", "mlock", "nice")
 
 
 def check_scripts(o) -> None:
