@@ -288,7 +288,12 @@ class ClientGateway:
                 for pt in pts:
                     cnt.bytes_in += len(pt)
                     tun.queue(pt)
-        s.end_batch(now)
+        try:
+            s.end_batch(now)                    # the flush receive() used to do (inside the try above)
+        except Exception:  # noqa: BLE001 - as above: this session ends, not the loop turn alone
+            self.faults.internal("the client session")
+            self._lost(c, "internal error (see above)")
+            return
         self._after_engine(c)
 
     def _on_link_write(self) -> None:
