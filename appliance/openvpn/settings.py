@@ -199,10 +199,12 @@ def check_key_material(opts: Options) -> None:
     is_server = opts.role == "server"
     wrapper_factory(opts, is_server)
     tls = tls_settings(opts, is_server)
-    build_context(tls)
     try:
+        build_context(tls)
         check_offer(tls)
     except ConfigError as e:
+        if e.directive is None or e.path is not None:
+            raise
         # Blame the line that set the restriction (the parser accepted each list on its own).
         d = "ecdh-curve" if e.directive == "tls-groups" and opts.ecdh_curve is not None else e.directive
         path, line = opts.source.get((d or "").replace("-", "_"), (opts.path, None))

@@ -152,3 +152,13 @@ def test_bad_lists_are_config_errors_at_their_line(profile, extra, where):
     with pytest.raises(ConfigError) as e:
         _load(profile, extra)
     assert str(e.value).startswith(f"/etc/x.ovpn:{line}: {where}"), str(e.value)
+
+
+def test_a_security_level_the_certificate_fails_is_blamed_on_tls_cipher_at_its_line(profile):
+    """`tls-cipher ALL:@SECLEVEL=5` (256-bit security) refuses our P-256 certificate: OpenSSL's
+    'ee key too small' read as 'certificate and key do not go together', without a line."""
+    line = profile.count("\n") + 1
+    with pytest.raises(ConfigError) as e:
+        _load(profile, "tls-cipher ALL:@SECLEVEL=5\n")
+    assert str(e.value).startswith(f"/etc/x.ovpn:{line}: tls-cipher: the certificate or its key is too weak"), \
+        str(e.value)
