@@ -12,8 +12,8 @@ import re
 from dataclasses import dataclass
 
 # A DNS name as resolv.conf and resolved accept it (no spaces or control bytes from the server).
-_NAME = re.compile(r"^(?=.{1,253}\.?$)([A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?\.)*"
-                   r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?\.?$")
+_NAME = re.compile(r"^(?=.{1,253}\.?\Z)([A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?\.)*"
+                   r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?\.?\Z")   # \Z: `$` passes a final newline
 MAX_SERVERS = 8        # bounds on what a server can make us write
 MAX_DOMAINS = 32
 

@@ -26,3 +26,11 @@ def test_a_scoped_or_misbracketed_dns_server_address_is_a_bad_push(addr):
 def test_plain_dns_server_forms_still_parse():
     p = parse_push_reply_untrusted("PUSH_REPLY,dns server 1 address [2001:db8::1]:5353 198.18.0.9:54 2001:db8::2")
     assert p.dns_endpoints == [("2001:db8::1", 5353), ("198.18.0.9", 54), ("2001:db8::2", 53)]
+
+
+def test_a_domain_with_a_trailing_newline_is_not_a_name():
+    """`$` in the name pattern matched before a final newline: `a.b\\n` would reach resolv.conf
+    as a line break (the push parser splits lines today; the check must not rely on it)."""
+    from types import SimpleNamespace
+    p = SimpleNamespace(dns=[], dhcp_options=[("DOMAIN", "a.b\n"), ("DOMAIN", "ok.example")], search_domains=[])
+    assert from_pushed(p).search == ("ok.example",)
