@@ -128,3 +128,39 @@ def test_tun_ifindex_on_this_host_refuses_what_is_not_a_tun_device():
     assert h.tun_ifindex("lo") is None
     assert h.tun_ifindex("..") is None and h.tun_ifindex("") is None
     assert os.path.isdir("/sys/class/net/lo")
+
+
+_KERNEL_CHECK = """
+import fcntl, json, os, struct
+from appliance.host import resolvectl_helper as h
+fds = []
+for name in (b"-ieth0", b"2", b"tun0"):          # names a client with CAP_NET_ADMIN can give its TUNs
+    fd = os.open("/dev/net/tun", os.O_RDWR)
+    fcntl.ioctl(fd, 0x400454CA, struct.pack("16sH", name, 0x1001))   # TUNSETIFF, IFF_TUN | IFF_NO_PI
+    fds.append(fd)
+index = {n: int(open(f"/sys/class/net/{n}/ifindex").read()) for n in ("2", "tun0")}
+print(json.dumps({"index": index, "2": h.command(b'["resolvectl", "revert", "2"]'),
+                  "-ieth0": h.command(b'["resolvectl", "revert", "-ieth0"]'),
+                  "lo": h.command(b'["resolvectl", "revert", "lo"]')}))
+"""
+
+
+@pytest.mark.root
+@pytest.mark.netns
+def test_real_tun_devices_named_as_options_or_numbers(tmp_path):
+    """In a namespace of our own: TUN devices really can be named `-ieth0` and `2`; the helper
+    refuses the first and hands resolvectl the second's true ifindex, never `2`."""
+    import secrets
+    import subprocess
+    import sys
+    ns = f"vpa-a5-{secrets.token_hex(3)}"
+    subprocess.run(["ip", "netns", "add", ns], check=True, timeout=30)
+    try:
+        r = subprocess.run(["ip", "netns", "exec", ns, sys.executable, "-c", _KERNEL_CHECK], capture_output=True,
+                           text=True, timeout=60, cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
+        assert r.returncode == 0, r.stderr
+        out = json.loads(r.stdout)
+        assert out["-ieth0"] is None and out["lo"] is None
+        assert out["2"] == ["resolvectl", "revert", str(out["index"]["2"])] and out["index"]["2"] != 2
+    finally:
+        subprocess.run(["ip", "netns", "del", ns], timeout=30)
