@@ -5,6 +5,7 @@ All parse functions take peer bytes (`_untrusted`) and raise only BadPacket.
 from __future__ import annotations
 
 import ipaddress
+import re
 import struct
 from dataclasses import dataclass, field
 
@@ -126,12 +127,24 @@ MAX_PUSHED_SECONDS = 7 * 24 * 3600
 MAX_PUSHED_OPTIONS = 1024              # over all push-continuation parts: more is hostile, not a config
 
 
+# Control characters but TAB: no control-channel message uses them, and their text reaches the
+# log (AUTH_FAILED reasons, INFO, ignored pushed options, errors) and the status.
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f]")
+
+
+def _escape_controls(text: str) -> str:
+    """A peer must not forge log lines (CR/LF) or drive a terminal (ESC sequences): each
+    control character becomes the text `\\xNN`."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text) if _CONTROL.search(text) else text
+
+
 def split_text_messages_untrusted(data: bytes) -> list[str]:
-    """Control-channel text messages are NUL-terminated; one TLS record may hold one or more."""
+    """Control-channel text messages are NUL-terminated; one TLS record may hold one or more.
+    Control characters come out escaped (the one place peer text enters as str)."""
     out = []
     for chunk in data.split(b"\0"):
         if chunk:
-            out.append(chunk.decode("utf-8", "replace"))
+            out.append(_escape_controls(chunk.decode("utf-8", "replace")))
     return out
 
 
@@ -294,10 +307,10 @@ def parse_push_reply_untrusted(text: str, into: PushedOptions | None = None,
             line = item.strip()
             action = _pull_filter_action(line, filters)
             if action == "ignore":
-                p.filtered.append(line)
+                p.filtered.append(" ".join(a))
                 continue
             if action == "reject":
-                raise PushRejected(f"pushed option rejected by pull-filter: {line}")
+                raise PushRejected(f"pushed option rejected by pull-filter: {' '.join(a)}")
         try:
             if name == "ifconfig" and len(args) >= 2:
                 p.ifconfig = (args[0], args[1])
@@ -354,9 +367,9 @@ def parse_push_reply_untrusted(text: str, into: PushedOptions | None = None,
             elif name == "push-continuation" and args:
                 cont = args[0]
             else:
-                p.ignored.append(item.strip())
+                p.ignored.append(" ".join(a))
         except ValueError:
-            raise BadPacket(f"bad pushed option: {item.strip()}") from None
+            raise BadPacket(f"bad pushed option: {' '.join(a)}") from None
     n = len(p.routes) + len(p.routes_ipv6) + len(p.dhcp_options) + len(p.ignored) + len(p.filtered)
     if n > MAX_PUSHED_OPTIONS:
         raise PushRejected(f"the server pushed more than {MAX_PUSHED_OPTIONS} options")
