@@ -164,3 +164,14 @@ def test_real_tun_devices_named_as_options_or_numbers(tmp_path):
         assert out["2"] == ["resolvectl", "revert", str(out["index"]["2"])] and out["index"]["2"] != 2
     finally:
         subprocess.run(["ip", "netns", "del", ns], timeout=30)
+
+
+def test_the_client_side_survives_a_dead_helper(caplog):
+    """Should the helper die anyway (OOM killer, an admin's kill), the client's calls fail with
+    127 and a warning, and closing still works: no exception reaches the host-DNS worker."""
+    helper = h.Helper()
+    helper.p.kill()
+    helper.p.wait(10)
+    assert helper(["resolvectl", "revert", "tun0"]) == 127
+    assert "the resolvectl helper is gone" in caplog.text
+    helper.close()
