@@ -91,7 +91,9 @@ def configure_in_child(spec: dict) -> str | None:
     """Run `configure` in a short-lived child; None, or why it failed."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
     try:
-        r = subprocess.run([sys.executable, "-m", "appliance.gateway.server_net", json.dumps(spec)],
+        # -P: not the working directory first on the path (`-m` puts it there): this child runs
+        # as root, and a module planted where the server was started must not be imported.
+        r = subprocess.run([sys.executable, "-P", "-m", "appliance.gateway.server_net", json.dumps(spec)],
                            capture_output=True, text=True, timeout=SETUP_TIMEOUT, env=env)
     except (OSError, subprocess.TimeoutExpired) as e:
         return str(e)

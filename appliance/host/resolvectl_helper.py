@@ -141,7 +141,9 @@ class Helper:
 
     def __init__(self) -> None:
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
-        self.p = subprocess.Popen([sys.executable, "-m", "appliance.host.resolvectl_helper"], env=env,
+        # -P: `python -m` would put the working directory first on the path, so a json.py left
+        # where root started the client (a shared directory) would run as root in the helper.
+        self.p = subprocess.Popen([sys.executable, "-P", "-m", "appliance.host.resolvectl_helper"], env=env,
                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         self.lock = threading.Lock()
 

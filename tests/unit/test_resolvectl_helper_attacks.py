@@ -175,3 +175,4 @@ def test_the_client_side_survives_a_dead_helper(caplog):
     assert helper(["resolvectl", "revert", "tun0"]) == 127
     assert "the resolvectl helper is gone" in caplog.text
     helper.close()
+
