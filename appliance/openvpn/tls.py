@@ -210,7 +210,8 @@ def build_context(s: TlsSettings) -> SSL.Context:
                 ctx.add_extra_chain_cert(extra)
             ctx.check_privatekey()
         except SSL.Error as e:
-            if s.tls_cipher is not None and "@SECLEVEL" in s.tls_cipher and ("too small" in str(e) or "too weak" in str(e)):
+            weak = "too small" in str(e) or "too weak" in str(e)
+            if weak and s.tls_cipher is not None and "@SECLEVEL" in s.tls_cipher:
                 # Not a mismatch: the security level tls-cipher raised refuses this certificate.
                 raise ConfigError(f"the certificate or its key is too weak for the security level set here ({e})",
                                   directive="tls-cipher") from None
