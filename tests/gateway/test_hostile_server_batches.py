@@ -74,3 +74,26 @@ def test_a_failure_in_the_batch_flush_ends_the_session_and_the_client_starts_ove
     assert w.run(lambda: c.connections == 2, max_time=60), c.faults.counts
     assert calls and c.faults.counts.get("internal error") == 1
     ping_both_ways(w, 0)
+
+
+@pytest.mark.parametrize("protection", ["tls-crypt", "none"])
+def test_the_whole_handshake_replayed_in_one_batch_after_the_tunnel_is_up_changes_nothing(pki, protection):
+    w = World(5)
+    w.add_server(server_conf(pki, protection=protection))
+    real, captured = w.net.deliver, []
+
+    def capture(data, src, dst):
+        if src[0] == SERVER_IP:
+            captured.append((bytes(data), src, dst))
+        real(data, src, dst)
+    w.net.deliver = capture
+    c = w.add_client(client_conf(pki, protection=protection))
+    assert w.run(lambda: _up(w, 0), max_time=30)
+    w.net.deliver = real
+    for rnd in range(3):
+        for d, src, dst in captured:
+            real(d, src, dst)
+        w.run_for(2)
+        ping_both_ways(w, 0, tag=bytes([rnd]))
+    assert len(captured) >= 4 and c.connections == 1, c.connections
+    assert "internal error" not in c.faults.counts and not c._logs.held     # noqa: SLF001
