@@ -14,6 +14,9 @@ import os
 import time
 from dataclasses import dataclass
 
+from ..atomic_file import replace_file
+
+
 def vm_rss() -> str:
     """This process's resident set size (VmRSS from /proc/self/status), e.g. `31.2 MB`, for the
     tunnel-up lines. Why: the VM image must fit in 128 MB of RAM, and this shows how much the
@@ -88,19 +91,14 @@ def write_file(path: str, lines: list[str], held_fd: int | None = None) -> None:
     """Replace the file at once (a reader never sees half a list). `held_fd`: the file opened
     before a `user` drop (ops.py); when the directory is not the user's, written in place through
     it, as OpenVPN does with its status file."""
-    data = "".join(line + "\n" for line in lines)
-    tmp = f"{path}.tmp{os.getpid()}"
+    b = "".join(line + "\n" for line in lines).encode()
     try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(data)
+        replace_file(path, b)
     except PermissionError:
         if held_fd is None:
             raise
-        b = data.encode()
         os.pwrite(held_fd, b, 0)
         os.ftruncate(held_fd, len(b))
-        return
-    os.replace(tmp, path)
 
 
 class Traffic:

@@ -5,7 +5,8 @@ N = 0 reads the file only (OpenVPN's meaning)."""
 from __future__ import annotations
 
 import ipaddress
-import os
+
+from ..atomic_file import replace_file
 
 
 def read(path: str) -> dict[str, tuple[str | None, str | None]]:
@@ -39,10 +40,7 @@ def render(entries: dict[str, tuple[str | None, str | None]]) -> str:
 
 
 def write(path: str, entries: dict[str, tuple[str | None, str | None]]) -> None:
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(render(entries))
-    os.replace(tmp, path)
+    replace_file(path, render(entries).encode())
 
 
 class PoolMemory:
