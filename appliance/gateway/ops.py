@@ -74,6 +74,7 @@ class Operations:
         self.reloads = 0
         self.pool_memory: PoolMemory | None = None
         self.status_fd: tuple[str, int] | None = None      # the status file, opened before a `user` drop
+        self.status_error: str | None = None               # the last write failure, logged once
         o = gw.opts
         if o.ifconfig_pool_persist:
             self.pool_memory = PoolMemory(*o.ifconfig_pool_persist)
@@ -136,7 +137,18 @@ class Operations:
             held = self.status_fd[1] if self.status_fd is not None and self.status_fd[0] == path else None
             st_mod.write_file(path, self.status_lines(self.gw.opts.status_version), held)
         except OSError as e:
-            log.warning("status file %s: %s", path, e)
+            # Once per kind of failure, not every interval (`status FILE 1` would log each second).
+            if str(e) != self.status_error:
+                log.warning("status file %s: %s (said once until it changes)", path, e)
+                self.status_error = str(e)
+            self._rearm_status(rearm, every)
+            return
+        if self.status_error is not None:
+            log.info("status file %s: written again", path)
+            self.status_error = None
+        self._rearm_status(rearm, every)
+
+    def _rearm_status(self, rearm: bool, every: int) -> None:
         if rearm:
             self.gw.pump.timers.arm("status-file", self.gw.clock() + every, self._write_status)
 

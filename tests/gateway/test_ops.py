@@ -254,6 +254,21 @@ def _monitor_parse(text: str) -> dict:
     return c.parse_status(text, semver.Version.parse("2.6.14"), None)
 
 
+def test_a_status_file_that_cannot_be_written_is_said_once_then_its_recovery(opki, tmp_path, caplog):
+    """`status FILE 1` in a missing directory: one warning, not one a second; then it is written."""
+    d = tmp_path / "later"
+    w = World()
+    with caplog.at_level("INFO", logger="vpn-appliance"):
+        _server(w, server_conf(opki, extra=f"status {d / 'status.log'} 1\n"))
+        w.run_for(6)
+        warned = [r for r in caplog.records if "status file" in r.getMessage() and r.levelname == "WARNING"]
+        assert len(warned) == 1, [r.getMessage() for r in warned]
+        d.mkdir()
+        w.run_for(2)
+    assert (d / "status.log").read_text().rstrip().endswith("END")
+    assert sum("written again" in r.getMessage() for r in caplog.records) == 1
+
+
 def test_status_is_read_by_openvpn_monitor_and_written_as_a_file(opki, tmp_path):
     sf = tmp_path / "status.log"
     w = World()
