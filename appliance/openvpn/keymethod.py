@@ -110,7 +110,10 @@ def decode_key_method_2_untrusted(data: bytes, from_client: bool) -> KeyMethod2:
     user, pos = _read_string(data, pos)
     pw, pos = _read_string(data, pos)
     info, pos = _read_string(data, pos)
-    return KeyMethod2(r1, r2, options, pre, user or "", pw or "", info or "")
+    # The username reaches the log, the status file, scripts' environment and the management
+    # interface: control characters become `_`, as OpenVPN 2.6 does (string_mod CC_PRINT, '_').
+    user = _CONTROL_OR_TAB.sub("_", user) if user else ""
+    return KeyMethod2(r1, r2, options, pre, user, pw or "", info or "")
 
 
 def _int_in(args: list[str], lo: int, hi: int, name: str) -> int:
@@ -130,6 +133,7 @@ MAX_PUSHED_OPTIONS = 1024              # over all push-continuation parts: more 
 # Control characters but TAB: no control-channel message uses them, and their text reaches the
 # log (AUTH_FAILED reasons, INFO, ignored pushed options, errors) and the status.
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f]")
+_CONTROL_OR_TAB = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 def _escape_controls(text: str) -> str:

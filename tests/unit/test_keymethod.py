@@ -136,3 +136,12 @@ def test_pushed_values_out_of_range_are_bad_packets(option):
 def test_pushed_values_in_range_are_kept():
     p = parse_push_reply_untrusted("PUSH_REPLY,peer-id 16777214,ping 0,ping-restart 120,tun-mtu 1400")
     assert (p.peer_id, p.ping, p.ping_restart, p.tun_mtu) == (0xFFFFFE, 0, 120, 1400)
+
+
+def test_a_clients_username_cannot_carry_control_characters():
+    """The username reaches the log, the status file and scripts: CR/LF, ESC, TAB become `_`
+    (OpenVPN 2.6 does the same); the password is left as sent."""
+    m = KeyMethod2(random1=b"a" * 32, random2=b"b" * 32, options="V4", pre_master=b"p" * 48,
+                   username="ev\r\nil\x1b[31m\tx", password="pw\x01")
+    got = decode_key_method_2_untrusted(encode_key_method_2(m, True), from_client=True)
+    assert got.username == "ev__il_[31m_x" and got.password == "pw\x01"
