@@ -1,9 +1,11 @@
 """Time to tunnel up for each way of booting the image, interleaved in one run: QEMU's -kernel/-initrd,
 the disk image under BIOS (SeaBIOS + syslinux) and under UEFI (OVMF + systemd-boot), the latter
-both as the lab and qemu/run-disk.sh boot it (variable store read-only: OVMF keeps its variables in
-RAM) and with a fresh writable copy of the store (`uefi-fresh`: a new libvirt domain's first boot).
+as the lab and qemu/run-disk.sh boot it (`uefi`: qemu/ovmf-rom.sh's `-bios` ROM, which answers
+OVMF's TPM probe at once; variables in RAM), with Debian's OVMF as stock pflash and the store
+read-only (`uefi-stock`: the ~1.5 s TPM wait included), and with a fresh writable copy of the
+store (`uefi-fresh`: a new libvirt domain's first boot).
 
-    python -m lab.boot_compare [--rounds 2] [--kinds kernel,bios,uefi,uefi-fresh]
+    python -m lab.boot_compare [--rounds 2] [--kinds kernel,bios,uefi,uefi-stock,uefi-fresh]
                                                  (root; builds nothing: run `make image` first)
 
 Each boot is the `make run` lab (Debian's OpenVPN server behind the WAN, the embedded default
@@ -25,7 +27,7 @@ from .netns import Netns, Proc
 from .router_lab import start_far_side
 from .vm import OUT, boot, boot_disk, lab_pki, vm_topology
 
-KINDS = ("kernel", "bios", "uefi", "uefi-fresh")
+KINDS = ("kernel", "bios", "uefi", "uefi-stock", "uefi-fresh")
 
 
 def one(kind: str) -> tuple[float | None, float]:
@@ -41,7 +43,8 @@ def one(kind: str) -> tuple[float | None, float]:
         if kind == "kernel":
             q = boot(t, OUT)
         else:
-            q = boot_disk(t, OUT, kind.split("-")[0], fresh_vars=kind == "uefi-fresh")
+            q = boot_disk(t, OUT, kind.split("-")[0], fresh_vars=kind == "uefi-fresh",
+                          stock_firmware=kind == "uefi-stock")
         up = q.wait_for("tunnel up", 120)
         wall = round(time.monotonic() - t0, 2)
         return (wall if up else None), cpu_seconds(q.p.pid)

@@ -1,6 +1,7 @@
 """Where the UEFI disk boot's extra time goes before the kernel runs, without the network lab: boot
-image/out/disk.qcow2 under OVMF (lab/vm.py disk_argv, no NICs) and the -kernel path beside it, and
-read QEMU's CPU seconds at each mark.
+image/out/disk.qcow2 under OVMF (lab/vm.py disk_argv, no NICs) both as the lab boots it (`uefi`:
+qemu/ovmf-rom.sh's `-bios` ROM) and as stock pflash (`uefi-stock`), and the -kernel path beside
+them, and read QEMU's CPU seconds at each mark.
 
     python -m lab.firmware_probe [--boots 3]          (builds nothing: run `make image` first)
 
@@ -8,7 +9,8 @@ Marks (QEMU CPU seconds, user + system; TCG is CPU-bound):
 - `tpm first` / `tpm last`: OVMF's probe for a TPM at 0xFED40000. Debian's OVMF is built with TPM
   support and, when no TPM answers, waits out the TIS timeouts (750 ms, twice: TPM 1.2, then 2.0)
   polling the access register every 30 us. QEMU reads unassigned MMIO as 0, not 0xFF, so the probe
-  cannot tell "absent" early; `-d guest_errors` logs each of those reads, which is how they are seen
+  cannot tell "absent" early (the `uefi` ROM maps 0xFF there, so it can); `-d guest_errors` logs
+  each of those reads, which is how they are seen
   here (about 50,000 per boot).
 - `BdsDxe`: OVMF's boot manager starts the boot loader (end of SEC/PEI/DXE);
 - `/init`: the appliance's PID 1 prints `boot: init` (the kernel has unpacked the initramfs).
@@ -69,6 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     kinds = {
         "uefi": lambda tmp: disk_argv(a.image, "uefi", "tcg", tmp, [], mem=UEFI_MEM_MB),
+        "uefi-stock": lambda tmp: disk_argv(a.image, "uefi", "tcg", tmp, [], mem=UEFI_MEM_MB,
+                                            stock_firmware=True),
         "-kernel": lambda tmp: qemu_argv(a.image, "tcg", []),
     }
     res: dict[str, list[dict[str, float]]] = {k: [] for k in kinds}
@@ -86,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
             vals = [r[key] for r in runs if key in r]
             return statistics.median(vals) if vals else float("nan")
         line = f"  {kind:>8}: /init {med('/init'):.2f}"
-        if kind == "uefi":
+        if kind.startswith("uefi"):
             line += (f"; BdsDxe {med('BdsDxe'):.2f}, of which the TPM probe {med('tpm last') - med('tpm first'):.2f}"
                      f" ({med('tpm first'):.2f} to {med('tpm last'):.2f}, {med('tpm reads'):.0f} reads of 0xFED4xxxx)")
         print(line)

@@ -182,6 +182,20 @@ def lan_transfer(lan: Netns, wan: Netns, tmp: Path, nbytes: int = 2_000_000, dow
 # firmware="efi" picks with secure-boot off), which carries more drivers. Both boot the disk.
 OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE.fd")
 OVMF_VARS = Path("/usr/share/OVMF/OVMF_VARS.fd")
+# The same build as one image (variable template + code), which qemu/ovmf-rom.sh pads into a `-bios`
+# ROM reaching down to the TPM's registers, so that OVMF's TPM probe reads 0xFF ("absent") instead
+# of waiting out ~1.5 s of timeouts (the script says why).
+OVMF_FD = Path("/usr/share/ovmf/OVMF.fd")
+OVMF_ROM_SCRIPT = REPO / "qemu/ovmf-rom.sh"
+
+
+def ovmf_rom(dest: Path) -> Path:
+    """qemu/ovmf-rom.sh's ROM at `dest` (made if missing or stale); the one way the lab and
+    qemu/run-disk.sh get it."""
+    if not OVMF_FD.exists():
+        raise RuntimeError(f"{OVMF_FD} is missing: run `make setup` (installs Debian's ovmf)")
+    subprocess.run([str(OVMF_ROM_SCRIPT), str(dest)], check=True, timeout=60)
+    return dest
 # The disk boot's machine: q35 without the legacy devices nothing here uses. OVMF initialises the
 # PS/2 controller (~2,000 status polls, ~0.35 s under TCG) when one is there; no SATA controller,
 # SMM or VMware port either (the -kernel path's machine is the same otherwise).
@@ -198,7 +212,7 @@ DISK_TCG_CPU = "max,-erms,-fsrm"
 
 
 def disk_qemu_args(image: Path, firmware: str, tmp: Path, config_disk: Path | None = None,
-                   fresh_vars: bool = False) -> list[str]:
+                   fresh_vars: bool = False, stock_firmware: bool = False) -> list[str]:
     """QEMU arguments booting image/disk.qcow2 (a throwaway overlay: snapshot=on) under `firmware`
     ("bios" or "uefi"), with `config_disk` (a config volume) as the second virtio disk.
 
@@ -206,16 +220,21 @@ def disk_qemu_args(image: Path, firmware: str, tmp: Path, config_disk: Path | No
     - bootindex=0 on the system disk and `-boot strict=on`: QEMU hands the firmware a boot order
       naming only that disk, so OVMF connects just that device instead of every one (no virtio-net
       driver + network stack on the NICs) and tries nothing else first (no PXE, no CD-ROM);
-    - UEFI: the variable store is attached read-only (the template itself, no copy): OVMF finds no
-      writable flash and keeps its variables in RAM. The appliance needs no persistent variable
-      (the disk boots by the removable-media path \\EFI\\BOOT\\BOOTX64.EFI), and a writable
-      store costs a first boot's ~13,000 byte-wise flash programs (each one an MMIO exit under
-      TCG), ~1 s. `fresh_vars` boots with a writable copy instead (what a new libvirt domain gets)."""
+    - UEFI: the firmware is qemu/ovmf-rom.sh's `-bios` ROM (Debian's OVMF padded with 0xFF down
+      to 0xFED40000): its TPM probe reads "absent" at once instead of waiting ~1.5 s. As a ROM
+      the variable store is read-only: OVMF keeps its variables in RAM. The appliance needs no
+      persistent variable (the disk boots by the removable-media path \\EFI\\BOOT\\BOOTX64.EFI),
+      and a writable store costs a first boot's ~13,000 byte-wise flash programs (each one an MMIO
+      exit under TCG), ~1 s. `fresh_vars` boots the stock pflash layout instead with a writable
+      copy of the store (what a new libvirt domain gets; the TPM wait included);
+      `stock_firmware` the stock pflash layout with the store read-only (the TPM wait included)."""
     args = ["-drive", f"file={image / 'disk.qcow2'},format=qcow2,if=none,id=sys,snapshot=on",
             "-device", "virtio-blk-pci,drive=sys,bootindex=0", "-boot", "strict=on"]
     if config_disk is not None:
         args += ["-drive", f"file={config_disk},format=raw,if=virtio,readonly=on"]
     if firmware == "uefi":
+        if not (fresh_vars or stock_firmware):
+            return [*args, "-bios", str(ovmf_rom(tmp / "ovmf-rom.fd"))]
         if not OVMF_CODE.exists():
             raise RuntimeError(f"{OVMF_CODE} is missing: run `make setup` (installs Debian's ovmf)")
         vars_file, ro = OVMF_VARS, ",readonly=on"
@@ -230,21 +249,24 @@ def disk_qemu_args(image: Path, firmware: str, tmp: Path, config_disk: Path | No
 
 
 def disk_argv(image: Path, firmware: str, accel_name: str, tmp: Path, nics: list[str],
-              config_disk: Path | None = None, mem: int = MEM_MB, fresh_vars: bool = False) -> list[str]:
+              config_disk: Path | None = None, mem: int = MEM_MB, fresh_vars: bool = False,
+              stock_firmware: bool = False) -> list[str]:
     """The QEMU command line of a disk boot: the -kernel path's (qemu_argv: -nodefaults, serial console)
     on DISK_MACHINE, with the disk instead of -kernel."""
     return ["qemu-system-x86_64", "-accel", accel_name, "-cpu", "host" if accel_name == "kvm" else DISK_TCG_CPU,
             "-M", DISK_MACHINE, "-m", str(mem), "-nodefaults", "-no-user-config", "-display", "none",
-            "-serial", "stdio", "-no-reboot", *disk_qemu_args(image, firmware, tmp, config_disk, fresh_vars), *nics]
+            "-serial", "stdio", "-no-reboot", *disk_qemu_args(image, firmware, tmp, config_disk, fresh_vars, stock_firmware), *nics]
 
 
 def boot_disk(t: dict, image: Path, firmware: str, config_disk: Path | None = None, with_lan: bool = True,
-              mem: int | None = None, accel_name: str | None = None, fresh_vars: bool = False) -> Proc:
+              mem: int | None = None, accel_name: str | None = None, fresh_vars: bool = False,
+              stock_firmware: bool = False) -> Proc:
     """Boot the disk image in the vm_topology (same NICs as boot()), without -kernel; `mem` by default
     MEM_MB, UEFI_MEM_MB under UEFI."""
     a = accel_name or accel(image)
     mem = mem or (UEFI_MEM_MB if firmware == "uefi" else MEM_MB)
-    q = Proc(t["vm"], disk_argv(image, firmware, a, t["tmp"], nic_args(with_lan), config_disk, mem, fresh_vars),
+    q = Proc(t["vm"], disk_argv(image, firmware, a, t["tmp"], nic_args(with_lan), config_disk, mem, fresh_vars,
+                               stock_firmware),
              t["tmp"] / f"console-{len(t['procs'])}.log")
     t["procs"].append(q)
     return q

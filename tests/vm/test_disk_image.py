@@ -1,12 +1,13 @@
 """The bootable disk image (image/disk.py) under QEMU without -kernel, and the config volume.
 
-Two boots in all, each proving several things (TCG makes boots the costly part):
+Three boots in all, each proving several things (TCG makes boots the costly part):
 - UEFI (Debian's OVMF) from disk.qcow2 with a config volume written by `vpn-appliance config-disk`
   from a profile that names its files (`ca`, `cert`, `key`, `tls-crypt` in another directory): the
   volume's config wins over the baked one, the tunnel comes up to Debian's OpenVPN server, and a
   LAN host reaches the far side through it.
 - BIOS (SeaBIOS) from the same disk with a config volume whose TOML is broken: the boot stops with
-  `file:line` on the console, as `check` prints it, and the VM powers off by itself.
+  `file:line` on the console, as `check` prints it, and the VM powers off by itself. The same under
+  UEFI through qemu/run-disk.sh, whose firmware ROM answers OVMF's TPM probe at once.
 Plus the cheap one: the disk written twice from the same kernel + initramfs is byte-identical.
 """
 from __future__ import annotations
@@ -103,12 +104,14 @@ def test_uefi_disk_reads_config_volume_and_routes_lan(image, tmp_path):
         assert peer.startswith("198.19.0."), peer
 
 
-def test_bios_disk_with_bad_config_volume_stops_with_file_line(image, tmp_path):
+def _run_disk_with_bad_config(image: Path, tmp_path: Path, firmware: str, **env_extra: str) -> tuple[str, bool]:
+    """Boot the disk through qemu/run-disk.sh (the README's plain-QEMU command) with a config volume
+    whose TOML is broken; -> (console text, whether the VM powered off by itself)."""
     # Written by hand, as an operator editing the volume would: config-disk itself refuses it.
     cfg_img = tmp_path / "bad.img"
     make_fat(cfg_img, {"appliance.toml": BAD_TOML.encode()}, "VPNCONFIG", "0badc0de", 1_700_000_000)
-    # Through qemu/run-disk.sh, the README's plain-QEMU command.
-    env = {**os.environ, "FIRMWARE": "bios", "CONFIG_DISK": str(cfg_img), "SNAPSHOT": "1", "ACCEL": accel(image)}
+    env = {**os.environ, "FIRMWARE": firmware, "CONFIG_DISK": str(cfg_img), "SNAPSHOT": "1",
+           "ACCEL": accel(image), **env_extra}
     p = subprocess.Popen([str(REPO / "qemu/run-disk.sh"), str(image / "disk.qcow2")], env=env, stdout=subprocess.PIPE,
                          stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
     try:
@@ -118,7 +121,27 @@ def test_bios_disk_with_bad_config_volume_stops_with_file_line(image, tmp_path):
         os.killpg(p.pid, signal.SIGKILL)     # the script's own process group: bash and its QEMU
         text, _ = p.communicate()
         exited = False
-    text = text.decode(errors="replace")
+    return text.decode(errors="replace"), exited
+
+
+def test_bios_disk_with_bad_config_volume_stops_with_file_line(image, tmp_path):
+    text, exited = _run_disk_with_bad_config(image, tmp_path, "bios")
     assert "SYSLINUX" in text, "booted through SeaBIOS + syslinux: " + text[-2000:]
     assert "FATAL: /run/vpnconfig/appliance.toml:6: wan.address: " in text, text[-3000:]
     assert "reboot: Power down" in text and exited, "the VM powers off by itself after a config error"
+
+
+def test_uefi_disk_through_run_disk_sees_no_tpm_and_stops_on_bad_config(image, tmp_path):
+    """run-disk.sh's UEFI firmware is qemu/ovmf-rom.sh's ROM: OVMF's TPM probe reads 0xFF ("absent")
+    instead of QEMU's 0 for unmapped MMIO, which it polls through two 750 ms timeouts. QEMU logs
+    each guest access to unmapped MMIO (`-d guest_errors`): with Debian's stock pflash layout that
+    is ~50,000 reads of 0xFED4xxxx per boot; with the ROM, none."""
+    errors = tmp_path / "guest-errors.log"
+    text, exited = _run_disk_with_bad_config(image, tmp_path, "uefi", OVMF_ROM=str(tmp_path / "ovmf-rom.fd"),
+                                             QEMU_EXTRA=f"-d guest_errors -D {errors}")
+    assert "FATAL: /run/vpnconfig/appliance.toml:6: wan.address: " in text, text[-3000:]
+    assert "reboot: Power down" in text and exited, "the VM powers off by itself after a config error"
+    assert "SYSLINUX" not in text, "booted through OVMF, not SeaBIOS"
+    assert errors.exists(), "QEMU_EXTRA reached QEMU (its log file exists)"
+    tpm_reads = [ln for ln in errors.read_text(errors="replace").splitlines() if "read at addr 0xFED4" in ln]
+    assert not tpm_reads, f"OVMF polled the absent TPM {len(tpm_reads)} times: {tpm_reads[:3]}"

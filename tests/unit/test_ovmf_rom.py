@@ -1,0 +1,58 @@
+"""qemu/ovmf-rom.sh: OVMF as a `-bios` ROM padded with 0xFF down to the TPM's registers (0xFED40000),
+so that OVMF's TPM probe reads "absent" instead of waiting out its timeouts. What must hold for QEMU
+to map it and for OVMF to run from it: the firmware's own bytes at the top (ending at 4 GiB, where
+the reset vector is), 0xFF below them, exactly 4 GiB - 0xFED40000 in all, and no rewrite when current.
+(That OVMF then sees no TPM is tests/vm/test_disk_image.py's UEFI boot through qemu/run-disk.sh.)"""
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+SCRIPT = REPO / "qemu/ovmf-rom.sh"
+SPAN = 0x1_0000_0000 - 0xFED4_0000
+
+
+def _run(fd: Path, out: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([str(SCRIPT), str(out)], env={**os.environ, "OVMF_FD": str(fd)},
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_rom_is_the_firmware_at_the_top_padded_with_ff_to_the_tpm(tmp_path):
+    fw = os.urandom(2 * 1024 * 1024)
+    fd = tmp_path / "OVMF.fd"
+    fd.write_bytes(fw)
+    out = tmp_path / "cache" / "rom.fd"
+    r = _run(fd, out)
+    assert r.returncode == 0, r.stderr
+    rom = out.read_bytes()
+    assert len(rom) == SPAN                      # mapped at 4 GiB - SPAN = 0xFED40000
+    assert rom[-len(fw):] == fw                  # the reset vector and every volume where they were
+    assert rom[:-len(fw)] == b"\xff" * (SPAN - len(fw))
+    assert [p.name for p in out.parent.iterdir()] == ["rom.fd"]     # no temporary file left
+
+
+def test_a_current_rom_is_kept_and_a_stale_one_rewritten(tmp_path):
+    fd = tmp_path / "OVMF.fd"
+    fd.write_bytes(b"\x01" * 65536)
+    out = tmp_path / "rom.fd"
+    assert _run(fd, out).returncode == 0
+    first = out.stat()
+    assert _run(fd, out).returncode == 0
+    assert out.stat().st_ino == first.st_ino and out.stat().st_mtime_ns == first.st_mtime_ns
+    # A newer firmware (a Debian update) makes a new ROM.
+    fd.write_bytes(b"\x02" * 65536)
+    os.utime(fd, ns=(first.st_mtime_ns + 10**9, first.st_mtime_ns + 10**9))
+    assert _run(fd, out).returncode == 0
+    assert out.read_bytes()[-65536:] == b"\x02" * 65536
+
+
+def test_firmware_that_cannot_fit_or_is_missing_is_refused(tmp_path):
+    big = tmp_path / "big.fd"
+    big.write_bytes(b"\0" * (SPAN + 65536))
+    r = _run(big, tmp_path / "rom.fd")
+    assert r.returncode != 0 and "expected a multiple of 64 KiB" in r.stderr
+    assert not (tmp_path / "rom.fd").exists()
+    r = _run(tmp_path / "absent.fd", tmp_path / "rom.fd")
+    assert r.returncode != 0 and "install Debian's ovmf" in r.stderr
