@@ -56,7 +56,7 @@ _NOOPS = {
     "route-method block-outside-dns register-dns": "Windows only",
     "ncp-disable": "cipher negotiation is always on (as in OpenVPN 2.6)",
     "tls-exit": "a TLS failure ends the attempt and the client reconnects",
-    "management-query-passwords": "no management interface; credentials come from the profile",
+    "management-query-passwords": "credentials come from the profile, never from the management interface",
     "auth-retry": "AUTH_FAILED ends the attempt; the appliance retries with backoff",
     "ifconfig-nowarn": "no option-consistency warnings are printed",
     "remote-random-hostname": "remote names are resolved as written",
@@ -131,7 +131,8 @@ def _connect_freq_initial(p: ParseState, d: str, a: list[str], inline: str | Non
     n, sec = p.int_arg(d, a[0], 1, 2**31), p.int_arg(d, a[1], 1, 2**31)
     if n is not None and sec is not None:
         p.set("connect_freq_initial", (n, sec))
-reg.refuse("management-client-auth", "the management interface is not supported", access=True)
+reg.refuse("management-client-auth", "client authentication through the management interface is not supported",
+           access=True)
 reg.refuse("tls-cert-profile", "certificate profiles are not implemented: refusing rather than accepting "
            "certificates the profile would reject", access=True)
 reg.refuse("secret", "static-key mode is not supported (deprecated in OpenVPN 2.6); use TLS", inline=True)
