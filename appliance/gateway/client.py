@@ -24,6 +24,7 @@ from ..openvpn.settings import client_session_config, mss_rule
 from ..openvpn.session import Session
 from ..transport.link import TcpLink, UdpLink
 from .eventlog import fmt_addr, log_client_event, push_summary
+from .inactivity import INACTIVE_LOG, Inactivity
 from .loghold import LogHold
 from .loop import Faults, Pump, Signals, Waiter, run_gateway
 from .observers import ClientCounters, TunnelObserver, TunnelState
@@ -105,6 +106,7 @@ class ClientGateway:
         self.counters = ClientCounters()
         self._state = TunnelState(False)
         self._logs = LogHold(log)
+        self._inactive: Inactivity | None = None
 
     # ---------------------------------------------------------------- running
     def run(self) -> int:
@@ -214,6 +216,7 @@ class ClientGateway:
         s.start(now)
         s.prime()                        # TLS's first flight, before the reset goes out
         self._after_engine(c)
+        self._arm_inactive(self.opts.inactive)      # each attempt starts the N seconds anew, as OpenVPN
 
     def _schedule_retry(self, was_up: bool) -> None:
         """Next remote at once, except after a full round of the list (or a lost tunnel): backoff."""
@@ -424,6 +427,8 @@ class ClientGateway:
             self.counters.up_since = time.time()
         c.was_up = True
         self.pump.timers.cancel("poll")
+        if e.pushed is not None and e.pushed.inactive is not None:
+            self._arm_inactive(e.pushed.inactive)   # the server's value replaces ours
         log.info("tunnel up: %s, cipher %s, key derivation %s, peer-id %s, VmRSS %s", tun.name if tun else "-",
                  e.cipher, e.key_derivation, e.peer_id, Lazy(vm_rss))
         # The services (DNS forwarder, status, ...) hear of it once the first packets have flowed.
@@ -444,6 +449,28 @@ class ClientGateway:
             self._lost(c, "internal error (see above)")
             return
         self._after_engine(c)
+
+    # ---------------------------------------------------------------- inactive (gateway/inactivity.py)
+    def _traffic(self) -> int:
+        return self.counters.bytes_in + self.counters.bytes_out     # tunnel packets only, no pings
+
+    def _arm_inactive(self, setting: tuple[int, int] | None) -> None:
+        self._inactive = Inactivity.start(setting, self._traffic(), self.clock())
+        if self._inactive is None:
+            self.pump.timers.cancel("inactive")
+        else:
+            self.pump.timers.arm("inactive", self._inactive.due, self._on_inactive_check)
+
+    def _on_inactive_check(self) -> None:
+        i = self._inactive
+        if i is None or self.result is not None:
+            return
+        if not i.expired(self._traffic(), self.clock()):
+            self.pump.timers.arm("inactive", i.due, self._on_inactive_check)
+            return
+        log.warning("%s, exiting", INACTIVE_LOG)
+        self.request_stop()             # the exit notification, as at SIGTERM; status 0
+        self._close_conn()              # the closed session's own "ended" event is not an error
 
     def _finish(self, status: int) -> None:
         self._close_conn()

@@ -20,12 +20,14 @@ import time
 
 from ..openvpn import events as ev
 from ..openvpn.config import ConfigError, load_config, parse_ccd
+from ..openvpn.opcodes import PING_MAGIC
 from ..openvpn.poolfile import PoolMemory
 from ..openvpn.server_model import StreamKey
 from ..openvpn.settings import check_key_material
 from ..openvpn.tls import openvpn_subject
 from . import status as st_mod
 from .eventlog import fmt_addr
+from .inactivity import INACTIVE_LOG, Inactivity
 from .management import Management
 from .ports import PortGone
 from .scripts import ScriptRunner
@@ -75,6 +77,7 @@ class Operations:
         self.pool_memory: PoolMemory | None = None
         self.status_fd: tuple[str, int] | None = None      # the status file, opened before a `user` drop
         self.status_error: str | None = None               # the last write failure, logged once
+        self.inactive: dict[int, Inactivity] = {}           # id(rec) -> its `inactive` check
         o = gw.opts
         if o.ifconfig_pool_persist:
             self.pool_memory = PoolMemory(*o.ifconfig_pool_persist)
@@ -107,6 +110,7 @@ class Operations:
                 pass
         if self.pool_memory is not None and self.pool_memory.interval:
             pump.timers.arm("pool-persist", gw.clock() + self.pool_memory.interval, self._save_pool)
+        self._arm_inactive()
 
     def close(self) -> None:
         if self.pool_memory is not None:
@@ -244,6 +248,41 @@ class Operations:
     def verb(self) -> int:
         return self.gw.opts.verb
 
+    # ---------------------------------------------------------------- inactive (gateway/inactivity.py)
+    def _arm_inactive(self) -> None:
+        """One sweep over the clients every N seconds (not a timer per client): each client's
+        check starts at the first sweep that sees it, so it ends N to 2N s after its last traffic."""
+        setting = self.gw.opts.inactive
+        if setting:
+            self.gw.pump.timers.arm("inactive", self.gw.clock() + setting[0], self._sweep_inactive)
+        else:
+            self.gw.pump.timers.cancel("inactive")
+            self.inactive.clear()
+
+    def _sweep_inactive(self) -> None:
+        setting = self.gw.opts.inactive
+        if not setting:
+            return
+        now = self.gw.clock()
+        seen: dict[int, Inactivity] = {}
+        for inf in list(self.info.values()):
+            rec = inf.rec
+            if not inf.established or not rec.alive:
+                continue
+            r, w = self.traffic.sample(rec)
+            total = r + w - len(PING_MAGIC) * rec.session.pings     # pings are not tunnel traffic
+            check = self.inactive.get(id(rec))
+            if check is None:
+                check = Inactivity.start(setting, total, now)
+            elif check.expired(total, now):
+                log.warning("%s/%s: %s: disconnected", rec.common_name, fmt_addr(rec.addr), INACTIVE_LOG)
+                self._kick(rec, INACTIVE_LOG)
+                continue
+            if check is not None:
+                seen[id(rec)] = check
+        self.inactive = seen
+        self.gw.pump.timers.arm("inactive", now + setting[0], self._sweep_inactive)
+
     # ---------------------------------------------------------------- actions
     def _kick(self, rec, why: str) -> None:
         self.gw.d.kick(rec, self.gw.clock(), why)
@@ -328,6 +367,9 @@ class Operations:
             gw.pump.timers.arm("status-file", gw.clock(), self._write_status)   # new file or interval
         else:
             gw.pump.timers.cancel("status-file")
+        if new.inactive != old.inactive:
+            self.inactive.clear()           # every client starts the new N seconds now
+            self._arm_inactive()
         crl = st.session_config(0).tls.crl
         dropped = 0
         if crl is not None:

@@ -169,6 +169,7 @@ class PushedOptions:
     dhcp_options: list[tuple[str, str]] = field(default_factory=list)
     ping: int | None = None
     ping_restart: int | None = None
+    inactive: tuple[int, int] | None = None          # (seconds, minimum bytes); (0, 0) turns it off
     peer_id: int | None = None
     cipher: str | None = None
     auth: str | None = None
@@ -342,6 +343,9 @@ def parse_push_reply_untrusted(text: str, into: PushedOptions | None = None,
                 p.ping = _int_in(args, 0, MAX_PUSHED_SECONDS, "ping")
             elif name == "ping-restart" and args:
                 p.ping_restart = _int_in(args, 0, MAX_PUSHED_SECONDS, "ping-restart")
+            elif name == "inactive" and args:
+                p.inactive = (_int_in(args, 0, MAX_PUSHED_SECONDS, "inactive"),
+                              _int_in(args[1:], 0, 2**62, "inactive") if len(args) > 1 else 0)
             elif name == "peer-id" and args:
                 p.peer_id = _int_in(args, 0, MAX_PUSHED_PEER_ID, "peer-id")
             elif name == "cipher" and args:

@@ -142,6 +142,8 @@ class Session(ControlChannel):
         self.last_send = now
         self.reneg_check_at = now + RENEG_CHECK_INTERVAL   # reneg-bytes / reneg-pkts counters
         self.data_authenticated = 0       # data packets that passed authentication and replay checks
+        self.pings = 0                    # keepalive pings sent and received: the data keys' byte counts
+                                          # include them, `inactive` must not (gateway/inactivity.py)
         self.ping_interval = cfg.ping
         self.ping_restart = cfg.ping_restart
         self.next_key_id = 1
@@ -213,6 +215,7 @@ class Session(ControlChannel):
             # IP packets start with 0x4_/0x6_; the ping (0x2a) and OCC (0x28) magics do not.
             if pt and (pt[0] == 0x2A or pt[0] == 0x28):
                 if pt == PING_MAGIC:
+                    self.pings += 1
                     return []
                 if len(pt) >= 17 and pt[:16] == OCC_MAGIC:
                     self._occ(pt, now)
@@ -529,6 +532,7 @@ class Session(ControlChannel):
                 return
             if self.ping_interval and now >= self.last_send + self.ping_interval:
                 self._queue_data(PING_MAGIC)
+                self.pings += 1
                 self.last_send = now
             if now >= self.reneg_check_at:
                 self.reneg_check_at = now + RENEG_CHECK_INTERVAL

@@ -61,7 +61,6 @@ _NOOPS = {
     "ifconfig-nowarn": "no option-consistency warnings are printed",
     "remote-random-hostname": "remote names are resolved as written",
     "allow-recursive-routing": "the remote's address is always routed outside the tunnel",
-    "inactive": "not implemented: an idle tunnel stays up",
     "up-delay up-restart": "no up script to delay or rerun",
     "down-pre": "the built-in DNS handling is undone before the TUN device goes; no down script runs",
     "route-noexec ifconfig-noexec": "the appliance always installs the tunnel address and routes itself",

@@ -330,6 +330,16 @@ for _name, _field, _why, _user in (
     reg.apply(_name, why=_why, sets=(_field,), used_by=_user, nargs=(1, 2))(_int_setting(_field))
 
 
+@reg.apply("inactive", why="client: exit after N seconds with at most BYTES of tunnel traffic; server: "
+           "disconnect such a client (checked every N seconds, as OpenVPN with DCO)", sets=("inactive",),
+           used_by="pump", nargs=(1, 2))
+def _inactive(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
+    n = p.int_arg(d, a[0], 0, 2**31)
+    b = p.int_arg(d, a[1], 0, 2**62) if len(a) == 2 else 0
+    if n is not None and b is not None:
+        p.set("inactive", (n, b) if n else None)
+
+
 def _none_if_zero(n: int) -> int | None:
     return n or None
 

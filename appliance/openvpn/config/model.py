@@ -111,6 +111,7 @@ class Options:
     ping: int = 0
     ping_restart: int = 0
     ping_exit: int = 0
+    inactive: tuple[int, int] | None = None      # (seconds, minimum bytes) of tunnel traffic; gateway/inactivity.py
     keepalive: tuple[int, int] | None = None
     lport: int | None = None
     local: str | None = None
