@@ -77,7 +77,7 @@ class Operations:
         self.pool_memory: PoolMemory | None = None
         self.status_fd: tuple[str, int] | None = None      # the status file, opened before a `user` drop
         self.status_error: str | None = None               # the last write failure, logged once
-        self.inactive: dict[int, Inactivity] = {}           # id(rec) -> its `inactive` check
+        self.inactive: dict[int, tuple[object, Inactivity]] = {}   # id(rec) -> (rec, its `inactive` check)
         o = gw.opts
         if o.ifconfig_pool_persist:
             self.pool_memory = PoolMemory(*o.ifconfig_pool_persist)
@@ -264,14 +264,15 @@ class Operations:
         if not setting:
             return
         now = self.gw.clock()
-        seen: dict[int, Inactivity] = {}
+        seen: dict[int, tuple[object, Inactivity]] = {}
         for inf in list(self.info.values()):
             rec = inf.rec
             if not inf.established or not rec.alive:
                 continue
             r, w = self.traffic.sample(rec)
             total = r + w - len(PING_MAGIC) * rec.session.pings     # pings are not tunnel traffic
-            check = self.inactive.get(id(rec))
+            known = self.inactive.get(id(rec))
+            check = known[1] if known is not None and known[0] is rec else None     # ids are reused
             if check is None:
                 check = Inactivity.start(setting, total, now)
             elif check.expired(total, now):
@@ -279,7 +280,7 @@ class Operations:
                 self._kick(rec, INACTIVE_LOG)
                 continue
             if check is not None:
-                seen[id(rec)] = check
+                seen[id(rec)] = (rec, check)
         self.inactive = seen
         self.gw.pump.timers.arm("inactive", now + setting[0], self._sweep_inactive)
 
@@ -425,6 +426,7 @@ class Operations:
                 self.traffic.sample(rec)
         elif isinstance(e, ev.SessionClosed):
             inf = self.info.pop(id(rec), None)
+            self.inactive.pop(id(rec), None)
             if inf is None:
                 return
             r, w = self.traffic.sample(rec)
