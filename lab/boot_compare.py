@@ -32,8 +32,8 @@ KINDS = ("kernel", "bios", "uefi", "uefi-stock", "uefi-fresh")
 
 def one(kind: str) -> tuple[float | None, float]:
     """One boot of `kind`; -> (wall seconds from QEMU start to `tunnel up` or None, QEMU CPU seconds then)."""
-    tmp = Path(tempfile.mkdtemp(prefix="bootcmp-"))
-    with vm_topology(tmp) as t:
+    with tempfile.TemporaryDirectory(prefix="bootcmp-") as td, vm_topology(Path(td)) as t:
+        tmp = Path(td)
         def start(ns: Netns, argv: list[str], name: str) -> Proc:
             p = Proc(ns, argv, tmp / f"{name}.log")
             t["procs"].append(p)
