@@ -76,10 +76,10 @@ def one_boot(image: Path, accel_name: str, mem: int, timeout: float = 240, disk:
              fresh_vars: bool = False) -> tuple[dict[str, float], str, dict[str, float]]:
     """Boot once; -> (mark -> seconds after QEMU start, the VmRSS the appliance logged,
     mark -> QEMU CPU seconds when the host saw the mark's console line)."""
-    tmp = Path(tempfile.mkdtemp(prefix="bootprof-"))
     arrivals: list[tuple[float, str]] = []
     cpu_at: dict[str, float] = {}
-    with vm_topology(tmp) as t:
+    with tempfile.TemporaryDirectory(prefix="bootprof-") as td, vm_topology(Path(td)) as t:
+        tmp = Path(td)
         cfg = tmp / "server.conf"
         cfg.write_text(server_config(lab_pki(), "udp", None, "tls-crypt"))
         srv = Proc(t["wan"], ["openvpn", "--config", str(cfg)], tmp / "server.log")
