@@ -209,6 +209,7 @@ class ClientGateway:
         self.conn = c = Connection(remote, addr, link, s, ClientDataPath(s, rule))
         self.pump.watch(link, self._on_link_read, self._on_link_write)
         self.pump.timers.arm("poll", now + poll, self._on_poll_timeout)
+        self._arm_inactive(self.opts.inactive)      # each attempt starts the N seconds anew, as OpenVPN
         if isinstance(link, TcpLink) and link.t.connecting:
             c.connecting = True          # the session starts once the connect completes
             self.pump.want_write(link, True, self._on_link_read, self._on_link_write)
@@ -216,7 +217,6 @@ class ClientGateway:
         s.start(now)
         s.prime()                        # TLS's first flight, before the reset goes out
         self._after_engine(c)
-        self._arm_inactive(self.opts.inactive)      # each attempt starts the N seconds anew, as OpenVPN
 
     def _schedule_retry(self, was_up: bool) -> None:
         """Next remote at once, except after a full round of the list (or a lost tunnel): backoff."""

@@ -42,10 +42,11 @@ def _exit_within(proc, seconds: float) -> int | None:
     return None if proc.alive() else proc.p.returncode
 
 
-def test_idle_client_exits_although_pings_flow(lab, procs):
-    procs.append(lab.openvpn(lab.srv, server_config(lab.pki), "srv-idle"))
+@pytest.mark.parametrize("proto", ["udp", "tcp"])
+def test_idle_client_exits_although_pings_flow(lab, procs, proto):
+    procs.append(lab.openvpn(lab.srv, server_config(lab.pki, proto), f"srv-idle-{proto}"))
     # `ping 1` (kept: the pushed ping is filtered out): a keepalive every second, not traffic.
-    cli = lab.ours(lab.cli, client_profile(lab.pki, extra=f"inactive 2\n{PINGS}"), "ours-idle")
+    cli = lab.ours(lab.cli, client_profile(lab.pki, proto, extra=f"inactive 2\n{PINGS}"), f"ours-idle-{proto}")
     procs.append(cli)
     up = time.monotonic()
     rc = _exit_within(cli, 20)
