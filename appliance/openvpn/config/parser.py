@@ -172,6 +172,15 @@ class ParseState:
         return self.o
 
 
+# Options field -> the directive that sets it, for the server-only settings a client config may
+# not carry (besides the access ones finish() names itself).
+SERVER_ONLY = {"push": "push", "client_to_client": "client-to-client", "max_clients": "max-clients",
+               "duplicate_cn": "duplicate-cn", "connect_freq": "connect-freq",
+               "connect_freq_initial": "connect-freq-initial", "ifconfig_pool": "ifconfig-pool",
+               "ifconfig_pool_persist": "ifconfig-pool-persist", "client_connect": "client-connect",
+               "client_disconnect": "client-disconnect", "management": "management"}
+
+
 def finish(p: ParseState) -> None:
     """Checks and derived settings that need the whole file (role, remotes, combinations)."""
     o = p.o
@@ -227,6 +236,14 @@ def finish(p: ParseState) -> None:
                 # Server-only settings that decide who may connect: on a client they would be
                 # accepted and mean nothing, which a user could mistake for protection.
                 p.err(n.replace("_", "-"), "is a server directive; this is a client config", line(n))
+        # The rest of the server's own settings: on a client they would be read and mean nothing
+        # (OpenVPN 2.6 refuses most of them too: "requires --mode server"). `management` serves
+        # the server role only here.
+        for n, d in SERVER_ONLY.items():
+            if n in o.source:
+                p.err(d, "is a server directive; this is a client config" if d != "management" else
+                      "the management interface is served in the server role only; remove it from a "
+                      "client config", line(n))
     if o.ca is None and not o.peer_fingerprint:
         p.err("ca", "no `ca` (or `peer-fingerprint`) to verify the peer", None)
     if (o.cert is None) != (o.key is None):
