@@ -337,8 +337,12 @@ class Lab:
     def iperf(self, server_ns: Netns, bind_ip: str, client_ns: Netns, seconds: int = 5, port: int = 5201,
               extra: str = "") -> float:
         srv = self.start(server_ns, ["iperf3", "-s", "-1", "-B", bind_ip, "-p", str(port)], f"iperf-s-{port}")
-        time.sleep(0.4)
         try:
+            # Polled, not slept: a client started before the server listens is refused at once.
+            listening = _until(lambda: f":{port} " in server_ns.run(f"ss -Hltn 'sport = :{port}'", check=False).stdout
+                               or srv.p.poll() is not None, 20)
+            if not listening or srv.p.poll() is not None:
+                return 0.0
             r = client_ns.run(f"iperf3 -c {bind_ip} -p {port} -t {seconds} -J {extra}", check=False,
                               timeout=seconds + 30)
             d = json.loads(r.stdout) if r.stdout.strip().startswith("{") else {}
@@ -361,6 +365,15 @@ class Lab:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _until(pred, within: float, step: float = 0.05) -> bool:
+    end = time.monotonic() + within
+    while time.monotonic() < end:
+        if pred():
+            return True
+        time.sleep(step)
+    return pred()
 
 
 _RECEIVER = """
