@@ -23,6 +23,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Callable
 
 from .pki import make_pki
 from .tools import OPENVPN, OUR_BIN, require_root_and_tools
@@ -65,8 +66,9 @@ def _owner_alive(stamp: str) -> bool:
     return pid.isdigit() and _start_time(int(pid)) == start
 
 
-def interrupt_on_sigterm() -> None:
-    """SIGTERM raises KeyboardInterrupt in the main thread, so cleanup code runs as for Ctrl-C.
+def interrupt_on_sigterm(first: Callable[[], None] | None = None) -> None:
+    """SIGTERM raises KeyboardInterrupt in the main thread, so cleanup code runs as for Ctrl-C
+    (`first` runs before: pytest's xdist controller passes the signal on to its workers).
     Once: further SIGTERMs are ignored, or a harness repeating it would cut the cleanup short
     (it is bounded: processes get 5 s, then SIGKILL). Only from the main thread (Python's rule)."""
     import threading
@@ -75,6 +77,8 @@ def interrupt_on_sigterm() -> None:
 
     def on_term(signum, frame) -> None:  # noqa: ANN001 - signal handler signature
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        if first is not None:
+            first()
         raise KeyboardInterrupt("SIGTERM")
     signal.signal(signal.SIGTERM, on_term)
 
