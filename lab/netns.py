@@ -8,6 +8,8 @@ Topology (all addresses from 198.18.0.0/15):
 """
 from __future__ import annotations
 
+import atexit
+import contextlib
 import hashlib
 import json
 import os
@@ -21,6 +23,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Callable
 
 from .pki import make_pki
 from .tools import OPENVPN, OUR_BIN, require_root_and_tools
@@ -30,11 +33,114 @@ TUN_SERVER_IP = "198.19.0.1"
 BEHIND_IP = "198.18.100.1"
 
 
+# ---------------------------------------------------------------- leftovers: none, however a run ends
+# Lab.close() and Netns.delete() are right when they run; they do not run when the process is
+# killed (a CI job timeout, a harness: SIGTERM) or a fixture's teardown is skipped, and the
+# namespaces then stay in /run/netns with nothing in them. Three layers:
+# 1. SIGTERM becomes KeyboardInterrupt (interrupt_on_sigterm): `with Lab()`, `finally` and pytest's
+#    fixture teardowns run as for Ctrl-C (tests/conftest.py installs it; Netns does if nobody has);
+# 2. every namespace this process made and has not deleted is deleted at exit (atexit);
+# 3. each namespace is recorded on disk with its creator (pid and start time) before it exists, so
+#    one left by a process that could run nothing (SIGKILL) is removed by the next run
+#    (remove_leftovers(), at pytest's session start) -- only when its creator is gone, so the
+#    namespaces of runs going on beside this one are never touched.
+OWNERS = Path("/run/vpn-appliance-lab")
+_mine: dict[str, Netns] = {}
+
+
+def _start_time(pid: int) -> str | None:
+    """The process's start time (clock ticks since boot): with the pid, names one process (pids recycle)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def _me() -> str:
+    return f"{os.getpid()} {_start_time(os.getpid())}"
+
+
+def _owner_alive(stamp: str) -> bool:
+    pid, _, start = stamp.partition(" ")
+    return pid.isdigit() and _start_time(int(pid)) == start
+
+
+def interrupt_on_sigterm(first: Callable[[], None] | None = None) -> None:
+    """SIGTERM raises KeyboardInterrupt in the main thread, so cleanup code runs as for Ctrl-C
+    (`first` runs before: pytest's xdist controller passes the signal on to its workers).
+    Once: further SIGTERMs are ignored, or a harness repeating it would cut the cleanup short
+    (it is bounded: processes get 5 s, then SIGKILL). Only from the main thread (Python's rule)."""
+    import threading
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def on_term(signum, frame) -> None:  # noqa: ANN001 - signal handler signature
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        if first is not None:
+            first()
+        raise KeyboardInterrupt("SIGTERM")
+    signal.signal(signal.SIGTERM, on_term)
+
+
+def _delete_ns(name: str) -> None:
+    """Kill whatever still runs inside (by PID), then remove the namespace and its record."""
+    r = subprocess.run(["ip", "netns", "pids", name], capture_output=True, text=True)
+    for pid in r.stdout.split():
+        try:
+            os.kill(int(pid), signal.SIGKILL)
+        except (ProcessLookupError, ValueError):
+            pass
+    subprocess.run(["ip", "netns", "del", name], capture_output=True)
+    with contextlib.suppress(OSError):
+        (OWNERS / name).unlink()
+
+
+def remove_leftovers(at_exit: bool = False) -> list[str]:
+    """Delete the recorded namespaces whose creator is gone (and, `at_exit`, this process's own);
+    returns their names. Namespaces without a record (made by other code) are never touched."""
+    removed = []
+    me = _me()
+    try:
+        records = list(OWNERS.iterdir())
+    except OSError:
+        return removed
+    for rec in records:
+        try:
+            owner = rec.read_text().strip()
+        except OSError:
+            continue
+        if owner == me and not at_exit or owner != me and _owner_alive(owner):
+            continue
+        _delete_ns(rec.name)
+        _mine.pop(rec.name, None)
+        removed.append(rec.name)
+    return removed
+
+
+@atexit.register
+def _at_exit() -> None:
+    if _mine:                                       # a forked child's copy deletes nothing: records name the parent
+        remove_leftovers(at_exit=True)
+
+
 # ---------------------------------------------------------------- namespaces and processes
 class Netns:
     def __init__(self, name: str) -> None:
         self.name = name
-        subprocess.run(["ip", "netns", "add", name], check=True)
+        if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+            interrupt_on_sigterm()                  # a lab script's `with Lab()` cleans up on SIGTERM too
+        OWNERS.mkdir(mode=0o755, exist_ok=True)
+        with open(OWNERS / name, "x") as f:         # before it exists: no window where it is unrecorded
+            f.write(_me())
+        _mine[name] = self
+        try:
+            subprocess.run(["ip", "netns", "add", name], check=True)
+        except BaseException:
+            _mine.pop(name, None)
+            with contextlib.suppress(OSError):
+                (OWNERS / name).unlink()
+            raise
         self.run("ip link set lo up")
 
     def run(self, cmd: str, check: bool = True, timeout: float = 30) -> subprocess.CompletedProcess:
@@ -42,14 +148,8 @@ class Netns:
                               capture_output=True, text=True, timeout=timeout)
 
     def delete(self) -> None:
-        # Kill whatever still runs inside (by PID), then remove the namespace.
-        r = subprocess.run(["ip", "netns", "pids", self.name], capture_output=True, text=True)
-        for pid in r.stdout.split():
-            try:
-                os.kill(int(pid), signal.SIGKILL)
-            except (ProcessLookupError, ValueError):
-                pass
-        subprocess.run(["ip", "netns", "del", self.name], capture_output=True)
+        _delete_ns(self.name)
+        _mine.pop(self.name, None)
 
 
 class Proc:
@@ -139,15 +239,19 @@ class Lab:
         self.tmp = Path(tmp or tempfile.mkdtemp(prefix="vpnlab-"))
         self.procs: list[Proc] = []
         self.ns: list[Netns] = []
-        self.srv = self._ns("s")
-        self.cli = self._ns("c")
-        a, b = f"va{self.tag}", f"vb{self.tag}"
-        subprocess.run(["ip", "link", "add", a, "netns", self.srv.name, "type", "veth", "peer", "name", b, "netns",
-                        self.cli.name], check=True)
-        self.srv.run(f"ip addr add {SRV_IP}/24 dev {a} && ip link set {a} up")
-        self.cli.run(f"ip addr add {CLI_IP}/24 dev {b} && ip link set {b} up")
-        self.srv.run(f"ip addr add {BEHIND_IP}/32 dev lo")  # no dummy module on every kernel
-        self.pki = make_pki(self.tmp / "pki", clients or ["client1"])
+        try:                                        # a half-built lab is removed too (no `with` ran yet)
+            self.srv = self._ns("s")
+            self.cli = self._ns("c")
+            a, b = f"va{self.tag}", f"vb{self.tag}"
+            subprocess.run(["ip", "link", "add", a, "netns", self.srv.name, "type", "veth", "peer", "name", b,
+                            "netns", self.cli.name], check=True)
+            self.srv.run(f"ip addr add {SRV_IP}/24 dev {a} && ip link set {a} up")
+            self.cli.run(f"ip addr add {CLI_IP}/24 dev {b} && ip link set {b} up")
+            self.srv.run(f"ip addr add {BEHIND_IP}/32 dev lo")  # no dummy module on every kernel
+            self.pki = make_pki(self.tmp / "pki", clients or ["client1"])
+        except BaseException:
+            self.close()
+            raise
 
     def _ns(self, role: str) -> Netns:
         ns = Netns(f"lab{role}{self.tag}")
@@ -237,8 +341,12 @@ class Lab:
     def iperf(self, server_ns: Netns, bind_ip: str, client_ns: Netns, seconds: int = 5, port: int = 5201,
               extra: str = "") -> float:
         srv = self.start(server_ns, ["iperf3", "-s", "-1", "-B", bind_ip, "-p", str(port)], f"iperf-s-{port}")
-        time.sleep(0.4)
         try:
+            # Polled, not slept: a client started before the server listens is refused at once.
+            listening = _until(lambda: f":{port} " in server_ns.run(f"ss -Hltn 'sport = :{port}'", check=False).stdout
+                               or srv.p.poll() is not None, 20)
+            if not listening or srv.p.poll() is not None:
+                return 0.0
             r = client_ns.run(f"iperf3 -c {bind_ip} -p {port} -t {seconds} -J {extra}", check=False,
                               timeout=seconds + 30)
             d = json.loads(r.stdout) if r.stdout.strip().startswith("{") else {}
@@ -261,6 +369,15 @@ class Lab:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _until(pred, within: float, step: float = 0.05) -> bool:
+    end = time.monotonic() + within
+    while time.monotonic() < end:
+        if pred():
+            return True
+        time.sleep(step)
+    return pred()
 
 
 _RECEIVER = """

@@ -163,12 +163,15 @@ class _LogForward(logging.Handler):
 class Management:
     """The listening socket and its clients, watched by `pump`; `ops` knows the server."""
 
-    def __init__(self, spec: tuple, pump, ops) -> None:
+    def __init__(self, spec: tuple, pump, ops, drops_root: bool = False) -> None:
+        """`drops_root`: the process gives up root after start-up (`user`); a unix socket bound
+        now then gets a helper kept from before the drop that removes it at exit."""
         self.spec = spec
         self.pump = pump
         self.ops = ops
         self.conns: list[MgmtConn] = []
         self.password: str | None = None
+        self._unlinker = None
         host, port, pwfile = spec
         if port == "unix":
             try:
@@ -178,6 +181,13 @@ class Management:
             self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             self.sock.bind(host)
             os.chmod(host, 0o660)
+            if drops_root and os.geteuid() == 0:
+                # After the drop the socket's directory (often root's, /run/openvpn) may not let
+                # the process remove it: OpenVPN 2.6 leaves it behind; host/unlink_at_exit.py.
+                from ..host.unlink_at_exit import UnlinkAtExit
+                self._unlinker = UnlinkAtExit(host)
+                log.info("management socket %s: removed at exit by a helper kept as root (pid %d)", host,
+                         self._unlinker.pid)
         else:
             if pwfile:
                 with open(pwfile, encoding="utf-8") as f:
@@ -240,8 +250,14 @@ class Management:
         if self.spec[1] == "unix":
             try:
                 os.unlink(self.spec[0])
-            except OSError:
+            except FileNotFoundError:
                 pass
+            except OSError as e:
+                if self._unlinker is None:
+                    log.warning("management socket %s not removed: %s", self.spec[0], e.strerror or e)
+            if self._unlinker is not None and not self._unlinker.release():
+                log.warning("management socket %s: its helper (pid %d) did not end", self.spec[0],
+                            self._unlinker.pid)
 
     # ---------------------------------------------------------------- notifications
     def notify(self, lines: list[str], flag: str | None = None) -> None:

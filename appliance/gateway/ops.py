@@ -98,7 +98,7 @@ class Operations:
             pump.watch(self.scripts, self.scripts.drain)
         if o.management:
             try:
-                self.mgmt = Management(o.management, pump, self)
+                self.mgmt = Management(o.management, pump, self, drops_root=o.user is not None)
             except OSError as e:
                 where = o.management[0] if o.management[1] == "unix" else f"{o.management[0]}:{o.management[1]}"
                 raise PortGone(f"management interface on {where}: {e.strerror or e}") from None

@@ -8,6 +8,7 @@ application messages read (one per TLS record, as OpenVPN writes one control mes
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass, field
 
 from cryptography import x509
@@ -101,6 +102,88 @@ def _printable(directive: str, value: str | None) -> None:
     and non-ASCII names are never valid, so only printable ASCII gets through."""
     if value is not None and not all(" " <= ch <= "~" for ch in value):
         raise ConfigError(f"{value!r}: only printable ASCII names are possible", directive=directive)
+
+
+# OpenSSL's cipher-string keywords (openssl-ciphers(1)), plus those OpenSSL 1.1 retired that
+# OpenVPN's own default list and copied profiles still exclude (EXP, LOW, kDH, kECDH, ...). An
+# exclusion (`!`/`-`, or a `+` reordering) of one of these that matches no cipher in this build is
+# enforced as written: what it names cannot be negotiated. Any other name that matches nothing
+# alone is a typo as far as anyone can tell, and OpenSSL would skip it without a word.
+_CIPHER_KEYWORDS = frozenset("""
+    ALL COMPLEMENTOFALL COMPLEMENTOFDEFAULT DEFAULT HIGH MEDIUM LOW EXP EXPORT EXPORT40 EXPORT56 FIPS
+    eNULL NULL aNULL kRSA aRSA RSA kDHr kDHd kDH kDHE kEDH DH DHE EDH ADH kEECDH kECDHE ECDH ECDHE
+    EECDH AECDH kECDHr kECDHe kECDH aECDH aDSS DSS aDH aECDSA ECDSA SSLv2 SSLv3 TLSv1 TLSv1.0 TLSv1.2
+    AES128 AES256 AES AESGCM AESCCM AESCCM8 ARIA128 ARIA256 ARIA ARIAGCM CAMELLIA128 CAMELLIA256
+    CAMELLIA CHACHA20 3DES DES RC4 RC2 IDEA SEED MD5 SHA1 SHA SHA256 SHA384 aGOST aGOST01 aGOST12
+    kGOST kGOST18 GOST94 GOST89MAC GOST12 GOST2012 eGOST2814789CNT eGOST2814789CNT12 PSK kPSK
+    kECDHEPSK kDHEPSK kRSAPSK aPSK SRP kSRP aSRP kKRB5 aKRB5 KRB5 SUITEB128 SUITEB128ONLY SUITEB192
+    CBC""".split())
+
+
+def _matches_alone(spec: str) -> bool:
+    """Whether OpenSSL selects at least one TLS <= 1.2 cipher for `spec` on a scratch context."""
+    try:
+        SSL.Context(SSL.TLS_METHOD).set_cipher_list(spec.encode("ascii", "replace"))
+    except SSL.Error:
+        return False
+    return True
+
+
+def _tls13_suite_known(name: str) -> bool:
+    try:
+        SSL.Context(SSL.TLS_METHOD).set_tls13_ciphersuites(name.encode("ascii", "replace"))
+    except SSL.Error:
+        return False
+    return True
+
+
+def _cipher_element_problem(item: str, part: str) -> str | None:
+    """Why one element of `tls-cipher` (`item` as written, `part` in OpenSSL's spelling) does
+    nothing, or None."""
+    if part.startswith("@"):                    # @STRENGTH, @SECLEVEL=n: OpenSSL refuses bad ones itself
+        return None if _matches_alone("ALL:" + part) else \
+            f"{item!r} is not an OpenSSL command (@STRENGTH, @SECLEVEL=0..5)"
+    op = part[:1] if part[:1] in "!-+" else ""
+    body = part[len(op):]
+    if body and _matches_alone(body):
+        return None
+    if op and body and all(k in _CIPHER_KEYWORDS for k in body.split("+")):
+        return None                             # excludes/reorders a kind this OpenSSL does not have
+    if body and _tls13_suite_known(body):
+        return f"{item!r} is a TLS 1.3 cipher suite: it belongs in tls-ciphersuites"
+    return (f"{item!r} matches no TLS 1.2 cipher this OpenSSL knows, and OpenSSL would skip it without a "
+            f"word (a typo? names as `openssl ciphers -v ALL` or OpenVPN's IANA names list them)")
+
+
+def check_list_elements(s: TlsSettings) -> None:
+    """Raise ConfigError naming the first element of tls-cipher, tls-ciphersuites or tls-groups that
+    OpenSSL would skip. Inside an otherwise valid list OpenSSL drops names it does not know
+    (`!ECDHE-RSA-AES128-GCM-SHA25` excludes nothing, `tls-groups ?X2551:X25519` offers X25519
+    only), and a restriction that is silently not applied is what this appliance refuses. Each
+    element is tried alone on a scratch context, so what counts as known is what this OpenSSL
+    knows. Run by the config parser once per directive, not per context: a context each."""
+    _printable("tls-cipher", s.tls_cipher)
+    _printable("tls-ciphersuites", s.tls_ciphersuites)
+    _printable("tls-groups", s.tls_groups)
+    for item in (s.tls_cipher.split(":") if s.tls_cipher is not None else ()):
+        # OpenSSL also splits at ' ', ',' and ';'; OpenVPN translates IANA names between colons.
+        # The respelling keeps separators in place, so the element named is the one as written.
+        for written, part in zip(re.split(r"[ ,;]", item), re.split(r"[ ,;]", openssl_cipher_list(item))):
+            problem = part and _cipher_element_problem(written, part)
+            if problem:
+                raise ConfigError(problem, directive="tls-cipher")
+    if s.tls_ciphersuites is not None:
+        for item in s.tls_ciphersuites.split(":"):
+            if item and not _tls13_suite_known(openssl_ciphersuites(item)):
+                raise ConfigError(f"{item!r} is no TLS 1.3 cipher suite this OpenSSL knows, and OpenSSL would skip "
+                                  "it without a word (names as `openssl ciphers -s -tls1_3 -v` lists them, e.g. "
+                                  "TLS_AES_256_GCM_SHA384)", directive="tls-ciphersuites")
+    for item in re.split(r"[:/]", s.tls_groups) if s.tls_groups else ():
+        name = item.lstrip("?*-")
+        if item and not (name and _set_groups(SSL.Context(SSL.TLS_METHOD), name)):
+            raise ConfigError(f"{item!r} is no group this OpenSSL knows (names as `openvpn --show-groups` lists "
+                              "them, e.g. X25519, secp256r1); a '?' before it would only make OpenSSL skip it "
+                              "without a word", directive="tls-groups")
 
 
 def restrict_algorithms(ctx: SSL.Context, s: TlsSettings) -> None:

@@ -15,9 +15,12 @@ from __future__ import annotations
 import os
 import pwd
 import grp
+import re
 import shlex
 import shutil
 import signal
+import socket
+import stat
 import tempfile
 from pathlib import Path
 
@@ -165,6 +168,50 @@ def test_server_as_nobody_serves_with_ccd_status_file_and_script(lab):
             cli.stop(10)
         rc = srv.stop(20)
     assert rc == 0, srv.log()[-3000:]
+
+
+def _gone(pid: int) -> bool:
+    """The process ended (a zombie not yet reaped by whoever adopted it counts as ended)."""
+    try:
+        return proc_status(pid)["State"].startswith(("Z", "X"))
+    except (FileNotFoundError, ProcessLookupError):
+        return True
+
+
+@pytest.mark.parametrize("end", ["SIGTERM", "SIGKILL"])
+def test_server_as_nobody_removes_its_management_socket_at_exit(lab, end):
+    """`management PATH unix` in a root-owned directory (as /run/openvpn): bound as root, the
+    socket cannot be unlinked by nobody; OpenVPN 2.6 leaves it behind. Ours is removed at exit by
+    the helper kept from before the drop, even when the server is killed."""
+    run = lab.shared / f"run-{end}"
+    run.mkdir(mode=0o755)
+    sock = run / "mgmt.sock"
+    srv = start_ours(lab, server_config(lab.pki, extra=f"{USER}management {sock} unix\n"), f"ours-srv-mgmt-{end}",
+                     "privileges dropped")
+    try:
+        assert_dropped(srv.p.pid, 0)
+        assert stat.S_ISSOCK(sock.lstat().st_mode) and sock.lstat().st_uid == 0, "made as root, before the drop"
+        m = re.search(r"management socket \S+: removed at exit by a helper kept as root \(pid (\d+)\)", srv.log())
+        with socket.socket(socket.AF_UNIX) as c:       # still served after the drop
+            c.settimeout(20)
+            c.connect(str(sock))
+            c.sendall(b"pid\n")
+            got = b""
+            while b"SUCCESS: pid=" not in got or not got.endswith(b"\n"):
+                data = c.recv(4096)
+                assert data, got
+                got += data
+        assert f"SUCCESS: pid={srv.p.pid}".encode() in got, got
+        if end == "SIGKILL":
+            os.kill(srv.p.pid, signal.SIGKILL)
+        else:
+            assert srv.stop(20) == 0, srv.log()[-3000:]
+    finally:
+        srv.stop(10)
+    assert _wait(lambda: not os.path.lexists(sock), 10), f"{sock} left behind:\n{srv.log()[-2000:]}"
+    assert m, srv.log()[-2000:]
+    assert _wait(lambda: _gone(int(m.group(1))), 10), "the helper ends with the server"
+    assert "not removed" not in srv.log(), srv.log()[-2000:]
 
 
 def _wait(pred, within: float = 20) -> bool:

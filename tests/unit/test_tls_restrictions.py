@@ -137,9 +137,9 @@ def test_ecdh_curve_is_the_only_group(profile):
 
 
 @pytest.mark.parametrize("extra, where", [
-    ("tls-cipher NOT-A-CIPHER\n", "tls-cipher: OpenSSL knows no TLS 1.2 cipher"),
-    ("tls-ciphersuites TLS_AES_999_GCM\n", "tls-ciphersuites: OpenSSL knows no TLS 1.3"),
-    ("tls-groups X25519:nosuchgroup\n", "tls-groups: OpenSSL refuses the group list"),
+    ("tls-cipher NOT-A-CIPHER\n", "tls-cipher: 'NOT-A-CIPHER' matches no TLS 1.2 cipher"),
+    ("tls-ciphersuites TLS_AES_999_GCM\n", "tls-ciphersuites: 'TLS_AES_999_GCM' is no TLS 1.3"),
+    ("tls-groups X25519:nosuchgroup\n", "tls-groups: 'nosuchgroup' is no group this OpenSSL knows"),
     ("ecdh-curve X25519:secp256r1\n", "ecdh-curve: expects one curve"),
     ("tls-groups X25519\necdh-curve secp384r1\n", "ecdh-curve: secp384r1 is not one of the tls-groups"),
     ("ecdh-curve secp384r1\ntls-groups X25519\n", "tls-groups: does not include the ecdh-curve"),
@@ -162,3 +162,50 @@ def test_a_security_level_the_certificate_fails_is_blamed_on_tls_cipher_at_its_l
         _load(profile, "tls-cipher ALL:@SECLEVEL=5\n")
     assert str(e.value).startswith(f"/etc/x.ovpn:{line}: tls-cipher: the certificate or its key is too weak"), \
         str(e.value)
+
+
+# ------------------------------------------------------------------ each element checked: none skipped unseen
+# Inside an otherwise valid list OpenSSL skips names it does not know; OpenVPN 2.6 passes them on.
+@pytest.mark.parametrize("extra, where", [
+    ("tls-cipher TLS-ECDHE-RSA-WITH-AES-256-GCM-SHA384:!ECDHE-RSA-AES128-GCM-SHA25\n",   # excluded nothing
+     "tls-cipher: '!ECDHE-RSA-AES128-GCM-SHA25' matches no TLS 1.2 cipher this OpenSSL knows"),
+    ("tls-cipher DEFAULT:!TLS-ECDHE-ECDSA-WITH-AES-256-GCM-SHA38\n",                     # IANA spelling
+     "tls-cipher: '!TLS-ECDHE-ECDSA-WITH-AES-256-GCM-SHA38' matches no TLS 1.2 cipher"),
+    ("tls-cipher HIGH,-ECDHE-RSA-AES128-GCM-SHA25\n",                                    # OpenSSL's ',' too
+     "tls-cipher: '-ECDHE-RSA-AES128-GCM-SHA25' matches no TLS 1.2 cipher"),
+    ("tls-cipher ECDHE+AESGXM:HIGH\n", "tls-cipher: 'ECDHE+AESGXM' matches no TLS 1.2 cipher"),
+    ("tls-cipher HIGH:!EXPP\n", "tls-cipher: '!EXPP' matches no TLS 1.2 cipher"),
+    ("tls-cipher HIGH:TLS_AES_256_GCM_SHA384\n",
+     "tls-cipher: 'TLS_AES_256_GCM_SHA384' is a TLS 1.3 cipher suite: it belongs in tls-ciphersuites"),
+    ("tls-cipher HIGH:@SECLEVL=2\n", "tls-cipher: '@SECLEVL=2' is not an OpenSSL command"),
+    ("tls-ciphersuites TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA25\n",
+     "tls-ciphersuites: 'TLS_CHACHA20_POLY1305_SHA25' is no TLS 1.3 cipher suite this OpenSSL knows"),
+    ("tls-groups ?X2551:X25519\n", "tls-groups: '?X2551' is no group this OpenSSL knows"),
+    ("tls-groups secp256r1/X2551:X25519\n", "tls-groups: 'X2551' is no group this OpenSSL knows"),
+])
+def test_an_element_openssl_would_skip_is_an_error_naming_it(profile, extra, where):
+    line = profile.count("\n") + 1
+    with pytest.raises(ConfigError) as e:
+        _load(profile, extra)
+    assert str(e.value).startswith(f"/etc/x.ovpn:{line}: {where}"), str(e.value)
+
+
+@pytest.mark.parametrize("extra, attr", [
+    (f"tls-cipher {OPENVPN_TLS_CIPHER_DEFAULT}\n", "tls_cipher"),    # !EXP, !kDH...: retired keywords excluded
+    ("tls-cipher HIGH:!aNULL:!eNULL:kEECDH:+SHA1:@SECLEVEL=2:@STRENGTH\n", "tls_cipher"),
+    ("tls-cipher DEFAULT:!TLS-ECDHE-ECDSA-WITH-AES-256-GCM-SHA384:ECDHE+AESGCM\n", "tls_cipher"),
+    ("tls-ciphersuites TLS-AES-256-GCM-SHA384:TLS_CHACHA20_POLY1305_SHA256\n", "tls_ciphersuites"),
+    ("tls-groups X25519:*secp256r1/prime256v1:ffdhe2048\n", "tls_groups"),
+])
+def test_lists_of_known_names_and_keywords_are_accepted(profile, extra, attr):
+    o = _load(profile, extra)
+    assert getattr(tls_settings(o, False), attr) == extra.split(" ", 1)[1].strip()
+
+
+def test_check_command_shows_the_skipped_element(profile, tmp_path, capsys):
+    from appliance.cli import main
+    conf = tmp_path / "x.ovpn"
+    conf.write_text(profile + "tls-cipher TLS-ECDHE-RSA-WITH-AES-256-GCM-SHA384:!ECDHE-RSA-AES128-GCM-SHA25\n")
+    assert main(["check", str(conf)]) == 2
+    assert capsys.readouterr().err.startswith(
+        f"{conf}:{profile.count(chr(10)) + 1}: tls-cipher: '!ECDHE-RSA-AES128-GCM-SHA25' matches no TLS 1.2 cipher")

@@ -5,7 +5,9 @@ Why they are applied, not accepted as no-ops: an operator who writes `tls-groups
 the handshake restricted to it, and they decide which peers can connect (`access`). Each value is
 checked here by running tls.restrict_algorithms, the very function that builds the engine's
 context, on a scratch context: the parser and the engine cannot disagree about what OpenSSL
-accepts, and a refused list is an error at its line before anything starts.
+accepts, and a refused list is an error at its line before anything starts. Each element is also
+checked alone (tls.check_list_elements): inside an otherwise valid list OpenSSL skips names it does
+not know, so a typo in `!NAME` would exclude nothing without a word; here it is an error naming it.
 
 `ecdh-curve NAME`: OpenVPN 2.6 with OpenSSL 1.1 made a server use only that curve for ECDHE
 (SSL_CTX_set_tmp_ecdh replaces the group list); with OpenSSL 3 it warns and ignores it. Ignoring
@@ -20,7 +22,7 @@ import re
 from OpenSSL import SSL
 
 from ..errors import ConfigError
-from ..tls import TlsSettings, restrict_algorithms, same_group
+from ..tls import TlsSettings, check_list_elements, restrict_algorithms, same_group
 from .directives import Registry
 from .parser import ParseState
 
@@ -29,8 +31,10 @@ reg = Registry()
 
 def _accepted(p: ParseState, d: str, **settings: str) -> bool:
     """True if OpenSSL accepts the value (as the engine will apply it); else an error at this line."""
+    tls = TlsSettings(None, None, None, False, **settings)
     try:
-        restrict_algorithms(SSL.Context(SSL.TLS_METHOD), TlsSettings(None, None, None, False, **settings))
+        check_list_elements(tls)
+        restrict_algorithms(SSL.Context(SSL.TLS_METHOD), tls)
     except ConfigError as e:
         p.err(d, e.message)
         return False

@@ -1,0 +1,85 @@
+"""Remove, at exit, a file this process made as root and can no longer remove once it dropped to
+`user`: the management unix socket (gateway/management.py) in a root-owned directory such as
+/run/openvpn. Unlinking needs write permission on the directory, which `user nobody` lacks.
+
+Why a helper process: OpenVPN 2.6 has the same problem and ignores it (manage.c calls unlink()
+at close without looking at the result), so after `user nobody` its socket stays behind. Our
+server keeps no capability after the drop (CAP_DAC_OVERRIDE would let it write anywhere), and a
+directory fd kept open does not help (unlinkat checks the directory's permission for the caller).
+So something kept from before the drop does it: a child forked while still root, which only
+waits for its pipe to reach end-of-file and then removes the path, if it is still the very socket
+we made (same device and inode, still a socket): it never removes what someone else put there
+(short of someone who can write the directory removing ours and making another socket there that
+happens to get the freed inode number; whoever can do that can remove sockets there anyway).
+
+The pipe is written by nobody: end-of-file comes when the server closes it at shutdown or when the
+server dies in any way (SIGKILL included), so the socket goes even where OpenVPN's would stay on a
+clean exit. The child ignores the signals a terminal or service manager sends to the whole group
+(it must outlive the server by the moment the pipe closes), holds no other descriptor (stdio on
+/dev/null: a reader of the server's output sees end-of-file when the server exits) and runs no
+code from the network. A forked child (not an exec'd program) costs no start-up and, sharing the
+parent's pages copy-on-write, almost no memory; being root, it could read the parent's memory
+anyway, so the fork exposes nothing new.
+"""
+from __future__ import annotations
+
+import fcntl
+import os
+import signal
+import stat
+import time
+
+_IGNORED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
+
+
+class UnlinkAtExit:
+    """A root child that removes `path` (as it is now: a socket) once `release()` is called or this
+    process ends. Create it while root and single-threaded (before the privilege drop)."""
+
+    def __init__(self, path: str) -> None:
+        st = os.lstat(path)
+        self.path = path
+        r, self._w = os.pipe()                          # both close-on-exec: scripts never hold them
+        self.pid = os.fork()
+        if self.pid == 0:                               # the child: never returns
+            _wait_then_unlink(path, st.st_dev, st.st_ino, r)
+        os.close(r)
+
+    def release(self, within: float = 2.0) -> bool:
+        """Let the child remove the path now and reap it (bounded: it exits at once). True if the
+        child is gone."""
+        if self._w >= 0:
+            os.close(self._w)
+            self._w = -1
+        end = time.monotonic() + within
+        while True:
+            try:
+                pid, _ = os.waitpid(self.pid, os.WNOHANG)
+            except ChildProcessError:
+                return True
+            if pid:
+                return True
+            if time.monotonic() >= end:
+                return False
+            time.sleep(0.01)
+
+
+def _wait_then_unlink(path: str, dev: int, ino: int, r: int) -> None:
+    try:
+        for s in _IGNORED:
+            signal.signal(s, signal.SIG_IGN)
+        keep = fcntl.fcntl(r, fcntl.F_DUPFD, 10)        # out of the way: the pipe may be fd 0..2
+        null = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(null, fd)
+        os.dup2(keep, 3)                                # the pipe, alone
+        os.closerange(4, os.sysconf("SC_OPEN_MAX"))
+        while os.read(3, 64):                           # nothing is written: b"" is end-of-file
+            pass
+        st = os.lstat(path)
+        if (st.st_dev, st.st_ino) == (dev, ino) and stat.S_ISSOCK(st.st_mode):
+            os.unlink(path)
+    except BaseException:  # noqa: BLE001 - the child must end here, whatever happened
+        pass
+    finally:
+        os._exit(0)

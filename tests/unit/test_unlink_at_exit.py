@@ -1,0 +1,70 @@
+"""host/unlink_at_exit.py: the helper forked before a `user` drop removes the management socket at
+exit -- when released, and when the process dies without a word (SIGKILL) -- and never removes
+anything else put at that path. No root needed: the permission it keeps is whatever we had."""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from appliance.host.unlink_at_exit import UnlinkAtExit
+
+
+def _bound(path: Path) -> socket.socket:
+    s = socket.socket(socket.AF_UNIX)
+    s.bind(str(path))
+    return s
+
+
+def _until(pred, within: float = 10) -> bool:
+    end = time.monotonic() + within
+    while time.monotonic() < end:
+        if pred():
+            return True
+        time.sleep(0.02)
+    return pred()
+
+
+def test_release_removes_the_socket_and_reaps_the_helper(tmp_path):
+    path = tmp_path / "mgmt.sock"
+    with _bound(path):
+        u = UnlinkAtExit(str(path))
+        assert path.exists(), "nothing happens before release"
+        assert u.release()
+    assert not path.exists()
+    assert not Path(f"/proc/{u.pid}").exists(), "reaped, no zombie"
+
+
+def test_what_someone_else_put_at_the_path_stays(tmp_path):
+    path = tmp_path / "mgmt.sock"
+    with _bound(path):
+        u = UnlinkAtExit(str(path))
+    path.rename(tmp_path / "ours.sock")                # kept: its inode number cannot be reused
+    with _bound(path):                                 # another socket now, then a symlink
+        assert u.release()
+        assert path.exists(), "not ours (another inode): left alone"
+    path.unlink()
+    path.write_text("x")
+    with _bound(tmp_path / "b.sock"):
+        u = UnlinkAtExit(str(tmp_path / "b.sock"))
+    (tmp_path / "b.sock").rename(tmp_path / "ours-b.sock")
+    os.symlink(path, tmp_path / "b.sock")
+    assert u.release()
+    assert path.read_text() == "x" and (tmp_path / "b.sock").is_symlink()
+
+
+def test_a_killed_process_still_gets_its_socket_removed(tmp_path):
+    """SIGKILL: no cleanup code runs in the process; the helper sees its pipe end. The helper
+    holds none of the process's descriptors: its output ends with the process."""
+    path = tmp_path / "mgmt.sock"
+    code = ("import os, signal, socket, sys\n"
+            "from appliance.host.unlink_at_exit import UnlinkAtExit\n"
+            "s = socket.socket(socket.AF_UNIX); s.bind(sys.argv[1])\n"
+            "u = UnlinkAtExit(sys.argv[1]); print(u.pid, flush=True)\n"
+            "os.kill(os.getpid(), signal.SIGKILL)\n")
+    r = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=30)
+    assert r.returncode == -9 and r.stdout.strip().isdigit(), (r.returncode, r.stdout, r.stderr)
+    assert _until(lambda: not path.exists()), f"{path} left behind"
