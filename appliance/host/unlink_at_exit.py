@@ -10,14 +10,18 @@ So something kept from before the drop does it: a child forked while still root,
 waits for its pipe to reach end-of-file and then removes the path, if it is still the very socket
 we made (same device and inode, still a socket): it never removes what someone else put there
 (short of someone who can write the directory removing ours and making another socket there that
-happens to get the freed inode number; whoever can do that can remove sockets there anyway).
+happens to get the freed inode number; whoever can do that can remove sockets there anyway). The
+directory is held open from the start and both the check and the unlink are made in it (lstat and
+unlink with dir_fd): someone who can rename a directory on the way (a parent writable by a user)
+cannot swap it for a symlink between the check and the unlink and have root remove a file of the
+same name elsewhere.
 
 The pipe is written by nobody: end-of-file comes when the server closes it at shutdown or when the
 server dies in any way (SIGKILL included), so the socket goes even where OpenVPN's would stay on a
 clean exit. The child ignores the signals a terminal or service manager sends to the whole group
-(it must outlive the server by the moment the pipe closes), holds no other descriptor (stdio on
-/dev/null: a reader of the server's output sees end-of-file when the server exits) and runs no
-code from the network. A forked child (not an exec'd program) costs no start-up and, sharing the
+(it must outlive the server by the moment the pipe closes), holds no other descriptor but the
+socket's directory (stdio on /dev/null: a reader of the server's output sees end-of-file when the
+server exits) and runs no code from the network. A forked child (not an exec'd program) costs no start-up and, sharing the
 parent's pages copy-on-write, almost no memory; being root, it could read the parent's memory
 anyway, so the fork exposes nothing new.
 """
@@ -37,12 +41,17 @@ class UnlinkAtExit:
     process ends. Create it while root and single-threaded (before the privilege drop)."""
 
     def __init__(self, path: str) -> None:
-        st = os.lstat(path)
         self.path = path
-        r, self._w = os.pipe()                          # both close-on-exec: scripts never hold them
-        self.pid = os.fork()
-        if self.pid == 0:                               # the child: never returns
-            _wait_then_unlink(path, st.st_dev, st.st_ino, r)
+        name = os.path.basename(path)
+        d = os.open(os.path.dirname(path) or ".", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            st = os.lstat(name, dir_fd=d)
+            r, self._w = os.pipe()                      # both close-on-exec: scripts never hold them
+            self.pid = os.fork()
+            if self.pid == 0:                           # the child: never returns
+                _wait_then_unlink(d, name, st.st_dev, st.st_ino, r)
+        finally:
+            os.close(d)
         os.close(r)
 
     def release(self, within: float = 2.0) -> bool:
@@ -64,21 +73,23 @@ class UnlinkAtExit:
             time.sleep(0.01)
 
 
-def _wait_then_unlink(path: str, dev: int, ino: int, r: int) -> None:
+def _wait_then_unlink(d: int, name: str, dev: int, ino: int, r: int) -> None:
     try:
         for s in _IGNORED:
             signal.signal(s, signal.SIG_IGN)
-        keep = fcntl.fcntl(r, fcntl.F_DUPFD, 10)        # out of the way: the pipe may be fd 0..2
+        keep = fcntl.fcntl(r, fcntl.F_DUPFD, 10)        # out of the way: the fds may be 0..2
+        keep_d = fcntl.fcntl(d, fcntl.F_DUPFD, 10)
         null = os.open(os.devnull, os.O_RDWR)
         for fd in (0, 1, 2):
             os.dup2(null, fd)
-        os.dup2(keep, 3)                                # the pipe, alone
-        os.closerange(4, os.sysconf("SC_OPEN_MAX"))
+        os.dup2(keep, 3)                                # the pipe
+        os.dup2(keep_d, 4)                              # the socket's directory (O_PATH)
+        os.closerange(5, os.sysconf("SC_OPEN_MAX"))
         while os.read(3, 64):                           # nothing is written: b"" is end-of-file
             pass
-        st = os.lstat(path)
+        st = os.lstat(name, dir_fd=4)
         if (st.st_dev, st.st_ino) == (dev, ino) and stat.S_ISSOCK(st.st_mode):
-            os.unlink(path)
+            os.unlink(name, dir_fd=4)
     except BaseException:  # noqa: BLE001 - the child must end here, whatever happened
         pass
     finally:

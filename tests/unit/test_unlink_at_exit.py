@@ -68,3 +68,32 @@ def test_a_killed_process_still_gets_its_socket_removed(tmp_path):
     r = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=30)
     assert r.returncode == -9 and r.stdout.strip().isdigit(), (r.returncode, r.stdout, r.stderr)
     assert _until(lambda: not path.exists()), f"{path} left behind"
+
+
+
+def test_a_directory_swapped_between_the_check_and_the_unlink_protects_what_it_points_to(tmp_path, monkeypatch):
+    """Whoever can rename a directory on the way to the socket swaps it for a symlink to another
+    directory holding a file of the same name, right after the helper checked the inode (the
+    race made certain here): the helper removes the name in the directory it checked, never in
+    the one swapped in."""
+    run, victim = tmp_path / "run", tmp_path / "victim"
+    run.mkdir()
+    victim.mkdir()
+    (victim / "mgmt.sock").write_text("keep")
+    me, real_lstat = os.getpid(), os.lstat
+
+    def lstat_then_swap(path, *a, **kw):
+        st = real_lstat(path, *a, **kw)
+        if os.getpid() != me and not (tmp_path / "run.old").exists():     # in the helper only
+            os.rename(run, tmp_path / "run.old")
+            os.symlink(victim, run)
+        return st
+
+    monkeypatch.setattr(os, "lstat", lstat_then_swap)
+    with _bound(run / "mgmt.sock"):
+        u = UnlinkAtExit(str(run / "mgmt.sock"))
+    monkeypatch.undo()
+    assert u.release()
+    assert run.is_symlink(), "the swap happened"
+    assert (victim / "mgmt.sock").read_text() == "keep", "the helper removed a file it never checked"
+    assert not (tmp_path / "run.old" / "mgmt.sock").exists(), "ours was not removed"
