@@ -179,8 +179,13 @@ class Management:
             except FileNotFoundError:
                 pass
             self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            self.sock.bind(host)
-            os.chmod(host, 0o660)
+            # Mode 0660 as it is made (the umask, as OpenVPN's socket_bind_unix): a chmod of the
+            # path afterwards would follow a symlink put there meanwhile, as root.
+            old_mask = os.umask(0o117)
+            try:
+                self.sock.bind(host)
+            finally:
+                os.umask(old_mask)
             if drops_root and os.geteuid() == 0:
                 # After the drop the socket's directory (often root's, /run/openvpn) may not let
                 # the process remove it: OpenVPN 2.6 leaves it behind; host/unlink_at_exit.py.
