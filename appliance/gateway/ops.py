@@ -20,14 +20,13 @@ import time
 
 from ..openvpn import events as ev
 from ..openvpn.config import ConfigError, load_config, parse_ccd
-from ..openvpn.opcodes import PING_MAGIC
 from ..openvpn.poolfile import PoolMemory
 from ..openvpn.server_model import StreamKey
 from ..openvpn.settings import check_key_material
 from ..openvpn.tls import openvpn_subject
 from . import status as st_mod
 from .eventlog import fmt_addr
-from .inactivity import INACTIVE_LOG, Inactivity
+from .inactivity import INACTIVE_LOG, Inactivity, ping_size
 from .management import Management
 from .ports import PortGone
 from .scripts import ScriptRunner
@@ -270,7 +269,7 @@ class Operations:
             if not inf.established or not rec.alive:
                 continue
             r, w = self.traffic.sample(rec)
-            total = r + w - len(PING_MAGIC) * rec.session.pings     # pings are not tunnel traffic
+            total = r + w - ping_size(rec.session.comp) * rec.session.pings     # pings are not traffic
             known = self.inactive.get(id(rec))
             check = known[1] if known is not None and known[0] is rec else None     # ids are reused
             if check is None:

@@ -82,3 +82,14 @@ def test_server_disconnects_only_the_idle_client(lab, procs):
     assert srv.wait_for(r"client2/\S+: Inactivity timeout \(--inactive\): disconnected", 10), srv.log()[-3000:]
     assert "client1/" not in "".join(ln for ln in srv.log().splitlines() if "Inactivity" in ln)
     assert lab.ping(lab.cli, TUN_SERVER_IP, count=2) == 2, "the busy client lost its tunnel"
+
+
+def test_server_with_compression_framing_still_disconnects_an_idle_client(lab, procs):
+    """`comp-lzo no`: OpenVPN frames its pings too (17 bytes counted in the data key); a ping must
+    not pass for a byte of traffic, or the idle client never goes."""
+    srv = lab.ours(lab.srv, server_config(lab.pki, extra="inactive 2\ncomp-lzo no\npush \"comp-lzo no\"\n"),
+                   "oursrv-inactive-lzo", pattern=r"listening on UDP")
+    procs.append(srv)
+    idle = lab.openvpn(lab.cli, client_profile(lab.pki, extra="comp-lzo no\n" + PINGS), "idle-lzo")
+    procs.append(idle)
+    assert srv.wait_for(r"Inactivity timeout \(--inactive\): disconnected", 15), srv.log()[-3000:]
