@@ -344,7 +344,7 @@ def parse_push_reply_untrusted(text: str, into: PushedOptions | None = None,
             elif name == "ping-restart" and args:
                 p.ping_restart = _int_in(args, 0, MAX_PUSHED_SECONDS, "ping-restart")
             elif name == "inactive" and args:
-                p.inactive = (_int_in(args, 0, MAX_PUSHED_SECONDS, "inactive"),
+                p.inactive = (_int_in(args, 0, 2**31 - 1, "inactive"),      # a far end spins nothing
                               _int_in(args[1:], 0, 2**62, "inactive") if len(args) > 1 else 0)
             elif name == "peer-id" and args:
                 p.peer_id = _int_in(args, 0, MAX_PUSHED_PEER_ID, "peer-id")

@@ -31,7 +31,12 @@ def test_pushed_inactive_is_parsed_and_bounded():
     p = parse_push_reply_untrusted("PUSH_REPLY,ifconfig 10.8.0.2 255.255.255.0,inactive 30 500")
     assert p.inactive == (30, 500) and "inactive 30 500" not in " ".join(p.ignored)
     assert parse_push_reply_untrusted("PUSH_REPLY,inactive 0").inactive == (0, 0)     # turns ours off
-    for bad in ("inactive -1", "inactive 99999999", "inactive 5 -1", "inactive x"):
+    # OpenVPN takes any positive int (positive_atoi): a long limit is a server's choice, not an
+    # attack (nothing spins on a far timer), and refusing it would refuse the whole connection.
+    assert parse_push_reply_untrusted("PUSH_REPLY,inactive 99999999").inactive == (99999999, 0)
+    assert parse_push_reply_untrusted("PUSH_REPLY,inactive 2147483647 1").inactive == (2**31 - 1, 1)
+    for bad in ("inactive -1", "inactive 2147483648", "inactive 5 -1", "inactive x",
+                "inactive 1 99999999999999999999", "inactive " + "9" * 5000):
         with pytest.raises(BadPacket):
             parse_push_reply_untrusted("PUSH_REPLY,ifconfig 10.8.0.2 255.255.255.0," + bad)
 
