@@ -137,6 +137,28 @@ def _tls13_suite_known(name: str) -> bool:
     return True
 
 
+# Words in a cipher's name (OpenSSL's or the IANA one) that give an algorithm OpenSSL builds may
+# leave out altogether (OpenSSL 3: 3DES and single DES at the default level, RC4, RC2, export,
+# Kerberos, GOST) -> the keyword that selects it. Checked in this order: EDH-RSA-DES-CBC3-SHA is 3DES.
+_RETIRED_ALGORITHMS = (({"3DES", "CBC3"}, "3DES"), ({"DES"}, "DES"), ({"RC4"}, "RC4"), ({"RC2"}, "RC2"),
+                       ({"EXP", "EXPORT", "EXPORT40", "EXP1024"}, "EXP"), ({"KRB5"}, "kKRB5"),
+                       ({"GOST94", "GOST2001", "GOST2012", "GOST89", "GOST"}, "aGOST"))
+
+
+def _cannot_exist_here(name: str) -> bool:
+    """Whether the one cipher `name` (no `+` combination) uses an algorithm this OpenSSL has no
+    cipher with at all: allowed or excluded, it changes nothing here, as OpenSSL skipping it
+    says; OpenVPN 2.6 takes such lists (legacy profiles name TLS-DHE-RSA-WITH-3DES-EDE-CBC-SHA or
+    exclude !EDH-RSA-DES-CBC3-SHA). A typo in a name this OpenSSL does have is still caught."""
+    if "+" in name:
+        return False
+    words = set(re.split(r"[-_]", name))
+    for names, keyword in _RETIRED_ALGORITHMS:
+        if words & names:
+            return not _matches_alone(keyword)
+    return False
+
+
 def _cipher_element_problem(item: str, part: str) -> str | None:
     """Why one element of `tls-cipher` (`item` as written, `part` in OpenSSL's spelling) does
     nothing, or None."""
@@ -149,6 +171,8 @@ def _cipher_element_problem(item: str, part: str) -> str | None:
         return None
     if op and body and all(k in _CIPHER_KEYWORDS for k in body.split("+")):
         return None                             # excludes/reorders a kind this OpenSSL does not have
+    if body and _cannot_exist_here(body):
+        return None                             # a cipher of an algorithm this OpenSSL has none of
     if body and _tls13_suite_known(body):
         return f"{item!r} is a TLS 1.3 cipher suite: it belongs in tls-ciphersuites"
     return (f"{item!r} matches no TLS 1.2 cipher this OpenSSL knows, and OpenSSL would skip it without a "

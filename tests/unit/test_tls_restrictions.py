@@ -175,6 +175,8 @@ def test_a_security_level_the_certificate_fails_is_blamed_on_tls_cipher_at_its_l
      "tls-cipher: '-ECDHE-RSA-AES128-GCM-SHA25' matches no TLS 1.2 cipher"),
     ("tls-cipher ECDHE+AESGXM:HIGH\n", "tls-cipher: 'ECDHE+AESGXM' matches no TLS 1.2 cipher"),
     ("tls-cipher HIGH:!EXPP\n", "tls-cipher: '!EXPP' matches no TLS 1.2 cipher"),
+    ("tls-cipher HIGH:!DHE-RSA-AES256-SHX\n", "tls-cipher: '!DHE-RSA-AES256-SHX' matches no TLS 1.2 cipher"),
+    ("tls-cipher HIGH:!DES-CBC3-SHAX+AES\n", "tls-cipher: '!DES-CBC3-SHAX+AES' matches no TLS 1.2 cipher"),
     ("tls-cipher HIGH:TLS_AES_256_GCM_SHA384\n",
      "tls-cipher: 'TLS_AES_256_GCM_SHA384' is a TLS 1.3 cipher suite: it belongs in tls-ciphersuites"),
     ("tls-cipher HIGH:@SECLEVL=2\n", "tls-cipher: '@SECLEVL=2' is not an OpenSSL command"),
@@ -196,6 +198,12 @@ def test_an_element_openssl_would_skip_is_an_error_naming_it(profile, extra, whe
     ("tls-cipher DEFAULT:!TLS-ECDHE-ECDSA-WITH-AES-256-GCM-SHA384:ECDHE+AESGCM\n", "tls_cipher"),
     ("tls-ciphersuites TLS-AES-256-GCM-SHA384:TLS_CHACHA20_POLY1305_SHA256\n", "tls_ciphersuites"),
     ("tls-groups X25519:*secp256r1/prime256v1:ffdhe2048\n", "tls_groups"),
+    # Legacy profiles: ciphers of an algorithm this OpenSSL lacks altogether (3DES, RC4, KRB5 here)
+    # cannot be negotiated whether allowed or excluded; OpenVPN 2.6 takes the list.
+    ("tls-cipher TLS-DHE-RSA-WITH-AES-256-CBC-SHA:TLS-DHE-RSA-WITH-3DES-EDE-CBC-SHA:TLS-RSA-WITH-RC4-128-SHA\n",
+     "tls_cipher"),
+    ("tls-cipher HIGH:!aNULL:!MD5:!EDH-DSS-DES-CBC3-SHA:!EDH-RSA-DES-CBC3-SHA:!KRB5-DES-CBC3-SHA:!DES-CBC-SHA\n",
+     "tls_cipher"),
 ])
 def test_lists_of_known_names_and_keywords_are_accepted(profile, extra, attr):
     o = _load(profile, extra)
