@@ -20,12 +20,24 @@ have=$(stat -c %s "$src")
 if [ "$have" -gt "$span" ] || [ $((have % 65536)) -ne 0 ]; then
   echo "$0: $src is $have bytes; expected a multiple of 64 KiB up to $span" >&2; exit 1
 fi
-# Up to date: newer than its source and of the padded size.
-if [ -f "$out" ] && [ "$out" -nt "$src" ] && [ "$(stat -c %s "$out")" -eq "$span" ]; then exit 0; fi
-mkdir -p "$(dirname "$out")"
-tmp=$(mktemp "$out.XXXXXX")
-trap 'rm -f "$tmp"' EXIT
-{ head -c $((span - have)) /dev/zero | tr '\0' '\377'; cat "$src"; } > "$tmp"
-chmod 0644 "$tmp"
-mv -f "$tmp" "$out"
+# Run as root (run-disk.sh), the ROM is firmware QEMU runs: only a file we made counts. A directory
+# anyone may write without the sticky bit (as /tmp has) would let them swap it after it is written;
+# in a sticky one they may still have put a file or a symlink at OUT first: only a regular file of
+# ours (or root's) is taken as current, and the new one is renamed over whatever is there (mv -T:
+# never into a directory a symlink points to).
+dir=$(dirname -- "$out")
+mkdir -p -- "$dir"
+mode=$((8#$(stat -L -c %a -- "$dir")))
+if [ $((mode & 8#0002)) -ne 0 ] && [ $((mode & 8#1000)) -eq 0 ]; then
+  echo "$0: $dir: others can write there (no sticky bit): they could swap the ROM; choose another OUT" >&2
+  exit 1
+fi
+# Up to date: ours (or root's), newer than its source and of the padded size.
+if [ -f "$out" ] && [ ! -L "$out" ] && { [ -O "$out" ] || [ "$(stat -c %u -- "$out")" -eq 0 ]; } \
+    && [ "$out" -nt "$src" ] && [ "$(stat -c %s -- "$out")" -eq "$span" ]; then exit 0; fi
+tmp=$(mktemp -- "$out.XXXXXX")
+trap 'rm -f -- "$tmp"' EXIT
+{ head -c $((span - have)) /dev/zero | tr '\0' '\377'; cat -- "$src"; } > "$tmp"
+chmod 0644 -- "$tmp"
+mv -fT -- "$tmp" "$out"
 trap - EXIT

@@ -9,6 +9,8 @@ import os
 import subprocess
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "qemu/ovmf-rom.sh"
 SPAN = 0x1_0000_0000 - 0xFED4_0000
@@ -56,3 +58,51 @@ def test_firmware_that_cannot_fit_or_is_missing_is_refused(tmp_path):
     assert not (tmp_path / "rom.fd").exists()
     r = _run(tmp_path / "absent.fd", tmp_path / "rom.fd")
     assert r.returncode != 0 and "install Debian's ovmf" in r.stderr
+
+
+# ------------------------------------------------------------------ run as root in a shared directory
+# run-disk.sh runs as root and hands the ROM to QEMU: a ROM another user placed would be firmware
+# of their choosing in the appliance's VM.
+def _shared(tmp_path: Path) -> tuple[Path, Path]:
+    fd = tmp_path / "OVMF.fd"
+    fd.write_bytes(b"\x01" * 65536)
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o1777)                         # as /tmp
+    return fd, shared
+
+
+@pytest.mark.root
+def test_a_current_looking_rom_another_user_put_there_is_replaced(tmp_path):
+    fd, shared = _shared(tmp_path)
+    out = shared / "rom.fd"
+    out.write_bytes(b"\xcc" * SPAN)              # the right size, newer than the firmware
+    os.chown(out, 65534, 65534)
+    r = _run(fd, out)
+    assert r.returncode == 0, r.stderr
+    assert out.stat().st_uid == os.geteuid() and out.read_bytes()[-65536:] == b"\x01" * 65536
+
+
+@pytest.mark.root
+def test_a_symlink_at_out_is_replaced_not_followed(tmp_path):
+    fd, shared = _shared(tmp_path)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    theirs = tmp_path / "theirs.fd"
+    theirs.write_bytes(b"\xcc" * SPAN)
+    out = shared / "rom.fd"
+    for target in (elsewhere, theirs):           # a directory (mv would write into it), a ROM
+        out.symlink_to(target)
+        r = _run(fd, out)
+        assert r.returncode == 0, r.stderr
+        assert not out.is_symlink() and out.read_bytes()[-65536:] == b"\x01" * 65536
+        assert list(elsewhere.iterdir()) == [] and theirs.read_bytes()[:1] == b"\xcc"
+        out.unlink()
+
+
+def test_a_directory_others_can_write_without_the_sticky_bit_is_refused(tmp_path):
+    fd, shared = _shared(tmp_path)
+    shared.chmod(0o777)                          # anyone could swap the ROM after it is written
+    r = _run(fd, shared / "rom.fd")
+    assert r.returncode != 0 and "others can write" in r.stderr
+    assert list(shared.iterdir()) == []
