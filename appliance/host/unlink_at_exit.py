@@ -8,10 +8,11 @@ server keeps no capability after the drop (CAP_DAC_OVERRIDE would let it write a
 directory fd kept open does not help (unlinkat checks the directory's permission for the caller).
 So something kept from before the drop does it: a child forked while still root, which only
 waits for its pipe to reach end-of-file and then removes the path, if it is still the very socket
-we made (same device and inode, still a socket): it never removes what someone else put there
-(short of someone who can write the directory removing ours and making another socket there that
-happens to get the freed inode number; whoever can do that can remove sockets there anyway). The
-directory is held open from the start and both the check and the unlink are made in it (lstat and
+we made (same device, inode and change time, still a socket): it never removes what someone else
+put there. The change time matters: a second server started with the same path removes ours and
+binds its own, which on ext4 gets the freed inode number at once; it is made later, so its ctime
+differs (nothing of ours changes our socket's ctime after the bind: its mode comes from the
+umask). The directory is held open from the start and both the check and the unlink are made in it (lstat and
 unlink with dir_fd): someone who can rename a directory on the way (a parent writable by a user)
 cannot swap it for a symlink between the check and the unlink and have root remove a file of the
 same name elsewhere.
@@ -49,7 +50,7 @@ class UnlinkAtExit:
             r, self._w = os.pipe()                      # both close-on-exec: scripts never hold them
             self.pid = os.fork()
             if self.pid == 0:                           # the child: never returns
-                _wait_then_unlink(d, name, st.st_dev, st.st_ino, r)
+                _wait_then_unlink(d, name, (st.st_dev, st.st_ino, st.st_ctime_ns), r)
         finally:
             os.close(d)
         os.close(r)
@@ -73,7 +74,7 @@ class UnlinkAtExit:
             time.sleep(0.01)
 
 
-def _wait_then_unlink(d: int, name: str, dev: int, ino: int, r: int) -> None:
+def _wait_then_unlink(d: int, name: str, ours: tuple[int, int, int], r: int) -> None:
     try:
         for s in _IGNORED:
             signal.signal(s, signal.SIG_IGN)
@@ -88,7 +89,7 @@ def _wait_then_unlink(d: int, name: str, dev: int, ino: int, r: int) -> None:
         while os.read(3, 64):                           # nothing is written: b"" is end-of-file
             pass
         st = os.lstat(name, dir_fd=4)
-        if (st.st_dev, st.st_ino) == (dev, ino) and stat.S_ISSOCK(st.st_mode):
+        if (st.st_dev, st.st_ino, st.st_ctime_ns) == ours and stat.S_ISSOCK(st.st_mode):
             os.unlink(name, dir_fd=4)
     except BaseException:  # noqa: BLE001 - the child must end here, whatever happened
         pass

@@ -97,3 +97,19 @@ def test_a_directory_swapped_between_the_check_and_the_unlink_protects_what_it_p
     assert run.is_symlink(), "the swap happened"
     assert (victim / "mgmt.sock").read_text() == "keep", "the helper removed a file it never checked"
     assert not (tmp_path / "run.old" / "mgmt.sock").exists(), "ours was not removed"
+
+
+def test_another_instances_socket_on_the_freed_inode_stays(tmp_path):
+    """A second server started with the same management path removes ours and binds its own; on
+    ext4 the new socket usually gets the freed inode number: it is not ours for all that."""
+    path = tmp_path / "mgmt.sock"
+    with _bound(path):
+        u = UnlinkAtExit(str(path))
+    # The helper was forked holding our socket too; once it closed it, the inode is free on unlink.
+    assert _until(lambda: len(os.listdir(f"/proc/{u.pid}/fd")) <= 5)
+    ino = os.lstat(path).st_ino
+    path.unlink()                                      # what the second server does first
+    with _bound(path):
+        reused = os.lstat(path).st_ino == ino          # True on ext4 (tmpfs numbers never repeat)
+        assert u.release()
+        assert path.exists(), f"the other server's socket was removed (inode reused: {reused})"
