@@ -23,8 +23,8 @@ clean exit. The child ignores the signals a terminal or service manager sends to
 (it must outlive the server by the moment the pipe closes), holds no other descriptor but the
 socket's directory (stdio on /dev/null: a reader of the server's output sees end-of-file when the
 server exits) and runs no code from the network. A forked child (not an exec'd program) costs no
-start-up and, sharing the parent's pages copy-on-write, almost no memory; being root, it could read the parent's memory
-anyway, so the fork exposes nothing new.
+start-up and, sharing the parent's pages copy-on-write, almost no memory; being root, it could
+read the parent's memory anyway, so the fork exposes nothing new.
 """
 from __future__ import annotations
 
