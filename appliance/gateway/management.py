@@ -14,6 +14,8 @@ import os
 import socket
 from collections import deque
 
+from ..host.unlink_at_exit import identity, still_ours
+
 log = logging.getLogger("vpn-appliance")
 
 OUT_LIMIT = 256 * 1024
@@ -172,6 +174,7 @@ class Management:
         self.conns: list[MgmtConn] = []
         self.password: str | None = None
         self._unlinker = None
+        self._ident: tuple[int, int, int] | None = None     # our unix socket's identity()
         host, port, pwfile = spec
         if port == "unix":
             try:
@@ -186,6 +189,7 @@ class Management:
                 self.sock.bind(host)
             finally:
                 os.umask(old_mask)
+            self._ident = identity(os.lstat(host))
             if drops_root and os.geteuid() == 0:
                 # After the drop the socket's directory (often root's, /run/openvpn) may not let
                 # the process remove it: OpenVPN 2.6 leaves it behind; host/unlink_at_exit.py.
@@ -254,7 +258,8 @@ class Management:
         self.sock.close()
         if self.spec[1] == "unix":
             try:
-                os.unlink(self.spec[0])
+                if still_ours(self.spec[0], self._ident):  # not another server's, bound there since
+                    os.unlink(self.spec[0])
             except FileNotFoundError:
                 pass
             except OSError as e:

@@ -37,6 +37,21 @@ import time
 _IGNORED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
 
 
+def identity(st: os.stat_result) -> tuple[int, int, int]:
+    """What tells our socket from one made later at the same path (see above: the inode alone
+    does not)."""
+    return st.st_dev, st.st_ino, st.st_ctime_ns
+
+
+def still_ours(path: str, ours: tuple[int, int, int] | None) -> bool:
+    """Whether `path` is still the socket whose identity() is `ours`."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return False
+    return identity(st) == ours and stat.S_ISSOCK(st.st_mode)
+
+
 class UnlinkAtExit:
     """A root child that removes `path` (as it is now: a socket) once `release()` is called or this
     process ends. Create it while root and single-threaded (before the privilege drop)."""
@@ -50,7 +65,7 @@ class UnlinkAtExit:
             r, self._w = os.pipe()                      # both close-on-exec: scripts never hold them
             self.pid = os.fork()
             if self.pid == 0:                           # the child: never returns
-                _wait_then_unlink(d, name, (st.st_dev, st.st_ino, st.st_ctime_ns), r)
+                _wait_then_unlink(d, name, identity(st), r)
         finally:
             os.close(d)
         os.close(r)
@@ -89,7 +104,7 @@ def _wait_then_unlink(d: int, name: str, ours: tuple[int, int, int], r: int) -> 
         while os.read(3, 64):                           # nothing is written: b"" is end-of-file
             pass
         st = os.lstat(name, dir_fd=4)
-        if (st.st_dev, st.st_ino, st.st_ctime_ns) == ours and stat.S_ISSOCK(st.st_mode):
+        if identity(st) == ours and stat.S_ISSOCK(st.st_mode):
             os.unlink(name, dir_fd=4)
     except BaseException:  # noqa: BLE001 - the child must end here, whatever happened
         pass

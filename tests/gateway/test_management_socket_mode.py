@@ -36,3 +36,18 @@ def test_a_symlink_put_in_place_of_the_socket_does_not_get_its_target_chmodded(t
         assert stat.S_ISSOCK(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o660, oct(st.st_mode)
     finally:
         m.close()
+
+
+def test_closing_leaves_the_socket_a_second_server_bound_at_the_same_path(tmp_path):
+    """A second server started with the same path replaced our socket with its own: when we stop,
+    its socket stays (OpenVPN 2.6 removes whatever is at the path)."""
+    path = str(tmp_path / "m.sock")
+    m = mgmt_mod.Management((path, "unix", None), Pump(time.monotonic, SelectorWaiter()), object())
+    os.unlink(path)                                   # what the second server does before its bind
+    with socket.socket(socket.AF_UNIX) as theirs:
+        theirs.bind(path)
+        m.close()
+        assert os.path.exists(path), "the other server's socket was removed"
+    m2 = mgmt_mod.Management((path + "2", "unix", None), Pump(time.monotonic, SelectorWaiter()), object())
+    m2.close()
+    assert not os.path.exists(path + "2"), "our own socket is removed at close"
