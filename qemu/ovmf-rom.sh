@@ -20,18 +20,41 @@ have=$(stat -c %s "$src")
 if [ "$have" -gt "$span" ] || [ $((have % 65536)) -ne 0 ]; then
   echo "$0: $src is $have bytes; expected a multiple of 64 KiB up to $span" >&2; exit 1
 fi
-# Run as root (run-disk.sh), the ROM is firmware QEMU runs: only a file we made counts. A directory
-# anyone may write without the sticky bit (as /tmp has) would let them swap it after it is written;
-# in a sticky one they may still have put a file or a symlink at OUT first: only a regular file of
-# ours (or root's) is taken as current, and the new one is renamed over whatever is there (mv -T:
-# never into a directory a symlink points to).
+# Run as root (run-disk.sh), the ROM is firmware QEMU runs: only a file we made counts. Every
+# directory on the way to OUT, as written and with symlinks resolved, must be ours, root's (or
+# sudo's caller's) and, if others may write it, sticky (as /tmp); a symlink on the way must be
+# ours too (its owner may replace it even in a sticky directory). Otherwise someone else could
+# swap the ROM, or a directory above it, after it is written. Checked before making missing
+# directories (mkdir -p as root through someone's symlink) and again after. In a sticky directory
+# they may still have put a file or a symlink at OUT first: only a regular file of ours (or
+# root's) is taken as current, and the new one is renamed over whatever is there (mv -T: never
+# into a directory a symlink points to).
+trusted=" $(id -u) 0 ${SUDO_UID:-} "
+check_dirs() {                  # $1 and each directory above it, as written
+  local d=$1 owner mode
+  while :; do
+    read -r owner mode < <(stat -L -c '%u %a' -- "$d")
+    if [ -L "$d" ] && [[ $trusted != *" $(stat -c %u -- "$d") "* ]]; then
+      owner="$(stat -c %u -- "$d") (of the symlink)"
+    fi
+    if [[ $trusted != *" $owner "* ]] || { [ $((8#$mode & 8#0002)) -ne 0 ] && [ $((8#$mode & 8#1000)) -eq 0 ]; }; then
+      echo "$0: $d (owner uid $owner, mode $mode): another user could swap the ROM there; choose another OUT" >&2
+      exit 1
+    fi
+    [ "$d" = / ] && return
+    d=$(dirname -- "$d")
+  done
+}
+check_path() {                  # as written (made absolute) and with symlinks resolved
+  case $1 in /*) check_dirs "$1" ;; *) check_dirs "$PWD/$1" ;; esac
+  check_dirs "$(cd -- "$1" && pwd -P)"
+}
 dir=$(dirname -- "$out")
+have_dir=$dir
+while [ ! -e "$have_dir" ] && [ ! -L "$have_dir" ]; do have_dir=$(dirname -- "$have_dir"); done
+check_path "$have_dir"
 mkdir -p -- "$dir"
-mode=$((8#$(stat -L -c %a -- "$dir")))
-if [ $((mode & 8#0002)) -ne 0 ] && [ $((mode & 8#1000)) -eq 0 ]; then
-  echo "$0: $dir: others can write there (no sticky bit): they could swap the ROM; choose another OUT" >&2
-  exit 1
-fi
+check_path "$dir"
 # Up to date: ours (or root's), newer than its source and of the padded size.
 if [ -f "$out" ] && [ ! -L "$out" ] && { [ -O "$out" ] || [ "$(stat -c %u -- "$out")" -eq 0 ]; } \
     && [ "$out" -nt "$src" ] && [ "$(stat -c %s -- "$out")" -eq "$span" ]; then exit 0; fi

@@ -104,5 +104,21 @@ def test_a_directory_others_can_write_without_the_sticky_bit_is_refused(tmp_path
     fd, shared = _shared(tmp_path)
     shared.chmod(0o777)                          # anyone could swap the ROM after it is written
     r = _run(fd, shared / "rom.fd")
-    assert r.returncode != 0 and "others can write" in r.stderr
+    assert r.returncode != 0 and "another user could swap the ROM" in r.stderr
     assert list(shared.iterdir()) == []
+
+
+@pytest.mark.root
+def test_a_directory_of_another_user_on_the_way_is_refused(tmp_path):
+    fd, shared = _shared(tmp_path)
+    theirs = shared / "theirs"                   # made in /tmp by another user, beat us to the name
+    theirs.mkdir()
+    os.chown(theirs, 65534, 65534)
+    link = shared / "link"                       # or a symlink of theirs to a directory of ours
+    (tmp_path / "ours").mkdir()
+    link.symlink_to(tmp_path / "ours")
+    os.chown(link, 65534, 65534, follow_symlinks=False)
+    for out in (theirs / "rom.fd", theirs / "sub" / "rom.fd", link / "rom.fd"):
+        r = _run(fd, out)
+        assert r.returncode != 0 and "another user could swap the ROM" in r.stderr, (out, r.stderr)
+        assert not out.exists()
