@@ -22,9 +22,7 @@ INACTIVE_LOG = "Inactivity timeout (--inactive)"
 def ping_size(comp: str | None) -> int:
     """What one keepalive ping adds to a data key's byte counts, to be taken off them: its 16
     bytes, plus the framing byte `comp-lzo no` / `compress stub` put in front of every payload
-    (OpenVPN frames its pings too; stub-v2 leaves them bare). Our own pings go out unframed
-    (session._queue_data), so on a framed session this takes one byte per ping we sent too many:
-    traffic must beat BYTES by that much (a few hundred bytes an hour at `keepalive 10 60`)."""
+    (OpenVPN frames its pings too, as session._queue_data does ours; stub-v2 leaves them bare)."""
     return len(PING_MAGIC) + (1 if comp in ("lzo-stub", "stub") else 0)
 
 

@@ -577,9 +577,14 @@ class Session(ControlChannel):
 
     # ---- data-channel helpers (rare paths)
     def _queue_data(self, payload: bytes) -> None:
-        """A ping or exit notification through the data channel (dropped if the ids ran out)."""
+        """A ping or exit notification through the data channel (dropped if the ids ran out),
+        framed like every other payload when the session uses compression framing: OpenVPN frames
+        its pings and OCC messages too, and drops an unframed one ("Bad compression stub
+        decompression header byte"), so a `comp-lzo no` peer would never see our pings."""
         sk = self.send_key
         if sk is not None and sk.send_pid < PID_MAX:
+            if self.comp is not None:
+                payload = compress_stub(self.comp, payload)
             self.out.append(sk.seal(payload))
 
     def _occ(self, pt, now: float) -> None:
