@@ -144,7 +144,7 @@ try:
     p.wait(10)
 except subprocess.TimeoutExpired:
     os.killpg(p.pid, signal.SIGKILL); p.wait(5)
-rel = lambda t: None if t is None else round((t - t0) * 1000, 1)
+rel = lambda t: None if t is None else round((t - t0) * 1000, 3)
 print(json.dumps({"wire": rel(wire), "ctl": rel(ctl), "data": rel(data), "echo": rel(echo), "rc": p.returncode}),
       flush=True)
 """
@@ -200,12 +200,12 @@ def _shq(s: str) -> str:
 def _stat(xs: list[float]) -> str:
     if not xs:
         return "-"
-    return f"{statistics.median(xs):7.1f} ({min(xs):.0f}-{max(xs):.0f})"
+    return f"{statistics.median(xs):7.2f} ({min(xs):.1f}-{max(xs):.1f})"
 
 
 def summarize(rows: list[dict], protections, pairs) -> str:
-    lines = [f"{'protection':>13} {'pair':>11} {'ok':>5}  {'start ms':>16}  {'proto ms':>16}  "
-             f"{'= wire->ctl':>16}  {'+ ctl->data':>16}  {'total ms':>16}"]
+    lines = [f"{'protection':>13} {'pair':>11} {'ok':>5}  {'start ms':>20}  {'proto ms':>18}  "
+             f"{'= wire->ctl':>18}  {'+ ctl->data':>18}  {'total ms':>20}"]
     for prot in protections:
         for pair in pairs:
             rs = [r for r in rows if r["protection"] == prot and r["pair"] == pair]
@@ -215,8 +215,8 @@ def summarize(rows: list[dict], protections, pairs) -> str:
             w2c = [r["ctl"] - r["wire"] for r in ok if r.get("ctl") is not None]
             c2d = [r["data"] - r["ctl"] for r in ok if r["data"] is not None and r.get("ctl") is not None]
             total = [r["echo"] for r in ok]
-            lines.append(f"{prot:>13} {pair:>11} {len(ok):>2}/{len(rs):<2}  {_stat(start):>16}  {_stat(proto):>16}  "
-                         f"{_stat(w2c):>16}  {_stat(c2d):>16}  {_stat(total):>16}")
+            lines.append(f"{prot:>13} {pair:>11} {len(ok):>2}/{len(rs):<2}  {_stat(start):>20}  {_stat(proto):>18}  "
+                         f"{_stat(w2c):>18}  {_stat(c2d):>18}  {_stat(total):>20}")
     return "\n".join(lines)
 
 
