@@ -5,7 +5,8 @@ UDP datagram answered through the tunnel, for each control-channel protection.
                                [--pairs ours-ours,ovpn-ovpn,ours-ovpn,ovpn-ours]
 
 Pairs are client-server: ours-ours (our client, our server), ovpn-ovpn (Debian's OpenVPN at both
-ends), ours-ovpn (our client against OpenVPN's server: compare with ovpn-ovpn); with
+ends), ours-ovpn (our client against OpenVPN's server: compare with ovpn-ovpn), on request oursx-ovpn
+(ours with `tls-groups X25519`: the key share OpenVPN's client offers, no hybrid ML-KEM); with
 `--baseline DIR`, before-ovpn too (DIR's `appliance`, e.g. an older checkout, as the client). Both servers run
 at once in the server namespace (ours on port 1195, pool 198.19.1.0/24; OpenVPN's on 1194, pool
 198.19.0.0/24) with a UDP echo service on every address, so every round runs each pair once, in
@@ -167,6 +168,12 @@ class FirstPacket:
                                          client_profile(lab.pki, "udp", protection=protection,
                                                         remotes=[(SRV_IP, PORTS[kind], "udp")]))
                          for kind in ("ovpn", "ours")}
+        # Pair oursx-ovpn: our client offering only X25519 (`tls-groups X25519`), the one key share
+        # Debian's OpenVPN client offers here; by default ours adds the hybrid X25519MLKEM768 (a
+        # ClientHello of two packets), so this pair shows what that choice costs.
+        self.profiles["ovpn-x25519"] = lab.write(
+            f"fp-cli-ovpn-x25519-{protection}.conf",
+            self.profiles["ovpn"].read_text() + "tls-groups X25519\n")
 
     def once(self, pair: str, probe_s: float, timeout_s: float, baseline: str | None = None) -> dict:
         cli, srv = pair.split("-")
@@ -175,6 +182,8 @@ class FirstPacket:
             argv = [sys.executable, "-c", _shq(_BASELINE), str(baseline), prof]
         elif cli == "ours":
             argv = [OUR_BIN, "run", prof]
+        elif cli == "oursx":
+            argv = [OUR_BIN, "run", str(self.profiles[f"{srv}-x25519"])]
         else:
             argv = [OPENVPN, "--config", prof]
         r = self.lab.cli.run(" ".join(["exec", sys.executable, "-c", _shq(_PROBER), f"vb{self.lab.tag}", SRV_IP,
