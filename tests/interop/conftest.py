@@ -22,3 +22,13 @@ def pytest_collection_modifyitems(items):
 @pytest.fixture(scope="session", autouse=True)
 def _interop_prerequisites():
     require_root_and_tools()
+
+
+@pytest.fixture
+def procs():
+    """The processes a test starts (lab.openvpn / lab.ours results appended), stopped after it,
+    newest first. A test file may define its own."""
+    started = []
+    yield started
+    for p in reversed(started):
+        p.stop(8)

@@ -27,14 +27,6 @@ def lab(tmp_path_factory):
         yield lab
 
 
-@pytest.fixture
-def procs():
-    started = []
-    yield started
-    for p in reversed(started):
-        p.stop(8)
-
-
 def _exit_within(proc, seconds: float) -> int | None:
     end = time.monotonic() + seconds
     while time.monotonic() < end and proc.alive():

@@ -26,14 +26,6 @@ def lab(tmp_path_factory):
         yield lab
 
 
-@pytest.fixture
-def procs():
-    started = []
-    yield started
-    for p in reversed(started):
-        p.stop(8)
-
-
 def _quiet_and_up(lab, openvpn, ours) -> None:
     time.sleep(IDLE)
     log = openvpn.log()

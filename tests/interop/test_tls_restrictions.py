@@ -20,14 +20,6 @@ def lab(tmp_path_factory):
         yield lab
 
 
-@pytest.fixture
-def procs():
-    started = []
-    yield started
-    for p in reversed(started):
-        p.stop(5)
-
-
 def test_our_client_with_chacha_suite_and_x25519(lab, procs):
     srv = lab.openvpn(lab.srv, server_config(lab.pki), "srv-chacha")
     procs.append(srv)
