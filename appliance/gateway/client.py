@@ -292,7 +292,11 @@ class ClientGateway:
                     cnt.bytes_in += len(pt)
                     tun.queue(pt)
         try:
-            s.end_batch(now)                    # the flush receive() used to do (inside the try above)
+            if s.end_batch(now):                # the flush receive() used to do (inside the try above)
+                self._send(c, s.take_outgoing())    # ACKs the server waits for, before our reading
+                if self.conn is not c:
+                    return
+                s.settle(now)
         except Exception:  # noqa: BLE001 - as above: this session ends, not the loop turn alone
             self.faults.internal("the client session")
             self._lost(c, "internal error (see above)")

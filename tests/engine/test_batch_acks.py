@@ -63,3 +63,52 @@ def test_the_same_flight_read_packet_by_packet_sends_lone_acks_first(pki):  # no
     answer = _answer(c)
     assert answer[0][0] == Op.ACK_V1 and answer[0][2] is None
     assert sorted(a for _op, acks, _m in answer for a in acks) == sorted(ids)
+
+
+def test_the_servers_last_messages_are_acked_before_they_are_read(pki):  # noqa: F811
+    """OpenVPN's server pushes only once all it sent is acknowledged; its last messages before
+    the push (TLS tickets, its key-method message) are therefore acked before we read them: in
+    that one batch end_batch() asks for a send, the send holds only ACKs covering the batch, and
+    settle() then reads the messages and the tunnel comes up. No other batch is held back."""
+    c, s, _ = make_pair(pki, protection="none")
+    c.prime()
+    held = []
+    for _ in range(30):
+        for p in c.take_outgoing():
+            s.receive(bytes(p), 0.0)
+        batch = [bytes(p) for p in s.take_outgoing()]
+        if not batch:
+            break
+        c.begin_batch()
+        for p in batch:
+            c.receive(p, 0.0)
+        if c.end_batch(0.0):
+            ids = []
+            for p in batch:
+                op, _sid, body = wrapping.PlainWrapper().unwrap_untrusted(p, 0.0)
+                cb = decode_body_untrusted(op >> 3, body)
+                if cb.msg_id is not None:
+                    ids.append(cb.msg_id)
+            km_before = c.keys[0].remote_km
+            held.append((ids, _answer(c), km_before))
+            c.settle(0.0)
+            assert c.keys[0].remote_km is not None, "settle() reads the server's key-method message"
+    assert len(held) == 1, held
+    ids, first, km_before = held[0]
+    assert km_before is None, "the batch held back is the one with the server's key-method message"
+    assert first and all(op == Op.ACK_V1 and m is None for op, _a, m in first), first
+    assert sorted(a for _op, acks, _m in first for a in acks) == sorted(ids)
+    assert up(c, s)
+
+
+def test_the_first_key_method_message_is_made_by_prime_and_only_used_once(pki):  # noqa: F811
+    c, s, _ = make_pair(pki, protection="tls-crypt")
+    c.prime()
+    made = c._km_made
+    assert made is not None
+    link = Link(c, s)
+    link.run(lambda: up(c, s))
+    assert up(c, s)
+    assert c.keys[0].local_km is made[0], "key 0 sent the message prime() made"
+    assert c._km_made is None
+    assert s.keys[0].remote_km.random1 == made[0].random1
