@@ -1,9 +1,13 @@
-"""Packets that arrive together are answered together (Session.begin_batch/end_batch): the ACKs of
-a flight ride on the reply instead of going out alone ahead of it, in memory."""
+"""The client's share of the time to the first packet, in memory: packets that arrive together are
+answered together (Session.begin_batch/end_batch: the ACKs of a flight ride on the reply instead of
+going out alone ahead of it), except the server's last messages before its push, which are acked
+before they are read (Session.settle); the key-method message is made before the first packet;
+the push is asked for only from a server that does not push unasked."""
 from __future__ import annotations
 
 from appliance.openvpn import wrapping
-from appliance.openvpn.opcodes import Op
+from appliance.openvpn.opcodes import IV_PROTO_REQUEST_PUSH, Op
+from appliance.openvpn.roles import IV_PROTO_CLIENT, PUSH_REQUEST_FIRST
 from appliance.openvpn.packet import decode_body_untrusted
 from tests.engine.test_memory_link import make_pair, pki, up, Link  # noqa: F401 - pki is a fixture
 
@@ -112,3 +116,38 @@ def test_the_first_key_method_message_is_made_by_prime_and_only_used_once(pki): 
     assert c.keys[0].local_km is made[0], "key 0 sent the message prime() made"
     assert c._km_made is None
     assert s.keys[0].remote_km.random1 == made[0].random1
+
+
+def _count_push_requests(s) -> list[float]:
+    seen: list[float] = []
+    orig = s.role.text_message
+
+    def text_message(ks, text, now):
+        if text.startswith("PUSH_REQUEST"):
+            seen.append(now)
+        return orig(ks, text, now)
+    s.role.text_message = text_message
+    return seen
+
+
+def test_no_push_request_to_a_server_that_pushes_unasked(pki):  # noqa: F811
+    """A 2.5+ server (ours too) pushes to a client announcing IV_PROTO_REQUEST_PUSH once the key
+    exchange is done: the client does not ask, as OpenVPN 2.6's client does not."""
+    c, s, _ = make_pair(pki, protection="tls-crypt")
+    asked = _count_push_requests(s)
+    link = Link(c, s)
+    link.run(lambda: up(c, s))
+    assert up(c, s) and asked == [] and link.now < PUSH_REQUEST_FIRST
+
+
+def test_a_server_that_waits_to_be_asked_is_asked_after_a_quarter_second(pki):  # noqa: F811
+    """A server that does not push unasked (2.4; here: a client not announcing request-push)
+    still gets its PUSH_REQUEST, PUSH_REQUEST_FIRST after its key-method message."""
+    c, s, _ = make_pair(pki, protection="tls-crypt")
+    info = c.role._peer_info().replace(f"IV_PROTO={IV_PROTO_CLIENT}", f"IV_PROTO={IV_PROTO_CLIENT & ~IV_PROTO_REQUEST_PUSH}")
+    c.role._peer_info = lambda: info
+    asked = _count_push_requests(s)
+    link = Link(c, s)
+    link.run(lambda: up(c, s), max_time=5)
+    assert up(c, s)
+    assert len(asked) == 1 and PUSH_REQUEST_FIRST <= asked[0] < PUSH_REQUEST_FIRST + 0.1, asked
