@@ -26,7 +26,7 @@ from ..transport.link import TcpLink, UdpLink
 from .eventlog import fmt_addr, log_client_event, push_summary
 from .inactivity import INACTIVE_LOG, Inactivity
 from .loghold import LogHold
-from .loop import Faults, Pump, Signals, Waiter, run_gateway
+from .loop import Faults, Pump, Signals, Waiter, freeze_startup_heap, run_gateway
 from .observers import ClientCounters, TunnelObserver, TunnelState
 from .ports import Clock, PortGone, Ports, TunPort
 from .status import vm_rss
@@ -155,6 +155,7 @@ class ClientGateway:
         for o in self.observers:
             o.attach(self.pump, self._counters)
         self.pump.timers.arm("drops", self.clock() + DROP_LOG_EVERY, self._log_drops)
+        freeze_startup_heap()
         self._connect_next()
 
     def request_stop(self) -> None:

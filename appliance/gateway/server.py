@@ -24,7 +24,7 @@ from ..openvpn.settings import mss_rule
 from ..transport.link import TcpLink
 from .auth import AuthChecker
 from .eventlog import fmt_addr, log_server_event
-from .loop import Faults, Pump, Signals, Waiter, run_gateway
+from .loop import Faults, Pump, Signals, Waiter, freeze_startup_heap, run_gateway
 from .ops import Operations
 from .ports import Clock, DatagramPort, ListenerPort, Ports, TunPort
 
@@ -87,6 +87,7 @@ class ServerGateway:
             self.start()
             if after_start is not None:
                 after_start()
+            freeze_startup_heap()
         return run_gateway(self.pump, self.signals, self._on_signal, start, lambda: self.result, self._cleanup)
 
     def _cleanup(self) -> None:

@@ -1,8 +1,10 @@
 """Local set-up comes before the first packet, not between the server's packets (gateway/client.py
 start): the TUN device is open and the data ciphers are set up before the hard reset goes out, the
-ClientHello is made before it too, and the push only configures the device. In memory, real pumps."""
+ClientHello is made before it too, start-up's heap is frozen out of the garbage collector, and the
+push only configures the device. In memory, real pumps."""
 from __future__ import annotations
 
+from appliance.gateway import client as client_mod
 from appliance.gateway.client import ClientGateway
 from appliance.openvpn import ciphers
 from appliance.openvpn.config import parse_config
@@ -13,6 +15,8 @@ from tests.gateway.conftest import World, client_conf, server_conf
 def test_the_tun_and_the_client_hello_are_ready_before_the_first_packet_and_made_once(pki, monkeypatch):
     warmed: list[list] = []
     monkeypatch.setattr(ciphers, "warm_up", lambda names: warmed.append(list(names)))
+    frozen: list[bool] = []                     # start-up's heap frozen out of the GC, before connecting
+    monkeypatch.setattr(client_mod, "freeze_startup_heap", lambda: frozen.append(c.conn is None))
     w = World()
     w.add_server(server_conf(pki))
     net, port = FakeTunnelNetwork(w.net), MemoryPorts(w.net, "198.18.0.2")
@@ -40,6 +44,7 @@ def test_the_tun_and_the_client_hello_are_ready_before_the_first_packet_and_made
     c.start()
     assert sent_before == [(["prepare"], True, True)], sent_before
     assert warmed and "AES-256-GCM" in warmed[0]
+    assert frozen == [True], frozen
     tun = net.tun
     assert w.run(lambda: c.conn is not None and c.conn.was_up, max_time=30), "tunnel did not come up"
     assert calls == ["prepare", "apply"] and net.tun is tun
