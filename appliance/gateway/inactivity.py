@@ -5,25 +5,21 @@ disconnects that client (its other clients stay). A server may also push `inacti
 clients, which then use the pushed value.
 
 Checked the way OpenVPN 2.6 checks it with DCO (forward.c, check_inactivity_timeout): every N
-seconds the tunnel bytes counted since the last check (both directions, keepalive pings left out)
-are compared with BYTES; more, and the next check is N seconds later; otherwise it ends. So it ends
-N to 2N seconds after the last traffic. OpenVPN without DCO instead restarts its N seconds at every
-tunnel packet: that would be a clock read per packet on our hot path, for a timer of minutes.
+seconds the tunnel bytes counted since the last check (both directions) are compared with BYTES;
+more, and the next check is N seconds later; otherwise it ends. So it ends N to 2N seconds after
+the last traffic. OpenVPN without DCO instead restarts its N seconds at every tunnel packet: that
+would be a clock read per packet on our hot path, for a timer of minutes.
+
+Tunnel bytes, as OpenVPN counts them (what reached or left the TUN): the data keys' byte counts
+minus Session.not_traffic -- keepalive pings, OCC messages, and payloads the server refused
+(compressed, not IP, a source the client does not own). Those never reach the tunnel, so a
+client sending them keeps nothing alive.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..openvpn.opcodes import PING_MAGIC
-
 INACTIVE_LOG = "Inactivity timeout (--inactive)"
-
-
-def ping_size(comp: str | None) -> int:
-    """What one keepalive ping adds to a data key's byte counts, to be taken off them: its 16
-    bytes, plus the framing byte `comp-lzo no` / `compress stub` put in front of every payload
-    (OpenVPN frames its pings too, as session._queue_data does ours; stub-v2 leaves them bare)."""
-    return len(PING_MAGIC) + (1 if comp in ("lzo-stub", "stub") else 0)
 
 
 @dataclass

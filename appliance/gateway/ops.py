@@ -26,7 +26,7 @@ from ..openvpn.settings import check_key_material
 from ..openvpn.tls import openvpn_subject
 from . import status as st_mod
 from .eventlog import fmt_addr
-from .inactivity import INACTIVE_LOG, Inactivity, ping_size
+from .inactivity import INACTIVE_LOG, Inactivity
 from .management import Management
 from .ports import PortGone
 from .scripts import ScriptRunner
@@ -269,7 +269,7 @@ class Operations:
             if not inf.established or not rec.alive:
                 continue
             r, w = self.traffic.sample(rec)
-            total = r + w - ping_size(rec.session.comp) * rec.session.pings     # pings are not traffic
+            total = r + w - rec.session.not_traffic     # pings, OCC, refused packets: no traffic
             known = self.inactive.get(id(rec))
             check = known[1] if known is not None and known[0] is rec else None     # ids are reused
             if check is None:

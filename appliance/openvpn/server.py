@@ -174,7 +174,8 @@ class ServerDispatcher(ClientPush):
         return list(self.by_addr.values()) + list(self.pending.values())
 
     def _check_sources(self, rec: ClientRecord, pts: list) -> list:
-        """Inner packets must come from the client's own address or its iroutes (anti-spoofing)."""
+        """Inner packets must come from the client's own address or its iroutes (anti-spoofing).
+        A refused packet is no tunnel traffic, and `inactive` must not see it as such."""
         if not pts:
             return pts
         ok = []
@@ -183,20 +184,24 @@ class ServerDispatcher(ClientPush):
             if v == 6 and len(p) >= 40:
                 if rec.vaddr6 is not None and str(ipaddress.IPv6Address(bytes(p[8:24]))) == rec.vaddr6:
                     ok.append(p)
-                elif rec.vaddr6 is None:
-                    self._count("IPv6 inner packet (no server-ipv6)")
-                else:
-                    self._count("inner packet with a source the client does not own")
+                    continue
+                self._refused(rec, p, "IPv6 inner packet (no server-ipv6)" if rec.vaddr6 is None
+                              else "inner packet with a source the client does not own")
                 continue
             if v != 4:
-                self._count("inner packet not IP")
+                self._refused(rec, p, "inner packet not IP")
                 continue
             src = p[12:16]
             if src == rec.vaddr_packed or (rec.iroutes and _in_any(bytes(src), rec.iroutes)):
                 ok.append(p)
             else:
-                self._count("inner packet with a source the client does not own")
+                self._refused(rec, p, "inner packet with a source the client does not own")
         return ok
+
+    def _refused(self, rec: ClientRecord, p, reason: str) -> None:
+        self._count(reason)
+        s = rec.session
+        s.not_traffic += len(p) + s.framing
 
     def _float(self, rec: ClientRecord, addr) -> bool:
         """Move a client to a new address; False (and nothing changed) if that is refused."""
