@@ -132,9 +132,10 @@ class MgmtConn:
                 self.outbuf += b"ENTER PASSWORD:"
                 self.flush()
             return
-        if not line:
+        words = line.split()
+        if not words:                       # blank, or only tabs and the like: no command
             return
-        self.send_lines(self.mgr.answer(self, line.split()))
+        self.send_lines(self.mgr.answer(self, words))
 
 
 class _LogForward(logging.Handler):

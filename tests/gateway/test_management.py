@@ -230,3 +230,16 @@ def test_log_history_and_real_time_log_lines(mgmt):
     logging.getLogger("vpn-appliance").warning("second line")
     txt = _read_until(pump, s, lambda t: "second line" in t)
     assert re.search(r">LOG:\d+,W,second line\r\n", txt), txt
+
+
+def test_a_line_of_only_blanks_is_ignored_and_the_next_command_answered(mgmt):
+    """A line holding only tabs or other blanks is no command (as OpenVPN): it raised IndexError
+    (an internal error), and the commands sent after it in the same read were left unanswered."""
+    m, pump, path = mgmt
+    s = _client(path)
+    _read_until(pump, s, lambda t: t.endswith("\r\n"))
+    s.sendall(b"\t\n\x0b\x0c \n \xc2\xa0\t\r\npid\n")
+    txt = _read_until(pump, s, lambda t: "SUCCESS: pid=" in t)
+    assert re.fullmatch(r"SUCCESS: pid=\d+\r\n", txt), txt
+    assert "internal error" not in pump.faults.counts
+    assert len(m.conns) == 1
