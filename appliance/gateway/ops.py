@@ -15,6 +15,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import os
+import re
 import signal as _signal
 import time
 
@@ -505,9 +506,7 @@ class Operations:
         e["trusted_port"] = str(port)
         e["trusted_ip6" if v6 else "trusted_ip"] = ip
         e["common_name"] = rec.common_name or ""
-        for k in reversed(list(s.peer_info)):
-            if k.startswith(("IV_", "UV_")):
-                e[k] = s.peer_info[k]
+        e.update(peer_info_env(s.peer_info))
         e["untrusted_port"] = str(port)
         e["untrusted_ip6" if v6 else "untrusted_ip"] = ip
         cert = rec.session.peer_certificate
@@ -538,6 +537,24 @@ class Operations:
         e = dict(extra or {})                     # set last, so OpenVPN prints them first
         e.update(self.env(rec, inf, ""))
         return [f">CLIENT:ENV,{k}={v}" for k, v in e.items()] + [">CLIENT:ENV,END"]
+
+
+_ENV_NAME = re.compile(r"(?:IV|UV)_[A-Za-z0-9_]*")
+_ENV_VALUE_BAD = re.compile(r"[^\x21-\x7e]|[$(`]")
+PEER_INFO_LINE_MAX = 255
+
+
+def peer_info_env(peer_info: dict[str, str]) -> dict[str, str]:
+    """The client's IV_/UV_ peer-info for scripts and >CLIENT:ENV lines, checked as OpenVPN 2.6
+    does (validate_peer_info_line): a name of letters, digits and `_` only, or the line is left
+    out; in the value, anything not printable ASCII, blanks, `$`, `(` and the backquote become
+    `_`; a line is at most 255 characters. The client chooses these bytes: a CR or other line
+    break in them would forge management lines, a shell character would reach a careless script."""
+    out: dict[str, str] = {}
+    for k in reversed(list(peer_info)):
+        if _ENV_NAME.fullmatch(k) and len(k) < PEER_INFO_LINE_MAX:
+            out[k] = _ENV_VALUE_BAD.sub("_", peer_info[k][:PEER_INFO_LINE_MAX - len(k) - 1])
+    return out
 
 
 def _openvpn_subject(cert) -> str:
