@@ -64,14 +64,19 @@ class MgmtConn:
     def fileno(self) -> int:
         return self.sock.fileno()
 
-    def send_lines(self, lines: list[str]) -> None:
+    def send_lines(self, lines: list[str], reply: bool = False) -> None:
+        """Queue lines. A notification that would take the backlog past OUT_LIMIT cuts the
+        client off (it does not read); a `reply` to its own command is queued whole if the
+        backlog is within OUT_LIMIT, since one reply (`status` of a thousand clients) may be
+        larger than that by itself and is bounded by the server's state, not by the client."""
         if self.closed:
             return
-        for line in lines:
-            self.outbuf += line.encode("utf-8", "replace") + b"\r\n"
-        if len(self.outbuf) > OUT_LIMIT:
+        data = b"".join(line.encode("utf-8", "replace") + b"\r\n" for line in lines)
+        backlog = len(self.outbuf)
+        if backlog > OUT_LIMIT or (not reply and backlog + len(data) > OUT_LIMIT):
             self.mgr.drop(self, "management client does not read its output")
             return
+        self.outbuf += data
         self.flush()
 
     def flush(self) -> None:
@@ -135,7 +140,7 @@ class MgmtConn:
         words = line.split()
         if not words:                       # blank, or only tabs and the like: no command
             return
-        self.send_lines(self.mgr.answer(self, words))
+        self.send_lines(self.mgr.answer(self, words), reply=True)
 
 
 class _LogForward(logging.Handler):
