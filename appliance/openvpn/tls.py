@@ -502,8 +502,11 @@ class TlsEndpoint:
                     self.peer_cert = peer.to_cryptography() if peer is not None else None
                     chain = None
                     if self.settings.crl is not None:
-                        chain = [c.to_cryptography() for c in (self.conn.get_peer_cert_chain() or [])]
-                        chain = [c for c in chain if c != self.peer_cert]
+                        # The chain OpenSSL verified, built from our `ca` as needed, not the one
+                        # the peer chose to send: a peer that leaves out its (revoked) sub-CA must
+                        # not keep it from the CRL check (OpenVPN checks the verified chain).
+                        got = self.conn.get_verified_chain() or self.conn.get_peer_cert_chain() or []
+                        chain = [c for c in (x.to_cryptography() for x in got) if c != self.peer_cert]
                     _check_peer(self.settings, self.peer_cert, chain)
                 except SSL.WantReadError:
                     pass
