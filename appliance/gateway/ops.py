@@ -379,7 +379,7 @@ class Operations:
                 cert = rec.session.peer_certificate
                 if cert is None:
                     continue
-                why = crl.revoked(cert)
+                why = crl.revoked(cert, rec.session.peer_chain)
                 if why is not None:
                     log.warning("%s/%s: %s: disconnected", rec.common_name, fmt_addr(rec.addr), why)
                     self._kick(rec, why)

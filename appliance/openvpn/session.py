@@ -412,6 +412,15 @@ class Session(ControlChannel):
                 return ks.tls.peer_cert
         return None
 
+    @property
+    def peer_chain(self) -> list:
+        """The verified chain above peer_certificate (kept with crl-verify only), for checking a
+        reloaded CRL against the sub-CAs too."""
+        for ks in sorted(self.keys.values(), key=lambda k: -k.key_id):
+            if ks.tls is not None and ks.tls.peer_cert is not None:
+                return ks.tls.peer_chain
+        return []
+
     def _newest(self) -> KeyState | None:
         return self.keys.get(self.newest_key_id) if self.newest_key_id is not None else None
 

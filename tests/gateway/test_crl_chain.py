@@ -71,3 +71,21 @@ def test_a_revoked_sub_ca_refuses_a_client_that_sends_only_its_leaf(chain_pki, t
     if revoke_sub:
         assert f"certificate serial {sub[0].serial_number} (CN=Chain sub CA) is revoked by the CRL" in caplog.text
     assert "internal error" not in gw.faults.counts
+
+
+def test_a_reload_revoking_a_sub_ca_disconnects_the_clients_under_it(chain_pki, tmp_path):
+    root, sub = chain_pki["root"], chain_pki["sub"]
+    crl = tmp_path / "crl.pem"
+    crl.write_bytes(make_crl(root[0], root[1], []) + make_crl(sub[0], sub[1], []))
+    w = World()
+    conf = server_conf(chain_pki, extra=f"crl-verify {crl}\n")
+    gw = w.add_server(conf)
+    gw.ops.reload_source = lambda: conf
+    w.add_client(client_conf(chain_pki, "client0").replace(chain_pki["ca"], _pem(root[0])))
+    w.add_client(client_conf(chain_pki, "client1"))
+    assert w.run(lambda: _up(w, 0) and _up(w, 1), max_time=30)
+    recs = {r.common_name: r for r in gw.d.clients}
+    crl.write_bytes(make_crl(root[0], root[1], [sub[0].serial_number]) + make_crl(sub[0], sub[1], []))
+    assert gw.ops.reload()
+    assert not recs["client0"].alive, "a client under the revoked sub-CA kept its tunnel after the reload"
+    assert recs["client1"].alive
