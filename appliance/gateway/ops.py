@@ -21,6 +21,7 @@ import time
 
 from ..openvpn import events as ev
 from ..openvpn.config import ConfigError, load_config, parse_ccd
+from ..openvpn.keymethod import remap_name
 from ..openvpn.poolfile import PoolMemory
 from ..openvpn.server_model import StreamKey
 from ..openvpn.settings import check_key_material
@@ -560,6 +561,6 @@ def peer_info_env(peer_info: dict[str, str]) -> dict[str, str]:
 def _openvpn_subject(cert) -> str:
     """The subject as OpenVPN prints it (X509_NAME_oneline style), for the scripts' environment."""
     try:
-        return openvpn_subject(cert)
+        return remap_name(openvpn_subject(cert))
     except Exception:  # noqa: BLE001 - an odd name must not cost the client its session
-        return cert.subject.rfc4514_string()
+        return remap_name(cert.subject.rfc4514_string())

@@ -20,6 +20,8 @@ import os
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 
+from .keymethod import remap_name
+
 
 class CrlError(Exception):
     pass
@@ -132,12 +134,12 @@ def _unusable(crl: x509.CertificateRevocationList, issuer: x509.Certificate | No
 
 def _issuer_cn(c: x509.Certificate) -> str:
     cns = c.issuer.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
-    return f"CN={cns[0].value}" if cns else c.issuer.rfc4514_string()
+    return remap_name(f"CN={cns[0].value}" if cns else c.issuer.rfc4514_string())
 
 
 def _cn(c: x509.Certificate) -> str:
     try:
-        return str(c.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)[0].value)
+        return remap_name(str(c.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)[0].value))
     except IndexError:
         return "?"
 
