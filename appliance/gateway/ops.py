@@ -359,9 +359,7 @@ class Operations:
         gw.opts = new
         gw.st = st
         d = gw.d
-        d.st = st
-        d.admission.st = st
-        d._tls_ctx = None                   # new certificates and CRL for new handshakes
+        d.apply_settings(st)                # new keys, certificates and CRL for new handshakes
         if gw.auth is not None and st.verify_user is not None:
             gw.auth.verify = st.verify_user
         self.reloads += 1

@@ -68,6 +68,15 @@ class ServerDispatcher(ClientPush):
         self._timers = TimerHeap()
         self.admission = Admission(st)
 
+    def apply_settings(self, st: ServerSettings) -> None:
+        """A reload's settings, for the handshakes that start from now on: the stateless first-
+        packet check takes the new tls-auth / tls-crypt key too (it kept the old one, so after a
+        key rotation no new client got in); sessions already running keep their own wrappers."""
+        self.st = st
+        self.admission.st = st
+        self._tls_ctx = None
+        self._stateless = self._make_wrapper(None)
+
     # ---------------------------------------------------------------- wrappers
     def _make_wrapper(self, v2: "V2Key | None"):
         st = self.st
