@@ -73,7 +73,7 @@ class ServerDispatcher(ClientPush):
         packet check takes the new tls-auth / tls-crypt key too (it kept the old one, so after a
         key rotation no new client got in); sessions already running keep their own wrappers."""
         self.st = st
-        self.admission.st = st
+        self.admission.apply(st)            # connect-freq added or changed takes effect too
         self._tls_ctx = None
         self._stateless = self._make_wrapper(None)
 

@@ -284,3 +284,19 @@ def test_note_sent_starts_a_renegotiation_when_packet_ids_run_low(pki):  # noqa:
     _pump(d, [(a, addr)], now=2.1)
     assert rec.session.send_key.key_id == 1 and a.send_key.key_id == 1
     assert d.next_deadline() is not None
+
+
+def test_connect_freq_added_by_a_reload_is_applied(pki):  # noqa: F811
+    """A reload (ServerDispatcher.apply_settings) that adds connect-freq limits new sessions from
+    then on: the limit objects were made once at start, so it was accepted and ignored."""
+    import dataclasses
+    d = _mk_server(pki)
+    d.apply_settings(dataclasses.replace(d.st, connect_freq=(2, 10)))
+    clients = [(_mk_client(pki, pki["clients"][i]), ("198.18.0.%d" % (90 + i), 1)) for i in range(3)]
+    _pump(d, clients, now=1.0)
+    assert [_up(s) for s, _ in clients] == [True, True, False]
+    assert d.stats["connect-freq limit reached"] >= 1
+    d.apply_settings(dataclasses.replace(d.st, connect_freq=None))
+    late = _mk_client(pki, pki["clients"][5])
+    _pump(d, [(late, ("198.18.0.99", 1))], now=2.0)
+    assert _up(late), "connect-freq taken away by a reload still limited"
