@@ -360,6 +360,7 @@ class Operations:
         gw.st = st
         d = gw.d
         d.apply_settings(st)                # new keys, certificates and CRL for new handshakes
+        gw.dp.c2c = st.client_to_client     # taken away: clients are kept apart from now on
         if gw.auth is not None and st.verify_user is not None:
             gw.auth.verify = st.verify_user
         self.reloads += 1
