@@ -363,6 +363,12 @@ class Operations:
         gw.dp.c2c = st.client_to_client     # taken away: clients are kept apart from now on
         if gw.auth is not None and st.verify_user is not None:
             gw.auth.verify = st.verify_user
+        elif gw.auth is None and st.defer_auth and st.verify_user is not None:
+            # auth-user-pass-verify added: without a checker every login was refused as
+            # "no password checker" (AUTH_FAILED,TEMP), and clients retried for ever.
+            gw.auth = gw.make_auth(st.verify_user)
+            if not gw.auth.inline:
+                gw.pump.watch(gw.auth, gw.auth.drain)
         self.reloads += 1
         if new.status:
             gw.pump.timers.arm("status-file", gw.clock(), self._write_status)   # new file or interval

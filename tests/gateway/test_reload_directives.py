@@ -61,3 +61,27 @@ def test_client_to_client_taken_away_by_a_reload_stops_client_to_client(pki):
     w.run_for(5)
     assert after not in w.client_nets[1].tun.written, "client-to-client went on after a reload took it away"
     assert gw.d.clients[0].alive and gw.d.clients[1].alive
+
+
+def test_auth_user_pass_verify_added_by_a_reload_checks_passwords(pki, tmp_path):
+    """A reload that adds password logins: the server had no password checker (none was
+    needed at start), so every login was refused as 'no password checker' (AUTH_FAILED,TEMP)
+    and clients retried for ever. Now the right password gets in, a wrong one does not."""
+    from appliance.openvpn.passdb import hash_password
+    passdb = tmp_path / "passdb"
+    passdb.write_text(f"alice:{hash_password('right', n=2 ** 4)}\n")
+    w = World()
+    conf = server_conf(pki)
+    gw = w.add_server(conf)
+    holder = {"conf": conf}
+    gw.ops.reload_source = lambda: holder["conf"]
+    w.add_client(client_conf(pki, "client0"))
+    assert w.run(lambda: _up(w, 0), max_time=30)
+    holder["conf"] = conf + f"auth-user-pass-verify {passdb} passdb\n"
+    assert gw.ops.reload()
+    w.add_client(client_conf(pki, "client1", extra="auth-user-pass\n"), username="alice", password="right")
+    w.add_client(client_conf(pki, "client2", extra="auth-user-pass\n"), username="alice", password="wrong")
+    assert w.run(lambda: _up(w, 1), max_time=40), "the right password did not get in after the reload"
+    w.run_for(10)
+    assert not _up(w, 2), "a wrong password got in"
+    assert "no password checker" not in gw.faults.counts
