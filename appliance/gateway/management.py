@@ -207,6 +207,10 @@ class Management:
             if pwfile:
                 with open(pwfile, encoding="utf-8") as f:
                     self.password = (f.readline().rstrip("\r\n"))
+                if not self.password:
+                    # An empty password would let any local process in with an empty line:
+                    # OpenVPN refuses to start ("Error reading password from Management authfile").
+                    raise OSError(f"no password on the first line of {pwfile}")
             fam = socket.AF_INET6 if ":" in host else socket.AF_INET
             self.sock = socket.socket(fam, socket.SOCK_STREAM)
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -277,3 +277,15 @@ def test_a_status_reply_larger_than_the_output_limit_is_sent_whole(tmp_path):
         assert m.conns == [], "a client that never reads its replies was not cut off"
     finally:
         m.close()
+
+
+@pytest.mark.parametrize("content", ["", "\n", "\r\n"])
+def test_an_empty_password_file_refuses_to_start(tmp_path, content):
+    """With an empty first line the password was "", and the stripped empty line any local
+    process sends matched it: full control without a password. OpenVPN refuses to start."""
+    pw = tmp_path / "pw"
+    pw.write_text(content)
+    pump = Pump(time.monotonic, SelectorWaiter())
+    with pytest.raises(OSError, match="no password on the first line"):
+        m = Management(("127.0.0.1", 0, str(pw)), pump, FakeOps())
+        m.close()
