@@ -63,7 +63,19 @@ while True:
 _PROBER = r"""
 import json, os, select, signal, socket, struct, subprocess, sys, time
 dev, srv, sport, target, eport = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], int(sys.argv[5])
-probe_s, timeout_s, argv = float(sys.argv[6]), float(sys.argv[7]), sys.argv[8:]
+probe_s, timeout_s, srv_pid, argv = float(sys.argv[6]), float(sys.argv[7]), int(sys.argv[8]), sys.argv[9:]
+def cpu_ns(pid):
+    # Time on a CPU of every thread of `pid` (schedstat: ns, the scheduler's own accounting).
+    tot = 0
+    try:
+        for t in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{t}/schedstat") as f:
+                tot += int(f.read().split()[0])
+    except (OSError, ValueError):
+        return None
+    return tot
+def cpus():
+    return (cpu_ns(p.pid), cpu_ns(srv_pid), cpu_ns(os.getpid()))
 pk = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(3))   # ETH_P_ALL: only these see outgoing packets
 pk.bind((dev, 0))
 srv_b = socket.inet_aton(srv)
@@ -88,6 +100,7 @@ nl.setblocking(False)
 t0 = time.time()
 p = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True)
 wire = data = echo = ctl = None
+cpu_wire = cpu_echo = (None, None, None)
 nxt = time.monotonic()
 end = nxt + timeout_s
 seq = 0
@@ -129,12 +142,14 @@ while echo is None and time.monotonic() < end and p.poll() is None:
                 continue
             if wire is None:
                 wire = t
+                cpu_wire = cpus()
             if data is None and (b[ihl + 8] >> 3) in (6, 9):
                 data = t
     if u in r:
         try:
             _d, anc, _fl, _a = u.recvmsg(64, 64)
             echo = stamp(anc)
+            cpu_echo = cpus()
         except OSError:
             pass
 try:
@@ -146,8 +161,9 @@ try:
 except subprocess.TimeoutExpired:
     os.killpg(p.pid, signal.SIGKILL); p.wait(5)
 rel = lambda t: None if t is None else round((t - t0) * 1000, 3)
-print(json.dumps({"wire": rel(wire), "ctl": rel(ctl), "data": rel(data), "echo": rel(echo), "rc": p.returncode}),
-      flush=True)
+spent = [None if a is None or b is None else round((b - a) / 1e6, 3) for a, b in zip(cpu_wire, cpu_echo)]
+print(json.dumps({"wire": rel(wire), "ctl": rel(ctl), "data": rel(data), "echo": rel(echo), "rc": p.returncode,
+                  "cpu_client": spent[0], "cpu_server": spent[1], "cpu_prober": spent[2]}), flush=True)
 """
 
 
@@ -188,7 +204,8 @@ class FirstPacket:
             argv = [OPENVPN, "--config", prof]
         r = self.lab.cli.run(" ".join(["exec", sys.executable, "-c", _shq(_PROBER), f"vb{self.lab.tag}", SRV_IP,
                                        str(PORTS[srv]), TUN_ADDR[srv], str(ECHO_PORT), str(probe_s),
-                                       str(timeout_s), *argv]), check=False, timeout=timeout_s + 30)
+                                       str(timeout_s), str(self.servers[srv].p.pid), *argv]),
+                             check=False, timeout=timeout_s + 30)
         try:
             out = json.loads(r.stdout.strip().splitlines()[-1])
         except (IndexError, ValueError):
@@ -226,6 +243,16 @@ def summarize(rows: list[dict], protections, pairs) -> str:
             total = [r["echo"] for r in ok]
             lines.append(f"{prot:>13} {pair:>11} {len(ok):>2}/{len(rs):<2}  {_stat(start):>20}  {_stat(proto):>18}  "
                          f"{_stat(w2c):>18}  {_stat(c2d):>18}  {_stat(total):>20}")
+    lines.append("\nCPU time spent from the first handshake packet to the echo (proto), ms, median (min-max): "
+                 "the client's threads, the server process, the prober (schedstat, sampled when the prober sees "
+                 "each packet)")
+    lines.append(f"{'protection':>13} {'pair':>11}  {'client':>18}  {'server':>18}  {'prober':>18}")
+    for prot in protections:
+        for pair in pairs:
+            rs = [r for r in rows if r["protection"] == prot and r["pair"] == pair and r["echo"] is not None]
+            cols = [[r[k] for r in rs if r.get(k) is not None] for k in ("cpu_client", "cpu_server", "cpu_prober")]
+            if any(cols):
+                lines.append(f"{prot:>13} {pair:>11}  " + "  ".join(f"{_stat(c):>18}" for c in cols))
     if "ovpn-ovpn" in pairs and len(pairs) > 1:
         # On a shared machine the rounds differ more than the clients do: the same round's
         # difference to OpenVPN's client cancels what the round had in common.

@@ -292,7 +292,11 @@ class ClientGateway:
                     cnt.bytes_in += len(pt)
                     tun.queue(pt)
         try:
-            s.end_batch(now)                    # the flush receive() used to do (inside the try above)
+            if s.end_batch(now):                # the flush receive() used to do (inside the try above)
+                self._send(c, s.take_outgoing())    # ACKs the server waits for, before our reading
+                if self.conn is not c:
+                    return
+                s.settle(now)
         except Exception:  # noqa: BLE001 - as above: this session ends, not the loop turn alone
             self.faults.internal("the client session")
             self._lost(c, "internal error (see above)")
@@ -455,18 +459,20 @@ class ClientGateway:
         return self.counters.bytes_in + self.counters.bytes_out     # tunnel packets only, no pings
 
     def _arm_inactive(self, setting: tuple[int, int] | None) -> None:
-        self._inactive = Inactivity.start(setting, self._traffic(), self.clock())
+        now = self.clock()
+        self._inactive = Inactivity.start(setting, self._traffic(), now)
         if self._inactive is None:
             self.pump.timers.cancel("inactive")
         else:
-            self.pump.timers.arm("inactive", self._inactive.due, self._on_inactive_check)
+            self.pump.timers.arm("inactive", self._inactive.next_look(now), self._on_inactive_check)
 
     def _on_inactive_check(self) -> None:
         i = self._inactive
         if i is None or self.result is not None:
             return
-        if not i.expired(self._traffic(), self.clock()):
-            self.pump.timers.arm("inactive", i.due, self._on_inactive_check)
+        now = self.clock()
+        if not i.expired(self._traffic(), now):
+            self.pump.timers.arm("inactive", i.next_look(now), self._on_inactive_check)
             return
         log.warning("%s, exiting", INACTIVE_LOG)
         self.request_stop()             # the exit notification, as at SIGTERM; status 0

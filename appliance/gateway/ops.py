@@ -28,7 +28,7 @@ from ..openvpn.settings import check_key_material
 from ..openvpn.tls import openvpn_subject
 from . import status as st_mod
 from .eventlog import fmt_addr
-from .inactivity import INACTIVE_LOG, Inactivity
+from .inactivity import INACTIVE_LOG, Inactivity, check_interval
 from .management import Management
 from .ports import PortGone
 from .scripts import ScriptRunner
@@ -251,11 +251,12 @@ class Operations:
 
     # ---------------------------------------------------------------- inactive (gateway/inactivity.py)
     def _arm_inactive(self) -> None:
-        """One sweep over the clients every N seconds (not a timer per client): each client's
-        check starts at the first sweep that sees it, so it ends N to 2N s after its last traffic."""
+        """One sweep over the clients every check_interval(N) (N/16, at least 0.5 s; not a timer
+        per client): each client's check starts at the first sweep that sees it, and it ends N to
+        N + 2 intervals after its last traffic (gateway/inactivity.py)."""
         setting = self.gw.opts.inactive
         if setting:
-            self.gw.pump.timers.arm("inactive", self.gw.clock() + setting[0], self._sweep_inactive)
+            self.gw.pump.timers.arm("inactive", self.gw.clock() + check_interval(setting[0]), self._sweep_inactive)
         else:
             self.gw.pump.timers.cancel("inactive")
             self.inactive.clear()
@@ -283,7 +284,7 @@ class Operations:
             if check is not None:
                 seen[id(rec)] = (rec, check)
         self.inactive = seen
-        self.gw.pump.timers.arm("inactive", now + setting[0], self._sweep_inactive)
+        self.gw.pump.timers.arm("inactive", now + check_interval(setting[0]), self._sweep_inactive)
 
     # ---------------------------------------------------------------- actions
     def _kick(self, rec, why: str) -> None:

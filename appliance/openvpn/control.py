@@ -63,7 +63,15 @@ class ControlChannel:
             flags = tlvs.get(EARLY_NEG_FLAGS)
             if flags and len(flags) == 2 and int.from_bytes(flags, "big") & EARLY_NEG_FLAG_RESEND_WKC:
                 ks.wkc_resend = True
-        for m_op, payload in ks.reliable.receive(cb.msg_id, op, cb.payload):
+        delivered = ks.reliable.receive(cb.msg_id, op, cb.payload)
+        if self._batch and ks.phase == KS.KEY_EXCHANGE and self.is_client and ks.key_id == 0 \
+                and not self.established:
+            self._deferred.append((ks, delivered))      # acked first, read in settle()
+            return
+        self._take_messages(ks, delivered, now)
+
+    def _take_messages(self, ks: KeyState, delivered: list[tuple[int, bytes]], now: float) -> None:
+        for m_op, payload in delivered:
             self._deliver(ks, m_op, payload, now)
         self._advance(ks, now)
 
@@ -141,13 +149,18 @@ class ControlChannel:
         return (f"V4,dev-type tun,link-mtu 1549,tun-mtu {self.cfg.tun_mtu},proto {proto},keysize 256,"
                 f"key-method 2,{self.role.name}")
 
-    def _send_key_method(self, ks: KeyState) -> None:
+    def _make_key_method(self) -> tuple[KeyMethod2, bytes]:
         r = self.cfg.random_bytes
         km = KeyMethod2(random1=r(32), random2=r(32), options=self._options_string())
         self.role.fill_key_method(km)
+        return km, encode_key_method_2(km, self.is_client)
+
+    def _send_key_method(self, ks: KeyState) -> None:
+        made, self._km_made = self._km_made, None        # the first key's, made by prime()
+        km, data = made if made is not None and ks.key_id == 0 else self._make_key_method()
         ks.local_km = km
         ks.sent_km = True
-        self._queue_tls(ks, ks.tls.send_message(encode_key_method_2(km, self.is_client)))
+        self._queue_tls(ks, ks.tls.send_message(data))
 
     def _app_message(self, ks: KeyState, data: bytes, now: float) -> None:
         if ks.remote_km is None:

@@ -8,7 +8,9 @@ Contract (the rules a caller relies on):
    `handle_timer(now)` when `next_deadline()` has passed, `close(now)` to leave (with an exit
    notification), `abort(reason)` to end without one. `begin_batch()` ... `end_batch(now)` around
    the receives of packets that arrived together: their control replies and ACKs are wrapped
-   once, at the end (ACKs ride on the replies instead of going ahead of them alone). A server
+   once, at the end (ACKs ride on the replies instead of going ahead of them alone). When
+   `end_batch` returns True, the caller sends what `take_outgoing()` holds (ACKs the peer waits
+   for) and then calls `settle(now)`, which reads the messages those ACKs cover. A server
    dispatcher that answered the hard resets statelessly continues a new session with
    `resume_after_cookie(own_sid, peer_sid, now)`.
 3. Outputs: `receive` returns the tunnel packets it decrypted (memoryviews into one buffer of this
@@ -160,6 +162,8 @@ class Session(ControlChannel):
         self._ctl_deadline: float | None = None   # timers of the control side, updated by _flush
         self._batch = False                  # receive() leaves the flush to end_batch()
         self._unflushed = False
+        self._km_made: tuple | None = None   # prime(): the first key's key-method message, made early
+        self._deferred: list[tuple[KeyState, list[tuple[int, bytes]]]] = []   # acked, read in settle()
 
     # ------------------------------------------------------------------ public API
     def start(self, now: float) -> None:
@@ -174,6 +178,9 @@ class Session(ControlChannel):
         ks = self.keys.get(0)
         if ks is not None and self.role.is_client:
             ks.prime_tls(self.tls_context, self.cfg.tls)
+            # Our key-method message too (randoms, options, peer-info: ~30 us), sent the moment
+            # TLS completes, between the server's flight and our Finished.
+            self._km_made = self._make_key_method()
 
     def begin_batch(self) -> None:
         """Several packets arrived at once: until end_batch, receive() queues no control packets.
@@ -183,12 +190,30 @@ class Session(ControlChannel):
         for what one reply carrying the ACKs says (as OpenVPN piggy-backs them)."""
         self._batch = True
 
-    def end_batch(self, now: float) -> None:
-        """The batch is read: wrap what is due (replies with the ACKs on them) in one go."""
+    def end_batch(self, now: float) -> bool:
+        """The batch is read: wrap what is due (replies with the ACKs on them) in one go.
+
+        Returns True when messages wait for `settle(now)`: send what take_outgoing() holds
+        first. Why, for one moment only (client, first key, TLS done, until the server's
+        key-method message is read): OpenVPN's server pushes only once everything it sent is
+        acknowledged (its key state turns active), and its last messages before the push are
+        the TLS tickets and its key-method message. Acked after reading them (the tickets'
+        TLS work, the key-method message, our PUSH_REQUEST: 0.3-0.4 ms in Python), the push
+        came that much later; acked first, the server builds the push while we read them."""
         self._batch = False
         if self._unflushed:
             self._unflushed = False
             self._flush(now)
+        return bool(self._deferred)
+
+    def settle(self, now: float) -> None:
+        """Read the messages end_batch left (their ACKs went out), then wrap the replies."""
+        work, self._deferred = self._deferred, []
+        for ks, delivered in work:
+            if self.closed:
+                break
+            self._guarded(self._take_messages, ks, delivered, now)
+        self._flush(now)
 
     def take_outgoing(self) -> list[bytes]:
         out, self.out = self.out, []
@@ -229,19 +254,24 @@ class Session(ControlChannel):
                     self._occ(pt, now)
                     return []
             return [pt]
+        self._guarded(self._receive_control, packet, now)
+        if self._batch:
+            self._unflushed = True
+        else:
+            self._flush(now)
+        return []
+
+    def _guarded(self, step, *args) -> None:
+        """Run a control step on the peer's input: what the peer got wrong ends here (counted,
+        refused or failed), never in the caller."""
         try:
-            self._receive_control(packet, now)
+            step(*args)
         except BadPacket as e:
             self._count(e.reason)
         except ClientRefused as e:
             self._refuse(str(e), e.temporary)
         except RemoteProtocolError as e:
             self._fail(str(e), restart=True)
-        if self._batch:
-            self._unflushed = True
-        else:
-            self._flush(now)
-        return []
 
     def auth_result(self, key_id: int, ok: bool, now: float, temporary: bool = False) -> None:
         """Server with defer_auth: the verdict on the AuthRequested of key `key_id` (`temporary`:

@@ -7,6 +7,7 @@ application messages read (one per TLS record, as OpenVPN writes one control mes
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from dataclasses import dataclass, field
@@ -97,10 +98,25 @@ def _set_groups(ctx: SSL.Context, groups: str) -> bool:
     return _lib.SSL_CTX_set1_curves_list(ctx._context, groups.encode("ascii", "replace")) == 1  # noqa: SLF001
 
 
+# The verdicts on one name alone (_group_known, _matches_alone, _tls13_suite_known) are kept per
+# distinct name: each takes a scratch context (~150 us, most of it OpenSSL's context set-up), and a
+# config of many long lists repeats the same few dozen names (1000 lines of 36 took seconds to
+# parse). The verdict depends only on the name and on this process's OpenSSL (its build and
+# configuration, read once), which do not change while it runs. Bounded, so a config of ever new
+# names cannot grow the memory: past the bound the oldest verdicts are worked out again.
+_VERDICTS_KEPT = 4096
+
+
+@functools.lru_cache(maxsize=_VERDICTS_KEPT)
+def _group_known(name: str) -> bool:
+    """Whether OpenSSL accepts `name` alone as the group list of a scratch context."""
+    return _set_groups(SSL.Context(SSL.TLS_METHOD), name)
+
+
 def _printable(directive: str, value: str | None) -> None:
     """OpenSSL reads these lists as C strings: a NUL would cut the list short unseen (`X25519\\0...`)
     and non-ASCII names are never valid, so only printable ASCII gets through."""
-    if value is not None and not all(" " <= ch <= "~" for ch in value):
+    if value is not None and not (value.isascii() and value.isprintable()):   # = all in ' '..'~', at C speed
         raise ConfigError(f"{value!r}: only printable ASCII names are possible", directive=directive)
 
 
@@ -120,6 +136,7 @@ _CIPHER_KEYWORDS = frozenset("""
     CBC""".split())
 
 
+@functools.lru_cache(maxsize=_VERDICTS_KEPT)
 def _matches_alone(spec: str) -> bool:
     """Whether OpenSSL selects at least one TLS <= 1.2 cipher for `spec` on a scratch context."""
     try:
@@ -129,6 +146,7 @@ def _matches_alone(spec: str) -> bool:
     return True
 
 
+@functools.lru_cache(maxsize=_VERDICTS_KEPT)
 def _tls13_suite_known(name: str) -> bool:
     try:
         SSL.Context(SSL.TLS_METHOD).set_tls13_ciphersuites(name.encode("ascii", "replace"))
@@ -185,7 +203,8 @@ def check_list_elements(s: TlsSettings) -> None:
     (`!ECDHE-RSA-AES128-GCM-SHA25` excludes nothing, `tls-groups ?X2551:X25519` offers X25519
     only), and a restriction that is silently not applied is what this appliance refuses. Each
     element is tried alone on a scratch context, so what counts as known is what this OpenSSL
-    knows. Run by the config parser once per directive, not per context: a context each."""
+    knows (the verdict kept per distinct name: see _VERDICTS_KEPT). Run by the config parser once
+    per directive, not per context."""
     _printable("tls-cipher", s.tls_cipher)
     _printable("tls-ciphersuites", s.tls_ciphersuites)
     _printable("tls-groups", s.tls_groups)
@@ -204,7 +223,7 @@ def check_list_elements(s: TlsSettings) -> None:
                                   "TLS_AES_256_GCM_SHA384)", directive="tls-ciphersuites")
     for item in re.split(r"[:/]", s.tls_groups) if s.tls_groups else ():
         name = item.lstrip("?*-")
-        if item and not (name and _set_groups(SSL.Context(SSL.TLS_METHOD), name)):
+        if item and not (name and _group_known(name)):
             raise ConfigError(f"{item!r} is no group this OpenSSL knows (names as `openvpn --show-groups` lists "
                               "them, e.g. X25519, secp256r1); a '?' before it would only make OpenSSL skip it "
                               "without a word", directive="tls-groups")
@@ -233,9 +252,7 @@ def restrict_algorithms(ctx: SSL.Context, s: TlsSettings) -> None:
                               directive="tls-ciphersuites") from None
     if s.tls_groups is not None:
         names = [g.lstrip("?") for g in s.tls_groups.split(":")]
-        probe = SSL.Context(SSL.TLS_METHOD)
-        if not s.tls_groups or not _set_groups(ctx, s.tls_groups) \
-                or not any(n and _set_groups(probe, n) for n in names):
+        if not s.tls_groups or not _set_groups(ctx, s.tls_groups) or not any(n and _group_known(n) for n in names):
             raise ConfigError(f"OpenSSL refuses the group list {s.tls_groups!r} (names as `openvpn "
                               "--show-groups` lists them, e.g. X25519:secp256r1)", directive="tls-groups")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from appliance.gateway.inactivity import Inactivity
+from appliance.gateway.inactivity import Inactivity, check_interval
 from appliance.openvpn.config import parse_config
 from appliance.openvpn.errors import BadPacket, ConfigError
 from appliance.openvpn.keymethod import parse_push_reply_untrusted
@@ -41,15 +41,50 @@ def test_pushed_inactive_is_parsed_and_bounded():
             parse_push_reply_untrusted("PUSH_REPLY,ifconfig 10.8.0.2 255.255.255.0," + bad)
 
 
-def test_check_ends_only_a_window_without_more_than_min_bytes():
+def test_check_ends_only_n_seconds_without_more_than_min_bytes():
     i = Inactivity.start((10, 100), total=1000, now=0.0)
-    assert i is not None and i.due == 10.0
-    assert not i.expired(1101, 10.0) and i.due == 20.0 and i.base == 1101     # 101 bytes: activity
-    assert i.expired(1201, 20.0)                                              # exactly 100: not more
+    assert i is not None and (i.base, i.since) == (1000, 0.0)
+    assert not i.expired(1050, 5.0)                                           # 50 bytes: not yet more
+    assert not i.expired(1101, 6.0) and (i.base, i.since) == (1101, 6.0)      # 101 bytes: activity at this look
+    assert not i.expired(1201, 15.9)                                          # exactly 100 more: not more ...
+    assert i.expired(1201, 16.0)                                              # ... and N seconds since: ends
     assert Inactivity.start(None, 0, 0.0) is None and Inactivity.start((0, 0), 0, 0.0) is None
 
 
 def test_check_with_no_byte_minimum_takes_any_traffic():
     i = Inactivity.start((5, 0), total=0, now=100.0)
-    assert not i.expired(1, 105.0) and i.due == 110.0
-    assert i.expired(1, 110.0)
+    assert not i.expired(1, 101.0) and i.since == 101.0
+    assert not i.expired(1, 105.9) and i.expired(1, 106.0)
+
+
+@pytest.mark.parametrize("n, interval", [(1, 0.5), (2, 0.5), (8, 0.5), (10, 0.625), (60, 3.75), (3600, 225.0)])
+def test_the_traffic_is_looked_at_every_sixteenth_of_n_and_at_most_twice_a_second(n, interval):
+    assert check_interval(n) == interval
+    assert Inactivity.start((n, 0), 0, 0.0).interval == interval
+
+
+def _end(n: int, traffic_at: list[float], looks) -> float:
+    """When a check ends that starts at 0 with traffic (one byte each) at `traffic_at`, looking
+    at the times `looks(check, now)` gives, one after the other."""
+    i = Inactivity.start((n, 0), total=0, now=0.0)
+    now = 0.0
+    for _ in range(100_000):
+        now = looks(i, now)
+        if i.expired(sum(t <= now for t in traffic_at), now):
+            return now
+    raise AssertionError("never ended")
+
+
+@pytest.mark.parametrize("n", [2, 10, 16, 60, 300])
+@pytest.mark.parametrize("last", [0.0, 0.01, 0.3, 1.7, 4.99, 7.25, 13.0])
+def test_the_end_comes_n_to_n_plus_max_1s_or_n_8_after_the_last_traffic(n, last):
+    """As OpenVPN without DCO (which restarts N at each packet) ends N after the last traffic,
+    never earlier, and not N to 2N as a look every N seconds did: a client's own timer (next_look:
+    an interval on, or the deadline) within one interval, the server's sweep (every interval, all
+    clients at once) within two."""
+    traffic = [last - 0.9 * k for k in range(int(last / 0.9) + 1)]    # from the start on, under N apart
+    worst = max(1.0, n / 8)
+    client = _end(n, traffic, lambda i, now: i.next_look(now)) - last
+    server = _end(n, traffic, lambda i, now: now + check_interval(n)) - last
+    assert n <= client <= n + worst / 2 and n <= server <= n + worst, (client, server)
+

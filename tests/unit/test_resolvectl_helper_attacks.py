@@ -153,17 +153,18 @@ def test_real_tun_devices_named_as_options_or_numbers(tmp_path):
     import secrets
     import subprocess
     import sys
-    ns = f"vpa-a5-{secrets.token_hex(3)}"
-    subprocess.run(["ip", "netns", "add", ns], check=True, timeout=30)
+
+    from lab.netns import Netns                 # registered: a killed run's namespace goes at the next run
+    ns = Netns(f"vpa-a5-{secrets.token_hex(3)}")
     try:
-        r = subprocess.run(["ip", "netns", "exec", ns, sys.executable, "-c", _KERNEL_CHECK], capture_output=True,
+        r = subprocess.run(["ip", "netns", "exec", ns.name, sys.executable, "-c", _KERNEL_CHECK], capture_output=True,
                            text=True, timeout=60, cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
         assert r.returncode == 0, r.stderr
         out = json.loads(r.stdout)
         assert out["-ieth0"] is None and out["lo"] is None
         assert out["2"] == ["resolvectl", "revert", str(out["index"]["2"])] and out["index"]["2"] != 2
     finally:
-        subprocess.run(["ip", "netns", "del", ns], timeout=30)
+        ns.delete()
 
 
 def test_the_client_side_survives_a_dead_helper(caplog):

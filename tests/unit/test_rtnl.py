@@ -1,7 +1,8 @@
 """appliance/tun/rtnl.py (the client's stdlib netlink) against the kernel, in one namespace this
 module creates (prefix `ur`) and deletes: what `ip` shows after our requests, and that it is what
 pyroute2 (which the client used before, and the router still uses) produces for the same calls.
-The test process enters the namespace with setns(2) for each test's body."""
+The test process enters the namespace with setns(2) for each test's body. The namespace is made
+through lab.netns.Netns, whose on-disk record lets the next run remove it should this one be killed."""
 from __future__ import annotations
 
 import contextlib
@@ -19,6 +20,7 @@ from appliance.router.links import add_address6, configure_tun
 from appliance.router.routes import RouteSet
 from appliance.tun import rtnl
 from appliance.tun.rtnl import NetlinkError, Rtnl, link_index
+from lab.netns import Netns
 
 pytestmark = [pytest.mark.root, pytest.mark.netns]
 
@@ -38,16 +40,16 @@ def _setns(fd: int) -> None:
 def ns():
     assert os.geteuid() == 0, "these tests need root (network namespaces, TUN)"
     assert shutil.which("ip"), "iproute2 `ip` is required"
-    name = f"ur{uuid.uuid4().hex[:10]}"
-    subprocess.run(["ip", "netns", "add", name], check=True, timeout=10)
+    ns = Netns(f"ur{uuid.uuid4().hex[:10]}")       # registered: a killed run's namespace goes at the next run
+    name = ns.name
     try:
-        for cmd in ("link set lo up", "link add wan type veth peer name wanp", "link set wan up", "link set wanp up",
+        for cmd in ("link add wan type veth peer name wanp", "link set wan up", "link set wanp up",
                     f"addr add {LAN}/24 dev wan", f"route add default via {GW} dev wan metric 10",
                     f"-6 addr add {LAN6}/64 dev wan nodad", f"-6 route add default via {GW6} dev wan metric 10"):
             subprocess.run(["ip", "-n", name, *cmd.split()], check=True, timeout=10, capture_output=True)
         yield name
     finally:
-        subprocess.run(["ip", "netns", "del", name], capture_output=True, timeout=10)
+        ns.delete()
     assert name not in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
 
 

@@ -217,3 +217,44 @@ def test_check_command_shows_the_skipped_element(profile, tmp_path, capsys):
     assert main(["check", str(conf)]) == 2
     assert capsys.readouterr().err.startswith(
         f"{conf}:{profile.count(chr(10)) + 1}: tls-cipher: '!ECDHE-RSA-AES128-GCM-SHA25' matches no TLS 1.2 cipher")
+
+
+# ------------------------------------------------------------------ the verdict per name is kept, the check is not weakened
+@pytest.mark.parametrize("directive, good, bad, where", [
+    ("tls-groups", "X25519:secp256r1:secp384r1", "X25519:nosuchgroup7:secp256r1",
+     "'nosuchgroup7' is no group this OpenSSL knows"),
+    ("tls-cipher", "HIGH:!aNULL:!MD5", "HIGH:!aNULL:!ECDHE-RSA-AES128-GCM-SHA25",
+     "'!ECDHE-RSA-AES128-GCM-SHA25' matches no TLS 1.2 cipher"),
+    ("tls-ciphersuites", "TLS_AES_256_GCM_SHA384:TLS_AES_128_GCM_SHA256",
+     "TLS_AES_256_GCM_SHA384:TLS_AES_128_GCM_SHA25", "'TLS_AES_128_GCM_SHA25' is no TLS 1.3 cipher suite"),
+])
+def test_an_unknown_name_seen_before_is_still_an_error_at_each_of_its_lines(profile, directive, good, bad, where):
+    """A name's verdict is kept once worked out (tls._VERDICTS_KEPT): the second time an unknown
+    name comes, from the kept verdict, it is an error naming it at its own line all the same, and
+    known names seen before stay accepted."""
+    first = profile.count("\n") + 1
+    extra = "".join(f"{directive} {v}\n" for v in (good, bad, good, bad, good))
+    with pytest.raises(ConfigError) as e:
+        _load(profile, extra)
+    errors = str(e.value).splitlines()
+    assert [line.split(": ", 2)[:2] for line in errors] == [[f"/etc/x.ovpn:{first + 1}", directive],
+                                                            [f"/etc/x.ovpn:{first + 3}", directive]], errors
+    assert all(line.split(": ", 2)[2].startswith(where) for line in errors), errors
+
+
+def test_many_lines_of_the_same_names_take_a_scratch_context_per_line_not_per_element(profile, monkeypatch):
+    """The cost of checking each element alone (an OpenSSL context, ~150 us) is paid once per
+    distinct name, not once per element of every line: a config of 1000 lines of 36 names took
+    seconds to parse. Counted in contexts made, not timed."""
+    from OpenSSL import SSL
+    made = [0]
+
+    class Counting(SSL.Context):
+        def __init__(self, method: int) -> None:
+            made[0] += 1
+            super().__init__(method)
+    names = ["X25519", "secp256r1", "secp384r1", "secp521r1", "X448", "ffdhe2048", "ffdhe3072", "ffdhe4096"]
+    lines = [":".join(names[i % len(names):] + names[:i % len(names)]) for i in range(40)]   # 40 different lists
+    monkeypatch.setattr(SSL, "Context", Counting)
+    _load(profile, "".join(f"tls-groups {v}\n" for v in lines))
+    assert made[0] <= len(lines) + len(names) + 10, made[0]   # a context per element per line: 404

@@ -1,5 +1,6 @@
 """The TUN device and the batched UDP transport against the real kernel, inside network namespaces
-this test creates (prefix `ut`) and always deletes. The test process enters a namespace with
+this test creates (prefix `ut`) and always deletes (through lab.netns.Netns, whose on-disk record
+lets the next run remove them should this one be killed). The test process enters a namespace with
 setns(2) for the body of a test and returns to its own one in a fixture finalizer."""
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from scapy.packet import Raw
 from appliance.router.links import configure_tun
 from appliance.transport.udp import UdpTransport
 from appliance.tun.device import TunDevice
+from lab.netns import Netns
 
 CLONE_NEWNET = 0x40000000
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -58,22 +60,19 @@ def netns():
     """Factory of fresh namespaces (lo up); all deleted afterwards even if the test fails."""
     assert os.geteuid() == 0, "these tests need root (network namespaces, TUN)"
     assert shutil.which("ip"), "iproute2 `ip` is required"
-    made: list[str] = []
+    made: list[Netns] = []
 
     def make() -> str:
-        name = f"ut{uuid.uuid4().hex[:10]}"
-        _ip("netns", "add", name)
-        made.append(name)
-        _ip("-n", name, "link", "set", "lo", "up")
-        return name
+        made.append(Netns(f"ut{uuid.uuid4().hex[:10]}"))    # lo up
+        return made[-1].name
 
     try:
         yield make
     finally:
-        for name in made:
-            subprocess.run(["ip", "netns", "del", name], capture_output=True, timeout=10)
+        for ns in made:
+            ns.delete()
         left = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-        assert not any(n in left for n in made), f"namespaces left behind: {left}"
+        assert not any(ns.name in left for ns in made), f"namespaces left behind: {left}"
 
 
 def _wait_readable(fd, timeout: float) -> bool:

@@ -24,6 +24,7 @@ from appliance.openvpn import keyfiles
 from appliance.openvpn.errors import BadPacket, ConfigError
 from appliance.openvpn.wrapping import (PlainWrapper, TlsAuthWrapper, TlsCryptV2ClientWrapper, TlsCryptWrapper,
                                         make_wrapper, split_wkc_untrusted)
+from lab.netns import Netns
 
 KEY = bytes(range(256))
 SID_C = bytes.fromhex("c1c2c3c4c5c6c7c8")
@@ -336,14 +337,12 @@ def pki(tmp_path_factory):
 def _netns():
     assert os.geteuid() == 0, "the real-peer tests need root (network namespaces)"
     assert shutil.which(OPENVPN), "the real-peer tests need the openvpn binary"
-    ns = f"wrp{os.getpid()}n{next(_ns_counter)}"
-    subprocess.run(["ip", "netns", "add", ns], check=True, timeout=10)
+    ns = Netns(f"wrp{os.getpid()}n{next(_ns_counter)}")   # lo up; registered: a killed run's goes at the next run
     try:
-        subprocess.run(["ip", "-n", ns, "link", "set", "lo", "up"], check=True, timeout=10)
-        subprocess.run(["ip", "-n", ns, "addr", "add", f"{NS_ADDR}/32", "dev", "lo"], check=True, timeout=10)
-        yield ns
+        subprocess.run(["ip", "-n", ns.name, "addr", "add", f"{NS_ADDR}/32", "dev", "lo"], check=True, timeout=10)
+        yield ns.name
     finally:
-        subprocess.run(["ip", "netns", "del", ns], timeout=10)
+        ns.delete()
 
 
 def _udp_socket_in(ns: str, bind_port: int = 0) -> socket.socket:
