@@ -284,6 +284,9 @@ class ServerDispatcher(ClientPush):
             refused = self.admission.refuse_unverified(client_sid)
             if refused is not None:
                 raise BadPacket(refused)
+            if addr in self.pending:
+                # Nor may it push aside a restart waiting there (see _create).
+                raise BadPacket("cookie-less reset from an address with a handshake waiting")
             self._create(addr, now, client_sid, v2, packet_in=packet, op=op, unverified=True)
             return
         refused = self.admission.refuse_stateless_answer(now)
@@ -337,7 +340,10 @@ class ServerDispatcher(ClientPush):
             # Resume from the cookie: both resets are behind us (ours was message 0, theirs too).
             s.resume_after_cookie(own_sid, client_sid, now)
         old = self.by_addr.get(addr)
-        if old is not None and old.session.established and not rec.tcp:
+        if old is not None and not rec.tcp and (old.session.established or unverified):
+            # Beside it, not in its place: a restart must not end an established session before
+            # it is established itself, nor may a cookie-less reset (its address unproven, so
+            # possibly spoofed by any key holder) end a handshake in progress there.
             old_pending = self.pending.get(addr)
             if old_pending is not None:
                 self._drop(old_pending, "superseded by a newer handshake from the same address")
