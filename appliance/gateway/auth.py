@@ -26,13 +26,18 @@ PER_SOURCE_RATE = (10, 10.0)   # at most 10 checks per 10 s per source address (
 
 
 def source_group(ip: str) -> str:
-    """The unit of per-source limits: an IPv4 address, or an IPv6 address's /64."""
+    """The unit of per-source limits: an IPv4 address, or an IPv6 address's /64. An IPv4 client
+    of a dual-stack server (proto udp6/tcp6) arrives as ::ffff:a.b.c.d: it is that IPv4 address,
+    not the /64 every IPv4 client shares (::/64), or one of them could use up the checks of all."""
     if ":" not in ip:
         return ip
     try:
-        return str(ipaddress.IPv6Network(f"{ip}/64", strict=False))
+        a = ipaddress.IPv6Address(ip.split("%", 1)[0])
     except ValueError:
         return ip
+    if a.ipv4_mapped is not None:
+        return str(a.ipv4_mapped)
+    return str(ipaddress.IPv6Network((a, 64), strict=False))
 
 
 class AuthChecker:

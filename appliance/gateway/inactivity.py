@@ -14,21 +14,17 @@ first look N seconds after that. The traffic came before that look and at most a
 it, so the end comes N seconds to N + 2 intervals after the last traffic (N + 1 interval for a
 client, whose own timer also fires at the deadline itself): never early, and late by at most
 max(1 s, N/8) -- the server looks at all its clients in one sweep per interval, not a timer each.
+
+The server counts tunnel bytes as OpenVPN does (what reached or left the TUN): the data keys' counts
+minus Session.not_traffic -- keepalive pings, OCC messages, and payloads the server refused
+(compressed, not IP, a source the client does not own, for another client without
+client-to-client). Those never reach the tunnel, so a client sending them keeps nothing alive.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..openvpn.opcodes import PING_MAGIC
-
 INACTIVE_LOG = "Inactivity timeout (--inactive)"
-
-
-def ping_size(comp: str | None) -> int:
-    """What one keepalive ping adds to a data key's byte counts, to be taken off them: its 16
-    bytes, plus the framing byte `comp-lzo no` / `compress stub` put in front of every payload
-    (OpenVPN frames its pings too, as session._queue_data does ours; stub-v2 leaves them bare)."""
-    return len(PING_MAGIC) + (1 if comp in ("lzo-stub", "stub") else 0)
 
 
 def check_interval(seconds: int) -> float:

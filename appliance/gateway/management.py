@@ -64,14 +64,19 @@ class MgmtConn:
     def fileno(self) -> int:
         return self.sock.fileno()
 
-    def send_lines(self, lines: list[str]) -> None:
+    def send_lines(self, lines: list[str], reply: bool = False) -> None:
+        """Queue lines. A notification that would take the backlog past OUT_LIMIT cuts the
+        client off (it does not read); a `reply` to its own command is queued whole if the
+        backlog is within OUT_LIMIT, since one reply (`status` of a thousand clients) may be
+        larger than that by itself and is bounded by the server's state, not by the client."""
         if self.closed:
             return
-        for line in lines:
-            self.outbuf += line.encode("utf-8", "replace") + b"\r\n"
-        if len(self.outbuf) > OUT_LIMIT:
+        data = b"".join(line.encode("utf-8", "replace") + b"\r\n" for line in lines)
+        backlog = len(self.outbuf)
+        if backlog > OUT_LIMIT or (not reply and backlog + len(data) > OUT_LIMIT):
             self.mgr.drop(self, "management client does not read its output")
             return
+        self.outbuf += data
         self.flush()
 
     def flush(self) -> None:
@@ -132,9 +137,10 @@ class MgmtConn:
                 self.outbuf += b"ENTER PASSWORD:"
                 self.flush()
             return
-        if not line:
+        words = line.split()
+        if not words:                       # blank, or only tabs and the like: no command
             return
-        self.send_lines(self.mgr.answer(self, line.split()))
+        self.send_lines(self.mgr.answer(self, words), reply=True)
 
 
 class _LogForward(logging.Handler):
@@ -201,6 +207,10 @@ class Management:
             if pwfile:
                 with open(pwfile, encoding="utf-8") as f:
                     self.password = (f.readline().rstrip("\r\n"))
+                if not self.password:
+                    # An empty password would let any local process in with an empty line:
+                    # OpenVPN refuses to start ("Error reading password from Management authfile").
+                    raise OSError(f"no password on the first line of {pwfile}")
             fam = socket.AF_INET6 if ":" in host else socket.AF_INET
             self.sock = socket.socket(fam, socket.SOCK_STREAM)
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -15,18 +15,20 @@ from __future__ import annotations
 import ipaddress
 import logging
 import os
+import re
 import signal as _signal
 import time
 
 from ..openvpn import events as ev
 from ..openvpn.config import ConfigError, load_config, parse_ccd
+from ..openvpn.keymethod import remap_name
 from ..openvpn.poolfile import PoolMemory
 from ..openvpn.server_model import StreamKey
 from ..openvpn.settings import check_key_material
 from ..openvpn.tls import openvpn_subject
 from . import status as st_mod
 from .eventlog import fmt_addr
-from .inactivity import INACTIVE_LOG, Inactivity, check_interval, ping_size
+from .inactivity import INACTIVE_LOG, Inactivity, check_interval
 from .management import Management
 from .ports import PortGone
 from .scripts import ScriptRunner
@@ -270,7 +272,7 @@ class Operations:
             if not inf.established or not rec.alive:
                 continue
             r, w = self.traffic.sample(rec)
-            total = r + w - ping_size(rec.session.comp) * rec.session.pings     # pings are not traffic
+            total = r + w - rec.session.not_traffic     # pings, OCC, refused packets: no traffic
             known = self.inactive.get(id(rec))
             check = known[1] if known is not None and known[0] is rec else None     # ids are reused
             if check is None:
@@ -358,11 +360,16 @@ class Operations:
         gw.opts = new
         gw.st = st
         d = gw.d
-        d.st = st
-        d.admission.st = st
-        d._tls_ctx = None                   # new certificates and CRL for new handshakes
+        d.apply_settings(st)                # new keys, certificates and CRL for new handshakes
+        gw.dp.c2c = st.client_to_client     # taken away: clients are kept apart from now on
         if gw.auth is not None and st.verify_user is not None:
             gw.auth.verify = st.verify_user
+        elif gw.auth is None and st.defer_auth and st.verify_user is not None:
+            # auth-user-pass-verify added: without a checker every login was refused as
+            # "no password checker" (AUTH_FAILED,TEMP), and clients retried for ever.
+            gw.auth = gw.make_auth(st.verify_user)
+            if not gw.auth.inline:
+                gw.pump.watch(gw.auth, gw.auth.drain)
         self.reloads += 1
         if new.status:
             gw.pump.timers.arm("status-file", gw.clock(), self._write_status)   # new file or interval
@@ -379,7 +386,7 @@ class Operations:
                 cert = rec.session.peer_certificate
                 if cert is None:
                     continue
-                why = crl.revoked(cert)
+                why = crl.revoked(cert, rec.session.peer_chain)
                 if why is not None:
                     log.warning("%s/%s: %s: disconnected", rec.common_name, fmt_addr(rec.addr), why)
                     self._kick(rec, why)
@@ -506,9 +513,7 @@ class Operations:
         e["trusted_port"] = str(port)
         e["trusted_ip6" if v6 else "trusted_ip"] = ip
         e["common_name"] = rec.common_name or ""
-        for k in reversed(list(s.peer_info)):
-            if k.startswith(("IV_", "UV_")):
-                e[k] = s.peer_info[k]
+        e.update(peer_info_env(s.peer_info))
         e["untrusted_port"] = str(port)
         e["untrusted_ip6" if v6 else "untrusted_ip"] = ip
         cert = rec.session.peer_certificate
@@ -541,9 +546,27 @@ class Operations:
         return [f">CLIENT:ENV,{k}={v}" for k, v in e.items()] + [">CLIENT:ENV,END"]
 
 
+_ENV_NAME = re.compile(r"(?:IV|UV)_[A-Za-z0-9_]*")
+_ENV_VALUE_BAD = re.compile(r"[^\x21-\x7e]|[$(`]")
+PEER_INFO_LINE_MAX = 255
+
+
+def peer_info_env(peer_info: dict[str, str]) -> dict[str, str]:
+    """The client's IV_/UV_ peer-info for scripts and >CLIENT:ENV lines, checked as OpenVPN 2.6
+    does (validate_peer_info_line): a name of letters, digits and `_` only, or the line is left
+    out; in the value, anything not printable ASCII, blanks, `$`, `(` and the backquote become
+    `_`; a line is at most 255 characters. The client chooses these bytes: a CR or other line
+    break in them would forge management lines, a shell character would reach a careless script."""
+    out: dict[str, str] = {}
+    for k in reversed(list(peer_info)):
+        if _ENV_NAME.fullmatch(k) and len(k) < PEER_INFO_LINE_MAX:
+            out[k] = _ENV_VALUE_BAD.sub("_", peer_info[k][:PEER_INFO_LINE_MAX - len(k) - 1])
+    return out
+
+
 def _openvpn_subject(cert) -> str:
     """The subject as OpenVPN prints it (X509_NAME_oneline style), for the scripts' environment."""
     try:
-        return openvpn_subject(cert)
+        return remap_name(openvpn_subject(cert))
     except Exception:  # noqa: BLE001 - an odd name must not cost the client its session
-        return cert.subject.rfc4514_string()
+        return remap_name(cert.subject.rfc4514_string())

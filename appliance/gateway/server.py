@@ -68,8 +68,11 @@ class ServerGateway:
         self.listener: ListenerPort | None = None
         self.conns: dict[StreamKey, TcpLink] = {}   # in accept order (the oldest is evicted first)
         self.unestablished: dict[str, int] = {}      # IP -> its connections without a handshake yet
+        # How a password checker is made: here, and by a reload that adds auth-user-pass-verify
+        # (tests make inline ones, checked in the caller's thread on a fake clock).
+        self.make_auth: Callable[[object], AuthChecker] = lambda verify: AuthChecker(verify, clock)
         if auth is None and settings.defer_auth and settings.verify_user is not None:
-            auth = AuthChecker(settings.verify_user, clock)
+            auth = self.make_auth(settings.verify_user)
         self.auth = auth
         self.established_conns: set[StreamKey] = set()
         self._conn_ids = itertools.count(1)

@@ -5,22 +5,29 @@ from __future__ import annotations
 import os
 
 from ..openvpn.config import Options, parse_ccd
+from ..openvpn.errors import ConfigError
 from ..openvpn.server import ServerSettings
 from ..openvpn.settings import server_settings
 
 
 def ccd_loader(directory: str):
-    """Common name -> parsed ccd file (or None); names that could leave the directory get None."""
+    """Common name -> parsed ccd file (or None); names that could leave the directory get None.
+    A file that is there but cannot be read (a directory, no permission, not UTF-8) is a
+    ConfigError naming it, like one that does not parse: the dispatcher refuses that client
+    (clientpush.py) rather than admit it without the options its file holds."""
 
     def load(cn: str):
-        if not cn or "/" in cn or cn.startswith("."):
+        if not cn or "/" in cn or "\0" in cn or cn.startswith("."):
             return None
         path = os.path.join(directory, cn)
         try:
             with open(path, encoding="utf-8") as f:
-                return parse_ccd(f.read(), path)
+                text = f.read()
         except FileNotFoundError:
             return None
+        except (OSError, UnicodeDecodeError) as e:
+            raise ConfigError(f"cannot read it: {getattr(e, 'strerror', None) or e}", path) from None
+        return parse_ccd(text, path)
     return load
 
 

@@ -34,6 +34,15 @@ class FrequencyLimit:
         return self.n <= self.count
 
 
+def _limit(cur: FrequencyLimit | None, setting) -> FrequencyLimit | None:
+    """The limit for `setting` ((count, period) or None): the running one when it is unchanged."""
+    if not setting:
+        return None
+    if cur is not None and (cur.count, cur.period) == tuple(setting):
+        return cur
+    return FrequencyLimit(setting[0], setting[1])
+
+
 def source_of(addr) -> object:
     """The host part of a client address: the IP of a UDP (ip, port[, ...]) tuple or of a TCP
     connection's StreamKey; other keys as they are."""
@@ -52,16 +61,21 @@ class Admission:
     """The counters behind the admission rules; the dispatcher reports each record's life."""
 
     def __init__(self, st) -> None:
-        self.st = st
         self.n_established = 0                       # what max-clients counts
         self.n_half_open = 0
         self.n_unverified = 0
         self.by_source: dict[object, int] = {}
         self.unverified_sids: set[bytes] = set()     # client session ids of cookie-less sessions
-        cf = st.connect_freq
-        self.connect_limit = FrequencyLimit(cf[0], cf[1]) if cf else None
-        cfi = st.connect_freq_initial
-        self.initial_limit = FrequencyLimit(cfi[0], cfi[1]) if cfi else None
+        self.connect_limit: FrequencyLimit | None = None
+        self.initial_limit: FrequencyLimit | None = None
+        self.apply(st)
+
+    def apply(self, st) -> None:
+        """(Re)read the settings: at start and at a reload, which may add, change or remove
+        connect-freq / connect-freq-initial (a limit left unchanged keeps its window)."""
+        self.st = st
+        self.connect_limit = _limit(self.connect_limit, st.connect_freq)
+        self.initial_limit = _limit(self.initial_limit, st.connect_freq_initial)
 
     def refuse_stateless_answer(self, now: float) -> str | None:
         """connect-freq-initial: why a reset may not be answered now (None: it may)."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 
-from .errors import ClientRefused, PushDeferred
+from .errors import ClientRefused, ConfigError, PushDeferred
 from .events import ConnectRequested, Warning  # noqa: A004
 from .poolfile import PoolMemory
 from .server_model import ClientRecord
@@ -26,7 +26,12 @@ class ClientPush:
         # username-as-common-name: the username stands for the client in ccd and duplicate-cn.
         rec.common_name = s.peer_username if self.st.username_as_cn and s.peer_username else s.peer_common_name
         opts: list[str] = []
-        ccd = self.st.ccd(rec.common_name or "") if self.st.ccd is not None else None
+        try:
+            ccd = self.st.ccd(rec.common_name or "") if self.st.ccd is not None else None
+        except ConfigError as e:
+            # The operator's file is broken: this client is refused (its `disable`, iroute or
+            # address may be in there), with the file and line in the log; others get in.
+            raise ClientRefused(f"client-config-dir file for {rec.common_name!r}: {e}") from None
         if ccd is None and self.st.ccd_exclusive:
             raise ClientRefused(f"no client-config-dir file for {rec.common_name!r} (ccd-exclusive)")
         pool = self.st.pool

@@ -3,7 +3,10 @@
 `crl-verify FILE`: a PEM or DER CRL (several PEM CRLs in one file are all read). As OpenVPN does,
 the file is re-read when its modification time (or size) changes, so an updated CRL takes effect
 at the next handshake without a restart. A CRL that cannot be read refuses every certificate
-(OpenVPN fails the handshake too): never accept a revoked one because the file is broken.
+(OpenVPN fails the handshake too): never accept a revoked one because the file is broken. So does
+a CRL of one of the chain's issuers that is expired, not yet valid, or not signed by that issuer
+(OpenSSL's checks behind OpenVPN's); a certificate whose issuer has no CRL in the file passes, as
+in OpenVPN (it ignores "unable to get certificate CRL").
 `crl-verify DIR dir`: a certificate is revoked when DIR holds a file named after its serial number
 in decimal (OpenVPN's directory mode).
 
@@ -11,9 +14,13 @@ The check looks at every certificate of the peer's chain whose issuer a CRL name
 """
 from __future__ import annotations
 
+import datetime
 import os
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
+
+from .keymethod import remap_name
 
 
 class CrlError(Exception):
@@ -91,18 +98,48 @@ class CrlChecker:
         self.refresh()
         if self._error is not None:
             return self._error
-        for c in [cert] + list(chain or []):
+        certs = [cert] + list(chain or [])
+        now = datetime.datetime.now(datetime.timezone.utc)
+        for c in certs:
             for crl in self._crls:
                 if crl.issuer != c.issuer:
                     continue
+                bad = _unusable(crl, next((i for i in certs if i.subject == c.issuer), None), now)
+                if bad is not None:
+                    return f"CRL {self.where if self.kind != 'inline' else '<inline>'} of {_issuer_cn(c)}: {bad}"
                 if crl.get_revoked_certificate_by_serial_number(c.serial_number) is not None:
                     return f"certificate serial {c.serial_number} (CN={_cn(c)}) is revoked by the CRL"
         return None
 
 
+def _unusable(crl: x509.CertificateRevocationList, issuer: x509.Certificate | None,
+              now: datetime.datetime) -> str | None:
+    """Why the CRL of a certificate's issuer cannot be used (OpenSSL's words; OpenVPN then fails
+    the handshake), or None. A CRL past its nextUpdate may miss newer revocations, and one whose
+    signature the issuer did not make is no revocation list of it; `issuer` None (a chain we
+    were not given) leaves the signature unchecked."""
+    if crl.last_update_utc > now:
+        return "CRL is not yet valid"
+    if crl.next_update_utc is not None and crl.next_update_utc < now:
+        return "CRL has expired"
+    if issuer is not None:
+        try:
+            ok = crl.is_signature_valid(issuer.public_key())
+        except (TypeError, ValueError, UnsupportedAlgorithm):
+            ok = False
+        if not ok:
+            return "CRL signature failure"
+    return None
+
+
+def _issuer_cn(c: x509.Certificate) -> str:
+    cns = c.issuer.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
+    return remap_name(f"CN={cns[0].value}" if cns else c.issuer.rfc4514_string())
+
+
 def _cn(c: x509.Certificate) -> str:
     try:
-        return str(c.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)[0].value)
+        return remap_name(str(c.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)[0].value))
     except IndexError:
         return "?"
 
@@ -113,8 +150,6 @@ def checker(spec: tuple[str, str] | None) -> CrlChecker | None:
 
 def make_crl(ca_cert: x509.Certificate, ca_key, serials: list[int], days: int = 30) -> bytes:
     """A PEM CRL signed by the CA revoking `serials` (tests and the lab; easy-rsa makes real ones)."""
-    import datetime
-
     from cryptography.hazmat.primitives import hashes, serialization
     now = datetime.datetime.now(datetime.timezone.utc)
     b = (x509.CertificateRevocationListBuilder().issuer_name(ca_cert.subject)

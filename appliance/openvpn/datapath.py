@@ -141,6 +141,7 @@ class ServerDataPath:
                         self.d.note_sent(other, now)
                 else:
                     self.stats["c2c refused"] += 1
+                    s.not_traffic += len(p) + s.framing     # dropped: no tunnel traffic (`inactive`)
         return rec
 
     def from_tun(self, pkts: list, now: float, sends: dict) -> None:

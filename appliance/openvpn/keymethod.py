@@ -112,7 +112,7 @@ def decode_key_method_2_untrusted(data: bytes, from_client: bool) -> KeyMethod2:
     info, pos = _read_string(data, pos)
     # The username reaches the log, the status file, scripts' environment and the management
     # interface: control characters become `_`, as OpenVPN 2.6 does (string_mod CC_PRINT, '_').
-    user = _CONTROL_OR_TAB.sub("_", user) if user else ""
+    user = remap_name(user) if user else ""
     return KeyMethod2(r1, r2, options, pre, user, pw or "", info or "")
 
 
@@ -134,6 +134,13 @@ MAX_PUSHED_OPTIONS = 1024              # over all push-continuation parts: more 
 # log (AUTH_FAILED reasons, INFO, ignored pushed options, errors) and the status.
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f]")
 _CONTROL_OR_TAB = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def remap_name(name: str) -> str:
+    """A peer's username or certificate common name with control characters (tab included)
+    made `_`, as OpenVPN 2.6 does (string_mod_remap_name): these names reach logs, files and
+    the management interface, where a line break would forge lines."""
+    return _CONTROL_OR_TAB.sub("_", name)
 
 
 def _escape_controls(text: str) -> str:

@@ -68,6 +68,15 @@ class ServerDispatcher(ClientPush):
         self._timers = TimerHeap()
         self.admission = Admission(st)
 
+    def apply_settings(self, st: ServerSettings) -> None:
+        """A reload's settings, for the handshakes that start from now on: the stateless first-
+        packet check takes the new tls-auth / tls-crypt key too (it kept the old one, so after a
+        key rotation no new client got in); sessions already running keep their own wrappers."""
+        self.st = st
+        self.admission.apply(st)            # connect-freq added or changed takes effect too
+        self._tls_ctx = None
+        self._stateless = self._make_wrapper(None)
+
     # ---------------------------------------------------------------- wrappers
     def _make_wrapper(self, v2: "V2Key | None"):
         st = self.st
@@ -174,7 +183,8 @@ class ServerDispatcher(ClientPush):
         return list(self.by_addr.values()) + list(self.pending.values())
 
     def _check_sources(self, rec: ClientRecord, pts: list) -> list:
-        """Inner packets must come from the client's own address or its iroutes (anti-spoofing)."""
+        """Inner packets must come from the client's own address or its iroutes (anti-spoofing).
+        A refused packet is no tunnel traffic, and `inactive` must not see it as such."""
         if not pts:
             return pts
         ok = []
@@ -183,20 +193,24 @@ class ServerDispatcher(ClientPush):
             if v == 6 and len(p) >= 40:
                 if rec.vaddr6 is not None and str(ipaddress.IPv6Address(bytes(p[8:24]))) == rec.vaddr6:
                     ok.append(p)
-                elif rec.vaddr6 is None:
-                    self._count("IPv6 inner packet (no server-ipv6)")
-                else:
-                    self._count("inner packet with a source the client does not own")
+                    continue
+                self._refused(rec, p, "IPv6 inner packet (no server-ipv6)" if rec.vaddr6 is None
+                              else "inner packet with a source the client does not own")
                 continue
             if v != 4:
-                self._count("inner packet not IP")
+                self._refused(rec, p, "inner packet not IP")
                 continue
             src = p[12:16]
             if src == rec.vaddr_packed or (rec.iroutes and _in_any(bytes(src), rec.iroutes)):
                 ok.append(p)
             else:
-                self._count("inner packet with a source the client does not own")
+                self._refused(rec, p, "inner packet with a source the client does not own")
         return ok
+
+    def _refused(self, rec: ClientRecord, p, reason: str) -> None:
+        self._count(reason)
+        s = rec.session
+        s.not_traffic += len(p) + s.framing
 
     def _float(self, rec: ClientRecord, addr) -> bool:
         """Move a client to a new address; False (and nothing changed) if that is refused."""
@@ -270,6 +284,9 @@ class ServerDispatcher(ClientPush):
             refused = self.admission.refuse_unverified(client_sid)
             if refused is not None:
                 raise BadPacket(refused)
+            if addr in self.pending:
+                # Nor may it push aside a restart waiting there (see _create).
+                raise BadPacket("cookie-less reset from an address with a handshake waiting")
             self._create(addr, now, client_sid, v2, packet_in=packet, op=op, unverified=True)
             return
         refused = self.admission.refuse_stateless_answer(now)
@@ -323,7 +340,10 @@ class ServerDispatcher(ClientPush):
             # Resume from the cookie: both resets are behind us (ours was message 0, theirs too).
             s.resume_after_cookie(own_sid, client_sid, now)
         old = self.by_addr.get(addr)
-        if old is not None and old.session.established and not rec.tcp:
+        if old is not None and not rec.tcp and (old.session.established or unverified):
+            # Beside it, not in its place: a restart must not end an established session before
+            # it is established itself, nor may a cookie-less reset (its address unproven, so
+            # possibly spoofed by any key holder) end a handshake in progress there.
             old_pending = self.pending.get(addr)
             if old_pending is not None:
                 self._drop(old_pending, "superseded by a newer handshake from the same address")

@@ -144,8 +144,12 @@ class Session(ControlChannel):
         self.last_send = now
         self.reneg_check_at = now + RENEG_CHECK_INTERVAL   # reneg-bytes / reneg-pkts counters
         self.data_authenticated = 0       # data packets that passed authentication and replay checks
-        self.pings = 0                    # keepalive pings sent and received: the data keys' byte counts
-                                          # include them, `inactive` must not (gateway/inactivity.py)
+        # Bytes the data keys counted that were no tunnel traffic: keepalive pings both ways, OCC
+        # messages, payloads refused (compressed, or inner packets the server dropped), each with
+        # its framing. `inactive` takes them off (gateway/inactivity.py): otherwise a client could
+        # keep itself connected with packets that never reach the tunnel.
+        self.not_traffic = 0
+        self.framing = 0                  # compression framing bytes of the last payload received
         self.ping_interval = cfg.ping
         self.ping_restart = cfg.ping_restart
         self.next_key_id = 1
@@ -233,16 +237,20 @@ class Session(ControlChannel):
             self.last_recv = now
             self.data_authenticated += 1
             if self.comp is not None:
+                n = len(pt)
                 pt = decompress_stub(self.comp, pt)
                 if pt is None:
+                    self.not_traffic += n
                     self._count("compressed packet (unsupported)")
                     return []
+                self.framing = n - len(pt)
             # IP packets start with 0x4_/0x6_; the ping (0x2a) and OCC (0x28) magics do not.
             if pt and (pt[0] == 0x2A or pt[0] == 0x28):
                 if pt == PING_MAGIC:
-                    self.pings += 1
+                    self.not_traffic += len(pt) + self.framing
                     return []
                 if len(pt) >= 17 and pt[:16] == OCC_MAGIC:
+                    self.not_traffic += len(pt) + self.framing
                     self._occ(pt, now)
                     return []
             return [pt]
@@ -434,6 +442,15 @@ class Session(ControlChannel):
                 return ks.tls.peer_cert
         return None
 
+    @property
+    def peer_chain(self) -> list:
+        """The verified chain above peer_certificate (kept with crl-verify only), for checking a
+        reloaded CRL against the sub-CAs too."""
+        for ks in sorted(self.keys.values(), key=lambda k: -k.key_id):
+            if ks.tls is not None and ks.tls.peer_cert is not None:
+                return ks.tls.peer_chain
+        return []
+
     def _newest(self) -> KeyState | None:
         return self.keys.get(self.newest_key_id) if self.newest_key_id is not None else None
 
@@ -562,7 +579,6 @@ class Session(ControlChannel):
                 return
             if self.ping_interval and now >= self.last_send + self.ping_interval:
                 self._queue_data(PING_MAGIC)
-                self.pings += 1
                 self.last_send = now
             if now >= self.reneg_check_at:
                 self.reneg_check_at = now + RENEG_CHECK_INTERVAL
@@ -615,6 +631,7 @@ class Session(ControlChannel):
         if sk is not None and sk.send_pid < PID_MAX:
             if self.comp is not None:
                 payload = compress_stub(self.comp, payload)
+            self.not_traffic += len(payload)
             self.out.append(sk.seal(payload))
 
     def _occ(self, pt, now: float) -> None:

@@ -483,6 +483,7 @@ class TlsEndpoint:
             self.conn.set_connect_state()
         self.handshake_done = False
         self.peer_cert: x509.Certificate | None = None
+        self.peer_chain: list[x509.Certificate] = []    # with crl-verify: the verified chain above it
         self._fed = False        # records arrived since the last read of application data
 
     def prime(self) -> bool:
@@ -519,8 +520,12 @@ class TlsEndpoint:
                     self.peer_cert = peer.to_cryptography() if peer is not None else None
                     chain = None
                     if self.settings.crl is not None:
-                        chain = [c.to_cryptography() for c in (self.conn.get_peer_cert_chain() or [])]
-                        chain = [c for c in chain if c != self.peer_cert]
+                        # The chain OpenSSL verified, built from our `ca` as needed, not the one
+                        # the peer chose to send: a peer that leaves out its (revoked) sub-CA must
+                        # not keep it from the CRL check (OpenVPN checks the verified chain).
+                        got = self.conn.get_verified_chain() or self.conn.get_peer_cert_chain() or []
+                        chain = [c for c in (x.to_cryptography() for x in got) if c != self.peer_cert]
+                        self.peer_chain = chain       # a reload's new CRL checks it again (ops.py)
                     _check_peer(self.settings, self.peer_cert, chain)
                 except SSL.WantReadError:
                     pass

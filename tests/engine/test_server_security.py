@@ -284,3 +284,66 @@ def test_note_sent_starts_a_renegotiation_when_packet_ids_run_low(pki):  # noqa:
     _pump(d, [(a, addr)], now=2.1)
     assert rec.session.send_key.key_id == 1 and a.send_key.key_id == 1
     assert d.next_deadline() is not None
+
+
+def test_connect_freq_added_by_a_reload_is_applied(pki):  # noqa: F811
+    """A reload (ServerDispatcher.apply_settings) that adds connect-freq limits new sessions from
+    then on: the limit objects were made once at start, so it was accepted and ignored."""
+    import dataclasses
+    d = _mk_server(pki)
+    d.apply_settings(dataclasses.replace(d.st, connect_freq=(2, 10)))
+    clients = [(_mk_client(pki, pki["clients"][i]), ("198.18.0.%d" % (90 + i), 1)) for i in range(3)]
+    _pump(d, clients, now=1.0)
+    assert [_up(s) for s, _ in clients] == [True, True, False]
+    assert d.stats["connect-freq limit reached"] >= 1
+    d.apply_settings(dataclasses.replace(d.st, connect_freq=None))
+    late = _mk_client(pki, pki["clients"][5])
+    _pump(d, [(late, ("198.18.0.99", 1))], now=2.0)
+    assert _up(late), "connect-freq taken away by a reload still limited"
+
+
+def test_a_cookie_less_reset_cannot_end_a_handshake_at_its_unproven_address(pki):  # noqa: F811
+    """A tls-crypt-v2 reset without early negotiation gets state without a cookie, so its source
+    address is unproven. Anyone holding a client key (any customer) could spoof one from the address
+    of a client in the middle of its handshake: the new session replaced the one there, and a
+    client could be kept from ever connecting. It now waits beside it (as a restart beside an
+    established session does) and replaces it only if it gets established itself."""
+    d, victim = _v2_setup(pki)
+    addr = ("198.18.5.1", 5000)
+    for p in victim.take_outgoing():                # the victim's reset, and the answer
+        d.receive(p, addr, 0.5)
+    for p, _a in d.take_outgoing():
+        victim.receive(p, 0.5)
+    for p in victim.take_outgoing():                # its first TLS packet
+        d.receive(p, addr, 0.5)
+    held = d.take_outgoing()                        # the server's answer, on its way
+    assert d.record(addr) is not None and not d.record(addr).session.established
+    v2 = d.st.v2_server_key
+    kc, wkc = keyfiles.parse_tls_crypt_v2_client_key(keyfiles.generate_tls_crypt_v2_client_key(v2))
+    attacker = _mk_client(pki, pki["clients"][7], lambda: wrapping.TlsCryptV2ClientWrapper(kc, wkc, early_negotiation=False),
+                          early=True)
+    for p in attacker.take_outgoing():
+        d.receive(p, addr, 0.6)                     # spoofed from the victim's address
+    for p, _a in held:
+        victim.receive(p, 0.7)
+    _pump(d, [(victim, addr)], now=0.7)             # what the server sends to that address goes to the victim
+    assert _up(victim), "a spoofed cookie-less reset ended the victim's handshake"
+    assert d.stats.get("handshake failed", 0) == 0
+
+
+def test_a_cookie_less_client_restarting_mid_handshake_still_gets_in(pki):  # noqa: F811
+    """The other side of the rule above: an old tls-crypt-v2 client that restarts from the same
+    address while its first handshake hangs there gets in once its new session is established."""
+    d, first = _v2_setup(pki)
+    addr = ("198.18.5.2", 5000)
+    for p in first.take_outgoing():
+        d.receive(p, addr, 0.5)
+    d.take_outgoing()                               # lost: the first attempt hangs
+    stale = d.record(addr)
+    v2 = d.st.v2_server_key
+    kc, wkc = keyfiles.parse_tls_crypt_v2_client_key(keyfiles.generate_tls_crypt_v2_client_key(v2))
+    again = _mk_client(pki, pki["clients"][6], lambda: wrapping.TlsCryptV2ClientWrapper(kc, wkc, early_negotiation=False),
+                       early=True)
+    _pump(d, [(again, addr)], now=1.0)
+    assert _up(again)
+    assert d.record(addr) is not stale and not stale.alive

@@ -226,7 +226,13 @@ def dictionaries() -> dict[str, list[str]]:
     return {"push-text": push_words + numbers + peer_info, "push-client": push_words + numbers,
             "key-method": peer_info + numbers, "key-method-server": peer_info + numbers,
             "ovpn-config": directives + numbers + ["<ca>", "</ca>", "[inline]", "#", ";", '"', "\\"],
-            "toml-config": tomlwords + numbers}
+            "toml-config": tomlwords + numbers,
+            "management": MGMT_WORDS + numbers + ["\t", "\r\n", "198.18.7.1:40001", "client0"]}
+
+
+MGMT_WORDS = ["status", "load-stats", "kill", "client-kill", "bytecount", "log", "state", "echo", "hold",
+              "verb", "mute", "signal", "SIGUSR2", "SIGHUP", "help", "version", "pid", "on", "off", "all",
+              "release", "quit", "exit"]
 
 
 def generate(out: Path = SEEDS) -> dict[str, int]:
@@ -312,6 +318,20 @@ def generate(out: Path = SEEDS) -> dict[str, int]:
             add("data", bytes([0x80 | sel | 2, op_byte(Op.CONTROL_V1, 0)]) + encode_body([], None, 0, b"\x17\x03\x03"))
             add("data", bytes([0x80 | sel | 2, op_byte(Op.CONTROL_V1, 0)])
                 + encode_body([1], src.peer_sid, 0, b"\x15\x03\x03\x00\x02\x02\x28"))
+
+    # ---- the server's data path (mode byte: targets.make_server_data)
+    ip6 = bytes.fromhex("6000000000083a40") + bytes(16) + bytes(15) + b"\x01" + b"\x80\x00\x00\x00\x00\x00\x00\x00"
+    for sel in (0, 1, 2, 3, 4, 8, 16 | 2, 16 | 4, 8 | 2):
+        add("server-data", bytes([sel]) + ip)
+    for pt in (PING_MAGIC, OCC_MAGIC + bytes([OCC_EXIT]), ip6, b"\x10" + ip[1:]):
+        add("server-data", b"\x01" + pt)
+
+    # ---- the management interface: what a local tool sends
+    for text in ("status 2\n", "status 3\nload-stats\n", "kill client0\n", "client-kill 0 HALT\n",
+                 "bytecount 1\nbytecount 0\n", "log on all\nlog off\n", "state on\nstate 3\n", "\t\n\x0b\npid\n",
+                 "kill 198.18.0.2:40000\n", "signal SIGUSR2\n", "help\nversion\npid\n",
+                 "echo on\nhold release\nverb 4\nmute 3\n", "status\r\n" * 3):
+        add("management", text.encode())
 
     # ---- TCP framing
     stream = b"".join(frame(p) for p in (ip, PING_MAGIC, b"\x38" + bytes(13), b"x" * 1400))

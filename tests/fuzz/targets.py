@@ -31,7 +31,7 @@ from appliance.openvpn.keymethod import (KeyMethod2, decode_key_method_2_untrust
                                          split_text_messages_untrusted)
 from appliance.openvpn.opcodes import Op
 from appliance.openvpn.packet import decode_body_untrusted, encode_body, parse_early_neg_tlvs_untrusted
-from appliance.openvpn.session import Role, SessionConfig
+from appliance.openvpn.session import Role, Session, SessionConfig
 from appliance.openvpn.tls import TlsSettings
 
 from . import harness as h
@@ -277,6 +277,124 @@ def make_data():
         dst.receive(bytes(wire), 1.0)                    # must never raise
         dst.take_outgoing()
         src.take_outgoing()
+    return one
+
+
+# ------------------------------------------------------------------ the server's data path
+SERVER_ADDRS = [("198.18.7.1", 40001), ("198.18.7.2", 40002)]
+
+
+def _server_world():
+    """A dispatcher (tls-crypt, client-to-client, one iroute) with two established clients, and
+    the ServerDataPath over it; -> (data path, [(client session, address)])."""
+    from appliance.openvpn.datapath import ServerDataPath
+    d = _dispatcher("tls-crypt")
+    d.st.client_to_client = True
+    d.st.duplicate_cn = True           # both clients hold the harness's one client certificate
+    p = h.pki()
+    clients = []
+    for i, addr in enumerate(SERVER_ADDRS):
+        c = Session(SessionConfig(Role.CLIENT, TlsSettings(p["ca"], *p["client"], False, remote_cert_tls="server"),
+                                  lambda: h.client_wrapper("tls-crypt"), proto="udp", auth="SHA256",
+                                  random_bytes=h.Counter(f"server-data-client{i}")), 0.0)
+        c.start(0.0)
+        clients.append((c, addr))
+    for _ in range(100):
+        moved = 0
+        for c, addr in clients:
+            for pkt in c.take_outgoing():
+                d.receive(pkt, addr, 0.5)
+                moved += 1
+        for pkt, addr in d.take_outgoing():
+            for c, a in clients:
+                if a == addr:
+                    c.receive(pkt, 0.5)
+                    moved += 1
+        if not moved:
+            break
+    if not all(c.established for c, _ in clients):
+        raise RuntimeError("server-data: the clients did not come up")
+    import ipaddress
+    rec = d.by_addr[SERVER_ADDRS[0]]
+    rec.iroutes = [ipaddress.IPv4Network("198.18.200.0/24")]
+    d.iroutes.append((rec.iroutes[0], rec))
+    return ServerDataPath(d, lambda cipher, v2: 1400, True), clients
+
+
+def make_server_data():
+    """ServerDataPath.from_link / from_tun and the dispatcher's timers with two established
+    clients. First byte: bits 0-1 mode (raw wire bytes / client 0 seals the fuzzed inner packet /
+    the same with its source set to the client's own address and the destination to client 1's
+    or an iroute / client 0 seals it and it arrives from another address), bit 2 the packet comes
+    in from the TUN instead (destination set to a client's address), bit 3 run the timers 30 s
+    on. The world lives across inputs and is rebuilt when a client is gone."""
+    state: dict = {}
+
+    def world():
+        w = state.get("w")
+        if w is None or any(not c.established or c.closed for c, _ in w[1]) or \
+                len(w[0].d.clients) != 2 or state.get("n", 0) > 20000:
+            w = state["w"] = _server_world()
+            state["n"], state["t"] = 0, 1.0
+        state["n"] += 1
+        return w
+
+    def one(data: bytes) -> None:
+        if len(data) < 2:
+            return
+        dp, clients = world()
+        d = dp.d
+        sel, rest = data[0], bytearray(data[1:])
+        now = state["t"]
+        (c0, a0), (c1, a1) = clients
+        r0, r1 = d.by_addr.get(a0), d.by_addr.get(a1)
+        if sel & 4:
+            if len(rest) >= 20 and r1 is not None and r1.vaddr_packed:
+                rest[16:20] = r1.vaddr_packed if sel & 16 else bytes([198, 18, 200, rest[19]])
+            dp.from_tun([bytes(rest)], now, {})
+        else:
+            mode = sel & 3
+            if mode == 0:
+                wire, addr = bytes(rest), a0
+            else:
+                if mode == 2 and len(rest) >= 20 and r0 is not None and r0.vaddr_packed:
+                    rest[12:16] = r0.vaddr_packed
+                    if r1 is not None and r1.vaddr_packed:
+                        rest[16:20] = r1.vaddr_packed if sel & 16 else bytes([198, 18, 200, rest[19]])
+                wire = c0.encrypt(bytes(rest))
+                if wire is None:
+                    return
+                addr = ("198.18.7.9", 40009) if mode == 3 else a0
+            dp.from_link(bytes(wire), addr, now, lambda _p: None, {})      # must never raise
+        if dp.failed:
+            raise RuntimeError(f"sealing raised: {dp.failed!r}")
+        if sel & 8:
+            state["t"] = now = now + 30.0
+            d.handle_timer(now)
+            errs = d.take_internal_errors()
+            if errs:
+                raise RuntimeError(f"timer raised: {errs!r}")
+        for pkt, addr in d.take_outgoing():
+            for c, a in clients:
+                if a == addr:
+                    c.receive(pkt, now)
+        for c, a in clients:
+            for pkt in c.take_outgoing():
+                d.receive(pkt, a, now)
+        d.take_outgoing()
+    return one
+
+
+# ------------------------------------------------------------------ the management interface
+def make_management():
+    """The management interface's line handling and commands (gateway/management.py) with the
+    real Operations of an in-memory server with one client: whatever bytes a local tool sends,
+    nothing escapes MgmtConn.on_read (the pump would count it as an internal error)."""
+    from tests.fuzz.mgmt_world import management_world
+    conn, feed = management_world()
+
+    def one(data: bytes) -> None:
+        feed(data)
     return one
 
 
@@ -527,6 +645,11 @@ _add(Target("push-client", make_push_client, 2048,
             "client Session fed a fuzzed PUSH_REPLY after TLS (nothing may escape)", 1.5))
 _add(Target("data", make_data, 2048, "Session.receive of an established pair, both ways (nothing may escape)",
             1.5))
+_add(Target("server-data", make_server_data, 2048,
+            "ServerDataPath from_link/from_tun + timers, two established clients, c2c, iroute (nothing may escape)",
+            1.0))
+_add(Target("management", make_management, 4096, "management lines and commands with a live server (nothing "
+            "may escape on_read)", 0.5))
 _add(Target("tcp-framing", make_framing, 8192, "StreamFramer.feed in any split (BadPacket)", 0.5))
 _add(Target("dhcp", make_dhcp, 1500, "DHCP reply decoder (never raises)", 0.25))
 _add(Target("icmpv6", make_icmpv6, 1500, "RS/RA parsers and the LAN RA sender's receive path (never raise)", 0.25))

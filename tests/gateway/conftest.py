@@ -80,6 +80,7 @@ class World:
         auth = AuthChecker(st.verify_user, self.clock, inline=True, **auth_limits) if st.verify_user else None
         self.server = ServerGateway(opts, st, self.server_ports, self.server_net, self.clock,
                                     MemoryWaiter(self.net), auth=auth)
+        self.server.make_auth = lambda verify: AuthChecker(verify, self.clock, inline=True, **auth_limits)
         self.server.start()
         return self.server
 

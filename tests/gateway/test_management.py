@@ -230,3 +230,62 @@ def test_log_history_and_real_time_log_lines(mgmt):
     logging.getLogger("vpn-appliance").warning("second line")
     txt = _read_until(pump, s, lambda t: "second line" in t)
     assert re.search(r">LOG:\d+,W,second line\r\n", txt), txt
+
+
+def test_a_line_of_only_blanks_is_ignored_and_the_next_command_answered(mgmt):
+    """A line holding only tabs or other blanks is no command (as OpenVPN): it raised IndexError
+    (an internal error), and the commands sent after it in the same read were left unanswered."""
+    m, pump, path = mgmt
+    s = _client(path)
+    _read_until(pump, s, lambda t: t.endswith("\r\n"))
+    s.sendall(b"\t\n\x0b\x0c \n \xc2\xa0\t\r\npid\n")
+    txt = _read_until(pump, s, lambda t: "SUCCESS: pid=" in t)
+    assert re.fullmatch(r"SUCCESS: pid=\d+\r\n", txt), txt
+    assert "internal error" not in pump.faults.counts
+    assert len(m.conns) == 1
+
+
+def test_a_status_reply_larger_than_the_output_limit_is_sent_whole(tmp_path):
+    """`status` of a server with a few thousand clients is longer than OUT_LIMIT by itself: the
+    client that asked, and reads, gets all of it (it was cut off as one that does not read)."""
+    rows = [st_mod.ClientRow(f"client-with-a-longish-name-{i:05d}", f"198.18.{i // 250}.{i % 250}:{40000 + i}",
+                             f"10.8.{i // 250}.{i % 250}", "", 123456789, 987654321, 1764579600, "UNDEF", i, i,
+                             "AES-256-GCM", 1764579600) for i in range(3000)]
+
+    class BigOps(FakeOps):
+        def status_lines(self, v: int) -> list[str]:
+            return st_mod.render(rows, v, time.time())
+
+    pump = Pump(time.monotonic, SelectorWaiter())
+    path = str(tmp_path / "m.sock")
+    m = Management((path, "unix", None), pump, BigOps())
+    try:
+        want = BigOps().status_lines(2)
+        assert len("\r\n".join(want)) > OUT_LIMIT
+        s = _client(path)
+        _read_until(pump, s, lambda t: t.endswith("\r\n"))
+        got = ask(pump, s, "status 2", len(want))
+        assert len(got) == len(want) and got[-1] == "END", (len(got), got[-1:])
+        assert len(m.conns) == 1
+        # One that asks again and again without reading is still cut off, its backlog bounded.
+        s.sendall(b"status 2\n" * 50)
+        for _ in range(200):
+            pump.step(block=False)
+            if not m.conns:
+                break
+            assert all(len(c.outbuf) <= OUT_LIMIT + len("\r\n".join(want)) + 2 * len(want) for c in m.conns)
+        assert m.conns == [], "a client that never reads its replies was not cut off"
+    finally:
+        m.close()
+
+
+@pytest.mark.parametrize("content", ["", "\n", "\r\n"])
+def test_an_empty_password_file_refuses_to_start(tmp_path, content):
+    """With an empty first line the password was "", and the stripped empty line any local
+    process sends matched it: full control without a password. OpenVPN refuses to start."""
+    pw = tmp_path / "pw"
+    pw.write_text(content)
+    pump = Pump(time.monotonic, SelectorWaiter())
+    with pytest.raises(OSError, match="no password on the first line"):
+        m = Management(("127.0.0.1", 0, str(pw)), pump, FakeOps())
+        m.close()

@@ -102,3 +102,23 @@ def test_a_burst_of_legitimate_logins_beyond_the_queue_all_get_in(pki):
         [(c.result, _up(w, i)) for i, c in enumerate(w.clients)]
     assert all(c.result is None for c in w.clients)
     assert sum(w.server.auth.refused.values()) >= 1, "the queue never overflowed: the test proves nothing"
+
+
+def test_ipv4_clients_of_a_dual_stack_server_are_separate_sources():
+    """A dual-stack server (proto udp6/tcp6) sees IPv4 clients as ::ffff:a.b.c.d. Those were
+    grouped as IPv6 /64s, all into ::/64: one IPv4 address that used up its password checks left
+    every other IPv4 client refused ('too many from one address'). IPv6 stays grouped by /64."""
+    a = AuthChecker(lambda u, p, cn: False, FakeClock(), inline=True, per_source_rate=(3, 30.0))
+
+    def ask(source: str) -> str | None:
+        why = a.submit(source, source, "alice", "guess", None)
+        a.take_results()
+        return why
+    for _ in range(3):
+        assert ask("::ffff:198.18.0.40") is None
+    assert ask("::ffff:198.18.0.40") is not None, "the storm was not cut off"
+    assert ask("::ffff:198.18.0.41") is None, "another IPv4 client was refused"
+    assert ask("198.18.0.42") is None
+    for _ in range(3):
+        ask("2001:db8:1:2::a")
+    assert ask("2001:db8:1:2::b") is not None, "an IPv6 /64 is one source"

@@ -75,3 +75,31 @@ def test_inline_crl_block_reaches_the_tls_settings():
     crl = tls_settings(opts, True).crl
     assert crl is not None and crl.revoked(A) is not None and crl.revoked(B) is None
     assert tls_settings(opts, False).crl is None                    # a client checks no CRL here
+
+
+def _expired_crl(ca) -> bytes:
+    import datetime
+
+    from cryptography.hazmat.primitives import hashes
+    now = datetime.datetime.now(datetime.timezone.utc)
+    return (x509.CertificateRevocationListBuilder().issuer_name(ca[0].subject)
+            .last_update(now - datetime.timedelta(days=10)).next_update(now - datetime.timedelta(days=1))
+            .sign(ca[1], hashes.SHA256()).public_bytes(serialization.Encoding.PEM))
+
+
+def test_an_expired_or_forged_crl_of_the_issuer_refuses_as_openvpn(tmp_path):
+    """OpenSSL's CRL checks behind OpenVPN's crl-verify: the CRL of a certificate's issuer must be
+    current and signed by that issuer, or the handshake fails. They passed before (a stale CRL,
+    or one under the CA's name with another key, revoked nothing and refused nobody)."""
+    f = tmp_path / "crl.pem"
+    f.write_bytes(make_crl(*CA, [], days=30))
+    assert CrlChecker("file", str(f)).revoked(A, [CA[0]]) is None
+    f.write_bytes(_expired_crl(CA))
+    assert "CRL has expired" in CrlChecker("file", str(f)).revoked(A, [CA[0]])
+    assert "CRL has expired" in CrlChecker("file", str(f)).revoked(A)         # no chain: still dated
+    impostor = issue("CRL CA", None, None)              # the CA's name, another key
+    f.write_bytes(make_crl(impostor[0], impostor[1], []))
+    assert "CRL signature failure" in CrlChecker("file", str(f)).revoked(A, [CA[0]])
+    # A certificate whose issuer has no CRL in the file passes (OpenVPN ignores that error).
+    f.write_bytes(_expired_crl(OTHER_CA))
+    assert CrlChecker("file", str(f)).revoked(A, [CA[0]]) is None

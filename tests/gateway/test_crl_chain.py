@@ -1,0 +1,91 @@
+"""crl-verify against the chain the server verified, not the one the client chose to send
+(openvpn/tls.py, openvpn/crl.py): with a sub-CA in the server's `ca`, a client may send its leaf
+alone; the server builds the chain from its store, and a sub-CA the root's CRL revokes must refuse
+every certificate under it, as OpenVPN (CRL_CHECK_ALL on the verified chain) does."""
+from __future__ import annotations
+
+import datetime
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from appliance.certs import issue
+from appliance.openvpn.crl import make_crl
+from tests.gateway.conftest import World, client_conf, server_conf
+from tests.gateway.test_tunnel import _up
+
+
+def _pem(c) -> str:
+    return c.public_bytes(serialization.Encoding.PEM).decode()
+
+
+def _kpem(k) -> str:
+    return k.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                           serialization.NoEncryption()).decode()
+
+
+def _sub_ca(name: str, root) -> tuple:
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+            .issuer_name(root[0].subject).public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(days=1)).not_valid_after(now + datetime.timedelta(days=30))
+            .add_extension(x509.BasicConstraints(True, 0), True)
+            .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), True)
+            .sign(root[1], hashes.SHA256()))
+    return cert, key
+
+
+@pytest.fixture(scope="module")
+def chain_pki() -> dict:
+    root = issue("Chain root CA", None, None)
+    sub = _sub_ca("Chain sub CA", root)
+    srv = issue("server", root, ExtendedKeyUsageOID.SERVER_AUTH)
+    leaf = issue("client0", sub, ExtendedKeyUsageOID.CLIENT_AUTH)
+    direct = issue("client1", root, ExtendedKeyUsageOID.CLIENT_AUTH)
+    return {"ca": _pem(root[0]) + _pem(sub[0]), "server": (_pem(srv[0]), _kpem(srv[1])), "root": root, "sub": sub,
+            "clients": {"client0": (_pem(leaf[0]), _kpem(leaf[1])),        # the leaf alone, no chain
+                        "client1": (_pem(direct[0]), _kpem(direct[1]))}}
+
+
+@pytest.mark.parametrize("revoke_sub", [False, True])
+def test_a_revoked_sub_ca_refuses_a_client_that_sends_only_its_leaf(chain_pki, tmp_path, revoke_sub, caplog):
+    caplog.set_level("INFO")
+    root, sub = chain_pki["root"], chain_pki["sub"]
+    crl = tmp_path / "crl.pem"
+    # The root's CRL (revoking the sub-CA or nothing) and the sub-CA's own (empty) CRL.
+    crl.write_bytes(make_crl(root[0], root[1], [sub[0].serial_number] if revoke_sub else [])
+                    + make_crl(sub[0], sub[1], []))
+    w = World()
+    gw = w.add_server(server_conf(chain_pki, extra=f"crl-verify {crl}\n"))
+    # The client's `ca` is the root alone, so OpenSSL cannot add the sub-CA to what it sends.
+    w.add_client(client_conf(chain_pki, "client0").replace(chain_pki["ca"], _pem(root[0])))
+    w.add_client(client_conf(chain_pki, "client1"))
+    assert w.run(lambda: _up(w, 1), max_time=30), "a client of the root (not revoked) got no tunnel"
+    w.run_for(20)
+    assert _up(w, 0) is not revoke_sub, "a client under a revoked sub-CA got a tunnel" if revoke_sub else \
+        "a client under a sub-CA got no tunnel"
+    if revoke_sub:
+        assert f"certificate serial {sub[0].serial_number} (CN=Chain sub CA) is revoked by the CRL" in caplog.text
+    assert "internal error" not in gw.faults.counts
+
+
+def test_a_reload_revoking_a_sub_ca_disconnects_the_clients_under_it(chain_pki, tmp_path):
+    root, sub = chain_pki["root"], chain_pki["sub"]
+    crl = tmp_path / "crl.pem"
+    crl.write_bytes(make_crl(root[0], root[1], []) + make_crl(sub[0], sub[1], []))
+    w = World()
+    conf = server_conf(chain_pki, extra=f"crl-verify {crl}\n")
+    gw = w.add_server(conf)
+    gw.ops.reload_source = lambda: conf
+    w.add_client(client_conf(chain_pki, "client0").replace(chain_pki["ca"], _pem(root[0])))
+    w.add_client(client_conf(chain_pki, "client1"))
+    assert w.run(lambda: _up(w, 0) and _up(w, 1), max_time=30)
+    recs = {r.common_name: r for r in gw.d.clients}
+    crl.write_bytes(make_crl(root[0], root[1], [sub[0].serial_number]) + make_crl(sub[0], sub[1], []))
+    assert gw.ops.reload()
+    assert not recs["client0"].alive, "a client under the revoked sub-CA kept its tunnel after the reload"
+    assert recs["client1"].alive

@@ -1,0 +1,33 @@
+"""A client's peer-info reaches client-connect/-disconnect scripts' environment and the management
+interface's >CLIENT:ENV lines (gateway/ops.py). The client chooses those bytes; they are checked
+as OpenVPN 2.6 checks them, so a client cannot forge management lines (a CR, a line separator) or
+hand scripts shell characters, and an odd name is left out."""
+from __future__ import annotations
+
+from appliance.openvpn import roles
+from tests.gateway.conftest import World, client_conf, server_conf
+from tests.gateway.test_tunnel import _up
+
+HOSTILE = ("UV_EVIL=a\r>CLIENT:ESTABLISHED,99\u2028x\x1b[2J $(reboot)`id`\n"
+           "UV_BAD NAME=x\nIV_\u0130=dotted\nUV_LONG=" + "y" * 1000 + "\nUV_OK=plain-value_1.2\n")
+
+
+def test_peer_info_in_the_environment_and_management_lines_is_checked(pki, monkeypatch):
+    real = roles.ClientRole._peer_info
+    monkeypatch.setattr(roles.ClientRole, "_peer_info", lambda self: real(self) + HOSTILE)
+    w = World()
+    gw = w.add_server(server_conf(pki))
+    w.add_client(client_conf(pki, "client0"))
+    assert w.run(lambda: _up(w, 0), max_time=30)
+    rec = gw.d.clients[0]
+    assert rec.session.peer_info["UV_EVIL"].startswith("a\r")     # the engine got the raw text
+    inf = gw.ops.info[id(rec)]
+    env = gw.ops.env(rec, inf, "client-connect")
+    assert env["UV_EVIL"] == "a_>CLIENT:ESTABLISHED,99_x_[2J___reboot)_id_"
+    assert env["UV_OK"] == "plain-value_1.2"
+    assert "UV_BAD NAME" not in env and "IV_\u0130" not in env
+    assert len("UV_LONG=" + env["UV_LONG"]) == 255
+    assert env["IV_VER"] == "2.6.0"
+    for line in gw.ops._env_lines(rec, inf):
+        assert line.isprintable() and line.isascii(), repr(line)
+        assert len(line.splitlines()) == 1
