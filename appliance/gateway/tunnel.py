@@ -88,6 +88,10 @@ class TunnelNetwork(_TunAndRoutes):
                pushed.ifconfig_ipv6, tuple(pushed.routes_ipv6))
         if key == self.applied:
             return
+        # Forgotten before anything changes: a push that fails half-way (a value the kernel
+        # refuses) has removed the routes of the last one, so the same push coming back after
+        # the reconnect must be applied in full, not taken for what the host still has.
+        self.applied = None
         if self.routes is not None:
             self.routes.remove_all()
         # The paths that exist without the tunnel (OpenVPN's net_gateway), looked up before any

@@ -1,0 +1,44 @@
+"""gateway/tunnel.py against the kernel with what a hostile or broken server pushes: nothing it
+pushes may leave the host's routes other than what the push in force asks for, nor change the
+host beyond what the pushed options may (IPv6 routes from an IPv4 `route`, say). Runs in
+test_rtnl.py's namespace (its fixtures), entered with setns(2) for each test's body."""
+from __future__ import annotations
+
+import pytest
+
+from appliance.gateway.tunnel import TunnelNetwork
+from appliance.openvpn.config import Options
+from appliance.openvpn.keymethod import parse_push_reply_untrusted
+from tests.unit.test_rtnl import GW, _addrs, _routes, inside, ns  # noqa: F401 - fixtures
+
+pytestmark = [pytest.mark.root, pytest.mark.netns]
+
+SERVER = "198.18.60.9"          # reached via the namespace's default route (GW on `wan`)
+FULL = ("PUSH_REPLY,topology subnet,ifconfig 198.18.70.2 255.255.255.0,route 198.18.71.0 255.255.255.0,"
+        "redirect-gateway def1")
+
+
+def _push(text: str):
+    return parse_push_reply_untrusted(text)
+
+
+def test_a_push_that_fails_half_way_does_not_leave_the_next_one_unapplied(inside):
+    """A server pushes a full tunnel; after a reconnect a push the kernel refuses half-way (here an
+    IPv6 prefix length of 999) ends that connection; after the next reconnect the first push comes
+    again. It must be in force in full: the failed push had removed its routes, and taking the
+    repeated push for "already applied" left the host without redirect-gateway's routes, so its
+    traffic went out in clear while the client reported the tunnel up."""
+    net = TunnelNetwork(Options())
+    try:
+        net.apply(_push(FULL), SERVER)
+        dev = net.tun.name
+        want = _routes(dev)
+        assert {"0.0.0.0/1", "128.0.0.0/1", "198.18.71.0/24"} <= {r[0] for r in want}
+        with pytest.raises(Exception):
+            net.apply(_push(FULL + ",ifconfig-ipv6 fd00:70::2/999"), SERVER)
+        net.apply(_push(FULL), SERVER)
+        assert _routes(dev) == want
+        assert (SERVER, GW, "static", None, None, None) in _routes("wan")
+        assert [(a[0], a[1], a[3]) for a in _addrs(dev)] == [("inet", "198.18.70.2", 24)]
+    finally:
+        net.close()
