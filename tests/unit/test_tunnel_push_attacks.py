@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import pytest
 
+from appliance.gateway import tunnel
 from appliance.gateway.tunnel import TunnelNetwork
 from appliance.openvpn.config import Options
 from appliance.openvpn.keymethod import parse_push_reply_untrusted
+from appliance.tun.rtnl import NetlinkError
 from tests.unit.test_rtnl import GW, _addrs, _routes, inside, ns  # noqa: F401 - fixtures
 
 pytestmark = [pytest.mark.root, pytest.mark.netns]
@@ -22,9 +24,13 @@ def _push(text: str):
     return parse_push_reply_untrusted(text)
 
 
-def test_a_push_that_fails_half_way_does_not_leave_the_next_one_unapplied(inside):
-    """A server pushes a full tunnel; after a reconnect a push the kernel refuses half-way (here an
-    IPv6 prefix length of 999) ends that connection; after the next reconnect the first push comes
+def _refused(*_a, **_k) -> None:
+    raise NetlinkError(22, "Invalid argument")
+
+
+def test_a_push_that_fails_half_way_does_not_leave_the_next_one_unapplied(inside, monkeypatch):
+    """A server pushes a full tunnel; after a reconnect a push the kernel refuses half-way (its
+    IPv6 address, here) ends that connection; after the next reconnect the first push comes
     again. It must be in force in full: the failed push had removed its routes, and taking the
     repeated push for "already applied" left the host without redirect-gateway's routes, so its
     traffic went out in clear while the client reported the tunnel up."""
@@ -34,8 +40,10 @@ def test_a_push_that_fails_half_way_does_not_leave_the_next_one_unapplied(inside
         dev = net.tun.name
         want = _routes(dev)
         assert {"0.0.0.0/1", "128.0.0.0/1", "198.18.71.0/24"} <= {r[0] for r in want}
-        with pytest.raises(Exception):
-            net.apply(_push(FULL + ",ifconfig-ipv6 fd00:70::2/999"), SERVER)
+        with monkeypatch.context() as m:
+            m.setattr(tunnel, "add_address6", _refused)
+            with pytest.raises(NetlinkError):
+                net.apply(_push(FULL + ",ifconfig-ipv6 fd00:70::2/64"), SERVER)
         net.apply(_push(FULL), SERVER)
         assert _routes(dev) == want
         assert (SERVER, GW, "static", None, None, None) in _routes("wan")
