@@ -11,6 +11,7 @@ Netlink goes through appliance/tun/rtnl.py (the stdlib), not pyroute2: importing
 """
 from __future__ import annotations
 
+import ipaddress
 import logging
 
 from ..ioerrors import PortGone
@@ -174,7 +175,13 @@ class TunnelNetwork(_TunAndRoutes):
                 log.info("redirect-gateway block-local: %s only through %s (its gateway kept direct)", net, tun)
 
     def _route4(self, net: str, mask: str, gw, metric, ng4) -> bool:
-        """One pushed IPv4 route; True when it is a default route (for the caller's def1 halves)."""
+        """One pushed IPv4 route; True when it is a default route (for the caller's def1 halves).
+        ValueError (the route is skipped) for what is no IPv4 route: an IPv6 destination would
+        put IPv6 traffic into the tunnel with no IPv6 pushed, and a metric beyond 32 bits has no
+        kernel form."""
+        ipaddress.IPv4Address(net)
+        if metric is not None and not 0 <= metric <= 0xFFFFFFFF:
+            raise ValueError(f"metric {metric} out of range")
         prefix = mask_to_prefix(mask)
         if gw == "net_gateway":
             if ng4 is None:
@@ -190,9 +197,13 @@ class TunnelNetwork(_TunAndRoutes):
         return False
 
     def _route6(self, net6: str, gw6, ng6, has6: bool) -> bool:
-        """One pushed IPv6 route; True when it is a default route."""
+        """One pushed IPv6 route; True when it is a default route. ValueError (skipped) for an
+        IPv4 destination (a route-ipv6 must not add IPv4 routes) or a prefix length beyond 128."""
         n6, _, p6 = net6.partition("/")
         plen6 = int(p6 or 128)
+        if "%" in n6 or not 0 <= plen6 <= 128:
+            raise ValueError(net6)
+        ipaddress.IPv6Address(n6)
         if gw6 == "net_gateway_ipv6":
             if ng6 is None:
                 log.warning("route-ipv6 %s net_gateway_ipv6: there is no IPv6 default route; skipped", net6)

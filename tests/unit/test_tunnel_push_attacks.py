@@ -50,3 +50,39 @@ def test_a_push_that_fails_half_way_does_not_leave_the_next_one_unapplied(inside
         assert [(a[0], a[1], a[3]) for a in _addrs(dev)] == [("inet", "198.18.70.2", 24)]
     finally:
         net.close()
+
+
+BASE = "PUSH_REPLY,topology subnet,ifconfig 198.18.70.2 255.255.255.0"
+
+
+@pytest.mark.parametrize("extra", [
+    "route 2000:: 224.0.0.0",                              # an IPv4 route line, an IPv6 destination
+    "route fd00:71:: 255.255.0.0 net_gateway",
+    "route 198.18.71.0 255.255.255.0 vpn_gateway 99999999999",   # a metric with no 32-bit form
+])
+def test_a_route_that_is_no_ipv4_route_is_skipped_and_the_rest_applies(inside, extra):
+    """No IPv6 route from an IPv4 `route` (it sent the host's IPv6 traffic, with its real IPv6
+    source address, into a tunnel that has no IPv6), and a value the kernel's messages cannot
+    carry skips that route as OpenVPN does, instead of ending the connection (struct.error)."""
+    net = TunnelNetwork(Options())
+    try:
+        net.apply(_push(f"{BASE},{extra},route 198.18.72.0 255.255.255.0"), SERVER)
+        dev = net.tun.name
+        assert {r[0] for r in _routes(dev)} == {"198.18.72.0/24"}
+        assert _routes(dev, v6=True) == [] and [r[0] for r in _routes("wan", v6=True)] == ["default"]
+    finally:
+        net.close()
+
+
+@pytest.mark.parametrize("extra", ["route-ipv6 198.18.77.0/24", "route-ipv6 fd00:71::/300"])
+def test_a_route_ipv6_that_is_no_ipv6_route_is_skipped_and_the_rest_applies(inside, extra):
+    """route-ipv6 with an IPv4 destination added an IPv4 route; a prefix length over 128 ended the
+    connection (struct.error) instead of skipping that route."""
+    net = TunnelNetwork(Options())
+    try:
+        net.apply(_push(f"{BASE},ifconfig-ipv6 fd00:70::2/64 fd00:70::1,{extra},route-ipv6 fd00:72::/64"), SERVER)
+        dev = net.tun.name
+        assert _routes(dev) == []
+        assert {r[0] for r in _routes(dev, v6=True)} == {"fd00:72::/64"}
+    finally:
+        net.close()
