@@ -101,6 +101,12 @@ class TunnelNetwork(_TunAndRoutes):
         need4, need6 = self._net_gateway_needed(pushed)
         ng4 = RouteSet.net_gateway(False, not_dev=self.tun.name) if need4 else None
         ng6 = RouteSet.net_gateway(True, not_dev=self.tun.name) if need6 else None
+        # The way to the server too, for redirect-gateway's host route (OpenVPN takes it from the
+        # default gateway it found before any tunnel route): looked up after the tunnel's address
+        # and routes, a pushed route or a subnet covering the server's address sent the server's
+        # own packets into the tunnel, and the tunnel died of it.
+        server_path = (RouteSet.path_to(remote_ip, not_dev=self.tun.name)
+                       if self._may_redirect(pushed) else None)
         local, second = pushed.ifconfig
         flush, self.addressed = self.addressed, True
         link = self.link_mtu != mtu
@@ -119,7 +125,7 @@ class TunnelNetwork(_TunAndRoutes):
             has6 = True
         self.routes = RouteSet()
         if not self.opts.route_nopull:
-            self._pushed_routes(pushed, remote_ip, ng4, ng6, has6)
+            self._pushed_routes(pushed, remote_ip, ng4, ng6, has6, server_path)
         for net, mask, _gw, metric in self.opts.route:
             self.routes.add(net, mask_to_prefix(mask or "255.255.255.255"), dev=self.tun.name, metric=metric)
         if pushed.dns:
@@ -135,7 +141,18 @@ class TunnelNetwork(_TunAndRoutes):
         need6 = any(gw6 == "net_gateway_ipv6" for _n, gw6 in pushed.routes_ipv6)
         return need4, need6
 
-    def _pushed_routes(self, pushed, remote_ip: str, ng4, ng6, has6: bool) -> None:
+    def _may_redirect(self, pushed) -> bool:
+        """Whether this push may redirect the default route (redirect-gateway, or a pushed
+        default route), so that the server needs its host route along the pre-tunnel path."""
+        if self.opts.route_nopull:
+            return False
+        flags = pushed.redirect_gateway if pushed.redirect_gateway is not None else self.opts.redirect_gateway
+        if flags is not None and ("!ipv4" not in flags or "ipv6" in flags):
+            return True
+        return (any(m in ("0.0.0.0", "0") for _n, m, _g, _x in pushed.routes)
+                or any(n6.endswith("/0") for n6, _g in pushed.routes_ipv6))
+
+    def _pushed_routes(self, pushed, remote_ip: str, ng4, ng6, has6: bool, server_path=None) -> None:
         """Routes as OpenVPN applies them: `net_gateway` ones go the pre-tunnel way, a pushed
         default route is split in two halves (the real default stays, as with def1), and
         redirect-gateway honours its `ipv6`, `!ipv4` and `block-local` flags."""
@@ -145,6 +162,10 @@ class TunnelNetwork(_TunAndRoutes):
         flags = set(flags) if flags is not None else None
         redirect4 = flags is not None and "!ipv4" not in flags
         redirect6 = flags is not None and "ipv6" in flags
+        if server_path is not None:
+            # Ahead of the pushed routes, as OpenVPN adds it: a pushed route for the server's
+            # own address must not take its place (the kernel keeps the first of the two).
+            routes.keep_path_to(remote_ip, server_path)
         for net, mask, gw, metric in pushed.routes:
             try:
                 if self._route4(net, mask, gw, metric, ng4):
@@ -159,11 +180,11 @@ class TunnelNetwork(_TunAndRoutes):
             except (ValueError, NetlinkError, OSError) as e:
                 log.warning("pushed route-ipv6 %s: not installed (%s); skipped", net6, e)
         if redirect4:
-            routes.add_redirect_gateway_def1(tun, remote_ip)
+            routes.add_redirect_gateway_def1(tun, remote_ip, server_path)
             log.info("redirect-gateway def1 via %s (server %s kept on the old default route)", tun, remote_ip)
         if redirect6:
             if has6:
-                routes.add_redirect_gateway_ipv6(tun, remote_ip)
+                routes.add_redirect_gateway_ipv6(tun, remote_ip, server_path)
                 log.info("IPv6 redirected: ::/1 and 8000::/1 via %s", tun)
             else:
                 log.warning("redirect-gateway ipv6 pushed without ifconfig-ipv6: IPv6 is not redirected")

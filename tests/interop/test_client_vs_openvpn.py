@@ -217,6 +217,22 @@ def test_redirect_gateway_def1(lab, run):
         lab.cli.run("ip route del default", check=False)
 
 
+def test_redirect_gateway_with_a_pushed_route_covering_the_server(lab, run):
+    # A server inside a network it pushes (here a /25 holding its own address, more specific than
+    # the client's on-link /24): the host route to the server still goes the pre-tunnel way, as
+    # with OpenVPN's client; it used to follow the pushed route into the tunnel, which then died.
+    lab.cli.run("ip route replace default via 198.18.0.1")
+    try:
+        srv, cli = run(server_extra='push "redirect-gateway def1"\npush "route 198.18.0.0 255.255.255.128"\n')
+        routes = lab.cli.run("ip route show").stdout
+        assert "198.18.0.0/25 dev tun0" in routes, routes
+        assert re.search(rf"^{re.escape(SRV_IP)} (via \S+ )?dev (?!tun0)", routes, re.M), routes
+        assert lab.ping(lab.cli, "198.18.100.1", 2) == 2
+        assert lab.tcp_transfer(lab.srv, TUN_SERVER_IP, lab.cli, 200_000) > 0
+    finally:
+        lab.cli.run("ip route del default", check=False)
+
+
 def test_pull_filter_ignores_and_rejects_pushed_options(lab, run):
     # The user's profile refuses the server's redirect-gateway but keeps its other pushed routes.
     srv, cli = run(server_extra='push "redirect-gateway def1"\n',

@@ -86,3 +86,30 @@ def test_a_route_ipv6_that_is_no_ipv6_route_is_skipped_and_the_rest_applies(insi
         assert {r[0] for r in _routes(dev, v6=True)} == {"fd00:72::/64"}
     finally:
         net.close()
+
+
+@pytest.mark.parametrize("push", [
+    FULL + ",route 198.18.60.0 255.255.255.0",          # a pushed route covers the server's address
+    FULL + ",route 198.18.60.9 255.255.255.255",        # or is the server's address
+    "PUSH_REPLY,topology subnet,ifconfig 198.18.60.2 255.255.255.0,redirect-gateway def1",   # so does the subnet
+    "PUSH_REPLY,topology subnet,ifconfig 198.18.70.2 255.255.255.0,route 198.18.60.0 255.255.255.0,"
+    "route 0.0.0.0 0.0.0.0",                             # a pushed default route, split as def1
+])
+def test_the_server_keeps_its_pre_tunnel_path_when_the_push_covers_its_address(inside, push):
+    """redirect-gateway's host route to the server must go the pre-tunnel way (as OpenVPN takes it
+    from the default gateway found before any tunnel route). It was looked up after the pushed
+    address and routes: a route or subnet covering the server made it `SERVER dev tun`, the
+    server's own packets went into the tunnel, and the tunnel died of it (every reconnect alike)."""
+    net = TunnelNetwork(Options())
+    try:
+        net.apply(_push(push), SERVER)
+        dev = net.tun.name
+        assert (SERVER, GW, "static", None, None, None) in _routes("wan")
+        assert SERVER not in {r[0] for r in _routes(dev)}
+        # a reconnect with the same server: the TUN still has the last address while the next applies
+        net.apply(_push(push + ",route 198.18.73.0 255.255.255.0"), SERVER)
+        assert (SERVER, GW, "static", None, None, None) in _routes("wan")
+        assert SERVER not in {r[0] for r in _routes(dev)}
+    finally:
+        net.close()
+    assert [r for r in _routes("wan") if r[0] != "default"] == []
