@@ -4,12 +4,20 @@ host beyond what the pushed options may (IPv6 routes from an IPv4 `route`, say).
 test_rtnl.py's namespace (its fixtures), entered with setns(2) for each test's body."""
 from __future__ import annotations
 
+import ipaddress
+import select
+import struct
+import time
+
 import pytest
 
 from appliance.gateway import tunnel
 from appliance.gateway.tunnel import TunnelNetwork
 from appliance.openvpn.config import Options
+from appliance.lan.icmpv6 import Prefix, RouterAdvert, build_ra
+from appliance.lan.ra import link_local
 from appliance.openvpn.keymethod import parse_push_reply_untrusted
+from appliance.tun.offload import checksum
 from appliance.tun.rtnl import NetlinkError
 from tests.unit.test_rtnl import GW, _addrs, _routes, inside, ns  # noqa: F401 - fixtures
 
@@ -113,3 +121,44 @@ def test_the_server_keeps_its_pre_tunnel_path_when_the_push_covers_its_address(i
     finally:
         net.close()
     assert [r for r in _routes("wan") if r[0] != "default"] == []
+
+
+def _icmpv6(src: str, dst: str, body: bytes) -> bytes:
+    """An IPv6 packet (hop limit 255, as neighbour discovery requires) carrying ICMPv6 `body`."""
+    s, d = ipaddress.IPv6Address(src).packed, ipaddress.IPv6Address(dst).packed
+    b = bytearray(body)
+    struct.pack_into("!H", b, 2, checksum(s + d + struct.pack("!I3xB", len(b), 58) + bytes(b)))
+    return struct.pack("!IHBB", 0x60000000, len(b), 58, 255) + s + d + bytes(b)
+
+
+def _echo_reply_read(tun, deadline: float) -> bool:
+    """Read the TUN until an ICMPv6 echo reply comes out (bounded in time)."""
+    while time.monotonic() < deadline:
+        select.select([tun.fd], [], [], max(0.0, deadline - time.monotonic()))
+        for p in tun.read_batch(64):
+            if len(p) > 40 and p[0] >> 4 == 6 and p[6] == 58 and p[40] == 129:
+                return True
+    return False
+
+
+def test_a_router_advertisement_through_the_tunnel_configures_nothing(inside):
+    """Pushed addresses and routes are the server's only say over the host's network: an IPv6
+    router advertisement it sends through the tunnel (the kernel accepts RAs on a TUN device, and
+    gives it a link-local address) made the host take an address from its prefix and a default
+    route into the tunnel, with no IPv6 pushed at all."""
+    net = TunnelNetwork(Options())
+    try:
+        net.apply(_push(BASE), SERVER)
+        dev, tun = net.tun.name, net.tun
+        ll = link_local(dev)
+        assert ll is not None
+        ra = build_ra(RouterAdvert(1800, (Prefix(ipaddress.IPv6Network("2001:db8:1::/64"), 86400, 14400),)))
+        tun.queue(_icmpv6("fe80::1", "ff02::1", ra))
+        # An echo request behind it: its reply coming out means the RA before it was processed.
+        tun.queue(_icmpv6("fe80::1", ll, struct.pack("!BBHHH", 128, 0, 0, 1, 1) + b"x" * 8))
+        assert tun.flush() == 2
+        assert _echo_reply_read(tun, time.monotonic() + 5)
+        assert [a for a in _addrs(dev) if a[0] == "inet6"] == []
+        assert _routes(dev, v6=True) == []
+    finally:
+        net.close()
