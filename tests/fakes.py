@@ -454,6 +454,9 @@ class FakeTunnelNetwork:
         self.pushed = pushed
         self.applied += 1
 
+    def reach(self, remote_ip: str) -> None:
+        """No routes here: every remote is reachable."""
+
     def prepare(self) -> None:
         if self.tun is None:
             self.tun = self.tun_class(self.net, "tun-client")

@@ -59,6 +59,8 @@ class TunnelNet(Protocol):
 
     def apply(self, pushed, remote_ip: str) -> None: ...
 
+    def reach(self, remote_ip: str) -> None: ...
+
     def prepare(self) -> None: ...
 
     def close(self) -> None: ...
@@ -192,6 +194,7 @@ class ClientGateway:
         poll = self.opts.server_poll_timeout
         try:
             addr = self.ports.resolve(remote.host, remote.port, remote.proto, self.opts.family_of(remote))
+            self.net.reach(addr[0])      # past the last push's routes, which stay while we reconnect
             if remote.proto == "tcp":
                 log.info("connecting to %s over TCP", fmt_addr(addr))
                 link: UdpLink | TcpLink = TcpLink(self.ports.tcp_connect(addr))

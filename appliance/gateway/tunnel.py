@@ -78,6 +78,26 @@ class TunnelNetwork(_TunAndRoutes):
         log.info("opened TUN device %s (offload %s)", tun.name, "on" if tun.vnet_hdr else "off")
         return tun
 
+    def reach(self, remote_ip: str) -> None:
+        """Before connecting to a server: if the routes of the last push (kept while the client
+        reconnects, so nothing leaves in clear) would send its packets into our own TUN
+        (redirect-gateway, a pushed route covering it), a host route to it along the pre-tunnel
+        default path (the pushed subnet may cover it too). Why: failing over to a remote at another
+        address sent its handshake into the TUN, and the client never came up again. The route goes with the push's routes (the
+        next push, or close). Nothing to do before the first push: no netlink work then."""
+        if self.tun is None or self.routes is None:
+            return
+        try:
+            if RouteSet.goes_via(remote_ip, self.tun.name):
+                path = RouteSet.path_to(remote_ip, not_dev=self.tun.name)
+                if path is None:
+                    log.warning("no pre-tunnel route to %s: its packets go into the tunnel", remote_ip)
+                    return
+                self.routes.keep_path_to(remote_ip, path)
+                log.info("host route to %s along the pre-tunnel path (past the last push's routes)", remote_ip)
+        except (NetlinkError, OSError, RuntimeError, ValueError) as e:
+            log.warning("no host route to %s past the tunnel (%s): its packets may go into the tunnel", remote_ip, e)
+
     def apply(self, pushed, remote_ip: str) -> None:
         if pushed is None or pushed.ifconfig is None:
             raise RuntimeError("server pushed no ifconfig")
@@ -86,7 +106,7 @@ class TunnelNetwork(_TunAndRoutes):
             self._open(mtu)
         self.tun.mtu = mtu
         key = (pushed.ifconfig, pushed.topology, tuple(pushed.routes), tuple(pushed.redirect_gateway or ()), mtu,
-               pushed.ifconfig_ipv6, tuple(pushed.routes_ipv6))
+               pushed.ifconfig_ipv6, tuple(pushed.routes_ipv6), remote_ip)   # the server's host route
         if key == self.applied:
             return
         # Forgotten before anything changes: a push that fails half-way (a value the kernel

@@ -48,6 +48,13 @@ class RouteSet:
         self.add("8000::", 1, dev=tun)
 
     @staticmethod
+    def goes_via(remote_ip: str, dev: str) -> bool:
+        """Whether the kernel sends packets for `remote_ip` out of `dev` now."""
+        with Rtnl() as nl:
+            _gw, oif = nl.route_get(remote_ip)
+        return oif is not None and oif == link_index(dev)
+
+    @staticmethod
     def path_to(remote_ip: str, not_dev: str | None = None) -> "Path | None":
         """(gateway, interface index) the kernel takes to `remote_ip` now, never through `not_dev`
         (our TUN device, which still has the last push's address while a reconnect applies the

@@ -386,6 +386,9 @@ class _RefusingRoutesNet:
             mask_to_prefix(mask)
         self.inner.apply(pushed, remote_ip)
 
+    def reach(self, remote_ip):
+        self.inner.reach(remote_ip)
+
     def prepare(self):
         self.inner.prepare()
 

@@ -233,6 +233,42 @@ def test_redirect_gateway_with_a_pushed_route_covering_the_server(lab, run):
         lab.cli.run("ip route del default", check=False)
 
 
+def test_redirect_gateway_then_failover_to_a_remote_at_another_address(lab, run):
+    # Two servers at two addresses reached through the client's default route, both pushing
+    # redirect-gateway. The first one goes away: the client must reach the second although the
+    # first push's routes (kept while it reconnects, so nothing leaves in clear) send every
+    # address into the tunnel. It used to send its handshake to the second server into its own
+    # TUN, and never came up again.
+    a, b = "198.18.9.1", "198.18.9.2"
+    lab.cli.run("ip route replace default via 198.18.0.1")
+    lab.srv.run(f"ip addr add {a}/32 dev lo")
+    lab.srv.run(f"ip addr add {b}/32 dev lo")
+    try:
+        srv, cli = run(server_extra=f'local {a}\npush "redirect-gateway def1"\n',
+                       remotes=[(a, 1194, "udp"), (b, 1194, "udp")],
+                       client_extra="server-poll-timeout 3\nconnect-retry 1\n")
+        assert f"connecting to {a}:1194" in cli.log()
+        assert lab.ping(lab.cli, TUN_SERVER_IP, 2) == 2
+        cfg = Path(srv.p.args[-1])
+        cfg_b = cfg.with_name(cfg.name + ".b")
+        cfg_b.write_text(cfg.read_text().replace(f"local {a}", f"local {b}"))
+        srv.stop(5)
+        n_up = cli.log().count("tunnel up")
+        srv_b = lab.start(lab.srv, ["openvpn", "--config", str(cfg_b)], "server-b")
+        try:
+            assert srv_b.wait_for("Initialization Sequence Completed", 20)
+            assert cli.wait_count("tunnel up", n_up + 1, 60), cli.log()[-3000:]
+            assert f"connecting to {b}:1194" in cli.log()
+            assert lab.wait_ping(lab.cli, TUN_SERVER_IP, 20)
+            assert lab.ping(lab.cli, "198.18.100.1", 2) == 2
+        finally:
+            srv_b.stop(5)
+    finally:
+        lab.cli.run("ip route del default", check=False)
+        lab.srv.run(f"ip addr del {a}/32 dev lo", check=False)
+        lab.srv.run(f"ip addr del {b}/32 dev lo", check=False)
+
+
 def test_pull_filter_ignores_and_rejects_pushed_options(lab, run):
     # The user's profile refuses the server's redirect-gateway but keeps its other pushed routes.
     srv, cli = run(server_extra='push "redirect-gateway def1"\n',
