@@ -25,6 +25,17 @@ from .server_net import mask_to_prefix
 log = logging.getLogger("vpn-appliance")
 
 
+def _covers6(net6: str, addr: str) -> bool:
+    """Whether the pushed IPv6 route `net6` covers the IPv6 address `addr` (False for anything
+    that is not a pair of IPv6 values: a bad route is skipped later, not here)."""
+    if ":" not in addr:
+        return False
+    try:
+        return ipaddress.IPv6Address(addr) in ipaddress.IPv6Network(net6, strict=False)
+    except ValueError:
+        return False
+
+
 class _TunAndRoutes:
     """A TUN device with the routes we added for it; close() removes both (best effort)."""
     tun: TunDevice | None
@@ -126,7 +137,7 @@ class TunnelNetwork(_TunAndRoutes):
         # and routes, a pushed route or a subnet covering the server's address sent the server's
         # own packets into the tunnel, and the tunnel died of it.
         server_path = (RouteSet.path_to(remote_ip, not_dev=self.tun.name)
-                       if self._may_redirect(pushed) else None)
+                       if self._server_needs_host_route(pushed, remote_ip) else None)
         local, second = pushed.ifconfig
         flush, self.addressed = self.addressed, True
         link = self.link_mtu != mtu
@@ -161,16 +172,18 @@ class TunnelNetwork(_TunAndRoutes):
         need6 = any(gw6 == "net_gateway_ipv6" for _n, gw6 in pushed.routes_ipv6)
         return need4, need6
 
-    def _may_redirect(self, pushed) -> bool:
-        """Whether this push may redirect the default route (redirect-gateway, or a pushed
-        default route), so that the server needs its host route along the pre-tunnel path."""
+    def _server_needs_host_route(self, pushed, remote_ip: str) -> bool:
+        """Whether the server needs its host route along the pre-tunnel path: this push may
+        redirect the default route (redirect-gateway, or a pushed default route), or, for an
+        IPv6 server, a pushed route-ipv6 covers its address (as OpenVPN checks IPv6 routes)."""
         if self.opts.route_nopull:
             return False
         flags = pushed.redirect_gateway if pushed.redirect_gateway is not None else self.opts.redirect_gateway
         if flags is not None and ("!ipv4" not in flags or "ipv6" in flags):
             return True
-        return (any(m in ("0.0.0.0", "0") for _n, m, _g, _x in pushed.routes)
-                or any(n6.endswith("/0") for n6, _g in pushed.routes_ipv6))
+        if any(m in ("0.0.0.0", "0") for _n, m, _g, _x in pushed.routes):
+            return True
+        return any(gw6 != "net_gateway_ipv6" and _covers6(n6, remote_ip) for n6, gw6 in pushed.routes_ipv6)
 
     def _pushed_routes(self, pushed, remote_ip: str, ng4, ng6, has6: bool, server_path=None) -> None:
         """Routes as OpenVPN applies them: `net_gateway` ones go the pre-tunnel way, a pushed

@@ -19,7 +19,7 @@ from appliance.lan.ra import link_local
 from appliance.openvpn.keymethod import parse_push_reply_untrusted
 from appliance.tun.offload import checksum
 from appliance.tun.rtnl import NetlinkError
-from tests.unit.test_rtnl import GW, _addrs, _routes, inside, ns  # noqa: F401 - fixtures
+from tests.unit.test_rtnl import GW, GW6, _addrs, _routes, inside, ns  # noqa: F401 - fixtures
 
 pytestmark = [pytest.mark.root, pytest.mark.netns]
 
@@ -121,6 +121,22 @@ def test_the_server_keeps_its_pre_tunnel_path_when_the_push_covers_its_address(i
     finally:
         net.close()
     assert [r for r in _routes("wan") if r[0] != "default"] == []
+
+
+def test_an_ipv6_server_inside_a_pushed_route_ipv6_keeps_its_pre_tunnel_path(inside):
+    """As OpenVPN (init_route_ipv6_list): a pushed route-ipv6 covering the IPv6 server's address
+    gets the server a host route via the pre-tunnel IPv6 gateway, redirect-gateway or not;
+    without it the server's own packets followed the pushed route into the tunnel."""
+    server6 = "fd00:60::9"
+    net = TunnelNetwork(Options())
+    try:
+        net.apply(_push(f"{BASE},ifconfig-ipv6 fd00:70::2/64 fd00:70::1,route-ipv6 fd00:60::/64"), server6)
+        dev = net.tun.name
+        assert "fd00:60::/64" in {r[0] for r in _routes(dev, v6=True)}
+        assert [r[:2] for r in _routes("wan", v6=True) if r[0] == server6] == [(server6, GW6)]
+    finally:
+        net.close()
+    assert [r for r in _routes("wan", v6=True) if r[0] != "default"] == []
 
 
 def _icmpv6(src: str, dst: str, body: bytes) -> bytes:
