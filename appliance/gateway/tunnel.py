@@ -64,6 +64,7 @@ class TunnelNetwork(_TunAndRoutes):
         self.applied: tuple | None = None
         self.addressed = False        # an address went onto the device (flush it before the next)
         self.link_mtu: int | None = None   # the link is up at this MTU
+        self.block_ipv6 = False             # the push said block-ipv6: the client answers IPv6 itself
 
     def prepare(self) -> None:
         """Open the TUN device and bring its link up at the configured MTU, with no address (so no
@@ -117,13 +118,14 @@ class TunnelNetwork(_TunAndRoutes):
             self._open(mtu)
         self.tun.mtu = mtu
         key = (pushed.ifconfig, pushed.topology, tuple(pushed.routes), tuple(pushed.redirect_gateway or ()), mtu,
-               pushed.ifconfig_ipv6, tuple(pushed.routes_ipv6), remote_ip)   # the server's host route
+               pushed.ifconfig_ipv6, tuple(pushed.routes_ipv6), remote_ip, pushed.block_ipv6)   # the server's host route
         if key == self.applied:
             return
         # Forgotten before anything changes: a push that fails half-way (a value the kernel
         # refuses) has removed the routes of the last one, so the same push coming back after
         # the reconnect must be applied in full, not taken for what the host still has.
         self.applied = None
+        self.block_ipv6 = pushed.block_ipv6 and not self.opts.route_nopull
         if self.routes is not None:
             self.routes.remove_all()
         # The paths that exist without the tunnel (OpenVPN's net_gateway), looked up before any
@@ -194,7 +196,9 @@ class TunnelNetwork(_TunAndRoutes):
         flags = pushed.redirect_gateway if pushed.redirect_gateway is not None else self.opts.redirect_gateway
         flags = set(flags) if flags is not None else None
         redirect4 = flags is not None and "!ipv4" not in flags
-        redirect6 = flags is not None and "ipv6" in flags
+        # block-ipv6 (OpenVPN: as redirect-gateway ipv6): all IPv6 into the TUN, where the client
+        # answers it with "no route" (gateway/block_ipv6.py), so none leaves outside the tunnel.
+        redirect6 = (flags is not None and "ipv6" in flags) or self.block_ipv6
         if server_path is not None:
             # Ahead of the pushed routes, as OpenVPN adds it: a pushed route for the server's
             # own address must not take its place (the kernel keeps the first of the two).
@@ -216,9 +220,10 @@ class TunnelNetwork(_TunAndRoutes):
             routes.add_redirect_gateway_def1(tun, remote_ip, server_path)
             log.info("redirect-gateway def1 via %s (server %s kept on the old default route)", tun, remote_ip)
         if redirect6:
-            if has6:
+            if has6 or self.block_ipv6:
                 routes.add_redirect_gateway_ipv6(tun, remote_ip, server_path)
-                log.info("IPv6 redirected: ::/1 and 8000::/1 via %s", tun)
+                log.info("IPv6 redirected: ::/1 and 8000::/1 via %s%s", tun,
+                         " (block-ipv6: answered as unreachable, never sent)" if self.block_ipv6 else "")
             else:
                 log.warning("redirect-gateway ipv6 pushed without ifconfig-ipv6: IPv6 is not redirected")
         if redirect4 and flags and "block-local" in flags:

@@ -199,6 +199,7 @@ class PushedOptions:
     auth_token: str | None = None
     auth_token_user: str | None = None
     explicit_exit_notify: int | None = None
+    block_ipv6: bool = False                         # no IPv6 anywhere: gateway/block_ipv6.py
     ignored: list[str] = field(default_factory=list)
     filtered: list[str] = field(default_factory=list)   # dropped by a `pull-filter ignore`
     complete: bool = False
@@ -392,6 +393,8 @@ def parse_push_reply_untrusted(text: str, into: PushedOptions | None = None,
                 p.auth_token_user = args[0]
             elif name == "explicit-exit-notify":
                 p.explicit_exit_notify = _int_in(args, 0, 100, "explicit-exit-notify") if args else 1
+            elif name == "block-ipv6" and not args:
+                p.block_ipv6 = True
             elif name == "push-continuation" and args:
                 cont = args[0]
             else:

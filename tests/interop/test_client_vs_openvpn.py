@@ -269,6 +269,19 @@ def test_redirect_gateway_then_failover_to_a_remote_at_another_address(lab, run)
         lab.srv.run(f"ip addr del {b}/32 dev lo", check=False)
 
 
+def test_pushed_block_ipv6(lab, run):
+    # OpenVPN's server may push block-ipv6: all IPv6 goes into the tunnel and is answered there
+    # as unreachable, so an IPv4-only VPN leaks no IPv6 (it used to be logged as ignored).
+    srv, cli = run(server_extra='push "redirect-gateway def1"\npush "block-ipv6"\n')
+    routes6 = lab.cli.run("ip -6 route show").stdout
+    assert "::/1 dev tun0" in routes6 and "8000::/1 dev tun0" in routes6, routes6
+    r = lab.cli.run("ping -6 -c 1 -W 3 2001:db8:9::1", check=False)
+    assert r.returncode != 0 and "no route" in (r.stdout + r.stderr).lower(), r.stdout + r.stderr
+    assert lab.ping(lab.cli, TUN_SERVER_IP, 2) == 2
+    cli.stop(8)
+    assert "::/1" not in lab.cli.run("ip -6 route show").stdout
+
+
 def test_pull_filter_ignores_and_rejects_pushed_options(lab, run):
     # The user's profile refuses the server's redirect-gateway but keeps its other pushed routes.
     srv, cli = run(server_extra='push "redirect-gateway def1"\n',

@@ -26,3 +26,10 @@ def test_well_formed_ifconfigs_still_parse():
     assert p.ifconfig == ("198.18.70.2", "255.255.255.0") and p.ifconfig_ipv6 == ("fd00:70::2/64", "fd00:70::1")
     p = parse_push_reply_untrusted("PUSH_REPLY,ifconfig-ipv6 fd00:70::2")
     assert p.ifconfig_ipv6 == ("fd00:70::2", "")
+
+
+def test_block_ipv6_is_understood_not_ignored():
+    """OpenVPN lets a server push block-ipv6; recorded as ignored, the client's IPv6 went on
+    leaving outside the tunnel that the server meant to be the only way out."""
+    p = parse_push_reply_untrusted("PUSH_REPLY,ifconfig 198.18.70.2 255.255.255.0,block-ipv6")
+    assert p.block_ipv6 and p.ignored == []

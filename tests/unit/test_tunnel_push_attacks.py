@@ -139,6 +139,22 @@ def test_an_ipv6_server_inside_a_pushed_route_ipv6_keeps_its_pre_tunnel_path(ins
     assert [r for r in _routes("wan", v6=True) if r[0] != "default"] == []
 
 
+def test_pushed_block_ipv6_routes_all_ipv6_into_the_tunnel_and_goes_with_the_push(inside):
+    """block-ipv6 without ifconfig-ipv6: ::/1 and 8000::/1 into the TUN (where the client answers
+    IPv6 with "no route"), so no IPv6 leaves by the host's own IPv6 default route; the next push
+    without it removes them."""
+    net = TunnelNetwork(Options())
+    try:
+        net.apply(_push(f"{BASE},block-ipv6"), SERVER)
+        dev = net.tun.name
+        assert net.block_ipv6
+        assert {r[0] for r in _routes(dev, v6=True)} == {"::/1", "8000::/1"}
+        net.apply(_push(BASE), SERVER)
+        assert not net.block_ipv6 and _routes(dev, v6=True) == []
+    finally:
+        net.close()
+
+
 def _icmpv6(src: str, dst: str, body: bytes) -> bytes:
     """An IPv6 packet (hop limit 255, as neighbour discovery requires) carrying ICMPv6 `body`."""
     s, d = ipaddress.IPv6Address(src).packed, ipaddress.IPv6Address(dst).packed
