@@ -25,6 +25,11 @@ from .server_net import mask_to_prefix
 log = logging.getLogger("vpn-appliance")
 
 
+# A pushed route whose destination the host's table has already (same prefix and metric, e.g. a
+# LAN's own connected route): the kernel keeps that one; saying "route ... dev tun" would mislead.
+_TAKEN = "pushed %s: the host already has a route for it (left as it is); not through the tunnel"
+
+
 def _covers6(net6: str, addr: str) -> bool:
     """Whether the pushed IPv6 route `net6` covers the IPv6 address `addr` (False for anything
     that is not a pair of IPv6 values: a bad route is skipped later, not here)."""
@@ -246,13 +251,17 @@ class TunnelNetwork(_TunAndRoutes):
             if ng4 is None:
                 log.warning("route %s/%d net_gateway: there is no default route to use; skipped", net, prefix)
                 return False
-            self.routes.add_via(net, prefix, ng4, metric)
-            log.info("route %s/%d via the pre-tunnel gateway %s", net, prefix, ng4[0] or "(link)")
+            if self.routes.add_via(net, prefix, ng4, metric):
+                log.info("route %s/%d via the pre-tunnel gateway %s", net, prefix, ng4[0] or "(link)")
+            else:
+                log.warning(_TAKEN, f"route {net}/{prefix}")
         elif prefix == 0:
             return True
         else:
-            self.routes.add(net, prefix, dev=self.tun.name, metric=metric)
-            log.info("route %s/%d dev %s", net, prefix, self.tun.name)
+            if self.routes.add(net, prefix, dev=self.tun.name, metric=metric):
+                log.info("route %s/%d dev %s", net, prefix, self.tun.name)
+            else:
+                log.warning(_TAKEN, f"route {net}/{prefix}")
         return False
 
     def _route6(self, net6: str, gw6, ng6, has6: bool) -> bool:
@@ -267,13 +276,17 @@ class TunnelNetwork(_TunAndRoutes):
             if ng6 is None:
                 log.warning("route-ipv6 %s net_gateway_ipv6: there is no IPv6 default route; skipped", net6)
                 return False
-            self.routes.add_via(n6, plen6, ng6)
-            log.info("route-ipv6 %s via the pre-tunnel gateway %s", net6, ng6[0] or "(link)")
+            if self.routes.add_via(n6, plen6, ng6):
+                log.info("route-ipv6 %s via the pre-tunnel gateway %s", net6, ng6[0] or "(link)")
+            else:
+                log.warning(_TAKEN, f"route-ipv6 {net6}")
         elif not has6:
             log.warning("route-ipv6 %s pushed without ifconfig-ipv6; skipped", net6)
         elif plen6 == 0:
             return True
         else:
-            self.routes.add(n6, plen6, dev=self.tun.name)
-            log.info("route-ipv6 %s dev %s", net6, self.tun.name)
+            if self.routes.add(n6, plen6, dev=self.tun.name):
+                log.info("route-ipv6 %s dev %s", net6, self.tun.name)
+            else:
+                log.warning(_TAKEN, f"route-ipv6 {net6}")
         return False

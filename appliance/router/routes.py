@@ -18,9 +18,9 @@ class RouteSet:
         self.added: list[dict] = []
 
     def add(self, network: str, prefixlen: int, dev: str | None = None, gateway: str | None = None,
-            metric: int | None = None, oif: int | None = None) -> None:
+            metric: int | None = None, oif: int | None = None) -> bool:
         """Add a route (out of `dev`, or interface index `oif`); one already there is left alone
-        and not remembered, so we never remove a route we did not add."""
+        and not remembered, so we never remove a route we did not add: False then."""
         spec: dict = {"dst": network, "prefixlen": prefixlen, "oif": link_index(dev) if dev is not None else oif,
                       "gateway": gateway or None, "priority": metric}
         with Rtnl() as nl:
@@ -29,8 +29,9 @@ class RouteSet:
             except NetlinkError as e:
                 if e.code != 17:  # EEXIST: already there (e.g. after a reconnect) is fine
                     raise
-                return
+                return False
         self.added.append(spec)
+        return True
 
     def add_redirect_gateway_def1(self, tun: str, remote_ip: str, path: "Path | None" = None) -> None:
         """0/1 + 128/1 via the tunnel, and a host route to the server via the old default path
@@ -112,9 +113,9 @@ class RouteSet:
             self.add(str(half.network_address), half.prefixlen, dev=tun)
         return str(net)
 
-    def add_via(self, network: str, prefixlen: int, via: tuple[str | None, int], metric: int | None = None) -> None:
+    def add_via(self, network: str, prefixlen: int, via: tuple[str | None, int], metric: int | None = None) -> bool:
         """A route along a given (gateway, interface index), e.g. the net_gateway."""
-        self.add(network, prefixlen, gateway=via[0], metric=metric, oif=via[1])
+        return self.add(network, prefixlen, gateway=via[0], metric=metric, oif=via[1])
 
     def remove_all(self) -> None:
         with Rtnl() as nl:

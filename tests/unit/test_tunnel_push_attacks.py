@@ -155,6 +155,23 @@ def test_pushed_block_ipv6_routes_all_ipv6_into_the_tunnel_and_goes_with_the_pus
         net.close()
 
 
+def test_a_pushed_route_the_host_has_already_is_not_reported_as_through_the_tunnel(inside, caplog):
+    """A server pushing the client's own LAN (same prefix as its connected route): the kernel keeps
+    the host's route, and the log said `route ... dev tun` all the same, so someone checking what
+    goes through the tunnel was told the wrong thing."""
+    net = TunnelNetwork(Options())
+    try:
+        with caplog.at_level("INFO", logger="vpn-appliance"):
+            net.apply(_push(f"{BASE},route 198.18.40.0 255.255.255.0,route 198.18.72.0 255.255.255.0"), SERVER)
+        dev = net.tun.name
+        assert {r[0] for r in _routes(dev)} == {"198.18.72.0/24"}
+        text = caplog.text
+        assert "route 198.18.40.0/24 dev" not in text and "198.18.40.0/24: the host already has a route" in text
+        assert f"route 198.18.72.0/24 dev {dev}" in text
+    finally:
+        net.close()
+
+
 def _icmpv6(src: str, dst: str, body: bytes) -> bytes:
     """An IPv6 packet (hop limit 255, as neighbour discovery requires) carrying ICMPv6 `body`."""
     s, d = ipaddress.IPv6Address(src).packed, ipaddress.IPv6Address(dst).packed
@@ -182,7 +199,11 @@ def test_a_router_advertisement_through_the_tunnel_configures_nothing(inside):
     try:
         net.apply(_push(BASE), SERVER)
         dev, tun = net.tun.name, net.tun
-        ll = link_local(dev)
+        ll, deadline = None, time.monotonic() + 5
+        while ll is None and time.monotonic() < deadline:     # the kernel adds it as the link comes up
+            ll = link_local(dev)
+            if ll is None:
+                time.sleep(0.05)
         assert ll is not None
         ra = build_ra(RouterAdvert(1800, (Prefix(ipaddress.IPv6Network("2001:db8:1::/64"), 86400, 14400),)))
         tun.queue(_icmpv6("fe80::1", "ff02::1", ra))
