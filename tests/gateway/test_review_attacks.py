@@ -380,6 +380,10 @@ class _RefusingRoutesNet:
     def tun(self):
         return self.inner.tun
 
+    @property
+    def block_ipv6(self):
+        return self.inner.block_ipv6
+
     def apply(self, pushed, remote_ip):
         from appliance.gateway.tunnel import mask_to_prefix
         for net, mask, _gw, _metric in pushed.routes:
