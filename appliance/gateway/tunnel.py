@@ -98,10 +98,10 @@ class TunnelNetwork(_TunAndRoutes):
     def reach(self, remote_ip: str) -> None:
         """Before connecting to a server: if the routes of the last push (kept while the client
         reconnects, so nothing leaves in clear) would send its packets into our own TUN
-        (redirect-gateway, a pushed route covering it), a host route to it along the pre-tunnel
-        default path (the pushed subnet may cover it too). Why: failing over to a remote at another
-        address sent its handshake into the TUN, and the client never came up again. The route goes with the push's routes (the
-        next push, or close). Nothing to do before the first push: no netlink work then."""
+        (redirect-gateway, a pushed route or subnet covering it), a host route to it along the
+        pre-tunnel default path. Why: failing over to a remote at another address sent its
+        handshake into the TUN, and the client never came up again. The route goes with the
+        push's routes (the next push, or close). Before the first push: nothing, no netlink work."""
         if self.tun is None or self.routes is None:
             return
         try:
@@ -122,8 +122,9 @@ class TunnelNetwork(_TunAndRoutes):
         if self.tun is None:
             self._open(mtu)
         self.tun.mtu = mtu
+        # remote_ip: a new server with the same push still needs its own host route
         key = (pushed.ifconfig, pushed.topology, tuple(pushed.routes), tuple(pushed.redirect_gateway or ()), mtu,
-               pushed.ifconfig_ipv6, tuple(pushed.routes_ipv6), remote_ip, pushed.block_ipv6)   # the server's host route
+               pushed.ifconfig_ipv6, tuple(pushed.routes_ipv6), remote_ip, pushed.block_ipv6)
         if key == self.applied:
             return
         # Forgotten before anything changes: a push that fails half-way (a value the kernel
