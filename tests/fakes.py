@@ -445,6 +445,7 @@ class FakeTunnelNetwork:
         self.tun: ChannelTun | None = None
         self.pushed = None
         self.applied = 0
+        self.block_ipv6 = False
 
     def apply(self, pushed, remote_ip: str) -> None:
         if pushed is None or pushed.ifconfig is None:
@@ -453,6 +454,10 @@ class FakeTunnelNetwork:
             self.tun = self.tun_class(self.net, "tun-client")
         self.pushed = pushed
         self.applied += 1
+        self.block_ipv6 = pushed.block_ipv6
+
+    def reach(self, remote_ip: str) -> None:
+        """No routes here: every remote is reachable."""
 
     def prepare(self) -> None:
         if self.tun is None:

@@ -23,6 +23,7 @@ from ..openvpn.config import Options, Remote
 from ..openvpn.settings import client_session_config, mss_rule
 from ..openvpn.session import Session
 from ..transport.link import TcpLink, UdpLink
+from .block_ipv6 import is_ipv6, no_route_reply
 from .eventlog import fmt_addr, log_client_event, push_summary
 from .inactivity import INACTIVE_LOG, Inactivity
 from .loghold import LogHold
@@ -56,8 +57,11 @@ class Lazy:
 class TunnelNet(Protocol):
     """The client's TUN and the pushed network config (gateway/tunnel.py; tests/fakes.py)."""
     tun: TunPort | None
+    block_ipv6: bool            # the push said block-ipv6: IPv6 from the TUN is answered, not sent
 
     def apply(self, pushed, remote_ip: str) -> None: ...
+
+    def reach(self, remote_ip: str) -> None: ...
 
     def prepare(self) -> None: ...
 
@@ -193,6 +197,7 @@ class ClientGateway:
         poll = self.opts.server_poll_timeout
         try:
             addr = self.ports.resolve(remote.host, remote.port, remote.proto, self.opts.family_of(remote))
+            self.net.reach(addr[0])      # past the last push's routes, which stay while we reconnect
             if remote.proto == "tcp":
                 log.info("connecting to %s over TCP", fmt_addr(addr))
                 link: UdpLink | TcpLink = TcpLink(self.ports.tcp_connect(addr))
@@ -336,9 +341,26 @@ class ClientGateway:
         c = self.conn
         if c is None or not pkts:
             return                      # no tunnel right now: LAN packets are dropped, never sent in clear
+        if self.net.block_ipv6:
+            pkts = self._refuse_ipv6(tun, pkts)
+            if not pkts:
+                return
         self.counters.bytes_out += sum(map(len, pkts))
         wire = c.dp.seal_batch(pkts, self.clock())
         self._send(c, wire)
+
+    def _refuse_ipv6(self, tun, pkts: list) -> list:
+        """block-ipv6: each IPv6 packet is answered into the TUN with "no route" and not sent."""
+        keep = []
+        for p in pkts:
+            if not is_ipv6(p):
+                keep.append(p)
+                continue
+            self.counters.ipv6_refused += 1
+            reply = no_route_reply(p)
+            if reply is not None:
+                tun.queue(reply)
+        return keep
 
     def _send(self, c: Connection, packets: list) -> None:
         if not packets:

@@ -36,6 +36,7 @@ class ClientCounters:
     wire_out: int = 0                   # transport bytes sent
     renegotiations: int = 0             # data-channel keys installed after the first
     connections: int = 0                # tunnels brought up
+    ipv6_refused: int = 0               # IPv6 packets answered "no route" under a pushed block-ipv6
     up_since: float | None = None       # wall-clock time the current tunnel came up
     extra: dict[str, int] = field(default_factory=dict)
 

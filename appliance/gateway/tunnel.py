@@ -11,6 +11,7 @@ Netlink goes through appliance/tun/rtnl.py (the stdlib), not pyroute2: importing
 """
 from __future__ import annotations
 
+import ipaddress
 import logging
 
 from ..ioerrors import PortGone
@@ -22,6 +23,22 @@ from ..tun.rtnl import NetlinkError
 from .server_net import mask_to_prefix
 
 log = logging.getLogger("vpn-appliance")
+
+
+# A pushed route whose destination the host's table has already (same prefix and metric, e.g. a
+# LAN's own connected route): the kernel keeps that one; saying "route ... dev tun" would mislead.
+_TAKEN = "pushed %s: the host already has a route for it (left as it is); not through the tunnel"
+
+
+def _covers6(net6: str, addr: str) -> bool:
+    """Whether the pushed IPv6 route `net6` covers the IPv6 address `addr` (False for anything
+    that is not a pair of IPv6 values: a bad route is skipped later, not here)."""
+    if ":" not in addr:
+        return False
+    try:
+        return ipaddress.IPv6Address(addr) in ipaddress.IPv6Network(net6, strict=False)
+    except ValueError:
+        return False
 
 
 class _TunAndRoutes:
@@ -52,6 +69,7 @@ class TunnelNetwork(_TunAndRoutes):
         self.applied: tuple | None = None
         self.addressed = False        # an address went onto the device (flush it before the next)
         self.link_mtu: int | None = None   # the link is up at this MTU
+        self.block_ipv6 = False             # the push said block-ipv6: the client answers IPv6 itself
 
     def prepare(self) -> None:
         """Open the TUN device and bring its link up at the configured MTU, with no address (so no
@@ -77,6 +95,26 @@ class TunnelNetwork(_TunAndRoutes):
         log.info("opened TUN device %s (offload %s)", tun.name, "on" if tun.vnet_hdr else "off")
         return tun
 
+    def reach(self, remote_ip: str) -> None:
+        """Before connecting to a server: if the routes of the last push (kept while the client
+        reconnects, so nothing leaves in clear) would send its packets into our own TUN
+        (redirect-gateway, a pushed route or subnet covering it), a host route to it along the
+        pre-tunnel default path. Why: failing over to a remote at another address sent its
+        handshake into the TUN, and the client never came up again. The route goes with the
+        push's routes (the next push, or close). Before the first push: nothing, no netlink work."""
+        if self.tun is None or self.routes is None:
+            return
+        try:
+            if RouteSet.goes_via(remote_ip, self.tun.name):
+                path = RouteSet.path_to(remote_ip, not_dev=self.tun.name)
+                if path is None:
+                    log.warning("no pre-tunnel route to %s: its packets go into the tunnel", remote_ip)
+                    return
+                self.routes.keep_path_to(remote_ip, path)
+                log.info("host route to %s along the pre-tunnel path (past the last push's routes)", remote_ip)
+        except (NetlinkError, OSError, RuntimeError, ValueError) as e:
+            log.warning("no host route to %s past the tunnel (%s): its packets may go into the tunnel", remote_ip, e)
+
     def apply(self, pushed, remote_ip: str) -> None:
         if pushed is None or pushed.ifconfig is None:
             raise RuntimeError("server pushed no ifconfig")
@@ -84,10 +122,16 @@ class TunnelNetwork(_TunAndRoutes):
         if self.tun is None:
             self._open(mtu)
         self.tun.mtu = mtu
+        # remote_ip: a new server with the same push still needs its own host route
         key = (pushed.ifconfig, pushed.topology, tuple(pushed.routes), tuple(pushed.redirect_gateway or ()), mtu,
-               pushed.ifconfig_ipv6, tuple(pushed.routes_ipv6))
+               pushed.ifconfig_ipv6, tuple(pushed.routes_ipv6), remote_ip, pushed.block_ipv6)
         if key == self.applied:
             return
+        # Forgotten before anything changes: a push that fails half-way (a value the kernel
+        # refuses) has removed the routes of the last one, so the same push coming back after
+        # the reconnect must be applied in full, not taken for what the host still has.
+        self.applied = None
+        self.block_ipv6 = pushed.block_ipv6 and not self.opts.route_nopull
         if self.routes is not None:
             self.routes.remove_all()
         # The paths that exist without the tunnel (OpenVPN's net_gateway), looked up before any
@@ -96,6 +140,12 @@ class TunnelNetwork(_TunAndRoutes):
         need4, need6 = self._net_gateway_needed(pushed)
         ng4 = RouteSet.net_gateway(False, not_dev=self.tun.name) if need4 else None
         ng6 = RouteSet.net_gateway(True, not_dev=self.tun.name) if need6 else None
+        # The way to the server too, for redirect-gateway's host route (OpenVPN takes it from the
+        # default gateway it found before any tunnel route): looked up after the tunnel's address
+        # and routes, a pushed route or a subnet covering the server's address sent the server's
+        # own packets into the tunnel, and the tunnel died of it.
+        server_path = (RouteSet.path_to(remote_ip, not_dev=self.tun.name)
+                       if self._server_needs_host_route(pushed, remote_ip) else None)
         local, second = pushed.ifconfig
         flush, self.addressed = self.addressed, True
         link = self.link_mtu != mtu
@@ -114,7 +164,7 @@ class TunnelNetwork(_TunAndRoutes):
             has6 = True
         self.routes = RouteSet()
         if not self.opts.route_nopull:
-            self._pushed_routes(pushed, remote_ip, ng4, ng6, has6)
+            self._pushed_routes(pushed, remote_ip, ng4, ng6, has6, server_path)
         for net, mask, _gw, metric in self.opts.route:
             self.routes.add(net, mask_to_prefix(mask or "255.255.255.255"), dev=self.tun.name, metric=metric)
         if pushed.dns:
@@ -130,7 +180,20 @@ class TunnelNetwork(_TunAndRoutes):
         need6 = any(gw6 == "net_gateway_ipv6" for _n, gw6 in pushed.routes_ipv6)
         return need4, need6
 
-    def _pushed_routes(self, pushed, remote_ip: str, ng4, ng6, has6: bool) -> None:
+    def _server_needs_host_route(self, pushed, remote_ip: str) -> bool:
+        """Whether the server needs its host route along the pre-tunnel path: this push may
+        redirect the default route (redirect-gateway, or a pushed default route), or, for an
+        IPv6 server, a pushed route-ipv6 covers its address (as OpenVPN checks IPv6 routes)."""
+        if self.opts.route_nopull:
+            return False
+        flags = pushed.redirect_gateway if pushed.redirect_gateway is not None else self.opts.redirect_gateway
+        if flags is not None and ("!ipv4" not in flags or "ipv6" in flags):
+            return True
+        if any(m in ("0.0.0.0", "0") for _n, m, _g, _x in pushed.routes):
+            return True
+        return any(gw6 != "net_gateway_ipv6" and _covers6(n6, remote_ip) for n6, gw6 in pushed.routes_ipv6)
+
+    def _pushed_routes(self, pushed, remote_ip: str, ng4, ng6, has6: bool, server_path=None) -> None:
         """Routes as OpenVPN applies them: `net_gateway` ones go the pre-tunnel way, a pushed
         default route is split in two halves (the real default stays, as with def1), and
         redirect-gateway honours its `ipv6`, `!ipv4` and `block-local` flags."""
@@ -139,7 +202,13 @@ class TunnelNetwork(_TunAndRoutes):
         flags = pushed.redirect_gateway if pushed.redirect_gateway is not None else self.opts.redirect_gateway
         flags = set(flags) if flags is not None else None
         redirect4 = flags is not None and "!ipv4" not in flags
-        redirect6 = flags is not None and "ipv6" in flags
+        # block-ipv6 (OpenVPN: as redirect-gateway ipv6): all IPv6 into the TUN, where the client
+        # answers it with "no route" (gateway/block_ipv6.py), so none leaves outside the tunnel.
+        redirect6 = (flags is not None and "ipv6" in flags) or self.block_ipv6
+        if server_path is not None:
+            # Ahead of the pushed routes, as OpenVPN adds it: a pushed route for the server's
+            # own address must not take its place (the kernel keeps the first of the two).
+            routes.keep_path_to(remote_ip, server_path)
         for net, mask, gw, metric in pushed.routes:
             try:
                 if self._route4(net, mask, gw, metric, ng4):
@@ -154,12 +223,13 @@ class TunnelNetwork(_TunAndRoutes):
             except (ValueError, NetlinkError, OSError) as e:
                 log.warning("pushed route-ipv6 %s: not installed (%s); skipped", net6, e)
         if redirect4:
-            routes.add_redirect_gateway_def1(tun, remote_ip)
+            routes.add_redirect_gateway_def1(tun, remote_ip, server_path)
             log.info("redirect-gateway def1 via %s (server %s kept on the old default route)", tun, remote_ip)
         if redirect6:
-            if has6:
-                routes.add_redirect_gateway_ipv6(tun, remote_ip)
-                log.info("IPv6 redirected: ::/1 and 8000::/1 via %s", tun)
+            if has6 or self.block_ipv6:
+                routes.add_redirect_gateway_ipv6(tun, remote_ip, server_path)
+                log.info("IPv6 redirected: ::/1 and 8000::/1 via %s%s", tun,
+                         " (block-ipv6: answered as unreachable, never sent)" if self.block_ipv6 else "")
             else:
                 log.warning("redirect-gateway ipv6 pushed without ifconfig-ipv6: IPv6 is not redirected")
         if redirect4 and flags and "block-local" in flags:
@@ -170,36 +240,54 @@ class TunnelNetwork(_TunAndRoutes):
                 log.info("redirect-gateway block-local: %s only through %s (its gateway kept direct)", net, tun)
 
     def _route4(self, net: str, mask: str, gw, metric, ng4) -> bool:
-        """One pushed IPv4 route; True when it is a default route (for the caller's def1 halves)."""
+        """One pushed IPv4 route; True when it is a default route (for the caller's def1 halves).
+        ValueError (the route is skipped) for what is no IPv4 route: an IPv6 destination would
+        put IPv6 traffic into the tunnel with no IPv6 pushed, and a metric beyond 32 bits has no
+        kernel form."""
+        ipaddress.IPv4Address(net)
+        if metric is not None and not 0 <= metric <= 0xFFFFFFFF:
+            raise ValueError(f"metric {metric} out of range")
         prefix = mask_to_prefix(mask)
         if gw == "net_gateway":
             if ng4 is None:
                 log.warning("route %s/%d net_gateway: there is no default route to use; skipped", net, prefix)
                 return False
-            self.routes.add_via(net, prefix, ng4, metric)
-            log.info("route %s/%d via the pre-tunnel gateway %s", net, prefix, ng4[0] or "(link)")
+            if self.routes.add_via(net, prefix, ng4, metric):
+                log.info("route %s/%d via the pre-tunnel gateway %s", net, prefix, ng4[0] or "(link)")
+            else:
+                log.warning(_TAKEN, f"route {net}/{prefix}")
         elif prefix == 0:
             return True
         else:
-            self.routes.add(net, prefix, dev=self.tun.name, metric=metric)
-            log.info("route %s/%d dev %s", net, prefix, self.tun.name)
+            if self.routes.add(net, prefix, dev=self.tun.name, metric=metric):
+                log.info("route %s/%d dev %s", net, prefix, self.tun.name)
+            else:
+                log.warning(_TAKEN, f"route {net}/{prefix}")
         return False
 
     def _route6(self, net6: str, gw6, ng6, has6: bool) -> bool:
-        """One pushed IPv6 route; True when it is a default route."""
+        """One pushed IPv6 route; True when it is a default route. ValueError (skipped) for an
+        IPv4 destination (a route-ipv6 must not add IPv4 routes) or a prefix length beyond 128."""
         n6, _, p6 = net6.partition("/")
         plen6 = int(p6 or 128)
+        if "%" in n6 or not 0 <= plen6 <= 128:
+            raise ValueError(net6)
+        ipaddress.IPv6Address(n6)
         if gw6 == "net_gateway_ipv6":
             if ng6 is None:
                 log.warning("route-ipv6 %s net_gateway_ipv6: there is no IPv6 default route; skipped", net6)
                 return False
-            self.routes.add_via(n6, plen6, ng6)
-            log.info("route-ipv6 %s via the pre-tunnel gateway %s", net6, ng6[0] or "(link)")
+            if self.routes.add_via(n6, plen6, ng6):
+                log.info("route-ipv6 %s via the pre-tunnel gateway %s", net6, ng6[0] or "(link)")
+            else:
+                log.warning(_TAKEN, f"route-ipv6 {net6}")
         elif not has6:
             log.warning("route-ipv6 %s pushed without ifconfig-ipv6; skipped", net6)
         elif plen6 == 0:
             return True
         else:
-            self.routes.add(n6, plen6, dev=self.tun.name)
-            log.info("route-ipv6 %s dev %s", net6, self.tun.name)
+            if self.routes.add(n6, plen6, dev=self.tun.name):
+                log.info("route-ipv6 %s dev %s", net6, self.tun.name)
+            else:
+                log.warning(_TAKEN, f"route-ipv6 {net6}")
         return False

@@ -24,6 +24,7 @@ class DnsSettings:
     search: tuple[str, ...]              # search domains (also routing domains for resolved)
     routing: tuple[str, ...]             # routing-only domains (DOMAIN-ROUTE)
     default_route: bool                  # redirect-gateway: all names go to these servers
+    skipped: tuple[str, ...] = ()        # servers pushed with a port other than 53 (`addr:port`)
 
     @property
     def empty(self) -> bool:
@@ -45,9 +46,23 @@ def from_pushed(pushed, redirect_local: list[str] | None = None) -> DnsSettings:
     """Validated settings from a PushedOptions (bad entries dropped, counts bounded);
     `redirect_local` is the profile's own redirect-gateway when the server pushed none."""
     servers: list[str] = []
-    for a in getattr(pushed, "dns", []) or []:
+    skipped: list[str] = []
+    # With their ports (`dns server N address A:PORT`): resolv.conf has no port, and asking port
+    # 53 of a server pushed on another one asks a service nobody pushed, so those are left out.
+    # dns_endpoints is `dns` with the ports (keymethod._update_dns keeps them in step); a pushed
+    # object that sets `dns` alone means port 53.
+    dns = list(getattr(pushed, "dns", []) or [])
+    endpoints = list(getattr(pushed, "dns_endpoints", []) or [])
+    if len(endpoints) != len(dns):
+        endpoints = [(a, 53) for a in dns]
+    for a, port in endpoints:
         x = _addr(a)
-        if x is not None and x not in servers and len(servers) < MAX_SERVERS:
+        if x is None:
+            continue
+        if port != 53:
+            if len(skipped) < MAX_SERVERS:
+                skipped.append(f"[{x}]:{port}" if ":" in x else f"{x}:{port}")
+        elif x not in servers and len(servers) < MAX_SERVERS:
             servers.append(x)
     search: list[str] = []
     routing: list[str] = []
@@ -69,4 +84,4 @@ def from_pushed(pushed, redirect_local: list[str] | None = None) -> DnsSettings:
     if rg is None:
         rg = redirect_local
     default_route = rg is not None and ("!ipv4" not in rg or "ipv6" in rg)
-    return DnsSettings(tuple(servers), tuple(search), tuple(routing), default_route)
+    return DnsSettings(tuple(servers), tuple(search), tuple(routing), default_route, tuple(skipped))

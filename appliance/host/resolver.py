@@ -136,6 +136,9 @@ class HostDns:
                 return
             if job[0] == "apply":
                 dns: DnsSettings = job[1]
+                if dns.skipped:
+                    log.warning("host DNS: %s pushed on a port other than 53: not used (the host's resolver "
+                                "asks port 53 only)", ", ".join(dns.skipped))
                 if dns.empty:
                     log.info("host DNS: the server pushed no DNS; the host's resolver is unchanged")
                     self.backend.restore()

@@ -125,6 +125,24 @@ def _int_in(args: list[str], lo: int, hi: int, name: str) -> int:
     return v
 
 
+def _ipv4(text: str) -> str:
+    """A pushed IPv4 address (ifconfig's local and its mask or peer); ValueError otherwise: an
+    IPv6 one would go onto the TUN device as an address nothing asked for."""
+    return str(ipaddress.IPv4Address(text))
+
+
+def _ipv6_with_bits(text: str) -> str:
+    """`ifconfig-ipv6`'s `address[/bits]` (bits 0..128); ValueError for anything else (an IPv4
+    address, a `%scope`, a prefix length no address can have)."""
+    addr, slash, bits = text.partition("/")
+    if "%" in addr:
+        raise ValueError(text)
+    ipaddress.IPv6Address(addr)
+    if slash and not (bits.isascii() and bits.isdigit() and int(bits) <= 128):
+        raise ValueError(text)
+    return text
+
+
 MAX_PUSHED_PEER_ID = 0xFFFFFE          # 0xFFFFFF means "no peer-id" on the wire
 MAX_PUSHED_SECONDS = 7 * 24 * 3600
 MAX_PUSHED_OPTIONS = 1024              # over all push-continuation parts: more is hostile, not a config
@@ -188,6 +206,7 @@ class PushedOptions:
     auth_token: str | None = None
     auth_token_user: str | None = None
     explicit_exit_notify: int | None = None
+    block_ipv6: bool = False                         # no IPv6 anywhere: gateway/block_ipv6.py
     ignored: list[str] = field(default_factory=list)
     filtered: list[str] = field(default_factory=list)   # dropped by a `pull-filter ignore`
     complete: bool = False
@@ -325,9 +344,11 @@ def parse_push_reply_untrusted(text: str, into: PushedOptions | None = None,
                 raise PushRejected(f"pushed option rejected by pull-filter: {' '.join(a)}")
         try:
             if name == "ifconfig" and len(args) >= 2:
-                p.ifconfig = (args[0], args[1])
+                p.ifconfig = (_ipv4(args[0]), _ipv4(args[1]))
             elif name == "ifconfig-ipv6" and len(args) >= 1:
-                p.ifconfig_ipv6 = (args[0], args[1] if len(args) > 1 else "")
+                if len(args) > 1 and args[1]:
+                    _ipv6_with_bits(args[1].partition("/")[0])
+                p.ifconfig_ipv6 = (_ipv6_with_bits(args[0]), args[1] if len(args) > 1 else "")
             elif name == "topology" and args:
                 p.topology = args[0]
             elif name == "route-gateway" and args:
@@ -379,6 +400,8 @@ def parse_push_reply_untrusted(text: str, into: PushedOptions | None = None,
                 p.auth_token_user = args[0]
             elif name == "explicit-exit-notify":
                 p.explicit_exit_notify = _int_in(args, 0, 100, "explicit-exit-notify") if args else 1
+            elif name == "block-ipv6" and not args:
+                p.block_ipv6 = True
             elif name == "push-continuation" and args:
                 cont = args[0]
             else:

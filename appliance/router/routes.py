@@ -10,15 +10,17 @@ from ..tun.rtnl import NetlinkError, Rtnl, link_index
 
 log = logging.getLogger("vpn-appliance")
 
+Path = tuple[str | None, int]          # (gateway or None for on-link, output interface index)
+
 
 class RouteSet:
     def __init__(self) -> None:
         self.added: list[dict] = []
 
     def add(self, network: str, prefixlen: int, dev: str | None = None, gateway: str | None = None,
-            metric: int | None = None, oif: int | None = None) -> None:
+            metric: int | None = None, oif: int | None = None) -> bool:
         """Add a route (out of `dev`, or interface index `oif`); one already there is left alone
-        and not remembered, so we never remove a route we did not add."""
+        and not remembered, so we never remove a route we did not add: False then."""
         spec: dict = {"dst": network, "prefixlen": prefixlen, "oif": link_index(dev) if dev is not None else oif,
                       "gateway": gateway or None, "priority": metric}
         with Rtnl() as nl:
@@ -27,32 +29,56 @@ class RouteSet:
             except NetlinkError as e:
                 if e.code != 17:  # EEXIST: already there (e.g. after a reconnect) is fine
                     raise
-                return
+                return False
         self.added.append(spec)
+        return True
 
-    def add_redirect_gateway_def1(self, tun: str, remote_ip: str) -> None:
-        """0/1 + 128/1 via the tunnel, and a host route to the server via the old default path."""
-        self.keep_path_to(remote_ip)
+    def add_redirect_gateway_def1(self, tun: str, remote_ip: str, path: "Path | None" = None) -> None:
+        """0/1 + 128/1 via the tunnel, and a host route to the server via the old default path
+        (`path`, from path_to before the tunnel had an address or routes; looked up now if None)."""
+        self.keep_path_to(remote_ip, path)
         self.add("0.0.0.0", 1, dev=tun)
         self.add("128.0.0.0", 1, dev=tun)
 
-    def add_redirect_gateway_ipv6(self, tun: str, remote_ip: str) -> None:
+    def add_redirect_gateway_ipv6(self, tun: str, remote_ip: str, path: "Path | None" = None) -> None:
         """::/1 + 8000::/1 via the tunnel (OpenVPN's `redirect-gateway ipv6`), keeping an IPv6
         server reachable the old way."""
         if ":" in remote_ip:
-            self.keep_path_to(remote_ip)
+            self.keep_path_to(remote_ip, path)
         self.add("::", 1, dev=tun)
         self.add("8000::", 1, dev=tun)
 
-    def keep_path_to(self, remote_ip: str) -> None:
-        """A host route to `remote_ip` along the path it takes now (before the tunnel routes)."""
+    @staticmethod
+    def goes_via(remote_ip: str, dev: str) -> bool:
+        """Whether the kernel sends packets for `remote_ip` out of `dev` now."""
+        with Rtnl() as nl:
+            _gw, oif = nl.route_get(remote_ip)
+        return oif is not None and oif == link_index(dev)
+
+    @staticmethod
+    def path_to(remote_ip: str, not_dev: str | None = None) -> "Path | None":
+        """(gateway, interface index) the kernel takes to `remote_ip` now, never through `not_dev`
+        (our TUN device, which still has the last push's address while a reconnect applies the
+        next one): then the pre-tunnel default route's, as OpenVPN's net_gateway. None if none."""
         with Rtnl() as nl:
             try:
                 gw, oif = nl.route_get(remote_ip)
             except NetlinkError:
                 gw = oif = None
-        if oif is not None:
-            self.add(remote_ip, 128 if ":" in remote_ip else 32, gateway=gw, oif=oif)
+        try:
+            tun = link_index(not_dev) if not_dev else None
+        except RuntimeError:
+            tun = None
+        if oif is not None and oif == tun:
+            return RouteSet.net_gateway(":" in remote_ip, not_dev=not_dev)
+        return None if oif is None else (gw, oif)
+
+    def keep_path_to(self, remote_ip: str, path: "Path | None" = None) -> None:
+        """A host route to `remote_ip` along `path`, or the path it takes now if None."""
+        if path is None:
+            path = self.path_to(remote_ip)
+        if path is not None:
+            self.add(remote_ip, 128 if ":" in remote_ip else 32, gateway=path[0], oif=path[1])
 
     @staticmethod
     def net_gateway(v6: bool = False, not_dev: str | None = None) -> tuple[str | None, int] | None:
@@ -87,9 +113,9 @@ class RouteSet:
             self.add(str(half.network_address), half.prefixlen, dev=tun)
         return str(net)
 
-    def add_via(self, network: str, prefixlen: int, via: tuple[str | None, int], metric: int | None = None) -> None:
+    def add_via(self, network: str, prefixlen: int, via: tuple[str | None, int], metric: int | None = None) -> bool:
         """A route along a given (gateway, interface index), e.g. the net_gateway."""
-        self.add(network, prefixlen, gateway=via[0], metric=metric, oif=via[1])
+        return self.add(network, prefixlen, gateway=via[0], metric=metric, oif=via[1])
 
     def remove_all(self) -> None:
         with Rtnl() as nl:

@@ -39,6 +39,22 @@ HEADROOM = 64          # room before each read packet for the wire header, so se
 POOL_START = 4         # read buffers made with the device (read_batch adds more as batches grow)
 
 
+def refuse_router_adverts(name: str) -> None:
+    """No IPv6 router advertisements on the TUN device (accept_ra 0), before its link comes up.
+    Why: the kernel gives a TUN device a link-local address and, by default, takes RAs on it: a
+    peer sending one through the tunnel gave this host an address from its prefix and a default
+    route into the tunnel (and a server's host, when a client sent it), none of which was pushed
+    or configured. What the tunnel's IPv6 is comes from ifconfig-ipv6 and routes alone, as in
+    OpenVPN. A host without IPv6 has no such file: nothing to refuse."""
+    try:
+        with open(f"/proc/sys/net/ipv6/conf/{name}/accept_ra", "w") as f:
+            f.write("0")
+    except FileNotFoundError:
+        pass
+    except OSError as e:
+        log.warning("TUN %s: cannot turn off IPv6 router advertisements (%s); a peer could send some", name, e)
+
+
 class TunDevice:
     def __init__(self, name: str = "tun%d", vnet_hdr: bool = True, mtu: int = 1500, tso: bool = False) -> None:
         self.fd = os.open("/dev/net/tun", os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
@@ -52,6 +68,7 @@ class TunDevice:
             os.close(self.fd)
             raise
         self.name = ifr[:16].rstrip(b"\0").decode()
+        refuse_router_adverts(self.name)
         if vnet_hdr:
             try:
                 # tso False: offer nothing, so the kernel segments and checksums what we read; our

@@ -380,11 +380,18 @@ class _RefusingRoutesNet:
     def tun(self):
         return self.inner.tun
 
+    @property
+    def block_ipv6(self):
+        return self.inner.block_ipv6
+
     def apply(self, pushed, remote_ip):
         from appliance.gateway.tunnel import mask_to_prefix
         for net, mask, _gw, _metric in pushed.routes:
             mask_to_prefix(mask)
         self.inner.apply(pushed, remote_ip)
+
+    def reach(self, remote_ip):
+        self.inner.reach(remote_ip)
 
     def prepare(self):
         self.inner.prepare()

@@ -217,6 +217,71 @@ def test_redirect_gateway_def1(lab, run):
         lab.cli.run("ip route del default", check=False)
 
 
+def test_redirect_gateway_with_a_pushed_route_covering_the_server(lab, run):
+    # A server inside a network it pushes (here a /25 holding its own address, more specific than
+    # the client's on-link /24): the host route to the server still goes the pre-tunnel way, as
+    # with OpenVPN's client; it used to follow the pushed route into the tunnel, which then died.
+    lab.cli.run("ip route replace default via 198.18.0.1")
+    try:
+        srv, cli = run(server_extra='push "redirect-gateway def1"\npush "route 198.18.0.0 255.255.255.128"\n')
+        routes = lab.cli.run("ip route show").stdout
+        assert "198.18.0.0/25 dev tun0" in routes, routes
+        assert re.search(rf"^{re.escape(SRV_IP)} (via \S+ )?dev (?!tun0)", routes, re.M), routes
+        assert lab.ping(lab.cli, "198.18.100.1", 2) == 2
+        assert lab.tcp_transfer(lab.srv, TUN_SERVER_IP, lab.cli, 200_000) > 0
+    finally:
+        lab.cli.run("ip route del default", check=False)
+
+
+def test_redirect_gateway_then_failover_to_a_remote_at_another_address(lab, run):
+    # Two servers at two addresses reached through the client's default route, both pushing
+    # redirect-gateway. The first one goes away: the client must reach the second although the
+    # first push's routes (kept while it reconnects, so nothing leaves in clear) send every
+    # address into the tunnel. It used to send its handshake to the second server into its own
+    # TUN, and never came up again.
+    a, b = "198.18.9.1", "198.18.9.2"
+    lab.cli.run("ip route replace default via 198.18.0.1")
+    lab.srv.run(f"ip addr add {a}/32 dev lo")
+    lab.srv.run(f"ip addr add {b}/32 dev lo")
+    try:
+        srv, cli = run(server_extra=f'local {a}\npush "redirect-gateway def1"\n',
+                       remotes=[(a, 1194, "udp"), (b, 1194, "udp")],
+                       client_extra="server-poll-timeout 3\nconnect-retry 1\n")
+        assert f"connecting to {a}:1194" in cli.log()
+        assert lab.ping(lab.cli, TUN_SERVER_IP, 2) == 2
+        cfg = Path(srv.p.args[-1])
+        cfg_b = cfg.with_name(cfg.name + ".b")
+        cfg_b.write_text(cfg.read_text().replace(f"local {a}", f"local {b}"))
+        srv.stop(5)
+        n_up = cli.log().count("tunnel up")
+        srv_b = lab.start(lab.srv, ["openvpn", "--config", str(cfg_b)], "server-b")
+        try:
+            assert srv_b.wait_for("Initialization Sequence Completed", 20)
+            assert cli.wait_count("tunnel up", n_up + 1, 60), cli.log()[-3000:]
+            assert f"connecting to {b}:1194" in cli.log()
+            assert lab.wait_ping(lab.cli, TUN_SERVER_IP, 20)
+            assert lab.ping(lab.cli, "198.18.100.1", 2) == 2
+        finally:
+            srv_b.stop(5)
+    finally:
+        lab.cli.run("ip route del default", check=False)
+        lab.srv.run(f"ip addr del {a}/32 dev lo", check=False)
+        lab.srv.run(f"ip addr del {b}/32 dev lo", check=False)
+
+
+def test_pushed_block_ipv6(lab, run):
+    # OpenVPN's server may push block-ipv6: all IPv6 goes into the tunnel and is answered there
+    # as unreachable, so an IPv4-only VPN leaks no IPv6 (it used to be logged as ignored).
+    srv, cli = run(server_extra='push "redirect-gateway def1"\npush "block-ipv6"\n')
+    routes6 = lab.cli.run("ip -6 route show").stdout
+    assert "::/1 dev tun0" in routes6 and "8000::/1 dev tun0" in routes6, routes6
+    r = lab.cli.run("ping -6 -c 1 -W 3 2001:db8:9::1", check=False)
+    assert r.returncode != 0 and "no route" in (r.stdout + r.stderr).lower(), r.stdout + r.stderr
+    assert lab.ping(lab.cli, TUN_SERVER_IP, 2) == 2
+    cli.stop(8)
+    assert "::/1" not in lab.cli.run("ip -6 route show").stdout
+
+
 def test_pull_filter_ignores_and_rejects_pushed_options(lab, run):
     # The user's profile refuses the server's redirect-gateway but keeps its other pushed routes.
     srv, cli = run(server_extra='push "redirect-gateway def1"\n',

@@ -286,3 +286,24 @@ def test_openvpn_26_dns_form_as_debians_server_pushes_it():
     s = from_pushed(p)
     assert s.servers == ("198.19.0.1", "2001:db8:19::1")
     assert s.search == ("vpn.test", "corp.test") and s.default_route
+
+
+def test_a_server_pushed_on_another_port_is_not_asked_on_port_53(conf, caplog):
+    """`dns server 0 address 198.18.100.53:5353`: resolv.conf (and resolved's per-link list as we
+    set it) have no port, and `nameserver 198.18.100.53` sent the host's queries to port 53 of that
+    host, a service nobody pushed; it is left out and said so, the port-53 ones stay."""
+    from appliance.host.resolver import HostDns
+    from appliance.openvpn.keymethod import parse_push_reply_untrusted
+    p = parse_push_reply_untrusted("PUSH_REPLY,ifconfig 198.19.0.2 255.255.255.0,"
+                                   "dns server 0 address 198.18.100.53:5353 [2001:db8::53]:5300,"
+                                   "dhcp-option DNS 198.18.100.54")
+    s = from_pushed(p)
+    assert s.servers == ("198.18.100.54",) and s.skipped == ("198.18.100.53:5353", "[2001:db8::53]:5300")
+    dns = HostDns(backend=lambda: ResolvConf(str(conf)), threaded=False)
+    dns.attach(None, None)
+    with caplog.at_level("WARNING", logger="vpn-appliance"):
+        dns.tunnel_changed(TunnelState(True, "x", "tun0", p))
+    text = conf.read_text()
+    assert "nameserver 198.18.100.54" in text and "198.18.100.53" not in text.replace("#@", "")
+    assert "198.18.100.53:5353" in caplog.text
+    dns.close()

@@ -1,0 +1,217 @@
+"""gateway/tunnel.py against the kernel with what a hostile or broken server pushes: nothing it
+pushes may leave the host's routes other than what the push in force asks for, nor change the
+host beyond what the pushed options may (IPv6 routes from an IPv4 `route`, say). Runs in
+test_rtnl.py's namespace (its fixtures), entered with setns(2) for each test's body."""
+from __future__ import annotations
+
+import ipaddress
+import select
+import struct
+import time
+
+import pytest
+
+from appliance.gateway import tunnel
+from appliance.gateway.tunnel import TunnelNetwork
+from appliance.openvpn.config import Options
+from appliance.lan.icmpv6 import Prefix, RouterAdvert, build_ra
+from appliance.lan.ra import link_local
+from appliance.openvpn.keymethod import parse_push_reply_untrusted
+from appliance.tun.offload import checksum
+from appliance.tun.rtnl import NetlinkError
+from tests.unit.test_rtnl import GW, GW6, _addrs, _routes, inside, ns  # noqa: F401 - fixtures
+
+pytestmark = [pytest.mark.root, pytest.mark.netns]
+
+SERVER = "198.18.60.9"          # reached via the namespace's default route (GW on `wan`)
+FULL = ("PUSH_REPLY,topology subnet,ifconfig 198.18.70.2 255.255.255.0,route 198.18.71.0 255.255.255.0,"
+        "redirect-gateway def1")
+
+
+def _push(text: str):
+    return parse_push_reply_untrusted(text)
+
+
+def _refused(*_a, **_k) -> None:
+    raise NetlinkError(22, "Invalid argument")
+
+
+def test_a_push_that_fails_half_way_does_not_leave_the_next_one_unapplied(inside, monkeypatch):
+    """A server pushes a full tunnel; after a reconnect a push the kernel refuses half-way (its
+    IPv6 address, here) ends that connection; after the next reconnect the first push comes
+    again. It must be in force in full: the failed push had removed its routes, and taking the
+    repeated push for "already applied" left the host without redirect-gateway's routes, so its
+    traffic went out in clear while the client reported the tunnel up."""
+    net = TunnelNetwork(Options())
+    try:
+        net.apply(_push(FULL), SERVER)
+        dev = net.tun.name
+        want = _routes(dev)
+        assert {"0.0.0.0/1", "128.0.0.0/1", "198.18.71.0/24"} <= {r[0] for r in want}
+        with monkeypatch.context() as m:
+            m.setattr(tunnel, "add_address6", _refused)
+            with pytest.raises(NetlinkError):
+                net.apply(_push(FULL + ",ifconfig-ipv6 fd00:70::2/64"), SERVER)
+        net.apply(_push(FULL), SERVER)
+        assert _routes(dev) == want
+        assert (SERVER, GW, "static", None, None, None) in _routes("wan")
+        assert [(a[0], a[1], a[3]) for a in _addrs(dev)] == [("inet", "198.18.70.2", 24)]
+    finally:
+        net.close()
+
+
+BASE = "PUSH_REPLY,topology subnet,ifconfig 198.18.70.2 255.255.255.0"
+
+
+@pytest.mark.parametrize("extra", [
+    "route 2000:: 224.0.0.0",                              # an IPv4 route line, an IPv6 destination
+    "route fd00:71:: 255.255.0.0 net_gateway",
+    "route 198.18.71.0 255.255.255.0 vpn_gateway 99999999999",   # a metric with no 32-bit form
+])
+def test_a_route_that_is_no_ipv4_route_is_skipped_and_the_rest_applies(inside, extra):
+    """No IPv6 route from an IPv4 `route` (it sent the host's IPv6 traffic, with its real IPv6
+    source address, into a tunnel that has no IPv6), and a value the kernel's messages cannot
+    carry skips that route as OpenVPN does, instead of ending the connection (struct.error)."""
+    net = TunnelNetwork(Options())
+    try:
+        net.apply(_push(f"{BASE},{extra},route 198.18.72.0 255.255.255.0"), SERVER)
+        dev = net.tun.name
+        assert {r[0] for r in _routes(dev)} == {"198.18.72.0/24"}
+        assert _routes(dev, v6=True) == [] and [r[0] for r in _routes("wan", v6=True)] == ["default"]
+    finally:
+        net.close()
+
+
+@pytest.mark.parametrize("extra", ["route-ipv6 198.18.77.0/24", "route-ipv6 fd00:71::/300"])
+def test_a_route_ipv6_that_is_no_ipv6_route_is_skipped_and_the_rest_applies(inside, extra):
+    """route-ipv6 with an IPv4 destination added an IPv4 route; a prefix length over 128 ended the
+    connection (struct.error) instead of skipping that route."""
+    net = TunnelNetwork(Options())
+    try:
+        net.apply(_push(f"{BASE},ifconfig-ipv6 fd00:70::2/64 fd00:70::1,{extra},route-ipv6 fd00:72::/64"), SERVER)
+        dev = net.tun.name
+        assert _routes(dev) == []
+        assert {r[0] for r in _routes(dev, v6=True)} == {"fd00:72::/64"}
+    finally:
+        net.close()
+
+
+@pytest.mark.parametrize("push", [
+    FULL + ",route 198.18.60.0 255.255.255.0",          # a pushed route covers the server's address
+    FULL + ",route 198.18.60.9 255.255.255.255",        # or is the server's address
+    "PUSH_REPLY,topology subnet,ifconfig 198.18.60.2 255.255.255.0,redirect-gateway def1",   # so does the subnet
+    "PUSH_REPLY,topology subnet,ifconfig 198.18.70.2 255.255.255.0,route 198.18.60.0 255.255.255.0,"
+    "route 0.0.0.0 0.0.0.0",                             # a pushed default route, split as def1
+])
+def test_the_server_keeps_its_pre_tunnel_path_when_the_push_covers_its_address(inside, push):
+    """redirect-gateway's host route to the server must go the pre-tunnel way (as OpenVPN takes it
+    from the default gateway found before any tunnel route). It was looked up after the pushed
+    address and routes: a route or subnet covering the server made it `SERVER dev tun`, the
+    server's own packets went into the tunnel, and the tunnel died of it (every reconnect alike)."""
+    net = TunnelNetwork(Options())
+    try:
+        net.apply(_push(push), SERVER)
+        dev = net.tun.name
+        assert (SERVER, GW, "static", None, None, None) in _routes("wan")
+        assert SERVER not in {r[0] for r in _routes(dev)}
+        # a reconnect with the same server: the TUN still has the last address while the next applies
+        net.apply(_push(push + ",route 198.18.73.0 255.255.255.0"), SERVER)
+        assert (SERVER, GW, "static", None, None, None) in _routes("wan")
+        assert SERVER not in {r[0] for r in _routes(dev)}
+    finally:
+        net.close()
+    assert [r for r in _routes("wan") if r[0] != "default"] == []
+
+
+def test_an_ipv6_server_inside_a_pushed_route_ipv6_keeps_its_pre_tunnel_path(inside):
+    """As OpenVPN (init_route_ipv6_list): a pushed route-ipv6 covering the IPv6 server's address
+    gets the server a host route via the pre-tunnel IPv6 gateway, redirect-gateway or not;
+    without it the server's own packets followed the pushed route into the tunnel."""
+    server6 = "fd00:60::9"
+    net = TunnelNetwork(Options())
+    try:
+        net.apply(_push(f"{BASE},ifconfig-ipv6 fd00:70::2/64 fd00:70::1,route-ipv6 fd00:60::/64"), server6)
+        dev = net.tun.name
+        assert "fd00:60::/64" in {r[0] for r in _routes(dev, v6=True)}
+        assert [r[:2] for r in _routes("wan", v6=True) if r[0] == server6] == [(server6, GW6)]
+    finally:
+        net.close()
+    assert [r for r in _routes("wan", v6=True) if r[0] != "default"] == []
+
+
+def test_pushed_block_ipv6_routes_all_ipv6_into_the_tunnel_and_goes_with_the_push(inside):
+    """block-ipv6 without ifconfig-ipv6: ::/1 and 8000::/1 into the TUN (where the client answers
+    IPv6 with "no route"), so no IPv6 leaves by the host's own IPv6 default route; the next push
+    without it removes them."""
+    net = TunnelNetwork(Options())
+    try:
+        net.apply(_push(f"{BASE},block-ipv6"), SERVER)
+        dev = net.tun.name
+        assert net.block_ipv6
+        assert {r[0] for r in _routes(dev, v6=True)} == {"::/1", "8000::/1"}
+        net.apply(_push(BASE), SERVER)
+        assert not net.block_ipv6 and _routes(dev, v6=True) == []
+    finally:
+        net.close()
+
+
+def test_a_pushed_route_the_host_has_already_is_not_reported_as_through_the_tunnel(inside, caplog):
+    """A server pushing the client's own LAN (same prefix as its connected route): the kernel keeps
+    the host's route, and the log said `route ... dev tun` all the same, so someone checking what
+    goes through the tunnel was told the wrong thing."""
+    net = TunnelNetwork(Options())
+    try:
+        with caplog.at_level("INFO", logger="vpn-appliance"):
+            net.apply(_push(f"{BASE},route 198.18.40.0 255.255.255.0,route 198.18.72.0 255.255.255.0"), SERVER)
+        dev = net.tun.name
+        assert {r[0] for r in _routes(dev)} == {"198.18.72.0/24"}
+        text = caplog.text
+        assert "route 198.18.40.0/24 dev" not in text and "198.18.40.0/24: the host already has a route" in text
+        assert f"route 198.18.72.0/24 dev {dev}" in text
+    finally:
+        net.close()
+
+
+def _icmpv6(src: str, dst: str, body: bytes) -> bytes:
+    """An IPv6 packet (hop limit 255, as neighbour discovery requires) carrying ICMPv6 `body`."""
+    s, d = ipaddress.IPv6Address(src).packed, ipaddress.IPv6Address(dst).packed
+    b = bytearray(body)
+    struct.pack_into("!H", b, 2, checksum(s + d + struct.pack("!I3xB", len(b), 58) + bytes(b)))
+    return struct.pack("!IHBB", 0x60000000, len(b), 58, 255) + s + d + bytes(b)
+
+
+def _echo_reply_read(tun, deadline: float) -> bool:
+    """Read the TUN until an ICMPv6 echo reply comes out (bounded in time)."""
+    while time.monotonic() < deadline:
+        select.select([tun.fd], [], [], max(0.0, deadline - time.monotonic()))
+        for p in tun.read_batch(64):
+            if len(p) > 40 and p[0] >> 4 == 6 and p[6] == 58 and p[40] == 129:
+                return True
+    return False
+
+
+def test_a_router_advertisement_through_the_tunnel_configures_nothing(inside):
+    """Pushed addresses and routes are the server's only say over the host's network: an IPv6
+    router advertisement it sends through the tunnel (the kernel accepts RAs on a TUN device, and
+    gives it a link-local address) made the host take an address from its prefix and a default
+    route into the tunnel, with no IPv6 pushed at all."""
+    net = TunnelNetwork(Options())
+    try:
+        net.apply(_push(BASE), SERVER)
+        dev, tun = net.tun.name, net.tun
+        ll, deadline = None, time.monotonic() + 5
+        while ll is None and time.monotonic() < deadline:     # the kernel adds it as the link comes up
+            ll = link_local(dev)
+            if ll is None:
+                time.sleep(0.05)
+        assert ll is not None
+        ra = build_ra(RouterAdvert(1800, (Prefix(ipaddress.IPv6Network("2001:db8:1::/64"), 86400, 14400),)))
+        tun.queue(_icmpv6("fe80::1", "ff02::1", ra))
+        # An echo request behind it: its reply coming out means the RA before it was processed.
+        tun.queue(_icmpv6("fe80::1", ll, struct.pack("!BBHHH", 128, 0, 0, 1, 1) + b"x" * 8))
+        assert tun.flush() == 2
+        assert _echo_reply_read(tun, time.monotonic() + 5)
+        assert [a for a in _addrs(dev) if a[0] == "inet6"] == []
+        assert _routes(dev, v6=True) == []
+    finally:
+        net.close()
