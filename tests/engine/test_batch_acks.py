@@ -12,6 +12,17 @@ from appliance.openvpn.packet import decode_body_untrusted
 from tests.engine.test_memory_link import make_pair, pki, up, Link  # noqa: F401 - pki is a fixture
 
 
+def _msg_ids(packets) -> list[int]:
+    """The reliable message ids of unwrapped (protection `none`) control packets."""
+    ids = []
+    for p in packets:
+        op, _sid, body = wrapping.PlainWrapper().unwrap_untrusted(p, 0.0)
+        cb = decode_body_untrusted(op >> 3, body)
+        if cb.msg_id is not None:
+            ids.append(cb.msg_id)
+    return ids
+
+
 def _to_the_server_flight(pki):  # noqa: F811
     c, s, _ = make_pair(pki, protection="none")
     c.prime()
@@ -22,12 +33,7 @@ def _to_the_server_flight(pki):  # noqa: F811
     for p in c.take_outgoing():                # the ClientHello; the server answers with its flight
         s.receive(bytes(p), 0.0)
     flight = [bytes(p) for p in s.take_outgoing()]
-    ids = []
-    for p in flight:
-        op, _sid, body = wrapping.PlainWrapper().unwrap_untrusted(p, 0.0)
-        cb = decode_body_untrusted(op >> 3, body)
-        if cb.msg_id is not None:
-            ids.append(cb.msg_id)
+    ids = _msg_ids(flight)
     assert len(ids) >= 2, "the server's TLS flight should take several packets"
     return c, s, flight, ids
 
@@ -87,14 +93,8 @@ def test_the_servers_last_messages_are_acked_before_they_are_read(pki):  # noqa:
         for p in batch:
             c.receive(p, 0.0)
         if c.end_batch(0.0):
-            ids = []
-            for p in batch:
-                op, _sid, body = wrapping.PlainWrapper().unwrap_untrusted(p, 0.0)
-                cb = decode_body_untrusted(op >> 3, body)
-                if cb.msg_id is not None:
-                    ids.append(cb.msg_id)
             km_before = c.keys[0].remote_km
-            held.append((ids, _answer(c), km_before))
+            held.append((_msg_ids(batch), _answer(c), km_before))
             c.settle(0.0)
             assert c.keys[0].remote_km is not None, "settle() reads the server's key-method message"
     assert len(held) == 1, held
