@@ -12,6 +12,14 @@ from tests.gateway.conftest import STATIC_KEY, World, client_conf, server_conf
 from tests.gateway.test_tunnel import _up
 
 
+def _reloadable(w: World, conf: str) -> tuple:
+    """A server started with `conf` whose reload reads holder["conf"] (the edited file)."""
+    gw = w.add_server(conf)
+    holder = {"conf": conf}
+    gw.ops.reload_source = lambda: holder["conf"]
+    return gw, holder
+
+
 @pytest.mark.parametrize("protection", ["tls-crypt", "tls-auth"])
 def test_a_reloaded_key_lets_new_clients_in_and_keeps_the_connected_ones(pki, protection):
     def conf(key: str, role: str) -> str:
@@ -25,9 +33,7 @@ def test_a_reloaded_key_lets_new_clients_in_and_keeps_the_connected_ones(pki, pr
 
     new_key = generate_static_key().strip()
     w = World()
-    gw = w.add_server(conf(STATIC_KEY, "s"))
-    holder = {"conf": conf(STATIC_KEY, "s")}
-    gw.ops.reload_source = lambda: holder["conf"]
+    gw, holder = _reloadable(w, conf(STATIC_KEY, "s"))
     w.add_client(conf(STATIC_KEY, "c"))
     assert w.run(lambda: _up(w, 0), max_time=30)
     old = gw.d.clients[0]
@@ -44,9 +50,7 @@ def test_client_to_client_taken_away_by_a_reload_stops_client_to_client(pki):
     from tests.gateway.conftest import ipv4_udp
     w = World()
     conf = server_conf(pki)
-    gw = w.add_server(conf)
-    holder = {"conf": conf}
-    gw.ops.reload_source = lambda: holder["conf"]
+    gw, holder = _reloadable(w, conf)
     w.add_client(client_conf(pki, "client0"))
     w.add_client(client_conf(pki, "client1"))
     assert w.run(lambda: _up(w, 0) and _up(w, 1), max_time=30)
@@ -72,9 +76,7 @@ def test_auth_user_pass_verify_added_by_a_reload_checks_passwords(pki, tmp_path)
     passdb.write_text(f"alice:{hash_password('right', n=2 ** 4)}\n")
     w = World()
     conf = server_conf(pki)
-    gw = w.add_server(conf)
-    holder = {"conf": conf}
-    gw.ops.reload_source = lambda: holder["conf"]
+    gw, holder = _reloadable(w, conf)
     w.add_client(client_conf(pki, "client0"))
     assert w.run(lambda: _up(w, 0), max_time=30)
     holder["conf"] = conf + f"auth-user-pass-verify {passdb} passdb\n"
