@@ -6,7 +6,8 @@ What OpenVPN 2.6 does there (seen in these runs, ssl.c tls_multi_process): when 
 state times out it keeps the old key as a lame duck and treats the old session id as stale for
 control ("received control packet with stale session-id"); only a new session would renegotiate.
 So: when the server never saw our soft reset, a later soft reset succeeds; when it did and timed
-out too, the tunnel goes on with the old key (until tran-window) -- in both, never a restart."""
+out too, the tunnel goes on with the old key (until tran-window) -- in both, never a restart.
+Our server the same way, when its soft reset never reaches an OpenVPN client."""
 from __future__ import annotations
 
 import pytest
@@ -86,3 +87,25 @@ def test_both_ends_time_out_and_the_tunnel_stays_on_the_old_key(lab, procs):
     assert cli.wait_count("TLS key negotiation failed", 3, timeout=40)   # further attempts came and went
     assert _tunnel_ok(lab, cli)
     assert cli.alive() and cli.log().count("tunnel up") == 1, "the session was restarted"
+
+
+def _start_our_server(lab, procs, client_extra: str = "reneg-sec 0\nhand-window 6\n"):
+    srv = lab.ours(lab.srv, server_config(lab.pki, "udp", extra="reneg-sec 8\nhand-window 6\n"), "oursrv",
+                   pattern=r"listening on UDP")
+    procs.append(srv)
+    cli = lab.openvpn(lab.cli, client_profile(lab.pki, "udp", extra=client_extra), "ovpncli", wait=30)
+    procs.append(cli)
+    return srv, cli
+
+
+def test_our_server_keeps_the_old_key_when_its_renegotiation_is_lost(lab, procs):
+    srv, cli = _start_our_server(lab, procs)
+    try:
+        _drop_control(lab, "input", "sport")          # the server's soft resets never reach the client
+        assert srv.wait_for(FAILED, timeout=40), srv.log()[-3000:]
+        assert _tunnel_ok(lab, cli), "tunnel lost after a failed renegotiation"
+    finally:
+        _undrop(lab)
+    assert srv.wait_for("key renegotiated", timeout=30), srv.log()[-3000:]
+    assert _tunnel_ok(lab, cli)
+    assert cli.log().count("Initialization Sequence Completed") == 1, cli.log()[-3000:]
