@@ -109,3 +109,21 @@ def test_our_server_keeps_the_old_key_when_its_renegotiation_is_lost(lab, procs)
     assert srv.wait_for("key renegotiated", timeout=30), srv.log()[-3000:]
     assert _tunnel_ok(lab, cli)
     assert cli.log().count("Initialization Sequence Completed") == 1, cli.log()[-3000:]
+
+
+def test_openvpn_client_times_out_too_and_its_new_session_carries_the_tunnel(lab, procs):
+    """The client's answers lost as well: OpenVPN's client gives up the new key too, keeps the old
+    one, and starts a new TLS session from the same address and port -- still sending the first
+    session's peer-id. Our server keeps key 0 until then and takes the new session's data."""
+    srv, cli = _start_our_server(lab, procs)
+    try:
+        _drop_control(lab, "output", "dport")         # the client's answers never reach us
+        assert srv.wait_for(FAILED, timeout=40), srv.log()[-3000:]
+        assert cli.wait_for(FAILED, timeout=20), cli.log()[-3000:]
+        assert _tunnel_ok(lab, cli), "tunnel lost after a failed renegotiation"
+    finally:
+        _undrop(lab)
+    assert srv.wait_for(r"peer-id 1", timeout=30), srv.log()[-3000:]      # the client's new session
+    assert srv.wait_count("key renegotiated", 2, timeout=30), srv.log()[-3000:]
+    assert _tunnel_ok(lab, cli), "the client's new session carries no data"
+    assert "data for unknown peer-id" not in srv.log(), srv.log()[-3000:]
