@@ -11,11 +11,11 @@ Refusals are counted by reason.
 """
 from __future__ import annotations
 
-import ipaddress
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Callable
 
+from ..openvpn.sources import source_group
 from .loop import Wake
 
 Verify = Callable[[str, str, "str | None"], bool]
@@ -23,21 +23,6 @@ Verify = Callable[[str, str, "str | None"], bool]
 MAX_PENDING = 128              # checks queued or running, all sources together (~6 s of scrypt)
 PER_SOURCE_PENDING = 2         # at once, per source address
 PER_SOURCE_RATE = (10, 10.0)   # at most 10 checks per 10 s per source address (token bucket)
-
-
-def source_group(ip: str) -> str:
-    """The unit of per-source limits: an IPv4 address, or an IPv6 address's /64. An IPv4 client
-    of a dual-stack server (proto udp6/tcp6) arrives as ::ffff:a.b.c.d: it is that IPv4 address,
-    not the /64 every IPv4 client shares (::/64), or one of them could use up the checks of all."""
-    if ":" not in ip:
-        return ip
-    try:
-        a = ipaddress.IPv6Address(ip.split("%", 1)[0])
-    except ValueError:
-        return ip
-    if a.ipv4_mapped is not None:
-        return str(a.ipv4_mapped)
-    return str(ipaddress.IPv6Network((a, 64), strict=False))
 
 
 class AuthChecker:
@@ -72,7 +57,7 @@ class AuthChecker:
 
     def submit(self, key: object, source: str, username: str, password: str, common_name: str | None) -> str | None:
         """Queue a check; None when queued, else why it was refused without one. An IPv6 source
-        counts as its /64: one host holds a whole /64, and must not pass for many sources."""
+        counts as its /64 (openvpn/sources.py)."""
         source = source_group(source)
         why = self._admit(source)
         if why is not None:

@@ -20,7 +20,7 @@ from ..openvpn import ciphers
 from ..openvpn import events as ev
 from ..openvpn.datapath import ClientDataPath
 from ..openvpn.config import Options, Remote
-from ..openvpn.settings import client_session_config, mss_rule
+from ..openvpn.settings import NO_SERVER_CERT_CHECK, checks_server_certificate, client_session_config, mss_rule
 from ..openvpn.session import Session
 from ..transport.link import TcpLink, UdpLink
 from .block_ipv6 import is_ipv6, no_route_reply
@@ -153,6 +153,8 @@ class ClientGateway:
         # was ~1 ms when PUSH_REPLY arrived) and the TUN device (~0.3-0.5 ms of kernel work; it is
         # kept across connections anyway, persist-tun), so the exchange with the server carries
         # only the work it needs.
+        if not checks_server_certificate(self.opts):
+            log.warning(NO_SERVER_CERT_CHECK)      # once per run, as OpenVPN; not per connection
         ciphers.warm_up([*self.opts.data_ciphers, self.opts.data_ciphers_fallback, self.opts.cipher])
         if self.net.tun is None:
             self.net.prepare()

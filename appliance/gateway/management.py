@@ -9,6 +9,7 @@ questions about clients and signals.
 """
 from __future__ import annotations
 
+import hmac
 import logging
 import os
 import socket
@@ -20,6 +21,15 @@ log = logging.getLogger("vpn-appliance")
 
 OUT_LIMIT = 256 * 1024
 LINE_LIMIT = 8 * 1024
+MAX_CONNS = 16
+# A connection that has not given the password within this time is closed. OpenVPN 2.6 has no
+# such deadline, but it serves one management client at a time; with MAX_CONNS slots, idle
+# connections that never authenticate would otherwise hold them all. Tools send the password as
+# soon as they read the prompt, and 30 s leaves a person at `telnet` time to type it.
+AUTH_DEADLINE = 30.0
+# OpenVPN 2.6 reads the password file with fgets() into a 4096-byte buffer: a longer first line
+# could never be matched in full, so we refuse it at start rather than cut it silently.
+PASSWORD_LIMIT = 4095
 LOG_HISTORY = 500
 VERSION_LINE = "OpenVPN Version: " + "OpenVPN 2.6.14 vpn-appliance [SSL (OpenSSL)] [EPOLL] [MH/PKTINFO] [AEAD]"
 BANNER = ">INFO:OpenVPN Management Interface Version 5 -- type 'help' for more info"
@@ -60,6 +70,7 @@ class MgmtConn:
         self.closed = False
         self.writing = False
         self.tries = 0
+        self.since = mgr.pump.clock()
 
     def fileno(self) -> int:
         return self.sock.fileno()
@@ -116,31 +127,61 @@ class MgmtConn:
                 if len(self.inbuf) > LINE_LIMIT:
                     self.mgr.drop(self, "management line too long")
                 return
-            line = bytes(self.inbuf[:i]).decode("utf-8", "replace").strip("\r\n ")
+            raw = bytes(self.inbuf[:i])
             del self.inbuf[:i + 1]
-            if len(line) > LINE_LIMIT:
+            if len(raw) > LINE_LIMIT:
                 self.mgr.drop(self, "management line too long")
                 return
+            if not self.authed:
+                self.password_line(raw)
+                continue
+            line = raw.decode("utf-8", "replace").strip("\r\n ")
             self.command(line)
 
-    def command(self, line: str) -> None:
-        if not self.authed:
-            if line == self.mgr.password:
-                self.authed = True
-                self.send_lines(["SUCCESS: password is correct", BANNER])
-                return
-            # As OpenVPN 2.6 (checked in the lab): ask again, and hang up after the third miss.
-            self.tries += 1
-            if self.tries >= 3:
-                self.mgr.drop(self, "management: wrong password three times")
-            else:
-                self.outbuf += b"ENTER PASSWORD:"
-                self.flush()
+    def password_line(self, raw: bytes) -> None:
+        """The line a client sends at `ENTER PASSWORD:`, read as OpenVPN 2.6 reads it: control
+        bytes (CR, tab, NUL...) and DEL dropped, everything else kept -- leading and trailing
+        spaces belong to the password -- and compared in constant time with the file's line."""
+        if self.mgr.password_matches(clean_password_line(raw)):
+            self.authed = True
+            self.mgr.authenticated(self)
+            self.send_lines(["SUCCESS: password is correct", BANNER])
             return
+        # As OpenVPN 2.6 (checked in the lab): ask again, and hang up after the third miss.
+        self.tries += 1
+        if self.tries >= 3:
+            self.mgr.drop(self, "management: wrong password three times")
+        else:
+            self.outbuf += b"ENTER PASSWORD:"
+            self.flush()
+
+    def command(self, line: str) -> None:
         words = line.split()
         if not words:                       # blank, or only tabs and the like: no command
             return
         self.send_lines(self.mgr.answer(self, words), reply=True)
+
+
+def clean_password_line(raw: bytes) -> bytes:
+    """`raw` (one line without its LF) with the bytes OpenVPN's management reader drops removed:
+    those below 0x20 and DEL. Bytes of 0x80 and above (UTF-8) stay, as there."""
+    return bytes(b for b in raw if b >= 0x20 and b != 0x7F)
+
+
+def read_password_file(path: str) -> bytes:
+    """The management password: the file's first line as bytes, without its line end (CR and LF
+    only: spaces are part of it, as OpenVPN 2.6 reads it). Raises OSError if there is none
+    (OpenVPN: "Error reading password from Management authfile") or if it is longer than
+    OpenVPN would read."""
+    with open(path, "rb") as f:
+        first = f.readline(PASSWORD_LIMIT + 2)
+    password = first.rstrip(b"\r\n")
+    if not password:
+        # An empty password would let any local process in with an empty line.
+        raise OSError(f"no password on the first line of {path}")
+    if len(password) > PASSWORD_LIMIT:
+        raise OSError(f"the password on the first line of {path} is longer than {PASSWORD_LIMIT} bytes")
+    return password
 
 
 class _LogForward(logging.Handler):
@@ -178,7 +219,7 @@ class Management:
         self.pump = pump
         self.ops = ops
         self.conns: list[MgmtConn] = []
-        self.password: str | None = None
+        self.password: bytes | None = None
         self._unlinker = None
         self._ident: tuple[int, int, int] | None = None     # our unix socket's identity()
         host, port, pwfile = spec
@@ -205,12 +246,7 @@ class Management:
                          self._unlinker.pid)
         else:
             if pwfile:
-                with open(pwfile, encoding="utf-8") as f:
-                    self.password = (f.readline().rstrip("\r\n"))
-                if not self.password:
-                    # An empty password would let any local process in with an empty line:
-                    # OpenVPN refuses to start ("Error reading password from Management authfile").
-                    raise OSError(f"no password on the first line of {pwfile}")
+                self.password = read_password_file(pwfile)
             fam = socket.AF_INET6 if ":" in host else socket.AF_INET
             self.sock = socket.socket(fam, socket.SOCK_STREAM)
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -233,7 +269,7 @@ class Management:
                 return
             except OSError:
                 return
-            if len(self.conns) >= 16:
+            if len(self.conns) >= MAX_CONNS and not self._evict_oldest_unauthenticated():
                 s.close()
                 continue
             s.setblocking(False)
@@ -241,15 +277,39 @@ class Management:
             self.conns.append(c)
             self.pump.watch(c, c.on_read, c.on_write)
             if self.password is not None:
+                self.pump.timers.arm(("mgmt-auth", id(c)), c.since + AUTH_DEADLINE, lambda c=c: self._auth_expired(c))
                 c.outbuf += b"ENTER PASSWORD:"         # no line end, as OpenVPN (tools wait for exactly this)
                 c.flush()
             else:
                 c.send_lines([BANNER])
 
+    def password_matches(self, line: bytes) -> bool:
+        """Constant time in the password's content (hmac.compare_digest), so the time a reply
+        takes tells a local prober nothing about how much of its guess was right."""
+        return self.password is not None and hmac.compare_digest(line, self.password)
+
+    def authenticated(self, c: MgmtConn) -> None:
+        self.pump.timers.cancel(("mgmt-auth", id(c)))
+
+    def _auth_expired(self, c: MgmtConn) -> None:
+        if not c.closed and not c.authed:
+            self.drop(c, f"management: no password within {AUTH_DEADLINE:g} s")
+
+    def _evict_oldest_unauthenticated(self) -> bool:
+        """All slots taken: close the connection that has waited longest without giving the
+        password, so connections that never authenticate cannot keep a tool out even within
+        AUTH_DEADLINE (tools authenticate at once, so the oldest waiting one is the idle one)."""
+        waiting = [c for c in self.conns if not c.authed]
+        if not waiting:
+            return False
+        self.drop(min(waiting, key=lambda c: c.since), "management: all slots taken, oldest unauthenticated connection")
+        return True
+
     def drop(self, c: MgmtConn, why: str | None) -> None:
         if c.closed:
             return
         c.closed = True
+        self.pump.timers.cancel(("mgmt-auth", id(c)))
         if why:
             log.warning("%s: closed", why)
         self.pump.unwatch(c)

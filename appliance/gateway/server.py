@@ -21,6 +21,7 @@ from ..openvpn.datapath import ServerDataPath
 from ..openvpn.config import Options
 from ..openvpn.server import ServerDispatcher, ServerSettings, StreamKey
 from ..openvpn.settings import mss_rule
+from ..openvpn.sources import source_group
 from ..transport.link import TcpLink
 from .auth import AuthChecker
 from .eventlog import fmt_addr, log_server_event
@@ -34,7 +35,7 @@ BATCH = 64
 DROP_LOG_EVERY = 5.0
 ACCEPTS_PER_WAKE = 32
 ACCEPT_PAUSE = 1.0            # after EMFILE/ENFILE: stop accepting for this long (no busy loop)
-PER_SOURCE_CONNS = 8          # TCP connections without a completed handshake, per client address
+PER_SOURCE_CONNS = 8          # TCP connections without a completed handshake, per source (IPv6: per /64)
 _ACCEPT_RESOURCE_ERRORS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 
 
@@ -67,7 +68,7 @@ class ServerGateway:
         self.udp: DatagramPort | None = None
         self.listener: ListenerPort | None = None
         self.conns: dict[StreamKey, TcpLink] = {}   # in accept order (the oldest is evicted first)
-        self.unestablished: dict[str, int] = {}      # IP -> its connections without a handshake yet
+        self.unestablished: dict[str, int] = {}      # source_group -> its connections without a handshake yet
         # How a password checker is made: here, and by a reload that adds auth-user-pass-verify
         # (tests make inline ones, checked in the caller's thread on a fake clock).
         self.make_auth: Callable[[object], AuthChecker] = lambda verify: AuthChecker(verify, clock)
@@ -201,7 +202,8 @@ class ServerGateway:
                     return
                 continue
             ip = str(peer[0])
-            if self.unestablished.get(ip, 0) >= PER_SOURCE_CONNS:
+            src = source_group(ip)
+            if self.unestablished.get(src, 0) >= PER_SOURCE_CONNS:
                 self.faults.count("TCP connection refused: too many without handshake from one address")
                 stream.close()
                 continue
@@ -213,7 +215,7 @@ class ServerGateway:
             link = TcpLink(stream)
             self.conns[key] = link
             self.conn_addrs[key] = peer
-            self.unestablished[ip] = self.unestablished.get(ip, 0) + 1
+            self.unestablished[src] = self.unestablished.get(src, 0) + 1
             self.pump.watch(link, lambda k=key: self._on_conn_read(k), lambda k=key: self._on_conn_write(k))
             self.pump.timers.arm(("hand-window", key), self.clock() + self.st.hand_window,
                                  lambda k=key: self._hand_window_over(k))
@@ -309,11 +311,12 @@ class ServerGateway:
             link.close()
 
     def _one_less_unestablished(self, ip: str) -> None:
-        n = self.unestablished.get(ip, 0) - 1
+        src = source_group(ip)
+        n = self.unestablished.get(src, 0) - 1
         if n > 0:
-            self.unestablished[ip] = n
+            self.unestablished[src] = n
         else:
-            self.unestablished.pop(ip, None)
+            self.unestablished.pop(src, None)
 
     # ---------------------------------------------------------------- after each wake-up
     def _after_wake(self) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from .server_model import StreamKey
+from .sources import source_group
 
 
 class FrequencyLimit:
@@ -44,11 +45,12 @@ def _limit(cur: FrequencyLimit | None, setting) -> FrequencyLimit | None:
 
 
 def source_of(addr) -> object:
-    """The host part of a client address: the IP of a UDP (ip, port[, ...]) tuple or of a TCP
-    connection's StreamKey; other keys as they are."""
+    """The source a client address counts for: the IP of a UDP (ip, port[, ...]) tuple or of a
+    TCP connection's StreamKey, grouped as sources.source_group says (IPv6 by /64); other keys
+    as they are."""
     if isinstance(addr, tuple) and addr:
-        return addr[0]
-    return addr.ip if isinstance(addr, StreamKey) else addr
+        return source_group(addr[0])
+    return source_group(addr.ip) if isinstance(addr, StreamKey) else addr
 
 
 class _Rec(Protocol):

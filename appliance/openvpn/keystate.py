@@ -36,7 +36,7 @@ class KS(Enum):
 class KeyState:
     __slots__ = ("key_id", "phase", "reliable", "tls", "primed", "created", "active_since", "local_km",
                  "remote_km", "sent_km", "data", "retired_at", "wkc_resend", "sent_first_control",
-                 "pending_send", "pending_auth")
+                 "pending_send", "pending_auth", "expires_at")
 
     def __init__(self, key_id: int, now: float, tls_timeout: float, tcp: bool) -> None:
         self.key_id = key_id
@@ -55,6 +55,7 @@ class KeyState:
         self.sent_first_control = False
         self.pending_send = False         # ACTIVE, but the peer may not have our keys yet
         self.pending_auth: KeyMethod2 | None = None   # server: the client's message, awaiting auth_result
+        self.expires_at: float | None = None   # still sending after a failed renegotiation: ends here
 
     @property
     def negotiating(self) -> bool:
@@ -84,5 +85,6 @@ class KeyState:
     def retire(self, now: float) -> None:
         """Become a lame duck: only `data` (decrypt) is kept; TLS and its buffers are let go."""
         self.retired_at = now
+        self.expires_at = None            # a successor took over: tran-window decides from now on
         self.tls = None
         self.local_km = self.remote_km = None

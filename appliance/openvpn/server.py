@@ -103,8 +103,15 @@ class ServerDispatcher(ClientPush):
                 return None, []
             rec = self.by_peer_id.get(int.from_bytes(packet[1:4], "big"))
             if rec is None:
-                self._count("data for unknown peer-id")
-                return None, []
+                # OpenVPN 2.6 keeps a client's peer-id for a new TLS session from the same address
+                # (its peer-id belongs to the instance, not the session), and its clients go on
+                # sending the first session's peer-id after starting one in-process (after a
+                # renegotiation failed, seen in the lab): such data is the new session's, found
+                # by its address. Only what that session's keys authenticate is taken.
+                rec = self.by_addr.get(addr)
+                if rec is None:
+                    self._count("data for unknown peer-id")
+                    return None, []
             s = rec.session
             before = s.data_authenticated
             pts = s.receive(packet, now)

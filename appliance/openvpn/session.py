@@ -26,7 +26,9 @@ Contract (the rules a caller relies on):
 
 Key states: one per key id (0 for the first handshake, 1..7 for renegotiations) with its own
 reliability layer and TLS session (keystate.py). The newest active key sends; older ones stay as
-"lame ducks" for `tran_window` seconds so packets in flight still decrypt. A key renegotiates
+"lame ducks" for `tran_window` seconds so packets in flight still decrypt. A renegotiation that
+misses hand-window over UDP costs only its own key state, as in OpenVPN 2.6: the key in use goes
+on until tran-window after that attempt began (_negotiation_timed_out). A key renegotiates
 before its packet-id counter reaches the end (0xFF000000, as OpenVPN) and never wraps it.
 
 Layout: this module holds the public API, key installation, renegotiation and timers; control.py
@@ -560,10 +562,13 @@ class Session(ControlChannel):
     def _timers(self, now: float) -> None:
         for ks in list(self.keys.values()):
             if ks.negotiating and now >= ks.created + self.cfg.hand_window:
-                raise RemoteProtocolError(f"TLS key negotiation failed to occur within {self.cfg.hand_window} seconds")
+                self._negotiation_timed_out(ks, now)
             if ks.retired_at is not None and now >= ks.retired_at + self.cfg.tran_window:
                 self.recv_keys[ks.key_id] = None
                 del self.keys[ks.key_id]
+            if ks.expires_at is not None and now >= ks.expires_at:
+                raise RemoteProtocolError(f"key {ks.key_id} expired (tran-window {self.cfg.tran_window} s after a "
+                                          "failed renegotiation) and no new key was negotiated")
         if self.next_push_request is not None and now >= self.next_push_request:
             ks0 = self.keys.get(0)
             if ks0 is not None and ks0.phase == KS.PUSH:
@@ -591,6 +596,29 @@ class Session(ControlChannel):
                         or (d is not None and d.send_pid >= DATA_PID_RENEG_AT)):
                     self._start_soft_reset(now)
 
+    def _negotiation_timed_out(self, ks: KeyState, now: float) -> None:
+        """hand-window passed with key state `ks` still negotiating. As OpenVPN 2.6 (ssl.c,
+        tls_multi_process): over UDP, a renegotiation that fails while the key in use has its data
+        keys costs only the new key state -- the old key goes on as a lame duck until tran-window
+        after the failed attempt began, and the session ends only if no renegotiation succeeds
+        by then; the first handshake failing, or any failure over TCP (OpenVPN counts it as a
+        soft error, which restarts a connection-oriented session), ends the session. We retry
+        at once when our own reneg trigger still holds (the peer's own trigger retries too):
+        OpenVPN's client starts a fresh handshake at once in that case as well."""
+        msg = f"TLS key negotiation failed to occur within {self.cfg.hand_window} seconds"
+        current = next((k for k in self.keys.values()
+                        if k.data is not None and k.data is self.send_key and k.retired_at is None), None)
+        if self.tcp or current is None or current is ks:
+            raise RemoteProtocolError(msg)
+        del self.keys[ks.key_id]
+        self.recv_keys[ks.key_id] = None
+        self.newest_key_id = current.key_id
+        if current.expires_at is None:
+            current.expires_at = ks.created + self.cfg.tran_window
+        self._count("renegotiation failed")
+        self._warn(f"{msg}: renegotiation (key {ks.key_id}) abandoned; key {current.key_id} stays in use "
+                   f"for at most {max(0.0, current.expires_at - now):.0f} s more")
+
     def _control_deadline(self) -> float | None:
         """The earliest control-side timer (retransmits, hand-window, reneg-sec, tran-window, push
         requests, the reneg counter check); everything here changes only on control events."""
@@ -607,6 +635,8 @@ class Session(ControlChannel):
                 d = min(d, ks.active_since + self.cfg.reneg_sec)
             if ks.retired_at is not None:
                 d = min(d, ks.retired_at + self.cfg.tran_window)
+            if ks.expires_at is not None:
+                d = min(d, ks.expires_at)
         if self.next_push_request is not None:
             d = min(d, self.next_push_request)
         if self.send_key is not None and (self.cfg.reneg_bytes or self.cfg.reneg_pkts):

@@ -52,6 +52,20 @@ def wrapper_factory(opts: Options, is_server: bool) -> Callable[[], object]:
     return wrapping.PlainWrapper
 
 
+# OpenVPN 2.6's words (init.c, at start), so a user who greps for them finds them here too.
+NO_SERVER_CERT_CHECK = ("WARNING: No server certificate verification method has been enabled.  "
+                        "See http://openvpn.net/howto.html#mitm for more info.")
+
+
+def checks_server_certificate(opts: Options) -> bool:
+    """Whether a client config checks that the peer's certificate is a server's (or that one):
+    without `remote-cert-tls`, `remote-cert-eku`, `verify-x509-name` or `peer-fingerprint`, any
+    certificate the CA signed is taken -- another client's too, which lets that client play the
+    server (OpenVPN's "mitm" note). The same set OpenVPN 2.6 counts (`ns-cert-type server` and
+    `tls-verify` are refused here; `remote-cert-ku` alone does not count, as there)."""
+    return bool(opts.remote_cert_tls or opts.remote_cert_eku or opts.verify_x509_name or opts.peer_fingerprint)
+
+
 def tls_settings(opts: Options, is_server: bool) -> TlsSettings:
     return TlsSettings(
         ca=opts.ca, cert=opts.cert, key=opts.key, is_server=is_server,

@@ -282,3 +282,28 @@ def test_client_restarting_from_the_same_address_replaces_its_session_once_estab
     assert len(d.clients) == 1 and d.clients[0] is not old_rec and d.clients[0].session.established
     assert old_rec.session.closed
     assert len(d.receive(new.encrypt(_icmp(new.pushed.ifconfig[0], "198.19.0.1")), addr, 1.2)[1]) == 1
+
+
+def test_new_session_from_the_same_address_takes_data_under_the_old_peer_id(pki):
+    """Debian's OpenVPN 2.6 client, after a failed renegotiation, starts a new TLS session from
+    the same address and port and keeps sending the first session's peer-id (captured in the
+    lab: P_DATA_V2 with peer-id 0 after a PUSH_REPLY with peer-id 1), as an OpenVPN server keeps
+    the peer-id per client instance. Those packets were dropped as "data for unknown peer-id"."""
+    d = _server(pki, "none")
+    addr = ("198.18.0.31", 1194)
+    old = _client(pki, pki["clients"][1], wrapping.PlainWrapper)
+    _pump(d, [(old, addr)])
+    old_pid = d.clients[0].peer_id
+    new = _client(pki, pki["clients"][1], wrapping.PlainWrapper)
+    _pump(d, [(new, addr)], now=1.0)
+    assert _up(new) and len(d.clients) == 1 and d.clients[0].peer_id != old_pid
+    k = new.send_key                                   # as that client: the old peer-id on the wire
+    k._hword = (k._hword & ~0xFFFFFF) | old_pid
+    k.hdr = k.hdr[:1] + old_pid.to_bytes(3, "big")
+    ping = _icmp(new.pushed.ifconfig[0], "198.19.0.1")
+    assert len(d.receive(new.encrypt(ping), addr, 1.2)[1]) == 1
+    # from another address, or not authenticated by the session's keys: still dropped
+    assert d.receive(new.encrypt(ping), ("198.18.0.32", 1194), 1.3)[1] == []
+    forged = bytearray(new.encrypt(ping))
+    forged[-1] ^= 1
+    assert d.receive(bytes(forged), addr, 1.4)[1] == []

@@ -347,3 +347,23 @@ def test_a_cookie_less_client_restarting_mid_handshake_still_gets_in(pki):  # no
     _pump(d, [(again, addr)], now=1.0)
     assert _up(again)
     assert d.record(addr) is not stale and not stale.alive
+
+
+def test_handshakes_per_source_count_an_ipv6_slash_64_as_one_source(pki):  # noqa: F811
+    """An attacker holding a /64 has 2**64 addresses: counted per address, each of its
+    handshakes was a new source and the per-source limit never applied."""
+    d = _mk_server(pki, max_half_open_per_source=4)
+    for i in range(10):
+        _half_open(d, _mk_client(pki, pki["clients"][i % 10]), (f"2001:db8:1:2::{i + 1:x}", 2000 + i))
+    assert len(d.by_addr) == 4
+    assert d.stats["too many handshakes in progress from one address"] == 6
+    other = _mk_client(pki, pki["clients"][4])
+    _pump(d, [(other, ("2001:db8:1:3::1", 1))])
+    assert _up(other), "another /64 is not affected"
+
+
+def test_ipv4_mapped_sources_stay_apart_in_the_handshake_limit(pki):  # noqa: F811
+    d = _mk_server(pki, max_half_open_per_source=2)
+    for i in range(6):
+        _half_open(d, _mk_client(pki, pki["clients"][i % 10]), (f"::ffff:198.18.0.{80 + i}", 2000 + i))
+    assert len(d.by_addr) == 6, "IPv4 clients of a dual-stack server were lumped into one source"

@@ -289,3 +289,132 @@ def test_an_empty_password_file_refuses_to_start(tmp_path, content):
     with pytest.raises(OSError, match="no password on the first line"):
         m = Management(("127.0.0.1", 0, str(pw)), pump, FakeOps())
         m.close()
+
+
+def _tcp_mgmt(tmp_path, password: bytes, clock=time.monotonic):
+    pw = tmp_path / "pw"
+    pw.write_bytes(password + b"\n")
+    pump = Pump(clock, SelectorWaiter())
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()
+    return Management(("127.0.0.1", port, str(pw)), pump, FakeOps()), pump, port
+
+
+def _tcp_client(pump, port: int) -> socket.socket:
+    s = socket.create_connection(("127.0.0.1", port))
+    s.setblocking(False)
+    assert _read_until(pump, s, lambda t: t.endswith("ENTER PASSWORD:")) == "ENTER PASSWORD:"
+    return s
+
+
+def _try_password(pump, s: socket.socket, line: bytes) -> bool:
+    s.sendall(line)
+    txt = _read_until(pump, s, lambda t: "\r\n" in t or t.endswith("ENTER PASSWORD:"))
+    return txt.startswith("SUCCESS: password is correct")
+
+
+def test_password_with_spaces_is_read_and_matched_as_openvpn_2_6(tmp_path):
+    """Checked against Debian's OpenVPN 2.6.14 (`--management 127.0.0.1 PORT FILE`, file line
+    "pw with space  "): the trailing spaces are part of the password on both sides, a leading
+    space makes a different password, and CR or other control bytes in the line are dropped.
+    We stripped spaces from the client's line, so such a password could never match."""
+    m, pump, port = _tcp_mgmt(tmp_path, b"pw with space  ")
+    try:
+        assert m.password == b"pw with space  "
+        s = _tcp_client(pump, port)
+        assert not _try_password(pump, s, b"pw with space\n")
+        assert not _try_password(pump, s, b" pw with space  \n")
+        assert _try_password(pump, s, b"pw with space  \r\n")
+        assert ask(pump, s, "load-stats", 1) == ["SUCCESS: nclients=0,bytesin=0,bytesout=0"]
+        s2 = _tcp_client(pump, port)
+        assert _try_password(pump, s2, b"pw with\x01 space\x7f  \n")
+    finally:
+        m.close()
+
+
+def test_password_compared_in_constant_time(tmp_path, monkeypatch):
+    """The comparison goes through hmac.compare_digest (time independent of where a guess first
+    differs); `==` on strings returns at the first differing byte."""
+    import hmac as hmac_mod
+    from appliance.gateway import management as mg
+    seen = []
+    real = hmac_mod.compare_digest
+
+    def spy(a, b):
+        seen.append((a, b))
+        return real(a, b)
+
+    monkeypatch.setattr(mg.hmac, "compare_digest", spy)
+    m, pump, port = _tcp_mgmt(tmp_path, b"s3cret")
+    try:
+        s = _tcp_client(pump, port)
+        assert not _try_password(pump, s, b"s3cXXX\n")
+        assert _try_password(pump, s, b"s3cret\n")
+        assert seen == [(b"s3cXXX", b"s3cret"), (b"s3cret", b"s3cret")]
+    finally:
+        m.close()
+
+
+def test_password_file_longer_than_openvpn_reads_is_refused(tmp_path):
+    from appliance.gateway.management import PASSWORD_LIMIT
+    with pytest.raises(OSError, match="longer than"):
+        _tcp_mgmt(tmp_path, b"x" * (PASSWORD_LIMIT + 1))
+    m, _pump, _port = _tcp_mgmt(tmp_path, b"x" * PASSWORD_LIMIT)
+    m.close()
+
+
+def test_unauthenticated_connection_closed_at_its_deadline(tmp_path):
+    """16 connections that never send the password held every slot for ever, keeping tools out.
+    Now one that has not authenticated within AUTH_DEADLINE is closed; an authenticated one stays."""
+    from appliance.gateway.management import AUTH_DEADLINE
+    now = [1000.0]
+    m, pump, port = _tcp_mgmt(tmp_path, b"s3cret", clock=lambda: now[0])
+    try:
+        idle = _tcp_client(pump, port)
+        tool = _tcp_client(pump, port)
+        assert _try_password(pump, tool, b"s3cret\n")
+        now[0] += AUTH_DEADLINE - 1
+        assert _read_until(pump, idle, lambda t: False, 0.2) == ""
+        assert len(m.conns) == 2
+        now[0] += 2
+        pump.step(block=False)
+        assert len(m.conns) == 1 and m.conns[0].authed
+        idle.setblocking(True)
+        idle.settimeout(2)
+        assert idle.recv(100) == b"", "the idle connection was not closed"
+        assert ask(pump, tool, "load-stats", 1) == ["SUCCESS: nclients=0,bytesin=0,bytesout=0"]
+    finally:
+        m.close()
+
+
+def test_idle_connections_holding_every_slot_do_not_keep_a_tool_out(tmp_path):
+    """Within the deadline as well: with all slots held by connections that never gave the
+    password, a new connection takes the slot of the one that has waited longest."""
+    from appliance.gateway.management import MAX_CONNS
+    now = [1000.0]
+    m, pump, port = _tcp_mgmt(tmp_path, b"s3cret", clock=lambda: now[0])
+    idle = []
+    try:
+        for _ in range(MAX_CONNS):
+            idle.append(_tcp_client(pump, port))
+            now[0] += 0.1
+        assert len(m.conns) == MAX_CONNS
+        tool = _tcp_client(pump, port)
+        assert _try_password(pump, tool, b"s3cret\n")
+        assert len(m.conns) == MAX_CONNS
+        idle[0].setblocking(True)
+        idle[0].settimeout(2)
+        assert idle[0].recv(100) == b"", "the oldest idle connection was not the one closed"
+        # with every slot held by authenticated tools, a newcomer is refused, none is evicted
+        for s in idle[1:]:
+            assert _try_password(pump, s, b"s3cret\n")
+        extra = socket.create_connection(("127.0.0.1", port))
+        assert _read_until(pump, extra, lambda t: False, 0.3) == ""
+        assert len(m.conns) == MAX_CONNS and all(c.authed for c in m.conns)
+        extra.close()
+    finally:
+        for s in idle:
+            s.close()
+        m.close()

@@ -439,3 +439,24 @@ def test_a_hostile_server_gets_a_bounded_share_of_the_clients_wake_up(pki):
     conn.send(framed(b"\x00") * 80_000)
     c.pump.step(block=False)
     assert len(calls) <= 4 * 64, f"{len(calls)} server packets in one wake-up"
+
+
+def test_tcp_connections_from_one_ipv6_slash_64_count_as_one_source(pki):
+    """Idle TCP connections from many addresses of one /64 are held to one source's share."""
+    w = World()
+    w.add_server(server_conf(pki, "tcp-server", extra="max-clients 2"))
+    idle = []
+    for i in range(3 * server_mod.PER_SOURCE_CONNS):
+        idle.append(stream_connect(w.net, f"2001:db8:1:2::{i + 1:x}", (SERVER_IP, 1194)))
+        w.server.pump.step(block=False)
+    assert len(w.server.conns) == server_mod.PER_SOURCE_CONNS, "one /64 holds more than one source's share"
+    assert w.server.faults.counts["TCP connection refused: too many without handshake from one address"] \
+        == 2 * server_mod.PER_SOURCE_CONNS
+    other = stream_connect(w.net, "2001:db8:1:3::1", (SERVER_IP, 1194))
+    _accept(w, other)
+    for s in idle[:2]:                                      # closing gives the /64 its room back
+        s.close()
+    for _ in range(5):
+        w.server.pump.step(block=False)
+    again = stream_connect(w.net, "2001:db8:1:2::ffff", (SERVER_IP, 1194))
+    _accept(w, again)

@@ -1,0 +1,103 @@
+"""A renegotiation whose handshake does not finish within hand-window, as OpenVPN 2.6 handles it
+(ssl.c, tls_multi_process): over UDP only the new key state is given up -- the key in use goes on
+carrying the tunnel until tran-window after the failed attempt began, a new renegotiation is
+tried, and the session ends only if none succeeds by then. Over TCP (OpenVPN: a soft error
+restarts a connection-oriented session) and for the first handshake, the session ends.
+
+The session used to end at the first failed renegotiation whatever the transport: one lost
+renegotiation (a peer or a path dropping a few control packets) cost every client its tunnel."""
+from __future__ import annotations
+
+import pytest
+
+from appliance.openvpn import events as ev
+from tests.engine.test_memory_link import Link, make_pair, payloads, pki, up  # noqa: F401 - pki: the fixture
+
+DATA_OPS = (6, 9)
+
+
+class DroppingLink(Link):
+    """Drops every control packet while `blocked` (both ways); data packets pass."""
+
+    blocked = False
+
+    def _mangle(self, pkts: list) -> list:
+        if self.blocked:
+            pkts = [p for p in pkts if p[0] >> 3 in DATA_OPS]
+        return super()._mangle(pkts)
+
+
+def _closed(sess):
+    return [e for e in sess.events if isinstance(e, ev.SessionClosed)]
+
+
+def _tunnel_works(link, c, s, seed=0) -> bool:
+    data = payloads(5, seed)
+    return link.send(c, s, data) == data and link.send(s, c, data) == data
+
+
+def _fail_one_renegotiation(pki, who: str, proto: str = "udp"):
+    c, s, _ = make_pair(pki, proto=proto, reneg_sec=100, hand_window=10, tran_window=300)
+    link = DroppingLink(c, s)
+    link.run(lambda: up(c, s))
+    assert up(c, s)
+    initiator = c if who == "client" else s
+    initiator.renegotiate(link.now)
+    link.step()                                   # the soft reset reaches the peer ...
+    link.blocked = True                           # ... then nothing of the handshake gets through
+    t0 = link.now
+    link.run(lambda: link.now > t0 + 12 or c.closed or s.closed, max_time=t0 + 12)
+    return c, s, link, t0
+
+
+@pytest.mark.parametrize("who", ["client", "server"])
+def test_failed_renegotiation_keeps_the_tunnel_on_the_old_key(pki, who):
+    c, s, link, _t0 = _fail_one_renegotiation(pki, who)
+    assert not _closed(c) and not _closed(s), (_closed(c), _closed(s))
+    assert c.send_key.key_id == 0 and s.send_key.key_id == 0
+    assert _tunnel_works(link, c, s)
+    for sess in (c, s):
+        assert sess.stats.get("renegotiation failed", 0) >= 1
+        assert list(sess.keys) == [0], "the failed key state was kept"
+    warned = [e.message for e in (c if who == "client" else s).events if isinstance(e, ev.Warning)]
+    assert any("TLS key negotiation failed to occur within 10 seconds" in m for m in warned), warned
+
+
+@pytest.mark.parametrize("who", ["client", "server"])
+def test_a_new_renegotiation_succeeds_later(pki, who):
+    c, s, link, t0 = _fail_one_renegotiation(pki, who)
+    link.blocked = False
+    link.now = max(link.now, 101.0)               # reneg-sec of key 0 passed: both want a new key
+    link.run(lambda: c.send_key.key_id not in (0,) and s.send_key.key_id == c.send_key.key_id,
+             max_time=link.now + 20)
+    assert not c.closed and not s.closed
+    assert c.send_key.key_id != 0 and s.send_key.key_id == c.send_key.key_id
+    assert _tunnel_works(link, c, s, 1)
+    assert c.keys[0].expires_at is None and s.keys[0].expires_at is None   # a lame duck as usual now
+
+
+def test_session_ends_when_the_old_key_expires_without_a_new_one(pki):
+    """Every renegotiation fails: the old key serves until tran-window after the first failed
+    attempt began, then the session ends (the client reconnects), as OpenVPN's lame duck dies."""
+    c, s, link, t0 = _fail_one_renegotiation(pki, "client")
+    link.now = max(link.now, 101.0)               # reneg-sec passed: retries, all lost
+    link.run(lambda: c.closed, max_steps=20000, max_time=t0 + 400)
+    closed = _closed(c)
+    assert closed and closed[0].restart and "expired" in closed[0].reason, closed
+    assert t0 + 300 <= link.now <= t0 + 300 + 11, link.now
+    assert c.stats["renegotiation failed"] >= 10
+
+
+def test_over_tcp_a_failed_renegotiation_ends_the_session(pki):
+    c, s, link, _t0 = _fail_one_renegotiation(pki, "client", proto="tcp")
+    closed = _closed(c)
+    assert closed and closed[0].restart and "failed to occur within 10 seconds" in closed[0].reason
+
+
+def test_first_handshake_failing_still_ends_the_session(pki):
+    c, s, _ = make_pair(pki, hand_window=10)
+    link = DroppingLink(c, s)
+    link.blocked = True
+    link.run(lambda: c.closed, max_time=20)
+    closed = _closed(c)
+    assert closed and closed[0].restart and "failed to occur within 10 seconds" in closed[0].reason

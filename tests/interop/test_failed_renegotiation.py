@@ -1,0 +1,129 @@
+"""Renegotiations whose handshake is lost (control packets dropped by nftables in the client's
+namespace; data packets pass) between our client and Debian's OpenVPN 2.6 server, with a short
+hand-window and reneg-sec. Before, our client ended the session at the first such failure.
+
+What OpenVPN 2.6 does there (seen in these runs, ssl.c tls_multi_process): when its own new key
+state times out it keeps the old key as a lame duck and treats the old session id as stale for
+control ("received control packet with stale session-id"); only a new session would renegotiate.
+So: when the server never saw our soft reset, a later soft reset succeeds; when it did and timed
+out too, the tunnel goes on with the old key (until tran-window) -- in both, never a restart.
+Our server the same way, when its soft reset never reaches an OpenVPN client."""
+from __future__ import annotations
+
+import pytest
+
+from lab.configs import client_profile, server_config
+from lab.netns import TUN_SERVER_IP, Lab
+
+# P_DATA_V2 is opcode 9 (first byte 0x48-0x4f): everything else on the VPN port is control.
+DROP_CONTROL = """table inet vpnlab_drop_control {{
+  chain c {{ type filter hook {hook} priority 0; policy accept;
+    udp {port_dir} 1194 @th,64,8 & 0xf8 != 0x48 counter drop
+  }}
+}}
+"""
+FAILED = r"TLS key negotiation failed to occur within 6 seconds"
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    with Lab(tmp=tmp_path_factory.mktemp("lab")) as lab:
+        yield lab
+
+
+def _start(lab, procs):
+    srv = lab.openvpn(lab.srv, server_config(lab.pki, "udp", extra="reneg-sec 0\nhand-window 6\n"), "server")
+    procs.append(srv)
+    cli = lab.ours(lab.cli, client_profile(lab.pki, "udp", extra="reneg-sec 8\nhand-window 6\n"), "ours", wait=40)
+    procs.append(cli)
+    return srv, cli
+
+
+def _drop_control(lab, hook: str, port_dir: str) -> None:
+    path = lab.write("drop-control.nft", DROP_CONTROL.format(hook=hook, port_dir=port_dir))
+    lab.cli.run(f"nft -f {path}")
+
+
+def _undrop(lab) -> None:
+    lab.cli.run("nft delete table inet vpnlab_drop_control", check=False)
+
+
+def _tunnel_ok(lab, cli) -> bool:
+    tip = cli_tunnel_ip(lab)
+    return (lab.ping(lab.cli, TUN_SERVER_IP, count=5, interval=0.2, timeout=20) == 5
+            and lab.ping(lab.srv, tip, count=5, interval=0.2, timeout=20) == 5)
+
+
+def cli_tunnel_ip(lab) -> str:
+    out = lab.cli.run("ip -4 -o addr show dev tun0").stdout
+    return out.split("inet ", 1)[1].split("/", 1)[0]
+
+
+def test_soft_reset_lost_on_the_way_then_a_later_one_succeeds(lab, procs):
+    srv, cli = _start(lab, procs)
+    try:
+        _drop_control(lab, "output", "dport")         # our soft resets never reach the server
+        assert cli.wait_for(FAILED, timeout=40), cli.log()[-3000:]
+        assert _tunnel_ok(lab, cli), "tunnel lost after a failed renegotiation"
+    finally:
+        _undrop(lab)
+    assert cli.wait_for("data channel key renegotiated", timeout=30), cli.log()[-3000:]
+    assert _tunnel_ok(lab, cli)
+    assert cli.log().count("tunnel up") == 1, "the session was restarted"
+    assert "Inactivity timeout" not in srv.log() and "SIGUSR1" not in srv.log(), srv.log()[-3000:]
+
+
+def test_both_ends_time_out_and_the_tunnel_stays_on_the_old_key(lab, procs):
+    srv, cli = _start(lab, procs)
+    try:
+        _drop_control(lab, "input", "sport")          # the server's answers to our soft reset are lost
+        assert cli.wait_for(FAILED, timeout=40), cli.log()[-3000:]
+        assert srv.wait_for(FAILED, timeout=20), srv.log()[-3000:]
+    finally:
+        _undrop(lab)
+    # OpenVPN moved its session (old key included) to the lame-duck slot; data still flows both
+    # ways on key 0, at both ends, well after both hand-windows ended.
+    assert _tunnel_ok(lab, cli), "tunnel lost after a failed renegotiation"
+    assert cli.wait_count("TLS key negotiation failed", 3, timeout=40)   # further attempts came and went
+    assert _tunnel_ok(lab, cli)
+    assert cli.alive() and cli.log().count("tunnel up") == 1, "the session was restarted"
+
+
+def _start_our_server(lab, procs, client_extra: str = "reneg-sec 0\nhand-window 6\n"):
+    srv = lab.ours(lab.srv, server_config(lab.pki, "udp", extra="reneg-sec 8\nhand-window 6\n"), "oursrv",
+                   pattern=r"listening on UDP")
+    procs.append(srv)
+    cli = lab.openvpn(lab.cli, client_profile(lab.pki, "udp", extra=client_extra), "ovpncli", wait=30)
+    procs.append(cli)
+    return srv, cli
+
+
+def test_our_server_keeps_the_old_key_when_its_renegotiation_is_lost(lab, procs):
+    srv, cli = _start_our_server(lab, procs)
+    try:
+        _drop_control(lab, "input", "sport")          # the server's soft resets never reach the client
+        assert srv.wait_for(FAILED, timeout=40), srv.log()[-3000:]
+        assert _tunnel_ok(lab, cli), "tunnel lost after a failed renegotiation"
+    finally:
+        _undrop(lab)
+    assert srv.wait_for("key renegotiated", timeout=30), srv.log()[-3000:]
+    assert _tunnel_ok(lab, cli)
+    assert cli.log().count("Initialization Sequence Completed") == 1, cli.log()[-3000:]
+
+
+def test_openvpn_client_times_out_too_and_its_new_session_carries_the_tunnel(lab, procs):
+    """The client's answers lost as well: OpenVPN's client gives up the new key too, keeps the old
+    one, and starts a new TLS session from the same address and port -- still sending the first
+    session's peer-id. Our server keeps key 0 until then and takes the new session's data."""
+    srv, cli = _start_our_server(lab, procs)
+    try:
+        _drop_control(lab, "output", "dport")         # the client's answers never reach us
+        assert srv.wait_for(FAILED, timeout=40), srv.log()[-3000:]
+        assert cli.wait_for(FAILED, timeout=20), cli.log()[-3000:]
+        assert _tunnel_ok(lab, cli), "tunnel lost after a failed renegotiation"
+    finally:
+        _undrop(lab)
+    assert srv.wait_for(r"peer-id 1", timeout=30), srv.log()[-3000:]      # the client's new session
+    assert srv.wait_count("key renegotiated", 2, timeout=30), srv.log()[-3000:]
+    assert _tunnel_ok(lab, cli), "the client's new session carries no data"
+    assert "data for unknown peer-id" not in srv.log(), srv.log()[-3000:]
