@@ -101,12 +101,16 @@ class CrlChecker:
         certs = [cert] + list(chain or [])
         now = datetime.datetime.now(datetime.timezone.utc)
         for c in certs:
-            for crl in self._crls:
-                if crl.issuer != c.issuer:
-                    continue
-                bad = _unusable(crl, next((i for i in certs if i.subject == c.issuer), None), now)
-                if bad is not None:
-                    return f"CRL {self.where if self.kind != 'inline' else '<inline>'} of {_issuer_cn(c)}: {bad}"
+            issuer = next((i for i in certs if i.subject == c.issuer), None)
+            # Of the issuer's CRLs, those that can be used: as OpenSSL picks the issuer's best CRL
+            # (a current one before an expired one), an old CRL left in the file beside the
+            # current one refuses nobody; with none usable, the first one's fault refuses.
+            named = [crl for crl in self._crls if crl.issuer == c.issuer]
+            faults = [_unusable(crl, issuer, now) for crl in named]
+            usable = [crl for crl, bad in zip(named, faults) if bad is None]
+            if named and not usable:
+                return f"CRL {self.where if self.kind != 'inline' else '<inline>'} of {_issuer_cn(c)}: {faults[0]}"
+            for crl in usable:
                 if crl.get_revoked_certificate_by_serial_number(c.serial_number) is not None:
                     return f"certificate serial {c.serial_number} (CN={_cn(c)}) is revoked by the CRL"
         return None

@@ -103,3 +103,18 @@ def test_an_expired_or_forged_crl_of_the_issuer_refuses_as_openvpn(tmp_path):
     # A certificate whose issuer has no CRL in the file passes (OpenVPN ignores that error).
     f.write_bytes(_expired_crl(OTHER_CA))
     assert CrlChecker("file", str(f)).revoked(A, [CA[0]]) is None
+
+
+def test_an_expired_crl_left_beside_the_current_one_refuses_nobody(tmp_path):
+    """A CRL file holding the issuer's old, expired CRL and its current one (appended to the same
+    file): OpenSSL takes the issuer's current CRL, so OpenVPN admits the unrevoked and refuses the
+    revoked. Every client under that CA was refused ("CRL has expired"), whichever came first."""
+    f = tmp_path / "crl.pem"
+    for data in (_expired_crl(CA) + make_crl(*CA, [B.serial_number]),
+                 make_crl(*CA, [B.serial_number]) + _expired_crl(CA)):
+        f.write_bytes(data)
+        c = CrlChecker("file", str(f))
+        assert c.revoked(A, [CA[0]]) is None
+        assert "CN=bob" in c.revoked(B, [CA[0]])
+    f.write_bytes(_expired_crl(CA) + _expired_crl(CA))
+    assert "CRL has expired" in CrlChecker("file", str(f)).revoked(A, [CA[0]])
