@@ -106,8 +106,12 @@ class TunnelNetwork(_TunAndRoutes):
         if self.tun is None or self.routes is None:
             return
         try:
-            if RouteSet.goes_via(remote_ip, self.tun.name):
-                path = RouteSet.path_to(remote_ip, not_dev=self.tun.name)
+            # block-ipv6 on a TUN without IPv6 left ::/1 and 8000::/1 unreachable (kernel lookups of
+            # an IPv6 server fail outright): such a server goes the pre-tunnel IPv6 default way.
+            refused = ":" in remote_ip and self.routes.refuses_ipv6()
+            if refused or RouteSet.goes_via(remote_ip, self.tun.name):
+                path = (RouteSet.net_gateway(True, not_dev=self.tun.name) if refused
+                        else RouteSet.path_to(remote_ip, not_dev=self.tun.name))
                 if path is None:
                     log.warning("no pre-tunnel route to %s: its packets go into the tunnel", remote_ip)
                     return

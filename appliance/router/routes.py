@@ -56,6 +56,10 @@ class RouteSet:
         self.add("::", 1, unreachable=True)
         self.add("8000::", 1, unreachable=True)
 
+    def refuses_ipv6(self) -> bool:
+        """Whether add_unreachable_ipv6 put its routes in (and they are still ours)."""
+        return any(spec["rtype"] == RTN_UNREACHABLE for spec in self.added)
+
     @staticmethod
     def goes_via(remote_ip: str, dev: str) -> bool:
         """Whether the kernel sends packets for `remote_ip` out of `dev` now."""

@@ -183,6 +183,10 @@ def test_pushed_block_ipv6_on_a_tun_without_ipv6_is_enforced_not_a_failed_tunnel
         assert net.tun is not None and net.block_ipv6
         got = _route_get6("2001:db8:5::1")
         assert got.returncode != 0 and "no route to host" in got.stderr.lower(), got.stdout + got.stderr
+        # Failing over to an IPv6 remote while those routes stay: it goes the pre-tunnel way.
+        net.reach("2001:db8:5::9")
+        got = _route_get6("2001:db8:5::9")
+        assert got.returncode == 0 and "dev wan" in got.stdout, got.stdout + got.stderr
         net.apply(_push(BASE), SERVER)
         got = _route_get6("2001:db8:5::1")
         assert got.returncode == 0 and "dev wan" in got.stdout, got.stdout + got.stderr
