@@ -55,3 +55,33 @@ def test_a_slow_password_check_still_brings_the_push_and_token_renegotiations(la
         if cli is not None:
             cli.stop(5)
         srv.stop(5)
+
+
+def test_the_auth_token_renewed_at_each_renegotiation_is_the_one_sent_next(lab):
+    # auth-gen-token refuses a token older than twice its renewal time and renews it with a push
+    # of the token alone at each renegotiation (renewal 6 s here, the least hand-window 3 allows;
+    # by default twice reneg-sec, 2 h). With a one-time password nothing else can log in again.
+    calls, used = lab.tmp / "otp-calls.log", lab.tmp / "otp-used"
+    script = lab.write("check-otp-once.sh", "#!/bin/sh\n"
+                       'u=$(sed -n 1p "$1"); p=$(sed -n 2p "$1")\n'
+                       f'echo "$u" >> {calls}\n'
+                       f'if [ "$u" = alice ] && [ "$p" = otp-482913 ] && [ ! -e {used} ]; then\n'
+                       f"  touch {used}; exit 0\nfi\nexit 1\n")
+    script.chmod(0o755)
+    creds = lab.write("otp-creds.txt", "alice\notp-482913\n")
+    srv = lab.openvpn(lab.srv, server_config(lab.pki, "udp", None, "tls-crypt", 3, extra=(
+        f"script-security 2\nauth-user-pass-verify {script} via-file\nhand-window 3\nauth-gen-token 0 6\n")),
+        "server-renewal")
+    cli = None
+    try:
+        cli = lab.ours(lab.cli, client_profile(lab.pki, "udp", None, "tls-crypt", extra=f"auth-user-pass {creds}\n"),
+                       "ours-renewal", wait=30)
+        received = lab.ping(lab.cli, TUN_SERVER_IP, count=110, interval=0.2, timeout=60)   # ~22 s: > 12 s
+        assert "AUTH_FAILED" not in cli.log(), cli.log()[-2000:]
+        assert received >= 105, f"lost {110 - received} of 110 pings:\n{cli.log()[-2000:]}"
+        assert "auth-token from client expired" not in srv.log()
+        assert calls.read_text().split() == ["alice"], "the password was sent more than once"
+    finally:
+        if cli is not None:
+            cli.stop(5)
+        srv.stop(5)
