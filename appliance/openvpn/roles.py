@@ -126,7 +126,10 @@ class ClientRole:
         elif text.startswith("AUTH_FAILED"):
             msg = text[len("AUTH_FAILED"):].lstrip(",")
             s.events.append(ev.AuthFailed(msg or "authentication failed"))
-            s._fail(f"AUTH_FAILED {msg}".strip(), restart=msg.startswith("TEMP"))
+            # With a token in use, it is the token the server refused (expired, or a server
+            # restarted with another token key): as OpenVPN 2.6, start over (the new
+            # connection sends the password) instead of exiting.
+            s._fail(f"AUTH_FAILED {msg}".strip(), restart=msg.startswith("TEMP") or s.auth_token is not None)
         elif text.startswith("RESTART"):
             s._fail("server sent RESTART" + (": " + text[8:] if len(text) > 8 else ""), restart=True)
         elif text.startswith("HALT"):

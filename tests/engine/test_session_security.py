@@ -115,6 +115,23 @@ def test_a_renewed_auth_token_pushed_after_the_tunnel_is_up_replaces_the_old_one
     assert c.pushed.ifconfig == ("198.19.0.2", "255.255.255.0"), "only the token is taken from it"
 
 
+def test_auth_failed_on_a_token_renegotiation_reconnects_instead_of_exiting(pki):
+    """A token the server no longer takes (expired, or the server restarted with a new token key:
+    AUTH_FAILED,SESSION, or a plain AUTH_FAILED): OpenVPN 2.6 forgets the token and reconnects
+    (its "auth-failure (auth-token)" soft restart), where the password may still be good. The
+    client exited as for a refused password."""
+    c, s, _ = make_pair(pki, verify_user=lambda u, p, cn: p == "otp-1", username="alice", password="otp-1")
+    s.cfg.push_options = lambda _s: ["ifconfig 198.19.0.2 255.255.255.0", "auth-token TOKEN-abc"]
+    link = Link(c, s)
+    link.run(lambda: up(c, s))
+    c.auth_token = "TOKEN-the-server-forgot"
+    c.renegotiate(link.now)
+    link.run(lambda: c.closed, max_time=link.now + 30)
+    closed = _closed(c)
+    assert c.closed and closed and "AUTH_FAILED" in closed[0].reason
+    assert closed[0].restart, "the client exited instead of reconnecting with its password"
+
+
 # ---------------------------------------------------------------- hostile pushes
 @pytest.mark.parametrize("option,what", [("peer-id 16777216", "peer-id"), ("peer-id -1", "peer-id"),
                                          ("ping -5", "ping"), ("ping-restart -1", "ping-restart"),
