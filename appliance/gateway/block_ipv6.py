@@ -26,11 +26,12 @@ def is_ipv6(pkt) -> bool:
 def no_route_reply(pkt) -> bytes | None:
     """The ICMPv6 destination-unreachable (no route) answering one IPv6 packet read from the TUN,
     or None where RFC 4443 2.4 says none is sent: for an ICMPv6 error (or a packet that may be
-    one: a short or truncated header), or to a source that is unspecified or multicast."""
+    one: a short or truncated header), to a source that is unspecified or multicast, or for a
+    packet sent to a multicast group (the host's own MLD reports and mDNS go into the TUN too)."""
     if len(pkt) < 40:
         return None
     src = bytes(pkt[8:24])
-    if src == bytes(16) or src[0] == 0xFF:
+    if src == bytes(16) or src[0] == 0xFF or pkt[24] == 0xFF:
         return None
     if pkt[6] == ICMPV6 and (len(pkt) < 41 or pkt[40] < 128):
         return None

@@ -12,6 +12,7 @@ Netlink goes through appliance/tun/rtnl.py (the stdlib), not pyroute2: importing
 from __future__ import annotations
 
 import ipaddress
+import os
 import logging
 
 from ..ioerrors import PortGone
@@ -105,8 +106,12 @@ class TunnelNetwork(_TunAndRoutes):
         if self.tun is None or self.routes is None:
             return
         try:
-            if RouteSet.goes_via(remote_ip, self.tun.name):
-                path = RouteSet.path_to(remote_ip, not_dev=self.tun.name)
+            # block-ipv6 on a TUN without IPv6 left ::/1 and 8000::/1 unreachable (kernel lookups of
+            # an IPv6 server fail outright): such a server goes the pre-tunnel IPv6 default way.
+            refused = ":" in remote_ip and self.routes.refuses_ipv6()
+            if refused or RouteSet.goes_via(remote_ip, self.tun.name):
+                path = (RouteSet.net_gateway(True, not_dev=self.tun.name) if refused
+                        else RouteSet.path_to(remote_ip, not_dev=self.tun.name))
                 if path is None:
                     log.warning("no pre-tunnel route to %s: its packets go into the tunnel", remote_ip)
                     return
@@ -227,9 +232,15 @@ class TunnelNetwork(_TunAndRoutes):
             log.info("redirect-gateway def1 via %s (server %s kept on the old default route)", tun, remote_ip)
         if redirect6:
             if has6 or self.block_ipv6:
-                routes.add_redirect_gateway_ipv6(tun, remote_ip, server_path)
-                log.info("IPv6 redirected: ::/1 and 8000::/1 via %s%s", tun,
-                         " (block-ipv6: answered as unreachable, never sent)" if self.block_ipv6 else "")
+                try:
+                    routes.add_redirect_gateway_ipv6(tun, remote_ip, server_path)
+                except NetlinkError as e:
+                    if has6 or not self.block_ipv6:
+                        raise
+                    self._block_ipv6_without_tun(e)
+                else:
+                    log.info("IPv6 redirected: ::/1 and 8000::/1 via %s%s", tun,
+                             " (block-ipv6: answered as unreachable, never sent)" if self.block_ipv6 else "")
             else:
                 log.warning("redirect-gateway ipv6 pushed without ifconfig-ipv6: IPv6 is not redirected")
         if redirect4 and flags and "block-local" in flags:
@@ -238,6 +249,22 @@ class TunnelNetwork(_TunAndRoutes):
                 log.warning("redirect-gateway block-local: no local network found to block")
             else:
                 log.info("redirect-gateway block-local: %s only through %s (its gateway kept direct)", net, tun)
+
+    def _block_ipv6_without_tun(self, e: NetlinkError) -> None:
+        """block-ipv6 where the TUN device takes no IPv6 routes (disable_ipv6 on it, e.g. set as
+        the host's default): the kernel itself refuses ::/1 and 8000::/1, so IPv6 still leaves by
+        no other route. Why not fail the push: the tunnel then never came up on such a host,
+        where OpenVPN 2.6 comes up (it warns about its routes). A host with no IPv6 at all has
+        nothing to block."""
+        try:
+            self.routes.add_unreachable_ipv6()
+        except NetlinkError:
+            if os.path.isdir("/proc/sys/net/ipv6"):
+                raise
+            log.info("block-ipv6: this host has no IPv6, nothing to block")
+            return
+        log.warning("block-ipv6: the TUN device takes no IPv6 (%s): ::/1 and 8000::/1 refused by the "
+                    "host (unreachable) instead", e)
 
     def _route4(self, net: str, mask: str, gw, metric, ng4) -> bool:
         """One pushed IPv4 route; True when it is a default route (for the caller's def1 halves).

@@ -19,6 +19,7 @@ import os
 
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
 
 from .keymethod import remap_name
 
@@ -46,6 +47,10 @@ class CrlChecker:
         self._stamp: tuple | None = None
         self._crls: list[x509.CertificateRevocationList] = []
         self._error: str | None = None
+        # (CRL's place in _crls, issuer's DER) -> whether the issuer signed it: a verdict that
+        # holds until the file is read again. Why: verifying a CRL hashes all of it (34 ms for
+        # 100,000 entries), and every handshake checked it once per certificate of the chain.
+        self._signed: dict[tuple[int, bytes], bool] = {}
         self.loads = 0
         if kind == "inline":
             self._parse(where.encode())
@@ -53,6 +58,7 @@ class CrlChecker:
             self.refresh()
 
     def _parse(self, data: bytes) -> None:
+        self._signed = {}
         try:
             self._crls = _load(data)
             self._error = None
@@ -101,34 +107,54 @@ class CrlChecker:
         certs = [cert] + list(chain or [])
         now = datetime.datetime.now(datetime.timezone.utc)
         for c in certs:
-            for crl in self._crls:
-                if crl.issuer != c.issuer:
-                    continue
-                bad = _unusable(crl, next((i for i in certs if i.subject == c.issuer), None), now)
-                if bad is not None:
-                    return f"CRL {self.where if self.kind != 'inline' else '<inline>'} of {_issuer_cn(c)}: {bad}"
+            issuer = next((i for i in certs if i.subject == c.issuer), None)
+            # Of the issuer's CRLs, those that can be used: as OpenSSL picks the issuer's best CRL
+            # (a current one before an expired one), an old CRL left in the file beside the
+            # current one refuses nobody; with none usable, the first one's fault refuses.
+            named = [(i, crl) for i, crl in enumerate(self._crls) if crl.issuer == c.issuer]
+            faults = [_unusable(crl, now, self._signed_by(i, crl, issuer)) for i, crl in named]
+            usable = [crl for (_i, crl), bad in zip(named, faults) if bad is None]
+            if named and not usable:
+                return f"CRL {self.where if self.kind != 'inline' else '<inline>'} of {_issuer_cn(c)}: {faults[0]}"
+            for crl in usable:
                 if crl.get_revoked_certificate_by_serial_number(c.serial_number) is not None:
                     return f"certificate serial {c.serial_number} (CN={_cn(c)}) is revoked by the CRL"
         return None
 
+    def _signed_by(self, i: int, crl: x509.CertificateRevocationList, issuer: x509.Certificate | None) -> bool:
+        """Whether `issuer` signed the i-th CRL (True without an issuer to check against)."""
+        if issuer is None:
+            return True
+        key = (i, issuer.public_bytes(serialization.Encoding.DER))
+        ok = self._signed.get(key)
+        if ok is None:
+            if len(self._signed) >= SIGNED_KEPT:     # issuers beyond our CAs' few: start over
+                self._signed.clear()
+            ok = self._signed[key] = _signature_ok(crl, issuer)
+        return ok
 
-def _unusable(crl: x509.CertificateRevocationList, issuer: x509.Certificate | None,
-              now: datetime.datetime) -> str | None:
+
+SIGNED_KEPT = 256
+
+
+def _signature_ok(crl: x509.CertificateRevocationList, issuer: x509.Certificate) -> bool:
+    try:
+        return crl.is_signature_valid(issuer.public_key())
+    except (TypeError, ValueError, UnsupportedAlgorithm):
+        return False
+
+
+def _unusable(crl: x509.CertificateRevocationList, now: datetime.datetime, signed: bool) -> str | None:
     """Why the CRL of a certificate's issuer cannot be used (OpenSSL's words; OpenVPN then fails
     the handshake), or None. A CRL past its nextUpdate may miss newer revocations, and one whose
-    signature the issuer did not make is no revocation list of it; `issuer` None (a chain we
-    were not given) leaves the signature unchecked."""
+    signature the issuer did not make (`signed`, from _signed_by: True when there is no issuer
+    certificate to check against, a chain we were not given) is no revocation list of it."""
     if crl.last_update_utc > now:
         return "CRL is not yet valid"
     if crl.next_update_utc is not None and crl.next_update_utc < now:
         return "CRL has expired"
-    if issuer is not None:
-        try:
-            ok = crl.is_signature_valid(issuer.public_key())
-        except (TypeError, ValueError, UnsupportedAlgorithm):
-            ok = False
-        if not ok:
-            return "CRL signature failure"
+    if not signed:
+        return "CRL signature failure"
     return None
 
 
@@ -150,7 +176,7 @@ def checker(spec: tuple[str, str] | None) -> CrlChecker | None:
 
 def make_crl(ca_cert: x509.Certificate, ca_key, serials: list[int], days: int = 30) -> bytes:
     """A PEM CRL signed by the CA revoking `serials` (tests and the lab; easy-rsa makes real ones)."""
-    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives import hashes
     now = datetime.datetime.now(datetime.timezone.utc)
     b = (x509.CertificateRevocationListBuilder().issuer_name(ca_cert.subject)
          .last_update(now - datetime.timedelta(minutes=5)).next_update(now + datetime.timedelta(days=days)))

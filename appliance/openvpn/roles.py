@@ -108,7 +108,11 @@ class ClientRole:
         s = self.s
         if text.startswith("PUSH_REPLY"):
             if s.established:
-                return  # a duplicate answer to a repeated PUSH_REQUEST
+                # A duplicate answer to a repeated PUSH_REQUEST, or OpenVPN 2.6's auth-token
+                # renewal (auth-gen-token pushes `auth-token` alone at each renegotiation and
+                # refuses a token older than twice its renewal time): only the token is taken.
+                self._renewed_token(text)
+                return
             try:
                 s.pushed = parse_push_reply_untrusted(text, s.pushed, s.cfg.pull_filter)
             except PushRejected as e:
@@ -122,7 +126,10 @@ class ClientRole:
         elif text.startswith("AUTH_FAILED"):
             msg = text[len("AUTH_FAILED"):].lstrip(",")
             s.events.append(ev.AuthFailed(msg or "authentication failed"))
-            s._fail(f"AUTH_FAILED {msg}".strip(), restart=msg.startswith("TEMP"))
+            # With a token in use, it is the token the server refused (expired, or a server
+            # restarted with another token key): as OpenVPN 2.6, start over (the new
+            # connection sends the password) instead of exiting.
+            s._fail(f"AUTH_FAILED {msg}".strip(), restart=msg.startswith("TEMP") or s.auth_token is not None)
         elif text.startswith("RESTART"):
             s._fail("server sent RESTART" + (": " + text[8:] if len(text) > 8 else ""), restart=True)
         elif text.startswith("HALT"):
@@ -133,6 +140,18 @@ class ClientRole:
             s._warn(f"server message: {text[:200]}")
         else:
             s._warn(f"unknown control message: {text[:60]}")
+
+    def _renewed_token(self, text: str) -> None:
+        s = self.s
+        try:
+            p = parse_push_reply_untrusted(text, None, s.cfg.pull_filter)
+        except BadPacket as e:            # PushRejected too: nothing else of it applies anyway
+            s._warn(f"push after the tunnel is up ignored: {e.reason}")
+            return
+        if p.auth_token:
+            s.auth_token = p.auth_token
+            if p.auth_token_user:
+                s.auth_token_user = _b64_text(p.auth_token_user)
 
     def _apply_push(self, ks: KeyState, now: float) -> None:
         s = self.s

@@ -483,8 +483,18 @@ class TlsEndpoint:
             self.conn.set_connect_state()
         self.handshake_done = False
         self.peer_cert: x509.Certificate | None = None
-        self.peer_chain: list[x509.Certificate] = []    # with crl-verify: the verified chain above it
+        self._chain_x509: list = []                      # the verified chain (OpenSSL's objects)
+        self._chain: list[x509.Certificate] | None = None
         self._fed = False        # records arrived since the last read of application data
+
+    @property
+    def peer_chain(self) -> list[x509.Certificate]:
+        """The verified chain above peer_cert, made on first use (a CRL check)."""
+        if self._chain is None:
+            if not self._chain_x509:
+                return []
+            self._chain = [c for c in (x.to_cryptography() for x in self._chain_x509) if c != self.peer_cert]
+        return self._chain
 
     def prime(self) -> bool:
         """Client: write the ClientHello into the memory BIO ahead of time (the next pump() sends
@@ -518,14 +528,13 @@ class TlsEndpoint:
                     self.handshake_done = True
                     peer = self.conn.get_peer_certificate()
                     self.peer_cert = peer.to_cryptography() if peer is not None else None
-                    chain = None
-                    if self.settings.crl is not None:
-                        # The chain OpenSSL verified, built from our `ca` as needed, not the one
-                        # the peer chose to send: a peer that leaves out its (revoked) sub-CA must
-                        # not keep it from the CRL check (OpenVPN checks the verified chain).
-                        got = self.conn.get_verified_chain() or self.conn.get_peer_cert_chain() or []
-                        chain = [c for c in (x.to_cryptography() for x in got) if c != self.peer_cert]
-                        self.peer_chain = chain       # a reload's new CRL checks it again (ops.py)
+                    # The chain OpenSSL verified, built from our `ca` as needed, not the one the
+                    # peer chose to send: a peer that leaves out its (revoked) sub-CA must not keep
+                    # it from the CRL check (OpenVPN checks the verified chain). Kept even without
+                    # crl-verify (OpenSSL's own objects, the CAs shared with our store): a reload
+                    # may add a CRL that revokes a sub-CA of connected clients (ops.py).
+                    self._chain_x509 = self.conn.get_verified_chain() or self.conn.get_peer_cert_chain() or []
+                    chain = self.peer_chain if self.settings.crl is not None else None
                     _check_peer(self.settings, self.peer_cert, chain)
                 except SSL.WantReadError:
                     pass

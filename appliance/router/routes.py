@@ -6,7 +6,7 @@ import ipaddress
 import logging
 import socket
 
-from ..tun.rtnl import NetlinkError, Rtnl, link_index
+from ..tun.rtnl import RTN_UNICAST, RTN_UNREACHABLE, NetlinkError, Rtnl, link_index
 
 log = logging.getLogger("vpn-appliance")
 
@@ -18,11 +18,13 @@ class RouteSet:
         self.added: list[dict] = []
 
     def add(self, network: str, prefixlen: int, dev: str | None = None, gateway: str | None = None,
-            metric: int | None = None, oif: int | None = None) -> bool:
-        """Add a route (out of `dev`, or interface index `oif`); one already there is left alone
-        and not remembered, so we never remove a route we did not add: False then."""
+            metric: int | None = None, oif: int | None = None, unreachable: bool = False) -> bool:
+        """Add a route (out of `dev`, or interface index `oif`; or, `unreachable`, one the kernel
+        refuses with "no route"); one already there is left alone and not remembered, so we never
+        remove a route we did not add: False then."""
         spec: dict = {"dst": network, "prefixlen": prefixlen, "oif": link_index(dev) if dev is not None else oif,
-                      "gateway": gateway or None, "priority": metric}
+                      "gateway": gateway or None, "priority": metric,
+                      "rtype": RTN_UNREACHABLE if unreachable else RTN_UNICAST}
         with Rtnl() as nl:
             try:
                 nl.route_add(**spec)
@@ -47,6 +49,16 @@ class RouteSet:
             self.keep_path_to(remote_ip, path)
         self.add("::", 1, dev=tun)
         self.add("8000::", 1, dev=tun)
+
+    def add_unreachable_ipv6(self) -> None:
+        """::/1 + 8000::/1 refused by the kernel itself: block-ipv6 where the TUN device cannot
+        carry IPv6 (disable_ipv6 on it), so IPv6 cannot take the host's own IPv6 route either."""
+        self.add("::", 1, unreachable=True)
+        self.add("8000::", 1, unreachable=True)
+
+    def refuses_ipv6(self) -> bool:
+        """Whether add_unreachable_ipv6 put its routes in (and they are still ours)."""
+        return any(spec["rtype"] == RTN_UNREACHABLE for spec in self.added)
 
     @staticmethod
     def goes_via(remote_ip: str, dev: str) -> bool:

@@ -43,6 +43,7 @@ RTA_DST, RTA_OIF, RTA_GATEWAY, RTA_PRIORITY, RTA_TABLE = 1, 4, 5, 6, 15
 RT_TABLE_MAIN = 254
 RTPROT_STATIC = 4
 RTN_UNICAST = 1
+RTN_UNREACHABLE = 7            # refused by the kernel itself (ENETUNREACH), no device needed
 IFF_UP = 0x1
 
 _NLMSGHDR = struct.Struct("=IHHII")       # len, type, flags, seq, pid
@@ -214,10 +215,10 @@ class Rtnl:
     # ---------------------------------------------------------------- routes
     @staticmethod
     def _route_body(dst: str, prefixlen: int, oif: int | None, gateway: str | None, priority: int | None,
-                    add: bool) -> bytes:
+                    add: bool, rtype: int = RTN_UNICAST) -> bytes:
         family, d = _ip_bytes(dst)
         body = _RTMSG.pack(family, prefixlen, 0, 0, RT_TABLE_MAIN, RTPROT_STATIC if add else 0, 0,
-                           RTN_UNICAST if add else 0, 0)
+                           rtype if add else 0, 0)
         if prefixlen:
             body += _attr(RTA_DST, d)
         if oif is not None:
@@ -229,13 +230,15 @@ class Rtnl:
         return body
 
     def route_add(self, dst: str, prefixlen: int, oif: int | None = None, gateway: str | None = None,
-                  priority: int | None = None) -> None:
-        """NetlinkError EEXIST (code 17) when that route is there already."""
+                  priority: int | None = None, rtype: int = RTN_UNICAST) -> None:
+        """NetlinkError EEXIST (code 17) when that route is there already. `rtype`
+        RTN_UNREACHABLE: a route that refuses its destination (no device, no gateway)."""
         self.request(RTM_NEWROUTE, NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
-                     self._route_body(dst, prefixlen, oif, gateway, priority, True))
+                     self._route_body(dst, prefixlen, oif, gateway, priority, True, rtype))
 
     def route_del(self, dst: str, prefixlen: int, oif: int | None = None, gateway: str | None = None,
-                  priority: int | None = None) -> None:
+                  priority: int | None = None, rtype: int = RTN_UNICAST) -> None:
+        """`rtype` as route_add's, so a RouteSet spec serves both (a delete matches any type)."""
         self.request(RTM_DELROUTE, NLM_F_ACK, self._route_body(dst, prefixlen, oif, gateway, priority, False))
 
     def route_get(self, dst: str) -> tuple[str | None, int | None]:

@@ -98,6 +98,40 @@ def test_auth_token_is_accepted_on_renegotiation_without_the_password_check(pki)
     assert calls == [], "a valid auth-token must not go through the password check"
 
 
+def test_a_renewed_auth_token_pushed_after_the_tunnel_is_up_replaces_the_old_one(pki):
+    """OpenVPN 2.6 (auth-gen-token) renews the token at each renegotiation with a push of it
+    alone (`PUSH_REPLY,auth-token ...`) and refuses a token older than twice its renewal time
+    (default twice reneg-sec). Dropped as "a duplicate answer", the renewal never took: two hours
+    in, the renegotiation sent the first token, the server said AUTH_FAILED,SESSION: token
+    expired, and the client exited. Only the token is taken from such a push."""
+    c, s, _ = make_pair(pki, verify_user=lambda u, p, cn: p == "otp-1", username="alice", password="otp-1")
+    s.cfg.push_options = lambda _s: ["ifconfig 198.19.0.2 255.255.255.0", "auth-token TOKEN-abc"]
+    link = Link(c, s)
+    link.run(lambda: up(c, s))
+    assert c.auth_token == "TOKEN-abc"
+    s._send_text("PUSH_REPLY,auth-token TOKEN-new,ifconfig 198.19.0.99 255.255.255.0")
+    link.run(lambda: c.auth_token == "TOKEN-new" or c.closed, max_time=link.now + 5)
+    assert c.auth_token == "TOKEN-new" and not c.closed
+    assert c.pushed.ifconfig == ("198.19.0.2", "255.255.255.0"), "only the token is taken from it"
+
+
+def test_auth_failed_on_a_token_renegotiation_reconnects_instead_of_exiting(pki):
+    """A token the server no longer takes (expired, or the server restarted with a new token key:
+    AUTH_FAILED,SESSION, or a plain AUTH_FAILED): OpenVPN 2.6 forgets the token and reconnects
+    (its "auth-failure (auth-token)" soft restart), where the password may still be good. The
+    client exited as for a refused password."""
+    c, s, _ = make_pair(pki, verify_user=lambda u, p, cn: p == "otp-1", username="alice", password="otp-1")
+    s.cfg.push_options = lambda _s: ["ifconfig 198.19.0.2 255.255.255.0", "auth-token TOKEN-abc"]
+    link = Link(c, s)
+    link.run(lambda: up(c, s))
+    c.auth_token = "TOKEN-the-server-forgot"
+    c.renegotiate(link.now)
+    link.run(lambda: c.closed, max_time=link.now + 30)
+    closed = _closed(c)
+    assert c.closed and closed and "AUTH_FAILED" in closed[0].reason
+    assert closed[0].restart, "the client exited instead of reconnecting with its password"
+
+
 # ---------------------------------------------------------------- hostile pushes
 @pytest.mark.parametrize("option,what", [("peer-id 16777216", "peer-id"), ("peer-id -1", "peer-id"),
                                          ("ping -5", "ping"), ("ping-restart -1", "ping-restart"),

@@ -57,6 +57,16 @@ def test_no_reply_to_an_icmpv6_error_or_a_multicast_source():
     assert big is not None and len(big) == 1280
 
 
+def test_no_reply_to_a_packet_sent_to_a_multicast_group():
+    """RFC 4443 2.4 (e.3): no error for a packet to a multicast address. The host's own IPv6
+    stack sends such packets into the TUN by itself (MLD reports to ff02::16, mDNS to ff02::fb,
+    from the device's link-local address): each one came back as "no route", to every group
+    member's sender, which a host never expects for multicast."""
+    assert no_route_reply(_udp6("fe80::5", "ff02::fb", b"mdns")) is None
+    assert no_route_reply(_udp6(HOST6, "ff0e::1:3", b"x")) is None
+    assert no_route_reply(_udp6(HOST6, FAR6, b"x")) is not None          # unicast still answered
+
+
 def test_without_block_ipv6_ipv6_is_sealed_as_before(pki):
     w = World()
     w.add_server(server_conf(pki))

@@ -89,3 +89,22 @@ def test_a_reload_revoking_a_sub_ca_disconnects_the_clients_under_it(chain_pki, 
     assert gw.ops.reload()
     assert not recs["client0"].alive, "a client under the revoked sub-CA kept its tunnel after the reload"
     assert recs["client1"].alive
+
+
+def test_a_reload_that_adds_crl_verify_revoking_a_sub_ca_disconnects_the_clients_under_it(chain_pki, tmp_path):
+    """crl-verify added by a reload (not there at start): the clients' chains had not been kept
+    (only with crl-verify), so their leaves alone met the new CRL and a revoked sub-CA's clients
+    kept their tunnels; OpenVPN's SIGHUP restarts every client, which meets the CRL."""
+    root, sub = chain_pki["root"], chain_pki["sub"]
+    crl = tmp_path / "crl.pem"
+    crl.write_bytes(make_crl(root[0], root[1], [sub[0].serial_number]) + make_crl(sub[0], sub[1], []))
+    w = World()
+    gw = w.add_server(server_conf(chain_pki))
+    gw.ops.reload_source = lambda: server_conf(chain_pki, extra=f"crl-verify {crl}\n")
+    w.add_client(client_conf(chain_pki, "client0").replace(chain_pki["ca"], _pem(root[0])))
+    w.add_client(client_conf(chain_pki, "client1"))
+    assert w.run(lambda: _up(w, 0) and _up(w, 1), max_time=30)
+    recs = {r.common_name: r for r in gw.d.clients}
+    assert gw.ops.reload()
+    assert not recs["client0"].alive, "a client under the revoked sub-CA kept its tunnel after the reload"
+    assert recs["client1"].alive

@@ -282,6 +282,22 @@ def test_pushed_block_ipv6(lab, run):
     assert "::/1" not in lab.cli.run("ip -6 route show").stdout
 
 
+def test_pushed_block_ipv6_on_a_host_whose_new_devices_take_no_ipv6(lab, run):
+    # net.ipv6.conf.default.disable_ipv6=1 (an IPv4-only host): the TUN takes no ::/1 route, and
+    # the whole push used to fail, so the tunnel never came up (OpenVPN 2.6's client comes up).
+    old = lab.cli.run("sysctl -n net.ipv6.conf.default.disable_ipv6").stdout.strip()
+    lab.cli.run("sysctl -qw net.ipv6.conf.default.disable_ipv6=1")
+    try:
+        srv, cli = run(server_extra='push "redirect-gateway def1"\npush "block-ipv6"\n', wait=20)
+        assert lab.ping(lab.cli, TUN_SERVER_IP, 2) == 2
+        routes6 = lab.cli.run("ip -6 route show").stdout
+        assert "unreachable ::/1" in routes6 and "unreachable 8000::/1" in routes6, routes6
+        cli.stop(8)
+        assert "::/1" not in lab.cli.run("ip -6 route show").stdout
+    finally:
+        lab.cli.run(f"sysctl -qw net.ipv6.conf.default.disable_ipv6={old}")
+
+
 def test_pull_filter_ignores_and_rejects_pushed_options(lab, run):
     # The user's profile refuses the server's redirect-gateway but keeps its other pushed routes.
     srv, cli = run(server_extra='push "redirect-gateway def1"\n',

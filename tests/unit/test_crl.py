@@ -103,3 +103,41 @@ def test_an_expired_or_forged_crl_of_the_issuer_refuses_as_openvpn(tmp_path):
     # A certificate whose issuer has no CRL in the file passes (OpenVPN ignores that error).
     f.write_bytes(_expired_crl(OTHER_CA))
     assert CrlChecker("file", str(f)).revoked(A, [CA[0]]) is None
+
+
+def test_an_expired_crl_left_beside_the_current_one_refuses_nobody(tmp_path):
+    """A CRL file holding the issuer's old, expired CRL and its current one (appended to the same
+    file): OpenSSL takes the issuer's current CRL, so OpenVPN admits the unrevoked and refuses the
+    revoked. Every client under that CA was refused ("CRL has expired"), whichever came first."""
+    f = tmp_path / "crl.pem"
+    for data in (_expired_crl(CA) + make_crl(*CA, [B.serial_number]),
+                 make_crl(*CA, [B.serial_number]) + _expired_crl(CA)):
+        f.write_bytes(data)
+        c = CrlChecker("file", str(f))
+        assert c.revoked(A, [CA[0]]) is None
+        assert "CN=bob" in c.revoked(B, [CA[0]])
+    f.write_bytes(_expired_crl(CA) + _expired_crl(CA))
+    assert "CRL has expired" in CrlChecker("file", str(f)).revoked(A, [CA[0]])
+
+
+def test_the_issuers_signature_on_a_crl_is_verified_once_per_read_of_the_file(tmp_path, monkeypatch):
+    """Verifying a CRL's signature hashes all of it (34 ms for 100,000 entries): done at every
+    handshake for each certificate of the chain, a client reconnecting in a loop (even a revoked
+    one: the signature comes first) kept the server busy ~70 ms a handshake. Once per file read,
+    the verdict holds, a forged CRL's included."""
+    from appliance.openvpn import crl as crl_mod
+    calls = []
+    real = crl_mod._signature_ok
+    monkeypatch.setattr(crl_mod, "_signature_ok", lambda crl, issuer: calls.append(1) or real(crl, issuer))
+    f = tmp_path / "crl.pem"
+    f.write_bytes(make_crl(*CA, [B.serial_number]))
+    c = CrlChecker("file", str(f))
+    for _ in range(5):
+        assert c.revoked(A, [CA[0]]) is None and "CN=bob" in c.revoked(B, [CA[0]])
+    assert len(calls) == 1
+    impostor = issue("CRL CA", None, None)
+    f.write_bytes(make_crl(impostor[0], impostor[1], []))
+    os.utime(f, ns=(0, os.stat(f).st_mtime_ns + 10**9))
+    for _ in range(3):
+        assert "CRL signature failure" in c.revoked(A, [CA[0]])
+    assert len(calls) == 2

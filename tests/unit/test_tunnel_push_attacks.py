@@ -7,6 +7,7 @@ from __future__ import annotations
 import ipaddress
 import select
 import struct
+import subprocess
 import time
 
 import pytest
@@ -153,6 +154,45 @@ def test_pushed_block_ipv6_routes_all_ipv6_into_the_tunnel_and_goes_with_the_pus
         assert not net.block_ipv6 and _routes(dev, v6=True) == []
     finally:
         net.close()
+
+
+def _sysctl(key: str, value: str) -> str:
+    path = f"/proc/sys/{key.replace('.', '/')}"
+    with open(path) as f:
+        old = f.read().strip()
+    with open(path, "w") as f:
+        f.write(value)
+    return old
+
+
+def _route_get6(addr: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["ip", "-6", "route", "get", addr], capture_output=True, text=True, timeout=10)
+
+
+def test_pushed_block_ipv6_on_a_tun_without_ipv6_is_enforced_not_a_failed_tunnel(inside):
+    """A host whose new devices get no IPv6 (net.ipv6.conf.default.disable_ipv6=1, common on
+    IPv4-only hosts) while its uplink keeps its IPv6 default route: the TUN takes no ::/1 route,
+    and the whole push failed ("cannot configure the tunnel"): against an OpenVPN 2.6 server
+    pushing block-ipv6 the tunnel never came up (OpenVPN's client comes up). Now the kernel
+    refuses IPv6 itself (unreachable ::/1, 8000::/1): no IPv6 leaves by the uplink either, and
+    the next push without block-ipv6 takes them away."""
+    old = _sysctl("net.ipv6.conf.default.disable_ipv6", "1")
+    net = TunnelNetwork(Options())
+    try:
+        net.apply(_push(f"{BASE},block-ipv6"), SERVER)
+        assert net.tun is not None and net.block_ipv6
+        got = _route_get6("2001:db8:5::1")
+        assert got.returncode != 0 and "no route to host" in got.stderr.lower(), got.stdout + got.stderr
+        # Failing over to an IPv6 remote while those routes stay: it goes the pre-tunnel way.
+        net.reach("2001:db8:5::9")
+        got = _route_get6("2001:db8:5::9")
+        assert got.returncode == 0 and "dev wan" in got.stdout, got.stdout + got.stderr
+        net.apply(_push(BASE), SERVER)
+        got = _route_get6("2001:db8:5::1")
+        assert got.returncode == 0 and "dev wan" in got.stdout, got.stdout + got.stderr
+    finally:
+        net.close()
+        _sysctl("net.ipv6.conf.default.disable_ipv6", old)
 
 
 def test_a_pushed_route_the_host_has_already_is_not_reported_as_through_the_tunnel(inside, caplog):
