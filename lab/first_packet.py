@@ -27,11 +27,18 @@ push, TUN and route setup), split into `wire->ctl` (the exchange with the server
 shows it) and `ctl->data` (the client's own work after the server's last word: applying the push,
 TUN, address, routes, up to its first data packet), `total` = t0 -> echo; median and min-max over
 the rounds. Our package is byte-compiled first (compileall), as it is when installed.
+Also printed: each process's CPU time in proto (schedstat), the client's and the server's minor
+page faults then, and the datagrams each way up to the echo.
+
+FP_WRAP="cmd args" in the environment runs each client (ours, OpenVPN's) under that command, e.g.
+a wrapper that runs `perf record -F 20000 -k CLOCK_REALTIME -o <unique file> -- "$@"`; with
+`--json`, each row's `t0` (CLOCK_REALTIME) plus `wire`/`echo` (ms) picks the samples of proto.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -74,8 +81,15 @@ def cpu_ns(pid):
     except (OSError, ValueError):
         return None
     return tot
+def faults(pid):
+    # Minor page faults of the whole process (/proc/PID/stat field 10): first touches of memory.
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[7])
+    except (OSError, ValueError, IndexError):
+        return None
 def cpus():
-    return (cpu_ns(p.pid), cpu_ns(srv_pid), cpu_ns(os.getpid()))
+    return (cpu_ns(p.pid), cpu_ns(srv_pid), cpu_ns(os.getpid()), faults(p.pid), faults(srv_pid))
 pk = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(3))   # ETH_P_ALL: only these see outgoing packets
 pk.bind((dev, 0))
 srv_b = socket.inet_aton(srv)
@@ -100,7 +114,8 @@ nl.setblocking(False)
 t0 = time.time()
 p = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True)
 wire = data = echo = ctl = None
-cpu_wire = cpu_echo = (None, None, None)
+n_in = n_out = 0                      # handshake datagrams each way, up to the echo
+cpu_wire = cpu_echo = (None,) * 5
 nxt = time.monotonic()
 end = nxt + timeout_s
 seq = 0
@@ -135,6 +150,8 @@ while echo is None and time.monotonic() < end and p.poll() is None:
                     and struct.unpack("!H", b[ihl:ihl + 2])[0] == sport:
                 if data is None and (b[ihl + 8] >> 3) not in (6, 9):
                     ctl = t             # the server's last control packet before our first data packet
+                if echo is None:
+                    n_in += 1
                 continue
             if addr[2] != socket.PACKET_OUTGOING or b[16:20] != srv_b:
                 continue
@@ -143,6 +160,7 @@ while echo is None and time.monotonic() < end and p.poll() is None:
             if wire is None:
                 wire = t
                 cpu_wire = cpus()
+            n_out += 1
             if data is None and (b[ihl + 8] >> 3) in (6, 9):
                 data = t
     if u in r:
@@ -161,9 +179,11 @@ try:
 except subprocess.TimeoutExpired:
     os.killpg(p.pid, signal.SIGKILL); p.wait(5)
 rel = lambda t: None if t is None else round((t - t0) * 1000, 3)
-spent = [None if a is None or b is None else round((b - a) / 1e6, 3) for a, b in zip(cpu_wire, cpu_echo)]
-print(json.dumps({"wire": rel(wire), "ctl": rel(ctl), "data": rel(data), "echo": rel(echo), "rc": p.returncode,
-                  "cpu_client": spent[0], "cpu_server": spent[1], "cpu_prober": spent[2]}), flush=True)
+spent = [None if a is None or b is None else round((b - a) / 1e6, 3) for a, b in zip(cpu_wire[:3], cpu_echo[:3])]
+flt = [None if a is None or b is None else b - a for a, b in zip(cpu_wire[3:], cpu_echo[3:])]
+print(json.dumps({"t0": t0, "wire": rel(wire), "ctl": rel(ctl), "data": rel(data), "echo": rel(echo), "rc": p.returncode,
+                  "cpu_client": spent[0], "cpu_server": spent[1], "cpu_prober": spent[2],
+                  "faults_client": flt[0], "faults_server": flt[1], "n_out": n_out, "n_in": n_in}), flush=True)
 """
 
 
@@ -194,14 +214,15 @@ class FirstPacket:
     def once(self, pair: str, probe_s: float, timeout_s: float, baseline: str | None = None) -> dict:
         cli, srv = pair.split("-")
         prof = str(self.profiles[srv])
+        wrap = os.environ.get("FP_WRAP", "").split()     # e.g. a profiler: FP_WRAP="perf record -o F --"
         if cli == "before":          # another checkout's client (--baseline), as lab/capacity.py runs it
             argv = [sys.executable, "-c", _shq(_BASELINE), str(baseline), prof]
         elif cli == "ours":
-            argv = [OUR_BIN, "run", prof]
+            argv = [*wrap, OUR_BIN, "run", prof]
         elif cli == "oursx":
             argv = [OUR_BIN, "run", str(self.profiles[f"{srv}-x25519"])]
         else:
-            argv = [OPENVPN, "--config", prof]
+            argv = [*wrap, OPENVPN, "--config", prof]
         r = self.lab.cli.run(" ".join(["exec", sys.executable, "-c", _shq(_PROBER), f"vb{self.lab.tag}", SRV_IP,
                                        str(PORTS[srv]), TUN_ADDR[srv], str(ECHO_PORT), str(probe_s),
                                        str(timeout_s), str(self.servers[srv].p.pid), *argv]),
@@ -245,12 +266,14 @@ def summarize(rows: list[dict], protections, pairs) -> str:
                          f"{_stat(w2c):>18}  {_stat(c2d):>18}  {_stat(total):>20}")
     lines.append("\nCPU time spent from the first handshake packet to the echo (proto), ms, median (min-max): "
                  "the client's threads, the server process, the prober (schedstat, sampled when the prober sees "
-                 "each packet)")
-    lines.append(f"{'protection':>13} {'pair':>11}  {'client':>18}  {'server':>18}  {'prober':>18}")
+                 "each packet); then the client's and the server's minor page faults in that time")
+    lines.append(f"{'protection':>13} {'pair':>11}  {'client':>18}  {'server':>18}  {'prober':>18}"
+                 f"  {'client faults':>18}  {'server faults':>18}  {'datagrams out':>18}  {'datagrams in':>18}")
     for prot in protections:
         for pair in pairs:
             rs = [r for r in rows if r["protection"] == prot and r["pair"] == pair and r["echo"] is not None]
-            cols = [[r[k] for r in rs if r.get(k) is not None] for k in ("cpu_client", "cpu_server", "cpu_prober")]
+            cols = [[r[k] for r in rs if r.get(k) is not None]
+                    for k in ("cpu_client", "cpu_server", "cpu_prober", "faults_client", "faults_server", "n_out", "n_in")]
             if any(cols):
                 lines.append(f"{prot:>13} {pair:>11}  " + "  ".join(f"{_stat(c):>18}" for c in cols))
     if "ovpn-ovpn" in pairs and len(pairs) > 1:
