@@ -18,6 +18,7 @@ from typing import Protocol
 
 from ..openvpn import ciphers
 from ..openvpn import events as ev
+from ..openvpn.authtoken import AuthToken
 from ..openvpn.datapath import ClientDataPath
 from ..openvpn.config import Options, Remote
 from ..openvpn.settings import NO_SERVER_CERT_CHECK, checks_server_certificate, client_session_config, mss_rule
@@ -111,6 +112,8 @@ class ClientGateway:
         self._state = TunnelState(False)
         self._logs = LogHold(log)
         self._inactive: Inactivity | None = None
+        # The server's auth-token outlives each connection (authtoken.py): reconnects send it.
+        self.auth_token = AuthToken()
 
     # ---------------------------------------------------------------- running
     def run(self) -> int:
@@ -211,6 +214,7 @@ class ClientGateway:
             self._schedule_retry(was_up=False)
             return
         cfg = client_session_config(self.opts, remote.proto, self.username, self.password, self.advertise_ekm)
+        cfg.auth_token = self.auth_token
         now = self.clock()
         s = Session(cfg, now)
         rule = mss_rule(self.opts, remote.proto == "tcp", ":" in addr[0])
@@ -429,6 +433,8 @@ class ClientGateway:
                 self.counters.renegotiations += 1
             elif isinstance(e, ev.SessionClosed):
                 if e.restart:
+                    if e.same_remote:
+                        self.attempt -= 1        # as OpenVPN's no_advance: this server again
                     self._schedule_retry(c.was_up)
                 else:
                     self._finish(1)

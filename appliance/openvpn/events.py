@@ -60,9 +60,12 @@ class AuthFailed:
 
 @dataclass(frozen=True)
 class SessionClosed:
-    """The session is over. `restart` says whether a client should reconnect (OpenVPN's SIGUSR1)."""
+    """The session is over. `restart` says whether a client should reconnect (OpenVPN's SIGUSR1);
+    `same_remote`, that it should try the same server again first (OpenVPN's no_advance: the
+    server refused our auth-token, and the password may still be good there)."""
     reason: str
     restart: bool
+    same_remote: bool = False
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,6 @@ what the gateways read: `pushed`, `peer_common_name`, `peer_info`, ...).
 """
 from __future__ import annotations
 
-import base64
 import hmac
 from typing import TYPE_CHECKING
 
@@ -34,14 +33,6 @@ PUSH_REQUEST_INTERVAL = 2.0
 # servers that wait to be asked (2.4) hear from us after this, not a second.
 PUSH_REQUEST_FIRST = 0.25
 IV_PROTO_CLIENT = IV_PROTO_DATA_V2 | IV_PROTO_REQUEST_PUSH | IV_PROTO_TLS_KEY_EXPORT | IV_PROTO_CC_EXIT_NOTIFY
-
-
-def _b64_text(v: str) -> str | None:
-    """auth-token-user carries the username base64-encoded; None if it is not valid base64 text."""
-    try:
-        return base64.b64decode(v, validate=True).decode()
-    except (ValueError, UnicodeDecodeError):
-        return None
 
 
 class ClientRole:
@@ -73,9 +64,9 @@ class ClientRole:
     def fill_key_method(self, km: KeyMethod2) -> None:
         s = self.s
         km.pre_master = s.cfg.random_bytes(48)
-        if s.cfg.username or s.auth_token:
-            km.username = s.auth_token_user or s.cfg.username
-            km.password = s.auth_token or s.cfg.password
+        creds = s.token.credentials(s.cfg.username, s.cfg.password)
+        if creds is not None:
+            km.username, km.password = creds
         km.peer_info = self._peer_info()
 
     def _peer_info(self) -> str:
@@ -126,10 +117,16 @@ class ClientRole:
         elif text.startswith("AUTH_FAILED"):
             msg = text[len("AUTH_FAILED"):].lstrip(",")
             s.events.append(ev.AuthFailed(msg or "authentication failed"))
-            # With a token in use, it is the token the server refused (expired, or a server
-            # restarted with another token key): as OpenVPN 2.6, start over (the new
-            # connection sends the password) instead of exiting.
-            s._fail(f"AUTH_FAILED {msg}".strip(), restart=msg.startswith("TEMP") or s.auth_token is not None)
+            # TEMP: try again later, token kept (as OpenVPN 2.6). Otherwise, with a token in use,
+            # it is the token the server refused (expired, or a server restarted with another
+            # token key): as OpenVPN 2.6, forget it and start over with the same server (the
+            # new connection sends the password) instead of exiting.
+            if msg.startswith("TEMP"):
+                s._fail(f"AUTH_FAILED {msg}".strip(), restart=True)
+            elif s.token.take_auth_failed():
+                s._fail(f"AUTH_FAILED {msg} (auth-token dropped)".strip(), restart=True, same_remote=True)
+            else:
+                s._fail(f"AUTH_FAILED {msg}".strip(), restart=False)
         elif text.startswith("RESTART"):
             s._fail("server sent RESTART" + (": " + text[8:] if len(text) > 8 else ""), restart=True)
         elif text.startswith("HALT"):
@@ -148,10 +145,7 @@ class ClientRole:
         except BadPacket as e:            # PushRejected too: nothing else of it applies anyway
             s._warn(f"push after the tunnel is up ignored: {e.reason}")
             return
-        if p.auth_token:
-            s.auth_token = p.auth_token
-            if p.auth_token_user:
-                s.auth_token_user = _b64_text(p.auth_token_user)
+        s.token.take(p.auth_token, p.auth_token_user)
 
     def _apply_push(self, ks: KeyState, now: float) -> None:
         s = self.s
@@ -169,12 +163,9 @@ class ClientRole:
         s.cipher = cipher
         s.ekm = p.tls_ekm
         s.cc_exit = p.cc_exit
-        if p.auth_token:
-            # As OpenVPN: renegotiations authenticate with the token instead of the password
-            # (which a one-time-password setup could not repeat).
-            s.auth_token = p.auth_token
-            if p.auth_token_user:
-                s.auth_token_user = _b64_text(p.auth_token_user)
+        # As OpenVPN: renegotiations and reconnects authenticate with the token instead of the
+        # password (which a one-time-password setup could not repeat).
+        s.token.take(p.auth_token, p.auth_token_user)
         if p.peer_id is not None:
             s.peer_id = p.peer_id
         if p.ping is not None:

@@ -44,6 +44,7 @@ from typing import Callable
 
 from . import events as ev
 from . import ciphers
+from .authtoken import AuthToken
 from .ciphers import is_supported
 from .compstub import compress_stub, decompress_stub
 from .control import ControlChannel
@@ -90,6 +91,9 @@ class SessionConfig:
     ping_exit: int = 0
     username: str = ""
     password: str = ""
+    # client: the run's auth-token holder, shared by its successive sessions (authtoken.py): a
+    # reconnect keeps sending the token the last connection was given. None: this session's own.
+    auth_token: AuthToken | None = None
     explicit_exit_notify: int = 0
     comp: str | None = None                      # None | "lzo-stub" | "stub" | "stub-v2"
     tun_mtu: int = 1500
@@ -138,8 +142,9 @@ class Session(ControlChannel):
         self.peer_common_name: str | None = None
         self.peer_username: str | None = None      # server: the username of the first handshake
         self.issued_auth_token: str | None = None   # server: an auth-token we pushed (renegotiation password)
-        self.auth_token: str | None = None         # client: pushed by the server, our password from now on
-        self.auth_token_user: str | None = None
+        # client: the server's auth-token, our password from now on (for the whole run when the
+        # gateway shares one holder among its sessions)
+        self.token = cfg.auth_token if cfg.auth_token is not None else AuthToken()
         self.cc_exit = False
         self.established = False
         self.last_recv = now
@@ -645,11 +650,11 @@ class Session(ControlChannel):
             d = min(d, self.reneg_check_at)
         return None if d == _NEVER else d
 
-    def _fail(self, reason: str, restart: bool) -> None:
+    def _fail(self, reason: str, restart: bool, same_remote: bool = False) -> None:
         if self.closed:
             return
         self.closed = True
-        self.events.append(ev.SessionClosed(reason, restart))
+        self.events.append(ev.SessionClosed(reason, restart, same_remote))
 
     # ---- data-channel helpers (rare paths)
     def _queue_data(self, payload: bytes) -> None:

@@ -108,10 +108,10 @@ def test_a_renewed_auth_token_pushed_after_the_tunnel_is_up_replaces_the_old_one
     s.cfg.push_options = lambda _s: ["ifconfig 198.19.0.2 255.255.255.0", "auth-token TOKEN-abc"]
     link = Link(c, s)
     link.run(lambda: up(c, s))
-    assert c.auth_token == "TOKEN-abc"
+    assert c.token.token == "TOKEN-abc"
     s._send_text("PUSH_REPLY,auth-token TOKEN-new,ifconfig 198.19.0.99 255.255.255.0")
-    link.run(lambda: c.auth_token == "TOKEN-new" or c.closed, max_time=link.now + 5)
-    assert c.auth_token == "TOKEN-new" and not c.closed
+    link.run(lambda: c.token.token == "TOKEN-new" or c.closed, max_time=link.now + 5)
+    assert c.token.token == "TOKEN-new" and not c.closed
     assert c.pushed.ifconfig == ("198.19.0.2", "255.255.255.0"), "only the token is taken from it"
 
 
@@ -124,7 +124,7 @@ def test_auth_failed_on_a_token_renegotiation_reconnects_instead_of_exiting(pki)
     s.cfg.push_options = lambda _s: ["ifconfig 198.19.0.2 255.255.255.0", "auth-token TOKEN-abc"]
     link = Link(c, s)
     link.run(lambda: up(c, s))
-    c.auth_token = "TOKEN-the-server-forgot"
+    c.token.token = "TOKEN-the-server-forgot"
     c.renegotiate(link.now)
     link.run(lambda: c.closed, max_time=link.now + 30)
     closed = _closed(c)
