@@ -90,6 +90,10 @@ class ClientRole:
             ks.phase = KS.PUSH
             s.next_push_request = now + PUSH_REQUEST_FIRST   # the server pushes unasked (see above)
         else:
+            # (a new TLS session after a failed renegotiation too: the push of the first one
+            # stands; OpenVPN's server pushes again unasked to a client announcing
+            # IV_PROTO_REQUEST_PUSH, when it is not within 30 s of its last push, and only the
+            # auth-token of that is taken, as for any push after the tunnel is up)
             s._install_keys(ks, now)
 
     def keys_installed(self, ks: KeyState) -> None:

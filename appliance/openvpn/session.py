@@ -28,7 +28,8 @@ Key states: one per key id (0 for the first handshake, 1..7 for renegotiations) 
 reliability layer and TLS session (keystate.py). The newest active key sends; older ones stay as
 "lame ducks" for `tran_window` seconds so packets in flight still decrypt. A renegotiation that
 misses hand-window over UDP costs only its own key state, as in OpenVPN 2.6: the key in use goes
-on until tran-window after that attempt began (_negotiation_timed_out). A key renegotiates
+on until tran-window after that attempt began (_negotiation_timed_out), and a client then
+starts a new TLS session on the same link (_new_tls_session), as OpenVPN's client does. A key renegotiates
 before its packet-id counter reaches the end (0xFF000000, as OpenVPN) and never wraps it.
 
 Layout: this module holds the public API, key installation, renegotiation and timers; control.py
@@ -162,6 +163,9 @@ class Session(ControlChannel):
         self.next_key_id = 1
         self.comp = cfg.comp
         self.newest_key_id: int | None = None
+        # client: the key in use while a new TLS session replaces a failed renegotiation's
+        # (_new_tls_session)
+        self.lame_session_key: KeyState | None = None
         self.owner: object = None           # the server's per-client record
         self._cn_locked = False             # a TLS handshake fixed peer_common_name
         self._warnings = 0
@@ -239,8 +243,10 @@ class Session(ControlChannel):
             try:
                 pt = dk.open_untrusted(packet, now)
             except BadPacket as e:
-                self._count(e.reason)
-                return []
+                pt = self._open_with_lame_session_key(packet, now, dk)
+                if pt is None:
+                    self._count(e.reason)
+                    return []
             self.last_recv = now
             self.data_authenticated += 1
             if self.comp is not None:
@@ -267,6 +273,21 @@ class Session(ControlChannel):
         else:
             self._flush(now)
         return []
+
+    def _open_with_lame_session_key(self, packet, now: float, dk: DataKey):
+        """A data packet the key of its id refused: the old session's key, when a new TLS session
+        (_new_tls_session) took over the same key id. Why: both sessions number their keys
+        from their own counters, so a new session's key 0 often shares its id with the old key,
+        and the peer goes on sending with the old one until it has set the new session up
+        (OpenVPN's server: about a second, CAS_RECONNECT_PENDING). Only on this failure path,
+        only while the old key lives: at most one more authentication attempt per packet."""
+        lame = self.lame_session_key
+        if lame is None or lame.data is None or lame.data is dk or lame.key_id != packet[0] & 7:
+            return None
+        try:
+            return lame.data.open_untrusted(packet, now)
+        except BadPacket:
+            return None
 
     def _guarded(self, step, *args) -> None:
         """Run a control step on the peer's input: what the peer got wrong ends here (counted,
@@ -525,6 +546,9 @@ class Session(ControlChannel):
                 continue
             if other.phase == KS.ACTIVE and other.retired_at is None:
                 other.retire(now)
+        lame = self.lame_session_key
+        if lame is not None and lame is not ks and lame.retired_at is None:
+            lame.retire(now)
         self.send_key = ks.data
         self._pid_reneg = False
 
@@ -566,6 +590,8 @@ class Session(ControlChannel):
     # ---- timers
     def _timers(self, now: float) -> None:
         for ks in list(self.keys.values()):
+            if self.keys.get(ks.key_id) is not ks:
+                continue                    # a new TLS session replaced the key states meanwhile
             if ks.negotiating and now >= ks.created + self.cfg.hand_window:
                 self._negotiation_timed_out(ks, now)
             if ks.retired_at is not None and now >= ks.retired_at + self.cfg.tran_window:
@@ -573,6 +599,15 @@ class Session(ControlChannel):
                 del self.keys[ks.key_id]
             if ks.expires_at is not None and now >= ks.expires_at:
                 raise RemoteProtocolError(f"key {ks.key_id} expired (tran-window {self.cfg.tran_window} s after a "
+                                          "failed renegotiation) and no new key was negotiated")
+        lame = self.lame_session_key
+        if lame is not None:
+            if lame.retired_at is not None and now >= lame.retired_at + self.cfg.tran_window:
+                if self.recv_keys[lame.key_id] is lame.data:
+                    self.recv_keys[lame.key_id] = None
+                self.lame_session_key = None
+            elif lame.expires_at is not None and now >= lame.expires_at:
+                raise RemoteProtocolError(f"key {lame.key_id} expired (tran-window {self.cfg.tran_window} s after a "
                                           "failed renegotiation) and no new key was negotiated")
         if self.next_push_request is not None and now >= self.next_push_request:
             ks0 = self.keys.get(0)
@@ -607,22 +642,53 @@ class Session(ControlChannel):
         keys costs only the new key state -- the old key goes on as a lame duck until tran-window
         after the failed attempt began, and the session ends only if no renegotiation succeeds
         by then; the first handshake failing, or any failure over TCP (OpenVPN counts it as a
-        soft error, which restarts a connection-oriented session), ends the session. We retry
-        at once when our own reneg trigger still holds (the peer's own trigger retries too):
-        OpenVPN's client starts a fresh handshake at once in that case as well."""
+        soft error, which restarts a connection-oriented session), ends the session. The
+        server retries when its reneg trigger still holds; the client starts a new TLS session
+        at once (_new_tls_session), as OpenVPN's client does, and again after each one that
+        fails, until the old key's tran-window ends."""
         msg = f"TLS key negotiation failed to occur within {self.cfg.hand_window} seconds"
         current = next((k for k in self.keys.values()
                         if k.data is not None and k.data is self.send_key and k.retired_at is None), None)
+        if current is None and self.lame_session_key is not None and self.lame_session_key.retired_at is None:
+            # The new TLS session failed too: OpenVPN's client counts no hard error while the
+            # old session's key lives (get_key_scan sees it) and tries a new session again.
+            current = self.lame_session_key
         if self.tcp or current is None or current is ks:
             raise RemoteProtocolError(msg)
         del self.keys[ks.key_id]
-        self.recv_keys[ks.key_id] = None
+        if self.recv_keys[ks.key_id] is ks.data:
+            self.recv_keys[ks.key_id] = None
         self.newest_key_id = current.key_id
         if current.expires_at is None:
             current.expires_at = ks.created + self.cfg.tran_window
         self._count("renegotiation failed")
         self._warn(f"{msg}: renegotiation (key {ks.key_id}) abandoned; key {current.key_id} stays in use "
                    f"for at most {max(0.0, current.expires_at - now):.0f} s more")
+        if self.is_client:
+            self._new_tls_session(current, now)
+
+    def _new_tls_session(self, current: KeyState, now: float) -> None:
+        """Client, after a renegotiation missed hand-window: as OpenVPN 2.6's client (ssl.c,
+        tls_multi_process: the failed TM_ACTIVE session goes to the lame-duck slot, a fresh one
+        starts), begin a new TLS session on the same link -- new session id, hard reset, key id
+        0 -- while `current` keeps carrying data until the new key takes over or tran-window
+        ends. Why not another soft reset: an OpenVPN server whose own attempt timed out has
+        moved the old session aside and refuses its control packets ("stale session-id"), so
+        soft resets under the old session id could never succeed and the tunnel ran on the old
+        key until tran-window, then restarted. The new session logs in again (with the
+        auth-token if one was pushed); its key takes over as a renegotiated one would."""
+        for k in list(self.keys.values()):
+            if k is not current and self.recv_keys[k.key_id] is k.data:
+                self.recv_keys[k.key_id] = None
+        self.keys = {}
+        self.lame_session_key = current
+        self.own_sid = self.cfg.random_bytes(8)
+        self.peer_sid = None
+        self.wrapper = self.cfg.make_wrapper()      # each TLS session has its own control packet ids
+        self.next_key_id = 1
+        self.newest_key_id = None
+        self.role.start(now)
+        self._count("new TLS session after a failed renegotiation")
 
     def _control_deadline(self) -> float | None:
         """The earliest control-side timer (retransmits, hand-window, reneg-sec, tran-window, push
@@ -644,6 +710,10 @@ class Session(ControlChannel):
                 d = min(d, ks.expires_at)
         if self.next_push_request is not None:
             d = min(d, self.next_push_request)
+        lame = self.lame_session_key
+        if lame is not None:
+            d = min(d, lame.retired_at + self.cfg.tran_window if lame.retired_at is not None
+                    else lame.expires_at if lame.expires_at is not None else _NEVER)
         if self.send_key is not None and (self.cfg.reneg_bytes or self.cfg.reneg_pkts):
             # A fixed periodic look at the counters: a deadline tied to traffic (such as
             # last_send) keeps moving while data flows, and would never come during a transfer.
