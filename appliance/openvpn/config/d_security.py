@@ -110,7 +110,8 @@ def _auth_user_pass(p: ParseState, d: str, a: list[str], inline: str | None) -> 
         p.set("auth_user_pass", (lines[0], lines[1] if len(lines) > 1 else ""))
 
 
-reg.noop("auth-nocache", "the unattended appliance keeps the credentials it was given for reconnects",
+reg.noop("auth-nocache", "the unattended appliance keeps the credentials it was given for reconnects "
+         "(a pushed auth-token replaces them either way, as in OpenVPN)",
          nargs=(0, 0))
 
 
