@@ -42,3 +42,39 @@ def test_remote_random_shuffles_but_keeps_every_remote_with_its_proto():
         assert sorted(o) == [("198.18.0.1", 1194, "udp"), ("198.18.0.2", 443, "tcp"), ("198.18.0.3", 1194, "udp")]
         seen.add(tuple(o))
     assert len(seen) >= 4, "60 shuffles of 3 remotes should give several orders"
+
+
+class _Link:
+    def close(self) -> None:
+        pass
+
+    def fileno(self) -> int:
+        return -1
+
+
+class _Session:
+    def __init__(self, *events) -> None:
+        from collections import deque
+        self.events = deque(events)
+
+
+def _next_remote_after(closed) -> tuple[str, int, str]:
+    """The remote the client tries after the first one's session ended with `closed`."""
+    from appliance.gateway.client import Connection
+    opts = parse_config(PROFILE.format(extra=""), "/tmp/t.ovpn", read_file=lambda p: b"")
+    net = MemoryNet()
+    gw = ClientGateway(opts, MemoryPorts(net, "198.18.0.9"), FakeTunnelNetwork(net), FakeClock(), MemoryWaiter(net))
+    gw.attempt = 1                                      # the first remote was tried
+    gw.conn = c = Connection(gw.remotes[0], ("198.18.0.1", 1194), _Link(), _Session(closed), None)
+    gw._events(c)
+    r = gw.remotes[gw.attempt % len(gw.remotes)]
+    return (r.host, r.port, r.proto)
+
+
+def test_a_refused_auth_token_retries_the_same_server_with_the_password():
+    """As OpenVPN 2.6 (no_advance after "auth-failure (auth-token)"): the password may still be
+    good where the token was refused; other restarts move on to the next remote."""
+    from appliance.openvpn import events as ev
+    assert _next_remote_after(ev.SessionClosed("AUTH_FAILED (auth-token dropped)", True, True)) == \
+        ("198.18.0.1", 1194, "udp")
+    assert _next_remote_after(ev.SessionClosed("ping-restart", True)) == ("198.18.0.2", 443, "tcp")
