@@ -84,10 +84,6 @@ def test_a_new_renegotiation_succeeds_later(pki, who):
     assert c.keys[0].expires_at is None and s.keys[0].expires_at is None   # a lame duck as usual now
 
 
-def _sids(packets) -> set[bytes]:
-    return {bytes(p[1:9]) for p in packets if p[0] >> 3 not in DATA_OPS}
-
-
 def test_after_a_failed_renegotiation_the_client_starts_a_new_tls_session(pki):
     """As OpenVPN 2.6's client (ssl.c, tls_multi_process): the failed session's key goes on as a
     lame duck and a new TLS session (new session id, hard reset, key id 0) starts on the same
