@@ -169,13 +169,18 @@ class ServerGateway:
         from_link = self.dp.from_link
         assert self.tun is not None
         to_tun, sends = self.tun.queue, self.sends
-        for pkt, src in self.udp.recv_batch(BATCH):
-            try:
-                from_link(pkt, src, now, to_tun, sends)
-            except Exception:  # noqa: BLE001 - our bug on this packet: dropped, counted
-                # Not "end the session at this source": a UDP source can be forged, and a spoofed
-                # packet that trips a bug must not end somebody else's session.
-                self.faults.internal("a client packet")
+        self.d.begin_batch()                 # one reply per client per batch, its ACKs on it
+        try:
+            for pkt, src in self.udp.recv_batch(BATCH):
+                try:
+                    from_link(pkt, src, now, to_tun, sends)
+                except Exception:  # noqa: BLE001 - our bug on this packet: dropped, counted
+                    # Not "end the session at this source": a UDP source can be forged, and a spoofed
+                    # packet that trips a bug must not end somebody else's session.
+                    self.faults.internal("a client packet")
+        finally:
+            self.d.end_batch(now)
+        self._take_internal_errors()
 
     def _on_tun_read(self) -> None:
         assert self.tun is not None
@@ -253,16 +258,23 @@ class ServerGateway:
         now = self.clock()
         assert self.tun is not None
         closed = self.d.closed_streams
-        for pkt in pkts:
-            try:
-                self.dp.from_link(pkt, key, now, self.tun.queue, self.sends)
-            except Exception:  # noqa: BLE001 - our bug on this client's packet: its connection ends
-                self.faults.internal("a client packet")
-                self._end_peer(key)
-                return
-            if key in closed:
-                self._close_conn(key)          # its one session is over: so is the connection
-                return
+        self.d.begin_batch()                 # as for UDP: one reply per read, its ACKs on it
+        try:
+            for pkt in pkts:
+                try:
+                    self.dp.from_link(pkt, key, now, self.tun.queue, self.sends)
+                except Exception:  # noqa: BLE001 - our bug on this client's packet: its connection ends
+                    self.faults.internal("a client packet")
+                    self.d.end_batch(now)
+                    self._end_peer(key)
+                    return
+                if key in closed:
+                    self.d.end_batch(now)
+                    self._close_conn(key)          # its one session is over: so is the connection
+                    return
+        finally:
+            self.d.end_batch(now)              # a no-op when already ended above
+        self._take_internal_errors()
         if link.has_pending and key in self.conns:
             self.pump.again(link, lambda: self._on_conn_read(key))
 
@@ -342,8 +354,12 @@ class ServerGateway:
             self.d.handle_timer(self.clock())
         except Exception:  # noqa: BLE001
             self.faults.internal("the session timers")
+        self._take_internal_errors("a client's timer")
+
+    def _take_internal_errors(self, where: str = "a client's session") -> None:
+        """Sessions the dispatcher caught raising (our bug): each is logged and that client ends."""
         for rec, exc in self.d.take_internal_errors():
-            self.faults.internal_exc("a client's timer", exc)
+            self.faults.internal_exc(where, exc)
             self._end_peer(rec.addr)
 
     def _flush_sends(self) -> None:

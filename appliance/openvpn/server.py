@@ -67,6 +67,7 @@ class ServerDispatcher(ClientPush):
         self._stateless = self._make_wrapper(None)
         self._timers = TimerHeap()
         self.admission = Admission(st)
+        self._batch: dict[int, tuple[ClientRecord, Session]] | None = None   # begin_batch..end_batch
 
     def apply_settings(self, st: ServerSettings) -> None:
         """A reload's settings, for the handshakes that start from now on: the stateless first-
@@ -90,6 +91,36 @@ class ServerDispatcher(ClientPush):
 
     def _count(self, reason: str) -> None:
         self.stats[reason] = self.stats.get(reason, 0) + 1
+
+    # ---------------------------------------------------------------- batches
+    def begin_batch(self) -> None:
+        """The caller read several datagrams at once: until end_batch, a session's control
+        replies and ACKs wait, so one reply carries the ACKs of all its packets in the batch.
+        Why: a client's flight cut in two packets (our client's ClientHello with its post-quantum
+        key share, its certificate flight) was answered packet by packet: a lone ACK for the
+        first, then the reply, two datagrams for one (the client side does the same,
+        Session.begin_batch)."""
+        self._batch = {}
+
+    def end_batch(self, now: float) -> None:
+        """Wrap and collect what the batch's sessions held back; a session whose flush raises
+        (our bug) is noted in take_internal_errors, the others still get theirs."""
+        batch, self._batch = self._batch, None
+        for rec, s in (batch or {}).values():
+            try:
+                s.end_batch(now)
+            except Exception as e:  # noqa: BLE001 - our bug in one session must not stop the others
+                self._internal_errors.append((rec, e))
+                continue
+            if rec.alive and rec.session is s:
+                self._collect(rec)
+
+    def _in_batch(self, rec: ClientRecord) -> None:
+        """Before a control packet goes to `rec`'s session: inside a batch, hold its replies."""
+        batch = self._batch
+        if batch is not None and id(rec.session) not in batch:
+            rec.session.begin_batch()
+            batch[id(rec.session)] = (rec, rec.session)
 
     # ---------------------------------------------------------------- receive
     def receive(self, packet, addr, now: float) -> tuple[ClientRecord | None, list]:
@@ -135,6 +166,7 @@ class ServerDispatcher(ClientPush):
             packet = self._without_wkc(packet, op)
             if packet is None:
                 return rec, []
+            self._in_batch(rec)
             pts = rec.session.receive(packet, now)
             self._collect(rec)
             return rec, self._check_sources(rec, pts)
@@ -320,6 +352,7 @@ class ServerDispatcher(ClientPush):
         rec = self._create(addr, now, client_sid, v2, own_sid=cb.peer_sid)
         if rec is None:
             return
+        self._in_batch(rec)
         rec.session.receive(packet, now)
         self._collect(rec)
 
