@@ -114,6 +114,11 @@ class ServerDispatcher(ClientPush):
                 continue
             if rec.alive and rec.session is s:
                 self._collect(rec)
+            else:
+                # Ended within the batch (refused, failed): its last word (AUTH_FAILED, the
+                # ACKs) still goes out, as it would have at once without a batch.
+                for p in s.take_outgoing():
+                    self.out.append((p, rec.addr))
 
     def _in_batch(self, rec: ClientRecord) -> None:
         """Before a control packet goes to `rec`'s session: inside a batch, hold its replies."""

@@ -94,3 +94,30 @@ def test_a_batch_over_several_clients_answers_each(pki):  # noqa: F811
     assert [rec.addr for rec, _e in errors] == [addrs[1]]
     got = {a for _p, a in d.take_outgoing()}
     assert got == {addrs[0]}, got
+
+
+def test_a_client_refused_within_a_batch_still_hears_auth_failed(pki):  # noqa: F811
+    """A session that a packet of the batch ends (here ccd-exclusive without a ccd file) is
+    released by the dispatcher before the batch ends: its AUTH_FAILED must go out at once."""
+    from appliance.openvpn import events as ev
+    d = _server(pki, protection="none", ccd=lambda cn: None, ccd_exclusive=True)
+    c = _client(pki, pki["clients"][0], wrapping.PlainWrapper)
+    now = 0.5
+    for _ in range(20):                            # both ends read whole batches, as the gateways do
+        moved = 0
+        d.begin_batch()
+        for p in c.take_outgoing():
+            d.receive(p, ADDR, now)
+            moved += 1
+        d.end_batch(now)
+        got = d.take_outgoing()
+        c.begin_batch()
+        for p, _a in got:
+            c.receive(p, now)
+            moved += 1
+        c.end_batch(now)
+        c.settle(now)
+        if not moved or c.closed:
+            break
+    assert any(isinstance(e, ev.AuthFailed) for e in c.events), list(c.events)
+    assert d.stats.get("handshake failed") == 1
