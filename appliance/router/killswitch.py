@@ -29,10 +29,15 @@ rp_filter has no IPv6, and the appliance kernel has no nft fib.
 from __future__ import annotations
 
 import ipaddress
+import logging
+import re
+import subprocess
 from dataclasses import dataclass
 from typing import Sequence
 
-from .nat import apply_ruleset, delete_nat, delete_table, nft_string, render_nat, replace_table
+from .nat import NFT_TIMEOUT, apply_ruleset, delete_nat, delete_table, nft_string, render_nat, replace_table
+
+log = logging.getLogger("vpn-appliance")
 
 TABLE = "vpnappliance"
 # What the appliance's own IPv6 on the WAN sends besides the transport (see the module doc).
@@ -125,9 +130,29 @@ def render_router(wan: str, tun: str, lan: str | None, nat: bool, role: str,
     return text
 
 
+def drop_counts(netns: str | None = None) -> dict[str, int]:
+    """Packets each counted drop rule of our table dropped, by its comment ({} when it cannot be
+    read). Why only at exit: reading them means running `nft`, not something for the pump."""
+    argv = ["nft", "list", "table", "inet", TABLE]
+    if netns is not None:
+        argv = ["ip", "netns", "exec", netns, *argv]
+    try:
+        r = subprocess.run(argv, capture_output=True, text=True, timeout=NFT_TIMEOUT)
+    except (OSError, subprocess.TimeoutExpired):
+        return {}
+    out: dict[str, int] = {}
+    for m in re.finditer(r'counter packets (\d+) bytes \d+ drop comment "([^"]*)"', r.stdout):
+        out[m.group(2)] = out.get(m.group(2), 0) + int(m.group(1))
+    return out
+
+
 def flush(netns: str | None = None) -> None:
-    """Remove both our tables (kill switch and NAT); leaves everyone else's rules alone."""
+    """Remove both our tables (kill switch and NAT); leaves everyone else's rules alone. What the
+    kill switch dropped is logged first (once, when anything was)."""
+    dropped = {k: v for k, v in drop_counts(netns).items() if v}
+    if dropped:
+        log.info("kill switch drops (packets): %s", ", ".join(f"{k}: {v}" for k, v in sorted(dropped.items())))
     apply_ruleset(delete_table("inet", TABLE) + delete_nat(), netns)
 
 
-__all__ = ["TABLE", "Endpoint", "render_killswitch", "render_router", "apply_ruleset", "flush"]
+__all__ = ["TABLE", "Endpoint", "render_killswitch", "render_router", "apply_ruleset", "drop_counts", "flush"]

@@ -83,3 +83,7 @@ def test_forged_sources_from_the_lan_get_nothing_out_of_the_wan(lab):
     counted = [int(n) for n in re.findall(r"counter packets (\d+)", listed)]
     assert len(counted) == 2 and all(n >= 9 for n in counted), listed
     assert app.alive(), app.log()[-3000:]
+    # and on exit the appliance logs what its kill switch dropped
+    app.stop(10)
+    m = re.search(r"kill switch drops \(packets\):.*source not of the LAN: (\d+)", app.log())
+    assert m and int(m.group(1)) >= 18, app.log()[-3000:]
