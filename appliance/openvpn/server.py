@@ -340,7 +340,12 @@ class ServerDispatcher(ClientPush):
     def _create(self, addr, now: float, client_sid: bytes, v2: "V2Key | None", own_sid: bytes | None = None,
                 packet_in: bytes | None = None, op: int | None = None,
                 unverified: bool = False) -> ClientRecord | None:
-        refused = self.admission.refuse_new(addr, now)
+        old = self.by_addr.get(addr)
+        # A restart from an established client's address is no extra client (admission.py); only
+        # with the address proven (a cookie exchange), so a spoofed cookie-less reset gets no more
+        # from a full server than from anybody else.
+        replaces = old is not None and not self.st.tcp and not unverified and old.session.established
+        refused = self.admission.refuse_new(addr, now, replaces_client=replaces)
         if refused is not None:
             self._count(refused)
             return None
@@ -360,7 +365,6 @@ class ServerDispatcher(ClientPush):
         if own_sid is not None:
             # Resume from the cookie: both resets are behind us (ours was message 0, theirs too).
             s.resume_after_cookie(own_sid, client_sid, now)
-        old = self.by_addr.get(addr)
         if old is not None and not rec.tcp and (old.session.established or unverified):
             # Beside it, not in its place: a restart must not end an established session before
             # it is established itself, nor may a cookie-less reset (its address unproven, so
