@@ -8,7 +8,8 @@ again; if it does not parse, the server runs on as it was and the error is logge
 Otherwise the new push options, CRL, certificates, ccd directory, password file and scripts apply
 to new clients; established clients keep their session, tunnel and address, except those whose
 certificate the (new) CRL revokes, who are disconnected. What only a restart can change (port,
-protocol, device, address pools) is kept as it was, with a warning.
+protocol, device and its MTU, kernel routes, address pools, process settings: RESTART_ONLY) is
+kept as it was, with a `file:line` warning; nothing changed is accepted and ignored.
 """
 from __future__ import annotations
 
