@@ -271,6 +271,12 @@ class Operations:
     def verb(self) -> int:
         return self.gw.opts.verb
 
+    def set_verb(self, level: int) -> None:
+        """The management interface's `verb N`: the log level from now on (until a reload reads
+        the config's `verb` again, as in OpenVPN)."""
+        self.gw.opts.verb = level
+        apply_verb(level)
+
     # ---------------------------------------------------------------- inactive (gateway/inactivity.py)
     def _arm_inactive(self) -> None:
         """One sweep over the clients every check_interval(N) (N/16, at least 0.5 s; not a timer
