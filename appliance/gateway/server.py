@@ -17,7 +17,7 @@ import logging
 from typing import Callable, Protocol
 
 from ..openvpn import events as ev
-from ..openvpn.datapath import ServerDataPath
+from ..openvpn.datapath import MssPolicy, ServerDataPath
 from ..openvpn.config import Options
 from ..openvpn.server import ServerDispatcher, ServerSettings, StreamKey
 from ..openvpn.settings import mss_rule
@@ -62,8 +62,7 @@ class ServerGateway:
         self.pump = Pump(clock, waiter, self.faults)
         self.pump.after_wake = self._after_wake
         self.d = ServerDispatcher(settings, clock())
-        v6 = opts.proto_family == "6" or (opts.local or "").count(":") > 0
-        self.dp = ServerDataPath(self.d, mss_rule(opts, settings.tcp, v6), settings.client_to_client)
+        self.dp = ServerDataPath(self.d, self._mss_rule(opts), settings.client_to_client)
         self.tun: TunPort | None = None
         self.udp: DatagramPort | None = None
         self.listener: ListenerPort | None = None
@@ -77,12 +76,26 @@ class ServerGateway:
         self.auth = auth
         self.established_conns: set[StreamKey] = set()
         self._conn_ids = itertools.count(1)
-        self.max_conns = settings.max_clients + 64
         self.sends: dict = {}
         self.result: int | None = None
         self.listen_addr: tuple[str, int] | None = None
         self.conn_addrs: dict[int, tuple] = {}      # connection id -> the client's (IP, port)
         self.ops = Operations(self)                 # management, status, pool file, scripts, reload
+
+    @property
+    def max_conns(self) -> int:
+        """TCP connections held at most: room for every client plus some handshakes. Read from
+        the settings each time, so a reload's new `max-clients` moves the cap too."""
+        return self.st.max_clients + 64
+
+    def _mss_rule(self, opts: Options):
+        v6 = opts.proto_family == "6" or (opts.local or "").count(":") > 0
+        return mss_rule(opts, self.st.tcp, v6)
+
+    def set_mss_rule(self, opts: Options) -> None:
+        """A reload's `mssfix` (and the ciphers and compression it depends on): every SYN clamped
+        from now on, new sessions' and running ones' (after OpenVPN's SIGHUP all are new)."""
+        self.dp.mss = MssPolicy(self._mss_rule(opts))
 
     # ---------------------------------------------------------------- running
     def run(self, after_start: "Callable[[], None] | None" = None) -> int:
