@@ -25,12 +25,6 @@ from .openvpn.errors import ConfigError
 log = logging.getLogger("vpn-appliance")
 
 
-def _setup_logging(verb: int) -> None:
-    """OpenVPN's verb scale: 0-1 errors/warnings, 2-3 normal events, 4+ debug."""
-    from .logsetup import setup_logging
-    setup_logging(logging.WARNING if verb <= 1 else logging.INFO if verb <= 3 else logging.DEBUG)
-
-
 def _load(path: str, ignore_scripts: bool = False):
     return load_config(path, ignore_scripts=ignore_scripts)
 
@@ -86,7 +80,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     except ConfigError as e:
         print(str(e), file=sys.stderr)
         return 2
-    _setup_logging(max(opts.verb, 3) + args.verbose)
+    from .logsetup import setup_verb
+    setup_verb(opts.verb, args.verbose)
     for n in opts.notes:
         log.debug("%s", n)
     if who is not None or opts.nice or opts.mlock:

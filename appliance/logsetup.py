@@ -21,3 +21,31 @@ def setup_logging(level: int, replace: bool = False) -> None:
     logging._srcfile = None
     logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     logging.getLogger("vpn-appliance").setLevel(level)
+
+
+# The `--verbose` count added to `verb` when the level follows the config's `verb` (the plain
+# config path, cli.py); None when it does not (the TOML's log_level, tests), so a reload's new
+# `verb` changes nothing there.
+_verb_extra: int | None = None
+
+
+def verb_level(verb: int) -> int:
+    """OpenVPN's verb scale: 0-1 errors/warnings, 2-3 normal events, 4+ debug."""
+    return logging.WARNING if verb <= 1 else logging.INFO if verb <= 3 else logging.DEBUG
+
+
+def setup_verb(verb: int, extra: int = 0) -> None:
+    """Logging at the level of a config's `verb` (at least 3: normal events are always logged)
+    plus `extra` (--verbose); apply_verb follows a reload's new `verb` from then on."""
+    global _verb_extra
+    _verb_extra = extra
+    setup_logging(verb_level(max(verb, 3) + extra))
+
+
+def apply_verb(verb: int) -> bool:
+    """A reload's `verb` (OpenVPN's SIGHUP applies it too); False when the level does not follow
+    `verb` (setup_verb was not used)."""
+    if _verb_extra is None:
+        return False
+    logging.getLogger("vpn-appliance").setLevel(verb_level(max(verb, 3) + _verb_extra))
+    return True

@@ -76,8 +76,14 @@ def install_rules(cfg: ApplianceConfig, wan_if: str, lan_if: str | None, endpoin
     """Kill switch + NAT, before the tunnel exists; returns the ruleset text (for logs/tests)."""
     o = cfg.vpn_options
     listen = (o.port, o.proto) if cfg.vpn.role == "server" else None
+    lan_nets: list[str] = []
+    if cfg.lan is not None and lan_if is not None:      # the only sources taken from the LAN NIC
+        lan_nets.append(str(cfg.lan.address.network))
+        a6 = lan_address6(cfg.lan, lan_if)
+        if a6 is not None:
+            lan_nets.append(str(a6.network))
     text = killswitch.render_router(wan_if, cfg.tun_name, lan_if, cfg.lan.nat if cfg.lan else False,
-                                    cfg.vpn.role, endpoints, listen, wan_ipv6)
+                                    cfg.vpn.role, endpoints, listen, wan_ipv6, lan_nets)
     killswitch.apply_ruleset(text)
     undo.push("nftables tables", killswitch.flush)
     log.info("kill switch installed (wan %s, tun %s, lan %s)", wan_if, cfg.tun_name, lan_if or "-")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hmac
 import logging
 import os
+import re
 import socket
 from collections import deque
 
@@ -421,7 +422,13 @@ class Management:
                 return [f"SUCCESS: hold flag set to {a[1].upper()}"]
             return ["SUCCESS: hold=0"]
         if cmd == "verb":
-            return [f"SUCCESS: verb={ops.verb}"] if len(a) == 1 else ["SUCCESS: verb level changed"]
+            if len(a) == 1:
+                return [f"SUCCESS: verb={ops.verb}"]
+            # OpenVPN reads the level as atoi does (anything else is 0) and applies it; it said
+            # "changed" here while nothing changed.
+            m = re.match(r"\s*([+-]?\d+)", a[1])
+            ops.set_verb(min(max(int(m.group(1)) if m else 0, 0), 15))
+            return ["SUCCESS: verb level changed"]
         if cmd == "mute":
             return ["SUCCESS: mute=0"] if len(a) == 1 else ["SUCCESS: mute level changed"]
         if cmd == "signal":

@@ -8,7 +8,8 @@ again; if it does not parse, the server runs on as it was and the error is logge
 Otherwise the new push options, CRL, certificates, ccd directory, password file and scripts apply
 to new clients; established clients keep their session, tunnel and address, except those whose
 certificate the (new) CRL revokes, who are disconnected. What only a restart can change (port,
-protocol, device, address pools) is kept as it was, with a warning.
+protocol, device and its MTU, kernel routes, address pools, process settings: RESTART_ONLY) is
+kept as it was, with a `file:line` warning; nothing changed is accepted and ignored.
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ import re
 import signal as _signal
 import time
 
+from ..logsetup import apply_verb
 from ..openvpn import events as ev
 from ..openvpn.config import ConfigError, load_config, parse_ccd
 from ..openvpn.keymethod import remap_name
@@ -39,9 +41,29 @@ log = logging.getLogger("vpn-appliance")
 BYTECOUNT_TICK = 1.0
 # What a reload cannot change in a running process. The process settings (host/privileges.py)
 # are applied once at start: a reload that adds `mlock` or names another `user` is told so, not
-# silently ignored (and a dropped server could not undo or redo a drop anyway).
-RESTART_ONLY = ("port", "lport", "local", "proto", "proto_family", "dev", "server", "server_ipv6", "topology",
-                "ifconfig_pool", "management", "ifconfig_pool_persist", "user", "group", "mlock", "nice")
+# silently ignored (and a dropped server could not undo or redo a drop anyway). The TUN device
+# (`dev`, its `tun-mtu`) and the kernel routes of `route` (server_net.py) are set up once at start
+# too. Everything else a server config holds applies to new sessions after a reload (the reload
+# code below says where, directive by directive; tests/gateway/test_reload_directives.py).
+RESTART_ONLY = ("port", "lport", "local", "proto", "proto_family", "dev", "tun_mtu", "route", "server",
+                "server_ipv6", "topology", "ifconfig_pool", "management", "ifconfig_pool_persist",
+                "user", "group", "mlock", "nice")
+_DIRECTIVE_OF = {"proto_family": "proto"}       # the field's directive, where the names differ
+
+
+def restart_only_changes(old, new) -> list[str]:
+    """The RESTART_ONLY directives `new` changes, each as a `file:line: directive: ...` warning
+    (the line that now sets it, or the old one for a directive taken out); `new` is given the old
+    values back, so what runs is what the warning says."""
+    out = []
+    for f in RESTART_ONLY:
+        if getattr(new, f) == getattr(old, f):
+            continue
+        name = _DIRECTIVE_OF.get(f, f.replace("_", "-"))
+        path, line = new.source.get(f) or old.source.get(f) or (new.path, None)
+        out.append(str(ConfigError("changed; takes effect at restart (kept as it was until then)", path, line, name)))
+        setattr(new, f, getattr(old, f))
+    return out
 
 
 def check_scripts(o) -> None:
@@ -249,6 +271,12 @@ class Operations:
     def verb(self) -> int:
         return self.gw.opts.verb
 
+    def set_verb(self, level: int) -> None:
+        """The management interface's `verb N`: the log level from now on (until a reload reads
+        the config's `verb` again, as in OpenVPN)."""
+        self.gw.opts.verb = level
+        apply_verb(level)
+
     # ---------------------------------------------------------------- inactive (gateway/inactivity.py)
     def _arm_inactive(self) -> None:
         """One sweep over the clients every check_interval(N) (N/16, at least 0.5 s; not a timer
@@ -350,18 +378,20 @@ class Operations:
         except (ConfigError, OSError) as e:
             log.error("reload: the new config is not used, the server runs on as it was:\n%s", e)
             return False
-        for f in RESTART_ONLY:
-            if getattr(new, f) != getattr(old, f):
-                log.warning("reload: %s changed; that takes a restart (kept as it was)", f.replace("_", "-"))
-                setattr(new, f, getattr(old, f))
+        for line in restart_only_changes(old, new):
+            log.warning("reload: %s", line)
         cur = gw.st
         st.pool, st.pool6, st.pool_memory = cur.pool, cur.pool6, cur.pool_memory
         st.tcp = cur.tcp
         gw.opts = new
         gw.st = st
         d = gw.d
-        d.apply_settings(st)                # new keys, certificates and CRL for new handshakes
+        d.apply_settings(st)                # new keys, certificates, CRL, hand-window (cookies) for new handshakes
         gw.dp.c2c = st.client_to_client     # taken away: clients are kept apart from now on
+        gw.set_mss_rule(new)                # mssfix (and what it depends on): SYNs from now on
+        if new.verb != old.verb:
+            apply_verb(new.verb)            # OpenVPN's SIGHUP applies a new verb too
+        # max-clients: read where it counts (admission, and ServerGateway.max_conns for TCP).
         if gw.auth is not None and st.verify_user is not None:
             gw.auth.verify = st.verify_user
         elif gw.auth is None and st.defer_auth and st.verify_user is not None:

@@ -17,7 +17,7 @@ import logging
 from typing import Callable, Protocol
 
 from ..openvpn import events as ev
-from ..openvpn.datapath import ServerDataPath
+from ..openvpn.datapath import MssPolicy, ServerDataPath
 from ..openvpn.config import Options
 from ..openvpn.server import ServerDispatcher, ServerSettings, StreamKey
 from ..openvpn.settings import mss_rule
@@ -62,8 +62,7 @@ class ServerGateway:
         self.pump = Pump(clock, waiter, self.faults)
         self.pump.after_wake = self._after_wake
         self.d = ServerDispatcher(settings, clock())
-        v6 = opts.proto_family == "6" or (opts.local or "").count(":") > 0
-        self.dp = ServerDataPath(self.d, mss_rule(opts, settings.tcp, v6), settings.client_to_client)
+        self.dp = ServerDataPath(self.d, self._mss_rule(opts), settings.client_to_client)
         self.tun: TunPort | None = None
         self.udp: DatagramPort | None = None
         self.listener: ListenerPort | None = None
@@ -77,12 +76,26 @@ class ServerGateway:
         self.auth = auth
         self.established_conns: set[StreamKey] = set()
         self._conn_ids = itertools.count(1)
-        self.max_conns = settings.max_clients + 64
         self.sends: dict = {}
         self.result: int | None = None
         self.listen_addr: tuple[str, int] | None = None
         self.conn_addrs: dict[int, tuple] = {}      # connection id -> the client's (IP, port)
         self.ops = Operations(self)                 # management, status, pool file, scripts, reload
+
+    @property
+    def max_conns(self) -> int:
+        """TCP connections held at most: room for every client plus some handshakes. Read from
+        the settings each time, so a reload's new `max-clients` moves the cap too."""
+        return self.st.max_clients + 64
+
+    def _mss_rule(self, opts: Options):
+        v6 = opts.proto_family == "6" or (opts.local or "").count(":") > 0
+        return mss_rule(opts, self.st.tcp, v6)
+
+    def set_mss_rule(self, opts: Options) -> None:
+        """A reload's `mssfix` (and the ciphers and compression it depends on): every SYN clamped
+        from now on, new sessions' and running ones' (after OpenVPN's SIGHUP all are new)."""
+        self.dp.mss = MssPolicy(self._mss_rule(opts))
 
     # ---------------------------------------------------------------- running
     def run(self, after_start: "Callable[[], None] | None" = None) -> int:
@@ -169,13 +182,18 @@ class ServerGateway:
         from_link = self.dp.from_link
         assert self.tun is not None
         to_tun, sends = self.tun.queue, self.sends
-        for pkt, src in self.udp.recv_batch(BATCH):
-            try:
-                from_link(pkt, src, now, to_tun, sends)
-            except Exception:  # noqa: BLE001 - our bug on this packet: dropped, counted
-                # Not "end the session at this source": a UDP source can be forged, and a spoofed
-                # packet that trips a bug must not end somebody else's session.
-                self.faults.internal("a client packet")
+        self.d.begin_batch()                 # one reply per client per batch, its ACKs on it
+        try:
+            for pkt, src in self.udp.recv_batch(BATCH):
+                try:
+                    from_link(pkt, src, now, to_tun, sends)
+                except Exception:  # noqa: BLE001 - our bug on this packet: dropped, counted
+                    # Not "end the session at this source": a UDP source can be forged, and a spoofed
+                    # packet that trips a bug must not end somebody else's session.
+                    self.faults.internal("a client packet")
+        finally:
+            self.d.end_batch(now)
+        self._take_internal_errors()
 
     def _on_tun_read(self) -> None:
         assert self.tun is not None
@@ -253,16 +271,23 @@ class ServerGateway:
         now = self.clock()
         assert self.tun is not None
         closed = self.d.closed_streams
-        for pkt in pkts:
-            try:
-                self.dp.from_link(pkt, key, now, self.tun.queue, self.sends)
-            except Exception:  # noqa: BLE001 - our bug on this client's packet: its connection ends
-                self.faults.internal("a client packet")
-                self._end_peer(key)
-                return
-            if key in closed:
-                self._close_conn(key)          # its one session is over: so is the connection
-                return
+        self.d.begin_batch()                 # as for UDP: one reply per read, its ACKs on it
+        try:
+            for pkt in pkts:
+                try:
+                    self.dp.from_link(pkt, key, now, self.tun.queue, self.sends)
+                except Exception:  # noqa: BLE001 - our bug on this client's packet: its connection ends
+                    self.faults.internal("a client packet")
+                    self.d.end_batch(now)
+                    self._end_peer(key)
+                    return
+                if key in closed:
+                    self.d.end_batch(now)
+                    self._close_conn(key)          # its one session is over: so is the connection
+                    return
+        finally:
+            self.d.end_batch(now)              # a no-op when already ended above
+        self._take_internal_errors()
         if link.has_pending and key in self.conns:
             self.pump.again(link, lambda: self._on_conn_read(key))
 
@@ -342,8 +367,12 @@ class ServerGateway:
             self.d.handle_timer(self.clock())
         except Exception:  # noqa: BLE001
             self.faults.internal("the session timers")
+        self._take_internal_errors("a client's timer")
+
+    def _take_internal_errors(self, where: str = "a client's session") -> None:
+        """Sessions the dispatcher caught raising (our bug): each is logged and that client ends."""
         for rec, exc in self.d.take_internal_errors():
-            self.faults.internal_exc("a client's timer", exc)
+            self.faults.internal_exc(where, exc)
             self._end_peer(rec.addr)
 
     def _flush_sends(self) -> None:

@@ -10,7 +10,13 @@ The rules:
 - servers empty (tunnel down, or nothing pushed): every query is answered SERVFAIL at once; no
   other resolver is ever asked.
 - at most `max_outstanding` queries in flight in all and `max_per_source` per LAN address; over
-  that, REFUSED at once (counted).
+  that, REFUSED at once (counted) -- except that a full table gives up its oldest query (SERVFAIL)
+  for a new one once that has waited `jostle` seconds. The per-source limit alone does not keep
+  one host from filling the table: a LAN host can send UDP queries from many LAN addresses (the
+  answers go to them; it needs none), and names whose servers never answer keep each query for
+  all its attempts (4.5 s), so some 60 queries a second would otherwise have every other host
+  REFUSED. Evicting the oldest (as unbound's jostle-timeout does) makes that flood need ~500 a
+  second and still lets answers that come within `jostle` through.
 - each attempt gets a fresh random 16-bit ID (and the shell a fresh socket, so a fresh random
   source port); an answer counts only if it comes from the server and port asked, carries that ID,
   is a response, and repeats the question (name compared case-insensitively). Anything else is
@@ -39,6 +45,7 @@ class Limits:
     max_per_source: int = 32            # ... per LAN address
     attempt_timeout: float = 1.5        # seconds an upstream attempt waits for its answer
     max_attempts: int = 3               # attempts per query (over the servers in turn)
+    jostle: float = 0.5                 # a full table's oldest query older than this makes room
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +88,7 @@ class Pending:
     upstream_id: int = -1
     server: Server = ("", 0)
     tcp: bool = False
+    started: float = 0.0            # when the client's query came in
 
 
 def _random_id() -> int:
@@ -134,20 +142,24 @@ class ForwarderCore:
         if not self.servers:
             self.count("answered SERVFAIL: no tunnel DNS")
             return [Reply(client, w.reply(data, msg, w.SERVFAIL))]
-        if len(self.pending) >= self.limits.max_outstanding:
-            self.count("refused: too many outstanding")
-            return [Reply(client, w.reply(data, msg, w.REFUSED))]
         if self.per_source.get(source, 0) >= self.limits.max_per_source:
             self.count("refused: too many outstanding for one LAN host")
             return [Reply(client, w.reply(data, msg, w.REFUSED))]
+        out: list[Action] = []
+        if len(self.pending) >= self.limits.max_outstanding:
+            oldest = next(iter(self.pending))       # tokens grow: the first is the oldest query
+            if now - self.pending[oldest].started < self.limits.jostle:
+                self.count("refused: too many outstanding")
+                return [Reply(client, w.reply(data, msg, w.REFUSED))]
+            out = self._finish(oldest, w.SERVFAIL, "answered SERVFAIL: oldest ended to make room")
         token = next(self._tokens)
         first = self._rr % len(self.servers)
         self._rr += 1
-        p = Pending(client, source, msg.id, tcp, msg.question, bytes(data), first)
+        p = Pending(client, source, msg.id, tcp, msg.question, bytes(data), first, started=now)
         self.pending[token] = p
         self.per_source[source] = self.per_source.get(source, 0) + 1
         self.count("forwarded")
-        return [self._attempt(token, p, now, tcp=False)]
+        return out + [self._attempt(token, p, now, tcp=False)]
 
     def client_gone(self, client: object) -> list[Action]:
         """A TCP client closed: its outstanding queries are dropped (nobody to answer)."""

@@ -12,8 +12,9 @@ core's (dns_core.py); this module moves bytes and enforces where they may go:
 - The listeners are bound to the LAN address and the LAN NIC, so only hosts on the LAN are
   served (not the WAN, not the tunnel).
 - TCP (RFC 7766): pipelined queries answered as they come back (any order), bounded
-  connections (the longest-idle one is closed to admit a new one, so idle or slowloris
-  connections cannot lock others out), an idle timeout counted from the last complete query (a
+  connections (the longest-idle one with no query in flight is closed to admit a new one, so idle
+  or slowloris connections cannot lock others out, and a connection flood cannot cut off one
+  waiting for its answer), an idle timeout counted from the last complete query (a
   trickle of bytes does not keep a connection), and bounded bytes in and out per connection.
 - What the LAN or upstream sends that we drop is counted and logged every LOG_EVERY seconds at
   most, with the core's counters.
@@ -199,10 +200,8 @@ class DnsForwarder:
                 self.core.count("LAN socket error")
                 return
             if len(self.clients) >= TCP_MAX_CLIENTS:
-                # Evict the longest idle one: a slowloris or idle client never locks the others out.
-                oldest = min(self.clients.values(), key=lambda c: c.last)
                 self.core.count("TCP connection closed to make room")
-                self._close_client(oldest)
+                self._close_client(self._evictee())
             sock.setblocking(False)
             c = _TcpClient(sock, addr[0], self._now())
             c.on_read = lambda c=c: self._on_client_read(c)
@@ -210,6 +209,15 @@ class DnsForwarder:
             self.clients[id(c)] = c
             self.pump.watch(sock, c.on_read, c.on_write)
             self._arm_idle(c)
+
+    def _evictee(self) -> _TcpClient:
+        """The connection to close for a new one: the longest idle of those with no query in
+        flight, so a slowloris or idle client never locks the others out, and a flood of new
+        connections closes its own idle ones before one still waiting for its answer (with no
+        such connection, the longest idle of all)."""
+        busy = {id(p.client) for p in self.core.pending.values() if isinstance(p.client, _TcpClient)}
+        idle = [c for c in self.clients.values() if id(c) not in busy]
+        return min(idle or self.clients.values(), key=lambda c: c.last)
 
     def _arm_idle(self, c: _TcpClient) -> None:
         assert self.pump is not None

@@ -93,10 +93,15 @@ class Admission:
             return "too many cookie-less handshakes in progress"
         return None
 
-    def refuse_new(self, addr, now: float) -> str | None:
-        """Why a new session may not be created now (None: it may)."""
+    def refuse_new(self, addr, now: float, replaces_client: bool = False) -> str | None:
+        """Why a new session may not be created now (None: it may). `replaces_client`: it comes
+        from the address (IP and port) of an established client, which it replaces once
+        established itself: a client restarting behind a fixed port or a NAT mapping. That is no
+        extra client (OpenVPN 2.6 hands such a reset to the address's existing instance, whose
+        slot max-clients already counts), so a full server does not make it wait for its old
+        session to time out; every other limit still applies."""
         st = self.st
-        if self.n_established >= st.max_clients:
+        if self.n_established >= st.max_clients and not replaces_client:
             return "max-clients reached"
         if self.n_half_open >= st.max_half_open:
             return "too many handshakes in progress"

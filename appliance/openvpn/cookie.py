@@ -16,7 +16,7 @@ import secrets
 import struct
 
 SID_LEN = 8
-_pack_slot = struct.Struct("!q").pack
+_pack_slot = struct.Struct("!qI").pack      # (slot, period): jars of two hand-windows never agree
 
 
 class CookieJar:
@@ -26,7 +26,15 @@ class CookieJar:
         self._secret = bytes(secret) if secret is not None else secrets.token_bytes(32)
         if len(self._secret) < 16:
             raise ValueError("cookie secret must be at least 16 bytes")
-        self.period = max(1, (int(hand_window) + 1) // 2)
+        self.period = self.period_for(hand_window)
+
+    @staticmethod
+    def period_for(hand_window: int) -> int:
+        return max(1, (int(hand_window) + 1) // 2)
+
+    def with_hand_window(self, hand_window: int) -> "CookieJar":
+        """The same secret, another hand-window (a reload): a second jar, this one unchanged."""
+        return CookieJar(self._secret, hand_window)
 
     def _slot(self, now: float) -> int:
         return int(now // self.period)
@@ -34,7 +42,7 @@ class CookieJar:
     def session_id(self, client_addr: tuple, client_sid: bytes, now: float, slot_offset: int = 0) -> bytes:
         """Our 8-byte session id for this client in the time slot of `now` (+ slot_offset)."""
         addr = repr(client_addr).encode()
-        msg = _pack_slot(self._slot(now) + slot_offset) + struct.pack("!H", len(addr)) + addr + bytes(client_sid)
+        msg = _pack_slot(self._slot(now) + slot_offset, self.period) + struct.pack("!H", len(addr)) + addr + bytes(client_sid)
         return hmac.digest(self._secret, msg, "sha256")[:SID_LEN]
 
     def valid(self, client_addr: tuple, client_sid: bytes, server_sid: bytes, now: float) -> bool:

@@ -268,9 +268,12 @@ class Session(ControlChannel):
                     return []
             return [pt]
         self._guarded(self._receive_control, packet, now)
-        if self._batch:
+        if self._batch and not self.closed:
             self._unflushed = True
         else:
+            # A session this packet ended says its last word (AUTH_FAILED, the ACKs) now: its
+            # owner may release it before the batch ends.
+            self._unflushed = False
             self._flush(now)
         return []
 

@@ -15,14 +15,29 @@ snooping switch keeps forwarding our solicited-node multicast) -- and those only
 IPv6 of its own; an IPv4-only WAN sends no IPv6 at all once the rules are in. DHCP is DHCPv4 only
 (`meta nfproto ipv4`): SLAAC needs no DHCPv6. Nothing from the LAN can match these: forwarded
 packets never traverse the output chain, and the forward chain drops LAN → WAN first.
+
+Sources on the LAN: the output chain's "established,related" also admits what the appliance's own
+kernel answers to a LAN packet -- an echo reply, a TCP reset, an ICMP error. A LAN host that
+forges an Internet source address would have those answers routed out of the WAN in clear (the
+echo's payload verbatim: a channel around the kill switch while the tunnel is down, or to any
+destination the tunnel does not carry). So a `prerouting` chain at raw priority (before conntrack,
+so nothing is tracked for them) drops every packet from the LAN NIC whose source is not of the
+LAN: its networks, plus 0.0.0.0 (a DHCP client without an address), `::` (duplicate address
+detection) and link-local IPv6. A fixed list rather than the kernel's rp_filter or nft `fib`:
+rp_filter has no IPv6, and the appliance kernel has no nft fib.
 """
 from __future__ import annotations
 
 import ipaddress
+import logging
+import re
+import subprocess
 from dataclasses import dataclass
 from typing import Sequence
 
-from .nat import apply_ruleset, delete_nat, delete_table, nft_string, render_nat, replace_table
+from .nat import NFT_TIMEOUT, apply_ruleset, delete_nat, delete_table, nft_string, render_nat, replace_table
+
+log = logging.getLogger("vpn-appliance")
 
 TABLE = "vpnappliance"
 # What the appliance's own IPv6 on the WAN sends besides the transport (see the module doc).
@@ -43,15 +58,35 @@ def _proto(p: str) -> str:
     return p
 
 
+# Sources a LAN host may use besides its network's: no address yet (DHCP, DAD), IPv6 link-local.
+LAN_UNADDRESSED4 = ("0.0.0.0",)
+LAN_UNADDRESSED6 = ("::", "fe80::/10")
+
+
+def _lan_sources(lan: str, lan_nets: Sequence[str]) -> list[str]:
+    """The prerouting rules that drop packets from the LAN NIC with a source not of the LAN."""
+    nets = [ipaddress.ip_network(n, strict=False) for n in lan_nets]
+    out = []
+    for fam, extra in (("ip", LAN_UNADDRESSED4), ("ip6", LAN_UNADDRESSED6)):
+        allowed = list(extra) + [str(n) for n in nets if n.version == (4 if fam == "ip" else 6)]
+        out.append(f"\t\tiifname {nft_string(lan)} {fam} saddr != {{ {', '.join(allowed)} }} counter drop"
+                   ' comment "source not of the LAN"')
+    return out
+
+
 def render_killswitch(wan: str, tun: str, lan: str | None = None, nat: bool = True, role: str = "client",
                       endpoints: Sequence[Endpoint] = (), listen: tuple[int, str] | None = None,
-                      wan_ipv6: bool = False) -> str:
+                      wan_ipv6: bool = False, lan_nets: Sequence[str] | None = None) -> str:
     """The `inet vpnappliance` table as nft text.
 
     wan/tun/lan: interface names; nat: LAN masqueraded (tunnel → LAN only for replies) or routed
     (both ways); role client: `endpoints` are the servers we may reach on the WAN; role server:
     `listen` = (port, proto) whose replies may leave the WAN; wan_ipv6: the WAN has IPv6 of its
-    own (`address6`/`slaac`), so its neighbour discovery may leave (without, nothing IPv6 does)."""
+    own (`address6`/`slaac`), so its neighbour discovery may leave (without, nothing IPv6 does);
+    lan_nets: the LAN's networks (IPv4 and IPv6), required with a `lan`: the only sources taken
+    from it (see the module doc)."""
+    if lan is not None and not lan_nets:
+        raise ValueError("a LAN needs its networks (lan_nets): the sources taken from it")
     fw = ["\t\ttype filter hook forward priority filter; policy drop;",
           "\t\tct state invalid drop"]
     if lan is not None:
@@ -74,16 +109,20 @@ def render_killswitch(wan: str, tun: str, lan: str | None = None, nat: bool = Tr
         port, proto = listen
         out.append(f"\t\toifname {nft_string(wan)} {_proto(proto)} sport {int(port)} accept")
     out.append(f"\t\toifname {nft_string(wan)} counter drop comment \"only the VPN transport on the WAN\"")
-    body = ("\tchain forward {\n" + "\n".join(fw) + "\n\t}\n"
+    pre = []
+    if lan is not None:
+        pre = ["\tchain prerouting {\n\t\ttype filter hook prerouting priority raw; policy accept;\n"
+               + "\n".join(_lan_sources(lan, lan_nets or ())) + "\n\t}\n"]
+    body = ("".join(pre) + "\tchain forward {\n" + "\n".join(fw) + "\n\t}\n"
             "\tchain output {\n" + "\n".join(out) + "\n\t}\n")
     return replace_table("inet", TABLE, body)
 
 
 def render_router(wan: str, tun: str, lan: str | None, nat: bool, role: str,
                   endpoints: Sequence[Endpoint] = (), listen: tuple[int, str] | None = None,
-                  wan_ipv6: bool = False) -> str:
+                  wan_ipv6: bool = False, lan_nets: Sequence[str] | None = None) -> str:
     """Kill switch plus (router mode with nat) masquerading, as one atomic ruleset."""
-    text = render_killswitch(wan, tun, lan, nat, role, endpoints, listen, wan_ipv6)
+    text = render_killswitch(wan, tun, lan, nat, role, endpoints, listen, wan_ipv6, lan_nets)
     if lan is not None and nat:
         text += render_nat(tun, lan, role)
     else:
@@ -91,9 +130,29 @@ def render_router(wan: str, tun: str, lan: str | None, nat: bool, role: str,
     return text
 
 
+def drop_counts(netns: str | None = None) -> dict[str, int]:
+    """Packets each counted drop rule of our table dropped, by its comment ({} when it cannot be
+    read). Why only at exit: reading them means running `nft`, not something for the pump."""
+    argv = ["nft", "list", "table", "inet", TABLE]
+    if netns is not None:
+        argv = ["ip", "netns", "exec", netns, *argv]
+    try:
+        r = subprocess.run(argv, capture_output=True, text=True, timeout=NFT_TIMEOUT)
+    except (OSError, subprocess.TimeoutExpired):
+        return {}
+    out: dict[str, int] = {}
+    for m in re.finditer(r'counter packets (\d+) bytes \d+ drop comment "([^"]*)"', r.stdout):
+        out[m.group(2)] = out.get(m.group(2), 0) + int(m.group(1))
+    return out
+
+
 def flush(netns: str | None = None) -> None:
-    """Remove both our tables (kill switch and NAT); leaves everyone else's rules alone."""
+    """Remove both our tables (kill switch and NAT); leaves everyone else's rules alone. What the
+    kill switch dropped is logged first (once, when anything was)."""
+    dropped = {k: v for k, v in drop_counts(netns).items() if v}
+    if dropped:
+        log.info("kill switch drops (packets): %s", ", ".join(f"{k}: {v}" for k, v in sorted(dropped.items())))
     apply_ruleset(delete_table("inet", TABLE) + delete_nat(), netns)
 
 
-__all__ = ["TABLE", "Endpoint", "render_killswitch", "render_router", "apply_ruleset", "flush"]
+__all__ = ["TABLE", "Endpoint", "render_killswitch", "render_router", "apply_ruleset", "drop_counts", "flush"]

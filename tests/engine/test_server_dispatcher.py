@@ -284,6 +284,35 @@ def test_client_restarting_from_the_same_address_replaces_its_session_once_estab
     assert len(d.receive(new.encrypt(_icmp(new.pushed.ifconfig[0], "198.19.0.1")), addr, 1.2)[1]) == 1
 
 
+@pytest.mark.parametrize("protection", ["none", "tls-crypt"])
+def test_a_full_server_lets_a_client_restarting_from_its_own_address_back_in(pki, protection):
+    """max-clients reached, and the one client restarts from the same address and port (a
+    fixed `lport`, a NAT keeping the mapping): its new session replaces the old one at once, as
+    OpenVPN 2.6 (which hands the reset to the address's instance) does. It was refused as
+    "max-clients reached" until the old session timed out. A client from another address is
+    still refused, and the count stays one."""
+    if protection == "tls-crypt":
+        key = keyfiles.parse_static_key(keyfiles.generate_static_key())
+        d = _server(pki, "tls-crypt", static_key=key, max_clients=1)
+        mk = lambda: wrapping.TlsCryptWrapper(key, False)      # noqa: E731
+    else:
+        d = _server(pki, "none", max_clients=1)
+        mk = wrapping.PlainWrapper
+    addr = ("198.18.0.33", 1194)
+    old = _client(pki, pki["clients"][2], mk)
+    _pump(d, [(old, addr)])
+    old_rec = d.clients[0]
+    assert _up(old)
+    new = _client(pki, pki["clients"][2], mk)
+    _pump(d, [(new, addr)], now=1.0)
+    assert _up(new), f"the restarted client was refused: {d.drop_counters()}"
+    assert len(d.clients) == 1 and d.clients[0] is not old_rec and old_rec.session.closed
+    assert d.admission.n_established == 1
+    other = _client(pki, pki["clients"][3], mk)
+    _pump(d, [(other, ("198.18.0.34", 1194))], now=2.0)
+    assert not _up(other), "max-clients 1 let a second client in"
+
+
 def test_new_session_from_the_same_address_takes_data_under_the_old_peer_id(pki):
     """Debian's OpenVPN 2.6 client, after a failed renegotiation, starts a new TLS session from
     the same address and port and keeps sending the first session's peer-id (captured in the

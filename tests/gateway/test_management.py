@@ -54,6 +54,9 @@ class FakeOps:
     verb = 3
     status_version = 1
 
+    def set_verb(self, level: int) -> None:
+        self.verb = level
+
     def __init__(self) -> None:
         self.signals: list[str] = []
 
@@ -418,3 +421,16 @@ def test_idle_connections_holding_every_slot_do_not_keep_a_tool_out(tmp_path):
         for s in idle:
             s.close()
         m.close()
+
+
+def test_verb_n_changes_the_level_it_says_it_changed(mgmt):
+    """`verb N` answered "verb level changed" and changed nothing; now `verb` reads N back, and
+    what is no number counts as 0 (OpenVPN's atoi)."""
+    m, pump, path = mgmt
+    s = _client(path)
+    _read_until(pump, s, lambda t: t.endswith("\r\n"))
+    assert ask(pump, s, "verb 5", 1) == ["SUCCESS: verb level changed"]
+    assert ask(pump, s, "verb", 1) == ["SUCCESS: verb=5"]
+    assert ask(pump, s, "verb x", 1) == ["SUCCESS: verb level changed"]
+    assert ask(pump, s, "verb", 1) == ["SUCCESS: verb=0"]
+    s.close()

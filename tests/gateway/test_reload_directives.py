@@ -87,3 +87,119 @@ def test_auth_user_pass_verify_added_by_a_reload_checks_passwords(pki, tmp_path)
     w.run_for(10)
     assert not _up(w, 2), "a wrong password got in"
     assert "no password checker" not in gw.faults.counts
+
+
+# ------------------------------------------------------------------ directives the reload used to keep
+def _syn(src: str, dst: str, mss: int) -> bytes:
+    from scapy.layers.inet import IP, TCP
+    return bytes(IP(src=src, dst=dst) / TCP(sport=40000, dport=443, seq=1, flags="S", options=[("MSS", mss)]))
+
+
+def _mss_of(pkt: bytes) -> int | None:
+    from scapy.layers.inet import IP, TCP
+    p = IP(pkt)
+    return dict(p[TCP].options).get("MSS") if TCP in p else None
+
+
+def _syn_through(w: World, tag: int) -> int | None:
+    """The MSS the server's side sees of a SYN (asking for 1460) a client sends into its tunnel."""
+    src = w.client_addr(0)
+    syn = _syn(src, "198.19.0.1", 1460 - tag)        # each SYN unlike the others
+    before = len(w.server.tun.written)
+    w.client_nets[0].tun.inject(syn)
+    assert w.run(lambda: len(w.server.tun.written) > before, max_time=5), "the SYN did not come through"
+    return _mss_of(w.server.tun.written[-1])
+
+
+def test_mssfix_changed_by_a_reload_clamps_syns_to_the_new_size(pki):
+    """`mssfix 1000` added by a reload: a TCP connection opened through the tunnel after it must
+    get an MSS that fits 1000-byte UDP packets. The data path kept the rule of the start."""
+    w = World()
+    conf = server_conf(pki)
+    gw, holder = _reloadable(w, conf)
+    w.add_client(client_conf(pki, "client0"))
+    assert w.run(lambda: _up(w, 0), max_time=30)
+    first = _syn_through(w, 0)
+    assert first is not None and first > 1000, f"the default mssfix gave {first}"
+    holder["conf"] = conf + "mssfix 1000\n"
+    assert gw.ops.reload()
+    after = _syn_through(w, 1)
+    # mssfix counts the tunnel's packet (its IP and UDP headers aside, OpenVPN 2.6's meaning): the
+    # inner IP and TCP headers and the data channel's overhead fit in 1000 bytes with the MSS.
+    assert after is not None and after + 40 < 1000, f"after `mssfix 1000` a SYN still gets MSS {after}"
+    w.add_client(client_conf(pki, "client1"))
+    assert w.run(lambda: _up(w, 1), max_time=30), "a new client could not connect after the reload"
+
+
+def test_hand_window_changed_by_a_reload_bounds_the_cookie(pki):
+    """`hand-window 10` by a reload: a stateless cookie handed out after it is good for that
+    window, not the start's 60 s (the cookie jar kept the window of the start); one handed out
+    before the reload keeps its own window, and clients still connect."""
+    w = World()
+    conf = server_conf(pki)
+    gw, holder = _reloadable(w, conf)
+    addr, sid, t0 = ("198.18.0.9", 40000), b"\x07" * 8, w.clock()
+    before = gw.d.cookies.session_id(addr, sid, t0)
+    holder["conf"] = conf + "hand-window 10\n"
+    assert gw.ops.reload()
+    after = gw.d.cookies.session_id(addr, sid, t0)
+    assert gw.d.cookie_valid(addr, sid, after, t0 + 5)
+    assert not gw.d.cookie_valid(addr, sid, after, t0 + 30), "a cookie outlived the reloaded hand-window"
+    assert gw.d.cookie_valid(addr, sid, before, t0 + 30), "a handshake under way lost its cookie at the reload"
+    w.add_client(client_conf(pki, "client0"))
+    assert w.run(lambda: _up(w, 0), max_time=30), "a client could not connect after the reload"
+
+
+def test_max_clients_raised_by_a_reload_raises_the_tcp_connection_cap(pki):
+    """`max-clients` raised by a reload: the server holds as many TCP connections as the new
+    count allows (the cap stayed the start's max-clients + 64, so connections were evicted)."""
+    from tests.fakes import stream_connect
+    from tests.gateway.conftest import SERVER_IP
+    w = World()
+    conf = server_conf(pki, "tcp-server", extra="max-clients 2")
+    gw, holder = _reloadable(w, conf)
+    holder["conf"] = conf.replace("max-clients 2", "max-clients 100")
+    assert gw.ops.reload()
+    idle = []
+    for i in range(2 + 64 + 10):
+        idle.append(stream_connect(w.net, f"198.18.{1 + i // 200}.{1 + i % 200}", (SERVER_IP, 1194)))
+        gw.pump.step(block=False)
+    assert len(gw.conns) == len(idle), f"{len(gw.conns)} of {len(idle)} connections held after max-clients 100"
+    assert not gw.faults.counts.get("TCP connection without handshake evicted (server full)")
+
+
+@pytest.mark.parametrize("directive,old,new", [
+    ("tun-mtu", "tun-mtu 1500\n", "tun-mtu 1400\n"),
+    ("route", "", "route 198.18.40.0 255.255.255.0\n"),
+    ("port", "", "port 1195\n"),
+])
+def test_what_a_reload_cannot_change_is_named_with_its_line(pki, caplog, directive, old, new):
+    """The TUN device's MTU and the kernel routes are set up at start: a reload that changes
+    them says so at the directive's line instead of accepting it silently."""
+    import logging
+    w = World()
+    conf = server_conf(pki, extra=old)
+    gw, holder = _reloadable(w, conf)
+    holder["conf"] = conf + new
+    with caplog.at_level(logging.WARNING, logger="vpn-appliance"):
+        assert gw.ops.reload()
+    line = conf.count("\n") + 1
+    assert f"/mem/server.conf:{line}: {directive}: changed; takes effect at restart" in caplog.text
+
+
+def test_verb_changed_by_a_reload_changes_the_log_level():
+    """`verb 4` by a reload logs the debug lines (OpenVPN's SIGHUP applies verb too)."""
+    import logging
+    from appliance import logsetup
+    logger = logging.getLogger("vpn-appliance")
+    saved_level, saved_extra = logger.level, logsetup._verb_extra
+    try:
+        logsetup._verb_extra = 0
+        logger.setLevel(logsetup.verb_level(3))
+        assert logsetup.apply_verb(5) and logger.level == logging.DEBUG
+        assert logsetup.apply_verb(1) and logger.level == logging.INFO     # never below normal events
+        logsetup._verb_extra = None
+        assert not logsetup.apply_verb(6) and logger.level == logging.INFO
+    finally:
+        logger.setLevel(saved_level)
+        logsetup._verb_extra = saved_extra

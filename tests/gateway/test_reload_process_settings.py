@@ -15,7 +15,8 @@ def test_a_reload_adding_mlock_or_a_user_says_it_takes_a_restart(opki, caplog): 
     assert w.run(lambda: _up(w, 0), max_time=30)
     holder["conf"] = conf + "mlock\nuser nobody\ngroup nogroup\nnice 3\n"
     assert gw.ops.reload()
-    for d in ("mlock", "user", "group", "nice"):
-        assert f"reload: {d} changed; that takes a restart (kept as it was)" in caplog.text, d
+    first = conf.count("\n") + 1          # the line of `mlock` in the edited file
+    for n, d in enumerate(("mlock", "user", "group", "nice")):
+        assert f"reload: /mem/server.conf:{first + n}: {d}: changed; takes effect at restart" in caplog.text, d
     assert (gw.opts.mlock, gw.opts.user, gw.opts.group, gw.opts.nice) == (False, None, None, 0)
     ping_both_ways(w, 0)

@@ -141,3 +141,25 @@ def test_the_issuers_signature_on_a_crl_is_verified_once_per_read_of_the_file(tm
     for _ in range(3):
         assert "CRL signature failure" in c.revoked(A, [CA[0]])
     assert len(calls) == 2
+
+
+def test_a_large_crl_finds_the_revoked_and_admits_the_rest(tmp_path):
+    """100,000 entries (the checker keeps a set of each CRL's serials, read with the file): the
+    revoked certificate is found among them, an unrevoked one of the same CA passes, and the
+    rules hold as at ten entries: a re-written file that un-revokes it lets it in, and the same
+    list under a forged signature refuses everyone."""
+    serials = list(range(10**6, 10**6 + 50_000)) + [A.serial_number] + list(range(2 * 10**6, 2 * 10**6 + 49_999))
+    f = tmp_path / "crl.pem"
+    f.write_bytes(make_crl(*CA, serials))
+    c = CrlChecker("file", str(f))
+    assert "CN=alice" in c.revoked(A, [CA[0]])
+    assert c.revoked(B, [CA[0]]) is None
+    assert c.revoked(A, [CA[0]]) is not None and c.loads == 1
+    f.write_bytes(make_crl(*CA, serials[:50_000] + serials[50_001:]))
+    os.utime(f, ns=(0, os.stat(f).st_mtime_ns + 10**9))
+    assert c.revoked(A, [CA[0]]) is None and c.loads == 2
+    # Another key signing a CRL in CA's name (what `make_crl` with the other key makes).
+    forged = make_crl(CA[0], OTHER_CA[1], serials)
+    f.write_bytes(forged)
+    os.utime(f, ns=(0, os.stat(f).st_mtime_ns + 2 * 10**9))
+    assert "signature failure" in c.revoked(B, [CA[0]])

@@ -90,6 +90,38 @@ def test_limits_in_all_and_per_source_refused_and_counted():
     assert isinstance(c.query("a", "198.18.50.10", q, 0.2)[0], Send)
 
 
+def test_one_host_from_many_lan_addresses_cannot_lock_the_others_out():
+    """A LAN host sends queries from 8 forged LAN addresses (32 each, the per-source limit), for
+    names whose servers never answer: the table is full. Another host's query is still forwarded
+    once the oldest has waited `jostle`; that one gets SERVFAIL (counted). A table full of
+    queries younger than that still refuses (the bound holds)."""
+    c = core(max_outstanding=256, max_per_source=32)
+    q = w.encode_query(1, "slow.attacker.test")
+    now = 0.0
+    for host in range(8):
+        for _ in range(32):
+            now += 0.01
+            (s,) = c.query(("spoofed", host, now), f"198.18.50.{100 + host}", q, now)
+            assert isinstance(s, Send)
+    assert len(c.pending) == 256
+    # the victim, 1 s after the flood began: the flood's oldest queries are still being retried
+    victim = w.encode_query(9, "www.example.test")
+    out = c.query("victim", "198.18.50.10", victim, 1.0)
+    sends = [a for a in out if isinstance(a, Send)]
+    assert len(sends) == 1 and w.parse_untrusted(sends[0].data).question == w.parse_untrusted(victim).question
+    (evicted,) = [a for a in out if isinstance(a, Reply)]
+    assert evicted.client == ("spoofed", 0, 0.01) and w.rcode(evicted.data) == w.SERVFAIL
+    assert c.counts["answered SERVFAIL: oldest ended to make room"] == 1 and len(c.pending) == 256
+    r, _ = c.answer(sends[0].token, sends[0].server, answer_for(sends[0]), 1.05)
+    assert r.client == "victim" and w.rcode(r.data) == w.NOERROR
+    # a table of young queries (all within jostle) refuses the newcomer
+    c2 = core(max_outstanding=4, max_per_source=4)
+    for i in range(4):
+        c2.query(i, "198.18.50.100", q, 0.1 * i)
+    (r,) = c2.query("victim", "198.18.50.10", victim, 0.45)
+    assert w.rcode(r.data) == w.REFUSED and c2.counts["refused: too many outstanding"] == 1
+
+
 def test_tunnel_down_ends_outstanding_with_servfail():
     c = core()
     sends = [c.query(i, "198.18.50.10", w.encode_query(i, "a.test"), 0.0)[0] for i in range(3)]

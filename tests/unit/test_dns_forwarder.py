@@ -213,6 +213,29 @@ def test_slowloris_and_idle_connections_do_not_lock_others_out(setup, monkeypatc
     assert closed and f.stats()["TCP connection idle"] >= 1
 
 
+def test_a_connection_flood_does_not_close_a_connection_waiting_for_its_answer(setup, monkeypatch):
+    """A LAN host opening connections as fast as it can (and sending nothing) evicts its own idle
+    connections, not one whose query is still upstream: that one gets its answer."""
+    f, up, run = setup
+    monkeypatch.setattr(fwd, "TCP_MAX_CLIENTS", 3)
+    up.auto = False
+    c = tcp_client(f)
+    q = w.encode_query(7, "slow.test")
+    c.sendall(struct.pack("!H", len(q)) + q)
+    assert run(lambda: len(up.got) == 1)
+    flood = []
+    for _ in range(6):
+        flood.append(tcp_client(f))
+        run(lambda: False, 0.05)
+    assert f.stats()["TCP connection closed to make room"] >= 3 and len(f.clients) <= 3
+    up.answer(0)
+    msgs = recv_tcp(c, run)
+    assert msgs and msgs[0] is not None and msgs[0][:2] == b"\0\x07", msgs
+    for s in flood:
+        s.close()
+    c.close()
+
+
 def test_oversized_tcp_length_closes_only_that_connection(setup):
     f, up, run = setup
     bad = tcp_client(f)

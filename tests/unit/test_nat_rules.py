@@ -26,6 +26,7 @@ from lab.pki import make_pki
 from lab.tools import OPENVPN
 
 SERVER = Endpoint("198.18.0.1", 1194, "udp")
+LAN_NETS = ["198.18.50.0/24", "fd18:50::/64"]     # the namespace test's LAN
 
 
 def rules(text: str, chain: str) -> list[str]:
@@ -38,7 +39,7 @@ def rules(text: str, chain: str) -> list[str]:
 def test_client_router_with_nat():
     t = render_router("eth0", "tun0", "eth1", True, "client", [SERVER, Endpoint("198.18.0.7", 443, "tcp"),
                                                              Endpoint("2001:db8:18::1", 1194, "udp")],
-                      wan_ipv6=True)
+                      wan_ipv6=True, lan_nets=LAN_NETS)
     assert "type filter hook forward priority filter; policy drop;" in t
     assert rules(t, "forward") == [
         "ct state invalid drop",
@@ -66,7 +67,7 @@ def test_client_router_with_nat():
 
 
 def test_routed_lan_forwards_both_ways_and_has_no_nat():
-    t = render_router("wan0", "tun3", "lan0", False, "client", [SERVER])
+    t = render_router("wan0", "tun3", "lan0", False, "client", [SERVER], lan_nets=LAN_NETS)
     assert 'iifname "tun3" oifname "lan0" accept' in rules(t, "forward")
     assert "masquerade" not in t
     assert t.endswith("table ip vpnappliance_nat\ndelete table ip vpnappliance_nat\n"   # a stale NAT goes,
@@ -76,14 +77,28 @@ def test_routed_lan_forwards_both_ways_and_has_no_nat():
 def test_wan_output_admits_no_other_icmpv6_and_no_dhcpv6():
     '''The WAN's own IPv6 may do neighbour discovery and SLAAC, nothing that could carry data:
     echo, errors of its own making, DHCPv6 (udp 546/547) all fall to the final drop.'''
-    out = rules(render_killswitch("eth0", "tun0", "eth1", endpoints=[SERVER]), "output")
+    out = rules(render_killswitch("eth0", "tun0", "eth1", endpoints=[SERVER], lan_nets=LAN_NETS), "output")
     assert not [r for r in out if "icmpv6" in r], "an IPv4-only WAN sends no IPv6 at all"
-    out = rules(render_killswitch("eth0", "tun0", "eth1", endpoints=[SERVER], wan_ipv6=True), "output")
+    out = rules(render_killswitch("eth0", "tun0", "eth1", endpoints=[SERVER], wan_ipv6=True, lan_nets=LAN_NETS), "output")
     icmp = [r for r in out if "icmpv6" in r]
     assert len(icmp) == 1 and "echo" not in icmp[0] and "nd-router-advert" not in icmp[0]
     assert not any("546" in r or "547" in r for r in out)
     assert all("ip6 daddr" not in r for r in out), "no IPv6 remote, no IPv6 transport rule"
 
+
+
+def test_only_lan_sources_are_taken_from_the_lan():
+    """The LAN NIC takes only its networks' sources (plus no-address-yet and link-local), dropped
+    before conntrack; without the LAN's networks there is no ruleset at all."""
+    t = render_router("eth0", "tun0", "eth1", True, "client", [SERVER], lan_nets=["198.18.50.1/24"])
+    assert "type filter hook prerouting priority raw; policy accept;" in t
+    assert rules(t, "prerouting") == [
+        'iifname "eth1" ip saddr != { 0.0.0.0, 198.18.50.0/24 } counter drop comment "source not of the LAN"',
+        'iifname "eth1" ip6 saddr != { ::, fe80::/10 } counter drop comment "source not of the LAN"',
+    ]
+    with pytest.raises(ValueError):
+        render_router("eth0", "tun0", "eth1", True, "client", [SERVER])
+    assert "prerouting" not in render_killswitch("eth0", "tun0", None, endpoints=[SERVER])
 
 
 def test_no_lan_forwards_nothing_but_still_guards_the_wan():
@@ -93,7 +108,7 @@ def test_no_lan_forwards_nothing_but_still_guards_the_wan():
 
 
 def test_server_role_lets_replies_from_its_port_out_and_serves_the_lan():
-    t = render_router("eth0", "tun0", "eth1", True, "server", listen=(1194, "udp"))
+    t = render_router("eth0", "tun0", "eth1", True, "server", listen=(1194, "udp"), lan_nets=LAN_NETS)
     assert rules(t, "forward")[1:] == [
         'iifname "eth1" oifname "eth0" counter drop comment "LAN never leaves the WAN in clear"',
         'iifname "tun0" oifname "eth1" accept',
@@ -176,7 +191,7 @@ def test_kill_switch_blocks_the_lan_from_the_wan_and_lets_it_into_the_tunnel(lab
     assert ping(gw, "198.18.0.1")
 
     # Installed before `tun0` exists, as the appliance does before starting the tunnel.
-    text = render_router("eth0", "tun0", "eth1", True, "client", [SERVER])
+    text = render_router("eth0", "tun0", "eth1", True, "client", [SERVER], lan_nets=LAN_NETS)
     killswitch.apply_ruleset(text, netns=NS_GW)
 
     assert not ping(lan, "198.18.0.1"), "LAN → WAN must be dropped"
@@ -219,7 +234,8 @@ def test_kill_switch_covers_ipv6_and_nat66_masquerades_the_lan(lab):
     # (link-local addresses finish DAD first: neighbour discovery needs them)
     assert _wait_for(lambda: ping6(lan, "2001:db8:18::1")), "setup: without rules the LAN reaches the WAN over IPv6"
     killswitch.apply_ruleset(render_router("eth0", "tun0", "eth1", True, "client",
-                                           [Endpoint("2001:db8:18::1", 1194, "udp")], wan_ipv6=True), netns=NS_GW)
+                                           [Endpoint("2001:db8:18::1", 1194, "udp")], wan_ipv6=True, lan_nets=LAN_NETS),
+                             netns=NS_GW)
     assert not ping6(lan, "2001:db8:18::1"), "LAN → WAN over IPv6 must be dropped"
     assert not ping6(gw, "2001:db8:18::1"), "the gateway itself may not talk IPv6 on the WAN in clear"
     gw.run(f"ip link add tun0 type veth peer name kv0 netns {NS_VPN} && "
@@ -235,7 +251,8 @@ def test_kill_switch_covers_ipv6_and_nat66_masquerades_the_lan(lab):
 @pytest.mark.netns
 def test_routed_lan_without_nat_keeps_lan_addresses(lab):
     lan, gw, wan, vpn = lab
-    killswitch.apply_ruleset(render_router("eth0", "tun0", "eth1", False, "client", [SERVER]), netns=NS_GW)
+    killswitch.apply_ruleset(render_router("eth0", "tun0", "eth1", False, "client", [SERVER], lan_nets=LAN_NETS),
+                             netns=NS_GW)
     gw.run(f"ip link add tun0 type veth peer name kv0 netns {NS_VPN} && "
            "ip addr add 198.18.60.1/24 dev tun0 && ip link set tun0 up")
     vpn.run("ip addr add 198.18.60.2/24 dev kv0 && ip link set kv0 up")
