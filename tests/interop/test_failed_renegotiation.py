@@ -141,3 +141,34 @@ def test_openvpn_client_times_out_too_and_its_new_session_carries_the_tunnel(lab
     assert srv.wait_count("key renegotiated", 2, timeout=30), srv.log()[-3000:]
     assert _tunnel_ok(lab, cli), "the client's new session carries no data"
     assert "data for unknown peer-id" not in srv.log(), srv.log()[-3000:]
+
+
+def test_the_new_tls_session_logs_in_with_the_auth_token(lab, procs):
+    """The new TLS session is a new login for OpenVPN's server: with a one-time password, only
+    the auth-token the server pushed (auth-gen-token) can get it in."""
+    calls, used = lab.tmp / "otp-reneg-calls.log", lab.tmp / "otp-reneg-used"
+    script = lab.write("otp-reneg.sh", "#!/bin/sh\n"
+                       'u=$(sed -n 1p "$1"); p=$(sed -n 2p "$1")\n'
+                       f'echo "$u" >> {calls}\n'
+                       f'if [ "$u" = alice ] && [ "$p" = otp-1 ] && [ ! -e {used} ]; then\n'
+                       f"  touch {used}; exit 0\nfi\nexit 1\n")
+    script.chmod(0o755)
+    creds = lab.write("otp-reneg-creds.txt", "alice\notp-1\n")
+    srv = lab.openvpn(lab.srv, server_config(lab.pki, "udp", extra=(
+        f"reneg-sec 3600\nhand-window 6\nscript-security 2\nauth-user-pass-verify {script} via-file\n"
+        "auth-gen-token 0\n")), "server-otp")
+    procs.append(srv)
+    cli = lab.ours(lab.cli, client_profile(lab.pki, "udp", extra=f"reneg-sec 8\nhand-window 6\nauth-user-pass {creds}\n"),
+                   "ours-otp", wait=40)
+    procs.append(cli)
+    try:
+        _drop_control(lab, "input", "sport")
+        assert cli.wait_for(FAILED, timeout=40), cli.log()[-3000:]
+        assert srv.wait_for(FAILED, timeout=20), srv.log()[-3000:]
+    finally:
+        _undrop(lab)
+    assert cli.wait_for("data channel key renegotiated", timeout=40), srv.log()[-3000:]
+    _server_took_the_new_session(srv)
+    assert _tunnel_ok(lab, cli)
+    assert "AUTH_FAILED" not in cli.log() and cli.log().count("tunnel up") == 1, cli.log()[-3000:]
+    assert calls.read_text().split() == ["alice"], "the one-time password was sent again"
