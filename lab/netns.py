@@ -274,6 +274,19 @@ class Lab:
         p.write_text(text)
         return p
 
+    def one_time_password_script(self, name: str, user: str, password: str) -> tuple[Path, Path, Path]:
+        """An auth-user-pass-verify script (via-file) that accepts `user`/`password` once, like a
+        one-time password, and refuses everything after; each call's username is appended to the
+        `calls` file, and the `used` marker exists once it accepted. Returns (script, calls, used)."""
+        calls, used = self.tmp / f"{name}-calls.log", self.tmp / f"{name}-used"
+        script = self.write(f"{name}.sh", "#!/bin/sh\n"          # via-file: $1 holds username, password
+                            'u=$(sed -n 1p "$1"); p=$(sed -n 2p "$1")\n'
+                            f'echo "$u" >> {calls}\n'
+                            f'if [ "$u" = {user} ] && [ "$p" = {password} ] && [ ! -e {used} ]; then\n'
+                            f"  touch {used}; exit 0\nfi\nexit 1\n")
+        script.chmod(0o755)
+        return script, calls, used
+
     def start(self, ns: Netns, argv: list[str], name: str, env: dict | None = None) -> Proc:
         p = Proc(ns, argv, self.tmp / f"{name}-{len(self.procs)}.log", env)   # a fresh log per process
         self.procs.append(p)

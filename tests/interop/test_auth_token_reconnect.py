@@ -27,14 +27,7 @@ def lab(tmp_path_factory):
 
 def _otp_script(lab, name: str):
     """Accepts alice/otp-482913 while the `used` marker is absent, then never again; logs each call."""
-    calls, used = lab.tmp / f"{name}-calls.log", lab.tmp / f"{name}-used"
-    script = lab.write(f"{name}.sh", "#!/bin/sh\n"
-                       'u=$(sed -n 1p "$1"); p=$(sed -n 2p "$1")\n'
-                       f'echo "$u" >> {calls}\n'
-                       f'if [ "$u" = alice ] && [ "$p" = otp-482913 ] && [ ! -e {used} ]; then\n'
-                       f"  touch {used}; exit 0\nfi\nexit 1\n")
-    script.chmod(0o755)
-    return script, calls, used
+    return lab.one_time_password_script(name, "alice", "otp-482913")
 
 
 def _server(lab, script, name: str, secret=None):

@@ -154,13 +154,7 @@ def test_client_initiated_renegotiation(lab, run, trigger):
 def test_auth_user_pass_with_one_time_password_and_pushed_auth_token(lab, run):
     # The server accepts the password once (like an OTP) and pushes an auth-token (auth-gen-token):
     # renegotiations must authenticate with the token, or the tunnel would fail at the first one.
-    calls, used = lab.tmp / "auth-calls.log", lab.tmp / "auth-used"
-    script = lab.write("check-otp.sh", "#!/bin/sh\n"        # via-file: $1 holds username, password
-                       'u=$(sed -n 1p "$1"); p=$(sed -n 2p "$1")\n'
-                       f'echo "$u" >> {calls}\n'
-                       f'if [ "$u" = alice ] && [ "$p" = otp-482913 ] && [ ! -e {used} ]; then\n'
-                       f"  touch {used}; exit 0\nfi\nexit 1\n")
-    script.chmod(0o755)
+    script, calls, used = lab.one_time_password_script("check-otp", "alice", "otp-482913")
     creds = lab.write("creds.txt", "alice\notp-482913\n")
     srv, cli = run(reneg_sec=4,
                    server_extra=f"script-security 2\nauth-user-pass-verify {script} via-file\nauth-gen-token 0 120\n",

@@ -61,13 +61,7 @@ def test_the_auth_token_renewed_at_each_renegotiation_is_the_one_sent_next(lab):
     # auth-gen-token refuses a token older than twice its renewal time and renews it with a push
     # of the token alone at each renegotiation (renewal 6 s here, the least hand-window 3 allows;
     # by default twice reneg-sec, 2 h). With a one-time password nothing else can log in again.
-    calls, used = lab.tmp / "otp-calls.log", lab.tmp / "otp-used"
-    script = lab.write("check-otp-once.sh", "#!/bin/sh\n"
-                       'u=$(sed -n 1p "$1"); p=$(sed -n 2p "$1")\n'
-                       f'echo "$u" >> {calls}\n'
-                       f'if [ "$u" = alice ] && [ "$p" = otp-482913 ] && [ ! -e {used} ]; then\n'
-                       f"  touch {used}; exit 0\nfi\nexit 1\n")
-    script.chmod(0o755)
+    script, calls, used = lab.one_time_password_script("check-otp-once", "alice", "otp-482913")
     creds = lab.write("otp-creds.txt", "alice\notp-482913\n")
     srv = lab.openvpn(lab.srv, server_config(lab.pki, "udp", None, "tls-crypt", 3, extra=(
         f"script-security 2\nauth-user-pass-verify {script} via-file\nhand-window 3\nauth-gen-token 0 6\n")),

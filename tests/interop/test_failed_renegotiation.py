@@ -146,13 +146,7 @@ def test_openvpn_client_times_out_too_and_its_new_session_carries_the_tunnel(lab
 def test_the_new_tls_session_logs_in_with_the_auth_token(lab, procs):
     """The new TLS session is a new login for OpenVPN's server: with a one-time password, only
     the auth-token the server pushed (auth-gen-token) can get it in."""
-    calls, used = lab.tmp / "otp-reneg-calls.log", lab.tmp / "otp-reneg-used"
-    script = lab.write("otp-reneg.sh", "#!/bin/sh\n"
-                       'u=$(sed -n 1p "$1"); p=$(sed -n 2p "$1")\n'
-                       f'echo "$u" >> {calls}\n'
-                       f'if [ "$u" = alice ] && [ "$p" = otp-1 ] && [ ! -e {used} ]; then\n'
-                       f"  touch {used}; exit 0\nfi\nexit 1\n")
-    script.chmod(0o755)
+    script, calls, used = lab.one_time_password_script("otp-reneg", "alice", "otp-1")
     creds = lab.write("otp-reneg-creds.txt", "alice\notp-1\n")
     srv = lab.openvpn(lab.srv, server_config(lab.pki, "udp", extra=(
         f"reneg-sec 3600\nhand-window 6\nscript-security 2\nauth-user-pass-verify {script} via-file\n"
