@@ -42,8 +42,14 @@ class ControlChannel:
             raise BadPacket("ack for another session")
         self.last_recv = now
         ks = self.keys.get(key_id)
-        if ks is not None and op == Op.CONTROL_SOFT_RESET_V1 and key_id != self.newest_key_id and self.established:
-            ks = None   # key ids wrap 7 → 1: a soft reset for an old (lame-duck) id starts a new negotiation
+        if ks is not None and op == Op.CONTROL_SOFT_RESET_V1 and key_id != self.newest_key_id and self.established \
+                and not ks.negotiating:
+            # Key ids wrap 7 → 1: a soft reset for an old (lame-duck) id starts a new negotiation.
+            # Not for a key still negotiating: when both ends started a renegotiation at once
+            # with different ids (the server's earlier attempt failed, so it was one id ahead),
+            # the peer's answer for our key is not the newest id, and replacing that key state
+            # mid-handshake broke its TLS ("invalid session id") and ended the session.
+            ks = None
         if ks is None:
             if op == Op.CONTROL_SOFT_RESET_V1 and self.established:
                 ks = self._answer_soft_reset(key_id, now)

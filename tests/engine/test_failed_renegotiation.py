@@ -70,10 +70,11 @@ def test_failed_renegotiation_keeps_the_tunnel_on_the_old_key(pki, who):
 
 @pytest.mark.parametrize("who", ["server"])
 def test_a_new_renegotiation_succeeds_later(pki, who):
-    """The server's soft reset lost on the way: its next one succeeds. (When the client's side of
-    a renegotiation fails too, the client starts a new TLS session: the test below.)"""
+    """The server's soft reset lost on the way: its next one succeeds, even when the client's
+    reneg-sec starts one of its own at the same moment (the server one key id ahead: crossing
+    soft resets). When the client's side of a renegotiation fails too, the client starts a new
+    TLS session: the test below."""
     c, s, link, t0 = _fail_one_renegotiation(pki, who, reaches_peer=False)
-    c.cfg.reneg_sec = 0        # only the server's trigger: soft resets crossing are another story
     link.blocked = False
     link.now = max(link.now, 101.0)               # reneg-sec of key 0 passed: both want a new key
     link.run(lambda: c.send_key.key_id not in (0,) and s.send_key.key_id == c.send_key.key_id,
@@ -136,3 +137,23 @@ def test_first_handshake_failing_still_ends_the_session(pki):
     link.run(lambda: c.closed, max_time=20)
     closed = _closed(c)
     assert closed and closed[0].restart and "failed to occur within 10 seconds" in closed[0].reason
+
+
+def test_soft_resets_crossing_with_different_key_ids_both_complete(pki):
+    """Both ends start a renegotiation at once, the server one key id ahead (its previous attempt
+    failed, the client never saw it): each answers the other's, and the answer for our own key
+    is then not the newest id. That key state used to be replaced mid-handshake (the rule for ids
+    wrapping 7 -> 1), its TLS broke ("invalid session id") and the client's session ended."""
+    c, s, _ = make_pair(pki, proto="udp", reneg_sec=100, hand_window=10, tran_window=300)
+    link = Link(c, s)
+    link.run(lambda: up(c, s))
+    s.next_key_id = 2
+    c.renegotiate(link.now)
+    s.renegotiate(link.now)
+    t0 = link.now
+    link.run(lambda: c.closed or s.closed or (c.send_key.key_id != 0 and c.send_key.key_id == s.send_key.key_id
+                                                and not any(k.negotiating for k in (*c.keys.values(), *s.keys.values()))),
+             max_time=t0 + 15)
+    assert not c.closed and not s.closed, [str(e) for e in c.events][-1:]
+    assert c.send_key.key_id == s.send_key.key_id != 0
+    assert _tunnel_works(link, c, s, 3)
