@@ -15,17 +15,20 @@ import hmac
 import secrets
 import struct
 
+from .mac import KeyedMac
+
 SID_LEN = 8
 _pack_slot = struct.Struct("!qI").pack      # (slot, period): jars of two hand-windows never agree
 
 
 class CookieJar:
-    __slots__ = ("_secret", "period")
+    __slots__ = ("_secret", "_mac", "period")
 
     def __init__(self, secret: bytes | None = None, hand_window: int = 60) -> None:
         self._secret = bytes(secret) if secret is not None else secrets.token_bytes(32)
         if len(self._secret) < 16:
             raise ValueError("cookie secret must be at least 16 bytes")
+        self._mac = KeyedMac(self._secret)          # keyed once: a cookie per reset received
         self.period = self.period_for(hand_window)
 
     @staticmethod
@@ -43,7 +46,7 @@ class CookieJar:
         """Our 8-byte session id for this client in the time slot of `now` (+ slot_offset)."""
         addr = repr(client_addr).encode()
         msg = _pack_slot(self._slot(now) + slot_offset, self.period) + struct.pack("!H", len(addr)) + addr + bytes(client_sid)
-        return hmac.digest(self._secret, msg, "sha256")[:SID_LEN]
+        return self._mac.digest(msg)[:SID_LEN]
 
     def valid(self, client_addr: tuple, client_sid: bytes, server_sid: bytes, now: float) -> bool:
         """True if `server_sid` is the cookie of this slot or of one of the two previous ones."""

@@ -28,6 +28,7 @@ from . import ciphers
 from .ciphers import AEAD_TAG_LEN as TAG_LEN
 from .errors import BadPacket
 from .keys import digest_size
+from .mac import KeyedMac
 from .opcodes import DATA_V1_BASE, DATA_V2_BASE, NO_PEER_ID
 from .replay import DEFAULT_SIZE, DEFAULT_TIME_LIMIT, ReplayWindow
 
@@ -85,8 +86,8 @@ class DataKey:
             self.cbc_key_recv = bytes(recv_key[:n])
             self.digest = auth.lower().replace("-", "")
             self.dlen = digest_size(auth)
-            self.hmac_send = bytes(send_hmac[:self.dlen])
-            self.hmac_recv = bytes(recv_hmac[:self.dlen])
+            self.hmac_send = KeyedMac(bytes(send_hmac[:self.dlen]), self.digest)
+            self.hmac_recv = KeyedMac(bytes(recv_hmac[:self.dlen]), self.digest)
         self._overhead = spec.overhead(auth, self.hlen == 4)
 
     # ---------------- send ----------------
@@ -144,7 +145,7 @@ class DataKey:
         plain = padder.update(struct.pack("!I", self.send_pid) + bytes(payload)) + padder.finalize()
         enc = Cipher(algorithms.AES(self.cbc_key_send), modes.CBC(iv)).encryptor()
         ct = enc.update(plain) + enc.finalize()
-        mac = hmac.digest(self.hmac_send, iv + ct, self.digest)
+        mac = self.hmac_send.digest(iv + ct)
         return self.hdr + mac + iv + ct
 
     # ---------------- receive ----------------
@@ -193,7 +194,7 @@ class DataKey:
         ct = bytes(packet[hl + d + 16:])
         if len(ct) % 16:
             raise BadPacket("CBC ciphertext not a block multiple")
-        if not hmac.compare_digest(mac, hmac.digest(self.hmac_recv, iv + ct, self.digest)):
+        if not hmac.compare_digest(mac, self.hmac_recv.digest(iv + ct)):
             raise BadPacket("data packet failed authentication")
         dec = Cipher(algorithms.AES(self.cbc_key_recv), modes.CBC(iv)).decryptor()
         try:

@@ -11,6 +11,7 @@ import functools
 import hashlib
 import re
 from dataclasses import dataclass, field
+from typing import NoReturn
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -22,6 +23,14 @@ from OpenSSL._util import lib as _lib
 from .errors import ConfigError, RemoteProtocolError
 
 _BIO_CHUNK = 65536
+_WANT_READ = _lib.SSL_ERROR_WANT_READ
+_alloc = _ffi.new_allocator(should_clear_after_alloc=False)
+
+
+def _scratch():
+    """A read buffer, not zeroed (OpenSSL writes what is read). One per pump or drain, not
+    shared: endpoints may live on different threads (tests, tools)."""
+    return _alloc("char[]", _BIO_CHUNK)
 _VERSIONS = {"1.0": SSL.TLS1_VERSION, "1.1": SSL.TLS1_1_VERSION, "1.2": SSL.TLS1_2_VERSION,
              "1.3": SSL.TLS1_3_VERSION}
 
@@ -481,9 +490,17 @@ class TlsEndpoint:
             self.conn.set_accept_state()
         else:
             self.conn.set_connect_state()
+        # The hot calls (feed, handshake, read, write, drain) go straight to OpenSSL through the
+        # bindings pyOpenSSL itself uses: its wrappers cost a Python frame, a fresh 64 KB
+        # buffer and, for "nothing more yet", a raised exception per call, ~10% of a client's
+        # CPU per handshake. Errors still go through pyOpenSSL (_raise_ssl_error) for its
+        # messages from OpenSSL's error queue.
+        self._ssl = self.conn._ssl              # noqa: SLF001
+        self._into = self.conn._into_ssl        # noqa: SLF001 - memory BIO: peer -> TLS
+        self._from = self.conn._from_ssl        # noqa: SLF001 - memory BIO: TLS -> peer
         self.handshake_done = False
         self.peer_cert: x509.Certificate | None = None
-        self._chain_x509: list = []                      # the verified chain (OpenSSL's objects)
+        self._chain_x509: list | None = None             # the verified chain (OpenSSL's objects)
         self._chain: list[x509.Certificate] | None = None
         self._fed = False        # records arrived since the last read of application data
 
@@ -491,6 +508,8 @@ class TlsEndpoint:
     def peer_chain(self) -> list[x509.Certificate]:
         """The verified chain above peer_cert, made on first use (a CRL check)."""
         if self._chain is None:
+            if self._chain_x509 is None and self.handshake_done:
+                self._keep_chain()
             if not self._chain_x509:
                 return []
             self._chain = [c for c in (x.to_cryptography() for x in self._chain_x509) if c != self.peer_cert]
@@ -507,78 +526,104 @@ class TlsEndpoint:
             return False
         return False
 
+    def _keep_chain(self) -> None:
+        """The chain OpenSSL verified, built from our `ca` as needed, not the one the peer chose
+        to send: a peer that leaves out its (revoked) sub-CA must not keep it from the CRL check
+        (OpenVPN checks the verified chain). Taken at the end of the handshake only with
+        crl-verify; otherwise at first use (a reload that adds a CRL revoking a sub-CA of
+        connected clients, ops.py): OpenSSL keeps it with the connection, which lives as long as
+        this endpoint."""
+        self._chain_x509 = self.conn.get_verified_chain() or self.conn.get_peer_cert_chain() or []
+
+    def _fail(self, r: int) -> NoReturn:
+        """OpenSSL said no: pyOpenSSL turns its error queue into the exception (and message)."""
+        try:
+            self.conn._raise_ssl_error(self._ssl, r)       # noqa: SLF001
+        except SSL.ZeroReturnError:
+            raise RemoteProtocolError("peer closed the TLS session") from None
+        except SSL.Error as e:
+            raise RemoteProtocolError(f"TLS error: {e}") from None
+        raise RemoteProtocolError(f"TLS error: OpenSSL returned {r} with no error")
+
     def feed(self, data: bytes) -> None:
-        """TLS records from the peer. An empty payload is nothing (pyOpenSSL's bio_write raises on
-        b""); a memory BIO that refuses bytes is the peer's doing: RemoteProtocolError."""
+        """TLS records from the peer. An empty payload is nothing; a memory BIO that refuses
+        bytes is the peer's doing: RemoteProtocolError."""
         if not data:
             return
-        try:
-            self.conn.bio_write(data)
-        except SSL.Error as e:
-            raise RemoteProtocolError(f"TLS input refused: {e}") from None
+        if type(data) is not bytes:
+            data = bytes(data)
+        if _lib.BIO_write(self._into, data, len(data)) != len(data):
+            _lib.ERR_clear_error()
+            raise RemoteProtocolError("TLS input refused")
         self._fed = True
 
     def pump(self) -> tuple[bytes, list[bytes]]:
         """Advance: returns (TLS bytes to send, application messages received). Raises RemoteProtocolError."""
         msgs: list[bytes] = []
-        try:
-            if not self.handshake_done:
-                try:
-                    self.conn.do_handshake()
-                    self.handshake_done = True
-                    peer = self.conn.get_peer_certificate()
-                    self.peer_cert = peer.to_cryptography() if peer is not None else None
-                    # The chain OpenSSL verified, built from our `ca` as needed, not the one the
-                    # peer chose to send: a peer that leaves out its (revoked) sub-CA must not keep
-                    # it from the CRL check (OpenVPN checks the verified chain). Kept even without
-                    # crl-verify (OpenSSL's own objects, the CAs shared with our store): a reload
-                    # may add a CRL that revokes a sub-CA of connected clients (ops.py).
-                    self._chain_x509 = self.conn.get_verified_chain() or self.conn.get_peer_cert_chain() or []
-                    chain = self.peer_chain if self.settings.crl is not None else None
-                    _check_peer(self.settings, self.peer_cert, chain)
-                except SSL.WantReadError:
-                    pass
-            if self.handshake_done and self._fed:
-                # Each read loop ends in WantReadError (pyOpenSSL's "no more"): run it only when
-                # records came in since the last one emptied the input.
-                self._fed = False
-                while True:
-                    try:
-                        d = self.conn.recv(65536)
-                    except SSL.WantReadError:
-                        break
-                    if not d:
-                        break
-                    msgs.append(d)
-        except SSL.ZeroReturnError:
-            raise RemoteProtocolError("peer closed the TLS session") from None
-        except SSL.Error as e:
-            raise RemoteProtocolError(f"TLS error: {e}") from None
+        ssl = self._ssl
+        if not self.handshake_done:
+            r = _lib.SSL_do_handshake(ssl)
+            if r == 1:
+                self.handshake_done = True
+                peer = self.conn.get_peer_certificate()
+                self.peer_cert = peer.to_cryptography() if peer is not None else None
+                chain = None
+                if self.settings.crl is not None:
+                    self._keep_chain()
+                    chain = self.peer_chain
+                _check_peer(self.settings, self.peer_cert, chain)
+            elif _lib.SSL_get_error(ssl, r) != _WANT_READ:
+                self._fail(r)
+        if self.handshake_done and self._fed:
+            # Each read loop ends in "want read" (no more records): run it only when records
+            # came in since the last one emptied the input.
+            self._fed = False
+            buf = _scratch()
+            while True:
+                r = _lib.SSL_read(ssl, buf, _BIO_CHUNK)
+                if r > 0:
+                    msgs.append(_ffi.buffer(buf, r)[:])
+                    continue
+                if _lib.SSL_get_error(ssl, r) == _WANT_READ:
+                    break
+                self._fail(r)
         return self.drain(), msgs
 
     def drain(self) -> bytes:
         """Everything TLS wrote to its memory BIO. A read that returns less than asked emptied
-        the BIO, so there is no second read: pyOpenSSL reports "empty" by raising WantReadError,
-        and those exceptions were a measurable part of a server's handshake CPU."""
-        out = []
-        while True:
-            try:
-                d = self.conn.bio_read(_BIO_CHUNK)
-            except SSL.WantReadError:
+        the BIO, so there is no second read; an empty BIO reads as <= 0."""
+        buf = _scratch()
+        r = _lib.BIO_read(self._from, buf, _BIO_CHUNK)
+        if r <= 0:
+            return b""
+        first = _ffi.buffer(buf, r)[:]
+        if r < _BIO_CHUNK:
+            return first
+        out = [first]
+        while r == _BIO_CHUNK:
+            r = _lib.BIO_read(self._from, buf, _BIO_CHUNK)
+            if r <= 0:
                 break
-            if not d:
-                break
-            out.append(d)
-            if len(d) < _BIO_CHUNK:
-                break
-        return out[0] if len(out) == 1 else b"".join(out)
+            out.append(_ffi.buffer(buf, r)[:])
+        return b"".join(out)
 
     def send_message(self, data: bytes) -> bytes:
-        """Write one application message; returns TLS bytes to send."""
-        try:
-            self.conn.sendall(data)
-        except SSL.Error as e:
-            raise RemoteProtocolError(f"TLS error: {e}") from None
+        """Write one application message; returns TLS bytes to send. pyOpenSSL's contexts allow
+        partial writes (a record at a time), so a long message takes several."""
+        if type(data) is not bytes:
+            data = bytes(data)
+        ssl, n = self._ssl, len(data)
+        r = _lib.SSL_write(ssl, data, n)
+        if r != n:
+            done = 0
+            view = _ffi.from_buffer(data)
+            while True:
+                if r <= 0:
+                    self._fail(r)
+                done += r
+                if done >= n:
+                    break
+                r = _lib.SSL_write(ssl, view + done, n - done)
         return self.drain()
 
     def export_keying_material(self, label: bytes, length: int) -> bytes:

@@ -28,6 +28,7 @@ from typing import Protocol
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from .errors import BadPacket, ConfigError, PacketIdExhausted
+from .mac import KeyedMac
 from .opcodes import EARLY_NEG_START, PID_MAX, WKC_OPS
 from .replay import ReplayWindow
 
@@ -153,11 +154,13 @@ class TlsAuthWrapper(_Counted):
             raise ConfigError(f"key-direction must be 0 or 1, got {key_direction}")
         self.overhead = self.hlen + REPLAY
         self._min = HEADER + self.hlen + REPLAY + 1
+        self._send_mac = KeyedMac(self.send_key, self.digest)
+        self._recv_mac = KeyedMac(self.recv_key, self.digest)
 
     def wrap(self, op_byte: int, own_sid: bytes, body: bytes, now: float) -> bytes:
         rp = self._next_header(now)
         head = bytes((op_byte,)) + own_sid
-        mac = hmac.digest(self.send_key, rp + head + body, self.digest)
+        mac = self._send_mac.digest(rp + head + body)
         return head + mac + rp + body
 
     def unwrap_untrusted(self, packet: bytes, now: float, check_replay: bool = True) -> tuple[int, bytes, bytes]:
@@ -169,7 +172,7 @@ class TlsAuthWrapper(_Counted):
             raise BadPacket("replayed or too old control packet")
         head = packet[:HEADER]
         rest = packet[h:]                      # pid | time | body
-        if not hmac.compare_digest(packet[HEADER:h], hmac.digest(self.recv_key, rest[:REPLAY] + head + rest[REPLAY:], self.digest)):
+        if not hmac.compare_digest(packet[HEADER:h], self._recv_mac.digest(rest[:REPLAY] + head + rest[REPLAY:])):
             raise BadPacket("control packet failed HMAC authentication")
         if check_replay:
             self._replay_record(pid, t)
@@ -201,16 +204,24 @@ class TlsCryptWrapper(_Counted):
         # at first use: the server's one-packet wrappers (a stateless reset answer, a
         # tls-crypt-v2 client's first packet) pay for one context, as before, not two. A client
         # makes both now, before its first packet: the first AES context of a process costs
-        # ~0.1-0.3 ms (library set-up), which would otherwise fall on the server's reset.
+        # ~0.1-0.3 ms (library set-up), which would otherwise fall on the server's reset. The
+        # keyed HMACs (mac.py) likewise.
         self._enc = None
         self._dec = None
+        self._send_mac: KeyedMac | None = None
+        self._recv_mac: KeyedMac | None = None
         if not is_server:
+            self._send_mac = KeyedMac(self.send_ka)
+            self._recv_mac = KeyedMac(self.recv_ka)
             self._enc = Cipher(algorithms.AES(self.send_ke), modes.CTR(bytes(16))).encryptor()
             self._dec = Cipher(algorithms.AES(self.recv_ke), modes.CTR(bytes(16))).decryptor()
 
     def wrap(self, op_byte: int, own_sid: bytes, body: bytes, now: float) -> bytes:
         ad = bytes((op_byte,)) + own_sid + self._next_header(now)
-        tag = hmac.digest(self.send_ka, ad + body, "sha256")
+        mac = self._send_mac
+        if mac is None:
+            mac = self._send_mac = KeyedMac(self.send_ka)
+        tag = mac.digest(ad + body)
         enc = self._enc
         if enc is None:
             enc = self._enc = Cipher(algorithms.AES(self.send_ke), modes.CTR(tag[:16])).encryptor()
@@ -232,7 +243,10 @@ class TlsCryptWrapper(_Counted):
         else:
             dec.reset_nonce(tag[:16])
         body = dec.update(packet[ct_off:])
-        if not hmac.compare_digest(tag, hmac.digest(self.recv_ka, packet[:HEADER + REPLAY] + body, "sha256")):
+        mac = self._recv_mac
+        if mac is None:
+            mac = self._recv_mac = KeyedMac(self.recv_ka)
+        if not hmac.compare_digest(tag, mac.digest(packet[:HEADER + REPLAY] + body)):
             raise BadPacket("control packet failed tls-crypt authentication")
         if check_replay:
             self._replay_record(pid, t)

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
+import pytest
+
 from appliance.bench import _cert, _pems
+from appliance.openvpn.errors import RemoteProtocolError
 from appliance.openvpn.tls import TlsEndpoint, TlsSettings, build_context
 from cryptography.hazmat.primitives import serialization
 
@@ -57,3 +60,40 @@ def test_output_larger_than_one_bio_read_is_drained_whole():
     assert len(wire) > 65536
     s.feed(wire)
     assert b"".join(s.pump()[1]) == big
+
+
+def test_garbage_from_the_peer_is_a_protocol_error_with_openssls_reason():
+    """The pump calls OpenSSL through the bindings; a failure still carries OpenSSL's reason
+    (through pyOpenSSL's error queue reading), and the endpoint raises nothing else."""
+    _c, s = _pair()
+    s.feed(b"\x16\x03\x01\x00\x05hello" + bytes(64))
+    with pytest.raises(RemoteProtocolError, match=r"TLS error: .*SSL routines.*unexpected message"):
+        s.pump()
+
+
+def test_peer_closing_the_tls_session_is_reported_as_such():
+    c, s = _pair()
+    _handshake(c, s)
+    c.conn.shutdown()
+    s.feed(c.drain())
+    with pytest.raises(RemoteProtocolError, match="peer closed the TLS session"):
+        s.pump()
+
+
+def test_a_message_written_with_partial_writes_and_from_a_memoryview_arrives_whole():
+    c, s = _pair()
+    _handshake(c, s)
+    big = memoryview(bytes(range(256)) * 200)          # 51 KiB: several records, partial writes
+    s.feed(c.send_message(big))
+    assert b"".join(s.pump()[1]) == bytes(big)
+
+
+def test_the_verified_chain_is_there_when_first_asked_for_after_the_handshake():
+    """Without crl-verify the chain is not taken at the handshake; a reload that adds a CRL asks
+    for it later (peer_chain), and gets the CA that signed the peer, from our store."""
+    c, s = _pair()
+    _handshake(c, s)
+    assert s._chain_x509 is None                       # not taken at the handshake
+    chain = s.peer_chain
+    assert [x.subject.rfc4514_string() for x in chain] == ["CN=tls CA"]
+    assert c.peer_chain[0].subject == chain[0].subject
