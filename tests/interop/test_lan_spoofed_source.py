@@ -115,3 +115,20 @@ def test_a_network_declared_behind_the_lan_passes_and_an_undeclared_one_is_still
     assert app.alive(), app.log()[-3000:]
     app.stop(10)
     assert lab.app.run("ip -4 route show 198.18.60.0/24").stdout.strip() == "", "the route must go on exit"
+
+
+def test_a_declared_network_routed_elsewhere_already_stops_the_start(lab):
+    """A route to a `[lan] routes` network out of the WAN (there before us) would send the
+    answers to sources the kill switch now takes from the LAN out of the WAN: the start fails
+    (status 1, the network named) and nothing is left installed."""
+    lab.app.run(f"ip link set {lab.wan_if} up && ip route add 198.18.62.0/24 dev {lab.wan_if}")
+    try:
+        toml = lab.appliance_toml(client_profile(lab.pki), nat=False,
+                                  lan_extra=f'routes = ["198.18.62.0/24 via {LAN_HOST}"]\n')
+        app = lab.appliance(toml, wait=0)
+        assert app.wait_for(r"198\.18\.62\.0/24 is routed elsewhere already", 30), app.log()[-3000:]
+        app.p.wait(30)                       # it exits by itself (bounded: 30 s)
+        assert app.stop() == 1
+        assert "vpnappliance" not in lab.app.run("nft list tables").stdout
+    finally:
+        lab.app.run(f"ip route del 198.18.62.0/24 dev {lab.wan_if}", check=False)
