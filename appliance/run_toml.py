@@ -82,6 +82,7 @@ def install_rules(cfg: ApplianceConfig, wan_if: str, lan_if: str | None, endpoin
         a6 = lan_address6(cfg.lan, lan_if)
         if a6 is not None:
             lan_nets.append(str(a6.network))
+        lan_nets += [str(r.network) for r in cfg.lan.routes or ()]     # behind a LAN router, routed there
     text = killswitch.render_router(wan_if, cfg.tun_name, lan_if, cfg.lan.nat if cfg.lan else False,
                                     cfg.vpn.role, endpoints, listen, wan_ipv6, lan_nets)
     killswitch.apply_ruleset(text)

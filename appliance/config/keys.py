@@ -18,6 +18,7 @@ import sys
 from .table import (BOOL, FILE, HOSTNAME, IFNAME, IPV4, IPV4_INTERFACE, IPV6, IPV6_INTERFACE, MAC, TEXT, Got,
                     Key, Section, enum, list_of, update_readme)
 from .table import ADDRESSES_BY_MAC, integer  # the DHCP server's keys; [appliance] status_interval
+from .table import LAN_ROUTE  # [lan] routes
 
 LOG_LEVELS = ("error", "warning", "info", "debug")
 ROLES = ("client", "server")
@@ -181,6 +182,36 @@ def dns_forwarder_in_client_role(s: Got) -> None:
         s.err("dns_forwarder", "the DNS forwarder serves a client's LAN; the server role has none (remove the key)")
 
 
+def routes_fit(s: Got) -> None:
+    """Networks behind the LAN: none inside the LAN's or the WAN's own networks (those are not
+    routed through a LAN router), no two overlapping; IPv6 only with IPv6 on the LAN; a gateway a
+    host of the LAN's network other than us (IPv6: in `address6`'s prefix, or link-local)."""
+    routes = s["routes"] or ()
+    iface, a6 = s["address"], s["address6"]
+    wan = s.other("wan")
+    own = [(n, why) for n, why in ((iface and iface.network, "the LAN network"), (a6 and a6.network, "the LAN prefix"),
+                                   (wan["address"] and wan["address"].network, "the WAN network"),
+                                   (wan["address6"] and wan["address6"].network, "the WAN prefix")) if n]
+    for i, r in enumerate(routes):
+        for n, why in own:
+            if n.version == r.network.version and n.overlaps(r.network):
+                s.err("routes", f"{r.network} overlaps {why} {n}")
+        for other in routes[:i]:
+            if other.network.version == r.network.version and other.network.overlaps(r.network):
+                s.err("routes", f"{r.network} overlaps {other.network}, given before")
+        if r.network.version == 6 and not s["ipv6"]:
+            s.err("routes", f"{r.network}: IPv6 with `ipv6 = false`")
+        g = r.gateway
+        if g is None:
+            continue
+        if g.version == 4 and iface is not None:
+            net = iface.network
+            if g not in net or g == iface.ip or (net.prefixlen < 31 and g in (net.network_address, net.broadcast_address)):
+                s.err("routes", f"{r}: the gateway must be a host of the LAN network {net} other than {iface.ip}")
+        elif g.version == 6 and not g.is_link_local and (a6 is None or g not in a6.network or g == a6.ip):
+            s.err("routes", f"{r}: the gateway must be link-local (fe80::) or a host of the LAN's `address6` prefix")
+
+
 LAN = Section("lan", "Lan", "router mode", absent="none", keys=(
     *_nic_keys("eth1", " Must be a different NIC from the WAN."),
     Key("address", IPV4_INTERFACE, "the appliance's address on the LAN", required=True,
@@ -215,7 +246,17 @@ LAN = Section("lan", "Lan", "router mode", absent="none", keys=(
         doc="Client role: `true` answers DNS (UDP and TCP port 53) on the LAN address by forwarding to the DNS "
             "servers the VPN server pushed, through the tunnel only; SERVFAIL while the tunnel is down. "
             "The server role refuses `true`. See \"LAN services: DNS\"."),
-), rules=(one_nic, apart_from_wan, dns_forwarder_in_client_role, dhcp_fits, ipv6_lan),
+    Key("routes", list_of(LAN_ROUTE, "networks", "strings like \"198.18.60.0/24 via 198.18.50.254\""),
+        "networks behind a router on the LAN (or on its link): taken as sources, routed there",
+        default=(), example='["198.18.60.0/24 via 198.18.50.254"]',
+        doc="Networks reached through the LAN besides its own, `[\"198.18.60.0/24 via 198.18.50.254\"]` (a "
+            "router on the LAN) or `[\"198.18.61.0/24\"]` (on the LAN's link itself); IPv4 or IPv6 (gateway: "
+            "in `address6`'s prefix or `fe80::`). Packets from the LAN NIC with these sources are taken (all "
+            "others not of the LAN are dropped, see the kill switch), and the appliance routes them there "
+            "(the route is added and removed on exit; an existing route elsewhere fails the start). Not inside "
+            "the LAN's or WAN's networks, no two overlapping, not `/0`. With `nat = false` the VPN server must "
+            "also `iroute` them."),
+), rules=(one_nic, apart_from_wan, dns_forwarder_in_client_role, dhcp_fits, ipv6_lan, routes_fit),
     doc="The routed side (router mode): its hosts reach the tunnel, never the WAN.")
 
 

@@ -175,6 +175,49 @@ def _addresses_by_mac(v: dict, got: Got) -> tuple:
     return tuple(out)
 
 
+@dataclass(frozen=True)
+class LanRoute:
+    """A network reached through the LAN: via `gateway` (a router on the LAN), or on the LAN's
+    link itself when `gateway` is None."""
+    network: ipaddress.IPv4Network | ipaddress.IPv6Network
+    gateway: ipaddress.IPv4Address | ipaddress.IPv6Address | None = None
+
+    def __str__(self) -> str:
+        return f"{self.network} via {self.gateway}" if self.gateway is not None else str(self.network)
+
+
+_NOT_ROUTED = tuple((ipaddress.ip_network(n), what) for n, what in (
+    ("0.0.0.0/8", "this network"), ("127.0.0.0/8", "loopback"), ("169.254.0.0/16", "link-local"),
+    ("224.0.0.0/4", "multicast"), ("240.0.0.0/4", "reserved, broadcast"),
+    ("::/127", "unspecified, loopback"), ("fe80::/10", "link-local"), ("ff00::/8", "multicast")))
+
+
+def _lan_route(v: str, got: Got) -> LanRoute:
+    """`"NET"` or `"NET via GW"` (as `ip route` writes it): the network strict (no host bits), not
+    the whole address space, not multicast or loopback; the gateway of the network's family."""
+    parts = v.split()
+    if len(parts) not in (1, 3) or (len(parts) == 3 and parts[1] != "via"):
+        raise Invalid(f"{v!r} is not \"NETWORK/LEN\" or \"NETWORK/LEN via GATEWAY\"")
+    if "/" not in parts[0]:
+        raise Invalid(f"{parts[0]!r} needs a prefix length, like \"198.18.60.0/24\"")
+    try:
+        net = ipaddress.ip_network(parts[0])
+    except ValueError as e:
+        raise Invalid(f"not a network: {parts[0]!r} ({e})") from None
+    if net.prefixlen == 0:
+        raise Invalid(f"{net} is every address: a forged source could not be told from a real one")
+    for special, what in _NOT_ROUTED:
+        if special.version == net.version and special.overlaps(net):
+            raise Invalid(f"{net} overlaps {special} ({what}), which no host behind a router has")
+    gw = None
+    if len(parts) == 3:
+        gw = (_ipv4 if net.version == 4 else _ipv6)(parts[2], got)
+    return LanRoute(net, gw)
+
+
+LAN_ROUTE = Kind("string", str, LanRoute, convert=_lan_route)
+
+
 ADDRESSES_BY_MAC = Kind("table of MAC = IPv4 address", dict, tuple[tuple[str, ipaddress.IPv4Address], ...],
                         "a table of MAC = address{like}", convert=_addresses_by_mac,
                         show=lambda v: ", ".join(f"{m}={a}" for m, a in v) if v else "-")

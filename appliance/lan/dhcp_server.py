@@ -135,8 +135,9 @@ class DhcpServer:
         self._fixed = self._search_option = None
 
     # ---------------------------------------------------------------- entry point
-    def handle(self, data: bytes, now: float) -> list[Reply]:
-        """One datagram from the LAN: the replies to send (none for most drops). Never raises for
+    def handle(self, data: bytes, now: float, source: IPv4Address | None = None) -> list[Reply]:
+        """One datagram from the LAN (`source`: its IP source address, when the caller knows it):
+        the replies to send (none for most drops). Never raises for
         any input (dhcp_codec.BadRequest is the only failure it expects, and it is counted).
         Beyond RATE messages a second (BURST at once) the rest are dropped unread: a LAN flood
         costs the pump the tunnel shares at most that much work (a real LAN needs a few a second)."""
@@ -161,7 +162,7 @@ class DhcpServer:
         elif req.kind == c.RELEASE:
             r = self._release(req)
         else:
-            r = self._inform(req)
+            r = self._inform(req, source)
         if r is not None:
             name = c.TYPE_NAMES[r.kind]
             self.sent[name] = self.sent.get(name, 0) + 1
@@ -236,11 +237,25 @@ class DhcpServer:
         self._remove(lease)
         return None
 
-    def _inform(self, req: c.Request) -> Reply | None:
-        if req.ciaddr not in self.net or req.ciaddr == self.server:
-            self._drop("inform from outside the LAN")
+    def _inform(self, req: c.Request, source: IPv4Address | None) -> Reply | None:
+        """RFC 2131 4.3.5: the ACK goes unicast to ciaddr, which the client sets itself. So
+        ciaddr must be a LAN host other than us, and the address the INFORM came from: a forged
+        ciaddr (the LAN's broadcast or network address, 0.0.0.0, multicast, off-LAN, another
+        host) would otherwise have us send to every LAN host, out of the LAN, or to a victim."""
+        if not self._lan_host(req.ciaddr):
+            self._drop("inform ciaddr not a LAN host")
+            return None
+        if source is not None and source != req.ciaddr:
+            self._drop("inform ciaddr not its source")
             return None
         return self._reply(req, c.ACK, None, lease=False)
+
+    def _lan_host(self, a: IPv4Address) -> bool:
+        """`a` may be a unicast destination on the LAN: inside the LAN network, not its network or
+        broadcast address (a /31 or /32 has neither), not ours, not 0.0.0.0 or multicast."""
+        if a not in self.net or a == self.server or a.is_unspecified or a.is_multicast:
+            return False
+        return self.net.prefixlen >= 31 or a not in (self.net.network_address, self.net.broadcast_address)
 
     # ---------------------------------------------------------------- replies
     def _lease_time(self) -> int:
@@ -261,7 +276,7 @@ class DhcpServer:
         data = c.encode_reply(req, kind, yiaddr, self.server, opts, req.max_size)
         # RFC 2131 4.1: to ciaddr when the client has an address (renewal, INFORM); otherwise
         # broadcast (see DhcpService for why not a unicast to yiaddr).
-        dest = str(req.ciaddr) if req.ciaddr != IPv4Address(0) and req.ciaddr in self.net else BROADCAST
+        dest = str(req.ciaddr) if self._lan_host(req.ciaddr) else BROADCAST
         return Reply(data, dest, kind)
 
     def _fixed_options(self) -> list[bytes]:
@@ -446,13 +461,13 @@ class DhcpService:
         now = pump.clock()
         for _ in range(self.BATCH):
             try:
-                data, _src = s.recvfrom(c.MAX_LEN + 1)
+                data, src = s.recvfrom(c.MAX_LEN + 1)
             except (BlockingIOError, InterruptedError):
                 break
             except OSError:
                 self.server._drop("receive error")
                 break
-            for r in self.server.handle(data, now):
+            for r in self.server.handle(data, now, IPv4Address(src[0])):
                 try:
                     s.sendto(r.data, (r.dest, CLIENT_PORT))
                 except OSError:

@@ -25,6 +25,10 @@ The rules:
   after `max_attempts` the client gets SERVFAIL.
 - a truncated (TC) answer is passed through to a UDP client (which retries over TCP, RFC 1035
   4.2.1) and retried upstream over TCP for a TCP client.
+- an answer larger than a UDP client takes (512 bytes, or the UDP size its query's EDNS record
+  gives, at least 512) reaches it as header + question with TC set, as a resolver answers: a
+  server that ignores the client's limit (or a hostile one) must not hand the LAN client a
+  datagram it may cut, drop or misread; the client asks again over TCP, which we serve.
 - the tunnel going down (or the servers changing) ends every outstanding query with SERVFAIL.
 """
 from __future__ import annotations
@@ -89,6 +93,7 @@ class Pending:
     server: Server = ("", 0)
     tcp: bool = False
     started: float = 0.0            # when the client's query came in
+    udp_limit: int = w.UDP_MIN       # the largest answer a UDP client takes (EDNS, >= 512)
 
 
 def _random_id() -> int:
@@ -155,7 +160,8 @@ class ForwarderCore:
         token = next(self._tokens)
         first = self._rr % len(self.servers)
         self._rr += 1
-        p = Pending(client, source, msg.id, tcp, msg.question, bytes(data), first, started=now)
+        p = Pending(client, source, msg.id, tcp, msg.question, bytes(data), first, started=now,
+                    udp_limit=w.UDP_MIN if tcp else w.udp_limit_untrusted(data, msg))
         self.pending[token] = p
         self.per_source[source] = self.per_source.get(source, 0) + 1
         self.count("forwarded")
@@ -193,6 +199,10 @@ class ForwarderCore:
             self.count("truncated answer retried over TCP")
             return [self._attempt(token, p, now, tcp=True, same_server=True)]
         self._release(token)
+        if not p.client_tcp and len(data) > p.udp_limit:
+            self.count("answer over the UDP client's size sent truncated")
+            query = w.parse_untrusted(p.query)      # parsed once already: cannot fail
+            return [Reply(p.client, w.truncated(p.query, query, msg.flags)), Done(token)]
         self.count("answered")
         return [Reply(p.client, w.with_id(data, p.client_id)), Done(token)]
 

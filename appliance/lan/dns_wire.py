@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 HEADER = 12
 MAX_NAME = 255                  # RFC 1035 3.1: a name's wire form is at most 255 octets
+UDP_MIN = 512                   # RFC 1035 4.2.1: what every client takes over UDP (the most without EDNS)
+T_OPT = 41                      # RFC 6891: the EDNS pseudo-record; its CLASS is the sender's UDP size
 
 QR = 0x8000
 OPCODE_MASK = 0x7800
@@ -90,6 +92,44 @@ def parse_untrusted(data: bytes) -> Message:
         raise BadDns("question truncated")
     qtype, qclass = struct.unpack_from("!HH", data, pos)
     return Message(mid, flags, Question(name, qtype, qclass), pos + 4)
+
+
+def udp_limit_untrusted(data: bytes, msg: Message) -> int:
+    """The largest UDP answer the sender of query `data` takes: the UDP payload size of its EDNS
+    OPT record (RFC 6891 6.2.3, floored at 512 as 6.2.5 asks), else 512. Anything that does not
+    parse counts as no EDNS (512: the safe side). The walk is bounded: each record moves forward
+    by at least 11 bytes and names are skipped within the message."""
+    if len(data) < HEADER:
+        return UDP_MIN
+    an, ns, ar = struct.unpack_from("!HHH", data, 6)
+    pos, end = msg.question_end, len(data)
+    for i in range(an + ns + ar):
+        while True:                              # the owner name: labels, ended by 0 or a pointer
+            if pos >= end:
+                return UDP_MIN
+            ln = data[pos]
+            if ln & 0xC0 == 0xC0:
+                pos += 2
+                break
+            if ln & 0xC0:
+                return UDP_MIN
+            pos += 1 + ln
+            if ln == 0:
+                break
+        if pos + 10 > end:
+            return UDP_MIN
+        rtype, rclass = struct.unpack_from("!HH", data, pos)
+        if rtype == T_OPT and i >= an + ns:
+            return max(UDP_MIN, rclass)
+        pos += 10 + struct.unpack_from("!H", data, pos + 8)[0]
+    return UDP_MIN
+
+
+def truncated(query: bytes, msg: Message, answer_flags: int) -> bytes:
+    """What a UDP client gets instead of an answer over its size limit: the header (the query's ID,
+    the answer's flags and RCODE) with TC set, and the question -- no records, so the client asks
+    again over TCP (RFC 1035 4.2.1, RFC 2181 9)."""
+    return struct.pack("!HHHHHH", msg.id, answer_flags | TC, 1, 0, 0, 0) + query[HEADER:msg.question_end]
 
 
 def query_id_untrusted(data: bytes) -> int | None:

@@ -23,7 +23,9 @@ echo's payload verbatim: a channel around the kill switch while the tunnel is do
 destination the tunnel does not carry). So a `prerouting` chain at raw priority (before conntrack,
 so nothing is tracked for them) drops every packet from the LAN NIC whose source is not of the
 LAN: its networks, plus 0.0.0.0 (a DHCP client without an address), `::` (duplicate address
-detection) and link-local IPv6. A fixed list rather than the kernel's rp_filter or nft `fib`:
+detection) and link-local IPv6, plus the networks `[lan] routes` names as reached through the LAN
+(behind a router there: with `nat = false` their hosts keep their own addresses, and even with NAT
+their packets arrive with them). A fixed list rather than the kernel's rp_filter or nft `fib`:
 rp_filter has no IPv6, and the appliance kernel has no nft fib.
 """
 from __future__ import annotations
@@ -65,10 +67,12 @@ LAN_UNADDRESSED6 = ("::", "fe80::/10")
 
 def _lan_sources(lan: str, lan_nets: Sequence[str]) -> list[str]:
     """The prerouting rules that drop packets from the LAN NIC with a source not of the LAN."""
-    nets = [ipaddress.ip_network(n, strict=False) for n in lan_nets]
+    nets = [ipaddress.ip_network(n, strict=False) for n in (*LAN_UNADDRESSED4, *LAN_UNADDRESSED6, *lan_nets)]
     out = []
-    for fam, extra in (("ip", LAN_UNADDRESSED4), ("ip6", LAN_UNADDRESSED6)):
-        allowed = list(extra) + [str(n) for n in nets if n.version == (4 if fam == "ip" else 6)]
+    for fam, version in (("ip", 4), ("ip6", 6)):
+        # collapsed: an nft set refuses overlapping intervals (a `[lan] routes` fd00::/8 around a derived ULA)
+        allowed = [str(n.network_address) if n.prefixlen == n.max_prefixlen else str(n)
+                   for n in ipaddress.collapse_addresses(n for n in nets if n.version == version)]
         out.append(f"\t\tiifname {nft_string(lan)} {fam} saddr != {{ {', '.join(allowed)} }} counter drop"
                    ' comment "source not of the LAN"')
     return out

@@ -134,7 +134,26 @@ def configure_nic(nic: Wan | Lan, undo: Undo) -> str:
             # No DAD for the router's own LAN address: the DNS forwarder binds it at once (a tentative
             # address cannot be bound), and an unplugged LAN would keep it tentative indefinitely.
             configure_static(ifname, a6, undo, nodad=True)
+        add_lan_routes(nic, ifname, undo)
     return ifname
+
+
+def add_lan_routes(lan: Lan, ifname: str, undo: Undo) -> None:
+    """`[lan] routes`: each network via its LAN router (or on the LAN's link). The kill switch takes
+    these sources from the LAN NIC, so their return traffic must go back there: a route that
+    exists already is kept only if it leads out of the LAN NIC; one leading elsewhere (the WAN, the
+    tunnel) would send the answers there, and stops the start instead."""
+    rs = RouteSet()
+    undo.push("LAN routes", rs.remove_all)
+    for r in lan.routes or ():
+        net = r.network
+        if rs.add(str(net.network_address), net.prefixlen, dev=ifname,
+                  gateway=str(r.gateway) if r.gateway is not None else None):
+            log.info("route %s out of %s (LAN)", r, ifname)
+        elif not RouteSet.goes_via(str(net.network_address), ifname):
+            raise RuntimeError(f"[lan] routes: {net} is routed elsewhere already, not out of the LAN NIC {ifname}")
+        else:
+            log.info("route %s: one out of %s exists already; kept", r, ifname)
 
 
 # ------------------------------------------------------------------ IPv6

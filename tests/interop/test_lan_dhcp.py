@@ -170,6 +170,53 @@ def test_a_static_lease_is_honoured(lab):
     assert got["ip"] == STATIC_IP and got["router"] == LAN_APP, got
 
 
+INFORM = r"""
+import socket, struct, sys, time
+server, me, other, bcast, net = sys.argv[1:6]
+mac = bytes.fromhex(sys.argv[6].replace(":", ""))
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", 68))                 # unicast to us and broadcasts on the LAN alike
+s.settimeout(1.0)
+def inform(xid, ciaddr):
+    hdr = struct.pack("!BBBBIHH4s4s4s4s16s", 1, 1, 6, 0, xid, 0, 0, socket.inet_aton(ciaddr), bytes(4), bytes(4),
+                      bytes(4), mac.ljust(16, bytes(1)))
+    return hdr + bytes(192) + bytes((99, 130, 83, 99)) + bytes((53, 1, 8, 55, 3, 1, 3, 6, 255))
+# forged ciaddr: the LAN's broadcast and network address, another host's; then our own (xid 4)
+for xid, ciaddr in ((1, bcast), (2, net), (3, other), (4, me)):
+    s.sendto(inform(xid, ciaddr), (server, 67))
+got = []
+end = time.monotonic() + 15
+while time.monotonic() < end and 4 not in got:
+    try:
+        data = s.recv(2048)
+    except socket.timeout:
+        continue
+    if len(data) >= 240 and data[0] == 2:
+        got.append(struct.unpack_from("!I", data, 4)[0])
+print(" ".join(map(str, got)))
+"""
+
+
+def test_inform_is_answered_only_to_its_own_address_never_to_a_forged_one(lab):
+    """RFC 2131: the ACK to a DHCPINFORM goes unicast to ciaddr. A LAN host naming the LAN's
+    broadcast address there would have every LAN host get the appliance's ACK (itself included,
+    which is how it is seen here: the host listens on port 68 for broadcasts too); the network
+    address or another host's are refused as well. Its own INFORM is answered."""
+    ns = lab._ns("i")
+    ifname, me, other = "minf", "198.18.50.60", "198.18.50.61"
+    lab.lan.run(f"ip link add link {lab.lan_host_if} name {ifname} address 52:54:00:18:50:60 type macvlan mode bridge"
+                f" && ip link set {ifname} netns {ns.name}")
+    ns.run(f"ip addr add {me}/24 brd + dev {ifname} && ip link set {ifname} up")
+    script = lab.write("dhcp-inform.py", INFORM)
+    r = ns.run(f"{sys.executable} {script} {LAN_APP} {me} {other} 198.18.50.255 198.18.50.0 52:54:00:18:50:60",
+               check=False, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["4"], f"ACKs received (by xid; 4 is our own INFORM): {r.stdout!r}"
+    assert lab.app_proc.wait_for(r"DHCP server drops: .*inform ciaddr not a LAN host=2.*inform ciaddr not its source=1",
+                                 40), lab.app_proc.log()[-3000:]
+
+
 FLOOD = r"""
 import random, socket, struct, sys
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)

@@ -41,13 +41,13 @@ def send_forged() -> None:
     send(pkts, count=3, inter=0.05, verbose=False)
 
 
-def wan_packets_from_the_appliance(pcap) -> list[str]:
+def wan_packets_from_the_appliance(pcap, to: tuple[str, ...] = (FORGED, FORGED6)) -> list[str]:
     """Packets on the WAN addressed to a forged source (any reply the appliance made for them)."""
     from scapy.all import IP, IPv6, rdpcap
     out = []
     for i, pkt in enumerate(rdpcap(str(pcap))):
         for layer in (IP, IPv6):
-            if layer in pkt and pkt[layer].dst in (FORGED, FORGED6):
+            if layer in pkt and pkt[layer].dst in to:
                 out.append(f"#{i} {pkt.summary()}")
     return out
 
@@ -87,3 +87,48 @@ def test_forged_sources_from_the_lan_get_nothing_out_of_the_wan(lab):
     app.stop(10)
     m = re.search(r"kill switch drops \(packets\):.*source not of the LAN: (\d+)", app.log())
     assert m and int(m.group(1)) >= 18, app.log()[-3000:]
+
+
+BEHIND_LAN, UNLISTED = "198.18.60.1", "198.18.61.1"    # a network behind a LAN router; one nobody declared
+
+
+def test_a_network_declared_behind_the_lan_passes_and_an_undeclared_one_is_still_dropped(lab):
+    """`[lan] routes`: the LAN host doubles as a router for 198.18.60.0/24 (an address of it on its
+    lo). Packets from there reach the appliance and its answers go back through that router (the
+    route the key installs); 198.18.61.1, not declared, is still dropped and nothing of it leaves
+    the WAN. The route goes again on exit."""
+    lab.lan.run(f"ip addr add {BEHIND_LAN}/32 dev lo && ip addr add {UNLISTED}/32 dev lo")
+    toml = lab.appliance_toml(client_profile(lab.pki), nat=False,
+                              lan_extra=f'routes = ["198.18.60.0/24 via {LAN_HOST}"]\n')
+    app = lab.appliance(toml, pattern="kill switch installed")
+    assert lab.app.run("ip -4 route show 198.18.60.0/24").stdout.split()[:3] == ["198.18.60.0/24", "via", LAN_HOST]
+    cap = lab.capture("behind")
+    ok = lab.lan.run(f"ping -c 2 -W 3 -I {BEHIND_LAN} {LAN_APP}", check=False)
+    dropped = lab.lan.run(f"ping -c 3 -W 2 -I {UNLISTED} {LAN_APP}", check=False)
+    pcap = lab.stop_capture(cap)
+    assert ok.returncode == 0, f"the network behind the LAN router gets no answer:\n{ok.stdout}"
+    assert dropped.returncode != 0 and " 0 received" in dropped.stdout, dropped.stdout
+    assert lab.wan_leaks(pcap) == [] and wan_packets_from_the_appliance(pcap, (UNLISTED, BEHIND_LAN)) == []
+    listed = lab.app.run("nft list chain inet vpnappliance prerouting").stdout
+    m = re.search(r"ip saddr != \{ ([^}]*) \} counter packets (\d+)", listed)
+    assert m and "198.18.60.0/24" in m.group(1) and int(m.group(2)) >= 3, listed
+    assert app.alive(), app.log()[-3000:]
+    app.stop(10)
+    assert lab.app.run("ip -4 route show 198.18.60.0/24").stdout.strip() == "", "the route must go on exit"
+
+
+def test_a_declared_network_routed_elsewhere_already_stops_the_start(lab):
+    """A route to a `[lan] routes` network out of the WAN (there before us) would send the
+    answers to sources the kill switch now takes from the LAN out of the WAN: the start fails
+    (status 1, the network named) and nothing is left installed."""
+    lab.app.run(f"ip link set {lab.wan_if} up && ip route add 198.18.62.0/24 dev {lab.wan_if}")
+    try:
+        toml = lab.appliance_toml(client_profile(lab.pki), nat=False,
+                                  lan_extra=f'routes = ["198.18.62.0/24 via {LAN_HOST}"]\n')
+        app = lab.appliance(toml, wait=0)
+        assert app.wait_for(r"198\.18\.62\.0/24 is routed elsewhere already", 30), app.log()[-3000:]
+        app.p.wait(30)                       # it exits by itself (bounded: 30 s)
+        assert app.stop() == 1
+        assert "vpnappliance" not in lab.app.run("nft list tables").stdout
+    finally:
+        lab.app.run(f"ip route del 198.18.62.0/24 dev {lab.wan_if}", check=False)

@@ -184,6 +184,38 @@ def test_inform_is_answered_without_a_lease():
     assert one(s, msg(c.INFORM, mac(9), ciaddr="0.0.0.0")) is None
 
 
+@pytest.mark.parametrize("ciaddr", ["198.18.50.255", "198.18.50.0", "0.0.0.0", "224.0.0.1", "255.255.255.255",
+                                    "198.18.51.7", "198.18.50.1"])
+def test_inform_with_a_forged_ciaddr_is_dropped_and_counted(ciaddr):
+    """The ACK to an INFORM goes to ciaddr, which the client writes: the LAN's broadcast or network
+    address, multicast, off-LAN or our own address must not become a destination."""
+    s = server()
+    assert s.handle(msg(c.INFORM, mac(9), ciaddr=ciaddr), 100.0, IPv4Address("198.18.50.7")) == []
+    assert s.handle(msg(c.INFORM, mac(9), ciaddr=ciaddr), 100.0) == []
+    assert s.drops == {"inform ciaddr not a LAN host": 2} and s.sent == {}
+
+
+def test_inform_is_answered_only_to_the_address_it_came_from():
+    s = server()
+    got = s.handle(msg(c.INFORM, mac(9), ciaddr="198.18.50.8"), 100.0, IPv4Address("198.18.50.7"))
+    assert got == [] and s.drops == {"inform ciaddr not its source": 1}
+    got = one_from(s, msg(c.INFORM, mac(9), ciaddr="198.18.50.7"), "198.18.50.7")
+    assert got.kind == c.ACK and got.dest == "198.18.50.7"
+
+
+def test_inform_on_a_point_to_point_lan_answers_both_addresses():
+    """A /31 has no network or broadcast address (RFC 3021): the peer's address is a host."""
+    s = DhcpServer(IPv4Interface("198.18.50.0/31"), IPv4Address("198.18.50.1"), IPv4Address("198.18.50.1"), 3600)
+    got = one_from(s, msg(c.INFORM, mac(9), ciaddr="198.18.50.1"), "198.18.50.1")
+    assert got.kind == c.ACK and got.dest == "198.18.50.1"
+
+
+def one_from(s: DhcpServer, data: bytes, source: str) -> Got:
+    out = s.handle(data, 100.0, IPv4Address(source))
+    assert len(out) == 1
+    return Got(out[0])
+
+
 # ------------------------------------------------------------------ allocation
 def test_allocation_is_deterministic_per_mac_across_restarts():
     s = server()

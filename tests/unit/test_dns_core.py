@@ -146,6 +146,53 @@ def test_truncated_answer_passed_to_udp_clients_and_retried_over_tcp_for_tcp_cli
     assert r.client == "tcp-cli" and not w.parse_untrusted(r.data).truncated
 
 
+def big_answer_for(send: Send, size: int, flags: int = 0x8180) -> bytes:
+    """An answer to `send` of exactly `size` bytes: as many A records as fit, the rest in the
+    last record's RDATA (a server ignoring the client's limit, or a hostile one)."""
+    m = w.parse_untrusted(send.data)
+    rr = b"\xc0\x0c\0\1\0\1\0\0\0\x3c\0\4\xc6\x12\x64\x01"
+    head_q = send.data[12:m.question_end]
+    n = (size - 12 - len(head_q)) // len(rr)
+    body = rr * (n - 1)
+    last = size - 12 - len(head_q) - len(body) - 12
+    body += b"\xc0\x0c\0\x10\0\1\0\0\0\x3c" + last.to_bytes(2, "big") + b"x" * last    # TXT-ish filler
+    head = m.id.to_bytes(2, "big") + flags.to_bytes(2, "big") + b"\0\1" + n.to_bytes(2, "big") + b"\0\0\0\0"
+    out = head + head_q + body
+    assert len(out) == size
+    return out
+
+
+def edns_query(mid: int, name: str, size: int) -> bytes:
+    q = w.encode_query(mid, name)
+    return q[:10] + b"\0\1" + q[12:] + b"\0" + (41).to_bytes(2, "big") + size.to_bytes(2, "big") + bytes(6)
+
+
+def test_answer_over_the_udp_clients_limit_is_sent_truncated():
+    """A server that answers beyond what the client asked for (512 bytes without EDNS, else its
+    EDNS size, at least 512): the UDP client gets header + question with TC, and asks over TCP."""
+    for query, limit in [(w.encode_query(7, "big.test"), 512), (edns_query(7, "big.test", 1232), 1232),
+                         (edns_query(7, "big.test", 200), 512)]:
+        c = core()
+        for size, cut in [(limit, False), (limit + 1, True), (4000, True)]:
+            (s,) = c.query("cli", "h", query, 0.0)
+            big = big_answer_for(s, size, flags=0x8183)
+            r, d = c.answer(s.token, s.server, big, 0.1)
+            assert d == Done(s.token) and r.client == "cli"
+            if not cut:
+                assert r.data == query[:2] + big[2:]
+                continue
+            m = w.parse_untrusted(r.data)
+            assert m.id == 7 and m.truncated and m.is_response and w.rcode(r.data) == w.NXDOMAIN
+            assert r.data[4:12] == b"\0\1\0\0\0\0\0\0" and r.data[12:] == query[12:m.question_end]
+        assert c.counts["answer over the UDP client's size sent truncated"] == 2 and c.counts["answered"] == 1
+    # over TCP the client takes anything up to 64 KiB: the big answer passes unchanged
+    c = core()
+    (s,) = c.query("tcp-cli", "h", w.encode_query(8, "big.test"), 0.0, tcp=True)
+    big = big_answer_for(s, 4000)
+    r, _ = c.answer(s.token, s.server, big, 0.1)
+    assert r.data == b"\0\x08" + big[2:]
+
+
 def test_malformed_and_odd_queries():
     c = core()
     assert c.query("x", "h", b"\1", 0.0) == []                                   # no ID to answer

@@ -25,6 +25,7 @@ class Upstream:
         self.got: list[tuple[bytes, tuple]] = []
         self.auto = True
         self.truncate = False           # answer UDP with TC set and nothing else
+        self.oversize = 0               # > 0: answer UDP with this many A records, whatever was asked
         self.tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.tcp.bind(("127.0.0.1", self.port))
         self.tcp.listen(4)
@@ -72,6 +73,10 @@ class Upstream:
         data, addr = self.got[i]
         if self.truncate:
             self.sock.sendto(self.answer_bytes(data, b"\x83\x80")[:w.parse_untrusted(data).question_end], addr)
+        elif self.oversize:
+            a = self.answer_bytes(data)
+            a = a[:6] + self.oversize.to_bytes(2, "big") + a[8:] + a[-16:] * (self.oversize - 1)
+            self.sock.sendto(a, addr)
         else:
             self.sock.sendto(self.answer_bytes(data), addr)
 
@@ -272,6 +277,27 @@ def test_truncated_answer_passed_to_udp_clients_retried_over_tcp_for_tcp_clients
     assert a[:2] == b"\0\2" and not w.parse_untrusted(a).truncated and a[6:8] == b"\0\2"   # both records
     assert len(up.tcp_got) == 1 and up.tcp_got[0][2:] == q[2:]
     assert f.stats()["truncated answer retried over TCP"] == 1
+
+
+def test_oversize_udp_answer_reaches_the_udp_client_truncated_and_tcp_gets_it_whole(setup):
+    """An upstream that ignores the client's size (100 A records, 1.6 KB, to a query without
+    EDNS): the UDP client gets header + question with TC (it would retry over TCP); a client
+    that advertised EDNS 4096 gets the answer as it came; over TCP everything passes."""
+    f, up, run = setup
+    up.oversize = 100
+    c = udp_client(f)
+    q = w.encode_query(0x5151, "big.test")
+    c.send(q)
+    r = recv_udp(c, run)
+    m = w.parse_untrusted(r)
+    assert m.id == 0x5151 and m.truncated and r == r[:4] + b"\0\1\0\0\0\0\0\0" + q[12:m.question_end]
+    assert len(up.got[0][0]) == len(q)                    # the query went upstream as it came
+    e = w.encode_query(0x5252, "big.test")
+    e = e[:10] + b"\0\1" + e[12:] + b"\0\0\x29\x10\0\0\0\0\0\0\0"       # EDNS, UDP size 4096
+    c.send(e)
+    r = recv_udp(c, run)
+    assert r[:2] == b"\x52\x52" and not w.parse_untrusted(r).truncated and struct.unpack_from("!H", r, 6)[0] == 100
+    assert f.stats()["answer over the UDP client's size sent truncated"] == 1 and f.stats()["answered"] == 1
 
 
 def test_ipv6_listener_and_ipv6_upstream():

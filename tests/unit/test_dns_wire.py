@@ -41,3 +41,42 @@ def test_any_bytes_parse_or_bad_dns(data):
     except w.BadDns:
         return
     assert 12 < m.question_end <= len(data) and len(m.question.name) <= 255
+
+
+def edns_query(mid: int, name: str, size: int, qtype: int = 1) -> bytes:
+    """A query as dig/glibc send it with EDNS: ARCOUNT 1, an OPT record advertising `size`."""
+    q = w.encode_query(mid, name, qtype)
+    return q[:10] + b"\0\1" + q[12:] + b"\0" + struct.pack("!HHIH", w.T_OPT, size, 0, 0)
+
+
+@pytest.mark.parametrize("data, limit", [
+    (w.encode_query(1, "a.test"), 512),                               # no EDNS: RFC 1035's 512
+    (edns_query(1, "a.test", 1232), 1232),
+    (edns_query(1, "a.test", 4096), 4096),
+    (edns_query(1, "a.test", 100), 512),                              # below 512 counts as 512
+    (edns_query(1, "a.test", 4096)[:-3], 512),                        # OPT cut short: no EDNS
+    # an answer record (compressed owner) before the OPT is skipped
+    (w.encode_query(1, "a.test")[:6] + b"\0\1\0\0\0\1" + w.encode_query(1, "a.test")[12:]
+     + b"\xc0\x0c\0\1\0\1\0\0\0\0\0\4\1\2\3\4" + b"\0" + struct.pack("!HHIH", w.T_OPT, 2048, 0, 0), 2048),
+    # an OPT in the answer section is no EDNS
+    (w.encode_query(1, "a.test")[:6] + b"\0\1\0\0\0\0" + w.encode_query(1, "a.test")[12:]
+     + b"\0" + struct.pack("!HHIH", w.T_OPT, 2048, 0, 0), 512),
+])
+def test_udp_limit_of_a_query(data, limit):
+    assert w.udp_limit_untrusted(data, w.parse_untrusted(data)) == limit
+
+
+@given(st.binary(max_size=600))
+def test_udp_limit_of_any_bytes_is_at_least_512_and_never_raises(tail):
+    q = w.encode_query(1, "a.test")
+    data = q[:6] + tail[:6].ljust(6, b"\0") + q[12:] + tail[6:]
+    assert w.udp_limit_untrusted(data, w.parse_untrusted(data)) >= 512
+
+
+def test_truncated_reply_is_header_and_question_with_tc():
+    q = edns_query(0x4242, "big.test", 1232)
+    m = w.parse_untrusted(q)
+    t = w.truncated(q, m, 0x8183)                       # the upstream's flags (RD RA, NXDOMAIN) kept
+    tm = w.parse_untrusted(t)
+    assert tm.id == 0x4242 and tm.truncated and tm.is_response and w.rcode(t) == w.NXDOMAIN
+    assert struct.unpack_from("!HHHH", t, 4) == (1, 0, 0, 0) and t == t[:12] + q[12:m.question_end]

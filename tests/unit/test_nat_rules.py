@@ -98,6 +98,13 @@ def test_only_lan_sources_are_taken_from_the_lan():
     ]
     with pytest.raises(ValueError):
         render_router("eth0", "tun0", "eth1", True, "client", [SERVER])
+    # `[lan] routes` networks join the set; overlapping ones are merged (nft refuses overlapping intervals)
+    t = render_router("eth0", "tun0", "eth1", False, "client", [SERVER],
+                      lan_nets=["198.18.50.1/24", "fd18:50::/64", "198.18.60.0/24", "fd00::/8", "198.18.61.0/24"])
+    assert rules(t, "prerouting") == [
+        'iifname "eth1" ip saddr != { 0.0.0.0, 198.18.50.0/24, 198.18.60.0/23 } counter drop comment "source not of the LAN"',
+        'iifname "eth1" ip6 saddr != { ::, fd00::/8, fe80::/10 } counter drop comment "source not of the LAN"',
+    ]
     assert "prerouting" not in render_killswitch("eth0", "tun0", None, endpoints=[SERVER])
 
 

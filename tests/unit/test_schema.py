@@ -241,3 +241,36 @@ def test_scripts_are_refused_in_the_appliance_toml_with_the_line(tmp_path):
     p = write(tmp_path, FULL, ovpn)
     errs = errors_of(p)
     assert any("client.ovpn:11: client-connect: " in e for e in errs), errs
+
+
+def test_lan_routes_load_and_bad_ones_fail_with_their_line(tmp_path):
+    """`[lan] routes`: networks behind a LAN router (with its gateway) or on the LAN's link."""
+    ok = FULL.replace("nat = false", 'nat = false\naddress6 = "fd18:50::1/64"\nroutes = ["198.18.60.0/24 via 198.18.50.254", '
+                      '"198.18.61.0/24", "fd18:60::/64 via fe80::1", "fd18:61::/64 via fd18:50::fe"]')
+    cfg = load_appliance_config(write(tmp_path, ok))
+    assert [str(r) for r in cfg.lan.routes] == ["198.18.60.0/24 via 198.18.50.254", "198.18.61.0/24",
+                                                "fd18:60::/64 via fe80::1", "fd18:61::/64 via fd18:50::fe"]
+    assert cfg.lan.routes[1].gateway is None
+    bad = ["198.18.60.1/24", "198.18.60.0", "0.0.0.0/0", "224.0.0.0/4", "127.0.0.0/8", "10.0.0.0/8 dev eth1",
+           "198.18.50.128/25", "198.18.0.0/16", "198.18.62.0/24 via 198.18.60.1", "198.18.63.0/24 via 198.18.50.1",
+           "198.18.64.0/24 via 198.18.50.255", "198.18.64.0/24 via fe80::1", "198.18.65.0/24", "198.18.65.128/25",
+           "fd18:62::/64 via fd18:63::1", "not a net", 7]
+    text = FULL.replace("nat = false", 'nat = false\naddress6 = "fd18:50::1/64"\nroutes = [\n'
+                        + "".join(f"  {x!r},\n".replace("'", '"') if isinstance(x, str) else f"  {x},\n" for x in bad) + "]")
+    p = write(tmp_path, text)
+    errs = errors_of(p)
+    assert all(e.startswith(f"{p}:16: lan.routes: ") for e in errs), errs
+    whys = [e.split("lan.routes: ", 1)[1] for e in errs]
+    for want in ["198.18.60.1/24 has host bits set", "'198.18.60.0' needs a prefix length",
+                 "0.0.0.0/0 is every address", "224.0.0.0/4 overlaps 224.0.0.0/4 (multicast)",
+                 "127.0.0.0/8 overlaps 127.0.0.0/8 (loopback)", "is not \"NETWORK/LEN\"",
+                 "198.18.50.128/25 overlaps the LAN network 198.18.50.0/24",
+                 "198.18.0.0/16 overlaps the LAN network", "198.18.0.0/16 overlaps the WAN network 198.18.0.0/24",
+                 "198.18.62.0/24 via 198.18.60.1: the gateway must be a host of the LAN network",
+                 "198.18.63.0/24 via 198.18.50.1: the gateway must be", "198.18.64.0/24 via 198.18.50.255: the gateway",
+                 "not an IPv4 address: 'fe80::1'", "198.18.65.128/25 overlaps 198.18.65.0/24, given before",
+                 "fd18:62::/64 via fd18:63::1: the gateway must be link-local", "not a network: 'not a network'"[:14],
+                 "expected strings like"]:
+        assert any(want in w for w in whys), (want, whys)
+    p = write(tmp_path, FULL.replace("nat = false", 'ipv6 = false\nroutes = ["fd18:60::/64"]'))
+    assert errors_of(p) == [f"{p}:15: lan.routes: fd18:60::/64: IPv6 with `ipv6 = false`"]
