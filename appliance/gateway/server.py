@@ -349,7 +349,7 @@ class ServerGateway:
             failed, self.dp.failed = self.dp.failed, []
             for rec, exc in failed:
                 self.faults.internal_exc("sealing for a client", exc)
-                self._end_peer(rec.addr)
+                self._end_record(rec)
         if self.tun is not None:
             self.tun.flush()
         if self.auth is not None:
@@ -373,7 +373,19 @@ class ServerGateway:
         """Sessions the dispatcher caught raising (our bug): each is logged and that client ends."""
         for rec, exc in self.d.take_internal_errors():
             self.faults.internal_exc(where, exc)
+            self._end_record(rec)
+
+    def _end_record(self, rec) -> None:
+        """End the session of `rec` (our bug in it), and on TCP its connection. Not _end_peer(rec.addr):
+        over UDP a restart waits under the address of the established client it would replace
+        (ServerDispatcher.pending), and a fault in the newcomer must not end that client."""
+        if isinstance(rec.addr, StreamKey):
             self._end_peer(rec.addr)
+            return
+        try:
+            self.d.end(rec, "internal error")
+        except Exception:  # noqa: BLE001
+            self.faults.internal("ending a client session")
 
     def _flush_sends(self) -> None:
         sends = self.sends
