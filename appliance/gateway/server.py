@@ -282,8 +282,12 @@ class ServerGateway:
                     self._end_peer(key)
                     return
                 if key in closed:
+                    # Its one session is over: so is the connection, but only after its last
+                    # word (AUTH_FAILED, the ACKs) is written: _drain_events closes it, after
+                    # _flush_sends. Closed here at once, that was lost, and a client refused
+                    # in-band reconnected for ever instead of stopping. Nothing more is read
+                    # from it meanwhile (the dispatcher drops what a closed stream sends).
                     self.d.end_batch(now)
-                    self._close_conn(key)          # its one session is over: so is the connection
                     return
         finally:
             self.d.end_batch(now)              # a no-op when already ended above

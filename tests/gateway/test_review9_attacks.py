@@ -3,9 +3,12 @@ is one way a peer could make the server end or confuse a session not its own (ea
 its fix)."""
 from __future__ import annotations
 
+from appliance.openvpn import events as ev
 from appliance.openvpn import wrapping
+from appliance.openvpn.framing import StreamFramer
 from appliance.openvpn.session import Role, Session, SessionConfig
 from appliance.openvpn.tls import TlsSettings
+from tests.fakes import stream_connect
 from tests.gateway.conftest import SERVER_IP, World, client_conf, server_conf
 from tests.gateway.test_faults import served
 from tests.gateway.test_tunnel import _up
@@ -58,3 +61,33 @@ def test_a_restart_that_trips_a_bug_in_a_batch_ends_itself_not_the_client_at_its
     assert d.by_addr.get(addr) is not None and d.by_addr[addr].alive, "the established client was ended"
     served(w)
     assert _up(w)
+
+
+
+def test_a_tcp_client_refused_within_a_read_is_told_auth_failed_before_the_close(pki, tmp_path):
+    """A TCP client the server refuses while reading its packets (here ccd-exclusive without a
+    ccd file for it: refused when its options are pushed, inside the read) must find AUTH_FAILED
+    on the connection before it is closed, as a UDP client does. Read here with an engine client
+    on a raw connection: everything the server wrote before closing is read, then the EOF."""
+    w = World()
+    w.add_server(server_conf(pki, proto="tcp", protection="none",
+                             extra=f"client-config-dir {tmp_path}\nccd-exclusive\n"))
+    cert, key = pki["clients"]["client0"]
+    tls = TlsSettings(pki["ca"].encode(), cert.encode(), key.encode(), False, remote_cert_tls="server")
+    c = Session(SessionConfig(Role.CLIENT, tls, wrapping.PlainWrapper, proto="tcp"), 0.0)
+    c.start(0.0)
+    sock = stream_connect(w.net, "198.18.0.77", (SERVER_IP, 1194))
+    framer = StreamFramer()
+    for _ in range(200):
+        out = c.take_outgoing()
+        if out and not sock.peer.closed:
+            sock.send(b"".join(len(p).to_bytes(2, "big") + bytes(p) for p in out))
+        w.server.pump.step(block=False)
+        for p in framer.feed(bytes(sock.inbox)):
+            c.receive(p, w.clock.t)
+        sock.inbox.clear()
+        if c.closed or (sock.eof and not out):
+            break
+    assert sock.eof, "the server closed the refused client's connection"
+    assert any(isinstance(e, ev.AuthFailed) for e in c.events), \
+        f"the connection closed without AUTH_FAILED: {[type(e).__name__ for e in c.events]}"
