@@ -3,6 +3,8 @@ is one way a peer could make the server end or confuse a session not its own (ea
 its fix)."""
 from __future__ import annotations
 
+import pytest
+
 from appliance.openvpn import events as ev
 from appliance.openvpn import wrapping
 from appliance.openvpn.framing import StreamFramer
@@ -11,6 +13,7 @@ from appliance.openvpn.tls import TlsSettings
 from tests.fakes import stream_connect
 from tests.gateway.conftest import SERVER_IP, World, client_conf, server_conf
 from tests.gateway.test_faults import served
+from tests.gateway.test_passwords import CLIENT_EXTRA as PW_CLIENT, PASSDB, SERVER_EXTRA as PW_SERVER
 from tests.gateway.test_tunnel import _up
 
 
@@ -91,3 +94,20 @@ def test_a_tcp_client_refused_within_a_read_is_told_auth_failed_before_the_close
     assert sock.eof, "the server closed the refused client's connection"
     assert any(isinstance(e, ev.AuthFailed) for e in c.events), \
         f"the connection closed without AUTH_FAILED: {[type(e).__name__ for e in c.events]}"
+
+
+
+@pytest.mark.parametrize("refusal", ["ccd-exclusive", "password"])
+def test_a_tcp_client_the_server_refuses_and_disconnects_stops(pki, tmp_path, refusal):
+    """Our client over TCP, refused by our server (ccd-exclusive without a ccd file; a wrong
+    password): the server writes AUTH_FAILED and closes; our ACK of it then fails to send. The
+    AUTH_FAILED must still end the run (exit 1), not a lost link that reconnects for ever."""
+    w = World()
+    if refusal == "password":
+        w.add_server(server_conf(pki, proto="tcp", extra=PW_SERVER), PASSDB)
+        c = w.add_client(client_conf(pki, proto="tcp", extra=PW_CLIENT), username="bob", password="wrong")
+    else:
+        w.add_server(server_conf(pki, proto="tcp", extra=f"client-config-dir {tmp_path}\nccd-exclusive\n"))
+        c = w.add_client(client_conf(pki, proto="tcp"))
+    assert w.run(lambda: c.result is not None, max_time=60), "the refused client kept reconnecting"
+    assert c.result == 1 and not _up(w)
