@@ -112,8 +112,9 @@ def test_connections_begun_inside_are_never_answered_on_the_wan():
     assert "type filter hook prerouting priority mangle; policy accept;" in t
     assert rules(t, "mark_inside") == ['iifname { "tun0", "eth1" } ct state new ct mark set ct mark or 0x00400000']
     out = rules(t, "output")
-    assert out.index('oifname "eth0" ct mark and 0x00400000 != 0 counter drop comment "answers to the tunnel or '
-                     'the LAN never leave the WAN"') < out.index('oifname "eth0" ct state established,related accept')
+    drop = 'oifname "eth0" ct mark and 0x00400000 != 0 counter drop comment "answers to the tunnel or the LAN never ' \
+        'leave the WAN"'
+    assert out.index(drop) < out.index('oifname "eth0" ct state established,related accept')
     # without a LAN: the tunnel's connections still
     bare = render_killswitch("eth0", "tun0", None, endpoints=[SERVER])
     assert rules(bare, "mark_inside") == ['iifname { "tun0" } ct state new ct mark set ct mark or 0x00400000']
