@@ -305,10 +305,14 @@ class ClientGateway:
                     tun.queue(pt)
         try:
             if s.end_batch(now):                # the flush receive() used to do (inside the try above)
-                self._send(c, s.take_outgoing())    # ACKs the server waits for, before our reading
+                # ACKs the server waits for, before our reading
+                failed = self._send(c, s.take_outgoing(), defer_loss=True)
                 if self.conn is not c:
                     return
                 s.settle(now)
+                if failed is not None:
+                    self._link_failed_after_reading(c, failed)
+                    return
         except Exception:  # noqa: BLE001 - as above: this session ends, not the loop turn alone
             self.faults.internal("the client session")
             self._lost(c, "internal error (see above)")
@@ -368,17 +372,34 @@ class ClientGateway:
                 tun.queue(reply)
         return keep
 
-    def _send(self, c: Connection, packets: list) -> None:
+    def _send(self, c: Connection, packets: list, defer_loss: bool = False) -> str | None:
+        """Send; a link that fails is lost (`_lost`), or with `defer_loss` the reason is returned
+        for the caller to decide after reading what it holds (_link_failed_after_reading)."""
         if not packets:
-            return
+            return None
         self.counters.wire_out += sum(map(len, packets))
         try:
             c.link.send_packets(packets)
         except (ConnectionError, OSError) as e:
+            if defer_loss:
+                return str(e)
             self._lost(c, str(e))
-            return
+            return None
         if c.link.wants_write:
             self.pump.want_write(c.link, True, self._on_link_read, self._on_link_write)
+        return None
+
+    def _link_failed_after_reading(self, c: Connection, why: str) -> None:
+        """Our send failed (a TCP server that closed the connection after its last word) while
+        the session held what it had just read: that last word decides first -- AUTH_FAILED
+        ends the run, RESTART restarts -- and only a session with nothing to say is a lost
+        link. Why: a server that refuses a client writes AUTH_FAILED and closes; our ACK of it
+        (sent before the session reads it, see end_batch) then fails, and treating that as a
+        lost link made a refused TCP client reconnect for ever."""
+        c.session.take_outgoing()              # nowhere to send it
+        self._events(c)
+        if self.conn is c:
+            self._lost(c, why)
 
     # ---------------------------------------------------------------- engine results
     def _after_engine(self, c: Connection) -> None:
@@ -400,7 +421,10 @@ class ClientGateway:
                 out, held = [], out
             else:
                 held = None
-            self._send(c, out)
+            failed = self._send(c, out, defer_loss=True)
+            if failed is not None:
+                self._link_failed_after_reading(c, failed)
+                return
             if not self._logs.held:
                 self.pump.timers.arm("logs", self.clock() + AFTER_UP_DELAY, self._logs.write)
             self._logs.begin()

@@ -426,8 +426,11 @@ class Management:
                 return [f"SUCCESS: verb={ops.verb}"]
             # OpenVPN reads the level as atoi does (anything else is 0) and applies it; it said
             # "changed" here while nothing changed.
-            m = re.match(r"\s*([+-]?\d+)", a[1])
-            ops.set_verb(min(max(int(m.group(1)) if m else 0, 0), 15))
+            # (at most 9 digits read: Python refuses to convert more than 4,300, and a longer
+            # number is past 15 either way)
+            m = re.match(r"\s*([+-]?)0*(\d{1,9})(\d*)", a[1])
+            n = 0 if m is None else int(m.group(1) + (m.group(2) if not m.group(3) else "99"))
+            ops.set_verb(min(max(n, 0), 15))
             return ["SUCCESS: verb level changed"]
         if cmd == "mute":
             return ["SUCCESS: mute=0"] if len(a) == 1 else ["SUCCESS: mute level changed"]

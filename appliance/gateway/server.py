@@ -282,8 +282,12 @@ class ServerGateway:
                     self._end_peer(key)
                     return
                 if key in closed:
+                    # Its one session is over: so is the connection, but only after its last
+                    # word (AUTH_FAILED, the ACKs) is written: _drain_events closes it, after
+                    # _flush_sends. Closed here at once, that was lost, and a client refused
+                    # in-band reconnected for ever instead of stopping. Nothing more is read
+                    # from it meanwhile (the dispatcher drops what a closed stream sends).
                     self.d.end_batch(now)
-                    self._close_conn(key)          # its one session is over: so is the connection
                     return
         finally:
             self.d.end_batch(now)              # a no-op when already ended above
@@ -349,7 +353,7 @@ class ServerGateway:
             failed, self.dp.failed = self.dp.failed, []
             for rec, exc in failed:
                 self.faults.internal_exc("sealing for a client", exc)
-                self._end_peer(rec.addr)
+                self._end_record(rec)
         if self.tun is not None:
             self.tun.flush()
         if self.auth is not None:
@@ -373,7 +377,19 @@ class ServerGateway:
         """Sessions the dispatcher caught raising (our bug): each is logged and that client ends."""
         for rec, exc in self.d.take_internal_errors():
             self.faults.internal_exc(where, exc)
+            self._end_record(rec)
+
+    def _end_record(self, rec) -> None:
+        """End the session of `rec` (our bug in it), and on TCP its connection. Not _end_peer(rec.addr):
+        over UDP a restart waits under the address of the established client it would replace
+        (ServerDispatcher.pending), and a fault in the newcomer must not end that client."""
+        if isinstance(rec.addr, StreamKey):
             self._end_peer(rec.addr)
+            return
+        try:
+            self.d.end(rec, "internal error")
+        except Exception:  # noqa: BLE001
+            self.faults.internal("ending a client session")
 
     def _flush_sends(self) -> None:
         sends = self.sends

@@ -12,9 +12,10 @@ core's (dns_core.py); this module moves bytes and enforces where they may go:
 - The listeners are bound to the LAN address and the LAN NIC, so only hosts on the LAN are
   served (not the WAN, not the tunnel).
 - TCP (RFC 7766): pipelined queries answered as they come back (any order), bounded
-  connections (the longest-idle one with no query in flight is closed to admit a new one, so idle
-  or slowloris connections cannot lock others out, and a connection flood cannot cut off one
-  waiting for its answer), an idle timeout counted from the last complete query (a
+  connections (one of the LAN address holding the most is closed to admit a new one, its
+  longest-idle with no query in flight first, so idle or slowloris connections cannot lock
+  others out, and one host's connection flood, queries or not, closes its own rather than
+  another host's waiting for its answer), an idle timeout counted from the last complete query (a
   trickle of bytes does not keep a connection), and bounded bytes in and out per connection.
 - What the LAN or upstream sends that we drop is counted and logged every LOG_EVERY seconds at
   most, with the core's counters.
@@ -211,13 +212,20 @@ class DnsForwarder:
             self._arm_idle(c)
 
     def _evictee(self) -> _TcpClient:
-        """The connection to close for a new one: the longest idle of those with no query in
-        flight, so a slowloris or idle client never locks the others out, and a flood of new
-        connections closes its own idle ones before one still waiting for its answer (with no
-        such connection, the longest idle of all)."""
+        """The connection to close for a new one: one of the LAN address holding the most
+        connections, and of those the longest idle with no query in flight (else the longest
+        idle). So a slowloris or idle client never locks the others out, and a flood of new
+        connections from one host closes its own -- also when each of them sends a query that
+        stays upstream, which made them all "busy" and the other host's connection, waiting
+        longest for its answer, the one closed."""
+        per_source: dict[str, int] = {}
+        for c in self.clients.values():
+            per_source[c.source] = per_source.get(c.source, 0) + 1
+        most = max(per_source.values())
+        pool = [c for c in self.clients.values() if per_source[c.source] == most]
         busy = {id(p.client) for p in self.core.pending.values() if isinstance(p.client, _TcpClient)}
-        idle = [c for c in self.clients.values() if id(c) not in busy]
-        return min(idle or self.clients.values(), key=lambda c: c.last)
+        idle = [c for c in pool if id(c) not in busy]
+        return min(idle or pool, key=lambda c: c.last)
 
     def _arm_idle(self, c: _TcpClient) -> None:
         assert self.pump is not None

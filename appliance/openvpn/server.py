@@ -586,6 +586,13 @@ class ServerDispatcher(ClientPush):
         self._collect(rec)
         self._forget(rec)
 
+    def end(self, rec: ClientRecord, reason: str) -> None:
+        """End this one session (no exit notification: our own bug ended it). Why by record and
+        not by address: a restart waits in `pending` under the address of the client it would
+        replace, and ending "the session at that address" would end that client instead."""
+        if rec.alive:
+            self._drop(rec, reason)
+
     def disconnect(self, addr) -> None:
         """TCP: the connection went away."""
         rec = self.by_addr.get(addr)

@@ -27,6 +27,14 @@ detection) and link-local IPv6, plus the networks `[lan] routes` names as reache
 (behind a router there: with `nat = false` their hosts keep their own addresses, and even with NAT
 their packets arrive with them). A fixed list rather than the kernel's rp_filter or nft `fib`:
 rp_filter has no IPv6, and the appliance kernel has no nft fib.
+
+Connections that began inside: the same answers can be asked for from the tunnel -- by the VPN
+server, or whatever it routes to us, with a source the tunnel does not carry (a split tunnel's
+default route is the WAN) -- and no source list can tell a forged tunnel source from a real one.
+So the `mark_inside` chain (prerouting, after conntrack) marks every connection whose first
+packet came in on the TUN or the LAN NIC (INSIDE_MARK, one bit of the conntrack mark), and the
+output chain drops WAN packets of marked connections before "established,related" could accept
+them: whatever began inside is answered inside or not at all.
 """
 from __future__ import annotations
 
@@ -59,6 +67,10 @@ def _proto(p: str) -> str:
         raise ValueError(f"proto must be udp or tcp, not {p!r}")
     return p
 
+
+# The conntrack mark bit of connections that began on the tunnel or the LAN (chain mark_inside):
+# the output chain never lets their packets -- the kernel's own answers -- out of the WAN.
+INSIDE_MARK = 0x00400000
 
 # Sources a LAN host may use besides its network's: no address yet (DHCP, DAD), IPv6 link-local.
 LAN_UNADDRESSED4 = ("0.0.0.0",)
@@ -101,6 +113,8 @@ def render_killswitch(wan: str, tun: str, lan: str | None = None, nat: bool = Tr
         back = f"\t\tiifname {nft_string(outside)} oifname {nft_string(inside)}"
         fw.append(f"{back} ct state established,related accept" if nat else f"{back} accept")
     out = ["\t\ttype filter hook output priority filter; policy accept;",
+           f"\t\toifname {nft_string(wan)} ct mark and {INSIDE_MARK:#010x} != 0 counter drop"
+           ' comment "answers to the tunnel or the LAN never leave the WAN"',
            f"\t\toifname {nft_string(wan)} ct state established,related accept",
            f"\t\toifname {nft_string(wan)} meta nfproto ipv4 udp sport 68 udp dport 67 accept"]
     if wan_ipv6:
@@ -117,6 +131,9 @@ def render_killswitch(wan: str, tun: str, lan: str | None = None, nat: bool = Tr
     if lan is not None:
         pre = ["\tchain prerouting {\n\t\ttype filter hook prerouting priority raw; policy accept;\n"
                + "\n".join(_lan_sources(lan, lan_nets or ())) + "\n\t}\n"]
+    inside = ", ".join(nft_string(i) for i in ([tun] + ([lan] if lan is not None else [])))
+    pre.append("\tchain mark_inside {\n\t\ttype filter hook prerouting priority mangle; policy accept;\n"
+               f"\t\tiifname {{ {inside} }} ct state new ct mark set ct mark or {INSIDE_MARK:#010x}\n\t}}\n")
     body = ("".join(pre) + "\tchain forward {\n" + "\n".join(fw) + "\n\t}\n"
             "\tchain output {\n" + "\n".join(out) + "\n\t}\n")
     return replace_table("inet", TABLE, body)

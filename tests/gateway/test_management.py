@@ -433,4 +433,12 @@ def test_verb_n_changes_the_level_it_says_it_changed(mgmt):
     assert ask(pump, s, "verb", 1) == ["SUCCESS: verb=5"]
     assert ask(pump, s, "verb x", 1) == ["SUCCESS: verb level changed"]
     assert ask(pump, s, "verb", 1) == ["SUCCESS: verb=0"]
+    # A number of thousands of digits (a line holds 8 KB) is answered too, as the highest level;
+    # it raised in int() (Python's 4,300-digit limit) and the command got no answer.
+    assert ask(pump, s, "verb " + "9" * 5000, 1) == ["SUCCESS: verb level changed"]
+    assert ask(pump, s, "verb", 1) == ["SUCCESS: verb=15"]
+    assert ask(pump, s, "verb -" + "9" * 5000, 1) == ["SUCCESS: verb level changed"]
+    assert ask(pump, s, "verb", 1) == ["SUCCESS: verb=0"]
+    assert ask(pump, s, "verb 0007", 1) == ["SUCCESS: verb level changed"]
+    assert ask(pump, s, "verb", 1) == ["SUCCESS: verb=7"]
     s.close()

@@ -333,3 +333,33 @@ def test_ipv6_listener_and_ipv6_upstream():
         f.close()
         srv.close()
         c.close()
+
+
+def test_a_flood_of_connections_with_queries_from_one_host_does_not_close_another_hosts(setup, monkeypatch):
+    """The flood's connections each send a query for a name whose servers do not answer, so none
+    of them is idle either: the host holding the most connections gives one of its own up, and
+    the other host's connection, waiting longest, still gets its answer (it was closed: the
+    longest idle of all, once every connection had a query in flight)."""
+    f, up, run = setup
+    monkeypatch.setattr(fwd, "TCP_MAX_CLIENTS", 3)
+    up.auto = False
+    c = tcp_client(f)
+    q = w.encode_query(7, "slow.test")
+    c.sendall(struct.pack("!H", len(q)) + q)
+    assert run(lambda: len(up.got) == 1)
+    flood = []
+    for i in range(6):
+        s = socket.create_connection(("127.0.0.1", f.port), source_address=("127.0.0.2", 0))
+        s.setblocking(False)
+        fq = w.encode_query(100 + i, f"slow{i}.attacker.test")
+        s.sendall(struct.pack("!H", len(fq)) + fq)
+        flood.append(s)
+        n = len(up.got)
+        run(lambda n=n: len(up.got) > n, 0.5)
+    assert f.stats()["TCP connection closed to make room"] >= 3 and len(f.clients) <= 3
+    up.answer(0)
+    msgs = recv_tcp(c, run)
+    assert msgs and msgs[0] is not None and msgs[0][:2] == b"\0\x07", msgs
+    for s in flood:
+        s.close()
+    c.close()

@@ -48,6 +48,8 @@ def test_client_router_with_nat():
         'iifname "tun0" oifname "eth1" ct state established,related accept',
     ]
     assert rules(t, "output") == [
+        'oifname "eth0" ct mark and 0x00400000 != 0 counter drop comment "answers to the tunnel or the LAN never '
+        'leave the WAN"',
         'oifname "eth0" ct state established,related accept',
         'oifname "eth0" meta nfproto ipv4 udp sport 68 udp dport 67 accept',
         'oifname "eth0" icmpv6 type { nd-router-solicit, nd-neighbor-solicit, nd-neighbor-advert, '
@@ -105,7 +107,24 @@ def test_only_lan_sources_are_taken_from_the_lan():
         'iifname "eth1" ip saddr != { 0.0.0.0, 198.18.50.0/24, 198.18.60.0/23 } counter drop comment "source not of the LAN"',
         'iifname "eth1" ip6 saddr != { ::, fd00::/8, fe80::/10 } counter drop comment "source not of the LAN"',
     ]
-    assert "prerouting" not in render_killswitch("eth0", "tun0", None, endpoints=[SERVER])
+    assert "chain prerouting" not in render_killswitch("eth0", "tun0", None, endpoints=[SERVER])
+
+
+def test_connections_begun_inside_are_never_answered_on_the_wan():
+    """Every connection whose first packet came in on the TUN or the LAN is marked (after
+    conntrack), and the output chain drops a WAN packet of a marked connection before its
+    "established" rule: the kernel's answers to what came from the tunnel or the LAN (an echo
+    reply, a reset, an ICMP error) stay inside (tests/interop/test_tunnel_spoofed_source.py)."""
+    t = render_router("eth0", "tun0", "eth1", True, "client", [SERVER], lan_nets=LAN_NETS)
+    assert "type filter hook prerouting priority mangle; policy accept;" in t
+    assert rules(t, "mark_inside") == ['iifname { "tun0", "eth1" } ct state new ct mark set ct mark or 0x00400000']
+    out = rules(t, "output")
+    drop = 'oifname "eth0" ct mark and 0x00400000 != 0 counter drop comment "answers to the tunnel or the LAN never ' \
+        'leave the WAN"'
+    assert out.index(drop) < out.index('oifname "eth0" ct state established,related accept')
+    # without a LAN: the tunnel's connections still
+    bare = render_killswitch("eth0", "tun0", None, endpoints=[SERVER])
+    assert rules(bare, "mark_inside") == ['iifname { "tun0" } ct state new ct mark set ct mark or 0x00400000']
 
 
 def test_no_lan_forwards_nothing_but_still_guards_the_wan():
