@@ -17,7 +17,8 @@ import gc
 import heapq
 import itertools
 import logging
-import selectors
+import math
+import select
 import signal
 import socket
 from typing import Callable, Protocol
@@ -44,31 +45,57 @@ class Waiter(Protocol):
 
 
 class SelectorWaiter:
-    """Waiter over file descriptors (epoll on Linux)."""
+    """Waiter over file descriptors: epoll, used directly.
+
+    Why not `selectors`: its select() builds a key object and an event mask per ready port in
+    Python, and the loop then built its own tuples from those; this is one comprehension over
+    epoll's list, a few microseconds less per wake-up, on the way to every packet. The mapping
+    is selectors' own: an error or hang-up reads as both readable and writable, so the handler
+    that reads or writes meets the error itself."""
 
     def __init__(self) -> None:
-        self.sel = selectors.DefaultSelector()
+        self.ep = select.epoll()
+        self.data: dict[int, object] = {}
 
     def register(self, port, data, write: bool = False) -> None:
-        ev = selectors.EVENT_READ | (selectors.EVENT_WRITE if write else 0)
-        self.sel.register(port.fileno(), ev, data)
+        fd = port.fileno()
+        self.ep.register(fd, _EV_WRITE if write else _EV_READ)
+        self.data[fd] = data
 
     def modify(self, port, data, write: bool) -> None:
-        ev = selectors.EVENT_READ | (selectors.EVENT_WRITE if write else 0)
-        self.sel.modify(port.fileno(), ev, data)
+        fd = port.fileno()
+        self.ep.modify(fd, _EV_WRITE if write else _EV_READ)
+        self.data[fd] = data
 
     def unregister(self, port) -> None:
         try:
-            self.sel.unregister(port.fileno())
-        except (KeyError, ValueError, OSError):
-            pass
+            fd = port.fileno()
+        except (OSError, ValueError):
+            return
+        if self.data.pop(fd, None) is None:
+            return
+        try:
+            self.ep.unregister(fd)
+        except (OSError, ValueError):
+            pass                                 # closed already: epoll forgot it by itself
 
     def wait(self, timeout: float | None) -> list[tuple[object, bool, bool]]:
-        return [(k.data, bool(m & selectors.EVENT_READ), bool(m & selectors.EVENT_WRITE))
-                for k, m in self.sel.select(timeout)]
+        if timeout is None:
+            timeout = -1
+        elif timeout > 0:
+            timeout = math.ceil(timeout * 1e3) * 1e-3    # epoll counts in ms: never wake early
+        data = self.data
+        return [(data[fd], bool(ev & _NOT_OUT), bool(ev & _NOT_IN))
+                for fd, ev in self.ep.poll(timeout, max(len(data), 1)) if fd in data]
 
     def close(self) -> None:
-        self.sel.close()
+        self.ep.close()
+
+
+_EV_READ = select.EPOLLIN
+_EV_WRITE = select.EPOLLIN | select.EPOLLOUT
+_NOT_OUT = ~select.EPOLLOUT        # anything but writability (in, error, hang-up): readable
+_NOT_IN = ~select.EPOLLIN          # anything but readability (out, error, hang-up): writable
 
 
 class TimerHeap:

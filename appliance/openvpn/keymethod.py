@@ -127,8 +127,16 @@ def _int_in(args: list[str], lo: int, hi: int, name: str) -> int:
 
 def _ipv4(text: str) -> str:
     """A pushed IPv4 address (ifconfig's local and its mask or peer); ValueError otherwise: an
-    IPv6 one would go onto the TUN device as an address nothing asked for."""
-    return str(ipaddress.IPv4Address(text))
+    IPv6 one would go onto the TUN device as an address nothing asked for. The rule of
+    ipaddress.IPv4Address (four decimal octets, no leading zeros) without building one: this
+    runs on the way to the first packet."""
+    parts = text.split(".")
+    if len(parts) != 4:
+        raise ValueError(f"not an IPv4 address: {text!r}")
+    for o in parts:
+        if not (o.isascii() and o.isdigit()) or len(o) > 3 or (o[0] == "0" and len(o) > 1) or int(o) > 255:
+            raise ValueError(f"not an IPv4 address: {text!r}")
+    return text
 
 
 def _ipv6_with_bits(text: str) -> str:

@@ -38,3 +38,31 @@ def test_a_flood_while_held_is_written_not_buffered(caplog):
     assert len(h.held) < MAX_HELD and len(caplog.records) >= MAX_HELD * 2
     h.write()
     assert [r.getMessage() for r in caplog.records] == [f"line {i}" for i in range(MAX_HELD * 3)]
+
+
+def test_an_exception_logged_while_held_keeps_its_traceback_and_nothing_stays_patched(caplog):
+    log = logging.getLogger("vpn-appliance")
+    caplog.set_level(logging.INFO, "vpn-appliance")
+    h = LogHold(log)
+    h.begin()
+    try:
+        raise KeyError("boom")
+    except KeyError:
+        log.exception("failed %s", "here")
+    h.end()
+    assert caplog.records == [] and "_log" not in log.__dict__
+    h.write()
+    (r,) = caplog.records
+    assert r.getMessage() == "failed here" and r.levelno == logging.ERROR
+    assert r.exc_info[0] is KeyError and "boom" in caplog.text and "raise KeyError" in caplog.text
+
+
+def test_a_level_not_enabled_is_not_held(caplog):
+    log = logging.getLogger("vpn-appliance")
+    caplog.set_level(logging.INFO, "vpn-appliance")
+    h = LogHold(log)
+    h.begin()
+    log.debug("not wanted %s", "x")
+    log.info("wanted")
+    h.end()
+    assert len(h.held) == 1
