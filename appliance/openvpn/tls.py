@@ -21,6 +21,7 @@ from OpenSSL._util import ffi as _ffi
 from OpenSSL._util import lib as _lib
 
 from .errors import ConfigError, RemoteProtocolError
+from .keymethod import remap_name
 
 _BIO_CHUNK = 65536
 _WANT_READ = _lib.SSL_ERROR_WANT_READ
@@ -411,15 +412,19 @@ def _check_peer(s: TlsSettings, cert: x509.Certificate | None, chain: list | Non
         _check_ku(cert, s.remote_cert_ku)
     if s.remote_cert_eku is not None:
         _check_eku(cert, s.remote_cert_eku)
+    cn = common_name(cert)
+    if cn is None:
+        raise RemoteProtocolError("VERIFY ERROR: could not extract CN from X509 subject string "
+                                  f"({openvpn_subject(cert)!r}) -- note that the field length is "
+                                  f"limited to {CN_MAX_BYTES} characters")
     if s.verify_x509_name:
         name, kind = s.verify_x509_name
-        cns = [a.value for a in cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
         if kind == "subject":
             ok = cert.subject.rfc4514_string() == name or openvpn_subject(cert) == name
         elif kind == "name":
-            ok = name in cns
+            ok = cn == name
         else:  # name-prefix
-            ok = any(str(cn).startswith(name) for cn in cns)
+            ok = cn.startswith(name)
         if not ok:
             raise RemoteProtocolError(f"verify-x509-name {name} {kind}: peer certificate does not match")
 
@@ -476,11 +481,29 @@ def openvpn_subject(cert: x509.Certificate) -> str:
     return ", ".join(f"{a.rfc4514_attribute_name}={a.value}" for rdn in cert.subject.rdns for a in rdn)
 
 
+# OpenVPN's TLS_USERNAME_LEN: a longer common name (in UTF-8 bytes) is no name there, and the
+# peer's certificate is refused.
+CN_MAX_BYTES = 64
+
+
 def common_name(cert: x509.Certificate | None) -> str | None:
+    """The peer's identity, read as OpenVPN 2.6 reads it (extract_x509_field_ssl): the LAST
+    commonName of the subject, control characters made `_` (remap_name). None when there is no
+    CN or it is longer than OpenVPN's limit: OpenVPN refuses such a certificate (_check_peer).
+
+    One value for everything, from verify-x509-name name/name-prefix to the ccd file, scripts,
+    status, management and the CN lock on renegotiation: a subject `O=x, CN=alice, CN=admin`
+    is `admin` everywhere, as with OpenVPN, so a CA that lets users add a CN of their choosing
+    cannot make a certificate that is one name to a check and another to the identity."""
     if cert is None:
         return None
     cns = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-    return str(cns[0].value) if cns else None
+    if not cns:
+        return None
+    value = str(cns[-1].value)
+    if len(value.encode("utf-8", "surrogatepass")) > CN_MAX_BYTES:
+        return None
+    return remap_name(value)
 
 
 class TlsEndpoint:
