@@ -1,0 +1,81 @@
+"""Certificates with two CNs against Debian's OpenVPN 2.6, in namespaces: the peer's name is the
+LAST CN in OpenVPN, and must be in ours too.
+
+- Server side: the same server config (ccd files for both CNs, a client-connect script writing
+  $common_name) run by OpenVPN and by us; OpenVPN's client connects with `/O=x/CN=alice/CN=admin`;
+  both servers pick admin's ccd file and tell the script `admin`.
+- Client side: OpenVPN's server presents `/O=x/CN=vpn-a/CN=vpn-b`; with `verify-x509-name vpn-b
+  name` our client connects, with `vpn-a name` (the first CN) it refuses, as OpenVPN's client does.
+"""
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from lab.configs import client_profile, server_config
+from lab.netns import Lab
+from lab.pki import add_cert
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    with Lab(tmp=tmp_path_factory.mktemp("cnlab")) as lab:
+        add_cert(lab.pki, "twocn", "/O=x/CN=alice/CN=admin")
+        yield lab
+
+
+def _tun_ip(ns) -> str:
+    m = re.search(r"inet (\S+)/", ns.run("ip -4 -o addr show dev tun0", check=False).stdout)
+    return m.group(1) if m else ""
+
+
+def _server_with_ccd_and_script(lab, tag: str) -> tuple[str, object]:
+    ccd = lab.tmp / f"ccd-{tag}"
+    ccd.mkdir()
+    (ccd / "alice").write_text("ifconfig-push 198.19.0.50 255.255.255.0\n")
+    (ccd / "admin").write_text("ifconfig-push 198.19.0.60 255.255.255.0\n")
+    seen = lab.tmp / f"connect-{tag}.log"
+    script = lab.write(f"connect-{tag}.sh", f'#!/bin/sh\necho "$common_name" >> {seen}\n')
+    script.chmod(0o755)
+    extra = f"client-config-dir {ccd}\nscript-security 2\nclient-connect {script}\n"
+    return server_config(lab.pki, extra=extra), seen
+
+
+@pytest.mark.parametrize("server", ["openvpn", "ours"])
+def test_two_cn_client_is_named_by_its_last_cn(lab, procs, server):
+    cfg, seen = _server_with_ccd_and_script(lab, server)
+    if server == "openvpn":
+        procs.append(lab.openvpn(lab.srv, cfg, f"cnsrv-{len(lab.procs)}"))
+    else:
+        procs.append(lab.ours(lab.srv, cfg, f"cnsrv-{len(lab.procs)}", pattern=r"listening on UDP"))
+    cli = lab.openvpn(lab.cli, client_profile(lab.pki, "udp", client="twocn"), f"cncli-{len(lab.procs)}")
+    procs.append(cli)
+    assert _tun_ip(lab.cli) == "198.19.0.60", procs[0].log()[-2000:]      # admin's ccd file
+    assert seen.read_text().split() == ["admin"]
+
+
+def _two_cn_server(lab, procs) -> None:
+    crt, key = add_cert(lab.pki, "srv2cn", "/O=x/CN=vpn-a/CN=vpn-b", server=True)
+    cfg = server_config(lab.pki).replace(f"cert {lab.pki.server_cert}", f"cert {crt}").replace(
+        f"key {lab.pki.server_key}", f"key {key}")
+    procs.append(lab.openvpn(lab.srv, cfg, f"srv2cn-{len(lab.procs)}"))
+
+
+def test_verify_x509_name_is_checked_against_the_last_cn(lab, procs):
+    _two_cn_server(lab, procs)
+    ok = lab.ours(lab.cli, client_profile(lab.pki, extra="verify-x509-name vpn-b name\n"), f"cnok-{len(lab.procs)}")
+    procs.append(ok)
+    ok.stop(8)
+    for kind, name in (("name", "vpn-a"), ("name-prefix", "vpn-a")):
+        prof = client_profile(lab.pki, extra=f"verify-x509-name {name} {kind}\n")
+        theirs = lab.openvpn(lab.cli, prof, f"cnref-ovpn-{len(lab.procs)}", wait=0)
+        procs.append(theirs)
+        assert theirs.wait_for("VERIFY X509NAME ERROR: O=x, CN=vpn-a, CN=vpn-b", 20), theirs.log()[-2000:]
+        theirs.stop(8)
+        ours = lab.ours(lab.cli, prof, f"cnref-ours-{len(lab.procs)}", wait=0)
+        procs.append(ours)
+        assert ours.wait_for(f"verify-x509-name {name} {kind}: peer certificate does not match", 20), \
+            ours.log()[-2000:]
+        assert "tunnel up" not in ours.log()
+        ours.stop(8)
