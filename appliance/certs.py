@@ -18,13 +18,16 @@ def _name(cn: str) -> x509.Name:
 
 
 def subject(spec: str) -> x509.Name:
-    """A subject from OpenSSL's `/O=x/CN=alice/CN=admin` form, attributes in that order: names
-    with a field twice (several CNs) are how a CA that lets users add to their subject is
-    tested. Only the fields the tests use (C, ST, L, O, OU, CN)."""
+    """A subject from OpenSSL's `/O=x/CN=alice/CN=admin` form, attributes in that order, `+`
+    joining the attributes of one multi-valued RDN (`/O=x+OU=y/CN=a`): names with a field twice
+    (several CNs) are how a CA that lets users add to their subject is tested. Only the fields
+    the tests use (C, ST, L, O, OU, CN, emailAddress)."""
     oids = {"C": NameOID.COUNTRY_NAME, "ST": NameOID.STATE_OR_PROVINCE_NAME, "L": NameOID.LOCALITY_NAME,
-            "O": NameOID.ORGANIZATION_NAME, "OU": NameOID.ORGANIZATIONAL_UNIT_NAME, "CN": NameOID.COMMON_NAME}
-    parts = [p.split("=", 1) for p in spec.strip("/").split("/")]
-    return x509.Name([x509.NameAttribute(oids[k], v) for k, v in parts])
+            "O": NameOID.ORGANIZATION_NAME, "OU": NameOID.ORGANIZATIONAL_UNIT_NAME, "CN": NameOID.COMMON_NAME,
+            "emailAddress": NameOID.EMAIL_ADDRESS}
+    return x509.Name([x509.RelativeDistinguishedName([x509.NameAttribute(oids[k], v) for k, v in
+                                                      (a.split("=", 1) for a in rdn.split("+"))])
+                      for rdn in spec.strip("/").split("/")])
 
 
 def issue(cn: str, issuer, eku, name: x509.Name | None = None) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:

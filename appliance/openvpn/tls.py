@@ -476,9 +476,32 @@ def _check_ku(cert: x509.Certificate, want: list[int]) -> None:
                                   + " ".join(f"{v:02x}" for v in want))
 
 
+# OpenSSL's short names (OBJ_nid2sn) of the attributes cryptography knows: OpenVPN's subject
+# string uses them (XN_FLAG_FN_SN); any other attribute prints as its dotted OID.
+_SHORT_NAMES = {
+    "2.5.4.3": "CN", "2.5.4.6": "C", "2.5.4.7": "L", "2.5.4.8": "ST", "2.5.4.9": "street", "2.5.4.10": "O",
+    "2.5.4.11": "OU", "2.5.4.5": "serialNumber", "2.5.4.4": "SN", "2.5.4.42": "GN", "2.5.4.12": "title",
+    "2.5.4.43": "initials", "2.5.4.44": "generationQualifier", "2.5.4.46": "dnQualifier", "2.5.4.65": "pseudonym",
+    "2.5.4.15": "businessCategory", "2.5.4.16": "postalAddress", "2.5.4.17": "postalCode",
+    "2.5.4.97": "organizationIdentifier", "0.9.2342.19200300.100.1.1": "UID",
+    "0.9.2342.19200300.100.1.25": "DC", "1.2.840.113549.1.9.1": "emailAddress",
+    "1.2.840.113549.1.9.2": "unstructuredName", "1.3.6.1.4.1.311.60.2.1.1": "jurisdictionL",
+    "1.3.6.1.4.1.311.60.2.1.2": "jurisdictionST", "1.3.6.1.4.1.311.60.2.1.3": "jurisdictionC",
+    "1.2.643.3.131.1.1": "INN", "1.2.643.100.1": "OGRN", "1.2.643.100.3": "SNILS",
+}
+_SUBJECT_ESCAPES = {c: f"\\{c:02X}" for c in (*range(0x20), 0x7F)} | {ord("\\"): "\\\\"}
+
+
 def openvpn_subject(cert: x509.Certificate) -> str:
-    """OpenVPN prints subjects as `C=NL, O=Org, CN=name` (RFC 2253 order reversed)."""
-    return ", ".join(f"{a.rfc4514_attribute_name}={a.value}" for rdn in cert.subject.rdns for a in rdn)
+    """The subject as OpenVPN 2.6 prints it (X509_NAME_print_ex with XN_FLAG_SEP_CPLUS_SPC,
+    XN_FLAG_FN_SN, UTF-8, ESC_CTRL): `C=NL, O=Org + OU=Dept, CN=name` -- RDNs in certificate
+    order joined by `, `, the attributes of one multi-valued RDN by ` + `, OpenSSL's short
+    names, control characters as `\\XX` and a backslash doubled. `verify-x509-name S subject`
+    compares with it and scripts get it (tls_id_0): where OpenVPN tells two subjects apart
+    (a multi-valued RDN, or two RDNs), so must this string."""
+    return ", ".join(" + ".join(f"{_SHORT_NAMES.get(a.oid.dotted_string, a.oid.dotted_string)}="
+                                f"{str(a.value).translate(_SUBJECT_ESCAPES)}" for a in rdn)
+                     for rdn in cert.subject.rdns)
 
 
 # OpenVPN's TLS_USERNAME_LEN: a longer common name (in UTF-8 bytes) is no name there, and the

@@ -2,8 +2,9 @@
 LAST CN in OpenVPN, and must be in ours too.
 
 - Server side: the same server config (ccd files for both CNs, a client-connect script writing
-  $common_name) run by OpenVPN and by us; OpenVPN's client connects with `/O=x/CN=alice/CN=admin`;
-  both servers pick admin's ccd file and tell the script `admin`.
+  $common_name and $tls_id_0) run by OpenVPN and by us; OpenVPN's client connects with a
+  certificate whose subject ends `/CN=alice/CN=admin`; both servers pick admin's ccd file and
+  tell the script `admin` and the same subject string.
 - Client side: OpenVPN's server presents `/O=x/CN=vpn-a/CN=vpn-b`; with `verify-x509-name vpn-b
   name` our client connects, with `vpn-a name` (the first CN) it refuses, as OpenVPN's client does.
 """
@@ -18,10 +19,14 @@ from lab.netns import Lab
 from lab.pki import add_cert
 
 
+# Two CNs, and a multi-valued RDN and an emailAddress for the subject string (tls_id_0).
+TWO_CN = "/O=x+OU=y/emailAddress=a@b/CN=alice/CN=admin"
+
+
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
     with Lab(tmp=tmp_path_factory.mktemp("cnlab")) as lab:
-        add_cert(lab.pki, "twocn", "/O=x/CN=alice/CN=admin")
+        add_cert(lab.pki, "twocn", TWO_CN)
         yield lab
 
 
@@ -36,7 +41,7 @@ def _server_with_ccd_and_script(lab, tag: str) -> tuple[str, object]:
     (ccd / "alice").write_text("ifconfig-push 198.19.0.50 255.255.255.0\n")
     (ccd / "admin").write_text("ifconfig-push 198.19.0.60 255.255.255.0\n")
     seen = lab.tmp / f"connect-{tag}.log"
-    script = lab.write(f"connect-{tag}.sh", f'#!/bin/sh\necho "$common_name" >> {seen}\n')
+    script = lab.write(f"connect-{tag}.sh", f'#!/bin/sh\nprintf "%s\\n%s\\n" "$common_name" "$tls_id_0" >> {seen}\n')
     script.chmod(0o755)
     extra = f"client-config-dir {ccd}\nscript-security 2\nclient-connect {script}\n"
     return server_config(lab.pki, extra=extra), seen
@@ -52,7 +57,7 @@ def test_two_cn_client_is_named_by_its_last_cn(lab, procs, server):
     cli = lab.openvpn(lab.cli, client_profile(lab.pki, "udp", client="twocn"), f"cncli-{len(lab.procs)}")
     procs.append(cli)
     assert _tun_ip(lab.cli) == "198.19.0.60", procs[0].log()[-2000:]      # admin's ccd file
-    assert seen.read_text().split() == ["admin"]
+    assert seen.read_text().splitlines() == ["admin", "O=x + OU=y, emailAddress=a@b, CN=alice, CN=admin"]
 
 
 def _two_cn_server(lab, procs) -> None:

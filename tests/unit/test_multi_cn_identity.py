@@ -10,7 +10,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from appliance.certs import issue, subject
 from appliance.openvpn.errors import RemoteProtocolError
-from appliance.openvpn.tls import TlsSettings, _check_peer, common_name
+from appliance.openvpn.tls import TlsSettings, _check_peer, common_name, openvpn_subject
 
 CA = issue("Multi-CN CA", None, None)
 
@@ -80,3 +80,23 @@ def test_a_cn_longer_than_openvpns_64_bytes_is_refused():
         assert common_name(cert) is None
         with pytest.raises(RemoteProtocolError, match="could not extract CN"):
             _check_peer(TlsSettings(b"", b"", b"", False), cert)
+
+
+@pytest.mark.parametrize(("spec", "printed"), [
+    ("/O=x/CN=alice/CN=admin", "O=x, CN=alice, CN=admin"),
+    ("/O=Org+CN=server", "O=Org + CN=server"),                       # one multi-valued RDN
+    ("/CN=s/emailAddress=a@b", "CN=s, emailAddress=a@b"),            # OpenSSL's short name
+    ("/CN=a\\b\x01c\x7fd", "CN=a\\\\b\\01c\\7Fd"),                   # backslash doubled, controls as \XX
+])
+def test_the_subject_string_is_openvpns(spec, printed):
+    """As OpenVPN 2.6 prints a subject (X509_NAME_print_ex, XN_FLAG_SEP_CPLUS_SPC | XN_FLAG_FN_SN
+    | UTF-8 | ESC_CTRL): what `verify-x509-name ... subject` compares and scripts see as tls_id_0."""
+    assert openvpn_subject(_cert(spec)) == printed
+
+
+def test_verify_x509_name_subject_tells_a_multi_valued_rdn_from_two_rdns():
+    """`O=Org, CN=server` (two RDNs) is not the subject `O=Org + CN=server` (one RDN of two
+    attributes): OpenVPN refuses that certificate, so must we."""
+    _check(_cert("/O=Org/CN=server"), "O=Org, CN=server", "subject")
+    with pytest.raises(RemoteProtocolError, match="does not match"):
+        _check(_cert("/O=Org+CN=server"), "O=Org, CN=server", "subject")
