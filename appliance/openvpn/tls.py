@@ -415,8 +415,8 @@ def _check_peer(s: TlsSettings, cert: x509.Certificate | None, chain: list | Non
     cn = common_name(cert)
     if cn is None:
         raise RemoteProtocolError("VERIFY ERROR: could not extract CN from X509 subject string "
-                                  f"({openvpn_subject(cert)!r}) -- note that the field length is "
-                                  f"limited to {CN_MAX_BYTES} characters")
+                                  f"({openvpn_subject(cert)[:256]!r}) -- the last CN must exist, have at "
+                                  f"most {CN_MAX_BYTES} bytes and no NUL")
     if s.verify_x509_name:
         name, kind = s.verify_x509_name
         if kind == "subject":
@@ -511,8 +511,10 @@ CN_MAX_BYTES = 64
 
 def common_name(cert: x509.Certificate | None) -> str | None:
     """The peer's identity, read as OpenVPN 2.6 reads it (extract_x509_field_ssl): the LAST
-    commonName of the subject, control characters made `_` (remap_name). None when there is no
-    CN or it is longer than OpenVPN's limit: OpenVPN refuses such a certificate (_check_peer).
+    commonName of the subject, control characters made `_` (remap_name). None, and the
+    certificate refused (_check_peer), when there is no CN or it is longer than OpenVPN's limit,
+    as OpenVPN refuses it; and when it holds a NUL: OpenVPN's name ends there (`admin\\0x` is
+    `admin`), a name the CA never meant to give.
 
     One value for everything, from verify-x509-name name/name-prefix to the ccd file, scripts,
     status, management and the CN lock on renegotiation: a subject `O=x, CN=alice, CN=admin`
@@ -524,7 +526,7 @@ def common_name(cert: x509.Certificate | None) -> str | None:
     if not cns:
         return None
     value = str(cns[-1].value)
-    if len(value.encode("utf-8", "surrogatepass")) > CN_MAX_BYTES:
+    if len(value.encode("utf-8", "surrogatepass")) > CN_MAX_BYTES or "\0" in value:
         return None
     return remap_name(value)
 

@@ -11,6 +11,7 @@ LAST CN in OpenVPN, and must be in ours too.
 from __future__ import annotations
 
 import re
+import warnings
 
 import pytest
 
@@ -23,10 +24,19 @@ from lab.pki import add_cert
 TWO_CN = "/O=x+OU=y/emailAddress=a@b/CN=alice/CN=admin"
 
 
+# Last CNs OpenVPN cannot use as they are: none, over its 64 bytes, and a NUL (OpenVPN's name
+# stops there: `admin`).
+UNUSABLE = {"nocn": "/O=x/OU=no name", "longcn": "/O=x/CN=admin/CN=" + "a" * 65, "nulcn": "/O=x/CN=admin\x00x"}
+
+
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
     with Lab(tmp=tmp_path_factory.mktemp("cnlab")) as lab:
         add_cert(lab.pki, "twocn", TWO_CN)
+        for name, spec in UNUSABLE.items():
+            with warnings.catch_warnings():          # cryptography's, for the 65-byte CN
+                warnings.simplefilter("ignore")
+                add_cert(lab.pki, name, spec)
         yield lab
 
 
@@ -84,3 +94,25 @@ def test_verify_x509_name_is_checked_against_the_last_cn(lab, procs):
             ours.log()[-2000:]
         assert "tunnel up" not in ours.log()
         ours.stop(8)
+
+
+@pytest.mark.parametrize("server", ["openvpn", "ours"])
+@pytest.mark.parametrize("client", list(UNUSABLE))
+def test_a_last_cn_openvpn_cannot_use_as_it_is_gets_no_tunnel(lab, procs, server, client):
+    """No CN or one over 64 bytes: OpenVPN refuses ("could not extract CN"), so do we. A NUL:
+    OpenVPN names the client `admin` (its C string ends there), impersonating admin; we refuse."""
+    cfg, seen = _server_with_ccd_and_script(lab, f"{server}-{client}")
+    if server == "openvpn":
+        srv = lab.openvpn(lab.srv, cfg, f"unsrv-{len(lab.procs)}")
+    else:
+        srv = lab.ours(lab.srv, cfg, f"unsrv-{len(lab.procs)}", pattern=r"listening on UDP")
+    procs.append(srv)
+    cli = lab.openvpn(lab.cli, client_profile(lab.pki, "udp", client=client), f"uncli-{len(lab.procs)}", wait=0)
+    procs.append(cli)
+    if server == "openvpn" and client == "nulcn":
+        assert cli.wait_for("Initialization Sequence Completed", 20), srv.log()[-2000:]
+        assert seen.read_text().splitlines()[0] == "admin"          # OpenVPN's name for it
+        return
+    assert srv.wait_for("could not extract CN", 20), srv.log()[-2000:]
+    assert not cli.wait_for("Initialization Sequence Completed", 1)
+    assert not seen.exists()

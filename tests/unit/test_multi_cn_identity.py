@@ -100,3 +100,12 @@ def test_verify_x509_name_subject_tells_a_multi_valued_rdn_from_two_rdns():
     _check(_cert("/O=Org/CN=server"), "O=Org, CN=server", "subject")
     with pytest.raises(RemoteProtocolError, match="does not match"):
         _check(_cert("/O=Org+CN=server"), "O=Org, CN=server", "subject")
+
+
+def test_a_cn_with_a_nul_is_refused():
+    """OpenVPN's name stops at a NUL (a C string): `admin\\0x` would be admin there, `admin_x`
+    here; neither is a name the CA meant to give, so the certificate is refused."""
+    cert = _cert("/O=x/CN=admin\x00x")
+    assert common_name(cert) is None
+    with pytest.raises(RemoteProtocolError, match="could not extract CN"):
+        _check(cert, "admin", "name")
