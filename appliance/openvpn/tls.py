@@ -504,6 +504,25 @@ def openvpn_subject(cert: x509.Certificate) -> str:
                      for rdn in cert.subject.rdns)
 
 
+def subject_env(cert: x509.Certificate, depth: int = 0) -> dict[str, str]:
+    """OpenVPN 2.6's `X509_<depth>_<field>` script variables (x509_setenv): one per subject
+    attribute in certificate order, a repeated field numbered on (`X509_0_CN` is the FIRST CN,
+    `X509_0_CN_1` the next), control characters made `_`. Note that `X509_0_CN` is therefore not
+    the peer's name (`common_name`, the last CN) when there are several: scripts see what they
+    see under OpenVPN. Attributes without an OpenSSL short name are left out, as there."""
+    env: dict[str, str] = {}
+    for a in cert.subject:
+        short = _SHORT_NAMES.get(a.oid.dotted_string)
+        if short is None or not isinstance(a.value, str):
+            continue
+        base = name = f"X509_{depth}_{short}"
+        n = 1
+        while name in env:
+            name, n = f"{base}_{n}", n + 1
+        env[name] = remap_name(a.value)
+    return env
+
+
 # OpenVPN's TLS_USERNAME_LEN: a longer common name (in UTF-8 bytes) is no name there, and the
 # peer's certificate is refused.
 CN_MAX_BYTES = 64

@@ -2,7 +2,7 @@
 LAST CN in OpenVPN, and must be in ours too.
 
 - Server side: the same server config (ccd files for both CNs, a client-connect script writing
-  $common_name and $tls_id_0) run by OpenVPN and by us; OpenVPN's client connects with a
+  $common_name, $tls_id_0 and X509_0_*) run by OpenVPN and by us; OpenVPN's client connects with a
   certificate whose subject ends `/CN=alice/CN=admin`; both servers pick admin's ccd file and
   tell the script `admin` and the same subject string.
 - Client side: OpenVPN's server presents `/O=x/CN=vpn-a/CN=vpn-b`; with `verify-x509-name vpn-b
@@ -51,7 +51,8 @@ def _server_with_ccd_and_script(lab, tag: str) -> tuple[str, object]:
     (ccd / "alice").write_text("ifconfig-push 198.19.0.50 255.255.255.0\n")
     (ccd / "admin").write_text("ifconfig-push 198.19.0.60 255.255.255.0\n")
     seen = lab.tmp / f"connect-{tag}.log"
-    script = lab.write(f"connect-{tag}.sh", f'#!/bin/sh\nprintf "%s\\n%s\\n" "$common_name" "$tls_id_0" >> {seen}\n')
+    fields = '"$common_name" "$tls_id_0" "$X509_0_CN" "$X509_0_CN_1" "$X509_0_emailAddress"'
+    script = lab.write(f"connect-{tag}.sh", f"#!/bin/sh\nprintf '%s\\n' {fields} >> {seen}\n")
     script.chmod(0o755)
     extra = f"client-config-dir {ccd}\nscript-security 2\nclient-connect {script}\n"
     return server_config(lab.pki, extra=extra), seen
@@ -67,7 +68,10 @@ def test_two_cn_client_is_named_by_its_last_cn(lab, procs, server):
     cli = lab.openvpn(lab.cli, client_profile(lab.pki, "udp", client="twocn"), f"cncli-{len(lab.procs)}")
     procs.append(cli)
     assert _tun_ip(lab.cli) == "198.19.0.60", procs[0].log()[-2000:]      # admin's ccd file
-    assert seen.read_text().splitlines() == ["admin", "O=x + OU=y, emailAddress=a@b, CN=alice, CN=admin"]
+    # The name is the last CN; the subject string and X509_0_* variables (X509_0_CN the FIRST
+    # CN, X509_0_CN_1 the next) are what OpenVPN gives scripts.
+    assert seen.read_text().splitlines() == ["admin", "O=x + OU=y, emailAddress=a@b, CN=alice, CN=admin",
+                                             "alice", "admin", "a@b"]
 
 
 def _two_cn_server(lab, procs) -> None:
