@@ -17,16 +17,32 @@ def _name(cn: str) -> x509.Name:
     return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
 
 
-def issue(cn: str, issuer, eku) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+def subject(spec: str) -> x509.Name:
+    """A subject from OpenSSL's `/O=x/CN=alice/CN=admin` form, attributes in that order, `+`
+    joining the attributes of one multi-valued RDN (`/O=x+OU=y/CN=a`): names with a field twice
+    (several CNs) are how a CA that lets users add to their subject is tested. Only the fields
+    the tests use (C, ST, L, O, OU, CN, emailAddress), unchecked."""
+    oids = {"C": NameOID.COUNTRY_NAME, "ST": NameOID.STATE_OR_PROVINCE_NAME, "L": NameOID.LOCALITY_NAME,
+            "O": NameOID.ORGANIZATION_NAME, "OU": NameOID.ORGANIZATIONAL_UNIT_NAME, "CN": NameOID.COMMON_NAME,
+            "emailAddress": NameOID.EMAIL_ADDRESS}
+    # Unvalidated: a lax CA issues what X.509 bounds forbid (a CN over 64 characters), and the
+    # tests need such names to show what a peer does with them.
+    return x509.Name([x509.RelativeDistinguishedName([x509.NameAttribute(oids[k], v, _validate=False) for k, v in
+                                                      (a.split("=", 1) for a in rdn.split("+"))])
+                      for rdn in spec.strip("/").split("/")])
+
+
+def issue(cn: str, issuer, eku, name: x509.Name | None = None) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
     """A CA certificate when `issuer` is None, else a leaf signed by `issuer` (cert, key) with
-    keyUsage and the extendedKeyUsage `eku` (serverAuth/clientAuth)."""
+    keyUsage and the extendedKeyUsage `eku` (serverAuth/clientAuth). `name`, if given, is the
+    subject instead of `CN=<cn>` (see subject())."""
     key = ec.generate_private_key(ec.SECP256R1())
     now = datetime.datetime.now(datetime.timezone.utc)
-    b = (x509.CertificateBuilder().subject_name(_name(cn)).public_key(key.public_key())
+    b = (x509.CertificateBuilder().subject_name(name or _name(cn)).public_key(key.public_key())
          .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
          .not_valid_after(now + datetime.timedelta(days=30)))
     if issuer is None:
-        b = (b.issuer_name(_name(cn)).add_extension(x509.BasicConstraints(True, None), True)
+        b = (b.issuer_name(name or _name(cn)).add_extension(x509.BasicConstraints(True, None), True)
              .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), True))
         return b.sign(key, hashes.SHA256()), key
     icert, ikey = issuer

@@ -6,10 +6,12 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from appliance.certs import issue as _issue
+from appliance.certs import subject as _subject
 
 from .tools import OPENVPN
 
@@ -31,6 +33,19 @@ def _write(path: Path, cert, key) -> tuple[Path, Path]:
                                      serialization.NoEncryption()))
     kp.chmod(0o600)
     return path.with_suffix(".crt"), kp
+
+
+def add_cert(pki: Pki, name: str, subject: str, server: bool = False) -> tuple[Path, Path]:
+    """Another certificate from the lab CA, with the subject `subject` in OpenSSL's
+    `/O=x/CN=a/CN=b` form (several CNs allowed): written as <name>.crt/.key; a client one joins
+    pki.clients (for client_profile), a server one is returned for a `cert`/`key` pair."""
+    ca = x509.load_pem_x509_certificate(pki.ca.read_bytes())
+    ca_key = serialization.load_pem_private_key((pki.dir / "ca.key").read_bytes(), None)
+    eku = ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH
+    paths = _write(pki.dir / name, *_issue(name, (ca, ca_key), eku, _subject(subject)))
+    if not server:
+        pki.clients[name] = paths
+    return paths
 
 
 def make_pki(d: Path, clients: list[str]) -> Pki:

@@ -27,7 +27,7 @@ from ..openvpn.keymethod import remap_name
 from ..openvpn.poolfile import PoolMemory
 from ..openvpn.server_model import StreamKey
 from ..openvpn.settings import check_key_material
-from ..openvpn.tls import openvpn_subject
+from ..openvpn.tls import openvpn_subject, subject_env
 from . import status as st_mod
 from .eventlog import fmt_addr
 from .inactivity import INACTIVE_LOG, Inactivity, check_interval
@@ -553,7 +553,7 @@ class Operations:
             e["tls_serial_hex_0"] = ":".join(h[i:i + 2] for i in range(0, len(h), 2))
             e["tls_serial_0"] = str(cert.serial_number)
             e["tls_id_0"] = _openvpn_subject(cert)
-            e["X509_0_CN"] = s.peer_common_name or ""
+            e.update(subject_env(cert))
         e.update({"remote_port_1": str(o.lport or o.port), "local_port_1": str(o.lport or o.port),
                   "proto_1": o.proto + ("6" if o.proto_family == "6" else ""), "daemon_pid": str(os.getpid()),
                   "daemon_start_time": str(int(self.started)), "daemon_log_redirect": "0", "daemon": "0",

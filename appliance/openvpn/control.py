@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from . import events as ev
 from .errors import BadPacket, ClientRefused, PacketIdExhausted, RemoteProtocolError
-from .keymethod import (KeyMethod2, decode_key_method_2_untrusted, encode_key_method_2, remap_name,
+from .keymethod import (KeyMethod2, decode_key_method_2_untrusted, encode_key_method_2,
                         split_text_messages_untrusted)
 from .keystate import KS, KeyState
 from .opcodes import CONTROL_OPS, EARLY_NEG_FLAG_RESEND_WKC, EARLY_NEG_FLAGS, RESET_OPS, Op, op_byte
@@ -102,12 +102,9 @@ class ControlChannel:
         out, msgs = ks.tls.pump()
         self._queue_tls(ks, out)
         if ks.tls.handshake_done and not was_done:
+            # The last CN, control characters made `_` (common_name): the name reaches the log,
+            # the status file, ccd lookups, scripts and the management interface.
             cn = common_name(ks.tls.peer_cert)
-            if cn is not None:
-                # The name reaches the log, the status file, ccd lookups, scripts and the
-                # management interface: control characters become `_` as in OpenVPN 2.6
-                # (string_mod_remap_name), so a line break in it cannot forge their lines.
-                cn = remap_name(cn)
             if self._cn_locked and cn != self.peer_common_name:
                 # As OpenVPN (tls_lock_common_name): a renegotiation with another valid
                 # certificate must not carry the tunnel over to a different identity.

@@ -25,6 +25,7 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 
 from .keymethod import remap_name
+from .tls import common_name
 
 
 class CrlError(Exception):
@@ -190,10 +191,7 @@ def _issuer_cn(c: x509.Certificate) -> str:
 
 
 def _cn(c: x509.Certificate) -> str:
-    try:
-        return remap_name(str(c.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)[0].value))
-    except IndexError:
-        return "?"
+    return common_name(c) or "?"      # the name the peer goes by (its last CN), as in the other logs
 
 
 def checker(spec: tuple[str, str] | None) -> CrlChecker | None:

@@ -21,6 +21,7 @@ from OpenSSL._util import ffi as _ffi
 from OpenSSL._util import lib as _lib
 
 from .errors import ConfigError, RemoteProtocolError
+from .keymethod import remap_name
 
 _BIO_CHUNK = 65536
 _WANT_READ = _lib.SSL_ERROR_WANT_READ
@@ -411,15 +412,19 @@ def _check_peer(s: TlsSettings, cert: x509.Certificate | None, chain: list | Non
         _check_ku(cert, s.remote_cert_ku)
     if s.remote_cert_eku is not None:
         _check_eku(cert, s.remote_cert_eku)
+    cn = common_name(cert)
+    if cn is None:
+        raise RemoteProtocolError("VERIFY ERROR: could not extract CN from X509 subject string "
+                                  f"({openvpn_subject(cert)[:256]!r}) -- the last CN must exist, have at "
+                                  f"most {CN_MAX_BYTES} bytes and no NUL")
     if s.verify_x509_name:
         name, kind = s.verify_x509_name
-        cns = [a.value for a in cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
         if kind == "subject":
             ok = cert.subject.rfc4514_string() == name or openvpn_subject(cert) == name
         elif kind == "name":
-            ok = name in cns
+            ok = cn == name
         else:  # name-prefix
-            ok = any(str(cn).startswith(name) for cn in cns)
+            ok = cn.startswith(name)
         if not ok:
             raise RemoteProtocolError(f"verify-x509-name {name} {kind}: peer certificate does not match")
 
@@ -471,16 +476,78 @@ def _check_ku(cert: x509.Certificate, want: list[int]) -> None:
                                   + " ".join(f"{v:02x}" for v in want))
 
 
+# OpenSSL's short names (OBJ_nid2sn) of the attributes cryptography knows: OpenVPN's subject
+# string uses them (XN_FLAG_FN_SN); any other attribute prints as its dotted OID.
+_SHORT_NAMES = {
+    "2.5.4.3": "CN", "2.5.4.6": "C", "2.5.4.7": "L", "2.5.4.8": "ST", "2.5.4.9": "street", "2.5.4.10": "O",
+    "2.5.4.11": "OU", "2.5.4.5": "serialNumber", "2.5.4.4": "SN", "2.5.4.42": "GN", "2.5.4.12": "title",
+    "2.5.4.43": "initials", "2.5.4.44": "generationQualifier", "2.5.4.46": "dnQualifier", "2.5.4.65": "pseudonym",
+    "2.5.4.15": "businessCategory", "2.5.4.16": "postalAddress", "2.5.4.17": "postalCode",
+    "2.5.4.97": "organizationIdentifier", "0.9.2342.19200300.100.1.1": "UID",
+    "0.9.2342.19200300.100.1.25": "DC", "1.2.840.113549.1.9.1": "emailAddress",
+    "1.2.840.113549.1.9.2": "unstructuredName", "1.3.6.1.4.1.311.60.2.1.1": "jurisdictionL",
+    "1.3.6.1.4.1.311.60.2.1.2": "jurisdictionST", "1.3.6.1.4.1.311.60.2.1.3": "jurisdictionC",
+    "1.2.643.3.131.1.1": "INN", "1.2.643.100.1": "OGRN", "1.2.643.100.3": "SNILS",
+}
+_SUBJECT_ESCAPES = {c: f"\\{c:02X}" for c in (*range(0x20), 0x7F)} | {ord("\\"): "\\\\"}
+
+
 def openvpn_subject(cert: x509.Certificate) -> str:
-    """OpenVPN prints subjects as `C=NL, O=Org, CN=name` (RFC 2253 order reversed)."""
-    return ", ".join(f"{a.rfc4514_attribute_name}={a.value}" for rdn in cert.subject.rdns for a in rdn)
+    """The subject as OpenVPN 2.6 prints it (X509_NAME_print_ex with XN_FLAG_SEP_CPLUS_SPC,
+    XN_FLAG_FN_SN, UTF-8, ESC_CTRL): `C=NL, O=Org + OU=Dept, CN=name` -- RDNs in certificate
+    order joined by `, `, the attributes of one multi-valued RDN by ` + `, OpenSSL's short
+    names, control characters as `\\XX` and a backslash doubled. `verify-x509-name S subject`
+    compares with it and scripts get it (tls_id_0): where OpenVPN tells two subjects apart
+    (a multi-valued RDN, or two RDNs), so must this string."""
+    return ", ".join(" + ".join(f"{_SHORT_NAMES.get(a.oid.dotted_string, a.oid.dotted_string)}="
+                                f"{str(a.value).translate(_SUBJECT_ESCAPES)}" for a in rdn)
+                     for rdn in cert.subject.rdns)
+
+
+def subject_env(cert: x509.Certificate, depth: int = 0) -> dict[str, str]:
+    """OpenVPN 2.6's `X509_<depth>_<field>` script variables (x509_setenv): one per subject
+    attribute in certificate order, a repeated field numbered on (`X509_0_CN` is the FIRST CN,
+    `X509_0_CN_1` the next), control characters made `_`. Note that `X509_0_CN` is therefore not
+    the peer's name (`common_name`, the last CN) when there are several: scripts see what they
+    see under OpenVPN. Attributes without an OpenSSL short name are left out, as there."""
+    env: dict[str, str] = {}
+    for a in cert.subject:
+        short = _SHORT_NAMES.get(a.oid.dotted_string)
+        if short is None or not isinstance(a.value, str):
+            continue
+        base = name = f"X509_{depth}_{short}"
+        n = 1
+        while name in env:
+            name, n = f"{base}_{n}", n + 1
+        env[name] = remap_name(a.value)
+    return env
+
+
+# OpenVPN's TLS_USERNAME_LEN: a longer common name (in UTF-8 bytes) is no name there, and the
+# peer's certificate is refused.
+CN_MAX_BYTES = 64
 
 
 def common_name(cert: x509.Certificate | None) -> str | None:
+    """The peer's identity, read as OpenVPN 2.6 reads it (extract_x509_field_ssl): the LAST
+    commonName of the subject, control characters made `_` (remap_name). None, and the
+    certificate refused (_check_peer), when there is no CN or it is longer than OpenVPN's limit,
+    as OpenVPN refuses it; and when it holds a NUL: OpenVPN's name ends there (`admin\\0x` is
+    `admin`), a name the CA never meant to give.
+
+    One value for everything, from verify-x509-name name/name-prefix to the ccd file, scripts,
+    status, management and the CN lock on renegotiation: a subject `O=x, CN=alice, CN=admin`
+    is `admin` everywhere, as with OpenVPN, so a CA that lets users add a CN of their choosing
+    cannot make a certificate that is one name to a check and another to the identity."""
     if cert is None:
         return None
     cns = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-    return str(cns[0].value) if cns else None
+    if not cns:
+        return None
+    value = str(cns[-1].value)
+    if len(value.encode("utf-8", "surrogatepass")) > CN_MAX_BYTES or "\0" in value:
+        return None
+    return remap_name(value)
 
 
 class TlsEndpoint:

@@ -11,6 +11,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from appliance.bench import _cert, _pems
+from appliance.certs import issue, subject
 from appliance.openvpn import events as ev
 from appliance.openvpn.tls import TlsSettings, build_context
 from tests.engine.test_memory_link import Link, make_pair, payloads, up
@@ -25,7 +26,9 @@ def pki():
     return {"ca": ca[0].public_bytes(serialization.Encoding.PEM),
             "server": _pems(_cert("server", ca, ExtendedKeyUsageOID.SERVER_AUTH)),
             "client": _pems(_cert("alice", ca, ExtendedKeyUsageOID.CLIENT_AUTH)),
-            "client_b": _pems(_cert("mallory", ca, ExtendedKeyUsageOID.CLIENT_AUTH))}
+            "client_b": _pems(_cert("mallory", ca, ExtendedKeyUsageOID.CLIENT_AUTH)),
+            # alice's name first, mallory's last: OpenVPN's name for it is mallory
+            "client_ab": _pems(issue("", ca, ExtendedKeyUsageOID.CLIENT_AUTH, subject("/CN=alice/CN=mallory")))}
 
 
 def _connected(pki, **kw):
@@ -58,6 +61,20 @@ def test_renegotiation_with_another_certificate_ends_the_session(pki):
     assert s.closed and closed and "CN attempted to change" in closed[0].reason
     assert s.peer_common_name == "alice", "the session's identity must not have been replaced"
     assert s.send_key is None or s.send_key.key_id == 0
+
+
+def test_renegotiation_with_a_certificate_whose_last_cn_differs_ends_the_session(pki):
+    """A second certificate with the first name as its FIRST CN and another as its last is
+    another identity (OpenVPN reads the last CN): the CN lock must refuse it, not compare
+    first CNs and let mallory's certificate carry alice's tunnel."""
+    c, s, link = _connected(pki)
+    assert s.peer_common_name == "alice"
+    c.cfg.tls = TlsSettings(pki["ca"], *pki["client_ab"], False, remote_cert_tls="server")
+    c.tls_context = build_context(c.cfg.tls)
+    _renegotiate(link, c, s)
+    closed = _closed(s)
+    assert s.closed and closed and "from 'alice' to 'mallory'" in closed[0].reason
+    assert s.peer_common_name == "alice"
 
 
 def test_renegotiation_with_another_username_ends_the_session(pki):
