@@ -21,6 +21,7 @@ from .keymethod import KeyMethod2, PushRejected, build_push_reply, parse_push_re
 from .keystate import KS, KeyState
 from .opcodes import (HARD_RESET_CLIENT_OPS, IV_PROTO_CC_EXIT_NOTIFY, IV_PROTO_DATA_V2, IV_PROTO_REQUEST_PUSH,
                       IV_PROTO_TLS_KEY_EXPORT, OCC_EXIT, OCC_MAGIC, Op)
+from .pushedsignal import PushedSignal, parse_pushed_signal
 
 if TYPE_CHECKING:
     from .session import Session
@@ -131,16 +132,27 @@ class ClientRole:
                 s._fail(f"AUTH_FAILED {msg} (auth-token dropped)".strip(), restart=True, same_remote=True)
             else:
                 s._fail(f"AUTH_FAILED {msg}".strip(), restart=False)
-        elif text.startswith("RESTART"):
-            s._fail("server sent RESTART" + (": " + text[8:] if len(text) > 8 else ""), restart=True)
-        elif text.startswith("HALT"):
-            s._fail("server sent HALT" + (": " + text[5:] if len(text) > 5 else ""), restart=False)
+        elif (sig := parse_pushed_signal(text)) is not None:
+            self._pushed_signal(sig)
         elif text.startswith("EXIT"):
             s._fail("server exited (EXIT)", restart=True)
         elif text.startswith("INFO") or text.startswith("AUTH_PENDING") or text.startswith("ACC"):
             s._warn(f"server message: {text[:200]}")
         else:
             s._warn(f"unknown control message: {text[:60]}")
+
+    def _pushed_signal(self, sig: PushedSignal) -> None:
+        """HALT ends the run; RESTART reconnects: to the next remote with the [N] flag, otherwise
+        to the same server first once our tunnel was up there (OpenVPN 2.6's client sets its
+        no_advance when its initialization completes and clears it only for [N]; a RESTART
+        before that moves on, as any failed attempt)."""
+        s = self.s
+        if sig.halt:
+            s._fail(sig.describe(), restart=False)
+            return
+        same = s.established and not sig.next_remote
+        s._fail(sig.describe() + (": this server again" if same else ": next remote"), restart=True,
+                same_remote=same)
 
     def _renewed_token(self, text: str) -> None:
         s = self.s
@@ -345,10 +357,11 @@ class ServerRole:
         s._fail(reason, restart=False)
 
     def exit_notification(self) -> None:
-        """One OCC exit on UDP (at least, or explicit-exit-notify's count): clients without cc-exit
-        understand it; over TCP the closing stream says enough."""
+        """One OCC exit on UDP (every OpenVPN client understands it); over TCP the closing stream
+        says enough. None to a client that acknowledged our RESTART (tell_restart): it is already
+        on its way; one whose acknowledgement never came gets the OCC exit as well."""
         s = self.s
-        if s.send_key is None or s.tcp:
+        if s.send_key is None or s.tcp or (s.restart_sent and s.control_acked):
             return
         for _ in range(max(1, s.cfg.explicit_exit_notify)):
             s._queue_data(OCC_MAGIC + bytes((OCC_EXIT,)))

@@ -147,6 +147,7 @@ class Session(ControlChannel):
         # gateway shares one holder among its sessions)
         self.token = cfg.auth_token if cfg.auth_token is not None else AuthToken()
         self.cc_exit = False
+        self.restart_sent = False           # server: told this client RESTART (stopping), see tell_restart
         self.established = False
         self.last_recv = now
         self.last_send = now
@@ -391,6 +392,24 @@ class Session(ControlChannel):
             self._pid_reneg = False
             if not self.closed and self._start_soft_reset(now):
                 self._flush(now)
+
+    def tell_restart(self, now: float, message: str) -> bool:
+        """Server: a RESTART or HALT control message to an established client (restart_message()
+        when stopping with explicit-exit-notify, as OpenVPN 2.6's server; client-kill's text).
+        The session stays open so the message is retransmitted until acknowledged
+        (`control_acked`); close() ends it later. False if nothing was sent (not established,
+        or over)."""
+        if self.closed or not self.established or self.role.is_client:
+            return False
+        self._send_text(message)
+        self.restart_sent = True
+        self._flush(now)
+        return True
+
+    @property
+    def control_acked(self) -> bool:
+        """Everything we sent on the control channel was acknowledged by the peer."""
+        return all(ks.reliable.all_acked() for ks in self.keys.values())
 
     def close(self, now: float, reason: str = "exit") -> None:
         """Leave politely: exit notification to the peer, then closed."""
