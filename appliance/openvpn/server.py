@@ -633,6 +633,15 @@ class ServerDispatcher(ClientPush):
                 self._internal_errors.append((rec, e))
         return told
 
+    def tell(self, rec: ClientRecord, now: float, message: str) -> bool:
+        """A control message (client-kill's RESTART/HALT) to one established client; its session
+        stays until kick(). False if it could not be sent."""
+        if not rec.alive:
+            return False
+        sent = rec.session.tell_restart(now, message)
+        self._collect(rec)
+        return sent
+
     def restarts_acked(self) -> bool:
         """Every client told RESTART has acknowledged it (or is gone)."""
         return all(rec.session.control_acked for rec in self._records() if rec.session.restart_sent)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import pytest
 
+from appliance.gateway.ops import CLIENT_KILL_WAIT
 from appliance.gateway.server import RESTART_WAIT
 from tests.gateway.conftest import SERVER_IP, World, client_conf, server_conf
 
@@ -101,3 +102,21 @@ def test_tcp_server_stops_at_once(pki):
     assert w.run(lambda: _up(w), max_time=30)
     w.server.request_stop()
     assert w.server.result == 0
+
+
+@pytest.mark.parametrize("message, port", [("RESTART", 1194), ("RESTART,[N]", 1195), ("", 1194)])
+def test_client_kill_sends_its_message(pki, message, port):
+    """Management `client-kill CID [MSG]`, as OpenVPN 2.6: MSG (default RESTART) to the client,
+    whose session ends once it acknowledged (OpenVPN: after 5 s). It used to send an OCC exit
+    whatever MSG said."""
+    w = World()
+    gw = w.add_server(server_conf(pki))
+    w.add_client(client_conf(pki, remotes=TWO_REMOTES))
+    assert w.run(lambda: _up(w), max_time=30)
+    first = w.clients[0].conn
+    inf = next(iter(gw.ops.info.values()))
+    t0 = w.clock.t
+    assert gw.ops.client_kill(inf.cid, message)
+    assert w.run(lambda: not inf.rec.alive, max_time=CLIENT_KILL_WAIT + 1)
+    assert w.clock.t - t0 < CLIENT_KILL_WAIT / 2, "the session outlived the client's acknowledgement"
+    assert _next_port(w, first) == port
