@@ -153,3 +153,21 @@ def test_our_server_restarting_brings_openvpn_client_back(lab, procs):
     assert cli.wait_count("Initialization Sequence Completed", 2, timeout=40), cli.log()[-3000:]
     log = cli.log()
     assert f"{SRV_IP}:{SECOND}" not in log, log[-3000:]
+
+
+def test_our_client_kill_with_next_sends_openvpn_client_to_the_second_remote(lab, procs):
+    sock = str(lab.tmp / "ours-mgmt.sock")
+    first = lab.ours(lab.srv, _server(lab, FIRST, 1, f"management {sock} unix\n"), "ours-kill",
+                     pattern="listening on UDP")
+    procs.append(first)
+    second = lab.ours(lab.srv, _server(lab, SECOND, 1), "ours-kill-second", pattern="listening on UDP")
+    procs.append(second)
+    cli = lab.openvpn(lab.cli, _profile(lab), "ovpn-client-kill", wait=40)
+    procs.append(cli)
+    _client_kill(sock, _client_id(sock), "RESTART,[N]")
+    assert cli.wait_count("Initialization Sequence Completed", 2, timeout=40), cli.log()[-3000:]
+    log = cli.log()
+    said = "Connection reset command was pushed by server ('[N]')"
+    assert said in log, log[-3000:]
+    assert re.search(rf"link remote: \[AF_INET\]{re.escape(SRV_IP)}:{SECOND}", log[log.index(said):]), log[-3000:]
+    assert first.alive(), "client-kill stopped the server"
