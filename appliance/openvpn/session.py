@@ -147,7 +147,7 @@ class Session(ControlChannel):
         # gateway shares one holder among its sessions)
         self.token = cfg.auth_token if cfg.auth_token is not None else AuthToken()
         self.cc_exit = False
-        self.restart_sent = False           # server: told this client RESTART (stopping), see tell_restart
+        self.restart_sent = False           # server: told this client RESTART/HALT (stopping, client-kill): tell_restart
         self.established = False
         self.last_recv = now
         self.last_send = now
