@@ -33,6 +33,7 @@ PUSH_REQUEST_INTERVAL = 2.0
 # first packet. OpenVPN 2.6's client asks only at its 1 s check for an established connection;
 # servers that wait to be asked (2.4) hear from us after this, not a second.
 PUSH_REQUEST_FIRST = 0.25
+REPULLS = 5                 # PUSH_REQUESTs after a new TLS session at most (see got_key_method)
 IV_PROTO_CLIENT = IV_PROTO_DATA_V2 | IV_PROTO_REQUEST_PUSH | IV_PROTO_TLS_KEY_EXPORT | IV_PROTO_CC_EXIT_NOTIFY
 
 
@@ -96,6 +97,17 @@ class ClientRole:
             # IV_PROTO_REQUEST_PUSH, when it is not within 30 s of its last push, and only the
             # auth-token of that is taken, as for any push after the tunnel is up)
             s._install_keys(ks, now)
+            if ks.key_id == 0 and s.lame_session_key is not None:
+                # OpenVPN 2.6's server sets up the new session's data keys only in a pass of its
+                # TLS code after it has run its client-connect step again (~1 s later, ssl.c
+                # tls_multi_process, CAS_CONNECT_DONE), and such a pass comes with the next
+                # control packet or its TLS timer: without its push (within 30 s of the last)
+                # that was our next renegotiation, and our data was refused until then ("AEAD
+                # Decrypt error"; seen in about half the lab runs). So, as at the start, we
+                # send PUSH_REQUEST every PUSH_REQUEST_INTERVAL until the server's data comes on
+                # the new key (a few times at most); a server that already pushed ignores it.
+                s.repulls_left = REPULLS
+                s.next_push_request = now + PUSH_REQUEST_INTERVAL
 
     def keys_installed(self, ks: KeyState) -> None:
         self.s._set_established()
@@ -104,6 +116,7 @@ class ClientRole:
         s = self.s
         if text.startswith("PUSH_REPLY"):
             if s.established:
+                s.repulls_left = 0
                 # A duplicate answer to a repeated PUSH_REQUEST, or OpenVPN 2.6's auth-token
                 # renewal (auth-gen-token pushes `auth-token` alone at each renegotiation and
                 # refuses a token older than twice its renewal time): only the token is taken.

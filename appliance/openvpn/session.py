@@ -139,6 +139,7 @@ class Session(ControlChannel):
         self.pushed = None                          # client: keymethod.PushedOptions once pushed
         self.push_sent = False
         self.next_push_request: float | None = None
+        self.repulls_left = 0               # client: PUSH_REQUESTs still to send on a new TLS session (roles.py)
         self.peer_info: dict[str, str] = {}
         self.peer_common_name: str | None = None
         self.peer_username: str | None = None      # server: the username of the first handshake
@@ -635,7 +636,18 @@ class Session(ControlChannel):
             ks0 = self.keys.get(0)
             if ks0 is not None and ks0.phase == KS.PUSH:
                 self._send_text("PUSH_REQUEST", ks0)
-            self.next_push_request = now + PUSH_REQUEST_INTERVAL
+                self.next_push_request = now + PUSH_REQUEST_INTERVAL
+            elif self.repulls_left and ks0 is not None and ks0.data is not None and not ks0.data.packets_recv:
+                # A new TLS session's key, and nothing from the server on it yet: see
+                # ClientRole.got_key_method (OpenVPN's server makes its keys only when poked).
+                self.repulls_left -= 1
+                self._send_text("PUSH_REQUEST", ks0)
+                self.next_push_request = now + PUSH_REQUEST_INTERVAL
+            elif self.established:
+                self.repulls_left = 0
+                self.next_push_request = None
+            else:
+                self.next_push_request = now + PUSH_REQUEST_INTERVAL
         sk = self.send_key
         if sk is not None:
             if self.cfg.ping_exit and now >= self.last_recv + self.cfg.ping_exit:
