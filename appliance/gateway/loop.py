@@ -200,6 +200,7 @@ class Signals:
 
     def __init__(self, noted: tuple = ()) -> None:
         self.stop = False
+        self.stops = 0                      # how many stop signals came (a second may cut a wait short)
         self.pending: list[int] = []
         self.noted = noted                  # more signals queued in `pending` (the server: SIGUSR1)
         self.rsock: socket.socket | None = None
@@ -219,6 +220,7 @@ class Signals:
 
     def _handler(self, signum, frame) -> None:  # noqa: ANN001
         self.stop = True
+        self.stops += 1
 
     def _note(self, signum, frame) -> None:  # noqa: ANN001
         self.pending.append(signum)

@@ -39,6 +39,9 @@ from .server_files import load_server_settings
 log = logging.getLogger("vpn-appliance")
 
 BYTECOUNT_TICK = 1.0
+# client-kill CID MSG: how long the client's session stays for MSG to be acknowledged (OpenVPN's
+# scheduled-exit-interval default, after which its server ends the instance).
+CLIENT_KILL_WAIT = 5.0
 # What a reload cannot change in a running process. The process settings (host/privileges.py)
 # are applied once at start: a reload that adds `mlock` or names another `user` is told so, not
 # silently ignored (and a dropped server could not undo or redo a drop anyway). The TUN device
@@ -101,6 +104,7 @@ class Operations:
         self.status_fd: tuple[str, int] | None = None      # the status file, opened before a `user` drop
         self.status_error: str | None = None               # the last write failure, logged once
         self.inactive: dict[int, tuple[object, Inactivity]] = {}   # id(rec) -> (rec, its `inactive` check)
+        self.killing: dict[int, tuple[object, str]] = {}   # id(rec) -> (rec, why): client-kill's message in flight
         o = gw.opts
         if o.ifconfig_pool_persist:
             self.pool_memory = PoolMemory(*o.ifconfig_pool_persist)
@@ -331,11 +335,33 @@ class Operations:
         return len(recs)
 
     def client_kill(self, cid: int, msg: str) -> bool:
+        """As OpenVPN 2.6's `client-kill CID [MSG]`: MSG (RESTART unless given: RESTART,[N] sends
+        the client to its next remote, HALT stops it) over the control channel, then the session
+        ends once the client acknowledged it, at the latest after CLIENT_KILL_WAIT (OpenVPN: 5 s
+        in every case). A client that cannot be told (no control channel yet) is dropped at once
+        with the plain exit notification."""
         for inf in self.info.values():
-            if inf.cid == cid and inf.rec.alive:
-                self._kick(inf.rec, f"killed by the management interface (client-kill {cid} {msg})")
+            rec = inf.rec
+            if inf.cid == cid and rec.alive:
+                why = f"killed by the management interface (client-kill {cid} {msg})"
+                now = self.gw.clock()
+                if self.gw.d.tell(rec, now, msg or "RESTART"):
+                    self.killing[id(rec)] = (rec, why)
+                    self.gw.pump.timers.arm(f"client-kill-{id(rec)}", now + CLIENT_KILL_WAIT,
+                                            lambda: self._end_kill(rec, wait_over=True))
+                else:
+                    self._kick(rec, why)
                 return True
         return False
+
+    def _end_kill(self, rec, wait_over: bool = False) -> None:
+        """A client-kill'ed client acknowledged its message (or the wait is over, or it left)."""
+        if not (wait_over or not rec.alive or rec.session.control_acked):
+            return
+        _, why = self.killing.pop(id(rec), (None, ""))
+        self.gw.pump.timers.cancel(f"client-kill-{id(rec)}")
+        if why and rec.alive:
+            self._kick(rec, why)
 
     def management_signal(self, name: str) -> None:
         self.gw.pump.timers.arm("mgmt-signal", self.gw.clock(), lambda: self.on_signal(getattr(_signal, name)))
@@ -492,6 +518,8 @@ class Operations:
             self.gw.d.connect_result(rec, False, self.gw.clock(), reason=f"client-connect not run: {why}")
 
     def after_wake(self) -> None:
+        for rec, _ in list(self.killing.values()):
+            self._end_kill(rec)
         if self.scripts is None:
             return
         for result in self.scripts.take_results():

@@ -36,6 +36,7 @@ DROP_LOG_EVERY = 5.0
 ACCEPTS_PER_WAKE = 32
 ACCEPT_PAUSE = 1.0            # after EMFILE/ENFILE: stop accepting for this long (no busy loop)
 PER_SOURCE_CONNS = 8          # TCP connections without a completed handshake, per source (IPv6: per /64)
+RESTART_WAIT = 2.0            # stopping: at most this long for clients to acknowledge RESTART (OpenVPN 2.6: 2 s)
 _ACCEPT_RESOURCE_ERRORS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 
 
@@ -78,6 +79,8 @@ class ServerGateway:
         self._conn_ids = itertools.count(1)
         self.sends: dict = {}
         self.result: int | None = None
+        self._restart_deadline: float | None = None   # stopping: told clients RESTART, waiting (request_stop)
+        self._stops_seen = 0
         self.listen_addr: tuple[str, int] | None = None
         self.conn_addrs: dict[int, tuple] = {}      # connection id -> the client's (IP, port)
         self.ops = Operations(self)                 # management, status, pool file, scripts, reload
@@ -142,8 +145,35 @@ class ServerGateway:
         self.ops.start()
 
     def request_stop(self) -> None:
-        """SIGTERM: exit notifications to every client, final counters, done (whatever fails on
-        the way, the server stops)."""
+        """SIGTERM/SIGINT. On UDP with `explicit-exit-notify N` (N >= 1), first, as OpenVPN 2.6's
+        server: RESTART (N = 1) or RESTART,[N] (N >= 2: "go to your next remote") to every
+        client over the control channel, new clients ignored, and the server stays up to
+        RESTART_WAIT seconds for the acknowledgements (retransmitting) -- OpenVPN waits that long
+        in every case; we stop as soon as all have acknowledged. A second SIGTERM ends the wait.
+        Then (and otherwise at once) the stop proper: `_stop_now`."""
+        if self._restart_deadline is not None:
+            self._stop_now()                    # a second stop request
+            return
+        n = self.opts.explicit_exit_notify
+        if self.udp is not None and n >= 1 and self.d.clients:
+            now = self.clock()
+            told = self.d.restart_all(now, next_remote=n >= 2)
+            self._take_internal_errors("a client's RESTART")
+            self._flush_sends()
+            if told:
+                log.info("stopping: told %d clients to restart%s; waiting up to %.0f s for their "
+                         "acknowledgements", told, " with the next remote" if n >= 2 else "", RESTART_WAIT)
+                self._restart_deadline = now + RESTART_WAIT
+                self.pump.timers.arm("restart-wait", self._restart_deadline, self._stop_now)
+                return
+        self._stop_now()
+
+    def _stop_now(self) -> None:
+        """Exit notifications to every client still here, final counters, done (whatever fails
+        on the way, the server stops)."""
+        if self.result is not None:
+            return
+        self.pump.timers.cancel("restart-wait")
         try:
             log.info("stopping: notifying %d clients", len(self.d.clients))
             self.d.close_all(self.clock())
@@ -165,7 +195,8 @@ class ServerGateway:
         self.signals.drain()
         for signum in self.signals.take():
             self.ops.on_signal(signum)          # SIGHUP/SIGUSR1: reload; SIGUSR2: statistics
-        if self.signals.stop:
+        if self.signals.stops > self._stops_seen:      # each SIGTERM/SIGINT once (a second one ends a wait)
+            self._stops_seen = self.signals.stops
             self.request_stop()
 
     def _log_statistics(self) -> None:
@@ -364,6 +395,9 @@ class ServerGateway:
         self._flush_sends()
         self._drain_events()
         self._flush_sends()          # what the events caused (refused logins answered at once)
+        if self._restart_deadline is not None and self.result is None and self.d.restarts_acked():
+            self._stop_now()         # every client acknowledged our RESTART: no need to wait on
+            return
         self.pump.timers.arm("engine", self.d.next_deadline(), self._on_engine_timer)
 
     def _on_engine_timer(self) -> None:

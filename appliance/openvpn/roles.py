@@ -21,6 +21,7 @@ from .keymethod import KeyMethod2, PushRejected, build_push_reply, parse_push_re
 from .keystate import KS, KeyState
 from .opcodes import (HARD_RESET_CLIENT_OPS, IV_PROTO_CC_EXIT_NOTIFY, IV_PROTO_DATA_V2, IV_PROTO_REQUEST_PUSH,
                       IV_PROTO_TLS_KEY_EXPORT, OCC_EXIT, OCC_MAGIC, Op)
+from .pushedsignal import PushedSignal, parse_pushed_signal
 
 if TYPE_CHECKING:
     from .session import Session
@@ -32,6 +33,7 @@ PUSH_REQUEST_INTERVAL = 2.0
 # first packet. OpenVPN 2.6's client asks only at its 1 s check for an established connection;
 # servers that wait to be asked (2.4) hear from us after this, not a second.
 PUSH_REQUEST_FIRST = 0.25
+REPULLS = 5                 # PUSH_REQUESTs after a new TLS session at most (see got_key_method)
 IV_PROTO_CLIENT = IV_PROTO_DATA_V2 | IV_PROTO_REQUEST_PUSH | IV_PROTO_TLS_KEY_EXPORT | IV_PROTO_CC_EXIT_NOTIFY
 
 
@@ -95,6 +97,17 @@ class ClientRole:
             # IV_PROTO_REQUEST_PUSH, when it is not within 30 s of its last push, and only the
             # auth-token of that is taken, as for any push after the tunnel is up)
             s._install_keys(ks, now)
+            if ks.key_id == 0 and s.lame_session_key is not None:
+                # OpenVPN 2.6's server sets up the new session's data keys only in a pass of its
+                # TLS code after it has run its client-connect step again (~1 s later, ssl.c
+                # tls_multi_process, CAS_CONNECT_DONE), and such a pass comes with the next
+                # control packet or its TLS timer: without its push (within 30 s of the last)
+                # that was our next renegotiation, and our data was refused until then ("AEAD
+                # Decrypt error"; seen in about half the lab runs). So, as at the start, we
+                # send PUSH_REQUEST every PUSH_REQUEST_INTERVAL until the server's data comes on
+                # the new key (a few times at most); a server that already pushed ignores it.
+                s.repulls_left = REPULLS
+                s.next_push_request = now + PUSH_REQUEST_INTERVAL
 
     def keys_installed(self, ks: KeyState) -> None:
         self.s._set_established()
@@ -103,6 +116,7 @@ class ClientRole:
         s = self.s
         if text.startswith("PUSH_REPLY"):
             if s.established:
+                s.repulls_left = 0
                 # A duplicate answer to a repeated PUSH_REQUEST, or OpenVPN 2.6's auth-token
                 # renewal (auth-gen-token pushes `auth-token` alone at each renegotiation and
                 # refuses a token older than twice its renewal time): only the token is taken.
@@ -131,16 +145,27 @@ class ClientRole:
                 s._fail(f"AUTH_FAILED {msg} (auth-token dropped)".strip(), restart=True, same_remote=True)
             else:
                 s._fail(f"AUTH_FAILED {msg}".strip(), restart=False)
-        elif text.startswith("RESTART"):
-            s._fail("server sent RESTART" + (": " + text[8:] if len(text) > 8 else ""), restart=True)
-        elif text.startswith("HALT"):
-            s._fail("server sent HALT" + (": " + text[5:] if len(text) > 5 else ""), restart=False)
+        elif (sig := parse_pushed_signal(text)) is not None:
+            self._pushed_signal(sig)
         elif text.startswith("EXIT"):
             s._fail("server exited (EXIT)", restart=True)
         elif text.startswith("INFO") or text.startswith("AUTH_PENDING") or text.startswith("ACC"):
             s._warn(f"server message: {text[:200]}")
         else:
             s._warn(f"unknown control message: {text[:60]}")
+
+    def _pushed_signal(self, sig: PushedSignal) -> None:
+        """HALT ends the run; RESTART reconnects: to the next remote with the [N] flag, otherwise
+        to the same server first once our tunnel was up there (OpenVPN 2.6's client sets its
+        no_advance when its initialization completes and clears it only for [N]; a RESTART
+        before that moves on, as any failed attempt)."""
+        s = self.s
+        if sig.halt:
+            s._fail(sig.describe(), restart=False)
+            return
+        same = s.established and not sig.next_remote
+        s._fail(sig.describe() + (": this server again" if same else ": next remote"), restart=True,
+                same_remote=same)
 
     def _renewed_token(self, text: str) -> None:
         s = self.s
@@ -345,10 +370,11 @@ class ServerRole:
         s._fail(reason, restart=False)
 
     def exit_notification(self) -> None:
-        """One OCC exit on UDP (at least, or explicit-exit-notify's count): clients without cc-exit
-        understand it; over TCP the closing stream says enough."""
+        """One OCC exit on UDP (every OpenVPN client understands it); over TCP the closing stream
+        says enough. None to a client that acknowledged our RESTART (tell_restart): it is already
+        on its way; one whose acknowledgement never came gets the OCC exit as well."""
         s = self.s
-        if s.send_key is None or s.tcp:
+        if s.send_key is None or s.tcp or (s.restart_sent and s.control_acked):
             return
         for _ in range(max(1, s.cfg.explicit_exit_notify)):
             s._queue_data(OCC_MAGIC + bytes((OCC_EXIT,)))

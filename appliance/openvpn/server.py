@@ -30,6 +30,7 @@ from .errors import BadPacket
 from .opcodes import (CONTROL_FROM_CLIENT_OPS, EARLY_NEG_FLAG_RESEND_WKC, EARLY_NEG_FLAGS, EARLY_NEG_START,
                       HARD_RESET_CLIENT_OPS, NO_PEER_ID, WKC_OPS, Op, op_byte)
 from .packet import decode_body_untrusted, encode_body, encode_tlv
+from .pushedsignal import restart_message
 from .server_model import ClientRecord, ServerSettings, StreamKey, V2Key
 from .session import Session
 from .timerheap import TimerHeap
@@ -69,6 +70,7 @@ class ServerDispatcher(ClientPush):
         self._timers = TimerHeap()
         self.admission = Admission(st)
         self._batch: dict[int, tuple[ClientRecord, Session]] | None = None   # begin_batch..end_batch
+        self.stopping = False                 # told its clients RESTART: no new ones (restart_all)
 
     def apply_settings(self, st: ServerSettings) -> None:
         """A reload's settings, for the handshakes that start from now on: the stateless first-
@@ -286,6 +288,11 @@ class ServerDispatcher(ClientPush):
 
     def _new_client_packet(self, packet, addr, now: float) -> tuple[None, list]:
         """A packet from an address we hold no state for: stateless checks only."""
+        if self.stopping:
+            # As OpenVPN 2.6 ("Connection attempt ... ignored while server is shutting down"):
+            # the clients just told to restart must not get in here again.
+            self._count("connection attempt while stopping")
+            return None, []
         op = packet[0] >> 3
         key_id = packet[0] & 7
         try:
@@ -618,6 +625,33 @@ class ServerDispatcher(ClientPush):
             except Exception as e:  # noqa: BLE001
                 self._internal_errors.append((rec, e))
             self._forget(rec)
+
+    def restart_all(self, now: float, next_remote: bool) -> int:
+        """Stopping with explicit-exit-notify (UDP): RESTART (or RESTART,[N]) to every established
+        client, and no new client from now on; the sessions stay until close_all, so the messages
+        are retransmitted until acknowledged. Returns how many were told."""
+        self.stopping = True
+        told = 0
+        for rec in self._records():
+            try:
+                told += rec.session.tell_restart(now, restart_message(next_remote))
+                self._collect(rec)
+            except Exception as e:  # noqa: BLE001 - our bug: this client gets the plain exit at close_all
+                self._internal_errors.append((rec, e))
+        return told
+
+    def tell(self, rec: ClientRecord, now: float, message: str) -> bool:
+        """A control message (client-kill's RESTART/HALT) to one established client; its session
+        stays until kick(). False if it could not be sent."""
+        if not rec.alive:
+            return False
+        sent = rec.session.tell_restart(now, message)
+        self._collect(rec)
+        return sent
+
+    def restarts_acked(self) -> bool:
+        """Every client told RESTART has acknowledged it (or is gone)."""
+        return all(rec.session.control_acked for rec in self._records() if rec.session.restart_sent)
 
     def stream_closed(self, addr) -> None:
         """The caller closed this TCP connection: forget it."""

@@ -139,6 +139,7 @@ class Session(ControlChannel):
         self.pushed = None                          # client: keymethod.PushedOptions once pushed
         self.push_sent = False
         self.next_push_request: float | None = None
+        self.repulls_left = 0               # client: PUSH_REQUESTs still to send on a new TLS session (roles.py)
         self.peer_info: dict[str, str] = {}
         self.peer_common_name: str | None = None
         self.peer_username: str | None = None      # server: the username of the first handshake
@@ -147,6 +148,7 @@ class Session(ControlChannel):
         # gateway shares one holder among its sessions)
         self.token = cfg.auth_token if cfg.auth_token is not None else AuthToken()
         self.cc_exit = False
+        self.restart_sent = False           # server: told this client RESTART/HALT (stopping, client-kill): tell_restart
         self.established = False
         self.last_recv = now
         self.last_send = now
@@ -392,6 +394,24 @@ class Session(ControlChannel):
             if not self.closed and self._start_soft_reset(now):
                 self._flush(now)
 
+    def tell_restart(self, now: float, message: str) -> bool:
+        """Server: a RESTART or HALT control message to an established client (restart_message()
+        when stopping with explicit-exit-notify, as OpenVPN 2.6's server; client-kill's text).
+        The session stays open so the message is retransmitted until acknowledged
+        (`control_acked`); close() ends it later. False if nothing was sent (not established,
+        or over)."""
+        if self.closed or not self.established or self.role.is_client:
+            return False
+        self._send_text(message)
+        self.restart_sent = True
+        self._flush(now)
+        return True
+
+    @property
+    def control_acked(self) -> bool:
+        """Everything we sent on the control channel was acknowledged by the peer."""
+        return all(ks.reliable.all_acked() for ks in self.keys.values())
+
     def close(self, now: float, reason: str = "exit") -> None:
         """Leave politely: exit notification to the peer, then closed."""
         if self.closed:
@@ -616,7 +636,18 @@ class Session(ControlChannel):
             ks0 = self.keys.get(0)
             if ks0 is not None and ks0.phase == KS.PUSH:
                 self._send_text("PUSH_REQUEST", ks0)
-            self.next_push_request = now + PUSH_REQUEST_INTERVAL
+                self.next_push_request = now + PUSH_REQUEST_INTERVAL
+            elif self.repulls_left and ks0 is not None and ks0.data is not None and not ks0.data.packets_recv:
+                # A new TLS session's key, and nothing from the server on it yet: see
+                # ClientRole.got_key_method (OpenVPN's server makes its keys only when poked).
+                self.repulls_left -= 1
+                self._send_text("PUSH_REQUEST", ks0)
+                self.next_push_request = now + PUSH_REQUEST_INTERVAL
+            elif self.established:
+                self.repulls_left = 0
+                self.next_push_request = None
+            else:
+                self.next_push_request = now + PUSH_REQUEST_INTERVAL
         sk = self.send_key
         if sk is not None:
             if self.cfg.ping_exit and now >= self.last_recv + self.cfg.ping_exit:

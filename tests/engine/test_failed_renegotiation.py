@@ -157,3 +157,39 @@ def test_soft_resets_crossing_with_different_key_ids_both_complete(pki):
     assert not c.closed and not s.closed, [str(e) for e in c.events][-1:]
     assert c.send_key.key_id == s.send_key.key_id != 0
     assert _tunnel_works(link, c, s, 3)
+
+
+def test_the_client_pokes_the_server_until_its_data_comes_on_the_new_session(pki, monkeypatch):
+    """OpenVPN 2.6's server sets up a new session's data keys only in a pass of its TLS code
+    after its client-connect step (~1 s after the handshake), and such a pass needs a control
+    packet (or its TLS timer): within 30 s of its last push, nothing came before our next
+    renegotiation, and our data was refused until then (tests/interop/
+    test_failed_renegotiation.py). So the client sends PUSH_REQUEST after a new TLS session,
+    a few times at most, until the server's data arrives on the new key."""
+    from appliance.openvpn import roles
+    c, s, link, _t0 = _fail_one_renegotiation(pki, "client")
+    c2, s3, link2, _t0 = _fail_one_renegotiation(pki, "client")
+    heard: list[str] = []
+    real = roles.ServerRole.text_message
+    monkeypatch.setattr(roles.ServerRole, "text_message",
+                        lambda self, ks, text, now: heard.append(text) or real(self, ks, text, now))
+    # OpenVPN's server pushes no more within 30 s of its last push (and ours, which would, is
+    # not what this is about): the new session gets no push.
+    monkeypatch.setattr(roles.ServerRole, "send_push_reply", lambda self, ks, now: self.s._set_established())
+    s2 = Session(s.cfg, link.now)
+    link.s, link.blocked = s2, False
+    link.run(lambda: s2.established and c.send_key is not c.lame_session_key.data, max_time=link.now + 20)
+    start = link.now
+    link.run(lambda: link.now > start + 30, max_time=start + 30)          # no data from the server
+    assert heard.count("PUSH_REQUEST") == roles.REPULLS, heard
+    assert not c.closed and c.next_push_request is None
+
+    # Once data comes on the new key, no more PUSH_REQUEST.
+    s4 = Session(s3.cfg, link2.now)
+    heard.clear()
+    link2.s, link2.blocked = s4, False
+    link2.run(lambda: s4.established and c2.send_key is not c2.lame_session_key.data, max_time=link2.now + 20)
+    assert link2.send(s4, c2, payloads(1, 3))                           # the server's data arrives
+    start = link2.now
+    link2.run(lambda: link2.now > start + 30, max_time=start + 30)
+    assert heard.count("PUSH_REQUEST") == 0, heard

@@ -303,9 +303,11 @@ def test_kill_by_common_name_and_client_kill(opki, proto):
     assert all(r.real.startswith("198.18.0.") and int(r.real.rsplit(":", 1)[1]) > 0 for r in rows), rows
     assert gw.ops.kill_cn("client0") == 1 and gw.ops.kill_cn("nobody") == 0
     assert _cns(gw) == ["client1"]
-    cid = next(i.cid for i in gw.ops.info.values() if i.rec.common_name == "client1")
-    assert gw.ops.client_kill(cid, "RESTART") and not gw.ops.client_kill(999, "x")
+    cid, rec = next((i.cid, i.rec) for i in gw.ops.info.values() if i.rec.common_name == "client1")
+    assert gw.ops.client_kill(cid, "HALT") and not gw.ops.client_kill(999, "x")
+    assert w.run(lambda: not rec.alive, max_time=ops_mod.CLIENT_KILL_WAIT + 1)
     assert _cns(gw) == []
+    assert w.clients[1].result == 1, "HALT did not end the client's run"
     n, _bi, _bo = gw.ops.load_stats()
     assert n == 0
 

@@ -234,6 +234,7 @@ class _SignalPort:
         self.fd = 99_999
         net.by_fd[self.fd] = self
         self.stop = False
+        self.stops = 0
         self.hit = False
 
     def fileno(self):
@@ -241,6 +242,7 @@ class _SignalPort:
 
     def fire(self):
         self.stop = self.hit = True
+        self.stops += 1
 
     def readable(self):
         return self.hit

@@ -424,17 +424,20 @@ def test_openvpn_client_changing_address_keeps_its_session(lab, procs):
         lab.cli.run(f"ip addr del 198.18.0.3/24 dev {dev}", check=False)
 
 
-def test_sigterm_notifies_clients_and_cleans_up(lab, procs):
-    """SIGTERM: every UDP client gets the exit notification (OpenVPN restarts at once instead of
-    waiting out ping-restart), the TUN and routes go, and the clients come back to a new server."""
-    extra = "route 198.18.77.0 255.255.255.0\n"
+@pytest.mark.parametrize("notify, restart", [(1, "server-pushed-connection-reset"), (0, "remote-exit")])
+def test_sigterm_notifies_clients_and_cleans_up(lab, procs, notify, restart):
+    """SIGTERM: every UDP client is told (OpenVPN restarts at once instead of waiting out
+    ping-restart): with explicit-exit-notify 1 a RESTART, as OpenVPN 2.6's server sends (more in
+    test_restart_vs_openvpn.py), without it an OCC exit; the TUN and routes go, and the clients
+    come back to a new server."""
+    extra = f"route 198.18.77.0 255.255.255.0\nexplicit-exit-notify {notify}\n"
     srv = start_our_server(lab, procs, extra=extra)
     cli = lab.openvpn(lab.cli, client_profile(lab.pki, "udp"), f"term-{len(lab.procs)}")
     procs.append(cli)
     assert lab.ping(lab.cli, TUN_SERVER_IP, 2) == 2
     assert srv.stop(8) == 0
     assert "stopping: notifying 1 clients" in srv.log()
-    assert cli.wait_for(r"SIGUSR1\[soft,remote-exit\] received, process restarting", 5), cli.log()[-1500:]
+    assert cli.wait_for(rf"SIGUSR1\[soft,{restart}\] received, process restarting", 5), cli.log()[-1500:]
     links = lab.srv.run("ip -o link show").stdout
     routes = lab.srv.run("ip route show").stdout
     assert "tun0" not in links and "198.18.77.0" not in routes, links + routes
