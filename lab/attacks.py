@@ -105,3 +105,26 @@ def run_py(ns: Netns, code: str, *args, timeout: float = 120) -> str:
                        capture_output=True, text=True, timeout=timeout)
     assert r.returncode == 0, f"attack script failed: {r.stdout}{r.stderr}"
     return r.stdout
+
+
+def send_forged_probes(src4: str, src6: str, dst4: str, dst6: str, mark: bytes, echo_id: int) -> None:
+    """Run inside a namespace (scapy, raw sockets): an echo request carrying `mark`, a TCP SYN and
+    a UDP datagram to closed ports, each to dst4/dst6 from the forged src4/src6, three times --
+    what makes a kernel answer (echo reply, reset, ICMP error) to an address that never asked.
+    The kill-switch tests look for those answers on the WAN."""
+    from scapy.all import ICMP, IP, TCP, UDP, ICMPv6EchoRequest, IPv6, Raw, send
+
+    pkts = []
+    for net, src, dst in ((IP, src4, dst4), (IPv6, src6, dst6)):
+        echo = ICMP(type=8, id=echo_id, seq=1) if net is IP else ICMPv6EchoRequest(id=echo_id, seq=1)
+        pkts += [net(src=src, dst=dst) / echo / Raw(mark),
+                 net(src=src, dst=dst) / TCP(sport=40001, dport=9, flags="S") / Raw(mark),
+                 net(src=src, dst=dst) / UDP(sport=40002, dport=9) / Raw(mark)]
+    send(pkts, count=3, inter=0.05, verbose=False)
+
+
+def forged_probes_from(ns: Netns, src4: str, src6: str, dst4: str, dst6: str, mark: bytes, echo_id: int) -> None:
+    """send_forged_probes run in namespace `ns`."""
+    from .tools import REPO
+    run_py(ns, f"import sys; sys.path.insert(0, {str(REPO)!r}); from lab.attacks import send_forged_probes; "
+               f"send_forged_probes({src4!r}, {src6!r}, {dst4!r}, {dst6!r}, {mark!r}, {echo_id})", timeout=60)

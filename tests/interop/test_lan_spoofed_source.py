@@ -12,33 +12,17 @@ comes back verbatim). Checked with scapy from the LAN host, IPv4 and IPv6, the t
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 
 import pytest
 
+from lab.attacks import forged_probes_from
 from lab.router_lab import LAN6_APP, LAN_APP, WAN6_APP, WAN6_SRV, RouterLab, client_profile
-from lab.tools import REPO
 
 pytestmark = [pytest.mark.root, pytest.mark.netns]
 
 LAN_HOST, LAN6_HOST = "198.18.50.10", "fd18:50::10"
 FORGED, FORGED6 = "198.18.200.7", "2001:db8:200::7"     # "somewhere on the Internet", via the WAN
 MARK = b"exfiltrated-through-the-kill-switch"
-
-
-def send_forged() -> None:
-    """Run on the LAN host: echo requests carrying MARK, a TCP SYN and a UDP datagram to closed
-    ports, each to the appliance's LAN address from a forged Internet source (IPv4 and IPv6)."""
-    from scapy.all import ICMP, IP, TCP, UDP, ICMPv6EchoRequest, IPv6, Raw, send
-
-    pkts = []
-    for net, src, dst in ((IP, FORGED, LAN_APP), (IPv6, FORGED6, LAN6_APP)):
-        echo = ICMP(type=8, id=0x4242, seq=1) if net is IP else ICMPv6EchoRequest(id=0x4242, seq=1)
-        pkts += [net(src=src, dst=dst) / echo / Raw(MARK),
-                 net(src=src, dst=dst) / TCP(sport=40001, dport=9, flags="S") / Raw(MARK),
-                 net(src=src, dst=dst) / UDP(sport=40002, dport=9) / Raw(MARK)]
-    send(pkts, count=3, inter=0.05, verbose=False)
 
 
 def wan_packets_from_the_appliance(pcap, to: tuple[str, ...] = (FORGED, FORGED6)) -> list[str]:
@@ -70,11 +54,7 @@ def test_forged_sources_from_the_lan_get_nothing_out_of_the_wan(lab):
     assert lab.lan.run(f"ping -c 1 -W 3 {LAN_APP}", check=False).returncode == 0
     assert lab.lan.run(f"ping -6 -c 1 -W 3 {LAN6_APP}", check=False).returncode == 0
     cap = lab.capture("forged")
-    code = (f"import sys; sys.path.insert(0, {str(REPO)!r}); "
-            "from tests.interop.test_lan_spoofed_source import send_forged; send_forged()")
-    r = subprocess.run(["ip", "netns", "exec", lab.lan.name, sys.executable, "-c", code], capture_output=True,
-                       text=True, timeout=60)
-    assert r.returncode == 0, r.stderr[-2000:]
+    forged_probes_from(lab.lan, FORGED, FORGED6, LAN_APP, LAN6_APP, MARK, 0x4242)
     pcap = lab.stop_capture(cap)
     assert wan_packets_from_the_appliance(pcap) == []
     assert lab.wan_leaks(pcap) == []

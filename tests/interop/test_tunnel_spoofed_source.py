@@ -15,32 +15,16 @@ from __future__ import annotations
 
 import ipaddress
 import re
-import subprocess
-import sys
 
 import pytest
 
+from lab.attacks import forged_probes_from
 from lab.router_lab import RouterLab, client_profile
-from lab.tools import REPO
 
 pytestmark = [pytest.mark.root, pytest.mark.netns, pytest.mark.openvpn]
 
 FORGED, FORGED6 = "198.18.200.7", "2001:db8:200::7"     # "somewhere on the Internet", not in the tunnel
 MARK = b"sent-out-of-the-wan-by-the-tunnel"
-
-
-def send_forged(dst4: str, dst6: str) -> None:
-    """Run on the server's side: echo requests carrying MARK, a TCP SYN and a UDP datagram to
-    closed ports, each to the appliance's tunnel address from a forged source (IPv4 and IPv6)."""
-    from scapy.all import ICMP, IP, TCP, UDP, ICMPv6EchoRequest, IPv6, Raw, send
-
-    pkts = []
-    for net, src, dst in ((IP, FORGED, dst4), (IPv6, FORGED6, dst6)):
-        echo = ICMP(type=8, id=0x4343, seq=1) if net is IP else ICMPv6EchoRequest(id=0x4343, seq=1)
-        pkts += [net(src=src, dst=dst) / echo / Raw(MARK),
-                 net(src=src, dst=dst) / TCP(sport=40001, dport=9, flags="S") / Raw(MARK),
-                 net(src=src, dst=dst) / UDP(sport=40002, dport=9) / Raw(MARK)]
-    send(pkts, count=3, inter=0.05, verbose=False)
 
 
 def wan_packets_to_forged(pcap) -> list[str]:
@@ -76,12 +60,7 @@ def test_forged_sources_from_the_tunnel_get_nothing_out_of_the_wan(lab):
     for a in (FORGED, FORGED6):          # the WAN routes the forged addresses (towards the server)
         assert ipaddress.ip_address(a)
     cap = lab.capture("tunnel-forged")
-    code = (f"import sys; sys.path.insert(0, {str(REPO)!r}); "
-            "from tests.interop.test_tunnel_spoofed_source import send_forged; "
-            f"send_forged({tun4!r}, {tun6!r})")
-    r = subprocess.run(["ip", "netns", "exec", lab.wan.name, sys.executable, "-c", code], capture_output=True,
-                       text=True, timeout=60)
-    assert r.returncode == 0, r.stderr[-2000:]
+    forged_probes_from(lab.wan, FORGED, FORGED6, tun4, tun6, MARK, 0x4343)
     pcap = lab.stop_capture(cap)
     assert wan_packets_to_forged(pcap) == []
     assert app.alive(), app.log()[-3000:]

@@ -218,20 +218,17 @@ def test_slowloris_and_idle_connections_do_not_lock_others_out(setup, monkeypatc
     assert closed and f.stats()["TCP connection idle"] >= 1
 
 
-def test_a_connection_flood_does_not_close_a_connection_waiting_for_its_answer(setup, monkeypatch):
-    """A LAN host opening connections as fast as it can (and sending nothing) evicts its own idle
-    connections, not one whose query is still upstream: that one gets its answer."""
-    f, up, run = setup
-    monkeypatch.setattr(fwd, "TCP_MAX_CLIENTS", 3)
+def _tcp_query_waiting_upstream(f, up, run):
+    """A LAN client's TCP connection whose query went upstream and waits there (no answer yet)."""
     up.auto = False
     c = tcp_client(f)
     q = w.encode_query(7, "slow.test")
     c.sendall(struct.pack("!H", len(q)) + q)
     assert run(lambda: len(up.got) == 1)
-    flood = []
-    for _ in range(6):
-        flood.append(tcp_client(f))
-        run(lambda: False, 0.05)
+    return c
+
+
+def _flood_made_room_and_the_waiting_query_got_its_answer(f, up, run, c, flood) -> None:
     assert f.stats()["TCP connection closed to make room"] >= 3 and len(f.clients) <= 3
     up.answer(0)
     msgs = recv_tcp(c, run)
@@ -239,6 +236,19 @@ def test_a_connection_flood_does_not_close_a_connection_waiting_for_its_answer(s
     for s in flood:
         s.close()
     c.close()
+
+
+def test_a_connection_flood_does_not_close_a_connection_waiting_for_its_answer(setup, monkeypatch):
+    """A LAN host opening connections as fast as it can (and sending nothing) evicts its own idle
+    connections, not one whose query is still upstream: that one gets its answer."""
+    f, up, run = setup
+    monkeypatch.setattr(fwd, "TCP_MAX_CLIENTS", 3)
+    c = _tcp_query_waiting_upstream(f, up, run)
+    flood = []
+    for _ in range(6):
+        flood.append(tcp_client(f))
+        run(lambda: False, 0.05)
+    _flood_made_room_and_the_waiting_query_got_its_answer(f, up, run, c, flood)
 
 
 def test_oversized_tcp_length_closes_only_that_connection(setup):
@@ -342,11 +352,7 @@ def test_a_flood_of_connections_with_queries_from_one_host_does_not_close_anothe
     longest idle of all, once every connection had a query in flight)."""
     f, up, run = setup
     monkeypatch.setattr(fwd, "TCP_MAX_CLIENTS", 3)
-    up.auto = False
-    c = tcp_client(f)
-    q = w.encode_query(7, "slow.test")
-    c.sendall(struct.pack("!H", len(q)) + q)
-    assert run(lambda: len(up.got) == 1)
+    c = _tcp_query_waiting_upstream(f, up, run)
     flood = []
     for i in range(6):
         s = socket.create_connection(("127.0.0.1", f.port), source_address=("127.0.0.2", 0))
@@ -356,10 +362,4 @@ def test_a_flood_of_connections_with_queries_from_one_host_does_not_close_anothe
         flood.append(s)
         n = len(up.got)
         run(lambda n=n: len(up.got) > n, 0.5)
-    assert f.stats()["TCP connection closed to make room"] >= 3 and len(f.clients) <= 3
-    up.answer(0)
-    msgs = recv_tcp(c, run)
-    assert msgs and msgs[0] is not None and msgs[0][:2] == b"\0\x07", msgs
-    for s in flood:
-        s.close()
-    c.close()
+    _flood_made_room_and_the_waiting_query_got_its_answer(f, up, run, c, flood)
