@@ -46,3 +46,59 @@ def test_cache_key_changes_with_every_input():
     assert kernel.cache_key(*base) == k
     for i, other in enumerate(("6.1.192-4", b"CONFIG_A=n\n", "gcc (Debian 12.2.0-15) 12.2.0", 1764177121)):
         assert kernel.cache_key(*base[:i], other, *base[i + 1:]) != k
+
+
+# Every word the rendered rulesets use, with the kernel options it needs in the appliance VM
+# (None: nothing beyond nf_tables itself). A word not listed fails the test below: say here
+# which option the new expression needs and add it to image/kernel.config. Why: the host's
+# kernel (Debian's, where the unit and interop tests run) has everything, the VM's only what
+# kernel.config asks for, so a rule using something new breaks only the VM boot -- nft refuses
+# the whole ruleset and the appliance stops (the conntrack mark of mark_inside did exactly that).
+NFT_WORDS = {
+    "ct": ("CONFIG_NF_CONNTRACK", "CONFIG_NFT_CT"), "state": None, "new": None, "established": None,
+    "related": None, "invalid": None,
+    "mark": ("CONFIG_NF_CONNTRACK_MARK",), "set": None, "or": None, "and": None,
+    "masquerade": ("CONFIG_NF_NAT", "CONFIG_NFT_NAT", "CONFIG_NFT_MASQ"), "nat": ("CONFIG_NFT_NAT",),
+    "srcnat": ("CONFIG_NFT_NAT",), "postrouting": None,
+    "reject": ("CONFIG_NFT_REJECT", "CONFIG_NFT_REJECT_INET"), "with": None, "icmpx": None,
+    "admin": None, "prohibited": None, "port": None, "unreachable": None, "tcp": None, "reset": None,
+    "table": None, "inet": None, "ip": None, "ip6": None, "delete": None, "chain": None, "type": None,
+    "filter": None, "hook": None, "prerouting": None, "forward": None, "output": None, "input": None,
+    "priority": None, "raw": None, "mangle": None, "policy": None, "accept": None, "drop": None,
+    "iifname": None, "oifname": None, "saddr": None, "daddr": None, "meta": None, "nfproto": None,
+    "ipv4": None, "ipv6": None, "l4proto": None, "udp": None, "sport": None, "dport": None,
+    "icmp": None, "icmpv6": None, "counter": None, "comment": None,
+    "nd": None, "neighbor": None, "router": None, "solicit": None, "advert": None, "mld2": None,
+    "listener": None, "report": None,
+    # our own table and chain names
+    "vpnappliance": None, "vpnappliance_nat": None, "vpnappliance_nat6": None, "mark_inside": None,
+}
+
+
+def _rulesets() -> list[str]:
+    from appliance.router.killswitch import Endpoint, render_router
+    srv = [Endpoint("198.18.0.1", 1194, "udp"), Endpoint("198.18.0.7", 443, "tcp")]
+    lan_nets = ["198.18.50.1/24", "fd18:50::1/64", "198.18.60.0/24"]
+    out = []
+    for role in ("client", "server"):
+        for lan in ("eth1", None):
+            for nat in (True, False):
+                for wan6 in (True, False):
+                    out.append(render_router("eth0", "tun0", lan, nat, role, srv if role == "client" else (),
+                                             (1194, "udp") if role == "server" else None, wan6,
+                                             lan_nets if lan else None))
+    out.append(render_router("eth0", "tun0", None, True, "server", (), (443, "tcp"), True, None))
+    return out
+
+
+def test_every_nft_expression_the_rulesets_use_is_in_the_vm_kernel():
+    import re
+    frag = kernel.read_fragment()
+    words = set()
+    for text in _rulesets():
+        text = re.sub(r'"[^"]*"|0x[0-9a-f]+', " ", text)          # names, comments, numbers
+        words |= {w for w in re.findall(r"[a-z][a-z0-9_]*", text) if not re.fullmatch(r"[a-f0-9]+", w)}
+    unknown = sorted(words - set(NFT_WORDS))
+    assert not unknown, f"nft words with no kernel option on record (add them to NFT_WORDS): {unknown}"
+    missing = sorted({opt for w in words for opt in (NFT_WORDS[w] or ()) if frag.get(opt, (None,))[0] != "y"})
+    assert not missing, f"image/kernel.config lacks what the rulesets use: {missing}"
