@@ -6,6 +6,7 @@ anything starts; a run that ends on an authentication failure or HALT exits 1.
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import getpass
 import logging
 import os
@@ -214,6 +215,12 @@ def cmd_config_disk(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # A crash in native code (OpenSSL through the bindings, cffi) prints the Python stack on
+    # stderr instead of ending the process without a word (not where stderr is no file: tests).
+    try:
+        faulthandler.enable()
+    except (OSError, ValueError, AttributeError):       # io.UnsupportedOperation is both of the first two
+        pass
     p = argparse.ArgumentParser(prog="vpn-appliance", description="OpenVPN-compatible VPN gateway")
     sub = p.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("run", help="run an OpenVPN client/server config (or an appliance TOML)")

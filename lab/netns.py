@@ -292,21 +292,30 @@ class Lab:
         self.procs.append(p)
         return p
 
-    def openvpn(self, ns: Netns, config_text: str, name: str, wait: float = 20) -> Proc:
+    # Waits for a process's first sign of life: long, since success returns at once. Under the
+    # fresh-clone CI the VM kernel compiles beside these tests on 2 cores, and one of our servers
+    # once printed nothing at all within 20 s there.
+    START_WAIT = 60.0
+
+    def _not_up(self, p: Proc, what: str) -> AssertionError:
+        state = "still running" if p.alive() else f"exited with {p.p.returncode}"
+        return AssertionError(f"{what} ({state}):\n{p.log()[-3000:]}")
+
+    def openvpn(self, ns: Netns, config_text: str, name: str, wait: float = START_WAIT) -> Proc:
         cfg = self.write(f"{name}.conf", config_text)
         p = self.start(ns, [OPENVPN, "--config", str(cfg)], name)
         if wait and not p.wait_for("Initialization Sequence Completed", wait):
-            raise AssertionError(f"OpenVPN {name} did not come up:\n{p.log()[-3000:]}")
+            raise self._not_up(p, f"OpenVPN {name} did not come up within {wait:.0f} s")
         return p
 
-    def ours(self, ns: Netns, config_text: str, name: str, wait: float = 20, pattern: str = "tunnel up",
+    def ours(self, ns: Netns, config_text: str, name: str, wait: float = START_WAIT, pattern: str = "tunnel up",
              env: dict | None = None, readable_python: bool = False) -> Proc:
         """`readable_python`: for a config with `user`, run as on a normal host (readable_python_argv)."""
         cfg = self.write(f"{name}.ovpn", config_text)
         argv = [OUR_BIN, "run", str(cfg)]
         p = self.start(ns, readable_python_argv(argv) if readable_python else argv, name, env)
         if wait and not p.wait_for(pattern, wait):
-            raise AssertionError(f"vpn-appliance {name} did not reach {pattern!r}:\n{p.log()[-3000:]}")
+            raise self._not_up(p, f"vpn-appliance {name} did not reach {pattern!r} within {wait:.0f} s")
         return p
 
     # ---- traffic
