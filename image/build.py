@@ -21,6 +21,7 @@ Usage: python image/build.py [--config appliance.toml] [--out image/out]
 from __future__ import annotations
 
 import argparse
+import fcntl
 import hashlib
 import os
 import shutil
@@ -558,6 +559,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=HERE / "out")
     ap.add_argument("--cache", type=Path, default=None, help="download cache (default OUT/cache)")
     a = ap.parse_args(argv)
+    # One build at a time per cache: builds share its downloads, wheels, kernel and lab PKI, and two
+    # test runs may ask for the same out directory at once (the second then finds it up to date).
+    cache = (a.cache or a.out / "cache").resolve()
+    cache.mkdir(parents=True, exist_ok=True)
+    with open(cache / ".build.lock", "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log(f"waiting for another build using {cache}")
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        return _main(a)
+
+
+def _main(a: argparse.Namespace) -> int:
     config = a.config.resolve()
     if config == (HERE / "default-appliance.toml").resolve():
         # The embedded default names the lab's client profile, made in the build cache.

@@ -98,11 +98,25 @@ def nic_args(with_lan: bool) -> list[str]:
     return nics
 
 
-def boot(t: dict, image: Path, with_lan: bool = True, accel_name: str | None = None, mem: int = MEM_MB) -> Proc:
+def boot(t: dict, image: Path, with_lan: bool = True, accel_name: str | None = None, mem: int = MEM_MB,
+         config_disk: Path | None = None) -> Proc:
+    """Boot `image` (-kernel/-initrd) in the vm_topology; with `config_disk` (config_volume()) attached
+    as a read-only virtio disk, whose TOML then wins over the baked one, as on a deployed disk."""
     a = accel_name or accel(image)
-    q = Proc(t["vm"], qemu_argv(image, a, nic_args(with_lan), mem=mem), t["tmp"] / f"console-{len(t['procs'])}.log")
+    drives = [] if config_disk is None else ["-drive", f"file={config_disk},format=raw,if=virtio,readonly=on"]
+    q = Proc(t["vm"], qemu_argv(image, a, [*drives, *nic_args(with_lan)], mem=mem),
+             t["tmp"] / f"console-{len(t['procs'])}.log")
     t["procs"].append(q)
     return q
+
+
+def config_volume(toml: Path, dest: Path) -> Path:
+    """A config volume (`vpn-appliance config-disk`) holding `toml` and the files it names: one image
+    boots any test's config in seconds, where baking it means an image build per config."""
+    r = subprocess.run([sys.executable, "-m", "appliance", "config-disk", str(toml), "-o", str(dest)],
+                       capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert r.returncode == 0, f"config-disk refused {toml}:\n{r.stdout}{r.stderr}"
+    return dest
 
 
 def ping(ns: Netns, addr: str, count: int = 3) -> int:

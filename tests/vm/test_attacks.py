@@ -5,6 +5,7 @@ PID 1 powers the machine off when the appliance ends), and it must keep serving 
   garbage, sent from a raw socket on the WAN; Debian's OpenVPN client keeps its tunnel.
 - Router mode over TCP: the profile lists a hostile TCP server (a zero-length frame) before Debian's
   OpenVPN server; the appliance moves on to the second and the LAN reaches the far side.
+Each boots the default image with its config on a config volume (lab.vm.config_volume).
 """
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ import pytest
 from lab.attacks import HOSTILE_SERVER, PORT0_SENDER, run_py
 from lab.configs import client_profile, server_config
 from lab.netns import Proc
-from lab.vm import OUT, appliance_toml, boot, inline_server_config, lab_pki, ping, vm_topology, wait_ping
+from lab.vm import (OUT, appliance_toml, boot, config_volume, inline_server_config, lab_pki, ping, vm_topology,
+                    wait_ping)
 from tests.vm.test_image import build
 
 VM_WAN = "198.18.0.2"
@@ -34,9 +36,9 @@ def _powered_off(q: Proc) -> str:
 def test_server_mode_survives_datagrams_from_source_port_0(pki, tmp_path):
     toml = tmp_path / "server.toml"
     toml.write_text(appliance_toml("server", inline_server_config(pki, "udp", protection="none"), lan=False))
-    build(tmp_path / "img", toml)
+    vol = config_volume(toml, tmp_path / "config.img")
     with vm_topology(tmp_path, with_lan=False) as t:
-        q = boot(t, tmp_path / "img", with_lan=False)
+        q = boot(t, OUT, with_lan=False, config_disk=vol)
         assert q.wait_for("listening on UDP", 150), q.log()[-4000:]
         prof = client_profile(pki, "udp", None, "none", remotes=[(VM_WAN, 1194, "udp")])
         cfg = tmp_path / "client.ovpn"
@@ -59,7 +61,7 @@ def test_router_over_tcp_survives_a_zero_length_frame_from_a_hostile_server(pki,
                           extra="server-poll-timeout 5\nconnect-retry 1\n")
     toml = tmp_path / "tcp.toml"
     toml.write_text(appliance_toml("client", prof, lan=True))
-    build(tmp_path / "img", toml)
+    vol = config_volume(toml, tmp_path / "config.img")
     with vm_topology(tmp_path) as t:
         hostile = Proc(t["wan"], [sys.executable, "-c", HOSTILE_SERVER, "198.18.0.1", "1195", "zero"],
                        tmp_path / "hostile.log")
@@ -70,7 +72,7 @@ def test_router_over_tcp_survives_a_zero_length_frame_from_a_hostile_server(pki,
         srv = Proc(t["wan"], ["openvpn", "--config", str(cfg)], tmp_path / "server.log")
         t["procs"].append(srv)
         assert srv.wait_for("Initialization Sequence Completed", 20)
-        q = boot(t, tmp_path / "img")
+        q = boot(t, OUT, config_disk=vol)
         assert hostile.wait_for(f"sent zero to {VM_WAN}", 150), hostile.log() + q.log()[-4000:]
         up = q.wait_for("tunnel up", 60)
         assert q.alive(), _powered_off(q)

@@ -1,13 +1,14 @@
-"""The appliance VM over TCP (router mode) and in server mode, each from an image built with its
-own baked TOML (the OpenVPN config inline in it)."""
+"""The appliance VM over TCP (router mode) and in server mode, each booting the default image with its
+own config volume (`vpn-appliance config-disk`; the OpenVPN config inline in the TOML), whose TOML
+wins over the baked one. A baked config is what tests/vm/test_router.py boots."""
 from __future__ import annotations
 
 import pytest
 
 from lab.configs import client_profile, server_config
 from lab.netns import Proc
-from lab.vm import (OUT, appliance_toml, boot, inline_server_config, lab_pki, lan_transfer, ping, vm_topology,
-                    wait_ping)
+from lab.vm import (OUT, appliance_toml, boot, config_volume, inline_server_config, lab_pki, lan_transfer, ping,
+                    vm_topology, wait_ping)
 from tests.vm.test_image import build
 
 
@@ -21,14 +22,14 @@ def test_router_over_tcp(pki, tmp_path):
     prof = client_profile(pki, "tcp", None, "tls-crypt", inline=True)
     toml = tmp_path / "tcp.toml"
     toml.write_text(appliance_toml("client", prof, lan=True))
-    build(tmp_path / "img", toml)
+    vol = config_volume(toml, tmp_path / "config.img")
     with vm_topology(tmp_path) as t:
         cfg = tmp_path / "server.conf"
         cfg.write_text(server_config(pki, "tcp", None, "tls-crypt"))
         srv = Proc(t["wan"], ["openvpn", "--config", str(cfg)], tmp_path / "server.log")
         t["procs"].append(srv)
         assert srv.wait_for("Initialization Sequence Completed", 20)
-        q = boot(t, tmp_path / "img")
+        q = boot(t, OUT, config_disk=vol)
         assert q.wait_for("tunnel up", 150), q.log()[-4000:]
         assert "over TCP" in q.log()
         assert ping(t["lan"], "198.18.100.1", 3) >= 2, q.log()[-3000:]
@@ -39,9 +40,9 @@ def test_router_over_tcp(pki, tmp_path):
 def test_server_mode_openvpn_client_connects(pki, tmp_path):
     toml = tmp_path / "server.toml"
     toml.write_text(appliance_toml("server", inline_server_config(pki, "udp"), lan=False))
-    build(tmp_path / "img", toml)
+    vol = config_volume(toml, tmp_path / "config.img")
     with vm_topology(tmp_path, with_lan=False) as t:
-        q = boot(t, tmp_path / "img", with_lan=False)
+        q = boot(t, OUT, with_lan=False, config_disk=vol)
         assert q.wait_for("listening on UDP", 150), q.log()[-4000:]
         prof = client_profile(pki, "udp", None, "tls-crypt", remotes=[("198.18.0.2", 1194, "udp")])
         cfg = tmp_path / "client.ovpn"
@@ -66,7 +67,7 @@ def test_router_with_dhcp_on_wan_nics_by_mac_and_routed_lan(pki, tmp_path):
                     .replace('name = "eth0"', 'mac = "52:54:00:00:00:01"')
                     .replace('name = "eth1"', 'mac = "52:54:00:00:00:02"')
                     .replace("nat = true", "nat = false"))
-    build(tmp_path / "img", toml)
+    vol = config_volume(toml, tmp_path / "config.img")
     with vm_topology(tmp_path) as t:
         dns = Proc(t["wan"], ["dnsmasq", "--no-daemon", "--port=0", f"--interface={t['wan_if']}", "--bind-interfaces",
                               "--dhcp-range=198.18.0.50,198.18.0.60,255.255.255.0,1h", "--dhcp-option=3,198.18.0.1",
@@ -82,7 +83,7 @@ def test_router_with_dhcp_on_wan_nics_by_mac_and_routed_lan(pki, tmp_path):
         srv = Proc(t["wan"], ["openvpn", "--config", str(cfg)], tmp_path / "server.log")
         t["procs"].append(srv)
         assert srv.wait_for("Initialization Sequence Completed", 20)
-        q = boot(t, tmp_path / "img")
+        q = boot(t, OUT, config_disk=vol)
         assert q.wait_for("tunnel up", 150), q.log()[-4000:] + dns.log()[-2000:]
         assert "eth0: the NIC with MAC 52:54:00:00:00:01 (wan)" in q.log(), q.log()[-3000:]
         assert "eth1: the NIC with MAC 52:54:00:00:00:02 (lan)" in q.log()
