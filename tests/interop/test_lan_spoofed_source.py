@@ -16,7 +16,8 @@ import re
 import pytest
 
 from lab.attacks import forged_probes_from
-from lab.router_lab import LAN6_APP, LAN_APP, WAN6_APP, WAN6_SRV, RouterLab, client_profile
+from lab.router_lab import (BEHIND, BEHIND6, LAN6_APP, LAN_APP, WAN6_APP, WAN6_SRV, RouterLab, client_profile,
+                            server_config)
 
 pytestmark = [pytest.mark.root, pytest.mark.netns]
 
@@ -112,3 +113,31 @@ def test_a_declared_network_routed_elsewhere_already_stops_the_start(lab):
         assert "vpnappliance" not in lab.app.run("nft list tables").stdout
     finally:
         lab.app.run(f"ip route del 198.18.62.0/24 dev {lab.wan_if}", check=False)
+
+
+BEHIND_LAN6 = "fd18:60::1"      # the same LAN router's IPv6 network behind it
+
+
+def test_networks_declared_behind_the_lan_reach_the_far_side_through_the_tunnel(lab):
+    """`[lan] routes` with the tunnel up, IPv4 and IPv6, NAT on (the default): hosts behind a LAN
+    router reach the host behind the VPN server (198.18.100.1, 2001:db8:100::1) and its answers
+    come back to them; nothing of theirs leaves the WAN in clear."""
+    lab.lan.run(f"ip addr replace {BEHIND_LAN}/32 dev lo && ip -6 addr replace {BEHIND_LAN6}/128 dev lo")
+    server = lab.openvpn_server(server_config(lab.pki))
+    try:
+        toml = lab.appliance_toml(client_profile(lab.pki), lan_extra=(
+            f'address6 = "{LAN6_APP}/64"\n'
+            f'routes = ["198.18.60.0/24 via {LAN_HOST}", "fd18:60::/64 via {LAN6_HOST}"]\n'))
+        app = lab.appliance(toml)
+        cap = lab.capture("behind-tunnel")
+        v4 = lab.lan.run(f"ping -c 3 -i 0.3 -W 3 -I {BEHIND_LAN} {BEHIND}", check=False, timeout=30)
+        v6 = lab.lan.run(f"ping -6 -c 3 -i 0.3 -W 3 -I {BEHIND_LAN6} {BEHIND6}", check=False, timeout=30)
+        pcap = lab.stop_capture(cap)
+        assert v4.returncode == 0, f"IPv4 from behind the LAN router gets no answer through the tunnel:\n{v4.stdout}"
+        assert v6.returncode == 0, f"IPv6 from behind the LAN router gets no answer through the tunnel:\n{v6.stdout}"
+        assert lab.wan_leaks(pcap) == []
+        assert wan_packets_from_the_appliance(pcap, (BEHIND_LAN, BEHIND_LAN6, BEHIND, BEHIND6)) == []
+        assert app.alive(), app.log()[-3000:]
+        app.stop(10)
+    finally:
+        server.stop(10)
