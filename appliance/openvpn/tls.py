@@ -499,9 +499,14 @@ def openvpn_subject(cert: x509.Certificate) -> str:
     names, control characters as `\\XX` and a backslash doubled. `verify-x509-name S subject`
     compares with it and scripts get it (tls_id_0): where OpenVPN tells two subjects apart
     (a multi-valued RDN, or two RDNs), so must this string."""
+    return openvpn_name(cert.subject)
+
+
+def openvpn_name(name: x509.Name) -> str:
+    """A distinguished name in openvpn_subject's format (a CRL's issuer, for the log)."""
     return ", ".join(" + ".join(f"{_SHORT_NAMES.get(a.oid.dotted_string, a.oid.dotted_string)}="
                                 f"{str(a.value).translate(_SUBJECT_ESCAPES)}" for a in rdn)
-                     for rdn in cert.subject.rdns)
+                     for rdn in name.rdns)
 
 
 def subject_env(cert: x509.Certificate, depth: int = 0) -> dict[str, str]:
@@ -539,9 +544,12 @@ def common_name(cert: x509.Certificate | None) -> str | None:
     status, management and the CN lock on renegotiation: a subject `O=x, CN=alice, CN=admin`
     is `admin` everywhere, as with OpenVPN, so a CA that lets users add a CN of their choosing
     cannot make a certificate that is one name to a check and another to the identity."""
-    if cert is None:
-        return None
-    cns = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    return None if cert is None else name_common_name(cert.subject)
+
+
+def name_common_name(name: x509.Name) -> str | None:
+    """common_name's reading of any distinguished name (a certificate's issuer, for a log line)."""
+    cns = name.get_attributes_for_oid(NameOID.COMMON_NAME)
     if not cns:
         return None
     value = str(cns[-1].value)
