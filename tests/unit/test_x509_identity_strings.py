@@ -96,3 +96,15 @@ def test_the_log_writes_c1_characters_escaped():
                 h.close()
         root.handlers = saved
 
+
+
+@pytest.mark.parametrize("kind", ["subject", "name", "name-prefix"])
+def test_an_empty_verify_x509_name_is_refused_at_its_line(kind):
+    """OpenVPN 2.6 refuses it (the option needs a non-empty name); `"" name-prefix` matched
+    every certificate here."""
+    from appliance.openvpn.config import parse_config
+    from appliance.openvpn.errors import ConfigError
+    with pytest.raises(ConfigError, match="verify-x509-name: the name is empty") as e:
+        parse_config(f'client\ndev tun\nremote 198.18.0.1\nca ca.crt\nverify-x509-name "" {kind}\n', "/p/c.ovpn",
+                     lambda path: b"")
+    assert e.value.line == 5
