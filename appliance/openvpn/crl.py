@@ -22,6 +22,7 @@ event loop at every handshake: `python -m lab.crl_bench`).
 from __future__ import annotations
 
 import datetime
+import functools
 import logging
 import os
 import re
@@ -70,13 +71,29 @@ def name_key(name: x509.Name) -> NameKey:
 
 def _attribute_key(a: x509.NameAttribute) -> tuple[str, int, bytes]:
     value = a.value
-    if a._type in _CANON_TYPES and isinstance(value, str):      # noqa: SLF001 - the ASN.1 type as read
-        if a._type in _ONE_BYTE_TYPES:                          # noqa: SLF001 - OpenSSL's reading
-            value = value.encode("utf-8", "surrogatepass").decode("latin-1")
-        value = _SPACE_RUN.sub(" ", value.strip(_SPACES)).translate(_ASCII_LOWER)
-        return a.oid.dotted_string, _ASN1Type.UTF8String.value, value.encode("utf-8", "surrogatepass")
-    raw = value if isinstance(value, bytes) else str(value).encode("utf-8", "surrogatepass")
-    return a.oid.dotted_string, a._type.value, raw                   # noqa: SLF001
+    if isinstance(value, str):
+        t = a._type                                             # noqa: SLF001 - the ASN.1 type as read
+        canon = _canonical(t, value)
+        if canon is not None:
+            return a.oid.dotted_string, _UTF8, canon
+        return a.oid.dotted_string, t.value, value.encode("utf-8", "surrogatepass")
+    return a.oid.dotted_string, a._type.value, value                 # noqa: SLF001
+
+
+_UTF8 = _ASN1Type.UTF8String.value
+
+
+@functools.lru_cache(maxsize=4096)
+def _canonical(t: _ASN1Type, value: str) -> bytes | None:
+    """OpenSSL's canonical form of a value of type `t` (asn1_string_canon), None for a type it
+    keeps as it is. Kept per distinct value (bounded): the same CA names come up at every
+    handshake, and a name's key took ~8 us to work out, several per chain."""
+    if t not in _CANON_TYPES:
+        return None
+    if t in _ONE_BYTE_TYPES:                                    # OpenSSL's reading
+        value = value.encode("utf-8", "surrogatepass").decode("latin-1")
+    value = _SPACE_RUN.sub(" ", value.strip(_SPACES)).translate(_ASCII_LOWER)
+    return value.encode("utf-8", "surrogatepass")
 
 
 def _load(data: bytes) -> list[x509.CertificateRevocationList]:
@@ -199,12 +216,15 @@ class CrlChecker:
             return self._error
         certs = [cert] + list(chain or [])
         now = datetime.datetime.now(datetime.timezone.utc)
+        subjects: list[NameKey] | None = None
         for c in certs:
             key = name_key(c.issuer)
             named = self._by_issuer.get(key)
             if not named:
                 continue
-            issuer = next((i for i in certs if name_key(i.subject) == key), None)
+            if subjects is None:
+                subjects = [name_key(i.subject) for i in certs]
+            issuer = next((i for i, s in zip(certs, subjects) if s == key), None)
             # Of the issuer's CRLs, those that can be used: as OpenSSL picks the issuer's best CRL
             # (a current one before an expired one), an old CRL left in the file beside the
             # current one refuses nobody; with none usable, the first one's fault refuses.
