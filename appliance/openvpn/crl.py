@@ -37,7 +37,7 @@ from .keymethod import remap_name
 from .tls import common_name, name_common_name, openvpn_name
 
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("vpn-appliance")
 
 
 class CrlError(Exception):
@@ -73,7 +73,8 @@ def _attribute_key(a: x509.NameAttribute) -> tuple[str, int, bytes]:
     value = a.value
     if isinstance(value, str):
         t = a._type                                             # noqa: SLF001 - the ASN.1 type as read
-        canon = _canonical(t, value)
+        # Only short values are kept (a CA's name is a few dozen characters): a bound on memory.
+        canon = _canonical(t, value) if len(value) <= _KEPT_VALUE_LEN else _canonical.__wrapped__(t, value)
         if canon is not None:
             return a.oid.dotted_string, _UTF8, canon
         return a.oid.dotted_string, t.value, value.encode("utf-8", "surrogatepass")
@@ -81,6 +82,7 @@ def _attribute_key(a: x509.NameAttribute) -> tuple[str, int, bytes]:
 
 
 _UTF8 = _ASN1Type.UTF8String.value
+_KEPT_VALUE_LEN = 256
 
 
 @functools.lru_cache(maxsize=4096)

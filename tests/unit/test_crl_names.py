@@ -178,3 +178,12 @@ def test_the_issuer_in_a_crl_log_line_is_named_by_its_last_cn(tmp_path):
     f.write_bytes(expired)
     why = CrlChecker("file", str(f)).revoked(leaf, [sub[0], CA[0]])
     assert "of CN=Sub CA: CRL has expired" in why, why
+
+
+@pytest.mark.filterwarnings("ignore:Attribute's length")      # past X.509's bound: a lax CA's name
+def test_a_long_value_is_compared_the_same_way():
+    """Values past the length whose canonical form is kept are put in that form all the same."""
+    long_name = "Test CA " + "x" * 300
+    a = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, long_name, P, _validate=False)])
+    b = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "  " + long_name.upper(), U, _validate=False)])
+    assert name_key(a) == name_key(b) and _openssl_equal(a, b)
