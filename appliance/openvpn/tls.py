@@ -541,7 +541,8 @@ def cert_env(cert: x509.Certificate, depth: int) -> dict[str, str]:
     """The script variables OpenVPN 2.6 sets for the certificate at `depth` of the verified chain
     (verify_cert_set_env: 0 the peer's, 1 its issuer, ...), in the order its >CLIENT:ENV lines
     show them: serial (hex bytes, decimal), SHA-256 and SHA-1 fingerprints, the subject string,
-    then the X509_<depth>_* fields."""
+    then the X509_<depth>_* fields, last attribute first (OpenVPN sets them in certificate order
+    and its environment lists the newest first)."""
     serial = cert.serial_number
     h = f"{serial:x}"
     der = cert.public_bytes(serialization.Encoding.DER)
@@ -550,7 +551,7 @@ def cert_env(cert: x509.Certificate, depth: int) -> dict[str, str]:
            f"tls_digest_sha256_{depth}": _colon_hex(hashlib.sha256(der).digest()),
            f"tls_digest_{depth}": _colon_hex(hashlib.sha1(der).digest()),   # noqa: S324 - OpenVPN's variable
            f"tls_id_{depth}": openvpn_subject(cert)}
-    env.update(subject_env(cert, depth))
+    env.update(reversed(subject_env(cert, depth).items()))
     return env
 
 

@@ -69,7 +69,7 @@ def test_every_depth_gets_openvpns_variables_in_its_order():
     e0, e1 = cert_env(leaf, 0), cert_env(CA[0], 1)
     der = leaf.public_bytes(serialization.Encoding.DER)
     assert list(e0) == ["tls_serial_hex_0", "tls_serial_0", "tls_digest_sha256_0", "tls_digest_0", "tls_id_0",
-                        "X509_0_O", "X509_0_CN"]
+                        "X509_0_CN", "X509_0_O"]
     assert e0["tls_digest_0"] == hashlib.sha1(der).digest().hex(":")      # noqa: S324 - OpenVPN's variable
     assert e0["tls_digest_sha256_0"] == hashlib.sha256(der).digest().hex(":")
     assert e0["tls_serial_0"] == str(leaf.serial_number)
