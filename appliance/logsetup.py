@@ -7,15 +7,33 @@ drowning the protocol trace a user asked for with `--verb 4`.
 from __future__ import annotations
 
 import logging
+import re
 import sys
 
 FORMAT = "%(asctime)s.%(msecs)03d %(levelname)s %(message)s"
+_C1 = re.compile("[\x80-\x9f]")
+
+
+class _Formatter(logging.Formatter):
+    """FORMAT, with the C1 control characters U+0080-U+009F written `\\xNN`. Names keep them,
+    as in OpenVPN (keymethod.remap_name: a username or common name that picks a ccd file or
+    passes verify-x509-name must be the same string as there), but on the way to a terminal
+    some of them act (U+009B is CSI on terminals that take 8-bit controls)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        return _C1.sub(lambda m: f"\\x{ord(m.group()):02x}", line) if _C1.search(line) else line
 
 
 def setup_logging(level: int, replace: bool = False) -> None:
     """Log to stderr; our logger at `level`, every other library's at WARNING or above. `replace`
     drops handlers set up before (the TOML path reconfigures after its early errors were printed)."""
-    logging.basicConfig(stream=sys.stderr, level=logging.WARNING, force=replace, format=FORMAT, datefmt="%H:%M:%S")
+    root = logging.getLogger()
+    if replace or not root.handlers:        # when basicConfig adds its handler (and only then)
+        logging.basicConfig(stream=sys.stderr, level=logging.WARNING, force=replace, format=FORMAT,
+                            datefmt="%H:%M:%S")
+        for h in root.handlers:
+            h.setFormatter(_Formatter(FORMAT, "%H:%M:%S"))
     # FORMAT uses none of these: skip gathering them for every record (the logging HOWTO's
     # "Optimization"; ~3 us a line, some of them on a client's way to its first packet).
     logging._srcfile = None

@@ -23,11 +23,10 @@ import time
 from ..logsetup import apply_verb
 from ..openvpn import events as ev
 from ..openvpn.config import ConfigError, load_config, parse_ccd
-from ..openvpn.keymethod import remap_name
 from ..openvpn.poolfile import PoolMemory
 from ..openvpn.server_model import StreamKey
 from ..openvpn.settings import check_key_material
-from ..openvpn.tls import openvpn_subject, subject_env
+from ..openvpn.tls import cert_env
 from . import status as st_mod
 from .eventlog import fmt_addr
 from .inactivity import INACTIVE_LOG, Inactivity, check_interval
@@ -576,12 +575,9 @@ class Operations:
         e["untrusted_ip6" if v6 else "untrusted_ip"] = ip
         cert = rec.session.peer_certificate
         if cert is not None:
-            h = f"{cert.serial_number:x}"
-            h = ("0" + h) if len(h) % 2 else h
-            e["tls_serial_hex_0"] = ":".join(h[i:i + 2] for i in range(0, len(h), 2))
-            e["tls_serial_0"] = str(cert.serial_number)
-            e["tls_id_0"] = _openvpn_subject(cert)
-            e.update(subject_env(cert))
+            # Each certificate of the verified chain, the peer's (depth 0) first, as OpenVPN.
+            for depth, c in enumerate([cert, *rec.session.peer_chain]):
+                e.update(cert_env(c, depth))
         e.update({"remote_port_1": str(o.lport or o.port), "local_port_1": str(o.lport or o.port),
                   "proto_1": o.proto + ("6" if o.proto_family == "6" else ""), "daemon_pid": str(os.getpid()),
                   "daemon_start_time": str(int(self.started)), "daemon_log_redirect": "0", "daemon": "0",
@@ -622,9 +618,3 @@ def peer_info_env(peer_info: dict[str, str]) -> dict[str, str]:
     return out
 
 
-def _openvpn_subject(cert) -> str:
-    """The subject as OpenVPN prints it (X509_NAME_oneline style), for the scripts' environment."""
-    try:
-        return remap_name(openvpn_subject(cert))
-    except Exception:  # noqa: BLE001 - an odd name must not cost the client its session
-        return remap_name(cert.subject.rfc4514_string())

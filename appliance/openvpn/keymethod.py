@@ -159,13 +159,17 @@ MAX_PUSHED_OPTIONS = 1024              # over all push-continuation parts: more 
 # Control characters but TAB: no control-channel message uses them, and their text reaches the
 # log (AUTH_FAILED reasons, INFO, ignored pushed options, errors) and the status.
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f]")
-_CONTROL_OR_TAB = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# OpenVPN's CC_PRINT on the UTF-8 bytes: a byte below 0x20 or 0x7f is a control character; the
+# bytes of U+0080-U+009F (C2 80..C2 9F) are not, so those characters stay.
+_CONTROL_OR_TAB = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def remap_name(name: str) -> str:
     """A peer's username or certificate common name with control characters (tab included)
-    made `_`, as OpenVPN 2.6 does (string_mod_remap_name): these names reach logs, files and
-    the management interface, where a line break would forge lines."""
+    made `_`, exactly as OpenVPN 2.6 does (string_mod_remap_name, CC_PRINT): these names reach
+    logs, files and the management interface, where a line break would forge lines, and the
+    same name must pick the same ccd file and pass the same verify-x509-name as with OpenVPN.
+    U+0080-U+009F stay, as there (the log escapes them: logsetup)."""
     return _CONTROL_OR_TAB.sub("_", name)
 
 

@@ -432,6 +432,7 @@ class Session(ControlChannel):
         keys = {id(dk): dk for dk in [*self.recv_keys, self.send_key] if dk is not None}
         # What status and client-disconnect report still needs: each key's final byte counts.
         self._released_cert = self.peer_certificate
+        self._released_chain = self.peer_chain if self._released_cert is not None else []
         self.final_counts = [(k, dk.bytes_recv, dk.bytes_sent) for k, dk in keys.items()]
         self.keys = {}
         self.recv_keys = [None] * 8
@@ -496,7 +497,10 @@ class Session(ControlChannel):
     @property
     def peer_chain(self) -> list:
         """The verified chain above peer_certificate (kept with crl-verify only), for checking a
-        reloaded CRL against the sub-CAs too."""
+        reloaded CRL against the sub-CAs too, and for the scripts' depth 1.. variables (kept past
+        release with the certificate, for the disconnect notification and script)."""
+        if self.final_counts is not None:
+            return self._released_chain
         for ks in sorted(self.keys.values(), key=lambda k: -k.key_id):
             if ks.tls is not None and ks.tls.peer_cert is not None:
                 return ks.tls.peer_chain

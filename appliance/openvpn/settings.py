@@ -74,7 +74,7 @@ def tls_settings(opts: Options, is_server: bool) -> TlsSettings:
         remote_cert_ku=None if opts.remote_cert_ku is None else list(opts.remote_cert_ku),
         tls_version_min=opts.tls_version_min or "1.2", tls_version_max=opts.tls_version_max,
         verify_client_cert=opts.verify_client_cert,
-        crl=crl_checker(opts.crl_verify) if is_server else None,
+        crl=crl_checker(opts.crl_verify, opts.ca) if is_server else None,
         tls_cipher=opts.tls_cipher, tls_ciphersuites=opts.tls_ciphersuites,
         tls_groups=key_exchange_groups(opts.tls_groups, opts.ecdh_curve),
     )
@@ -213,6 +213,10 @@ def check_key_material(opts: Options) -> None:
     is_server = opts.role == "server"
     wrapper_factory(opts, is_server)
     tls = tls_settings(opts, is_server)
+    if tls.crl is not None and tls.crl.strays:
+        # A CRL that revokes nothing under our CAs: a revocation the admin meant is not enforced.
+        path, line = opts.source.get("crl_verify", (opts.path, None))
+        raise ConfigError(tls.crl.strays[0], path, line, "crl-verify")
     try:
         build_context(tls)
         check_offer(tls)

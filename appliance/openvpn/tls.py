@@ -420,7 +420,7 @@ def _check_peer(s: TlsSettings, cert: x509.Certificate | None, chain: list | Non
     if s.verify_x509_name:
         name, kind = s.verify_x509_name
         if kind == "subject":
-            ok = cert.subject.rfc4514_string() == name or openvpn_subject(cert) == name
+            ok = openvpn_subject(cert) == name       # OpenVPN's form only: never RFC 4514's (CN=a,O=x)
         elif kind == "name":
             ok = cn == name
         else:  # name-prefix
@@ -496,20 +496,30 @@ def openvpn_subject(cert: x509.Certificate) -> str:
     """The subject as OpenVPN 2.6 prints it (X509_NAME_print_ex with XN_FLAG_SEP_CPLUS_SPC,
     XN_FLAG_FN_SN, UTF-8, ESC_CTRL): `C=NL, O=Org + OU=Dept, CN=name` -- RDNs in certificate
     order joined by `, `, the attributes of one multi-valued RDN by ` + `, OpenSSL's short
-    names, control characters as `\\XX` and a backslash doubled. `verify-x509-name S subject`
-    compares with it and scripts get it (tls_id_0): where OpenVPN tells two subjects apart
-    (a multi-valued RDN, or two RDNs), so must this string."""
+    names, control characters as `\\XX` and a backslash doubled. What verify_cert then does
+    to the string changes nothing in it: string_mod_remap_name finds no control character left,
+    and string_replace_leading (a leading '-' made '_') no '-' at the start, which is always a
+    field's short name or dotted OID. `verify-x509-name S subject` compares with this string,
+    and only with it (never RFC 4514's `CN=a,O=x`, which OpenVPN does not know), and scripts
+    get it (tls_id_N): where OpenVPN tells two subjects apart (a multi-valued RDN, or two RDNs),
+    so must this string."""
+    return openvpn_name(cert.subject)
+
+
+def openvpn_name(name: x509.Name) -> str:
+    """A distinguished name in openvpn_subject's format (a CRL's issuer, for the log)."""
     return ", ".join(" + ".join(f"{_SHORT_NAMES.get(a.oid.dotted_string, a.oid.dotted_string)}="
                                 f"{str(a.value).translate(_SUBJECT_ESCAPES)}" for a in rdn)
-                     for rdn in cert.subject.rdns)
+                     for rdn in name.rdns)
 
 
 def subject_env(cert: x509.Certificate, depth: int = 0) -> dict[str, str]:
     """OpenVPN 2.6's `X509_<depth>_<field>` script variables (x509_setenv): one per subject
     attribute in certificate order, a repeated field numbered on (`X509_0_CN` is the FIRST CN,
-    `X509_0_CN_1` the next), control characters made `_`. Note that `X509_0_CN` is therefore not
-    the peer's name (`common_name`, the last CN) when there are several: scripts see what they
-    see under OpenVPN. Attributes without an OpenSSL short name are left out, as there."""
+    `X509_0_CN_1` the next), control characters made `_`, a value ending at a NUL (OpenVPN
+    handles it as a C string). Note that `X509_0_CN` is therefore not the peer's name
+    (`common_name`, the last CN) when there are several: scripts see what they see under
+    OpenVPN. Attributes without an OpenSSL short name are left out, as there."""
     env: dict[str, str] = {}
     for a in cert.subject:
         short = _SHORT_NAMES.get(a.oid.dotted_string)
@@ -519,7 +529,29 @@ def subject_env(cert: x509.Certificate, depth: int = 0) -> dict[str, str]:
         n = 1
         while name in env:
             name, n = f"{base}_{n}", n + 1
-        env[name] = remap_name(a.value)
+        env[name] = remap_name(a.value.partition("\0")[0])
+    return env
+
+
+def _colon_hex(data: bytes) -> str:
+    return ":".join(f"{b:02x}" for b in data)
+
+
+def cert_env(cert: x509.Certificate, depth: int) -> dict[str, str]:
+    """The script variables OpenVPN 2.6 sets for the certificate at `depth` of the verified chain
+    (verify_cert_set_env: 0 the peer's, 1 its issuer, ...), in the order its >CLIENT:ENV lines
+    show them: serial (hex bytes, decimal), SHA-256 and SHA-1 fingerprints, the subject string,
+    then the X509_<depth>_* fields, last attribute first (OpenVPN sets them in certificate order
+    and its environment lists the newest first)."""
+    serial = cert.serial_number
+    h = f"{serial:x}"
+    der = cert.public_bytes(serialization.Encoding.DER)
+    env = {f"tls_serial_hex_{depth}": _colon_hex(bytes.fromhex(("0" + h) if len(h) % 2 else h)),
+           f"tls_serial_{depth}": str(serial),
+           f"tls_digest_sha256_{depth}": _colon_hex(hashlib.sha256(der).digest()),
+           f"tls_digest_{depth}": _colon_hex(hashlib.sha1(der).digest()),   # noqa: S324 - OpenVPN's variable
+           f"tls_id_{depth}": openvpn_subject(cert)}
+    env.update(reversed(subject_env(cert, depth).items()))
     return env
 
 
@@ -539,9 +571,12 @@ def common_name(cert: x509.Certificate | None) -> str | None:
     status, management and the CN lock on renegotiation: a subject `O=x, CN=alice, CN=admin`
     is `admin` everywhere, as with OpenVPN, so a CA that lets users add a CN of their choosing
     cannot make a certificate that is one name to a check and another to the identity."""
-    if cert is None:
-        return None
-    cns = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    return None if cert is None else name_common_name(cert.subject)
+
+
+def name_common_name(name: x509.Name) -> str | None:
+    """common_name's reading of any distinguished name (a certificate's issuer, for a log line)."""
+    cns = name.get_attributes_for_oid(NameOID.COMMON_NAME)
     if not cns:
         return None
     value = str(cns[-1].value)

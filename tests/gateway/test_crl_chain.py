@@ -108,3 +108,32 @@ def test_a_reload_that_adds_crl_verify_revoking_a_sub_ca_disconnects_the_clients
     assert gw.ops.reload()
     assert not recs["client0"].alive, "a client under the revoked sub-CA kept its tunnel after the reload"
     assert recs["client1"].alive
+
+
+def test_a_crl_naming_its_sub_ca_another_way_refuses_the_revoked_leaf(chain_pki, tmp_path, caplog):
+    """The sub-CA's CRL gives its issuer as `CHAIN   SUB ca` in PrintableString (the sub-CA is
+    `Chain sub CA` in UTF8String): one name to OpenSSL and OpenVPN, so the CRL revokes client0.
+    It revoked nobody here (exact name match), and client0 got its tunnel."""
+    from cryptography.x509.name import _ASN1Type
+    caplog.set_level("INFO")
+    root, sub = chain_pki["root"], chain_pki["sub"]
+    leaf = x509.load_pem_x509_certificate(chain_pki["clients"]["client0"][0].encode())
+    same = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "CHAIN   SUB ca", _ASN1Type.PrintableString)])
+    crl = tmp_path / "crl.pem"
+    crl.write_bytes(make_crl(root[0], root[1], []) + make_crl(sub[0], sub[1], [leaf.serial_number], issuer=same))
+    w = World()
+    conf = server_conf(chain_pki, extra=f"crl-verify {crl}\n")
+    gw = w.add_server(conf)
+    w.add_client(client_conf(chain_pki, "client0").replace(chain_pki["ca"], _pem(root[0])))
+    w.add_client(client_conf(chain_pki, "client1"))
+    assert w.run(lambda: _up(w, 1), max_time=30)
+    w.run_for(20)
+    assert not _up(w, 0), "a revoked client got a tunnel"
+    assert f"certificate serial {leaf.serial_number} (CN=client0) is revoked by the CRL" in caplog.text
+    # A reload whose CRL is another CA's (it names neither CA in `ca`) is refused; client1 stays.
+    other = issue("Other CA", None, None)
+    crl.write_bytes(make_crl(*other, [leaf.serial_number]))
+    gw.ops.reload_source = lambda: conf
+    assert not gw.ops.reload()
+    assert "names no certificate in `ca`" in caplog.text
+    assert _up(w, 1) and all(r.alive for r in gw.d.clients)

@@ -32,7 +32,8 @@ def test_the_last_cn_picks_the_ccd_file_and_is_the_name_everywhere(tmp_path):
     assert any(line.startswith("CLIENT_LIST,admin,") for line in gw.ops.status_lines(2)), gw.ops.status_lines(2)
     env = gw.ops.env(rec, gw.ops.info[id(rec)], "client-connect")
     assert env["common_name"] == "admin"
-    # OpenVPN's X509_0_<field> variables: every attribute, a repeated one numbered on.
+    # OpenVPN's X509_0_<field> variables: every attribute, a repeated one numbered on; X509_1_*
+    # are the CA's (depth 1 of the verified chain).
     assert {k: v for k, v in env.items() if k.startswith("X509_")} == {
-        "X509_0_O": "x", "X509_0_CN": "alice", "X509_0_CN_1": "admin"}
+        "X509_0_O": "x", "X509_0_CN": "alice", "X509_0_CN_1": "admin", "X509_1_CN": "Multi-CN CA"}
     assert env["tls_id_0"] == "O=x, CN=alice, CN=admin"

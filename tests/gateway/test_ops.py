@@ -181,7 +181,8 @@ echo 'push "route 10.9.0.0 255.255.0.0"' > "$1"
 echo 'ifconfig-push 198.19.0.99 255.255.255.0' >> "$1"
 exit 0
 """)
-    cd = _script(tmp_path, "cd.sh", f'echo "$common_name $bytes_received $bytes_sent $time_duration" >> {log}\n')
+    cd = _script(tmp_path, "cd.sh", f'echo "$common_name $bytes_received $bytes_sent $time_duration '
+                                    f'$tls_serial_1 $X509_1_CN" >> {log}\n')
     w = World()
     gw, _ = _server(w, server_conf(opki, extra=f"script-security 2\nclient-connect {cc}\nclient-disconnect {cd}\n"))
     w.add_client(client_conf(opki, "client0", extra='setenv UV_TEST hello\npush-peer-info\n'))
@@ -196,11 +197,18 @@ exit 0
     assert env["ifconfig_pool_remote_ip"] == "198.19.0.2"
     assert env["trusted_ip"] == "198.18.0.2" and int(env["trusted_port"]) > 0
     assert "IV_VER" in env and "time_unix" in env
+    # OpenVPN's per-depth certificate variables: the client's (0) and its CA's (1).
+    ca = opki["ca_pair"][0]
+    assert env["tls_serial_0"] == str(opki["serials"]["client0"]) and env["tls_id_0"] == "CN=client0"
+    assert env["tls_serial_1"] == str(ca.serial_number) and env["tls_id_1"] == "CN=Ops test CA"
+    assert env["X509_1_CN"] == "Ops test CA" and len(env["tls_digest_sha256_1"].split(":")) == 32
     ping_both_ways(w, 0)
     w.clients[0].request_stop()
     w.run_for(5)
-    cn, rx, tx, dur = log.read_text().split()
+    # At disconnect (the session's keys released) the chain's variables are still there.
+    cn, rx, tx, dur, ca_serial, ca_cn = log.read_text().split(" ", 5)
     assert cn == "client0" and int(rx) > 0 and int(tx) > 0 and int(dur) >= 0
+    assert ca_serial == str(ca.serial_number) and ca_cn == "Ops test CA\n"
 
 
 def test_scripts_need_script_security_2(opki):

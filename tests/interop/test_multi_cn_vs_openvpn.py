@@ -11,6 +11,7 @@ LAST CN in OpenVPN, and must be in ours too.
 from __future__ import annotations
 
 import re
+import time
 import warnings
 
 import pytest
@@ -18,6 +19,7 @@ import pytest
 from lab.configs import client_profile, server_config
 from lab.netns import Lab
 from lab.pki import add_cert
+from tests.interop.test_ops_vs_openvpn import Mgmt
 
 
 # Two CNs, and a multi-valued RDN and an emailAddress for the subject string (tls_id_0).
@@ -58,13 +60,23 @@ def _server_with_ccd_and_script(lab, tag: str) -> tuple[str, object]:
     return server_config(lab.pki, extra=extra), seen
 
 
+# The X509_* lines of the >CLIENT:ENV block, as Debian's OpenVPN 2.6 sends them for TWO_CN: the
+# peer's fields last one first (its environment lists the newest first), then its CA's (depth 1).
+X509_ENV_LINES = ["X509_0_CN_1=admin", "X509_0_CN=alice", "X509_0_emailAddress=a@b", "X509_0_OU=y", "X509_0_O=x",
+                  "X509_1_CN=Lab CA"]
+
+
 @pytest.mark.parametrize("server", ["openvpn", "ours"])
 def test_two_cn_client_is_named_by_its_last_cn(lab, procs, server):
     cfg, seen = _server_with_ccd_and_script(lab, server)
+    sock = str(lab.tmp / f"mgmt-cn-{server}.sock")
+    cfg += f"management {sock} unix\n"
     if server == "openvpn":
         procs.append(lab.openvpn(lab.srv, cfg, f"cnsrv-{len(lab.procs)}"))
     else:
         procs.append(lab.ours(lab.srv, cfg, f"cnsrv-{len(lab.procs)}", pattern=r"listening on UDP"))
+    m = Mgmt(sock)
+    m.lines(0.3)
     cli = lab.openvpn(lab.cli, client_profile(lab.pki, "udp", client="twocn"), f"cncli-{len(lab.procs)}")
     procs.append(cli)
     assert _tun_ip(lab.cli) == "198.19.0.60", procs[0].log()[-2000:]      # admin's ccd file
@@ -72,6 +84,12 @@ def test_two_cn_client_is_named_by_its_last_cn(lab, procs, server):
     # CN, X509_0_CN_1 the next) are what OpenVPN gives scripts.
     assert seen.read_text().splitlines() == ["admin", "O=x + OU=y, emailAddress=a@b, CN=alice, CN=admin",
                                              "alice", "admin", "a@b"]
+    deadline = time.monotonic() + 10
+    while ">CLIENT:ENV,END" not in m.notes and time.monotonic() < deadline:
+        m.lines(0.3)
+    m.close()
+    env = [n.split(",", 1)[1] for n in m.notes if n.startswith(">CLIENT:ENV,X509_")]
+    assert env == X509_ENV_LINES, m.notes
 
 
 def _two_cn_server(lab, procs) -> None:

@@ -167,7 +167,9 @@ def test_management_session_answers_like_openvpn(lab, procs):
         assert o[-1] == t[-1] == ">CLIENT:ENV,END"
         tools_read = {"common_name", "trusted_ip", "trusted_port", "ifconfig_pool_remote_ip", "time_unix",
                       "IV_VER", "IV_PLAT", "untrusted_ip", "untrusted_port", "n_clients", "ifconfig_local",
-                      "tls_serial_0", "X509_0_CN", "dev", "config"}
+                      "tls_serial_0", "X509_0_CN", "dev", "config",
+                      # every depth of the verified chain: the CA's too (depth 1)
+                      "tls_digest_0", "tls_digest_sha256_0", "tls_id_1", "tls_serial_1", "X509_1_CN"}
         if what == "disconnect":
             tools_read |= {"bytes_received", "bytes_sent", "time_duration"}
         assert tools_read <= _env_keys(t), tools_read - _env_keys(t)
@@ -177,6 +179,11 @@ def test_management_session_answers_like_openvpn(lab, procs):
         both = [k for k in (n.split(",", 1)[1].split("=", 1)[0] for n in t[1:-1]) if k in _env_keys(o)]
         ours_order = [k for k in (n.split(",", 1)[1].split("=", 1)[0] for n in o[1:-1]) if k in set(both)]
         assert ours_order == both, (what, both, ours_order)
+        # The same client certificate and CA: the same certificate values, at every depth.
+        cert_keys = re.compile(r"(tls_serial(_hex)?|tls_digest(_sha256)?|tls_id)_\d+|X509_\d+_\w+")
+        t_vals, o_vals = (dict(n.split(",", 1)[1].split("=", 1) for n in b[1:-1] if "=" in n) for b in (t, o))
+        certs = {k: v for k, v in t_vals.items() if cert_keys.fullmatch(k)}
+        assert {k: o_vals.get(k) for k in certs} == certs, what
 
 
 def _first_block(notes: list[str]) -> list[str]:

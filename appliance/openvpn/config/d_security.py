@@ -155,6 +155,10 @@ def _verify_x509_name(p: ParseState, d: str, a: list[str], inline: str | None) -
     kind = a[1] if len(a) > 1 else "subject"
     if kind not in ("subject", "name", "name-prefix"):
         p.err(d, f"unknown type {kind}")
+    elif not a[0]:
+        # OpenVPN 2.6 takes no empty name (options.c: strlen(p[1])); `"" name-prefix` would
+        # otherwise let every certificate through.
+        p.err(d, "the name is empty")
     else:
         p.set("verify_x509_name", (a[0], kind))
 

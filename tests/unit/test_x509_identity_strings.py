@@ -1,0 +1,110 @@
+"""The certificate strings OpenVPN 2.6 compares and gives scripts, checked against its source
+(ssl_verify.c verify_cert / verify_cert_set_env / verify_peer_cert, ssl_verify_openssl.c
+x509_setenv, buffer.c char_class CC_PRINT):
+
+- `verify-x509-name S subject` compares S with OpenVPN's subject string only (strcmp); the
+  RFC 4514 form (`CN=srv,O=x`, reversed, no blanks) passed here as well.
+- Names are remapped with CC_PRINT on their UTF-8 bytes: bytes below 0x20 and 0x7f become `_`;
+  U+0080-U+009F (bytes C2 80..C2 9F) stay, so the same name picks the same ccd file and passes
+  the same verify-x509-name as there. They were made `_` here.
+- X509_<depth>_* values are C strings there: a NUL ends the value.
+- Every certificate of the verified chain gets tls_serial_hex_N, tls_serial_N,
+  tls_digest_sha256_N, tls_digest_N, tls_id_N and X509_N_* (N = its depth); depth 0 had only
+  some of them here, and the CA's depth 1 none.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.x509.oid import ExtendedKeyUsageOID
+
+from appliance import logsetup
+from appliance.certs import issue, subject
+from appliance.openvpn.errors import RemoteProtocolError
+from appliance.openvpn.keymethod import remap_name
+from appliance.openvpn.tls import TlsSettings, _check_peer, cert_env, common_name, openvpn_subject, subject_env
+
+CA = issue("Strings CA", None, None, subject("/O=Org/CN=Strings CA"))
+
+
+def _cert(spec: str) -> x509.Certificate:
+    return issue("unused", CA, ExtendedKeyUsageOID.SERVER_AUTH, subject(spec))[0]
+
+
+def _check(cert: x509.Certificate, name: str, kind: str) -> None:
+    _check_peer(TlsSettings(b"", b"", b"", False, verify_x509_name=(name, kind)), cert)
+
+
+def test_verify_x509_name_subject_is_openvpns_form_only():
+    cert = _cert("/C=NL/O=x/CN=srv")
+    assert cert.subject.rfc4514_string() == "CN=srv,O=x,C=NL"
+    _check(cert, "C=NL, O=x, CN=srv", "subject")
+    with pytest.raises(RemoteProtocolError, match="does not match"):
+        _check(cert, "CN=srv,O=x,C=NL", "subject")            # OpenVPN: VERIFY X509NAME ERROR
+
+
+def test_remap_keeps_c1_characters_as_openvpn():
+    assert remap_name("a\u0085b\u009bc\u0080") == "a\u0085b\u009bc\u0080"
+    assert remap_name("a\tb\nc\x7fd\x1fe\u00e9") == "a_b_c_d_e\u00e9"
+    cert = _cert("/O=x/CN=srv\u0085x")
+    assert common_name(cert) == "srv\u0085x"
+    _check(cert, "srv\u0085x", "name")
+    with pytest.raises(RemoteProtocolError):
+        _check(cert, "srv_x", "name")
+
+
+def test_x509_values_end_at_a_nul_as_c_strings_do():
+    cert = _cert("/O=a\x00b\nc/CN=srv")
+    assert subject_env(cert)["X509_0_O"] == "a"
+    assert openvpn_subject(cert) == "O=a\\00b\\0Ac, CN=srv"   # the subject string escapes instead
+
+
+def test_every_depth_gets_openvpns_variables_in_its_order():
+    leaf = _cert("/O=x/CN=srv")
+    e0, e1 = cert_env(leaf, 0), cert_env(CA[0], 1)
+    der = leaf.public_bytes(serialization.Encoding.DER)
+    assert list(e0) == ["tls_serial_hex_0", "tls_serial_0", "tls_digest_sha256_0", "tls_digest_0", "tls_id_0",
+                        "X509_0_CN", "X509_0_O"]
+    assert e0["tls_digest_0"] == hashlib.sha1(der).digest().hex(":")      # noqa: S324 - OpenVPN's variable
+    assert e0["tls_digest_sha256_0"] == hashlib.sha256(der).digest().hex(":")
+    assert e0["tls_serial_0"] == str(leaf.serial_number)
+    assert int(e0["tls_serial_hex_0"].replace(":", ""), 16) == leaf.serial_number
+    assert e0["tls_id_0"] == "O=x, CN=srv"
+    assert e1["tls_id_1"] == "O=Org, CN=Strings CA" and e1["X509_1_CN"] == "Strings CA"
+    assert e1["tls_serial_1"] == str(CA[0].serial_number)
+
+
+def test_the_log_writes_c1_characters_escaped():
+    """Names keep U+0080-U+009F (OpenVPN's), but a terminal showing the log must not act on them."""
+    root = logging.getLogger()
+    saved = root.handlers[:]
+    try:
+        root.handlers = []
+        logsetup.setup_logging(logging.INFO)
+        out = io.StringIO()
+        root.handlers[0].setStream(out)
+        logging.getLogger("vpn-appliance").warning("user %s", "a\u009b31mb\u00e9\x85")
+        assert out.getvalue().endswith("WARNING user a\\x9b31mb\u00e9\\x85\n")
+    finally:
+        for h in root.handlers:
+            if h not in saved:
+                h.close()
+        root.handlers = saved
+
+
+
+@pytest.mark.parametrize("kind", ["subject", "name", "name-prefix"])
+def test_an_empty_verify_x509_name_is_refused_at_its_line(kind):
+    """OpenVPN 2.6 refuses it (the option needs a non-empty name); `"" name-prefix` matched
+    every certificate here."""
+    from appliance.openvpn.config import parse_config
+    from appliance.openvpn.errors import ConfigError
+    with pytest.raises(ConfigError, match="verify-x509-name: the name is empty") as e:
+        parse_config(f'client\ndev tun\nremote 198.18.0.1\nca ca.crt\nverify-x509-name "" {kind}\n', "/p/c.ovpn",
+                     lambda path: b"")
+    assert e.value.line == 5
