@@ -1,6 +1,7 @@
 """Certificates that OpenSSL reads and `cryptography` refuses, made by editing the DER of a
-normal self-signed one (the signature is not redone: these are strangers' certificates, and only
-OpenSSL's parsing, not its chain check, matters to the tests that use them)."""
+normal one: self-signed (the signature is not redone: a stranger's certificate, where only
+OpenSSL's parsing, not its chain check, matters), or signed again by an issuer after the edit
+(a certificate its CA really signed, without the clientAuth EKU)."""
 from __future__ import annotations
 
 import datetime
@@ -35,16 +36,16 @@ def _children(content: bytes) -> list[tuple[int, bytes]]:
     return out
 
 
-def unreadable_certificate(oddity: str) -> tuple[bytes, bytes]:
+def unreadable_certificate(oddity: str, issuer: tuple | None = None) -> tuple[bytes, bytes]:
     """(DER certificate, PEM key) with one oddity: `printable-underscore` (the CN `john_doe` as a
     PrintableString, which has no `_`), `version-4` (version field 3), `explicit-v1` (the default
-    version written out)."""
+    version written out). `issuer`: (certificate, EC key) that signs it after the edit."""
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "john.doe")])
     start = datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(5).not_valid_before(start).not_valid_after(start + datetime.timedelta(days=3650))
-            .sign(key, hashes.SHA256()))
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(issuer[0].subject if issuer else name)
+            .public_key(key.public_key()).serial_number(5).not_valid_before(start)
+            .not_valid_after(start + datetime.timedelta(days=3650)).sign(issuer[1] if issuer else key, hashes.SHA256()))
     _, body, _ = _tlv(cert.public_bytes(serialization.Encoding.DER), 0)
     parts = _children(body)
     items = _children(parts[0][1])
@@ -57,7 +58,11 @@ def unreadable_certificate(oddity: str) -> tuple[bytes, bytes]:
     else:
         raise ValueError(oddity)
     tbs = _enc(0x30, b"".join(_enc(t, c) for t, c in items))
-    der = _enc(0x30, tbs + b"".join(_enc(t, c) for t, c in parts[1:]))
+    if issuer is None:
+        der = _enc(0x30, tbs + b"".join(_enc(t, c) for t, c in parts[1:]))
+    else:
+        signature = issuer[1].sign(tbs, ec.ECDSA(hashes.SHA256()))
+        der = _enc(0x30, tbs + _enc(*parts[1]) + _enc(0x03, b"\0" + signature))
     pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                             serialization.NoEncryption())
     return der, pem

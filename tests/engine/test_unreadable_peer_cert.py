@@ -76,14 +76,20 @@ def test_a_certificate_only_openssl_can_read_ends_the_handshake_as_the_peers_err
 
 
 # ---------------------------------------------------------------- the whole session
-def _sessions(client_ctx: SSL.Context):
+def _sessions(client_ctx: SSL.Context, ca: tuple | None = None):
+    """A client on `client_ctx` and a server that knows `_KNOWN` by its fingerprint, or with
+    `ca` (certificate, key): a server that takes that CA's clients with remote-cert-tls client."""
     from appliance.openvpn.session import Role, Session, SessionConfig
     from appliance.openvpn.wrapping import PlainWrapper
-    srv_cert = _cert("server", None, ExtendedKeyUsageOID.SERVER_AUTH)
+    srv_cert = _cert("server", ca, ExtendedKeyUsageOID.SERVER_AUTH)
     srv, srv_fp = _pems(srv_cert), hashlib.sha256(srv_cert[0].public_bytes(serialization.Encoding.DER)).digest()
     client = Session(SessionConfig(Role.CLIENT, TlsSettings(None, None, None, False, peer_fingerprints=[srv_fp]),
                                    PlainWrapper, auth="SHA256"), 0.0, tls_context=client_ctx)
-    server = Session(SessionConfig(Role.SERVER, TlsSettings(None, *srv, True, peer_fingerprints=[_KNOWN_FP]),
+    if ca is None:
+        checks = TlsSettings(None, *srv, True, peer_fingerprints=[_KNOWN_FP])
+    else:
+        checks = TlsSettings(ca[0].public_bytes(serialization.Encoding.PEM), *srv, True, remote_cert_tls="client")
+    server = Session(SessionConfig(Role.SERVER, checks,
                                    PlainWrapper, auth="SHA256", data_ciphers_fallback="AES-256-GCM", peer_id=1,
                                    push_options=lambda s: ["ifconfig 198.19.0.2 255.255.255.0", "topology subnet"]),
                      0.0)
@@ -110,8 +116,8 @@ def _run(client, server) -> int:
     return raised
 
 
-def _stranger_context(oddity: str) -> SSL.Context:
-    der, key_pem = unreadable_certificate(oddity)
+def _stranger_context(oddity: str, issuer: tuple | None = None) -> SSL.Context:
+    der, key_pem = unreadable_certificate(oddity, issuer)
     ctx = SSL.Context(SSL.TLS_METHOD)
     ctx.use_certificate(crypto.load_certificate(crypto.FILETYPE_ASN1, der))
     ctx.use_privatekey(crypto.load_privatekey(crypto.FILETYPE_PEM, key_pem))
@@ -133,6 +139,20 @@ def test_a_stranger_with_an_unreadable_certificate_gets_no_tunnel():
     assert raised == 0 and server.closed                # refused as the peer's error, not ours
     closed = [e for e in server.events if isinstance(e, ev.SessionClosed)]
     assert closed and "peer certificate cannot be read" in closed[0].reason
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_a_certificate_of_our_ca_that_fails_a_check_gets_no_tunnel_for_being_unreadable():
+    """The same with a CA: a certificate the CA signed, but without the clientAuth EKU that
+    `remote-cert-tls client` requires (or revoked, or of another name for verify-x509-name),
+    skipped those checks if cryptography could not read it."""
+    from appliance.openvpn import events as ev
+    ca = _cert("our CA")
+    client, server = _sessions(_stranger_context("printable-underscore", ca), ca)
+    raised = _run(client, server)
+    assert not server.established
+    assert not any(isinstance(e, (ev.TunnelUp, ev.ClientAuthenticated)) for e in server.events)
+    assert raised == 0 and server.closed
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
