@@ -186,10 +186,12 @@ class ServerDispatcher(ClientPush):
                 # A packet with this session's id got into the session, which raised midway:
                 # its state is whatever the exception left. Dropping the packet and going on
                 # was going on from there -- a handshake marked done whose peer checks had
-                # raised read the peer's next messages unchecked. Data packets stay outside
-                # this: a forged one (peer-ids are small numbers) must not end a session.
+                # raised read the peer's next messages unchecked. Ended here at once, not after
+                # the batch: the next packets of this read (up to a batch of them) must not reach
+                # it either. Data packets stay outside this: a forged one (peer-ids are small
+                # numbers) must not end a session.
                 self._internal_errors.append((rec, e))
-                self._collect(rec)
+                self._drop(rec, "internal error")
                 return rec, []
             self._collect(rec)
             return rec, self._check_sources(rec, pts)
