@@ -216,7 +216,12 @@ class ServerDispatcher(ClientPush):
             packet = self._without_wkc(packet, op)
             if packet is None:
                 return p, []
-            p.session.receive(packet, now)
+            try:
+                p.session.receive(packet, now)
+            except Exception as e:  # noqa: BLE001 - our bug: this pending session ends, as in receive()
+                self._internal_errors.append((p, e))
+                self._drop(p, "internal error")
+                return p, []
             self._collect(p)
             self._promote(p)
             return p, []
