@@ -441,7 +441,14 @@ class Operations:
                 cert = rec.session.peer_certificate
                 if cert is None:
                     continue
-                why = crl.revoked(cert, rec.session.peer_chain)
+                try:
+                    why = crl.revoked(cert, rec.session.peer_chain)
+                except Exception as e:  # noqa: BLE001 - fail closed, and the next client is still checked
+                    # A chain we cannot read or check (a certificate cryptography refuses, our
+                    # bug): not kept, as the handshake's own check would not have let it in. Raised
+                    # out of the loop, it ended the reload half-way: clients after it that the
+                    # new CRL revokes kept their tunnels.
+                    why = f"its certificate chain cannot be checked against the CRL ({e})"
                 if why is not None:
                     log.warning("%s/%s: %s: disconnected", rec.common_name, fmt_addr(rec.addr), why)
                     self._kick(rec, why)

@@ -585,6 +585,16 @@ def name_common_name(name: x509.Name) -> str | None:
     return remap_name(value)
 
 
+# What cryptography raises for a certificate (or an extension of one) it cannot read. OpenSSL's
+# parser is the more lenient: it takes a PrintableString holding `_`, `@` or `*`, a version
+# field of 4, a default written out, which cryptography's DER parser refuses when the
+# certificate is converted (to_cryptography) or an extension is first read. Such a peer
+# certificate is the peer's error, as any other it sends: with peer-fingerprint and no CA
+# anyone can present one (OpenSSL's chain check is waived there), and it must end that
+# handshake only, not come out of Session.receive as our internal error.
+_UNREADABLE = (ValueError, x509.InvalidVersion, x509.DuplicateExtension, x509.UnsupportedGeneralNameType)
+
+
 class TlsEndpoint:
     """One TLS session over memory BIOs (a new one per key id, as OpenVPN renegotiates)."""
 
@@ -640,6 +650,29 @@ class TlsEndpoint:
         this endpoint."""
         self._chain_x509 = self.conn.get_verified_chain() or self.conn.get_peer_cert_chain() or []
 
+    def _verify_peer(self) -> None:
+        """Our checks of the peer's certificate once OpenSSL finished the handshake (peer_cert set
+        here). handshake_done is set only after they passed: when they raised anything else than
+        RemoteProtocolError (our bug), the caller dropped the packet and went on, and the next
+        pump read the peer's messages as those of a checked peer -- a stranger's certificate
+        that cryptography could not read got a tunnel that way. Now every pump until the end
+        does the checks again and fails as they do."""
+        self._chain_x509 = self._chain = None
+        try:
+            peer = self.conn.get_peer_certificate()
+            self.peer_cert = peer.to_cryptography() if peer is not None else None
+            chain = None
+            if self.settings.crl is not None:
+                self._keep_chain()
+                chain = self.peer_chain
+            _check_peer(self.settings, self.peer_cert, chain)
+        except _UNREADABLE as e:
+            self.peer_cert = None
+            raise RemoteProtocolError(f"VERIFY ERROR: peer certificate cannot be read: {e}") from None
+        except BaseException:
+            self.peer_cert = None               # a refused certificate is nobody's identity
+            raise
+
     def _fail(self, r: int) -> NoReturn:
         """OpenSSL said no: pyOpenSSL turns its error queue into the exception (and message)."""
         try:
@@ -669,14 +702,8 @@ class TlsEndpoint:
         if not self.handshake_done:
             r = _lib.SSL_do_handshake(ssl)
             if r == 1:
-                self.handshake_done = True
-                peer = self.conn.get_peer_certificate()
-                self.peer_cert = peer.to_cryptography() if peer is not None else None
-                chain = None
-                if self.settings.crl is not None:
-                    self._keep_chain()
-                    chain = self.peer_chain
-                _check_peer(self.settings, self.peer_cert, chain)
+                self._verify_peer()
+                self.handshake_done = True          # only now: see _verify_peer
             elif _lib.SSL_get_error(ssl, r) != _WANT_READ:
                 self._fail(r)
         if self.handshake_done and self._fed:

@@ -34,7 +34,13 @@ default route is the WAN) -- and no source list can tell a forged tunnel source 
 So the `mark_inside` chain (prerouting, after conntrack) marks every connection whose first
 packet came in on the TUN or the LAN NIC (INSIDE_MARK, one bit of the conntrack mark), and the
 output chain drops WAN packets of marked connections before "established,related" could accept
-them: whatever began inside is answered inside or not at all.
+them: whatever began inside is answered inside or not at all. A packet conntrack cannot place
+(`ct state invalid`: a SYN/ACK or FIN/ACK that starts nothing) has no connection to mark, yet the
+kernel answers it (a reset), and that answer is invalid as well, so only the output chain's own
+accepts would judge it -- over a TCP VPN, the accept towards the server's address and port let
+such resets out of the WAN (tests/interop/test_tunnel_invalid_tcp.py). So `mark_inside` drops
+invalid packets from the TUN and the LAN before anything answers them (the forward chain drops
+them anyway).
 """
 from __future__ import annotations
 
@@ -133,6 +139,8 @@ def render_killswitch(wan: str, tun: str, lan: str | None = None, nat: bool = Tr
                + "\n".join(_lan_sources(lan, lan_nets or ())) + "\n\t}\n"]
     inside = ", ".join(nft_string(i) for i in ([tun] + ([lan] if lan is not None else [])))
     pre.append("\tchain mark_inside {\n\t\ttype filter hook prerouting priority mangle; policy accept;\n"
+               f"\t\tiifname {{ {inside} }} ct state invalid counter drop"
+               ' comment "what conntrack cannot place is not taken from inside"\n'
                f"\t\tiifname {{ {inside} }} ct state new ct mark set ct mark or {INSIDE_MARK:#010x}\n\t}}\n")
     body = ("".join(pre) + "\tchain forward {\n" + "\n".join(fw) + "\n\t}\n"
             "\tchain output {\n" + "\n".join(out) + "\n\t}\n")

@@ -137,3 +137,37 @@ def test_a_crl_naming_its_sub_ca_another_way_refuses_the_revoked_leaf(chain_pki,
     assert not gw.ops.reload()
     assert "names no certificate in `ca`" in caplog.text
     assert _up(w, 1) and all(r.alive for r in gw.d.clients)
+
+
+class _Unreadable:
+    """A chain certificate OpenSSL kept that cryptography cannot read (tests/engine/der_edit.py)."""
+
+    def to_cryptography(self):
+        raise ValueError("error parsing asn1 value: ParseError { kind: InvalidValue }")
+
+
+def test_a_chain_that_cannot_be_read_at_a_reload_does_not_keep_revoked_clients_connected(chain_pki, tmp_path):
+    """The reload checks every connected client against the new CRL; one whose kept chain
+    cannot be read raised out of that loop, and the clients after it -- one the new CRL revokes
+    -- kept their tunnels. Now that client is disconnected (its chain cannot be checked) and the
+    loop goes on."""
+    root, sub = chain_pki["root"], chain_pki["sub"]
+    crl = tmp_path / "crl.pem"
+    crl.write_bytes(make_crl(root[0], root[1], []) + make_crl(sub[0], sub[1], []))
+    w = World()
+    conf = server_conf(chain_pki, extra=f"crl-verify {crl}\n")
+    gw = w.add_server(conf)
+    gw.ops.reload_source = lambda: conf
+    w.add_client(client_conf(chain_pki, "client0").replace(chain_pki["ca"], _pem(root[0])))
+    w.add_client(client_conf(chain_pki, "client1"))
+    assert w.run(lambda: _up(w, 0) and _up(w, 1), max_time=30)
+    recs = {r.common_name: r for r in gw.d.clients}
+    assert [r.common_name for r in gw.d.clients][0] == "client0"      # checked first
+    for ks in recs["client0"].session.keys.values():
+        if ks.tls is not None and ks.tls.peer_cert is not None:
+            ks.tls._chain_x509, ks.tls._chain = [_Unreadable()], None   # noqa: SLF001
+    direct_serial = x509.load_pem_x509_certificate(chain_pki["clients"]["client1"][0].encode()).serial_number
+    crl.write_bytes(make_crl(root[0], root[1], [direct_serial]) + make_crl(sub[0], sub[1], []))
+    gw.ops.reload()
+    assert not recs["client1"].alive, "a client the reloaded CRL revokes kept its tunnel"
+    assert not recs["client0"].alive, "a client whose chain could not be checked kept its tunnel"

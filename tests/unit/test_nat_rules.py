@@ -114,17 +114,24 @@ def test_connections_begun_inside_are_never_answered_on_the_wan():
     """Every connection whose first packet came in on the TUN or the LAN is marked (after
     conntrack), and the output chain drops a WAN packet of a marked connection before its
     "established" rule: the kernel's answers to what came from the tunnel or the LAN (an echo
-    reply, a reset, an ICMP error) stay inside (tests/interop/test_tunnel_spoofed_source.py)."""
+    reply, a reset, an ICMP error) stay inside (tests/interop/test_tunnel_spoofed_source.py). What
+    conntrack cannot place (invalid: no connection to mark) is dropped there before the kernel
+    answers it (tests/interop/test_tunnel_invalid_tcp.py)."""
     t = render_router("eth0", "tun0", "eth1", True, "client", [SERVER], lan_nets=LAN_NETS)
     assert "type filter hook prerouting priority mangle; policy accept;" in t
-    assert rules(t, "mark_inside") == ['iifname { "tun0", "eth1" } ct state new ct mark set ct mark or 0x00400000']
+    assert rules(t, "mark_inside") == [
+        'iifname { "tun0", "eth1" } ct state invalid counter drop comment "what conntrack cannot place is not taken '
+        'from inside"',
+        'iifname { "tun0", "eth1" } ct state new ct mark set ct mark or 0x00400000']
     out = rules(t, "output")
     drop = 'oifname "eth0" ct mark and 0x00400000 != 0 counter drop comment "answers to the tunnel or the LAN never ' \
         'leave the WAN"'
     assert out.index(drop) < out.index('oifname "eth0" ct state established,related accept')
     # without a LAN: the tunnel's connections still
     bare = render_killswitch("eth0", "tun0", None, endpoints=[SERVER])
-    assert rules(bare, "mark_inside") == ['iifname { "tun0" } ct state new ct mark set ct mark or 0x00400000']
+    assert rules(bare, "mark_inside") == [
+        'iifname { "tun0" } ct state invalid counter drop comment "what conntrack cannot place is not taken from inside"',
+        'iifname { "tun0" } ct state new ct mark set ct mark or 0x00400000']
 
 
 def test_no_lan_forwards_nothing_but_still_guards_the_wan():
