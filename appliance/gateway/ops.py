@@ -26,7 +26,7 @@ from ..openvpn.config import ConfigError, load_config, parse_ccd
 from ..openvpn.poolfile import PoolMemory
 from ..openvpn.server_model import StreamKey
 from ..openvpn.settings import check_key_material
-from ..openvpn.tls import cert_env
+from ..openvpn.tls import CERT_UNREADABLE, cert_env
 from . import status as st_mod
 from .eventlog import fmt_addr
 from .inactivity import INACTIVE_LOG, Inactivity, check_interval
@@ -583,7 +583,11 @@ class Operations:
         cert = rec.session.peer_certificate
         if cert is not None:
             # Each certificate of the verified chain, the peer's (depth 0) first, as OpenVPN.
-            for depth, c in enumerate([cert, *rec.session.peer_chain]):
+            try:
+                chain = rec.session.peer_chain
+            except CERT_UNREADABLE:
+                chain = []      # an extra certificate cryptography cannot read: depth 0 only
+            for depth, c in enumerate([cert, *chain]):
                 e.update(cert_env(c, depth))
         e.update({"remote_port_1": str(o.lport or o.port), "local_port_1": str(o.lport or o.port),
                   "proto_1": o.proto + ("6" if o.proto_family == "6" else ""), "daemon_pid": str(os.getpid()),

@@ -592,7 +592,9 @@ def name_common_name(name: x509.Name) -> str | None:
 # certificate is the peer's error, as any other it sends: with peer-fingerprint and no CA
 # anyone can present one (OpenSSL's chain check is waived there), and it must end that
 # handshake only, not come out of Session.receive as our internal error.
-_UNREADABLE = (ValueError, x509.InvalidVersion, x509.DuplicateExtension, x509.UnsupportedGeneralNameType)
+# What cryptography raises for a certificate OpenSSL accepted but it cannot read.
+CERT_UNREADABLE = (ValueError, x509.InvalidVersion, x509.DuplicateExtension, x509.UnsupportedGeneralNameType)
+_UNREADABLE = CERT_UNREADABLE
 
 
 class TlsEndpoint:

@@ -171,3 +171,22 @@ def test_a_chain_that_cannot_be_read_at_a_reload_does_not_keep_revoked_clients_c
     gw.ops.reload()
     assert not recs["client1"].alive, "a client the reloaded CRL revokes kept its tunnel"
     assert not recs["client0"].alive, "a client whose chain could not be checked kept its tunnel"
+
+
+def test_a_chain_certificate_that_cannot_be_read_gives_the_scripts_depth_0_and_ends_cleanly(chain_pki):
+    """The scripts' environment lists every certificate of the chain (X509_1_*, tls_id_1, ...);
+    one cryptography cannot read (a fingerprint-pinned peer sends what it likes above its own)
+    leaves the chain's variables out instead of raising out of the connect or the end."""
+    w = World()
+    gw = w.add_server(server_conf(chain_pki))
+    w.add_client(client_conf(chain_pki, "client1"))
+    assert w.run(lambda: _up(w, 0), max_time=30)
+    rec = gw.d.clients[0]
+    for ks in rec.session.keys.values():
+        if ks.tls is not None and ks.tls.peer_cert is not None:
+            ks.tls._chain_x509, ks.tls._chain = [_Unreadable()], None   # noqa: SLF001
+    env = gw.ops.env(rec, gw.ops.info[id(rec)], "client-connect")
+    assert env["X509_0_CN"] == "client1" and not any(k.startswith("X509_1_") for k in env), env
+    gw.d.kick(rec, w.clock(), "test")
+    assert not rec.alive
+    assert rec.session.peer_chain == [] and rec.session.peer_certificate is not None
