@@ -5,9 +5,12 @@ recorded by a run that was killed outright (SIGKILL) are removed (only those who
 process is gone: runs going on beside this one keep theirs). lab/netns.py says why and how."""
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import sys
+
+import pytest
 
 from lab.netns import interrupt_on_sigterm, remove_leftovers
 
@@ -43,3 +46,28 @@ def pytest_sessionstart(session) -> None:  # noqa: ANN001 - pytest hook
         if gone:
             print(f"removed {len(gone)} namespace(s) left by a killed run: {' '.join(sorted(gone))}",
                   file=sys.stderr)
+
+
+@pytest.fixture(autouse=True)
+def _our_log_calls_formatted():
+    """Every log call of ours is formatted in tests, whatever level a test before left (pytest
+    fails a test whose log call cannot be formatted): a `%d` given a connection key hid behind
+    the level for a session, and at INFO it made the TCP server keep a connection whose writes
+    failed."""
+    ours = logging.getLogger("vpn-appliance")
+    saved = ours.level
+    ours.setLevel(logging.DEBUG)
+    yield
+    ours.setLevel(saved)
+
+
+@pytest.fixture
+def restore_logging():
+    """For tests that set up logging themselves: the root's level and handlers and our logger's
+    level as they were."""
+    root, ours = logging.getLogger(), logging.getLogger("vpn-appliance")
+    saved = (root.level, list(root.handlers), ours.level)
+    yield
+    root.setLevel(saved[0])
+    root.handlers[:] = saved[1]
+    ours.setLevel(saved[2])

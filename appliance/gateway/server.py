@@ -443,7 +443,7 @@ class ServerGateway:
                 try:
                     link.send_packets(ps)
                 except (ConnectionError, OSError) as e:
-                    log.info("tcp#%d: %s", cid, e)
+                    log.info("%s: %s", cid, e)
                     self._end_peer(cid)
                     continue
                 if link.wants_write:

@@ -9,16 +9,6 @@ import pytest
 from appliance.logsetup import setup_logging
 
 
-@pytest.fixture
-def restore_logging():
-    root, ours = logging.getLogger(), logging.getLogger("vpn-appliance")
-    saved = (root.level, list(root.handlers), ours.level)
-    yield
-    root.setLevel(saved[0])
-    root.handlers[:] = saved[1]
-    ours.setLevel(saved[2])
-
-
 @pytest.mark.parametrize("level", [logging.DEBUG, logging.INFO, logging.WARNING])
 def test_our_logger_follows_the_level_libraries_stay_at_warning(restore_logging, level):
     setup_logging(level, replace=True)

@@ -79,7 +79,7 @@ def test_every_depth_gets_openvpns_variables_in_its_order():
     assert e1["tls_serial_1"] == str(CA[0].serial_number)
 
 
-def test_the_log_writes_c1_characters_escaped():
+def test_the_log_writes_c1_characters_escaped(restore_logging):
     """Names keep U+0080-U+009F (OpenVPN's), but a terminal showing the log must not act on them."""
     root = logging.getLogger()
     saved = root.handlers[:]
@@ -94,7 +94,6 @@ def test_the_log_writes_c1_characters_escaped():
         for h in root.handlers:
             if h not in saved:
                 h.close()
-        root.handlers = saved
 
 
 
