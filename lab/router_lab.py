@@ -27,7 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from .netns import Netns, Proc
+from .netns import Netns, Proc, logging_errors
 from .pki import Pki, make_pki
 from .tools import OPENVPN, OUR_BIN, require_root_and_tools
 
@@ -126,6 +126,7 @@ class RouterLab:
         self.tag = secrets.token_hex(3)
         self.tmp = Path(tmp or tempfile.mkdtemp(prefix="routerlab-"))
         self.procs: list[Proc] = []
+        self.ours_procs: list[Proc] = []       # checked at close (netns.logging_errors)
         self.spaces: list[Netns] = []
         try:
             self.wan = self._ns("w")
@@ -169,6 +170,8 @@ class RouterLab:
     def start(self, ns: Netns, argv: list[str], name: str, env: dict | None = None) -> Proc:
         p = Proc(ns, argv, self.tmp / f"{name}-{len(self.procs)}.log", env)
         self.procs.append(p)
+        if any(OUR_BIN in str(a) for a in argv):
+            self.ours_procs.append(p)
         return p
 
     # ---------------------------------------------------------------- the VPN side
@@ -257,6 +260,9 @@ class RouterLab:
         for ns in reversed(self.spaces):
             ns.delete()
         self.spaces = []
+        bad = logging_errors(self.ours_procs)
+        if bad:
+            raise AssertionError(bad)
 
     def __enter__(self) -> "RouterLab":
         return self
