@@ -124,9 +124,12 @@ def test_atheris_runner_reports_exceptions_and_hangs(tmp_path):
     """The real runner, on a self-test target that raises on b"K" and hangs on b"H"."""
     pytest.importorskip("atheris")
     (tmp_path / "seeds" / "selftest").mkdir(parents=True)
-    # Seeds one mutation away from both findings, so a loaded machine still finds them in time.
-    (tmp_path / "seeds" / "selftest" / "k").write_bytes(b"Kx")
-    (tmp_path / "seeds" / "selftest" / "h").write_bytes(b"Hx")
+    # Seeds that are the findings, the raising one shorter: libFuzzer runs seeds smallest first, so
+    # the first child meets the exception (caught, it goes on) before the hang that ends it. With
+    # the hang first, the exception waited for a restarted child, which a loaded machine (CI: 2
+    # inputs in 10 s) did not reach in time.
+    (tmp_path / "seeds" / "selftest" / "k").write_bytes(b"K")
+    (tmp_path / "seeds" / "selftest" / "h").write_bytes(b"Hxx")
     env = dict(os.environ, FUZZ_SELFTEST="1", FUZZ_CRASHERS_DIR=str(tmp_path / "crashers"),
                FUZZ_SEEDS_DIR=str(tmp_path / "seeds"),
                FUZZ_WORK_DIR=str(tmp_path / "work"), PYTHONPATH=str(ROOT))
