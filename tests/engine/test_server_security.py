@@ -367,3 +367,38 @@ def test_ipv4_mapped_sources_stay_apart_in_the_handshake_limit(pki):  # noqa: F8
     for i in range(6):
         _half_open(d, _mk_client(pki, pki["clients"][i % 10]), (f"::ffff:198.18.0.{80 + i}", 2000 + i))
     assert len(d.by_addr) == 6, "IPv4 clients of a dual-stack server were lumped into one source"
+
+
+# ---------------------------------------------------------------- password check under way
+@pytest.mark.parametrize("password_ok", [False, True])
+def test_push_request_while_the_password_is_checked_waits_for_the_verdict(pki, password_ok):  # noqa: F811
+    """The server checks passwords off its event loop (defer_auth: every auth-user-pass-verify
+    server). A client that sends PUSH_REQUEST right after its key-method message, before the
+    verdict, got the push reply, an address and an established session (client-connect, status,
+    duplicate-cn drops) with a wrong password. The request must wait for the verdict: refused
+    with AUTH_FAILED on a wrong password, pushed once the password is right."""
+    stls = TlsSettings(_pem(pki["ca"][0]), _pem(pki["server"][0]), _kpem(pki["server"][1]), True,
+                       remote_cert_tls="client")
+    st = ServerSettings(
+        session_config=lambda pid: SessionConfig(Role.SERVER, stls, None, peer_id=pid, ping=10, ping_restart=60,
+                                                 verify_user=lambda u, p, cn: p == "right", defer_auth=True),
+        protection="none", pool=AddressPool("198.19.0.0", "255.255.255.0", "subnet"))
+    d = ServerDispatcher(st, 0.0)
+    a = _mk_client(pki, pki["clients"][0], username="alice", password="right" if password_ok else "wrong")
+    addr = ("198.18.0.70", 1)
+    _pump(d, [(a, addr)])
+    rec = d.by_addr[addr]
+    assert any(isinstance(e, ev.AuthRequested) for r, e in d.events if r is rec)
+    a._send_text("PUSH_REQUEST")            # what a hostile client sends without waiting
+    a._flush(1.0)
+    _pump(d, [(a, addr)], now=1.0)
+    assert not rec.session.established and not rec.session.push_sent
+    assert rec.vaddr is None and d.admission.n_established == 0
+    d.auth_result(rec, 0, password_ok, 1.5)
+    _pump(d, [(a, addr)], now=1.5)
+    for t in (3.0, 5.0, 7.0):               # the client asks again (PUSH_REQUEST_INTERVAL)
+        a.handle_timer(t)
+        _pump(d, [(a, addr)], now=t)
+    assert _up(a) is password_ok and rec.session.established is password_ok
+    if not password_ok:
+        assert a.closed and any("AUTH_FAILED" in str(e) for e in a.events)
