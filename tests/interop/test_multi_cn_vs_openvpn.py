@@ -138,3 +138,47 @@ def test_a_last_cn_openvpn_cannot_use_as_it_is_gets_no_tunnel(lab, procs, server
     assert srv.wait_for("could not extract CN", 20), srv.log()[-2000:]
     assert not cli.wait_for("Initialization Sequence Completed", 1)
     assert not seen.exists()
+
+
+def _t61_client(lab) -> None:
+    """A client certificate whose CN is a T61String holding the UTF-8 bytes of `café` (what
+    `openssl req` without -utf8 writes): OpenSSL reads those bytes as Latin-1."""
+    if "t61" in lab.pki.clients:
+        return
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.x509.name import _ASN1Type
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    from appliance.certs import issue
+    from lab.pki import _write
+    ca = x509.load_pem_x509_certificate(lab.pki.ca.read_bytes())
+    ca_key = serialization.load_pem_private_key((lab.pki.dir / "ca.key").read_bytes(), None)
+    name = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "x"),
+                      x509.NameAttribute(NameOID.COMMON_NAME, "café", _type=_ASN1Type.T61String)])
+    lab.pki.clients["t61"] = _write(lab.pki.dir / "t61", *issue("t61", (ca, ca_key),
+                                                               ExtendedKeyUsageOID.CLIENT_AUTH, name))
+
+
+@pytest.mark.parametrize("server", ["openvpn", "ours"])
+def test_a_t61string_name_is_read_as_openssl_reads_it(lab, procs, server):
+    """OpenVPN names that client `cafÃ©` (its bytes one per character): its ccd file is that
+    name's, its script sees that name, never the ccd file of the UTF8String `café` another
+    certificate holds -- ours read it as `café` and gave it that other client's options."""
+    _t61_client(lab)
+    ccd = lab.tmp / f"ccd-t61-{server}"
+    ccd.mkdir()
+    (ccd / "café").write_text("ifconfig-push 198.19.0.50 255.255.255.0\n")
+    (ccd / "cafÃ©").write_text("ifconfig-push 198.19.0.70 255.255.255.0\n")
+    seen = lab.tmp / f"connect-t61-{server}.log"
+    script = lab.write(f"connect-t61-{server}.sh",
+                       f"#!/bin/sh\nprintf '%s\\n' \"$common_name\" \"$tls_id_0\" \"$X509_0_CN\" >> {seen}\n")
+    script.chmod(0o755)
+    cfg = server_config(lab.pki, extra=f"client-config-dir {ccd}\nscript-security 2\nclient-connect {script}\n")
+    if server == "openvpn":
+        procs.append(lab.openvpn(lab.srv, cfg, f"t61srv-{len(lab.procs)}"))
+    else:
+        procs.append(lab.ours(lab.srv, cfg, f"t61srv-{len(lab.procs)}", pattern=r"listening on UDP"))
+    procs.append(lab.openvpn(lab.cli, client_profile(lab.pki, "udp", client="t61"), f"t61cli-{len(lab.procs)}"))
+    assert _tun_ip(lab.cli) == "198.19.0.70", procs[0].log()[-2000:]
+    assert seen.read_text(encoding="utf-8").splitlines() == ["cafÃ©", "O=x, CN=cafÃ©", "cafÃ©"]
