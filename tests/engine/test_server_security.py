@@ -191,6 +191,22 @@ def test_ccd_disable_refuses_that_client(pki):  # noqa: F811
     assert [r.common_name for r in d.clients] == ["client1"]
 
 
+def test_the_default_ccd_file_is_for_clients_without_their_own(pki):  # noqa: F811
+    """OpenVPN 2.6 reads ccd/DEFAULT for a client without a file of its own: its `disable`
+    refuses those clients (and only those). Under ccd-exclusive a client must have its own
+    file, and one named DEFAULT does not count (username-as-common-name lets a user pick it)."""
+    files = {"DEFAULT": CcdOptions(disable=True), "client1": CcdOptions()}
+    d = _mk_server(pki, ccd=files.get)
+    a, b = _mk_client(pki, pki["clients"][1]), _mk_client(pki, pki["clients"][2])
+    _pump(d, [(a, ("198.18.0.120", 1)), (b, ("198.18.0.121", 1))])
+    assert _up(a) and not _up(b)
+    d = _mk_server(pki, ccd={"DEFAULT": CcdOptions()}.get, ccd_exclusive=True, username_as_cn=True,
+                   verify_user=lambda u, p, cn: True)
+    c = _mk_client(pki, pki["clients"][3], username="DEFAULT", password="x")
+    _pump(d, [(c, ("198.18.0.122", 1))])
+    assert not _up(c) and d.clients == []
+
+
 def test_username_as_common_name_drives_ccd_and_duplicate_cn(pki):  # noqa: F811
     asked = []
     d = _mk_server(pki, ccd=lambda cn: asked.append(cn), username_as_cn=True,
@@ -198,7 +214,7 @@ def test_username_as_common_name_drives_ccd_and_duplicate_cn(pki):  # noqa: F811
     a = _mk_client(pki, pki["clients"][1], username="carol", password="x")
     b = _mk_client(pki, pki["clients"][2], username="carol", password="y")
     _pump(d, [(a, ("198.18.0.110", 1))])
-    assert _up(a) and asked == ["carol"] and d.clients[0].common_name == "carol"
+    assert _up(a) and asked == ["carol", "DEFAULT"] and d.clients[0].common_name == "carol"   # no file: DEFAULT
     _pump(d, [(b, ("198.18.0.111", 1))], now=1.0)
     assert _up(b)                                # duplicate-cn off: the first "carol" is dropped
     assert [r.common_name for r in d.clients] == ["carol"] and d.clients[0].addr == ("198.18.0.111", 1)

@@ -140,10 +140,11 @@ def test_a_last_cn_openvpn_cannot_use_as_it_is_gets_no_tunnel(lab, procs, server
     assert not seen.exists()
 
 
-def _t61_client(lab) -> None:
-    """A client certificate whose CN is a T61String holding the UTF-8 bytes of `café` (what
-    `openssl req` without -utf8 writes): OpenSSL reads those bytes as Latin-1."""
-    if "t61" in lab.pki.clients:
+def _client_named(lab, key: str, cn: str, t61: bool = False) -> None:
+    """A client certificate `key` with the subject O=x, CN=`cn` (a name the lab's `/O=x/CN=a`
+    spelling cannot hold); `t61`: the CN a T61String holding cn's UTF-8 bytes (what `openssl req`
+    without -utf8 writes), which OpenSSL reads as Latin-1."""
+    if key in lab.pki.clients:
         return
     from cryptography import x509
     from cryptography.hazmat.primitives import serialization
@@ -154,10 +155,10 @@ def _t61_client(lab) -> None:
     from lab.pki import _write
     ca = x509.load_pem_x509_certificate(lab.pki.ca.read_bytes())
     ca_key = serialization.load_pem_private_key((lab.pki.dir / "ca.key").read_bytes(), None)
+    kind = {"_type": _ASN1Type.T61String} if t61 else {}
     name = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "x"),
-                      x509.NameAttribute(NameOID.COMMON_NAME, "café", _type=_ASN1Type.T61String)])
-    lab.pki.clients["t61"] = _write(lab.pki.dir / "t61", *issue("t61", (ca, ca_key),
-                                                               ExtendedKeyUsageOID.CLIENT_AUTH, name))
+                      x509.NameAttribute(NameOID.COMMON_NAME, cn, **kind)])
+    lab.pki.clients[key] = _write(lab.pki.dir / key, *issue(key, (ca, ca_key), ExtendedKeyUsageOID.CLIENT_AUTH, name))
 
 
 @pytest.mark.parametrize("server", ["openvpn", "ours"])
@@ -165,7 +166,7 @@ def test_a_t61string_name_is_read_as_openssl_reads_it(lab, procs, server):
     """OpenVPN names that client `cafÃ©` (its bytes one per character): its ccd file is that
     name's, its script sees that name, never the ccd file of the UTF8String `café` another
     certificate holds -- ours read it as `café` and gave it that other client's options."""
-    _t61_client(lab)
+    _client_named(lab, "t61", "café", t61=True)
     ccd = lab.tmp / f"ccd-t61-{server}"
     ccd.mkdir()
     (ccd / "café").write_text("ifconfig-push 198.19.0.50 255.255.255.0\n")
@@ -182,3 +183,34 @@ def test_a_t61string_name_is_read_as_openssl_reads_it(lab, procs, server):
     procs.append(lab.openvpn(lab.cli, client_profile(lab.pki, "udp", client="t61"), f"t61cli-{len(lab.procs)}"))
     assert _tun_ip(lab.cli) == "198.19.0.70", procs[0].log()[-2000:]
     assert seen.read_text(encoding="utf-8").splitlines() == ["cafÃ©", "O=x, CN=cafÃ©", "cafÃ©"]
+
+
+# The ccd file OpenVPN 2.6 reads for a client (platform_gen_path, multi.c): its name with `/`
+# made `_` (`.` and `..` name none); the DEFAULT file when it has none of its own.
+CCD_CASES = {"slash": ("ops/dept", "ops_dept"), "dot": (".hidden", ".hidden"), "default": (None, "DEFAULT")}
+
+
+@pytest.mark.parametrize("server", ["openvpn", "ours"])
+@pytest.mark.parametrize("case", list(CCD_CASES))
+def test_a_ccd_disable_is_found_where_openvpn_looks_for_it(lab, procs, server, case):
+    """The operator disables a client in the file OpenVPN reads for it: ccd/ops_dept for the
+    name `ops/dept`, ccd/.hidden for `.hidden`, ccd/DEFAULT for everyone without a file. Ours
+    looked for no file for the first two and never read DEFAULT: those clients got in."""
+    cn, file = CCD_CASES[case]
+    key = f"ccd{case}"
+    if cn is not None:
+        _client_named(lab, key, cn)
+    else:
+        key = next(iter(lab.pki.clients))
+    ccd = lab.tmp / f"ccd-{case}-{server}"
+    ccd.mkdir()
+    (ccd / file).write_text("disable\n")
+    cfg = server_config(lab.pki, extra=f"client-config-dir {ccd}\n")
+    if server == "openvpn":
+        procs.append(lab.openvpn(lab.srv, cfg, f"ccdsrv-{len(lab.procs)}"))
+    else:
+        procs.append(lab.ours(lab.srv, cfg, f"ccdsrv-{len(lab.procs)}", pattern=r"listening on UDP"))
+    cli = lab.openvpn(lab.cli, client_profile(lab.pki, "udp", client=key), f"ccdcli-{len(lab.procs)}", wait=0)
+    procs.append(cli)
+    assert cli.wait_for("AUTH_FAILED", 20), procs[0].log()[-2000:]
+    assert "Initialization Sequence Completed" not in cli.log()
