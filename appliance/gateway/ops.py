@@ -435,6 +435,12 @@ class Operations:
             self._arm_inactive()
         crl = st.session_config(0).tls.crl
         dropped = 0
+        for rec in list(d.clients) + list(d.pending.values()):
+            # The sessions kept check their renegotiations against this CRL from now on, not the
+            # one their settings had at their start: a reload that added crl-verify (or named
+            # another file) then a revocation in it without a reload left a kept client's
+            # renegotiation checked against no CRL (or the old file), and its tunnel up for good.
+            rec.session.cfg.tls.crl = crl
         if crl is not None:
             crl.refresh(force=True)
             for rec in list(d.clients) + list(d.pending.values()):
