@@ -381,6 +381,29 @@ def build_context(s: TlsSettings) -> SSL.Context:
     return ctx
 
 
+def peer_rechecker(s: TlsSettings):
+    """check(cert, chain) raising RemoteProtocolError when settings `s` (a reload's) would not let
+    a connected peer in: its chain against `s`'s CA store (OpenSSL's verification, as at the
+    handshake; none with peer-fingerprint alone), then every check of _check_peer. A reload keeps
+    the clients that pass; OpenVPN's SIGHUP has every client verified anew, so one the new
+    config refuses must not keep its tunnel. The store is built once, for all clients."""
+    store = None
+    if s.ca is not None:
+        store = crypto.X509Store()
+        for c in _load_certs(s.ca):
+            store.add_cert(crypto.X509.from_cryptography(c))
+
+    def check(cert: x509.Certificate | None, chain: list[x509.Certificate]) -> None:
+        if cert is not None and store is not None:
+            try:
+                crypto.X509StoreContext(store, crypto.X509.from_cryptography(cert),
+                                        [crypto.X509.from_cryptography(c) for c in chain]).verify_certificate()
+            except crypto.X509StoreContextError as e:
+                raise RemoteProtocolError(f"VERIFY ERROR: {e}") from None
+        _check_peer(s, cert, chain)
+    return check
+
+
 def _check_peer(s: TlsSettings, cert: x509.Certificate | None, chain: list | None = None) -> None:
     if cert is None:
         if s.is_server and s.verify_client_cert != "require":

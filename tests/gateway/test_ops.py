@@ -105,6 +105,34 @@ def test_a_client_kept_by_a_reload_is_checked_against_the_new_crl_at_its_renegot
     assert _cns(gw) == [], "a client revoked in the reloaded CRL kept its tunnel through a renegotiation"
 
 
+@pytest.mark.parametrize("change", ["ca", "verify-x509-name"])
+def test_a_reload_that_no_longer_admits_a_certificate_disconnects_its_client(opki, change):
+    """"Established clients whose certificate is still valid keep their tunnel": valid under the
+    new config, not only against its CRL. A reload that takes a (compromised) CA out of `ca`, or
+    adds verify-x509-name, kept every connected client, and their renegotiations went on under
+    the old CA store and checks -- where OpenVPN's SIGHUP has them all verified anew. A client
+    the new config admits keeps its tunnel and renegotiates under it."""
+    w = World()
+    conf = server_conf(opki)
+    gw, holder = _server(w, conf)
+    w.add_client(client_conf(opki, "client0"))
+    w.add_client(client_conf(opki, "client1"))
+    assert w.run(lambda: _up(w, 0) and _up(w, 1), max_time=30)
+    if change == "ca":
+        other = issue("Another CA", None, None)[0].public_bytes(serialization.Encoding.PEM).decode()
+        holder["conf"] = conf.replace(opki["ca"], other)
+        keep = []
+    else:
+        holder["conf"] = server_conf(opki, extra="verify-x509-name client1 name\n")
+        keep = ["client1"]
+    assert gw.ops.reload()
+    assert _cns(gw) == keep, "a client the reloaded config refuses kept its tunnel"
+    for rec in gw.d.clients:
+        rec.session.renegotiate(w.clock())
+    w.run_for(15)
+    assert _cns(gw) == keep and all(r.session.send_key.key_id >= 1 for r in gw.d.clients)
+
+
 def test_crl_directory_mode(opki, tmp_path):
     d = tmp_path / "crl.d"
     d.mkdir()
