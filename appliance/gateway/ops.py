@@ -442,17 +442,16 @@ class Operations:
         dropped = 0
         for rec in list(d.clients) + list(d.pending.values()):
             s = rec.session
+            # A handshake under way (the first, or a renegotiation) ends under the new checks
+            # (with the CA store its TLS started with), and the next ones start under them.
+            for ks in s.keys.values():
+                if ks.tls is not None:
+                    ks.tls.settings = tls
             if not any(ks.tls is not None and ks.tls.handshake_done for ks in s.keys.values()):
-                # No peer verified yet: its handshake ends under the new checks (the CA store
-                # is the one its TLS started with), and so do its renegotiations.
-                for ks in s.keys.values():
-                    if ks.tls is not None:
-                        ks.tls.settings = tls
-                s.cfg.tls, s.tls_context = tls, ctx
+                s.cfg.tls, s.tls_context = tls, ctx         # no peer verified yet
                 continue
             try:
-                cert = rec.session.peer_certificate
-                check(cert, rec.session.peer_chain if cert is not None else [])
+                check(s.peer_certificate, lambda: s.peer_chain)
                 why = None
             except RemoteProtocolError as e:
                 why = str(e)

@@ -382,18 +382,20 @@ def build_context(s: TlsSettings) -> SSL.Context:
 
 
 def peer_rechecker(s: TlsSettings):
-    """check(cert, chain) raising RemoteProtocolError when settings `s` (a reload's) would not let
-    a connected peer in: its chain against `s`'s CA store (OpenSSL's verification, as at the
+    """check(cert, chain_of) raising RemoteProtocolError when settings `s` (a reload's) would not
+    let a connected peer in: its chain against `s`'s CA store (OpenSSL's verification, as at the
     handshake; none with peer-fingerprint alone), then every check of _check_peer. A reload keeps
     the clients that pass; OpenVPN's SIGHUP has every client verified anew, so one the new
-    config refuses must not keep its tunnel. The store is built once, for all clients."""
+    config refuses must not keep its tunnel. The store is built once, for all clients;
+    `chain_of()` (the verified chain above cert) is asked for only when a CA or CRL needs it."""
     store = None
     if s.ca is not None:
         store = crypto.X509Store()
         for c in _load_certs(s.ca):
             store.add_cert(crypto.X509.from_cryptography(c))
 
-    def check(cert: x509.Certificate | None, chain: list[x509.Certificate]) -> None:
+    def check(cert: x509.Certificate | None, chain_of) -> None:
+        chain = chain_of() if cert is not None and (store is not None or s.crl is not None) else []
         if cert is not None and store is not None:
             try:
                 crypto.X509StoreContext(store, crypto.X509.from_cryptography(cert),
