@@ -7,6 +7,9 @@ LAST CN in OpenVPN, and must be in ours too.
   tell the script `admin` and the same subject string.
 - Client side: OpenVPN's server presents `/O=x/CN=vpn-a/CN=vpn-b`; with `verify-x509-name vpn-b
   name` our client connects, with `vpn-a name` (the first CN) it refuses, as OpenVPN's client does.
+- A CN in T61String holding UTF-8 bytes is read as OpenSSL reads it (Latin-1): its ccd file and
+  script variables are OpenVPN's. The ccd file of a name is OpenVPN's (`/` made `_`, a leading
+  dot allowed, DEFAULT for a client without one): a `disable` there refuses the client.
 """
 from __future__ import annotations
 
