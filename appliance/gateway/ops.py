@@ -26,7 +26,8 @@ from ..openvpn.config import ConfigError, load_config, parse_ccd
 from ..openvpn.poolfile import PoolMemory
 from ..openvpn.server_model import StreamKey
 from ..openvpn.settings import check_key_material
-from ..openvpn.tls import CERT_UNREADABLE, cert_env
+from ..openvpn.errors import RemoteProtocolError
+from ..openvpn.tls import CERT_UNREADABLE, cert_env, peer_rechecker
 from . import status as st_mod
 from .eventlog import fmt_addr
 from .inactivity import INACTIVE_LOG, Inactivity, check_interval
@@ -433,26 +434,42 @@ class Operations:
         if new.inactive != old.inactive:
             self.inactive.clear()           # every client starts the new N seconds now
             self._arm_inactive()
-        crl = st.session_config(0).tls.crl
+        tls = st.session_config(0).tls
+        if tls.crl is not None:
+            tls.crl.refresh(force=True)
+        check = peer_rechecker(tls)
+        ctx = d.tls_context()
         dropped = 0
-        if crl is not None:
-            crl.refresh(force=True)
-            for rec in list(d.clients) + list(d.pending.values()):
-                cert = rec.session.peer_certificate
-                if cert is None:
-                    continue
-                try:
-                    why = crl.revoked(cert, rec.session.peer_chain)
-                except Exception as e:  # noqa: BLE001 - fail closed, and the next client is still checked
-                    # A chain we cannot read or check (a certificate cryptography refuses, our
-                    # bug): not kept, as the handshake's own check would not have let it in. Raised
-                    # out of the loop, it ended the reload half-way: clients after it that the
-                    # new CRL revokes kept their tunnels.
-                    why = f"its certificate chain cannot be checked against the CRL ({e})"
-                if why is not None:
-                    log.warning("%s/%s: %s: disconnected", rec.common_name, fmt_addr(rec.addr), why)
-                    self._kick(rec, why)
-                    dropped += 1
+        for rec in list(d.clients) + list(d.pending.values()):
+            s = rec.session
+            # A handshake under way (the first, or a renegotiation) ends under the new checks
+            # (with the CA store its TLS started with), and the next ones start under them.
+            for ks in s.keys.values():
+                if ks.tls is not None:
+                    ks.tls.settings = tls
+            if not any(ks.tls is not None and ks.tls.handshake_done for ks in s.keys.values()):
+                s.cfg.tls, s.tls_context = tls, ctx         # no peer verified yet
+                continue
+            try:
+                check(s.peer_certificate, lambda: s.peer_chain)
+                why = None
+            except RemoteProtocolError as e:
+                why = str(e)
+            except Exception as e:  # noqa: BLE001 - fail closed, and the next client is still checked
+                # A chain we cannot read or check (a certificate cryptography refuses, our
+                # bug): not kept, as the handshake's own check would not have let it in. Raised
+                # out of the loop, it ended the reload half-way: clients after it that the
+                # new config refuses kept their tunnels.
+                why = f"its certificate chain cannot be checked against the new config ({e})"
+            if why is not None:
+                log.warning("%s/%s: %s: disconnected", rec.common_name, fmt_addr(rec.addr), why)
+                self._kick(rec, why)
+                dropped += 1
+                continue
+            # Kept: its renegotiations are checked under the new config (CA store, CRL, checks),
+            # not the one it started under -- a reload that added crl-verify then a revocation
+            # in it without a reload left a kept client's renegotiation unchecked for good.
+            s.cfg.tls, s.tls_context = tls, ctx
         log.warning("reload: config %s re-read; %d clients kept, %d revoked ones disconnected",
                     new.path, len(d.clients), dropped)
         if self.mgmt is not None:

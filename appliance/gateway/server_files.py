@@ -17,9 +17,14 @@ def ccd_loader(directory: str):
     (clientpush.py) rather than admit it without the options its file holds."""
 
     def load(cn: str):
-        if not cn or "/" in cn or "\0" in cn or cn.startswith("."):
+        # The file name as OpenVPN 2.6 makes it (platform_gen_path): a `/` becomes `_`, and only
+        # `.` and `..` name no file. Refusing names with `/` or a leading `.` instead left the
+        # `disable` an operator wrote in ccd/a_b (or ccd/.x) for the client `a/b` (or `.x`)
+        # unread, and that client in.
+        name = cn.replace("/", "_")
+        if not name or name in (".", "..") or "\0" in name:
             return None
-        path = os.path.join(directory, cn)
+        path = os.path.join(directory, name)
         try:
             with open(path, encoding="utf-8") as f:
                 text = f.read()

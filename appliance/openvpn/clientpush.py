@@ -16,6 +16,11 @@ from .server_model import ClientRecord
 from .session import Session
 
 
+# OpenVPN's CCD_DEFAULT: the client-config-dir file for clients without one of their own (a
+# client whose name is DEFAULT is refused under ccd-exclusive, as there).
+CCD_DEFAULT = "DEFAULT"
+
+
 class ClientPush:
     def _push_for(self, s: Session) -> list[str]:
         rec: ClientRecord = s.owner
@@ -28,12 +33,16 @@ class ClientPush:
         opts: list[str] = []
         try:
             ccd = self.st.ccd(rec.common_name or "") if self.st.ccd is not None else None
+            if self.st.ccd_exclusive and (ccd is None or rec.common_name == CCD_DEFAULT):
+                raise ClientRefused(f"no client-config-dir file for {rec.common_name!r} (ccd-exclusive)")
+            if ccd is None and self.st.ccd is not None:
+                # As OpenVPN 2.6: a client without a file of its own gets the DEFAULT file's
+                # options -- a `disable` there refuses every such client.
+                ccd = self.st.ccd(CCD_DEFAULT)
         except ConfigError as e:
             # The operator's file is broken: this client is refused (its `disable`, iroute or
             # address may be in there), with the file and line in the log; others get in.
             raise ClientRefused(f"client-config-dir file for {rec.common_name!r}: {e}") from None
-        if ccd is None and self.st.ccd_exclusive:
-            raise ClientRefused(f"no client-config-dir file for {rec.common_name!r} (ccd-exclusive)")
         pool = self.st.pool
         want = None
         if ccd is not None:

@@ -9,6 +9,8 @@ control deadline. Session supplies the state (keys, wrapper, role, out) this mix
 """
 from __future__ import annotations
 
+from cryptography.hazmat.primitives.serialization import Encoding
+
 from . import events as ev
 from .errors import BadPacket, ClientRefused, PacketIdExhausted, RemoteProtocolError
 from .keymethod import (KeyMethod2, decode_key_method_2_untrusted, encode_key_method_2,
@@ -108,16 +110,32 @@ class ControlChannel:
             if self._cn_locked and cn != self.peer_common_name:
                 # As OpenVPN (tls_lock_common_name): a renegotiation with another valid
                 # certificate must not carry the tunnel over to a different identity.
-                ks.phase = KS.DEAD
+                self._drop_refused_cert(ks)
                 raise ClientRefused(f"TLS Auth Error: TLS object CN attempted to change from "
                                     f"{self.peer_common_name!r} to {cn!r}")
+            der = ks.tls.peer_cert.public_bytes(Encoding.DER) if ks.tls.peer_cert is not None else b""
+            if self._locked_cert is not None and der != self._locked_cert:
+                # As OpenVPN 2.6 (locked_cert_hash_set): another certificate of the same name
+                # is not the peer that connected either -- client-connect, the status and the
+                # management interface vouched for the first one's serial and fingerprint.
+                self._drop_refused_cert(ks)
+                raise ClientRefused(f"TLS Auth Error: TLS object CN={cn} peer certificate unexpectedly changed "
+                                    "during renegotiation")
             self.peer_common_name = cn
             self._cn_locked = True
+            self._locked_cert = der
             self.events.append(ev.HandshakeCompleted(ks.key_id, ks.tls.version, ks.tls.cipher, cn, ks.tls.group))
             ks.phase = KS.KEY_EXCHANGE
             self.role.tls_done(ks)
         for m in msgs:
             self._app_message(ks, m, now)
+
+    def _drop_refused_cert(self, ks: KeyState) -> None:
+        """A renegotiation's certificate the locks refused: that key is dead and its certificate
+        nobody's identity -- peer_certificate (the client-disconnect script's X509_0_* and
+        tls_serial_0, a CRL reload's check) goes on naming the peer that connected."""
+        ks.phase = KS.DEAD
+        ks.tls.peer_cert = None
 
     def _queue_tls(self, ks: KeyState, data: bytes) -> None:
         if not data:

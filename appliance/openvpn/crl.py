@@ -34,7 +34,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.x509.name import _ASN1Type
 
 from .keymethod import remap_name
-from .tls import common_name, name_common_name, openvpn_name
+from .tls import ONE_BYTE_STRING_TYPES, common_name, name_common_name, openvpn_name
 
 
 log = logging.getLogger("vpn-appliance")
@@ -50,8 +50,7 @@ _CANON_TYPES = frozenset({_ASN1Type.UTF8String, _ASN1Type.BMPString, _ASN1Type.U
                           _ASN1Type.PrintableString, _ASN1Type.T61String, _ASN1Type.IA5String,
                           _ASN1Type.VisibleString})
 # The one-byte string types: OpenSSL reads their bytes as Latin-1, cryptography as UTF-8.
-_ONE_BYTE_TYPES = frozenset({_ASN1Type.PrintableString, _ASN1Type.T61String, _ASN1Type.IA5String,
-                             _ASN1Type.VisibleString})
+_ONE_BYTE_TYPES = ONE_BYTE_STRING_TYPES
 _SPACES = " \t\n\v\f\r"                     # OpenSSL's ossl_isspace: ASCII only
 _SPACE_RUN = re.compile(r"[ \t\n\v\f\r]+")
 _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")

@@ -7,13 +7,14 @@ from __future__ import annotations
 import ipaddress
 
 from ..atomic_file import replace_file
+from .config.lexer import split_lines
 
 
 def read(path: str) -> dict[str, tuple[str | None, str | None]]:
     out: dict[str, tuple[str | None, str | None]] = {}
     try:
         with open(path, encoding="utf-8", errors="replace") as f:
-            lines = f.read().splitlines()
+            lines = split_lines(f.read())
     except OSError:
         return out
     for line in lines:

@@ -325,6 +325,13 @@ class ServerRole:
     def text_message(self, ks: KeyState, text: str, now: float) -> None:
         s = self.s
         if text.startswith("PUSH_REQUEST"):
+            if ks.phase is not KS.ACTIVE:
+                # Not before _accept installed this key: its password may still be under check
+                # (defer_auth), and a push now made the client established, ran client-connect
+                # and leased it an address before the verdict. OpenVPN 2.6 defers such a
+                # request too; the push goes once the key is accepted (the client asks again).
+                s._count("push request before authentication")
+                return
             self.send_push_reply(ks, now)
         elif text.startswith("EXIT"):
             s._fail("client exited (EXIT)", restart=False)

@@ -86,6 +86,14 @@ class ServerDispatcher(ClientPush):
         self._tls_ctx = None
         self._stateless = self._make_wrapper(None)
 
+    def tls_context(self):
+        """The TLS context of the current settings, made once per settings (a reload's new CA,
+        certificate and key): new sessions start with it, and a reload hands it to the sessions
+        it keeps for their renegotiations."""
+        if self._tls_ctx is None:
+            self._tls_ctx = build_context(self.st.session_config(0).tls)
+        return self._tls_ctx
+
     # ---------------------------------------------------------------- wrappers
     def _make_wrapper(self, v2: "V2Key | None"):
         st = self.st
@@ -416,9 +424,7 @@ class ServerDispatcher(ClientPush):
         wrapper = self._make_wrapper(v2)
         cfg.make_wrapper = lambda: wrapper
         cfg.push_options = self._push_for
-        if self._tls_ctx is None:
-            self._tls_ctx = build_context(cfg.tls)
-        s = Session(cfg, now, tls_context=self._tls_ctx)
+        s = Session(cfg, now, tls_context=self.tls_context())
         rec = ClientRecord(s, addr, pid, tcp=self.st.tcp)
         if v2 is not None:
             rec.v2_metadata = v2.describe()

@@ -15,6 +15,7 @@ from typing import NoReturn
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from cryptography.x509.name import _ASN1Type
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from OpenSSL import SSL, crypto
 from OpenSSL._util import ffi as _ffi
@@ -380,6 +381,31 @@ def build_context(s: TlsSettings) -> SSL.Context:
     return ctx
 
 
+def peer_rechecker(s: TlsSettings):
+    """check(cert, chain_of) raising RemoteProtocolError when settings `s` (a reload's) would not
+    let a connected peer in: its chain against `s`'s CA store (OpenSSL's verification, as at the
+    handshake; none with peer-fingerprint alone), then every check of _check_peer. A reload keeps
+    the clients that pass; OpenVPN's SIGHUP has every client verified anew, so one the new
+    config refuses must not keep its tunnel. The store is built once, for all clients;
+    `chain_of()` (the verified chain above cert) is asked for only when a CA or CRL needs it."""
+    store = None
+    if s.ca is not None:
+        store = crypto.X509Store()
+        for c in _load_certs(s.ca):
+            store.add_cert(crypto.X509.from_cryptography(c))
+
+    def check(cert: x509.Certificate | None, chain_of) -> None:
+        chain = chain_of() if cert is not None and (store is not None or s.crl is not None) else []
+        if cert is not None and store is not None:
+            try:
+                crypto.X509StoreContext(store, crypto.X509.from_cryptography(cert),
+                                        [crypto.X509.from_cryptography(c) for c in chain]).verify_certificate()
+            except crypto.X509StoreContextError as e:
+                raise RemoteProtocolError(f"VERIFY ERROR: {e}") from None
+        _check_peer(s, cert, chain)
+    return check
+
+
 def _check_peer(s: TlsSettings, cert: x509.Certificate | None, chain: list | None = None) -> None:
     if cert is None:
         if s.is_server and s.verify_client_cert != "require":
@@ -509,8 +535,27 @@ def openvpn_subject(cert: x509.Certificate) -> str:
 def openvpn_name(name: x509.Name) -> str:
     """A distinguished name in openvpn_subject's format (a CRL's issuer, for the log)."""
     return ", ".join(" + ".join(f"{_SHORT_NAMES.get(a.oid.dotted_string, a.oid.dotted_string)}="
-                                f"{str(a.value).translate(_SUBJECT_ESCAPES)}" for a in rdn)
+                                f"{openssl_text(a).translate(_SUBJECT_ESCAPES)}" for a in rdn)
                      for rdn in name.rdns)
+
+
+# The string types whose bytes OpenSSL reads one per character, as Latin-1 (ASN1_STRING_to_UTF8,
+# and X509_NAME_print_ex's UTF-8 conversion), where cryptography reads them as UTF-8.
+ONE_BYTE_STRING_TYPES = frozenset({_ASN1Type.PrintableString, _ASN1Type.T61String, _ASN1Type.IA5String,
+                                   _ASN1Type.VisibleString})
+
+
+def openssl_text(a: x509.NameAttribute) -> str:
+    """An attribute's value as OpenSSL, so OpenVPN, reads it. A T61String or IA5String holding
+    the UTF-8 bytes of `café` (what `openssl req` without -utf8 writes) is `cafÃ©` to OpenVPN:
+    read as cryptography reads it, it was `café` here -- the same common name, ccd file, pool
+    address and verify-x509-name match as the UTF8String `café` another certificate holds."""
+    value = a.value
+    if not isinstance(value, str):
+        return str(value)
+    if a._type in ONE_BYTE_STRING_TYPES and not value.isascii():    # noqa: SLF001 - the ASN.1 type as read
+        return value.encode("utf-8", "surrogatepass").decode("latin-1")
+    return value
 
 
 def subject_env(cert: x509.Certificate, depth: int = 0) -> dict[str, str]:
@@ -528,7 +573,8 @@ def subject_env(cert: x509.Certificate, depth: int = 0) -> dict[str, str]:
             continue
         n = seen.get(short, 0)
         seen[short] = n + 1
-        env[f"X509_{depth}_{short}_{n}" if n else f"X509_{depth}_{short}"] = remap_name(a.value.partition("\0")[0])
+        env[f"X509_{depth}_{short}_{n}" if n else f"X509_{depth}_{short}"] = remap_name(
+            openssl_text(a).partition("\0")[0])
     return env
 
 
@@ -578,7 +624,7 @@ def name_common_name(name: x509.Name) -> str | None:
     cns = name.get_attributes_for_oid(NameOID.COMMON_NAME)
     if not cns:
         return None
-    value = str(cns[-1].value)
+    value = openssl_text(cns[-1])
     if len(value.encode("utf-8", "surrogatepass")) > CN_MAX_BYTES or "\0" in value:
         return None
     return remap_name(value)

@@ -191,6 +191,22 @@ def test_ccd_disable_refuses_that_client(pki):  # noqa: F811
     assert [r.common_name for r in d.clients] == ["client1"]
 
 
+def test_the_default_ccd_file_is_for_clients_without_their_own(pki):  # noqa: F811
+    """OpenVPN 2.6 reads ccd/DEFAULT for a client without a file of its own: its `disable`
+    refuses those clients (and only those). Under ccd-exclusive a client must have its own
+    file, and one named DEFAULT does not count (username-as-common-name lets a user pick it)."""
+    files = {"DEFAULT": CcdOptions(disable=True), "client1": CcdOptions()}
+    d = _mk_server(pki, ccd=files.get)
+    a, b = _mk_client(pki, pki["clients"][1]), _mk_client(pki, pki["clients"][2])
+    _pump(d, [(a, ("198.18.0.120", 1)), (b, ("198.18.0.121", 1))])
+    assert _up(a) and not _up(b)
+    d = _mk_server(pki, ccd={"DEFAULT": CcdOptions()}.get, ccd_exclusive=True, username_as_cn=True,
+                   verify_user=lambda u, p, cn: True)
+    c = _mk_client(pki, pki["clients"][3], username="DEFAULT", password="x")
+    _pump(d, [(c, ("198.18.0.122", 1))])
+    assert not _up(c) and d.clients == []
+
+
 def test_username_as_common_name_drives_ccd_and_duplicate_cn(pki):  # noqa: F811
     asked = []
     d = _mk_server(pki, ccd=lambda cn: asked.append(cn), username_as_cn=True,
@@ -198,7 +214,7 @@ def test_username_as_common_name_drives_ccd_and_duplicate_cn(pki):  # noqa: F811
     a = _mk_client(pki, pki["clients"][1], username="carol", password="x")
     b = _mk_client(pki, pki["clients"][2], username="carol", password="y")
     _pump(d, [(a, ("198.18.0.110", 1))])
-    assert _up(a) and asked == ["carol"] and d.clients[0].common_name == "carol"
+    assert _up(a) and asked == ["carol", "DEFAULT"] and d.clients[0].common_name == "carol"   # no file: DEFAULT
     _pump(d, [(b, ("198.18.0.111", 1))], now=1.0)
     assert _up(b)                                # duplicate-cn off: the first "carol" is dropped
     assert [r.common_name for r in d.clients] == ["carol"] and d.clients[0].addr == ("198.18.0.111", 1)
@@ -367,3 +383,38 @@ def test_ipv4_mapped_sources_stay_apart_in_the_handshake_limit(pki):  # noqa: F8
     for i in range(6):
         _half_open(d, _mk_client(pki, pki["clients"][i % 10]), (f"::ffff:198.18.0.{80 + i}", 2000 + i))
     assert len(d.by_addr) == 6, "IPv4 clients of a dual-stack server were lumped into one source"
+
+
+# ---------------------------------------------------------------- password check under way
+@pytest.mark.parametrize("password_ok", [False, True])
+def test_push_request_while_the_password_is_checked_waits_for_the_verdict(pki, password_ok):  # noqa: F811
+    """The server checks passwords off its event loop (defer_auth: every auth-user-pass-verify
+    server). A client that sends PUSH_REQUEST right after its key-method message, before the
+    verdict, got the push reply, an address and an established session (client-connect, status,
+    duplicate-cn drops) with a wrong password. The request must wait for the verdict: refused
+    with AUTH_FAILED on a wrong password, pushed once the password is right."""
+    stls = TlsSettings(_pem(pki["ca"][0]), _pem(pki["server"][0]), _kpem(pki["server"][1]), True,
+                       remote_cert_tls="client")
+    st = ServerSettings(
+        session_config=lambda pid: SessionConfig(Role.SERVER, stls, None, peer_id=pid, ping=10, ping_restart=60,
+                                                 verify_user=lambda u, p, cn: p == "right", defer_auth=True),
+        protection="none", pool=AddressPool("198.19.0.0", "255.255.255.0", "subnet"))
+    d = ServerDispatcher(st, 0.0)
+    a = _mk_client(pki, pki["clients"][0], username="alice", password="right" if password_ok else "wrong")
+    addr = ("198.18.0.70", 1)
+    _pump(d, [(a, addr)])
+    rec = d.by_addr[addr]
+    assert any(isinstance(e, ev.AuthRequested) for r, e in d.events if r is rec)
+    a._send_text("PUSH_REQUEST")            # what a hostile client sends without waiting
+    a._flush(1.0)
+    _pump(d, [(a, addr)], now=1.0)
+    assert not rec.session.established and not rec.session.push_sent
+    assert rec.vaddr is None and d.admission.n_established == 0
+    d.auth_result(rec, 0, password_ok, 1.5)
+    _pump(d, [(a, addr)], now=1.5)
+    for t in (3.0, 5.0, 7.0):               # the client asks again (PUSH_REQUEST_INTERVAL)
+        a.handle_timer(t)
+        _pump(d, [(a, addr)], now=t)
+    assert _up(a) is password_ok and rec.session.established is password_ok
+    if not password_ok:
+        assert a.closed and any("AUTH_FAILED" in str(e) for e in a.events)

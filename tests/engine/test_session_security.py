@@ -13,7 +13,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 from appliance.bench import _cert, _pems
 from appliance.certs import issue, subject
 from appliance.openvpn import events as ev
-from appliance.openvpn.tls import TlsSettings, build_context
+from appliance.openvpn.tls import TlsSettings, build_context, common_name
 from tests.engine.test_memory_link import Link, make_pair, payloads, up
 
 DATA_PID_RENEG_AT = 0xFF000000          # OpenVPN's PACKET_ID_WRAP_TRIGGER
@@ -27,6 +27,7 @@ def pki():
             "server": _pems(_cert("server", ca, ExtendedKeyUsageOID.SERVER_AUTH)),
             "client": _pems(_cert("alice", ca, ExtendedKeyUsageOID.CLIENT_AUTH)),
             "client_b": _pems(_cert("mallory", ca, ExtendedKeyUsageOID.CLIENT_AUTH)),
+            "client_again": _pems(_cert("alice", ca, ExtendedKeyUsageOID.CLIENT_AUTH)),   # alice's second
             # alice's name first, mallory's last: OpenVPN's name for it is mallory
             "client_ab": _pems(issue("", ca, ExtendedKeyUsageOID.CLIENT_AUTH, subject("/CN=alice/CN=mallory")))}
 
@@ -60,7 +61,30 @@ def test_renegotiation_with_another_certificate_ends_the_session(pki):
     closed = _closed(s)
     assert s.closed and closed and "CN attempted to change" in closed[0].reason
     assert s.peer_common_name == "alice", "the session's identity must not have been replaced"
+    assert common_name(s.peer_certificate) == "alice", "client-disconnect would see mallory's certificate"
     assert s.send_key is None or s.send_key.key_id == 0
+
+
+def test_renegotiation_with_another_certificate_of_the_same_name_ends_the_session(pki):
+    """OpenVPN 2.6 locks the peer's certificates, not only its CN ("client-provided SSL certs
+    unexpectedly changed during mid-session reauth"): a second certificate the CA gave the same
+    name (another serial, another key) must not carry on the tunnel that client-connect and the
+    status vouched for under the first one's serial and fingerprint."""
+    c, s, link = _connected(pki)
+    first = s.peer_certificate
+    c.cfg.tls = TlsSettings(pki["ca"], *pki["client_again"], False, remote_cert_tls="server")
+    c.tls_context = build_context(c.cfg.tls)
+    _renegotiate(link, c, s)
+    closed = _closed(s)
+    assert s.closed and closed and "certificate unexpectedly changed" in closed[0].reason
+    assert s.peer_common_name == "alice" and s.peer_certificate == first
+    assert s.send_key is None or s.send_key.key_id == 0
+
+
+def test_renegotiation_with_the_same_certificate_goes_on(pki):
+    c, s, link = _connected(pki)
+    _renegotiate(link, c, s)
+    assert not s.closed and not c.closed and s.send_key.key_id == 1
 
 
 def test_renegotiation_with_a_certificate_whose_last_cn_differs_ends_the_session(pki):

@@ -31,3 +31,13 @@ def test_a_broken_ccd_file_refuses_its_client_and_no_other(pki, tmp_path, caplog
                       ("client2", f"{d / 'client2'}:2: frobnicate")):
         assert f"client-config-dir file for '{name}': " in caplog.text and why in caplog.text, name
     assert sorted(r.common_name for r in gw.d.clients if r.session.established) == ["client3"]
+
+
+def test_the_ccd_file_of_a_name_is_openvpns(tmp_path):
+    """OpenVPN 2.6's file name for a client (platform_gen_path): `/` made `_`, `.` and `..`
+    name no file, a leading dot is a file like any other."""
+    for name, text in (("ops_dept", "push-reset\n"), (".hidden", "disable\n"), ("..x", "push-reset\n")):
+        (tmp_path / name).write_text(text)
+    load = ccd_loader(str(tmp_path))
+    assert load("ops/dept").push_reset and load("..x").push_reset and load(".hidden").disable
+    assert load("..") is None and load(".") is None and load("") is None and load("/") is None

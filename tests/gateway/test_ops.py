@@ -78,6 +78,61 @@ def test_revoked_certificate_is_refused_and_a_connected_one_dropped_on_reload(op
     assert _cns(gw) == ["client2"], "a revoked client got back in"
 
 
+@pytest.mark.parametrize("before", ["none", "other-file"])
+def test_a_client_kept_by_a_reload_is_checked_against_the_new_crl_at_its_renegotiation(opki, tmp_path, before):
+    """A reload that adds crl-verify (or points it at another file) keeps the connected clients
+    it does not revoke. The operator then revokes one in the new file, without a reload: as
+    documented, it is dropped at its next renegotiation. Its renegotiation was checked with the
+    session's settings from before the reload -- no CRL at all, or the old file -- and it kept
+    its tunnel for good."""
+    ca = opki["ca_pair"]
+    old_crl, new_crl = tmp_path / "old.pem", tmp_path / "new.pem"
+    old_crl.write_bytes(make_crl(ca[0], ca[1], []))
+    new_crl.write_bytes(make_crl(ca[0], ca[1], []))
+    w = World()
+    extra = "" if before == "none" else f"crl-verify {old_crl}\n"
+    gw, holder = _server(w, server_conf(opki, extra=extra))
+    w.add_client(client_conf(opki, "client0"))
+    assert w.run(lambda: _up(w, 0), max_time=30)
+    holder["conf"] = server_conf(opki, extra=f"crl-verify {new_crl}\n")
+    assert gw.ops.reload()
+    assert _cns(gw) == ["client0"]
+    new_crl.write_bytes(make_crl(ca[0], ca[1], [opki["serials"]["client0"]]))
+    os.utime(new_crl, ns=(os.stat(new_crl).st_atime_ns, os.stat(new_crl).st_mtime_ns + 10**9))
+    rec = gw.d.clients[0]
+    rec.session.renegotiate(w.clock())
+    w.run_for(15)
+    assert _cns(gw) == [], "a client revoked in the reloaded CRL kept its tunnel through a renegotiation"
+
+
+@pytest.mark.parametrize("change", ["ca", "verify-x509-name"])
+def test_a_reload_that_no_longer_admits_a_certificate_disconnects_its_client(opki, change):
+    """"Established clients whose certificate is still valid keep their tunnel": valid under the
+    new config, not only against its CRL. A reload that takes a (compromised) CA out of `ca`, or
+    adds verify-x509-name, kept every connected client, and their renegotiations went on under
+    the old CA store and checks -- where OpenVPN's SIGHUP has them all verified anew. A client
+    the new config admits keeps its tunnel and renegotiates under it."""
+    w = World()
+    conf = server_conf(opki)
+    gw, holder = _server(w, conf)
+    w.add_client(client_conf(opki, "client0"))
+    w.add_client(client_conf(opki, "client1"))
+    assert w.run(lambda: _up(w, 0) and _up(w, 1), max_time=30)
+    if change == "ca":
+        other = issue("Another CA", None, None)[0].public_bytes(serialization.Encoding.PEM).decode()
+        holder["conf"] = conf.replace(opki["ca"], other)
+        keep = []
+    else:
+        holder["conf"] = server_conf(opki, extra="verify-x509-name client1 name\n")
+        keep = ["client1"]
+    assert gw.ops.reload()
+    assert _cns(gw) == keep, "a client the reloaded config refuses kept its tunnel"
+    for rec in gw.d.clients:
+        rec.session.renegotiate(w.clock())
+    w.run_for(15)
+    assert _cns(gw) == keep and all(r.session.send_key.key_id >= 1 for r in gw.d.clients)
+
+
 def test_crl_directory_mode(opki, tmp_path):
     d = tmp_path / "crl.d"
     d.mkdir()

@@ -7,6 +7,9 @@ LAST CN in OpenVPN, and must be in ours too.
   tell the script `admin` and the same subject string.
 - Client side: OpenVPN's server presents `/O=x/CN=vpn-a/CN=vpn-b`; with `verify-x509-name vpn-b
   name` our client connects, with `vpn-a name` (the first CN) it refuses, as OpenVPN's client does.
+- A CN in T61String holding UTF-8 bytes is read as OpenSSL reads it (Latin-1): its ccd file and
+  script variables are OpenVPN's. The ccd file of a name is OpenVPN's (`/` made `_`, a leading
+  dot allowed, DEFAULT for a client without one): a `disable` there refuses the client.
 """
 from __future__ import annotations
 
@@ -138,3 +141,79 @@ def test_a_last_cn_openvpn_cannot_use_as_it_is_gets_no_tunnel(lab, procs, server
     assert srv.wait_for("could not extract CN", 20), srv.log()[-2000:]
     assert not cli.wait_for("Initialization Sequence Completed", 1)
     assert not seen.exists()
+
+
+def _client_named(lab, key: str, cn: str, t61: bool = False) -> None:
+    """A client certificate `key` with the subject O=x, CN=`cn` (a name the lab's `/O=x/CN=a`
+    spelling cannot hold); `t61`: the CN a T61String holding cn's UTF-8 bytes (what `openssl req`
+    without -utf8 writes), which OpenSSL reads as Latin-1."""
+    if key in lab.pki.clients:
+        return
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.x509.name import _ASN1Type
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    from appliance.certs import issue
+    from lab.pki import _write
+    ca = x509.load_pem_x509_certificate(lab.pki.ca.read_bytes())
+    ca_key = serialization.load_pem_private_key((lab.pki.dir / "ca.key").read_bytes(), None)
+    kind = {"_type": _ASN1Type.T61String} if t61 else {}
+    name = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "x"),
+                      x509.NameAttribute(NameOID.COMMON_NAME, cn, **kind)])
+    lab.pki.clients[key] = _write(lab.pki.dir / key, *issue(key, (ca, ca_key), ExtendedKeyUsageOID.CLIENT_AUTH, name))
+
+
+@pytest.mark.parametrize("server", ["openvpn", "ours"])
+def test_a_t61string_name_is_read_as_openssl_reads_it(lab, procs, server):
+    """OpenVPN names that client `cafÃ©` (its bytes one per character): its ccd file is that
+    name's, its script sees that name, never the ccd file of the UTF8String `café` another
+    certificate holds -- ours read it as `café` and gave it that other client's options."""
+    _client_named(lab, "t61", "café", t61=True)
+    ccd = lab.tmp / f"ccd-t61-{server}"
+    ccd.mkdir()
+    (ccd / "café").write_text("ifconfig-push 198.19.0.50 255.255.255.0\n")
+    (ccd / "cafÃ©").write_text("ifconfig-push 198.19.0.70 255.255.255.0\n")
+    seen = lab.tmp / f"connect-t61-{server}.log"
+    script = lab.write(f"connect-t61-{server}.sh",
+                       f"#!/bin/sh\nprintf '%s\\n' \"$common_name\" \"$tls_id_0\" \"$X509_0_CN\" >> {seen}\n")
+    script.chmod(0o755)
+    cfg = server_config(lab.pki, extra=f"client-config-dir {ccd}\nscript-security 2\nclient-connect {script}\n")
+    if server == "openvpn":
+        procs.append(lab.openvpn(lab.srv, cfg, f"t61srv-{len(lab.procs)}"))
+    else:
+        procs.append(lab.ours(lab.srv, cfg, f"t61srv-{len(lab.procs)}", pattern=r"listening on UDP"))
+    procs.append(lab.openvpn(lab.cli, client_profile(lab.pki, "udp", client="t61"), f"t61cli-{len(lab.procs)}"))
+    assert _tun_ip(lab.cli) == "198.19.0.70", procs[0].log()[-2000:]
+    assert seen.read_text(encoding="utf-8").splitlines() == ["cafÃ©", "O=x, CN=cafÃ©", "cafÃ©"]
+
+
+# The ccd file OpenVPN 2.6 reads for a client (platform_gen_path, multi.c): its name with `/`
+# made `_` (`.` and `..` name none); the DEFAULT file when it has none of its own.
+CCD_CASES = {"slash": ("ops/dept", "ops_dept"), "dot": (".hidden", ".hidden"), "default": (None, "DEFAULT")}
+
+
+@pytest.mark.parametrize("server", ["openvpn", "ours"])
+@pytest.mark.parametrize("case", list(CCD_CASES))
+def test_a_ccd_disable_is_found_where_openvpn_looks_for_it(lab, procs, server, case):
+    """The operator disables a client in the file OpenVPN reads for it: ccd/ops_dept for the
+    name `ops/dept`, ccd/.hidden for `.hidden`, ccd/DEFAULT for everyone without a file. Ours
+    looked for no file for the first two and never read DEFAULT: those clients got in."""
+    cn, file = CCD_CASES[case]
+    key = f"ccd{case}"
+    if cn is not None:
+        _client_named(lab, key, cn)
+    else:
+        key = next(iter(lab.pki.clients))
+    ccd = lab.tmp / f"ccd-{case}-{server}"
+    ccd.mkdir()
+    (ccd / file).write_text("disable\n")
+    cfg = server_config(lab.pki, extra=f"client-config-dir {ccd}\n")
+    if server == "openvpn":
+        procs.append(lab.openvpn(lab.srv, cfg, f"ccdsrv-{len(lab.procs)}"))
+    else:
+        procs.append(lab.ours(lab.srv, cfg, f"ccdsrv-{len(lab.procs)}", pattern=r"listening on UDP"))
+    cli = lab.openvpn(lab.cli, client_profile(lab.pki, "udp", client=key), f"ccdcli-{len(lab.procs)}", wait=0)
+    procs.append(cli)
+    assert cli.wait_for("AUTH_FAILED", 20), procs[0].log()[-2000:]
+    assert "Initialization Sequence Completed" not in cli.log()

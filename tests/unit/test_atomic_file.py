@@ -40,3 +40,13 @@ def test_a_leftover_temporary_file_is_replaced_and_nothing_stays_behind(tmp_path
     assert sorted(p.name for p in tmp_path.iterdir()) == ["f"]
     replace_file(str(target), b"newer\n")
     assert target.read_bytes() == b"newer\n" and oct(target.stat().st_mode & 0o777) == "0o644"
+
+
+def test_a_pool_file_line_is_ended_by_lf_only(tmp_path):
+    """ifconfig-pool-persist writes each client's common name; a CA-issued name holding U+2028
+    or U+0085 (remap_name keeps them, as OpenVPN's does) must come back as that one name, not as
+    a line of its own naming another client's address at the next start."""
+    path = str(tmp_path / "ipp.txt")
+    names = {f"mallory{sep}alice": (f"198.18.8.{i}", None) for i, sep in enumerate(("\u2028", "\u2029", "\u0085"), 2)}
+    poolfile.write(path, names)
+    assert poolfile.read(path) == names

@@ -117,3 +117,36 @@ def test_an_empty_verify_x509_name_is_refused_at_its_line(kind):
         parse_config(f'client\ndev tun\nremote 198.18.0.1\nca ca.crt\nverify-x509-name "" {kind}\n', "/p/c.ovpn",
                      lambda path: b"")
     assert e.value.line == 5
+
+
+@pytest.mark.parametrize("asn1_type", ["T61String", "IA5String", "UTF8String", "BMPString"])
+def test_names_are_read_as_openssl_reads_their_string_type(asn1_type):
+    """OpenSSL reads a T61String's or IA5String's bytes one per character (Latin-1), cryptography
+    as UTF-8: a T61String holding the UTF-8 bytes of `café` (`openssl req` without -utf8 writes
+    such names) is `cafÃ©` to OpenVPN. Read as cryptography reads it, it was `café` here: the
+    common name, ccd file, pool address and verify-x509-name match of the UTF8String `café` that
+    another certificate of the CA holds. The reference is OpenSSL's own reading (pyOpenSSL's
+    X509Name goes through ASN1_STRING_to_UTF8, as OpenVPN's extract_x509_field_ssl)."""
+    import warnings
+
+    from cryptography.x509.name import _ASN1Type
+    from cryptography.x509.oid import NameOID
+    from OpenSSL import crypto
+    t = getattr(_ASN1Type, asn1_type)
+    name = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Bür", _type=t),
+                      x509.NameAttribute(NameOID.COMMON_NAME, "café", _type=t)])
+    cert = issue("unused", CA, ExtendedKeyUsageOID.CLIENT_AUTH, name)[0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")                 # pyOpenSSL's X509Name is deprecated
+        ossl = crypto.X509.from_cryptography(cert).get_subject()
+        want_cn, want_o = ossl.CN, ossl.O
+    assert (want_cn == "café") is (asn1_type in ("UTF8String", "BMPString"))
+    assert common_name(cert) == want_cn
+    assert subject_env(cert) == {"X509_0_O": want_o, "X509_0_CN": want_cn}
+    assert openvpn_subject(cert) == f"O={want_o}, CN={want_cn}"
+    _check(cert, want_cn, "name")
+    if want_cn != "café":
+        with pytest.raises(RemoteProtocolError, match="does not match"):
+            _check(cert, "café", "name")
+        with pytest.raises(RemoteProtocolError, match="does not match"):
+            _check(cert, "O=Bür, CN=café", "subject")

@@ -79,9 +79,22 @@ class Line:
     first_word: str = ""          # for locating an error when tokens is None
 
 
+def split_lines(text: str) -> list[str]:
+    """Lines as OpenVPN reads them (fgets): ended by LF only, a CR before it dropped. Not
+    str.splitlines, which also ends a line at VT, FF, \\x1c-\\x1e, U+0085, U+2028 and U+2029:
+    a client-connect script that writes the client's common name into its options file (in a
+    comment, say) let a certificate named `x\\u2028iroute 198.18.50.0 255.255.255.0` add that
+    iroute, where OpenVPN reads one comment line (remap_name keeps U+0085, U+2028 and U+2029,
+    as OpenVPN's does). Inside a line they are what OpenVPN takes them for: blanks or text."""
+    out = text.split("\n")
+    if out and out[-1] == "":
+        out.pop()                       # the final line's LF ends it; it starts no empty line
+    return [ln[:-1] if ln.endswith("\r") else ln for ln in out]
+
+
 def lines(text: str) -> Iterator[Line]:
     """Every directive line and inline block of `text`, in order, numbered from 1."""
-    raw_lines = text.splitlines()
+    raw_lines = split_lines(text)
     i = 0
     while i < len(raw_lines):
         number = i + 1
