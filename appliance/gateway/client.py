@@ -268,6 +268,18 @@ class ClientGateway:
 
     def _lost(self, c: Connection, why: str) -> None:
         log.warning("link to %s lost: %s", fmt_addr(c.addr), why)
+        self._restart(c, same_remote=c.was_up)
+
+    def _restart(self, c: Connection, same_remote: bool) -> None:
+        """Reconnect; to the remote of `c` first when `same_remote`. Why: OpenVPN 2.6 sets its
+        no_advance once a tunnel is up (init.c initialization_sequence_completed) and
+        next_connection_entry then keeps the current remote for the next attempt, whatever
+        restarted the connection (ping-restart, a lost TCP stream, the server's EXIT or
+        RESTART); only RESTART,[N] clears it (push.c server_pushed_signal). A client that moved
+        on to its next remote after a server's blip left the server its profile lists first."""
+        if same_remote:
+            self.attempt -= 1
+            log.info("reconnecting to %s:%d (%s) first", c.remote.host, c.remote.port, c.remote.proto)
         self._schedule_retry(c.was_up)
 
     # ---------------------------------------------------------------- packets
@@ -457,9 +469,7 @@ class ClientGateway:
                 self.counters.renegotiations += 1
             elif isinstance(e, ev.SessionClosed):
                 if e.restart:
-                    if e.same_remote:
-                        self.attempt -= 1        # as OpenVPN's no_advance: this server again
-                    self._schedule_retry(c.was_up)
+                    self._restart(c, e.same_remote or (c.was_up and not e.next_remote))
                 else:
                     self._finish(1)
                 return

@@ -165,7 +165,7 @@ class ClientRole:
             return
         same = s.established and not sig.next_remote
         s._fail(sig.describe() + (": this server again" if same else ": next remote"), restart=True,
-                same_remote=same)
+                same_remote=same, next_remote=sig.next_remote)
 
     def _renewed_token(self, text: str) -> None:
         s = self.s
