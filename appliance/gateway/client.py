@@ -114,6 +114,8 @@ class ClientGateway:
         self._inactive: Inactivity | None = None
         # The server's auth-token outlives each connection (authtoken.py): reconnects send it.
         self.auth_token = AuthToken()
+        self._stop_at: float | None = None      # explicit-exit-notify's wait ends then
+        self._stops_seen = 0
 
     # ---------------------------------------------------------------- running
     def run(self) -> int:
@@ -168,17 +170,48 @@ class ClientGateway:
         self._connect_next()
 
     def request_stop(self) -> None:
-        """SIGINT/SIGTERM: tell the server we leave, then finish."""
+        """SIGINT/SIGTERM, as OpenVPN 2.6's client (sig.c process_sigterm): with
+        explicit-exit-notify N on a UDP tunnel, the exit notification and N seconds of waiting
+        before the end (an OCC exit each second when the server has no cc-exit); without it, or
+        over TCP (the closing stream says it), the end at once with nothing sent. Why: ours sent
+        an exit notification at every stop, which a server whose admin did not ask for it
+        reads as the client leaving on purpose. A second stop during the wait ends it at once."""
+        if self.result is not None:
+            return
         c = self.conn
+        if self._stop_at is None and c is not None and (n := c.session.exit_notify):
+            try:
+                now = self.clock()
+                if c.session.notify_exit(now, first=True):
+                    self._send(c, c.session.take_outgoing())
+                    c.link.flush()
+                    log.info("stopping: exit notification sent, exiting in %d s (explicit-exit-notify)", n)
+                    self._stop_at = now + n
+                    self.pump.timers.arm("exit-notify", now + 1, self._exit_notify_tick)
+                    return
+            except Exception as e:  # noqa: BLE001 - whatever fails on the way out, we stop
+                log.info("exit notification not sent: %s", e)
+        log.info("stopping")
+        self._stop_now()
+
+    def _exit_notify_tick(self) -> None:
+        """Each second of explicit-exit-notify's wait: another round, or the end once N s passed."""
+        now = self.clock()
+        c = self.conn
+        if self._stop_at is None or now >= self._stop_at or c is None:
+            self._stop_now()
+            return
         try:
-            if c is not None:
-                log.info("stopping: sending exit notification")
-                c.session.close(self.clock())
-                c.link.send_packets(c.session.take_outgoing())
-                c.link.flush()
-            self._log_drops(final=True)
-        except Exception as e:  # noqa: BLE001 - whatever fails on the way out, we stop
+            if c.session.notify_exit(now, first=False):
+                self._send(c, c.session.take_outgoing())
+        except Exception as e:  # noqa: BLE001 - as in request_stop
             log.info("exit notification not sent: %s", e)
+        self.pump.timers.arm("exit-notify", now + 1, self._exit_notify_tick)
+
+    def _stop_now(self) -> None:
+        self.pump.timers.cancel("exit-notify")
+        try:
+            self._log_drops(final=True)
         finally:
             self.result = 0
 
@@ -190,8 +223,13 @@ class ClientGateway:
                 self._log_drops(final=True)
             else:
                 log.warning("signal %d: reloading is not supported yet; ignored", signum)
-        if self.signals.stop:
-            self.request_stop()
+        if self.signals.stops > self._stops_seen:      # each SIGTERM/SIGINT once (a second ends a wait)
+            self._stops_seen = self.signals.stops
+            if self._stop_at is not None:
+                log.info("stopping at once (second signal)")
+                self._stop_now()
+            else:
+                self.request_stop()
 
     # ---------------------------------------------------------------- connecting
     def _connect_next(self) -> None:
@@ -233,6 +271,10 @@ class ClientGateway:
     def _schedule_retry(self, was_up: bool) -> None:
         """Next remote at once, except after a full round of the list (or a lost tunnel): backoff."""
         self._close_conn()
+        if self._stop_at is not None:
+            # The connection ended during explicit-exit-notify's wait: no reconnect, the end
+            # now (OpenVPN 2.6 turns such a restart into SIGTERM: sig.c ignore_restart_signals).
+            self._stop_now()
         if self.result is not None:
             return
         if was_up:
@@ -540,8 +582,7 @@ class ClientGateway:
             self.pump.timers.arm("inactive", i.next_look(now), self._on_inactive_check)
             return
         log.warning("%s, exiting", INACTIVE_LOG)
-        self.request_stop()             # the exit notification, as at SIGTERM; status 0
-        self._close_conn()              # the closed session's own "ended" event is not an error
+        self.request_stop()             # as at SIGTERM (explicit-exit-notify's notice and wait); status 0
 
     def _finish(self, status: int) -> None:
         self._close_conn()

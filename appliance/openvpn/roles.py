@@ -210,16 +210,25 @@ class ClientRole:
         s._install_keys(ks, now)
 
     def exit_notification(self) -> None:
-        """Leaving: `EXIT` over the control channel when the server understands it (cc-exit),
-        otherwise explicit-exit-notify's OCC exit packets on UDP."""
+        """Nothing at close(): the client's notice is explicit-exit-notify's, sent and timed by
+        the gateway through notify_exit (OpenVPN 2.6 sends none without the directive)."""
+
+    def notify_exit(self, first: bool) -> bool:
+        """One round of explicit-exit-notify, as OpenVPN 2.6's client (sig.c
+        process_explicit_exit_notification_init / _timer_wakeup): `EXIT` on the control
+        channel once (`first`) when the server negotiated cc-exit (the control channel
+        retransmits it), otherwise one OCC exit per round on UDP (the gateway runs a round a
+        second). False when nothing can go: no data keys yet, or over TCP (where OpenVPN ignores
+        the directive)."""
         s = self.s
-        if s.send_key is None:
-            return
+        if s.send_key is None or s.tcp:
+            return False
         if s.cc_exit:
-            s._send_text("EXIT")
-        elif not s.tcp:
-            for _ in range(s.cfg.explicit_exit_notify):
-                s._queue_data(OCC_MAGIC + bytes((OCC_EXIT,)))
+            if first:
+                s._send_text("EXIT")
+        else:
+            s._queue_data(OCC_MAGIC + bytes((OCC_EXIT,)))
+        return True
 
     def peer_exit_restarts(self) -> bool:
         return True            # the server went away: reconnect, as OpenVPN's SIGUSR1
