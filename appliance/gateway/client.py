@@ -268,8 +268,10 @@ class ClientGateway:
         s.prime()                        # TLS's first flight, before the reset goes out
         self._after_engine(c)
 
-    def _schedule_retry(self, was_up: bool) -> None:
-        """Next remote at once, except after a full round of the list (or a lost tunnel): backoff."""
+    def _schedule_retry(self, was_up: bool, pause: bool = False) -> None:
+        """Next remote at once, except after a full round of the list, a lost tunnel or before
+        the same remote again (`pause`: a server that refuses us again and again, AUTH_FAILED,TEMP,
+        must not get a reconnect loop): backoff."""
         self._close_conn()
         if self._stop_at is not None:
             # The connection ended during explicit-exit-notify's wait: no reconnect, the end
@@ -279,7 +281,7 @@ class ClientGateway:
             return
         if was_up:
             self.delay = self.opts.connect_retry
-        if self.attempt % len(self.remotes) == 0 or was_up:
+        if self.attempt % len(self.remotes) == 0 or was_up or pause:
             log.info("restarting in %.0f s", self.delay)
             self.pump.timers.arm("reconnect", self.clock() + self.delay, self._connect_next)
             self.delay = min(self.delay * 2, self.opts.connect_retry_max)
@@ -322,7 +324,7 @@ class ClientGateway:
         if same_remote:
             self.attempt -= 1
             log.info("reconnecting to %s:%d (%s) first", c.remote.host, c.remote.port, c.remote.proto)
-        self._schedule_retry(c.was_up)
+        self._schedule_retry(c.was_up, pause=same_remote)
 
     # ---------------------------------------------------------------- packets
     def _on_link_read(self) -> None:

@@ -37,6 +37,18 @@ REPULLS = 5                 # PUSH_REQUESTs after a new TLS session at most (see
 IV_PROTO_CLIENT = IV_PROTO_DATA_V2 | IV_PROTO_REQUEST_PUSH | IV_PROTO_TLS_KEY_EXPORT | IV_PROTO_CC_EXIT_NOTIFY
 
 
+def _temp_advances(flags: str) -> bool:
+    """AUTH_FAILED,TEMP's flags (`TEMP[backoff 42,advance remote]: text`): whether the client
+    goes on to its next remote. As OpenVPN 2.6 (push.c receive_auth_failed sets no_advance,
+    options_util.c parse_auth_failed_temp reads the flags): the same server again unless
+    `advance remote` or `advance addr` (its next address, or the next remote: ours tries one
+    address per name)."""
+    if not flags.startswith("[") or "]" not in flags:
+        return False
+    tokens = flags[1:flags.index("]")].split(",")
+    return any(t.strip() in ("advance remote", "advance addr") for t in tokens)
+
+
 class ClientRole:
     is_client = True
     name = "tls-client"
@@ -140,7 +152,8 @@ class ClientRole:
             # token key): as OpenVPN 2.6, forget it and start over with the same server (the
             # new connection sends the password) instead of exiting.
             if msg.startswith("TEMP"):
-                s._fail(f"AUTH_FAILED {msg}".strip(), restart=True)
+                advance = _temp_advances(msg[4:])
+                s._fail(f"AUTH_FAILED {msg}".strip(), restart=True, same_remote=not advance, next_remote=advance)
             elif s.token.take_auth_failed():
                 s._fail(f"AUTH_FAILED {msg} (auth-token dropped)".strip(), restart=True, same_remote=True)
             else:

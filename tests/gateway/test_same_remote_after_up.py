@@ -9,6 +9,8 @@ remote after a ping-restart or a lost TCP stream.
 """
 from __future__ import annotations
 
+import pytest
+
 from tests.gateway.conftest import SERVER_IP, World, client_conf, server_conf
 
 TWO_REMOTES = [(SERVER_IP, 1194), (SERVER_IP, 1195)]      # nothing listens on the second
@@ -52,3 +54,13 @@ def test_lost_tcp_stream_tries_the_same_server_first(pki):
     w, tried = _up_world(pki, "tcp")
     w.server.request_stop()              # closes its TCP connections: the client's stream ends
     assert _tries(w, tried, 1) == [1194]
+
+
+@pytest.mark.parametrize("message, port", [("AUTH_FAILED,TEMP: busy", 1194),
+                                           ("AUTH_FAILED,TEMP[advance remote]: elsewhere", 1195)])
+def test_auth_failed_temp_keeps_the_server_unless_told_to_advance(pki, message, port):
+    w, tried = _up_world(pki)
+    gw = w.server
+    inf = next(iter(gw.ops.info.values()))
+    assert gw.ops.client_kill(inf.cid, message)
+    assert _tries(w, tried, 1) == [port]
