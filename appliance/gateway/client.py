@@ -183,11 +183,11 @@ class ClientGateway:
             try:
                 now = self.clock()
                 if c.session.notify_exit(now, first=True):
-                    self._send(c, c.session.take_outgoing())
-                    c.link.flush()
+                    self._stop_at = now + n         # first: a failed send ends the run, no reconnect
                     log.info("stopping: exit notification sent, exiting in %d s (explicit-exit-notify)", n)
-                    self._stop_at = now + n
-                    self.pump.timers.arm("exit-notify", now + 1, self._exit_notify_tick)
+                    self._send(c, c.session.take_outgoing())
+                    if self.result is None:
+                        self.pump.timers.arm("exit-notify", now + 1, self._exit_notify_tick)
                     return
             except Exception as e:  # noqa: BLE001 - whatever fails on the way out, we stop
                 log.info("exit notification not sent: %s", e)
