@@ -114,6 +114,8 @@ class ClientGateway:
         self._inactive: Inactivity | None = None
         # The server's auth-token outlives each connection (authtoken.py): reconnects send it.
         self.auth_token = AuthToken()
+        self._stop_at: float | None = None      # explicit-exit-notify's wait ends then
+        self._stops_seen = 0
 
     # ---------------------------------------------------------------- running
     def run(self) -> int:
@@ -168,17 +170,48 @@ class ClientGateway:
         self._connect_next()
 
     def request_stop(self) -> None:
-        """SIGINT/SIGTERM: tell the server we leave, then finish."""
+        """SIGINT/SIGTERM, as OpenVPN 2.6's client (sig.c process_sigterm): with
+        explicit-exit-notify N on a UDP tunnel, the exit notification and N seconds of waiting
+        before the end (an OCC exit each second when the server has no cc-exit); without it, or
+        over TCP (the closing stream says it), the end at once with nothing sent. Why: ours sent
+        an exit notification at every stop, which a server whose admin did not ask for it
+        reads as the client leaving on purpose. A second stop during the wait ends it at once."""
+        if self.result is not None:
+            return
         c = self.conn
+        if self._stop_at is None and c is not None and (n := c.session.exit_notify):
+            try:
+                now = self.clock()
+                if c.session.notify_exit(now, first=True):
+                    self._stop_at = now + n         # first: a failed send ends the run, no reconnect
+                    log.info("stopping: exit notification sent, exiting in %d s (explicit-exit-notify)", n)
+                    self._send(c, c.session.take_outgoing())
+                    if self.result is None:
+                        self.pump.timers.arm("exit-notify", now + 1, self._exit_notify_tick)
+                    return
+            except Exception as e:  # noqa: BLE001 - whatever fails on the way out, we stop
+                log.info("exit notification not sent: %s", e)
+        log.info("stopping")
+        self._stop_now()
+
+    def _exit_notify_tick(self) -> None:
+        """Each second of explicit-exit-notify's wait: another round, or the end once N s passed."""
+        now = self.clock()
+        c = self.conn
+        if self._stop_at is None or now >= self._stop_at or c is None:
+            self._stop_now()
+            return
         try:
-            if c is not None:
-                log.info("stopping: sending exit notification")
-                c.session.close(self.clock())
-                c.link.send_packets(c.session.take_outgoing())
-                c.link.flush()
-            self._log_drops(final=True)
-        except Exception as e:  # noqa: BLE001 - whatever fails on the way out, we stop
+            if c.session.notify_exit(now, first=False):
+                self._send(c, c.session.take_outgoing())
+        except Exception as e:  # noqa: BLE001 - as in request_stop
             log.info("exit notification not sent: %s", e)
+        self.pump.timers.arm("exit-notify", now + 1, self._exit_notify_tick)
+
+    def _stop_now(self) -> None:
+        self.pump.timers.cancel("exit-notify")
+        try:
+            self._log_drops(final=True)
         finally:
             self.result = 0
 
@@ -190,8 +223,13 @@ class ClientGateway:
                 self._log_drops(final=True)
             else:
                 log.warning("signal %d: reloading is not supported yet; ignored", signum)
-        if self.signals.stop:
-            self.request_stop()
+        if self.signals.stops > self._stops_seen:      # each SIGTERM/SIGINT once (a second ends a wait)
+            self._stops_seen = self.signals.stops
+            if self._stop_at is not None:
+                log.info("stopping at once (second signal)")
+                self._stop_now()
+            else:
+                self.request_stop()
 
     # ---------------------------------------------------------------- connecting
     def _connect_next(self) -> None:
@@ -230,14 +268,20 @@ class ClientGateway:
         s.prime()                        # TLS's first flight, before the reset goes out
         self._after_engine(c)
 
-    def _schedule_retry(self, was_up: bool) -> None:
-        """Next remote at once, except after a full round of the list (or a lost tunnel): backoff."""
+    def _schedule_retry(self, was_up: bool, pause: bool = False) -> None:
+        """Next remote at once, except after a full round of the list, a lost tunnel or before
+        the same remote again (`pause`: a server that refuses us again and again, AUTH_FAILED,TEMP,
+        must not get a reconnect loop): backoff."""
         self._close_conn()
+        if self._stop_at is not None:
+            # The connection ended during explicit-exit-notify's wait: no reconnect, the end
+            # now (OpenVPN 2.6 turns such a restart into SIGTERM: sig.c ignore_restart_signals).
+            self._stop_now()
         if self.result is not None:
             return
         if was_up:
             self.delay = self.opts.connect_retry
-        if self.attempt % len(self.remotes) == 0 or was_up:
+        if self.attempt % len(self.remotes) == 0 or was_up or pause:
             log.info("restarting in %.0f s", self.delay)
             self.pump.timers.arm("reconnect", self.clock() + self.delay, self._connect_next)
             self.delay = min(self.delay * 2, self.opts.connect_retry_max)
@@ -268,7 +312,19 @@ class ClientGateway:
 
     def _lost(self, c: Connection, why: str) -> None:
         log.warning("link to %s lost: %s", fmt_addr(c.addr), why)
-        self._schedule_retry(c.was_up)
+        self._restart(c, same_remote=c.was_up)
+
+    def _restart(self, c: Connection, same_remote: bool) -> None:
+        """Reconnect; to the remote of `c` first when `same_remote`. Why: OpenVPN 2.6 sets its
+        no_advance once a tunnel is up (init.c initialization_sequence_completed) and
+        next_connection_entry then keeps the current remote for the next attempt, whatever
+        restarted the connection (ping-restart, a lost TCP stream, the server's EXIT or
+        RESTART); only RESTART,[N] clears it (push.c server_pushed_signal). A client that moved
+        on to its next remote after a server's blip left the server its profile lists first."""
+        if same_remote:
+            self.attempt -= 1
+            log.info("reconnecting to %s:%d (%s) first", c.remote.host, c.remote.port, c.remote.proto)
+        self._schedule_retry(c.was_up, pause=same_remote)
 
     # ---------------------------------------------------------------- packets
     def _on_link_read(self) -> None:
@@ -457,9 +513,7 @@ class ClientGateway:
                 self.counters.renegotiations += 1
             elif isinstance(e, ev.SessionClosed):
                 if e.restart:
-                    if e.same_remote:
-                        self.attempt -= 1        # as OpenVPN's no_advance: this server again
-                    self._schedule_retry(c.was_up)
+                    self._restart(c, e.same_remote or (c.was_up and not e.next_remote))
                 else:
                     self._finish(1)
                 return
@@ -530,8 +584,7 @@ class ClientGateway:
             self.pump.timers.arm("inactive", i.next_look(now), self._on_inactive_check)
             return
         log.warning("%s, exiting", INACTIVE_LOG)
-        self.request_stop()             # the exit notification, as at SIGTERM; status 0
-        self._close_conn()              # the closed session's own "ended" event is not an error
+        self.request_stop()             # as at SIGTERM (explicit-exit-notify's notice and wait); status 0
 
     def _finish(self, status: int) -> None:
         self._close_conn()

@@ -18,9 +18,10 @@ import logging
 from ..ioerrors import PortGone
 from ..openvpn.config import Options
 from ..router.links import add_address6, configure_tun, link_up
+from ..router.route_record import RouteRecord
 from ..router.routes import RouteSet
 from ..tun.device import TunDevice
-from ..tun.rtnl import NetlinkError
+from ..tun.rtnl import NetlinkError, link_index
 from .server_net import mask_to_prefix
 
 log = logging.getLogger("vpn-appliance")
@@ -46,6 +47,7 @@ class _TunAndRoutes:
     """A TUN device with the routes we added for it; close() removes both (best effort)."""
     tun: TunDevice | None
     routes: RouteSet | None
+    record: RouteRecord | None = None
 
     def close(self) -> None:
         if self.routes is not None:
@@ -53,10 +55,28 @@ class _TunAndRoutes:
                 self.routes.remove_all()
             except Exception as e:  # noqa: BLE001 - best effort on the way out
                 log.warning("removing routes: %s", e)
+                self._record_routes()           # what could not be removed stays on record
+            else:
+                if self.record is not None:
+                    self.record.close()
             self.routes = None
+        elif self.record is not None:
+            self.record.close()
         if self.tun is not None:
             self.tun.close()
             self.tun = None
+
+    def _record_routes(self) -> None:
+        """Put our routes that outlive the TUN device (all but those through it) on record
+        (router/route_record.py), so a run killed before its clean-up has them removed by the next."""
+        if self.record is None:
+            return
+        specs = self.routes.added if self.routes is not None else []
+        try:
+            tun = link_index(self.tun.name) if self.tun is not None else None
+        except RuntimeError:
+            tun = None
+        self.record.write([dict(s) for s in specs if s["oif"] is None or s["oif"] != tun])
 
 
 class TunnelNetwork(_TunAndRoutes):
@@ -71,13 +91,17 @@ class TunnelNetwork(_TunAndRoutes):
         self.addressed = False        # an address went onto the device (flush it before the next)
         self.link_mtu: int | None = None   # the link is up at this MTU
         self.block_ipv6 = False             # the push said block-ipv6: the client answers IPv6 itself
+        self.record = RouteRecord(opts.path)
 
     def prepare(self) -> None:
         """Open the TUN device and bring its link up at the configured MTU, with no address (so no
         route leads into it yet): creating the device and the link are ~0.3-0.5 ms of kernel
         work that would otherwise come after PUSH_REPLY, on the way to the first packet. The
         client calls it before it connects; the device stays as it would after a push
-        (persist-tun)."""
+        (persist-tun). First, before any route lookup, the routes a killed run of this profile
+        left outside its TUN go (router/route_record.py)."""
+        if self.record is not None:
+            self.record.take_over()
         if self.tun is None:
             tun = self._open(self.opts.tun_mtu)
             try:
@@ -116,11 +140,18 @@ class TunnelNetwork(_TunAndRoutes):
                     log.warning("no pre-tunnel route to %s: its packets go into the tunnel", remote_ip)
                     return
                 self.routes.keep_path_to(remote_ip, path)
+                self._record_routes()
                 log.info("host route to %s along the pre-tunnel path (past the last push's routes)", remote_ip)
         except (NetlinkError, OSError, RuntimeError, ValueError) as e:
             log.warning("no host route to %s past the tunnel (%s): its packets may go into the tunnel", remote_ip, e)
 
     def apply(self, pushed, remote_ip: str) -> None:
+        try:
+            self._apply(pushed, remote_ip)
+        finally:
+            self._record_routes()               # also what a push that failed half-way added
+
+    def _apply(self, pushed, remote_ip: str) -> None:
         if pushed is None or pushed.ifconfig is None:
             raise RuntimeError("server pushed no ifconfig")
         mtu = pushed.tun_mtu or self.opts.tun_mtu

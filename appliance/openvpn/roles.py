@@ -37,6 +37,18 @@ REPULLS = 5                 # PUSH_REQUESTs after a new TLS session at most (see
 IV_PROTO_CLIENT = IV_PROTO_DATA_V2 | IV_PROTO_REQUEST_PUSH | IV_PROTO_TLS_KEY_EXPORT | IV_PROTO_CC_EXIT_NOTIFY
 
 
+def _temp_advances(flags: str) -> bool:
+    """AUTH_FAILED,TEMP's flags (`TEMP[backoff 42,advance remote]: text`): whether the client
+    goes on to its next remote. As OpenVPN 2.6 (push.c receive_auth_failed sets no_advance,
+    options_util.c parse_auth_failed_temp reads the flags): the same server again unless
+    `advance remote` or `advance addr` (its next address, or the next remote: ours tries one
+    address per name)."""
+    if not flags.startswith("[") or "]" not in flags:
+        return False
+    tokens = flags[1:flags.index("]")].split(",")
+    return any(t.strip() in ("advance remote", "advance addr") for t in tokens)
+
+
 class ClientRole:
     is_client = True
     name = "tls-client"
@@ -140,7 +152,8 @@ class ClientRole:
             # token key): as OpenVPN 2.6, forget it and start over with the same server (the
             # new connection sends the password) instead of exiting.
             if msg.startswith("TEMP"):
-                s._fail(f"AUTH_FAILED {msg}".strip(), restart=True)
+                advance = _temp_advances(msg[4:])
+                s._fail(f"AUTH_FAILED {msg}".strip(), restart=True, same_remote=not advance, next_remote=advance)
             elif s.token.take_auth_failed():
                 s._fail(f"AUTH_FAILED {msg} (auth-token dropped)".strip(), restart=True, same_remote=True)
             else:
@@ -165,7 +178,7 @@ class ClientRole:
             return
         same = s.established and not sig.next_remote
         s._fail(sig.describe() + (": this server again" if same else ": next remote"), restart=True,
-                same_remote=same)
+                same_remote=same, next_remote=sig.next_remote)
 
     def _renewed_token(self, text: str) -> None:
         s = self.s
@@ -210,16 +223,25 @@ class ClientRole:
         s._install_keys(ks, now)
 
     def exit_notification(self) -> None:
-        """Leaving: `EXIT` over the control channel when the server understands it (cc-exit),
-        otherwise explicit-exit-notify's OCC exit packets on UDP."""
+        """Nothing at close(): the client's notice is explicit-exit-notify's, sent and timed by
+        the gateway through notify_exit (OpenVPN 2.6 sends none without the directive)."""
+
+    def notify_exit(self, first: bool) -> bool:
+        """One round of explicit-exit-notify, as OpenVPN 2.6's client (sig.c
+        process_explicit_exit_notification_init / _timer_wakeup): `EXIT` on the control
+        channel once (`first`) when the server negotiated cc-exit (the control channel
+        retransmits it), otherwise one OCC exit per round on UDP (the gateway runs a round a
+        second). False when nothing can go: no data keys yet, or over TCP (where OpenVPN ignores
+        the directive)."""
         s = self.s
-        if s.send_key is None:
-            return
+        if s.send_key is None or s.tcp:
+            return False
         if s.cc_exit:
-            s._send_text("EXIT")
-        elif not s.tcp:
-            for _ in range(s.cfg.explicit_exit_notify):
-                s._queue_data(OCC_MAGIC + bytes((OCC_EXIT,)))
+            if first:
+                s._send_text("EXIT")
+        else:
+            s._queue_data(OCC_MAGIC + bytes((OCC_EXIT,)))
+        return True
 
     def peer_exit_restarts(self) -> bool:
         return True            # the server went away: reconnect, as OpenVPN's SIGUSR1

@@ -413,6 +413,29 @@ class Session(ControlChannel):
         """Everything we sent on the control channel was acknowledged by the peer."""
         return all(ks.reliable.all_acked() for ks in self.keys.values())
 
+    @property
+    def exit_notify(self) -> int:
+        """Client: explicit-exit-notify's N in seconds (0: none). A pushed value replaces the
+        profile's, as OpenVPN 2.6 takes it from a push (init.c pull_permission_mask has
+        OPT_P_EXPLICIT_NOTIFY); over TCP 0, as it drops the directive there (options.c
+        options_postprocess_mutate_ce, init.c do_deferred_options)."""
+        if self.tcp:
+            return 0
+        p = self.pushed
+        if p is not None and p.explicit_exit_notify is not None:
+            return p.explicit_exit_notify
+        return self.cfg.explicit_exit_notify
+
+    def notify_exit(self, now: float, first: bool) -> bool:
+        """Client: one round of explicit-exit-notify (ClientRole.notify_exit); the session
+        stays open so an EXIT is retransmitted until the gateway's wait ends. False if nothing
+        could be sent."""
+        if self.closed or not self.role.is_client:
+            return False
+        sent = self.role.notify_exit(first)
+        self._flush(now)
+        return sent
+
     def close(self, now: float, reason: str = "exit") -> None:
         """Leave politely: exit notification to the peer, then closed."""
         if self.closed:
@@ -764,11 +787,11 @@ class Session(ControlChannel):
             d = min(d, self.reneg_check_at)
         return None if d == _NEVER else d
 
-    def _fail(self, reason: str, restart: bool, same_remote: bool = False) -> None:
+    def _fail(self, reason: str, restart: bool, same_remote: bool = False, next_remote: bool = False) -> None:
         if self.closed:
             return
         self.closed = True
-        self.events.append(ev.SessionClosed(reason, restart, same_remote))
+        self.events.append(ev.SessionClosed(reason, restart, same_remote, next_remote))
 
     # ---- data-channel helpers (rare paths)
     def _queue_data(self, payload: bytes) -> None:

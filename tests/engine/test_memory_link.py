@@ -260,7 +260,7 @@ def test_exit_notification_closes_server_session(pki):
     c, s, _ = make_pair(pki)
     link = Link(c, s)
     link.run(lambda: up(c, s))
-    c.close(link.now)
+    assert c.notify_exit(link.now, first=True)       # explicit-exit-notify's notice
     link.step()
     assert s.closed and any(isinstance(e, ev.SessionClosed) for e in s.events)
 

@@ -107,3 +107,21 @@ def test_a_client_never_sends_restart_and_a_closed_session_sends_nothing(pki):
     s.close(link.now)
     s.take_outgoing()
     assert not s.tell_restart(link.now, "RESTART") and s.take_outgoing() == []
+
+
+@pytest.mark.parametrize("message, same_remote", [
+    ("AUTH_FAILED,TEMP", True),
+    ("AUTH_FAILED,TEMP: server busy", True),
+    ("AUTH_FAILED,TEMP[backoff 30,advance no]: busy", True),
+    ("AUTH_FAILED,TEMP[advance remote]: go elsewhere", False),
+    ("AUTH_FAILED,TEMP[backoff 5,advance addr]:", False),
+    ("AUTH_FAILED,TEMP advance remote", True),          # flags only inside [...]
+])
+def test_auth_failed_temp_keeps_the_server_unless_its_flags_advance(pki, message, same_remote):
+    """OpenVPN 2.6 (push.c receive_auth_failed sets no_advance; options_util.c
+    parse_auth_failed_temp): the same server again, unless `advance remote` / `advance addr`."""
+    c, s, link = _up_pair(pki)
+    assert s.tell_restart(link.now, message)
+    link.run(lambda: c.closed, max_steps=50)
+    e = _closed(c)
+    assert e.restart and e.same_remote is same_remote and e.next_remote is not same_remote, e

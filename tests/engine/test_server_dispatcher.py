@@ -194,7 +194,7 @@ def test_leaving_client_frees_its_address(pki):
     pa, pb = ("198.18.0.5", 1), ("198.18.0.6", 1)
     _pump(d, [(a, pa), (b, pb)])
     ip_a = a.pushed.ifconfig[0]
-    a.close(1.0)
+    assert a.notify_exit(1.0, first=True)          # explicit-exit-notify's notice
     for p in a.take_outgoing():
         d.receive(p, pa, 1.0)              # the dispatcher acts on the exit by itself
     assert len(d.clients) == 1 and ip_a not in d.st.pool.leased

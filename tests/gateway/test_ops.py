@@ -240,7 +240,7 @@ exit 0
                                     f'$tls_serial_1 $X509_1_CN" >> {log}\n')
     w = World()
     gw, _ = _server(w, server_conf(opki, extra=f"script-security 2\nclient-connect {cc}\nclient-disconnect {cd}\n"))
-    w.add_client(client_conf(opki, "client0", extra='setenv UV_TEST hello\npush-peer-info\n'))
+    w.add_client(client_conf(opki, "client0", extra='setenv UV_TEST hello\npush-peer-info\nexplicit-exit-notify 1\n'))
     w.add_client(client_conf(opki, "client1"))
     assert w.run(lambda: _up(w, 0), max_time=30)
     w.run_for(10)

@@ -76,12 +76,12 @@ def test_server_sends_no_keepalive_pings_while_data_flows(pki):
 def test_client_leaves_cleanly_and_server_frees_its_address(pki):
     w = World()
     w.add_server(server_conf(pki))
-    w.add_client(client_conf(pki))
+    w.add_client(client_conf(pki, extra="explicit-exit-notify 1"))
     assert w.run(lambda: _up(w), max_time=30)
     assert len(w.server.d.clients) == 1
     rec = w.server.d.clients[0]
     w.clients[0].request_stop()
-    assert w.clients[0].result == 0
+    assert w.run(lambda: w.clients[0].result == 0, max_time=2)
     assert w.run(lambda: not w.server.d.clients, max_time=10), "exit notification did not end the session"
     # A stale timer entry may still hold the record a while: its keys and buffers must be gone.
     assert rec.session.keys == {} and rec.session.send_key is None and not any(rec.session.recv_keys)
@@ -112,7 +112,7 @@ def test_a_client_that_comes_back_gets_its_address_back(pki):
     free, so a restarted client's TCP streams inside the tunnel survive."""
     w = World()
     w.add_server(server_conf(pki))
-    w.add_client(client_conf(pki, "client0"))
+    w.add_client(client_conf(pki, "client0", extra="explicit-exit-notify 1"))
     w.add_client(client_conf(pki, "client1"))
     assert w.run(lambda: _up(w, 0) and _up(w, 1), max_time=30)
     first = w.client_addr(0)

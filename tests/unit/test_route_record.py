@@ -1,0 +1,78 @@
+"""The record of the client's routes outside its TUN (appliance/router/route_record.py): what a
+dead run recorded is removed at the next start, and nothing else. The routes themselves in a
+namespace: tests/interop/test_wan_routes_after_kill.py."""
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from appliance.router import route_record
+from appliance.router.route_record import RouteRecord, _start_time
+
+HOST_ROUTE = {"dst": "198.18.60.1", "prefixlen": 32, "oif": 2, "gateway": "198.18.0.1", "priority": None,
+              "rtype": 1}
+
+
+class FakeRtnl:
+    """Stands in for the netlink socket: records the deletes asked for."""
+    deleted: list[dict] = []
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def route_del(self, **spec):
+        FakeRtnl.deleted.append(spec)
+
+
+@pytest.fixture
+def rec(tmp_path, monkeypatch):
+    FakeRtnl.deleted = []
+    monkeypatch.setattr(route_record, "Rtnl", FakeRtnl)
+    run_dir = tmp_path / "run"
+    run_dir.mkdir(mode=0o755)
+    return RouteRecord(str(tmp_path / "profile.ovpn"), str(run_dir))
+
+
+def _leave(rec: RouteRecord, pid: int, start, routes) -> None:
+    with open(rec.path, "w") as f:
+        json.dump({"pid": pid, "start": start, "routes": routes}, f)
+
+
+def test_a_dead_runs_routes_are_removed_and_the_record_is_ours(rec):
+    _leave(rec, 999_999_999, "1", [HOST_ROUTE, {**HOST_ROUTE, "dst": "not-an-ip"},
+                                   {**HOST_ROUTE, "prefixlen": 99}, "junk"])
+    rec.take_over()
+    assert FakeRtnl.deleted == [HOST_ROUTE]            # the malformed entries are not acted on
+    assert os.path.getsize(rec.path) == 0
+    rec.write([HOST_ROUTE])
+    assert json.loads(open(rec.path).read())["routes"] == [HOST_ROUTE]
+    rec.close()
+    assert not os.path.exists(rec.path)
+
+
+def test_a_live_runs_routes_are_left_alone(rec):
+    parent = os.getppid()
+    _leave(rec, parent, _start_time(parent), [HOST_ROUTE])
+    rec.take_over()
+    assert FakeRtnl.deleted == []
+    assert rec.fd is None and json.loads(open(rec.path).read())["routes"] == [HOST_ROUTE]
+
+
+def test_a_run_directory_others_can_write_is_not_trusted(rec):
+    _leave(rec, 999_999_999, "1", [HOST_ROUTE])
+    os.chmod(rec.run_dir, 0o777)
+    rec.take_over()
+    assert FakeRtnl.deleted == [] and rec.fd is None
+
+
+def test_a_file_that_is_no_record_is_ignored(rec):
+    with open(rec.path, "w") as f:
+        f.write("[1, 2")
+    rec.take_over()
+    assert FakeRtnl.deleted == [] and rec.fd is not None
+    rec.close()
