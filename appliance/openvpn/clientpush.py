@@ -55,8 +55,7 @@ class ClientPush:
             raise ClientRefused("max-clients reached", temporary=True)
         if want is not None:
             ip, mask = want[0], want[1]
-            if pool is not None and pool.lease(ip) is None:
-                self.events.append((rec, Warning(f"ifconfig-push {ip} for {rec.common_name} is already in use")))
+            self._lease_static(rec, ip)
             rec.vaddr, rec.vmask = ip, mask
             opts.append(f"ifconfig {ip} {mask}")
         elif pool is not None:
@@ -65,7 +64,7 @@ class ClientPush:
             ip = ip or pool.lease()
             if ip is None:
                 raise ClientRefused("address pool exhausted", temporary=True)
-            rec.vaddr = ip
+            rec.vaddr = rec.pool_lease = ip
             opts.append(pool.ifconfig_push(ip))
         if pool is not None:
             opts.insert(0, f"topology {pool.topology}")
@@ -123,10 +122,10 @@ class ClientPush:
             if rec.vaddr and self.by_vaddr.get(rec.vaddr) is rec:
                 del self.by_vaddr[rec.vaddr]
                 self.by_vaddr4.pop(rec.vaddr_packed, None)
-                if pool is not None:
-                    pool.release(rec.vaddr)
-            if pool is not None and pool.lease(ip) is None:
-                self.events.append((rec, Warning(f"ifconfig-push {ip} for {rec.common_name} is already in use")))
+            if pool is not None and rec.pool_lease is not None:
+                pool.release(rec.pool_lease)
+                rec.pool_lease = None
+            self._lease_static(rec, ip)
             rec.vaddr, rec.vmask = ip, mask
             rec.vaddr_packed = ipaddress.IPv4Address(ip).packed
             self.by_vaddr[ip] = rec
@@ -141,6 +140,18 @@ class ClientPush:
             keep = ("ifconfig ", "ifconfig-ipv6 ", "topology ", "route-gateway ")
             opts[:] = [o for o in opts if o.startswith(keep)]
         opts += list(getattr(ccd, "push", []))
+
+    def _lease_static(self, rec: ClientRecord, ip: str) -> None:
+        """An ifconfig-push address: leased to `rec` (so the pool does not hand it out meanwhile);
+        one already in use is shared, with a warning, so it is freed only when the last client
+        on it is gone, whichever of them holds the route."""
+        pool = self.st.pool
+        if pool is None:
+            return
+        if pool.lease(ip) is None:
+            self.events.append((rec, Warning(f"ifconfig-push {ip} for {rec.common_name} is already in use")))
+            pool.share(ip)
+        rec.pool_lease = ip
 
     def _memory(self) -> PoolMemory | None:
         """Which name had which pool address (ifconfig-pool-persist's file, or in memory): a

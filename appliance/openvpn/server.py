@@ -252,7 +252,11 @@ class ServerDispatcher(ClientPush):
         return list(self.by_addr.values()) + list(self.pending.values())
 
     def _check_sources(self, rec: ClientRecord, pts: list) -> list:
-        """Inner packets must come from the client's own address or its iroutes (anti-spoofing).
+        """Inner packets must come from an address the server routes to this client (anti-
+        spoofing), as OpenVPN 2.6 checks them: the source's route, longest prefix first, is the
+        sender's. Being in the sender's own iroute is not enough: a narrower iroute or pool
+        address of another client inside it is that client's, and so is an address the sender
+        shares with a newer client (an ifconfig-push collision: the newer holds the route).
         A refused packet is no tunnel traffic, and `inactive` must not see it as such."""
         if not pts:
             return pts
@@ -269,8 +273,11 @@ class ServerDispatcher(ClientPush):
             if v != 4:
                 self._refused(rec, p, "inner packet not IP")
                 continue
-            src = p[12:16]
-            if src == rec.vaddr_packed or (rec.iroutes and _in_any(bytes(src), rec.iroutes)):
+            src = bytes(p[12:16])
+            owner = self.by_vaddr4.get(src)
+            if owner is None and rec.iroutes:
+                owner = self._iroute(ipaddress.IPv4Address(src))
+            if owner is rec:
                 ok.append(p)
             else:
                 self._refused(rec, p, "inner packet with a source the client does not own")
@@ -595,8 +602,10 @@ class ServerDispatcher(ClientPush):
             del self.by_vaddr4[rec.vaddr_packed]
         if rec.vaddr and self.by_vaddr.get(rec.vaddr) is rec:
             del self.by_vaddr[rec.vaddr]
-            if self.st.pool is not None:
-                self.st.pool.release(rec.vaddr)
+        if rec.pool_lease is not None and self.st.pool is not None:
+            # Its own lease, whoever holds the route now (see ClientRecord.pool_lease).
+            self.st.pool.release(rec.pool_lease)
+            rec.pool_lease = None
         if rec.vaddr6 and self.by_vaddr.get(rec.vaddr6) is rec:
             del self.by_vaddr[rec.vaddr6]
             if self.st.pool6 is not None:
@@ -685,11 +694,6 @@ class ServerDispatcher(ClientPush):
     @property
     def clients(self) -> list[ClientRecord]:
         return list(self.by_addr.values())
-
-
-def _in_any(addr4: bytes, nets: list[ipaddress.IPv4Network]) -> bool:
-    a = ipaddress.IPv4Address(addr4)
-    return any(a in n for n in nets)
 
 
 def _replay_pid(packet: bytes) -> int:
