@@ -290,6 +290,11 @@ class ServerDispatcher(ClientPush):
 
     def _float(self, rec: ClientRecord, addr) -> bool:
         """Move a client to a new address; False (and nothing changed) if that is refused."""
+        if self.pending.get(rec.addr) is rec:
+            # A restart still in its handshake is no client of its own yet, and stays under the
+            # address it would take over (OpenVPN 2.6 opens no data with such a session's keys).
+            self._count("float of a handshake in progress refused")
+            return False
         other = self.by_addr.get(addr) or self.pending.get(addr)
         if other is not None and other is not rec:
             # Never move onto another live session's address: with `verify-client-cert none`
