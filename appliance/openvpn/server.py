@@ -165,9 +165,11 @@ class ServerDispatcher(ClientPush):
                 self._collect(rec)
                 if not rec.alive:
                     return rec, []
-            if rec.addr != addr and not rec.tcp and s.data_authenticated != before:
+            if rec.addr != addr and not rec.tcp and s.data_authenticated != before and s.established:
                 # Only a packet that authenticated (and was no replay) may move the client: a
-                # forged or replayed one from elsewhere must not redirect its traffic.
+                # forged or replayed one from elsewhere must not redirect its traffic. Nor may
+                # a session not admitted yet (_check_sources): a restart waiting in `pending`
+                # moved away from the address it is kept under there.
                 if not self._float(rec, addr):
                     return rec, []
             return rec, self._check_sources(rec, pts)
@@ -257,9 +259,19 @@ class ServerDispatcher(ClientPush):
         sender's. Being in the sender's own iroute is not enough: a narrower iroute or pool
         address of another client inside it is that client's, and so is an address the sender
         shares with a newer client (an ifconfig-push collision: the newer holds the route).
-        A refused packet is no tunnel traffic, and `inactive` must not see it as such."""
+        A refused packet is no tunnel traffic, and `inactive` must not see it as such.
+
+        Nothing passes before the client is admitted (its push sent): its session has data keys
+        from the key exchange on, and a hostile client need not wait for the push to use them
+        (cipher and peer-id are easy guesses), while a client-connect script may still refuse
+        it -- with its address and iroutes already set. OpenVPN 2.6 drops a client's data until
+        client-connect succeeded (CAS_CONNECT_DONE)."""
         if not pts:
             return pts
+        if not rec.session.established:
+            for p in pts:
+                self._refused(rec, p, "data from a client not admitted yet")
+            return []
         ok = []
         for p in pts:
             v = p[0] >> 4 if len(p) >= 20 else 0
@@ -290,11 +302,6 @@ class ServerDispatcher(ClientPush):
 
     def _float(self, rec: ClientRecord, addr) -> bool:
         """Move a client to a new address; False (and nothing changed) if that is refused."""
-        if self.pending.get(rec.addr) is rec:
-            # A restart still in its handshake is no client of its own yet, and stays under the
-            # address it would take over (OpenVPN 2.6 opens no data with such a session's keys).
-            self._count("float of a handshake in progress refused")
-            return False
         other = self.by_addr.get(addr) or self.pending.get(addr)
         if other is not None and other is not rec:
             # Never move onto another live session's address: with `verify-client-cert none`
