@@ -15,6 +15,8 @@ from .poolfile import PoolMemory
 from .server_model import ClientRecord
 from .session import Session
 
+CCD_DEFAULT = "DEFAULT"     # the client-config-dir file for clients without one of their own
+
 
 class ClientPush:
     def _push_for(self, s: Session) -> list[str]:
@@ -26,14 +28,7 @@ class ClientPush:
         # username-as-common-name: the username stands for the client in ccd and duplicate-cn.
         rec.common_name = s.peer_username if self.st.username_as_cn and s.peer_username else s.peer_common_name
         opts: list[str] = []
-        try:
-            ccd = self.st.ccd(rec.common_name or "") if self.st.ccd is not None else None
-        except ConfigError as e:
-            # The operator's file is broken: this client is refused (its `disable`, iroute or
-            # address may be in there), with the file and line in the log; others get in.
-            raise ClientRefused(f"client-config-dir file for {rec.common_name!r}: {e}") from None
-        if ccd is None and self.st.ccd_exclusive:
-            raise ClientRefused(f"no client-config-dir file for {rec.common_name!r} (ccd-exclusive)")
+        ccd = self._ccd_file(rec.common_name or "")
         pool = self.st.pool
         want = None
         if ccd is not None:
@@ -99,6 +94,23 @@ class ClientPush:
             self.events.append((rec, ConnectRequested()))
             raise PushDeferred()
         return opts
+
+    def _ccd_file(self, cn: str):
+        """The client's client-config-dir file, else the directory's DEFAULT file, as OpenVPN 2.6
+        (an operator's DEFAULT may say `disable`: only clients with a file of their own get in).
+        ccd-exclusive wants a file of the client's own: DEFAULT does not count, nor does a
+        client named DEFAULT (whose "own" file is everybody's), as with OpenVPN."""
+        try:
+            own = self.st.ccd(cn) if self.st.ccd is not None else None
+            if self.st.ccd_exclusive and (own is None or cn == CCD_DEFAULT):
+                raise ClientRefused(f"no client-config-dir file for {cn!r} (ccd-exclusive)")
+            if own is not None or self.st.ccd is None:
+                return own
+            return self.st.ccd(CCD_DEFAULT)
+        except ConfigError as e:
+            # The operator's file is broken: this client is refused (its `disable`, iroute or
+            # address may be in there), with the file and line in the log; others get in.
+            raise ClientRefused(f"client-config-dir file for {cn!r}: {e}") from None
 
     def connect_result(self, rec: ClientRecord, ok: bool, now: float, ccd=None, reason: str = "") -> None:
         """The verdict on a ConnectRequested; `ccd` (a parsed CcdOptions, from the file the

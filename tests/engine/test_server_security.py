@@ -198,7 +198,7 @@ def test_username_as_common_name_drives_ccd_and_duplicate_cn(pki):  # noqa: F811
     a = _mk_client(pki, pki["clients"][1], username="carol", password="x")
     b = _mk_client(pki, pki["clients"][2], username="carol", password="y")
     _pump(d, [(a, ("198.18.0.110", 1))])
-    assert _up(a) and asked == ["carol"] and d.clients[0].common_name == "carol"
+    assert _up(a) and asked == ["carol", "DEFAULT"] and d.clients[0].common_name == "carol"   # no file: DEFAULT
     _pump(d, [(b, ("198.18.0.111", 1))], now=1.0)
     assert _up(b)                                # duplicate-cn off: the first "carol" is dropped
     assert [r.common_name for r in d.clients] == ["carol"] and d.clients[0].addr == ("198.18.0.111", 1)
