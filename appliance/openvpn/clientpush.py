@@ -84,7 +84,7 @@ class ClientPush:
         if mem is not None and rec.common_name and (rec.vaddr or rec.vaddr6) and want is None:
             mem.note(rec.common_name, rec.vaddr, rec.vaddr6)
         for n in rec.iroutes:
-            self.iroutes.append((n, rec))
+            self.iroutes.add(n, rec)
         if not rec.push_reset:
             opts += self.st.push
         opts += rec.extra_push
@@ -147,7 +147,7 @@ class ClientPush:
         for n, m in getattr(ccd, "iroutes", []):
             net = ipaddress.IPv4Network(f"{n}/{m}", strict=False)
             rec.iroutes.append(net)
-            self.iroutes.append((net, rec))
+            self.iroutes.add(net, rec)
         if getattr(ccd, "push_reset", False):
             keep = ("ifconfig ", "ifconfig-ipv6 ", "topology ", "route-gateway ")
             opts[:] = [o for o in opts if o.startswith(keep)]

@@ -26,6 +26,7 @@ from .admission import Admission
 from .clientpush import ClientPush
 from .cookie import CookieJar
 from .events import ClientFloated, SessionClosed, TunnelUp
+from .iroutes import IrouteTable
 from .errors import BadPacket
 from .opcodes import (CONTROL_FROM_CLIENT_OPS, EARLY_NEG_FLAG_RESEND_WKC, EARLY_NEG_FLAGS, EARLY_NEG_START,
                       HARD_RESET_CLIENT_OPS, NO_PEER_ID, WKC_OPS, Op, op_byte)
@@ -57,7 +58,7 @@ class ServerDispatcher(ClientPush):
         self.by_peer_id: dict[int, ClientRecord] = {}
         self.by_vaddr: dict[str, ClientRecord] = {}
         self.by_vaddr4: dict[bytes, ClientRecord] = {}    # by_vaddr's IPv4 part, keyed as in headers
-        self.iroutes: list[tuple[ipaddress.IPv4Network, ClientRecord]] = []
+        self.iroutes = IrouteTable()
         self.out: list[tuple[bytes, object]] = []
         self.events: deque = deque()
         self.stats: dict[str, int] = {}
@@ -288,7 +289,7 @@ class ServerDispatcher(ClientPush):
             src = bytes(p[12:16])
             owner = self.by_vaddr4.get(src)
             if owner is None and rec.iroutes:
-                owner = self._iroute(ipaddress.IPv4Address(src))
+                owner = self.iroutes.lookup(src)
             if owner is rec:
                 ok.append(p)
             else:
@@ -483,23 +484,15 @@ class ServerDispatcher(ClientPush):
         rec = self.by_vaddr4.get(dst)
         if rec is not None or not self.iroutes:
             return rec
-        return self._iroute(ipaddress.IPv4Address(dst))
+        return self.iroutes.lookup(dst)
 
     def route(self, dst: str) -> ClientRecord | None:
         rec = self.by_vaddr.get(dst)
         if rec is not None:
             return rec
         if self.iroutes and ":" not in dst:
-            return self._iroute(ipaddress.IPv4Address(dst))
+            return self.iroutes.lookup(ipaddress.IPv4Address(dst).packed)
         return None
-
-    def _iroute(self, a: ipaddress.IPv4Address) -> ClientRecord | None:
-        """The client whose iroute holds `a`, longest prefix first."""
-        best = None
-        for n, r in self.iroutes:
-            if a in n and (best is None or n.prefixlen > best[0].prefixlen):
-                best = (n, r)
-        return best[1] if best is not None else None
 
     def take_outgoing(self) -> list[tuple[bytes, object]]:
         out, self.out = self.out, []
@@ -622,7 +615,8 @@ class ServerDispatcher(ClientPush):
             del self.by_vaddr[rec.vaddr6]
             if self.st.pool6 is not None:
                 self.st.pool6.release(rec.vaddr6)
-        self.iroutes = [(n, r) for n, r in self.iroutes if r is not rec]
+        for n in rec.iroutes:
+            self.iroutes.remove(n, rec)
 
     def _drop(self, rec: ClientRecord, reason: str) -> None:
         s = rec.session
