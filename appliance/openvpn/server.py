@@ -147,7 +147,10 @@ class ServerDispatcher(ClientPush):
                 self._count("short packet")
                 return None, []
             rec = self.by_peer_id.get(int.from_bytes(packet[1:4], "big"))
-            if rec is None:
+            if rec is None or (rec.tcp and rec.addr != addr):
+                # Over TCP a connection carries one session: its packets are that session's
+                # whatever peer-id they name (OpenVPN looks none up on TCP), never another
+                # client's, opened with that client's keys.
                 # OpenVPN 2.6 keeps a client's peer-id for a new TLS session from the same address
                 # (its peer-id belongs to the instance, not the session), and its clients go on
                 # sending the first session's peer-id after starting one in-process (after a
