@@ -277,6 +277,8 @@ class ServerDispatcher(ClientPush):
                 self._refused(rec, p, "data from a client not admitted yet")
             return []
         ok = []
+        by_vaddr4 = self.by_vaddr4
+        own = rec.vaddr_packed if rec.vaddr_packed and by_vaddr4.get(rec.vaddr_packed) is rec else None
         for p in pts:
             v = p[0] >> 4 if len(p) >= 20 else 0
             if v == 6 and len(p) >= 40:
@@ -289,8 +291,12 @@ class ServerDispatcher(ClientPush):
             if v != 4:
                 self._refused(rec, p, "inner packet not IP")
                 continue
-            src = bytes(p[12:16])
-            owner = self.by_vaddr4.get(src)
+            src = p[12:16]
+            if src == own:                      # the common case: its own address, still its route
+                ok.append(p)
+                continue
+            src = bytes(src)
+            owner = by_vaddr4.get(src)
             if owner is None and rec.iroutes:
                 owner = self.iroutes.lookup(src)
             if owner is rec:
