@@ -95,6 +95,11 @@ def test_a_pool_address_stays_taken_while_a_client_on_it_is_connected(pki, tmp_p
     # The server's route to .2 is client1's now: client0 may no longer send from it (OpenVPN: the
     # source's route must be the sender's).
     assert _reaches_server(w, 1, "198.19.0.2", b"route-owner") is True
+    why = "inner packet with a source the client does not own"
+    older = ipv4_udp("198.19.0.2", SERVER_TUN, b"older")
+    w.client_nets[0].tun.inject(older)
+    assert w.run(lambda: w.server.d.drop_counters().get(why, 0) == 1, max_time=5), "client0 still sends from .2"
+    assert older not in w.server_net.tun.written
     _leave(w, leaving)
     w.add_client(client_conf(pki, "client2"))
     w.add_client(client_conf(pki, "client3"))
