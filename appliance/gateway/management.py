@@ -17,6 +17,7 @@ import socket
 from collections import deque
 
 from ..host.unlink_at_exit import identity, still_ours
+from ..openvpn.config.lexer import OPTION_PARM_SIZE, LexError, tokenize
 
 log = logging.getLogger("vpn-appliance")
 
@@ -157,10 +158,33 @@ class MgmtConn:
             self.flush()
 
     def command(self, line: str) -> None:
-        words = line.split()
+        try:
+            words = command_words(line)
+        except ValueError as e:
+            self.send_lines([f"ERROR: Options error: {e}"], reply=True)
+            return
         if not words:                       # blank, or only tabs and the like: no command
             return
         self.send_lines(self.mgr.answer(self, words), reply=True)
+
+
+def command_words(line: str) -> list[str]:
+    """A command line's words as OpenVPN 2.6 reads them (parse_line, the config syntax): "..."
+    and '...' quote, `#`/`;` start a comment, at most MAX_PARMS words. Why not split on blanks:
+    the client's certificate chooses its common name, and one with a blank or a quote could not
+    be named (`kill "evil guy"`), while OpenVPN's answer kills it. ValueError: OpenVPN's words
+    for a line it refuses (shown after "ERROR: Options error: ")."""
+    try:
+        return tokenize(line, drop_extra=True)
+    except LexError as e:
+        if e.kind == "unterminated-double":
+            raise ValueError('No closing quotation (") in TCP:0') from None
+        if e.kind == "unterminated-single":
+            raise ValueError("No closing single quotation (') in TCP:0") from None
+        if e.kind == "too-long":
+            raise ValueError(f"Parameter at TCP:0 is too long ({OPTION_PARM_SIZE} chars max): "
+                             f"{e.token[:OPTION_PARM_SIZE - 1]}") from None
+        raise ValueError(str(e)) from None
 
 
 def clean_password_line(raw: bytes) -> bytes:

@@ -17,6 +17,7 @@ class AddressPool:
             lo = ipaddress.IPv4Address(start) if start else self.net.network_address + 2
             hi = ipaddress.IPv4Address(end) if end else hosts[-1] - 1 if len(hosts) > 2 else hosts[-1]
             self.free = [str(ipaddress.IPv4Address(i)) for i in range(int(lo), int(hi) + 1)]
+            self._lo, self._hi, self._step = int(lo), int(hi), 1
         else:
             # net30, as OpenVPN's `server` expands it: the server keeps the first /30 (.1 peer .2),
             # the pool is .4 to .251 (in a /24), and the client in /30 number k gets base+4k+2
@@ -24,7 +25,9 @@ class AddressPool:
             base = int(self.net.network_address)
             self.free = [str(ipaddress.IPv4Address(base + 4 * k + 2))
                          for k in range(1, self.net.num_addresses // 4 - 1)]
+            self._lo, self._hi, self._step = base + 6, base + self.net.num_addresses - 6, 4
         self.leased: set[str] = set()
+        self.shared: dict[str, int] = {}     # leased address -> users beyond the first (share)
 
     def lease(self, want: str | None = None) -> str | None:
         if want is not None:
@@ -47,10 +50,32 @@ class AddressPool:
             return None
         return self.lease(ip)
 
+    def in_range(self, ip: str) -> bool:
+        """Whether `ip` is one of the pool's dynamic addresses (an ifconfig-push address may lie
+        in the network but outside them)."""
+        n = int(ipaddress.IPv4Address(ip))
+        return self._lo <= n <= self._hi and (n - self._lo) % self._step == 0
+
+    def share(self, ip: str) -> None:
+        """One more client on a leased address (an ifconfig-push of an address in use, the
+        operator's mistake): it stays leased until the last of them releases it."""
+        if ip in self.leased:
+            self.shared[ip] = self.shared.get(ip, 0) + 1
+
     def release(self, ip: str | None) -> None:
+        """One client no longer uses `ip`; with the last, it is free. Only an address of the
+        dynamic range goes back to `free`: a static one (ifconfig-push outside the range) handed
+        out later would be taken back from its new holder when its own client returns."""
+        n = self.shared.get(ip or "", 0)
+        if n:
+            if n > 1:
+                self.shared[ip] = n - 1
+            else:
+                del self.shared[ip]
+            return
         if ip is not None and ip in self.leased:
             self.leased.discard(ip)
-            if ipaddress.IPv4Address(ip) in self.net:
+            if self.in_range(ip):
                 self.free.append(ip)
 
     def ifconfig_push(self, ip: str) -> str:

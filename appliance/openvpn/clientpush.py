@@ -31,18 +31,7 @@ class ClientPush:
         # username-as-common-name: the username stands for the client in ccd and duplicate-cn.
         rec.common_name = s.peer_username if self.st.username_as_cn and s.peer_username else s.peer_common_name
         opts: list[str] = []
-        try:
-            ccd = self.st.ccd(rec.common_name or "") if self.st.ccd is not None else None
-            if self.st.ccd_exclusive and (ccd is None or rec.common_name == CCD_DEFAULT):
-                raise ClientRefused(f"no client-config-dir file for {rec.common_name!r} (ccd-exclusive)")
-            if ccd is None and self.st.ccd is not None:
-                # As OpenVPN 2.6: a client without a file of its own gets the DEFAULT file's
-                # options -- a `disable` there refuses every such client.
-                ccd = self.st.ccd(CCD_DEFAULT)
-        except ConfigError as e:
-            # The operator's file is broken: this client is refused (its `disable`, iroute or
-            # address may be in there), with the file and line in the log; others get in.
-            raise ClientRefused(f"client-config-dir file for {rec.common_name!r}: {e}") from None
+        ccd = self._ccd_file(rec.common_name or "")
         pool = self.st.pool
         want = None
         if ccd is not None:
@@ -64,8 +53,7 @@ class ClientPush:
             raise ClientRefused("max-clients reached", temporary=True)
         if want is not None:
             ip, mask = want[0], want[1]
-            if pool is not None and pool.lease(ip) is None:
-                self.events.append((rec, Warning(f"ifconfig-push {ip} for {rec.common_name} is already in use")))
+            self._lease_static(rec, ip)
             rec.vaddr, rec.vmask = ip, mask
             opts.append(f"ifconfig {ip} {mask}")
         elif pool is not None:
@@ -74,7 +62,7 @@ class ClientPush:
             ip = ip or pool.lease()
             if ip is None:
                 raise ClientRefused("address pool exhausted", temporary=True)
-            rec.vaddr = ip
+            rec.vaddr = rec.pool_lease = ip
             opts.append(pool.ifconfig_push(ip))
         if pool is not None:
             opts.insert(0, f"topology {pool.topology}")
@@ -99,7 +87,7 @@ class ClientPush:
         if mem is not None and rec.common_name and (rec.vaddr or rec.vaddr6) and want is None:
             mem.note(rec.common_name, rec.vaddr, rec.vaddr6)
         for n in rec.iroutes:
-            self.iroutes.append((n, rec))
+            self.iroutes.add(n, rec)
         if not rec.push_reset:
             opts += self.st.push
         opts += rec.extra_push
@@ -109,6 +97,23 @@ class ClientPush:
             self.events.append((rec, ConnectRequested()))
             raise PushDeferred()
         return opts
+
+    def _ccd_file(self, cn: str):
+        """The client's client-config-dir file, else the directory's DEFAULT file, as OpenVPN 2.6
+        (an operator's DEFAULT may say `disable`: only clients with a file of their own get in).
+        ccd-exclusive wants a file of the client's own: DEFAULT does not count, nor does a
+        client named DEFAULT (whose "own" file is everybody's), as with OpenVPN."""
+        try:
+            own = self.st.ccd(cn) if self.st.ccd is not None else None
+            if self.st.ccd_exclusive and (own is None or cn == CCD_DEFAULT):
+                raise ClientRefused(f"no client-config-dir file for {cn!r} (ccd-exclusive)")
+            if own is not None or self.st.ccd is None:
+                return own
+            return self.st.ccd(CCD_DEFAULT)
+        except ConfigError as e:
+            # The operator's file is broken: this client is refused (its `disable`, iroute or
+            # address may be in there), with the file and line in the log; others get in.
+            raise ClientRefused(f"client-config-dir file for {cn!r}: {e}") from None
 
     def connect_result(self, rec: ClientRecord, ok: bool, now: float, ccd=None, reason: str = "") -> None:
         """The verdict on a ConnectRequested; `ccd` (a parsed CcdOptions, from the file the
@@ -132,10 +137,10 @@ class ClientPush:
             if rec.vaddr and self.by_vaddr.get(rec.vaddr) is rec:
                 del self.by_vaddr[rec.vaddr]
                 self.by_vaddr4.pop(rec.vaddr_packed, None)
-                if pool is not None:
-                    pool.release(rec.vaddr)
-            if pool is not None and pool.lease(ip) is None:
-                self.events.append((rec, Warning(f"ifconfig-push {ip} for {rec.common_name} is already in use")))
+            if pool is not None and rec.pool_lease is not None:
+                pool.release(rec.pool_lease)
+                rec.pool_lease = None
+            self._lease_static(rec, ip)
             rec.vaddr, rec.vmask = ip, mask
             rec.vaddr_packed = ipaddress.IPv4Address(ip).packed
             self.by_vaddr[ip] = rec
@@ -145,11 +150,23 @@ class ClientPush:
         for n, m in getattr(ccd, "iroutes", []):
             net = ipaddress.IPv4Network(f"{n}/{m}", strict=False)
             rec.iroutes.append(net)
-            self.iroutes.append((net, rec))
+            self.iroutes.add(net, rec)
         if getattr(ccd, "push_reset", False):
             keep = ("ifconfig ", "ifconfig-ipv6 ", "topology ", "route-gateway ")
             opts[:] = [o for o in opts if o.startswith(keep)]
         opts += list(getattr(ccd, "push", []))
+
+    def _lease_static(self, rec: ClientRecord, ip: str) -> None:
+        """An ifconfig-push address: leased to `rec` (so the pool does not hand it out meanwhile);
+        one already in use is shared, with a warning, so it is freed only when the last client
+        on it is gone, whichever of them holds the route."""
+        pool = self.st.pool
+        if pool is None:
+            return
+        if pool.lease(ip) is None:
+            self.events.append((rec, Warning(f"ifconfig-push {ip} for {rec.common_name} is already in use")))
+            pool.share(ip)
+        rec.pool_lease = ip
 
     def _memory(self) -> PoolMemory | None:
         """Which name had which pool address (ifconfig-pool-persist's file, or in memory): a

@@ -26,6 +26,7 @@ from .admission import Admission
 from .clientpush import ClientPush
 from .cookie import CookieJar
 from .events import ClientFloated, SessionClosed, TunnelUp
+from .iroutes import IrouteTable
 from .errors import BadPacket
 from .opcodes import (CONTROL_FROM_CLIENT_OPS, EARLY_NEG_FLAG_RESEND_WKC, EARLY_NEG_FLAGS, EARLY_NEG_START,
                       HARD_RESET_CLIENT_OPS, NO_PEER_ID, WKC_OPS, Op, op_byte)
@@ -57,7 +58,7 @@ class ServerDispatcher(ClientPush):
         self.by_peer_id: dict[int, ClientRecord] = {}
         self.by_vaddr: dict[str, ClientRecord] = {}
         self.by_vaddr4: dict[bytes, ClientRecord] = {}    # by_vaddr's IPv4 part, keyed as in headers
-        self.iroutes: list[tuple[ipaddress.IPv4Network, ClientRecord]] = []
+        self.iroutes = IrouteTable()
         self.out: list[tuple[bytes, object]] = []
         self.events: deque = deque()
         self.stats: dict[str, int] = {}
@@ -154,7 +155,10 @@ class ServerDispatcher(ClientPush):
                 self._count("short packet")
                 return None, []
             rec = self.by_peer_id.get(int.from_bytes(packet[1:4], "big"))
-            if rec is None:
+            if rec is None or (rec.tcp and rec.addr != addr):
+                # Over TCP a connection carries one session: its packets are that session's
+                # whatever peer-id they name (OpenVPN looks none up on TCP), never another
+                # client's, opened with that client's keys.
                 # OpenVPN 2.6 keeps a client's peer-id for a new TLS session from the same address
                 # (its peer-id belongs to the instance, not the session), and its clients go on
                 # sending the first session's peer-id after starting one in-process (after a
@@ -173,9 +177,11 @@ class ServerDispatcher(ClientPush):
                 self._collect(rec)
                 if not rec.alive:
                     return rec, []
-            if rec.addr != addr and not rec.tcp and s.data_authenticated != before:
+            if rec.addr != addr and not rec.tcp and s.data_authenticated != before and s.established:
                 # Only a packet that authenticated (and was no replay) may move the client: a
-                # forged or replayed one from elsewhere must not redirect its traffic.
+                # forged or replayed one from elsewhere must not redirect its traffic. Nor may
+                # a session not admitted yet (_check_sources): a restart waiting in `pending`
+                # moved away from the address it is kept under there.
                 if not self._float(rec, addr):
                     return rec, []
             return rec, self._check_sources(rec, pts)
@@ -260,11 +266,27 @@ class ServerDispatcher(ClientPush):
         return list(self.by_addr.values()) + list(self.pending.values())
 
     def _check_sources(self, rec: ClientRecord, pts: list) -> list:
-        """Inner packets must come from the client's own address or its iroutes (anti-spoofing).
-        A refused packet is no tunnel traffic, and `inactive` must not see it as such."""
+        """Inner packets must come from an address the server routes to this client (anti-
+        spoofing), as OpenVPN 2.6 checks them: the source's route, longest prefix first, is the
+        sender's. Being in the sender's own iroute is not enough: a narrower iroute or pool
+        address of another client inside it is that client's, and so is an address the sender
+        shares with a newer client (an ifconfig-push collision: the newer holds the route).
+        A refused packet is no tunnel traffic, and `inactive` must not see it as such.
+
+        Nothing passes before the client is admitted (its push sent): its session has data keys
+        from the key exchange on, and a hostile client need not wait for the push to use them
+        (cipher and peer-id are easy guesses), while a client-connect script may still refuse
+        it -- with its address and iroutes already set. OpenVPN 2.6 drops a client's data until
+        client-connect succeeded (CAS_CONNECT_DONE)."""
         if not pts:
             return pts
+        if not rec.session.established:
+            for p in pts:
+                self._refused(rec, p, "data from a client not admitted yet")
+            return []
         ok = []
+        by_vaddr4 = self.by_vaddr4
+        own = rec.vaddr_packed if rec.vaddr_packed and by_vaddr4.get(rec.vaddr_packed) is rec else None
         for p in pts:
             v = p[0] >> 4 if len(p) >= 20 else 0
             if v == 6 and len(p) >= 40:
@@ -278,7 +300,14 @@ class ServerDispatcher(ClientPush):
                 self._refused(rec, p, "inner packet not IP")
                 continue
             src = p[12:16]
-            if src == rec.vaddr_packed or (rec.iroutes and _in_any(bytes(src), rec.iroutes)):
+            if src == own:                      # the common case: its own address, still its route
+                ok.append(p)
+                continue
+            src = bytes(src)
+            owner = by_vaddr4.get(src)
+            if owner is None and rec.iroutes:
+                owner = self.iroutes.lookup(src)
+            if owner is rec:
                 ok.append(p)
             else:
                 self._refused(rec, p, "inner packet with a source the client does not own")
@@ -470,23 +499,15 @@ class ServerDispatcher(ClientPush):
         rec = self.by_vaddr4.get(dst)
         if rec is not None or not self.iroutes:
             return rec
-        return self._iroute(ipaddress.IPv4Address(dst))
+        return self.iroutes.lookup(dst)
 
     def route(self, dst: str) -> ClientRecord | None:
         rec = self.by_vaddr.get(dst)
         if rec is not None:
             return rec
         if self.iroutes and ":" not in dst:
-            return self._iroute(ipaddress.IPv4Address(dst))
+            return self.iroutes.lookup(ipaddress.IPv4Address(dst).packed)
         return None
-
-    def _iroute(self, a: ipaddress.IPv4Address) -> ClientRecord | None:
-        """The client whose iroute holds `a`, longest prefix first."""
-        best = None
-        for n, r in self.iroutes:
-            if a in n and (best is None or n.prefixlen > best[0].prefixlen):
-                best = (n, r)
-        return best[1] if best is not None else None
 
     def take_outgoing(self) -> list[tuple[bytes, object]]:
         out, self.out = self.out, []
@@ -601,13 +622,16 @@ class ServerDispatcher(ClientPush):
             del self.by_vaddr4[rec.vaddr_packed]
         if rec.vaddr and self.by_vaddr.get(rec.vaddr) is rec:
             del self.by_vaddr[rec.vaddr]
-            if self.st.pool is not None:
-                self.st.pool.release(rec.vaddr)
+        if rec.pool_lease is not None and self.st.pool is not None:
+            # Its own lease, whoever holds the route now (see ClientRecord.pool_lease).
+            self.st.pool.release(rec.pool_lease)
+            rec.pool_lease = None
         if rec.vaddr6 and self.by_vaddr.get(rec.vaddr6) is rec:
             del self.by_vaddr[rec.vaddr6]
             if self.st.pool6 is not None:
                 self.st.pool6.release(rec.vaddr6)
-        self.iroutes = [(n, r) for n, r in self.iroutes if r is not rec]
+        for n in rec.iroutes:
+            self.iroutes.remove(n, rec)
 
     def _drop(self, rec: ClientRecord, reason: str) -> None:
         s = rec.session
@@ -691,11 +715,6 @@ class ServerDispatcher(ClientPush):
     @property
     def clients(self) -> list[ClientRecord]:
         return list(self.by_addr.values())
-
-
-def _in_any(addr4: bytes, nets: list[ipaddress.IPv4Network]) -> bool:
-    a = ipaddress.IPv4Address(addr4)
-    return any(a in n for n in nets)
 
 
 def _replay_pid(packet: bytes) -> int:

@@ -33,6 +33,10 @@ class ClientRecord:
     vaddr: str | None = None
     vaddr_packed: bytes = b""            # the same, as it stands in packet headers (hot-path compares)
     vmask: str | None = None
+    # The IPv4 address this client holds in the pool, released when it goes, whoever holds
+    # vaddr's route by then: with an ifconfig-push of an address already in use (shared, see
+    # AddressPool.share) the route is the newer client's, as with OpenVPN 2.6.
+    pool_lease: str | None = None
     vaddr6: str | None = None
     iroutes: list[ipaddress.IPv4Network] = field(default_factory=list)
     common_name: str | None = None

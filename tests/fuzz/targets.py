@@ -317,7 +317,7 @@ def _server_world():
     import ipaddress
     rec = d.by_addr[SERVER_ADDRS[0]]
     rec.iroutes = [ipaddress.IPv4Network("198.18.200.0/24")]
-    d.iroutes.append((rec.iroutes[0], rec))
+    d.iroutes.add(rec.iroutes[0], rec)
     return ServerDataPath(d, lambda cipher, v2: 1400, True), clients
 
 

@@ -20,11 +20,19 @@ _SPACE = " \t\r\f\v"
 
 
 class LexError(ValueError):
-    """A line that cannot be tokenized; the message says why."""
+    """A line that cannot be tokenized; the message says why. `kind` (unterminated-double,
+    unterminated-single, too-long, too-many) and `token` (the one too long) let a caller word
+    it as OpenVPN does (the management interface)."""
+
+    def __init__(self, message: str, kind: str = "", token: str = "") -> None:
+        super().__init__(message)
+        self.kind, self.token = kind, token
 
 
-def tokenize(line: str) -> list[str]:
-    """One config line → tokens. Raises LexError (unterminated quote, limits)."""
+def tokenize(line: str, drop_extra: bool = False) -> list[str]:
+    """One config line → tokens. Raises LexError (unterminated quote, limits). `drop_extra`:
+    what follows the MAX_PARMS-th token is left unread, as OpenVPN's parse_line does (the
+    management interface; in a config that changes the meaning, so it is refused there)."""
     out: list[str] = []
     i, n = 0, len(line)
     while i < n:
@@ -43,7 +51,7 @@ def tokenize(line: str) -> list[str]:
                 tok.append(line[i])
                 i += 1
             if i >= n:
-                raise LexError("unterminated double quote")
+                raise LexError("unterminated double quote", "unterminated-double")
             i += 1
         elif c == "'":
             i += 1
@@ -51,7 +59,7 @@ def tokenize(line: str) -> list[str]:
                 tok.append(line[i])
                 i += 1
             if i >= n:
-                raise LexError("unterminated single quote")
+                raise LexError("unterminated single quote", "unterminated-single")
             i += 1
         else:
             while i < n and line[i] not in _SPACE:
@@ -61,11 +69,13 @@ def tokenize(line: str) -> list[str]:
                 i += 1
         if len(tok) > OPTION_PARM_SIZE:
             raise LexError(f"parameter {len(out) + 1} is too long ({len(tok)} characters; "
-                           f"OpenVPN allows {OPTION_PARM_SIZE})")
+                           f"OpenVPN allows {OPTION_PARM_SIZE})", "too-long", "".join(tok))
         out.append("".join(tok))
+        if drop_extra and len(out) == MAX_PARMS:
+            break
         if len(out) > MAX_PARMS:
             raise LexError(f"too many parameters (OpenVPN reads at most {MAX_PARMS} per line, "
-                           "the directive included)")
+                           "the directive included)", "too-many")
     return out
 
 

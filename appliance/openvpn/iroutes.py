@@ -1,0 +1,60 @@
+"""The server's iroutes: the networks behind clients (ccd `iroute`), looked up longest prefix
+first, as OpenVPN's route table does -- for the destination of a packet (which client gets it)
+and for its source (whether the sending client may use it, server.py _check_sources).
+
+Why a table by prefix length and not a list: the lookup runs for every packet to or from a
+network behind a client, and a scan of every client's networks cost about 50 us per packet with
+200 of them; here it is one dictionary probe per prefix length in use.
+
+As in OpenVPN, a newer client's route to the same network replaces the older one's, and leaving
+removes only a client's own routes.
+"""
+from __future__ import annotations
+
+import ipaddress
+from typing import Iterator
+
+
+class IrouteTable:
+    def __init__(self) -> None:
+        self._by_len: dict[int, dict[int, object]] = {}    # prefix length -> network >> host bits -> client
+        self._lens: list[int] = []                          # the prefix lengths in use, longest first
+
+    def __bool__(self) -> bool:
+        return bool(self._lens)
+
+    def __iter__(self) -> Iterator[tuple[ipaddress.IPv4Network, object]]:
+        for plen in self._lens:
+            for key, owner in self._by_len[plen].items():
+                yield ipaddress.IPv4Network((key << (32 - plen), plen)), owner
+
+    def add(self, net: ipaddress.IPv4Network, owner: object) -> None:
+        plen = net.prefixlen
+        table = self._by_len.get(plen)
+        if table is None:
+            table = self._by_len[plen] = {}
+            self._lens = sorted(self._by_len, reverse=True)
+        table[int(net.network_address) >> (32 - plen)] = owner
+
+    def remove(self, net: ipaddress.IPv4Network, owner: object) -> None:
+        """`owner`'s route to `net`, if it still holds it (a newer client's stays)."""
+        plen = net.prefixlen
+        table = self._by_len.get(plen)
+        key = int(net.network_address) >> (32 - plen)
+        if table is None or table.get(key) is not owner:
+            return
+        del table[key]
+        if not table:
+            del self._by_len[plen]
+            self._lens = sorted(self._by_len, reverse=True)
+
+    def lookup(self, addr4: bytes) -> object | None:
+        """The client whose network holds this IPv4 address (4 bytes, as in a header), longest
+        prefix first; None if none does."""
+        a = int.from_bytes(addr4, "big")
+        by_len = self._by_len
+        for plen in self._lens:
+            owner = by_len[plen].get(a >> (32 - plen))
+            if owner is not None:
+                return owner
+        return None

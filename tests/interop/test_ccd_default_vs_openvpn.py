@@ -1,0 +1,39 @@
+"""client-config-dir/DEFAULT, with Debian's OpenVPN 2.6 clients, against OpenVPN 2.6's server and
+ours (the same config and files): a client without a file of its own gets DEFAULT, so a DEFAULT
+saying `disable` lets only clients with their own file in. Ours ignored DEFAULT (everyone got in).
+"""
+from __future__ import annotations
+
+import pytest
+
+from lab.configs import client_profile, server_config
+from lab.netns import TUN_SERVER_IP, Lab
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    with Lab(clients=["client1", "client2"], tmp=tmp_path_factory.mktemp("ccddeflab")) as lab:
+        yield lab
+
+
+@pytest.mark.parametrize("server", ["openvpn", "ours"])
+def test_a_default_file_saying_disable_admits_only_clients_with_their_own(lab, procs, server):
+    ccd = lab.tmp / f"ccd-{server}"
+    ccd.mkdir()
+    (ccd / "DEFAULT").write_text("disable\n")
+    (ccd / "client1").write_text("ifconfig-push 198.19.0.71 255.255.255.0\n")
+    cfg = server_config(lab.pki, extra=f"client-config-dir {ccd}\n")
+    if server == "openvpn":
+        procs.append(lab.openvpn(lab.srv, cfg, f"defsrv-{len(lab.procs)}"))
+    else:
+        procs.append(lab.ours(lab.srv, cfg, f"defsrv-{len(lab.procs)}", pattern=r"listening on UDP"))
+    good = lab.openvpn(lab.cli, client_profile(lab.pki, "udp", client="client1"), f"defgood-{len(lab.procs)}")
+    procs.append(good)
+    assert lab.ping(lab.cli, TUN_SERVER_IP, 3) == 3
+    ns = getattr(lab, "c2", None) or lab.add_client_ns(4)
+    lab.c2 = ns
+    bad = lab.openvpn(ns, client_profile(lab.pki, "udp", client="client2", remotes=[("198.18.5.1", 1194, "udp")]),
+                      f"defbad-{len(lab.procs)}", wait=0)
+    procs.append(bad)
+    assert bad.wait_for("AUTH_FAILED", 30), bad.log()[-2000:]
+    assert "Initialization Sequence Completed" not in bad.log(), f"{server}'s server let a client without a file in"
