@@ -74,4 +74,4 @@ def test_a_line_separator_in_a_common_name_adds_no_option_through_a_client_conne
     assert len(gw.d.clients) == len(names)
     for rec in gw.d.clients:
         assert rec.iroutes == [], repr(rec.common_name)
-    assert gw.d.iroutes == []
+    assert list(gw.d.iroutes) == []

@@ -32,6 +32,10 @@ def _reaches_server(w: World, i: int, src: str, tag: bytes) -> bool:
     return pkt in w.server_net.tun.written
 
 
+# A leaving client tells the server only with explicit-exit-notify (as OpenVPN 2.6's client).
+LEAVES = "explicit-exit-notify 1\n"
+
+
 def _leave(w: World, i: int) -> None:
     gw = w.server
     n = len(gw.d.clients)
@@ -66,7 +70,7 @@ def test_a_static_address_outside_the_dynamic_range_never_joins_it(pki, tmp_path
     w = World()
     w.add_server(server_conf(pki, extra="ifconfig-pool 198.19.0.100 198.19.0.100\n"))
     _ccd(w, tmp_path, {"client0": "ifconfig-push 198.19.0.50 255.255.255.0\n"})
-    w.add_client(client_conf(pki, "client0"))
+    w.add_client(client_conf(pki, "client0", extra=LEAVES))
     assert w.run(lambda: _up(w, 0), max_time=30)
     assert w.client_addr(0) == "198.19.0.50"
     _leave(w, 0)
@@ -87,9 +91,9 @@ def test_a_pool_address_stays_taken_while_a_client_on_it_is_connected(pki, tmp_p
     w = World()
     w.add_server(server_conf(pki, extra="ifconfig-pool 198.19.0.2 198.19.0.3\n"))
     _ccd(w, tmp_path, {"client1": "ifconfig-push 198.19.0.2 255.255.255.0\n"})
-    w.add_client(client_conf(pki, "client0"))
+    w.add_client(client_conf(pki, "client0", extra=LEAVES))
     assert w.run(lambda: _up(w, 0), max_time=30)
-    w.add_client(client_conf(pki, "client1"))
+    w.add_client(client_conf(pki, "client1", extra=LEAVES))
     assert w.run(lambda: _up(w, 1), max_time=30)
     assert w.client_addr(0) == w.client_addr(1) == "198.19.0.2"
     # The server's route to .2 is client1's now: client0 may no longer send from it (OpenVPN: the
