@@ -323,6 +323,20 @@ class PushRejected(BadPacket):
     """A pushed option matched a `pull-filter reject`: OpenVPN treats that as an error and restarts."""
 
 
+# What separates a pushed option's words: OpenVPN's parse_line splits at C isspace() only.
+# Python's str.split() also splits at U+00A0, U+2000..U+200A, U+3000, U+001C...:
+# `route<U+00A0>0.0.0.0<U+00A0>128.0.0.0` passed a `pull-filter ignore "route "` (it does not
+# start with "route ") and was then applied as a route, where OpenVPN sees one unknown word.
+_OPTION_SPLIT = re.compile(r"[ \t\n\v\f\r]+")
+
+# What `route-nopull` keeps out, as OpenVPN 2.6 (init.c pull_permission_mask: without route-nopull
+# only, OPT_P_ROUTE and OPT_P_DHCPDNS are taken): routes, redirect-gateway, block-ipv6, and the
+# DNS options, which otherwise still reached the host's resolver, the LAN's DNS forwarder and
+# DHCP server (a profile that keeps the server's routes out keeps its DNS out too).
+NOPULL_OPTIONS = frozenset(("route", "route-ipv6", "redirect-gateway", "redirect-private", "route-metric",
+                            "block-ipv6", "dhcp-option", "dns", "block-outside-dns", "register-dns"))
+
+
 def _pull_filter_action(item: str, filters) -> str:
     """OpenVPN's rule: the first filter whose text starts the option line decides; default accept."""
     for action, prefix in filters:
@@ -332,28 +346,34 @@ def _pull_filter_action(item: str, filters) -> str:
 
 
 def parse_push_reply_untrusted(text: str, into: PushedOptions | None = None,
-                               filters: "list[tuple[str, str]] | tuple" = ()) -> PushedOptions:
+                               filters: "list[tuple[str, str]] | tuple" = (),
+                               route_nopull: bool = False) -> PushedOptions:
     """Parse `PUSH_REPLY,opt args,opt args...`; unknown options are recorded, not fatal (as OpenVPN).
 
-    `filters` are the profile's `pull-filter` lines in order, (accept|ignore|reject, text).
+    `filters` are the profile's `pull-filter` lines in order, (accept|ignore|reject, text);
+    `route_nopull`: the profile's `route-nopull` (NOPULL_OPTIONS are recorded as ignored).
     """
     if not text.startswith("PUSH_REPLY"):
         raise BadPacket("not a PUSH_REPLY")
     p = into if into is not None else PushedOptions()
     cont = None
     for item in text.split(",")[1:]:
-        a = item.split()
+        a = [w for w in _OPTION_SPLIT.split(item) if w]
         if not a:
             continue
         name, args = a[0], a[1:]
         if filters and name != "push-continuation":
-            line = item.strip()
-            action = _pull_filter_action(line, filters)
+            # The words as they will be applied, one space apart: OpenVPN compares the raw line,
+            # so `route<TAB>0.0.0.0 128.0.0.0` (or two spaces) passes its `ignore "route "`.
+            action = _pull_filter_action(" ".join(a), filters)
             if action == "ignore":
                 p.filtered.append(" ".join(a))
                 continue
             if action == "reject":
                 raise PushRejected(f"pushed option rejected by pull-filter: {' '.join(a)}")
+        if route_nopull and name in NOPULL_OPTIONS:
+            p.ignored.append(" ".join(a) + " (route-nopull)")
+            continue
         try:
             if name == "ifconfig" and len(args) >= 2:
                 p.ifconfig = (_ipv4(args[0]), _ipv4(args[1]))
