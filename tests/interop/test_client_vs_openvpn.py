@@ -311,6 +311,20 @@ def test_pull_filter_ignores_and_rejects_pushed_options(lab, run):
     assert "0.0.0.0/1" not in lab.cli.run("ip route show").stdout
 
 
+def test_pull_filter_holds_for_routes_spelled_with_other_white_space(lab, run):
+    # A hostile server (or one whose key was stolen) spells its routes so that they no longer
+    # start with the profile's filter text: a no-break space (U+00A0) or a tab between the words.
+    # Both were installed past `pull-filter ignore "route "`; OpenVPN's parser takes the first as
+    # one unknown word, and the tab one is compared as the route it is.
+    srv, cli = run(server_extra='push "route\u00a0198.18.101.0\u00a0255.255.255.0"\n'
+                                'push "route\t198.18.102.0 255.255.255.0"\n',
+                   client_extra='pull-filter ignore "route "\n')
+    routes = lab.cli.run("ip route show").stdout
+    assert "198.18.101.0" not in routes and "198.18.102.0" not in routes, routes
+    assert re.search(r"dropped by pull-filter: [^\n]*route 198\.18\.102\.0 255\.255\.255\.0", cli.log()), cli.log()
+    assert lab.ping(lab.cli, TUN_SERVER_IP, 2) == 2
+
+
 @pytest.mark.parametrize("server_comp,client_comp", [("comp-lzo no", "comp-lzo no"),
                                                      ("compress stub-v2", "compress stub-v2")])
 def test_compression_framing_stubs(lab, run, server_comp, client_comp):
