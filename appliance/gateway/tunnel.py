@@ -42,6 +42,17 @@ def _covers6(net6: str, addr: str) -> bool:
         return False
 
 
+def _covers4(net: str, mask: str, addr: str) -> bool:
+    """Whether the pushed IPv4 route `net`/`mask` covers the IPv4 address `addr` (False for
+    anything that is not a pair of IPv4 values: a bad route is skipped later, not here)."""
+    if ":" in addr:
+        return False
+    try:
+        return ipaddress.IPv4Address(addr) in ipaddress.IPv4Network(f"{net}/{mask_to_prefix(mask)}", strict=False)
+    except ValueError:
+        return False
+
+
 class _TunAndRoutes:
     """A TUN device with the routes we added for it; close() removes both (best effort)."""
     tun: TunDevice | None
@@ -187,14 +198,24 @@ class TunnelNetwork(_TunAndRoutes):
 
     def _server_needs_host_route(self, pushed, remote_ip: str) -> bool:
         """Whether the server needs its host route along the pre-tunnel path: this push may
-        redirect the default route (redirect-gateway, or a pushed default route), or, for an
-        IPv6 server, a pushed route-ipv6 covers its address (as OpenVPN checks IPv6 routes)."""
+        redirect the default route (redirect-gateway, or a pushed default route), or a pushed
+        route (IPv4 or IPv6) or the pushed subnet covers its address. Why IPv4 too (OpenVPN
+        checks only IPv6 routes): a hostile server pushing `route <its address>`, or 0.0.0.0/1
+        without redirect-gateway, sent the client's packets to it into the TUN, where each came
+        back out of the pump to the same route, a loop that kept a core busy (~95% CPU in the
+        lab) until ping-restart."""
         if self.opts.route_nopull:
             return False
         flags = pushed.redirect_gateway if pushed.redirect_gateway is not None else self.opts.redirect_gateway
         if flags is not None and ("!ipv4" not in flags or "ipv6" in flags):
             return True
         if any(m in ("0.0.0.0", "0") for _n, m, _g, _x in pushed.routes):
+            return True
+        if any(g != "net_gateway" and _covers4(n, m, remote_ip) for n, m, g, _x in pushed.routes):
+            return True
+        local, second = pushed.ifconfig
+        if (_covers4(local, second, remote_ip) if pushed.topology == "subnet"
+                else remote_ip in (local, second)):
             return True
         return any(gw6 != "net_gateway_ipv6" and _covers6(n6, remote_ip) for n6, gw6 in pushed.routes_ipv6)
 

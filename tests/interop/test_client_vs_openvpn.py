@@ -227,6 +227,22 @@ def test_redirect_gateway_with_a_pushed_route_covering_the_server(lab, run):
         lab.cli.run("ip route del default", check=False)
 
 
+@pytest.mark.parametrize("pushed", ["route 198.18.0.0 255.255.255.128", "route 198.18.0.1 255.255.255.255"])
+def test_pushed_route_covering_the_server_without_redirect_gateway(lab, run, pushed):
+    # A hostile server pushes a route over its own address (its host route, or a /25 holding it,
+    # more specific than the client's on-link /24) without redirect-gateway: the client's packets
+    # to the server followed it into the tunnel and looped there (a core busy, no ping through)
+    # until ping-restart. As for route-ipv6 (OpenVPN checks those) the server keeps its host
+    # route along the pre-tunnel path.
+    srv, cli = run(server_extra=f'push "{pushed}"\n')
+    routes = lab.cli.run("ip route show").stdout
+    assert re.search(rf"^{re.escape(SRV_IP)} (via \S+ )?dev (?!tun0)", routes, re.M), routes
+    assert lab.ping(lab.cli, TUN_SERVER_IP, 3) == 3
+    assert lab.tcp_transfer(lab.srv, TUN_SERVER_IP, lab.cli, 200_000) > 0
+    cli.stop(8)
+    assert SRV_IP + " " not in lab.cli.run("ip route show").stdout, "host route left behind after exit"
+
+
 def test_redirect_gateway_then_failover_to_a_remote_at_another_address(lab, run):
     # Two servers at two addresses reached through the client's default route, both pushing
     # redirect-gateway. The first one goes away: the client must reach the second although the
