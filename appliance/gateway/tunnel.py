@@ -199,7 +199,7 @@ class TunnelNetwork(_TunAndRoutes):
     def _server_needs_host_route(self, pushed, remote_ip: str) -> bool:
         """Whether the server needs its host route along the pre-tunnel path: this push may
         redirect the default route (redirect-gateway, or a pushed default route), or a pushed
-        route (IPv4 or IPv6) or the pushed subnet covers its address. Why IPv4 too (OpenVPN
+        route (IPv4 or IPv6) or the pushed subnet (IPv4 or IPv6) covers its address. Why IPv4 too (OpenVPN
         checks only IPv6 routes): a hostile server pushing `route <its address>`, or 0.0.0.0/1
         without redirect-gateway, sent the client's packets to it into the TUN, where each came
         back out of the pump to the same route, a loop that kept a core busy (~95% CPU in the
@@ -217,6 +217,10 @@ class TunnelNetwork(_TunAndRoutes):
         if (_covers4(local, second, remote_ip) if pushed.topology == "subnet"
                 else remote_ip in (local, second)):
             return True
+        if pushed.ifconfig_ipv6 is not None:
+            addr6, _, plen = pushed.ifconfig_ipv6[0].partition("/")
+            if _covers6(f"{addr6}/{plen or 64}", remote_ip):     # as apply() puts it on the TUN
+                return True
         return any(gw6 != "net_gateway_ipv6" and _covers6(n6, remote_ip) for n6, gw6 in pushed.routes_ipv6)
 
     def _pushed_routes(self, pushed, remote_ip: str, ng4, ng6, has6: bool, server_path=None) -> None:
