@@ -74,8 +74,13 @@ class TunnelNetwork(_TunAndRoutes):
     """The TUN device and the addresses/routes pushed by the server; kept across reconnects
     (persist-tun), so LAN traffic is dropped while the tunnel is down, never sent in clear."""
 
-    def __init__(self, opts: Options) -> None:
+    def __init__(self, opts: Options, lan_nets: "tuple | list" = ()) -> None:
         self.opts = opts
+        # Router mode: the LAN's networks. A pushed route inside one (more specific than its
+        # connected route) sent the appliance's traffic for those LAN hosts into the tunnel:
+        # the forwarded answers to them (the tunnel's own, de-NATed) went back into the TUN and
+        # were dropped, and the kernel's answers to them (echo replies...) went to the server.
+        self.lan_nets = [ipaddress.ip_network(n, strict=False) for n in lan_nets]
         self.tun = None
         self.routes = None
         self.applied: tuple | None = None
@@ -163,6 +168,7 @@ class TunnelNetwork(_TunAndRoutes):
         server_path = (RouteSet.path_to(remote_ip, not_dev=self.tun.name)
                        if self._server_needs_host_route(pushed, remote_ip) else None)
         local, second = pushed.ifconfig
+        self._address_outside_lan(pushed)
         flush, self.addressed = self.addressed, True
         link = self.link_mtu != mtu
         if pushed.topology == "subnet":
@@ -291,15 +297,40 @@ class TunnelNetwork(_TunAndRoutes):
         log.warning("block-ipv6: the TUN device takes no IPv6 (%s): ::/1 and 8000::/1 refused by the "
                     "host (unreachable) instead", e)
 
+    def _address_outside_lan(self, pushed) -> None:
+        """RuntimeError (the push is refused, the client starts over) for a tunnel address or
+        subnet inside a LAN network: the TUN's connected route would take those LAN hosts as a
+        pushed route would (see __init__), and there is no tunnel without its address."""
+        local, second = pushed.ifconfig
+        try:
+            self._inside_lan(local, 32)
+            if pushed.topology == "subnet":
+                self._inside_lan(local, mask_to_prefix(second))
+            else:
+                self._inside_lan(second, 32)            # the peer's host route
+            if pushed.ifconfig_ipv6 is not None:
+                addr6, _, plen = pushed.ifconfig_ipv6[0].partition("/")
+                self._inside_lan(addr6, int(plen or 64))
+        except ValueError as e:
+            raise RuntimeError(f"pushed tunnel address {e}: refused") from None
+
+    def _inside_lan(self, net: str, prefix: int) -> None:
+        """ValueError (the route is skipped) when the pushed route lies inside a LAN network."""
+        n = ipaddress.ip_network(f"{net}/{prefix}", strict=False)
+        for lan in self.lan_nets:
+            if lan.version == n.version and n.subnet_of(lan):
+                raise ValueError(f"inside the LAN's network {lan}")
+
     def _route4(self, net: str, mask: str, gw, metric, ng4) -> bool:
         """One pushed IPv4 route; True when it is a default route (for the caller's def1 halves).
         ValueError (the route is skipped) for what is no IPv4 route: an IPv6 destination would
         put IPv6 traffic into the tunnel with no IPv6 pushed, and a metric beyond 32 bits has no
-        kernel form."""
+        kernel form; and for one inside the LAN (router mode, see __init__)."""
         ipaddress.IPv4Address(net)
         if metric is not None and not 0 <= metric <= 0xFFFFFFFF:
             raise ValueError(f"metric {metric} out of range")
         prefix = mask_to_prefix(mask)
+        self._inside_lan(net, prefix)
         if gw == "net_gateway":
             if ng4 is None:
                 log.warning("route %s/%d net_gateway: there is no default route to use; skipped", net, prefix)
@@ -325,6 +356,7 @@ class TunnelNetwork(_TunAndRoutes):
         if "%" in n6 or not 0 <= plen6 <= 128:
             raise ValueError(net6)
         ipaddress.IPv6Address(n6)
+        self._inside_lan(n6, plen6)
         if gw6 == "net_gateway_ipv6":
             if ng6 is None:
                 log.warning("route-ipv6 %s net_gateway_ipv6: there is no IPv6 default route; skipped", net6)
