@@ -337,6 +337,17 @@ NOPULL_OPTIONS = frozenset(("route", "route-ipv6", "redirect-gateway", "redirect
                             "block-ipv6", "dhcp-option", "dns", "block-outside-dns", "register-dns"))
 
 
+# An option kept only to be logged (ignored, filtered) keeps at most this much of its text: a
+# server sending 1024 push-continuation parts of one 16 KB unknown option each made the client
+# hold ~17 MB until the option count refused the push (the VM has ~75 MB to spare).
+MAX_NOTED_CHARS = 256
+
+
+def _noted(words: list[str]) -> str:
+    text = " ".join(words)
+    return text if len(text) <= MAX_NOTED_CHARS else text[:MAX_NOTED_CHARS] + "..."
+
+
 def _pull_filter_action(item: str, filters) -> str:
     """OpenVPN's rule: the first filter whose text starts the option line decides; default accept."""
     for action, prefix in filters:
@@ -367,12 +378,12 @@ def parse_push_reply_untrusted(text: str, into: PushedOptions | None = None,
             # so `route<TAB>0.0.0.0 128.0.0.0` (or two spaces) passes its `ignore "route "`.
             action = _pull_filter_action(" ".join(a), filters)
             if action == "ignore":
-                p.filtered.append(" ".join(a))
+                p.filtered.append(_noted(a))
                 continue
             if action == "reject":
                 raise PushRejected(f"pushed option rejected by pull-filter: {' '.join(a)}")
         if route_nopull and name in NOPULL_OPTIONS:
-            p.ignored.append(" ".join(a) + " (route-nopull)")
+            p.ignored.append(_noted(a) + " (route-nopull)")
             continue
         try:
             if name == "ifconfig" and len(args) >= 2:
@@ -437,7 +448,7 @@ def parse_push_reply_untrusted(text: str, into: PushedOptions | None = None,
             elif name == "push-continuation" and args:
                 cont = args[0]
             else:
-                p.ignored.append(" ".join(a))
+                p.ignored.append(_noted(a))
         except ValueError:
             raise BadPacket(f"bad pushed option: {' '.join(a)}") from None
     n = len(p.routes) + len(p.routes_ipv6) + len(p.dhcp_options) + len(p.ignored) + len(p.filtered)

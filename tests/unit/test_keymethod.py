@@ -136,6 +136,24 @@ def test_route_nopull_takes_no_pushed_routes_or_dns_as_openvpn():
         parse_push_reply_untrusted(push, None, [("reject", "dhcp-option")], route_nopull=True)
 
 
+def test_endless_continuations_of_huge_unknown_options_hold_little_memory():
+    # Each part one TLS record (16 KB) of an option nobody knows, announcing more to come: until
+    # the option count refuses the push, only a log line's worth of each is kept.
+    import tracemalloc
+    part = "PUSH_REPLY," + "x" * 16_300 + ",push-continuation 2"
+    tracemalloc.start()
+    try:
+        p = None
+        with pytest.raises(PushRejected, match="more than 1024 options"):
+            for _ in range(2000):
+                p = parse_push_reply_untrusted(part, p)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 2_000_000, peak
+    assert p.ignored[0] == "x" * 256 + "..."
+
+
 def test_pull_filter_reject_refuses_the_push():
     with pytest.raises(PushRejected, match="redirect-gateway def1"):
         parse_push_reply_untrusted(PUSHED, None, [("reject", "redirect-gateway")])
