@@ -59,3 +59,35 @@ def test_a_pushed_tunnel_address_inside_the_lan_is_refused(lab):
             app.stop(10)
     finally:
         srv.stop(5)
+
+
+FAR = "198.18.200.7"          # "somewhere on the Internet", beyond the WAN gateway
+
+
+def test_pushed_net_gateway_routes_send_no_lan_traffic_out_of_the_wan(lab):
+    # The server tries to send the LAN's traffic around the tunnel: routes via the pre-tunnel
+    # gateway (OpenVPN's net_gateway) over everything and over one far network, beside
+    # redirect-gateway block-local. The kill switch drops LAN → WAN by interface whatever the
+    # routes say: nothing of the LAN's reaches the WAN, and the far address sees nothing at all.
+    push = "".join(f'push "{o}"\n' for o in ("redirect-gateway def1 block-local",
+                                              "route 0.0.0.0 128.0.0.0 net_gateway",
+                                              "route 128.0.0.0 128.0.0.0 net_gateway",
+                                              f"route {FAR} 255.255.255.255 net_gateway"))
+    srv = lab.openvpn_server(server_config(lab.pki, ipv6=False, push_dns=False, extra=push))
+    try:
+        app = lab.appliance(lab.appliance_toml(client_profile(lab.pki)))
+        try:
+            routes = lab.app.run("ip route show").stdout
+            assert f"{FAR} via" in routes, routes          # the server's routes did go in
+            cap = lab.capture("netgw")
+            lab.lan.run(f"ping -c 3 -i 0.2 -W 1 -p 6c65616b {FAR}", check=False)
+            lab.lan.run(f"timeout 3 bash -c 'echo leak > /dev/tcp/{FAR}/80'", check=False)
+            pcap = lab.stop_capture(cap)
+            from scapy.all import IP, rdpcap
+            assert [p.summary() for p in rdpcap(str(pcap)) if IP in p and FAR in (p[IP].src, p[IP].dst)] == []
+            assert lab.wan_leaks(pcap) == []
+            assert "LAN never leaves the WAN in clear" in lab.app.run("nft list chain inet vpnappliance forward").stdout
+        finally:
+            app.stop(10)
+    finally:
+        srv.stop(5)
