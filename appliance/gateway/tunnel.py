@@ -301,6 +301,8 @@ class TunnelNetwork(_TunAndRoutes):
         """RuntimeError (the push is refused, the client starts over) for a tunnel address or
         subnet inside a LAN network: the TUN's connected route would take those LAN hosts as a
         pushed route would (see __init__), and there is no tunnel without its address."""
+        if not self.lan_nets:
+            return
         local, second = pushed.ifconfig
         try:
             self._inside_lan(local, 32)
