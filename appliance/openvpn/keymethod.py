@@ -303,17 +303,22 @@ def _update_dns(p: "PushedOptions") -> None:
     """`dns`/`dns_endpoints`: the 2.6 `dns server` addresses by priority (lowest N first, plain
     transport only), then the `dhcp-option DNS/DNS6` ones not already listed."""
     eps: list[tuple[str, int]] = []
+    seen: set[tuple[str, int]] = set()      # a list's `in` made 1024 pushed servers ~0.5 M comparisons
     for prio in sorted(p.dns_servers):
         srv = p.dns_servers[prio]
         if srv.transport.lower() == "plain":
-            eps += [e for e in srv.addresses if e not in eps]
+            for e in srv.addresses:
+                if e not in seen:
+                    seen.add(e)
+                    eps.append(e)
     for kind, val in p.dhcp_options:
         if kind.upper() in ("DNS", "DNS6"):
             try:
                 ep = (str(_dns_address(val)), 53)
             except ValueError:
                 continue
-            if ep not in eps:
+            if ep not in seen:
+                seen.add(ep)
                 eps.append(ep)
     p.dns_endpoints = eps
     p.dns = [a for a, _port in eps]
@@ -454,8 +459,11 @@ def parse_push_reply_untrusted(text: str, into: PushedOptions | None = None,
     n = len(p.routes) + len(p.routes_ipv6) + len(p.dhcp_options) + len(p.ignored) + len(p.filtered)
     if n > MAX_PUSHED_OPTIONS:
         raise PushRejected(f"the server pushed more than {MAX_PUSHED_OPTIONS} options")
-    _update_dns(p)
     p.complete = cont != "2"
+    if p.complete:
+        # Once, over all parts: after each part, a server sending its 1020 `dhcp-option DNS` one
+        # per push-continuation part kept the client's one loop busy ~9 s (quadratic in parts).
+        _update_dns(p)
     return p
 
 
