@@ -29,6 +29,8 @@ log = logging.getLogger("vpn-appliance")
 # A pushed route whose destination the host's table has already (same prefix and metric, e.g. a
 # LAN's own connected route): the kernel keeps that one; saying "route ... dev tun" would mislead.
 _TAKEN = "pushed %s: the host already has a route for it (left as it is); not through the tunnel"
+# The same for a net_gateway route: the one there may be the tunnel's (a redirect's half).
+_TAKEN_NG = "pushed %s net_gateway: the host already has a route for it (left as it is); not the pre-tunnel way"
 
 
 def _covers6(net6: str, addr: str) -> bool:
@@ -241,23 +243,17 @@ class TunnelNetwork(_TunAndRoutes):
         # block-ipv6 (OpenVPN: as redirect-gateway ipv6): all IPv6 into the TUN, where the client
         # answers it with "no route" (gateway/block_ipv6.py), so none leaves outside the tunnel.
         redirect6 = (flags is not None and "ipv6" in flags) or self.block_ipv6
+        # A pushed default route: the two halves, like def1 (found ahead, see below).
+        redirect4 = redirect4 or any(self._default4(*r) for r in pushed.routes)
+        redirect6 = redirect6 or any(self._default6(n6, g6, has6) for n6, g6 in pushed.routes_ipv6)
         if server_path is not None:
             # Ahead of the pushed routes, as OpenVPN adds it: a pushed route for the server's
             # own address must not take its place (the kernel keeps the first of the two).
             routes.keep_path_to(remote_ip, server_path)
-        for net, mask, gw, metric in pushed.routes:
-            try:
-                if self._route4(net, mask, gw, metric, ng4):
-                    redirect4 = True      # a pushed default route: the two halves, like def1
-            except (ValueError, NetlinkError, OSError) as e:
-                # As OpenVPN: a route the host refuses is reported and skipped, the tunnel stays.
-                log.warning("pushed route %s %s: not installed (%s); skipped", net, mask, e)
-        for net6, gw6 in pushed.routes_ipv6:
-            try:
-                if self._route6(net6, gw6, ng6, has6):
-                    redirect6 = True
-            except (ValueError, NetlinkError, OSError) as e:
-                log.warning("pushed route-ipv6 %s: not installed (%s); skipped", net6, e)
+        # The redirect's halves ahead of the pushed routes too, as OpenVPN (route.c add_routes:
+        # the redirect before the route list): pushed `0.0.0.0/1 net_gateway` and `128.0.0.0/1
+        # net_gateway` went in first, the halves were then "already there", and all traffic left
+        # outside the tunnel while the log said redirect-gateway (the profile's own, too).
         if redirect4:
             routes.add_redirect_gateway_def1(tun, remote_ip, server_path)
             log.info("redirect-gateway def1 via %s (server %s kept on the old default route)", tun, remote_ip)
@@ -274,12 +270,43 @@ class TunnelNetwork(_TunAndRoutes):
                              " (block-ipv6: answered as unreachable, never sent)" if self.block_ipv6 else "")
             else:
                 log.warning("redirect-gateway ipv6 pushed without ifconfig-ipv6: IPv6 is not redirected")
+        for net, mask, gw, metric in pushed.routes:
+            try:
+                self._route4(net, mask, gw, metric, ng4)
+            except (ValueError, NetlinkError, OSError) as e:
+                # As OpenVPN: a route the host refuses is reported and skipped, the tunnel stays.
+                log.warning("pushed route %s %s: not installed (%s); skipped", net, mask, e)
+        for net6, gw6 in pushed.routes_ipv6:
+            try:
+                self._route6(net6, gw6, ng6, has6)
+            except (ValueError, NetlinkError, OSError) as e:
+                log.warning("pushed route-ipv6 %s: not installed (%s); skipped", net6, e)
         if redirect4 and flags and "block-local" in flags:
             net = routes.block_local(tun, ng4) if ng4 is not None else None
             if net is None:
                 log.warning("redirect-gateway block-local: no local network found to block")
             else:
                 log.info("redirect-gateway block-local: %s only through %s (its gateway kept direct)", net, tun)
+
+    @staticmethod
+    def _default4(net: str, mask: str, gw, metric) -> bool:
+        """Whether _route4 takes this pushed route as a default route (prefix 0, into the tunnel)."""
+        try:
+            ipaddress.IPv4Address(net)
+            return (gw != "net_gateway" and mask_to_prefix(mask) == 0
+                    and (metric is None or 0 <= metric <= 0xFFFFFFFF))
+        except ValueError:
+            return False
+
+    @staticmethod
+    def _default6(net6: str, gw6, has6: bool) -> bool:
+        """Whether _route6 takes this pushed route-ipv6 as a default route (::/0, into the tunnel)."""
+        n6, _, p6 = net6.partition("/")
+        try:
+            ipaddress.IPv6Address(n6)
+            return has6 and gw6 != "net_gateway_ipv6" and "%" not in n6 and p6 != "" and int(p6) == 0
+        except ValueError:
+            return False
 
     def _block_ipv6_without_tun(self, e: NetlinkError) -> None:
         """block-ipv6 where the TUN device takes no IPv6 routes (disable_ipv6 on it, e.g. set as
@@ -340,7 +367,7 @@ class TunnelNetwork(_TunAndRoutes):
             if self.routes.add_via(net, prefix, ng4, metric):
                 log.info("route %s/%d via the pre-tunnel gateway %s", net, prefix, ng4[0] or "(link)")
             else:
-                log.warning(_TAKEN, f"route {net}/{prefix}")
+                log.warning(_TAKEN_NG, f"route {net}/{prefix}")
         elif prefix == 0:
             return True
         else:
@@ -366,7 +393,7 @@ class TunnelNetwork(_TunAndRoutes):
             if self.routes.add_via(n6, plen6, ng6):
                 log.info("route-ipv6 %s via the pre-tunnel gateway %s", net6, ng6[0] or "(link)")
             else:
-                log.warning(_TAKEN, f"route-ipv6 {net6}")
+                log.warning(_TAKEN_NG, f"route-ipv6 {net6}")
         elif not has6:
             log.warning("route-ipv6 %s pushed without ifconfig-ipv6; skipped", net6)
         elif plen6 == 0:

@@ -211,6 +211,28 @@ def test_redirect_gateway_def1(lab, run):
         lab.cli.run("ip route del default", check=False)
 
 
+def test_profile_redirect_gateway_not_undone_by_pushed_net_gateway_halves(lab, run):
+    # The profile says redirect-gateway def1; a hostile server pushes 0.0.0.0/1 and 128.0.0.0/1
+    # via net_gateway. Ours put the pushed routes in first, so the kernel kept those and the
+    # def1 halves were "already there": all traffic left outside the tunnel while the log said
+    # "redirect-gateway def1 via tun0". As OpenVPN (route.c: the redirect before the route list)
+    # the halves go in first and the pushed ones are the ones left out.
+    far = "198.18.200.7"
+    lab.cli.run("ip route replace default via 198.18.0.1")
+    try:
+        srv, cli = run(client_extra="redirect-gateway def1\n",
+                       server_extra='push "route 0.0.0.0 128.0.0.0 net_gateway"\n'
+                                    'push "route 128.0.0.0 128.0.0.0 net_gateway"\n')
+        assert "dev tun0" in lab.cli.run(f"ip route get {far}").stdout, lab.cli.run("ip route show").stdout
+        routes = lab.cli.run("ip route show").stdout
+        assert "0.0.0.0/1 dev tun0" in routes and "128.0.0.0/1 dev tun0" in routes, routes
+        assert "0.0.0.0/1 via" not in routes and "128.0.0.0/1 via" not in routes, routes
+        assert "pushed route 0.0.0.0/1 net_gateway: the host already has a route for it" in cli.log()
+        assert lab.ping(lab.cli, TUN_SERVER_IP, 2) == 2
+    finally:
+        lab.cli.run("ip route del default", check=False)
+
+
 def test_redirect_gateway_with_a_pushed_route_covering_the_server(lab, run):
     # A server inside a network it pushes (here a /25 holding its own address, more specific than
     # the client's on-link /24): the host route to the server still goes the pre-tunnel way, as
