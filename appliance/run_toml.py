@@ -71,18 +71,26 @@ def resolve_remotes(opts: Options, wan_ipv6: bool = False,
     return endpoints
 
 
+def lan_networks(cfg: ApplianceConfig, lan_if: str | None) -> list[str]:
+    """The LAN's networks: its IPv4 network, its IPv6 prefix, and those `[lan] routes` names as
+    behind a router there. The kill switch takes only these sources from the LAN NIC, and the
+    client installs no pushed route inside them (gateway/tunnel.py)."""
+    nets: list[str] = []
+    if cfg.lan is not None and lan_if is not None:
+        nets.append(str(cfg.lan.address.network))
+        a6 = lan_address6(cfg.lan, lan_if)
+        if a6 is not None:
+            nets.append(str(a6.network))
+        nets += [str(r.network) for r in cfg.lan.routes or ()]     # behind a LAN router, routed there
+    return nets
+
+
 def install_rules(cfg: ApplianceConfig, wan_if: str, lan_if: str | None, endpoints: list[Endpoint],
                   undo: Undo, wan_ipv6: bool = False) -> str:
     """Kill switch + NAT, before the tunnel exists; returns the ruleset text (for logs/tests)."""
     o = cfg.vpn_options
     listen = (o.port, o.proto) if cfg.vpn.role == "server" else None
-    lan_nets: list[str] = []
-    if cfg.lan is not None and lan_if is not None:      # the only sources taken from the LAN NIC
-        lan_nets.append(str(cfg.lan.address.network))
-        a6 = lan_address6(cfg.lan, lan_if)
-        if a6 is not None:
-            lan_nets.append(str(a6.network))
-        lan_nets += [str(r.network) for r in cfg.lan.routes or ()]     # behind a LAN router, routed there
+    lan_nets = lan_networks(cfg, lan_if)                 # the only sources taken from the LAN NIC
     text = killswitch.render_router(wan_if, cfg.tun_name, lan_if, cfg.lan.nat if cfg.lan else False,
                                     cfg.vpn.role, endpoints, listen, wan_ipv6, lan_nets)
     killswitch.apply_ruleset(text)
@@ -144,7 +152,8 @@ def run_toml(path: str, verbose: int = 0) -> int:
         if cfg.vpn.role == "server":
             return gateway.server_gateway(opts).run()
         observers = lan_observers(cfg, wan_if, lan_if)
-        return gateway.client_gateway(opts, user, pw, observers=tuple(observers)).run()
+        return gateway.client_gateway(opts, user, pw, observers=tuple(observers),
+                                      lan_nets=lan_networks(cfg, lan_if)).run()
     except (RuntimeError, OSError, NetlinkError) as e:
         log.error("%s", e)
         return 1

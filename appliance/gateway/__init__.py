@@ -32,14 +32,15 @@ def __getattr__(name: str):
 
 
 def client_gateway(opts: Options, username: str = "", password: str = "", advertise_ekm: bool = True,
-                   observers: tuple = ()) -> "ClientGateway":
+                   observers: tuple = (), lan_nets: tuple | list = ()) -> "ClientGateway":
     """`observers` (gateway/observers.py): the services that follow the tunnel (LAN DHCP/DNS, host DNS,
-    status), chosen by run_toml.py or cli.py."""
+    status), chosen by run_toml.py or cli.py; `lan_nets`: router mode's LAN networks, where no
+    pushed route goes (gateway/tunnel.py)."""
     from . import system
     from .client import ClientGateway
     from .loop import Signals
     from .tunnel import TunnelNetwork     # here, not at the top: a server never loads the netlink library
-    return ClientGateway(opts, system.SystemPorts(), TunnelNetwork(opts), system.clock, system.waiter(),
+    return ClientGateway(opts, system.SystemPorts(), TunnelNetwork(opts, lan_nets), system.clock, system.waiter(),
                          username, password, advertise_ekm, signals=Signals(), observers=observers)
 
 

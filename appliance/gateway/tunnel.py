@@ -30,6 +30,8 @@ log = logging.getLogger("vpn-appliance")
 # A pushed route whose destination the host's table has already (same prefix and metric, e.g. a
 # LAN's own connected route): the kernel keeps that one; saying "route ... dev tun" would mislead.
 _TAKEN = "pushed %s: the host already has a route for it (left as it is); not through the tunnel"
+# The same for a net_gateway route: the one there may be the tunnel's (a redirect's half).
+_TAKEN_NG = "pushed %s net_gateway: the host already has a route for it (left as it is); not the pre-tunnel way"
 
 
 def _covers6(net6: str, addr: str) -> bool:
@@ -39,6 +41,17 @@ def _covers6(net6: str, addr: str) -> bool:
         return False
     try:
         return ipaddress.IPv6Address(addr) in ipaddress.IPv6Network(net6, strict=False)
+    except ValueError:
+        return False
+
+
+def _covers4(net: str, mask: str, addr: str) -> bool:
+    """Whether the pushed IPv4 route `net`/`mask` covers the IPv4 address `addr` (False for
+    anything that is not a pair of IPv4 values: a bad route is skipped later, not here)."""
+    if ":" in addr:
+        return False
+    try:
+        return ipaddress.IPv4Address(addr) in ipaddress.IPv4Network(f"{net}/{mask_to_prefix(mask)}", strict=False)
     except ValueError:
         return False
 
@@ -83,8 +96,13 @@ class TunnelNetwork(_TunAndRoutes):
     """The TUN device and the addresses/routes pushed by the server; kept across reconnects
     (persist-tun), so LAN traffic is dropped while the tunnel is down, never sent in clear."""
 
-    def __init__(self, opts: Options) -> None:
+    def __init__(self, opts: Options, lan_nets: "tuple | list" = ()) -> None:
         self.opts = opts
+        # Router mode: the LAN's networks. A pushed route inside one (more specific than its
+        # connected route) sent the appliance's traffic for those LAN hosts into the tunnel:
+        # the forwarded answers to them (the tunnel's own, de-NATed) went back into the TUN and
+        # were dropped, and the kernel's answers to them (echo replies...) went to the server.
+        self.lan_nets = [ipaddress.ip_network(n, strict=False) for n in lan_nets]
         self.tun = None
         self.routes = None
         self.applied: tuple | None = None
@@ -183,6 +201,7 @@ class TunnelNetwork(_TunAndRoutes):
         server_path = (RouteSet.path_to(remote_ip, not_dev=self.tun.name)
                        if self._server_needs_host_route(pushed, remote_ip) else None)
         local, second = pushed.ifconfig
+        self._address_outside_lan(pushed)
         flush, self.addressed = self.addressed, True
         link = self.link_mtu != mtu
         if pushed.topology == "subnet":
@@ -218,8 +237,12 @@ class TunnelNetwork(_TunAndRoutes):
 
     def _server_needs_host_route(self, pushed, remote_ip: str) -> bool:
         """Whether the server needs its host route along the pre-tunnel path: this push may
-        redirect the default route (redirect-gateway, or a pushed default route), or, for an
-        IPv6 server, a pushed route-ipv6 covers its address (as OpenVPN checks IPv6 routes)."""
+        redirect the default route (redirect-gateway, or a pushed default route), or a pushed
+        route (IPv4 or IPv6) or the pushed subnet (IPv4 or IPv6) covers its address. Why IPv4 too (OpenVPN
+        checks only IPv6 routes): a hostile server pushing `route <its address>`, or 0.0.0.0/1
+        without redirect-gateway, sent the client's packets to it into the TUN, where each came
+        back out of the pump to the same route, a loop that kept a core busy (~95% CPU in the
+        lab) until ping-restart."""
         if self.opts.route_nopull:
             return False
         flags = pushed.redirect_gateway if pushed.redirect_gateway is not None else self.opts.redirect_gateway
@@ -227,6 +250,16 @@ class TunnelNetwork(_TunAndRoutes):
             return True
         if any(m in ("0.0.0.0", "0") for _n, m, _g, _x in pushed.routes):
             return True
+        if any(g != "net_gateway" and _covers4(n, m, remote_ip) for n, m, g, _x in pushed.routes):
+            return True
+        local, second = pushed.ifconfig
+        if (_covers4(local, second, remote_ip) if pushed.topology == "subnet"
+                else remote_ip in (local, second)):
+            return True
+        if pushed.ifconfig_ipv6 is not None:
+            addr6, _, plen = pushed.ifconfig_ipv6[0].partition("/")
+            if _covers6(f"{addr6}/{plen or 64}", remote_ip):     # as apply() puts it on the TUN
+                return True
         return any(gw6 != "net_gateway_ipv6" and _covers6(n6, remote_ip) for n6, gw6 in pushed.routes_ipv6)
 
     def _pushed_routes(self, pushed, remote_ip: str, ng4, ng6, has6: bool, server_path=None) -> None:
@@ -241,23 +274,17 @@ class TunnelNetwork(_TunAndRoutes):
         # block-ipv6 (OpenVPN: as redirect-gateway ipv6): all IPv6 into the TUN, where the client
         # answers it with "no route" (gateway/block_ipv6.py), so none leaves outside the tunnel.
         redirect6 = (flags is not None and "ipv6" in flags) or self.block_ipv6
+        # A pushed default route: the two halves, like def1 (found ahead, see below).
+        redirect4 = redirect4 or any(self._default4(*r) for r in pushed.routes)
+        redirect6 = redirect6 or any(self._default6(n6, g6, has6) for n6, g6 in pushed.routes_ipv6)
         if server_path is not None:
             # Ahead of the pushed routes, as OpenVPN adds it: a pushed route for the server's
             # own address must not take its place (the kernel keeps the first of the two).
             routes.keep_path_to(remote_ip, server_path)
-        for net, mask, gw, metric in pushed.routes:
-            try:
-                if self._route4(net, mask, gw, metric, ng4):
-                    redirect4 = True      # a pushed default route: the two halves, like def1
-            except (ValueError, NetlinkError, OSError) as e:
-                # As OpenVPN: a route the host refuses is reported and skipped, the tunnel stays.
-                log.warning("pushed route %s %s: not installed (%s); skipped", net, mask, e)
-        for net6, gw6 in pushed.routes_ipv6:
-            try:
-                if self._route6(net6, gw6, ng6, has6):
-                    redirect6 = True
-            except (ValueError, NetlinkError, OSError) as e:
-                log.warning("pushed route-ipv6 %s: not installed (%s); skipped", net6, e)
+        # The redirect's halves ahead of the pushed routes too, as OpenVPN (route.c add_routes:
+        # the redirect before the route list): pushed `0.0.0.0/1 net_gateway` and `128.0.0.0/1
+        # net_gateway` went in first, the halves were then "already there", and all traffic left
+        # outside the tunnel while the log said redirect-gateway (the profile's own, too).
         if redirect4:
             routes.add_redirect_gateway_def1(tun, remote_ip, server_path)
             log.info("redirect-gateway def1 via %s (server %s kept on the old default route)", tun, remote_ip)
@@ -274,12 +301,43 @@ class TunnelNetwork(_TunAndRoutes):
                              " (block-ipv6: answered as unreachable, never sent)" if self.block_ipv6 else "")
             else:
                 log.warning("redirect-gateway ipv6 pushed without ifconfig-ipv6: IPv6 is not redirected")
+        for net, mask, gw, metric in pushed.routes:
+            try:
+                self._route4(net, mask, gw, metric, ng4)
+            except (ValueError, NetlinkError, OSError) as e:
+                # As OpenVPN: a route the host refuses is reported and skipped, the tunnel stays.
+                log.warning("pushed route %s %s: not installed (%s); skipped", net, mask, e)
+        for net6, gw6 in pushed.routes_ipv6:
+            try:
+                self._route6(net6, gw6, ng6, has6)
+            except (ValueError, NetlinkError, OSError) as e:
+                log.warning("pushed route-ipv6 %s: not installed (%s); skipped", net6, e)
         if redirect4 and flags and "block-local" in flags:
             net = routes.block_local(tun, ng4) if ng4 is not None else None
             if net is None:
                 log.warning("redirect-gateway block-local: no local network found to block")
             else:
                 log.info("redirect-gateway block-local: %s only through %s (its gateway kept direct)", net, tun)
+
+    @staticmethod
+    def _default4(net: str, mask: str, gw, metric) -> bool:
+        """Whether _route4 takes this pushed route as a default route (prefix 0, into the tunnel)."""
+        try:
+            ipaddress.IPv4Address(net)
+            return (gw != "net_gateway" and mask_to_prefix(mask) == 0
+                    and (metric is None or 0 <= metric <= 0xFFFFFFFF))
+        except ValueError:
+            return False
+
+    @staticmethod
+    def _default6(net6: str, gw6, has6: bool) -> bool:
+        """Whether _route6 takes this pushed route-ipv6 as a default route (::/0, into the tunnel)."""
+        n6, _, p6 = net6.partition("/")
+        try:
+            ipaddress.IPv6Address(n6)
+            return has6 and gw6 != "net_gateway_ipv6" and "%" not in n6 and p6 != "" and int(p6) == 0
+        except ValueError:
+            return False
 
     def _block_ipv6_without_tun(self, e: NetlinkError) -> None:
         """block-ipv6 where the TUN device takes no IPv6 routes (disable_ipv6 on it, e.g. set as
@@ -297,15 +355,42 @@ class TunnelNetwork(_TunAndRoutes):
         log.warning("block-ipv6: the TUN device takes no IPv6 (%s): ::/1 and 8000::/1 refused by the "
                     "host (unreachable) instead", e)
 
+    def _address_outside_lan(self, pushed) -> None:
+        """RuntimeError (the push is refused, the client starts over) for a tunnel address or
+        subnet inside a LAN network: the TUN's connected route would take those LAN hosts as a
+        pushed route would (see __init__), and there is no tunnel without its address."""
+        if not self.lan_nets:
+            return
+        local, second = pushed.ifconfig
+        try:
+            self._inside_lan(local, 32)
+            if pushed.topology == "subnet":
+                self._inside_lan(local, mask_to_prefix(second))
+            else:
+                self._inside_lan(second, 32)            # the peer's host route
+            if pushed.ifconfig_ipv6 is not None:
+                addr6, _, plen = pushed.ifconfig_ipv6[0].partition("/")
+                self._inside_lan(addr6, int(plen or 64))
+        except ValueError as e:
+            raise RuntimeError(f"pushed tunnel address {e}: refused") from None
+
+    def _inside_lan(self, net: str, prefix: int) -> None:
+        """ValueError (the route is skipped) when the pushed route lies inside a LAN network."""
+        n = ipaddress.ip_network(f"{net}/{prefix}", strict=False)
+        for lan in self.lan_nets:
+            if lan.version == n.version and n.subnet_of(lan):
+                raise ValueError(f"inside the LAN's network {lan}")
+
     def _route4(self, net: str, mask: str, gw, metric, ng4) -> bool:
         """One pushed IPv4 route; True when it is a default route (for the caller's def1 halves).
         ValueError (the route is skipped) for what is no IPv4 route: an IPv6 destination would
         put IPv6 traffic into the tunnel with no IPv6 pushed, and a metric beyond 32 bits has no
-        kernel form."""
+        kernel form; and for one inside the LAN (router mode, see __init__)."""
         ipaddress.IPv4Address(net)
         if metric is not None and not 0 <= metric <= 0xFFFFFFFF:
             raise ValueError(f"metric {metric} out of range")
         prefix = mask_to_prefix(mask)
+        self._inside_lan(net, prefix)
         if gw == "net_gateway":
             if ng4 is None:
                 log.warning("route %s/%d net_gateway: there is no default route to use; skipped", net, prefix)
@@ -313,7 +398,7 @@ class TunnelNetwork(_TunAndRoutes):
             if self.routes.add_via(net, prefix, ng4, metric):
                 log.info("route %s/%d via the pre-tunnel gateway %s", net, prefix, ng4[0] or "(link)")
             else:
-                log.warning(_TAKEN, f"route {net}/{prefix}")
+                log.warning(_TAKEN_NG, f"route {net}/{prefix}")
         elif prefix == 0:
             return True
         else:
@@ -331,6 +416,7 @@ class TunnelNetwork(_TunAndRoutes):
         if "%" in n6 or not 0 <= plen6 <= 128:
             raise ValueError(net6)
         ipaddress.IPv6Address(n6)
+        self._inside_lan(n6, plen6)
         if gw6 == "net_gateway_ipv6":
             if ng6 is None:
                 log.warning("route-ipv6 %s net_gateway_ipv6: there is no IPv6 default route; skipped", net6)
@@ -338,7 +424,7 @@ class TunnelNetwork(_TunAndRoutes):
             if self.routes.add_via(n6, plen6, ng6):
                 log.info("route-ipv6 %s via the pre-tunnel gateway %s", net6, ng6[0] or "(link)")
             else:
-                log.warning(_TAKEN, f"route-ipv6 {net6}")
+                log.warning(_TAKEN_NG, f"route-ipv6 {net6}")
         elif not has6:
             log.warning("route-ipv6 %s pushed without ifconfig-ipv6; skipped", net6)
         elif plen6 == 0:

@@ -303,17 +303,22 @@ def _update_dns(p: "PushedOptions") -> None:
     """`dns`/`dns_endpoints`: the 2.6 `dns server` addresses by priority (lowest N first, plain
     transport only), then the `dhcp-option DNS/DNS6` ones not already listed."""
     eps: list[tuple[str, int]] = []
+    seen: set[tuple[str, int]] = set()      # a list's `in` made 1024 pushed servers ~0.5 M comparisons
     for prio in sorted(p.dns_servers):
         srv = p.dns_servers[prio]
         if srv.transport.lower() == "plain":
-            eps += [e for e in srv.addresses if e not in eps]
+            for e in srv.addresses:
+                if e not in seen:
+                    seen.add(e)
+                    eps.append(e)
     for kind, val in p.dhcp_options:
         if kind.upper() in ("DNS", "DNS6"):
             try:
                 ep = (str(_dns_address(val)), 53)
             except ValueError:
                 continue
-            if ep not in eps:
+            if ep not in seen:
+                seen.add(ep)
                 eps.append(ep)
     p.dns_endpoints = eps
     p.dns = [a for a, _port in eps]
@@ -321,6 +326,31 @@ def _update_dns(p: "PushedOptions") -> None:
 
 class PushRejected(BadPacket):
     """A pushed option matched a `pull-filter reject`: OpenVPN treats that as an error and restarts."""
+
+
+# What separates a pushed option's words: OpenVPN's parse_line splits at C isspace() only.
+# Python's str.split() also splits at U+00A0, U+2000..U+200A, U+3000, U+001C...:
+# `route<U+00A0>0.0.0.0<U+00A0>128.0.0.0` passed a `pull-filter ignore "route "` (it does not
+# start with "route ") and was then applied as a route, where OpenVPN sees one unknown word.
+_OPTION_SPLIT = re.compile(r"[ \t\n\v\f\r]+")
+
+# What `route-nopull` keeps out, as OpenVPN 2.6 (init.c pull_permission_mask: without route-nopull
+# only, OPT_P_ROUTE and OPT_P_DHCPDNS are taken): routes, redirect-gateway, block-ipv6, and the
+# DNS options, which otherwise still reached the host's resolver, the LAN's DNS forwarder and
+# DHCP server (a profile that keeps the server's routes out keeps its DNS out too).
+NOPULL_OPTIONS = frozenset(("route", "route-ipv6", "redirect-gateway", "redirect-private", "route-metric",
+                            "block-ipv6", "dhcp-option", "dns", "block-outside-dns", "register-dns"))
+
+
+# An option kept only to be logged (ignored, filtered) keeps at most this much of its text: a
+# server sending 1024 push-continuation parts of one 16 KB unknown option each made the client
+# hold ~17 MB until the option count refused the push (the VM has ~75 MB to spare).
+MAX_NOTED_CHARS = 256
+
+
+def _noted(words: list[str]) -> str:
+    text = " ".join(words)
+    return text if len(text) <= MAX_NOTED_CHARS else text[:MAX_NOTED_CHARS] + "..."
 
 
 def _pull_filter_action(item: str, filters) -> str:
@@ -332,28 +362,34 @@ def _pull_filter_action(item: str, filters) -> str:
 
 
 def parse_push_reply_untrusted(text: str, into: PushedOptions | None = None,
-                               filters: "list[tuple[str, str]] | tuple" = ()) -> PushedOptions:
+                               filters: "list[tuple[str, str]] | tuple" = (),
+                               route_nopull: bool = False) -> PushedOptions:
     """Parse `PUSH_REPLY,opt args,opt args...`; unknown options are recorded, not fatal (as OpenVPN).
 
-    `filters` are the profile's `pull-filter` lines in order, (accept|ignore|reject, text).
+    `filters` are the profile's `pull-filter` lines in order, (accept|ignore|reject, text);
+    `route_nopull`: the profile's `route-nopull` (NOPULL_OPTIONS are recorded as ignored).
     """
     if not text.startswith("PUSH_REPLY"):
         raise BadPacket("not a PUSH_REPLY")
     p = into if into is not None else PushedOptions()
     cont = None
     for item in text.split(",")[1:]:
-        a = item.split()
+        a = [w for w in _OPTION_SPLIT.split(item) if w]
         if not a:
             continue
         name, args = a[0], a[1:]
         if filters and name != "push-continuation":
-            line = item.strip()
-            action = _pull_filter_action(line, filters)
+            # The words as they will be applied, one space apart: OpenVPN compares the raw line,
+            # so `route<TAB>0.0.0.0 128.0.0.0` (or two spaces) passes its `ignore "route "`.
+            action = _pull_filter_action(" ".join(a), filters)
             if action == "ignore":
-                p.filtered.append(" ".join(a))
+                p.filtered.append(_noted(a))
                 continue
             if action == "reject":
                 raise PushRejected(f"pushed option rejected by pull-filter: {' '.join(a)}")
+        if route_nopull and name in NOPULL_OPTIONS:
+            p.ignored.append(_noted(a) + " (route-nopull)")
+            continue
         try:
             if name == "ifconfig" and len(args) >= 2:
                 p.ifconfig = (_ipv4(args[0]), _ipv4(args[1]))
@@ -417,14 +453,17 @@ def parse_push_reply_untrusted(text: str, into: PushedOptions | None = None,
             elif name == "push-continuation" and args:
                 cont = args[0]
             else:
-                p.ignored.append(" ".join(a))
+                p.ignored.append(_noted(a))
         except ValueError:
             raise BadPacket(f"bad pushed option: {' '.join(a)}") from None
     n = len(p.routes) + len(p.routes_ipv6) + len(p.dhcp_options) + len(p.ignored) + len(p.filtered)
     if n > MAX_PUSHED_OPTIONS:
         raise PushRejected(f"the server pushed more than {MAX_PUSHED_OPTIONS} options")
-    _update_dns(p)
     p.complete = cont != "2"
+    if p.complete:
+        # Once, over all parts: after each part, a server sending its 1020 `dhcp-option DNS` one
+        # per push-continuation part kept the client's one loop busy ~9 s (quadratic in parts).
+        _update_dns(p)
     return p
 
 

@@ -33,6 +33,7 @@ PUSH_REQUEST_INTERVAL = 2.0
 # first packet. OpenVPN 2.6's client asks only at its 1 s check for an established connection;
 # servers that wait to be asked (2.4) hear from us after this, not a second.
 PUSH_REQUEST_FIRST = 0.25
+TUN_MTU_MAX_DEFAULT = 1600  # OpenVPN 2.6's tun-mtu-max: the most a server may push (or the profile's tun-mtu)
 REPULLS = 5                 # PUSH_REQUESTs after a new TLS session at most (see got_key_method)
 IV_PROTO_CLIENT = IV_PROTO_DATA_V2 | IV_PROTO_REQUEST_PUSH | IV_PROTO_TLS_KEY_EXPORT | IV_PROTO_CC_EXIT_NOTIFY
 
@@ -135,7 +136,7 @@ class ClientRole:
                 self._renewed_token(text)
                 return
             try:
-                s.pushed = parse_push_reply_untrusted(text, s.pushed, s.cfg.pull_filter)
+                s.pushed = parse_push_reply_untrusted(text, s.pushed, s.cfg.pull_filter, s.cfg.route_nopull)
             except PushRejected as e:
                 s._fail(e.reason, restart=True)
                 return
@@ -183,7 +184,7 @@ class ClientRole:
     def _renewed_token(self, text: str) -> None:
         s = self.s
         try:
-            p = parse_push_reply_untrusted(text, None, s.cfg.pull_filter)
+            p = parse_push_reply_untrusted(text, None, s.cfg.pull_filter, s.cfg.route_nopull)
         except BadPacket as e:            # PushRejected too: nothing else of it applies anyway
             s._warn(f"push after the tunnel is up ignored: {e.reason}")
             return
@@ -210,6 +211,15 @@ class ClientRole:
         s.token.take(p.auth_token, p.auth_token_user)
         if p.peer_id is not None:
             s.peer_id = p.peer_id
+        if p.tun_mtu is not None and p.tun_mtu > max(s.cfg.tun_mtu, TUN_MTU_MAX_DEFAULT):
+            # As OpenVPN 2.6 (init.c, "Server-pushed tun-mtu is too large"): a pushed tun-mtu goes
+            # no higher than its tun-mtu-max (1600, or the profile's larger tun-mtu); the server
+            # set the TUN device to 65535, so the client's own packets into the tunnel (the
+            # router's DNS forwarder, its answers to the tunnel) became outer datagrams the WAN
+            # carries only as IP fragments.
+            s._warn(f"server pushed tun-mtu {p.tun_mtu}, more than "
+                    f"{max(s.cfg.tun_mtu, TUN_MTU_MAX_DEFAULT)}: that is used instead")
+            p.tun_mtu = max(s.cfg.tun_mtu, TUN_MTU_MAX_DEFAULT)
         if p.ping is not None:
             s.ping_interval = p.ping
         if p.ping_restart is not None:

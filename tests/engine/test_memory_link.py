@@ -316,6 +316,29 @@ def test_pull_filter_ignore_and_reject(pki):
     assert not c.established
 
 
+def test_route_nopull_session_keeps_pushed_dns_out(pki):
+    # route-nopull reached the session's parse only through the gateway's routes: the pushed DNS
+    # still went to the host's resolver and the LAN's forwarder and DHCP server.
+    c, s, _ = make_pair(pki, route_nopull=True)
+    s.cfg.push_options = lambda _s: ["ifconfig 198.19.0.2 255.255.255.0", "topology subnet",
+                                     "dhcp-option DNS 198.18.0.53", "route 198.18.9.0 255.255.255.0"]
+    link = Link(c, s)
+    link.run(lambda: up(c, s))
+    assert up(c, s) and c.pushed.dns == [] and c.pushed.routes == []
+    assert c.pushed.ifconfig == ("198.19.0.2", "255.255.255.0")
+
+
+@pytest.mark.parametrize("pushed, used", [(65535, 1600), (1600, 1600), (1400, 1400)])
+def test_pushed_tun_mtu_bounded_as_openvpn_tun_mtu_max(pki, pushed, used):
+    c, s, _ = make_pair(pki)
+    s.cfg.push_options = lambda _s: ["ifconfig 198.19.0.2 255.255.255.0", "topology subnet", f"tun-mtu {pushed}"]
+    link = Link(c, s)
+    link.run(lambda: up(c, s))
+    assert up(c, s) and c.pushed.tun_mtu == used
+    warned = [e for e in c.events if isinstance(e, ev.Warning) and "tun-mtu" in e.message]
+    assert bool(warned) == (pushed > 1600)
+
+
 def test_ping_exit_ends_without_restart(pki):
     c, s, _ = make_pair(pki, ping=5, ping_exit=20)
     link = Link(c, s)

@@ -211,6 +211,28 @@ def test_redirect_gateway_def1(lab, run):
         lab.cli.run("ip route del default", check=False)
 
 
+def test_profile_redirect_gateway_not_undone_by_pushed_net_gateway_halves(lab, run):
+    # The profile says redirect-gateway def1; a hostile server pushes 0.0.0.0/1 and 128.0.0.0/1
+    # via net_gateway. Ours put the pushed routes in first, so the kernel kept those and the
+    # def1 halves were "already there": all traffic left outside the tunnel while the log said
+    # "redirect-gateway def1 via tun0". As OpenVPN (route.c: the redirect before the route list)
+    # the halves go in first and the pushed ones are the ones left out.
+    far = "198.18.200.7"
+    lab.cli.run("ip route replace default via 198.18.0.1")
+    try:
+        srv, cli = run(client_extra="redirect-gateway def1\n",
+                       server_extra='push "route 0.0.0.0 128.0.0.0 net_gateway"\n'
+                                    'push "route 128.0.0.0 128.0.0.0 net_gateway"\n')
+        assert "dev tun0" in lab.cli.run(f"ip route get {far}").stdout, lab.cli.run("ip route show").stdout
+        routes = lab.cli.run("ip route show").stdout
+        assert "0.0.0.0/1 dev tun0" in routes and "128.0.0.0/1 dev tun0" in routes, routes
+        assert "0.0.0.0/1 via" not in routes and "128.0.0.0/1 via" not in routes, routes
+        assert "pushed route 0.0.0.0/1 net_gateway: the host already has a route for it" in cli.log()
+        assert lab.ping(lab.cli, TUN_SERVER_IP, 2) == 2
+    finally:
+        lab.cli.run("ip route del default", check=False)
+
+
 def test_redirect_gateway_with_a_pushed_route_covering_the_server(lab, run):
     # A server inside a network it pushes (here a /25 holding its own address, more specific than
     # the client's on-link /24): the host route to the server still goes the pre-tunnel way, as
@@ -225,6 +247,22 @@ def test_redirect_gateway_with_a_pushed_route_covering_the_server(lab, run):
         assert lab.tcp_transfer(lab.srv, TUN_SERVER_IP, lab.cli, 200_000) > 0
     finally:
         lab.cli.run("ip route del default", check=False)
+
+
+@pytest.mark.parametrize("pushed", ["route 198.18.0.0 255.255.255.128", "route 198.18.0.1 255.255.255.255"])
+def test_pushed_route_covering_the_server_without_redirect_gateway(lab, run, pushed):
+    # A hostile server pushes a route over its own address (its host route, or a /25 holding it,
+    # more specific than the client's on-link /24) without redirect-gateway: the client's packets
+    # to the server followed it into the tunnel and looped there (a core busy, no ping through)
+    # until ping-restart. As for route-ipv6 (OpenVPN checks those) the server keeps its host
+    # route along the pre-tunnel path.
+    srv, cli = run(server_extra=f'push "{pushed}"\n')
+    routes = lab.cli.run("ip route show").stdout
+    assert re.search(rf"^{re.escape(SRV_IP)} (via \S+ )?dev (?!tun0)", routes, re.M), routes
+    assert lab.ping(lab.cli, TUN_SERVER_IP, 3) == 3
+    assert lab.tcp_transfer(lab.srv, TUN_SERVER_IP, lab.cli, 200_000) > 0
+    cli.stop(8)
+    assert SRV_IP + " " not in lab.cli.run("ip route show").stdout, "host route left behind after exit"
 
 
 def test_redirect_gateway_then_failover_to_a_remote_at_another_address(lab, run):
@@ -309,6 +347,20 @@ def test_pull_filter_ignores_and_rejects_pushed_options(lab, run):
     assert cli.wait_for("rejected by pull-filter: redirect-gateway def1", 30), cli.log()[-2000:]
     assert "tunnel up" not in cli.log()
     assert "0.0.0.0/1" not in lab.cli.run("ip route show").stdout
+
+
+def test_pull_filter_holds_for_routes_spelled_with_other_white_space(lab, run):
+    # A hostile server (or one whose key was stolen) spells its routes so that they no longer
+    # start with the profile's filter text: a no-break space (U+00A0) or a tab between the words.
+    # Both were installed past `pull-filter ignore "route "`; OpenVPN's parser takes the first as
+    # one unknown word, and the tab one is compared as the route it is.
+    srv, cli = run(server_extra='push "route\u00a0198.18.101.0\u00a0255.255.255.0"\n'
+                                'push "route\t198.18.102.0 255.255.255.0"\n',
+                   client_extra='pull-filter ignore "route "\n')
+    routes = lab.cli.run("ip route show").stdout
+    assert "198.18.101.0" not in routes and "198.18.102.0" not in routes, routes
+    assert re.search(r"dropped by pull-filter: [^\n]*route 198\.18\.102\.0 255\.255\.255\.0", cli.log()), cli.log()
+    assert lab.ping(lab.cli, TUN_SERVER_IP, 2) == 2
 
 
 @pytest.mark.parametrize("server_comp,client_comp", [("comp-lzo no", "comp-lzo no"),

@@ -87,6 +87,21 @@ def test_resolv_conf_while_up_and_exactly_restored_on_sigterm(lab):
     assert "host DNS: /etc/resolv.conf restored" in p.log()
 
 
+def test_route_nopull_keeps_the_pushed_dns_off_the_host(lab):
+    # As OpenVPN 2.6 (route-nopull refuses pushed routes and DHCP/DNS options alike): a profile
+    # that keeps the server's routes out got the server's DNS servers and search domains in the
+    # host's resolv.conf all the same.
+    lab.resolv.write_bytes(ORIGINAL)
+    prof = lab.write("client-nopull.ovpn", client_profile(lab.pki, extra=HELPERS + "route-nopull\n"))
+    p = lab.start(lab.cli, [OUR_BIN, "run", str(prof)], "ours-nopull")
+    assert p.wait_for("host DNS: (the server pushed no DNS|/etc/resolv.conf now uses)", 30), p.log()[-3000:]
+    assert "the server pushed no DNS" in p.log(), p.log()[-3000:]
+    assert lab.resolv.read_bytes() == ORIGINAL
+    assert "dhcp-option DNS 198.18.100.1 (route-nopull)" in p.log()
+    assert p.stop(20) == 0
+    assert lab.resolv.read_bytes() == ORIGINAL
+
+
 def _wait_file(path: Path, pred, within: float = 30) -> bytes:
     end = time.monotonic() + within
     while True:

@@ -106,6 +106,54 @@ def test_pull_filter_first_match_decides_like_openvpn():
                           "dhcp-option DNS 198.18.0.53"]
 
 
+@pytest.mark.parametrize("space", ["\u00a0", "\u2000", "\u3000", "\u205f"])
+def test_pull_filter_words_split_as_openvpn_so_no_route_slips_past(space):
+    # A hostile server spelled `route 0.0.0.0 128.0.0.0` with a space Python's str.split() takes
+    # (NBSP, EN QUAD, IDEOGRAPHIC SPACE) but OpenVPN's parse_line does not: the line no longer
+    # started with the filter's "route ", yet it was applied as a route. As OpenVPN, such a line
+    # is one unknown word (ignored); a plain space or tab still separates.
+    push = (f"PUSH_REPLY,route{space}0.0.0.0{space}128.0.0.0,route\t198.18.7.0\t255.255.255.0,"
+            f"dhcp-option{space}DNS 198.18.0.53,ifconfig 198.19.0.2 255.255.255.0")
+    p = parse_push_reply_untrusted(push, None, [("ignore", "route "), ("ignore", "dhcp-option DNS")])
+    assert p.routes == [] and p.dns == [] and p.dhcp_options == []
+    assert p.filtered == ["route 198.18.7.0 255.255.255.0"]
+    assert len(p.ignored) == 2 and p.ifconfig == ("198.19.0.2", "255.255.255.0")
+
+
+def test_route_nopull_takes_no_pushed_routes_or_dns_as_openvpn():
+    push = ("PUSH_REPLY,route 198.18.5.0 255.255.255.0,route-ipv6 2001:db8::/64,redirect-gateway def1,"
+            "block-ipv6,dhcp-option DNS 198.18.0.53,dhcp-option DOMAIN corp.example,"
+            "dns server 0 address 198.18.0.54,dns search-domains corp.example,"
+            "ifconfig 198.19.0.2 255.255.255.0,route-gateway 198.19.0.1,topology subnet")
+    p = parse_push_reply_untrusted(push, None, (), route_nopull=True)
+    assert (p.routes, p.routes_ipv6, p.redirect_gateway, p.block_ipv6) == ([], [], None, False)
+    assert (p.dns, p.dhcp_options, p.search_domains, p.dns_servers) == ([], [], [], {})
+    assert len(p.ignored) == 8 and all(i.endswith("(route-nopull)") for i in p.ignored)
+    # what configures the tunnel itself is still taken
+    assert (p.ifconfig, p.route_gateway, p.topology) == (("198.19.0.2", "255.255.255.0"), "198.19.0.1", "subnet")
+    # a pull-filter decides first, as in OpenVPN (reject still refuses the push)
+    with pytest.raises(PushRejected):
+        parse_push_reply_untrusted(push, None, [("reject", "dhcp-option")], route_nopull=True)
+
+
+def test_endless_continuations_of_huge_unknown_options_hold_little_memory():
+    # Each part one TLS record (16 KB) of an option nobody knows, announcing more to come: until
+    # the option count refuses the push, only a log line's worth of each is kept.
+    import tracemalloc
+    part = "PUSH_REPLY," + "x" * 16_300 + ",push-continuation 2"
+    tracemalloc.start()
+    try:
+        p = None
+        with pytest.raises(PushRejected, match="more than 1024 options"):
+            for _ in range(2000):
+                p = parse_push_reply_untrusted(part, p)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 2_000_000, peak
+    assert p.ignored[0] == "x" * 256 + "..."
+
+
 def test_pull_filter_reject_refuses_the_push():
     with pytest.raises(PushRejected, match="redirect-gateway def1"):
         parse_push_reply_untrusted(PUSHED, None, [("reject", "redirect-gateway")])
