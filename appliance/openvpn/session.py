@@ -103,6 +103,7 @@ class SessionConfig:
     replay_window: int = 64                       # replay-window N: reordering tolerated (packets)
     replay_time: float | None = 15.0              # replay-window N T: seconds (None/0: no time limit)
     pull_filter: list[tuple[str, str]] = field(default_factory=list)   # client: (action, text) in order
+    auth_retry: bool = False                      # client: AUTH_FAILED reconnects (auth-retry nointeract)
     route_nopull: bool = False                    # client: pushed routes and DNS are not taken
     random_bytes: Callable[[int], bytes] = secrets.token_bytes
     # server role only

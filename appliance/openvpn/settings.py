@@ -110,7 +110,7 @@ def session_config(opts: Options, role: Role, *, proto: str | None = None, tls: 
         replay_window=opts.replay_window, replay_time=opts.replay_time or None,
         early_negotiation=client and bool(opts.tls_crypt_v2),
         advertise_ekm=advertise_ekm, pull_filter=list(opts.pull_filter) if client else [],
-        route_nopull=client and opts.route_nopull,
+        route_nopull=client and opts.route_nopull, auth_retry=client and opts.auth_retry,
         username=username, password=password, peer_id=peer_id, verify_user=verify_user,
     )
 

@@ -122,3 +122,19 @@ def test_ipv4_clients_of_a_dual_stack_server_are_separate_sources():
     for _ in range(3):
         ask("2001:db8:1:2::a")
     assert ask("2001:db8:1:2::b") is not None, "an IPv6 /64 is one source"
+
+
+def test_auth_retry_nointeract_tries_the_same_server_again_with_backoff(pki):
+    """`auth-retry nointeract` (OpenVPN 2.6: AUTH_FAILED restarts the client with the same
+    credentials and the same remote, after the usual pause): the run goes on, the server is asked
+    again and again, never in a loop. It used to be accepted and ignored: the first AUTH_FAILED
+    ended the run (and powered the appliance VM off)."""
+    w = World()
+    w.add_server(server_conf(pki, extra=SERVER_EXTRA), PASSDB)
+    w.add_client(client_conf(pki, "client0", extra=CLIENT_EXTRA + "auth-retry nointeract\n"),
+                 username="bob", password="wrong")
+    assert w.run(lambda: w.server.auth.checked >= 3, max_time=60), "the client did not ask again"
+    w.run_for(60)
+    assert w.clients[0].result is None and not _up(w, 0)
+    # connect-retry 1 4: pauses of 1, 2, 4, 4, ... s between attempts, so at most ~20 in 70 s.
+    assert 3 <= w.server.auth.checked <= 25, w.server.auth.checked

@@ -517,3 +517,20 @@ def test_redirect_gateway_block_local(lab, run):
         assert "198.18.0.0/25" not in r4 and "198.18.0.128/25" not in r4, "routes left behind: " + r4
     finally:
         lab.cli.run("ip route del default", check=False)
+
+
+def test_auth_retry_nointeract_reconnects_after_auth_failed(lab, run):
+    # OpenVPN's server refuses the password until its backend "recovers" (a marker file): with
+    # `auth-retry nointeract` our client, as OpenVPN 2.6's, asks again after its pause and gets in,
+    # where it used to end its run at the first AUTH_FAILED.
+    ok = lab.tmp / "auth-backend-up"
+    script = lab.write("check-later.sh", f"#!/bin/sh\n[ -e {ok} ]\n")
+    script.chmod(0o755)
+    creds = lab.write("creds-retry.txt", "alice\nsecret\n")
+    srv, cli = run(server_extra=f"script-security 2\nauth-user-pass-verify {script} via-file\n",
+                   client_extra=f"auth-user-pass {creds}\nauth-retry nointeract\nconnect-retry 1 2\n", wait=0)
+    assert cli.wait_for("AUTH_FAILED", 60), cli.log()[-3000:]
+    ok.touch()
+    assert cli.wait_for("tunnel up", 60), cli.log()[-3000:]
+    assert cli.alive()
+    assert lab.ping(lab.cli, TUN_SERVER_IP, 3) == 3

@@ -57,7 +57,6 @@ _NOOPS = {
     "ncp-disable": "cipher negotiation is always on (as in OpenVPN 2.6)",
     "tls-exit": "a TLS failure ends the attempt and the client reconnects",
     "management-query-passwords": "credentials come from the profile, never from the management interface",
-    "auth-retry": "AUTH_FAILED ends the attempt; the appliance retries with backoff",
     "ifconfig-nowarn": "no option-consistency warnings are printed",
     "remote-random-hostname": "remote names are resolved as written",
     "allow-recursive-routing": "the remote's address is always routed outside the tunnel",

@@ -223,6 +223,21 @@ def _route(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
         p.add("route", Route(net, mask, gw, metric))
 
 
+@reg.apply("auth-retry", why="what AUTH_FAILED does: end the run (none) or reconnect (nointeract)",
+           sets=("auth_retry",), used_by="client", nargs=(1, 1))
+def _auth_retry(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
+    """OpenVPN 2.6's choices. `interact` asks the user for the password again before it
+    reconnects; the appliance has nobody to ask, so it is refused rather than taken as
+    `nointeract` (which sends the same credentials again)."""
+    if a[0] == "interact":
+        p.err(d, "interact asks for credentials again, and the appliance has nobody to ask: "
+                 "use auth-retry nointeract (the same credentials again) or none")
+    elif a[0] not in ("none", "nointeract"):
+        p.err(d, f"unknown value {a[0]!r} (none, nointeract)")
+    else:
+        p.set("auth_retry", a[0] == "nointeract")
+
+
 @reg.apply("route-nopull", why="ignore pushed routes", sets=("route_nopull",), used_by="client", nargs=(0, 0))
 def _route_nopull(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
     p.set("route_nopull", True)
