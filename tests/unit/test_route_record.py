@@ -76,3 +76,25 @@ def test_a_file_that_is_no_record_is_ignored(rec):
     rec.take_over()
     assert FakeRtnl.deleted == [] and rec.fd is not None
     rec.close()
+
+
+def test_a_second_run_of_the_profile_leaves_the_live_runs_record_alone(tmp_path, monkeypatch):
+    """review11c: a run with no route outside its TUN yet keeps an empty record; a second run of
+    the same profile took that file too, and its writes replaced the first run's routes (killed
+    then, the first run's routes stayed for good)."""
+    FakeRtnl.deleted = []
+    monkeypatch.setattr(route_record, "Rtnl", FakeRtnl)
+    run_dir = tmp_path / "run"
+    run_dir.mkdir(mode=0o755)
+    first = RouteRecord(str(tmp_path / "profile.ovpn"), str(run_dir))
+    second = RouteRecord(str(tmp_path / "profile.ovpn"), str(run_dir))
+    first.take_over()
+    second.take_over()
+    first.write([HOST_ROUTE])
+    second.write([])
+    second.close()
+    with open(first.path) as f:
+        assert json.load(f)["routes"] == [HOST_ROUTE]
+    assert FakeRtnl.deleted == []
+    first.close()
+    assert not os.path.exists(first.path)
