@@ -32,7 +32,10 @@ from ..tun.rtnl import RTN_UNICAST, RTN_UNREACHABLE, NetlinkError, Rtnl
 log = logging.getLogger("vpn-appliance")
 
 RUN_DIR = "/run/vpn-appliance"
-MAX_RECORD = 64 * 1024              # far above any real record: a bigger file is not ours
+# Far above any real record (a bigger file is not ours): a server may push up to 1024 routes
+# (keymethod.MAX_PUSHED_OPTIONS), net_gateway ones outside the TUN, at most ~190 bytes each
+# here; at 64 KiB a record of ~600 was taken for not ours and its routes stayed for good.
+MAX_RECORD = 1024 * 1024
 
 
 def _start_time(pid: int) -> str | None:
