@@ -96,28 +96,36 @@ class AddressPool6:
         self.leased: set[str] = set()
 
     def lease(self) -> str | None:
-        n = self.free.pop(0) if self.free else self.next
-        if n >= self.net.num_addresses - 1:
-            return None
-        if n == self.next:
+        """A released address first, else the next never handed out; either skips one leased
+        meanwhile through lease_wanted."""
+        while self.free:
+            ip = str(self.net.network_address + self.free.pop(0))
+            if ip not in self.leased:
+                self.leased.add(ip)
+                return ip
+        while self.next < self.net.num_addresses - 1:
+            ip = str(self.net.network_address + self.next)
             self.next += 1
-        ip = str(self.net.network_address + n)
-        self.leased.add(ip)
-        return ip
+            if ip not in self.leased:
+                self.leased.add(ip)
+                return ip
+        return None
 
     def lease_wanted(self, ip: str) -> str | None:
-        """That address if it is in the pool and free (ifconfig-pool-persist), else None."""
+        """That address if it is in the pool and free (ifconfig-pool-persist), else None. The
+        addresses below it stay where they are (`next` reaches them): listing them as free cost
+        the server a list of every address between, 2**40 of them for one far into a /64 (its
+        loop hung and its memory ran out at that client's connect)."""
         try:
-            n = int(ipaddress.IPv6Address(ip)) - int(self.net.network_address)
+            addr = ipaddress.IPv6Address(ip)
         except ValueError:
             return None
+        ip = str(addr)                       # one spelling, the one `leased` holds
+        n = int(addr) - int(self.net.network_address)
         if ip in self.leased or not 2 <= n < self.net.num_addresses - 1:
             return None
         if n in self.free:
             self.free.remove(n)
-        elif n >= self.next:
-            self.free.extend(i for i in range(self.next, n) if i != n)
-            self.next = n + 1
         self.leased.add(ip)
         return ip
 

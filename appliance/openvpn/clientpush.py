@@ -43,12 +43,20 @@ class ClientPush:
             rec.iroutes = [ipaddress.IPv4Network(f"{n}/{m}", strict=False) for n, m in ccd.iroutes]
             rec.extra_push = list(ccd.push)
             rec.push_reset = ccd.push_reset
+        # Those waiting for client-connect's verdict count as in (review11c): they were pushed to,
+        # and once the verdicts came, sessions of one name opened together were all in (one
+        # name many times with duplicate-cn off, more clients than max-clients).
+        waiting = [o for o in self._records()
+                   if o is not rec and o.connect_state == "pending" and not o.session.established]
         if not self.st.duplicate_cn and rec.common_name:
-            for other in list(self.by_addr.values()):
-                if other is not rec and other.common_name == rec.common_name and other.session.established:
+            for other in self._records():
+                if other is not rec and other.common_name == rec.common_name and (
+                        other.session.established or other.connect_state == "pending"):
                     self._drop(other, f"another client connected with common name {rec.common_name}")
+            waiting = [o for o in waiting if o.alive]
         replaced = self.by_addr.get(rec.addr) if self.pending.get(rec.addr) is rec else None
-        others = self.admission.n_established - (1 if replaced is not None and replaced.session.established else 0)
+        others = (self.admission.n_established + len(waiting)
+                  - (1 if replaced is not None and replaced.session.established else 0))
         if others >= self.st.max_clients:
             raise ClientRefused("max-clients reached", temporary=True)
         if want is not None:

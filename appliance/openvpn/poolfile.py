@@ -33,9 +33,19 @@ def read(path: str) -> dict[str, tuple[str | None, str | None]]:
     return out
 
 
+# What a name in the file may not hold: the field and line separators. The client's certificate
+# (or its username, under username-as-common-name) chooses its name, and CC_PRINT keeps a comma:
+# `x,,2001:db8::ff:ffff:ffff` was read back at the next start as name `x` with that address.
+_NOT_IN_NAME = frozenset(",\n\r")
+
+
 def render(entries: dict[str, tuple[str | None, str | None]]) -> str:
+    """The file's text; a name that would not read back as itself is left out (remembered
+    while the server runs, not across a restart)."""
     lines = []
     for cn, (v4, v6) in entries.items():
+        if _NOT_IN_NAME.intersection(cn):
+            continue
         lines.append(f"{cn},{v4 or ''},{v6 or ''}")
     return "".join(line + "\n" for line in lines)
 

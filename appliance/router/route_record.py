@@ -19,6 +19,7 @@ the admin added by hand is never taken for ours.
 from __future__ import annotations
 
 import errno
+import fcntl
 import hashlib
 import ipaddress
 import json
@@ -31,7 +32,10 @@ from ..tun.rtnl import RTN_UNICAST, RTN_UNREACHABLE, NetlinkError, Rtnl
 log = logging.getLogger("vpn-appliance")
 
 RUN_DIR = "/run/vpn-appliance"
-MAX_RECORD = 64 * 1024              # far above any real record: a bigger file is not ours
+# Far above any real record (a bigger file is not ours): a server may push up to 1024 routes
+# (keymethod.MAX_PUSHED_OPTIONS), net_gateway ones outside the TUN, at most ~190 bytes each
+# here; at 64 KiB a record of ~600 was taken for not ours and its routes stayed for good.
+MAX_RECORD = 1024 * 1024
 
 
 def _start_time(pid: int) -> str | None:
@@ -89,9 +93,13 @@ class RouteRecord:
             st = os.lstat(self.run_dir)
             if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o022:
                 raise OSError(errno.EPERM, "not a directory of ours that only we can write")
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+            fd = self._open_locked()
         except OSError as e:
             log.warning("route record %s: %s; routes a killed run left are not removed", self.path, e)
+            return
+        if fd is None:
+            log.warning("route record %s: another run of this profile holds it; its routes are left alone, "
+                        "ours are not on record", self.path)
             return
         try:
             raw = os.pread(fd, MAX_RECORD + 1, 0)
@@ -104,6 +112,35 @@ class RouteRecord:
             os.close(fd)
             return
         self.fd = fd
+
+    def _open_locked(self) -> int | None:
+        """The record, open and locked (flock, held until we close it or die, whatever kills
+        us); None if another live run holds it. Why a lock and not only the PID in the record: a
+        run with no route outside its TUN yet keeps its record empty, and a second run of the
+        profile then took the same file, so each one's writes emptied or replaced the other's
+        (and a clean exit of one unlinked the other's record). Locked, the file must still be the
+        one at the path: a run that unlinked it at its exit leaves an inode nobody reads."""
+        for _ in range(3):
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                return None
+            except OSError:
+                os.close(fd)
+                raise
+            try:
+                same = os.path.samestat(os.fstat(fd), os.lstat(self.path))
+            except FileNotFoundError:
+                same = False
+            except OSError:
+                os.close(fd)
+                raise
+            if same:
+                return fd
+            os.close(fd)
+        raise OSError(errno.EAGAIN, "the record was replaced while it was being opened")
 
     def _remove_stale(self, raw: bytes) -> bool:
         """Remove what a dead run recorded; False (nothing touched) if that run is alive."""
@@ -148,9 +185,9 @@ class RouteRecord:
         if self.fd is None:
             return
         self.write([])
-        os.close(self.fd)
-        self.fd = None
         try:
-            os.unlink(self.path)
+            os.unlink(self.path)            # while locked: a run starting now makes a new one
         except OSError:
             pass
+        os.close(self.fd)
+        self.fd = None

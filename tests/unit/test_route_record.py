@@ -76,3 +76,45 @@ def test_a_file_that_is_no_record_is_ignored(rec):
     rec.take_over()
     assert FakeRtnl.deleted == [] and rec.fd is not None
     rec.close()
+
+
+def test_a_second_run_of_the_profile_leaves_the_live_runs_record_alone(tmp_path, monkeypatch):
+    """review11c: a run with no route outside its TUN yet keeps an empty record; a second run of
+    the same profile took that file too, and its writes replaced the first run's routes (killed
+    then, the first run's routes stayed for good)."""
+    FakeRtnl.deleted = []
+    monkeypatch.setattr(route_record, "Rtnl", FakeRtnl)
+    run_dir = tmp_path / "run"
+    run_dir.mkdir(mode=0o755)
+    first = RouteRecord(str(tmp_path / "profile.ovpn"), str(run_dir))
+    second = RouteRecord(str(tmp_path / "profile.ovpn"), str(run_dir))
+    first.take_over()
+    second.take_over()
+    first.write([HOST_ROUTE])
+    second.write([])
+    second.close()
+    with open(first.path) as f:
+        assert json.load(f)["routes"] == [HOST_ROUTE]
+    assert FakeRtnl.deleted == []
+    first.close()
+    assert not os.path.exists(first.path)
+
+
+def test_a_record_of_as_many_routes_as_a_server_may_push_is_read_back(tmp_path, monkeypatch):
+    """review11c: a server may push up to MAX_PUSHED_OPTIONS routes, `net_gateway` ones
+    included, which go outside the TUN; a record of ~600 of them passed 64 KiB and the next run
+    took it for not ours: the routes, around the tunnel, stayed for good."""
+    from appliance.openvpn.keymethod import MAX_PUSHED_OPTIONS
+    FakeRtnl.deleted = []
+    monkeypatch.setattr(route_record, "Rtnl", FakeRtnl)
+    run_dir = tmp_path / "run"
+    run_dir.mkdir(mode=0o755)
+    specs = [{"dst": f"2001:db8:ffff:ffff:ffff:ffff:ffff:{i:x}", "prefixlen": 128, "oif": 2147483647,
+              "gateway": "fe80::ffff:ffff:ffff:ffff", "priority": 2147483647, "rtype": 1}
+             for i in range(MAX_PUSHED_OPTIONS + 16)]
+    killed = RouteRecord(str(tmp_path / "profile.ovpn"), str(run_dir))
+    killed.take_over()
+    killed.write(specs)
+    os.close(killed.fd)                         # killed: its lock goes, its record stays
+    RouteRecord(str(tmp_path / "profile.ovpn"), str(run_dir)).take_over()
+    assert len(FakeRtnl.deleted) == len(specs)
