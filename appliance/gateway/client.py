@@ -42,6 +42,7 @@ DROP_LOG_EVERY = 5.0
 # 2-core machine any CPU we spend while the server and the first packet's path need it shows
 # up in the time to the first packet; 20 ms on, the burst is over.
 AFTER_UP_DELAY = 0.02
+AUTH_RETRY_PAUSE = 10.0        # s: OpenVPN's restart pause with auth-retry nointeract
 
 
 class Lazy:
@@ -282,8 +283,14 @@ class ClientGateway:
         if was_up:
             self.delay = self.opts.connect_retry
         if self.attempt % len(self.remotes) == 0 or was_up or pause:
-            log.info("restarting in %.0f s", self.delay)
-            self.pump.timers.arm("reconnect", self.clock() + self.delay, self._connect_next)
+            wait = self.delay
+            if self.opts.auth_retry:
+                # As OpenVPN 2.6 (init.c socket_restart_pause): with auth-retry nointeract every
+                # restart waits 10 s, up to connect-retry-max, so that a server refusing the
+                # password is not asked again every second.
+                wait = min(max(wait, AUTH_RETRY_PAUSE), self.opts.connect_retry_max)
+            log.info("restarting in %.0f s", wait)
+            self.pump.timers.arm("reconnect", self.clock() + wait, self._connect_next)
             self.delay = min(self.delay * 2, self.opts.connect_retry_max)
         else:
             self.pump.timers.arm("reconnect", self.clock(), self._connect_next)
