@@ -26,6 +26,9 @@ class AddressPool:
             self.free = [str(ipaddress.IPv4Address(base + 4 * k + 2))
                          for k in range(1, self.net.num_addresses // 4 - 1)]
             self._lo, self._hi, self._step = base + 6, base + self.net.num_addresses - 6, 4
+        # `free` in handing-out order, and as a set: membership was a scan of the list at every
+        # connect (a /15 pool has 131,070 addresses).
+        self._free_set = set(self.free)
         self.leased: set[str] = set()
         self.shared: dict[str, int] = {}     # leased address -> users beyond the first (share)
 
@@ -34,11 +37,13 @@ class AddressPool:
             if want in self.leased:
                 return None
             self.leased.add(want)
-            if want in self.free:
+            if want in self._free_set:
+                self._free_set.discard(want)
                 self.free.remove(want)
             return want
         while self.free:
             ip = self.free.pop(0)
+            self._free_set.discard(ip)
             if ip not in self.leased:
                 self.leased.add(ip)
                 return ip
@@ -46,9 +51,12 @@ class AddressPool:
 
     def lease_free(self, ip: str | None) -> str | None:
         """That address if the pool has it free (ifconfig-pool-persist), else None."""
-        if ip is None or ip not in self.free or ip in self.leased:
+        if ip is None or not self.is_free(ip):
             return None
         return self.lease(ip)
+
+    def is_free(self, ip: str) -> bool:
+        return ip in self._free_set and ip not in self.leased
 
     def in_range(self, ip: str) -> bool:
         """Whether `ip` is one of the pool's dynamic addresses (an ifconfig-push address may lie
@@ -75,8 +83,9 @@ class AddressPool:
             return
         if ip is not None and ip in self.leased:
             self.leased.discard(ip)
-            if self.in_range(ip):
+            if self.in_range(ip) and ip not in self._free_set:
                 self.free.append(ip)
+                self._free_set.add(ip)
 
     def ifconfig_push(self, ip: str) -> str:
         if self.topology == "subnet":

@@ -66,7 +66,7 @@ class ClientPush:
             opts.append(f"ifconfig {ip} {mask}")
         elif pool is not None:
             mem = self._memory()
-            ip = pool.lease_free(mem.pick(rec.common_name, pool.free)) if mem is not None else None
+            ip = pool.lease_free(mem.pick(rec.common_name, pool)) if mem is not None else None
             ip = ip or pool.lease()
             if ip is None:
                 raise ClientRefused("address pool exhausted", temporary=True)
