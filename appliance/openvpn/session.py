@@ -633,8 +633,31 @@ class Session(ControlChannel):
         if old is not None:
             self.recv_keys[key_id] = None
         ks = self._new_key_state(key_id, now)
+        ks.ours = True
         ks.reliable.enqueue(Op.CONTROL_SOFT_RESET_V1, b"")
         return True
+
+    def _may_answer_soft_reset(self) -> bool:
+        """The peer's soft reset opens a key id no key state has: one key in
+        negotiation at a time, as OpenVPN 2.6 (ssl.c tls_pre_decrypt: a soft reset makes a new
+        primary key only once the primary has generated its keys; until then the packet goes to
+        the primary, and another key id is dropped as "key IDs out of sync"). Answering each
+        one let an authenticated client run a TLS handshake on the server for every free key id
+        at once (6 measured). Both ends starting at once with the same id is one key state (the
+        peer's reset lands in ours); with different ids (one end's earlier attempt failed, so it
+        is one id ahead), the client gives up its own attempt and answers the server's, and the
+        server drops the client's: one of them wins and both ends meet on it."""
+        newest = self._newest()
+        if newest is None or not newest.negotiating:
+            return True
+        if self.is_client and newest.ours:
+            del self.keys[newest.key_id]
+            if self.recv_keys[newest.key_id] is newest.data:
+                self.recv_keys[newest.key_id] = None
+            self._count("own renegotiation given up for the server's")
+            return True
+        self._count("soft reset while a renegotiation is under way")
+        return False
 
     def _answer_soft_reset(self, key_id: int, now: float) -> KeyState:
         old = self.keys.pop(key_id, None)
