@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..openvpn.config.lexer import lines as ovpn_lines
+from ..openvpn.config.lexer import split_lines
 from ..openvpn.config.parser import ParseState
 from ..openvpn.config.table import TABLE
 from ..openvpn.errors import ConfigError
@@ -74,11 +75,18 @@ class Bundle:
             raise ConfigError(f"the config and its files exceed {MAX_BYTES >> 20} MiB", origin)
 
 
+def _lines_keepends(text: str) -> list[str]:
+    """The lines of `text` with their LF, numbered as the OpenVPN lexer and TOML count them (LF
+    only): str.splitlines also ends lines at VT, FF, U+0085, U+2028..., so a comment holding one
+    shifted every later line and the renamed file went onto the wrong one."""
+    return re.split(r"(?<=\n)", text)
+
+
 def _rewrite_lines(text: str, base: str, renames: dict[int, dict[str, str]]) -> str:
     """Replace, on the given line numbers, every token naming one of the paths by its new name."""
     if not renames:
         return text
-    out = text.splitlines(keepends=True)
+    out = _lines_keepends(text)
     by_number = {ln.number: ln for ln in ovpn_lines(text)}
     for number, paths in renames.items():
         ln = by_number.get(number)
@@ -138,7 +146,7 @@ def _inline_profile(b: Bundle, cfg, toml_path: str, text: str, taken: dict[str, 
     """A profile inline in the TOML (`vpn.inline`) may name files too (relative to the TOML): rename
     them on the TOML's own lines. Only a multi-line string can hold a file directive on its own line."""
     start = cfg.source.get(("vpn", "inline"))
-    m = _MULTILINE_OPEN.search(text.splitlines()[start - 1]) if start else None
+    m = _MULTILINE_OPEN.search(split_lines(text)[start - 1]) if start else None
     if m is None:
         return text
     offset = start if m.group(2).strip() == "" else start - 1      # TOML drops a newline after the opening
@@ -148,7 +156,7 @@ def _inline_profile(b: Bundle, cfg, toml_path: str, text: str, taken: dict[str, 
 
 def _toml_line_set(text: str, line: int, key: str, value: str) -> str:
     """Set `key = "value"` on `line` (1-based) of TOML text, keeping the rest of the line."""
-    out = text.splitlines(keepends=True)
+    out = _lines_keepends(text)
     new, n = re.subn(rf'^(\s*{re.escape(key)}\s*=\s*)("(?:[^"\\]|\\.)*"|\'[^\']*\')',
                      lambda m: m.group(1) + '"' + value + '"', out[line - 1], count=1)
     if n != 1:

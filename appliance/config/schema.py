@@ -25,6 +25,7 @@ from dataclasses import field, make_dataclass
 
 from ..openvpn.errors import ConfigError
 from ..openvpn.config import ConfigErrors, Options, parse_config, render_options
+from ..openvpn.config.lexer import split_lines
 from ..openvpn.settings import check_key_material
 from .keys import APPLIANCE, LAN, LOG_LEVELS, ROLES, SECTIONS, VPN, WAN  # noqa: F401 (LOG_LEVELS, ROLES: re-exported)
 from .table import Section, load_sections
@@ -73,7 +74,7 @@ class _Lines:
         self.values: dict[tuple[str, str], str] = {}   # the raw text after `=` on the key's line
         section = ""
         in_string: str | None = None
-        for n, line in enumerate(text.splitlines(), 1):
+        for n, line in enumerate(split_lines(text), 1):     # TOML ends lines at LF (CRLF) only
             if in_string is not None:
                 if in_string in line:
                     in_string = None

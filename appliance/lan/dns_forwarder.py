@@ -9,6 +9,10 @@ core's (dns_core.py); this module moves bytes and enforces where they may go:
   fresh socket per attempt (so a fresh random source port from the kernel): a pushed public
   resolver can never be reached over the WAN, redirect-gateway or not, and with the tunnel down
   there is no socket to send from at all (the core answers SERVFAIL at once).
+- A pushed server at one of our own addresses (tunnel, LAN, WAN, loopback, any address of this
+  host) is left out and logged: the kernel delivers a packet to a local address locally, even
+  from a socket bound to the TUN, so a server pushing `dhcp-option DNS <our tunnel address>`
+  would have sent the LAN's queries to whatever listens on this host at that port.
 - The listeners are bound to the LAN address and the LAN NIC, so only hosts on the LAN are
   served (not the WAN, not the tunnel).
 - TCP (RFC 7766): pipelined queries answered as they come back (any order), bounded
@@ -26,7 +30,7 @@ import ipaddress
 import logging
 import socket
 import struct
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, Iterable
 
 from . import dns_core
 from .dns_core import Done, ForwarderCore, Limits, Reply, Send
@@ -51,6 +55,23 @@ SO_BINDTODEVICE = getattr(socket, "SO_BINDTODEVICE", 25)
 
 def _family(addr: str) -> int:
     return socket.AF_INET6 if ipaddress.ip_address(addr).version == 6 else socket.AF_INET
+
+
+def own_address(addr: str, ours: "Iterable[str]") -> bool:
+    """Whether `addr` is this host's: one of `ours` (tunnel and LAN addresses), loopback,
+    unspecified (both reach this host), or an address the kernel lets us bind (the WAN's and any
+    other interface's). An IPv4-mapped IPv6 address counts as its IPv4 address."""
+    ip = ipaddress.ip_address(addr)
+    if ip.version == 6 and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    if ip.is_loopback or ip.is_unspecified or any(ip == ipaddress.ip_address(a) for a in ours):
+        return True
+    with socket.socket(_family(str(ip)), socket.SOCK_DGRAM) as s:
+        try:
+            s.bind((str(ip), 0))
+        except OSError:
+            return False                # EADDRNOTAVAIL: not ours (a link-local without scope too)
+    return True
 
 
 class _TcpClient:
@@ -87,11 +108,12 @@ class DnsForwarder:
     """The `[lan] dns_forwarder` service (see the module doc)."""
 
     def __init__(self, listen: list[str], lan_if: str | None, port: int = DNS_PORT, limits: Limits | None = None,
-                 bind_device: bool = True) -> None:
+                 bind_device: bool = True, is_own: Callable[[str, Iterable[str]], bool] = own_address) -> None:
         self.listen = list(listen)
         self.lan_if = lan_if
         self.port = port
         self.bind_device = bind_device  # False only in tests on loopback without CAP_NET_RAW
+        self.is_own = is_own            # tests on loopback let their fake upstream's address through
         self.core = ForwarderCore(limits or Limits())
         self.pump: "Pump | None" = None
         self.udp: list[socket.socket] = []
@@ -145,6 +167,12 @@ class DnsForwarder:
             skipped = [a for a, _ in p.dns_endpoints if _family(a) not in self.src]
             if skipped:
                 log.warning("DNS forwarder: no tunnel address of the family of %s: not used", ", ".join(skipped))
+            ours = [*self.src.values(), *self.listen]
+            own = [a for a, _ in servers if self.is_own(a, ours)]
+            if own:
+                log.warning("DNS forwarder: pushed DNS server %s is an address of this host, not a server "
+                            "through the tunnel: not used", ", ".join(own))
+                servers = [ep for ep in servers if ep[0] not in own]
         self.tun = state.tun_name if servers else None
         self._run(self.core.set_servers(servers))
         for token in list(self.upstream):

@@ -54,6 +54,8 @@ class ControlChannel:
             ks = None
         if ks is None:
             if op == Op.CONTROL_SOFT_RESET_V1 and self.established:
+                if not self._may_answer_soft_reset():
+                    return
                 ks = self._answer_soft_reset(key_id, now)
             elif self.role.opens_first_key(op, key_id):
                 ks = self._new_key_state(0, now)

@@ -36,7 +36,7 @@ class KS(Enum):
 class KeyState:
     __slots__ = ("key_id", "phase", "reliable", "tls", "primed", "created", "active_since", "local_km",
                  "remote_km", "sent_km", "data", "retired_at", "wkc_resend", "sent_first_control",
-                 "pending_send", "pending_auth", "expires_at")
+                 "pending_send", "pending_auth", "expires_at", "ours")
 
     def __init__(self, key_id: int, now: float, tls_timeout: float, tcp: bool) -> None:
         self.key_id = key_id
@@ -56,6 +56,7 @@ class KeyState:
         self.pending_send = False         # ACTIVE, but the peer may not have our keys yet
         self.pending_auth: KeyMethod2 | None = None   # server: the client's message, awaiting auth_result
         self.expires_at: float | None = None   # still sending after a failed renegotiation: ends here
+        self.ours = False                 # a renegotiation this end started (its soft reset went first)
 
     @property
     def negotiating(self) -> bool:

@@ -633,7 +633,25 @@ class Session(ControlChannel):
         if old is not None:
             self.recv_keys[key_id] = None
         ks = self._new_key_state(key_id, now)
+        ks.ours = True
         ks.reliable.enqueue(Op.CONTROL_SOFT_RESET_V1, b"")
+        return True
+
+    def _may_answer_soft_reset(self) -> bool:
+        """The peer's soft reset opens a key id no key state has: answered unless a renegotiation
+        the peer started is still negotiating. Answering each one let an authenticated client
+        run a TLS handshake on the server for every free key id at once (6 measured). OpenVPN
+        2.6 keeps one key in negotiation at a time (ssl.c tls_pre_decrypt: a soft reset makes a
+        new primary key only once the primary has generated its keys; until then it goes to
+        the primary and another key id is dropped as "key IDs out of sync"). Ours may run next
+        to the peer's (at most two, one each way; _start_soft_reset starts ours only when the
+        newest key is active): when both ends start at once with different ids (one end's
+        earlier attempt failed unseen, so it is one id ahead), an OpenVPN peer drops our soft
+        reset and keeps its own, so only answering its one completes -- dropping it instead
+        cost the client a new TLS session (tests/interop/test_failed_renegotiation.py)."""
+        if any(k.negotiating and not k.ours for k in self.keys.values()):
+            self._count("soft reset while a renegotiation the peer started is under way")
+            return False
         return True
 
     def _answer_soft_reset(self, key_id: int, now: float) -> KeyState:

@@ -120,8 +120,11 @@ def test_eduvpn_style_profile(lab, run):
     assert "renegotiated" not in cli.log()
 
 
-def test_renegotiation_under_traffic(lab, run):
-    srv, cli = run(reneg_sec=4)
+@pytest.mark.parametrize("client_reneg", ["", "reneg-sec 4\n"], ids=["server", "both"])
+def test_renegotiation_under_traffic(lab, run, client_reneg):
+    """The server's reneg-sec, or the same on both ends (soft resets starting at about the same
+    moment from each side: one key in negotiation at a time, both meet on one)."""
+    srv, cli = run(reneg_sec=4, client_extra=client_reneg)
     tip = client_tunnel_ip(lab)
     t0 = time.monotonic()
     received = lab.ping(lab.cli, TUN_SERVER_IP, count=60, interval=0.2, timeout=40)   # ~12 s, ≥ 2 renegotiations

@@ -181,3 +181,27 @@ def test_inline_profile_naming_files_is_bundled(tmp_path, pki):
     assert "ca ca.crt\ncert client.crt\nkey client.key\n'''" in b.files["appliance.toml"].decode()
     write_dir(b, tmp_path / "etc")
     validate_runtime(load_appliance_config(str(tmp_path / "etc/appliance.toml")))
+
+
+def test_bundle_counts_lines_at_lf_only(tmp_path, pki):
+    """U+2028 (or VT, FF, U+0085...) in a comment ends no line for OpenVPN nor TOML: str.splitlines
+    counted one more, so the renamed `ca` went onto the comment's tail, and the profile kept naming
+    the original path; in the TOML the `config =` line was missed and the bundle refused."""
+    toml = _config(tmp_path, pki)
+    prof = toml.parent / "profiles/office vpn.ovpn"
+    prof.write_text(prof.read_text().replace("ca ", "# note\u2028tail\x0bmore\nca ", 1))
+    toml.write_text(toml.read_text().replace("[vpn]\n", "[vpn]\n# set by\u2028the office\n", 1))
+    b = collect(toml)
+    assert 'config = "office_vpn.ovpn"  # office' in b.files["appliance.toml"].decode()
+    text = b.files["office_vpn.ovpn"].decode()
+    assert "# note\u2028tail\x0bmore\nca ca.crt\ncert client.crt\n" in text
+    assert str(pki) not in text and "../../pki" not in text
+
+
+def test_inline_profile_after_a_unicode_line_separator_is_bundled(tmp_path, pki):
+    toml = tmp_path / "appliance.toml"
+    toml.write_text('# office\u2028vpn\n[wan]\nname = "eth0"\naddress = "198.18.0.2/24"\n\n[vpn]\nrole = "client"\n'
+                    "inline = '''\nclient\ndev tun\nremote 198.18.0.1 1194\nremote-cert-tls server\n"
+                    f"ca {pki}/ca.crt\ncert {pki}/client.crt\nkey {pki}/client.key\n'''\n")
+    b = collect(toml)
+    assert "ca ca.crt\ncert client.crt\nkey client.key\n'''" in b.files["appliance.toml"].decode()

@@ -14,12 +14,21 @@ from appliance.lan import dns_wire as w
 from appliance.openvpn.keymethod import PushedOptions
 
 
+UPSTREAM = "127.0.0.9"      # the fake upstream: on loopback, so the one own address the tests let through
+
+
+def _but_upstream(addr: str):
+    """The forwarder's own-address check, except for the fake upstream's address (loopback is the
+    only place an unprivileged test can put a server; the real check would rightly refuse it)."""
+    return lambda a, ours: a != addr and fwd.own_address(a, ours)
+
+
 class Upstream:
     """A UDP DNS server on loopback that answers what it is told to, when told to."""
 
     def __init__(self) -> None:
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
+        self.sock.bind((UPSTREAM, 0))
         self.sock.setblocking(False)
         self.port = self.sock.getsockname()[1]
         self.got: list[tuple[bytes, tuple]] = []
@@ -27,7 +36,7 @@ class Upstream:
         self.truncate = False           # answer UDP with TC set and nothing else
         self.oversize = 0               # > 0: answer UDP with this many A records, whatever was asked
         self.tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.tcp.bind(("127.0.0.1", self.port))
+        self.tcp.bind((UPSTREAM, self.port))
         self.tcp.listen(4)
         self.tcp.setblocking(False)
         self.tcp_got: list[bytes] = []
@@ -85,9 +94,9 @@ class Upstream:
 def setup():
     pump = Pump(time.monotonic, SelectorWaiter())
     up = Upstream()
-    f = fwd.DnsForwarder(["127.0.0.1"], None, port=0, bind_device=False)
+    f = fwd.DnsForwarder(["127.0.0.1"], None, port=0, bind_device=False, is_own=_but_upstream(UPSTREAM))
     f.attach(pump, lambda: None)
-    pushed = PushedOptions(ifconfig=("127.0.0.1", "255.0.0.0"), dns_endpoints=[("127.0.0.1", up.port)])
+    pushed = PushedOptions(ifconfig=("127.0.0.1", "255.0.0.0"), dns_endpoints=[(UPSTREAM, up.port)])
     f.tunnel_changed(TunnelState(True, "x", "lo", pushed))
 
     def run(until, timeout=3.0):
@@ -316,7 +325,7 @@ def test_ipv6_listener_and_ipv6_upstream():
     srv = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
     srv.bind(("::1", 0))
     srv.setblocking(False)
-    f = fwd.DnsForwarder(["::1"], None, port=0, bind_device=False)
+    f = fwd.DnsForwarder(["::1"], None, port=0, bind_device=False, is_own=_but_upstream("::1"))
     f.attach(pump, lambda: None)
     pushed = PushedOptions(ifconfig=("127.0.0.1", "255.0.0.0"), ifconfig_ipv6=("::1/128", ""),
                            dns_endpoints=[("::1", srv.getsockname()[1])])
@@ -363,3 +372,65 @@ def test_a_flood_of_connections_with_queries_from_one_host_does_not_close_anothe
         n = len(up.got)
         run(lambda n=n: len(up.got) > n, 0.5)
     _flood_made_room_and_the_waiting_query_got_its_answer(f, up, run, c, flood)
+
+
+def test_pushed_dns_at_an_address_of_this_host_is_not_used():
+    """A hostile server pushing our own tunnel (or LAN, loopback...) address as DNS: the kernel
+    delivers locally even from a socket bound to the TUN, so the LAN's queries went to whatever
+    listened on this host at that port. They are answered SERVFAIL, nothing reaches the local
+    listener, and the server pushed is named in the log."""
+    pump = Pump(time.monotonic, SelectorWaiter())
+    local = Upstream()              # what listens on this host (127.0.0.9 is ours: loopback)
+    f = fwd.DnsForwarder(["127.0.0.1"], None, port=0, bind_device=False)
+    f.attach(pump, lambda: None)
+    c = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    c.setblocking(False)
+    try:
+        pushed = PushedOptions(ifconfig=(UPSTREAM, "255.0.0.0"), dns_endpoints=[(UPSTREAM, local.port)])
+        f.tunnel_changed(TunnelState(True, "x", "lo", pushed))
+        c.sendto(w.encode_query(0x77, "own.test", 1), ("127.0.0.1", f.port))
+        got = []
+        end = time.monotonic() + 3
+        while time.monotonic() < end and not got:
+            pump.step(block=False)
+            local.poll()
+            try:
+                got.append(c.recv(4096))
+            except BlockingIOError:
+                time.sleep(0.002)
+        assert got and got[0][:2] == b"\0\x77" and w.rcode(got[0]) == 2       # SERVFAIL
+        assert local.got == []
+    finally:
+        f.close()
+        local.sock.close()
+        local.tcp.close()
+        c.close()
+
+
+@pytest.mark.parametrize("addr, own", [
+    ("198.18.7.1", True), ("198.18.9.1", True),           # tunnel, LAN
+    ("127.0.0.1", True), ("127.1.2.3", True), ("::1", True), ("0.0.0.0", True), ("::", True),
+    ("::ffff:127.0.0.1", True), ("::ffff:198.18.7.1", True),
+    ("198.18.8.1", False), ("2001:db8::53", False)])
+def test_own_address(addr, own):
+    assert fwd.own_address(addr, ["198.18.7.1", "198.18.9.1"]) is own
+
+
+@pytest.mark.root
+@pytest.mark.netns
+def test_own_address_knows_the_wan_address_from_the_kernel():
+    """An address the forwarder is not told about (the WAN's, another NIC's) is found by the
+    kernel's bind check, in a namespace holding it (IPv4 and IPv6)."""
+    import sys
+    import uuid
+    from lab.netns import Netns
+    ns = Netns(f"uo{uuid.uuid4().hex[:10]}")
+    try:
+        ns.run("ip link add wan0 type veth peer name wan1 && ip link set wan0 up && ip link set wan1 up && ip addr add 198.18.20.2/24 dev wan0"
+               " && ip addr add 2001:db8:20::2/64 dev wan0 nodad")
+        code = ("from appliance.lan.dns_forwarder import own_address as o; "
+                "print([o(a, []) for a in ('198.18.20.2', '2001:db8:20::2', '198.18.20.3', '2001:db8:20::3')])")
+        r = ns.run(f"{sys.executable} -c \"{code}\"")
+        assert r.stdout.strip() == "[True, True, False, False]"
+    finally:
+        ns.delete()

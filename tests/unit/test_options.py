@@ -527,3 +527,13 @@ def test_server_directives_in_a_client_config_are_errors_at_their_line(line, dir
         parse_config(GOOD_CLIENT + line + "\n", "/p/c.ovpn", _no_files)
     errs = [str(e) for e in _errors(ei.value)]
     assert any(e.startswith(f"/p/c.ovpn:{GOOD_LINES + 1}: {directive}: ") for e in errs), errs
+
+
+def test_auth_user_pass_file_lines_end_at_lf_only():
+    """OpenVPN reads the username and password lines with fgets: a U+2028 (or VT, FF, U+0085) is
+    part of the username, not the end of its line (str.splitlines made its tail the password)."""
+    text = GOOD_CLIENT + "auth-user-pass up.txt\n"
+    o = parse_config(text, "/p/c.ovpn", lambda p: "bob\u2028x\x0cy\r\nhunter2\r\n".encode())
+    assert o.auth_user_pass == ("bob\u2028x\x0cy", "hunter2")
+    o = parse_config(GOOD_CLIENT + "<auth-user-pass>\nann\x85e\npw\n</auth-user-pass>\n", "/p/c.ovpn", lambda p: b"")
+    assert o.auth_user_pass == ("ann\x85e", "pw")

@@ -6,6 +6,7 @@ from .. import ciphers
 from ..replay import MAX_SIZE as MAX_REPLAY_WINDOW
 from ..replay import MAX_TIME_LIMIT as MAX_REPLAY_TIME
 from .directives import Registry
+from .lexer import split_lines
 from .parser import INLINE, ParseState
 
 reg = Registry()
@@ -103,7 +104,7 @@ def _auth_user_pass(p: ParseState, d: str, a: list[str], inline: str | None) -> 
     text = p.text(d, a[0], inline)
     if text is None:
         return
-    lines = text.splitlines()
+    lines = split_lines(text)        # fgets lines, as OpenVPN reads the file: LF ends them, nothing else
     if not lines or not lines[0]:
         p.err(d, "the file must hold the username on line 1 and the password on line 2")
     else:
