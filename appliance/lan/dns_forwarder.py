@@ -59,19 +59,22 @@ def _family(addr: str) -> int:
 
 def own_address(addr: str, ours: "Iterable[str]") -> bool:
     """Whether `addr` is this host's: one of `ours` (tunnel and LAN addresses), loopback,
-    unspecified (both reach this host), or an address the kernel lets us bind (the WAN's and any
-    other interface's). An IPv4-mapped IPv6 address counts as its IPv4 address."""
+    unspecified (both reach this host), or an address the kernel routes to itself (the WAN's and
+    any other interface's). An IPv4-mapped IPv6 address counts as its IPv4 address."""
     ip = ipaddress.ip_address(addr)
     if ip.version == 6 and ip.ipv4_mapped is not None:
         ip = ip.ipv4_mapped
     if ip.is_loopback or ip.is_unspecified or any(ip == ipaddress.ip_address(a) for a in ours):
         return True
+    # The kernel's route to it: a local address is reached through the local table, with
+    # itself as the source. Not a bind check: with net.ipv4.ip_nonlocal_bind (keepalived
+    # hosts) every address binds, and every pushed server would have been skipped.
     with socket.socket(_family(str(ip)), socket.SOCK_DGRAM) as s:
         try:
-            s.bind((str(ip), 0))
-        except OSError:
-            return False                # EADDRNOTAVAIL: not ours (a link-local without scope too)
-    return True
+            s.connect((str(ip), 53))
+            return ipaddress.ip_address(s.getsockname()[0].partition("%")[0]) == ip
+        except (OSError, ValueError):
+            return False                # no route to it: not ours (a link-local without scope too)
 
 
 class _TcpClient:

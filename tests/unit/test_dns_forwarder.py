@@ -420,7 +420,7 @@ def test_own_address(addr, own):
 @pytest.mark.netns
 def test_own_address_knows_the_wan_address_from_the_kernel():
     """An address the forwarder is not told about (the WAN's, another NIC's) is found by the
-    kernel's bind check, in a namespace holding it (IPv4 and IPv6)."""
+    kernel's route to it, in a namespace holding it (IPv4 and IPv6)."""
     import sys
     import uuid
     from lab.netns import Netns
@@ -430,6 +430,10 @@ def test_own_address_knows_the_wan_address_from_the_kernel():
                " && ip addr add 2001:db8:20::2/64 dev wan0 nodad")
         code = ("from appliance.lan.dns_forwarder import own_address as o; "
                 "print([o(a, []) for a in ('198.18.20.2', '2001:db8:20::2', '198.18.20.3', '2001:db8:20::3')])")
+        r = ns.run(f"{sys.executable} -c \"{code}\"")
+        assert r.stdout.strip() == "[True, True, False, False]"
+        # Where any address binds (ip_nonlocal_bind, as on keepalived hosts), the answers stay.
+        ns.run("sysctl -qw net.ipv4.ip_nonlocal_bind=1 net.ipv6.ip_nonlocal_bind=1")
         r = ns.run(f"{sys.executable} -c \"{code}\"")
         assert r.stdout.strip() == "[True, True, False, False]"
     finally:
