@@ -85,6 +85,9 @@ class _TunAndRoutes:
         if self.record is None:
             return
         specs = self.routes.added if self.routes is not None else []
+        if not specs:
+            self.record.write([])
+            return
         try:
             tun = link_index(self.tun.name) if self.tun is not None else None
         except RuntimeError:

@@ -81,6 +81,7 @@ class RouteRecord:
         self.path = os.path.join(run_dir, f"client-routes-{key}.json")
         self.fd: int | None = None
         self.taken = False
+        self._written = b""             # what the file holds now (emptied when taken over)
 
     def take_over(self) -> None:
         """At start, before any route lookup: remove the routes a dead run of this profile left,
@@ -173,9 +174,12 @@ class RouteRecord:
         if self.fd is None:
             return
         data = json.dumps({"pid": os.getpid(), "start": _start_time(os.getpid()), "routes": specs}).encode() if specs else b""
+        if data == self._written:
+            return                      # nothing changed: no system calls (a push is on the way to the first packet)
         try:
             os.ftruncate(self.fd, 0)
             os.pwrite(self.fd, data, 0)
+            self._written = data
         except OSError as e:
             log.warning("route record %s: %s", self.path, e)
 
