@@ -332,6 +332,7 @@ class MemoryPorts:
 
     def __init__(self, net: MemoryNet, ip: str) -> None:
         self.net, self.ip = net, ip
+        self.names: dict[str, list[str]] = {}
         self.udp_sockets: list[MemoryDatagramSocket] = []
         self.streams: list[MemoryStreamSocket] = []
         self.listen_socket: MemoryListenSocket | None = None
@@ -353,8 +354,9 @@ class MemoryPorts:
         self.listen_socket = s = MemoryListenSocket(self.net, addr)
         return TcpListener(addr, sock=s)
 
-    def resolve(self, host: str, port: int, proto: str, family) -> tuple[str, int]:  # noqa: ANN001
-        return (host, port)
+    def resolve(self, host: str, port: int, proto: str, family) -> list[tuple[str, int]]:  # noqa: ANN001
+        """`names` maps a host name to its addresses (a test's DNS); anything else is an address."""
+        return [(a, port) for a in self.names.get(host, [host])]
 
 
 class ChannelTun:

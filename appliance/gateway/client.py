@@ -103,6 +103,10 @@ class ClientGateway:
         if opts.remote_random:
             (rng or random).shuffle(self.remotes)
         self.attempt = 0
+        # The addresses of the remote tried last that are still to be tried, before the next
+        # remote (OpenVPN 2.6: next_connection_entry takes the name's next address, ai_next).
+        self._more: list[tuple[str, int]] = []
+        self._more_of: Remote | None = None
         self.delay = opts.connect_retry
         self.conn: Connection | None = None
         self.tun_watched: TunPort | None = None
@@ -236,11 +240,16 @@ class ClientGateway:
     def _connect_next(self) -> None:
         if self.result is not None:
             return
-        remote = self.remotes[self.attempt % len(self.remotes)]
-        self.attempt += 1
         poll = self.opts.server_poll_timeout
+        if self._more and self._more_of is not None:
+            remote, addr = self._more_of, self._more.pop(0)
+        else:
+            remote, addr = self.remotes[self.attempt % len(self.remotes)], None
+            self.attempt += 1
         try:
-            addr = self.ports.resolve(remote.host, remote.port, remote.proto, self.opts.family_of(remote))
+            if addr is None:
+                addrs = self.ports.resolve(remote.host, remote.port, remote.proto, self.opts.family_of(remote))
+                addr, self._more, self._more_of = addrs[0], list(addrs[1:]), remote
             self.net.reach(addr[0])      # past the last push's routes, which stay while we reconnect
             if remote.proto == "tcp":
                 log.info("connecting to %s over TCP", fmt_addr(addr))
@@ -282,7 +291,7 @@ class ClientGateway:
             return
         if was_up:
             self.delay = self.opts.connect_retry
-        if self.attempt % len(self.remotes) == 0 or was_up or pause:
+        if (self.attempt % len(self.remotes) == 0 and not self._more) or was_up or pause:
             wait = self.delay
             if self.opts.auth_retry:
                 # As OpenVPN 2.6 (init.c socket_restart_pause): with auth-retry nointeract every
@@ -329,7 +338,10 @@ class ClientGateway:
         RESTART); only RESTART,[N] clears it (push.c server_pushed_signal). A client that moved
         on to its next remote after a server's blip left the server its profile lists first."""
         if same_remote:
-            self.attempt -= 1
+            # The same address, too (OpenVPN keeps the name's current address over a soft
+            # restart); the name's other addresses follow if that one stays silent.
+            self._more.insert(0, c.addr)
+            self._more_of = c.remote
             log.info("reconnecting to %s:%d (%s) first", c.remote.host, c.remote.port, c.remote.proto)
         self._schedule_retry(c.was_up, pause=same_remote)
 

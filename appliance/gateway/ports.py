@@ -103,7 +103,9 @@ class Ports(Protocol):
 
     def tcp_listen(self, local: tuple[str, int]) -> ListenerPort: ...
 
-    def resolve(self, host: str, port: int, proto: str, family: str | None) -> tuple[str, int]: ...
+    def resolve(self, host: str, port: int, proto: str, family: str | None) -> list[tuple[str, int]]:
+        """Every address of `host`, in the order to try them (never empty; OSError if none)."""
+        ...
 
 
 Clock = Callable[[], float]

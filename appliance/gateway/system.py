@@ -28,14 +28,16 @@ class SystemPorts:
     def tcp_listen(self, local: tuple[str, int]) -> TcpListener:
         return TcpListener(local)
 
-    def resolve(self, host: str, port: int, proto: str, family: str | None) -> tuple[str, int]:
-        """IPv4 first unless the profile says udp6/tcp6."""
+    def resolve(self, host: str, port: int, proto: str, family: str | None) -> list[tuple[str, int]]:
+        """All of the name's addresses, IPv4 first unless the profile says udp6/tcp6: the client
+        tries each before the next remote, as OpenVPN 2.6 steps through a name's addresses."""
         fam = socket.AF_INET6 if family == "6" else socket.AF_INET if family == "4" else socket.AF_UNSPEC
         infos = socket.getaddrinfo(host, port, fam, socket.SOCK_DGRAM if proto == "udp" else socket.SOCK_STREAM)
         infos.sort(key=lambda i: i[0] != socket.AF_INET)
-        if not infos:
+        addrs = list(dict.fromkeys(tuple(i[4][:2]) for i in infos))
+        if not addrs:
             raise OSError(f"cannot resolve {host}")
-        return infos[0][4][:2]
+        return addrs
 
 
 def waiter() -> SelectorWaiter:

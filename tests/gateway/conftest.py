@@ -85,10 +85,12 @@ class World:
         return self.server
 
     def add_client(self, conf: str, ip: str | None = None, username: str = "", password: str = "",
-                   observers: tuple = ()) -> ClientGateway:
+                   observers: tuple = (), names: dict[str, list[str]] | None = None) -> ClientGateway:
+        """`names`: host names of `remote` lines and their addresses (the client's DNS)."""
         opts = parse_config(conf, "/mem/client.ovpn")
         n = len(self.clients)
         ports = MemoryPorts(self.net, ip or f"198.18.0.{2 + n}")
+        ports.names = dict(names or {})
         tnet = FakeTunnelNetwork(self.net)
         c = ClientGateway(opts, ports, tnet, self.clock, MemoryWaiter(self.net), username, password,
                           observers=observers)

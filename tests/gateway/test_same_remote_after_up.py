@@ -17,18 +17,22 @@ TWO_REMOTES = [(SERVER_IP, 1194), (SERVER_IP, 1195)]      # nothing listens on t
 
 
 def _up_world(pki, proto: str = "udp") -> tuple[World, list[int]]:
-    """A client up on the first remote, and the list of the ports it tries from then on."""
+    """A client up on the first remote, and the list of the ports it connects to from then on."""
     w = World()
     w.add_server(server_conf(pki, proto=proto))
     c = w.add_client(client_conf(pki, proto=proto, remotes=TWO_REMOTES))
     assert w.run(lambda: c.conn is not None and c.conn.was_up, max_time=30)
     tried: list[int] = []
-    resolve = c.ports.resolve
+    udp, tcp_connect = c.ports.udp, c.ports.tcp_connect
 
-    def recording(host, port, proto, family):
-        tried.append(port)
-        return resolve(host, port, proto, family)
-    c.ports.resolve = recording
+    def udp_recording(local, remote):
+        tried.append(remote[1])
+        return udp(local, remote)
+
+    def tcp_recording(remote):
+        tried.append(remote[1])
+        return tcp_connect(remote)
+    c.ports.udp, c.ports.tcp_connect = udp_recording, tcp_recording
     return w, tried
 
 
@@ -64,3 +68,26 @@ def test_auth_failed_temp_keeps_the_server_unless_told_to_advance(pki, message, 
     inf = next(iter(gw.ops.info.values()))
     assert gw.ops.client_kill(inf.cid, message)
     assert _tries(w, tried, 1) == [port]
+
+
+def test_a_name_with_several_addresses_tries_each_before_giving_up(pki):
+    """`remote vpn.example` resolving to a dead address first and the server second (round-robin
+    DNS of a server cluster): as OpenVPN 2.6 (next_connection_entry's ai_next), the client tries
+    the name's next address at once after the first stays silent, rather than the same dead
+    address again and again. Once up, a lost tunnel tries the address it was on first."""
+    w = World()
+    w.add_server(server_conf(pki))
+    c = w.add_client(client_conf(pki, remotes=[("vpn.example", 1194)]),
+                     names={"vpn.example": ["198.18.0.250", SERVER_IP]})
+    assert w.run(lambda: c.conn is not None and c.conn.was_up, max_time=30), "never tried the second address"
+    assert c.conn.addr == (SERVER_IP, 1194)
+    tried: list[str] = []
+    udp = c.ports.udp
+
+    def udp_recording(local, remote):
+        tried.append(remote[0])
+        return udp(local, remote)
+    c.ports.udp = udp_recording
+    w.net.loss = 1.0                     # the server goes silent: ping-restart
+    assert w.run(lambda: len(tried) >= 3, max_time=200), tried
+    assert tried[:3] == [SERVER_IP, "198.18.0.250", SERVER_IP], tried

@@ -537,3 +537,20 @@ def test_auth_retry_nointeract_reconnects_after_auth_failed(lab, run):
     assert cli.wait_for("tunnel up", 60), cli.log()[-3000:]
     assert cli.alive()
     assert lab.ping(lab.cli, TUN_SERVER_IP, 3) == 3
+
+
+def test_a_remote_name_with_a_dead_address_first_connects_through_its_next_address(lab, run):
+    # `remote vpn-cluster.test` resolves (the client namespace's hosts file, which `ip netns exec`
+    # puts in place of /etc/hosts) to an address nobody answers first, then to the server: as
+    # OpenVPN 2.6's client, ours tries the name's next address after server-poll-timeout, where it
+    # used to take the first address on every attempt and never came up.
+    hosts_dir = Path("/etc/netns") / lab.cli.name          # /etc/netns stays, as in test_host_dns
+    hosts_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        (hosts_dir / "hosts").write_text(f"127.0.0.1 localhost\n198.18.0.3 vpn-cluster.test\n{SRV_IP} vpn-cluster.test\n")
+        srv, cli = run(remotes=[("vpn-cluster.test", 1194, "udp")], client_extra="server-poll-timeout 3\n", wait=60)
+        assert "connecting to 198.18.0.3" in cli.log() and f"connecting to {SRV_IP}" in cli.log(), cli.log()[-2000:]
+        assert lab.ping(lab.cli, TUN_SERVER_IP, 3) == 3
+    finally:
+        (hosts_dir / "hosts").unlink(missing_ok=True)
+        hosts_dir.rmdir()
