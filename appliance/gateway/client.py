@@ -107,6 +107,9 @@ class ClientGateway:
         # remote (OpenVPN 2.6: next_connection_entry takes the name's next address, ai_next).
         self._more: list[tuple[str, int]] = []
         self._more_of: Remote | None = None
+        # Remotes begun since the last tunnel was up (OpenVPN's unsuccessful_attempts), for
+        # connect-retry-max N: the run ends once each remote was tried N times in vain.
+        self.unsuccessful = 0
         self.delay = opts.connect_retry
         self.conn: Connection | None = None
         self.tun_watched: TunPort | None = None
@@ -246,6 +249,14 @@ class ClientGateway:
         else:
             remote, addr = self.remotes[self.attempt % len(self.remotes)], None
             self.attempt += 1
+            self.unsuccessful += 1
+            most = self.opts.connect_retry_max_count
+            if most and self.unsuccessful > most * len(self.remotes):
+                # As OpenVPN 2.6 (init.c next_connection_entry); a same-remote retry or another
+                # address of the same name is no new attempt there either.
+                log.error("All connections have been connect-retry-max (%d) times unsuccessful, exiting", most)
+                self._finish(1)
+                return
         try:
             if addr is None:
                 addrs = self.ports.resolve(remote.host, remote.port, remote.proto, self.opts.family_of(remote))
@@ -554,6 +565,7 @@ class ClientGateway:
             self.pump.watch(tun, self._on_tun_read)
             self.tun_watched = tun
         if not c.was_up:
+            self.unsuccessful = 0
             self.connections += 1
             self.counters.connections += 1
             self.counters.up_since = time.time()

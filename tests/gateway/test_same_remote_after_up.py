@@ -91,3 +91,20 @@ def test_a_name_with_several_addresses_tries_each_before_giving_up(pki):
     w.net.loss = 1.0                     # the server goes silent: ping-restart
     assert w.run(lambda: len(tried) >= 3, max_time=200), tried
     assert tried[:3] == [SERVER_IP, "198.18.0.250", SERVER_IP], tried
+
+
+def test_connect_retry_max_ends_the_run_after_each_remote_was_tried_that_often(pki):
+    """`connect-retry-max 2` with two silent remotes: four attempts, then the run ends (status 1),
+    as OpenVPN 2.6 ("All connections have been connect-retry-max (2) times unsuccessful"). It was
+    accepted and ignored: the client retried for ever."""
+    w = World()
+    c = w.add_client(client_conf(pki, remotes=TWO_REMOTES, extra="connect-retry-max 2\nserver-poll-timeout 2\n"))
+    tried: list[int] = []
+    udp = c.ports.udp
+
+    def udp_recording(local, remote):
+        tried.append(remote[1])
+        return udp(local, remote)
+    c.ports.udp = udp_recording
+    assert w.run(lambda: c.result is not None, max_time=300), f"still trying after {tried}"
+    assert c.result == 1 and tried == [1195, 1194, 1195], tried     # the first went before the hook

@@ -67,3 +67,19 @@ def test_after_the_first_server_dies_the_client_tries_it_again_first(lab, procs,
     print(f"{kind} over {proto}, ports tried after the first server died: {after}")
     assert after[:2] == [FIRST, SECOND], cli.log()[mark:][-3000:]
     assert "Peer Connection Initiated" in second.log()
+
+
+@pytest.mark.parametrize("kind", ["openvpn", "ours"])
+def test_connect_retry_max_ends_the_run_after_each_remote_was_tried_that_often(lab, procs, kind):
+    # Nothing answers on either remote: with `connect-retry-max 2` both clients try each twice and
+    # exit ("All connections have been connect-retry-max (2) times unsuccessful, exiting"). Ours
+    # accepted the directive and retried for ever.
+    profile = client_profile(lab.pki, "udp", remotes=[(SRV_IP, 1190, "udp"), (SRV_IP, 1191, "udp")],
+                             extra="connect-retry 1 1\nserver-poll-timeout 2\nconnect-retry-max 2\n")
+    start = lab.ours if kind == "ours" else lab.openvpn
+    cli = start(lab.cli, profile, f"retry-max-{kind}", wait=0)
+    procs.append(cli)
+    assert cli.wait_for("connect-retry-max \\(2\\) times unsuccessful, exiting", 60), cli.log()[-3000:]
+    cli.p.wait(timeout=20)
+    assert cli.p.returncode != 0
+    assert _attempts(kind, "udp", cli.log()) == [1190, 1191, 1190, 1191], cli.log()[-3000:]
