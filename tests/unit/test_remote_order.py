@@ -67,7 +67,8 @@ def _next_remote_after(closed) -> tuple[str, int, str]:
     gw.attempt = 1                                      # the first remote was tried
     gw.conn = c = Connection(gw.remotes[0], ("198.18.0.1", 1194), _Link(), _Session(closed), None)
     gw._events(c)
-    r = gw.remotes[gw.attempt % len(gw.remotes)]
+    # The same remote again is the address it was on, held first in line (`_more`).
+    r = gw._more_of if gw._more else gw.remotes[gw.attempt % len(gw.remotes)]
     return (r.host, r.port, r.proto)
 
 
