@@ -16,24 +16,29 @@ from tests.gateway.conftest import SERVER_IP, World, client_conf, server_conf
 TWO_REMOTES = [(SERVER_IP, 1194), (SERVER_IP, 1195)]      # nothing listens on the second
 
 
+def _record_connects(c, part: int) -> list:
+    """From now on, part `part` (0: address, 1: port) of every remote the client connects to."""
+    tried: list = []
+    udp, tcp_connect = c.ports.udp, c.ports.tcp_connect
+
+    def udp_recording(local, remote):
+        tried.append(remote[part])
+        return udp(local, remote)
+
+    def tcp_recording(remote):
+        tried.append(remote[part])
+        return tcp_connect(remote)
+    c.ports.udp, c.ports.tcp_connect = udp_recording, tcp_recording
+    return tried
+
+
 def _up_world(pki, proto: str = "udp") -> tuple[World, list[int]]:
     """A client up on the first remote, and the list of the ports it connects to from then on."""
     w = World()
     w.add_server(server_conf(pki, proto=proto))
     c = w.add_client(client_conf(pki, proto=proto, remotes=TWO_REMOTES))
     assert w.run(lambda: c.conn is not None and c.conn.was_up, max_time=30)
-    tried: list[int] = []
-    udp, tcp_connect = c.ports.udp, c.ports.tcp_connect
-
-    def udp_recording(local, remote):
-        tried.append(remote[1])
-        return udp(local, remote)
-
-    def tcp_recording(remote):
-        tried.append(remote[1])
-        return tcp_connect(remote)
-    c.ports.udp, c.ports.tcp_connect = udp_recording, tcp_recording
-    return w, tried
+    return w, _record_connects(c, 1)
 
 
 def _tries(w: World, tried: list[int], n: int) -> list[int]:
@@ -81,13 +86,7 @@ def test_a_name_with_several_addresses_tries_each_before_giving_up(pki):
                      names={"vpn.example": ["198.18.0.250", SERVER_IP]})
     assert w.run(lambda: c.conn is not None and c.conn.was_up, max_time=30), "never tried the second address"
     assert c.conn.addr == (SERVER_IP, 1194)
-    tried: list[str] = []
-    udp = c.ports.udp
-
-    def udp_recording(local, remote):
-        tried.append(remote[0])
-        return udp(local, remote)
-    c.ports.udp = udp_recording
+    tried = _record_connects(c, 0)
     w.net.loss = 1.0                     # the server goes silent: ping-restart
     assert w.run(lambda: len(tried) >= 3, max_time=200), tried
     assert tried[:3] == [SERVER_IP, "198.18.0.250", SERVER_IP], tried
@@ -99,12 +98,6 @@ def test_connect_retry_max_ends_the_run_after_each_remote_was_tried_that_often(p
     accepted and ignored: the client retried for ever."""
     w = World()
     c = w.add_client(client_conf(pki, remotes=TWO_REMOTES, extra="connect-retry-max 2\nserver-poll-timeout 2\n"))
-    tried: list[int] = []
-    udp = c.ports.udp
-
-    def udp_recording(local, remote):
-        tried.append(remote[1])
-        return udp(local, remote)
-    c.ports.udp = udp_recording
+    tried = _record_connects(c, 1)
     assert w.run(lambda: c.result is not None, max_time=300), f"still trying after {tried}"
     assert c.result == 1 and tried == [1195, 1194, 1195], tried     # the first went before the hook
