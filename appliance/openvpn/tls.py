@@ -693,6 +693,11 @@ class TlsEndpoint:
         # session locks them at its first handshake and refuses a renegotiation whose chain
         # differs at any depth, as OpenVPN 2.6 does.
         self.chain_digests: tuple[bytes, ...] = ()
+        # Set by a reload while this handshake is under way (gateway/ops.py): the new config's
+        # whole check (peer_rechecker: its CA store, then _check_peer), run at completion
+        # instead of _check_peer alone. OpenSSL verified the chain with the CA store this TLS
+        # session started with, and a CA the reload took out must not let it in.
+        self.verify_again = None
         self._fed = False        # records arrived since the last read of application data
 
     @property
@@ -726,6 +731,11 @@ class TlsEndpoint:
         this endpoint."""
         self._chain_x509 = self.conn.get_verified_chain() or self.conn.get_peer_cert_chain() or []
 
+    def _chain_now(self) -> list[x509.Certificate]:
+        """peer_chain while the handshake is being completed (peer_chain itself waits for its end)."""
+        self._keep_chain()
+        return self.peer_chain
+
     def _verify_peer(self) -> None:
         """Our checks of the peer's certificate once OpenSSL finished the handshake (peer_cert set
         here). handshake_done is set only after they passed: when they raised anything else than
@@ -740,6 +750,9 @@ class TlsEndpoint:
             if self.peer_cert is not None:          # the leaf at least, should OpenSSL keep no chain
                 self.chain_digests = verified_chain_digests(self.conn) or (
                     hashlib.sha256(self.peer_cert.public_bytes(serialization.Encoding.DER)).digest(),)
+            if self.verify_again is not None:
+                self.verify_again(self.peer_cert, self._chain_now)
+                return
             chain = None
             if self.settings.crl is not None:
                 self._keep_chain()

@@ -133,6 +133,42 @@ def test_a_reload_that_no_longer_admits_a_certificate_disconnects_its_client(opk
     assert _cns(gw) == keep and all(r.session.send_key.key_id >= 1 for r in gw.d.clients)
 
 
+def _handshake_under_way(gw) -> bool:
+    """The server has a session whose TLS handshake started (the client's hello read) and has
+    not completed: the client is mid-handshake."""
+    return any(ks.tls is not None and not ks.tls.handshake_done
+               for rec in list(gw.d.clients) + list(gw.d.pending.values()) for ks in rec.session.keys.values())
+
+
+@pytest.mark.parametrize("change", ["nothing", "ca", "crl"])
+def test_a_handshake_under_way_at_a_reload_completes_under_the_new_config(opki, tmp_path, change):
+    """A client paused mid-handshake while a reload takes its CA out of `ca`, or adds a CRL that
+    revokes it, then finishing its handshake: refused, as a connected client with that
+    certificate is by the reload (README "Reload"). Its TLS had started with the old CA store,
+    which verified the chain at completion, so a handshake under way when a compromised CA was
+    removed still got a tunnel. A reload that changes nothing lets it in."""
+    ca = opki["ca_pair"]
+    crl = tmp_path / "crl.pem"
+    crl.write_bytes(make_crl(ca[0], ca[1], [opki["serials"]["client0"]]))
+    w = World()
+    conf = server_conf(opki)
+    gw, holder = _server(w, conf)
+    w.add_client(client_conf(opki, "client0"))
+    assert w.run(lambda: _handshake_under_way(gw), max_time=30), "never caught the handshake under way"
+    if change == "ca":
+        holder["conf"] = conf.replace(opki["ca"], issue("Another CA", None, None)[0].public_bytes(
+            serialization.Encoding.PEM).decode())
+    elif change == "crl":
+        holder["conf"] = server_conf(opki, extra=f"crl-verify {crl}\n")
+    assert _handshake_under_way(gw)
+    assert gw.ops.reload()
+    if change == "nothing":
+        assert w.run(lambda: _up(w, 0), max_time=30), "the reload broke a handshake it did not concern"
+        return
+    w.run_for(20)
+    assert w.client_addr(0) is None and _cns(gw) == [], f"a handshake under way at a reload ({change}) got a tunnel"
+
+
 def test_crl_directory_mode(opki, tmp_path):
     d = tmp_path / "crl.d"
     d.mkdir()
