@@ -434,9 +434,8 @@ class Operations:
         if new.inactive != old.inactive:
             self.inactive.clear()           # every client starts the new N seconds now
             self._arm_inactive()
-        tls = st.session_config(0).tls
-        if tls.crl is not None:
-            tls.crl.refresh(force=True)
+        tls = st.session_config(0).tls      # its CRL was read just now, with the new config
+        gw.read_crl_in_background(st)
         check = peer_rechecker(tls)
         ctx = d.tls_context()
         dropped = 0

@@ -78,6 +78,22 @@ def test_revoked_certificate_is_refused_and_a_connected_one_dropped_on_reload(op
     assert _cns(gw) == ["client2"], "a revoked client got back in"
 
 
+def test_the_server_reads_a_large_changed_crl_off_its_loop_before_and_after_a_reload(opki, tmp_path):
+    """The server's CRL checker gets the worker (crl.background_reader): a 100,000-entry file
+    that changed was read on the event loop, every client's packets waiting ~0.35 s
+    (lab/crl_stall.py). A reload's new checker gets it too."""
+    from appliance.openvpn.crl import background_reader
+    ca = opki["ca_pair"]
+    crl = tmp_path / "crl.pem"
+    crl.write_bytes(make_crl(ca[0], ca[1], []))
+    w = World()
+    gw, holder = _server(w, server_conf(opki, extra=f"crl-verify {crl}\n"))
+    checker = gw.st.session_config(0).tls.crl
+    assert checker.reader is background_reader
+    assert gw.ops.reload()
+    assert gw.st.session_config(0).tls.crl is not checker and gw.st.session_config(0).tls.crl.reader is background_reader
+
+
 @pytest.mark.parametrize("before", ["none", "other-file"])
 def test_a_client_kept_by_a_reload_is_checked_against_the_new_crl_at_its_renegotiation(opki, tmp_path, before):
     """A reload that adds crl-verify (or points it at another file) keeps the connected clients
