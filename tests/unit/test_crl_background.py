@@ -101,10 +101,9 @@ def test_with_a_real_worker_every_check_sees_the_old_crl_or_the_new_one_never_a_
 
 
 def test_a_broken_new_file_refuses_everyone_once_read_as_at_start(tmp_path):
-    """The new reading of a file that turned to garbage is an error state: everyone refused (the
-    documented choice, never a revoked certificate let in by a broken file). OpenVPN 2.6 clears
-    its CRLs before reading the file, finds none, and then ignores "unable to get certificate
-    CRL": it lets everyone in, the revoked too (tests/interop/test_crl_broken_vs_openvpn.py)."""
+    """The new reading of a file that turned to garbage is an error state: everyone refused, not
+    the old CRL kept, as OpenVPN 2.6 (it takes its CRLs out, reads none, and refuses with
+    "VERIFY ERROR: CRL not loaded": tests/interop/test_crl_broken_vs_openvpn.py)."""
     f = tmp_path / "crl.pem"
     _write(f, [A.serial_number])
     c = CrlChecker("file", str(f), cas=[CA[0]])
