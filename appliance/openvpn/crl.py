@@ -147,11 +147,7 @@ def _pem_body(body: bytes) -> bytes:
         end = len(body) if end < 0 else end + 1
         piece = body[at:end].split()
         at = end
-        if piece:
-            try:
-                out.append(b"".join(piece))
-            except TypeError:
-                raise ValueError("bad PEM") from None
+        out.append(b"".join(piece))
         time.sleep(0)                       # let the event loop's thread in
     text = b"".join(out)
     if len(text) % 4:
