@@ -434,19 +434,21 @@ class Operations:
         if new.inactive != old.inactive:
             self.inactive.clear()           # every client starts the new N seconds now
             self._arm_inactive()
-        tls = st.session_config(0).tls
-        if tls.crl is not None:
-            tls.crl.refresh(force=True)
+        tls = st.session_config(0).tls      # its CRL was read just now, with the new config
+        gw.read_crl_in_background(st)
         check = peer_rechecker(tls)
         ctx = d.tls_context()
         dropped = 0
         for rec in list(d.clients) + list(d.pending.values()):
             s = rec.session
-            # A handshake under way (the first, or a renegotiation) ends under the new checks
-            # (with the CA store its TLS started with), and the next ones start under them.
+            # A handshake under way (the first, or a renegotiation) ends under the new checks,
+            # the new CA store included: its TLS started with the old one, so at completion the
+            # chain is verified again as a kept client's is here. The next ones start under them.
             for ks in s.keys.values():
                 if ks.tls is not None:
                     ks.tls.settings = tls
+                    if not ks.tls.handshake_done:
+                        ks.tls.verify_again = check
             if not any(ks.tls is not None and ks.tls.handshake_done for ks in s.keys.values()):
                 s.cfg.tls, s.tls_context = tls, ctx         # no peer verified yet
                 continue

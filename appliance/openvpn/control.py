@@ -9,8 +9,6 @@ control deadline. Session supplies the state (keys, wrapper, role, out) this mix
 """
 from __future__ import annotations
 
-from cryptography.hazmat.primitives.serialization import Encoding
-
 from . import events as ev
 from .errors import BadPacket, ClientRefused, PacketIdExhausted, RemoteProtocolError
 from .keymethod import (KeyMethod2, decode_key_method_2_untrusted, encode_key_method_2,
@@ -115,17 +113,19 @@ class ControlChannel:
                 self._drop_refused_cert(ks)
                 raise ClientRefused(f"TLS Auth Error: TLS object CN attempted to change from "
                                     f"{self.peer_common_name!r} to {cn!r}")
-            der = ks.tls.peer_cert.public_bytes(Encoding.DER) if ks.tls.peer_cert is not None else b""
-            if self._locked_cert is not None and der != self._locked_cert:
-                # As OpenVPN 2.6 (locked_cert_hash_set): another certificate of the same name
-                # is not the peer that connected either -- client-connect, the status and the
-                # management interface vouched for the first one's serial and fingerprint.
+            chain = ks.tls.chain_digests
+            if self._locked_chain is not None and chain != self._locked_chain:
+                # As OpenVPN 2.6 (tls_lock_cert_hash_set, cert_hash_compare): the certificate at
+                # every depth of the verified chain is locked, not the leaf alone. Another
+                # certificate of the same name, or the same one under a re-issued sub-CA, is not
+                # the peer that connected -- client-connect, the status and the management
+                # interface vouched for the first chain's serials and fingerprints.
                 self._drop_refused_cert(ks)
-                raise ClientRefused(f"TLS Auth Error: TLS object CN={cn} peer certificate unexpectedly changed "
-                                    "during renegotiation")
+                raise ClientRefused(f"TLS Auth Error: TLS object CN={cn} client-provided SSL certs unexpectedly "
+                                    "changed during mid-session reauth")
             self.peer_common_name = cn
             self._cn_locked = True
-            self._locked_cert = der
+            self._locked_chain = chain
             self.events.append(ev.HandshakeCompleted(ks.key_id, ks.tls.version, ks.tls.cipher, cn, ks.tls.group))
             ks.phase = KS.KEY_EXCHANGE
             self.role.tls_done(ks)

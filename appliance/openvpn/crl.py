@@ -18,19 +18,34 @@ logged when the file changes to one): OpenVPN keeps it and checks nothing with i
 revoked serial numbers are read into a set when the file is (re-)read, so a check costs the same
 at 100,000 revoked entries as at ten (a scan of the CRL took ~5 ms per certificate there, on the
 event loop at every handshake: `python -m lab.crl_bench`).
+
+A changed file larger than READ_INLINE_MAX is read by a worker thread when the server gave the
+checker one (`reader`): the reading (parse, serial set, signature checks against `ca`) becomes a
+new CrlState, immutable, that the event loop swaps in at its next check; until then the CRL read
+before stays in force. At 100,000 entries the reading stalled the loop ~0.35 s at each change
+(`python -m lab.crl_stall`). The worker reads the serials and the signed bytes from the DER
+itself: cryptography's own entry parse and re-encoding hold the GIL for 14 and 80 ms in one
+piece, which a thread would still take from the loop.
 """
 from __future__ import annotations
 
+import base64
+import binascii
 import datetime
 import functools
+import hashlib
 import logging
 import os
 import re
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 
 from cryptography import x509
-from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 from cryptography.x509.name import _ASN1Type
 
 from .keymethod import remap_name
@@ -97,114 +112,308 @@ def _canonical(t: _ASN1Type, value: str) -> bytes | None:
     return value.encode("utf-8", "surrogatepass")
 
 
-def _load(data: bytes) -> list[x509.CertificateRevocationList]:
-    if b"-----BEGIN X509 CRL-----" in data:
+_PEM_BEGIN, _PEM_END = b"-----BEGIN X509 CRL-----", b"-----END X509 CRL-----"
+
+
+def _load(data: bytes) -> list[tuple[bytes, x509.CertificateRevocationList]]:
+    """Each CRL of the file as (its DER, the CRL read from that DER). The DER is kept for the
+    signature check (_tbs_digest): the bytes signed are cut from it, never re-encoded."""
+    if _PEM_BEGIN in data:
+        if data.count(_PEM_BEGIN) != data.count(_PEM_END):
+            # A file cut short (a copy or download under way): read as the blocks that end, its
+            # last CRL (or only one) was missing without a word and its revocations with it.
+            raise ValueError("a PEM block has no end line (a file cut short?)")
         out = []
-        for block in data.split(b"-----END X509 CRL-----")[:-1]:
-            pem = block[block.index(b"-----BEGIN X509 CRL-----"):] + b"-----END X509 CRL-----\n"
-            out.append(x509.load_pem_x509_crl(pem))
+        for block in data.split(_PEM_END)[:-1]:
+            der = _pem_body(block[block.index(_PEM_BEGIN) + len(_PEM_BEGIN):])
+            out.append((der, x509.load_der_x509_crl(der)))
         return out
-    return [x509.load_der_x509_crl(data)]
+    return [(data, x509.load_der_x509_crl(data))]
+
+
+# A reading in a worker lets the event loop's thread have the GIL at least this often (entries
+# of the CRL, or bytes of its base64): each piece is ~1-2 ms of work.
+_YIELD_EVERY_ENTRIES = 1000
+_YIELD_EVERY_BYTES = 64 * 1024
+
+
+def _pem_body(body: bytes) -> bytes:
+    """The DER of one PEM block's base64 (white space between lines allowed, nothing else), a
+    piece at a time: decoding 3 MB at once held the GIL ~8 ms."""
+    out = []
+    at = 0
+    while at < len(body):
+        end = body.find(b"\n", min(at + _YIELD_EVERY_BYTES, len(body)))
+        end = len(body) if end < 0 else end + 1
+        piece = body[at:end].split()
+        at = end
+        out.append(b"".join(piece))
+        time.sleep(0)                       # let the event loop's thread in
+    text = b"".join(out)
+    if len(text) % 4:
+        raise ValueError("bad base64: its length is no multiple of 4")
+    try:
+        return b"".join(base64.b64decode(text[i:i + _YIELD_EVERY_BYTES], validate=True)
+                        for i in range(0, len(text), _YIELD_EVERY_BYTES))
+    except binascii.Error as e:
+        raise ValueError(f"bad base64: {e}") from None
+
+
+def _der_element(buf: bytes, at: int) -> tuple[int, int, int]:
+    """The DER element at `at`: (tag, where its contents start, where it ends). Definite lengths
+    only, as DER has; cryptography has parsed the same bytes already, so a bad one is a bug."""
+    tag = buf[at]
+    n = buf[at + 1]
+    if n < 0x80:
+        return tag, at + 2, at + 2 + n
+    k = n & 0x7F
+    if not 1 <= k <= 4:
+        raise ValueError("DER length")
+    length = int.from_bytes(buf[at + 2:at + 2 + k], "big")
+    return tag, at + 2 + k, at + 2 + k + length
+
+
+def _tbs_digest(der: bytes, crl: x509.CertificateRevocationList) -> bytes | None:
+    """The hash the CRL's signature covers (its tbsCertList cut from the DER, hashed with the
+    signature's algorithm), or None when the outer and inner signature algorithms differ (no
+    signature of it is valid: OpenSSL's X509_CRL_verify compares them) or the algorithm is one
+    hashlib does not have (the check then falls back to cryptography's own). Why not
+    crl.is_signature_valid: it re-encodes the tbsCertList holding the GIL (~80 ms of a ~100 ms
+    check at 100,000 entries), which a worker thread would still take from the event loop;
+    hashlib releases it, and the verification proper of the hash costs under 1 ms."""
+    h = crl.signature_hash_algorithm
+    if h is None:
+        return None
+    _, body, _ = _der_element(der, 0)                       # CertificateList ::= SEQUENCE {
+    _, tbs_body, tbs_end = _der_element(der, body)          #   tbsCertList,
+    _, _, alg_end = _der_element(der, tbs_end)              #   signatureAlgorithm, ... }
+    outer_alg = der[tbs_end:alg_end]
+    tag, _, end = _der_element(der, tbs_body)               # TBSCertList ::= SEQUENCE {
+    inner_at = end if tag == 0x02 else tbs_body             #   version INTEGER OPTIONAL, signature, ...
+    _, _, inner_end = _der_element(der, inner_at)
+    if der[inner_at:inner_end] != outer_alg:
+        return b""
+    try:
+        return hashlib.new(h.name.replace("-", "_"), der[body:tbs_end]).digest()
+    except ValueError:
+        return None
+
+
+def _revoked_serials(der: bytes) -> frozenset[int]:
+    """The serial numbers of the CRL's revokedCertificates, read from its DER (each INTEGER as
+    cryptography and OpenSSL read it: two's complement). Why not cryptography's entries: their
+    first use parses all of them at once holding the GIL (~14 ms at 100,000 entries), which a
+    worker thread would take from the event loop in one piece; this loop lets it go every few
+    ms. cryptography has parsed the same bytes first, so anything unexpected here is refused
+    (ValueError: the CRL counts as unreadable), never skipped."""
+    _, body, _ = _der_element(der, 0)
+    _, at, tbs_end = _der_element(der, body)
+    tag, _, at_next = _der_element(der, at)
+    if tag == 0x02:                                         # version
+        at = at_next
+    for _ in range(3):                                      # signature, issuer, thisUpdate
+        at = _der_element(der, at)[2]
+    if at < tbs_end and der[at] in (0x17, 0x18):            # nextUpdate
+        at = _der_element(der, at)[2]
+    if at >= tbs_end or der[at] != 0x30:                    # no revokedCertificates (crlExtensions, or nothing)
+        return frozenset()
+    _, at, end = _der_element(der, at)
+    serials = []
+    element, from_bytes = _der_element, int.from_bytes
+    while at < end:
+        tag, entry, next_at = element(der, at)
+        stag, start, stop = element(der, entry)
+        if tag != 0x30 or stag != 0x02 or next_at > end or stop > next_at:
+            raise ValueError("revokedCertificates: an entry that is no SEQUENCE { INTEGER, ... }")
+        serials.append(from_bytes(der[start:stop], "big", signed=True))
+        at = next_at
+        if len(serials) % _YIELD_EVERY_ENTRIES == 0:
+            time.sleep(0)                   # let the event loop's thread in
+    if at != end:
+        raise ValueError("revokedCertificates: entries overrun the list")
+    return frozenset(serials)
 
 
 class LoadedCrl:
-    """One CRL as a check needs it, read once when the file is: its issuer, validity dates and
-    the set of serial numbers it revokes (a set lookup instead of a scan of the entries)."""
+    """One CRL as a check needs it, read once when the file is: its issuer, validity dates, the
+    set of serial numbers it revokes (a set lookup instead of a scan of the entries), and the
+    hash its signature covers."""
 
-    __slots__ = ("crl", "issuer", "last_update", "next_update", "serials")
+    __slots__ = ("crl", "issuer", "last_update", "next_update", "serials", "tbs_digest")
 
-    def __init__(self, crl: x509.CertificateRevocationList) -> None:
+    def __init__(self, crl: x509.CertificateRevocationList, der: bytes | None = None) -> None:
         self.crl = crl
         self.issuer = name_key(crl.issuer)
         self.last_update = crl.last_update_utc
         self.next_update = crl.next_update_utc
-        self.serials = frozenset(r.serial_number for r in crl)
+        self.serials = _revoked_serials(der) if der is not None else frozenset(r.serial_number for r in crl)
+        self.tbs_digest = _tbs_digest(der, crl) if der is not None else None
+
+
+class CrlState:
+    """One reading of the CRL file, whole and never changed once made: the CRLs, their index by
+    issuer, the strays, why the file cannot be used (refusing everyone), and the signature
+    verdicts against the certificates of `ca`. Made in a worker thread for a large file
+    (CrlChecker.refresh); the event loop swaps it in with one assignment, so a check sees the
+    old reading or the new one, never a mix."""
+
+    __slots__ = ("crls", "by_issuer", "strays", "error", "signed")
+
+    def __init__(self, crls: list[LoadedCrl], strays: list[str], error: str | None,
+                 signed: dict[tuple[int, x509.Certificate], bool]) -> None:
+        self.crls = crls
+        self.strays = strays
+        self.error = error
+        self.signed = signed
+        self.by_issuer: dict[NameKey, list[int]] = {}       # issuer (name_key) -> its CRLs' places in crls
+        for i, c in enumerate(crls):
+            self.by_issuer.setdefault(c.issuer, []).append(i)
+
+    @classmethod
+    def failed(cls, why: str) -> "CrlState":
+        return cls([], [], why, {})
+
+
+def read_crls(data: bytes | None, why_not: str | None, shown: str, cas: Sequence[x509.Certificate]) -> CrlState:
+    """The CrlState of a file's bytes (`why_not` when it could not be read). Touches nothing
+    shared: it runs in a worker thread for a large file. The signatures against the CAs of `ca`
+    are checked here, once per reading, not at the first handshake that needs them."""
+    if data is None:
+        return CrlState.failed(f"CRL {shown} unreadable: {why_not}")
+    try:
+        crls = [LoadedCrl(crl, der) for der, crl in _load(data)]
+    except (ValueError, IndexError) as e:
+        return CrlState.failed(f"CRL {shown} unreadable: {e}")
+    ca_keys = [(name_key(c.subject), c) for c in cas]
+    ca_names = {k for k, _ in ca_keys}
+    strays = [_stray(shown, c) for c in crls if ca_names and c.issuer not in ca_names]
+    signed = {(i, ca): _signature_ok(c, ca) for i, c in enumerate(crls) for k, ca in ca_keys if k == c.issuer}
+    return CrlState(crls, strays, None, signed)
+
+
+def read_crl_file(path: str, cas: Sequence[x509.Certificate]) -> CrlState:
+    """read_crls of the file at `path` (a worker's job)."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        return read_crls(None, e.strerror or str(e), path, cas)
+    return read_crls(data, None, path, cas)
+
+
+def _stray(shown: str, crl: LoadedCrl) -> str:
+    return (f"CRL {shown}: the CRL of {openvpn_name(crl.crl.issuer)!r} names no certificate in `ca` "
+            "(names compared as OpenSSL does), so it revokes no certificate these CAs issued; OpenVPN "
+            "would keep it and check nothing with it. Another CA's CRL? For a sub-CA that clients "
+            "send, add its certificate to `ca`")
+
+
+# A file at most this large is read on the event loop when it changes (a few ms: ~1,000 entries);
+# a larger one in a worker thread, the CRL read before staying in force until it is ready.
+READ_INLINE_MAX = 32 * 1024
+_pool: ThreadPoolExecutor | None = None
+
+
+def background_reader(job: Callable[..., CrlState], *args) -> Future:
+    """Run a CRL read in the one worker thread all checkers share (made on first use)."""
+    global _pool
+    if _pool is None:
+        _pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="crl-read")
+    return _pool.submit(job, *args)
 
 
 class CrlChecker:
     """`revoked(cert)` -> why it is refused (a log line's words) or None. `cas`: the certificates
-    of `ca`, to find CRLs that name none of them (`strays`)."""
+    of `ca`, to find CRLs that name none of them (`strays`) and to check the CRLs' signatures
+    when the file is read."""
 
     def __init__(self, kind: str, where: str, cas: Sequence[x509.Certificate] = ()) -> None:
         self.kind = kind                    # file | dir | inline
         self.where = where
-        self._ca_names = frozenset(name_key(c.subject) for c in cas)
-        # Why each CRL read last that names no certificate in `ca` is of no use against them.
-        # OpenVPN keeps such a CRL (OpenSSL finds no CRL of the peer's issuer, which OpenVPN
-        # ignores): it revokes nobody under these CAs, only under a sub-CA of that name that a
-        # peer's chain brings. settings.check_key_material refuses to start with one; a file
-        # that changes to one while running is logged and used as OpenVPN would.
-        self.strays: list[str] = []
+        self._cas = tuple(cas)
         self._stamp: tuple | None = None
-        self._crls: list[LoadedCrl] = []
-        self._by_issuer: dict[NameKey, list[int]] = {}      # issuer (name_key) -> its CRLs' places in _crls
-        self._error: str | None = None
-        # (CRL's place in _crls, issuer certificate) -> whether the issuer signed it: a verdict
-        # that holds until the file is read again. Why: verifying a CRL hashes all of it (34 ms
-        # for 100,000 entries), and every handshake checked it once per certificate of the chain.
+        self._state = CrlState([], [], None, {})
+        # (CRL's place, issuer certificate) -> whether it signed the CRL, for issuers outside
+        # `ca` (a sub-CA a client sends): worked out at the first check that needs it, kept
+        # until the next reading. Why: a check is a hash of the whole CRL.
         self._signed: dict[tuple[int, x509.Certificate], bool] = {}
+        # Where a large file's reading runs (background_reader; None: on the caller's thread,
+        # as `check` and the tests want), and the reading under way.
+        self.reader: Callable[..., Future] | None = None
+        self.read_inline_max = READ_INLINE_MAX
+        self._job: Future | None = None
         self.loads = 0
         if kind == "inline":
-            self._parse(where.encode())
+            self._install(read_crls(where.encode(), None, "<inline>", self._cas))
         elif kind == "file":
             self.refresh()
 
-    def _parse(self, data: bytes) -> None:
-        self._signed = {}
-        try:
-            self._set([LoadedCrl(crl) for crl in _load(data)])
-            self._error = None
-        except (ValueError, IndexError) as e:
-            self._set([])
-            self._error = f"CRL {self._shown()} unreadable: {e}"
-        if self.loads and self.strays:      # a re-read; at start check_key_material refuses instead
-            for why in self.strays:
-                log.warning("%s", why)
-        self.loads += 1
+    @property
+    def strays(self) -> list[str]:
+        """Why each CRL read last that names no certificate in `ca` is of no use against them.
+        OpenVPN keeps such a CRL (OpenSSL finds no CRL of the peer's issuer, which OpenVPN
+        ignores): it revokes nobody under these CAs, only under a sub-CA of that name that a
+        peer's chain brings. settings.check_key_material refuses to start with one; a file
+        that changes to one while running is logged and used as OpenVPN would."""
+        return self._state.strays
 
     def _shown(self) -> str:
         return self.where if self.kind != "inline" else "<inline>"
 
-    def _stray(self, crl: LoadedCrl) -> str:
-        return (f"CRL {self._shown()}: the CRL of {openvpn_name(crl.crl.issuer)!r} names no certificate in `ca` "
-                "(names compared as OpenSSL does), so it revokes no certificate these CAs issued; OpenVPN "
-                "would keep it and check nothing with it. Another CA's CRL? For a sub-CA that clients "
-                "send, add its certificate to `ca`")
+    def _install(self, state: CrlState) -> None:
+        """The new reading replaces the old one: one assignment, on the event loop."""
+        self._state = state
+        self._signed = {}
+        if self.loads and state.strays:     # a re-read; at start check_key_material refuses instead
+            for why in state.strays:
+                log.warning("%s", why)
+        self.loads += 1
 
-    def _set(self, crls: list[LoadedCrl]) -> None:
-        self._crls = crls
-        self.strays = [self._stray(c) for c in crls if self._ca_names and c.issuer not in self._ca_names]
-        self._by_issuer = {}
-        for i, c in enumerate(crls):
-            self._by_issuer.setdefault(c.issuer, []).append(i)
+    def _take_ready(self) -> None:
+        job = self._job
+        if job is None or not job.done():
+            return
+        self._job = None
+        try:
+            state = job.result()
+        except Exception as e:  # noqa: BLE001 - our bug in a reading: refuse, as for a broken file
+            state = CrlState.failed(f"CRL {self.where} unreadable: {e!r}")
+        self._install(state)
+
+    @property
+    def reading(self) -> bool:
+        """A reading of a changed file is under way in the worker (the old one holds meanwhile)."""
+        self._take_ready()
+        return self._job is not None
 
     def refresh(self, force: bool = False) -> None:
-        """Re-read the file if it changed since the last read (or if `force`)."""
+        """Re-read the file if it changed since the last read (or if `force`: at once, on this
+        thread). A large file is read by `reader` when there is one: the CRL read before stays in
+        force until the new reading is ready, then the next check swaps it in."""
         if self.kind != "file":
             return
+        self._take_ready()
+        if self._job is not None and not force:
+            return                          # one reading at a time; a change since is seen after it
         try:
             st = os.stat(self.where)
         except OSError as e:
-            self._stamp = None
-            self._set([])
-            self._error = f"CRL {self.where} unreadable: {e.strerror or e}"
+            self._stamp, self._job = None, None
+            self._install(CrlState.failed(f"CRL {self.where} unreadable: {e.strerror or e}"))
             return
         stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
         if stamp == self._stamp and not force:
             return
         self._stamp = stamp
-        try:
-            with open(self.where, "rb") as f:
-                data = f.read()
-        except OSError as e:
-            self._set([])
-            self._error = f"CRL {self.where} unreadable: {e.strerror or e}"
+        if force or self.reader is None or st.st_size <= self.read_inline_max:
+            self._job = None
+            self._install(read_crl_file(self.where, self._cas))
             return
-        self._parse(data)
+        self._job = self.reader(read_crl_file, self.where, self._cas)
 
     @property
     def error(self) -> str | None:
-        return self._error
+        return self._state.error
 
     def revoked(self, cert: x509.Certificate, chain: list[x509.Certificate] | None = None) -> str | None:
         if self.kind == "dir":
@@ -213,14 +422,15 @@ class CrlChecker:
                     return f"certificate serial {c.serial_number} is revoked (crl-verify dir {self.where})"
             return None
         self.refresh()
-        if self._error is not None:
-            return self._error
+        st = self._state                    # one reading for the whole check
+        if st.error is not None:
+            return st.error
         certs = [cert] + list(chain or [])
         now = datetime.datetime.now(datetime.timezone.utc)
         subjects: list[NameKey] | None = None
         for c in certs:
             key = name_key(c.issuer)
-            named = self._by_issuer.get(key)
+            named = st.by_issuer.get(key)
             if not named:
                 continue
             if subjects is None:
@@ -229,34 +439,56 @@ class CrlChecker:
             # Of the issuer's CRLs, those that can be used: as OpenSSL picks the issuer's best CRL
             # (a current one before an expired one), an old CRL left in the file beside the
             # current one refuses nobody; with none usable, the first one's fault refuses.
-            faults = [_unusable(self._crls[i], now, self._signed_by(i, issuer)) for i in named]
+            faults = [_unusable(st.crls[i], now, self._signed_by(st, i, issuer)) for i in named]
             usable = [i for i, bad in zip(named, faults) if bad is None]
             if not usable:
                 return f"CRL {self._shown()} of {_issuer_cn(c)}: {faults[0]}"
             for i in usable:
-                if c.serial_number in self._crls[i].serials:
+                if c.serial_number in st.crls[i].serials:
                     return f"certificate serial {c.serial_number} (CN={_cn(c)}) is revoked by the CRL"
         return None
 
-    def _signed_by(self, i: int, issuer: x509.Certificate | None) -> bool:
-        """Whether `issuer` signed the i-th CRL (True without an issuer to check against)."""
+    def _signed_by(self, st: CrlState, i: int, issuer: x509.Certificate | None) -> bool:
+        """Whether `issuer` signed the i-th CRL of reading `st`, the one installed (True without
+        an issuer to check against): the reading's verdict for a CA of `ca`, else worked out
+        once and kept until the next reading is installed."""
         if issuer is None:
             return True
         key = (i, issuer)                   # certificates compare (and hash) by their DER
-        ok = self._signed.get(key)
+        ok = st.signed.get(key)
         if ok is None:
-            if len(self._signed) >= SIGNED_KEPT:     # issuers beyond our CAs' few: start over
-                self._signed.clear()
-            ok = self._signed[key] = _signature_ok(self._crls[i].crl, issuer)
+            ok = self._signed.get(key)
+            if ok is None:
+                if len(self._signed) >= SIGNED_KEPT:     # issuers beyond our CAs' few: start over
+                    self._signed.clear()
+                ok = self._signed[key] = _signature_ok(st.crls[i], issuer)
         return ok
 
 
 SIGNED_KEPT = 256
 
 
-def _signature_ok(crl: x509.CertificateRevocationList, issuer: x509.Certificate) -> bool:
+def _signature_ok(c: LoadedCrl, issuer: x509.Certificate) -> bool:
+    """Whether `issuer`'s key made the CRL's signature, from the hash the reading took
+    (_tbs_digest); cryptography's own check for what that does not cover (EdDSA, DSA)."""
+    crl = c.crl
     try:
-        return crl.is_signature_valid(issuer.public_key())
+        key = issuer.public_key()
+        if c.tbs_digest == b"":
+            return False                    # outer and inner signature algorithms differ
+        h, params = crl.signature_hash_algorithm, crl.signature_algorithm_parameters
+        if c.tbs_digest is not None and h is not None:
+            if isinstance(key, ec.EllipticCurvePublicKey) and isinstance(params, ec.ECDSA):
+                key.verify(crl.signature, c.tbs_digest, ec.ECDSA(Prehashed(h)))
+                return True
+            if isinstance(key, rsa.RSAPublicKey) and isinstance(params, (padding.PKCS1v15, padding.PSS)):
+                key.verify(crl.signature, c.tbs_digest, params, Prehashed(h))
+                return True
+            if isinstance(key, (ec.EllipticCurvePublicKey, rsa.RSAPublicKey)):
+                return False                # a key of one kind, a signature of another
+        return crl.is_signature_valid(key)
+    except InvalidSignature:
+        return False
     except (TypeError, ValueError, UnsupportedAlgorithm):
         return False
 

@@ -172,7 +172,7 @@ class Session(ControlChannel):
         self.lame_session_key: KeyState | None = None
         self.owner: object = None           # the server's per-client record
         self._cn_locked = False             # a TLS handshake fixed peer_common_name
-        self._locked_cert: bytes | None = None   # that handshake's peer certificate (DER; b"" for none)
+        self._locked_chain: tuple[bytes, ...] | None = None   # that handshake's chain hashes (TlsEndpoint.chain_digests)
         self._warnings = 0
         self._pid_reneg = False             # the send key's packet ids run low (see encrypt)
         self._ctl_deadline: float | None = None   # timers of the control side, updated by _flush

@@ -642,6 +642,31 @@ CERT_UNREADABLE = (ValueError, x509.InvalidVersion, x509.DuplicateExtension, x50
 _UNREADABLE = CERT_UNREADABLE
 
 
+# OpenVPN's MAX_CERT_DEPTH: the depths of a chain whose certificates it remembers (cert_hash_remember).
+MAX_CERT_DEPTH = 16
+_SHA256 = _lib.EVP_get_digestbyname(b"sha256")
+
+
+def verified_chain_digests(conn: SSL.Connection) -> tuple[bytes, ...]:
+    """SHA-256 of each certificate of the chain OpenSSL verified, the peer's first (depth 0, 1,
+    ... up to MAX_CERT_DEPTH), () when there is none: what OpenVPN 2.6's verify callback
+    remembers at each depth (cert_hash_remember) and locks for the renegotiations
+    (tls_lock_cert_hash_set, cert_hash_compare). Straight from OpenSSL's chain, no certificate
+    object made: it runs once per handshake."""
+    sk = _lib.SSL_get0_verified_chain(conn._ssl)  # noqa: SLF001
+    if sk == _ffi.NULL:
+        return ()
+    buf = _ffi.new("unsigned char[]", 64)
+    size = _ffi.new("unsigned int *")
+    out = []
+    for i in range(min(_lib.sk_X509_num(sk), MAX_CERT_DEPTH)):
+        if _lib.X509_digest(_lib.sk_X509_value(sk, i), _SHA256, buf, size) != 1:
+            _lib.ERR_clear_error()
+            raise RemoteProtocolError("VERIFY ERROR: a certificate of the peer's chain cannot be hashed")
+        out.append(_ffi.buffer(buf, size[0])[:])
+    return tuple(out)
+
+
 class TlsEndpoint:
     """One TLS session over memory BIOs (a new one per key id, as OpenVPN renegotiates)."""
 
@@ -664,6 +689,15 @@ class TlsEndpoint:
         self.peer_cert: x509.Certificate | None = None
         self._chain_x509: list | None = None             # the verified chain (OpenSSL's objects)
         self._chain: list[x509.Certificate] | None = None
+        # The verified chain's SHA-256 hashes, depth 0 first (verified_chain_digests): the
+        # session locks them at its first handshake and refuses a renegotiation whose chain
+        # differs at any depth, as OpenVPN 2.6 does.
+        self.chain_digests: tuple[bytes, ...] = ()
+        # Set by a reload while this handshake is under way (gateway/ops.py): the new config's
+        # whole check (peer_rechecker: its CA store, then _check_peer), run at completion
+        # instead of _check_peer alone. OpenSSL verified the chain with the CA store this TLS
+        # session started with, and a CA the reload took out must not let it in.
+        self.verify_again = None
         self._fed = False        # records arrived since the last read of application data
 
     @property
@@ -697,6 +731,11 @@ class TlsEndpoint:
         this endpoint."""
         self._chain_x509 = self.conn.get_verified_chain() or self.conn.get_peer_cert_chain() or []
 
+    def _chain_now(self) -> list[x509.Certificate]:
+        """peer_chain while the handshake is being completed (peer_chain itself waits for its end)."""
+        self._keep_chain()
+        return self.peer_chain
+
     def _verify_peer(self) -> None:
         """Our checks of the peer's certificate once OpenSSL finished the handshake (peer_cert set
         here). handshake_done is set only after they passed: when they raised anything else than
@@ -708,6 +747,12 @@ class TlsEndpoint:
         try:
             peer = self.conn.get_peer_certificate()
             self.peer_cert = peer.to_cryptography() if peer is not None else None
+            if self.peer_cert is not None:          # the leaf at least, should OpenSSL keep no chain
+                self.chain_digests = verified_chain_digests(self.conn) or (
+                    hashlib.sha256(self.peer_cert.public_bytes(serialization.Encoding.DER)).digest(),)
+            if self.verify_again is not None:
+                self.verify_again(self.peer_cert, self._chain_now)
+                return
             chain = None
             if self.settings.crl is not None:
                 self._keep_chain()

@@ -6,9 +6,13 @@ peer-info nonsense, kilobytes of junk control text, memory pinned by renegotiati
 """
 from __future__ import annotations
 
+import datetime
+
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.x509.oid import ExtendedKeyUsageOID
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from appliance.bench import _cert, _pems
 from appliance.certs import issue, subject
@@ -76,9 +80,60 @@ def test_renegotiation_with_another_certificate_of_the_same_name_ends_the_sessio
     c.tls_context = build_context(c.cfg.tls)
     _renegotiate(link, c, s)
     closed = _closed(s)
-    assert s.closed and closed and "certificate unexpectedly changed" in closed[0].reason
+    assert s.closed and closed and "certs unexpectedly changed" in closed[0].reason
     assert s.peer_common_name == "alice" and s.peer_certificate == first
     assert s.send_key is None or s.send_key.key_id == 0
+
+
+def _sub_ca(root, key, cn: str = "sec sub CA"):
+    """A sub-CA certificate of `root` for `key`: called twice with one key, the same sub-CA
+    re-issued (same name and key, another serial), under which the same leaf verifies."""
+    now = datetime.datetime.now(datetime.timezone.utc)
+    return (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
+            .issuer_name(root[0].subject).public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(days=1)).not_valid_after(now + datetime.timedelta(days=30))
+            .add_extension(x509.BasicConstraints(True, 0), True)
+            .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), True)
+            .sign(root[1], hashes.SHA256()))
+
+
+@pytest.fixture(scope="module")
+def chain_pki():
+    root = _cert("sec root CA")
+    sub_key = ec.generate_private_key(ec.SECP256R1())
+    sub, sub_again = _sub_ca(root, sub_key), _sub_ca(root, sub_key)
+    leaf, leaf_key = _cert("alice", (sub, sub_key), ExtendedKeyUsageOID.CLIENT_AUTH)
+    pem = serialization.Encoding.PEM
+    cert, key = _pems((leaf, leaf_key))
+    # The server's `ca` is the root alone: the client sends its sub-CA with its leaf.
+    return {"ca": root[0].public_bytes(pem), "server": _pems(_cert("server", root, ExtendedKeyUsageOID.SERVER_AUTH)),
+            "client": (cert + sub.public_bytes(pem), key),
+            "client_resigned": (cert + sub_again.public_bytes(pem), key)}
+
+
+def test_renegotiation_with_the_same_leaf_under_a_reissued_sub_ca_ends_the_session(chain_pki):
+    """OpenVPN 2.6 locks the hash of the certificate at every depth of the verified chain
+    (ssl_verify.c cert_hash_remember, tls_lock_cert_hash_set, and cert_hash_compare in
+    verify_final_auth_checks), not the leaf alone: the same leaf (same DER) sent at
+    renegotiation with a re-issued sub-CA (same name and key, another serial and fingerprint)
+    is another chain, and the session ends as OpenVPN's does ("client-provided SSL certs
+    unexpectedly changed during mid-session reauth")."""
+    c, s, link = _connected(chain_pki)
+    first, first_chain = s.peer_certificate, s._locked_chain
+    assert len(first_chain) == 3, "the lock covers leaf, sub-CA and root"
+    c.cfg.tls = TlsSettings(chain_pki["ca"], *chain_pki["client_resigned"], False, remote_cert_tls="server")
+    c.tls_context = build_context(c.cfg.tls)
+    _renegotiate(link, c, s)
+    closed = _closed(s)
+    assert s.closed and closed and "certs unexpectedly changed during mid-session reauth" in closed[0].reason
+    assert s.peer_certificate == first and s._locked_chain == first_chain
+    assert s.send_key is None or s.send_key.key_id == 0
+
+
+def test_renegotiation_with_the_same_chain_under_a_sub_ca_goes_on(chain_pki):
+    c, s, link = _connected(chain_pki)
+    _renegotiate(link, c, s)
+    assert not s.closed and not c.closed and s.send_key.key_id == 1
 
 
 def test_renegotiation_with_the_same_certificate_goes_on(pki):

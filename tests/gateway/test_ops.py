@@ -78,6 +78,22 @@ def test_revoked_certificate_is_refused_and_a_connected_one_dropped_on_reload(op
     assert _cns(gw) == ["client2"], "a revoked client got back in"
 
 
+def test_the_server_reads_a_large_changed_crl_off_its_loop_before_and_after_a_reload(opki, tmp_path):
+    """The server's CRL checker gets the worker (crl.background_reader): a 100,000-entry file
+    that changed was read on the event loop, every client's packets waiting ~0.35 s
+    (lab/crl_stall.py). A reload's new checker gets it too."""
+    from appliance.openvpn.crl import background_reader
+    ca = opki["ca_pair"]
+    crl = tmp_path / "crl.pem"
+    crl.write_bytes(make_crl(ca[0], ca[1], []))
+    w = World()
+    gw, holder = _server(w, server_conf(opki, extra=f"crl-verify {crl}\n"))
+    checker = gw.st.session_config(0).tls.crl
+    assert checker.reader is background_reader
+    assert gw.ops.reload()
+    assert gw.st.session_config(0).tls.crl is not checker and gw.st.session_config(0).tls.crl.reader is background_reader
+
+
 @pytest.mark.parametrize("before", ["none", "other-file"])
 def test_a_client_kept_by_a_reload_is_checked_against_the_new_crl_at_its_renegotiation(opki, tmp_path, before):
     """A reload that adds crl-verify (or points it at another file) keeps the connected clients
@@ -131,6 +147,42 @@ def test_a_reload_that_no_longer_admits_a_certificate_disconnects_its_client(opk
         rec.session.renegotiate(w.clock())
     w.run_for(15)
     assert _cns(gw) == keep and all(r.session.send_key.key_id >= 1 for r in gw.d.clients)
+
+
+def _handshake_under_way(gw) -> bool:
+    """The server has a session whose TLS handshake started (the client's hello read) and has
+    not completed: the client is mid-handshake."""
+    return any(ks.tls is not None and not ks.tls.handshake_done
+               for rec in list(gw.d.clients) + list(gw.d.pending.values()) for ks in rec.session.keys.values())
+
+
+@pytest.mark.parametrize("change", ["nothing", "ca", "crl"])
+def test_a_handshake_under_way_at_a_reload_completes_under_the_new_config(opki, tmp_path, change):
+    """A client paused mid-handshake while a reload takes its CA out of `ca`, or adds a CRL that
+    revokes it, then finishing its handshake: refused, as a connected client with that
+    certificate is by the reload (README "Reload"). Its TLS had started with the old CA store,
+    which verified the chain at completion, so a handshake under way when a compromised CA was
+    removed still got a tunnel. A reload that changes nothing lets it in."""
+    ca = opki["ca_pair"]
+    crl = tmp_path / "crl.pem"
+    crl.write_bytes(make_crl(ca[0], ca[1], [opki["serials"]["client0"]]))
+    w = World()
+    conf = server_conf(opki)
+    gw, holder = _server(w, conf)
+    w.add_client(client_conf(opki, "client0"))
+    assert w.run(lambda: _handshake_under_way(gw), max_time=30), "never caught the handshake under way"
+    if change == "ca":
+        holder["conf"] = conf.replace(opki["ca"], issue("Another CA", None, None)[0].public_bytes(
+            serialization.Encoding.PEM).decode())
+    elif change == "crl":
+        holder["conf"] = server_conf(opki, extra=f"crl-verify {crl}\n")
+    assert _handshake_under_way(gw)
+    assert gw.ops.reload()
+    if change == "nothing":
+        assert w.run(lambda: _up(w, 0), max_time=30), "the reload broke a handshake it did not concern"
+        return
+    w.run_for(20)
+    assert w.client_addr(0) is None and _cns(gw) == [], f"a handshake under way at a reload ({change}) got a tunnel"
 
 
 def test_crl_directory_mode(opki, tmp_path):
