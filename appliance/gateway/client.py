@@ -289,10 +289,10 @@ class ClientGateway:
         s.prime()                        # TLS's first flight, before the reset goes out
         self._after_engine(c)
 
-    def _schedule_retry(self, was_up: bool, pause: bool = False) -> None:
+    def _schedule_retry(self, was_up: bool, pause: bool = False, backoff: int = 0) -> None:
         """Next remote at once, except after a full round of the list, a lost tunnel or before
         the same remote again (`pause`: a server that refuses us again and again, AUTH_FAILED,TEMP,
-        must not get a reconnect loop): backoff."""
+        must not get a reconnect loop), or when the server asked for `backoff` seconds: backoff."""
         self._close_conn()
         if self._stop_at is not None:
             # The connection ended during explicit-exit-notify's wait: no reconnect, the end
@@ -302,13 +302,18 @@ class ClientGateway:
             return
         if was_up:
             self.delay = self.opts.connect_retry
-        if (self.attempt % len(self.remotes) == 0 and not self._more) or was_up or pause:
+        if (self.attempt % len(self.remotes) == 0 and not self._more) or was_up or pause or backoff:
             wait = self.delay
             if self.opts.auth_retry:
                 # As OpenVPN 2.6 (init.c socket_restart_pause): with auth-retry nointeract every
                 # restart waits 10 s, up to connect-retry-max, so that a server refusing the
                 # password is not asked again every second.
                 wait = min(max(wait, AUTH_RETRY_PAUSE), self.opts.connect_retry_max)
+            if backoff:
+                # AUTH_FAILED,TEMP[backoff N], as OpenVPN 2.6 (init.c socket_restart_pause): at
+                # least N s before the next attempt, whichever remote, this once; at most
+                # connect-retry's maximum, so a hostile N cannot park the client for good.
+                wait = min(max(wait, backoff), self.opts.connect_retry_max)
             log.info("restarting in %.0f s", wait)
             self.pump.timers.arm("reconnect", self.clock() + wait, self._connect_next)
             self.delay = min(self.delay * 2, self.opts.connect_retry_max)
@@ -341,7 +346,7 @@ class ClientGateway:
         log.warning("link to %s lost: %s", fmt_addr(c.addr), why)
         self._restart(c, same_remote=c.was_up)
 
-    def _restart(self, c: Connection, same_remote: bool) -> None:
+    def _restart(self, c: Connection, same_remote: bool, backoff: int = 0) -> None:
         """Reconnect; to the remote of `c` first when `same_remote`. Why: OpenVPN 2.6 sets its
         no_advance once a tunnel is up (init.c initialization_sequence_completed) and
         next_connection_entry then keeps the current remote for the next attempt, whatever
@@ -354,7 +359,7 @@ class ClientGateway:
             self._more.insert(0, c.addr)
             self._more_of = c.remote
             log.info("reconnecting to %s:%d (%s) first", c.remote.host, c.remote.port, c.remote.proto)
-        self._schedule_retry(c.was_up, pause=same_remote)
+        self._schedule_retry(c.was_up, pause=same_remote, backoff=backoff)
 
     # ---------------------------------------------------------------- packets
     def _on_link_read(self) -> None:
@@ -543,7 +548,7 @@ class ClientGateway:
                 self.counters.renegotiations += 1
             elif isinstance(e, ev.SessionClosed):
                 if e.restart:
-                    self._restart(c, e.same_remote or (c.was_up and not e.next_remote))
+                    self._restart(c, e.same_remote or (c.was_up and not e.next_remote), e.backoff)
                 else:
                     self._finish(1)
                 return
