@@ -179,26 +179,35 @@ class ClientGateway:
 
     def request_stop(self) -> None:
         """SIGINT/SIGTERM, as OpenVPN 2.6's client (sig.c process_sigterm): with
-        explicit-exit-notify N on a UDP tunnel, the exit notification and N seconds of waiting
-        before the end (an OCC exit each second when the server has no cc-exit); without it, or
-        over TCP (the closing stream says it), the end at once with nothing sent. Why: ours sent
-        an exit notification at every stop, which a server whose admin did not ask for it
-        reads as the client leaving on purpose. A second stop during the wait ends it at once."""
+        explicit-exit-notify N on a UDP connection, the exit notification and N seconds of
+        waiting before the end (an OCC exit each second when the server has no cc-exit); without
+        it, or over TCP (the closing stream says it), the end at once with nothing sent. Why: ours
+        sent an exit notification at every stop, which a server whose admin did not ask for it
+        reads as the client leaving on purpose. A second stop during the wait ends it at once.
+        The wait holds while no data channel key exists yet too (the handshake goes on, and the
+        notification follows once keys are there), as 2.6 enters it whenever its connection's
+        loop runs (process_explicit_exit_notification_init checks for no key); between two
+        attempts (no connection) the end is at once, as 2.6 in its restart pause."""
         if self.result is not None:
             return
         c = self.conn
-        if self._stop_at is None and c is not None and (n := c.session.exit_notify):
+        if self._stop_at is None and c is not None and not c.session.closed and (n := c.session.exit_notify):
+            now = self.clock()
+            self._stop_at = now + n             # first: a failed send ends the run, no reconnect
             try:
-                now = self.clock()
                 if c.session.notify_exit(now, first=True):
-                    self._stop_at = now + n         # first: a failed send ends the run, no reconnect
                     log.info("stopping: exit notification sent, exiting in %d s (explicit-exit-notify)", n)
                     self._send(c, c.session.take_outgoing())
-                    if self.result is None:
-                        self.pump.timers.arm("exit-notify", now + 1, self._exit_notify_tick)
-                    return
+                else:
+                    log.info("stopping: no data channel key yet to send the exit notification with, "
+                             "exiting in %d s (explicit-exit-notify)", n)
             except Exception as e:  # noqa: BLE001 - whatever fails on the way out, we stop
                 log.info("exit notification not sent: %s", e)
+                self._stop_now()
+                return
+            if self.result is None:
+                self.pump.timers.arm("exit-notify", now + 1, self._exit_notify_tick)
+            return
         log.info("stopping")
         self._stop_now()
 
