@@ -211,6 +211,27 @@ class ClientGateway:
         log.info("stopping")
         self._stop_now()
 
+    def user_restart(self) -> None:
+        """SIGUSR1, as OpenVPN 2.6's client on a hard SIGUSR1 ("SIGUSR1[hard,] received, process
+        restarting"): the connection ends without a word to the server and a new one begins,
+        to the same server (and address) once the tunnel was up there (its no_advance, set at
+        initialization_sequence_completed, as for ping-restart), otherwise to the next, after
+        connect-retry's pause. The TUN, its address and routes stay meanwhile, as for any
+        reconnect here (2.6 keeps them with persist-tun), and the auth-token too. During
+        explicit-exit-notify's wait it is ignored, as 2.6 ("Ignoring SIGUSR1 received during exit
+        notification", sig.c ignore_restart_signals); between two attempts the next one stands."""
+        if self.result is not None:
+            return
+        if self._stop_at is not None:
+            log.info("SIGUSR1 ignored during the exit notification's wait")
+            return
+        c = self.conn
+        if c is None:
+            log.info("SIGUSR1: already between connections; the next attempt stands")
+            return
+        log.info("SIGUSR1: restarting the connection to %s", fmt_addr(c.addr))
+        self._restart(c, same_remote=c.was_up)
+
     def _exit_notify_tick(self) -> None:
         """Each second of explicit-exit-notify's wait: another round, or the end once N s passed."""
         now = self.clock()
@@ -238,8 +259,17 @@ class ClientGateway:
         for signum in self.signals.take():
             if signum == signal.SIGUSR2:
                 self._log_drops(final=True)
+            elif signum == signal.SIGUSR1:
+                self.user_restart()
+            elif signum == signal.SIGHUP:
+                # OpenVPN 2.6's client re-reads its config on SIGHUP and starts over from the
+                # first remote with a new TUN (openvpn.c main's outer loop). Ours cannot re-read
+                # the profile in a running client (credentials asked, privileges dropped, the
+                # services built on it): refused, said so, and the way to get either half named.
+                log.warning("SIGHUP: re-reading the profile is not supported by this client; ignored "
+                            "(SIGUSR1 reconnects, a restart of the program re-reads the profile)")
             else:
-                log.warning("signal %d: reloading is not supported yet; ignored", signum)
+                log.warning("signal %d ignored", signum)
         if self.signals.stops > self._stops_seen:      # each SIGTERM/SIGINT once (a second ends a wait)
             self._stops_seen = self.signals.stops
             if self._stop_at is not None:
