@@ -587,6 +587,8 @@ class ClientGateway:
                 self.counters.renegotiations += 1
             elif isinstance(e, ev.SessionClosed):
                 if e.restart:
+                    if e.skip_addresses:
+                        self._more = []         # the name's other addresses too (2.6's advance_next_remote)
                     self._restart(c, e.same_remote or (c.was_up and not e.next_remote), e.backoff)
                 else:
                     self._finish(1)

@@ -98,6 +98,32 @@ def test_auth_failed_temp_backoff_is_the_least_wait_before_the_next_attempt(pki,
     assert least <= waited <= most, f"next attempt {waited:.1f} s after the refusal"
 
 
+@pytest.mark.parametrize("flag, expected", [("advance addr", ("198.18.0.250", 1194)),
+                                           ("advance remote", (SERVER_IP, 1195))])
+def test_auth_failed_temp_advance_remote_skips_the_names_other_addresses(pki, flag, expected):
+    """Up on the first address of `remote vpn.example` (two addresses), then AUTH_FAILED,TEMP:
+    OpenVPN 2.6 goes on to the name's next address with `advance addr` (no_advance cleared),
+    and to the next `remote` with `advance remote` (options_util.c parse_auth_failed_temp sets
+    advance_next_remote; init.c next_connection_entry then skips the name's other addresses).
+    Ours took the name's next address for both."""
+    w = World()
+    w.add_server(server_conf(pki))
+    c = w.add_client(client_conf(pki, remotes=[("vpn.example", 1194), (SERVER_IP, 1195)]),
+                     names={"vpn.example": [SERVER_IP, "198.18.0.250"]})
+    assert w.run(lambda: c.conn is not None and c.conn.was_up, max_time=30)
+    tried: list[tuple[str, int]] = []
+    udp = c.ports.udp
+
+    def udp_recording(local, remote):
+        tried.append(remote)
+        return udp(local, remote)
+    c.ports.udp = udp_recording
+    inf = next(iter(w.server.ops.info.values()))
+    assert w.server.ops.client_kill(inf.cid, f"AUTH_FAILED,TEMP[{flag}]: elsewhere")
+    assert w.run(lambda: tried, max_time=30)
+    assert tried[0] == expected, tried
+
+
 def test_a_name_with_several_addresses_tries_each_before_giving_up(pki):
     """`remote vpn.example` resolving to a dead address first and the server second (round-robin
     DNS of a server cluster): as OpenVPN 2.6 (next_connection_entry's ai_next), the client tries

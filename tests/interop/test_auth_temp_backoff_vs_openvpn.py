@@ -12,11 +12,13 @@ after its own pause, one second here, of a server that had said "not before 6 s"
 from __future__ import annotations
 
 import re
+import shutil
+from pathlib import Path
 
 import pytest
 
 from lab.configs import client_profile, server_config
-from lab.netns import TUN_SERVER_IP, Lab
+from lab.netns import SRV_IP, TUN_SERVER_IP, Lab
 
 BACKOFF = 6
 WAIT_LINE = {"ours": r"restarting in (\d+) s", "openvpn": r"Restart pause, (\d+) second"}
@@ -29,14 +31,14 @@ def lab(tmp_path_factory):
         yield lab
 
 
-def _script(lab, name: str):
+def _script(lab, name: str, reason: str = f"TEMP[backoff {BACKOFF}]: busy"):
     """Deferred check: each call's time (s since the epoch) appended to `calls`; the first refused
-    with the TEMP reason, later ones accepted."""
+    with `reason`, later ones accepted."""
     calls = lab.tmp / f"{name}-calls.log"
     script = lab.write(f"{name}.sh", "#!/bin/sh\n"
                        f'date +%s.%N >> {calls}\n'
                        f'if [ "$(wc -l < {calls})" -eq 1 ]; then\n'
-                       f'  echo "TEMP[backoff {BACKOFF}]: busy" > "$auth_failed_reason_file"; echo 0 > "$auth_control_file"\n'
+                       f'  echo "{reason}" > "$auth_failed_reason_file"; echo 0 > "$auth_control_file"\n'
                        'else\n  echo 1 > "$auth_control_file"\nfi\nexit 2\n')
     script.chmod(0o755)
     return script, calls
@@ -63,3 +65,50 @@ def test_auth_failed_temp_backoff_is_waited_before_the_next_attempt(lab, procs, 
     assert waits == [BACKOFF], log[-3000:]
     assert len(stamps) == 2 and gap >= BACKOFF - 0.5, f"asked again {gap:.1f} s after the refusal"
     assert lab.wait_ping(lab.cli, TUN_SERVER_IP), "no traffic through the tunnel after the retry"
+
+
+SECOND_ADDR, NEXT_REMOTE = "198.18.0.3", "198.18.0.4"     # more addresses of the server's namespace
+ATTEMPT = {"ours": r"connecting to ([\d.]+):1194 over", "openvpn": r"link remote: \[AF_INET\]([\d.]+):1194"}
+
+
+@pytest.fixture
+def two_address_name(lab):
+    """`vpn.lab` resolving to the server's address and a second one in the client's namespace
+    (/etc/netns/NAME/hosts, which `ip netns exec` puts over /etc/hosts), and a third address
+    of the server for the profile's next remote."""
+    d = Path("/etc/netns") / lab.cli.name
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "hosts").write_text(f"127.0.0.1 localhost\n{SRV_IP} vpn.lab\n{SECOND_ADDR} vpn.lab\n")
+    for a in (SECOND_ADDR, NEXT_REMOTE):
+        lab.srv.run(f"ip addr add {a}/32 dev lo")
+    try:
+        yield "vpn.lab"
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+        for a in (SECOND_ADDR, NEXT_REMOTE):
+            lab.srv.run(f"ip addr del {a}/32 dev lo", check=False)
+
+
+@pytest.mark.parametrize("flag", ["advance addr", "advance remote"])
+@pytest.mark.parametrize("kind", ["openvpn", "ours"])
+def test_auth_failed_temp_advance_remote_skips_the_names_other_addresses(lab, procs, two_address_name, kind, flag):
+    # OpenVPN 2.6: `advance addr` goes on to the name's next address, `advance remote` to the
+    # next remote (options_util.c parse_auth_failed_temp sets advance_next_remote; init.c
+    # next_connection_entry skips the name's other addresses). Ours took the next address for both.
+    script, calls = _script(lab, f"adv-{kind}-{flag[8:]}", reason=f"TEMP[{flag}]: elsewhere")
+    creds = lab.write("creds.txt", "alice\nsecret\n")
+    srv = lab.openvpn(lab.srv, server_config(lab.pki, "udp", extra=(   # multihome: replies from the address asked
+        f"script-security 2\nauth-user-pass-verify {script} via-file\nmultihome\n")), f"srv-adv-{kind}")
+    procs.append(srv)
+    profile = client_profile(lab.pki, "udp", remotes=[(two_address_name, 1194, "udp"), (NEXT_REMOTE, 1194, "udp")],
+                             extra=f"auth-user-pass {creds}\nconnect-retry 1\n")
+    start = lab.ours if kind == "ours" else lab.openvpn
+    cli = start(lab.cli, profile, f"cli-adv-{kind}-{flag[8:]}", wait=0)
+    procs.append(cli)
+    assert cli.wait_for(UP[kind], 40), cli.log()[-3000:]
+    tried = re.findall(ATTEMPT[kind], cli.log())
+    print(f"{kind} {flag}: addresses tried {tried}")
+    # the name's first address as the resolver sorts them (RFC 6724: not always the hosts file's order)
+    first, other = (SRV_IP, SECOND_ADDR) if tried[:1] == [SRV_IP] else (SECOND_ADDR, SRV_IP)
+    assert tried == [first, other if flag == "advance addr" else NEXT_REMOTE], cli.log()[-3000:]
+    cli.stop(8)
