@@ -186,7 +186,7 @@ class ClientGateway:
         reads as the client leaving on purpose. A second stop during the wait ends it at once.
         The wait holds while no data channel key exists yet too (the handshake goes on, and the
         notification follows once keys are there), as 2.6 enters it whenever its connection's
-        loop runs (process_explicit_exit_notification_init checks for no key); between two
+        loop runs (process_explicit_exit_notification_init does not look for a key); between two
         attempts (no connection) the end is at once, as 2.6 in its restart pause."""
         if self.result is not None:
             return
