@@ -41,7 +41,7 @@ def client_gateway(opts: Options, username: str = "", password: str = "", advert
     from .loop import Signals
     from .tunnel import TunnelNetwork     # here, not at the top: a server never loads the netlink library
     return ClientGateway(opts, system.SystemPorts(), TunnelNetwork(opts, lan_nets), system.clock, system.waiter(),
-                         username, password, advertise_ekm, signals=Signals(), observers=observers)
+                         username, password, advertise_ekm, signals=Signals((signal.SIGUSR1,)), observers=observers)
 
 
 def server_gateway(opts: Options) -> "ServerGateway":

@@ -179,28 +179,58 @@ class ClientGateway:
 
     def request_stop(self) -> None:
         """SIGINT/SIGTERM, as OpenVPN 2.6's client (sig.c process_sigterm): with
-        explicit-exit-notify N on a UDP tunnel, the exit notification and N seconds of waiting
-        before the end (an OCC exit each second when the server has no cc-exit); without it, or
-        over TCP (the closing stream says it), the end at once with nothing sent. Why: ours sent
-        an exit notification at every stop, which a server whose admin did not ask for it
-        reads as the client leaving on purpose. A second stop during the wait ends it at once."""
+        explicit-exit-notify N on a UDP connection, the exit notification and N seconds of
+        waiting before the end (an OCC exit each second when the server has no cc-exit); without
+        it, or over TCP (the closing stream says it), the end at once with nothing sent. Why: ours
+        sent an exit notification at every stop, which a server whose admin did not ask for it
+        reads as the client leaving on purpose. A second stop during the wait ends it at once.
+        The wait holds while no data channel key exists yet too (the handshake goes on, and the
+        notification follows once keys are there), as 2.6 enters it whenever its connection's
+        loop runs (process_explicit_exit_notification_init does not look for a key); between two
+        attempts (no connection) the end is at once, as 2.6 in its restart pause."""
         if self.result is not None:
             return
         c = self.conn
-        if self._stop_at is None and c is not None and (n := c.session.exit_notify):
+        if self._stop_at is None and c is not None and not c.session.closed and (n := c.session.exit_notify):
+            now = self.clock()
+            self._stop_at = now + n             # first: a failed send ends the run, no reconnect
             try:
-                now = self.clock()
                 if c.session.notify_exit(now, first=True):
-                    self._stop_at = now + n         # first: a failed send ends the run, no reconnect
                     log.info("stopping: exit notification sent, exiting in %d s (explicit-exit-notify)", n)
                     self._send(c, c.session.take_outgoing())
-                    if self.result is None:
-                        self.pump.timers.arm("exit-notify", now + 1, self._exit_notify_tick)
-                    return
+                else:
+                    log.info("stopping: no data channel key yet to send the exit notification with, "
+                             "exiting in %d s (explicit-exit-notify)", n)
             except Exception as e:  # noqa: BLE001 - whatever fails on the way out, we stop
                 log.info("exit notification not sent: %s", e)
+                self._stop_now()
+                return
+            if self.result is None:
+                self.pump.timers.arm("exit-notify", now + 1, self._exit_notify_tick)
+            return
         log.info("stopping")
         self._stop_now()
+
+    def user_restart(self) -> None:
+        """SIGUSR1, as OpenVPN 2.6's client on a hard SIGUSR1 ("SIGUSR1[hard,] received, process
+        restarting"): the connection ends without a word to the server and a new one begins,
+        to the same server (and address) once the tunnel was up there (its no_advance, set at
+        initialization_sequence_completed, as for ping-restart), otherwise to the next, after
+        connect-retry's pause. The TUN, its address and routes stay meanwhile, as for any
+        reconnect here (2.6 keeps them with persist-tun), and the auth-token too. During
+        explicit-exit-notify's wait it is ignored, as 2.6 ("Ignoring SIGUSR1 received during exit
+        notification", sig.c ignore_restart_signals); between two attempts the next one stands."""
+        if self.result is not None:
+            return
+        if self._stop_at is not None:
+            log.info("SIGUSR1 ignored during the exit notification's wait")
+            return
+        c = self.conn
+        if c is None:
+            log.info("SIGUSR1: already between connections; the next attempt stands")
+            return
+        log.info("SIGUSR1: restarting the connection to %s", fmt_addr(c.addr))
+        self._restart(c, same_remote=c.was_up)
 
     def _exit_notify_tick(self) -> None:
         """Each second of explicit-exit-notify's wait: another round, or the end once N s passed."""
@@ -229,8 +259,17 @@ class ClientGateway:
         for signum in self.signals.take():
             if signum == signal.SIGUSR2:
                 self._log_drops(final=True)
+            elif signum == signal.SIGUSR1:
+                self.user_restart()
+            elif signum == signal.SIGHUP:
+                # OpenVPN 2.6's client re-reads its config on SIGHUP and starts over from the
+                # first remote with a new TUN (openvpn.c main's outer loop). Ours cannot re-read
+                # the profile in a running client (credentials asked, privileges dropped, the
+                # services built on it): refused, said so, and the way to get either half named.
+                log.warning("SIGHUP: re-reading the profile is not supported by this client; ignored "
+                            "(SIGUSR1 reconnects, a restart of the program re-reads the profile)")
             else:
-                log.warning("signal %d: reloading is not supported yet; ignored", signum)
+                log.warning("signal %d ignored", signum)
         if self.signals.stops > self._stops_seen:      # each SIGTERM/SIGINT once (a second ends a wait)
             self._stops_seen = self.signals.stops
             if self._stop_at is not None:
@@ -289,10 +328,10 @@ class ClientGateway:
         s.prime()                        # TLS's first flight, before the reset goes out
         self._after_engine(c)
 
-    def _schedule_retry(self, was_up: bool, pause: bool = False) -> None:
+    def _schedule_retry(self, was_up: bool, pause: bool = False, backoff: int = 0) -> None:
         """Next remote at once, except after a full round of the list, a lost tunnel or before
         the same remote again (`pause`: a server that refuses us again and again, AUTH_FAILED,TEMP,
-        must not get a reconnect loop): backoff."""
+        must not get a reconnect loop), or when the server asked for `backoff` seconds: backoff."""
         self._close_conn()
         if self._stop_at is not None:
             # The connection ended during explicit-exit-notify's wait: no reconnect, the end
@@ -302,13 +341,18 @@ class ClientGateway:
             return
         if was_up:
             self.delay = self.opts.connect_retry
-        if (self.attempt % len(self.remotes) == 0 and not self._more) or was_up or pause:
+        if (self.attempt % len(self.remotes) == 0 and not self._more) or was_up or pause or backoff:
             wait = self.delay
             if self.opts.auth_retry:
                 # As OpenVPN 2.6 (init.c socket_restart_pause): with auth-retry nointeract every
                 # restart waits 10 s, up to connect-retry-max, so that a server refusing the
                 # password is not asked again every second.
                 wait = min(max(wait, AUTH_RETRY_PAUSE), self.opts.connect_retry_max)
+            if backoff:
+                # AUTH_FAILED,TEMP[backoff N], as OpenVPN 2.6 (init.c socket_restart_pause): at
+                # least N s before the next attempt, whichever remote, this once; at most
+                # connect-retry's maximum, so a hostile N cannot park the client for good.
+                wait = min(max(wait, backoff), self.opts.connect_retry_max)
             log.info("restarting in %.0f s", wait)
             self.pump.timers.arm("reconnect", self.clock() + wait, self._connect_next)
             self.delay = min(self.delay * 2, self.opts.connect_retry_max)
@@ -341,7 +385,7 @@ class ClientGateway:
         log.warning("link to %s lost: %s", fmt_addr(c.addr), why)
         self._restart(c, same_remote=c.was_up)
 
-    def _restart(self, c: Connection, same_remote: bool) -> None:
+    def _restart(self, c: Connection, same_remote: bool, backoff: int = 0) -> None:
         """Reconnect; to the remote of `c` first when `same_remote`. Why: OpenVPN 2.6 sets its
         no_advance once a tunnel is up (init.c initialization_sequence_completed) and
         next_connection_entry then keeps the current remote for the next attempt, whatever
@@ -354,7 +398,7 @@ class ClientGateway:
             self._more.insert(0, c.addr)
             self._more_of = c.remote
             log.info("reconnecting to %s:%d (%s) first", c.remote.host, c.remote.port, c.remote.proto)
-        self._schedule_retry(c.was_up, pause=same_remote)
+        self._schedule_retry(c.was_up, pause=same_remote, backoff=backoff)
 
     # ---------------------------------------------------------------- packets
     def _on_link_read(self) -> None:
@@ -543,7 +587,9 @@ class ClientGateway:
                 self.counters.renegotiations += 1
             elif isinstance(e, ev.SessionClosed):
                 if e.restart:
-                    self._restart(c, e.same_remote or (c.was_up and not e.next_remote))
+                    if e.skip_addresses:
+                        self._more = []         # the name's other addresses too (2.6's advance_next_remote)
+                    self._restart(c, e.same_remote or (c.was_up and not e.next_remote), e.backoff)
                 else:
                     self._finish(1)
                 return

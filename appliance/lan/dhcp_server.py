@@ -35,6 +35,7 @@ from ipaddress import IPv4Address, IPv4Interface
 from typing import TYPE_CHECKING, Callable, Iterable
 
 from . import dhcp_codec as c
+from .pushed_dns import not_through_the_tunnel
 
 if TYPE_CHECKING:
     from ..gateway.loop import Pump
@@ -126,11 +127,21 @@ class DhcpServer:
         self.search = list(dict.fromkeys(s.lower() for s in search))
         self.domain = domain or (self.search[0] if self.search else None)
         dns: list[IPv4Address] = []
+        # Handed to LAN hosts only with the forwarder off, and then not one of our own addresses,
+        # multicast or broadcast (pushed_dns.py, the forwarder's rule): a server pushing our
+        # tunnel or LAN address sent every LAN host's queries to this host.
+        ours = [str(self.server), *(pushed.ifconfig[:1] if pushed.ifconfig else [])]
         for a in pushed.dns:
             try:
-                dns.append(IPv4Address(a))
+                ip = IPv4Address(a)
             except ValueError:
                 continue                       # IPv6 servers are not DHCPv4's business
+            why = None if self.dns_forwarder else not_through_the_tunnel(a, ours, [str(self.net.broadcast_address)])
+            if why is not None:
+                log.warning("DHCP: pushed DNS server %s is %s, not a server through the tunnel: not handed out",
+                            a, why)
+                continue
+            dns.append(ip)
         self.dns = dns[:8]
         self._fixed = self._search_option = None
 

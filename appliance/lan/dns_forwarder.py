@@ -12,7 +12,8 @@ core's (dns_core.py); this module moves bytes and enforces where they may go:
 - A pushed server at one of our own addresses (tunnel, LAN, WAN, loopback, any address of this
   host) is left out and logged: the kernel delivers a packet to a local address locally, even
   from a socket bound to the TUN, so a server pushing `dhcp-option DNS <our tunnel address>`
-  would have sent the LAN's queries to whatever listens on this host at that port.
+  would have sent the LAN's queries to whatever listens on this host at that port; a multicast
+  or broadcast one likewise (pushed_dns.py: the rule DHCP applies too).
 - The listeners are bound to the LAN address and the LAN NIC, so only hosts on the LAN are
   served (not the WAN, not the tunnel).
 - TCP (RFC 7766): pipelined queries answered as they come back (any order), bounded
@@ -34,6 +35,7 @@ from typing import TYPE_CHECKING, Callable, Iterable
 
 from . import dns_core
 from .dns_core import Done, ForwarderCore, Limits, Reply, Send
+from .pushed_dns import not_through_the_tunnel, own_address
 
 if TYPE_CHECKING:
     from ..gateway.loop import Pump
@@ -55,26 +57,6 @@ SO_BINDTODEVICE = getattr(socket, "SO_BINDTODEVICE", 25)
 
 def _family(addr: str) -> int:
     return socket.AF_INET6 if ipaddress.ip_address(addr).version == 6 else socket.AF_INET
-
-
-def own_address(addr: str, ours: "Iterable[str]") -> bool:
-    """Whether `addr` is this host's: one of `ours` (tunnel and LAN addresses), loopback,
-    unspecified (both reach this host), or an address the kernel routes to itself (the WAN's and
-    any other interface's). An IPv4-mapped IPv6 address counts as its IPv4 address."""
-    ip = ipaddress.ip_address(addr)
-    if ip.version == 6 and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    if ip.is_loopback or ip.is_unspecified or any(ip == ipaddress.ip_address(a) for a in ours):
-        return True
-    # The kernel's route to it: a local address is reached through the local table, with
-    # itself as the source. Not a bind check: with net.ipv4.ip_nonlocal_bind (keepalived
-    # hosts) every address binds, and every pushed server would have been skipped.
-    with socket.socket(_family(str(ip)), socket.SOCK_DGRAM) as s:
-        try:
-            s.connect((str(ip), 53))
-            return ipaddress.ip_address(s.getsockname()[0].partition("%")[0]) == ip
-        except (OSError, ValueError):
-            return False                # no route to it: not ours (a link-local without scope too)
 
 
 class _TcpClient:
@@ -171,11 +153,11 @@ class DnsForwarder:
             if skipped:
                 log.warning("DNS forwarder: no tunnel address of the family of %s: not used", ", ".join(skipped))
             ours = [*self.src.values(), *self.listen]
-            own = [a for a, _ in servers if self.is_own(a, ours)]
-            if own:
-                log.warning("DNS forwarder: pushed DNS server %s is an address of this host, not a server "
-                            "through the tunnel: not used", ", ".join(own))
-                servers = [ep for ep in servers if ep[0] not in own]
+            refused = {a: why for a, _ in servers if (why := not_through_the_tunnel(a, ours, is_own=self.is_own))}
+            for a, why in refused.items():
+                log.warning("DNS forwarder: pushed DNS server %s is %s, not a server through the tunnel: "
+                            "not used", a, why)
+            servers = [ep for ep in servers if ep[0] not in refused]
         self.tun = state.tun_name if servers else None
         self._run(self.core.set_servers(servers))
         for token in list(self.upstream):

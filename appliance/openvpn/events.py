@@ -63,11 +63,16 @@ class SessionClosed:
     """The session is over. `restart` says whether a client should reconnect (OpenVPN's SIGUSR1);
     `same_remote`, that it should try the same server again first (OpenVPN's no_advance: the
     server refused our auth-token, and the password may still be good there); `next_remote`,
-    that the server told it to go on to the next one (RESTART,[N]) even after a tunnel was up."""
+    that the server told it to go on to the next one (RESTART,[N]) even after a tunnel was up;
+    `backoff`, the least wait in seconds before the next attempt the server asked for
+    (AUTH_FAILED,TEMP[backoff N]; 0: none); `skip_addresses`, that the next remote comes before
+    the other addresses of this remote's name (AUTH_FAILED,TEMP[advance remote])."""
     reason: str
     restart: bool
     same_remote: bool = False
     next_remote: bool = False
+    backoff: int = 0
+    skip_addresses: bool = False
 
 
 @dataclass(frozen=True)

@@ -353,10 +353,18 @@ def _noted(words: list[str]) -> str:
     return text if len(text) <= MAX_NOTED_CHARS else text[:MAX_NOTED_CHARS] + "..."
 
 
-def _pull_filter_action(item: str, filters) -> str:
-    """OpenVPN's rule: the first filter whose text starts the option line decides; default accept."""
+def _pull_filter_action(raw: str, words: list[str], filters) -> str:
+    """The first filter whose text starts the option decides; default accept. "Starts" in
+    either of two ways: the option as pushed, white space before it skipped, begins with the
+    filter's text as written (OpenVPN 2.6's own test, options.c apply_pull_filter: strncmp on
+    the raw line, so `ignore "route  198.18.5.0"` with two spaces matches a route pushed with
+    two spaces); or the option's words one space apart begin with the filter's text with each
+    run of white space as one space. Why the second: OpenVPN's raw comparison lets a server
+    slip `route<TAB>0.0.0.0 128.0.0.0` (or two spaces) past `ignore "route "`, and the
+    option is then applied as the route it is."""
+    spaced = " ".join(words)
     for action, prefix in filters:
-        if item.startswith(prefix):
+        if raw.startswith(prefix) or spaced.startswith(_OPTION_SPLIT.sub(" ", prefix)):
             return action
     return "accept"
 
@@ -379,9 +387,7 @@ def parse_push_reply_untrusted(text: str, into: PushedOptions | None = None,
             continue
         name, args = a[0], a[1:]
         if filters and name != "push-continuation":
-            # The words as they will be applied, one space apart: OpenVPN compares the raw line,
-            # so `route<TAB>0.0.0.0 128.0.0.0` (or two spaces) passes its `ignore "route "`.
-            action = _pull_filter_action(" ".join(a), filters)
+            action = _pull_filter_action(item.lstrip(" \t\n\v\f\r"), a, filters)
             if action == "ignore":
                 p.filtered.append(_noted(a))
                 continue

@@ -12,6 +12,7 @@ what the gateways read: `pushed`, `peer_common_name`, `peer_info`, ...).
 from __future__ import annotations
 
 import hmac
+import re
 from typing import TYPE_CHECKING
 
 from . import events as ev
@@ -38,16 +39,31 @@ REPULLS = 5                 # PUSH_REQUESTs after a new TLS session at most (see
 IV_PROTO_CLIENT = IV_PROTO_DATA_V2 | IV_PROTO_REQUEST_PUSH | IV_PROTO_TLS_KEY_EXPORT | IV_PROTO_CC_EXIT_NOTIFY
 
 
-def _temp_advances(flags: str) -> bool:
+def _temp_flags(flags: str) -> tuple[bool, bool, int]:
     """AUTH_FAILED,TEMP's flags (`TEMP[backoff 42,advance remote]: text`): whether the client
-    goes on to its next remote. As OpenVPN 2.6 (push.c receive_auth_failed sets no_advance,
-    options_util.c parse_auth_failed_temp reads the flags): the same server again unless
-    `advance remote` or `advance addr` (its next address, or the next remote: ours tries one
-    address per name)."""
+    moves on, whether it skips the other addresses of the remote's name too, and the server's
+    backoff in seconds (0: none), the least wait before the next attempt. As OpenVPN 2.6
+    (push.c receive_auth_failed sets no_advance, options_util.c parse_auth_failed_temp reads
+    the flags, the last of a kind winning; init.c socket_restart_pause waits at least the
+    backoff, at most connect-retry's maximum): the same server again unless `advance addr`
+    (the name's next address, or the next remote after its last) or `advance remote` (the next
+    remote, the name's other addresses skipped: next_connection_entry's advance_next_remote);
+    `backoff N` read as C's sscanf("%d") does, leading digits with an optional sign, anything
+    else (or a negative N) no backoff."""
     if not flags.startswith("[") or "]" not in flags:
-        return False
-    tokens = flags[1:flags.index("]")].split(",")
-    return any(t.strip() in ("advance remote", "advance addr") for t in tokens)
+        return False, False, 0
+    advance, skip, backoff = False, False, 0
+    for t in flags[1:flags.index("]")].replace("[", ",").split(","):
+        t = t.strip()
+        if t.startswith("backoff "):
+            m = re.match(r"\s*([+-]?\d{1,9})", t[len("backoff "):])
+            backoff = max(int(m.group(1)), 0) if m else 0
+        elif t in ("advance remote", "advance addr"):
+            advance = True
+            skip = skip or t == "advance remote"       # 2.6 clears advance_next_remote only when used
+        elif t == "advance no":
+            advance = False
+    return advance, skip and advance, backoff
 
 
 class ClientRole:
@@ -153,8 +169,9 @@ class ClientRole:
             # token key): as OpenVPN 2.6, forget it and start over with the same server (the
             # new connection sends the password) instead of exiting.
             if msg.startswith("TEMP"):
-                advance = _temp_advances(msg[4:])
-                s._fail(f"AUTH_FAILED {msg}".strip(), restart=True, same_remote=not advance, next_remote=advance)
+                advance, skip, backoff = _temp_flags(msg[4:])
+                s._fail(f"AUTH_FAILED {msg}".strip(), restart=True, same_remote=not advance, next_remote=advance,
+                        backoff=backoff, skip_addresses=skip)
             elif s.token.take_auth_failed():
                 s._fail(f"AUTH_FAILED {msg} (auth-token dropped)".strip(), restart=True, same_remote=True)
             else:

@@ -807,11 +807,12 @@ class Session(ControlChannel):
             d = min(d, self.reneg_check_at)
         return None if d == _NEVER else d
 
-    def _fail(self, reason: str, restart: bool, same_remote: bool = False, next_remote: bool = False) -> None:
+    def _fail(self, reason: str, restart: bool, same_remote: bool = False, next_remote: bool = False,
+              backoff: int = 0, skip_addresses: bool = False) -> None:
         if self.closed:
             return
         self.closed = True
-        self.events.append(ev.SessionClosed(reason, restart, same_remote, next_remote))
+        self.events.append(ev.SessionClosed(reason, restart, same_remote, next_remote, backoff, skip_addresses))
 
     # ---- data-channel helpers (rare paths)
     def _queue_data(self, payload: bytes) -> None:

@@ -105,3 +105,19 @@ def test_no_reconnect_during_the_wait(pki):
     c.request_stop()
     w.server.request_stop()
     assert w.run(lambda: c.result == 0, max_time=0.5), "the client waits to reconnect instead of ending"
+
+
+def test_before_any_data_channel_key_the_wait_holds(pki):
+    """SIGTERM while the first connection is still under way (no server answers: no key yet).
+    OpenVPN 2.6 (sig.c process_sigterm -> process_explicit_exit_notification_init) enters the
+    wait whenever its connection's loop runs: "SIGTERM received, sending exit notification to
+    peer", nothing can go, and the end N s later. Ours stopped at once."""
+    w = World()                              # no server
+    c = w.add_client(client_conf(pki, extra="explicit-exit-notify 3"))
+    w.run_for(1)
+    assert c.conn is not None and c.conn.session.send_key is None
+    t0 = w.clock.t
+    c.request_stop()
+    assert c.result is None, "no wait"
+    assert w.run(lambda: c.result == 0, max_time=10)
+    assert w.clock.t - t0 == pytest.approx(3, abs=0.05)

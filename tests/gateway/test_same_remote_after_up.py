@@ -16,27 +16,28 @@ from tests.gateway.conftest import SERVER_IP, World, client_conf, server_conf
 TWO_REMOTES = [(SERVER_IP, 1194), (SERVER_IP, 1195)]      # nothing listens on the second
 
 
-def _record_connects(c, part: int) -> list:
-    """From now on, part `part` (0: address, 1: port) of every remote the client connects to."""
+def _record_connects(c, part: int | None = None) -> list:
+    """From now on, every remote the client connects to: (address, port), or only part `part`
+    of it (0: address, 1: port)."""
     tried: list = []
     udp, tcp_connect = c.ports.udp, c.ports.tcp_connect
 
     def udp_recording(local, remote):
-        tried.append(remote[part])
+        tried.append(remote if part is None else remote[part])
         return udp(local, remote)
 
     def tcp_recording(remote):
-        tried.append(remote[part])
+        tried.append(remote if part is None else remote[part])
         return tcp_connect(remote)
     c.ports.udp, c.ports.tcp_connect = udp_recording, tcp_recording
     return tried
 
 
-def _up_world(pki, proto: str = "udp") -> tuple[World, list[int]]:
+def _up_world(pki, proto: str = "udp", extra: str = "") -> tuple[World, list[int]]:
     """A client up on the first remote, and the list of the ports it connects to from then on."""
     w = World()
     w.add_server(server_conf(pki, proto=proto))
-    c = w.add_client(client_conf(pki, proto=proto, remotes=TWO_REMOTES))
+    c = w.add_client(client_conf(pki, proto=proto, remotes=TWO_REMOTES, extra=extra))
     assert w.run(lambda: c.conn is not None and c.conn.was_up, max_time=30)
     return w, _record_connects(c, 1)
 
@@ -73,6 +74,54 @@ def test_auth_failed_temp_keeps_the_server_unless_told_to_advance(pki, message, 
     inf = next(iter(gw.ops.info.values()))
     assert gw.ops.client_kill(inf.cid, message)
     assert _tries(w, tried, 1) == [port]
+
+
+@pytest.mark.parametrize("message, port, least, most", [
+    ("AUTH_FAILED,TEMP[backoff 40]: busy", 1194, 40, 45),
+    ("AUTH_FAILED,TEMP[backoff 40,advance remote]: elsewhere", 1195, 40, 45),
+    ("AUTH_FAILED,TEMP[backoff 99999]: hostile", 1194, 300, 305),    # connect-retry's maximum
+    ("AUTH_FAILED,TEMP[backoff -5]: busy", 1194, 0, 5),
+])
+def test_auth_failed_temp_backoff_is_the_least_wait_before_the_next_attempt(pki, message, port, least, most):
+    """OpenVPN 2.6 (options_util.c parse_auth_failed_temp reads `backoff N`; init.c
+    socket_restart_pause waits max(its own pause, N), at most connect-retry's maximum, 300 s by
+    default): the next attempt, to whichever remote, comes N s later. Ours retried after its own
+    pause (a second or two), asking a server that said "not before N s" again at once."""
+    w, tried = _up_world(pki, extra="connect-retry 1 300\n")   # 2.6's default maximum
+    times: list[float] = []
+    udp = w.clients[0].ports.udp
+
+    def udp_timed(local, remote):
+        times.append(w.clock.t)
+        return udp(local, remote)
+    w.clients[0].ports.udp = udp_timed
+    inf = next(iter(w.server.ops.info.values()))
+    assert w.server.ops.client_kill(inf.cid, message)
+    killed = w.clock.t
+    assert w.run(lambda: tried, max_time=400), "no attempt after the refusal"
+    assert tried[0] == port
+    waited = times[0] - killed
+    assert least <= waited <= most, f"next attempt {waited:.1f} s after the refusal"
+
+
+@pytest.mark.parametrize("flag, expected", [("advance addr", ("198.18.0.250", 1194)),
+                                           ("advance remote", (SERVER_IP, 1195))])
+def test_auth_failed_temp_advance_remote_skips_the_names_other_addresses(pki, flag, expected):
+    """Up on the first address of `remote vpn.example` (two addresses), then AUTH_FAILED,TEMP:
+    OpenVPN 2.6 goes on to the name's next address with `advance addr` (no_advance cleared),
+    and to the next `remote` with `advance remote` (options_util.c parse_auth_failed_temp sets
+    advance_next_remote; init.c next_connection_entry then skips the name's other addresses).
+    Ours took the name's next address for both."""
+    w = World()
+    w.add_server(server_conf(pki))
+    c = w.add_client(client_conf(pki, remotes=[("vpn.example", 1194), (SERVER_IP, 1195)]),
+                     names={"vpn.example": [SERVER_IP, "198.18.0.250"]})
+    assert w.run(lambda: c.conn is not None and c.conn.was_up, max_time=30)
+    tried = _record_connects(c)
+    inf = next(iter(w.server.ops.info.values()))
+    assert w.server.ops.client_kill(inf.cid, f"AUTH_FAILED,TEMP[{flag}]: elsewhere")
+    assert w.run(lambda: tried, max_time=30)
+    assert tried[0] == expected, tried
 
 
 def test_a_name_with_several_addresses_tries_each_before_giving_up(pki):

@@ -57,3 +57,21 @@ def test_a_stopping_client_notifies_only_with_explicit_exit_notify_on_udp(lab, p
     assert (CLIENT_SENT[kind] in cli.log()) == expected, cli.log()[-2000:]
     if expected:
         assert took >= N - 0.1, f"exited {took:.1f} s after SIGTERM, before explicit-exit-notify's {N} s"
+
+
+@pytest.mark.parametrize("kind", ["openvpn", "ours"])
+def test_before_any_key_the_client_still_waits_explicit_exit_notify(lab, procs, kind):
+    # No server listens: SIGTERM while the first attempt is under way, no data channel key yet.
+    # OpenVPN 2.6 (sig.c process_sigterm -> process_explicit_exit_notification_init) enters its
+    # wait all the same ("SIGTERM received, sending exit notification to peer"; nothing can go)
+    # and exits N seconds later. Ours exited at once.
+    start = lab.ours if kind == "ours" else lab.openvpn
+    profile = client_profile(lab.pki, "udp", remotes=[("198.18.0.1", 1190, "udp")],
+                             extra=f"explicit-exit-notify {N}\nserver-poll-timeout 30\n")
+    cli = start(lab.cli, profile, f"cli-nokey-{kind}", wait=0)
+    procs.append(cli)
+    assert cli.wait_for({"ours": "connecting to", "openvpn": "link remote"}[kind], 20), cli.log()[-2000:]
+    took = _stop_and_time(cli)
+    print(f"{kind}: no key yet, exited {took:.1f} s after SIGTERM")
+    assert took >= N - 0.1, f"exited {took:.1f} s after SIGTERM, before explicit-exit-notify's {N} s"
+    assert cli.p.returncode == 0

@@ -165,6 +165,20 @@ def test_without_the_dns_forwarder_the_pushed_ipv4_servers_are_handed_out():
         "198.19.0.2").packed
 
 
+def test_without_the_dns_forwarder_our_own_multicast_and_broadcast_addresses_are_not_handed_out(caplog):
+    """A server pushing the appliance's tunnel or LAN address (or loopback, 0.0.0.0, multicast,
+    broadcast) as DNS server: with the forwarder on it is left out (pushed_dns.py); with it off
+    DHCP handed it to every LAN host unchecked, sending their queries to this host or to every
+    host on the LAN. The same rule now holds for both; a real server stays."""
+    s = server(dns_forwarder=False)
+    p = pushed(dns=("198.18.50.1", "198.19.0.2", "0.0.0.0", "127.0.0.1", "224.0.0.251", "239.1.2.3",
+                    "255.255.255.255", "198.18.50.255", "198.19.0.53"))
+    p.ifconfig = ("198.19.0.2", "255.255.255.0")
+    s.set_pushed(p)
+    assert one(s, msg(c.DISCOVER, mac(1))).opts[6] == IPv4Address("198.19.0.53").packed
+    assert caplog.text.count("not handed out") == 8
+
+
 def test_a_long_search_list_is_left_out_rather_than_overflowing_the_client():
     s = server()
     names = [f"d{i}" + "x" * 50 + f".example{i}" for i in range(15)]     # no shared suffixes

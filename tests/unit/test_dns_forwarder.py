@@ -438,3 +438,14 @@ def test_own_address_knows_the_wan_address_from_the_kernel():
         assert r.stdout.strip() == "[True, True, False, False]"
     finally:
         ns.delete()
+
+
+@pytest.mark.parametrize("addr, why", [
+    ("198.18.7.1", "an address of this host"), ("0.0.0.0", "an address of this host"),
+    ("224.0.0.251", "a multicast address"), ("ff02::fb", "a multicast address"),
+    ("::ffff:239.1.2.3", "a multicast address"), ("255.255.255.255", "a broadcast address"),
+    ("198.18.9.255", "a broadcast address"), ("198.18.8.53", None), ("2001:db8::53", None)])
+def test_what_is_not_a_dns_server_through_the_tunnel(addr, why):
+    """One rule for the forwarder and DHCP (appliance/lan/pushed_dns.py)."""
+    from appliance.lan.pushed_dns import not_through_the_tunnel
+    assert not_through_the_tunnel(addr, ["198.18.7.1", "198.18.9.1"], ["198.18.9.255"]) == why

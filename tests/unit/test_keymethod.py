@@ -120,6 +120,29 @@ def test_pull_filter_words_split_as_openvpn_so_no_route_slips_past(space):
     assert len(p.ignored) == 2 and p.ifconfig == ("198.19.0.2", "255.255.255.0")
 
 
+@pytest.mark.parametrize("pattern", ["route  198.18.5.0", "route\t198.18.5.0", "route \t 198.18.5.0 "])
+@pytest.mark.parametrize("pushed", ["route  198.18.5.0 255.255.255.0", "route 198.18.5.0 255.255.255.0",
+                                    "route\t198.18.5.0\t255.255.255.0", " route 198.18.5.0 255.255.255.0"])
+def test_pull_filter_text_with_other_white_space_matches_however_the_server_spaces_it(pattern, pushed):
+    """`pull-filter ignore "route  198.18.5.0"` (two spaces, or a tab, as the user wrote it):
+    OpenVPN 2.6 (options.c apply_pull_filter) compares the option as pushed with the text as
+    written, so it matches a route pushed with the same spacing; ours compared only the words
+    one space apart and such a filter never matched. Either spacing is caught now (a server
+    cannot slip the route past by spacing it otherwise); another route stays."""
+    push = f"PUSH_REPLY,{pushed},route 198.18.50.0 255.255.255.0,ifconfig 198.19.0.2 255.255.255.0"
+    p = parse_push_reply_untrusted(push, None, [("ignore", pattern)])
+    assert p.routes == [("198.18.50.0", "255.255.255.0", None, None)]
+    assert p.filtered == ["route 198.18.5.0 255.255.255.0"]
+
+
+def test_pull_filter_as_openvpn_matches_a_trailing_space_pushed_verbatim():
+    """A filter text ending in a space matches an option pushed with that space at its end, as
+    OpenVPN 2.6 compares the raw line ("dhcp-option DNS 198.18.0.53 " pushed, filter the same)."""
+    push = "PUSH_REPLY,dhcp-option DNS 198.18.0.53 ,ifconfig 198.19.0.2 255.255.255.0"
+    p = parse_push_reply_untrusted(push, None, [("ignore", "dhcp-option DNS 198.18.0.53 ")])
+    assert p.dhcp_options == [] and p.dns == [] and p.filtered == ["dhcp-option DNS 198.18.0.53"]
+
+
 def test_route_nopull_takes_no_pushed_routes_or_dns_as_openvpn():
     push = ("PUSH_REPLY,route 198.18.5.0 255.255.255.0,route-ipv6 2001:db8::/64,redirect-gateway def1,"
             "block-ipv6,dhcp-option DNS 198.18.0.53,dhcp-option DOMAIN corp.example,"
