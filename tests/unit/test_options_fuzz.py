@@ -67,19 +67,19 @@ def _check(text: str) -> None:
     assert time.monotonic() - t0 < 1.0
 
 
-@settings(max_examples=300, deadline=1000, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.text(max_size=400))
 def test_arbitrary_text_only_raises_config_error(text):
     _check(text)
 
 
-@settings(max_examples=400, deadline=1000, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(directive_line(), max_size=25))
 def test_plausible_directive_lines_only_raise_config_error(lines):
     _check("\n".join(lines) + "\n")
 
 
-@settings(max_examples=200, deadline=1000, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(directive_line(), max_size=15))
 def test_valid_base_plus_directives(lines):
     """Start from a profile that parses, so the later checks in finish() see real values too."""
@@ -87,7 +87,7 @@ def test_valid_base_plus_directives(lines):
     _check(base + "\n".join(lines) + "\n")
 
 
-@settings(max_examples=200, deadline=1000)
+@settings(max_examples=200, deadline=None)
 @given(st.lists(st.one_of(directive_line(), st.text(max_size=40)), max_size=10))
 def test_ccd_only_raises_config_error(lines):
     try:
