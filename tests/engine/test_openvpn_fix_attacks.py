@@ -99,3 +99,99 @@ def test_a_real_client_gets_in_with_a_cookie_two_slots_old(pki):  # noqa: F811
     assert _up(c)
     rec, pts = d.receive(c.encrypt(_icmp(c.pushed.ifconfig[0], "198.19.0.1")), ATTACKER, later)
     assert len(pts) == 1
+
+
+# ---------------------------------------------------------------- tls-crypt-v2: the key of a session
+
+def _v2_world(pki):  # noqa: F811
+    """A tls-crypt-v2 server with client A up (OpenVPN 2.6's early negotiation, so through the
+    cookie), and a second client key B -- the attacker's own, from the same server key."""
+    v2 = keyfiles.parse_tls_crypt_v2_server_key(keyfiles.generate_tls_crypt_v2_server_key())
+    keys = [keyfiles.parse_tls_crypt_v2_client_key(keyfiles.generate_tls_crypt_v2_client_key(v2, metadata=m))
+            for m in (b"alice", b"mallory")]
+    d = _mk_server(pki, "tls-crypt-v2", v2_server_key=v2)
+    (kca, wkca), (kcb, wkcb) = keys
+    a = _mk_client(pki, pki["clients"][0], lambda: wrapping.TlsCryptV2ClientWrapper(kca, wkca), early=True)
+    addr = ("198.18.0.2", 40000)
+    _pump(d, [(a, addr)])
+    assert _up(a)
+    return d, a, addr, (kcb, wkcb)
+
+
+def _still_works(d, a, addr, now: float) -> None:
+    """A's tunnel moves data, and a renegotiation under its own key completes."""
+    rec, pts = d.receive(a.encrypt(_icmp(a.pushed.ifconfig[0], "198.19.0.1")), addr, now)
+    assert len(pts) == 1, d.stats
+    before = a.newest_key_id
+    a.renegotiate(now)
+    _pump(d, [(a, addr)], now=now)
+    assert a.newest_key_id != before and any(type(e).__name__ == "KeyRenegotiated" for e in a.events), d.stats
+    rec, pts = d.receive(a.encrypt(_icmp(a.pushed.ifconfig[0], "198.19.0.1")), addr, now + 1)
+    assert len(pts) == 1, d.stats
+
+
+def test_a_wrapped_key_on_a_later_packet_of_a_session_does_not_replace_its_key(pki):  # noqa: F811
+    """82ee2fe4 / 01ee1693 (CVE-2025-2704, CVE-2026-13698): OpenVPN's server set up the
+    tls-crypt-v2 key again from a P_CONTROL_WKC_V1 that came later in a session. Here client A,
+    authenticated, sends one carrying the attacker's key B (wrapped under A's own key, so the
+    packet itself is A's): the WKc of a known session is cut off and never read, so A's session
+    goes on under A's key, and control packets under key B for A's session are dropped."""
+    d, a, addr, (kcb, wkcb) = _v2_world(pki)
+    rec = d.by_addr[addr]
+    now = 2.0
+    own = a.wrapper.wkc
+    a.wrapper.wkc = wkcb                       # A's next WKc packet carries B's key
+    dup = encode_body([], None, 1, b"\x17\x03\x03\x00\x01\x00")    # message 1 again: only re-acked
+    d.receive(a.wrapper.wrap(op_byte(Op.CONTROL_WKC_V1, 0), a.own_sid, dup, now), addr, now)
+    a.wrapper.wkc = own
+    assert d.by_addr[addr] is rec and rec.alive and len(d.by_peer_id) == 1
+    assert rec.session.stats == {} and len(d.take_outgoing()) == 1, "A's own packet was not taken (re-acked)"
+    # Key B for A's session: not A's key, so not taken.
+    wb = wrapping.TlsCryptV2ClientWrapper(kcb, wkcb)
+    for op in (Op.CONTROL_WKC_V1, Op.CONTROL_V1, Op.ACK_V1):
+        body = encode_body([0], a.peer_sid, None) if op == Op.ACK_V1 else dup
+        d.receive(wb.wrap(op_byte(op, 0), a.own_sid, body, now), addr, now)
+    assert rec.alive and d.by_addr[addr] is rec and len(d.by_peer_id) == 1
+    assert rec.session.stats == {"control packet failed tls-crypt authentication": 3}
+    _still_works(d, a, addr, now)
+
+
+def test_a_hostile_key_holder_at_a_clients_address_cannot_rekey_or_end_it(pki):  # noqa: F811
+    """The same from outside: the holder of key B writes A's address and session id on a
+    P_CONTROL_WKC_V1 and a P_CONTROL_HARD_RESET_CLIENT_V3 under its own key. Neither sets up key B
+    for A's session, ends it, or makes a second one without the cookie exchange."""
+    d, a, addr, (kcb, wkcb) = _v2_world(pki)
+    rec = d.by_addr[addr]
+    wb = wrapping.TlsCryptV2ClientWrapper(kcb, wkcb)
+    now = 2.0
+    d.receive(wb.wrap(op_byte(Op.CONTROL_WKC_V1, 0), a.own_sid, encode_body([0], a.peer_sid, 1, b"x"), now), addr, now)
+    d.receive(wb.wrap(op_byte(Op.CONTROL_HARD_RESET_CLIENT_V3, 0), a.own_sid, encode_body([], None, 0), now), addr, now)
+    assert rec.alive and d.by_addr[addr] is rec and len(d.by_peer_id) == 1 and not d.pending
+    assert rec.session.stats == {"control packet failed tls-crypt authentication": 2}
+    _still_works(d, a, addr, now)
+
+
+@pytest.mark.parametrize("cut", [1, 9, 20, 40])
+def test_a_packet_too_short_for_its_wrapped_key_is_dropped_whole(pki, cut):  # noqa: F811
+    """fa129d71 (CVE-2026-35058): OpenVPN read the WKc from the whole packet, opcode included, so
+    a WKc length reaching into the header made it take the opcode for key bytes (and hit an
+    ASSERT). Here: a genuine first packet of A's cut to its header plus its WKc (the WKc's length
+    field then claims the opcode and session id too, or all but a few bytes of the tls-crypt
+    part): dropped and counted, no session, no exception; A's own packet still gets in."""
+    v2 = keyfiles.parse_tls_crypt_v2_server_key(keyfiles.generate_tls_crypt_v2_server_key())
+    kc, wkc = keyfiles.parse_tls_crypt_v2_client_key(keyfiles.generate_tls_crypt_v2_client_key(v2))
+    d = _mk_server(pki, "tls-crypt-v2", v2_server_key=v2)
+    a = _mk_client(pki, pki["clients"][0], lambda: wrapping.TlsCryptV2ClientWrapper(kc, wkc), early=True)
+    reset = bytes(a.take_outgoing()[0])
+    assert reset.endswith(wkc)
+    short = reset[:cut] + wkc
+    # The WKc's trailing length still says len(wkc): with the opcode or more counted in, the
+    # packet holds no room for a tls-crypt header before it.
+    d.receive(short, ("198.18.0.2", 40000), 1.0)
+    n = len(wkc)
+    grown = reset[:cut] + wkc[:-2] + (n + cut).to_bytes(2, "big")     # a WKc "starting" at byte 0
+    d.receive(grown, ("198.18.0.2", 40000), 1.0)
+    assert _states(d) == 0 and d.take_outgoing() == []
+    assert sum(d.stats.values()) == 2, d.stats
+    d.receive(reset, ("198.18.0.2", 40000), 1.0)
+    assert d.stats.get("stateless reset answered") == 1, d.stats
