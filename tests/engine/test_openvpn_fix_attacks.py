@@ -195,3 +195,67 @@ def test_a_packet_too_short_for_its_wrapped_key_is_dropped_whole(pki, cut):  # n
     assert sum(d.stats.values()) == 2, d.stats
     d.receive(reset, ("198.18.0.2", 40000), 1.0)
     assert d.stats.get("stateless reset answered") == 1, d.stats
+
+
+# ---------------------------------------------------------------- a session replaced or gone
+
+def test_a_session_that_owes_an_ack_when_its_successor_takes_over_leaves_nothing_behind(pki):  # noqa: F811
+    """97f39e1e / 64fae9d8 (CVE-2026-12996, CVE-2026-40215): OpenVPN's server freed the active
+    session while a dedicated ACK of it was the next packet to send, when the client's new
+    session authenticated in the same pass, and sent from freed memory. The packet sequence:
+    the client restarts from the same address and port, and in the batch in which its new
+    session's handshake completes, the old session gets a control packet it must acknowledge (a
+    renegotiation it starts). Here the old session's ACK is a packet of its own bytes in the
+    batch's output, sent or not without touching anything freed; the old session is dropped; the
+    new one moves data and renegotiates; the old one's later packets make nothing."""
+    d = _mk_server(pki, "none")
+    addr = ("198.18.0.30", 1194)
+    old = _mk_client(pki, pki["clients"][0])
+    _pump(d, [(old, addr)])
+    old_rec = d.by_addr[addr]
+    now = 1.0
+    old.renegotiate(now)
+    owed = [bytes(p) for p in old.take_outgoing()]          # its soft reset: to be acked
+    assert owed
+    new = _mk_client(pki, pki["clients"][0])
+    for _ in range(60):
+        for p in owed:                                      # the old session's, first in the batch
+            d.receive(p, addr, now)
+        # Its ACK of them waits in the batch's output (OpenVPN: to_link at the ACK buffer).
+        owes = any(bytes(p)[1:9] == old_rec.session.own_sid and a == addr for p, a in d.out)
+        for p in new.take_outgoing():
+            d.receive(p, addr, now)
+        if d.by_addr.get(addr) is not old_rec:
+            break
+        for p, _a in d.take_outgoing():
+            new.receive(p, now)
+    new_rec = d.by_addr[addr]
+    assert new_rec is not old_rec and old_rec.session.closed and not old_rec.alive
+    assert owes, "the old session owed no ACK when it was replaced: not the sequence of the fix"
+    for p, _a in d.take_outgoing():     # the old session's ACK too: bytes of its own, dropped by the client
+        new.receive(p, now)
+    _pump(d, [(new, addr)], now=now)
+    assert _up(new)
+    for p in owed:                                          # the old session's packets again
+        d.receive(p, addr, now + 1)
+    assert d.by_addr[addr] is new_rec and len(d.by_peer_id) == 1 and not d.pending
+    _still_works(d, new, addr, now + 2)
+
+
+@pytest.mark.parametrize("key_id", [1, 5, 7])
+def test_control_packets_for_a_key_id_without_a_key_are_dropped(pki, key_id):  # noqa: F811
+    """5cdf3f97: OpenVPN's tls_pre_decrypt made a pointer past its key table for a control packet
+    whose key id matches no key ("Unroutable control packet"). Here: an ACK and a control message
+    for a key id the session has no key for are dropped and counted; the session goes on."""
+    d = _mk_server(pki, "none")
+    addr = ("198.18.0.40", 1194)
+    c = _mk_client(pki, pki["clients"][1])
+    _pump(d, [(c, addr)])
+    rec = d.by_addr[addr]
+    w = wrapping.PlainWrapper()
+    for op, body in ((Op.ACK_V1, encode_body([3], c.peer_sid, None)),
+                     (Op.CONTROL_V1, encode_body([3], c.peer_sid, 0, b"\x17\x03\x03\x00\x01\x00"))):
+        d.receive(w.wrap(op_byte(op, key_id), c.own_sid, body, 1.0), addr, 1.0)
+    assert rec.alive and d.by_addr[addr] is rec
+    assert rec.session.stats == {"packet for unknown key id": 2}, rec.session.stats
+    _still_works(d, c, addr, 2.0)
