@@ -259,3 +259,29 @@ def test_control_packets_for_a_key_id_without_a_key_are_dropped(pki, key_id):  #
     assert rec.alive and d.by_addr[addr] is rec
     assert rec.session.stats == {"packet for unknown key id": 2}, rec.session.stats
     _still_works(d, c, addr, 2.0)
+
+
+@pytest.mark.parametrize("mtype, metadata", [
+    (keyfiles.METADATA_TYPE_USER, b""),
+    (keyfiles.METADATA_TYPE_USER, (b"\r\n\x1b[2J\x00forged line " * 40)[:733]),     # the most a WKc holds
+    (keyfiles.METADATA_TYPE_TIMESTAMP, (2**63 - 1).to_bytes(8, "big")),
+    (keyfiles.METADATA_TYPE_TIMESTAMP, b"\x01\x02\x03"),                           # not 8 bytes
+    (0x7F, b"\n\x1b]0;title\x07"),                                                 # a type nobody defined
+])
+def test_client_key_metadata_of_any_type_and_length_reaches_the_log_harmless(pki, mtype, metadata):  # noqa: F811
+    """bc5ec987 (CVE-2026-12932): OpenVPN's metadata handling (its buffer's lifetime, the
+    length and type read from the WKc, handed to tls-crypt-v2-verify and the max-age check).
+    Here neither check exists (both directives are refused at their line, so no key is taken as
+    verified by a script or an age that never ran); the metadata, whatever its type and length up
+    to what a WKc holds, only becomes a log line, which shows no control byte and stays bounded,
+    and the client connects as any other."""
+    v2 = keyfiles.parse_tls_crypt_v2_server_key(keyfiles.generate_tls_crypt_v2_server_key())
+    kc, wkc = keyfiles.parse_tls_crypt_v2_client_key(
+        keyfiles.generate_tls_crypt_v2_client_key(v2, metadata=metadata, metadata_type=mtype))
+    d = _mk_server(pki, "tls-crypt-v2", v2_server_key=v2)
+    a = _mk_client(pki, pki["clients"][0], lambda: wrapping.TlsCryptV2ClientWrapper(kc, wkc), early=True)
+    addr = ("198.18.0.2", 40000)
+    _pump(d, [(a, addr)])
+    assert _up(a)
+    shown = d.by_addr[addr].v2_metadata
+    assert shown and len(shown) < 1100 and not any(ch < " " or ch == "\x7f" for ch in shown), shown
