@@ -183,6 +183,17 @@ def _escape_controls(text: str) -> str:
 _NOT_PRINT = re.compile(rb"[\x00-\x1f\x7f]")
 
 
+PUSH_CONTROL_BYTE = ("holds a control character (a tab, a byte below 0x20 or DEL): OpenVPN 2.6.14 clients, "
+                     "and ours, refuse the whole push message it is in")
+
+
+def refused_in_control_text(text: str) -> bool:
+    """Whether a message holding `text` is refused whole by OpenVPN 2.6.14 and by us
+    (split_text_messages_untrusted): a server's `push` must not hold such a byte, or every
+    client drops the whole PUSH_REPLY it rides in and never comes up."""
+    return _NOT_PRINT.search(text.encode()) is not None
+
+
 def split_text_messages_untrusted(data: bytes) -> tuple[list[str], list[str]]:
     """(the messages to act on, why others were refused) from one TLS record of control text.
 

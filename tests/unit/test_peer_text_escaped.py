@@ -46,3 +46,4 @@ def test_a_hostile_push_logs_without_control_characters():
         assert not _controls(str(e)) and "\\x9b" in str(e)
     else:
         raise AssertionError("a bad ping value was accepted")
+
