@@ -36,6 +36,8 @@ class CipherSpec:
     block_size: int              # 1 for AEAD (a stream), 16 for CBC
     ncp2: bool = False           # offered to OpenVPN 2.4 clients that only say IV_NCP=2
     make_aead: Callable[[bytes], object] | None = None   # key -> AESGCM / ChaCha20Poly1305 object
+    usage_limit: int = 0         # packets + 16-byte blocks one key may protect per direction before
+                                 # the session renegotiates (0: no limit); see AES_GCM_USAGE_LIMIT
 
     def overhead(self, auth_digest: str = "SHA1", data_v2: bool = True) -> int:
         """Bytes a tunnel packet grows by on the wire (worst case for CBC padding)."""
@@ -56,8 +58,17 @@ class CipherSpec:
         return (room - fixed) // self.block_size * self.block_size - 1 - PACKET_ID_LEN
 
 
-def _aead(name: str, key_len: int, cls: Callable[[bytes], object], ncp2: bool = False) -> CipherSpec:
-    return CipherSpec(name, True, key_len, AEAD_IMPLICIT_IV_LEN, 1, ncp2, cls)
+# AES-GCM's usage limit, as OpenVPN 2.7 sets it (crypto.c cipher_get_aead_limits, ssl.c
+# tls_get_limit_aead): q packets plus s blocks of plaintext under one key must stay within
+# 2^36 - 1 for a forgery/distinguishing advantage under 2^-57; it renegotiates at 7/8 of that
+# so the new key is in place before. ChaCha20-Poly1305 gets none there (its bound is far
+# beyond a 32-bit packet id), nor CBC. OpenVPN 2.6 has none at all.
+AES_GCM_USAGE_LIMIT = (2**36 - 1) // 8 * 7
+
+
+def _aead(name: str, key_len: int, cls: Callable[[bytes], object], ncp2: bool = False,
+          usage_limit: int = 0) -> CipherSpec:
+    return CipherSpec(name, True, key_len, AEAD_IMPLICIT_IV_LEN, 1, ncp2, cls, usage_limit)
 
 
 def _cbc(name: str, key_len: int) -> CipherSpec:
@@ -65,9 +76,9 @@ def _cbc(name: str, key_len: int) -> CipherSpec:
 
 
 REGISTRY: dict[str, CipherSpec] = {s.name: s for s in (
-    _aead("AES-128-GCM", 16, AESGCM, ncp2=True),
-    _aead("AES-192-GCM", 24, AESGCM),
-    _aead("AES-256-GCM", 32, AESGCM, ncp2=True),
+    _aead("AES-128-GCM", 16, AESGCM, ncp2=True, usage_limit=AES_GCM_USAGE_LIMIT),
+    _aead("AES-192-GCM", 24, AESGCM, usage_limit=AES_GCM_USAGE_LIMIT),
+    _aead("AES-256-GCM", 32, AESGCM, ncp2=True, usage_limit=AES_GCM_USAGE_LIMIT),
     _aead("CHACHA20-POLY1305", 32, ChaCha20Poly1305),
     _cbc("AES-128-CBC", 16),
     _cbc("AES-192-CBC", 24),

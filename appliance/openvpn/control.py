@@ -191,7 +191,11 @@ class ControlChannel:
             ks.remote_km = km
             self.role.got_key_method(ks, km, now)
             return
-        for text in split_text_messages_untrusted(data):
+        texts, refused = split_text_messages_untrusted(data)
+        for why in refused:
+            self._count(why.split(":", 1)[0])
+            self._warn(why)
+        for text in texts:
             if self.closed:
                 return
             self.role.text_message(ks, text, now)

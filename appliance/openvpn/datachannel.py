@@ -45,7 +45,8 @@ class DataKey:
     __slots__ = ("cipher", "key_id", "aead", "is_aead", "send_iv", "recv_iv", "send_pid",
                  "hdr", "hlen", "replay", "cbc_key_send", "cbc_key_recv",
                  "hmac_send", "hmac_recv", "digest", "dlen", "bytes_sent", "bytes_recv",
-                 "packets_recv", "aead_recv", "_overhead", "_hword", "_pack", "_aad", "_nonce", "_head")
+                 "packets_recv", "aead_recv", "_overhead", "_hword", "_pack", "_aad", "_nonce", "_head",
+                 "usage_limit")
 
     def __init__(self, cipher: str, key_id: int, send_key: bytes, send_hmac: bytes,
                  recv_key: bytes, recv_hmac: bytes, peer_id: int | None, auth: str = "SHA1",
@@ -55,6 +56,7 @@ class DataKey:
             raise ValueError(f"unsupported cipher {cipher}")
         self.cipher = cipher
         self.key_id = key_id
+        self.usage_limit = spec.usage_limit
         self.send_pid = 0
         self.replay = ReplayWindow(replay_window, replay_time)
         # No per-key decrypt buffer any more (open returns fresh bytes); the attribute stays for
@@ -94,6 +96,15 @@ class DataKey:
     def overhead(self) -> int:
         """Bytes a packet grows by when sealed (ciphers.overhead for this key's cipher and header)."""
         return self._overhead
+
+    def usage_over(self) -> bool:
+        """Whether this key protected more than its cipher's usage limit in either direction
+        (ciphers.AES_GCM_USAGE_LIMIT), counting an upper bound of what OpenVPN 2.7 counts: each
+        packet's plaintext blocks rounded up (at most bytes // 16 + packets) plus its packet id.
+        Read from the session's timer, not per packet: the fast path stays as it is."""
+        lim = self.usage_limit
+        return bool(lim) and (self.bytes_sent // 16 + 2 * self.send_pid > lim
+                              or self.bytes_recv // 16 + 2 * self.packets_recv > lim)
 
     @property
     def packets_sent(self) -> int:

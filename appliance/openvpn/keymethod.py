@@ -179,14 +179,47 @@ def _escape_controls(text: str) -> str:
     return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text) if _CONTROL.search(text) else text
 
 
-def split_text_messages_untrusted(data: bytes) -> list[str]:
-    """Control-channel text messages are NUL-terminated; one TLS record may hold one or more.
-    Control characters come out escaped (the one place peer text enters as str)."""
-    out = []
-    for chunk in data.split(b"\0"):
-        if chunk:
-            out.append(_escape_controls(chunk.decode("utf-8", "replace")))
-    return out
+# A byte OpenVPN's CC_PRINT refuses in a control message (tab included); CR/LF at its end aside.
+_NOT_PRINT = re.compile(rb"[\x00-\x1f\x7f]")
+
+
+PUSH_CONTROL_BYTE = ("holds a control character (a tab, a byte below 0x20 or DEL): OpenVPN 2.6.14 clients, "
+                     "and ours, refuse the whole push message it is in")
+
+
+def refused_in_control_text(text: str) -> bool:
+    """Whether a message holding `text` is refused whole by OpenVPN 2.6.14 and by us
+    (split_text_messages_untrusted): a server's `push` must not hold such a byte, or every
+    client drops the whole PUSH_REPLY it rides in and never comes up."""
+    return _NOT_PRINT.search(text.encode()) is not None
+
+
+def split_text_messages_untrusted(data: bytes) -> tuple[list[str], list[str]]:
+    """(the messages to act on, why others were refused) from one TLS record of control text.
+
+    As OpenVPN 2.6.14 reads them (ssl_pkt.c extract_command_buffer, CVE-2024-5594): a message
+    ends at a NUL, and text after the last NUL is no message; a CR/LF at a message's end is cut
+    off; a message holding any other byte below 0x20, or 0x7f, is refused whole. Why whole and
+    not fixed up: a peer's `EXIT\\x07` or `HALT\\x1b[2J` must mean to us what it means to
+    OpenVPN (nothing), and text that reaches the log must not forge lines or drive a terminal.
+    The refusals come back as text for a warning, escaped; U+0080-U+009F, which OpenVPN lets
+    through, are escaped in what is acted on too (the one place peer text enters as str)."""
+    out: list[str] = []
+    refused: list[str] = []
+    *messages, rest = data.split(b"\0")
+    for chunk in messages:
+        chunk = chunk.rstrip(b"\r\n")
+        if not chunk:
+            continue
+        text = _escape_controls(chunk.decode("utf-8", "replace"))
+        if _NOT_PRINT.search(chunk):
+            refused.append(f"control message with invalid characters refused: {text[:80]}")
+        else:
+            out.append(text)
+    if rest:
+        refused.append("control message without NUL termination ignored: "
+                       + _escape_controls(rest[:80].decode("utf-8", "replace")))
+    return out, refused
 
 
 @dataclass

@@ -63,6 +63,9 @@ from .tls import CERT_UNREADABLE, TlsSettings, build_context
 __all__ = ["KS", "Role", "Session", "SessionConfig", "PUSH_REQUEST_INTERVAL"]
 
 RENEG_CHECK_INTERVAL = 0.1      # how often reneg-bytes / reneg-pkts counters are looked at (only when set)
+# How often an AES-GCM key's usage (ciphers.AES_GCM_USAGE_LIMIT) is looked at otherwise: the 1/8
+# of the limit left when it renegotiates is ~128 GiB, minutes at any rate this program reaches.
+USAGE_CHECK_INTERVAL = 10.0
 MAX_WARNINGS = 10               # Warning events per session; more are only counted (stats)
 _NEVER = float("inf")
 
@@ -713,15 +716,23 @@ class Session(ControlChannel):
                 self._queue_data(PING_MAGIC)
                 self.last_send = now
             if now >= self.reneg_check_at:
-                self.reneg_check_at = now + RENEG_CHECK_INTERVAL
+                self.reneg_check_at = now + self._counter_check_interval()
             newest = self._newest()
             if newest is not None and newest.phase == KS.ACTIVE and newest.active_since is not None:
                 d = newest.data
                 if ((self.cfg.reneg_sec and now >= newest.active_since + self.cfg.reneg_sec)
                         or (self.cfg.reneg_bytes and d and d.bytes_sent + d.bytes_recv >= self.cfg.reneg_bytes)
                         or (self.cfg.reneg_pkts and d and d.packets_sent + d.packets_recv >= self.cfg.reneg_pkts)
-                        or (d is not None and d.send_pid >= DATA_PID_RENEG_AT)):
+                        or (d is not None and d.send_pid >= DATA_PID_RENEG_AT)
+                        or (d is not None and d.usage_over())):
                     self._start_soft_reset(now)
+
+    def _counter_check_interval(self) -> float:
+        """How often the timer looks at the data key's counters: reneg-bytes / reneg-pkts ask
+        for a close look; an AES-GCM key's usage limit alone for an occasional one."""
+        if self.cfg.reneg_bytes or self.cfg.reneg_pkts:
+            return RENEG_CHECK_INTERVAL
+        return USAGE_CHECK_INTERVAL
 
     def _negotiation_timed_out(self, ks: KeyState, now: float) -> None:
         """hand-window passed with key state `ks` still negotiating. As OpenVPN 2.6 (ssl.c,
@@ -801,7 +812,7 @@ class Session(ControlChannel):
         if lame is not None:
             d = min(d, lame.retired_at + self.cfg.tran_window if lame.retired_at is not None
                     else lame.expires_at if lame.expires_at is not None else _NEVER)
-        if self.send_key is not None and (self.cfg.reneg_bytes or self.cfg.reneg_pkts):
+        if self.send_key is not None and (self.cfg.reneg_bytes or self.cfg.reneg_pkts or self.send_key.usage_limit):
             # A fixed periodic look at the counters: a deadline tied to traffic (such as
             # last_send) keeps moving while data flows, and would never come during a transfer.
             d = min(d, self.reneg_check_at)

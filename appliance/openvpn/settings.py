@@ -74,7 +74,7 @@ def tls_settings(opts: Options, is_server: bool) -> TlsSettings:
         remote_cert_ku=None if opts.remote_cert_ku is None else list(opts.remote_cert_ku),
         tls_version_min=opts.tls_version_min or "1.2", tls_version_max=opts.tls_version_max,
         verify_client_cert=opts.verify_client_cert,
-        crl=crl_checker(opts.crl_verify, opts.ca) if is_server else None,
+        crl=crl_checker(opts.crl_verify, opts.ca),     # either role: the peer's chain, as OpenVPN
         tls_cipher=opts.tls_cipher, tls_ciphersuites=opts.tls_ciphersuites,
         tls_groups=key_exchange_groups(opts.tls_groups, opts.ecdh_curve),
     )

@@ -160,7 +160,8 @@ FILTERS = [("ignore", "route 10."), ("reject", "redirect-gateway"), ("accept", "
 
 def make_push_text():
     def one(data: bytes) -> None:
-        for text in split_text_messages_untrusted(data):
+        texts, _refused = split_text_messages_untrusted(data)
+        for text in texts:
             try:
                 parse_push_reply_untrusted(text, filters=FILTERS if data[:1] == b"P" else ())
             except BadPacket:

@@ -450,3 +450,46 @@ def test_verb_n_changes_the_level_it_says_it_changed(mgmt):
     assert ask(pump, s, "verb 0007", 1) == ["SUCCESS: verb level changed"]
     assert ask(pump, s, "verb", 1) == ["SUCCESS: verb=7"]
     s.close()
+
+
+def test_a_connection_that_never_authenticates_triggers_nothing_also_when_it_leaves(tmp_path):
+    """4bf05d48 (OpenVPN's management fix): OpenVPN acted on a management client's disconnect
+    (--management-signal, --management-forget-disconnect) even when it had never given the
+    password. Here those options are refused at their line, and no action at all hangs on a
+    disconnect; a connection without the password reaches nothing, whether it sends commands as
+    password lines, is hung up after three, or closes by itself."""
+    calls: list[str] = []
+
+    class Recording:
+        def __init__(self, inner) -> None:
+            self._inner = inner
+
+        def __getattr__(self, name):
+            v = getattr(self._inner, name)
+            if callable(v):
+                def rec(*a, **kw):
+                    calls.append(name)
+                    return v(*a, **kw)
+                return rec
+            return v
+
+    m, pump, port = _tcp_mgmt(tmp_path, b"s3cret")
+    m.ops = Recording(m.ops)
+    try:
+        hung_up = _tcp_client(pump, port)
+        for line in (b"signal SIGTERM\n", b"client-kill 0 HALT\n", b"kill client0\n"):
+            assert not _try_password(pump, hung_up, line)
+        left = _tcp_client(pump, port)
+        left.sendall(b"hold release\nsignal SIGUSR1\n")
+        _read_until(pump, left, lambda t: False, 0.2)
+        left.close()
+        _read_until(pump, hung_up, lambda t: False, 0.2)
+        for _ in range(5):
+            pump.step(block=False)
+        assert calls == [] and m.conns == [], calls
+        tool = _tcp_client(pump, port)            # and the interface still serves a tool
+        assert _try_password(pump, tool, b"s3cret\n")
+        assert ask(pump, tool, "load-stats", 1) == ["SUCCESS: nclients=0,bytesin=0,bytesout=0"]
+        assert calls == ["load_stats"], calls
+    finally:
+        m.close()

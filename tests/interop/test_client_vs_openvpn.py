@@ -354,16 +354,42 @@ def test_pull_filter_ignores_and_rejects_pushed_options(lab, run):
 
 def test_pull_filter_holds_for_routes_spelled_with_other_white_space(lab, run):
     # A hostile server (or one whose key was stolen) spells its routes so that they no longer
-    # start with the profile's filter text: a no-break space (U+00A0) or a tab between the words.
-    # Both were installed past `pull-filter ignore "route "`; OpenVPN's parser takes the first as
-    # one unknown word, and the tab one is compared as the route it is.
+    # start with the profile's filter text: a no-break space (U+00A0) or two spaces between the
+    # words (a tab was the third way: such a push is now refused whole, as OpenVPN 2.6.14 does,
+    # test_a_push_holding_a_control_character_is_refused_whole). Both were installed past
+    # `pull-filter ignore "route "`; OpenVPN's parser takes the first as one unknown word, and the
+    # other is compared as the route it is.
     srv, cli = run(server_extra='push "route\u00a0198.18.101.0\u00a0255.255.255.0"\n'
-                                'push "route\t198.18.102.0 255.255.255.0"\n',
+                                'push "route  198.18.102.0 255.255.255.0"\n',
                    client_extra='pull-filter ignore "route "\n')
     routes = lab.cli.run("ip route show").stdout
     assert "198.18.101.0" not in routes and "198.18.102.0" not in routes, routes
     assert re.search(r"dropped by pull-filter: [^\n]*route 198\.18\.102\.0 255\.255\.255\.0", cli.log()), cli.log()
     assert lab.ping(lab.cli, TUN_SERVER_IP, 2) == 2
+
+
+@pytest.mark.parametrize("client", ["openvpn", "ours"])
+def test_a_push_holding_a_control_character_is_refused_whole(lab, client):
+    """CVE-2024-5594 (414f428f): Debian's OpenVPN 2.6.14 client refuses a control message with a
+    byte below 0x20 whole ("Received control with invalid characters"), so a PUSH_REPLY with a
+    tab in a route never configures it and the tunnel never comes up. Ours took it with the tab
+    escaped, and brought the tunnel up on the rest; now it refuses it as OpenVPN does."""
+    srv = lab.openvpn(lab.srv, server_config(lab.pki, extra='push "route\t198.18.102.0 255.255.255.0"\n'),
+                      f"server-{len(lab.procs)}")
+    try:
+        if client == "openvpn":
+            cli = lab.openvpn(lab.cli, client_profile(lab.pki), f"ovc-{len(lab.procs)}", wait=0)
+            refused, up = "Received control with invalid characters", "Initialization Sequence Completed"
+        else:
+            cli = lab.ours(lab.cli, client_profile(lab.pki), f"ours-{len(lab.procs)}", wait=0)
+            refused, up = "control message with invalid characters refused: PUSH_REPLY", "tunnel up"
+        try:
+            assert cli.wait_for(refused, 20), cli.log()[-2000:]
+            assert not cli.wait_for(up, 6), f"{client}'s client came up on a push it should refuse"
+        finally:
+            cli.stop(5)
+    finally:
+        srv.stop(5)
 
 
 @pytest.mark.parametrize("server_comp,client_comp", [("comp-lzo no", "comp-lzo no"),

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from ..errors import ConfigError
+from ..keymethod import PUSH_CONTROL_BYTE, refused_in_control_text
 from .lexer import lines
 from .model import CcdOptions, ConfigErrors
 
@@ -22,6 +23,8 @@ def parse_ccd(text: str, path: str = "<ccd>") -> CcdOptions:
             c.ifconfig_push = (a[0], a[1])
         elif d == "iroute" and len(a) >= 1:
             c.iroutes.append((a[0], a[1] if len(a) > 1 else "255.255.255.255"))
+        elif d == "push" and len(a) == 1 and refused_in_control_text(a[0]):
+            errors.append(ConfigError(PUSH_CONTROL_BYTE, path, ln.number, d))
         elif d == "push" and len(a) == 1:
             c.push.append(a[0])
         elif d == "push-reset":

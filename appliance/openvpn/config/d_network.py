@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ipaddress
 
+from ..keymethod import PUSH_CONTROL_BYTE, refused_in_control_text
 from .directives import Registry
 from .model import Route
 from .parser import ParseState, norm_proto
@@ -275,6 +276,9 @@ def _ifconfig_pool(p: ParseState, d: str, a: list[str], inline: str | None) -> N
 
 @reg.apply("push", why="an option pushed to every client", sets=("push",), used_by="server", nargs=(1, 1))
 def _push(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
+    if refused_in_control_text(a[0]):
+        p.err(d, PUSH_CONTROL_BYTE)
+        return
     p.add("push", a[0])
 
 

@@ -27,8 +27,8 @@ def scripts_forbidden() -> bool:
     return os.getpid() == 1 or bool(os.environ.get("VPN_APPLIANCE_NO_SCRIPTS"))
 
 
-@reg.apply("crl-verify", why="server: refuse certificates a CRL file (or `DIR dir` of serial-named files) revokes; "
-           "re-read when it changes", sets=("crl_verify",), used_by="tls", nargs=(1, 2), access=True, inline=True)
+@reg.apply("crl-verify", why="refuse peer certificates (a server's clients, a client's server) a CRL file "
+           "(or `DIR dir` of serial-named files) revokes; re-read when it changes", sets=("crl_verify",), used_by="tls", nargs=(1, 2), access=True, inline=True)
 def _crl_verify(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
     if inline is not None:
         p.set("crl_verify", ("inline", inline))

@@ -28,8 +28,20 @@ def _pem(field: str):
     return h
 
 
-reg.apply("ca", why="CA certificates that sign the peer's certificate", sets=("ca",), used_by="tls",
-          nargs=(1, 1), access=True, inline=True, show={"ca": _secret})(_pem("ca"))
+@reg.apply("ca", why="CA certificates that sign the peer's certificate", sets=("ca",), used_by="tls",
+           nargs=(1, 1), access=True, inline=True, show={"ca": _secret})
+def _ca(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
+    v = p.file(d, a[0], inline)
+    if v is None:
+        return
+    if b"-----BEGIN X509 CRL-----" in v:
+        # OpenVPN 2.6 never checks a CRL it finds here (its crl-verify reload deletes it from
+        # the store before each handshake; without crl-verify CRL checks are off), 2.7 checks it
+        # beside crl-verify only: a revocation written down is enforced or refused, not ignored.
+        p.err(d, "holds a CRL, which OpenVPN 2.6 never checks there (2.7 only beside crl-verify): "
+                 "give it with crl-verify, or take it out")
+        return
+    p.set("ca", v)
 reg.apply("cert", why="our certificate", sets=("cert",), used_by="tls", nargs=(1, 1), inline=True,
           show={"cert": _secret})(_pem("cert"))
 reg.apply("key", why="our private key", sets=("key",), used_by="tls", nargs=(1, 1), inline=True,

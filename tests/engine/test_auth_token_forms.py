@@ -1,0 +1,58 @@
+"""423afa8e (CVE-2026-13122): OpenVPN's server took a password with its auth-token prefix
+(`SESS_ID_`) for a token and read it at its fixed length, so a shorter one hit an ASSERT; the fix
+checks the length before the session is looked up from it. Ours generates no tokens
+(auth-gen-token fails at its line); a server config's `push "auth-token X"` is the only token,
+and it stands for the password only on a renegotiation of the session it was pushed to, compared
+whole in constant time. The attack's forms on one Session pair in memory: tokens of OpenVPN's
+prefix and a wrong length, a prefix of the real token, the token with more after it, and the
+token of another session on a new connection -- each goes to the password check, which refuses
+it, on the first key and on a renegotiation alike."""
+from __future__ import annotations
+
+import pytest
+
+from tests.engine.test_memory_link import Link, make_pair, up
+from tests.engine.test_session_security import _closed, _renegotiate
+from tests.engine.test_session_security import pki  # noqa: F401 - the fixture
+
+TOKEN = "SESS_ID_AT_" + "A" * 64          # the shape of an auth-gen-token one
+
+
+def _pair(pki, password: str, calls: list):  # noqa: F811
+    c, s, _ = make_pair(pki, verify_user=lambda u, p, cn: calls.append(p) or (u, p) == ("alice", "otp-1"),
+                        username="alice", password=password)
+    s.cfg.push_options = lambda _s: ["ifconfig 198.19.0.2 255.255.255.0", f"auth-token {TOKEN}"]
+    return c, s, Link(c, s)
+
+
+@pytest.mark.parametrize("password", ["SESS_ID_", "SESS_ID_AT_", "SESS_ID_AT_" + "A" * 10, TOKEN[:-1], TOKEN + "A",
+                                      TOKEN])
+def test_a_token_form_on_a_new_connection_is_only_a_password(pki, password):  # noqa: F811
+    """TOKEN itself here is another session's token (pushed to every client alike by this
+    config): on a new connection it is a password like any other."""
+    calls: list = []
+    c, s, link = _pair(pki, password, calls)
+    link.run(lambda: up(c, s) or s.closed)
+    assert calls == [password] and s.closed and not up(c, s)
+
+
+@pytest.mark.parametrize("password", ["SESS_ID_", "SESS_ID_AT_" + "A" * 10, TOKEN[:-1], TOKEN + "A", ""])
+def test_on_renegotiation_only_the_token_of_this_session_stands_for_the_password(pki, password):  # noqa: F811
+    calls: list = []
+    c, s, link = _pair(pki, "otp-1", calls)
+    link.run(lambda: up(c, s))
+    assert up(c, s) and calls == ["otp-1"]
+    assert c.token.token == TOKEN and c.token.usable
+    c.token.token = c.cfg.password = password         # what the client sends at its renegotiation
+    _renegotiate(link, c, s)
+    assert calls == ["otp-1", password], calls
+    assert s.closed and _closed(s)
+
+
+def test_the_token_of_this_session_stands_for_the_password_on_renegotiation(pki):  # noqa: F811
+    """The check can pass: the session's own token, whole, is no password check."""
+    calls: list = []
+    c, s, link = _pair(pki, "otp-1", calls)
+    link.run(lambda: up(c, s))
+    _renegotiate(link, c, s)
+    assert calls == ["otp-1"] and not s.closed and c.send_key.key_id == 1
