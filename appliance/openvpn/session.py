@@ -48,7 +48,7 @@ from . import ciphers
 from .authtoken import AuthToken
 from .ciphers import is_supported
 from .compstub import compress_stub, decompress_stub
-from .control import ControlChannel
+from .control import CONTROL_BURST, ControlChannel
 from .datachannel import DataKey
 from .errors import BadPacket, ClientRefused, LocalProtocolError, RemoteProtocolError
 from .keys import EKM_LABEL, KEY_BLOCK_LEN, prf_key_block, split_key_block
@@ -177,6 +177,8 @@ class Session(ControlChannel):
         self._pid_reneg = False             # the send key's packet ids run low (see encrypt)
         self._ctl_deadline: float | None = None   # timers of the control side, updated by _flush
         self._batch = False                  # receive() leaves the flush to end_batch()
+        self._ctl_budget = float(CONTROL_BURST)   # control.py _spend_control_budget
+        self._ctl_budget_at = now
         self._unflushed = False
         self._km_made: tuple | None = None   # prime(): the first key's key-method message, made early
         self._deferred: list[tuple[KeyState, list[tuple[int, bytes]]]] = []   # acked, read in settle()
