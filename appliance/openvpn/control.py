@@ -63,7 +63,7 @@ class ControlChannel:
             ks = None
         if ks is None:
             if op == Op.CONTROL_SOFT_RESET_V1 and self.established:
-                if not self._may_answer_soft_reset():
+                if not self._may_answer_soft_reset(now):
                     return
                 ks = self._answer_soft_reset(key_id, now)
             elif self.role.opens_first_key(op, key_id):
