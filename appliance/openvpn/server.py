@@ -190,6 +190,13 @@ class ServerDispatcher(ClientPush):
                     return rec, []
             return rec, self._check_sources(rec, pts)
         rec = self.by_addr.get(addr)
+        if rec is None:
+            # A restart waiting beside a session that has ended since (its own OCC exit, a
+            # timeout, a kill) while it was still in its handshake: nobody holds the address in
+            # by_addr any more, and its packets went to the stateless path for strangers, so
+            # its handshake could only time out. Its packets are its own (promoted once
+            # established, below).
+            rec = self.pending.get(addr)
         if rec is not None:
             if op in CONTROL_FROM_CLIENT_OPS and len(packet) >= 9 and packet[1:9] != rec.session.peer_sid \
                     and rec.session.peer_sid is not None:
@@ -212,6 +219,7 @@ class ServerDispatcher(ClientPush):
                 self._drop(rec, "internal error")
                 return rec, []
             self._collect(rec)
+            self._promote(rec)
             return rec, self._check_sources(rec, pts)
         if addr in self.closed_streams:
             self._count("packet on a TCP connection whose session ended")
