@@ -210,9 +210,10 @@ class ControlChannel:
             ks.remote_km = km
             self.role.got_key_method(ks, km, now)
             return
-        texts = split_text_messages_untrusted(data)
-        self._spend_control_budget(1 + len(texts), now)
-        for text in texts:
+        # Charged before the split (the record, and one per NUL-ended message in it): each
+        # message's decoding is the work being bounded.
+        self._spend_control_budget(1 + data.count(b"\0"), now)
+        for text in split_text_messages_untrusted(data):
             if self.closed:
                 return
             self.role.text_message(ks, text, now)
