@@ -70,8 +70,9 @@ def log_server_event(rec, e: object) -> None:
         case ev.KeyRenegotiated():
             log.info("%s: key renegotiated (key id %d)", who, e.key_id)
         case ev.ClientFloated():
-            log.info("%s: moved from %s to %s (same session, by peer-id)", who, fmt_addr(e.old_addr),
-                     fmt_addr(e.new_addr))
+            log.info("%s: moved from %s to %s (same session, by peer-id)%s", who, fmt_addr(e.old_addr),
+                     fmt_addr(e.new_addr),
+                     f"; {e.unreported} more moves since the last such line" if e.unreported else "")
         case ev.SessionClosed():
             log.info("%s: disconnected: %s", who, e.reason)
         case ev.Warning():

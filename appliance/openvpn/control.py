@@ -21,6 +21,15 @@ from .tls import common_name
 TLS_MTU = 1250
 ACK_PIGGYBACK = 4
 ACK_STANDALONE = 8
+# What the peer may make us read on the control channel once TLS is up: each TLS record read and
+# each text message in it costs one, from a budget of CONTROL_BURST that refills by CONTROL_RATE a
+# second. Why: one 1.2 KB control packet can hold ~50 TLS records or ~550 NUL-separated messages,
+# each a round of Python here (~1-2 ms a packet, ~200 data packets' worth), so an authenticated
+# peer sending them kept the server's one core busy for everybody at under 1 MB/s. No honest
+# peer comes near: a push of MAX_PUSHED_OPTIONS options in push-continuation parts, a
+# PUSH_REQUEST a second, a key-method message per renegotiation. Past it the session ends.
+CONTROL_BURST = 1024
+CONTROL_RATE = 64.0
 
 
 class ControlChannel:
@@ -52,7 +61,7 @@ class ControlChannel:
             ks = None
         if ks is None:
             if op == Op.CONTROL_SOFT_RESET_V1 and self.established:
-                if not self._may_answer_soft_reset():
+                if not self._may_answer_soft_reset(now):
                     return
                 ks = self._answer_soft_reset(key_id, now)
             elif self.role.opens_first_key(op, key_id):
@@ -185,12 +194,25 @@ class ControlChannel:
         ks.sent_km = True
         self._queue_tls(ks, ks.tls.send_message(data))
 
+    def _spend_control_budget(self, cost: int, now: float) -> None:
+        """Take `cost` from the control budget (see CONTROL_BURST); RemoteProtocolError when spent."""
+        budget = min(CONTROL_BURST, self._ctl_budget + (now - self._ctl_budget_at) * CONTROL_RATE)
+        self._ctl_budget_at = now
+        self._ctl_budget = budget - cost
+        if self._ctl_budget < 0:
+            raise RemoteProtocolError(f"control channel flood: more than {CONTROL_BURST} TLS records and "
+                                      f"messages at once (or {CONTROL_RATE:.0f} a second)")
+
     def _app_message(self, ks: KeyState, data: bytes, now: float) -> None:
         if ks.remote_km is None:
+            self._spend_control_budget(1, now)
             km = decode_key_method_2_untrusted(data, from_client=not self.is_client)
             ks.remote_km = km
             self.role.got_key_method(ks, km, now)
             return
+        # Charged before the split (the record, and one per NUL-ended message in it): each
+        # message's decoding is the work being bounded.
+        self._spend_control_budget(1 + data.count(b"\0"), now)
         texts, refused = split_text_messages_untrusted(data)
         for why in refused:
             self._count(why.split(":", 1)[0])

@@ -82,9 +82,12 @@ class Warning:  # noqa: A001 - an engine event, not the builtin
 
 @dataclass(frozen=True)
 class ClientFloated:
-    """Server side: an authenticated data packet came from a new address, which the client now has."""
+    """Server side: an authenticated data packet came from a new address, which the client now has.
+    At most one per client every FLOAT_REPORT_EVERY seconds (server.py): `unreported` says how
+    many moves of this client came since the last one and were only counted."""
     old_addr: object
     new_addr: object
+    unreported: int = 0
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,11 @@ from .errors import PacketIdExhausted
 
 SEND_WINDOW = 6
 RECV_WINDOW = 12
+# Payload bytes held out of order (past a gap) per key state. Why: nothing else bounds a control
+# packet's size (~64 KB on TCP, or over UDP with IP fragments), so 11 held messages were ~700 KB
+# per key state for a peer that never fills its gap. Honest peers send ~1.3 KB messages (tls-mtu
+# 1250), ~14 KB for a full window; OpenVPN drops a control packet over its frame buffer.
+RECV_BUFFER_BYTES = 64 << 10
 FAST_RETRANSMIT_ACKS = 3
 MAX_TIMEOUT = 60.0
 MAX_MSG_ID = 0xFFFFFFFF
@@ -40,6 +45,7 @@ class ReliableChannel:
     queue: deque = field(default_factory=deque)          # (op, payload) not yet given an id
     inflight: dict = field(default_factory=dict)         # msg_id -> Outgoing
     recv_buffer: dict = field(default_factory=dict)      # msg_id -> (op, payload)
+    recv_buffered: int = 0                               # payload bytes in recv_buffer
     pending_acks: list = field(default_factory=list)
     retransmissions: int = 0
 
@@ -91,15 +97,25 @@ class ReliableChannel:
 
     # ---- receiving ----
     def receive(self, msg_id: int, op: int, payload: bytes) -> list[tuple[int, bytes]]:
-        """Record an incoming message; return the messages now deliverable in order."""
+        """Record an incoming message; return the messages now deliverable in order. A message
+        past a gap that would hold more than RECV_BUFFER_BYTES is dropped unacknowledged (the
+        peer resends it)."""
+        held = self.recv_buffer
+        if (msg_id > self.next_recv_id and msg_id not in held and msg_id < self.next_recv_id + RECV_WINDOW
+                and self.recv_buffered + len(payload) > RECV_BUFFER_BYTES):
+            return []
         if msg_id not in self.pending_acks:
             self.pending_acks.append(msg_id)
         if msg_id < self.next_recv_id or msg_id >= self.next_recv_id + RECV_WINDOW:
             return []  # duplicate (re-acked above) or beyond the window (peer will resend)
-        self.recv_buffer.setdefault(msg_id, (op, payload))
+        if msg_id not in held:
+            held[msg_id] = (op, payload)
+            self.recv_buffered += len(payload)
         out = []
-        while self.next_recv_id in self.recv_buffer:
-            out.append(self.recv_buffer.pop(self.next_recv_id))
+        while self.next_recv_id in held:
+            m = held.pop(self.next_recv_id)
+            self.recv_buffered -= len(m[1])
+            out.append(m)
             self.next_recv_id += 1
         return out
 

@@ -37,6 +37,10 @@ from .session import Session
 from .timerheap import TimerHeap
 from .tls import build_context
 
+# A client's moves (float) make at most one ClientFloated event, so one log line, per this many
+# seconds; the others are counted and the next event says how many there were.
+FLOAT_REPORT_EVERY = 5.0
+
 __all__ = ["AddressPool", "AddressPool6", "ClientRecord", "ServerDispatcher", "ServerSettings", "StreamKey", "V2Key"]
 
 
@@ -182,10 +186,17 @@ class ServerDispatcher(ClientPush):
                 # forged or replayed one from elsewhere must not redirect its traffic. Nor may
                 # a session not admitted yet (_check_sources): a restart waiting in `pending`
                 # moved away from the address it is kept under there.
-                if not self._float(rec, addr):
+                if not self._float(rec, addr, now):
                     return rec, []
             return rec, self._check_sources(rec, pts)
         rec = self.by_addr.get(addr)
+        if rec is None:
+            # A restart waiting beside a session that has ended since (its own OCC exit, a
+            # timeout, a kill) while it was still in its handshake: nobody holds the address in
+            # by_addr any more, and its packets went to the stateless path for strangers, so
+            # its handshake could only time out. Its packets are its own (promoted once
+            # established, below).
+            rec = self.pending.get(addr)
         if rec is not None:
             if op in CONTROL_FROM_CLIENT_OPS and len(packet) >= 9 and packet[1:9] != rec.session.peer_sid \
                     and rec.session.peer_sid is not None:
@@ -208,6 +219,7 @@ class ServerDispatcher(ClientPush):
                 self._drop(rec, "internal error")
                 return rec, []
             self._collect(rec)
+            self._promote(rec)
             return rec, self._check_sources(rec, pts)
         if addr in self.closed_streams:
             self._count("packet on a TCP connection whose session ended")
@@ -318,8 +330,14 @@ class ServerDispatcher(ClientPush):
         s = rec.session
         s.not_traffic += len(p) + s.framing
 
-    def _float(self, rec: ClientRecord, addr) -> bool:
-        """Move a client to a new address; False (and nothing changed) if that is refused."""
+    def _float(self, rec: ClientRecord, addr, now: float) -> bool:
+        """Move a client to a new address; False (and nothing changed) if that is refused.
+
+        Reported (ClientFloated, a log line) at most once per FLOAT_REPORT_EVERY seconds per
+        client, the moves in between counted: every authenticated packet from a new address
+        moves the client (as OpenVPN 2.6), so a client sending each packet from another of its
+        own ports moved with each one, and each move was an INFO line -- one client wrote the
+        server's log at its packet rate (OpenVPN logs floats only at verb 4)."""
         other = self.by_addr.get(addr) or self.pending.get(addr)
         if other is not None and other is not rec:
             # Never move onto another live session's address: with `verify-client-cert none`
@@ -337,7 +355,13 @@ class ServerDispatcher(ClientPush):
             del self.by_addr[old]
         rec.addr = addr
         self.by_addr[addr] = rec
-        self.events.append((rec, ClientFloated(old, addr)))
+        last = rec.float_reported_at
+        if last is not None and now < last + FLOAT_REPORT_EVERY:
+            rec.floats_unreported += 1
+            return True
+        self.events.append((rec, ClientFloated(old, addr, rec.floats_unreported)))
+        rec.floats_unreported = 0
+        rec.float_reported_at = now
         return True
 
     def _new_client_packet(self, packet, addr, now: float) -> tuple[None, list]:

@@ -52,6 +52,8 @@ class ClientRecord:
     half_open: bool = True               # counted as a handshake in progress (until TunnelUp)
     unverified: bytes | None = None      # cookie-less (address unproven): the client's session id
     source: object = None                # the host it first came from (per-source handshake count)
+    floats_unreported: int = 0           # moves since the last ClientFloated event (server.py _float)
+    float_reported_at: float | None = None   # when that event was made
 
 
 class V2Key(NamedTuple):

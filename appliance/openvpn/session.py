@@ -48,7 +48,7 @@ from . import ciphers
 from .authtoken import AuthToken
 from .ciphers import is_supported
 from .compstub import compress_stub, decompress_stub
-from .control import ControlChannel
+from .control import CONTROL_BURST, ControlChannel
 from .datachannel import DataKey
 from .errors import BadPacket, ClientRefused, LocalProtocolError, RemoteProtocolError
 from .keys import EKM_LABEL, KEY_BLOCK_LEN, prf_key_block, split_key_block
@@ -67,6 +67,10 @@ RENEG_CHECK_INTERVAL = 0.1      # how often reneg-bytes / reneg-pkts counters ar
 # of the limit left when it renegotiates is ~128 GiB, minutes at any rate this program reaches.
 USAGE_CHECK_INTERVAL = 10.0
 MAX_WARNINGS = 10               # Warning events per session; more are only counted (stats)
+# Renegotiations the peer may start: PEER_RENEG_BURST in a row, then one per PEER_RENEG_EVERY
+# seconds (_may_answer_soft_reset). Each is a full TLS handshake here (~6 ms of our CPU).
+PEER_RENEG_BURST = 16
+PEER_RENEG_EVERY = 1.0
 _NEVER = float("inf")
 
 
@@ -180,6 +184,10 @@ class Session(ControlChannel):
         self._pid_reneg = False             # the send key's packet ids run low (see encrypt)
         self._ctl_deadline: float | None = None   # timers of the control side, updated by _flush
         self._batch = False                  # receive() leaves the flush to end_batch()
+        self._ctl_budget = float(CONTROL_BURST)   # control.py _spend_control_budget
+        self._ctl_budget_at = now
+        self._reneg_tokens = float(PEER_RENEG_BURST)   # _may_answer_soft_reset
+        self._reneg_tokens_at = now
         self._unflushed = False
         self._km_made: tuple | None = None   # prime(): the first key's key-method message, made early
         self._deferred: list[tuple[KeyState, list[tuple[int, bytes]]]] = []   # acked, read in settle()
@@ -640,7 +648,7 @@ class Session(ControlChannel):
         ks.reliable.enqueue(Op.CONTROL_SOFT_RESET_V1, b"")
         return True
 
-    def _may_answer_soft_reset(self) -> bool:
+    def _may_answer_soft_reset(self, now: float) -> bool:
         """The peer's soft reset opens a key id no key state has: answered unless a renegotiation
         the peer started is still negotiating. Answering each one let an authenticated client
         run a TLS handshake on the server for every free key id at once (6 measured). OpenVPN
@@ -655,6 +663,20 @@ class Session(ControlChannel):
         if any(k.negotiating and not k.ours for k in self.keys.values()):
             self._count("soft reset while a renegotiation the peer started is under way")
             return False
+        # At most PEER_RENEG_BURST in a row, then one per PEER_RENEG_EVERY seconds. Why: each is
+        # a full TLS handshake on our side (~6 ms of CPU, more than the peer's own in native
+        # code), and unlike new connections (connect-freq, the stateless cookie exchange) nothing
+        # else bounds how often an authenticated peer starts one: a client renegotiating in a
+        # loop kept the server's core busy for everybody. The soft reset is dropped unacked, so
+        # the peer resends it and its renegotiation runs once the rate allows (OpenVPN has no
+        # such limit; its peers renegotiate at reneg-sec/-bytes/-pkts, far below it).
+        tokens = min(float(PEER_RENEG_BURST), self._reneg_tokens + (now - self._reneg_tokens_at) / PEER_RENEG_EVERY)
+        self._reneg_tokens_at = now
+        if tokens < 1:
+            self._reneg_tokens = tokens
+            self._count("soft reset over the peer's renegotiation rate (dropped: it is resent)")
+            return False
+        self._reneg_tokens = tokens - 1
         return True
 
     def _answer_soft_reset(self, key_id: int, now: float) -> KeyState:

@@ -12,6 +12,9 @@ from collections import deque
 
 from ..openvpn.errors import BadPacket
 from ..openvpn.framing import StreamFramer
+from ..openvpn.opcodes import Op
+
+_DATA_OPS = (int(Op.DATA_V1), int(Op.DATA_V2))
 
 _pack_len = struct.Struct("!H").pack
 
@@ -85,20 +88,28 @@ class TcpLink:
 
     def send_packets(self, packets: list) -> None:
         """Frame and queue; ConnectionError when the connection refuses the write. Lengths and
-        packets are joined once (one copy of each packet, not two)."""
+        packets are joined once (one copy of each packet, not two), in runs of data packets
+        (which a full queue may drop) and control packets (which it keeps: transport/tcp.py
+        CONTROL_ROOM), in their order."""
         if not packets:
             return
-        parts = []
+        parts: list = []
         add = parts.append
+        keep = False
         for p in packets:
             n = len(p)
             if 0 < n <= 0xFFFF:
+                control = (p[0] >> 3) not in _DATA_OPS
+                if control != keep and parts:
+                    self.t.send(b"".join(parts), keep)
+                    parts.clear()
+                keep = control
                 add(_pack_len(n))
                 add(p)
             else:
                 self.errors["unframeable packet"] = self.errors.get("unframeable packet", 0) + 1
         if parts:
-            self.t.send(b"".join(parts))
+            self.t.send(b"".join(parts), keep)
 
     @property
     def wants_write(self) -> bool:

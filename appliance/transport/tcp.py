@@ -15,6 +15,12 @@ from collections import deque
 from ..ioerrors import PortGone
 
 MAX_QUEUE = 256 << 10      # per connection, beyond the socket buffer (OpenVPN: tcp-queue-limit 64 packets)
+# Room beyond MAX_QUEUE for writes that must not be dropped (`keep`: control packets). Our control
+# channel does not retransmit over TCP, so a dropped one is lost for good; what it sends is bounded
+# by its reliability window (6 messages of ~1.2 KB per key state) plus ACKs. A peer that stops
+# reading yet keeps sending control packets (each one acked) meets this limit, and only then
+# loses control packets too -- its own session's loss.
+CONTROL_ROOM = 64 << 10
 
 
 class TcpTransport:
@@ -60,7 +66,10 @@ class TcpTransport:
             raise ConnectionError("connection closed by peer")
         return data
 
-    def send(self, data: bytes) -> None:
+    def send(self, data: bytes, keep: bool = False) -> None:
+        """Write, or queue what the socket does not take. A write that finds the queue full is
+        dropped whole (counted) -- unless `keep` (control packets), which may use CONTROL_ROOM
+        more: dropping a control packet cost the session (see CONTROL_ROOM)."""
         if not self.queue:
             try:
                 n = self.sock.send(data)
@@ -71,7 +80,7 @@ class TcpTransport:
             if n == len(data):
                 return
             data = data[n:]
-        if self.queued + len(data) > MAX_QUEUE:
+        if self.queued + len(data) > MAX_QUEUE + (CONTROL_ROOM if keep else 0):
             # A stalled peer: drop whole writes rather than grow without bound. Dropping part of
             # a frame would break the stream, so `data` is only ever whole frames or a tail we keep.
             if self.queue:

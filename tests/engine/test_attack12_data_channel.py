@@ -1,0 +1,40 @@
+"""attack12: what a connected client, holding valid keys, can do through the data channel.
+
+Each test is the attack as a hostile client runs it, against the dispatcher in memory.
+"""
+from __future__ import annotations
+
+from appliance.openvpn import events as ev
+from appliance.openvpn.server import FLOAT_REPORT_EVERY
+from tests.engine.test_server_dispatcher import _icmp, _pump, _up
+from tests.engine.test_server_dispatcher import pki  # noqa: F401 - the fixture
+from tests.engine.test_server_security import _mk_client, _mk_server
+
+
+def test_a_client_hopping_between_source_ports_is_not_logged_per_packet(pki):  # noqa: F811
+    """An authenticated client sending each data packet from another of its own ports floats
+    with every packet (as with OpenVPN 2.6: the packet authenticates). Each float was an event
+    and so an INFO log line: one client could write the server's log at its packet rate.
+    OpenVPN logs floats at verb 4 only. The moves still happen; the lines come at a limited rate."""
+    d = _mk_server(pki)
+    a = _mk_client(pki, pki["clients"][0])
+    ports = [("198.18.0.70", 40000), ("198.18.0.70", 40001)]
+    _pump(d, [(a, ports[0])])
+    assert _up(a)
+    d.events.clear()
+    rec = d.by_addr[ports[0]]
+    ping = _icmp(a.pushed.ifconfig[0], "198.19.0.1")
+    n = 400
+    delivered = 0
+    for i in range(n):
+        src = ports[(i + 1) % 2]
+        delivered += len(d.receive(a.encrypt(ping), src, 2.0 + i * 0.001)[1])
+    assert delivered == n                                  # every packet still gets through
+    assert rec.addr == ports[n % 2] and d.by_addr[rec.addr] is rec   # and the client is where it last was
+    floats = [e for _r, e in d.events if isinstance(e, ev.ClientFloated)]
+    assert len(floats) == 1, f"{len(floats)} float events for {n} packets in 0.4 s"
+    # A move after the quiet time is reported again, with the count of those only counted.
+    d.events.clear()
+    d.receive(a.encrypt(ping), ports[1 - n % 2], 2.0 + FLOAT_REPORT_EVERY + 1)
+    floats = [e for _r, e in d.events if isinstance(e, ev.ClientFloated)]
+    assert [(f.new_addr, f.unreported) for f in floats] == [(ports[1 - n % 2], n - 1)]
