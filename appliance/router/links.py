@@ -6,11 +6,12 @@ from ..tun.rtnl import IFA_F_NODAD, Rtnl, link_index
 
 
 def configure_tun(name: str, address: str, prefixlen: int, mtu: int, peer: str | None = None,
-                  flush: bool = True, link: bool = True) -> None:
+                  flush: bool = True, link: bool = True, index: int | None = None) -> None:
     """Set the tunnel address (topology subnet: addr/prefix; net30/p2p: local with a peer), MTU, up
     (`link` False: the link is up at this MTU already, see link_up). The addresses it had go
-    first (`flush`; a device just created has none)."""
-    i = link_index(name)
+    first (`flush`; a device just created has none). `index`: the device's interface index when
+    the caller knows it (no lookup by name)."""
+    i = link_index(name) if index is None else index
     with Rtnl() as nl:
         if flush:
             nl.addr_flush(i)
