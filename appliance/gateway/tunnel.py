@@ -22,7 +22,7 @@ from ..router.links import add_address6, configure_tun, link_up
 from ..router.route_record import RouteRecord
 from ..router.routes import RouteSet
 from ..tun.device import TunDevice
-from ..tun.rtnl import NetlinkError, link_index
+from ..tun.rtnl import NetlinkError, Rtnl, link_index
 from .server_net import mask_to_prefix
 
 log = logging.getLogger("vpn-appliance")
@@ -74,8 +74,17 @@ class _TunAndRoutes:
     tun: TunDevice | None
     routes: RouteSet | None
     record: RouteRecord | None = None
+    _nl: Rtnl | None = None           # the push's netlink socket, opened with the device (prepare)
 
     def close(self) -> None:
+        try:
+            self._close_tun_and_routes()
+        finally:
+            if self._nl is not None:
+                self._nl.close()
+                self._nl = None
+
+    def _close_tun_and_routes(self) -> None:
         if self.routes is not None:
             try:
                 self.routes.remove_all()
@@ -156,6 +165,13 @@ class TunnelNetwork(_TunAndRoutes):
                 self._tun_index()           # looked up now, not at the push
             except (NetlinkError, OSError, RuntimeError) as e:
                 log.warning("tun %s: link not brought up ahead of the push (%s); the push does it", tun.name, e)
+        if self._nl is None:
+            try:
+                # One netlink socket for the push's address and routes, made now: each one made
+                # at the push cost ~40 us of kernel work on the way to the first packet.
+                self._nl = Rtnl()
+            except OSError as e:
+                log.warning("netlink socket not opened ahead of the push (%s): one per request", e)
 
     def _open(self, mtu: int) -> TunDevice:
         name = self.opts.dev if self.opts.dev not in ("tun", None) else "tun%d"
@@ -235,10 +251,13 @@ class TunnelNetwork(_TunAndRoutes):
         link = self.link_mtu != mtu
         if pushed.topology == "subnet":
             prefix = mask_to_prefix(second)
-            configure_tun(self.tun.name, local, prefix, mtu, flush=flush, link=link, index=self._tun_index())
+            configure_tun(self.tun.name, local, prefix, mtu, flush=flush, link=link, index=self._tun_index(),
+                          nl=self._nl)
         else:
-            configure_tun(self.tun.name, local, 32, mtu, peer=second, flush=flush, link=link, index=self._tun_index())
+            configure_tun(self.tun.name, local, 32, mtu, peer=second, flush=flush, link=link, index=self._tun_index(),
+                          nl=self._nl)
         self.link_mtu = mtu
+        self.tun.note_local(local)      # the device's address now: flush=addressed removed any other
         log.info("tun %s: address %s %s (topology %s), mtu %d", self.tun.name, local, second, pushed.topology, mtu)
         has6 = False
         if pushed.ifconfig_ipv6 is not None:
@@ -246,7 +265,7 @@ class TunnelNetwork(_TunAndRoutes):
             add_address6(self.tun.name, addr6, int(plen or 64))
             log.info("tun %s: IPv6 address %s", self.tun.name, pushed.ifconfig_ipv6[0])
             has6 = True
-        self.routes = RouteSet()
+        self.routes = RouteSet(self._nl)
         if not self.opts.route_nopull:
             self._pushed_routes(pushed, remote_ip, ng4, ng6, has6, server_path)
         for net, mask, _gw, metric in self.opts.route:

@@ -60,7 +60,8 @@ class ReliableChannel:
 
     def due(self, now: float) -> list[Outgoing]:
         """Messages to put on the wire now (first sends and retransmissions), in id order."""
-        self._fill_window(now)
+        if self.queue:
+            self._fill_window(now)
         out = []
         # `inflight` is in id order already: ids are given in increasing order as messages go
         # in (_fill_window) and only acks take them out; no sort per flush.
@@ -86,7 +87,7 @@ class ReliableChannel:
         return not self.inflight and not self.queue
 
     def next_deadline(self) -> float | None:
-        if not self.retransmit:
+        if not self.retransmit or not self.inflight:
             return None
         ds = [m.deadline for m in self.inflight.values() if m.sent]
         return min(ds) if ds else None

@@ -761,7 +761,7 @@ class TlsEndpoint:
             # Each read loop ends in "want read" (no more records): run it only when records
             # came in since the last one emptied the input.
             self._fed = False
-            buf = _scratch()
+            buf = _scratch()        # drain() below reads into it too
             while True:
                 r = _lib.SSL_read(ssl, buf, _BIO_CHUNK)
                 if r > 0:
@@ -770,12 +770,15 @@ class TlsEndpoint:
                 if _lib.SSL_get_error(ssl, r) == _WANT_READ:
                     break
                 self._fail(r)
+            return self.drain(buf), msgs
         return self.drain(), msgs
 
-    def drain(self) -> bytes:
+    def drain(self, buf=None) -> bytes:
         """Everything TLS wrote to its memory BIO. A read that returns less than asked emptied
-        the BIO, so there is no second read; an empty BIO reads as <= 0."""
-        buf = _scratch()
+        the BIO, so there is no second read; an empty BIO reads as <= 0. `buf`: a scratch
+        buffer the caller is done with (one allocation per pump, not two)."""
+        if buf is None:
+            buf = _scratch()
         r = _lib.BIO_read(self._from, buf, _BIO_CHUNK)
         if r <= 0:
             return b""
