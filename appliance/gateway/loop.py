@@ -368,11 +368,12 @@ class Pump:
     def step(self, block: bool = True) -> bool:
         """Fire due timers, wait (up to the next deadline if `block`), run ready handlers, then
         the after-wake hook. Returns whether anything happened. PortGone/MemoryError propagate."""
-        did = self._fire_timers()
+        now = self.clock()          # one reading: the wait's timeout matters only if no timer fired
+        did = self._fire_timers(now)
         timeout: float | None = 0.0
         if block and not did and not self.stopping and not self._again:
             dl = self.timers.next_deadline()
-            timeout = None if dl is None else max(0.0, dl - self.clock())
+            timeout = None if dl is None else max(0.0, dl - now)
         ready = self.waiter.wait(timeout)
         if self._again:
             again, self._again = self._again, {}
@@ -396,8 +397,8 @@ class Pump:
             self.faults.internal("flushing a batch")
         return did
 
-    def _fire_timers(self) -> bool:
-        fns = self.timers.pop_due(self.clock())
+    def _fire_timers(self, now: float) -> bool:
+        fns = self.timers.pop_due(now)
         for fn in fns:
             try:
                 fn()

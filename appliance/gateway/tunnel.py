@@ -14,6 +14,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import logging
+import socket
 
 from ..ioerrors import PortGone
 from ..openvpn.config import Options
@@ -21,7 +22,7 @@ from ..router.links import add_address6, configure_tun, link_up
 from ..router.route_record import RouteRecord
 from ..router.routes import RouteSet
 from ..tun.device import TunDevice
-from ..tun.rtnl import NetlinkError, link_index
+from ..tun.rtnl import NetlinkError, Rtnl, link_index
 from .server_net import mask_to_prefix
 
 log = logging.getLogger("vpn-appliance")
@@ -45,13 +46,25 @@ def _covers6(net6: str, addr: str) -> bool:
         return False
 
 
+def _v4(text: str) -> int:
+    """An IPv4 address as an int, by ipaddress.IPv4Address's rule (four decimal octets, no
+    leading zeros; tests/unit/test_pushed_ipv4.py holds the two to the same answers); ValueError
+    otherwise. Why not ipaddress: its objects cost ~25 Python calls an address, and each pushed
+    route is read two or three times on the way to the first packet."""
+    try:
+        return int.from_bytes(socket.inet_pton(socket.AF_INET, text), "big")
+    except (OSError, ValueError):       # ValueError: a NUL in the text, a lone surrogate
+        raise ValueError(f"not an IPv4 address: {text!r}") from None
+
+
 def _covers4(net: str, mask: str, addr: str) -> bool:
     """Whether the pushed IPv4 route `net`/`mask` covers the IPv4 address `addr` (False for
     anything that is not a pair of IPv4 values: a bad route is skipped later, not here)."""
     if ":" in addr:
         return False
     try:
-        return ipaddress.IPv4Address(addr) in ipaddress.IPv4Network(f"{net}/{mask_to_prefix(mask)}", strict=False)
+        keep = (0xFFFFFFFF << (32 - mask_to_prefix(mask))) & 0xFFFFFFFF    # the network's bits
+        return (_v4(addr) ^ _v4(net)) & keep == 0
     except ValueError:
         return False
 
@@ -61,8 +74,17 @@ class _TunAndRoutes:
     tun: TunDevice | None
     routes: RouteSet | None
     record: RouteRecord | None = None
+    _nl: Rtnl | None = None           # the push's netlink socket, opened with the device (prepare)
 
     def close(self) -> None:
+        try:
+            self._close_tun_and_routes()
+        finally:
+            if self._nl is not None:
+                self._nl.close()
+                self._nl = None
+
+    def _close_tun_and_routes(self) -> None:
         if self.routes is not None:
             try:
                 self.routes.remove_all()
@@ -89,10 +111,22 @@ class _TunAndRoutes:
             self.record.write([])
             return
         try:
-            tun = link_index(self.tun.name) if self.tun is not None else None
+            tun = self._tun_index() if self.tun is not None else None
         except RuntimeError:
             tun = None
         self.record.write([dict(s) for s in specs if s["oif"] is None or s["oif"] != tun])
+
+    _index: tuple[object, int] | None = None
+
+    def _tun_index(self) -> int:
+        """The TUN device's interface index, looked up once per device (RuntimeError if there
+        is none). Why: the push's address, routes and route record each looked it up by name
+        (a socket and an ioctl each, ~30 us) on the way to the first packet; the index of an
+        open device does not change while we hold it (a rename changes only its name)."""
+        tun = self.tun
+        if self._index is None or self._index[0] is not tun:
+            self._index = (tun, link_index(tun.name))
+        return self._index[1]
 
 
 class TunnelNetwork(_TunAndRoutes):
@@ -128,8 +162,16 @@ class TunnelNetwork(_TunAndRoutes):
             try:
                 link_up(tun.name, self.opts.tun_mtu)
                 self.link_mtu = self.opts.tun_mtu
+                self._tun_index()           # looked up now, not at the push
             except (NetlinkError, OSError, RuntimeError) as e:
                 log.warning("tun %s: link not brought up ahead of the push (%s); the push does it", tun.name, e)
+        if self._nl is None:
+            try:
+                # One netlink socket for the push's address and routes, made now: each one made
+                # at the push cost ~40 us of kernel work on the way to the first packet.
+                self._nl = Rtnl()
+            except OSError as e:
+                log.warning("netlink socket not opened ahead of the push (%s): one per request", e)
 
     def _open(self, mtu: int) -> TunDevice:
         name = self.opts.dev if self.opts.dev not in ("tun", None) else "tun%d"
@@ -209,10 +251,13 @@ class TunnelNetwork(_TunAndRoutes):
         link = self.link_mtu != mtu
         if pushed.topology == "subnet":
             prefix = mask_to_prefix(second)
-            configure_tun(self.tun.name, local, prefix, mtu, flush=flush, link=link)
+            configure_tun(self.tun.name, local, prefix, mtu, flush=flush, link=link, index=self._tun_index(),
+                          nl=self._nl)
         else:
-            configure_tun(self.tun.name, local, 32, mtu, peer=second, flush=flush, link=link)
+            configure_tun(self.tun.name, local, 32, mtu, peer=second, flush=flush, link=link, index=self._tun_index(),
+                          nl=self._nl)
         self.link_mtu = mtu
+        self.tun.note_local(local)      # the device's address now: flush=addressed removed any other
         log.info("tun %s: address %s %s (topology %s), mtu %d", self.tun.name, local, second, pushed.topology, mtu)
         has6 = False
         if pushed.ifconfig_ipv6 is not None:
@@ -220,7 +265,7 @@ class TunnelNetwork(_TunAndRoutes):
             add_address6(self.tun.name, addr6, int(plen or 64))
             log.info("tun %s: IPv6 address %s", self.tun.name, pushed.ifconfig_ipv6[0])
             has6 = True
-        self.routes = RouteSet()
+        self.routes = RouteSet(self._nl)
         if not self.opts.route_nopull:
             self._pushed_routes(pushed, remote_ip, ng4, ng6, has6, server_path)
         for net, mask, _gw, metric in self.opts.route:
@@ -326,7 +371,7 @@ class TunnelNetwork(_TunAndRoutes):
     def _default4(net: str, mask: str, gw, metric) -> bool:
         """Whether _route4 takes this pushed route as a default route (prefix 0, into the tunnel)."""
         try:
-            ipaddress.IPv4Address(net)
+            _v4(net)
             return (gw != "net_gateway" and mask_to_prefix(mask) == 0
                     and (metric is None or 0 <= metric <= 0xFFFFFFFF))
         except ValueError:
@@ -378,7 +423,10 @@ class TunnelNetwork(_TunAndRoutes):
             raise RuntimeError(f"pushed tunnel address {e}: refused") from None
 
     def _inside_lan(self, net: str, prefix: int) -> None:
-        """ValueError (the route is skipped) when the pushed route lies inside a LAN network."""
+        """ValueError (the route is skipped) when the pushed route lies inside a LAN network.
+        Callers pass a valid address and prefix: with no LAN (client mode) nothing is parsed."""
+        if not self.lan_nets:
+            return
         n = ipaddress.ip_network(f"{net}/{prefix}", strict=False)
         for lan in self.lan_nets:
             if lan.version == n.version and n.subnet_of(lan):
@@ -389,7 +437,7 @@ class TunnelNetwork(_TunAndRoutes):
         ValueError (the route is skipped) for what is no IPv4 route: an IPv6 destination would
         put IPv6 traffic into the tunnel with no IPv6 pushed, and a metric beyond 32 bits has no
         kernel form; and for one inside the LAN (router mode, see __init__)."""
-        ipaddress.IPv4Address(net)
+        _v4(net)
         if metric is not None and not 0 <= metric <= 0xFFFFFFFF:
             raise ValueError(f"metric {metric} out of range")
         prefix = mask_to_prefix(mask)
@@ -405,7 +453,7 @@ class TunnelNetwork(_TunAndRoutes):
         elif prefix == 0:
             return True
         else:
-            if self.routes.add(net, prefix, dev=self.tun.name, metric=metric):
+            if self.routes.add(net, prefix, oif=self._tun_index(), metric=metric):     # dev=: the same spec
                 log.info("route %s/%d dev %s", net, prefix, self.tun.name)
             else:
                 log.warning(_TAKEN, f"route {net}/{prefix}")

@@ -14,9 +14,8 @@ from .errors import BadPacket, ClientRefused, PacketIdExhausted, RemoteProtocolE
 from .keymethod import (KeyMethod2, decode_key_method_2_untrusted, encode_key_method_2,
                         split_text_messages_untrusted)
 from .keystate import KS, KeyState
-from .opcodes import CONTROL_OPS, EARLY_NEG_FLAG_RESEND_WKC, EARLY_NEG_FLAGS, RESET_OPS, Op, op_byte
+from .opcodes import CONTROL_OPS, EARLY_NEG_FLAG_RESEND_WKC, EARLY_NEG_FLAGS, OPCODE_SHIFT, RESET_OPS, Op
 from .packet import decode_body_untrusted, encode_body, parse_early_neg_tlvs_untrusted
-from .tls import common_name
 
 TLS_MTU = 1250
 ACK_PIGGYBACK = 4
@@ -30,6 +29,7 @@ ACK_STANDALONE = 8
 # PUSH_REQUEST a second, a key-method message per renegotiation. Past it the session ends.
 CONTROL_BURST = 1024
 CONTROL_RATE = 64.0
+_ACK_OP = int(Op.ACK_V1) << OPCODE_SHIFT      # the ACK's opcode byte, key id 0
 
 
 class ControlChannel:
@@ -73,7 +73,10 @@ class ControlChannel:
             ks.reliable.process_acks(cb.acks)
             self._maybe_switch(ks, now)
         if cb.msg_id is None:
-            self._advance(ks, now)
+            # A lone ACK gives TLS nothing to read: once its handshake is done, pump() could only
+            # drain an output buffer every step empties already, so it is not called per ACK.
+            if ks.tls is None or not ks.tls.handshake_done:
+                self._advance(ks, now)
             return
         if op == Op.CONTROL_HARD_RESET_SERVER_V2 and cb.msg_id == 0:
             tlvs = parse_early_neg_tlvs_untrusted(cb.payload) if cb.payload else {}
@@ -113,9 +116,9 @@ class ControlChannel:
         out, msgs = ks.tls.pump()
         self._queue_tls(ks, out)
         if ks.tls.handshake_done and not was_done:
-            # The last CN, control characters made `_` (common_name): the name reaches the log,
-            # the status file, ccd lookups, scripts and the management interface.
-            cn = common_name(ks.tls.peer_cert)
+            # The last CN, control characters made `_` (common_name, as the checks read it): the
+            # name reaches the log, the status file, ccd lookups, scripts and the management interface.
+            cn = ks.tls.peer_cn
             if self._cn_locked and cn != self.peer_common_name:
                 # As OpenVPN (tls_lock_common_name): a renegotiation with another valid
                 # certificate must not carry the tunnel over to a different identity.
@@ -232,15 +235,16 @@ class ControlChannel:
         self._ctl_deadline = None if self.closed else self._control_deadline()
 
     def _wrap_due(self, now: float) -> None:
-        wrap = self.wrapper.wrap
+        wrap, out, own_sid, peer_sid = self.wrapper.wrap, self.out, self.own_sid, self.peer_sid
         for ks in self.keys.values():
             rel = ks.reliable
+            key_id = ks.key_id
             for m in rel.due(now):
-                acks = rel.take_acks(ACK_PIGGYBACK) if self.peer_sid is not None else []
-                body = encode_body(acks, self.peer_sid if acks else None, m.msg_id, m.payload)
-                self.out.append(wrap(op_byte(m.op, ks.key_id), self.own_sid, body, now))
-            while rel.pending_acks and self.peer_sid is not None:
+                acks = rel.take_acks(ACK_PIGGYBACK) if peer_sid is not None else []
+                body = encode_body(acks, peer_sid if acks else None, m.msg_id, m.payload)
+                out.append(wrap((m.op << OPCODE_SHIFT) | key_id, own_sid, body, now))
+            while rel.pending_acks and peer_sid is not None:
                 acks = rel.take_acks(ACK_STANDALONE)
-                body = encode_body(acks, self.peer_sid, None)
-                self.out.append(wrap(op_byte(Op.ACK_V1, ks.key_id), self.own_sid, body, now))
+                body = encode_body(acks, peer_sid, None)
+                out.append(wrap(_ACK_OP | key_id, own_sid, body, now))
 

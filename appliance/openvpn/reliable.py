@@ -66,9 +66,12 @@ class ReliableChannel:
 
     def due(self, now: float) -> list[Outgoing]:
         """Messages to put on the wire now (first sends and retransmissions), in id order."""
-        self._fill_window(now)
+        if self.queue:
+            self._fill_window(now)
         out = []
-        for m in sorted(self.inflight.values(), key=lambda m: m.msg_id):
+        # `inflight` is in id order already: ids are given in increasing order as messages go
+        # in (_fill_window) and only acks take them out; no sort per flush.
+        for m in self.inflight.values():
             if not m.sent or (self.retransmit and (now >= m.deadline or m.later_acked >= FAST_RETRANSMIT_ACKS)):
                 if m.sent:
                     self.retransmissions += 1
@@ -90,7 +93,7 @@ class ReliableChannel:
         return not self.inflight and not self.queue
 
     def next_deadline(self) -> float | None:
-        if not self.retransmit:
+        if not self.retransmit or not self.inflight:
             return None
         ds = [m.deadline for m in self.inflight.values() if m.sent]
         return min(ds) if ds else None

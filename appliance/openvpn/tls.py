@@ -406,10 +406,12 @@ def peer_rechecker(s: TlsSettings):
     return check
 
 
-def _check_peer(s: TlsSettings, cert: x509.Certificate | None, chain: list | None = None) -> None:
+def _check_peer(s: TlsSettings, cert: x509.Certificate | None, chain: list | None = None) -> str | None:
+    """Every check of the peer's certificate; returns its common_name (None: no certificate,
+    allowed), which the caller keeps so the name is read from the certificate once."""
     if cert is None:
         if s.is_server and s.verify_client_cert != "require":
-            return
+            return None
         raise RemoteProtocolError("peer sent no certificate")
     if s.peer_fingerprints:
         # First: with peer-fingerprint and no CA, anyone's made-up chain got this far; a CRL
@@ -453,6 +455,7 @@ def _check_peer(s: TlsSettings, cert: x509.Certificate | None, chain: list | Non
             ok = cn.startswith(name)
         if not ok:
             raise RemoteProtocolError(f"verify-x509-name {name} {kind}: peer certificate does not match")
+    return cn
 
 
 # OpenSSL's long names (OBJ_obj2txt without numeric form) for the EKUs OpenVPN users write, so
@@ -687,6 +690,7 @@ class TlsEndpoint:
         self._from = self.conn._from_ssl        # noqa: SLF001 - memory BIO: TLS -> peer
         self.handshake_done = False
         self.peer_cert: x509.Certificate | None = None
+        self.peer_cn: str | None = None     # common_name(peer_cert), read once by the checks
         self._chain_x509: list | None = None             # the verified chain (OpenSSL's objects)
         self._chain: list[x509.Certificate] | None = None
         # The verified chain's SHA-256 hashes, depth 0 first (verified_chain_digests): the
@@ -757,7 +761,7 @@ class TlsEndpoint:
             if self.settings.crl is not None:
                 self._keep_chain()
                 chain = self.peer_chain
-            _check_peer(self.settings, self.peer_cert, chain)
+            self.peer_cn = _check_peer(self.settings, self.peer_cert, chain)
         except _UNREADABLE as e:
             self.peer_cert = None
             raise RemoteProtocolError(f"VERIFY ERROR: peer certificate cannot be read: {e}") from None
@@ -802,7 +806,7 @@ class TlsEndpoint:
             # Each read loop ends in "want read" (no more records): run it only when records
             # came in since the last one emptied the input.
             self._fed = False
-            buf = _scratch()
+            buf = _scratch()        # drain() below reads into it too
             while True:
                 r = _lib.SSL_read(ssl, buf, _BIO_CHUNK)
                 if r > 0:
@@ -811,12 +815,15 @@ class TlsEndpoint:
                 if _lib.SSL_get_error(ssl, r) == _WANT_READ:
                     break
                 self._fail(r)
+            return self.drain(buf), msgs
         return self.drain(), msgs
 
-    def drain(self) -> bytes:
+    def drain(self, buf=None) -> bytes:
         """Everything TLS wrote to its memory BIO. A read that returns less than asked emptied
-        the BIO, so there is no second read; an empty BIO reads as <= 0."""
-        buf = _scratch()
+        the BIO, so there is no second read; an empty BIO reads as <= 0. `buf`: a scratch
+        buffer the caller is done with (one allocation per pump, not two)."""
+        if buf is None:
+            buf = _scratch()
         r = _lib.BIO_read(self._from, buf, _BIO_CHUNK)
         if r <= 0:
             return b""

@@ -6,17 +6,27 @@ from ..tun.rtnl import IFA_F_NODAD, Rtnl, link_index
 
 
 def configure_tun(name: str, address: str, prefixlen: int, mtu: int, peer: str | None = None,
-                  flush: bool = True, link: bool = True) -> None:
+                  flush: bool = True, link: bool = True, index: int | None = None,
+                  nl: Rtnl | None = None) -> None:
     """Set the tunnel address (topology subnet: addr/prefix; net30/p2p: local with a peer), MTU, up
     (`link` False: the link is up at this MTU already, see link_up). The addresses it had go
-    first (`flush`; a device just created has none)."""
-    i = link_index(name)
-    with Rtnl() as nl:
-        if flush:
-            nl.addr_flush(i)
-        nl.addr_add(i, address, 32 if peer else prefixlen, peer=peer)
-        if link:
-            nl.link_set(i, mtu=mtu, up=True)
+    first (`flush`; a device just created has none). `index`: the device's interface index when
+    the caller knows it (no lookup by name); `nl`: a netlink socket the caller keeps open."""
+    i = link_index(name) if index is None else index
+    if nl is None:
+        with Rtnl() as own:
+            _configure(own, i, address, prefixlen, mtu, peer, flush, link)
+    else:
+        _configure(nl, i, address, prefixlen, mtu, peer, flush, link)
+
+
+def _configure(nl: Rtnl, i: int, address: str, prefixlen: int, mtu: int, peer: str | None, flush: bool,
+               link: bool) -> None:
+    if flush:
+        nl.addr_flush(i)
+    nl.addr_add(i, address, 32 if peer else prefixlen, peer=peer)
+    if link:
+        nl.link_set(i, mtu=mtu, up=True)
 
 
 def link_up(name: str, mtu: int) -> None:

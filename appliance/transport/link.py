@@ -33,14 +33,11 @@ class UdpLink:
         return [d for d, _a in self.t.recv_batch(limit)]
 
     has_pending = False              # a datagram socket keeps nothing back
+    wants_write = False              # nor queues what it sends (a plain attribute: read per wake-up)
 
     def send_packets(self, packets: list) -> None:
         if packets:
             self.t.send_batch(packets, self.addr)
-
-    @property
-    def wants_write(self) -> bool:
-        return False
 
     def flush(self) -> bool:
         return True

@@ -24,6 +24,7 @@ MAX_GSO_SEGMENTS = 64
 MAX_GSO_BYTES = 65000
 RECV_SIZE = 65535
 MAX_NO_GSO = 16                # destinations refusing GSO before we take it as the kernel's answer
+_GRO_CMSG = socket.CMSG_SPACE(4)    # room for UDP_GRO's segment size, asked of each receive
 
 
 class UdpTransport:
@@ -68,7 +69,7 @@ class UdpTransport:
             calls += 1                  # errors and empty reads count too: a batch is bounded
             try:
                 if self.gro:
-                    n, anc, _flags, addr = sock.recvmsg_into([self.rview], socket.CMSG_SPACE(4))
+                    n, anc, _flags, addr = sock.recvmsg_into([self.rview], _GRO_CMSG)
                 else:
                     n, addr = sock.recvfrom_into(self.rview)
                     anc = None

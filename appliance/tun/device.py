@@ -215,6 +215,13 @@ class TunDevice:
             pass                        # no IPv4 address (yet), or the device is going away
         self._batch.local = local
 
+    def note_local(self, address: str) -> None:
+        """The IPv4 address just put on the device as its only one (a client's push): what
+        _refresh_local would ask the kernel for at the first packet in, which is the answer to
+        the client's first packet through the tunnel. Told now, that ioctl is not on its way."""
+        self._batch.local = frozenset((socket.inet_aton(address),))
+        self._local_at = time.monotonic() + LOCAL_REFRESH
+
     def queue(self, pkt) -> None:
         """Queue one IP packet for the next flush (copied: callers pass reused buffers)."""
         if self.gro:
