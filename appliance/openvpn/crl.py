@@ -181,7 +181,15 @@ def _tbs_digest(der: bytes, crl: x509.CertificateRevocationList) -> bytes | None
     crl.is_signature_valid: it re-encodes the tbsCertList holding the GIL (~80 ms of a ~100 ms
     check at 100,000 entries), which a worker thread would still take from the event loop;
     hashlib releases it, and the verification proper of the hash costs under 1 ms."""
-    h = crl.signature_hash_algorithm
+    try:
+        h = crl.signature_hash_algorithm
+    except UnsupportedAlgorithm:
+        # An algorithm cryptography does not know: no hash here, and _signature_ok's fallback
+        # finds the signature invalid, as OpenSSL does for OpenVPN 2.6 ("CRL signature
+        # failure"). Raised out of the reading, it came out of the server's settings at start
+        # (no "unreadable" refusal) and, for a file changed to such a CRL, out of the check of
+        # a handshake.
+        return None
     if h is None:
         return None
     _, body, _ = _der_element(der, 0)                       # CertificateList ::= SEQUENCE {
