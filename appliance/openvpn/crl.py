@@ -49,7 +49,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 from cryptography.x509.name import _ASN1Type
 
 from .keymethod import remap_name
-from .tls import ONE_BYTE_STRING_TYPES, common_name, name_common_name, openvpn_name
+from .tls import CERT_UNREADABLE, ONE_BYTE_STRING_TYPES, common_name, name_common_name, openvpn_name
 
 
 log = logging.getLogger("vpn-appliance")
@@ -290,7 +290,10 @@ def read_crls(data: bytes | None, why_not: str | None, shown: str, cas: Sequence
         return CrlState.failed(f"CRL {shown} unreadable: {why_not}")
     try:
         crls = [LoadedCrl(crl, der) for der, crl in _load(data)]
-    except (ValueError, IndexError) as e:
+    except (*CERT_UNREADABLE, IndexError) as e:
+        # InvalidVersion too (no ValueError): cryptography refuses a CRL whose version is
+        # written out as v1 (0), which OpenSSL reads; raised out of here it stopped the server's
+        # start with a traceback. Refused as unreadable: every peer, never a revoked one let in.
         return CrlState.failed(f"CRL {shown} unreadable: {e}")
     ca_keys = [(name_key(c.subject), c) for c in cas]
     ca_names = {k for k, _ in ca_keys}

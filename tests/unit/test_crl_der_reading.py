@@ -44,9 +44,8 @@ def _tlv(tag: int, body: bytes) -> bytes:
     return bytes([tag]) + length + body
 
 
-def _without_next_update(der: bytes) -> bytes:
-    """The CRL without its (optional) nextUpdate, signed again: cryptography's builder always
-    writes one."""
+def _tbs_parts(der: bytes) -> list[bytes]:
+    """The elements of the CRL's tbsCertList: version, signature, issuer, thisUpdate, nextUpdate, ..."""
     el = crl_mod._der_element                                  # noqa: SLF001
     _, body, _ = el(der, 0)
     _, tbs_at, tbs_end = el(der, body)
@@ -55,10 +54,22 @@ def _without_next_update(der: bytes) -> bytes:
         _, _, end = el(der, at)
         parts.append(der[at:end])
         at = end
-    assert parts[0][0] == 0x02 and parts[4][0] in (0x17, 0x18)     # version, sig, issuer, thisUpdate, nextUpdate
-    tbs = _tlv(0x30, b"".join(parts[:4] + parts[5:]))
+    assert parts[0][0] == 0x02 and parts[4][0] in (0x17, 0x18)
+    return parts
+
+
+def _signed(parts: list[bytes]) -> bytes:
+    """A CRL of these tbsCertList elements, signed by CA."""
+    tbs = _tlv(0x30, b"".join(parts))
     sig = CA[1].sign(tbs, ec.ECDSA(hashes.SHA256()))
     return _tlv(0x30, tbs + parts[1] + _tlv(0x03, b"\x00" + sig))
+
+
+def _without_next_update(der: bytes) -> bytes:
+    """The CRL without its (optional) nextUpdate, signed again: cryptography's builder always
+    writes one."""
+    parts = _tbs_parts(der)
+    return _signed(parts[:4] + parts[5:])
 
 
 def _theirs(der: bytes) -> tuple[frozenset[int], bool] | None:
@@ -155,3 +166,22 @@ def test_a_crl_signed_with_an_algorithm_we_do_not_know_refuses_its_issuers_peers
     f.write_bytes(bad)                                            # changed while running, read inline
     os.utime(f, ns=(0, os.stat(f).st_mtime_ns + 2 * 10**9))
     assert "CRL signature failure" in c.revoked(A, [CA[0]])
+
+
+def test_a_crl_whose_version_cryptography_refuses_is_unreadable_not_a_crash(tmp_path):
+    """A CRL with its version written out as v1 (0; RFC 5280 wants it absent or v2), signed by
+    the CA: OpenSSL reads it, cryptography refuses it with InvalidVersion, no ValueError, which
+    came out of the reading -- the server did not start (a traceback), and a file changed to it
+    raised out of a handshake's check. Now unreadable, as a broken file: everyone refused, never
+    a revoked peer let in (OpenVPN 2.6 would read and enforce it)."""
+    v1 = _signed([bytes([0x02, 0x01, 0x00])] + _tbs_parts(_crl_der([A.serial_number]))[1:])
+    f = tmp_path / "crl.der"
+    f.write_bytes(v1)
+    c = CrlChecker("file", str(f), cas=[CA[0]])                  # at start
+    assert "unreadable" in c.revoked(A, [CA[0]])
+    f.write_bytes(_crl_der([999]))
+    os.utime(f, ns=(0, os.stat(f).st_mtime_ns + 10**9))
+    assert c.revoked(A, [CA[0]]) is None
+    f.write_bytes(v1)                                             # changed while running, read inline
+    os.utime(f, ns=(0, os.stat(f).st_mtime_ns + 2 * 10**9))
+    assert "unreadable" in c.revoked(A, [CA[0]])
