@@ -185,3 +185,20 @@ def test_a_crl_whose_version_cryptography_refuses_is_unreadable_not_a_crash(tmp_
     f.write_bytes(v1)                                             # changed while running, read inline
     os.utime(f, ns=(0, os.stat(f).st_mtime_ns + 2 * 10**9))
     assert "unreadable" in c.revoked(A, [CA[0]])
+
+
+def _integer(n: int) -> bytes:
+    return _tlv(0x02, n.to_bytes(n.bit_length() // 8 + 1, "big", signed=True))
+
+
+def test_serials_of_more_than_20_bytes_and_long_negative_ones_read_as_cryptography_reads_them():
+    """RFC 5280 caps serials at 20 bytes; OpenSSL and cryptography read longer ones, and so must
+    we: a CA that issued one revokes it with its full value. Long-form lengths included (an
+    entry list over 127 bytes)."""
+    serials = [2**200 + 7, -(2**100) - 3, 2**159, 1] + list(range(1000, 1010))
+    when = _tlv(0x17, NOW.strftime("%y%m%d%H%M%SZ").encode())
+    entries = _tlv(0x30, b"".join(_tlv(0x30, _integer(s) + when) for s in serials))
+    parts = _tbs_parts(_crl_der([1]))
+    der = _signed(parts[:5] + [entries] + parts[6:])
+    assert _theirs(der) == (frozenset(serials), True)
+    assert _ours(der) == (frozenset(serials), True)
