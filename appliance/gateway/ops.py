@@ -453,7 +453,7 @@ class Operations:
                 s.cfg.tls, s.tls_context = tls, ctx         # no peer verified yet
                 continue
             try:
-                check(s.peer_certificate, lambda: s.peer_chain)
+                chain = check(s.peer_certificate, lambda: s.peer_chain)
                 why = None
             except RemoteProtocolError as e:
                 why = str(e)
@@ -472,6 +472,7 @@ class Operations:
             # not the one it started under -- a reload that added crl-verify then a revocation
             # in it without a reload left a kept client's renegotiation unchecked for good.
             s.cfg.tls, s.tls_context = tls, ctx
+            s.chain_verified_again(chain)
         log.warning("reload: config %s re-read; %d clients kept, %d revoked ones disconnected",
                     new.path, len(d.clients), dropped)
         if self.mgmt is not None:

@@ -129,14 +129,16 @@ class DhcpServer:
         dns: list[IPv4Address] = []
         # Handed to LAN hosts only with the forwarder off, and then not one of our own addresses,
         # multicast or broadcast (pushed_dns.py, the forwarder's rule): a server pushing our
-        # tunnel or LAN address sent every LAN host's queries to this host.
+        # tunnel or LAN address sent every LAN host's queries to this host. Nor an address on the
+        # LAN itself: a LAN host asks it directly, in clear on the LAN, the tunnel never used.
         ours = [str(self.server), *(pushed.ifconfig[:1] if pushed.ifconfig else [])]
         for a in pushed.dns:
             try:
                 ip = IPv4Address(a)
             except ValueError:
                 continue                       # IPv6 servers are not DHCPv4's business
-            why = None if self.dns_forwarder else not_through_the_tunnel(a, ours, [str(self.net.broadcast_address)])
+            why = None if self.dns_forwarder else not_through_the_tunnel(
+                a, ours, [str(self.net.broadcast_address)], on_link=[self.net])
             if why is not None:
                 log.warning("DHCP: pushed DNS server %s is %s, not a server through the tunnel: not handed out",
                             a, why)

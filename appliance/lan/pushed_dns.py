@@ -37,10 +37,13 @@ def own_address(addr: str, ours: "Iterable[str]") -> bool:
 
 
 def not_through_the_tunnel(addr: str, ours: "Iterable[str]", broadcasts: "Iterable[str]" = (),
-                           is_own: Callable[[str, Iterable[str]], bool] = own_address) -> str | None:
+                           is_own: Callable[[str, Iterable[str]], bool] = own_address,
+                           on_link: "Iterable[ipaddress.IPv4Network | ipaddress.IPv6Network]" = ()) -> str | None:
     """Why the pushed DNS server `addr` is not to be used, or None: an address of this host
     (`is_own`, own_address unless a test on loopback says otherwise), a multicast address, the
-    limited broadcast or one of `broadcasts` (a LAN's directed broadcast)."""
+    limited broadcast or one of `broadcasts` (a LAN's directed broadcast), or an address in one
+    of `on_link`: the networks the asking hosts reach directly (the LAN, for the DHCP server's
+    hosts), whose queries to it never pass through this host, let alone the tunnel."""
     try:
         ip = ipaddress.ip_address(addr)
     except ValueError:
@@ -53,4 +56,6 @@ def not_through_the_tunnel(addr: str, ours: "Iterable[str]", broadcasts: "Iterab
         return "a broadcast address"
     if is_own(addr, ours):
         return "an address of this host"
+    if any(plain.version == n.version and plain in n for n in on_link):
+        return "an address on the LAN itself"
     return None

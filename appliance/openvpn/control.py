@@ -144,6 +144,17 @@ class ControlChannel:
         for m in msgs:
             self._app_message(ks, m, now)
 
+    def chain_verified_again(self, chain: tuple[bytes, ...] | None) -> None:
+        """A reload verified the peer's certificate against the new `ca` and kept it: the chain
+        that store built (peer_rechecker's hashes, None without a CA) is the one its
+        renegotiations must show from now on, the certificate itself unchanged. Why: a renewed
+        CA certificate (same name and key) in the reloaded `ca` ends every chain OpenSSL
+        verifies; the lock still held the old one and dropped each kept client at its next
+        renegotiation, for a change of the server's own. OpenVPN 2.6's SIGHUP has every client
+        handshake anew, locking the new chain."""
+        if chain and self._locked_chain is not None and chain[0] == self._locked_chain[0]:
+            self._locked_chain = chain
+
     def _drop_refused_cert(self, ks: KeyState) -> None:
         """A renegotiation's certificate the locks refused: that key is dead and its certificate
         nobody's identity -- peer_certificate (the client-disconnect script's X509_0_* and

@@ -49,7 +49,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 from cryptography.x509.name import _ASN1Type
 
 from .keymethod import remap_name
-from .tls import ONE_BYTE_STRING_TYPES, common_name, name_common_name, openvpn_name
+from .tls import CERT_UNREADABLE, ONE_BYTE_STRING_TYPES, common_name, name_common_name, openvpn_name
 
 
 log = logging.getLogger("vpn-appliance")
@@ -181,7 +181,15 @@ def _tbs_digest(der: bytes, crl: x509.CertificateRevocationList) -> bytes | None
     crl.is_signature_valid: it re-encodes the tbsCertList holding the GIL (~80 ms of a ~100 ms
     check at 100,000 entries), which a worker thread would still take from the event loop;
     hashlib releases it, and the verification proper of the hash costs under 1 ms."""
-    h = crl.signature_hash_algorithm
+    try:
+        h = crl.signature_hash_algorithm
+    except UnsupportedAlgorithm:
+        # An algorithm cryptography does not know: no hash here, and _signature_ok's fallback
+        # finds the signature invalid, as OpenSSL does for OpenVPN 2.6 ("CRL signature
+        # failure"). Raised out of the reading, it came out of the server's settings at start
+        # (no "unreadable" refusal) and, for a file changed to such a CRL, out of the check of
+        # a handshake.
+        return None
     if h is None:
         return None
     _, body, _ = _der_element(der, 0)                       # CertificateList ::= SEQUENCE {
@@ -282,7 +290,10 @@ def read_crls(data: bytes | None, why_not: str | None, shown: str, cas: Sequence
         return CrlState.failed(f"CRL {shown} unreadable: {why_not}")
     try:
         crls = [LoadedCrl(crl, der) for der, crl in _load(data)]
-    except (ValueError, IndexError) as e:
+    except (*CERT_UNREADABLE, IndexError) as e:
+        # InvalidVersion too (no ValueError): cryptography refuses a CRL whose version is
+        # written out as v1 (0), which OpenSSL reads; raised out of here it stopped the server's
+        # start with a traceback. Refused as unreadable: every peer, never a revoked one let in.
         return CrlState.failed(f"CRL {shown} unreadable: {e}")
     ca_keys = [(name_key(c.subject), c) for c in cas]
     ca_names = {k for k, _ in ca_keys}

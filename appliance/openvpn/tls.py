@@ -387,22 +387,29 @@ def peer_rechecker(s: TlsSettings):
     handshake; none with peer-fingerprint alone), then every check of _check_peer. A reload keeps
     the clients that pass; OpenVPN's SIGHUP has every client verified anew, so one the new
     config refuses must not keep its tunnel. The store is built once, for all clients;
-    `chain_of()` (the verified chain above cert) is asked for only when a CA or CRL needs it."""
+    `chain_of()` (the verified chain above cert) is asked for only when a CA or CRL needs it.
+    check returns the SHA-256 hashes of the chain the new store verified, depth 0 first (as
+    verified_chain_digests), or None without a CA store: the chain the peer's renegotiations
+    are compared with from then on (ControlChannel.chain_verified_again)."""
     store = None
     if s.ca is not None:
         store = crypto.X509Store()
         for c in _load_certs(s.ca):
             store.add_cert(crypto.X509.from_cryptography(c))
 
-    def check(cert: x509.Certificate | None, chain_of) -> None:
+    def check(cert: x509.Certificate | None, chain_of) -> tuple[bytes, ...] | None:
         chain = chain_of() if cert is not None and (store is not None or s.crl is not None) else []
+        digests = None
         if cert is not None and store is not None:
             try:
-                crypto.X509StoreContext(store, crypto.X509.from_cryptography(cert),
-                                        [crypto.X509.from_cryptography(c) for c in chain]).verify_certificate()
+                verified = crypto.X509StoreContext(store, crypto.X509.from_cryptography(cert),
+                                                   [crypto.X509.from_cryptography(c) for c in chain]).get_verified_chain()
             except crypto.X509StoreContextError as e:
                 raise RemoteProtocolError(f"VERIFY ERROR: {e}") from None
+            digests = tuple(hashlib.sha256(crypto.dump_certificate(crypto.FILETYPE_ASN1, c)).digest()
+                            for c in verified[:MAX_CERT_DEPTH])
         _check_peer(s, cert, chain)
+        return digests
     return check
 
 
@@ -755,7 +762,9 @@ class TlsEndpoint:
                 self.chain_digests = verified_chain_digests(self.conn) or (
                     hashlib.sha256(self.peer_cert.public_bytes(serialization.Encoding.DER)).digest(),)
             if self.verify_again is not None:
-                self.verify_again(self.peer_cert, self._chain_now)
+                # The chain the new store verified is the one locked (a renewed CA certificate
+                # there is not the peer's change at its next renegotiation).
+                self.chain_digests = self.verify_again(self.peer_cert, self._chain_now) or self.chain_digests
                 return
             chain = None
             if self.settings.crl is not None:

@@ -523,3 +523,45 @@ def test_signal_sigterm_stops_and_a_management_socket_that_cannot_bind_is_fatal(
     w2 = World()
     with pytest.raises(PortGone, match="management interface on /nonexistent/dir/m.sock"):
         w2.add_server(server_conf(opki, extra="management /nonexistent/dir/m.sock unix\n"))
+
+
+def _renewed(ca) -> str:
+    """The CA's certificate issued again, as at its renewal: same name, same key (so the same
+    key identifiers), another serial and validity. Every certificate it issued stays valid."""
+    import datetime as dt
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    cert, key = ca
+    now = dt.datetime.now(dt.timezone.utc)
+    b = (x509.CertificateBuilder().subject_name(cert.subject).issuer_name(cert.subject)
+         .public_key(key.public_key()).serial_number(x509.random_serial_number())
+         .not_valid_before(now - dt.timedelta(days=1)).not_valid_after(now + dt.timedelta(days=3650)))
+    for ext in cert.extensions:
+        b = b.add_extension(ext.value, ext.critical)
+    return _pem(b.sign(key, hashes.SHA256()))
+
+
+@pytest.mark.parametrize("at", ["connected", "handshake"])
+def test_a_client_kept_by_a_reload_with_the_ca_certificate_renewed_renegotiates(opki, at):
+    """The operator renews the CA's certificate (same name and key) and reloads: the reload
+    verifies the connected client (or the handshake under way, at its end) against the new
+    `ca` and keeps it. Its renegotiation then must not drop it: the chain OpenSSL verifies now
+    ends in the renewed CA certificate, and the chain lock (control.py, the first handshake's
+    chain) held the old one -- the client was refused at its next renegotiation ("certs
+    unexpectedly changed") for a change of the server's own."""
+    w = World()
+    conf = server_conf(opki)
+    gw, holder = _server(w, conf)
+    w.add_client(client_conf(opki, "client0"))
+    if at == "connected":
+        assert w.run(lambda: _up(w, 0), max_time=30)
+    else:
+        assert w.run(lambda: _handshake_under_way(gw), max_time=30), "never caught the handshake under way"
+    holder["conf"] = conf.replace(opki["ca"], _renewed(opki["ca_pair"]))
+    assert gw.ops.reload()
+    assert w.run(lambda: _up(w, 0), max_time=30)
+    assert _cns(gw) == ["client0"]
+    gw.d.clients[0].session.renegotiate(w.clock())
+    w.run_for(15)
+    assert _cns(gw) == ["client0"] and gw.d.clients[0].session.send_key.key_id >= 1, \
+        "a client kept by the reload was dropped at its renegotiation"

@@ -179,6 +179,17 @@ def test_without_the_dns_forwarder_our_own_multicast_and_broadcast_addresses_are
     assert caplog.text.count("not handed out") == 8
 
 
+def test_without_the_dns_forwarder_a_pushed_dns_server_on_the_lan_itself_is_not_handed_out(caplog):
+    """A server pushing an address of the LAN's own network (another LAN host's, or its network
+    address) as DNS server, the forwarder off: DHCP handed it out, and every LAN host then asked
+    that address directly on the LAN, in clear, its queries never reaching the tunnel -- to
+    whichever LAN host answers for it. A server outside the LAN stays."""
+    s = server(dns_forwarder=False)
+    s.set_pushed(pushed(dns=("198.18.50.77", "198.18.50.0", "198.19.0.53")))
+    assert one(s, msg(c.DISCOVER, mac(1))).opts[6] == IPv4Address("198.19.0.53").packed
+    assert caplog.text.count("is an address on the LAN itself") == 2
+
+
 def test_a_long_search_list_is_left_out_rather_than_overflowing_the_client():
     s = server()
     names = [f"d{i}" + "x" * 50 + f".example{i}" for i in range(15)]     # no shared suffixes
