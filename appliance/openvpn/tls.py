@@ -765,6 +765,7 @@ class TlsEndpoint:
                 # The chain the new store verified is the one locked (a renewed CA certificate
                 # there is not the peer's change at its next renegotiation).
                 self.chain_digests = self.verify_again(self.peer_cert, self._chain_now) or self.chain_digests
+                self.peer_cn = common_name(self.peer_cert)
                 return
             chain = None
             if self.settings.crl is not None:
