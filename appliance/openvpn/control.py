@@ -63,7 +63,7 @@ class ControlChannel:
             ks = None
         if ks is None:
             if op == Op.CONTROL_SOFT_RESET_V1 and self.established:
-                if not self._may_answer_soft_reset(now):
+                if not self._may_answer_soft_reset(key_id, cb, now):
                     return
                 ks = self._answer_soft_reset(key_id, now)
             elif self.role.opens_first_key(op, key_id):
@@ -71,6 +71,11 @@ class ControlChannel:
                 ks.reliable.enqueue(Op.CONTROL_HARD_RESET_SERVER_V2, self.role.reset_payload())
             else:
                 raise BadPacket("packet for unknown key id")
+        self._receive_on_key(ks, op, cb, now)
+
+    def _receive_on_key(self, ks: KeyState, op: int, cb, now: float) -> None:
+        """The rest of a control packet's handling once its key state is known: its acks, then
+        its message through the reliability layer to TLS."""
         if cb.acks:
             ks.reliable.process_acks(cb.acks)
             self._maybe_switch(ks, now)
