@@ -20,9 +20,11 @@ from .packet import decode_body_untrusted, encode_body, parse_early_neg_tlvs_unt
 TLS_MTU = 1250
 ACK_PIGGYBACK = 4
 ACK_STANDALONE = 8
-# What the peer may make us read on the control channel once TLS is up: each TLS record read and
-# each text message in it costs one, from a budget of CONTROL_BURST that refills by CONTROL_RATE a
-# second. Why: one 1.2 KB control packet can hold ~50 TLS records or ~550 NUL-separated messages,
+# What the peer may make us read on the control channel once TLS is up: each TLS record and each
+# text message in it costs one, from a budget of CONTROL_BURST that refills by CONTROL_RATE a
+# second. Records are charged before OpenSSL reads them, whether or not they hold application
+# data: a KeyUpdate record holds none, costs OpenSSL ~25 us to read (~45 fit in a UDP control
+# packet, ~2400 in a TCP one) and OpenSSL takes any number in a row. Why: one 1.2 KB control packet can hold ~50 TLS records or ~550 NUL-separated messages,
 # each a round of Python here (~1-2 ms a packet, ~200 data packets' worth), so an authenticated
 # peer sending them kept the server's one core busy for everybody at under 1 MB/s. No honest
 # peer comes near: a push of MAX_PUSHED_OPTIONS options in push-continuation parts, a
@@ -61,7 +63,7 @@ class ControlChannel:
             ks = None
         if ks is None:
             if op == Op.CONTROL_SOFT_RESET_V1 and self.established:
-                if not self._may_answer_soft_reset(now):
+                if not self._may_answer_soft_reset(key_id, cb, now):
                     return
                 ks = self._answer_soft_reset(key_id, now)
             elif self.role.opens_first_key(op, key_id):
@@ -69,6 +71,11 @@ class ControlChannel:
                 ks.reliable.enqueue(Op.CONTROL_HARD_RESET_SERVER_V2, self.role.reset_payload())
             else:
                 raise BadPacket("packet for unknown key id")
+        self._receive_on_key(ks, op, cb, now)
+
+    def _receive_on_key(self, ks: KeyState, op: int, cb, now: float) -> None:
+        """The rest of a control packet's handling once its key state is known: its acks, then
+        its message through the reliability layer to TLS."""
         if cb.acks:
             ks.reliable.process_acks(cb.acks)
             self._maybe_switch(ks, now)
@@ -113,7 +120,7 @@ class ControlChannel:
         if ks.tls is None or ks.phase == KS.DEAD:
             return
         was_done = ks.tls.handshake_done
-        out, msgs = ks.tls.pump()
+        out, msgs = ks.tls.pump(lambda records: self._spend_control_budget(records, now))
         self._queue_tls(ks, out)
         if ks.tls.handshake_done and not was_done:
             # The last CN, control characters made `_` (common_name, as the checks read it): the
@@ -218,15 +225,14 @@ class ControlChannel:
                                       f"messages at once (or {CONTROL_RATE:.0f} a second)")
 
     def _app_message(self, ks: KeyState, data: bytes, now: float) -> None:
-        if ks.remote_km is None:
-            self._spend_control_budget(1, now)
+        if ks.remote_km is None:        # its record was charged before TLS read it (_advance)
             km = decode_key_method_2_untrusted(data, from_client=not self.is_client)
             ks.remote_km = km
             self.role.got_key_method(ks, km, now)
             return
-        # Charged before the split (the record, and one per NUL-ended message in it): each
-        # message's decoding is the work being bounded.
-        self._spend_control_budget(1 + data.count(b"\0"), now)
+        # Charged before the split (one per NUL-ended message; the record was charged before TLS
+        # read it): each message's decoding is the work being bounded.
+        self._spend_control_budget(data.count(b"\0"), now)
         texts, refused = split_text_messages_untrusted(data)
         for why in refused:
             self._count(why.split(":", 1)[0])

@@ -188,6 +188,7 @@ class Session(ControlChannel):
         self._ctl_budget_at = now
         self._reneg_tokens = float(PEER_RENEG_BURST)   # _may_answer_soft_reset
         self._reneg_tokens_at = now
+        self._held_reset: tuple | None = None  # (when, key id, body): a soft reset over the rate
         self._unflushed = False
         self._km_made: tuple | None = None   # prime(): the first key's key-method message, made early
         self._deferred: list[tuple[KeyState, list[tuple[int, bytes]]]] = []   # acked, read in settle()
@@ -648,7 +649,7 @@ class Session(ControlChannel):
         ks.reliable.enqueue(Op.CONTROL_SOFT_RESET_V1, b"")
         return True
 
-    def _may_answer_soft_reset(self, now: float) -> bool:
+    def _may_answer_soft_reset(self, key_id: int, cb, now: float) -> bool:
         """The peer's soft reset opens a key id no key state has: answered unless a renegotiation
         the peer started is still negotiating. Answering each one let an authenticated client
         run a TLS handshake on the server for every free key id at once (6 measured). OpenVPN
@@ -667,17 +668,38 @@ class Session(ControlChannel):
         # a full TLS handshake on our side (~6 ms of CPU, more than the peer's own in native
         # code), and unlike new connections (connect-freq, the stateless cookie exchange) nothing
         # else bounds how often an authenticated peer starts one: a client renegotiating in a
-        # loop kept the server's core busy for everybody. The soft reset is dropped unacked, so
-        # the peer resends it and its renegotiation runs once the rate allows (OpenVPN has no
-        # such limit; its peers renegotiate at reneg-sec/-bytes/-pkts, far below it).
+        # loop kept the server's core busy for everybody. The soft reset over the rate is held,
+        # unacked, and answered by the timer once the rate allows (_answer_held_reset); a resend
+        # of it meanwhile takes its place. Not dropped: over TCP our reliability layer resends
+        # nothing, so our own client's dropped soft reset was never seen again and its
+        # renegotiation failed at hand-window; a Debian OpenVPN 2.6 client over TCP whose soft
+        # reset was dropped at the end of a transfer had no new key for minutes after (OpenVPN
+        # has no such limit; its peers renegotiate at reneg-sec/-bytes/-pkts, which reneg-bytes
+        # can make many a second).
         tokens = min(float(PEER_RENEG_BURST), self._reneg_tokens + (now - self._reneg_tokens_at) / PEER_RENEG_EVERY)
         self._reneg_tokens_at = now
         if tokens < 1:
             self._reneg_tokens = tokens
-            self._count("soft reset over the peer's renegotiation rate (dropped: it is resent)")
+            self._count("soft reset over the peer's renegotiation rate (held until it allows)")
+            self._held_reset = (now + (1 - tokens) * PEER_RENEG_EVERY, key_id, cb)
             return False
         self._reneg_tokens = tokens - 1
+        self._held_reset = None
         return True
+
+    def _answer_held_reset(self, now: float) -> None:
+        """The timer's turn for a soft reset held over the rate (_may_answer_soft_reset): read
+        now as if it came in now, unless its key id was opened meanwhile or the session moved on."""
+        _, key_id, cb = self._held_reset
+        self._held_reset = None
+        old = self.keys.get(key_id)            # a lame duck's id is taken over, as _receive_control does
+        if (old is not None and (key_id == self.newest_key_id or old.negotiating)) or not self.established \
+                or not self._may_answer_soft_reset(key_id, cb, now):
+            return
+        try:
+            self._receive_on_key(self._answer_soft_reset(key_id, now), Op.CONTROL_SOFT_RESET_V1, cb, now)
+        except BadPacket as e:
+            self._count(f"held soft reset dropped: {e}")
 
     def _answer_soft_reset(self, key_id: int, now: float) -> KeyState:
         old = self.keys.pop(key_id, None)
@@ -690,6 +712,8 @@ class Session(ControlChannel):
 
     # ---- timers
     def _timers(self, now: float) -> None:
+        if self._held_reset is not None and now >= self._held_reset[0]:
+            self._answer_held_reset(now)
         for ks in list(self.keys.values()):
             if self.keys.get(ks.key_id) is not ks:
                 continue                    # a new TLS session replaced the key states meanwhile
@@ -830,6 +854,8 @@ class Session(ControlChannel):
                 d = min(d, ks.expires_at)
         if self.next_push_request is not None:
             d = min(d, self.next_push_request)
+        if self._held_reset is not None:
+            d = min(d, self._held_reset[0])
         lame = self.lame_session_key
         if lame is not None:
             d = min(d, lame.retired_at + self.cfg.tran_window if lame.retired_at is not None

@@ -11,6 +11,7 @@ import functools
 import hashlib
 import re
 from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import NoReturn
 
 from cryptography import x509
@@ -710,6 +711,11 @@ class TlsEndpoint:
         # session started with, and a CA the reload took out must not let it in.
         self.verify_again = None
         self._fed = False        # records arrived since the last read of application data
+        # TLS records the peer fed since the last read loop (see pump's `charge`), counted from
+        # their 5-byte headers as they come in: a record may be cut over control packets.
+        self.records_in = 0
+        self._rec_head = b""     # the start of a record header cut off at the end of a feed
+        self._rec_skip = 0       # bytes of the current record's body still to come
 
     @property
     def peer_chain(self) -> list[x509.Certificate]:
@@ -800,9 +806,35 @@ class TlsEndpoint:
             _lib.ERR_clear_error()
             raise RemoteProtocolError("TLS input refused")
         self._fed = True
+        self._count_records(data)
 
-    def pump(self) -> tuple[bytes, list[bytes]]:
-        """Advance: returns (TLS bytes to send, application messages received). Raises RemoteProtocolError."""
+    def _count_records(self, data: bytes) -> None:
+        """Add the records that start in `data` to records_in. Why count them here and not the
+        messages read: records that carry no application data (KeyUpdate, alerts, empty
+        records) cost OpenSSL's work on the read too, and a peer could send them for free."""
+        i, n = 0, len(data)
+        while i < n:
+            if self._rec_skip:
+                step = min(self._rec_skip, n - i)
+                self._rec_skip -= step
+                i += step
+                continue
+            take = 5 - len(self._rec_head)
+            head = self._rec_head + data[i:i + take]
+            i += take
+            if len(head) < 5:
+                self._rec_head = head
+                return
+            self._rec_head = b""
+            self._rec_skip = int.from_bytes(head[3:5], "big")
+            self.records_in += 1
+
+    def pump(self, charge: Callable[[int], None] | None = None) -> tuple[bytes, list[bytes]]:
+        """Advance: returns (TLS bytes to send, application messages received). Raises RemoteProtocolError.
+
+        `charge(n)` is called with the records fed since the last read before OpenSSL reads them
+        once the handshake is done (it raises to refuse them); those of the handshake itself
+        are not charged (new handshakes are bounded where they start)."""
         msgs: list[bytes] = []
         ssl = self._ssl
         if not self.handshake_done:
@@ -810,12 +842,17 @@ class TlsEndpoint:
             if r == 1:
                 self._verify_peer()
                 self.handshake_done = True          # only now: see _verify_peer
-            elif _lib.SSL_get_error(ssl, r) != _WANT_READ:
-                self._fail(r)
+            else:
+                self.records_in = 0
+                if _lib.SSL_get_error(ssl, r) != _WANT_READ:
+                    self._fail(r)
         if self.handshake_done and self._fed:
             # Each read loop ends in "want read" (no more records): run it only when records
             # came in since the last one emptied the input.
             self._fed = False
+            if charge is not None and self.records_in:
+                n, self.records_in = self.records_in, 0
+                charge(n)
             buf = _scratch()        # drain() below reads into it too
             while True:
                 r = _lib.SSL_read(ssl, buf, _BIO_CHUNK)

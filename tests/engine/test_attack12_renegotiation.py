@@ -4,8 +4,8 @@ Each renegotiation is a full TLS handshake on the server (~6 ms of its CPU in Py
 a native client spends), and nothing else bounds how often a connected client starts one (new
 connections meet connect-freq and the cookie exchange): a client looping on soft resets kept the
 server's one core busy for all its clients. Renegotiations a peer starts are now rate-limited
-(session.py PEER_RENEG_BURST / PEER_RENEG_EVERY); a soft reset over the rate is dropped unacked,
-so the peer resends it and its renegotiation goes through later.
+(session.py PEER_RENEG_BURST / PEER_RENEG_EVERY); a soft reset over the rate is held unacked and
+answered once the rate allows, so its renegotiation goes through later.
 """
 from __future__ import annotations
 
@@ -38,9 +38,9 @@ def test_a_client_renegotiating_in_a_loop_gets_a_bounded_number_of_handshakes(pk
         s.handle_timer(link.now)
     allowed = PEER_RENEG_BURST + (link.now - t0) / PEER_RENEG_EVERY
     assert _renegotiations(s) <= allowed, f"{_renegotiations(s)} handshakes in {link.now - t0:.1f} s"
-    assert s.stats.get("soft reset over the peer's renegotiation rate (dropped: it is resent)", 0) > 0
+    assert s.stats.get("soft reset over the peer's renegotiation rate (held until it allows)", 0) > 0
     assert not s.closed and not c.closed
-    # The attempt that was held back goes through once the rate allows: the client resends it.
+    # The attempt that was held back goes through once the rate allows.
     pending = c.keys[c.newest_key_id]
     link.run(lambda: not pending.negotiating, max_time=link.now + 30)
     assert not pending.negotiating and c.send_key is pending.data
@@ -60,5 +60,5 @@ def test_renegotiations_at_an_honest_pace_are_never_held_back(pki):  # noqa: F81
                  max_time=link.now + 0.5)
         assert c.send_key is not before
     assert _renegotiations(s) == rounds
-    assert "soft reset over the peer's renegotiation rate (dropped: it is resent)" not in s.stats
+    assert "soft reset over the peer's renegotiation rate (held until it allows)" not in s.stats
     assert _tunnel_works(link, c, s)
