@@ -31,6 +31,13 @@ def lab(tmp_path_factory):
         yield lab
 
 
+def _least_wait(kind: str) -> float:
+    """The shortest wait that still counts as explicit-exit-notify's N s. OpenVPN counts it on its
+    one-second clock (now updated once a second), so it may end up to a second early; ours
+    counts from the signal."""
+    return N - (1.1 if kind == "openvpn" else 0.1)
+
+
 def _stop_and_time(cli) -> float:
     """SIGTERM; seconds until the process is gone (bounded)."""
     t0 = time.monotonic()
@@ -56,7 +63,7 @@ def test_a_stopping_client_notifies_only_with_explicit_exit_notify_on_udp(lab, p
     assert heard == expected, srv.log()[-2000:]
     assert (CLIENT_SENT[kind] in cli.log()) == expected, cli.log()[-2000:]
     if expected:
-        assert took >= N - 0.1, f"exited {took:.1f} s after SIGTERM, before explicit-exit-notify's {N} s"
+        assert took >= _least_wait(kind), f"exited {took:.1f} s after SIGTERM, before explicit-exit-notify's {N} s"
 
 
 @pytest.mark.parametrize("kind", ["openvpn", "ours"])
@@ -73,5 +80,5 @@ def test_before_any_key_the_client_still_waits_explicit_exit_notify(lab, procs, 
     assert cli.wait_for({"ours": "connecting to", "openvpn": "link remote"}[kind], 20), cli.log()[-2000:]
     took = _stop_and_time(cli)
     print(f"{kind}: no key yet, exited {took:.1f} s after SIGTERM")
-    assert took >= N - 0.1, f"exited {took:.1f} s after SIGTERM, before explicit-exit-notify's {N} s"
+    assert took >= _least_wait(kind), f"exited {took:.1f} s after SIGTERM, before explicit-exit-notify's {N} s"
     assert cli.p.returncode == 0
