@@ -26,6 +26,17 @@ class Pki:
     rogue: tuple[Path, Path] | None = None
 
 
+def ca_pair(pki: Pki):
+    """The lab CA's certificate and private key (to sign CRLs and more certificates in tests)."""
+    return (x509.load_pem_x509_certificate((pki.dir / "ca.crt").read_bytes()),
+            serialization.load_pem_private_key((pki.dir / "ca.key").read_bytes(), None))
+
+
+def client_serial(pki: Pki, name: str) -> int:
+    """The serial number of client `name`'s certificate (what a CRL names)."""
+    return x509.load_pem_x509_certificate(pki.clients[name][0].read_bytes()).serial_number
+
+
 def _write(path: Path, cert, key) -> tuple[Path, Path]:
     path.with_suffix(".crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     kp = path.with_suffix(".key")

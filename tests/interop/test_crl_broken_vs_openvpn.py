@@ -16,12 +16,11 @@ from __future__ import annotations
 import os
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 
 from appliance.openvpn.crl import make_crl
 from lab.configs import client_profile, server_config
 from lab.netns import Lab
+from lab.pki import ca_pair, client_serial
 from lab.tools import OPENVPN
 
 CLIENTS = ["client1", "client2"]
@@ -40,14 +39,12 @@ def ns2(lab):
 
 
 def _serial(lab, name: str) -> int:
-    return x509.load_pem_x509_certificate(lab.pki.clients[name][0].read_bytes()).serial_number
+    return client_serial(lab.pki, name)
 
 
 @pytest.mark.parametrize("server", ["openvpn", "ours"])
 def test_a_crl_file_cut_short_while_running_refuses_everyone(lab, ns2, procs, server):
-    d = lab.pki.dir
-    ca = (x509.load_pem_x509_certificate((d / "ca.crt").read_bytes()),
-          serialization.load_pem_private_key((d / "ca.key").read_bytes(), None))
+    ca = ca_pair(lab.pki)
     crl = lab.tmp / f"crl-broken-{server}.pem"
     whole = make_crl(*ca, [_serial(lab, "client2")])
     crl.write_bytes(whole)

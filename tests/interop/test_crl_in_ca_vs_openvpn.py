@@ -18,11 +18,11 @@ import subprocess
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 
 from appliance.openvpn.crl import make_crl
 from lab.configs import client_profile, server_config
 from lab.netns import TUN_SERVER_IP, Lab
+from lab.pki import ca_pair
 from lab.tools import OPENVPN, OUR_BIN
 
 CLIENTS = ["client1", "client2"]
@@ -41,9 +41,7 @@ def ns2(lab):
 
 
 def _ca(lab):
-    d = lab.pki.dir
-    return (x509.load_pem_x509_certificate((d / "ca.crt").read_bytes()),
-            serialization.load_pem_private_key((d / "ca.key").read_bytes(), None))
+    return ca_pair(lab.pki)
 
 
 def _serial(path) -> int:

@@ -9,7 +9,6 @@ import subprocess
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 from cryptography.x509.name import _ASN1Type
 from cryptography.x509.oid import NameOID
 
@@ -17,6 +16,7 @@ from appliance.certs import issue
 from appliance.openvpn.crl import make_crl
 from lab.configs import client_profile, server_config
 from lab.netns import TUN_SERVER_IP, Lab
+from lab.pki import ca_pair, client_serial
 from lab.tools import OPENVPN, OUR_BIN
 
 CLIENTS = ["client1", "client2"]
@@ -37,13 +37,11 @@ def ns2(lab):
 
 
 def _ca(lab):
-    d = lab.pki.dir
-    return (x509.load_pem_x509_certificate((d / "ca.crt").read_bytes()),
-            serialization.load_pem_private_key((d / "ca.key").read_bytes(), None))
+    return ca_pair(lab.pki)
 
 
 def _serial(lab, name: str) -> int:
-    return x509.load_pem_x509_certificate(lab.pki.clients[name][0].read_bytes()).serial_number
+    return client_serial(lab.pki, name)
 
 
 @pytest.mark.parametrize("server", ["openvpn", "ours"])

@@ -12,12 +12,11 @@ import socket
 import time
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 
 from appliance.openvpn.crl import make_crl
 from lab.configs import client_profile, server_config
 from lab.netns import TUN_SERVER_IP, Lab
+from lab.pki import ca_pair, client_serial
 from lab.tools import OPENVPN, OUR_BIN
 
 CLIENTS = ["client1", "client2", "client3"]
@@ -204,14 +203,11 @@ def _ovpn_server(lab, text: str):
 
 
 def _ca(lab):
-    d = lab.pki.dir
-    cert = x509.load_pem_x509_certificate((d / "ca.crt").read_bytes())
-    key = serialization.load_pem_private_key((d / "ca.key").read_bytes(), None)
-    return cert, key
+    return ca_pair(lab.pki)
 
 
 def _serial(lab, name: str) -> int:
-    return x509.load_pem_x509_certificate(lab.pki.clients[name][0].read_bytes()).serial_number
+    return client_serial(lab.pki, name)
 
 
 def test_revoked_client_refused_and_connected_one_dropped_on_reload(lab, procs):
