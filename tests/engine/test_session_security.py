@@ -294,7 +294,7 @@ def test_control_replay_ids_roll_over_into_a_new_epoch(pki):
 def test_junk_control_text_gives_a_bounded_number_of_warnings(pki):
     c, s, link = _connected(pki)
     for i in range(400):                        # unknown messages, within the control budget (a
-        c._send_text(f"X{i:06d}")               # flood past it ends the session: test_attack12_control_flood)
+        c._send_text(f"X{i:06d}")               # flood past it ends the session: test_control_budget)
     c._flush(link.now)                          # _send_text only queues; engine entry points flush
     link.run(lambda: False, max_steps=400)
     warnings = [e for e in s.events if isinstance(e, ev.Warning)]

@@ -1,7 +1,7 @@
 """review11c: two sessions of one certificate while a slow client-connect script decides, against
 Debian's OpenVPN 2.6 and ours (duplicate-cn off): one client of the name is left. Ours let both
 in (each reached its push before the other was established); the engine test is
-tests/engine/test_review11c_deferred_duplicates.py."""
+tests/engine/test_deferred_connect_duplicates.py."""
 from __future__ import annotations
 
 import time

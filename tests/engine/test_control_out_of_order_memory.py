@@ -1,4 +1,4 @@
-"""attack12: control packets far larger than any peer sends, held out of order.
+"""Control packets far larger than any peer sends, held out of order.
 
 The reliability layer keeps up to 11 messages past a gap until the gap is filled. Nothing
 bounded their size: on TCP (and over UDP with IP fragments) a control packet may be ~64 KB,

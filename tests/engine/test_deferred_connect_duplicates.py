@@ -1,4 +1,4 @@
-"""review11c: duplicate-cn and max-clients while client-connect decides.
+"""Duplicate-cn and max-clients while client-connect decides.
 
 Both are decided at the push, against the clients established then. With client-connect (its
 verdict deferred), sessions of one certificate opened together all reached the push before any

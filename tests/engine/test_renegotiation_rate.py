@@ -1,4 +1,4 @@
-"""attack12: an authenticated client renegotiating in a tight loop.
+"""An authenticated client renegotiating in a tight loop.
 
 Each renegotiation is a full TLS handshake on the server (~6 ms of its CPU in Python, more than
 a native client spends), and nothing else bounds how often a connected client starts one (new

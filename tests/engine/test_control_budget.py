@@ -1,4 +1,4 @@
-"""attack12: an authenticated peer flooding the control channel with tiny TLS records or messages.
+"""An authenticated peer flooding the control channel with tiny TLS records or messages.
 
 One 1.2 KB control packet holds ~50 TLS records or ~550 NUL-separated text messages, each a
 round of Python on the receiving end (~1-2 ms a packet, the cost of ~200 data packets): a client

@@ -1,4 +1,4 @@
-"""attack12: a TCP client whose reading stalls while the server has much to send it.
+"""A TCP client whose reading stalls while the server has much to send it.
 
 The server's write queue per connection is bounded (transport/tcp.py): beyond it, whole writes
 are dropped. Data may go (the inner TCP resends, as OpenVPN's tcp-queue-limit drops tunnel

@@ -1,4 +1,4 @@
-"""attack12: what a connected client, holding valid keys, can do through the data channel.
+"""What a connected client, holding valid keys, can do through the data channel.
 
 Each test is the attack as a hostile client runs it, against the dispatcher in memory.
 """

@@ -1,4 +1,4 @@
-"""review12b: a soft reset over the peer renegotiation rate is held, not dropped.
+"""A soft reset over the peer renegotiation rate is held, not dropped.
 
 Over TCP our reliability layer resends nothing (the stream loses nothing), so a soft reset of
 our client that the rate limit dropped unacked (attack12) was never seen again: its

@@ -1,4 +1,4 @@
-"""review12b: TLS records that carry no application data, sent in a flood, cost the control budget too.
+"""TLS records that carry no application data, sent in a flood, cost the control budget too.
 
 A TLS 1.3 KeyUpdate record holds no application data: OpenSSL reads it (a key derivation, ~25 us
 measured with OpenSSL 4.0, the one cryptography brings), answers a requested one with a KeyUpdate
@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDFExpand
 from appliance.openvpn import events as ev
 from appliance.openvpn.control import CONTROL_BURST
 from appliance.openvpn.tls import TlsEndpoint
-from tests.engine.test_attack12_control_flood import _closed_reason, _send_raw
+from tests.engine.test_control_budget import _closed_reason, _send_raw
 from tests.engine.test_memory_link import Link, make_pair, payloads, pki, up  # noqa: F401 - pki: the fixture
 
 KEY_UPDATE = bytes((24, 0, 0, 1, 0))     # handshake type key_update, length 1, update_not_requested

@@ -1,4 +1,4 @@
-"""attack12: a client restarting from the same address while its old session ends.
+"""A client restarting from the same address while its old session ends.
 
 A restart from an established client's address waits in `pending` beside the old session until
 it is established itself (so replayed packets cannot end a session). When the old session ended
