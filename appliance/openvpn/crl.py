@@ -338,19 +338,24 @@ class CrlChecker:
     of `ca`, to find CRLs that name none of them (`strays`) and to check the CRLs' signatures
     when the file is read."""
 
-    def __init__(self, kind: str, where: str, cas: Sequence[x509.Certificate] = ()) -> None:
+    def __init__(self, kind: str, where: str, cas: Sequence[x509.Certificate] = (),
+                 reader: Callable[..., Future] | None = None) -> None:
         self.kind = kind                    # file | dir | inline
         self.where = where
         self._cas = tuple(cas)
         self._stamp: tuple | None = None
-        self._state = CrlState([], [], None, {})
+        # Until the first reading is installed (a large file given to `reader` at a reload),
+        # everyone is refused: a checker is never in force unread.
+        self._state = CrlState.failed(f"CRL {where} not read yet") if kind == "file" else CrlState([], [], None, {})
         # (CRL's place, issuer certificate) -> whether it signed the CRL, for issuers outside
         # `ca` (a sub-CA a client sends): worked out at the first check that needs it, kept
         # until the next reading. Why: a check is a hash of the whole CRL.
         self._signed: dict[tuple[int, x509.Certificate], bool] = {}
         # Where a large file's reading runs (background_reader; None: on the caller's thread,
-        # as `check` and the tests want), and the reading under way.
-        self.reader: Callable[..., Future] | None = None
+        # as `check` and the tests want), and the reading under way. Given at construction (a
+        # reload's new checker), the first reading of a large file goes there too: the reload
+        # applies once it is in (gateway/ops.py), the loop serving clients meanwhile.
+        self.reader = reader
         self.read_inline_max = READ_INLINE_MAX
         self._job: Future | None = None
         self.loads = 0
@@ -528,15 +533,17 @@ def _cn(c: x509.Certificate) -> str:
     return common_name(c) or "?"      # the name the peer goes by (its last CN), as in the other logs
 
 
-def checker(spec: tuple[str, str] | None, ca_pem: bytes | None = None) -> CrlChecker | None:
-    """crl-verify's checker, told the certificates of `ca` (PEM) if there is one."""
+def checker(spec: tuple[str, str] | None, ca_pem: bytes | None = None,
+            reader: Callable[..., Future] | None = None) -> CrlChecker | None:
+    """crl-verify's checker, told the certificates of `ca` (PEM) if there is one; `reader`: where
+    a large file's readings run, the first one included (CrlChecker)."""
     if spec is None:
         return None
     try:
         cas = x509.load_pem_x509_certificates(ca_pem) if ca_pem else []
     except ValueError:
         cas = []                            # build_context refuses an unreadable `ca` itself
-    return CrlChecker(*spec, cas=cas)
+    return CrlChecker(*spec, cas=cas, reader=reader)
 
 
 def make_crl(ca_cert: x509.Certificate, ca_key, serials: list[int], days: int = 30,
