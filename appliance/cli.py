@@ -180,14 +180,36 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 
 def cmd_passwd(args: argparse.Namespace) -> int:
-    """Print a `user:scrypt$...` line for an `auth-user-pass-verify FILE passdb` file."""
-    pw = sys.stdin.readline().rstrip("\n") if not sys.stdin.isatty() else getpass.getpass("Password: ")
+    """Print a `user:scrypt$...` line for an `auth-user-pass-verify FILE passdb` file. Control
+    characters (tab, U+0001-U+001F, DEL): OpenVPN 2.6's client drops them from what it sends,
+    so the password counts without them (passdb.py), and this says so; a username holding one
+    is refused (2.6's client drops them, its server and ours make them `_`: no name to match)."""
+    from .openvpn.keymethod import credential_as_sent
+    from .openvpn.passdb import hash_password
     if ":" in args.user or not args.user:
         print("username must be non-empty and contain no ':'", file=sys.stderr)
         return 2
-    from .openvpn.passdb import hash_password
+    if credential_as_sent(args.user) != args.user:
+        print("username must hold no control characters (tab, U+0001-U+001F, DEL): OpenVPN 2.6's client "
+              "drops them before sending, the server makes them `_`", file=sys.stderr)
+        return 2
+    pw = sys.stdin.readline().rstrip("\n") if not sys.stdin.isatty() else getpass.getpass("Password: ")
+    counted = credential_as_sent(pw)
+    if counted != pw:
+        dropped = ", ".join(sorted({_control_name(c) for c in pw if c not in counted}))
+        if not counted:
+            print(f"the password holds only control characters ({dropped}), which OpenVPN clients drop "
+                  "before sending: nothing would be left to check", file=sys.stderr)
+            return 2
+        print(f"note: the password holds control characters ({dropped}), which OpenVPN 2.6's client drops "
+              f"before sending: they do not count, the server checks the other {len(counted)} characters "
+              "(typed with or without them, from any client)", file=sys.stderr)
     print(f"{args.user}:{hash_password(pw)}")
     return 0
+
+
+def _control_name(c: str) -> str:
+    return {"\t": "tab", "\r": "CR", "\x7f": "DEL"}.get(c, f"U+{ord(c):04X}")
 
 
 def cmd_config_disk(args: argparse.Namespace) -> int:
