@@ -455,6 +455,8 @@ class Operations:
         tls = check_key_material(new, crl_reader=background_reader)
         st = load_server_settings(new, tls)
         check_scripts(new)
+        if tls.crl is not None:
+            tls.crl.refresh()               # last: a large file in the worker, a small one now
         return _Reload(old, new, st, tls)
 
     def _commit_reload(self, p: "_Reload") -> bool:

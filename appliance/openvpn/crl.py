@@ -391,13 +391,14 @@ class CrlChecker:
     when the file is read."""
 
     def __init__(self, kind: str, where: str, cas: Sequence[x509.Certificate] = (),
-                 reader: Callable[..., Future] | None = None) -> None:
+                 reader: Callable[..., Future] | None = None, read: bool = True) -> None:
         self.kind = kind                    # file | dir | inline
         self.where = where
         self._cas = tuple(cas)
         self._stamp: tuple | None = None
-        # Until the first reading is installed (a large file given to `reader` at a reload),
-        # everyone is refused: a checker is never in force unread.
+        # Until the first reading is installed (a large file given to `reader` at a reload, or
+        # `read=False`: the caller's refresh() starts it), everyone is refused: a checker is
+        # never in force unread.
         self._state = CrlState.failed(f"CRL {where} not read yet") if kind == "file" else CrlState([], [], None, {})
         # (CRL's place, issuer certificate) -> whether it signed the CRL, for issuers outside
         # `ca` (a sub-CA a client sends): worked out at the first check that needs it, kept
@@ -406,14 +407,16 @@ class CrlChecker:
         # Where a large file's reading runs (background_reader; None: on the caller's thread,
         # as `check` and the tests want), and the reading under way. Given at construction (a
         # reload's new checker), the first reading of a large file goes there too: the reload
-        # applies once it is in (gateway/ops.py), the loop serving clients meanwhile.
+        # applies once it is in (gateway/ops.py), the loop serving clients meanwhile. Started
+        # last, after the reload's other work on the loop: run beside it, the reading took the
+        # GIL from it (its ~16 ms took ~33 ms at 100,000 entries).
         self.reader = reader
         self.read_inline_max = READ_INLINE_MAX
         self._job: Future | None = None
         self.loads = 0
         if kind == "inline":
             self._install(read_crls(where.encode(), None, "<inline>", self._cas))
-        elif kind == "file":
+        elif kind == "file" and read:
             self.refresh()
 
     @property
@@ -595,15 +598,16 @@ def _cn(c: x509.Certificate) -> str:
 
 def checker(spec: tuple[str, str] | None, ca_pem: bytes | None = None,
             reader: Callable[..., Future] | None = None) -> CrlChecker | None:
-    """crl-verify's checker, told the certificates of `ca` (PEM) if there is one; `reader`: where
-    a large file's readings run, the first one included (CrlChecker)."""
+    """crl-verify's checker, told the certificates of `ca` (PEM) if there is one. With `reader`
+    (where a large file's readings run, the first one included) the file is not read yet: the
+    caller's refresh() starts it (CrlChecker)."""
     if spec is None:
         return None
     try:
         cas = x509.load_pem_x509_certificates(ca_pem) if ca_pem else []
     except ValueError:
         cas = []                            # build_context refuses an unreadable `ca` itself
-    return CrlChecker(*spec, cas=cas, reader=reader)
+    return CrlChecker(*spec, cas=cas, reader=reader, read=reader is None)
 
 
 def make_crl(ca_cert: x509.Certificate, ca_key, serials: list[int], days: int = 30,

@@ -68,7 +68,8 @@ def checks_server_certificate(opts: Options) -> bool:
 
 def tls_settings(opts: Options, is_server: bool, crl_reader: Callable | None = None) -> TlsSettings:
     """`crl_reader`: where a large crl-verify file is read (crl.background_reader), its first
-    reading included; without one it is read here, on the caller's thread."""
+    reading included, which the caller starts (tls.crl.refresh()); without one the file is read
+    here, on the caller's thread."""
     return TlsSettings(
         ca=opts.ca, cert=opts.cert, key=opts.key, is_server=is_server,
         remote_cert_tls=opts.remote_cert_tls, verify_x509_name=opts.verify_x509_name,
@@ -216,12 +217,12 @@ def check_key_material(opts: Options, crl_reader: Callable | None = None) -> Tls
     """Decode the keys and certificates the way a session will (ConfigError if they are bad), so
     `check` and the start-up checks catch them before anything runs. Returns the TLS settings
     made on the way, for server_settings: the CRL is read once (a 100,000-entry file costs
-    ~0.35 s a reading). With `crl_reader`, a large CRL may still be being read on return: its
-    check (check_crl) is then the caller's once it is in (a reload, gateway/ops.py)."""
+    ~0.35 s a reading). With `crl_reader` the CRL is not read yet: its reading (tls.crl.refresh())
+    and its check (check_crl) are the caller's (a reload, gateway/ops.py)."""
     is_server = opts.role == "server"
     wrapper_factory(opts, is_server)
     tls = tls_settings(opts, is_server, crl_reader)
-    if tls.crl is None or not tls.crl.reading:
+    if crl_reader is None:
         check_crl(opts, tls)
     try:
         build_context(tls)
