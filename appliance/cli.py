@@ -49,14 +49,20 @@ def cmd_check(args: argparse.Namespace) -> int:
 def _validate_runtime(opts):
     """Checks that need key material decoded (keys, certificates) or this host's users, so
     `check` catches them too; the `user`/`group` to become (host/privileges.py), or None."""
-    settings.check_key_material(opts)
+    return _runtime_checked(opts)[0]
+
+
+def _runtime_checked(opts):
+    """_validate_runtime's checks: the `user`/`group` to become, and the TLS settings made on the
+    way (a server's start uses them: its CRL read once, not twice; ~0.35 s at 100,000 entries)."""
+    tls = settings.check_key_material(opts)
     if opts.role == "server":
         from .gateway.ops import check_scripts
         check_scripts(opts)
     if opts.user is None and opts.group is None:
-        return None
+        return None, tls
     from .host.privileges import identity_of
-    return identity_of(opts)
+    return identity_of(opts), tls
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -71,7 +77,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         return run_toml(args.file, args.verbose)
     try:
         opts = _load(args.file, args.no_scripts)
-        who = _validate_runtime(opts)
+        who, tls = _runtime_checked(opts)
         user, pw = "", ""
         if opts.role != "server" and (opts.auth_user_pass or opts.auth_user_pass_required):
             # Only then: run_toml loads the netlink library, which a client imports in the
@@ -94,7 +100,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             return 1
     if opts.role == "server":
         # The server drops after its start-up (TUN configured, port and management socket bound).
-        return gateway.server_gateway(opts).run(after_start=(lambda: _drop(opts, who)) if who is not None else None)
+        return gateway.server_gateway(opts, tls).run(after_start=(lambda: _drop(opts, who)) if who is not None else None)
     # Debug/interop knob: behave like an OpenVPN 2.4 client (no TLS-EKM offer → PRF key derivation).
     ekm = os.environ.get("VPN_APPLIANCE_KEY_DERIVATION", "").lower() != "prf"
     observers = _host_observers(opts, args)
@@ -174,14 +180,36 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 
 def cmd_passwd(args: argparse.Namespace) -> int:
-    """Print a `user:scrypt$...` line for an `auth-user-pass-verify FILE passdb` file."""
-    pw = sys.stdin.readline().rstrip("\n") if not sys.stdin.isatty() else getpass.getpass("Password: ")
+    """Print a `user:scrypt$...` line for an `auth-user-pass-verify FILE passdb` file. Control
+    characters (tab, U+0001-U+001F, DEL): OpenVPN 2.6's client drops them from what it sends,
+    so the password counts without them (passdb.py), and this says so; a username holding one
+    is refused (2.6's client drops them, its server and ours make them `_`: no name to match)."""
+    from .openvpn.keymethod import credential_as_sent
+    from .openvpn.passdb import hash_password
     if ":" in args.user or not args.user:
         print("username must be non-empty and contain no ':'", file=sys.stderr)
         return 2
-    from .openvpn.passdb import hash_password
+    if credential_as_sent(args.user) != args.user:
+        print("username must hold no control characters (tab, U+0001-U+001F, DEL): OpenVPN 2.6's client "
+              "drops them before sending, the server makes them `_`", file=sys.stderr)
+        return 2
+    pw = sys.stdin.readline().rstrip("\n") if not sys.stdin.isatty() else getpass.getpass("Password: ")
+    counted = credential_as_sent(pw)
+    if counted != pw:
+        dropped = ", ".join(sorted({_control_name(c) for c in pw if c not in counted}))
+        if not counted:
+            print(f"the password holds only control characters ({dropped}), which OpenVPN clients drop "
+                  "before sending: nothing would be left to check", file=sys.stderr)
+            return 2
+        print(f"note: the password holds control characters ({dropped}), which OpenVPN 2.6's client drops "
+              f"before sending: they do not count, the server checks the other {len(counted)} characters "
+              "(typed with or without them, from any client)", file=sys.stderr)
     print(f"{args.user}:{hash_password(pw)}")
     return 0
+
+
+def _control_name(c: str) -> str:
+    return {"\t": "tab", "\r": "CR", "\x7f": "DEL"}.get(c, f"U+{ord(c):04X}")
 
 
 def cmd_config_disk(args: argparse.Namespace) -> int:

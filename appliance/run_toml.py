@@ -125,7 +125,7 @@ def run_toml(path: str, verbose: int = 0) -> int:
     """Load, configure, protect, run; 2 on a config error, 1 on a setup failure."""
     try:
         cfg = load_appliance_config(path)
-        validate_runtime(cfg)
+        tls = validate_runtime(cfg)
         user, pw = ask_credentials(cfg.vpn_options) if cfg.vpn.role == "client" else ("", "")
     except ConfigError as e:
         print(str(e), file=sys.stderr)
@@ -150,7 +150,7 @@ def run_toml(path: str, verbose: int = 0) -> int:
         endpoints = resolve_remotes(opts, wan_ipv6) if cfg.vpn.role == "client" else []
         install_rules(cfg, wan_if, lan_if, endpoints, undo, wan_ipv6)
         if cfg.vpn.role == "server":
-            return gateway.server_gateway(opts).run()
+            return gateway.server_gateway(opts, tls).run()
         observers = lan_observers(cfg, wan_if, lan_if)
         return gateway.client_gateway(opts, user, pw, observers=tuple(observers),
                                       lan_nets=lan_networks(cfg, lan_if)).run()

@@ -8,7 +8,10 @@ first 80 pings (before the change), how many took over 20 ms, and how long after
 client2's tunnel was up. With `--baseline BIN` another build's `vpn-appliance` runs too,
 interleaved round by round.
 
-    python -m lab.crl_live [--rounds 3] [--entries 100000] [--baseline /other/.venv/bin/vpn-appliance]
+    python -m lab.crl_live [--rounds 3] [--entries 100000] [--baseline /other/.venv/bin/vpn-appliance] [--reload]
+
+With `--reload`, the change is followed by a SIGHUP to the server instead of client2: the stall
+of a reload (the config and the CRL read again, client1 kept), and how long until it is logged.
 
 Not a test (no timed tests): figures for the README (Benchmarks, "crl-verify at 100,000 entries").
 """
@@ -17,6 +20,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import signal
 import subprocess
 import tempfile
 import time
@@ -32,7 +36,9 @@ from .netns import TUN_SERVER_IP, Lab
 from .tools import OUR_BIN
 
 
-def one_run(lab: Lab, ns2, binary: str, tag: str, old: bytes, new: bytes) -> str:
+def one_run(lab: Lab, ns2, binary: str, tag: str, old: bytes, new: bytes, reload: bool = False) -> str:
+    """One run; with `reload`, the change is followed by a SIGHUP (the server re-reads its config
+    and CRL, client1 kept) instead of client2's connection."""
     crl = lab.tmp / f"crl-{tag}.pem"
     crl.write_bytes(old)
     cfg = lab.write(f"srv-{tag}.conf", server_config(lab.pki, extra=f"crl-verify {crl}\n"))
@@ -53,6 +59,16 @@ def one_run(lab: Lab, ns2, binary: str, tag: str, old: bytes, new: bytes) -> str
         part.write_bytes(new)
         os.replace(part, crl)
         changed = time.monotonic()
+        if reload:
+            at = len(srv.log())
+            os.kill(srv.p.pid, signal.SIGHUP)
+            if not srv.wait_for(r"reload: config .* re-read", 30, after=at):
+                raise RuntimeError("no reload: " + srv.log()[-2000:])
+            done = time.monotonic() - changed
+            out, _ = ping.communicate(timeout=60)
+            rtts = [float(x) for x in re.findall(r"time=([\d.]+) ms", out)]
+            return (f"pings {len(rtts)}/500, longest round trip {max(rtts):.1f} ms (first 80: {max(rtts[:80]):.1f} ms), "
+                    f"over 20 ms: {sum(1 for x in rtts if x > 20)}; reload logged {done:.2f} s after the SIGHUP")
         procs.append(lab.openvpn(ns2, client_profile(lab.pki, client="client2", remotes=[("198.18.6.1", 1194, "udp")]),
                                  f"c2-{tag}", wait=30))
         up2 = time.monotonic() - changed
@@ -73,6 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--entries", type=int, default=100_000)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--baseline", default=None, help="another build's vpn-appliance binary")
+    ap.add_argument("--reload", action="store_true", help="a SIGHUP after the change, instead of client2")
     a = ap.parse_args(argv)
     bins = ([("before", a.baseline)] if a.baseline else []) + [("now", OUR_BIN)]
     with Lab(clients=["client1", "client2"], tmp=Path(tempfile.mkdtemp(prefix="crllive"))) as lab:
@@ -84,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         old, new = make_crl(*ca, serials), make_crl(*ca, serials + [7])
         for r in range(a.rounds):
             for kind, binary in bins:
-                print(f"{kind} round {r}: {one_run(lab, ns2, binary, f'{kind}-{r}', old, new)}", flush=True)
+                print(f"{kind} round {r}: {one_run(lab, ns2, binary, f'{kind}-{r}', old, new, a.reload)}", flush=True)
     return 0
 
 

@@ -27,6 +27,7 @@ from ..openvpn.errors import ConfigError
 from ..openvpn.config import ConfigErrors, Options, parse_config, render_options
 from ..openvpn.config.lexer import split_lines
 from ..openvpn.settings import check_key_material
+from ..openvpn.tls import TlsSettings
 from .keys import APPLIANCE, LAN, LOG_LEVELS, ROLES, SECTIONS, VPN, WAN  # noqa: F401 (LOG_LEVELS, ROLES: re-exported)
 from .table import Section, load_sections
 
@@ -223,11 +224,12 @@ def load_appliance_config(path: str) -> ApplianceConfig:
     return parse_appliance_config(text, path)
 
 
-def validate_runtime(cfg: ApplianceConfig) -> None:
-    """Checks that need the key material decoded (certificates, keys, tls-crypt keys)."""
+def validate_runtime(cfg: ApplianceConfig) -> TlsSettings:
+    """Checks that need the key material decoded (certificates, keys, tls-crypt keys). Returns
+    the TLS settings made on the way: a server's start uses them (its CRL read once, not twice)."""
     o = cfg.vpn_options
     try:
-        check_key_material(o)
+        return check_key_material(o)
     except ConfigError as e:
         if e.path is not None:
             raise

@@ -44,12 +44,13 @@ def client_gateway(opts: Options, username: str = "", password: str = "", advert
                          username, password, advertise_ekm, signals=Signals((signal.SIGUSR1,)), observers=observers)
 
 
-def server_gateway(opts: Options) -> "ServerGateway":
+def server_gateway(opts: Options, tls=None) -> "ServerGateway":
+    """`tls`: what check_key_material returned for `opts` (the CRL read once at start)."""
     from . import system
     from .loop import Signals
     from .server import ServerGateway
     from .server_files import load_server_settings
     from .server_net import ServerTunnelNetwork
-    st = load_server_settings(opts)
+    st = load_server_settings(opts, tls)
     return ServerGateway(opts, st, system.SystemPorts(), ServerTunnelNetwork(opts, st.pool, st.pool6), system.clock,
                          system.waiter(), signals=Signals((signal.SIGUSR1,)))

@@ -9,7 +9,9 @@ Otherwise the new push options, CRL, certificates, ccd directory, password file 
 to new clients; established clients keep their session, tunnel and address, except those whose
 certificate the (new) CRL revokes, who are disconnected. What only a restart can change (port,
 protocol, device and its MTU, kernel routes, address pools, process settings: RESTART_ONLY) is
-kept as it was, with a `file:line` warning; nothing changed is accepted and ignored.
+kept as it was, with a `file:line` warning; nothing changed is accepted and ignored. A
+`crl-verify` file over 32 KiB is read once, by the CRL worker, before the rest applies (whole,
+on the loop): the old config serves meanwhile (Operations.reload).
 """
 from __future__ import annotations
 
@@ -19,15 +21,18 @@ import os
 import re
 import signal as _signal
 import time
+from dataclasses import dataclass
 
 from ..logsetup import apply_verb
 from ..openvpn import events as ev
-from ..openvpn.config import ConfigError, load_config, parse_ccd
+from ..openvpn.config import ConfigError, Options, load_config, parse_ccd
+from ..openvpn.server import ServerSettings
 from ..openvpn.poolfile import PoolMemory
 from ..openvpn.server_model import StreamKey
-from ..openvpn.settings import check_key_material
+from ..openvpn.crl import background_reader
+from ..openvpn.settings import check_crl, check_key_material
 from ..openvpn.errors import RemoteProtocolError
-from ..openvpn.tls import CERT_UNREADABLE, cert_env, peer_rechecker
+from ..openvpn.tls import CERT_UNREADABLE, TlsSettings, cert_env, peer_rechecker
 from . import status as st_mod
 from .eventlog import fmt_addr
 from .inactivity import INACTIVE_LOG, Inactivity, check_interval
@@ -42,6 +47,9 @@ BYTECOUNT_TICK = 1.0
 # client-kill CID MSG: how long the client's session stays for MSG to be acknowledged (OpenVPN's
 # scheduled-exit-interval default, after which its server ends the instance).
 CLIENT_KILL_WAIT = 5.0
+# How often a reload waiting for its CRL's reading in the worker looks whether it is in (the
+# reading of 100,000 entries takes ~0.3 s).
+RELOAD_CRL_POLL = 0.01
 # What a reload cannot change in a running process. The process settings (host/privileges.py)
 # are applied once at start: a reload that adds `mlock` or names another `user` is told so, not
 # silently ignored (and a dropped server could not undo or redo a drop anyway). The TUN device
@@ -88,6 +96,15 @@ class ClientInfo:
         self.connect_ran = False
 
 
+@dataclass
+class _Reload:
+    """A reload read and checked, waiting for its CRL (Operations.reload)."""
+    old: Options
+    new: Options
+    st: ServerSettings
+    tls: TlsSettings
+
+
 class Operations:
     def __init__(self, gw, wall=time.time, scripts: ScriptRunner | None = None, reload_source=None) -> None:
         self.gw = gw
@@ -100,6 +117,8 @@ class Operations:
         self.scripts = scripts
         self.reload_source = reload_source          # () -> config text, for tests; else the file
         self.reloads = 0
+        self._reload_pending: _Reload | None = None  # a reload waiting for its CRL's reading
+        self._reload_again = False                   # and one asked for meanwhile
         self.pool_memory: PoolMemory | None = None
         self.status_fd: tuple[str, int] | None = None      # the status file, opened before a `user` drop
         self.status_error: str | None = None               # the last write failure, logged once
@@ -385,18 +404,70 @@ class Operations:
 
     # ---------------------------------------------------------------- reload
     def reload(self) -> bool:
+        """Re-read the config and apply it (see the module's docstring). False when the new config
+        is refused (the server runs on as it was). A large CRL is read by the CRL worker first,
+        the loop serving clients meanwhile (at 100,000 entries a reading took ~0.35 s, twice, on
+        the loop: every client's packets waited): the new config then applies, all at once, when
+        the reading is in (True now: under way). A reload asked for meanwhile follows it."""
+        if self._reload_pending is not None:
+            self._reload_again = True
+            log.warning("reload: one is under way (its CRL being read); another follows it")
+            return True
+        try:
+            pending = self._prepare_reload()
+        except (ConfigError, OSError) as e:
+            log.error("reload: the new config is not used, the server runs on as it was:\n%s", e)
+            return False
+        crl = pending.tls.crl
+        if crl is None or not crl.reading:
+            return self._commit_reload(pending)
+        self._reload_pending = pending
+        log.info("reload: reading CRL %s in the background; the new config applies once it is read", crl.where)
+        self.gw.pump.timers.arm("reload-crl", self.gw.clock() + RELOAD_CRL_POLL, self._reload_read)
+        return True
+
+    def _reload_read(self) -> None:
+        """Whether the CRL worker has finished a reload's reading: if so the reload goes on (on
+        the loop), else a look again shortly. A timer, not a wake-up from the worker: it runs
+        only while a reload waits, and runs the same on the tests' fake clock."""
+        pending = self._reload_pending
+        if pending is None:
+            return
+        if pending.tls.crl.reading:
+            self.gw.pump.timers.arm("reload-crl", self.gw.clock() + RELOAD_CRL_POLL, self._reload_read)
+            return
+        self._reload_pending = None
+        self._commit_reload(pending)
+        if self._reload_again:
+            self._reload_again = False
+            self.reload()
+
+    def _prepare_reload(self) -> "_Reload":
+        """Everything of a reload that reads files and may fail, the CRL's reading started (a
+        large file in the worker); nothing is applied yet. ConfigError/OSError: refused."""
         gw = self.gw
         old = gw.opts
+        if self.reload_source is not None:
+            from ..openvpn.config import parse_config
+            new = parse_config(self.reload_source(), old.path)
+        else:
+            new = load_config(old.path)
+        if new.role != "server":
+            raise ConfigError("not a server configuration any more", old.path, None, None)
+        tls = check_key_material(new, crl_reader=background_reader)
+        st = load_server_settings(new, tls)
+        check_scripts(new)
+        if tls.crl is not None:
+            tls.crl.refresh()               # last: a large file in the worker, a small one now
+        return _Reload(old, new, st, tls)
+
+    def _commit_reload(self, p: "_Reload") -> bool:
+        """The reload proper, once its CRL is read: the CRL's own check (the last that may refuse
+        the new config), then everything applied at once, on the loop."""
+        gw = self.gw
+        old, new, st = p.old, p.new, p.st
         try:
-            if self.reload_source is not None:
-                from ..openvpn.config import parse_config
-                new = parse_config(self.reload_source(), old.path)
-            else:
-                new = load_config(old.path)
-            check_key_material(new)
-            if new.role != "server":
-                raise ConfigError("not a server configuration any more", old.path, None, None)
-            st = load_server_settings(new)
+            check_crl(new, p.tls)
             had_scripts = self.scripts
             self._apply_script_settings(new, st)
             if self.scripts is not None and self.scripts is not had_scripts and not self.scripts.inline:
@@ -434,7 +505,7 @@ class Operations:
         if new.inactive != old.inactive:
             self.inactive.clear()           # every client starts the new N seconds now
             self._arm_inactive()
-        tls = st.session_config(0).tls      # its CRL was read just now, with the new config
+        tls = p.tls                         # its CRL was read just now, with the new config
         gw.read_crl_in_background(st)
         check = peer_rechecker(tls)
         ctx = d.tls_context()

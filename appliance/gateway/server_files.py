@@ -8,6 +8,7 @@ from ..openvpn.config import Options, parse_ccd
 from ..openvpn.errors import ConfigError
 from ..openvpn.server import ServerSettings
 from ..openvpn.settings import server_settings
+from ..openvpn.tls import TlsSettings
 
 
 def ccd_loader(directory: str):
@@ -36,12 +37,13 @@ def ccd_loader(directory: str):
     return load
 
 
-def load_server_settings(opts: Options) -> ServerSettings:
+def load_server_settings(opts: Options, tls: TlsSettings | None = None) -> ServerSettings:
     """server_settings with the password file read and the ccd directory attached; password
-    checks deferred to the gateway's worker (never in the event loop)."""
+    checks deferred to the gateway's worker (never in the event loop). `tls`: what
+    check_key_material returned for `opts` (its CRL read once)."""
     passdb = None
     if opts.auth_user_pass_verify:
         with open(opts.auth_user_pass_verify[0], encoding="utf-8") as f:
             passdb = f.read()
     ccd = ccd_loader(opts.client_config_dir) if opts.client_config_dir else None
-    return server_settings(opts, ccd, passdb, defer_auth=True)
+    return server_settings(opts, ccd, passdb, defer_auth=True, tls=tls)

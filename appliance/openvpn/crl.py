@@ -44,7 +44,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 from cryptography.x509.name import _ASN1Type
 
@@ -115,9 +115,10 @@ def _canonical(t: _ASN1Type, value: str) -> bytes | None:
 _PEM_BEGIN, _PEM_END = b"-----BEGIN X509 CRL-----", b"-----END X509 CRL-----"
 
 
-def _load(data: bytes) -> list[tuple[bytes, x509.CertificateRevocationList]]:
-    """Each CRL of the file as (its DER, the CRL read from that DER). The DER is kept for the
-    signature check (_tbs_digest): the bytes signed are cut from it, never re-encoded."""
+def _load(data: bytes) -> list[tuple[bytes, x509.CertificateRevocationList, bool]]:
+    """Each CRL of the file as (its DER, the CRL read from that DER, whether it was read without
+    its v1 version: _parse_der). The DER is kept for the signature check (_tbs_digest): the bytes
+    signed are cut from it, never re-encoded."""
     if _PEM_BEGIN in data:
         if data.count(_PEM_BEGIN) != data.count(_PEM_END):
             # A file cut short (a copy or download under way): read as the blocks that end, its
@@ -126,9 +127,50 @@ def _load(data: bytes) -> list[tuple[bytes, x509.CertificateRevocationList]]:
         out = []
         for block in data.split(_PEM_END)[:-1]:
             der = _pem_body(block[block.index(_PEM_BEGIN) + len(_PEM_BEGIN):])
-            out.append((der, x509.load_der_x509_crl(der)))
+            out.append((der, *_parse_der(der)))
         return out
-    return [(data, x509.load_der_x509_crl(data))]
+    return [(data, *_parse_der(data))]
+
+
+def _parse_der(der: bytes) -> tuple[x509.CertificateRevocationList, bool]:
+    """cryptography's reading of one CRL's DER, a CRL whose version is written out as v1 included.
+    RFC 5280 has v1 CRLs leave the (optional) version out; some CA tools write it, as INTEGER 0.
+    OpenSSL, and so OpenVPN 2.6, reads such a CRL; cryptography refuses it (InvalidVersion), and
+    with it unreadable everyone was refused. cryptography then reads the same CRL without the
+    version element, for its issuer, dates, entries and signature value; what is checked against
+    the signature (_tbs_digest) and the revoked serials (_revoked_serials) come from the DER as
+    it is, so the signature the CA made over its own bytes is the one verified. True: read so."""
+    try:
+        return x509.load_der_x509_crl(der), False
+    except x509.InvalidVersion:
+        without = _without_v1_version(der)
+        if without is None:
+            raise
+        return x509.load_der_x509_crl(without), True
+
+
+def _without_v1_version(der: bytes) -> bytes | None:
+    """The CRL with its tbsCertList's leading `version INTEGER 0` taken out (re-encoded around
+    it), or None when the DER is not one element holding such a version: any other version
+    cryptography refuses stays refused."""
+    try:
+        tag, body, end = _der_element(der, 0)
+        _, tbs_body, tbs_end = _der_element(der, body)
+        vtag, vbody, vend = _der_element(der, tbs_body)
+    except (IndexError, ValueError):
+        return None
+    if tag != 0x30 or end != len(der) or vtag != 0x02 or der[vbody:vend] != b"\x00":
+        return None
+    tbs = _der_tlv(0x30, der[vend:tbs_end])
+    return _der_tlv(0x30, tbs + der[tbs_end:end])
+
+
+def _der_tlv(tag: int, body: bytes) -> bytes:
+    n = len(body)
+    if n < 0x80:
+        return bytes([tag, n]) + body
+    k = (n.bit_length() + 7) // 8
+    return bytes([tag, 0x80 | k]) + n.to_bytes(k, "big") + body
 
 
 # A reading in a worker lets the event loop's thread have the GIL at least this often (entries
@@ -207,6 +249,12 @@ def _tbs_digest(der: bytes, crl: x509.CertificateRevocationList) -> bytes | None
         return None
 
 
+def _tbs(der: bytes) -> bytes:
+    """The CRL's tbsCertList as it stands in its DER: the bytes its signature covers."""
+    _, body, _ = _der_element(der, 0)
+    return der[body:_der_element(der, body)[2]]
+
+
 def _revoked_serials(der: bytes) -> frozenset[int]:
     """The serial numbers of the CRL's revokedCertificates, read from its DER (each INTEGER as
     cryptography and OpenSSL read it: two's complement). Why not cryptography's entries: their
@@ -247,15 +295,19 @@ class LoadedCrl:
     set of serial numbers it revokes (a set lookup instead of a scan of the entries), and the
     hash its signature covers."""
 
-    __slots__ = ("crl", "issuer", "last_update", "next_update", "serials", "tbs_digest")
+    __slots__ = ("crl", "issuer", "last_update", "next_update", "serials", "tbs_digest", "v1_tbs")
 
-    def __init__(self, crl: x509.CertificateRevocationList, der: bytes | None = None) -> None:
+    def __init__(self, crl: x509.CertificateRevocationList, der: bytes | None = None, v1: bool = False) -> None:
         self.crl = crl
         self.issuer = name_key(crl.issuer)
         self.last_update = crl.last_update_utc
         self.next_update = crl.next_update_utc
         self.serials = _revoked_serials(der) if der is not None else frozenset(r.serial_number for r in crl)
         self.tbs_digest = _tbs_digest(der, crl) if der is not None else None
+        # A CRL read without its v1 version (_parse_der): cryptography's own signature check
+        # would cover its re-encoding, not the bytes signed, kept here for the algorithms
+        # _tbs_digest does not cover (EdDSA, DSA).
+        self.v1_tbs = _tbs(der) if v1 and der is not None and self.tbs_digest is None else None
 
 
 class CrlState:
@@ -289,7 +341,7 @@ def read_crls(data: bytes | None, why_not: str | None, shown: str, cas: Sequence
     if data is None:
         return CrlState.failed(f"CRL {shown} unreadable: {why_not}")
     try:
-        crls = [LoadedCrl(crl, der) for der, crl in _load(data)]
+        crls = [LoadedCrl(crl, der, v1) for der, crl, v1 in _load(data)]
     except (*CERT_UNREADABLE, IndexError) as e:
         # InvalidVersion too (no ValueError): cryptography refuses a CRL whose version is
         # written out as v1 (0), which OpenSSL reads; raised out of here it stopped the server's
@@ -338,25 +390,33 @@ class CrlChecker:
     of `ca`, to find CRLs that name none of them (`strays`) and to check the CRLs' signatures
     when the file is read."""
 
-    def __init__(self, kind: str, where: str, cas: Sequence[x509.Certificate] = ()) -> None:
+    def __init__(self, kind: str, where: str, cas: Sequence[x509.Certificate] = (),
+                 reader: Callable[..., Future] | None = None, read: bool = True) -> None:
         self.kind = kind                    # file | dir | inline
         self.where = where
         self._cas = tuple(cas)
         self._stamp: tuple | None = None
-        self._state = CrlState([], [], None, {})
+        # Until the first reading is installed (a large file given to `reader` at a reload, or
+        # `read=False`: the caller's refresh() starts it), everyone is refused: a checker is
+        # never in force unread.
+        self._state = CrlState.failed(f"CRL {where} not read yet") if kind == "file" else CrlState([], [], None, {})
         # (CRL's place, issuer certificate) -> whether it signed the CRL, for issuers outside
         # `ca` (a sub-CA a client sends): worked out at the first check that needs it, kept
         # until the next reading. Why: a check is a hash of the whole CRL.
         self._signed: dict[tuple[int, x509.Certificate], bool] = {}
         # Where a large file's reading runs (background_reader; None: on the caller's thread,
-        # as `check` and the tests want), and the reading under way.
-        self.reader: Callable[..., Future] | None = None
+        # as `check` and the tests want), and the reading under way. Given at construction (a
+        # reload's new checker), the first reading of a large file goes there too: the reload
+        # applies once it is in (gateway/ops.py), the loop serving clients meanwhile. Started
+        # last, after the reload's other work on the loop: run beside it, the reading took the
+        # GIL from it (its ~16 ms took ~33 ms at 100,000 entries).
+        self.reader = reader
         self.read_inline_max = READ_INLINE_MAX
         self._job: Future | None = None
         self.loads = 0
         if kind == "inline":
             self._install(read_crls(where.encode(), None, "<inline>", self._cas))
-        elif kind == "file":
+        elif kind == "file" and read:
             self.refresh()
 
     @property
@@ -497,6 +557,14 @@ def _signature_ok(c: LoadedCrl, issuer: x509.Certificate) -> bool:
                 return True
             if isinstance(key, (ec.EllipticCurvePublicKey, rsa.RSAPublicKey)):
                 return False                # a key of one kind, a signature of another
+        if c.v1_tbs is not None:            # signed bytes cryptography's CRL object does not hold
+            if isinstance(key, (ed25519.Ed25519PublicKey, ed448.Ed448PublicKey)):
+                key.verify(crl.signature, c.v1_tbs)
+                return True
+            if isinstance(key, dsa.DSAPublicKey) and h is not None:
+                key.verify(crl.signature, c.v1_tbs, h)
+                return True
+            return False
         return crl.is_signature_valid(key)
     except InvalidSignature:
         return False
@@ -528,22 +596,26 @@ def _cn(c: x509.Certificate) -> str:
     return common_name(c) or "?"      # the name the peer goes by (its last CN), as in the other logs
 
 
-def checker(spec: tuple[str, str] | None, ca_pem: bytes | None = None) -> CrlChecker | None:
-    """crl-verify's checker, told the certificates of `ca` (PEM) if there is one."""
+def checker(spec: tuple[str, str] | None, ca_pem: bytes | None = None,
+            reader: Callable[..., Future] | None = None) -> CrlChecker | None:
+    """crl-verify's checker, told the certificates of `ca` (PEM) if there is one. With `reader`
+    (where a large file's readings run, the first one included) the file is not read yet: the
+    caller's refresh() starts it (CrlChecker)."""
     if spec is None:
         return None
     try:
         cas = x509.load_pem_x509_certificates(ca_pem) if ca_pem else []
     except ValueError:
         cas = []                            # build_context refuses an unreadable `ca` itself
-    return CrlChecker(*spec, cas=cas)
+    return CrlChecker(*spec, cas=cas, reader=reader, read=reader is None)
 
 
 def make_crl(ca_cert: x509.Certificate, ca_key, serials: list[int], days: int = 30,
-             issuer: x509.Name | None = None) -> bytes:
+             issuer: x509.Name | None = None, v1: bool = False) -> bytes:
     """A PEM CRL signed by the CA revoking `serials` (tests and the lab; easy-rsa makes real ones).
     `issuer`: the CRL's issuer name as written, if not the CA's subject as it is (another
-    encoding of the same name, or another name)."""
+    encoding of the same name, or another name). `v1`: its version written out as v1 (INTEGER 0),
+    as some CA tools write it (an RSA or EC CA)."""
     from cryptography.hazmat.primitives import hashes
     now = datetime.datetime.now(datetime.timezone.utc)
     # The entries go to the builder at once: add_revoked_certificate copies the list each time
@@ -552,4 +624,18 @@ def make_crl(ca_cert: x509.Certificate, ca_key, serials: list[int], days: int = 
     b = x509.CertificateRevocationListBuilder(
         issuer_name=issuer or ca_cert.subject, last_update=now - datetime.timedelta(minutes=5),
         next_update=now + datetime.timedelta(days=days), revoked_certificates=revoked)
-    return b.sign(ca_key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM)
+    crl = b.sign(ca_key, hashes.SHA256())
+    if not v1:
+        return crl.public_bytes(serialization.Encoding.PEM)
+    der = crl.public_bytes(serialization.Encoding.DER)
+    _, body, _ = _der_element(der, 0)
+    _, tbs_body, tbs_end = _der_element(der, body)
+    _, _, version_end = _der_element(der, tbs_body)            # the builder's v2 (INTEGER 1)
+    _, _, alg_end = _der_element(der, tbs_end)
+    tbs = _der_tlv(0x30, b"\x02\x01\x00" + der[version_end:tbs_end])
+    if isinstance(ca_key, rsa.RSAPrivateKey):
+        sig = ca_key.sign(tbs, padding.PKCS1v15(), hashes.SHA256())
+    else:
+        sig = ca_key.sign(tbs, ec.ECDSA(hashes.SHA256()))
+    out = _der_tlv(0x30, tbs + der[tbs_end:alg_end] + _der_tlv(0x03, b"\x00" + sig))
+    return b"-----BEGIN X509 CRL-----\n" + base64.encodebytes(out) + b"-----END X509 CRL-----\n"

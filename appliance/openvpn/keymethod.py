@@ -173,6 +173,16 @@ def remap_name(name: str) -> str:
     return _CONTROL_OR_TAB.sub("_", name)
 
 
+def credential_as_sent(text: str) -> str:
+    """A username or password as OpenVPN 2.6's client sends it: its control characters (U+0000
+    to U+001F, tab, CR and LF included, and DEL) dropped (misc.c get_user_pass_cr: string_mod
+    CC_PRINT, CC_CRLF, 0), whatever it was read from; U+0080 and up stay (UTF-8 bytes). Used by
+    our client when it sends credentials, and by the password file (passdb.py) on both sides of a
+    check, so a password holding a tab means the same to Debian's client, to ours and to the
+    server's password file."""
+    return _CONTROL_OR_TAB.sub("", text) if _CONTROL_OR_TAB.search(text) else text
+
+
 def _escape_controls(text: str) -> str:
     """A peer must not forge log lines (CR/LF) or drive a terminal (ESC sequences): each
     control character becomes the text `\\xNN`."""

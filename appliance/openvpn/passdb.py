@@ -3,6 +3,11 @@
 File format, one user per line (`#` comments): `username:scrypt$N$r$p$SALT_HEX$HASH_HEX`, made by
 `vpn-appliance passwd USER`. scrypt (stdlib hashlib) because a leaked file must not give up the
 passwords cheaply; the comparison is constant-time.
+
+A password counts without its control characters (tab, U+0001-U+001F, DEL: keymethod.
+credential_as_sent), on both sides: OpenVPN 2.6's client drops them before sending, so a password
+holding a tab, stored as typed, never let Debian's client in; other clients that send them meet
+the same password.
 """
 from __future__ import annotations
 
@@ -11,11 +16,12 @@ import hmac
 import secrets
 
 from .errors import ConfigError
+from .keymethod import credential_as_sent
 
 
 def hash_password(password: str, n: int = 2 ** 14, r: int = 8, p: int = 1) -> str:
     salt = secrets.token_bytes(16)
-    h = hashlib.scrypt(password.encode(), salt=salt, n=n, r=r, p=p, dklen=32)
+    h = hashlib.scrypt(credential_as_sent(password).encode(), salt=salt, n=n, r=r, p=p, dklen=32)
     return f"scrypt${n}${r}${p}${salt.hex()}${h.hex()}"
 
 
@@ -43,5 +49,6 @@ class PasswordDb:
             hashlib.scrypt(b"x", salt=b"0" * 16, n=2 ** 14, r=8, p=1, dklen=32)  # same cost either way
             return False
         _, n, r, p, salt, want = h.split("$")
-        got = hashlib.scrypt(password.encode(), salt=bytes.fromhex(salt), n=int(n), r=int(r), p=int(p), dklen=32)
+        got = hashlib.scrypt(credential_as_sent(password).encode(), salt=bytes.fromhex(salt), n=int(n), r=int(r),
+                             p=int(p), dklen=32)
         return hmac.compare_digest(got, bytes.fromhex(want))

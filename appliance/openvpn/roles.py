@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING
 from . import events as ev
 from .ciphers import is_supported
 from .errors import BadPacket, ClientRefused, PushDeferred, RemoteProtocolError
-from .keymethod import KeyMethod2, PushRejected, build_push_reply, parse_push_reply_untrusted, peer_info_int
+from .keymethod import (KeyMethod2, PushRejected, build_push_reply, credential_as_sent, parse_push_reply_untrusted,
+                        peer_info_int)
 from .keystate import KS, KeyState
 from .opcodes import (HARD_RESET_CLIENT_OPS, IV_PROTO_CC_EXIT_NOTIFY, IV_PROTO_DATA_V2, IV_PROTO_REQUEST_PUSH,
                       IV_PROTO_TLS_KEY_EXPORT, OCC_EXIT, OCC_MAGIC, Op)
@@ -97,7 +98,10 @@ class ClientRole:
         km.pre_master = s.cfg.random_bytes(48)
         creds = s.token.credentials(s.cfg.username, s.cfg.password)
         if creds is not None:
-            km.username, km.password = creds
+            # Control characters dropped, as OpenVPN 2.6's client does: a server that took a
+            # password from Debian's client knows it without them (its own server would pass a
+            # tab on to a script as `_`).
+            km.username, km.password = (credential_as_sent(c) for c in creds)
         km.peer_info = self._peer_info()
 
     def _peer_info(self) -> str:

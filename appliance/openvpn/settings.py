@@ -66,7 +66,10 @@ def checks_server_certificate(opts: Options) -> bool:
     return bool(opts.remote_cert_tls or opts.remote_cert_eku or opts.verify_x509_name or opts.peer_fingerprint)
 
 
-def tls_settings(opts: Options, is_server: bool) -> TlsSettings:
+def tls_settings(opts: Options, is_server: bool, crl_reader: Callable | None = None) -> TlsSettings:
+    """`crl_reader`: where a large crl-verify file is read (crl.background_reader), its first
+    reading included, which the caller starts (tls.crl.refresh()); without one the file is read
+    here, on the caller's thread."""
     return TlsSettings(
         ca=opts.ca, cert=opts.cert, key=opts.key, is_server=is_server,
         remote_cert_tls=opts.remote_cert_tls, verify_x509_name=opts.verify_x509_name,
@@ -74,7 +77,7 @@ def tls_settings(opts: Options, is_server: bool) -> TlsSettings:
         remote_cert_ku=None if opts.remote_cert_ku is None else list(opts.remote_cert_ku),
         tls_version_min=opts.tls_version_min or "1.2", tls_version_max=opts.tls_version_max,
         verify_client_cert=opts.verify_client_cert,
-        crl=crl_checker(opts.crl_verify, opts.ca),     # either role: the peer's chain, as OpenVPN
+        crl=crl_checker(opts.crl_verify, opts.ca, crl_reader),     # either role: the peer's chain, as OpenVPN
         tls_cipher=opts.tls_cipher, tls_ciphersuites=opts.tls_ciphersuites,
         tls_groups=key_exchange_groups(opts.tls_groups, opts.ecdh_curve),
     )
@@ -124,10 +127,11 @@ def client_session_config(opts: Options, proto: str, username: str = "", passwor
 
 
 def server_settings(opts: Options, ccd_loader=None, passdb_text: str | None = None,
-                    defer_auth: bool = False) -> ServerSettings:
+                    defer_auth: bool = False, tls: TlsSettings | None = None) -> ServerSettings:
     """A server config → the dispatcher's settings (pool, pushes, per-client session configs).
     `defer_auth`: password checks come out as AuthRequested events for the caller to run off its
-    event loop (the gateway does); otherwise sessions run them inline (engine tests)."""
+    event loop (the gateway does); otherwise sessions run them inline (engine tests). `tls`: the
+    TLS settings check_key_material made from `opts` (their CRL read once, not once more here)."""
     if opts.role != "server":
         raise ConfigError("not a server configuration (needs `server` or `mode server` + `tls-server`)")
     push = list(opts.push)
@@ -146,7 +150,8 @@ def server_settings(opts: Options, ccd_loader=None, passdb_text: str | None = No
         if passdb_text is None:
             raise ConfigError("auth-user-pass-verify: password file not loaded")
         verify_user = PasswordDb.parse(passdb_text, opts.auth_user_pass_verify[0]).verify
-    tls = tls_settings(opts, True)
+    if tls is None:
+        tls = tls_settings(opts, True)
     kind = protection(opts)
     static_key = keyfiles.parse_static_key(opts.tls_auth or opts.tls_crypt) if kind in ("tls-auth", "tls-crypt") else None
     v2key = keyfiles.parse_tls_crypt_v2_server_key(opts.tls_crypt_v2) if kind == "tls-crypt-v2" else None
@@ -208,16 +213,17 @@ def mss_rule(opts: Options, tcp_transport: bool, ipv6_transport: bool = False) -
     return lambda cipher, data_v2: tcp_mss(opts, None, tcp_transport, ipv6_transport, cipher=cipher, data_v2=data_v2)
 
 
-def check_key_material(opts: Options) -> None:
+def check_key_material(opts: Options, crl_reader: Callable | None = None) -> TlsSettings:
     """Decode the keys and certificates the way a session will (ConfigError if they are bad), so
-    `check` and the start-up checks catch them before anything runs."""
+    `check` and the start-up checks catch them before anything runs. Returns the TLS settings
+    made on the way, for server_settings: the CRL is read once (a 100,000-entry file costs
+    ~0.35 s a reading). With `crl_reader` the CRL is not read yet: its reading (tls.crl.refresh())
+    and its check (check_crl) are the caller's (a reload, gateway/ops.py)."""
     is_server = opts.role == "server"
     wrapper_factory(opts, is_server)
-    tls = tls_settings(opts, is_server)
-    if tls.crl is not None and tls.crl.strays:
-        # A CRL that revokes nothing under our CAs: a revocation the admin meant is not enforced.
-        path, line = opts.source.get("crl_verify", (opts.path, None))
-        raise ConfigError(tls.crl.strays[0], path, line, "crl-verify")
+    tls = tls_settings(opts, is_server, crl_reader)
+    if crl_reader is None:
+        check_crl(opts, tls)
     try:
         build_context(tls)
         check_offer(tls)
@@ -228,3 +234,12 @@ def check_key_material(opts: Options) -> None:
         d = "ecdh-curve" if e.directive == "tls-groups" and opts.ecdh_curve is not None else e.directive
         path, line = opts.source.get((d or "").replace("-", "_"), (opts.path, None))
         raise ConfigError(e.message, path, line, d) from None
+    return tls
+
+
+def check_crl(opts: Options, tls: TlsSettings) -> None:
+    """Refuse a CRL (read whole) that revokes nothing under our CAs: a revocation the admin meant
+    would not be enforced. ConfigError at crl-verify's line."""
+    if tls.crl is not None and tls.crl.strays:
+        path, line = opts.source.get("crl_verify", (opts.path, None))
+        raise ConfigError(tls.crl.strays[0], path, line, "crl-verify")

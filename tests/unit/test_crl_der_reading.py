@@ -4,6 +4,7 @@ cryptography accepts must give the serial set and signature verdict cryptography
 serial read wrong or missed is a revoked certificate let in."""
 from __future__ import annotations
 
+import base64
 import datetime
 import os
 
@@ -19,6 +20,7 @@ from appliance.openvpn.crl import CrlChecker, make_crl
 
 CA = issue("DER CA", None, None)
 A = issue("alice", CA, ExtendedKeyUsageOID.CLIENT_AUTH)[0]
+B = issue("bob", CA, ExtendedKeyUsageOID.CLIENT_AUTH)[0]
 PROP = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 NOW = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)   # as the builder keeps it
 
@@ -168,23 +170,89 @@ def test_a_crl_signed_with_an_algorithm_we_do_not_know_refuses_its_issuers_peers
     assert "CRL signature failure" in c.revoked(A, [CA[0]])
 
 
-def test_a_crl_whose_version_cryptography_refuses_is_unreadable_not_a_crash(tmp_path):
-    """A CRL with its version written out as v1 (0; RFC 5280 wants it absent or v2), signed by
-    the CA: OpenSSL reads it, cryptography refuses it with InvalidVersion, no ValueError, which
-    came out of the reading -- the server did not start (a traceback), and a file changed to it
-    raised out of a handshake's check. Now unreadable, as a broken file: everyone refused, never
-    a revoked peer let in (OpenVPN 2.6 would read and enforce it)."""
-    v1 = _signed([bytes([0x02, 0x01, 0x00])] + _tbs_parts(_crl_der([A.serial_number]))[1:])
+def _v1(parts: list[bytes], version: bytes = bytes([0x02, 0x01, 0x00])) -> bytes:
+    """A CRL of these tbsCertList elements with its version written out (INTEGER 0: v1), signed
+    by CA."""
+    return _signed([version] + parts[1:])
+
+
+def test_a_crl_whose_version_is_written_out_as_v1_is_read_and_enforced_as_openssl_does(tmp_path):
+    """A CRL with its version written out as v1 (INTEGER 0; RFC 5280 wants it absent or v2), as
+    some CA tools write it: OpenSSL, and so OpenVPN 2.6, reads and enforces it; cryptography
+    refuses it (InvalidVersion), and we then refused everyone as for an unreadable file. Read
+    now, with the same checks: its serials revoked, its signature checked over the bytes the
+    CA signed (version included), at start and when the file changes."""
+    v1 = _v1(_tbs_parts(_crl_der([A.serial_number])))
     f = tmp_path / "crl.der"
     f.write_bytes(v1)
     c = CrlChecker("file", str(f), cas=[CA[0]])                  # at start
-    assert "unreadable" in c.revoked(A, [CA[0]])
+    assert c.error is None, c.error
+    assert "is revoked by the CRL" in (c.revoked(A, [CA[0]]) or "")
+    assert c.revoked(B, [CA[0]]) is None, "a v1 CRL refused a certificate it does not revoke"
     f.write_bytes(_crl_der([999]))
     os.utime(f, ns=(0, os.stat(f).st_mtime_ns + 10**9))
     assert c.revoked(A, [CA[0]]) is None
     f.write_bytes(v1)                                             # changed while running, read inline
     os.utime(f, ns=(0, os.stat(f).st_mtime_ns + 2 * 10**9))
-    assert "unreadable" in c.revoked(A, [CA[0]])
+    assert "is revoked by the CRL" in (c.revoked(A, [CA[0]]) or "")
+    # The PEM form, and the worker's reading, the same.
+    pem = b"-----BEGIN X509 CRL-----\n" + base64.encodebytes(v1) + b"-----END X509 CRL-----\n"
+    state = crl_mod.read_crls(pem, None, "v1.pem", [CA[0]])
+    assert state.error is None and A.serial_number in state.crls[0].serials and state.signed[(0, CA[0])]
+
+
+def test_a_v1_crl_keeps_the_signature_and_validity_checks():
+    parts = _tbs_parts(_crl_der([A.serial_number]))
+    good = _v1(parts)
+    # Its signature made over the CRL without the version: not the bytes as they stand.
+    unsigned = _signed(parts)
+    forged = _swap_signature(good, unsigned)
+    state = crl_mod.read_crls(forged, None, "forged.der", [CA[0]])
+    assert state.error is None and state.signed[(0, CA[0])] is False, "a v1 CRL's signature was not checked"
+    c = CrlChecker("inline", "", cas=[CA[0]])
+    c._install(state)                                            # noqa: SLF001
+    assert "CRL signature failure" in c.revoked(B, [CA[0]])
+    # Another CA's key: not its issuer's CRL.
+    other = issue("DER CA", None, None)
+    assert crl_mod.read_crls(good, None, "x.der", [other[0]]).signed[(0, other[0])] is False
+    # Any other version cryptography refuses stays unreadable (fail closed).
+    bad = _v1(parts, bytes([0x02, 0x01, 0x05]))
+    assert "unreadable" in (crl_mod.read_crls(bad, None, "v6.der", [CA[0]]).error or "")
+
+
+def test_an_ed25519_cas_v1_crl_is_checked_over_the_bytes_it_signed():
+    """EdDSA signs the bytes themselves (no hash to check against): the check must cover the
+    CRL as written, not cryptography's reading of it without the version."""
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+    key = ed25519.Ed25519PrivateKey.generate()
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(CA[0].subject).issuer_name(CA[0].subject)
+            .public_key(key.public_key()).serial_number(5).not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=1)).sign(key, None))
+    crl = (x509.CertificateRevocationListBuilder().issuer_name(CA[0].subject)
+           .last_update(now - datetime.timedelta(minutes=5)).next_update(now + datetime.timedelta(days=1))
+           .add_revoked_certificate(x509.RevokedCertificateBuilder().serial_number(77).revocation_date(now).build())
+           .sign(key, None).public_bytes(serialization.Encoding.DER))
+    parts = _tbs_parts(crl)
+    tbs = _tlv(0x30, b"".join([bytes([0x02, 0x01, 0x00])] + parts[1:]))
+    v1 = _tlv(0x30, tbs + parts[1] + _tlv(0x03, b"\x00" + key.sign(tbs)))
+    state = crl_mod.read_crls(v1, None, "ed.der", [cert])
+    assert state.error is None and state.signed[(0, cert)] is True and 77 in state.crls[0].serials
+    forged = _tlv(0x30, tbs + parts[1] + _tlv(0x03, b"\x00" + key.sign(tbs[:-1] + b"\x01")))
+    assert crl_mod.read_crls(forged, None, "ed.der", [cert]).signed[(0, cert)] is False
+
+
+def _swap_signature(crl: bytes, donor: bytes) -> bytes:
+    """`crl` with `donor`'s signature value."""
+    el = crl_mod._der_element                                  # noqa: SLF001
+    def sig(der):
+        _, body, _ = el(der, 0)
+        _, _, tbs_end = el(der, body)
+        _, _, alg_end = el(der, tbs_end)
+        return der[body:alg_end], der[alg_end:]
+    head, _ = sig(crl)
+    _, tail = sig(donor)
+    return _tlv(0x30, head + tail)
 
 
 def _integer(n: int) -> bytes:

@@ -16,3 +16,37 @@ def test_bad_line_names_file_and_line():
     with pytest.raises(ConfigError) as e:
         PasswordDb.parse("alice:plaintext\n", "users.db")
     assert str(e.value).startswith("users.db:1: auth-user-pass-verify:")
+
+
+@pytest.mark.parametrize("control", ["\t", "\x01", "\x7f", "\x1f", "\r"])
+def test_a_password_with_a_control_character_lets_in_what_openvpn_26s_client_sends(control):
+    """OpenVPN 2.6's client drops control characters (tab, 0x01-0x1F, DEL) from the password it
+    sends (misc.c string_mod CC_PRINT, CC_CRLF, 0): a password made with a tab here, hashed as
+    typed, never let Debian's client in. It counts without them now, from any client."""
+    typed = f"pa{control}ss"
+    db = PasswordDb.parse(f"alice:{hash_password(typed, n=2**10)}\n")
+    assert db.verify("alice", "pass"), "what Debian's OpenVPN 2.6 client sends was refused"
+    assert db.verify("alice", f"pa{control}ss"), "a client that sends the character as typed was refused"
+    assert not db.verify("alice", "pa_ss") and not db.verify("alice", "pa ss")
+    # Characters from U+0080 on are no control characters to OpenVPN (UTF-8 bytes): they count.
+    c1 = "pa\u0085ss"
+    db = PasswordDb.parse(f"alice:{hash_password(c1, n=2**10)}\n")
+    assert db.verify("alice", "pa\u0085ss") and not db.verify("alice", "pass")
+
+
+def test_passwd_says_what_it_does_with_control_characters(monkeypatch, capsys):
+    import io
+    import types
+
+    from appliance import cli
+    monkeypatch.setattr("sys.stdin", io.StringIO("pa\tss\x7f\n"))
+    assert cli.cmd_passwd(types.SimpleNamespace(user="alice")) == 0
+    out, err = capsys.readouterr()
+    assert "(DEL, tab)" in err and "client drops before sending" in err and "other 4 characters" in err
+    assert PasswordDb.parse(out).verify("alice", "pass")
+    monkeypatch.setattr("sys.stdin", io.StringIO("\t\n"))
+    assert cli.cmd_passwd(types.SimpleNamespace(user="alice")) == 2
+    assert "nothing would be left" in capsys.readouterr().err
+    monkeypatch.setattr("sys.stdin", io.StringIO("secret\n"))
+    assert cli.cmd_passwd(types.SimpleNamespace(user="al\tice")) == 2
+    assert "control characters" in capsys.readouterr().err
