@@ -28,7 +28,11 @@ shows it) and `ctl->data` (the client's own work after the server's last word: a
 TUN, address, routes, up to its first data packet), `total` = t0 -> echo; median and min-max over
 the rounds. Our package is byte-compiled first (compileall), as it is when installed.
 Also printed: each process's CPU time in proto (schedstat), the client's and the server's minor
-page faults then, and the datagrams each way up to the echo.
+page faults then, and the datagrams each way up to the echo; and from each packet the prober saw
+(kept in the row as `pkts`: time, direction, UDP payload size, opcode, key id) the wire's phases
+(our reset answered -> ClientHello -> the server's TLS flight -> our Finished -> its answer ->
+its last control packet -> our first data packet -> echo) and the packets by kind, per pair, to
+compare who waits for whom. A GSO send (two datagrams in one sendmsg) shows as one packet there.
 
 FP_WRAP="cmd args" in the environment runs each client (ours, OpenVPN's) under that command, e.g.
 a wrapper that runs `perf record -F 20000 -k CLOCK_REALTIME -o <unique file> -- "$@"`; with
@@ -115,6 +119,7 @@ t0 = time.time()
 p = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True)
 wire = data = echo = ctl = None
 n_in = n_out = 0                      # handshake datagrams each way, up to the echo
+pkts = []                             # [time, "out"/"in", UDP payload bytes, opcode, key id] up to the echo
 cpu_wire = cpu_echo = (None,) * 5
 nxt = time.monotonic()
 end = nxt + timeout_s
@@ -152,6 +157,7 @@ while echo is None and time.monotonic() < end and p.poll() is None:
                     ctl = t             # the server's last control packet before our first data packet
                 if echo is None:
                     n_in += 1
+                    pkts.append([t, "in", len(b) - ihl - 8, b[ihl + 8] >> 3, b[ihl + 8] & 7])
                 continue
             if addr[2] != socket.PACKET_OUTGOING or b[16:20] != srv_b:
                 continue
@@ -161,6 +167,7 @@ while echo is None and time.monotonic() < end and p.poll() is None:
                 wire = t
                 cpu_wire = cpus()
             n_out += 1
+            pkts.append([t, "out", len(b) - ihl - 8, b[ihl + 8] >> 3, b[ihl + 8] & 7])
             if data is None and (b[ihl + 8] >> 3) in (6, 9):
                 data = t
     if u in r:
@@ -183,7 +190,8 @@ spent = [None if a is None or b is None else round((b - a) / 1e6, 3) for a, b in
 flt = [None if a is None or b is None else b - a for a, b in zip(cpu_wire[3:], cpu_echo[3:])]
 print(json.dumps({"t0": t0, "wire": rel(wire), "ctl": rel(ctl), "data": rel(data), "echo": rel(echo), "rc": p.returncode,
                   "cpu_client": spent[0], "cpu_server": spent[1], "cpu_prober": spent[2],
-                  "faults_client": flt[0], "faults_server": flt[1], "n_out": n_out, "n_in": n_in}), flush=True)
+                  "faults_client": flt[0], "faults_server": flt[1], "n_out": n_out, "n_in": n_in,
+                  "pkts": [[rel(t), d, n, op, k] for t, d, n, op, k in pkts]}), flush=True)
 """
 
 
@@ -299,6 +307,71 @@ def summarize(rows: list[dict], protections, pairs) -> str:
     return "\n".join(lines)
 
 
+# OpenVPN opcodes (the first byte's top five bits) as the prober records them.
+OP_CONTROL, OP_ACK, OP_RESET_SERVER, OP_CONTROL_WKC = 4, 5, 8, 11
+OP_DATA = (6, 9)
+PHASES = ("reset->CH", "CH->flight", "flight->Fin", "Fin->answer", "answer->ctl", "ctl->data", "data->echo")
+
+
+def phases(row: dict) -> dict[str, float] | None:
+    """The wire's milestones of one measurement, from its packet records (`pkts`): the server's
+    reset, our ClientHello (the first control packet out), the server's TLS flight (its first
+    control packet of 500+ bytes), our Finished (the next control packet out), the server's first
+    control packet after it, its last one before our first data packet (`ctl`, usually PUSH_REPLY),
+    our first data packet, the echo. Returns the gaps between them in ms, or None if one is missing
+    (a retransmission-free handshake has them all)."""
+    pk = row.get("pkts") or []
+    marks: dict[str, float] = {}
+
+    def first(after: float, d: str, ops, min_len: int = 0) -> float | None:
+        for t, dd, n, op, _k in pk:
+            if t > after and dd == d and op in ops and n >= min_len:
+                return t
+        return None
+    ctl_ops = (OP_CONTROL, OP_CONTROL_WKC)
+    marks["reset"] = first(-1.0, "in", (OP_RESET_SERVER,))
+    if marks["reset"] is None:
+        return None
+    marks["CH"] = first(marks["reset"], "out", ctl_ops)
+    marks["flight"] = marks["CH"] and first(marks["CH"], "in", ctl_ops, 500)
+    marks["Fin"] = marks["flight"] and first(marks["flight"], "out", ctl_ops)
+    marks["answer"] = marks["Fin"] and first(marks["Fin"], "in", ctl_ops)
+    marks["ctl"], marks["data"], marks["echo"] = row.get("ctl"), row.get("data"), row.get("echo")
+    if any(v is None for v in marks.values()):
+        return None
+    names = list(marks)
+    return {f"{a}->{b}": round(marks[b] - marks[a], 3) for a, b in zip(names, names[1:])}
+
+
+def packet_counts(row: dict) -> dict[str, int]:
+    """Datagrams up to the echo by kind: control (with a message), ACK-only, data; each way.
+    A GSO send (our ClientHello or Finished flight in two datagrams) shows as one packet here."""
+    c = {"ctl out": 0, "ack out": 0, "data out": 0, "ctl in": 0, "ack in": 0, "data in": 0}
+    for _t, d, _n, op, _k in row.get("pkts") or []:
+        kind = "ack" if op == OP_ACK else "data" if op in OP_DATA else "ctl"
+        c[f"{kind} {d}"] += 1
+    return c
+
+
+def summarize_wire(rows: list[dict], protections, pairs) -> str:
+    """Per pair, the median of each wire phase and of each kind of packet (who waits for whom)."""
+    lines = ["\nWire phases from the client's veth, ms: median over the rounds (see phases())",
+             f"{'protection':>13} {'pair':>11}  " + "  ".join(f"{p:>12}" for p in PHASES)
+             + "   packets out ctl/ack/data, in ctl/ack/data"]
+    for prot in protections:
+        for pair in pairs:
+            rs = [r for r in rows if r["protection"] == prot and r["pair"] == pair and r.get("pkts")]
+            ph = [x for x in (phases(r) for r in rs) if x]
+            if not ph:
+                continue
+            cells = "  ".join(f"{statistics.median(x[p] for x in ph):12.2f}" for p in PHASES)
+            cnt = [packet_counts(r) for r in rs]
+            med = {k: statistics.median(c[k] for c in cnt) for k in cnt[0]}
+            lines.append(f"{prot:>13} {pair:>11}  {cells}   {med['ctl out']:g}/{med['ack out']:g}/"
+                         f"{med['data out']:g}, {med['ctl in']:g}/{med['ack in']:g}/{med['data in']:g}")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=5)
@@ -344,6 +417,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nClient start to first UDP echo through the tunnel, ms: median (min-max) of {a.rounds} rounds, "
           f"interleaved; start = process start -> first handshake packet, proto = that -> echo")
     print(summarize(rows, prots, pairs))
+    print(summarize_wire(rows, prots, pairs))
     if a.json:
         Path(a.json).write_text(json.dumps(rows, indent=1))
     return 0
