@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Callable
 
 from ..errors import ConfigError
+from ..regular_file import read_regular_file
 from .ccd import parse_ccd
 from .lexer import tokenize
 from .model import DEFAULT_CIPHERS, MSSFIX_DEFAULT, CcdOptions, ConfigErrors, Options, Remote, Route
@@ -22,8 +23,7 @@ __all__ = ["CcdOptions", "ConfigError", "ConfigErrors", "DEFAULT_CIPHERS", "MSSF
 
 
 def _read(path: str) -> bytes:
-    with open(path, "rb") as f:
-        return f.read()
+    return read_regular_file(path)          # a pipe or device named by mistake: refused, not waited on
 
 
 def parse_config(text: str, path: str = "<string>", read_file: Callable[[str], bytes] | None = None,
