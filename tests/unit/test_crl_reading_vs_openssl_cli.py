@@ -23,7 +23,7 @@ from appliance.openvpn.crl import make_crl, read_crls
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
 
 CA = issue("OpenSSL CLI CA", None, None)
-PROP = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+PROP = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                           HealthCheck.function_scoped_fixture])
 _SERIAL = re.compile(r"Serial Number: *(-)?([0-9A-Fa-f:]+)")
 
@@ -74,15 +74,14 @@ def _openssl(der: bytes, tmp) -> tuple[bool, list[int]] | None:
 
 
 def _same_when_we_enforce(der: bytes, tmp) -> None:
-    """Where we enforce a CRL (read, and signed by CA), OpenSSL reads the same list from it; where
-    OpenSSL verifies it, we enforce it or refuse everyone (unreadable), never a CRL of another list.
-    Not asserted: that OpenSSL verifies all we do (a signature BIT STRING declaring unused bits is
-    refused by OpenSSL, the list it covers being the CA's all the same: OpenVPN then refuses
-    everyone)."""
+    """Where we enforce a CRL (read, and signed by CA) that OpenSSL reads, it reads the same list;
+    where OpenSSL verifies one we read, we verify it too and enforce that list. Not asserted: that
+    OpenSSL reads or verifies all we enforce. It refuses some CRLs the CA did sign, whose list is
+    the CA's all the same (an issuer name in VisibleString: unreadable; a signature BIT STRING
+    declaring unused bits: not verified), where OpenVPN 2.6 then refuses everyone."""
     ours = _ours(der)
     theirs = _openssl(der, tmp)
-    if ours is not None and ours[0]:
-        assert theirs is not None, f"we enforce a CRL OpenSSL cannot read: {der.hex()}"
+    if ours is not None and ours[0] and theirs is not None:
         assert ours[1] == theirs[1], f"signed, but another list enforced: ours {ours[1]}, OpenSSL {theirs[1]}: {der.hex()}"
     if theirs is not None and theirs[0] and ours is not None:
         assert ours[0], f"OpenSSL verifies the CA's signature, we do not: {der.hex()}"

@@ -23,7 +23,8 @@ __all__ = ["CcdOptions", "ConfigError", "ConfigErrors", "DEFAULT_CIPHERS", "MSSF
 
 
 def _read(path: str) -> bytes:
-    return read_regular_file(path)          # a pipe or device named by mistake: refused, not waited on
+    """A file a directive names: a pipe or device named by mistake is refused, not waited on."""
+    return read_regular_file(path)
 
 
 def parse_config(text: str, path: str = "<string>", read_file: Callable[[str], bytes] | None = None,
@@ -35,7 +36,8 @@ def parse_config(text: str, path: str = "<string>", read_file: Callable[[str], b
 
 def load_config(path: str, ignore_scripts: bool = False) -> Options:
     try:
-        text = _read(path).decode("utf-8", "replace")
+        with open(path, "rb") as f:         # the config itself may come from a pipe (`run /dev/stdin`)
+            text = f.read().decode("utf-8", "replace")
     except OSError as e:
         raise ConfigError(f"cannot read: {e.strerror or e}", path) from None
     return parse_config(text, path, ignore_scripts=ignore_scripts)
