@@ -29,7 +29,7 @@ from ..openvpn.config import ConfigError, Options, load_config, parse_ccd
 from ..openvpn.server import ServerSettings
 from ..openvpn.poolfile import PoolMemory
 from ..openvpn.server_model import StreamKey
-from ..openvpn.crl import background_reader
+from ..openvpn.crl import CrlChecker, background_reader
 from ..openvpn.settings import check_crl, check_key_material
 from ..openvpn.errors import RemoteProtocolError
 from ..openvpn.tls import CERT_UNREADABLE, TlsSettings, cert_env, peer_rechecker
@@ -103,6 +103,7 @@ class _Reload:
     new: Options
     st: ServerSettings
     tls: TlsSettings
+    held: "CrlChecker | None" = None        # the checker in force, its own readings held meanwhile
 
 
 class Operations:
@@ -422,6 +423,10 @@ class Operations:
         if crl is None or not crl.reading:
             return self._commit_reload(pending)
         self._reload_pending = pending
+        old_crl = self.gw.st.session_config(0).tls.crl
+        if old_crl is not None and old_crl is not crl:
+            old_crl.held = True             # no second reading of a file the reload reads (CrlChecker.held)
+            pending.held = old_crl
         log.info("reload: reading CRL %s in the background; the new config applies once it is read", crl.where)
         self.gw.pump.timers.arm("reload-crl", self.gw.clock() + RELOAD_CRL_POLL, self._reload_read)
         return True
@@ -437,7 +442,11 @@ class Operations:
             self.gw.pump.timers.arm("reload-crl", self.gw.clock() + RELOAD_CRL_POLL, self._reload_read)
             return
         self._reload_pending = None
-        self._commit_reload(pending)
+        try:
+            self._commit_reload(pending)
+        finally:
+            if pending.held is not None:
+                pending.held.held = False   # in force still if the reload was refused: reads again
         if self._reload_again:
             self._reload_again = False
             self.reload()

@@ -49,6 +49,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 from cryptography.x509.name import _ASN1Type
 
 from .keymethod import remap_name
+from .regular_file import read_regular_file
 from .tls import CERT_UNREADABLE, ONE_BYTE_STRING_TYPES, common_name, name_common_name, openvpn_name
 
 
@@ -357,8 +358,7 @@ def read_crls(data: bytes | None, why_not: str | None, shown: str, cas: Sequence
 def read_crl_file(path: str, cas: Sequence[x509.Certificate]) -> CrlState:
     """read_crls of the file at `path` (a worker's job)."""
     try:
-        with open(path, "rb") as f:
-            data = f.read()
+        data = read_regular_file(path)
     except OSError as e:
         return read_crls(None, e.strerror or str(e), path, cas)
     return read_crls(data, None, path, cas)
@@ -413,6 +413,13 @@ class CrlChecker:
         self.reader = reader
         self.read_inline_max = READ_INLINE_MAX
         self._job: Future | None = None
+        # Set while a reload reads the file for its own new checker (gateway/ops.py): this
+        # checker, about to be replaced, starts no worker reading of its own meanwhile. Its
+        # reading would queue behind the reload's in the one worker, so it could not be in
+        # force before the new checker anyway, and only doubled the work (~0.35 s at 100,000
+        # entries, the loop's GIL share with it) whenever a handshake came during the wait.
+        # A small file is still read at once.
+        self.held = False
         self.loads = 0
         if kind == "inline":
             self._install(read_crls(where.encode(), None, "<inline>", self._cas))
@@ -475,6 +482,8 @@ class CrlChecker:
         stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
         if stamp == self._stamp and not force:
             return
+        if self.held and not force and self.reader is not None and st.st_size > self.read_inline_max:
+            return                          # a reload reads it (see `held`); the change is seen after
         self._stamp = stamp
         if force or self.reader is None or st.st_size <= self.read_inline_max:
             self._job = None

@@ -13,8 +13,9 @@ ENGINE_DIR = pathlib.Path(__file__).resolve().parents[2] / "appliance" / "openvp
 # settings, keyfiles, passdb), which may read files: they run before any session exists. A new
 # engine module is covered without anyone remembering to list it.
 # crl and poolfile read their files (the CRL when it changes, the pool file at start and on a
-# timer); the engine only calls the checker object it is handed (TlsSettings.crl).
-CONFIG_READERS = {"settings", "keyfiles", "passdb", "crl", "poolfile", "__init__"}
+# timer); the engine only calls the checker object it is handed (TlsSettings.crl). regular_file
+# is their one way to read a file a config names (no pipe or device).
+CONFIG_READERS = {"settings", "keyfiles", "passdb", "crl", "poolfile", "regular_file", "__init__"}
 ENGINE = sorted(p.stem for p in ENGINE_DIR.glob("*.py") if p.stem not in CONFIG_READERS)
 OUTSIDE_ENGINE = {"transport", "tun", "router", "boot", "gateway", "config", "cli", "run_toml"}
 FORBIDDEN_MODULES = {"time", "socket", "select", "selectors", "threading", "asyncio", "subprocess",

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Callable
 
 from ..errors import ConfigError
+from ..regular_file import read_regular_file
 from .ccd import parse_ccd
 from .lexer import tokenize
 from .model import DEFAULT_CIPHERS, MSSFIX_DEFAULT, CcdOptions, ConfigErrors, Options, Remote, Route
@@ -22,8 +23,8 @@ __all__ = ["CcdOptions", "ConfigError", "ConfigErrors", "DEFAULT_CIPHERS", "MSSF
 
 
 def _read(path: str) -> bytes:
-    with open(path, "rb") as f:
-        return f.read()
+    """A file a directive names: a pipe or device named by mistake is refused, not waited on."""
+    return read_regular_file(path)
 
 
 def parse_config(text: str, path: str = "<string>", read_file: Callable[[str], bytes] | None = None,
@@ -35,7 +36,8 @@ def parse_config(text: str, path: str = "<string>", read_file: Callable[[str], b
 
 def load_config(path: str, ignore_scripts: bool = False) -> Options:
     try:
-        text = _read(path).decode("utf-8", "replace")
+        with open(path, "rb") as f:         # the config itself may come from a pipe (`run /dev/stdin`)
+            text = f.read().decode("utf-8", "replace")
     except OSError as e:
         raise ConfigError(f"cannot read: {e.strerror or e}", path) from None
     return parse_config(text, path, ignore_scripts=ignore_scripts)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import shlex
 
+from ..regular_file import NOT_REGULAR
 from .directives import Registry
 from .parser import ParseState
 
@@ -42,6 +43,11 @@ def _crl_verify(p: ParseState, d: str, a: list[str], inline: str | None) -> None
     path = p.path_arg(a[0])
     if not os.path.exists(path):
         p.err(d, f"cannot read {a[0]}: no such file")
+        return
+    if not os.path.isfile(path):
+        # Read at each change, on the event loop when small: a pipe blocked it, a device grew
+        # the process without end (regular_file.py). Refused here with its line.
+        p.err(d, f"cannot read {a[0]}: {NOT_REGULAR}")
         return
     p.set("crl_verify", ("file", path))
 

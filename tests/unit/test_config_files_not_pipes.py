@@ -1,0 +1,83 @@
+"""Files a config names that are no regular file (regular_file.py): a pipe or a device named by
+mistake must be refused, with the directive's line, never waited on or read without end. A FIFO's
+open() waits for a writer (the start hung without a word; a reload, or a CRL file swapped for a
+pipe while running, blocked the event loop for good) and /dev/zero never ends."""
+from __future__ import annotations
+
+import os
+import re
+import threading
+
+from cryptography.x509.oid import ExtendedKeyUsageOID
+
+from appliance.certs import issue
+from appliance.openvpn.config import ConfigError, parse_config
+from appliance.openvpn.crl import CrlChecker, make_crl
+from tests.gateway.conftest import server_conf
+
+CA = issue("Pipe CA", None, None)
+A = issue("alice", CA, ExtendedKeyUsageOID.CLIENT_AUTH)[0]
+
+
+def _bounded(fn, fifo) -> tuple[bool, list]:
+    """Run fn in a thread for at most 3 s; (whether it was still blocked, [its result or error]).
+    A thread stuck on the FIFO is let go by opening and closing its writing end."""
+    out: list = []
+
+    def run() -> None:
+        try:
+            out.append(fn())
+        except Exception as e:  # noqa: BLE001 - the test looks at it
+            out.append(e)
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    t.join(3)
+    blocked = t.is_alive()
+    for _ in range(50):
+        if not t.is_alive():
+            break
+        try:
+            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        except OSError:
+            pass
+        t.join(0.1)
+    return blocked, out
+
+
+def test_a_crl_verify_naming_a_pipe_is_refused_at_its_line(tmp_path):
+    fifo = tmp_path / "crl.fifo"
+    os.mkfifo(fifo)
+    conf = server_conf(_pki(), extra=f"crl-verify {fifo}\n")
+    blocked, out = _bounded(lambda: parse_config(conf, str(tmp_path / "s.conf")), fifo)
+    assert not blocked
+    assert isinstance(out[0], ConfigError) and "not a regular file" in str(out[0]), out
+    assert "crl-verify" in str(out[0]) and "s.conf:9" in str(out[0])          # the directive's line
+
+
+def test_a_ca_naming_a_pipe_is_refused_not_waited_on(tmp_path):
+    fifo = tmp_path / "ca.fifo"
+    os.mkfifo(fifo)
+    conf = re.sub(r"<ca>.*?</ca>\n", f"ca {fifo}\n", server_conf(_pki()), flags=re.S)
+    blocked, out = _bounded(lambda: parse_config(conf, str(tmp_path / "s.conf")), fifo)
+    assert not blocked, "the config's reading waited on the pipe named by `ca`"
+    assert isinstance(out[0], ConfigError) and "not a regular file" in str(out[0]), out
+
+
+def test_a_crl_file_swapped_for_a_pipe_while_running_refuses_everyone_at_once(tmp_path):
+    f = tmp_path / "crl.pem"
+    f.write_bytes(make_crl(*CA, []))
+    c = CrlChecker("file", str(f))
+    assert c.revoked(A) is None
+    fifo = tmp_path / "crl.fifo"
+    os.mkfifo(fifo)
+    os.replace(fifo, f)
+    blocked, out = _bounded(lambda: c.revoked(A), f)
+    assert not blocked, "a handshake's CRL check waited on the pipe (the event loop's thread)"
+    assert out and "not a regular file" in out[0]
+
+
+def _pki() -> dict:
+    from tests.gateway.conftest import _kpem, _pem
+    srv = issue("server", CA, ExtendedKeyUsageOID.SERVER_AUTH)
+    return {"ca": _pem(CA[0]), "server": (_pem(srv[0]), _kpem(srv[1])), "clients": {}}
+
