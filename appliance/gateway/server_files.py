@@ -6,6 +6,7 @@ import os
 
 from ..openvpn.config import Options, parse_ccd
 from ..openvpn.errors import ConfigError
+from ..openvpn.regular_file import read_regular_file
 from ..openvpn.server import ServerSettings
 from ..openvpn.settings import server_settings
 from ..openvpn.tls import TlsSettings
@@ -13,7 +14,8 @@ from ..openvpn.tls import TlsSettings
 
 def ccd_loader(directory: str):
     """Common name -> parsed ccd file (or None); names that could leave the directory get None.
-    A file that is there but cannot be read (a directory, no permission, not UTF-8) is a
+    A file that is there but cannot be read (a directory, a pipe or device -- read on the event
+    loop, a FIFO would have blocked it for good --, no permission, not UTF-8) is a
     ConfigError naming it, like one that does not parse: the dispatcher refuses that client
     (clientpush.py) rather than admit it without the options its file holds."""
 
@@ -27,8 +29,7 @@ def ccd_loader(directory: str):
             return None
         path = os.path.join(directory, name)
         try:
-            with open(path, encoding="utf-8") as f:
-                text = f.read()
+            text = read_regular_file(path).decode("utf-8")
         except FileNotFoundError:
             return None
         except (OSError, UnicodeDecodeError) as e:
@@ -43,7 +44,6 @@ def load_server_settings(opts: Options, tls: TlsSettings | None = None) -> Serve
     check_key_material returned for `opts` (its CRL read once)."""
     passdb = None
     if opts.auth_user_pass_verify:
-        with open(opts.auth_user_pass_verify[0], encoding="utf-8") as f:
-            passdb = f.read()
+        passdb = read_regular_file(opts.auth_user_pass_verify[0]).decode("utf-8")
     ccd = ccd_loader(opts.client_config_dir) if opts.client_config_dir else None
     return server_settings(opts, ccd, passdb, defer_auth=True, tls=tls)

@@ -81,3 +81,28 @@ def _pki() -> dict:
     srv = issue("server", CA, ExtendedKeyUsageOID.SERVER_AUTH)
     return {"ca": _pem(CA[0]), "server": (_pem(srv[0]), _kpem(srv[1])), "clients": {}}
 
+
+
+def test_a_password_file_naming_a_pipe_is_refused_at_its_line(tmp_path):
+    fifo = tmp_path / "passdb.fifo"
+    os.mkfifo(fifo)
+    conf = server_conf(_pki(), extra=f"auth-user-pass-verify {fifo} passdb\n")
+    blocked, out = _bounded(lambda: parse_config(conf, str(tmp_path / "s.conf")), fifo)
+    assert not blocked
+    assert isinstance(out[0], ConfigError) and "not a regular file" in str(out[0]), out
+    assert "auth-user-pass-verify" in str(out[0]) and "s.conf:9" in str(out[0])
+
+
+def test_a_ccd_file_that_is_a_pipe_refuses_its_client_without_blocking(tmp_path):
+    """The ccd file is read on the event loop when its client connects: a FIFO there (an
+    operator's slip) blocked the loop for good, every client's packets waiting."""
+    from appliance.gateway.server_files import ccd_loader
+    (tmp_path / "ccd").mkdir()
+    fifo = tmp_path / "ccd" / "alice"
+    os.mkfifo(fifo)
+    (tmp_path / "ccd" / "bob").write_text("push-reset\n")
+    load = ccd_loader(str(tmp_path / "ccd"))
+    blocked, out = _bounded(lambda: load("alice"), fifo)
+    assert not blocked, "the ccd reading waited on a pipe (the event loop's thread)"
+    assert isinstance(out[0], ConfigError) and "not a regular file" in str(out[0]), out
+    assert load("bob") is not None and load("carol") is None

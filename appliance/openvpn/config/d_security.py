@@ -2,7 +2,10 @@
 channel (ciphers, digests, replay window), timers and compression framing."""
 from __future__ import annotations
 
+import os
+
 from .. import ciphers
+from ..regular_file import NOT_REGULAR
 from ..replay import MAX_SIZE as MAX_REPLAY_WINDOW
 from ..replay import MAX_TIME_LIMIT as MAX_REPLAY_TIME
 from .directives import Registry
@@ -232,7 +235,12 @@ def _auth_user_pass_verify(p: ParseState, d: str, a: list[str], inline: str | No
         p.err(d, "only `auth-user-pass-verify FILE passdb` is supported (no scripts); "
                  "FILE holds `user:scrypt$...` lines made by `vpn-appliance passwd`")
         return
-    p.set("auth_user_pass_verify", (p.path_arg(a[0]), a[1]))
+    path = p.path_arg(a[0])
+    if os.path.exists(path) and not os.path.isfile(path):
+        # Read at start and at each reload (the loop's thread): a pipe would block it for good.
+        p.err(d, f"cannot read {a[0]}: {NOT_REGULAR}")
+        return
+    p.set("auth_user_pass_verify", (path, a[1]))
 
 
 @reg.apply("client-config-dir", why="server: per-client files named by common name", sets=("client_config_dir",),
