@@ -164,7 +164,8 @@ class TlsAuthWrapper(_Counted):
         return head + mac + rp + body
 
     def unwrap_untrusted(self, packet: bytes, now: float, check_replay: bool = True) -> tuple[int, bytes, bytes]:
-        _check_clear(packet, self._min)
+        if len(packet) < self._min:
+            raise BadPacket("short control packet")
         packet = bytes(packet)
         h = HEADER + self.hlen
         pid, t = _unpack_pid_time(packet, h)
@@ -186,6 +187,7 @@ class TlsCryptWrapper(_Counted):
 
     overhead = REPLAY + TLS_CRYPT_TAG
     _CT = HEADER + REPLAY + TLS_CRYPT_TAG
+    _wkc_ops: frozenset = frozenset()     # the opcodes `wkc` rides after (tls-crypt-v2 client)
 
     def __init__(self, key: bytes, is_server: bool, replay_window: int = 64) -> None:
         super().__init__(replay_window)
@@ -227,11 +229,14 @@ class TlsCryptWrapper(_Counted):
             enc = self._enc = Cipher(algorithms.AES(self.send_ke), modes.CTR(tag[:16])).encryptor()
         else:
             enc.reset_nonce(tag[:16])
+        if op_byte >> 3 in self._wkc_ops:
+            return ad + tag + enc.update(body) + self.wkc
         return ad + tag + enc.update(body)
 
     def unwrap_untrusted(self, packet: bytes, now: float, check_replay: bool = True) -> tuple[int, bytes, bytes]:
         ct_off = self._CT
-        _check_clear(packet, ct_off + 1)
+        if len(packet) <= ct_off:
+            raise BadPacket("short control packet")
         packet = bytes(packet)
         pid, t = _unpack_pid_time(packet, HEADER)
         if check_replay and not self._replay_check(pid, t):
@@ -258,7 +263,11 @@ class TlsCryptV2ClientWrapper(TlsCryptWrapper):
 
     With early negotiation (OpenVPN 2.6) the counter starts at 0x0f000000, so the reset carries
     replay id 0x0f000001 and tells a 2.6 server it may ask for the WKc again (HMAC cookie flow).
+    TlsCryptWrapper.wrap appends the WKc for the opcodes in `_wkc_ops` (no second wrap frame per
+    control packet).
     """
+
+    _wkc_ops = WKC_OPS
 
     def __init__(self, kc: bytes, wkc: bytes, early_negotiation: bool = True, replay_window: int = 64) -> None:
         super().__init__(kc, is_server=False, replay_window=replay_window)
@@ -267,12 +276,6 @@ class TlsCryptV2ClientWrapper(TlsCryptWrapper):
         self.wkc = bytes(wkc)
         if early_negotiation:
             self.send_pid = EARLY_NEG_START
-
-    def wrap(self, op_byte: int, own_sid: bytes, body: bytes, now: float) -> bytes:
-        wire = super().wrap(op_byte, own_sid, body, now)
-        if op_byte >> 3 in WKC_OPS:
-            return wire + self.wkc
-        return wire
 
 
 def split_wkc_untrusted(packet: bytes) -> tuple[bytes, bytes]:
