@@ -249,6 +249,9 @@ class ControlChannel:
             self._wrap_due(now)
         except PacketIdExhausted as e:
             self._fail(str(e), restart=True)
+        except RemoteProtocolError as e:          # the peer acknowledges nothing (reliable.SEND_QUEUE_MAX)
+            self._count("control messages unacknowledged")
+            self._fail(str(e), restart=True)
         self._ctl_deadline = None if self.closed else self._control_deadline()
 
     def _wrap_due(self, now: float) -> None:
