@@ -73,3 +73,26 @@ def test_keyupdates_answered_and_acknowledged_go_on(pki, monkeypatch):  # noqa: 
     assert not s.closed, _closed_reason(s)
     assert len(s.keys[0].reliable.queue) == 0 and not c.closed
     assert s.keys[0].reliable.next_send_id > 300      # the answers went out
+
+
+def test_the_largest_honest_push_fits_the_send_queue(pki, monkeypatch):  # noqa: F811
+    """A push of MAX_PUSHED_OPTIONS options of ~250 characters (OpenVPN's line limit is 256):
+    ~260 KB queued at once, behind a window of 6. Measured 334 messages at most; the session
+    comes up over TCP (no loss, so nothing but the window holds them)."""
+    from appliance.openvpn.keymethod import MAX_PUSHED_OPTIONS
+    most = [0]
+    real = reliable.ReliableChannel.due
+
+    def due(self, now):
+        most[0] = max(most[0], len(self.queue))
+        return real(self, now)
+
+    monkeypatch.setattr(reliable.ReliableChannel, "due", due)
+    opts = ["ifconfig 198.19.0.2 255.255.255.0", "topology subnet"] + [
+        f"setenv-safe V{i} " + "x" * 235 for i in range(MAX_PUSHED_OPTIONS - 10)]
+    c, s, _ = make_pair(pki, proto="tcp")
+    s.cfg.push_options = lambda _s: opts
+    link = Link(c, s)
+    link.run(lambda: up(c, s))
+    assert up(c, s) and not s.closed
+    assert 250 < most[0] <= reliable.SEND_QUEUE_MAX
