@@ -59,7 +59,7 @@ def test_short_hand_window_still_works():
 
 
 def test_a_wrong_cookie_costs_one_mac_at_most(monkeypatch):
-    """attack13: wrong cookies cost no state, and anybody with the tls-auth/tls-crypt key can send
+    """Wrong cookies cost no state, and anybody with the tls-auth/tls-crypt key can send
     them from any address; each cost three HMACs (~35 us, ~60% of the server's work on such a
     packet). The cookie names its slot in two bits now, so a check computes one MAC."""
     from appliance.openvpn import mac

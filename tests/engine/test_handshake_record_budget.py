@@ -1,5 +1,5 @@
-"""attack13: TLS records are charged to the control budget in every phase, counted in one pass
-that stops at the first record over it.
+"""TLS records are charged to the control budget in every phase (the handshake too), counted in
+one pass that stops at the first record over it.
 
 A handshake message may be cut into 1-byte TLS records and OpenSSL takes any number of them.
 Handshake records were not charged (only those after it), so a client with no certificate (the
@@ -17,7 +17,7 @@ import pytest
 from appliance.openvpn.control import CONTROL_BURST
 from appliance.openvpn.opcodes import Op
 from appliance.openvpn.tls import TlsEndpoint, _ffi, _lib
-from tests.engine.test_attack12_control_flood import _closed_reason
+from tests.engine.test_control_budget import _closed_reason
 from tests.engine.test_memory_link import Link, make_pair, pki, up  # noqa: F401 - pki: the fixture
 
 

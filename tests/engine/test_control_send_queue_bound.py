@@ -1,4 +1,4 @@
-"""attack13: a peer that never acknowledges cannot make us hold its replies without end.
+"""A peer that never acknowledges cannot make us hold its replies without end.
 
 Every reply a peer's input makes waits in the key state's reliable send queue until the peer
 acknowledges what is in flight. An authenticated client that asks for a TLS 1.3 KeyUpdate in
@@ -12,9 +12,9 @@ from __future__ import annotations
 import pytest
 
 from appliance.openvpn import reliable
-from tests.engine.test_attack12_control_flood import _closed_reason
+from tests.engine.test_control_budget import _closed_reason
 from tests.engine.test_memory_link import Link, make_pair, payloads, pki, up  # noqa: F401 - pki: the fixture
-from tests.engine import test_review12b_keyupdate_flood as keyupdate
+from tests.engine import test_keyupdate_flood_budget as keyupdate
 
 KEY_UPDATE_REQUESTED = bytes((24, 0, 0, 1, 1))     # handshake type key_update, update_requested
 
