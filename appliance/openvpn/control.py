@@ -20,15 +20,19 @@ from .packet import decode_body_untrusted, encode_body, parse_early_neg_tlvs_unt
 TLS_MTU = 1250
 ACK_PIGGYBACK = 4
 ACK_STANDALONE = 8
-# What the peer may make us read on the control channel once TLS is up: each TLS record and each
-# text message in it costs one, from a budget of CONTROL_BURST that refills by CONTROL_RATE a
-# second. Records are charged before OpenSSL reads them, whether or not they hold application
-# data: a KeyUpdate record holds none, costs OpenSSL ~25 us to read (~45 fit in a UDP control
-# packet, ~2400 in a TCP one) and OpenSSL takes any number in a row. Why: one 1.2 KB control packet can hold ~50 TLS records or ~550 NUL-separated messages,
-# each a round of Python here (~1-2 ms a packet, ~200 data packets' worth), so an authenticated
-# peer sending them kept the server's one core busy for everybody at under 1 MB/s. No honest
-# peer comes near: a push of MAX_PUSHED_OPTIONS options in push-continuation parts, a
-# PUSH_REQUEST a second, a key-method message per renegotiation. Past it the session ends.
+# What the peer may make us read on the control channel: each TLS record (of a handshake too)
+# and each text message in one costs one, from a budget of CONTROL_BURST that refills by
+# CONTROL_RATE a second. Records are charged as they come in, before OpenSSL sees them, whether
+# or not they hold application data: a KeyUpdate record holds none, costs OpenSSL ~25 us to read
+# (~45 fit in a UDP control packet, ~2400 in a TCP one) and OpenSSL takes any number in a row;
+# nor does it limit the 1-byte records a handshake message may be cut into (a 120 KB ClientHello
+# so cut, from a peer that needs no certificate, held the server's core ~0.25 s per session).
+# Why: one 1.2 KB control packet can hold ~50 TLS records or ~550 NUL-separated messages, each a
+# round of Python here (~1-2 ms a packet, ~200 data packets' worth), so a peer sending them kept
+# the server's one core busy for everybody at under 1 MB/s. No honest peer comes near: a
+# handshake is ~10 records (~200 with 512-byte fragments and a 100 KB chain), a push of
+# MAX_PUSHED_OPTIONS options in push-continuation parts, a PUSH_REQUEST a second, a key-method
+# message per renegotiation. Past it the session ends.
 CONTROL_BURST = 1024
 CONTROL_RATE = 64.0
 _ACK_OP = int(Op.ACK_V1) << OPCODE_SHIFT      # the ACK's opcode byte, key id 0
@@ -113,14 +117,14 @@ class ControlChannel:
                 return
             if ks.tls is None:
                 raise RemoteProtocolError("TLS data before reset")
-            ks.tls.feed(payload)
+            self._spend_control_budget(ks.tls.feed(payload, self._control_room(now)), now)
 
     def _advance(self, ks: KeyState, now: float) -> None:
         """Drive TLS and the key exchange of one key state as far as the inputs allow."""
         if ks.tls is None or ks.phase == KS.DEAD:
             return
         was_done = ks.tls.handshake_done
-        out, msgs = ks.tls.pump(lambda records: self._spend_control_budget(records, now))
+        out, msgs = ks.tls.pump()
         self._queue_tls(ks, out)
         if ks.tls.handshake_done and not was_done:
             # The last CN, control characters made `_` (common_name, as the checks read it): the
@@ -215,17 +219,22 @@ class ControlChannel:
         ks.sent_km = True
         self._queue_tls(ks, ks.tls.send_message(data))
 
+    def _control_room(self, now: float) -> int:
+        """The whole units the control budget (see CONTROL_BURST) holds now, refilled up to `now`."""
+        self._ctl_budget = min(CONTROL_BURST, self._ctl_budget + (now - self._ctl_budget_at) * CONTROL_RATE)
+        self._ctl_budget_at = now
+        return int(self._ctl_budget)
+
     def _spend_control_budget(self, cost: int, now: float) -> None:
         """Take `cost` from the control budget (see CONTROL_BURST); RemoteProtocolError when spent."""
-        budget = min(CONTROL_BURST, self._ctl_budget + (now - self._ctl_budget_at) * CONTROL_RATE)
-        self._ctl_budget_at = now
-        self._ctl_budget = budget - cost
+        self._control_room(now)
+        self._ctl_budget -= cost
         if self._ctl_budget < 0:
             raise RemoteProtocolError(f"control channel flood: more than {CONTROL_BURST} TLS records and "
                                       f"messages at once (or {CONTROL_RATE:.0f} a second)")
 
     def _app_message(self, ks: KeyState, data: bytes, now: float) -> None:
-        if ks.remote_km is None:        # its record was charged before TLS read it (_advance)
+        if ks.remote_km is None:        # its records were charged as they came in (_deliver)
             km = decode_key_method_2_untrusted(data, from_client=not self.is_client)
             ks.remote_km = km
             self.role.got_key_method(ks, km, now)
@@ -248,6 +257,9 @@ class ControlChannel:
         try:
             self._wrap_due(now)
         except PacketIdExhausted as e:
+            self._fail(str(e), restart=True)
+        except RemoteProtocolError as e:          # the peer acknowledges nothing (reliable.SEND_QUEUE_MAX)
+            self._count("control messages unacknowledged")
             self._fail(str(e), restart=True)
         self._ctl_deadline = None if self.closed else self._control_deadline()
 

@@ -7,7 +7,10 @@ proves the client receives at its claimed address. The value is opaque to client
 PRF interoperates; OpenVPN uses SipHash, we use truncated HMAC-SHA256 (in the standard library).
 
 Time slots are (hand_window + 1) // 2 seconds long and a cookie is accepted for its own slot
-and the two before it, so it stays valid for at least a full hand-window.
+and the two before it, so it stays valid for at least a full hand-window. The low two bits of a
+cookie's first byte are its slot's (modulo 4), the other 62 bits the MAC's: a check computes
+the one MAC of the slot the cookie names, not the three, so a wrong cookie -- anybody with the
+tls-auth/tls-crypt key can send them from any address, and they cost no state -- costs one MAC.
 """
 from __future__ import annotations
 
@@ -18,6 +21,7 @@ import struct
 from .mac import KeyedMac
 
 SID_LEN = 8
+_SLOT_MASK = 3                              # a cookie's slot bits: 3 slots accepted, 4 values
 _pack_slot = struct.Struct("!qI").pack      # (slot, period): jars of two hand-windows never agree
 
 
@@ -42,18 +46,28 @@ class CookieJar:
     def _slot(self, now: float) -> int:
         return int(now // self.period)
 
+    @staticmethod
+    def _client_part(client_addr: tuple, client_sid: bytes) -> bytes:
+        addr = repr(client_addr).encode()
+        return struct.pack("!H", len(addr)) + addr + bytes(client_sid)
+
+    def _cookie(self, slot: int, client_part: bytes) -> bytes:
+        mac = self._mac.digest(_pack_slot(slot, self.period) + client_part)
+        return bytes(((mac[0] & ~_SLOT_MASK) | (slot & _SLOT_MASK),)) + mac[1:SID_LEN]
+
     def session_id(self, client_addr: tuple, client_sid: bytes, now: float, slot_offset: int = 0) -> bytes:
         """Our 8-byte session id for this client in the time slot of `now` (+ slot_offset)."""
-        addr = repr(client_addr).encode()
-        msg = _pack_slot(self._slot(now) + slot_offset, self.period) + struct.pack("!H", len(addr)) + addr + bytes(client_sid)
-        return self._mac.digest(msg)[:SID_LEN]
+        return self._cookie(self._slot(now) + slot_offset, self._client_part(client_addr, client_sid))
 
     def valid(self, client_addr: tuple, client_sid: bytes, server_sid: bytes, now: float) -> bool:
-        """True if `server_sid` is the cookie of this slot or of one of the two previous ones."""
+        """True if `server_sid` is the cookie of this slot or of one of the two previous ones
+        (the one its low bits name: which one is no secret, the MAC is)."""
         if len(server_sid) != SID_LEN:
             return False
         server_sid = bytes(server_sid)
-        ok = False
-        for offset in (0, -1, -2):   # no early exit: same work whichever slot matches
-            ok |= hmac.compare_digest(server_sid, self.session_id(client_addr, client_sid, now, offset))
-        return ok
+        slot = self._slot(now)
+        for offset in (0, -1, -2):
+            if (slot + offset) & _SLOT_MASK == server_sid[0] & _SLOT_MASK:
+                want = self._cookie(slot + offset, self._client_part(client_addr, client_sid))
+                return hmac.compare_digest(server_sid, want)
+        return False

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 
-from .errors import PacketIdExhausted
+from .errors import PacketIdExhausted, RemoteProtocolError
 
 SEND_WINDOW = 6
 RECV_WINDOW = 12
@@ -20,6 +20,15 @@ RECV_WINDOW = 12
 # per key state for a peer that never fills its gap. Honest peers send ~1.3 KB messages (tls-mtu
 # 1250), ~14 KB for a full window; OpenVPN drops a control packet over its frame buffer.
 RECV_BUFFER_BYTES = 64 << 10
+# Messages waiting behind the send window per key state. Why: every reply the peer's input makes
+# (a TLS 1.3 KeyUpdate answering one that asks for it, a handshake's flight, the push) waits here
+# until the peer acknowledges what is in flight; an authenticated peer that never acknowledges
+# but goes on sending requested KeyUpdates (64 a second, the control budget's rate) had the
+# queue grow by ~60 messages a second for as long as the key lived. Honest peers acknowledge
+# each flight: the largest honest backlog is a push of MAX_PUSHED_OPTIONS long options (~270
+# messages) or a certificate chain at OpenSSL's 100 KB limit (~90). Each message is at most
+# TLS_MTU bytes (control.py _queue_tls), so this holds ~650 KB at most; past it the session ends.
+SEND_QUEUE_MAX = 512
 FAST_RETRANSMIT_ACKS = 3
 MAX_TIMEOUT = 60.0
 MAX_MSG_ID = 0xFFFFFFFF
@@ -65,9 +74,13 @@ class ReliableChannel:
             self.next_send_id += 1
 
     def due(self, now: float) -> list[Outgoing]:
-        """Messages to put on the wire now (first sends and retransmissions), in id order."""
+        """Messages to put on the wire now (first sends and retransmissions), in id order.
+        RemoteProtocolError when more than SEND_QUEUE_MAX wait behind the window."""
         if self.queue:
             self._fill_window(now)
+            if len(self.queue) > SEND_QUEUE_MAX:
+                raise RemoteProtocolError(f"control channel: over {SEND_QUEUE_MAX} messages wait for the peer "
+                                          f"to acknowledge the {len(self.inflight)} in flight")
         out = []
         # `inflight` is in id order already: ids are given in increasing order as messages go
         # in (_fill_window) and only acks take them out; no sort per flush.

@@ -11,7 +11,6 @@ import functools
 import hashlib
 import re
 from dataclasses import dataclass, field
-from collections.abc import Callable
 from typing import NoReturn
 
 from cryptography import x509
@@ -732,9 +731,7 @@ class TlsEndpoint:
         # session started with, and a CA the reload took out must not let it in.
         self.verify_again = None
         self._fed = False        # records arrived since the last read of application data
-        # TLS records the peer fed since the last read loop (see pump's `charge`), counted from
-        # their 5-byte headers as they come in: a record may be cut over control packets.
-        self.records_in = 0
+        # Where feed() is in the peer's record stream (a record may be cut over control packets):
         self._rec_head = b""     # the start of a record header cut off at the end of a feed
         self._rec_skip = 0       # bytes of the current record's body still to come
 
@@ -816,46 +813,59 @@ class TlsEndpoint:
             raise RemoteProtocolError(f"TLS error: {e}") from None
         raise RemoteProtocolError(f"TLS error: OpenSSL returned {r} with no error")
 
-    def feed(self, data: bytes) -> None:
-        """TLS records from the peer. An empty payload is nothing; a memory BIO that refuses
-        bytes is the peer's doing: RemoteProtocolError."""
+    def feed(self, data: bytes, room: int | None = None) -> int:
+        """TLS records from the peer; returns how many records start in `data`, what the caller
+        charges to its control budget. Counted before OpenSSL sees any of them, and no further
+        than one past `room` (what the budget has left): then the bytes are not given to
+        OpenSSL at all and the caller, whose charge fails, ends the session. Why count records
+        and not the messages read: records that carry no application data (KeyUpdate, alerts,
+        empty records, 1-byte fragments of a handshake message) cost OpenSSL's work on the read
+        too, and a peer could send them for free. An empty payload is nothing; a memory BIO
+        that refuses bytes is the peer's doing: RemoteProtocolError."""
         if not data:
-            return
+            return 0
         if type(data) is not bytes:
             data = bytes(data)
+        n = self._count_records(data, len(data) if room is None else room)
+        if room is not None and n > room:
+            return n
         if _lib.BIO_write(self._into, data, len(data)) != len(data):
             _lib.ERR_clear_error()
             raise RemoteProtocolError("TLS input refused")
         self._fed = True
-        self._count_records(data)
+        return n
 
-    def _count_records(self, data: bytes) -> None:
-        """Add the records that start in `data` to records_in. Why count them here and not the
-        messages read: records that carry no application data (KeyUpdate, alerts, empty
-        records) cost OpenSSL's work on the read too, and a peer could send them for free."""
-        i, n = 0, len(data)
-        while i < n:
-            if self._rec_skip:
-                step = min(self._rec_skip, n - i)
-                self._rec_skip -= step
-                i += step
-                continue
-            take = 5 - len(self._rec_head)
-            head = self._rec_head + data[i:i + take]
-            i += take
+    def _count_records(self, data: bytes, room: int) -> int:
+        """The records that start in `data`, from their 5-byte headers, at most room + 1 (past
+        that the position in the stream is left unknown: the session ends). One loop turn a
+        record, stepping from header to header."""
+        n = len(data)
+        count = 0
+        i = self._rec_skip           # the first header starts after the rest of the current record
+        head = self._rec_head
+        if head:                     # a header cut at the end of the last feed (counted there)
+            need = 5 - len(head)
+            head += data[:need]
             if len(head) < 5:
                 self._rec_head = head
-                return
+                return 0
             self._rec_head = b""
-            self._rec_skip = int.from_bytes(head[3:5], "big")
-            self.records_in += 1
+            i = need + int.from_bytes(head[3:5], "big")
+        while i + 5 <= n and count <= room:
+            i += 5 + (data[i + 3] << 8 | data[i + 4])
+            count += 1
+        if count > room:
+            return count             # the session ends: where the stream stands no longer matters
+        if i >= n:
+            self._rec_skip = i - n
+        else:                        # a header cut by the end of this feed
+            self._rec_skip = 0
+            self._rec_head = data[i:]
+            count += 1               # it starts here: counted now, not when its header ends
+        return count
 
-    def pump(self, charge: Callable[[int], None] | None = None) -> tuple[bytes, list[bytes]]:
-        """Advance: returns (TLS bytes to send, application messages received). Raises RemoteProtocolError.
-
-        `charge(n)` is called with the records fed since the last read before OpenSSL reads them
-        once the handshake is done (it raises to refuse them); those of the handshake itself
-        are not charged (new handshakes are bounded where they start)."""
+    def pump(self) -> tuple[bytes, list[bytes]]:
+        """Advance: returns (TLS bytes to send, application messages received). Raises RemoteProtocolError."""
         msgs: list[bytes] = []
         ssl = self._ssl
         if not self.handshake_done:
@@ -863,17 +873,12 @@ class TlsEndpoint:
             if r == 1:
                 self._verify_peer()
                 self.handshake_done = True          # only now: see _verify_peer
-            else:
-                self.records_in = 0
-                if _lib.SSL_get_error(ssl, r) != _WANT_READ:
-                    self._fail(r)
+            elif _lib.SSL_get_error(ssl, r) != _WANT_READ:
+                self._fail(r)
         if self.handshake_done and self._fed:
             # Each read loop ends in "want read" (no more records): run it only when records
             # came in since the last one emptied the input.
             self._fed = False
-            if charge is not None and self.records_in:
-                n, self.records_in = self.records_in, 0
-                charge(n)
             buf = _scratch()        # drain() below reads into it too
             while True:
                 r = _lib.SSL_read(ssl, buf, _BIO_CHUNK)
