@@ -52,7 +52,8 @@ $(VENV)/.installed: pyproject.toml
 # share the image build in image/out and one TCG guest at a time is what 2 cores carry -- and
 # everything else in PYTEST_WORKERS pytest-xdist workers beside it (most of that time is waiting on
 # namespaces and peers: ~9 CPU-minutes in 20 wall-minutes when serial); a file stays on one worker,
-# in order, as its module-scoped labs expect. The VM run's output is
+# in order, as its module-scoped labs expect; the longest files first (tests/conftest.py LONG_FILES,
+# hence --no-loadscope-reorder: xdist's own order is by number of tests). The VM run's output is
 # printed when both are done, each with its slowest tests (CI's wall time is held under 25 min).
 # With PYTEST_ARGS (a selection) or PYTEST_WORKERS=0: one serial run.
 PYTEST_WORKERS ?= 2
@@ -61,7 +62,7 @@ test: setup
 	  exec $(BIN)/pytest -q -p no:xdist $(PYTEST_ARGS); fi; \
 	log=$$(mktemp /tmp/vm-tests.XXXXXX); \
 	$(BIN)/pytest -q -p no:xdist --durations=8 tests/vm > $$log 2>&1 & vm=$$!; \
-	$(BIN)/pytest -q -n $(PYTEST_WORKERS) --dist loadfile --durations=15 --ignore=tests/vm; rest=$$?; \
+	$(BIN)/pytest -q -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=15 --ignore=tests/vm; rest=$$?; \
 	wait $$vm; vmrc=$$?; echo "== the VM tests (tests/vm), run beside the above:"; cat $$log; rm -f $$log; \
 	echo "== exit status: tests/vm $$vmrc, the rest $$rest"; [ $$rest = 0 ] && [ $$vmrc = 0 ]
 

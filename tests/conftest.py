@@ -9,6 +9,8 @@ import logging
 import os
 import signal
 import sys
+from collections import defaultdict
+from pathlib import Path
 
 import pytest
 
@@ -46,6 +48,57 @@ def pytest_sessionstart(session) -> None:  # noqa: ANN001 - pytest hook
         if gone:
             print(f"removed {len(gone)} namespace(s) left by a killed run: {' '.join(sorted(gone))}",
                   file=sys.stderr)
+
+
+# The files that take longest (seconds, whole file: set-up, calls and tear-down, as the "slowest
+# files" list below printed them in a `make test`), for pytest-xdist's whole-file scheduling (the
+# Makefile's `--dist loadfile --no-loadscope-reorder`): each worker takes the next file when it is
+# done, so a long file taken late leaves the other worker idle at the end (the 400 s
+# test_reliability.py did: xdist's own order, by number of tests, put it after hundreds of files).
+# These go first, longest first; every other file follows in collection order, the many short
+# unit files last, where they fill in. Only the order changes: which tests run does not. A file
+# missing here or a figure out of date costs wall time, never a test.
+LONG_FILES: dict[str, int] = {
+    "tests/interop/test_reliability_soak.py": 190,
+    "tests/interop/test_failed_renegotiation.py": 140,
+    "tests/interop/test_reliability_recovery.py": 80,
+    "tests/interop/test_reliability_flood.py": 70,
+    "tests/interop/test_ops_vs_openvpn.py": 60,
+    "tests/interop/test_deferred_duplicates_vs_openvpn.py": 55,
+    "tests/fuzz/test_fuzz_short.py": 45,
+    "tests/interop/test_reliability_logins.py": 40,
+    "tests/interop/test_deferred_auth_push.py": 40,
+    "tests/interop/test_reliability_faults.py": 35,
+    "tests/interop/test_reload_renewed_ca.py": 25,
+    "tests/interop/test_lan_ipv6.py": 20,
+}
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _file_of(nodeid: str) -> str:
+    return nodeid.split("::", 1)[0]
+
+
+def pytest_collection_modifyitems(config, items) -> None:  # noqa: ANN001 - pytest hook
+    """On pytest-xdist workers (they all collect, and must agree on the order): LONG_FILES first,
+    longest first. A stable sort: each file's tests keep their order, so do the other files."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        items.sort(key=lambda item: -LONG_FILES.get(_file_of(item.nodeid), 0))
+
+
+_FILE_SECONDS: defaultdict[str, float] = defaultdict(float)
+
+
+def pytest_runtest_logreport(report) -> None:  # noqa: ANN001 - pytest hook (xdist forwards workers' reports)
+    _FILE_SECONDS[_file_of(report.nodeid)] += report.duration
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # noqa: ANN001 - pytest hook
+    """With --durations: the slowest files too, the figures LONG_FILES is kept up to date from."""
+    if config.getoption("durations", None) and len(_FILE_SECONDS) > 1:
+        terminalreporter.section("slowest files (set-up + calls + tear-down)")
+        for name, secs in sorted(_FILE_SECONDS.items(), key=lambda kv: -kv[1])[:20]:
+            terminalreporter.write_line(f"{secs:8.1f}s {name}")
 
 
 @pytest.fixture(autouse=True)
