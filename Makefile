@@ -22,7 +22,19 @@ PYTEST_ARGS ?=
 
 .PHONY: setup system-deps test test-unit test-engine test-interop test-vm run run-host bench bench-engine image clean fuzz capacity first-packet
 
-setup: system-deps $(VENV)/.installed $(RESOLVED_DIR)/.unpacked
+# `make test` (the whole suite) and `make run` need the VM kernel, whose compile (image/kernel.py, ~8-13
+# min on 2 cores) is the long pole of a fresh clone's `make test`: it starts in the background as soon
+# as the system packages are in, while the venv is made (`image/build.py --kernel-only`, system
+# Python, log in image/out/kernel-early.log). The image build waits for it and takes the kernel from
+# the cache; if it failed, the image build compiles again and reports the error itself.
+EARLY_KERNEL := $(if $(filter test run,$(MAKECMDGOALS)),$(if $(strip $(PYTEST_ARGS)),,kernel-early))
+
+setup: system-deps $(EARLY_KERNEL) $(VENV)/.installed $(RESOLVED_DIR)/.unpacked
+
+.PHONY: kernel-early
+kernel-early: system-deps
+	@mkdir -p image/out && echo "kernel: compiling in the background (log: image/out/kernel-early.log)" && \
+	  { nohup python3 image/build.py --kernel-only > image/out/kernel-early.log 2>&1 < /dev/null & }
 
 system-deps:
 	@missing=""; for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \

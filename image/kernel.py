@@ -36,6 +36,9 @@ BUILD_DIR = Path("/var/tmp/vpn-appliance-kernel")
 # How the kernel is made; part of the cache key, so changing it rebuilds.
 MAKE_ENV = {"ARCH": "x86_64", "KBUILD_BUILD_USER": "vpn-appliance", "KBUILD_BUILD_HOST": "debian",
             "KBUILD_BUILD_VERSION": "1", "LC_ALL": "C", "TZ": "UTC"}
+# Where the Makefile's kernel-early target (`make test`, `make run`) logs the compile it starts in
+# the background while the venv is set up (`image/build.py --kernel-only`).
+EARLY_LOG = HERE / "out" / "kernel-early.log"
 RECIPE = "allnoconfig+KCONFIG_ALLCONFIG; bzImage; " + " ".join(f"{k}={v}" for k, v in sorted(MAKE_ENV.items()))
 
 
@@ -132,7 +135,15 @@ def build(deb: Path, pkg: str, version: str, cache: Path, log=print) -> Kernel:
 def _compile(deb: Path, member: str, fragment: dict, epoch: int, slot: Path, log) -> None:
     BUILD_DIR.mkdir(parents=True, exist_ok=True)
     with open(BUILD_DIR / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)      # one build at a time in the one fixed directory
+        try:                                  # one build at a time in the one fixed directory
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log(f"kernel: waiting for the compile under way in {BUILD_DIR} (`make test` and `make run` "
+                f"start it early: {EARLY_LOG})")
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        if (slot / "bzImage").exists():       # that compile was this one: its result is in the cache
+            log(f"kernel: compiled meanwhile: {slot / 'bzImage'}")
+            return
         t0 = time.monotonic()
         tree = BUILD_DIR / Path(member).name.removesuffix(".tar.xz")
         shutil.rmtree(tree, ignore_errors=True)

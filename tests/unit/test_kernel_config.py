@@ -102,3 +102,35 @@ def test_every_nft_expression_the_rulesets_use_is_in_the_vm_kernel():
     assert not unknown, f"nft words with no kernel option on record (add them to NFT_WORDS): {unknown}"
     missing = sorted({opt for w in words for opt in (NFT_WORDS[w] or ()) if frag.get(opt, (None,))[0] != "y"})
     assert not missing, f"image/kernel.config lacks what the rulesets use: {missing}"
+
+
+def test_a_build_that_waited_for_a_compile_under_way_takes_its_result(tmp_path, monkeypatch):
+    """`make test` starts the kernel's compile early in the background (Makefile kernel-early); the
+    image build then waits on the build directory's lock. When the lock comes free with the bzImage
+    in the cache, it must take it, not compile the ~1300 objects a second time."""
+    import fcntl
+    import threading
+    import time
+
+    monkeypatch.setattr(kernel, "BUILD_DIR", tmp_path / "build")
+    calls: list = []
+    monkeypatch.setattr(kernel, "_run", lambda cmd, **kw: calls.append(cmd))
+    slot = tmp_path / "cache" / "kernel" / "key"
+    (tmp_path / "build").mkdir()
+    logged: list[str] = []
+    with open(tmp_path / "build" / ".lock", "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)          # the compile under way
+        t = threading.Thread(target=kernel._compile, args=(tmp_path / "x.deb", "./usr/src/linux-source-6.1.tar.xz",
+                                                           {}, 0, slot, logged.append))
+        t.start()
+        for _ in range(200):                     # at most 10 s for the thread to reach the lock
+            if any("waiting for the compile under way" in m for m in logged):
+                break
+            time.sleep(0.05)
+        assert any("waiting for the compile under way" in m for m in logged), logged
+        slot.mkdir(parents=True)
+        (slot / "bzImage").write_bytes(b"kernel")
+    t.join(10)
+    assert not t.is_alive()
+    assert calls == [], "compiled again although the cache had the kernel"
+    assert (slot / "bzImage").read_bytes() == b"kernel"
