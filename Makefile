@@ -26,7 +26,9 @@ PYTEST_ARGS ?=
 # min on 2 cores) is the long pole of a fresh clone's `make test`: it starts in the background as soon
 # as the system packages are in, while the venv is made (`image/build.py --kernel-only`, system
 # Python, log in image/out/kernel-early.log). The image build waits for it and takes the kernel from
-# the cache; if it failed, the image build compiles again and reports the error itself.
+# the cache; if it failed, the image build compiles again and reports the error itself. Ctrl-C of
+# `make test` does not stop it (a background job of make's shell ignores SIGINT): it runs to its end
+# and leaves the kernel in the cache for the next run.
 EARLY_KERNEL := $(if $(filter test run,$(MAKECMDGOALS)),$(if $(strip $(PYTEST_ARGS)),,kernel-early))
 
 setup: system-deps $(EARLY_KERNEL) $(VENV)/.installed $(RESOLVED_DIR)/.unpacked
