@@ -22,7 +22,21 @@ PYTEST_ARGS ?=
 
 .PHONY: setup system-deps test test-unit test-engine test-interop test-vm run run-host bench bench-engine image clean fuzz capacity first-packet
 
-setup: system-deps $(VENV)/.installed $(RESOLVED_DIR)/.unpacked
+# `make test` (the whole suite) and `make run` need the VM kernel, whose compile (image/kernel.py, ~8-13
+# min on 2 cores) is the long pole of a fresh clone's `make test`: it starts in the background as soon
+# as the system packages are in, while the venv is made (`image/build.py --kernel-only`, system
+# Python, log in image/out/kernel-early.log). The image build waits for it and takes the kernel from
+# the cache; if it failed, the image build compiles again and reports the error itself. Ctrl-C of
+# `make test` does not stop it (a background job of make's shell ignores SIGINT): it runs to its end
+# and leaves the kernel in the cache for the next run.
+EARLY_KERNEL := $(if $(filter test run,$(MAKECMDGOALS)),$(if $(strip $(PYTEST_ARGS)),,kernel-early))
+
+setup: system-deps $(EARLY_KERNEL) $(VENV)/.installed $(RESOLVED_DIR)/.unpacked
+
+.PHONY: kernel-early
+kernel-early: system-deps
+	@mkdir -p image/out && echo "kernel: compiling in the background (log: image/out/kernel-early.log)" && \
+	  { nohup python3 image/build.py --kernel-only > image/out/kernel-early.log 2>&1 < /dev/null & }
 
 system-deps:
 	@missing=""; for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -52,7 +66,8 @@ $(VENV)/.installed: pyproject.toml
 # share the image build in image/out and one TCG guest at a time is what 2 cores carry -- and
 # everything else in PYTEST_WORKERS pytest-xdist workers beside it (most of that time is waiting on
 # namespaces and peers: ~9 CPU-minutes in 20 wall-minutes when serial); a file stays on one worker,
-# in order, as its module-scoped labs expect. The VM run's output is
+# in order, as its module-scoped labs expect; the longest files first (tests/conftest.py LONG_FILES,
+# hence --no-loadscope-reorder: xdist's own order is by number of tests). The VM run's output is
 # printed when both are done, each with its slowest tests (CI's wall time is held under 25 min).
 # With PYTEST_ARGS (a selection) or PYTEST_WORKERS=0: one serial run.
 PYTEST_WORKERS ?= 2
@@ -61,7 +76,7 @@ test: setup
 	  exec $(BIN)/pytest -q -p no:xdist $(PYTEST_ARGS); fi; \
 	log=$$(mktemp /tmp/vm-tests.XXXXXX); \
 	$(BIN)/pytest -q -p no:xdist --durations=8 tests/vm > $$log 2>&1 & vm=$$!; \
-	$(BIN)/pytest -q -n $(PYTEST_WORKERS) --dist loadfile --durations=15 --ignore=tests/vm; rest=$$?; \
+	$(BIN)/pytest -q -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=15 --ignore=tests/vm; rest=$$?; \
 	wait $$vm; vmrc=$$?; echo "== the VM tests (tests/vm), run beside the above:"; cat $$log; rm -f $$log; \
 	echo "== exit status: tests/vm $$vmrc, the rest $$rest"; [ $$rest = 0 ] && [ $$vmrc = 0 ]
 

@@ -37,7 +37,6 @@ sys.path.insert(0, str(REPO))      # the appliance package: config check and bun
 sys.path.insert(0, str(HERE))
 import disk  # noqa: E402  (image/disk.py: the bootable disk image)
 import kernel  # noqa: E402  (image/kernel.py: the kernel, compiled from Debian's source package)
-from appliance.config.bundle import write_dir  # noqa: E402
 # The kernel's source comes from this metapackage's dependency (linux-source-<major.minor>), resolved
 # at build time: versioned packages leave the archive when the next series arrives (resolve_packages).
 KERNEL_META = kernel.SOURCE_META
@@ -399,6 +398,7 @@ def assemble(bundle, stage: Path, debs: dict[str, Path], cache: Path) -> Path:
     compiled_by = compile_python(root)
     etc = root / "etc/vpn-appliance"
     etc.mkdir(parents=True, exist_ok=True)
+    from appliance.config.bundle import write_dir   # here: --kernel-only runs before the venv exists
     write_dir(bundle, etc)       # the TOML and every file it names (appliance/config/bundle.py)
     for d in ("proc", "sys", "dev", "tmp", "run", "etc"):
         (root / d).mkdir(exist_ok=True)
@@ -506,7 +506,6 @@ def build(bundle, out: Path, cache: Path | None = None) -> dict:
         log("image is up to date (same inputs): nothing to do")
         return {"total": (out / "vmlinuz").stat().st_size + (out / "initramfs.img").stat().st_size,
                 "sha_initramfs": _sha(out / "initramfs.img"), "epoch": epoch}
-    k = kernel.build(all_debs[KERNEL_PKG], KERNEL_PKG, versions[KERNEL_PKG], cache, log=log)
     stage = out / "stage"
     root = assemble(bundle, stage, debs, cache)
     pack_read_only(root, stage, epoch)
@@ -515,6 +514,9 @@ def build(bundle, out: Path, cache: Path | None = None) -> dict:
     z = subprocess.run(["zstd", *ZSTD_ARGS, "-q", "-T1", "--no-check", "-c"], input=blob, capture_output=True,
                        check=True)
     (out / "initramfs.img").write_bytes(z.stdout)
+    # The kernel after the initramfs, which does not depend on it (no modules): when `make test` has
+    # started its compile early (Makefile kernel-early), the initramfs is made while it runs.
+    k = kernel.build(all_debs[KERNEL_PKG], KERNEL_PKG, versions[KERNEL_PKG], cache, log=log)
     shutil.copyfile(k.bzimage, out / "vmlinuz")
     sizes = {"vmlinuz": (out / "vmlinuz").stat().st_size, "initramfs.img": len(z.stdout)}
     total = sum(sizes.values())
@@ -558,6 +560,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--config", type=Path, default=HERE / "default-appliance.toml")
     ap.add_argument("--out", type=Path, default=HERE / "out")
     ap.add_argument("--cache", type=Path, default=None, help="download cache (default OUT/cache)")
+    ap.add_argument("--kernel-only", action="store_true",
+                    help="only download the kernel source and compile the kernel into the cache")
     a = ap.parse_args(argv)
     # One build at a time per cache: builds share its downloads, wheels, kernel and lab PKI, and two
     # test runs may ask for the same out directory at once (the second then finds it up to date).
@@ -569,7 +573,20 @@ def main(argv: list[str] | None = None) -> int:
         except BlockingIOError:
             log(f"waiting for another build using {cache}")
             fcntl.flock(lock, fcntl.LOCK_EX)
-        return _main(a)
+        if not a.kernel_only:
+            return _main(a)
+        deb, pkg, version = kernel_source(cache)
+    # The compile outside the build lock (image/kernel.py has its own): the image build started
+    # meanwhile downloads the rest, then waits for this compile and takes the kernel from the cache.
+    kernel.build(deb, pkg, version, cache, log=log)
+    return 0
+
+
+def kernel_source(cache: Path) -> tuple[Path, str, str]:
+    """The kernel source package, resolved and downloaded as build() does: (.deb, name, version)."""
+    versions = resolve_packages([KERNEL_META])
+    use_kernel(versions)
+    return download(versions, cache / "debs")[KERNEL_PKG], KERNEL_PKG, versions[KERNEL_PKG]
 
 
 def _main(a: argparse.Namespace) -> int:

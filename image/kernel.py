@@ -36,6 +36,9 @@ BUILD_DIR = Path("/var/tmp/vpn-appliance-kernel")
 # How the kernel is made; part of the cache key, so changing it rebuilds.
 MAKE_ENV = {"ARCH": "x86_64", "KBUILD_BUILD_USER": "vpn-appliance", "KBUILD_BUILD_HOST": "debian",
             "KBUILD_BUILD_VERSION": "1", "LC_ALL": "C", "TZ": "UTC"}
+# Where the Makefile's kernel-early target (`make test`, `make run`) logs the compile it starts in
+# the background while the venv is set up (`image/build.py --kernel-only`).
+EARLY_LOG = HERE / "out" / "kernel-early.log"
 RECIPE = "allnoconfig+KCONFIG_ALLCONFIG; bzImage; " + " ".join(f"{k}={v}" for k, v in sorted(MAKE_ENV.items()))
 
 
@@ -132,17 +135,28 @@ def build(deb: Path, pkg: str, version: str, cache: Path, log=print) -> Kernel:
 def _compile(deb: Path, member: str, fragment: dict, epoch: int, slot: Path, log) -> None:
     BUILD_DIR.mkdir(parents=True, exist_ok=True)
     with open(BUILD_DIR / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)      # one build at a time in the one fixed directory
+        try:                                  # one build at a time in the one fixed directory
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log(f"kernel: waiting for the compile under way in {BUILD_DIR} (`make test` and `make run` "
+                f"start it early: {EARLY_LOG})")
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        if (slot / "bzImage").exists():       # that compile was this one: its result is in the cache
+            log(f"kernel: compiled meanwhile: {slot / 'bzImage'}")
+            return
         t0 = time.monotonic()
+        phases = _Phases()
         tree = BUILD_DIR / Path(member).name.removesuffix(".tar.xz")
         shutil.rmtree(tree, ignore_errors=True)
         log(f"kernel: unpacking {Path(member).name} from {deb.name} into {BUILD_DIR}")
         _run(["bash", "-o", "pipefail", "-c", 'dpkg-deb --fsys-tarfile "$1" | tar -xO "$2" | tar -xJ -C "$3"', "-",
               str(deb), member, str(BUILD_DIR)])
+        phases.done("unpack")
         env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES")}
         env.update(MAKE_ENV, SOURCE_DATE_EPOCH=str(epoch),
                    KBUILD_BUILD_TIMESTAMP=time.strftime("%a %b %d %H:%M:%S UTC %Y", time.gmtime(epoch)))
         _run(["make", "-s", "allnoconfig", f"KCONFIG_ALLCONFIG={CONFIG}"], cwd=tree, env=env)
+        phases.done("allnoconfig")
         bad = unmet(fragment, (tree / ".config").read_text())
         if bad:
             raise KernelBuildError("kernel build: the config does not hold what image/kernel.config asks:\n"
@@ -150,17 +164,41 @@ def _compile(deb: Path, member: str, fragment: dict, epoch: int, slot: Path, log
         jobs = len(os.sched_getaffinity(0))
         log(f"kernel: compiling bzImage (make -j{jobs}; minutes)")
         _run(["make", "-s", f"-j{jobs}", "bzImage"], cwd=tree, env=env)
+        phases.done("make")
+        objects = sum(1 for _ in tree.rglob("*.o"))
         secs = time.monotonic() - t0
         tmp = slot.with_name(slot.name + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
         shutil.copyfile(tree / "arch/x86/boot/bzImage", tmp / "bzImage")
         shutil.copyfile(tree / ".config", tmp / "config")
-        (tmp / "build-info").write_text(f"compiled in {secs:.0f} s with make -j{jobs}\n")
+        (tmp / "build-info").write_text(f"compiled in {secs:.0f} s with make -j{jobs} ({phases}; {objects} objects)\n")
         shutil.rmtree(slot, ignore_errors=True)
         os.rename(tmp, slot)
         shutil.rmtree(tree, ignore_errors=True)    # ~1.5 GB of objects; the cache keeps the result
-        log(f"kernel: compiled in {secs:.0f} s: bzImage {(slot / 'bzImage').stat().st_size / 1e6:.2f} MB")
+        log(f"kernel: compiled in {secs:.0f} s ({phases}; {objects} objects): bzImage {(slot / 'bzImage').stat().st_size / 1e6:.2f} MB")
+
+
+class _Phases:
+    """Wall and CPU seconds (of the child processes: tar, make, gcc) per phase of a compile, for the
+    log and build-info: what to shorten when the compile is the long pole of `make test`."""
+
+    def __init__(self) -> None:
+        self.parts: list[str] = []
+        self._mark = self._now()
+
+    @staticmethod
+    def _now() -> tuple[float, float]:
+        t = os.times()
+        return time.monotonic(), t.children_user + t.children_system
+
+    def done(self, name: str) -> None:
+        now = self._now()
+        self.parts.append(f"{name} {now[0] - self._mark[0]:.0f} s wall / {now[1] - self._mark[1]:.0f} s CPU")
+        self._mark = now
+
+    def __str__(self) -> str:
+        return ", ".join(self.parts)
 
 
 def _run(cmd, **kw) -> None:

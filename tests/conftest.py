@@ -9,6 +9,8 @@ import logging
 import os
 import signal
 import sys
+from collections import defaultdict
+from pathlib import Path
 
 import pytest
 
@@ -46,6 +48,67 @@ def pytest_sessionstart(session) -> None:  # noqa: ANN001 - pytest hook
         if gone:
             print(f"removed {len(gone)} namespace(s) left by a killed run: {' '.join(sorted(gone))}",
                   file=sys.stderr)
+
+
+# The files that take longest (seconds for the whole file: set-up, calls and tear-down), as the
+# "slowest files" list below printed them in a fresh clone's `make test` on 2026-12-02 at load
+# average 8-10 from other work on the 2-core machine (the soak, bound by its clock, as on a quiet
+# machine; the others up to twice as long). For pytest-xdist's whole-file scheduling (the
+# Makefile's `--dist loadfile --no-loadscope-reorder`): each worker takes the next file when it is
+# done, so a long file taken late leaves the other worker idle at the end (the 400 s
+# test_reliability.py did: xdist's own order, by number of tests, put it after hundreds of files).
+# These go first, longest first; every other file follows in collection order, the many short
+# unit files last, where they fill in. Only the order changes: which tests run does not. A file
+# missing here or a figure out of date costs wall time, never a test.
+LONG_FILES: dict[str, int] = {
+    "tests/interop/test_server_vs_openvpn.py": 448,
+    "tests/interop/test_client_vs_openvpn.py": 358,
+    "tests/interop/test_reliability_soak.py": 190,
+    "tests/interop/test_failed_renegotiation.py": 179,
+    "tests/interop/test_deferred_auth_push.py": 103,
+    "tests/unit/test_pushed_ipv4.py": 97,
+    "tests/interop/test_reliability_flood.py": 97,
+    "tests/interop/test_ops_vs_openvpn.py": 92,
+    "tests/interop/test_reliability_recovery.py": 89,
+    "tests/interop/test_reliability_logins.py": 86,
+    "tests/fuzz/test_fuzz_short.py": 82,
+    "tests/interop/test_attacks.py": 78,
+    "tests/engine/test_no_exceptions_property.py": 74,
+    "tests/interop/test_multi_cn_vs_openvpn.py": 64,
+    "tests/unit/test_crl_names.py": 57,
+    "tests/interop/test_restart_vs_openvpn.py": 56,
+    "tests/interop/test_lab_cleanup.py": 56,
+    "tests/interop/test_same_remote_vs_openvpn.py": 55,
+    "tests/interop/test_auth_temp_backoff_vs_openvpn.py": 54,
+    "tests/interop/test_server_security.py": 54,
+}
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _file_of(nodeid: str) -> str:
+    return nodeid.split("::", 1)[0]
+
+
+def pytest_collection_modifyitems(config, items) -> None:  # noqa: ANN001 - pytest hook
+    """On pytest-xdist workers (they all collect, and must agree on the order): LONG_FILES first,
+    longest first. A stable sort: each file's tests keep their order, so do the other files."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        items.sort(key=lambda item: -LONG_FILES.get(_file_of(item.nodeid), 0))
+
+
+_FILE_SECONDS: defaultdict[str, float] = defaultdict(float)
+
+
+def pytest_runtest_logreport(report) -> None:  # noqa: ANN001 - pytest hook (xdist forwards workers' reports)
+    _FILE_SECONDS[_file_of(report.nodeid)] += report.duration
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # noqa: ANN001 - pytest hook
+    """With --durations: the slowest files too, the figures LONG_FILES is kept up to date from."""
+    if config.getoption("durations", None) and len(_FILE_SECONDS) > 1:
+        terminalreporter.section("slowest files (set-up + calls + tear-down)")
+        for name, secs in sorted(_FILE_SECONDS.items(), key=lambda kv: -kv[1])[:25]:
+            terminalreporter.write_line(f"{secs:8.1f}s {name}")
 
 
 @pytest.fixture(autouse=True)

@@ -124,7 +124,7 @@ def run(nclients: int = 50, resets: int = 100_000, handshakes: int = 500, bad_ra
                                  protection="none")
         pid = srv.p.pid
         # In batches: 50 logins at once overflow the server's password-check queue (32), and the
-        # refused ones get a final AUTH_FAILED (see test_reliability's xfail on a login burst).
+        # refused ones got a final AUTH_FAILED (now they all get in: tests/interop/test_reliability_logins.py).
         up: dict[int, float] = {}
         for k in range(0, nclients, batch):
             idx = list(range(k, min(nclients, k + batch)))

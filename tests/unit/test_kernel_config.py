@@ -102,3 +102,63 @@ def test_every_nft_expression_the_rulesets_use_is_in_the_vm_kernel():
     assert not unknown, f"nft words with no kernel option on record (add them to NFT_WORDS): {unknown}"
     missing = sorted({opt for w in words for opt in (NFT_WORDS[w] or ()) if frag.get(opt, (None,))[0] != "y"})
     assert not missing, f"image/kernel.config lacks what the rulesets use: {missing}"
+
+
+def test_a_build_that_waited_for_a_compile_under_way_takes_its_result(tmp_path, monkeypatch):
+    """`make test` starts the kernel's compile early in the background (Makefile kernel-early); the
+    image build then waits on the build directory's lock. When the lock comes free with the bzImage
+    in the cache, it must take it, not compile the ~1300 objects a second time."""
+    import fcntl
+    import threading
+    import time
+
+    monkeypatch.setattr(kernel, "BUILD_DIR", tmp_path / "build")
+    calls: list = []
+    monkeypatch.setattr(kernel, "_run", lambda cmd, **kw: calls.append(cmd))
+    slot = tmp_path / "cache" / "kernel" / "key"
+    (tmp_path / "build").mkdir()
+    logged: list[str] = []
+    with open(tmp_path / "build" / ".lock", "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)          # the compile under way
+        t = threading.Thread(target=kernel._compile, args=(tmp_path / "x.deb", "./usr/src/linux-source-6.1.tar.xz",
+                                                           {}, 0, slot, logged.append))
+        t.start()
+        for _ in range(200):                     # at most 10 s for the thread to reach the lock
+            if any("waiting for the compile under way" in m for m in logged):
+                break
+            time.sleep(0.05)
+        assert any("waiting for the compile under way" in m for m in logged), logged
+        slot.mkdir(parents=True)
+        (slot / "bzImage").write_bytes(b"kernel")
+    t.join(10)
+    assert not t.is_alive()
+    assert calls == [], "compiled again although the cache had the kernel"
+    assert (slot / "bzImage").read_bytes() == b"kernel"
+
+
+def test_a_compile_records_its_phases_and_objects_and_fills_the_cache(tmp_path, monkeypatch):
+    """_compile's own steps with the commands stood in for (the real compile takes minutes): the
+    cache slot gets bzImage, config and a build-info naming each phase's seconds and the objects."""
+    monkeypatch.setattr(kernel, "BUILD_DIR", tmp_path / "build")
+    tree = tmp_path / "build" / "linux-source-6.1"
+
+    def run(cmd, **kw):
+        if cmd[0] == "bash":                      # the unpack
+            (tree / "arch/x86/boot").mkdir(parents=True)
+        elif "allnoconfig" in cmd:
+            (tree / ".config").write_text("CONFIG_TUN=y\n")
+        elif "bzImage" in cmd:
+            (tree / "arch/x86/boot/bzImage").write_bytes(b"kernel")
+            (tree / "a.o").write_bytes(b"")
+    monkeypatch.setattr(kernel, "_run", run)
+    slot = tmp_path / "cache" / "kernel" / "key"
+    logged: list[str] = []
+    kernel._compile(tmp_path / "x.deb", "./usr/src/linux-source-6.1.tar.xz", {"CONFIG_TUN": ("y", 1)}, 0, slot,
+                    logged.append)
+    assert (slot / "bzImage").read_bytes() == b"kernel"
+    assert (slot / "config").read_text() == "CONFIG_TUN=y\n"
+    info = (slot / "build-info").read_text()
+    for phase in ("unpack", "allnoconfig", "make"):
+        assert f"{phase} " in info and " s CPU" in info, info
+    assert "1 objects" in info, info
+    assert not tree.exists(), "the tree (~1.5 GB when real) is removed once the cache has the result"
