@@ -29,14 +29,15 @@ PYTEST_ARGS ?=
 # the cache; if it failed, the image build compiles again and reports the error itself. Ctrl-C of
 # `make test` does not stop it (a background job of make's shell ignores SIGINT): it runs to its end
 # and leaves the kernel in the cache for the next run.
-EARLY_KERNEL := $(if $(filter test run,$(MAKECMDGOALS)),$(if $(strip $(PYTEST_ARGS)),,kernel-early))
+# `make setup KERNEL_EARLY=1` (what .ci/run does before its `make test`) starts it too.
+EARLY_KERNEL := $(if $(or $(KERNEL_EARLY),$(filter test run,$(MAKECMDGOALS))),$(if $(strip $(PYTEST_ARGS)),,kernel-early))
 
 setup: system-deps $(EARLY_KERNEL) $(VENV)/.installed $(RESOLVED_DIR)/.unpacked
 
 .PHONY: kernel-early
 kernel-early: system-deps
 	@mkdir -p image/out && echo "kernel: compiling in the background (log: image/out/kernel-early.log)" && \
-	  { nohup python3 image/build.py --kernel-only > image/out/kernel-early.log 2>&1 < /dev/null & }
+	  { nohup python3 image/build.py --kernel-only >> image/out/kernel-early.log 2>&1 < /dev/null & }
 
 system-deps:
 	@missing=""; for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
