@@ -6,7 +6,6 @@ whole when the reading is in. At 100,000 entries the reload read the file twice 
 from __future__ import annotations
 
 import os
-from concurrent.futures import Future
 
 import pytest
 from cryptography.x509.oid import ExtendedKeyUsageOID
@@ -17,24 +16,9 @@ from appliance.openvpn import crl as crl_mod
 from appliance.openvpn.crl import make_crl
 from tests.gateway.conftest import World, _kpem, _pem, client_conf, server_conf
 from tests.gateway.test_tunnel import _up
+from tests.unit.test_crl_background import HeldReader   # the CRL worker, its jobs run when the test says
 
 FILLER = list(range(10**6, 10**6 + 3000))          # > READ_INLINE_MAX: a large file
-
-
-class HeldReader:
-    """The CRL worker, whose jobs run only when the test says: a reading caught under way."""
-
-    def __init__(self) -> None:
-        self.jobs: list[tuple[Future, object, tuple]] = []
-
-    def __call__(self, job, *args) -> Future:
-        f: Future = Future()
-        self.jobs.append((f, job, args))
-        return f
-
-    def finish(self) -> None:
-        f, job, args = self.jobs.pop(0)
-        f.set_result(job(*args))
 
 
 @pytest.fixture(scope="module")
