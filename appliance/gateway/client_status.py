@@ -28,7 +28,7 @@ import logging
 import os
 from typing import TYPE_CHECKING, Callable
 
-from .status import tstr, write_file
+from .status import STATUS_OPEN, tstr, write_file
 
 if TYPE_CHECKING:
     from .loop import Pump
@@ -60,7 +60,7 @@ class ClientStatusFile:
         """`user`/`group` (cli.py): open the file while root, written through it when its
         directory is not the user's (gateway/status.py write_file), as OpenVPN keeps it open."""
         try:
-            self.held_fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            self.held_fd = os.open(self.path, STATUS_OPEN, 0o644)   # a FIFO without a reader: ENXIO, not a hang
         except OSError as e:
             log.warning("status file %s: %s", self.path, e.strerror or e)
 

@@ -151,8 +151,9 @@ class Operations:
                 raise PortGone(f"management interface on {where}: {e.strerror or e}") from None
         if o.status:
             pump.timers.arm("status-file", gw.clock(), self._write_status)
-            try:            # opened now, while root: a `user` drop follows (status.write_file)
-                self.status_fd = (o.status[0], os.open(o.status[0], os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644))
+            try:            # opened now, while root: a `user` drop follows (status.write_file);
+                # non-blocking: a FIFO there without a reader (an operator's slip) hung the start
+                self.status_fd = (o.status[0], os.open(o.status[0], st_mod.STATUS_OPEN, 0o644))
             except OSError:
                 pass
         if self.pool_memory is not None and self.pool_memory.interval:

@@ -87,6 +87,12 @@ def render(rows: list[ClientRow], version: int, now: float) -> list[str]:
     return out
 
 
+# How a status file is held open across a `user` drop (ops.py, client_status.py). O_NONBLOCK: a
+# FIFO there without a reader (an operator's slip) fails at once (ENXIO) instead of hanging the
+# start; write_file replaces the path at each write anyway.
+STATUS_OPEN = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | os.O_NONBLOCK
+
+
 def write_file(path: str, lines: list[str], held_fd: int | None = None) -> None:
     """Replace the file at once (a reader never sees half a list). `held_fd`: the file opened
     before a `user` drop (ops.py); when the directory is not the user's, written in place through

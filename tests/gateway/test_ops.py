@@ -565,3 +565,24 @@ def test_a_client_kept_by_a_reload_with_the_ca_certificate_renewed_renegotiates(
     w.run_for(15)
     assert _cns(gw) == ["client0"] and gw.d.clients[0].session.send_key.key_id >= 1, \
         "a client kept by the reload was dropped at its renegotiation"
+
+
+def test_a_status_file_that_is_a_pipe_does_not_hang_the_start(opki, tmp_path):
+    """`status FILE` is opened at start (held across a `user` drop): a FIFO there without a reader
+    blocked that open, and the server never started. Now it starts and the path gets the status."""
+    import threading
+    fifo = tmp_path / "status.log"
+    os.mkfifo(fifo)
+    w = World()
+    started: list = []
+    t = threading.Thread(target=lambda: started.append(_server(w, server_conf(opki, extra=f"status {fifo} 1\n"))),
+                         daemon=True)
+    t.start()
+    t.join(5)
+    if t.is_alive():                            # let the blocked open go, then fail
+        os.close(os.open(fifo, os.O_RDONLY | os.O_NONBLOCK))
+        t.join(5)
+        pytest.fail("the server's start blocked on the status FIFO")
+    assert started
+    w.run_for(2)
+    assert stat.S_ISREG(os.stat(fifo).st_mode) and fifo.read_text().rstrip().endswith("END")
