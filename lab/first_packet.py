@@ -219,19 +219,29 @@ class FirstPacket:
             f"fp-cli-ovpn-x25519-{protection}.conf",
             self.profiles["ovpn"].read_text() + "tls-groups X25519\n")
 
-    def once(self, pair: str, probe_s: float, timeout_s: float, baseline: str | None = None) -> dict:
+    def pin_servers(self) -> None:
+        """Move both servers (every thread) to CPU 0, where --pin also runs the prober and the echo."""
+        for proc in self.servers.values():
+            subprocess.run(["taskset", "-a", "-p", "-c", "0", str(proc.p.pid)], check=True,
+                           stdout=subprocess.DEVNULL)
+
+    def once(self, pair: str, probe_s: float, timeout_s: float, baseline: str | None = None,
+             pin: bool = False) -> dict:
         cli, srv = pair.split("-")
         prof = str(self.profiles[srv])
         wrap = os.environ.get("FP_WRAP", "").split()     # e.g. a profiler: FP_WRAP="perf record -o F --"
+        # --pin: every client on CPU 1, alone; the server, the prober and the echo on CPU 0, as on two
+        # machines (a client and a server do not share a core's caches in a deployment).
+        cpu1 = ["taskset", "-c", "1"] if pin else []
         if cli == "before":          # another checkout's client (--baseline), as lab/capacity.py runs it
-            argv = [sys.executable, "-c", _shq(_BASELINE), str(baseline), prof]
+            argv = [*cpu1, sys.executable, "-c", _shq(_BASELINE), str(baseline), prof]
         elif cli == "ours":
-            argv = [*wrap, OUR_BIN, "run", prof]
+            argv = [*cpu1, *wrap, OUR_BIN, "run", prof]
         elif cli == "oursx":
-            argv = [OUR_BIN, "run", str(self.profiles[f"{srv}-x25519"])]
+            argv = [*cpu1, OUR_BIN, "run", str(self.profiles[f"{srv}-x25519"])]
         else:
-            argv = [*wrap, OPENVPN, "--config", prof]
-        r = self.lab.cli.run(" ".join(["exec", sys.executable, "-c", _shq(_PROBER), f"vb{self.lab.tag}", SRV_IP,
+            argv = [*cpu1, *wrap, OPENVPN, "--config", prof]
+        r = self.lab.cli.run(" ".join(["exec", *(["taskset", "-c", "0"] if pin else []), sys.executable, "-c", _shq(_PROBER), f"vb{self.lab.tag}", SRV_IP,
                                        str(PORTS[srv]), TUN_ADDR[srv], str(ECHO_PORT), str(probe_s),
                                        str(timeout_s), str(self.servers[srv].p.pid), *argv]),
                              check=False, timeout=timeout_s + 30)
@@ -383,6 +393,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--baseline", default=None,
                     help="directory holding another version's `appliance` package: adds pair before-ovpn "
                          "(that version's client against OpenVPN's server)")
+    ap.add_argument("--pin", action="store_true",
+                    help="clients on CPU 1; servers, prober and echo on CPU 0 (two cores at least)")
     a = ap.parse_args(argv)
     prots, pairs = a.protections.split(","), a.pairs.split(",")
     if a.baseline and "before-ovpn" not in pairs:
@@ -398,14 +410,18 @@ def main(argv: list[str] | None = None) -> int:
         echo = lab.start(lab.srv, [sys.executable, "-c", _ECHO, str(ECHO_PORT)], "fp-echo")
         if not echo.wait_for("echo ready", 20):
             raise RuntimeError("echo service did not start")
+        if a.pin:
+            subprocess.run(["taskset", "-a", "-p", "-c", "0", str(echo.p.pid)], check=True, stdout=subprocess.DEVNULL)
         print("load before:", subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip(), flush=True)
         for prot in prots:
             fp = FirstPacket(prot, lab)
             try:
+                if a.pin:
+                    fp.pin_servers()
                 time.sleep(0.5)
                 for rnd in range(a.rounds):
                     for pair in pairs:
-                        rows.append(fp.once(pair, a.probe_ms / 1000, a.timeout, a.baseline))
+                        rows.append(fp.once(pair, a.probe_ms / 1000, a.timeout, a.baseline, a.pin))
                         rows[-1]["round"] = rnd
                         print(json.dumps(rows[-1]), flush=True)
                         time.sleep(0.3)       # let the server notice the exit notification
