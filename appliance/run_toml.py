@@ -8,6 +8,7 @@ newest first.
 """
 from __future__ import annotations
 
+import functools
 import getpass
 import logging
 import os
@@ -18,7 +19,7 @@ from pyroute2.netlink.exceptions import NetlinkError
 
 from . import gateway
 from .lan import lan_observers
-from .config.schema import ApplianceConfig, load_appliance_config, validate_runtime
+from .config.schema import ApplianceConfig, load_appliance_config, validate_runtime, vpn_options_again
 from .openvpn.config import Options, Remote
 from .openvpn.errors import ConfigError
 from .router import killswitch
@@ -150,7 +151,9 @@ def run_toml(path: str, verbose: int = 0) -> int:
         endpoints = resolve_remotes(opts, wan_ipv6) if cfg.vpn.role == "client" else []
         install_rules(cfg, wan_if, lan_if, endpoints, undo, wan_ipv6)
         if cfg.vpn.role == "server":
-            return gateway.server_gateway(opts, tls).run()
+            gw = gateway.server_gateway(opts, tls)
+            gw.ops.reload_options = functools.partial(vpn_options_again, path)   # the TOML, read again
+            return gw.run()
         observers = lan_observers(cfg, wan_if, lan_if)
         return gateway.client_gateway(opts, user, pw, observers=tuple(observers),
                                       lan_nets=lan_networks(cfg, lan_if)).run()

@@ -26,6 +26,7 @@ from dataclasses import field, make_dataclass
 from ..openvpn.errors import ConfigError
 from ..openvpn.config import ConfigErrors, Options, parse_config, render_options
 from ..openvpn.config.lexer import split_lines
+from ..openvpn.regular_file import read_regular_file
 from ..openvpn.settings import check_key_material
 from ..openvpn.tls import TlsSettings
 from .keys import APPLIANCE, LAN, LOG_LEVELS, ROLES, SECTIONS, VPN, WAN  # noqa: F401 (LOG_LEVELS, ROLES: re-exported)
@@ -213,15 +214,29 @@ def parse_appliance_config(text: str, path: str = "<appliance.toml>",
     return config_class(sections)(path=path, vpn_options=opts, source=dict(ld.lines.keys), **built)
 
 
-def load_appliance_config(path: str) -> ApplianceConfig:
+def load_appliance_config(path: str, again: bool = False) -> ApplianceConfig:
+    """`again`: read by a server's reload, on its event loop: a regular file only (a FIFO's open()
+    would wait for a writer, every client's packets waiting behind it)."""
     try:
-        with open(path, "rb") as f:
-            text = f.read().decode("utf-8")
+        if again:
+            text = read_regular_file(path).decode("utf-8")
+        else:
+            with open(path, "rb") as f:
+                text = f.read().decode("utf-8")
     except OSError as e:
         raise ConfigError(f"cannot read: {e.strerror or e}", path) from None
     except UnicodeDecodeError as e:
         raise ConfigError(f"not UTF-8 text: {e.reason} at byte {e.start}", path) from None
     return parse_appliance_config(text, path)
+
+
+def vpn_options_again(path: str) -> Options:
+    """A reload of a server run from the appliance TOML at `path`: the TOML read again and its
+    [vpn] profile (inline or a file) parsed as at start, `ignore_scripts` included; the TUN keeps
+    the fixed name run_toml gave it. The other sections take effect at a restart."""
+    cfg = load_appliance_config(path, again=True)
+    cfg.vpn_options.dev = cfg.tun_name
+    return cfg.vpn_options
 
 
 def validate_runtime(cfg: ApplianceConfig) -> TlsSettings:

@@ -22,6 +22,7 @@ import re
 import signal as _signal
 import time
 from dataclasses import dataclass
+from typing import Callable
 
 from ..logsetup import apply_verb
 from ..openvpn import events as ev
@@ -117,6 +118,9 @@ class Operations:
         self.mgmt: Management | None = None
         self.scripts = scripts
         self.reload_source = reload_source          # () -> config text, for tests; else the file
+        # () -> the new Options, where the config file alone is not the source: a server run from an
+        # appliance TOML re-reads the TOML (its [vpn] profile may be inline; run_toml sets it).
+        self.reload_options: Callable[[], Options] | None = None
         self.reloads = 0
         self._reload_pending: _Reload | None = None  # a reload waiting for its CRL's reading
         self._reload_again = False                   # and one asked for meanwhile
@@ -459,9 +463,11 @@ class Operations:
         old = gw.opts
         if self.reload_source is not None:
             from ..openvpn.config import parse_config
-            new = parse_config(self.reload_source(), old.path)
+            new = parse_config(self.reload_source(), old.path, ignore_scripts=old.ignore_scripts)
+        elif self.reload_options is not None:
+            new = self.reload_options()
         else:
-            new = load_config(old.path)
+            new = load_config(old.path, ignore_scripts=old.ignore_scripts, again=True)
         if new.role != "server":
             raise ConfigError("not a server configuration any more", old.path, None, None)
         tls = check_key_material(new, crl_reader=background_reader)

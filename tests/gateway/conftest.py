@@ -72,8 +72,10 @@ class World:
         self.client_nets: list[FakeTunnelNetwork] = []
         self.client_ports: list[MemoryPorts] = []
 
-    def add_server(self, conf: str, passdb: str | None = None, **auth_limits) -> ServerGateway:
-        opts = parse_config(conf, "/mem/server.conf")
+    def add_server(self, conf: str, passdb: str | None = None, path: str = "/mem/server.conf",
+                   ignore_scripts: bool = False, opts=None, **auth_limits) -> ServerGateway:
+        """`opts`: already parsed (an appliance TOML's [vpn] profile), instead of `conf`."""
+        opts = opts or parse_config(conf, path, ignore_scripts=ignore_scripts)
         st = server_settings(opts, None, passdb, defer_auth=True)
         self.server_net = FakeServerNet(self.net)
         self.server_ports = MemoryPorts(self.net, SERVER_IP)

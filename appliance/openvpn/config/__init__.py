@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Callable
 
 from ..errors import ConfigError
-from ..regular_file import read_regular_file
+from ..regular_file import NOT_REGULAR, read_regular_file
 from .ccd import parse_ccd
 from .lexer import tokenize
 from .model import DEFAULT_CIPHERS, MSSFIX_DEFAULT, CcdOptions, ConfigErrors, Options, Remote, Route
@@ -34,10 +34,19 @@ def parse_config(text: str, path: str = "<string>", read_file: Callable[[str], b
     return ParseState(path, read_file or _read, TABLE, ignore_scripts).parse(text)
 
 
-def load_config(path: str, ignore_scripts: bool = False) -> Options:
+def load_config(path: str, ignore_scripts: bool = False, again: bool = False) -> Options:
+    """The config at `path`. At start it may come from a pipe (`run /dev/stdin`); read `again` (a
+    reload, on the event loop) only a regular file is: a FIFO's open() would wait for a writer with
+    every client's packets waiting behind it, and a pipe read at start has nothing left."""
     try:
-        with open(path, "rb") as f:         # the config itself may come from a pipe (`run /dev/stdin`)
-            text = f.read().decode("utf-8", "replace")
+        if again:
+            data = read_regular_file(path)
+        else:
+            with open(path, "rb") as f:
+                data = f.read()
     except OSError as e:
-        raise ConfigError(f"cannot read: {e.strerror or e}", path) from None
-    return parse_config(text, path, ignore_scripts=ignore_scripts)
+        why = e.strerror or str(e)
+        if e.strerror == NOT_REGULAR:
+            why += "; a config read from a pipe at start cannot be read again: restart to change it"
+        raise ConfigError(f"cannot read: {why}", path) from None
+    return parse_config(data.decode("utf-8", "replace"), path, ignore_scripts=ignore_scripts)

@@ -63,6 +63,7 @@ class CcdOptions:
 @dataclass
 class Options:
     path: str = "<string>"
+    ignore_scripts: bool = False     # parsed with `run --no-scripts` ([vpn] ignore_scripts): a reload parses the same way
     role: str = "client"
     client: bool = False
     pull: bool = False
@@ -173,4 +174,4 @@ class Options:
 
 
 # Fields no directive sets directly: derived in finish() or bookkeeping.
-DERIVED_FIELDS = frozenset({"path", "role", "source", "notes"})
+DERIVED_FIELDS = frozenset({"path", "ignore_scripts", "role", "source", "notes"})

@@ -43,7 +43,7 @@ class ParseState:
         self.base = os.path.dirname(os.path.abspath(path)) if not path.startswith("<") else os.getcwd()
         self.read_file = read_file
         self.table = table
-        self.o = Options(path=path)
+        self.o = Options(path=path, ignore_scripts=ignore_scripts)
         self.errors: list[ConfigError] = []
         self.ignore_unknown: set[str] = set()
         self.remote_lines: list[tuple[int, list[str]]] = []
