@@ -461,7 +461,7 @@ class Operations:
             from ..openvpn.config import parse_config
             new = parse_config(self.reload_source(), old.path)
         else:
-            new = load_config(old.path)
+            new = load_config(old.path, pipe_ok=False)       # on the loop: no pipe waited on
         if new.role != "server":
             raise ConfigError("not a server configuration any more", old.path, None, None)
         tls = check_key_material(new, crl_reader=background_reader)

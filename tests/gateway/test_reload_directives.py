@@ -228,3 +228,32 @@ def test_the_jar_of_the_hand_window_before_a_reload_is_dropped_once_its_cookies_
         calls.clear()
         assert not gw.d.cookie_valid(addr, sid, bytes((first,)) + bytes(7), later)
         assert len(calls) <= 1, f"a wrong cookie cost {len(calls)} MACs after the hand-window's reload"
+
+
+def test_a_reload_of_a_config_that_became_a_pipe_is_refused_without_blocking(pki, tmp_path):
+    """A reload reads the main config on the event loop: swapped for a FIFO (or started from
+    `run /dev/stdin`, whose pipe gives nothing more), its open() or read() waited for a writer
+    and every client's packets and SIGTERM with it. The start may still read a pipe; a reload
+    reads a regular file only and otherwise runs on as it was."""
+    import os
+    import threading
+    fifo = tmp_path / "server.conf"
+    os.mkfifo(fifo)
+    w = World()
+    gw = w.add_server(server_conf(pki))
+    gw.opts.path = str(fifo)
+    out: list = []
+    t = threading.Thread(target=lambda: out.append(gw.ops.reload()), daemon=True)
+    t.start()
+    t.join(3)
+    blocked = t.is_alive()
+    for _ in range(50):                        # let a blocked open go (its writing end opened and closed)
+        if not t.is_alive():
+            break
+        try:
+            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        except OSError:
+            pass
+        t.join(0.1)
+    assert not blocked, "the reload waited on the config's pipe (the event loop's thread)"
+    assert out == [False]

@@ -34,10 +34,17 @@ def parse_config(text: str, path: str = "<string>", read_file: Callable[[str], b
     return ParseState(path, read_file or _read, TABLE, ignore_scripts).parse(text)
 
 
-def load_config(path: str, ignore_scripts: bool = False) -> Options:
+def load_config(path: str, ignore_scripts: bool = False, pipe_ok: bool = True) -> Options:
+    """The config file at `path`, parsed. At start it may come from a pipe (`run /dev/stdin`);
+    a reload (`pipe_ok=False`) reads a regular file only: it runs on the event loop, and a pipe
+    there (the start's, which gives nothing more, or a file swapped for a FIFO) waited for a
+    writer with every client's packets and SIGTERM (regular_file.py)."""
     try:
-        with open(path, "rb") as f:         # the config itself may come from a pipe (`run /dev/stdin`)
-            text = f.read().decode("utf-8", "replace")
+        if pipe_ok:
+            with open(path, "rb") as f:
+                text = f.read().decode("utf-8", "replace")
+        else:
+            text = read_regular_file(path).decode("utf-8", "replace")
     except OSError as e:
         raise ConfigError(f"cannot read: {e.strerror or e}", path) from None
     return parse_config(text, path, ignore_scripts=ignore_scripts)
