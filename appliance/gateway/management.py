@@ -18,6 +18,7 @@ from collections import deque
 
 from ..host.unlink_at_exit import identity, still_ours
 from ..openvpn.config.lexer import OPTION_PARM_SIZE, LexError, tokenize
+from ..openvpn.regular_file import open_regular_file
 
 log = logging.getLogger("vpn-appliance")
 
@@ -197,8 +198,9 @@ def read_password_file(path: str) -> bytes:
     """The management password: the file's first line as bytes, without its line end (CR and LF
     only: spaces are part of it, as OpenVPN 2.6 reads it). Raises OSError if there is none
     (OpenVPN: "Error reading password from Management authfile") or if it is longer than
-    OpenVPN would read."""
-    with open(path, "rb") as f:
+    OpenVPN would read. A pipe or device there is refused (regular_file.py): read at start, a
+    FIFO's open() waited for a writer and the server never started."""
+    with os.fdopen(open_regular_file(path), "rb") as f:
         first = f.readline(PASSWORD_LIMIT + 2)
     password = first.rstrip(b"\r\n")
     if not password:

@@ -9,15 +9,19 @@ from typing import TYPE_CHECKING
 
 from ..atomic_file import replace_file
 from .config.lexer import split_lines
+from .regular_file import open_regular_file
 
 if TYPE_CHECKING:
     from .addresspool import AddressPool
 
 
 def read(path: str) -> dict[str, tuple[str | None, str | None]]:
+    """The names and addresses in the file; none when it cannot be read. Read at start: a pipe
+    or device there is not read (regular_file.py; a FIFO hung the start, /dev/zero grew the
+    process without end), as if the file were missing (it is replaced at the first write)."""
     out: dict[str, tuple[str | None, str | None]] = {}
     try:
-        with open(path, encoding="utf-8", errors="replace") as f:
+        with open(open_regular_file(path), encoding="utf-8", errors="replace") as f:
             lines = split_lines(f.read())
     except OSError:
         return out

@@ -56,6 +56,7 @@ class ServerDispatcher(ClientPush):
         self.st = st
         self.cookies = CookieJar(st.random_bytes(32), st.hand_window)
         self._old_cookies: CookieJar | None = None     # before a reload changed hand-window
+        self._old_cookies_until: float | None = None    # when its last cookie lapses (cookie_valid)
         self.by_addr: dict[object, ClientRecord] = {}
         # A new session from the address of an established client, until it is established too.
         self.pending: dict[object, ClientRecord] = {}
@@ -86,7 +87,7 @@ class ServerDispatcher(ClientPush):
         if self.cookies.period != CookieJar.period_for(st.hand_window):
             # Cookies handed out from now on last the new hand-window. Those handed out before
             # stay good for their own (old) window, so a handshake under way is not cut off.
-            self._old_cookies = self.cookies
+            self._old_cookies, self._old_cookies_until = self.cookies, None
             self.cookies = self.cookies.with_hand_window(st.hand_window)
         self._tls_ctx = None
         self._stateless = self._make_wrapper(None)
@@ -458,7 +459,17 @@ class ServerDispatcher(ClientPush):
         if self.cookies.valid(addr, client_sid, cookie, now):
             return True
         old = self._old_cookies
-        return old is not None and old.valid(addr, client_sid, cookie, now)
+        if old is None:
+            return False
+        # The old jar only until its last cookie lapses: checked for ever, it made every wrong
+        # cookie cost two MACs, not one (cookie.py). Its cookies were handed out before the
+        # reload, so before the first check after it, and last 3 of its slots at most.
+        if self._old_cookies_until is None:
+            self._old_cookies_until = now + 3 * old.period
+        elif now >= self._old_cookies_until:
+            self._old_cookies = None
+            return False
+        return old.valid(addr, client_sid, cookie, now)
 
     def _create(self, addr, now: float, client_sid: bytes, v2: "V2Key | None", own_sid: bytes | None = None,
                 packet_in: bytes | None = None, op: int | None = None,

@@ -698,6 +698,16 @@ def verified_chain_digests(conn: SSL.Connection) -> tuple[bytes, ...]:
     return tuple(out)
 
 
+# The content types a TLS record header may start with: change_cipher_spec, alert, handshake,
+# application_data (RFC 8446 5.1; heartbeat is not built into OpenSSL). See _count_records.
+_RECORD_TYPES = frozenset((20, 21, 22, 23))
+
+
+def _not_a_record(first: int) -> NoReturn:
+    raise RemoteProtocolError(f"TLS input that is no TLS record (first byte 0x{first:02x}: an SSLv2-style "
+                              "or foreign header)")
+
+
 class TlsEndpoint:
     """One TLS session over memory BIOs (a new one per key id, as OpenVPN renegotiates)."""
 
@@ -838,11 +848,19 @@ class TlsEndpoint:
     def _count_records(self, data: bytes, room: int) -> int:
         """The records that start in `data`, from their 5-byte headers, at most room + 1 (past
         that the position in the stream is left unknown: the session ends). One loop turn a
-        record, stepping from header to header."""
+        record, stepping from header to header.
+
+        A header whose first byte is no TLS content type (_RECORD_TYPES) is refused
+        (RemoteProtocolError): the count is only right while it frames the stream as OpenSSL
+        does. An SSLv2-style ClientHello (2-byte header, high bit set), which OpenSSL 3.x still
+        reads as a server's first record, was read here as a 5-byte header whose length is the
+        hello's version: from there the count stepped over whatever the peer placed, 64 KB of
+        1-byte records charged as one (OpenSSL 3.0 with tls-cipher @SECLEVEL=0 then read them)."""
         n = len(data)
         count = 0
         i = self._rec_skip           # the first header starts after the rest of the current record
         head = self._rec_head
+        types = _RECORD_TYPES
         if head:                     # a header cut at the end of the last feed (counted there)
             need = 5 - len(head)
             head += data[:need]
@@ -852,6 +870,8 @@ class TlsEndpoint:
             self._rec_head = b""
             i = need + int.from_bytes(head[3:5], "big")
         while i + 5 <= n and count <= room:
+            if data[i] not in types:
+                _not_a_record(data[i])
             i += 5 + (data[i + 3] << 8 | data[i + 4])
             count += 1
         if count > room:
@@ -859,6 +879,8 @@ class TlsEndpoint:
         if i >= n:
             self._rec_skip = i - n
         else:                        # a header cut by the end of this feed
+            if data[i] not in types:
+                _not_a_record(data[i])
             self._rec_skip = 0
             self._rec_head = data[i:]
             count += 1               # it starts here: counted now, not when its header ends

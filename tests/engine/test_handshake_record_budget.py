@@ -15,6 +15,7 @@ import random
 import pytest
 
 from appliance.openvpn.control import CONTROL_BURST
+from appliance.openvpn.errors import RemoteProtocolError
 from appliance.openvpn.opcodes import Op
 from appliance.openvpn.tls import TlsEndpoint, _ffi, _lib
 from tests.engine.test_control_budget import _closed_reason
@@ -104,3 +105,47 @@ def test_the_count_stops_one_past_the_room_and_openssl_is_given_nothing():
     t = _endpoint()
     assert t.feed(stream, room=n) == n
     assert _given_to_openssl(t) == len(stream)
+
+
+def _sslv2_hello() -> bytes:
+    """An SSLv2-style ClientHello (2-byte header, high bit set) offering TLS 1.2: OpenSSL 3.x reads
+    one as a server's first record; its bytes 3-4 (the version, 0x0303) read as a TLS header's
+    length."""
+    specs, challenge = bytes.fromhex("00009d00009c00c03000c02f0000ff"), bytes(32)
+    msg = (bytes((1, 3, 3)) + len(specs).to_bytes(2, "big") + bytes(2) + len(challenge).to_bytes(2, "big")
+           + specs + challenge)
+    return bytes((0x80 | len(msg) >> 8, len(msg) & 0xFF)) + msg
+
+
+def test_an_sslv2_style_header_is_refused_not_counted_as_a_5_byte_one():
+    """After an SSLv2-style hello, 1-byte handshake records placed where the count stepped over
+    them (it read 776 bytes as one record, then jumped 64 KB at a time on lengths the peer wrote
+    into the records' bodies): ~9,000 records charged as one, which OpenSSL 3.0 read (tls-cipher
+    @SECLEVEL=0). A header OpenSSL would not frame as a TLS record is refused before any count."""
+    stream = _sslv2_hello() + _one_byte_hello(2_000)
+    t = _endpoint()
+    try:
+        counted = t.feed(stream, room=CONTROL_BURST)
+    except RemoteProtocolError as e:
+        assert "no TLS record" in str(e)
+        assert _given_to_openssl(t) == 0
+    else:
+        raise AssertionError(f"{counted} record(s) counted for an SSLv2 hello and {len(stream) // 6} records")
+
+
+def test_a_header_cut_after_its_type_byte_is_checked_too():
+    t = _endpoint()
+    assert t.feed(b"\x16\x03") == 1
+    t = _endpoint()
+    with pytest.raises(RemoteProtocolError):
+        t.feed(b"\x80\x3a")
+
+
+def test_an_sslv2_hello_ends_the_session(pki):  # noqa: F811
+    c, s = _after_resets(pki, "tcp")
+    ks = c.keys[0]
+    ks.reliable.enqueue(Op.CONTROL_V1, _sslv2_hello() + _one_byte_hello(2_000)[:50_000])
+    c._flush(0.0)
+    for p in c.take_outgoing():
+        s.receive(p, 0.0)
+    assert s.closed and "no TLS record" in _closed_reason(s), _closed_reason(s)

@@ -1,13 +1,9 @@
 """A reload reads the config file again the way the start read it. A server started with
 `run --no-scripts` (its config holds an `up` script the appliance does not run) refused every
 reload: the reload parsed without the flag, so the script line failed it and the server ran on
-with its old settings, whatever the operator changed. A config that came from a pipe or FIFO
-(`run /dev/stdin`, `mkfifo`) cannot be read again: a reload waited in open() for a writer, on
-the event loop, every client's packets waiting; now it is refused at once and the server runs on."""
+with its old settings, whatever the operator changed. A server run from an appliance TOML reads
+the TOML again (a config from a pipe: test_reload_directives.py)."""
 from __future__ import annotations
-
-import os
-import threading
 
 from tests.gateway.conftest import World, client_conf, server_conf
 from tests.gateway.test_tunnel import _up
@@ -26,30 +22,6 @@ def test_a_server_started_with_no_scripts_reloads_with_them_skipped(pki, tmp_pat
     assert gw.ops.reload(), "the reload was refused for the up script that the start skipped"
     assert not gw.opts.client_to_client, "the reload did not apply the edited config"
     assert gw.d.clients[0].alive
-
-
-def test_a_reload_of_a_config_read_from_a_fifo_is_refused_not_waited_on(pki, tmp_path):
-    fifo = tmp_path / "server.conf"
-    os.mkfifo(fifo)
-    conf = server_conf(pki)
-    w = World()
-    gw = w.add_server(conf, path=str(fifo))
-    out: list = []
-    t = threading.Thread(target=lambda: out.append(gw.ops.reload()), daemon=True)
-    t.start()
-    t.join(3)
-    blocked = t.is_alive()
-    for _ in range(50):                     # let a stuck reload go: a writer opens and closes the FIFO
-        if not t.is_alive():
-            break
-        try:
-            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
-        except OSError:
-            pass
-        t.join(0.1)
-    assert not blocked, "the reload waited for a writer on the config's FIFO"
-    assert out == [False]
-    assert gw.opts.client_to_client          # the settings of the start, unchanged
 
 
 def _toml(conf: str) -> str:

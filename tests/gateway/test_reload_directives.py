@@ -203,3 +203,57 @@ def test_verb_changed_by_a_reload_changes_the_log_level():
     finally:
         logger.setLevel(saved_level)
         logsetup._verb_extra = saved_extra
+
+
+def test_the_jar_of_the_hand_window_before_a_reload_is_dropped_once_its_cookies_lapsed(pki, monkeypatch):
+    """A wrong cookie costs one MAC (cookie.py: its slot bits name the one to compute); the jar a
+    hand-window reload replaced was kept for ever and checked too, so every wrong cookie from
+    anybody with the tls-auth/tls-crypt key cost two MACs after such a reload. The old jar goes
+    once the cookies it handed out are past their window."""
+    from appliance.openvpn import mac
+    w = World()
+    conf = server_conf(pki)
+    gw, holder = _reloadable(w, conf)
+    addr, sid, t0 = ("198.18.0.9", 40000), b"\x07" * 8, w.clock()
+    before = gw.d.cookies.session_id(addr, sid, t0)
+    holder["conf"] = conf + "hand-window 10\n"
+    assert gw.ops.reload()
+    assert gw.d.cookie_valid(addr, sid, before, t0 + 1), "a handshake under way lost its cookie at the reload"
+    calls: list = []
+    real = mac.KeyedMac.digest
+    monkeypatch.setattr(mac.KeyedMac, "digest", lambda self, msg: calls.append(1) or real(self, msg))
+    later = t0 + 3 * 30 + 1                    # the start's 60 s window: 30 s slots, 3 of them
+    assert not gw.d.cookie_valid(addr, sid, before, later)
+    for first in range(4):                     # every value of the slot bits
+        calls.clear()
+        assert not gw.d.cookie_valid(addr, sid, bytes((first,)) + bytes(7), later)
+        assert len(calls) <= 1, f"a wrong cookie cost {len(calls)} MACs after the hand-window's reload"
+
+
+def test_a_reload_of_a_config_that_became_a_pipe_is_refused_without_blocking(pki, tmp_path):
+    """A reload reads the main config on the event loop: swapped for a FIFO (or started from
+    `run /dev/stdin`, whose pipe gives nothing more), its open() or read() waited for a writer
+    and every client's packets and SIGTERM with it. The start may still read a pipe; a reload
+    reads a regular file only and otherwise runs on as it was."""
+    import os
+    import threading
+    fifo = tmp_path / "server.conf"
+    os.mkfifo(fifo)
+    w = World()
+    gw = w.add_server(server_conf(pki))
+    gw.opts.path = str(fifo)
+    out: list = []
+    t = threading.Thread(target=lambda: out.append(gw.ops.reload()), daemon=True)
+    t.start()
+    t.join(3)
+    blocked = t.is_alive()
+    for _ in range(50):                        # let a blocked open go (its writing end opened and closed)
+        if not t.is_alive():
+            break
+        try:
+            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        except OSError:
+            pass
+        t.join(0.1)
+    assert not blocked, "the reload waited on the config's pipe (the event loop's thread)"
+    assert out == [False]

@@ -106,3 +106,47 @@ def test_a_ccd_file_that_is_a_pipe_refuses_its_client_without_blocking(tmp_path)
     assert not blocked, "the ccd reading waited on a pipe (the event loop's thread)"
     assert isinstance(out[0], ConfigError) and "not a regular file" in str(out[0]), out
     assert load("bob") is not None and load("carol") is None
+
+
+def test_a_pool_persist_file_that_is_a_pipe_is_refused_at_its_line(tmp_path):
+    """`ifconfig-pool-persist FILE` is read at start with open()+read(): a FIFO there (an
+    operator's slip) hung the start without a word."""
+    fifo = tmp_path / "ipp.txt"
+    os.mkfifo(fifo)
+    conf = server_conf(_pki(), extra=f"ifconfig-pool-persist {fifo} 0\n")
+    blocked, out = _bounded(lambda: parse_config(conf, str(tmp_path / "s.conf")), fifo)
+    assert not blocked
+    assert isinstance(out[0], ConfigError) and "not a regular file" in str(out[0]), out
+    assert "ifconfig-pool-persist" in str(out[0]) and "s.conf:9" in str(out[0])
+
+
+def test_the_pool_persist_reading_does_not_wait_on_a_pipe(tmp_path):
+    """The reading itself (the file may be swapped between the config's check and the start): a
+    FIFO is not waited on (the same check keeps /dev/zero from being read until memory runs out;
+    not run here: without the check it would eat the test machine's memory)."""
+    from appliance.openvpn.poolfile import PoolMemory
+    fifo = tmp_path / "ipp.txt"
+    os.mkfifo(fifo)
+    blocked, out = _bounded(lambda: PoolMemory(str(fifo), 0).entries, fifo)
+    assert not blocked, "the pool file's reading waited on a pipe (the start)"
+    assert out == [{}]
+
+
+def test_a_management_password_file_that_is_a_pipe_is_refused_at_its_line(tmp_path):
+    """`management 127.0.0.1 PORT PWFILE`: the password file is read at start; a FIFO there hung it."""
+    fifo = tmp_path / "mgmt.pw"
+    os.mkfifo(fifo)
+    conf = server_conf(_pki(), extra=f"management 127.0.0.1 7505 {fifo}\n")
+    blocked, out = _bounded(lambda: parse_config(conf, str(tmp_path / "s.conf")), fifo)
+    assert not blocked
+    assert isinstance(out[0], ConfigError) and "not a regular file" in str(out[0]), out
+    assert "management" in str(out[0]) and "s.conf:9" in str(out[0])
+
+
+def test_the_management_password_reading_does_not_wait_on_a_pipe(tmp_path):
+    from appliance.gateway.management import read_password_file
+    fifo = tmp_path / "mgmt.pw"
+    os.mkfifo(fifo)
+    blocked, out = _bounded(lambda: read_password_file(str(fifo)), fifo)
+    assert not blocked, "the management password's reading waited on a pipe (the start)"
+    assert isinstance(out[0], OSError) and "not a regular file" in str(out[0]), out

@@ -73,6 +73,10 @@ def _management(p: ParseState, d: str, a: list[str], inline: str | None) -> None
             p.err(d, "a password from stdin is not supported; give a file")
             return
         pw = p.path_arg(a[2])
+        if os.path.exists(pw) and not os.path.isfile(pw):
+            # Read at start: a FIFO's open() waited for a writer (regular_file.py).
+            p.err(d, f"cannot read {a[2]}: {NOT_REGULAR}")
+            return
     p.set("management", ("127.0.0.1" if a[0] == "localhost" else a[0], port, pw))
 
 
@@ -97,8 +101,13 @@ def _status_version(p: ParseState, d: str, a: list[str], inline: str | None) -> 
            sets=("ifconfig_pool_persist",), used_by="server", nargs=(1, 2))
 def _pool_persist(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
     n = p.int_arg(d, a[1], 0, 86400) if len(a) == 2 else 600
+    path = p.path_arg(a[0])
+    if os.path.exists(path) and not os.path.isfile(path):
+        # Read at start: a FIFO hung it, /dev/zero grew the process without end (regular_file.py).
+        p.err(d, f"cannot read {a[0]}: {NOT_REGULAR}")
+        return
     if n is not None:
-        p.set("ifconfig_pool_persist", (p.path_arg(a[0]), n))
+        p.set("ifconfig_pool_persist", (path, n))
 
 
 @reg.apply("script-security", why="scripts run only at level 2 or more (as OpenVPN)", sets=("script_security",),
