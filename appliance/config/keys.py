@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import sys
 
+from ..openvpn.regular_file import read_regular_file
 from .table import (BOOL, FILE, HOSTNAME, IFNAME, IPV4, IPV4_INTERFACE, IPV6, IPV6_INTERFACE, MAC, TEXT, Got,
                     Key, Section, enum, list_of, update_readme)
 from .table import ADDRESSES_BY_MAC, integer  # the DHCP server's keys; [appliance] status_interval
@@ -272,9 +273,8 @@ def config_or_inline(s: Got) -> None:
     opts = None
     if s["config"] is not None:
         full = s["config"]
-        try:
-            with open(full, "rb") as f:
-                text = f.read().decode("utf-8", "replace")
+        try:        # a regular file only: a FIFO named by mistake hung the start, /dev/zero grew it
+            text = read_regular_file(full).decode("utf-8", "replace")
         except OSError as e:
             s.err("config", f"cannot read {s.raw['config']}: {e.strerror or e}")
             return

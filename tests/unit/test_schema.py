@@ -194,6 +194,20 @@ def test_unreadable_ovpn_file_is_reported_on_the_config_key(tmp_path):
     assert errors_of(p) == [f"{p}:18: vpn.config: cannot read missing.ovpn: No such file or directory"]
 
 
+def test_an_ovpn_file_that_is_a_pipe_is_refused_on_the_config_key_not_waited_on(tmp_path):
+    """A FIFO named by mistake as [vpn] config: its open() waited for a writer, the start hung
+    without a word (and /dev/zero grew the process without end)."""
+    import os
+    from tests.unit.test_config_files_not_pipes import _bounded
+    fifo = tmp_path / "fifo.ovpn"
+    os.mkfifo(fifo)
+    p = write(tmp_path, FULL.replace("client.ovpn", "fifo.ovpn"))
+    blocked, out = _bounded(lambda: errors_of(p), fifo)
+    assert not blocked, "the start waited for a writer on the profile's FIFO"
+    assert out == [[f"{p}:18: vpn.config: cannot read fifo.ovpn: not a regular file "
+                    "(a pipe or device would block or never end)"]]
+
+
 def test_bad_mac_and_interface_name(tmp_path):
     toml = FULL.replace('name = "eth0"', 'name = "a-very-long-interface-name"').replace(
         'mac = "52:54:00:AB:34:56"', 'mac = "52:54:00:ab:34"')
