@@ -140,7 +140,7 @@ def test_an_ipv6_server_inside_a_pushed_route_ipv6_keeps_its_pre_tunnel_path(ins
     assert [r for r in _routes("wan", v6=True) if r[0] != "default"] == []
 
 
-@pytest.mark.parametrize("bits", ["6_4", "\u0666\u0664", "64\u200b", "", "-0"])
+@pytest.mark.parametrize("bits", ["6_4", "\u0666\u0664", "", "-0"])
 def test_a_route_ipv6_with_bits_openvpn_refuses_is_skipped_not_sent_past_the_server(inside, bits):
     """The route's bits were read with int(), which takes `6_4` and Arabic-Indic digits as 64,
     while the test for the server's host route (ipaddress) refused them: the route went into
