@@ -389,10 +389,9 @@ class TunnelNetwork(_TunAndRoutes):
 
     @staticmethod
     def _default4(net: str, mask: str, gw, metric) -> bool:
-        """Whether _route4 takes this pushed route as a default route (prefix 0, into the tunnel)."""
+        """Whether _route4 takes this pushed route as a default route (0.0.0.0/0, into the tunnel)."""
         try:
-            _v4(net)
-            return (gw != "net_gateway" and mask_to_prefix(mask) == 0
+            return (_v4(net) == 0 and gw != "net_gateway" and mask_to_prefix(mask) == 0
                     and (metric is None or 0 <= metric <= 0xFFFFFFFF))
         except ValueError:
             return False
@@ -469,6 +468,12 @@ class TunnelNetwork(_TunAndRoutes):
             else:
                 log.warning(_TAKEN_NG, f"route {net}/{prefix}")
         elif prefix == 0:
+            if _v4(net):
+                # `route 198.18.5.0 0.0.0.0`: the kernel refuses a prefix with host bits set, so
+                # OpenVPN 2.6's client adds nothing for it (route.c hands the pair to netlink
+                # unmasked); taken for a default route, it became the def1 halves, a redirect the
+                # profile's pull-filter on `redirect-gateway` and `route 0.0.0.0` let through.
+                raise ValueError("host bits set with netmask 0.0.0.0")
             return True
         else:
             if self.routes.add(net, prefix, oif=self._tun_index(), metric=metric):     # dev=: the same spec

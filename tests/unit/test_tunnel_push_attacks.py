@@ -140,6 +140,21 @@ def test_an_ipv6_server_inside_a_pushed_route_ipv6_keeps_its_pre_tunnel_path(ins
     assert [r for r in _routes("wan", v6=True) if r[0] != "default"] == []
 
 
+@pytest.mark.parametrize("route", ["route 198.18.5.0 0.0.0.0", "route 198.18.5.0 0"])
+def test_a_route_with_host_bits_under_netmask_0_is_skipped_not_a_redirect(inside, route):
+    """The kernel refuses 198.18.5.0/0 (host bits set), so OpenVPN 2.6's client, which hands the
+    pair to netlink as pushed, adds nothing for it. It was taken for a pushed default route and
+    became the def1 halves: all traffic redirected, past a profile's `pull-filter ignore
+    "redirect-gateway"` and `pull-filter ignore "route 0.0.0.0"`."""
+    net = TunnelNetwork(Options())
+    try:
+        net.apply(_push(f"{BASE},{route},route 198.18.72.0 255.255.255.0"), SERVER)
+        dev = net.tun.name
+        assert {r[0] for r in _routes(dev)} == {"198.18.72.0/24"}
+    finally:
+        net.close()
+
+
 @pytest.mark.parametrize("bits", ["6_4", "\u0666\u0664", "", "-0"])
 def test_a_route_ipv6_with_bits_openvpn_refuses_is_skipped_not_sent_past_the_server(inside, bits):
     """The route's bits were read with int(), which takes `6_4` and Arabic-Indic digits as 64,
