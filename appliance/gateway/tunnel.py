@@ -35,13 +35,33 @@ _TAKEN = "pushed %s: the host already has a route for it (left as it is); not th
 _TAKEN_NG = "pushed %s net_gateway: the host already has a route for it (left as it is); not the pre-tunnel way"
 
 
+def _net6(text: str) -> tuple[str, int]:
+    """A pushed route-ipv6 destination `address[/bits]` as (address, bits; 128 without bits);
+    ValueError for anything else (a `%scope`, bits over 128). The bits as OpenVPN 2.6 reads them
+    (socket.c get_addr_generic: strtoul, base 10): ASCII digits, an optional `+`. Why one reader
+    for the route, its default-route test and the server's cover test: the route took its bits
+    from int(), which also reads `6_4` and non-ASCII digits (`٦٤`), while the cover test
+    (ipaddress) refused them, so such a route went into the tunnel without the IPv6 server's host
+    route, and the server's own packets followed it (OpenVPN refuses those spellings)."""
+    n6, slash, p6 = text.partition("/")
+    digits = p6[1:] if p6.startswith("+") else p6
+    if "%" in n6 or (slash and not (digits.isascii() and digits.isdigit())):
+        raise ValueError(f"not an IPv6 route: {text!r}")
+    plen = int(digits) if slash else 128
+    if plen > 128:
+        raise ValueError(f"not an IPv6 route: {text!r}")
+    ipaddress.IPv6Address(n6)
+    return n6, plen
+
+
 def _covers6(net6: str, addr: str) -> bool:
     """Whether the pushed IPv6 route `net6` covers the IPv6 address `addr` (False for anything
     that is not a pair of IPv6 values: a bad route is skipped later, not here)."""
     if ":" not in addr:
         return False
     try:
-        return ipaddress.IPv6Address(addr) in ipaddress.IPv6Network(net6, strict=False)
+        n6, plen = _net6(net6)
+        return ipaddress.IPv6Address(addr) in ipaddress.IPv6Network(f"{n6}/{plen}", strict=False)
     except ValueError:
         return False
 
@@ -369,10 +389,9 @@ class TunnelNetwork(_TunAndRoutes):
 
     @staticmethod
     def _default4(net: str, mask: str, gw, metric) -> bool:
-        """Whether _route4 takes this pushed route as a default route (prefix 0, into the tunnel)."""
+        """Whether _route4 takes this pushed route as a default route (0.0.0.0/0, into the tunnel)."""
         try:
-            _v4(net)
-            return (gw != "net_gateway" and mask_to_prefix(mask) == 0
+            return (_v4(net) == 0 and gw != "net_gateway" and mask_to_prefix(mask) == 0
                     and (metric is None or 0 <= metric <= 0xFFFFFFFF))
         except ValueError:
             return False
@@ -380,10 +399,8 @@ class TunnelNetwork(_TunAndRoutes):
     @staticmethod
     def _default6(net6: str, gw6, has6: bool) -> bool:
         """Whether _route6 takes this pushed route-ipv6 as a default route (::/0, into the tunnel)."""
-        n6, _, p6 = net6.partition("/")
         try:
-            ipaddress.IPv6Address(n6)
-            return has6 and gw6 != "net_gateway_ipv6" and "%" not in n6 and p6 != "" and int(p6) == 0
+            return has6 and gw6 != "net_gateway_ipv6" and _net6(net6)[1] == 0
         except ValueError:
             return False
 
@@ -451,6 +468,12 @@ class TunnelNetwork(_TunAndRoutes):
             else:
                 log.warning(_TAKEN_NG, f"route {net}/{prefix}")
         elif prefix == 0:
+            if _v4(net):
+                # `route 198.18.5.0 0.0.0.0`: the kernel refuses a prefix with host bits set, so
+                # OpenVPN 2.6's client adds nothing for it (route.c hands the pair to netlink
+                # unmasked); taken for a default route, it became the def1 halves, a redirect the
+                # profile's pull-filter on `redirect-gateway` and `route 0.0.0.0` let through.
+                raise ValueError("host bits set with netmask 0.0.0.0")
             return True
         else:
             if self.routes.add(net, prefix, oif=self._tun_index(), metric=metric):     # dev=: the same spec
@@ -462,11 +485,7 @@ class TunnelNetwork(_TunAndRoutes):
     def _route6(self, net6: str, gw6, ng6, has6: bool) -> bool:
         """One pushed IPv6 route; True when it is a default route. ValueError (skipped) for an
         IPv4 destination (a route-ipv6 must not add IPv4 routes) or a prefix length beyond 128."""
-        n6, _, p6 = net6.partition("/")
-        plen6 = int(p6 or 128)
-        if "%" in n6 or not 0 <= plen6 <= 128:
-            raise ValueError(net6)
-        ipaddress.IPv6Address(n6)
+        n6, plen6 = _net6(net6)
         self._inside_lan(n6, plen6)
         if gw6 == "net_gateway_ipv6":
             if ng6 is None:

@@ -191,6 +191,10 @@ def _escape_controls(text: str) -> str:
 
 # A byte OpenVPN's CC_PRINT refuses in a control message (tab included); CR/LF at its end aside.
 _NOT_PRINT = re.compile(rb"[\x00-\x1f\x7f]")
+# The longest control message OpenVPN 2.6 reads: its TLS_CHANNEL_BUF_SIZE (2048 bytes of
+# plaintext per read, "the maximum size of a single TLS message"), the NUL included. Its pushes
+# come in parts of at most PUSH_BUNDLE_SIZE (1024 bytes); nothing it sends is longer.
+MAX_TEXT_MESSAGE = 2047
 
 
 PUSH_CONTROL_BYTE = ("holds a control character (a tab, a byte below 0x20 or DEL): OpenVPN 2.6.14 clients, "
@@ -213,13 +217,24 @@ def split_text_messages_untrusted(data: bytes) -> tuple[list[str], list[str]]:
     not fixed up: a peer's `EXIT\\x07` or `HALT\\x1b[2J` must mean to us what it means to
     OpenVPN (nothing), and text that reaches the log must not forge lines or drive a terminal.
     The refusals come back as text for a warning, escaped; U+0080-U+009F, which OpenVPN lets
-    through, are escaped in what is acted on too (the one place peer text enters as str)."""
+    through, are escaped in what is acted on too (the one place peer text enters as str).
+    A message longer than MAX_TEXT_MESSAGE is refused too, unread: OpenVPN never reads one whole.
+    Why: a TLS record holds 16 KB, charged to the control budget (control.py) as one record
+    and one message, and a 16 KB PUSH_REPLY of 2,300 `ping 1` took ~7 ms to parse, five times
+    what the budget was made for: the ~500 such records the burst admits held the client's one
+    loop 3.9 s (0.4 s refused unread), and at the budget's rate they kept a quarter of its core
+    busy for as long as the tunnel lived (each push after the tunnel is up is parsed for its
+    auth-token)."""
     out: list[str] = []
     refused: list[str] = []
     *messages, rest = data.split(b"\0")
     for chunk in messages:
         chunk = chunk.rstrip(b"\r\n")
         if not chunk:
+            continue
+        if len(chunk) > MAX_TEXT_MESSAGE:
+            refused.append(f"control message over {MAX_TEXT_MESSAGE + 1} bytes refused: "
+                           + _escape_controls(chunk[:80].decode("utf-8", "replace")))
             continue
         text = _escape_controls(chunk.decode("utf-8", "replace"))
         if _NOT_PRINT.search(chunk):

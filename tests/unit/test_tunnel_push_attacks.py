@@ -140,6 +140,53 @@ def test_an_ipv6_server_inside_a_pushed_route_ipv6_keeps_its_pre_tunnel_path(ins
     assert [r for r in _routes("wan", v6=True) if r[0] != "default"] == []
 
 
+@pytest.mark.parametrize("route", ["route 198.18.5.0 0.0.0.0", "route 198.18.5.0 0"])
+def test_a_route_with_host_bits_under_netmask_0_is_skipped_not_a_redirect(inside, route):
+    """The kernel refuses 198.18.5.0/0 (host bits set), so OpenVPN 2.6's client, which hands the
+    pair to netlink as pushed, adds nothing for it. It was taken for a pushed default route and
+    became the def1 halves: all traffic redirected, past a profile's `pull-filter ignore
+    "redirect-gateway"` and `pull-filter ignore "route 0.0.0.0"`."""
+    net = TunnelNetwork(Options())
+    try:
+        net.apply(_push(f"{BASE},{route},route 198.18.72.0 255.255.255.0"), SERVER)
+        dev = net.tun.name
+        assert {r[0] for r in _routes(dev)} == {"198.18.72.0/24"}
+    finally:
+        net.close()
+
+
+@pytest.mark.parametrize("bits", ["6_4", "\u0666\u0664", "", "-0"])
+def test_a_route_ipv6_with_bits_openvpn_refuses_is_skipped_not_sent_past_the_server(inside, bits):
+    """The route's bits were read with int(), which takes `6_4` and Arabic-Indic digits as 64,
+    while the test for the server's host route (ipaddress) refused them: the route went into
+    the tunnel, the IPv6 server inside it got no host route, and its own packets followed the
+    route into the tunnel. OpenVPN 2.6 (strtoul) refuses these bits: the route is skipped."""
+    server6 = "fd00:60::9"
+    net = TunnelNetwork(Options())
+    try:
+        net.apply(_push(f"{BASE},ifconfig-ipv6 fd00:70::2/64 fd00:70::1,route-ipv6 fd00:60::/{bits},"
+                        "route-ipv6 fd00:72::/64"), server6)
+        dev = net.tun.name
+        assert {r[0] for r in _routes(dev, v6=True)} == {"fd00:72::/64"}
+        assert [r for r in _routes("wan", v6=True) if r[0] != "default"] == []
+    finally:
+        net.close()
+
+
+def test_a_route_ipv6_with_bits_openvpn_reads_keeps_the_server_on_its_pre_tunnel_path(inside):
+    """`+64` is 64 to OpenVPN 2.6 (strtoul) and so to us: the route is installed, and the IPv6
+    server inside it keeps its host route along the pre-tunnel IPv6 gateway."""
+    server6 = "fd00:60::9"
+    net = TunnelNetwork(Options())
+    try:
+        net.apply(_push(f"{BASE},ifconfig-ipv6 fd00:70::2/64 fd00:70::1,route-ipv6 fd00:60::/+64"), server6)
+        dev = net.tun.name
+        assert "fd00:60::/64" in {r[0] for r in _routes(dev, v6=True)}
+        assert [r[:2] for r in _routes("wan", v6=True) if r[0] == server6] == [(server6, GW6)]
+    finally:
+        net.close()
+
+
 def test_pushed_block_ipv6_routes_all_ipv6_into_the_tunnel_and_goes_with_the_push(inside):
     """block-ipv6 without ifconfig-ipv6: ::/1 and 8000::/1 into the TUN (where the client answers
     IPv6 with "no route"), so no IPv6 leaves by the host's own IPv6 default route; the next push
