@@ -18,6 +18,7 @@ from collections import deque
 
 from ..host.unlink_at_exit import identity, still_ours
 from ..openvpn.config.lexer import OPTION_PARM_SIZE, LexError, tokenize
+from ..openvpn.peernames import from_peer, to_bytes
 from ..openvpn.regular_file import open_regular_file
 
 log = logging.getLogger("vpn-appliance")
@@ -85,7 +86,7 @@ class MgmtConn:
         larger than that by itself and is bounded by the server's state, not by the client."""
         if self.closed:
             return
-        data = b"".join(line.encode("utf-8", "replace") + b"\r\n" for line in lines)
+        data = b"".join(to_bytes(line) + b"\r\n" for line in lines)   # names as their bytes, as OpenVPN
         backlog = len(self.outbuf)
         if backlog > OUT_LIMIT or (not reply and backlog + len(data) > OUT_LIMIT):
             self.mgr.drop(self, "management client does not read its output")
@@ -138,7 +139,7 @@ class MgmtConn:
             if not self.authed:
                 self.password_line(raw)
                 continue
-            line = raw.decode("utf-8", "replace").strip("\r\n ")
+            line = from_peer(raw).strip("\r\n ")   # `kill NAME` names a client by its bytes
             self.command(line)
 
     def password_line(self, raw: bytes) -> None:

@@ -6,6 +6,7 @@ import os
 
 from ..openvpn.config import Options, parse_ccd
 from ..openvpn.errors import ConfigError
+from ..openvpn.peernames import from_peer
 from ..openvpn.regular_file import read_regular_file
 from ..openvpn.server import ServerSettings
 from ..openvpn.settings import server_settings
@@ -44,6 +45,6 @@ def load_server_settings(opts: Options, tls: TlsSettings | None = None) -> Serve
     check_key_material returned for `opts` (its CRL read once)."""
     passdb = None
     if opts.auth_user_pass_verify:
-        passdb = read_regular_file(opts.auth_user_pass_verify[0]).decode("utf-8")
+        passdb = from_peer(read_regular_file(opts.auth_user_pass_verify[0]))   # Latin-1 names too
     ccd = ccd_loader(opts.client_config_dir) if opts.client_config_dir else None
     return server_settings(opts, ccd, passdb, defer_auth=True, tls=tls)

@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass
 
 from ..atomic_file import replace_file
+from ..openvpn.peernames import to_bytes
 
 
 def vm_rss() -> str:
@@ -97,7 +98,7 @@ def write_file(path: str, lines: list[str], held_fd: int | None = None) -> None:
     """Replace the file at once (a reader never sees half a list). `held_fd`: the file opened
     before a `user` drop (ops.py); when the directory is not the user's, written in place through
     it, as OpenVPN does with its status file."""
-    b = "".join(line + "\n" for line in lines).encode()
+    b = to_bytes("".join(line + "\n" for line in lines))    # names as their bytes, as OpenVPN
     try:
         replace_file(path, b)
     except PermissionError:

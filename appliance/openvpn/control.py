@@ -16,6 +16,7 @@ from .keymethod import (KeyMethod2, decode_key_method_2_untrusted, encode_key_me
 from .keystate import KS, KeyState
 from .opcodes import CONTROL_OPS, EARLY_NEG_FLAG_RESEND_WKC, EARLY_NEG_FLAGS, OPCODE_SHIFT, RESET_OPS, Op
 from .packet import decode_body_untrusted, encode_body, parse_early_neg_tlvs_untrusted
+from .peernames import to_bytes
 
 TLS_MTU = 1250
 ACK_PIGGYBACK = 4
@@ -190,7 +191,7 @@ class ControlChannel:
         ks = ks or self._active_ks()
         if ks is None or ks.tls is None or not ks.tls.handshake_done:
             return
-        self._queue_tls(ks, ks.tls.send_message(text.encode() + b"\0"))
+        self._queue_tls(ks, ks.tls.send_message(to_bytes(text) + b"\0"))
 
     def _active_ks(self) -> KeyState | None:
         best = None

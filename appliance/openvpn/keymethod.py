@@ -10,6 +10,7 @@ import struct
 from dataclasses import dataclass, field
 
 from .errors import BadPacket
+from .peernames import from_peer, to_bytes
 
 KEY_METHOD_2 = 2
 
@@ -55,7 +56,7 @@ def peer_info_int(info: dict[str, str], key: str) -> int:
 
 
 def _write_string(s: str) -> bytes:
-    b = s.encode()
+    b = to_bytes(s)         # a username read from a file as bytes goes out as those bytes
     return struct.pack("!H", len(b) + 1) + b + b"\0"
 
 
@@ -73,7 +74,10 @@ def encode_key_method_2(m: KeyMethod2, is_client: bool) -> bytes:
     return b"".join(parts)
 
 
-def _read_string(data: bytes, pos: int) -> tuple[str | None, int]:
+def _read_string(data: bytes, pos: int, name: bool = False) -> tuple[str | None, int]:
+    """A string of the key-method message, cut at its first NUL (OpenVPN reads it as a C
+    string). `name`: a username or password, kept byte for byte (peernames.from_peer: two
+    usernames OpenVPN tells apart stay apart); other strings are decoded with replacement."""
     if pos >= len(data):
         return None, pos
     if len(data) - pos < 2:
@@ -86,7 +90,8 @@ def _read_string(data: bytes, pos: int) -> tuple[str | None, int]:
     pos += ln
     if ln and raw[-1] == 0:
         raw = raw[:-1]
-    return raw.split(b"\0", 1)[0].decode("utf-8", "replace"), pos
+    raw = raw.split(b"\0", 1)[0]
+    return (from_peer(raw) if name else raw.decode("utf-8", "replace")), pos
 
 
 def decode_key_method_2_untrusted(data: bytes, from_client: bool) -> KeyMethod2:
@@ -107,8 +112,8 @@ def decode_key_method_2_untrusted(data: bytes, from_client: bool) -> KeyMethod2:
     options, pos = _read_string(data, pos)
     if options is None:
         raise BadPacket("key method message: no options string")
-    user, pos = _read_string(data, pos)
-    pw, pos = _read_string(data, pos)
+    user, pos = _read_string(data, pos, name=True)
+    pw, pos = _read_string(data, pos, name=True)
     info, pos = _read_string(data, pos)
     # The username reaches the log, the status file, scripts' environment and the management
     # interface: control characters become `_`, as OpenVPN 2.6 does (string_mod CC_PRINT, '_').

@@ -17,11 +17,12 @@ import secrets
 
 from .errors import ConfigError
 from .keymethod import credential_as_sent
+from .peernames import to_bytes
 
 
 def hash_password(password: str, n: int = 2 ** 14, r: int = 8, p: int = 1) -> str:
     salt = secrets.token_bytes(16)
-    h = hashlib.scrypt(credential_as_sent(password).encode(), salt=salt, n=n, r=r, p=p, dklen=32)
+    h = hashlib.scrypt(to_bytes(credential_as_sent(password)), salt=salt, n=n, r=r, p=p, dklen=32)
     return f"scrypt${n}${r}${p}${salt.hex()}${h.hex()}"
 
 
@@ -49,6 +50,6 @@ class PasswordDb:
             hashlib.scrypt(b"x", salt=b"0" * 16, n=2 ** 14, r=8, p=1, dklen=32)  # same cost either way
             return False
         _, n, r, p, salt, want = h.split("$")
-        got = hashlib.scrypt(credential_as_sent(password).encode(), salt=bytes.fromhex(salt), n=int(n), r=int(r),
+        got = hashlib.scrypt(to_bytes(credential_as_sent(password)), salt=bytes.fromhex(salt), n=int(n), r=int(r),
                              p=int(p), dklen=32)
         return hmac.compare_digest(got, bytes.fromhex(want))

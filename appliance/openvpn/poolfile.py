@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from ..atomic_file import replace_file
 from .config.lexer import split_lines
+from .peernames import ERRORS, to_bytes
 from .regular_file import open_regular_file
 
 if TYPE_CHECKING:
@@ -21,7 +22,7 @@ def read(path: str) -> dict[str, tuple[str | None, str | None]]:
     process without end), as if the file were missing (it is replaced at the first write)."""
     out: dict[str, tuple[str | None, str | None]] = {}
     try:
-        with open(open_regular_file(path), encoding="utf-8", errors="replace") as f:
+        with open(open_regular_file(path), encoding="utf-8", errors=ERRORS) as f:   # names as OpenVPN wrote them
             lines = split_lines(f.read())
     except OSError:
         return out
@@ -59,7 +60,7 @@ def render(entries: dict[str, tuple[str | None, str | None]]) -> str:
 
 
 def write(path: str, entries: dict[str, tuple[str | None, str | None]]) -> None:
-    replace_file(path, render(entries).encode())
+    replace_file(path, to_bytes(render(entries)))
 
 
 class PoolMemory:

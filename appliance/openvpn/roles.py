@@ -23,6 +23,7 @@ from .keymethod import (KeyMethod2, PushRejected, build_push_reply, credential_a
 from .keystate import KS, KeyState
 from .opcodes import (HARD_RESET_CLIENT_OPS, IV_PROTO_CC_EXIT_NOTIFY, IV_PROTO_DATA_V2, IV_PROTO_REQUEST_PUSH,
                       IV_PROTO_TLS_KEY_EXPORT, OCC_EXIT, OCC_MAGIC, Op)
+from .peernames import to_bytes
 from .pushedsignal import PushedSignal, parse_pushed_signal
 
 if TYPE_CHECKING:
@@ -364,7 +365,7 @@ class ServerRole:
 
     def _token_ok(self, password: str) -> bool:
         tok = self.s.issued_auth_token
-        return tok is not None and hmac.compare_digest(password.encode(), tok.encode())
+        return tok is not None and hmac.compare_digest(to_bytes(password), to_bytes(tok))
 
     def _auth_failed(self, ks: KeyState, first: bool) -> None:
         reason = "client failed username/password authentication" + ("" if first else " on renegotiation")
