@@ -79,3 +79,12 @@ def test_a_second_user_does_not_drop_the_first_as_a_duplicate(pki):  # noqa: F81
     _pump(d, [(b, ("198.18.0.131", 1))], now=1.0)
     assert _up(a) and _up(b)
     assert sorted(peernames.to_bytes(r.common_name) for r in d.clients) == [b"caf\xe8", b"caf\xe9"]
+
+
+def test_the_password_file_holds_a_latin1_name():
+    """The password file's names are bytes too (server_files reads it with peernames.from_peer):
+    a Latin-1 name has its own line, which no other bytes match."""
+    from appliance.openvpn.passdb import PasswordDb, hash_password
+    db = PasswordDb.parse(peernames.from_peer(b"caf\xe9:" + hash_password("secret").encode() + b"\n"))
+    assert db.verify(E9, "secret")
+    assert not db.verify(E8, "secret") and not db.verify("caf\ufffd", "secret")
