@@ -11,9 +11,11 @@ import ipaddress
 
 from .errors import ClientRefused, ConfigError, PushDeferred
 from .events import ConnectRequested, Warning  # noqa: A004
+from .peernames import to_bytes
 from .poolfile import PoolMemory
 from .server_model import ClientRecord
 from .session import Session
+from .tls import CN_MAX_BYTES
 
 
 # OpenVPN's CCD_DEFAULT: the client-config-dir file for clients without one of their own (a
@@ -29,6 +31,10 @@ class ClientPush:
         if rec.connect_state == "done":
             return rec.connect_opts
         # username-as-common-name: the username stands for the client in ccd and duplicate-cn.
+        if self.st.username_as_cn and s.peer_username and len(to_bytes(s.peer_username)) > CN_MAX_BYTES:
+            # As OpenVPN 2.6 (verify_user_pass): a name it could not hold as a common name.
+            raise ClientRefused(f"username-as-common-name: the username is longer than {CN_MAX_BYTES} "
+                                "bytes, the longest common name")
         rec.common_name = s.peer_username if self.st.username_as_cn and s.peer_username else s.peer_common_name
         opts: list[str] = []
         ccd = self._ccd_file(rec.common_name or "")

@@ -88,3 +88,14 @@ def test_the_password_file_holds_a_latin1_name():
     db = PasswordDb.parse(peernames.from_peer(b"caf\xe9:" + hash_password("secret").encode() + b"\n"))
     assert db.verify(E9, "secret")
     assert not db.verify(E8, "secret") and not db.verify("caf\ufffd", "secret")
+
+
+def test_a_username_longer_than_a_common_name_is_refused_under_username_as_common_name(pki):  # noqa: F811
+    """OpenVPN 2.6 refuses a username of more than 64 bytes (TLS_USERNAME_LEN) when it is to be
+    the common name; 64 bytes (32 two-byte characters here) are fine."""
+    d = _mk_server(pki, username_as_cn=True, verify_user=lambda u, p, cn: True)
+    ok = _mk_client(pki, pki["clients"][1], username="é" * 32, password="x")
+    long = _mk_client(pki, pki["clients"][2], username="é" * 32 + "a", password="x")
+    _pump(d, [(ok, ("198.18.0.140", 1)), (long, ("198.18.0.141", 1))])
+    assert _up(ok) and not _up(long)
+    assert [r.common_name for r in d.clients] == ["é" * 32]

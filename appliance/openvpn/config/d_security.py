@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 from .. import ciphers
+from ..peernames import from_peer
 from ..regular_file import NOT_REGULAR
 from ..replay import MAX_SIZE as MAX_REPLAY_WINDOW
 from ..replay import MAX_TIME_LIMIT as MAX_REPLAY_TIME
@@ -116,10 +117,12 @@ def _auth_user_pass(p: ParseState, d: str, a: list[str], inline: str | None) -> 
     p.set("auth_user_pass_required", True)
     if not a:
         return
-    text = p.text(d, a[0], inline)
-    if text is None:
+    data = p.file(d, a[0], inline)
+    if data is None:
         return
-    lines = split_lines(text)        # fgets lines, as OpenVPN reads the file: LF ends them, nothing else
+    # The file's bytes as they are (peernames): a Latin-1 username goes to the server as the
+    # bytes Debian's client sends from the same file, not as U+FFFD's.
+    lines = split_lines(from_peer(data))        # fgets lines, as OpenVPN reads the file: LF ends them, nothing else
     if not lines or not lines[0]:
         p.err(d, "the file must hold the username on line 1 and the password on line 2")
     else:
@@ -175,6 +178,12 @@ def _verify_x509_name(p: ParseState, d: str, a: list[str], inline: str | None) -
         # OpenVPN 2.6 takes no empty name (options.c: strlen(p[1])); `"" name-prefix` would
         # otherwise let every certificate through.
         p.err(d, "the name is empty")
+    elif "\ufffd" in a[0]:
+        # What the config's bytes that are not UTF-8 were read as. OpenVPN compares the bytes
+        # with the certificate's name, which OpenSSL always gives as UTF-8: such a name matches
+        # no certificate there, while here it matched any whose name holds U+FFFD at that place.
+        p.err(d, "the name holds bytes that are not UTF-8 (or U+FFFD): no certificate's name "
+                 "can match it in OpenVPN; write the name in UTF-8")
     else:
         p.set("verify_x509_name", (a[0], kind))
 

@@ -1,0 +1,41 @@
+"""Names in a profile's files, as bytes: the auth-user-pass file's username goes out as the bytes
+Debian's client sends from the same file, and a verify-x509-name whose bytes are not UTF-8 (it can
+match no certificate in OpenVPN, whose names are UTF-8) is refused at the start with its line,
+where it matched any certificate whose name held U+FFFD at those places."""
+from __future__ import annotations
+
+import pytest
+
+from appliance.openvpn.config import load_config
+from appliance.openvpn.errors import ConfigError
+from appliance.openvpn.keymethod import KeyMethod2, decode_key_method_2_untrusted, encode_key_method_2
+from appliance.openvpn.peernames import to_bytes
+
+BASE = b"client\ndev tun\nremote 198.18.0.1 1194\nca ca.crt\n"
+
+
+def test_the_auth_user_pass_file_keeps_a_latin1_username(tmp_path):
+    (tmp_path / "ca.crt").write_text("x")
+    (tmp_path / "up").write_bytes(b"caf\xe9\nsecr\xe8t\n")
+    (tmp_path / "c.ovpn").write_bytes(BASE + b"auth-user-pass up\n")
+    user, pw = load_config(str(tmp_path / "c.ovpn")).auth_user_pass
+    assert (to_bytes(user), to_bytes(pw)) == (b"caf\xe9", b"secr\xe8t")
+    msg = encode_key_method_2(KeyMethod2(b"r" * 32, b"s" * 32, "V4", b"p" * 48, user, pw), True)
+    assert b"\x00\x05caf\xe9\x00" in msg          # the bytes of the file, NUL-terminated, as OpenVPN sends them
+    km = decode_key_method_2_untrusted(msg, True)
+    assert (km.username, km.password) == (user, pw)
+
+
+@pytest.mark.parametrize("name", [b"Soci\xe9t\xe9", "Soci\ufffdt\ufffd".encode()])
+def test_verify_x509_name_that_is_not_utf8_is_refused_with_its_line(tmp_path, name):
+    (tmp_path / "ca.crt").write_text("x")
+    (tmp_path / "c.ovpn").write_bytes(BASE + b"verify-x509-name " + name + b" name\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(str(tmp_path / "c.ovpn"))
+    assert "c.ovpn:5" in str(e.value) and "not UTF-8" in str(e.value)
+
+
+def test_verify_x509_name_in_utf8_is_taken(tmp_path):
+    (tmp_path / "ca.crt").write_text("x")
+    (tmp_path / "c.ovpn").write_bytes(BASE + "verify-x509-name Société name\n".encode())
+    assert load_config(str(tmp_path / "c.ovpn")).verify_x509_name == ("Société", "name")
