@@ -88,9 +88,9 @@ def _read_string(data: bytes, pos: int, name: bool = False) -> tuple[str | None,
         raise BadPacket("truncated string")
     raw = data[pos:pos + ln]
     pos += ln
-    if ln and raw[-1] == 0:
-        raw = raw[:-1]
-    raw = raw.split(b"\0", 1)[0]
+    # OpenVPN 2.6 (ssl.c read_string) makes the last byte the NUL whatever it was: `alicex`
+    # sent without its NUL is `alice` there, and must be the same name here.
+    raw = raw[:-1].split(b"\0", 1)[0]
     return (from_peer(raw) if name else raw.decode("utf-8", "replace")), pos
 
 

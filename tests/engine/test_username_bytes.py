@@ -99,3 +99,13 @@ def test_a_username_longer_than_a_common_name_is_refused_under_username_as_commo
     _pump(d, [(ok, ("198.18.0.140", 1)), (long, ("198.18.0.141", 1))])
     assert _up(ok) and not _up(long)
     assert [r.common_name for r in d.clients] == ["é" * 32]
+
+
+def test_a_string_without_its_nul_loses_its_last_byte_as_in_openvpn():
+    """OpenVPN 2.6 (read_string) writes the NUL over a string's last byte, sent or not: a
+    username `alicex` without its NUL is `alice` there; here it was `alicex`."""
+    import struct
+    body = b"\0\0\0\0\x02" + b"p" * 48 + b"r" * 64
+    msg = body + struct.pack("!H", 3) + b"V4\0" + struct.pack("!H", 6) + b"alicex" + struct.pack("!H", 3) + b"pw\0"
+    km = decode_key_method_2_untrusted(msg, True)
+    assert (km.options, km.username, km.password) == ("V4", "alice", "pw")
