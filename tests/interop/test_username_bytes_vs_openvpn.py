@@ -5,6 +5,9 @@ bytes, write them to the status file, and `kill` with those bytes over the manag
 finds the client. Ours decoded the name with U+FFFD: it read the file `caf\\xef\\xbf\\xbd` (the one
 `caf\\xe8` would share), wrote that to the status file, and `kill caf\\xe9` found nobody.
 
+A certificate's CN in a BMPString with a C1 character: both servers name the client by its UTF-8
+(ccd file, status file).
+
 OpenVPN's server checks the password with a script, ours with its password file (a
 Latin-1 name on its line): the verdict is the same, the identity questions are the server's.
 """
@@ -116,3 +119,50 @@ def test_a_latin1_username_picks_its_ccd_file_status_name_and_kill(lab, procs, s
     assert b"SUCCESS: common name '" + NAME + b"' found, 1 client(s) killed" in reply, reply
     assert cli.wait_for("SIGUSR1|SIGTERM|restart", 15), cli.log()[-1500:]
 
+
+
+def _bmp_client(lab, key: str, cn: str) -> None:
+    """A client certificate whose CN is a BMPString (UTF-16): OpenSSL gives OpenVPN its UTF-8."""
+    if key in lab.pki.clients:
+        return
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.x509.name import _ASN1Type
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    from appliance.certs import issue
+    from lab.pki import _write
+    ca = x509.load_pem_x509_certificate(lab.pki.ca.read_bytes())
+    ca_key = serialization.load_pem_private_key((lab.pki.dir / "ca.key").read_bytes(), None)
+    name = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "x"),
+                      x509.NameAttribute(NameOID.COMMON_NAME, cn, _type=_ASN1Type.BMPString)])
+    lab.pki.clients[key] = _write(lab.pki.dir / key, *issue(key, (ca, ca_key), ExtendedKeyUsageOID.CLIENT_AUTH, name))
+
+
+@pytest.mark.parametrize("server", ["openvpn", "ours"])
+def test_a_bmpstring_common_name_picks_its_utf8_ccd_file_and_status_name(lab, procs, server):
+    """`Zoë\\u0085` in a BMPString: OpenVPN's name is its UTF-8 (U+0085, a C1 control, is kept:
+    CC_PRINT looks at bytes, and C2 85 are not below 0x20), the ccd file of those bytes, the
+    same bytes in the status file."""
+    cn = "Zo\u00eb\u0085"
+    want = cn.encode()
+    _bmp_client(lab, "bmp", cn)
+    ccd = lab.tmp / f"ccd-bmp-{server}"
+    ccd.mkdir()
+    with open(os.path.join(os.fsencode(ccd), want), "wb") as f:
+        f.write(f"ifconfig-push {OWN_IP} 255.255.255.0\n".encode())
+    status = str(lab.tmp / f"status-bmp-{server}.txt")
+    cfg = server_config(lab.pki, extra=f"client-config-dir {ccd}\nstatus {status} 1\nstatus-version 2\n")
+    if server == "openvpn":
+        srv = lab.openvpn(lab.srv, cfg, f"bmpsrv-{len(lab.procs)}")
+    else:
+        srv = lab.ours(lab.srv, cfg, f"bmpsrv-{len(lab.procs)}", pattern=r"listening on UDP")
+    procs.append(srv)
+    cli = lab.openvpn(lab.cli, client_profile(lab.pki, "udp", client="bmp"), f"bmpcli-{len(lab.procs)}", wait=0)
+    procs.append(cli)
+    assert cli.wait_for("Initialization Sequence Completed", 60), srv.log()[-2000:]
+    assert _tun_ip(lab.cli) == OWN_IP, f"{server} did not read the ccd file named by the CN's UTF-8"
+    end = time.monotonic() + 15
+    while want not in _status_names(status) and time.monotonic() < end:
+        time.sleep(0.2)
+    assert _status_names(status) == [want]
