@@ -11,20 +11,19 @@ import re
 import sys
 
 FORMAT = "%(asctime)s.%(msecs)03d %(levelname)s %(message)s"
-_C1 = re.compile("[\x80-\x9f\udc80-\udcff]")
+_C1 = re.compile("[\x80-\x9f]")
 
 
 class _Formatter(logging.Formatter):
     """FORMAT, with the C1 control characters U+0080-U+009F written `\\xNN`. Names keep them,
     as in OpenVPN (keymethod.remap_name: a username or common name that picks a ccd file or
     passes verify-x509-name must be the same string as there), but on the way to a terminal
-    some of them act (U+009B is CSI on terminals that take 8-bit controls). A byte of a peer's
-    name that was not UTF-8 (peernames: U+DC80-U+DCFF) is written `\\xNN` too: stderr would
-    show `\\udcNN`, and a strict stream would fail on it."""
+    some of them act (U+009B is CSI on terminals that take 8-bit controls). A peer's name's
+    bytes that are not UTF-8 are written `\\xNN` before this (peernames.NameBytesFilter)."""
 
     def format(self, record: logging.LogRecord) -> str:
         line = super().format(record)
-        return _C1.sub(lambda m: f"\\x{ord(m.group()) & 0xff:02x}", line) if _C1.search(line) else line
+        return _C1.sub(lambda m: f"\\x{ord(m.group()):02x}", line) if _C1.search(line) else line
 
 
 def setup_logging(level: int, replace: bool = False) -> None:
