@@ -21,6 +21,8 @@ from __future__ import annotations
 import base64
 from dataclasses import dataclass
 
+from .peernames import from_peer
+
 
 @dataclass
 class AuthToken:
@@ -43,8 +45,9 @@ class AuthToken:
         """The server pushed `auth-token` and/or `auth-token-user` (in either order: same result)."""
         if token_user_b64:
             try:
-                self.username = base64.b64decode(token_user_b64, validate=True).decode()
-            except (ValueError, UnicodeDecodeError):
+                # Its bytes as they are (peernames), sent back as those bytes, as OpenVPN's client.
+                self.username = from_peer(base64.b64decode(token_user_b64, validate=True))
+            except ValueError:
                 self.username = ""
             self.usable = bool(self.username)
         if token:

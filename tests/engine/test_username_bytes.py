@@ -109,3 +109,15 @@ def test_a_string_without_its_nul_loses_its_last_byte_as_in_openvpn():
     msg = body + struct.pack("!H", 3) + b"V4\0" + struct.pack("!H", 6) + b"alicex" + struct.pack("!H", 3) + b"pw\0"
     km = decode_key_method_2_untrusted(msg, True)
     assert (km.options, km.username, km.password) == ("V4", "alice", "pw")
+
+
+def test_a_pushed_auth_token_user_that_is_not_utf8_is_used_as_its_bytes():
+    """OpenVPN 2.6's client sends the token with auth-token-user's bytes; ours dropped the token
+    (the username did not decode) and sent the password again."""
+    import base64
+
+    from appliance.openvpn.authtoken import AuthToken
+    t = AuthToken()
+    t.take("tok", base64.b64encode(b"caf\xe9").decode())
+    user, pw = t.credentials("other", "secret")
+    assert (peernames.to_bytes(user), pw) == (b"caf\xe9", "tok")
