@@ -10,6 +10,8 @@ import logging
 import re
 import sys
 
+from .openvpn.peernames import for_display
+
 FORMAT = "%(asctime)s.%(msecs)03d %(levelname)s %(message)s"
 _C1 = re.compile("[\x80-\x9f]")
 
@@ -19,11 +21,34 @@ class _Formatter(logging.Formatter):
     as in OpenVPN (keymethod.remap_name: a username or common name that picks a ccd file or
     passes verify-x509-name must be the same string as there), but on the way to a terminal
     some of them act (U+009B is CSI on terminals that take 8-bit controls). A peer's name's
-    bytes that are not UTF-8 are written `\\xNN` before this (peernames.NameBytesFilter)."""
+    bytes that are not UTF-8 are written `\\xNN` before this (NameBytesFilter)."""
 
     def format(self, record: logging.LogRecord) -> str:
         line = super().format(record)
         return _C1.sub(lambda m: f"\\x{ord(m.group()):02x}", line) if _C1.search(line) else line
+
+
+class NameBytesFilter(logging.Filter):
+    """Our logger's records with a peer's name's bytes that are not UTF-8 (peernames: held as
+    U+DC80-U+DCFF) written `\\xNN`, before any handler sees them: a handler that encodes strictly
+    (pytest-xdist's report channel, a file) would fail on the lone surrogates, stderr would show
+    `\\udcNN`. Installed on import of this module, which the gateway package does first (the
+    engine logs nothing). Records without such a byte cost a search of their text."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            msg = record.getMessage()
+        except Exception:  # noqa: BLE001 - a malformed call is the handler's to report (handleError)
+            return True
+        if _NAME_BYTES.search(msg):
+            record.msg, record.args = for_display(msg), None
+        return True
+
+
+_NAME_BYTES = re.compile("[\udc80-\udcff]")
+_logger = logging.getLogger("vpn-appliance")
+if not any(isinstance(f, NameBytesFilter) for f in _logger.filters):
+    _logger.addFilter(NameBytesFilter())
 
 
 def setup_logging(level: int, replace: bool = False) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import signal
 from typing import TYPE_CHECKING
 
+from .. import logsetup  # noqa: F401 - its NameBytesFilter, before any gateway module logs a name
 from ..openvpn.config import Options
 
 if TYPE_CHECKING:

@@ -10,12 +10,11 @@ written (os.fsencode does this for file names and a script's environment).
 
 One place for the decision: text that came from the peer as a name goes through `from_peer`, and
 everything that writes it out (status file, management socket, pool file, password hash) encodes
-with ERRORS; log records are made safe here (NameBytesFilter). A certificate's common name is Unicode from the start (cryptography refuses a
+with ERRORS; log records are made safe by logsetup.NameBytesFilter. A certificate's common name is Unicode from the start (cryptography refuses a
 UTF8String that is not UTF-8, a BMPString with a lone surrogate), so it encodes the same way.
 """
 from __future__ import annotations
 
-import logging
 import re
 
 # The error handler for every conversion of a peer's name between bytes and str.
@@ -40,24 +39,3 @@ def for_display(text: str) -> str:
     (a stream that encodes strictly would raise on it; stderr would show `\\udcNN`)."""
     return _ESCAPED.sub(lambda m: f"\\x{ord(m.group()) - 0xDC00:02x}", text) if _ESCAPED.search(text) else text
 
-
-class NameBytesFilter(logging.Filter):
-    """Log records of our logger with such bytes written `\\xNN` (for_display) before any
-    handler sees them: a handler that encodes strictly (a file, pytest-xdist's report channel)
-    would fail on the lone surrogates, stderr would show `\\udcNN`. Installed when this module
-    is imported, which happens before any name holding such a byte exists (only from_peer makes
-    them). Records without one cost a search of their text."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        try:
-            msg = record.getMessage()
-        except Exception:  # noqa: BLE001 - a malformed call is the handler's to report (handleError)
-            return True
-        if _ESCAPED.search(msg):
-            record.msg, record.args = for_display(msg), None
-        return True
-
-
-_logger = logging.getLogger("vpn-appliance")
-if not any(isinstance(f, NameBytesFilter) for f in _logger.filters):
-    _logger.addFilter(NameBytesFilter())
