@@ -185,13 +185,10 @@ def cmd_passwd(args: argparse.Namespace) -> int:
     so the password counts without them (passdb.py), and this says so; a username holding one
     is refused (2.6's client drops them, its server and ours make them `_`: no name to match)."""
     from .openvpn.keymethod import credential_as_sent
-    from .openvpn.passdb import hash_password
-    if ":" in args.user or not args.user:
-        print("username must be non-empty and contain no ':'", file=sys.stderr)
-        return 2
-    if credential_as_sent(args.user) != args.user:
-        print("username must hold no control characters (tab, U+0001-U+001F, DEL): OpenVPN 2.6's client "
-              "drops them before sending, the server makes them `_`", file=sys.stderr)
+    from .openvpn.passdb import hash_password, username_problem
+    problem = username_problem(args.user)
+    if problem:
+        print(f"username {problem}", file=sys.stderr)
         return 2
     pw = sys.stdin.readline().rstrip("\n") if not sys.stdin.isatty() else getpass.getpass("Password: ")
     counted = credential_as_sent(pw)

@@ -26,22 +26,49 @@ def hash_password(password: str, n: int = 2 ** 14, r: int = 8, p: int = 1) -> st
     return f"scrypt${n}${r}${p}${salt.hex()}${h.hex()}"
 
 
+def username_problem(user: str) -> str | None:
+    """Why `user` cannot have a password line (None: it can): the file's reader and `passwd`
+    share the rule, so `passwd` never prints a line the server refuses or reads as another's."""
+    if not user:
+        return "is empty"
+    if ":" in user:
+        return "holds ':', which ends the name on a line"
+    if credential_as_sent(user) != user:
+        return ("holds control characters (tab, U+0001-U+001F, DEL): OpenVPN 2.6's client drops them "
+                "before sending, the server makes them `_`, so no client's name is this")
+    if user != user.strip():
+        return "begins or ends with a blank, which a line's reader cannot tell from the line's own"
+    return None
+
+
 class PasswordDb:
     def __init__(self, users: dict[str, str]) -> None:
         self.users = users
 
     @classmethod
     def parse(cls, text: str, path: str = "<passdb>") -> "PasswordDb":
-        users = {}
-        for i, line in enumerate(text.splitlines(), 1):
-            line = line.strip()
-            if not line or line.startswith("#"):
+        users: dict[str, str] = {}
+        first: dict[str, int] = {}
+        # Lines end at LF only (a CR before it goes too): str.splitlines also ends them at U+2028,
+        # U+0085, VT, FF..., and strip() takes U+00A0 and the like from a name's ends, so the line
+        # `passwd` made for the user `\u2028alice` or ` alice` was read as alice's, and replaced
+        # hers: that user's password let them in as alice, and hers no longer did.
+        for i, line in enumerate(text.split("\n"), 1):
+            line = line.removesuffix("\r")
+            if not line.strip() or line.lstrip().startswith("#"):
                 continue
             user, sep, h = line.partition(":")
-            parts = h.split("$")
+            parts = h.strip().split("$")
             if not sep or len(parts) != 6 or parts[0] != "scrypt":
                 raise ConfigError("expected `username:scrypt$N$r$p$salt$hash`", path, i, "auth-user-pass-verify")
-            users[user] = h
+            problem = username_problem(user)
+            if problem:
+                raise ConfigError(f"username {user!r} {problem}", path, i, "auth-user-pass-verify")
+            if user in first:
+                raise ConfigError(f"username {user!r} has a line already (line {first[user]})", path, i,
+                                  "auth-user-pass-verify")
+            first[user] = i
+            users[user] = h.strip()
         return cls(users)
 
     def verify(self, username: str, password: str, common_name: str | None = None) -> bool:

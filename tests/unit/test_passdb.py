@@ -50,3 +50,44 @@ def test_passwd_says_what_it_does_with_control_characters(monkeypatch, capsys):
     monkeypatch.setattr("sys.stdin", io.StringIO("secret\n"))
     assert cli.cmd_passwd(types.SimpleNamespace(user="al\tice")) == 2
     assert "control characters" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["\u2028alice", "\x85alice", "\x0calice", " alice", "\u00a0alice", "alice\u3000"])
+def test_a_name_passwd_accepted_is_never_read_as_another_users_line(name, monkeypatch, capsys):
+    """`passwd` made a line for `\\u2028alice` (or ` alice`); the file's reader split lines at
+    U+2028 (str.splitlines) and stripped U+00A0: the line became alice's and replaced hers, so
+    that user's password let them in as alice and hers no longer did. Now either `passwd`
+    refuses the name, or its line is its own."""
+    import io
+    import types
+
+    from appliance import cli
+    monkeypatch.setattr("sys.stdin", io.StringIO("mine\n"))
+    rc = cli.cmd_passwd(types.SimpleNamespace(user=name))
+    line = capsys.readouterr().out
+    if rc == 0:
+        db = PasswordDb.parse(f"alice:{hash_password('hers', n=2**10)}\n" + line)
+        assert db.verify("alice", "hers") and not db.verify("alice", "mine")
+        assert db.verify(name, "mine")
+    else:
+        assert rc == 2 and line == ""
+    # Written by hand, such a line is refused with its line number rather than read as alice's.
+    text = f"alice:{hash_password('hers', n=2**10)}\n{name}:{hash_password('mine', n=2**10)}\n"
+    try:
+        db = PasswordDb.parse(text, "users.db")
+    except ConfigError as e:
+        assert str(e).startswith("users.db:2:")
+    else:
+        assert db.verify("alice", "hers") and not db.verify("alice", "mine")
+
+
+def test_a_username_given_twice_is_refused_with_both_lines():
+    h = hash_password("x", n=2**10)
+    with pytest.raises(ConfigError) as e:
+        PasswordDb.parse(f"alice:{h}\n# c\nalice:{h}\n", "users.db")
+    assert str(e.value).startswith("users.db:3:") and "line 1" in str(e.value)
+
+
+def test_crlf_lines_and_blanks_around_the_hash_are_read():
+    h = hash_password("x", n=2**10)
+    assert PasswordDb.parse(f"  # c\r\nalice:{h} \r\n\r\n").verify("alice", "x")
