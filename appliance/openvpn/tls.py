@@ -571,9 +571,11 @@ def openvpn_name(name: x509.Name) -> str:
 
 
 # The string types whose bytes OpenSSL reads one per character, as Latin-1 (ASN1_STRING_to_UTF8,
-# and X509_NAME_print_ex's UTF-8 conversion), where cryptography reads them as UTF-8.
+# and X509_NAME_print_ex's UTF-8 conversion), where cryptography reads them as UTF-8. NumericString
+# too: OpenSSL takes any bytes in one (the CA's check of the charset aside), and one holding the
+# UTF-8 of `café` was `café` here -- the UTF8String `café` of another certificate -- and `cafÃ©` there.
 ONE_BYTE_STRING_TYPES = frozenset({_ASN1Type.PrintableString, _ASN1Type.T61String, _ASN1Type.IA5String,
-                                   _ASN1Type.VisibleString})
+                                   _ASN1Type.VisibleString, _ASN1Type.NumericString})
 
 
 def openssl_text(a: x509.NameAttribute) -> str:

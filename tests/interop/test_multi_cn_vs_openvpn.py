@@ -143,10 +143,10 @@ def test_a_last_cn_openvpn_cannot_use_as_it_is_gets_no_tunnel(lab, procs, server
     assert not seen.exists()
 
 
-def _client_named(lab, key: str, cn: str, t61: bool = False) -> None:
+def _client_named(lab, key: str, cn: str, asn1_type: str | None = None) -> None:
     """A client certificate `key` with the subject O=x, CN=`cn` (a name the lab's `/O=x/CN=a`
-    spelling cannot hold); `t61`: the CN a T61String holding cn's UTF-8 bytes (what `openssl req`
-    without -utf8 writes), which OpenSSL reads as Latin-1."""
+    spelling cannot hold); `asn1_type`: the CN's string type, e.g. a T61String holding cn's UTF-8
+    bytes (what `openssl req` without -utf8 writes), which OpenSSL reads as Latin-1."""
     if key in lab.pki.clients:
         return
     from cryptography import x509
@@ -158,24 +158,27 @@ def _client_named(lab, key: str, cn: str, t61: bool = False) -> None:
     from lab.pki import _write
     ca = x509.load_pem_x509_certificate(lab.pki.ca.read_bytes())
     ca_key = serialization.load_pem_private_key((lab.pki.dir / "ca.key").read_bytes(), None)
-    kind = {"_type": _ASN1Type.T61String} if t61 else {}
+    kind = {"_type": getattr(_ASN1Type, asn1_type)} if asn1_type else {}
     name = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "x"),
                       x509.NameAttribute(NameOID.COMMON_NAME, cn, **kind)])
     lab.pki.clients[key] = _write(lab.pki.dir / key, *issue(key, (ca, ca_key), ExtendedKeyUsageOID.CLIENT_AUTH, name))
 
 
 @pytest.mark.parametrize("server", ["openvpn", "ours"])
-def test_a_t61string_name_is_read_as_openssl_reads_it(lab, procs, server):
+@pytest.mark.parametrize("asn1_type", ["T61String", "NumericString"])
+def test_a_t61string_name_is_read_as_openssl_reads_it(lab, procs, server, asn1_type):
     """OpenVPN names that client `cafÃ©` (its bytes one per character): its ccd file is that
     name's, its script sees that name, never the ccd file of the UTF8String `café` another
-    certificate holds -- ours read it as `café` and gave it that other client's options."""
-    _client_named(lab, "t61", "café", t61=True)
-    ccd = lab.tmp / f"ccd-t61-{server}"
+    certificate holds -- ours read it as `café` and gave it that other client's options (a
+    NumericString, which OpenSSL takes with any bytes, too, until ident14)."""
+    t61 = asn1_type.lower()
+    _client_named(lab, t61, "café", asn1_type)
+    ccd = lab.tmp / f"ccd-{t61}-{server}"
     ccd.mkdir()
     (ccd / "café").write_text("ifconfig-push 198.19.0.50 255.255.255.0\n")
     (ccd / "cafÃ©").write_text("ifconfig-push 198.19.0.70 255.255.255.0\n")
-    seen = lab.tmp / f"connect-t61-{server}.log"
-    script = lab.write(f"connect-t61-{server}.sh",
+    seen = lab.tmp / f"connect-{t61}-{server}.log"
+    script = lab.write(f"connect-{t61}-{server}.sh",
                        f"#!/bin/sh\nprintf '%s\\n' \"$common_name\" \"$tls_id_0\" \"$X509_0_CN\" >> {seen}\n")
     script.chmod(0o755)
     cfg = server_config(lab.pki, extra=f"client-config-dir {ccd}\nscript-security 2\nclient-connect {script}\n")
@@ -183,7 +186,7 @@ def test_a_t61string_name_is_read_as_openssl_reads_it(lab, procs, server):
         procs.append(lab.openvpn(lab.srv, cfg, f"t61srv-{len(lab.procs)}"))
     else:
         procs.append(lab.ours(lab.srv, cfg, f"t61srv-{len(lab.procs)}", pattern=r"listening on UDP"))
-    procs.append(lab.openvpn(lab.cli, client_profile(lab.pki, "udp", client="t61"), f"t61cli-{len(lab.procs)}"))
+    procs.append(lab.openvpn(lab.cli, client_profile(lab.pki, "udp", client=t61), f"t61cli-{len(lab.procs)}"))
     assert _tun_ip(lab.cli) == "198.19.0.70", procs[0].log()[-2000:]
     assert seen.read_text(encoding="utf-8").splitlines() == ["cafÃ©", "O=x, CN=cafÃ©", "cafÃ©"]
 

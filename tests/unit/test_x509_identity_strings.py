@@ -119,9 +119,9 @@ def test_an_empty_verify_x509_name_is_refused_at_its_line(kind):
     assert e.value.line == 5
 
 
-@pytest.mark.parametrize("asn1_type", ["T61String", "IA5String", "UTF8String", "BMPString"])
+@pytest.mark.parametrize("asn1_type", ["T61String", "IA5String", "NumericString", "UTF8String", "BMPString"])
 def test_names_are_read_as_openssl_reads_their_string_type(asn1_type):
-    """OpenSSL reads a T61String's or IA5String's bytes one per character (Latin-1), cryptography
+    """OpenSSL reads a T61String's, IA5String's or NumericString's bytes one per character (Latin-1), cryptography
     as UTF-8: a T61String holding the UTF-8 bytes of `café` (`openssl req` without -utf8 writes
     such names) is `cafÃ©` to OpenVPN. Read as cryptography reads it, it was `café` here: the
     common name, ccd file, pool address and verify-x509-name match of the UTF8String `café` that
