@@ -186,11 +186,16 @@ def cmd_passwd(args: argparse.Namespace) -> int:
     is refused (2.6's client drops them, its server and ours make them `_`: no name to match)."""
     from .openvpn.keymethod import credential_as_sent
     from .openvpn.passdb import hash_password, username_problem
+    from .openvpn.peernames import from_peer, to_bytes
     problem = username_problem(args.user)
     if problem:
         print(f"username {problem}", file=sys.stderr)
         return 2
-    pw = sys.stdin.readline().rstrip("\n") if not sys.stdin.isatty() else getpass.getpass("Password: ")
+    if sys.stdin.isatty():
+        pw = getpass.getpass("Password: ")
+    else:       # its bytes as they are (a Latin-1 password is the bytes a client sends: peernames)
+        buf = getattr(sys.stdin, "buffer", None)
+        pw = (from_peer(buf.readline()) if buf is not None else sys.stdin.readline()).rstrip("\n")
     counted = credential_as_sent(pw)
     if counted != pw:
         dropped = ", ".join(sorted({_control_name(c) for c in pw if c not in counted}))
@@ -201,7 +206,13 @@ def cmd_passwd(args: argparse.Namespace) -> int:
         print(f"note: the password holds control characters ({dropped}), which OpenVPN 2.6's client drops "
               f"before sending: they do not count, the server checks the other {len(counted)} characters "
               "(typed with or without them, from any client)", file=sys.stderr)
-    print(f"{args.user}:{hash_password(pw)}")
+    line = f"{args.user}:{hash_password(pw)}"
+    try:
+        print(line)
+    except UnicodeEncodeError:      # a username given as bytes that are not UTF-8 (argv keeps them)
+        sys.stdout.flush()
+        sys.stdout.buffer.write(to_bytes(line) + b"\n")
+        sys.stdout.buffer.flush()
     return 0
 
 

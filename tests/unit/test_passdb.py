@@ -91,3 +91,22 @@ def test_a_username_given_twice_is_refused_with_both_lines():
 def test_crlf_lines_and_blanks_around_the_hash_are_read():
     h = hash_password("x", n=2**10)
     assert PasswordDb.parse(f"  # c\r\nalice:{h} \r\n\r\n").verify("alice", "x")
+
+
+def test_passwd_makes_the_line_of_a_latin1_username_and_password():
+    """A username and password that are not UTF-8 (argv and stdin bytes) get the line the server
+    checks them against, as bytes: passwd failed on them (stdin decode, stdout encode) where the
+    locale is a real UTF-8 one (Python's stdio is strict there; under C.UTF-8 it is not)."""
+    import os
+    import subprocess
+    import sys
+
+    from appliance.openvpn.peernames import from_peer
+    exe = os.path.join(os.path.dirname(sys.executable), "vpn-appliance")
+    r = subprocess.run([exe, "passwd", b"caf\xe9"], input=b"secr\xe8t\n", capture_output=True, timeout=60,
+                       env={**os.environ, "PYTHONIOENCODING": "utf-8:strict"})   # as under en_US.UTF-8
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith(b"caf\xe9:scrypt$")
+    db = PasswordDb.parse(from_peer(r.stdout))
+    assert db.verify(from_peer(b"caf\xe9"), from_peer(b"secr\xe8t"))
+    assert not db.verify(from_peer(b"caf\xe9"), "secr\ufffdt") and not db.verify("caf\ufffd", from_peer(b"secr\xe8t"))
