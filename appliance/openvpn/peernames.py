@@ -9,9 +9,10 @@ a str), every byte string has its own str and comes back as the same bytes where
 written (os.fsencode does this for file names and a script's environment).
 
 One place for the decision: text that came from the peer as a name goes through `from_peer`, and
-everything that writes it out (status file, management socket, pool file, password hash) encodes
-with ERRORS; log records are made safe by logsetup.NameBytesFilter. A certificate's common name is Unicode from the start (cryptography refuses a
-UTF8String that is not UTF-8, a BMPString with a lone surrogate), so it encodes the same way.
+everything that writes it out (status file, management socket, pool file, control text, password
+hash) encodes with `to_bytes`; log records are made safe by logsetup.NameBytesFilter. A
+certificate's common name is Unicode from the start (cryptography refuses a UTF8String that is
+not UTF-8, a BMPString with a lone surrogate), so it encodes the same way.
 """
 from __future__ import annotations
 
