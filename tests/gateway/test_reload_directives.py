@@ -236,24 +236,12 @@ def test_a_reload_of_a_config_that_became_a_pipe_is_refused_without_blocking(pki
     and every client's packets and SIGTERM with it. The start may still read a pipe; a reload
     reads a regular file only and otherwise runs on as it was."""
     import os
-    import threading
+    from tests.unit.test_config_files_not_pipes import _bounded
     fifo = tmp_path / "server.conf"
     os.mkfifo(fifo)
     w = World()
     gw = w.add_server(server_conf(pki))
     gw.opts.path = str(fifo)
-    out: list = []
-    t = threading.Thread(target=lambda: out.append(gw.ops.reload()), daemon=True)
-    t.start()
-    t.join(3)
-    blocked = t.is_alive()
-    for _ in range(50):                        # let a blocked open go (its writing end opened and closed)
-        if not t.is_alive():
-            break
-        try:
-            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
-        except OSError:
-            pass
-        t.join(0.1)
+    blocked, out = _bounded(gw.ops.reload, fifo)
     assert not blocked, "the reload waited on the config's pipe (the event loop's thread)"
     assert out == [False]
