@@ -12,7 +12,7 @@ from appliance.openvpn.keymethod import MAX_TEXT_MESSAGE, build_push_reply
 from tests.gateway.conftest import World, client_conf, server_conf
 from tests.gateway.test_tunnel import _up
 
-MOTD = "\u4e2d\u6587" * 40          # 80 characters, 240 bytes of UTF-8
+MOTD = "\u4e2d\u6587" * 35          # 70 characters, 210 bytes of UTF-8 (a line OpenVPN reads: < 256 bytes)
 
 
 def test_each_push_reply_fits_what_a_client_reads():
