@@ -19,7 +19,7 @@ from pyroute2.netlink.exceptions import NetlinkError
 
 from . import gateway
 from .lan import lan_observers
-from .config.schema import ApplianceConfig, load_appliance_config, validate_runtime, vpn_options_again
+from .config.schema import ApplianceConfig, load_appliance_config, server_reload, validate_runtime
 from .openvpn.config import Options, Remote
 from .openvpn.errors import ConfigError
 from .router import killswitch
@@ -152,7 +152,7 @@ def run_toml(path: str, verbose: int = 0) -> int:
         install_rules(cfg, wan_if, lan_if, endpoints, undo, wan_ipv6)
         if cfg.vpn.role == "server":
             gw = gateway.server_gateway(opts, tls)
-            gw.ops.reload_options = functools.partial(vpn_options_again, path)   # the TOML, read again
+            gw.ops.reload_options = functools.partial(server_reload, path, cfg)   # the TOML, read again
             return gw.run()
         observers = lan_observers(cfg, wan_if, lan_if)
         return gateway.client_gateway(opts, user, pw, observers=tuple(observers),

@@ -22,6 +22,7 @@ import re
 import sys
 import tomllib
 from dataclasses import field, make_dataclass
+from typing import Callable
 
 from ..openvpn.errors import ConfigError
 from ..openvpn.config import ConfigErrors, Options, parse_config, render_options
@@ -239,12 +240,54 @@ def vpn_options_again(path: str) -> Options:
     return cfg.vpn_options
 
 
-def validate_runtime(cfg: ApplianceConfig) -> TlsSettings:
-    """Checks that need the key material decoded (certificates, keys, tls-crypt keys). Returns
-    the TLS settings made on the way: a server's start uses them (its CRL read once, not twice)."""
+def server_reload(path: str, started: ApplianceConfig,
+                  crl_reader: Callable | None = None) -> tuple[Options, TlsSettings, list[str]]:
+    """A reload of a server run from the appliance TOML at `path` (run_toml sets it as
+    Operations.reload_options): its [vpn] profile as vpn_options_again reads it, its key material
+    checked as at start (an error at the TOML's line, as validate_runtime says it: raised from
+    check_key_material at a reload, it named no file), and, as warnings, what else `started` (the
+    TOML the appliance runs on) differs in: [wan], [lan] and [appliance] are applied once at
+    start (addresses, firewall, hostname), and an edit there was ignored without a word."""
+    cfg = load_appliance_config(path, again=True)
+    if cfg.vpn.role != "server":
+        line = cfg.source.get(("vpn", "role"))
+        raise ConfigError("changed; a server becomes a client at a restart only (the server runs on)",
+                          cfg.path, line, "vpn.role")
+    cfg.vpn_options.dev = cfg.tun_name
+    return cfg.vpn_options, check_vpn_key_material(cfg, crl_reader), restart_only_sections(started, cfg)
+
+
+def restart_only_sections(old: ApplianceConfig, new: ApplianceConfig,
+                          sections: tuple[Section, ...] = SECTIONS) -> list[str]:
+    """Each key of a section other than [vpn] that `new` changes, as a `file:line: section.key:`
+    warning (the line that sets it now, or the old one for a key taken out)."""
+    out = []
+    for sec in sections:
+        if sec.name == "vpn":
+            continue
+        was, now = getattr(old, sec.name), getattr(new, sec.name)
+        if was == now:
+            continue
+        if was is None or now is None:
+            line = new.source.get((sec.name, sec.keys[0].name)) if now is not None else None
+            out.append(str(ConfigError(f"{'added' if now is not None else 'taken out'}; takes effect at restart "
+                                       "(the appliance runs on as it started until then)", new.path, line,
+                                       f"[{sec.name}]")))
+            continue
+        for k in sec.keys:
+            if getattr(was, k.name) != getattr(now, k.name):
+                line = new.source.get((sec.name, k.name)) or old.source.get((sec.name, k.name))
+                out.append(str(ConfigError("changed; takes effect at restart (the appliance runs on as it "
+                                           "started until then)", new.path, line, f"{sec.name}.{k.name}")))
+    return out
+
+
+def check_vpn_key_material(cfg: ApplianceConfig, crl_reader: Callable | None = None) -> TlsSettings:
+    """check_key_material for the [vpn] profile, an error located in the TOML (or the profile's
+    file): the one place for the start (validate_runtime) and a reload (server_reload)."""
     o = cfg.vpn_options
     try:
-        return check_key_material(o)
+        return check_key_material(o, crl_reader=crl_reader)
     except ConfigError as e:
         if e.path is not None:
             raise
@@ -252,6 +295,12 @@ def validate_runtime(cfg: ApplianceConfig) -> TlsSettings:
         src = o.source.get((e.directive or "").replace("-", "_"))
         where = cfg.vpn.config or (f"{cfg.path}" if src is None else src[0])
         raise ConfigError(e.message, where, src[1] if src else cfg.vpn.inline_line, e.directive or "vpn") from None
+
+
+def validate_runtime(cfg: ApplianceConfig) -> TlsSettings:
+    """Checks that need the key material decoded (certificates, keys, tls-crypt keys). Returns
+    the TLS settings made on the way: a server's start uses them (its CRL read once, not twice)."""
+    return check_vpn_key_material(cfg)
 
 
 def _nic_text(nic: Wan | Lan) -> str:

@@ -21,7 +21,7 @@ import os
 import re
 import signal as _signal
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 from ..logsetup import apply_verb
@@ -105,6 +105,7 @@ class _Reload:
     st: ServerSettings
     tls: TlsSettings
     held: "CrlChecker | None" = None        # the checker in force, its own readings held meanwhile
+    restart_only: list[str] = field(default_factory=list)  # other changes, for a restart (reload_options)
 
 
 class Operations:
@@ -118,9 +119,11 @@ class Operations:
         self.mgmt: Management | None = None
         self.scripts = scripts
         self.reload_source = reload_source          # () -> config text, for tests; else the file
-        # () -> the new Options, where the config file alone is not the source: a server run from an
-        # appliance TOML re-reads the TOML (its [vpn] profile may be inline; run_toml sets it).
-        self.reload_options: Callable[[], Options] | None = None
+        # (crl_reader) -> the new Options, their TLS settings (key material checked, the CRL's
+        # reading left to the caller) and warnings for what else changed that applies at a restart
+        # only; where the config file alone is not the source: a server run from an appliance TOML
+        # re-reads the TOML (its [vpn] profile may be inline; run_toml sets config.schema.server_reload).
+        self.reload_options: Callable[[Callable], tuple[Options, TlsSettings, list[str]]] | None = None
         self.reloads = 0
         self._reload_pending: _Reload | None = None  # a reload waiting for its CRL's reading
         self._reload_again = False                   # and one asked for meanwhile
@@ -461,21 +464,24 @@ class Operations:
         large file in the worker); nothing is applied yet. ConfigError/OSError: refused."""
         gw = self.gw
         old = gw.opts
+        tls: TlsSettings | None = None
+        restart_only: list[str] = []
         if self.reload_source is not None:
             from ..openvpn.config import parse_config
             new = parse_config(self.reload_source(), old.path, ignore_scripts=old.ignore_scripts)
         elif self.reload_options is not None:
-            new = self.reload_options()
+            new, tls, restart_only = self.reload_options(background_reader)
         else:
             new = load_config(old.path, ignore_scripts=old.ignore_scripts, again=True)
         if new.role != "server":
             raise ConfigError("not a server configuration any more", old.path, None, None)
-        tls = check_key_material(new, crl_reader=background_reader)
+        if tls is None:
+            tls = check_key_material(new, crl_reader=background_reader)
         st = load_server_settings(new, tls)
         check_scripts(new)
         if tls.crl is not None:
             tls.crl.refresh()               # last: a large file in the worker, a small one now
-        return _Reload(old, new, st, tls)
+        return _Reload(old, new, st, tls, restart_only=restart_only)
 
     def _commit_reload(self, p: "_Reload") -> bool:
         """The reload proper, once its CRL is read: the CRL's own check (the last that may refuse
@@ -491,7 +497,7 @@ class Operations:
         except (ConfigError, OSError) as e:
             log.error("reload: the new config is not used, the server runs on as it was:\n%s", e)
             return False
-        for line in restart_only_changes(old, new):
+        for line in restart_only_changes(old, new) + p.restart_only:
             log.warning("reload: %s", line)
         cur = gw.st
         st.pool, st.pool6, st.pool_memory = cur.pool, cur.pool6, cur.pool_memory

@@ -537,16 +537,20 @@ def parse_push_reply_untrusted(text: str, into: PushedOptions | None = None,
 
 
 def build_push_reply(options: list[str]) -> list[str]:
-    """Split pushed options into PUSH_REPLY messages under OpenVPN's size limit, with continuation."""
+    """Split pushed options into PUSH_REPLY messages under OpenVPN's size limit, with continuation.
+    The limit is in bytes, as OpenVPN's PUSH_BUNDLE_SIZE: a client reads at most MAX_TEXT_MESSAGE
+    bytes of a message, and counted in characters, pushes in CJK text made ~2,400-byte messages
+    every client refused unread (the client never came up)."""
     limit = 1024
     msgs: list[list[str]] = [[]]
     size = 0
     for o in options:
-        if size + len(o) + 1 > limit - 40 and msgs[-1]:
+        n = len(to_bytes(o)) + 1
+        if size + n > limit - 40 and msgs[-1]:
             msgs.append([])
             size = 0
         msgs[-1].append(o)
-        size += len(o) + 1
+        size += n
     if len(msgs) == 1:
         return ["PUSH_REPLY," + ",".join(msgs[0])]
     out = []

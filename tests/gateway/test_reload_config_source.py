@@ -5,6 +5,8 @@ with its old settings, whatever the operator changed. A server run from an appli
 the TOML again (a config from a pipe: test_reload_directives.py)."""
 from __future__ import annotations
 
+import functools
+
 from tests.gateway.conftest import World, client_conf, server_conf
 from tests.gateway.test_tunnel import _up
 
@@ -32,14 +34,14 @@ def _toml(conf: str) -> str:
 def test_a_server_run_from_an_appliance_toml_reloads_its_inline_profile(pki, tmp_path):
     """The reload read the config's path, which for an inline [vpn] profile is the TOML itself:
     parsed as an OpenVPN config it failed, and no reload of such a server ever applied."""
-    from appliance.config.schema import load_appliance_config, vpn_options_again
+    from appliance.config.schema import load_appliance_config, server_reload, vpn_options_again
     conf = server_conf(pki, extra="up /etc/openvpn/up.sh\n")
     toml = tmp_path / "appliance.toml"
     toml.write_text(_toml(conf))
     cfg = load_appliance_config(str(toml))
     w = World()
     gw = w.add_server("", opts=vpn_options_again(str(toml)))
-    gw.ops.reload_options = lambda: vpn_options_again(str(toml))     # as run_toml sets it
+    gw.ops.reload_options = functools.partial(server_reload, str(toml), cfg)     # as run_toml sets it
     assert gw.opts.client_to_client and gw.opts.dev == cfg.tun_name
     toml.write_text(_toml(conf.replace("client-to-client\n", "")))
     assert gw.ops.reload(), "the reload of the TOML's inline profile was refused"

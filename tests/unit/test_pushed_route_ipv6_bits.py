@@ -15,14 +15,16 @@ from appliance.gateway.tunnel import _covers6, _net6
 
 @pytest.mark.parametrize("text, want", [
     ("fd00:60::/64", ("fd00:60::", 64)), ("fd00:60::/+64", ("fd00:60::", 64)),   # strtoul takes a +
-    ("fd00:60::/0064", ("fd00:60::", 64)), ("fd00:60::9", ("fd00:60::9", 128)), ("::/0", ("::", 0)),
+    ("fd00:60::/0064", ("fd00:60::", 64)), ("fd00:60::9", ("fd00:60::9", 64)), ("::/0", ("::", 0)),
+    # checked against Debian's OpenVPN 2.6.14 (tests/interop/test_route_ipv6_bits_vs_openvpn.py):
+    ("fd00:60::/", ("fd00:60::", 0)), ("fd00:60::/-0", ("fd00:60::", 0)), ("fd00:60::/-00", ("fd00:60::", 0)),
 ])
 def test_bits_as_openvpn_reads_them(text, want):
     assert _net6(text) == want
 
 
-@pytest.mark.parametrize("text", ["fd00:60::/6_4", "fd00:60::/\u0666\u0664", "fd00:60::/", "fd00:60::/-0",
-                                  "fd00:60::/129", "fe80::1%eth0/64", "198.18.0.0/16", "fd00:60::/64/1"])
+@pytest.mark.parametrize("text", ["fd00:60::/6_4", "fd00:60::/\u0666\u0664", "fd00:60::/-", "fd00:60::/+",
+                                  "fd00:60::/-1", "fd00:60::/+-0", "fd00:60::/129", "fe80::1%eth0/64", "198.18.0.0/16", "fd00:60::/64/1"])
 def test_bits_openvpn_refuses_are_refused(text):
     with pytest.raises(ValueError):
         _net6(text)

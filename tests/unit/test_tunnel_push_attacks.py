@@ -155,7 +155,7 @@ def test_a_route_with_host_bits_under_netmask_0_is_skipped_not_a_redirect(inside
         net.close()
 
 
-@pytest.mark.parametrize("bits", ["6_4", "\u0666\u0664", "", "-0"])
+@pytest.mark.parametrize("bits", ["6_4", "\u0666\u0664", "-", "-1"])
 def test_a_route_ipv6_with_bits_openvpn_refuses_is_skipped_not_sent_past_the_server(inside, bits):
     """The route's bits were read with int(), which takes `6_4` and Arabic-Indic digits as 64,
     while the test for the server's host route (ipaddress) refused them: the route went into
@@ -173,15 +173,19 @@ def test_a_route_ipv6_with_bits_openvpn_refuses_is_skipped_not_sent_past_the_ser
         net.close()
 
 
-def test_a_route_ipv6_with_bits_openvpn_reads_keeps_the_server_on_its_pre_tunnel_path(inside):
-    """`+64` is 64 to OpenVPN 2.6 (strtoul) and so to us: the route is installed, and the IPv6
-    server inside it keeps its host route along the pre-tunnel IPv6 gateway."""
+@pytest.mark.parametrize("bits, into_tunnel", [("/+64", {"fd00:60::/64"}), ("", {"fd00:60::/64"}),
+                                               ("/", {"::/1", "8000::/1"}), ("/-0", {"::/1", "8000::/1"})])
+def test_a_route_ipv6_with_bits_openvpn_reads_keeps_the_server_on_its_pre_tunnel_path(inside, bits, into_tunnel):
+    """`+64` is 64 to OpenVPN 2.6 (strtoul) and so to us, no bits is its default /64, `/` and `/-0`
+    are 0 there (Debian's client installs ::/0: tests/interop/test_route_ipv6_bits_vs_openvpn.py):
+    the route is installed, and the IPv6 server inside it keeps its host route along the
+    pre-tunnel IPv6 gateway."""
     server6 = "fd00:60::9"
     net = TunnelNetwork(Options())
     try:
-        net.apply(_push(f"{BASE},ifconfig-ipv6 fd00:70::2/64 fd00:70::1,route-ipv6 fd00:60::/+64"), server6)
+        net.apply(_push(f"{BASE},ifconfig-ipv6 fd00:70::2/64 fd00:70::1,route-ipv6 fd00:60::{bits}"), server6)
         dev = net.tun.name
-        assert "fd00:60::/64" in {r[0] for r in _routes(dev, v6=True)}
+        assert into_tunnel <= {r[0] for r in _routes(dev, v6=True)}
         assert [r[:2] for r in _routes("wan", v6=True) if r[0] == server6] == [(server6, GW6)]
     finally:
         net.close()
