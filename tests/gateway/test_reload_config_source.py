@@ -2,10 +2,8 @@
 `run --no-scripts` (its config holds an `up` script the appliance does not run) refused every
 reload: the reload parsed without the flag, so the script line failed it and the server ran on
 with its old settings, whatever the operator changed. A server run from an appliance TOML reads
-the TOML again (a config from a pipe: test_reload_directives.py)."""
+the TOML again (test_reload_toml_sections.py; a config from a pipe: test_reload_directives.py)."""
 from __future__ import annotations
-
-import functools
 
 from tests.gateway.conftest import World, client_conf, server_conf
 from tests.gateway.test_tunnel import _up
@@ -25,25 +23,3 @@ def test_a_server_started_with_no_scripts_reloads_with_them_skipped(pki, tmp_pat
     assert not gw.opts.client_to_client, "the reload did not apply the edited config"
     assert gw.d.clients[0].alive
 
-
-def _toml(conf: str) -> str:
-    return ('[wan]\nname = "eth0"\ndhcp = true\n\n[vpn]\nrole = "server"\nignore_scripts = true\n'
-            f"inline = '''\n{conf}'''\n")
-
-
-def test_a_server_run_from_an_appliance_toml_reloads_its_inline_profile(pki, tmp_path):
-    """The reload read the config's path, which for an inline [vpn] profile is the TOML itself:
-    parsed as an OpenVPN config it failed, and no reload of such a server ever applied."""
-    from appliance.config.schema import load_appliance_config, server_reload, vpn_options_again
-    conf = server_conf(pki, extra="up /etc/openvpn/up.sh\n")
-    toml = tmp_path / "appliance.toml"
-    toml.write_text(_toml(conf))
-    cfg = load_appliance_config(str(toml))
-    w = World()
-    gw = w.add_server("", opts=vpn_options_again(str(toml)))
-    gw.ops.reload_options = functools.partial(server_reload, str(toml), cfg)     # as run_toml sets it
-    assert gw.opts.client_to_client and gw.opts.dev == cfg.tun_name
-    toml.write_text(_toml(conf.replace("client-to-client\n", "")))
-    assert gw.ops.reload(), "the reload of the TOML's inline profile was refused"
-    assert not gw.opts.client_to_client, "the reload did not apply the edited profile"
-    assert gw.opts.dev == cfg.tun_name

@@ -7,6 +7,8 @@
   (addresses, firewall rules, hostname), a reload ignored it without a word, and the operator
   believed it in force. Now each changed key is a warning at its line, as a changed `port` is.
 - A TOML whose role became client: refused at the role's line, the server runs on (held before too).
+- Its inline [vpn] profile: the reload read the config's path, the TOML itself, and parsed it as an
+  OpenVPN config, so no reload of such a server ever applied.
 """
 from __future__ import annotations
 
@@ -16,11 +18,15 @@ import logging
 from appliance.config.schema import load_appliance_config, server_reload, validate_runtime, vpn_options_again
 from appliance.openvpn.errors import ConfigError
 from tests.gateway.conftest import World, server_conf
-from tests.gateway.test_reload_config_source import _toml
 
 
-def _server(pki, tmp_path):
-    conf = server_conf(pki)
+def _toml(conf: str) -> str:
+    return ('[wan]\nname = "eth0"\ndhcp = true\n\n[vpn]\nrole = "server"\nignore_scripts = true\n'
+            f"inline = '''\n{conf}'''\n")
+
+
+def _server(pki, tmp_path, conf: str | None = None):
+    conf = conf or server_conf(pki)
     toml = tmp_path / "appliance.toml"
     toml.write_text(_toml(conf))
     cfg = load_appliance_config(str(toml))
@@ -75,3 +81,14 @@ def test_a_toml_turned_client_is_refused_at_its_role_line(pki, tmp_path, caplog)
     ok, lines = _reload_log(gw, caplog)
     assert not ok and any(f"{toml}:6: vpn.role:" in line for line in lines), lines
     assert gw.opts.client_to_client
+
+
+def test_a_reload_applies_the_edited_inline_profile_scripts_still_skipped(pki, tmp_path):
+    conf = server_conf(pki, extra="up /etc/openvpn/up.sh\n")            # skipped: ignore_scripts = true
+    gw, conf, toml = _server(pki, tmp_path, conf)
+    tun = gw.opts.dev
+    assert gw.opts.client_to_client
+    toml.write_text(_toml(conf.replace("client-to-client\n", "")))
+    assert gw.ops.reload(), "the reload of the TOML's inline profile was refused"
+    assert not gw.opts.client_to_client, "the reload did not apply the edited profile"
+    assert gw.opts.dev == tun
