@@ -21,9 +21,12 @@ from .peernames import to_bytes
 TLS_MTU = 1250
 ACK_PIGGYBACK = 4
 ACK_STANDALONE = 8
-# What the peer may make us read on the control channel: each TLS record (of a handshake too)
-# and each text message in one costs one, from a budget of CONTROL_BURST that refills by
-# CONTROL_RATE a second. Records are charged as they come in, before OpenSSL sees them, whether
+# What the peer may make us read on the control channel: each TLS record (of a handshake too),
+# each text message in one, and each control packet that gives nothing new to read (a lone ACK,
+# a message already had or held past a gap) costs one, from a budget of CONTROL_BURST that refills
+# by CONTROL_RATE a second. Such a packet costs the receiving end ~22-26 us (unwrap, session checks,
+# ACK bookkeeping), ~2.4x a data packet, and was free: an authenticated peer sending lone ACKs could
+# take a core that way. (Honest: one lone ACK per 8 messages received, a resent message per loss.) Records are charged as they come in, before OpenSSL sees them, whether
 # or not they hold application data: a KeyUpdate record holds none, costs OpenSSL ~25 us to read
 # (~45 fit in a UDP control packet, ~2400 in a TCP one) and OpenSSL takes any number in a row;
 # nor does it limit the 1-byte records a handshake message may be cut into (a 120 KB ClientHello
@@ -85,6 +88,7 @@ class ControlChannel:
             ks.reliable.process_acks(cb.acks)
             self._maybe_switch(ks, now)
         if cb.msg_id is None:
+            self._spend_control_budget(1, now)
             # A lone ACK gives TLS nothing to read: once its handshake is done, pump() could only
             # drain an output buffer every step empties already, so it is not called per ACK.
             if ks.tls is None or not ks.tls.handshake_done:
@@ -96,6 +100,8 @@ class ControlChannel:
             if flags and len(flags) == 2 and int.from_bytes(flags, "big") & EARLY_NEG_FLAG_RESEND_WKC:
                 ks.wkc_resend = True
         delivered = ks.reliable.receive(cb.msg_id, op, cb.payload)
+        if not delivered:
+            self._spend_control_budget(1, now)  # a message already had, or held past a gap
         if self._batch and ks.phase == KS.KEY_EXCHANGE and self.is_client and ks.key_id == 0 \
                 and not self.established:
             self._deferred.append((ks, delivered))      # acked first, read in settle()

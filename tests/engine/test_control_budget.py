@@ -66,3 +66,58 @@ def test_messages_at_an_honest_rate_never_end_the_session(pki):  # noqa: F811
         link.now += 1.0
         _send_raw(link, c, s, [tls.send_message(b"PUSH_REQUEST\0") for _ in range(per_second)])
         assert not s.closed, _closed_reason(s)
+
+
+def _lone_acks(link, c, s, n: int) -> None:
+    """The hostile client: `n` control packets that carry nothing but an ACK (of the server's
+    first message, acknowledged long ago), each a fresh authenticated packet."""
+    rel = c.keys[0].reliable
+    for _ in range(n):
+        rel.pending_acks.append(0)
+        c._flush(link.now)
+        for p in c.take_outgoing():
+            s.receive(p, link.now)
+            s.take_outgoing()
+        if s.closed:
+            return
+
+
+def test_a_client_flooding_lone_acks_ends_its_session(pki):  # noqa: F811
+    """Lone ACKs cost the server ~2.4x a data packet each and were never charged: a client
+    could keep the core busy with them for everyone. Now each costs one."""
+    c, s, _ = make_pair(pki, proto="udp", reneg_sec=0)
+    link = Link(c, s)
+    link.run(lambda: up(c, s))
+    assert up(c, s)
+    _lone_acks(link, c, s, 3 * CONTROL_BURST)
+    assert s.closed and "control channel flood" in _closed_reason(s), _closed_reason(s)
+
+
+def test_lone_acks_at_an_honest_rate_never_end_the_session(pki):  # noqa: F811
+    c, s, _ = make_pair(pki, proto="udp", reneg_sec=0, ping=0)
+    link = Link(c, s)
+    link.run(lambda: up(c, s))
+    for _ in range(3 * CONTROL_BURST // 32):
+        link.now += 1.0
+        _lone_acks(link, c, s, 32)
+        assert not s.closed, _closed_reason(s)
+
+
+def test_a_client_resending_a_message_the_server_had_ends_its_session(pki):  # noqa: F811
+    """The same for one message sent again and again under fresh packet ids, never taking the
+    server's ACK (each copy is unwrapped, checked and acknowledged anew, and gives TLS nothing)."""
+    c, s, _ = make_pair(pki, proto="udp", reneg_sec=0)
+    link = Link(c, s)
+    link.run(lambda: up(c, s))
+    ks = c.keys[0]
+    c._queue_tls(ks, ks.tls.send_message(b"PUSH_REQUEST\0"))
+    for _ in range(3 * CONTROL_BURST):
+        for m in ks.reliable.inflight.values():
+            m.deadline = link.now                  # due again at once
+        c._flush(link.now)
+        for p in c.take_outgoing():
+            s.receive(p, link.now)
+            s.take_outgoing()
+        if s.closed:
+            break
+    assert s.closed and "control channel flood" in _closed_reason(s), _closed_reason(s)
