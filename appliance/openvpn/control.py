@@ -26,8 +26,9 @@ ACK_STANDALONE = 8
 # a message already had or held past a gap) costs one, from a budget of CONTROL_BURST that refills
 # by CONTROL_RATE a second. Such a packet costs the receiving end ~22-26 us (unwrap, session checks,
 # ACK bookkeeping), ~2.4x a data packet, and was free: an authenticated peer sending lone ACKs could
-# take a core that way. (Honest: one lone ACK per 8 messages received, a resent message per loss.) Records are charged as they come in, before OpenSSL sees them, whether
-# or not they hold application data: a KeyUpdate record holds none, costs OpenSSL ~25 us to read
+# take a core that way. (Honest: one lone ACK per 8 messages received, a resent message per loss.)
+# Records are charged as they come in, before OpenSSL sees them, whether or not they hold
+# application data: a KeyUpdate record holds none, costs OpenSSL ~25 us to read
 # (~45 fit in a UDP control packet, ~2400 in a TCP one) and OpenSSL takes any number in a row;
 # nor does it limit the 1-byte records a handshake message may be cut into (a 120 KB ClientHello
 # so cut, from a peer that needs no certificate, held the server's core ~0.25 s per session).
