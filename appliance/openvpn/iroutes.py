@@ -18,13 +18,15 @@ from typing import Iterator
 class IrouteTable:
     def __init__(self) -> None:
         self._by_len: dict[int, dict[int, object]] = {}    # prefix length -> network >> host bits -> client
-        self._lens: list[int] = []                          # the prefix lengths in use, longest first
+        # The prefix lengths in use, longest first; empty: no iroutes (read per packet by the
+        # dispatcher as a plain attribute: `not table` costs a Python call to __bool__).
+        self.lens: list[int] = []
 
     def __bool__(self) -> bool:
-        return bool(self._lens)
+        return bool(self.lens)
 
     def __iter__(self) -> Iterator[tuple[ipaddress.IPv4Network, object]]:
-        for plen in self._lens:
+        for plen in self.lens:
             for key, owner in self._by_len[plen].items():
                 yield ipaddress.IPv4Network((key << (32 - plen), plen)), owner
 
@@ -33,7 +35,7 @@ class IrouteTable:
         table = self._by_len.get(plen)
         if table is None:
             table = self._by_len[plen] = {}
-            self._lens = sorted(self._by_len, reverse=True)
+            self.lens = sorted(self._by_len, reverse=True)
         table[int(net.network_address) >> (32 - plen)] = owner
 
     def remove(self, net: ipaddress.IPv4Network, owner: object) -> None:
@@ -46,14 +48,14 @@ class IrouteTable:
         del table[key]
         if not table:
             del self._by_len[plen]
-            self._lens = sorted(self._by_len, reverse=True)
+            self.lens = sorted(self._by_len, reverse=True)
 
     def lookup(self, addr4: bytes) -> object | None:
         """The client whose network holds this IPv4 address (4 bytes, as in a header), longest
         prefix first; None if none does."""
         a = int.from_bytes(addr4, "big")
         by_len = self._by_len
-        for plen in self._lens:
+        for plen in self.lens:
             owner = by_len[plen].get(a >> (32 - plen))
             if owner is not None:
                 return owner

@@ -532,7 +532,7 @@ class ServerDispatcher(ClientPush):
             return self.route(str(ipaddress.IPv6Address(bytes(p[24:40])))) if len(p) >= 40 else None
         dst = bytes(p[16:20])
         rec = self.by_vaddr4.get(dst)
-        if rec is not None or not self.iroutes:
+        if rec is not None or not self.iroutes.lens:
             return rec
         return self.iroutes.lookup(dst)
 

@@ -13,7 +13,10 @@ connection tracker keeps tuples unique, so no NAT mapping can share that tuple w
 its TIME_WAIT) exists. The kernel answers the question with one inet_diag exact lookup (the same one
 `ss` uses), made at most once per flow per `POSITIVE_TTL`/`NEGATIVE_TTL` and at most
 `LOOKUPS_PER_S` times a second, so a peer sending to many made-up ports costs a bounded amount of
-system calls. When unsure -- no answer, an error, the rate spent, a kernel without inet_diag -- the
+system calls. A flow whose socket is still in SYN_RECV is asked about again after `HANDSHAKE_TTL`,
+not `NEGATIVE_TTL`: a TUN burst often holds the handshake's last ACK and the first data segments
+together, so the data is looked at before the ACK is written and the socket exists; a 2 s "no"
+then had every segment of a new connection summed here for its first 2 s (40% of a 5 s iperf3 run). When unsure -- no answer, an error, the rate spent, a kernel without inet_diag -- the
 answer is "no", and the segments are verified here as before: only slower, never wrong.
 """
 from __future__ import annotations
@@ -33,12 +36,13 @@ NLMSG_HDR = struct.Struct("=IHHII")
 # inet_diag_req_v2: family, protocol, ext, pad, states; then inet_diag_sockid: sport, dport
 # (network order), src[16], dst[16], if, cookie[2].
 REQ = struct.Struct("=BBBxI2s2s16s16sIII")
-TCP_ESTABLISHED, TCP_FIN_WAIT1, TCP_FIN_WAIT2 = 1, 4, 5
+TCP_ESTABLISHED, TCP_SYN_RECV, TCP_FIN_WAIT1, TCP_FIN_WAIT2 = 1, 3, 4, 5
 DATA_STATES = frozenset((TCP_ESTABLISHED, TCP_FIN_WAIT1, TCP_FIN_WAIT2))
 NOCOOKIE = 0xFFFFFFFF
 
 POSITIVE_TTL = 10.0     # a closed socket's tuple stays unique for TIME_WAIT (60 s) and conntrack's 120 s
-NEGATIVE_TTL = 2.0      # a flow whose first data raced its handshake is looked at again soon
+NEGATIVE_TTL = 2.0      # no socket of ours: a forwarded flow, or one not yet accepted
+HANDSHAKE_TTL = 0.02    # our socket is in SYN_RECV: its handshake's last ACK is about to land
 LOOKUPS_PER_S = 1000    # about 10 us each: at most ~1% of a core
 MAX_ENTRIES = 4096
 
@@ -72,12 +76,12 @@ class FlowOwners:
             self.stats["rate_limited"] += 1
             return False
         self.window_lookups += 1
-        answer = self._lookup(addrs_ports)
+        answer, ttl = self._lookup(addrs_ports)
         if len(self.cache) >= MAX_ENTRIES:
             self.cache = {k: v for k, v in self.cache.items() if v[1] > now}
             if len(self.cache) >= MAX_ENTRIES:
                 self.cache.clear()
-        self.cache[addrs_ports] = (answer, now + (POSITIVE_TTL if answer else NEGATIVE_TTL))
+        self.cache[addrs_ports] = (answer, now + ttl)
         return answer
 
     def close(self) -> None:
@@ -96,10 +100,11 @@ class FlowOwners:
             log.info("TUN local-delivery merging off: %s", self.disabled)
             return None
 
-    def _lookup(self, ap: bytes) -> bool:
-        """One exact lookup; the socket's local side is the packet's destination."""
+    def _lookup(self, ap: bytes) -> tuple[bool, float]:
+        """One exact lookup; the socket's local side is the packet's destination.
+        -> (owned, how long the answer holds)."""
         if self.sock is None:
-            return False
+            return False, NEGATIVE_TTL
         self.stats["lookups"] += 1
         src, dst, sport, dport = ap[0:4], ap[4:8], ap[8:10], ap[10:12]
         self.seq = (self.seq + 1) & 0xFFFFFFFF
@@ -117,22 +122,28 @@ class FlowOwners:
                     break
         except (BlockingIOError, InterruptedError):
             self.stats["errors"] += 1
-            return False
+            return False, NEGATIVE_TTL
         except OSError as e:
             self.stats["errors"] += 1
             if self.stats["errors"] >= 16:
                 self.disabled = f"sock_diag lookups failing: {e}"
                 log.info("TUN local-delivery merging off: %s", self.disabled)
-            return False
-        ok = typ == SOCK_DIAG_BY_FAMILY and self._matches(reply[NLMSG_HDR.size:], src, dst, sport, dport)
+            return False, NEGATIVE_TTL
+        state = self._state(reply[NLMSG_HDR.size:], src, dst, sport, dport) \
+            if typ == SOCK_DIAG_BY_FAMILY else None
+        ok = state in DATA_STATES
         self.stats["owned" if ok else "not_owned"] += 1
-        return ok
+        if ok:
+            return True, POSITIVE_TTL
+        return False, HANDSHAKE_TTL if state == TCP_SYN_RECV else NEGATIVE_TTL
 
     @staticmethod
-    def _matches(msg: bytes, src: bytes, dst: bytes, sport: bytes, dport: bytes) -> bool:
-        """inet_diag_msg: family, state, timer, retrans, then the sockid. The exact lookup also
-        returns a listener or a TIME_WAIT socket for the port: only a connected socket with this
-        very tuple, in a state that still takes data, counts."""
-        if len(msg) < 4 + 40 or msg[0] != socket.AF_INET or msg[1] not in DATA_STATES:
-            return False
-        return (msg[4:6] == dport and msg[6:8] == sport and msg[8:12] == dst and msg[24:28] == src)
+    def _state(msg: bytes, src: bytes, dst: bytes, sport: bytes, dport: bytes) -> int | None:
+        """inet_diag_msg: family, state, timer, retrans, then the sockid. -> the state of the socket
+        with this very tuple, None for anything else: the exact lookup also returns a listener or a
+        TIME_WAIT socket for the port. Only a data-taking state (DATA_STATES) means ownership."""
+        if len(msg) < 4 + 40 or msg[0] != socket.AF_INET:
+            return None
+        if msg[4:6] == dport and msg[6:8] == sport and msg[8:12] == dst and msg[24:28] == src:
+            return msg[1]
+        return None

@@ -173,42 +173,25 @@ class _GroItem:
 _v4_tcp = struct.Struct("!BBHxxBBBBxx12sI4sBB2s").unpack_from
 
 
-def _gro_candidate(p):
-    """-> (flow key, seq, payload_len, iphl, thl, psh) for a plain TCP data segment, else None.
+def _gro_candidate_v6(p):
+    """-> (flow key, seq, payload_len, thl, psh) for a plain IPv6 TCP data segment, else None.
+    (IPv4, the common case, is read inline in GroBatch.add.)
 
     The key holds everything that must be equal for segments to merge: addresses, ports, ack,
-    window, TCP options, and the IP fields a merge would lose (TOS/ECN, TTL, DF, flow label).
+    window, TCP options, and the IP fields a merge would lose (traffic class/ECN, hop limit,
+    flow label).
     """
     n = len(p)
-    if n < 40:
-        return None
-    b0 = p[0]
-    if b0 == 0x45:
-        # The common case in one struct call (the byte-by-byte form below cost ~3x as much).
-        _b0, tos, tot, df, frag, ttl, proto, addrs_ports, seq, ack, doff, flags, win = _v4_tcp(p)
-        if proto != 6 or df & 0xBF or frag or tot != n:
-            return None                       # not TCP, a fragment, or a bad length
-        thl = (doff >> 4) * 4
-        if thl < 20 or (flags & ~_TCP_PSH) != _TCP_ACK or n - 20 - thl <= 0 or doff & 0x0F:
-            return None                       # SYN/FIN/RST/URG/ECE/CWR, no data, or reserved bits
-        # TOS, DF, TTL, addresses + ports, ack, window, options
-        key = (tos, df, ttl, addrs_ports, ack, win, bytes(p[40:20 + thl]))
-        return key, seq, n - 20 - thl, 20, thl, bool(flags & _TCP_PSH)
-    elif b0 >> 4 == 6:
-        if n < 60 or p[6] != 6 or (p[4] << 8 | p[5]) != n - 40:
-            return None                       # extension headers or not TCP
-        iphl = 40
-    else:
-        return None                           # not IP, or IPv4 with options
-    t = iphl
-    thl = (p[t + 12] >> 4) * 4
-    flags = p[t + 13]
-    if thl < 20 or (flags & ~_TCP_PSH) != _TCP_ACK or n - t - thl <= 0 or p[t + 12] & 0x0F:
+    if n < 60 or p[0] >> 4 != 6 or p[6] != 6 or (p[4] << 8 | p[5]) != n - 40:
+        return None                           # not IPv6, extension headers, or not TCP
+    thl = (p[52] >> 4) * 4
+    flags = p[53]
+    if thl < 20 or (flags & ~_TCP_PSH) != _TCP_ACK or n - 40 - thl <= 0 or p[52] & 0x0F:
         return None                           # SYN/FIN/RST/URG/ECE/CWR, no data, or reserved bits
-    h = bytes(p[:t + thl])                    # one copy of the headers, sliced below
+    h = bytes(p[:40 + thl])                   # one copy of the headers, sliced below
     # version/class/flow label, hop limit + addresses, ports, ack, window, options
     key = h[0:4] + h[7:44] + h[48:52] + h[54:56] + h[60:]
-    return key, int.from_bytes(h[t + 4:t + 8], "big"), n - t - thl, iphl, thl, bool(flags & _TCP_PSH)
+    return key, int.from_bytes(h[44:48], "big"), n - 40 - thl, thl, bool(flags & _TCP_PSH)
 
 
 class GroBatch:
@@ -233,27 +216,49 @@ class GroBatch:
         return len(self.items)
 
     def add(self, p) -> None:
-        c = _gro_candidate(p)
-        if c is None:
-            self.items.append(bytes(p))
-            return
-        key, seq, plen, iphl, thl, psh = c
-        l4len = len(p) - iphl
-        hsum = None
-        if (iphl == 20 and self.local and bytes(p[16:20]) in self.local
-                and (self.owner is None or self.owner(key[3]))):
-            # addresses + TCP header (checksum field included) + protocol + TCP length
+        n = len(p)
+        if n >= 40 and p[0] == 0x45:
+            # IPv4 without options, the common case, in one struct call (reading it byte by byte,
+            # or through a helper returning a tuple, cost measurably more per packet).
+            _b0, tos, tot, df, frag, ttl, proto, ap, seq, ack, doff, flags, win = _v4_tcp(p)
+            thl = (doff >> 4) * 4
+            plen = n - 20 - thl
+            if (proto != 6 or df & 0xBF or frag or tot != n or thl < 20 or plen <= 0 or doff & 0x0F
+                    or (flags & ~_TCP_PSH) != _TCP_ACK):
+                # not TCP, a fragment, a bad length; SYN/FIN/RST/URG/ECE/CWR, no data, reserved bits
+                self.items.append(bytes(p))
+                return
+            # TOS, DF, TTL, addresses + ports, ack, window, options
+            key = (tos, df, ttl, ap, ack, win, bytes(p[40:20 + thl]))
+            iphl, psh = 20, bool(flags & _TCP_PSH)
+        else:
+            c = _gro_candidate_v6(p)
+            if c is None:
+                self.items.append(bytes(p))
+                return
+            key, seq, plen, thl, psh = c
+            iphl, ap = 40, None
+        l4len = n - iphl
+        it = self.flows.get(key)
+        if it is not None:
+            # The flow's first segment in this batch decided for the batch: asked once, not
+            # per segment (the owner lookup costs a call, a clock read and a dict probe).
+            local = it.hsum is not None
+        else:
+            local = (ap is not None and bool(self.local) and bytes(p[16:20]) in self.local
+                     and (self.owner is None or self.owner(ap)))
+        if local:
+            # Delivered here: addresses + TCP header (checksum field included) + protocol + TCP length
             hsum = int.from_bytes(p[12:20 + thl], "big") + _TCP_PROTO_WORD + l4len
         else:
+            hsum = None
             pseudo = _pseudo_v4(p, 6, l4len) if iphl == 20 else _pseudo_v6(p, 6, l4len)
             if (pseudo + ones_sum(memoryview(p)[iphl:])) % 0xFFFF:
                 self.bad_checksums += 1
                 self.items.append(bytes(p))
                 return
-        it = self.flows.get(key)
         if (it is not None and not it.closed and seq == it.next_seq and plen <= it.gso_size
-                and len(it.buf) + plen <= GRO_MAX and (hsum is None) == (it.hsum is None)
-                and (hsum is None or not plen & 1)):
+                and len(it.buf) + plen <= GRO_MAX and (hsum is None or not plen & 1)):
             it.buf += p[iphl + thl:]
             it.count += 1
             it.next_seq = (seq + plen) & 0xFFFFFFFF
@@ -264,9 +269,8 @@ class GroBatch:
                 it.psh = it.psh or psh
             return
         if hsum is not None and plen & 1:
-            hsum = None                       # odd payloads shift the word alignment: no merging
-            self.items.append(bytes(p))       # on its own, the kernel verifies it
-            return
+            self.items.append(bytes(p))       # odd payloads shift the word alignment: no merging,
+            return                            # on its own, the kernel verifies it
         it = _GroItem(bytearray(p), (seq + plen) & 0xFFFFFFFF, plen, iphl, thl, psh, hsum)
         self.flows[key] = it
         self.items.append(it)

@@ -94,3 +94,45 @@ def test_no_sock_diag_means_no_ownership(monkeypatch):
     fo = FlowOwners()
     assert not fo.owned(_ap(("198.18.0.2", 1), ("198.18.0.1", 2)))
     assert fo.disabled and not fo.owned(_ap(("198.18.0.2", 3), ("198.18.0.1", 2)))
+
+
+def test_a_flow_still_in_its_handshake_is_asked_about_again_soon():
+    """A TUN burst can hold a connection's last handshake ACK and its first data: the data is looked
+    at while our socket is still in SYN_RECV. That "no" must not hold for NEGATIVE_TTL (every segment
+    of the new connection would be summed here for 2 s), only until the ACK has landed.
+    TCP_DEFER_ACCEPT keeps the accepting side in SYN_RECV until data comes, as that race does."""
+    lsock = socket.socket()
+    lsock.setsockopt(socket.IPPROTO_TCP, socket.TCP_DEFER_ACCEPT, 5)
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen(1)
+    c = socket.create_connection(lsock.getsockname())
+    try:
+        clock = Clock()
+        fo = FlowOwners(clock)
+        ap = _ap(c.getsockname(), lsock.getsockname())        # a packet to the accepting side
+        assert not fo.owned(ap), "SYN_RECV is not a data-taking state"
+        c.sendall(b"x")                                       # the server side becomes ESTABLISHED
+        s, _ = lsock.accept()
+        try:
+            clock.t += flow_owner.HANDSHAKE_TTL + 0.001
+            assert flow_owner.HANDSHAKE_TTL < flow_owner.NEGATIVE_TTL / 10
+            assert fo.owned(ap), "asked again once HANDSHAKE_TTL passed"
+            assert fo.stats["lookups"] == 2, fo.stats
+        finally:
+            s.close()
+    finally:
+        c.close()
+        lsock.close()
+
+
+def test_a_flow_with_no_socket_keeps_its_no_for_negative_ttl(pair):
+    lsock, _c, s = pair
+    clock = Clock()
+    fo = FlowOwners(clock)
+    ap = _ap(("198.18.0.9", 40000), s.getsockname())
+    assert not fo.owned(ap)
+    clock.t += flow_owner.HANDSHAKE_TTL * 5
+    assert not fo.owned(ap)
+    assert fo.stats["lookups"] == 1, "answered from the cache"
+    clock.t += flow_owner.NEGATIVE_TTL
+    assert not fo.owned(ap) and fo.stats["lookups"] == 2

@@ -61,3 +61,29 @@ def test_other_destinations_still_verified_here_and_odd_payloads_not_merged():
     out = b.take()
     assert [bytes(p) for _h, p, _n in out] == odd and all(c == 1 for _h, _p, c in out)
     assert IP(bytes(out[0][1])).len == 20 + 32 + 1447
+
+
+def test_the_owner_is_asked_once_per_flow_per_batch_and_its_answer_holds_for_the_batch():
+    """The flow-owner lookup (a call, a clock read, a dict probe) ran for every segment: the
+    flow's first segment of a batch decides, later ones follow it -- and a later change of answer
+    cannot put a segment verified here and one not verified into the same super-packet."""
+    asked: list[bytes] = []
+    answers = iter([True, False, False, False])
+
+    def owner(ap: bytes) -> bool:
+        asked.append(ap)
+        return next(answers)
+
+    b = GroBatch(LOCAL, owner)
+    segs = [seg(i) for i in range(3)]
+    for p in segs:
+        b.add(p)
+    (hdr, pkt, count), = b.take()
+    assert count == 3 and parse_vnet_hdr(hdr)[0] == 0, "merged on the local path (the kernel verifies)"
+    assert len(asked) == 1 and asked[0] == segs[0][12:24]
+    assert _tcp_sum_ok(pkt)
+    for p in segs:                                   # the next batch asks again: now "not ours"
+        b.add(p)
+    (hdr, pkt, count), = b.take()
+    assert count == 3 and len(asked) == 2
+    assert parse_vnet_hdr(hdr)[0] & 1, "verified here, so CHECKSUM_PARTIAL for the kernel to fill"
