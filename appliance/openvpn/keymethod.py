@@ -210,7 +210,7 @@ def refused_in_control_text(text: str) -> bool:
     """Whether a message holding `text` is refused whole by OpenVPN 2.6.14 and by us
     (split_text_messages_untrusted): a server's `push` must not hold such a byte, or every
     client drops the whole PUSH_REPLY it rides in and never comes up."""
-    return _NOT_PRINT.search(text.encode()) is not None
+    return _NOT_PRINT.search(to_bytes(text)) is not None
 
 
 def split_text_messages_untrusted(data: bytes) -> tuple[list[str], list[str]]:
