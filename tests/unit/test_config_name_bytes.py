@@ -39,3 +39,17 @@ def test_verify_x509_name_in_utf8_is_taken(tmp_path):
     (tmp_path / "ca.crt").write_text("x")
     (tmp_path / "c.ovpn").write_bytes(BASE + "verify-x509-name Société name\n".encode())
     assert load_config(str(tmp_path / "c.ovpn")).verify_x509_name == ("Société", "name")
+
+
+@pytest.mark.parametrize("lines", [b"u" * 4096 + b"\nsecret\n", b"alice\n" + b"p" * 4096 + b"\n"])
+def test_a_username_or_password_longer_than_openvpn_reads_is_refused_with_its_line(tmp_path, lines):
+    """OpenVPN 2.6 reads 4095 bytes of a line of this file (USER_PASS_LEN): a longer username's
+    rest became its password, a longer password was cut. Ours sent the whole; refused here."""
+    (tmp_path / "ca.crt").write_text("x")
+    (tmp_path / "up").write_bytes(lines)
+    (tmp_path / "c.ovpn").write_bytes(BASE + b"auth-user-pass up\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(str(tmp_path / "c.ovpn"))
+    assert "c.ovpn:5" in str(e.value) and "longer than 4095 bytes" in str(e.value)
+    (tmp_path / "up").write_bytes(b"u" * 4095 + b"\n" + b"p" * 4095 + b"\n")
+    assert load_config(str(tmp_path / "c.ovpn")).auth_user_pass == ("u" * 4095, "p" * 4095)
