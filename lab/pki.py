@@ -73,22 +73,23 @@ def _tlv_end(der: bytes, pos: int) -> int:
     return pos + 2 + k + int.from_bytes(der[pos + 2:pos + 2 + k], "big")
 
 
-def with_raw_bytes(cert: x509.Certificate, ca_key, placeholder: bytes, raw: bytes) -> x509.Certificate:
-    """`cert` with the bytes `placeholder` of its TBS (once there, e.g. a CN's ASCII value) made
-    `raw` (as long) and signed again by `ca_key` (EC): a certificate cryptography cannot issue, a
-    T61String CN holding the Latin-1 bytes `caf\\xe9` (what `openssl req` with `string_mask
-    nombstr` writes for Latin-1 input)."""
+def with_raw_bytes(signed, ca_key, placeholder: bytes, raw: bytes):
+    """A certificate or CRL `signed` with the bytes `placeholder` of its TBS (e.g. a CN's ASCII
+    value, wherever it is: a self-signed CA's subject and issuer) made `raw` (as long) and signed
+    again by `ca_key` (EC): what cryptography cannot issue, a T61String CN holding the Latin-1
+    bytes `caf\\xe9` (what `openssl req` with `string_mask nombstr` writes for Latin-1 input)."""
     from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.asymmetric import ec
     assert len(placeholder) == len(raw)
-    tbs = cert.tbs_certificate_bytes
-    assert tbs.count(placeholder) == 1, placeholder
-    tbs = tbs.replace(placeholder, raw)
-    der = cert.public_bytes(serialization.Encoding.DER)
-    at = der.index(cert.tbs_certificate_bytes) + len(cert.tbs_certificate_bytes)
+    cert = isinstance(signed, x509.Certificate)
+    tbs0 = signed.tbs_certificate_bytes if cert else signed.tbs_certlist_bytes
+    tbs = tbs0.replace(placeholder, raw)
+    assert tbs != tbs0, placeholder
+    der = signed.public_bytes(serialization.Encoding.DER)
+    at = der.index(tbs0) + len(tbs0)
     alg = der[at:_tlv_end(der, at)]
-    sig = ca_key.sign(tbs, ec.ECDSA(hashes.SHA256()))
-    return x509.load_der_x509_certificate(_der(0x30, tbs + alg + _der(0x03, b"\0" + sig)))
+    out = _der(0x30, tbs + alg + _der(0x03, b"\0" + ca_key.sign(tbs, ec.ECDSA(hashes.SHA256()))))
+    return x509.load_der_x509_certificate(out) if cert else x509.load_der_x509_crl(out)
 
 
 def add_raw_name_cert(pki: Pki, name: str, placeholder: str, raw: bytes, asn1_type: str = "T61String") -> None:

@@ -71,3 +71,35 @@ def test_the_der_reading_is_cryptographys_where_it_reads_the_name():
         issuer, subj = dername._tbs_names(cert.tbs_certificate_bytes, certificate=True)
         assert (issuer, subj) == (cert.issuer, cert.subject)
         assert [a._type for a in subj] == [a._type for a in cert.subject]
+
+
+def test_a_crl_of_a_ca_with_a_latin1_name_revokes_as_openssl_says(tmp_path):
+    """crl-verify with a CA named `Caf\\xe9 CA` in a T61String: its CRL's issuer, the CA's subject
+    and the client's issuer are read from the DER; the revoked client is refused, as `openssl
+    verify -crl_check` (OpenSSL's check, which OpenVPN's crl-verify uses) says. Ours could not
+    read any of the three names."""
+    import shutil
+    import subprocess
+
+    from cryptography.hazmat.primitives import serialization
+
+    from appliance.openvpn.crl import CrlChecker, make_crl
+    t61 = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "CafX CA", _type=_ASN1Type.T61String)])
+    ca0, key = issue("unused", None, None, t61)
+    ca = with_raw_bytes(ca0, key, b"CafX", b"Caf\xe9")
+    good, bad = (with_raw_bytes(issue(n, (ca0, key), ExtendedKeyUsageOID.CLIENT_AUTH)[0], key, b"CafX", b"Caf\xe9")
+                 for n in ("good", "bad"))
+    crl = with_raw_bytes(x509.load_pem_x509_crl(make_crl(ca0, key, [bad.serial_number])), key, b"CafX", b"Caf\xe9")
+    pem = serialization.Encoding.PEM
+    (tmp_path / "crl.pem").write_bytes(crl.public_bytes(pem))
+    checker = CrlChecker("file", str(tmp_path / "crl.pem"), cas=[ca])
+    assert checker.error is None and not checker.strays
+    assert checker.revoked(good, [ca]) is None
+    assert "is revoked" in (checker.revoked(bad, [ca]) or "")
+    if shutil.which("openssl"):
+        (tmp_path / "ca.pem").write_bytes(ca.public_bytes(pem))
+        for c, want in ((good, "OK"), (bad, "certificate revoked")):
+            (tmp_path / "c.pem").write_bytes(c.public_bytes(pem))
+            r = subprocess.run(["openssl", "verify", "-crl_check", "-CAfile", str(tmp_path / "ca.pem"), "-CRLfile",
+                                str(tmp_path / "crl.pem"), str(tmp_path / "c.pem")], capture_output=True, text=True)
+            assert want in r.stdout + r.stderr
