@@ -53,3 +53,21 @@ def test_a_username_or_password_longer_than_openvpn_reads_is_refused_with_its_li
     assert "c.ovpn:5" in str(e.value) and "longer than 4095 bytes" in str(e.value)
     (tmp_path / "up").write_bytes(b"u" * 4095 + b"\n" + b"p" * 4095 + b"\n")
     assert load_config(str(tmp_path / "c.ovpn")).auth_user_pass == ("u" * 4095, "p" * 4095)
+
+
+def test_a_latin1_push_in_a_server_config_goes_out_as_its_bytes(tmp_path):
+    """OpenVPN 2.6 pushes a config's bytes as they are: `caf\\xe9` reached clients as U+FFFD's bytes
+    here. Every other directive reads bytes that are not UTF-8 as U+FFFD, as before (here a file
+    name, at its line)."""
+    from appliance.openvpn.keymethod import build_push_reply
+    for n in ("ca.crt", "s.crt", "s.key"):
+        (tmp_path / n).write_text("x")
+    server = (b"port 1194\ndev tun\ntopology subnet\nserver 198.19.0.0 255.255.255.0\nca ca.crt\ncert s.crt\n"
+              b"key s.key\ndh none\n# Caf\xe9 du coin\npush \"setenv-safe MOTD caf\xe9\"\n")
+    (tmp_path / "s.conf").write_bytes(server)
+    o = load_config(str(tmp_path / "s.conf"))
+    assert b"setenv-safe MOTD caf\xe9" in to_bytes(build_push_reply(o.push)[0])
+    (tmp_path / "s.conf").write_bytes(server + b"ca caf\xe9.crt\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(str(tmp_path / "s.conf"))
+    assert "s.conf:11: ca: cannot read caf\ufffd.crt" in str(e.value)
