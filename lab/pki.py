@@ -59,6 +59,52 @@ def add_cert(pki: Pki, name: str, subject: str, server: bool = False) -> tuple[P
     return paths
 
 
+def _der(tag: int, body: bytes) -> bytes:
+    n = len(body)
+    head = bytes([n]) if n < 0x80 else bytes([0x80 | ((n.bit_length() + 7) // 8)]) + n.to_bytes((n.bit_length() + 7) // 8, "big")
+    return bytes([tag]) + head + body
+
+
+def _tlv_end(der: bytes, pos: int) -> int:
+    n = der[pos + 1]
+    if n < 0x80:
+        return pos + 2 + n
+    k = n & 0x7F
+    return pos + 2 + k + int.from_bytes(der[pos + 2:pos + 2 + k], "big")
+
+
+def with_raw_bytes(signed, ca_key, placeholder: bytes, raw: bytes):
+    """A certificate or CRL `signed` with the bytes `placeholder` of its TBS (e.g. a CN's ASCII
+    value, wherever it is: a self-signed CA's subject and issuer) made `raw` (as long) and signed
+    again by `ca_key` (EC): what cryptography cannot issue, a T61String CN holding the Latin-1
+    bytes `caf\\xe9` (what `openssl req` with `string_mask nombstr` writes for Latin-1 input)."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    assert len(placeholder) == len(raw)
+    cert = isinstance(signed, x509.Certificate)
+    tbs0 = signed.tbs_certificate_bytes if cert else signed.tbs_certlist_bytes
+    tbs = tbs0.replace(placeholder, raw)
+    assert tbs != tbs0, placeholder
+    der = signed.public_bytes(serialization.Encoding.DER)
+    at = der.index(tbs0) + len(tbs0)
+    alg = der[at:_tlv_end(der, at)]
+    out = _der(0x30, tbs + alg + _der(0x03, b"\0" + ca_key.sign(tbs, ec.ECDSA(hashes.SHA256()))))
+    return x509.load_der_x509_certificate(out) if cert else x509.load_der_x509_crl(out)
+
+
+def add_raw_name_cert(pki: Pki, name: str, placeholder: str, raw: bytes, asn1_type: str = "T61String") -> None:
+    """A client certificate `name` of the lab CA whose subject is O=x, CN=`raw` (bytes) in a string of
+    `asn1_type`; `placeholder`: an ASCII name as long as `raw`, to issue it first."""
+    from cryptography.x509.name import _ASN1Type
+    from cryptography.x509.oid import NameOID
+    ca = x509.load_pem_x509_certificate(pki.ca.read_bytes())
+    ca_key = serialization.load_pem_private_key((pki.dir / "ca.key").read_bytes(), None)
+    subject = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "x"),
+                         x509.NameAttribute(NameOID.COMMON_NAME, placeholder, _type=getattr(_ASN1Type, asn1_type))])
+    cert, key = _issue(name, (ca, ca_key), ExtendedKeyUsageOID.CLIENT_AUTH, subject)
+    pki.clients[name] = _write(pki.dir / name, with_raw_bytes(cert, ca_key, placeholder.encode(), raw), key)
+
+
 def make_pki(d: Path, clients: list[str]) -> Pki:
     """ECDSA P-256 CA; server cert with serverAuth, one client cert per name with clientAuth
     (OpenVPN's remote-cert-tls needs keyUsage + extendedKeyUsage); a client from another CA."""

@@ -47,8 +47,11 @@ class LogHold:
 
     def write(self) -> None:
         """Make and write the records held, in order, with the time each line was logged.
-        callHandlers is what Logger.handle does once the filters passed (the level was checked
-        when the line was logged)."""
+        Through Logger.handle, as a line logged at once: the logger's filters apply (the level
+        was checked when the line was logged). Why: logsetup.NameBytesFilter writes a peer name's
+        bytes that are not UTF-8 as `\\xNN`; handed straight to the handlers, a held line with
+        such a name reached a strictly encoding handler as lone surrogates, and that line was
+        lost to its error (a file) or shown as `\\udcNN` (stderr)."""
         held, self.held = self.held, []
         lg = self.logger
         for t, level, msg, args, exc_info, extra in held:
@@ -58,4 +61,4 @@ class LogHold:
             r.created = t
             r.msecs = int((t - int(t)) * 1000) + 0.0
             r.relativeCreated = (t - logging._startTime) * 1000      # noqa: SLF001 - as LogRecord does
-            lg.callHandlers(r)
+            lg.handle(r)

@@ -17,6 +17,7 @@ import tempfile
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 
+from ..openvpn.peernames import file_text
 from .loop import Wake
 
 log = logging.getLogger("vpn-appliance")
@@ -96,8 +97,8 @@ class ScriptRunner:
                                           + (f": {err[-1][:200]}" if err else ""))
             text = None
             if path is not None:
-                with open(path, encoding="utf-8", errors="replace") as f:
-                    text = f.read(65536)
+                with open(path, "rb") as f:          # its bytes, as OpenVPN 2.6 reads it (file_text)
+                    text = file_text(f.read(65536))
             return key, True, text, ""
         except Exception as e:  # noqa: BLE001 - a broken run refuses, it does not accept
             return key, False, None, f"script failed: {e}"

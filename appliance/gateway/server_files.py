@@ -6,7 +6,7 @@ import os
 
 from ..openvpn.config import Options, parse_ccd
 from ..openvpn.errors import ConfigError
-from ..openvpn.peernames import from_peer
+from ..openvpn.peernames import file_text, from_peer
 from ..openvpn.regular_file import read_regular_file
 from ..openvpn.server import ServerSettings
 from ..openvpn.settings import server_settings
@@ -16,7 +16,7 @@ from ..openvpn.tls import TlsSettings
 def ccd_loader(directory: str):
     """Common name -> parsed ccd file (or None); names that could leave the directory get None.
     A file that is there but cannot be read (a directory, a pipe or device -- read on the event
-    loop, a FIFO would have blocked it for good --, no permission, not UTF-8) is a
+    loop, a FIFO would have blocked it for good --, no permission) is a
     ConfigError naming it, like one that does not parse: the dispatcher refuses that client
     (clientpush.py) rather than admit it without the options its file holds."""
 
@@ -30,10 +30,10 @@ def ccd_loader(directory: str):
             return None
         path = os.path.join(directory, name)
         try:
-            text = read_regular_file(path).decode("utf-8")
+            text = file_text(read_regular_file(path))     # its bytes, as OpenVPN reads it
         except FileNotFoundError:
             return None
-        except (OSError, UnicodeDecodeError) as e:
+        except OSError as e:
             raise ConfigError(f"cannot read it: {getattr(e, 'strerror', None) or e}", path) from None
         return parse_ccd(text, path)
     return load

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from . import events as ev
 from .errors import BadPacket, ClientRefused, PacketIdExhausted, RemoteProtocolError
-from .keymethod import (KeyMethod2, decode_key_method_2_untrusted, encode_key_method_2,
+from .keymethod import (KEY_METHOD_READ, KeyMethod2, decode_key_method_2_untrusted, encode_key_method_2,
                         split_text_messages_untrusted)
 from .keystate import KS, KeyState
 from .opcodes import CONTROL_OPS, EARLY_NEG_FLAG_RESEND_WKC, EARLY_NEG_FLAGS, OPCODE_SHIFT, RESET_OPS, Op
@@ -223,6 +223,12 @@ class ControlChannel:
     def _send_key_method(self, ks: KeyState) -> None:
         made, self._km_made = self._km_made, None        # the first key's, made by prime()
         km, data = made if made is not None and ks.key_id == 0 else self._make_key_method()
+        if len(data) > KEY_METHOD_READ and self.is_client:
+            # OpenVPN 2.6's client cannot write it ("Key Method #2 write failed", at every
+            # attempt) and its server reads only that much: a profile's mistake, not the network's.
+            self._fail(f"the username and password are too long: the key-method message would be {len(data)} "
+                       f"bytes, OpenVPN 2.6 sends and reads at most {KEY_METHOD_READ}", restart=False)
+            return
         ks.local_km = km
         ks.sent_km = True
         self._queue_tls(ks, ks.tls.send_message(data))

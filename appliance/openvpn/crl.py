@@ -48,7 +48,9 @@ from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, p
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 from cryptography.x509.name import _ASN1Type
 
+from . import dername
 from .keymethod import remap_name
+from .peernames import ERRORS
 from .regular_file import read_regular_file
 from .tls import CERT_UNREADABLE, ONE_BYTE_STRING_TYPES, common_name, name_common_name, openvpn_name
 
@@ -108,7 +110,7 @@ def _canonical(t: _ASN1Type, value: str) -> bytes | None:
     if t not in _CANON_TYPES:
         return None
     if t in _ONE_BYTE_TYPES:                                    # OpenSSL's reading
-        value = value.encode("utf-8", "surrogatepass").decode("latin-1")
+        value = value.encode("utf-8", ERRORS).decode("latin-1")   # its bytes (see tls.openssl_text)
     value = _SPACE_RUN.sub(" ", value.strip(_SPACES)).translate(_ASCII_LOWER)
     return value.encode("utf-8", "surrogatepass")
 
@@ -300,7 +302,7 @@ class LoadedCrl:
 
     def __init__(self, crl: x509.CertificateRevocationList, der: bytes | None = None, v1: bool = False) -> None:
         self.crl = crl
-        self.issuer = name_key(crl.issuer)
+        self.issuer = name_key(dername.crl_issuer(crl))
         self.last_update = crl.last_update_utc
         self.next_update = crl.next_update_utc
         self.serials = _revoked_serials(der) if der is not None else frozenset(r.serial_number for r in crl)
@@ -348,7 +350,7 @@ def read_crls(data: bytes | None, why_not: str | None, shown: str, cas: Sequence
         # written out as v1 (0), which OpenSSL reads; raised out of here it stopped the server's
         # start with a traceback. Refused as unreadable: every peer, never a revoked one let in.
         return CrlState.failed(f"CRL {shown} unreadable: {e}")
-    ca_keys = [(name_key(c.subject), c) for c in cas]
+    ca_keys = [(name_key(dername.subject(c)), c) for c in cas]
     ca_names = {k for k, _ in ca_keys}
     strays = [_stray(shown, c) for c in crls if ca_names and c.issuer not in ca_names]
     signed = {(i, ca): _signature_ok(c, ca) for i, c in enumerate(crls) for k, ca in ca_keys if k == c.issuer}
@@ -365,7 +367,7 @@ def read_crl_file(path: str, cas: Sequence[x509.Certificate]) -> CrlState:
 
 
 def _stray(shown: str, crl: LoadedCrl) -> str:
-    return (f"CRL {shown}: the CRL of {openvpn_name(crl.crl.issuer)!r} names no certificate in `ca` "
+    return (f"CRL {shown}: the CRL of {openvpn_name(dername.crl_issuer(crl.crl))!r} names no certificate in `ca` "
             "(names compared as OpenSSL does), so it revokes no certificate these CAs issued; OpenVPN "
             "would keep it and check nothing with it. Another CA's CRL? For a sub-CA that clients "
             "send, add its certificate to `ca`")
@@ -509,12 +511,12 @@ class CrlChecker:
         now = datetime.datetime.now(datetime.timezone.utc)
         subjects: list[NameKey] | None = None
         for c in certs:
-            key = name_key(c.issuer)
+            key = name_key(dername.issuer(c))
             named = st.by_issuer.get(key)
             if not named:
                 continue
             if subjects is None:
-                subjects = [name_key(i.subject) for i in certs]
+                subjects = [name_key(dername.subject(i)) for i in certs]
             issuer = next((i for i, s in zip(certs, subjects) if s == key), None)
             # Of the issuer's CRLs, those that can be used: as OpenSSL picks the issuer's best CRL
             # (a current one before an expired one), an old CRL left in the file beside the
@@ -597,8 +599,9 @@ def _unusable(crl: LoadedCrl, now: datetime.datetime, signed: bool) -> str | Non
 
 def _issuer_cn(c: x509.Certificate) -> str:
     """The issuer as the log names it: its name as the peer's is read (the LAST CN), else all of it."""
-    cn = name_common_name(c.issuer)
-    return f"CN={cn}" if cn is not None else remap_name(openvpn_name(c.issuer))
+    name = dername.issuer(c)
+    cn = name_common_name(name)
+    return f"CN={cn}" if cn is not None else remap_name(openvpn_name(name))
 
 
 def _cn(c: x509.Certificate) -> str:

@@ -24,6 +24,7 @@ class KeyMethod2:
     username: str = ""
     password: str = ""
     peer_info: str = ""
+    user_pass_too_long: bool = False    # read: a username or password OpenVPN 2.6 cannot hold
 
     def peer_info_dict(self) -> dict[str, str]:
         """KEY=value lines of the peer's peer-info. A key given twice keeps its first value, as
@@ -74,27 +75,44 @@ def encode_key_method_2(m: KeyMethod2, is_client: bool) -> bytes:
     return b"".join(parts)
 
 
-def _read_string(data: bytes, pos: int, name: bool = False) -> tuple[str | None, int]:
-    """A string of the key-method message, cut at its first NUL (OpenVPN reads it as a C
-    string). `name`: a username or password, kept byte for byte (peernames.from_peer: two
-    usernames OpenVPN tells apart stay apart); other strings are decoded with replacement."""
-    if pos >= len(data):
-        return None, pos
+# What OpenVPN 2.6 reads of a key-method message (ssl.c key_method_2_read). One read of
+# TLS_CHANNEL_BUF_SIZE bytes of TLS plaintext holds it: what lies past that is not part of it (the
+# strings must end within it). Its options string has a buffer of TLS_OPTIONS_LEN bytes, the NUL
+# included (longer: the handshake fails), the username and password one of USER_PASS_LEN each
+# (misc.h; 4096 in Debian's build, which has PKCS#11, 128 without): one longer, or cut off by the
+# end of the read, refuses the client with AUTH_FAILED and USER_PASS_TOO_LONG, checked passwords or
+# not. Why here too: ours read the whole TLS record, so a peer not yet authenticated handed a
+# 16 KB username to the password check, the log and the scripts' environment, and a client with
+# credentials no OpenVPN 2.6 server reads got in.
+KEY_METHOD_READ = 2048
+TLS_OPTIONS_LEN = 512
+USER_PASS_LEN = 4096
+USER_PASS_TOO_LONG = "Username or password is too long. Maximum length is 128 bytes"   # 2.6's words, verbatim
+
+
+def _read_string(data: bytes, pos: int, capacity: int | None = None) -> tuple[bytes | None, int, bool]:
+    """(the string's bytes or None when there is none, where the next starts, whether it fit) for
+    a string of the key-method message, as OpenVPN 2.6 reads it (ssl.c read_string): no length
+    left is no string; a length over `capacity` or past the end of `data` does not fit; the last
+    byte is made the NUL whatever it was (`alicex` sent without its NUL is `alice` there, and
+    must be the same name here) and the string ends at its first NUL (a C string)."""
     if len(data) - pos < 2:
-        raise BadPacket("truncated string length")
+        return None, pos, True
     (ln,) = struct.unpack_from("!H", data, pos)
     pos += 2
-    if len(data) - pos < ln:
-        raise BadPacket("truncated string")
-    raw = data[pos:pos + ln]
-    pos += ln
-    # OpenVPN 2.6 (ssl.c read_string) makes the last byte the NUL whatever it was: `alicex`
-    # sent without its NUL is `alice` there, and must be the same name here.
-    raw = raw[:-1].split(b"\0", 1)[0]
-    return (from_peer(raw) if name else raw.decode("utf-8", "replace")), pos
+    if ln == 0:
+        return b"", pos, True
+    if (capacity is not None and ln > capacity) or len(data) - pos < ln:
+        return None, (pos + ln if len(data) - pos >= ln else pos), False
+    raw = data[pos:pos + ln - 1].split(b"\0", 1)[0]
+    return raw, pos + ln, True
 
 
 def decode_key_method_2_untrusted(data: bytes, from_client: bool) -> KeyMethod2:
+    """A peer's key-method message as OpenVPN 2.6 reads it (see KEY_METHOD_READ). Usernames and
+    passwords are kept byte for byte (peernames.from_peer: two usernames OpenVPN tells apart stay
+    apart); the other strings are decoded with replacement."""
+    data = data[:KEY_METHOD_READ]
     need = 5 + (48 if from_client else 0) + 64
     if len(data) < need:
         raise BadPacket("key method message too short")
@@ -109,16 +127,21 @@ def decode_key_method_2_untrusted(data: bytes, from_client: bool) -> KeyMethod2:
         pos += 48
     r1, r2 = bytes(data[pos:pos + 32]), bytes(data[pos + 32:pos + 64])
     pos += 64
-    options, pos = _read_string(data, pos)
+    options, pos, fits = _read_string(data, pos, TLS_OPTIONS_LEN)
+    if not fits:
+        raise BadPacket(f"key method message: options string over {TLS_OPTIONS_LEN - 1} bytes or cut off")
     if options is None:
         raise BadPacket("key method message: no options string")
-    user, pos = _read_string(data, pos, name=True)
-    pw, pos = _read_string(data, pos, name=True)
-    info, pos = _read_string(data, pos)
+    user, pos, user_fits = _read_string(data, pos, USER_PASS_LEN)
+    pw, pos, pw_fits = _read_string(data, pos, USER_PASS_LEN)
+    info, pos, _ = _read_string(data, pos)            # cut off: no peer-info, as there
+    too_long = not (user_fits and pw_fits)
     # The username reaches the log, the status file, scripts' environment and the management
     # interface: control characters become `_`, as OpenVPN 2.6 does (string_mod CC_PRINT, '_').
-    user = remap_name(user) if user else ""
-    return KeyMethod2(r1, r2, options, pre, user, pw or "", info or "")
+    username = remap_name(from_peer(user)) if user and not too_long else ""
+    password = from_peer(pw) if pw and not too_long else ""
+    return KeyMethod2(r1, r2, options.decode("utf-8", "replace"), pre, username, password,
+                      info.decode("utf-8", "replace") if info else "", user_pass_too_long=too_long)
 
 
 def _int_in(args: list[str], lo: int, hi: int, name: str) -> int:
@@ -210,7 +233,7 @@ def refused_in_control_text(text: str) -> bool:
     """Whether a message holding `text` is refused whole by OpenVPN 2.6.14 and by us
     (split_text_messages_untrusted): a server's `push` must not hold such a byte, or every
     client drops the whole PUSH_REPLY it rides in and never comes up."""
-    return _NOT_PRINT.search(text.encode()) is not None
+    return _NOT_PRINT.search(to_bytes(text)) is not None
 
 
 def split_text_messages_untrusted(data: bytes) -> tuple[list[str], list[str]]:

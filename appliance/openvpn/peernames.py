@@ -32,6 +32,15 @@ def to_bytes(text: str) -> bytes:
     return text.encode("utf-8", ERRORS)
 
 
+def file_text(raw: bytes) -> str:
+    """Text OpenVPN 2.6 reads as bytes and passes on as bytes: a client-config-dir file, the file
+    a client-connect script writes. Its `push "setenv-safe MOTD caf\\xe9"` (Latin-1) reaches the
+    client as those bytes there; read as UTF-8, the file was refused (its client with it) or,
+    decoded with replacement, the client got `caf\\xef\\xbf\\xbd`. Held the way a name is, so the
+    push goes out (to_bytes) as the bytes the file holds."""
+    return raw.decode("utf-8", ERRORS)
+
+
 _ESCAPED = re.compile("[\udc80-\udcff]")
 
 

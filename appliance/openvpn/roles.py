@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING
 from . import events as ev
 from .ciphers import is_supported
 from .errors import BadPacket, ClientRefused, PushDeferred, RemoteProtocolError
-from .keymethod import (KeyMethod2, PushRejected, build_push_reply, credential_as_sent, parse_push_reply_untrusted,
-                        peer_info_int)
+from .keymethod import (USER_PASS_TOO_LONG, KeyMethod2, PushRejected, build_push_reply, credential_as_sent,
+                        parse_push_reply_untrusted, peer_info_int)
 from .keystate import KS, KeyState
 from .opcodes import (HARD_RESET_CLIENT_OPS, IV_PROTO_CC_EXIT_NOTIFY, IV_PROTO_DATA_V2, IV_PROTO_REQUEST_PUSH,
                       IV_PROTO_TLS_KEY_EXPORT, OCC_EXIT, OCC_MAGIC, Op)
@@ -309,6 +309,11 @@ class ServerRole:
     def got_key_method(self, ks: KeyState, km: KeyMethod2, now: float) -> None:
         s = self.s
         first = ks.key_id == 0 and not s.established
+        if km.user_pass_too_long:
+            # As OpenVPN 2.6 (key_method_2_read): refused with its reason, whether this server
+            # checks passwords or not; the bytes go nowhere (keymethod.KEY_METHOD_READ).
+            self._auth_failed(ks, first, USER_PASS_TOO_LONG)
+            return
         if first:
             s.peer_info = km.peer_info_dict()
         elif km.username != s.peer_username:
@@ -367,12 +372,14 @@ class ServerRole:
         tok = self.s.issued_auth_token
         return tok is not None and hmac.compare_digest(to_bytes(password), to_bytes(tok))
 
-    def _auth_failed(self, ks: KeyState, first: bool) -> None:
-        reason = "client failed username/password authentication" + ("" if first else " on renegotiation")
+    def _auth_failed(self, ks: KeyState, first: bool, client_reason: str = "") -> None:
+        """AUTH_FAILED (`client_reason`: the text after its comma, shown by the client), then close."""
+        reason = (f"client refused: {client_reason}" if client_reason
+                  else "client failed username/password authentication") + ("" if first else " on renegotiation")
         s = self.s
         if not ks.sent_km:
             s._send_key_method(ks)
-        s._send_text("AUTH_FAILED", ks)
+        s._send_text("AUTH_FAILED," + client_reason if client_reason else "AUTH_FAILED", ks)
         s._fail(reason, restart=False)
 
     def keys_installed(self, ks: KeyState) -> None:

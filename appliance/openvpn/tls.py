@@ -21,8 +21,10 @@ from OpenSSL import SSL, crypto
 from OpenSSL._util import ffi as _ffi
 from OpenSSL._util import lib as _lib
 
+from . import dername
 from .errors import ConfigError, RemoteProtocolError
 from .keymethod import remap_name
+from .peernames import ERRORS
 
 _BIO_CHUNK = 65536
 _WANT_READ = _lib.SSL_ERROR_WANT_READ
@@ -560,7 +562,7 @@ def openvpn_subject(cert: x509.Certificate) -> str:
     and only with it (never RFC 4514's `CN=a,O=x`, which OpenVPN does not know), and scripts
     get it (tls_id_N): where OpenVPN tells two subjects apart (a multi-valued RDN, or two RDNs),
     so must this string."""
-    return openvpn_name(cert.subject)
+    return openvpn_name(dername.subject(cert))
 
 
 def openvpn_name(name: x509.Name) -> str:
@@ -587,7 +589,8 @@ def openssl_text(a: x509.NameAttribute) -> str:
     if not isinstance(value, str):
         return str(value)
     if a._type in ONE_BYTE_STRING_TYPES and not value.isascii():    # noqa: SLF001 - the ASN.1 type as read
-        return value.encode("utf-8", "surrogatepass").decode("latin-1")
+        # Its bytes: cryptography's UTF-8 reading, or dername's (bytes that are not UTF-8 kept).
+        return value.encode("utf-8", ERRORS).decode("latin-1")
     return value
 
 
@@ -600,7 +603,7 @@ def subject_env(cert: x509.Certificate, depth: int = 0) -> dict[str, str]:
     OpenVPN. Attributes without an OpenSSL short name are left out, as there."""
     env: dict[str, str] = {}
     seen: dict[str, int] = {}       # field -> how many so far: linear in the attributes (a search
-    for a in cert.subject:          # for the next free number was quadratic: 8 s for 7,000 OUs)
+    for a in dername.subject(cert):  # for the next free number was quadratic: 8 s for 7,000 OUs)
         short = _SHORT_NAMES.get(a.oid.dotted_string)
         if short is None or not isinstance(a.value, str):
             continue
@@ -649,7 +652,7 @@ def common_name(cert: x509.Certificate | None) -> str | None:
     status, management and the CN lock on renegotiation: a subject `O=x, CN=alice, CN=admin`
     is `admin` everywhere, as with OpenVPN, so a CA that lets users add a CN of their choosing
     cannot make a certificate that is one name to a check and another to the identity."""
-    return None if cert is None else name_common_name(cert.subject)
+    return None if cert is None else name_common_name(dername.subject(cert))
 
 
 def name_common_name(name: x509.Name) -> str | None:

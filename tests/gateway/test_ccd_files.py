@@ -1,5 +1,5 @@
 """client-config-dir files the server cannot use (gateway/server_files.py, openvpn/clientpush.py):
-a file that does not parse, is not UTF-8, or is a directory refuses that one client with the
+a file that does not parse or is a directory refuses that one client with the
 file named in the log -- it was an internal error on every push request of that client, which
 then hung in its handshake. Other clients get in."""
 from __future__ import annotations
@@ -14,7 +14,7 @@ def test_a_broken_ccd_file_refuses_its_client_and_no_other(pki, tmp_path, caplog
     d = tmp_path / "ccd"
     d.mkdir()
     (d / "client0").mkdir()                               # a directory with the client's name
-    (d / "client1").write_bytes(b"push \"route 10.9.0.0 255.255.0.0\"\n\xff\xfe\n")   # not UTF-8
+    (d / "client1").write_bytes(b"push \"route 10.9.0.0 255.255.0.0\"\n\xff\xfe\n")   # no directive at line 2
     (d / "client2").write_text("push \"route 10.9.0.0 255.255.0.0\"\nfrobnicate 1\n")  # an error at line 2
     (d / "client3").write_text("push \"route 10.8.0.0 255.255.0.0\"\n")
     w = World()
@@ -27,7 +27,7 @@ def test_a_broken_ccd_file_refuses_its_client_and_no_other(pki, tmp_path, caplog
     assert [_up(w, i) for i in range(4)] == [False, False, False, True]
     assert "internal error" not in gw.faults.counts
     assert "10.8.0.0" in [r[0] for r in w.client_nets[3].pushed.routes]
-    for name, why in (("client0", "cannot read it"), ("client1", "cannot read it"),
+    for name, why in (("client0", "cannot read it"), ("client1", f"{d / 'client1'}:2: \\xff\\xfe"),
                       ("client2", f"{d / 'client2'}:2: frobnicate")):
         assert f"client-config-dir file for '{name}': " in caplog.text and why in caplog.text, name
     assert sorted(r.common_name for r in gw.d.clients if r.session.established) == ["client3"]
@@ -94,3 +94,41 @@ def test_ccd_exclusive_counts_no_default_file(tmp_path):
     assert w.run(lambda: _up(w, 2), max_time=30)
     w.run_for(20)
     assert [_up(w, i) for i in range(3)] == [False, False, True]
+
+
+LATIN1_OPTIONS = (b"# Caf\xe9 du coin (Latin-1)\n"
+                  b"ifconfig-push 198.18.0.%d 255.255.255.0\n"
+                  b"push \"setenv-safe MOTD caf\xe9\"\n")
+
+
+def test_a_latin1_ccd_file_and_client_connect_output_are_pushed_as_their_bytes(pki, tmp_path, monkeypatch):
+    """OpenVPN 2.6 reads a client-config-dir file and a client-connect script's options file as
+    bytes: a Latin-1 comment changes nothing, a Latin-1 push goes out as its bytes. Ours refused
+    the client of a ccd file that is not UTF-8, and pushed a script's `caf\\xe9` as
+    `caf\\xef\\xbf\\xbd` (decoded with replacement). Our client reads the byte with replacement
+    (one U+FFFD: it was not UTF-8 on the wire); the server's push holds the file's bytes."""
+    import stat
+
+    from appliance.gateway import ops as ops_mod
+    from appliance.gateway.scripts import ScriptRunner
+    from appliance.openvpn.peernames import to_bytes
+    monkeypatch.setattr(ops_mod, "ScriptRunner", lambda: ScriptRunner(inline=True))
+    d = tmp_path / "ccd"
+    d.mkdir()
+    (d / "client0").write_bytes(LATIN1_OPTIONS % 70)
+    out = tmp_path / "cc-options"
+    out.write_bytes(LATIN1_OPTIONS % 71)
+    cc = tmp_path / "cc.sh"
+    cc.write_text(f'#!/bin/sh\n[ "$common_name" = client1 ] && cat {out} > "$1"\nexit 0\n')
+    cc.chmod(cc.stat().st_mode | stat.S_IXUSR)
+    w = World()
+    gw = w.add_server(server_conf(pki, extra=f"client-config-dir {d}\nscript-security 2\nclient-connect {cc}\n"))
+    gw.st.ccd = ccd_loader(str(d))
+    w.add_client(client_conf(pki, "client0"))
+    w.add_client(client_conf(pki, "client1"))
+    assert w.run(lambda: _up(w, 0) and _up(w, 1), max_time=30)
+    for i in (0, 1):
+        rec = next(r for r in gw.d.clients if r.common_name == f"client{i}")
+        assert rec.vaddr == f"198.18.0.{70 + i}"
+        assert b"setenv-safe MOTD caf\xe9" in [to_bytes(o) for o in rec.connect_opts], i
+        assert any(o.startswith("setenv-safe MOTD caf\ufffd") for o in w.client_nets[i].pushed.ignored), i

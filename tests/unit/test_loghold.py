@@ -66,3 +66,22 @@ def test_a_level_not_enabled_is_not_held(caplog):
     log.info("wanted")
     h.end()
     assert len(h.held) == 1
+
+
+def test_held_lines_go_through_the_loggers_filters(caplog):
+    """A peer name held as its bytes (peernames: `caf\\xe9` as `caf\\udce9`) is written `\\xe9`
+    by logsetup.NameBytesFilter whether the line was held or not: held lines were handed to
+    the handlers past the logger's filters, lone surrogates and all."""
+    from appliance.logsetup import NameBytesFilter
+    from appliance.openvpn.peernames import from_peer
+    log = logging.getLogger("vpn-appliance")
+    assert any(isinstance(f, NameBytesFilter) for f in log.filters)
+    caplog.set_level(logging.INFO, "vpn-appliance")
+    h = LogHold(log)
+    h.begin()
+    log.info("client %s up", from_peer(b"caf\xe9"))
+    h.end()
+    h.write()
+    (r,) = caplog.records
+    assert r.getMessage() == "client caf\\xe9 up"
+    assert "\udce9" not in caplog.text

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Callable
 
 from ..errors import ConfigError
+from ..peernames import ERRORS
 from ..regular_file import NOT_REGULAR, read_regular_file
 from .ccd import parse_ccd
 from .lexer import tokenize
@@ -49,4 +50,5 @@ def load_config(path: str, ignore_scripts: bool = False, again: bool = False) ->
         if e.strerror == NOT_REGULAR:
             why += "; a config read from a pipe at start cannot be read again: restart to change it"
         raise ConfigError(f"cannot read: {why}", path) from None
-    return parse_config(data.decode("utf-8", "replace"), path, ignore_scripts=ignore_scripts)
+    # Its bytes as they are for the directives that pass them on (parser.BYTES_DIRECTIVES).
+    return parse_config(data.decode("utf-8", ERRORS), path, ignore_scripts=ignore_scripts)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 
 from .. import ciphers
-from ..peernames import from_peer
+from ..keymethod import USER_PASS_LEN
+from ..peernames import from_peer, to_bytes
 from ..regular_file import NOT_REGULAR
 from ..replay import MAX_SIZE as MAX_REPLAY_WINDOW
 from ..replay import MAX_TIME_LIMIT as MAX_REPLAY_TIME
@@ -125,6 +126,11 @@ def _auth_user_pass(p: ParseState, d: str, a: list[str], inline: str | None) -> 
     lines = split_lines(from_peer(data))        # fgets lines, as OpenVPN reads the file: LF ends them, nothing else
     if not lines or not lines[0]:
         p.err(d, "the file must hold the username on line 1 and the password on line 2")
+    elif any(len(to_bytes(v)) >= USER_PASS_LEN for v in lines[:2]):
+        # OpenVPN 2.6 reads USER_PASS_LEN - 1 bytes of a line (fgets): the rest of a longer
+        # username is read as the password, a longer password is cut; neither is what the file says.
+        p.err(d, f"the username or password is longer than {USER_PASS_LEN - 1} bytes, "
+                 "the most OpenVPN 2.6 reads of a line of this file")
     else:
         p.set("auth_user_pass", (lines[0], lines[1] if len(lines) > 1 else ""))
 

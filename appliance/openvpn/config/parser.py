@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 from typing import Callable
 
 from ..errors import ConfigError
+from ..peernames import to_bytes
 from .directives import Directive, Kind
 from .lexer import lines
 from .model import ConfigErrors, Options, Remote
@@ -162,14 +164,31 @@ class ParseState:
         for ln in lines(text):
             self.line = ln.number
             if ln.tokens is None:
-                self.err(ln.first_word, ln.error or "cannot parse")
+                self.err(_as_text(ln.first_word), _as_text(ln.error or "cannot parse"))
                 continue
-            self.dispatch(ln.tokens, ln.inline)
+            tokens, inline = ln.tokens, ln.inline
+            if tokens[0].lower() not in BYTES_DIRECTIVES:
+                tokens, inline = [_as_text(t) for t in tokens], (_as_text(inline) if inline else inline)
+            self.dispatch(tokens, inline)
         self.current = None
         finish(self)
         if self.errors:
             raise ConfigErrors(self.errors) if len(self.errors) > 1 else self.errors[0]
         return self.o
+
+
+# The directives whose text OpenVPN 2.6 passes on as the file's bytes: a `push "setenv-safe MOTD
+# caf\\xe9"` in a Latin-1 config reaches its clients as those bytes (they went out as U+FFFD's).
+# A config is read with peernames' error handler (load_config); every other directive's bytes
+# that are not UTF-8 are U+FFFD, as before: a path, a name or key material holding them is the
+# config's error at its line, never a lone surrogate further on.
+BYTES_DIRECTIVES = frozenset({"push"})
+_NOT_UTF8 = re.compile("[\udc80-\udcff]")
+
+
+def _as_text(text: str) -> str:
+    """`text` with each byte that was not UTF-8 made U+FFFD."""
+    return to_bytes(text).decode("utf-8", "replace") if _NOT_UTF8.search(text) else text
 
 
 # Options field -> the directive that sets it, for the server-only settings a client config may

@@ -1,0 +1,105 @@
+"""Names cryptography will not read but OpenSSL, so OpenVPN 2.6, does (openvpn/dername.py): a
+T61String CN holding Latin-1 bytes (`caf\\xe9`), an IA5String with a byte over 0x7F. OpenVPN
+names such a client by OpenSSL's reading (`café`, its UTF-8 in the ccd file name and scripts);
+ours refused the certificate as unreadable. The reference is OpenSSL's own reading (pyOpenSSL's
+X509Name: ASN1_STRING_to_UTF8, as OpenVPN's extract_x509_field_ssl).
+A UTF8String that is not UTF-8 stays refused: OpenSSL cannot convert it, OpenVPN refuses it. (A
+PrintableString with `_` or `@` is not among them: cryptography refuses that whole certificate
+when it loads it, not only its name.)"""
+from __future__ import annotations
+
+import warnings
+
+import pytest
+from cryptography import x509
+from cryptography.x509.name import _ASN1Type
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from OpenSSL import crypto
+
+from appliance.certs import issue, subject
+from appliance.openvpn import dername
+from appliance.openvpn.crl import name_key
+from appliance.openvpn.tls import TlsSettings, _check_peer, common_name, openvpn_subject, subject_env
+from lab.pki import with_raw_bytes
+
+CA = issue("Raw CA", None, None, subject("/O=Org/CN=Raw CA"))
+
+
+def _raw_cert(placeholder: str, raw: bytes, asn1_type: str) -> x509.Certificate:
+    name = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "x"),
+                      x509.NameAttribute(NameOID.COMMON_NAME, placeholder, _type=getattr(_ASN1Type, asn1_type))])
+    cert = issue("unused", CA, ExtendedKeyUsageOID.CLIENT_AUTH, name)[0]
+    return with_raw_bytes(cert, CA[1], placeholder.encode(), raw)
+
+
+def _openssl_cn(cert: x509.Certificate) -> str:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")                 # pyOpenSSL's X509Name is deprecated
+        return crypto.X509.from_cryptography(cert).get_subject().CN
+
+
+@pytest.mark.parametrize("raw,asn1_type", [(b"caf\xe9", "T61String"), (b"\xe9t\xe9", "IA5String"),
+                                           (b"caf\xc3\xa9\xff", "T61String")])
+def test_a_name_cryptography_refuses_is_read_as_openssl_reads_it(raw, asn1_type):
+    cert = _raw_cert("p" * len(raw), raw, asn1_type)
+    with pytest.raises(ValueError):
+        cert.subject                                    # noqa: B018 - what cryptography does with it
+    want = _openssl_cn(cert)
+    assert want == raw.decode("latin-1")
+    assert common_name(cert) == want
+    assert subject_env(cert) == {"X509_0_O": "x", "X509_0_CN": want}
+    assert openvpn_subject(cert) == f"O=x, CN={want}"
+    _check_peer(TlsSettings(b"", b"", b"", False, verify_x509_name=(want, "name")), cert)
+    # The CRL lookup's name of its issuer is the CA's as cryptography reads it.
+    assert name_key(dername.issuer(cert)) == name_key(CA[0].subject)
+
+
+def test_a_utf8string_that_is_not_utf8_stays_unreadable():
+    cert = _raw_cert("pppp", b"caf\xe9", "UTF8String")
+    with pytest.raises(ValueError):
+        common_name(cert)
+
+
+def test_the_der_reading_is_cryptographys_where_it_reads_the_name():
+    """Every attribute, its type and value, in order, multi-valued RDNs too, for the types a CA writes."""
+    names = [subject("/C=NL/O=Org+OU=Dept/CN=a/CN=b/emailAddress=a@b"),
+             x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Zo\u00eb\U0001f600", _type=t)
+                        for t in (_ASN1Type.BMPString, _ASN1Type.UTF8String, _ASN1Type.UniversalString)][:1]),
+             x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "café", _type=_ASN1Type.T61String)])]
+    for name in names:
+        cert = issue("unused", CA, ExtendedKeyUsageOID.CLIENT_AUTH, name)[0]
+        issuer, subj = dername._tbs_names(cert.tbs_certificate_bytes, certificate=True)
+        assert (issuer, subj) == (cert.issuer, cert.subject)
+        assert [a._type for a in subj] == [a._type for a in cert.subject]
+
+
+def test_a_crl_of_a_ca_with_a_latin1_name_revokes_as_openssl_says(tmp_path):
+    """crl-verify with a CA named `Caf\\xe9 CA` in a T61String: its CRL's issuer, the CA's subject
+    and the client's issuer are read from the DER; the revoked client is refused, as `openssl
+    verify -crl_check` (OpenSSL's check, which OpenVPN's crl-verify uses) says. Ours could not
+    read any of the three names."""
+    import shutil
+    import subprocess
+
+    from cryptography.hazmat.primitives import serialization
+
+    from appliance.openvpn.crl import CrlChecker, make_crl
+    t61 = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "CafX CA", _type=_ASN1Type.T61String)])
+    ca0, key = issue("unused", None, None, t61)
+    ca = with_raw_bytes(ca0, key, b"CafX", b"Caf\xe9")
+    good, bad = (with_raw_bytes(issue(n, (ca0, key), ExtendedKeyUsageOID.CLIENT_AUTH)[0], key, b"CafX", b"Caf\xe9")
+                 for n in ("good", "bad"))
+    crl = with_raw_bytes(x509.load_pem_x509_crl(make_crl(ca0, key, [bad.serial_number])), key, b"CafX", b"Caf\xe9")
+    pem = serialization.Encoding.PEM
+    (tmp_path / "crl.pem").write_bytes(crl.public_bytes(pem))
+    checker = CrlChecker("file", str(tmp_path / "crl.pem"), cas=[ca])
+    assert checker.error is None and not checker.strays
+    assert checker.revoked(good, [ca]) is None
+    assert "is revoked" in (checker.revoked(bad, [ca]) or "")
+    if shutil.which("openssl"):
+        (tmp_path / "ca.pem").write_bytes(ca.public_bytes(pem))
+        for c, want in ((good, "OK"), (bad, "certificate revoked")):
+            (tmp_path / "c.pem").write_bytes(c.public_bytes(pem))
+            r = subprocess.run(["openssl", "verify", "-crl_check", "-CAfile", str(tmp_path / "ca.pem"), "-CRLfile",
+                                str(tmp_path / "crl.pem"), str(tmp_path / "c.pem")], capture_output=True, text=True)
+            assert want in r.stdout + r.stderr
