@@ -11,6 +11,7 @@ from __future__ import annotations
 import warnings
 
 import pytest
+from hypothesis import given, settings, strategies as st
 from cryptography import x509
 from cryptography.x509.name import _ASN1Type
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
@@ -103,3 +104,23 @@ def test_a_crl_of_a_ca_with_a_latin1_name_revokes_as_openssl_says(tmp_path):
             r = subprocess.run(["openssl", "verify", "-crl_check", "-CAfile", str(tmp_path / "ca.pem"), "-CRLfile",
                                 str(tmp_path / "crl.pem"), str(tmp_path / "c.pem")], capture_output=True, text=True)
             assert want in r.stdout + r.stderr
+
+
+# The DER reader is hand-written and reads a peer's certificate: whatever the bytes, it answers or
+# raises ValueError (the certificate refused as unreadable), never anything else, and soon.
+_TBS = _raw_cert("PLACEHOLDER", "caf\xe9".encode("latin-1").ljust(11, b"x"), "T61String").tbs_certificate_bytes
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.one_of(
+    st.binary(max_size=600),
+    st.tuples(st.integers(0, len(_TBS) - 1), st.binary(min_size=1, max_size=8)).map(
+        lambda m: _TBS[:m[0]] + m[1] + _TBS[m[0] + len(m[1]):]),
+    st.integers(1, len(_TBS) - 1).map(lambda n: _TBS[:n]),
+))
+def test_hostile_der_names_give_a_name_or_value_error(data):
+    for certificate in (True, False):
+        try:
+            dername._tbs_names(data, certificate=certificate)
+        except ValueError:
+            pass
