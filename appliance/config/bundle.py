@@ -29,6 +29,7 @@ from ..openvpn.config.lexer import split_lines
 from ..openvpn.config.parser import ParseState
 from ..openvpn.config.table import TABLE
 from ..openvpn.errors import ConfigError
+from ..openvpn.peernames import file_text, to_bytes
 from .keys import SECTIONS
 from .schema import load_appliance_config, validate_runtime
 from .table import FILE
@@ -135,7 +136,8 @@ def _named_files(b: Bundle, text: str, path: str, taken: dict[str, str], offset:
 
 def _profile(b: Bundle, path: str, taken: dict[str, str]) -> str:
     """The profile file's text with the files it names renamed (and added to the bundle)."""
-    text = Path(path).read_bytes().decode("utf-8")
+    # Its bytes as they are (a Latin-1 `push` passes: load_config reads it so), written back the same.
+    text = file_text(Path(path).read_bytes())
     return _rewrite_lines(text, os.path.dirname(os.path.abspath(path)), _named_files(b, text, path, taken))
 
 
@@ -182,7 +184,7 @@ def collect(toml_path: str | Path) -> Bundle:
             src = os.path.normpath(getattr(obj, k.name))
             name = b.name_for(src, taken)
             if sec.name == "vpn" and k.name == "config":
-                b.add(name, _profile(b, src, taken).encode(), src)
+                b.add(name, to_bytes(_profile(b, src, taken)), src)
             else:
                 b.add(name, Path(src).read_bytes(), src)
             line = cfg.source.get((sec.name, k.name))

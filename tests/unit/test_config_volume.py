@@ -205,3 +205,17 @@ def test_inline_profile_after_a_unicode_line_separator_is_bundled(tmp_path, pki)
                     f"ca {pki}/ca.crt\ncert {pki}/client.crt\nkey {pki}/client.key\n'''\n")
     b = collect(toml)
     assert "ca ca.crt\ncert client.crt\nkey client.key\n'''" in b.files["appliance.toml"].decode()
+
+
+def test_a_profile_with_latin1_bytes_is_bundled_as_its_bytes(tmp_path, pki):
+    """OpenVPN 2.6 reads a profile as bytes, and so does `run` (a Latin-1 comment or `push` text is
+    no error): `config-disk` and the image build must take the same profile, bytes kept, not stop
+    on a UnicodeDecodeError traceback."""
+    toml = _config(tmp_path, pki, "# caf\xe9 office\n")
+    prof = toml.parent / "profiles/office vpn.ovpn"
+    prof.write_bytes(prof.read_text().encode("latin-1"))
+    b = collect(toml)
+    assert b"# caf\xe9 office\n" in b.files["office_vpn.ovpn"]
+    target = tmp_path / "etc"
+    write_dir(b, target)
+    validate_runtime(load_appliance_config(str(target / "appliance.toml")))
