@@ -2,6 +2,7 @@
 import socket
 import struct
 
+import pytest
 from hypothesis import given, strategies as st
 
 from appliance.boot.dhcp_client import ACK, DISCOVER, MAGIC, REQUEST, build_message, parse_reply_untrusted
@@ -34,3 +35,64 @@ def test_parse_ack():
 def test_hostile_replies_never_raise(data):
     parse_reply_untrusted(data)
     parse_reply_untrusted(_reply(ACK, 1, "198.18.0.9")[:240] + data)
+
+
+# ---------------------------------------------------------------- the WAN client's checks
+from appliance.boot.dhcp_client import MAX_RENEW, MIN_RENEW, Offer, check_reply_untrusted, renew_after  # noqa: E402
+
+
+def _ack(yiaddr="198.18.0.55", mask="255.255.255.0", router: str | None = "198.18.0.1", extra=b""):
+    opts = bytes([54, 4]) + socket.inet_aton("198.18.0.1") + extra
+    if router is not None:
+        opts += bytes([3, 4]) + socket.inet_aton(router)
+    body = bytearray(build_message(ACK, 9, MAC)[:240])
+    body[0] = 2
+    body[16:20] = socket.inet_aton(yiaddr)
+    m = bytes([1, 4]) + socket.inet_aton(mask) if mask is not None else b""
+    return parse_reply_untrusted(bytes(body) + bytes([53, 1, ACK]) + m + opts + b"\xff")
+
+
+def test_a_usable_ack_is_taken_as_sent():
+    o = check_reply_untrusted(_ack(extra=bytes([6, 8, 198, 18, 0, 53, 0, 0, 0, 0, 51, 4, 0, 0, 2, 88])))
+    assert o == Offer("198.18.0.55", 24, "198.18.0.1", ("198.18.0.53",), "198.18.0.1", 600)
+    assert check_reply_untrusted(_ack(mask=None)).prefixlen == 24          # no option 1: /24, as always
+    assert check_reply_untrusted(_ack(router=None)).router is None
+    assert check_reply_untrusted(_ack("198.18.0.1", "255.255.255.254", "198.18.0.0")).prefixlen == 31
+
+
+@pytest.mark.parametrize("yiaddr, mask, router, why", [
+    ("198.18.0.55", "255.0.255.0", "198.18.0.1", "bad netmask"),        # not contiguous: raised before
+    ("198.18.0.55", "0.0.0.0", "198.18.0.1", "bad netmask"),            # /0: every address on the WAN link
+    ("0.0.0.0", "255.255.255.0", None, "unusable address"),
+    ("255.255.255.255", "255.255.255.0", None, "unusable address"),
+    ("224.0.0.1", "255.255.255.0", None, "unusable address"),
+    ("127.0.0.1", "255.0.0.0", None, "unusable address"),
+    ("169.254.1.1", "255.255.0.0", None, "unusable address"),
+    ("198.18.0.255", "255.255.255.0", None, "unusable address"),       # the subnet's broadcast
+    ("198.18.0.0", "255.255.255.0", None, "unusable address"),         # ... and network address
+    ("198.18.0.55", "255.255.255.0", "198.18.0.55", "bad router"),      # ourselves
+    ("198.18.0.55", "255.255.255.0", "0.0.0.0", "bad router"),
+    ("198.18.0.55", "255.255.255.0", "255.255.255.255", "bad router"),
+    ("198.18.0.55", "255.255.255.0", "198.18.0.255", "bad router"),
+    ("198.18.0.55", "255.255.255.0", "198.18.9.1", "bad router"),      # not on the link: no route to it
+])
+def test_an_ack_that_cannot_be_applied_is_dropped_with_its_reason(yiaddr, mask, router, why):
+    assert check_reply_untrusted(_ack(yiaddr, mask, router)) == why
+
+
+def test_dns_servers_that_are_not_unicast_are_left_out():
+    raw = b"".join(socket.inet_aton(a) for a in ("0.0.0.0", "255.255.255.255", "127.0.0.1", "198.18.0.53"))
+    o = check_reply_untrusted(_ack(extra=bytes([6, len(raw)]) + raw + bytes([6, 3, 1, 2, 3])))
+    assert isinstance(o, Offer) and o.dns == ("198.18.0.53",)
+
+
+@pytest.mark.parametrize("lease, renew", [(0, MIN_RENEW), (1, MIN_RENEW), (600, 300), (0xFFFFFFFF, MAX_RENEW)])
+def test_renewal_time_is_bounded(lease, renew):
+    assert renew_after(lease) == renew
+
+
+@given(st.binary(max_size=400))
+def test_the_checks_never_raise(data):
+    r = parse_reply_untrusted(_reply(ACK, 1, "198.18.0.9")[:240] + bytes([53, 1, ACK]) + data)
+    if r is not None:
+        assert isinstance(check_reply_untrusted(r), (Offer, str))
