@@ -25,10 +25,12 @@ import struct
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import Sequence
 
 from pyroute2 import IPRoute
 
 log = logging.getLogger("vpn-appliance")
+MAX_REPLIES = 256                      # datagrams one wait reads before it gives up (a flood is bounded)
 MIN_RENEW, MAX_RENEW = 30, 12 * 3600   # renewal at half the lease time, within these bounds (s)
 DEFAULT_PREFIX = 24                    # no netmask option: what this client always assumed
 MAGIC = b"\x63\x82\x53\x63"
@@ -102,11 +104,13 @@ def _unicast(a: ipaddress.IPv4Address) -> bool:
                 or a.is_reserved)
 
 
-def check_reply_untrusted(r: Reply) -> Offer | str:
+def check_reply_untrusted(r: Reply, avoid: Sequence[ipaddress.IPv4Network] = ()) -> Offer | str:
     """The lease an OFFER/ACK gives, or why it is not usable (the drop counter's reason). Every
     field we apply is checked here, so applying it cannot fail on what the server sent: yiaddr a
     unicast address, not its subnet's network or broadcast address; the netmask (option 1)
-    contiguous and /8../32; the router (option 3) unicast, inside the subnet, not yiaddr. The
+    contiguous and /8../32, the subnet overlapping none of `avoid` (the LAN's networks: the
+    kernel would route the LAN's packets out of the WAN, as the config refuses for a static WAN
+    address); the router (option 3) unicast, inside the subnet, not yiaddr. The
     lease time is kept as sent (renewal bounds it); DNS servers that are not unicast are left out
     (only shown: the tunnel's DNS comes from the VPN server)."""
     addr = ipaddress.IPv4Address(r.yiaddr)
@@ -124,6 +128,8 @@ def check_reply_untrusted(r: Reply) -> Offer | str:
     net = ipaddress.IPv4Interface(f"{addr}/{prefix}").network
     if net.prefixlen <= 30 and addr in (net.network_address, net.broadcast_address):
         return "unusable address"
+    if any(net.overlaps(n) for n in avoid):
+        return "overlaps the LAN"
     router = r.address_option(3)
     if 3 in r.options and router is None:
         return "bad router"
@@ -196,7 +202,8 @@ class Lease:
                     pass
 
 
-def _exchange(ifname: str, mac: bytes, drops: Drops, timeout: float = 3.0, tries: int = 5) -> Offer:
+def _exchange(ifname: str, mac: bytes, drops: Drops, avoid: Sequence[ipaddress.IPv4Network] = (),
+              timeout: float = 3.0, tries: int = 5) -> Offer:
     """DISCOVER, OFFER, REQUEST, ACK: the checked lease of the first usable offer that is ACKed."""
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
@@ -207,14 +214,14 @@ def _exchange(ifname: str, mac: bytes, drops: Drops, timeout: float = 3.0, tries
         for attempt in range(tries):
             xid = random.getrandbits(32)
             s.sendto(build_message(DISCOVER, xid, mac), ("255.255.255.255", 67))
-            got = _wait(s, xid, mac, {OFFER}, timeout, drops)
+            got = _wait(s, xid, mac, {OFFER}, timeout, drops, avoid)
             if got is None:
                 log.info("%s: no usable DHCP offer (try %d of %d)", ifname, attempt + 1, tries)
                 continue
             offer = got[1]
             assert offer is not None
             s.sendto(build_message(REQUEST, xid, mac, offer.address, offer.server), ("255.255.255.255", 67))
-            got = _wait(s, xid, mac, {ACK, NAK}, timeout, drops, offer.server)
+            got = _wait(s, xid, mac, {ACK, NAK}, timeout, drops, avoid, offer.server)
             if got is not None and got[1] is not None:
                 return got[1]
             log.info("%s: DHCP request %s", ifname, "refused (NAK)" if got else "unanswered")
@@ -225,12 +232,13 @@ def _exchange(ifname: str, mac: bytes, drops: Drops, timeout: float = 3.0, tries
 
 
 def _wait(s: socket.socket, xid: int, mac: bytes, kinds: set[int], timeout: float, drops: Drops,
-          server: str | None = None) -> tuple[Reply, Offer | None] | None:
+          avoid: Sequence[ipaddress.IPv4Network] = (), server: str | None = None) -> tuple[Reply, Offer | None] | None:
     """The first reply of `kinds` for our transaction and hardware address (from `server`, the
-    one we asked, when known) whose lease is usable (a NAK has none); None at the timeout. Each
-    reply dropped on the way is counted: the wait is bounded by time, whatever arrives."""
+    one we asked, when known) whose lease is usable (a NAK has none); None at the timeout or
+    after MAX_REPLIES datagrams. Each reply dropped on the way is counted: the wait is bounded
+    by time and count, whatever arrives."""
     end = time.monotonic() + timeout
-    while True:
+    for _ in range(MAX_REPLIES):
         left = end - time.monotonic()
         if left <= 0:
             return None
@@ -253,11 +261,13 @@ def _wait(s: socket.socket, xid: int, mac: bytes, kinds: set[int], timeout: floa
         elif r.kind == NAK:
             return r, None
         else:
-            checked = check_reply_untrusted(r)
+            checked = check_reply_untrusted(r, avoid)
             if isinstance(checked, str):
                 drops.drop(checked)
             else:
                 return r, checked
+    drops.drop("wait ended: too many replies")
+    return None
 
 
 def _apply(ifname: str, offer: Offer) -> Lease:
@@ -280,18 +290,19 @@ def _apply(ifname: str, offer: Offer) -> Lease:
                  offer.lease_time)
 
 
-def dhcp_configure(ifname: str) -> Lease:
-    """Get a lease, configure the interface, and renew at half the lease time in a daemon thread."""
+def dhcp_configure(ifname: str, avoid: Sequence[ipaddress.IPv4Network] = ()) -> Lease:
+    """Get a lease, configure the interface, and renew at half the lease time in a daemon thread.
+    `avoid`: the LAN's networks, which no lease may overlap."""
     with open(f"/sys/class/net/{ifname}/address") as f:
         mac = bytes.fromhex(f.read().strip().replace(":", ""))
     drops = Drops(ifname)
-    lease = _apply(ifname, _exchange(ifname, mac, drops))
+    lease = _apply(ifname, _exchange(ifname, mac, drops, avoid))
     log.info("%s: DHCP lease %s", ifname, lease)
 
     def renew() -> None:
         while not lease._stop.wait(renew_after(lease.lease_time)):
             try:
-                new = _apply(ifname, _exchange(ifname, mac, drops))
+                new = _apply(ifname, _exchange(ifname, mac, drops, avoid))
                 (lease.address, lease.prefixlen, lease.router, lease.dns, lease.server,
                  lease.lease_time) = (new.address, new.prefixlen, new.router, new.dns, new.server, new.lease_time)
                 log.info("%s: DHCP lease renewed: %s", ifname, new)

@@ -96,3 +96,53 @@ def test_the_checks_never_raise(data):
     r = parse_reply_untrusted(_reply(ACK, 1, "198.18.0.9")[:240] + bytes([53, 1, ACK]) + data)
     if r is not None:
         assert isinstance(check_reply_untrusted(r), (Offer, str))
+
+
+def test_a_lease_overlapping_the_lan_is_dropped():
+    """The config refuses a static WAN address overlapping the LAN; a DHCP lease is held to the
+    same (else the kernel would send the LAN's packets out of the WAN)."""
+    from ipaddress import IPv4Network
+    lan = [IPv4Network("198.18.50.0/24"), IPv4Network("198.18.70.0/24")]
+    assert check_reply_untrusted(_ack("198.18.50.77", "255.255.255.0", "198.18.50.1"), lan) == "overlaps the LAN"
+    assert check_reply_untrusted(_ack("198.18.64.9", "255.255.240.0", "198.18.64.1"), lan) == "overlaps the LAN"
+    assert isinstance(check_reply_untrusted(_ack("198.18.0.55"), lan), Offer)
+
+
+
+def _raw_ack(xid: int, chaddr: bytes = MAC, sid: str = "198.18.0.1", mask: str = "255.255.255.0") -> bytes:
+    body = bytearray(build_message(ACK, xid, chaddr)[:240])
+    body[0] = 2
+    body[16:20] = socket.inet_aton("198.18.0.55")
+    return bytes(body) + bytes([53, 1, ACK, 54, 4]) + socket.inet_aton(sid) + bytes([1, 4]) + socket.inet_aton(mask) + b"\xff"
+
+
+def _wait_on_loopback(datagrams: list[bytes], server: str | None = "198.18.0.1"):
+    from appliance.boot.dhcp_client import Drops, _wait
+    rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        rx.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+        rx.bind(("127.0.0.1", 0))
+        for d in datagrams:
+            tx.sendto(d, rx.getsockname())
+        drops = Drops("wan0", clock=lambda: 0.0)
+        return _wait(rx, 7, MAC, {ACK}, 5.0, drops, (), server), drops.counts
+    finally:
+        rx.close()
+        tx.close()
+
+
+def test_the_wait_skips_what_is_not_ours_and_takes_the_usable_reply():
+    junk = [b"x" * 300, _raw_ack(8), _raw_ack(7, chaddr=bytes(6)), _raw_ack(7, sid="198.18.0.2"),
+            _raw_ack(7, mask="255.0.255.0"), _raw_ack(7)]
+    got, counts = _wait_on_loopback(junk)
+    assert got is not None and got[1].address == "198.18.0.55"
+    assert counts == {"malformed": 1, "another transaction": 1, "another client": 1, "another server": 1,
+                      "bad netmask": 1}
+
+
+def test_a_flood_of_replies_ends_the_wait_by_count():
+    from appliance.boot.dhcp_client import MAX_REPLIES
+    got, counts = _wait_on_loopback([_raw_ack(8)] * (MAX_REPLIES + 10) + [_raw_ack(7)])
+    assert got is None
+    assert counts == {"another transaction": MAX_REPLIES, "wait ended: too many replies": 1}
