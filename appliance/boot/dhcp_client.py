@@ -234,19 +234,23 @@ def _exchange(ifname: str, mac: bytes, drops: Drops, avoid: Sequence[ipaddress.I
 def _wait(s: socket.socket, xid: int, mac: bytes, kinds: set[int], timeout: float, drops: Drops,
           avoid: Sequence[ipaddress.IPv4Network] = (), server: str | None = None) -> tuple[Reply, Offer | None] | None:
     """The first reply of `kinds` for our transaction and hardware address (from `server`, the
-    one we asked, when known) whose lease is usable (a NAK has none); None at the timeout or
-    after MAX_REPLIES datagrams. Each reply dropped on the way is counted: the wait is bounded
-    by time and count, whatever arrives."""
+    one we asked, when known) whose lease is usable; None at the timeout or after MAX_REPLIES
+    datagrams. A NAK does not end the wait: anyone on the segment can send one with the
+    server's id, so a rogue could otherwise make us drop every lease the real server ACKs (we
+    would give up at boot); an ACK that follows wins, and a NAK alone is the answer at the end
+    of the wait. Each reply dropped on the way is counted: the wait is bounded by time and
+    count, whatever arrives."""
     end = time.monotonic() + timeout
+    nak: Reply | None = None
     for _ in range(MAX_REPLIES):
         left = end - time.monotonic()
         if left <= 0:
-            return None
+            return (nak, None) if nak is not None else None
         s.settimeout(left)
         try:
             data = s.recv(4096)
         except (TimeoutError, socket.timeout):
-            return None
+            return (nak, None) if nak is not None else None
         r = parse_reply_untrusted(data)
         if r is None:
             drops.drop("malformed")
@@ -259,7 +263,9 @@ def _wait(s: socket.socket, xid: int, mac: bytes, kinds: set[int], timeout: floa
         elif server is not None and r.server_id is not None and r.server_id != server:
             drops.drop("another server")
         elif r.kind == NAK:
-            return r, None
+            if nak is not None:
+                drops.drop("repeated NAK")
+            nak = nak or r
         else:
             checked = check_reply_untrusted(r, avoid)
             if isinstance(checked, str):
@@ -267,7 +273,7 @@ def _wait(s: socket.socket, xid: int, mac: bytes, kinds: set[int], timeout: floa
             else:
                 return r, checked
     drops.drop("wait ended: too many replies")
-    return None
+    return (nak, None) if nak is not None else None
 
 
 def _apply(ifname: str, offer: Offer) -> Lease:

@@ -2,10 +2,10 @@
 DHCP server on the WAN segment, in two namespaces joined by a veth.
 
 - A rogue server that answers every DISCOVER first, with an offer the client cannot apply (a
-  non-contiguous netmask), and NAKs every REQUEST it did not offer, racing the real server: the
-  client drops the rogue's replies (counted, logged) and takes the real lease. Before, it took
-  the first offer and raised on the netmask (at boot: PID 1 powers the VM off), or gave up after
-  the rogue's NAKs.
+  non-contiguous netmask), and NAKs every REQUEST it did not offer in the real server's name
+  (option 54 copied), racing the real server: the client drops the rogue's offer (counted,
+  logged), waits past the NAK for the ACK and takes the real lease. Before, it took the first
+  offer and raised on the netmask (at boot: PID 1 powers the VM off), or gave up on the NAKs.
 - A renewal that gets the same lease leaves the WAN as it is: before, it flushed every address
   of the NIC and added the new one back, and the kernel dropped every route through the NIC with
   its last address -- the tunnel's host route to the VPN server too -- and the IPv6 addresses went
@@ -77,7 +77,7 @@ for _ in range(200):
         if want == bad:
             reply(req, 5, bad, rogue, "255.0.255.0", rogue)
         else:
-            reply(req, 6, "0.0.0.0", rogue, "", "")         # the rogue NAKs what it did not offer
+            reply(req, 6, "0.0.0.0", server, "", "")        # the rogue NAKs what it did not offer, as the server
             if want == good:
                 reply(req, 5, good, server, "255.255.255.0", server)
                 print("acked", flush=True)

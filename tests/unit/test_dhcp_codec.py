@@ -109,14 +109,16 @@ def test_a_lease_overlapping_the_lan_is_dropped():
 
 
 
-def _raw_ack(xid: int, chaddr: bytes = MAC, sid: str = "198.18.0.1", mask: str = "255.255.255.0") -> bytes:
+def _raw_ack(xid: int, chaddr: bytes = MAC, sid: str = "198.18.0.1", mask: str = "255.255.255.0",
+             kind: int = ACK) -> bytes:
     body = bytearray(build_message(ACK, xid, chaddr)[:240])
     body[0] = 2
     body[16:20] = socket.inet_aton("198.18.0.55")
-    return bytes(body) + bytes([53, 1, ACK, 54, 4]) + socket.inet_aton(sid) + bytes([1, 4]) + socket.inet_aton(mask) + b"\xff"
+    return bytes(body) + bytes([53, 1, kind, 54, 4]) + socket.inet_aton(sid) + bytes([1, 4]) + socket.inet_aton(mask) + b"\xff"
 
 
-def _wait_on_loopback(datagrams: list[bytes], server: str | None = "198.18.0.1"):
+def _wait_on_loopback(datagrams: list[bytes], server: str | None = "198.18.0.1", kinds=frozenset({ACK}),
+                      timeout: float = 5.0):
     from appliance.boot.dhcp_client import Drops, _wait
     rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -126,7 +128,7 @@ def _wait_on_loopback(datagrams: list[bytes], server: str | None = "198.18.0.1")
         for d in datagrams:
             tx.sendto(d, rx.getsockname())
         drops = Drops("wan0", clock=lambda: 0.0)
-        return _wait(rx, 7, MAC, {ACK}, 5.0, drops, (), server), drops.counts
+        return _wait(rx, 7, MAC, set(kinds), timeout, drops, (), server), drops.counts
     finally:
         rx.close()
         tx.close()
@@ -146,3 +148,12 @@ def test_a_flood_of_replies_ends_the_wait_by_count():
     got, counts = _wait_on_loopback([_raw_ack(8)] * (MAX_REPLIES + 10) + [_raw_ack(7)])
     assert got is None
     assert counts == {"another transaction": MAX_REPLIES, "wait ended: too many replies": 1}
+
+
+def test_an_ack_after_a_nak_wins_and_a_nak_alone_is_the_answer():
+    """Anyone can NAK in the server's name; the real server's ACK for the same REQUEST wins."""
+    from appliance.boot.dhcp_client import NAK
+    got, counts = _wait_on_loopback([_raw_ack(7, kind=NAK), _raw_ack(7, kind=NAK), _raw_ack(7)], kinds={ACK, NAK})
+    assert got is not None and got[0].kind == ACK and got[1] is not None and counts == {"repeated NAK": 1}
+    got, _ = _wait_on_loopback([_raw_ack(7, kind=NAK)], kinds={ACK, NAK}, timeout=0.3)
+    assert got is not None and got[0].kind == NAK and got[1] is None
