@@ -9,7 +9,7 @@ DHCP server on the WAN segment, in two namespaces joined by a veth.
 - A renewal that gets the same lease leaves the WAN as it is: before, it flushed every address
   of the NIC and added the new one back, and the kernel dropped every route through the NIC with
   its last address -- the tunnel's host route to the VPN server too -- and the IPv6 addresses went
-  with the flush.
+  with the flush (at boot too: the link-local address the NIC had just made).
 """
 from __future__ import annotations
 
@@ -144,7 +144,13 @@ def test_a_rogue_dhcp_server_neither_stops_the_client_nor_gives_it_its_lease(wan
 def test_a_renewal_with_the_same_lease_keeps_the_wan_routes_and_ipv6(wan):
     _srv, cli, _sdev, cdev = wan
     apply = f"{sys.executable} -c '{APPLY}' {cdev}"
+    end = time.monotonic() + 10
+    while time.monotonic() < end and not any(a.startswith("fe80:") for a in _addresses(cli, cdev)):
+        time.sleep(0.05)
+    link_local = [a for a in _addresses(cli, cdev) if a.startswith("fe80:")]
+    assert link_local, _addresses(cli, cdev)
     cli.run(f"{apply} {GOOD} {SERVER}")                                    # the lease at boot
+    assert link_local[0] in _addresses(cli, cdev)                          # the WAN's IPv6 link-local stays
     cli.run(f"ip route add {VPN_SERVER}/32 via {SERVER} dev {cdev}")        # the tunnel's host route
     cli.run(f"ip -6 addr add 2001:db8:60::10/64 dev {cdev} nodad")           # the WAN's static IPv6
     cli.run(f"{apply} {GOOD} {SERVER}")                                    # the renewal: same lease
