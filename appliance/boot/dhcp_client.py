@@ -94,7 +94,7 @@ class Drops:
         if now >= self._next_log:
             self._next_log = now + self.LOG_EVERY
             log.info("%s: DHCP replies dropped: %s", self.ifname,
-                        ", ".join(f"{k}={v}" for k, v in sorted(self.counts.items())))
+                     ", ".join(f"{k}={v}" for k, v in sorted(self.counts.items())))
 
 
 def _unicast(a: ipaddress.IPv4Address) -> bool:
@@ -110,9 +110,9 @@ def check_reply_untrusted(r: Reply, avoid: Sequence[ipaddress.IPv4Network] = ())
     unicast address, not its subnet's network or broadcast address; the netmask (option 1)
     contiguous and /8../32, the subnet overlapping none of `avoid` (the LAN's networks: the
     kernel would route the LAN's packets out of the WAN, as the config refuses for a static WAN
-    address); the router (option 3) unicast, inside the subnet, not yiaddr. The
-    lease time is kept as sent (renewal bounds it); DNS servers that are not unicast are left out
-    (only shown: the tunnel's DNS comes from the VPN server)."""
+    address); the router (option 3, its first address) unicast, inside the subnet, not yiaddr.
+    The lease time is kept as sent (renewal bounds it); DNS servers that are not unicast are left
+    out (only shown: the tunnel's DNS comes from the VPN server)."""
     addr = ipaddress.IPv4Address(r.yiaddr)
     if not _unicast(addr):
         return "unusable address"
@@ -130,9 +130,7 @@ def check_reply_untrusted(r: Reply, avoid: Sequence[ipaddress.IPv4Network] = ())
         return "unusable address"
     if any(net.overlaps(n) for n in avoid):
         return "overlaps the LAN"
-    router = r.address_option(3)
-    if 3 in r.options and router is None:
-        return "bad router"
+    router = r.address_option(3)       # shorter than 4 bytes: no router, as before (on-link only)
     if router is not None:
         gw = ipaddress.IPv4Address(router)
         if (not _unicast(gw) or gw == addr or gw not in net

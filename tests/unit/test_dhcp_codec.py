@@ -157,3 +157,8 @@ def test_an_ack_after_a_nak_wins_and_a_nak_alone_is_the_answer():
     assert got is not None and got[0].kind == ACK and got[1] is not None and counts == {"repeated NAK": 1}
     got, _ = _wait_on_loopback([_raw_ack(7, kind=NAK)], kinds={ACK, NAK}, timeout=0.3)
     assert got is not None and got[0].kind == NAK and got[1] is None
+
+
+def test_a_router_option_shorter_than_an_address_is_no_router():
+    o = check_reply_untrusted(_ack(router=None, extra=bytes([3, 0])))
+    assert isinstance(o, Offer) and o.router is None
