@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import getpass
+import ipaddress
 import logging
 import os
 import socket
@@ -86,6 +87,14 @@ def lan_networks(cfg: ApplianceConfig, lan_if: str | None) -> list[str]:
     return nets
 
 
+def lan_networks4(cfg: ApplianceConfig) -> list[ipaddress.IPv4Network]:
+    """The LAN's IPv4 networks (its own and `[lan] routes`'): no WAN DHCP lease may overlap them."""
+    if cfg.lan is None:
+        return []
+    nets = [cfg.lan.address.network, *(r.network for r in cfg.lan.routes or ())]
+    return [n for n in nets if isinstance(n, ipaddress.IPv4Network)]
+
+
 def install_rules(cfg: ApplianceConfig, wan_if: str, lan_if: str | None, endpoints: list[Endpoint],
                   undo: Undo, wan_ipv6: bool = False) -> str:
     """Kill switch + NAT, before the tunnel exists; returns the ruleset text (for logs/tests)."""
@@ -143,7 +152,7 @@ def run_toml(path: str, verbose: int = 0) -> int:
             socket.sethostname(cfg.appliance.hostname)
             if cfg.wan.dns:
                 write_resolv_conf(cfg.wan.dns)
-        wan_if = configure_nic(cfg.wan, undo)
+        wan_if = configure_nic(cfg.wan, undo, avoid=lan_networks4(cfg))
         lan_if = configure_nic(cfg.lan, undo) if cfg.lan is not None else None
         if lan_if is not None:
             enable_forwarding(undo, ipv6=lan_address6(cfg.lan, lan_if) is not None)

@@ -51,6 +51,7 @@ PRE_TUNNEL_LEASE = 300       # lease time before anything was pushed (so renewal
 MAX_LEASES = 4096            # lease table cap (offers + bound), besides the static leases
 SWEEP_EVERY = 10.0           # at most this often, a full scan for expired entries when the table is full
 RATE, BURST = 200.0, 400.0   # messages handled per second (token bucket): a flood's CPU share is bounded
+CLIENT_RATE, CLIENT_BURST = 1.0, 8.0   # ... from a bound lease's own address: its own bucket (see handle)
 BROADCAST = "255.255.255.255"
 
 
@@ -60,6 +61,18 @@ class Lease:
     addr: int
     expires: float
     bound: bool              # False: offered, waiting for the REQUEST
+    tokens: float = CLIENT_BURST     # the rate limit of messages from this lease's address
+    refilled: float | None = None
+
+    def take_token(self, now: float) -> bool:
+        """One message from this lease's address may be handled (CLIENT_RATE a second)."""
+        if self.refilled is not None:
+            self.tokens = min(CLIENT_BURST, self.tokens + max(0.0, now - self.refilled) * CLIENT_RATE)
+        self.refilled = now
+        if self.tokens < 1.0:
+            return False
+        self.tokens -= 1.0
+        return True
 
 
 @dataclass(frozen=True)
@@ -153,14 +166,26 @@ class DhcpServer:
         the replies to send (none for most drops). Never raises for
         any input (dhcp_codec.BadRequest is the only failure it expects, and it is counted).
         Beyond RATE messages a second (BURST at once) the rest are dropped unread: a LAN flood
-        costs the pump the tunnel shares at most that much work (a real LAN needs a few a second)."""
-        last, self._refilled = self._refilled, now
-        if last is not None:
-            self._tokens = min(BURST, self._tokens + max(0.0, now - last) * RATE)
-        if self._tokens < 1.0:
-            self._drop("rate limited")
-            return []
-        self._tokens -= 1.0
+        costs the pump the tunnel shares at most that much work (a real LAN needs a few a second).
+        A message whose IP source is the address of a bound lease (a renewal, a rebinding, an
+        INFORM or RELEASE from a configured client) is counted in that lease's own bucket
+        instead (CLIENT_RATE a second): one host flooding DISCOVERs from 0.0.0.0 -- it starves new
+        clients, as on any shared segment -- must not also keep every configured client from
+        renewing until its lease runs out; a flood forged from one lease's address holds up only
+        that lease's messages. The check is one dict lookup, before any decoding."""
+        held = self.by_addr.get(int(source)) if source is not None and not source.is_unspecified else None
+        if held is not None and held.bound:
+            if not held.take_token(now):
+                self._drop("rate limited (one client's address)")
+                return []
+        else:
+            last, self._refilled = self._refilled, now
+            if last is not None:
+                self._tokens = min(BURST, self._tokens + max(0.0, now - last) * RATE)
+            if self._tokens < 1.0:
+                self._drop("rate limited")
+                return []
+            self._tokens -= 1.0
         try:
             req = c.decode_request_untrusted(data)
         except c.BadRequest as e:

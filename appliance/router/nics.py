@@ -12,7 +12,7 @@ import logging
 import os
 import socket
 import time
-from typing import Callable
+from typing import Callable, Sequence
 
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
@@ -95,25 +95,27 @@ def add_default_route(gateway: ipaddress.IPv4Address | ipaddress.IPv6Address, un
         log.warning("a default route exists already; kept it (not via %s)", gateway)
 
 
-def configure_dhcp(ifname: str, undo: Undo) -> None:
-    """DHCP on the WAN (boot/dhcp_client.py); the lease is released again on the way out."""
+def configure_dhcp(ifname: str, undo: Undo, avoid: Sequence[ipaddress.IPv4Network] = ()) -> None:
+    """DHCP on the WAN (boot/dhcp_client.py); the lease is released again on the way out. No
+    lease overlapping `avoid` (the LAN's networks) is taken."""
     with IPRoute() as ipr:
         ipr.link("set", index=ipr.link_lookup(ifname=ifname)[0], state="up")
-    lease = dhcp_client.dhcp_configure(ifname)
+    lease = dhcp_client.dhcp_configure(ifname, avoid)
     undo.push(f"DHCP on {ifname}", lease.stop)
     log.info("%s: configured by DHCP (%s)", ifname, lease)
 
 
-def configure_nic(nic: Wan | Lan, undo: Undo) -> str:
+def configure_nic(nic: Wan | Lan, undo: Undo, avoid: Sequence[ipaddress.IPv4Network] = ()) -> str:
     """Find the NIC (by name or MAC), give it its addresses (static or DHCP; IPv6 static or
-    SLAAC on the WAN, static or derived on the LAN); returns its name."""
+    SLAAC on the WAN, static or derived on the LAN); returns its name. `avoid`: networks a WAN
+    DHCP lease must not overlap (the LAN's; the config checks a static WAN address itself)."""
     _, ifname = find_link(nic.name, nic.mac)
     if nic.mac:
         log.info("%s: the NIC with MAC %s (%s)", ifname, nic.mac, "wan" if isinstance(nic, Wan) else "lan")
     if isinstance(nic, Wan):
         _ipv6_sysctls(ifname, undo, slaac=nic.slaac)
     if isinstance(nic, Wan) and nic.dhcp:
-        configure_dhcp(ifname, undo)
+        configure_dhcp(ifname, undo, avoid)
     else:
         assert nic.address is not None
         configure_static(ifname, nic.address, undo)

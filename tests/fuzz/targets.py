@@ -21,6 +21,7 @@ method message".
 from __future__ import annotations
 
 import importlib
+import ipaddress
 from dataclasses import dataclass
 from typing import Callable
 
@@ -444,9 +445,14 @@ def dhcp_decoder():
 
 def make_dhcp():
     parse = dhcp_decoder()
+    from appliance.boot import dhcp_client
+    check = getattr(dhcp_client, "check_reply_untrusted", None)
+    lan = [ipaddress.IPv4Network("198.18.50.0/24")]
 
     def one(data: bytes) -> None:
-        parse(data)          # documented: "never raises"; None for anything it does not take
+        r = parse(data)      # documented: "never raises"; None for anything it does not take
+        if r is not None and check is not None:
+            check(r, lan)    # the lease checks too: a str (why not) or an Offer, never an exception
     return one
 
 
@@ -504,7 +510,8 @@ def make_dhcp_server():
     First byte: mode. Even: the bytes after it are the datagram as it came from the LAN. Odd: a valid
     BOOTREQUEST header (chaddr from bytes 1..6) is put in front and the rest are the options, and
     the rest is split at b"\\xfe\\xfe" into several messages from that client, fed to one server at
-    growing times, so the fuzzer reaches the lease states (offer, bind, decline, expiry)."""
+    growing times from IP sources picked by the first byte, so the fuzzer reaches the lease states
+    (offer, bind, decline, expiry) and both rate limits."""
     import struct
     from ipaddress import IPv4Address, IPv4Interface
     from appliance.lan.dhcp_codec import MAGIC
@@ -512,6 +519,9 @@ def make_dhcp_server():
     from appliance.openvpn.keymethod import PushedOptions
 
     pushed = PushedOptions(dns=["198.19.0.1"], dhcp_options=[("DOMAIN", "vpn.test"), ("DOMAIN-SEARCH", "a.vpn.test")])
+    # The IP source of each message (bound leases' addresses have their own rate limit)
+    sources = [None, IPv4Address(0), IPv4Address("198.18.50.100"), IPv4Address("198.18.50.101"),
+               IPv4Address("198.18.50.10")]
 
     def one(data: bytes) -> None:
         s = DhcpServer(IPv4Interface("198.18.50.1/24"), IPv4Address("198.18.50.100"), IPv4Address("198.18.50.103"),
@@ -522,7 +532,7 @@ def make_dhcp_server():
             hdr = struct.pack("!BBBBIHH4s4s4s4s16s", 1, 1, 6, 0, 7, 0, 0, bytes(4), bytes(4), bytes(4), bytes(4),
                               mac.ljust(16, b"\0")) + bytes(192) + MAGIC
             for i, opts in enumerate(data[7:].split(b"\xfe\xfe")[:16]):
-                s.handle(hdr + opts, 1.0 + 200.0 * i)
+                s.handle(hdr + opts, 1.0 + 200.0 * i, sources[((data[0] >> 1) + i) % len(sources)])
         else:
             s.handle(data[1:], 1.0)
     return one

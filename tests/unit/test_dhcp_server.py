@@ -526,6 +526,24 @@ def test_drop_counters_are_logged_at_a_limited_rate(caplog):
     assert lines == ["DHCP server drops: short=1", "DHCP server drops: short=1000"]
 
 
+def test_a_flood_of_discovers_does_not_keep_configured_clients_from_renewing():
+    """One host flooding DISCOVERs (from 0.0.0.0, any chaddr) empties the shared bucket; a bound
+    client's renewal and rebinding come from its own address and have a bucket of their own. A
+    flood forged from one lease's address holds up only that lease's messages."""
+    from appliance.lan.dhcp_server import BURST, CLIENT_BURST
+    s = server()
+    a, b = lease(s, mac(1)), lease(s, mac(2))
+    flood = sum(len(s.handle(msg(c.DISCOVER, mac(100 + i)), 200.0, IPv4Address(0))) for i in range(2 * int(BURST)))
+    assert flood < 2 * BURST and s.drops["rate limited"] > 0
+    renew = s.handle(msg(c.REQUEST, mac(1), ciaddr=str(a)), 200.0, a)                       # RENEWING, unicast
+    assert [Got(r).kind for r in renew] == [c.ACK] and renew[0].dest == str(a)
+    rebind = s.handle(msg(c.REQUEST, mac(2), ciaddr=str(b), flags=c.BROADCAST_FLAG), 200.0, b)   # REBINDING
+    assert [Got(r).kind for r in rebind] == [c.ACK]
+    forged = sum(len(s.handle(msg(c.REQUEST, mac(1), ciaddr=str(a)), 201.0, a)) for _ in range(100))
+    assert forged == CLIENT_BURST and s.drops["rate limited (one client's address)"] > 0
+    assert [Got(r).kind for r in s.handle(msg(c.REQUEST, mac(2), ciaddr=str(b)), 201.0, b)] == [c.ACK]
+
+
 def test_a_flood_is_rate_limited_and_service_resumes():
     from appliance.lan.dhcp_server import BURST, RATE
     s = server()

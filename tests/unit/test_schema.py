@@ -288,3 +288,13 @@ def test_lan_routes_load_and_bad_ones_fail_with_their_line(tmp_path):
         assert any(want in w for w in whys), (want, whys)
     p = write(tmp_path, FULL.replace("nat = false", 'ipv6 = false\nroutes = ["fd18:60::/64"]'))
     assert errors_of(p) == [f"{p}:15: lan.routes: fd18:60::/64: IPv6 with `ipv6 = false`"]
+
+
+def test_a_wan_dhcp_lease_may_not_overlap_the_lan_networks(tmp_path):
+    """What the WAN's DHCP client is told to refuse (boot/dhcp_client.py `avoid`): the LAN's IPv4
+    network and `[lan] routes`, as the config refuses them for a static WAN address."""
+    from appliance.run_toml import lan_networks4
+    text = FULL.replace("nat = false", 'nat = false\nroutes = ["198.18.60.0/24 via 198.18.50.254", "fd18:60::/64 via fe80::1"]'
+                        '\naddress6 = "fd18:50::1/64"')
+    cfg = load_appliance_config(write(tmp_path, text))
+    assert lan_networks4(cfg) == [cfg.lan.address.network, ipaddress.IPv4Network("198.18.60.0/24")]
