@@ -1,0 +1,140 @@
+"""The server's receive path per data packet, in memory: one client's sealed TCP segments through
+ServerDataPath.from_link (dispatch, open, replay window, source check, route) into the TUN's
+GroBatch (merging on the local-delivery path, as a bulk upload to the server's own address takes),
+a batch taken every 32 packets as the pump flushes. No I/O, so it isolates the Python the
+receiving server spends per packet from system calls and the kernel's share.
+
+Why instructions: on this shared host CPU time per packet moves run to run by 1.5-2x with other
+load and with the host itself (README, issue 11), while `valgrind --tool=callgrind` counts the same
+instructions for the same code and input whatever else runs. `--callgrind` runs each tree twice
+under it (with and without the measured packets) and prints the difference per packet; without
+it, CPU time per packet (process time, several rounds).
+
+    python -m lab.server_path [--packets 20000] [--rounds 3] [--callgrind] [--baseline DIR]
+
+`--baseline DIR`: another checkout's `appliance` (`git archive <commit> appliance | tar -x -C DIR`)
+measured the same way, interleaved, for a before/after.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+# Runs in a child: argv = root packets measure(0/1). Prints "cpu_us_per_packet".
+_CHILD = r"""
+import socket, struct, sys, time
+root, n, measure = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "1"
+sys.meta_path[:] = [f for f in sys.meta_path if '__editable__' not in (getattr(f, '__module__', '') or type(f).__module__)]
+sys.path.insert(0, root)
+from cryptography.hazmat.primitives import serialization
+from cryptography.x509.oid import ExtendedKeyUsageOID as EKU
+from appliance.certs import issue
+from appliance.openvpn import wrapping
+from appliance.openvpn.datapath import ServerDataPath
+from appliance.openvpn.server import AddressPool, ServerDispatcher, ServerSettings
+from appliance.openvpn.session import Role, Session, SessionConfig
+from appliance.openvpn.tls import TlsSettings
+from appliance.tun.flow_owner import FlowOwners
+from appliance.tun.offload import GroBatch
+pem = lambda c: c.public_bytes(serialization.Encoding.PEM)
+kpem = lambda k: k.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+ca = issue("CA", None, None); srv = issue("server", ca, EKU.SERVER_AUTH); cli = issue("client", ca, EKU.CLIENT_AUTH)
+stls = TlsSettings(pem(ca[0]), pem(srv[0]), kpem(srv[1]), True, remote_cert_tls="client")
+st = ServerSettings(session_config=lambda pid: SessionConfig(Role.SERVER, stls, None, peer_id=pid, ping=10, ping_restart=60,
+                                                             data_ciphers=["AES-256-GCM"]),
+                    protection="none", pool=AddressPool("198.19.0.0", "255.255.255.0", "subnet"), push=[])
+d = ServerDispatcher(st, 0.0)
+c = Session(SessionConfig(Role.CLIENT, TlsSettings(pem(ca[0]), pem(cli[0]), kpem(cli[1]), False, remote_cert_tls="server"),
+                          wrapping.PlainWrapper, data_ciphers=["AES-256-GCM"]), 0.0)
+c.start(0.0)
+addr = ("198.18.0.3", 40000)
+for _ in range(60):
+    moved = 0
+    for p in c.take_outgoing():
+        d.receive(p, addr, 0.5); moved += 1
+    for p, a in d.take_outgoing():
+        c.receive(p, 0.5); moved += 1
+    if not moved:
+        break
+assert c.established and d.clients and d.clients[0].session.established, "in-memory handshake failed"
+src, dst = socket.inet_aton(c.pushed.ifconfig[0]), socket.inet_aton("198.19.0.1")
+MSS = 1348
+def seg(seq):
+    tcp = struct.pack("!HHIIBBHHH", 40000, 5201, seq, 1, 0x50, 0x10, 512, 0, 0) + bytes(MSS)
+    return struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(tcp), 1, 0x4000, 64, 6, 0, src, dst) + tcp
+wires = [bytes(c.encrypt(seg(1 + i * MSS))) for i in range(n)]
+dp = ServerDataPath(d, lambda cipher, v2: None, True)
+fo = FlowOwners()
+fo.cache[src + dst + struct.pack("!HH", 40000, 5201)] = (True, float("inf"))   # owned: as the bench's iperf3 flow
+batch = GroBatch(local=frozenset([dst]), owner=fo.owned)
+sends = {}
+frm, add = dp.from_link, batch.add
+if not measure:
+    wires = []
+t = time.process_time()
+for i, w in enumerate(wires):
+    frm(w, addr, 1.0, add, sends)
+    if i & 31 == 31:
+        batch.take()
+dt = time.process_time() - t
+if measure:
+    assert d.clients[0].session.data_authenticated == n and not d.stats.get("inner packet with a source the client does not own")
+print(f"{dt / max(n, 1) * 1e6:.3f}")
+"""
+
+
+def _child(root: str, packets: int, measure: bool, callgrind: bool) -> tuple[float, int | None]:
+    """-> (CPU us per packet, instructions in the whole run or None)."""
+    cmd = [sys.executable, "-c", _CHILD, root, str(packets), "1" if measure else "0"]
+    instr = None
+    with tempfile.TemporaryDirectory() as tmp:
+        if callgrind:
+            cmd = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={tmp}/cg.out"] + cmd
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=3600, cwd=tmp)
+        if r.returncode != 0:
+            raise RuntimeError(f"child failed ({root}):\n{r.stderr[-3000:]}")
+        if callgrind:
+            m = re.search(r"Collected : (\d+)", r.stderr)
+            if m is None:
+                raise RuntimeError(f"no instruction count from callgrind:\n{r.stderr[-2000:]}")
+            instr = int(m.group(1))
+    return float(r.stdout.strip().splitlines()[-1]), instr
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--packets", type=int, default=None, help="per run (default 20000; 2000 with --callgrind)")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--callgrind", action="store_true", help="count instructions (valgrind), not CPU time")
+    ap.add_argument("--baseline", help="another checkout's root (holding appliance/), measured the same way")
+    a = ap.parse_args(argv)
+    if a.callgrind and shutil.which("valgrind") is None:
+        print("--callgrind needs valgrind (apt-get install valgrind)", file=sys.stderr)
+        return 2
+    n = a.packets or (2000 if a.callgrind else 20000)
+    trees = [("this tree", str(REPO))] + ([("baseline", os.path.abspath(a.baseline))] if a.baseline else [])
+    what = "instructions per packet (callgrind)" if a.callgrind else "CPU us per packet"
+    print(f"server receive path in memory: {n} AES-256-GCM TCP segments of 1400 bytes, one client, {what}")
+    rounds = 1 if a.callgrind else a.rounds
+    for r in range(rounds):
+        for name, root in trees:
+            cpu, total = _child(root, n, True, a.callgrind)
+            if a.callgrind:
+                _, base = _child(root, n, False, True)
+                assert total is not None and base is not None
+                print(f"  {name:10} {(total - base) / n:10,.0f} instructions per packet")
+            else:
+                print(f"  round {r + 1}: {name:10} {cpu:8.2f} us per packet")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
