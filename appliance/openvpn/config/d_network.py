@@ -127,7 +127,9 @@ def _connect_retry(p: ParseState, d: str, a: list[str], inline: str | None) -> N
     if len(a) > 1:
         m = p.int_arg(d, a[1], 1, 86400)
         if m is not None:
-            p.set("connect_retry_max", float(m))
+            # Never below the first: OpenVPN 2.6 takes max(M, N) (options.c), so `connect-retry
+            # 30 5` waits 30 s, not 5.
+            p.set("connect_retry_max", float(max(m, n or 0)))
 
 
 @reg.apply("connect-retry-max", why="give up after this many attempts", sets=("connect_retry_max_count",),
