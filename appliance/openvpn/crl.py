@@ -49,7 +49,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 from cryptography.x509.name import _ASN1Type
 
 from .keymethod import remap_name
-from .regular_file import read_regular_file
+from .regular_file import CRL, read_regular_file
 from .tls import CERT_UNREADABLE, ONE_BYTE_STRING_TYPES, common_name, name_common_name, openvpn_name
 
 
@@ -364,7 +364,7 @@ def read_crls(data: bytes | None, why_not: str | None, shown: str, cas: Sequence
 def read_crl_file(path: str, cas: Sequence[x509.Certificate]) -> CrlState:
     """read_crls of the file at `path` (a worker's job)."""
     try:
-        data = read_regular_file(path)
+        data = read_regular_file(path, CRL)
     except OSError as e:
         return read_crls(None, e.strerror or str(e), path, cas)
     return read_crls(data, None, path, cas)
