@@ -11,7 +11,8 @@ and OPTION_LINE_SIZE: read_config_file reads a line with fgets into 257 bytes an
 the read filled 256, so a line of 255 bytes or more before its LF (a CR counts; 256 for a last line
 without LF) is refused, comments and blank lines too -- measured with Debian's 2.6.14 ("Maximum
 option line length (256) exceeded"), which also applies it to client-config-dir files and
-client-connect output (logged there, the line read in pieces). Inline blocks are read in pieces of
+client-connect output (logged there, the line then read in pieces, each parsed as a line: here
+that file refuses its client, as any line of it we cannot read). Inline blocks are read in pieces of
 any length, so certificates and keys are subject to none of these limits. A UTF-8 byte-order mark
 before the first line is skipped (its 3 bytes count), as OpenVPN skips it.
 """
