@@ -32,7 +32,13 @@ def test_a_poll_timeout_has_no_pause():
     assert restart_pause(5, 300, 100, 1, server_backoff=40, poll_timeout=True) == 0
 
 
-def test_connect_retry_maximum_is_never_below_its_seconds():
-    """options.c: connect_retry_seconds_max = max(M, N)."""
-    o = parse_config("client\nremote 198.18.0.1\nconnect-retry 30 5\n<ca>\nX\n</ca>\n", "/p/c.ovpn")
-    assert (o.connect_retry, o.connect_retry_max) == (30, 30)
+@pytest.mark.parametrize("line, seconds, most", [
+    ("connect-retry 30 5", 30, 30),           # options.c: connect_retry_seconds_max = max(M, N)
+    ("connect-retry 5 0", 5, 5),
+    ("connect-retry 100000", 65535, 300),     # N cut to 0xFFFF ("truncated"), M left at 300
+    ("connect-retry 5 100000", 5, 100000),
+])
+def test_connect_retry_values_read_as_openvpn_reads_them(line, seconds, most):
+    """Each was refused here (N above 86400, M below 1 or above 86400) or read otherwise."""
+    o = parse_config(f"client\nremote 198.18.0.1\n{line}\n<ca>\nX\n</ca>\n", "/p/c.ovpn")
+    assert (o.connect_retry, o.connect_retry_max) == (seconds, most)
