@@ -40,3 +40,19 @@ def test_the_pauses_between_attempts_are_openvpns(lab, procs):
         seen[kind] = [int(n) for n in re.findall(PAUSE_LINE[kind], p.log())][:PAUSES]
     assert seen["openvpn"] == EXPECTED, seen       # the premise: what 2.6.14 does
     assert seen["ours"] == seen["openvpn"], seen
+
+
+POLL_LINE = {"ours": "(server-poll-timeout)", "openvpn": "Server poll timeout, restarting"}
+
+
+def test_no_pause_after_a_server_poll_timeout(lab, procs):
+    """Two silent UDP remotes, `server-poll-timeout 2`: 2.6 restarts at once after each poll
+    timeout, round after round (its restart_sleep_seconds -1); ours paused after each round."""
+    profile = client_profile(lab.pki, "udp", remotes=[(SRV_IP, 7001, "udp"), (SRV_IP, 7002, "udp")],
+                             extra="connect-retry 3 10\nserver-poll-timeout 2\n")
+    clients = {"openvpn": lab.openvpn(lab.cli, profile, "poll-openvpn", wait=0),
+               "ours": lab.ours(lab.cli, profile, "poll-ours", wait=0)}
+    procs.extend(clients.values())
+    for kind, p in clients.items():
+        assert p.wait_count(POLL_LINE[kind], 5, 60), p.log()[-3000:]
+        assert not re.search(PAUSE_LINE[kind], p.log()), p.log()[-3000:]
