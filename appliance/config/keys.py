@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import sys
 
-from ..openvpn.regular_file import read_regular_file
+from ..openvpn.regular_file import CONFIG, read_regular_file
 from .table import (BOOL, FILE, HOSTNAME, IFNAME, IPV4, IPV4_INTERFACE, IPV6, IPV6_INTERFACE, MAC, TEXT, Got,
                     Key, Section, enum, list_of, update_readme)
 from .table import ADDRESSES_BY_MAC, integer  # the DHCP server's keys; [appliance] status_interval
@@ -274,7 +274,7 @@ def config_or_inline(s: Got) -> None:
     if s["config"] is not None:
         full = s["config"]
         try:        # a regular file only: a FIFO named by mistake hung the start, /dev/zero grew it
-            text = read_regular_file(full).decode("utf-8", "replace")
+            text = read_regular_file(full, CONFIG).decode("utf-8", "replace")
         except OSError as e:
             s.err("config", f"cannot read {s.raw['config']}: {e.strerror or e}")
             return

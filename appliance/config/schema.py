@@ -27,7 +27,7 @@ from typing import Callable
 from ..openvpn.errors import ConfigError
 from ..openvpn.config import ConfigErrors, Options, parse_config, render_options
 from ..openvpn.config.lexer import split_lines
-from ..openvpn.regular_file import read_regular_file
+from ..openvpn.regular_file import CONFIG, read_limited, read_regular_file
 from ..openvpn.settings import check_key_material
 from ..openvpn.tls import TlsSettings
 from .keys import APPLIANCE, LAN, LOG_LEVELS, ROLES, SECTIONS, VPN, WAN  # noqa: F401 (LOG_LEVELS, ROLES: re-exported)
@@ -220,10 +220,10 @@ def load_appliance_config(path: str, again: bool = False) -> ApplianceConfig:
     would wait for a writer, every client's packets waiting behind it)."""
     try:
         if again:
-            text = read_regular_file(path).decode("utf-8")
+            text = read_regular_file(path, CONFIG).decode("utf-8")
         else:
-            with open(path, "rb") as f:
-                text = f.read().decode("utf-8")
+            with open(path, "rb") as f:           # a pipe too, at start (its size unknown)
+                text = read_limited(f, CONFIG, path).decode("utf-8")
     except OSError as e:
         raise ConfigError(f"cannot read: {e.strerror or e}", path) from None
     except UnicodeDecodeError as e:

@@ -31,6 +31,7 @@ from .loghold import LogHold
 from .loop import Faults, Pump, Signals, Waiter, freeze_startup_heap, run_gateway
 from .observers import ClientCounters, TunnelObserver, TunnelState
 from .ports import Clock, PortGone, Ports, TunPort
+from .restart_pause import restart_pause
 from .status import vm_rss
 
 log = logging.getLogger("vpn-appliance")
@@ -42,7 +43,6 @@ DROP_LOG_EVERY = 5.0
 # 2-core machine any CPU we spend while the server and the first packet's path need it shows
 # up in the time to the first packet; 20 ms on, the burst is over.
 AFTER_UP_DELAY = 0.02
-AUTH_RETRY_PAUSE = 10.0        # s: OpenVPN's restart pause with auth-retry nointeract
 
 
 class Lazy:
@@ -110,7 +110,6 @@ class ClientGateway:
         # Remotes begun since the last tunnel was up (OpenVPN's unsuccessful_attempts), for
         # connect-retry-max N: the run ends once each remote was tried N times in vain.
         self.unsuccessful = 0
-        self.delay = opts.connect_retry
         self.conn: Connection | None = None
         self.tun_watched: TunPort | None = None
         self.result: int | None = None          # exit status once the gateway has finished
@@ -309,7 +308,7 @@ class ClientGateway:
                 link = UdpLink(self.ports.udp(None, addr))
         except (OSError, ConnectionError) as e:
             log.warning("cannot reach %s:%d (%s): %s", remote.host, remote.port, remote.proto, e)
-            self._schedule_retry(was_up=False)
+            self._schedule_retry()
             return
         cfg = client_session_config(self.opts, remote.proto, self.username, self.password, self.advertise_ekm)
         cfg.auth_token = self.auth_token
@@ -328,10 +327,10 @@ class ClientGateway:
         s.prime()                        # TLS's first flight, before the reset goes out
         self._after_engine(c)
 
-    def _schedule_retry(self, was_up: bool, pause: bool = False, backoff: int = 0) -> None:
-        """Next remote at once, except after a full round of the list, a lost tunnel or before
-        the same remote again (`pause`: a server that refuses us again and again, AUTH_FAILED,TEMP,
-        must not get a reconnect loop), or when the server asked for `backoff` seconds: backoff."""
+    def _schedule_retry(self, backoff: int = 0, poll_timeout: bool = False) -> None:
+        """The next attempt after OpenVPN 2.6's restart pause (restart_pause.py), whatever ended
+        this one and whichever remote comes next; `backoff`: the least wait the server asked
+        for; `poll_timeout`: the attempt ended at server-poll-timeout (no pause then)."""
         self._close_conn()
         if self._stop_at is not None:
             # The connection ended during explicit-exit-notify's wait: no reconnect, the end
@@ -339,25 +338,12 @@ class ClientGateway:
             self._stop_now()
         if self.result is not None:
             return
-        if was_up:
-            self.delay = self.opts.connect_retry
-        if (self.attempt % len(self.remotes) == 0 and not self._more) or was_up or pause or backoff:
-            wait = self.delay
-            if self.opts.auth_retry:
-                # As OpenVPN 2.6 (init.c socket_restart_pause): with auth-retry nointeract every
-                # restart waits 10 s, up to connect-retry-max, so that a server refusing the
-                # password is not asked again every second.
-                wait = min(max(wait, AUTH_RETRY_PAUSE), self.opts.connect_retry_max)
-            if backoff:
-                # AUTH_FAILED,TEMP[backoff N], as OpenVPN 2.6 (init.c socket_restart_pause): at
-                # least N s before the next attempt, whichever remote, this once; at most
-                # connect-retry's maximum, so a hostile N cannot park the client for good.
-                wait = min(max(wait, backoff), self.opts.connect_retry_max)
+        o = self.opts
+        wait = restart_pause(o.connect_retry, o.connect_retry_max, self.unsuccessful, len(self.remotes),
+                             o.auth_retry, backoff, poll_timeout)
+        if wait:
             log.info("restarting in %.0f s", wait)
-            self.pump.timers.arm("reconnect", self.clock() + wait, self._connect_next)
-            self.delay = min(self.delay * 2, self.opts.connect_retry_max)
-        else:
-            self.pump.timers.arm("reconnect", self.clock(), self._connect_next)
+        self.pump.timers.arm("reconnect", self.clock() + wait, self._connect_next)
 
     def _close_conn(self) -> None:
         c, self.conn = self.conn, None
@@ -379,7 +365,9 @@ class ClientGateway:
         if c is not None and not c.was_up:
             log.warning("no answer from %s within %.0f s (server-poll-timeout)", fmt_addr(c.addr),
                         self.opts.server_poll_timeout)
-            self._schedule_retry(was_up=False)
+            # No pause after a server that never answered, as 2.6 (the poll was the wait); one
+            # that answered but did not finish in time gets it (2.6: its hand-window's TLS error).
+            self._schedule_retry(poll_timeout=c.session.peer_sid is None)
 
     def _lost(self, c: Connection, why: str) -> None:
         log.warning("link to %s lost: %s", fmt_addr(c.addr), why)
@@ -398,7 +386,7 @@ class ClientGateway:
             self._more.insert(0, c.addr)
             self._more_of = c.remote
             log.info("reconnecting to %s:%d (%s) first", c.remote.host, c.remote.port, c.remote.proto)
-        self._schedule_retry(c.was_up, pause=same_remote, backoff=backoff)
+        self._schedule_retry(backoff)
 
     # ---------------------------------------------------------------- packets
     def _on_link_read(self) -> None:
@@ -460,7 +448,7 @@ class ClientGateway:
             err = c.link.t.connect_error()
             if err:
                 log.warning("cannot reach %s (tcp): %s", fmt_addr(c.addr), os.strerror(err))
-                self._schedule_retry(was_up=False)
+                self._schedule_retry()
                 return
             now = self.clock()
             c.session.start(now)
@@ -604,7 +592,7 @@ class ClientGateway:
             # A bad or hostile push must not end the appliance (as PID 1 it would power off):
             # this connection ends, and the client starts over with backoff.
             log.error("cannot configure the tunnel with what the server pushed: %s", ex)
-            self._schedule_retry(was_up=False)
+            self._schedule_retry()
             return
         tun = self.net.tun
         if tun is not None and self.tun_watched is not tun:

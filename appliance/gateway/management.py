@@ -19,7 +19,7 @@ from collections import deque
 from ..host.unlink_at_exit import identity, still_ours
 from ..openvpn.config.lexer import OPTION_PARM_SIZE, LexError, tokenize
 from ..openvpn.peernames import from_peer, to_bytes
-from ..openvpn.regular_file import open_regular_file
+from ..openvpn.regular_file import KEY_MATERIAL, open_regular_file
 
 log = logging.getLogger("vpn-appliance")
 
@@ -201,7 +201,7 @@ def read_password_file(path: str) -> bytes:
     (OpenVPN: "Error reading password from Management authfile") or if it is longer than
     OpenVPN would read. A pipe or device there is refused (regular_file.py): read at start, a
     FIFO's open() waited for a writer and the server never started."""
-    with os.fdopen(open_regular_file(path), "rb") as f:
+    with os.fdopen(open_regular_file(path, KEY_MATERIAL), "rb") as f:
         first = f.readline(PASSWORD_LIMIT + 2)
     password = first.rstrip(b"\r\n")
     if not password:

@@ -7,7 +7,7 @@ import os
 from ..openvpn.config import Options, parse_ccd
 from ..openvpn.errors import ConfigError
 from ..openvpn.peernames import file_text, from_peer
-from ..openvpn.regular_file import read_regular_file
+from ..openvpn.regular_file import CCD, PASSWORD_DB, read_regular_file
 from ..openvpn.server import ServerSettings
 from ..openvpn.settings import server_settings
 from ..openvpn.tls import TlsSettings
@@ -30,7 +30,7 @@ def ccd_loader(directory: str):
             return None
         path = os.path.join(directory, name)
         try:
-            text = file_text(read_regular_file(path))     # its bytes, as OpenVPN reads it
+            text = file_text(read_regular_file(path, CCD))     # its bytes, as OpenVPN reads it
         except FileNotFoundError:
             return None
         except OSError as e:
@@ -45,6 +45,6 @@ def load_server_settings(opts: Options, tls: TlsSettings | None = None) -> Serve
     check_key_material returned for `opts` (its CRL read once)."""
     passdb = None
     if opts.auth_user_pass_verify:
-        passdb = from_peer(read_regular_file(opts.auth_user_pass_verify[0]))   # Latin-1 names too
+        passdb = from_peer(read_regular_file(opts.auth_user_pass_verify[0], PASSWORD_DB))   # Latin-1 names too
     ccd = ccd_loader(opts.client_config_dir) if opts.client_config_dir else None
     return server_settings(opts, ccd, passdb, defer_auth=True, tls=tls)

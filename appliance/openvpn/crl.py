@@ -51,7 +51,7 @@ from cryptography.x509.name import _ASN1Type
 from . import dername
 from .keymethod import remap_name
 from .peernames import ERRORS
-from .regular_file import read_regular_file
+from .regular_file import CRL, read_regular_file
 from .tls import CERT_UNREADABLE, ONE_BYTE_STRING_TYPES, common_name, name_common_name, openvpn_name
 
 
@@ -120,7 +120,7 @@ _PEM_BEGIN, _PEM_END = b"-----BEGIN X509 CRL-----", b"-----END X509 CRL-----"
 
 def _load(data: bytes) -> list[tuple[bytes, x509.CertificateRevocationList, bool]]:
     """Each CRL of the file as (its DER, the CRL read from that DER, whether it was read without
-    its v1 version: _parse_der). The DER is kept for the signature check (_tbs_digest): the bytes
+    its version element: _parse_der). The DER is kept for the signature check (_tbs_digest): the bytes
     signed are cut from it, never re-encoded."""
     if _PEM_BEGIN in data:
         if data.count(_PEM_BEGIN) != data.count(_PEM_END):
@@ -136,34 +136,42 @@ def _load(data: bytes) -> list[tuple[bytes, x509.CertificateRevocationList, bool
 
 
 def _parse_der(der: bytes) -> tuple[x509.CertificateRevocationList, bool]:
-    """cryptography's reading of one CRL's DER, a CRL whose version is written out as v1 included.
-    RFC 5280 has v1 CRLs leave the (optional) version out; some CA tools write it, as INTEGER 0.
-    OpenSSL, and so OpenVPN 2.6, reads such a CRL; cryptography refuses it (InvalidVersion), and
-    with it unreadable everyone was refused. cryptography then reads the same CRL without the
-    version element, for its issuer, dates, entries and signature value; what is checked against
-    the signature (_tbs_digest) and the revoked serials (_revoked_serials) come from the DER as
-    it is, so the signature the CA made over its own bytes is the one verified. True: read so."""
+    """cryptography's reading of one CRL's DER, whatever version it writes out. RFC 5280 has v1
+    CRLs leave the (optional) version out and v2 ones write INTEGER 1; some CA tools write v1 as
+    INTEGER 0, and a CRL may carry any other INTEGER there (2, -1, 256...). OpenSSL 3.0, and so
+    OpenVPN 2.6, reads such a CRL and enforces it (`openssl crl -text`: "Version unknown (2)";
+    the revoked peer refused, the others let in: tests/interop/test_crl_version_vs_openvpn.py);
+    cryptography refuses every version but 1 (InvalidVersion, or ValueError for a negative or
+    large one), and with it unreadable everyone was refused. cryptography then reads the same CRL
+    without the version element, for its issuer, dates, entries and signature value; what is
+    checked against the signature (_tbs_digest) and the revoked serials (_revoked_serials) come
+    from the DER as it is, so the signature the CA made over its own bytes is the one verified.
+    True: read so."""
     try:
         return x509.load_der_x509_crl(der), False
-    except x509.InvalidVersion:
-        without = _without_v1_version(der)
+    except (x509.InvalidVersion, ValueError):
+        without = _without_version(der)
         if without is None:
             raise
         return x509.load_der_x509_crl(without), True
 
 
-def _without_v1_version(der: bytes) -> bytes | None:
-    """The CRL with its tbsCertList's leading `version INTEGER 0` taken out (re-encoded around
-    it), or None when the DER is not one element holding such a version: any other version
-    cryptography refuses stays refused."""
+def _without_version(der: bytes) -> bytes | None:
+    """The CRL with its tbsCertList's leading `version INTEGER` taken out (re-encoded around it),
+    or None when the DER is not one element holding a version OpenSSL reads but cryptography
+    does not: a DER INTEGER (non-empty, minimally encoded: OpenSSL refuses `02 00` and a padded
+    `02 02 00 01`) other than 1 (a v2 CRL cryptography refused for another reason, which stays)."""
     try:
         tag, body, end = _der_element(der, 0)
         _, tbs_body, tbs_end = _der_element(der, body)
         vtag, vbody, vend = _der_element(der, tbs_body)
     except (IndexError, ValueError):
         return None
-    if tag != 0x30 or end != len(der) or vtag != 0x02 or der[vbody:vend] != b"\x00":
+    value = der[vbody:vend]
+    if tag != 0x30 or end != len(der) or vtag != 0x02 or not value or value == b"\x01":
         return None
+    if len(value) > 1 and (value[0], value[1] >> 7) in ((0x00, 0), (0xFF, 1)):
+        return None                         # not minimal: OpenSSL's "illegal padding"
     tbs = _der_tlv(0x30, der[vend:tbs_end])
     return _der_tlv(0x30, tbs + der[tbs_end:end])
 
@@ -307,7 +315,7 @@ class LoadedCrl:
         self.next_update = crl.next_update_utc
         self.serials = _revoked_serials(der) if der is not None else frozenset(r.serial_number for r in crl)
         self.tbs_digest = _tbs_digest(der, crl) if der is not None else None
-        # A CRL read without its v1 version (_parse_der): cryptography's own signature check
+        # A CRL read without its version element (_parse_der): cryptography's own signature check
         # would cover its re-encoding, not the bytes signed, kept here for the algorithms
         # _tbs_digest does not cover (EdDSA, DSA).
         self.v1_tbs = _tbs(der) if v1 and der is not None and self.tbs_digest is None else None
@@ -346,9 +354,7 @@ def read_crls(data: bytes | None, why_not: str | None, shown: str, cas: Sequence
     try:
         crls = [LoadedCrl(crl, der, v1) for der, crl, v1 in _load(data)]
     except (*CERT_UNREADABLE, IndexError) as e:
-        # InvalidVersion too (no ValueError): cryptography refuses a CRL whose version is
-        # written out as v1 (0), which OpenSSL reads; raised out of here it stopped the server's
-        # start with a traceback. Refused as unreadable: every peer, never a revoked one let in.
+        # Refused as unreadable: every peer, never a revoked one let in.
         return CrlState.failed(f"CRL {shown} unreadable: {e}")
     ca_keys = [(name_key(dername.subject(c)), c) for c in cas]
     ca_names = {k for k, _ in ca_keys}
@@ -360,7 +366,7 @@ def read_crls(data: bytes | None, why_not: str | None, shown: str, cas: Sequence
 def read_crl_file(path: str, cas: Sequence[x509.Certificate]) -> CrlState:
     """read_crls of the file at `path` (a worker's job)."""
     try:
-        data = read_regular_file(path)
+        data = read_regular_file(path, CRL)
     except OSError as e:
         return read_crls(None, e.strerror or str(e), path, cas)
     return read_crls(data, None, path, cas)
@@ -623,11 +629,11 @@ def checker(spec: tuple[str, str] | None, ca_pem: bytes | None = None,
 
 
 def make_crl(ca_cert: x509.Certificate, ca_key, serials: list[int], days: int = 30,
-             issuer: x509.Name | None = None, v1: bool = False) -> bytes:
+             issuer: x509.Name | None = None, v1: bool = False, version: int | None = None) -> bytes:
     """A PEM CRL signed by the CA revoking `serials` (tests and the lab; easy-rsa makes real ones).
     `issuer`: the CRL's issuer name as written, if not the CA's subject as it is (another
-    encoding of the same name, or another name). `v1`: its version written out as v1 (INTEGER 0),
-    as some CA tools write it (an RSA or EC CA)."""
+    encoding of the same name, or another name). `version`: the INTEGER written as its version
+    instead of v2's 1 (`v1`: 0, as some CA tools write it), signed again (an RSA or EC CA)."""
     from cryptography.hazmat.primitives import hashes
     now = datetime.datetime.now(datetime.timezone.utc)
     # The entries go to the builder at once: add_revoked_certificate copies the list each time
@@ -637,14 +643,17 @@ def make_crl(ca_cert: x509.Certificate, ca_key, serials: list[int], days: int = 
         issuer_name=issuer or ca_cert.subject, last_update=now - datetime.timedelta(minutes=5),
         next_update=now + datetime.timedelta(days=days), revoked_certificates=revoked)
     crl = b.sign(ca_key, hashes.SHA256())
-    if not v1:
+    if v1:
+        version = 0
+    if version is None:
         return crl.public_bytes(serialization.Encoding.PEM)
     der = crl.public_bytes(serialization.Encoding.DER)
     _, body, _ = _der_element(der, 0)
     _, tbs_body, tbs_end = _der_element(der, body)
     _, _, version_end = _der_element(der, tbs_body)            # the builder's v2 (INTEGER 1)
     _, _, alg_end = _der_element(der, tbs_end)
-    tbs = _der_tlv(0x30, b"\x02\x01\x00" + der[version_end:tbs_end])
+    value = version.to_bytes((version + (version < 0)).bit_length() // 8 + 1, "big", signed=True)
+    tbs = _der_tlv(0x30, _der_tlv(0x02, value) + der[version_end:tbs_end])
     if isinstance(ca_key, rsa.RSAPrivateKey):
         sig = ca_key.sign(tbs, padding.PKCS1v15(), hashes.SHA256())
     else:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from ..atomic_file import replace_file
 from .config.lexer import split_lines
 from .peernames import ERRORS, to_bytes
-from .regular_file import open_regular_file
+from .regular_file import POOL, read_regular_file
 
 if TYPE_CHECKING:
     from .addresspool import AddressPool
@@ -22,8 +22,7 @@ def read(path: str) -> dict[str, tuple[str | None, str | None]]:
     process without end), as if the file were missing (it is replaced at the first write)."""
     out: dict[str, tuple[str | None, str | None]] = {}
     try:
-        with open(open_regular_file(path), encoding="utf-8", errors=ERRORS) as f:   # names as OpenVPN wrote them
-            lines = split_lines(f.read())
+        lines = split_lines(read_regular_file(path, POOL).decode("utf-8", ERRORS))   # names as OpenVPN wrote them
     except OSError:
         return out
     for line in lines:

@@ -1,29 +1,98 @@
-"""Reading a file a config names, refusing anything but a regular file.
+"""Reading a file a config names: a regular file only, and no larger than its kind may be.
 
-Why: a pipe or a device named by mistake (`crl-verify /tmp/crl.fifo`, `ca /dev/zero`) was read
-with open()+read(): a FIFO's open() waits for a writer and /dev/zero never ends, so the start
-hung without a word, or a reload blocked the event loop for good (every client's packets and
-SIGTERM waiting) or grew the process until the OOM killer came. Opened without blocking and
+Why regular: a pipe or a device named by mistake (`crl-verify /tmp/crl.fifo`, `ca /dev/zero`)
+was read with open()+read(): a FIFO's open() waits for a writer and /dev/zero never ends, so the
+start hung without a word, or a reload blocked the event loop for good (every client's packets
+and SIGTERM waiting) or grew the process until the OOM killer came. Opened without blocking and
 checked with fstat on the descriptor read, so a file swapped for a pipe after a stat() is caught
-too. Every reading of a file a config names goes through open_regular_file (the one place).
+too.
+
+Why a size limit: a regular file of 10 GB (a disk image or a log named by mistake, a CRL
+download gone wrong) was read whole, at start or on the event loop at a reload or a client's
+connect, until memory ran out. Each kind of file has a limit far above what a demanding user's
+file holds (SIZE_LIMITS, the one place for them); above it the file is refused before start with
+the directive's file:line, and when read again while running (a client-config-dir file at a
+connect, the CRL when it changes, the password file at a reload) only what needed it fails: that
+client, the handshakes the CRL checks (as for an unreadable CRL), the reload. OpenVPN 2.6 has no
+limit of its own on these files (it reads config lines of at most 255 bytes: config/lexer.py).
+A file that grows past its limit between the check and the read is refused too (at most
+limit + 1 bytes are read). Every reading of a file a config names goes through here.
 """
 from __future__ import annotations
 
 import errno
 import os
 import stat
+from dataclasses import dataclass
+from typing import BinaryIO
 
 NOT_REGULAR = "not a regular file (a pipe or device would block or never end)"
 
+KiB = 1024
+MiB = 1024 * KiB
 
-def open_regular_file(path: str) -> int:
+
+@dataclass(frozen=True)
+class FileKind:
+    """A kind of file a config names, and the most bytes read of one."""
+    what: str
+    limit: int
+
+
+# A profile or appliance TOML with its inline certificates, keys and even a CRL of ~400,000
+# entries; eduVPN profiles are ~10 KiB.
+CONFIG = FileKind("a config file", 16 * MiB)
+# `ca`, `cert`, `key`, `extra-certs`, `tls-auth`, `tls-crypt(-v2)`, `auth-user-pass`...: the
+# whole system CA bundle (~220 KiB on Debian 12) fits 18 times.
+KEY_MATERIAL = FileKind("a certificate, key or credentials file", 4 * MiB)
+# Read on the event loop at each connect of its client: a few directives, or a few thousand
+# `iroute`/`push` lines.
+CCD = FileKind("a client-config-dir file", 1 * MiB)
+# ~1.6 million revoked entries (a 100,000-entry CRL is ~4 MiB): read in a worker when large.
+CRL = FileKind("a CRL file", 64 * MiB)
+# `user:scrypt$...` lines of ~150 bytes: ~400,000 users.
+PASSWORD_DB = FileKind("a password file", 64 * MiB)
+# `CN,IPv4[,IPv6]` lines: a /16 pool's 65,536 clients take ~5 MiB.
+POOL = FileKind("an ifconfig-pool-persist file", 16 * MiB)
+
+SIZE_LIMITS = (CONFIG, KEY_MATERIAL, CCD, CRL, PASSWORD_DB, POOL)
+
+
+def _size_text(n: int) -> str:
+    return f"{n // MiB} MiB" if n % MiB == 0 else f"{n} bytes"
+
+
+def too_large(kind: FileKind, size: int | None = None) -> str:
+    """Why a file of `kind` is refused for its size (an OSError's strerror)."""
+    have = f"{size} bytes, " if size is not None else ""
+    return f"too large ({have}more than {_size_text(kind.limit)}, the most read of {kind.what})"
+
+
+def size_problem(path: str, kind: FileKind) -> str | None:
+    """Why the file at `path` is too large for `kind`, by its size now; None if it is not (or
+    is no regular file: the reading says why). For a directive whose file is read later
+    (`crl-verify`, the password file), so that the config is refused at its line."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    if stat.S_ISREG(st.st_mode) and st.st_size > kind.limit:
+        return too_large(kind, st.st_size)
+    return None
+
+
+def open_regular_file(path: str, kind: FileKind) -> int:
     """A blocking descriptor for reading the regular file at `path` (symlinks followed), the
-    caller's to close; OSError otherwise, its strerror saying why (NOT_REGULAR for a pipe,
-    device, socket or directory)."""
+    caller's to close, the file no larger than `kind` allows; OSError otherwise, its strerror
+    saying why (NOT_REGULAR for a pipe, device, socket or directory; too_large). A caller that
+    reads it line by line reads at most kind.limit + 1 bytes (read_limited)."""
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
             raise OSError(errno.EINVAL, NOT_REGULAR, path)
+        if st.st_size > kind.limit:
+            raise OSError(errno.EFBIG, too_large(kind, st.st_size), path)
         os.set_blocking(fd, True)
     except BaseException:
         os.close(fd)
@@ -31,8 +100,17 @@ def open_regular_file(path: str) -> int:
     return fd
 
 
-def read_regular_file(path: str) -> bytes:
+def read_limited(f: BinaryIO, kind: FileKind, path: str) -> bytes:
+    """All of `f` if it holds at most kind.limit bytes (a pipe read at start, a file that grew
+    after its check); OSError otherwise, nothing more read."""
+    data = f.read(kind.limit + 1)
+    if len(data) > kind.limit:
+        raise OSError(errno.EFBIG, too_large(kind), path)
+    return data
+
+
+def read_regular_file(path: str, kind: FileKind) -> bytes:
     """The bytes of the regular file at `path` (symlinks followed); OSError otherwise (see
     open_regular_file)."""
-    with os.fdopen(open_regular_file(path), "rb") as f:
-        return f.read()
+    with os.fdopen(open_regular_file(path, kind), "rb") as f:
+        return read_limited(f, kind, path)

@@ -128,3 +128,26 @@ def test_a_crl_edited_outside_what_it_signed_reads_as_openssl_reads_it(tmp_path,
     edited = _edit(der[:start] + der[end:], edits)
     cut = min(start, len(edited))
     _same_when_we_enforce(edited[:cut] + der[start:end] + edited[cut:], tmp_path)
+
+
+_VERSIONS = [None, 0, 1, 2, -1, 5, 127, 128, -128, -129, 256, 2**70, -(2**70)]
+
+
+@pytest.mark.parametrize("version", _VERSIONS, ids=[str(v) for v in _VERSIONS])
+def test_any_version_openssl_reads_we_read_and_enforce_the_same(tmp_path, version):
+    """OpenSSL 3.0 reads a CRL whatever INTEGER its version holds ("Version unknown (2)") and
+    OpenVPN 2.6 enforces it; cryptography reads only 1 (v2): 2 or -1 refused everyone here."""
+    pem = make_crl(*CA, [5, 300], version=version)
+    der = crl_mod._pem_body(pem.split(b"-----BEGIN X509 CRL-----")[1].split(b"-----END X509 CRL-----")[0])  # noqa: SLF001
+    assert _openssl(der, tmp_path) == (True, [5, 300])
+    assert _ours(der) == (True, [5, 300])
+
+
+@pytest.mark.parametrize("version", ["", "0001", "ffff", "007f"])
+def test_a_version_openssl_cannot_read_is_unreadable_here_too(tmp_path, version):
+    """Not a DER INTEGER (empty, padded): OpenSSL reads no CRL, so neither do we."""
+    tbs, alg = _parts(BASES[False])
+    vend = crl_mod._der_element(tbs, 0)[2]                            # noqa: SLF001 - INTEGER 1
+    der = _signed(crl_mod._der_tlv(0x02, bytes.fromhex(version)) + tbs[vend:], alg)   # noqa: SLF001
+    assert _openssl(der, tmp_path) is None
+    assert _ours(der) is None

@@ -11,7 +11,7 @@ from typing import Callable
 
 from ..errors import ConfigError
 from ..peernames import ERRORS
-from ..regular_file import NOT_REGULAR, read_regular_file
+from ..regular_file import CONFIG, KEY_MATERIAL, NOT_REGULAR, read_limited, read_regular_file
 from .ccd import parse_ccd
 from .lexer import tokenize
 from .model import DEFAULT_CIPHERS, MSSFIX_DEFAULT, CcdOptions, ConfigErrors, Options, Remote, Route
@@ -24,8 +24,9 @@ __all__ = ["CcdOptions", "ConfigError", "ConfigErrors", "DEFAULT_CIPHERS", "MSSF
 
 
 def _read(path: str) -> bytes:
-    """A file a directive names: a pipe or device named by mistake is refused, not waited on."""
-    return read_regular_file(path)
+    """A file a directive names for its contents (`ca`, `key`, `auth-user-pass`...): a pipe or
+    device named by mistake is refused, not waited on, and so is a file too large for one."""
+    return read_regular_file(path, KEY_MATERIAL)
 
 
 def parse_config(text: str, path: str = "<string>", read_file: Callable[[str], bytes] | None = None,
@@ -41,10 +42,10 @@ def load_config(path: str, ignore_scripts: bool = False, again: bool = False) ->
     every client's packets waiting behind it, and a pipe read at start has nothing left."""
     try:
         if again:
-            data = read_regular_file(path)
+            data = read_regular_file(path, CONFIG)
         else:
-            with open(path, "rb") as f:
-                data = f.read()
+            with open(path, "rb") as f:           # a pipe too, at start (its size unknown)
+                data = read_limited(f, CONFIG, path)
     except OSError as e:
         why = e.strerror or str(e)
         if e.strerror == NOT_REGULAR:

@@ -118,16 +118,25 @@ def _remote_random(p: ParseState, d: str, a: list[str], inline: str | None) -> N
     p.set("remote_random", True)
 
 
+CONNECT_RETRY_MOST = 0xFFFF
+
+
 @reg.apply("connect-retry", why="reconnect backoff", sets=("connect_retry", "connect_retry_max"),
            used_by="client", nargs=(1, 2))
 def _connect_retry(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
-    n = p.int_arg(d, a[0], 0, 86400)
+    # As OpenVPN 2.6 (options.c): N above 65535 is cut to 65535 with a warning (the doubling
+    # must not overflow), M is never below N (`connect-retry 30 5` waits 30 s, not 5) and may be
+    # 0 (then N). Refusing N above 86400 or M below 1 here failed profiles 2.6 accepts.
+    n = p.int_arg(d, a[0], 0, 2**31 - 1)
+    if n is not None and n > CONNECT_RETRY_MOST:
+        p.note(d, f"{n} s cut to {CONNECT_RETRY_MOST} s, as OpenVPN 2.6 does")
+        n = CONNECT_RETRY_MOST
     if n is not None:
         p.set("connect_retry", float(n))
     if len(a) > 1:
-        m = p.int_arg(d, a[1], 1, 86400)
+        m = p.int_arg(d, a[1], 0, 2**31 - 1)
         if m is not None:
-            p.set("connect_retry_max", float(m))
+            p.set("connect_retry_max", float(max(m, n or 0)))
 
 
 @reg.apply("connect-retry-max", why="give up after this many attempts", sets=("connect_retry_max_count",),

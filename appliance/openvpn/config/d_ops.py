@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import shlex
 
-from ..regular_file import NOT_REGULAR
+from ..regular_file import CRL, NOT_REGULAR, POOL, size_problem
 from .directives import Registry
 from .parser import ParseState
 
@@ -48,6 +48,10 @@ def _crl_verify(p: ParseState, d: str, a: list[str], inline: str | None) -> None
         # Read at each change, on the event loop when small: a pipe blocked it, a device grew
         # the process without end (regular_file.py). Refused here with its line.
         p.err(d, f"cannot read {a[0]}: {NOT_REGULAR}")
+        return
+    big = size_problem(path, CRL)
+    if big is not None:
+        p.err(d, f"cannot read {a[0]}: {big}")
         return
     p.set("crl_verify", ("file", path))
 
@@ -105,6 +109,10 @@ def _pool_persist(p: ParseState, d: str, a: list[str], inline: str | None) -> No
     if os.path.exists(path) and not os.path.isfile(path):
         # Read at start: a FIFO hung it, /dev/zero grew the process without end (regular_file.py).
         p.err(d, f"cannot read {a[0]}: {NOT_REGULAR}")
+        return
+    big = size_problem(path, POOL)
+    if big is not None:
+        p.err(d, f"cannot read {a[0]}: {big}")
         return
     if n is not None:
         p.set("ifconfig_pool_persist", (path, n))

@@ -7,7 +7,7 @@ import os
 from .. import ciphers
 from ..keymethod import USER_PASS_LEN
 from ..peernames import from_peer, to_bytes
-from ..regular_file import NOT_REGULAR
+from ..regular_file import NOT_REGULAR, PASSWORD_DB, size_problem
 from ..replay import MAX_SIZE as MAX_REPLAY_WINDOW
 from ..replay import MAX_TIME_LIMIT as MAX_REPLAY_TIME
 from .directives import Registry
@@ -254,6 +254,10 @@ def _auth_user_pass_verify(p: ParseState, d: str, a: list[str], inline: str | No
     if os.path.exists(path) and not os.path.isfile(path):
         # Read at start and at each reload (the loop's thread): a pipe would block it for good.
         p.err(d, f"cannot read {a[0]}: {NOT_REGULAR}")
+        return
+    big = size_problem(path, PASSWORD_DB)
+    if big is not None:
+        p.err(d, f"cannot read {a[0]}: {big}")
         return
     p.set("auth_user_pass_verify", (path, a[1]))
 

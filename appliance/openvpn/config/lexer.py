@@ -6,8 +6,15 @@ literally, a backslash outside single quotes escapes the next character.
 
 Limits, as OpenVPN 2.6 (options.h): MAX_PARMS 16 tokens per line (the directive itself counts;
 OpenVPN silently drops the rest, which then fails or changes the meaning, so we refuse the line) and
-OPTION_PARM_SIZE 256 characters per token (OpenVPN: "Parameter ... is too long (256 chars max)").
-Inline blocks are not tokenized, so certificates and keys are not subject to either limit.
+OPTION_PARM_SIZE 256 characters per token (OpenVPN: "Parameter ... is too long (256 chars max)"),
+and OPTION_LINE_SIZE: read_config_file reads a line with fgets into 257 bytes and refuses it when
+the read filled 256, so a line of 255 bytes or more before its LF (a CR counts; 256 for a last line
+without LF) is refused, comments and blank lines too -- measured with Debian's 2.6.14 ("Maximum
+option line length (256) exceeded"), which also applies it to client-config-dir files and
+client-connect output (logged there, the line then read in pieces, each parsed as a line: here
+that file refuses its client, as any line of it we cannot read). Inline blocks are read in pieces of
+any length, so certificates and keys are subject to none of these limits. A UTF-8 byte-order mark
+before the first line is skipped (its 3 bytes count), as OpenVPN skips it.
 """
 from __future__ import annotations
 
@@ -16,6 +23,8 @@ from typing import Iterator
 
 MAX_PARMS = 16
 OPTION_PARM_SIZE = 256
+OPTION_LINE_SIZE = 256
+_BOM = "\ufeff"
 _SPACE = " \t\r\f\v"
 
 
@@ -102,14 +111,55 @@ def split_lines(text: str) -> list[str]:
     return [ln[:-1] if ln.endswith("\r") else ln for ln in out]
 
 
+def _byte_length(line: str) -> int:
+    """The bytes `line` took in its file. A config, ccd file or script output is decoded with
+    surrogateescape (peernames), so each undecodable byte (a Latin-1 letter) is one lone surrogate
+    that encodes back to its one byte, as fgets counts it. Text decoded with errors="replace"
+    holds a U+FFFD for such a byte, counted as 1: a real U+FFFD (3 bytes) is then undercounted,
+    accepting a line OpenVPN refuses rather than the reverse."""
+    if line.isascii():
+        return len(line)
+    try:
+        raw = line.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:                    # a surrogate no byte stands for
+        raw = line.encode("utf-8", "surrogatepass")
+    return len(raw) - 2 * line.count("\ufffd")
+
+
+def _too_long(text: str) -> set[int]:
+    """Numbers (from 1) of the lines OpenVPN's read_config_file refuses as too long: their bytes
+    with the LF that ends them (and a CR before it) reach OPTION_LINE_SIZE."""
+    out = set()
+    pieces = text.split("\n")
+    for n, piece in enumerate(pieces, 1):
+        ended = n < len(pieces)
+        if (len(piece) + ended >= OPTION_LINE_SIZE // 4 and
+                _byte_length(piece) + ended >= OPTION_LINE_SIZE):
+            out.add(n)
+    return out
+
+
+def _start_word(raw: str) -> str:
+    """What a too-long line starts with, short enough to name it in an error."""
+    word = raw.split()[0].lstrip("-") if raw.split() else "(blank)"
+    return word if len(word) <= 32 else word[:32] + "..."
+
+
 def lines(text: str) -> Iterator[Line]:
     """Every directive line and inline block of `text`, in order, numbered from 1."""
+    too_long = _too_long(text)
+    if text.startswith(_BOM):
+        text = text[len(_BOM):]
     raw_lines = split_lines(text)
     i = 0
     while i < len(raw_lines):
         number = i + 1
         raw = raw_lines[i].strip()
         i += 1
+        if number in too_long:
+            yield Line(number, None, error=f"line is too long: OpenVPN 2.6 refuses a line of {OPTION_LINE_SIZE - 1} "
+                       "bytes or more (inline blocks aside)", first_word=_start_word(raw))
+            continue
         if not raw or raw[0] in "#;":
             continue
         if raw.startswith("<") and raw.endswith(">") and not raw.startswith("</"):
