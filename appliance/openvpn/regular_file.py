@@ -74,7 +74,7 @@ def size_problem(path: str, kind: FileKind) -> str | None:
     (`crl-verify`, the password file), so that the config is refused at its line."""
     try:
         st = os.stat(path)
-    except OSError:
+    except (OSError, ValueError):           # ValueError: a NUL in the name (the reading says so)
         return None
     if stat.S_ISREG(st.st_mode) and st.st_size > kind.limit:
         return too_large(kind, st.st_size)
@@ -86,6 +86,8 @@ def open_regular_file(path: str, kind: FileKind) -> int:
     caller's to close, the file no larger than `kind` allows; OSError otherwise, its strerror
     saying why (NOT_REGULAR for a pipe, device, socket or directory; too_large). A caller that
     reads it line by line reads at most kind.limit + 1 bytes (read_limited)."""
+    if "\0" in path:                        # os.open would raise ValueError, not OSError
+        raise OSError(errno.EINVAL, "a file name holding a NUL byte", path)
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     try:
         st = os.fstat(fd)
