@@ -30,6 +30,7 @@ from ..openvpn.config.parser import ParseState
 from ..openvpn.config.table import TABLE
 from ..openvpn.errors import ConfigError
 from ..openvpn.peernames import file_text, to_bytes
+from ..openvpn.regular_file import CCD, CONFIG, CRL, KEY_MATERIAL, PASSWORD_DB, FileKind, read_regular_file
 from .keys import SECTIONS
 from .schema import load_appliance_config, validate_runtime
 from .table import FILE
@@ -39,15 +40,19 @@ MAX_FILES = 256              # a directory the config names (ccd, CRL dir) is co
 MAX_BYTES = 16 << 20         # all files together: a config volume is small
 
 
-def _runtime_paths(o) -> list[tuple[str, str, bool]]:
-    """(Options field, path, is a directory) of every input file read after parsing."""
+def _runtime_paths(o) -> list[tuple[str, str, bool, FileKind]]:
+    """(Options field, path, is a directory, what it holds) of every input file read after parsing.
+    The password file among them: left out, a server VM with `auth-user-pass-verify FILE passdb`
+    booted without it and could not start."""
     out = []
     if o.crl_verify and o.crl_verify[0] in ("file", "dir"):
-        out.append(("crl_verify", o.crl_verify[1], o.crl_verify[0] == "dir"))
+        out.append(("crl_verify", o.crl_verify[1], o.crl_verify[0] == "dir", CRL))
     if o.management and o.management[2]:
-        out.append(("management", o.management[2], False))
+        out.append(("management", o.management[2], False, KEY_MATERIAL))
     if getattr(o, "client_config_dir", None):
-        out.append(("client_config_dir", o.client_config_dir, True))
+        out.append(("client_config_dir", o.client_config_dir, True, CCD))
+    if getattr(o, "auth_user_pass_verify", None):
+        out.append(("auth_user_pass_verify", o.auth_user_pass_verify[0], False, PASSWORD_DB))
     return out
 
 
@@ -109,7 +114,7 @@ def _named_files(b: Bundle, text: str, path: str, taken: dict[str, str], offset:
     state: ParseState
 
     def reader(p: str) -> bytes:
-        data = Path(p).read_bytes()
+        data = read_regular_file(p, KEY_MATERIAL)
         reads.append((state.line, os.path.normpath(p)))
         return data
     state = ParseState(path, reader, TABLE)
@@ -117,17 +122,17 @@ def _named_files(b: Bundle, text: str, path: str, taken: dict[str, str], offset:
     renames: dict[int, dict[str, str]] = {}
     for line, p in reads:
         name = b.name_for(p, taken)
-        b.add(name, Path(p).read_bytes(), p)
+        b.add(name, read_regular_file(p, KEY_MATERIAL), p)
         renames.setdefault(line + offset, {})[p] = name
-    for fld, p, is_dir in _runtime_paths(opts):
+    for fld, p, is_dir, kind in _runtime_paths(opts):
         p = os.path.normpath(p)
         name = b.name_for(p, taken)
         if is_dir:
             entries = sorted(e for e in Path(p).iterdir() if e.is_file())[:MAX_FILES]
             for e in entries:
-                b.add(f"{name}/{e.name}", e.read_bytes(), str(e))
+                b.add(f"{name}/{e.name}", read_regular_file(str(e), kind), str(e))
         else:
-            b.add(name, Path(p).read_bytes(), p)
+            b.add(name, read_regular_file(p, kind), p)
         src = opts.source.get(fld)
         if src is not None and src[1] is not None:
             renames.setdefault(src[1] + offset, {})[p] = name
@@ -137,7 +142,7 @@ def _named_files(b: Bundle, text: str, path: str, taken: dict[str, str], offset:
 def _profile(b: Bundle, path: str, taken: dict[str, str]) -> str:
     """The profile file's text with the files it names renamed (and added to the bundle)."""
     # Its bytes as they are (a Latin-1 `push` passes: load_config reads it so), written back the same.
-    text = file_text(Path(path).read_bytes())
+    text = file_text(read_regular_file(path, CONFIG))
     return _rewrite_lines(text, os.path.dirname(os.path.abspath(path)), _named_files(b, text, path, taken))
 
 
@@ -175,7 +180,7 @@ def collect(toml_path: str | Path) -> Bundle:
     validate_runtime(cfg)
     b = Bundle()
     taken: dict[str, str] = {}
-    text = Path(toml_path).read_bytes().decode("utf-8")
+    text = read_regular_file(toml_path, CONFIG).decode("utf-8")
     for sec in SECTIONS:
         obj = getattr(cfg, sec.name, None)
         for k in sec.keys:
@@ -186,7 +191,7 @@ def collect(toml_path: str | Path) -> Bundle:
             if sec.name == "vpn" and k.name == "config":
                 b.add(name, to_bytes(_profile(b, src, taken)), src)
             else:
-                b.add(name, Path(src).read_bytes(), src)
+                b.add(name, read_regular_file(src, KEY_MATERIAL), src)
             line = cfg.source.get((sec.name, k.name))
             if line is None:
                 raise ConfigError("cannot find the line of this key to rewrite it", toml_path, None,

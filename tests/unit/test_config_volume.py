@@ -219,3 +219,47 @@ def test_a_profile_with_latin1_bytes_is_bundled_as_its_bytes(tmp_path, pki):
     target = tmp_path / "etc"
     write_dir(b, target)
     validate_runtime(load_appliance_config(str(target / "appliance.toml")))
+
+
+def test_a_servers_password_file_is_bundled_and_read_from_the_bundle(tmp_path, pki):
+    """`auth-user-pass-verify FILE passdb` is read after parsing (at start and at each reload), so
+    no parse-time reader sees it: the bundle left it out, and a server VM booted without it."""
+    conf = tmp_path / "conf"
+    (conf / "auth").mkdir(parents=True)
+    r = subprocess.run([sys.executable, "-m", "appliance", "passwd", "alice"], input="pw\n",
+                       capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert r.returncode == 0, r.stderr
+    (conf / "auth/users.db").write_text(r.stdout)
+    (conf / "server.ovpn").write_text(
+        "port 1194\nproto udp\ndev tun\ntopology subnet\nserver 198.19.0.0 255.255.255.0\ndh none\n"
+        f"ca {pki}/ca.crt\ncert {pki}/client.crt\nkey {pki}/client.key\n"
+        "auth-user-pass-verify auth/users.db passdb\nverify-client-cert none\nusername-as-common-name\n")
+    toml = conf / "appliance.toml"
+    toml.write_text('[wan]\nname = "eth0"\ndhcp = true\n\n[vpn]\nrole = "server"\nconfig = "server.ovpn"\n')
+    b = collect(toml)
+    assert b.files["users.db"] == (conf / "auth/users.db").read_bytes()
+    assert "auth-user-pass-verify users.db passdb\n" in b.files["server.ovpn"].decode()
+    target = tmp_path / "etc"
+    write_dir(b, target)
+    cfg = load_appliance_config(str(target / "appliance.toml"))
+    validate_runtime(cfg)
+    assert cfg.vpn_options.auth_user_pass_verify[0] == str(target / "users.db")
+
+
+def test_files_the_bundle_copies_keep_the_size_limits_of_their_kind(tmp_path, pki):
+    """config-disk and the image build read what `run` reads with the same limits (regular_file):
+    a client-config-dir entry over a ccd file's limit is refused by name, not read whole."""
+    from appliance.openvpn.regular_file import CCD
+    ccd = tmp_path / "ccd"
+    ccd.mkdir()
+    with open(ccd / "bob", "wb") as f:
+        f.truncate(CCD.limit + 1)                  # sparse: no disk used
+    toml = _config(tmp_path, pki)
+    prof = toml.parent / "profiles/office vpn.ovpn"
+    prof.write_text(prof.read_text().replace("client\n", "").replace("remote 198.18.0.1 1194\n", "")
+                    .replace("remote-cert-tls server\n", "").replace(f"auth-user-pass {pki}/auth.txt\n", "")
+                    + f"port 1194\ntopology subnet\nserver 198.19.0.0 255.255.255.0\ndh none\nclient-config-dir {ccd}\n")
+    toml.write_text(toml.read_text().replace('role = "client"', 'role = "server"'))
+    with pytest.raises(OSError) as e:
+        collect(toml)
+    assert e.value.filename == str(ccd / "bob") and "too large" in e.value.strerror
