@@ -12,6 +12,7 @@ import sys
 
 from ..openvpn.errors import ConfigError
 from ..openvpn.config import Options, parse_config
+from ..openvpn.regular_file import CONFIG, read_limited
 from .schema import parse_appliance_config
 
 _TEMPLATE = """\
@@ -115,8 +116,8 @@ def import_profile(path: str) -> str:
     Files the profile names (`ca ca.crt`, ...) are resolved from the profile's directory, so write
     the TOML beside the profile (or inline those files as <ca>...</ca> blocks first)."""
     try:
-        with open(path, "rb") as f:
-            text = f.read().decode("utf-8")
+        with open(path, "rb") as f:        # a pipe too (`import /dev/stdin`), as `run` reads it at start
+            text = read_limited(f, CONFIG, path).decode("utf-8")
     except OSError as e:
         raise ConfigError(f"cannot read: {e.strerror or e}", path) from None
     except UnicodeDecodeError as e:
