@@ -125,3 +125,12 @@ def test_user_and_group_of_a_provider_profile_are_commented_out_saying_why(tmp_p
     # the profile itself, run on a host, still has them
     with pytest.raises(ConfigError, match="user"):
         parse_appliance_config(out.replace("# user nobody", "user nobody"), str(tmp_path / "a.toml"))
+
+
+def test_a_profile_over_the_config_size_limit_is_refused_unread(tmp_path):
+    from appliance.openvpn.regular_file import CONFIG
+    p = tmp_path / "huge.ovpn"
+    with open(p, "wb") as f:
+        f.truncate(CONFIG.limit + 1)                 # sparse: read whole, 16 MiB of NULs
+    with pytest.raises(ConfigError, match="too large"):
+        import_profile(str(p))
