@@ -140,9 +140,13 @@ def _attribute(data: bytes, pos: int, end: int) -> x509.NameAttribute:
         value = raw.decode(_WIDE[kind])            # strict: what OpenSSL cannot convert is refused
     else:
         raise ValueError(f"DER: an attribute value of type {kind.name}")
-    with warnings.catch_warnings():                 # a CN over 64 characters: refused later, by its length
+    with warnings.catch_warnings():
+        # Lengths are not checked here, as cryptography does not when it reads a name: a
+        # `C=USA` or an empty CN beside the T61String raised ValueError, and OpenSSL's reading
+        # of such a certificate was refused whole. The peer's name (its last CN) has its limit
+        # checked where it is read (tls.name_common_name), as OpenVPN checks it.
         warnings.simplefilter("ignore")
-        a = x509.NameAttribute(oid, value.encode("utf-8", "replace").decode(), _type=kind)
+        a = x509.NameAttribute(oid, value.encode("utf-8", "replace").decode(), _type=kind, _validate=False)
     # NameAttribute's own length check encodes the value strictly; a one-byte string's bytes
     # that are not UTF-8 are set past it (its value, compared and hashed as cryptography's).
     a._value = value                                # noqa: SLF001

@@ -61,6 +61,33 @@ def test_a_utf8string_that_is_not_utf8_stays_unreadable():
         common_name(cert)
 
 
+def test_attribute_lengths_cryptography_only_warns_about_do_not_refuse_a_name_read_from_the_der():
+    """cryptography reads `C=USA` or an empty CN with a warning; beside a T61String CN holding
+    Latin-1 (dername's reading) they raised ValueError and the client was refused as unreadable,
+    where OpenSSL reads the name. The peer's name keeps OpenVPN's limits (the last CN, 64 bytes)."""
+    for first in (x509.NameAttribute(NameOID.COUNTRY_NAME, "USA", _validate=False),
+                  x509.NameAttribute(NameOID.COMMON_NAME, "", _validate=False),
+                  x509.NameAttribute(NameOID.COMMON_NAME, "o" * 65, _validate=False)):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            name = x509.Name([first, x509.NameAttribute(NameOID.COMMON_NAME, "pppp", _type=_ASN1Type.T61String)])
+            cert = with_raw_bytes(issue("unused", CA, ExtendedKeyUsageOID.CLIENT_AUTH, name)[0], CA[1], b"pppp",
+                                  b"caf\xe9")
+        with pytest.raises(ValueError):
+            cert.subject                                # noqa: B018 - what cryptography does with it
+        # OpenSSL reads it (pyOpenSSL's CN is the first one; OpenVPN's the last)
+        assert _openssl_cn(cert) == (first.value if first.oid == NameOID.COMMON_NAME else "caf\xe9")
+        assert common_name(cert) == "caf\xe9"
+        assert openvpn_subject(cert).endswith(", CN=caf\xe9")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "p" * 65, _type=_ASN1Type.T61String,
+                                             _validate=False)])
+        long_last = with_raw_bytes(issue("unused", CA, ExtendedKeyUsageOID.CLIENT_AUTH, name)[0], CA[1], b"p" * 65,
+                                   b"\xe9" * 65)
+    assert common_name(long_last) is None               # over 64 bytes: no name, as OpenVPN
+
+
 def test_the_der_reading_is_cryptographys_where_it_reads_the_name():
     """Every attribute, its type and value, in order, multi-valued RDNs too, for the types a CA writes."""
     names = [subject("/C=NL/O=Org+OU=Dept/CN=a/CN=b/emailAddress=a@b"),
