@@ -151,3 +151,22 @@ def test_hostile_der_names_give_a_name_or_value_error(data):
             dername._tbs_names(data, certificate=certificate)
         except ValueError:
             pass
+
+
+def test_a_ca_whose_name_cannot_be_read_makes_the_crl_refuse_every_peer_not_raise(tmp_path):
+    """A CA OpenSSL loads whose subject repeats an attribute in one RDN (O=aaaa+O=aaaa):
+    cryptography and the DER reader refuse its name. With crl-verify, reading the CRL against
+    `ca` raised ValueError: a traceback at the config check, before start. Now the CRL is
+    unusable and every peer refused with the reason, as for a CRL that cannot be read."""
+    from appliance.openvpn.crl import CrlChecker, make_crl
+    rdn = x509.RelativeDistinguishedName([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "aaaa"),
+                                          x509.NameAttribute(NameOID.ORGANIZATION_NAME, "bbbb")])
+    cn = x509.RelativeDistinguishedName([x509.NameAttribute(NameOID.COMMON_NAME, "Dup CA")])
+    ca0, key = issue("unused", None, None, x509.Name([rdn, cn]))
+    ca = with_raw_bytes(ca0, key, b"bbbb", b"aaaa")
+    assert crypto.X509.from_cryptography(ca).get_subject().CN == "Dup CA"     # OpenSSL reads it
+    (tmp_path / "crl.pem").write_bytes(make_crl(ca0, key, [5]))
+    checker = CrlChecker("file", str(tmp_path / "crl.pem"), cas=[ca])
+    client = issue("client", (ca0, key), ExtendedKeyUsageOID.CLIENT_AUTH)[0]
+    assert "name of a certificate of `ca` cannot be read" in (checker.error or "")
+    assert "cannot be read" in (checker.revoked(client, [ca]) or "")
