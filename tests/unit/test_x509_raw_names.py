@@ -154,19 +154,41 @@ def test_hostile_der_names_give_a_name_or_value_error(data):
 
 
 def test_a_ca_whose_name_cannot_be_read_makes_the_crl_refuse_every_peer_not_raise(tmp_path):
-    """A CA OpenSSL loads whose subject repeats an attribute in one RDN (O=aaaa+O=aaaa):
-    cryptography and the DER reader refuse its name. With crl-verify, reading the CRL against
-    `ca` raised ValueError: a traceback at the config check, before start. Now the CRL is
-    unusable and every peer refused with the reason, as for a CRL that cannot be read."""
+    """A CA OpenSSL loads whose subject neither cryptography nor the DER reader reads: an
+    x500UniqueIdentifier (a BIT STRING) beside a T61String CN in Latin-1. With crl-verify,
+    reading the CRL against `ca` raised ValueError: a traceback at the config check, before
+    start. Now the CRL is unusable and every peer refused with the reason, as for a CRL that
+    cannot be read."""
     from appliance.openvpn.crl import CrlChecker, make_crl
-    rdn = x509.RelativeDistinguishedName([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "aaaa"),
-                                          x509.NameAttribute(NameOID.ORGANIZATION_NAME, "bbbb")])
-    cn = x509.RelativeDistinguishedName([x509.NameAttribute(NameOID.COMMON_NAME, "Dup CA")])
-    ca0, key = issue("unused", None, None, x509.Name([rdn, cn]))
-    ca = with_raw_bytes(ca0, key, b"bbbb", b"aaaa")
-    assert crypto.X509.from_cryptography(ca).get_subject().CN == "Dup CA"     # OpenSSL reads it
+    name = x509.Name([x509.NameAttribute(NameOID.X500_UNIQUE_IDENTIFIER, b"\x01\x02", _type=_ASN1Type.BitString),
+                      x509.NameAttribute(NameOID.COMMON_NAME, "cafX CA", _type=_ASN1Type.T61String)])
+    ca0, key = issue("unused", None, None, name)
+    ca = with_raw_bytes(ca0, key, b"cafX", b"caf\xe9")
+    assert crypto.X509.from_cryptography(ca).get_subject().CN == "caf\xe9 CA"     # OpenSSL reads it
     (tmp_path / "crl.pem").write_bytes(make_crl(ca0, key, [5]))
     checker = CrlChecker("file", str(tmp_path / "crl.pem"), cas=[ca])
     client = issue("client", (ca0, key), ExtendedKeyUsageOID.CLIENT_AUTH)[0]
     assert "name of a certificate of `ca` cannot be read" in (checker.error or "")
     assert "cannot be read" in (checker.revoked(client, [ca]) or "")
+
+
+def test_a_relative_name_with_an_attribute_twice_is_read_and_compared_as_openssl_does():
+    """`O=LabA + O=LabA`: cryptography refuses the name, OpenSSL reads it (and OpenVPN with it).
+    Read from the DER, it prints and compares as there: X509_NAME_cmp tells it from `O=LabA`."""
+    from OpenSSL._util import lib
+    from appliance.openvpn.tls import cert_env
+    rdn = x509.RelativeDistinguishedName([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "LabA"),
+                                          x509.NameAttribute(NameOID.ORGANIZATION_NAME, "LabB")])
+    one = x509.RelativeDistinguishedName([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "LabA")])
+    cn = x509.RelativeDistinguishedName([x509.NameAttribute(NameOID.COMMON_NAME, "Dup CA")])
+    dup0, key = issue("unused", None, None, x509.Name([rdn, cn]))
+    dup = with_raw_bytes(dup0, key, b"LabB", b"LabA")
+    single = issue("unused", None, None, x509.Name([one, cn]))[0]
+    with pytest.raises(ValueError):
+        dup.subject                                     # noqa: B018 - what cryptography does with it
+    env = cert_env(dup, 1)
+    assert (env["X509_1_O"], env["X509_1_O_1"], env["tls_id_1"]) == ("LabA", "LabA", "O=LabA + O=LabA, CN=Dup CA")
+    names = [crypto.X509.from_cryptography(c).get_subject()._name for c in (dup, single)]   # noqa: SLF001
+    assert lib.X509_NAME_cmp(names[0], names[1]) != 0 and lib.X509_NAME_cmp(names[0], names[0]) == 0
+    assert name_key(dername.subject(dup)) != name_key(single.subject)
+    assert name_key(dername.subject(dup)) == name_key(dername.issuer(dup))
