@@ -13,7 +13,11 @@ answer from a server other than the one we asked, an unusable field -- is droppe
 reply can neither stop PID 1 (an exception at boot powers the VM off) nor leave the WAN without
 its address. A renewal that gets the address the NIC already has changes nothing on it: removing
 the NIC's last address makes the kernel drop every route through it, the tunnel's host route to
-the VPN server among them.
+the VPN server among them. And while the lease holds, a renewal takes only that address (and
+prefix): it asks for it (option 50), and another server's faster offer of another usable address
+-- a rogue's, anyone's on the segment -- is dropped ("another address while the lease holds"),
+where before it moved the WAN at every renewal, its routes with it. Only a lease that has run
+out is replaced by whatever usable lease comes.
 """
 from __future__ import annotations
 
@@ -183,6 +187,7 @@ class Lease:
     dns: list[str]
     server: str | None
     lease_time: int
+    expires: float = 0.0            # time.monotonic() when the lease runs out
     _stop: threading.Event = field(default_factory=threading.Event, repr=False)
 
     def __str__(self) -> str:
@@ -201,8 +206,10 @@ class Lease:
 
 
 def _exchange(ifname: str, mac: bytes, drops: Drops, avoid: Sequence[ipaddress.IPv4Network] = (),
-              timeout: float = 3.0, tries: int = 5) -> Offer:
-    """DISCOVER, OFFER, REQUEST, ACK: the checked lease of the first usable offer that is ACKed."""
+              timeout: float = 3.0, tries: int = 5, keep: tuple[str, int] | None = None) -> Offer:
+    """DISCOVER, OFFER, REQUEST, ACK: the checked lease of the first usable offer that is ACKed.
+    `keep`: the (address, prefix length) the NIC holds under a lease still running: asked for,
+    and the only lease taken."""
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -211,15 +218,15 @@ def _exchange(ifname: str, mac: bytes, drops: Drops, avoid: Sequence[ipaddress.I
         s.bind(("0.0.0.0", 68))
         for attempt in range(tries):
             xid = random.getrandbits(32)
-            s.sendto(build_message(DISCOVER, xid, mac), ("255.255.255.255", 67))
-            got = _wait(s, xid, mac, {OFFER}, timeout, drops, avoid)
+            s.sendto(build_message(DISCOVER, xid, mac, keep[0] if keep else None), ("255.255.255.255", 67))
+            got = _wait(s, xid, mac, {OFFER}, timeout, drops, avoid, keep=keep)
             if got is None:
                 log.info("%s: no usable DHCP offer (try %d of %d)", ifname, attempt + 1, tries)
                 continue
             offer = got[1]
             assert offer is not None
             s.sendto(build_message(REQUEST, xid, mac, offer.address, offer.server), ("255.255.255.255", 67))
-            got = _wait(s, xid, mac, {ACK, NAK}, timeout, drops, avoid, offer.server)
+            got = _wait(s, xid, mac, {ACK, NAK}, timeout, drops, avoid, offer.server, keep)
             if got is not None and got[1] is not None:
                 return got[1]
             log.info("%s: DHCP request %s", ifname, "refused (NAK)" if got else "unanswered")
@@ -230,7 +237,8 @@ def _exchange(ifname: str, mac: bytes, drops: Drops, avoid: Sequence[ipaddress.I
 
 
 def _wait(s: socket.socket, xid: int, mac: bytes, kinds: set[int], timeout: float, drops: Drops,
-          avoid: Sequence[ipaddress.IPv4Network] = (), server: str | None = None) -> tuple[Reply, Offer | None] | None:
+          avoid: Sequence[ipaddress.IPv4Network] = (), server: str | None = None,
+          keep: tuple[str, int] | None = None) -> tuple[Reply, Offer | None] | None:
     """The first reply of `kinds` for our transaction and hardware address (from `server`, the
     one we asked, when known) whose lease is usable; None at the timeout or after MAX_REPLIES
     datagrams. A NAK does not end the wait: anyone on the segment can send one with the
@@ -268,6 +276,8 @@ def _wait(s: socket.socket, xid: int, mac: bytes, kinds: set[int], timeout: floa
             checked = check_reply_untrusted(r, avoid)
             if isinstance(checked, str):
                 drops.drop(checked)
+            elif keep is not None and (checked.address, checked.prefixlen) != keep:
+                drops.drop("another address while the lease holds")
             else:
                 return r, checked
     drops.drop("wait ended: too many replies")
@@ -291,7 +301,7 @@ def _apply(ifname: str, offer: Offer) -> Lease:
             except Exception as e:  # noqa: BLE001 - report, keep the address
                 log.warning("%s: default route via %s: %s", ifname, offer.router, e)
     return Lease(ifname, offer.address, offer.prefixlen, offer.router, list(offer.dns), offer.server,
-                 offer.lease_time)
+                 offer.lease_time, time.monotonic() + offer.lease_time)
 
 
 def dhcp_configure(ifname: str, avoid: Sequence[ipaddress.IPv4Network] = ()) -> Lease:
@@ -306,11 +316,20 @@ def dhcp_configure(ifname: str, avoid: Sequence[ipaddress.IPv4Network] = ()) -> 
     def renew() -> None:
         while not lease._stop.wait(renew_after(lease.lease_time)):
             try:
-                new = _apply(ifname, _exchange(ifname, mac, drops, avoid))
-                (lease.address, lease.prefixlen, lease.router, lease.dns, lease.server,
-                 lease.lease_time) = (new.address, new.prefixlen, new.router, new.dns, new.server, new.lease_time)
-                log.info("%s: DHCP lease renewed: %s", ifname, new)
+                renew_once(lease, mac, drops, avoid)
             except Exception as e:  # noqa: BLE001 - keep the old address and try again later
                 log.warning("%s: DHCP renewal failed: %s", ifname, e)
     threading.Thread(target=renew, name="dhcp-renew", daemon=True).start()
     return lease
+
+
+def renew_once(lease: Lease, mac: bytes, drops: Drops, avoid: Sequence[ipaddress.IPv4Network] = (),
+               timeout: float = 3.0, tries: int = 5) -> None:
+    """One renewal of `lease` (the renewal thread's step), applied and written into it. While the
+    lease holds, only its own address and prefix are taken (see the module's note); raises as
+    _exchange when no such lease comes, and the NIC keeps what it has."""
+    keep = (lease.address, lease.prefixlen) if time.monotonic() < lease.expires else None
+    new = _apply(lease.ifname, _exchange(lease.ifname, mac, drops, avoid, timeout, tries, keep))
+    (lease.address, lease.prefixlen, lease.router, lease.dns, lease.server, lease.lease_time,
+     lease.expires) = (new.address, new.prefixlen, new.router, new.dns, new.server, new.lease_time, new.expires)
+    log.info("%s: DHCP lease renewed: %s", lease.ifname, new)

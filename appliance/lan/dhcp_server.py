@@ -169,16 +169,15 @@ class DhcpServer:
         costs the pump the tunnel shares at most that much work (a real LAN needs a few a second).
         A message whose IP source is the address of a bound lease (a renewal, a rebinding, an
         INFORM or RELEASE from a configured client) is counted in that lease's own bucket
-        instead (CLIENT_RATE a second): one host flooding DISCOVERs from 0.0.0.0 -- it starves new
+        first (CLIENT_RATE a second): one host flooding DISCOVERs from 0.0.0.0 -- it starves new
         clients, as on any shared segment -- must not also keep every configured client from
-        renewing until its lease runs out; a flood forged from one lease's address holds up only
-        that lease's messages. The check is one dict lookup, before any decoding."""
+        renewing until its lease runs out. When that bucket is empty the message draws on the
+        shared one, as any other: the source address is anyone's to forge, and a lease's own
+        bucket alone let a host keep another from renewing with two forged datagrams a second
+        (its renewals met an empty bucket of one a second); now that costs the flood that
+        holds up every new client, as before these buckets. One dict lookup, before any decoding."""
         held = self.by_addr.get(int(source)) if source is not None and not source.is_unspecified else None
-        if held is not None and held.bound:
-            if not held.take_token(now):
-                self._drop("rate limited (one client's address)")
-                return []
-        else:
+        if held is None or not held.bound or not held.take_token(now):
             last, self._refilled = self._refilled, now
             if last is not None:
                 self._tokens = min(BURST, self._tokens + max(0.0, now - last) * RATE)

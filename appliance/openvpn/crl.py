@@ -356,7 +356,16 @@ def read_crls(data: bytes | None, why_not: str | None, shown: str, cas: Sequence
     except (*CERT_UNREADABLE, IndexError) as e:
         # Refused as unreadable: every peer, never a revoked one let in.
         return CrlState.failed(f"CRL {shown} unreadable: {e}")
-    ca_keys = [(name_key(dername.subject(c)), c) for c in cas]
+    try:
+        ca_keys = [(name_key(dername.subject(c)), c) for c in cas]
+    except ValueError as e:
+        # A CA OpenSSL loads but whose name neither cryptography nor dername reads (an attribute
+        # twice in one RDN, a value that is no string): no CRL can be matched to it, nor its
+        # certificates' issuer to a CRL. Raised out of here it was a traceback at start (the
+        # config check) or in the reading worker; refused as unreadable: every peer, never a
+        # revoked one let in.
+        return CrlState.failed(f"CRL {shown} unusable: the name of a certificate of `ca` cannot be read ({e}), "
+                               "so no CRL can be matched to it")
     ca_names = {k for k, _ in ca_keys}
     strays = [_stray(shown, c) for c in crls if ca_names and c.issuer not in ca_names]
     signed = {(i, ca): _signature_ok(c, ca) for i, c in enumerate(crls) for k, ca in ca_keys if k == c.issuer}

@@ -9,8 +9,9 @@ a certificate cryptography reads as usual; only the name comes from here: the sa
 each attribute with its ASN.1 type, a one-byte string's bytes carried as peernames carries a name
 (surrogateescape), which tls.openssl_text and crl.name_key read as OpenSSL does.
 
-What stays unreadable (ValueError, the certificate refused as before): a UTF8String that is not
-UTF-8, a BMPString or UniversalString that is not UTF-16 or UTF-32 (OpenSSL cannot convert them
+A relative name that holds one attribute twice (`O=a + O=a`), which cryptography refuses and
+OpenSSL reads, is read too (_rdn). What stays unreadable (ValueError, the certificate refused as
+before): a UTF8String that is not UTF-8, a BMPString or UniversalString that is not UTF-16 or UTF-32 (OpenSSL cannot convert them
 either, and OpenVPN refuses a CN it cannot: "could not extract CN"), a value that is no string,
 DER that does not parse. And what cryptography refuses when it loads the certificate, before
 any name is asked for (a PrintableString with `_`, `@` or `*`): that needs more than a name.
@@ -117,8 +118,26 @@ def _name(data: bytes, tag: int, pos: int, end: int) -> x509.Name:
             attrs.append(_attribute(data, a_start, start))
         if not attrs:
             raise ValueError("DER: an empty relative name")
-        rdns.append(x509.RelativeDistinguishedName(attrs))
+        rdns.append(_rdn(attrs))
     return x509.Name(rdns)
+
+
+def _rdn(attrs: list[x509.NameAttribute]) -> x509.RelativeDistinguishedName:
+    """A relative name of these attributes, one written twice included (`O=a + O=a`): OpenSSL
+    reads it, so OpenVPN 2.6 names and prints it (X509_1_O, X509_1_O_1), where cryptography
+    refuses the whole name ("duplicate attributes are not allowed"). A CA named so got its
+    clients an internal error wherever its name was read (a client-connect script's
+    X509_1_* variables, crl-verify's matching). It compares as OpenSSL compares it
+    (crl.name_key keeps both), and as a set where cryptography's equality is asked."""
+    try:
+        return x509.RelativeDistinguishedName(attrs)
+    except ValueError:
+        if len(attrs) < 2:
+            raise
+        rdn = x509.RelativeDistinguishedName.__new__(x509.RelativeDistinguishedName)
+        rdn._attributes = list(attrs)                       # noqa: SLF001 - what its __init__ sets
+        rdn._attribute_set = frozenset(attrs)               # noqa: SLF001
+        return rdn
 
 
 def _attribute(data: bytes, pos: int, end: int) -> x509.NameAttribute:
@@ -140,9 +159,13 @@ def _attribute(data: bytes, pos: int, end: int) -> x509.NameAttribute:
         value = raw.decode(_WIDE[kind])            # strict: what OpenSSL cannot convert is refused
     else:
         raise ValueError(f"DER: an attribute value of type {kind.name}")
-    with warnings.catch_warnings():                 # a CN over 64 characters: refused later, by its length
+    with warnings.catch_warnings():
+        # Lengths are not checked here, as cryptography does not when it reads a name: a
+        # `C=USA` or an empty CN beside the T61String raised ValueError, and OpenSSL's reading
+        # of such a certificate was refused whole. The peer's name (its last CN) has its limit
+        # checked where it is read (tls.name_common_name), as OpenVPN checks it.
         warnings.simplefilter("ignore")
-        a = x509.NameAttribute(oid, value.encode("utf-8", "replace").decode(), _type=kind)
+        a = x509.NameAttribute(oid, value.encode("utf-8", "replace").decode(), _type=kind, _validate=False)
     # NameAttribute's own length check encodes the value strictly; a one-byte string's bytes
     # that are not UTF-8 are set past it (its value, compared and hashed as cryptography's).
     a._value = value                                # noqa: SLF001

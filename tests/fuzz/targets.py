@@ -597,7 +597,10 @@ def _fake_files() -> dict[str, bytes]:
 
 
 def make_ovpn_config():
+    import ipaddress
+
     from appliance.openvpn import config as options
+    from appliance.openvpn.peernames import file_text
     files = _fake_files()
 
     def read_file(path: str) -> bytes:
@@ -616,9 +619,16 @@ def make_ovpn_config():
         if o is not None and hasattr(options, "render_options"):
             options.render_options(o)
         try:
-            options.parse_ccd(text, "/fuzz/ccd/client")
+            # As the server reads a ccd file or a client-connect script's output: its bytes.
+            ccd = options.parse_ccd(file_text(data), "/fuzz/ccd/client")
         except ConfigError:
-            pass
+            return
+        # What parses is what the push can use (clientpush.py): no ValueError there.
+        if ccd.ifconfig_push is not None:
+            ipaddress.IPv4Address(ccd.ifconfig_push[0])
+            ipaddress.IPv4Address(ccd.ifconfig_push[1])
+        for n, m in ccd.iroutes:
+            ipaddress.IPv4Network(f"{n}/{m}", strict=False)
     return one
 
 

@@ -132,3 +132,39 @@ def test_a_latin1_ccd_file_and_client_connect_output_are_pushed_as_their_bytes(p
         assert rec.vaddr == f"198.18.0.{70 + i}"
         assert b"setenv-safe MOTD caf\xe9" in [to_bytes(o) for o in rec.connect_opts], i
         assert any(o.startswith("setenv-safe MOTD caf\ufffd") for o in w.client_nets[i].pushed.ignored), i
+
+
+def test_an_address_that_is_none_in_a_ccd_file_or_client_connect_output_refuses_its_client(pki, tmp_path, monkeypatch,
+                                                                                          caplog):
+    """ifconfig-push and iroute read as the file's bytes hold anything: `10.0.0.\\xe9` (Latin-1),
+    a netmask with holes. They went unchecked to the push, where ipaddress raised: an
+    internal error at each of the client's tries (a ccd file), a client left waiting for its push
+    (a client-connect script's output). Now the line refuses its client, named with its file and
+    line; the others get in."""
+    import stat
+
+    from appliance.gateway import ops as ops_mod
+    from appliance.gateway.scripts import ScriptRunner
+    monkeypatch.setattr(ops_mod, "ScriptRunner", lambda: ScriptRunner(inline=True))
+    caplog.set_level("INFO")
+    d = tmp_path / "ccd"
+    d.mkdir()
+    (d / "client0").write_bytes(b"push \"route 10.9.0.0 255.255.0.0\"\niroute 10.0.0.\xe9\n")
+    (d / "client1").write_bytes(b"ifconfig-push 198.18.0.9 255.255.255.0\niroute 10.1.0.0 255.0.255.0\n")
+    out = tmp_path / "cc-options"
+    out.write_bytes(b"iroute 10.2.0.\xe9 255.255.255.0\n")
+    cc = tmp_path / "cc.sh"
+    cc.write_text(f'#!/bin/sh\n[ "$common_name" = client2 ] && cat {out} > "$1"\nexit 0\n')
+    cc.chmod(cc.stat().st_mode | stat.S_IXUSR)
+    w = World()
+    gw = w.add_server(server_conf(pki, extra=f"client-config-dir {d}\nscript-security 2\nclient-connect {cc}\n"))
+    gw.st.ccd = ccd_loader(str(d))
+    for i in range(4):
+        w.add_client(client_conf(pki, f"client{i}"))
+    assert w.run(lambda: _up(w, 3), max_time=30)
+    w.run_for(30)
+    assert [_up(w, i) for i in range(4)] == [False, False, False, True]
+    assert "internal error" not in gw.faults.counts, gw.faults.counts
+    for name, why in (("client0", f"{d / 'client0'}:2: iroute: "), ("client1", f"{d / 'client1'}:2: iroute: "),
+                      ("client2", "<client-connect output>:1: iroute: ")):
+        assert why in caplog.text, name

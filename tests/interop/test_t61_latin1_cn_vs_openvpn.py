@@ -31,7 +31,22 @@ from lab.pki import _write, add_raw_name_cert, with_raw_bytes
 def lab(tmp_path_factory):
     with Lab(tmp=tmp_path_factory.mktemp("t61latin1")) as lab:
         add_raw_name_cert(lab.pki, "latin1", "cafX", b"caf\xe9")
+        _add_usa_latin1(lab.pki)
         yield lab
+
+
+def _add_usa_latin1(pki) -> None:
+    """Client `usa`: subject C=USA (three letters: cryptography warns, OpenSSL reads it), CN caf\xe9
+    in a T61String."""
+    import warnings
+    ca = x509.load_pem_x509_certificate(pki.ca.read_bytes())
+    ca_key = serialization.load_pem_private_key((pki.dir / "ca.key").read_bytes(), None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        name = x509.Name([x509.NameAttribute(NameOID.COUNTRY_NAME, "USA", _validate=False),
+                          x509.NameAttribute(NameOID.COMMON_NAME, "cafX", _type=_ASN1Type.T61String)])
+        cert, key = issue("usa", (ca, ca_key), ExtendedKeyUsageOID.CLIENT_AUTH, name)
+        pki.clients["usa"] = _write(pki.dir / "usa", with_raw_bytes(cert, ca_key, b"cafX", b"caf\xe9"), key)
 
 
 def _tun_ip(ns) -> str:
@@ -107,3 +122,22 @@ def test_a_ca_named_in_latin1_t61string_and_its_crl(lab, procs, server):
                        f"l1cagood-{len(lab.procs)}", wait=0)
     procs.append(good)
     assert good.wait_for("Initialization Sequence Completed", 60), srv.log()[-2000:]
+
+
+@pytest.mark.parametrize("server", ["openvpn", "ours"])
+def test_a_three_letter_country_beside_a_latin1_cn_is_read_too(lab, procs, server):
+    """C=USA beside the T61String CN: Debian's server names the client `café` and lets it in;
+    ours refused it as unreadable (the DER reader checked the country's length, which
+    cryptography only warns about)."""
+    ccd = lab.tmp / f"ccd-usa-{server}"
+    ccd.mkdir()
+    (ccd / "café").write_text("ifconfig-push 198.19.0.79 255.255.255.0\n")
+    cfg = server_config(lab.pki, extra=f"client-config-dir {ccd}\n")
+    if server == "openvpn":
+        procs.append(lab.openvpn(lab.srv, cfg, f"t61usrv-{len(lab.procs)}"))
+    else:
+        procs.append(lab.ours(lab.srv, cfg, f"t61usrv-{len(lab.procs)}", pattern=r"listening on UDP"))
+    cli = lab.openvpn(lab.cli, client_profile(lab.pki, "udp", client="usa"), f"t61ucli-{len(lab.procs)}", wait=0)
+    procs.append(cli)
+    assert cli.wait_for("Initialization Sequence Completed", 60), procs[0].log()[-2000:]
+    assert _tun_ip(lab.cli) == "198.19.0.79", procs[0].log()[-2000:]

@@ -10,6 +10,10 @@ DHCP server on the WAN segment, in two namespaces joined by a veth.
   of the NIC and added the new one back, and the kernel dropped every route through the NIC with
   its last address -- the tunnel's host route to the VPN server too -- and the IPv6 addresses went
   with the flush (at boot too: the link-local address the NIC had just made).
+- A renewal while the lease holds takes only the lease's own address: a rogue that offers (and
+  ACKs) another usable address faster than the real server at renewal time is dropped. Before,
+  the renewal was a plain DISCOVER that took the first usable offer, and the rogue moved the WAN
+  to its address and router at every renewal, the tunnel's host route to the VPN server gone.
 """
 from __future__ import annotations
 
@@ -101,6 +105,77 @@ dhcp_client._apply(dev, dhcp_client.Offer(addr, 24, router, (), router, 600))
 """
 
 
+# The real server alone answers the first DISCOVER (the lease at boot); from the second on (the
+# renewal) a rogue offers another usable address of the subnet, with itself as router, first.
+RENEWAL_SERVERS = r"""
+import socket, struct, sys, time
+dev, good, other, server, rogue = sys.argv[1:6]
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, dev.encode())
+s.bind(("0.0.0.0", 67))
+s.settimeout(1.0)
+print("listening", flush=True)
+def reply(req, kind, yiaddr, sid, router):
+    out = bytearray(req[:240])
+    out[0] = 2
+    out[16:20] = socket.inet_aton(yiaddr)
+    opts = bytes([53, 1, kind, 54, 4]) + socket.inet_aton(sid) + bytes([1, 4, 255, 255, 255, 0, 3, 4])
+    opts += socket.inet_aton(router) + bytes([51, 4]) + struct.pack("!I", 600)
+    s.sendto(bytes(out) + opts + b"\xff", ("255.255.255.255", 68))
+def option(req, code):
+    i = 240
+    while i + 1 < len(req) and req[i] != 255:
+        if req[i] == 0:
+            i += 1
+            continue
+        if req[i] == code:
+            return req[i + 2:i + 2 + req[i + 1]]
+        i += 2 + req[i + 1]
+    return b""
+discovers = 0
+end = time.monotonic() + 60
+for _ in range(200):
+    if time.monotonic() > end:
+        break
+    try:
+        req = s.recv(2048)
+    except socket.timeout:
+        continue
+    kind = option(req, 53)
+    want = socket.inet_ntoa(option(req, 50)) if len(option(req, 50)) == 4 else ""
+    if kind == b"\x01":
+        discovers += 1
+        if discovers > 1:
+            reply(req, 2, other, rogue, rogue)
+        reply(req, 2, good, server, server)
+    elif kind == b"\x03":
+        if want == other:
+            reply(req, 5, other, rogue, rogue)
+        elif want == good:
+            reply(req, 5, good, server, server)
+"""
+
+RENEW = r"""
+import logging, subprocess, sys
+logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(message)s")
+from appliance.boot import dhcp_client
+dev, vpn_server = sys.argv[1:3]
+lease = dhcp_client.dhcp_configure(dev)
+lease._stop.set()
+print("BOOT", lease.address, lease.router, flush=True)
+subprocess.run(["ip", "route", "add", vpn_server + "/32", "via", lease.router, "dev", dev], check=True)
+with open(f"/sys/class/net/{dev}/address") as f:
+    mac = bytes.fromhex(f.read().strip().replace(":", ""))
+try:
+    dhcp_client.renew_once(lease, mac, dhcp_client.Drops(dev), timeout=2.0, tries=2)
+except RuntimeError as e:
+    print("NO RENEWAL", e, flush=True)
+print("RENEWED", lease.address, lease.router, flush=True)
+"""
+
+
 @pytest.fixture
 def wan():
     tag = secrets.token_hex(3)
@@ -161,3 +236,28 @@ def test_a_renewal_with_the_same_lease_keeps_the_wan_routes_and_ipv6(wan):
     cli.run(f"{apply} 198.18.60.11 {SERVER}")
     v4 = [a for a in _addresses(cli, cdev) if ":" not in a]
     assert v4 == ["198.18.60.11/24"] and "2001:db8:60::10/64" in _addresses(cli, cdev)
+
+
+def test_a_renewal_while_the_lease_holds_takes_no_other_address(wan, tmp_path):
+    srv, cli, sdev, cdev = wan
+    other = "198.18.60.66"
+    log = tmp_path / "servers.log"
+    with open(log, "w") as f:
+        servers = subprocess.Popen(["ip", "netns", "exec", srv.name, sys.executable, "-c", RENEWAL_SERVERS, sdev,
+                                    GOOD, other, SERVER, ROGUE], stdout=f, stderr=subprocess.STDOUT,
+                                   start_new_session=True)
+    try:
+        end = time.monotonic() + 20
+        while "listening" not in log.read_text() and servers.poll() is None and time.monotonic() < end:
+            time.sleep(0.05)
+        r = cli.run(f"{sys.executable} -c '{RENEW}' {cdev} {VPN_SERVER}", check=False, timeout=60)
+    finally:
+        servers.kill()
+        servers.wait(10)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert f"BOOT {GOOD} {SERVER}" in r.stdout
+    assert f"RENEWED {GOOD} {SERVER}" in r.stdout, r.stdout
+    assert [a for a in _addresses(cli, cdev) if ":" not in a] == [f"{GOOD}/24"]
+    assert f"{VPN_SERVER} via {SERVER}" in cli.run(f"ip -4 route show {VPN_SERVER}").stdout
+    assert f"default via {SERVER}" in cli.run("ip -4 route show default").stdout
+    assert "another address while the lease holds=" in r.stdout

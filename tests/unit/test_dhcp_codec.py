@@ -118,7 +118,7 @@ def _raw_ack(xid: int, chaddr: bytes = MAC, sid: str = "198.18.0.1", mask: str =
 
 
 def _wait_on_loopback(datagrams: list[bytes], server: str | None = "198.18.0.1", kinds=frozenset({ACK}),
-                      timeout: float = 5.0):
+                      timeout: float = 5.0, keep: tuple[str, int] | None = None):
     from appliance.boot.dhcp_client import Drops, _wait
     rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -128,7 +128,7 @@ def _wait_on_loopback(datagrams: list[bytes], server: str | None = "198.18.0.1",
         for d in datagrams:
             tx.sendto(d, rx.getsockname())
         drops = Drops("wan0", clock=lambda: 0.0)
-        return _wait(rx, 7, MAC, set(kinds), timeout, drops, (), server), drops.counts
+        return _wait(rx, 7, MAC, set(kinds), timeout, drops, (), server, keep), drops.counts
     finally:
         rx.close()
         tx.close()
@@ -157,6 +157,17 @@ def test_an_ack_after_a_nak_wins_and_a_nak_alone_is_the_answer():
     assert got is not None and got[0].kind == ACK and got[1] is not None and counts == {"repeated NAK": 1}
     got, _ = _wait_on_loopback([_raw_ack(7, kind=NAK)], kinds={ACK, NAK}, timeout=0.3)
     assert got is not None and got[0].kind == NAK and got[1] is None
+
+
+def test_while_the_lease_holds_a_renewal_takes_only_its_own_address_and_prefix():
+    """A faster reply for another address, or the same address with another prefix (the flush
+    of the old one drops the WAN's routes), is dropped while the lease runs."""
+    replies = [_raw_ack(7, mask="255.255.0.0"), _raw_ack(7)]
+    got, counts = _wait_on_loopback(replies, keep=("198.18.0.55", 24))
+    assert got is not None and (got[1].address, got[1].prefixlen) == ("198.18.0.55", 24)
+    assert counts == {"another address while the lease holds": 1}
+    got, counts = _wait_on_loopback([_raw_ack(7)], keep=("198.18.0.56", 24), timeout=0.3)
+    assert got is None and counts == {"another address while the lease holds": 1}
 
 
 def test_a_router_option_shorter_than_an_address_is_no_router():

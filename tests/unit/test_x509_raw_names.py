@@ -61,6 +61,33 @@ def test_a_utf8string_that_is_not_utf8_stays_unreadable():
         common_name(cert)
 
 
+def test_attribute_lengths_cryptography_only_warns_about_do_not_refuse_a_name_read_from_the_der():
+    """cryptography reads `C=USA` or an empty CN with a warning; beside a T61String CN holding
+    Latin-1 (dername's reading) they raised ValueError and the client was refused as unreadable,
+    where OpenSSL reads the name. The peer's name keeps OpenVPN's limits (the last CN, 64 bytes)."""
+    for first in (x509.NameAttribute(NameOID.COUNTRY_NAME, "USA", _validate=False),
+                  x509.NameAttribute(NameOID.COMMON_NAME, "", _validate=False),
+                  x509.NameAttribute(NameOID.COMMON_NAME, "o" * 65, _validate=False)):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            name = x509.Name([first, x509.NameAttribute(NameOID.COMMON_NAME, "pppp", _type=_ASN1Type.T61String)])
+            cert = with_raw_bytes(issue("unused", CA, ExtendedKeyUsageOID.CLIENT_AUTH, name)[0], CA[1], b"pppp",
+                                  b"caf\xe9")
+        with pytest.raises(ValueError):
+            cert.subject                                # noqa: B018 - what cryptography does with it
+        # OpenSSL reads it (pyOpenSSL's CN is the first one; OpenVPN's the last)
+        assert _openssl_cn(cert) == (first.value if first.oid == NameOID.COMMON_NAME else "caf\xe9")
+        assert common_name(cert) == "caf\xe9"
+        assert openvpn_subject(cert).endswith(", CN=caf\xe9")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "p" * 65, _type=_ASN1Type.T61String,
+                                             _validate=False)])
+        long_last = with_raw_bytes(issue("unused", CA, ExtendedKeyUsageOID.CLIENT_AUTH, name)[0], CA[1], b"p" * 65,
+                                   b"\xe9" * 65)
+    assert common_name(long_last) is None               # over 64 bytes: no name, as OpenVPN
+
+
 def test_the_der_reading_is_cryptographys_where_it_reads_the_name():
     """Every attribute, its type and value, in order, multi-valued RDNs too, for the types a CA writes."""
     names = [subject("/C=NL/O=Org+OU=Dept/CN=a/CN=b/emailAddress=a@b"),
@@ -124,3 +151,44 @@ def test_hostile_der_names_give_a_name_or_value_error(data):
             dername._tbs_names(data, certificate=certificate)
         except ValueError:
             pass
+
+
+def test_a_ca_whose_name_cannot_be_read_makes_the_crl_refuse_every_peer_not_raise(tmp_path):
+    """A CA OpenSSL loads whose subject neither cryptography nor the DER reader reads: an
+    x500UniqueIdentifier (a BIT STRING) beside a T61String CN in Latin-1. With crl-verify,
+    reading the CRL against `ca` raised ValueError: a traceback at the config check, before
+    start. Now the CRL is unusable and every peer refused with the reason, as for a CRL that
+    cannot be read."""
+    from appliance.openvpn.crl import CrlChecker, make_crl
+    name = x509.Name([x509.NameAttribute(NameOID.X500_UNIQUE_IDENTIFIER, b"\x01\x02", _type=_ASN1Type.BitString),
+                      x509.NameAttribute(NameOID.COMMON_NAME, "cafX CA", _type=_ASN1Type.T61String)])
+    ca0, key = issue("unused", None, None, name)
+    ca = with_raw_bytes(ca0, key, b"cafX", b"caf\xe9")
+    assert crypto.X509.from_cryptography(ca).get_subject().CN == "caf\xe9 CA"     # OpenSSL reads it
+    (tmp_path / "crl.pem").write_bytes(make_crl(ca0, key, [5]))
+    checker = CrlChecker("file", str(tmp_path / "crl.pem"), cas=[ca])
+    client = issue("client", (ca0, key), ExtendedKeyUsageOID.CLIENT_AUTH)[0]
+    assert "name of a certificate of `ca` cannot be read" in (checker.error or "")
+    assert "cannot be read" in (checker.revoked(client, [ca]) or "")
+
+
+def test_a_relative_name_with_an_attribute_twice_is_read_and_compared_as_openssl_does():
+    """`O=LabA + O=LabA`: cryptography refuses the name, OpenSSL reads it (and OpenVPN with it).
+    Read from the DER, it prints and compares as there: X509_NAME_cmp tells it from `O=LabA`."""
+    from OpenSSL._util import lib
+    from appliance.openvpn.tls import cert_env
+    rdn = x509.RelativeDistinguishedName([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "LabA"),
+                                          x509.NameAttribute(NameOID.ORGANIZATION_NAME, "LabB")])
+    one = x509.RelativeDistinguishedName([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "LabA")])
+    cn = x509.RelativeDistinguishedName([x509.NameAttribute(NameOID.COMMON_NAME, "Dup CA")])
+    dup0, key = issue("unused", None, None, x509.Name([rdn, cn]))
+    dup = with_raw_bytes(dup0, key, b"LabB", b"LabA")
+    single = issue("unused", None, None, x509.Name([one, cn]))[0]
+    with pytest.raises(ValueError):
+        dup.subject                                     # noqa: B018 - what cryptography does with it
+    env = cert_env(dup, 1)
+    assert (env["X509_1_O"], env["X509_1_O_1"], env["tls_id_1"]) == ("LabA", "LabA", "O=LabA + O=LabA, CN=Dup CA")
+    names = [crypto.X509.from_cryptography(c).get_subject()._name for c in (dup, single)]   # noqa: SLF001
+    assert lib.X509_NAME_cmp(names[0], names[1]) != 0 and lib.X509_NAME_cmp(names[0], names[0]) == 0
+    assert name_key(dername.subject(dup)) != name_key(single.subject)
+    assert name_key(dername.subject(dup)) == name_key(dername.issuer(dup))
