@@ -402,6 +402,7 @@ class ServerGateway:
             for (rec, key_id), ok in self.auth.take_results():
                 self.d.auth_result(rec, key_id, ok, now)
         self.ops.after_wake()
+        self._take_internal_errors("a client's client-connect verdict")    # connect_result's bug
         self._flush_sends()
         self._drain_events()
         self._flush_sends()          # what the events caused (refused logins answered at once)

@@ -137,7 +137,14 @@ class ClientPush:
             return
         rec.connect_state = "done"
         if ok and ccd is not None:
-            self._apply_connect_options(rec, ccd)
+            try:
+                self._apply_connect_options(rec, ccd)
+            except Exception as e:  # noqa: BLE001 - our bug on this client's options: it ends
+                # Never admitted without the options it was given (an address, iroutes, pushes
+                # half applied or none): refused, and reported as our bug (the pump logs it and
+                # ends the session, which frees whatever was applied).
+                self._internal_errors.append((rec, e))
+                ok, reason = False, "internal error"
         rec.session.resume_push(ok, now, reason)
         self._collect(rec)
         self._promote(rec)

@@ -76,3 +76,24 @@ def test_no_data_passes_while_client_connect_decides(pki):  # noqa: F811
     _pump(d, [(a, a_addr)], now=1.3)
     assert a_rec.session.established
     assert len(d.receive(a.encrypt(_icmp(a_rec.vaddr, "198.19.0.1")), a_addr, 1.4)[1]) == 1
+
+
+def test_a_bug_applying_client_connect_options_refuses_the_client(pki, monkeypatch):  # noqa: F811
+    """connect_result marked the client done, then applied its options: an exception there (our
+    bug) left it neither refused nor pushed to. Now it is refused and reported, never admitted
+    without the options it was given."""
+    from appliance.openvpn.config import parse_ccd
+    d = _server(pki, "none", defer_connect=True)
+    c = _client(pki, pki["clients"][7], wrapping.PlainWrapper)
+    addr = ("198.18.0.44", 1194)
+    _pump(d, [(c, addr)])
+    (rec,) = _connect_requests(d)
+
+    def broken(self, rec, ccd):
+        raise RuntimeError("bug")
+    monkeypatch.setattr(type(d), "_apply_connect_options", broken)
+    d.connect_result(rec, True, 0.6, ccd=parse_ccd("iroute 198.18.77.0 255.255.255.0\n", "<out>"))
+    _pump(d, [(c, addr)], now=0.7)
+    assert not rec.session.established and not c.established
+    errs = d.take_internal_errors()
+    assert [r for r, _ in errs] == [rec] and str(errs[0][1]) == "bug"
