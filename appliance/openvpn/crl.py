@@ -514,6 +514,10 @@ class CrlChecker:
 
     def revoked(self, cert: x509.Certificate, chain: list[x509.Certificate] | None = None) -> str | None:
         if self.kind == "dir":
+            if not os.path.isdir(self.where):
+                # Gone (or replaced) since the start, it revoked nothing: refused as an
+                # unreadable CRL file is, until it is back.
+                return f"CRL {self.where} unreadable: crl-verify dir is no directory (any more)"
             for c in [cert] + list(chain or []):
                 if os.path.exists(os.path.join(self.where, str(c.serial_number))):
                     return f"certificate serial {c.serial_number} is revoked (crl-verify dir {self.where})"

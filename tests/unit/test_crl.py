@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID
@@ -11,6 +12,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 from appliance.certs import issue
 from appliance.openvpn.config import parse_config
 from appliance.openvpn.crl import CrlChecker, make_crl
+from appliance.openvpn.errors import ConfigError
 from appliance.openvpn.settings import tls_settings
 from tests.gateway.conftest import server_conf
 
@@ -62,6 +64,27 @@ def test_directory_mode(tmp_path):
     (tmp_path / str(B.serial_number)).write_text("")
     c = CrlChecker("dir", str(tmp_path))
     assert c.revoked(A) is None and "crl-verify dir" in c.revoked(B)
+
+
+def test_a_crl_directory_that_is_not_there_is_refused_at_its_line(tmp_path):
+    """`crl-verify DIR dir` revokes by the files in DIR: a mistyped or missing DIR revoked nothing
+    and every certificate got in. OpenVPN 2.6 refuses it at start; so do we, at its line."""
+    (tmp_path / "crl.pem").write_bytes(make_crl(*CA, []))
+    for arg, why in ((tmp_path / "revoked", "no such directory"), (tmp_path / "crl.pem", "not a directory")):
+        conf = "port 1194\ndev tun\nserver 198.19.0.0 255.255.255.0\n" + f"crl-verify {arg} dir\n"
+        with pytest.raises(ConfigError) as e:
+            parse_config(conf, "/p/s.conf")
+        errs = [str(x) for x in getattr(e.value, "errors", [e.value])]
+        assert any(x.startswith("/p/s.conf:4: crl-verify: ") and why in x for x in errs), errs
+
+
+def test_a_crl_directory_gone_while_running_refuses_everyone(tmp_path):
+    d = tmp_path / "revoked"
+    d.mkdir()
+    c = CrlChecker("dir", str(d))
+    assert c.revoked(A) is None
+    d.rmdir()
+    assert "unreadable" in c.revoked(A)
 
 
 def test_inline_crl_block_reaches_the_tls_settings():

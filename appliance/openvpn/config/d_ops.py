@@ -38,7 +38,15 @@ def _crl_verify(p: ParseState, d: str, a: list[str], inline: str | None) -> None
         if a[1] != "dir":
             p.err(d, f"expected `crl-verify FILE` or `crl-verify DIR dir`, got {a[1]!r}")
             return
-        p.set("crl_verify", ("dir", p.path_arg(a[0])))
+        path = p.path_arg(a[0])
+        if not os.path.isdir(path):
+            # Looked up at each handshake (a file named after the serial revokes it): a directory
+            # that is not there revoked nothing, and every certificate got in. OpenVPN 2.6
+            # refuses it at start ("--crl-verify directory fails with ... No such file").
+            why = "no such directory" if not os.path.exists(path) else "not a directory"
+            p.err(d, f"cannot read {a[0]}: {why}")
+            return
+        p.set("crl_verify", ("dir", path))
         return
     path = p.path_arg(a[0])
     if not os.path.exists(path):
