@@ -12,7 +12,8 @@ Which files: found from the parsers' own records, not by re-reading the text by 
   `auth-user-pass`, `pkcs12`, ...: they go through its `read_file` hook, which we wrap to note the
   line being parsed);
 - the Options fields that keep a path to read at run time (_runtime_paths: `crl-verify`, the
-  management password file, `client-config-dir`), at the line in `Options.source`.
+  management password file, `client-config-dir`, the password file, a read-only
+  `ifconfig-pool-persist FILE 0`), at the line in `Options.source`; a directory whole or refused.
 The bundle is built only from a config that passes `check` (schema + key material), so a broken
 config is refused with file:line before anything is written.
 """
@@ -30,13 +31,16 @@ from ..openvpn.config.parser import ParseState
 from ..openvpn.config.table import TABLE
 from ..openvpn.errors import ConfigError
 from ..openvpn.peernames import file_text, to_bytes
-from ..openvpn.regular_file import CCD, CONFIG, CRL, KEY_MATERIAL, PASSWORD_DB, FileKind, read_regular_file
+from ..openvpn.regular_file import CCD, CONFIG, CRL, KEY_MATERIAL, PASSWORD_DB, POOL, FileKind, read_regular_file
 from .keys import SECTIONS
 from .schema import load_appliance_config, validate_runtime
 from .table import FILE
 
 TOML_NAME = "appliance.toml"
-MAX_FILES = 256              # a directory the config names (ccd, CRL dir) is copied up to this many files
+MAX_FILES = 256              # a directory the config names (ccd, CRL dir): more entries are refused
+# A name a directory's entry keeps on the config volume (FAT, mounted by the VM with iocharset=ascii):
+# mtools took `a:b` for a drive and wrote `b`, and a name out of ASCII is no name the VM can look up.
+_FAT_NAME = re.compile(r"[A-Za-z0-9 !#$%&'()+,.;=@\[\]^_`{}~-]+")
 MAX_BYTES = 16 << 20         # all files together: a config volume is small
 
 
@@ -53,6 +57,12 @@ def _runtime_paths(o) -> list[tuple[str, str, bool, FileKind]]:
         out.append(("client_config_dir", o.client_config_dir, True, CCD))
     if getattr(o, "auth_user_pass_verify", None):
         out.append(("auth_user_pass_verify", o.auth_user_pass_verify[0], False, PASSWORD_DB))
+    pool = getattr(o, "ifconfig_pool_persist", None)
+    if pool and pool[1] == 0 and os.path.isfile(pool[0]):
+        # N = 0: the file is only read (OpenVPN's meaning), an operator's fixed addresses per
+        # name; left out, the VM's clients got other addresses. (With N > 0 it is the server's
+        # own record, written as it runs: not an input to carry.)
+        out.append(("ifconfig_pool_persist", pool[0], False, POOL))
     return out
 
 
@@ -68,7 +78,9 @@ class Bundle:
             return taken_by[src]
         stem = re.sub(r"[^A-Za-z0-9._-]", "_", os.path.basename(src.rstrip("/"))) or "file"
         name, n = stem, 1
-        while name in self.files or name in taken_by.values() or name == TOML_NAME:
+        # Compared as FAT compares names (case aside): `CA.crt` beside `ca.crt` failed mcopy.
+        used = {x.split("/")[0].lower() for x in self.files} | {x.lower() for x in taken_by.values()}
+        while name.lower() in used or name.lower() == TOML_NAME:
             n += 1
             name = f"{n}-{stem}"
         taken_by[src] = name
@@ -127,16 +139,41 @@ def _named_files(b: Bundle, text: str, path: str, taken: dict[str, str], offset:
     for fld, p, is_dir, kind in _runtime_paths(opts):
         p = os.path.normpath(p)
         name = b.name_for(p, taken)
+        src = opts.source.get(fld)
         if is_dir:
-            entries = sorted(e for e in Path(p).iterdir() if e.is_file())[:MAX_FILES]
-            for e in entries:
-                b.add(f"{name}/{e.name}", read_regular_file(str(e), kind), str(e))
+            where = (src[0], src[1] + offset) if src is not None and src[1] is not None else (path, None)
+            _add_dir(b, p, name, kind, *where, fld.replace("_", "-"))
         else:
             b.add(name, read_regular_file(p, kind), p)
-        src = opts.source.get(fld)
         if src is not None and src[1] is not None:
             renames.setdefault(src[1] + offset, {})[p] = name
     return renames
+
+
+def _add_dir(b: Bundle, p: str, name: str, kind: FileKind, conf: str, line: int | None, directive: str) -> None:
+    """Every entry of the directory `p` (client-config-dir, `crl-verify DIR dir`) as `name/ENTRY`,
+    each under the name the VM will look up; else ConfigError at the directive's line. Never
+    a part of it: the 257th revoked serial of a CRL directory was left out (that certificate got
+    into the VM), as was a ccd file's `disable` or iroute, silently."""
+    def refuse(why: str) -> ConfigError:
+        return ConfigError(f"{p}: {why}", conf, line, directive)
+    entries = sorted(Path(p).iterdir())
+    if len(entries) > MAX_FILES:
+        raise refuse(f"{len(entries)} entries, more than the {MAX_FILES} a config volume takes")
+    seen: dict[str, str] = {}
+    for e in entries:
+        if not _FAT_NAME.fullmatch(e.name) or e.name[-1] in ". ":
+            raise refuse(f"the entry {e.name!r} cannot keep its name on the config volume (FAT: ASCII "
+                         "letters, digits and few signs; no : * ? \" < > | \\, no trailing dot or blank)")
+        other = seen.setdefault(e.name.lower(), e.name)
+        if other != e.name:
+            raise refuse(f"the entries {other!r} and {e.name!r} are one name on the config volume (FAT "
+                         "ignores case)")
+        if kind is CRL:
+            # Only its name counts (a serial it revokes), whatever it is: not read.
+            b.add(f"{name}/{e.name}", b"", str(e))
+        elif e.exists():                    # a dangling link is no file here nor at run time
+            b.add(f"{name}/{e.name}", read_regular_file(str(e), kind), str(e))
 
 
 def _profile(b: Bundle, path: str, taken: dict[str, str]) -> str:

@@ -263,3 +263,89 @@ def test_files_the_bundle_copies_keep_the_size_limits_of_their_kind(tmp_path, pk
     with pytest.raises(OSError) as e:
         collect(toml)
     assert e.value.filename == str(ccd / "bob") and "too large" in e.value.strerror
+
+
+def _server(tmp_path: Path, pki: Path, extra: str) -> Path:
+    conf = tmp_path / "conf"
+    conf.mkdir(exist_ok=True)
+    (conf / "server.ovpn").write_text(
+        "port 1194\nproto udp\ndev tun\ntopology subnet\nserver 198.19.0.0 255.255.255.0\ndh none\n"
+        f"ca {pki}/ca.crt\ncert {pki}/client.crt\nkey {pki}/client.key\n" + extra)
+    toml = conf / "appliance.toml"
+    toml.write_text('[wan]\nname = "eth0"\ndhcp = true\n\n[vpn]\nrole = "server"\nconfig = "server.ovpn"\n')
+    return toml
+
+
+def test_a_crl_directory_is_bundled_whole_or_refused_at_its_line(tmp_path, pki):
+    """`crl-verify DIR dir` revokes the serials DIR names: the bundle kept the first 256 entries,
+    and the 257th revoked certificate got into the VM. Every entry is there (by its name, which
+    is what revokes), or the config is refused at the directive's line."""
+    from appliance.config.bundle import MAX_FILES
+    from appliance.openvpn.crl import CrlChecker
+    revoked = tmp_path / "revoked"
+    revoked.mkdir()
+    for serial in range(1000, 1000 + MAX_FILES):
+        (revoked / str(serial)).write_bytes(b"")
+    toml = _server(tmp_path, pki, f"crl-verify {revoked} dir\n")
+    b = collect(toml)
+    assert sorted(n for n in b.files if n.startswith("revoked/")) == sorted(f"revoked/{s}" for s in range(1000, 1000 + MAX_FILES))
+    target = tmp_path / "etc"
+    write_dir(b, target)
+    cfg = load_appliance_config(str(target / "appliance.toml"))
+    checker = CrlChecker(*cfg.vpn_options.crl_verify)
+
+    class Cert:
+        serial_number = 1000 + MAX_FILES - 1
+    assert checker.revoked(Cert()) is not None
+    (revoked / str(1000 + MAX_FILES)).write_bytes(b"")
+    with pytest.raises(ConfigError) as e:
+        collect(toml)
+    assert (e.value.path, e.value.line, e.value.directive) == (str(toml.parent / "server.ovpn"), 10, "crl-verify")
+    assert f"more than the {MAX_FILES}" in e.value.message
+
+
+@pytest.mark.parametrize("names", [["a:b"], ["Bob", "bob"], ["jos\u00e9"], ["x."]],
+                         ids=["colon", "case", "non-ascii", "trailing-dot"])
+def test_a_ccd_entry_the_config_volume_cannot_name_is_refused(tmp_path, pki, names):
+    """A ccd file is found by its client's common name: on the config volume (FAT, read by the
+    VM with iocharset=ascii) mtools wrote `a:b` as `b` -- the `disable` for client a:b became
+    client b's file, and a:b got in --, `Bob` and `bob` are one name, a name out of ASCII none.
+    Refused by name at the client-config-dir line, not written under another name."""
+    ccd = tmp_path / "ccd"
+    ccd.mkdir()
+    (ccd / "alice").write_text("push \"route 198.18.7.0 255.255.255.0\"\n")
+    for n in names:
+        (ccd / n).write_text("disable\n")
+    toml = _server(tmp_path, pki, f"client-config-dir {ccd}\n")
+    with pytest.raises(ConfigError) as e:
+        collect(toml)
+    assert (e.value.line, e.value.directive) == (10, "client-config-dir")
+    assert repr(names[-1]) in e.value.message
+    for n in names:
+        (ccd / n).unlink()
+    assert sorted(n for n in collect(toml).files if n.startswith("ccd/")) == ["ccd/alice"]
+
+
+def test_a_read_only_pool_file_is_bundled(tmp_path, pki):
+    """`ifconfig-pool-persist FILE 0` is only read (OpenVPN's meaning): the operator's fixed
+    address per name. Left out of the bundle, the VM's clients got other addresses."""
+    toml = _server(tmp_path, pki, "ifconfig-pool-persist ipp.txt 0\n")
+    (toml.parent / "ipp.txt").write_text("bob,198.19.0.50,\n")
+    b = collect(toml)
+    assert b.files["ipp.txt"] == b"bob,198.19.0.50,\n"
+    target = tmp_path / "etc"
+    write_dir(b, target)
+    from appliance.openvpn.poolfile import read
+    cfg = load_appliance_config(str(target / "appliance.toml"))
+    assert read(cfg.vpn_options.ifconfig_pool_persist[0]) == {"bob": ("198.19.0.50", None)}
+
+
+def test_two_files_differing_in_case_get_two_names(tmp_path, pki):
+    """FAT ignores case: `CA.crt` and `ca.crt` under one name made mcopy fail (or one file both)."""
+    d = tmp_path / "other"
+    d.mkdir()
+    (d / "CA.crt").write_bytes((pki / "ca.crt").read_bytes())
+    toml = _server(tmp_path, pki, f"extra-certs {d}/CA.crt\n")
+    b = collect(toml)
+    names = [n for n in b.files if n.lower().endswith("ca.crt")]
+    assert len(names) == 2 and len({n.lower() for n in names}) == 2, names
