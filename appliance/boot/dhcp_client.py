@@ -21,6 +21,7 @@ out is replaced by whatever usable lease comes.
 """
 from __future__ import annotations
 
+import ctypes
 import ipaddress
 import logging
 import random
@@ -38,7 +39,8 @@ log = logging.getLogger("vpn-appliance")
 # wait, at most FLOOD_BURST more per FLOOD_PAUSE are read, so the renewal thread takes a few percent
 # of a core, not all of it, while the wait still lasts its time and still takes a usable reply.
 # (Ending the wait at the count instead let ~1,300 junk datagrams end a boot's 5 tries at once: PID
-# 1 gave up and powered the VM off.)
+# 1 gave up and powered the VM off.) Paced reading alone let a flood keep the socket's queue full and
+# the server's reply out of it: the kernel filters what is for another transaction first (only_ours).
 MAX_REPLIES = 256
 FLOOD_BURST, FLOOD_PAUSE = 32, 0.01
 MIN_RENEW, MAX_RENEW = 30, 12 * 3600   # renewal at half the lease time, within these bounds (s)
@@ -224,6 +226,7 @@ def _exchange(ifname: str, mac: bytes, drops: Drops, avoid: Sequence[ipaddress.I
         s.bind(("0.0.0.0", 68))
         for attempt in range(tries):
             xid = random.getrandbits(32)
+            only_ours(s, xid, mac)
             s.sendto(build_message(DISCOVER, xid, mac, keep[0] if keep else None), ("255.255.255.255", 67))
             got = _wait(s, xid, mac, {OFFER}, timeout, drops, avoid, keep=keep)
             if got is None:
@@ -240,6 +243,35 @@ def _exchange(ifname: str, mac: bytes, drops: Drops, avoid: Sequence[ipaddress.I
         raise RuntimeError(f"{ifname}: no DHCP lease after {tries} tries (replies dropped: {dropped})")
     finally:
         s.close()
+
+
+SO_ATTACH_FILTER = 26                  # asm-generic/socket.h (x86_64)
+
+
+def only_ours(s: socket.socket, xid: int, mac: bytes) -> bool:
+    """Have the kernel queue on `s` only replies (BOOTREPLY) to transaction `xid` for hardware
+    address `mac`: a classic BPF socket filter, looked at from the UDP header (the payload at 8).
+    Why: the paced reading of a flood (above) frees room in the socket's queue for ~3,000
+    datagrams a second, and a flood of 5,000 a second (12 Mbit/s of junk from any WAN host) kept
+    the queue full, so the kernel dropped the real server's OFFER and ACK -- the boot ended
+    without a lease, a renewal failed until the lease ran out. What the filter refuses takes no
+    room and no reading; a flood of replies to our own transaction (the DISCOVER is broadcast,
+    its xid seen) is still read paced. False, the Python checks alone, if it cannot be set."""
+    mac_hi, mac_lo = int.from_bytes(mac[:4], "big"), int.from_bytes(mac[4:6], "big")
+    ld_b, ld_h, ld_w, jeq, ret = 0x30, 0x28, 0x20, 0x15, 0x06
+    insns = [(ld_b, 0, 0, 8), (jeq, 0, 7, 2),              # op: BOOTREPLY
+             (ld_w, 0, 0, 12), (jeq, 0, 5, xid),           # xid
+             (ld_w, 0, 0, 36), (jeq, 0, 3, mac_hi),        # chaddr
+             (ld_h, 0, 0, 40), (jeq, 0, 1, mac_lo),
+             (ret, 0, 0, 0xFFFFFFFF), (ret, 0, 0, 0)]      # whole datagram / none
+    code = ctypes.create_string_buffer(b"".join(struct.pack("=HBBI", *i) for i in insns))
+    try:
+        s.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER,
+                     struct.pack("@HP", len(insns), ctypes.addressof(code)))
+    except OSError as e:
+        log.warning("DHCP: no socket filter (%s): a flood of replies may hide the server's", e)
+        return False
+    return True
 
 
 def _wait(s: socket.socket, xid: int, mac: bytes, kinds: set[int], timeout: float, drops: Drops,

@@ -181,3 +181,26 @@ def test_while_the_lease_holds_a_renewal_takes_only_its_own_address_and_prefix()
 def test_a_router_option_shorter_than_an_address_is_no_router():
     o = check_reply_untrusted(_ack(router=None, extra=bytes([3, 0])))
     assert isinstance(o, Offer) and o.router is None
+
+
+def test_a_flood_for_other_transactions_does_not_hide_the_real_reply():
+    """The socket filter (only_ours): junk for another transaction or client takes no room in the
+    socket's queue. Without it, a flood that fills the queue faster than the paced reading empties
+    it (here: 20,000 datagrams queued before any is read) makes the kernel drop the real ACK."""
+    from appliance.boot.dhcp_client import Drops, _wait, only_ours
+    rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        rx.bind(("127.0.0.1", 0))
+        assert only_ours(rx, 7, MAC)
+        for _ in range(10000):
+            tx.sendto(_raw_ack(8), rx.getsockname())
+            tx.sendto(_raw_ack(7, chaddr=bytes(6)), rx.getsockname())
+        tx.sendto(_raw_ack(7), rx.getsockname())
+        drops = Drops("wan0", clock=lambda: 0.0)
+        got = _wait(rx, 7, MAC, {ACK}, 2.0, drops, (), "198.18.0.1")
+        assert got is not None and got[1].address == "198.18.0.55"
+        assert drops.counts == {}
+    finally:
+        rx.close()
+        tx.close()
