@@ -18,7 +18,26 @@ def ccd_loader(directory: str):
     A file that is there but cannot be read (a directory, a pipe or device -- read on the event
     loop, a FIFO would have blocked it for good --, no permission) is a
     ConfigError naming it, like one that does not parse: the dispatcher refuses that client
-    (clientpush.py) rather than admit it without the options its file holds."""
+    (clientpush.py) rather than admit it without the options its file holds.
+
+    A file counts only under its exact name, as on the Linux file systems OpenVPN runs on: the
+    VM reads client-config-dir from its FAT config volume, whose lookups ignore case, so client
+    `alice` (with no file of her own) opened `Alice`'s -- its iroutes, its address, and a pass
+    through ccd-exclusive. The names are checked against the directory's listing, kept until a
+    name is missing from it (then listed afresh once): a stale listing costs a listing, never a
+    wrong answer."""
+    listing: set[str] = set()
+
+    def exact(name: str) -> bool:
+        if name in listing:
+            return True
+        try:
+            fresh = set(os.listdir(directory))
+        except OSError:
+            return False
+        listing.clear()
+        listing.update(fresh)
+        return name in listing
 
     def load(cn: str):
         # The file name as OpenVPN 2.6 makes it (platform_gen_path): a `/` becomes `_`, and only
@@ -34,7 +53,11 @@ def ccd_loader(directory: str):
         except FileNotFoundError:
             return None
         except OSError as e:
+            if not exact(name):
+                return None
             raise ConfigError(f"cannot read it: {getattr(e, 'strerror', None) or e}", path) from None
+        if not exact(name):
+            return None                 # another name's file (a case-blind file system): not hers
         return parse_ccd(text, path)
     return load
 

@@ -168,3 +168,26 @@ def test_an_address_that_is_none_in_a_ccd_file_or_client_connect_output_refuses_
     for name, why in (("client0", f"{d / 'client0'}:2: iroute: "), ("client1", f"{d / 'client1'}:2: iroute: "),
                       ("client2", "<client-connect output>:1: iroute: ")):
         assert why in caplog.text, name
+
+
+def test_a_ccd_file_counts_under_its_exact_name_on_a_case_blind_file_system(tmp_path, monkeypatch):
+    """The VM reads client-config-dir from its FAT config volume, whose lookups ignore case: client
+    `alice` (no file of her own) opened `Alice`'s -- her iroutes and address, and a pass through
+    ccd-exclusive. (vfat cannot be mounted in the test host; its lookup is imitated here.)"""
+    import os
+
+    from appliance.gateway import server_files
+    real = server_files.read_regular_file
+
+    def case_blind(path, kind):
+        d, n = os.path.split(path)
+        for entry in os.listdir(d):
+            if entry.lower() == n.lower():
+                return real(os.path.join(d, entry), kind)
+        return real(path, kind)
+    monkeypatch.setattr(server_files, "read_regular_file", case_blind)
+    (tmp_path / "Alice").write_text("iroute 198.18.90.0 255.255.255.0\n")
+    load = ccd_loader(str(tmp_path))
+    assert load("Alice").iroutes and load("alice") is None
+    (tmp_path / "bob").write_text("push-reset\n")             # made after the listing was taken
+    assert load("bob") is not None and load("BOB") is None
