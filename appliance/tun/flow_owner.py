@@ -16,7 +16,8 @@ its TIME_WAIT) exists. The kernel answers the question with one inet_diag exact 
 system calls. A flow whose socket is still in SYN_RECV is asked about again after `HANDSHAKE_TTL`,
 not `NEGATIVE_TTL`: a TUN burst often holds the handshake's last ACK and the first data segments
 together, so the data is looked at before the ACK is written and the socket exists; a 2 s "no"
-then had every segment of a new connection summed here for its first 2 s (40% of a 5 s iperf3 run). When unsure -- no answer, an error, the rate spent, a kernel without inet_diag -- the
+then had every segment of a new connection summed here for its first 2 s (40% of a 5 s iperf3
+run). When unsure -- no answer, an error, the rate spent, a kernel without inet_diag -- the
 answer is "no", and the segments are verified here as before: only slower, never wrong.
 """
 from __future__ import annotations
