@@ -17,6 +17,8 @@ APT_PKGS += libvirt-daemon libvirt-daemon-driver-qemu
 APT_PKGS += squashfs-tools binutils   # image/build.py: /ro.sqfs, strip (issue 10 part 6/7)
 # image/kernel.py: the VM's kernel, compiled from Debian's linux-source (downloaded by the build)
 APT_PKGS += gcc make libc6-dev flex bison bc libelf-dev xz-utils
+# setup.py: the data path's C modules (appliance/native/) -- gcc (above), Python's and OpenSSL's headers
+APT_PKGS += python3-dev libssl-dev
 DURATION ?= 0
 PYTEST_ARGS ?=
 
@@ -57,7 +59,7 @@ $(RESOLVED_DIR)/.unpacked:
 	  dpkg-deb -x systemd-resolved_*.deb root && rm -f systemd-resolved_*.deb
 	touch $@
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml setup.py $(wildcard appliance/native/*.c appliance/native/*.h)
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip >/dev/null 2>&1 || true
 	$(PY) -m pip install -q -e '.[test]'
