@@ -13,7 +13,7 @@ import os
 import sys
 import time
 
-from . import gateway
+from . import gateway, native
 from .openvpn.config import load_config, render_options
 from .openvpn import settings
 from .ioerrors import PortGone
@@ -89,6 +89,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 2
     from .logsetup import setup_verb
     setup_verb(opts.verb, args.verbose)
+    native.log_data_path(log)
     for n in opts.notes:
         log.debug("%s", n)
     if who is not None or opts.nice or opts.mlock:

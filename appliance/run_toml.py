@@ -18,7 +18,7 @@ import sys
 
 from pyroute2.netlink.exceptions import NetlinkError
 
-from . import gateway
+from . import gateway, native
 from .lan import lan_observers
 from .config.schema import ApplianceConfig, load_appliance_config, server_reload, validate_runtime
 from .openvpn.config import Options, Remote
@@ -141,6 +141,7 @@ def run_toml(path: str, verbose: int = 0) -> int:
         print(str(e), file=sys.stderr)
         return 2
     setup_logging(cfg.appliance.log_level, verbose)
+    native.log_data_path(log)
     opts = cfg.vpn_options
     if opts.nice:                # user/group/mlock: refused by the TOML's loader (config/schema.py)
         from .host.privileges import apply_nice

@@ -29,6 +29,7 @@ import stat
 import subprocess
 import sys
 import time
+import zipfile
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -365,6 +366,34 @@ def compile_python(root: Path) -> str:
     return r.stdout.strip()
 
 
+def native_modules(dest: Path, cache: Path) -> None:
+    """The data path's C modules (appliance/native, setup.py), built from source by pip for the
+    image's Python 3.11, not copied from the checkout (whose in-place build may be stale, or for
+    another Python). Built from a copy of just what setup.py needs, at a fixed path under the
+    cache with the path mapped away, so two builds give the same bytes (tests/vm test_reproducible_build)."""
+    src = cache / "native-src"
+    shutil.rmtree(src, ignore_errors=True)
+    (src / "appliance").mkdir(parents=True)
+    for f in ("setup.py", "pyproject.toml"):
+        shutil.copy2(REPO / f, src / f)
+    shutil.copy2(REPO / "appliance/__init__.py", src / "appliance/__init__.py")
+    shutil.copytree(REPO / "appliance/native", src / "appliance/native",
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.so"))
+    wheel_dir = src / "wheel"
+    env = dict(os.environ, CFLAGS=f"-ffile-prefix-map={src}=.")
+    r = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(wheel_dir), str(src)],
+                       capture_output=True, text=True, env=env)
+    if r.returncode != 0:
+        raise SystemExit(f"image build: the C modules (setup.py) did not build:\n{r.stdout[-2000:]}{r.stderr[-3000:]}")
+    (whl,) = wheel_dir.glob("*.whl")
+    with zipfile.ZipFile(whl) as z:
+        built = [n for n in z.namelist() if n.startswith("appliance/native/") and n.endswith(".so")]
+        for n in built:
+            (dest / Path(n).name).write_bytes(z.read(n))
+    log(f"C modules built: {', '.join(sorted(Path(n).name for n in built)) or 'none'}")
+    shutil.rmtree(src, ignore_errors=True)
+
+
 def strip_binaries(root: Path) -> None:
     """Drop the symbol tables the wheels' native modules ship with (cryptography's Rust module: 14 MB
     -> 11 MB, all of it unpacked in RAM at boot). `strip` is deterministic."""
@@ -393,7 +422,8 @@ def assemble(bundle, stage: Path, debs: dict[str, Path], cache: Path) -> Path:
     site = root / "usr/lib/python3.11/appliance-site"
     wheels(site, cache)
     shutil.copytree(REPO / "appliance", site / "appliance",
-                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.so"))
+    native_modules(site / "appliance/native", cache)
     strip_binaries(root)
     compiled_by = compile_python(root)
     etc = root / "etc/vpn-appliance"
@@ -495,7 +525,8 @@ def build(bundle, out: Path, cache: Path | None = None) -> dict:
         h.update(all_debs[name].name.encode())
     for w in WHEELS:
         h.update(w.encode())
-    for p in sorted((REPO / "appliance").rglob("*.py")) + sorted(HERE.glob("*.py")) + [kernel.CONFIG]:
+    code = [p for p in sorted((REPO / "appliance").rglob("*")) if p.suffix in (".py", ".c", ".h")]
+    for p in code + [REPO / "setup.py"] + sorted(HERE.glob("*.py")) + [kernel.CONFIG]:
         h.update(p.relative_to(REPO).as_posix().encode() + p.read_bytes())
     for name, data in sorted(bundle.files.items()):
         h.update(name.encode() + b"\0" + hashlib.sha256(data).digest())

@@ -50,7 +50,14 @@ def run(say: Callable[[str], None]) -> bool:
         assert len(s.receive(c.encrypt(b"\x45" + bytes(99)), 1.0)) == 1
         return "in-memory handshake and data"
 
+    def native() -> str:
+        # The image ships the data path's C modules (image/build.py builds them): each must load here.
+        from appliance import native as n
+        missing = [m for m, ok in n.status().items() if not ok]
+        assert not missing, f"compiled modules not loading: {', '.join(missing)}"
+        return ", ".join(n.MODULES) or "none"
+
     for name, fn in (("aead", aead), ("tls", tls), ("tun", tun), ("netlink", netlink), ("nft", nft),
-                     ("engine", engine)):
+                     ("native", native), ("engine", engine)):
         check(name, fn)
     return ok

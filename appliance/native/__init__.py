@@ -15,6 +15,7 @@ by image/build.py for the VM image.
 from __future__ import annotations
 
 import importlib
+import logging
 import os
 from types import ModuleType
 
@@ -40,5 +41,24 @@ def load(name: str) -> ModuleType | None:
 
 
 def status() -> dict[str, bool]:
-    """Module -> whether the compiled version is in use (for `vpn-appliance version` and the logs)."""
+    """Module -> whether the compiled version is in use."""
     return {m: load(m) is not None for m in MODULES}
+
+
+def describe() -> tuple[bool, str]:
+    """-> (all compiled modules in use, one line saying which data path runs), for the start-up log:
+    a data path several times slower than it should be is worth a line, and why it is so."""
+    if pure_forced():
+        return True, f"data path: pure Python ({PURE_ENV} is set)"
+    st = status()
+    missing = [m for m, ok in st.items() if not ok]
+    if missing:
+        return False, (f"data path: pure Python for {', '.join(missing)}: the compiled module(s) did not load "
+                       "(not built? `pip install .` builds them; the program works, more slowly)")
+    return True, f"data path: compiled ({', '.join(st) or 'none'})"
+
+
+def log_data_path(log: logging.Logger) -> None:
+    """The line `describe` gives, at start-up: info, or a warning when a built module is missing."""
+    ok, line = describe()
+    (log.info if ok else log.warning)("%s", line)
