@@ -67,6 +67,17 @@ def test_ciphers_and_transports(lab, run, proto, cipher):
     assert f"cipher {cipher}" in cli.log()
     assert_traffic_both_ways(lab)
     assert f"Data Channel: cipher '{cipher}'" in srv.log()
+    assert "data path: compiled" in cli.log(), cli.log()[-2000:]
+
+
+@pytest.mark.parametrize("proto", ["udp", "tcp"])
+@pytest.mark.parametrize("cipher", ["AES-256-GCM", "CHACHA20-POLY1305"])
+def test_pure_python_data_path(lab, run, proto, cipher):
+    """The compiled data path's pure-Python twins (appliance/native, VPN_APPLIANCE_PURE_PYTHON=1)
+    against Debian's server: what runs where the C modules are not built."""
+    srv, cli = run(proto=proto, cipher=cipher, env={"VPN_APPLIANCE_PURE_PYTHON": "1"})
+    assert_traffic_both_ways(lab, 2_000_000)
+    assert "data path: pure Python (VPN_APPLIANCE_PURE_PYTHON is set)" in cli.log(), cli.log()[-2000:]
 
 
 @pytest.mark.parametrize("protection", ["none", "tls-auth", "tls-crypt-v2"])

@@ -44,9 +44,9 @@ def procs(lab):
     _stop_all(started)
 
 
-def start_our_server(lab, procs, extra="", **kw):
+def start_our_server(lab, procs, extra="", env=None, **kw):
     srv = lab.ours(lab.srv, server_config(lab.pki, extra=extra, **kw), f"oursrv-{len(lab.procs)}",
-                   pattern=r"listening on (UDP|TCP)")
+                   pattern=r"listening on (UDP|TCP)", env=env)
     procs.append(srv)
     return srv
 
@@ -74,6 +74,19 @@ def test_openvpn_client_ciphers_transports(lab, procs, proto, cipher):
     traffic_both_ways(lab, lab.cli)
     assert f"Data Channel: cipher '{cipher}'" in cli.log()
     assert re.search(rf"connected, address 198\.19\.0\.\d+, cipher {cipher}", srv.log())
+    assert "data path: compiled" in srv.log(), srv.log()[-2000:]
+
+
+@pytest.mark.parametrize("proto", ["udp", "tcp"])
+@pytest.mark.parametrize("cipher", ["AES-256-GCM", "CHACHA20-POLY1305"])
+def test_pure_python_data_path(lab, procs, proto, cipher):
+    """The compiled data path's pure-Python twins (appliance/native, VPN_APPLIANCE_PURE_PYTHON=1),
+    serving Debian's client: what runs where the C modules are not built."""
+    srv = start_our_server(lab, procs, proto=proto, cipher=cipher, env={"VPN_APPLIANCE_PURE_PYTHON": "1"})
+    cli = lab.openvpn(lab.cli, client_profile(lab.pki, proto, cipher), f"ovpncli-{len(lab.procs)}")
+    procs.append(cli)
+    traffic_both_ways(lab, lab.cli, 2_000_000)
+    assert "data path: pure Python (VPN_APPLIANCE_PURE_PYTHON is set)" in srv.log(), srv.log()[-2000:]
 
 
 @pytest.mark.parametrize("protection", ["tls-auth", "tls-crypt-v2", "none"])
