@@ -311,6 +311,19 @@ def test_an_ipv4_header_summing_to_zero_gets_the_checksum_python_gives():
     assert run(c_gro_batch(), steps, None, 1) == want
 
 
+def test_thousands_of_flows_in_one_batch_end_alike_and_the_next_batch_too():
+    """The flow table grows (and is given back after the take) past anything a burst of 64 needs:
+    each of 3000 flows gets two segments, the second after all the others' first."""
+    flows = [Flow(i % 2 == 0, LOCAL_DST if i % 3 else OTHER_DST, 1024 + i, TS if i % 5 else b"") for i in range(3000)]
+    steps = [("add", bytes(fl.segment(7000, 600))) for fl in flows] + [("add", bytes(fl.segment(7600, 600)))
+                                                                       for fl in flows]
+    steps = steps + [("take",)] + steps[:10] + steps[3000:3010]
+    want = run(PyGroBatch, steps, [True, False], 0)
+    assert run(c_gro_batch(), steps, [True, False], 0) == want
+    first = [x for x in want if x[0] == "take"][0][1]
+    assert len(first) == 3000 and all(n == 2 for _h, _t, _p, n in first)
+
+
 @pytest.mark.parametrize("impl_name", ["python", "c"])
 def test_an_owner_error_propagates_and_leaves_the_batch_as_it_was(impl_name):
     cls = PyGroBatch if impl_name == "python" else c_gro_batch()
