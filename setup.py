@@ -9,4 +9,5 @@ CFLAGS = ["-Wall", "-Wextra", "-Wno-missing-field-initializers", "-Werror", "-fn
           "-fstack-protector-strong"]
 
 setup(ext_modules=[
+    Extension("appliance.native._gro", ["appliance/native/gro.c"], extra_compile_args=CFLAGS),
 ])

@@ -225,7 +225,7 @@ class TunDevice:
     def queue(self, pkt) -> None:
         """Queue one IP packet for the next flush (copied: callers pass reused buffers)."""
         if self.gro:
-            if self.local_gro and not self._batch.items:
+            if self.local_gro and not len(self._batch):
                 self._refresh_local()
             self._batch.add(pkt)
         else:
@@ -251,7 +251,7 @@ class TunDevice:
                 write = os.write
                 for p in pending:
                     written += self._write_one(write, fd, p)
-        if self._batch.items:
+        if len(self._batch):
             stats["gro_bad_checksums"] = self._batch.bad_checksums
             writev = os.writev
             for hdr, pkt, count in self._batch.take():

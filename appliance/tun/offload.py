@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import struct
 
+from .. import native
+
 VNET_HDR_LEN = 10
 F_NEEDS_CSUM = 1
 GSO_NONE, GSO_TCPV4, GSO_UDP, GSO_TCPV6, GSO_UDP_L4 = 0, 1, 3, 4, 5
@@ -194,8 +196,11 @@ def _gro_candidate_v6(p):
     return key, int.from_bytes(h[44:48], "big"), n - 40 - thl, thl, bool(flags & _TCP_PSH)
 
 
-class GroBatch:
+class PyGroBatch:
     """Packets queued for one burst of TUN writes, TCP segments of a flow merged as they come.
+
+    The reference for appliance/native/gro.c's GroBatch, which does the same byte for byte
+    (tests/unit/test_gro_differential.py); `GroBatch` below is whichever of the two is in use.
 
     `add` copies its argument (decrypted packets are views of a buffer reused by the next one),
     appending a segment's payload straight onto its flow's super-packet when it continues it in
@@ -288,6 +293,11 @@ class GroBatch:
         self.items = []
         self.flows = {}
         return out
+
+
+# The compiled twin when built (appliance/native/__init__.py: the switch), else the class above.
+_native_gro = native.load("_gro")
+GroBatch = _native_gro.GroBatch if _native_gro is not None else PyGroBatch
 
 
 def gro_coalesce(packets) -> list[tuple[bytes, object, int]]:

@@ -11,8 +11,10 @@ from scapy.layers.inet import ICMP, IP, TCP, UDP
 from scapy.layers.inet6 import IPv6
 from scapy.packet import Raw
 
-from appliance.tun.offload import (F_NEEDS_CSUM, GSO_NONE, GSO_TCPV4, GSO_TCPV6, ZERO_VNET_HDR, GroBatch,
-                                   gro_coalesce, gso_split, ones_sum, parse_vnet_hdr)
+from appliance.tun.offload import (F_NEEDS_CSUM, GSO_NONE, GSO_TCPV4, GSO_TCPV6, ZERO_VNET_HDR, gso_split, ones_sum,
+                                   parse_vnet_hdr)
+
+from .gro_impls import coalesce, gro_cls  # noqa: F401 - gro_cls: a fixture (both implementations)
 
 SRC4, DST4 = "198.18.10.1", "198.18.10.2"
 SRC6, DST6 = "2001:db8::1", "2001:db8::2"
@@ -43,9 +45,9 @@ def out_packets(result) -> list[bytes]:
 
 
 @pytest.mark.parametrize("v6", [False, True])
-def test_bulk_flow_merges_into_one_super_packet_that_resegments_exactly(v6):
+def test_bulk_flow_merges_into_one_super_packet_that_resegments_exactly(gro_cls, v6):
     segs = [seg(i, v6=v6) for i in range(20)] + [seg(20, size=300, v6=v6, flags="PA")]
-    res = gro_coalesce([memoryview(s) for s in segs])
+    res = coalesce(gro_cls, [memoryview(s) for s in segs])
     assert len(res) == 1
     hdr, pkt, n = res[0]
     flags, gso_type, hdr_len, gso_size, cstart, coff = parse_vnet_hdr(hdr)
@@ -73,11 +75,11 @@ def test_bulk_flow_merges_into_one_super_packet_that_resegments_exactly(v6):
     assert out_packets(res) == segs
 
 
-def test_interleaved_flows_merge_separately_and_keep_their_order():
+def test_interleaved_flows_merge_separately_and_keep_their_order(gro_cls):
     a = [seg(i, sport=40000) for i in range(6)]
     b = [seg(i, sport=40001, seq0=5_000_000) for i in range(6)]
     mixed = [x for pair in zip(a, b) for x in pair]
-    res = gro_coalesce(mixed)
+    res = coalesce(gro_cls, mixed)
     assert [n for _h, _p, n in res] == [6, 6]
     got = out_packets(res)
     assert [g for g in got if IP(g)[TCP].sport == 40000] == a
@@ -110,10 +112,10 @@ def test_interleaved_flows_merge_separately_and_keep_their_order():
     ("truncated", lambda: seg(3)[:-10]),
     ("garbage", lambda: b"\x45\x00\x00"),
 ])
-def test_what_must_not_merge_goes_out_as_it_came(name, breaker):
+def test_what_must_not_merge_goes_out_as_it_came(gro_cls, name, breaker):
     before, after = [seg(i) for i in range(3)], [seg(i) for i in range(5, 8)]
     odd = breaker()
-    res = gro_coalesce(before + [odd] + after)
+    res = coalesce(gro_cls, before + [odd] + after)
     got = out_packets(res)
     # The odd packet is passed through untouched, with a zero virtio header.
     assert (ZERO_VNET_HDR, odd, 1) in [(h, bytes(p), n) for h, p, n in res], name
@@ -122,27 +124,27 @@ def test_what_must_not_merge_goes_out_as_it_came(name, breaker):
     assert res[0][2] == 3, "the segments before it still merge"
 
 
-def test_a_short_segment_or_psh_ends_the_super_packet():
+def test_a_short_segment_or_psh_ends_the_super_packet(gro_cls):
     segs = [seg(0), seg(1), seg(2, size=500), seg(3, size=1448, seq0=1000 - 948)]
-    res = gro_coalesce(segs)
+    res = coalesce(gro_cls, segs)
     assert [n for _h, _p, n in res] == [3, 1]
     segs = [seg(0), seg(1, flags="PA"), seg(2)]
-    res = gro_coalesce(segs)
+    res = coalesce(gro_cls, segs)
     assert [n for _h, _p, n in res] == [2, 1] and out_packets(res) == segs
 
 
-def test_super_packet_never_exceeds_64k():
+def test_super_packet_never_exceeds_64k(gro_cls):
     segs = [seg(i) for i in range(60)]                   # 60 * 1448 > 65535
-    res = gro_coalesce(segs)
+    res = coalesce(gro_cls, segs)
     assert all(len(p) <= 65535 for _h, p, _n in res)
     assert sum(n for _h, _p, n in res) == 60 and len(res) == 2
     assert out_packets(res) == segs
 
 
-def test_batch_copies_its_input():
+def test_batch_copies_its_input(gro_cls):
     # Decrypted packets are views of a buffer the next packet overwrites.
     buf = bytearray(2000)
-    b = GroBatch()
+    b = gro_cls()
     segs = [seg(i) for i in range(4)] + [bytes(IP(src=SRC4, dst=DST4) / ICMP())]
     for s in segs:
         buf[:len(s)] = s
@@ -154,7 +156,7 @@ def test_batch_copies_its_input():
 
 @settings(max_examples=60, deadline=None)
 @given(st.lists(st.tuples(st.integers(0, 2), st.integers(1, 1448), st.booleans()), min_size=1, max_size=40))
-def test_any_mix_of_flows_resegments_to_the_input(spec):
+def test_any_mix_of_flows_resegments_to_the_input(gro_cls, spec):
     """Random segments of three flows (random sizes, some PSH): whatever merges, each flow's
     packets come back identical and in their original order."""
     next_seq = {0: 1000, 1: 2000, 2: 3000}
@@ -165,7 +167,7 @@ def test_any_mix_of_flows_resegments_to_the_input(spec):
                   Raw(bytes([flow]) * size))
         next_seq[flow] += size
         segs.append(s)
-    got = out_packets(gro_coalesce(segs))
+    got = out_packets(coalesce(gro_cls, segs))
     for flow in range(3):
         mine = [s for s in segs if IP(s)[TCP].sport == 40000 + flow]
         back = [g for g in got if IP(g)[TCP].sport == 40000 + flow]
@@ -175,13 +177,13 @@ def test_any_mix_of_flows_resegments_to_the_input(spec):
 
 
 @pytest.mark.parametrize("v6", [False, True])
-def test_a_segment_with_a_bad_checksum_is_never_merged(v6):
+def test_a_segment_with_a_bad_checksum_is_never_merged(gro_cls, v6):
     """Merged packets are CHECKSUM_PARTIAL, which the kernel trusts: a segment corrupted before the
     VPN (TCP checksums are end to end) must go out alone, for the kernel to drop as it would."""
     segs = [seg(i, v6=v6) for i in range(6)]
     bad = bytearray(segs[3])
     bad[-100] ^= 0x40                                  # a flipped payload bit, checksum left as it was
-    b = GroBatch()
+    b = gro_cls()
     for x in segs[:3] + [bytes(bad)] + segs[4:]:
         b.add(x)
     assert b.bad_checksums == 1

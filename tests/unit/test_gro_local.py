@@ -9,8 +9,9 @@ import socket
 from hypothesis import given, settings, strategies as st
 from scapy.layers.inet import IP
 
-from appliance.tun.offload import GSO_TCPV4, GroBatch, gso_split, ones_sum, parse_vnet_hdr
+from appliance.tun.offload import GSO_TCPV4, gso_split, ones_sum, parse_vnet_hdr
 
+from .gro_impls import gro_cls  # noqa: F401 - a fixture (both implementations)
 from .test_gro import DST4, seg
 
 LOCAL = frozenset((socket.inet_aton(DST4),))
@@ -26,7 +27,7 @@ def _tcp_sum_ok(pkt) -> bool:
 @settings(max_examples=25, deadline=None)
 @given(n=st.integers(2, 30), last=st.integers(1, 1448).map(lambda x: x & ~1), bad=st.integers(-1, 29),
        flip=st.integers(0, 1447), seed=st.integers(0, 255))
-def test_merged_checksum_equals_full_recomputation(n, last, bad, flip, seed):
+def test_merged_checksum_equals_full_recomputation(gro_cls, n, last, bad, flip, seed):
     segs = [bytearray(seg(i, payload=bytes(((i * 7 + k + seed) & 0xFF) for k in range(1448))))
             for i in range(n - 1)]
     segs.append(bytearray(seg(n - 1, size=max(2, last), flags="PA")))
@@ -35,7 +36,7 @@ def test_merged_checksum_equals_full_recomputation(n, last, bad, flip, seed):
         p = segs[bad]
         off = 20 + (p[32] >> 4) * 4                        # IPv4 header + TCP header (data offset)
         p[off + flip % (len(p) - off)] ^= 0x5A            # payload byte; its checksum left as it was
-    b = GroBatch(LOCAL)
+    b = gro_cls(LOCAL)
     for p in segs:
         b.add(bytes(p))
     (hdr, pkt, count), = b.take()
@@ -47,14 +48,14 @@ def test_merged_checksum_equals_full_recomputation(n, last, bad, flip, seed):
         assert [bytes(s) for s in gso_split(memoryview(pkt), gso_type, gso_size, 20)] == [bytes(p) for p in segs]
 
 
-def test_other_destinations_still_verified_here_and_odd_payloads_not_merged():
+def test_other_destinations_still_verified_here_and_odd_payloads_not_merged(gro_cls):
     bad = bytearray(seg(1))
     bad[-1] ^= 1
-    b = GroBatch(frozenset((socket.inet_aton("198.18.99.99"),)))   # DST4 is not local
+    b = gro_cls(frozenset((socket.inet_aton("198.18.99.99"),)))   # DST4 is not local
     for p in (seg(0), bytes(bad), seg(2)):
         b.add(p)
     assert b.bad_checksums == 1
-    b = GroBatch(LOCAL)
+    b = gro_cls(LOCAL)
     odd = [seg(0, size=1447), seg(1, size=1447)]
     for p in odd:
         b.add(p)
@@ -63,7 +64,7 @@ def test_other_destinations_still_verified_here_and_odd_payloads_not_merged():
     assert IP(bytes(out[0][1])).len == 20 + 32 + 1447
 
 
-def test_the_owner_is_asked_once_per_flow_per_batch_and_its_answer_holds_for_the_batch():
+def test_the_owner_is_asked_once_per_flow_per_batch_and_its_answer_holds_for_the_batch(gro_cls):
     """The flow-owner lookup (a call, a clock read, a dict probe) ran for every segment: the
     flow's first segment of a batch decides, later ones follow it -- and a later change of answer
     cannot put a segment verified here and one not verified into the same super-packet."""
@@ -74,7 +75,7 @@ def test_the_owner_is_asked_once_per_flow_per_batch_and_its_answer_holds_for_the
         asked.append(ap)
         return next(answers)
 
-    b = GroBatch(LOCAL, owner)
+    b = gro_cls(LOCAL, owner)
     segs = [seg(i) for i in range(3)]
     for p in segs:
         b.add(p)

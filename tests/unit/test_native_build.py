@@ -1,0 +1,17 @@
+"""The compiled data-path helpers load when built (appliance/native/__init__.py): a broken build
+must fail here, not fall back to Python silently. Pure Python forced (VPN_APPLIANCE_PURE_PYTHON)
+is the one case where a module may be absent. One test function per module."""
+from __future__ import annotations
+
+from appliance import native
+
+
+def test_gro_loads_and_is_the_grobatch_in_use():
+    from appliance.tun import offload
+    mod = native.load("_gro")
+    if native.pure_forced():
+        assert mod is None and offload.GroBatch is offload.PyGroBatch
+        return
+    assert mod is not None, "appliance.native._gro did not build or load (make setup builds it)"
+    assert "_gro" in native.MODULES and native.status()["_gro"]
+    assert offload.GroBatch is mod.GroBatch, "offload.GroBatch is not the compiled class"
