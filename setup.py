@@ -9,4 +9,5 @@ CFLAGS = ["-Wall", "-Wextra", "-Wno-missing-field-initializers", "-Werror", "-fn
           "-fstack-protector-strong"]
 
 setup(ext_modules=[
+    Extension("appliance.native._aead", ["appliance/native/aead.c"], libraries=["crypto"], extra_compile_args=CFLAGS),
 ])

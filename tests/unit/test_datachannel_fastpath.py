@@ -19,6 +19,9 @@ from appliance.openvpn.datapath import MssPolicy
 from appliance.openvpn.errors import BadPacket
 from appliance.openvpn.mss import clamp_mss
 from appliance.tun.offload import checksum
+from tests.aead_paths import aead_path  # noqa: F401 - the fixture: both AEAD paths, compiled and Python
+
+pytestmark = pytest.mark.usefixtures("aead_path")
 
 K1, K2 = bytes(range(64)), bytes(range(64, 128))
 AEADS = {"AES-128-GCM": (AESGCM, 16), "AES-256-GCM": (AESGCM, 32), "CHACHA20-POLY1305": (ChaCha20Poly1305, 32)}
