@@ -34,6 +34,7 @@
 #include <string.h>
 
 #include <openssl/crypto.h>
+#include <openssl/err.h>
 #include <openssl/evp.h>
 
 #define TAG_LEN 16
@@ -85,6 +86,7 @@ static inline uint32_t get_be32(const unsigned char *p)
 
 static PyObject *openssl_error(const char *what)
 {
+    ERR_clear_error();      /* leave nothing in the thread's queue for Python's own _ssl/_hashlib */
     PyErr_Format(PyExc_RuntimeError, "OpenSSL %s failed", what);
     return NULL;
 }
@@ -360,14 +362,19 @@ static PyObject *Key_open(Key *self, PyObject *const *args, Py_ssize_t nargs)
         || EVP_CIPHER_CTX_ctrl(self->ctx, EVP_CTRL_AEAD_SET_TAG, TAG_LEN, tag) != 1
         || EVP_DecryptUpdate(self->ctx, NULL, &len, aad, aad_len) != 1
         || (ct_len > 0 && EVP_DecryptUpdate(self->ctx, pt, &len, p + ct_off, ct_len) != 1)) {
+        /* Not seen in practice; still the peer's packet must end as a refusal, not an exception
+         * the session does not expect, and its partial plaintext goes like a forgery's. */
+        OPENSSL_cleanse(pt, (size_t)ct_len);
         Py_CLEAR(res);
-        openssl_error("open");
+        ERR_clear_error();
+        PyErr_SetString(OpenError, "data packet not opened (OpenSSL error)");
         goto wipe;
     }
     /* The tag is verified here, by OpenSSL, in constant time. */
     if (EVP_DecryptFinal_ex(self->ctx, pt + (ct_len ? len : 0), &fin) != 1 || (ct_len ? len : 0) + fin != ct_len) {
         OPENSSL_cleanse(pt, (size_t)ct_len);    /* unauthenticated plaintext never leaves */
         Py_CLEAR(res);
+        ERR_clear_error();                      /* OpenSSL 3.0 queues none for a bad tag; 3.x might */
         PyErr_SetString(OpenError, "data packet failed authentication");
     }
 wipe:
