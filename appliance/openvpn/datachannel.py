@@ -13,6 +13,12 @@ ciphertext`. AAD = everything before the tag for P_DATA_V2, the packet id alone 
 Nonce = packet-id ‖ implicit IV (8 bytes from the sender's hmac key slot).
 
 CBC packet (legacy): `op (+peer-id) | HMAC(IV ‖ ct) | IV (16) | AES-CBC(packet-id ‖ payload ‖ PKCS#7)`.
+
+Two AEAD paths, chosen once per key at construction: the compiled appliance.native._aead (one C
+call per packet: the whole wire packet in one allocation, the key's EVP context set up once) when
+it was built, else the Python code below, which stays the reference (tests/unit/test_native_aead.py
+holds them byte for byte equal). Both keep the replay window here, in Python: checked before the
+tag is, updated only after it verified. CBC is Python only.
 """
 from __future__ import annotations
 
@@ -24,6 +30,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import padding
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
+from .. import native
 from . import ciphers
 from .ciphers import AEAD_TAG_LEN as TAG_LEN
 from .errors import BadPacket
@@ -37,6 +44,10 @@ _unpack_pid = struct.Struct("!I").unpack_from
 # gives the wire header, the AAD and the nonce as slices of one 16- or 13-byte string.
 _pack_v2 = struct.Struct("!II8s").pack
 _pack_v1 = struct.Struct("!BI8s").pack
+# The compiled AEAD (None: not built, or VPN_APPLIANCE_PURE_PYTHON set); read by each new DataKey,
+# so tests can set it to None to run the Python path.
+_aead = native.load("_aead")
+_OpenError = getattr(_aead, "OpenError", None)     # kept when a test sets _aead to None
 
 
 class DataKey:
@@ -46,7 +57,7 @@ class DataKey:
                  "hdr", "hlen", "replay", "cbc_key_send", "cbc_key_recv",
                  "hmac_send", "hmac_recv", "digest", "dlen", "bytes_sent", "bytes_recv",
                  "packets_recv", "aead_recv", "_overhead", "_hword", "_pack", "_aad", "_nonce", "_head",
-                 "usage_limit")
+                 "usage_limit", "_csend", "_crecv")
 
     def __init__(self, cipher: str, key_id: int, send_key: bytes, send_hmac: bytes,
                  recv_key: bytes, recv_hmac: bytes, peer_id: int | None, auth: str = "SHA1",
@@ -73,7 +84,16 @@ class DataKey:
         self.hlen = len(self.hdr)
         self._head = slice(0, self.hlen + 4)
         n = spec.key_len
-        if spec.aead:
+        self._csend = self._crecv = None
+        compiled = _aead
+        if spec.aead and compiled is not None:
+            # No Python copies of the keys: the C Key passes the caller's bytes to OpenSSL once.
+            self.is_aead = True
+            self.aead = self.aead_recv = self.send_iv = self.recv_iv = None
+            iv = spec.iv_len
+            self._csend = compiled.Key(spec.name, memoryview(send_key)[:n], memoryview(send_hmac)[:iv], True)
+            self._crecv = compiled.Key(spec.name, memoryview(recv_key)[:n], memoryview(recv_hmac)[:iv], False)
+        elif spec.aead:
             make = spec.make_aead
             self.is_aead = True
             self.aead = make(bytes(send_key[:n]))
@@ -114,6 +134,11 @@ class DataKey:
     def seal_into(self, payload, out: memoryview) -> int:
         """Seal `payload` into `out` (needs len(payload) + overhead() + 16 bytes); returns wire length.
         Same bytes as seal(), written into a caller's buffer."""
+        c = self._csend
+        if c is not None:
+            self.send_pid = pid = self.send_pid + 1
+            self.bytes_sent += len(payload)
+            return c.seal_into(self._hword, self.hlen, pid, payload, out)
         if not self.is_aead:
             w = self.seal(payload)
             out[:len(w)] = w
@@ -134,7 +159,13 @@ class DataKey:
 
         The fast path of the whole program: one struct call for header/AAD/nonce, one AEAD call,
         and the tag moved in front of the ciphertext by joining slices (C memcpy). P_DATA_V2 (what
-        every 2.4+ peer uses) has its slice bounds written out: its AAD is the wire header."""
+        every 2.4+ peer uses) has its slice bounds written out: its AAD is the wire header.
+        With the compiled AEAD: one C call writes header, packet id, tag and ciphertext."""
+        c = self._csend
+        if c is not None:
+            self.send_pid = pid = self.send_pid + 1
+            self.bytes_sent += len(payload)
+            return c.seal(self._hword, self.hlen, pid, payload)
         if not self.is_aead:
             self.send_pid += 1
             self.bytes_sent += len(payload)
@@ -164,14 +195,32 @@ class DataKey:
         """Authenticate, decrypt and replay-check one data packet; returns the plaintext (fresh
         bytes: the caller may keep it; MSS clamping copies the rare SYN it edits). Raises BadPacket
         (bad tag, replay, short). `now` enables the replay window's time limit (replay-window N T)."""
+        c = self._crecv
+        if c is not None:
+            rp = self.replay
+            try:
+                pt = c.open(packet, rp.highest)     # None: id not above the newest, not decrypted
+                if pt is None:
+                    if not rp.check(c.last_pid, now):
+                        raise BadPacket("replayed data packet")
+                    pt = c.open(packet, -1)
+            except _OpenError as e:                   # short, or the tag did not verify
+                raise BadPacket(e.args[0]) from None
+            rp.update(c.last_pid, now)
+            self.bytes_recv += len(pt)
+            self.packets_recv += 1
+            return pt
         if not self.is_aead:
             return self._open_cbc(packet, now)
         if type(packet) is memoryview:
             packet = packet.tobytes()           # slices below are joined with +
         # Header length from the packet's own opcode (a peer may send V1 while we send V2).
         rp = self.replay
+        n = len(packet)
+        if n < 21:                              # the shorter (V1) layout's minimum; also no opcode
+            raise BadPacket("short data packet")
         if packet[0] >> 3 == 9:                 # P_DATA_V2: op|peer-id (4) | pid (4) | tag (16) | ct
-            if len(packet) < 24:
+            if n < 24:
                 raise BadPacket("short data packet")
             pid = _unpack_pid(packet, 4)[0]
             if pid <= rp.highest and not rp.check(pid, now):  # above the newest: always new
@@ -181,8 +230,6 @@ class DataKey:
             except InvalidTag:
                 raise BadPacket("data packet failed authentication") from None
         else:                                   # P_DATA_V1: op (1) | pid (4) | tag (16) | ct
-            if len(packet) < 21:
-                raise BadPacket("short data packet")
             pid = _unpack_pid(packet, 1)[0]
             if pid <= rp.highest and not rp.check(pid, now):
                 raise BadPacket("replayed data packet")

@@ -14,6 +14,9 @@ import pytest
 from appliance.openvpn import ciphers
 from tests.engine.test_memory_link import Link, make_pair, payloads, up
 from tests.engine.test_session_security import pki  # noqa: F401 - the fixture
+from tests.aead_paths import aead_path  # noqa: F401 - the fixture: both AEAD paths, compiled and Python
+
+pytestmark = pytest.mark.usefixtures("aead_path")
 
 LIMIT = (2**36 - 1) // 8 * 7          # OpenVPN 2.7's renegotiation point
 

@@ -4,11 +4,16 @@ Each test is the attack as a hostile client runs it, against the dispatcher in m
 """
 from __future__ import annotations
 
+import pytest
+
 from appliance.openvpn import events as ev
 from appliance.openvpn.server import FLOAT_REPORT_EVERY
 from tests.engine.test_server_dispatcher import _icmp, _pump, _up
 from tests.engine.test_server_dispatcher import pki  # noqa: F401 - the fixture
 from tests.engine.test_server_security import _mk_client, _mk_server
+from tests.aead_paths import aead_path  # noqa: F401 - the fixture: both AEAD paths, compiled and Python
+
+pytestmark = pytest.mark.usefixtures("aead_path")
 
 
 def test_a_client_hopping_between_source_ports_is_not_logged_per_packet(pki):  # noqa: F811

@@ -13,6 +13,9 @@ from tests.engine.test_memory_link import Link, make_pair, payloads, up
 from tests.engine.test_memory_link import pki  # noqa: F401 - the fixture
 from tests.engine.test_server_dispatcher import _client, _icmp, _pump, _server, _up
 from tests.engine.test_server_dispatcher import pki as dpki  # noqa: F401 - the fixture
+from tests.aead_paths import aead_path  # noqa: F401 - the fixture: both AEAD paths, compiled and Python
+
+pytestmark = pytest.mark.usefixtures("aead_path")
 
 HOSTILE = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 

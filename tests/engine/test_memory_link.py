@@ -17,6 +17,9 @@ from appliance.openvpn.session import Role, Session, SessionConfig
 from appliance.openvpn.tls import TlsSettings
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID
+from tests.aead_paths import aead_path  # noqa: F401 - the fixture: both AEAD paths, compiled and Python
+
+pytestmark = pytest.mark.usefixtures("aead_path")
 
 CIPHERS = ["AES-128-GCM", "AES-256-GCM", "CHACHA20-POLY1305", "AES-256-CBC"]
 PROTECTIONS = ["none", "tls-auth", "tls-crypt", "tls-crypt-v2"]

@@ -20,6 +20,9 @@ from appliance.openvpn.server import AddressPool, ServerDispatcher, ServerSettin
 from appliance.openvpn.session import Role, Session, SessionConfig
 from appliance.openvpn.tls import TlsSettings
 from appliance.certs import issue as _issue
+from tests.aead_paths import aead_path  # noqa: F401 - the fixture: both AEAD paths, compiled and Python
+
+pytestmark = pytest.mark.usefixtures("aead_path")
 
 
 def _cert(cn, issuer=None, ca=False, eku=None):

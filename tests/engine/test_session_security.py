@@ -19,6 +19,9 @@ from appliance.certs import issue, subject
 from appliance.openvpn import events as ev
 from appliance.openvpn.tls import TlsSettings, build_context, common_name
 from tests.engine.test_memory_link import Link, make_pair, payloads, up
+from tests.aead_paths import aead_path  # noqa: F401 - the fixture: both AEAD paths, compiled and Python
+
+pytestmark = pytest.mark.usefixtures("aead_path")
 
 DATA_PID_RENEG_AT = 0xFF000000          # OpenVPN's PACKET_ID_WRAP_TRIGGER
 PID_MAX = 0xFFFFFFFF

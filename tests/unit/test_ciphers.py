@@ -6,6 +6,9 @@ import pytest
 
 from appliance.openvpn import ciphers
 from appliance.openvpn.datachannel import DataKey
+from tests.aead_paths import aead_path  # noqa: F401 - the fixture: both AEAD paths, compiled and Python
+
+pytestmark = pytest.mark.usefixtures("aead_path")
 
 K = bytes(range(64))
 

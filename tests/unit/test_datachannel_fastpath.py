@@ -5,6 +5,7 @@ the same wire bytes as each other and as the wire format built straight from `cr
 (OpenVPN's layout: header | packet-id | tag | ciphertext); open must undo both and refuse tampering
 and replays. open now returns immutable bytes, so the data path's MSS clamp copies the SYNs it
 edits (a read-only plaintext once crashed the client on the CBC path: every cipher is covered).
+Every test runs on both AEAD paths, the compiled one and the Python one (tests/aead_paths.py).
 """
 from __future__ import annotations
 
@@ -19,9 +20,21 @@ from appliance.openvpn.datapath import MssPolicy
 from appliance.openvpn.errors import BadPacket
 from appliance.openvpn.mss import clamp_mss
 from appliance.tun.offload import checksum
+from tests.aead_paths import aead_path  # noqa: F401 - the fixture: both AEAD paths, compiled and Python
+
+pytestmark = pytest.mark.usefixtures("aead_path")
 
 K1, K2 = bytes(range(64)), bytes(range(64, 128))
-AEADS = {"AES-128-GCM": (AESGCM, 16), "AES-256-GCM": (AESGCM, 32), "CHACHA20-POLY1305": (ChaCha20Poly1305, 32)}
+AEADS = {"AES-128-GCM": (AESGCM, 16), "AES-192-GCM": (AESGCM, 24), "AES-256-GCM": (AESGCM, 32),
+         "CHACHA20-POLY1305": (ChaCha20Poly1305, 32)}
+
+
+def test_keys_are_built_on_the_path_under_test(aead_path):  # noqa: F811 - the fixture
+    """Else every test below could run the same path twice and prove nothing about the other."""
+    for cipher in AEADS:
+        a, _ = _pair(cipher, 1)
+        assert (a._csend is not None and a._crecv is not None) == (aead_path == "c")
+        assert (a.aead is not None) == (aead_path == "python")
 
 
 def _pair(cipher: str, peer_id: int | None):

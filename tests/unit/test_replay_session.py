@@ -2,7 +2,12 @@
 so a held-back packet older than T seconds behind the newest is dropped as OpenVPN drops it."""
 from __future__ import annotations
 
+import pytest
+
 from tests.engine.test_memory_link import Link, make_pair, payloads, pki, up  # noqa: F401 - pytest fixture
+from tests.aead_paths import aead_path  # noqa: F401 - the fixture: both AEAD paths, compiled and Python
+
+pytestmark = pytest.mark.usefixtures("aead_path")
 
 
 def _pair(pki, **kw):  # noqa: F811
