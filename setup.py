@@ -11,4 +11,5 @@ CFLAGS = ["-Wall", "-Wextra", "-Wno-missing-field-initializers", "-Werror", "-fn
 setup(ext_modules=[
     Extension("appliance.native._gro", ["appliance/native/gro.c"], extra_compile_args=CFLAGS),
     Extension("appliance.native._aead", ["appliance/native/aead.c"], libraries=["crypto"], extra_compile_args=CFLAGS),
+    Extension("appliance.native._gso", ["appliance/native/gso.c"], extra_compile_args=CFLAGS),
 ])

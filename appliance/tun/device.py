@@ -112,7 +112,7 @@ class TunDevice:
         for _ in range(POOL_START):
             self._pool_add()
         self.stats = {"read": 0, "written": 0, "write_dropped": 0, "super_packets": 0, "segments": 0,
-                      "gro_writes": 0, "gro_segments": 0, "gro_bad_checksums": 0}
+                      "gro_writes": 0, "gro_segments": 0, "gro_bad_checksums": 0, "offload_refused": 0}
 
     def fileno(self) -> int:
         return self.fd
@@ -137,16 +137,19 @@ class TunDevice:
                 out.append(bytearray(view[:n]))  # writable: MSS clamping edits in place
                 continue
             flags, gso_type, _hl, gso_size, cstart, coff = offload.parse_vnet_hdr(view)
-            if gso_type == offload.GSO_NONE:
-                pkt = bytearray(view[hlen:n])
-                if flags & offload.F_NEEDS_CSUM:
-                    offload.complete_checksum(pkt, cstart, coff)
-                out.append(pkt)
-            else:
-                segs = offload.gso_split(view[hlen:n], gso_type, gso_size, cstart)
-                self.stats["super_packets"] += 1
-                self.stats["segments"] += len(segs)
-                out.extend(segs)
+            try:
+                if gso_type == offload.GSO_NONE:
+                    pkt = bytearray(view[hlen:n])
+                    if flags & offload.F_NEEDS_CSUM:
+                        offload.complete_checksum(pkt, cstart, coff)
+                    out.append(pkt)
+                else:
+                    segs = offload.gso_split(view[hlen:n], gso_type, gso_size, cstart)
+                    self.stats["super_packets"] += 1
+                    self.stats["segments"] += len(segs)
+                    out.extend(segs)
+            except ValueError:
+                self.stats["offload_refused"] += 1     # see read_batch
         self.stats["read"] += len(out)
         return out
 
@@ -180,14 +183,20 @@ class TunDevice:
             # hdr[1]: gso_type, hdr[0] & 1: NEEDS_CSUM -- both 0 unless TSO/CSUM offload is on
             if hlen and (hdr[1] or hdr[0] & offload.F_NEEDS_CSUM):
                 flags, gso_type, _hl, gso_size, cstart, coff = offload.parse_vnet_hdr(hdr)
-                if gso_type != offload.GSO_NONE:
-                    segs = offload.gso_split(pkt, gso_type, gso_size, cstart)
-                    self.stats["super_packets"] += 1
-                    self.stats["segments"] += len(segs)
-                    out.extend(segs)
+                try:
+                    if gso_type != offload.GSO_NONE:
+                        segs = offload.gso_split(pkt, gso_type, gso_size, cstart)
+                        self.stats["super_packets"] += 1
+                        self.stats["segments"] += len(segs)
+                        out.extend(segs)    # copies: this pool buffer is free for the next read
+                        continue
+                    if flags & offload.F_NEEDS_CSUM:
+                        offload.complete_checksum(pkt, cstart, coff)
+                except ValueError:
+                    # Offsets that do not fit the packet (offload.py_gso_split lists the rules):
+                    # never from a working kernel; dropped and counted rather than sent on as is.
+                    self.stats["offload_refused"] += 1
                     continue
-                if flags & offload.F_NEEDS_CSUM:
-                    offload.complete_checksum(pkt, cstart, coff)
             out.append(pkt)
             i += 1
         self.stats["read"] += len(out)
@@ -273,7 +282,12 @@ class TunDevice:
                     log.info("TUN refused a GSO write (%s); writing packets one by one from now on", e)
                     self.gro = False
                     _f, gso_type, _h, gso_size, cstart, _o = offload.parse_vnet_hdr(hdr)
-                    for seg in offload.gso_split(pkt, gso_type, gso_size, cstart):
+                    try:
+                        segs = offload.gso_split(pkt, gso_type, gso_size, cstart)
+                    except ValueError:          # not from GroBatch; counted, not raised
+                        stats["write_dropped"] += count
+                        continue
+                    for seg in segs:
                         written += self._write_one(writev, fd, (offload.ZERO_VNET_HDR, seg))
         stats["written"] += written
         return written

@@ -52,13 +52,20 @@ def ipv4_header_checksum(hdr) -> int:
     return checksum(hdr)
 
 
-def complete_checksum(pkt: bytearray | memoryview, csum_start: int, csum_offset: int) -> None:
-    """CHECKSUM_PARTIAL: the field holds the pseudo-header sum; sum from csum_start and store."""
+def py_complete_checksum(pkt: bytearray | memoryview, csum_start: int, csum_offset: int) -> None:
+    """CHECKSUM_PARTIAL: the field holds the pseudo-header sum; sum from csum_start and store.
+
+    A field not wholly inside the packet raises ValueError (before anything is written); the
+    kernel never sends one, and a negative offset would otherwise count from the end."""
+    at = csum_start + csum_offset
+    if csum_start < 0 or csum_offset < 0 or at + 2 > len(pkt):
+        raise ValueError("checksum field beyond the packet")
     s = ones_sum(pkt[csum_start:])
     c = 0xFFFF - s if s else 0
-    if c == 0 and pkt[9 if (pkt[0] >> 4) == 4 else 6] == 17:
+    proto_at = 9 if (pkt[0] >> 4) == 4 else 6
+    if c == 0 and proto_at < len(pkt) and pkt[proto_at] == 17:
         c = 0xFFFF  # UDP transmits a zero checksum as 0xFFFF
-    struct.pack_into("!H", pkt, csum_start + csum_offset, c)
+    struct.pack_into("!H", pkt, at, c)
 
 
 def _pseudo_v4(pkt, proto: int, length: int) -> int:
@@ -69,22 +76,47 @@ def _pseudo_v6(pkt, proto: int, length: int) -> int:
     return (int.from_bytes(pkt[8:40], "big") + proto + length) % 0xFFFF
 
 
-def gso_split(pkt, gso_type: int, gso_size: int, csum_start: int) -> list[bytearray]:
-    """Cut a TCP (v4/v6) or UDP-L4 super-packet into segments with valid headers and checksums."""
-    v4 = (pkt[0] >> 4) == 4
-    l4 = csum_start
-    if gso_type & ~GSO_ECN in (GSO_TCPV4, GSO_TCPV6):
-        thl = (pkt[l4 + 12] >> 4) * 4
-        hlen = l4 + thl
+def py_gso_split(pkt, gso_type: int, gso_size: int, csum_start: int) -> list[bytearray]:
+    """Cut a TCP (v4/v6) or UDP-L4 super-packet into segments with valid headers and checksums.
+
+    The kernel's super-packets always pass the checks below; anything else (a caller's bytes, a
+    kernel bug) raises ValueError instead of being cut at offsets that are not there (the first
+    version read past short packets, wrote TCP fields into IP headers, or grew segments):
+    - gso_type (ECN bit aside) TCPV4 for an IPv4 packet, TCPV6 for IPv6, UDP_L4 for either;
+    - csum_start where the IP header ends: IPv4 its IHL (at least 20), IPv6 at least 40;
+    - the TCP header (data offset at least 20) or UDP header (8) wholly inside the packet;
+    - gso_size > 0 when there is payload, and each segment's length fits its 16-bit field.
+    With no payload after the headers there is nothing to cut: the packet comes back, copied.
+    """
+    n = len(pkt)
+    kind = gso_type & ~GSO_ECN
+    ver = pkt[0] >> 4 if n else 0
+    if kind == GSO_TCPV4 and ver == 4 or kind == GSO_TCPV6 and ver == 6:
         proto = 6
-    else:
-        thl = 8
-        hlen = l4 + 8
+    elif kind == GSO_UDP_L4 and ver in (4, 6):
         proto = 17
-    payload_len = len(pkt) - hlen
-    out = []
-    if payload_len <= 0 or gso_size <= 0:
+    else:
+        raise ValueError("not a TCP or UDP super-packet of its IP version")
+    v4 = ver == 4
+    l4 = csum_start
+    if (l4 < 20 or l4 != (pkt[0] & 15) * 4) if v4 else l4 < 40:
+        raise ValueError("transport header not where the IP header ends")
+    thl = 8
+    if proto == 6:
+        if l4 > n - 20:
+            raise ValueError("transport header beyond the packet")
+        thl = (pkt[l4 + 12] >> 4) * 4
+    if thl < (20 if proto == 6 else 8) or l4 > n - thl:
+        raise ValueError("transport header beyond the packet")
+    hlen = l4 + thl
+    payload_len = n - hlen
+    if payload_len == 0:
         return [bytearray(pkt)]
+    if gso_size <= 0:
+        raise ValueError("no segment size")
+    if hlen + min(gso_size, payload_len) - (0 if v4 else 40) > 0xFFFF:
+        raise ValueError("segment longer than its length field")
+    out = []
     header = bytes(pkt[:hlen])
     seq = int.from_bytes(pkt[l4 + 4:l4 + 8], "big") if proto == 6 else 0
     ip_id = int.from_bytes(pkt[4:6], "big") if v4 else 0
@@ -124,6 +156,12 @@ def gso_split(pkt, gso_type: int, gso_size: int, csum_start: int) -> list[bytear
             struct.pack_into("!H", seg, l4 + 6, c or 0xFFFF)
         out.append(seg)
     return out
+
+
+# The compiled twins (appliance/native/gso.c: same bytes, same errors) when built, chosen once here.
+_gso = native.load("_gso")
+gso_split = _gso.gso_split if _gso else py_gso_split
+complete_checksum = _gso.complete_checksum if _gso else py_complete_checksum
 
 
 # ------------------------------------------------------------------ GRO on the write side

@@ -26,3 +26,14 @@ def test_aead_module_loads_unless_pure_python_is_forced():
     assert "_aead" in native.MODULES and native.status()["_aead"] is True
     k = mod.Key("AES-256-GCM", bytes(32), bytes(8), True)
     assert len(k.seal(0x48000001, 4, 1, b"x")) == 1 + 24        # links against libcrypto and runs
+
+
+def test_gso_loads_and_is_the_split_in_use():
+    from appliance.tun import offload
+    mod = native.load("_gso")
+    if native.pure_forced():
+        assert mod is None and offload.gso_split is offload.py_gso_split
+        return
+    assert mod is not None, "appliance.native._gso did not build or load (make setup builds it)"
+    assert "_gso" in native.MODULES and native.status()["_gso"]
+    assert offload.gso_split is mod.gso_split and offload.complete_checksum is mod.complete_checksum

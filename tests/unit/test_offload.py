@@ -1,5 +1,6 @@
 """TUN offload helpers checked against scapy: checksums, CHECKSUM_PARTIAL completion, and TSO/USO
-super-packet splitting into segments a real peer accepts."""
+super-packet splitting into segments a real peer accepts -- each for the Python reference and the
+compiled twin (tests/unit/gso_impls.py); test_native_gso.py checks the two agree on any input."""
 from __future__ import annotations
 
 import struct
@@ -11,8 +12,10 @@ from scapy.layers.inet6 import IPv6
 from scapy.packet import Raw
 
 from appliance.tun import offload
-from appliance.tun.offload import (GSO_ECN, GSO_TCPV4, GSO_TCPV6, GSO_UDP_L4, build_vnet_hdr, checksum,
-                                   complete_checksum, gso_split, ones_sum, parse_vnet_hdr)
+from appliance.tun.offload import (GSO_ECN, GSO_TCPV4, GSO_TCPV6, GSO_UDP, GSO_UDP_L4, build_vnet_hdr, checksum,
+                                   ones_sum, parse_vnet_hdr)
+
+from .gso_impls import IMPLS, impl
 
 SRC4, DST4 = "198.18.10.1", "198.18.10.2"
 SRC6, DST6 = "2001:db8::1", "2001:db8::2"
@@ -73,29 +76,32 @@ def _partial(pkt: bytes, l4: int, off: int, proto: int, v6: bool) -> bytearray:
     return b
 
 
+@pytest.mark.parametrize("which", IMPLS)
 @pytest.mark.parametrize("v6", [False, True])
 @pytest.mark.parametrize("size", [0, 1, 2, 777, 1400])
-def test_complete_checksum_tcp(v6, size):
+def test_complete_checksum_tcp(which, v6, size):
     ip = IPv6(src=SRC6, dst=DST6) if v6 else IP(src=SRC4, dst=DST4)
     ref = bytes(ip / TCP(sport=40000, dport=5201, seq=12345, ack=999, flags="PA") / Raw((bytes(range(256)) * 6)[:size]))
     l4 = 40 if v6 else 20
     b = _partial(ref, l4, 16, 6, v6)
-    complete_checksum(b, l4, 16)
+    impl(which).complete_checksum(b, l4, 16)
     assert bytes(b) == ref
 
 
+@pytest.mark.parametrize("which", IMPLS)
 @pytest.mark.parametrize("v6", [False, True])
 @pytest.mark.parametrize("size", [0, 3, 512, 1472])
-def test_complete_checksum_udp(v6, size):
+def test_complete_checksum_udp(which, v6, size):
     ip = IPv6(src=SRC6, dst=DST6) if v6 else IP(src=SRC4, dst=DST4)
     ref = bytes(ip / UDP(sport=1194, dport=1194) / Raw(b"\xa5" * size))
     l4 = 40 if v6 else 20
     b = _partial(ref, l4, 6, 17, v6)
-    complete_checksum(b, l4, 6)
+    impl(which).complete_checksum(b, l4, 6)
     assert bytes(b) == ref
 
 
-def test_complete_checksum_udp_zero_becomes_ffff():
+@pytest.mark.parametrize("which", IMPLS)
+def test_complete_checksum_udp_zero_becomes_ffff(which):
     # Choose the last payload word so that the UDP checksum computes to 0: it must go out as 0xFFFF.
     base = IP(src=SRC4, dst=DST4) / UDP(sport=1, dport=2) / Raw(b"abcd\0\0")
     c = IP(bytes(base))[UDP].chksum
@@ -104,7 +110,7 @@ def test_complete_checksum_udp_zero_becomes_ffff():
     ref = IP(bytes(IP(src=SRC4, dst=DST4) / UDP(sport=1, dport=2) / Raw(bytes(pkt[-6:]))))
     assert ref[UDP].chksum == 0xFFFF  # scapy agrees on the substitution
     b = _partial(bytes(ref), 20, 6, 17, False)
-    complete_checksum(b, 20, 6)
+    impl(which).complete_checksum(b, 20, 6)
     assert bytes(b) == bytes(ref)
 
 
@@ -129,10 +135,11 @@ def _recomputed(seg: bytes, v6: bool):
     return p, (IPv6 if v6 else IP)(bytes(q))
 
 
+@pytest.mark.parametrize("which", IMPLS)
 @pytest.mark.parametrize("v6", [False, True])
 @pytest.mark.parametrize("payload_len, gso_size", [(10000, 1448), (1448 * 4, 1448), (100, 1448), (65000, 1388),
                                                    (1449, 1448)])
-def test_gso_split_tcp(v6, payload_len, gso_size):
+def test_gso_split_tcp(which, v6, payload_len, gso_size):
     payload = bytes((i * 7 + 3) & 0xFF for i in range(payload_len))
     seq = 0xFFFFF000  # wraps during the split
     sp = bytearray(_super(v6, payload, "FPAC", seq=seq, ip_id=0xFFFE))
@@ -140,7 +147,7 @@ def test_gso_split_tcp(v6, payload_len, gso_size):
     # As the kernel hands it over: CHECKSUM_PARTIAL (pseudo-header sum in the field).
     sp = _partial(bytes(sp), l4, 16, 6, v6)
     gso_type = (GSO_TCPV6 if v6 else GSO_TCPV4) | GSO_ECN
-    segs = gso_split(memoryview(sp), gso_type, gso_size, l4)
+    segs = impl(which).gso_split(memoryview(sp), gso_type, gso_size, l4)
     n = -(-payload_len // gso_size)
     assert len(segs) == n
     got = b""
@@ -165,14 +172,15 @@ def test_gso_split_tcp(v6, payload_len, gso_size):
     assert got == payload
 
 
+@pytest.mark.parametrize("which", IMPLS)
 @settings(max_examples=25, deadline=None)
 @given(payload_len=st.integers(1, 6000), gso_size=st.integers(200, 3000), v6=st.booleans(),
        flags=st.sampled_from(["A", "PA", "FA", "FPA", "CA", "EA"]))
-def test_gso_split_tcp_property(payload_len, gso_size, v6, flags):
+def test_gso_split_tcp_property(which, payload_len, gso_size, v6, flags):
     payload = bytes(range(256)) * (payload_len // 256 + 1)
     payload = payload[:payload_len]
     sp = _super(v6, payload, flags, ts=False)
-    segs = gso_split(sp, GSO_TCPV6 if v6 else GSO_TCPV4, gso_size, 40 if v6 else 20)
+    segs = impl(which).gso_split(sp, GSO_TCPV6 if v6 else GSO_TCPV4, gso_size, 40 if v6 else 20)
     assert len(segs) == -(-payload_len // gso_size)
     assert b"".join(bytes(s[(60 if v6 else 40):]) for s in segs) == payload
     for s in segs:
@@ -180,13 +188,14 @@ def test_gso_split_tcp_property(payload_len, gso_size, v6, flags):
         assert bytes(s) == bytes(ref)
 
 
+@pytest.mark.parametrize("which", IMPLS)
 @pytest.mark.parametrize("v6", [False, True])
-def test_gso_split_udp_l4(v6):
+def test_gso_split_udp_l4(which, v6):
     payload = bytes(range(200)) * 20  # 4000 bytes -> 1400 + 1400 + 1200
     ip = IPv6(src=SRC6, dst=DST6) if v6 else IP(src=SRC4, dst=DST4, id=7)
     l4 = 40 if v6 else 20
     sp = _partial(bytes(ip / UDP(sport=1194, dport=1195) / Raw(payload)), l4, 6, 17, v6)
-    segs = gso_split(sp, GSO_UDP_L4, 1400, l4)
+    segs = impl(which).gso_split(sp, GSO_UDP_L4, 1400, l4)
     assert [len(s) - l4 - 8 for s in segs] == [1400, 1400, 1200]
     got = b""
     for i, s in enumerate(segs):
@@ -205,6 +214,83 @@ def test_gso_split_udp_l4(v6):
     assert got == payload
 
 
-def test_gso_split_without_payload_returns_packet_unchanged():
+@pytest.mark.parametrize("which", IMPLS)
+def test_gso_split_without_payload_returns_packet_unchanged(which):
     pkt = _super(False, b"", "A")
-    assert [bytes(s) for s in gso_split(pkt, GSO_TCPV4, 1448, 20)] == [pkt]
+    assert [bytes(s) for s in impl(which).gso_split(pkt, GSO_TCPV4, 1448, 20)] == [pkt]
+    assert [bytes(s) for s in impl(which).gso_split(pkt, GSO_TCPV4, 0, 20)] == [pkt]   # no size needed
+
+
+# ------------------------------------------------------------------ what is not a super-packet
+_V4 = _super(False, b"x" * 3000, "A")                       # IPv4 20 + TCP 32 (timestamps) + payload
+_V6 = _super(True, b"x" * 3000, "A")
+_V4_OPTS = bytes(IP(src=SRC4, dst=DST4, options=[b"\x01\x01\x01\x00"]) / TCP(flags="A") / Raw(b"y" * 3000))
+
+
+def _with(pkt: bytes, at: int, value: int) -> bytes:
+    b = bytearray(pkt)
+    b[at] = value
+    return bytes(b)
+
+
+@pytest.mark.parametrize("which", IMPLS)
+@pytest.mark.parametrize("pkt, gso_type, gso_size, csum_start, why", [
+    (b"", GSO_TCPV4, 1448, 20, "empty"),
+    (_V4, GSO_TCPV6, 1448, 20, "TCPV6 on an IPv4 packet"),
+    (_V6, GSO_TCPV4, 1448, 40, "TCPV4 on an IPv6 packet"),
+    (_V4, GSO_UDP, 1448, 20, "UFO (IP fragmentation): never offered to the kernel"),
+    (_V4, 2, 1448, 20, "unknown GSO type"),
+    (_with(_V4, 0, 0x55), GSO_UDP_L4, 1448, 20, "IP version 5"),
+    (_V4, GSO_TCPV4, 1448, 0, "transport offset inside the IP header: TCP fields over IP ones"),
+    (_V4, GSO_TCPV4, 1448, 24, "transport offset past the IHL"),
+    (_V4_OPTS, GSO_TCPV4, 1448, 20, "transport offset inside IPv4 options"),
+    (_with(_V4, 0, 0x43), GSO_TCPV4, 1448, 12, "IHL below 5"),
+    (_V6, GSO_TCPV6, 1448, 20, "transport offset inside the IPv6 header"),
+    (_V4[:20 + 19], GSO_TCPV4, 1448, 20, "TCP header cut short"),
+    (_with(_V4, 32, 0x40), GSO_TCPV4, 1448, 20, "TCP data offset 16 bytes"),
+    (_with(_V4, 32, 0x00), GSO_TCPV4, 1448, 20, "TCP data offset 0"),
+    (_V4[:20 + 28], GSO_TCPV4, 1448, 20, "TCP options cut short"),
+    (_V6[:40 + 7], GSO_UDP_L4, 1448, 40, "UDP header cut short"),
+    (_V4, GSO_TCPV4, 0, 20, "payload but no segment size"),
+    (_V4, GSO_TCPV4, -1, 20, "negative segment size"),
+    (_V6, GSO_TCPV6, 1448, 3100, "offset beyond the packet"),
+    (_V6, GSO_TCPV6, 1448, -8, "negative offset"),
+    (_super(False, b"z" * 60000, "A") + b"z" * 6000, GSO_TCPV4, 65500, 20, "segment longer than IPv4's total length"),
+])
+def test_gso_split_refuses_what_it_cannot_cut(which, pkt, gso_type, gso_size, csum_start, why):
+    """Each of these once read past the packet, wrote TCP fields into the IP header, or made
+    segments that lie about their length; now both implementations raise ValueError."""
+    with pytest.raises(ValueError):
+        impl(which).gso_split(pkt, gso_type, gso_size, csum_start)
+
+
+@pytest.mark.parametrize("which", IMPLS)
+def test_gso_split_ipv4_options_and_the_longest_segments(which):
+    """IPv4 options travel in every segment (csum_start = IHL); a 65535-byte segment is still fine."""
+    segs = impl(which).gso_split(_V4_OPTS, GSO_TCPV4, 1000, 24)
+    assert len(segs) == 3
+    for s in segs:
+        p = IP(bytes(s))
+        assert p.options and p.len == len(s) and p.ihl == 6
+        assert bytes(s) == bytes(_recomputed(bytes(s), False)[1])      # lengths and checksums right
+    big = _super(False, b"z" * (65535 - 52), "A")
+    (seg,) = impl(which).gso_split(big, GSO_TCPV4, 65535, 20)
+    assert len(seg) == 65535 and IP(bytes(seg)).len == 65535
+
+
+@pytest.mark.parametrize("which", IMPLS)
+@pytest.mark.parametrize("start, offset, length", [(20, 16, 35), (0, 0, 1), (0, 0, 0), (40, 6, 40), (-1, 17, 40),
+                                                   (20, -2, 40), (30, 9, 40)])
+def test_complete_checksum_refuses_a_field_beyond_the_packet(which, start, offset, length):
+    b = bytearray(b"\x45" + bytes(range(1, length))) if length else bytearray()
+    before = bytes(b)
+    with pytest.raises(ValueError):
+        impl(which).complete_checksum(b, start, offset)
+    assert bytes(b) == before                                  # nothing written
+
+
+@pytest.mark.parametrize("which", IMPLS)
+def test_complete_checksum_needs_a_writable_buffer(which):
+    ref = bytes(IP(src=SRC4, dst=DST4) / UDP() / Raw(b"q" * 10))
+    with pytest.raises(TypeError):
+        impl(which).complete_checksum(ref, 20, 6)

@@ -1,0 +1,194 @@
+"""The compiled TSO splitter and checksum completion (appliance/native/gso.c) against their Python
+references (offload.py_gso_split, py_complete_checksum): the same bytes out, or the same exception
+(type and message), for every input -- real super-packets of every shape the kernel makes (IPv4
+with options, IPv6, TCP options, any flags and ECN, UDP GSO, payloads up to 64 KB, any segment
+size), the same with one thing broken, and plain garbage. The Python side is itself checked
+against scapy in test_offload.py, so agreement here means the C output is right too."""
+from __future__ import annotations
+
+import random
+import struct
+
+from hypothesis import HealthCheck, event, given, settings, strategies as st
+
+from appliance.tun.offload import GSO_ECN, GSO_TCPV4, GSO_TCPV6, GSO_UDP_L4
+
+from .gso_impls import impl
+
+SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def _outcome(f, pkt, *args):
+    """What a call gives: ("ok", segments as bytes, their types) or ("raise", type, message)."""
+    try:
+        r = f(pkt, *args)
+    except Exception as e:  # noqa: BLE001 - the exception itself is what is compared
+        return "raise", type(e), str(e)
+    if isinstance(r, list):
+        return "ok", [bytes(s) for s in r], [type(s) for s in r]
+    return "ok", r, None
+
+
+def _agree_split(pkt, gso_type: int, gso_size: int, csum_start: int) -> tuple:
+    before = bytes(pkt)
+    py = _outcome(impl("python").gso_split, pkt, gso_type, gso_size, csum_start)
+    c = _outcome(impl("c").gso_split, pkt, gso_type, gso_size, csum_start)
+    assert c == py
+    # --hypothesis-show-statistics: which outcomes the inputs reached (each error, segment counts)
+    event(py[2] if py[0] == "raise" else f"{len(py[1])} segment(s)")
+    assert bytes(pkt) == before, "the super-packet was modified"
+    if py[0] == "ok":
+        assert set(py[2]) == {bytearray}      # writable: the MSS clamp edits segments in place
+    return py
+
+
+@st.composite
+def super_packets(draw):
+    """-> (packet, gso_type, gso_size, csum_start): a super-packet as the kernel would hand it over
+    (random addresses, ports, sequence numbers, flags, ECN, TTL, options), or UDP GSO."""
+    v6 = draw(st.booleans())
+    udp = draw(st.integers(0, 3)) == 0
+    rnd = random.Random(draw(st.integers(0, 2**32)))
+    if v6:
+        ext = 8 * draw(st.integers(0, 2))     # bytes between the fixed header and L4 (extension headers)
+        ip = bytearray(rnd.randbytes(40 + ext))
+        ip[0] = 0x60 | (ip[0] & 0x0F)
+        ip[6] = 17 if udp else 6
+    else:
+        opt_words = draw(st.integers(0, 10))
+        ip = bytearray(rnd.randbytes(20 + 4 * opt_words))
+        ip[0] = 0x40 | (5 + opt_words)
+        ip[9] = 17 if udp else 6
+        ip[1] = (ip[1] & 0xFC) | draw(st.integers(0, 3))      # ECN codepoint
+    l4 = len(ip)
+    if udp:
+        l4hdr = bytearray(rnd.randbytes(8))
+    else:
+        thl = 20 + 4 * draw(st.integers(0, 10))
+        l4hdr = bytearray(rnd.randbytes(thl))
+        l4hdr[12] = (thl // 4) << 4 | (l4hdr[12] & 0x0F)
+        l4hdr[13] = draw(st.integers(0, 255))                 # any flags: CWR/FIN/PSH handling
+    gso_size = draw(st.one_of(st.sampled_from([1348, 1448, 1440, 1232, 536]), st.integers(1, 64),
+                              st.integers(65, 9000), st.integers(9000, 70000)))
+    room = 65535 - l4 - len(l4hdr)
+    limit = min(room, gso_size * 300)         # tiny segments: a bounded count, to keep the run short
+    shape = draw(st.sampled_from(["small", "any", "near the limit", "near the limit"]))
+    if shape == "small":
+        payload_len = draw(st.integers(0, min(limit, 3000)))
+    elif shape == "any":
+        payload_len = draw(st.integers(0, limit))
+    else:                                     # hypothesis favours small numbers: ask for big ones
+        payload_len = max(0, limit - draw(st.integers(0, 2000)))
+    pkt = bytes(ip + l4hdr) + rnd.randbytes(payload_len)
+    if udp:
+        gso_type = GSO_UDP_L4
+    else:
+        gso_type = (GSO_TCPV6 if v6 else GSO_TCPV4) | (GSO_ECN if draw(st.booleans()) else 0)
+    return pkt, gso_type, gso_size, l4
+
+
+def _as(kind: str, pkt: bytes):
+    return {"bytes": pkt, "bytearray": bytearray(pkt), "memoryview": memoryview(bytearray(pkt))}[kind]
+
+
+KINDS = st.sampled_from(["bytes", "bytearray", "memoryview"])
+
+
+@SETTINGS
+@given(sp=super_packets(), kind=KINDS)
+def test_real_super_packets_split_identically(sp, kind):
+    pkt, gso_type, gso_size, l4 = sp
+    out = _agree_split(_as(kind, pkt), gso_type, gso_size, l4)
+    assert out[0] == "ok", out
+
+
+@SETTINGS
+@given(sp=super_packets(), kind=KINDS, how=st.sampled_from(["byte", "truncate", "csum_start", "gso_type",
+                                                             "gso_size", "extend", "oversize"]),
+       where=st.integers(0, 2**16), value=st.integers(-70000, 70000))
+def test_broken_super_packets_agree(sp, kind, how, where, value):
+    """One thing wrong: a byte changed (version, IHL, data offset, ...), the packet cut or grown,
+    or a vnet header field that does not fit the packet."""
+    pkt, gso_type, gso_size, l4 = sp
+    if how == "byte" and pkt:
+        b = bytearray(pkt)
+        b[where % len(b) if where % 3 else where % min(len(b), 80)] = value & 0xFF
+        pkt = bytes(b)
+    elif how == "truncate":
+        pkt = pkt[:where % (len(pkt) + 1) if where % 2 else where % 100]
+    elif how == "extend":
+        pkt = pkt + bytes(where % 70000)
+    elif how == "oversize":                   # segments around the 16-bit length fields' limit
+        pkt = pkt + bytes(max(0, 70000 - len(pkt)))
+        gso_size = 65535 - l4 + (where % 160) - 100
+    elif how == "csum_start":
+        l4 = value % 200 - 5 if where % 2 else value
+    elif how == "gso_type":
+        gso_type = value & 0xFF
+    elif how == "gso_size":
+        gso_size = value % 100 - 5 if where % 2 else value
+    _agree_split(_as(kind, pkt), gso_type, gso_size, l4)
+
+
+GSO_TYPES = st.one_of(st.sampled_from([GSO_TCPV4, GSO_TCPV6, GSO_UDP_L4, GSO_TCPV4 | GSO_ECN, GSO_TCPV6 | GSO_ECN]),
+                      st.integers(0, 255))
+
+
+@settings(max_examples=1000, deadline=None)
+@given(first=st.sampled_from([0x45, 0x46, 0x4F, 0x60, 0x40, 0x00, 0xFF]), rest=st.binary(max_size=200),
+       gso_type=GSO_TYPES, gso_size=st.one_of(st.integers(-3, 100), st.integers(-3, 70000)),
+       csum_start=st.one_of(st.sampled_from([20, 24, 40, 48, 60]), st.integers(-3, 300)), kind=KINDS)
+def test_garbage_agrees(first, rest, gso_type, gso_size, csum_start, kind):
+    _agree_split(_as(kind, bytes([first]) + rest), gso_type, gso_size, csum_start)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(layout=st.sampled_from([(0x45, GSO_TCPV4, 20), (0x46, GSO_TCPV4 | GSO_ECN, 24), (0x60, GSO_TCPV6, 40),
+                               (0x60, GSO_UDP_L4, 40), (0x45, GSO_UDP_L4, 20), (0x60, GSO_TCPV6, 48)]),
+       rest=st.binary(max_size=200), gso_size=st.one_of(st.integers(-3, 100), st.integers(-3, 70000)), kind=KINDS)
+def test_garbage_behind_a_plausible_header_agrees(layout, rest, gso_size, kind):
+    """Random bytes whose first byte and vnet fields agree: the checks past the first ones run."""
+    first, gso_type, csum_start = layout
+    _agree_split(_as(kind, bytes([first]) + rest), gso_type, gso_size, csum_start)
+
+
+@settings(max_examples=50, deadline=None)
+@given(data=st.binary(max_size=100), gso_type=st.integers(0, 255), gso_size=st.integers(0, 2000),
+       csum_start=st.integers(0, 100))
+def test_garbage_without_a_first_byte_rule_agrees(data, gso_type, gso_size, csum_start):
+    _agree_split(data, gso_type, gso_size, csum_start)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(first=st.sampled_from([0x45, 0x60, 0x00, 0x4F]), proto=st.sampled_from([6, 17, 0]),
+       rest=st.binary(max_size=1600), csum_start=st.integers(-3, 1700), csum_offset=st.integers(-3, 1700),
+       zero_sum=st.booleans())
+def test_complete_checksum_agrees(first, proto, rest, csum_start, csum_offset, zero_sum):
+    b = bytearray([first]) + bytearray(rest)
+    for at in (6, 9):
+        if at < len(b):
+            b[at] = proto
+    if zero_sum and 0 <= csum_start and 0 <= csum_offset and csum_start + csum_offset + 2 <= len(b):
+        # Make the summed region come to zero: the 0 vs 0xFFFF rule (UDP) is then what decides.
+        at = csum_start + csum_offset
+        b[at:at + 2] = b"\0\0"
+        s = int.from_bytes(b[csum_start:] + (b"\0" if (len(b) - csum_start) & 1 else b""), "big") % 0xFFFF
+        if (at - csum_start) % 2 == 0:
+            b[at:at + 2] = struct.pack("!H", 0xFFFF - s if s else 0)
+    results = []
+    for which in ("python", "c"):
+        buf = bytearray(b)
+        results.append((_outcome(impl(which).complete_checksum, buf, csum_start, csum_offset), bytes(buf)))
+    assert results[0] == results[1]
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=st.binary(min_size=2, max_size=300), csum_start=st.integers(0, 300), csum_offset=st.integers(0, 300))
+def test_complete_checksum_on_memoryviews_and_bytes_agrees(data, csum_start, csum_offset):
+    """A writable view is edited in place (read_batch passes one); bytes cannot be, and say so."""
+    for make in (lambda: memoryview(bytearray(data)), lambda: bytes(data)):
+        results = []
+        for which in ("python", "c"):
+            buf = make()
+            results.append((_outcome(impl(which).complete_checksum, buf, csum_start, csum_offset), bytes(buf)))
+        assert results[0] == results[1]

@@ -1,0 +1,98 @@
+"""TunDevice.read_batch / read_packets with offload on, fed through a socket pair standing in for the
+TUN's descriptor (no root needed): super-packets come out as their segments, a CHECKSUM_PARTIAL
+packet completed, and whatever vnet header and bytes arrive -- a kernel bug, or a fuzzer -- never
+raise out of the read: what cannot be cut is dropped and counted (`offload_refused`), once per read.
+Run with each implementation of the split (gso_impls.py)."""
+from __future__ import annotations
+
+import socket
+
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+from scapy.layers.inet import IP, TCP, UDP
+from scapy.packet import Raw
+
+from appliance.tun import device, offload
+from appliance.tun.device import TunDevice
+from appliance.tun.offload import F_NEEDS_CSUM, GSO_TCPV4, GSO_UDP_L4, build_vnet_hdr
+
+from .gso_impls import IMPLS, impl
+
+SRC4, DST4 = "198.18.10.1", "198.18.10.2"
+
+
+@pytest.fixture(params=IMPLS)
+def fake_tun(request, monkeypatch):
+    """-> (TunDevice reading from one end of a datagram socket pair, the other end to send on)."""
+    which = impl(request.param)
+    monkeypatch.setattr(offload, "gso_split", which.gso_split)
+    monkeypatch.setattr(offload, "complete_checksum", which.complete_checksum)
+    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    a.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)
+    b.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+    b.setblocking(False)
+    dev = TunDevice.__new__(TunDevice)
+    dev.fd, dev.hlen, dev.name, dev._pool = b.fileno(), offload.VNET_HDR_LEN, "fake", []
+    dev._hdr = memoryview(bytearray(offload.VNET_HDR_LEN))
+    dev.buf = bytearray(device.READ_SIZE)
+    dev.view = memoryview(dev.buf)
+    dev.stats = {"read": 0, "super_packets": 0, "segments": 0, "offload_refused": 0}
+    yield dev, a
+    a.close()
+    b.close()
+
+
+def _valid_tcp(p) -> bool:
+    ip = IP(bytes(p))
+    q = ip.copy()
+    del q.chksum
+    del q[TCP].chksum
+    return bytes(IP(bytes(q))) == bytes(p)
+
+
+def _partial_sum(b: bytearray, proto: int, off: int) -> bytearray:
+    """CHECKSUM_PARTIAL as the kernel hands it over: the field holds the pseudo-header sum."""
+    l4len = len(b) - 20
+    pseudo = offload.ones_sum(bytes(b[12:20]) + bytes([0, proto]) + l4len.to_bytes(2, "big"))
+    b[20 + off:22 + off] = (pseudo or 0xFFFF).to_bytes(2, "big")
+    return b
+
+
+@pytest.mark.parametrize("read", ["read_batch", "read_packets"])
+def test_good_and_bad_offload_reads(fake_tun, read):
+    dev, peer = fake_tun
+    payload = bytes(range(256)) * 40                          # 10240 bytes -> 8 segments of 1348 (last 804)
+    sp = _partial_sum(bytearray(bytes(IP(src=SRC4, dst=DST4) / TCP(flags="PA") / Raw(payload))), 6, 16)
+    small = _partial_sum(bytearray(bytes(IP(src=SRC4, dst=DST4) / UDP() / Raw(b"abc"))), 17, 6)
+    peer.send(build_vnet_hdr(F_NEEDS_CSUM, GSO_TCPV4, 40, 1348, 20, 16) + bytes(sp))
+    peer.send(build_vnet_hdr(F_NEEDS_CSUM, GSO_TCPV4, 40, 1348, 60, 16) + bytes(sp))      # offset: IP options?
+    peer.send(build_vnet_hdr(F_NEEDS_CSUM, GSO_UDP_L4, 28, 1348, 20, 6) + bytes(sp[:25]))  # UDP header cut
+    peer.send(build_vnet_hdr(F_NEEDS_CSUM, 0, 0, 0, 20, 400) + bytes(small))              # field beyond
+    peer.send(build_vnet_hdr(F_NEEDS_CSUM, 0, 0, 0, 20, 6) + bytes(small))
+    pkts = getattr(dev, read)(64)
+    assert len(pkts) == 9 and dev.stats["offload_refused"] == 3
+    assert [len(p) - 40 for p in pkts[:8]] == [1348] * 7 + [804]
+    assert all(_valid_tcp(p) for p in pkts[:8])
+    assert b"".join(bytes(p[40:]) for p in pkts[:8]) == payload
+    assert bytes(pkts[8]) == bytes(IP(src=SRC4, dst=DST4) / UDP() / Raw(b"abc"))        # checksum completed
+    assert dev.stats["super_packets"] == 1 and dev.stats["segments"] == 8
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(reads=st.lists(st.tuples(st.integers(0, 255), st.sampled_from([0, 1, 3, 4, 5, 0x81, 0x84, 0xFF]),
+                                st.integers(0, 0xFFFF), st.sampled_from([0, 1, 8, 536, 1348, 0xFFFF]),
+                                st.one_of(st.sampled_from([0, 20, 24, 40]), st.integers(0, 0xFFFF)),
+                                st.sampled_from([0, 6, 16, 0xFFFF]),
+                                st.one_of(st.binary(max_size=120), st.binary(max_size=3000))),
+                      min_size=1, max_size=8))
+def test_any_vnet_header_and_bytes_never_raise(fake_tun, reads):
+    """Whatever the descriptor delivers: no exception, and every read is either returned (whole, or
+    as segments), skipped as empty, or counted as refused."""
+    dev, peer = fake_tun
+    dev.stats.update(read=0, super_packets=0, segments=0, offload_refused=0)
+    for flags, gso_type, hdr_len, gso_size, cstart, coff, body in reads:
+        peer.send(build_vnet_hdr(flags, gso_type, hdr_len, gso_size, cstart, coff) + body)
+    pkts = dev.read_batch(64)
+    whole = len(pkts) - dev.stats["segments"] + dev.stats["super_packets"]
+    nonempty = sum(1 for r in reads if r[-1])
+    assert whole + dev.stats["offload_refused"] == nonempty
