@@ -6,6 +6,8 @@ size), the same with one thing broken, and plain garbage. The Python side is its
 against scapy in test_offload.py, so agreement here means the C output is right too."""
 from __future__ import annotations
 
+import ctypes
+import mmap
 import random
 import struct
 
@@ -192,3 +194,102 @@ def test_complete_checksum_on_memoryviews_and_bytes_agrees(data, csum_start, csu
             buf = make()
             results.append((_outcome(impl(which).complete_checksum, buf, csum_start, csum_offset), bytes(buf)))
         assert results[0] == results[1]
+
+
+# ------------------------------------------------------------------ no access outside the buffer
+class _Fenced:
+    """A buffer with an inaccessible page on each side (mprotect PROT_NONE): data put flush against
+    either fence makes any read or write past its end, or before its start, a SIGSEGV -- the run
+    dies and the test fails, where an over-read of a Python object's slack would go unseen."""
+
+    def __init__(self, size: int) -> None:
+        self.page = mmap.PAGESIZE
+        self.inner = -(-size // self.page) * self.page
+        self.m = mmap.mmap(-1, self.inner + 2 * self.page)
+        anchor = ctypes.c_char.from_buffer(self.m)
+        base = ctypes.addressof(anchor)
+        del anchor
+        for at in (base, base + self.page + self.inner):
+            if _libc.mprotect(ctypes.c_void_p(at), ctypes.c_size_t(self.page), 0) != 0:
+                raise OSError(ctypes.get_errno(), "mprotect")
+        self.view = memoryview(self.m)
+
+    def put(self, data: bytes, at_end: bool) -> memoryview:
+        """-> a writable view of `data` copied flush against the front or the back fence."""
+        start = self.page + (self.inner - len(data) if at_end else 0)
+        v = self.view[start:start + len(data)]
+        v[:] = data
+        return v
+
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_FENCED = None
+
+
+def _fenced() -> _Fenced:
+    global _FENCED
+    if _FENCED is None:
+        _FENCED = _Fenced(70000)
+    return _FENCED
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(sp=super_packets(), cut=st.integers(0, 2**16), at_end=st.booleans(),
+       csum_start=st.one_of(st.none(), st.integers(-2, 200)), gso_size=st.one_of(st.none(), st.integers(-2, 3000)))
+def test_c_split_reads_nothing_outside_the_packet(sp, cut, at_end, csum_start, gso_size):
+    pkt, gso_type, size, l4 = sp
+    if cut % 3 == 0:
+        pkt = pkt[:cut % (len(pkt) + 1)]           # a third of them cut short somewhere,
+    elif cut % 3 == 1:
+        pkt = pkt[:max(0, l4 + cut % 72 - 8)]      # a third in or near the transport header
+    view = _fenced().put(pkt, at_end)
+    try:
+        _outcome(impl("c").gso_split, view, gso_type, size if gso_size is None else gso_size,
+                 l4 if csum_start is None else csum_start)
+    finally:
+        view.release()
+
+
+@settings(max_examples=400, deadline=None)
+@given(data=st.binary(max_size=1600), csum_start=st.integers(-2, 1700), csum_offset=st.integers(-2, 1700),
+       at_end=st.booleans())
+def test_c_complete_checksum_touches_nothing_outside_the_packet(data, csum_start, csum_offset, at_end):
+    view = _fenced().put(data, at_end)
+    try:
+        _outcome(impl("c").complete_checksum, view, csum_start, csum_offset)
+    finally:
+        view.release()
+
+
+def test_c_split_reads_nothing_outside_the_packet_at_any_cut():
+    """Exhaustively around the headers: each shape of packet cut at every length up to its headers
+    and a little payload, against every csum_start near them, flush against the back fence."""
+    rnd = random.Random(7)
+    shapes = []
+    for v6, udp, extra in [(False, False, 0), (False, False, 40), (False, True, 8), (True, False, 0),
+                           (True, False, 16), (True, True, 8)]:
+        if v6:
+            ip = bytearray(rnd.randbytes(40 + extra))
+            ip[0] = 0x60
+        else:
+            ip = bytearray(rnd.randbytes(20 + extra))
+            ip[0] = 0x40 | (5 + extra // 4)
+        l4hdr = bytearray(rnd.randbytes(8 if udp else 60 if extra == 40 else 32))
+        if not udp:
+            l4hdr[12] = (len(l4hdr) // 4) << 4
+        gso_type = GSO_UDP_L4 if udp else (GSO_TCPV6 if v6 else GSO_TCPV4)
+        shapes.append((bytes(ip + l4hdr) + rnd.randbytes(40), gso_type))
+    f = _fenced()
+    split = impl("c").gso_split
+    calls = 0
+    for pkt, gso_type in shapes:
+        for n in range(len(pkt) + 1):
+            view = f.put(pkt[:n], at_end=True)
+            try:
+                for csum_start in range(-2, len(pkt) + 2):
+                    for gso_size in (1, 7, 1448):
+                        _outcome(split, view, gso_type, gso_size, csum_start)
+                        calls += 1
+            finally:
+                view.release()
+    assert calls > 50_000
