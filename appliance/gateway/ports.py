@@ -33,8 +33,8 @@ class TunPort(Protocol):
     def fileno(self) -> int: ...
 
     def read_batch(self, max_packets: int) -> list:
-        """Writable IP packets (MSS clamping edits them in place), each with HEADROOM bytes in front
-        in its buffer; valid until the next read_batch."""
+        """Writable IP packets (MSS clamping edits them in place), valid until the next read_batch
+        (tun/device.py: which have HEADROOM bytes in front in their buffer)."""
         ...
 
     def queue(self, pkt) -> None:

@@ -1,11 +1,13 @@
 """The TUN device: non-blocking, batched reads and writes, with virtio-net offload when offered.
 
 With IFF_VNET_HDR + TUNSETOFFLOAD(CSUM|TSO4|TSO6) one read can return a TCP super-packet, which
-`read_packets` cuts into ordinary IP packets (tun/offload.py) before they are sealed one by one.
-That is off by default (`tso=False`): cutting and checksumming each segment in Python costs ~5 us
-(the ones'-complement sum alone ~2.8 us per 1400 bytes), a read of one packet the kernel already
-cut and checksummed (in C, in the sending application's context) ~1.5 us -- measured with
-lab/bench_tunnel.py's CPU-per-MB figures; see README, Performance.
+`read_batch` cuts into ordinary IP packets (tun/offload.py) before they are sealed one by one.
+Whether to ask for that depends on who cuts (`tso=None`, the default, decides by
+offload.SPLIT_COMPILED): in Python each segment costs ~5 us (the ones'-complement sum alone
+~2.8 us per 1400 bytes), more than a read of one packet the kernel already cut and checksummed
+(~1.5 us), so TSO stays off; the compiled split (appliance/native/gso.c) cuts a 64 KB
+super-packet into 49 segments in ~8.5 us, so one read per 64 KB wins and TSO is on -- measured
+with lab/bench_tunnel.py's CPU-per-MB figures; see README, Performance.
 Writes go the other way: consecutive TCP segments of one flow are merged into one GSO
 super-packet (offload.GroBatch) so the kernel's receive path runs once per 64 KB instead of
 once per segment; anything else is written as it is behind a zeroed virtio header.
@@ -56,7 +58,9 @@ def refuse_router_adverts(name: str) -> None:
 
 
 class TunDevice:
-    def __init__(self, name: str = "tun%d", vnet_hdr: bool = True, mtu: int = 1500, tso: bool = False) -> None:
+    def __init__(self, name: str = "tun%d", vnet_hdr: bool = True, mtu: int = 1500, tso: bool | None = None) -> None:
+        if tso is None:
+            tso = offload.SPLIT_COMPILED     # the module docstring says why
         self.fd = os.open("/dev/net/tun", os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
         self.mtu = mtu
         self.vnet_hdr = False
@@ -71,7 +75,7 @@ class TunDevice:
         refuse_router_adverts(self.name)
         if vnet_hdr:
             try:
-                # tso False: offer nothing, so the kernel segments and checksums what we read; our
+                # tso off: offer nothing, so the kernel segments and checksums what we read; our
                 # GSO writes (the virtio header we send) do not depend on these flags.
                 fcntl.ioctl(self.fd, TUNSETOFFLOAD,
                             TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_TSO_ECN if tso else 0)
@@ -156,7 +160,9 @@ class TunDevice:
     def read_batch(self, max_packets: int = 64) -> list:
         """Read until EAGAIN or `max_packets` into pooled buffers; returns writable views of the IP
         packets (HEADROOM bytes free in front of each), valid until the next read_batch. A failing
-        device (gone, detached) raises PortGone: that is our resource, not a peer's doing."""
+        device (gone, detached) raises PortGone: that is our resource, not a peer's doing.
+        Segments cut from a TSO super-packet are bytearrays of their own, without HEADROOM: nothing
+        seals in place (DataKey.seal returns fresh bytes), so room in front would save no copy."""
         out: list = []
         fd, hlen, pool = self.fd, self.hlen, self._pool
         hdr = self._hdr if hlen else None

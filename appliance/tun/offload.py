@@ -162,6 +162,8 @@ def py_gso_split(pkt, gso_type: int, gso_size: int, csum_start: int) -> list[byt
 _gso = native.load("_gso")
 gso_split = _gso.gso_split if _gso else py_gso_split
 complete_checksum = _gso.complete_checksum if _gso else py_complete_checksum
+# Whether cutting super-packets here is cheaper than having the kernel cut them (TunDevice's tso).
+SPLIT_COMPILED = _gso is not None
 
 
 # ------------------------------------------------------------------ GRO on the write side

@@ -20,6 +20,7 @@ from scapy.packet import Raw
 
 from appliance.router.links import configure_tun
 from appliance.transport.udp import UdpTransport
+from appliance.tun import offload
 from appliance.tun.device import TunDevice
 from lab.netns import Netns
 
@@ -146,13 +147,17 @@ def test_tun_write_of_garbage_is_dropped_not_raised(netns):
             tun.close()
 
 
-def test_tun_vnet_hdr_tso_super_packets_split(netns):
+@pytest.mark.parametrize("tso, read", [(True, "read_packets"), (True, "read_batch"), (None, "read_batch")])
+def test_tun_vnet_hdr_tso_super_packets_split(netns, tso, read):
     """Play the TCP peer behind the TUN: the kernel then sends data as TSO super-packets, which
-    read_packets must cut into valid segments of at most the MTU, in sequence, with all the data."""
+    the reads must cut into valid segments of at most the MTU, in sequence, with all the data.
+    By default (tso None) TSO is asked for exactly when the compiled split is in use."""
     ns = netns()
     mtu = 1500
+    expect_tso = tso or offload.SPLIT_COMPILED
     with _inside(ns):
-        tun = TunDevice("uttun2", vnet_hdr=True, mtu=mtu, tso=True)
+        tun = TunDevice("uttun2", vnet_hdr=True, mtu=mtu, tso=tso)
+        read_some = getattr(tun, read)
         sock = None
         try:
             assert tun.hlen == 10, tun.offload_note
@@ -177,7 +182,7 @@ def test_tun_vnet_hdr_tso_super_packets_split(netns):
                     break
                 except OSError:
                     _wait_readable(tun, 0.05)
-                    tun.read_packets()  # the final ACK of the handshake
+                    read_some()  # the final ACK of the handshake
             else:
                 raise AssertionError("TCP handshake through the TUN did not complete")
 
@@ -194,7 +199,7 @@ def test_tun_vnet_hdr_tso_super_packets_split(netns):
                 if not _wait_readable(tun, 0.2):
                     continue
                 acks = []
-                for p in tun.read_packets():
+                for p in read_some():
                     assert len(p) <= mtu, f"segment of {len(p)} bytes exceeds the MTU"
                     if p[0] >> 4 != 4:
                         continue  # e.g. an IPv6 router solicitation from the kernel
@@ -223,8 +228,12 @@ def test_tun_vnet_hdr_tso_super_packets_split(netns):
                                                               ack=acks[-1], flags="A", window=65535)
                     tun.write_packets([bytes(ack)])
             assert bytes(received) == data, f"got {len(received)} of {len(data)} bytes"
-            assert tun.stats["super_packets"] >= 1, "the kernel never sent a TSO super-packet"
-            assert tun.stats["segments"] > tun.stats["super_packets"]
+            if expect_tso:
+                assert tun.stats["super_packets"] >= 1, "the kernel never sent a TSO super-packet"
+                assert tun.stats["segments"] > tun.stats["super_packets"]
+            else:
+                assert tun.stats["super_packets"] == 0, "TSO asked for with the Python split"
+            assert tun.stats["offload_refused"] == 0
             assert segments >= len(data) // 1460
         finally:
             if sock is not None:
