@@ -3,7 +3,15 @@ references (offload.py_gso_split, py_complete_checksum): the same bytes out, or 
 (type and message), for every input -- real super-packets of every shape the kernel makes (IPv4
 with options, IPv6, TCP options, any flags and ECN, UDP GSO, payloads up to 64 KB, any segment
 size), the same with one thing broken, and plain garbage. The Python side is itself checked
-against scapy in test_offload.py, so agreement here means the C output is right too."""
+against scapy in test_offload.py, so agreement here means the C output is right too.
+
+Under AddressSanitizer (done for the first version; repeat after changing gso.c): copy the tree
+(`git archive HEAD | tar -x -C /tmp/asan`), there `CFLAGS="-fsanitize=address,undefined
+-fno-sanitize-recover=all -fno-omit-frame-pointer -O1 -g" LDFLAGS=-fsanitize=address,undefined
+python setup.py build_ext --inplace --force`, then run this file with PYTHONPATH=/tmp/asan,
+PYTHONMALLOC=malloc (each object its own malloc, so ASan's redzones surround it),
+ASAN_OPTIONS=detect_leaks=0 and LD_PRELOAD="$(gcc -print-file-name=libasan.so)
+$(gcc -print-file-name=libubsan.so)". The fenced tests below need no sanitizer."""
 from __future__ import annotations
 
 import ctypes
