@@ -53,6 +53,8 @@ def run(say: Callable[[str], None]) -> bool:
     def native() -> str:
         # The image ships the data path's C modules (image/build.py builds them): each must load here.
         from appliance import native as n
+        if n.pure_forced():
+            return f"pure Python ({n.PURE_ENV} is set)"
         missing = [m for m, ok in n.status().items() if not ok]
         assert not missing, f"compiled modules not loading: {', '.join(missing)}"
         return ", ".join(n.MODULES) or "none"
