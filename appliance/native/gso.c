@@ -15,6 +15,7 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <limits.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -177,10 +178,27 @@ static void fix_segment(uint8_t *q, Py_ssize_t seglen, const struct layout *L, P
     }
 }
 
+/* An integer argument, one beyond the C type's range clamped to its nearest end instead of raising
+ * OverflowError: the Python twin takes any int, and for every rule above an out-of-range value and
+ * the clamped one decide alike (a csum_start past the packet, a segment size past the payload, a
+ * gso_type that is no kind), so both give the same result or the same ValueError. */
+static int arg_clamped(PyObject *o, long long lo, long long hi, long long *out)
+{
+    int overflow;
+    long long v = PyLong_AsLongLongAndOverflow(o, &overflow);
+    if (v == -1 && !overflow && PyErr_Occurred())
+        return -1;
+    *out = overflow > 0 || v > hi ? hi : overflow < 0 || v < lo ? lo : v;
+    return 0;
+}
+
 static int arg_ssize(PyObject *o, Py_ssize_t *out)
 {
-    *out = PyLong_AsSsize_t(o);
-    return (*out == -1 && PyErr_Occurred()) ? -1 : 0;
+    long long v;
+    if (arg_clamped(o, PY_SSIZE_T_MIN, PY_SSIZE_T_MAX, &v) < 0)
+        return -1;
+    *out = (Py_ssize_t)v;
+    return 0;
 }
 
 PyDoc_STRVAR(gso_split_doc,
@@ -193,12 +211,12 @@ static PyObject *gso_split(PyObject *Py_UNUSED(mod), PyObject *const *args, Py_s
         PyErr_Format(PyExc_TypeError, "gso_split() takes 4 arguments (%zd given)", nargs);
         return NULL;
     }
-    long gso_type = PyLong_AsLong(args[1]);
-    if (gso_type == -1 && PyErr_Occurred())
-        return NULL;
+    long long type_arg;
     Py_ssize_t gso_size, l4;
-    if (arg_ssize(args[2], &gso_size) < 0 || arg_ssize(args[3], &l4) < 0)
+    if (arg_clamped(args[1], LONG_MIN, LONG_MAX, &type_arg) < 0 || arg_ssize(args[2], &gso_size) < 0
+            || arg_ssize(args[3], &l4) < 0)
         return NULL;
+    long gso_type = (long)type_arg;
     Py_buffer b;
     if (PyObject_GetBuffer(args[0], &b, PyBUF_SIMPLE) < 0)
         return NULL;
