@@ -328,15 +328,18 @@ static int is_local(GroBatch *self, const unsigned char *p)
         if (!r)
             return 0;
     } else {
-        PyObject *local = self->local;
-        Py_INCREF(local);               /* the calls below may replace self->local */
+        /* Read twice, as PyGroBatch does (`bool(self.local) and ... in self.local`): the truth
+           test is Python code and may replace self->local; each read is held while it is used. */
+        PyObject *local = Py_NewRef(self->local);
         r = PyObject_IsTrue(local);
+        Py_DECREF(local);
         if (r > 0) {
             PyObject *dst = PyBytes_FromStringAndSize((const char *)p + 16, 4);
+            local = Py_NewRef(self->local);
             r = dst ? PySequence_Contains(local, dst) : -1;
+            Py_DECREF(local);
             Py_XDECREF(dst);
         }
-        Py_DECREF(local);
         if (r <= 0)
             return r;
     }

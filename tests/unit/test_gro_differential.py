@@ -372,6 +372,39 @@ def test_an_owner_that_uses_the_batch_mid_add_gets_what_python_gives(what):
     assert results[0] == results[1]
 
 
+class SwappingLocal:
+    """A `local` whose truth test replaces the batch's `local` (PyGroBatch reads `self.local` again
+    for `in`, after `bool(self.local)`); it claims every address itself."""
+
+    def __init__(self, replacement) -> None:  # noqa: ANN001 - any container
+        self.batch, self.replacement = None, replacement
+
+    def __bool__(self) -> bool:
+        self.batch.local = self.replacement
+        return True
+
+    def __contains__(self, x: bytes) -> bool:
+        return True
+
+
+@pytest.mark.parametrize("replacement", [frozenset(), frozenset([LOCAL_DST]), [OTHER_DST], {LOCAL_DST}])
+def test_a_local_replaced_by_its_own_truth_test_is_read_again_as_in_python(replacement):
+    """The `in` is asked of whatever `local` is after its truth test ran, as in Python: a segment
+    with a corrupted payload then goes through the checksum check (counted, alone) or is merged for
+    the kernel to verify, alike."""
+    results = []
+    for cls in (PyGroBatch, c_gro_batch()):
+        local = SwappingLocal(replacement)
+        b = cls(local, None)
+        local.batch = b
+        bad = FLOWS[0].segment(1000, MSS)
+        bad[-1] ^= 0x5A                                          # checksum no longer matches
+        b.add(bytes(bad))
+        b.add(bytes(FLOWS[0].segment(1000 + MSS, MSS)))
+        results.append((b.bad_checksums, normal(b.take())))
+    assert results[0] == results[1]
+
+
 def test_add_and_take_hold_no_references():
     """Every object add and take touch is released: the packets passed through, the owner's
     arguments and answers, a raised exception. sys.getallocatedblocks counts the small objects
