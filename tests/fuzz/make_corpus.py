@@ -358,6 +358,11 @@ def generate(out: Path = SEEDS) -> dict[str, int]:
     add("icmpv6", b"\x01" + build_rs())
     add("icmpv6", b"\x40" + build_rs(bytes(6)))
 
+    # ---- the C data path against its Python twins (hypothesis choice sequences)
+    from .native_targets import seeds as native_seeds
+    for data in native_seeds():
+        add("native", data)
+
     # ---- configs
     for text in (CLIENT_OVPN, SERVER_CONF, INLINE_OVPN, CCD):
         add("ovpn-config", text.encode())

@@ -69,6 +69,7 @@ def child(name: str, seconds: float, runs: int | None, stats_path: Path, timeout
         import appliance.config.schema  # noqa: F401
         import appliance.boot  # noqa: F401
         import appliance.lan.ra  # noqa: F401
+        import appliance.tun.offload  # noqa: F401  (the native target: the GRO/GSO Python twins)
     t = TARGETS[name]
     one = t.make()
     out = CRASHERS / name

@@ -683,6 +683,8 @@ _add(Target("dns", make_dns, 2048, "LAN DNS forwarder core: queries, answers, ti
 _add(Target("ovpn-config", make_ovpn_config, 4096, "parse_config / parse_ccd / render_options (ConfigError)",
             1.25))
 _add(Target("toml-config", make_toml_config, 8192, "parse_appliance_config / summary (ConfigError)"))
+_add(Target("native", lambda: __import__("tests.fuzz.native_targets", fromlist=["make_native"]).make_native(), 4096,
+            "the C data path (aead/gro/gso) against its Python twins: the unit tests' differential properties", 0.5))
 
 
 def _make_selftest():
