@@ -106,6 +106,7 @@ image-if-needed:
 bench: setup
 	$(BIN)/vpn-appliance bench
 	$(PY) -m lab.bench_tunnel
+	$(PY) -m lab.bench_tunnel --only client --layout server-alone
 	$(PY) -m lab.bench_tunnel --reverse
 	$(PY) -m lab.bench_tunnel --proto tcp --only server
 	$(PY) -m lab.bench_tunnel --proto tcp --only server --reverse

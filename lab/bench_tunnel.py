@@ -12,6 +12,14 @@ VPN process spends per megabyte moved (utime+stime from /proc, over the iperf ru
 it is printed beside the rate (`cpu us/MB` for the server and client processes). `--profile DIR`
 records each of our processes with py-spy during its run (collapsed stacks in DIR, and the top
 functions by own time printed): where the remaining time goes.
+
+Where the processes run matters on a small machine: a run has four busy processes (both VPN ends,
+iperf3's two ends) and the kernel's work between them. `--layout` pins them (LAYOUTS) and
+`--cpu-map` prints, per run, the machine's idle share and each process's share of a CPU. On 2 cores
+the receiving iperf3, placed by the scheduler on the receiving VPN server's core, is woken for
+almost every packet the server writes to its TUN (~58,000 switches a second each, `perf sched`),
+and that core then limits the pair whichever client sends: see the README, "Where the processes
+run".
 """
 from __future__ import annotations
 
@@ -19,6 +27,7 @@ import argparse
 import collections
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -30,6 +39,15 @@ from .netns import TUN_SERVER_IP, Lab, Netns, Proc
 
 _TICK = os.sysconf("SC_CLK_TCK")
 
+# On a small machine the four busy processes of a run (two VPN ends, iperf3's two ends) share the
+# CPUs, and where the scheduler puts them moves the result as much as the code does.
+LAYOUTS = {
+    "free": "the scheduler places every process (the default)",
+    "server-alone": "the VPN server alone on the last CPU, everything else on the others",
+    "two-hosts": "the server side (VPN server, iperf3 -s) on the last CPU, the client side (VPN client, "
+                 "iperf3 -c) and this script on the others, as if each side had a machine of its own",
+}
+
 
 def _cpu(p: Proc) -> float:
     """CPU seconds (user + system) the process has used so far (0 once it is gone)."""
@@ -40,18 +58,65 @@ def _cpu(p: Proc) -> float:
     return (int(f[11]) + int(f[12])) / _TICK
 
 
+def _all_cpu() -> dict[int, tuple[str, float]]:
+    """pid -> (command name, CPU seconds so far) for every process on the machine (kernel threads too)."""
+    out = {}
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            raw = (d / "stat").read_text()
+        except OSError:
+            continue
+        name = raw[raw.index("(") + 1:raw.rindex(")")]
+        f = raw.rsplit(")", 1)[1].split()
+        out[int(d.name)] = (name, (int(f[11]) + int(f[12])) / _TICK)
+    return out
+
+
+def _idle() -> tuple[float, float]:
+    """(idle + iowait seconds, total seconds) summed over the CPUs, from /proc/stat."""
+    v = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return (v[3] + v[4]) / _TICK, sum(v[:8]) / _TICK
+
+
+def _children_cpu() -> float:
+    """CPU seconds of this process's children that have ended and were reaped (iperf3's two ends,
+    gone before a run's last look at /proc)."""
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def _cpu_map(before: tuple, after: tuple, wall: float) -> str:
+    """Where the machine's CPUs went over a run: idle share, and the top processes (in % of one CPU);
+    `iperf3` is both its ends together, counted when they were reaped."""
+    (p0, i0, k0), (p1, i1, k1) = before, after
+    used: collections.Counter = collections.Counter()
+    for pid, (name, t) in p1.items():
+        base = p0.get(pid, (name, 0.0))[1] if pid in p0 else 0.0
+        used[name.split("/")[0]] += t - base
+    used["iperf3"] += k1 - k0
+    top = ", ".join(f"{n} {100 * v / wall:.0f}%" for n, v in used.most_common(7) if v > 0)
+    idle = 100 * (i1[0] - i0[0]) / max(i1[1] - i0[1], 1e-9)
+    return f"    (machine idle {idle:.0f}%; {top})"
+
+
 def _udp_drops(ns: Netns) -> int:
     """Datagrams the namespace's kernel dropped because a socket's receive buffer was full."""
     out = ns.run("nstat -az UdpRcvbufErrors Udp6RcvbufErrors", check=False).stdout
     return sum(int(p[1]) for p in (line.split() for line in out.splitlines()) if len(p) >= 2 and p[1].isdigit())
 
 
-def _iperf(lab: Lab, server_ns: Netns, client_ns: Netns, seconds: int, reverse: bool) -> tuple[float, float, int]:
+def _iperf(lab: Lab, server_ns: Netns, client_ns: Netns, seconds: int, reverse: bool,
+           congestion: str = "", server_cpus: set[int] | None = None) -> tuple[float, float, int]:
     """-> (Mbit/s at the receiver, bytes received, TCP retransmissions by the sender)."""
     srv = lab.start(server_ns, ["iperf3", "-s", "-1", "-B", TUN_SERVER_IP, "-p", "5201"], "iperf-s")
+    if server_cpus:
+        os.sched_setaffinity(srv.p.pid, server_cpus)
     time.sleep(0.4)
     try:
-        r = client_ns.run(f"iperf3 -c {TUN_SERVER_IP} -p 5201 -t {seconds} -J {'-R' if reverse else ''}",
+        r = client_ns.run(f"iperf3 -c {TUN_SERVER_IP} -p 5201 -t {seconds} -J {'-R' if reverse else ''}"
+                          + (f" -C {congestion}" if congestion else ""),
                           check=False, timeout=seconds + 30)
         d = json.loads(r.stdout) if r.stdout.strip().startswith("{") else {}
         s = d.get("end", {}).get("sum_received", {})
@@ -95,7 +160,9 @@ def summarize(path: Path, top: int = 14) -> str:
 
 
 def _measure(lab: Lab, server_kind: str, client_kind: str, proto: str, cipher: str, seconds: int,
-             reverse: bool = False, profile: Path | None = None, server_buf: int = 0) -> tuple[float, float, float]:
+             reverse: bool = False, profile: Path | None = None, server_buf: int = 0,
+             layout: str = "free", server_cpu: int | None = None, cpu_map: bool = False,
+             congestion: str = "") -> tuple[float, float, float]:
     """-> (Mbit/s, server CPU us per MB, client CPU us per MB); prints the receiving namespace's socket
     drops and the sender's TCP retransmissions (loss, not CPU, is what limits a pair with drops)."""
     scfg = server_config(lab.pki, proto, cipher, "tls-crypt",
@@ -105,6 +172,8 @@ def _measure(lab: Lab, server_kind: str, client_kind: str, proto: str, cipher: s
         srv = lab.ours(lab.srv, scfg, "bench-srv", pattern=r"listening on")
     else:
         srv = lab.openvpn(lab.srv, scfg, "bench-srv")
+    if layout != "free" and server_cpu is not None:
+        os.sched_setaffinity(srv.p.pid, {server_cpu})    # `ip netns exec` has exec'd the server by now
     try:
         cli = lab.ours(lab.cli, ccfg, "bench-cli") if client_kind == "ours" else lab.openvpn(lab.cli, ccfg, "bench-cli")
         try:
@@ -121,8 +190,17 @@ def _measure(lab: Lab, server_kind: str, client_kind: str, proto: str, cipher: s
                             spies.append((side, out, sp))
             rx_ns = lab.cli if reverse else lab.srv
             d0, c0s, c0c = _udp_drops(rx_ns), _cpu(srv), _cpu(cli)
-            mbit, nbytes, retrans = _iperf(lab, lab.srv, lab.cli, seconds, reverse)
+            t0, m0 = time.monotonic(), ((_all_cpu(), _idle(), _children_cpu()) if cpu_map else None)
+            mbit, nbytes, retrans = _iperf(lab, lab.srv, lab.cli, seconds, reverse, congestion,
+                                           {server_cpu} if layout == "two-hosts" and server_cpu is not None else None)
             c1s, c1c, drops = _cpu(srv), _cpu(cli), _udp_drops(rx_ns) - d0
+            if m0 is not None:
+                print(_cpu_map(m0, (_all_cpu(), _idle(), _children_cpu()), time.monotonic() - t0), flush=True)
+            if layout != "free" and server_cpu is not None:
+                # the iperf run's wall time includes iperf3's start and the JSON; the server's share of
+                # its core over that span is a lower bound of its load while bytes flowed
+                print(f"    (server on CPU {server_cpu}: {100 * (c1s - c0s) / (time.monotonic() - t0):.0f}% of it "
+                      f"over the run)", flush=True)
             print(f"    ({client_kind} client, {server_kind} server: {drops} datagrams dropped at the receiving "
                   f"side's full sockets, {retrans} TCP retransmissions)", flush=True)
             for side, out, sp in spies:
@@ -153,7 +231,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--server-buf", type=int, default=0, metavar="BYTES",
                     help="OpenVPN's server with sndbuf/rcvbuf BYTES (ours always asks for 4 MiB): shows whether "
                          "its default socket buffer is what limits a pair")
+    ap.add_argument("--layout", default="free", choices=LAYOUTS,
+                    help="where the processes run: " + "; ".join(f"{k}: {v}" for k, v in LAYOUTS.items()))
+    ap.add_argument("--cpu-map", action="store_true",
+                    help="print, per run, the machine's idle share and the processes that used its CPUs")
+    ap.add_argument("--congestion", default="", metavar="ALGO",
+                    help="the TCP stream's congestion control (iperf3 -C: cubic, bbr); default: the system's")
     a = ap.parse_args(argv)
+    server_cpu = None
+    if a.layout != "free":
+        cpus = os.sched_getaffinity(0)
+        if len(cpus) < 2:
+            ap.error(f"--layout {a.layout}: needs at least two CPUs")
+        server_cpu = max(cpus)
+        os.sched_setaffinity(0, cpus - {server_cpu})   # inherited by every process started from here
     if a.profile is not None:
         a.profile.mkdir(parents=True, exist_ok=True)
     pairs = []
@@ -163,7 +254,9 @@ def main(argv: list[str] | None = None) -> int:
         pairs.append(("server", ("ours", "ours"), ("openvpn", "openvpn")))
     way = "server -> client (download)" if a.reverse else "client -> server (upload)"
     print(f"end-to-end: iperf3 TCP, 1 stream, {way}, {a.seconds} s, {a.proto.upper()} {a.cipher} tls-crypt, "
-          f"{a.rounds} alternating rounds; load average {os.getloadavg()[0]:.1f}")
+          f"{a.rounds} alternating rounds; load average {os.getloadavg()[0]:.1f}; layout {a.layout}; TCP congestion "
+          f"control {a.congestion or Path('/proc/sys/net/ipv4/tcp_congestion_control').read_text().strip()}"
+          + (f" (server side on CPU {server_cpu})" if server_cpu is not None else ""))
     print("  cpu us/MB: CPU time each VPN process spent per MB the receiver got")
     with Lab() as lab:
         results: dict[tuple, list[tuple[float, float, float]]] = {}
@@ -174,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
                     if key in results and len(results[key]) > rnd:
                         continue           # OpenVPN⇄OpenVPN is the reference of both pairs
                     v = _measure(lab, server_kind, client_kind, a.proto, a.cipher, a.seconds, a.reverse,
-                                 a.profile, a.server_buf)
+                                 a.profile, a.server_buf, a.layout, server_cpu, a.cpu_map, a.congestion)
                     results.setdefault(key, []).append(v)
                     print(f"  {client_kind:>7} client -> {server_kind:>7} server: {v[0]:8.1f} Mbit/s   "
                           f"cpu us/MB: server {v[1]:6.0f}, client {v[2]:6.0f}", flush=True)
