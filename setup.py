@@ -12,4 +12,5 @@ setup(ext_modules=[
     Extension("appliance.native._gro", ["appliance/native/gro.c"], extra_compile_args=CFLAGS),
     Extension("appliance.native._aead", ["appliance/native/aead.c"], libraries=["crypto"], extra_compile_args=CFLAGS),
     Extension("appliance.native._gso", ["appliance/native/gso.c"], extra_compile_args=CFLAGS),
+    Extension("appliance.native._udp", ["appliance/native/udp.c"], extra_compile_args=CFLAGS),
 ])

@@ -22,7 +22,7 @@ from types import ModuleType
 PURE_ENV = "VPN_APPLIANCE_PURE_PYTHON"
 # Every compiled module setup.py builds (tests/unit/test_native_build.py checks each loads when
 # built, so a broken build fails CI instead of silently falling back).
-MODULES: tuple[str, ...] = ("_gro", "_aead", "_gso")
+MODULES: tuple[str, ...] = ("_gro", "_aead", "_gso", "_udp")
 
 
 def pure_forced() -> bool:

@@ -30,7 +30,7 @@ class UdpLink:
         return self.t.fileno()
 
     def recv_packets(self, limit: int = 64) -> list:
-        return [d for d, _a in self.t.recv_batch(limit)]
+        return self.t.recv_payloads(limit)
 
     has_pending = False              # a datagram socket keeps nothing back
     wants_write = False              # nor queues what it sends (a plain attribute: read per wake-up)

@@ -13,6 +13,7 @@ import logging
 import socket
 import struct
 
+from .. import native
 from ..ioerrors import PortGone
 
 log = logging.getLogger("vpn-appliance")
@@ -25,6 +26,40 @@ MAX_GSO_BYTES = 65000
 RECV_SIZE = 65535
 MAX_NO_GSO = 16                # destinations refusing GSO before we take it as the kernel's answer
 _GRO_CMSG = socket.CMSG_SPACE(4)    # room for UDP_GRO's segment size, asked of each receive
+MANY_BATCH = 32                # datagrams per recv_many call (the compiled one takes at most 32)
+_udp = native.load("_udp")
+
+
+def _gro_seg(anc) -> int:
+    """UDP_GRO's segment size from recvmsg's ancillary data, or 0: the run was not coalesced (or
+    the value is unusable: shorter than 2 bytes, or 3; never from the kernel)."""
+    for lvl, typ, data in anc or ():
+        if lvl == SOL_UDP and typ == UDP_GRO:
+            if len(data) == 2:
+                return struct.unpack("=H", data)[0]
+            return struct.unpack("=i", data[:4])[0] if len(data) >= 4 else 0
+    return 0
+
+
+def py_recv_many(sock, rview: memoryview, max_msgs: int, gro: bool) -> list[tuple[bytes, int]]:
+    """Up to `max_msgs` datagrams from `sock` without blocking: [(payload, GRO segment size or 0)].
+    Fewer than asked: the queue is empty. Nothing read: the OSError of the first receive
+    (BlockingIOError when empty). The pure-Python twin of the compiled `_udp.recv_many`, which does
+    this in one recvmmsg; one difference: an error after some datagrams (ICMP's refusal, say) is
+    consumed here, where the kernel keeps it for recvmmsg's next call."""
+    out: list = []
+    for _ in range(max_msgs):
+        try:
+            if gro:
+                n, anc, _flags, _addr = sock.recvmsg_into([rview], _GRO_CMSG)
+            else:
+                (n, _addr), anc = sock.recvfrom_into(rview), None
+        except OSError:
+            if out:
+                break
+            raise
+        out.append((rview[:n].tobytes(), _gro_seg(anc)))
+    return out
 
 
 class UdpTransport:
@@ -54,6 +89,10 @@ class UdpTransport:
                 log.info("UDP GRO not available (%s): one datagram per receive", e)
         self.rbuf = bytearray(RECV_SIZE)
         self.rview = memoryview(self.rbuf)
+        # The compiled recvmmsg reads the descriptor itself: only for a real, connected socket (an
+        # in-memory one from tests/fakes.py goes through py_recv_many and its own methods).
+        self._recv_many = _udp.recv_many if (_udp is not None and remote is not None
+                                             and type(self.sock) is socket.socket) else None
         self.stats = {"sent": 0, "received": 0, "send_dropped": 0, "gso_sends": 0}
         self.errors: dict[str, int] = {}      # refused sends and receives, by errno name
         self.no_gso: set = set()              # destinations GSO was refused for (plain sends work)
@@ -83,11 +122,7 @@ class UdpTransport:
                     raise PortGone(f"UDP socket: receive failed: {e}") from e
                 self._error("receive", e)
                 break
-            seg = 0
-            if anc:
-                for lvl, typ, data in anc:
-                    if lvl == SOL_UDP and typ == UDP_GRO:
-                        seg = struct.unpack("=H", data[:2])[0] if len(data) == 2 else struct.unpack("=i", data[:4])[0]
+            seg = _gro_seg(anc)
             # One copy out of the reused receive buffer into immutable bytes; a GRO batch is then
             # cut into datagrams by slicing those bytes (the data channel wants bytes anyway).
             data = self.rview[:n].tobytes()
@@ -96,6 +131,44 @@ class UdpTransport:
                     out.append((data[i:i + seg], addr))
             else:
                 out.append((data, addr))
+        self.stats["received"] += len(out)
+        return out
+
+    def recv_payloads(self, max_datagrams: int = 64) -> list[bytes]:
+        """A connected socket's datagrams, payloads only (they all come from its peer), up to
+        `max_datagrams` (a GRO-coalesced run may overshoot it, as in recv_batch), counted and with
+        errors handled as recv_batch handles them. Up to MANY_BATCH at a time: the compiled
+        recv_many takes them in one recvmmsg (a peer that sends no GSO runs, such as OpenVPN,
+        otherwise costs a system call and a Python loop turn per datagram); its Python twin
+        py_recv_many receives them one by one. Unconnected: recv_batch's payloads."""
+        if self.remote is None:
+            return [d for d, _a in self.recv_batch(max_datagrams)]
+        out: list = []
+        many, fd = self._recv_many, self.sock.fileno()
+        calls = 0
+        while len(out) < max_datagrams and calls < 2 * max_datagrams:
+            calls += 1                  # errors count too: a batch is bounded
+            want = min(max_datagrams - len(out), MANY_BATCH)
+            try:
+                got = many(fd, want) if many is not None else py_recv_many(self.sock, self.rview, want, self.gro)
+            except (BlockingIOError, InterruptedError):
+                break
+            except ConnectionRefusedError:
+                self.stats["icmp_refused"] = self.stats.get("icmp_refused", 0) + 1
+                continue
+            except OSError as e:
+                if e.errno in _OURS_GONE:
+                    raise PortGone(f"UDP socket: receive failed: {e}") from e
+                self._error("receive", e)
+                break
+            for data, seg in got:
+                n = len(data)
+                if seg and seg < n:
+                    out += [data[i:i + seg] for i in range(0, n, seg)]
+                else:
+                    out.append(data)
+            if len(got) < want:
+                break                   # the queue is empty: no further call only to hear EAGAIN
         self.stats["received"] += len(out)
         return out
 

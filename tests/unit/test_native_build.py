@@ -37,3 +37,22 @@ def test_gso_loads_and_is_the_split_in_use():
     assert mod is not None, "appliance.native._gso did not build or load (make setup builds it)"
     assert "_gso" in native.MODULES and native.status()["_gso"]
     assert offload.gso_split is mod.gso_split and offload.complete_checksum is mod.complete_checksum
+
+
+def test_udp_loads_and_a_connected_socket_reads_with_it():
+    import socket
+
+    from appliance.transport import udp
+    mod = native.load("_udp")
+    t = udp.UdpTransport(None, ("198.18.0.1", 1194))     # connect() on UDP sends nothing
+    try:
+        if native.pure_forced():
+            assert mod is None and t._recv_many is None
+            return
+        assert mod is not None, "appliance.native._udp did not build or load (make setup builds it)"
+        assert "_udp" in native.MODULES and native.status()["_udp"]
+        assert t._recv_many is mod.recv_many, "a connected socket should read with recvmmsg"
+        assert udp.MANY_BATCH <= mod.RECV_MAX
+        assert udp.UdpTransport(None, None, sock=socket.socket(socket.AF_INET, socket.SOCK_DGRAM))._recv_many is None
+    finally:
+        t.close()

@@ -1,0 +1,170 @@
+"""Many datagrams per receive on a connected UDP socket (UdpTransport.recv_payloads): the compiled
+recvmmsg (appliance.native._udp.recv_many) and its Python twin (udp.py_recv_many) must hand over
+the same payloads, in order, each GRO-coalesced run cut back into its datagrams, and handle the
+socket's errors the same way, against the real kernel inside namespaces this test creates (the
+fixtures of test_tun_udp.py: prefix `ut`, always deleted)."""
+from __future__ import annotations
+
+import os
+import random
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from appliance import native
+from appliance.ioerrors import PortGone
+from appliance.transport import udp
+from appliance.transport.udp import UdpTransport
+from tests.unit.test_tun_udp import _inside, _veth_pair, _wait_readable, netns  # noqa: F401 - netns is a fixture
+
+COMPILED = native.load("_udp")
+IMPLS = ["compiled", "python"]
+
+
+def _use(t: UdpTransport, impl: str) -> None:
+    if impl == "compiled":
+        assert COMPILED is not None or native.pure_forced(), "appliance.native._udp did not build (make setup)"
+        if COMPILED is None:
+            pytest.skip("pure Python forced (VPN_APPLIANCE_PURE_PYTHON)")
+        assert t._recv_many is COMPILED.recv_many
+    else:
+        t._recv_many = None
+
+
+def _drain(t: UdpTransport, count: int, limit: int = 64, timeout: float = 3.0) -> list[bytes]:
+    import time
+    got: list = []
+    end = time.monotonic() + timeout
+    while len(got) < count and time.monotonic() < end:
+        if _wait_readable(t, end - time.monotonic()):
+            got += t.recv_payloads(limit)
+    return got
+
+
+@pytest.fixture
+def pair(netns):  # noqa: F811
+    """tx in A sends to rx in B; rx is connected to tx (the client's view: its server)."""
+    a, b = _veth_pair(netns)
+    with _inside(a):
+        tx = UdpTransport(("198.18.201.1", 51301), ("198.18.201.2", 51302), gso=True)
+    with _inside(b):
+        rx = UdpTransport(("198.18.201.2", 51302), ("198.18.201.1", 51301), gro=True)
+    try:
+        yield tx, rx
+    finally:
+        tx.close()
+        rx.close()
+
+
+pytestmark = [pytest.mark.root, pytest.mark.netns]
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_runs_and_single_datagrams_arrive_whole_and_in_order(pair, impl):
+    tx, rx = pair
+    _use(rx, impl)
+    assert rx.gro
+    run = [bytes([i]) * 1200 for i in range(40)]                # one GSO send: one coalesced receive
+    singles = [b"", b"x", bytes(range(256)) * 5, b"\x00" * 1472]
+    for d in singles[:2]:
+        tx.send(d)
+    tx.send_batch(run)
+    for d in singles[2:]:
+        tx.send(d)
+    want = singles[:2] + run + singles[2:]
+    assert _drain(rx, len(want)) == want
+    assert rx.stats["received"] == len(want)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_a_deep_queue_is_taken_in_bounded_batches(pair, impl):
+    """200 datagrams waiting: a call with limit 64 takes at least 64 and returns (a coalesced run
+    may overshoot, as with recv_batch); later calls take the rest, nothing lost or reordered."""
+    tx, rx = pair
+    _use(rx, impl)
+    want = [i.to_bytes(2, "big") + bytes(100 + i) for i in range(200)]   # distinct sizes: no GRO
+    for d in want:
+        tx.send(d)
+    assert _wait_readable(rx, 3.0)
+    first = rx.recv_payloads(64)
+    assert len(first) == 64, len(first)
+    rest = _drain(rx, 200 - 64)
+    assert first + rest == want
+    assert rx.recv_payloads(64) == []                                   # empty queue: no error
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_icmp_refusal_is_counted_not_raised(netns, impl):  # noqa: F811
+    a, _b = _veth_pair(netns)
+    with _inside(a):
+        t = UdpTransport(("198.18.201.1", 51303), ("198.18.201.2", 51399))   # nobody listens there
+    try:
+        _use(t, impl)
+        t.send(b"hello")
+        assert _wait_readable(t, 3.0), "the ICMP port unreachable should make the socket readable"
+        assert t.recv_payloads(64) == []
+        assert t.stats.get("icmp_refused") == 1
+    finally:
+        t.close()
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_a_closed_socket_is_our_port_gone(pair, impl):
+    _tx, rx = pair
+    _use(rx, impl)
+    rx.sock.close()
+    with pytest.raises(PortGone):
+        rx.recv_payloads(64)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.tuples(st.integers(0, 1472), st.integers(1, 20)), min_size=1, max_size=12),
+       st.integers(1, 80), st.integers(0, 2**32))
+def test_both_implementations_hand_over_what_was_sent(pair, plan, limit, seed):
+    """Any mix of GSO runs (equal sizes, a shorter last one) and single datagrams, read with any
+    limit, comes out of both implementations as the datagrams sent, in order."""
+    tx, rx = pair
+    for impl in IMPLS:
+        if impl == "compiled" and COMPILED is None:
+            continue
+        rnd = random.Random(seed)                # the same datagrams for both
+        while _wait_readable(rx, 0.05):          # an earlier example's leftovers (after a failure)
+            rx.recv_payloads(64)
+        rx._recv_many = COMPILED.recv_many if impl == "compiled" else None
+        want: list[bytes] = []
+        for size, count in plan:
+            run = [rnd.randbytes(size) for _ in range(count)]
+            if count > 1 and size > 1 and rnd.random() < 0.5:
+                run[-1] = run[-1][:rnd.randrange(1, size)]               # GSO's shorter last segment
+            if count > 1 and size:
+                tx.send_batch(run)
+            else:
+                for d in run:
+                    tx.send(d)
+            want += run
+        assert _drain(rx, len(want), limit) == want, impl
+
+
+def test_recv_many_arguments():
+    if COMPILED is None:
+        pytest.skip("appliance.native._udp not in use (pure Python forced or not built)")
+    with pytest.raises(ValueError):
+        COMPILED.recv_many(0, 0)
+    with pytest.raises(TypeError):
+        COMPILED.recv_many("3", 1)
+    with pytest.raises(TypeError):
+        COMPILED.recv_many(3)
+    with pytest.raises(OverflowError):
+        COMPILED.recv_many(1 << 40, 1)
+    with pytest.raises(OSError) as e:
+        COMPILED.recv_many(-1, 1)
+    assert e.value.errno == 9                                            # EBADF
+    r, w = os.pipe()
+    try:
+        with pytest.raises(OSError) as e:
+            COMPILED.recv_many(r, 5)                                     # not a socket
+        assert e.value.errno == 88                                       # ENOTSOCK
+    finally:
+        os.close(r)
+        os.close(w)
