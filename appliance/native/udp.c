@@ -16,8 +16,9 @@
  * Hostile input: the payloads are a network peer's bytes, but nothing here looks inside them; the
  * kernel writes at most each buffer's length and reports the length it wrote. The control message
  * (UDP_GRO's segment size) is the kernel's; its length is still checked before it is read. The
- * buffers are this module's own, used only while the GIL is held (the data path is one thread, and
- * every payload is copied out before returning), so two sockets can share them.
+ * buffers are this module's own, used only while the GIL is held and copied out before any Python
+ * code can run (see recv_many: making a list or tuple may run the cycle collector's finalizers), so
+ * two sockets, or a call from a finalizer, can share them.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>                   /* first: its pyconfig.h defines _GNU_SOURCE (recvmmsg) */
@@ -116,22 +117,50 @@ static PyObject *recv_many(PyObject *Py_UNUSED(self), PyObject *const *args, Py_
     int n = recvmmsg(fd, msgs, (unsigned int)want, MSG_DONTWAIT, NULL);
     if (n < 0)
         return PyErr_SetFromErrno(PyExc_OSError);
-    PyObject *out = PyList_New(n);
-    if (out == NULL)
-        return NULL;
-    for (int i = 0; i < n; i++) {
-        size_t len = msgs[i].msg_len;
+    /* Everything the kernel wrote (lengths, control messages, payloads) is copied out before any
+     * object the cycle collector tracks is made: making one (a list, a tuple) may run a collection,
+     * whose finalizers are arbitrary Python code that may call recv_many for another socket (or let
+     * another thread do so), overwriting these shared buffers under us. bytes and int objects are
+     * not tracked: making them runs no Python code. */
+    PyObject *payloads[RECV_MAX], *segments[RECV_MAX];
+    int made = 0;
+    for (; made < n; made++) {
+        size_t len = msgs[made].msg_len;
         if (len > RECV_SIZE)           /* never from the kernel; not trusted either */
             len = RECV_SIZE;
-        PyObject *item = Py_BuildValue("(y#l)", (const char *)iovs[i].iov_base, (Py_ssize_t)len,
-                                       gro_segment(&msgs[i].msg_hdr));
-        if (item == NULL) {
+        payloads[made] = PyBytes_FromStringAndSize((const char *)iovs[made].iov_base, (Py_ssize_t)len);
+        if (payloads[made] == NULL)
+            goto fail;
+        segments[made] = PyLong_FromLong(gro_segment(&msgs[made].msg_hdr));
+        if (segments[made] == NULL) {
+            Py_DECREF(payloads[made]);
+            goto fail;
+        }
+    }
+    PyObject *out = PyList_New(n);
+    if (out == NULL)
+        goto fail;
+    for (int i = 0; i < n; i++) {
+        PyObject *item = PyTuple_New(2);
+        if (item == NULL) {            /* the items not yet in `out` are still ours to release */
+            for (int j = i; j < n; j++) {
+                Py_DECREF(payloads[j]);
+                Py_DECREF(segments[j]);
+            }
             Py_DECREF(out);
             return NULL;
         }
+        PyTuple_SET_ITEM(item, 0, payloads[i]);   /* the tuple takes both references */
+        PyTuple_SET_ITEM(item, 1, segments[i]);
         PyList_SET_ITEM(out, i, item);
     }
     return out;
+fail:
+    for (int j = 0; j < made; j++) {
+        Py_DECREF(payloads[j]);
+        Py_DECREF(segments[j]);
+    }
+    return NULL;
 }
 
 static PyMethodDef methods[] = {

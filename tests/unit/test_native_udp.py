@@ -5,8 +5,10 @@ socket's errors the same way, against the real kernel inside namespaces this tes
 fixtures of test_tun_udp.py: prefix `ut`, always deleted)."""
 from __future__ import annotations
 
+import gc
 import os
 import random
+import socket
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -168,3 +170,47 @@ def test_recv_many_arguments():
     finally:
         os.close(r)
         os.close(w)
+
+
+def test_a_finalizer_run_by_the_collector_cannot_swap_the_payloads():
+    """recv_many's buffers are shared by every socket. Making its result (a list, tuples) may run
+    the cycle collector (Python 3.11 collects inside the allocation), whose finalizers are any
+    Python code: one that calls recv_many for another socket (or lets another thread run one) must
+    not replace this call's datagrams with that socket's. Unix datagram sockets: the same
+    recvmmsg, no network needed."""
+    if COMPILED is None:
+        pytest.skip("appliance.native._udp not in use (pure Python forced or not built)")
+    mine, mine_peer = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    other, other_peer = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    stolen: list = []
+
+    class Trap:
+        def __del__(self):
+            stolen.append(COMPILED.recv_many(other.fileno(), 32))
+
+    threshold = gc.get_threshold()
+    try:
+        for i in range(32):
+            mine_peer.send(b"mine %d" % i)
+            other_peer.send(b"other %d" % i * 10)
+        gc.collect()
+        gc.disable()
+        trap = Trap()
+        trap.cycle = trap                # only the collector frees it
+        del trap
+        # Tuples and lists come from free lists without counting towards a collection: empty them.
+        keep = ([tuple([i, i]) for i in range(5000)], [[i] for i in range(200)])
+        gc.set_threshold(1)
+        gc.enable()
+        got = COMPILED.recv_many(mine.fileno(), 32)
+    finally:
+        gc.set_threshold(*threshold)
+        gc.enable()
+        for s in (mine, mine_peer, other, other_peer):
+            s.close()
+    del keep
+    if not stolen:
+        pytest.skip("the collector did not run inside recv_many on this Python (3.12+ defers it)")
+    assert len(stolen[0]) == 32                       # the finalizer's call worked, on its own socket
+    assert [d for d, _seg in got] == [b"mine %d" % i for i in range(32)]
+
