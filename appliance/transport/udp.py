@@ -41,12 +41,17 @@ def _gro_seg(anc) -> int:
     return 0
 
 
-def py_recv_many(sock, rview: memoryview, max_msgs: int, gro: bool) -> list[tuple[bytes, int]]:
+def py_recv_many(sock, rview: memoryview, max_msgs: int, gro: bool,
+                 held: list | None = None) -> list[tuple[bytes, int]]:
     """Up to `max_msgs` datagrams from `sock` without blocking: [(payload, GRO segment size or 0)].
-    Fewer than asked: the queue is empty. Nothing read: the OSError of the first receive
-    (BlockingIOError when empty). The pure-Python twin of the compiled `_udp.recv_many`, which does
-    this in one recvmmsg; one difference: an error after some datagrams (ICMP's refusal, say) is
-    consumed here, where the kernel keeps it for recvmmsg's next call."""
+    Fewer than asked: the queue is empty, or an error ended the batch. Nothing read: the OSError of
+    the first receive (BlockingIOError when empty). The pure-Python twin of the compiled
+    `_udp.recv_many`, which does this in one recvmmsg. An error after some datagrams (an ICMP
+    refusal that arrived meanwhile, say) is not lost: recvmmsg has the kernel keep it for the next
+    call, this keeps it in `held` (the caller's, one per socket) and raises it at the next call, so
+    both count it once."""
+    if held:
+        raise held.pop()
     out: list = []
     for _ in range(max_msgs):
         try:
@@ -54,8 +59,10 @@ def py_recv_many(sock, rview: memoryview, max_msgs: int, gro: bool) -> list[tupl
                 n, anc, _flags, _addr = sock.recvmsg_into([rview], _GRO_CMSG)
             else:
                 (n, _addr), anc = sock.recvfrom_into(rview), None
-        except OSError:
+        except OSError as e:
             if out:
+                if held is not None:
+                    held.append(e)
                 break
             raise
         out.append((rview[:n].tobytes(), _gro_seg(anc)))
@@ -93,6 +100,7 @@ class UdpTransport:
         # in-memory one from tests/fakes.py goes through py_recv_many and its own methods).
         self._recv_many = _udp.recv_many if (_udp is not None and remote is not None
                                              and type(self.sock) is socket.socket) else None
+        self._held: list[OSError] = []        # py_recv_many's error after some datagrams, for its next call
         self.stats = {"sent": 0, "received": 0, "send_dropped": 0, "gso_sends": 0}
         self.errors: dict[str, int] = {}      # refused sends and receives, by errno name
         self.no_gso: set = set()              # destinations GSO was refused for (plain sends work)
@@ -150,7 +158,8 @@ class UdpTransport:
             calls += 1                  # errors count too: a batch is bounded
             want = min(max_datagrams - len(out), MANY_BATCH)
             try:
-                got = many(fd, want) if many is not None else py_recv_many(self.sock, self.rview, want, self.gro)
+                got = (many(fd, want) if many is not None
+                       else py_recv_many(self.sock, self.rview, want, self.gro, self._held))
             except (BlockingIOError, InterruptedError):
                 break
             except ConnectionRefusedError:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import gc
 import os
 import random
+import select
 import socket
 
 import pytest
@@ -213,4 +214,37 @@ def test_a_finalizer_run_by_the_collector_cannot_swap_the_payloads():
         pytest.skip("the collector did not run inside recv_many on this Python (3.12+ defers it)")
     assert len(stolen[0]) == 32                       # the finalizer's call worked, on its own socket
     assert [d for d, _seg in got] == [b"mine %d" % i for i in range(32)]
+
+
+def test_an_error_between_two_datagrams_is_counted_once_by_the_twin(pair):
+    """An ICMP refusal that arrives while a batch is being read, after its first datagram: recvmmsg
+    has the kernel keep the error for the next call, so the compiled path counts it then; the
+    Python twin must not swallow it (it did: the refusal vanished from the counters), nor lose a
+    datagram. The socket is a real one whose first receive makes the error arrive (a send to the
+    closed peer: the ICMP port unreachable comes back at once over the veth)."""
+    tx, rx = pair
+    want = [b"one", b"two", b"three"]
+    for d in want:
+        tx.send(d)
+    tx.close()                                       # its port now answers with ICMP port unreachable
+
+    class RefusedAfterTheFirst(socket.socket):
+        first = True
+
+        def recvmsg_into(self, *args):
+            r = super().recvmsg_into(*args)
+            if self.first:
+                self.first = False
+                self.send(b"probe")
+                p = select.poll()
+                p.register(self, select.POLLERR)
+                assert p.poll(3000), "no ICMP error came back"
+            return r
+
+    rx.sock = RefusedAfterTheFirst(fileno=rx.sock.detach())
+    rx._recv_many = None
+    got = _drain(rx, len(want))
+    assert got == want
+    assert rx.stats.get("icmp_refused") == 1, rx.stats
+    assert rx.stats["received"] == 3
 
