@@ -10,6 +10,7 @@ import os
 import random
 import select
 import socket
+import subprocess
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -248,3 +249,58 @@ def test_an_error_between_two_datagrams_is_counted_once_by_the_twin(pair):
     assert rx.stats.get("icmp_refused") == 1, rx.stats
     assert rx.stats["received"] == 3
 
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_ipv6_connected_sockets(netns, impl):  # noqa: F811
+    """The client talks to an IPv6 server over an AF_INET6 connected socket: runs and single
+    datagrams arrive whole and in order (loopback inside a namespace of this test's own)."""
+    with _inside(netns()):
+        tx = UdpTransport(("::1", 51311), ("::1", 51312), family=socket.AF_INET6, gso=True)
+        rx = UdpTransport(("::1", 51312), ("::1", 51311), family=socket.AF_INET6, gro=True)
+    try:
+        _use(rx, impl)
+        run = [bytes([i]) * 1200 for i in range(30)]
+        singles = [b"", b"y" * 65527, bytes(range(256)) * 4]      # 65527: the largest UDP/IPv6 payload
+        tx.send(singles[0])
+        tx.send_batch(run)
+        for d in singles[1:]:
+            tx.send(d)
+        want = singles[:1] + run + singles[1:]
+        assert _drain(rx, len(want)) == want
+        assert rx.stats["received"] == len(want)
+    finally:
+        tx.close()
+        rx.close()
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_datagrams_from_anyone_but_the_peer_never_arrive(netns, impl):  # noqa: F811
+    """A connected socket hears only its peer: the kernel matches all four of address and port.
+    Another port on the peer's host, and the right port from another address, are not delivered
+    (the client's recv_payloads keeps no source address, so this is what stops a spoofed flood
+    from another source)."""
+    a, b = _veth_pair(netns)
+    with _inside(a):
+        tx = UdpTransport(("198.18.201.1", 51321), ("198.18.201.2", 51322))
+        stranger = UdpTransport(("198.18.201.1", 51323), ("198.18.201.2", 51322))
+        _ip_addr_add(a, "198.18.201.3/24", "utva")
+        stranger2 = UdpTransport(("198.18.201.3", 51321), ("198.18.201.2", 51322))
+    with _inside(b):
+        rx = UdpTransport(("198.18.201.2", 51322), ("198.18.201.1", 51321))
+    try:
+        _use(rx, impl)
+        for i in range(100):
+            stranger.send(b"stranger %d" % i)
+            stranger2.send(b"spoofed %d" % i)
+        tx.send(b"peer")
+        assert _drain(rx, 1) == [b"peer"]
+        assert not _wait_readable(rx, 0.3)
+        assert rx.recv_payloads(64) == []
+        assert rx.stats["received"] == 1
+    finally:
+        for t in (tx, stranger, stranger2, rx):
+            t.close()
+
+
+def _ip_addr_add(ns: str, cidr: str, dev: str) -> None:
+    subprocess.run(["ip", "-n", ns, "addr", "add", cidr, "dev", dev], check=True, timeout=10)
