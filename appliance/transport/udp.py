@@ -61,8 +61,8 @@ def py_recv_many(sock, rview: memoryview, max_msgs: int, gro: bool,
                 (n, _addr), anc = sock.recvfrom_into(rview), None
         except OSError as e:
             if out:
-                if held is not None:
-                    held.append(e)
+                if held is not None and not isinstance(e, (BlockingIOError, InterruptedError)):
+                    held.append(e)      # as the kernel keeps any error but EAGAIN
                 break
             raise
         out.append((rview[:n].tobytes(), _gro_seg(anc)))
