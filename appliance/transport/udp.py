@@ -152,13 +152,15 @@ class UdpTransport:
         if self.remote is None:
             return [d for d, _a in self.recv_batch(max_datagrams)]
         out: list = []
-        many, fd = self._recv_many, self.sock.fileno()
+        many = self._recv_many
         calls = 0
         while len(out) < max_datagrams and calls < 2 * max_datagrams:
             calls += 1                  # errors count too: a batch is bounded
             want = min(max_datagrams - len(out), MANY_BATCH)
             try:
-                got = (many(fd, want) if many is not None
+                # The descriptor afresh each time: closed meanwhile (by whatever Python code ran
+                # between two calls), its number may already be another socket's.
+                got = (many(self.sock.fileno(), want) if many is not None
                        else py_recv_many(self.sock, self.rview, want, self.gro, self._held))
             except (BlockingIOError, InterruptedError):
                 break

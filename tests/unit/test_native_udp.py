@@ -322,3 +322,38 @@ def test_each_wake_up_takes_what_is_queued(pair, impl):
         assert not _wait_readable(rx, 0.0)
     assert "icmp_refused" not in rx.stats and not rx.errors
 
+
+
+def test_a_socket_closed_between_two_calls_is_never_read_through_its_reused_number(pair):
+    """recv_payloads calls recv_many several times for a deep queue; any Python code between two
+    calls (a signal handler, a finalizer, another thread) may close the transport, and the next
+    socket opened gets its number. The next call must find the socket closed (our port gone), not
+    read that other socket's datagrams as the peer's."""
+    tx, rx = pair
+    _use(rx, "compiled")
+    for i in range(40):                              # more than one call's worth
+        tx.send(b"peer %d" % i)
+    assert _wait_readable(rx, 3.0)
+    time.sleep(0.05)
+    stranger, stranger_peer = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    stranger_peer.send(b"not from the peer")
+    calls: list = []
+
+    def then_closed(fd: int, want: int) -> list:
+        got = COMPILED.recv_many(fd, want)
+        if not calls:
+            rx.sock.close()
+            os.dup2(stranger.fileno(), fd)           # the closed socket's number, now another's
+        calls.append(fd)
+        return got
+
+    rx._recv_many = then_closed
+    try:
+        with pytest.raises(PortGone):
+            rx.recv_payloads(64)
+        assert COMPILED.recv_many(calls[0], 1)[0][0] == b"not from the peer"    # still unread
+    finally:
+        if calls:
+            os.close(calls[0])
+        stranger.close()
+        stranger_peer.close()
