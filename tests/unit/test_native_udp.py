@@ -357,3 +357,72 @@ def test_a_socket_closed_between_two_calls_is_never_read_through_its_reused_numb
             os.close(calls[0])
         stranger.close()
         stranger_peer.close()
+
+
+def _icmp_unreachable(code: int) -> bytes:
+    """An ICMP destination unreachable from the peer's address (A) about the datagram our socket
+    (B, port 51302) sent to it (port 51301): what a router or the peer's host says, or anyone
+    who knows the four addresses and ports forges."""
+    from scapy.layers.inet import ICMP, IP, UDP
+    quoted = IP(src="198.18.201.2", dst="198.18.201.1") / UDP(sport=51302, dport=51301) / (b"q" * 8)
+    return bytes(IP(src="198.18.201.1", dst="198.18.201.2") / ICMP(type=3, code=code) / bytes(quoted))
+
+
+EVENTS = st.one_of(
+    st.tuples(st.just("data"), st.integers(0, 65507), st.integers(1, 64), st.booleans()),
+    st.tuples(st.just("icmp"), st.sampled_from([3, 2, 13, 1])),     # port, protocol, prohibited, host
+    st.tuples(st.just("read"), st.integers(1, 80)),
+)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(EVENTS, min_size=1, max_size=25), st.integers(0, 2**32))
+def test_both_implementations_count_the_same_with_icmp_errors_between_the_data(netns, plan, seed):  # noqa: F811
+    """Data (single datagrams, GSO runs with a shorter last segment, up to 64 KB) and ICMP
+    errors (a refusal is counted and reading goes on; others end the batch, counted by errno) in
+    any order, read at any points with any limit: both implementations hand over the same
+    datagrams and end with the same counters."""
+    a, b = _veth_pair(netns)
+    results = {}
+    for impl in IMPLS:
+        if impl == "compiled" and COMPILED is None:
+            continue
+        rnd = random.Random(seed)
+        with _inside(a):
+            tx = UdpTransport(("198.18.201.1", 51301), ("198.18.201.2", 51302), gso=True)
+            raw = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+        with _inside(b):
+            rx = UdpTransport(("198.18.201.2", 51302), ("198.18.201.1", 51301), gro=True)
+        try:
+            _use(rx, impl)
+            want: list[bytes] = []
+            got: list[bytes] = []
+            for ev in plan:
+                if ev[0] == "data":
+                    _kind, size, count, short = ev
+                    count = max(1, min(count, 65507 // max(size, 1)))
+                    run = [rnd.randbytes(size) for _ in range(count)]
+                    if short and count > 1 and size > 1:
+                        run[-1] = run[-1][:rnd.randrange(1, size)]
+                    if size:
+                        tx.send_batch(run)
+                    else:                            # a GSO run of empty datagrams is one datagram
+                        for d in run:
+                            tx.send(d)
+                    want += run
+                elif ev[0] == "icmp":
+                    raw.sendto(_icmp_unreachable(ev[1]), ("198.18.201.2", 0))
+                else:
+                    got += rx.recv_payloads(ev[1])
+                time.sleep(0.002)                    # each event through the veth before the next
+            got += _drain(rx, len(want) - len(got))
+            while _wait_readable(rx, 0.05):          # a last error after the data
+                got += rx.recv_payloads(64)
+            results[impl] = (rx.stats["received"], rx.stats.get("icmp_refused", 0), dict(rx.errors))
+            assert got == want, impl
+        finally:
+            tx.close()
+            raw.close()
+            rx.close()
+    if len(results) == 2:
+        assert results["compiled"] == results["python"]
