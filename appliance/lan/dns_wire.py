@@ -19,6 +19,12 @@ HEADER = 12
 MAX_NAME = 255                  # RFC 1035 3.1: a name's wire form is at most 255 octets
 UDP_MIN = 512                   # RFC 1035 4.2.1: what every client takes over UDP (the most without EDNS)
 T_OPT = 41                      # RFC 6891: the EDNS pseudo-record; its CLASS is the sender's UDP size
+# The most we answer over UDP, whatever size a query's EDNS record offers (DNS Flag Day 2020's
+# 1232, the default of BIND, Unbound, Knot and PowerDNS since): a bigger answer goes out as TC and
+# the client asks over TCP. Why: a forged LAN source got answers of up to its query's EDNS size
+# (4096: ~60x the query) aimed at a victim; at 1232 that is ~20x, and anything larger needs a TCP
+# handshake the forger cannot complete. It also keeps answers out of IP fragments.
+UDP_MAX = 1232
 
 QR = 0x8000
 OPCODE_MASK = 0x7800
@@ -95,8 +101,8 @@ def parse_untrusted(data: bytes) -> Message:
 
 
 def udp_limit_untrusted(data: bytes, msg: Message) -> int:
-    """The largest UDP answer the sender of query `data` takes: the UDP payload size of its EDNS
-    OPT record (RFC 6891 6.2.3, floored at 512 as 6.2.5 asks), else 512. Anything that does not
+    """The largest UDP answer the sender of query `data` gets: the UDP payload size of its EDNS
+    OPT record (RFC 6891 6.2.3, floored at 512 as 6.2.5 asks, capped at UDP_MAX), else 512. Anything that does not
     parse counts as no EDNS (512: the safe side). The walk is bounded: each record moves forward
     by at least 11 bytes and names are skipped within the message."""
     if len(data) < HEADER:
@@ -120,7 +126,7 @@ def udp_limit_untrusted(data: bytes, msg: Message) -> int:
             return UDP_MIN
         rtype, rclass = struct.unpack_from("!HH", data, pos)
         if rtype == T_OPT and i >= an + ns:
-            return max(UDP_MIN, rclass)
+            return min(UDP_MAX, max(UDP_MIN, rclass))
         pos += 10 + struct.unpack_from("!H", data, pos + 8)[0]
     return UDP_MIN
 

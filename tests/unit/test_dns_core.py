@@ -171,7 +171,7 @@ def test_answer_over_the_udp_clients_limit_is_sent_truncated():
     """A server that answers beyond what the client asked for (512 bytes without EDNS, else its
     EDNS size, at least 512): the UDP client gets header + question with TC, and asks over TCP."""
     for query, limit in [(w.encode_query(7, "big.test"), 512), (edns_query(7, "big.test", 1232), 1232),
-                         (edns_query(7, "big.test", 200), 512)]:
+                         (edns_query(7, "big.test", 200), 512), (edns_query(7, "big.test", 4096), 1232)]:
         c = core()
         for size, cut in [(limit, False), (limit + 1, True), (4000, True)]:
             (s,) = c.query("cli", "h", query, 0.0)
@@ -185,6 +185,7 @@ def test_answer_over_the_udp_clients_limit_is_sent_truncated():
             assert m.id == 7 and m.truncated and m.is_response and w.rcode(r.data) == w.NXDOMAIN
             assert r.data[4:12] == b"\0\1\0\0\0\0\0\0" and r.data[12:] == query[12:m.question_end]
         assert c.counts["answer over the UDP client's size sent truncated"] == 2 and c.counts["answered"] == 1
+    # A forged LAN source offering EDNS 4096 gets at most 1232 bytes (not ~60x its query): more is TC.
     # over TCP the client takes anything up to 64 KiB: the big answer passes unchanged
     c = core()
     (s,) = c.query("tcp-cli", "h", w.encode_query(8, "big.test"), 0.0, tcp=True)

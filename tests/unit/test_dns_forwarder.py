@@ -300,8 +300,10 @@ def test_truncated_answer_passed_to_udp_clients_retried_over_tcp_for_tcp_clients
 
 def test_oversize_udp_answer_reaches_the_udp_client_truncated_and_tcp_gets_it_whole(setup):
     """An upstream that ignores the client's size (100 A records, 1.6 KB, to a query without
-    EDNS): the UDP client gets header + question with TC (it would retry over TCP); a client
-    that advertised EDNS 4096 gets the answer as it came; over TCP everything passes."""
+    EDNS): the UDP client gets header + question with TC (it would retry over TCP). A client that
+    advertised EDNS 4096 gets TC too: over UDP we answer at most 1232 bytes (a forged LAN source
+    must not draw ~60x its query); 60 records (~1 KB) reach it as they came; over TCP everything
+    passes."""
     f, up, run = setup
     up.oversize = 100
     c = udp_client(f)
@@ -315,8 +317,14 @@ def test_oversize_udp_answer_reaches_the_udp_client_truncated_and_tcp_gets_it_wh
     e = e[:10] + b"\0\1" + e[12:] + b"\0\0\x29\x10\0\0\0\0\0\0\0"       # EDNS, UDP size 4096
     c.send(e)
     r = recv_udp(c, run)
-    assert r[:2] == b"\x52\x52" and not w.parse_untrusted(r).truncated and struct.unpack_from("!H", r, 6)[0] == 100
-    assert f.stats()["answer over the UDP client's size sent truncated"] == 1 and f.stats()["answered"] == 1
+    assert r[:2] == b"\x52\x52" and w.parse_untrusted(r).truncated and len(r) < 100
+    up.oversize = 60
+    e = b"\x53\x53" + e[2:]
+    c.send(e)
+    r = recv_udp(c, run)
+    assert r[:2] == b"\x53\x53" and not w.parse_untrusted(r).truncated and struct.unpack_from("!H", r, 6)[0] == 60
+    assert 900 < len(r) <= 1232
+    assert f.stats()["answer over the UDP client's size sent truncated"] == 2 and f.stats()["answered"] == 1
 
 
 def test_ipv6_listener_and_ipv6_upstream():

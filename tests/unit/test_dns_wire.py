@@ -52,12 +52,14 @@ def edns_query(mid: int, name: str, size: int, qtype: int = 1) -> bytes:
 @pytest.mark.parametrize("data, limit", [
     (w.encode_query(1, "a.test"), 512),                               # no EDNS: RFC 1035's 512
     (edns_query(1, "a.test", 1232), 1232),
-    (edns_query(1, "a.test", 4096), 4096),
+    (edns_query(1, "a.test", 4096), 1232),                            # capped at UDP_MAX
+    (edns_query(1, "a.test", 1232), 1232),
+    (edns_query(1, "a.test", 1000), 1000),
     (edns_query(1, "a.test", 100), 512),                              # below 512 counts as 512
     (edns_query(1, "a.test", 4096)[:-3], 512),                        # OPT cut short: no EDNS
     # an answer record (compressed owner) before the OPT is skipped
     (w.encode_query(1, "a.test")[:6] + b"\0\1\0\0\0\1" + w.encode_query(1, "a.test")[12:]
-     + b"\xc0\x0c\0\1\0\1\0\0\0\0\0\4\1\2\3\4" + b"\0" + struct.pack("!HHIH", w.T_OPT, 2048, 0, 0), 2048),
+     + b"\xc0\x0c\0\1\0\1\0\0\0\0\0\4\1\2\3\4" + b"\0" + struct.pack("!HHIH", w.T_OPT, 1100, 0, 0), 1100),
     # an OPT in the answer section is no EDNS
     (w.encode_query(1, "a.test")[:6] + b"\0\1\0\0\0\0" + w.encode_query(1, "a.test")[12:]
      + b"\0" + struct.pack("!HHIH", w.T_OPT, 2048, 0, 0), 512),
@@ -67,10 +69,10 @@ def test_udp_limit_of_a_query(data, limit):
 
 
 @given(st.binary(max_size=600))
-def test_udp_limit_of_any_bytes_is_at_least_512_and_never_raises(tail):
+def test_udp_limit_of_any_bytes_is_512_to_1232_and_never_raises(tail):
     q = w.encode_query(1, "a.test")
     data = q[:6] + tail[:6].ljust(6, b"\0") + q[12:] + tail[6:]
-    assert w.udp_limit_untrusted(data, w.parse_untrusted(data)) >= 512
+    assert 512 <= w.udp_limit_untrusted(data, w.parse_untrusted(data)) <= 1232
 
 
 def test_truncated_reply_is_header_and_question_with_tc():
