@@ -3,6 +3,8 @@
 Pairs measured in one run, alternating, so machine noise hits both alike:
   client: our client ⇄ OpenVPN server   vs   OpenVPN client ⇄ OpenVPN server
   server: our client ⇄ our server       vs   OpenVPN client ⇄ OpenVPN server
+  server-ovpncli (on request): OpenVPN client ⇄ our server   vs   OpenVPN client ⇄ OpenVPN server
+    (what a deployed server mostly sees: clients that send no GSO runs, one datagram per packet)
 Prints Mbit/s for each round (with the datagrams the receiving side dropped at full sockets and the
 sender's TCP retransmissions), the medians and the ratio ours/OpenVPN. `--reverse` measures the
 other direction (the server sends), which exercises the opposite halves of both programs.
@@ -225,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seconds", type=int, default=5)
     ap.add_argument("--proto", default="udp", choices=["udp", "tcp"])
     ap.add_argument("--cipher", default="AES-256-GCM")
-    ap.add_argument("--only", choices=["client", "server"], default=None)
+    ap.add_argument("--only", choices=["client", "server", "server-ovpncli"], default=None)
     ap.add_argument("--reverse", action="store_true", help="server sends, client receives (iperf3 -R)")
     ap.add_argument("--profile", type=Path, default=None, help="record our processes with py-spy into DIR")
     ap.add_argument("--server-buf", type=int, default=0, metavar="BYTES",
@@ -252,6 +254,8 @@ def main(argv: list[str] | None = None) -> int:
         pairs.append(("client", ("openvpn", "ours"), ("openvpn", "openvpn")))
     if a.only in (None, "server"):
         pairs.append(("server", ("ours", "ours"), ("openvpn", "openvpn")))
+    if a.only == "server-ovpncli":
+        pairs.append(("server-ovpncli", ("ours", "openvpn"), ("openvpn", "openvpn")))
     way = "server -> client (download)" if a.reverse else "client -> server (upload)"
     print(f"end-to-end: iperf3 TCP, 1 stream, {way}, {a.seconds} s, {a.proto.upper()} {a.cipher} tls-crypt, "
           f"{a.rounds} alternating rounds; load average {os.getloadavg()[0]:.1f}; layout {a.layout}; TCP congestion "
@@ -275,11 +279,12 @@ def main(argv: list[str] | None = None) -> int:
         for name, ours, ref in pairs:
             o, r = results[(ours[0], ours[1])], results[(ref[0], ref[1])]
             om, rm = statistics.median(x[0] for x in o), statistics.median(x[0] for x in r)
-            what = "our client  vs OpenVPN client (OpenVPN server)" if name == "client" else \
-                "our client+server vs OpenVPN client+server"
+            what = {"client": "our client  vs OpenVPN client (OpenVPN server)",
+                    "server": "our client+server vs OpenVPN client+server",
+                    "server-ovpncli": "our server  vs OpenVPN server (OpenVPN client)"}[name]
             print(f"{what}: {om:8.1f} vs {rm:8.1f} Mbit/s  ratio {om / rm if rm else float('nan'):.2f}")
             for i, side in ((2, "client"), (1, "server")):
-                if name == "client" and side == "server":
+                if (name, side) in (("client", "server"), ("server-ovpncli", "client")):
                     continue
                 oc, rc = statistics.median(x[i] for x in o), statistics.median(x[i] for x in r)
                 print(f"    {side} CPU per MB: ours {oc:6.0f} us, OpenVPN {rc:6.0f} us  "
