@@ -1,6 +1,8 @@
-/* appliance.native._udp: many datagrams from a connected UDP socket in one system call (recvmmsg).
+/* appliance.native._udp: many datagrams from a UDP socket in one system call (recvmmsg).
  *
- * The compiled twin of appliance/transport/udp.py's py_recv_many. Why: a peer that sends no GSO
+ * recv_many: the compiled twin of appliance/transport/udp.py's py_recv_many (a connected socket:
+ * the client's); recv_from_many: of py_recv_from_many (any socket, with each datagram's source
+ * address: the server's). Why: a peer that sends no GSO
  * runs (OpenVPN's server sends every data packet and every ACK as its own datagram) gives UDP GRO
  * nothing to coalesce, so the client read one datagram per recvmsg, ~2 us of Python and a system
  * call each: 15% of our client's samples while downloading from OpenVPN's server, and its TCP ACKs
@@ -26,6 +28,8 @@
 #include <limits.h>
 #include <stdint.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 
@@ -46,6 +50,7 @@ static union {
     struct cmsghdr align;
     unsigned char buf[CMSG_SPACE(sizeof(int))];
 } controls[RECV_MAX];
+static struct sockaddr_storage names[RECV_MAX];   /* recv_from_many's source addresses */
 
 /* The segment size of a GRO-coalesced datagram from its control messages, or 0 (not coalesced).
  * As py_recv_many reads it: a 2-byte value as unsigned 16 bits, otherwise the first 4 bytes as a
@@ -72,38 +77,43 @@ static long gro_segment(struct msghdr *mh)
     return 0;
 }
 
-PyDoc_STRVAR(recv_many_doc,
-"recv_many(fd, max_msgs) -> list of (bytes, gro_segment)\n\n"
-"Up to max_msgs (1..32, more is taken as 32) datagrams from the connected UDP socket fd, without\n"
-"blocking, in one recvmmsg. Fewer than asked: the queue is empty. Nothing read: OSError from errno.");
-
-static PyObject *recv_many(PyObject *Py_UNUSED(self), PyObject *const *args, Py_ssize_t nargs)
+/* fd and max_msgs from the arguments (max_msgs capped at RECV_MAX); 0, or -1 with an exception. */
+static int parse_args(PyObject *const *args, Py_ssize_t nargs, const char *name, int *fd, long *want)
 {
     if (nargs != 2) {
-        PyErr_SetString(PyExc_TypeError, "recv_many(fd, max_msgs) takes exactly 2 arguments");
-        return NULL;
+        PyErr_Format(PyExc_TypeError, "%s(fd, max_msgs) takes exactly 2 arguments", name);
+        return -1;
     }
     long fdl = PyLong_AsLong(args[0]);
     if (fdl == -1 && PyErr_Occurred())
-        return NULL;
+        return -1;
     if (fdl < INT_MIN || fdl > INT_MAX) {
         PyErr_SetString(PyExc_OverflowError, "fd out of range");
-        return NULL;
+        return -1;
     }
-    int fd = (int)fdl;
-    long want = PyLong_AsLong(args[1]);
-    if (want == -1 && PyErr_Occurred())
-        return NULL;
-    if (want < 1) {
+    *fd = (int)fdl;
+    *want = PyLong_AsLong(args[1]);
+    if (*want == -1 && PyErr_Occurred())
+        return -1;
+    if (*want < 1) {
         PyErr_SetString(PyExc_ValueError, "max_msgs must be at least 1");
-        return NULL;
+        return -1;
     }
-    if (want > RECV_MAX)
-        want = RECV_MAX;
+    if (*want > RECV_MAX)
+        *want = RECV_MAX;
+    return 0;
+}
+
+/* One recvmmsg of up to `want` datagrams into the arena (and their source addresses into `names`
+ * when asked): the number received, or -1 with an exception (OSError from errno, MemoryError). */
+static int receive(int fd, long want, int with_names)
+{
     if (arena == NULL) {
         arena = PyMem_RawMalloc((size_t)RECV_MAX * RECV_SIZE);
-        if (arena == NULL)
-            return PyErr_NoMemory();
+        if (arena == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
     }
     for (long i = 0; i < want; i++) {
         iovs[i].iov_base = arena + (size_t)i * RECV_SIZE;
@@ -113,10 +123,40 @@ static PyObject *recv_many(PyObject *Py_UNUSED(self), PyObject *const *args, Py_
         msgs[i].msg_hdr.msg_iovlen = 1;
         msgs[i].msg_hdr.msg_control = controls[i].buf;
         msgs[i].msg_hdr.msg_controllen = sizeof(controls[i].buf);
+        if (with_names) {
+            msgs[i].msg_hdr.msg_name = &names[i];
+            msgs[i].msg_hdr.msg_namelen = sizeof(names[i]);
+        }
     }
     int n = recvmmsg(fd, msgs, (unsigned int)want, MSG_DONTWAIT, NULL);
     if (n < 0)
-        return PyErr_SetFromErrno(PyExc_OSError);
+        PyErr_SetFromErrno(PyExc_OSError);
+    return n;
+}
+
+/* Datagram i's payload as bytes (a copy out of the arena). */
+static PyObject *payload(int i)
+{
+    size_t len = msgs[i].msg_len;
+    if (len > RECV_SIZE)               /* never from the kernel; not trusted either */
+        len = RECV_SIZE;
+    return PyBytes_FromStringAndSize((const char *)iovs[i].iov_base, (Py_ssize_t)len);
+}
+
+PyDoc_STRVAR(recv_many_doc,
+"recv_many(fd, max_msgs) -> list of (bytes, gro_segment)\n\n"
+"Up to max_msgs (1..32, more is taken as 32) datagrams from the connected UDP socket fd, without\n"
+"blocking, in one recvmmsg. Fewer than asked: the queue is empty. Nothing read: OSError from errno.");
+
+static PyObject *recv_many(PyObject *Py_UNUSED(self), PyObject *const *args, Py_ssize_t nargs)
+{
+    int fd;
+    long want;
+    if (parse_args(args, nargs, "recv_many", &fd, &want) < 0)
+        return NULL;
+    int n = receive(fd, want, 0);
+    if (n < 0)
+        return NULL;
     /* Everything the kernel wrote (lengths, control messages, payloads) is copied out before any
      * object the cycle collector tracks is made: making one (a list, a tuple) may run a collection,
      * whose finalizers are arbitrary Python code that may call recv_many for another socket (or let
@@ -125,10 +165,7 @@ static PyObject *recv_many(PyObject *Py_UNUSED(self), PyObject *const *args, Py_
     PyObject *payloads[RECV_MAX], *segments[RECV_MAX];
     int made = 0;
     for (; made < n; made++) {
-        size_t len = msgs[made].msg_len;
-        if (len > RECV_SIZE)           /* never from the kernel; not trusted either */
-            len = RECV_SIZE;
-        payloads[made] = PyBytes_FromStringAndSize((const char *)iovs[made].iov_base, (Py_ssize_t)len);
+        payloads[made] = payload(made);
         if (payloads[made] == NULL)
             goto fail;
         segments[made] = PyLong_FromLong(gro_segment(&msgs[made].msg_hdr));
@@ -163,14 +200,158 @@ fail:
     return NULL;
 }
 
+/* A source address, as plain C values copied out of `names` (see recv_from_many). */
+struct source {
+    int family;                        /* AF_INET, AF_INET6, or 0: no address / another family */
+    int port;
+    unsigned int flowinfo, scope_id;   /* AF_INET6 only */
+    PyObject *host;                    /* str, a new reference (shared by equal neighbours) */
+};
+
+/* names[i] -> *src, the host as Python's socket module writes it (makesockaddr: inet_ntop, no
+ * scope suffix; the scope id is the tuple's fourth item). 0, or -1 with an exception. */
+static int source_of(int i, struct source *src, const struct source *prev)
+{
+    const struct sockaddr_storage *ss = &names[i];
+    socklen_t len = msgs[i].msg_hdr.msg_namelen;
+    char buf[INET6_ADDRSTRLEN];
+    src->family = 0;
+    src->host = NULL;
+    if (len >= sizeof(struct sockaddr_in) && ss->ss_family == AF_INET) {
+        const struct sockaddr_in *a = (const struct sockaddr_in *)ss;
+        src->family = AF_INET;
+        src->port = ntohs(a->sin_port);
+        src->flowinfo = src->scope_id = 0;
+        if (prev != NULL && prev->family == AF_INET && i > 0
+            && memcmp(&((const struct sockaddr_in *)&names[i - 1])->sin_addr, &a->sin_addr, sizeof(a->sin_addr)) == 0) {
+            Py_INCREF(prev->host);     /* a burst from one peer: one str for all of it */
+            src->host = prev->host;
+            return 0;
+        }
+        if (inet_ntop(AF_INET, &a->sin_addr, buf, sizeof(buf)) == NULL) {
+            PyErr_SetFromErrno(PyExc_OSError);
+            return -1;
+        }
+    } else if (len >= sizeof(struct sockaddr_in6) && ss->ss_family == AF_INET6) {
+        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)ss;
+        src->family = AF_INET6;
+        src->port = ntohs(a->sin6_port);
+        src->flowinfo = ntohl(a->sin6_flowinfo);
+        src->scope_id = a->sin6_scope_id;
+        if (prev != NULL && prev->family == AF_INET6 && i > 0
+            && memcmp(&((const struct sockaddr_in6 *)&names[i - 1])->sin6_addr, &a->sin6_addr, sizeof(a->sin6_addr)) == 0) {
+            Py_INCREF(prev->host);
+            src->host = prev->host;
+            return 0;
+        }
+        if (inet_ntop(AF_INET6, &a->sin6_addr, buf, sizeof(buf)) == NULL) {
+            PyErr_SetFromErrno(PyExc_OSError);
+            return -1;
+        }
+    } else {
+        return 0;                      /* not an inet address (never on our sockets): None */
+    }
+    src->host = PyUnicode_FromString(buf);
+    return src->host == NULL ? -1 : 0;
+}
+
+static int same_source(const struct source *a, const struct source *b)
+{
+    return a->family != 0 && a->family == b->family && a->host == b->host && a->port == b->port
+           && a->flowinfo == b->flowinfo && a->scope_id == b->scope_id;
+}
+
+PyDoc_STRVAR(recv_from_many_doc,
+"recv_from_many(fd, max_msgs) -> list of (bytes, gro_segment, address)\n\n"
+"Up to max_msgs (1..32, more is taken as 32) datagrams from the UDP socket fd, without blocking, in\n"
+"one recvmmsg, each with its source address as socket.recvfrom gives it: (host, port) for IPv4,\n"
+"(host, port, flowinfo, scope_id) for IPv6. Fewer than asked: the queue is empty. Nothing read:\n"
+"OSError from errno.");
+
+static PyObject *recv_from_many(PyObject *Py_UNUSED(self), PyObject *const *args, Py_ssize_t nargs)
+{
+    int fd;
+    long want;
+    if (parse_args(args, nargs, "recv_from_many", &fd, &want) < 0)
+        return NULL;
+    int n = receive(fd, want, 1);
+    if (n < 0)
+        return NULL;
+    /* As in recv_many: first every payload, segment size and address is copied out of the shared
+     * buffers into untracked objects (bytes, int, str) and C values; only then are tuples and the
+     * list made, which may run Python code. */
+    PyObject *payloads[RECV_MAX], *segments[RECV_MAX];
+    struct source sources[RECV_MAX];
+    int made = 0;
+    for (; made < n; made++) {
+        payloads[made] = payload(made);
+        if (payloads[made] == NULL)
+            goto fail;
+        segments[made] = PyLong_FromLong(gro_segment(&msgs[made].msg_hdr));
+        if (segments[made] == NULL) {
+            Py_DECREF(payloads[made]);
+            goto fail;
+        }
+        if (source_of(made, &sources[made], made > 0 ? &sources[made - 1] : NULL) < 0) {
+            Py_DECREF(payloads[made]);
+            Py_DECREF(segments[made]);
+            goto fail;
+        }
+    }
+    PyObject *out = PyList_New(n);
+    if (out == NULL)
+        goto fail;
+    PyObject *addr = NULL;             /* the previous datagram's address tuple (borrowed from out) */
+    for (int i = 0; i < n; i++) {
+        PyObject *item = NULL;
+        if (addr != NULL && same_source(&sources[i], &sources[i - 1])) {
+            Py_INCREF(addr);           /* a burst from one peer: one tuple, as one dict key */
+        } else if (sources[i].family == AF_INET) {
+            addr = Py_BuildValue("(Oi)", sources[i].host, sources[i].port);
+        } else if (sources[i].family == AF_INET6) {
+            addr = Py_BuildValue("(OiII)", sources[i].host, sources[i].port, sources[i].flowinfo,
+                                 sources[i].scope_id);
+        } else {
+            addr = Py_None;
+            Py_INCREF(addr);
+        }
+        if (addr != NULL)
+            item = PyTuple_New(3);
+        if (item == NULL) {            /* the items not yet in `out` are still ours to release */
+            Py_XDECREF(addr);
+            for (int j = i; j < n; j++) {
+                Py_DECREF(payloads[j]);
+                Py_DECREF(segments[j]);
+                Py_XDECREF(sources[j].host);
+            }
+            Py_DECREF(out);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(item, 0, payloads[i]);   /* the tuple takes these references */
+        PyTuple_SET_ITEM(item, 1, segments[i]);
+        PyTuple_SET_ITEM(item, 2, addr);
+        Py_XDECREF(sources[i].host);   /* the address tuple holds its own reference */
+        PyList_SET_ITEM(out, i, item);
+    }
+    return out;
+fail:
+    for (int j = 0; j < made; j++) {
+        Py_DECREF(payloads[j]);
+        Py_DECREF(segments[j]);
+        Py_XDECREF(sources[j].host);
+    }
+    return NULL;
+}
+
 static PyMethodDef methods[] = {
     {"recv_many", (PyCFunction)(void (*)(void))recv_many, METH_FASTCALL, recv_many_doc},
+    {"recv_from_many", (PyCFunction)(void (*)(void))recv_from_many, METH_FASTCALL, recv_from_many_doc},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT, "appliance.native._udp",
-    "Many datagrams from a connected UDP socket per system call (appliance/transport/udp.py's twin).", -1,
+    "Many datagrams from a UDP socket per system call (appliance/transport/udp.py's twins).", -1,
     methods,
 };
 

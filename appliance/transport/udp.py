@@ -41,32 +41,39 @@ def _gro_seg(anc) -> int:
     return 0
 
 
-def py_recv_many(sock, rview: memoryview, max_msgs: int, gro: bool,
-                 held: list | None = None) -> list[tuple[bytes, int]]:
-    """Up to `max_msgs` datagrams from `sock` without blocking: [(payload, GRO segment size or 0)].
-    Fewer than asked: the queue is empty, or an error ended the batch. Nothing read: the OSError of
-    the first receive (BlockingIOError when empty). The pure-Python twin of the compiled
-    `_udp.recv_many`, which does this in one recvmmsg. An error after some datagrams (an ICMP
-    refusal that arrived meanwhile, say) is not lost: recvmmsg has the kernel keep it for the next
-    call, this keeps it in `held` (the caller's, one per socket) and raises it at the next call, so
-    both count it once."""
+def py_recv_from_many(sock, rview: memoryview, max_msgs: int, gro: bool,
+                      held: list | None = None) -> list[tuple[bytes, int, object]]:
+    """Up to `max_msgs` datagrams from `sock` without blocking: [(payload, GRO segment size or 0,
+    source address as recvfrom gives it)]. Fewer than asked: the queue is empty, or an error ended
+    the batch. Nothing read: the OSError of the first receive (BlockingIOError when empty). The
+    pure-Python twin of the compiled `_udp.recv_from_many`, which does this in one recvmmsg. An
+    error after some datagrams (an ICMP refusal that arrived meanwhile, say) is not lost: recvmmsg
+    has the kernel keep it for the next call, this keeps it in `held` (the caller's, one per
+    socket) and raises it at the next call, so both count it once."""
     if held:
         raise held.pop()
     out: list = []
     for _ in range(max_msgs):
         try:
             if gro:
-                n, anc, _flags, _addr = sock.recvmsg_into([rview], _GRO_CMSG)
+                n, anc, _flags, addr = sock.recvmsg_into([rview], _GRO_CMSG)
             else:
-                (n, _addr), anc = sock.recvfrom_into(rview), None
+                (n, addr), anc = sock.recvfrom_into(rview), None
         except OSError as e:
             if out:
                 if held is not None and not isinstance(e, (BlockingIOError, InterruptedError)):
                     held.append(e)      # as the kernel keeps any error but EAGAIN
                 break
             raise
-        out.append((rview[:n].tobytes(), _gro_seg(anc)))
+        out.append((rview[:n].tobytes(), _gro_seg(anc), addr))
     return out
+
+
+def py_recv_many(sock, rview: memoryview, max_msgs: int, gro: bool,
+                 held: list | None = None) -> list[tuple[bytes, int]]:
+    """py_recv_from_many without the addresses: the twin of the compiled `_udp.recv_many`, for a
+    connected socket (its datagrams all come from its peer)."""
+    return [(d, seg) for d, seg, _a in py_recv_from_many(sock, rview, max_msgs, gro, held)]
 
 
 class UdpTransport:
@@ -98,8 +105,9 @@ class UdpTransport:
         self.rview = memoryview(self.rbuf)
         # The compiled recvmmsg reads the descriptor itself: only for a real, connected socket (an
         # in-memory one from tests/fakes.py goes through py_recv_many and its own methods).
-        self._recv_many = _udp.recv_many if (_udp is not None and remote is not None
-                                             and type(self.sock) is socket.socket) else None
+        real = _udp is not None and type(self.sock) is socket.socket
+        self._recv_many = _udp.recv_many if real and remote is not None else None
+        self._recv_from_many = _udp.recv_from_many if real else None
         self._held: list[OSError] = []        # py_recv_many's error after some datagrams, for its next call
         # Datagrams per message in recv_payloads' last call: each message may be a GRO run of up
         # to 64, so asking for 32 could take 2048 where the caller's limit said 64. Until a call
@@ -113,17 +121,26 @@ class UdpTransport:
         return self.sock.fileno()
 
     def recv_batch(self, max_datagrams: int = 64) -> list[tuple[bytes, tuple]]:
+        """Datagrams with their source addresses, up to `max_datagrams` (a GRO-coalesced run may
+        overshoot it by one run), counted. Up to MANY_BATCH per call: the compiled recv_from_many
+        takes them in one recvmmsg (clients that send no GSO runs, OpenVPN's among them, otherwise
+        cost a system call and a Python loop turn per datagram: 20-23% of our server's samples with
+        OpenVPN's client uploading); its Python twin py_recv_from_many receives them one by one.
+        An ICMP refusal is counted and the batch goes on; another receive error is counted and ends
+        the batch; our socket gone raises PortGone."""
         out: list = []
-        sock = self.sock
+        many = self._recv_from_many
         calls = 0
         while len(out) < max_datagrams and calls < 2 * max_datagrams:
             calls += 1                  # errors and empty reads count too: a batch is bounded
+            # As many messages as fit in what is left if each is as long a run as last time (see
+            # recv_payloads).
+            want = max(1, min((max_datagrams - len(out)) // self._run_len, MANY_BATCH))
             try:
-                if self.gro:
-                    n, anc, _flags, addr = sock.recvmsg_into([self.rview], _GRO_CMSG)
-                else:
-                    n, addr = sock.recvfrom_into(self.rview)
-                    anc = None
+                # The descriptor afresh each time: closed meanwhile (by whatever Python code ran
+                # between two calls), its number may already be another socket's.
+                got = (many(self.sock.fileno(), want) if many is not None
+                       else py_recv_from_many(self.sock, self.rview, want, self.gro, self._held))
             except (BlockingIOError, InterruptedError):
                 break
             except ConnectionRefusedError:
@@ -134,15 +151,21 @@ class UdpTransport:
                     raise PortGone(f"UDP socket: receive failed: {e}") from e
                 self._error("receive", e)
                 break
-            seg = _gro_seg(anc)
-            # One copy out of the reused receive buffer into immutable bytes; a GRO batch is then
-            # cut into datagrams by slicing those bytes (the data channel wants bytes anyway).
-            data = self.rview[:n].tobytes()
-            if seg and seg < n:
-                for i in range(0, n, seg):
-                    out.append((data[i:i + seg], addr))
-            else:
-                out.append((data, addr))
+            longest = 1
+            for data, seg, addr in got:
+                n = len(data)
+                # A GRO batch is cut into datagrams by slicing the bytes (the data channel wants
+                # bytes anyway).
+                if seg and seg < n:
+                    run = [(data[i:i + seg], addr) for i in range(0, n, seg)]
+                    out += run
+                    longest = max(longest, len(run))
+                else:
+                    out.append((data, addr))
+            if got:
+                self._run_len = longest
+            if len(got) < want:
+                break                   # the queue is empty: no further call only to hear EAGAIN
         self.stats["received"] += len(out)
         return out
 
