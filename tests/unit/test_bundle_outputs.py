@@ -19,7 +19,7 @@ from appliance.config.bundle import OUTPUT_DIR, collect, write_dir
 from appliance.config.schema import load_appliance_config, validate_runtime
 from appliance.openvpn.config import load_config
 from appliance.openvpn.errors import ConfigError
-from tests.unit.test_config_volume import REPO, _server, pki  # noqa: F401 - pki is a fixture
+from tests.unit.test_config_volume import REPO, _config, _server, pki  # noqa: F401 - pki is a fixture
 
 DEBIAN = ("status /var/log/openvpn/openvpn-status.log\n"              # Debian's sample server.conf
           "ifconfig-pool-persist /var/log/openvpn/ipp.txt\n")
@@ -57,7 +57,10 @@ def test_debian_absolute_paths_go_to_the_vms_memory_under_their_names(tmp_path, 
 
 def test_relative_paths_no_longer_land_on_the_config_volume(tmp_path, pki):
     toml = _server(tmp_path, pki, "status openvpn-status.log 5\nifconfig-pool-persist logs/ipp.txt 30\n")
+    (toml.parent / "logs").mkdir()
+    (toml.parent / "logs/ipp.txt").write_text("bob,198.19.0.50,\n")     # the host server's own record
     b = collect(toml)
+    assert "ipp.txt" not in b.files                    # N > 0: written by the server, not carried
     assert {f"status {OUTPUT_DIR}/openvpn-status.log 5", f"ifconfig-pool-persist {OUTPUT_DIR}/ipp.txt 30"} \
         <= set(_profile_lines(b))
     _, o = _options_from(b, tmp_path)
@@ -74,6 +77,17 @@ def test_the_same_base_name_twice_gets_two_files_and_the_same_file_one(tmp_path,
     b = collect(_server(tmp_path, pki, "status /srv/a/x.log\nifconfig-pool-persist /srv/a/./x.log 30\n"))
     _, o = _options_from(b, tmp_path / "again")
     assert o.status[0] == o.ifconfig_pool_persist[0] == f"{OUTPUT_DIR}/x.log"
+
+
+def test_a_client_profiles_status_file_too(tmp_path, pki):
+    """Router mode writes OpenVPN's client status block (lan/status_line.py status_observers)."""
+    toml = _config(tmp_path, pki, "status /var/log/openvpn/client.log 10\n")
+    b = collect(toml)
+    cfg, o = _options_from(b, tmp_path)
+    assert o.status == (f"{OUTPUT_DIR}/client.log", 10)
+    from appliance.gateway.client_status import ClientStatusFile
+    from appliance.lan.status_line import status_observers
+    assert [x.path for x in status_observers(cfg, []) if isinstance(x, ClientStatusFile)] == [f"{OUTPUT_DIR}/client.log"]
 
 
 def test_a_path_on_the_config_volume_itself_is_pointed_away_too(tmp_path, pki):
