@@ -52,8 +52,9 @@ MAX_FILES = 256              # a directory the config names (ccd, CRL dir): more
 _FAT_NAME = re.compile(r"[A-Za-z0-9 !#$%&'()+,.;=@\[\]^_`{}~-]+")
 MAX_BYTES = 16 << 20         # all files together: a config volume is small
 # Where the VM writes what a config writes while it runs: boot/init.py makes it on the tmpfs it
-# mounts on /run (kept in RAM, gone at power-off).
-OUTPUT_DIR = "/run/vpn-appliance"
+# mounts on /run (kept in RAM, gone at power-off). A directory of its own: /run/vpn-appliance holds
+# the appliance's own records (router/route_record.py), which no name a config picks may replace.
+OUTPUT_DIR = "/run/vpn-appliance/openvpn"
 # A written file's name there is its base name cut to this many characters (its end kept): the
 # rewritten line must stay under OpenVPN's 255-byte line limit, and the directory is longer than
 # the relative name it replaces.

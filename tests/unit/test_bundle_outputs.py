@@ -220,3 +220,72 @@ def test_a_hand_made_volume_writing_elsewhere_stops_the_boot_with_file_line(tmp_
         prepare_outputs(load_appliance_config(str(toml)), str(tmp_path / "out"))
     assert [x.split(": ")[0:2] for x in str(e.value).splitlines()] == [
         [f"{prof}:10", "ifconfig-pool-persist"], [f"{prof}:11", "management"]]
+
+
+# PID 1 itself (boot/init.py main), run as the init of a PID and mount namespace of its own, as far
+# as it goes without a VM: its mounts (private to the namespace), the config chosen and loaded from a
+# read-only bundle, prepare_outputs, the lines said, then, instead of the appliance, a write where
+# the server would write, and its power-off (reboot() in a PID namespace ends only that namespace).
+_PID1 = r"""
+import os, sys
+if os.getpid() != 1:        # never the machine's own init: power_off() would power the machine off
+    sys.exit(3)
+import appliance.boot.init as init
+init.CONFIG = sys.argv[1]   # the baked config's place (no volume labelled VPNCONFIG is attached)
+
+
+def start(path):
+    from appliance.config.schema import load_appliance_config
+    from appliance.gateway.status import write_file
+    o = load_appliance_config(path).vpn_options
+    write_file(o.status[0], ["written"])
+    print("wrote", o.status[0], oct(os.stat(os.path.dirname(o.status[0])).st_mode & 0o7777),
+          open(o.status[0]).read().strip(), flush=True)
+    return 0
+
+
+init.start_appliance = start
+init.main()
+"""
+
+
+def _run_pid1(vol: Path) -> subprocess.CompletedProcess:
+    ro = f'mount --bind {vol} {vol} && mount -o remount,bind,ro {vol} && exec "$@"'
+    return subprocess.run(["unshare", "--pid", "--fork", "--mount", "--propagation", "private", "sh", "-c", ro, "sh",
+                           sys.executable, "-c", _PID1, str(vol / "appliance.toml")],
+                          capture_output=True, text=True, timeout=120, cwd=REPO)
+
+
+@pytest.fixture
+def volume_dir():
+    """Not under /tmp or /run: PID 1 mounts a tmpfs on each (in its own mount namespace)."""
+    import tempfile
+    d = Path(tempfile.mkdtemp(prefix="vmout-vol-", dir="/var/tmp"))
+    yield d
+    subprocess.run(["chmod", "-R", "u+w", str(d)], check=False)
+    import shutil
+    shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.mark.root
+def test_pid1_starts_a_bundled_config_with_its_files_in_memory(tmp_path, pki, volume_dir):
+    write_dir(collect(_server(tmp_path, pki, DEBIAN)), volume_dir)
+    r = _run_pid1(volume_dir)
+    out = r.stdout
+    assert f"config {volume_dir}/appliance.toml: hostname" in out, out + r.stderr
+    assert f"status {OUTPUT_DIR}/openvpn-status.log: in the VM's memory" in out
+    assert f"ifconfig-pool-persist {OUTPUT_DIR}/ipp.txt: addresses kept for this boot only" in out
+    assert f"wrote {OUTPUT_DIR}/openvpn-status.log 0o700 written" in out
+    assert "appliance stopped (status 0): powering off" in out and "FATAL" not in out
+    assert not Path(OUTPUT_DIR, "openvpn-status.log").exists()       # the namespace's /run, not the host's
+
+
+@pytest.mark.root
+def test_pid1_stops_a_hand_made_volume_writing_on_itself_with_file_line(tmp_path, pki, volume_dir):
+    toml = _server(tmp_path, pki, "status openvpn-status.log\n")
+    for p in [*toml.parent.iterdir(), pki / "ca.crt", pki / "client.crt", pki / "client.key"]:
+        (volume_dir / p.name).write_bytes(p.read_bytes().replace(str(pki).encode() + b"/", b""))
+    r = _run_pid1(volume_dir)
+    assert (f"FATAL: {volume_dir}/server.ovpn:10: status: {volume_dir}/openvpn-status.log: the VM writes files "
+            f"only in {OUTPUT_DIR}") in r.stdout, r.stdout + r.stderr
+    assert "configuration error: powering off" in r.stdout and "wrote" not in r.stdout

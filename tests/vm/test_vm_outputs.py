@@ -35,9 +35,9 @@ def test_server_vm_with_debians_output_paths_starts_and_writes_them_in_memory(pk
         q = boot(t, OUT, with_lan=False, config_disk=vol)
         assert q.wait_for("listening on UDP", 150), q.log()[-4000:]
         log = q.log()
-        assert "status /run/vpn-appliance/openvpn-status.log: in the VM's memory" in log
-        assert "ifconfig-pool-persist /run/vpn-appliance/ipp.txt: addresses kept for this boot only" in log
-        assert "management interface on /run/vpn-appliance/default-0.sock" in log
+        assert "status /run/vpn-appliance/openvpn/openvpn-status.log: in the VM's memory" in log
+        assert "ifconfig-pool-persist /run/vpn-appliance/openvpn/ipp.txt: addresses kept for this boot only" in log
+        assert "management interface on /run/vpn-appliance/openvpn/default-0.sock" in log
         cfg = tmp_path / "client.ovpn"
         cfg.write_text(client_profile(pki, "udp", None, "tls-crypt", remotes=[("198.18.0.2", 1194, "udp")]))
         cli = Proc(t["wan"], ["openvpn", "--config", str(cfg)], tmp_path / "client.log")
