@@ -176,6 +176,19 @@ def test_config_disk_says_where_each_written_file_goes(tmp_path, pki):
             f"({toml.parent / 'server.ovpn'}:11)") in r.stdout
 
 
+@pytest.mark.parametrize("written", ["{out}/../x.log", "{out}/sub/x.log", "{out}", "{out}x/y.log"])
+def test_a_hand_made_path_only_looking_like_the_directory_is_refused(tmp_path, pki, written):
+    """The check is on the normalised path's directory: `..` out of it, a subdirectory the VM never
+    makes, the directory itself, a sibling sharing its prefix."""
+    out = tmp_path / "out"
+    toml = _server(tmp_path, pki, f"status {written.format(out=out)}\n")
+    with pytest.raises(ConfigError) as e:
+        prepare_outputs(load_appliance_config(str(toml)), str(out))
+    assert (e.value.line, e.value.directive) == (10, "status")
+    toml = _server(tmp_path, pki, f"status {out}/./x.log\n")              # the same directory: taken
+    assert prepare_outputs(load_appliance_config(str(toml)), str(out)) == [f"status {out}/./x.log: in the VM's memory"]
+
+
 # ---------------------------------------------------------------- the VM's start-up, without QEMU
 def test_the_vms_start_up_on_a_read_only_volume_makes_the_directory_and_says_so(tmp_path, pki):
     """As PID 1 does after choose_config: the bundle on a read-only directory (the volume), the
