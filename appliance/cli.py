@@ -247,6 +247,8 @@ def cmd_config_disk(args: argparse.Namespace) -> int:
         return 1
     for name in sorted(b.files):
         print(f"{name:24} <- {b.origin[name]}")
+    for line in b.output_lines():
+        print(f"output: {line}")
     print(f"wrote {args.output} (FAT, label {LABEL}): attach it to the VM as a second disk")
     return 0
 

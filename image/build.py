@@ -642,6 +642,8 @@ def _main(a: argparse.Namespace) -> int:
         return 2
     for name in sorted(bundle.files):
         log(f"config: /etc/vpn-appliance/{name} <- {bundle.origin[name]}")
+    for line in bundle.output_lines():
+        log(f"output: {line}")
     build(bundle, a.out.resolve(), a.cache.resolve() if a.cache else None)
     return 0
 

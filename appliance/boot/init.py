@@ -133,6 +133,36 @@ def choose_config() -> str:
     return path
 
 
+def prepare_outputs(cfg, out_dir: str | None = None) -> list[str]:
+    """Make the directory where the VM writes what its config writes (`status`, a pool file, a
+    management socket: appliance/config/bundle.py OUTPUT_DIR, on the tmpfs mounted on /run) and
+    -> the lines to say about them at start. A written file the bundle did not point there (a
+    config volume made by hand) is a ConfigError at its line: its directory is the read-only
+    volume or one the VM lacks, and every write would fail with a warning (the socket: no start)."""
+    from appliance.config.bundle import OUTPUT_DIR, output_paths
+    from appliance.openvpn.config.model import ConfigErrors
+    from appliance.openvpn.errors import ConfigError
+    d = os.path.normpath(out_dir or OUTPUT_DIR)
+    os.makedirs(d, mode=0o700, exist_ok=True)
+    o = cfg.vpn_options
+    errors, lines = [], []
+    for fld, directive, p in output_paths(o):
+        conf, line = o.source.get(fld, (o.path, None))
+        if os.path.dirname(os.path.normpath(p)) != d:
+            errors.append(ConfigError(f"{p}: the VM writes files only in {d} (in memory: it has no writable disk "
+                                      "and its config volume is read-only); `vpn-appliance config-disk` writes "
+                                      "the volume with this line pointed there", conf, line, directive))
+        elif fld == "ifconfig_pool_persist":
+            lines.append(f"ifconfig-pool-persist {p}: addresses kept for this boot only (in memory, no "
+                         "writable disk); `ifconfig-pool-persist FILE 0` or a ccd `ifconfig-push` fixes them "
+                         "across boots")
+        else:
+            lines.append(f"{directive} {p}: in the VM's memory")
+    if errors:
+        raise ConfigErrors(errors) if len(errors) > 1 else errors[0]
+    return lines
+
+
 def main() -> None:
     try:
         stage("init")
@@ -162,12 +192,15 @@ def main() -> None:
         config = choose_config()
         try:
             cfg = load_appliance_config(config)
+            outputs = prepare_outputs(cfg)
         except ConfigError as e:
             for line in str(e).splitlines():
                 print(f"FATAL: {line}", flush=True)
             say("configuration error: powering off")
             power_off(2)
         say(f"config {config}: hostname {cfg.appliance.hostname}, role {cfg.vpn.role}")
+        for line in outputs:
+            say(line)
         stage("config")
         rc = start_appliance(config)
         say(f"appliance stopped (status {rc}): powering off")

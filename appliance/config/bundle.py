@@ -16,6 +16,15 @@ Which files: found from the parsers' own records, not by re-reading the text by 
   `ifconfig-pool-persist FILE 0`), at the line in `Options.source`; a directory whole or refused.
 The bundle is built only from a config that passes `check` (schema + key material), so a broken
 config is refused with file:line before anything is written.
+
+Files the config *writes* while it runs (output_paths: `status`, `ifconfig-pool-persist FILE N`
+with N > 0, a `management PATH unix` socket) are not carried but pointed at OUTPUT_DIR, the VM's
+one writable place (a tmpfs), under their own base name: the VM has no writable disk, its config
+volume is read-only, and a directory such as Debian's /var/log/openvpn does not exist there, so
+left as written each write failed with a warning (the management socket stopped the start). The
+decision is made here, once, so the VM runs the rewritten lines as any others (a reload re-reads
+the same ones) and `make image`/`config-disk` print it (Bundle.output_lines); the profile itself,
+run on a host, keeps its paths as written.
 """
 from __future__ import annotations
 
@@ -42,6 +51,14 @@ MAX_FILES = 256              # a directory the config names (ccd, CRL dir): more
 # mtools took `a:b` for a drive and wrote `b`, and a name out of ASCII is no name the VM can look up.
 _FAT_NAME = re.compile(r"[A-Za-z0-9 !#$%&'()+,.;=@\[\]^_`{}~-]+")
 MAX_BYTES = 16 << 20         # all files together: a config volume is small
+# Where the VM writes what a config writes while it runs: boot/init.py makes it on the tmpfs it
+# mounts on /run (kept in RAM, gone at power-off). A directory of its own: /run/vpn-appliance holds
+# the appliance's own records (router/route_record.py), which no name a config picks may replace.
+OUTPUT_DIR = "/run/vpn-appliance/openvpn"
+# A written file's name there is its base name cut to this many characters (its end kept): the
+# rewritten line must stay under OpenVPN's 255-byte line limit, and the directory is longer than
+# the relative name it replaces.
+MAX_OUTPUT_NAME = 64
 
 
 def _runtime_paths(o) -> list[tuple[str, str, bool, FileKind]]:
@@ -66,11 +83,63 @@ def _runtime_paths(o) -> list[tuple[str, str, bool, FileKind]]:
     return out
 
 
+def output_paths(o) -> list[tuple[str, str, str]]:
+    """(Options field, directive, path) of every file the config writes while it runs. Not `log`,
+    `log-append` or `writepid`: accepted without effect (the appliance logs to stderr and runs
+    in the foreground), on a host as in the VM."""
+    out = []
+    if getattr(o, "status", None):
+        out.append(("status", "status", o.status[0]))
+    pool = getattr(o, "ifconfig_pool_persist", None)
+    if pool and pool[1] > 0:                     # N = 0: only read (an input, _runtime_paths)
+        out.append(("ifconfig_pool_persist", "ifconfig-pool-persist", pool[0]))
+    if getattr(o, "management", None) and o.management[1] == "unix":
+        out.append(("management", "management", o.management[0]))   # its socket, made at start
+    return out
+
+
+@dataclass(frozen=True)
+class Output:
+    """A file the config writes while it runs, and where the VM writes it instead."""
+    directive: str
+    written: str          # the path the config names (relative ones resolved against its directory)
+    vm_path: str          # under the bundle's output_dir
+    where: str            # file:line of the directive
+
+
 @dataclass
 class Bundle:
-    """Flat file name -> bytes; `appliance.toml` is the entry point. `origin` says where each came from."""
+    """Flat file name -> bytes; `appliance.toml` is the entry point. `origin` says where each came from.
+    `outputs`: the files the config writes while it runs, each pointed at `output_dir`."""
     files: dict[str, bytes] = field(default_factory=dict)
     origin: dict[str, str] = field(default_factory=dict)
+    outputs: list[Output] = field(default_factory=list)
+    output_dir: str = OUTPUT_DIR
+
+    def output_for(self, src: str, directive: str, where: str) -> str:
+        """The VM's path for the written file `src`: `output_dir/BASENAME`, the same one each time
+        the same file is named (two directives writing one file still write one), another name
+        (`2-BASENAME`) for another file of the same base name."""
+        for o in self.outputs:
+            if o.written == src:
+                vm = o.vm_path
+                break
+        else:
+            stem = re.sub(r"[^A-Za-z0-9._-]", "_", os.path.basename(src.rstrip("/")))[-MAX_OUTPUT_NAME:]
+            stem = stem.lstrip(".") or "file"                 # no hidden file, never `.` or `..`
+            used = {os.path.basename(o.vm_path) for o in self.outputs}
+            name, n = stem, 1
+            while name in used:
+                n += 1
+                name = f"{n}-{stem}"
+            vm = os.path.join(self.output_dir, name)
+        self.outputs.append(Output(directive, src, vm, where))
+        return vm
+
+    def output_lines(self) -> list[str]:
+        """What `make image` and `config-disk` print for the written files, one line each."""
+        return [f"{o.vm_path} <- {o.directive} {o.written} ({o.where}): written in the VM's memory, "
+                "gone at power-off" for o in self.outputs]
 
     def name_for(self, src: str, taken_by: dict[str, str]) -> str:
         """A plain, FAT-safe name for `src`, the same one each time the same file is named."""
@@ -110,10 +179,13 @@ def _rewrite_lines(text: str, base: str, renames: dict[int, dict[str, str]]) -> 
         ln = by_number.get(number)
         if ln is None or ln.tokens is None or ln.inline is not None:
             continue
-        toks = []
-        for t in ln.tokens:
-            p = t if os.path.isabs(t) else os.path.join(base, t)
-            toks.append(paths.get(os.path.normpath(p), t))
+        toks = [ln.tokens[0]]                   # the directive: `status status` names a file `status`
+        left = dict(paths)
+        for t in ln.tokens[1:]:
+            p = os.path.normpath(t if os.path.isabs(t) else os.path.join(base, t))
+            # Each path once, its first token: in `status 20 20` (a file named 20, every 20 s)
+            # the second 20 is the interval, which a rename made a path the VM refused.
+            toks.append(left.pop(p, t))
         end = "\n" if out[number - 1].endswith("\n") else ""
         out[number - 1] = " ".join(shlex.quote(t) if re.search(r"[\s'\"\\#;]", t) else t for t in toks) + end
     return "".join(out)
@@ -147,6 +219,14 @@ def _named_files(b: Bundle, text: str, path: str, taken: dict[str, str], offset:
             b.add(name, read_regular_file(p, kind), p)
         if src is not None and src[1] is not None:
             renames.setdefault(src[1] + offset, {})[p] = name
+    for fld, directive, p in output_paths(opts):
+        src = opts.source.get(fld)
+        if src is None or src[1] is None:
+            raise ConfigError("cannot find the line of this directive to point it at the VM's "
+                              f"{b.output_dir}", path, None, directive)
+        line = src[1] + offset
+        p = os.path.normpath(p)
+        renames.setdefault(line, {})[p] = b.output_for(p, directive, f"{src[0]}:{line}")
     return renames
 
 
@@ -210,12 +290,13 @@ def _toml_line_set(text: str, line: int, key: str, value: str) -> str:
     return "".join(out)
 
 
-def collect(toml_path: str | Path) -> Bundle:
-    """`check` the TOML (raises ConfigError with file:line), then gather it and every file it names."""
+def collect(toml_path: str | Path, output_dir: str = OUTPUT_DIR) -> Bundle:
+    """`check` the TOML (raises ConfigError with file:line), then gather it and every file it names.
+    `output_dir`: where the VM writes the files the config writes (tests: a directory of theirs)."""
     toml_path = str(toml_path)
     cfg = load_appliance_config(toml_path)
     validate_runtime(cfg)
-    b = Bundle()
+    b = Bundle(output_dir=output_dir)
     taken: dict[str, str] = {}
     text = read_regular_file(toml_path, CONFIG).decode("utf-8")
     for sec in SECTIONS:
