@@ -37,7 +37,8 @@ def test_server_vm_with_debians_output_paths_starts_and_writes_them_in_memory(pk
         log = q.log()
         assert "status /run/vpn-appliance/openvpn/openvpn-status.log: in the VM's memory" in log
         assert "ifconfig-pool-persist /run/vpn-appliance/openvpn/ipp.txt: addresses kept for this boot only" in log
-        assert "management interface on /run/vpn-appliance/openvpn/default-0.sock" in log
+        # said when the interface opens, which may come after the UDP socket's line
+        assert q.wait_for("management interface on /run/vpn-appliance/openvpn/default-0.sock", 30), q.log()[-4000:]
         cfg = tmp_path / "client.ovpn"
         cfg.write_text(client_profile(pki, "udp", None, "tls-crypt", remotes=[("198.18.0.2", 1194, "udp")]))
         cli = Proc(t["wan"], ["openvpn", "--config", str(cfg)], tmp_path / "client.log")
