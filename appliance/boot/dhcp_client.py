@@ -188,8 +188,8 @@ class Policy:
     defaults: 15 s of asking, then pauses of 5, 10, 20, 40, 60, 60... s -- a modem's DHCP server up
     1-3 minutes after the router is answered within a minute, and the WAN segment sees 5 small
     broadcasts a minute meanwhile. A line is logged for each try of the first round, then at most
-    every `log_every` (with the drop counters). RENEWING/REBINDING: `retry_min` (RFC 2131 4.4.5's
-    60 s) and T1 within `min_renew`..`max_renew`, see lease_timing."""
+    every `log_every` (with the drop counters). RENEWING/REBINDING: REQUESTs `retry_min` (RFC 2131
+    4.4.5's 60 s) to `max_renew` apart (retransmit_at); T1 within `min_renew`..`max_renew` (lease_timing)."""
     reply_wait: float = 3.0
     tries: int = 5
     pause_first: float = 5.0
@@ -256,11 +256,12 @@ def phase(now: float, renew_at: float, rebind_at: float, expires: float) -> str:
     return REBINDING if now < expires else EXPIRED
 
 
-def retransmit_at(sent: float, end: float, retry_min: float = RETRY_MIN) -> float:
+def retransmit_at(sent: float, end: float, retry_min: float = RETRY_MIN, retry_max: float = MAX_RENEW) -> float:
     """When to send the next RENEWING/REBINDING REQUEST after one sent at `sent` went
     unanswered: after half the time left until `end` (T2, or the expiry), at least `retry_min`
-    later (RFC 2131 4.4.5), never past `end` (then the next state's REQUEST goes)."""
-    return min(end, sent + max(retry_min, (end - sent) / 2))
+    later (RFC 2131 4.4.5), at most `retry_max` (an 'infinite' lease's T2 is a century away: its
+    renewal must not wait half of that), never past `end` (then the next state's REQUEST goes)."""
+    return min(end, sent + min(retry_max, max(retry_min, (end - sent) / 2)))
 
 
 def parse_reply_untrusted(data: bytes) -> Reply | None:
@@ -617,7 +618,7 @@ class _Client:
                 self.bind(lease, *got, "init")
         else:
             end = lease.rebind_at if state == RENEWING else lease.expires
-            nxt = retransmit_at(sent, end, self.policy.retry_min)
+            nxt = retransmit_at(sent, end, self.policy.retry_min, self.policy.max_renew)
             log.info("%s: DHCP %s request unanswered (replies dropped: %s); next in %.0f s",
                      self.ifname, state, self._dropped(), nxt - self.clock())
             self._sleep(nxt - self.clock())

@@ -88,6 +88,11 @@ def test_retransmissions_halve_the_time_left_down_to_a_minute_and_stop_at_the_en
     assert retransmit_at(980, 1000) == 1000         # ... but not past the end: the next state's turn
 
 
+def test_an_infinite_lease_that_is_not_renewed_is_asked_again_within_12_hours():
+    t = lease_timing(0xFFFFFFFF)
+    assert retransmit_at(t.t1, t.t2) == t.t1 + dc.MAX_RENEW            # not half a century later
+
+
 def test_a_day_lease_with_no_server_renews_and_rebinds_as_rfc_2131_then_expires():
     """The renewal thread's walk when nothing answers: unicast REQUESTs from T1 to T2, spaced by
     half the time left (>= 60 s); broadcast from T2 to the expiry; then INIT (acquire), where the
