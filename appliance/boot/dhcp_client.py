@@ -54,7 +54,6 @@ log = logging.getLogger("vpn-appliance")
 MAX_REPLIES = 256
 FLOOD_BURST, FLOOD_PAUSE = 32, 0.01
 MIN_RENEW, MAX_RENEW = 30, 12 * 3600   # T1 (renewal), whatever the server says, within these bounds (s)
-MIN_LEASE = 2 * MIN_RENEW              # a shorter lease is taken as this long (a 0 s lease: no loop)
 RETRY_MIN = 60.0                       # RENEWING/REBINDING retransmit at least this far apart (RFC 2131 4.4.5)
 DEFAULT_PREFIX = 24                    # no netmask option: what this client always assumed
 MAGIC = b"\x63\x82\x53\x63"
@@ -218,7 +217,7 @@ class Timing:
 def lease_timing(lease_time: int, t1: int | None = None, t2: int | None = None,
                  policy: Policy = Policy()) -> Timing:
     """T1 and T2 as the server sent them (options 58, 59) when 0 < T1 < T2 < lease, else the RFC's
-    defaults (half the lease, 7/8 of it); bounded: a lease under MIN_LEASE is taken as that long,
+    defaults (half the lease, 7/8 of it); bounded: a lease under 2 x min_renew (a minute) is taken as that long,
     so a lease of 0 s does not make the client ask in a loop; T1 within min_renew..max_renew, so an
     'infinite' lease (0xffffffff) does not keep a changed network unnoticed either (the renewal
     comes at least every 12 h; the lease itself never runs out)."""

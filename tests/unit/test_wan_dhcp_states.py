@@ -294,3 +294,24 @@ def test_sigterm_stops_the_boots_wait_at_once():
         p.kill()
     assert p.returncode == 0 and "SIGTERM while waiting for a DHCP lease: stopping" in out
     assert "not stopped" not in out and took < 2
+
+
+# ---------------------------------------------------------------- where a RENEWING request may go
+
+@pytest.mark.parametrize("server_id, kept", [("198.18.0.1", True), ("203.0.113.9", True), ("127.0.0.1", False),
+                                             ("255.255.255.255", False), ("0.0.0.0", False), ("224.0.0.1", False),
+                                             ("169.254.0.1", False), ("198.18.0.55", False)])
+def test_a_server_id_the_renewal_cannot_be_unicast_to_is_no_server_id(server_id, kept):
+    """The RENEWING REQUEST goes unicast to the lease's server id: never to the loopback, a
+    broadcast or multicast address, or ourselves (yiaddr 198.18.0.55); without one the renewal
+    is broadcast (any server may answer, the address checks as ever)."""
+    import socket
+    from appliance.boot.dhcp_client import ACK, build_message, check_reply_untrusted, parse_reply_untrusted
+    body = bytearray(build_message(ACK, 9, b"\x52\x54\0\0\0\1")[:240])
+    body[0] = 2
+    body[16:20] = socket.inet_aton("198.18.0.55")
+    r = parse_reply_untrusted(bytes(body) + bytes([53, 1, ACK, 54, 4]) + socket.inet_aton(server_id)
+                              + bytes([1, 4, 255, 255, 255, 0, 58, 4, 0, 0, 0, 100, 59, 4, 0, 0, 0, 200]) + b"\xff")
+    o = check_reply_untrusted(r)
+    assert isinstance(o, Offer) and o.server == (server_id if kept else None)
+    assert (o.renew, o.rebind) == (100, 200)                      # T1, T2 as sent; lease_timing judges them
