@@ -382,6 +382,15 @@ def _v4(ns: Netns, dev: str) -> list[str]:
     return [a for a in _addresses(ns, dev) if ":" not in a]
 
 
+def _tunnel_route(dhcp: Dhcp) -> None:
+    """What the tunnel adds once the WAN is up: a host route to the VPN server via the WAN router."""
+    dhcp.cli.run(f"ip route add {VPN_SERVER}/32 via {SERVER} dev {dhcp.cdev}")
+
+
+def _tunnel_route_kept(dhcp: Dhcp) -> bool:
+    return f"{VPN_SERVER} via {SERVER}" in dhcp.cli.run(f"ip -4 route show {VPN_SERVER}").stdout
+
+
 def _mac(ns: Netns, dev: str) -> str:
     return ns.run(f"cat /sys/class/net/{dev}/address").stdout.strip().replace(":", "")
 
@@ -414,7 +423,10 @@ def test_a_renewal_is_a_unicast_request_to_the_server_and_changes_nothing_on_the
     dhcp.start_dnsmasq()
     segment = dhcp.start_segment()
     client = dhcp.start_client(SHORT, seconds=5)
+    assert client.wait_for(r"BOOT \{", 15), client.log()
+    _tunnel_route(dhcp)
     assert client.wait_for(r"FINAL \{", 20), client.log()
+    assert _tunnel_route_kept(dhcp)
     boot, final = dhcp.lease("BOOT"), dhcp.lease("FINAL")
     assert "DHCP lease (renewing)" in client.log()
     assert final["address"] == boot["address"] == GOOD and final["expires"] > boot["expires"]
@@ -440,6 +452,7 @@ def test_a_server_gone_at_t1_and_back_by_t2_is_found_by_rebinding_past_a_rogue(d
     dhcp.start_segment("rebinding", naks=3)
     client = dhcp.start_client(SHORT, seconds=11)
     assert client.wait_for(r"BOOT \{", 15), client.log()
+    _tunnel_route(dhcp)
     first.stop()                                                 # gone before T1 (3 s)
     assert client.wait_for("DHCP renewing request unanswered", 8), client.log()
     back = dhcp.start_dnsmasq()                                  # before T2 (9 s)
@@ -448,6 +461,7 @@ def test_a_server_gone_at_t1_and_back_by_t2_is_found_by_rebinding_past_a_rogue(d
     os.kill(back.p.pid, signal.SIGCONT)
     assert client.wait_for(r"FINAL \{", 15), client.log()
     assert "DHCP lease (rebinding)" in client.log() and "(init)" not in client.log()
+    assert _tunnel_route_kept(dhcp)
     assert dhcp.lease("FINAL")["address"] == GOOD and _v4(dhcp.cli, dhcp.cdev) == [f"{GOOD}/24"]
     pk = dhcp.packets()
     requests = [p for p in pk if p["type"] == 3 and p["ciaddr"] == GOOD]
@@ -466,11 +480,13 @@ def test_a_forged_nak_storm_while_renewing_does_not_lose_the_lease(dhcp):
     dhcp.start_segment("renewing", naks=500)
     client = dhcp.start_client(SHORT, seconds=6)
     assert client.wait_for(r"BOOT \{", 15), client.log()
+    _tunnel_route(dhcp)
     os.kill(dnsmasq.p.pid, signal.SIGSTOP)                      # before T1 (3 s): the REQUEST waits in its socket
     assert dhcp.segment.wait_for("forged", 10), client.log()
     os.kill(dnsmasq.p.pid, signal.SIGCONT)
     assert client.wait_for(r"FINAL \{", 15), client.log()
     assert "DHCP lease (renewing)" in client.log() and "refused (NAK)" not in client.log()
+    assert _tunnel_route_kept(dhcp)
     assert dhcp.lease("FINAL")["address"] == GOOD and _v4(dhcp.cli, dhcp.cdev) == [f"{GOOD}/24"]
     drops = dhcp.drops()
     assert "another server=1" in drops and "another address while the lease holds=1" in drops
