@@ -570,7 +570,7 @@ class _Client:
              lease.renew_at, lease.rebind_at, lease.expires, lease.on_nic) = (
                 offer.address, offer.prefixlen, offer.router, list(offer.dns), offer.server, offer.lease_time,
                 sent + t.t1, sent + t.t2, sent + t.lease, True)
-        log.info("%s: DHCP lease (%s) %s; renewal in %.0f s, rebinding in %.0f s", self.ifname, how, lease,
+        log.info("%s: DHCP lease %s (%s; renewal in %.0f s, rebinding in %.0f s)", self.ifname, lease, how,
                  t.t1, t.t2)
 
     def _expire(self, lease: Lease) -> None:
