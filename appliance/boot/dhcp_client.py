@@ -40,7 +40,7 @@ import struct
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Callable, Iterator, Sequence
 
 from pyroute2 import IPRoute
 
@@ -435,7 +435,8 @@ class _Client:
     `clock` and `rand` are time.monotonic and random.random, apart from in tests."""
 
     def __init__(self, ifname: str, mac: bytes, avoid: Sequence[ipaddress.IPv4Network], policy: Policy,
-                 stop: threading.Event, clock=time.monotonic, rand=random.random) -> None:
+                 stop: threading.Event, clock: Callable[[], float] = time.monotonic,
+                 rand: Callable[[], float] = random.random) -> None:
         self.ifname, self.mac, self.avoid, self.policy, self.stop = ifname, mac, tuple(avoid), policy, stop
         self.clock, self.rand = clock, rand
         self.drops = Drops(ifname, clock)
@@ -624,7 +625,7 @@ class _Client:
 
 
 @contextlib.contextmanager
-def _sigterm_stops(ifname: str):
+def _sigterm_stops(ifname: str) -> Iterator[None]:
     """SIGTERM stops the boot's wait for a lease (SystemExit(0), the status of a stop at
     SIGTERM), undoing what was set up on the way out (run_toml's finally). Why: the wait is
     unbounded now, and a host's process (`vpn-appliance run`, a service stop) dies of an
