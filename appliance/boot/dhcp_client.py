@@ -620,7 +620,7 @@ class _Client:
             end = lease.rebind_at if state == RENEWING else lease.expires
             nxt = retransmit_at(sent, end, self.policy.retry_min, self.policy.max_renew)
             log.info("%s: DHCP %s request unanswered (replies dropped: %s); next in %.0f s",
-                     self.ifname, state, self._dropped(), nxt - self.clock())
+                     self.ifname, state, self._dropped(), max(0.0, nxt - self.clock()))
             self._sleep(nxt - self.clock())
 
 
