@@ -1,36 +1,46 @@
-"""A small DHCP client for the WAN NIC (RFC 2131: DISCOVER, OFFER, REQUEST, ACK; renewal at T1).
+"""A small DHCP client for the WAN NIC (RFC 2131: DISCOVER, OFFER, REQUEST, ACK; RENEWING at T1,
+REBINDING at T2, INIT again only when the lease has run out).
 
-Why our own: the image has no shell and no dhclient/udhcpc; this is ~150 lines and runs inside the
-appliance process (a daemon thread renews the lease). The codec is pure and unit-tested; the client
-uses a UDP socket bound to the interface (SO_BINDTODEVICE) with the broadcast flag set, so offers
-reach us before the interface has an address.
+Why our own: the image has no shell and no dhclient/udhcpc; this runs inside the appliance process
+(a daemon thread keeps the lease). The codec is pure and unit-tested; the client uses a UDP socket
+bound to the interface (SO_BINDTODEVICE) with the broadcast flag set, so offers reach us before the
+interface has an address. The same socket sends the RENEWING request unicast to the server: once
+the NIC has its address the kernel picks it as the source, and the server's unicast ACK to that
+address reaches the socket bound to 0.0.0.0:68 (the kill switch lets udp 68 -> 67 out).
+
+At boot the client asks until a lease comes (`Policy`: rounds of DISCOVERs, pauses doubling to a
+minute, jittered), as dhclient and systemd-networkd do: a router VM back from a power cut before
+the modem's DHCP server is up must not power itself off for good (it gave up after 5 tries of 3 s,
+and PID 1 powered the VM off). SIGTERM still stops it at once (a host's service stop).
 
 Whatever answers on the WAN segment is untrusted (a rogue DHCP server races the real one): an
 offer or ACK is used only when `check_reply_untrusted` finds everything we apply usable (address,
 netmask, router); anything else -- another transaction, another client's hardware address, an
 answer from a server other than the one we asked, an unusable field -- is dropped, counted in
-`Drops` and logged at a limited rate, and the client keeps waiting for a usable one. So one bad
-reply can neither stop PID 1 (an exception at boot powers the VM off) nor leave the WAN without
-its address. A renewal that gets the address the NIC already has changes nothing on it: removing
-the NIC's last address makes the kernel drop every route through it, the tunnel's host route to
-the VPN server among them. And while the lease holds, a renewal takes only that address (and
-prefix): it asks for it (option 50), and another server's faster offer of another usable address
--- a rogue's, anyone's on the segment -- is dropped ("another address while the lease holds"),
-where before it moved the WAN at every renewal, its routes with it. Only a lease that has run
-out is replaced by whatever usable lease comes.
+`Drops` and logged at a limited rate, and the client keeps waiting for a usable one. A NAK never
+ends a wait by itself (anyone can NAK in the server's name): an ACK that follows it wins. A
+renewal that gets the address the NIC already has changes nothing on it: removing the NIC's last
+address makes the kernel drop every route through it, the tunnel's host route to the VPN server
+among them. And while the lease holds, the client takes only that address (and prefix): another
+server's faster answer with another usable address -- a rogue's, anyone's on the segment -- is
+dropped ("another address while the lease holds"), also after a NAK has sent it back to INIT. At
+expiry (no server answered since T1) one more round of DISCOVERs runs with the address still in
+place; then the address goes (RFC 2131: a lease that ran out is not used) and the client asks on.
 """
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ipaddress
 import logging
 import random
+import signal
 import socket
 import struct
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Callable, Iterator, Sequence
 
 from pyroute2 import IPRoute
 
@@ -43,7 +53,8 @@ log = logging.getLogger("vpn-appliance")
 # the server's reply out of it: the kernel filters what is for another transaction first (only_ours).
 MAX_REPLIES = 256
 FLOOD_BURST, FLOOD_PAUSE = 32, 0.01
-MIN_RENEW, MAX_RENEW = 30, 12 * 3600   # renewal at half the lease time, within these bounds (s)
+MIN_RENEW, MAX_RENEW = 30, 12 * 3600   # T1 (renewal), whatever the server says, within these bounds (s)
+RETRY_MIN = 60.0                       # RENEWING/REBINDING retransmit at least this far apart (RFC 2131 4.4.5)
 DEFAULT_PREFIX = 24                    # no netmask option: what this client always assumed
 MAGIC = b"\x63\x82\x53\x63"
 DISCOVER, OFFER, REQUEST, DECLINE, ACK, NAK = 1, 2, 3, 4, 5, 6
@@ -51,9 +62,12 @@ DISCOVER, OFFER, REQUEST, DECLINE, ACK, NAK = 1, 2, 3, 4, 5, 6
 
 def build_message(kind: int, xid: int, mac: bytes, requested: str | None = None, server: str | None = None,
                   ciaddr: str = "0.0.0.0") -> bytes:
-    hdr = struct.pack("!BBBBIHH4s4s4s4s16s64s128s", 1, 1, 6, 0, xid, 0, 0x8000, socket.inet_aton(ciaddr),
+    """A client message. With `ciaddr` (RENEWING, REBINDING: we have the address) the broadcast
+    flag is off: the server answers unicast to ciaddr (RFC 2131 4.1), as it does anyway."""
+    flags = 0x8000 if ciaddr == "0.0.0.0" else 0
+    hdr = struct.pack("!BBBBIHH4s4s4s4s16s64s128s", 1, 1, 6, 0, xid, 0, flags, socket.inet_aton(ciaddr),
                       bytes(4), bytes(4), bytes(4), mac.ljust(16, b"\0"), b"", b"")
-    opts = bytes([53, 1, kind]) + bytes([55, 5, 1, 3, 6, 51, 54]) + bytes([61, 7, 1]) + mac
+    opts = bytes([53, 1, kind]) + bytes([55, 7, 1, 3, 6, 51, 54, 58, 59]) + bytes([61, 7, 1]) + mac
     if requested:
         opts += bytes([50, 4]) + socket.inet_aton(requested)
     if server:
@@ -87,6 +101,8 @@ class Offer:
     dns: tuple[str, ...]
     server: str | None
     lease_time: int
+    renew: int | None = None        # T1 and T2 as the server sent them (options 58, 59): lease_timing checks
+    rebind: int | None = None
 
 
 class Drops:
@@ -123,8 +139,10 @@ def check_reply_untrusted(r: Reply, avoid: Sequence[ipaddress.IPv4Network] = ())
     contiguous and /8../32, the subnet overlapping none of `avoid` (the LAN's networks: the
     kernel would route the LAN's packets out of the WAN, as the config refuses for a static WAN
     address); the router (option 3, its first address) unicast, inside the subnet, not yiaddr.
-    The lease time is kept as sent (renewal bounds it); DNS servers that are not unicast are left
-    out (only shown: the tunnel's DNS comes from the VPN server)."""
+    The lease, T1 and T2 times are kept as sent (lease_timing bounds them); DNS servers that are
+    not unicast are left out (only shown: the tunnel's DNS comes from the VPN server); a server id
+    that is not a unicast address other than ours is no server id (a RENEWING request goes
+    unicast to it: not to the loopback, a broadcast or ourselves)."""
     addr = ipaddress.IPv4Address(r.yiaddr)
     if not _unicast(addr):
         return "unusable address"
@@ -151,14 +169,98 @@ def check_reply_untrusted(r: Reply, avoid: Sequence[ipaddress.IPv4Network] = ())
     raw_dns = r.options.get(6, b"")
     dns = tuple(str(d) for d in (ipaddress.IPv4Address(raw_dns[i:i + 4]) for i in range(0, len(raw_dns) - 3, 4))
                 if _unicast(d))[:8]
-    lease_time = struct.unpack("!I", r.options[51])[0] if len(r.options.get(51, b"")) == 4 else 3600
-    return Offer(str(addr), prefix, router, dns, r.server_id, lease_time)
+    lease_time, t1, t2 = (struct.unpack("!I", r.options[c])[0] if len(r.options.get(c, b"")) == 4 else None
+                          for c in (51, 58, 59))
+    server = r.server_id
+    if server is not None and (not _unicast(ipaddress.IPv4Address(server)) or server == str(addr)):
+        server = None
+    return Offer(str(addr), prefix, router, dns, server, 3600 if lease_time is None else lease_time, t1, t2)
+
+
+@dataclass(frozen=True)
+class Policy:
+    """The client's times, in seconds: the appliance's defaults; tests shorten them.
+
+    INIT (boot, or a lease gone): rounds of `tries` DISCOVERs, each waiting `reply_wait` for an
+    offer (and its REQUEST as long for the ACK), then a pause before the next round: `pause_first`,
+    doubling up to `pause_max`, +-`jitter` (VMs booting together do not ask in step). With the
+    defaults: 15 s of asking, then pauses of 5, 10, 20, 40, 60, 60... s -- a modem's DHCP server up
+    1-3 minutes after the router is answered within a minute, and the WAN segment sees 5 small
+    broadcasts a minute meanwhile. A line is logged for each try of the first round, then at most
+    every `log_every` (with the drop counters). RENEWING/REBINDING: REQUESTs `retry_min` (RFC 2131
+    4.4.5's 60 s) to `max_renew` apart (retransmit_at); T1 within `min_renew`..`max_renew` (lease_timing)."""
+    reply_wait: float = 3.0
+    tries: int = 5
+    pause_first: float = 5.0
+    pause_max: float = 60.0
+    jitter: float = 0.1
+    log_every: float = 60.0
+    retry_min: float = RETRY_MIN
+    min_renew: float = MIN_RENEW
+    max_renew: float = MAX_RENEW
+
+    def pause(self, rounds: int, rand: float) -> float:
+        """The pause after `rounds` (>= 1) unanswered rounds; `rand` in [0, 1) (random.random())."""
+        base = min(self.pause_max, self.pause_first * 2 ** min(rounds - 1, 30))
+        return base * (1 + self.jitter * (2 * rand - 1))
+
+
+@dataclass(frozen=True)
+class Timing:
+    """When to renew (T1), rebind (T2) and give up the address (the lease), in seconds from the
+    moment the REQUEST that got the lease was sent (RFC 2131 4.4.1)."""
+    t1: float
+    t2: float
+    lease: float
+
+
+def lease_timing(lease_time: int, t1: int | None = None, t2: int | None = None,
+                 policy: Policy = Policy()) -> Timing:
+    """T1 and T2 as the server sent them (options 58, 59) when 0 < T1 < T2 < lease, else the RFC's
+    defaults (half the lease, 7/8 of it); bounded: a lease under 2 x min_renew (a minute) is taken as that long,
+    so a lease of 0 s does not make the client ask in a loop; T1 within min_renew..max_renew, so an
+    'infinite' lease (0xffffffff) does not keep a changed network unnoticed either (the renewal
+    comes at least every 12 h; the lease itself never runs out)."""
+    lease = float(max(lease_time, 2 * policy.min_renew))
+    d1, d2 = lease / 2, lease * 7 / 8
+    if t1 is not None and t2 is not None and 0 < t1 < t2 < lease:
+        r1, r2 = float(t1), float(t2)
+    elif t1 is not None and 0 < t1 < d2:
+        r1, r2 = float(t1), d2
+    elif t2 is not None and d1 < t2 < lease:
+        r1, r2 = d1, float(t2)
+    else:
+        r1, r2 = d1, d2
+    r1 = max(policy.min_renew, min(policy.max_renew, r1))
+    if r2 <= r1:                         # T1 raised to min_renew past the server's T2
+        r2 = max(d2, r1)
+    return Timing(r1, r2, lease)
 
 
 def renew_after(lease_time: int) -> int:
-    """Seconds until the renewal (T1, half the lease), bounded: a lease of 0 s must not make the
-    client ask in a loop, nor an 'infinite' one (0xffffffff) keep a changed network unnoticed."""
-    return max(MIN_RENEW, min(MAX_RENEW, lease_time // 2))
+    """Seconds until the renewal (T1) of a lease without options 58/59."""
+    return int(lease_timing(lease_time).t1)
+
+
+BOUND, RENEWING, REBINDING, EXPIRED = "bound", "renewing", "rebinding", "expired"
+
+
+def phase(now: float, renew_at: float, rebind_at: float, expires: float) -> str:
+    """The RFC 2131 state a lease is in at `now` (monotonic times): BOUND before T1, RENEWING
+    (unicast to its server) until T2, REBINDING (broadcast, any server) until it expires."""
+    if now < renew_at:
+        return BOUND
+    if now < rebind_at:
+        return RENEWING
+    return REBINDING if now < expires else EXPIRED
+
+
+def retransmit_at(sent: float, end: float, retry_min: float = RETRY_MIN, retry_max: float = MAX_RENEW) -> float:
+    """When to send the next RENEWING/REBINDING REQUEST after one sent at `sent` went
+    unanswered: after half the time left until `end` (T2, or the expiry), at least `retry_min`
+    later (RFC 2131 4.4.5), at most `retry_max` (an 'infinite' lease's T2 is a century away: its
+    renewal must not wait half of that), never past `end` (then the next state's REQUEST goes)."""
+    return min(end, sent + min(retry_max, max(retry_min, (end - sent) / 2)))
 
 
 def parse_reply_untrusted(data: bytes) -> Reply | None:
@@ -188,6 +290,7 @@ def parse_reply_untrusted(data: bytes) -> Reply | None:
 
 @dataclass
 class Lease:
+    """The lease the WAN holds, kept current by the renewal thread (times: time.monotonic())."""
     ifname: str
     address: str
     prefixlen: int
@@ -195,54 +298,33 @@ class Lease:
     dns: list[str]
     server: str | None
     lease_time: int
-    expires: float = 0.0            # time.monotonic() when the lease runs out
+    expires: float = 0.0            # the lease runs out
+    renew_at: float = 0.0           # T1: RENEWING (unicast to `server`)
+    rebind_at: float = 0.0          # T2: REBINDING (broadcast, any server)
+    on_nic: bool = True             # False once the address of a lease that ran out was removed
     _stop: threading.Event = field(default_factory=threading.Event, repr=False)
+    # stop() against the renewal thread's changes to the NIC: nothing is added after stop() removed it
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def __str__(self) -> str:
         return (f"{self.address}/{self.prefixlen} router {self.router} dns {','.join(self.dns) or '-'} "
                 f"lease {self.lease_time}s from {self.server}")
 
     def stop(self) -> None:
-        self._stop.set()
-        with IPRoute() as ipr:
-            idx = ipr.link_lookup(ifname=self.ifname)
-            if idx:
-                try:
-                    ipr.addr("del", index=idx[0], address=self.address, prefixlen=self.prefixlen)
-                except Exception:  # noqa: BLE001 - already gone
-                    pass
+        with self._lock:
+            self._stop.set()
+            if self.on_nic:
+                _remove(self.ifname, self.address, self.prefixlen)
 
 
-def _exchange(ifname: str, mac: bytes, drops: Drops, avoid: Sequence[ipaddress.IPv4Network] = (),
-              timeout: float = 3.0, tries: int = 5, keep: tuple[str, int] | None = None) -> Offer:
-    """DISCOVER, OFFER, REQUEST, ACK: the checked lease of the first usable offer that is ACKed.
-    `keep`: the (address, prefix length) the NIC holds under a lease still running: asked for,
-    and the only lease taken."""
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    try:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, ifname.encode())
-        s.bind(("0.0.0.0", 68))
-        for attempt in range(tries):
-            xid = random.getrandbits(32)
-            only_ours(s, xid, mac)
-            s.sendto(build_message(DISCOVER, xid, mac, keep[0] if keep else None), ("255.255.255.255", 67))
-            got = _wait(s, xid, mac, {OFFER}, timeout, drops, avoid, keep=keep)
-            if got is None:
-                log.info("%s: no usable DHCP offer (try %d of %d)", ifname, attempt + 1, tries)
-                continue
-            offer = got[1]
-            assert offer is not None
-            s.sendto(build_message(REQUEST, xid, mac, offer.address, offer.server), ("255.255.255.255", 67))
-            got = _wait(s, xid, mac, {ACK, NAK}, timeout, drops, avoid, offer.server, keep)
-            if got is not None and got[1] is not None:
-                return got[1]
-            log.info("%s: DHCP request %s", ifname, "refused (NAK)" if got else "unanswered")
-        dropped = ", ".join(f"{k}={v}" for k, v in sorted(drops.counts.items())) or "none"
-        raise RuntimeError(f"{ifname}: no DHCP lease after {tries} tries (replies dropped: {dropped})")
-    finally:
-        s.close()
+def _remove(ifname: str, address: str, prefixlen: int) -> None:
+    with IPRoute() as ipr:
+        idx = ipr.link_lookup(ifname=ifname)
+        if idx:
+            try:
+                ipr.addr("del", index=idx[0], address=address, prefixlen=prefixlen)
+            except Exception:  # noqa: BLE001 - already gone
+                pass
 
 
 SO_ATTACH_FILTER = 26                  # asm-generic/socket.h (x86_64)
@@ -326,7 +408,7 @@ def _wait(s: socket.socket, xid: int, mac: bytes, kinds: set[int], timeout: floa
                 return r, checked
 
 
-def _apply(ifname: str, offer: Offer) -> Lease:
+def _apply(ifname: str, offer: Offer) -> None:
     """Give the NIC the lease's address and default route. An address the NIC has already (a
     renewal) is left in place: removing the NIC's last address makes the kernel drop every
     route through it, the tunnel's host route to the VPN server too."""
@@ -342,36 +424,240 @@ def _apply(ifname: str, offer: Offer) -> Lease:
                 ipr.route("replace", dst="0.0.0.0/0", gateway=offer.router, oif=idx)
             except Exception as e:  # noqa: BLE001 - report, keep the address
                 log.warning("%s: default route via %s: %s", ifname, offer.router, e)
-    return Lease(ifname, offer.address, offer.prefixlen, offer.router, list(offer.dns), offer.server,
-                 offer.lease_time, time.monotonic() + offer.lease_time)
 
 
-def dhcp_configure(ifname: str, avoid: Sequence[ipaddress.IPv4Network] = ()) -> Lease:
-    """Get a lease, configure the interface, and renew at half the lease time in a daemon thread.
-    `avoid`: the LAN's networks, which no lease may overlap."""
+NAKED = "nak"                           # _Client.request's answer: a NAK and no ACK after it
+
+
+class _Client:
+    """The DHCP client of one NIC: its hardware address, the LAN networks no lease may overlap
+    (`avoid`), its drop counters and times (`policy`). `stop` ends every wait (Lease.stop);
+    `clock` and `rand` are time.monotonic and random.random, apart from in tests."""
+
+    def __init__(self, ifname: str, mac: bytes, avoid: Sequence[ipaddress.IPv4Network], policy: Policy,
+                 stop: threading.Event, clock: Callable[[], float] = time.monotonic,
+                 rand: Callable[[], float] = random.random) -> None:
+        self.ifname, self.mac, self.avoid, self.policy, self.stop = ifname, mac, tuple(avoid), policy, stop
+        self.clock, self.rand = clock, rand
+        self.drops = Drops(ifname, clock)
+
+    def _socket(self) -> socket.socket:
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, self.ifname.encode())
+            s.bind(("0.0.0.0", 68))
+        except OSError:
+            s.close()
+            raise
+        return s
+
+    def _sleep(self, seconds: float) -> bool:
+        """Wait (True: stopped). Interruptible: a signal handler's exception ends it at boot."""
+        return self.stop.wait(seconds) if seconds > 0 else self.stop.is_set()
+
+    def _dropped(self) -> str:
+        return ", ".join(f"{k}={v}" for k, v in sorted(self.drops.counts.items())) or "none"
+
+    def _round(self, keep: tuple[str, int] | None, say: bool) -> tuple[Offer, float] | None:
+        """Up to `policy.tries` DISCOVER, OFFER, REQUEST, ACK exchanges: the checked lease of the
+        first usable offer that is ACKed and when its REQUEST was sent, or None. `keep`: the
+        (address, prefix length) of a lease still running: asked for, and the only lease taken.
+        `say`: log each unanswered try (the first round's). A socket or send that fails (the NIC
+        down, gone) is an unanswered try, waited out like one: nothing here spins or raises."""
+        p = self.policy
+        try:
+            s = self._socket()
+        except OSError as e:
+            if say:
+                log.info("%s: no DHCP socket: %s", self.ifname, e)
+            self._sleep(p.reply_wait * p.tries)
+            return None
+        try:
+            for attempt in range(p.tries):
+                if self.stop.is_set():
+                    return None
+                xid = random.getrandbits(32)
+                only_ours(s, xid, self.mac)
+                why = "no usable DHCP offer"
+                try:
+                    s.sendto(build_message(DISCOVER, xid, self.mac, keep[0] if keep else None), ("255.255.255.255", 67))
+                    got = _wait(s, xid, self.mac, {OFFER}, p.reply_wait, self.drops, self.avoid, keep=keep)
+                    if got is not None:
+                        offer = got[1]
+                        assert offer is not None
+                        sent = self.clock()
+                        s.sendto(build_message(REQUEST, xid, self.mac, offer.address, offer.server),
+                                 ("255.255.255.255", 67))
+                        got = _wait(s, xid, self.mac, {ACK, NAK}, p.reply_wait, self.drops, self.avoid,
+                                    offer.server, keep)
+                        if got is not None and got[1] is not None:
+                            return got[1], sent
+                        why = "DHCP request " + ("refused (NAK)" if got else "unanswered")
+                except OSError as e:
+                    why = f"DHCP send failed ({e})"
+                    self._sleep(p.reply_wait)
+                if say:
+                    log.info("%s: %s (try %d of %d)", self.ifname, why, attempt + 1, p.tries)
+            return None
+        finally:
+            s.close()
+
+    def acquire(self, lease: Lease | None = None) -> tuple[Offer, float] | None:
+        """INIT: rounds of DISCOVERs with growing pauses (Policy) until a usable lease is ACKed;
+        None only once stopped. `lease`: the one the NIC holds (after a NAK, or run out): while it
+        holds, only its own address is taken; once it has run out and one more round got nothing,
+        its address is removed from the NIC (_expire) and any usable lease is taken."""
+        p = self.policy
+        start = next_log = self.clock()
+        rounds = 0
+        while not self.stop.is_set():
+            holds = lease is not None and lease.on_nic and self.clock() < lease.expires
+            got = self._round((lease.address, lease.prefixlen) if holds else None, say=rounds == 0)
+            if got is not None:
+                return got
+            rounds += 1
+            now = self.clock()
+            if lease is not None and lease.on_nic and not holds:
+                self._expire(lease)
+            pause = p.pause(rounds, self.rand())
+            if lease is not None and lease.on_nic:
+                pause = min(pause, max(0.0, lease.expires - now))   # the address goes at expiry, not a pause later
+            if now >= next_log:
+                next_log = now + p.log_every
+                log.warning("%s: no DHCP lease yet: %d tries in %.0f s (replies dropped: %s); asking again in %.0f s",
+                            self.ifname, rounds * p.tries, now - start, self._dropped(), pause)
+            if self._sleep(pause):
+                break
+        return None
+
+    def request(self, lease: Lease, state: str) -> Offer | str | None:
+        """One RENEWING or REBINDING REQUEST (RFC 2131 4.3.2: ciaddr our address, no requested
+        address, no server id): unicast to the lease's server when RENEWING (broadcast when it
+        gave no usable server id), broadcast when REBINDING, where any server may answer. The
+        checked ACK of our own address and prefix; NAKED for a NAK no ACK followed; None when
+        unanswered. Every reply goes through _wait's checks (another server's when RENEWING)."""
+        unicast = lease.server if state == RENEWING else None
+        try:
+            s = self._socket()
+        except OSError as e:
+            log.info("%s: no DHCP socket: %s", self.ifname, e)
+            return None
+        try:
+            xid = random.getrandbits(32)
+            only_ours(s, xid, self.mac)
+            s.sendto(build_message(REQUEST, xid, self.mac, ciaddr=lease.address),
+                     (unicast or "255.255.255.255", 67))
+            got = _wait(s, xid, self.mac, {ACK, NAK}, self.policy.reply_wait, self.drops, self.avoid, unicast,
+                        (lease.address, lease.prefixlen))
+        except OSError as e:
+            log.info("%s: DHCP %s request not sent: %s", self.ifname, state, e)
+            return None
+        finally:
+            s.close()
+        if got is None:
+            return None
+        return got[1] if got[1] is not None else NAKED
+
+    def bind(self, lease: Lease, offer: Offer, sent: float, how: str) -> None:
+        """Apply `offer` (got by a REQUEST sent at `sent`) and make it `lease`'s, unless stopped."""
+        t = lease_timing(offer.lease_time, offer.renew, offer.rebind, self.policy)
+        with lease._lock:
+            if self.stop.is_set():
+                return
+            _apply(self.ifname, offer)
+            (lease.address, lease.prefixlen, lease.router, lease.dns, lease.server, lease.lease_time,
+             lease.renew_at, lease.rebind_at, lease.expires, lease.on_nic) = (
+                offer.address, offer.prefixlen, offer.router, list(offer.dns), offer.server, offer.lease_time,
+                sent + t.t1, sent + t.t2, sent + t.lease, True)
+        log.info("%s: DHCP lease %s (%s; renewal in %.0f s, rebinding in %.0f s)", self.ifname, lease, how,
+                 t.t1, t.t2)
+
+    def _expire(self, lease: Lease) -> None:
+        with lease._lock:
+            if self.stop.is_set() or not lease.on_nic:
+                return
+            _remove(self.ifname, lease.address, lease.prefixlen)
+            lease.on_nic = False
+        log.warning("%s: DHCP lease of %s/%d ran out, no server answered: address removed (RFC 2131); "
+                    "still asking", self.ifname, lease.address, lease.prefixlen)
+
+    def keep_renewed(self, lease: Lease) -> None:
+        """The renewal thread: BOUND until T1; RENEWING (a unicast REQUEST to the lease's server,
+        again after half the time left to T2, at least retry_min later) until T2; REBINDING
+        (broadcast, the same spacing to the expiry); then INIT (acquire). A NAK no ACK followed
+        sends it to INIT at once, the address kept while the lease holds (a NAK is anyone's to
+        forge). An unexpected error is logged and retried after retry_min: the thread never dies."""
+        while not self.stop.is_set():
+            try:
+                self._step(lease)
+            except Exception as e:  # noqa: BLE001 - keep the address, try again later
+                log.warning("%s: DHCP renewal failed: %s", self.ifname, e)
+                self._sleep(self.policy.retry_min)
+
+    def _step(self, lease: Lease) -> None:
+        state = phase(self.clock(), lease.renew_at, lease.rebind_at, lease.expires)
+        if state == BOUND:
+            self._sleep(lease.renew_at - self.clock())
+            return
+        if state == EXPIRED or not lease.on_nic:
+            got = self.acquire(lease)
+            if got is not None:
+                self.bind(lease, *got, "init")
+            return
+        sent = self.clock()
+        answer = self.request(lease, state)
+        if isinstance(answer, Offer):
+            self.bind(lease, answer, sent, state)
+        elif answer == NAKED:
+            log.warning("%s: DHCP %s refused (NAK): asking anew; %s stays while its lease holds",
+                        self.ifname, state, lease.address)
+            got = self.acquire(lease)
+            if got is not None:
+                self.bind(lease, *got, "init")
+        else:
+            end = lease.rebind_at if state == RENEWING else lease.expires
+            nxt = retransmit_at(sent, end, self.policy.retry_min, self.policy.max_renew)
+            log.info("%s: DHCP %s request unanswered (replies dropped: %s); next in %.0f s",
+                     self.ifname, state, self._dropped(), max(0.0, nxt - self.clock()))
+            self._sleep(nxt - self.clock())
+
+
+@contextlib.contextmanager
+def _sigterm_stops(ifname: str) -> Iterator[None]:
+    """SIGTERM stops the boot's wait for a lease (SystemExit(0), the status of a stop at
+    SIGTERM), undoing what was set up on the way out (run_toml's finally). Why: the wait is
+    unbounded now, and a host's process (`vpn-appliance run`, a service stop) dies of an
+    unhandled SIGTERM without that; PID 1 ignores it, so the VM could not be stopped by it either.
+    Only where no handler is set yet (the gateway sets its own later), and in the main thread."""
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) != signal.SIG_DFL:
+        yield
+        return
+
+    def stop(_signum, _frame) -> None:
+        log.warning("%s: SIGTERM while waiting for a DHCP lease: stopping", ifname)
+        raise SystemExit(0)
+    old = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
+def dhcp_configure(ifname: str, avoid: Sequence[ipaddress.IPv4Network] = (), policy: Policy = Policy()) -> Lease:
+    """Get a lease -- asking until one comes --, configure the interface, and keep the lease
+    renewed in a daemon thread (RFC 2131 states). `avoid`: the LAN's networks, which no lease may
+    overlap."""
     with open(f"/sys/class/net/{ifname}/address") as f:
         mac = bytes.fromhex(f.read().strip().replace(":", ""))
-    drops = Drops(ifname)
-    lease = _apply(ifname, _exchange(ifname, mac, drops, avoid))
-    log.info("%s: DHCP lease %s", ifname, lease)
-
-    def renew() -> None:
-        while not lease._stop.wait(renew_after(lease.lease_time)):
-            try:
-                renew_once(lease, mac, drops, avoid)
-            except Exception as e:  # noqa: BLE001 - keep the old address and try again later
-                log.warning("%s: DHCP renewal failed: %s", ifname, e)
-    threading.Thread(target=renew, name="dhcp-renew", daemon=True).start()
+    client = _Client(ifname, mac, avoid, policy, threading.Event())
+    with _sigterm_stops(ifname):
+        got = client.acquire()
+    assert got is not None                # the boot's client is stopped only by SIGTERM: SystemExit
+    offer, sent = got
+    lease = Lease(ifname, offer.address, offer.prefixlen, offer.router, list(offer.dns), offer.server,
+                  offer.lease_time, _stop=client.stop)
+    client.bind(lease, offer, sent, "boot")
+    threading.Thread(target=client.keep_renewed, args=(lease,), name="dhcp-renew", daemon=True).start()
     return lease
-
-
-def renew_once(lease: Lease, mac: bytes, drops: Drops, avoid: Sequence[ipaddress.IPv4Network] = (),
-               timeout: float = 3.0, tries: int = 5) -> None:
-    """One renewal of `lease` (the renewal thread's step), applied and written into it. While the
-    lease holds, only its own address and prefix are taken (see the module's note); raises as
-    _exchange when no such lease comes, and the NIC keeps what it has."""
-    keep = (lease.address, lease.prefixlen) if time.monotonic() < lease.expires else None
-    new = _apply(lease.ifname, _exchange(lease.ifname, mac, drops, avoid, timeout, tries, keep))
-    (lease.address, lease.prefixlen, lease.router, lease.dns, lease.server, lease.lease_time,
-     lease.expires) = (new.address, new.prefixlen, new.router, new.dns, new.server, new.lease_time, new.expires)
-    log.info("%s: DHCP lease renewed: %s", lease.ifname, new)
