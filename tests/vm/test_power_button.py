@@ -2,21 +2,25 @@
 "Shutdown" and a host shutting its guests down press) shuts the appliance VM down cleanly: the
 appliance stops as at SIGTERM on a host (a client's explicit-exit-notify reaches the server) and the
 VM powers off by itself, instead of the host waiting out its timeout and killing it. A second
-press while the appliance is still stopping powers off at once.
+press while the appliance is still stopping powers off at once. And what the README promises
+literally: `virsh shutdown` of the shipped libvirt domain ends in "shut off".
 
     [VM: the default image] eth0 ── tap ── br ── 198.18.0.1 [wan ns: Debian's OpenVPN 2.6 server]
 """
 from __future__ import annotations
 
+import subprocess
 import time
 
 import pytest
 
 from lab.configs import client_profile, server_config
+from lab.libvirt import Libvirtd, adapt_domain
 from lab.netns import Proc
 from lab.router_lab import start_far_side
-from lab.vm import OUT, appliance_toml, boot, config_volume, lab_pki, qmp, vm_topology
+from lab.vm import OUT, accel, appliance_toml, boot, config_volume, lab_pki, qmp, vm_topology
 from tests.vm.test_image import build
+from tests.vm.test_libvirt import NAME, SHIPPED, _config_volume, _wait_console
 
 # From the press to QEMU's own exit: the appliance's stop, its clean-up, power off. What a host
 # waits at most before it kills the VM is far longer (libvirt: ~3 min for a guest shutdown).
@@ -103,3 +107,43 @@ def test_client_tells_the_server_then_a_second_press_powers_off_at_once(pki, tmp
         figure(f"second power button press to VM off (client in explicit-exit-notify's wait): {took:.1f} s")
         assert "power button pressed again: powering off now" in log, log[-3000:]
         assert "appliance stopped" not in log, "powered off at once, not after the appliance's wait"
+
+
+def test_virsh_shutdown_of_the_shipped_domain_ends_shut_off(pki, tmp_path, figure):
+    """The shipped domain (qemu/vpn-appliance.xml, the disk image under UEFI) on a real libvirtd, as
+    tests/vm/test_libvirt.py boots it: `virsh shutdown` (libvirt's ACPI mode: no guest agent) once
+    the tunnel is up, and the domain is "shut off" within WITHIN, by the appliance's own stop."""
+    cfg_img = _config_volume(tmp_path)
+    disk = tmp_path / "vpn-appliance.qcow2"
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", str(OUT / "disk.qcow2"),
+                    str(disk)], check=True, timeout=30)
+    console = tmp_path / "console.log"
+    a = accel(OUT)
+    with vm_topology(tmp_path) as t:
+        cfg = tmp_path / "server.conf"
+        cfg.write_text(server_config(pki, "udp", None, "tls-crypt"))
+        ovpn = Proc(t["wan"], ["openvpn", "--config", str(cfg)], tmp_path / "server.log")
+        t["procs"].append(ovpn)
+        with Libvirtd(t["vm"], tmp_path / "libvirtd.log") as lv:
+            domain = tmp_path / "domain.xml"
+            domain.write_text(adapt_domain(SHIPPED.read_text(), disk=disk, config_disk=cfg_img, bridges=("brw", "brl"),
+                                           console_log=console, domain_type="kvm" if a == "kvm" else "qemu"))
+            assert ovpn.wait_for("Initialization Sequence Completed", 20), ovpn.log()
+            lv.virsh("define", str(domain))
+            lv.virsh("start", NAME)
+            up = _wait_console(console, "tunnel up", 240)
+            assert up, console.read_text(errors="replace")[-4000:] if console.exists() else lv.qemu_log(NAME)[-2000:]
+            t0 = time.monotonic()
+            lv.virsh("shutdown", NAME)
+            state = ""
+            while time.monotonic() - t0 < WITHIN:
+                state = lv.virsh("domstate", NAME).stdout.strip()
+                if state == "shut off":
+                    break
+                time.sleep(0.2)
+            took = time.monotonic() - t0
+            text = console.read_text(errors="replace")
+            assert state == "shut off", f"{state!r} {WITHIN:.0f} s after virsh shutdown:\n{text[-4000:]}"
+            figure(f"libvirt: virsh shutdown to shut off (tunnel up, under {a}): {took:.1f} s")
+            assert "power button: stopping" in text, text[-3000:]
+            assert "appliance stopped (status 0): powering off" in text, text[-3000:]
