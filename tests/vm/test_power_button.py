@@ -18,7 +18,8 @@ from lab.configs import client_profile, server_config
 from lab.libvirt import Libvirtd, adapt_domain
 from lab.netns import Proc
 from lab.router_lab import start_far_side
-from lab.vm import OUT, accel, appliance_toml, boot, config_volume, lab_pki, qmp, vm_topology
+from lab.vm import (OUT, accel, appliance_toml, boot, config_volume, inline_server_config, lab_pki, qmp, vm_topology,
+                    wait_ping)
 from tests.vm.test_image import build
 from tests.vm.test_libvirt import NAME, SHIPPED, _config_volume, _wait_console
 
@@ -108,6 +109,35 @@ def test_client_tells_the_server_then_a_second_press_powers_off_at_once(pki, tmp
         assert "power button pressed again: powering off now" in log, log[-3000:]
         assert "appliance stopped" not in log, "powered off at once, not after the appliance's wait"
 
+
+def test_server_tells_its_clients_to_restart(pki, tmp_path, figure):
+    """The VM as a server with `explicit-exit-notify 1`: the press sends RESTART to its clients, as
+    SIGTERM does on a host (Debian's OpenVPN client restarts at once instead of waiting out its
+    ping-restart), and the VM powers off once the client has acknowledged."""
+    toml = tmp_path / "server.toml"
+    toml.write_text(appliance_toml("server", inline_server_config(pki, "udp") + "explicit-exit-notify 1\n",
+                                   lan=False))
+    vol = config_volume(toml, tmp_path / "config.img")
+    with vm_topology(tmp_path, with_lan=False) as t:
+        sock = tmp_path / "qmp.sock"
+        q = boot(t, OUT, with_lan=False, config_disk=vol, monitor=sock)
+        assert q.wait_for("listening on UDP", 150), q.log()[-4000:]
+        cfg = tmp_path / "client.ovpn"
+        cfg.write_text(client_profile(pki, "udp", None, "tls-crypt", remotes=[("198.18.0.2", 1194, "udp")]))
+        cli = Proc(t["wan"], ["openvpn", "--config", str(cfg)], tmp_path / "client.log")
+        t["procs"].append(cli)
+        assert cli.wait_for("Initialization Sequence Completed", 60), cli.log()[-3000:] + q.log()[-3000:]
+        assert wait_ping(t["wan"], "198.19.0.1", 20), q.log()[-3000:]
+        t0 = press(sock)
+        took = exits_within(q, WITHIN)
+        log = q.log()
+        assert took is not None, f"still running {WITHIN:.0f} s after the press:\n{log[-4000:]}"
+        figure(f"power button to VM off (server, one client told to restart): {time.monotonic() - t0:.1f} s")
+        stop = log[log.index("power button: stopping"):]
+        assert "stopping: told 1 clients to restart" in stop, stop[-3000:]
+        assert "appliance stopped (status 0): powering off" in stop, stop[-3000:]
+        assert cli.wait_for(r"SIGUSR1\[soft,server-pushed-connection-reset\] received, process restarting", 5), \
+            cli.log()[-2000:]
 
 def test_virsh_shutdown_of_the_shipped_domain_ends_shut_off(pki, tmp_path, figure):
     """The shipped domain (qemu/vpn-appliance.xml, the disk image under UEFI) on a real libvirtd, as
