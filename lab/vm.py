@@ -99,15 +99,46 @@ def nic_args(with_lan: bool) -> list[str]:
 
 
 def boot(t: dict, image: Path, with_lan: bool = True, accel_name: str | None = None, mem: int = MEM_MB,
-         config_disk: Path | None = None) -> Proc:
+         config_disk: Path | None = None, monitor: Path | None = None) -> Proc:
     """Boot `image` (-kernel/-initrd) in the vm_topology; with `config_disk` (config_volume()) attached
-    as a read-only virtio disk, whose TOML then wins over the baked one, as on a deployed disk."""
+    as a read-only virtio disk, whose TOML then wins over the baked one, as on a deployed disk; with
+    `monitor` a QMP socket there (qmp())."""
     a = accel_name or accel(image)
     drives = [] if config_disk is None else ["-drive", f"file={config_disk},format=raw,if=virtio,readonly=on"]
-    q = Proc(t["vm"], qemu_argv(image, a, [*drives, *nic_args(with_lan)], mem=mem),
+    qmp_args = [] if monitor is None else ["-qmp", f"unix:{monitor},server=on,wait=off"]
+    q = Proc(t["vm"], qemu_argv(image, a, [*drives, *qmp_args, *nic_args(with_lan)], mem=mem),
              t["tmp"] / f"console-{len(t['procs'])}.log")
     t["procs"].append(q)
     return q
+
+
+def qmp(sock: Path, command: str, timeout: float = 10) -> dict:
+    """One QMP command (e.g. "system_powerdown": the ACPI power button, what `virsh shutdown` and a
+    host shutting its guests down press) on QEMU's monitor socket -> its reply ({"return": ...})."""
+    import json
+    import socket
+    with socket.socket(socket.AF_UNIX) as s:
+        s.settimeout(timeout)
+        s.connect(str(sock))
+        f = s.makefile("rwb")
+
+        def reply() -> dict:
+            while True:                       # events ({"event": ...}) may come before the reply
+                line = f.readline()
+                if not line:
+                    raise ConnectionError(f"QMP: {sock} closed")
+                msg = json.loads(line)
+                if "return" in msg or "error" in msg or "QMP" in msg:
+                    return msg
+
+        reply()                               # the greeting
+        for cmd in ("qmp_capabilities", command):
+            f.write(json.dumps({"execute": cmd}).encode() + b"\n")
+            f.flush()
+            r = reply()
+            if "error" in r:
+                raise RuntimeError(f"QMP {cmd}: {r['error']}")
+        return r
 
 
 def config_volume(toml: Path, dest: Path) -> Path:

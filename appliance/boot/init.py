@@ -8,6 +8,8 @@ baked into /etc/vpn-appliance; its errors stop the boot like the baked one's.
 Contract: this process never exits without powering the machine off (PID 1 exiting panics the
 kernel). Any fatal error is printed on the console as `FATAL: ...` (config errors as
 `file:line: key: why`) and the VM powers off by itself. No shell, no other long-running process.
+The ACPI power button (`virsh shutdown`) stops the appliance as SIGTERM does on a host, then the VM
+powers off (boot/power_button.py).
 Kernel command line: `appliance.selftest=1` runs the self-test and powers off;
 `appliance.memstat=N` prints a `mem:` line (boot/memory.py) every N seconds, to watch memory at -m 128.
 """
@@ -181,6 +183,8 @@ def main() -> None:
         memory.tune()
         say(memory.line())
         memory.start_reporter(cmdline, say)
+        from appliance.boot import power_button
+        power_button.start(say, power_off)
         if "appliance.selftest=1" in cmdline:
             from appliance.boot.selftest import run
             ok = run(say)
