@@ -1,0 +1,237 @@
+"""The server's receive path (UdpTransport.recv_batch over the compiled _udp.recv_from_many or its
+Python twin) under a hostile sender, against the real kernel inside namespaces this test creates
+(prefix `ut`, always deleted):
+
+- what a sender writes into its packets' headers (IPv6 flow label and traffic class, a v4-mapped
+  source on the wire) must not make one client look like two or two like one: the address each
+  datagram comes with, the dispatcher's key, is the one Python's recvfrom gives, for both
+  implementations;
+- the shared address objects are reference-counted exactly (a burst shares one tuple and one str,
+  and nothing stays alive after the result is gone), also when an allocation fails midway;
+- a sender cannot stretch one recv_batch beyond its documented bound with GSO runs."""
+from __future__ import annotations
+
+import gc
+import json
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+from scapy.layers.inet import IP, UDP
+from scapy.layers.inet6 import IPv6
+from scapy.layers.l2 import Ether
+from scapy.packet import Raw
+
+from appliance import native
+from appliance.transport.udp import MANY_BATCH, UdpTransport
+from tests.unit.test_tun_udp import _inside, _veth_pair, _wait_readable, netns  # noqa: F401 - netns is a fixture
+
+COMPILED = native.load("_udp")
+IMPLS = ["compiled", "python"]
+pytestmark = [pytest.mark.root, pytest.mark.netns]
+PORT_C, PORT_REF = 51421, 51422
+
+
+def _use(t: UdpTransport, impl: str) -> None:
+    if impl == "compiled":
+        assert COMPILED is not None or native.pure_forced(), "appliance.native._udp did not build (make setup)"
+        if COMPILED is None:
+            pytest.skip("pure Python forced (VPN_APPLIANCE_PURE_PYTHON)")
+        assert t._recv_from_many is COMPILED.recv_from_many
+    else:
+        t._recv_from_many = None
+
+
+def _drain(t: UdpTransport, count: int, timeout: float = 3.0) -> list:
+    got: list = []
+    end = time.monotonic() + timeout
+    while len(got) < count and time.monotonic() < end:
+        if _wait_readable(t, end - time.monotonic()):
+            got += t.recv_batch(64)
+    return got
+
+
+def _ip(*args: str) -> None:
+    subprocess.run(["ip", *args], check=True, timeout=10)
+
+
+def _mac(ns: str, dev: str) -> str:
+    out = subprocess.run(["ip", "-n", ns, "-j", "link", "show", dev], check=True, capture_output=True, text=True,
+                         timeout=10).stdout
+    return json.loads(out)[0]["address"]
+
+
+@pytest.fixture
+def crafted(netns):  # noqa: F811
+    """A dual-stack server socket (as `proto udp6` / `local ::`) and a reference socket beside it
+    in B; in A a packet socket writing whole Ethernet frames onto the veth, so every header field
+    is the attacker's choice. Yields (send(frame_for_port), rx, ref)."""
+    a, b = _veth_pair(netns)
+    _ip("-n", a, "addr", "add", "2001:db8:202::1/64", "dev", "utva", "nodad")
+    _ip("-n", b, "addr", "add", "2001:db8:202::2/64", "dev", "utvb", "nodad")
+    _ip("-n", a, "addr", "add", "fe80::1/64", "dev", "utva", "nodad")
+    _ip("-n", b, "addr", "add", "fe80::2/64", "dev", "utvb", "nodad")
+    mac_a, mac_b = _mac(a, "utva"), _mac(b, "utvb")
+    with _inside(b):
+        rx = UdpTransport(("::", PORT_C), None, family=socket.AF_INET6, gro=True)
+        ref = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+        ref.bind(("::", PORT_REF))
+        ref.settimeout(3)
+        idx_b = socket.if_nametoindex("utvb")
+    with _inside(a):
+        raw = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+        raw.bind(("utva", 0))
+
+    def send(build) -> None:
+        """build(port) -> an IP packet (scapy); sent once to each socket."""
+        for port in (PORT_REF, PORT_C):
+            raw.send(bytes(Ether(src=mac_a, dst=mac_b) / build(port)))
+
+    try:
+        yield send, rx, ref, idx_b
+    finally:
+        raw.close()
+        ref.close()
+        rx.close()
+
+
+def _ref_until(ref: socket.socket, sentinel: bytes) -> list:
+    """What the reference socket (plain recvfrom) got, up to and including the sentinel."""
+    got = []
+    while True:
+        d, addr = ref.recvfrom(65535)
+        got.append((d, addr))
+        if d == sentinel:
+            return got
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_header_fields_a_sender_chooses_do_not_split_or_merge_clients(crafted, impl):
+    """One IPv6 client whose packets carry every flow label and traffic class stays one address
+    (flowinfo 0: the kernel does not report the flow label in the source address); the same
+    link-local address is one client (its scope is our interface), a global one another. An IPv6
+    packet with a v4-mapped source on the wire (::ffff:198.18.201.1) is delivered by Linux 6.18
+    with exactly the address the IPv4 client 198.18.201.1 has on this dual-stack socket: a forged
+    source like any other (the dispatcher already takes every UDP source as forgeable), and the
+    same with recvfrom as with recvmmsg. The compiled path, the twin and recvfrom agree datagram
+    for datagram."""
+    send, rx, ref, idx_b = crafted
+    _use(rx, impl)
+    g = "2001:db8:202::1"
+    for k, (fl, tc) in enumerate([(0, 0), (1, 0), (0xFFFFF, 0xFF), (0x12345, 0x10), (0xABCDE, 0)]):
+        send(lambda port, fl=fl, tc=tc, k=k: IPv6(src=g, dst="2001:db8:202::2", fl=fl, tc=tc)
+             / UDP(sport=40000, dport=port) / Raw(b"flow %d" % k))
+    send(lambda port: IPv6(src="::ffff:198.18.201.1", dst="2001:db8:202::2") / UDP(sport=40001, dport=port)
+         / Raw(b"mapped on the wire"))
+    send(lambda port: IP(src="198.18.201.1", dst="198.18.201.2") / UDP(sport=40001, dport=port) / Raw(b"v4"))
+    for k, fl in enumerate((7, 0xFFFFF)):
+        send(lambda port, fl=fl, k=k: IPv6(src="fe80::1", dst="fe80::2", fl=fl) / UDP(sport=40000, dport=port)
+             / Raw(b"ll %d" % k))
+    send(lambda port: IPv6(src=g, dst="2001:db8:202::2") / UDP(sport=40000, dport=port) / Raw(b"end"))
+    want = _ref_until(ref, b"end")
+    got = _drain(rx, len(want))
+    assert got == want
+    mapped = [a for d, a in got if d == b"mapped on the wire"]     # delivered or not: the kernel's choice
+    assert [d for d, _a in got if d != b"mapped on the wire"] == [b"flow %d" % k for k in range(5)] + [
+        b"v4", b"ll 0", b"ll 1", b"end"]
+    assert all(a == ("::ffff:198.18.201.1", 40001, 0, 0) for a in mapped)
+    assert {a for d, a in got if d.startswith(b"flow") or d == b"end"} == {(g, 40000, 0, 0)}
+    assert [a for d, a in got if d == b"v4"] == [("::ffff:198.18.201.1", 40001, 0, 0)]
+    assert {a for d, a in got if d.startswith(b"ll")} == {("fe80::1", 40000, 0, idx_b)}
+
+
+def _refcount_peers(fam: int, host: str):
+    rx = socket.socket(fam, socket.SOCK_DGRAM)
+    rx.bind((host, 0))
+    txs = [socket.socket(fam, socket.SOCK_DGRAM) for _ in range(3)]
+    for s in txs:
+        s.bind((host, 0))
+    return rx, txs
+
+
+def _send_bursts(rx, txs) -> list:
+    """32 datagrams in bursts: 5 from peer 0, 5 from peer 1, ... (the pattern of a busy server)."""
+    order = [txs[(j // 5) % len(txs)] for j in range(32)]
+    for j, s in enumerate(order):
+        s.sendto(b"d%d" % j, rx.getsockname())
+    return [s.getsockname() for s in order]
+
+
+@pytest.mark.parametrize("fam,host", [(socket.AF_INET, "198.18.0.1"), (socket.AF_INET6, "::1")])
+def test_a_burst_shares_one_address_counted_exactly(netns, fam, host):  # noqa: F811
+    """Datagrams from one peer in a row share one address tuple, and datagrams from one host in a
+    row one host str (one dict hash for the dispatcher); each is held by exactly the items that carry it, so none outlives the
+    result (a reference too many would keep every burst's address alive for ever)."""
+    if COMPILED is None:
+        pytest.skip("appliance.native._udp not in use (pure Python forced or not built)")
+    ns = netns()
+    _ip("-n", ns, "addr", "add", "198.18.0.1/32", "dev", "lo")
+    with _inside(ns):
+        rx, txs = _refcount_peers(fam, host)
+    try:
+        srcs = _send_bursts(rx, txs)
+        time.sleep(0.05)
+        got = COMPILED.recv_from_many(rx.fileno(), 32)
+        assert [a for _d, _s, a in got] == srcs
+        firsts = [0] + [j for j in range(1, 32) if srcs[j] != srcs[j - 1]]
+        for start in firsts:
+            end = next((j for j in firsts if j > start), 32)
+            addr = got[start][2]
+            assert all(got[j][2] is addr for j in range(start, end)), "a burst shares one tuple"
+            # held by the burst's items, `addr` and getrefcount's argument
+            assert sys.getrefcount(addr) == (end - start) + 2, (start, end)
+        assert len({id(got[j][2]) for j in firsts}) == len(firsts), "another burst, another tuple"
+        host = got[0][2][0]               # every peer is on one host: one str, held by each tuple
+        assert all(got[j][2][0] is host for j in firsts)
+        assert sys.getrefcount(host) == len(firsts) + 2, "held by the tuples, `host` and the argument"
+    finally:
+        for s in (rx, *txs):
+            s.close()
+
+
+def test_no_reference_leaks_when_an_allocation_fails_midway(netns):  # noqa: F811
+    """Every allocation of a call made to fail in turn (payload, host str, address tuple, item,
+    list): MemoryError, and the objects already made are all released (allocated blocks flat)."""
+    if COMPILED is None:
+        pytest.skip("appliance.native._udp not in use (pure Python forced or not built)")
+    _testcapi = pytest.importorskip("_testcapi")
+    ns = netns()
+    _ip("-n", ns, "addr", "add", "198.18.0.1/32", "dev", "lo")
+    with _inside(ns):
+        rx, txs = _refcount_peers(socket.AF_INET, "198.18.0.1")
+
+    def once(nth: int) -> bool:
+        _send_bursts(rx, txs)
+        failed = False
+        try:
+            _testcapi.set_nomemory(nth, nth + 1)
+            try:
+                COMPILED.recv_from_many(rx.fileno(), 32)
+            finally:
+                _testcapi.remove_mem_hooks()
+        except MemoryError:
+            failed = True
+        while True:                       # what a failed call left in the queue
+            try:
+                COMPILED.recv_from_many(rx.fileno(), 32)
+            except BlockingIOError:
+                return failed
+
+    try:
+        failures, growth = 0, {}
+        for nth in range(0, 60):
+            for _ in range(5):
+                once(nth)
+            gc.collect()
+            before = sys.getallocatedblocks()
+            for _ in range(40):
+                failures += once(nth)
+            gc.collect()
+            growth[nth] = sys.getallocatedblocks() - before
+        assert failures >= 40 * 20, "the allocations inside the call should have failed"
+        assert max(growth.values()) < 20, {k: v for k, v in growth.items() if v >= 20}
+    finally:
+        for s in (rx, *txs):
+            s.close()
