@@ -235,3 +235,50 @@ def test_no_reference_leaks_when_an_allocation_fails_midway(netns):  # noqa: F81
     finally:
         for s in (rx, *txs):
             s.close()
+
+
+@pytest.fixture
+def gso_sender(netns):  # noqa: F811
+    """rx (unconnected, GRO on: the server's socket) in B; in A one sender of GSO runs (a client,
+    hostile or ours) and one of single datagrams."""
+    a, b = _veth_pair(netns)
+    with _inside(b):
+        rx = UdpTransport(("198.18.201.2", 51431), None, gro=True)
+    with _inside(a):
+        runs = UdpTransport(("198.18.201.1", 51432), ("198.18.201.2", 51431), gso=True)
+        single = UdpTransport(("198.18.201.1", 51433), ("198.18.201.2", 51431), gso=False)
+    try:
+        yield runs, single, rx
+    finally:
+        for t in (runs, single, rx):
+            t.close()
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_gso_runs_after_single_datagrams_stay_within_the_documented_bound(gso_sender, impl):
+    """recv_batch asks for as many messages as fit if each is as long a run as the last call's
+    longest; a sender that sends singles (the estimate drops to 1) and then a burst of 64-segment
+    runs gets up to MANY_BATCH runs into one call: more than `limit` plus one run, but never more
+    than limit - 1 + MANY_BATCH * 64 (the bound recv_batch's docstring gives), and nothing is lost
+    or reordered."""
+    runs, single, rx = gso_sender
+    _use(rx, impl)
+    for i in range(10):
+        single.send(b"single %d" % i)
+    assert len(_drain(rx, 10)) == 10
+    assert rx._run_len == 1
+    sent = []
+    for k in range(40):
+        run = [bytes([k]) * 100] * 64
+        runs.send_batch(run)
+        sent += run
+    assert runs.stats["gso_sends"] == 40
+    assert _wait_readable(rx, 3.0)
+    time.sleep(0.1)
+    first = rx.recv_batch(64)
+    bound = 64 - 1 + MANY_BATCH * 64
+    assert 64 <= len(first) <= bound, len(first)
+    rest = _drain(rx, len(sent) - len(first))
+    assert [d for d, _a in first + rest] == sent
+    second = rx.recv_batch(64) if _wait_readable(rx, 0.05) else []
+    assert second == []
