@@ -13,12 +13,16 @@ from __future__ import annotations
 
 import gc
 import json
+import random
 import socket
+import struct
 import subprocess
 import sys
 import time
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from scapy.layers.inet import IP, UDP
 from scapy.layers.inet6 import IPv6
 from scapy.layers.l2 import Ether
@@ -282,3 +286,71 @@ def test_gso_runs_after_single_datagrams_stay_within_the_documented_bound(gso_se
     assert [d for d, _a in first + rest] == sent
     second = rx.recv_batch(64) if _wait_readable(rx, 0.05) else []
     assert second == []
+
+
+@pytest.fixture
+def dual_stack(netns):  # noqa: F811
+    """A dual-stack server socket (GRO on) and a plain reference socket beside it in B; in A
+    senders from IPv4 (mapped on the server's socket), two IPv6 globals and a link-local address,
+    each one sending GSO runs (as our client) and one single datagrams (as OpenVPN's)."""
+    a, b = _veth_pair(netns)
+    for ns, dev, addrs in ((a, "utva", ("2001:db8:203::1", "2001:db8:203::3", "fe80::1")),
+                           (b, "utvb", ("2001:db8:203::2", "fe80::2"))):
+        for addr in addrs:
+            _ip("-n", ns, "addr", "add", f"{addr}/64", "dev", dev, "nodad")
+    with _inside(b):
+        rx = UdpTransport(("::", PORT_C), None, family=socket.AF_INET6, gro=True)
+        ref = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+        ref.bind(("::", PORT_REF))
+        ref.settimeout(3)
+    senders = []
+    with _inside(a):
+        idx_a = socket.if_nametoindex("utva")
+        for fam, src, dst in ((socket.AF_INET, ("198.18.201.1", 0), "198.18.201.2"),
+                              (socket.AF_INET6, ("2001:db8:203::1", 0), "2001:db8:203::2"),
+                              (socket.AF_INET6, ("2001:db8:203::3", 0), "2001:db8:203::2"),
+                              (socket.AF_INET6, ("fe80::1", 0, 0, idx_a), f"fe80::2%{idx_a}")):
+            for gso in (True, False):
+                s = socket.socket(fam, socket.SOCK_DGRAM)
+                s.bind(src)
+                senders.append((s, dst, gso))
+    try:
+        yield senders, rx, ref
+    finally:
+        for s, _d, _g in senders:
+            s.close()
+        ref.close()
+        rx.close()
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.tuples(st.integers(0, 7), st.integers(0, 1400), st.integers(1, 12)), min_size=1, max_size=10),
+       st.integers(1, 80), st.integers(0, 2**32))
+def test_dual_stack_addresses_equal_recvfrom_in_both_implementations(dual_stack, plan, limit, seed):
+    """Any mix of IPv4 (v4-mapped), IPv6 global and link-local senders, single datagrams and GSO
+    runs, read with any limit: the compiled path and the twin hand over exactly the (payload,
+    address) sequence plain recvfrom gets for the same datagrams."""
+    senders, rx, ref = dual_stack
+    results = {}
+    for impl in IMPLS:
+        if impl == "compiled" and COMPILED is None:
+            continue
+        rx._recv_from_many = COMPILED.recv_from_many if impl == "compiled" else None
+        rnd = random.Random(seed)
+        sent = 0
+        for who, size, count in plan:
+            s, dst, gso = senders[who]
+            run = [rnd.randbytes(size) for _ in range(count)]
+            for port in (PORT_REF, PORT_C):
+                if gso and count > 1 and size:
+                    s.sendmsg([b"".join(run)], [(17, 103, struct.pack("=H", size))], 0, (dst, port))
+                else:
+                    for d in run:
+                        s.sendto(d, (dst, port))
+            sent += count
+        want = [ref.recvfrom(65535) for _ in range(sent)]
+        got = _drain(rx, sent)
+        assert got == want, impl
+        results[impl] = got
+    if len(results) == 2:
+        assert results["compiled"] == results["python"]
