@@ -354,3 +354,55 @@ def test_dual_stack_addresses_equal_recvfrom_in_both_implementations(dual_stack,
         results[impl] = got
     if len(results) == 2:
         assert results["compiled"] == results["python"]
+
+
+_GC_SCAN_CHILD = r"""
+import gc, socket, sys
+from appliance.native import _udp
+fn = getattr(_udp, sys.argv[1])
+a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+scanned, collections, during = [0], [0], 0
+def look_at_every_list(phase, info):
+    if phase == "stop":
+        collections[0] += 1
+        for o in gc.get_objects():
+            if type(o) is list:
+                o[:]                              # a copy: a reference to each item
+                scanned[0] += 1
+keep = [[i] for i in range(300)]                  # something for each collection to look at
+for _ in range(50):
+    for i in range(32):
+        b.send(b"%d" % i)
+    gc.disable()
+    # The tuple free lists emptied (a tuple taken from one is not counted by the collector), and
+    # the collector's count over its threshold: the call's tuples are new objects, and each
+    # second one collects.
+    hold = [tuple([i, i]) for i in range(2500)] + [tuple([i, i, i]) for i in range(2500)]
+    gc.callbacks.append(look_at_every_list)
+    gc.set_threshold(1)
+    gc.enable()
+    try:
+        c0 = collections[0]
+        got = fn(a.fileno(), 32)
+        during += collections[0] - c0
+    finally:
+        gc.set_threshold(700, 10, 10)
+        gc.callbacks.remove(look_at_every_list)
+    assert [x[0] for x in got] == [b"%d" % i for i in range(32)], got
+print("whole", scanned[0], during)
+"""
+
+
+@pytest.mark.parametrize("name", ["recv_many", "recv_from_many"])
+def test_a_collection_during_the_call_sees_no_half_made_list(name):
+    """Making the result's tuples may run the cycle collector, and with it gc.callbacks (what a
+    memory profiler or leak tracker registers) that may look at every tracked object: no list
+    with empty slots may be among them (copying one dereferenced NULL: the process died of
+    SIGSEGV). The list is made last, when every item is whole. In a child process: a failure is
+    a crash."""
+    if COMPILED is None:
+        pytest.skip("appliance.native._udp not in use (pure Python forced or not built)")
+    r = subprocess.run([sys.executable, "-c", _GC_SCAN_CHILD, name], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, (r.returncode, r.stderr[-2000:])
+    whole, scanned, during = r.stdout.split()
+    assert whole == "whole" and int(scanned) > 0 and int(during) > 0, r.stdout    # collections inside the calls
