@@ -6,8 +6,11 @@ Python twin) under a hostile sender, against the real kernel inside namespaces t
   source on the wire) must not make one client look like two or two like one: the address each
   datagram comes with, the dispatcher's key, is the one Python's recvfrom gives, for both
   implementations;
+- any mix of IPv4 (v4-mapped), IPv6 and link-local senders, GSO runs and single datagrams gives
+  recvfrom's exact (payload, address) sequence (hypothesis);
 - the shared address objects are reference-counted exactly (a burst shares one tuple and one str,
   and nothing stays alive after the result is gone), also when an allocation fails midway;
+- a collection run inside a call (gc.callbacks, finalizers) sees no half-made result list;
 - a sender cannot stretch one recv_batch beyond its documented bound with GSO runs."""
 from __future__ import annotations
 
