@@ -143,6 +143,32 @@ static PyObject *payload(int i)
     return PyBytes_FromStringAndSize((const char *)iovs[i].iov_base, (Py_ssize_t)len);
 }
 
+/* The result list of n whole items, taking their references; NULL (and the items released) when
+ * it cannot be made. Made last, and filled with no allocation in between: making a tracked object
+ * may run the cycle collector, and with it gc.callbacks and finalizers that can see every tracked
+ * object (gc.get_objects): a list with empty slots among them would be read as if whole (copying
+ * one dereferenced NULL). Each item is whole when made, for the same reason. */
+static PyObject *list_of(PyObject **items, int n)
+{
+    PyObject *out = PyList_New(n);
+    if (out == NULL) {
+        for (int i = 0; i < n; i++)
+            Py_DECREF(items[i]);
+        return NULL;
+    }
+    for (int i = 0; i < n; i++)
+        PyList_SET_ITEM(out, i, items[i]);
+    return out;
+}
+
+/* The first n items released after a failure; NULL (the exception is set). */
+static PyObject *release_items(PyObject **items, int n)
+{
+    for (int i = 0; i < n; i++)
+        Py_DECREF(items[i]);
+    return NULL;
+}
+
 PyDoc_STRVAR(recv_many_doc,
 "recv_many(fd, max_msgs) -> list of (bytes, gro_segment)\n\n"
 "Up to max_msgs (1..32, more is taken as 32) datagrams from the connected UDP socket fd, without\n"
@@ -161,7 +187,7 @@ static PyObject *recv_many(PyObject *Py_UNUSED(self), PyObject *const *args, Py_
      * object the cycle collector tracks is made: making one (a list, a tuple) may run a collection,
      * whose finalizers are arbitrary Python code that may call recv_many for another socket (or let
      * another thread do so), overwriting these shared buffers under us. bytes and int objects are
-     * not tracked: making them runs no Python code. */
+     * not tracked: making them runs no Python code. Then the items, and the list last (list_of). */
     PyObject *payloads[RECV_MAX], *segments[RECV_MAX];
     int made = 0;
     for (; made < n; made++) {
@@ -174,24 +200,21 @@ static PyObject *recv_many(PyObject *Py_UNUSED(self), PyObject *const *args, Py_
             goto fail;
         }
     }
-    PyObject *out = PyList_New(n);
-    if (out == NULL)
-        goto fail;
+    PyObject *items[RECV_MAX];
     for (int i = 0; i < n; i++) {
         PyObject *item = PyTuple_New(2);
-        if (item == NULL) {            /* the items not yet in `out` are still ours to release */
+        if (item == NULL) {            /* the parts not yet in an item are still ours to release */
             for (int j = i; j < n; j++) {
                 Py_DECREF(payloads[j]);
                 Py_DECREF(segments[j]);
             }
-            Py_DECREF(out);
-            return NULL;
+            return release_items(items, i);
         }
         PyTuple_SET_ITEM(item, 0, payloads[i]);   /* the tuple takes both references */
         PyTuple_SET_ITEM(item, 1, segments[i]);
-        PyList_SET_ITEM(out, i, item);
+        items[i] = item;
     }
-    return out;
+    return list_of(items, n);
 fail:
     for (int j = 0; j < made; j++) {
         Py_DECREF(payloads[j]);
@@ -278,8 +301,8 @@ static PyObject *recv_from_many(PyObject *Py_UNUSED(self), PyObject *const *args
     if (n < 0)
         return NULL;
     /* As in recv_many: first every payload, segment size and address is copied out of the shared
-     * buffers into untracked objects (bytes, int, str) and C values; only then are tuples and the
-     * list made, which may run Python code. */
+     * buffers into untracked objects (bytes, int, str) and C values; only then are the tuples
+     * made, which may run Python code, and the list last (list_of). */
     PyObject *payloads[RECV_MAX], *segments[RECV_MAX];
     struct source sources[RECV_MAX];
     int made = 0;
@@ -298,10 +321,8 @@ static PyObject *recv_from_many(PyObject *Py_UNUSED(self), PyObject *const *args
             goto fail;
         }
     }
-    PyObject *out = PyList_New(n);
-    if (out == NULL)
-        goto fail;
-    PyObject *addr = NULL;             /* the previous datagram's address tuple (borrowed from out) */
+    PyObject *items[RECV_MAX];
+    PyObject *addr = NULL;             /* the previous datagram's address tuple (borrowed from items) */
     for (int i = 0; i < n; i++) {
         PyObject *item = NULL;
         if (addr != NULL && same_source(&sources[i], &sources[i - 1])) {
@@ -317,23 +338,22 @@ static PyObject *recv_from_many(PyObject *Py_UNUSED(self), PyObject *const *args
         }
         if (addr != NULL)
             item = PyTuple_New(3);
-        if (item == NULL) {            /* the items not yet in `out` are still ours to release */
+        if (item == NULL) {            /* the parts not yet in an item are still ours to release */
             Py_XDECREF(addr);
             for (int j = i; j < n; j++) {
                 Py_DECREF(payloads[j]);
                 Py_DECREF(segments[j]);
                 Py_XDECREF(sources[j].host);
             }
-            Py_DECREF(out);
-            return NULL;
+            return release_items(items, i);
         }
         PyTuple_SET_ITEM(item, 0, payloads[i]);   /* the tuple takes these references */
         PyTuple_SET_ITEM(item, 1, segments[i]);
         PyTuple_SET_ITEM(item, 2, addr);
         Py_XDECREF(sources[i].host);   /* the address tuple holds its own reference */
-        PyList_SET_ITEM(out, i, item);
+        items[i] = item;
     }
-    return out;
+    return list_of(items, n);
 fail:
     for (int j = 0; j < made; j++) {
         Py_DECREF(payloads[j]);

@@ -121,8 +121,12 @@ class UdpTransport:
         return self.sock.fileno()
 
     def recv_batch(self, max_datagrams: int = 64) -> list[tuple[bytes, tuple]]:
-        """Datagrams with their source addresses, up to `max_datagrams` (a GRO-coalesced run may
-        overshoot it by one run), counted. Up to MANY_BATCH per call: the compiled recv_from_many
+        """Datagrams with their source addresses, up to `max_datagrams`, counted. GRO-coalesced
+        runs may overshoot it: each call asks for as many messages as fit if each is as long a run
+        as the last call's longest, so a sender whose single datagrams brought that estimate to 1
+        and who then sends MANY_BATCH runs of 64 gets them all into one call (2048 datagrams for a
+        limit of 64); the bound is max_datagrams - 1 + MANY_BATCH * 64 (tests/unit/
+        test_udp_from_attacks.py). Up to MANY_BATCH per call: the compiled recv_from_many
         takes them in one recvmmsg (clients that send no GSO runs, OpenVPN's among them, otherwise
         cost a system call and a Python loop turn per datagram: 20-23% of our server's samples with
         OpenVPN's client uploading); its Python twin py_recv_from_many receives them one by one.
@@ -184,7 +188,8 @@ class UdpTransport:
         while len(out) < max_datagrams and calls < 2 * max_datagrams:
             calls += 1                  # errors count too: a batch is bounded
             # As many messages as fit in what is left if each is as long a run as last time: the
-            # limit is overshot by one run at most, as recv_batch's (OpenVPN's server: 32 a call).
+            # limit is overshot by one run when the runs are as long as last time, by up to
+            # MANY_BATCH runs when they grew (see recv_batch). OpenVPN's server: 32 a call.
             want = max(1, min((max_datagrams - len(out)) // self._run_len, MANY_BATCH))
             try:
                 # The descriptor afresh each time: closed meanwhile (by whatever Python code ran
