@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import itertools
 import random
+import struct
 from collections import deque
 from typing import Callable
 
@@ -52,6 +53,7 @@ class MemoryNet:
         self.reorder = 0.0
         self.send_fault: Callable[[tuple, tuple], int | None] = lambda src, dst: None
         self.delivered = 0
+        self.gro = False                     # sockets accept UDP_GRO and take inject_run's runs whole
         self._ephemeral = itertools.count(40_000)
 
     def ephemeral(self, ip: str) -> tuple[str, int]:
@@ -73,6 +75,12 @@ class MemoryNet:
     def inject(self, dst: tuple, data: bytes, src: tuple) -> None:
         """A datagram from anywhere (an attacker, garbage), straight into a socket's queue."""
         self.udp[dst].inbox.append((bytes(data), src))
+
+    def inject_run(self, dst: tuple, datagrams: list[bytes], src: tuple) -> None:
+        """Datagrams of one size (the last may be shorter) as one GRO-coalesced message, as the
+        kernel hands a run to a socket with UDP_GRO on (`gro` must be set before the socket is
+        made): one receive, its segment size in the control message."""
+        self.udp[dst].inbox.append((b"".join(datagrams), src, len(datagrams[0])))
 
     def readable(self, fd: int) -> bool:
         obj = self.by_fd.get(fd)
@@ -98,7 +106,7 @@ class MemoryDatagramSocket:
 
     # socket API used by UdpTransport
     def setsockopt(self, level, opt, value) -> None:
-        if level == 17:                      # SOL_UDP: no UDP GRO here
+        if level == 17 and not self.net.gro:     # SOL_UDP: no UDP GRO unless the net has it
             raise _oserror(errno.ENOPROTOOPT)
 
     def bind(self, addr: tuple) -> None:
@@ -125,14 +133,19 @@ class MemoryDatagramSocket:
         return self.inbox.pop(0)
 
     def recvfrom_into(self, view) -> tuple[int, tuple]:
-        data, src = self._recv()
-        n = min(len(data), len(view))
-        view[:n] = data[:n]
+        n, src, _seg = self._recv_into(view)
         return n, src
 
+    def _recv_into(self, view) -> tuple[int, tuple, int]:
+        entry = self._recv()
+        data, src = entry[0], entry[1]
+        n = min(len(data), len(view))
+        view[:n] = data[:n]
+        return n, src, (entry[2] if len(entry) > 2 else 0)
+
     def recvmsg_into(self, bufs, ancsize):  # noqa: ANN001
-        n, src = self.recvfrom_into(bufs[0])
-        return n, [], 0, src
+        n, src, seg = self._recv_into(bufs[0])
+        return n, ([(17, 104, struct.pack("=i", seg))] if seg else []), 0, src
 
     def _send_one(self, data, dst: tuple) -> None:
         if self.closed:

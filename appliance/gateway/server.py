@@ -238,6 +238,8 @@ class ServerGateway:
                     self.faults.internal("a client packet")
         finally:
             self.d.end_batch(now)
+        if self.udp.has_spill:               # read past this wake-up's share: the rest at the next
+            self.pump.again(self.udp, self._on_udp_read)
         self._take_internal_errors()
 
     def _on_tun_read(self) -> None:

@@ -32,8 +32,13 @@ class UdpLink:
     def recv_packets(self, limit: int = 64) -> list:
         return self.t.recv_payloads(limit)
 
-    has_pending = False              # a datagram socket keeps nothing back
-    wants_write = False              # nor queues what it sends (a plain attribute: read per wake-up)
+    @property
+    def has_pending(self) -> bool:
+        """Datagrams read past the last call's limit wait for the next (a GRO run longer than the
+        transport expected: UdpTransport._spill)."""
+        return self.t.has_spill
+
+    wants_write = False              # a datagram socket queues nothing it sends (a plain attribute: read per wake-up)
 
     def send_packets(self, packets: list) -> None:
         if packets:

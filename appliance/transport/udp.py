@@ -113,6 +113,10 @@ class UdpTransport:
         # to 64, so asking for 32 could take 2048 where the caller's limit said 64. Until a call
         # has shown otherwise, assume runs when GRO is on.
         self._run_len = 64 if self.gro else 1
+        # Datagrams read past a call's limit (a GRO run longer than the estimate), handed out first
+        # by the next call: no call returns more than its limit (has_spill: come back without
+        # waiting for the socket).
+        self._spill: list = []
         self.stats = {"sent": 0, "received": 0, "send_dropped": 0, "gso_sends": 0}
         self.errors: dict[str, int] = {}      # refused sends and receives, by errno name
         self.no_gso: set = set()              # destinations GSO was refused for (plain sends work)
@@ -121,18 +125,20 @@ class UdpTransport:
         return self.sock.fileno()
 
     def recv_batch(self, max_datagrams: int = 64) -> list[tuple[bytes, tuple]]:
-        """Datagrams with their source addresses, up to `max_datagrams`, counted. GRO-coalesced
-        runs may overshoot it: each call asks for as many messages as fit if each is as long a run
-        as the last call's longest, so a sender whose single datagrams brought that estimate to 1
-        and who then sends MANY_BATCH runs of 64 gets them all into one call (2048 datagrams for a
-        limit of 64); the bound is max_datagrams - 1 + MANY_BATCH * 64 (tests/unit/
-        test_udp_from_attacks.py). Up to MANY_BATCH per call: the compiled recv_from_many
-        takes them in one recvmmsg (clients that send no GSO runs, OpenVPN's among them, otherwise
-        cost a system call and a Python loop turn per datagram: 20-23% of our server's samples with
-        OpenVPN's client uploading); its Python twin py_recv_from_many receives them one by one.
-        An ICMP refusal is counted and the batch goes on; another receive error is counted and ends
-        the batch; our socket gone raises PortGone."""
-        out: list = []
+        """Datagrams with their source addresses, at most `max_datagrams`, counted. Up to MANY_BATCH
+        messages per system call: the compiled recv_from_many takes them in one recvmmsg (clients
+        that send no GSO runs, OpenVPN's among them, otherwise cost a system call and a Python loop
+        turn per datagram: 20-23% of our server's samples with OpenVPN's client uploading); its
+        Python twin py_recv_from_many receives them one by one. A message may be a GRO-coalesced
+        run of up to 64 datagrams: each call asks for as many messages as fit if each is as long a
+        run as the last call's longest, and what a longer run brings past the limit waits in
+        `_spill` for the next call (has_spill: the caller comes back without waiting for the
+        socket). Before that, a sender whose single datagrams brought the estimate to 1 and who
+        then sent MANY_BATCH runs of 64 had 2048 datagrams handled in one wake-up where the limit
+        said 64 (helper srvreview; tests/unit/test_udp_from_attacks.py). An ICMP refusal is
+        counted and the batch goes on; another receive error is counted and ends the batch; our
+        socket gone raises PortGone."""
+        out, self._spill = self._spill, []
         many = self._recv_from_many
         calls = 0
         while len(out) < max_datagrams and calls < 2 * max_datagrams:
@@ -170,26 +176,24 @@ class UdpTransport:
                 self._run_len = longest
             if len(got) < want:
                 break                   # the queue is empty: no further call only to hear EAGAIN
-        self.stats["received"] += len(out)
-        return out
+        return self._hand_out(out, max_datagrams)
 
     def recv_payloads(self, max_datagrams: int = 64) -> list[bytes]:
-        """A connected socket's datagrams, payloads only (they all come from its peer), up to
-        `max_datagrams` (a GRO-coalesced run may overshoot it, as in recv_batch), counted and with
-        errors handled as recv_batch handles them. Up to MANY_BATCH at a time: the compiled
+        """A connected socket's datagrams, payloads only (they all come from its peer), at most
+        `max_datagrams` (what a GRO run brings past it waits for the next call, as in recv_batch),
+        counted and with errors handled as recv_batch handles them. Up to MANY_BATCH at a time: the compiled
         recv_many takes them in one recvmmsg (a peer that sends no GSO runs, such as OpenVPN,
         otherwise costs a system call and a Python loop turn per datagram); its Python twin
         py_recv_many receives them one by one. Unconnected: recv_batch's payloads."""
         if self.remote is None:
             return [d for d, _a in self.recv_batch(max_datagrams)]
-        out: list = []
+        out, self._spill = self._spill, []
         many = self._recv_many
         calls = 0
         while len(out) < max_datagrams and calls < 2 * max_datagrams:
             calls += 1                  # errors count too: a batch is bounded
-            # As many messages as fit in what is left if each is as long a run as last time: the
-            # limit is overshot by one run when the runs are as long as last time, by up to
-            # MANY_BATCH runs when they grew (see recv_batch). OpenVPN's server: 32 a call.
+            # As many messages as fit in what is left if each is as long a run as last time (longer
+            # runs: the excess waits in _spill, see recv_batch). OpenVPN's server: 32 a call.
             want = max(1, min((max_datagrams - len(out)) // self._run_len, MANY_BATCH))
             try:
                 # The descriptor afresh each time: closed meanwhile (by whatever Python code ran
@@ -219,8 +223,21 @@ class UdpTransport:
                 self._run_len = longest
             if len(got) < want:
                 break                   # the queue is empty: no further call only to hear EAGAIN
+        return self._hand_out(out, max_datagrams)
+
+    def _hand_out(self, out: list, limit: int) -> list:
+        """The first `limit` of `out`, counted; the rest kept for the next call (_spill)."""
+        if len(out) > limit:
+            self._spill = out[limit:]
+            del out[limit:]
         self.stats["received"] += len(out)
         return out
+
+    @property
+    def has_spill(self) -> bool:
+        """Datagrams already read wait for the next call: come back without waiting for the socket
+        (readiness will not report them)."""
+        return bool(self._spill)
 
     def _error(self, what: str, e: OSError) -> None:
         name = f"{what} {errno.errorcode.get(e.errno or 0, str(e.errno))}"

@@ -421,7 +421,7 @@ def _receive(t: UdpTransport, count: int, timeout: float = 3.0) -> list:
     got: list = []
     end = time.monotonic() + timeout
     while len(got) < count and time.monotonic() < end:
-        if _wait_readable(t, end - time.monotonic()):
+        if t.has_spill or _wait_readable(t, end - time.monotonic()):   # read past a limit: no readiness for it
             got += t.recv_batch()
     return got
 
