@@ -245,6 +245,19 @@ if os.getpid() != 1:        # never the machine's own init: power_off() would po
     sys.exit(3)
 import appliance.boot.init as init
 init.CONFIG = sys.argv[1]   # the baked config's place (no volume labelled VPNCONFIG is attached)
+# A checkout under /tmp (CI's fresh clone) and its venv must stay visible: PID 1's tmpfs there would
+# hide the modules it imports later (ImportError at its first lazy import).
+_keep = [os.path.realpath(p) for p in (os.getcwd(), sys.prefix)]
+_real_mount = init.mount
+
+
+def mount(src, target, fstype, *args):
+    if any(k == target or k.startswith(target.rstrip("/") + "/") for k in _keep):
+        return
+    _real_mount(src, target, fstype, *args)
+
+
+init.mount = mount
 
 
 def start(path):
