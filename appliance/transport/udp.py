@@ -275,8 +275,8 @@ class UdpTransport:
             # A run: equal sizes, the last one may be shorter, bounded count and bytes.
             while j < n and j - i < MAX_GSO_SEGMENTS and total + len(datagrams[j]) <= MAX_GSO_BYTES:
                 ln = len(datagrams[j])
-                if ln > size:
-                    break
+                if ln > size or ln == 0:
+                    break               # an empty datagram would vanish into the run: alone
                 total += ln
                 j += 1
                 if ln < size:

@@ -42,3 +42,36 @@ def test_a_run_longer_than_a_wake_ups_share_is_handled_without_new_input(pki, mo
     assert [p[-104:-100] for p in got] == [b"%04d" % i for i in range(20)]
     assert steps >= 5                                # 20 datagrams, 4 a wake-up
     assert not w.server.udp.has_spill
+
+
+def test_the_client_handles_a_long_run_in_shares_without_new_input(pki, monkeypatch):
+    """The client's side: `UdpLink.has_pending` makes `_on_link_read` come back through
+    `Pump.again` while a run's rest waits in the transport."""
+    import appliance.gateway.client as client_mod
+    w = World(seed=4)
+    w.net.gro = True
+    w.add_server(server_conf(pki))
+    w.add_client(client_conf(pki))
+    assert w.run(lambda: w.client_addr() is not None and w.server_net.tun is not None, max_time=60)
+    monkeypatch.setattr(client_mod, "BATCH", 4)
+    client = w.clients[0]
+    cli_sock = next(s for s in w.net.udp.values() if s.remote == (SERVER_IP, 1194))
+    w.pumps = lambda: [w.server.pump]               # the client waits while the server sends
+    for i in range(20):
+        w.server_net.tun.inject(ipv4_udp("198.19.0.1", w.client_addr(), b"%04d" % i + bytes(100)))
+    assert w.run(lambda: len(cli_sock.inbox) >= 20, max_time=5)
+    data = [e for e in cli_sock.inbox if len(e[0]) == len(cli_sock.inbox[-1][0])]
+    assert len(data) >= 20
+    src = data[0][1]
+    cli_sock.inbox[:] = [e for e in cli_sock.inbox if e not in data]
+    w.net.inject_run(cli_sock.local, [e[0] for e in data], src)
+    tun = w.client_nets[0].tun
+    before = len(tun.written)
+    steps = 0
+    while len(tun.written) - before < 20 and steps < 50:
+        client.pump.step(block=False)
+        steps += 1
+    got = [p for p in tun.written[before:] if p.endswith(bytes(100))]
+    assert len(got) == 20, (len(got), steps)
+    assert [p[-104:-100] for p in got] == [b"%04d" % i for i in range(20)]
+    assert steps >= 5                                # 20 datagrams, 4 a wake-up

@@ -480,6 +480,16 @@ def test_udp_batches_of_mixed_sizes(udp_pair):
     assert [bytes(d) for d, _ in got] == dgrams
 
 
+def test_udp_empty_datagrams_in_a_batch_each_arrive(udp_pair):
+    """An empty datagram after a full one was folded into that GSO run as a zero-length last
+    segment, and the kernel sent nothing for it: the receiver saw one datagram fewer."""
+    tx, rx = udp_pair
+    dgrams = [b"a" * 700, b"", b"b" * 700, b"b" * 700, b"", b""]
+    tx.send_batch(dgrams)
+    got = _receive(rx, len(dgrams))
+    assert [bytes(d) for d, _ in got] == dgrams
+
+
 def test_udp_oversized_datagrams_still_delivered(udp_pair):
     """1600-byte datagrams over a 1500-MTU link: GSO cannot send them, plain sends fragment."""
     tx, rx = udp_pair
