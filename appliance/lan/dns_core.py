@@ -17,6 +17,17 @@ The rules:
   all its attempts (4.5 s), so some 60 queries a second would otherwise have every other host
   REFUSED. Evicting the oldest (as unbound's jostle-timeout does) makes that flood need ~500 a
   second and still lets answers that come within `jostle` through.
+- each LAN address may send `rate` queries a second (`burst` at once; a token bucket per address,
+  `max_buckets` of them, the oldest forgotten first): beyond that a UDP query is dropped unread
+  (no answer: an answer would make us a reflector for a forged source) and a TCP one is REFUSED.
+  Why: the outstanding limits bound what waits, not what passes. The lab's dnsmasq answers at
+  once, so one LAN host flooding from one address had ~9000 queries a second forwarded through the
+  tunnel, each with its own upstream socket: the pump fell behind the LAN socket, the kernel
+  dropped what did not fit its buffer, and another host lost about a quarter of its queries (the
+  attack lab in lab/reliability/RESULTS.md, "LAN host attacks"). A dropped query costs a dict
+  lookup instead, so the pump keeps up. unbound's `ip-ratelimit` is the same idea. It does not
+  help against a host forging a new source per query (any IPv6 address of the /64 passes the
+  kill switch): each new address starts with a full bucket.
 - each attempt gets a fresh random 16-bit ID (and the shell a fresh socket, so a fresh random
   source port); an answer counts only if it comes from the server and port asked, carries that ID,
   is a response, and repeats the question (name compared case-insensitively). Anything else is
@@ -50,6 +61,9 @@ class Limits:
     attempt_timeout: float = 1.5        # seconds an upstream attempt waits for its answer
     max_attempts: int = 3               # attempts per query (over the servers in turn)
     jostle: float = 0.5                 # a full table's oldest query older than this makes room
+    rate: float = 100.0                 # queries a second from one LAN address (a busy host sends a few)
+    burst: float = 200.0                # ... at once (a page load, a resolver's start)
+    max_buckets: int = 4096             # LAN addresses whose rate is tracked (the oldest forgotten first)
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +122,7 @@ class ForwarderCore:
     pending: dict[int, Pending] = field(default_factory=dict)
     per_source: dict[Hashable, int] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)
+    buckets: dict[Hashable, list[float]] = field(default_factory=dict)   # source -> [tokens, refilled]
 
     def __post_init__(self) -> None:
         self._tokens = itertools.count(1)
@@ -128,8 +143,27 @@ class ForwarderCore:
         return out
 
     # ---------------------------------------------------------------- from the LAN
+    def admit(self, source: Hashable, now: float) -> bool:
+        """One query from `source` is within its rate (see the module doc); O(1)."""
+        b = self.buckets.get(source)
+        if b is None:
+            if len(self.buckets) >= self.limits.max_buckets:
+                del self.buckets[next(iter(self.buckets))]    # forgotten: it starts full again, no harm
+            b = self.buckets[source] = [self.limits.burst, now]
+        else:
+            b[0] = min(self.limits.burst, b[0] + max(0.0, now - b[1]) * self.limits.rate)
+            b[1] = now
+        if b[0] < 1.0:
+            return False
+        b[0] -= 1.0
+        return True
+
     def query(self, client: object, source: Hashable, data: bytes, now: float, tcp: bool = False) -> list[Action]:
         """A query from a LAN client; never raises for any `data`."""
+        over = not self.admit(source, now)
+        if over and not tcp:
+            self.count("dropped: over one LAN host's query rate")
+            return []
         try:
             msg = w.parse_untrusted(data)
         except w.BadDns:
@@ -144,6 +178,9 @@ class ForwarderCore:
         if msg.flags & w.OPCODE_MASK:
             self.count("not a standard query")
             return [Reply(client, w.reply(data, msg, w.NOTIMP))]
+        if over:
+            self.count("refused: over one LAN host's query rate")
+            return [Reply(client, w.reply(data, msg, w.REFUSED))]
         if not self.servers:
             self.count("answered SERVFAIL: no tunnel DNS")
             return [Reply(client, w.reply(data, msg, w.SERVFAIL))]

@@ -261,3 +261,29 @@ def test_any_sequence_keeps_the_bounds_and_answers_each_query_at_most_once(ops):
         assert all(v == 1 for v in replies.values())
     c.set_servers([])
     assert c.pending == {} and c.per_source == {}
+
+
+def test_one_lan_address_is_held_to_its_query_rate_and_others_are_not():
+    """A LAN host flooding queries that its server answers at once never hits the outstanding
+    limits, so without a rate every query went through the tunnel on its own socket (the lab saw
+    ~9000 a second from one host, and another host's queries lost in the kernel's full socket
+    buffer). Beyond `burst`, a UDP query is dropped unanswered (an answer would be reflected at a
+    forged source) and a TCP one REFUSED; the bucket refills at `rate`; another address is not
+    affected; the table of addresses stays bounded."""
+    c = core(rate=10.0, burst=20.0, max_buckets=3)
+    q = w.encode_query(1, "a.test")
+    sent = 0
+    for i in range(50):
+        for a in c.query(("flood", i), "198.18.50.30", q, 0.0):
+            if isinstance(a, Send):
+                sent += 1
+                c.answer(a.token, a.server, answer_for(a), 0.0)      # answered at once: nothing stays
+    assert sent == 20 and c.counts["dropped: over one LAN host's query rate"] == 30 and c.pending == {}
+    (r,) = c.query("tcp", "198.18.50.30", q, 0.0, tcp=True)
+    assert w.rcode(r.data) == w.REFUSED and c.counts["refused: over one LAN host's query rate"] == 1
+    assert isinstance(c.query("victim", "198.18.50.20", q, 0.0)[0], Send)
+    assert c.query("flood", "198.18.50.30", q, 0.05) == []                  # 0.5 of a token back
+    assert isinstance(c.query("flood", "198.18.50.30", q, 0.2)[0], Send)    # 2 tokens back by 0.2 s
+    for n in range(10):
+        c.query("many", f"fd00::{n}", q, 0.3)
+    assert len(c.buckets) == 3
