@@ -22,27 +22,33 @@ from lab.tools import REPO
 pytestmark = [pytest.mark.root, pytest.mark.netns, pytest.mark.openvpn]
 
 VICTIM, VICTIM_MAC, ATTACKER = "198.18.50.20", "52:54:00:18:50:20", "198.18.50.30"
+MANY = [f"198.18.50.{i}" for i in range(200, 251)]      # the attacker's other addresses (51)
 
-# The attacker: UDP queries for random names as fast as one Python process sends them, from one
-# address, answers never read. Before the per-address rate the appliance forwarded ~9000 a
-# second, used 67% CPU, and the victim lost about a quarter of its queries.
+# The attacker: UDP queries for random names as fast as one Python process sends them, from each
+# of its addresses in turn, answers never read. From one address, before the per-address rate,
+# the appliance forwarded ~9000 a second, used 67-73% CPU, and the victim lost a quarter to a
+# third of its queries; from 51, with only the per-address rate, the victim lost 4 or 5 of 11.
 UDP_FLOOD = r"""
 import random, socket, struct, sys, time
 sys.path.insert(0, sys.argv[4])
 from appliance.lan.dns_wire import encode_query
-server, src, seconds = sys.argv[1], sys.argv[2], float(sys.argv[3])
+server, sources, seconds = sys.argv[1], sys.argv[2].split(","), float(sys.argv[3])
 rng = random.Random(5)
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)   # answers are not read: let them drop here
-s.bind((src, 0))
-s.setblocking(False)
+socks = []
+for src in sources:
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)   # answers are not read: let them drop here
+    s.bind((src, 0))
+    s.setblocking(False)
+    socks.append(s)
 n, end = 0, time.monotonic() + seconds
 while time.monotonic() < end:
-    try:
-        s.sendto(encode_query(rng.getrandbits(16), f"x{rng.getrandbits(40):x}.vpn.test"), (server, 53))
-        n += 1
-    except BlockingIOError:
-        pass
+    for s in socks:
+        try:
+            s.sendto(encode_query(rng.getrandbits(16), f"x{rng.getrandbits(40):x}.vpn.test"), (server, 53))
+            n += 1
+        except BlockingIOError:
+            pass
 print(n)
 """
 
@@ -96,31 +102,38 @@ def lab():
         lab.victim.run(f"ip link set mvic up && ip addr add {VICTIM}/24 dev mvic && "
                        f"ip route add default via {LAN_APP}")
         lab.lan.run(f"ip addr add {ATTACKER}/24 dev {lab.lan_host_if} && ip route add default via {LAN_APP}")
+        for a in MANY:
+            lab.lan.run(f"ip addr add {a}/32 dev {lab.lan_host_if}")
         yield lab
 
 
-def test_a_dns_flood_from_one_lan_host_leaves_another_hosts_dns_and_tunnel_working(lab):
-    """8 s of UDP queries from one LAN address as fast as it sends them, while the victim asks
-    every 0.2 s and pings through the tunnel: every victim query is answered (one lost is
-    tolerated on a loaded machine), no ping is lost, and the appliance stays far from a core."""
+@pytest.mark.parametrize("sources, counter, tolerated", [([ATTACKER], "over one LAN address's query rate", 1),
+                                                         (MANY, "over the LAN's query rate", 3)],
+                         ids=["one-address", "51-addresses"])
+def test_a_dns_flood_from_one_lan_host_leaves_another_hosts_dns_and_tunnel_working(lab, sources, counter, tolerated):
+    """8 s of UDP queries from one LAN address (or 51 of them) as fast as the attacker sends
+    them, while the victim asks every 0.2 s and pings through the tunnel: every victim query is
+    answered (on a loaded machine one lost is tolerated, three from 51 addresses: of ~40; it was
+    4-5 of 11 there), no ping is lost, and the appliance stays far from a core."""
     flood, probe = lab.write("dns-flood.py", UDP_FLOOD), lab.write("dns-victim.py", VICTIM_DNS)
     pid = lab.app_proc.p.pid
+    mark = len(lab.app_proc.log())
     cpu0, t0 = cpu_seconds(pid), time.monotonic()
     ping = subprocess.Popen(["ip", "netns", "exec", lab.victim.name, "ping", "-q", "-i", "0.2", "-W", "2", "-w", "10",
                              BEHIND], stdout=subprocess.PIPE, text=True)
     victim = subprocess.Popen(["ip", "netns", "exec", lab.victim.name, sys.executable, str(probe), LAN_APP,
                                SECRET_NAME, "9", str(REPO)], stdout=subprocess.PIPE, text=True)
     time.sleep(0.5)
-    r = lab.lan.run(f"{sys.executable} {flood} {LAN_APP} {ATTACKER} 8 {REPO}", check=False, timeout=60)
+    r = lab.lan.run(f"{sys.executable} {flood} {LAN_APP} {','.join(sources)} 8 {REPO}", check=False, timeout=60)
     got = json.loads(victim.communicate(timeout=60)[0].strip().splitlines()[-1])
     pinged = ping.communicate(timeout=60)[0]
     cpu = (cpu_seconds(pid) - cpu0) / (time.monotonic() - t0)
     print(f"flood {r.stdout.strip()} queries; victim {got}; appliance CPU {cpu:.0%}")
     assert r.returncode == 0 and int(r.stdout) > 50_000, f"the flood did not run: {r.stdout} {r.stderr}"
-    assert got["lost"] + got["other"] <= 1 and got["ok"] >= 25, (got, cpu, lab.app_proc.log()[-2000:])
+    assert got["lost"] + got["other"] <= tolerated and got["ok"] >= 25, (got, cpu, lab.app_proc.log()[-2000:])
     assert " 0% packet loss" in pinged, pinged
     assert cpu < 0.5, f"appliance CPU {cpu:.0%} during the flood"
     assert lab.app_proc.alive()
     # the excess is counted, in one line per LOG_EVERY (not one per query)
-    assert lab.app_proc.wait_for(r"DNS forwarder: .*dropped: over one LAN host's query rate=\d{4,}", 40), \
+    assert lab.app_proc.wait_for(rf"DNS forwarder: .*dropped: {counter}=\d{{4,}}", 40, after=mark), \
         lab.app_proc.log()[-2000:]

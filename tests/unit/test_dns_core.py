@@ -83,10 +83,14 @@ def test_limits_in_all_and_per_source_refused_and_counted():
     assert all(isinstance(s, Send) for s in sends)
     (r,) = c.query("a", "198.18.50.10", q, 0.0)
     assert w.rcode(r.data) == w.REFUSED and c.counts["refused: too many outstanding for one LAN host"] == 1
-    assert isinstance(c.query("b", "198.18.50.11", q, 0.0)[0], Send)
-    (r,) = c.query("c", "198.18.50.12", q, 0.0)
+    assert isinstance(c.query("b", "198.18.50.11", q, 0.0)[0], Send)       # the table is full
+    # .12 holds none, .10 (whose query is the oldest) three: that one is ended to make room
+    ended, _done, s = c.query("c", "198.18.50.12", q, 0.0)
+    assert ended.client == "a" and w.rcode(ended.data) == w.SERVFAIL and isinstance(s, Send)
+    # .10 two, .11 one, .12 one, all younger than jostle: nobody holds two more than .11
+    (r,) = c.query("d", "198.18.50.11", q, 0.0)
     assert w.rcode(r.data) == w.REFUSED and c.counts["refused: too many outstanding"] == 1
-    c.answer(sends[0].token, sends[0].server, answer_for(sends[0]), 0.1)
+    c.answer(sends[1].token, sends[1].server, answer_for(sends[1]), 0.1)
     assert isinstance(c.query("a", "198.18.50.10", q, 0.2)[0], Send)
 
 
@@ -114,12 +118,35 @@ def test_one_host_from_many_lan_addresses_cannot_lock_the_others_out():
     assert c.counts["answered SERVFAIL: oldest ended to make room"] == 1 and len(c.pending) == 256
     r, _ = c.answer(sends[0].token, sends[0].server, answer_for(sends[0]), 1.05)
     assert r.client == "victim" and w.rcode(r.data) == w.NOERROR
-    # a table of young queries (all within jostle) refuses the newcomer
+    # a table of young queries (all within jostle), one per address, refuses the newcomer
     c2 = core(max_outstanding=4, max_per_source=4)
     for i in range(4):
-        c2.query(i, "198.18.50.100", q, 0.1 * i)
+        c2.query(i, f"198.18.50.{100 + i}", q, 0.1 * i)
     (r,) = c2.query("victim", "198.18.50.10", victim, 0.45)
     assert w.rcode(r.data) == w.REFUSED and c2.counts["refused: too many outstanding"] == 1
+
+
+def test_a_lan_host_with_fewer_queries_waiting_always_gets_in_and_a_heavier_one_cannot_jostle_it():
+    """51 LAN addresses of one host, each within its rate, keep the table full of queries
+    younger than `jostle` (their server answers, but slowly): another host's query still gets in,
+    ending the oldest query of an address holding two more than it. And a flooding address cannot
+    end a quiet host's slow query through `jostle`: it holds more than that host."""
+    c = core(max_outstanding=8, max_per_source=4)
+    q = w.encode_query(1, "slow.attacker.test")
+    for i in range(8):
+        c.query(("flood", i), f"198.18.50.{200 + i % 4}", q, 0.01 * i)    # two each, all young
+    victim = w.encode_query(9, "www.example.test")
+    ended, _done, s = c.query("victim", "198.18.50.10", victim, 0.1)
+    assert ended.client == ("flood", 0) and w.rcode(ended.data) == w.SERVFAIL and isinstance(s, Send)
+    assert c.counts["answered SERVFAIL: oldest ended to make room"] == 1 and len(c.pending) == 8
+    # a quiet host's query has waited 1 s (older than jostle) in a full table; an address holding
+    # three asks again: it is REFUSED, and the quiet host's query keeps waiting for its answer
+    c2 = core(max_outstanding=4, max_per_source=4)
+    (slow,) = c2.query("victim", "198.18.50.10", victim, 0.0)
+    for i in range(3):
+        c2.query(("flood", i), "198.18.50.200", q, 0.1)
+    (r,) = c2.query(("flood", 3), "198.18.50.200", q, 1.0)
+    assert w.rcode(r.data) == w.REFUSED and slow.token in c2.pending
 
 
 def test_tunnel_down_ends_outstanding_with_servfail():
@@ -278,12 +305,34 @@ def test_one_lan_address_is_held_to_its_query_rate_and_others_are_not():
             if isinstance(a, Send):
                 sent += 1
                 c.answer(a.token, a.server, answer_for(a), 0.0)      # answered at once: nothing stays
-    assert sent == 20 and c.counts["dropped: over one LAN host's query rate"] == 30 and c.pending == {}
+    assert sent == 20 and c.counts["dropped: over one LAN address's query rate"] == 30 and c.pending == {}
     (r,) = c.query("tcp", "198.18.50.30", q, 0.0, tcp=True)
-    assert w.rcode(r.data) == w.REFUSED and c.counts["refused: over one LAN host's query rate"] == 1
+    assert w.rcode(r.data) == w.REFUSED and c.counts["refused: over one LAN address's query rate"] == 1
     assert isinstance(c.query("victim", "198.18.50.20", q, 0.0)[0], Send)
     assert c.query("flood", "198.18.50.30", q, 0.05) == []                  # 0.5 of a token back
     assert isinstance(c.query("flood", "198.18.50.30", q, 0.2)[0], Send)    # 2 tokens back by 0.2 s
     for n in range(10):
         c.query("many", f"fd00::{n}", q, 0.3)
     assert len(c.buckets) == 3
+
+
+def test_many_flooding_addresses_share_the_lans_rate_and_a_quiet_one_is_not_held_up():
+    """One host floods from 51 LAN addresses, each within its own rate: together they get
+    `lan_rate`, and another host asking a few names a second gets every one of them through."""
+    c = core(rate=100.0, burst=200.0, quiet_rate=10.0, quiet_burst=50.0, lan_rate=1000.0, max_outstanding=100_000,
+             max_per_source=100_000)
+    q = w.encode_query(1, "a.test")
+    forwarded = victim = 0
+    now = 0.0
+    for step in range(2000):                    # 2 s: 25 queries a ms from the flood
+        now = step / 1000
+        for i in range(25):
+            out = c.query("flood", f"198.18.50.{200 + (step * 25 + i) % 51}", q, now)
+            forwarded += sum(isinstance(a, Send) for a in out)
+        if step % 200 == 0:                     # 5 a second
+            victim += sum(isinstance(a, Send) for a in c.query("victim", "198.18.50.20", q, now))
+    assert victim == 10
+    # each address's quiet 50 + 10 a second, then the LAN's burst of 2000 and 1000 a second (each
+    # address alone would have had 400: 20,400)
+    assert 4000 < forwarded <= 51 * (50 + 10 * 2) + 2000 + 1000 * 2, forwarded
+    assert c.counts["dropped: over the LAN's query rate"] > 10_000
