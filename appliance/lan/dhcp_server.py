@@ -175,9 +175,19 @@ class DhcpServer:
         shared one, as any other: the source address is anyone's to forge, and a lease's own
         bucket alone let a host keep another from renewing with two forged datagrams a second
         (its renewals met an empty bucket of one a second); now that costs the flood that
-        holds up every new client, as before these buckets. One dict lookup, before any decoding."""
+        holds up every new client, as before these buckets. One dict lookup, before any decoding.
+        A message from another address (0.0.0.0) whose chaddr, read undecoded, has an entry -- a
+        client between its OFFER and its REQUEST, or one that held a lease and comes back
+        (INIT-REBOOT, a DISCOVER after a reboot) -- counts in that entry's bucket the same way. A
+        flood of DISCOVERs from random chaddrs empties the shared bucket, and a client that had
+        its OFFER met it with its REQUEST (one of three lab runs: udhcpc's three REQUESTs all
+        unanswered, no lease), as did a host coming back. A flood forging known chaddrs gains at
+        most CLIENT_RATE a second per entry (the table is bounded), and drains that client's
+        bucket only, as a forged source does."""
         held = self.by_addr.get(int(source)) if source is not None and not source.is_unspecified else None
-        if held is None or not held.bound or not held.take_token(now):
+        if (held is None or not held.bound) and len(data) >= 34:
+            held = self.by_mac.get(bytes(data[28:34]))          # chaddr: a client we know
+        if held is None or not held.take_token(now):
             last, self._refilled = self._refilled, now
             if last is not None:
                 self._tokens = min(BURST, self._tokens + max(0.0, now - last) * RATE)

@@ -541,6 +541,32 @@ def test_a_flood_of_discovers_does_not_keep_configured_clients_from_renewing():
     assert [Got(r).kind for r in s.handle(msg(c.REQUEST, mac(2), ciaddr=str(b)), 201.0, b)] == [c.ACK]
 
 
+def test_a_flood_of_discovers_does_not_keep_a_known_client_from_finishing_or_coming_back():
+    """One host floods DISCOVERs from 0.0.0.0 with random chaddrs and empties the shared bucket.
+    A client whose DISCOVER got its OFFER still gets its REQUEST answered, and a client that held
+    a lease and comes back from 0.0.0.0 (a DISCOVER after a reboot, an INIT-REBOOT REQUEST) gets
+    its address: their chaddr has an entry, and its bucket counts first. A new chaddr waits for
+    the shared bucket, as before (nothing tells it from the flood's)."""
+    from appliance.lan.dhcp_server import BURST
+    s = server()
+    old = lease(s, mac(1), now=100.0)
+    flood = iter(range(1000, 100_000))
+    for _ in range(2 * int(BURST)):
+        s.handle(msg(c.DISCOVER, mac(next(flood))), 199.0, IPv4Address(0))
+    # 10 ms later two messages' worth has refilled: the client's DISCOVER is one of the lucky two
+    offer = one(s, msg(c.DISCOVER, mac(2)), 199.01)
+    assert offer is not None and offer.kind == c.OFFER
+    for _ in range(10):
+        s.handle(msg(c.DISCOVER, mac(next(flood))), 199.01, IPv4Address(0))
+    assert s.handle(msg(c.DISCOVER, mac(5000)), 199.01, IPv4Address(0)) == []       # the bucket is empty
+    req = s.handle(msg(c.REQUEST, mac(2), requested=str(offer.yiaddr), server=str(LAN.ip)), 199.01, IPv4Address(0))
+    assert [Got(r).kind for r in req] == [c.ACK]
+    back = s.handle(msg(c.DISCOVER, mac(1)), 199.01, IPv4Address(0))
+    assert [(Got(r).kind, Got(r).yiaddr) for r in back] == [(c.OFFER, old)]
+    reboot = s.handle(msg(c.REQUEST, mac(1), requested=str(old)), 199.01, IPv4Address(0))
+    assert [(Got(r).kind, Got(r).yiaddr) for r in reboot] == [(c.ACK, old)]
+
+
 def test_a_few_datagrams_forged_from_a_clients_address_do_not_keep_it_from_renewing():
     """Anyone on the LAN can send from a bound client's address. Three forged datagrams a second
     from it emptied that lease's own bucket (one a second) for good: the client's renewals went
