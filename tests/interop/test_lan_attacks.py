@@ -10,6 +10,7 @@ lab/reliability/RESULTS.md ("LAN host attacks").
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -84,7 +85,7 @@ print(json.dumps({"ok": ok, "lost": lost, "other": other}))
 
 
 def cpu_seconds(pid: int) -> float:
-    import os
+    """User + system CPU seconds of process `pid` so far (from /proc)."""
     fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
