@@ -271,6 +271,7 @@ class TunnelNetwork(_TunAndRoutes):
                        if self._server_needs_host_route(pushed, remote_ip) else None)
         local, second = pushed.ifconfig
         self._address_outside_lan(pushed)
+        self._address_not_claimed(local, remote_ip)
         flush, self.addressed = self.addressed, True
         link = self.link_mtu != mtu
         if pushed.topology == "subnet":
@@ -442,6 +443,40 @@ class TunnelNetwork(_TunAndRoutes):
                 self._inside_lan(addr6, int(plen or 64))
         except ValueError as e:
             raise RuntimeError(f"pushed tunnel address {e}: refused") from None
+
+    def _address_not_claimed(self, local: str, remote_ip: str) -> None:
+        """RuntimeError (the push is refused, the client starts over) for a pushed tunnel
+        address that is the server's, or that lies in a network on-link on another interface
+        of this host (the WAN's; an address of this host, loopback). Why: Linux answers ARP
+        for each of its addresses on every interface (arp_ignore 0), so a server pushing
+        `ifconfig 198.18.0.77` made us answer for that address on the WAN's segment, the home
+        router's or a neighbour's included (their traffic came to us). And the server's own
+        address made each packet to it local: the TUN keeps its address while the client
+        reconnects, so no attempt ever reached that server again. OpenVPN 2.6 checks neither;
+        a tunnel address inside a network this host reaches directly cannot work anyway."""
+        try:
+            ip = ipaddress.IPv4Address(local)
+        except ValueError:
+            return                              # configure_tun refuses it
+        if local == remote_ip:
+            raise RuntimeError(f"pushed tunnel address {local} is the server's own address: refused")
+        try:
+            tun = self._tun_index()
+            if self._nl is not None:
+                addrs = self._nl.addrs(socket.AF_INET)
+            else:
+                with Rtnl() as nl:
+                    addrs = nl.addrs(socket.AF_INET)
+        except (NetlinkError, OSError, RuntimeError) as e:
+            log.warning("addresses not read (%s): the pushed tunnel address %s is not checked", e, local)
+            return
+        for _f, addr, plen, index in addrs:
+            if index == tun:
+                continue
+            net = ipaddress.IPv4Network(f"{addr}/{plen}", strict=False)
+            if ip in net:
+                raise RuntimeError(f"pushed tunnel address {local} is inside {net}, on-link on another "
+                                   "interface of this host (it would claim that address there): refused")
 
     def _inside_lan(self, net: str, prefix: int) -> None:
         """ValueError (the route is skipped) when the pushed route lies inside a LAN network.
