@@ -271,7 +271,7 @@ class TunnelNetwork(_TunAndRoutes):
                        if self._server_needs_host_route(pushed, remote_ip) else None)
         local, second = pushed.ifconfig
         self._address_outside_lan(pushed)
-        self._address_not_claimed(local, remote_ip)
+        self._address_not_claimed(pushed, remote_ip)
         flush, self.addressed = self.addressed, True
         link = self.link_mtu != mtu
         if pushed.topology == "subnet":
@@ -444,22 +444,30 @@ class TunnelNetwork(_TunAndRoutes):
         except ValueError as e:
             raise RuntimeError(f"pushed tunnel address {e}: refused") from None
 
-    def _address_not_claimed(self, local: str, remote_ip: str) -> None:
+    def _address_not_claimed(self, pushed, remote_ip: str) -> None:
         """RuntimeError (the push is refused, the client starts over) for a pushed tunnel
-        address that is the server's, or that lies in a network on-link on another interface
-        of this host (the WAN's; an address of this host, loopback). Why: Linux answers ARP
-        for each of its addresses on every interface (arp_ignore 0), so a server pushing
-        `ifconfig 198.18.0.77` made us answer for that address on the WAN's segment, the home
-        router's or a neighbour's included (their traffic came to us). And the server's own
-        address made each packet to it local: the TUN keeps its address while the client
-        reconnects, so no attempt ever reached that server again. OpenVPN 2.6 checks neither;
-        a tunnel address inside a network this host reaches directly cannot work anyway."""
+        address (IPv4 or IPv6) that is the server's, or an IPv4 one that lies in a network
+        on-link on another interface of this host (the WAN's; an address of this host,
+        loopback). Why: Linux answers ARP for each of its IPv4 addresses on every interface
+        (arp_ignore 0; IPv6 neighbour discovery answers only for the receiving interface's), so
+        a server pushing `ifconfig 198.18.0.77` made us answer for that address on the WAN's
+        segment, the home router's or a neighbour's included (their traffic came to us). And the
+        server's own address made each packet to it local: the TUN keeps its address while the
+        client reconnects, so no attempt ever reached that server again. OpenVPN 2.6 checks
+        neither; a tunnel address inside a network this host reaches directly cannot work anyway."""
+        local = pushed.ifconfig[0]
         try:
             ip = ipaddress.IPv4Address(local)
+            server = ipaddress.ip_address(remote_ip)
         except ValueError:
-            return                              # configure_tun refuses it
-        if local == remote_ip:
-            raise RuntimeError(f"pushed tunnel address {local} is the server's own address: refused")
+            return                              # configure_tun refuses it; remote_ip is an address
+        local6 = pushed.ifconfig_ipv6[0].partition("/")[0] if pushed.ifconfig_ipv6 is not None else None
+        for mine in (local, local6):
+            try:
+                if mine is not None and ipaddress.ip_address(mine) == server:
+                    raise RuntimeError(f"pushed tunnel address {mine} is the server's own address: refused")
+            except ValueError:
+                pass                            # add_address6 refuses it
         try:
             tun = self._tun_index()
             if self._nl is not None:

@@ -10,9 +10,15 @@ from __future__ import annotations
 import pytest
 
 from appliance.gateway.tunnel import TunnelNetwork
+from appliance.openvpn.keymethod import PushedOptions
 
 
-def test_the_servers_own_address_as_the_tunnels_is_refused():
+@pytest.mark.parametrize("ifconfig, ifconfig6, remote", [
+    (("198.18.7.1", "255.255.255.0"), None, "198.18.7.1"),
+    (("198.19.0.2", "255.255.255.0"), ("2001:db8:7::1/64", ""), "2001:db8:7:0::1"),   # spelt otherwise
+])
+def test_the_servers_own_address_as_the_tunnels_is_refused(ifconfig, ifconfig6, remote):
     net = TunnelNetwork.__new__(TunnelNetwork)       # no device: the check comes before any netlink work
-    with pytest.raises(RuntimeError, match="198.18.7.1 is the server's own address"):
-        net._address_not_claimed("198.18.7.1", "198.18.7.1")
+    pushed = PushedOptions(ifconfig=ifconfig, ifconfig_ipv6=ifconfig6)
+    with pytest.raises(RuntimeError, match="is the server's own address"):
+        net._address_not_claimed(pushed, remote)
