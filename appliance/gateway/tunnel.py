@@ -26,6 +26,7 @@ from ..tun.rtnl import NetlinkError, Rtnl, link_index
 from .server_net import mask_to_prefix
 
 log = logging.getLogger("vpn-appliance")
+MAX_ROUTE_LINES = 32     # log lines about single pushed routes per push (_route_line)
 
 
 # A pushed route whose destination the host's table has already (same prefix and metric, e.g. a
@@ -99,6 +100,7 @@ class _TunAndRoutes:
     routes: RouteSet | None
     record: RouteRecord | None = None
     _nl: Rtnl | None = None           # the push's netlink socket, opened with the device (prepare)
+    _route_lines = 0                  # lines about pushed routes in this push (_route_line)
 
     def close(self) -> None:
         try:
@@ -374,17 +376,21 @@ class TunnelNetwork(_TunAndRoutes):
                              " (block-ipv6: answered as unreachable, never sent)" if self.block_ipv6 else "")
             else:
                 log.warning("redirect-gateway ipv6 pushed without ifconfig-ipv6: IPv6 is not redirected")
+        self._route_lines = 0
         for net, mask, gw, metric in pushed.routes:
             try:
                 self._route4(net, mask, gw, metric, ng4)
             except (ValueError, NetlinkError, OSError) as e:
                 # As OpenVPN: a route the host refuses is reported and skipped, the tunnel stays.
-                log.warning("pushed route %s %s: not installed (%s); skipped", net, mask, e)
+                self._route_line(logging.WARNING, "pushed route %s %s: not installed (%s); skipped", net, mask, e)
         for net6, gw6 in pushed.routes_ipv6:
             try:
                 self._route6(net6, gw6, ng6, has6)
             except (ValueError, NetlinkError, OSError) as e:
-                log.warning("pushed route-ipv6 %s: not installed (%s); skipped", net6, e)
+                self._route_line(logging.WARNING, "pushed route-ipv6 %s: not installed (%s); skipped", net6, e)
+        if self._route_lines > MAX_ROUTE_LINES:
+            log.warning("%d more lines about pushed routes not shown (%d route and route-ipv6 pushed)",
+                        self._route_lines - MAX_ROUTE_LINES, len(pushed.routes) + len(pushed.routes_ipv6))
         if redirect4 and flags and "block-local" in flags:
             net = routes.block_local(tun, ng4) if ng4 is not None else None
             if net is None:
@@ -496,6 +502,15 @@ class TunnelNetwork(_TunAndRoutes):
             if lan.version == n.version and n.subnet_of(lan):
                 raise ValueError(f"inside the LAN's network {lan}")
 
+    def _route_line(self, level: int, msg: str, *args) -> None:
+        """A log line about one pushed route: the first MAX_ROUTE_LINES of a push, the rest
+        only counted (_pushed_routes says how many). Why: a server pushing ~1,000 routes
+        (skipped inside the LAN, or installed) wrote a line for each at every push that
+        differed from the last, to a serial console on the VM."""
+        self._route_lines += 1
+        if self._route_lines <= MAX_ROUTE_LINES:
+            log.log(level, msg, *args)
+
     def _route4(self, net: str, mask: str, gw, metric, ng4) -> bool:
         """One pushed IPv4 route; True when it is a default route (for the caller's def1 halves).
         ValueError (the route is skipped) for what is no IPv4 route: an IPv6 destination would
@@ -508,12 +523,14 @@ class TunnelNetwork(_TunAndRoutes):
         self._inside_lan(net, prefix)
         if gw == "net_gateway":
             if ng4 is None:
-                log.warning("route %s/%d net_gateway: there is no default route to use; skipped", net, prefix)
+                self._route_line(logging.WARNING,
+                    "route %s/%d net_gateway: there is no default route to use; skipped", net, prefix)
                 return False
             if self.routes.add_via(net, prefix, ng4, metric):
-                log.info("route %s/%d via the pre-tunnel gateway %s", net, prefix, ng4[0] or "(link)")
+                self._route_line(logging.INFO,
+                    "route %s/%d via the pre-tunnel gateway %s", net, prefix, ng4[0] or "(link)")
             else:
-                log.warning(_TAKEN_NG, f"route {net}/{prefix}")
+                self._route_line(logging.WARNING, _TAKEN_NG, f"route {net}/{prefix}")
         elif prefix == 0:
             if _v4(net):
                 # `route 198.18.5.0 0.0.0.0`: the kernel refuses a prefix with host bits set, so
@@ -524,9 +541,9 @@ class TunnelNetwork(_TunAndRoutes):
             return True
         else:
             if self.routes.add(net, prefix, oif=self._tun_index(), metric=metric):     # dev=: the same spec
-                log.info("route %s/%d dev %s", net, prefix, self.tun.name)
+                self._route_line(logging.INFO, "route %s/%d dev %s", net, prefix, self.tun.name)
             else:
-                log.warning(_TAKEN, f"route {net}/{prefix}")
+                self._route_line(logging.WARNING, _TAKEN, f"route {net}/{prefix}")
         return False
 
     def _route6(self, net6: str, gw6, ng6, has6: bool) -> bool:
@@ -536,19 +553,21 @@ class TunnelNetwork(_TunAndRoutes):
         self._inside_lan(n6, plen6)
         if gw6 == "net_gateway_ipv6":
             if ng6 is None:
-                log.warning("route-ipv6 %s net_gateway_ipv6: there is no IPv6 default route; skipped", net6)
+                self._route_line(logging.WARNING,
+                    "route-ipv6 %s net_gateway_ipv6: there is no IPv6 default route; skipped", net6)
                 return False
             if self.routes.add_via(n6, plen6, ng6):
-                log.info("route-ipv6 %s via the pre-tunnel gateway %s", net6, ng6[0] or "(link)")
+                self._route_line(logging.INFO,
+                    "route-ipv6 %s via the pre-tunnel gateway %s", net6, ng6[0] or "(link)")
             else:
-                log.warning(_TAKEN_NG, f"route-ipv6 {net6}")
+                self._route_line(logging.WARNING, _TAKEN_NG, f"route-ipv6 {net6}")
         elif not has6:
-            log.warning("route-ipv6 %s pushed without ifconfig-ipv6; skipped", net6)
+            self._route_line(logging.WARNING, "route-ipv6 %s pushed without ifconfig-ipv6; skipped", net6)
         elif plen6 == 0:
             return True
         else:
             if self.routes.add(n6, plen6, dev=self.tun.name):
-                log.info("route-ipv6 %s dev %s", net6, self.tun.name)
+                self._route_line(logging.INFO, "route-ipv6 %s dev %s", net6, self.tun.name)
             else:
-                log.warning(_TAKEN, f"route-ipv6 {net6}")
+                self._route_line(logging.WARNING, _TAKEN, f"route-ipv6 {net6}")
         return False
