@@ -2,9 +2,9 @@
 
 Order matters, and is the point of this module: load and validate everything first (a config
 error exits 2 before anything changes); configure the NICs (router/nics.py); install the kill
-switch and NAT; only then start the tunnel. So there is no moment where LAN traffic could leave
-the WAN in clear. Everything we add is recorded in an Undo list and removed on the way out,
-newest first.
+switch and NAT; switch forwarding on; only then start the tunnel. So there is no moment where LAN
+traffic could leave the WAN in clear. Everything we add is recorded in an Undo list and removed on
+the way out, newest first: forwarding goes off before the kill switch goes.
 """
 from __future__ import annotations
 
@@ -155,11 +155,15 @@ def run_toml(path: str, verbose: int = 0) -> int:
                 write_resolv_conf(cfg.wan.dns)
         wan_if = configure_nic(cfg.wan, undo, avoid=lan_networks4(cfg))
         lan_if = configure_nic(cfg.lan, undo) if cfg.lan is not None else None
-        if lan_if is not None:
-            enable_forwarding(undo, ipv6=lan_address6(cfg.lan, lan_if) is not None)
         wan_ipv6 = cfg.wan.address6 is not None or cfg.wan.slaac
         endpoints = resolve_remotes(opts, wan_ipv6) if cfg.vpn.role == "client" else []
         install_rules(cfg, wan_if, lan_if, endpoints, undo, wan_ipv6)
+        if lan_if is not None:
+            # Only now, and so undone (newest first) before the kill switch goes: forwarding
+            # switched on ahead of the rules (the remotes' resolution in between) or off after
+            # them (the run's end, which a server's HALT times) forwarded LAN packets out of the
+            # WAN in clear (tests/unit/test_forwarding_order.py).
+            enable_forwarding(undo, ipv6=lan_address6(cfg.lan, lan_if) is not None)
         if cfg.vpn.role == "server":
             gw = gateway.server_gateway(opts, tls)
             gw.ops.reload_options = functools.partial(server_reload, path, cfg)   # the TOML, read again

@@ -26,6 +26,7 @@ from ..tun.rtnl import NetlinkError, Rtnl, link_index
 from .server_net import mask_to_prefix
 
 log = logging.getLogger("vpn-appliance")
+MAX_ROUTE_LINES = 32     # log lines about single pushed routes per push (_route_line)
 
 
 # A pushed route whose destination the host's table has already (same prefix and metric, e.g. a
@@ -99,6 +100,7 @@ class _TunAndRoutes:
     routes: RouteSet | None
     record: RouteRecord | None = None
     _nl: Rtnl | None = None           # the push's netlink socket, opened with the device (prepare)
+    _route_lines = 0                  # lines about pushed routes in this push (_route_line)
 
     def close(self) -> None:
         try:
@@ -271,6 +273,7 @@ class TunnelNetwork(_TunAndRoutes):
                        if self._server_needs_host_route(pushed, remote_ip) else None)
         local, second = pushed.ifconfig
         self._address_outside_lan(pushed)
+        self._address_not_claimed(pushed, remote_ip)
         flush, self.addressed = self.addressed, True
         link = self.link_mtu != mtu
         if pushed.topology == "subnet":
@@ -373,17 +376,21 @@ class TunnelNetwork(_TunAndRoutes):
                              " (block-ipv6: answered as unreachable, never sent)" if self.block_ipv6 else "")
             else:
                 log.warning("redirect-gateway ipv6 pushed without ifconfig-ipv6: IPv6 is not redirected")
+        self._route_lines = 0
         for net, mask, gw, metric in pushed.routes:
             try:
                 self._route4(net, mask, gw, metric, ng4)
             except (ValueError, NetlinkError, OSError) as e:
                 # As OpenVPN: a route the host refuses is reported and skipped, the tunnel stays.
-                log.warning("pushed route %s %s: not installed (%s); skipped", net, mask, e)
+                self._route_line(logging.WARNING, "pushed route %s %s: not installed (%s); skipped", net, mask, e)
         for net6, gw6 in pushed.routes_ipv6:
             try:
                 self._route6(net6, gw6, ng6, has6)
             except (ValueError, NetlinkError, OSError) as e:
-                log.warning("pushed route-ipv6 %s: not installed (%s); skipped", net6, e)
+                self._route_line(logging.WARNING, "pushed route-ipv6 %s: not installed (%s); skipped", net6, e)
+        if self._route_lines > MAX_ROUTE_LINES:
+            log.warning("%d more lines about pushed routes not shown (%d route and route-ipv6 pushed)",
+                        self._route_lines - MAX_ROUTE_LINES, len(pushed.routes) + len(pushed.routes_ipv6))
         if redirect4 and flags and "block-local" in flags:
             net = routes.block_local(tun, ng4) if ng4 is not None else None
             if net is None:
@@ -443,6 +450,48 @@ class TunnelNetwork(_TunAndRoutes):
         except ValueError as e:
             raise RuntimeError(f"pushed tunnel address {e}: refused") from None
 
+    def _address_not_claimed(self, pushed, remote_ip: str) -> None:
+        """RuntimeError (the push is refused, the client starts over) for a pushed tunnel
+        address (IPv4 or IPv6) that is the server's, or an IPv4 one that lies in a network
+        on-link on another interface of this host (the WAN's; an address of this host,
+        loopback). Why: Linux answers ARP for each of its IPv4 addresses on every interface
+        (arp_ignore 0; IPv6 neighbour discovery answers only for the receiving interface's), so
+        a server pushing `ifconfig 198.18.0.77` made us answer for that address on the WAN's
+        segment, the home router's or a neighbour's included (their traffic came to us). And the
+        server's own address made each packet to it local: the TUN keeps its address while the
+        client reconnects, so no attempt ever reached that server again. OpenVPN 2.6 checks
+        neither; a tunnel address inside a network this host reaches directly cannot work anyway."""
+        local = pushed.ifconfig[0]
+        try:
+            ip = ipaddress.IPv4Address(local)
+            server = ipaddress.ip_address(remote_ip)
+        except ValueError:
+            return                              # configure_tun refuses it; remote_ip is an address
+        local6 = pushed.ifconfig_ipv6[0].partition("/")[0] if pushed.ifconfig_ipv6 is not None else None
+        for mine in (local, local6):
+            try:
+                if mine is not None and ipaddress.ip_address(mine) == server:
+                    raise RuntimeError(f"pushed tunnel address {mine} is the server's own address: refused")
+            except ValueError:
+                pass                            # add_address6 refuses it
+        try:
+            tun = self._tun_index()
+            if self._nl is not None:
+                addrs = self._nl.addrs(socket.AF_INET)
+            else:
+                with Rtnl() as nl:
+                    addrs = nl.addrs(socket.AF_INET)
+        except (NetlinkError, OSError, RuntimeError) as e:
+            log.warning("addresses not read (%s): the pushed tunnel address %s is not checked", e, local)
+            return
+        for _f, addr, plen, index in addrs:
+            if index == tun:
+                continue
+            net = ipaddress.IPv4Network(f"{addr}/{plen}", strict=False)
+            if ip in net:
+                raise RuntimeError(f"pushed tunnel address {local} is inside {net}, on-link on another "
+                                   "interface of this host (it would claim that address there): refused")
+
     def _inside_lan(self, net: str, prefix: int) -> None:
         """ValueError (the route is skipped) when the pushed route lies inside a LAN network.
         Callers pass a valid address and prefix: with no LAN (client mode) nothing is parsed."""
@@ -452,6 +501,15 @@ class TunnelNetwork(_TunAndRoutes):
         for lan in self.lan_nets:
             if lan.version == n.version and n.subnet_of(lan):
                 raise ValueError(f"inside the LAN's network {lan}")
+
+    def _route_line(self, level: int, msg: str, *args) -> None:
+        """A log line about one pushed route: the first MAX_ROUTE_LINES of a push, the rest
+        only counted (_pushed_routes says how many). Why: a server pushing ~1,000 routes
+        (skipped inside the LAN, or installed) wrote a line for each at every push that
+        differed from the last, to a serial console on the VM."""
+        self._route_lines += 1
+        if self._route_lines <= MAX_ROUTE_LINES:
+            log.log(level, msg, *args)
 
     def _route4(self, net: str, mask: str, gw, metric, ng4) -> bool:
         """One pushed IPv4 route; True when it is a default route (for the caller's def1 halves).
@@ -465,12 +523,14 @@ class TunnelNetwork(_TunAndRoutes):
         self._inside_lan(net, prefix)
         if gw == "net_gateway":
             if ng4 is None:
-                log.warning("route %s/%d net_gateway: there is no default route to use; skipped", net, prefix)
+                self._route_line(logging.WARNING,
+                    "route %s/%d net_gateway: there is no default route to use; skipped", net, prefix)
                 return False
             if self.routes.add_via(net, prefix, ng4, metric):
-                log.info("route %s/%d via the pre-tunnel gateway %s", net, prefix, ng4[0] or "(link)")
+                self._route_line(logging.INFO,
+                    "route %s/%d via the pre-tunnel gateway %s", net, prefix, ng4[0] or "(link)")
             else:
-                log.warning(_TAKEN_NG, f"route {net}/{prefix}")
+                self._route_line(logging.WARNING, _TAKEN_NG, f"route {net}/{prefix}")
         elif prefix == 0:
             if _v4(net):
                 # `route 198.18.5.0 0.0.0.0`: the kernel refuses a prefix with host bits set, so
@@ -481,9 +541,9 @@ class TunnelNetwork(_TunAndRoutes):
             return True
         else:
             if self.routes.add(net, prefix, oif=self._tun_index(), metric=metric):     # dev=: the same spec
-                log.info("route %s/%d dev %s", net, prefix, self.tun.name)
+                self._route_line(logging.INFO, "route %s/%d dev %s", net, prefix, self.tun.name)
             else:
-                log.warning(_TAKEN, f"route {net}/{prefix}")
+                self._route_line(logging.WARNING, _TAKEN, f"route {net}/{prefix}")
         return False
 
     def _route6(self, net6: str, gw6, ng6, has6: bool) -> bool:
@@ -493,19 +553,21 @@ class TunnelNetwork(_TunAndRoutes):
         self._inside_lan(n6, plen6)
         if gw6 == "net_gateway_ipv6":
             if ng6 is None:
-                log.warning("route-ipv6 %s net_gateway_ipv6: there is no IPv6 default route; skipped", net6)
+                self._route_line(logging.WARNING,
+                    "route-ipv6 %s net_gateway_ipv6: there is no IPv6 default route; skipped", net6)
                 return False
             if self.routes.add_via(n6, plen6, ng6):
-                log.info("route-ipv6 %s via the pre-tunnel gateway %s", net6, ng6[0] or "(link)")
+                self._route_line(logging.INFO,
+                    "route-ipv6 %s via the pre-tunnel gateway %s", net6, ng6[0] or "(link)")
             else:
-                log.warning(_TAKEN_NG, f"route-ipv6 {net6}")
+                self._route_line(logging.WARNING, _TAKEN_NG, f"route-ipv6 {net6}")
         elif not has6:
-            log.warning("route-ipv6 %s pushed without ifconfig-ipv6; skipped", net6)
+            self._route_line(logging.WARNING, "route-ipv6 %s pushed without ifconfig-ipv6; skipped", net6)
         elif plen6 == 0:
             return True
         else:
             if self.routes.add(n6, plen6, dev=self.tun.name):
-                log.info("route-ipv6 %s dev %s", net6, self.tun.name)
+                self._route_line(logging.INFO, "route-ipv6 %s dev %s", net6, self.tun.name)
             else:
-                log.warning(_TAKEN, f"route-ipv6 {net6}")
+                self._route_line(logging.WARNING, _TAKEN, f"route-ipv6 {net6}")
         return False
