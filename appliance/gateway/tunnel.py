@@ -452,15 +452,14 @@ class TunnelNetwork(_TunAndRoutes):
 
     def _address_not_claimed(self, pushed, remote_ip: str) -> None:
         """RuntimeError (the push is refused, the client starts over) for a pushed tunnel
-        address (IPv4 or IPv6) that is the server's, or an IPv4 one that lies in a network
-        on-link on another interface of this host (the WAN's; an address of this host,
-        loopback). Why: Linux answers ARP for each of its IPv4 addresses on every interface
-        (arp_ignore 0; IPv6 neighbour discovery answers only for the receiving interface's), so
-        a server pushing `ifconfig 198.18.0.77` made us answer for that address on the WAN's
-        segment, the home router's or a neighbour's included (their traffic came to us). And the
-        server's own address made each packet to it local: the TUN keeps its address while the
-        client reconnects, so no attempt ever reached that server again. OpenVPN 2.6 checks
-        neither; a tunnel address inside a network this host reaches directly cannot work anyway."""
+        address (IPv4 or IPv6) that is the server's, or an IPv4 one that this host already has
+        on another interface. Why: the server's own address made each packet to it local, and
+        as the TUN keeps its address while the client reconnects, no attempt ever reached that
+        server again; an address of the WAN's (or the LAN's) would be given twice. Neither can be
+        meant. A tunnel address merely inside a network on-link elsewhere is taken, as OpenVPN
+        2.6 takes it (a campus WAN of 10.0.0.0/8 and a VPN of 10.8.0.0/24 work: the TUN's route
+        is the more specific); in router mode the NICs answer ARP only for their own addresses
+        (router/nics.py, arp_ignore), so such an address is not claimed on the WAN's segment."""
         local = pushed.ifconfig[0]
         try:
             ip = ipaddress.IPv4Address(local)
@@ -484,13 +483,10 @@ class TunnelNetwork(_TunAndRoutes):
         except (NetlinkError, OSError, RuntimeError) as e:
             log.warning("addresses not read (%s): the pushed tunnel address %s is not checked", e, local)
             return
-        for _f, addr, plen, index in addrs:
-            if index == tun:
-                continue
-            net = ipaddress.IPv4Network(f"{addr}/{plen}", strict=False)
-            if ip in net:
-                raise RuntimeError(f"pushed tunnel address {local} is inside {net}, on-link on another "
-                                   "interface of this host (it would claim that address there): refused")
+        for _f, addr, _plen, index in addrs:
+            if index != tun and ipaddress.IPv4Address(addr) == ip:
+                raise RuntimeError(f"pushed tunnel address {local} is already an address of this host "
+                                   "on another interface: refused")
 
     def _inside_lan(self, net: str, prefix: int) -> None:
         """ValueError (the route is skipped) when the pushed route lies inside a LAN network.

@@ -25,6 +25,7 @@ log = logging.getLogger("vpn-appliance")
 
 IP_FORWARD = "/proc/sys/net/ipv4/ip_forward"
 IP6_CONF = "/proc/sys/net/ipv6/conf"
+IP4_CONF = "/proc/sys/net/ipv4/conf"
 IFA_F_NODAD, IFA_F_DADFAILED, IFA_F_TENTATIVE = 0x02, 0x08, 0x40
 DAD_WAIT = 5.0          # duplicate address detection takes ~1 s (RetransTimer x DupAddrDetectTransmits)
 SLAAC_WAIT = 10.0       # an RA arrives within MAX_RTR_SOLICITATION_DELAY + RTR_SOLICITATION_INTERVAL
@@ -112,6 +113,12 @@ def configure_nic(nic: Wan | Lan, undo: Undo, avoid: Sequence[ipaddress.IPv4Netw
     _, ifname = find_link(nic.name, nic.mac)
     if nic.mac:
         log.info("%s: the NIC with MAC %s (%s)", ifname, nic.mac, "wan" if isinstance(nic, Wan) else "lan")
+    # ARP answers only for this NIC's own addresses (arp_ignore 1; Linux's default 0 answers for
+    # every address of the host on every interface): the server chooses the tunnel's address, and
+    # with `ifconfig-push <a WAN neighbour's address>` the appliance answered ARP for it on the
+    # WAN, taking that neighbour's traffic (tests/interop/test_wan_address_push.py). OpenVPN on a
+    # host leaves this to the host's own settings; the appliance owns its NICs.
+    _sysctl(f"{IP4_CONF}/{ifname}/arp_ignore", "1", undo)
     if isinstance(nic, Wan):
         _ipv6_sysctls(ifname, undo, slaac=nic.slaac)
     if isinstance(nic, Wan) and nic.dhcp:
