@@ -415,6 +415,25 @@ def _replies(s: socket.socket, xid: int, mac: bytes, kinds: set[int], timeout: f
                 yield r, checked
 
 
+RECV_QUEUE = 4 << 20                   # bytes of the DHCP socket's receive queue (see _big_queue)
+
+
+def _big_queue(s: socket.socket) -> None:
+    """Give the socket a receive queue of RECV_QUEUE bytes (SO_RCVBUFFORCE: PID 1 is root; else
+    what rmem_max allows). Why: a rogue that sees our broadcast DISCOVER floods answers for its
+    transaction (the socket filter lets those in), and with the default queue (~200 small
+    datagrams) the flood filled it within milliseconds, before the real server's OFFER came: the
+    kernel dropped the OFFER (in the lab, whole rounds of five tries lost: 20 s to a lease). A
+    queue of thousands holds the server's OFFER behind the flood's first tens of milliseconds,
+    and the paced reading gets to it within the wait."""
+    for opt in (33, socket.SO_RCVBUF):          # SO_RCVBUFFORCE (asm-generic/socket.h), SO_RCVBUF
+        try:
+            s.setsockopt(socket.SOL_SOCKET, opt, RECV_QUEUE)
+            return
+        except OSError:
+            continue
+
+
 def _wait(s: socket.socket, xid: int, mac: bytes, kinds: set[int], timeout: float, drops: Drops,
           avoid: Sequence[ipaddress.IPv4Network] = (), server: str | None = None,
           keep: tuple[str, int] | None = None) -> tuple[Reply, Offer | None] | None:
@@ -536,6 +555,7 @@ class _Client:
         except OSError:
             s.close()
             raise
+        _big_queue(s)
         return s
 
     def _sleep(self, seconds: float) -> bool:

@@ -112,3 +112,15 @@ def test_a_nak_without_a_server_id_does_not_count_while_renewing():
     got = dc._wait(FakeSocket([reply(NAK, "0.0.0.0", None)]), XID, MAC, {ACK, NAK}, 5.0, Drops("wan0"), (),
                    None, HELD)
     assert got is not None and got[1] is None                # REBINDING: any server may NAK
+
+
+def test_the_dhcp_socket_queue_holds_thousands_of_datagrams():
+    """A flood of answers to our broadcast transaction must not fill the queue before the real
+    server's OFFER arrives (tests/interop/test_wan_dhcp_client.py measures it): 4 MB, or as
+    much as rmem_max allows without CAP_NET_ADMIN (the kernel reports twice what was set)."""
+    with open("/proc/sys/net/core/rmem_max") as f:
+        rmem_max = int(f.read())
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        dc._big_queue(s)
+        assert s.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) >= 2 * min(dc.RECV_QUEUE, rmem_max)
+
