@@ -1,5 +1,5 @@
 """A small DHCP client for the WAN NIC (RFC 2131: DISCOVER, OFFER, REQUEST, ACK; RENEWING at T1,
-REBINDING at T2, INIT again only when the lease has run out).
+REBINDING at T2, INIT after a NAK or when the lease has run out).
 
 Why our own: the image has no shell and no dhclient/udhcpc; this runs inside the appliance process
 (a daemon thread keeps the lease). The codec is pure and unit-tested; the client uses a UDP socket
@@ -21,11 +21,18 @@ answer from a server other than the one we asked, an unusable field -- is droppe
 ends a wait by itself (anyone can NAK in the server's name): an ACK that follows it wins. A
 renewal that gets the address the NIC already has changes nothing on it: removing the NIC's last
 address makes the kernel drop every route through it, the tunnel's host route to the VPN server
-among them. And while the lease holds, the client takes only that address (and prefix): another
-server's faster answer with another usable address -- a rogue's, anyone's on the segment -- is
-dropped ("another address while the lease holds"), also after a NAK has sent it back to INIT. At
-expiry (no server answered since T1) one more round of DISCOVERs runs with the address still in
-place; then the address goes (RFC 2131: a lease that ran out is not used) and the client asks on.
+among them. And while the lease holds, a REQUEST's answer is taken only for that address (and
+prefix): another server's faster answer with another usable address -- a rogue's, anyone's on the
+segment -- is dropped ("another address while the lease holds"); an ACK of our address from a
+server other than the lease's keeps the lease's router and is no longer than the lease
+(held_terms: a rogue answering REBINDING first moved the default route, or held the address for
+good with an 'infinite' lease). A NAK that no ACK followed starts one round of DISCOVERs at once,
+at most one per `Policy.nak_every`, the address and routes kept until a lease is bound: the real
+server offers the same address again after a forged NAK (it wins over any other offer in the
+round: _choose_offer), and a renumbering ISP's new address replaces the old in seconds, not at the
+lease's expiry. At expiry (no server answered since T1) one more round of DISCOVERs runs with the
+address still in place; then the address goes (RFC 2131: a lease that ran out is not used) and
+the client asks on.
 """
 from __future__ import annotations
 
@@ -39,7 +46,7 @@ import socket
 import struct
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Iterator, Sequence
 
 from pyroute2 import IPRoute
@@ -55,6 +62,7 @@ MAX_REPLIES = 256
 FLOOD_BURST, FLOOD_PAUSE = 32, 0.01
 MIN_RENEW, MAX_RENEW = 30, 12 * 3600   # T1 (renewal), whatever the server says, within these bounds (s)
 RETRY_MIN = 60.0                       # RENEWING/REBINDING retransmit at least this far apart (RFC 2131 4.4.5)
+NAK_EVERY = 300.0                      # at most one round of DISCOVERs per this many seconds after NAKs
 DEFAULT_PREFIX = 24                    # no netmask option: what this client always assumed
 MAGIC = b"\x63\x82\x53\x63"
 DISCOVER, OFFER, REQUEST, DECLINE, ACK, NAK = 1, 2, 3, 4, 5, 6
@@ -188,7 +196,8 @@ class Policy:
     1-3 minutes after the router is answered within a minute, and the WAN segment sees 5 small
     broadcasts a minute meanwhile. A line is logged for each try of the first round, then at most
     every `log_every` (with the drop counters). RENEWING/REBINDING: REQUESTs `retry_min` (RFC 2131
-    4.4.5's 60 s) to `max_renew` apart (retransmit_at); T1 within `min_renew`..`max_renew` (lease_timing)."""
+    4.4.5's 60 s) to `max_renew` apart (retransmit_at); T1 within `min_renew`..`max_renew` (lease_timing).
+    A NAK to one of those REQUESTs starts a round of DISCOVERs at most every `nak_every`."""
     reply_wait: float = 3.0
     tries: int = 5
     pause_first: float = 5.0
@@ -198,6 +207,7 @@ class Policy:
     retry_min: float = RETRY_MIN
     min_renew: float = MIN_RENEW
     max_renew: float = MAX_RENEW
+    nak_every: float = NAK_EVERY
 
     def pause(self, rounds: int, rand: float) -> float:
         """The pause after `rounds` (>= 1) unanswered rounds; `rand` in [0, 1) (random.random())."""
@@ -356,17 +366,15 @@ def only_ours(s: socket.socket, xid: int, mac: bytes) -> bool:
     return True
 
 
-def _wait(s: socket.socket, xid: int, mac: bytes, kinds: set[int], timeout: float, drops: Drops,
-          avoid: Sequence[ipaddress.IPv4Network] = (), server: str | None = None,
-          keep: tuple[str, int] | None = None) -> tuple[Reply, Offer | None] | None:
-    """The first reply of `kinds` for our transaction and hardware address (from `server`, the
-    one we asked, when known) whose lease is usable; None at the timeout. A NAK does not end the
-    wait: anyone on the segment can send one with the server's id, so a rogue could otherwise
-    make us drop every lease the real server ACKs (we would give up at boot); an ACK that
-    follows wins, and a NAK alone is the answer at the end of the wait. Each reply dropped on
-    the way is counted; the wait is bounded by time, and its reading paced in a flood (above)."""
+def _replies(s: socket.socket, xid: int, mac: bytes, kinds: set[int], timeout: float, drops: Drops,
+             avoid: Sequence[ipaddress.IPv4Network] = (), server: str | None = None
+             ) -> Iterator[tuple[Reply, Offer | None]]:
+    """Each reply of `kinds` for our transaction and hardware address (from `server`, the one we
+    asked, when known) until the timeout: an OFFER/ACK with its checked lease, a NAK with None.
+    What fails a check is counted and skipped. Bounded by time, its reading paced in a flood
+    (above). A NAK must carry `server`'s id when that is known (RFC 2131 4.3.2: a NAK names its
+    server; one without an id could be anyone's)."""
     end = time.monotonic() + timeout
-    nak: Reply | None = None
     count = 0
     while True:
         left = end - time.monotonic()
@@ -376,13 +384,13 @@ def _wait(s: socket.socket, xid: int, mac: bytes, kinds: set[int], timeout: floa
             time.sleep(min(FLOOD_PAUSE, left))
             left = end - time.monotonic()
         if left <= 0:
-            return (nak, None) if nak is not None else None
+            return
         count += 1
         s.settimeout(left)
         try:
             data = s.recv(4096)
         except (TimeoutError, socket.timeout):
-            return (nak, None) if nak is not None else None
+            return
         r = parse_reply_untrusted(data)
         if r is None:
             drops.drop("malformed")
@@ -395,17 +403,106 @@ def _wait(s: socket.socket, xid: int, mac: bytes, kinds: set[int], timeout: floa
         elif server is not None and r.server_id is not None and r.server_id != server:
             drops.drop("another server")
         elif r.kind == NAK:
-            if nak is not None:
-                drops.drop("repeated NAK")
-            nak = nak or r
+            if server is not None and r.server_id is None:
+                drops.drop("NAK without server id")
+            else:
+                yield r, None
         else:
             checked = check_reply_untrusted(r, avoid)
             if isinstance(checked, str):
                 drops.drop(checked)
-            elif keep is not None and (checked.address, checked.prefixlen) != keep:
-                drops.drop("another address while the lease holds")
             else:
-                return r, checked
+                yield r, checked
+
+
+RECV_QUEUE = 4 << 20                   # bytes of the DHCP socket's receive queue (see _big_queue)
+
+
+def _big_queue(s: socket.socket) -> None:
+    """Give the socket a receive queue of RECV_QUEUE bytes (SO_RCVBUFFORCE: PID 1 is root; else
+    what rmem_max allows). Why: a rogue that sees our broadcast DISCOVER floods answers for its
+    transaction (the socket filter lets those in), and with the default queue (~200 small
+    datagrams) the flood filled it within milliseconds, before the real server's OFFER came: the
+    kernel dropped the OFFER (in the lab, whole rounds of five tries lost: 20 s to a lease). A
+    queue of thousands holds the server's OFFER behind the flood's first tens of milliseconds,
+    and the paced reading gets to it within the wait."""
+    for opt in (33, socket.SO_RCVBUF):          # SO_RCVBUFFORCE (asm-generic/socket.h), SO_RCVBUF
+        try:
+            s.setsockopt(socket.SOL_SOCKET, opt, RECV_QUEUE)
+            return
+        except OSError:
+            continue
+
+
+def _wait(s: socket.socket, xid: int, mac: bytes, kinds: set[int], timeout: float, drops: Drops,
+          avoid: Sequence[ipaddress.IPv4Network] = (), server: str | None = None,
+          keep: tuple[str, int] | None = None) -> tuple[Reply, Offer | None] | None:
+    """The first reply of `kinds` for our transaction and hardware address (from `server`, the
+    one we asked, when known) whose lease is usable; None at the timeout. A NAK does not end the
+    wait: anyone on the segment can send one with the server's id, so a rogue could otherwise
+    make us drop every lease the real server ACKs (we would give up at boot); an ACK that
+    follows wins, and a NAK alone is the answer at the end of the wait. Each reply dropped on
+    the way is counted; the wait is bounded by time, and its reading paced in a flood (above)."""
+    nak: Reply | None = None
+    for r, checked in _replies(s, xid, mac, kinds, timeout, drops, avoid, server):
+        if checked is None:
+            if nak is not None:
+                drops.drop("repeated NAK")
+            nak = nak or r
+        elif keep is not None and (checked.address, checked.prefixlen) != keep:
+            drops.drop("another address while the lease holds")
+        else:
+            return r, checked
+    return (nak, None) if nak is not None else None
+
+
+def _choose_offer(s: socket.socket, xid: int, mac: bytes, timeout: float, drops: Drops,
+                  avoid: Sequence[ipaddress.IPv4Network], held: tuple[str, int], held_server: str | None,
+                  nak_server: str | None = None) -> Offer | None:
+    """After a NAK, while the lease `held` (address, prefix length) still holds: the OFFER to
+    take, of all that come within `timeout`. An offer of the held address ends the wait at once,
+    whoever sends it: after a forged NAK the real server offers the same address again and
+    nothing changes. Otherwise, at the end of the wait, the first offer of `held_server` (the
+    server that gave the lease: the ISP renumbered), else of `nak_server` (the one that sent the
+    NAK: a renumbered segment's server may have a new address, hence a new id), else the first
+    offer at all (RFC 2131's INIT takes any). Waiting out the whole time, not taking the first,
+    is what lets the real server's offer of our own address beat a faster rogue's; three slots,
+    whatever a flood of offers for our transaction brings (later offers of a server already
+    heard from do not replace its first). The rest is counted (`another address while the lease
+    holds`)."""
+    firsts: dict[str | None, Offer] = {}
+    first: Offer | None = None
+    others = 0
+    chosen: Offer | None = None
+    for _r, offer in _replies(s, xid, mac, {OFFER}, timeout, drops, avoid):
+        assert offer is not None
+        if (offer.address, offer.prefixlen) == held:
+            chosen = offer
+            break
+        others += 1
+        first = first or offer
+        if offer.server is not None and offer.server in (held_server, nak_server):
+            firsts.setdefault(offer.server, offer)
+    else:
+        chosen = next((firsts[t] for t in (held_server, nak_server) if t is not None and t in firsts), first)
+    for _ in range(others - (chosen is not None and (chosen.address, chosen.prefixlen) != held)):
+        drops.drop("another address while the lease holds")
+    return chosen
+
+
+def held_terms(lease: "Lease", offer: Offer) -> Offer:
+    """What an ACK of the lease's own address is acted on with when it does not come from the
+    server that gave the lease (REBINDING, where any server may answer, or a round after a NAK):
+    the lease's router, DNS and server id stay, and the lease is no longer than the one we hold.
+    Why: a rogue that answers the broadcast REQUEST first with our own address (the check of the
+    address lets it through) would otherwise move the default route to its own router -- every
+    packet of the WAN, the tunnel's included, through it -- or hand out an 'infinite' lease, so
+    the address were never given up however long the real server stays silent. A real second
+    server that takes over still keeps the address renewed (each REBINDING) on the old terms."""
+    if offer.address != lease.address or (lease.server is not None and offer.server == lease.server):
+        return offer
+    return replace(offer, router=lease.router, dns=tuple(lease.dns), server=lease.server,
+                   lease_time=min(offer.lease_time, lease.lease_time))
 
 
 def _apply(ifname: str, offer: Offer) -> None:
@@ -426,7 +523,13 @@ def _apply(ifname: str, offer: Offer) -> None:
                 log.warning("%s: default route via %s: %s", ifname, offer.router, e)
 
 
-NAKED = "nak"                           # _Client.request's answer: a NAK and no ACK after it
+@dataclass(frozen=True)
+class Nak:
+    """_Client.request's answer when a NAK came and no ACK after it; `server`: the NAK's server id."""
+    server: str | None = None
+
+
+NAKED = Nak()
 
 
 class _Client:
@@ -440,6 +543,7 @@ class _Client:
         self.ifname, self.mac, self.avoid, self.policy, self.stop = ifname, mac, tuple(avoid), policy, stop
         self.clock, self.rand = clock, rand
         self.drops = Drops(ifname, clock)
+        self._nak_round_at: float | None = None     # when the last round of DISCOVERs after a NAK began
 
     def _socket(self) -> socket.socket:
         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -451,6 +555,7 @@ class _Client:
         except OSError:
             s.close()
             raise
+        _big_queue(s)
         return s
 
     def _sleep(self, seconds: float) -> bool:
@@ -460,12 +565,15 @@ class _Client:
     def _dropped(self) -> str:
         return ", ".join(f"{k}={v}" for k, v in sorted(self.drops.counts.items())) or "none"
 
-    def _round(self, keep: tuple[str, int] | None, say: bool) -> tuple[Offer, float] | None:
+    def _round(self, keep: tuple[str, int] | None, say: bool, held: Lease | None = None,
+               nak_server: str | None = None) -> tuple[Offer, float] | None:
         """Up to `policy.tries` DISCOVER, OFFER, REQUEST, ACK exchanges: the checked lease of the
         first usable offer that is ACKed and when its REQUEST was sent, or None. `keep`: the
         (address, prefix length) of a lease still running: asked for, and the only lease taken.
-        `say`: log each unanswered try (the first round's). A socket or send that fails (the NIC
-        down, gone) is an unanswered try, waited out like one: nothing here spins or raises."""
+        `held`: the lease a NAK (from `nak_server`) questioned, still on the NIC: its address asked
+        for, the offer chosen by _choose_offer (its own address, else a new one). `say`: log each
+        unanswered try (the first round's). A socket or send that fails (the NIC down, gone) is
+        an unanswered try, waited out like one: nothing here spins or raises."""
         p = self.policy
         try:
             s = self._socket()
@@ -482,16 +590,20 @@ class _Client:
                 only_ours(s, xid, self.mac)
                 why = "no usable DHCP offer"
                 try:
-                    s.sendto(build_message(DISCOVER, xid, self.mac, keep[0] if keep else None), ("255.255.255.255", 67))
-                    got = _wait(s, xid, self.mac, {OFFER}, p.reply_wait, self.drops, self.avoid, keep=keep)
-                    if got is not None:
-                        offer = got[1]
-                        assert offer is not None
+                    ask = held.address if held is not None else keep[0] if keep else None
+                    s.sendto(build_message(DISCOVER, xid, self.mac, ask), ("255.255.255.255", 67))
+                    if held is not None:
+                        offer = _choose_offer(s, xid, self.mac, p.reply_wait, self.drops, self.avoid,
+                                              (held.address, held.prefixlen), held.server, nak_server)
+                    else:
+                        got = _wait(s, xid, self.mac, {OFFER}, p.reply_wait, self.drops, self.avoid, keep=keep)
+                        offer = got[1] if got is not None else None
+                    if offer is not None:
                         sent = self.clock()
                         s.sendto(build_message(REQUEST, xid, self.mac, offer.address, offer.server),
                                  ("255.255.255.255", 67))
                         got = _wait(s, xid, self.mac, {ACK, NAK}, p.reply_wait, self.drops, self.avoid,
-                                    offer.server, keep)
+                                    offer.server, (offer.address, offer.prefixlen) if held is not None else keep)
                         if got is not None and got[1] is not None:
                             return got[1], sent
                         why = "DHCP request " + ("refused (NAK)" if got else "unanswered")
@@ -506,9 +618,10 @@ class _Client:
 
     def acquire(self, lease: Lease | None = None) -> tuple[Offer, float] | None:
         """INIT: rounds of DISCOVERs with growing pauses (Policy) until a usable lease is ACKed;
-        None only once stopped. `lease`: the one the NIC holds (after a NAK, or run out): while it
+        None only once stopped. `lease`: the one the NIC holds (run out, or removed): while it
         holds, only its own address is taken; once it has run out and one more round got nothing,
-        its address is removed from the NIC (_expire) and any usable lease is taken."""
+        its address is removed from the NIC (_expire) and any usable lease is taken. (A NAK is
+        _after_nak's: one round, not this wait.)"""
         p = self.policy
         start = next_log = self.clock()
         rounds = 0
@@ -532,11 +645,11 @@ class _Client:
                 break
         return None
 
-    def request(self, lease: Lease, state: str) -> Offer | str | None:
+    def request(self, lease: Lease, state: str) -> Offer | Nak | None:
         """One RENEWING or REBINDING REQUEST (RFC 2131 4.3.2: ciaddr our address, no requested
         address, no server id): unicast to the lease's server when RENEWING (broadcast when it
         gave no usable server id), broadcast when REBINDING, where any server may answer. The
-        checked ACK of our own address and prefix; NAKED for a NAK no ACK followed; None when
+        checked ACK of our own address and prefix; a Nak for a NAK no ACK followed; None when
         unanswered. Every reply goes through _wait's checks (another server's when RENEWING)."""
         unicast = lease.server if state == RENEWING else None
         try:
@@ -558,7 +671,7 @@ class _Client:
             s.close()
         if got is None:
             return None
-        return got[1] if got[1] is not None else NAKED
+        return got[1] if got[1] is not None else Nak(got[0].server_id)
 
     def bind(self, lease: Lease, offer: Offer, sent: float, how: str) -> None:
         """Apply `offer` (got by a REQUEST sent at `sent`) and make it `lease`'s, unless stopped."""
@@ -587,8 +700,8 @@ class _Client:
         """The renewal thread: BOUND until T1; RENEWING (a unicast REQUEST to the lease's server,
         again after half the time left to T2, at least retry_min later) until T2; REBINDING
         (broadcast, the same spacing to the expiry); then INIT (acquire). A NAK no ACK followed
-        sends it to INIT at once, the address kept while the lease holds (a NAK is anyone's to
-        forge). An unexpected error is logged and retried after retry_min: the thread never dies."""
+        starts a round of DISCOVERs at once (_after_nak), the address kept meanwhile. An
+        unexpected error is logged and retried after retry_min: the thread never dies."""
         while not self.stop.is_set():
             try:
                 self._step(lease)
@@ -609,19 +722,46 @@ class _Client:
         sent = self.clock()
         answer = self.request(lease, state)
         if isinstance(answer, Offer):
-            self.bind(lease, answer, sent, state)
-        elif answer == NAKED:
-            log.warning("%s: DHCP %s refused (NAK): asking anew; %s stays while its lease holds",
-                        self.ifname, state, lease.address)
-            got = self.acquire(lease)
-            if got is not None:
-                self.bind(lease, *got, "init")
-        else:
-            end = lease.rebind_at if state == RENEWING else lease.expires
-            nxt = retransmit_at(sent, end, self.policy.retry_min, self.policy.max_renew)
-            log.info("%s: DHCP %s request unanswered (replies dropped: %s); next in %.0f s",
-                     self.ifname, state, self._dropped(), max(0.0, nxt - self.clock()))
-            self._sleep(nxt - self.clock())
+            self.bind(lease, held_terms(lease, answer), sent, state)
+            return
+        if isinstance(answer, Nak) and self._after_nak(lease, state, answer.server):
+            return
+        end = lease.rebind_at if state == RENEWING else lease.expires
+        nxt = retransmit_at(sent, end, self.policy.retry_min, self.policy.max_renew)
+        log.info("%s: DHCP %s request %s (replies dropped: %s); next in %.0f s", self.ifname, state,
+                 "refused (NAK)" if isinstance(answer, Nak) else "unanswered", self._dropped(),
+                 max(0.0, nxt - self.clock()))
+        self._sleep(nxt - self.clock())
+
+    def _after_nak(self, lease: Lease, state: str, nak_server: str | None = None) -> bool:
+        """A NAK to our RENEWING/REBINDING REQUEST that passed _wait's checks (our transaction and
+        hardware address; the lease's server id when RENEWING) and that no ACK followed: RFC 2131
+        4.4.5 sends the client back to INIT. One round of DISCOVERs at once, the address and the
+        routes kept until a lease is bound (True): a forged NAK gets the same address offered
+        again by the real server and changes nothing; a real one (the ISP renumbered) gets the
+        server's new address, which replaces the old now, not at the lease's expiry (a day, for
+        some ISPs). No usable offer: False, the REQUESTs go on as when unanswered. At most one
+        round per `nak_every`: a NAK storm (anyone's to send in REBINDING, where the REQUEST's
+        transaction is broadcast) is not turned into a storm of DISCOVERs."""
+        now = self.clock()
+        if self._nak_round_at is not None and now < self._nak_round_at + self.policy.nak_every:
+            log.warning("%s: DHCP %s refused (NAK) again within %.0f s of the last round of DISCOVERs: "
+                        "none now; %s stays", self.ifname, state, self.policy.nak_every, lease.address)
+            return False
+        self._nak_round_at = now
+        log.warning("%s: DHCP %s refused (NAK): asking anew (DISCOVER); %s stays until a lease is bound",
+                    self.ifname, state, lease.address)
+        got = self._round(None, say=False, held=lease, nak_server=nak_server)
+        if got is None:
+            log.warning("%s: no usable DHCP offer after the NAK; %s stays while its lease holds",
+                        self.ifname, lease.address)
+            return False
+        offer, sent = got
+        if offer.address != lease.address:
+            log.warning("%s: DHCP server %s renumbered the WAN: %s/%d -> %s/%d", self.ifname, offer.server,
+                        lease.address, lease.prefixlen, offer.address, offer.prefixlen)
+        self.bind(lease, held_terms(lease, offer), sent, "init after a NAK")
+        return True
 
 
 @contextlib.contextmanager

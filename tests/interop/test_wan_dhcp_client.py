@@ -21,6 +21,13 @@ DHCP server on the WAN segment, in two namespaces joined by a veth.
     answers it first with another address, and NAKs, is dropped;
   - a rogue's answers to the RENEWING request (another server id, another address in the
     server's name, 500 NAKs in its name) lose nothing: the server's ACK that follows wins;
+  - a rogue's REBINDING ACK of our own address with its own router and an infinite lease renews
+    the address on the lease's terms: the default route stays, the lease ends (before: the
+    rogue's router, and a lease that never ran out);
+  - the server renumbers (dnsmasq restarted on another network NAKs the old address): the WAN
+    moves to the new address at T1's NAK, seconds later, not at the lease's expiry; a forged NAK
+    alone (no ACK after it) starts a round of DISCOVERs whose offer of the same address changes
+    nothing on the NIC;
   - a lease that runs out with no server answering is removed from the NIC (before: kept
     forever), and the client takes a lease again when a server is back;
   - a flood of unusable offers for the client's own transaction while it waits at boot costs
@@ -192,7 +199,9 @@ def test_a_renewal_with_the_same_lease_keeps_the_wan_routes_and_ipv6(wan):
 # in mode "renewing"/"rebinding" a rogue on the segment: at the first REQUEST with ciaddr set that
 # goes unicast (renewing) or broadcast (rebinding) it answers from port 6767 -- an ACK of another
 # address from another server id, the same in the real server's name, then a storm of NAKs in the
-# real server's name -- and prints "forged". In mode "flood" it answers each DISCOVER it sees
+# real server's name -- and prints "forged" (mode "nak": the NAKs alone, at the unicast one; mode "own":
+# at the broadcast one an ACK of the client's own address with its own router and an infinite lease). In mode
+# "flood" it answers each DISCOVER it sees
 # with offers the client cannot use (a non-contiguous netmask), as fast as it can. Bounded by time.
 SEGMENT = r"""
 import json, os, socket, struct, sys, time
@@ -215,13 +224,13 @@ def options(d):
         out[d[i]] = d[i + 2:i + 2 + d[i + 1]]
         i += 2 + d[i + 1]
     return out
-def answer(req, kind, yiaddr, sid, mask="255.255.255.0"):
+def answer(req, kind, yiaddr, sid, mask="255.255.255.0", lease=b"\0\0\x0e\x10"):
     out = bytearray(req[:240])
     out[0] = 2
     out[16:20] = socket.inet_aton(yiaddr)
     opts = bytes([53, 1, kind, 54, 4]) + socket.inet_aton(sid)
     if kind != 6:
-        opts += bytes([1, 4]) + socket.inet_aton(mask) + bytes([3, 4]) + socket.inet_aton(sid) + bytes([51, 4, 0, 0, 14, 16])
+        opts += bytes([1, 4]) + socket.inet_aton(mask) + bytes([3, 4]) + socket.inet_aton(sid) + bytes([51, 4]) + lease
     return bytes(out) + opts + b"\xff"
 print("capturing", flush=True)
 end = time.monotonic() + seconds
@@ -259,10 +268,16 @@ while time.monotonic() < end:
                server=o.get(54, b"").hex())
     print(json.dumps(rec), flush=True)
     unicast = rec["dst"] != "255.255.255.255"
-    if (mode in ("renewing", "rebinding") and not forged and d[0] == 1 and rec["type"] == 3
-            and rec["ciaddr"] != "0.0.0.0" and unicast == (mode == "renewing")):
+    if (mode == "own" and not forged and d[0] == 1 and rec["type"] == 3 and rec["ciaddr"] != "0.0.0.0"
+            and not unicast):
         forged = True
-        for kind, yiaddr, sid in ((5, other, rogue), (5, other, real)) + ((6, "0.0.0.0", real),) * naks:
+        tx.sendto(answer(d, 5, rec["ciaddr"], rogue, lease=b"\xff\xff\xff\xff"), ("255.255.255.255", 68))
+        print("forged", flush=True)
+    if (mode in ("renewing", "rebinding", "nak") and not forged and d[0] == 1 and rec["type"] == 3
+            and rec["ciaddr"] != "0.0.0.0" and unicast == (mode != "rebinding")):
+        forged = True
+        acks = ((5, other, rogue), (5, other, real)) if mode != "nak" else ()
+        for kind, yiaddr, sid in acks + ((6, "0.0.0.0", real),) * naks:
             tx.sendto(answer(d, kind, yiaddr, sid), ("255.255.255.255", 68))
         print("forged", flush=True)
     if mode == "flood" and d[0] == 1 and rec["type"] == 1:
@@ -303,14 +318,15 @@ class Dhcp:
         self.segment: Proc | None = None
         self.client: Proc | None = None
 
-    def start_dnsmasq(self, t1: int = 3, t2: int = 9) -> Proc:
+    def start_dnsmasq(self, t1: int = 3, t2: int = 9, address: str = GOOD, router: str = SERVER,
+                      extra: tuple[str, ...] = ()) -> Proc:
         n = sum(p.log_path.name.startswith("dnsmasq") for p in self.procs)
         p = Proc(self.srv, [shutil.which("dnsmasq") or "/usr/sbin/dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null",
                             "--no-resolv", "--no-hosts", "--port=0", "--bind-interfaces", f"--interface={self.sdev}",
                             "--except-interface=lo", "--no-ping", "--pid-file=", "--user=root", "--log-dhcp",
-                            "--log-facility=-", f"--dhcp-range={GOOD},{GOOD},255.255.255.0,2m",
-                            f"--dhcp-option=option:router,{SERVER}", f"--dhcp-option=option:T1,{t1}",
-                            f"--dhcp-option=option:T2,{t2}", f"--dhcp-leasefile={self.tmp / 'leases'}"],
+                            "--log-facility=-", f"--dhcp-range={address},{address},255.255.255.0,2m",
+                            f"--dhcp-option=option:router,{router}", f"--dhcp-option=option:T1,{t1}",
+                            f"--dhcp-option=option:T2,{t2}", f"--dhcp-leasefile={self.tmp / 'leases'}", *extra],
                  self.tmp / f"dnsmasq{n}.log")
         self.procs.append(p)
         assert p.wait_for("DHCP, IP range", 10), p.log()
@@ -497,6 +513,86 @@ def test_a_forged_nak_storm_while_renewing_does_not_lose_the_lease(dhcp):
     assert not any(p["type"] == 1 for p in pk[boot_ack:])
 
 
+def test_a_rogues_rebinding_ack_of_our_address_keeps_our_router_and_a_finite_lease(dhcp):
+    """dnsmasq is gone at T1; at T2 the broadcast REQUEST (REBINDING) is answered by a rogue with
+    our own address, its own router and an infinite lease. The address is renewed, but on the
+    lease's terms: the default route stays via the server's router (before: via the rogue's),
+    and the lease ends no later than the one held (before: never)."""
+    first = dhcp.start_dnsmasq()
+    dhcp.start_segment("own")
+    client = dhcp.start_client(SHORT, seconds=11)
+    assert client.wait_for(r"BOOT \{", 15), client.log()
+    first.stop()                                                 # gone before T1 (3 s)
+    assert dhcp.segment.wait_for("forged", 15), client.log()
+    assert client.wait_for(r"\(rebinding; renewal in", 5), client.log()
+    assert client.wait_for(r"FINAL \{", 15), client.log()
+    assert f"default via {SERVER}" in dhcp.cli.run("ip -4 route show default").stdout
+    assert f"router {ROGUE}" not in client.log()
+    boot, final = dhcp.lease("BOOT"), dhcp.lease("FINAL")
+    assert final["router"] == SERVER and final["server"] == SERVER and final["address"] == GOOD
+    assert final["expires"] - boot["expires"] < 20               # 120 s from the rebinding REQUEST, not forever
+
+
+RENUMBERED, NEW_ROUTER = "198.18.61.10", "198.18.61.1"
+
+
+def test_a_server_that_renumbers_moves_the_wan_within_seconds_not_at_lease_expiry(dhcp):
+    """The ISP renumbers: dnsmasq restarts serving another network (authoritative: it NAKs the
+    old address, 'wrong network'). The RENEWING REQUEST at T1 is NAKed; the client DISCOVERs at
+    once and takes the new address and router, seconds later -- before, it took only its old
+    address until the lease (2 min here, a day at some ISPs) ran out, the WAN dead meanwhile."""
+    old = dhcp.start_dnsmasq(t1=3, t2=100)
+    segment = dhcp.start_segment(seconds=40)
+    client = dhcp.start_client(SHORT, seconds=30)
+    assert client.wait_for(r"BOOT \{", 15), client.log()
+    booted = time.monotonic()
+    _tunnel_route(dhcp)
+    old.stop()
+    dhcp.srv.run(f"ip addr add {NEW_ROUTER}/24 dev {dhcp.sdev}")
+    (dhcp.tmp / "leases").unlink(missing_ok=True)
+    dhcp.start_dnsmasq(t1=60, t2=100, address=RENUMBERED, router=NEW_ROUTER, extra=("--dhcp-authoritative",))
+    assert client.wait_for("renumbered the WAN", 20), client.log()
+    moved = time.monotonic() - booted
+    assert client.wait_for(r"DHCP lease 198\.18\.61\.10/24 router 198\.18\.61\.1 .*\(init after a NAK;", 5), \
+        client.log()
+    assert _v4(dhcp.cli, dhcp.cdev) == [f"{RENUMBERED}/24"]
+    assert f"default via {NEW_ROUTER}" in dhcp.cli.run("ip -4 route show default").stdout
+    assert moved < 15, moved                                    # T1 (3 s) and a round, not the lease's 120 s
+    assert client.wait_for(r"FINAL \{", 30), client.log()
+    assert dhcp.lease("FINAL")["address"] == RENUMBERED and dhcp.lease("BOOT")["address"] == GOOD
+    pk = dhcp.packets()
+    nak = next(p for p in pk if p["type"] == 6)
+    assert any(p["type"] == 3 and p["xid"] == nak["xid"] and p["ciaddr"] == GOOD for p in pk)   # our RENEWING
+    assert any(p["type"] == 1 and p["t"] >= nak["t"] for p in pk)                               # DISCOVER after it
+    print(f"WAN moved {moved:.1f} s after the boot's lease (T1 3 s); renumbering NAK at "
+          f"{nak['t'] - pk[0]['t']:.1f} s of the capture")
+    assert segment.alive()
+
+
+def test_a_forged_nak_alone_while_renewing_keeps_the_address_and_the_routes(dhcp):
+    """A rogue NAKs the RENEWING REQUEST in the server's name (dnsmasq frozen until the client
+    acts on it, so no ACK follows): the client DISCOVERs at once, the address kept; dnsmasq
+    offers the same address again and nothing changes on the NIC -- the tunnel's host route
+    stays. A second NAK within nak_every starts no second round."""
+    dnsmasq = dhcp.start_dnsmasq()
+    dhcp.start_segment("nak", naks=5)
+    client = dhcp.start_client(SHORT, seconds=8)
+    assert client.wait_for(r"BOOT \{", 15), client.log()
+    _tunnel_route(dhcp)
+    os.kill(dnsmasq.p.pid, signal.SIGSTOP)                      # before T1 (3 s): the REQUEST waits in its socket
+    assert dhcp.segment.wait_for("forged", 10), client.log()
+    assert client.wait_for(r"refused \(NAK\): asking anew", 10), client.log()
+    assert _v4(dhcp.cli, dhcp.cdev) == [f"{GOOD}/24"] and _tunnel_route_kept(dhcp)     # kept while asking
+    os.kill(dnsmasq.p.pid, signal.SIGCONT)
+    assert client.wait_for(r"\(init after a NAK;", 15), client.log()
+    assert client.wait_for(r"FINAL \{", 15), client.log()
+    assert "renumbered" not in client.log()
+    assert _tunnel_route_kept(dhcp)
+    assert dhcp.lease("FINAL")["address"] == GOOD and _v4(dhcp.cli, dhcp.cdev) == [f"{GOOD}/24"]
+    assert f"default via {SERVER}" in dhcp.cli.run("ip -4 route show default").stdout
+    assert "repeated NAK=4" in dhcp.drops()
+
+
 def test_a_lease_that_runs_out_unanswered_is_removed_then_a_new_one_is_taken(dhcp):
     """udhcpd gives a 10 s lease and goes: RENEWING at 5 s and REBINDING at 8.75 s go
     unanswered; at the expiry one more round of DISCOVERs, then the address goes (RFC 2131: it
@@ -541,3 +637,22 @@ def test_a_flood_of_offers_for_our_transaction_while_waiting_at_boot_costs_littl
     assert sent > 100_000 and client.alive()
     assert used / wall < 0.25, (used, wall)
     assert "(try 2 of 5)" in client.log()                        # still asking
+
+
+def test_a_flood_of_offers_for_our_transaction_does_not_crowd_out_the_servers_offer(dhcp):
+    """dnsmasq answers, and a rogue floods unusable offers for each DISCOVER's transaction the
+    moment it sees it. With the socket's default queue (~200 datagrams) the flood filled it
+    before dnsmasq's OFFER came and the kernel dropped the OFFER: leases after 0.7, 4.7, 6.3,
+    6.7, 9.5 and 20.8 s in six runs (a whole round of five tries lost in one). With a 4 MB queue
+    the OFFER waits behind the flood's first milliseconds and the paced reading reaches it:
+    1.0-2.6 s in six runs, each at the first try."""
+    dhcp.start_dnsmasq()
+    dhcp.start_segment("flood", seconds=30)
+    client = dhcp.start_client({}, seconds=0, drops_every=dc.Drops.LOG_EVERY)
+    t = time.monotonic()
+    assert client.wait_for(r"BOOT \{", 25), client.log()
+    took = time.monotonic() - t
+    print(f"lease under a flood after {took:.1f} s")
+    assert dhcp.lease("BOOT")["address"] == GOOD
+    assert "(try 1 of 5)" not in client.log(), client.log()          # the first try's OFFER was read
+

@@ -130,15 +130,67 @@ def test_an_unanswered_renewal_then_an_ack_while_rebinding():
     lease2 = c2.lease(600)
     c2.run(lease2, until=lambda: c2.bound)
     assert c2.requests[-1] == (525, REBINDING) and c2.bound == [(525, "rebinding")]
-    assert lease2.server == "198.18.60.9"                    # the next RENEWING goes to the server that answered
+    # Another server's ACK renews the address on the lease's terms (held_terms): the next RENEWING
+    # still goes to the server that gave the lease, its router stays.
+    assert (lease2.server, lease2.router) == ("198.18.60.1", "198.18.60.1")
 
 
-def test_a_nak_sends_the_client_to_init_at_once_with_the_lease_kept():
-    c = Scripted(answers=[NAKED])
+def test_a_nak_starts_one_round_of_discovers_at_once_with_the_address_kept():
+    """RFC 2131 4.4.5: a NAK sends the client back to INIT. Not to acquire's wait (before: it took
+    only the old address until the lease ran out, a day of a dead address when the ISP had really
+    renumbered), but one round of DISCOVERs at once, the address on the NIC meanwhile."""
+    c = Scripted(answers=[NAKED], rounds=[None])
     lease = c.lease(600)
-    c.run(lease, until=lambda: c.acquired)
-    assert c.requests == [(300, RENEWING)] and c.acquired == [300]
-    assert lease.on_nic                                       # not removed by the NAK
+    c.run(lease, until=lambda: len(c.requests) >= 2)
+    assert c.rounds == [(300, "198.18.60.10")] and c.acquired == []
+    assert lease.on_nic and lease.address == "198.18.60.10"
+    assert c.requests[1][0] >= 300 + 60                       # no offer: the REQUESTs go on, spaced as ever
+
+
+def test_a_forged_nak_gets_the_same_address_back_and_changes_nothing():
+    same = Offer("198.18.60.10", 24, "198.18.60.1", (), "198.18.60.1", 600)
+    c = Scripted(answers=[NAKED], rounds=[same])
+    lease = c.lease(600)
+    c.run(lease, until=lambda: c.bound)
+    assert c.bound == [(306, "init after a NAK")] and c.offers == [same]
+    assert lease.renew_at == 306 + 300                        # the lease's times run from the new REQUEST
+
+
+def test_a_real_renumbering_moves_the_wan_to_the_servers_new_address_at_once():
+    new = Offer("198.18.61.20", 24, "198.18.61.1", (), "198.18.60.1", 600)
+    c = Scripted(answers=[NAKED], rounds=[new])
+    lease = c.lease(DAY)
+    c.run(lease, until=lambda: c.bound)
+    assert c.bound == [(DAY / 2 + 6, "init after a NAK")] and c.offers == [new]   # at T1's NAK, not at DAY
+
+
+def test_a_nak_storm_is_not_a_discover_storm():
+    """Every REQUEST NAKed (a rogue that sees the REBINDING transaction, or a server that offers
+    nothing usable): at most one round of DISCOVERs per nak_every (300 s), the REQUESTs between
+    them spaced as when unanswered."""
+    c = Scripted(answers=[NAKED] * 1000, rounds=[None] * 1000)
+    lease = c.lease(DAY)
+    c.run(lease, until=lambda: c.now >= DAY)
+    starts = [t for t, _a in c.rounds]
+    assert len(starts) >= 3 and all(b - a >= 300 for a, b in zip(starts, starts[1:]))
+    assert len(c.requests) > len(starts)                       # NAKs inside the 300 s: no round
+    assert len(c.requests) <= 40                                # spaced as when unanswered: no loop
+
+
+def test_a_rebinding_ack_from_another_server_keeps_our_router_and_caps_the_lease():
+    """REBINDING is broadcast: any server may answer, a rogue first. An ACK of our own address
+    from a server other than the lease's renews the address on the lease's terms: its router
+    (before: the rogue's became the default route), the lease no longer than ours (before: an
+    'infinite' lease kept the address for good, however long the real server stayed silent)."""
+    rogue = Offer("198.18.60.10", 24, "198.18.60.66", ("198.18.60.66",), "198.18.60.66", 0xFFFFFFFF)
+    c = Scripted(answers=[None, None, None, rogue])
+    lease = c.lease(600)
+    c.run(lease, until=lambda: c.bound)
+    got = c.offers[0]
+    assert (got.router, got.server, got.dns, got.lease_time) == ("198.18.60.1", "198.18.60.1", (), 600)
+    assert lease.expires == 525 + 600
+    real = Offer("198.18.60.10", 24, "198.18.60.254", (), "198.18.60.1", 7200)
+    assert dc.held_terms(lease, real) == real                  # the lease's own server may change the terms
 
 
 def test_the_thread_survives_an_error_and_tries_again_a_minute_later():
@@ -150,10 +202,14 @@ def test_the_thread_survives_an_error_and_tries_again_a_minute_later():
 
 class Scripted(dc._Client):
     """_Client with a fake clock whose network side answers from `answers` (an Offer, NAKED,
-    None: unanswered, or an exception to raise); acquire records when INIT began."""
+    None: unanswered, or an exception to raise) and a round of DISCOVERs from `rounds` (an Offer
+    or None); acquire records when INIT began."""
 
-    def __init__(self, answers: list) -> None:
+    def __init__(self, answers: list, rounds: list | None = None) -> None:
         self.now = 0.0
+        self.round_answers = list(rounds or [])
+        self.rounds: list[tuple[float, str | None]] = []
+        self.offers: list[Offer] = []
         super().__init__("wan0", b"\x52\x54\0\0\0\1", (), Policy(), threading.Event(), clock=lambda: self.now,
                          rand=lambda: 0.5)
         self.answers = list(answers)
@@ -185,7 +241,16 @@ class Scripted(dc._Client):
         self.stop.set()                   # INIT is acquire's (below, and the interop file's): the walk ends here
         return None
 
+    def _round(self, keep, say, held=None, nak_server=None):
+        """A round of DISCOVERs after a NAK: 6 s, its REQUEST sent at the end."""
+        self.rounds.append((self.now, held.address if held is not None else None))
+        self.now += 6
+        a = self.round_answers.pop(0) if self.round_answers else None
+        return (a, self.now) if a is not None else None
+
     def bind(self, lease, offer, sent, how):
+        self.offers.append(offer)
+        lease.router = offer.router
         t = lease_timing(offer.lease_time, offer.renew, offer.rebind, self.policy)
         lease.server, lease.renew_at, lease.rebind_at, lease.expires = (offer.server, sent + t.t1, sent + t.t2,
                                                                         sent + t.lease)

@@ -1,0 +1,101 @@
+"""The tunnel above a WAN that the ISP renumbers (appliance/boot/dhcp_client.py under our client
+and Debian's OpenVPN 2.6 server, in namespaces).
+
+The client namespace's WAN address comes from dnsmasq by our DHCP client (its renewal thread,
+T1 3 s); our client runs a UDP tunnel to OpenVPN over it. dnsmasq then restarts serving another
+network and NAKs the old address: the DHCP client takes the new address and router at once (a
+round of DISCOVERs after the NAK, not at the lease's expiry). How the tunnel follows, as on any
+address change of the WAN today: nothing watches the addresses; the tunnel's UDP socket is
+connected, its source the old address, so its sends fail (the kernel refuses a source that is no
+longer local: EINVAL, counted) and nothing comes back; ping-restart (pushed by the server, 4 s
+here; OpenVPN's usual `keepalive 10 60` makes it 60 s) restarts the connection on a new socket,
+whose source is the new address, and the tunnel is up again. Measured: the time from dnsmasq's
+restart to the WAN's move and to traffic through the tunnel again.
+
+The server namespace holds both networks' router addresses on its one veth, the server's address
+among them; `multihome` makes OpenVPN answer from the address the client sent to (without it the
+kernel picked the new network's router address as the source, and the client's connected socket
+refused the answers: a lab artifact, a real VPN server is routed, not on the WAN segment).
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import time
+
+import pytest
+
+from lab.configs import client_profile, server_config
+from lab.netns import CLI_IP, SRV_IP, TUN_SERVER_IP, Lab
+
+pytestmark = [pytest.mark.root, pytest.mark.netns]
+
+FIRST, NEW, NEW_ROUTER = "198.18.0.10", "198.18.2.10", "198.18.2.1"
+
+# The DHCP client with the appliance's defaults but T1 as the server sends it (3 s), for `seconds`.
+DHCP = r"""
+import logging, sys, time
+logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(message)s")
+from appliance.boot import dhcp_client as dc
+lease = dc.dhcp_configure(sys.argv[1], policy=dc.Policy(min_renew=1))
+print("BOOT", lease.address, flush=True)
+time.sleep(float(sys.argv[2]))
+print("FINAL", lease.address, flush=True)
+"""
+
+
+def _dnsmasq(lab: Lab, dev: str, address: str, router: str, n: int):
+    p = lab.start(lab.srv, [shutil.which("dnsmasq") or "/usr/sbin/dnsmasq", "--keep-in-foreground",
+                            "--conf-file=/dev/null", "--no-resolv", "--no-hosts", "--port=0", "--bind-interfaces",
+                            f"--interface={dev}", "--except-interface=lo", "--no-ping", "--pid-file=", "--user=root",
+                            "--log-dhcp", "--log-facility=-", "--dhcp-authoritative",
+                            f"--dhcp-range={address},{address},255.255.255.0,2m", f"--dhcp-option=option:router,{router}",
+                            "--dhcp-option=option:T1,3", "--dhcp-option=option:T2,100",
+                            f"--dhcp-leasefile={lab.tmp / f'leases{n}'}"], f"dnsmasq{n}")
+    assert p.wait_for("DHCP, IP range", 10), p.log()
+    return p
+
+
+def _v4(lab: Lab, dev: str) -> list[str]:
+    out = json.loads(lab.cli.run(f"ip -j -4 addr show dev {dev}").stdout)
+    return [f"{a['local']}/{a['prefixlen']}" for a in out[0].get("addr_info", [])]
+
+
+@pytest.mark.parametrize("redirect", [False, True], ids=["routes", "redirect-gateway"])
+def test_the_tunnel_comes_back_on_the_new_wan_address_after_a_renumbering(tmp_path, procs, redirect):
+    """With redirect-gateway (the router's usual profile) the host route to the VPN server goes
+    with the old address (the kernel drops the NIC's routes with its last address); meanwhile
+    the old socket's sends fail at the source check instead of looping into the TUN, and the
+    restart adds the host route again via the new router (TunnelNet.reach)."""
+    extra = "keepalive 1 4\nmultihome\n" + ('push "redirect-gateway def1"\n' if redirect else "")
+    with Lab(tmp=tmp_path) as lab:
+        sdev = lab.srv.run(f"ip -o -4 addr show to {SRV_IP}/32").stdout.split()[1]
+        cdev = lab.cli.run(f"ip -o -4 addr show to {CLI_IP}/32").stdout.split()[1]
+        lab.cli.run(f"ip addr flush dev {cdev}")                 # the WAN by DHCP from here on
+        first = _dnsmasq(lab, sdev, FIRST, SRV_IP, 0)
+        dhcp = lab.start(lab.cli, [sys.executable, "-c", DHCP, cdev, "60"], "dhcp")
+        assert dhcp.wait_for(f"BOOT {FIRST}", 20), dhcp.log()
+        server = lab.openvpn(lab.srv, server_config(lab.pki, "udp", extra=extra), "server")
+        procs.append(server)
+        client = lab.ours(lab.cli, client_profile(lab.pki, "udp", remotes=[(SRV_IP, 1194, "udp")]), "client")
+        procs.append(client)
+        assert lab.wait_ping(lab.cli, TUN_SERVER_IP, within=20), "no traffic through the tunnel"
+
+        first.stop()
+        lab.srv.run(f"ip addr add {NEW_ROUTER}/24 dev {sdev}")
+        t0 = time.monotonic()
+        _dnsmasq(lab, sdev, NEW, NEW_ROUTER, 1)
+        assert dhcp.wait_for("renumbered the WAN", 20), dhcp.log()
+        moved = time.monotonic() - t0
+        assert _v4(lab, cdev) == [f"{NEW}/24"]
+        assert f"default via {NEW_ROUTER}" in lab.cli.run("ip -4 route show default").stdout
+        assert client.wait_count("tunnel up", 2, 30), (client.log()[-3000:] + server.log()[-3000:]
+                                                       + lab.cli.run("ip route; ip addr").stdout + dhcp.log())
+        assert lab.wait_ping(lab.cli, TUN_SERVER_IP, within=20), "no traffic through the tunnel after the move"
+        back = time.monotonic() - t0
+        print(f"WAN moved {moved:.1f} s after dnsmasq's restart; tunnel traffic again after {back:.1f} s")
+        assert moved < 15 and back < 40, (moved, back)
+        if redirect:
+            assert NEW_ROUTER in lab.cli.run(f"ip -4 route show {SRV_IP}/32").stdout, lab.cli.run("ip route").stdout
+        assert dhcp.alive()
