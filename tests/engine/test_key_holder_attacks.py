@@ -102,3 +102,42 @@ def test_a_push_request_flood_ends_the_flooders_session_only(pki):  # noqa: F811
     ends = [e for r, e in d.events if isinstance(e, ev.SessionClosed)]
     assert len(ends) == 1 and "control channel flood" in ends[0].reason
     assert _victim_works(d, victim, now + 0.1)
+
+
+def test_handshakes_held_open_with_only_the_tls_crypt_key_do_not_lock_a_real_client_out(pki):  # noqa: F811
+    """A peer holding the tls-crypt key but no certificate (every eduVPN profile carries the key)
+    takes handshakes through the cookie exchange and its ClientHello, then goes silent, from
+    enough addresses to fill the table of handshakes in progress (8 per address, 256 in all):
+    each stays until hand-window (60 s) and is renewed, so every new client was refused "too many
+    handshakes in progress" for as long as the attacker kept at it -- in the lab (authattack.py
+    --half-open 300 from 40 addresses) a new client did not get in within 20 s. A full table now
+    makes room by ending its oldest handshake (older than HALF_OPEN_EVICT_AGE), as a timeout
+    would have ended it; a real handshake takes well under a second."""
+    from appliance.openvpn.server import HALF_OPEN_EVICT_AGE
+    from tests.engine.test_server_security import _half_open, _mk_client
+    key = keyfiles.parse_static_key(keyfiles.generate_static_key())
+    d = _server(pki, "tls-crypt", static_key=key, max_half_open=16, connect_freq_initial=(10_000, 10))
+    mk = lambda: wrapping.TlsCryptWrapper(key, False)  # noqa: E731
+    for i in range(24):                                  # 3 addresses x 8: more than the table holds
+        _half_open(d, _mk_client(pki, make_wrapper=mk), (f"198.18.0.{100 + i // 8}", 3000 + i), now=0.5)
+    assert d.admission.n_half_open == 16
+    assert not [e for _r, e in d.events if isinstance(e, ev.SessionClosed)], "the refused ones made no state"
+    now = 0.5 + HALF_OPEN_EVICT_AGE + 1
+    # One more from an address already at its own limit ends nobody's handshake: it is refused anyway.
+    _half_open(d, _mk_client(pki, make_wrapper=mk), ("198.18.0.100", 3999), now=now)
+    assert "handshake in progress ended to make room (table full, oldest first)" not in d.drop_counters()
+    real = _client(pki, pki["clients"][4], mk)
+    for _ in range(60):
+        for p in real.take_outgoing():
+            d.receive(p, VICTIM, now)
+        for p, a in d.take_outgoing():
+            if a == VICTIM:
+                real.receive(p, now)
+        if _up(real):
+            break
+    assert _up(real), d.drop_counters()
+    assert d.admission.n_half_open <= 16
+    assert d.drop_counters().get("handshake in progress ended to make room (table full, oldest first)", 0) >= 1
+    evicted = d.drop_counters()["handshake in progress ended to make room (table full, oldest first)"]
+    ends = [e for _r, e in d.events if isinstance(e, ev.SessionClosed)]
+    assert len(ends) == evicted and all("to make room" in e.reason for e in ends), "one end each, as a timeout"
