@@ -161,6 +161,7 @@ def half_open(count: int = 300, nsources: int = 40, hold_s: float = 20.0, server
             "new_client_up_s": round(new_up[1], 1) if 1 in new_up else "not within 20 s",
             "connected_client_mbps": round(sum(during.values()), 1),
             "server_log_lines": len(srv.log()[log_at:].splitlines()),
+            "server_log_sample": srv.log()[log_at:].splitlines()[:3] + srv.log()[log_at:].splitlines()[-3:],
             "server_refusals": (re.findall(r"dropped packets: ([^\n]*)", srv.log()) or ["-"])[-1],
         }
         m = re.search(r"handshakes_held=(\d+)", res["attacker"])
