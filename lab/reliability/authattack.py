@@ -190,7 +190,8 @@ def main(argv: list[str] | None = None) -> int:
     if a.half_open:
         half_open(a.half_open, a.sources, a.seconds, a.server, out=lambda *x, **k: print(*x, flush=True))
         return 0
-    rs = run(a.clients, a.rate, a.seconds, a.modes.split(","), a.server, a.pps, out=lambda *x, **k: print(*x, flush=True))
+    rs = run(a.clients, a.rate, a.seconds, a.modes.split(","), a.server, a.pps,
+             out=lambda *x, **k: print(*x, flush=True))
     ok = all(r["clients_alive"] == a.clients and r["legit_disconnects"] == 0 for r in rs)
     print("PASS" if ok else "FAIL")
     return 0 if ok else 1

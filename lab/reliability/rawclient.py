@@ -260,10 +260,12 @@ def run(profile: str, mode: str, seconds: float, peer_ids: int = 64, pps: float 
                 renegs += 1
             elif isinstance(e, ev.SessionClosed):
                 counts["closed reason"] = getattr(e, "reason", "?")
-    # Is the server still talking to us? A ping round: the session answers pings on its own.
+    # Our side's view only: a server that ended the session without a word is not seen here
+    # (authattack.py reads the server's log for that).
     alive = not s.closed
     cpu = os.times()
-    res = {"up": 1, "attacker_cpu_s": round(cpu.user + cpu.system, 1), "seconds": round(time.monotonic() - t0, 1), "renegotiations done": renegs,
+    res = {"up": 1, "attacker_cpu_s": round(cpu.user + cpu.system, 1), "seconds": round(time.monotonic() - t0, 1),
+           "renegotiations done": renegs,
            "session alive at end": int(alive), **counts}
     return res
 
@@ -271,7 +273,8 @@ def run(profile: str, mode: str, seconds: float, peer_ids: int = 64, pps: float 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("profile")
-    ap.add_argument("mode", choices=["reneg", "push", "endless", "ack", "window", "deadkey", "peerid", "garbage", "idle", "cycle", "halfopen"])
+    ap.add_argument("mode", choices=["reneg", "push", "endless", "ack", "window", "deadkey", "peerid", "garbage",
+                                     "idle", "cycle", "halfopen"])
     ap.add_argument("seconds", type=float)
     ap.add_argument("--peer-ids", type=int, default=64)
     ap.add_argument("--pps", type=float, default=0, help="packets a second in the packet modes (0: flat out)")
