@@ -141,3 +141,31 @@ def test_handshakes_held_open_with_only_the_tls_crypt_key_do_not_lock_a_real_cli
     evicted = d.drop_counters()["handshake in progress ended to make room (table full, oldest first)"]
     ends = [e for _r, e in d.events if isinstance(e, ev.SessionClosed)]
     assert len(ends) == evicted and all("to make room" in e.reason for e in ends), "one end each, as a timeout"
+
+
+@pytest.mark.parametrize("duplicate_cn", [False, True])
+def test_one_certificate_connecting_100_times(pki, duplicate_cn):  # noqa: F811
+    """The same certificate from 100 source ports, one connection after another. duplicate-cn off
+    (OpenVPN's default): each new session ends the one before, so one stays, and the pool has
+    every other address back; on: each is a client of its own, up to max-clients (here 50), the
+    rest refused before any state is made (counted, no line each); either way the server keeps
+    working for another client."""
+    key = keyfiles.parse_static_key(keyfiles.generate_static_key())
+    d = _server(pki, "tls-crypt", static_key=key, duplicate_cn=duplicate_cn, max_clients=50,
+                connect_freq_initial=(10_000, 10))
+    mk = lambda: wrapping.TlsCryptWrapper(key, False)  # noqa: E731
+    free_before = len(d.st.pool.free)
+    for i in range(100):
+        _pump(d, [(_client(pki, pki["clients"][5], mk), ("198.18.0.70", 10000 + i))], now=1.0 + i * 0.01)
+    assert len(d.clients) == (50 if duplicate_cn else 1)
+    assert d.admission.n_established == len(d.clients) and d.admission.n_half_open == 0
+    assert len(d.st.pool.free) == free_before - len(d.clients), "every ended session's address is back"
+    ends = [e for _r, e in d.events if isinstance(e, ev.SessionClosed)]
+    if duplicate_cn:
+        assert not ends and d.drop_counters().get("max-clients reached", 0) >= 50
+    else:
+        assert len(ends) == 99 and all("another client connected with common name" in e.reason for e in ends)
+        d.events.clear()
+        victim = _client(pki, pki["clients"][3], mk)
+        _pump(d, [(victim, VICTIM)], now=3.0)
+        assert _up(victim) and _victim_works(d, victim, 3.1)
