@@ -68,6 +68,7 @@ LONG_FILES: dict[str, int] = {
     "tests/interop/test_deferred_auth_push.py": 103,
     "tests/unit/test_pushed_ipv4.py": 97,
     "tests/interop/test_reliability_flood.py": 97,
+    "tests/interop/test_key_holder_attacks.py": 74,
     "tests/interop/test_ops_vs_openvpn.py": 92,
     "tests/interop/test_reliability_recovery.py": 89,
     "tests/interop/test_reliability_logins.py": 86,

@@ -68,6 +68,8 @@ class Admission:
         self.n_unverified = 0
         self.by_source: dict[object, int] = {}
         self.unverified_sids: set[bytes] = set()     # client session ids of cookie-less sessions
+        # Handshakes in progress, oldest first (dicts keep insertion order): id(rec) -> (rec, since).
+        self.in_progress: dict[int, tuple[_Rec, float]] = {}
         self.connect_limit: FrequencyLimit | None = None
         self.initial_limit: FrequencyLimit | None = None
         self.apply(st)
@@ -105,25 +107,35 @@ class Admission:
             return "max-clients reached"
         if self.n_half_open >= st.max_half_open:
             return "too many handshakes in progress"
-        if self.by_source.get(source_of(addr), 0) >= st.max_half_open_per_source:
+        if not self.source_has_room(addr):
             return "too many handshakes in progress from one address"
         if self.connect_limit is not None and not self.connect_limit.allow(now):
             return "connect-freq limit reached"
         return None
 
-    def opened(self, rec: _Rec, addr, unverified_sid: bytes | None) -> None:
+    def source_has_room(self, addr) -> bool:
+        """Whether the per-source limit lets one more handshake start from `addr`'s source."""
+        return self.by_source.get(source_of(addr), 0) < self.st.max_half_open_per_source
+
+    def opened(self, rec: _Rec, addr, unverified_sid: bytes | None, now: float = 0.0) -> None:
         rec.source = src = source_of(addr)
         rec.half_open = True
         self.n_half_open += 1
+        self.in_progress[id(rec)] = (rec, now)
         self.by_source[src] = self.by_source.get(src, 0) + 1
         if unverified_sid is not None:
             rec.unverified = bytes(unverified_sid)
             self.n_unverified += 1
             self.unverified_sids.add(rec.unverified)
 
+    def oldest_in_progress(self) -> tuple[_Rec, float] | None:
+        """The handshake in progress that started first, and when (None if there is none)."""
+        return next(iter(self.in_progress.values()), None)
+
     def _handshake_over(self, rec: _Rec) -> None:
         rec.half_open = False
         self.n_half_open -= 1
+        self.in_progress.pop(id(rec), None)
         n = self.by_source.get(rec.source, 0) - 1
         if n > 0:
             self.by_source[rec.source] = n

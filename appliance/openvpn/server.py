@@ -40,6 +40,9 @@ from .tls import build_context
 # A client's moves (float) make at most one ClientFloated event, so one log line, per this many
 # seconds; the others are counted and the next event says how many there were.
 FLOAT_REPORT_EVERY = 5.0
+# A full table of handshakes in progress (max_half_open) makes room for a new one by ending its
+# oldest, if that one is at least this old (seconds); see _make_room.
+HALF_OPEN_EVICT_AGE = 5.0
 
 __all__ = ["AddressPool", "AddressPool6", "ClientRecord", "ServerDispatcher", "ServerSettings", "StreamKey", "V2Key"]
 
@@ -480,6 +483,8 @@ class ServerDispatcher(ClientPush):
         # from a full server than from anybody else.
         replaces = old is not None and not self.st.tcp and not unverified and old.session.established
         refused = self.admission.refuse_new(addr, now, replaces_client=replaces)
+        if refused == "too many handshakes in progress" and self._make_room(addr, now):
+            refused = self.admission.refuse_new(addr, now, replaces_client=replaces)
         if refused is not None:
             self._count(refused)
             return None
@@ -493,7 +498,7 @@ class ServerDispatcher(ClientPush):
         if v2 is not None:
             rec.v2_metadata = v2.describe()
         s.owner = rec
-        self.admission.opened(rec, addr, client_sid if unverified else None)
+        self.admission.opened(rec, addr, client_sid if unverified else None, now)
         if own_sid is not None:
             # Resume from the cookie: both resets are behind us (ours was message 0, theirs too).
             s.resume_after_cookie(own_sid, client_sid, now)
@@ -516,6 +521,28 @@ class ServerDispatcher(ClientPush):
             s.receive(packet_in, now)
         self._collect(rec)
         return rec
+
+    def _make_room(self, addr, now: float) -> bool:
+        """The table of handshakes in progress is full (max_half_open): end its oldest handshake,
+        if that one is HALF_OPEN_EVICT_AGE old, so the new one can start. Why: a peer holding only
+        the tls-crypt key (any eduVPN profile has it; no certificate needed) filled the table from
+        32 addresses with handshakes it took to its ClientHello and then left silent; each lasted
+        until hand-window (60 s) and was renewed, and every new client was refused meanwhile
+        (lab/reliability/authattack.py --half-open). A real handshake takes well under a second,
+        so the oldest is the likeliest stalled one, and a filler has to keep spending the cookie
+        exchanges connect-freq-initial rations to keep the table full. It ends as a handshake
+        timing out does (its end event, so the caller forgets whatever it began for it, e.g. a
+        password check), one line each as before: at most one per cookie exchange answered.
+        UDP only: TCP has its own per-source connection limit before any handshake. Not for a
+        new one its own address's limit refuses anyway: that would end a handshake for nothing."""
+        if self.st.tcp or not self.admission.source_has_room(addr):
+            return False
+        oldest = self.admission.oldest_in_progress()
+        if oldest is None or now - oldest[1] < HALF_OPEN_EVICT_AGE:
+            return False
+        self._count("handshake in progress ended to make room (table full, oldest first)")
+        self._drop(oldest[0], "handshake in progress ended to make room for a new one (too many in progress)")
+        return True
 
     def _alloc_peer_id(self) -> int:
         for _ in range(NO_PEER_ID):

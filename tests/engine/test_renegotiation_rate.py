@@ -62,3 +62,34 @@ def test_renegotiations_at_an_honest_pace_are_never_held_back(pki):  # noqa: F81
     assert _renegotiations(s) == rounds
     assert "soft reset over the peer's renegotiation rate (held until it allows)" not in s.stats
     assert _tunnel_works(link, c, s)
+
+
+def test_reconnecting_after_each_burst_earns_no_more_renegotiations_than_staying(pki):  # noqa: F811
+    """A client that holds a certificate, connecting again (a new session, a new source port)
+    each time its renegotiations start being held back: each new server session came with the
+    whole burst (16 handshakes at once), so a loop of connect + 16 soft resets got 17 TLS
+    handshakes out of the server per connection, where connect-freq-initial (OpenVPN 2.6's
+    default 100 per 10 s, global) was meant to bound it to one: measured in the lab
+    (lab/reliability/authattack.py, mode `cycle`), one Python attacker had 291 handshakes in 15 s
+    out of 19 connections; at the 10 connections a second the default allows, 170 handshakes a
+    second, the server's whole core (~6 ms each). A new session now starts with one
+    renegotiation in hand and earns the burst by staying (one a PEER_RENEG_EVERY)."""
+    sessions, each = 10, 0.2                       # 10 connections, each renegotiating flat out for 0.2 s
+    total = 0
+    for _ in range(sessions):
+        c, s, _ = make_pair(pki, proto="udp", reneg_sec=0, tran_window=5)
+        link = Link(c, s)
+        link.run(lambda: up(c, s))
+        t0 = link.now
+        while link.now < t0 + each:
+            newest = c.keys[c.newest_key_id]
+            if not newest.negotiating:
+                c.renegotiate(link.now)
+            end = link.now + 0.01
+            link.run(lambda: False, max_time=end)
+            link.now = end
+            c.handle_timer(link.now)
+            s.handle_timer(link.now)
+        total += _renegotiations(s)
+    # Staying connected for the same time would have given PEER_RENEG_BURST + elapsed/EVERY in all.
+    assert total <= sessions * (1 + each / PEER_RENEG_EVERY) + 1, f"{total} handshakes from {sessions} connections"
