@@ -149,3 +149,80 @@ def test_refused_connections_are_logged_at_most_every_few_seconds_with_a_count()
     clock.t += mt.LOG_EVERY
     th.refused_connection("198.18.7.4")
     assert len(logged) == 2 and logged[1].startswith("management: 500 connection(s)")
+
+
+# ------------------------------------------------------------------ the appliance VM
+TOML = ('[wan]\nname = "eth0"\n{wan}\n\n[lan]\nname = "eth1"\naddress = "198.18.50.1/24"\n'
+        'address6 = "fd18:50::1/64"\n\n[vpn]\nrole = "server"\ninline = """\n{profile}"""\n')
+STATIC_WAN = 'address = "198.18.0.2/24"\ngateway = "198.18.0.1"'
+
+
+def _toml(line: str, wan: str = STATIC_WAN) -> str:
+    return TOML.format(wan=wan, profile=SERVER + line + "\n")
+
+
+def _toml_line(text: str) -> int:
+    return text.split('inline = """\n', 1)[0].count("\n") + 1 + LINE
+
+
+@pytest.mark.parametrize("addr, side", [("198.18.50.1", "lan"), ("fd18:50::1", "lan"), ("198.18.0.2", "wan"),
+                                        ("127.0.0.1", None)])
+def test_a_server_vm_listens_on_the_interface_holding_the_address(addr, side):
+    from appliance.config.mgmt_listen import management_side
+    from appliance.config.schema import parse_appliance_config
+    from appliance.run_toml import management_port
+    cfg = parse_appliance_config(_toml(f"management {addr} 7505 /pw"), "/c/appliance.toml")
+    assert management_side(cfg.wan, cfg.lan, cfg.vpn_options.management) == side
+    assert management_port(cfg, "wan0", "lan0") == (None if side is None else (f"{side}0", 7505))
+
+
+@pytest.mark.parametrize("addr, wan, why", [
+    ("0.0.0.0", STATIC_WAN, "would listen on the WAN, the LAN and the tunnel at once"),
+    ("::", STATIC_WAN, "would listen on the WAN, the LAN and the tunnel at once"),
+    ("198.18.50.9", STATIC_WAN, "is no address of this appliance ([wan] address 198.18.0.2, [lan] address 198.18.50.1"),
+    ("198.18.0.2", "dhcp = true", "a DHCP or SLAAC address"),
+])
+def test_a_server_vm_refuses_an_address_it_cannot_place_at_the_profiles_line(addr, wan, why):
+    from appliance.config.schema import parse_appliance_config
+    text = _toml(f"management {addr} 7505 /pw", wan)
+    with pytest.raises(ConfigError) as ei:
+        parse_appliance_config(text, "/c/appliance.toml")
+    errs = _errors(ei.value)
+    assert any(e.startswith(f"/c/appliance.toml:{_toml_line(text)}: management: ") and why in e for e in errs), errs
+
+
+def test_the_firewall_opens_the_management_port_on_its_interface_only():
+    from appliance.router.killswitch import render_router
+    t = render_router("eth0", "tun0", "eth1", True, "server", (), (1194, "udp"), False, ["198.18.50.0/24"],
+                      management=("eth1", 7505))
+    chain = t.split("chain input {\n", 1)[1].split("\n\t}", 1)[0].splitlines()
+    assert [ln.strip() for ln in chain[1:]] == [
+        'iifname != "eth1" tcp dport 7505 counter drop comment "the management port only on eth1"']
+    assert "chain input" not in render_router("eth0", "tun0", "eth1", True, "server", (), (1194, "udp"), False,
+                                              ["198.18.50.0/24"])
+
+
+def test_the_password_file_travels_in_the_bundle(tmp_path):
+    """Relative or absolute in the profile, the password file is carried as key material and
+    the rewritten line names it where the VM finds it (appliance/config/bundle.py)."""
+    from lab.pki import make_pki
+    from appliance.config.bundle import collect, write_dir
+    from appliance.config.schema import load_appliance_config
+    pki = make_pki(tmp_path / "pki", [])
+    conf = tmp_path / "conf"
+    conf.mkdir()
+    (tmp_path / "secret").mkdir()
+    (tmp_path / "secret/mgmt-pw").write_text("s3cret\n")
+    (conf / "pw.txt").write_text("rel-pw\n")
+    for line, want in ((f"management 198.18.50.1 7505 {tmp_path}/secret/mgmt-pw", b"s3cret\n"),
+                       ("management 198.18.50.1 7505 pw.txt", b"rel-pw\n")):
+        (conf / "server.ovpn").write_text(
+            "port 1194\nproto udp\ndev tun\ntopology subnet\nserver 198.19.0.0 255.255.255.0\ndh none\n"
+            f"ca {pki.ca}\ncert {pki.server_cert}\nkey {pki.server_key}\n{line}\n")
+        (conf / "appliance.toml").write_text(_toml("").split("[vpn]")[0] + '[vpn]\nrole = "server"\nconfig = "server.ovpn"\n')
+        b = collect(conf / "appliance.toml")
+        target = tmp_path / f"etc{len(want)}"
+        write_dir(b, target)
+        o = load_appliance_config(str(target / "appliance.toml")).vpn_options
+        assert o.management[:2] == ("198.18.50.1", 7505)
+        assert o.management[2].startswith(str(target)) and open(o.management[2], "rb").read() == want
