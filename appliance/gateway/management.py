@@ -34,6 +34,10 @@ OUT_LIMIT = 256 * 1024
 LINE_LIMIT = 8 * 1024
 MAX_CONNS = 16
 MAX_UNAUTH_PER_SOURCE = 4       # off loopback: connections without the password yet, per source_key
+# TCP: the kernel queues this many connections before it drops SYNs (each then waits for a 1 s
+# retransmission). A flood of connections from another host filled a queue of 8 between two
+# wake-ups and held a tool's connect for seconds (measured: every 9th connect took 1 s).
+LISTEN_BACKLOG = 128
 # A connection that has not given the password within this time is closed. OpenVPN 2.6 has no
 # such deadline, but it serves one management client at a time; with MAX_CONNS slots, idle
 # connections that never authenticate would otherwise hold them all. Tools send the password as
@@ -303,7 +307,7 @@ class Management:
             self.sock = socket.socket(fam, socket.SOCK_STREAM)
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             self.sock.bind((host, port))
-        self.sock.listen(8)
+        self.sock.listen(8 if port == "unix" else LISTEN_BACKLOG)
         self.sock.setblocking(False)
         pump.watch(self, self._accept)
         self._log = _LogForward(self)
