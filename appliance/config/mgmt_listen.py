@@ -15,7 +15,7 @@ from __future__ import annotations
 import ipaddress
 
 
-def management_side(wan, lan, management: tuple | None) -> str | None:
+def management_side(wan: object, lan: object | None, management: tuple | None) -> str | None:
     """"wan" or "lan": the interface holding the address `management` listens on; None for no TCP
     listener, or one on loopback. ValueError (the reason, for the profile's line) otherwise."""
     if not management or management[1] == "unix":

@@ -240,6 +240,7 @@ def test_attacks_on_the_exposed_port_do_not_stall_the_tunnel_or_grow_the_server(
     assert sum(1 for r in guesses if r["prompt"]) <= 3, "the guessing loop was not throttled"
     assert lab.ping(lab.cli, TUN_SERVER_IP, 5) == 5
     after = _rss_kb(srv)
+    print(f"management attacks: server RSS {before} -> {after} kB")
     assert after - before < 20 * 1024, (before, after)
     assert srv.alive()
     ok = talk(lab, lab.m1, [[PASSWORD, "status 2"]])
