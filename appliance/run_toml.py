@@ -20,6 +20,7 @@ from pyroute2.netlink.exceptions import NetlinkError
 
 from . import gateway, native
 from .lan import lan_observers
+from .config.mgmt_listen import management_side
 from .config.schema import ApplianceConfig, load_appliance_config, server_reload, validate_runtime
 from .openvpn.config import Options, Remote
 from .openvpn.errors import ConfigError
@@ -102,12 +103,24 @@ def install_rules(cfg: ApplianceConfig, wan_if: str, lan_if: str | None, endpoin
     listen = (o.port, o.proto) if cfg.vpn.role == "server" else None
     lan_nets = lan_networks(cfg, lan_if)                 # the only sources taken from the LAN NIC
     text = killswitch.render_router(wan_if, cfg.tun_name, lan_if, cfg.lan.nat if cfg.lan else False,
-                                    cfg.vpn.role, endpoints, listen, wan_ipv6, lan_nets)
+                                    cfg.vpn.role, endpoints, listen, wan_ipv6, lan_nets,
+                                    management_port(cfg, wan_if, lan_if))
     killswitch.apply_ruleset(text)
     undo.push("nftables tables", killswitch.flush)
     log.info("kill switch installed (wan %s, tun %s, lan %s)", wan_if, cfg.tun_name, lan_if or "-")
     log.debug("ruleset:\n%s", text)
     return text
+
+
+def management_port(cfg: ApplianceConfig, wan_if: str, lan_if: str | None) -> tuple[str, int] | None:
+    """(interface, port) of a server's management interface on a WAN or LAN address: the kill
+    switch opens its port there only (config/mgmt_listen.py; the loader refused any other place)."""
+    o = cfg.vpn_options
+    side = management_side(cfg.wan, cfg.lan, o.management) if cfg.vpn.role == "server" else None
+    if side is None:
+        return None
+    ifname = wan_if if side == "wan" else lan_if
+    return (ifname, o.management[1]) if ifname is not None else None
 
 
 def ask_credentials(opts: Options) -> tuple[str, str]:

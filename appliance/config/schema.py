@@ -30,6 +30,7 @@ from ..openvpn.config.lexer import split_lines
 from ..openvpn.regular_file import CONFIG, read_limited, read_regular_file
 from ..openvpn.settings import check_key_material
 from ..openvpn.tls import TlsSettings
+from .mgmt_listen import management_side
 from .keys import APPLIANCE, LAN, LOG_LEVELS, ROLES, SECTIONS, VPN, WAN  # noqa: F401 (LOG_LEVELS, ROLES: re-exported)
 from .table import Section, load_sections
 
@@ -207,10 +208,17 @@ def parse_appliance_config(text: str, path: str = "<appliance.toml>",
         if sec.required:
             ld.errors.append(ConfigError(f"missing [{sec.name}] section ({sec.help})", path, None, f"[{sec.name}]"))
         built[sec.name] = None if sec.absent == "none" else sec.cls()
+    opts = gots["vpn"].extra.get("options") if "vpn" in gots else None
+    if opts is not None and opts.management:
+        # The VM opens the management port on the interface holding its address (mgmt_listen.py).
+        try:
+            management_side(built.get("wan"), built.get("lan"), opts.management)
+        except ValueError as e:
+            p, line = opts.source.get("management", (path, None))
+            ld.errors.append(ConfigError(str(e), p, line, "management"))
     if ld.errors:
         ld.errors.sort(key=lambda e: (e.path != path, e.line or 0))
         raise ConfigErrors(ld.errors) if len(ld.errors) > 1 else ld.errors[0]
-    opts = gots["vpn"].extra.get("options")
     assert opts is not None
     return config_class(sections)(path=path, vpn_options=opts, source=dict(ld.lines.keys), **built)
 

@@ -1,5 +1,10 @@
 """OpenVPN's management interface, the subset tools use (eduVPN's node daemon, openvpn-monitor,
-the Prometheus exporters), on a unix socket or on TCP bound to localhost with a password file.
+the Prometheus exporters), on a unix socket, on TCP bound to localhost (password file optional), or
+on TCP bound to any other address with a password file (the config refuses it without one).
+
+Off loopback, wrong passwords are also limited across connections (gateway/mgmt_throttle.py), and
+one source may hold at most MAX_UNAUTH_PER_SOURCE connections that have not authenticated, so one
+host cannot take every slot (and with it evict the slots others are authenticating in).
 
 Every management client is a non-blocking port on the server's own pump, with bounded buffers: a
 client that never reads is cut off once OUT_LIMIT bytes wait for it, one that sends a line longer
@@ -10,6 +15,7 @@ questions about clients and signals.
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import logging
 import os
 import re
@@ -20,12 +26,18 @@ from ..host.unlink_at_exit import identity, still_ours
 from ..openvpn.config.lexer import OPTION_PARM_SIZE, LexError, tokenize
 from ..openvpn.peernames import from_peer, to_bytes
 from ..openvpn.regular_file import KEY_MATERIAL, open_regular_file
+from .mgmt_throttle import LoginThrottle, source_key
 
 log = logging.getLogger("vpn-appliance")
 
 OUT_LIMIT = 256 * 1024
 LINE_LIMIT = 8 * 1024
 MAX_CONNS = 16
+MAX_UNAUTH_PER_SOURCE = 4       # off loopback: connections without the password yet, per source_key
+# TCP: the kernel queues this many connections before it drops SYNs (each then waits for a 1 s
+# retransmission). A flood of connections from another host filled a queue of 8 between two
+# wake-ups and held a tool's connect for seconds (measured: every 9th connect took 1 s).
+LISTEN_BACKLOG = 128
 # A connection that has not given the password within this time is closed. OpenVPN 2.6 has no
 # such deadline, but it serves one management client at a time; with MAX_CONNS slots, idle
 # connections that never authenticate would otherwise hold them all. Tools send the password as
@@ -63,8 +75,9 @@ END""".split("\n")
 class MgmtConn:
     """One management client: line in, lines out, flags for real-time notifications."""
 
-    def __init__(self, sock: socket.socket, mgr: "Management", need_password: bool) -> None:
+    def __init__(self, sock: socket.socket, mgr: "Management", need_password: bool, peer: str = "") -> None:
         self.sock = sock
+        self.peer = peer                    # the client's address (TCP), "" on a unix socket
         self.mgr = mgr
         self.inbuf = bytearray()
         self.outbuf = bytearray()
@@ -146,15 +159,27 @@ class MgmtConn:
         """The line a client sends at `ENTER PASSWORD:`, read as OpenVPN 2.6 reads it: control
         bytes (CR, tab, NUL...) and DEL dropped, everything else kept -- leading and trailing
         spaces belong to the password -- and compared in constant time with the file's line."""
+        throttle = self.mgr.throttle
+        if throttle is not None and not throttle.may_try(self.peer):
+            # Blocked since the prompt (its other connections missed meanwhile, or the global
+            # allowance ran out): the line is not even compared.
+            throttle.refused_connection(self.peer)
+            self.mgr.drop(self, None)
+            return
         if self.mgr.password_matches(clean_password_line(raw)):
             self.authed = True
             self.mgr.authenticated(self)
             self.send_lines(["SUCCESS: password is correct", BANNER])
             return
+        if throttle is not None:
+            throttle.failed(self.peer)
         # As OpenVPN 2.6 (checked in the lab): ask again, and hang up after the third miss.
         self.tries += 1
         if self.tries >= 3:
             self.mgr.drop(self, "management: wrong password three times")
+        elif throttle is not None and not throttle.may_try(self.peer):
+            throttle.refused_connection(self.peer)
+            self.mgr.drop(self, None)
         else:
             self.outbuf += b"ENTER PASSWORD:"
             self.flush()
@@ -248,6 +273,7 @@ class Management:
         self.ops = ops
         self.conns: list[MgmtConn] = []
         self.password: bytes | None = None
+        self.throttle: LoginThrottle | None = None          # TCP off loopback only
         self._unlinker = None
         self._ident: tuple[int, int, int] | None = None     # our unix socket's identity()
         host, port, pwfile = spec
@@ -275,11 +301,13 @@ class Management:
         else:
             if pwfile:
                 self.password = read_password_file(pwfile)
+            if not ipaddress.ip_address(host).is_loopback:
+                self.throttle = LoginThrottle(pump.clock, log.warning)
             fam = socket.AF_INET6 if ":" in host else socket.AF_INET
             self.sock = socket.socket(fam, socket.SOCK_STREAM)
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             self.sock.bind((host, port))
-        self.sock.listen(8)
+        self.sock.listen(8 if port == "unix" else LISTEN_BACKLOG)
         self.sock.setblocking(False)
         pump.watch(self, self._accept)
         self._log = _LogForward(self)
@@ -292,16 +320,20 @@ class Management:
     def _accept(self) -> None:
         for _ in range(8):
             try:
-                s, _peer = self.sock.accept()
+                s, peer = self.sock.accept()
             except (BlockingIOError, InterruptedError):
                 return
             except OSError:
                 return
+            addr = peer[0] if isinstance(peer, tuple) else ""
+            if self.throttle is not None and not self._admit(addr):
+                s.close()
+                continue
             if len(self.conns) >= MAX_CONNS and not self._evict_oldest_unauthenticated():
                 s.close()
                 continue
             s.setblocking(False)
-            c = MgmtConn(s, self, self.password is not None)
+            c = MgmtConn(s, self, self.password is not None, addr)
             self.conns.append(c)
             self.pump.watch(c, c.on_read, c.on_write)
             if self.password is not None:
@@ -311,6 +343,21 @@ class Management:
             else:
                 c.send_lines([BANNER])
 
+    def _admit(self, addr: str) -> bool:
+        """Off loopback: a source that guessed too often is closed at once, before the prompt
+        (mgmt_throttle.py), and so is one that already holds MAX_UNAUTH_PER_SOURCE connections
+        without the password: alone it could otherwise fill every slot and, through the eviction
+        of the oldest waiting one, close a tool's connection before the tool could authenticate."""
+        assert self.throttle is not None
+        if not self.throttle.may_try(addr):
+            self.throttle.refused_connection(addr)
+            return False
+        key = source_key(addr)
+        if sum(1 for c in self.conns if not c.authed and source_key(c.peer) == key) >= MAX_UNAUTH_PER_SOURCE:
+            self.throttle.refused_connection(addr, f"{MAX_UNAUTH_PER_SOURCE} connections without the password already")
+            return False
+        return True
+
     def password_matches(self, line: bytes) -> bool:
         """Constant time in the password's content (hmac.compare_digest), so the time a reply
         takes tells a local prober nothing about how much of its guess was right."""
@@ -318,6 +365,8 @@ class Management:
 
     def authenticated(self, c: MgmtConn) -> None:
         self.pump.timers.cancel(("mgmt-auth", id(c)))
+        if self.throttle is not None:
+            self.throttle.succeeded(c.peer)
 
     def _auth_expired(self, c: MgmtConn) -> None:
         if not c.closed and not c.authed:

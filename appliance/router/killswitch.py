@@ -41,6 +41,14 @@ accepts would judge it -- over a TCP VPN, the accept towards the server's addres
 such resets out of the WAN (tests/interop/test_tunnel_invalid_tcp.py). So `mark_inside` drops
 invalid packets from the TUN and the LAN before anything answers them (the forward chain drops
 them anyway).
+
+A server's management interface on a LAN or WAN address (`management IP PORT PWFILE`,
+config/mgmt_listen.py): the `input` chain drops TCP to its port from every interface but the one
+holding the address. The socket is bound to that address alone, but Linux accepts a packet for
+any of its addresses on any interface: without the rule, a host on the WAN routing the LAN address
+to us, or a VPN client through the tunnel, reached a port meant for the LAN. Replies need nothing:
+on the LAN the output chain accepts them, on the WAN they are "established" (the connection began
+outside, so it carries no inside mark).
 """
 from __future__ import annotations
 
@@ -98,7 +106,8 @@ def _lan_sources(lan: str, lan_nets: Sequence[str]) -> list[str]:
 
 def render_killswitch(wan: str, tun: str, lan: str | None = None, nat: bool = True, role: str = "client",
                       endpoints: Sequence[Endpoint] = (), listen: tuple[int, str] | None = None,
-                      wan_ipv6: bool = False, lan_nets: Sequence[str] | None = None) -> str:
+                      wan_ipv6: bool = False, lan_nets: Sequence[str] | None = None,
+                      management: tuple[str, int] | None = None) -> str:
     """The `inet vpnappliance` table as nft text.
 
     wan/tun/lan: interface names; nat: LAN masqueraded (tunnel → LAN only for replies) or routed
@@ -106,7 +115,8 @@ def render_killswitch(wan: str, tun: str, lan: str | None = None, nat: bool = Tr
     `listen` = (port, proto) whose replies may leave the WAN; wan_ipv6: the WAN has IPv6 of its
     own (`address6`/`slaac`), so its neighbour discovery may leave (without, nothing IPv6 does);
     lan_nets: the LAN's networks (IPv4 and IPv6), required with a `lan`: the only sources taken
-    from it (see the module doc)."""
+    from it (see the module doc); management: (interface, port) of a server's management interface
+    off loopback, whose port is then open on that interface only."""
     if lan is not None and not lan_nets:
         raise ValueError("a LAN needs its networks (lan_nets): the sources taken from it")
     fw = ["\t\ttype filter hook forward priority filter; policy drop;",
@@ -142,6 +152,11 @@ def render_killswitch(wan: str, tun: str, lan: str | None = None, nat: bool = Tr
                f"\t\tiifname {{ {inside} }} ct state invalid counter drop"
                ' comment "what conntrack cannot place is not taken from inside"\n'
                f"\t\tiifname {{ {inside} }} ct state new ct mark set ct mark or {INSIDE_MARK:#010x}\n\t}}\n")
+    if management is not None:
+        ifname, mport = management
+        pre.append("\tchain input {\n\t\ttype filter hook input priority filter; policy accept;\n"
+                   f"\t\tiifname != {nft_string(ifname)} tcp dport {int(mport)} counter drop"
+                   f' comment "the management port only on {ifname}"\n\t}}\n')
     body = ("".join(pre) + "\tchain forward {\n" + "\n".join(fw) + "\n\t}\n"
             "\tchain output {\n" + "\n".join(out) + "\n\t}\n")
     return replace_table("inet", TABLE, body)
@@ -149,9 +164,10 @@ def render_killswitch(wan: str, tun: str, lan: str | None = None, nat: bool = Tr
 
 def render_router(wan: str, tun: str, lan: str | None, nat: bool, role: str,
                   endpoints: Sequence[Endpoint] = (), listen: tuple[int, str] | None = None,
-                  wan_ipv6: bool = False, lan_nets: Sequence[str] | None = None) -> str:
+                  wan_ipv6: bool = False, lan_nets: Sequence[str] | None = None,
+                  management: tuple[str, int] | None = None) -> str:
     """Kill switch plus (router mode with nat) masquerading, as one atomic ruleset."""
-    text = render_killswitch(wan, tun, lan, nat, role, endpoints, listen, wan_ipv6, lan_nets)
+    text = render_killswitch(wan, tun, lan, nat, role, endpoints, listen, wan_ipv6, lan_nets, management)
     if lan is not None and nat:
         text += render_nat(tun, lan, role)
     else:

@@ -88,6 +88,8 @@ def _rulesets() -> list[str]:
                                              (1194, "udp") if role == "server" else None, wan6,
                                              lan_nets if lan else None))
     out.append(render_router("eth0", "tun0", None, True, "server", (), (443, "tcp"), True, None))
+    out.append(render_router("eth0", "tun0", "eth1", True, "server", (), (1194, "udp"), False, lan_nets,
+                             management=("eth1", 7505)))          # management on the LAN address
     return out
 
 

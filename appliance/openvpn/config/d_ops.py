@@ -13,6 +13,7 @@ VPN_APPLIANCE_NO_SCRIPTS is set) they are refused with file:line, since it runs 
 """
 from __future__ import annotations
 
+import ipaddress
 import os
 import shlex
 
@@ -64,7 +65,8 @@ def _crl_verify(p: ParseState, d: str, a: list[str], inline: str | None) -> None
     p.set("crl_verify", ("file", path))
 
 
-@reg.apply("management", why="server: the management interface (`PATH unix`, or 127.0.0.1 PORT [PWFILE])",
+@reg.apply("management", why="server: the management interface (`PATH unix`, `127.0.0.1 PORT [PWFILE]`, or "
+           "any other address literal `IP PORT PWFILE`: a password is required off loopback)",
            sets=("management",), used_by="pump", nargs=(2, 3))
 def _management(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
     if a[1] == "unix":
@@ -76,8 +78,12 @@ def _management(p: ParseState, d: str, a: list[str], inline: str | None) -> None
     port = p.int_arg(d, a[1], 1, 65535)
     if port is None:
         return
-    if a[0] not in ("127.0.0.1", "localhost", "::1"):
-        p.err(d, f"the management interface listens on localhost only, not {a[0]}")
+    host = management_host(a[0])
+    if host is None:
+        # OpenVPN resolves a name once at start; we bind literals only, so the address the
+        # interface listens on (and the VM's firewall opens) is the one written here.
+        p.err(d, f"{a[0]} is not an IPv4 or IPv6 address: give the address to listen on as a literal "
+                 "(a host name other than localhost is not resolved here)")
         return
     pw = None
     if len(a) == 3:
@@ -89,7 +95,29 @@ def _management(p: ParseState, d: str, a: list[str], inline: str | None) -> None
             # Read at start: a FIFO's open() waited for a writer (regular_file.py).
             p.err(d, f"cannot read {a[2]}: {NOT_REGULAR}")
             return
-    p.set("management", ("127.0.0.1" if a[0] == "localhost" else a[0], port, pw))
+    elif not ipaddress.ip_address(host).is_loopback:
+        # OpenVPN 2.6 only warns ("management interface ... without a password"). Whoever reaches
+        # the port can kill every client and stop the server (`signal SIGTERM`): a security
+        # directive here is enforced or refused, so we refuse it.
+        p.err(d, f"the management interface on {a[0]} needs a password file (`management {a[0]} {port} FILE`): "
+                 "anyone who reaches that address could kill clients and stop the server (OpenVPN only "
+                 "warns; this appliance refuses it)")
+        return
+    p.set("management", (host, port, pw))
+
+
+def management_host(text: str) -> str | None:
+    """The address `management HOST PORT` listens on, as a normalised literal ("localhost" is
+    127.0.0.1, as before); None for anything else (a host name, an IPv6 scope `%eth0`, which
+    would bind one interface's link-local address)."""
+    if text == "localhost":
+        return "127.0.0.1"
+    if "%" in text:
+        return None
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        return None
 
 
 @reg.apply("status", why="write the client list (server) or the statistics (client) to FILE every N seconds "
