@@ -23,13 +23,14 @@ from .fleet import Fleet, proc_stats, server_sessions
 
 
 def run(minutes: float, nclients: int = 20, reneg: int = 60, warmup: float | None = None, seed: int = 8,
-        stay: tuple[float, float] = (10, 150), server_env: dict | None = None, out=print) -> dict:
+        stay: tuple[float, float] = (10, 150), server_env: dict | None = None, out=print,
+        keepalive: str | None = None) -> dict:
     duration = minutes * 60
     warmup = warmup if warmup is not None else min(300.0, duration / 5)
     res: dict = {"clients": nclients, "minutes": minutes, "warmup_s": warmup}
     with Fleet(nclients) as fleet:
         extra = f"reneg-sec {reneg}\n"
-        srv = fleet.start_server(extra=extra, env=server_env)
+        srv = fleet.start_server(extra=extra, env=server_env, keepalive=keepalive)
         pid = srv.p.pid
         time.sleep(1)
         base = proc_stats(pid)
