@@ -54,9 +54,13 @@ class Mgmt:
         self.buf = ""
         self.notes: list[str] = []
 
-    def _pump(self, wait: float) -> None:
+    def _pump(self, wait: float, answered: bool = False) -> None:
+        """Read for `wait` seconds, or (answered) until a reply's last line (SUCCESS:, ERROR: or END)
+        is in: a reply is complete then, and a fixed wait per command was most of this file's time."""
         end = time.monotonic() + wait
         while time.monotonic() < end:
+            if answered and any(x.startswith(("SUCCESS:", "ERROR:")) or x == "END" for x in self.buf.split("\r\n")[:-1]):
+                return
             try:
                 d = self.s.recv(65536)
                 if not d:
@@ -65,18 +69,18 @@ class Mgmt:
             except socket.timeout:
                 pass
 
-    def lines(self, wait: float = 0.5) -> list[str]:
-        self._pump(wait)
+    def lines(self, wait: float = 0.5, answered: bool = False) -> list[str]:
+        self._pump(wait, answered)
         *done, self.buf = self.buf.split("\r\n")
         out = []
         for line in done:
             (self.notes if line.startswith(">") else out).append(line)
         return out
 
-    def cmd(self, c: str, wait: float = 0.6) -> list[str]:
+    def cmd(self, c: str, wait: float = 5.0) -> list[str]:
         self.lines(0.05)
         self.s.sendall((c + "\n").encode())
-        return self.lines(wait)
+        return self.lines(wait, answered=True)
 
     def close(self) -> None:
         self.s.close()
