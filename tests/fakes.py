@@ -125,6 +125,9 @@ class MemoryDatagramSocket:
     def fileno(self) -> int:
         return self.fd
 
+    def getsockname(self) -> tuple:
+        return self.local if self.local is not None else ("0.0.0.0", 0)
+
     def _recv(self):
         if self.closed:
             raise _oserror(errno.EBADF)
@@ -224,6 +227,9 @@ class MemoryStreamSocket:
 
     def getsockopt(self, *a) -> int:
         return 0                               # SO_ERROR: connected (the connect is immediate here)
+
+    def getsockname(self) -> tuple:
+        return self.local
 
     def fileno(self) -> int:
         return self.fd
@@ -340,11 +346,53 @@ def stream_connect(net: MemoryNet, src_ip: str, addr: tuple) -> MemoryStreamSock
     return a
 
 
+class MemoryAddressWatch:
+    """The host's addresses as the client's AddressWatchPort sees them: `remove(ip)` is an `ip
+    addr del` (the watch turns readable), `local` what RTM_GETADDR would list."""
+
+    def __init__(self, net: MemoryNet, ip: str) -> None:
+        self.net = net
+        self.fd = next(_fds)
+        net.by_fd[self.fd] = self
+        self.local = {ip}
+        self.events = 0
+        self.has_pending = False
+        self.closed = False
+        self.fail: int | None = None           # errno removed()/is_local() raise (a broken socket)
+
+    def remove(self, ip: str) -> None:
+        self.local.discard(ip)
+        self.events += 1
+
+    def fileno(self) -> int:
+        return self.fd
+
+    def readable(self) -> bool:
+        return self.events > 0 and not self.closed
+
+    def writable(self) -> bool:
+        return False
+
+    def removed(self, limit: int = 16) -> bool:
+        if self.fail:
+            raise _oserror(self.fail)
+        seen, self.events = self.events > 0, 0
+        return seen
+
+    def is_local(self, address: str) -> bool:
+        return address in self.local
+
+    def close(self) -> None:
+        self.closed = True
+        self.net.by_fd.pop(self.fd, None)
+
+
 class MemoryPorts:
     """The gateway's Ports on a MemoryNet: the real transports over in-memory sockets."""
 
     def __init__(self, net: MemoryNet, ip: str) -> None:
         self.net, self.ip = net, ip
+        self.addresses: MemoryAddressWatch | None = None     # the client's, once address_watch() made it
         self.names: dict[str, list[str]] = {}
         self.udp_sockets: list[MemoryDatagramSocket] = []
         self.streams: list[MemoryStreamSocket] = []
@@ -370,6 +418,10 @@ class MemoryPorts:
     def resolve(self, host: str, port: int, proto: str, family) -> list[tuple[str, int]]:  # noqa: ANN001
         """`names` maps a host name to its addresses (a test's DNS); anything else is an address."""
         return [(a, port) for a in self.names.get(host, [host])]
+
+    def address_watch(self) -> MemoryAddressWatch:
+        self.addresses = MemoryAddressWatch(self.net, self.ip)
+        return self.addresses
 
 
 class ChannelTun:

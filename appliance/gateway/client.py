@@ -30,13 +30,14 @@ from .inactivity import INACTIVE_LOG, Inactivity
 from .loghold import LogHold
 from .loop import Faults, Pump, Signals, Waiter, freeze_startup_heap, run_gateway
 from .observers import ClientCounters, TunnelObserver, TunnelState
-from .ports import Clock, PortGone, Ports, TunPort
+from .ports import AddressWatchPort, Clock, PortGone, Ports, TunPort
 from .restart_pause import restart_pause
 from .status import vm_rss
 
 log = logging.getLogger("vpn-appliance")
 
 BATCH = 64
+ADDR_READS = 16                  # netlink datagrams read per wake-up (address changes are rare)
 DROP_LOG_EVERY = 5.0
 # What waits until the first packets of a new tunnel have had their round trip: the log lines
 # of the handshake and the push (LogHold) and the services' "tunnel up" (observers). On a
@@ -123,6 +124,7 @@ class ClientGateway:
         self.auth_token = AuthToken()
         self._stop_at: float | None = None      # explicit-exit-notify's wait ends then
         self._stops_seen = 0
+        self._addr_watch: AddressWatchPort | None = None
 
     # ---------------------------------------------------------------- running
     def run(self) -> int:
@@ -134,6 +136,10 @@ class ClientGateway:
         self._logs.write()
         try:
             self._close_conn()
+            if self._addr_watch is not None:
+                self.pump.unwatch(self._addr_watch)
+                self._addr_watch.close()
+                self._addr_watch = None
         finally:
             try:
                 for o in self.observers:
@@ -173,6 +179,7 @@ class ClientGateway:
         for o in self.observers:
             o.attach(self.pump, self._counters)
         self.pump.timers.arm("drops", self.clock() + DROP_LOG_EVERY, self._log_drops)
+        self._watch_addresses()
         freeze_startup_heap()
         self._connect_next()
 
@@ -276,6 +283,48 @@ class ClientGateway:
                 self._stop_now()
             else:
                 self.request_stop()
+
+    # ---------------------------------------------------------------- the host's addresses
+    def _watch_addresses(self) -> None:
+        try:
+            self._addr_watch = w = self.ports.address_watch()
+        except OSError as e:
+            log.info("not watching this host's addresses (%s): a lost source address is noticed at "
+                     "ping-restart", e)
+            return
+        self.pump.watch(w, self._on_addresses)
+
+    def _on_addresses(self) -> None:
+        """An address left the host: if it is the one the connection's packets leave from, that
+        connection is dead (the kernel refuses the source, the server's answers have nowhere to
+        go), and it restarts now, as SIGUSR1 would, instead of at ping-restart. Why not OpenVPN
+        2.6's way (it waits for ping-restart): a router whose ISP renumbers its WAN lost the
+        tunnel for a minute with the usual `keepalive 10 60`; a new connection, from the address
+        the host has now, is what ping-restart would have made anyway, only later."""
+        w = self._addr_watch
+        if w is None:
+            return
+        try:
+            removed = w.removed(ADDR_READS)
+            if w.has_pending:
+                self.pump.again(w, self._on_addresses)
+            c = self.conn
+            if not removed or c is None:
+                return
+            local = c.link.local_address()
+            if local is None or w.is_local(local):
+                return
+        except OSError as e:
+            # The watch is a shortcut, never a reason to stop: without it ping-restart still works.
+            log.warning("no longer watching this host's addresses: %s", e)
+            self.pump.unwatch(w)
+            w.close()
+            self._addr_watch = None
+            return
+        log.warning("this host no longer has %s, the address the connection to %s used: reconnecting",
+                    local, fmt_addr(c.addr))
+        self.counters.source_lost += 1
+        self._restart(c, same_remote=c.was_up)
 
     # ---------------------------------------------------------------- connecting
     def _connect_next(self) -> None:

@@ -18,7 +18,7 @@ from typing import Callable, Protocol
 
 from ..ioerrors import PortGone
 
-__all__ = ["PortGone", "TunPort", "DatagramPort", "StreamPort", "ListenerPort", "Ports", "Clock"]
+__all__ = ["PortGone", "TunPort", "DatagramPort", "StreamPort", "ListenerPort", "AddressWatchPort", "Ports", "Clock"]
 
 
 class Readable(Protocol):
@@ -94,6 +94,21 @@ class ListenerPort(Protocol):
     def close(self) -> None: ...
 
 
+class AddressWatchPort(Protocol):
+    """The host's addresses going away (tun/addr_watch.py): readable when one may have."""
+    has_pending: bool
+
+    def fileno(self) -> int: ...
+
+    def removed(self, limit: int = 16) -> bool:
+        """Whether an address may have left since the last call (read at most `limit` times)."""
+        ...
+
+    def is_local(self, address: str) -> bool: ...
+
+    def close(self) -> None: ...
+
+
 class Ports(Protocol):
     """How a gateway gets its ports: created by the caller (the CLI: real sockets; tests: fakes)."""
 
@@ -107,6 +122,11 @@ class Ports(Protocol):
 
     def resolve(self, host: str, port: int, proto: str, family: str | None) -> list[tuple[str, int]]:
         """Every address of `host`, in the order to try them (never empty; OSError if none)."""
+        ...
+
+    def address_watch(self) -> AddressWatchPort:
+        """OSError when the host offers none (the client then learns of a lost address at
+        ping-restart, as before)."""
         ...
 
 

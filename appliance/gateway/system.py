@@ -10,6 +10,7 @@ import time
 
 from ..transport.tcp import TcpListener, TcpTransport
 from ..transport.udp import UdpTransport
+from ..tun.addr_watch import AddressWatch
 from .loop import SelectorWaiter
 
 clock = time.monotonic
@@ -38,6 +39,9 @@ class SystemPorts:
         if not addrs:
             raise OSError(f"cannot resolve {host}")
         return addrs
+
+    def address_watch(self) -> AddressWatch:
+        return AddressWatch()
 
 
 def waiter() -> SelectorWaiter:

@@ -40,6 +40,10 @@ class UdpLink:
 
     wants_write = False              # a datagram socket queues nothing it sends (a plain attribute: read per wake-up)
 
+    def local_address(self) -> str | None:
+        """The address our datagrams leave from (fixed once connected); None if unknown."""
+        return _local_address(self.t.sock)
+
     def send_packets(self, packets: list) -> None:
         if packets:
             self.t.send_batch(packets, self.addr)
@@ -53,6 +57,14 @@ class UdpLink:
 
     def close(self) -> None:
         self.t.close()
+
+
+def _local_address(sock) -> str | None:
+    try:
+        a = sock.getsockname()[0]
+    except (OSError, AttributeError, IndexError, TypeError):
+        return None
+    return a if isinstance(a, str) and a not in ("0.0.0.0", "::") else None
 
 
 class TcpLink:
@@ -119,6 +131,10 @@ class TcpLink:
 
     def flush(self) -> bool:
         return self.t.flush()
+
+    def local_address(self) -> str | None:
+        """The address the stream's segments leave from; None if unknown."""
+        return _local_address(self.t.sock)
 
     def close(self) -> None:
         self.t.close()
