@@ -26,7 +26,7 @@ from ..host.unlink_at_exit import identity, still_ours
 from ..openvpn.config.lexer import OPTION_PARM_SIZE, LexError, tokenize
 from ..openvpn.peernames import from_peer, to_bytes
 from ..openvpn.regular_file import KEY_MATERIAL, open_regular_file
-from .mgmt_throttle import LoginThrottle, source_key
+from .mgmt_throttle import LOG_EVERY, LoginThrottle, source_key
 
 log = logging.getLogger("vpn-appliance")
 
@@ -274,6 +274,8 @@ class Management:
         self.conns: list[MgmtConn] = []
         self.password: bytes | None = None
         self.throttle: LoginThrottle | None = None          # TCP off loopback only
+        self._evicted = 0                                   # since the last log line of it
+        self._evicted_logged: float | None = None
         self._unlinker = None
         self._ident: tuple[int, int, int] | None = None     # our unix socket's identity()
         host, port, pwfile = spec
@@ -329,7 +331,9 @@ class Management:
             if self.throttle is not None and not self._admit(addr):
                 s.close()
                 continue
-            if len(self.conns) >= MAX_CONNS and not self._evict_oldest_unauthenticated():
+            if len(self.conns) >= MAX_CONNS and not self._evict_oldest_unauthenticated(addr):
+                if self.throttle is not None:
+                    self.throttle.refused_connection(addr, "all slots taken")
                 s.close()
                 continue
             s.setblocking(False)
@@ -372,14 +376,31 @@ class Management:
         if not c.closed and not c.authed:
             self.drop(c, f"management: no password within {AUTH_DEADLINE:g} s")
 
-    def _evict_oldest_unauthenticated(self) -> bool:
+    def _evict_oldest_unauthenticated(self, newcomer: str) -> bool:
         """All slots taken: close the connection that has waited longest without giving the
         password, so connections that never authenticate cannot keep a tool out even within
-        AUTH_DEADLINE (tools authenticate at once, so the oldest waiting one is the idle one)."""
+        AUTH_DEADLINE (tools authenticate at once, so the oldest waiting one is the idle one).
+        Off loopback, a waiting connection from a source that gave the right password within
+        TRUSTED_FOR (the operator's monitor) is closed only to make room for another such one:
+        connections from many sources, each below MAX_UNAUTH_PER_SOURCE, otherwise evicted the
+        monitor's connection in turn before it could answer its prompt. `newcomer`: the address
+        that wants the slot; False: none may be taken for it."""
         waiting = [c for c in self.conns if not c.authed]
+        if self.throttle is not None:
+            t = self.throttle
+            strangers = [c for c in waiting if not t.is_trusted(c.peer)]
+            if strangers or not t.is_trusted(newcomer):
+                waiting = strangers
         if not waiting:
             return False
-        self.drop(min(waiting, key=lambda c: c.since), "management: all slots taken, oldest unauthenticated connection")
+        self.drop(min(waiting, key=lambda c: c.since), None)
+        # Logged at most every LOG_EVERY s, with a count: a connection flood is no log flood.
+        self._evicted += 1
+        now = self.pump.clock()
+        if self._evicted_logged is None or now - self._evicted_logged >= LOG_EVERY:
+            log.warning("management: all slots taken: %d connection(s) that waited longest without the "
+                        "password closed (last for one from %s)", self._evicted, newcomer or "the socket")
+            self._evicted, self._evicted_logged = 0, now
         return True
 
     def drop(self, c: MgmtConn, why: str | None) -> None:

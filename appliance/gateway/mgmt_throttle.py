@@ -81,6 +81,14 @@ class LoginThrottle:
         t = self.trusted.get(key)
         return t is not None and now - t < TRUSTED_FOR
 
+    def is_trusted(self, addr: str) -> bool:
+        """Did `addr`'s source give the right password within TRUSTED_FOR?"""
+        try:
+            key = source_key(addr)
+        except ValueError:
+            return False
+        return self._is_trusted(key, self.clock())
+
     def may_try(self, addr: str) -> bool:
         """May a connection from `addr` be offered the password prompt (or try once more)? A
         source keeps its own allowance; the global one is waived for a recently trusted source."""

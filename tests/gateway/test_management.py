@@ -493,3 +493,99 @@ def test_a_connection_that_never_authenticates_triggers_nothing_also_when_it_lea
         assert calls == ["load_stats"], calls
     finally:
         m.close()
+
+
+def _from(pump, port: int, src: str) -> socket.socket:
+    """A connection from `src` (any 127.x address is this host's: one source each)."""
+    s = socket.socket()
+    s.bind((src, 0))
+    s.connect(("127.0.0.1", port))
+    s.setblocking(False)
+    assert _read_until(pump, s, lambda t: t.endswith("ENTER PASSWORD:")) == "ENTER PASSWORD:"
+    return s
+
+
+def _closed(pump, s: socket.socket) -> bool:
+    pump.step(block=False)
+    try:
+        return s.recv(100) == b""
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True
+
+
+def _throttled(tmp_path, now):
+    """A password-protected TCP interface with the off-loopback rules (the throttle) on loopback,
+    so sources are 127.x addresses."""
+    from appliance.gateway.mgmt_throttle import LoginThrottle
+    m, pump, port = _tcp_mgmt(tmp_path, b"s3cret", clock=lambda: now[0])
+    m.throttle = LoginThrottle(lambda: now[0], lambda line: None)
+    return m, pump, port
+
+
+def test_a_flood_from_many_sources_does_not_evict_the_monitors_connection(tmp_path, caplog):
+    """Each source holds at most 4 connections without the password, but 40 sources took the 16
+    slots in turn, and each newcomer closed the connection that had waited longest: the
+    monitor's too, before it answered its prompt. A source that gave the right password within
+    24 h (the operator's monitor) now keeps its waiting connection through such a flood; the
+    flood's connections evict one another; and the log says so once, with a count."""
+    from appliance.gateway.management import MAX_CONNS
+    now = [1000.0]
+    m, pump, port = _throttled(tmp_path, now)
+    held: list[socket.socket] = []
+    try:
+        mon = _from(pump, port, "127.0.0.2")
+        assert _try_password(pump, mon, b"s3cret\n")
+        mon.close()
+        pump.step(block=False)
+        mon = _from(pump, port, "127.0.0.2")               # the monitor's next visit
+        for i in range(40):                                  # 40 sources, 2 connections each
+            for _ in range(2):
+                now[0] += 0.01
+                held.append(_from(pump, port, f"127.0.1.{10 + i}"))
+        assert len(m.conns) == MAX_CONNS
+        assert not _closed(pump, mon), "the monitor's waiting connection was evicted"
+        assert _try_password(pump, mon, b"s3cret\n")
+        assert sum(_closed(pump, s) for s in held) == len(held) - (MAX_CONNS - 1)
+        evict_lines = [r for r in caplog.records if "all slots taken" in r.getMessage()]
+        assert 1 <= len(evict_lines) <= 2, [r.getMessage() for r in evict_lines]
+    finally:
+        for s in held:
+            s.close()
+        m.close()
+
+
+def test_a_stranger_takes_no_slot_from_waiting_monitors(tmp_path):
+    """All 16 slots waiting for trusted sources' passwords: a stranger is refused, none of them
+    is evicted; another trusted source still gets in (the oldest waiting one makes room)."""
+    from appliance.gateway.management import MAX_CONNS, MAX_UNAUTH_PER_SOURCE
+    now = [1000.0]
+    m, pump, port = _throttled(tmp_path, now)
+    held: list[socket.socket] = []
+    try:
+        srcs = [f"127.0.2.{i}" for i in range(MAX_CONNS // MAX_UNAUTH_PER_SOURCE + 1)]
+        for src in srcs:
+            s = _from(pump, port, src)
+            assert _try_password(pump, s, b"s3cret\n")
+            s.close()
+        pump.step(block=False)
+        for src in srcs[:-1]:
+            for _ in range(MAX_UNAUTH_PER_SOURCE):
+                now[0] += 0.01
+                held.append(_from(pump, port, src))
+        assert len(m.conns) == MAX_CONNS
+        stranger = socket.socket()
+        stranger.bind(("127.0.3.1", 0))
+        stranger.connect(("127.0.0.1", port))
+        stranger.setblocking(False)
+        assert _read_until(pump, stranger, lambda t: False, 0.3) == "", "a stranger was given a slot"
+        assert not any(_closed(pump, s) for s in held)
+        late = _from(pump, port, srcs[-1])
+        assert _closed(pump, held[0]) and not any(_closed(pump, s) for s in held[1:])
+        assert _try_password(pump, late, b"s3cret\n")
+        stranger.close()
+    finally:
+        for s in held:
+            s.close()
+        m.close()
