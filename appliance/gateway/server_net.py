@@ -58,7 +58,7 @@ class ServerTunnelNetwork:
                 s["routes"].append([str(pool.net.network_address), pool.net.prefixlen, None])
         if pool6 is not None:
             s["addr6"] = [pool6.server_ip, pool6.net.prefixlen]
-        for net, mask, _gw, metric in o.route:
+        for net, mask, _gw, metric in ([] if o.route_noexec else o.route):     # route-noexec: the user routes
             s["routes"].append([net, mask_to_prefix(mask), metric])
         return s
 

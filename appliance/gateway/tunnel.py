@@ -216,7 +216,7 @@ class TunnelNetwork(_TunAndRoutes):
         pre-tunnel default path. Why: failing over to a remote at another address sent its
         handshake into the TUN, and the client never came up again. The route goes with the
         push's routes (the next push, or close). Before the first push: nothing, no netlink work."""
-        if self.tun is None or self.routes is None:
+        if self.tun is None or self.routes is None or self.opts.route_noexec:     # route-noexec: the user routes
             return
         try:
             # block-ipv6 on a TUN without IPv6 left ::/1 and 8000::/1 unreachable (kernel lookups of
@@ -293,17 +293,25 @@ class TunnelNetwork(_TunAndRoutes):
             log.info("tun %s: IPv6 address %s", self.tun.name, pushed.ifconfig_ipv6[0])
             has6 = True
         self.routes = RouteSet(self._nl)
-        if not self.opts.route_nopull:
-            self._pushed_routes(pushed, remote_ip, ng4, ng6, has6, server_path)
-        for net, mask, _gw, metric in self.opts.route:
-            self.routes.add(net, mask_to_prefix(mask or "255.255.255.255"), dev=self.tun.name, metric=metric)
+        if self.opts.route_noexec:
+            # As OpenVPN 2.6 (init.c: no do_route): the user routes; we add nothing, not even the
+            # server's host route, and say what was left out.
+            log.info("route-noexec: no routes added (%d pushed route(s), %d route-ipv6, redirect-gateway %s; "
+                     "%d in the config)", len(pushed.routes), len(pushed.routes_ipv6),
+                     "pushed" if pushed.redirect_gateway is not None else
+                     "in the config" if self.opts.redirect_gateway is not None else "none", len(self.opts.route))
+        else:
+            if not self.opts.route_nopull:
+                self._pushed_routes(pushed, remote_ip, ng4, ng6, has6, server_path)
+            for net, mask, _gw, metric in self.opts.route:
+                self.routes.add(net, mask_to_prefix(mask or "255.255.255.255"), dev=self.tun.name, metric=metric)
         if pushed.dns:
             log.info("server pushed DNS %s", ", ".join(pushed.dns))   # applied (or not) by host/resolver.py
         self.applied = key
 
     def _net_gateway_needed(self, pushed) -> tuple[bool, bool]:
         """Whether the IPv4 / IPv6 net_gateway is used: `net_gateway` routes, block-local."""
-        if self.opts.route_nopull:
+        if self.opts.route_nopull or self.opts.route_noexec:
             return False, False
         flags = pushed.redirect_gateway if pushed.redirect_gateway is not None else self.opts.redirect_gateway
         need4 = any(gw == "net_gateway" for _n, _m, gw, _x in pushed.routes) or "block-local" in (flags or ())
@@ -318,7 +326,7 @@ class TunnelNetwork(_TunAndRoutes):
         without redirect-gateway, sent the client's packets to it into the TUN, where each came
         back out of the pump to the same route, a loop that kept a core busy (~95% CPU in the
         lab) until ping-restart."""
-        if self.opts.route_nopull:
+        if self.opts.route_nopull or self.opts.route_noexec:
             return False
         flags = pushed.redirect_gateway if pushed.redirect_gateway is not None else self.opts.redirect_gateway
         if flags is not None and ("!ipv4" not in flags or "ipv6" in flags):

@@ -464,6 +464,23 @@ def test_route_nopull(lab, run):
     assert lab.ping(lab.cli, BEHIND_IP, 1) == 0         # but not the pushed route
 
 
+def test_route_noexec_adds_no_route_as_openvpn(lab, run):
+    """route-noexec was accepted and ignored: the pushed routes, redirect-gateway and the
+    profile's own `route` lines went in anyway (a user who routes by hand found their default
+    route taken). As OpenVPN 2.6: none is added, the tunnel address still is."""
+    before = lab.cli.run("ip -4 route show").stdout
+    srv, cli = run(client_extra="route-noexec\nroute 198.18.101.0 255.255.255.0\n",
+                   server_extra='push "redirect-gateway def1"\n')
+    routes = lab.cli.run("ip -4 route show").stdout
+    for net in ("198.18.100.0/24", "198.18.101.0/24", "0.0.0.0/1", "128.0.0.0/1"):
+        assert net not in routes, routes
+    assert sorted(r for r in routes.splitlines() if "tun0" not in r) == sorted(r for r in before.splitlines() if "tun0" not in r), routes
+    assert lab.ping(lab.cli, TUN_SERVER_IP, 2) == 2    # the address is still applied
+    assert lab.ping(lab.cli, BEHIND_IP, 1) == 0         # but not the pushed route
+    assert "route-noexec: no routes added (1 pushed route(s), 0 route-ipv6, redirect-gateway pushed; 1 in the config)" \
+        in cli.log(), cli.log()[-2000:]
+
+
 @pytest.mark.parametrize("proto", ["udp6", "tcp6"])
 def test_ipv6_transport_and_ipv6_inside_against_openvpn(lab, proto):
     """OpenVPN's server on udp6/tcp6 with server-ipv6: our client connects over IPv6, takes the

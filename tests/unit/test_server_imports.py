@@ -39,3 +39,25 @@ def test_setup_spec_for_subnet_net30_ipv6_and_routes():
     assert s["addr"] == ["198.19.0.1", 32, "198.19.0.2"]            # local with its peer
     assert s["routes"] == [["198.19.0.0", 24, None]]                 # the pool via the TUN
     assert s["addr6"] is None
+
+
+def test_route_noexec_leaves_out_the_configs_routes_not_the_pool():
+    """route-noexec on a server: its `route` lines are the user's to add (OpenVPN 2.6 runs no
+    route then); the TUN's address, and with net30 the pool's route, still go in."""
+    o = Options()
+    o.tun_mtu = 1500
+    o.route = [("198.18.200.0", "255.255.255.0", None, None)]
+    o.route_noexec = True
+    s = ServerTunnelNetwork(o, AddressPool("198.19.0.0", "255.255.255.0", "net30"), None).spec("tun0")
+    assert s["routes"] == [["198.19.0.0", 24, None]]
+    o.route_noexec = False
+    s = ServerTunnelNetwork(o, AddressPool("198.19.0.0", "255.255.255.0", "net30"), None).spec("tun0")
+    assert ["198.18.200.0", 24, None] in s["routes"]
+
+
+def test_ifconfig_noexec_is_refused_at_its_line():
+    import pytest
+    from appliance.openvpn.config import parse_config
+    with pytest.raises(Exception) as e:
+        parse_config("client\ndev tun\nifconfig-noexec\n", "/mem/c.ovpn")
+    assert "ifconfig-noexec" in str(e.value) and ":3" in str(e.value), str(e.value)

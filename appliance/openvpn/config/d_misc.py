@@ -62,7 +62,6 @@ _NOOPS = {
     "allow-recursive-routing": "the remote's address is always routed outside the tunnel",
     "up-delay up-restart": "no up script to delay or rerun",
     "down-pre": "the built-in DNS handling is undone before the TUN device goes; no down script runs",
-    "route-noexec ifconfig-noexec": "the appliance always installs the tunnel address and routes itself",
     "allow-pull-fqdn": "pushed routes are taken as addresses",
     "push-peer-info": "the peer info we send is fixed (version, protocol flags, ciphers)",
     "tcp-nodelay": "TCP sockets always set TCP_NODELAY",

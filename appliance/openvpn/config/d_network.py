@@ -253,6 +253,17 @@ def _route_nopull(p: ParseState, d: str, a: list[str], inline: str | None) -> No
     p.set("route_nopull", True)
 
 
+@reg.apply("route-noexec", why="add no routes: neither the pushed ones (redirect-gateway included) nor the "
+           "config's own `route` lines, as OpenVPN 2.6 (which hands them to a route-up script instead)",
+           sets=("route_noexec",), used_by="client", nargs=(0, 0))
+def _route_noexec(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
+    p.set("route_noexec", True)
+
+
+reg.refuse("ifconfig-noexec", "the appliance configures the tunnel's address itself, and has no script to "
+           "hand it to instead; remove the line")
+
+
 reg.noop("dhcp-option", "reported only: the appliance does not change the host's resolver", nargs=(1, 2))
 
 

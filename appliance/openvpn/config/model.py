@@ -135,6 +135,7 @@ class Options:
     redirect_gateway: list[str] | None = None
     route: list[Route] = field(default_factory=list)
     route_nopull: bool = False
+    route_noexec: bool = False                   # no route added: pushed, redirect-gateway, `route` lines
     auth_retry: bool = False                     # auth-retry nointeract: AUTH_FAILED reconnects
     pull_filter: list[tuple[str, str]] = field(default_factory=list)
     # server
