@@ -623,7 +623,11 @@ class ClientGateway:
             elif isinstance(e, ev.KeyRenegotiated):
                 self.counters.renegotiations += 1
             elif isinstance(e, ev.SessionClosed):
-                if e.restart:
+                if e.restart and e.tls_error and self.opts.tls_exit:
+                    # As OpenVPN 2.6 (init.c do_signal_on_tls_errors: SIGTERM instead of SIGUSR1).
+                    log.error("TLS error, exiting (tls-exit): %s", e.reason)
+                    self._finish(1)
+                elif e.restart:
                     if e.skip_addresses:
                         self._more = []         # the name's other addresses too (2.6's advance_next_remote)
                     self._restart(c, e.same_remote or (c.was_up and not e.next_remote), e.backoff)

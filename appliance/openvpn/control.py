@@ -271,10 +271,10 @@ class ControlChannel:
         try:
             self._wrap_due(now)
         except PacketIdExhausted as e:
-            self._fail(str(e), restart=True)
+            self._fail(str(e), restart=True, tls_error=True)
         except RemoteProtocolError as e:          # the peer acknowledges nothing (reliable.SEND_QUEUE_MAX)
             self._count("control messages unacknowledged")
-            self._fail(str(e), restart=True)
+            self._fail(str(e), restart=True, tls_error=True)
         self._ctl_deadline = None if self.closed else self._control_deadline()
 
     def _wrap_due(self, now: float) -> None:

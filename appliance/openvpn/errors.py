@@ -19,6 +19,12 @@ class RemoteProtocolError(Exception):
     """The peer broke the protocol (wrong session id, unexpected message, auth failure)."""
 
 
+class PushError(RemoteProtocolError):
+    """The server's push cannot be used (a cipher or compression we lack, a malformed PUSH_REPLY):
+    the client restarts, as OpenVPN 2.6 on "process-push-msg-failed"; not a TLS error, so
+    `tls-exit` does not end the run for it (OpenVPN's restarts too)."""
+
+
 class LocalProtocolError(Exception):
     """Our own code called the engine in a way it does not allow."""
 

@@ -66,13 +66,17 @@ class SessionClosed:
     that the server told it to go on to the next one (RESTART,[N]) even after a tunnel was up;
     `backoff`, the least wait in seconds before the next attempt the server asked for
     (AUTH_FAILED,TEMP[backoff N]; 0: none); `skip_addresses`, that the next remote comes before
-    the other addresses of this remote's name (AUTH_FAILED,TEMP[advance remote])."""
+    the other addresses of this remote's name (AUTH_FAILED,TEMP[advance remote]); `tls_error`,
+    that the TLS session or its control channel failed (OpenVPN's "tls-error": a handshake or a
+    certificate refused, hand-window or tran-window passed, an unanswered control channel), which
+    `tls-exit` turns from a restart into the end of the run."""
     reason: str
     restart: bool
     same_remote: bool = False
     next_remote: bool = False
     backoff: int = 0
     skip_addresses: bool = False
+    tls_error: bool = False
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from . import events as ev
 from .ciphers import is_supported
-from .errors import BadPacket, ClientRefused, PushDeferred, RemoteProtocolError
+from .errors import BadPacket, ClientRefused, PushDeferred, PushError, RemoteProtocolError
 from .keymethod import (USER_PASS_TOO_LONG, KeyMethod2, PushRejected, build_push_reply, credential_as_sent,
                         parse_push_reply_untrusted, peer_info_int)
 from .keystate import KS, KeyState
@@ -162,7 +162,7 @@ class ClientRole:
                 s._fail(e.reason, restart=True)
                 return
             except BadPacket as e:
-                raise RemoteProtocolError(f"bad PUSH_REPLY: {e.reason}") from None
+                raise PushError(f"bad PUSH_REPLY: {e.reason}") from None
             if s.pushed.complete:
                 s.next_push_request = None
                 self._apply_push(ks, now)
@@ -222,11 +222,11 @@ class ClientRole:
         if cipher is None:
             cipher = s.cfg.data_ciphers_fallback
             if cipher is None:
-                raise RemoteProtocolError("server pushed no cipher and no data-ciphers-fallback is set")
+                raise PushError("server pushed no cipher and no data-ciphers-fallback is set")
         if cipher not in s.cfg.data_ciphers and cipher != s.cfg.data_ciphers_fallback:
-            raise RemoteProtocolError(f"server pushed cipher {cipher}, not in our data-ciphers")
+            raise PushError(f"server pushed cipher {cipher}, not in our data-ciphers")
         if not is_supported(cipher):
-            raise RemoteProtocolError(f"server pushed unsupported cipher {cipher}")
+            raise PushError(f"server pushed unsupported cipher {cipher}")
         s.cipher = cipher
         s.ekm = p.tls_ekm
         s.cc_exit = p.cc_exit
@@ -251,7 +251,7 @@ class ClientRole:
         if p.compress is not None:
             s.comp = "stub-v2" if p.compress in ("stub-v2", "lz4-v2") else "stub"
             if p.compress not in ("stub", "stub-v2", "lzo", "lz4", "lz4-v2"):
-                raise RemoteProtocolError(f"server pushed compression {p.compress}, not supported")
+                raise PushError(f"server pushed compression {p.compress}, not supported")
         elif p.comp_lzo is not None:
             s.comp = "lzo-stub"
         s._install_keys(ks, now)

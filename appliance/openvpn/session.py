@@ -50,7 +50,7 @@ from .ciphers import is_supported
 from .compstub import compress_stub, decompress_stub
 from .control import CONTROL_BURST, ControlChannel
 from .datachannel import DataKey
-from .errors import BadPacket, ClientRefused, LocalProtocolError, RemoteProtocolError
+from .errors import BadPacket, ClientRefused, LocalProtocolError, PushError, RemoteProtocolError
 from .keys import EKM_LABEL, KEY_BLOCK_LEN, prf_key_block, split_key_block
 from .keystate import KS, KeyState
 from .opcodes import DATA_PID_RENEG_AT, NO_PEER_ID, OCC_EXIT, OCC_MAGIC, PID_MAX, PING_MAGIC, Op
@@ -327,7 +327,7 @@ class Session(ControlChannel):
         except ClientRefused as e:
             self._refuse(str(e), e.temporary)
         except RemoteProtocolError as e:
-            self._fail(str(e), restart=True)
+            self._fail(str(e), restart=True, tls_error=not isinstance(e, PushError))
 
     def auth_result(self, key_id: int, ok: bool, now: float, temporary: bool = False) -> None:
         """Server with defer_auth: the verdict on the AuthRequested of key `key_id` (`temporary`:
@@ -339,7 +339,7 @@ class Session(ControlChannel):
         except ClientRefused as e:
             self._refuse(str(e), e.temporary)
         except RemoteProtocolError as e:
-            self._fail(str(e), restart=True)
+            self._fail(str(e), restart=True, tls_error=not isinstance(e, PushError))
         self._flush(now)
 
     def resume_push(self, ok: bool, now: float, reason: str = "") -> None:
@@ -355,7 +355,7 @@ class Session(ControlChannel):
         except ClientRefused as e:
             self._refuse(str(e), e.temporary)
         except RemoteProtocolError as e:
-            self._fail(str(e), restart=True)
+            self._fail(str(e), restart=True, tls_error=not isinstance(e, PushError))
         self._flush(now)
 
     def encrypt(self, payload) -> bytes | None:
@@ -382,7 +382,7 @@ class Session(ControlChannel):
         except ClientRefused as e:
             self._refuse(str(e), e.temporary)
         except RemoteProtocolError as e:
-            self._fail(str(e), restart=True)
+            self._fail(str(e), restart=True, tls_error=not isinstance(e, PushError))
         self._flush(now)
 
     def next_deadline(self) -> float | None:
@@ -566,7 +566,7 @@ class Session(ControlChannel):
         if isinstance(self.role, ServerRole):
             self.role.refuse(self._newest(), reason, temporary)
         else:
-            self._fail(reason, restart=True)      # a fresh connection verifies the server anew
+            self._fail(reason, restart=True, tls_error=True)      # a fresh connection verifies the server anew
 
     # ---- server side (kept here: the cipher registry work edits it in place)
     def _negotiate_cipher(self) -> str:
@@ -875,11 +875,12 @@ class Session(ControlChannel):
         return None if d == _NEVER else d
 
     def _fail(self, reason: str, restart: bool, same_remote: bool = False, next_remote: bool = False,
-              backoff: int = 0, skip_addresses: bool = False) -> None:
+              backoff: int = 0, skip_addresses: bool = False, tls_error: bool = False) -> None:
         if self.closed:
             return
         self.closed = True
-        self.events.append(ev.SessionClosed(reason, restart, same_remote, next_remote, backoff, skip_addresses))
+        self.events.append(ev.SessionClosed(reason, restart, same_remote, next_remote, backoff, skip_addresses,
+                                            tls_error))
 
     # ---- data-channel helpers (rare paths)
     def _queue_data(self, payload: bytes) -> None:

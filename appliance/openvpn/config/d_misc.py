@@ -55,7 +55,6 @@ _NOOPS = {
     "route-delay": "routes are added as soon as the tunnel is up",
     "route-method block-outside-dns register-dns": "Windows only",
     "ncp-disable": "cipher negotiation is always on (as in OpenVPN 2.6)",
-    "tls-exit": "a TLS failure ends the attempt and the client reconnects",
     "management-query-passwords": "credentials come from the profile, never from the management interface",
     "ifconfig-nowarn": "no option-consistency warnings are printed",
     "remote-random-hostname": "remote names are resolved as written",

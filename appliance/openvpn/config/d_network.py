@@ -253,6 +253,12 @@ def _route_nopull(p: ParseState, d: str, a: list[str], inline: str | None) -> No
     p.set("route_nopull", True)
 
 
+@reg.apply("tls-exit", why="end the run on a TLS error (a refused handshake or certificate, hand-window "
+           "passed) instead of reconnecting, as OpenVPN 2.6", sets=("tls_exit",), used_by="client", nargs=(0, 0))
+def _tls_exit(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
+    p.set("tls_exit", True)
+
+
 @reg.apply("route-noexec", why="add no routes: neither the pushed ones (redirect-gateway included) nor the "
            "config's own `route` lines, as OpenVPN 2.6 (which hands them to a route-up script instead)",
            sets=("route_noexec",), used_by="client", nargs=(0, 0))

@@ -137,6 +137,7 @@ class Options:
     route_nopull: bool = False
     route_noexec: bool = False                   # no route added: pushed, redirect-gateway, `route` lines
     auth_retry: bool = False                     # auth-retry nointeract: AUTH_FAILED reconnects
+    tls_exit: bool = False                       # a TLS error ends the run instead of a reconnect
     pull_filter: list[tuple[str, str]] = field(default_factory=list)
     # server
     server: tuple[str, str] | None = None
