@@ -190,6 +190,13 @@ class Proc:
     def alive(self) -> bool:
         return self.p.poll() is None
 
+    def exit_within(self, seconds: float) -> int | None:
+        """The exit status once the process ended by itself within `seconds`, else None (still running)."""
+        try:
+            return self.p.wait(seconds)
+        except subprocess.TimeoutExpired:
+            return None
+
     def stop(self, timeout: float = 5.0) -> int | None:
         if self.p.poll() is None:
             try:

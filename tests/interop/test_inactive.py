@@ -28,12 +28,6 @@ def lab(tmp_path_factory):
         yield lab
 
 
-def _exit_within(proc, seconds: float) -> int | None:
-    end = time.monotonic() + seconds
-    while time.monotonic() < end and proc.alive():
-        time.sleep(0.1)
-    return None if proc.alive() else proc.p.returncode
-
 
 @pytest.mark.parametrize("proto", ["udp", "tcp"])
 def test_idle_client_exits_although_pings_flow(lab, procs, proto):
@@ -42,7 +36,7 @@ def test_idle_client_exits_although_pings_flow(lab, procs, proto):
     cli = lab.ours(lab.cli, client_profile(lab.pki, proto, extra=f"inactive 2\n{PINGS}"), f"ours-idle-{proto}")
     procs.append(cli)
     up = time.monotonic()
-    rc = _exit_within(cli, 20)
+    rc = cli.exit_within(20)
     assert rc == 0, f"the idle client did not exit by itself (rc {rc}):\n{cli.log()[-2000:]}"
     assert time.monotonic() - up >= 1.5, "exited before N seconds had passed"
     assert EXIT_LINE in cli.log()
@@ -56,7 +50,7 @@ def test_pushed_inactive_is_obeyed_and_traffic_keeps_the_tunnel(lab, procs):
     # Traffic for 6 s (three times N): the tunnel stays, every ping is answered.
     assert lab.ping(lab.cli, TUN_SERVER_IP, count=20, interval=0.3, timeout=30) == 20
     assert cli.alive(), "exited while traffic flowed:\n" + cli.log()[-2000:]
-    rc = _exit_within(cli, 20)
+    rc = cli.exit_within(20)
     assert rc == 0 and EXIT_LINE in cli.log(), cli.log()[-2000:]
 
 

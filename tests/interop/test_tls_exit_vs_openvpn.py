@@ -32,12 +32,6 @@ def _attempts(kind: str, text: str) -> int:
     return len(re.findall(ATTEMPT[kind].format(ip=re.escape(SRV_IP)), text))
 
 
-def _exit_within(p, seconds: float) -> int | None:
-    end = time.monotonic() + seconds
-    while time.monotonic() < end and p.alive():
-        time.sleep(0.1)
-    return None if p.alive() else p.p.returncode
-
 
 @pytest.mark.parametrize("kind", ["openvpn", "ours"])
 def test_a_tls_error_ends_the_run_with_tls_exit(lab, procs, kind):
@@ -45,7 +39,7 @@ def test_a_tls_error_ends_the_run_with_tls_exit(lab, procs, kind):
     cli = start(lab.cli, client_profile(lab.pki, "udp", extra=PROFILE_EXTRA + "tls-exit\n"), f"cli-tlsexit-{kind}",
                 wait=0)
     procs.append(cli)
-    rc = _exit_within(cli, 20)
+    rc = cli.exit_within(20)
     log = cli.log()
     print(f"{kind} with tls-exit: exit status {rc}, {_attempts(kind, log)} attempt(s)")
     assert rc is not None, f"{kind} still running 20 s after the TLS error:\n{log[-3000:]}"
