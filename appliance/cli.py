@@ -106,6 +106,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     ekm = os.environ.get("VPN_APPLIANCE_KEY_DERIVATION", "").lower() != "prf"
     observers = _host_observers(opts, args)
     gw = gateway.client_gateway(opts, user, pw, advertise_ekm=ekm, observers=observers)
+    user = pw = ""         # the gateway has them now, or with auth-nocache no one (gateway/credentials.py)
     if who is not None:
         # The client drops before it starts, before any thread exists (host/privileges.py), with
         # what needs root done first: the TUN device open (/dev/net/tun may be root's alone), the

@@ -129,6 +129,8 @@ def ask_credentials(opts: Options) -> tuple[str, str]:
     if opts.auth_user_pass:
         return opts.auth_user_pass
     if opts.auth_user_pass_required:
+        if opts.auth_nocache and opts.auth_user_pass_file:
+            return "", ""         # the file is read at each use (gateway/credentials.py)
         if not sys.stdin.isatty():
             src = opts.source.get("auth_user_pass_required") or opts.source.get("auth_user_pass")
             raise ConfigError("no terminal to ask for the username and password: put them in an"

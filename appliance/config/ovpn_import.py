@@ -82,7 +82,7 @@ def _has_control(text: str) -> bool:
 
 def render_toml(profile_text: str, opts: Options, source: str) -> str:
     auth_note = ""
-    if opts.auth_user_pass_required and opts.auth_user_pass is None:
+    if opts.auth_user_pass_required and opts.auth_user_pass is None and not opts.auth_user_pass_file:
         auth_note = ("\n# The profile asks for a username/password: add an <auth-user-pass> block"
                      "\n# (two lines: username, password) to the profile below, the appliance runs unattended.")
     return _TEMPLATE.format(

@@ -34,15 +34,22 @@ def __getattr__(name: str):
 
 def client_gateway(opts: Options, username: str = "", password: str = "", advertise_ekm: bool = True,
                    observers: tuple = (), lan_nets: tuple | list = ()) -> "ClientGateway":
-    """`observers` (gateway/observers.py): the services that follow the tunnel (LAN DHCP/DNS, host DNS,
+    """`username`/`password`: as asked before the start; with auth-nocache handed out once and not
+    kept (gateway/credentials.py: the caller drops its copy too);
+    `observers` (gateway/observers.py): the services that follow the tunnel (LAN DHCP/DNS, host DNS,
     status), chosen by run_toml.py or cli.py; `lan_nets`: router mode's LAN networks, where no
     pushed route goes (gateway/tunnel.py)."""
     from . import system
     from .client import ClientGateway
+    from .credentials import for_run
     from .loop import Signals
     from .tunnel import TunnelNetwork     # here, not at the top: a server never loads the netlink library
+    fetch = for_run(opts, username, password)
+    if fetch is not None:
+        username = password = ""
     return ClientGateway(opts, system.SystemPorts(), TunnelNetwork(opts, lan_nets), system.clock, system.waiter(),
-                         username, password, advertise_ekm, signals=Signals((signal.SIGUSR1,)), observers=observers)
+                         username, password, advertise_ekm, signals=Signals((signal.SIGUSR1,)), observers=observers,
+                         credentials=fetch)
 
 
 def server_gateway(opts: Options, tls=None) -> "ServerGateway":

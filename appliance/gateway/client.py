@@ -25,6 +25,7 @@ from ..openvpn.settings import NO_SERVER_CERT_CHECK, checks_server_certificate, 
 from ..openvpn.session import Session
 from ..transport.link import TcpLink, UdpLink
 from .block_ipv6 import is_ipv6, no_route_reply
+from .credentials import Credentials, CredentialsUnavailable
 from .eventlog import fmt_addr, log_client_event, push_summary
 from .inactivity import INACTIVE_LOG, Inactivity
 from .loghold import LogHold
@@ -89,12 +90,15 @@ class ClientGateway:
     def __init__(self, opts: Options, ports: Ports, net: TunnelNet, clock: Clock, waiter: Waiter,
                  username: str = "", password: str = "", advertise_ekm: bool = True,
                  signals: Signals | None = None, rng: random.Random | None = None,
-                 observers: "tuple[TunnelObserver, ...] | list[TunnelObserver]" = ()) -> None:
+                 observers: "tuple[TunnelObserver, ...] | list[TunnelObserver]" = (),
+                 credentials: Credentials | None = None) -> None:
         self.opts = opts
         self.ports = ports
         self.net = net
         self.clock = clock
         self.username, self.password = username, password
+        # auth-nocache (credentials.py): fetched at each key-method message instead of the above.
+        self.credentials = credentials
         self.advertise_ekm = advertise_ekm
         self.signals = signals
         self.faults = Faults(DROP_LOG_EVERY)
@@ -359,7 +363,8 @@ class ClientGateway:
             log.warning("cannot reach %s:%d (%s): %s", remote.host, remote.port, remote.proto, e)
             self._schedule_retry()
             return
-        cfg = client_session_config(self.opts, remote.proto, self.username, self.password, self.advertise_ekm)
+        cfg = client_session_config(self.opts, remote.proto, self.username, self.password, self.advertise_ekm,
+                                    self.credentials)
         cfg.auth_token = self.auth_token
         now = self.clock()
         s = Session(cfg, now)
@@ -372,8 +377,16 @@ class ClientGateway:
             c.connecting = True          # the session starts once the connect completes
             self.pump.want_write(link, True, self._on_link_read, self._on_link_write)
             return
-        s.start(now)
-        s.prime()                        # TLS's first flight, before the reset goes out
+        self._begin(c, now)
+
+    def _begin(self, c: Connection, now: float) -> None:
+        """The session's first steps, once the link is there (UDP: at once; TCP: connected)."""
+        try:
+            c.session.start(now)
+            c.session.prime()            # TLS's first flight and our key-method message, before the reset goes out
+        except Exception as e:  # noqa: BLE001 - auth-nocache's file unreadable, or our bug
+            self._engine_failed(c, e, "the client session's start")
+            return
         self._after_engine(c)
 
     def _schedule_retry(self, backoff: int = 0, poll_timeout: bool = False) -> None:
@@ -462,9 +475,8 @@ class ClientGateway:
         for p in pkts:
             try:
                 pts = open_(p, now)
-            except Exception:  # noqa: BLE001 - our bug on the server's packet: this session ends
-                self.faults.internal("the client session")
-                self._lost(c, "internal error (see above)")
+            except Exception as e:  # noqa: BLE001 - our bug on the server's packet: this session ends
+                self._engine_failed(c, e, "the client session")
                 return
             if pts and tun is not None:
                 for pt in pts:
@@ -480,9 +492,8 @@ class ClientGateway:
                 if failed is not None:
                     self._link_failed_after_reading(c, failed)
                     return
-        except Exception:  # noqa: BLE001 - as above: this session ends, not the loop turn alone
-            self.faults.internal("the client session")
-            self._lost(c, "internal error (see above)")
+        except Exception as e:  # noqa: BLE001 - as above: this session ends, not the loop turn alone
+            self._engine_failed(c, e, "the client session")
             return
         self._after_engine(c)
 
@@ -499,10 +510,7 @@ class ClientGateway:
                 log.warning("cannot reach %s (tcp): %s", fmt_addr(c.addr), os.strerror(err))
                 self._schedule_retry()
                 return
-            now = self.clock()
-            c.session.start(now)
-            c.session.prime()
-            self._after_engine(c)
+            self._begin(c, self.clock())
             return
         try:
             if c.link.flush():
@@ -675,9 +683,8 @@ class ClientGateway:
             return
         try:
             c.session.handle_timer(self.clock())
-        except Exception:  # noqa: BLE001 - our bug: this session ends, the client starts over
-            self.faults.internal("the client session's timer")
-            self._lost(c, "internal error (see above)")
+        except Exception as e:  # noqa: BLE001 - our bug: this session ends, the client starts over
+            self._engine_failed(c, e, "the client session's timer")
             return
         self._after_engine(c)
 
@@ -703,6 +710,17 @@ class ClientGateway:
             return
         log.warning("%s, exiting", INACTIVE_LOG)
         self.request_stop()             # as at SIGTERM (explicit-exit-notify's notice and wait); status 0
+
+    def _engine_failed(self, c: Connection, e: Exception, where: str) -> None:
+        """An engine call raised: the credentials it asked for could not be had (auth-nocache's
+        file gone: the run ends, as OpenVPN 2.6's fatal error), or our bug (this session ends,
+        the client starts over)."""
+        if isinstance(e, CredentialsUnavailable):
+            log.error("%s, exiting", e)
+            self._finish(1)
+            return
+        self.faults.internal(where)
+        self._lost(c, "internal error (see above)")
 
     def _finish(self, status: int) -> None:
         self._close_conn()

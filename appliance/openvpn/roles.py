@@ -97,7 +97,11 @@ class ClientRole:
     def fill_key_method(self, km: KeyMethod2) -> None:
         s = self.s
         km.pre_master = s.cfg.random_bytes(48)
-        creds = s.token.credentials(s.cfg.username, s.cfg.password)
+        cfg = s.cfg
+        user, pw = cfg.username, cfg.password
+        if cfg.credentials is not None and not s.token.in_use:
+            user, pw = cfg.credentials()        # auth-nocache: fetched now, kept by no one after
+        creds = s.token.credentials(user, pw)
         if creds is not None:
             # Control characters dropped, as OpenVPN 2.6's client does: a server that took a
             # password from Debian's client knows it without them (its own server would pass a

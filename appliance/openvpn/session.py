@@ -107,6 +107,10 @@ class SessionConfig:
     ping_exit: int = 0
     username: str = ""
     password: str = ""
+    # client: where the username/password come from at each key-method message, instead of the
+    # two fields above (gateway/credentials.py: auth-nocache reads its file again each time).
+    # Called only when no auth-token stands in for them; what it raises ends the caller's turn.
+    credentials: Callable[[], tuple[str, str]] | None = None
     # client: the run's auth-token holder, shared by its successive sessions (authtoken.py): a
     # reconnect keeps sending the token the last connection was given. None: this session's own.
     auth_token: AuthToken | None = None
@@ -215,8 +219,11 @@ class Session(ControlChannel):
         if ks is not None and self.role.is_client:
             ks.prime_tls(self.tls_context, self.cfg.tls)
             # Our key-method message too (randoms, options, peer-info: ~30 us), sent the moment
-            # TLS completes, between the server's flight and our Finished.
-            self._km_made = self._make_key_method()
+            # TLS completes, between the server's flight and our Finished. Not with credentials
+            # fetched at each use (auth-nocache): they are asked for once TLS is done, as OpenVPN
+            # 2.6 does, so an attempt that never reaches the server reads no file, asks no one.
+            if self.cfg.credentials is None:
+                self._km_made = self._make_key_method()
 
     def begin_batch(self) -> None:
         """Several packets arrived at once: until end_batch, receive() queues no control packets.

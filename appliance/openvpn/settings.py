@@ -119,11 +119,15 @@ def session_config(opts: Options, role: Role, *, proto: str | None = None, tls: 
 
 
 def client_session_config(opts: Options, proto: str, username: str = "", password: str = "",
-                          advertise_ekm: bool = True) -> SessionConfig:
+                          advertise_ekm: bool = True,
+                          credentials: Callable[[], tuple[str, str]] | None = None) -> SessionConfig:
+    """`credentials`: fetched at each key-method message instead of username/password (auth-nocache)."""
     if opts.role != "client":
         raise ConfigError("not a client configuration (needs `client` or `tls-client` + `pull`)")
-    return session_config(opts, Role.CLIENT, proto=proto, username=username, password=password,
-                          advertise_ekm=advertise_ekm)
+    cfg = session_config(opts, Role.CLIENT, proto=proto, username=username, password=password,
+                         advertise_ekm=advertise_ekm)
+    cfg.credentials = credentials
+    return cfg
 
 
 def server_settings(opts: Options, ccd_loader=None, passdb_text: str | None = None,

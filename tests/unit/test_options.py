@@ -537,3 +537,22 @@ def test_auth_user_pass_file_lines_end_at_lf_only():
     assert o.auth_user_pass == ("bob\u2028x\x0cy", "hunter2")
     o = parse_config(GOOD_CLIENT + "<auth-user-pass>\nann\x85e\npw\n</auth-user-pass>\n", "/p/c.ovpn", lambda p: b"")
     assert o.auth_user_pass == ("ann\x85e", "pw")
+
+
+def test_auth_nocache_keeps_the_file_not_its_credentials():
+    """auth-nocache: the file is read at parse time (a bad one is refused at its line) but its
+    username/password are not kept; the gateway reads the file again at each use
+    (gateway/credentials.py). Without it, or inline, the credentials stay in the options."""
+    read = lambda p: b"bob\nhunter2\n"  # noqa: E731
+    o = parse_config(GOOD_CLIENT + "auth-user-pass up.txt\nauth-nocache\n", "/p/c.ovpn", read)
+    assert (o.auth_nocache, o.auth_user_pass, o.auth_user_pass_file) == (True, None, "/p/up.txt")
+    assert o.auth_user_pass_required
+    o = parse_config(GOOD_CLIENT + "auth-nocache\nauth-user-pass up.txt\n", "/p/c.ovpn", read)
+    assert o.auth_user_pass is None, "the order of the two lines mattered"
+    o = parse_config(GOOD_CLIENT + "auth-user-pass up.txt\n", "/p/c.ovpn", read)
+    assert (o.auth_nocache, o.auth_user_pass, o.auth_user_pass_file) == (False, ("bob", "hunter2"), "/p/up.txt")
+    o = parse_config(GOOD_CLIENT + "auth-nocache\n<auth-user-pass>\nann\npw\n</auth-user-pass>\n", "/p/c.ovpn", read)
+    assert (o.auth_user_pass, o.auth_user_pass_file) == (("ann", "pw"), None)
+    with pytest.raises(ConfigError) as ei:
+        parse_config(GOOD_CLIENT + "auth-nocache\nauth-user-pass up.txt\n", "/p/c.ovpn", lambda p: b"\npw\n")
+    assert f"/p/c.ovpn:{GOOD_LINES + 2}: auth-user-pass: the file must hold the username" in str(ei.value)

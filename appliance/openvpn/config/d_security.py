@@ -112,7 +112,8 @@ def _show_user(v: object) -> object:
     return f"<user {v[0]!r}>" if v is not None else None  # type: ignore[index]
 
 
-@reg.apply("auth-user-pass", why="username/password for the server", sets=("auth_user_pass_required", "auth_user_pass"),
+@reg.apply("auth-user-pass", why="username/password for the server",
+           sets=("auth_user_pass_required", "auth_user_pass", "auth_user_pass_file"),
            used_by="client", nargs=(0, 1), inline=True, show={"auth_user_pass": _show_user})
 def _auth_user_pass(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
     p.set("auth_user_pass_required", True)
@@ -121,23 +122,37 @@ def _auth_user_pass(p: ParseState, d: str, a: list[str], inline: str | None) -> 
     data = p.file(d, a[0], inline)
     if data is None:
         return
+    try:
+        p.set("auth_user_pass", user_pass_file(data))
+    except ValueError as e:
+        p.err(d, str(e))
+        return
+    # Where auth-nocache reads it again at each use (gateway/credentials.py); an inline block is
+    # read from the config again, as OpenVPN's GET_USER_PASS_INLINE_CREDS.
+    p.set("auth_user_pass_file", os.path.abspath(p.path_arg(a[0])) if inline is None and a[0] != INLINE else None)
+
+
+def user_pass_file(data: bytes) -> tuple[str, str]:
+    """(username, password) from an auth-user-pass file's bytes; ValueError saying what is wrong.
+    The one reading of such a file: at parse time, and again at each use with auth-nocache."""
     # The file's bytes as they are (peernames): a Latin-1 username goes to the server as the
     # bytes Debian's client sends from the same file, not as U+FFFD's.
     lines = split_lines(from_peer(data))        # fgets lines, as OpenVPN reads the file: LF ends them, nothing else
     if not lines or not lines[0]:
-        p.err(d, "the file must hold the username on line 1 and the password on line 2")
-    elif any(len(to_bytes(v)) >= USER_PASS_LEN for v in lines[:2]):
+        raise ValueError("the file must hold the username on line 1 and the password on line 2")
+    if any(len(to_bytes(v)) >= USER_PASS_LEN for v in lines[:2]):
         # OpenVPN 2.6 reads USER_PASS_LEN - 1 bytes of a line (fgets): the rest of a longer
         # username is read as the password, a longer password is cut; neither is what the file says.
-        p.err(d, f"the username or password is longer than {USER_PASS_LEN - 1} bytes, "
-                 "the most OpenVPN 2.6 reads of a line of this file")
-    else:
-        p.set("auth_user_pass", (lines[0], lines[1] if len(lines) > 1 else ""))
+        raise ValueError(f"the username or password is longer than {USER_PASS_LEN - 1} bytes, "
+                         "the most OpenVPN 2.6 reads of a line of this file")
+    return lines[0], lines[1] if len(lines) > 1 else ""
 
 
-reg.noop("auth-nocache", "the unattended appliance keeps the credentials it was given for reconnects "
-         "(a pushed auth-token replaces them either way, as in OpenVPN)",
-         nargs=(0, 0))
+@reg.apply("auth-nocache", why="the username/password are not kept after each use: a file is read "
+           "again, a terminal asked again, at the next connection or renegotiation without auth-token",
+           sets=("auth_nocache",), used_by="client", nargs=(0, 0))
+def _auth_nocache(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
+    p.set("auth_nocache", True)
 
 
 # ------------------------------------------------------------------ verifying the peer (who may connect)

@@ -86,6 +86,8 @@ class Options:
     tls_crypt_v2_force_cookie: bool = False
     auth_user_pass: tuple[str, str] | None = None
     auth_user_pass_required: bool = False
+    auth_user_pass_file: str | None = None      # the file it came from (absolute), None if inline or typed
+    auth_nocache: bool = False                  # auth-nocache: credentials fetched at each use, not kept
     remote_cert_tls: str | None = None
     remote_cert_eku: str | None = None          # name or dotted OID the peer's EKU must list
     remote_cert_ku: list[int] | None = None     # [] = keyUsage must exist; else one of these bit sets

@@ -250,6 +250,9 @@ def finish(p: ParseState) -> None:
             p.err("proto", "a client cannot use tcp-server", o.source["tcp_server"][1])
         if o.keepalive:
             o.ping, o.ping_restart = o.keepalive
+        if o.auth_nocache and o.auth_user_pass_file:
+            # Not kept from the parse: the gateway reads the file at each use (gateway/credentials.py).
+            o.auth_user_pass = None
         for n in ("ccd_exclusive", "username_as_common_name", "client_config_dir", "auth_user_pass_verify"):
             if getattr(o, n) and n in o.source:
                 # Server-only settings that decide who may connect: on a client they would be
