@@ -87,6 +87,24 @@ def cmd_run(args: argparse.Namespace) -> int:
     except ConfigError as e:
         print(str(e), file=sys.stderr)
         return 2
+    pidfile = None
+    if opts.log_file is not None or opts.writepid is not None:
+        from .host import process_files
+        try:
+            pidfile = process_files.start(opts)      # the log file from here on, as the starting user
+        except ConfigError as e:
+            print(str(e), file=sys.stderr)
+            return 1
+    creds = [user, pw]
+    del user, pw                 # one holder, emptied once the gateway has them (auth-nocache: no one)
+    try:
+        return _run_profile(opts, args, who, tls, creds)
+    finally:
+        if pidfile is not None:
+            pidfile.remove()
+
+
+def _run_profile(opts, args: argparse.Namespace, who, tls, creds: list[str]) -> int:
     from .logsetup import setup_verb
     setup_verb(opts.verb, args.verbose)
     native.log_data_path(log)
@@ -105,8 +123,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     # Debug/interop knob: behave like an OpenVPN 2.4 client (no TLS-EKM offer → PRF key derivation).
     ekm = os.environ.get("VPN_APPLIANCE_KEY_DERIVATION", "").lower() != "prf"
     observers = _host_observers(opts, args)
-    gw = gateway.client_gateway(opts, user, pw, advertise_ekm=ekm, observers=observers)
-    user = pw = ""         # the gateway has them now, or with auth-nocache no one (gateway/credentials.py)
+    gw = gateway.client_gateway(opts, creds[0], creds[1], advertise_ekm=ekm, observers=observers)
+    creds.clear()            # the gateway has them now, or with auth-nocache no one (gateway/credentials.py)
     if who is not None:
         # The client drops before it starts, before any thread exists (host/privileges.py), with
         # what needs root done first: the TUN device open (/dev/net/tun may be root's alone), the

@@ -85,8 +85,8 @@ def _runtime_paths(o) -> list[tuple[str, str, bool, FileKind]]:
 
 def output_paths(o) -> list[tuple[str, str, str]]:
     """(Options field, directive, path) of every file the config writes while it runs. Not `log`,
-    `log-append` or `writepid`: accepted without effect (the appliance logs to stderr and runs
-    in the foreground), on a host as in the VM."""
+    `log-append` or `writepid`: the VM does not apply them (its log is the console, its PID 1;
+    a host run does: host/process_files.py)."""
     out = []
     if getattr(o, "status", None):
         out.append(("status", "status", o.status[0]))

@@ -23,10 +23,13 @@ from __future__ import annotations
 
 import getpass
 import logging
+import os
 from typing import Callable
 
 from ..openvpn.config import Options
 from ..openvpn.config.d_security import user_pass_file
+from ..openvpn.keymethod import USER_PASS_LEN
+from ..openvpn.peernames import from_peer
 from ..openvpn.regular_file import KEY_MATERIAL, read_regular_file
 
 log = logging.getLogger(__name__)
@@ -70,10 +73,21 @@ def read_file(path: str) -> tuple[str, str]:
 
 def ask_terminal() -> tuple[str, str]:
     """A prompted username/password, asked again (auth-nocache without a file); blocks, as OpenVPN's
-    console query does: the connection waits for the answer."""
+    console query does: the connection waits for the answer. On the terminal itself, not stdout:
+    with `log FILE` stdout is the log file (host/process_files.py)."""
     try:
-        user = input("Username: ")
-        return user, getpass.getpass("Password: ")
+        fd = os.open("/dev/tty", os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
+        try:
+            os.write(fd, b"Username: ")
+            line = b""
+            while not line.endswith(b"\n") and len(line) < USER_PASS_LEN:   # a line, as the terminal gives it
+                b = os.read(fd, USER_PASS_LEN - len(line))
+                if not b:
+                    raise EOFError
+                line += b
+        finally:
+            os.close(fd)
+        return from_peer(line.rstrip(b"\r\n")), getpass.getpass("Password: ")
     except (EOFError, OSError) as e:
         raise CredentialsUnavailable(f"auth-nocache: cannot ask for the username and password again: "
                                      f"{type(e).__name__}") from None

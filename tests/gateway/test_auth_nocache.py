@@ -132,3 +132,53 @@ def test_attempts_that_never_reach_the_server_read_nothing(pki, tmp_path):
     c = _client(w, pki, creds, extra="connect-retry 1\nserver-poll-timeout 2\n")
     w.run_for(20)
     assert c.attempt >= 3 and c.credentials.fetches == 0 and c.result is None
+
+
+def _read_until(fd: int, text: bytes, timeout: float = 20.0) -> bytes:
+    import os
+    import select
+    import time
+    got, end = b"", time.monotonic() + timeout
+    while text not in got and time.monotonic() < end:
+        if select.select([fd], [], [], 0.2)[0]:
+            try:
+                got += os.read(fd, 1024)
+            except OSError:
+                break
+    return got
+
+
+def test_a_typed_password_is_asked_again_on_the_terminal_not_stdout(tmp_path):
+    """auth-nocache with no file: asked again at each use, on the controlling terminal (with `log`
+    stdout is the log file). The first answer (asked before the start) goes once."""
+    import os
+    import pty
+    import sys
+    out = tmp_path / "got"
+    code = ("import sys; from appliance.gateway.credentials import Credentials, ask_terminal; "
+            "c = Credentials(('ann', 'typed-at-start'), ask_terminal); "
+            f"r = [c(), c()]; open({str(out)!r}, 'w').write(repr(r))")
+    pid, fd = pty.fork()
+    if pid == 0:                                   # the child: a new session on the pty
+        os.execv(sys.executable, [sys.executable, "-c", code])
+    try:
+        assert b"Username: " in _read_until(fd, b"Username: ")
+        os.write(fd, b"bob\n")
+        assert b"Password: " in _read_until(fd, b"Password: ")
+        os.write(fd, b"second-pw\n")
+        _read_until(fd, b"\n", 5)
+    finally:
+        _, status = os.waitpid(pid, 0)
+        os.close(fd)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert out.read_text() == repr([("ann", "typed-at-start"), ("bob", "second-pw")])
+
+
+def test_no_terminal_to_ask_again_is_credentials_unavailable():
+    import subprocess
+    import sys
+    code = ("from appliance.gateway.credentials import ask_terminal, CredentialsUnavailable\n"
+            "try:\n    ask_terminal()\nexcept CredentialsUnavailable as e:\n    print(e)\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                       stdin=subprocess.DEVNULL, start_new_session=True)      # no controlling terminal
+    assert "cannot ask for the username and password again" in r.stdout, (r.stdout, r.stderr)

@@ -556,3 +556,12 @@ def test_auth_nocache_keeps_the_file_not_its_credentials():
     with pytest.raises(ConfigError) as ei:
         parse_config(GOOD_CLIENT + "auth-nocache\nauth-user-pass up.txt\n", "/p/c.ovpn", lambda p: b"\npw\n")
     assert f"/p/c.ovpn:{GOOD_LINES + 2}: auth-user-pass: the file must hold the username" in str(ei.value)
+
+
+def test_log_log_append_and_writepid_are_kept_for_the_host_run():
+    o = parse_config(GOOD_CLIENT + "log a.log\nlog-append b.log\nwritepid run/c.pid\n", "/p/c.ovpn", _no_files)
+    assert o.log_file == ("/p/a.log", False), "not the first log file (OpenVPN 2.6 keeps the first)"
+    assert o.writepid == "/p/run/c.pid"
+    assert any("a log file was named before" in n for n in o.notes)
+    o = parse_config(GOOD_CLIENT + "log-append /var/log/x.log\n", "/p/c.ovpn", _no_files)
+    assert o.log_file == ("/var/log/x.log", True)

@@ -6,6 +6,8 @@ that could refuse clients, CRLs and option checks are refused instead.
 """
 from __future__ import annotations
 
+import os
+
 from .directives import Registry
 from .parser import ParseState
 
@@ -44,9 +46,8 @@ _NOOPS = {
     "mute-replay-warnings": "replayed packets are counted, not logged one by one",
     "mute": "events are logged once each; repeated-message muting is not implemented",
     "setenv-safe": "no scripts read the environment",
-    "log log-append": "the appliance logs to stderr",
     "suppress-timestamps machine-readable-output": "the log format is fixed",
-    "daemon writepid": "the appliance runs in the foreground under its supervisor (or as PID 1)",
+    "daemon": "the appliance runs in the foreground under its supervisor (or as PID 1)",
     "float": "peers are tracked by session id and peer-id; a server moves a client only on its authenticated packets",
     "fast-io": "socket I/O is always non-blocking",
     "sndbuf rcvbuf": "socket buffers keep the appliance's sizes",
@@ -89,6 +90,23 @@ def _nice(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
            used_by="pump", nargs=(0, 0))
 def _mlock(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
     p.set("mlock", True)
+
+
+@reg.apply("log", "log-append", why="a host run writes its log (stdout and stderr) to this file, truncated "
+           "(log) or appended to (log-append), as OpenVPN 2.6; the VM's log is its console (host/process_files.py)",
+           sets=("log_file",), used_by="pump", nargs=(1, 1))
+def _log(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
+    if p.o.log_file is not None:
+        # OpenVPN 2.6 redirects at the first one it reads and ignores the others (error.c std_redir).
+        p.note(d, f"a log file was named before ({p.o.log_file[0]}): it stands, as in OpenVPN 2.6")
+        return
+    p.set("log_file", (os.path.abspath(p.path_arg(a[0])), d == "log-append"))
+
+
+@reg.apply("writepid", why="a host run writes its PID to this file at start and removes it at the end, as "
+           "OpenVPN 2.6 (host/process_files.py)", sets=("writepid",), used_by="pump", nargs=(1, 1))
+def _writepid(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
+    p.set("writepid", os.path.abspath(p.path_arg(a[0])))
 
 
 reg.refuse("chroot", "not supported: Python imports modules lazily after start-up, which a chroot would "

@@ -168,6 +168,8 @@ class Options:
     client_disconnect: list[str] | None = None
     dns_helper: str | None = None                        # up/down update-resolv-conf|update-systemd-resolved
     # process settings (d_misc.py; applied by host/privileges.py)
+    log_file: tuple[str, bool] | None = None     # log / log-append: (absolute path, append)
+    writepid: str | None = None
     user: str | None = None
     group: str | None = None
     nice: int = 0
