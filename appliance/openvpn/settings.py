@@ -16,6 +16,7 @@ from typing import Callable
 from . import ciphers, keyfiles, wrapping
 from .config import MSSFIX_DEFAULT, Options
 from .errors import ConfigError
+from .keyunlock import unlock as unlock_key
 from .mss import INNER_HEADERS, encap_room
 from .passdb import PasswordDb
 from .server import AddressPool, AddressPool6, ServerSettings
@@ -225,6 +226,7 @@ def check_key_material(opts: Options, crl_reader: Callable | None = None) -> Tls
     and its check (check_crl) are the caller's (a reload, gateway/ops.py)."""
     is_server = opts.role == "server"
     wrapper_factory(opts, is_server)
+    unlock_key(opts)                 # an encrypted key: with askpass FILE's password (or typed: cli.py)
     tls = tls_settings(opts, is_server, crl_reader)
     if crl_reader is None:
         check_crl(opts, tls)

@@ -109,6 +109,26 @@ def _writepid(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
     p.set("writepid", os.path.abspath(p.path_arg(a[0])))
 
 
+@reg.apply("askpass", why="the password of an encrypted private key: the first line of FILE, or asked on the "
+           "terminal at start; the key is decrypted once, before the start (openvpn/keyunlock.py)",
+           sets=("askpass_password",), used_by="tls", nargs=(0, 1))
+def _askpass(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
+    if not a:
+        # As with no askpass at all: an encrypted key is asked for on the terminal (cli.py).
+        p.set("askpass_password", None)
+        return
+    data = p.file(d, a[0], None)
+    if data is None:
+        return
+    # As OpenVPN 2.6 (misc.c get_user_pass_cr, GET_USER_PASS_PASSWORD_ONLY): the first line, its
+    # line end dropped.
+    first = data.split(b"\n", 1)[0].rstrip(b"\r")
+    if not first:
+        p.err(d, f"{a[0]}: no password on its first line")
+        return
+    p.set("askpass_password", first.decode("utf-8", "surrogateescape"))
+
+
 reg.refuse("chroot", "not supported: Python imports modules lazily after start-up, which a chroot would "
            "break; use `user`/`group` (or a container) instead")
 
@@ -156,7 +176,6 @@ reg.refuse("http-proxy-user-pass", "proxies are not supported", inline=True)
 reg.refuse("pkcs12", "PKCS#12 files are not supported; use ca/cert/key PEM", inline=True)
 reg.refuse("pkcs11-providers", "PKCS#11 is not supported")
 reg.refuse("cryptoapicert", "not supported on this platform")
-reg.refuse("askpass", "encrypted private keys are not supported")
 reg.refuse("lladdr", "only tun is supported")
 reg.refuse("static-challenge", "challenge/response is not supported")
 reg.refuse("shaper", "traffic shaping is not supported")

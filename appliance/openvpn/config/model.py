@@ -168,6 +168,7 @@ class Options:
     client_disconnect: list[str] | None = None
     dns_helper: str | None = None                        # up/down update-resolv-conf|update-systemd-resolved
     # process settings (d_misc.py; applied by host/privileges.py)
+    askpass_password: str | None = None          # askpass FILE: the private key's password (until unlocked)
     log_file: tuple[str, bool] | None = None     # log / log-append: (absolute path, append)
     writepid: str | None = None
     user: str | None = None
