@@ -73,3 +73,38 @@ def test_a_wrong_password_stops_the_start_at_the_askpass_line(lab, procs):
     line = profile.splitlines().index(f"askpass {wrong}") + 1
     assert rc == 2, cli.log()[-2000:]
     assert f":{line}: askpass: cannot decrypt the private key" in cli.log(), cli.log()[-2000:]
+
+
+def _pkcs12(lab, name: str, password: str | None):
+    """client1's certificate, key and the CA as a PKCS#12 file made by openssl (its defaults:
+    AES-256, PBKDF2), with `password` or an empty one."""
+    cert, key = lab.pki.clients["client1"]
+    out = lab.tmp / f"{name}.p12"
+    subprocess.run(["openssl", "pkcs12", "-export", "-in", str(cert), "-inkey", str(key), "-certfile",
+                    str(lab.pki.ca), "-passout", f"pass:{password or ''}", "-out", str(out)],
+                   check=True, capture_output=True, timeout=60)
+    return out
+
+
+@pytest.mark.parametrize("form", ["password-and-its-cas", "inline-no-password-with-ca"])
+@pytest.mark.parametrize("kind", ["openvpn", "ours"])
+def test_a_client_with_pkcs12_connects(lab, procs, kind, form):
+    import base64
+    srv = lab.openvpn(lab.srv, server_config(lab.pki, "udp"), f"srv-p12-{kind}-{form}")
+    procs.append(srv)
+    cert, key = lab.pki.clients["client1"]
+    profile = client_profile(lab.pki, "udp")
+    for line in (f"cert {cert}\n", f"key {key}\n", f"ca {lab.pki.ca}\n"):
+        assert line in profile
+    profile = profile.replace(f"cert {cert}\n", "").replace(f"key {key}\n", "")
+    if form == "password-and-its-cas":           # the CA only from the file
+        p12 = _pkcs12(lab, f"{kind}-pw", PASSWORD)
+        pw = lab.write(f"askpass-p12-{kind}.txt", PASSWORD + "\n")
+        profile = profile.replace(f"ca {lab.pki.ca}\n", f"pkcs12 {p12}\naskpass {pw}\n")
+    else:
+        p12 = _pkcs12(lab, f"{kind}-nopw", None)
+        profile += f"<pkcs12>\n{base64.encodebytes(p12.read_bytes()).decode()}</pkcs12>\n"
+    start = lab.ours if kind == "ours" else lab.openvpn
+    cli = start(lab.cli, profile, f"cli-p12-{kind}-{form}", wait=30)
+    procs.append(cli)
+    assert lab.wait_ping(lab.cli, TUN_SERVER_IP)

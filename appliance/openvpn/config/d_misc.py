@@ -173,7 +173,6 @@ reg.refuse("secret", "static-key mode is not supported (deprecated in OpenVPN 2.
 reg.refuse("fragment", "fragment is not supported")
 reg.refuse("http-proxy socks-proxy", "proxies are not supported")
 reg.refuse("http-proxy-user-pass", "proxies are not supported", inline=True)
-reg.refuse("pkcs12", "PKCS#12 files are not supported; use ca/cert/key PEM", inline=True)
 reg.refuse("pkcs11-providers", "PKCS#11 is not supported")
 reg.refuse("cryptoapicert", "not supported on this platform")
 reg.refuse("lladdr", "only tun is supported")

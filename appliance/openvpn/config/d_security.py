@@ -2,6 +2,7 @@
 channel (ciphers, digests, replay window), timers and compression framing."""
 from __future__ import annotations
 
+import base64
 import os
 
 from .. import ciphers
@@ -53,12 +54,31 @@ reg.apply("key", why="our private key", sets=("key",), used_by="tls", nargs=(1, 
           show={"key": _secret})(_pem("key"))
 
 
-@reg.apply("extra-certs", why="intermediate certificates sent after ours", sets=("cert",), used_by="tls",
-           nargs=(1, 1), inline=True)
+@reg.apply("extra-certs", why="intermediate certificates sent after ours (cert's or pkcs12's)",
+           sets=("extra_certs",), used_by="tls", nargs=(1, 1), inline=True)
 def _extra_certs(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
+    # Kept apart and added to our chain when the config is complete (parser.finish, or after a
+    # pkcs12 file is opened: keyunlock.py): before a `cert` line it used to be dropped unseen.
     data = p.file(d, a[0], inline)
-    if data and p.o.cert:
-        p.set("cert", p.o.cert + b"\n" + data)
+    if data:
+        p.set("extra_certs", data)
+
+
+@reg.apply("pkcs12", why="our certificate and key (and, without `ca`, the CAs) from a PKCS#12 file, opened "
+           "before the start with no password or askpass's (openvpn/keyunlock.py)", sets=("pkcs12",),
+           used_by="tls", nargs=(1, 1), inline=True, show={"pkcs12": _secret})
+def _pkcs12(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
+    data = p.file(d, a[0], inline)
+    if data is None:
+        return
+    if inline is not None or a[0] == INLINE:
+        # OpenVPN 2.6 takes an inline <pkcs12> block as base64 of the DER file.
+        try:
+            data = base64.b64decode(b"".join(data.split()), validate=True)
+        except ValueError:
+            p.err(d, "the inline <pkcs12> block must hold the file in base64")
+            return
+    p.set("pkcs12", data)
 
 
 reg.noop("dh", "DH parameters are not used: key exchange is ECDHE", nargs=(1, 1), inline=True)

@@ -79,6 +79,8 @@ class Options:
     ca: bytes | None = None
     cert: bytes | None = None
     key: bytes | None = None
+    extra_certs: bytes | None = None             # extra-certs: sent after our certificate
+    pkcs12: bytes | None = None                  # the DER file; cert/key/ca from it once opened (keyunlock.py)
     tls_auth: str | None = None
     key_direction: int | None = None
     tls_crypt: str | None = None

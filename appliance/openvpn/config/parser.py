@@ -236,8 +236,8 @@ def finish(p: ParseState) -> None:
             o.ping, o.ping_restart = o.keepalive[0], 2 * o.keepalive[1]
         if o.server is None and o.ifconfig_pool is None:
             p.err("server", "a server needs `server NETWORK NETMASK` (or ifconfig-pool)", None)
-        if o.cert is None or o.key is None:
-            p.err("cert", "a server needs cert and key", None)
+        if (o.cert is None or o.key is None) and o.pkcs12 is None:
+            p.err("cert", "a server needs cert and key (or pkcs12)", None)
     else:
         o.role = "client"
         if not (o.tls_client or o.client):
@@ -266,7 +266,13 @@ def finish(p: ParseState) -> None:
                 p.err(d, "is a server directive; this is a client config" if d != "management" else
                       "the management interface is served in the server role only; remove it from a "
                       "client config", line(n))
-    if o.ca is None and not o.peer_fingerprint:
+    if o.pkcs12 is not None:
+        for n in ("cert", "key"):
+            if n in o.source:           # as OpenVPN 2.6: "Parameter --cert cannot be used when --pkcs12 is also specified"
+                p.err(n, "cannot be used with pkcs12 (it holds our certificate and key)", line(n))
+    elif o.extra_certs is not None and o.cert is not None:
+        o.cert = o.cert + b"\n" + o.extra_certs
+    if o.ca is None and not o.peer_fingerprint and o.pkcs12 is None:     # pkcs12: its CAs (keyunlock.py)
         p.err("ca", "no `ca` (or `peer-fingerprint`) to verify the peer", None)
     if (o.cert is None) != (o.key is None):
         p.err("cert" if o.cert is None else "key", "cert and key go together", line("cert") or line("key"))
