@@ -349,3 +349,27 @@ def test_two_files_differing_in_case_get_two_names(tmp_path, pki):
     b = collect(toml)
     names = [n for n in b.files if n.lower().endswith("ca.crt")]
     assert len(names) == 2 and len({n.lower() for n in names}) == 2, names
+
+
+def test_an_encrypted_key_its_askpass_file_and_a_nocache_password_file_reach_the_vm(tmp_path, pki):
+    """The VM has no terminal: the key's password comes from the bundled askpass file, and with
+    auth-nocache the bundled auth-user-pass file is what the client reads at each connection."""
+    key = serialization.load_pem_private_key((pki / "client.key").read_bytes(), None)
+    (tmp_path / "enc.key").write_bytes(key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.BestAvailableEncryption(b"key pw")))
+    (tmp_path / "pass.txt").write_text("key pw\n")
+    toml = _config(tmp_path, pki, "auth-nocache\n")
+    prof = toml.parent / "profiles/office vpn.ovpn"
+    prof.write_text(prof.read_text().replace(f'key "{pki}/client.key"   # quoted\n',
+                                             f"key {tmp_path}/enc.key\naskpass {tmp_path}/pass.txt\n"))
+    b = collect(toml)
+    text = b.files["office_vpn.ovpn"].decode()
+    assert "key enc.key\naskpass pass.txt\n" in text and "auth-user-pass auth.txt\n" in text
+    target = tmp_path / "etc"
+    write_dir(b, target)
+    cfg = load_appliance_config(str(target / "appliance.toml"))
+    validate_runtime(cfg)
+    o = cfg.vpn_options
+    assert serialization.load_pem_private_key(o.key, None).public_key() == key.public_key()
+    assert o.auth_user_pass is None and o.auth_user_pass_file == str(target / "auth.txt")
