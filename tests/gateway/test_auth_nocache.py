@@ -33,18 +33,24 @@ def _up(c) -> bool:
     return c.conn is not None and c.conn.was_up
 
 
+def _up_from_file(pki, tmp_path, nocache: bool = True, server_extra: str = "", extra: str = ""):
+    """A server with PASSDB and a client reading alice/first from a file, tunnel up: (world, client, file)."""
+    creds = tmp_path / "creds.txt"
+    creds.write_text("alice\nfirst\n")
+    w = World()
+    w.add_server(server_conf(pki, extra=SERVER_EXTRA + server_extra), PASSDB)
+    c = _client(w, pki, creds, nocache, extra)
+    assert w.run(lambda: _up(c), max_time=30)
+    return w, c, creds
+
+
 def _logged_in(w: World) -> list[str]:
     return [r.session.peer_username for r in w.server.d.clients if r.session.established]
 
 
 @pytest.mark.parametrize("nocache", [True, False])
 def test_a_reconnect_sends_what_the_file_holds_then(pki, tmp_path, nocache):
-    creds = tmp_path / "creds.txt"
-    creds.write_text("alice\nfirst\n")
-    w = World()
-    w.add_server(server_conf(pki, extra=SERVER_EXTRA), PASSDB)
-    c = _client(w, pki, creds, nocache)
-    assert w.run(lambda: _up(c), max_time=30)
+    w, c, creds = _up_from_file(pki, tmp_path, nocache)
     assert _logged_in(w) == ["alice"]
     assert c.opts.auth_user_pass is None if nocache else c.opts.auth_user_pass == ("alice", "first")
     creds.write_text("bob\nsecond\n")            # rotated while the tunnel runs
@@ -56,12 +62,7 @@ def test_a_reconnect_sends_what_the_file_holds_then(pki, tmp_path, nocache):
 
 @pytest.mark.parametrize("nocache", [True, False])
 def test_a_password_gone_wrong_in_the_file_is_refused_at_the_reconnect(pki, tmp_path, nocache):
-    creds = tmp_path / "creds.txt"
-    creds.write_text("alice\nfirst\n")
-    w = World()
-    w.add_server(server_conf(pki, extra=SERVER_EXTRA), PASSDB)
-    c = _client(w, pki, creds, nocache)
-    assert w.run(lambda: _up(c), max_time=30)
+    w, c, creds = _up_from_file(pki, tmp_path, nocache)
     creds.write_text("alice\nnot-any-more\n")
     _signal(c, signal.SIGUSR1)
     if nocache:
@@ -72,12 +73,7 @@ def test_a_password_gone_wrong_in_the_file_is_refused_at_the_reconnect(pki, tmp_
 
 
 def test_each_renegotiation_reads_the_file_again_and_a_token_stands_in_for_it(pki, tmp_path):
-    creds = tmp_path / "creds.txt"
-    creds.write_text("alice\nfirst\n")
-    w = World()
-    w.add_server(server_conf(pki, extra=SERVER_EXTRA), PASSDB)
-    c = _client(w, pki, creds, extra="reneg-sec 20\n")
-    assert w.run(lambda: _up(c), max_time=30)
+    w, c, creds = _up_from_file(pki, tmp_path, extra="reneg-sec 20\n")
     assert c.credentials.fetches == 1
     w.run_for(45)                                # two renegotiations, each with the password again
     assert c.credentials.fetches == 3 and _up(c) and c.connections == 1
@@ -85,24 +81,14 @@ def test_each_renegotiation_reads_the_file_again_and_a_token_stands_in_for_it(pk
 
 
 def test_with_a_pushed_token_the_file_is_not_read(pki, tmp_path):
-    creds = tmp_path / "creds.txt"
-    creds.write_text("alice\nfirst\n")
-    w = World()
-    w.add_server(server_conf(pki, extra=SERVER_EXTRA + "push \"auth-token tok-4711\"\n"), PASSDB)
-    c = _client(w, pki, creds, extra="reneg-sec 20\n")
-    assert w.run(lambda: _up(c), max_time=30)
+    w, c, creds = _up_from_file(pki, tmp_path, server_extra="push \"auth-token tok-4711\"\n", extra="reneg-sec 20\n")
     creds.unlink()                               # the token goes at each renegotiation, not the file
     w.run_for(45)
     assert c.credentials.fetches == 1 and _up(c) and c.result is None
 
 
 def test_a_file_gone_at_the_reconnect_ends_the_run_naming_it(pki, tmp_path, caplog):
-    creds = tmp_path / "creds.txt"
-    creds.write_text("alice\nfirst\n")
-    w = World()
-    w.add_server(server_conf(pki, extra=SERVER_EXTRA), PASSDB)
-    c = _client(w, pki, creds)
-    assert w.run(lambda: _up(c), max_time=30)
+    w, c, creds = _up_from_file(pki, tmp_path)
     creds.unlink()
     with caplog.at_level(logging.ERROR):
         _signal(c, signal.SIGUSR1)

@@ -38,16 +38,18 @@ def _encrypt(lab, key, form: str):
 @pytest.mark.parametrize("form", ["pkcs8", "traditional"])
 @pytest.mark.parametrize("kind", ["openvpn", "ours"])
 def test_a_client_with_an_encrypted_key_and_askpass_connects(lab, procs, kind, form):
-    srv = lab.openvpn(lab.srv, server_config(lab.pki, "udp"), f"srv-enc-{kind}-{form}")
-    procs.append(srv)
     _, key = lab.pki.clients["client1"]
     enc, pw = _encrypt(lab, key, form)
     profile = client_profile(lab.pki, "udp")
     assert f"key {key}\n" in profile
-    profile = profile.replace(f"key {key}\n", f"key {enc}\naskpass {pw}\n")
+    _connects(lab, procs, kind, profile.replace(f"key {key}\n", f"key {enc}\naskpass {pw}\n"), f"enc-{kind}-{form}")
+
+
+def _connects(lab, procs, kind: str, profile: str, name: str) -> None:
+    """`profile` (ours or OpenVPN's client) gets a tunnel to OpenVPN 2.6's server, started for it."""
+    procs.append(lab.openvpn(lab.srv, server_config(lab.pki, "udp"), f"srv-{name}"))
     start = lab.ours if kind == "ours" else lab.openvpn
-    cli = start(lab.cli, profile, f"cli-enc-{kind}-{form}", wait=30)
-    procs.append(cli)
+    procs.append(start(lab.cli, profile, f"cli-{name}", wait=30))
     assert lab.wait_ping(lab.cli, TUN_SERVER_IP)
 
 
@@ -90,8 +92,6 @@ def _pkcs12(lab, name: str, password: str | None):
 @pytest.mark.parametrize("kind", ["openvpn", "ours"])
 def test_a_client_with_pkcs12_connects(lab, procs, kind, form):
     import base64
-    srv = lab.openvpn(lab.srv, server_config(lab.pki, "udp"), f"srv-p12-{kind}-{form}")
-    procs.append(srv)
     cert, key = lab.pki.clients["client1"]
     profile = client_profile(lab.pki, "udp")
     for line in (f"cert {cert}\n", f"key {key}\n", f"ca {lab.pki.ca}\n"):
@@ -104,7 +104,4 @@ def test_a_client_with_pkcs12_connects(lab, procs, kind, form):
     else:
         p12 = _pkcs12(lab, f"{kind}-nopw", None)
         profile += f"<pkcs12>\n{base64.encodebytes(p12.read_bytes()).decode()}</pkcs12>\n"
-    start = lab.ours if kind == "ours" else lab.openvpn
-    cli = start(lab.cli, profile, f"cli-p12-{kind}-{form}", wait=30)
-    procs.append(cli)
-    assert lab.wait_ping(lab.cli, TUN_SERVER_IP)
+    _connects(lab, procs, kind, profile, f"p12-{kind}-{form}")
