@@ -212,6 +212,17 @@ class Proc:
         return self.p.returncode
 
 
+def wait_for_text(path: Path, text: str, timeout: float) -> bool:
+    """Whether `text` appears in the file at `path` within `timeout` s (a log a process writes itself,
+    with `log FILE`, instead of to the stdout Proc watches)."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if path.exists() and text in path.read_text(errors="replace"):
+            return True
+        time.sleep(0.2)
+    return False
+
+
 def readable_python_argv(argv: list[str]) -> list[str]:
     """argv to run our program as on a host where its Python is world-readable (Debian's python3
     in /usr), for configs with `user nobody`: the drop refuses a library the user cannot read

@@ -6,12 +6,10 @@ stderr and a supervisor looking for the PID file found none.
 """
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from lab.configs import client_profile, server_config
-from lab.netns import Lab
+from lab.netns import Lab, wait_for_text
 
 UP = {"ours": "tunnel up", "openvpn": "Initialization Sequence Completed"}
 
@@ -26,15 +24,6 @@ def lab(tmp_path_factory):
             srv.stop(5)
 
 
-def _wait_in(path, text: str, timeout: float) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if path.exists() and text in path.read_text(errors="replace"):
-            return True
-        time.sleep(0.2)
-    return False
-
-
 @pytest.mark.parametrize("directive", ["log", "log-append"])
 @pytest.mark.parametrize("kind", ["openvpn", "ours"])
 def test_the_log_and_the_pid_go_to_the_files_named(lab, procs, kind, directive):
@@ -45,7 +34,7 @@ def test_the_log_and_the_pid_go_to_the_files_named(lab, procs, kind, directive):
     cli = start(lab.cli, client_profile(lab.pki, "udp", extra=f"{directive} {logf}\nwritepid {pidf}\n"),
                 f"cli-{kind}-{directive}", wait=0)
     procs.append(cli)
-    assert _wait_in(logf, UP[kind], 30), f"not up in the log file:\n{logf.read_text()[-3000:]}\n{cli.log()[-2000:]}"
+    assert wait_for_text(logf, UP[kind], 30), f"not up in the log file:\n{logf.read_text()[-3000:]}\n{cli.log()[-2000:]}"
     text = logf.read_text()
     assert text.startswith("a line from before\n") == (directive == "log-append"), text[:300]
     assert UP[kind] not in cli.log(), "the log went to stdout/stderr too"

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from lab.configs import client_profile, server_config
-from lab.netns import SRV_IP, TUN_SERVER_IP, Lab
+from lab.netns import SRV_IP, TUN_SERVER_IP, Lab, wait_for_text
 from lab.tools import OUR_BIN
 
 CLIENTS = [f"client{i}" for i in range(1, 10)]
@@ -558,15 +558,6 @@ def _eduvpn_server_config(lab, extra_lines: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _wait_text(path, text: str, timeout: float) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if path.exists() and text in path.read_text(errors="replace"):
-            return True
-        time.sleep(0.2)
-    return False
-
-
 def _wait_file(path, lines: int, timeout: float = 10) -> bool:
     end = time.monotonic() + timeout
     while time.monotonic() < end:
@@ -615,7 +606,7 @@ def test_eduvpn_generated_server_config(lab, procs, request):
     srv = lab.ours(lab.srv, edu.replace("\nlog /dev/null\n", f"\nlog {logf}\n"), f"edusrv-{len(lab.procs)}",
                    wait=0, readable_python=True)
     procs.append(srv)
-    assert _wait_text(logf, "privileges dropped", 60), (logf.read_text() if logf.exists() else "")[-3000:]
+    assert wait_for_text(logf, "privileges dropped", 60), (logf.read_text() if logf.exists() else "")[-3000:]
     assert "privileges dropped" not in srv.log(), "the log went to stdout/stderr too"
     lab.cli.run("ip route replace default via 198.18.0.1")
     lab.cli.run("ip -6 route replace default via 2001:db8:1::1")
