@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from . import events as ev
 from .ciphers import is_supported
 from .errors import BadPacket, ClientRefused, PushDeferred, PushError, RemoteProtocolError
+from .gentoken import Verdict, is_token
 from .keymethod import (USER_PASS_TOO_LONG, KeyMethod2, PushRejected, build_push_reply, credential_as_sent,
                         parse_push_reply_untrusted, peer_info_int)
 from .keystate import KS, KeyState
@@ -326,6 +327,9 @@ class ServerRole:
             raise ClientRefused(f"TLS Auth Error: username attempted to change from "
                                 f"{s.peer_username!r} to {km.username!r}")
         checks = s.cfg.verify_user is not None or s.cfg.defer_auth
+        if checks and s.cfg.gen_token is not None and is_token(km.password):
+            self._check_token(ks, km, first, now)
+            return
         if checks and (first or not self._token_ok(km.password)):
             if s.cfg.defer_auth:
                 # The check is slow (scrypt): the caller runs it off its event loop and answers
@@ -369,16 +373,67 @@ class ServerRole:
             s.events.append(ev.ClientAuthenticated(s.peer_common_name, km.username, s.peer_info))
         s._send_key_method(ks)
         s._install_keys(ks, now)
+        if s.cfg.gen_token is not None and (s.cfg.verify_user is not None or s.cfg.defer_auth):
+            # After each successful check (password or token), as OpenVPN's verify_user_pass: the
+            # first goes with the push reply, a renegotiation's on the new key at once.
+            self._issue_token(km.username, now, None if first else ks)
         if first and peer_info_int(s.peer_info, "IV_PROTO") & IV_PROTO_REQUEST_PUSH:
             self.send_push_reply(ks, now)
+
+    def _check_token(self, ks: KeyState, km: KeyMethod2, first: bool, now: float) -> None:
+        """auth-gen-token: a token in place of the password is checked here, not by the password
+        file (OpenVPN 2.6's verify_user_pass without external-auth): its HMAC over this username,
+        its age, and on a renegotiation that it belongs to this client's session."""
+        s = self.s
+        assert s.cfg.gen_token is not None and s.cfg.wall_clock is not None
+        verdict = s.cfg.gen_token.verify(km.password, to_bytes(km.username), int(s.cfg.wall_clock()),
+                                         s.token_initial)
+        if verdict is not Verdict.VALID:
+            s._count(f"auth-token {verdict.value}")
+            # An expired token says so (AUTH_FAILED,SESSION:...): OpenVPN's client, and ours,
+            # then drop it and log in with the password again; so do they on a plain AUTH_FAILED.
+            self._auth_failed(ks, first, "SESSION: token expired" if verdict is Verdict.EXPIRED else "",
+                              why=f"auth-token {verdict.value}")
+            return
+        if s.token_initial is None:
+            s.token_initial = km.password           # a reconnect: its renewals keep that session id
+        self._accept(ks, km, first, now)
+
+    def _issue_token(self, username: str, now: float, on: KeyState | None) -> None:
+        """A new token for this client (the same session id and initial time after the first),
+        sent on key `on` as OpenVPN sends a renewal ("PUSH_REPLY,auth-token ..."), or with the push
+        reply when None. Renewed again after `renewal` seconds when that comes before reneg-sec."""
+        s = self.s
+        gen = s.cfg.gen_token
+        assert gen is not None and s.cfg.wall_clock is not None
+        token = gen.issue(to_bytes(username), int(s.cfg.wall_clock()), s.token_initial, s.cfg.random_bytes)
+        if s.token_initial is None:
+            s.token_initial = token
+        s.issued_auth_token = token
+        s.token_renew_at = now + gen.renewal if not s.cfg.reneg_sec or gen.renewal < s.cfg.reneg_sec else None
+        if on is not None:
+            s._send_text("PUSH_REPLY,auth-token " + token, on)
+
+    def renew_token(self, now: float) -> None:
+        """The renewal timer (auth-gen-token's renewal under reneg-sec), as OpenVPN's
+        check_send_auth_token: skipped, and tried again a period later, while a key is being
+        negotiated or before the client is admitted."""
+        s = self.s
+        assert s.cfg.gen_token is not None
+        s.token_renew_at = now + s.cfg.gen_token.renewal
+        ks = s._newest()
+        if ks is None or ks.phase is not KS.ACTIVE or not s.push_sent or s.peer_username is None:
+            return
+        self._issue_token(s.peer_username, now, ks)
 
     def _token_ok(self, password: str) -> bool:
         tok = self.s.issued_auth_token
         return tok is not None and hmac.compare_digest(to_bytes(password), to_bytes(tok))
 
-    def _auth_failed(self, ks: KeyState, first: bool, client_reason: str = "") -> None:
-        """AUTH_FAILED (`client_reason`: the text after its comma, shown by the client), then close."""
-        reason = (f"client refused: {client_reason}" if client_reason
+    def _auth_failed(self, ks: KeyState, first: bool, client_reason: str = "", why: str = "") -> None:
+        """AUTH_FAILED (`client_reason`: the text after its comma, shown by the client), then close;
+        `why`: the log's reason, when not the client's."""
+        reason = (f"client refused: {why or client_reason}" if why or client_reason
                   else "client failed username/password authentication") + ("" if first else " on renegotiation")
         s = self.s
         if not ks.sent_km:
@@ -416,9 +471,12 @@ class ServerRole:
             except PushDeferred:
                 return                             # resumed by Session.resume_push
 
+        generated = s.cfg.gen_token is not None and s.token_initial is not None
         for o in opts:
-            if o.startswith("auth-token "):
+            if o.startswith("auth-token ") and not generated:
                 s.issued_auth_token = o.split()[1] if len(o.split()) > 1 else None
+        if generated:
+            opts.append(f"auth-token {s.issued_auth_token}")
         flags = ["cc-exit"] if s.cc_exit else []
         if s.ekm:
             flags.append("tls-ekm")

@@ -51,6 +51,7 @@ from .compstub import compress_stub, decompress_stub
 from .control import CONTROL_BURST, ControlChannel
 from .datachannel import DataKey
 from .errors import BadPacket, ClientRefused, LocalProtocolError, PushError, RemoteProtocolError
+from .gentoken import TokenPolicy
 from .keys import EKM_LABEL, KEY_BLOCK_LEN, prf_key_block, split_key_block
 from .keystate import KS, KeyState
 from .opcodes import DATA_PID_RENEG_AT, NO_PEER_ID, OCC_EXIT, OCC_MAGIC, PID_MAX, PING_MAGIC, Op
@@ -130,6 +131,11 @@ class SessionConfig:
     push_options: Callable[["Session"], list[str]] | None = None
     verify_user: Callable[[str, str, str | None], bool] | None = None
     defer_auth: bool = False                      # server: emit AuthRequested instead of calling verify_user
+    # auth-gen-token (gentoken.py): the policy and key, and the wall clock its tokens carry (a
+    # token must stay checkable across restarts and on a server sharing the key), which the
+    # caller hands in with the policy (settings.server_settings: time.time)
+    gen_token: TokenPolicy | None = None
+    wall_clock: Callable[[], float] | None = None
     server_ekm: bool = True
 
 
@@ -165,6 +171,8 @@ class Session(ControlChannel):
         self.peer_common_name: str | None = None
         self.peer_username: str | None = None      # server: the username of the first handshake
         self.issued_auth_token: str | None = None   # server: an auth-token we pushed (renegotiation password)
+        self.token_initial: str | None = None       # server: this client's first generated token (its session id)
+        self.token_renew_at: float | None = None    # server: when the token is renewed between renegotiations
         # client: the server's auth-token, our password from now on (for the whole run when the
         # gateway shares one holder among its sessions)
         self.token = cfg.auth_token if cfg.auth_token is not None else AuthToken()
@@ -749,6 +757,8 @@ class Session(ControlChannel):
             elif lame.expires_at is not None and now >= lame.expires_at:
                 raise RemoteProtocolError(f"key {lame.key_id} expired (tran-window {self.cfg.tran_window} s after a "
                                           "failed renegotiation) and no new key was negotiated")
+        if self.token_renew_at is not None and now >= self.token_renew_at:
+            self.role.renew_token(now)
         if self.next_push_request is not None and now >= self.next_push_request:
             ks0 = self.keys.get(0)
             if ks0 is not None and ks0.phase == KS.PUSH:
@@ -869,6 +879,8 @@ class Session(ControlChannel):
                 d = min(d, ks.expires_at)
         if self.next_push_request is not None:
             d = min(d, self.next_push_request)
+        if self.token_renew_at is not None:
+            d = min(d, self.token_renew_at)
         if self._held_reset is not None:
             d = min(d, self._held_reset[0])
         lame = self.lame_session_key

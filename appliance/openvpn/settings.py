@@ -11,9 +11,10 @@ so both stay testable on their own.
 """
 from __future__ import annotations
 
+import time
 from typing import Callable
 
-from . import ciphers, keyfiles, wrapping
+from . import ciphers, gentoken, keyfiles, wrapping
 from .config import MSSFIX_DEFAULT, Options
 from .errors import ConfigError
 from .keyunlock import unlock as unlock_key
@@ -131,12 +132,26 @@ def client_session_config(opts: Options, proto: str, username: str = "", passwor
     return cfg
 
 
+_EPHEMERAL_TOKEN_KEY: list[bytes] = []
+
+
+def _ephemeral_token_key() -> bytes:
+    """auth-gen-token without auth-gen-token-secret: one random key for the life of the process.
+    Not one per settings build: a reload (SIGHUP) keeps its clients connected, and a new key would
+    make each one's token fail at its next renegotiation. A restart makes a new one, as OpenVPN."""
+    if not _EPHEMERAL_TOKEN_KEY:
+        _EPHEMERAL_TOKEN_KEY.append(gentoken.new_secret())
+    return _EPHEMERAL_TOKEN_KEY[0]
+
+
 def server_settings(opts: Options, ccd_loader=None, passdb_text: str | None = None,
-                    defer_auth: bool = False, tls: TlsSettings | None = None) -> ServerSettings:
+                    defer_auth: bool = False, tls: TlsSettings | None = None,
+                    wall_clock: Callable[[], float] = time.time) -> ServerSettings:
     """A server config → the dispatcher's settings (pool, pushes, per-client session configs).
     `defer_auth`: password checks come out as AuthRequested events for the caller to run off its
     event loop (the gateway does); otherwise sessions run them inline (engine tests). `tls`: the
-    TLS settings check_key_material made from `opts` (their CRL read once, not once more here)."""
+    TLS settings check_key_material made from `opts` (their CRL read once, not once more here).
+    `wall_clock`: the seconds since the epoch auth-gen-token's tokens carry (tests give their own)."""
     if opts.role != "server":
         raise ConfigError("not a server configuration (needs `server` or `mode server` + `tls-server`)")
     push = list(opts.push)
@@ -161,11 +176,18 @@ def server_settings(opts: Options, ccd_loader=None, passdb_text: str | None = No
     static_key = keyfiles.parse_static_key(opts.tls_auth or opts.tls_crypt) if kind in ("tls-auth", "tls-crypt") else None
     v2key = keyfiles.parse_tls_crypt_v2_server_key(opts.tls_crypt_v2) if kind == "tls-crypt-v2" else None
 
+    token_policy = None
+    if opts.auth_gen_token is not None and verify_user is not None:
+        lifetime, renewal = opts.auth_gen_token
+        token_policy = gentoken.TokenPolicy(opts.auth_gen_token_secret or _ephemeral_token_key(), lifetime,
+                                            renewal or opts.reneg_sec)
+
     def per_client(peer_id: int) -> SessionConfig:
         # The dispatcher wraps and unwraps control packets itself (one key per server or per client).
         cfg = session_config(opts, Role.SERVER, tls=tls, make_wrapper=lambda: None, peer_id=peer_id,
                              verify_user=None if defer_auth else verify_user)
         cfg.defer_auth = defer_auth and verify_user is not None
+        cfg.gen_token, cfg.wall_clock = token_policy, wall_clock
         return cfg
 
     return ServerSettings(

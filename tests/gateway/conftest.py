@@ -60,6 +60,9 @@ def client_conf(pki: dict, name: str = "client0", proto: str = "udp", protection
             + _blocks(pki, pki["clients"][name], protection))
 
 
+WALL0 = 1_800_000_000          # 2027-01-15, the fake wall clock's start
+
+
 class World:
     """One MemoryNet, one clock, a server and any number of clients, stepped together."""
 
@@ -76,7 +79,8 @@ class World:
                    ignore_scripts: bool = False, opts=None, **auth_limits) -> ServerGateway:
         """`opts`: already parsed (an appliance TOML's [vpn] profile), instead of `conf`."""
         opts = opts or parse_config(conf, path, ignore_scripts=ignore_scripts)
-        st = server_settings(opts, None, passdb, defer_auth=True)
+        # Tokens (auth-gen-token) carry wall-clock seconds: the fake clock's, from a fixed date.
+        st = server_settings(opts, None, passdb, defer_auth=True, wall_clock=lambda: WALL0 + self.clock())
         self.server_net = FakeServerNet(self.net)
         self.server_ports = MemoryPorts(self.net, SERVER_IP)
         auth = AuthChecker(st.verify_user, self.clock, inline=True, **auth_limits) if st.verify_user else None

@@ -1,6 +1,8 @@
 """The features behind some of OpenVPN's 2023-2026 security fixes do not exist here, and a config
-that asks for one fails at its line rather than running without it: the server's auth-gen-token
-(423afa8e, CVE-2026-13122: tokens of the right prefix and a wrong length), tls-crypt-v2-verify and
+that asks for one fails at its line rather than running without it: auth-gen-token's external-auth
+(423afa8e, CVE-2026-13122: the session of an invalid token kept for the external verdict; the
+tokens themselves are made and checked since 2026-12-03, tests/engine/test_auth_token_forms.py
+with the fix's token forms), tls-crypt-v2-verify and
 tls-crypt-v2-max-age (bc5ec987, CVE-2026-12932), management-signal and
 management-forget-disconnect (4bf05d48), capath (2befad4d's CRL mixups), management-client-auth.
 Each decides who may connect or what an operator's action does: never accepted and ignored."""
@@ -14,7 +16,7 @@ from appliance.openvpn.errors import ConfigError
 from tests.gateway.conftest import pki, server_conf  # noqa: F401 - pki: the fixture
 
 
-@pytest.mark.parametrize("line", ["auth-gen-token 3600", "auth-gen-token 0 external-auth", "tls-crypt-v2-verify /bin/true",
+@pytest.mark.parametrize("line", ["auth-gen-token 0 external-auth", "tls-crypt-v2-verify /bin/true",
                                   "tls-crypt-v2-max-age 30", "management-signal", "management-forget-disconnect",
                                   "capath /etc/ssl/certs", "management-client-auth"])
 def test_a_server_config_asking_for_it_fails_at_its_line(pki, line):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import os
 
-from .. import ciphers
+from .. import ciphers, gentoken
 from ..keymethod import USER_PASS_LEN
 from ..peernames import from_peer, to_bytes
 from ..regular_file import NOT_REGULAR, PASSWORD_DB, size_problem
@@ -295,6 +295,41 @@ def _auth_user_pass_verify(p: ParseState, d: str, a: list[str], inline: str | No
         p.err(d, f"cannot read {a[0]}: {big}")
         return
     p.set("auth_user_pass_verify", (path, a[1]))
+
+
+@reg.apply("auth-gen-token", why="server: after a password check, push a session token the client sends "
+           "instead of its password at renegotiations and reconnects", sets=("auth_gen_token",), used_by="server",
+           nargs=(0, 3), access=True)
+def _auth_gen_token(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
+    # OpenVPN 2.6 (options.c): `auth-gen-token [lifetime] [renewal-time] [external-auth]`.
+    lifetime = p.int_arg(d, a[0], 0, 2**31) if a else 0
+    renewal = 0
+    for i, v in enumerate(a[1:], start=1):
+        if i == 1 and v.isdigit():
+            renewal = p.int_arg(d, v, 1, 2**31) or 0
+        elif v == "external-auth":
+            # There, the token's verdict goes to an external authenticator (script, plugin,
+            # management-client-auth) that decides; ours checks a password file and has none.
+            p.err(d, "external-auth hands the token's verdict to an external authenticator (script, plugin "
+                     "or management-client-auth), which this server does not run: remove it (tokens are then "
+                     "checked here)")
+        else:
+            p.err(d, f"invalid argument {v!r} (expects [lifetime] [renewal-time])")
+    if lifetime is not None:
+        p.set("auth_gen_token", (lifetime, renewal))
+
+
+@reg.apply("auth-gen-token-secret", why="server: the key of auth-gen-token's tokens, shared by servers that honour "
+           "each other's tokens and kept across restarts", sets=("auth_gen_token_secret",), used_by="server",
+           nargs=(1, 1), access=True, inline=True, show={"auth_gen_token_secret": _secret})
+def _auth_gen_token_secret(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
+    text = p.text(d, a[0], inline)
+    if text is None:
+        return
+    try:
+        p.set("auth_gen_token_secret", gentoken.parse_secret(text))
+    except ValueError as e:
+        p.err(d, str(e))
 
 
 @reg.apply("client-config-dir", why="server: per-client files named by common name", sets=("client_config_dir",),

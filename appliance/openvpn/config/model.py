@@ -156,6 +156,8 @@ class Options:
     connect_freq_initial: tuple[int, int] = (100, 10)    # connect-freq-initial N SEC: stateless replies
     verify_client_cert: str = "require"
     auth_user_pass_verify: tuple[str, str] | None = None
+    auth_gen_token: tuple[int, int] | None = None      # (lifetime, renewal); renewal 0: reneg-sec
+    auth_gen_token_secret: bytes | None = None         # its HMAC key (gentoken.parse_secret)
     client_config_dir: str | None = None
     ccd_exclusive: bool = False
     username_as_common_name: bool = False

@@ -197,7 +197,8 @@ SERVER_ONLY = {"push": "push", "client_to_client": "client-to-client", "max_clie
                "duplicate_cn": "duplicate-cn", "connect_freq": "connect-freq",
                "connect_freq_initial": "connect-freq-initial", "ifconfig_pool": "ifconfig-pool",
                "ifconfig_pool_persist": "ifconfig-pool-persist", "client_connect": "client-connect",
-               "client_disconnect": "client-disconnect", "management": "management"}
+               "client_disconnect": "client-disconnect", "management": "management",
+               "auth_gen_token": "auth-gen-token", "auth_gen_token_secret": "auth-gen-token-secret"}
 
 
 def finish(p: ParseState) -> None:
@@ -238,6 +239,23 @@ def finish(p: ParseState) -> None:
             p.err("server", "a server needs `server NETWORK NETMASK` (or ifconfig-pool)", None)
         if (o.cert is None or o.key is None) and o.pkcs12 is None:
             p.err("cert", "a server needs cert and key (or pkcs12)", None)
+        if o.auth_gen_token is not None:
+            # As OpenVPN 2.6 (options.c): renewal defaults to reneg-sec, and a token must outlive
+            # two key negotiations' windows; without renegotiation by time it would never renew.
+            lifetime, renewal = o.auth_gen_token
+            if not o.reneg_sec:
+                p.err("auth-gen-token", "needs a reneg-sec other than 0 (tokens are renewed at renegotiations)",
+                      line("auth_gen_token"))
+            else:
+                renewal = renewal or o.reneg_sec
+                o.auth_gen_token = (lifetime, renewal)
+                if renewal < 2 * o.hand_window:      # checked after the default, as OpenVPN 2.6
+                    p.err("auth-gen-token", f"renewal time {renewal} s (reneg-sec's unless given) must be at "
+                          f"least twice hand-window ({2 * o.hand_window} s)", line("auth_gen_token"))
+            if o.auth_user_pass_verify is None:
+                p.line = line("auth_gen_token")
+                p.note("auth-gen-token", "no password is checked (no auth-user-pass-verify), so no token is "
+                       "issued (as OpenVPN)")
     else:
         o.role = "client"
         if not (o.tls_client or o.client):
