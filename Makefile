@@ -65,23 +65,27 @@ $(VENV)/.installed: pyproject.toml setup.py $(wildcard appliance/native/*.c appl
 	$(PY) -m pip install -q -e '.[test]'
 	touch $@
 
-# The suite in two runs side by side: the VM tests (tests/vm) one at a time in one pytest -- they
-# share the image build in image/out and one TCG guest at a time is what 2 cores carry -- and
-# everything else in PYTEST_WORKERS pytest-xdist workers beside it (most of that time is waiting on
-# namespaces and peers: 872 CPU-s in 1,535 wall-s with two workers, 0.57 of a core; three brought
-# that half from 23:41 to 18:31 in a fresh-clone CI on 2026-12-03, the VM half then the longer,
-# 22:25); a file stays on one worker,
-# in order, as its module-scoped labs expect; the longest files first (tests/conftest.py LONG_FILES,
-# hence --no-loadscope-reorder: xdist's own order is by number of tests). The VM run's output is
-# printed when both are done, each with its slowest tests (CI's wall time is held under 25 min).
-# With PYTEST_ARGS (a selection) or PYTEST_WORKERS=0: one serial run.
+# The suite in two runs side by side: the VM tests (tests/vm) in VM_WORKERS pytest-xdist workers
+# -- they share the kernel compile and the build cache in image/out (image/build.py locks them), each
+# file its own namespaces, TAPs and private libvirtd -- and everything else in PYTEST_WORKERS
+# workers beside it (most of that time is waiting on namespaces and peers: 872 CPU-s in 1,535
+# wall-s with two workers, 0.57 of a core; three brought that half from 23:41 to 18:31 in a
+# fresh-clone CI on 2026-12-03). The VM half is the long pole: the kernel's compile, then ~700 s of
+# TCG guests, one at a time until 2026-12-03 (one core idle once the other half was done), two at a
+# time since. A file stays on one worker, in order, as its module-scoped labs expect; the longest
+# files first (tests/conftest.py LONG_FILES, hence --no-loadscope-reorder: xdist's own order is by
+# number of tests). The VM run's output is printed when both are done, each with its slowest tests
+# (CI's wall time is held under 25 min). With PYTEST_ARGS (a selection) or PYTEST_WORKERS=0: one
+# serial run.
 PYTEST_WORKERS ?= 3
+VM_WORKERS ?= 2
+XDIST := --dist loadfile --no-loadscope-reorder
 test: setup
 	@if [ -n "$(strip $(PYTEST_ARGS))" ] || [ "$(PYTEST_WORKERS)" = 0 ]; then \
 	  exec $(BIN)/pytest -q -p no:xdist $(PYTEST_ARGS); fi; \
 	log=$$(mktemp /tmp/vm-tests.XXXXXX); \
-	$(BIN)/pytest -q -p no:xdist --durations=8 tests/vm > $$log 2>&1 & vm=$$!; \
-	$(BIN)/pytest -q -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=15 --ignore=tests/vm; rest=$$?; \
+	$(BIN)/pytest -q -n $(VM_WORKERS) $(XDIST) --durations=8 tests/vm > $$log 2>&1 & vm=$$!; \
+	$(BIN)/pytest -q -n $(PYTEST_WORKERS) $(XDIST) --durations=15 --ignore=tests/vm; rest=$$?; \
 	wait $$vm; vmrc=$$?; echo "== the VM tests (tests/vm), run beside the above:"; cat $$log; rm -f $$log; \
 	echo "== exit status: tests/vm $$vmrc, the rest $$rest"; [ $$rest = 0 ] && [ $$vmrc = 0 ]
 

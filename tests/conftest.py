@@ -88,6 +88,18 @@ LONG_FILES: dict[str, int] = {
     "tests/interop/test_lan_attacks.py": 61,
     "tests/interop/test_mgmt_lan_vs_openvpn.py": 36,
     "tests/interop/test_wan_renumber_tunnel.py": 34,
+    # the VM files on their own two workers (the Makefile's VM_WORKERS), at ci22c's figures without
+    # the first file's wait for the kernel (2026-12-03): about the same total on each worker
+    "tests/vm/test_power_button.py": 127,
+    "tests/vm/test_image.py": 119,
+    "tests/vm/test_modes.py": 81,
+    "tests/vm/test_wan_outage.py": 73,
+    "tests/vm/test_attacks.py": 70,
+    "tests/vm/test_router.py": 69,
+    "tests/vm/test_disk_image.py": 62,
+    "tests/vm/test_libvirt.py": 48,
+    "tests/vm/test_vm_outputs.py": 33,
+    "tests/vm/test_vm_mgmt_lan.py": 27,
 }
 ROOT = Path(__file__).resolve().parents[1]
 

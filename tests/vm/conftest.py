@@ -20,12 +20,19 @@ def pytest_collection_modifyitems(items):
 
 
 FIGURES: list[str] = []
+FIGURE = "vm-figure"
 
 
 @pytest.fixture
-def figure():
-    """figure("boot to tunnel under tcg: 14.2 s") keeps a line for the summary."""
-    return FIGURES.append
+def figure(request):
+    """figure("boot to tunnel under tcg: 14.2 s") keeps a line for the summary. Kept in the test's
+    user_properties, which pytest-xdist carries from a worker to the controller with the report."""
+    return lambda line: request.node.user_properties.append((FIGURE, line))
+
+
+def pytest_runtest_logreport(report):
+    if report.when == "teardown":
+        FIGURES.extend(value for key, value in report.user_properties if key == FIGURE)
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
