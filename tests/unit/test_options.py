@@ -217,12 +217,14 @@ def test_good_client_base_is_valid():
     assert o.remotes == [Remote("198.18.0.1", 1194, "udp")] and o.ca == b"X\n"
 
 
-def test_connection_block_rejected_at_its_opening_line():
+def test_connection_block_beside_a_remote_line_is_refused_at_that_line():
+    """OpenVPN 2.6 would use the block and drop the remote line silently (test_connection_blocks.py)."""
     text = GOOD_CLIENT + "<connection>\nremote 198.18.0.9 1194\n</connection>\nverb 4\n"
     with pytest.raises(ConfigError) as ei:
         parse_config(text, "/p/c.ovpn", _no_files)
     errs = _errors(ei.value)
-    assert [str(e) for e in errs][0].startswith(f"/p/c.ovpn:{GOOD_LINES + 1}: connection: ")
+    line = GOOD_CLIENT.splitlines().index("remote 198.18.0.1 1194") + 1
+    assert [str(e) for e in errs][0].startswith(f"/p/c.ovpn:{line}: remote: beside <connection> blocks")
     assert len(errs) == 1
 
 

@@ -71,6 +71,7 @@ class Options:
     tls_server: bool = False
     mode: str = "p2p"
     remotes: list[Remote] = field(default_factory=list)
+    connection_remotes: list[Remote] = field(default_factory=list)   # <connection> blocks' (they replace remotes)
     remote_random: bool = False
     connect_retry: float = 1.0
     connect_retry_max: float = 300.0

@@ -142,6 +142,10 @@ class ParseState:
         if inline is not None and not entry.inline:
             self.err(d, "unknown inline block")
             return
+        if d in CONNECTION_ENTRY and self.o.connection_remotes:
+            self.err(d, "after a <connection> block OpenVPN 2.6 ignores it (\"ignored by previous <connection> "
+                        "blocks\"): give it before the blocks, or inside one")
+            return
         if entry.kind is Kind.REFUSE:
             self.err(d, entry.why)
             return
@@ -191,6 +195,15 @@ def _as_text(text: str) -> str:
     return to_bytes(text).decode("utf-8", "replace") if _NOT_UTF8.search(text) else text
 
 
+# OpenVPN 2.6's connection-entry options (options.c, OPT_P_CONNECTION): each <connection> block
+# copies them as they stand at its line, so after the first block they change nothing there.
+CONNECTION_ENTRY = frozenset((
+    "local remote connect-retry connect-timeout server-poll-timeout connect-retry-max float link-mtu udp-mtu "
+    "tun-mtu tun-mtu-max tun-mtu-extra max-packet-size mtu-dynamic fragment mtu-disc port lport rport bind nobind "
+    "proto http-proxy http-proxy-retry socks-proxy-retry http-proxy-timeout http-proxy-option socks-proxy "
+    "explicit-exit-notify mssfix key-direction tls-auth tls-crypt tls-crypt-v2").split())
+
+
 # Options field -> the directive that sets it, for the server-only settings a client config may
 # not carry (besides the access ones finish() names itself).
 SERVER_ONLY = {"push": "push", "client_to_client": "client-to-client", "max_clients": "max-clients",
@@ -223,6 +236,14 @@ def finish(p: ParseState) -> None:
         o.remotes.append(Remote(a[0], port, proto, family))
     if o.remotes:
         o.source["remotes"] = (p.path, p.remote_lines[0][0])
+    if o.connection_remotes:
+        if p.remote_lines:
+            # OpenVPN 2.6 uses the blocks and drops these without a word (options.c, remote_list
+            # only without connection_list): a server the user listed would never be tried.
+            p.err("remote", "beside <connection> blocks a `remote` line is ignored by OpenVPN 2.6: "
+                  "put it in a <connection> block of its own", p.remote_lines[0][0])
+        o.remotes = list(o.connection_remotes)
+        o.source["remotes"] = o.source["connection_remotes"]
     server = o.mode == "server" or o.server is not None
     line = lambda n: o.source.get(n, (p.path, None))[1]  # noqa: E731
     if server and o.client:
@@ -239,6 +260,9 @@ def finish(p: ParseState) -> None:
             p.err("server", "a server needs `server NETWORK NETMASK` (or ifconfig-pool)", None)
         if (o.cert is None or o.key is None) and o.pkcs12 is None:
             p.err("cert", "a server needs cert and key (or pkcs12)", None)
+        if o.connection_remotes:
+            p.err("connection", "a <connection> block is a client's; this is a server config",
+                  o.source["connection_remotes"][1])
         if o.auth_gen_token is not None:
             # As OpenVPN 2.6 (options.c): renewal defaults to reneg-sec, and a token must outlive
             # two key negotiations' windows; without renegotiation by time it would never renew.
