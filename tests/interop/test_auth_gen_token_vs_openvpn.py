@@ -115,3 +115,26 @@ def test_after_its_lifetime_the_client_logs_in_with_its_password_again(lab, proc
     assert "AUTH_FAILED,SESSION: token expired" in log or "SESSION: token expired" in log, log[-4000:]
     if checks is not None:
         assert checks.read_text().splitlines()[:2] == [f"alice {GOOD}"] * 2
+
+
+@pytest.mark.parametrize("server", ["openvpn", "ours"])
+def test_renewals_between_renegotiations_keep_openvpns_client_able_to_reconnect(lab, procs, server):
+    """`auth-gen-token 0 10` under reneg-sec 300: the token is good for 20 s after it was issued,
+    so 35 s after the login only a renewal pushed on its own ("PUSH_REPLY,auth-token ...", no
+    renegotiation in between) can log the client in again; its file holds a wrong password."""
+    import os
+    import signal
+    import time
+    srv, checks = _server(lab, server, f"srv-renew-{server}", "auth-gen-token 0 10\nreneg-sec 300\nhand-window 5\n")
+    procs.append(srv)
+    cli, creds = _client(lab, f"cli-renew-{server}")
+    procs.append(cli)
+    assert cli.wait_count(UP, 1, timeout=30), cli.log()[-3000:]
+    creds.write_text("alice\nused-up\n")
+    time.sleep(35)
+    assert cli.log().count("Control Channel:") == 1, "a renegotiation happened: not the renewal timer's test"
+    os.kill(cli.p.pid, signal.SIGUSR1)
+    assert cli.wait_count(UP, 2, timeout=40), cli.log()[-4000:]
+    assert "AUTH_FAILED" not in cli.log(), cli.log()[-3000:]
+    if checks is not None:
+        assert checks.read_text().splitlines() == [f"alice {GOOD}"]
