@@ -18,7 +18,7 @@ import pytest
 from appliance.openvpn import gentoken
 from appliance.openvpn.config import ConfigError, parse_config
 from tests.gateway.conftest import WALL0, World, client_conf, server_conf
-from tests.gateway.test_auth_nocache import PASSDB, SERVER_EXTRA, _client, _logged_in, _up
+from tests.gateway.test_auth_nocache import PASSDB, SERVER_EXTRA, _client, _logged_in, _up, _up_from_file
 from tests.gateway.test_client_sigusr1 import _signal
 
 SECRET = """-----BEGIN OpenVPN auth-token server key-----
@@ -31,13 +31,7 @@ hzleQJhgyLgJ+e6bDkvlbvQFzjD8r6mZxX2OlPhBJvU=
 def _world(pki, tmp_path, server_extra: str = "auth-gen-token\n", client_extra: str = "reneg-sec 0\n"):
     """PASSDB, auth-gen-token on the server; a client reading alice/first from a file with
     auth-nocache, tunnel up: (world, client, its file)."""
-    creds = tmp_path / "creds.txt"
-    creds.write_text("alice\nfirst\n")
-    w = World()
-    w.add_server(server_conf(pki, extra=SERVER_EXTRA + server_extra), PASSDB)
-    c = _client(w, pki, creds, True, client_extra)
-    assert w.run(lambda: _up(c), max_time=30)
-    return w, c, creds
+    return _up_from_file(pki, tmp_path, True, server_extra=server_extra, extra=client_extra)
 
 
 def _session(w: World):

@@ -57,20 +57,29 @@ def _server(lab, kind: str, name: str, extra: str):
     return srv, None
 
 
-def _client(lab, name: str):
+def _client(lab, procs, name: str):
+    """OpenVPN's client reading alice/GOOD from a file, with auth-nocache, tunnel up: (process, its file)."""
     creds = lab.write(f"{name}-creds.txt", f"alice\n{GOOD}\n")
     cli = lab.openvpn(lab.cli, client_profile(lab.pki, "udp", extra=f"auth-user-pass {creds}\nauth-nocache\n"),
                       name, wait=0)
+    procs.append(cli)
+    assert cli.wait_count(UP, 1, timeout=30), cli.log()[-3000:]
     return cli, creds
+
+
+def _both(lab, procs, server: str, name: str, extra: str):
+    """_server(...) and _client(...), both up: (server's checks or None, client, its file)."""
+    srv, checks = _server(lab, server, f"srv-{name}-{server}", extra)
+    procs.append(srv)
+    return (checks, *_client(lab, procs, f"cli-{name}-{server}"))
 
 
 @pytest.mark.parametrize("server", ["openvpn", "ours"])
 def test_openvpns_client_stays_in_on_the_token_through_renegotiations(lab, procs, server):
-    srv, checks = _server(lab, server, f"srv-reneg-{server}", "auth-gen-token\nreneg-sec 10\nhand-window 5\n")
-    procs.append(srv)
-    cli, creds = _client(lab, f"cli-reneg-{server}")
-    procs.append(cli)
-    assert cli.wait_count(UP, 1, timeout=30), cli.log()[-3000:]
+    # Renewal 60 s: each token holds 120 s whatever the renewals do. With renewal at reneg-sec's 10 s
+    # (20 s per token), OpenVPN's own server failed this test once in three: its client logged no
+    # renewal at the first renegotiation, and the second, at 21 s, carried the first token (expired).
+    checks, cli, creds = _both(lab, procs, server, "reneg", "auth-gen-token 0 60\nreneg-sec 10\nhand-window 5\n")
     creds.write_text("alice\nused-up\n")
     # The first key, then one per renegotiation: three more in ~30 s.
     assert cli.wait_count("Control Channel:", 4, timeout=60), cli.log()[-4000:]
@@ -89,9 +98,7 @@ def test_a_token_of_one_server_logs_in_on_the_other_with_the_same_secret(lab, pr
     extra = f"auth-gen-token\nauth-gen-token-secret {secret}\nreneg-sec 120\n"
     a, _ = _server(lab, first, f"srv-a-{first}", extra)
     procs.append(a)
-    cli, creds = _client(lab, f"cli-cross-{first}")
-    procs.append(cli)
-    assert cli.wait_count(UP, 1, timeout=30), cli.log()[-3000:]
+    cli, creds = _client(lab, procs, f"cli-cross-{first}")
     creds.write_text("alice\nused-up\n")
     a.stop()
     b, checks = _server(lab, second, f"srv-b-{second}", extra)
@@ -105,11 +112,7 @@ def test_a_token_of_one_server_logs_in_on_the_other_with_the_same_secret(lab, pr
 
 @pytest.mark.parametrize("server", ["openvpn", "ours"])
 def test_after_its_lifetime_the_client_logs_in_with_its_password_again(lab, procs, server):
-    srv, checks = _server(lab, server, f"srv-life-{server}", "auth-gen-token 25\nreneg-sec 10\nhand-window 5\n")
-    procs.append(srv)
-    cli, creds = _client(lab, f"cli-life-{server}")
-    procs.append(cli)
-    assert cli.wait_count(UP, 1, timeout=30), cli.log()[-3000:]
+    checks, cli, creds = _both(lab, procs, server, "life", "auth-gen-token 25\nreneg-sec 10\nhand-window 5\n")
     assert cli.wait_count(UP, 2, timeout=70), cli.log()[-4000:]
     log = cli.log()
     assert "AUTH_FAILED,SESSION: token expired" in log or "SESSION: token expired" in log, log[-4000:]
@@ -125,11 +128,7 @@ def test_renewals_between_renegotiations_keep_openvpns_client_able_to_reconnect(
     import os
     import signal
     import time
-    srv, checks = _server(lab, server, f"srv-renew-{server}", "auth-gen-token 0 10\nreneg-sec 300\nhand-window 5\n")
-    procs.append(srv)
-    cli, creds = _client(lab, f"cli-renew-{server}")
-    procs.append(cli)
-    assert cli.wait_count(UP, 1, timeout=30), cli.log()[-3000:]
+    checks, cli, creds = _both(lab, procs, server, "renew", "auth-gen-token 0 10\nreneg-sec 300\nhand-window 5\n")
     creds.write_text("alice\nused-up\n")
     time.sleep(35)
     assert cli.log().count("Control Channel:") == 1, "a renegotiation happened: not the renewal timer's test"
