@@ -3,6 +3,7 @@ are renamed, a broken config refused with file:line (by `config-disk` and by the
 FAT label probe PID 1 uses, and the volume `config-disk` writes (Debian's dosfstools + mtools)."""
 from __future__ import annotations
 
+import base64
 import datetime
 import os
 import secrets
@@ -373,3 +374,26 @@ def test_an_encrypted_key_its_askpass_file_and_a_nocache_password_file_reach_the
     o = cfg.vpn_options
     assert serialization.load_pem_private_key(o.key, None).public_key() == key.public_key()
     assert o.auth_user_pass is None and o.auth_user_pass_file == str(target / "auth.txt")
+
+
+def test_an_auth_gen_token_secret_reaches_the_server_vm(tmp_path, pki):
+    """auth-gen-token-secret: the VM's server must sign with the operator's key (so tokens outlive
+    a reboot and pass between servers that share it), not a random one of its own."""
+    from appliance.openvpn import gentoken
+    raw = bytes(range(128))
+    b64 = base64.b64encode(raw).decode()
+    (tmp_path / "token.key").write_text(f"-----BEGIN {gentoken.PEM_NAME}-----\n{b64[:64]}\n{b64[64:]}\n"
+                                        f"-----END {gentoken.PEM_NAME}-----\n")
+    r = subprocess.run([sys.executable, "-m", "appliance", "passwd", "alice"], input="pw\n",
+                       capture_output=True, text=True, cwd=REPO, timeout=60)
+    (tmp_path / "users.db").write_text(r.stdout)
+    toml = _server(tmp_path, pki, f"auth-user-pass-verify {tmp_path}/users.db passdb\n"
+                                  f"auth-gen-token 0 600\nauth-gen-token-secret {tmp_path}/token.key\n")
+    b = collect(toml)
+    assert "auth-gen-token-secret token.key\n" in b.files["server.ovpn"].decode()
+    target = tmp_path / "etc"
+    write_dir(b, target)
+    cfg = load_appliance_config(str(target / "appliance.toml"))
+    validate_runtime(cfg)
+    assert cfg.vpn_options.auth_gen_token_secret == raw[64:96]
+    assert cfg.vpn_options.auth_gen_token == (0, 600)
