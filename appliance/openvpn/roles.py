@@ -388,6 +388,12 @@ class ServerRole:
         assert s.cfg.gen_token is not None and s.cfg.wall_clock is not None
         verdict = s.cfg.gen_token.verify(km.password, to_bytes(km.username), int(s.cfg.wall_clock()),
                                          s.token_initial)
+        if verdict is Verdict.VALID and s.cfg.token_user_known is not None and not s.cfg.token_user_known(km.username):
+            # Taken out of the password file (and the server reloaded): her token must not do
+            # what her password no longer does. OpenVPN's SIGHUP gets there by a new ephemeral key.
+            s._count("auth-token of a user not in the password file")
+            self._auth_failed(ks, first, why="auth-token of a user not in the password file")
+            return
         if verdict is not Verdict.VALID:
             s._count(f"auth-token {verdict.value}")
             # An expired token says so (AUTH_FAILED,SESSION:...): OpenVPN's client, and ours,

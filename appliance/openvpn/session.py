@@ -136,6 +136,9 @@ class SessionConfig:
     # caller hands in with the policy (settings.server_settings: time.time)
     gen_token: TokenPolicy | None = None
     wall_clock: Callable[[], float] | None = None
+    # ... and whether the password file (as last read: a reload hands kept sessions the new one)
+    # still holds a token's user: one taken out of it is refused, token or not
+    token_user_known: Callable[[str], bool] | None = None
     server_ekm: bool = True
 
 

@@ -166,10 +166,12 @@ def server_settings(opts: Options, ccd_loader=None, passdb_text: str | None = No
             start, end = opts.ifconfig_pool[0], opts.ifconfig_pool[1]
         pool = AddressPool(net, mask, opts.topology or "net30", start, end)
     verify_user = None
+    user_known = None
     if opts.auth_user_pass_verify:
         if passdb_text is None:
             raise ConfigError("auth-user-pass-verify: password file not loaded")
-        verify_user = PasswordDb.parse(passdb_text, opts.auth_user_pass_verify[0]).verify
+        passdb = PasswordDb.parse(passdb_text, opts.auth_user_pass_verify[0])
+        verify_user, user_known = passdb.verify, passdb.users.__contains__
     if tls is None:
         tls = tls_settings(opts, True)
     kind = protection(opts)
@@ -188,6 +190,7 @@ def server_settings(opts: Options, ccd_loader=None, passdb_text: str | None = No
                              verify_user=None if defer_auth else verify_user)
         cfg.defer_auth = defer_auth and verify_user is not None
         cfg.gen_token, cfg.wall_clock = token_policy, wall_clock
+        cfg.token_user_known = user_known if token_policy is not None else None
         return cfg
 
     return ServerSettings(
