@@ -29,8 +29,8 @@ from appliance.openvpn import gentoken
 from appliance.openvpn.passdb import hash_password
 from appliance.openvpn.settings import server_settings
 from tests.gateway.conftest import WALL0, World, client_conf, server_conf
-from tests.gateway.test_auth_gen_token import SECRET
-from tests.gateway.test_auth_nocache import PASSDB, SERVER_EXTRA, _client, _logged_in, _up
+from tests.gateway.test_auth_gen_token import SECRET, _world
+from tests.gateway.test_auth_nocache import PASSDB, _client, _logged_in, _up
 from tests.gateway.test_client_sigusr1 import _signal
 
 
@@ -40,16 +40,6 @@ def _sid(token: str) -> bytes:
 
 def _session_of(w: World, user: str):
     return next(r.session for r in w.server.d.clients if r.session.peer_username == user)
-
-
-def _world(pki, tmp_path, server_extra: str, client_extra: str = "reneg-sec 0\n"):
-    creds = tmp_path / "creds.txt"
-    creds.write_text("alice\nfirst\n")
-    w = World()
-    w.add_server(server_conf(pki, extra=SERVER_EXTRA + server_extra), PASSDB)
-    c = _client(w, pki, creds, True, client_extra)
-    assert w.run(lambda: _up(c), max_time=30)
-    return w, c, creds
 
 
 # ------------------------------------------------------------------ hostile clients
