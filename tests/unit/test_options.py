@@ -567,3 +567,17 @@ def test_log_log_append_and_writepid_are_kept_for_the_host_run():
     assert any("a log file was named before" in n for n in o.notes)
     o = parse_config(GOOD_CLIENT + "log-append /var/log/x.log\n", "/p/c.ovpn", _no_files)
     assert o.log_file == ("/var/log/x.log", True)
+
+
+@pytest.mark.parametrize("line", ["remote 198.18.0.9", "nobind", "pull", "redirect-gateway def1", "route-delay 5",
+                                  "auth-user-pass", "up-delay", "allow-recursive-routing"])
+def test_client_directives_openvpn_refuses_in_a_server_config_fail_at_their_line(line):
+    """Accepted, they did nothing in a server config (no remote dialled, no credentials sent, no
+    gateway redirected); Debian's OpenVPN 2.6.14 refuses each of them there."""
+    text = ("mode server\ntls-server\ndev tun\ntopology subnet\nserver 198.19.0.0 255.255.255.0\n<ca>\nX\n</ca>\n"
+            "cert s.crt\nkey s.key\ndh none\n" + line + "\nverb 3\n")
+    with pytest.raises(ConfigError) as ei:
+        parse_config(text, "/p/s.conf", _no_files)
+    at = text.splitlines().index(line) + 1
+    msgs = [str(e) for e in _errors(ei.value)]
+    assert f"/p/s.conf:{at}: {line.split()[0]}: cannot be used in a server config" in "\n".join(msgs), msgs

@@ -53,6 +53,7 @@ class ParseState:
         self.pending_inline: dict[str, int] = {}     # `X [inline]` lines still waiting for <X>
         self.line = 0
         self.current: Directive | None = None
+        self.seen: dict[str, int] = {}              # directive -> the line it first appears on
 
     # -- helpers for handlers
     def err(self, directive: str, msg: str, line: "int | None | object" = ...) -> None:
@@ -132,6 +133,7 @@ class ParseState:
     # -- dispatch
     def dispatch(self, tokens: list[str], inline: str | None) -> None:
         d, a = tokens[0].lower(), tokens[1:]
+        self.seen.setdefault(d, self.line)
         entry = self.table.get(d)
         if entry is None:
             if d in self.ignore_unknown:
@@ -193,6 +195,13 @@ _NOT_UTF8 = re.compile("[\udc80-\udcff]")
 def _as_text(text: str) -> str:
     """`text` with each byte that was not UTF-8 made U+FFFD."""
     return to_bytes(text).decode("utf-8", "replace") if _NOT_UTF8.search(text) else text
+
+
+# Client directives OpenVPN 2.6 refuses in a server config (options.c, options_postprocess_verify_ce;
+# checked with Debian's 2.6.14), with a hint where it gives one.
+NOT_IN_SERVER = {"pull": "", "remote": "", "nobind": "", "redirect-gateway":
+                 ": push \"redirect-gateway ...\" is what makes clients use it", "route-delay": "", "up-delay": "",
+                 "allow-recursive-routing": "", "auth-user-pass": ": it belongs in the client's config"}
 
 
 # OpenVPN 2.6's connection-entry options (options.c, OPT_P_CONNECTION): each <connection> block
@@ -263,6 +272,11 @@ def finish(p: ParseState) -> None:
         if o.connection_remotes:
             p.err("connection", "a <connection> block is a client's; this is a server config",
                   o.source["connection_remotes"][1])
+        for d, why in NOT_IN_SERVER.items():
+            # Accepted, they did nothing here (no remote is dialled, no credentials sent, no
+            # gateway redirected); OpenVPN 2.6 refuses them in a server config.
+            if d in p.seen:
+                p.err(d, f"cannot be used in a server config (OpenVPN 2.6 refuses it there too){why}", p.seen[d])
         if o.auth_gen_token is not None:
             # As OpenVPN 2.6 (options.c): renewal defaults to reneg-sec, and a token must outlive
             # two key negotiations' windows; without renegotiation by time it would never renew.
