@@ -212,6 +212,23 @@ class Proc:
         return self.p.returncode
 
 
+def wait_oper_up(ns: str, dev: str, within: float = 30.0) -> None:
+    """Wait until `dev` in namespace `ns` is operationally up. A veth's carrier comes at once, but
+    the kernel's link watcher, which swaps the device's drop-everything qdisc for a real one and
+    tells IPv6 the link is ready, runs later: a datagram, ARP or neighbour solicitation sent before
+    is dropped without a word. Under load (the CI's TCG guests beside the suite) that took over 3 s
+    once, and a single-datagram test timed out."""
+    end = time.monotonic() + within
+    while True:
+        r = subprocess.run(["ip", "-n", ns, "-j", "link", "show", "dev", dev], capture_output=True, text=True,
+                           timeout=10)
+        if r.returncode == 0 and json.loads(r.stdout or "[]")[0].get("operstate") == "UP":
+            return
+        if time.monotonic() > end:
+            raise AssertionError(f"{dev} in {ns} not up within {within:.0f} s: {r.stdout or r.stderr}")
+        time.sleep(0.05)
+
+
 def wait_for_text(path: Path, text: str, timeout: float) -> bool:
     """Whether `text` appears in the file at `path` within `timeout` s (a log a process writes itself,
     with `log FILE`, instead of to the stdout Proc watches)."""
@@ -364,7 +381,7 @@ class Lab:
         listen_ip = bind_ip if not reverse else self._tun_ip(client_ns)
         recv = self.start(recv_ns, [py, "-c", _RECEIVER, listen_ip, str(port), str(nbytes)], f"recv-{port}")
         try:
-            if not recv.wait_for("listening", 10):
+            if not recv.wait_for("listening", 60):
                 return 0.0
             r = send_ns.run(f"{py} -c '{_SENDER}' {listen_ip} {port} {nbytes}", check=False, timeout=120)
             if not recv.wait_for(r"(?m)^(ok|short) ", 60) or r.returncode != 0:

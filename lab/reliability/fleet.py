@@ -174,7 +174,7 @@ class Fleet:
 
     def sink(self, life: float) -> Proc:
         p = self.lab.start(self.lab.srv, [sys.executable, "-c", SINK, str(SINK_PORT), str(life)], "sink")
-        assert p.wait_for("listening", 10), p.log()
+        assert p.wait_for("listening", 60), p.log()
         return p
 
     def sender(self, idx: list[int], rate_bps: float, life: float, dst: str = "198.19.0.1") -> Proc:

@@ -96,7 +96,7 @@ def restart_mid_transfer(fleet: Fleet, server_kind: str = "ours", nbytes: int = 
     res["addr_before"] = tun_addr(fleet, 0)
     recv = lab.start(lab.srv, [sys.executable, "-c", _RECEIVER.replace("settimeout(60)", f"settimeout({stall_s})"),
                                TUN_SERVER_IP, "5210", str(nbytes)], "mt-recv")
-    assert recv.wait_for("listening", 10)
+    assert recv.wait_for("listening", 60)
     send = lab.start(fleet.ns[0], [sys.executable, "-c", PACED_SENDER, TUN_SERVER_IP, "5210", str(nbytes),
                                    str(rate_mbit * 1e6 / 8)], "mt-send")
     time.sleep(restart_at)

@@ -242,7 +242,7 @@ def test_zero_length_and_oversized_frames_at_our_tcp_client(lab, procs, mode):
     meets the bad frame, logs it, moves on to the next remote and brings its tunnel up there."""
     hostile = lab.start(lab.srv, [sys.executable, "-c", HOSTILE_SERVER, SRV_IP, "1195", mode], f"hostile-{mode}")
     procs.append(hostile)
-    assert hostile.wait_for("listening", 10), hostile.log()
+    assert hostile.wait_for("listening", 60), hostile.log()
     srv = lab.openvpn(lab.srv, server_config(lab.pki, "tcp"), f"ovpnsrv-{len(lab.procs)}")
     procs.append(srv)
     prof = client_profile(lab.pki, "tcp", remotes=[(SRV_IP, 1195, "tcp"), (SRV_IP, 1194, "tcp")],

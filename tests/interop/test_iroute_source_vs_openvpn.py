@@ -66,7 +66,7 @@ def test_a_client_cannot_send_from_another_clients_narrower_iroute(lab, procs, s
     # (size 222) as the marker that everything before it had its chance.
     cap = lab.start(c2, ["tcpdump", "-l", "-n", "-i", "tun0", "icmp"], f"ircap-{len(lab.procs)}")
     procs.append(cap)
-    assert cap.wait_for("listening on tun0", 20), cap.log()
+    assert cap.wait_for("listening on tun0", 60), cap.log()
     assert _ping_from(c1, SPOOFED, 111) == 0       # the replies, if any, go to client2
     assert _ping_from(c2, SPOOFED, 222) == 3
     assert cap.wait_for(r"length 230", 10), cap.log()

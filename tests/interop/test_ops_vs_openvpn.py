@@ -260,7 +260,7 @@ def test_reload_with_changed_push_keeps_the_tunnel_and_new_clients_get_the_new_p
     cfgp.write_text(base + 'push "route 10.77.0.0 255.255.0.0"\n')
     srv = lab.start(lab.srv, [OUR_BIN, "run", str(cfgp)], "rlsrv")
     procs.append(srv)
-    assert srv.wait_for("listening on UDP", 20)
+    assert srv.wait_for("listening on UDP", lab.START_WAIT), srv.log()[-3000:]
     c1 = lab.openvpn(lab.cli, client_profile(lab.pki, client="client1"), f"rlc1-{len(lab.procs)}")
     procs.append(c1)
     assert "10.77.0.0" in lab.cli.run("ip -4 route show").stdout

@@ -10,6 +10,12 @@ from __future__ import annotations
 from lab.reliability import recovery
 from lab.reliability.fleet import Fleet
 
+# How long the receiver waits for the next byte. The sender's TCP backs off while the client is
+# down (retransmissions at ~12.6 s, ~25.4 s, ~51 s after the stop): under the CI's load the tunnel
+# once took 16.5 s to come back, the next retransmission came after a 25 s limit, and the stream
+# was counted lost though it resumed. The limit is not the measure here: the stream's bytes are.
+STALL_S = 60
+
 
 def test_clients_come_back_after_kill_9_of_the_server():
     with Fleet(5) as fleet:
@@ -21,7 +27,8 @@ def test_clients_come_back_after_kill_9_of_the_server():
 
 def test_client_restarted_mid_transfer_keeps_address_and_stream():
     with Fleet(1) as fleet:
-        r = recovery.restart_mid_transfer(fleet, "ours", nbytes=8_000_000, rate_mbit=16, restart_at=1.5, stall_s=25)
+        r = recovery.restart_mid_transfer(fleet, "ours", nbytes=8_000_000, rate_mbit=16, restart_at=1.5,
+                                          stall_s=STALL_S)
     assert r["fresh_transfer_mbps"] > 0, r
     assert r["same_address"], r
     assert r["stream_survived"], r
@@ -31,5 +38,5 @@ def test_client_restarted_mid_transfer_against_openvpn_server_survives():
     """The same against Debian's OpenVPN server: the behaviour ours now matches."""
     with Fleet(1) as fleet:
         r = recovery.restart_mid_transfer(fleet, "openvpn", nbytes=8_000_000, rate_mbit=16, restart_at=1.5,
-                                          stall_s=25)
+                                          stall_s=STALL_S)
     assert r["same_address"] and r["stream_survived"] and r["fresh_transfer_mbps"] > 0, r

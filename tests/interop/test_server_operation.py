@@ -71,7 +71,7 @@ def test_mssfix_changed_by_a_reload_reaches_a_clients_tcp(lab, procs):
     procs.append(cli)
     listener = lab.start(lab.srv, [sys.executable, "-c", _LISTEN], "mss-listen")
     procs.append(listener)
-    assert listener.wait_for("listening", 10), listener.log()
+    assert listener.wait_for("listening", 60), listener.log()
     before = _client_mss(lab)
     assert before > 1000, f"MSS {before} before the reload"
     lab.write("mss-srv.ovpn", conf + "mssfix 1000\n")        # the file the server runs from

@@ -22,7 +22,7 @@ from appliance.router.links import configure_tun
 from appliance.transport.udp import UdpTransport
 from appliance.tun import offload
 from appliance.tun.device import TunDevice
-from lab.netns import Netns
+from lab.netns import Netns, wait_oper_up
 
 CLONE_NEWNET = 0x40000000
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -254,7 +254,7 @@ def test_tun_gro_write_delivers_merged_segments_to_a_local_socket(netns):
             lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             lsock.bind((TUN_ADDR, 5202))
             lsock.listen(1)
-            lsock.settimeout(3)
+            lsock.settimeout(10)
             isn = 0x20000000
             syn = IP(src=TUN_PEER, dst=TUN_ADDR) / TCP(sport=41000, dport=5202, seq=isn, flags="S", window=65535,
                                                       options=[("MSS", 1448)])
@@ -303,7 +303,7 @@ def test_tun_gro_local_super_packet_with_a_corrupted_segment_never_reaches_the_s
             lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             lsock.bind((TUN_ADDR, 5203))
             lsock.listen(1)
-            lsock.settimeout(3)
+            lsock.settimeout(10)
             isn = 0x30000000
             syn = IP(src=TUN_PEER, dst=TUN_ADDR) / TCP(sport=41001, dport=5203, seq=isn, flags="S", window=65535,
                                                       options=[("MSS", 1448)])
@@ -359,6 +359,8 @@ def test_tun_gro_masqueraded_reply_to_our_address_is_verified_here_not_merged_un
     _ip("-n", lan, "addr", "add", "198.18.201.2/24", "dev", b)
     _ip("-n", lan, "link", "set", b, "up")
     _ip("-n", lan, "route", "add", "default", "via", "198.18.201.1")
+    wait_oper_up(r, a)
+    wait_oper_up(lan, b)
     subprocess.run(["ip", "netns", "exec", r, "sysctl", "-qw", "net.ipv4.ip_forward=1"], check=True, timeout=10)
     with _inside(r):
         tun = TunDevice("uttun5", vnet_hdr=True, mtu=1500)
@@ -414,10 +416,12 @@ def _veth_pair(netns) -> tuple[str, str]:
     _ip("-n", b, "addr", "add", "198.18.201.2/24", "dev", "utvb")
     _ip("-n", a, "link", "set", "utva", "up")
     _ip("-n", b, "link", "set", "utvb", "up")
+    wait_oper_up(a, "utva")
+    wait_oper_up(b, "utvb")
     return a, b
 
 
-def _receive(t: UdpTransport, count: int, timeout: float = 3.0) -> list:
+def _receive(t: UdpTransport, count: int, timeout: float = 10.0) -> list:
     got: list = []
     end = time.monotonic() + timeout
     while len(got) < count and time.monotonic() < end:

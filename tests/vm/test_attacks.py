@@ -66,7 +66,7 @@ def test_router_over_tcp_survives_a_zero_length_frame_from_a_hostile_server(pki,
         hostile = Proc(t["wan"], [sys.executable, "-c", HOSTILE_SERVER, "198.18.0.1", "1195", "zero"],
                        tmp_path / "hostile.log")
         t["procs"].append(hostile)
-        assert hostile.wait_for("listening", 10), hostile.log()
+        assert hostile.wait_for("listening", 60), hostile.log()
         cfg = tmp_path / "server.conf"
         cfg.write_text(server_config(pki, "tcp", None, "tls-crypt"))
         srv = Proc(t["wan"], ["openvpn", "--config", str(cfg)], tmp_path / "server.log")

@@ -63,7 +63,7 @@ def topo(tmp_path_factory):
         lan2.run("sysctl -qw net.ipv6.conf.eth0.accept_ra=1 net.ipv6.conf.eth0.autoconf=1 && ip link set eth0 up")
         cap = start(t["wan"], ["tcpdump", "-i", t["wan_if"], "-n", "-U", "-w", str(tmp / "wan.pcap")], "tcpdump")
         cap.pcap = tmp / "wan.pcap"
-        assert cap.wait_for("listening on", 10), cap.log()
+        assert cap.wait_for("listening on", 60), cap.log()
         t0 = time.monotonic()
         qemu = boot(t, OUT)
         assert qemu.wait_for("tunnel up", 150), "appliance did not bring the tunnel up:\n" + qemu.log()[-4000:]

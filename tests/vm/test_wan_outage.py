@@ -193,7 +193,7 @@ def test_router_vm_recovers_from_a_30s_wan_outage_without_leaking(tmp_path, figu
         wan_pcap, lan_pcap = tmp_path / "wan.pcap", tmp_path / "lan.pcap"
         cap = start(vm, ["tcpdump", "-n", "-U", "-s", "0", "-i", tap, "-w", str(wan_pcap)], "cap-wan")
         cap_lan = start(lan, ["tcpdump", "-n", "-U", "-s", "0", "-i", f"vl2{tag}", "-w", str(lan_pcap)], "cap-lan")
-        assert cap.wait_for("listening on", 10) and cap_lan.wait_for("listening on", 10), cap.log() + cap_lan.log()
+        assert cap.wait_for("listening on", 60) and cap_lan.wait_for("listening on", 60), cap.log() + cap_lan.log()
 
         # The LAN host keeps trying: the far host (through the tunnel) and outside addresses.
         far_ping = start(lan, ["ping", "-n", "-D", "-O", "-i", "0.2", "-W", "1", "-p", MARK_HEX, FAR], "ping-far")
