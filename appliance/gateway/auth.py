@@ -8,6 +8,11 @@ many checks at once, or too often, gets a refusal without a check; so does every
 queue is full. Such a refusal is temporary (AUTH_FAILED,TEMP: the client retries after its
 backoff), so a burst of legitimate logins, after a restart say, gets in over a few rounds.
 Refusals are counted by reason.
+
+The check is the passdb's (verify(username, password, common_name) -> bool) or a command's
+(authscript.ScriptCheck: with the client's environment too, -> Verdict); a command may defer its
+verdict to a file, which poll() reads until hand-window ends (the loop calls it on a timer while
+any wait: next_poll).
 """
 from __future__ import annotations
 
@@ -16,13 +21,15 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Callable
 
 from ..openvpn.sources import source_group
+from .authscript import Verdict, client_reason, control_state, remove
 from .loop import Wake
 
-Verify = Callable[[str, str, "str | None"], bool]
+Verify = Callable[..., "bool | Verdict"]
 
 MAX_PENDING = 128              # checks queued or running, all sources together (~6 s of scrypt)
 PER_SOURCE_PENDING = 2         # at once, per source address
 PER_SOURCE_RATE = (10, 10.0)   # at most 10 checks per 10 s per source address (token bucket)
+POLL_EVERY = 0.25              # how often deferred verdicts' files are read
 
 
 class AuthChecker:
@@ -40,10 +47,13 @@ class AuthChecker:
         self.rate_n, self.rate_sec = per_source_rate
         self.pending: dict[str, int] = {}
         self.tokens: dict[str, tuple[float, float]] = {}     # source -> (tokens, at)
-        self.results: deque = deque()                       # (key, source, ok), appended by workers
+        self.results: deque = deque()                       # (key, source, Verdict), appended by workers
+        self.deferred: list[tuple[object, str, Verdict, float]] = []   # (key, source, verdict, deadline)
+        self.defer_limit = float(getattr(verify, "defer_limit", 60.0))
         self.refused: dict[str, int] = {}
         self.checked = 0
-        self._pool = None if inline else ThreadPoolExecutor(max_workers=1, thread_name_prefix="auth-check")
+        self._pool = None if inline else ThreadPoolExecutor(max_workers=getattr(verify, "workers", 1),
+                                                            thread_name_prefix="auth-check")
         self._wake: Wake | None = None if inline else Wake()
 
     def fileno(self) -> int:
@@ -55,9 +65,10 @@ class AuthChecker:
         if self._wake is not None:
             self._wake.drain()
 
-    def submit(self, key: object, source: str, username: str, password: str, common_name: str | None) -> str | None:
+    def submit(self, key: object, source: str, username: str, password: str, common_name: str | None,
+               env: dict[str, str] | None = None) -> str | None:
         """Queue a check; None when queued, else why it was refused without one. An IPv6 source
-        counts as its /64 (openvpn/sources.py)."""
+        counts as its /64 (openvpn/sources.py). `env`: the client's environment, for a command."""
         source = source_group(source)
         why = self._admit(source)
         if why is not None:
@@ -65,9 +76,9 @@ class AuthChecker:
             return why
         self.pending[source] = self.pending.get(source, 0) + 1
         if self._pool is None:
-            self._finish(key, source, self._check(username, password, common_name))
+            self._finish(key, source, self._check(username, password, common_name, env))
             return None
-        fut = self._pool.submit(self._check, username, password, common_name)
+        fut = self._pool.submit(self._check, username, password, common_name, env)
         fut.add_done_callback(lambda f: self._finished_in_thread(key, source, f))
         return None
 
@@ -89,35 +100,76 @@ class AuthChecker:
                 del self.tokens[s]
         return None
 
-    def _check(self, username: str, password: str, common_name: str | None) -> bool:
+    def _check(self, username: str, password: str, common_name: str | None, env: dict[str, str] | None) -> Verdict:
         try:
-            return bool(self.verify(username, password, common_name))
+            r = (self.verify(username, password, common_name) if env is None
+                 else self.verify(username, password, common_name, env))
         except Exception:  # noqa: BLE001 - a broken check refuses, it does not accept
-            return False
+            return Verdict(False, why="the check failed")
+        return r if isinstance(r, Verdict) else Verdict(bool(r))
 
     def _finished_in_thread(self, key: object, source: str, fut: Future) -> None:
-        ok = (not fut.cancelled()) and fut.exception() is None and bool(fut.result())
-        self._finish(key, source, ok)
+        v = fut.result() if not fut.cancelled() and fut.exception() is None else Verdict(False)
+        self._finish(key, source, v)
         if self._wake is not None:
             self._wake.ring()
 
-    def _finish(self, key: object, source: str, ok: bool) -> None:
-        self.results.append((key, source, ok))
+    def _finish(self, key: object, source: str, v: Verdict) -> None:
+        self.results.append((key, source, v))
 
-    def take_results(self) -> list[tuple[object, bool]]:
+    def take_results(self) -> list[tuple[object, Verdict]]:
+        """The verdicts come in since the last call, deferred ones once their file says or their
+        time is up (each source's slot stays taken while its verdict is deferred)."""
         out = []
         while self.results:
-            key, source, ok = self.results.popleft()
-            n = self.pending.get(source, 1) - 1
-            if n > 0:
-                self.pending[source] = n
-            else:
-                self.pending.pop(source, None)
-            self.checked += 1
-            out.append((key, ok))
+            key, source, v = self.results.popleft()
+            if v.control is not None:
+                self.deferred.append((key, source, v, self.clock() + self.defer_limit))
+                continue
+            self._done(source)
+            out.append((key, v))
+        if self.deferred:
+            out += self.poll()
         return out
 
+    def poll(self) -> list[tuple[object, Verdict]]:
+        """Deferred verdicts now decided: `1` or `0` in auth_control_file, or hand-window over."""
+        out = []
+        now = self.clock()
+        waiting = []
+        for item in self.deferred:
+            key, source, v, deadline = item
+            state = control_state(v.control)
+            if state is None and now < deadline:
+                waiting.append(item)
+                continue
+            if state is True:
+                done = Verdict(True)
+            else:
+                done = Verdict(False, client_reason=client_reason(v.reason_file),
+                               why="the deferred check said no" if state is False
+                               else "the deferred check gave no verdict within hand-window")
+            remove(v.control, v.reason_file)
+            self._done(source)
+            out.append((key, done))
+        self.deferred = waiting
+        return out
+
+    def next_poll(self) -> float | None:
+        return self.clock() + POLL_EVERY if self.deferred else None
+
+    def _done(self, source: str) -> None:
+        n = self.pending.get(source, 1) - 1
+        if n > 0:
+            self.pending[source] = n
+        else:
+            self.pending.pop(source, None)
+        self.checked += 1
+
     def close(self) -> None:
+        for _key, _source, v, _deadline in self.deferred:
+            remove(v.control, v.reason_file)
+        self.deferred.clear()
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
         if self._wake is not None:

@@ -79,11 +79,13 @@ def restart_only_changes(old, new) -> list[str]:
 
 
 def check_scripts(o) -> None:
-    """client-connect/-disconnect need `script-security 2` (OpenVPN refuses to run them otherwise)."""
-    if (o.client_connect or o.client_disconnect) and o.script_security < 2:
-        d = "client-connect" if o.client_connect else "client-disconnect"
-        path, line = o.source.get(d.replace("-", "_"), (o.path, None))
-        raise ConfigError("scripts run only with `script-security 2`", path, line, d)
+    """client-connect/-disconnect and an auth-user-pass-verify command need `script-security 2`
+    (OpenVPN refuses to run them otherwise, and every login would then fail)."""
+    for field in ("auth_user_pass_verify_script", "client_connect", "client_disconnect"):
+        if getattr(o, field) and o.script_security < 2:
+            d = "auth-user-pass-verify" if field.startswith("auth") else field.replace("_", "-")
+            path, line = o.source.get(field, (o.path, None))
+            raise ConfigError("scripts run only with `script-security 2`", path, line, d)
 
 
 class ClientInfo:
@@ -511,9 +513,17 @@ class Operations:
         if new.verb != old.verb:
             apply_verb(new.verb)            # OpenVPN's SIGHUP applies a new verb too
         # max-clients: read where it counts (admission, and ServerGateway.max_conns for TCP).
-        if gw.auth is not None and st.verify_user is not None:
+        if gw.auth is not None and st.verify_user is not None and \
+                getattr(gw.auth.verify, "workers", 1) == getattr(st.verify_user, "workers", 1):
             gw.auth.verify = st.verify_user
-        elif gw.auth is None and st.defer_auth and st.verify_user is not None:
+            gw.auth.defer_limit = float(getattr(st.verify_user, "defer_limit", gw.auth.defer_limit))
+        elif st.defer_auth and st.verify_user is not None:
+            if gw.auth is not None:
+                # From a password file to a command or back: a checker with the other's workers.
+                # A check under way then fails by the client's hand-window (it retries).
+                if not gw.auth.inline:
+                    gw.pump.unwatch(gw.auth)
+                gw.auth.close()
             # auth-user-pass-verify added: without a checker every login was refused as
             # "no password checker" (AUTH_FAILED,TEMP), and clients retried for ever.
             gw.auth = gw.make_auth(st.verify_user)
@@ -719,6 +729,20 @@ class Operations:
         e["redirect_gateway"] = "0"
         if script_type:
             e["script_type"] = script_type
+        return e
+
+    def user_pass_env(self, rec) -> dict[str, str]:
+        """auth-user-pass-verify's environment (authscript.py adds script_type, the username, the
+        password and the deferred-auth files). Before the tunnel is up, as OpenVPN 2.6 at that
+        point: the client's address is untrusted_ip only, no pool address is leased yet."""
+        inf = self._info(rec)
+        e = self.env(rec, inf, "user-pass-verify")
+        if not inf.established:
+            for k in ("trusted_ip", "trusted_ip6", "trusted_port", "ifconfig_pool_remote_ip",
+                      "ifconfig_pool_remote_ip6", "ifconfig_pool_netmask", "ifconfig_pool_local_ip"):
+                e.pop(k, None)
+        e.pop("username", None)       # the one being checked, not the one the session holds
+        e["common_name"] = rec.session.peer_common_name or ""     # the record takes it once admitted
         return e
 
     def _env_lines(self, rec, inf: ClientInfo, extra: dict | None = None) -> list[str]:

@@ -405,8 +405,11 @@ class ServerGateway:
             self.tun.flush()
         if self.auth is not None:
             now = self.clock()
-            for (rec, key_id), ok in self.auth.take_results():
-                self.d.auth_result(rec, key_id, ok, now)
+            for (rec, key_id), v in self.auth.take_results():
+                self.d.auth_result(rec, key_id, v.ok, now, client_reason=v.client_reason, why=v.why)
+            nxt = self.auth.next_poll()
+            if nxt is not None:                     # a command's deferred verdict: read its file again
+                self.pump.timers.arm("auth-deferred", nxt, lambda: None)
         self.ops.after_wake()
         self._take_internal_errors("a client's client-connect verdict")    # connect_result's bug
         self._flush_sends()
@@ -487,8 +490,9 @@ class ServerGateway:
     def _check_password(self, rec, e: "ev.AuthRequested") -> None:
         """Hand the check to the worker; a refused one (rate, queue) fails the login at once."""
         source = rec.addr[0] if isinstance(rec.addr, tuple) else rec.addr.ip
+        env = self.ops.user_pass_env(rec) if self.opts.auth_user_pass_verify_script else None
         why = "no password checker" if self.auth is None else \
-            self.auth.submit((rec, e.key_id), str(source), e.username, e.password, e.common_name)
+            self.auth.submit((rec, e.key_id), str(source), e.username, e.password, e.common_name, env)
         if why is not None:
             self.faults.count(why)
             self.d.auth_result(rec, e.key_id, False, self.clock(), temporary=True)

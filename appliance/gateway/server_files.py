@@ -11,6 +11,7 @@ from ..openvpn.regular_file import CCD, PASSWORD_DB, read_regular_file
 from ..openvpn.server import ServerSettings
 from ..openvpn.settings import server_settings
 from ..openvpn.tls import TlsSettings
+from .authscript import ScriptCheck
 
 
 def ccd_loader(directory: str):
@@ -70,4 +71,13 @@ def load_server_settings(opts: Options, tls: TlsSettings | None = None) -> Serve
     if opts.auth_user_pass_verify:
         passdb = from_peer(read_regular_file(opts.auth_user_pass_verify[0], PASSWORD_DB))   # Latin-1 names too
     ccd = ccd_loader(opts.client_config_dir) if opts.client_config_dir else None
-    return server_settings(opts, ccd, passdb, defer_auth=True, tls=tls)
+    return server_settings(opts, ccd, passdb, defer_auth=True, tls=tls, check_command=script_check(opts))
+
+
+def script_check(opts: Options) -> ScriptCheck | None:
+    """auth-user-pass-verify's command as a check, or None. Its time limit and a deferred
+    verdict's: hand-window (the client's key negotiation is over by then anyway)."""
+    if not opts.auth_user_pass_verify_script:
+        return None
+    argv, method = opts.auth_user_pass_verify_script
+    return ScriptCheck(argv, method, opts.script_security >= 3, opts.tmp_dir, float(opts.hand_window))

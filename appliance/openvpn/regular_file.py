@@ -55,7 +55,9 @@ PASSWORD_DB = FileKind("a password file", 64 * MiB)
 # `CN,IPv4[,IPv6]` lines: a /16 pool's 65,536 clients take ~5 MiB.
 POOL = FileKind("an ifconfig-pool-persist file", 16 * MiB)
 
-SIZE_LIMITS = (CONFIG, KEY_MATERIAL, CCD, CRL, PASSWORD_DB, POOL)
+# auth-user-pass-verify's auth_control_file (`1` or `0`) and auth_failed_reason_file (a line).
+AUTH_FILE = FileKind("an auth control or reason file", 64 * KiB)
+SIZE_LIMITS = (CONFIG, KEY_MATERIAL, CCD, CRL, PASSWORD_DB, POOL, AUTH_FILE)
 
 
 def _size_text(n: int) -> str:

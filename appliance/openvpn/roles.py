@@ -122,7 +122,8 @@ class ClientRole:
             lines += ["IV_COMP_STUB=1", "IV_COMP_STUBv2=1"]
         return "\n".join(lines) + "\n"
 
-    def auth_result(self, key_id: int, ok: bool, now: float, temporary: bool = False) -> None:
+    def auth_result(self, key_id: int, ok: bool, now: float, temporary: bool = False, client_reason: str = "",
+                    why: str = "") -> None:
         """Only servers check passwords."""
 
     def got_key_method(self, ks: KeyState, km: KeyMethod2, now: float) -> None:
@@ -342,10 +343,12 @@ class ServerRole:
                 return
         self._accept(ks, km, first, now)
 
-    def auth_result(self, key_id: int, ok: bool, now: float, temporary: bool = False) -> None:
+    def auth_result(self, key_id: int, ok: bool, now: float, temporary: bool = False, client_reason: str = "",
+                    why: str = "") -> None:
         """The answer to an AuthRequested: go on with the handshake of that key, or refuse; a
         `temporary` refusal (the checker was too busy to check) says AUTH_FAILED,TEMP, so the
-        client retries later instead of giving up."""
+        client retries later instead of giving up. A refusal's `client_reason` (an
+        auth-user-pass-verify command's auth_failed_reason_file) is sent as AUTH_FAILED,<it>."""
         s = self.s
         ks = s.keys.get(key_id)
         if ks is None or ks.pending_auth is None:
@@ -356,7 +359,7 @@ class ServerRole:
             self.refuse(ks, "password not checked: the server is busy (client told to retry)", temporary=True)
             return
         if not ok:
-            self._auth_failed(ks, first)
+            self._auth_failed(ks, first, client_reason, why)
             return
         self._accept(ks, km, first, now)
 

@@ -599,12 +599,14 @@ class ServerDispatcher(ClientPush):
         for rec in self._records():
             self._collect(rec)
 
-    def auth_result(self, rec: ClientRecord, key_id: int, ok: bool, now: float, temporary: bool = False) -> None:
+    def auth_result(self, rec: ClientRecord, key_id: int, ok: bool, now: float, temporary: bool = False,
+                    client_reason: str = "", why: str = "") -> None:
         """The verdict on a client's AuthRequested (checked off the caller's event loop);
-        `temporary`: not checked (too busy), the client is told to retry."""
+        `temporary`: not checked (too busy), the client is told to retry; a refusal's
+        `client_reason` goes after AUTH_FAILED, and `why` to the log."""
         if not rec.alive:
             return
-        rec.session.auth_result(key_id, ok, now, temporary)
+        rec.session.auth_result(key_id, ok, now, temporary, client_reason, why)
         self._collect(rec)
         self._promote(rec)
 

@@ -347,13 +347,14 @@ class Session(ControlChannel):
         except RemoteProtocolError as e:
             self._fail(str(e), restart=True, tls_error=not isinstance(e, PushError))
 
-    def auth_result(self, key_id: int, ok: bool, now: float, temporary: bool = False) -> None:
+    def auth_result(self, key_id: int, ok: bool, now: float, temporary: bool = False, client_reason: str = "",
+                    why: str = "") -> None:
         """Server with defer_auth: the verdict on the AuthRequested of key `key_id` (`temporary`:
-        not checked, the client should retry later)."""
+        not checked, the client should retry later; `client_reason`: AUTH_FAILED's text)."""
         if self.closed:
             return
         try:
-            self.role.auth_result(key_id, ok, now, temporary)
+            self.role.auth_result(key_id, ok, now, temporary, client_reason, why)
         except ClientRefused as e:
             self._refuse(str(e), e.temporary)
         except RemoteProtocolError as e:

@@ -146,12 +146,15 @@ def _ephemeral_token_key() -> bytes:
 
 def server_settings(opts: Options, ccd_loader=None, passdb_text: str | None = None,
                     defer_auth: bool = False, tls: TlsSettings | None = None,
-                    wall_clock: Callable[[], float] = time.time) -> ServerSettings:
+                    wall_clock: Callable[[], float] = time.time,
+                    check_command: Callable[..., object] | None = None) -> ServerSettings:
     """A server config → the dispatcher's settings (pool, pushes, per-client session configs).
     `defer_auth`: password checks come out as AuthRequested events for the caller to run off its
     event loop (the gateway does); otherwise sessions run them inline (engine tests). `tls`: the
     TLS settings check_key_material made from `opts` (their CRL read once, not once more here).
-    `wall_clock`: the seconds since the epoch auth-gen-token's tokens carry (tests give their own)."""
+    `wall_clock`: the seconds since the epoch auth-gen-token's tokens carry (tests give their own).
+    `check_command`: the check an auth-user-pass-verify command makes (the gateway runs it,
+    deferred, with the client's environment: gateway/authscript.py; the engine runs no command)."""
     if opts.role != "server":
         raise ConfigError("not a server configuration (needs `server` or `mode server` + `tls-server`)")
     push = list(opts.push)
@@ -172,6 +175,10 @@ def server_settings(opts: Options, ccd_loader=None, passdb_text: str | None = No
             raise ConfigError("auth-user-pass-verify: password file not loaded")
         passdb = PasswordDb.parse(passdb_text, opts.auth_user_pass_verify[0])
         verify_user, user_known = passdb.verify, passdb.users.__contains__
+    elif opts.auth_user_pass_verify_script:
+        if check_command is None or not defer_auth:
+            raise ConfigError("auth-user-pass-verify: a command is run by the gateway only (deferred)")
+        verify_user = check_command      # any user its check accepted may log in on a token, as OpenVPN
     if tls is None:
         tls = tls_settings(opts, True)
     kind = protection(opts)

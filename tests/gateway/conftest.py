@@ -9,6 +9,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from appliance.certs import issue
 from appliance.gateway.auth import AuthChecker
+from appliance.gateway.server_files import script_check
 from appliance.gateway.client import ClientGateway
 from appliance.gateway.server import ServerGateway
 from appliance.openvpn.config import parse_config
@@ -80,7 +81,8 @@ class World:
         """`opts`: already parsed (an appliance TOML's [vpn] profile), instead of `conf`."""
         opts = opts or parse_config(conf, path, ignore_scripts=ignore_scripts)
         # Tokens (auth-gen-token) carry wall-clock seconds: the fake clock's, from a fixed date.
-        st = server_settings(opts, None, passdb, defer_auth=True, wall_clock=lambda: WALL0 + self.clock())
+        st = server_settings(opts, None, passdb, defer_auth=True, wall_clock=lambda: WALL0 + self.clock(),
+                             check_command=script_check(opts))
         self.server_net = FakeServerNet(self.net)
         self.server_ports = MemoryPorts(self.net, SERVER_IP)
         auth = AuthChecker(st.verify_user, self.clock, inline=True, **auth_limits) if st.verify_user else None

@@ -162,6 +162,17 @@ def _script_security(p: ParseState, d: str, a: list[str], inline: str | None) ->
         p.set("script_security", n)
 
 
+@reg.apply("tmp-dir", why="server: where auth-user-pass-verify's via-file file and deferred-auth files are "
+           "made (default: $TMPDIR, else /tmp)", sets=("tmp_dir",), used_by="pump", nargs=(1, 1))
+def _tmp_dir(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
+    path = p.path_arg(a[0])
+    # As OpenVPN 2.6 checks it at start (check_file_access, CHKACC_DIRECTORY, rwx).
+    if not os.path.isdir(path) or not os.access(path, os.R_OK | os.W_OK | os.X_OK):
+        p.err(d, f"{a[0]}: not a directory we can read and write")
+        return
+    p.set("tmp_dir", path)
+
+
 def _script(field: str):
     def handler(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
         if scripts_forbidden():

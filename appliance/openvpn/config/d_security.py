@@ -12,7 +12,8 @@ from ..regular_file import NOT_REGULAR, PASSWORD_DB, size_problem
 from ..replay import MAX_SIZE as MAX_REPLAY_WINDOW
 from ..replay import MAX_TIME_LIMIT as MAX_REPLAY_TIME
 from .directives import Registry
-from .lexer import split_lines
+from .d_ops import scripts_forbidden
+from .lexer import LexError, split_lines, tokenize
 from .parser import INLINE, ParseState
 
 reg = Registry()
@@ -278,12 +279,17 @@ def _verify_client_cert(p: ParseState, d: str, a: list[str], inline: str | None)
 
 
 # ------------------------------------------------------------------ server: client authentication
-@reg.apply("auth-user-pass-verify", why="server: check usernames/passwords against a password file",
-           sets=("auth_user_pass_verify",), used_by="server", nargs=(2, 2), access=True)
+@reg.apply("auth-user-pass-verify", why="server: check usernames/passwords with a command (via-file, via-env; "
+           "exit 0 accepts, 2 defers to auth_control_file) or against a password file (FILE passdb)",
+           sets=("auth_user_pass_verify", "auth_user_pass_verify_script"), used_by="server", nargs=(2, 2),
+           access=True)
 def _auth_user_pass_verify(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
+    if a[1] in ("via-file", "via-env"):
+        _auth_script(p, d, a)
+        return
     if a[1] != "passdb":
-        p.err(d, "only `auth-user-pass-verify FILE passdb` is supported (no scripts); "
-                 "FILE holds `user:scrypt$...` lines made by `vpn-appliance passwd`")
+        p.err(d, "the method is via-file, via-env (a command checks) or passdb (FILE holds `user:scrypt$...` "
+                 "lines made by `vpn-appliance passwd`)")
         return
     path = p.path_arg(a[0])
     if os.path.exists(path) and not os.path.isfile(path):
@@ -295,6 +301,30 @@ def _auth_user_pass_verify(p: ParseState, d: str, a: list[str], inline: str | No
         p.err(d, f"cannot read {a[0]}: {big}")
         return
     p.set("auth_user_pass_verify", (path, a[1]))
+    p.set("auth_user_pass_verify_script", None)      # the last line counts, as in OpenVPN
+
+
+def _auth_script(p: ParseState, d: str, a: list[str]) -> None:
+    """The command is one argument, split as OpenVPN 2.6 splits it (argv_parse_cmd: a config
+    line's quoting), its program checked now as OpenVPN checks it at start (check_cmd_access):
+    a missing or non-executable one would refuse every login."""
+    if scripts_forbidden():
+        p.err(d, "the VM image runs no scripts (use `FILE passdb`)")
+        return
+    try:
+        argv = tokenize(a[0])
+    except LexError as e:
+        p.err(d, f"cannot split the command: {e}")
+        return
+    if not argv:
+        p.err(d, "no command")
+        return
+    prog = p.path_arg(argv[0])
+    if not os.path.isfile(prog) or not os.access(prog, os.X_OK):
+        p.err(d, f"{argv[0]}: " + ("not an executable file" if os.path.exists(prog) else "no such file"))
+        return
+    p.set("auth_user_pass_verify_script", ((prog, *argv[1:]), a[1]))
+    p.set("auth_user_pass_verify", None)
 
 
 @reg.apply("auth-gen-token", why="server: after a password check, push a session token the client sends "

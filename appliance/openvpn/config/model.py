@@ -157,6 +157,7 @@ class Options:
     connect_freq_initial: tuple[int, int] = (100, 10)    # connect-freq-initial N SEC: stateless replies
     verify_client_cert: str = "require"
     auth_user_pass_verify: tuple[str, str] | None = None
+    auth_user_pass_verify_script: tuple[tuple[str, ...], str] | None = None   # (argv, via-file|via-env)
     auth_gen_token: tuple[int, int] | None = None      # (lifetime, renewal); renewal 0: reneg-sec
     auth_gen_token_secret: bytes | None = None         # its HMAC key (gentoken.parse_secret)
     client_config_dir: str | None = None
@@ -169,6 +170,7 @@ class Options:
     status_version: int = 1
     ifconfig_pool_persist: tuple[str, int] | None = None  # (file, seconds; 0: read only)
     script_security: int = 1
+    tmp_dir: str | None = None                           # via-file and deferred-auth files (default: $TMPDIR, /tmp)
     client_connect: list[str] | None = None
     client_disconnect: list[str] | None = None
     dns_helper: str | None = None                        # up/down update-resolv-conf|update-systemd-resolved

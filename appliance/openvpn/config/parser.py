@@ -220,7 +220,8 @@ SERVER_ONLY = {"push": "push", "client_to_client": "client-to-client", "max_clie
                "connect_freq_initial": "connect-freq-initial", "ifconfig_pool": "ifconfig-pool",
                "ifconfig_pool_persist": "ifconfig-pool-persist", "client_connect": "client-connect",
                "client_disconnect": "client-disconnect", "management": "management",
-               "auth_gen_token": "auth-gen-token", "auth_gen_token_secret": "auth-gen-token-secret"}
+               "auth_gen_token": "auth-gen-token", "auth_gen_token_secret": "auth-gen-token-secret",
+               "auth_user_pass_verify_script": "auth-user-pass-verify"}
 
 
 def finish(p: ParseState) -> None:
@@ -277,6 +278,11 @@ def finish(p: ParseState) -> None:
             # gateway redirected); OpenVPN 2.6 refuses them in a server config.
             if d in p.seen:
                 p.err(d, f"cannot be used in a server config (OpenVPN 2.6 refuses it there too){why}", p.seen[d])
+        aupv = o.auth_user_pass_verify_script
+        if aupv is not None and aupv[1] == "via-env" and o.script_security < 3:
+            p.line = line("auth_user_pass_verify_script")
+            p.note("auth-user-pass-verify", "via-env: the command gets `password` in its environment only with "
+                   "script-security 3, as in OpenVPN (via-file passes it in a file)")
         if o.auth_gen_token is not None:
             # As OpenVPN 2.6 (options.c): renewal defaults to reneg-sec, and a token must outlive
             # two key negotiations' windows; without renegotiation by time it would never renew.
@@ -290,7 +296,7 @@ def finish(p: ParseState) -> None:
                 if renewal < 2 * o.hand_window:      # checked after the default, as OpenVPN 2.6
                     p.err("auth-gen-token", f"renewal time {renewal} s (reneg-sec's unless given) must be at "
                           f"least twice hand-window ({2 * o.hand_window} s)", line("auth_gen_token"))
-            if o.auth_user_pass_verify is None:
+            if o.auth_user_pass_verify is None and o.auth_user_pass_verify_script is None:
                 p.line = line("auth_gen_token")
                 p.note("auth-gen-token", "no password is checked (no auth-user-pass-verify), so no token is "
                        "issued (as OpenVPN)")
@@ -322,6 +328,9 @@ def finish(p: ParseState) -> None:
                 p.err(d, "is a server directive; this is a client config" if d != "management" else
                       "the management interface is served in the server role only; remove it from a "
                       "client config", line(n))
+        if "tmp_dir" in o.source:
+            p.line = line("tmp_dir")
+            p.note("tmp-dir", "only a server's auth-user-pass-verify uses it here; no effect on a client")
     if o.pkcs12 is not None:
         for n in ("cert", "key"):
             if n in o.source:           # as OpenVPN 2.6: "Parameter --cert cannot be used when --pkcs12 is also specified"

@@ -1,0 +1,161 @@
+"""auth-user-pass-verify with a command, as OpenVPN 2.6 runs it (ssl_verify.c,
+verify_user_pass_script), in the password checker's worker threads (auth.py), never on the loop.
+
+The command gets OpenVPN's environment (the gateway builds it: ops.Operations.user_pass_env) plus
+`script_type=user-pass-verify` and the three deferred-auth files; with `via-file` one more
+argument, a file of two lines (username, password) made in tmp-dir and removed when the command
+ends; with `via-env`, `username` and, at script-security 3 only, `password` in its environment.
+Its exit status decides: 0 accepts; 2 defers the verdict to `auth_control_file`, into which the
+command (or what it started) later writes `1` (accept) or `0` (refuse), within hand-window; any
+other refuses, with `auth_failed_reason_file`'s text (if the command wrote one) sent to the
+client as `AUTH_FAILED,<text>`. A command that runs past its time limit is killed with what it
+started and refuses. `auth_pending_file` (OpenVPN's pending auth: a web login's URL sent to the
+client as INFO_PRE) is not served here: a command that writes it refuses the login, said in the
+log, rather than leave the client waiting for a prompt that never comes.
+
+Why a worker: a directory lookup (LDAP, RADIUS) takes tens of milliseconds to seconds, a push
+approval on a phone up to a minute; OpenVPN 2.6 runs the command synchronously and every tunnel
+waits meanwhile. Here the loop goes on; AuthChecker bounds the checks per source and in total.
+"""
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import tempfile
+from dataclasses import dataclass
+
+from ..openvpn.keymethod import remap_name
+from ..openvpn.peernames import to_bytes
+from ..openvpn.regular_file import AUTH_FILE, read_regular_file
+
+WORKERS = 4                 # commands at once (each mostly waits on a directory server or a person)
+REASON_MAX = 200            # characters of auth_failed_reason_file sent to the client
+_UNSAFE = re.compile(r"[^\x20-\x7e]")
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A check's outcome. `control`: deferred, the auth_control_file to watch (with its
+    `reason_file`); `client_reason`: the text after AUTH_FAILED, (the command's own words);
+    `why`: the log's reason for a refusal."""
+    ok: bool
+    client_reason: str = ""
+    why: str = ""
+    control: str | None = None
+    reason_file: str | None = None
+
+
+def client_reason(path: str | None) -> str:
+    """auth_failed_reason_file's first line, as the client may be shown it: printable ASCII only
+    (a line break would end the control message and forge another), at most REASON_MAX."""
+    if not path:
+        return ""
+    try:
+        text = read_regular_file(path, AUTH_FILE).decode("utf-8", "replace")
+    except OSError:
+        return ""
+    first = text.strip().splitlines()[0] if text.strip() else ""
+    return _UNSAFE.sub("_", first)[:REASON_MAX]
+
+
+def control_state(path: str) -> bool | None:
+    """auth_control_file's verdict: True for `1`, False for `0`, None while neither is there
+    (or the file is gone or is no regular file: still undecided, the deadline ends it)."""
+    try:
+        first = read_regular_file(path, AUTH_FILE)[:1]
+    except OSError:
+        return None
+    return True if first == b"1" else False if first == b"0" else None
+
+
+def remove(*paths: str | None) -> None:
+    for p in paths:
+        if p:
+            try:
+                os.unlink(p)
+            except OSError:
+                pass
+
+
+class ScriptCheck:
+    """The callable AuthChecker runs: (username, password, common_name, env) -> Verdict."""
+
+    workers = WORKERS
+
+    def __init__(self, argv: tuple[str, ...], method: str, password_in_env: bool, tmp_dir: str | None,
+                 time_limit: float) -> None:
+        self.argv = list(argv)
+        self.via_file = method == "via-file"
+        self.password_in_env = password_in_env
+        self.tmp_dir = tmp_dir
+        self.time_limit = time_limit
+        self.defer_limit = time_limit     # how long a deferred verdict is waited for (AuthChecker)
+
+    def _temp(self, kind: str) -> str:
+        # OpenVPN's names (platform_create_temp_file): openvpn_<kind>_<random>.tmp, mode 0600.
+        fd, path = tempfile.mkstemp(prefix=f"openvpn_{kind}_", suffix=".tmp", dir=self.tmp_dir)
+        os.close(fd)
+        return path
+
+    def __call__(self, username: str, password: str, common_name: str | None, env: dict[str, str]) -> Verdict:
+        made: list[str] = []
+        deferred = False
+        try:
+            acf, apf, afr = self._temp("acf"), self._temp("apf"), self._temp("afr")
+            made += [acf, apf, afr]
+            full = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"), **env,
+                    "script_type": "user-pass-verify", "auth_control_file": acf, "auth_pending_file": apf,
+                    "auth_failed_reason_file": afr}
+            # As OpenVPN 2.6 (verify_user_pass): control characters become `_` (the username's
+            # already are, keymethod.remap_name; here again for any other caller), so neither can
+            # add a line to the file or the environment; the bytes are the client's (to_bytes).
+            username, password = remap_name(username), remap_name(password)
+            args = list(self.argv)
+            if self.via_file:
+                up = self._temp("up")
+                made.append(up)
+                with open(up, "wb") as f:
+                    f.write(to_bytes(username) + b"\n" + to_bytes(password) + b"\n")
+                args.append(up)
+            elif self.password_in_env:
+                full["password"] = password
+            full["username"] = username      # with either method, as OpenVPN (set_verify_user_pass_env)
+            status, why = self._run(args, full)
+            if status == 0:
+                return Verdict(True)
+            if status == 2:
+                pending = client_reason(apf)
+                if pending:
+                    return Verdict(False, why="the command asked for pending auth (auth_pending_file), "
+                                              "which this server does not offer")
+                deferred = True
+                return Verdict(False, control=acf, reason_file=afr)
+            return Verdict(False, client_reason=client_reason(afr), why=why)
+        except OSError as e:
+            return Verdict(False, why=f"cannot run the check: {e.strerror or e}")
+        finally:
+            # Deferred: the control and reason files stay for the verdict (AuthChecker removes them).
+            keep = set(made[0:3:2]) if deferred else set()
+            remove(*(p for p in made if p not in keep))
+
+    def _run(self, args: list[str], env: dict[str, str]) -> tuple[int, str]:
+        """The exit status (-1: not run, or killed at the limit) and, for a refusal, why. Its
+        output goes to our log, as OpenVPN's scripts' does; nothing waits on a pipe, so a deferring
+        command may leave a child behind (the one that later writes auth_control_file)."""
+        name = os.path.basename(self.argv[0])
+        try:
+            p = subprocess.Popen(args, env=env, stdin=subprocess.DEVNULL, start_new_session=True)
+        except OSError as e:
+            return -1, f"cannot run {self.argv[0]}: {e.strerror or e}"
+        try:
+            status = p.wait(timeout=self.time_limit)
+        except subprocess.TimeoutExpired:
+            try:
+                os.killpg(p.pid, signal.SIGKILL)      # the command and whatever it started
+            except OSError:
+                pass
+            p.wait()
+            return -1, f"{name} ran past its {self.time_limit:g} s limit"
+        return status, ("" if status in (0, 2) else f"{name} exited with status {status}")

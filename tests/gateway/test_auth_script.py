@@ -1,0 +1,353 @@
+"""auth-user-pass-verify with a command on our server (gateway/authscript.py), on in-memory ports
+with real commands: via-file and via-env, OpenVPN's environment, the reason file, deferred
+verdicts through auth_control_file, renegotiations and auth-gen-token, hostile names and
+passwords. (Against Debian's OpenVPN 2.6: tests/interop/test_auth_script_vs_openvpn.py.)"""
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from appliance.gateway.authscript import ScriptCheck
+from appliance.openvpn.config import parse_config
+from appliance.openvpn.errors import ConfigError
+from appliance.openvpn.passdb import hash_password
+from tests.gateway.conftest import World, client_conf, server_conf
+
+CHECK = """#!/bin/sh
+# alice/first is right; everything the command saw is kept in {out}
+out={out}
+n=$(ls $out.*.env 2>/dev/null | wc -l)
+env > $out.$n.env
+if [ -n "$1" ]; then cp "$1" $out.$n.file; user=$(sed -n 1p "$1"); pass=$(sed -n 2p "$1"); echo "$1" > $out.$n.path
+else user=$username; pass=$password; fi
+[ "$user" = alice ] && [ "$pass" = first ] && exit 0
+{on_fail}
+exit 1
+"""
+
+
+def _script(tmp_path: Path, body: str, name: str = "check.sh") -> Path:
+    p = tmp_path / name
+    p.write_text(body)
+    p.chmod(0o755)
+    return p
+
+
+def _server(w: World, pki, tmp_path: Path, method: str = "via-file", extra: str = "", on_fail: str = "",
+            body: str | None = None) -> Path:
+    out = tmp_path / "seen"
+    script = _script(tmp_path, body if body is not None else CHECK.format(out=out, on_fail=on_fail))
+    w.add_server(server_conf(pki, extra=f"auth-user-pass-verify {script} {method}\nscript-security 3\n"
+                             f"tmp-dir {tmp_path}\n" + extra))
+    return out
+
+
+def _client(w: World, pki, user: str = "alice", password: str = "first", extra: str = ""):
+    return w.add_client(client_conf(pki, extra="auth-user-pass\n" + extra), username=user, password=password)
+
+
+def _up(c) -> bool:
+    return c.conn is not None and c.conn.was_up
+
+
+def _runs(out: Path) -> list[dict[str, str]]:
+    """The environment of each run of the command, in order."""
+    runs = []
+    for i in range(100):
+        f = Path(f"{out}.{i}.env")
+        if not f.exists():
+            break
+        runs.append(dict(line.split("=", 1) for line in f.read_text().splitlines() if "=" in line))
+    return runs
+
+
+@pytest.mark.parametrize("method", ["via-file", "via-env"])
+def test_the_command_decides_who_logs_in(pki, tmp_path, method):
+    w = World()
+    out = _server(w, pki, tmp_path, method)
+    good = _client(w, pki)
+    assert w.run(lambda: _up(good), max_time=30)
+    bad = _client(w, pki, password="guess")
+    assert w.run(lambda: bad.result is not None, max_time=30), "a wrong password was not refused"
+    assert bad.result == 1 and not _up(bad)
+    assert _up(good) and len(_runs(out)) == 2
+
+
+def test_the_command_gets_openvpns_environment_and_a_file_it_alone_reads(pki, tmp_path):
+    w = World()
+    out = _server(w, pki, tmp_path, "via-file")
+    c = _client(w, pki)
+    assert w.run(lambda: _up(c), max_time=30)
+    env, = _runs(out)
+    assert env["script_type"] == "user-pass-verify"
+    assert env["username"] == "alice" and "password" not in env          # via-file: in the file only
+    assert env["common_name"] == "client0" and env["untrusted_ip"] == "198.18.0.2"
+    assert int(env["untrusted_port"]) > 0 and env["IV_VER"] and env["X509_0_CN"] == "client0"
+    for name in ("auth_control_file", "auth_pending_file", "auth_failed_reason_file"):
+        assert env[name].startswith(str(tmp_path) + "/openvpn_"), env[name]
+        assert not os.path.exists(env[name]), f"{name} left behind"
+    # Before the tunnel is up, as OpenVPN: no trusted address, no pool address yet.
+    assert not {"trusted_ip", "trusted_port", "ifconfig_pool_remote_ip"} & set(env), env
+    path = Path(tmp_path / "seen.0.path").read_text().strip()
+    assert path.startswith(str(tmp_path) + "/openvpn_up_") and not os.path.exists(path), "the file was left"
+    assert Path(tmp_path / "seen.0.file").read_bytes() == b"alice\nfirst\n"
+
+
+def test_via_env_passes_the_password_only_at_script_security_3(pki, tmp_path):
+    w = World()
+    script = _script(tmp_path, CHECK.format(out=tmp_path / "seen", on_fail=""))
+    conf = server_conf(pki, extra=f"auth-user-pass-verify {script} via-env\nscript-security 2\n")
+    assert any("script-security 3" in n for n in parse_config(conf, "/mem/s.conf").notes)
+    w.add_server(conf)
+    c = _client(w, pki)
+    assert w.run(lambda: c.result is not None, max_time=30)
+    env, = _runs(tmp_path / "seen")
+    assert env["username"] == "alice" and "password" not in env
+    assert not _up(c)
+
+
+def test_the_reason_file_is_what_the_client_is_told(pki, tmp_path, caplog):
+    caplog.set_level(logging.INFO)
+    w = World()
+    _server(w, pki, tmp_path, on_fail='printf "account locked\\nsecond line\\n" > "$auth_failed_reason_file"')
+    c = _client(w, pki, password="guess")
+    assert w.run(lambda: c.result is not None, max_time=30)
+    w.run_for(2)                                # the client's held log lines
+    assert "AUTH_FAILED account locked" in caplog.text, caplog.text[-3000:]
+    assert "second line" not in caplog.text
+    assert "check.sh exited with status 1" in caplog.text
+
+
+DEFER = """#!/bin/sh
+echo "$auth_control_file" > {tmp}/acf.$$
+{then}
+exit 2
+"""
+
+
+def _deferred(w: World, tmp_path: Path) -> Path:
+    """The control file of the one deferred check, once it is waiting."""
+    assert w.run(lambda: bool(list(tmp_path.glob("acf.*"))), max_time=30)
+    f, = tmp_path.glob("acf.*")
+    return Path(f.read_text().strip())
+
+
+def test_a_deferred_verdict_is_taken_from_the_control_file(pki, tmp_path):
+    w = World()
+    _server(w, pki, tmp_path, body=DEFER.format(tmp=tmp_path, then=""))
+    c = _client(w, pki)
+    acf = _deferred(w, tmp_path)
+    w.run_for(5)
+    assert not _up(c) and len(w.server.auth.deferred) == 1, "logged in before the verdict"
+    acf.write_text("1")
+    assert w.run(lambda: _up(c), max_time=10)
+    assert not acf.exists() and not w.server.auth.deferred
+
+
+def test_a_deferred_no_is_a_refusal_with_its_reason(pki, tmp_path, caplog):
+    caplog.set_level(logging.INFO)
+    w = World()
+    then = 'echo "denied by the phone" > "$auth_failed_reason_file"'
+    _server(w, pki, tmp_path, body=DEFER.format(tmp=tmp_path, then=then))
+    c = _client(w, pki)
+    acf = _deferred(w, tmp_path)
+    acf.write_text("0")
+    assert w.run(lambda: c.result is not None, max_time=10)
+    w.run_for(2)
+    assert not _up(c) and "AUTH_FAILED denied by the phone" in caplog.text
+    assert not w.server.auth.deferred and not acf.exists()
+
+
+def test_a_deferred_check_without_a_verdict_ends_at_hand_window(pki, tmp_path):
+    w = World()
+    _server(w, pki, tmp_path, body=DEFER.format(tmp=tmp_path, then=""), extra="hand-window 20\n")
+    c = _client(w, pki)
+    acf = _deferred(w, tmp_path)
+    w.run_for(21)                     # the client tries again meanwhile: its new checks wait in turn
+    a = w.server.auth
+    assert not acf.exists() and all(v.control != str(acf) for _k, _s, v, _d in a.deferred)
+    assert not _up(c)
+    assert sum(a.pending.values()) == len(a.deferred), "a source's slot stayed taken"
+
+
+def test_a_command_asking_for_pending_auth_refuses(pki, tmp_path, caplog):
+    """auth_pending_file (a web login's URL for the client) is not offered here: the login is
+    refused and the log says why, rather than the client waiting for a prompt."""
+    caplog.set_level(logging.INFO)
+    w = World()
+    then = 'printf "300\\nwebauth\\nhttps://x\\n" > "$auth_pending_file"'
+    _server(w, pki, tmp_path, body=DEFER.format(tmp=tmp_path, then=then))
+    c = _client(w, pki)
+    assert w.run(lambda: c.result is not None, max_time=30)
+    assert not _up(c) and "pending auth" in caplog.text and not w.server.auth.deferred
+
+
+def test_each_renegotiation_runs_the_command_unless_a_token_stands_in(pki, tmp_path):
+    w = World()
+    out = _server(w, pki, tmp_path)
+    c = _client(w, pki, extra="reneg-sec 20\n")
+    assert w.run(lambda: _up(c), max_time=30)
+    w.run_for(45)
+    assert len(_runs(out)) == 3 and _up(c) and c.connections == 1       # the login and two renegotiations
+
+    w2, tmp2 = World(), tmp_path / "token"
+    tmp2.mkdir()
+    out2 = _server(w2, pki, tmp2, extra="auth-gen-token 0 120\n")
+    c2 = _client(w2, pki, extra="reneg-sec 20\n")
+    assert w2.run(lambda: _up(c2), max_time=30)
+    w2.run_for(45)
+    assert len(_runs(out2)) == 1 and _up(c2), "the token did not stand in for the password"
+
+
+@pytest.mark.parametrize("method", ["via-file", "via-env"])
+def test_a_hostile_username_or_password_cannot_add_a_line(tmp_path, method):
+    """Control characters become `_`, as in OpenVPN 2.6 (our client never sends them; a hostile
+    one may): a password `first\\nalice` must not make the file's second line `first`, nor a
+    username `alice\\nfirst` the file's lines `alice`, `first`."""
+    out = tmp_path / "seen"
+    script = _script(tmp_path, CHECK.format(out=out, on_fail=""))
+    check = ScriptCheck((str(script),), method, True, str(tmp_path), time_limit=10)
+    assert not check("alice\nfirst", "x", "client0", {}).ok
+    assert not check("alice", "first\nalice", "client0", {}).ok
+    assert not check("alice", "first\r", "client0", {}).ok
+    envs = _runs(out)
+    env_pw = method == "via-env"
+    assert [(e["username"], e.get("password")) for e in envs] == \
+        [("alice_first", "x" if env_pw else None), ("alice", "first_alice" if env_pw else None),
+         ("alice", "first_" if env_pw else None)]
+    if method == "via-file":
+        files = [Path(f"{out}.{i}.file").read_bytes() for i in range(3)]
+        assert files == [b"alice_first\nx\n", b"alice\nfirst_alice\n", b"alice\nfirst_\n"]
+
+
+def test_a_command_past_its_limit_is_killed_with_what_it_started(tmp_path):
+    pidfile = tmp_path / "child.pid"
+    script = _script(tmp_path, f"#!/bin/sh\nsleep 60 &\necho $! > {pidfile}\nwait\n")
+    check = ScriptCheck((str(script),), "via-file", False, str(tmp_path), time_limit=0.5)
+    t0 = time.monotonic()
+    v = check("alice", "first", "client0", {})
+    assert not v.ok and "limit" in v.why and time.monotonic() - t0 < 5
+    pid = int(pidfile.read_text())
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and _alive(pid):
+        time.sleep(0.05)
+    assert not _alive(pid), "the command's child outlived the limit"
+    assert not list(tmp_path.glob("openvpn_*")), "temporary files left"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_a_missing_command_fails_at_its_line(tmp_path, pki):
+    conf = server_conf(pki, extra=f"script-security 2\nauth-user-pass-verify {tmp_path}/nope via-file\n")
+    with pytest.raises(ConfigError, match=r"auth-user-pass-verify.*no such file"):
+        parse_config(conf, "/mem/s.conf")
+
+
+def test_a_command_runs_only_with_script_security_2(tmp_path, pki):
+    script = _script(tmp_path, "#!/bin/sh\nexit 0\n")
+    w = World()
+    with pytest.raises(ConfigError, match="script-security 2"):
+        w.add_server(server_conf(pki, extra=f"auth-user-pass-verify {script} via-file\n"))
+
+
+def test_command_with_arguments_quoted_as_openvpn_splits_it(pki, tmp_path):
+    script = _script(tmp_path, '#!/bin/sh\n[ "$1" = "--realm" ] && [ "$2" = "two words" ] && [ -f "$3" ] '
+                               '&& exit 0\nexit 1\n')
+    w = World()
+    w.add_server(server_conf(pki, extra=f"auth-user-pass-verify \"{script} --realm 'two words'\" via-file\n"
+                             "script-security 2\n"))
+    c = _client(w, pki)
+    assert w.run(lambda: _up(c), max_time=30)
+
+
+# ------------------------------------------------------------------ the config, at its line
+def _parse(pki, extra: str, client: bool = False):
+    conf = client_conf(pki, extra=extra) if client else server_conf(pki, extra=extra)
+    return parse_config(conf, "/mem/s.conf")
+
+
+def _line_of(pki, extra: str, text: str) -> int:
+    """The line number `text` gets in server_conf(pki, extra=extra)."""
+    return server_conf(pki, extra=extra).splitlines().index(text) + 1
+
+
+def test_the_config_reads_the_command_as_openvpn_does(pki, tmp_path):
+    script = _script(tmp_path, "#!/bin/sh\nexit 0\n")
+    o = _parse(pki, f"script-security 2\nauth-user-pass-verify \"{script} -x 'a b'\" via-env\n")
+    assert o.auth_user_pass_verify_script == ((str(script), "-x", "a b"), "via-env")
+    assert o.auth_user_pass_verify is None
+    assert any("script-security 3" in n for n in o.notes)        # via-env without the password
+    assert not any("script-security 3" in n for n in _parse(
+        pki, f"script-security 3\nauth-user-pass-verify {script} via-env\n").notes)
+    # The last line counts, as in OpenVPN: a passdb after a command, and the reverse.
+    o = _parse(pki, f"script-security 2\nauth-user-pass-verify {script} via-file\n"
+                    f"auth-user-pass-verify {tmp_path}/passdb passdb\n")
+    assert o.auth_user_pass_verify == (f"{tmp_path}/passdb", "passdb") and o.auth_user_pass_verify_script is None
+    o = _parse(pki, f"auth-user-pass-verify {tmp_path}/passdb passdb\nauth-user-pass-verify {script} via-file\n")
+    assert o.auth_user_pass_verify is None and o.auth_user_pass_verify_script == ((str(script),), "via-file")
+
+
+@pytest.mark.parametrize("case", ["method", "not-executable", "directory", "tmp-dir", "client", "vm"])
+def test_a_command_that_cannot_work_fails_at_its_line(pki, tmp_path, monkeypatch, case):
+    script = _script(tmp_path, "#!/bin/sh\nexit 0\n")
+    line = f"auth-user-pass-verify {script} via-file"
+    want = "auth-user-pass-verify"
+    if case == "method":
+        line, why = f"auth-user-pass-verify {script} via-pipe", "via-file, via-env"
+    elif case == "not-executable":
+        script.chmod(0o644)
+        why = "not an executable file"
+    elif case == "directory":
+        line, why = f"auth-user-pass-verify {tmp_path} via-file", "not an executable file"
+    elif case == "tmp-dir":
+        line, want, why = f"tmp-dir {tmp_path}/gone", "tmp-dir", "not a directory"
+    elif case == "client":
+        with pytest.raises(ConfigError, match=r"s.conf:\d+: auth-user-pass-verify: is a server directive"):
+            _parse(pki, f"{line}\n", client=True)
+        return
+    else:
+        monkeypatch.setenv("VPN_APPLIANCE_NO_SCRIPTS", "1")
+        why = "the VM image runs no scripts"
+    extra = f"script-security 2\n{line}\n"
+    with pytest.raises(ConfigError) as e:
+        _parse(pki, extra)
+    assert f"s.conf:{_line_of(pki, extra, line)}: {want}: " in str(e.value) and why in str(e.value), str(e.value)
+
+
+def test_tmp_dir_on_a_client_says_it_does_nothing(pki, tmp_path):
+    o = _parse(pki, f"tmp-dir {tmp_path}\n", client=True)
+    assert any("tmp-dir" in n and "no effect on a client" in n for n in o.notes), o.notes
+
+
+def test_a_reload_moves_from_a_password_file_to_a_command_and_back(pki, tmp_path):
+    passdb = tmp_path / "passdb"
+    passdb.write_text(f"alice:{hash_password('first')}\n")
+    out = tmp_path / "seen"
+    script = _script(tmp_path, CHECK.format(out=out, on_fail=""))
+    by_file = server_conf(pki, extra=f"auth-user-pass-verify {passdb} passdb\nscript-security 2\n")
+    by_command = server_conf(pki, extra=f"auth-user-pass-verify {script} via-file\nscript-security 2\n")
+    w = World()
+    gw = w.add_server(by_file, passdb.read_text())
+    holder = {"conf": by_command}
+    gw.ops.reload_source = lambda: holder["conf"]
+    first = _client(w, pki)
+    assert w.run(lambda: _up(first), max_time=30) and _runs(out) == []
+    assert gw.ops.reload()
+    second = _client(w, pki)
+    assert w.run(lambda: _up(second), max_time=30)
+    assert len(_runs(out)) == 1, "the new client was not checked by the command"
+    holder["conf"] = by_file
+    assert gw.ops.reload()
+    third = _client(w, pki)
+    assert w.run(lambda: _up(third), max_time=30)
+    assert len(_runs(out)) == 1 and _up(first) and _up(second)

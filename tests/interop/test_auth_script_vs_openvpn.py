@@ -1,0 +1,135 @@
+"""auth-user-pass-verify with a command on our server beside Debian's OpenVPN 2.6 server, the same
+command and config lines on both, OpenVPN's own client, in namespaces:
+
+- via-file and via-env: the right password brings the tunnel up, a wrong one gets AUTH_FAILED;
+  the command's environment holds every variable OpenVPN's gives it (same values where they do
+  not depend on the process: username, common name, address, script type, certificate fields);
+- the reason the command writes to auth_failed_reason_file is what the client is told;
+- a deferred verdict (exit 2, a child writes `1` to auth_control_file 2 s later) lets the client
+  in after it, and a `0` keeps it out.
+Before, our server refused any auth-user-pass-verify but `FILE passdb` at its line.
+(In memory, with attacks: tests/gateway/test_auth_script.py.)
+"""
+from __future__ import annotations
+
+import re
+import time
+
+import pytest
+
+from lab.configs import client_profile, server_config
+from lab.netns import Lab
+
+UP = "Initialization Sequence Completed"
+
+CHECK = """#!/bin/sh
+# alice/first-pw is right; each run's environment goes to {out}.N.env
+n=$(ls {out}.*.env 2>/dev/null | wc -l)
+env > {out}.$n.env
+if [ -n "$1" ]; then user=$(sed -n 1p "$1"); pass=$(sed -n 2p "$1"); else user=$username; pass=$password; fi
+[ "$user" = alice ] && [ "$pass" = first-pw ] && exit 0
+echo "account locked" > "$auth_failed_reason_file"
+exit 1
+"""
+
+DEFER = """#!/bin/sh
+# exit 2 now; the verdict ({verdict}) 2 s later, from a child the command leaves behind
+f=$auth_control_file
+( sleep 2; echo {verdict} > "$f" ) > /dev/null 2>&1 &
+exit 2
+"""
+
+# The process's own variables: equal only within one server (pids, start times, ports, paths).
+PROCESS_OWN = {"daemon_pid", "daemon_start_time", "untrusted_port", "auth_control_file", "auth_pending_file",
+               "auth_failed_reason_file", "config", "time_unix", "time_ascii", "PWD", "SHLVL", "_"}
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    with Lab(tmp=tmp_path_factory.mktemp("lab")) as lab:
+        yield lab
+
+
+def _script(lab, name: str, body: str):
+    p = lab.write(name, body)
+    p.chmod(0o755)
+    return p
+
+
+def _server(lab, procs, kind: str, name: str, line: str, extra: str = ""):
+    conf = server_config(lab.pki, "udp", extra=f"{line}\nscript-security 3\ntmp-dir {lab.tmp}\n{extra}")
+    srv = (lab.openvpn(lab.srv, conf, name) if kind == "openvpn"
+           else lab.ours(lab.srv, conf, name, pattern=r"listening on UDP"))
+    procs.append(srv)
+    return srv
+
+
+def _client(lab, procs, name: str, password: str, wait: bool):
+    creds = lab.write(f"{name}-creds.txt", f"alice\n{password}\n")
+    cli = lab.openvpn(lab.cli, client_profile(lab.pki, "udp", extra=f"auth-user-pass {creds}\nauth-retry none\n"),
+                      name, wait=0)
+    procs.append(cli)
+    if wait:
+        assert cli.wait_for(UP, 60), cli.log()[-3000:]
+    return cli
+
+
+def _envs(out) -> list[dict[str, str]]:
+    runs = []
+    for i in range(20):
+        f = out.parent / f"{out.name}.{i}.env"
+        if not f.exists():
+            break
+        runs.append(dict(line.split("=", 1) for line in f.read_text().splitlines() if "=" in line))
+    return runs
+
+
+def _run_check(lab, procs, kind: str, method: str):
+    """The right password, then a wrong one, on server `kind`: (envs the command saw, the refused client)."""
+    out = lab.tmp / f"seen-{kind}-{method}"
+    script = _script(lab, f"check-{kind}-{method}.sh", CHECK.format(out=out))
+    srv = _server(lab, procs, kind, f"srv-{kind}-{method}", f"auth-user-pass-verify {script} {method}")
+    good = _client(lab, procs, f"good-{kind}-{method}", "first-pw", wait=True)
+    assert lab.ping(lab.cli, "198.19.0.1", 3) == 3
+    good.stop(8)
+    bad = _client(lab, procs, f"bad-{kind}-{method}", "guess", wait=False)
+    assert bad.wait_for("AUTH_FAILED", 30), bad.log()[-3000:]
+    assert bad.exit_within(30) is not None, "auth-retry none: the refused client should have stopped"
+    assert UP not in bad.log()
+    srv.stop(8)
+    return _envs(out), bad
+
+
+@pytest.mark.parametrize("method", ["via-file", "via-env"])
+def test_same_command_same_verdicts_and_environment_on_both_servers(lab, procs, method):
+    theirs, bad_t = _run_check(lab, procs, "openvpn", method)
+    ours, bad_o = _run_check(lab, procs, "ours", method)
+    assert len(theirs) == 2 and len(ours) == 2, (len(theirs), len(ours))
+    for bad in (bad_t, bad_o):
+        assert re.search(r"AUTH_FAILED,account locked", bad.log()), bad.log()[-2000:]
+    for t, o in zip(theirs, ours):
+        missing = sorted(set(t) - set(o))
+        assert not missing, f"variables OpenVPN's server gives the command and ours does not: {missing}"
+        differ = {k: (t[k], o[k]) for k in t if k not in PROCESS_OWN and t[k] != o[k]}
+        assert not differ, f"same variables, other values: {differ}"
+        assert o["script_type"] == "user-pass-verify" and o["username"] == "alice"
+        assert ("password" in o) == (method == "via-env")
+
+
+@pytest.mark.parametrize("kind", ["openvpn", "ours"])
+@pytest.mark.parametrize("verdict", [1, 0])
+def test_a_deferred_verdict_written_later_decides(lab, procs, kind, verdict):
+    script = _script(lab, f"defer-{kind}-{verdict}.sh", DEFER.format(verdict=verdict))
+    _server(lab, procs, kind, f"srv-defer-{kind}-{verdict}", f"auth-user-pass-verify {script} via-file")
+    t0 = time.monotonic()
+    cli = _client(lab, procs, f"cli-defer-{kind}-{verdict}", "any", wait=False)
+    if verdict:
+        assert cli.wait_for(UP, 60), cli.log()[-3000:]
+        assert time.monotonic() - t0 >= 2, "in before the verdict was written"
+        assert lab.ping(lab.cli, "198.19.0.1", 3) == 3
+    else:
+        assert cli.wait_for("AUTH_FAILED", 60), cli.log()[-3000:]
+        assert UP not in cli.log()
+    for p in reversed(procs):
+        p.stop(8)
+    procs.clear()
