@@ -100,6 +100,9 @@ class ScriptCheck:
         return path
 
     def __call__(self, username: str, password: str, common_name: str | None, env: dict[str, str]) -> Verdict:
+        if not username:
+            # As OpenVPN 2.6 (set_verify_user_pass_env): refused before any command runs.
+            return Verdict(False, why="the client sent a blank username")
         made: list[str] = []
         deferred = False
         try:

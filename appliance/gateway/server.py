@@ -490,7 +490,11 @@ class ServerGateway:
     def _check_password(self, rec, e: "ev.AuthRequested") -> None:
         """Hand the check to the worker; a refused one (rate, queue) fails the login at once."""
         source = rec.addr[0] if isinstance(rec.addr, tuple) else rec.addr.ip
-        env = self.ops.user_pass_env(rec) if self.opts.auth_user_pass_verify_script else None
+        env = None
+        if self.opts.auth_user_pass_verify_script:
+            env = self.ops.user_pass_env(rec)
+            if e.session_state is not None:          # auth-gen-token (add_session_token_env)
+                env["session_state"], env["session_id"] = e.session_state, e.session_id or ""
         why = "no password checker" if self.auth is None else \
             self.auth.submit((rec, e.key_id), str(source), e.username, e.password, e.common_name, env)
         if why is not None:

@@ -41,11 +41,16 @@ class ClientAuthenticated:
 @dataclass(frozen=True)
 class AuthRequested:
     """Server side, with SessionConfig.defer_auth: check this username/password (off the event
-    loop: it is slow on purpose) and answer with Session.auth_result(key_id, ok, now)."""
+    loop: it is slow on purpose) and answer with Session.auth_result(key_id, ok, now). With
+    auth-gen-token, for the command's environment as OpenVPN 2.6 sets it (add_session_token_env):
+    `session_state` (Initial: a password; Authenticated, Expired, Invalid: a token, external-auth)
+    and `session_id` (the session id of the token this session has or will get)."""
     key_id: int
     username: str
     password: str = field(repr=False)
     common_name: str | None
+    session_state: str | None = None
+    session_id: str | None = None
 
 
 @dataclass(frozen=True)

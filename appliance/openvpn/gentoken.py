@@ -86,6 +86,11 @@ class TokenPolicy:
     def _mac(self, username: bytes, body: bytes) -> bytes:
         return hmac.new(self.key, username + body, hashlib.sha256).digest()
 
+    @staticmethod
+    def session_id(token: str) -> str:
+        """The session-id part of a token, as OpenVPN's `session_id` environment variable."""
+        return token[len(PREFIX):len(PREFIX) + _SID_B64_LEN]
+
     def issue(self, username: bytes, wall: int, initial: str | None = None,
               random_bytes=secrets.token_bytes) -> str:
         """A token for `username` issued at `wall` (seconds since the epoch). `initial`: this

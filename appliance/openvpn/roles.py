@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from . import events as ev
 from .ciphers import is_supported
 from .errors import BadPacket, ClientRefused, PushDeferred, PushError, RemoteProtocolError
-from .gentoken import Verdict, is_token
+from .gentoken import TokenPolicy, Verdict, is_token
 from .keymethod import (USER_PASS_TOO_LONG, KeyMethod2, PushRejected, build_push_reply, credential_as_sent,
                         parse_push_reply_untrusted, peer_info_int)
 from .keystate import KS, KeyState
@@ -329,14 +329,21 @@ class ServerRole:
                                 f"{s.peer_username!r} to {km.username!r}")
         checks = s.cfg.verify_user is not None or s.cfg.defer_auth
         if checks and s.cfg.gen_token is not None and is_token(km.password):
-            self._check_token(ks, km, first, now)
+            if s.cfg.token_external and s.cfg.defer_auth:
+                self._token_to_command(ks, km)
+            else:
+                self._check_token(ks, km, first, now)
             return
         if checks and (first or not self._token_ok(km.password)):
             if s.cfg.defer_auth:
                 # The check is slow (scrypt): the caller runs it off its event loop and answers
                 # with Session.auth_result; until then this key waits (hand-window still runs).
                 ks.pending_auth = km
-                s.events.append(ev.AuthRequested(ks.key_id, km.username, km.password, s.peer_common_name))
+                state = sid = None
+                if s.cfg.gen_token is not None:
+                    state, sid = "Initial", self._session_id(km.username)
+                s.events.append(ev.AuthRequested(ks.key_id, km.username, km.password, s.peer_common_name,
+                                                 state, sid))
                 return
             if not s.cfg.verify_user(km.username, km.password, s.peer_common_name):
                 self._auth_failed(ks, first)
@@ -407,6 +414,35 @@ class ServerRole:
         if s.token_initial is None:
             s.token_initial = km.password           # a reconnect: its renewals keep that session id
         self._accept(ks, km, first, now)
+
+    def _token_to_command(self, ks: KeyState, km: KeyMethod2) -> None:
+        """auth-gen-token external-auth (OpenVPN 2.6's auth_token_call_auth): the token is
+        checked here, and its state goes with it to the auth-user-pass-verify command, which
+        decides (it may let an expired token in, or keep a valid one out)."""
+        s = self.s
+        assert s.cfg.gen_token is not None and s.cfg.wall_clock is not None
+        verdict = s.cfg.gen_token.verify(km.password, to_bytes(km.username), int(s.cfg.wall_clock()),
+                                         s.token_initial)
+        if verdict is Verdict.VALID:
+            if s.token_initial is None:
+                s.token_initial = km.password       # a reconnect: its renewals keep that session id
+            sid = TokenPolicy.session_id(km.password)
+        else:
+            s._count(f"auth-token {verdict.value} (to the command)")
+            sid = self._session_id(km.username)     # a new session's, as OpenVPN
+        state = {Verdict.VALID: "Authenticated", Verdict.EXPIRED: "Expired"}.get(verdict, "Invalid")
+        ks.pending_auth = km
+        s.events.append(ev.AuthRequested(ks.key_id, km.username, km.password, s.peer_common_name, state, sid))
+
+    def _session_id(self, username: str) -> str:
+        """The session id this session's tokens carry, made now when it has none yet (OpenVPN
+        2.6 generates the token at this point too: the command sees the id the client will get)."""
+        s = self.s
+        gen = s.cfg.gen_token
+        assert gen is not None and s.cfg.wall_clock is not None
+        if s.token_initial is None:
+            s.token_initial = gen.issue(to_bytes(username), int(s.cfg.wall_clock()), None, s.cfg.random_bytes)
+        return TokenPolicy.session_id(s.token_initial)
 
     def _issue_token(self, username: str, now: float, on: KeyState | None) -> None:
         """A new token for this client (the same session id and initial time after the first),

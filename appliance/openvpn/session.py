@@ -139,6 +139,9 @@ class SessionConfig:
     # ... and whether the password file (as last read: a reload hands kept sessions the new one)
     # still holds a token's user: one taken out of it is refused, token or not
     token_user_known: Callable[[str], bool] | None = None
+    # auth-gen-token external-auth: a token goes to the auth-user-pass-verify command with its
+    # state (session_state), which decides, as OpenVPN 2.6's auth_token_call_auth
+    token_external: bool = False
     server_ekm: bool = True
 
 

@@ -198,6 +198,7 @@ def server_settings(opts: Options, ccd_loader=None, passdb_text: str | None = No
         cfg.defer_auth = defer_auth and verify_user is not None
         cfg.gen_token, cfg.wall_clock = token_policy, wall_clock
         cfg.token_user_known = user_known if token_policy is not None else None
+        cfg.token_external = opts.auth_gen_token_external
         return cfg
 
     return ServerSettings(

@@ -351,3 +351,88 @@ def test_a_reload_moves_from_a_password_file_to_a_command_and_back(pki, tmp_path
     third = _client(w, pki)
     assert w.run(lambda: _up(third), max_time=30)
     assert len(_runs(out)) == 1 and _up(first) and _up(second)
+
+
+# ------------------------------------------------------------------ with auth-gen-token
+STATEFUL = """#!/bin/sh
+# records session_state/session_id and the password's kind; refuses what {deny} names
+n=$(ls {out}.*.env 2>/dev/null | wc -l)
+env > {out}.$n.env
+[ "$session_state" = "{deny}" ] && exit 1
+user=$(sed -n 1p "$1"); pass=$(sed -n 2p "$1")
+[ "$user" = alice ] || exit 1
+case "$pass" in SESS_ID_AT_*) exit 0;; first) exit 0;; esac
+exit 1
+"""
+
+
+def _token_server(w: World, pki, tmp_path: Path, gen: str, deny: str = "none") -> Path:
+    out = tmp_path / "seen"
+    _server(w, pki, tmp_path, extra=f"auth-gen-token {gen}\n", body=STATEFUL.format(out=out, deny=deny))
+    return out
+
+
+def test_the_command_sees_the_session_id_the_client_gets(pki, tmp_path):
+    w = World()
+    out = _token_server(w, pki, tmp_path, "0 120")
+    c = _client(w, pki, extra="reneg-sec 20\n")
+    assert w.run(lambda: _up(c), max_time=30)
+    w.run_for(45)
+    runs = _runs(out)
+    assert len(runs) == 1, "without external-auth a token stands in for the command"
+    token = w.server.d.clients[0].session.issued_auth_token
+    assert runs[0]["session_state"] == "Initial" and token.startswith("SESS_ID_AT_" + runs[0]["session_id"])
+
+
+def test_external_auth_hands_each_token_to_the_command(pki, tmp_path):
+    w = World()
+    out = _token_server(w, pki, tmp_path, "0 120 external-auth")
+    c = _client(w, pki, extra="reneg-sec 20\n")
+    assert w.run(lambda: _up(c), max_time=30)
+    w.run_for(45)
+    runs = _runs(out)
+    assert [r["session_state"] for r in runs] == ["Initial", "Authenticated", "Authenticated"]
+    assert len({r["session_id"] for r in runs}) == 1 and _up(c) and c.connections == 1
+
+
+def test_external_auth_lets_the_command_keep_a_valid_token_out(pki, tmp_path):
+    """The account is disabled while the tunnel runs: with external-auth the command refuses
+    the next token, where without it the token would have kept her in."""
+    w = World()
+    out = _token_server(w, pki, tmp_path, "0 120 external-auth", deny="Authenticated")
+    c = _client(w, pki, extra="reneg-sec 20\n")
+    assert w.run(lambda: _up(c), max_time=30)
+    w.run_for(25)
+    # Refused at the renegotiation: the client drops its token and logs in with its password
+    # (a new session, which this command still takes).
+    assert [r["session_state"] for r in _runs(out)] == ["Initial", "Authenticated", "Initial"]
+    assert c.connections == 2 and _up(c), "a token the command refused kept its session"
+
+
+def test_external_auth_lets_the_command_judge_an_expired_token(pki, tmp_path):
+    w = World()
+    out = _token_server(w, pki, tmp_path, "30 120 external-auth")
+    c = _client(w, pki, extra="reneg-sec 20\n")
+    assert w.run(lambda: _up(c), max_time=30)
+    w.run_for(45)                       # the renegotiation at 40 s brings a token past its 30 s
+    states = [r["session_state"] for r in _runs(out)]
+    assert states[:3] == ["Initial", "Authenticated", "Expired"], states
+    assert _up(c) and c.connections == 1, "the command said yes to the expired token"
+
+
+@pytest.mark.parametrize("check", ["passdb", "none"])
+def test_external_auth_without_a_command_fails_at_its_line(pki, tmp_path, check):
+    extra = (f"auth-user-pass-verify {tmp_path}/passdb passdb\n" if check == "passdb" else "") + \
+        "auth-gen-token 0 120 external-auth\n"
+    with pytest.raises(ConfigError) as e:
+        _parse(pki, extra)
+    line = _line_of(pki, extra, "auth-gen-token 0 120 external-auth")
+    assert f"s.conf:{line}: auth-gen-token: external-auth hands the token" in str(e.value), str(e.value)
+
+
+def test_a_blank_username_is_refused_before_the_command_runs(tmp_path):
+    out = tmp_path / "seen"
+    check = ScriptCheck((str(_script(tmp_path, CHECK.format(out=out, on_fail=""))),), "via-file", False,
+                        str(tmp_path), time_limit=10)
+    v = check("", "first", "client0", {})
+    assert not v.ok and "blank username" in v.why and _runs(out) == []

@@ -133,3 +133,36 @@ def test_a_deferred_verdict_written_later_decides(lab, procs, kind, verdict):
     for p in reversed(procs):
         p.stop(8)
     procs.clear()
+
+
+STATEFUL = """#!/bin/sh
+# records session_state and session_id; alice with first-pw or a token is in
+n=$(ls {out}.*.env 2>/dev/null | wc -l)
+env > {out}.$n.env
+user=$(sed -n 1p "$1"); pass=$(sed -n 2p "$1")
+[ "$user" = alice ] || exit 1
+case "$pass" in SESS_ID_AT_*|first-pw) exit 0;; esac
+exit 1
+"""
+
+
+@pytest.mark.parametrize("kind", ["openvpn", "ours"])
+def test_external_auth_hands_each_renegotiations_token_to_the_command(lab, procs, kind):
+    """auth-gen-token external-auth: the login (session_state Initial) and each renegotiation
+    (a token: Authenticated) run the command, with one session_id throughout, on both servers."""
+    out = lab.tmp / f"ext-{kind}"
+    script = _script(lab, f"ext-{kind}.sh", STATEFUL.format(out=out))
+    _server(lab, procs, kind, f"srv-ext-{kind}", f"auth-user-pass-verify {script} via-file",
+            extra="auth-gen-token 0 120 external-auth\nreneg-sec 10\n")
+    cli = _client(lab, procs, f"cli-ext-{kind}", "first-pw", wait=True)
+    deadline = time.monotonic() + 60
+    while len(_envs(out)) < 3 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    runs = _envs(out)
+    assert [r.get("session_state") for r in runs[:3]] == ["Initial", "Authenticated", "Authenticated"], \
+        [r.get("session_state") for r in runs]
+    assert len({r["session_id"] for r in runs[:3]}) == 1
+    assert cli.log().count(UP) == 1 and lab.ping(lab.cli, "198.19.0.1", 3) == 3
+    for p in reversed(procs):
+        p.stop(8)
+    procs.clear()

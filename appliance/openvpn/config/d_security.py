@@ -328,25 +328,26 @@ def _auth_script(p: ParseState, d: str, a: list[str]) -> None:
 
 
 @reg.apply("auth-gen-token", why="server: after a password check, push a session token the client sends "
-           "instead of its password at renegotiations and reconnects", sets=("auth_gen_token",), used_by="server",
+           "instead of its password at renegotiations and reconnects (external-auth: the auth-user-pass-verify "
+           "command judges it too)", sets=("auth_gen_token", "auth_gen_token_external"), used_by="server",
            nargs=(0, 3), access=True)
 def _auth_gen_token(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
     # OpenVPN 2.6 (options.c): `auth-gen-token [lifetime] [renewal-time] [external-auth]`.
     lifetime = p.int_arg(d, a[0], 0, 2**31) if a else 0
     renewal = 0
+    external = False
     for i, v in enumerate(a[1:], start=1):
         if i == 1 and v.isdigit():
             renewal = p.int_arg(d, v, 1, 2**31) or 0
         elif v == "external-auth":
-            # There, the token's verdict goes to an external authenticator (script, plugin,
-            # management-client-auth) that decides; ours checks a password file and has none.
-            p.err(d, "external-auth hands the token's verdict to an external authenticator (script, plugin "
-                     "or management-client-auth), which this server does not run: remove it (tokens are then "
-                     "checked here)")
+            # The token's state goes to the auth-user-pass-verify command, which decides (checked
+            # at the end: parser.finish, a command must be there).
+            external = True
         else:
             p.err(d, f"invalid argument {v!r} (expects [lifetime] [renewal-time])")
     if lifetime is not None:
         p.set("auth_gen_token", (lifetime, renewal))
+        p.set("auth_gen_token_external", external)
 
 
 @reg.apply("auth-gen-token-secret", why="server: the key of auth-gen-token's tokens, shared by servers that honour "

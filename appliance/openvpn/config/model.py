@@ -160,6 +160,7 @@ class Options:
     auth_user_pass_verify_script: tuple[tuple[str, ...], str] | None = None   # (argv, via-file|via-env)
     auth_gen_token: tuple[int, int] | None = None      # (lifetime, renewal); renewal 0: reneg-sec
     auth_gen_token_secret: bytes | None = None         # its HMAC key (gentoken.parse_secret)
+    auth_gen_token_external: bool = False              # external-auth: the command judges tokens too
     client_config_dir: str | None = None
     ccd_exclusive: bool = False
     username_as_common_name: bool = False

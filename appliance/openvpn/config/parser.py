@@ -296,7 +296,13 @@ def finish(p: ParseState) -> None:
                 if renewal < 2 * o.hand_window:      # checked after the default, as OpenVPN 2.6
                     p.err("auth-gen-token", f"renewal time {renewal} s (reneg-sec's unless given) must be at "
                           f"least twice hand-window ({2 * o.hand_window} s)", line("auth_gen_token"))
-            if o.auth_user_pass_verify is None and o.auth_user_pass_verify_script is None:
+            if o.auth_gen_token_external and o.auth_user_pass_verify_script is None:
+                # OpenVPN hands the token to a script, plugin or management-client-auth; this
+                # server runs only the command, and a password file cannot judge a token.
+                p.err("auth-gen-token", "external-auth hands the token to the auth-user-pass-verify command, "
+                      "and there is none (a password file cannot judge a token): remove it, or use a command",
+                      line("auth_gen_token"))
+            elif o.auth_user_pass_verify is None and o.auth_user_pass_verify_script is None:
                 p.line = line("auth_gen_token")
                 p.note("auth-gen-token", "no password is checked (no auth-user-pass-verify), so no token is "
                        "issued (as OpenVPN)")
