@@ -76,25 +76,29 @@ class ScriptRunner:
                 args.append(path)
             full_env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")}
             full_env.update(env)
-            try:
-                p = subprocess.Popen(args, env=full_env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE, start_new_session=True)
-            except OSError as e:
-                return key, False, None, f"cannot run {argv[0]}: {e.strerror or e}"
-            try:
-                _out, err_b = p.communicate(timeout=self.time_limit)
-            except subprocess.TimeoutExpired:
+            # Its error output goes to a file, not a pipe: a script that leaves a child behind
+            # (a daemon it starts, a `... &`) holding the pipe kept the wait going until the time
+            # limit, then was killed with that child and its client refused.
+            with tempfile.TemporaryFile() as err_f:
                 try:
-                    os.killpg(p.pid, signal.SIGKILL)      # the script and whatever it started
-                except OSError:
-                    pass
-                p.communicate()
-                return key, False, None, f"{os.path.basename(argv[0])} ran past its {self.time_limit:g} s limit"
-            r = subprocess.CompletedProcess(args, p.returncode, None, err_b)
-            if r.returncode != 0:
-                err = r.stderr.decode("utf-8", "replace").strip().splitlines()
-                return key, False, None, (f"{os.path.basename(argv[0])} exited with status {r.returncode}"
-                                          + (f": {err[-1][:200]}" if err else ""))
+                    p = subprocess.Popen(args, env=full_env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                         stderr=err_f, start_new_session=True)
+                except OSError as e:
+                    return key, False, None, f"cannot run {argv[0]}: {e.strerror or e}"
+                try:
+                    status = p.wait(timeout=self.time_limit)
+                except subprocess.TimeoutExpired:
+                    try:
+                        os.killpg(p.pid, signal.SIGKILL)      # the script and whatever it started
+                    except OSError:
+                        pass
+                    p.wait()
+                    return key, False, None, f"{os.path.basename(argv[0])} ran past its {self.time_limit:g} s limit"
+                if status != 0:
+                    err_f.seek(max(0, os.fstat(err_f.fileno()).st_size - 4096))
+                    err = err_f.read(4096).decode("utf-8", "replace").strip().splitlines()
+                    return key, False, None, (f"{os.path.basename(argv[0])} exited with status {status}"
+                                              + (f": {err[-1][:200]}" if err else ""))
             text = None
             if path is not None:
                 with open(path, "rb") as f:          # its bytes, as OpenVPN 2.6 reads it (file_text)

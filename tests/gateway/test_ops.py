@@ -15,7 +15,9 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 from appliance.certs import issue
 from appliance.gateway import ops as ops_mod
 from appliance.gateway.scripts import ScriptRunner
+from appliance.openvpn.config import parse_config
 from appliance.openvpn.crl import make_crl
+from appliance.openvpn.errors import ConfigError
 from tests.gateway.conftest import World, client_conf, server_conf
 from tests.gateway.test_tunnel import _up, ping_both_ways
 
@@ -494,6 +496,47 @@ def test_a_script_past_its_time_limit_is_killed_and_refuses(tmp_path):
     (key, ok, text, reason), = r.take_results()
     assert not ok and "limit" in reason and time.monotonic() - t0 < 3
     r.close()
+
+
+def test_a_script_that_leaves_a_child_behind_is_done_when_it_exits(tmp_path):
+    """A client-connect script starting a daemon (or a `... &`) that keeps its error output open:
+    its verdict is its own exit, at once. Before, the wait read that output to its end, until
+    the time limit, then killed both and refused the client."""
+    import time
+    pidfile = tmp_path / "child.pid"
+    bg = _script(tmp_path, "bg.sh", f"sleep 30 &\necho $! > {pidfile}\nexit 0\n")
+    fails = _script(tmp_path, "fails.sh", "echo first >&2\necho 'no seat left' >&2\nexit 3\n")
+    r = ScriptRunner(time_limit=10, inline=True)
+    t0 = time.monotonic()
+    assert r.submit(("connect", None), [bg], {}, True) is None
+    (_key, ok, _text, reason), = r.take_results()
+    assert ok and time.monotonic() - t0 < 5, reason
+    os.kill(int(pidfile.read_text()), 9)
+    assert r.submit(("connect", None), [fails], {}, True) is None
+    (_key, ok, _text, reason), = r.take_results()
+    assert not ok and reason == "fails.sh exited with status 3: no seat left"
+    r.close()
+
+
+@pytest.mark.parametrize("line, why", [
+    ("client-connect {s} arg", "expects 1 argument"),
+    ("client-connect {d}/missing.sh", "no such file"),
+    ("client-disconnect {d}/plain.txt", "not an executable file"),
+])
+def test_a_script_line_openvpn_would_refuse_fails_at_its_line(opki, tmp_path, line, why):
+    s = _script(tmp_path, "cc.sh", "exit 0\n")
+    (tmp_path / "plain.txt").write_text("x")
+    text = line.format(s=s, d=tmp_path)
+    with pytest.raises(ConfigError) as e:
+        parse_config(server_conf(opki, extra=f"script-security 2\n{text}\n"), "/mem/s.conf")
+    assert why in str(e.value) and ("client-connect" in str(e.value) or "client-disconnect" in str(e.value))
+
+
+def test_a_quoted_script_with_arguments_gets_them(opki, tmp_path):
+    s = _script(tmp_path, "cc.sh", "exit 0\n")
+    o = parse_config(server_conf(opki, extra=f"script-security 2\nclient-connect \"{s} --mode 'a b'\"\n"),
+                     "/mem/s.conf")
+    assert o.client_connect == [str(s), "--mode", "a b"]
 
 
 def test_status_with_server_ipv6_and_the_pool_file_ipv6_field(opki, tmp_path):

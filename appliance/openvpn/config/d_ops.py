@@ -19,6 +19,7 @@ import shlex
 
 from ..regular_file import CRL, NOT_REGULAR, POOL, size_problem
 from .directives import Registry
+from .lexer import LexError, tokenize
 from .parser import ParseState
 
 reg = Registry()
@@ -173,20 +174,42 @@ def _tmp_dir(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
     p.set("tmp_dir", path)
 
 
+def command_argv(p: ParseState, d: str, command: str) -> list[str] | None:
+    """A script directive's command (one argument, quoted when it has its own), split as OpenVPN
+    2.6 splits it (argv_parse_cmd: a config line's quoting), its program checked now as OpenVPN
+    checks it while reading the config (set_user_script, check_cmd_access): a missing or
+    non-executable program refuses the config at its line. None (and an error) otherwise."""
+    if scripts_forbidden():
+        p.err(d, "the VM image runs no scripts")
+        return None
+    try:
+        argv = tokenize(command)
+    except LexError as e:
+        p.err(d, f"cannot split the command: {e}")
+        return None
+    if not argv:
+        p.err(d, "no command")
+        return None
+    prog = p.path_arg(argv[0])
+    if not os.path.isfile(prog) or not os.access(prog, os.X_OK):
+        p.err(d, f"{argv[0]}: " + ("not an executable file" if os.path.exists(prog) else "no such file"))
+        return None
+    return [prog, *argv[1:]]
+
+
 def _script(field: str):
     def handler(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
-        if scripts_forbidden():
-            p.err(d, "the VM image runs no scripts")
-            return
-        p.set(field, [p.path_arg(a[0])] + a[1:])
+        argv = command_argv(p, d, a[0])
+        if argv is not None:
+            p.set(field, argv)
     return handler
 
 
 reg.apply("client-connect", why="server: run a command when a client connects (non-zero exit refuses it; "
-          "the file it writes adds options)", sets=("client_connect",), used_by="pump", nargs=(1, None),
+          "the file it writes adds options)", sets=("client_connect",), used_by="pump", nargs=(1, 1),
           access=True)(_script("client_connect"))
 reg.apply("client-disconnect", why="server: run a command when a client disconnects",
-          sets=("client_disconnect",), used_by="pump", nargs=(1, None))(_script("client_disconnect"))
+          sets=("client_disconnect",), used_by="pump", nargs=(1, 1))(_script("client_disconnect"))
 
 
 # ------------------------------------------------------------------ client up/down scripts

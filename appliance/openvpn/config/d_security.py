@@ -12,8 +12,8 @@ from ..regular_file import NOT_REGULAR, PASSWORD_DB, size_problem
 from ..replay import MAX_SIZE as MAX_REPLAY_WINDOW
 from ..replay import MAX_TIME_LIMIT as MAX_REPLAY_TIME
 from .directives import Registry
-from .d_ops import scripts_forbidden
-from .lexer import LexError, split_lines, tokenize
+from .d_ops import command_argv, scripts_forbidden
+from .lexer import split_lines
 from .parser import INLINE, ParseState
 
 reg = Registry()
@@ -305,25 +305,15 @@ def _auth_user_pass_verify(p: ParseState, d: str, a: list[str], inline: str | No
 
 
 def _auth_script(p: ParseState, d: str, a: list[str]) -> None:
-    """The command is one argument, split as OpenVPN 2.6 splits it (argv_parse_cmd: a config
-    line's quoting), its program checked now as OpenVPN checks it at start (check_cmd_access):
-    a missing or non-executable one would refuse every login."""
+    """The command as OpenVPN 2.6 reads it (d_ops.command_argv): a missing or non-executable
+    program would refuse every login, so it is refused at its line, as OpenVPN's start fails."""
     if scripts_forbidden():
         p.err(d, "the VM image runs no scripts (use `FILE passdb`)")
         return
-    try:
-        argv = tokenize(a[0])
-    except LexError as e:
-        p.err(d, f"cannot split the command: {e}")
+    argv = command_argv(p, d, a[0])
+    if argv is None:
         return
-    if not argv:
-        p.err(d, "no command")
-        return
-    prog = p.path_arg(argv[0])
-    if not os.path.isfile(prog) or not os.access(prog, os.X_OK):
-        p.err(d, f"{argv[0]}: " + ("not an executable file" if os.path.exists(prog) else "no such file"))
-        return
-    p.set("auth_user_pass_verify_script", ((prog, *argv[1:]), a[1]))
+    p.set("auth_user_pass_verify_script", (tuple(argv), a[1]))
     p.set("auth_user_pass_verify", None)
 
 
