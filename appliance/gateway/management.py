@@ -32,6 +32,7 @@ log = logging.getLogger("vpn-appliance")
 
 OUT_LIMIT = 256 * 1024
 LINE_LIMIT = 8 * 1024
+BLOCK_LIMIT = 1024 * 1024       # a client-auth block's config lines (a client-config-dir file's limit)
 MAX_CONNS = 16
 MAX_UNAUTH_PER_SOURCE = 4       # off loopback: connections without the password yet, per source_key
 # TCP: the kernel queues this many connections before it drops SYNs (each then waits for a 1 s
@@ -52,6 +53,10 @@ BANNER = ">INFO:OpenVPN Management Interface Version 5 -- type 'help' for more i
 HELP = """Management Interface for OpenVPN 2.6.14 vpn-appliance
 Commands:
 bytecount n            : Show bytes in/out, update every n secs (0=off).
+client-auth CID KID    : Authenticate client-id/key-id CID/KID (MULTILINE)
+client-auth-nt CID KID : Authenticate client-id/key-id CID/KID
+client-deny CID KID R [CR] : Deny auth client-id/key-id CID/KID with log reason
+                             text R and optional client reason text CR
 exit|quit              : Close management session.
 help                   : Print this message.
 hold [on|off|release]  : Set/show hold flag to on/off state, or
@@ -88,6 +93,8 @@ class MgmtConn:
         self.writing = False
         self.tries = 0
         self.since = mgr.pump.clock()
+        # `client-auth CID KID` reads config lines up to END: (cid, kid, lines, bytes so far).
+        self.block: tuple[int, int, list[str], int] | None = None
 
     def fileno(self) -> int:
         return self.sock.fileno()
@@ -153,7 +160,26 @@ class MgmtConn:
                 self.password_line(raw)
                 continue
             line = from_peer(raw).strip("\r\n ")   # `kill NAME` names a client by its bytes
+            if self.block is not None:
+                self.block_line(line)
+                continue
             self.command(line)
+
+    def block_line(self, line: str) -> None:
+        """A line of a client-auth block: kept up to BLOCK_LIMIT bytes (a ccd file's own
+        limit); past it the block is still read to its END, then refused."""
+        assert self.block is not None
+        cid, kid, lines, size = self.block
+        if line != "END":
+            size += len(line) + 1
+            if size <= BLOCK_LIMIT:
+                lines.append(line)
+            self.block = (cid, kid, lines, size)
+            return
+        self.block = None
+        ok = size <= BLOCK_LIMIT and self.mgr.ops.management_verdict(cid, kid, True, config=lines)
+        self.send_lines(["SUCCESS: client-auth command succeeded" if ok else "ERROR: client-auth command failed"],
+                        reply=True)
 
     def password_line(self, raw: bytes) -> None:
         """The line a client sends at `ENTER PASSWORD:`, read as OpenVPN 2.6 reads it: control
@@ -193,6 +219,11 @@ class MgmtConn:
         if not words:                       # blank, or only tabs and the like: no command
             return
         self.send_lines(self.mgr.answer(self, words), reply=True)
+
+
+def parse_id(text: str) -> int | None:
+    """A CID or KID as OpenVPN 2.6 reads one (parse_cid/parse_uint): decimal digits."""
+    return int(text) if text.isdigit() and len(text) < 20 else None
 
 
 def command_words(line: str) -> list[str]:
@@ -460,6 +491,30 @@ class Management:
         return lines
 
     # ---------------------------------------------------------------- commands
+    def _client_auth(self, c: MgmtConn, cmd: str, a: list[str]) -> list[str]:
+        """management-client-auth's verdicts, as OpenVPN 2.6 answers them (manage.c
+        man_client_auth, man_client_deny)."""
+        name = "client-deny" if cmd == "client-deny" else "client-auth"
+        if self.ops.client_auth is None:
+            return [f"ERROR: The '{name}' command is not supported by the current daemon mode"]
+        if len(a) < (4 if cmd == "client-deny" else 3):
+            return [f"ERROR: the '{cmd}' command requires " + ("at least 3" if cmd == "client-deny" else "2")
+                    + " parameters"]
+        cid, kid = parse_id(a[1]), parse_id(a[2])
+        if cid is None:
+            return ["ERROR: cannot parse CID"]
+        if kid is None:
+            return ["ERROR: cannot parse KID"]
+        if cmd == "client-auth":
+            c.block = (cid, kid, [], 0)          # the answer comes at END
+            return []
+        if cmd == "client-auth-nt":
+            ok = self.ops.management_verdict(cid, kid, True)
+            return ["SUCCESS: client-auth command succeeded" if ok else "ERROR: client-auth command failed"]
+        client_reason = a[4] if len(a) > 4 else ""
+        ok = self.ops.management_verdict(cid, kid, False, why=a[3], client_reason=client_reason)
+        return ["SUCCESS: client-deny command succeeded" if ok else "ERROR: client-deny command failed"]
+
     def answer(self, c: MgmtConn, a: list[str]) -> list[str]:
         cmd = a[0].lower()
         ops = self.ops
@@ -549,6 +604,8 @@ class Management:
             n = ops.kill_cn(target)
             return ([f"SUCCESS: common name '{target}' found, {n} client(s) killed"] if n
                     else [f"ERROR: common name '{target}' not found"])
+        if cmd in ("client-auth", "client-auth-nt", "client-deny"):
+            return self._client_auth(c, cmd, a)
         if cmd == "client-kill":
             try:
                 cid = int(a[1])

@@ -40,6 +40,7 @@ from .inactivity import INACTIVE_LOG, Inactivity, check_interval
 from .management import Management
 from .ports import PortGone
 from .scripts import ScriptRunner
+from .mgmt_auth import ClientAuthWait
 from .server_files import load_server_settings
 
 log = logging.getLogger("vpn-appliance")
@@ -89,7 +90,7 @@ def check_scripts(o) -> None:
 
 
 class ClientInfo:
-    __slots__ = ("cid", "since", "rec", "established", "connect_ran")
+    __slots__ = ("cid", "since", "rec", "established", "connect_ran", "mgmt_config")
 
     def __init__(self, cid: int, since: float, rec) -> None:
         self.cid = cid
@@ -97,6 +98,7 @@ class ClientInfo:
         self.rec = rec
         self.established = False
         self.connect_ran = False
+        self.mgmt_config: list[str] | None = None      # client-auth's config lines, for the connect
 
 
 @dataclass
@@ -119,6 +121,7 @@ class Operations:
         self.info: dict[int, ClientInfo] = {}       # id(rec) -> info
         self.next_cid = 0
         self.mgmt: Management | None = None
+        self.client_auth: ClientAuthWait | None = None  # management-client-auth (mgmt_auth.py)
         self.scripts = scripts
         self.reload_source = reload_source          # () -> config text, for tests; else the file
         # (crl_reader) -> the new Options, their TLS settings (key material checked, the CRL's
@@ -143,7 +146,15 @@ class Operations:
     # ---------------------------------------------------------------- set-up
     def _apply_script_settings(self, o, st) -> None:
         check_scripts(o)
-        st.defer_connect = bool(o.client_connect)
+        # management-client-auth: its config lines are applied at the connect step.
+        st.defer_connect = bool(o.client_connect or o.management_client_auth)
+        if o.management_client_auth and self.client_auth is None:
+            self.client_auth = ClientAuthWait()
+        elif not o.management_client_auth and self.client_auth is not None:
+            for w in list(self.client_auth.by_ckid.values()):     # a reload took it away: decide them
+                w.mgmt = True
+                self._settle(w)
+            self.client_auth = None
         if (o.client_connect or o.client_disconnect) and self.scripts is None:
             self.scripts = ScriptRunner()
 
@@ -622,6 +633,8 @@ class Operations:
         elif isinstance(e, ev.SessionClosed):
             inf = self.info.pop(id(rec), None)
             self.inactive.pop(id(rec), None)
+            if self.client_auth is not None:
+                self.client_auth.forget(rec, inf.cid if inf is not None else None)
             if inf is None:
                 return
             r, w = self.traffic.sample(rec)
@@ -643,7 +656,18 @@ class Operations:
     def _run_connect(self, rec, inf: ClientInfo) -> None:
         o = self.gw.opts
         if self.scripts is None or not o.client_connect:
-            self.gw.d.connect_result(rec, True, self.gw.clock())
+            ccd = None
+            if inf.mgmt_config:
+                try:
+                    ccd = parse_ccd("\n".join(inf.mgmt_config) + "\n", "<client-auth config>")
+                except ConfigError as e:
+                    self.gw.d.connect_result(rec, False, self.gw.clock(),
+                                             reason=f"client-auth gave options we cannot use: {e}")
+                    return
+                if ccd.disable:
+                    self.gw.d.connect_result(rec, False, self.gw.clock(), reason="client-auth: disable")
+                    return
+            self.gw.d.connect_result(rec, True, self.gw.clock(), ccd=ccd)
             return
         why = self.scripts.submit(("connect", rec), list(o.client_connect), self.env(rec, inf, "client-connect"), True)
         if why is not None:
@@ -667,6 +691,9 @@ class Operations:
                 log.warning("client-disconnect: %s", reason)
             return
         ccd = None
+        inf = self.info.get(id(rec))
+        if ok and inf is not None and inf.mgmt_config:        # client-auth's lines, then the script's
+            text = "\n".join(inf.mgmt_config) + "\n" + (text or "")
         if ok and text and text.strip():
             try:
                 ccd = parse_ccd(text, "<client-connect output>")
@@ -731,6 +758,71 @@ class Operations:
             e["script_type"] = script_type
         return e
 
+    # ---------------------------------------------------------------- management-client-auth
+    def ask_management(self, rec, e, check_pending: bool) -> bool:
+        """Announce login `e` (an AuthRequested) to the management clients; False when too many
+        wait already (the caller refuses it for now)."""
+        assert self.client_auth is not None
+        inf = self._info(rec)
+        w = self.client_auth.add(rec, e.key_id, inf.cid, check_pending)
+        if w is None:
+            return False
+        env = self.user_pass_env(rec)
+        env["username"], env["password"] = e.username, e.password     # OpenVPN's, to the management client
+        if e.session_state is not None:
+            env["session_state"], env["session_id"] = e.session_state, e.session_id or ""
+        if self.mgmt is not None:
+            mode = "REAUTH" if inf.established else "CONNECT"
+            self.mgmt.notify([f">CLIENT:{mode},{inf.cid},{w.kid}"] + [f">CLIENT:ENV,{k}={v}" for k, v in env.items()]
+                             + [">CLIENT:ENV,END"])
+        return True
+
+    def check_done(self, rec, key_id: int, v) -> bool:
+        """The password file's or command's verdict on a login the management client is asked
+        about too: True when taken here (decided with the other, or the login is over)."""
+        if self.client_auth is None:
+            return False
+        w = self.client_auth.for_key(rec, key_id)
+        if w is not None:
+            w.check = v.ok
+            if not v.ok:
+                w.client_reason, w.why = v.client_reason, v.why
+            self._settle(w)
+        return True
+
+    def management_verdict(self, cid: int, kid: int, ok: bool, why: str = "", client_reason: str = "",
+                           config: list[str] | None = None) -> bool:
+        """client-auth / client-auth-nt / client-deny: False when no such login waits."""
+        if self.client_auth is None:
+            return False
+        w = self.client_auth.by_ckid.get((cid, kid))
+        if w is None:
+            rec = self.client_auth.let_in.get((cid, kid))
+            if rec is None or not rec.alive:
+                return False
+            if not ok:                          # a yes withdrawn: the session ends
+                self._kick(rec, f"client-deny after client-auth: {why}" if why else "client-deny after client-auth")
+            return True
+        if not w.rec.alive:
+            return False
+        w.mgmt = ok
+        if ok:
+            w.config = list(config or [])
+        elif w.check is not False:
+            w.client_reason, w.why = client_reason, (f"client-deny: {why}" if why else "client-deny")
+        self._settle(w)
+        return True
+
+    def _settle(self, w) -> None:
+        verdict = ClientAuthWait.decided(w)
+        if verdict is None or self.client_auth is None:
+            return
+        self.client_auth.take(w, let_in=verdict)
+        inf = self.info.get(id(w.rec))
+        if verdict and w.config and inf is not None and not inf.established:
+            inf.mgmt_config = w.config          # applied at the connect step (first login only)
+        self.gw.d.auth_result(w.rec, w.key_id, verdict, self.gw.clock(), client_reason=w.client_reason, why=w.why)
+
     def user_pass_env(self, rec) -> dict[str, str]:
         """auth-user-pass-verify's environment (authscript.py adds script_type, the username, the
         password and the deferred-auth files). Before the tunnel is up, as OpenVPN 2.6 at that
@@ -743,6 +835,8 @@ class Operations:
                 e.pop(k, None)
         e.pop("username", None)       # the one being checked, not the one the session holds
         e["common_name"] = rec.session.peer_common_name or ""     # the record takes it once admitted
+        # OpenVPN counts a client once it is established (multi_connection_established).
+        e["n_clients"] = str(sum(1 for i in self.info.values() if i.established))
         return e
 
     def _env_lines(self, rec, inf: ClientInfo, extra: dict | None = None) -> list[str]:

@@ -406,7 +406,8 @@ class ServerGateway:
         if self.auth is not None:
             now = self.clock()
             for (rec, key_id), v in self.auth.take_results():
-                self.d.auth_result(rec, key_id, v.ok, now, client_reason=v.client_reason, why=v.why)
+                if not self.ops.check_done(rec, key_id, v):     # (management-client-auth decides with it)
+                    self.d.auth_result(rec, key_id, v.ok, now, client_reason=v.client_reason, why=v.why)
             nxt = self.auth.next_poll()
             if nxt is not None:                     # a command's deferred verdict: read its file again
                 self.pump.timers.arm("auth-deferred", nxt, lambda: None)
@@ -490,6 +491,17 @@ class ServerGateway:
     def _check_password(self, rec, e: "ev.AuthRequested") -> None:
         """Hand the check to the worker; a refused one (rate, queue) fails the login at once."""
         source = rec.addr[0] if isinstance(rec.addr, tuple) else rec.addr.ip
+        if self.ops.client_auth is not None:                # management-client-auth
+            if not e.username:
+                # As OpenVPN 2.6 (key_method_2_read): credentials are required.
+                self.d.auth_result(rec, e.key_id, False, self.clock(), why="the client sent no username")
+                return
+            if not self.ops.ask_management(rec, e, check_pending=self.auth is not None):
+                self.faults.count("login refused: too many waiting for the management client")
+                self.d.auth_result(rec, e.key_id, False, self.clock(), temporary=True)
+                return
+            if self.auth is None:
+                return
         env = None
         if self.opts.auth_user_pass_verify_script:
             env = self.ops.user_pass_env(rec)
@@ -499,6 +511,10 @@ class ServerGateway:
             self.auth.submit((rec, e.key_id), str(source), e.username, e.password, e.common_name, env)
         if why is not None:
             self.faults.count(why)
+            if self.ops.client_auth is not None:
+                w = self.ops.client_auth.for_key(rec, e.key_id)
+                if w is not None:
+                    self.ops.client_auth.take(w)
             self.d.auth_result(rec, e.key_id, False, self.clock(), temporary=True)
 
     def _log_drops(self, final: bool = False, title: str | None = None) -> None:

@@ -423,13 +423,14 @@ class ServerRole:
         assert s.cfg.gen_token is not None and s.cfg.wall_clock is not None
         verdict = s.cfg.gen_token.verify(km.password, to_bytes(km.username), int(s.cfg.wall_clock()),
                                          s.token_initial)
-        if verdict is Verdict.VALID:
-            if s.token_initial is None:
-                s.token_initial = km.password       # a reconnect: its renewals keep that session id
-            sid = TokenPolicy.session_id(km.password)
-        else:
+        if verdict is not Verdict.INVALID and s.token_initial is None:
+            # Its HMAC holds (valid or expired): a reconnect, whose tokens keep its session id and
+            # start time if the command lets it in. Never an invalid token's (CVE-2026-13122,
+            # OpenVPN's 423afa8e: a forged token must not choose the session id).
+            s.token_initial = km.password
+        if verdict is not Verdict.VALID:
             s._count(f"auth-token {verdict.value} (to the command)")
-            sid = self._session_id(km.username)     # a new session's, as OpenVPN
+        sid = TokenPolicy.session_id(km.password) if verdict is Verdict.VALID else self._session_id(km.username)
         state = {Verdict.VALID: "Authenticated", Verdict.EXPIRED: "Expired"}.get(verdict, "Invalid")
         ks.pending_auth = km
         s.events.append(ev.AuthRequested(ks.key_id, km.username, km.password, s.peer_common_name, state, sid))

@@ -186,7 +186,7 @@ def server_settings(opts: Options, ccd_loader=None, passdb_text: str | None = No
     v2key = keyfiles.parse_tls_crypt_v2_server_key(opts.tls_crypt_v2) if kind == "tls-crypt-v2" else None
 
     token_policy = None
-    if opts.auth_gen_token is not None and verify_user is not None:
+    if opts.auth_gen_token is not None and (verify_user is not None or opts.management_client_auth):
         lifetime, renewal = opts.auth_gen_token
         token_policy = gentoken.TokenPolicy(opts.auth_gen_token_secret or _ephemeral_token_key(), lifetime,
                                             renewal or opts.reneg_sec)
@@ -195,7 +195,9 @@ def server_settings(opts: Options, ccd_loader=None, passdb_text: str | None = No
         # The dispatcher wraps and unwraps control packets itself (one key per server or per client).
         cfg = session_config(opts, Role.SERVER, tls=tls, make_wrapper=lambda: None, peer_id=peer_id,
                              verify_user=None if defer_auth else verify_user)
-        cfg.defer_auth = defer_auth and verify_user is not None
+        # management-client-auth: every login goes out as an event too (the gateway asks the
+        # management client; gateway/mgmt_auth.py), with or without a check of its own.
+        cfg.defer_auth = defer_auth and (verify_user is not None or opts.management_client_auth)
         cfg.gen_token, cfg.wall_clock = token_policy, wall_clock
         cfg.token_user_known = user_known if token_policy is not None else None
         cfg.token_external = opts.auth_gen_token_external

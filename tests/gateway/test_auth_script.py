@@ -436,3 +436,22 @@ def test_a_blank_username_is_refused_before_the_command_runs(tmp_path):
                         str(tmp_path), time_limit=10)
     v = check("", "first", "client0", {})
     assert not v.ok and "blank username" in v.why and _runs(out) == []
+
+
+def test_external_auth_never_takes_a_forged_tokens_session(pki, tmp_path):
+    """CVE-2026-13122 (OpenVPN's 423afa8e): a token of the right form whose HMAC fails is
+    `Invalid` for the command, and its session id is not this session's: the command sees (and
+    a token it lets in carries) a session id of the server's own making."""
+    import base64
+    import secrets
+    forged = "SESS_ID_AT_" + base64.b64encode(secrets.token_bytes(60)).decode()
+    w = World()
+    out = _server(w, pki, tmp_path, extra="auth-gen-token 0 120 external-auth\n",
+                  body=STATEFUL.format(out=tmp_path / "seen", deny="none"))
+    c = _client(w, pki, password=forged)
+    assert w.run(lambda: _up(c), max_time=30)         # this command takes any token-shaped password
+    env, = _runs(out)
+    assert env["session_state"] == "Invalid" and not forged.startswith("SESS_ID_AT_" + env["session_id"])
+    issued = w.server.d.clients[0].session.issued_auth_token
+    assert issued.startswith("SESS_ID_AT_" + env["session_id"])
+    assert w.server.d.drop_counters().get("auth-token invalid (to the command)") == 1

@@ -1,10 +1,11 @@
 """The features behind some of OpenVPN's 2023-2026 security fixes do not exist here, and a config
-that asks for one fails at its line rather than running without it: auth-gen-token's external-auth
-(423afa8e, CVE-2026-13122: the session of an invalid token kept for the external verdict; the
-tokens themselves are made and checked since 2026-12-03, tests/engine/test_auth_token_forms.py
-with the fix's token forms), tls-crypt-v2-verify and
+that asks for one fails at its line rather than running without it: tls-crypt-v2-verify and
 tls-crypt-v2-max-age (bc5ec987, CVE-2026-12932), management-signal and
-management-forget-disconnect (4bf05d48), capath (2befad4d's CRL mixups), management-client-auth.
+management-forget-disconnect (4bf05d48), capath (2befad4d's CRL mixups). auth-gen-token's
+external-auth (423afa8e, CVE-2026-13122: the session of an invalid token kept for the external
+verdict) and management-client-auth are served since 2026-12-03 (with the fix:
+tests/gateway/test_auth_script.py), and refused here only without what they need (a command or
+the management client; `management`).
 Each decides who may connect or what an operator's action does: never accepted and ignored."""
 from __future__ import annotations
 

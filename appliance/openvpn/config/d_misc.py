@@ -165,8 +165,15 @@ def _connect_freq_initial(p: ParseState, d: str, a: list[str], inline: str | Non
     n, sec = p.int_arg(d, a[0], 1, 2**31), p.int_arg(d, a[1], 1, 2**31)
     if n is not None and sec is not None:
         p.set("connect_freq_initial", (n, sec))
-reg.refuse("management-client-auth", "client authentication through the management interface is not supported",
-           access=True)
+
+
+@reg.apply("management-client-auth", why="server: each login waits for the management client's client-auth or "
+           "client-deny (with a password file or auth-user-pass-verify command, both must say yes)",
+           sets=("management_client_auth",), used_by="pump", nargs=(0, 0), access=True)
+def _management_client_auth(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
+    p.set("management_client_auth", True)
+
+
 reg.refuse("tls-cert-profile", "certificate profiles are not implemented: refusing rather than accepting "
            "certificates the profile would reject", access=True)
 reg.refuse("secret", "static-key mode is not supported (deprecated in OpenVPN 2.6); use TLS", inline=True)

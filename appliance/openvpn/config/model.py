@@ -167,6 +167,7 @@ class Options:
     # operation (d_ops.py)
     crl_verify: tuple[str, str] | None = None            # ("file"|"dir"|"inline", path or PEM)
     management: tuple | None = None                      # (path, "unix", None) | (host, port, pwfile)
+    management_client_auth: bool = False                 # logins wait for client-auth/client-deny
     status: tuple[str, int] | None = None                # (file, seconds)
     status_version: int = 1
     ifconfig_pool_persist: tuple[str, int] | None = None  # (file, seconds; 0: read only)

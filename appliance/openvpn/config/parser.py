@@ -221,7 +221,8 @@ SERVER_ONLY = {"push": "push", "client_to_client": "client-to-client", "max_clie
                "ifconfig_pool_persist": "ifconfig-pool-persist", "client_connect": "client-connect",
                "client_disconnect": "client-disconnect", "management": "management",
                "auth_gen_token": "auth-gen-token", "auth_gen_token_secret": "auth-gen-token-secret",
-               "auth_user_pass_verify_script": "auth-user-pass-verify"}
+               "auth_user_pass_verify_script": "auth-user-pass-verify",
+               "management_client_auth": "management-client-auth"}
 
 
 def finish(p: ParseState) -> None:
@@ -278,6 +279,9 @@ def finish(p: ParseState) -> None:
             # gateway redirected); OpenVPN 2.6 refuses them in a server config.
             if d in p.seen:
                 p.err(d, f"cannot be used in a server config (OpenVPN 2.6 refuses it there too){why}", p.seen[d])
+        if o.management_client_auth and o.management is None:
+            p.err("management-client-auth", "needs `management` (the client that decides connects there)",
+                  line("management_client_auth"))
         aupv = o.auth_user_pass_verify_script
         if aupv is not None and aupv[1] == "via-env" and o.script_security < 3:
             p.line = line("auth_user_pass_verify_script")
@@ -296,13 +300,15 @@ def finish(p: ParseState) -> None:
                 if renewal < 2 * o.hand_window:      # checked after the default, as OpenVPN 2.6
                     p.err("auth-gen-token", f"renewal time {renewal} s (reneg-sec's unless given) must be at "
                           f"least twice hand-window ({2 * o.hand_window} s)", line("auth_gen_token"))
-            if o.auth_gen_token_external and o.auth_user_pass_verify_script is None:
+            if o.auth_gen_token_external and o.auth_user_pass_verify_script is None and not o.management_client_auth:
                 # OpenVPN hands the token to a script, plugin or management-client-auth; this
                 # server runs only the command, and a password file cannot judge a token.
-                p.err("auth-gen-token", "external-auth hands the token to the auth-user-pass-verify command, "
-                      "and there is none (a password file cannot judge a token): remove it, or use a command",
+                p.err("auth-gen-token", "external-auth hands the token to the auth-user-pass-verify command or "
+                      "the management client (management-client-auth), and there is neither (a password file "
+                      "cannot judge a token): remove it, or use one of them",
                       line("auth_gen_token"))
-            elif o.auth_user_pass_verify is None and o.auth_user_pass_verify_script is None:
+            elif o.auth_user_pass_verify is None and o.auth_user_pass_verify_script is None and \
+                    not o.management_client_auth:
                 p.line = line("auth_gen_token")
                 p.note("auth-gen-token", "no password is checked (no auth-user-pass-verify), so no token is "
                        "issued (as OpenVPN)")

@@ -1,0 +1,90 @@
+"""management-client-auth: logins decided by a management client, as OpenVPN 2.6 asks it.
+
+Each login (the first key, and each renegotiation with a password rather than an auth-gen-token
+token, as OpenVPN skips it for a valid token) is announced as `>CLIENT:CONNECT,CID,KID` (or
+`>CLIENT:REAUTH,CID,KID` once the client is established) with its environment, the password
+included, and waits for `client-auth CID KID` + config lines + `END`, `client-auth-nt CID KID`
+or `client-deny CID KID "reason" ["client reason"]`. KID counts this client's announced logins
+from 0 (OpenVPN's mda_key_id). A password file or auth-user-pass-verify command, if the config
+also has one, is asked at the same time: both must say yes, and the first no decides. The config
+lines of client-auth are applied as a client-connect script's would be (ccd syntax), at the
+client's first login only. A verdict for a login that is over (its key timed out at hand-window,
+the client left) answers `ERROR: client-auth command failed`, as OpenVPN's does; one for a login
+already let in answers SUCCESS, as there: client-auth again changes nothing, and client-deny
+ends the client's session (the management client has withdrawn its yes).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+MAX_WAITING = 4096          # logins waiting for a verdict, all clients together
+
+
+@dataclass
+class Waiting:
+    """One login waiting: `check` is the password file's or command's verdict (None: not yet;
+    True when there is no such check), `mgmt` the management client's."""
+    rec: object
+    key_id: int
+    cid: int
+    kid: int
+    check: bool | None
+    mgmt: bool | None = None
+    client_reason: str = ""
+    why: str = ""
+    config: list[str] = field(default_factory=list)
+
+
+class ClientAuthWait:
+    """The logins waiting for a management verdict, by (CID, KID) and by (record, key)."""
+
+    def __init__(self) -> None:
+        self.by_ckid: dict[tuple[int, int], Waiting] = {}
+        self.kids: dict[int, int] = {}              # CID -> the next KID
+        self.let_in: dict[tuple[int, int], object] = {}   # (CID, KID) -> record: logins let in, the last 2 per client
+
+    def add(self, rec: object, key_id: int, cid: int, check_pending: bool) -> Waiting | None:
+        """A new login of client `cid` on engine key `key_id`; None when too many wait (the
+        caller refuses it for now). An older login of the same key is dropped (replaced)."""
+        for k, w in list(self.by_ckid.items()):
+            if w.rec is rec and w.key_id == key_id:
+                del self.by_ckid[k]
+        if len(self.by_ckid) >= MAX_WAITING:
+            return None
+        kid = self.kids.get(cid, 0)
+        self.kids[cid] = kid + 1
+        w = Waiting(rec, key_id, cid, kid, None if check_pending else True)
+        self.by_ckid[(cid, kid)] = w
+        return w
+
+    def for_key(self, rec: object, key_id: int) -> Waiting | None:
+        for w in self.by_ckid.values():
+            if w.rec is rec and w.key_id == key_id:
+                return w
+        return None
+
+    def take(self, w: Waiting, let_in: bool = False) -> None:
+        self.by_ckid.pop((w.cid, w.kid), None)
+        if let_in:
+            self.let_in[(w.cid, w.kid)] = w.rec
+            self.let_in.pop((w.cid, w.kid - 2), None)
+
+    def forget(self, rec: object, cid: int | None) -> None:
+        """The client is gone: its waiting logins and its KID counter."""
+        for k, w in list(self.by_ckid.items()):
+            if w.rec is rec:
+                del self.by_ckid[k]
+        for k, r in list(self.let_in.items()):
+            if r is rec:
+                del self.let_in[k]
+        if cid is not None:
+            self.kids.pop(cid, None)
+
+    @staticmethod
+    def decided(w: Waiting) -> bool | None:
+        """The login's verdict once known: no as soon as either says no, yes when both said yes."""
+        if w.check is False or w.mgmt is False:
+            return False
+        if w.check and w.mgmt:
+            return True
+        return None

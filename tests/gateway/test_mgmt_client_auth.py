@@ -1,0 +1,181 @@
+"""management-client-auth on our server, on in-memory ports: each login waits for the management
+client's client-auth / client-auth-nt / client-deny (gateway/mgmt_auth.py), announced as
+>CLIENT:CONNECT / >CLIENT:REAUTH with its environment; with a password file both must say yes.
+The management client here is a stand-in taking the notifications; the commands' own parsing is
+tested against Debian's OpenVPN 2.6 (tests/interop/test_mgmt_client_auth_vs_openvpn.py)."""
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from appliance.openvpn.config import parse_config
+from appliance.openvpn.errors import ConfigError
+from appliance.openvpn.passdb import hash_password
+from tests.gateway.conftest import World, client_conf, server_conf
+
+
+class Mgmt:
+    """Takes the notifications a management client would read."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def notify(self, lines: list[str], flag: str | None = None) -> None:
+        self.lines += lines
+
+    def close(self) -> None:
+        pass
+
+    def asks(self) -> list[tuple[str, int, int, dict[str, str]]]:
+        """(CONNECT|REAUTH, CID, KID, environment) of each announced login."""
+        out = []
+        for i, line in enumerate(self.lines):
+            if line.startswith((">CLIENT:CONNECT,", ">CLIENT:REAUTH,")):
+                mode, cid, kid = line[len(">CLIENT:"):].split(",")
+                env = {}
+                for e in self.lines[i + 1:]:
+                    if e == ">CLIENT:ENV,END":
+                        break
+                    k, _, v = e[len(">CLIENT:ENV,"):].partition("=")
+                    env[k] = v
+                out.append((mode, int(cid), int(kid), env))
+        return out
+
+
+def _server(w: World, pki, tmp_path, extra: str = "", passdb: str | None = None) -> Mgmt:
+    gw = w.add_server(server_conf(pki, extra=f"management {tmp_path}/m.sock unix\nmanagement-client-auth\n"
+                                  + extra), passdb)
+    if gw.ops.mgmt is not None:
+        gw.ops.mgmt.close()
+    m = Mgmt()
+    gw.ops.mgmt = m
+    return m
+
+
+def _client(w: World, pki, password: str = "first", extra: str = "", name: str = "client0"):
+    return w.add_client(client_conf(pki, name, extra="auth-user-pass\n" + extra), username="alice",
+                        password=password)
+
+
+def _up(c) -> bool:
+    return c.conn is not None and c.conn.was_up
+
+
+def _asked(w: World, m: Mgmt, n: int = 1) -> bool:
+    return w.run(lambda: len(m.asks()) >= n, max_time=30)
+
+
+def test_a_login_waits_for_client_auth_and_the_management_client_sees_it(pki, tmp_path):
+    w = World()
+    m = _server(w, pki, tmp_path)
+    c = _client(w, pki)
+    assert _asked(w, m)
+    mode, cid, kid, env = m.asks()[0]
+    assert (mode, kid) == ("CONNECT", 0)
+    assert env["username"] == "alice" and env["password"] == "first" and env["common_name"] == "client0"
+    assert env["untrusted_ip"] == "198.18.0.2" and "IV_VER" in env
+    w.run_for(5)
+    assert not _up(c), "in before the management client said yes"
+    assert w.server.ops.management_verdict(cid, kid, True)
+    assert w.run(lambda: _up(c), max_time=10)
+    assert w.server.ops.management_verdict(cid, kid, True) and _up(c)     # again: changes nothing
+    assert not w.server.ops.management_verdict(cid, kid + 1, True)          # no such login
+
+
+def test_client_deny_after_client_auth_ends_the_session(pki, tmp_path):
+    w = World()
+    m = _server(w, pki, tmp_path)
+    c = _client(w, pki)
+    assert _asked(w, m)
+    _mode, cid, kid, _env = m.asks()[0]
+    assert w.server.ops.management_verdict(cid, kid, True)
+    assert w.run(lambda: _up(c), max_time=10)
+    assert w.server.ops.management_verdict(cid, kid, False, why="revoked")
+    assert w.run(lambda: not any(r.session.established for r in w.server.d.clients), max_time=10), \
+        "the withdrawn login kept its session"
+
+
+def test_client_deny_refuses_with_the_client_reason(pki, tmp_path, caplog):
+    caplog.set_level(logging.INFO)
+    w = World()
+    m = _server(w, pki, tmp_path)
+    c = _client(w, pki)
+    assert _asked(w, m)
+    _mode, cid, kid, _env = m.asks()[0]
+    assert w.server.ops.management_verdict(cid, kid, False, why="not in LDAP", client_reason="ask the helpdesk")
+    assert w.run(lambda: c.result is not None, max_time=30)
+    w.run_for(2)                                    # the client's held log lines
+    assert not _up(c) and "AUTH_FAILED ask the helpdesk" in caplog.text and "client-deny: not in LDAP" in caplog.text
+
+
+def test_client_auth_config_lines_apply_at_the_connect(pki, tmp_path):
+    w = World()
+    m = _server(w, pki, tmp_path)
+    c = _client(w, pki)
+    assert _asked(w, m)
+    _mode, cid, kid, _env = m.asks()[0]
+    assert w.server.ops.management_verdict(cid, kid, True, config=[
+        'push "route 198.18.77.0 255.255.255.0"', "ifconfig-push 198.19.0.77 255.255.255.0"])
+    assert w.run(lambda: _up(c), max_time=10)
+    pushed = w.client_nets[0].pushed
+    assert pushed.ifconfig[0] == "198.19.0.77"
+    assert any(r[0] == "198.18.77.0" for r in pushed.routes), pushed.routes
+
+
+def test_each_renegotiation_is_a_reauth_that_may_be_denied(pki, tmp_path):
+    w = World()
+    m = _server(w, pki, tmp_path)
+    c = _client(w, pki, extra="reneg-sec 20\n")
+    assert _asked(w, m)
+    cid = m.asks()[0][1]
+    assert w.server.ops.management_verdict(cid, 0, True)
+    assert w.run(lambda: _up(c), max_time=10)
+    assert _asked(w, m, 2)
+    assert m.asks()[1][:3] == ("REAUTH", cid, 1)
+    assert w.server.ops.management_verdict(cid, 1, True)
+    assert _asked(w, m, 3) and m.asks()[2][:3] == ("REAUTH", cid, 2)
+    assert w.server.ops.management_verdict(cid, 2, False, why="account disabled")
+    assert w.run(lambda: c.connections == 2 or c.result is not None, max_time=30), "the denied client kept its tunnel"
+
+
+@pytest.mark.parametrize("password, mgmt_ok, up", [("first", True, True), ("guess", True, False),
+                                                    ("first", False, False)])
+def test_with_a_password_file_both_must_say_yes(pki, tmp_path, password, mgmt_ok, up):
+    w = World()
+    m = _server(w, pki, tmp_path, extra="auth-user-pass-verify /mem/passdb passdb\n",
+                passdb=f"alice:{hash_password('first')}\n")
+    c = _client(w, pki, password=password)
+    assert _asked(w, m)
+    _mode, cid, kid, _env = m.asks()[0]
+    w.server.ops.management_verdict(cid, kid, mgmt_ok)
+    if up:
+        assert w.run(lambda: _up(c), max_time=10)
+    else:
+        assert w.run(lambda: c.result is not None, max_time=30) and not _up(c)
+
+
+def test_a_login_without_a_verdict_ends_at_hand_window_and_is_forgotten(pki, tmp_path):
+    w = World()
+    m = _server(w, pki, tmp_path, extra="hand-window 10\n")
+    c = _client(w, pki)
+    assert _asked(w, m)
+    _mode, cid, kid, _env = m.asks()[0]
+    w.run_for(15)
+    assert not _up(c)
+    assert not w.server.ops.management_verdict(cid, kid, True), "a verdict for a login that is over was taken"
+    assert len(w.server.ops.client_auth.by_ckid) <= 1       # at most the client's next try
+
+
+def test_a_client_without_credentials_is_refused_unannounced(pki, tmp_path):
+    w = World()
+    m = _server(w, pki, tmp_path)
+    c = w.add_client(client_conf(pki, "client0"))
+    assert w.run(lambda: c.result is not None or c.connections > 1, max_time=60)
+    assert m.asks() == [] and not _up(c)
+
+
+def test_management_client_auth_needs_management(pki):
+    conf = server_conf(pki, extra="management-client-auth\n")
+    with pytest.raises(ConfigError, match=r"management-client-auth: needs `management`"):
+        parse_config(conf, "/mem/s.conf")

@@ -1,0 +1,110 @@
+"""management-client-auth on our server beside Debian's OpenVPN 2.6 server, the same config and a
+management client on a unix socket, OpenVPN's own client, in namespaces:
+
+- a login is announced as >CLIENT:CONNECT,CID,KID with its environment (every variable OpenVPN's
+  server gives, the password included) and waits; `client-auth CID KID` + a `push` line + END
+  lets it in with that route; a second client-auth for it succeeds and changes nothing (as
+  OpenVPN's); `client-deny CID KID "r" "cr"` keeps
+  the next client out with AUTH_FAILED,cr;
+- the commands' answers (bad CID, missing parameters, an unknown login) are OpenVPN's words.
+Before, our server refused management-client-auth at its line.
+(In memory: tests/gateway/test_mgmt_client_auth.py.)
+"""
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from lab.configs import client_profile, server_config
+from lab.netns import Lab
+from tests.interop.test_ops_vs_openvpn import Mgmt
+
+UP = "Initialization Sequence Completed"
+# The process's own (pids, start times, ports, paths) or the moment's.
+PROCESS_OWN = {"daemon_pid", "daemon_start_time", "untrusted_port", "config", "time_unix", "time_ascii"}
+ODD_COMMANDS = ["client-auth x 0", "client-auth 1", "client-deny 1 2", "client-auth-nt 999 0", "client-deny 999 0 r"]
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    with Lab(tmp=tmp_path_factory.mktemp("lab")) as lab:
+        yield lab
+
+
+def _ask(m: Mgmt, within: float = 30) -> tuple[int, int, dict[str, str]]:
+    """The next >CLIENT:CONNECT: (CID, KID, environment)."""
+    end = time.monotonic() + within
+    while time.monotonic() < end:
+        m.lines(0.3)
+        for i, n in enumerate(m.notes):
+            if n.startswith(">CLIENT:CONNECT,") and ">CLIENT:ENV,END" in m.notes[i:]:
+                cid, kid = n.split(",")[1:3]
+                env = {}
+                for e in m.notes[i + 1:]:
+                    if e == ">CLIENT:ENV,END":
+                        break
+                    k, _, v = e[len(">CLIENT:ENV,"):].partition("=")
+                    env[k] = v
+                del m.notes[:i + 1]
+                return int(cid), int(kid), env
+    raise AssertionError(f"no >CLIENT:CONNECT within {within} s: {m.notes[-20:]}")
+
+
+def _client(lab, procs, name: str):
+    creds = lab.write(f"{name}-creds.txt", "alice\nfirst-pw\n")
+    cli = lab.openvpn(lab.cli, client_profile(lab.pki, "udp", extra=f"auth-user-pass {creds}\nauth-retry none\n"),
+                      name, wait=0)
+    procs.append(cli)
+    return cli
+
+
+def _run(lab, procs, kind: str) -> dict:
+    sock = lab.tmp / f"m-{kind}.sock"
+    conf = server_config(lab.pki, "udp", extra=f"management {sock} unix\nmanagement-client-auth\n")
+    srv = (lab.openvpn(lab.srv, conf, f"srv-mca-{kind}") if kind == "openvpn"
+           else lab.ours(lab.srv, conf, f"srv-mca-{kind}", pattern=r"listening on UDP"))
+    procs.append(srv)
+    m = Mgmt(str(sock))
+    m.lines(0.5)
+    out: dict = {"odd": [m.cmd(c) for c in ODD_COMMANDS]}
+    cli = _client(lab, procs, f"cli-in-{kind}")
+    cid, kid, env = _ask(m)
+    out["env"] = env
+    time.sleep(2)
+    assert UP not in cli.log(), "in before the management client said yes"
+    m.s.sendall(f'client-auth {cid} {kid}\npush "route 198.18.77.0 255.255.255.0"\nEND\n'.encode())
+    out["auth"] = m.lines(5, answered=True)
+    assert cli.wait_for(UP, 60), cli.log()[-3000:]
+    out["route"] = "198.18.77.0" in lab.cli.run("ip -4 route show").stdout
+    out["again"] = m.cmd(f"client-auth-nt {cid} {kid}")
+    cli.stop(8)
+    cli2 = _client(lab, procs, f"cli-out-{kind}")
+    cid2, kid2, _env = _ask(m)
+    out["deny"] = m.cmd(f'client-deny {cid2} {kid2} "not in LDAP" "ask the helpdesk"')
+    assert cli2.wait_for("AUTH_FAILED", 30), cli2.log()[-3000:]
+    out["client_saw"] = "AUTH_FAILED,ask the helpdesk" in cli2.log()
+    out["in"] = UP in cli2.log()
+    m.close()
+    for p in reversed(procs):
+        p.stop(8)
+    procs.clear()
+    return out
+
+
+def test_management_client_auth_as_openvpn(lab, procs):
+    theirs = _run(lab, procs, "openvpn")
+    ours = _run(lab, procs, "ours")
+    for r in (theirs, ours):
+        assert r["auth"] == ["SUCCESS: client-auth command succeeded"], r["auth"]
+        assert r["route"], "the client-auth block's push did not reach the client"
+        assert r["deny"] == ["SUCCESS: client-deny command succeeded"]
+        assert r["client_saw"] and not r["in"]
+    assert ours["again"] == theirs["again"] == ["SUCCESS: client-auth command succeeded"]
+    assert ours["odd"] == theirs["odd"], list(zip(ODD_COMMANDS, theirs["odd"], ours["odd"]))
+    t, o = theirs["env"], ours["env"]
+    assert o["username"] == "alice" and o["password"] == "first-pw"
+    missing = sorted(set(t) - set(o))
+    assert not missing, f"variables OpenVPN's server announces and ours does not: {missing}"
+    differ = {k: (t[k], o[k]) for k in t if k not in PROCESS_OWN and t[k] != o[k]}
+    assert not differ, f"same variables, other values: {differ}"
