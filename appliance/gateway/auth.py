@@ -37,14 +37,18 @@ class AuthChecker:
     in the caller's thread (deterministic, for tests on a fake clock)."""
 
     def __init__(self, verify: Verify, clock: Callable[[], float], inline: bool = False,
-                 max_pending: int = MAX_PENDING, per_source_pending: int = PER_SOURCE_PENDING,
-                 per_source_rate: tuple[int, float] = PER_SOURCE_RATE) -> None:
+                 max_pending: int | None = None, per_source_pending: int | None = None,
+                 per_source_rate: tuple[int, float] | None = None) -> None:
+        """The limits: as given, else the check's own (a command's: authscript.ScriptCheck),
+        else this module's (a password file's scrypt)."""
         self.verify = verify
         self.clock = clock
         self.inline = inline
-        self.max_pending = max_pending
-        self.per_source_pending = per_source_pending
-        self.rate_n, self.rate_sec = per_source_rate
+        self.max_pending = max_pending if max_pending is not None else getattr(verify, "max_pending", MAX_PENDING)
+        self.per_source_pending = (per_source_pending if per_source_pending is not None
+                                   else getattr(verify, "per_source_pending", PER_SOURCE_PENDING))
+        self.rate_n, self.rate_sec = (per_source_rate if per_source_rate is not None
+                                      else getattr(verify, "per_source_rate", PER_SOURCE_RATE))
         self.pending: dict[str, int] = {}
         self.tokens: dict[str, tuple[float, float]] = {}     # source -> (tokens, at)
         self.results: deque = deque()                       # (key, source, Verdict), appended by workers

@@ -31,6 +31,12 @@ from ..openvpn.peernames import to_bytes
 from ..openvpn.regular_file import AUTH_FILE, read_regular_file
 
 WORKERS = 4                 # commands at once (each mostly waits on a directory server or a person)
+# AuthChecker's limits for a command. Looser per source than a password file's (2 at once, 10 per
+# 10 s): a command's check may take seconds, a deferred one a minute (a push to a phone), and an
+# office's users share one address behind NAT; the workers still bound the commands running.
+MAX_PENDING = 256
+PER_SOURCE_PENDING = 16
+PER_SOURCE_RATE = (30, 10.0)
 REASON_MAX = 200            # characters of auth_failed_reason_file sent to the client
 _UNSAFE = re.compile(r"[^\x20-\x7e]")
 
@@ -83,6 +89,9 @@ class ScriptCheck:
     """The callable AuthChecker runs: (username, password, common_name, env) -> Verdict."""
 
     workers = WORKERS
+    max_pending = MAX_PENDING
+    per_source_pending = PER_SOURCE_PENDING
+    per_source_rate = PER_SOURCE_RATE
 
     def __init__(self, argv: tuple[str, ...], method: str, password_in_env: bool, tmp_dir: str | None,
                  time_limit: float) -> None:

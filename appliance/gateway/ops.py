@@ -503,6 +503,12 @@ class Operations:
         old, new, st = p.old, p.new, p.st
         try:
             check_crl(new, p.tls)
+            if new.management_client_auth and self.mgmt is None:
+                # `management` itself takes effect at a restart: no client could answer the logins.
+                path, line = new.source.get("management_client_auth", (new.path, None))
+                raise ConfigError("no management interface runs (`management` takes effect at a restart): "
+                                  "every login would wait for an answer that cannot come", path, line,
+                                  "management-client-auth")
             had_scripts = self.scripts
             self._apply_script_settings(new, st)
             if self.scripts is not None and self.scripts is not had_scripts and not self.scripts.inline:

@@ -455,3 +455,20 @@ def test_external_auth_never_takes_a_forged_tokens_session(pki, tmp_path):
     issued = w.server.d.clients[0].session.issued_auth_token
     assert issued.startswith("SESS_ID_AT_" + env["session_id"])
     assert w.server.d.drop_counters().get("auth-token invalid (to the command)") == 1
+
+
+def test_many_users_behind_one_address_may_wait_on_a_command_at_once(tmp_path):
+    """An office behind NAT, its users approving pushes on their phones (deferred verdicts): a
+    password file's limit (2 checks at once per address) would turn most away with
+    AUTH_FAILED,TEMP while the first two wait; a command's limits hold 16."""
+    from appliance.gateway.auth import AuthChecker
+    from tests.fakes import FakeClock
+    script = _script(tmp_path, f"#!/bin/sh\necho $auth_control_file >> {tmp_path}/acfs\nexit 2\n")
+    a = AuthChecker(ScriptCheck((str(script),), "via-file", False, str(tmp_path), 60.0), FakeClock(), inline=True)
+    refused = [a.submit(i, "198.18.0.9", f"user{i}", "pw", "client0", {}) for i in range(10)]
+    assert refused == [None] * 10
+    assert a.take_results() == [] and len(a.deferred) == 10
+    for f in (tmp_path / "acfs").read_text().split():
+        Path(f).write_text("1")
+    assert sorted(k for k, v in a.take_results() if v.ok) == list(range(10))
+    a.close()

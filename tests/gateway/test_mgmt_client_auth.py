@@ -179,3 +179,17 @@ def test_management_client_auth_needs_management(pki):
     conf = server_conf(pki, extra="management-client-auth\n")
     with pytest.raises(ConfigError, match=r"management-client-auth: needs `management`"):
         parse_config(conf, "/mem/s.conf")
+
+
+def test_a_reload_cannot_add_it_without_a_running_management_interface(pki, tmp_path, caplog):
+    """`management` takes effect at a restart: a reload adding it with management-client-auth
+    would leave every login waiting for a client that cannot connect. The reload is refused."""
+    caplog.set_level(logging.INFO)
+    w = World()
+    gw = w.add_server(server_conf(pki))
+    gw.ops.reload_source = lambda: server_conf(pki, extra=f"management {tmp_path}/m.sock unix\n"
+                                                     "management-client-auth\n")
+    assert not gw.ops.reload()
+    assert gw.ops.client_auth is None and "management-client-auth: no management interface runs" in caplog.text
+    c = w.add_client(client_conf(pki, "client0"))
+    assert w.run(lambda: _up(c), max_time=30), "logins began to wait"
