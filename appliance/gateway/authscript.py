@@ -21,14 +21,13 @@ from __future__ import annotations
 
 import os
 import re
-import signal
-import subprocess
 import tempfile
 from dataclasses import dataclass
 
 from ..openvpn.keymethod import remap_name
 from ..openvpn.peernames import to_bytes
 from ..openvpn.regular_file import AUTH_FILE, read_regular_file
+from .scripts import run_limited
 
 WORKERS = 4                 # commands at once (each mostly waits on a directory server or a person)
 # AuthChecker's limits for a command. Looser per source than a password file's (2 at once, 10 per
@@ -154,20 +153,13 @@ class ScriptCheck:
 
     def _run(self, args: list[str], env: dict[str, str]) -> tuple[int, str]:
         """The exit status (-1: not run, or killed at the limit) and, for a refusal, why. Its
-        output goes to our log, as OpenVPN's scripts' does; nothing waits on a pipe, so a deferring
-        command may leave a child behind (the one that later writes auth_control_file)."""
+        output goes to our log, as OpenVPN's scripts' does; a deferring command may leave a child
+        behind (the one that later writes auth_control_file)."""
         name = os.path.basename(self.argv[0])
         try:
-            p = subprocess.Popen(args, env=env, stdin=subprocess.DEVNULL, start_new_session=True)
+            status = run_limited(args, env, self.time_limit)
         except OSError as e:
             return -1, f"cannot run {self.argv[0]}: {e.strerror or e}"
-        try:
-            status = p.wait(timeout=self.time_limit)
-        except subprocess.TimeoutExpired:
-            try:
-                os.killpg(p.pid, signal.SIGKILL)      # the command and whatever it started
-            except OSError:
-                pass
-            p.wait()
+        if status is None:
             return -1, f"{name} ran past its {self.time_limit:g} s limit"
         return status, ("" if status in (0, 2) else f"{name} exited with status {status}")

@@ -27,6 +27,24 @@ WORKERS = 2
 MAX_PENDING = 64
 
 
+def run_limited(args: list[str], env: dict[str, str], time_limit: float, stdout=None, stderr=None) -> int | None:
+    """Run `args` in a session of its own, stdin closed, and wait up to `time_limit`: its exit
+    status, or None when it ran past the limit and was killed with everything it started (its
+    process group). Nothing waits on its output, so a child it leaves behind holds nothing up.
+    OSError when it cannot be started."""
+    p = subprocess.Popen(args, env=env, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr,
+                         start_new_session=True)
+    try:
+        return p.wait(timeout=time_limit)
+    except subprocess.TimeoutExpired:
+        try:
+            os.killpg(p.pid, signal.SIGKILL)
+        except OSError:
+            pass
+        p.wait()
+        return None
+
+
 class ScriptRunner:
     """submit(key, argv, env, connect) -> None, or why it was refused; verdicts from take_results()
     as (key, ok, options_text_or_None, reason). `inline=True` runs in the caller (tests)."""
@@ -81,18 +99,10 @@ class ScriptRunner:
             # limit, then was killed with that child and its client refused.
             with tempfile.TemporaryFile() as err_f:
                 try:
-                    p = subprocess.Popen(args, env=full_env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                         stderr=err_f, start_new_session=True)
+                    status = run_limited(args, full_env, self.time_limit, subprocess.DEVNULL, err_f)
                 except OSError as e:
                     return key, False, None, f"cannot run {argv[0]}: {e.strerror or e}"
-                try:
-                    status = p.wait(timeout=self.time_limit)
-                except subprocess.TimeoutExpired:
-                    try:
-                        os.killpg(p.pid, signal.SIGKILL)      # the script and whatever it started
-                    except OSError:
-                        pass
-                    p.wait()
+                if status is None:
                     return key, False, None, f"{os.path.basename(argv[0])} ran past its {self.time_limit:g} s limit"
                 if status != 0:
                     err_f.seek(max(0, os.fstat(err_f.fileno()).st_size - 4096))

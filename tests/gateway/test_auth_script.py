@@ -372,25 +372,26 @@ def _token_server(w: World, pki, tmp_path: Path, gen: str, deny: str = "none") -
     return out
 
 
-def test_the_command_sees_the_session_id_the_client_gets(pki, tmp_path):
+def _renegotiating(pki, tmp_path, gen: str, seconds: float = 45):
+    """A client renegotiating every 20 s for `seconds` against a command with auth-gen-token
+    `gen`: (world, client, the command's runs)."""
     w = World()
-    out = _token_server(w, pki, tmp_path, "0 120")
+    out = _token_server(w, pki, tmp_path, gen)
     c = _client(w, pki, extra="reneg-sec 20\n")
     assert w.run(lambda: _up(c), max_time=30)
-    w.run_for(45)
-    runs = _runs(out)
+    w.run_for(seconds)
+    return w, c, _runs(out)
+
+
+def test_the_command_sees_the_session_id_the_client_gets(pki, tmp_path):
+    w, _c, runs = _renegotiating(pki, tmp_path, "0 120")
     assert len(runs) == 1, "without external-auth a token stands in for the command"
     token = w.server.d.clients[0].session.issued_auth_token
     assert runs[0]["session_state"] == "Initial" and token.startswith("SESS_ID_AT_" + runs[0]["session_id"])
 
 
 def test_external_auth_hands_each_token_to_the_command(pki, tmp_path):
-    w = World()
-    out = _token_server(w, pki, tmp_path, "0 120 external-auth")
-    c = _client(w, pki, extra="reneg-sec 20\n")
-    assert w.run(lambda: _up(c), max_time=30)
-    w.run_for(45)
-    runs = _runs(out)
+    _w, c, runs = _renegotiating(pki, tmp_path, "0 120 external-auth")
     assert [r["session_state"] for r in runs] == ["Initial", "Authenticated", "Authenticated"]
     assert len({r["session_id"] for r in runs}) == 1 and _up(c) and c.connections == 1
 
@@ -410,12 +411,9 @@ def test_external_auth_lets_the_command_keep_a_valid_token_out(pki, tmp_path):
 
 
 def test_external_auth_lets_the_command_judge_an_expired_token(pki, tmp_path):
-    w = World()
-    out = _token_server(w, pki, tmp_path, "30 120 external-auth")
-    c = _client(w, pki, extra="reneg-sec 20\n")
-    assert w.run(lambda: _up(c), max_time=30)
-    w.run_for(45)                       # the renegotiation at 40 s brings a token past its 30 s
-    states = [r["session_state"] for r in _runs(out)]
+    # The renegotiation at 40 s brings a token past its 30 s.
+    _w, c, runs = _renegotiating(pki, tmp_path, "30 120 external-auth")
+    states = [r["session_state"] for r in runs]
     assert states[:3] == ["Initial", "Authenticated", "Expired"], states
     assert _up(c) and c.connections == 1, "the command said yes to the expired token"
 

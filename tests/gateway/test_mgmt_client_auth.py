@@ -66,6 +66,17 @@ def _asked(w: World, m: Mgmt, n: int = 1) -> bool:
     return w.run(lambda: len(m.asks()) >= n, max_time=30)
 
 
+def _login(pki, tmp_path, extra: str = "", client_extra: str = ""):
+    """A server with management-client-auth and a client whose login is announced:
+    (world, management stand-in, client, CID, KID)."""
+    w = World()
+    m = _server(w, pki, tmp_path, extra)
+    c = _client(w, pki, extra=client_extra)
+    assert _asked(w, m)
+    _mode, cid, kid, _env = m.asks()[0]
+    return w, m, c, cid, kid
+
+
 def test_a_login_waits_for_client_auth_and_the_management_client_sees_it(pki, tmp_path):
     w = World()
     m = _server(w, pki, tmp_path)
@@ -84,11 +95,7 @@ def test_a_login_waits_for_client_auth_and_the_management_client_sees_it(pki, tm
 
 
 def test_client_deny_after_client_auth_ends_the_session(pki, tmp_path):
-    w = World()
-    m = _server(w, pki, tmp_path)
-    c = _client(w, pki)
-    assert _asked(w, m)
-    _mode, cid, kid, _env = m.asks()[0]
+    w, _m, c, cid, kid = _login(pki, tmp_path)
     assert w.server.ops.management_verdict(cid, kid, True)
     assert w.run(lambda: _up(c), max_time=10)
     assert w.server.ops.management_verdict(cid, kid, False, why="revoked")
@@ -98,11 +105,7 @@ def test_client_deny_after_client_auth_ends_the_session(pki, tmp_path):
 
 def test_client_deny_refuses_with_the_client_reason(pki, tmp_path, caplog):
     caplog.set_level(logging.INFO)
-    w = World()
-    m = _server(w, pki, tmp_path)
-    c = _client(w, pki)
-    assert _asked(w, m)
-    _mode, cid, kid, _env = m.asks()[0]
+    w, _m, c, cid, kid = _login(pki, tmp_path)
     assert w.server.ops.management_verdict(cid, kid, False, why="not in LDAP", client_reason="ask the helpdesk")
     assert w.run(lambda: c.result is not None, max_time=30)
     w.run_for(2)                                    # the client's held log lines
@@ -110,11 +113,7 @@ def test_client_deny_refuses_with_the_client_reason(pki, tmp_path, caplog):
 
 
 def test_client_auth_config_lines_apply_at_the_connect(pki, tmp_path):
-    w = World()
-    m = _server(w, pki, tmp_path)
-    c = _client(w, pki)
-    assert _asked(w, m)
-    _mode, cid, kid, _env = m.asks()[0]
+    w, _m, c, cid, kid = _login(pki, tmp_path)
     assert w.server.ops.management_verdict(cid, kid, True, config=[
         'push "route 198.18.77.0 255.255.255.0"', "ifconfig-push 198.19.0.77 255.255.255.0"])
     assert w.run(lambda: _up(c), max_time=10)
@@ -156,11 +155,7 @@ def test_with_a_password_file_both_must_say_yes(pki, tmp_path, password, mgmt_ok
 
 
 def test_a_login_without_a_verdict_ends_at_hand_window_and_is_forgotten(pki, tmp_path):
-    w = World()
-    m = _server(w, pki, tmp_path, extra="hand-window 10\n")
-    c = _client(w, pki)
-    assert _asked(w, m)
-    _mode, cid, kid, _env = m.asks()[0]
+    w, _m, c, cid, kid = _login(pki, tmp_path, extra="hand-window 10\n")
     w.run_for(15)
     assert not _up(c)
     assert not w.server.ops.management_verdict(cid, kid, True), "a verdict for a login that is over was taken"
