@@ -57,6 +57,8 @@ client-auth CID KID    : Authenticate client-id/key-id CID/KID (MULTILINE)
 client-auth-nt CID KID : Authenticate client-id/key-id CID/KID
 client-deny CID KID R [CR] : Deny auth client-id/key-id CID/KID with log reason
                              text R and optional client reason text CR
+client-pending-auth CID KID MSG timeout : Instruct OpenVPN to send AUTH_PENDING and INFO_PRE msg
+                                      to the client and wait for a final client-auth/client-deny
 exit|quit              : Close management session.
 help                   : Print this message.
 hold [on|off|release]  : Set/show hold flag to on/off state, or
@@ -494,17 +496,24 @@ class Management:
     def _client_auth(self, c: MgmtConn, cmd: str, a: list[str]) -> list[str]:
         """management-client-auth's verdicts, as OpenVPN 2.6 answers them (manage.c
         man_client_auth, man_client_deny)."""
-        name = "client-deny" if cmd == "client-deny" else "client-auth"
-        if self.ops.client_auth is None:
-            return [f"ERROR: The '{name}' command is not supported by the current daemon mode"]
-        if len(a) < (4 if cmd == "client-deny" else 3):
-            return [f"ERROR: the '{cmd}' command requires " + ("at least 3" if cmd == "client-deny" else "2")
-                    + " parameters"]
+        name = cmd if cmd in ("client-deny", "client-pending-auth") else "client-auth"
+        if len(a) < {"client-deny": 4, "client-pending-auth": 5}.get(cmd, 3):
+            return [f"ERROR: the '{cmd}' command requires "
+                    + {"client-deny": "at least 3", "client-pending-auth": "4"}.get(cmd, "2") + " parameters"]
         cid, kid = parse_id(a[1]), parse_id(a[2])
         if cid is None:
             return ["ERROR: cannot parse CID"]
         if kid is None:
             return ["ERROR: cannot parse KID"]
+        if self.ops.client_auth is None:
+            return [f"ERROR: The '{name}' command is not supported by the current daemon mode"]
+        if cmd == "client-pending-auth":
+            timeout = parse_id(a[4])
+            if timeout is None:
+                return ["ERROR: cannot parse TIMEOUT"]
+            ok = self.ops.management_pending(cid, kid, a[3], timeout)
+            return ["SUCCESS: client-pending-auth command succeeded" if ok else
+                    "ERROR: client-pending-auth command failed. Extra parameter might be too long"]
         if cmd == "client-auth":
             c.block = (cid, kid, [], 0)          # the answer comes at END
             return []
@@ -604,7 +613,7 @@ class Management:
             n = ops.kill_cn(target)
             return ([f"SUCCESS: common name '{target}' found, {n} client(s) killed"] if n
                     else [f"ERROR: common name '{target}' not found"])
-        if cmd in ("client-auth", "client-auth-nt", "client-deny"):
+        if cmd in ("client-auth", "client-auth-nt", "client-deny", "client-pending-auth"):
             return self._client_auth(c, cmd, a)
         if cmd == "client-kill":
             try:

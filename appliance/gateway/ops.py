@@ -819,6 +819,14 @@ class Operations:
         self._settle(w)
         return True
 
+    def management_pending(self, cid: int, kid: int, extra: str, timeout: int) -> bool:
+        """client-pending-auth: that login waits longer, and its client is told what to do
+        (Session.auth_pending); False when no such login waits or `extra` is too long."""
+        w = self.client_auth.by_ckid.get((cid, kid)) if self.client_auth is not None else None
+        if w is None:
+            return False
+        return self.gw.d.auth_pending(w.rec, w.key_id, extra, timeout, self.gw.clock())
+
     def _settle(self, w) -> None:
         verdict = ClientAuthWait.decided(w)
         if verdict is None or self.client_auth is None:

@@ -36,7 +36,7 @@ class KS(Enum):
 class KeyState:
     __slots__ = ("key_id", "phase", "reliable", "tls", "primed", "created", "active_since", "local_km",
                  "remote_km", "sent_km", "data", "retired_at", "wkc_resend", "sent_first_control",
-                 "pending_send", "pending_auth", "expires_at", "ours")
+                 "pending_send", "pending_auth", "expires_at", "ours", "hand_deadline")
 
     def __init__(self, key_id: int, now: float, tls_timeout: float, tcp: bool) -> None:
         self.key_id = key_id
@@ -57,6 +57,7 @@ class KeyState:
         self.pending_auth: KeyMethod2 | None = None   # server: the client's message, awaiting auth_result
         self.expires_at: float | None = None   # still sending after a failed renegotiation: ends here
         self.ours = False                 # a renegotiation this end started (its soft reset went first)
+        self.hand_deadline: float | None = None   # server: pending auth moved hand-window's end here
 
     @property
     def negotiating(self) -> bool:

@@ -49,6 +49,7 @@ OCC_EXIT = 6
 IV_PROTO_DATA_V2 = 1 << 1
 IV_PROTO_REQUEST_PUSH = 1 << 2
 IV_PROTO_TLS_KEY_EXPORT = 1 << 3
+IV_PROTO_AUTH_PENDING_KW = 1 << 4    # the client reads AUTH_PENDING's `timeout N`
 IV_PROTO_CC_EXIT_NOTIFY = 1 << 7
 
 # Early-negotiation TLV (2.6 HMAC cookie flow).

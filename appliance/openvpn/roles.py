@@ -381,7 +381,8 @@ class ServerRole:
             if not proto & IV_PROTO_DATA_V2:
                 s.peer_id = None
             s.events.append(ev.ClientAuthenticated(s.peer_common_name, km.username, s.peer_info))
-        s._send_key_method(ks)
+        if not ks.sent_km:                          # (pending auth sent it already)
+            s._send_key_method(ks)
         s._install_keys(ks, now)
         if s.cfg.gen_token is not None and (s.cfg.verify_user is not None or s.cfg.defer_auth):
             # After each successful check (password or token), as OpenVPN's verify_user_pass: the

@@ -610,6 +610,15 @@ class ServerDispatcher(ClientPush):
         self._collect(rec)
         self._promote(rec)
 
+    def auth_pending(self, rec: ClientRecord, key_id: int, extra: str, timeout: int, now: float) -> bool:
+        """The login of key `key_id` waits longer (pending auth: Session.auth_pending)."""
+        if not rec.alive:
+            return False
+        ok = rec.session.auth_pending(key_id, extra, timeout, now)
+        self._collect(rec)
+        self.rearm(rec)
+        return ok
+
     # ---------------------------------------------------------------- timers
     def rearm(self, rec: ClientRecord) -> None:
         """Make sure the timer heap wakes us for `rec` no later than its session's deadline.

@@ -54,8 +54,12 @@ from .errors import BadPacket, ClientRefused, LocalProtocolError, PushError, Rem
 from .gentoken import TokenPolicy
 from .keys import EKM_LABEL, KEY_BLOCK_LEN, prf_key_block, split_key_block
 from .keystate import KS, KeyState
-from .opcodes import DATA_PID_RENEG_AT, NO_PEER_ID, OCC_EXIT, OCC_MAGIC, PID_MAX, PING_MAGIC, Op
+from .keymethod import peer_info_int
+from .opcodes import (DATA_PID_RENEG_AT, IV_PROTO_AUTH_PENDING_KW, NO_PEER_ID, OCC_EXIT, OCC_MAGIC, PID_MAX,
+                      PING_MAGIC, Op)
 from .roles import PUSH_REQUEST_INTERVAL, ClientRole, ServerRole
+
+PUSH_BUNDLE_SIZE = 1024     # OpenVPN's: the longest INFO_PRE it sends
 
 # Plain ints for the per-packet test in receive: comparing with IntEnum members costs ~0.2 us.
 _DATA_V1, _DATA_V2 = int(Op.DATA_V1), int(Op.DATA_V2)
@@ -363,6 +367,32 @@ class Session(ControlChannel):
         except RemoteProtocolError as e:
             self._fail(str(e), restart=True, tls_error=not isinstance(e, PushError))
         self._flush(now)
+
+    def _hand_deadline(self, ks: KeyState) -> float:
+        """When key `ks` must be negotiated: hand-window after it began, or later while a login
+        waits on pending auth (auth_pending)."""
+        return ks.hand_deadline if ks.hand_deadline is not None else ks.created + self.cfg.hand_window
+
+    def auth_pending(self, key_id: int, extra: str, timeout: int, now: float) -> bool:
+        """Server, management-client-auth's client-pending-auth: the login of key `key_id` waits
+        longer, and the client is told so, as OpenVPN 2.6 tells it (push.c
+        send_auth_pending_messages): `AUTH_PENDING` (`,timeout N` to a client announcing
+        IV_PROTO_AUTH_PENDING_KW), then `INFO_PRE,<extra>` (a web login's URL, `WEB_AUTH::...`,
+        or a challenge, `CR_TEXT:...`). The wait ends at most max(reneg-sec/2, hand-window) after
+        the key began. False when no login of that key waits or `extra` is too long."""
+        ks = self.keys.get(key_id)
+        if self.closed or ks is None or ks.pending_auth is None or len(extra) + len("INFO_PRE,") + 1 > PUSH_BUNDLE_SIZE:
+            return False     # (OpenVPN's limit: a control message of one push bundle)
+        most = max(self.cfg.reneg_sec // 2, self.cfg.hand_window) - (now - ks.created)
+        wait = max(0, int(min(timeout, most)))
+        if not ks.sent_km:
+            self._send_key_method(ks)       # OpenVPN's server sends its own before any text
+        proto = peer_info_int(self.peer_info, "IV_PROTO")
+        self._send_text(f"AUTH_PENDING,timeout {wait}" if proto & IV_PROTO_AUTH_PENDING_KW else "AUTH_PENDING", ks)
+        self._send_text("INFO_PRE," + extra, ks)
+        ks.hand_deadline = now + wait
+        self._flush(now)
+        return True
 
     def resume_push(self, ok: bool, now: float, reason: str = "") -> None:
         """Server: the verdict a deferred push waited for (client-connect): push now, or refuse."""
@@ -747,7 +777,7 @@ class Session(ControlChannel):
         for ks in list(self.keys.values()):
             if self.keys.get(ks.key_id) is not ks:
                 continue                    # a new TLS session replaced the key states meanwhile
-            if ks.negotiating and now >= ks.created + self.cfg.hand_window:
+            if ks.negotiating and now >= self._hand_deadline(ks):
                 self._negotiation_timed_out(ks, now)
             if ks.retired_at is not None and now >= ks.retired_at + self.cfg.tran_window:
                 self.recv_keys[ks.key_id] = None
@@ -876,7 +906,7 @@ class Session(ControlChannel):
             if r is not None and r < d:
                 d = r
             if ks.negotiating:
-                d = min(d, ks.created + self.cfg.hand_window)
+                d = min(d, self._hand_deadline(ks))
             elif (ks is newest and ks.phase == KS.ACTIVE and ks.active_since is not None
                   and self.cfg.reneg_sec):
                 d = min(d, ks.active_since + self.cfg.reneg_sec)

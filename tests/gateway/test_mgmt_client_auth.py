@@ -188,3 +188,30 @@ def test_a_reload_cannot_add_it_without_a_running_management_interface(pki, tmp_
     assert gw.ops.client_auth is None and "management-client-auth: no management interface runs" in caplog.text
     c = w.add_client(client_conf(pki, "client0"))
     assert w.run(lambda: _up(c), max_time=30), "logins began to wait"
+
+
+def test_client_pending_auth_tells_the_client_and_holds_the_login_past_hand_window(pki, tmp_path, caplog):
+    """An SSO login (openvpn-auth-oauth2's way): the management client answers
+    client-pending-auth with a URL; the client is told AUTH_PENDING and INFO_PRE,WEB_AUTH::<url>,
+    and the login waits past hand-window (10 s) until client-auth comes."""
+    caplog.set_level(logging.INFO)
+    # (Our client does not stretch its own wait for AUTH_PENDING yet: it is given a long one.)
+    w, _m, c, cid, kid = _login(pki, tmp_path, extra="hand-window 10\n", client_extra="server-poll-timeout 120\n")
+    assert w.server.ops.management_pending(cid, kid, "WEB_AUTH::https://sso.example/login?s=1", 50)
+    w.run_for(25)
+    assert not _up(c) and "INFO_PRE,WEB_AUTH::https://sso.example/login?s=1" in caplog.text
+    assert "server message: AUTH_PENDING" in caplog.text
+    assert w.server.ops.management_verdict(cid, kid, True)
+    assert w.run(lambda: _up(c), max_time=10) and c.connections == 1
+
+
+def test_client_pending_auth_is_bounded_and_checked(pki, tmp_path):
+    """The wait ends at most max(reneg-sec/2, hand-window) after the key began (OpenVPN's
+    bound), whatever the timeout asked; a too long message or an unknown login is refused."""
+    w, _m, c, cid, kid = _login(pki, tmp_path, extra="hand-window 10\nreneg-sec 40\n")
+    assert not w.server.ops.management_pending(cid, kid, "x" * 1100, 100)
+    assert not w.server.ops.management_pending(cid, kid + 1, "WEB_AUTH::u", 100)
+    assert w.server.ops.management_pending(cid, kid, "WEB_AUTH::u", 100)
+    w.run_for(25)                                   # past 20 s = reneg-sec/2
+    assert not w.server.ops.management_verdict(cid, kid, True), "the login outlived its bound"
+    assert not _up(c)

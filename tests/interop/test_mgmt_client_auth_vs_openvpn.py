@@ -23,7 +23,8 @@ from tests.interop.test_ops_vs_openvpn import Mgmt
 UP = "Initialization Sequence Completed"
 # The process's own (pids, start times, ports, paths) or the moment's.
 PROCESS_OWN = {"daemon_pid", "daemon_start_time", "untrusted_port", "config", "time_unix", "time_ascii"}
-ODD_COMMANDS = ["client-auth x 0", "client-auth 1", "client-deny 1 2", "client-auth-nt 999 0", "client-deny 999 0 r"]
+ODD_COMMANDS = ["client-auth x 0", "client-auth 1", "client-deny 1 2", "client-auth-nt 999 0", "client-deny 999 0 r",
+                "client-pending-auth 1 2 x", "client-pending-auth 999 0 x 30", "client-pending-auth 1 y x 30"]
 
 
 @pytest.fixture(scope="module")
@@ -108,3 +109,34 @@ def test_management_client_auth_as_openvpn(lab, procs):
     assert not missing, f"variables OpenVPN's server announces and ours does not: {missing}"
     differ = {k: (t[k], o[k]) for k in t if k not in PROCESS_OWN and t[k] != o[k]}
     assert not differ, f"same variables, other values: {differ}"
+
+
+@pytest.mark.parametrize("kind", ["openvpn", "ours"])
+def test_client_pending_auth_holds_openvpns_client_past_hand_window(lab, procs, kind):
+    """openvpn-auth-oauth2's way: client-pending-auth sends OpenVPN's client AUTH_PENDING and
+    INFO_PRE,WEB_AUTH::<url>, and its login waits past the server's hand-window (10 s) until
+    client-auth-nt comes, on both servers."""
+    sock = lab.tmp / f"mp-{kind}.sock"
+    conf = server_config(lab.pki, "udp", extra=f"management {sock} unix\nmanagement-client-auth\nhand-window 10\n")
+    srv = (lab.openvpn(lab.srv, conf, f"srv-pend-{kind}") if kind == "openvpn"
+           else lab.ours(lab.srv, conf, f"srv-pend-{kind}", pattern=r"listening on UDP"))
+    procs.append(srv)
+    m = Mgmt(str(sock))
+    m.lines(0.5)
+    creds = lab.write(f"pend-{kind}-creds.txt", "alice\nfirst-pw\n")
+    cli = lab.openvpn(lab.cli, client_profile(lab.pki, "udp", extra=f"auth-user-pass {creds}\nverb 4\n"),
+                      f"cli-pend-{kind}", wait=0)
+    procs.append(cli)
+    cid, kid, _env = _ask(m)
+    assert m.cmd(f'client-pending-auth {cid} {kid} "WEB_AUTH::https://sso.example/x" 60') == \
+        ["SUCCESS: client-pending-auth command succeeded"]
+    time.sleep(15)
+    assert UP not in cli.log() and cli.alive()
+    assert m.cmd(f"client-auth-nt {cid} {kid}") == ["SUCCESS: client-auth command succeeded"]
+    assert cli.wait_for(UP, 30), cli.log()[-3000:]
+    assert cli.log().count(UP) == 1 and "AUTH_PENDING" in cli.log(), cli.log()[-3000:]
+    assert "WEB_AUTH::https://sso.example/x" in cli.log()
+    m.close()
+    for p in reversed(procs):
+        p.stop(8)
+    procs.clear()
