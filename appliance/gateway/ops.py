@@ -33,6 +33,7 @@ from ..openvpn.server_model import StreamKey
 from ..openvpn.crl import CrlChecker, background_reader
 from ..openvpn.settings import check_crl, check_key_material
 from ..openvpn.errors import RemoteProtocolError
+from ..openvpn.keymethod import remap_name
 from ..openvpn.tls import CERT_UNREADABLE, TlsSettings, cert_env, peer_rechecker
 from . import status as st_mod
 from .eventlog import fmt_addr
@@ -774,7 +775,9 @@ class Operations:
         if w is None:
             return False
         env = self.user_pass_env(rec)
-        env["username"], env["password"] = e.username, e.password     # OpenVPN's, to the management client
+        # OpenVPN's, to the management client; control characters made `_` as OpenVPN does
+        # (verify_user_pass): a CR/LF in a password would forge management lines.
+        env["username"], env["password"] = remap_name(e.username), remap_name(e.password)
         if e.session_state is not None:
             env["session_state"], env["session_id"] = e.session_state, e.session_id or ""
         if self.mgmt is not None:

@@ -215,3 +215,20 @@ def test_client_pending_auth_is_bounded_and_checked(pki, tmp_path):
     w.run_for(25)                                   # past 20 s = reneg-sec/2
     assert not w.server.ops.management_verdict(cid, kid, True), "the login outlived its bound"
     assert not _up(c)
+
+
+def test_a_password_cannot_forge_management_lines(pki, tmp_path):
+    """The password goes to the management client in a >CLIENT:ENV line; one holding CR/LF and
+    a forged announcement must not add a line (OpenVPN makes control characters `_` first). Our
+    client never sends such a password, so the hostile login is handed to the server directly."""
+    from appliance.openvpn import events as ev
+    w, m, _c, _cid, _kid = _login(pki, tmp_path)
+    rec = next(iter(w.server.ops.client_auth.by_ckid.values())).rec
+    forged = ev.AuthRequested(0, "alice\r\n>CLIENT:CONNECT,98,0", "pw\r\n>CLIENT:CONNECT,99,0\r\n>CLIENT:ENV,END",
+                              "client0")
+    assert w.server.ops.ask_management(rec, forged, check_pending=False)
+    wire = "\r\n".join(m.lines).splitlines()                  # as the management client reads them
+    assert not any(line.startswith(">CLIENT:CONNECT,9") for line in wire), wire
+    env = m.asks()[-1][3]
+    assert env["password"] == "pw__>CLIENT:CONNECT,99,0__>CLIENT:ENV,END"
+    assert env["username"] == "alice__>CLIENT:CONNECT,98,0"
