@@ -59,6 +59,7 @@ class AuthChecker:
         self._pool = None if inline else ThreadPoolExecutor(max_workers=getattr(verify, "workers", 1),
                                                             thread_name_prefix="auth-check")
         self._wake: Wake | None = None if inline else Wake()
+        self._closed = False
 
     def fileno(self) -> int:
         """Readable when a verdict is waiting (threads only)."""
@@ -115,15 +116,29 @@ class AuthChecker:
     def _finished_in_thread(self, key: object, source: str, fut: Future) -> None:
         v = fut.result() if not fut.cancelled() and fut.exception() is None else Verdict(False)
         self._finish(key, source, v)
-        if self._wake is not None:
+        if self._closed:
+            # A check that ended after close() (a reload between a password file and a command):
+            # nobody reads this checker any more, so a deferred one's files go now.
+            self._discard_results()
+        elif self._wake is not None:
             self._wake.ring()
+
+    def _discard_results(self) -> None:
+        while True:
+            try:
+                _key, _source, v = self.results.popleft()
+            except IndexError:
+                return
+            remove(v.control, v.reason_file)
 
     def _finish(self, key: object, source: str, v: Verdict) -> None:
         self.results.append((key, source, v))
 
-    def take_results(self) -> list[tuple[object, Verdict]]:
+    def take_results(self, wanted: Callable[[object], bool] | None = None) -> list[tuple[object, Verdict]]:
         """The verdicts come in since the last call, deferred ones once their file says or their
-        time is up (each source's slot stays taken while its verdict is deferred)."""
+        time is up (each source's slot stays taken while its verdict is deferred). `wanted(key)`:
+        False once nobody waits for that verdict (the session ended): its deferred check is
+        dropped then, files and slot (poll)."""
         out = []
         while self.results:
             key, source, v = self.results.popleft()
@@ -133,16 +148,24 @@ class AuthChecker:
             self._done(source)
             out.append((key, v))
         if self.deferred:
-            out += self.poll()
+            out += self.poll(wanted)
         return out
 
-    def poll(self) -> list[tuple[object, Verdict]]:
-        """Deferred verdicts now decided: `1` or `0` in auth_control_file, or hand-window over."""
+    def poll(self, wanted: Callable[[object], bool] | None = None) -> list[tuple[object, Verdict]]:
+        """Deferred verdicts now decided: `1` or `0` in auth_control_file, or hand-window over.
+        A check whose session is gone (`wanted` says no) ends without a verdict, its files
+        removed and its source's slot freed at once, as OpenVPN 2.6 removes a key state's
+        files with it (ssl_verify.c key_state_rm_auth_control_files): left until hand-window,
+        two clients that left mid-check kept every login from their address refused."""
         out = []
         now = self.clock()
         waiting = []
         for item in self.deferred:
             key, source, v, deadline = item
+            if wanted is not None and not wanted(key):
+                remove(v.control, v.reason_file)
+                self._done(source)
+                continue
             state = control_state(v.control)
             if state is None and now < deadline:
                 waiting.append(item)
@@ -171,6 +194,8 @@ class AuthChecker:
         self.checked += 1
 
     def close(self) -> None:
+        self._closed = True
+        self._discard_results()
         for _key, _source, v, _deadline in self.deferred:
             remove(v.control, v.reason_file)
         self.deferred.clear()

@@ -405,7 +405,7 @@ class ServerGateway:
             self.tun.flush()
         if self.auth is not None:
             now = self.clock()
-            for (rec, key_id), v in self.auth.take_results():
+            for (rec, key_id), v in self.auth.take_results(wanted=lambda key: key[0].alive):
                 if not self.ops.check_done(rec, key_id, v):     # (management-client-auth decides with it)
                     self.d.auth_result(rec, key_id, v.ok, now, client_reason=v.client_reason, why=v.why)
             nxt = self.auth.next_poll()
