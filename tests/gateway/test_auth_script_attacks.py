@@ -347,3 +347,33 @@ def test_a_renegotiation_waits_for_its_deferred_verdict_with_the_tunnel_up(pki, 
         # whole session, "really strange from a user (admin) experience" otherwise).
         assert "AUTH_FAILED phone said no" in caplog.text, caplog.text[-2000:]
         assert c.result == 1 and not w.server.d.clients
+
+
+# ------------------------------------------------------------------ the loop's cost of waiting checks
+def test_waiting_checks_files_are_read_every_poll_interval_not_at_every_wake_up(tmp_path, monkeypatch):
+    """The loop calls take_results after every wake-up (each batch of packets). Each call read
+    every deferred check's auth_control_file: with 128 waiting (a push to phones nobody answers,
+    or a client holding checks open from 64 addresses) that was ~1.6 ms of file reads on the loop
+    per wake-up, so a server busy with a few hundred wake-ups a second spent most of its one core
+    on them. Each file is read once per POLL_EVERY (0.25 s), however often the loop wakes."""
+    import appliance.gateway.auth as auth_mod
+    script = _script(tmp_path, "#!/bin/sh\nexit 2\n")
+    clock = FakeClock()
+    a = AuthChecker(ScriptCheck((str(script),), "via-file", False, str(tmp_path), 60), clock, inline=True)
+    for i in range(16):
+        assert a.submit(i, f"2001:db8:{i}::1", "u", "p", "cn", {}) is None
+    a.take_results()
+    reads = []
+    real = auth_mod.control_state
+    monkeypatch.setattr(auth_mod, "control_state", lambda p: (reads.append(p), real(p))[1])
+    for _ in range(1000):                       # a second's wake-ups at one instant
+        a.take_results()
+        clock.advance(0.001)
+    assert len(reads) <= 16 * 5, f"{len(reads)} reads of 16 files in 1 s"
+    nxt = a.next_poll()
+    assert nxt is not None and nxt <= clock() + auth_mod.POLL_EVERY
+    Path(a.deferred[0][2].control).write_text("1")
+    clock.advance(auth_mod.POLL_EVERY)
+    assert [v.ok for _k, v in a.take_results()] == [True], "a verdict waited longer than POLL_EVERY"
+    a.close()
+    assert _temps(tmp_path) == []
