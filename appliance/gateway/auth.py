@@ -199,6 +199,9 @@ class AuthChecker:
 
     def close(self) -> None:
         self._closed = True
+        stop = getattr(self.verify, "stop", None)
+        if stop is not None:
+            stop()                          # a command's: its running commands end now
         self._discard_results()
         for _key, _source, v, _deadline in self.deferred:
             remove(v.control, v.reason_file)

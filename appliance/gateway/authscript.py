@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from ..openvpn.keymethod import remap_name
 from ..openvpn.peernames import to_bytes
 from ..openvpn.regular_file import AUTH_FILE, read_regular_file
-from .scripts import run_limited
+from .scripts import Running, run_limited
 
 WORKERS = 4                 # commands at once (each mostly waits on a directory server or a person)
 # AuthChecker's limits for a command. Looser per source than a password file's (2 at once, 10 per
@@ -100,6 +100,7 @@ class ScriptCheck:
         self.tmp_dir = tmp_dir
         self.time_limit = time_limit
         self.defer_limit = time_limit     # how long a deferred verdict is waited for (AuthChecker)
+        self.running = Running()
 
     def _temp(self, kind: str) -> str:
         # OpenVPN's names (platform_create_temp_file): openvpn_<kind>_<random>.tmp, mode 0600.
@@ -157,9 +158,16 @@ class ScriptCheck:
         behind (the one that later writes auth_control_file)."""
         name = os.path.basename(self.argv[0])
         try:
-            status = run_limited(args, env, self.time_limit)
+            status = run_limited(args, env, self.time_limit, running=self.running)
         except OSError as e:
             return -1, f"cannot run {self.argv[0]}: {e.strerror or e}"
+        if self.running.stopped:
+            return -1, f"{name} stopped: the server stops or changed its password check"
         if status is None:
             return -1, f"{name} ran past its {self.time_limit:g} s limit"
         return status, ("" if status in (0, 2) else f"{name} exited with status {status}")
+
+    def stop(self) -> None:
+        """End the commands running now and any started later (AuthChecker.close: the server
+        stops, or a reload changes the kind of check): their verdict is a refusal nobody reads."""
+        self.running.stop()

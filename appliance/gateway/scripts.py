@@ -14,6 +14,7 @@ import os
 import signal
 import subprocess
 import tempfile
+import threading
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 
@@ -27,22 +28,60 @@ WORKERS = 2
 MAX_PENDING = 64
 
 
-def run_limited(args: list[str], env: dict[str, str], time_limit: float, stdout=None, stderr=None) -> int | None:
+def kill_group(p: subprocess.Popen) -> None:
+    try:
+        os.killpg(p.pid, signal.SIGKILL)      # the command and whatever it started
+    except OSError:
+        pass
+
+
+class Running:
+    """The commands a worker pool runs now, so that stop() ends them and any started after. Why:
+    a stopping server's exit waits for its worker threads, and a command still waiting on a silent
+    directory server kept the process alive until its time limit (hand-window, 60 s by default)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._procs: set[subprocess.Popen] = set()
+        self.stopped = False
+
+    def add(self, p: subprocess.Popen) -> None:
+        with self._lock:
+            self._procs.add(p)
+            if self.stopped:
+                kill_group(p)
+
+    def discard(self, p: subprocess.Popen) -> None:
+        with self._lock:
+            self._procs.discard(p)
+
+    def stop(self) -> None:
+        with self._lock:
+            self.stopped = True
+            for p in self._procs:
+                kill_group(p)
+
+
+def run_limited(args: list[str], env: dict[str, str], time_limit: float, stdout=None, stderr=None,
+                running: Running | None = None) -> int | None:
     """Run `args` in a session of its own, stdin closed, and wait up to `time_limit`: its exit
-    status, or None when it ran past the limit and was killed with everything it started (its
-    process group). Nothing waits on its output, so a child it leaves behind holds nothing up.
-    OSError when it cannot be started."""
+    status, or None when it ran past the limit (or `running` was stopped) and was killed with
+    everything it started (its process group). Nothing waits on its output, so a child it leaves
+    behind holds nothing up. OSError when it cannot be started."""
     p = subprocess.Popen(args, env=env, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr,
                          start_new_session=True)
+    if running is not None:
+        running.add(p)
     try:
-        return p.wait(timeout=time_limit)
+        status = p.wait(timeout=time_limit)
     except subprocess.TimeoutExpired:
-        try:
-            os.killpg(p.pid, signal.SIGKILL)
-        except OSError:
-            pass
+        kill_group(p)
         p.wait()
         return None
+    finally:
+        if running is not None:
+            running.discard(p)
+    return None if running is not None and running.stopped else status
 
 
 class ScriptRunner:
@@ -56,6 +95,7 @@ class ScriptRunner:
         self.pending = 0
         self.ran = 0
         self._pool = None if inline else ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="script")
+        self.running = Running()
         self._wake: Wake | None = None if inline else Wake()
 
     def fileno(self) -> int:
@@ -99,7 +139,7 @@ class ScriptRunner:
             # limit, then was killed with that child and its client refused.
             with tempfile.TemporaryFile() as err_f:
                 try:
-                    status = run_limited(args, full_env, self.time_limit, subprocess.DEVNULL, err_f)
+                    status = run_limited(args, full_env, self.time_limit, subprocess.DEVNULL, err_f, self.running)
                 except OSError as e:
                     return key, False, None, f"cannot run {argv[0]}: {e.strerror or e}"
                 if status is None:
@@ -132,6 +172,7 @@ class ScriptRunner:
         return out
 
     def close(self) -> None:
+        self.running.stop()                 # (the process's exit would wait for them)
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
         if self._wake is not None:

@@ -462,11 +462,13 @@ def test_many_users_behind_one_address_may_wait_on_a_command_at_once(tmp_path):
     from appliance.gateway.auth import AuthChecker
     from tests.fakes import FakeClock
     script = _script(tmp_path, f"#!/bin/sh\necho $auth_control_file >> {tmp_path}/acfs\nexit 2\n")
-    a = AuthChecker(ScriptCheck((str(script),), "via-file", False, str(tmp_path), 60.0), FakeClock(), inline=True)
+    clock = FakeClock()
+    a = AuthChecker(ScriptCheck((str(script),), "via-file", False, str(tmp_path), 60.0), clock, inline=True)
     refused = [a.submit(i, "198.18.0.9", f"user{i}", "pw", "client0", {}) for i in range(10)]
     assert refused == [None] * 10
     assert a.take_results() == [] and len(a.deferred) == 10
     for f in (tmp_path / "acfs").read_text().split():
         Path(f).write_text("1")
+    clock.advance(1)                        # (the files are read every POLL_EVERY)
     assert sorted(k for k, v in a.take_results() if v.ok) == list(range(10))
     a.close()

@@ -139,7 +139,8 @@ def test_deferred_checks_are_bounded_and_their_files_go_at_the_deadline(tmp_path
     every file the server made is gone."""
     script = _script(tmp_path, "#!/bin/sh\nexit 2\n")
     clock = FakeClock()
-    a = AuthChecker(ScriptCheck((str(script),), "via-file", False, str(tmp_path), 30), clock, max_pending=16)
+    a = AuthChecker(ScriptCheck((str(script),), "via-file", False, str(tmp_path), 30), clock, max_pending=16,
+                    per_source_pending=2)
     try:
         answers = [a.submit(i, f"198.18.0.{i // 3 + 1}", "u", "p", "cn", {}) for i in range(60)]
         assert sum(x is None for x in answers) == 16
@@ -377,3 +378,42 @@ def test_waiting_checks_files_are_read_every_poll_interval_not_at_every_wake_up(
     assert [v.ok for _k, v in a.take_results()] == [True], "a verdict waited longer than POLL_EVERY"
     a.close()
     assert _temps(tmp_path) == []
+
+
+EXITING = """
+import sys, time
+from appliance.gateway.auth import AuthChecker
+from appliance.gateway.authscript import ScriptCheck
+a = AuthChecker(ScriptCheck((sys.argv[1],), "via-file", False, sys.argv[2], 60), time.monotonic)
+a.submit(1, "198.18.0.2", "u", "p", "cn", {})
+time.sleep(0.5)
+a.close()                               # what the server's stop does (ServerGateway._cleanup)
+"""
+
+
+def test_a_stopping_server_does_not_wait_for_a_running_command(tmp_path):
+    """The server stops with SystemExit, and Python's exit joins the checker's worker threads:
+    a command still running (a directory server that does not answer) kept the stopped server's
+    process alive until the command's time limit, hand-window (60 s by default) -- `systemctl
+    stop` or a restart waiting that long. Closing the checker ends its commands (and what they
+    started)."""
+    import subprocess
+    import sys
+    pidfile = tmp_path / "cmd.pid"
+    script = _script(tmp_path, f"#!/bin/sh\necho $$ > {pidfile}\nsleep 30\nexit 0\n")
+    root = Path(__file__).resolve().parents[2]
+    t0 = time.monotonic()
+    subprocess.run([sys.executable, "-c", EXITING, str(script), str(tmp_path)], cwd=root, timeout=60, check=True,
+                   env={**os.environ, "PYTHONPATH": str(root)})
+    took = time.monotonic() - t0
+    assert took < 10, f"the process took {took:.0f} s to exit after close()"
+    assert _wait(lambda: not _alive(int(pidfile.read_text())), 5), "the command outlived the server"
+    assert _temps(tmp_path) == []
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
