@@ -417,3 +417,26 @@ def _alive(pid: int) -> bool:
             return f.read().split(")")[1].split()[0] != "Z"
     except FileNotFoundError:
         return False
+
+
+def test_a_client_restarting_mid_check_over_udp_gets_only_its_new_sessions_verdict(pki, tmp_path):
+    """UDP: the client restarts (SIGUSR1) while its check is deferred; its new session from the
+    same address is checked again; the old session's `1` does not let it in, its own does, and
+    the old check is gone with its session (files, slot)."""
+    w = World()
+    script = _script(tmp_path, DEFER.format(tmp=tmp_path))
+    w.add_server(server_conf(pki, extra=f"auth-user-pass-verify {script} via-file\nscript-security 2\n"
+                             f"tmp-dir {tmp_path}\nhand-window 30\n"))
+    c = w.add_client(client_conf(pki, extra="auth-user-pass\n"), username="alice", password="pw")
+    assert w.run(lambda: len(_acfs(tmp_path)) == 1, max_time=30)
+    c.user_restart()
+    assert w.run(lambda: len(_acfs(tmp_path)) == 2, max_time=30)
+    old, new = _acfs(tmp_path)
+    old.write_text("1")
+    w.run_for(3)
+    assert not (c.conn is not None and c.conn.was_up), "the old session's yes let the new session in"
+    new.write_text("1")
+    assert w.run(lambda: c.conn is not None and c.conn.was_up, max_time=10)
+    w.run_for(1)
+    a = w.server.auth
+    assert not a.deferred and not a.pending and not old.exists()
