@@ -22,13 +22,14 @@ MAX_WAITING = 4096          # logins waiting for a verdict, all clients together
 
 @dataclass
 class Waiting:
-    """One login waiting: `check` is the password file's or command's verdict (None: not yet;
+    """One login waiting: `checked` is the password file's or command's verdict (None: not yet;
     True when there is no such check), `mgmt` the management client's."""
     rec: object
     key_id: int
+    check: object                   # the AuthRequested's request (a key id is reused later)
     cid: int
     kid: int
-    check: bool | None
+    checked: bool | None
     mgmt: bool | None = None
     client_reason: str = ""
     why: str = ""
@@ -43,7 +44,7 @@ class ClientAuthWait:
         self.kids: dict[int, int] = {}              # CID -> the next KID
         self.let_in: dict[tuple[int, int], object] = {}   # (CID, KID) -> record: logins let in, the last 2 per client
 
-    def add(self, rec: object, key_id: int, cid: int, check_pending: bool) -> Waiting | None:
+    def add(self, rec: object, key_id: int, check: object, cid: int, check_pending: bool) -> Waiting | None:
         """A new login of client `cid` on engine key `key_id`; None when too many wait (the
         caller refuses it for now). An older login of the same key is dropped (replaced)."""
         for k, w in list(self.by_ckid.items()):
@@ -53,13 +54,14 @@ class ClientAuthWait:
             return None
         kid = self.kids.get(cid, 0)
         self.kids[cid] = kid + 1
-        w = Waiting(rec, key_id, cid, kid, None if check_pending else True)
+        w = Waiting(rec, key_id, check, cid, kid, None if check_pending else True)
         self.by_ckid[(cid, kid)] = w
         return w
 
-    def for_key(self, rec: object, key_id: int) -> Waiting | None:
+    def for_key(self, rec: object, key_id: int, check: object) -> Waiting | None:
+        """The login waiting for request `check` of key `key_id` (not a later one of that key id)."""
         for w in self.by_ckid.values():
-            if w.rec is rec and w.key_id == key_id:
+            if w.rec is rec and w.key_id == key_id and w.check is check:
                 return w
         return None
 
@@ -83,8 +85,8 @@ class ClientAuthWait:
     @staticmethod
     def decided(w: Waiting) -> bool | None:
         """The login's verdict once known: no as soon as either says no, yes when both said yes."""
-        if w.check is False or w.mgmt is False:
+        if w.checked is False or w.mgmt is False:
             return False
-        if w.check and w.mgmt:
+        if w.checked and w.mgmt:
             return True
         return None

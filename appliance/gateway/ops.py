@@ -771,7 +771,7 @@ class Operations:
         wait already (the caller refuses it for now)."""
         assert self.client_auth is not None
         inf = self._info(rec)
-        w = self.client_auth.add(rec, e.key_id, inf.cid, check_pending)
+        w = self.client_auth.add(rec, e.key_id, e.check, inf.cid, check_pending)
         if w is None:
             return False
         env = self.user_pass_env(rec)
@@ -786,14 +786,14 @@ class Operations:
                              + [">CLIENT:ENV,END"])
         return True
 
-    def check_done(self, rec, key_id: int, v) -> bool:
+    def check_done(self, rec, key_id: int, check: object, v) -> bool:
         """The password file's or command's verdict on a login the management client is asked
         about too: True when taken here (decided with the other, or the login is over)."""
         if self.client_auth is None:
             return False
-        w = self.client_auth.for_key(rec, key_id)
+        w = self.client_auth.for_key(rec, key_id, check)
         if w is not None:
-            w.check = v.ok
+            w.checked = v.ok
             if not v.ok:
                 w.client_reason, w.why = v.client_reason, v.why
             self._settle(w)
@@ -817,7 +817,7 @@ class Operations:
         w.mgmt = ok
         if ok:
             w.config = list(config or [])
-        elif w.check is not False:
+        elif w.checked is not False:
             w.client_reason, w.why = client_reason, (f"client-deny: {why}" if why else "client-deny")
         self._settle(w)
         return True
@@ -838,7 +838,8 @@ class Operations:
         inf = self.info.get(id(w.rec))
         if verdict and w.config and inf is not None and not inf.established:
             inf.mgmt_config = w.config          # applied at the connect step (first login only)
-        self.gw.d.auth_result(w.rec, w.key_id, verdict, self.gw.clock(), client_reason=w.client_reason, why=w.why)
+        self.gw.d.auth_result(w.rec, w.key_id, verdict, self.gw.clock(), client_reason=w.client_reason, why=w.why,
+                              check=w.check)
 
     def user_pass_env(self, rec) -> dict[str, str]:
         """auth-user-pass-verify's environment (authscript.py adds script_type, the username, the

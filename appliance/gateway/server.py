@@ -405,9 +405,9 @@ class ServerGateway:
             self.tun.flush()
         if self.auth is not None:
             now = self.clock()
-            for (rec, key_id), v in self.auth.take_results(wanted=lambda key: key[0].alive):
-                if not self.ops.check_done(rec, key_id, v):     # (management-client-auth decides with it)
-                    self.d.auth_result(rec, key_id, v.ok, now, client_reason=v.client_reason, why=v.why)
+            for (rec, key_id, check), v in self.auth.take_results(wanted=lambda key: key[0].alive):
+                if not self.ops.check_done(rec, key_id, check, v):     # (management-client-auth decides with it)
+                    self.d.auth_result(rec, key_id, v.ok, now, client_reason=v.client_reason, why=v.why, check=check)
             nxt = self.auth.next_poll()
             if nxt is not None:                     # a command's deferred verdict: read its file again
                 self.pump.timers.arm("auth-deferred", nxt, lambda: None)
@@ -494,11 +494,11 @@ class ServerGateway:
         if self.ops.client_auth is not None:                # management-client-auth
             if not e.username:
                 # As OpenVPN 2.6 (key_method_2_read): credentials are required.
-                self.d.auth_result(rec, e.key_id, False, self.clock(), why="the client sent no username")
+                self.d.auth_result(rec, e.key_id, False, self.clock(), why="the client sent no username", check=e.check)
                 return
             if not self.ops.ask_management(rec, e, check_pending=self.auth is not None):
                 self.faults.count("login refused: too many waiting for the management client")
-                self.d.auth_result(rec, e.key_id, False, self.clock(), temporary=True)
+                self.d.auth_result(rec, e.key_id, False, self.clock(), temporary=True, check=e.check)
                 return
             if self.auth is None:
                 return
@@ -508,14 +508,14 @@ class ServerGateway:
             if e.session_state is not None:          # auth-gen-token (add_session_token_env)
                 env["session_state"], env["session_id"] = e.session_state, e.session_id or ""
         why = "no password checker" if self.auth is None else \
-            self.auth.submit((rec, e.key_id), str(source), e.username, e.password, e.common_name, env)
+            self.auth.submit((rec, e.key_id, e.check), str(source), e.username, e.password, e.common_name, env)
         if why is not None:
             self.faults.count(why)
             if self.ops.client_auth is not None:
-                w = self.ops.client_auth.for_key(rec, e.key_id)
+                w = self.ops.client_auth.for_key(rec, e.key_id, e.check)
                 if w is not None:
                     self.ops.client_auth.take(w)
-            self.d.auth_result(rec, e.key_id, False, self.clock(), temporary=True)
+            self.d.auth_result(rec, e.key_id, False, self.clock(), temporary=True, check=e.check)
 
     def _log_drops(self, final: bool = False, title: str | None = None) -> None:
         extra = self.d.drop_counters()

@@ -41,7 +41,9 @@ class ClientAuthenticated:
 @dataclass(frozen=True)
 class AuthRequested:
     """Server side, with SessionConfig.defer_auth: check this username/password (off the event
-    loop: it is slow on purpose) and answer with Session.auth_result(key_id, ok, now). With
+    loop: it is slow on purpose) and answer with Session.auth_result(key_id, ok, now, check=check).
+    `check`: which request of that key id the verdict answers (a key id is reused by a later key
+    state, and a slow check's verdict must not decide the later one's password). With
     auth-gen-token, for the command's environment as OpenVPN 2.6 sets it (add_session_token_env):
     `session_state` (Initial: a password; Authenticated, Expired, Invalid: a token, external-auth)
     and `session_id` (the session id of the token this session has or will get)."""
@@ -51,6 +53,7 @@ class AuthRequested:
     common_name: str | None
     session_state: str | None = None
     session_id: str | None = None
+    check: object = field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True)

@@ -123,7 +123,7 @@ class ClientRole:
         return "\n".join(lines) + "\n"
 
     def auth_result(self, key_id: int, ok: bool, now: float, temporary: bool = False, client_reason: str = "",
-                    why: str = "") -> None:
+                    why: str = "", check: object = None) -> None:
         """Only servers check passwords."""
 
     def got_key_method(self, ks: KeyState, km: KeyMethod2, now: float) -> None:
@@ -343,7 +343,7 @@ class ServerRole:
                 if s.cfg.gen_token is not None:
                     state, sid = "Initial", self._session_id(km.username)
                 s.events.append(ev.AuthRequested(ks.key_id, km.username, km.password, s.peer_common_name,
-                                                 state, sid))
+                                                 state, sid, check=km))
                 return
             if not s.cfg.verify_user(km.username, km.password, s.peer_common_name):
                 self._auth_failed(ks, first)
@@ -351,15 +351,19 @@ class ServerRole:
         self._accept(ks, km, first, now)
 
     def auth_result(self, key_id: int, ok: bool, now: float, temporary: bool = False, client_reason: str = "",
-                    why: str = "") -> None:
+                    why: str = "", check: object = None) -> None:
         """The answer to an AuthRequested: go on with the handshake of that key, or refuse; a
         `temporary` refusal (the checker was too busy to check) says AUTH_FAILED,TEMP, so the
         client retries later instead of giving up. A refusal's `client_reason` (an
         auth-user-pass-verify command's auth_failed_reason_file) is sent as AUTH_FAILED,<it>."""
         s = self.s
         ks = s.keys.get(key_id)
-        if ks is None or ks.pending_auth is None:
-            return                                  # that key is gone (timed out, replaced)
+        if ks is None or ks.pending_auth is None or (check is not None and ks.pending_auth is not check):
+            # That key is gone (timed out, replaced), or this verdict is an earlier request's: a
+            # client may open a key id again once its negotiation failed at hand-window, while
+            # a command's deferred verdict may come up to twice that late; the earlier
+            # password's yes decided the later one's.
+            return
         km, ks.pending_auth = ks.pending_auth, None
         first = key_id == 0 and not s.established
         if not ok and temporary:
@@ -434,7 +438,8 @@ class ServerRole:
         sid = TokenPolicy.session_id(km.password) if verdict is Verdict.VALID else self._session_id(km.username)
         state = {Verdict.VALID: "Authenticated", Verdict.EXPIRED: "Expired"}.get(verdict, "Invalid")
         ks.pending_auth = km
-        s.events.append(ev.AuthRequested(ks.key_id, km.username, km.password, s.peer_common_name, state, sid))
+        s.events.append(ev.AuthRequested(ks.key_id, km.username, km.password, s.peer_common_name, state, sid,
+                                         check=km))
 
     def _session_id(self, username: str) -> str:
         """The session id this session's tokens carry, made now when it has none yet (OpenVPN

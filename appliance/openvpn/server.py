@@ -600,13 +600,13 @@ class ServerDispatcher(ClientPush):
             self._collect(rec)
 
     def auth_result(self, rec: ClientRecord, key_id: int, ok: bool, now: float, temporary: bool = False,
-                    client_reason: str = "", why: str = "") -> None:
+                    client_reason: str = "", why: str = "", check: object = None) -> None:
         """The verdict on a client's AuthRequested (checked off the caller's event loop);
         `temporary`: not checked (too busy), the client is told to retry; a refusal's
         `client_reason` goes after AUTH_FAILED, and `why` to the log."""
         if not rec.alive:
             return
-        rec.session.auth_result(key_id, ok, now, temporary, client_reason, why)
+        rec.session.auth_result(key_id, ok, now, temporary, client_reason, why, check)
         self._collect(rec)
         self._promote(rec)
 

@@ -355,13 +355,14 @@ class Session(ControlChannel):
             self._fail(str(e), restart=True, tls_error=not isinstance(e, PushError))
 
     def auth_result(self, key_id: int, ok: bool, now: float, temporary: bool = False, client_reason: str = "",
-                    why: str = "") -> None:
+                    why: str = "", check: object = None) -> None:
         """Server with defer_auth: the verdict on the AuthRequested of key `key_id` (`temporary`:
-        not checked, the client should retry later; `client_reason`: AUTH_FAILED's text)."""
+        not checked, the client should retry later; `client_reason`: AUTH_FAILED's text; `check`:
+        the AuthRequested's, so that only that request is answered)."""
         if self.closed:
             return
         try:
-            self.role.auth_result(key_id, ok, now, temporary, client_reason, why)
+            self.role.auth_result(key_id, ok, now, temporary, client_reason, why, check)
         except ClientRefused as e:
             self._refuse(str(e), e.temporary)
         except RemoteProtocolError as e:

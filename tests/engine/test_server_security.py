@@ -7,6 +7,8 @@ ccd-exclusive and username-as-common-name.
 """
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from appliance.openvpn import events as ev
@@ -418,3 +420,56 @@ def test_push_request_while_the_password_is_checked_waits_for_the_verdict(pki, p
     assert _up(a) is password_ok and rec.session.established is password_ok
     if not password_ok:
         assert a.closed and any("AUTH_FAILED" in str(e) for e in a.events)
+
+
+def test_a_late_verdict_answers_only_its_own_request_not_a_later_one_on_the_same_key_id(pki):  # noqa: F811
+    """A renegotiation's check that outlives the key (a command's deferred verdict comes up to
+    twice hand-window late; the key fails at hand-window, over UDP the old key goes on) and the
+    client opens that key id again with another password: the first request's yes decided the
+    second's, so a wrong password got the key. Each verdict now answers only its request
+    (AuthRequested.check)."""
+    stls = TlsSettings(_pem(pki["ca"][0]), _pem(pki["server"][0]), _kpem(pki["server"][1]), True,
+                       remote_cert_tls="client")
+    st = ServerSettings(
+        session_config=lambda pid: SessionConfig(Role.SERVER, stls, None, peer_id=pid, ping=10, ping_restart=600,
+                                                 verify_user=lambda u, p, cn: p == "right", defer_auth=True,
+                                                 hand_window=20),
+        protection="none", pool=AddressPool("198.19.0.0", "255.255.255.0", "subnet"))
+    d = ServerDispatcher(st, 0.0)
+    a = _mk_client(pki, pki["clients"][0], username="alice", password="right", ping=10, ping_restart=600)
+    addr = ("198.18.0.71", 1)
+    _pump(d, [(a, addr)])
+    rec = d.by_addr[addr]
+    first, = [e for r, e in d.events if isinstance(e, ev.AuthRequested)]
+    d.auth_result(rec, 0, True, 1.0, check=first.check)
+    for t in (1.0, 3.0, 5.0, 7.0):
+        a.handle_timer(t)
+        d.handle_timer(t)
+        _pump(d, [(a, addr)], now=t)
+    assert _up(a) and rec.session.established
+    d.events.clear()
+    a.renegotiate(10.0)
+    _pump(d, [(a, addr)], now=10.0)
+    slow, = [e for r, e in d.events if isinstance(e, ev.AuthRequested)]
+    assert slow.key_id == 1
+    for t in (15.0, 25.0, 31.0):                 # no verdict: the server's key 1 fails, key 0 goes on
+        d.handle_timer(t)
+        _pump(d, [(a, addr)], now=t)
+    assert 1 not in rec.session.keys and rec.alive
+    # The client opens key id 1 again, now with a wrong password.
+    a.keys.pop(1, None)
+    a.recv_keys[1] = None
+    a.newest_key_id, a.next_key_id = 0, 1
+    a.cfg = dataclasses.replace(a.cfg, password="wrong")
+    d.events.clear()
+    a.renegotiate(32.0)
+    _pump(d, [(a, addr)], now=32.0)
+    later, = [e for r, e in d.events if isinstance(e, ev.AuthRequested)]
+    assert later.key_id == 1 and later.check is not slow.check
+    d.auth_result(rec, 1, True, 33.0, check=slow.check)          # the first request's late yes
+    _pump(d, [(a, addr)], now=33.0)
+    ks = rec.session.keys.get(1)
+    assert ks is not None and ks.pending_auth is not None, "a late yes for another request gave the key"
+    d.auth_result(rec, 1, False, 34.0, check=later.check)        # its own verdict decides
+    _pump(d, [(a, addr)], now=34.0)
+    assert not rec.alive or 1 not in rec.session.keys or rec.session.keys[1].pending_auth is None
