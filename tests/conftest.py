@@ -62,11 +62,12 @@ def pytest_sessionstart(session) -> None:  # noqa: ANN001 - pytest hook
 # missing here or a figure out of date costs wall time, never a test.
 LONG_FILES: dict[str, int] = {
     "tests/interop/test_server_vs_openvpn.py": 448,
+    "tests/interop/test_auth_gen_token_vs_openvpn.py": 228,
     "tests/interop/test_client_vs_openvpn.py": 358,
     "tests/interop/test_reliability_soak.py": 190,
     "tests/interop/test_failed_renegotiation.py": 179,
     "tests/interop/test_deferred_auth_push.py": 103,
-    "tests/interop/test_auth_script_vs_openvpn.py": 100,
+    "tests/interop/test_auth_script_vs_openvpn.py": 79,
     "tests/interop/test_mgmt_client_auth_vs_openvpn.py": 65,
     "tests/unit/test_pushed_ipv4.py": 97,
     "tests/interop/test_reliability_flood.py": 97,
