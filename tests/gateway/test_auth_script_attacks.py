@@ -17,6 +17,7 @@ from appliance.gateway.auth import AuthChecker
 from appliance.gateway.authscript import WORKERS, ScriptCheck
 from tests.fakes import FakeClock
 from tests.gateway.conftest import World, client_conf, server_conf
+from tests.gateway.test_auth_script import _alive
 
 
 def _script(tmp_path: Path, body: str, name: str = "check.sh") -> Path:
@@ -409,14 +410,6 @@ def test_a_stopping_server_does_not_wait_for_a_running_command(tmp_path):
     assert took < 10, f"the process took {took:.0f} s to exit after close()"
     assert _wait(lambda: not _alive(int(pidfile.read_text())), 5), "the command outlived the server"
     assert _temps(tmp_path) == []
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(")")[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 def test_a_client_restarting_mid_check_over_udp_gets_only_its_new_sessions_verdict(pki, tmp_path):
