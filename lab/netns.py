@@ -375,6 +375,12 @@ class Lab:
         """Send `nbytes` of a deterministic pattern over TCP through the tunnel and check every byte
         arrived (SHA-256). Direction: client→server, or server→client with `reverse`.
         Returns Mbit/s measured by the receiver, 0.0 on any failure."""
+        return self.tcp_transfer_why(server_ns, bind_ip, client_ns, nbytes, reverse, port)[0]
+
+    def tcp_transfer_why(self, server_ns: Netns, bind_ip: str, client_ns: Netns, nbytes: int = 2_000_000,
+                         reverse: bool = False, port: int = 5201) -> tuple[float, str]:
+        """tcp_transfer, with the reason of a failure ("" on success) for a report: which end
+        failed, after how long, and what it printed."""
         py = sys.executable
         recv_ns, send_ns = (client_ns, server_ns) if reverse else (server_ns, client_ns)
         # The receiver listens on the tunnel side; with reverse the client listens on its tunnel address.
@@ -382,14 +388,18 @@ class Lab:
         recv = self.start(recv_ns, [py, "-c", _RECEIVER, listen_ip, str(port), str(nbytes)], f"recv-{port}")
         try:
             if not recv.wait_for("listening", 60):
-                return 0.0
+                return 0.0, f"receiver on {listen_ip}:{port} never listened: {recv.log()[-300:]!r}"
+            t0 = time.monotonic()
             r = send_ns.run(f"{py} -c '{_SENDER}' {listen_ip} {port} {nbytes}", check=False, timeout=120)
-            if not recv.wait_for(r"(?m)^(ok|short) ", 60) or r.returncode != 0:
-                return 0.0
+            if r.returncode != 0:
+                return 0.0, (f"sender to {listen_ip}:{port} exited {r.returncode} after "
+                             f"{time.monotonic() - t0:.1f} s: {r.stderr[-300:]!r}")
+            if not recv.wait_for(r"(?m)^(ok|short) ", 60):
+                return 0.0, f"receiver gave no verdict: {recv.log()[-300:]!r}"
             m = re.search(r"^ok (\S+) ([0-9.]+)", recv.log(), re.M)
             if m is None or m.group(1) != _pattern_digest(nbytes):
-                return 0.0
-            return float(m.group(2))
+                return 0.0, f"bytes short or different: {recv.log()[-300:]!r}"
+            return float(m.group(2)), ""
         finally:
             recv.stop(3)
 

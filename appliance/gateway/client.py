@@ -630,6 +630,10 @@ class ClientGateway:
                 self._tunnel_up(c, e)
             elif isinstance(e, ev.KeyRenegotiated):
                 self.counters.renegotiations += 1
+            elif isinstance(e, ev.AuthPending):
+                # The server answered and asked us to wait (the engine moved hand-window's end):
+                # as 2.6, whose server-poll-timeout counts only until the server's first packet.
+                self.pump.timers.cancel("poll")
             elif isinstance(e, ev.SessionClosed):
                 if e.restart and e.tls_error and self.opts.tls_exit:
                     # As OpenVPN 2.6 (init.c do_signal_on_tls_errors: SIGTERM instead of SIGUSR1).

@@ -48,6 +48,12 @@ def log_client_event(e: object) -> None:
             log.info("data channel key renegotiated (key id %d, %s)", e.key_id, e.cipher)
         case ev.AuthFailed():
             log.error("authentication failed: %s", e.message)
+        case ev.AuthPending():
+            log.warning("the server checks our login out of band (AUTH_PENDING%s): waiting up to %d s for it",
+                        f",{e.keywords}" if e.keywords else "", e.wait)
+        case ev.ServerInfo():
+            # Warning level: a web login's URL (WEB_AUTH::...) is something the user must see.
+            log.warning("message from the server (%s): %s", e.kind, e.text)
         case ev.Warning():
             log.warning("%s", e.message)
         case ev.SessionClosed() if e.restart:

@@ -67,6 +67,23 @@ class AuthFailed:
 
 
 @dataclass(frozen=True)
+class AuthPending:
+    """Client side: the server checks our login out of band (a web login, a push to a phone) and
+    asked us to wait; we now wait up to `wait` seconds for its verdict. `keywords`: as it sent
+    them (control characters escaped, as in every control message's text)."""
+    wait: int
+    keywords: str
+
+
+@dataclass(frozen=True)
+class ServerInfo:
+    """Client side: a message the server sent for the user (`kind` INFO or INFO_PRE), e.g.
+    WEB_AUTH::<url> of a web login to open (control characters escaped)."""
+    kind: str
+    text: str
+
+
+@dataclass(frozen=True)
 class SessionClosed:
     """The session is over. `restart` says whether a client should reconnect (OpenVPN's SIGUSR1);
     `same_remote`, that it should try the same server again first (OpenVPN's no_advance: the

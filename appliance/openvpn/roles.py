@@ -22,8 +22,8 @@ from .gentoken import TokenPolicy, Verdict, is_token
 from .keymethod import (USER_PASS_TOO_LONG, KeyMethod2, PushRejected, build_push_reply, credential_as_sent,
                         parse_push_reply_untrusted, peer_info_int)
 from .keystate import KS, KeyState
-from .opcodes import (HARD_RESET_CLIENT_OPS, IV_PROTO_CC_EXIT_NOTIFY, IV_PROTO_DATA_V2, IV_PROTO_REQUEST_PUSH,
-                      IV_PROTO_TLS_KEY_EXPORT, OCC_EXIT, OCC_MAGIC, Op)
+from .opcodes import (HARD_RESET_CLIENT_OPS, IV_PROTO_AUTH_PENDING_KW, IV_PROTO_CC_EXIT_NOTIFY, IV_PROTO_DATA_V2,
+                      IV_PROTO_REQUEST_PUSH, IV_PROTO_TLS_KEY_EXPORT, OCC_EXIT, OCC_MAGIC, Op)
 from .peernames import to_bytes
 from .pushedsignal import PushedSignal, parse_pushed_signal
 
@@ -39,7 +39,10 @@ PUSH_REQUEST_INTERVAL = 2.0
 PUSH_REQUEST_FIRST = 0.25
 TUN_MTU_MAX_DEFAULT = 1600  # OpenVPN 2.6's tun-mtu-max: the most a server may push (or the profile's tun-mtu)
 REPULLS = 5                 # PUSH_REQUESTs after a new TLS session at most (see got_key_method)
-IV_PROTO_CLIENT = IV_PROTO_DATA_V2 | IV_PROTO_REQUEST_PUSH | IV_PROTO_TLS_KEY_EXPORT | IV_PROTO_CC_EXIT_NOTIFY
+# IV_PROTO_AUTH_PENDING_KW: we read AUTH_PENDING's `timeout N` (ClientRole._auth_pending).
+IV_PROTO_CLIENT = (IV_PROTO_DATA_V2 | IV_PROTO_REQUEST_PUSH | IV_PROTO_TLS_KEY_EXPORT | IV_PROTO_CC_EXIT_NOTIFY
+                   | IV_PROTO_AUTH_PENDING_KW)
+MAX_SERVER_INFO = 16        # INFO/INFO_PRE/AUTH_PENDING events per session; more are only counted
 
 
 def _temp_flags(flags: str) -> tuple[bool, bool, int]:
@@ -193,7 +196,17 @@ class ClientRole:
             self._pushed_signal(sig)
         elif text.startswith("EXIT"):
             s._fail("server exited (EXIT)", restart=True)
-        elif text.startswith("INFO") or text.startswith("AUTH_PENDING") or text.startswith("ACC"):
+        elif text.startswith("AUTH_PENDING"):
+            self._auth_pending(ks, text, now)
+        elif text.startswith("INFO"):
+            # INFO_PRE,<text> / INFO,<text>: for the user, e.g. WEB_AUTH::<url> of a web login
+            # (OpenVPN 2.6's client: push.c server_pushed_info, to its log and management).
+            kind, _, msg = text.partition(",")
+            if kind in ("INFO", "INFO_PRE"):
+                self._server_info(ev.ServerInfo(kind, msg))
+            else:
+                s._warn(f"unknown control message: {text[:60]}")
+        elif text.startswith("ACC"):
             s._warn(f"server message: {text[:200]}")
         else:
             s._warn(f"unknown control message: {text[:60]}")
@@ -210,6 +223,35 @@ class ClientRole:
         same = s.established and not sig.next_remote
         s._fail(sig.describe() + (": this server again" if same else ": next remote"), restart=True,
                 same_remote=same, next_remote=sig.next_remote)
+
+    def _auth_pending(self, ks: KeyState, text: str, now: float) -> None:
+        """AUTH_PENDING[,timeout N]: the server checks our login out of band (a web login, a push
+        to a phone) and will answer later. As OpenVPN 2.6's client (push.c receive_auth_pending):
+        the wait becomes N seconds (hand-window without one), at most max(reneg-sec/2,
+        hand-window), counted from the key's first AUTH_PENDING -- so a server repeating it
+        cannot keep us waiting longer than that. Other keywords are ignored, as there."""
+        s = self.s
+        wait = s.cfg.hand_window
+        _, _, keywords = text.partition(",")
+        for kw in keywords.split(",") if keywords else ():
+            m = re.fullmatch(r"timeout (\d{1,9})", kw.strip())
+            if m:
+                wait = int(m.group(1))
+        wait = min(wait, max(s.cfg.reneg_sec // 2, s.cfg.hand_window))
+        if not ks.negotiating:
+            return                          # established: nothing waits on it
+        if ks.auth_pending_at is None:
+            ks.auth_pending_at = now
+        ks.hand_deadline = ks.auth_pending_at + wait
+        self._server_info(ev.AuthPending(wait, keywords))
+
+    def _server_info(self, e: object) -> None:
+        """A message for the user, at most MAX_SERVER_INFO per session (a server repeating them
+        must not fill our log); the rest are only counted."""
+        s = self.s
+        s.server_infos += 1
+        if s.server_infos <= MAX_SERVER_INFO:
+            s.events.append(e)
 
     def _renewed_token(self, text: str) -> None:
         s = self.s

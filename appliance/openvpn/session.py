@@ -211,6 +211,7 @@ class Session(ControlChannel):
         self._cn_locked = False             # a TLS handshake fixed peer_common_name
         self._locked_chain: tuple[bytes, ...] | None = None   # that handshake's chain hashes (TlsEndpoint.chain_digests)
         self._warnings = 0
+        self.server_infos = 0           # client: INFO/AUTH_PENDING messages heard (roles.MAX_SERVER_INFO)
         self._pid_reneg = False             # the send key's packet ids run low (see encrypt)
         self._ctl_deadline: float | None = None   # timers of the control side, updated by _flush
         self._batch = False                  # receive() leaves the flush to end_batch()
@@ -370,8 +371,8 @@ class Session(ControlChannel):
         self._flush(now)
 
     def _hand_deadline(self, ks: KeyState) -> float:
-        """When key `ks` must be negotiated: hand-window after it began, or later while a login
-        waits on pending auth (auth_pending)."""
+        """When key `ks` must be negotiated: hand-window after it began, or as pending auth moved
+        it (the server: auth_pending; the client: the server's AUTH_PENDING)."""
         return ks.hand_deadline if ks.hand_deadline is not None else ks.created + self.cfg.hand_window
 
     def auth_pending(self, key_id: int, extra: str, timeout: int, now: float) -> bool:

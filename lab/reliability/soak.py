@@ -40,7 +40,9 @@ def run(minutes: float, nclients: int = 20, reneg: int = 60, warmup: float | Non
         stop = threading.Event()
         counts = {"connects": 0, "connect_failures": 0, "transfers_ok": 0, "transfers_bad": 0}
         lock = threading.Lock()
-        t_end = time.monotonic() + duration
+        failures: list[str] = []
+        t0 = time.monotonic()
+        t_end = t0 + duration
 
         def slot(i: int) -> None:
             rng = random.Random(seed * 1000 + i)
@@ -51,10 +53,16 @@ def run(minutes: float, nclients: int = 20, reneg: int = 60, warmup: float | Non
                 with lock:
                     counts["connects" if up else "connect_failures"] += 1
                 if up:
-                    mbps = fleet.lab.tcp_transfer(fleet.lab.srv, TUN_SERVER_IP, fleet.ns[i], 1_000_000,
-                                                  port=5400 + i, reverse=bool(rng.getrandbits(1)))
+                    t_start = time.monotonic() - t0
+                    mbps, why = fleet.lab.tcp_transfer_why(fleet.lab.srv, TUN_SERVER_IP, fleet.ns[i], 1_000_000,
+                                                           port=5400 + i, reverse=bool(rng.getrandbits(1)))
                     with lock:
                         counts["transfers_ok" if mbps > 0 else "transfers_bad"] += 1
+                    if not mbps:
+                        # What a reader of a failed run needs: which client, when, why, and both logs.
+                        failures.append(f"c{i} transfer begun at t={t_start:.1f}s failed at "
+                                        f"t={time.monotonic() - t0:.1f}s: {why}\n--- client log:\n"
+                                        f"{p.log()[-3000:]}")
                     stop.wait(min(rng.uniform(*stay), max(0.0, t_end - time.monotonic() - 3)))
                 fleet.stop_client(i)
                 stop.wait(rng.uniform(0.5, 3))
@@ -62,7 +70,6 @@ def run(minutes: float, nclients: int = 20, reneg: int = 60, warmup: float | Non
         threads = [threading.Thread(target=slot, args=(i,), daemon=True) for i in range(nclients)]
         for t in threads:
             t.start()
-        t0 = time.monotonic()
         samples = []
         rss_warm = None
         try:
@@ -113,6 +120,9 @@ def run(minutes: float, nclients: int = 20, reneg: int = 60, warmup: float | Non
         addrs = re.findall(r": connected, address (\S+)", srv.log()[len(log):])
         res["final_addresses_distinct"] = len(set(addrs))
         res["errors_in_log"] = len(re.findall(r"Traceback|ERROR|CRITICAL", srv.log()))
+        if failures:
+            out("failed transfers:\n" + "\n".join(failures) + "\n--- server log (last 6000 characters):\n"
+                + srv.log()[-6000:])
     out("soak results:")
     for k, v in res.items():
         out(f"  {k}: {v:.1f}" if isinstance(v, float) else f"  {k}: {v}")

@@ -192,17 +192,35 @@ def test_a_reload_cannot_add_it_without_a_running_management_interface(pki, tmp_
 
 def test_client_pending_auth_tells_the_client_and_holds_the_login_past_hand_window(pki, tmp_path, caplog):
     """An SSO login (openvpn-auth-oauth2's way): the management client answers
-    client-pending-auth with a URL; the client is told AUTH_PENDING and INFO_PRE,WEB_AUTH::<url>,
-    and the login waits past hand-window (10 s) until client-auth comes."""
+    client-pending-auth with a URL; the client is told AUTH_PENDING,timeout N (it announces
+    IV_PROTO_AUTH_PENDING_KW) and INFO_PRE,WEB_AUTH::<url>, shows the URL, and waits past its own
+    hand-window and server-poll-timeout (10 s, 5 s) and the server's (10 s) until client-auth."""
     caplog.set_level(logging.INFO)
-    # (Our client does not stretch its own wait for AUTH_PENDING yet: it is given a long one.)
-    w, _m, c, cid, kid = _login(pki, tmp_path, extra="hand-window 10\n", client_extra="server-poll-timeout 120\n")
+    w, _m, c, cid, kid = _login(pki, tmp_path, extra="hand-window 10\n",
+                                client_extra="hand-window 10\nserver-poll-timeout 5\n")
     assert w.server.ops.management_pending(cid, kid, "WEB_AUTH::https://sso.example/login?s=1", 50)
     w.run_for(25)
-    assert not _up(c) and "INFO_PRE,WEB_AUTH::https://sso.example/login?s=1" in caplog.text
-    assert "server message: AUTH_PENDING" in caplog.text
+    assert not _up(c)
+    assert "message from the server (INFO_PRE): WEB_AUTH::https://sso.example/login?s=1" in caplog.text
+    assert "AUTH_PENDING,timeout 50): waiting up to 50 s" in caplog.text
+    assert "connection reset" not in caplog.text and "server-poll-timeout" not in caplog.text, caplog.text
     assert w.server.ops.management_verdict(cid, kid, True)
     assert w.run(lambda: _up(c), max_time=10) and c.connections == 1
+
+
+def test_the_client_waits_for_auth_pending_no_longer_than_its_bound(pki, tmp_path, caplog):
+    """A server that keeps sending AUTH_PENDING,timeout <huge> cannot hold our client: the wait
+    is at most max(reneg-sec/2, hand-window) from the key's first AUTH_PENDING (as OpenVPN 2.6's
+    client), then the client gives up on that server and tries again."""
+    caplog.set_level(logging.INFO)
+    w, _m, c, cid, kid = _login(pki, tmp_path, extra="hand-window 10\n",
+                                client_extra="hand-window 10\nreneg-sec 30\n")
+    assert w.server.ops.management_pending(cid, kid, "WEB_AUTH::u", 100)    # the server's own bound: 30 s
+    w.run_for(8)
+    assert w.server.ops.management_pending(cid, kid, "WEB_AUTH::u", 100)    # again, later: no longer wait
+    assert "waiting up to 15 s" in caplog.text, caplog.text
+    w.run_for(10)
+    assert "connection reset" in caplog.text and not _up(c), caplog.text
 
 
 def test_client_pending_auth_is_bounded_and_checked(pki, tmp_path):

@@ -17,7 +17,7 @@ import time
 import pytest
 
 from lab.configs import client_profile, server_config
-from lab.netns import Lab
+from lab.netns import TUN_SERVER_IP, Lab
 from tests.interop.test_ops_vs_openvpn import Mgmt
 
 UP = "Initialization Sequence Completed"
@@ -136,6 +136,41 @@ def test_client_pending_auth_holds_openvpns_client_past_hand_window(lab, procs, 
     assert cli.wait_for(UP, 30), cli.log()[-3000:]
     assert cli.log().count(UP) == 1 and "AUTH_PENDING" in cli.log(), cli.log()[-3000:]
     assert "WEB_AUTH::https://sso.example/x" in cli.log()
+    m.close()
+    for p in reversed(procs):
+        p.stop(8)
+    procs.clear()
+
+
+@pytest.mark.parametrize("kind", ["openvpn", "ours"])
+def test_our_client_waits_out_client_pending_auth_and_shows_the_url(lab, procs, kind):
+    """Our client against an SSO server: it announces IV_PROTO_AUTH_PENDING_KW, so the server
+    sends AUTH_PENDING,timeout 60; our client shows INFO_PRE's WEB_AUTH URL in its log and waits
+    past its own hand-window (10 s) and server-poll-timeout (5 s) until client-auth-nt comes,
+    then comes up on its first connection, on both servers. Before, it gave up at 10 s."""
+    sock = lab.tmp / f"mo-{kind}.sock"
+    conf = server_config(lab.pki, "udp", extra=f"management {sock} unix\nmanagement-client-auth\nhand-window 10\n")
+    srv = (lab.openvpn(lab.srv, conf, f"srv-opend-{kind}") if kind == "openvpn"
+           else lab.ours(lab.srv, conf, f"srv-opend-{kind}", pattern=r"listening on UDP"))
+    procs.append(srv)
+    m = Mgmt(str(sock))
+    m.lines(0.5)
+    creds = lab.write(f"opend-{kind}-creds.txt", "alice\nfirst-pw\n")
+    cli = lab.ours(lab.cli, client_profile(lab.pki, "udp", extra=f"auth-user-pass {creds}\nhand-window 10\n"
+                                           "server-poll-timeout 5\n"), f"cli-opend-{kind}", wait=0)
+    procs.append(cli)
+    cid, kid, env = _ask(m)
+    assert int(env["IV_PROTO"]) & 16, env["IV_PROTO"]          # IV_PROTO_AUTH_PENDING_KW
+    assert m.cmd(f'client-pending-auth {cid} {kid} "WEB_AUTH::https://sso.example/x" 60') == \
+        ["SUCCESS: client-pending-auth command succeeded"]
+    assert cli.wait_for(r"message from the server \(INFO_PRE\): WEB_AUTH::https://sso\.example/x", 10), cli.log()
+    assert "AUTH_PENDING,timeout 60): waiting up to 60 s" in cli.log(), cli.log()
+    time.sleep(15)
+    assert "tunnel up" not in cli.log() and cli.alive()
+    assert m.cmd(f"client-auth-nt {cid} {kid}") == ["SUCCESS: client-auth command succeeded"]
+    assert cli.wait_for("tunnel up", 30), cli.log()[-3000:]
+    assert "connection reset" not in cli.log() and cli.log().count("tunnel up") == 1, cli.log()[-3000:]
+    assert lab.ping(lab.cli, TUN_SERVER_IP), "no traffic through the tunnel"
     m.close()
     for p in reversed(procs):
         p.stop(8)
