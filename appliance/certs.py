@@ -32,10 +32,12 @@ def subject(spec: str) -> x509.Name:
                       for rdn in spec.strip("/").split("/")])
 
 
-def issue(cn: str, issuer, eku, name: x509.Name | None = None) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+def issue(cn: str, issuer, eku, name: x509.Name | None = None,
+          san_emails: tuple[str, ...] = ()) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
     """A CA certificate when `issuer` is None, else a leaf signed by `issuer` (cert, key) with
     keyUsage and the extendedKeyUsage `eku` (serverAuth/clientAuth). `name`, if given, is the
-    subject instead of `CN=<cn>` (see subject())."""
+    subject instead of `CN=<cn>` (see subject()); `san_emails`, e-mail addresses of a
+    subjectAltName (x509-username-field ext:subjectAltName), after a DNS name."""
     key = ec.generate_private_key(ec.SECP256R1())
     now = datetime.datetime.now(datetime.timezone.utc)
     b = (x509.CertificateBuilder().subject_name(name or _name(cn)).public_key(key.public_key())
@@ -49,4 +51,7 @@ def issue(cn: str, issuer, eku, name: x509.Name | None = None) -> tuple[x509.Cer
     b = (b.issuer_name(icert.subject).add_extension(x509.BasicConstraints(False, None), True)
          .add_extension(x509.KeyUsage(True, False, False, False, True, False, False, False, False), True)
          .add_extension(x509.ExtendedKeyUsage([eku]), False))
+    if san_emails:
+        b = b.add_extension(x509.SubjectAlternativeName([x509.DNSName(f"{cn}.example")]
+                                                        + [x509.RFC822Name(e) for e in san_emails]), False)
     return b.sign(ikey, hashes.SHA256()), key

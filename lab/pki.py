@@ -46,14 +46,15 @@ def _write(path: Path, cert, key) -> tuple[Path, Path]:
     return path.with_suffix(".crt"), kp
 
 
-def add_cert(pki: Pki, name: str, subject: str, server: bool = False) -> tuple[Path, Path]:
+def add_cert(pki: Pki, name: str, subject: str, server: bool = False,
+             san_emails: tuple[str, ...] = ()) -> tuple[Path, Path]:
     """Another certificate from the lab CA, with the subject `subject` in OpenSSL's
     `/O=x/CN=a/CN=b` form (several CNs allowed): written as <name>.crt/.key; a client one joins
     pki.clients (for client_profile), a server one is returned for a `cert`/`key` pair."""
     ca = x509.load_pem_x509_certificate(pki.ca.read_bytes())
     ca_key = serialization.load_pem_private_key((pki.dir / "ca.key").read_bytes(), None)
     eku = ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH
-    paths = _write(pki.dir / name, *_issue(name, (ca, ca_key), eku, _subject(subject)))
+    paths = _write(pki.dir / name, *_issue(name, (ca, ca_key), eku, _subject(subject), san_emails))
     if not server:
         pki.clients[name] = paths
     return paths

@@ -61,7 +61,7 @@ RELOAD_CRL_POLL = 0.01
 # code below says where, directive by directive; tests/gateway/test_reload_directives.py).
 RESTART_ONLY = ("port", "lport", "local", "proto", "proto_family", "dev", "tun_mtu", "route", "server",
                 "server_ipv6", "topology", "ifconfig_pool", "management", "ifconfig_pool_persist",
-                "user", "group", "mlock", "nice")
+                "user", "group", "mlock", "nice", "x509_username_field")
 _DIRECTIVE_OF = {"proto_family": "proto"}       # the field's directive, where the names differ
 
 
@@ -519,6 +519,9 @@ class Operations:
             return False
         for line in restart_only_changes(old, new) + p.restart_only:
             log.warning("reload: %s", line)
+        # x509-username-field names every client (pool, ccd, the CN lock of renegotiations): the
+        # TLS settings read from the new file follow the name kept.
+        p.tls.username_field = new.x509_username_field
         cur = gw.st
         st.pool, st.pool6, st.pool_memory = cur.pool, cur.pool6, cur.pool_memory
         st.tcp = cur.tcp

@@ -82,6 +82,7 @@ def tls_settings(opts: Options, is_server: bool, crl_reader: Callable | None = N
         crl=crl_checker(opts.crl_verify, opts.ca, crl_reader),     # either role: the peer's chain, as OpenVPN
         tls_cipher=opts.tls_cipher, tls_ciphersuites=opts.tls_ciphersuites,
         tls_groups=key_exchange_groups(opts.tls_groups, opts.ecdh_curve),
+        username_field=opts.x509_username_field,
     )
 
 

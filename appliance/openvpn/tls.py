@@ -58,6 +58,7 @@ class TlsSettings:
     tls_cipher: str | None = None               # tls-cipher as written (None: OpenVPN's default list)
     tls_ciphersuites: str | None = None         # tls-ciphersuites as written (None: OpenSSL's TLS 1.3 default)
     tls_groups: str | None = None               # key-exchange groups (tls-groups/ecdh-curve; None: OpenSSL's)
+    username_field: tuple[str, ...] = ()        # x509-username-field (empty: the last CN names the peer)
 
 
 # ------------------------------------------------------------------ tls-cipher, tls-ciphersuites, tls-groups
@@ -470,10 +471,11 @@ def _check_peer(s: TlsSettings, cert: x509.Certificate | None, chain: list | Non
         _check_ku(cert, s.remote_cert_ku)
     if s.remote_cert_eku is not None:
         _check_eku(cert, s.remote_cert_eku)
-    cn = common_name(cert)
+    cn = peer_name(s, cert)
     if cn is None:
-        raise RemoteProtocolError("VERIFY ERROR: could not extract CN from X509 subject string "
-                                  f"({openvpn_subject(cert)[:256]!r}) -- the last CN must exist, have at "
+        fields = " ".join(s.username_field) or "CN"
+        raise RemoteProtocolError(f"VERIFY ERROR: could not extract {fields} from X509 subject string "
+                                  f"({openvpn_subject(cert)[:256]!r}) -- the last {fields} must exist, have at "
                                   f"most {CN_MAX_BYTES} bytes and no NUL")
     if s.verify_x509_name:
         name, kind = s.verify_x509_name
@@ -666,6 +668,85 @@ def name_common_name(name: x509.Name) -> str | None:
     return remap_name(value)
 
 
+# ------------------------------------------------------------------ x509-username-field
+# OpenVPN joins the fields' values in a 256-byte buffer (ssl_verify.c verify_cert); each value is
+# at most TLS_USERNAME_LEN (CN_MAX_BYTES) bytes.
+USERNAME_MAX_BYTES = 255
+_NID_SUBJECT_ALT_NAME, _NID_ISSUER_ALT_NAME = 85, 86
+_DOTTED = re.compile(r"\d+(\.\d+)+")
+
+
+@functools.lru_cache(maxsize=256)
+def field_key(name: str) -> int | str | None:
+    """How OpenSSL names an attribute type (OBJ_txt2obj(name, 0): a short name, a long name or a
+    dotted OID): its NID, or the dotted OID itself for one OpenSSL has no NID for; None for a
+    name OpenSSL does not know (OpenVPN: "Invalid X509 attribute name")."""
+    nid = _lib.OBJ_txt2nid(name.encode("ascii", "replace"))
+    if nid:
+        return nid
+    return name if _DOTTED.fullmatch(name) else None
+
+
+def username_field_problem(name: str) -> str | None:
+    """Why `name` cannot be an x509-username-field (None: it can), as OpenVPN 2.6 checks it when
+    it reads the option (`ext:` names) or at each handshake (attribute names; here before start)."""
+    if name.startswith("ext:"):
+        if field_key(name[4:]) not in (_NID_SUBJECT_ALT_NAME, _NID_ISSUER_ALT_NAME):
+            return f"unsupported x509-username-field extension: {name} (only ext:subjectAltName and ext:issuerAltName)"
+        return None
+    if field_key(name) is None:
+        return f"invalid X509 attribute name {name!r}"
+    return None
+
+
+def _username_part(cert: x509.Certificate, name: str) -> str | None:
+    """One field's value, as OpenVPN 2.6's backend_x509_get_username reads it: `ext:...` the last
+    e-mail address of that alternative-name extension; `serialNumber` the certificate's serial
+    number as 0x<HEX>; any other the last attribute of that type in the subject. None when
+    there is none, or it is longer than OpenVPN's limit, or (stricter than OpenVPN, as for the
+    CN: common_name) it holds a NUL -- or, for an e-mail address, is longer than 64 bytes, which
+    OpenVPN cuts to 64 bytes: two addresses alike in their first 64 bytes would be one name."""
+    if name.startswith("ext:"):
+        cls = (x509.SubjectAlternativeName if field_key(name[4:]) == _NID_SUBJECT_ALT_NAME
+               else x509.IssuerAlternativeName)
+        try:
+            emails = cert.extensions.get_extension_for_class(cls).value.get_values_for_type(x509.RFC822Name)
+        except x509.ExtensionNotFound:
+            return None
+        emails = [e for e in emails if "\0" not in e]
+        value = emails[-1] if emails else None
+    elif name == "serialNumber":
+        n = abs(cert.serial_number)
+        value = "0x" + n.to_bytes(max(1, (n.bit_length() + 7) // 8), "big").hex().upper()
+    else:
+        want = field_key(name)
+        found = [a for a in dername.subject(cert) if field_key(a.oid.dotted_string) == want]
+        value = openssl_text(found[-1]) if found else None
+    if value is None or "\0" in value or len(value.encode("utf-8", "surrogatepass")) > CN_MAX_BYTES:
+        return None
+    return value
+
+
+def peer_name(s: "TlsSettings", cert: x509.Certificate) -> str | None:
+    """The peer's identity: its common_name, or with `x509-username-field` those fields' values
+    joined with `_` (OpenVPN 2.6's verify_cert), control characters made `_`. None when a field
+    has no value (the certificate is then refused, as OpenVPN refuses it). This name is the
+    session's common name for everything: verify-x509-name name/name-prefix (as OpenVPN
+    compares its common_name), client-config-dir, the pool, scripts, status, management."""
+    if not s.username_field:
+        return common_name(cert)
+    parts = []
+    for f in s.username_field:
+        v = _username_part(cert, f)
+        if v is None:
+            return None
+        parts.append(v)
+    joined = "_".join(parts)
+    if len(joined.encode("utf-8", "surrogatepass")) > USERNAME_MAX_BYTES:
+        return None
+    return remap_name(joined)
+
+
 # What cryptography raises for a certificate (or an extension of one) it cannot read. OpenSSL's
 # parser is the more lenient: it takes a PrintableString holding `_`, `@` or `*`, a version
 # field of 4, a default written out, which cryptography's DER parser refuses when the
@@ -804,7 +885,7 @@ class TlsEndpoint:
                 # The chain the new store verified is the one locked (a renewed CA certificate
                 # there is not the peer's change at its next renegotiation).
                 self.chain_digests = self.verify_again(self.peer_cert, self._chain_now) or self.chain_digests
-                self.peer_cn = common_name(self.peer_cert)
+                self.peer_cn = peer_name(self.settings, self.peer_cert)
                 return
             chain = None
             if self.settings.crl is not None:

@@ -225,6 +225,22 @@ def test_reload_with_a_changed_push_keeps_clients_and_new_ones_get_the_new_push(
     assert w.clients[0].conn.was_up and _up(w, 0)
 
 
+def test_a_reload_keeps_the_x509_username_field_the_server_started_with(opki, caplog):
+    """The fields name every client (pool, ccd, the CN lock of renegotiations): a reload that
+    changes them is told it needs a restart, and new handshakes still read the old fields."""
+    w = World()
+    conf = server_conf(opki, extra="x509-username-field CN\n")
+    gw, holder = _server(w, conf)
+    w.add_client(client_conf(opki, "client0"))
+    assert w.run(lambda: _up(w, 0), max_time=30)
+    holder["conf"] = conf.replace("x509-username-field CN", "x509-username-field emailAddress")
+    assert gw.ops.reload()
+    assert "x509-username-field" in caplog.text and "restart" in caplog.text
+    assert gw.st.session_config(0).tls.username_field == ("CN",)
+    w.add_client(client_conf(opki, "client1"))         # no emailAddress: the new fields would refuse it
+    assert w.run(lambda: _up(w, 1), max_time=30) and _cns(gw) == ["client0", "client1"]
+
+
 def test_a_reload_that_does_not_parse_leaves_the_server_as_it_was(opki, caplog):
     w = World()
     conf = server_conf(opki, extra='push "route 10.1.0.0 255.255.0.0"\n')

@@ -11,6 +11,7 @@ from ..peernames import from_peer, to_bytes
 from ..regular_file import NOT_REGULAR, PASSWORD_DB, size_problem
 from ..replay import MAX_SIZE as MAX_REPLAY_WINDOW
 from ..replay import MAX_TIME_LIMIT as MAX_REPLAY_TIME
+from ..tls import username_field_problem
 from .directives import Registry
 from .d_ops import command_argv, scripts_forbidden
 from .lexer import split_lines
@@ -228,6 +229,31 @@ def _verify_x509_name(p: ParseState, d: str, a: list[str], inline: str | None) -
                  "can match it in OpenVPN; write the name in UTF-8")
     else:
         p.set("verify_x509_name", (a[0], kind))
+
+
+@reg.apply("x509-username-field", why="which certificate fields name the peer (default: the last CN)",
+           sets=("x509_username_field",), used_by="tls", nargs=(1, 15), access=True)
+def _x509_username_field(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
+    """As OpenVPN 2.6 (options.c): each argument replaces the field at its place (a second line
+    with fewer fields keeps the first line's later ones, as there); a name without an upper-case
+    letter is upper-cased (deprecated there, with a warning: `ou` is `OU`); only
+    ext:subjectAltName and ext:issuerAltName among extensions. An attribute name OpenSSL does not
+    know is refused here: OpenVPN would refuse every client at its handshake instead."""
+    fields = list(p.o.x509_username_field)
+    for j, name in enumerate(a):
+        if not name.startswith("ext:") and not any(c.isupper() for c in name) and name.upper() != name:
+            p.note(d, f"upper-cased {name!r} to {name.upper()!r} as OpenVPN does (deprecated there): "
+                      "write it so")
+            name = name.upper()
+        why = username_field_problem(name)
+        if why is not None:
+            p.err(d, why)
+            return
+        if j < len(fields):
+            fields[j] = name
+        else:
+            fields.append(name)
+    p.set("x509_username_field", tuple(fields))
 
 
 @reg.apply("peer-fingerprint", why="peer certificate SHA-256 fingerprints allowed", sets=("peer_fingerprint",),
