@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import NoReturn
 
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.name import _ASN1Type
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from OpenSSL import SSL, crypto
@@ -59,6 +59,8 @@ class TlsSettings:
     tls_ciphersuites: str | None = None         # tls-ciphersuites as written (None: OpenSSL's TLS 1.3 default)
     tls_groups: str | None = None               # key-exchange groups (tls-groups/ecdh-curve; None: OpenSSL's)
     username_field: tuple[str, ...] = ()        # x509-username-field (empty: the last CN names the peer)
+    verify_hash: list[bytes] = field(default_factory=list)   # verify-hash: depth 1's fingerprints
+    verify_hash_algo: str = "SHA1"
 
 
 # ------------------------------------------------------------------ tls-cipher, tls-ciphersuites, tls-groups
@@ -422,7 +424,7 @@ def peer_rechecker(s: TlsSettings):
             store.add_cert(crypto.X509.from_cryptography(c))
 
     def check(cert: x509.Certificate | None, chain_of) -> tuple[bytes, ...] | None:
-        chain = chain_of() if cert is not None and (store is not None or s.crl is not None) else []
+        chain = chain_of() if cert is not None and (store is not None or s.crl is not None or s.verify_hash) else []
         digests = None
         if cert is not None and store is not None:
             try:
@@ -451,6 +453,14 @@ def _check_peer(s: TlsSettings, cert: x509.Certificate | None, chain: list | Non
         fp = hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).digest()
         if fp not in s.peer_fingerprints:
             raise RemoteProtocolError("peer certificate fingerprint does not match peer-fingerprint")
+    if s.verify_hash and chain:
+        # As OpenVPN 2.6 (ssl_verify.c verify_cert at verify_hash_depth 1): the certificate that
+        # signed the peer's in the verified chain; a chain without one (a peer certificate the
+        # CA file holds itself) has nothing to compare there either.
+        fp = chain[0].fingerprint(hashes.SHA1() if s.verify_hash_algo == "SHA1" else hashes.SHA256())  # noqa: S303
+        if fp not in s.verify_hash:
+            raise RemoteProtocolError("TLS Error: --tls-verify/--peer-fingerprint certificate hash verification "
+                                      f"failed. (got certificate fingerprint: {fp.hex(':').upper()})")
     if s.crl is not None:
         why = s.crl.revoked(cert, chain)
         if why is not None:
@@ -888,7 +898,7 @@ class TlsEndpoint:
                 self.peer_cn = peer_name(self.settings, self.peer_cert)
                 return
             chain = None
-            if self.settings.crl is not None:
+            if self.settings.crl is not None or self.settings.verify_hash:
                 self._keep_chain()
                 chain = self.peer_chain
             self.peer_cn = _check_peer(self.settings, self.peer_cert, chain)

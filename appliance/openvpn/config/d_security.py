@@ -264,6 +264,9 @@ def _peer_fingerprint(p: ParseState, d: str, a: list[str], inline: str | None) -
         return
     if inline is not None:
         p.file(d, INLINE, inline)    # marks the block as seen (satisfies a `peer-fingerprint [inline]`)
+    if p.o.verify_hash:
+        p.err(d, "--verify-hash and --peer-fingerprint are mutually exclusive (as in OpenVPN)")
+        return
     text = inline if inline is not None else a[0]
     fps = list(p.o.peer_fingerprint)
     for item in text.split():
@@ -278,6 +281,53 @@ def _peer_fingerprint(p: ParseState, d: str, a: list[str], inline: str | None) -
         else:
             fps.append(fp)
     p.set("peer_fingerprint", fps)
+
+
+@reg.apply("verify-hash", why="the fingerprint of the certificate that signed the peer's (depth 1)",
+           sets=("verify_hash", "verify_hash_algo"), used_by="tls", nargs=(1, 2), access=True, inline=True,
+           show={"verify_hash": lambda v: [x.hex(":") for x in v]})
+def _verify_hash(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
+    """As OpenVPN 2.6 (options.c, deprecated there, still in profiles): the certificate at depth
+    1 of the verified chain -- the CA that signed the peer's -- must have one of these
+    fingerprints; SHA1 unless `SHA256` is given (or the fingerprints are inline); lines add up.
+    OpenVPN compares every line's fingerprints with the last line's algorithm; lines of two
+    algorithms are refused here instead of matching by a prefix."""
+    if inline is None and a[0] == INLINE:
+        p.file(d, INLINE, None)
+        if len(a) > 1 and a[1] != "SHA256":
+            p.err(d, "an inline <verify-hash> block holds SHA256 fingerprints here; write them as a line "
+                     f"`verify-hash AA:BB:... {a[1]}` instead")
+        return
+    if inline is not None:
+        p.file(d, INLINE, inline)
+    if p.o.peer_fingerprint:
+        p.err(d, "--verify-hash and --peer-fingerprint are mutually exclusive (as in OpenVPN)")
+        return
+    algo = "SHA256" if inline is not None else (a[1] if len(a) > 1 else "SHA1")
+    if algo not in ("SHA1", "SHA256"):
+        p.err(d, f"invalid or unsupported hashing algorithm: {algo} (only SHA1 and SHA256 are supported)")
+        return
+    if p.o.verify_hash and p.o.verify_hash_algo != algo:
+        p.err(d, f"{algo} after {p.o.verify_hash_algo} fingerprints: OpenVPN would compare all with {algo}; "
+                 "use one algorithm")
+        return
+    if not p.o.verify_hash:
+        p.note(d, "deprecated in OpenVPN 2.6 (it warns so): use the issuing certificate as `ca`, or peer-fingerprint")
+    size = 20 if algo == "SHA1" else 32
+    fps = list(p.o.verify_hash)
+    for item in (inline if inline is not None else a[0]).split():
+        if item.startswith("#"):
+            continue
+        try:
+            fp = bytes.fromhex(item.replace(":", ""))
+        except ValueError:
+            fp = b""
+        if len(fp) != size:
+            p.err(d, f"not a {algo} fingerprint ({size} bytes as AA:BB:...): {item}")
+            return
+        fps.append(fp)
+    p.set("verify_hash", fps)
+    p.set("verify_hash_algo", algo)
 
 
 def _tls_version(field: str):

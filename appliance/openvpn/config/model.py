@@ -97,6 +97,8 @@ class Options:
     verify_x509_name: tuple[str, str] | None = None
     x509_username_field: tuple[str, ...] = ()   # x509-username-field: the peer's name from these fields
     peer_fingerprint: list[bytes] = field(default_factory=list)
+    verify_hash: list[bytes] = field(default_factory=list)    # verify-hash: the issuer's (depth 1) fingerprints
+    verify_hash_algo: str = "SHA1"                  # verify-hash's algorithm: SHA1 (its default) or SHA256
     tls_version_min: str | None = None
     tls_version_max: str | None = None
     tls_cipher: str | None = None               # as written; None: OpenVPN's default TLS 1.2 list

@@ -1,0 +1,48 @@
+"""verify-hash: the certificate that signed the peer's (depth 1 of the verified chain) must have
+one of the fingerprints, SHA1 by default, as OpenVPN 2.6 checks it (ssl_verify.c verify_cert at
+verify_hash_depth 1). Beside Debian's OpenVPN 2.6: tests/interop/test_verify_hash_vs_openvpn.py."""
+from __future__ import annotations
+
+import pytest
+from cryptography.hazmat.primitives import hashes
+from cryptography.x509.oid import ExtendedKeyUsageOID
+
+from appliance.certs import issue
+from appliance.openvpn.errors import RemoteProtocolError
+from appliance.openvpn.tls import TlsSettings, _check_peer
+
+CA = issue("ca", None, None)
+OTHER_CA = issue("other-ca", None, None)
+LEAF, _ = issue("server", CA, ExtendedKeyUsageOID.SERVER_AUTH)
+
+
+def _settings(fps: list[bytes], algo: str) -> TlsSettings:
+    return TlsSettings(None, None, None, False, verify_hash=fps, verify_hash_algo=algo)
+
+
+@pytest.mark.parametrize("algo, h", [("SHA1", hashes.SHA1()), ("SHA256", hashes.SHA256())])  # noqa: S303
+def test_the_issuers_fingerprint_lets_the_peer_in_and_another_does_not(algo, h):
+    ok = _settings([OTHER_CA[0].fingerprint(h), CA[0].fingerprint(h)], algo)
+    assert _check_peer(ok, LEAF, [CA[0]]) == "server"
+    bad = _settings([OTHER_CA[0].fingerprint(h)], algo)
+    with pytest.raises(RemoteProtocolError, match="certificate hash verification failed"):
+        _check_peer(bad, LEAF, [CA[0]])
+
+
+def test_the_leafs_own_fingerprint_is_not_the_issuers():
+    """verify-hash pins depth 1, not the peer's certificate (that is peer-fingerprint)."""
+    s = _settings([LEAF.fingerprint(hashes.SHA1())], "SHA1")  # noqa: S303
+    with pytest.raises(RemoteProtocolError):
+        _check_peer(s, LEAF, [CA[0]])
+
+
+def test_an_intermediate_is_depth_one():
+    sub = issue("sub-ca", CA, ExtendedKeyUsageOID.SERVER_AUTH)
+    # issue() makes a leaf when given an issuer; as a CA stand-in its certificate only has to be
+    # in the chain's place: the check reads the chain OpenSSL verified, depth 1 first.
+    leaf, _ = issue("server", sub, ExtendedKeyUsageOID.SERVER_AUTH)
+    s = _settings([sub[0].fingerprint(hashes.SHA256())], "SHA256")
+    assert _check_peer(s, leaf, [sub[0], CA[0]]) == "server"
+    s = _settings([CA[0].fingerprint(hashes.SHA256())], "SHA256")
+    with pytest.raises(RemoteProtocolError):
+        _check_peer(s, leaf, [sub[0], CA[0]])
