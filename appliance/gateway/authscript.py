@@ -93,8 +93,9 @@ class ScriptCheck:
     per_source_rate = PER_SOURCE_RATE
 
     def __init__(self, argv: tuple[str, ...], method: str, password_in_env: bool, tmp_dir: str | None,
-                 time_limit: float) -> None:
+                 time_limit: float, blank_ok: bool = False) -> None:
         self.argv = list(argv)
+        self.blank_ok = blank_ok          # auth-user-pass-optional: a blank login goes to the command too
         self.via_file = method == "via-file"
         self.password_in_env = password_in_env
         self.tmp_dir = tmp_dir
@@ -109,8 +110,9 @@ class ScriptCheck:
         return path
 
     def __call__(self, username: str, password: str, common_name: str | None, env: dict[str, str]) -> Verdict:
-        if not username:
-            # As OpenVPN 2.6 (set_verify_user_pass_env): refused before any command runs.
+        if not username and not self.blank_ok:
+            # As OpenVPN 2.6 (verify_user_pass): refused before any command runs, unless
+            # auth-user-pass-optional hands it to the command (with empty strings).
             return Verdict(False, why="the client sent a blank username")
         made: list[str] = []
         deferred = False

@@ -492,8 +492,9 @@ class ServerGateway:
         """Hand the check to the worker; a refused one (rate, queue) fails the login at once."""
         source = rec.addr[0] if isinstance(rec.addr, tuple) else rec.addr.ip
         if self.ops.client_auth is not None:                # management-client-auth
-            if not e.username:
-                # As OpenVPN 2.6 (key_method_2_read): credentials are required.
+            if not e.username and not self.opts.auth_user_pass_optional:
+                # As OpenVPN 2.6 (key_method_2_read): credentials are required, unless
+                # auth-user-pass-optional hands a login without them to the management client.
                 self.d.auth_result(rec, e.key_id, False, self.clock(), why="the client sent no username", check=e.check)
                 return
             if not self.ops.ask_management(rec, e, check_pending=self.auth is not None):

@@ -80,4 +80,5 @@ def script_check(opts: Options) -> ScriptCheck | None:
     if not opts.auth_user_pass_verify_script:
         return None
     argv, method = opts.auth_user_pass_verify_script
-    return ScriptCheck(argv, method, opts.script_security >= 3, opts.tmp_dir, float(opts.hand_window))
+    return ScriptCheck(argv, method, opts.script_security >= 3, opts.tmp_dir, float(opts.hand_window),
+                       blank_ok=opts.auth_user_pass_optional)

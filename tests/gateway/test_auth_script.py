@@ -472,3 +472,40 @@ def test_many_users_behind_one_address_may_wait_on_a_command_at_once(tmp_path):
     clock.advance(1)                        # (the files are read every POLL_EVERY)
     assert sorted(k for k, v in a.take_results() if v.ok) == list(range(10))
     a.close()
+
+
+OPTIONAL = """#!/bin/sh
+# a client without credentials gets in when its certificate is client0's (common_name)
+env > {out}.env
+cp "$1" {out}.file
+[ -z "$(sed -n 1p "$1")" ] && [ "$common_name" = client0 ] && exit 0
+exit 1
+"""
+
+
+def test_auth_user_pass_optional_hands_a_login_without_credentials_to_the_command(pki, tmp_path):
+    """As OpenVPN 2.6 (key_method_2_read, verify_user_pass): the command runs with an empty
+    username and password (a file of two empty lines) and decides; without the directive such a
+    client is refused before any command runs."""
+    out = tmp_path / "opt"
+    w = World()
+    _server(w, pki, tmp_path, extra="auth-user-pass-optional\n", body=OPTIONAL.format(out=out))
+    c = w.add_client(client_conf(pki))               # no auth-user-pass: sends no credentials
+    assert w.run(lambda: _up(c), max_time=30), "a client without credentials was not let in by the command"
+    assert Path(f"{out}.file").read_text() == "\n\n"
+    assert "username=" in Path(f"{out}.env").read_text()
+    w2 = World()
+    _server(w2, pki, tmp_path / "..", body=OPTIONAL.format(out=tmp_path / "no"))
+    c2 = w2.add_client(client_conf(pki))
+    w2.run_for(10)
+    assert not _up(c2) and not Path(f"{tmp_path / 'no'}.file").exists()
+
+
+def test_auth_user_pass_optional_needs_someone_to_decide(pki, tmp_path):
+    """With only a password file (which refuses every blank login) the line would change
+    nothing: refused at its line, as OpenVPN refuses it without a script or management."""
+    db = tmp_path / "users.db"
+    db.write_text("alice:" + hash_password("first") + "\n")
+    with pytest.raises(ConfigError, match="auth-user-pass-optional.*must be used with"):
+        parse_config(server_conf(pki, extra=f"auth-user-pass-verify {db} passdb\nauth-user-pass-optional\n"),
+                     "/mem/server.conf")

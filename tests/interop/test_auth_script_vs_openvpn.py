@@ -166,3 +166,33 @@ def test_external_auth_hands_each_renegotiations_token_to_the_command(lab, procs
     for p in reversed(procs):
         p.stop(8)
     procs.clear()
+
+
+OPTIONAL = """#!/bin/sh
+# no credentials: in, and the file the command got is kept; credentials: only alice/first-pw
+cp "$1" {out}.file
+user=$(sed -n 1p "$1"); pass=$(sed -n 2p "$1")
+[ -z "$user" ] && [ -z "$pass" ] && exit 0
+[ "$user" = alice ] && [ "$pass" = first-pw ] && exit 0
+exit 1
+"""
+
+
+@pytest.mark.parametrize("kind", ["openvpn", "ours"])
+def test_auth_user_pass_optional_lets_the_command_take_a_client_without_credentials(lab, procs, kind):
+    """auth-user-pass-optional: Debian's client without auth-user-pass connects, the command gets
+    a file of two empty lines and lets it in; a wrong password is still refused, on both."""
+    out = lab.tmp / f"opt-{kind}"
+    script = _script(lab, f"opt-{kind}.sh", OPTIONAL.format(out=out))
+    _server(lab, procs, kind, f"srv-opt-{kind}", f"auth-user-pass-verify {script} via-file",
+            extra="auth-user-pass-optional\n")
+    cli = lab.openvpn(lab.cli, client_profile(lab.pki, "udp"), f"opt-none-{kind}", wait=0)
+    procs.append(cli)
+    assert cli.wait_for(UP, 60), cli.log()[-3000:]
+    assert out.with_name(out.name + ".file").read_text() == "\n\n"
+    cli.stop(8)
+    bad = _client(lab, procs, f"opt-bad-{kind}", "guess", wait=False)
+    assert bad.wait_for("AUTH_FAILED", 30), bad.log()[-3000:]
+    for p in reversed(procs):
+        p.stop(8)
+    procs.clear()

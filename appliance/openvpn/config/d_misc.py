@@ -142,8 +142,6 @@ reg.refuse("opt-verify", "option-string checks of clients are not supported (dep
            "remove it", access=True)
 # OpenVPN 2.6 directives that decide who may connect and that we do not implement: declared here
 # so that `ignore-unknown-option` / `setenv opt` cannot turn them into silently ignored lines.
-reg.refuse("auth-user-pass-optional", "with auth-user-pass-verify every client must send a username and password",
-           access=True)
 reg.refuse("client-cert-not-required", "removed in OpenVPN 2.5; use `verify-client-cert none`", access=True)
 reg.refuse("ns-cert-type", "removed in OpenVPN 2.5; use `remote-cert-tls`", access=True)
 

@@ -231,6 +231,14 @@ def _verify_x509_name(p: ParseState, d: str, a: list[str], inline: str | None) -
         p.set("verify_x509_name", (a[0], kind))
 
 
+@reg.apply("auth-user-pass-optional", why="server: a client may leave out username and password; the "
+           "auth-user-pass-verify command or the management client decides", sets=("auth_user_pass_optional",),
+           used_by="server",
+           nargs=(0, 0), access=True)
+def _auth_user_pass_optional(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
+    p.set("auth_user_pass_optional", True)
+
+
 @reg.apply("x509-username-field", why="which certificate fields name the peer (default: the last CN)",
            sets=("x509_username_field",), used_by="tls", nargs=(1, 15), access=True)
 def _x509_username_field(p: ParseState, d: str, a: list[str], inline: str | None) -> None:

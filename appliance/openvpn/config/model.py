@@ -95,6 +95,7 @@ class Options:
     remote_cert_eku: str | None = None          # name or dotted OID the peer's EKU must list
     remote_cert_ku: list[int] | None = None     # [] = keyUsage must exist; else one of these bit sets
     verify_x509_name: tuple[str, str] | None = None
+    auth_user_pass_optional: bool = False       # server: a login without credentials goes to the check too
     x509_username_field: tuple[str, ...] = ()   # x509-username-field: the peer's name from these fields
     peer_fingerprint: list[bytes] = field(default_factory=list)
     verify_hash: list[bytes] = field(default_factory=list)    # verify-hash: the issuer's (depth 1) fingerprints

@@ -222,7 +222,8 @@ SERVER_ONLY = {"push": "push", "client_to_client": "client-to-client", "max_clie
                "client_disconnect": "client-disconnect", "management": "management",
                "auth_gen_token": "auth-gen-token", "auth_gen_token_secret": "auth-gen-token-secret",
                "auth_user_pass_verify_script": "auth-user-pass-verify",
-               "management_client_auth": "management-client-auth"}
+               "management_client_auth": "management-client-auth",
+               "auth_user_pass_optional": "auth-user-pass-optional"}
 
 
 def finish(p: ParseState) -> None:
@@ -312,6 +313,12 @@ def finish(p: ParseState) -> None:
                 p.line = line("auth_gen_token")
                 p.note("auth-gen-token", "no password is checked (no auth-user-pass-verify), so no token is "
                        "issued (as OpenVPN)")
+        if o.auth_user_pass_optional and o.auth_user_pass_verify_script is None and not o.management_client_auth:
+            # As OpenVPN 2.6 (options.c): someone must decide on a login without credentials. A
+            # password file refuses every one, so the line would change nothing.
+            p.err("auth-user-pass-optional", "must be used with --management-client-auth or an "
+                  "--auth-user-pass-verify command (a password file refuses every login without credentials)",
+                  line("auth_user_pass_optional"))
     else:
         o.role = "client"
         if not (o.tls_client or o.client):
