@@ -250,3 +250,22 @@ def test_a_password_cannot_forge_management_lines(pki, tmp_path):
     env = m.asks()[-1][3]
     assert env["password"] == "pw__>CLIENT:CONNECT,99,0__>CLIENT:ENV,END"
     assert env["username"] == "alice__>CLIENT:CONNECT,98,0"
+
+
+def test_auth_user_pass_optional_asks_the_management_client_about_a_login_without_credentials(pki, tmp_path):
+    """With auth-user-pass-optional a client sending no username and password is announced (empty
+    username) and let in by client-auth; without it, it is refused and never announced."""
+    from tests.gateway.conftest import client_conf as cc
+    w = World()
+    m = _server(w, pki, tmp_path, extra="auth-user-pass-optional\n")
+    c = w.add_client(cc(pki, "client0"))
+    assert _asked(w, m)
+    _mode, cid, kid, env = m.asks()[0]
+    assert env["username"] == "" and env["common_name"] == "client0"
+    assert w.server.ops.management_verdict(cid, kid, True)
+    assert w.run(lambda: _up(c), max_time=10)
+    w2 = World()
+    m2 = _server(w2, pki, tmp_path)
+    c2 = w2.add_client(cc(pki, "client0"))
+    w2.run_for(5)
+    assert not m2.asks() and not _up(c2)
