@@ -241,6 +241,24 @@ def test_a_reload_keeps_the_x509_username_field_the_server_started_with(opki, ca
     assert w.run(lambda: _up(w, 1), max_time=30) and _cns(gw) == ["client0", "client1"]
 
 
+def test_a_reload_adding_verify_hash_drops_clients_of_another_ca_and_keeps_the_rest(opki):
+    """As OpenVPN's SIGHUP re-verifies every client: a verify-hash the kept clients' CA does not
+    match ends their sessions; the CA's own fingerprint keeps them."""
+    from cryptography.hazmat.primitives import hashes
+    w = World()
+    conf = server_conf(opki)
+    gw, holder = _server(w, conf)
+    w.add_client(client_conf(opki, "client0"))
+    assert w.run(lambda: _up(w, 0), max_time=30)
+    right = opki["ca_pair"][0].fingerprint(hashes.SHA256()).hex(":")
+    holder["conf"] = conf + f"verify-hash {right} SHA256\n"
+    assert gw.ops.reload()
+    assert _cns(gw) == ["client0"]
+    holder["conf"] = conf + "verify-hash " + ":".join(["00"] * 32) + " SHA256\n"
+    assert gw.ops.reload()
+    assert _cns(gw) == []
+
+
 def test_a_reload_that_does_not_parse_leaves_the_server_as_it_was(opki, caplog):
     w = World()
     conf = server_conf(opki, extra='push "route 10.1.0.0 255.255.0.0"\n')
