@@ -111,18 +111,23 @@ def test_management_client_auth_as_openvpn(lab, procs):
     assert not differ, f"same variables, other values: {differ}"
 
 
+def _sso_server(lab, procs, kind: str, tag: str) -> Mgmt:
+    """Server `kind` with management-client-auth and a 10 s hand-window; its management client."""
+    sock = lab.tmp / f"{tag}-{kind}.sock"
+    conf = server_config(lab.pki, "udp", extra=f"management {sock} unix\nmanagement-client-auth\nhand-window 10\n")
+    procs.append(lab.openvpn(lab.srv, conf, f"srv-{tag}-{kind}") if kind == "openvpn"
+                 else lab.ours(lab.srv, conf, f"srv-{tag}-{kind}", pattern=r"listening on UDP"))
+    m = Mgmt(str(sock))
+    m.lines(0.5)
+    return m
+
+
 @pytest.mark.parametrize("kind", ["openvpn", "ours"])
 def test_client_pending_auth_holds_openvpns_client_past_hand_window(lab, procs, kind):
     """openvpn-auth-oauth2's way: client-pending-auth sends OpenVPN's client AUTH_PENDING and
     INFO_PRE,WEB_AUTH::<url>, and its login waits past the server's hand-window (10 s) until
     client-auth-nt comes, on both servers."""
-    sock = lab.tmp / f"mp-{kind}.sock"
-    conf = server_config(lab.pki, "udp", extra=f"management {sock} unix\nmanagement-client-auth\nhand-window 10\n")
-    srv = (lab.openvpn(lab.srv, conf, f"srv-pend-{kind}") if kind == "openvpn"
-           else lab.ours(lab.srv, conf, f"srv-pend-{kind}", pattern=r"listening on UDP"))
-    procs.append(srv)
-    m = Mgmt(str(sock))
-    m.lines(0.5)
+    m = _sso_server(lab, procs, kind, "pend")
     creds = lab.write(f"pend-{kind}-creds.txt", "alice\nfirst-pw\n")
     cli = lab.openvpn(lab.cli, client_profile(lab.pki, "udp", extra=f"auth-user-pass {creds}\nverb 4\n"),
                       f"cli-pend-{kind}", wait=0)
@@ -148,13 +153,7 @@ def test_our_client_waits_out_client_pending_auth_and_shows_the_url(lab, procs, 
     sends AUTH_PENDING,timeout 60; our client shows INFO_PRE's WEB_AUTH URL in its log and waits
     past its own hand-window (10 s) and server-poll-timeout (5 s) until client-auth-nt comes,
     then comes up on its first connection, on both servers. Before, it gave up at 10 s."""
-    sock = lab.tmp / f"mo-{kind}.sock"
-    conf = server_config(lab.pki, "udp", extra=f"management {sock} unix\nmanagement-client-auth\nhand-window 10\n")
-    srv = (lab.openvpn(lab.srv, conf, f"srv-opend-{kind}") if kind == "openvpn"
-           else lab.ours(lab.srv, conf, f"srv-opend-{kind}", pattern=r"listening on UDP"))
-    procs.append(srv)
-    m = Mgmt(str(sock))
-    m.lines(0.5)
+    m = _sso_server(lab, procs, kind, "opend")
     creds = lab.write(f"opend-{kind}-creds.txt", "alice\nfirst-pw\n")
     cli = lab.ours(lab.cli, client_profile(lab.pki, "udp", extra=f"auth-user-pass {creds}\nhand-window 10\n"
                                            "server-poll-timeout 5\n"), f"cli-opend-{kind}", wait=0)

@@ -275,8 +275,15 @@ def _peer_fingerprint(p: ParseState, d: str, a: list[str], inline: str | None) -
     if p.o.verify_hash:
         p.err(d, "--verify-hash and --peer-fingerprint are mutually exclusive (as in OpenVPN)")
         return
-    text = inline if inline is not None else a[0]
-    fps = list(p.o.peer_fingerprint)
+    fps = _fingerprints(p, d, inline if inline is not None else a[0], 32, "SHA-256")
+    if fps is not None:
+        p.set("peer_fingerprint", list(p.o.peer_fingerprint) + fps)
+
+
+def _fingerprints(p: ParseState, d: str, text: str, size: int, what: str) -> list[bytes] | None:
+    """The fingerprints of a line or block (AA:BB:... each, `#` comments skipped), each `size`
+    bytes; None (an error at the line) if one is not."""
+    fps = []
     for item in text.split():
         if item.startswith("#"):
             continue
@@ -284,11 +291,11 @@ def _peer_fingerprint(p: ParseState, d: str, a: list[str], inline: str | None) -
             fp = bytes.fromhex(item.replace(":", ""))
         except ValueError:
             fp = b""
-        if len(fp) != 32:
-            p.err(d, f"not a SHA-256 fingerprint: {item}")
-        else:
-            fps.append(fp)
-    p.set("peer_fingerprint", fps)
+        if len(fp) != size:
+            p.err(d, f"not a {what} fingerprint ({size} bytes as AA:BB:...): {item}")
+            return None
+        fps.append(fp)
+    return fps
 
 
 @reg.apply("verify-hash", why="the fingerprint of the certificate that signed the peer's (depth 1)",
@@ -321,21 +328,10 @@ def _verify_hash(p: ParseState, d: str, a: list[str], inline: str | None) -> Non
         return
     if not p.o.verify_hash:
         p.note(d, "deprecated in OpenVPN 2.6 (it warns so): use the issuing certificate as `ca`, or peer-fingerprint")
-    size = 20 if algo == "SHA1" else 32
-    fps = list(p.o.verify_hash)
-    for item in (inline if inline is not None else a[0]).split():
-        if item.startswith("#"):
-            continue
-        try:
-            fp = bytes.fromhex(item.replace(":", ""))
-        except ValueError:
-            fp = b""
-        if len(fp) != size:
-            p.err(d, f"not a {algo} fingerprint ({size} bytes as AA:BB:...): {item}")
-            return
-        fps.append(fp)
-    p.set("verify_hash", fps)
-    p.set("verify_hash_algo", algo)
+    fps = _fingerprints(p, d, inline if inline is not None else a[0], 20 if algo == "SHA1" else 32, algo)
+    if fps is not None:
+        p.set("verify_hash", list(p.o.verify_hash) + fps)
+        p.set("verify_hash_algo", algo)
 
 
 def _tls_version(field: str):
