@@ -423,13 +423,17 @@ class ClientGateway:
         return getattr(tun, "name", None) if tun is not None else None
 
     def _on_poll_timeout(self) -> None:
+        """server-poll-timeout, as OpenVPN 2.6 (forward.c check_server_poll_timeout): a restart
+        only when the server has not answered at all; once its first packet came, hand-window
+        and the push's wait govern. Before, a server that answered but took longer than the
+        poll timeout to let us in (a password check waiting for a push approved on a phone; a
+        busy server) was left at that timeout, 10 s in eduVPN's profiles, where OpenVPN's client
+        waits up to hand-window (60 s)."""
         c = self.conn
-        if c is not None and not c.was_up:
+        if c is not None and not c.was_up and c.session.peer_sid is None:
             log.warning("no answer from %s within %.0f s (server-poll-timeout)", fmt_addr(c.addr),
                         self.opts.server_poll_timeout)
-            # No pause after a server that never answered, as 2.6 (the poll was the wait); one
-            # that answered but did not finish in time gets it (2.6: its hand-window's TLS error).
-            self._schedule_retry(poll_timeout=c.session.peer_sid is None)
+            self._schedule_retry(poll_timeout=True)     # no pause after a silent server, as 2.6
 
     def _lost(self, c: Connection, why: str) -> None:
         log.warning("link to %s lost: %s", fmt_addr(c.addr), why)
@@ -630,10 +634,6 @@ class ClientGateway:
                 self._tunnel_up(c, e)
             elif isinstance(e, ev.KeyRenegotiated):
                 self.counters.renegotiations += 1
-            elif isinstance(e, ev.AuthPending):
-                # The server answered and asked us to wait (the engine moved hand-window's end):
-                # as 2.6, whose server-poll-timeout counts only until the server's first packet.
-                self.pump.timers.cancel("poll")
             elif isinstance(e, ev.SessionClosed):
                 if e.restart and e.tls_error and self.opts.tls_exit:
                     # As OpenVPN 2.6 (init.c do_signal_on_tls_errors: SIGTERM instead of SIGUSR1).

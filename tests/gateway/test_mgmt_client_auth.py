@@ -269,3 +269,16 @@ def test_auth_user_pass_optional_asks_the_management_client_about_a_login_withou
     c2 = w2.add_client(cc(pki, "client0"))
     w2.run_for(5)
     assert not m2.asks() and not _up(c2)
+
+
+def test_server_poll_timeout_does_not_end_a_login_the_server_answered(pki, tmp_path, caplog):
+    """As OpenVPN 2.6's client (check_server_poll_timeout: only before the server's first packet):
+    a login the server holds for 20 s (a push approval, without AUTH_PENDING) outlives the
+    client's server-poll-timeout of 5 s (eduVPN's profiles say 10) and comes up on the first
+    connection. Before, our client gave up at 5 s and started over."""
+    caplog.set_level(logging.INFO)
+    w, _m, c, cid, kid = _login(pki, tmp_path, client_extra="server-poll-timeout 5\n")
+    w.run_for(20)
+    assert not _up(c) and "server-poll-timeout" not in caplog.text, caplog.text
+    assert w.server.ops.management_verdict(cid, kid, True)
+    assert w.run(lambda: _up(c), max_time=10) and c.connections == 1
