@@ -196,3 +196,33 @@ def test_auth_user_pass_optional_lets_the_command_take_a_client_without_credenti
     for p in reversed(procs):
         p.stop(8)
     procs.clear()
+
+
+SLOW_DEFER = """#!/bin/sh
+# exit 2 now; `1` 12 s later (a push approved on a phone)
+f=$auth_control_file
+( sleep 12; echo 1 > "$f" ) > /dev/null 2>&1 &
+exit 2
+"""
+
+
+@pytest.mark.parametrize("client", ["openvpn", "ours"])
+def test_a_slow_verdict_outlives_the_clients_server_poll_timeout(lab, procs, client):
+    """Debian's server holds the login 12 s (no AUTH_PENDING); the profile says
+    `server-poll-timeout 5` (eduVPN's say 10). OpenVPN 2.6's client counts that timeout only
+    until the server's first packet, so it waits and comes up on its first attempt; so must ours
+    (before, it started over at 5 s and never got in)."""
+    script = _script(lab, f"slow-{client}.sh", SLOW_DEFER)
+    _server(lab, procs, "openvpn", f"srv-slow-{client}", f"auth-user-pass-verify {script} via-file")
+    creds = lab.write(f"slow-{client}-creds.txt", "alice\nany\n")
+    prof = client_profile(lab.pki, "udp", extra=f"auth-user-pass {creds}\nserver-poll-timeout 5\n")
+    cli = (lab.openvpn(lab.cli, prof, f"cli-slow-{client}", wait=0) if client == "openvpn"
+           else lab.ours(lab.cli, prof, f"cli-slow-{client}", wait=0))
+    procs.append(cli)
+    up = UP if client == "openvpn" else "tunnel up"
+    assert cli.wait_for(up, 60), cli.log()[-3000:]
+    assert not any(w in cli.log() for w in ("server-poll-timeout", "Server poll timeout", "connection reset")), \
+        cli.log()[-3000:]
+    for p in reversed(procs):
+        p.stop(8)
+    procs.clear()
