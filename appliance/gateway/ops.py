@@ -40,6 +40,7 @@ from .eventlog import fmt_addr
 from .inactivity import INACTIVE_LOG, Inactivity, check_interval
 from .management import Management
 from .ports import PortGone
+from .learn import LearnAddress
 from .scripts import ScriptRunner
 from .mgmt_auth import ClientAuthWait
 from .server_files import load_server_settings
@@ -81,9 +82,9 @@ def restart_only_changes(old, new) -> list[str]:
 
 
 def check_scripts(o) -> None:
-    """client-connect/-disconnect and an auth-user-pass-verify command need `script-security 2`
+    """client-connect/-disconnect, learn-address and an auth-user-pass-verify command need `script-security 2`
     (OpenVPN refuses to run them otherwise, and every login would then fail)."""
-    for field in ("auth_user_pass_verify_script", "client_connect", "client_disconnect"):
+    for field in ("auth_user_pass_verify_script", "client_connect", "client_disconnect", "learn_address"):
         if getattr(o, field) and o.script_security < 2:
             d = "auth-user-pass-verify" if field.startswith("auth") else field.replace("_", "-")
             path, line = o.source.get(field, (o.path, None))
@@ -124,6 +125,7 @@ class Operations:
         self.mgmt: Management | None = None
         self.client_auth: ClientAuthWait | None = None  # management-client-auth (mgmt_auth.py)
         self.scripts = scripts
+        self.learn = LearnAddress(self)             # learn-address (gateway/learn.py)
         self.reload_source = reload_source          # () -> config text, for tests; else the file
         # (crl_reader) -> the new Options, their TLS settings (key material checked, the CRL's
         # reading left to the caller) and warnings for what else changed that applies at a restart
@@ -148,7 +150,8 @@ class Operations:
     def _apply_script_settings(self, o, st) -> None:
         check_scripts(o)
         # management-client-auth: its config lines are applied at the connect step.
-        st.defer_connect = bool(o.client_connect or o.management_client_auth)
+        # learn-address: a client's push waits for its adds (gateway/learn.py).
+        st.defer_connect = bool(o.client_connect or o.management_client_auth or o.learn_address)
         if o.management_client_auth and self.client_auth is None:
             self.client_auth = ClientAuthWait()
         elif not o.management_client_auth and self.client_auth is not None:
@@ -156,7 +159,7 @@ class Operations:
                 w.mgmt = True
                 self._settle(w)
             self.client_auth = None
-        if (o.client_connect or o.client_disconnect) and self.scripts is None:
+        if (o.client_connect or o.client_disconnect or o.learn_address) and self.scripts is None:
             self.scripts = ScriptRunner()
 
     def start(self) -> None:
@@ -200,6 +203,10 @@ class Operations:
             self.mgmt.close()
         if self.scripts is not None:
             self.scripts.close()
+        try:
+            self.learn.stop()               # learn-address's deletes, as OpenVPN's at its stop
+        except Exception:  # noqa: BLE001
+            self.gw.faults.internal("learn-address at stop")
 
     # ---------------------------------------------------------------- timers
     def _write_status(self, rearm: bool = True) -> None:
@@ -641,6 +648,7 @@ class Operations:
             if id(rec) in self.info:
                 self.traffic.sample(rec)
         elif isinstance(e, ev.SessionClosed):
+            self.learn.left(rec)
             inf = self.info.pop(id(rec), None)
             self.inactive.pop(id(rec), None)
             if self.client_auth is not None:
@@ -677,7 +685,7 @@ class Operations:
                 if ccd.disable:
                     self.gw.d.connect_result(rec, False, self.gw.clock(), reason="client-auth: disable")
                     return
-            self.gw.d.connect_result(rec, True, self.gw.clock(), ccd=ccd)
+            self._admit(rec, inf, ccd)
             return
         why = self.scripts.submit(("connect", rec), list(o.client_connect), self.env(rec, inf, "client-connect"), True)
         if why is not None:
@@ -694,8 +702,38 @@ class Operations:
             except Exception:  # noqa: BLE001
                 self.gw.faults.internal("a script's verdict")
 
+    def _admit(self, rec, inf: ClientInfo, ccd) -> None:
+        """client-connect (or client-auth, or nothing) let `rec` in: its options applied, then
+        learn-address's adds for its addresses (gateway/learn.py) before its push; at once
+        without learn-address."""
+        o, d = self.gw.opts, self.gw.d
+        if not o.learn_address or self.scripts is None:
+            d.connect_result(rec, True, self.gw.clock(), ccd=ccd)
+            return
+        if not rec.alive or rec.connect_state != "pending":
+            return
+        if ccd is not None and not d.connect_options(rec, ccd):
+            d.connect_result(rec, False, self.gw.clock(), reason="internal error")
+            return
+        if not self.learn.admit(rec, o.learn_address, self.env(rec, inf, "learn-address")):
+            d.connect_result(rec, True, self.gw.clock())
+
+    def admitted(self, rec, refused: list) -> None:
+        """learn-address's adds for `rec` are all in: those refused are not routed to it; the
+        client is let in all the same (its push sent), as with OpenVPN."""
+        for key, prev in refused:
+            self.gw.d.unlearn(rec, key, prev)
+        self.gw.d.connect_result(rec, True, self.gw.clock())
+
+    def admit_failed(self, rec, reason: str) -> None:
+        log.warning("%s/%s: refused for now: %s", rec.common_name, fmt_addr(rec.addr), reason)
+        self.gw.d.connect_result(rec, False, self.gw.clock(), reason=reason)
+
     def _script_done(self, key, ok: bool, text, reason: str) -> None:
         kind, rec = key
+        if kind == "learn":
+            self.learn.done(rec, ok, reason)
+            return
         if kind != "connect":
             if not ok:
                 log.warning("client-disconnect: %s", reason)
@@ -713,7 +751,9 @@ class Operations:
                 ok, reason = False, "client-connect: disable"
         if not ok:
             log.warning("%s/%s: refused: %s", rec.common_name, fmt_addr(rec.addr), reason)
-        self.gw.d.connect_result(rec, ok, self.gw.clock(), ccd=ccd, reason=reason)
+            self.gw.d.connect_result(rec, ok, self.gw.clock(), ccd=ccd, reason=reason)
+            return
+        self._admit(rec, inf if inf is not None else self._info(rec), ccd)
 
     # ---------------------------------------------------------------- environment
     def env(self, rec, inf: ClientInfo, script_type: str) -> dict[str, str]:

@@ -135,19 +135,71 @@ class ClientPush:
         iroute."""
         if not rec.alive or rec.connect_state != "pending":
             return
+        if ok and ccd is not None and not self.connect_options(rec, ccd):
+            ok, reason = False, "internal error"
         rec.connect_state = "done"
-        if ok and ccd is not None:
-            try:
-                self._apply_connect_options(rec, ccd)
-            except Exception as e:  # noqa: BLE001 - our bug on this client's options: it ends
-                # Never admitted without the options it was given (an address, iroutes, pushes
-                # half applied or none): refused, and reported as our bug (the pump logs it and
-                # ends the session, which frees whatever was applied).
-                self._internal_errors.append((rec, e))
-                ok, reason = False, "internal error"
         rec.session.resume_push(ok, now, reason)
         self._collect(rec)
         self._promote(rec)
+
+    def connect_options(self, rec: ClientRecord, ccd) -> bool:
+        """A client-connect script's (or client-auth's) options applied to a client still
+        waiting for its verdict; False if that failed (our bug: the client is then refused)."""
+        try:
+            self._apply_connect_options(rec, ccd)
+        except Exception as e:  # noqa: BLE001 - our bug on this client's options: it ends
+            # Never admitted without the options it was given (an address, iroutes, pushes
+            # half applied or none): refused, and reported as our bug (the pump logs it and
+            # ends the session, which frees whatever was applied).
+            self._internal_errors.append((rec, e))
+            return False
+        return True
+
+    # ---------------------------------------------------------------- learn-address
+    def learnable(self, rec: ClientRecord) -> list[tuple[str, object]]:
+        """The addresses routed to `rec` now, as OpenVPN 2.6 learns them when a client is admitted
+        (multi_client_connect_late_setup): its IPv4 address, its IPv6 address, then its iroutes,
+        each as (the text OpenVPN passes to learn-address, its key here). OpenVPN keeps iroutes in
+        a list it prepends to (option_iroute), so they come last line first."""
+        out: list[tuple[str, object]] = []
+        if rec.vaddr and self.by_vaddr.get(rec.vaddr) is rec:
+            out.append((rec.vaddr, rec.vaddr))
+        if rec.vaddr6 and self.by_vaddr.get(rec.vaddr6) is rec:
+            out.append((rec.vaddr6, rec.vaddr6))
+        seen = set()
+        for n in reversed(rec.iroutes):
+            if n not in seen:
+                seen.add(n)
+                text = str(n.network_address) if n.prefixlen == 32 else str(n)
+                out.append((text, n))
+        return out
+
+    def unlearn(self, rec: ClientRecord, key, prev: "ClientRecord | None" = None) -> None:
+        """learn-address refused `key` (an address or an iroute of `rec`): nothing is routed to
+        `rec` there, and nothing from `rec` with a source there passes (_check_sources). A route
+        `prev` held (an ifconfig-push address two clients share) goes back to it, as OpenVPN
+        keeps the old route when `update` is refused."""
+        if isinstance(key, str):
+            if self.by_vaddr.get(key) is not rec:
+                return
+            back = prev is not None and prev.alive and key in (prev.vaddr, prev.vaddr6)
+            if back:
+                self.by_vaddr[key] = prev
+            else:
+                del self.by_vaddr[key]
+            if ":" not in key:
+                packed = ipaddress.IPv4Address(key).packed
+                if self.by_vaddr4.get(packed) is rec:
+                    if back:
+                        self.by_vaddr4[packed] = prev
+                    else:
+                        del self.by_vaddr4[packed]
+            return
+        while key in rec.iroutes:
+            rec.iroutes.remove(key)
+            self.iroutes.remove(key, rec)
+        if prev is not None and prev.alive and key in prev.iroutes:
+            self.iroutes.add(key, prev)
 
     def _apply_connect_options(self, rec: ClientRecord, ccd) -> None:
         opts = rec.connect_opts

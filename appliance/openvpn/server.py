@@ -303,10 +303,12 @@ class ServerDispatcher(ClientPush):
         ok = []
         by_vaddr4 = self.by_vaddr4
         own = rec.vaddr_packed if rec.vaddr_packed and by_vaddr4.get(rec.vaddr_packed) is rec else None
+        # (its IPv6 address as its IPv4 one: only while routed to it -- learn-address may refuse it)
+        own6 = rec.vaddr6 if rec.vaddr6 is not None and self.by_vaddr.get(rec.vaddr6) is rec else None
         for p in pts:
             v = p[0] >> 4 if len(p) >= 20 else 0
             if v == 6 and len(p) >= 40:
-                if rec.vaddr6 is not None and str(ipaddress.IPv6Address(bytes(p[8:24]))) == rec.vaddr6:
+                if own6 is not None and str(ipaddress.IPv6Address(bytes(p[8:24]))) == own6:
                     ok.append(p)
                     continue
                 self._refused(rec, p, "IPv6 inner packet (no server-ipv6)" if rec.vaddr6 is None

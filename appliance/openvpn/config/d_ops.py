@@ -210,6 +210,9 @@ reg.apply("client-connect", why="server: run a command when a client connects (n
           access=True)(_script("client_connect"))
 reg.apply("client-disconnect", why="server: run a command when a client disconnects",
           sets=("client_disconnect",), used_by="pump", nargs=(1, 1))(_script("client_disconnect"))
+reg.apply("learn-address", why="server: run a command when a client's address (pool, IPv6, iroute) is "
+          "added, updated or deleted (non-zero exit: the address is not routed to that client)",
+          sets=("learn_address",), used_by="pump", nargs=(1, 1), access=True)(_script("learn_address"))
 
 
 # ------------------------------------------------------------------ client up/down scripts

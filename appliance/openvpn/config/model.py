@@ -179,6 +179,7 @@ class Options:
     tmp_dir: str | None = None                           # via-file and deferred-auth files (default: $TMPDIR, /tmp)
     client_connect: list[str] | None = None
     client_disconnect: list[str] | None = None
+    learn_address: list[str] | None = None              # learn-address CMD (gateway/learn.py)
     dns_helper: str | None = None                        # up/down update-resolv-conf|update-systemd-resolved
     # process settings (d_misc.py; applied by host/privileges.py)
     askpass_password: str | None = None          # askpass FILE: the private key's password (until unlocked)
