@@ -72,6 +72,7 @@ class LearnAddress:
         self.owner: dict[str, tuple] = {}           # address -> (the client that learned it, the command)
         self.admits: dict[int, Admit] = {}          # id(rec) -> its adds in progress
         self.calls = 0
+        self.stopping = False                       # stop(): nothing more goes to the runner
 
     # ---------------------------------------------------------------- from Operations
     def admit(self, rec, argv: list, env: dict) -> bool:
@@ -115,8 +116,19 @@ class LearnAddress:
     def stop(self) -> None:
         """The server stops: as OpenVPN's multi_uninit (multi_reap_all), a delete for every
         address learned; here also for those whose add or delete was cut short (a delete undoes
-        nothing a firewall script would miss). Run here, in order, within STOP_BUDGET."""
-        todo: dict[str, list] = {t: argv for t, (_, argv) in self.owner.items()}
+        nothing a firewall script would miss). Run here, in order, within STOP_BUDGET: first the
+        commands under way are waited for (a delete cut short and run again was a delete twice)."""
+        self.stopping = True
+        runner = self.ops.scripts
+        limit = runner.time_limit if runner is not None else TIME_LIMIT
+        wait_end = time.monotonic() + min(limit, STOP_BUDGET)      # (a command is killed at its limit)
+        while self.running and runner is not None and time.monotonic() < wait_end:
+            for key, ok, _text, reason in runner.take_results():
+                if key[0] == "learn":
+                    self.done(key[1], ok, reason)
+            if self.running:
+                time.sleep(0.01)
+        todo: dict[str, list] = {}
         for t, q in self.queues.items():
             for j in q:
                 if j.op == "delete" or (t in self.running and j is q[0]):
@@ -124,15 +136,16 @@ class LearnAddress:
                 for c in j.chain or ():
                     if c.op == "delete":
                         todo.setdefault(c.text, c.argv)
+        for t, (_, argv) in self.owner.items():
+            todo.setdefault(t, argv)
         self.owner.clear()
         self.queues.clear()
         self.running.clear()
         self.admits.clear()
         if not todo:
             return
-        end = time.monotonic() + STOP_BUDGET
         env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"), "script_type": "learn-address"}
-        limit = self.ops.scripts.time_limit if self.ops.scripts is not None else TIME_LIMIT
+        end = time.monotonic() + STOP_BUDGET
         items = list(todo.items())
         for i, (t, argv) in enumerate(items):
             left = end - time.monotonic()
@@ -177,7 +190,8 @@ class LearnAddress:
         a.left -= 1
         if a.left == 0 and self.admits.get(id(rec)) is a:
             del self.admits[id(rec)]
-            self.ops.admitted(rec, a.refused)
+            if not self.stopping:
+                self.ops.admitted(rec, a.refused)
 
     def _enqueue(self, job: Job) -> None:
         q = self.queues.setdefault(job.text, deque())
@@ -187,7 +201,7 @@ class LearnAddress:
 
     def _next(self, text: str) -> None:
         """Start the head job of `text`'s queue, if none runs."""
-        if text in self.running:
+        if text in self.running or self.stopping:
             return
         q = self.queues.get(text)
         while q:

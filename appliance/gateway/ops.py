@@ -201,12 +201,12 @@ class Operations:
             self.status_fd = None
         if self.mgmt is not None:
             self.mgmt.close()
-        if self.scripts is not None:
-            self.scripts.close()
         try:
             self.learn.stop()               # learn-address's deletes, as OpenVPN's at its stop
         except Exception:  # noqa: BLE001
             self.gw.faults.internal("learn-address at stop")
+        if self.scripts is not None:
+            self.scripts.close()
 
     # ---------------------------------------------------------------- timers
     def _write_status(self, rearm: bool = True) -> None:

@@ -185,6 +185,15 @@ class _FakeRunner:
         self.submitted.append((key, argv, env))
         return None
 
+    def take_results(self) -> list:
+        out, self.results = getattr(self, "results", []), []
+        return out
+
+    def complete(self, i: int = 0, ok: bool = True) -> None:
+        """The command ran (its verdict not taken by the loop yet)."""
+        key, argv, env = self.submitted.pop(i)
+        self.results = [*getattr(self, "results", []), (key, ok, None, "")]
+
     def finish(self, la: LearnAddress, i: int = 0, ok: bool = True):
         key, argv, env = self.submitted.pop(i)
         la.done(key[1], ok, "" if ok else "exited with status 1")
@@ -370,3 +379,18 @@ def test_reload_adds_and_removes_it(pki, tmp_path, inline):
     w.add_client(client_conf(pki, "client2"))
     assert w.run(lambda: _up(w, 2), max_time=30)
     assert len(_calls(log)) == 2
+
+
+def test_a_delete_done_before_the_stop_is_not_run_again_and_the_next_one_is(tmp_path):
+    log = tmp_path / "stop.log"
+    s = _script(tmp_path, "la.sh", f'echo "$script_type $*" >> {log}\n')
+    la, runner, client, _, _, _ = _fake()
+    a = client("a", "10.0.0.2", "fd00::2")
+    la.admit(a, [s], {})
+    runner.finish(la)
+    runner.finish(la)
+    a.alive = False
+    la.left(a)                          # its deletes, one after the other: the first one runs
+    runner.complete()                   # and is done when the server stops
+    la.stop()
+    assert _calls(log) == ["learn-address delete fd00::2"]
