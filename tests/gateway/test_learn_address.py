@@ -394,3 +394,29 @@ def test_a_delete_done_before_the_stop_is_not_run_again_and_the_next_one_is(tmp_
     runner.complete()                   # and is done when the server stops
     la.stop()
     assert _calls(log) == ["learn-address delete fd00::2"]
+
+
+def test_flood_of_connects_and_leaves_keeps_each_address_s_calls_in_order(pki, tmp_path, inline):
+    """Rounds of four clients connecting and leaving (some with a goodbye, some dropped by a
+    newer session of their name): per address, the calls alternate add/delete, starting with an
+    add, and the server's stop deletes what is left."""
+    la, log = _logger(tmp_path)
+    w = World()
+    gw = w.add_server(server_conf(pki, extra=f"script-security 2\nlearn-address {la}\n"))
+    for rnd in range(3):
+        first = len(w.clients)
+        for i in range(4):
+            w.add_client(client_conf(pki, f"client{i}", extra="explicit-exit-notify 1\n" if i % 2 else ""))
+        assert w.run(lambda: all(_up(w, first + i) for i in range(4)), max_time=60)
+        for i in range(4):
+            if i % 2:
+                w.clients[first + i].request_stop()
+        w.run_for(3)
+    gw._cleanup()
+    per: dict[str, list[str]] = {}
+    for line in _calls(log):
+        _, op, addr, *_ = line.split()
+        per.setdefault(addr, []).append(op)
+    assert set(per) == {f"198.19.0.{i}" for i in range(2, 6)}, per
+    for addr, ops in per.items():
+        assert ops == ["add", "delete"] * (len(ops) // 2) and ops, (addr, ops)
