@@ -21,6 +21,8 @@ from ..openvpn import events as ev
 from ..openvpn.authtoken import AuthToken
 from ..openvpn.datapath import ClientDataPath
 from ..openvpn.config import Options, Remote
+from ..openvpn.errors import BadPacket
+from ..openvpn.httpproxy import ConnectReply, ProxyRefused, request_bytes
 from ..openvpn.settings import NO_SERVER_CERT_CHECK, checks_server_certificate, client_session_config, mss_rule
 from ..openvpn.session import Session
 from ..transport.link import TcpLink, UdpLink
@@ -82,6 +84,7 @@ class Connection:
     dp: ClientDataPath
     was_up: bool = False
     connecting: bool = False           # TCP: the non-blocking connect is still under way
+    proxy: ConnectReply | None = None  # http-proxy: the proxy's answer to our CONNECT, until it said 200
 
 
 class ClientGateway:
@@ -349,18 +352,29 @@ class ClientGateway:
                 self._finish(1)
                 return
         try:
+            hp = remote.proxy
             if addr is None:
-                addrs = self.ports.resolve(remote.host, remote.port, remote.proto, self.opts.family_of(remote))
+                # http-proxy: the proxy's name is resolved and dialled; the remote's goes, as
+                # written, into the CONNECT request (OpenVPN 2.6 socket.c: proxy_dest_host).
+                host, port = (remote.host, remote.port) if hp is None else (hp.server, hp.port)
+                addrs = self.ports.resolve(host, port, remote.proto, self.opts.family_of(remote))
                 addr, self._more, self._more_of = addrs[0], list(addrs[1:]), remote
             self.net.reach(addr[0])      # past the last push's routes, which stay while we reconnect
-            if remote.proto == "tcp":
-                log.info("connecting to %s over TCP", fmt_addr(addr))
+            if hp is not None:
+                log.info("connecting to %s:%d through HTTP proxy %s", remote.host, remote.port, fmt_addr(addr))
                 link: UdpLink | TcpLink = TcpLink(self.ports.tcp_connect(addr))
+            elif remote.proto == "tcp":
+                log.info("connecting to %s over TCP", fmt_addr(addr))
+                link = TcpLink(self.ports.tcp_connect(addr))
             else:
                 log.info("connecting to %s over UDP", fmt_addr(addr))
                 link = UdpLink(self.ports.udp(None, addr))
         except (OSError, ConnectionError) as e:
-            log.warning("cannot reach %s:%d (%s): %s", remote.host, remote.port, remote.proto, e)
+            if remote.proxy is not None:
+                log.warning("cannot reach HTTP proxy %s:%d (for %s:%d): %s", remote.proxy.server, remote.proxy.port,
+                            remote.host, remote.port, e)
+            else:
+                log.warning("cannot reach %s:%d (%s): %s", remote.host, remote.port, remote.proto, e)
             self._schedule_retry()
             return
         cfg = client_session_config(self.opts, remote.proto, self.username, self.password, self.advertise_ekm,
@@ -371,13 +385,68 @@ class ClientGateway:
         rule = mss_rule(self.opts, remote.proto == "tcp", ":" in addr[0])
         self.conn = c = Connection(remote, addr, link, s, ClientDataPath(s, rule))
         self.pump.watch(link, self._on_link_read, self._on_link_write)
+        # With a proxy, the poll covers the proxy's answer too (OpenVPN 2.6 reads it within
+        # get_server_poll_remaining_time).
         self.pump.timers.arm("poll", now + poll, self._on_poll_timeout)
         self._arm_inactive(self.opts.inactive)      # each attempt starts the N seconds anew, as OpenVPN
         if isinstance(link, TcpLink) and link.t.connecting:
             c.connecting = True          # the session starts once the connect completes
             self.pump.want_write(link, True, self._on_link_read, self._on_link_write)
             return
-        self._begin(c, now)
+        self._connected(c, now)
+
+    def _connected(self, c: Connection, now: float) -> None:
+        """The TCP connection (or UDP port) is there: the session begins, or first the CONNECT."""
+        hp = c.remote.proxy
+        if hp is None:
+            self._begin(c, now)
+            return
+        assert isinstance(c.link, TcpLink)
+        c.proxy = ConnectReply(hp.auth)
+        try:
+            c.link.t.send(request_bytes(hp, c.remote.host, c.remote.port), keep=True)
+        except (ConnectionError, OSError) as e:
+            self._proxy_failed(c, f"sending CONNECT failed: {e}")
+            return
+        if c.link.wants_write:
+            self.pump.want_write(c.link, True, self._on_link_read, self._on_link_write)
+
+    def _on_proxy_read(self, c: Connection) -> None:
+        """The proxy's answer, as it comes (a byte at a time, or with the server's first bytes
+        after it): at most MAX_HEADER bytes of header, within server-poll-timeout. On 200 the
+        bytes after its CRLF CRLF are the server's stream and go to the framing; anything else
+        ends this attempt (OpenVPN 2.6: "HTTP proxy error", a restart with the next remote)."""
+        assert c.proxy is not None and isinstance(c.link, TcpLink)
+        try:
+            data = c.link.t.recv()
+            if not data:
+                return
+            rest = c.proxy.feed(data)
+        except ConnectionError as e:
+            self._proxy_failed(c, f"{e} before its answer ended")
+            return
+        except ProxyRefused as e:
+            self._proxy_failed(c, e.why)
+            return
+        if rest is None:
+            return
+        c.proxy = None
+        log.info("HTTP proxy %s: CONNECT %s:%d accepted", fmt_addr(c.addr), c.remote.host, c.remote.port)
+        if rest:
+            try:
+                c.link.pending.extend(c.link.framer.feed(rest))
+            except BadPacket as e:
+                self._lost(c, f"broken stream: {e.reason}")
+                return
+        self._begin(c, self.clock())
+        if self.conn is c and c.link.has_pending:
+            self.pump.again(c.link, self._on_link_read)     # the server's bytes that came with the answer
+
+    def _proxy_failed(self, c: Connection, why: str) -> None:
+        """One line, one count, and the next attempt (OpenVPN 2.6: SIGUSR1 "HTTP proxy error")."""
+        self.counters.proxy_failures += 1
+        log.warning("HTTP proxy %s (for %s:%d): %s", fmt_addr(c.addr), c.remote.host, c.remote.port, why)
+        self._schedule_retry()
 
     def _begin(self, c: Connection, now: float) -> None:
         """The session's first steps, once the link is there (UDP: at once; TCP: connected)."""
@@ -430,6 +499,10 @@ class ClientGateway:
         busy server) was left at that timeout, 10 s in eduVPN's profiles, where OpenVPN's client
         waits up to hand-window (60 s)."""
         c = self.conn
+        if c is not None and c.proxy is not None:
+            self._proxy_failed(c, f"no complete answer to CONNECT within {self.opts.server_poll_timeout:.0f} s "
+                               "(server-poll-timeout)")
+            return
         if c is not None and not c.was_up and c.session.peer_sid is None:
             log.warning("no answer from %s within %.0f s (server-poll-timeout)", fmt_addr(c.addr),
                         self.opts.server_poll_timeout)
@@ -461,6 +534,9 @@ class ClientGateway:
             return
         if c.connecting:
             self._on_link_write()        # a failed connect shows as readable too
+            return
+        if c.proxy is not None:
+            self._on_proxy_read(c)
             return
         try:
             pkts = c.link.recv_packets(BATCH)
@@ -511,10 +587,11 @@ class ClientGateway:
             assert isinstance(c.link, TcpLink)
             err = c.link.t.connect_error()
             if err:
-                log.warning("cannot reach %s (tcp): %s", fmt_addr(c.addr), os.strerror(err))
+                log.warning("cannot reach %s (tcp%s): %s", fmt_addr(c.addr),
+                            ", HTTP proxy" if c.remote.proxy is not None else "", os.strerror(err))
                 self._schedule_retry()
                 return
-            self._begin(c, self.clock())
+            self._connected(c, self.clock())
             return
         try:
             if c.link.flush():

@@ -38,6 +38,7 @@ class ClientCounters:
     connections: int = 0                # tunnels brought up
     ipv6_refused: int = 0               # IPv6 packets answered "no route" under a pushed block-ipv6
     source_lost: int = 0                # reconnects because the connection's source address left the host
+    proxy_failures: int = 0             # attempts an HTTP proxy ended (refused, broken or silent answer, closed)
     up_since: float | None = None       # wall-clock time the current tunnel came up
     extra: dict[str, int] = field(default_factory=dict)
 

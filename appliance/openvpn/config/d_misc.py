@@ -174,8 +174,6 @@ reg.refuse("tls-cert-profile", "certificate profiles are not implemented: refusi
            "certificates the profile would reject", access=True)
 reg.refuse("secret", "static-key mode is not supported (deprecated in OpenVPN 2.6); use TLS", inline=True)
 reg.refuse("fragment", "fragment is not supported")
-reg.refuse("http-proxy socks-proxy", "proxies are not supported")
-reg.refuse("http-proxy-user-pass", "proxies are not supported", inline=True)
 reg.refuse("pkcs11-providers", "PKCS#11 is not supported")
 reg.refuse("cryptoapicert", "not supported on this platform")
 reg.refuse("lladdr", "only tun is supported")

@@ -13,6 +13,7 @@ from .model import Route
 from .lexer import lines
 from .model import Remote
 from .parser import ParseState, norm_proto
+from .d_proxy import http_proxy_line, http_proxy_option_line
 
 reg = Registry()
 
@@ -83,7 +84,7 @@ def _remote(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
 # (the MTU settings, proxies, tls-auth/tls-crypt keys, explicit-exit-notify, connect-timeout, ...),
 # each then differing per block; those are refused inside a block, not applied to every block,
 # and given as global lines before the blocks they hold for all of them, as in OpenVPN.
-IN_CONNECTION = ("remote", "proto", "port", "rport", "nobind", "float")
+IN_CONNECTION = ("remote", "proto", "port", "rport", "nobind", "float", "http-proxy", "http-proxy-option")
 
 
 @reg.apply("connection", why="a server to try with its own transport (one remote per block), in order",
@@ -98,6 +99,7 @@ def _connection(p: ParseState, d: str, a: list[str], inline: str | None) -> None
         return
     start = p.line
     proto, family, port = p.o.proto, p.o.proto_family, p.o.port
+    proxy = p.o.http_proxy                   # the global one as it stands here, the block's own lines on it
     remote: tuple[int, list[str]] | None = None
     ok = True
     for ln in lines(inline):
@@ -108,7 +110,8 @@ def _connection(p: ParseState, d: str, a: list[str], inline: str | None) -> None
             continue
         name, args = ln.tokens[0].lower(), ln.tokens[1:]
         if name not in IN_CONNECTION:
-            p.err(name, "not supported inside <connection> (only remote, proto, port, rport, nobind, float): "
+            p.err(name, "not supported inside <connection> (only remote, proto, port, rport, nobind, float, "
+                        "http-proxy, http-proxy-option): "
                         "as a line before the blocks it holds for every block", at)
             ok = False
         elif name == "remote":
@@ -131,6 +134,17 @@ def _connection(p: ParseState, d: str, a: list[str], inline: str | None) -> None
                 ok = False
                 continue
             port = n
+        elif name in ("http-proxy", "http-proxy-option"):
+            lo, hi = (1, 4) if name == "http-proxy" else (1, 3)
+            if not lo <= len(args) <= hi:
+                p.err(name, f"expects {lo} to {hi} arguments, got {len(args)}", at)
+                ok = False
+                continue
+            hp = (http_proxy_line if name == "http-proxy" else http_proxy_option_line)(p, name, args, proxy)
+            if hp is None:
+                ok = False
+                continue
+            proxy = hp
         # nobind, float: what our client always does (an ephemeral port; peers tracked by session)
     p.line = start
     if remote is None:
@@ -152,7 +166,7 @@ def _connection(p: ParseState, d: str, a: list[str], inline: str | None) -> None
             return
         proto, family = pr, ra[2][3:4] if ra[2][3:4] in ("4", "6") else ""
     if ok:
-        p.add("connection_remotes", Remote(host, port, proto, family))
+        p.add("connection_remotes", Remote(host, port, proto, family, proxy))
 
 
 @reg.apply("proto", why="transport", sets=("proto", "proto_family"), used_by="pump", nargs=(1, 1))

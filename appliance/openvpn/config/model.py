@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..ciphers import DEFAULT_DATA_CIPHERS
+from ..httpproxy import HttpProxy
 from ..errors import ConfigError
 from ..replay import DEFAULT_SIZE as DEFAULT_REPLAY_WINDOW
 from ..replay import DEFAULT_TIME_LIMIT as DEFAULT_REPLAY_TIME
@@ -38,6 +39,7 @@ class Remote:
     # Address family the remote line asked for: "4" (udp4/tcp4), "6" (udp6/tcp6), "" (a protocol
     # without one: either), None (no protocol on the line: the profile-wide `proto`'s family).
     family: str | None = None
+    proxy: HttpProxy | None = None     # http-proxy: reached through it (CONNECT), credentials resolved
 
 
 @dataclass(frozen=True)
@@ -148,6 +150,8 @@ class Options:
     auth_retry: bool = False                     # auth-retry nointeract: AUTH_FAILED reconnects
     tls_exit: bool = False                       # a TLS error ends the run instead of a reconnect
     pull_filter: list[tuple[str, str]] = field(default_factory=list)
+    http_proxy: HttpProxy | None = None          # http-proxy (+ http-proxy-option), global; finish() gives it to the remotes
+    http_proxy_user_pass: tuple[str, str] | None = field(default=None, repr=False)   # http-proxy-user-pass
     # server
     server: tuple[str, str] | None = None
     server_ipv6: str | None = None

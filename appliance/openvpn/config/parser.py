@@ -201,7 +201,9 @@ def _as_text(text: str) -> str:
 # checked with Debian's 2.6.14), with a hint where it gives one.
 NOT_IN_SERVER = {"pull": "", "remote": "", "nobind": "", "redirect-gateway":
                  ": push \"redirect-gateway ...\" is what makes clients use it", "route-delay": "", "up-delay": "",
-                 "allow-recursive-routing": "", "auth-user-pass": ": it belongs in the client's config"}
+                 "allow-recursive-routing": "", "auth-user-pass": ": it belongs in the client's config",
+                 "http-proxy": ": a client reaches its server through the proxy", "http-proxy-option": "",
+                 "http-proxy-user-pass": ""}
 
 
 # OpenVPN 2.6's connection-entry options (options.c, OPT_P_CONNECTION): each <connection> block
@@ -332,6 +334,10 @@ def finish(p: ParseState) -> None:
             p.err("proto", "a client cannot use tcp-server", o.source["tcp_server"][1])
         if o.keepalive:
             o.ping, o.ping_restart = o.keepalive
+        if o.http_proxy is not None or o.http_proxy_user_pass is not None or o.connection_remotes:
+            # The remotes get their proxy, its credentials read (the client reads remote.proxy).
+            from .d_proxy import finish_proxies      # d_proxy builds on this module
+            finish_proxies(p)
         if o.auth_nocache and o.auth_user_pass_file:
             # Not kept from the parse: the gateway reads the file at each use (gateway/credentials.py).
             o.auth_user_pass = None
