@@ -74,8 +74,12 @@ def _server_ipv6(p: ParseState, d: str, a: list[str], inline: str | None) -> Non
 
 
 # ------------------------------------------------------------------ remotes and transport
+def _show_remote(r: Remote) -> str:
+    return f"{r.host} {r.port} {r.proto}" + (f" via http-proxy {r.proxy.server}:{r.proxy.port}" if r.proxy else "")
+
+
 @reg.apply("remote", why="a server to connect to (tried in order)", sets=("remotes",), used_by="client",
-           nargs=(1, 3), show={"remotes": lambda v: [f"{r.host} {r.port} {r.proto}" for r in v]})
+           nargs=(1, 3), show={"remotes": lambda v: [_show_remote(r) for r in v]})
 def _remote(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
     p.remote_lines.append((p.line, a))     # port/proto defaults apply at the end (finish)
 
@@ -89,7 +93,7 @@ IN_CONNECTION = ("remote", "proto", "port", "rport", "nobind", "float", "http-pr
 
 @reg.apply("connection", why="a server to try with its own transport (one remote per block), in order",
            sets=("connection_remotes",), used_by="parser", nargs=(1, 1), inline=True,
-           show={"connection_remotes": lambda v: [f"{r.host} {r.port} {r.proto}" for r in v]})
+           show={"connection_remotes": lambda v: [_show_remote(r) for r in v]})
 def _connection(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
     """As OpenVPN 2.6 (options.c, `connection`): the block starts from the global settings as they
     stand at its line (a later global `proto` or `port` does not reach it), its own lines override

@@ -176,6 +176,8 @@ def finish_proxies(p: ParseState) -> None:
             continue
         out.append(replace(r, proxy=full))
     o.remotes = out
+    if glob is not None and id(glob) in resolved and resolved[id(glob)] is not None:
+        o.http_proxy = resolved[id(glob)]       # `check` shows the username it read (never the password)
 
 
 def _resolve(p: ParseState, hp: HttpProxy) -> HttpProxy | None:
