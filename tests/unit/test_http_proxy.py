@@ -262,3 +262,36 @@ def test_exactly_the_limit_is_accepted():
 def test_describe_hides_the_password():
     hp = HttpProxy("p", 3128, "basic", credentials=("alice", "TopSecret99"))
     assert "TopSecret99" not in hp.describe() + repr(hp)
+
+
+def test_any_split_of_an_answer_gives_the_same_stream_and_random_bytes_only_refuse():
+    """Property, seeded: a 200 answer with a tail, cut anywhere into any number of reads, gives the
+    same tail; random bytes and mutated answers either wait, give a tail, or raise ProxyRefused."""
+    import random
+    rng = random.Random(7)
+    answer = b"HTTP/1.1 200 Connection established\r\nProxy-agent: x\r\n\r\n"
+    tail = bytes(rng.randrange(256) for _ in range(300))
+    whole = answer + tail
+    for _ in range(300):
+        cuts = sorted(rng.sample(range(1, len(whole)), rng.randrange(1, 12)))
+        parts = [whole[a:b] for a, b in zip([0] + cuts, cuts + [len(whole)])]
+        r, got = ConnectReply(), None
+        for i, part in enumerate(parts):
+            got = r.feed(part)
+            if got is not None:
+                got += b"".join(parts[i + 1:])
+                break
+        assert got == tail
+    for _ in range(2000):
+        if rng.random() < 0.5:
+            data = bytearray(whole)
+            for _ in range(rng.randrange(1, 5)):
+                data[rng.randrange(len(data))] = rng.randrange(256)
+        else:
+            data = bytearray(rng.randrange(256) for _ in range(rng.randrange(1, 200)))
+        r = ConnectReply()
+        try:
+            out = r.feed(bytes(data))
+        except ProxyRefused:
+            continue
+        assert out is None or bytes(data).startswith(b"HTTP/") and b"\r\n\r\n" in data
