@@ -180,4 +180,6 @@ class ConnectReply:
             if self.auth == "basic":
                 return f"refused our credentials (basic): {said!r}"
             return f"requires authentication, and no credentials are configured: {said!r}"
+        if self.status == 401 and self.auth == "basic":
+            return f"answered {said!r}, not 200 (how some proxies, tinyproxy among them, refuse credentials)"
         return f"answered {said!r}, not 200"
