@@ -731,7 +731,9 @@ def _username_part(cert: x509.Certificate, name: str) -> str | None:
     else:
         want = field_key(name)
         found = [a for a in dername.subject(cert) if field_key(a.oid.dotted_string) == want]
-        value = openssl_text(found[-1]) if found else None
+        # A value that is no string (x500UniqueIdentifier's BIT STRING) names nobody: OpenVPN's
+        # ASN1_STRING_to_UTF8 fails on it (openssl_text would give Python's text of its bytes).
+        value = openssl_text(found[-1]) if found and isinstance(found[-1].value, str) else None
     if value is None or "\0" in value or len(value.encode("utf-8", "surrogatepass")) > CN_MAX_BYTES:
         return None
     return value

@@ -106,3 +106,16 @@ def test_config_refuses_what_openvpn_cannot_read_at_the_line(field, words):
     with pytest.raises(ConfigError) as e:
         parse_config(BASE + f"x509-username-field {field}\n", "/p/c.ovpn", read_file=lambda p: b"")
     assert words in str(e.value) and ":7:" in str(e.value)
+
+
+def test_a_field_that_is_no_string_refuses_the_certificate():
+    """As OpenVPN 2.6 (extract_x509_field_ssl: ASN1_STRING_to_UTF8 fails on a BIT STRING): a
+    subject attribute that holds no string names nobody. It was the Python text of its bytes
+    (`b'\\x01\\x02'`), a name OpenVPN never gives, shared by every such value's look-alike."""
+    from cryptography.x509.name import _ASN1Type
+    from cryptography.x509.oid import NameOID
+    n = x509.Name([x509.NameAttribute(NameOID.X500_UNIQUE_IDENTIFIER, b"\x01\x02", _type=_ASN1Type.BitString),
+                   x509.NameAttribute(NameOID.COMMON_NAME, "alice")])
+    cert, _key = issue("leaf", CA, ExtendedKeyUsageOID.CLIENT_AUTH, n)
+    assert _name(("x500UniqueIdentifier",), cert) is None
+    assert _name(("CN",), cert) == "alice"
