@@ -434,6 +434,10 @@ def peer_rechecker(s: TlsSettings):
                 raise RemoteProtocolError(f"VERIFY ERROR: {e}") from None
             digests = tuple(hashlib.sha256(crypto.dump_certificate(crypto.FILETYPE_ASN1, c)).digest()
                             for c in verified[:MAX_CERT_DEPTH])
+            # The checks read the chain the new store verified, as OpenVPN reads it when the peer
+            # comes back after SIGHUP: verify-hash's depth 1 (and the CRL's issuers) may be a
+            # renewed CA certificate there, not the one of the handshake (the old store's).
+            chain = [c.to_cryptography() for c in verified[1:]]
         _check_peer(s, cert, chain)
         return digests
     return check

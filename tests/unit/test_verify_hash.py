@@ -46,3 +46,40 @@ def test_an_intermediate_is_depth_one():
     s = _settings([CA[0].fingerprint(hashes.SHA256())], "SHA256")
     with pytest.raises(RemoteProtocolError):
         _check_peer(s, leaf, [sub[0], CA[0]])
+
+
+def _renewed(ca):
+    """The CA certificate issued again (same name, same key; new serial, so a new fingerprint)."""
+    import datetime
+
+    from cryptography import x509
+    cert, key = ca
+    now = datetime.datetime.now(datetime.timezone.utc)
+    b = (x509.CertificateBuilder().subject_name(cert.subject).issuer_name(cert.subject)
+         .public_key(key.public_key()).serial_number(x509.random_serial_number())
+         .not_valid_before(now - datetime.timedelta(days=1)).not_valid_after(now + datetime.timedelta(days=60)))
+    for ext in cert.extensions:
+        b = b.add_extension(ext.value, ext.critical)
+    return b.sign(key, hashes.SHA256())
+
+
+def test_a_reload_compares_depth_one_of_the_chain_the_new_ca_file_verifies():
+    """A reload checks a connected peer as OpenVPN checks it when it comes back after SIGHUP: the
+    chain verified with the new `ca`, whose depth 1 is what verify-hash pins. It compared the chain
+    of the handshake (the old `ca`'s): a client was dropped although the renewed CA certificate
+    it now verifies against is the one pinned, and kept although the pinned one is gone."""
+    from cryptography.hazmat.primitives import serialization
+
+    from appliance.openvpn.tls import peer_rechecker
+    ca = issue("reload-ca", None, None)
+    renewed = _renewed(ca)
+    leaf, _ = issue("alice", ca, ExtendedKeyUsageOID.CLIENT_AUTH)
+    pem = renewed.public_bytes(serialization.Encoding.PEM)
+
+    def settings(pinned):
+        return TlsSettings(pem, None, None, True, verify_hash=[pinned.fingerprint(hashes.SHA256())],
+                           verify_hash_algo="SHA256")
+    # The handshake's chain holds the old CA certificate; the new file only the renewed one.
+    assert peer_rechecker(settings(renewed))(leaf, lambda: [ca[0]])
+    with pytest.raises(RemoteProtocolError, match="certificate hash verification failed"):
+        peer_rechecker(settings(ca[0]))(leaf, lambda: [ca[0]])
