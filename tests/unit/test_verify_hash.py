@@ -83,3 +83,17 @@ def test_a_reload_compares_depth_one_of_the_chain_the_new_ca_file_verifies():
     assert peer_rechecker(settings(renewed))(leaf, lambda: [ca[0]])
     with pytest.raises(RemoteProtocolError, match="certificate hash verification failed"):
         peer_rechecker(settings(ca[0]))(leaf, lambda: [ca[0]])
+
+
+@pytest.mark.parametrize("directive", ["verify-hash", "peer-fingerprint"])
+@pytest.mark.parametrize("comment", ["# ", "; ", "  # ", "#\t"])
+def test_a_fingerprint_commented_out_in_a_block_is_not_pinned(directive, comment):
+    """As OpenVPN 2.6 (parse_hash_fingerprint_multiline): a line whose first non-blank character
+    is `#` or `;` is a comment. The block was split into words, and only words starting with `#`
+    skipped: `# AA:BB:...`, an admin taking an old CA (or peer) out, still let it in."""
+    from appliance.openvpn.config import parse_config
+    base = "client\ndev tun\nremote 198.18.0.1\nca ca.crt\ncert c.crt\nkey c.key\n"
+    old, new = bytes([0xAA] * 32), bytes([0xBB] * 32)
+    o = parse_config(base + f"<{directive}>\n{comment}{old.hex(':')}\n{new.hex(':')}\n</{directive}>\n",
+                     "/p/c.ovpn", read_file=lambda p: b"")
+    assert (o.verify_hash if directive == "verify-hash" else o.peer_fingerprint) == [new]

@@ -280,13 +280,26 @@ def _peer_fingerprint(p: ParseState, d: str, a: list[str], inline: str | None) -
         p.set("peer_fingerprint", list(p.o.peer_fingerprint) + fps)
 
 
+def _fingerprint_words(text: str) -> list[str]:
+    """The words of a peer-fingerprint/verify-hash line or block, comment lines left out as
+    OpenVPN 2.6 leaves them out (parse_hash_fingerprint_multiline: a line whose first non-blank
+    character is `#` or `;`). Words starting with `#` were skipped instead: `# AA:BB:...`, a
+    fingerprint an admin commented out, stayed trusted. A comment after a fingerprint (`AA:... #
+    old`; OpenVPN refuses the line) ends its line, as before."""
+    words: list[str] = []
+    for line in text.splitlines():
+        for w in line.split():
+            if w[0] in "#;":
+                break
+            words.append(w)
+    return words
+
+
 def _fingerprints(p: ParseState, d: str, text: str, size: int, what: str) -> list[bytes] | None:
     """The fingerprints of a line or block (AA:BB:... each, `#` comments skipped), each `size`
     bytes; None (an error at the line) if one is not."""
     fps = []
-    for item in text.split():
-        if item.startswith("#"):
-            continue
+    for item in _fingerprint_words(text):
         try:
             fp = bytes.fromhex(item.replace(":", ""))
         except ValueError:
