@@ -97,3 +97,16 @@ def test_a_fingerprint_commented_out_in_a_block_is_not_pinned(directive, comment
     o = parse_config(base + f"<{directive}>\n{comment}{old.hex(':')}\n{new.hex(':')}\n</{directive}>\n",
                      "/p/c.ovpn", read_file=lambda p: b"")
     assert (o.verify_hash if directive == "verify-hash" else o.peer_fingerprint) == [new]
+
+
+@pytest.mark.parametrize("directive", ["verify-hash", "peer-fingerprint"])
+@pytest.mark.parametrize("body", ['{d} ""\n', "<{d}>\n# the CA of 2019, retired\n</{d}>\n", "<{d}>\n</{d}>\n"])
+def test_a_line_or_block_without_a_fingerprint_is_refused(directive, body):
+    """A block whose fingerprints were all commented out (or an empty argument) pinned nothing,
+    silently: every certificate the CA signed got in where the admin meant one. Refused at its
+    line (OpenVPN refuses the empty argument; its empty block pins nothing, as here before)."""
+    from appliance.openvpn.config import parse_config
+    from appliance.openvpn.errors import ConfigError
+    base = "client\ndev tun\nremote 198.18.0.1\nca ca.crt\ncert c.crt\nkey c.key\n"
+    with pytest.raises(ConfigError, match="no fingerprint"):
+        parse_config(base + body.format(d=directive), "/p/c.ovpn", read_file=lambda p: b"")

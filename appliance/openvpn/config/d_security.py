@@ -280,6 +280,12 @@ def _peer_fingerprint(p: ParseState, d: str, a: list[str], inline: str | None) -
         p.set("peer_fingerprint", list(p.o.peer_fingerprint) + fps)
 
 
+# A line or block without one pinned nothing, silently (all its lines commented out, say): every
+# certificate of the CA got in where the admin meant to let in one. OpenVPN refuses an empty
+# argument; its empty block pins nothing. Refused here either way.
+NO_FINGERPRINT = "no fingerprint given (are all its lines commented out?): it would pin nothing"
+
+
 def _fingerprint_words(text: str) -> list[str]:
     """The words of a peer-fingerprint/verify-hash line or block, comment lines left out as
     OpenVPN 2.6 leaves them out (parse_hash_fingerprint_multiline: a line whose first non-blank
@@ -299,7 +305,11 @@ def _fingerprints(p: ParseState, d: str, text: str, size: int, what: str) -> lis
     """The fingerprints of a line or block (AA:BB:... each, `#` comments skipped), each `size`
     bytes; None (an error at the line) if one is not."""
     fps = []
-    for item in _fingerprint_words(text):
+    words = _fingerprint_words(text)
+    if not words:
+        p.err(d, NO_FINGERPRINT)
+        return None
+    for item in words:
         try:
             fp = bytes.fromhex(item.replace(":", ""))
         except ValueError:
