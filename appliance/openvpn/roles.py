@@ -238,8 +238,11 @@ class ClientRole:
             if m:
                 wait = int(m.group(1))
         wait = min(wait, max(s.cfg.reneg_sec // 2, s.cfg.hand_window))
-        if not ks.negotiating:
-            return                          # established: nothing waits on it
+        if not ks.negotiating or s.established:
+            # Established: nothing waits on it. A renegotiation keeps its hand-window, as with
+            # OpenVPN 2.6, whose AUTH_PENDING moves only the wait for the first push
+            # (push_request_timeout): a server must not hold one open for reneg-sec/2.
+            return
         if ks.auth_pending_at is None:
             ks.auth_pending_at = now
         ks.hand_deadline = ks.auth_pending_at + wait
