@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hmac
 import re
+import unicodedata
 from typing import TYPE_CHECKING
 
 from . import events as ev
@@ -43,6 +44,16 @@ REPULLS = 5                 # PUSH_REQUESTs after a new TLS session at most (see
 IV_PROTO_CLIENT = (IV_PROTO_DATA_V2 | IV_PROTO_REQUEST_PUSH | IV_PROTO_TLS_KEY_EXPORT | IV_PROTO_CC_EXIT_NOTIFY
                    | IV_PROTO_AUTH_PENDING_KW)
 MAX_SERVER_INFO = 16        # INFO/INFO_PRE/AUTH_PENDING events per session; more are only counted
+
+
+def _shown(text: str) -> str:
+    """A server's text for the user (INFO, INFO_PRE's web login URL, AUTH_PENDING's keywords)
+    with Unicode format and separator characters escaped as `\\uXXXX` (control characters
+    already are): a right-to-left override made `https://evil.example/\\u202emoc.knab` read as
+    `.../bank.com`, and U+2028 starts a new line in some log viewers."""
+    if text.isascii():
+        return text
+    return "".join(f"\\u{ord(ch):04x}" if unicodedata.category(ch) in ("Cf", "Zl", "Zp") else ch for ch in text)
 
 
 def _temp_flags(flags: str) -> tuple[bool, bool, int]:
@@ -203,7 +214,7 @@ class ClientRole:
             # (OpenVPN 2.6's client: push.c server_pushed_info, to its log and management).
             kind, _, msg = text.partition(",")
             if kind in ("INFO", "INFO_PRE"):
-                self._server_info(ev.ServerInfo(kind, msg))
+                self._server_info(ev.ServerInfo(kind, _shown(msg)))
             else:
                 s._warn(f"unknown control message: {text[:60]}")
         elif text.startswith("ACC"):
@@ -246,7 +257,7 @@ class ClientRole:
         if ks.auth_pending_at is None:
             ks.auth_pending_at = now
         ks.hand_deadline = ks.auth_pending_at + wait
-        self._server_info(ev.AuthPending(wait, keywords))
+        self._server_info(ev.AuthPending(wait, _shown(keywords)))
 
     def _server_info(self, e: object) -> None:
         """A message for the user, at most MAX_SERVER_INFO per session (a server repeating them

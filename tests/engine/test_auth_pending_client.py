@@ -21,3 +21,16 @@ def test_auth_pending_in_a_renegotiation_does_not_stretch_its_hand_window(pki): 
     c.role.text_message(ks, "AUTH_PENDING,timeout 1000", link.now)
     assert ks.hand_deadline is None and ks.auth_pending_at is None
     assert not [e for e in c.events if isinstance(e, ev.AuthPending)]
+
+
+def test_a_web_login_url_cannot_hide_behind_bidi_or_line_separators(pki):  # noqa: F811
+    """INFO_PRE,WEB_AUTH::<url> is shown for the user to open. A right-to-left override (U+202E)
+    made `https://evil.example/\\u202emoc.knab` read as `.../bank.com` on a terminal, and U+2028
+    starts a new line in some log viewers: format and separator characters are shown escaped."""
+    c, _s, _ = make_pair(pki)
+    ks = c.keys[0]
+    c.role.text_message(ks, "INFO_PRE,WEB_AUTH::https://evil.example/\u202emoc.knab\u2028forged line", 1.0)
+    c.role.text_message(ks, "AUTH_PENDING,timeout 60\u202e", 1.0)
+    infos = [e for e in c.events if isinstance(e, (ev.ServerInfo, ev.AuthPending))]
+    assert infos[0] == ev.ServerInfo("INFO_PRE", "WEB_AUTH::https://evil.example/\\u202emoc.knab\\u2028forged line")
+    assert infos[1].keywords == "timeout 60\\u202e"
