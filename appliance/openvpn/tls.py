@@ -713,7 +713,15 @@ def username_field_problem(name: str) -> str | None:
     return None
 
 
-def _username_part(cert: x509.Certificate, name: str) -> str | None:
+def _subject_keyed(cert: x509.Certificate) -> list[tuple[int | str | None, x509.NameAttribute]]:
+    """The subject's attributes with their field_key, worked out once per certificate: with
+    15 fields and a (CA-signed) subject of 4,000 distinct OIDs, a scan per field took ~280 ms
+    of the loop per handshake."""
+    return [(field_key(a.oid.dotted_string), a) for a in dername.subject(cert)]
+
+
+def _username_part(cert: x509.Certificate, name: str,
+                   keyed: list[tuple[int | str | None, x509.NameAttribute]]) -> str | None:
     """One field's value, as OpenVPN 2.6's backend_x509_get_username reads it: `ext:...` the last
     e-mail address of that alternative-name extension; `serialNumber` the certificate's serial
     number as 0x<HEX>; any other the last attribute of that type in the subject. None when
@@ -734,7 +742,7 @@ def _username_part(cert: x509.Certificate, name: str) -> str | None:
         value = "0x" + n.to_bytes(max(1, (n.bit_length() + 7) // 8), "big").hex().upper()
     else:
         want = field_key(name)
-        found = [a for a in dername.subject(cert) if field_key(a.oid.dotted_string) == want]
+        found = [a for k, a in keyed if k == want]
         # A value that is no string (x500UniqueIdentifier's BIT STRING) names nobody: OpenVPN's
         # ASN1_STRING_to_UTF8 fails on it (openssl_text would give Python's text of its bytes).
         value = openssl_text(found[-1]) if found and isinstance(found[-1].value, str) else None
@@ -752,8 +760,9 @@ def peer_name(s: "TlsSettings", cert: x509.Certificate) -> str | None:
     if not s.username_field:
         return common_name(cert)
     parts = []
+    keyed = _subject_keyed(cert)
     for f in s.username_field:
-        v = _username_part(cert, f)
+        v = _username_part(cert, f, keyed)
         if v is None:
             return None
         parts.append(v)
