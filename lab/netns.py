@@ -413,7 +413,7 @@ class Lab:
         srv = self.start(server_ns, ["iperf3", "-s", "-1", "-B", bind_ip, "-p", str(port)], f"iperf-s-{port}")
         try:
             # Polled, not slept: a client started before the server listens is refused at once.
-            listening = _until(lambda: f":{port} " in server_ns.run(f"ss -Hltn 'sport = :{port}'", check=False).stdout
+            listening = until(lambda: f":{port} " in server_ns.run(f"ss -Hltn 'sport = :{port}'", check=False).stdout
                                or srv.p.poll() is not None, 20)
             if not listening or srv.p.poll() is not None:
                 return 0.0
@@ -457,7 +457,8 @@ def logging_errors(procs: list[Proc]) -> str:
     return "\n".join(out)
 
 
-def _until(pred, within: float, step: float = 0.05) -> bool:
+def until(pred, within: float, step: float = 0.05) -> bool:
+    """Whether `pred()` holds within `within` seconds, asked every `step` s (and once at the end)."""
     end = time.monotonic() + within
     while time.monotonic() < end:
         if pred():

@@ -19,7 +19,7 @@ import time
 import pytest
 
 from lab.configs import client_profile, server_config
-from lab.netns import Lab
+from lab.netns import Lab, until
 
 SERVER_TUN = "198.19.0.1"
 
@@ -44,15 +44,6 @@ def _lines(path) -> list[str]:
     return path.read_text().splitlines() if path.exists() else []
 
 
-def _wait(pred, within: float) -> bool:
-    end = time.monotonic() + within
-    while time.monotonic() < end:
-        if pred():
-            return True
-        time.sleep(0.2)
-    return pred()
-
-
 def _run(lab, procs, server: str, notify: bool, refuse: bool) -> tuple[list[str], int]:
     tag = f"{server}-{'n' if notify else 'q'}-{'r' if refuse else 'a'}-{len(lab.procs)}"
     script, out = _command(lab, tag, refuse)
@@ -66,12 +57,12 @@ def _run(lab, procs, server: str, notify: bool, refuse: bool) -> tuple[list[str]
     cli = lab.openvpn(lab.cli, prof, f"lacli-{tag}")
     procs.append(cli)
     got = lab.ping(lab.cli, SERVER_TUN, count=3)
-    assert _wait(lambda: len(_lines(out)) >= 2, 10), (out, _lines(out), srv.log()[-2000:])
+    assert until(lambda: len(_lines(out)) >= 2, 10), (out, _lines(out), srv.log()[-2000:])
     cli.stop(10)
     if notify and not refuse:
         # Ours: at once. OpenVPN's reaper: in its per-second timers, which an idle server runs
         # when its event loop wakes (seen: ~16 s, or not within 40 s); its stop reaps the rest.
-        seen = _wait(lambda: any(" delete " in ln for ln in _lines(out)), 5 if server == "ours" else 25)
+        seen = until(lambda: any(" delete " in ln for ln in _lines(out)), 5 if server == "ours" else 25)
         assert seen or server == "openvpn", (_lines(out), srv.log()[-3000:])
         time.sleep(2)
     srv.stop(20)
