@@ -30,6 +30,11 @@ MAX_PENDING = 128              # checks queued or running, all sources together 
 PER_SOURCE_PENDING = 2         # at once, per source address
 PER_SOURCE_RATE = (10, 10.0)   # at most 10 checks per 10 s per source address (token bucket)
 POLL_EVERY = 0.25              # how often deferred verdicts' files are read
+# Deferred verdicts waiting at once per login name (the username; the common name for a login
+# without one). A command defers once the password checked out (a push to the user's phone), so
+# each waiting check is a valid login: without this, one stolen password from many addresses
+# held the whole queue (max_pending) for hand-window and every other login was refused TEMP.
+DEFERRED_PER_USER = 4
 
 
 class AuthChecker:
@@ -52,7 +57,7 @@ class AuthChecker:
         self.pending: dict[str, int] = {}
         self.tokens: dict[str, tuple[float, float]] = {}     # source -> (tokens, at)
         self.results: deque = deque()                       # (key, source, Verdict), appended by workers
-        self.deferred: list[tuple[object, str, Verdict, float]] = []   # (key, source, verdict, deadline)
+        self.deferred: list[tuple[object, str, Verdict, float, str]] = []   # (key, source, verdict, deadline, who)
         self.defer_limit = float(getattr(verify, "defer_limit", 60.0))
         self.refused: dict[str, int] = {}
         self.checked = 0
@@ -81,11 +86,12 @@ class AuthChecker:
             self.refused[why] = self.refused.get(why, 0) + 1
             return why
         self.pending[source] = self.pending.get(source, 0) + 1
+        who = username or (common_name or "")
         if self._pool is None:
-            self._finish(key, source, self._check(username, password, common_name, env))
+            self._finish(key, source, who, self._check(username, password, common_name, env))
             return None
         fut = self._pool.submit(self._check, username, password, common_name, env)
-        fut.add_done_callback(lambda f: self._finished_in_thread(key, source, f))
+        fut.add_done_callback(lambda f: self._finished_in_thread(key, source, who, f))
         return None
 
     def _admit(self, source: str) -> str | None:
@@ -114,9 +120,9 @@ class AuthChecker:
             return Verdict(False, why="the check failed")
         return r if isinstance(r, Verdict) else Verdict(bool(r))
 
-    def _finished_in_thread(self, key: object, source: str, fut: Future) -> None:
+    def _finished_in_thread(self, key: object, source: str, who: str, fut: Future) -> None:
         v = fut.result() if not fut.cancelled() and fut.exception() is None else Verdict(False)
-        self._finish(key, source, v)
+        self._finish(key, source, who, v)
         if self._closed:
             # A check that ended after close() (a reload between a password file and a command):
             # nobody reads this checker any more, so a deferred one's files go now.
@@ -127,13 +133,13 @@ class AuthChecker:
     def _discard_results(self) -> None:
         while True:
             try:
-                _key, _source, v = self.results.popleft()
+                _key, _source, _who, v = self.results.popleft()
             except IndexError:
                 return
             remove(v.control, v.reason_file)
 
-    def _finish(self, key: object, source: str, v: Verdict) -> None:
-        self.results.append((key, source, v))
+    def _finish(self, key: object, source: str, who: str, v: Verdict) -> None:
+        self.results.append((key, source, who, v))
 
     def take_results(self, wanted: Callable[[object], bool] | None = None) -> list[tuple[object, Verdict]]:
         """The verdicts come in since the last call, deferred ones once their file says or their
@@ -142,10 +148,14 @@ class AuthChecker:
         dropped then, files and slot (poll)."""
         out = []
         while self.results:
-            key, source, v = self.results.popleft()
+            key, source, who, v = self.results.popleft()
             if v.control is not None:
-                self.deferred.append((key, source, v, self.clock() + self.defer_limit))
-                continue
+                if sum(1 for d in self.deferred if d[4] == who) < DEFERRED_PER_USER:
+                    self.deferred.append((key, source, v, self.clock() + self.defer_limit, who))
+                    continue
+                remove(v.control, v.reason_file)
+                v = Verdict(False, why=f"more than {DEFERRED_PER_USER} logins of {who!r} waiting for a deferred "
+                                       "verdict at once")
             self._done(source)
             out.append((key, v))
         if self.deferred and self.clock() >= self._polled_at + POLL_EVERY:
@@ -164,7 +174,7 @@ class AuthChecker:
         now = self._polled_at = self.clock()
         waiting = []
         for item in self.deferred:
-            key, source, v, deadline = item
+            key, source, v, deadline, _who = item
             if wanted is not None and not wanted(key):
                 remove(v.control, v.reason_file)
                 self._done(source)
@@ -203,7 +213,7 @@ class AuthChecker:
         if stop is not None:
             stop()                          # a command's: its running commands end now
         self._discard_results()
-        for _key, _source, v, _deadline in self.deferred:
+        for _key, _source, v, _deadline, _who in self.deferred:
             remove(v.control, v.reason_file)
         self.deferred.clear()
         if self._pool is not None:

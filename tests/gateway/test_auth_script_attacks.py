@@ -143,7 +143,7 @@ def test_deferred_checks_are_bounded_and_their_files_go_at_the_deadline(tmp_path
     a = AuthChecker(ScriptCheck((str(script),), "via-file", False, str(tmp_path), 30), clock, max_pending=16,
                     per_source_pending=2)
     try:
-        answers = [a.submit(i, f"198.18.0.{i // 3 + 1}", "u", "p", "cn", {}) for i in range(60)]
+        answers = [a.submit(i, f"198.18.0.{i // 3 + 1}", f"u{i}", "p", "cn", {}) for i in range(60)]
         assert sum(x is None for x in answers) == 16
         assert any(x and "from one address" in x for x in answers) and any(x and "queued" in x for x in answers)
         assert _wait(lambda: (a.take_results(), len(a.deferred) == 16)[1])
@@ -153,6 +153,31 @@ def test_deferred_checks_are_bounded_and_their_files_go_at_the_deadline(tmp_path
         got = a.take_results()
         assert len(got) == 16 and not any(v.ok for _k, v in got)
         assert _temps(tmp_path) == [] and not a.pending and not a.deferred
+    finally:
+        a.close()
+
+
+def test_one_username_holds_at_most_a_few_deferred_checks(tmp_path):
+    """A command defers once the password checked out (a push to the phone): every deferred
+    check is a valid login. One stolen password tried from many addresses (each within its
+    per-address limits) held the whole queue for hand-window, and every other user's login was
+    refused TEMP meanwhile. Now a name has at most DEFERRED_PER_USER waiting; more are refused
+    at once (their files gone), and other names still wait for their push."""
+    from appliance.gateway.auth import DEFERRED_PER_USER
+    script = _script(tmp_path, "#!/bin/sh\nexit 2\n")
+    clock = FakeClock()
+    a = AuthChecker(ScriptCheck((str(script),), "via-file", False, str(tmp_path), 30), clock)
+    try:
+        n = DEFERRED_PER_USER + 3
+        assert all(a.submit(i, f"198.18.0.{i + 1}", "stolen", "p", "cn", {}) is None for i in range(n))
+        got: list = []
+        assert _wait(lambda: (got.extend(a.take_results()), len(a.deferred) + len(got) == n)[1])
+        assert len(a.deferred) == DEFERRED_PER_USER and len(got) == 3
+        assert all(not v.ok and "waiting for a deferred verdict" in v.why for _k, v in got)
+        assert len(_temps(tmp_path)) == 2 * DEFERRED_PER_USER     # the refused ones' files are gone
+        assert a.submit(100, "198.18.1.1", "alice", "p", "cn", {}) is None
+        assert _wait(lambda: (a.take_results(), len(a.deferred) == DEFERRED_PER_USER + 1)[1]), \
+            "another user's push no longer waits"
     finally:
         a.close()
 
