@@ -75,7 +75,7 @@ def test_limits_per_source_and_in_total():
     a._pool.shutdown()           # keep everything pending: we only test admission here
     a._pool = None
     a.inline = True
-    a._finish = lambda key, source, ok: None
+    a._finish = lambda key, source, who, ok: None
     assert a.submit(1, "198.18.0.1", "u", "p", None) is None
     assert a.submit(2, "198.18.0.1", "u", "p", None) is None
     assert "at once" in a.submit(3, "198.18.0.1", "u", "p", None)
