@@ -33,12 +33,13 @@ def subject(spec: str) -> x509.Name:
 
 
 def issue(cn: str, issuer, eku, name: x509.Name | None = None,
-          san_emails: tuple[str, ...] = ()) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+          san_emails: tuple[str, ...] = (), key=None) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
     """A CA certificate when `issuer` is None, else a leaf signed by `issuer` (cert, key) with
     keyUsage and the extendedKeyUsage `eku` (serverAuth/clientAuth). `name`, if given, is the
     subject instead of `CN=<cn>` (see subject()); `san_emails`, e-mail addresses of a
-    subjectAltName (x509-username-field ext:subjectAltName), after a DNS name."""
-    key = ec.generate_private_key(ec.SECP256R1())
+    subjectAltName (x509-username-field ext:subjectAltName), after a DNS name. `key`: the private
+    key to certify (tests of key strength: RSA of a given size); a new P-256 key by default."""
+    key = key or ec.generate_private_key(ec.SECP256R1())
     now = datetime.datetime.now(datetime.timezone.utc)
     b = (x509.CertificateBuilder().subject_name(name or _name(cn)).public_key(key.public_key())
          .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from appliance.certs import issue as _issue
@@ -47,14 +48,16 @@ def _write(path: Path, cert, key) -> tuple[Path, Path]:
 
 
 def add_cert(pki: Pki, name: str, subject: str, server: bool = False,
-             san_emails: tuple[str, ...] = ()) -> tuple[Path, Path]:
+             san_emails: tuple[str, ...] = (), rsa_bits: int | None = None) -> tuple[Path, Path]:
     """Another certificate from the lab CA, with the subject `subject` in OpenSSL's
     `/O=x/CN=a/CN=b` form (several CNs allowed): written as <name>.crt/.key; a client one joins
-    pki.clients (for client_profile), a server one is returned for a `cert`/`key` pair."""
+    pki.clients (for client_profile), a server one is returned for a `cert`/`key` pair. `rsa_bits`:
+    an RSA key of that size instead of P-256 (tls-cert-profile tests)."""
     ca = x509.load_pem_x509_certificate(pki.ca.read_bytes())
     ca_key = serialization.load_pem_private_key((pki.dir / "ca.key").read_bytes(), None)
     eku = ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH
-    paths = _write(pki.dir / name, *_issue(name, (ca, ca_key), eku, _subject(subject), san_emails))
+    key = rsa.generate_private_key(65537, rsa_bits) if rsa_bits else None
+    paths = _write(pki.dir / name, *_issue(name, (ca, ca_key), eku, _subject(subject), san_emails, key))
     if not server:
         pki.clients[name] = paths
     return paths

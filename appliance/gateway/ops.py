@@ -62,7 +62,7 @@ RELOAD_CRL_POLL = 0.01
 # code below says where, directive by directive; tests/gateway/test_reload_directives.py).
 RESTART_ONLY = ("port", "lport", "local", "proto", "proto_family", "dev", "tun_mtu", "route", "server",
                 "server_ipv6", "topology", "ifconfig_pool", "management", "ifconfig_pool_persist",
-                "user", "group", "mlock", "nice", "x509_username_field")
+                "user", "group", "mlock", "nice", "x509_username_field", "tls_cert_profile")
 _DIRECTIVE_OF = {"proto_family": "proto"}       # the field's directive, where the names differ
 
 

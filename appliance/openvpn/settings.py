@@ -84,6 +84,7 @@ def tls_settings(opts: Options, is_server: bool, crl_reader: Callable | None = N
         tls_groups=key_exchange_groups(opts.tls_groups, opts.ecdh_curve),
         username_field=opts.x509_username_field,
         verify_hash=list(opts.verify_hash), verify_hash_algo=opts.verify_hash_algo,
+        cert_profile=opts.tls_cert_profile,
     )
 
 

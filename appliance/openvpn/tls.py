@@ -61,6 +61,7 @@ class TlsSettings:
     username_field: tuple[str, ...] = ()        # x509-username-field (empty: the last CN names the peer)
     verify_hash: list[bytes] = field(default_factory=list)   # verify-hash: depth 1's fingerprints
     verify_hash_algo: str = "SHA1"
+    cert_profile: str | None = None             # tls-cert-profile (None: OpenSSL's default level, 2)
 
 
 # ------------------------------------------------------------------ tls-cipher, tls-ciphersuites, tls-groups
@@ -68,6 +69,14 @@ class TlsSettings:
 # ciphers, static (EC)DH, DSA keys, PSK/SRP and RSA key transport (no forward secrecy). Used when
 # the config has no tls-cipher, so TLS 1.2 offers what OpenVPN's does.
 OPENVPN_TLS_CIPHER_DEFAULT = "DEFAULT:!EXP:!LOW:!MEDIUM:!kDH:!kECDH:!DSS:!PSK:!SRP:!kRSA"
+
+# tls-cert-profile as OpenVPN 2.6 maps it onto OpenSSL (ssl_openssl.c tls_ctx_set_cert_profile):
+# a security level, which bounds key sizes and signature hashes of both ends' certificates and of
+# the handshake. `suiteb` also sets the cipher list SUITEB128 there, which OpenVPN's own cipher
+# list (its default, or tls-cipher) then replaces, so only the level remains: the same here.
+# Without the directive OpenVPN sets `legacy` (level 1); we keep OpenSSL 4's default, level 2
+# (`preferred`): RSA keys under 2048 bits are refused unless the profile says otherwise.
+CERT_PROFILE_LEVEL = {"insecure": 0, "legacy": 1, "preferred": 2, "suiteb": 3}
 
 
 def openssl_cipher_list(spec: str) -> str:
@@ -253,6 +262,9 @@ def restrict_algorithms(ctx: SSL.Context, s: TlsSettings) -> None:
     _printable("tls-ciphersuites", s.tls_ciphersuites)
     _printable("tls-groups", s.tls_groups)
     spec = openssl_cipher_list(s.tls_cipher) if s.tls_cipher is not None else OPENVPN_TLS_CIPHER_DEFAULT
+    if s.cert_profile is not None and "@SECLEVEL" not in spec.upper():
+        # OpenVPN sets the profile's level first and tls-cipher after it: a @SECLEVEL there wins.
+        spec += f":@SECLEVEL={CERT_PROFILE_LEVEL[s.cert_profile]}"
     try:
         ctx.set_cipher_list(spec.encode("ascii", "replace"))
     except SSL.Error:
@@ -369,10 +381,17 @@ def build_context(s: TlsSettings) -> SSL.Context:
             ctx.check_privatekey()
         except SSL.Error as e:
             weak = "too small" in str(e) or "too weak" in str(e)
-            if weak and s.tls_cipher is not None and "@SECLEVEL" in s.tls_cipher:
+            if weak and s.tls_cipher is not None and "@SECLEVEL" in s.tls_cipher.upper():
                 # Not a mismatch: the security level tls-cipher raised refuses this certificate.
                 raise ConfigError(f"the certificate or its key is too weak for the security level set here ({e})",
                                   directive="tls-cipher") from None
+            if weak:
+                # The profile's level (or, without one, OpenSSL's default 2 where OpenVPN sets 1).
+                raise ConfigError(f"the certificate or its key is too weak for this TLS security level ({e}); "
+                                  + (f"tls-cert-profile {s.cert_profile} is level {CERT_PROFILE_LEVEL[s.cert_profile]}"
+                                     if s.cert_profile else "without tls-cert-profile this is `preferred` (level 2); "
+                                     "OpenVPN's default, `tls-cert-profile legacy`, accepts RSA keys of 1024 bits"),
+                                  directive="tls-cert-profile" if s.cert_profile else "cert") from None
             raise ConfigError(f"certificate and key do not go together ({e})") from None
     if s.ca is not None:
         store = ctx.get_cert_store()
@@ -931,7 +950,11 @@ class TlsEndpoint:
         except SSL.ZeroReturnError:
             raise RemoteProtocolError("peer closed the TLS session") from None
         except SSL.Error as e:
-            raise RemoteProtocolError(f"TLS error: {e}") from None
+            # "certificate verify failed" alone does not say why; OpenSSL keeps the reason (an
+            # expired certificate, an unknown CA, a key too weak for tls-cert-profile) apart.
+            code = _lib.SSL_get_verify_result(self._ssl) if "verify failed" in str(e) else 0
+            why = f" ({_ffi.string(_lib.X509_verify_cert_error_string(code)).decode()})" if code else ""
+            raise RemoteProtocolError(f"TLS error: {e}{why}") from None
         raise RemoteProtocolError(f"TLS error: OpenSSL returned {r} with no error")
 
     def feed(self, data: bytes, room: int | None = None) -> int:

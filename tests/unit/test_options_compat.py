@@ -213,13 +213,20 @@ def test_tcp_mss_equals_openvpn_26(proto, cipher, lines, openvpn_mss):
     ("setenv opt tls-verify /bin/true", "tls-verify"),
     ("setenv opt crl-verify crl.pem", "crl-verify"),
     ("ignore-unknown-option ns-cert-type\nns-cert-type server", "ns-cert-type"),
-    ("setenv opt tls-cert-profile suiteb", "tls-cert-profile"),
+    ("setenv opt tls-cert-profile strict", "tls-cert-profile"),
 ])
 def test_access_directives_cannot_be_hidden_by_ignore_unknown_option(line, directive):
     """OpenVPN's ignore-unknown-option/setenv opt only skip directives the program does not know;
     ours knows these (as refused), so a profile cannot turn a check it relies on into a no-op."""
     e = _one_error(BASE + line + "\n")
     assert e.directive == directive
+
+
+def test_setenv_opt_applies_a_known_access_directive():
+    """`setenv opt X` is for directives a program does not know; one it knows is applied as if
+    written alone (OpenVPN 2.6), so a profile's tls-cert-profile there still raises the level."""
+    o = parse_config(BASE + "setenv opt tls-cert-profile suiteb\n", "/p/c.ovpn", _no_files)
+    assert o.tls_cert_profile == "suiteb"
 
 
 def test_check_shows_the_mss_openvpn_would_clamp_to():

@@ -170,8 +170,6 @@ def _management_client_auth(p: ParseState, d: str, a: list[str], inline: str | N
     p.set("management_client_auth", True)
 
 
-reg.refuse("tls-cert-profile", "certificate profiles are not implemented: refusing rather than accepting "
-           "certificates the profile would reject", access=True)
 reg.refuse("secret", "static-key mode is not supported (deprecated in OpenVPN 2.6); use TLS", inline=True)
 reg.refuse("fragment", "fragment is not supported")
 reg.refuse("pkcs11-providers", "PKCS#11 is not supported")

@@ -22,7 +22,7 @@ import re
 from OpenSSL import SSL
 
 from ..errors import ConfigError
-from ..tls import TlsSettings, check_list_elements, restrict_algorithms, same_group
+from ..tls import CERT_PROFILE_LEVEL, TlsSettings, check_list_elements, restrict_algorithms, same_group
 from .directives import Registry
 from .parser import ParseState
 
@@ -47,6 +47,18 @@ def _accepted(p: ParseState, d: str, **settings: str) -> bool:
 def _tls_cipher(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
     if _accepted(p, d, tls_cipher=a[0]):
         p.set("tls_cipher", a[0])
+
+
+@reg.apply("tls-cert-profile", why="how strong both ends' certificates and the handshake must be: OpenSSL's "
+           "security level, as OpenVPN maps it (insecure 0, legacy 1, preferred 2, suiteb 3)",
+           sets=("tls_cert_profile",), used_by="tls", nargs=(1, 1), access=True)
+def _tls_cert_profile(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
+    if a[0] not in CERT_PROFILE_LEVEL:
+        p.err(d, f"unknown profile {a[0]!r} (insecure, legacy, preferred or suiteb)")
+        return
+    if a[0] == "insecure":
+        p.note(d, "`insecure` is OpenSSL's security level 0: any key size and signature hash is accepted")
+    p.set("tls_cert_profile", a[0])
 
 
 @reg.apply("tls-ciphersuites", why="TLS 1.3: only these cipher suites (colon list, e.g. "

@@ -108,6 +108,7 @@ class Options:
     tls_ciphersuites: str | None = None         # as written; None: OpenSSL's TLS 1.3 default
     tls_groups: str | None = None               # as written; None: OpenSSL's default groups
     ecdh_curve: str | None = None               # the one key-exchange group (wins over tls_groups)
+    tls_cert_profile: str | None = None         # insecure|legacy|preferred|suiteb; None: OpenSSL's level 2
     data_ciphers: list[str] = field(default_factory=lambda: list(DEFAULT_CIPHERS))
     data_ciphers_fallback: str | None = None
     cipher: str | None = None
