@@ -215,6 +215,7 @@ class MemoryStreamSocket:
         self.closed = False
         self.send_fault: int | None = None     # errno every send raises (a firewall, a reset)
         self.window = 1 << 30                  # bytes the peer takes before EAGAIN
+        self.wr_shut = False                   # shutdown(SHUT_WR) done: sends fail with EPIPE
 
     def setblocking(self, flag: bool) -> None:
         pass
@@ -254,7 +255,7 @@ class MemoryStreamSocket:
             raise ConnectionResetError(errno.ECONNRESET, "Connection reset by peer")
         if self.send_fault:
             raise _oserror(self.send_fault)
-        if self.peer is None or self.peer.closed:
+        if self.wr_shut or self.peer is None or self.peer.closed:
             raise BrokenPipeError(errno.EPIPE, "Broken pipe")
         n = min(len(data), self.window)
         if n == 0:
@@ -262,6 +263,14 @@ class MemoryStreamSocket:
         self.window -= n
         self.peer.inbox += bytes(data[:n])
         return n
+
+    def shutdown(self, how: int) -> None:
+        """Only SHUT_WR (a relay's half-close): the peer reads EOF after what was sent."""
+        if self.closed:
+            raise _oserror(errno.EBADF)
+        self.wr_shut = True
+        if self.peer is not None:
+            self.peer.eof = True
 
     def close(self) -> None:
         if self.closed:
@@ -556,16 +565,16 @@ class MemoryWaiter:
 
     def __init__(self, net: MemoryNet) -> None:
         self.net = net
-        self.reg: dict[int, tuple[object, bool]] = {}
+        self.reg: dict[int, tuple[object, bool, bool]] = {}
 
-    def register(self, port, data, write: bool = False) -> None:
+    def register(self, port, data, write: bool = False, read: bool = True) -> None:
         fd = port.fileno()
         if fd in self.reg:
             raise KeyError(f"fd {fd} registered twice")
-        self.reg[fd] = (data, write)
+        self.reg[fd] = (data, write, read)
 
-    def modify(self, port, data, write: bool) -> None:
-        self.reg[port.fileno()] = (data, write)
+    def modify(self, port, data, write: bool, read: bool = True) -> None:
+        self.reg[port.fileno()] = (data, write, read)
 
     def unregister(self, port) -> None:
         try:
@@ -575,8 +584,8 @@ class MemoryWaiter:
 
     def wait(self, timeout) -> list:  # noqa: ANN001
         out = []
-        for fd, (data, write) in list(self.reg.items()):
-            r = self.net.readable(fd)
+        for fd, (data, write, read) in list(self.reg.items()):
+            r = read and self.net.readable(fd)
             w = write and self.net.writable(fd)
             if r or w:
                 out.append((data, r, w))

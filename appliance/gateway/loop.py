@@ -33,9 +33,9 @@ Handler = Callable[[], None]
 class Waiter(Protocol):
     """Readiness of ports: a selector for real file descriptors, tests/fakes.py for memory ports."""
 
-    def register(self, port, data, write: bool = False) -> None: ...
+    def register(self, port, data, write: bool = False, read: bool = True) -> None: ...
 
-    def modify(self, port, data, write: bool) -> None: ...
+    def modify(self, port, data, write: bool, read: bool = True) -> None: ...
 
     def unregister(self, port) -> None: ...
 
@@ -57,14 +57,14 @@ class SelectorWaiter:
         self.ep = select.epoll()
         self.data: dict[int, object] = {}
 
-    def register(self, port, data, write: bool = False) -> None:
+    def register(self, port, data, write: bool = False, read: bool = True) -> None:
         fd = port.fileno()
-        self.ep.register(fd, _EV_WRITE if write else _EV_READ)
+        self.ep.register(fd, _mask(read, write))
         self.data[fd] = data
 
-    def modify(self, port, data, write: bool) -> None:
+    def modify(self, port, data, write: bool, read: bool = True) -> None:
         fd = port.fileno()
-        self.ep.modify(fd, _EV_WRITE if write else _EV_READ)
+        self.ep.modify(fd, _mask(read, write))
         self.data[fd] = data
 
     def unregister(self, port) -> None:
@@ -93,9 +93,14 @@ class SelectorWaiter:
 
 
 _EV_READ = select.EPOLLIN
+_EV_WRITE_ONLY = select.EPOLLOUT    # a relay's stream whose reading waits for its counterpart (portshare.py)
 _EV_WRITE = select.EPOLLIN | select.EPOLLOUT
 _NOT_OUT = ~select.EPOLLOUT        # anything but writability (in, error, hang-up): readable
 _NOT_IN = ~select.EPOLLIN          # anything but readability (out, error, hang-up): writable
+
+
+def _mask(read: bool, write: bool) -> int:
+    return (_EV_WRITE if read else _EV_WRITE_ONLY) if write else _EV_READ if read else 0
 
 
 class TimerHeap:
@@ -338,6 +343,7 @@ class Pump:
         self.after_wake: Handler = lambda: None
         self._writing: set[int] = set()
         self._again: dict[object, Handler] = {}
+        self._interest: dict[int, tuple[bool, bool]] = {}     # ports watched through interest()
 
     # ---------------------------------------------------------------- ports
     def watch(self, port, on_read: Handler, on_write: Handler | None = None) -> None:
@@ -354,7 +360,29 @@ class Pump:
             self._writing.discard(key)
         self.waiter.modify(port, (on_read, on_write), on)
 
+    def interest(self, port, on_read: Handler, on_write: Handler, read: bool, write: bool) -> None:
+        """Watch `port` for exactly what it wants now: reading, writing, both or neither.
+
+        Why beside watch/want_write (which always read): a relay (portshare.py) stops reading a
+        side whose bytes the other side does not take yet -- that is its back-pressure -- while
+        it may still wait to write to it; a readable port whose handler does not read would wake
+        the (level-triggered) loop for ever. Neither: unwatched. The port's first call registers it."""
+        key = id(port)
+        want = (read, write)
+        cur = self._interest.get(key)
+        if cur == want:
+            return
+        if not read and not write:
+            self.unwatch(port)
+            return
+        if cur is None:
+            self.waiter.register(port, (on_read, on_write), write=write, read=read)
+        else:
+            self.waiter.modify(port, (on_read, on_write), write, read=read)
+        self._interest[key] = want
+
     def unwatch(self, port) -> None:
+        self._interest.pop(id(port), None)
         self._writing.discard(id(port))
         self._again.pop(id(port), None)
         self.waiter.unregister(port)

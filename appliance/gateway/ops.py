@@ -60,10 +60,13 @@ RELOAD_CRL_POLL = 0.01
 # (`dev`, its `tun-mtu`) and the kernel routes of `route` (server_net.py) are set up once at start
 # too. Everything else a server config holds applies to new sessions after a reload (the reload
 # code below says where, directive by directive; tests/gateway/test_reload_directives.py).
+# `port-share`: its target is resolved and its DIR opened at start (gateway/portshare.py), as
+# OpenVPN forks its proxy once; relays under way are kept by a reload either way.
 RESTART_ONLY = ("port", "lport", "local", "proto", "proto_family", "dev", "tun_mtu", "route", "server",
                 "server_ipv6", "topology", "ifconfig_pool", "management", "ifconfig_pool_persist",
                 "user", "group", "mlock", "nice", "x509_username_field", "tls_cert_profile")
 _DIRECTIVE_OF = {"proto_family": "proto"}       # the field's directive, where the names differ
+RESTART_ONLY += ("port_share",)                 # (see above; a line of its own beside the tuple)
 
 
 def restart_only_changes(old, new) -> list[str]:

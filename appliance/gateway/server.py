@@ -21,14 +21,17 @@ from ..openvpn.crl import background_reader
 from ..openvpn.datapath import MssPolicy, ServerDataPath
 from ..openvpn.config import Options
 from ..openvpn.server import ServerDispatcher, ServerSettings, StreamKey
+from ..openvpn.portshare import Verdict, decide
 from ..openvpn.settings import mss_rule
+from ..openvpn.errors import ConfigError
 from ..openvpn.sources import source_group
 from ..transport.link import TcpLink
 from .auth import AuthChecker
 from .eventlog import fmt_addr, log_server_event
 from .loop import Faults, Pump, Signals, Waiter, freeze_startup_heap, run_gateway
 from .ops import Operations
-from .ports import Clock, DatagramPort, ListenerPort, Ports, TunPort
+from .ports import Clock, DatagramPort, ListenerPort, PortGone, Ports, TunPort
+from .portshare import JournalDir, PortShare
 
 log = logging.getLogger("vpn-appliance")
 
@@ -37,6 +40,7 @@ DROP_LOG_EVERY = 5.0
 ACCEPTS_PER_WAKE = 32
 ACCEPT_PAUSE = 1.0            # after EMFILE/ENFILE: stop accepting for this long (no busy loop)
 PER_SOURCE_CONNS = 8          # TCP connections without a completed handshake, per source (IPv6: per /64)
+SNIFF_READ = 4096             # port-share: a new connection's first read, before its kind is known
 RESTART_WAIT = 2.0            # stopping: at most this long for clients to acknowledge RESTART (OpenVPN 2.6: 2 s)
 _ACCEPT_RESOURCE_ERRORS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 
@@ -85,6 +89,8 @@ class ServerGateway:
         self.listen_addr: tuple[str, int] | None = None
         self.conn_addrs: dict[int, tuple] = {}      # connection id -> the client's (IP, port)
         self.ops = Operations(self)                 # management, status, pool file, scripts, reload
+        self.portshare: PortShare | None = None     # port-share: the relays (gateway/portshare.py)
+        self.sniffing: dict[StreamKey, bytearray] = {}   # port-share: connections not yet known OpenVPN or not
 
     @property
     def max_conns(self) -> int:
@@ -115,6 +121,8 @@ class ServerGateway:
         try:
             for cid in list(self.conns):
                 self._close_conn(cid)
+            if self.portshare is not None:
+                self.portshare.close()        # every relay closed, its journal file removed
             self.ops.close()
             for p in (self.udp, self.listener, self.auth):
                 if p is not None:
@@ -133,6 +141,8 @@ class ServerGateway:
         # 0.5-5 ms) at start, not in the first client's key exchange.
         o = self.opts
         ciphers.warm_up([*o.data_ciphers, o.data_ciphers_fallback, o.cipher])
+        if o.port_share is not None and self.st.tcp:
+            self.portshare = self._open_portshare()
         self.tun = self.net.open()
         self.pump.watch(self.tun, self._on_tun_read)
         addr = self.listen_addr = self.bind_addr()
@@ -149,6 +159,25 @@ class ServerGateway:
         self.pump.timers.arm("drops", self.clock() + DROP_LOG_EVERY, self._log_drops)
         self.read_crl_in_background(self.st)
         self.ops.start()
+
+    def _open_portshare(self) -> PortShare:
+        """port-share's target resolved (its first address, as OpenVPN takes the first) and DIR
+        opened, at start: a failure stops the start with the config line."""
+        host, port, jdir = self.opts.port_share
+        path, line = self.opts.source.get("port_share", (self.opts.path, None))
+        try:
+            target = self.ports.resolve(host, port, "tcp", None)[0]
+        except OSError as e:
+            raise PortGone(str(ConfigError(f"cannot resolve {host}: {e.strerror or e}", path, line, "port-share"))) from e
+        journal = None
+        if jdir is not None:
+            try:
+                journal = JournalDir(jdir)
+            except OSError as e:
+                raise PortGone(str(ConfigError(f"DIR {jdir}: {e.strerror or e}", path, line, "port-share"))) from e
+        log.info("port-share: connections that are not OpenVPN go to %s%s", fmt_addr(target),
+                 f", journal files in {jdir}" if jdir else "")
+        return PortShare(self.pump, self.faults, self.clock, self.ports.tcp_connect, target, journal)
 
     @staticmethod
     def read_crl_in_background(st: ServerSettings) -> None:
@@ -281,6 +310,8 @@ class ServerGateway:
             self.conns[key] = link
             self.conn_addrs[key] = peer
             self.unestablished[src] = self.unestablished.get(src, 0) + 1
+            if self.portshare is not None:
+                self.sniffing[key] = bytearray()     # OpenVPN or not: its first bytes say (_sniff)
             self.pump.watch(link, lambda k=key: self._on_conn_read(k), lambda k=key: self._on_conn_write(k))
             self.pump.timers.arm(("hand-window", key), self.clock() + self.st.hand_window,
                                  lambda k=key: self._hand_window_over(k))
@@ -308,6 +339,8 @@ class ServerGateway:
     def _on_conn_read(self, key: StreamKey) -> None:
         link = self.conns.get(key)
         if link is None:
+            return
+        if key in self.sniffing and not self._sniff(key, link):
             return
         try:
             pkts = link.recv_packets(BATCH)
@@ -342,6 +375,55 @@ class ServerGateway:
         if link.has_pending and key in self.conns:
             self.pump.again(link, lambda: self._on_conn_read(key))
 
+    def _sniff(self, key: StreamKey, link: TcpLink) -> bool:
+        """port-share: read a new connection's first bytes until OpenVPN's rule decides
+        (openvpn/portshare.py); True once it is an OpenVPN client (its bytes framed as usual).
+        A foreign one is handed to the relay and leaves the server's connections."""
+        head = self.sniffing[key]
+        try:
+            data = link.t.sock.recv(SNIFF_READ)
+        except (BlockingIOError, InterruptedError):
+            return False
+        except OSError as e:
+            log.info("%s: %s", key, e)
+            self._end_peer(key)
+            return False
+        if not data:
+            log.info("%s: connection closed by peer", key)
+            self._end_peer(key)
+            return False
+        head += data
+        verdict = decide(bytes(head))
+        if verdict is Verdict.UNDECIDED:
+            return False                      # one byte so far: hand-window bounds the wait
+        del self.sniffing[key]
+        if verdict is Verdict.OPENVPN:
+            try:
+                link.feed(bytes(head))
+            except ConnectionError as e:
+                log.info("%s: %s", key, e)
+                self._end_peer(key)
+                return False
+            return True
+        self._hand_over(key, link, bytes(head))
+        return False
+
+    def _hand_over(self, key: StreamKey, link: TcpLink, head: bytes) -> None:
+        """A foreign connection: out of the server's books (no session, no hand-window, no
+        per-source handshake count), its socket kept open for the relay."""
+        assert self.portshare is not None
+        peer = self.conn_addrs.pop(key, None) or (key.ip, 0)
+        self.conns.pop(key, None)
+        self._one_less_unestablished(key.ip)
+        self.pump.timers.cancel(("hand-window", key))
+        self.pump.unwatch(link)
+        try:
+            self.d.stream_closed(key)
+        except Exception:  # noqa: BLE001
+            self.faults.internal("closing a client's session")
+        log.info("%s: not an OpenVPN client: relayed (port-share)", key)
+        self.portshare.adopt(link.t, peer, head)
+
     def _on_conn_write(self, key: StreamKey) -> None:
         link = self.conns.get(key)
         if link is None:
@@ -373,6 +455,7 @@ class ServerGateway:
             self.faults.internal("closing a client's session")
         link = self.conns.pop(key, None)
         self.conn_addrs.pop(key, None)
+        self.sniffing.pop(key, None)
         if key in self.established_conns:
             self.established_conns.discard(key)
         elif link is not None:

@@ -96,6 +96,14 @@ class TcpLink:
         n = min(limit, len(pending))
         return [pending.popleft() for _ in range(n)]
 
+    def feed(self, data: bytes) -> None:
+        """Stream bytes someone read first (port-share's look at a connection's start), framed as
+        if read here; ConnectionError if they break the framing."""
+        try:
+            self.pending.extend(self.framer.feed(data))
+        except BadPacket as e:
+            raise ConnectionError(f"broken stream: {e.reason}") from e
+
     @property
     def has_pending(self) -> bool:
         return bool(self.pending)

@@ -177,7 +177,25 @@ reg.refuse("cryptoapicert", "not supported on this platform")
 reg.refuse("lladdr", "only tun is supported")
 reg.refuse("static-challenge", "challenge/response is not supported")
 reg.refuse("shaper", "traffic shaping is not supported")
-reg.refuse("port-share", "port-share is not supported")
 reg.refuse("multihome", "multihome is not supported")
 reg.refuse("mtu-disc", "not supported")
 reg.refuse("link-mtu", "set tun-mtu instead")
+
+
+@reg.apply("port-share", why="TCP server: a connection that does not start as an OpenVPN client is relayed to "
+           "HOST:PORT (a web server sharing the port); DIR: a file per relayed connection naming its client",
+           sets=("port_share",), used_by="server", nargs=(2, 3))
+def _port_share(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
+    # Where OpenVPN refuses it (UDP, a client): parser.finish(), which knows the role and protocol.
+    port = p.int_arg(d, a[1], 1, 65535)
+    if not a[0]:
+        p.err(d, "HOST is empty")
+        return
+    jdir = None
+    if len(a) > 2:
+        jdir = os.path.abspath(p.path_arg(a[2]))
+        if not os.path.isdir(jdir):
+            p.err(d, f"DIR {a[2]!r} is not a directory (the journal files of relayed connections go there)")
+            return
+    if port is not None:
+        p.set("port_share", (a[0], port, jdir))

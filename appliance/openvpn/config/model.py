@@ -153,6 +153,7 @@ class Options:
     pull_filter: list[tuple[str, str]] = field(default_factory=list)
     http_proxy: HttpProxy | None = None          # http-proxy (+ http-proxy-option), global; finish() gives it to the remotes
     http_proxy_user_pass: tuple[str, str] | None = field(default=None, repr=False)   # http-proxy-user-pass
+    port_share: tuple[str, int, str | None] | None = None   # port-share HOST PORT [DIR] (DIR absolute)
     # server
     server: tuple[str, str] | None = None
     server_ipv6: str | None = None

@@ -269,6 +269,9 @@ def finish(p: ParseState) -> None:
             p.err("mode", "mode server needs tls-server", line("mode"))
         if "tcp_client" in o.source:
             p.err("proto", "a server needs proto udp or tcp-server", o.source["tcp_client"][1])
+        if o.port_share is not None and o.proto != "tcp":
+            p.err("port-share", "only works in TCP server mode (proto tcp-server), as in OpenVPN 2.6: a UDP "
+                  "server has no connections to share", line("port_share"))
         if o.keepalive and "ping" not in o.source:
             o.ping, o.ping_restart = o.keepalive[0], 2 * o.keepalive[1]
         if o.server is None and o.ifconfig_pool is None:
@@ -332,6 +335,9 @@ def finish(p: ParseState) -> None:
             p.err("remote", "a client needs at least one `remote`", None)
         if "tcp_server" in o.source:
             p.err("proto", "a client cannot use tcp-server", o.source["tcp_server"][1])
+        if o.port_share is not None:
+            p.err("port-share", "requires TCP server mode (mode server, proto tcp-server), as in OpenVPN 2.6: "
+                  "a client accepts no connections to share", line("port_share"))
         if o.keepalive:
             o.ping, o.ping_restart = o.keepalive
         if o.http_proxy is not None or o.http_proxy_user_pass is not None or o.connection_remotes:
