@@ -74,6 +74,24 @@ def resolve_remotes(opts: Options, wan_ipv6: bool = False,
     return endpoints
 
 
+def port_share_endpoint(opts: Options, getaddrinfo=socket.getaddrinfo) -> Endpoint | None:
+    """A server's `port-share HOST PORT`: HOST resolved once, before the kill switch blocks DNS on
+    the WAN (its first address, IPv4 first, as the server takes it), so the relay's connections
+    may leave the WAN there (on loopback or the LAN nothing stops them anyway). RuntimeError if
+    it does not resolve."""
+    if opts.port_share is None or opts.proto != "tcp":
+        return None
+    host, port, _dir = opts.port_share
+    try:
+        infos = getaddrinfo(host, port, socket.AF_UNSPEC, socket.SOCK_STREAM)
+    except OSError as e:
+        raise RuntimeError(f"port-share: cannot resolve {host}: {e}") from e
+    infos = sorted(infos, key=lambda i: i[0] != socket.AF_INET)
+    if not infos:
+        raise RuntimeError(f"port-share: {host} has no address")
+    return Endpoint(str(infos[0][4][0]).split("%", 1)[0], port, "tcp")
+
+
 def lan_networks(cfg: ApplianceConfig, lan_if: str | None) -> list[str]:
     """The LAN's networks: its IPv4 network, its IPv6 prefix, and those `[lan] routes` names as
     behind a router there. The kill switch takes only these sources from the LAN NIC, and the
@@ -175,7 +193,8 @@ def run_toml(path: str, verbose: int = 0) -> int:
         wan_if = configure_nic(cfg.wan, undo, avoid=lan_networks4(cfg))
         lan_if = configure_nic(cfg.lan, undo) if cfg.lan is not None else None
         wan_ipv6 = cfg.wan.address6 is not None or cfg.wan.slaac
-        endpoints = resolve_remotes(opts, wan_ipv6) if cfg.vpn.role == "client" else []
+        share = port_share_endpoint(opts) if cfg.vpn.role == "server" else None
+        endpoints = resolve_remotes(opts, wan_ipv6) if cfg.vpn.role == "client" else [share] if share else []
         install_rules(cfg, wan_if, lan_if, endpoints, undo, wan_ipv6)
         if lan_if is not None:
             # Only now, and so undone (newest first) before the kill switch goes: forwarding
@@ -185,6 +204,8 @@ def run_toml(path: str, verbose: int = 0) -> int:
             enable_forwarding(undo, ipv6=lan_address6(cfg.lan, lan_if) is not None)
         if cfg.vpn.role == "server":
             gw = gateway.server_gateway(opts, tls)
+            if share is not None:
+                gw.portshare_target = (share.address, share.port)    # resolved before the kill switch
             gw.ops.reload_options = functools.partial(server_reload, path, cfg)   # the TOML, read again
             return gw.run()
         observers = lan_observers(cfg, wan_if, lan_if)

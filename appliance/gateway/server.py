@@ -91,6 +91,7 @@ class ServerGateway:
         self.ops = Operations(self)                 # management, status, pool file, scripts, reload
         self.portshare: PortShare | None = None     # port-share: the relays (gateway/portshare.py)
         self.sniffing: dict[StreamKey, bytearray] = {}   # port-share: connections not yet known OpenVPN or not
+        self.portshare_target: tuple[str, int] | None = None   # port-share's HOST already resolved (run_toml)
 
     @property
     def max_conns(self) -> int:
@@ -166,7 +167,7 @@ class ServerGateway:
         host, port, jdir = self.opts.port_share
         path, line = self.opts.source.get("port_share", (self.opts.path, None))
         try:
-            target = self.ports.resolve(host, port, "tcp", None)[0]
+            target = self.portshare_target or self.ports.resolve(host, port, "tcp", None)[0]
         except OSError as e:
             raise PortGone(str(ConfigError(f"cannot resolve {host}: {e.strerror or e}", path, line, "port-share"))) from e
         journal = None

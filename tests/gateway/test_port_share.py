@@ -242,3 +242,18 @@ def test_journal_dir_replaced_by_a_symlink_after_start_is_not_followed(pki, tmp_
     _backend_side(w, lst)
     assert os.listdir(elsewhere) == []
     assert len(os.listdir(tmp_path / "j-moved")) == 1
+
+
+def test_a_reload_keeps_port_share_as_started_and_says_so(pki, caplog):
+    """RESTART_ONLY: the target was resolved and DIR opened at start; a reload that changes the
+    line warns at it, and relays go on to the old target."""
+    w = World()
+    lst = _server(pki, w)
+    conf = server_conf(pki, "tcp-server", extra=f"port-share {BACKEND[0]} {BACKEND[1]} \n")
+    line = conf.splitlines().index(f"port-share {BACKEND[0]} {BACKEND[1]} ") + 1
+    w.server.ops.reload_source = lambda: conf.replace(f"port-share {BACKEND[0]} {BACKEND[1]}", "port-share 198.18.0.9 80")
+    assert w.server.ops.reload()
+    assert f"/mem/server.conf:{line}: port-share: changed; takes effect at restart" in caplog.text, caplog.text
+    _visit(w)
+    back = _backend_side(w, lst)
+    assert bytes(back.inbox) == REQUEST

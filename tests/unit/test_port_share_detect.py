@@ -84,3 +84,54 @@ def test_port_share_refused_at_its_line(text, line, words):
         _parse(text)
     msg = str(e.value)
     assert f"/etc/x.conf:{line}: port-share" in msg and words in msg, msg
+
+
+# ------------------------------------------------------------------ the appliance TOML's server
+def test_toml_server_resolves_the_backend_before_the_kill_switch_and_lets_it_through():
+    """In a TOML's server, the kill switch lets only the VPN transport out of the WAN and blocks
+    DNS there: HOST is resolved before it, and the relay's connections to it may leave the WAN."""
+    import socket
+
+    from appliance.router.killswitch import render_killswitch
+    from appliance.run_toml import port_share_endpoint
+    o = _parse(SERVER.format(proto="tcp-server", extra="port-share web.example 8443"))
+    asked = []
+
+    def gai(host, port, fam, kind):
+        asked.append(host)
+        return [(socket.AF_INET6, kind, 6, "", ("2001:db8::5", port, 0, 0)),
+                (socket.AF_INET, kind, 6, "", ("198.18.5.5", port))]
+    e = port_share_endpoint(o, getaddrinfo=gai)
+    assert asked == ["web.example"] and (e.address, e.port, e.proto) == ("198.18.5.5", 8443, "tcp")
+    text = render_killswitch("eth0", "tun0", role="server", endpoints=[e], listen=(1194, "tcp"))
+    assert 'oifname "eth0" ip daddr 198.18.5.5 tcp dport 8443 accept' in text, text
+
+    def fails(*a):
+        raise socket.gaierror(-2, "Name or service not known")
+    with pytest.raises(RuntimeError, match="port-share: cannot resolve web.example"):
+        port_share_endpoint(o, getaddrinfo=fails)
+    assert port_share_endpoint(_parse(SERVER.format(proto="tcp-server", extra=""))) is None
+
+
+def test_journal_files_never_follow_a_planted_symlink(tmp_path):
+    """A local user who can write DIR plants symlinks under the names a journal file will take
+    (and its temporary name): the victim file is never written (OpenVPN 2.6 opens the name with
+    O_CREAT|O_TRUNC, following a symlink, as root)."""
+    import os
+
+    from appliance.gateway.portshare import JournalDir
+    victim = tmp_path / "victim"
+    victim.write_text("precious")
+    jdir = tmp_path / "j"
+    jdir.mkdir()
+    name = journal_name(("127.0.0.1", 40312))
+    os.symlink(victim, jdir / name)
+    os.symlink(victim, jdir / f".{name}.tmp")
+    j = JournalDir(str(jdir))
+    j.write(name, "[AF_INET]198.18.0.2:5000")
+    assert victim.read_text() == "precious"
+    assert not (jdir / name).is_symlink() and (jdir / name).read_text() == "[AF_INET]198.18.0.2:5000"
+    assert sorted(os.listdir(jdir)) == [name]
+    j.remove(name)
+    assert os.listdir(jdir) == [] and victim.read_text() == "precious"
+    j.close()
