@@ -56,10 +56,14 @@ def decide(head: bytes) -> Verdict:
 
 def sockaddr_text(addr: tuple) -> str:
     """An address as OpenVPN prints it in the journal (print_sockaddr: family, address, port):
-    `[AF_INET]198.18.0.2:51234`, `[AF_INET6]2001:db8::1:51234` (no brackets, as OpenVPN)."""
+    `[AF_INET]198.18.0.2:51234`, `[AF_INET6]2001:db8::1:51234` (no brackets, as OpenVPN), an
+    IPv4 client of a dual-stack socket `[AF_INET6]::ffff:198.18.0.2:51234`."""
     ip = ipaddress.ip_address(str(addr[0]).split("%", 1)[0])
-    fam = "[AF_INET]" if ip.version == 4 else "[AF_INET6]"
-    return f"{fam}{ip}:{int(addr[1])}"
+    if ip.version == 4:
+        return f"[AF_INET]{ip}:{int(addr[1])}"
+    # An IPv4 client of a dual-stack (tcp6-server) socket: getnameinfo's `::ffff:198.18.0.2`.
+    text = f"::ffff:{ip.ipv4_mapped}" if ip.ipv4_mapped is not None else str(ip)
+    return f"[AF_INET6]{text}:{int(addr[1])}"
 
 
 # What a journal file's name may be: only what sockaddr_text makes (never a path separator, never
