@@ -12,6 +12,7 @@ reuses must not let a stale record touch a new connection.
 from __future__ import annotations
 
 import errno
+import ipaddress
 import itertools
 import logging
 from typing import Callable, Protocol
@@ -43,6 +44,13 @@ PER_SOURCE_CONNS = 8          # TCP connections without a completed handshake, p
 SNIFF_READ = 4096             # port-share: a new connection's first read, before its kind is known
 RESTART_WAIT = 2.0            # stopping: at most this long for clients to acknowledge RESTART (OpenVPN 2.6: 2 s)
 _ACCEPT_RESOURCE_ERRORS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
+
+
+def _is_loopback(ip: str) -> bool:
+    try:
+        return ipaddress.ip_address(ip.split("%", 1)[0]).is_loopback
+    except ValueError:
+        return False
 
 
 class ServerNet(Protocol):
@@ -170,6 +178,12 @@ class ServerGateway:
             target = self.portshare_target or self.ports.resolve(host, port, "tcp", None)[0]
         except OSError as e:
             raise PortGone(str(ConfigError(f"cannot resolve {host}: {e.strerror or e}", path, line, "port-share"))) from e
+        lhost, lport = self.bind_addr()
+        if target[1] == lport and (target[0] == lhost or _is_loopback(target[0])):
+            # Every relayed connection would come back to this port and be relayed again (the
+            # caps would end the chain, but nothing would ever be served).
+            raise PortGone(str(ConfigError(f"{fmt_addr(target)} is this server's own port: every relayed "
+                                           "connection would come back here", path, line, "port-share")))
         journal = None
         if jdir is not None:
             try:

@@ -9,6 +9,7 @@ import os
 import pytest
 
 from appliance.gateway import portshare as ps
+from appliance.gateway.ports import PortGone
 from tests.fakes import MemoryListenSocket, stream_connect
 from tests.gateway.conftest import SERVER_IP, World, client_conf, server_conf
 from tests.gateway.test_faults import served
@@ -257,3 +258,27 @@ def test_a_reload_keeps_port_share_as_started_and_says_so(pki, caplog):
     _visit(w)
     back = _backend_side(w, lst)
     assert bytes(back.inbox) == REQUEST
+
+
+@pytest.mark.parametrize("local,host", [(SERVER_IP, SERVER_IP), ("", "127.0.0.1")])
+def test_port_share_to_our_own_port_is_refused_at_start(pki, local, host):
+    """A loop (each relayed connection relayed again); found for a loopback HOST or our own
+    `local` address. (With a wildcard listener and another address of this host, the caps end
+    the chain.)"""
+    w = World()
+    extra = f"port-share {host} 1194\n" + (f"local {local}\n" if local else "")
+    with pytest.raises(PortGone, match=r"/mem/server.conf:\d+: port-share: .*this server's own port"):
+        w.add_server(server_conf(pki, "tcp-server", extra=extra))
+
+
+def test_an_unresolvable_host_stops_the_start_at_its_line(pki, monkeypatch):
+    from tests.fakes import MemoryPorts
+    real = MemoryPorts.resolve
+
+    def resolve(self, host, port, proto, family):
+        if host == "web.invalid":
+            raise OSError("Name or service not known")
+        return real(self, host, port, proto, family)
+    monkeypatch.setattr(MemoryPorts, "resolve", resolve)
+    with pytest.raises(PortGone, match=r"/mem/server.conf:\d+: port-share: cannot resolve web.invalid"):
+        World().add_server(server_conf(pki, "tcp-server", extra="port-share web.invalid 443\n"))

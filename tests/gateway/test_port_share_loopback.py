@@ -141,6 +141,42 @@ def test_a_client_that_never_reads_stops_the_backend_through_tcp():
         rig.close()
 
 
+def test_both_sides_writing_and_neither_reading_holds_two_buffers_without_spinning():
+    """Each side's reading waits for the other while each still has bytes to take: the pump must
+    watch a socket for writability alone (a readable socket it does not read would wake it
+    without end), and the relay stays, at one buffer per direction."""
+    rig = Rig()
+    try:
+        c = rig.client()
+        b, _ = rig.backend.accept()
+        rig.socks.append(b)
+        c.setblocking(False)
+        b.setblocking(False)
+        relay = next(iter(rig.ps.relays.values()))
+        stalled = 0
+        for _ in range(20_000):
+            moved = False
+            for s in (c, b):
+                try:
+                    s.send(b"w" * 65536)
+                    moved = True
+                except BlockingIOError:
+                    pass
+            rig.pump.step(block=False)
+            stalled = 0 if moved else stalled + 1
+            if stalled > 200:
+                break
+        assert stalled > 200, "the senders were never stopped"
+        for _ in range(2000):                                # the stalled state, woken repeatedly
+            rig.pump.step(block=False)
+        assert relay.rid in rig.ps.relays, f"the relay ended: {rig.pump.faults.counts}"
+        assert relay.spins < 10, relay.spins
+        assert len(relay.c2b) <= ps.BUFFER and len(relay.b2c) <= ps.BUFFER
+        assert "internal error" not in rig.pump.faults.counts
+    finally:
+        rig.close()
+
+
 def test_a_refused_backend_closes_the_client_and_counts():
     rig = Rig(backend_up=False)
     try:
