@@ -436,7 +436,7 @@ class ServerGateway:
             self.d.stream_closed(key)
         except Exception:  # noqa: BLE001
             self.faults.internal("closing a client's session")
-        log.info("%s: not an OpenVPN client: relayed (port-share)", key)
+        log.debug("%s: not an OpenVPN client: relayed (port-share)", key)    # counted: the drop counters
         self.portshare.adopt(link.t, peer, head)
 
     def _on_conn_write(self, key: StreamKey) -> None:
