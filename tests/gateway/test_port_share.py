@@ -282,3 +282,22 @@ def test_an_unresolvable_host_stops_the_start_at_its_line(pki, monkeypatch):
     monkeypatch.setattr(MemoryPorts, "resolve", resolve)
     with pytest.raises(PortGone, match=r"/mem/server.conf:\d+: port-share: cannot resolve web.invalid"):
         World().add_server(server_conf(pki, "tcp-server", extra="port-share web.invalid 443\n"))
+
+
+@pytest.mark.parametrize("protection", ["none", "tls-crypt", "tls-crypt-v2"])
+def test_our_client_is_recognised_with_each_protection(pki, protection):
+    """Our own client's first packet passes OpenVPN's rule too (a tls-crypt-v2 hard reset carries
+    the wrapped client key: 336..1278 bytes), so it reaches a port-share server, ours or OpenVPN's."""
+    from appliance.openvpn import keyfiles
+    w = World()
+    backend = MemoryListenSocket(w.net, BACKEND)
+    backend.bind(BACKEND)
+    srv_extra, cli_extra, prot = "", "", protection
+    if protection == "tls-crypt-v2":
+        skey = keyfiles.generate_tls_crypt_v2_server_key()
+        ckey = keyfiles.generate_tls_crypt_v2_client_key(keyfiles.parse_tls_crypt_v2_server_key(skey))
+        srv_extra, cli_extra, prot = f"<tls-crypt-v2>\n{skey}</tls-crypt-v2>\n", f"<tls-crypt-v2>\n{ckey}</tls-crypt-v2>\n", "none"
+    w.add_server(server_conf(pki, "tcp-server", prot, extra=f"port-share {BACKEND[0]} {BACKEND[1]}\n{srv_extra}"))
+    w.add_client(client_conf(pki, proto="tcp-client", protection=prot, extra=cli_extra))
+    served(w)
+    assert not backend.backlog and not w.server.portshare.relays
