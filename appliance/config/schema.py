@@ -158,7 +158,8 @@ class _Loader:
             pat = re.compile(re.escape(path) + r":(\d+):")
             opts.notes[:] = [pat.sub(lambda m: f"{path}:{single_line if offset is None else int(m.group(1)) + offset}:", n, count=1)
                              for n in opts.notes]
-        for f, d in (("client_connect", "client-connect"), ("client_disconnect", "client-disconnect")):
+        for f, d in (("client_connect", "client-connect"), ("client_disconnect", "client-disconnect"),
+                     ("tls_verify", "tls-verify"), ("tls_crypt_v2_verify", "tls-crypt-v2-verify")):
             if getattr(opts, f, None):      # the appliance image (the TOML's home) runs no scripts
                 p, line = opts.source.get(f, (path, None))
                 self.errors.append(ConfigError("the VM image runs no scripts", p, line, d))

@@ -20,7 +20,7 @@ from ..openvpn import ciphers
 from ..openvpn import events as ev
 from ..openvpn.authtoken import AuthToken
 from ..openvpn.datapath import ClientDataPath
-from ..openvpn.config import Options, Remote
+from ..openvpn.config import ConfigError, Options, Remote
 from ..openvpn.errors import BadPacket
 from ..openvpn.httpproxy import ConnectReply, ProxyRefused, request_bytes
 from ..openvpn.settings import NO_SERVER_CERT_CHECK, checks_server_certificate, client_session_config, mss_rule
@@ -36,6 +36,7 @@ from .observers import ClientCounters, TunnelObserver, TunnelState
 from .ports import AddressWatchPort, Clock, PortGone, Ports, TunPort
 from .restart_pause import restart_pause
 from .status import vm_rss
+from .tlsverify import VerifyRunner, make_verify_runner
 
 log = logging.getLogger("vpn-appliance")
 
@@ -132,6 +133,11 @@ class ClientGateway:
         self._stop_at: float | None = None      # explicit-exit-notify's wait ends then
         self._stops_seen = 0
         self._addr_watch: AddressWatchPort | None = None
+        # tls-verify (gateway/tlsverify.py): the server's chain goes to the command off the loop.
+        if opts.tls_verify and opts.script_security < 2:
+            path, line = opts.source.get("tls_verify", (opts.path, None))
+            raise ConfigError("scripts run only with `script-security 2`", path, line, "tls-verify")
+        self.verify: VerifyRunner | None = make_verify_runner(opts) if opts.tls_verify else None
 
     # ---------------------------------------------------------------- running
     def run(self) -> int:
@@ -141,6 +147,10 @@ class ClientGateway:
 
     def _cleanup(self) -> None:
         self._logs.write()
+        if self.verify is not None:
+            if not self.verify.inline:
+                self.pump.unwatch(self.verify)
+            self.verify.close()
         try:
             self._close_conn()
             if self._addr_watch is not None:
@@ -186,6 +196,8 @@ class ClientGateway:
         for o in self.observers:
             o.attach(self.pump, self._counters)
         self.pump.timers.arm("drops", self.clock() + DROP_LOG_EVERY, self._log_drops)
+        if self.verify is not None and not self.verify.inline:
+            self.pump.watch(self.verify, self._on_verdicts)
         self._watch_addresses()
         freeze_startup_heap()
         self._connect_next()
@@ -709,6 +721,8 @@ class ClientGateway:
             log_client_event(e)
             if isinstance(e, ev.TunnelUp):
                 self._tunnel_up(c, e)
+            elif isinstance(e, ev.TlsVerifyRequested):
+                self._run_verify(c, e)
             elif isinstance(e, ev.KeyRenegotiated):
                 self.counters.renegotiations += 1
             elif isinstance(e, ev.SessionClosed):
@@ -723,6 +737,40 @@ class ClientGateway:
                 else:
                     self._finish(1)
                 return
+
+    # ---------------------------------------------------------------- tls-verify
+    def _run_verify(self, c: Connection, e: ev.TlsVerifyRequested) -> None:
+        """The server's chain to the tls-verify command; its verdict comes back in _on_verdicts
+        (the session holds the handshake meanwhile). Environment as OpenVPN 2.6's client sets
+        it: the server's address as untrusted_ip/untrusted_port, then the chain's variables."""
+        ip, port = c.addr[0], c.addr[1]
+        o = self.opts
+        base = {"untrusted_port": str(port), ("untrusted_ip6" if ":" in ip else "untrusted_ip"): ip,
+                "daemon": "0", "daemon_log_redirect": "0", "verb": str(o.verb), "config": o.path,
+                "script_context": "init"}
+        why = "no runner" if self.verify is None else \
+            self.verify.submit_chain(("tls", c, e.key_id, e.check), ip, list(o.tls_verify or ()), e.chain, base)
+        if why is not None:
+            log.warning("tls-verify not run: %s", why)
+            c.session.tls_verify_result(e.key_id, False, self.clock(), check=e.check)
+        elif self.verify.inline:
+            self.pump.timers.arm("verdicts", self.clock(), self._on_verdicts)
+
+    def _on_verdicts(self) -> None:
+        if self.verify is None:
+            return
+        self.verify.drain()
+        for (_, c, key_id, check), ok, reason in self.verify.take_results():
+            if self.conn is not c:
+                continue                    # that connection is over: nothing waits for it
+            if not ok:
+                log.warning("%s", reason)
+            try:
+                c.session.tls_verify_result(key_id, ok, self.clock(), check=check)
+            except Exception as ex:  # noqa: BLE001 - our bug: this session ends, the client starts over
+                self._engine_failed(c, ex, "a tls-verify verdict")
+                continue
+            self._after_engine(c)
 
     def _tunnel_up(self, c: Connection, e: ev.TunnelUp) -> None:
         log.info("server pushed: %s", Lazy(push_summary, e.pushed))

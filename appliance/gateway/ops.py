@@ -42,6 +42,7 @@ from .management import Management
 from .ports import PortGone
 from .learn import LearnAddress
 from .scripts import ScriptRunner
+from .tlsverify import VerifyRunner, make_verify_runner
 from .mgmt_auth import ClientAuthWait
 from .server_files import load_server_settings
 
@@ -87,7 +88,8 @@ def restart_only_changes(old, new) -> list[str]:
 def check_scripts(o) -> None:
     """client-connect/-disconnect, learn-address and an auth-user-pass-verify command need `script-security 2`
     (OpenVPN refuses to run them otherwise, and every login would then fail)."""
-    for field in ("auth_user_pass_verify_script", "client_connect", "client_disconnect", "learn_address"):
+    for field in ("auth_user_pass_verify_script", "client_connect", "client_disconnect", "learn_address",
+                  "tls_verify", "tls_crypt_v2_verify"):
         if getattr(o, field) and o.script_security < 2:
             d = "auth-user-pass-verify" if field.startswith("auth") else field.replace("_", "-")
             path, line = o.source.get(field, (o.path, None))
@@ -129,6 +131,7 @@ class Operations:
         self.client_auth: ClientAuthWait | None = None  # management-client-auth (mgmt_auth.py)
         self.scripts = scripts
         self.learn = LearnAddress(self)             # learn-address (gateway/learn.py)
+        self.verify: VerifyRunner | None = None      # tls-verify, tls-crypt-v2-verify (gateway/tlsverify.py)
         self.reload_source = reload_source          # () -> config text, for tests; else the file
         # (crl_reader) -> the new Options, their TLS settings (key material checked, the CRL's
         # reading left to the caller) and warnings for what else changed that applies at a restart
@@ -164,12 +167,17 @@ class Operations:
             self.client_auth = None
         if (o.client_connect or o.client_disconnect or o.learn_address) and self.scripts is None:
             self.scripts = ScriptRunner()
+        if (o.tls_verify or o.tls_crypt_v2_verify) and self.verify is None:
+            # Kept once made: a reload that removes the lines leaves the held handshakes their verdicts.
+            self.verify = make_verify_runner(o)
 
     def start(self) -> None:
         gw, o = self.gw, self.gw.opts
         pump = gw.pump
         if self.scripts is not None and not self.scripts.inline:
             pump.watch(self.scripts, self.scripts.drain)
+        if self.verify is not None and not self.verify.inline:
+            pump.watch(self.verify, self.verify.drain)
         if o.management:
             try:
                 self.mgmt = Management(o.management, pump, self, drops_root=o.user is not None)
@@ -210,6 +218,8 @@ class Operations:
             self.gw.faults.internal("learn-address at stop")
         if self.scripts is not None:
             self.scripts.close()
+        if self.verify is not None:
+            self.verify.close()
 
     # ---------------------------------------------------------------- timers
     def _write_status(self, rearm: bool = True) -> None:
@@ -520,8 +530,10 @@ class Operations:
                 raise ConfigError("no management interface runs (`management` takes effect at a restart): "
                                   "every login would wait for an answer that cannot come", path, line,
                                   "management-client-auth")
-            had_scripts = self.scripts
+            had_scripts, had_verify = self.scripts, self.verify
             self._apply_script_settings(new, st)
+            if self.verify is not None and self.verify is not had_verify and not self.verify.inline:
+                gw.pump.watch(self.verify, self.verify.drain)
             if self.scripts is not None and self.scripts is not had_scripts and not self.scripts.inline:
                 gw.pump.watch(self.scripts, self.scripts.drain)
         except (ConfigError, OSError) as e:
@@ -636,7 +648,9 @@ class Operations:
                 self.gw.d.connect_result(rec, False, self.gw.clock(), reason="internal error")
 
     def _on_event(self, rec, e) -> None:
-        if isinstance(e, ev.ConnectRequested):
+        if isinstance(e, (ev.TlsVerifyRequested, ev.V2VerifyRequested)):
+            self._run_verify(rec, e)
+        elif isinstance(e, ev.ConnectRequested):
             inf = self._info(rec)
             self._run_connect(rec, inf)
         elif isinstance(e, ev.TunnelUp):
@@ -694,9 +708,51 @@ class Operations:
         if why is not None:
             self.gw.d.connect_result(rec, False, self.gw.clock(), reason=f"client-connect not run: {why}")
 
+    # ---------------------------------------------------------------- tls-verify, tls-crypt-v2-verify
+    def _run_verify(self, rec, e) -> None:
+        """Hand a held handshake's command to the runner; no room (or no command any more, after
+        a reload) refuses it at once."""
+        o, d, now = self.gw.opts, self.gw.d, self.gw.clock()
+        ip, port = self._real(rec)
+        if isinstance(e, ev.TlsVerifyRequested):
+            why = "no tls-verify command" if self.verify is None or not o.tls_verify else \
+                self.verify.submit_chain(("tls", rec, e.key_id, e.check), ip, list(o.tls_verify), e.chain,
+                                         self.verify_env(ip, port))
+            if why is not None:
+                log.warning("%s: TLS handshake refused: tls-verify not run: %s", fmt_addr(rec.addr), why)
+                d.tls_verify_result(rec, e.key_id, False, now, check=e.check)
+            return
+        why = "no tls-crypt-v2-verify command" if self.verify is None or not o.tls_crypt_v2_verify else \
+            self.verify.submit_metadata(("v2", rec), ip, list(o.tls_crypt_v2_verify), e.metadata_type, e.metadata)
+        if why is not None:
+            d.v2_verify_result(rec, False, now, why=f"not run: {why}")
+
+    def verify_env(self, ip: str, port: int) -> dict[str, str]:
+        """tls-verify's environment before the certificates' variables: the peer's address as
+        OpenVPN's setenv_untrusted sets it, and the server's own variables."""
+        e = {"untrusted_port": str(port), ("untrusted_ip6" if ":" in ip else "untrusted_ip"): ip}
+        e.update(self._server_env())
+        return e
+
+    def _verify_done(self, key, ok: bool, reason: str) -> None:
+        d, now = self.gw.d, self.gw.clock()
+        if key[0] == "tls":
+            _, rec, key_id, check = key
+            if not ok and rec.alive:
+                log.warning("%s: %s", fmt_addr(rec.addr), reason)
+            d.tls_verify_result(rec, key_id, ok, now, check=check)
+        else:
+            d.v2_verify_result(key[1], ok, now, why=reason)
+
     def after_wake(self) -> None:
         for rec, _ in list(self.killing.values()):
             self._end_kill(rec)
+        if self.verify is not None:
+            for key, ok, reason in self.verify.take_results():
+                try:
+                    self._verify_done(key, ok, reason)
+                except Exception:  # noqa: BLE001
+                    self.gw.faults.internal("a verify command's verdict")
         if self.scripts is None:
             return
         for result in self.scripts.take_results():
@@ -795,10 +851,18 @@ class Operations:
                 chain = []      # an extra certificate cryptography cannot read: depth 0 only
             for depth, c in enumerate([cert, *chain]):
                 e.update(cert_env(c, depth))
-        e.update({"remote_port_1": str(o.lport or o.port), "local_port_1": str(o.lport or o.port),
-                  "proto_1": o.proto + ("6" if o.proto_family == "6" else ""), "daemon_pid": str(os.getpid()),
-                  "daemon_start_time": str(int(self.started)), "daemon_log_redirect": "0", "daemon": "0",
-                  "verb": str(o.verb), "config": o.path})
+        e.update(self._server_env())
+        if script_type:
+            e["script_type"] = script_type
+        return e
+
+    def _server_env(self) -> dict[str, str]:
+        """The server's own variables, in every script's environment (OpenVPN's global env set)."""
+        o, pool = self.gw.opts, self.gw.st.pool
+        e = {"remote_port_1": str(o.lport or o.port), "local_port_1": str(o.lport or o.port),
+             "proto_1": o.proto + ("6" if o.proto_family == "6" else ""), "daemon_pid": str(os.getpid()),
+             "daemon_start_time": str(int(self.started)), "daemon_log_redirect": "0", "daemon": "0",
+             "verb": str(o.verb), "config": o.path}
         if pool is not None:
             e["ifconfig_local"] = pool.server_ip
             e["ifconfig_netmask"] = str(pool.net.netmask)
@@ -807,8 +871,6 @@ class Operations:
         e["dev"] = self.gw.tun.name if self.gw.tun is not None else o.dev
         e["dev_type"] = "tun"
         e["redirect_gateway"] = "0"
-        if script_type:
-            e["script_type"] = script_type
         return e
 
     # ---------------------------------------------------------------- management-client-auth

@@ -134,6 +134,10 @@ class ControlChannel:
         was_done = ks.tls.handshake_done
         out, msgs = ks.tls.pump()
         self._queue_tls(ks, out)
+        if ks.tls.verify_chain is not None and not ks.tls.verdict_asked:
+            # tls-verify: the chain goes to the gateway's command; this key waits for the verdict.
+            ks.tls.verdict_asked = True
+            self.events.append(ev.TlsVerifyRequested(ks.key_id, ks.tls.verify_chain, ks.tls.peer_cn, check=ks.tls))
         if ks.tls.handshake_done and not was_done:
             # The last CN, control characters made `_` (common_name, as the checks read it): the
             # name reaches the log, the status file, ccd lookups, scripts and the management interface.

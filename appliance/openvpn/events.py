@@ -57,6 +57,27 @@ class AuthRequested:
 
 
 @dataclass(frozen=True)
+class TlsVerifyRequested:
+    """Either role, with tls-verify: the handshake of key `key_id` is held until the gateway
+    runs the command for each certificate of `chain` (depth 0, the peer's, first; OpenVPN 2.6
+    runs it from the deepest down) and answers with Session.tls_verify_result(key_id, ok, now,
+    check=check). Nothing is sent to the peer, nor read from it, meanwhile."""
+    key_id: int
+    chain: tuple = field(repr=False)
+    common_name: str | None
+    check: object = field(default=None, repr=False, compare=False)
+
+
+@dataclass(frozen=True)
+class V2VerifyRequested:
+    """Server side, with tls-crypt-v2-verify: a client's tls-crypt-v2 key unwrapped; its session
+    does nothing (no TLS) until ServerDispatcher.v2_verify_result(rec, ok, now). `metadata`:
+    the key's metadata after its type byte, as OpenVPN writes it to metadata_file."""
+    metadata_type: int
+    metadata: bytes = field(repr=False)
+
+
+@dataclass(frozen=True)
 class PushRequested:
     """Server side: the client asked for its options (or announced it will take them unasked)."""
 

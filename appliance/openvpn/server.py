@@ -25,7 +25,7 @@ from .addresspool import AddressPool, AddressPool6
 from .admission import Admission
 from .clientpush import ClientPush
 from .cookie import CookieJar
-from .events import ClientFloated, SessionClosed, TunnelUp
+from .events import ClientFloated, SessionClosed, TunnelUp, V2VerifyRequested
 from .iroutes import IrouteTable
 from .errors import BadPacket
 from .opcodes import (CONTROL_FROM_CLIENT_OPS, EARLY_NEG_FLAG_RESEND_WKC, EARLY_NEG_FLAGS, EARLY_NEG_START,
@@ -202,6 +202,9 @@ class ServerDispatcher(ClientPush):
             # established, below).
             rec = self.pending.get(addr)
         if rec is not None:
+            if rec.v2_held is not None:
+                self._count("packet while tls-crypt-v2-verify decides")
+                return rec, []
             if op in CONTROL_FROM_CLIENT_OPS and len(packet) >= 9 and packet[1:9] != rec.session.peer_sid \
                     and rec.session.peer_sid is not None:
                 return self._other_session(rec, packet, op, addr, now)
@@ -243,6 +246,9 @@ class ServerDispatcher(ClientPush):
             return None, []
         p = self.pending.get(addr)
         if p is not None and packet[1:9] == p.session.peer_sid:
+            if p.v2_held is not None:
+                self._count("packet while tls-crypt-v2-verify decides")
+                return p, []
             packet = self._without_wkc(packet, op)
             if packet is None:
                 return p, []
@@ -454,9 +460,50 @@ class ServerDispatcher(ClientPush):
         rec = self._create(addr, now, client_sid, v2, own_sid=cb.peer_sid)
         if rec is None:
             return
+        if self._hold_for_v2_verify(rec, v2, packet):
+            return
         self._in_batch(rec)
         rec.session.receive(packet, now)
         self._collect(rec)
+
+    def _hold_for_v2_verify(self, rec: ClientRecord, v2: "V2Key | None", packet: bytes) -> bool:
+        """tls-crypt-v2-verify: keep the new session's first packet and ask for the verdict on
+        its key's metadata (as OpenVPN 2.6, before any TLS work); True when held."""
+        if v2 is None or not self.st.v2_verify:
+            return False
+        rec.v2_held = bytes(packet)
+        self.events.append((rec, V2VerifyRequested(v2.metadata_type, v2.metadata)))
+        self.rearm(rec)
+        return True
+
+    def v2_verify_result(self, rec: ClientRecord, ok: bool, now: float, why: str = "") -> None:
+        """The tls-crypt-v2-verify verdict: the held packet goes to the session, or the session
+        ends without a word to the client (as OpenVPN drops the packet)."""
+        if not rec.alive or rec.v2_held is None:
+            return
+        packet, rec.v2_held = rec.v2_held, None
+        if not ok:
+            self._count("client refused by tls-crypt-v2-verify")
+            self._drop(rec, f"tls-crypt-v2-verify refused the client's key ({why})" if why
+                       else "tls-crypt-v2-verify refused the client's key")
+            return
+        self._in_batch(rec)
+        try:
+            rec.session.receive(packet, now)
+        except Exception as e:  # noqa: BLE001 - our bug in this session: it ends (take_internal_errors)
+            self._internal_errors.append((rec, e))
+            self._drop(rec, "internal error")
+            return
+        self._collect(rec)
+        self._promote(rec)
+
+    def tls_verify_result(self, rec: ClientRecord, key_id: int, ok: bool, now: float, check: object = None) -> None:
+        """The tls-verify verdict on a client's TlsVerifyRequested (Session.tls_verify_result)."""
+        if not rec.alive:
+            return
+        rec.session.tls_verify_result(key_id, ok, now, check)
+        self._collect(rec)
+        self._promote(rec)
 
     def cookie_valid(self, addr, client_sid: bytes, cookie: bytes, now: float) -> bool:
         """Whether a client's echoed session id is a cookie we handed to it, still within its
@@ -520,6 +567,8 @@ class ServerDispatcher(ClientPush):
         if packet_in is not None:
             if op == Op.CONTROL_HARD_RESET_CLIENT_V3:
                 packet_in, _ = wrapping.split_wkc_untrusted(packet_in)
+            if self._hold_for_v2_verify(rec, v2, packet_in):
+                return rec
             s.receive(packet_in, now)
         self._collect(rec)
         return rec

@@ -44,6 +44,9 @@ class ClientRecord:
     extra_push: list[str] = field(default_factory=list)
     push_reset: bool = False
     v2_metadata: str | None = None       # what the client's tls-crypt-v2 key says about it
+    # tls-crypt-v2-verify: the client's first packet, held (with no TLS work done) until the
+    # verdict on its key's metadata (ServerDispatcher.v2_verify_result); its other packets dropped.
+    v2_held: bytes | None = None
     connect_state: str | None = None     # client-connect: None, "pending" (verdict awaited), "done"
     connect_opts: list[str] = field(default_factory=list)   # options computed before the verdict
     # dispatcher bookkeeping (not for the pump)
@@ -111,3 +114,5 @@ class ServerSettings:
     # client-connect: the push waits for ServerDispatcher.connect_result (ConnectRequested event)
     defer_connect: bool = False
     pool_memory: object | None = None                # ifconfig-pool-persist: poolfile.PoolMemory
+    # tls-crypt-v2-verify: a new session's first packet waits for V2VerifyRequested's verdict
+    v2_verify: bool = False

@@ -63,8 +63,9 @@ def checks_server_certificate(opts: Options) -> bool:
     """Whether a client config checks that the peer's certificate is a server's (or that one):
     without `remote-cert-tls`, `remote-cert-eku`, `verify-x509-name` or `peer-fingerprint`, any
     certificate the CA signed is taken -- another client's too, which lets that client play the
-    server (OpenVPN's "mitm" note). The same set OpenVPN 2.6 counts (`ns-cert-type server` and
-    `tls-verify` are refused here; `remote-cert-ku` alone does not count, as there)."""
+    server (OpenVPN's "mitm" note). The same set OpenVPN 2.6 counts, less `tls-verify`, a command
+    whose checks we cannot judge (`ns-cert-type server` is refused here; `remote-cert-ku` alone
+    does not count, as there)."""
     return bool(opts.remote_cert_tls or opts.remote_cert_eku or opts.verify_x509_name or opts.peer_fingerprint)
 
 
@@ -85,6 +86,7 @@ def tls_settings(opts: Options, is_server: bool, crl_reader: Callable | None = N
         username_field=opts.x509_username_field,
         verify_hash=list(opts.verify_hash), verify_hash_algo=opts.verify_hash_algo,
         cert_profile=opts.tls_cert_profile,
+        hold_for_verdict=bool(opts.tls_verify),      # the gateway runs the command (gateway/tlsverify.py)
     )
 
 
@@ -216,6 +218,7 @@ def server_settings(opts: Options, ccd_loader=None, passdb_text: str | None = No
         username_as_cn=opts.username_as_common_name, connect_freq=opts.connect_freq,
         connect_freq_initial=opts.connect_freq_initial, verify_user=verify_user,
         defer_auth=defer_auth and verify_user is not None,
+        v2_verify=kind == "tls-crypt-v2" and bool(opts.tls_crypt_v2_verify),
     )
 
 

@@ -62,6 +62,9 @@ class TlsSettings:
     verify_hash: list[bytes] = field(default_factory=list)   # verify-hash: depth 1's fingerprints
     verify_hash_algo: str = "SHA1"
     cert_profile: str | None = None             # tls-cert-profile (None: OpenSSL's default level, 2)
+    # tls-verify: once our own checks pass, the handshake is held (nothing sent, nothing read)
+    # until the gateway's verdict on the chain (TlsEndpoint.verify_chain / give_verdict).
+    hold_for_verdict: bool = False
 
 
 # ------------------------------------------------------------------ tls-cipher, tls-ciphersuites, tls-groups
@@ -871,6 +874,14 @@ class TlsEndpoint:
         # session started with, and a CA the reload took out must not let it in.
         self.verify_again = None
         self._fed = False        # records arrived since the last read of application data
+        # tls-verify (settings.hold_for_verdict): OpenSSL finished and our checks passed; the
+        # chain waits for the command's verdict. Meanwhile the peer's certificate is nobody's
+        # identity (peer_cert None: no status line, script or CN lock sees it) and what OpenSSL
+        # wrote (a TLS 1.2 server's Finished, a client's Finished) stays in the memory BIO.
+        self.verify_chain: tuple[x509.Certificate, ...] | None = None
+        self.verdict_asked = False              # the session has emitted its TlsVerifyRequested
+        self._verdict: bool | None = None
+        self._held_cert: x509.Certificate | None = None
         # Where feed() is in the peer's record stream (a record may be cut over control packets):
         self._rec_head = b""     # the start of a record header cut off at the end of a feed
         self._rec_skip = 0       # bytes of the current record's body still to come
@@ -942,6 +953,32 @@ class TlsEndpoint:
         except BaseException:
             self.peer_cert = None               # a refused certificate is nobody's identity
             raise
+
+    def _hold(self) -> None:
+        """tls-verify: keep the verified chain (depth 0 first) for the command, the certificate
+        out of sight until the verdict. A chain cryptography cannot read is refused here."""
+        try:
+            chain = (self.peer_cert, *self._chain_now())
+        except _UNREADABLE as e:
+            self.peer_cert = None
+            raise RemoteProtocolError(f"VERIFY ERROR: a certificate of the peer's chain cannot be read: {e}") from None
+        self._held_cert, self.peer_cert = self.peer_cert, None
+        self.verify_chain = chain
+
+    def give_verdict(self, ok: bool) -> None:
+        """The tls-verify verdict on verify_chain; the next pump() goes on or fails."""
+        if self.verify_chain is not None and self._verdict is None:
+            self._verdict = bool(ok)
+
+    def _take_verdict(self) -> None:
+        ok, self.verify_chain = self._verdict, None
+        if not ok:
+            self._held_cert = None
+            # As OpenVPN's verify callback failing: the handshake fails (no AUTH_FAILED).
+            raise RemoteProtocolError("VERIFY SCRIPT ERROR: tls-verify refused the peer's certificate chain")
+        self.peer_cert, self._held_cert = self._held_cert, None
+        self.handshake_done = True
+        self._fed = True                            # records that came in meanwhile are read now
 
     def _fail(self, r: int) -> NoReturn:
         """OpenSSL said no: pyOpenSSL turns its error queue into the exception (and message)."""
@@ -1025,12 +1062,20 @@ class TlsEndpoint:
         msgs: list[bytes] = []
         ssl = self._ssl
         if not self.handshake_done:
-            r = _lib.SSL_do_handshake(ssl)
-            if r == 1:
-                self._verify_peer()
-                self.handshake_done = True          # only now: see _verify_peer
-            elif _lib.SSL_get_error(ssl, r) != _WANT_READ:
-                self._fail(r)
+            if self.verify_chain is not None:
+                if self._verdict is None:
+                    return b"", msgs                # held: the peer waits, as for OpenVPN's command
+                self._take_verdict()
+            else:
+                r = _lib.SSL_do_handshake(ssl)
+                if r == 1:
+                    self._verify_peer()
+                    if self.settings.hold_for_verdict and self.peer_cert is not None:
+                        self._hold()
+                        return b"", msgs
+                    self.handshake_done = True          # only now: see _verify_peer
+                elif _lib.SSL_get_error(ssl, r) != _WANT_READ:
+                    self._fail(r)
         if self.handshake_done and self._fed:
             # Each read loop ends in "want read" (no more records): run it only when records
             # came in since the last one emptied the input.

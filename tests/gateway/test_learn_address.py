@@ -347,10 +347,7 @@ def test_the_config_line(pki, tmp_path, monkeypatch):
     monkeypatch.setenv("VPN_APPLIANCE_NO_SCRIPTS", "1")
     with pytest.raises(ConfigError, match="learn-address: the VM image runs no scripts"):
         parse_config(server_conf(pki, extra=f"script-security 2\nlearn-address {s}\n"), "/vm/s.conf")
-    # The other two stay refused.
-    monkeypatch.delenv("VPN_APPLIANCE_NO_SCRIPTS")
-    with pytest.raises(ConfigError, match="tls-verify"):
-        parse_config(server_conf(pki, extra=f"script-security 2\ntls-verify {s}\n"), "/m/s.conf")
+    # (tls-verify, tls-crypt-v2-verify: run since 2026-12-03, tests/gateway/test_tls_verify.py)
 
 
 def test_reload_adds_and_removes_it(pki, tmp_path, inline):

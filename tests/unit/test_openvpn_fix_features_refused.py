@@ -1,6 +1,7 @@
 """The features behind some of OpenVPN's 2023-2026 security fixes do not exist here, and a config
-that asks for one fails at its line rather than running without it: tls-crypt-v2-verify and
-tls-crypt-v2-max-age (bc5ec987, CVE-2026-12932), management-signal and
+that asks for one fails at its line rather than running without it: tls-crypt-v2-max-age
+(bc5ec987, CVE-2026-12932; tls-crypt-v2-verify is run since 2026-12-03:
+tests/gateway/test_tls_verify.py), management-signal and
 management-forget-disconnect (4bf05d48), capath (2befad4d's CRL mixups). auth-gen-token's
 external-auth (423afa8e, CVE-2026-13122: the session of an invalid token kept for the external
 verdict) and management-client-auth are served since 2026-12-03 (with the fix:
@@ -17,7 +18,7 @@ from appliance.openvpn.errors import ConfigError
 from tests.gateway.conftest import pki, server_conf  # noqa: F401 - pki: the fixture
 
 
-@pytest.mark.parametrize("line", ["auth-gen-token 0 external-auth", "tls-crypt-v2-verify /bin/true",
+@pytest.mark.parametrize("line", ["auth-gen-token 0 external-auth",
                                   "tls-crypt-v2-max-age 30", "management-signal", "management-forget-disconnect",
                                   "capath /etc/ssl/certs", "management-client-auth"])
 def test_a_server_config_asking_for_it_fails_at_its_line(pki, line):

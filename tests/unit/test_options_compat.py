@@ -210,7 +210,7 @@ def test_tcp_mss_equals_openvpn_26(proto, cipher, lines, openvpn_mss):
 
 @pytest.mark.parametrize("line, directive", [
     ("ignore-unknown-option verify-hash\nverify-hash AA:BB", "verify-hash"),
-    ("setenv opt tls-verify /bin/true", "tls-verify"),
+    ("setenv opt plugin /usr/lib/openvpn/plugin.so", "plugin"),
     ("setenv opt crl-verify crl.pem", "crl-verify"),
     ("ignore-unknown-option ns-cert-type\nns-cert-type server", "ns-cert-type"),
     ("setenv opt tls-cert-profile strict", "tls-cert-profile"),

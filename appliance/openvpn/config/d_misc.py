@@ -133,11 +133,9 @@ reg.refuse("chroot", "not supported: Python imports modules lazily after start-u
            "break; use `user`/`group` (or a container) instead")
 
 # ------------------------------------------------------------------ refused (with the reason)
-_SCRIPTS = "scripts are not supported (the appliance runs no scripts)"
 # up/down/route-up/route-pre-down/ipchange: d_ops.py (the DNS helpers are built in, --no-scripts).
-# Scripts and plugins that decide whether a client may connect: refused, never ignored
-# (learn-address: d_ops.py).
-reg.refuse("tls-verify tls-crypt-v2-verify", _SCRIPTS, access=True)
+# Commands that decide whether a peer may connect (client-connect, learn-address, tls-verify,
+# tls-crypt-v2-verify): d_ops.py. Plugins: refused, never ignored.
 reg.refuse("plugin", "plugins are not supported", access=True)
 reg.refuse("opt-verify", "option-string checks of clients are not supported (deprecated in OpenVPN 2.6); "
            "remove it", access=True)

@@ -213,6 +213,12 @@ reg.apply("client-disconnect", why="server: run a command when a client disconne
 reg.apply("learn-address", why="server: run a command when a client's address (pool, IPv6, iroute) is "
           "added, updated or deleted (non-zero exit: the address is not routed to that client)",
           sets=("learn_address",), used_by="pump", nargs=(1, 1), access=True)(_script("learn_address"))
+reg.apply("tls-verify", why="run a command for each certificate of the peer's verified chain, deepest first "
+          "(`CMD DEPTH SUBJECT`; non-zero exit refuses the peer: its TLS handshake fails)",
+          sets=("tls_verify",), used_by="pump", nargs=(1, 1), access=True)(_script("tls_verify"))
+reg.apply("tls-crypt-v2-verify", why="server: run a command on a client's tls-crypt-v2 key metadata before "
+          "any TLS (non-zero exit drops the client unanswered)", sets=("tls_crypt_v2_verify",), used_by="pump",
+          nargs=(1, 1), access=True)(_script("tls_crypt_v2_verify"))
 
 
 # ------------------------------------------------------------------ client up/down scripts

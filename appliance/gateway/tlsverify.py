@@ -1,0 +1,239 @@
+"""`tls-verify CMD` and `tls-crypt-v2-verify CMD` as OpenVPN 2.6.14 runs them (ssl_verify.c
+verify_cert / verify_cert_call_command / verify_cert_set_env; tls_crypt.c
+tls_crypt_v2_verify_metadata), but off the event loop.
+
+tls-verify: for each certificate of the chain OpenSSL verified, the deepest (the root) first,
+`CMD DEPTH SUBJECT` (SUBJECT as OpenVPN prints it: tls.openvpn_subject), with the environment
+growing as OpenVPN's does across the calls: X509_<depth>_<field>, tls_id_N, tls_digest_N,
+tls_digest_sha256_N, tls_serial_N, tls_serial_hex_N of each depth done so far, `common_name` from
+depth 0 on, untrusted_ip/untrusted_port (the peer), script_type=tls-verify. The first non-zero
+exit refuses the peer and the calls stop there (OpenVPN's verify callback fails at that depth).
+A chain deeper than OpenVPN's MAX_CERT_DEPTH (16) is refused without a call, as there.
+
+tls-crypt-v2-verify: once, before any TLS, with `metadata_type` (the metadata's first byte, in
+decimal), `metadata_file` (the rest, in a file of tmp-dir removed afterwards) and
+script_type=tls-crypt-v2-verify; non-zero refuses.
+
+Why off the loop: OpenVPN runs them synchronously inside the handshake, and every tunnel waits
+while a command looks something up. Here the engine holds the one handshake (events
+TlsVerifyRequested / V2VerifyRequested) and this runner's workers run the commands; the pump feeds
+the verdict back. Bounds: each job (all the depths of one chain together) has a time limit, past
+which it is killed with what it started and counts as a refusal; at most MAX_PENDING jobs queued
+or running in all and PER_SOURCE_PENDING per source address (an IPv6 /64 counts as one), so one
+host's flood of handshakes holds a few slots and others still get theirs. A job refused for room
+refuses its handshake at once (the peer retries, as after any TLS failure).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import tempfile
+import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from ..openvpn.sources import source_group
+from ..openvpn.tls import MAX_CERT_DEPTH, cert_env, common_name, openvpn_subject
+from .loop import Wake
+from .scripts import Running, run_limited
+
+log = logging.getLogger("vpn-appliance")
+
+WORKERS = 2                 # commands at once
+MAX_PENDING = 64            # jobs queued or running, all sources together
+PER_SOURCE_PENDING = 4      # of those, from one source address
+TIME_LIMIT = 10.0           # seconds for one job (all its depths); capped below hand-window by the caller
+_ERR_TAIL = 4096
+
+
+@dataclass(frozen=True)
+class Call:
+    """One command run: its arguments and environment (what a test or the log may show)."""
+    argv: tuple[str, ...]
+    env: dict
+
+
+def clean(value: str) -> str:
+    """An environment value or argument as it can be passed at all: a NUL (which no C string
+    holds) made `_`. The values are OpenVPN's already (control characters remapped or escaped),
+    so this only matters for what our readers let through."""
+    return value.replace("\0", "_")
+
+
+def chain_calls(argv: list[str], chain: tuple, base_env: dict[str, str]) -> list[Call] | str:
+    """The calls for a verified chain (depth 0 first in `chain`), in OpenVPN's order (deepest
+    first), each with the environment as OpenVPN's stands at that call; or why the chain is
+    refused without one."""
+    if len(chain) > MAX_CERT_DEPTH:
+        return f"certificate chain of depth {len(chain) - 1} (OpenVPN refuses depth {MAX_CERT_DEPTH} and more)"
+    env = dict(base_env)
+    calls = []
+    for depth in range(len(chain) - 1, -1, -1):
+        cert = chain[depth]
+        if depth == 0:
+            env["common_name"] = common_name(cert) or ""
+        env.update(cert_env(cert, depth))
+        env["script_type"] = "tls-verify"
+        calls.append(Call((*argv, str(depth), clean(openvpn_subject(cert))),
+                          {clean(k): clean(v) for k, v in env.items()}))
+    return calls
+
+
+@dataclass
+class _Job:
+    key: object
+    source: str
+    calls: list[Call] | None = None           # tls-verify
+    metadata: tuple[int, bytes] | None = None  # tls-crypt-v2-verify: (type, the rest)
+    argv: tuple[str, ...] = ()
+
+
+class VerifyRunner:
+    """submit_chain / submit_metadata -> None when queued, else why not (the caller refuses);
+    verdicts from take_results() as (key, ok, reason). `inline=True` runs in the caller (tests)."""
+
+    def __init__(self, time_limit: float = TIME_LIMIT, tmp_dir: str | None = None, inline: bool = False,
+                 workers: int = WORKERS, max_pending: int = MAX_PENDING,
+                 per_source_pending: int = PER_SOURCE_PENDING) -> None:
+        self.time_limit = time_limit
+        self.tmp_dir = tmp_dir
+        self.inline = inline
+        self.max_pending = max_pending
+        self.per_source_pending = per_source_pending
+        self.pending: dict[str, int] = {}
+        self.results: deque = deque()          # (key, source, ok, reason), appended by workers
+        self.ran = 0
+        self.refused: dict[str, int] = {}
+        self.running = Running()
+        self._pool = None if inline else ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tls-verify")
+        self._wake: Wake | None = None if inline else Wake()
+
+    # ---------------------------------------------------------------- the pump's side
+    def fileno(self) -> int:
+        assert self._wake is not None
+        return self._wake.fileno()
+
+    def drain(self) -> None:
+        if self._wake is not None:
+            self._wake.drain()
+
+    def submit_chain(self, key: object, source: str, argv: list[str], chain: tuple,
+                     base_env: dict[str, str]) -> str | None:
+        calls = chain_calls(argv, chain, base_env)
+        if isinstance(calls, str):
+            return calls
+        return self._submit(_Job(key, source_group(source), calls=calls))
+
+    def submit_metadata(self, key: object, source: str, argv: list[str], metadata_type: int,
+                        metadata: bytes) -> str | None:
+        return self._submit(_Job(key, source_group(source), metadata=(metadata_type, bytes(metadata)),
+                                 argv=tuple(argv)))
+
+    def _submit(self, job: _Job) -> str | None:
+        why = None
+        if sum(self.pending.values()) >= self.max_pending:
+            why = "too many verify commands queued"
+        elif self.pending.get(job.source, 0) >= self.per_source_pending:
+            why = "too many verify commands queued for one address"
+        if why is not None:
+            self.refused[why] = self.refused.get(why, 0) + 1
+            return why
+        self.pending[job.source] = self.pending.get(job.source, 0) + 1
+        self._start(job)
+        return None
+
+    def _start(self, job: _Job) -> None:
+        if self._pool is None:
+            self.results.append((job.key, job.source, *self._run(job)))
+            return
+        fut = self._pool.submit(self._run, job)
+        fut.add_done_callback(lambda f, j=job: self._done(j, f))
+
+    def _done(self, job: _Job, fut) -> None:
+        if fut.cancelled():
+            return
+        ok, reason = fut.result() if fut.exception() is None else (False, "the command failed")
+        self.results.append((job.key, job.source, ok, reason))
+        if self._wake is not None:
+            self._wake.ring()
+
+    def take_results(self) -> list[tuple[object, bool, str]]:
+        out = []
+        while self.results:
+            key, source, ok, reason = self.results.popleft()
+            n = self.pending.get(source, 1) - 1
+            if n > 0:
+                self.pending[source] = n
+            else:
+                self.pending.pop(source, None)
+            self.ran += 1
+            out.append((key, ok, reason))
+        return out
+
+    def close(self) -> None:
+        self.running.stop()
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+        if self._wake is not None:
+            self._wake.close()
+
+    # ---------------------------------------------------------------- the workers' side
+    def _run(self, job: _Job) -> tuple[bool, str]:
+        try:
+            if job.calls is not None:
+                return self._run_chain(job.calls)
+            return self._run_metadata(job)
+        except Exception as e:  # noqa: BLE001 - a broken run refuses, it never accepts
+            return False, f"verify command failed: {e}"
+
+    def _one(self, call: Call, limit: float) -> str | None:
+        """Run one call; None when it exited 0, else why not."""
+        name = os.path.basename(call.argv[0])
+        if limit <= 0:
+            return f"{name} ran past the {self.time_limit:g} s limit"
+        env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"), **call.env}
+        with tempfile.TemporaryFile() as err_f:
+            try:
+                status = run_limited(list(call.argv), env, limit, subprocess.DEVNULL, err_f, self.running)
+            except (OSError, ValueError) as e:      # E2BIG (a huge environment) refuses too
+                return f"cannot run {call.argv[0]}: {getattr(e, 'strerror', None) or e}"
+            if status is None:
+                return f"{name} ran past the {self.time_limit:g} s limit"
+            if status != 0:
+                err_f.seek(max(0, os.fstat(err_f.fileno()).st_size - _ERR_TAIL))
+                err = err_f.read(_ERR_TAIL).decode("utf-8", "replace").strip().splitlines()
+                return f"{name} exited with status {status}" + (f": {err[-1][:200]}" if err else "")
+        return None
+
+    def _run_chain(self, calls: list[Call]) -> tuple[bool, str]:
+        end = time.monotonic() + self.time_limit
+        for call in calls:
+            why = self._one(call, end - time.monotonic())
+            if why is not None:
+                return False, f"VERIFY SCRIPT ERROR: depth={call.argv[-2]}, {call.argv[-1]}: {why}"
+        return True, ""
+
+    def _run_metadata(self, job: _Job) -> tuple[bool, str]:
+        mtype, data = job.metadata
+        fd, path = tempfile.mkstemp(prefix="openvpn_tls_crypt_v2_metadata_", suffix=".tmp", dir=self.tmp_dir)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            env = {"script_type": "tls-crypt-v2-verify", "metadata_type": str(mtype), "metadata_file": path}
+            why = self._one(Call(job.argv, env), self.time_limit)
+        finally:
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+        return (True, "") if why is None else (False, f"TLS CRYPT V2 VERIFY SCRIPT ERROR: {why}")
+
+
+def make_verify_runner(opts, inline: bool = False) -> VerifyRunner:
+    """The runner for a config with tls-verify or tls-crypt-v2-verify. Its time limit stays well
+    inside hand-window, so a killed command's refusal reaches the peer before its handshake ends
+    by itself."""
+    return VerifyRunner(time_limit=min(TIME_LIMIT, max(1.0, opts.hand_window / 2)), tmp_dir=opts.tmp_dir,
+                        inline=inline)

@@ -1,0 +1,257 @@
+"""tls-verify and tls-crypt-v2-verify (gateway/tlsverify.py): the commands' calls, arguments and
+environment as OpenVPN 2.6 makes them, what a refusal at each depth leaves behind (nothing), a
+hanging command, a flood of held handshakes, renegotiations, both roles, and the config lines."""
+from __future__ import annotations
+
+import stat
+
+import pytest
+
+from appliance.gateway import client as client_mod
+from appliance.gateway import ops as ops_mod
+from appliance.gateway.tlsverify import VerifyRunner
+from appliance.openvpn import keyfiles
+from appliance.openvpn.config import parse_config
+from appliance.openvpn.errors import ConfigError
+from tests.gateway.conftest import World, client_conf, server_conf
+from tests.gateway.test_tunnel import _up, ping_both_ways
+
+
+def _script(tmp_path, name: str, body: str) -> str:
+    p = tmp_path / name
+    p.write_text("#!/bin/sh\n" + body)
+    p.chmod(p.stat().st_mode | stat.S_IXUSR)
+    return str(p)
+
+
+@pytest.fixture
+def inline(monkeypatch):
+    """Commands run in the pump's own step (deterministic on the fake clock)."""
+    box = {"limit": 10.0, "runners": []}
+
+    def make(opts, inline=False):
+        r = VerifyRunner(time_limit=box["limit"], tmp_dir=opts.tmp_dir, inline=True)
+        box["runners"].append(r)
+        return r
+    monkeypatch.setattr(ops_mod, "make_verify_runner", make)
+    monkeypatch.setattr(client_mod, "make_verify_runner", make)
+    return box
+
+
+def _verifier(tmp_path, refuse_depth: str | None = None, name: str = "tv.sh", extra: str = "") -> tuple[str, object]:
+    """A tls-verify command that logs `script_type depth subject` per call (and its env per depth)."""
+    log = tmp_path / f"{name}.log"
+    refuse = f'[ "$1" = "{refuse_depth}" ] && exit 1\n' if refuse_depth is not None else ""
+    body = (f'echo "$script_type $1 $2" >> {log}\n'
+            f'env > {tmp_path}/{name}-env-$1\n{extra}{refuse}exit 0\n')
+    return _script(tmp_path, name, body), log
+
+
+def _calls(log) -> list[str]:
+    return log.read_text().splitlines() if log.exists() else []
+
+
+def _env(tmp_path, depth: int, name: str = "tv.sh") -> dict[str, str]:
+    text = (tmp_path / f"{name}-env-{depth}").read_text()
+    return dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
+
+
+def test_server_accepts_after_a_call_per_depth_deepest_first(pki, tmp_path, inline):
+    tv, log = _verifier(tmp_path)
+    w = World()
+    w.add_server(server_conf(pki, extra=f"script-security 2\ntls-verify {tv}\n"))
+    w.add_client(client_conf(pki))
+    assert w.run(lambda: _up(w), max_time=30)
+    ping_both_ways(w)
+    assert _calls(log) == ["tls-verify 1 CN=Gateway test CA", "tls-verify 0 CN=client0"]
+    e1, e0 = _env(tmp_path, 1), _env(tmp_path, 0)
+    assert e1["X509_1_CN"] == "Gateway test CA" and "X509_0_CN" not in e1 and "common_name" not in e1
+    assert e0["X509_0_CN"] == "client0" and e0["X509_1_CN"] == "Gateway test CA"
+    assert e0["common_name"] == "client0" and e0["untrusted_ip"] == "198.18.0.2" and e0["script_type"] == "tls-verify"
+    assert e0["tls_id_0"] == "CN=client0" and e0["tls_id_1"] == "CN=Gateway test CA"
+    for k in ("tls_serial_0", "tls_serial_hex_0", "tls_digest_0", "tls_digest_sha256_0", "tls_serial_1"):
+        assert e0[k], k
+    assert len(e0["tls_digest_sha256_0"].split(":")) == 32
+
+
+def _nothing_left(w: World) -> None:
+    """A refused peer is nobody here: no client record with a name, no address leased, no status row."""
+    gw = w.server
+    assert not any(r.common_name for r in gw.d.clients)
+    assert all(r.session.peer_certificate is None and r.session.peer_common_name is None for r in gw.d.clients)
+    assert gw.st.pool.is_free("198.19.0.2")
+    assert gw.ops.rows() == []
+
+
+@pytest.mark.parametrize("depth", ["0", "1"])
+def test_server_refusal_at_a_depth_fails_tls_and_leaves_nothing(pki, tmp_path, inline, caplog, depth):
+    tv, log = _verifier(tmp_path, refuse_depth=depth)
+    w = World()
+    w.add_server(server_conf(pki, extra=f"script-security 2\ntls-verify {tv}\n"))
+    w.add_client(client_conf(pki))
+    assert not w.run(lambda: _up(w), max_time=8)
+    calls = _calls(log)
+    # OpenVPN's verify callback stops at the first depth refused: depth 1's refusal runs no depth 0.
+    one = ["tls-verify 1 CN=Gateway test CA"] + (["tls-verify 0 CN=client0"] if depth == "0" else [])
+    assert calls and calls[:len(one)] == one and len(calls) % len(one) == 0 and set(calls) == set(one)
+    _nothing_left(w)
+    text = caplog.text
+    assert "VERIFY SCRIPT ERROR: depth=" + depth in text
+    assert "AUTH_FAILED" not in text           # a TLS failure to the client, as OpenVPN's
+    assert w.clients[0].counters.connections == 0
+
+
+def test_client_runs_it_on_the_server_chain_and_refuses(pki, tmp_path, inline, caplog):
+    tv, log = _verifier(tmp_path)
+    w = World()
+    w.add_server(server_conf(pki))
+    w.add_client(client_conf(pki, extra=f"script-security 2\ntls-verify {tv}\n"))
+    assert w.run(lambda: _up(w), max_time=30)
+    ping_both_ways(w)
+    assert _calls(log) == ["tls-verify 1 CN=Gateway test CA", "tls-verify 0 CN=server"]
+    e0 = _env(tmp_path, 0)
+    assert e0["common_name"] == "server" and e0["untrusted_ip"] == "198.18.0.1" and e0["untrusted_port"] == "1194"
+    # Refused at depth 0: the client never brings the tunnel up, and the server sees a TLS failure.
+    tv2, log2 = _verifier(tmp_path, refuse_depth="0", name="tv2.sh")
+    w2 = World()
+    w2.add_server(server_conf(pki))
+    w2.add_client(client_conf(pki, extra=f"script-security 2\ntls-verify {tv2}\n"))
+    assert not w2.run(lambda: _up(w2), max_time=8)
+    assert set(_calls(log2)) == {"tls-verify 1 CN=Gateway test CA", "tls-verify 0 CN=server"}
+    assert w2.server.ops.rows() == [] and w2.server.st.pool.is_free("198.19.0.2")
+
+
+def test_a_hanging_command_is_killed_at_its_limit_and_refuses(pki, tmp_path, inline):
+    import time
+    inline["limit"] = 0.5
+    tv, log = _verifier(tmp_path, extra=f'touch {tmp_path}/started; exec sleep 30\n')
+    w = World()
+    w.add_server(server_conf(pki, extra=f"script-security 2\ntls-verify {tv}\n"))
+    w.add_client(client_conf(pki))
+    t0 = time.monotonic()
+    assert not w.run(lambda: _up(w), max_time=3)
+    took = time.monotonic() - t0
+    calls = _calls(log)
+    assert calls and all(c == "tls-verify 1 CN=Gateway test CA" for c in calls)    # killed at depth 1
+    assert took < 0.5 * len(calls) + 5, took
+    _nothing_left(w)
+
+
+class HeldRunner(VerifyRunner):
+    """A runner whose commands 'hang' until release(): the bounds are the real ones."""
+
+    def __init__(self, **kw) -> None:
+        super().__init__(inline=True, **kw)
+        self.held: list = []
+        self.holding = True
+
+    def _start(self, job) -> None:
+        if self.holding:
+            self.held.append(job)
+        else:
+            super()._start(job)
+
+    def release(self, ok: bool = True) -> None:
+        held, self.held = self.held, []
+        for job in held:
+            self.results.append((job.key, job.source, ok, "" if ok else "released as refused"))
+
+
+def test_a_flood_of_held_handshakes_is_bounded_and_the_tunnel_goes_on(pki, tmp_path, monkeypatch):
+    tv, log = _verifier(tmp_path)
+    runner = HeldRunner(max_pending=6, per_source_pending=4)
+    runner.holding = False
+    monkeypatch.setattr(ops_mod, "make_verify_runner", lambda opts, inline=False: runner)
+    w = World()
+    gw = w.add_server(server_conf(pki, extra=f"script-security 2\ntls-verify {tv}\n"))
+    w.add_client(client_conf(pki))
+    assert w.run(lambda: _up(w), max_time=30)
+    runner.holding = True
+    for i in range(10):
+        w.add_client(client_conf(pki, "client1"), ip=f"198.18.1.{10 + i}")
+    w.run_for(4)
+    # Six handshakes held at most; the rest refused at once (a TLS failure: they retry).
+    assert len(runner.held) == 6 and sum(runner.refused.values()) >= 4
+    assert sum(runner.pending.values()) == 6
+    ping_both_ways(w)                       # the established client's tunnel is served meanwhile
+    held = [r for r in gw.d.clients if r.session.peer_certificate is None and r is not gw.d.clients[0]]
+    assert held and not any(r.common_name for r in held)     # held: nobody's identity yet
+    assert not any(_up(w, i) for i in range(1, 11))
+    runner.holding = False
+    runner.release(True)
+    # Each client gets in once its verdict came (the refused ones at their retry).
+    assert w.run(lambda: all(_up(w, i) for i in range(1, 11)), max_time=60)
+    assert runner.pending == {}
+
+
+def test_renegotiation_runs_it_again_and_a_refusal_then_ends_the_client(pki, tmp_path, inline, caplog):
+    marker = tmp_path / "refuse-now"
+    tv, log = _verifier(tmp_path, extra=f'[ -e {marker} ] && exit 1\n')
+    w = World()
+    gw = w.add_server(server_conf(pki, extra=f"script-security 2\ntls-verify {tv}\n"))
+    w.add_client(client_conf(pki, extra="reneg-sec 20\n"))
+    assert w.run(lambda: _up(w), max_time=30)
+    assert len(_calls(log)) == 2
+    assert w.run(lambda: len(_calls(log)) >= 4, max_time=30)        # the renegotiation's handshake
+    w.run_for(2)
+    assert w.clients[0].counters.renegotiations >= 1
+    ping_both_ways(w)
+    assert [r.common_name for r in gw.ops.rows()] == ["client0"]
+    n = len(_calls(log))
+    marker.touch()
+    # The next renegotiation's chain is refused: that client is gone, and its new tries fail too.
+    assert w.run(lambda: gw.ops.rows() == [], max_time=40)
+    assert len(_calls(log)) > n
+    w.run_for(5)
+    _nothing_left(w)
+    assert "VERIFY SCRIPT ERROR: depth=1" in caplog.text
+
+
+def _v2_confs(pki, metadata: bytes):
+    server_pem = keyfiles.generate_tls_crypt_v2_server_key()
+    client_pem = keyfiles.generate_tls_crypt_v2_client_key(keyfiles.parse_tls_crypt_v2_server_key(server_pem),
+                                                           metadata=metadata)
+    return (f"<tls-crypt-v2>\n{server_pem}</tls-crypt-v2>\n", f"<tls-crypt-v2>\n{client_pem}</tls-crypt-v2>\n")
+
+
+def test_tls_crypt_v2_verify_accepts_and_refuses_by_metadata(pki, tmp_path, inline, caplog):
+    log = tmp_path / "v2.log"
+    v2 = _script(tmp_path, "v2.sh", f'echo "$script_type $metadata_type $(cat "$metadata_file") $metadata_file" >> {log}\n'
+                                    'grep -q "^alice$" "$metadata_file"\n')
+    for who, ok in ((b"alice", True), (b"mallory", False)):
+        log.unlink(missing_ok=True)
+        s_key, c_key = _v2_confs(pki, who)
+        w = World()
+        gw = w.add_server(server_conf(pki, protection="none", extra=f"script-security 2\ntls-crypt-v2-verify {v2}\n{s_key}"))
+        w.add_client(client_conf(pki, protection="none", extra=c_key))
+        assert w.run(lambda: _up(w), max_time=8) is ok
+        calls = _calls(log)
+        assert calls and calls[0].startswith(f"tls-crypt-v2-verify 0 {who.decode()} ")
+        metadata_file = calls[0].split()[-1]
+        assert not __import__("os").path.exists(metadata_file)      # removed once the command ended
+        if not ok:
+            _nothing_left(w)
+            assert not gw.d.clients                   # dropped unanswered, before any TLS
+            assert gw.d.stats.get("client refused by tls-crypt-v2-verify", 0) >= 1
+            assert "TLS CRYPT V2 VERIFY SCRIPT ERROR" in caplog.text
+
+
+def test_config_lines(pki, tmp_path, monkeypatch):
+    tv = _script(tmp_path, "tv.sh", "exit 0\n")
+    o = parse_config(server_conf(pki, extra=f"script-security 2\ntls-verify \"{tv} --x 'a b'\"\ntls-crypt-v2-verify {tv}\n"),
+                     "/m/s.conf")
+    assert o.tls_verify == [tv, "--x", "a b"] and o.tls_crypt_v2_verify == [tv]
+    with pytest.raises(ConfigError, match="tls-verify: scripts run only with `script-security 2`"):
+        World().add_server(server_conf(pki, extra=f"tls-verify {tv}\n"))
+    with pytest.raises(ConfigError, match="tls-crypt-v2-verify: scripts run only with `script-security 2`"):
+        World().add_server(server_conf(pki, extra=f"tls-crypt-v2-verify {tv}\n"))
+    with pytest.raises(ConfigError, match="tls-verify: scripts run only with `script-security 2`"):
+        World().add_client(client_conf(pki, extra=f"tls-verify {tv}\n"))
+    with pytest.raises(ConfigError, match="tls-crypt-v2-verify: is a server directive"):
+        parse_config(client_conf(pki, extra=f"script-security 2\ntls-crypt-v2-verify {tv}\n"), "/m/c.ovpn")
+    with pytest.raises(ConfigError, match="tls-verify: .*no such file"):
+        parse_config(server_conf(pki, extra=f"tls-verify {tmp_path}/missing\n"), "/m/s.conf")
+    monkeypatch.setenv("VPN_APPLIANCE_NO_SCRIPTS", "1")
+    for d in ("tls-verify", "tls-crypt-v2-verify"):
+        with pytest.raises(ConfigError, match=f"{d}: the VM image runs no scripts"):
+            parse_config(server_conf(pki, extra=f"script-security 2\n{d} {tv}\n"), "/vm/s.conf")
