@@ -9,7 +9,11 @@ Otherwise the new push options, CRL, certificates, ccd directory, password file 
 to new clients; established clients keep their session, tunnel and address, except those whose
 certificate the (new) CRL revokes, who are disconnected. What only a restart can change (port,
 protocol, device and its MTU, kernel routes, address pools, process settings: RESTART_ONLY) is
-kept as it was, with a `file:line` warning; nothing changed is accepted and ignored. A
+kept as it was, with a `file:line` warning; nothing changed is accepted and ignored.
+tls-verify and tls-crypt-v2-verify (gateway/tlsverify.py) are applied: to every handshake from
+then on, a kept client's next renegotiation included (not run on the spot for kept clients); a
+handshake already held for the command keeps its verdict, and one held whose command the reload
+took away is refused (the peer retries under the new config). A
 `crl-verify` file over 32 KiB is read once, by the CRL worker, before the rest applies (whole,
 on the loop): the old config serves meanwhile (Operations.reload).
 """

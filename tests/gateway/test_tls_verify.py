@@ -255,3 +255,30 @@ def test_config_lines(pki, tmp_path, monkeypatch):
     for d in ("tls-verify", "tls-crypt-v2-verify"):
         with pytest.raises(ConfigError, match=f"{d}: the VM image runs no scripts"):
             parse_config(server_conf(pki, extra=f"script-security 2\n{d} {tv}\n"), "/vm/s.conf")
+
+
+def test_a_reload_applies_it_to_new_handshakes_and_kept_clients_renegotiations(pki, tmp_path, inline):
+    tv, log = _verifier(tmp_path)
+    base = server_conf(pki, extra="script-security 2\n")
+    with_tv = server_conf(pki, extra=f"script-security 2\ntls-verify {tv}\n")
+    w = World()
+    gw = w.add_server(base)
+    holder = {"conf": base}
+    gw.ops.reload_source = lambda: holder["conf"]
+    w.add_client(client_conf(pki, "client0", extra="reneg-sec 30\n"))
+    assert w.run(lambda: _up(w, 0), max_time=30)
+    holder["conf"] = with_tv
+    assert gw.ops.reload()
+    w.add_client(client_conf(pki, "client1"))
+    assert w.run(lambda: _up(w, 1), max_time=30)
+    assert _calls(log) == ["tls-verify 1 CN=Gateway test CA", "tls-verify 0 CN=client1"]
+    # The kept client's next renegotiation runs it too (OpenVPN's SIGHUP has every client in anew).
+    assert w.run(lambda: "tls-verify 0 CN=client0" in _calls(log), max_time=40)
+    w.run_for(2)
+    ping_both_ways(w, 0)
+    holder["conf"] = base
+    assert gw.ops.reload()
+    n = len(_calls(log))
+    w.add_client(client_conf(pki, "client2"))
+    assert w.run(lambda: _up(w, 2), max_time=30)
+    assert len(_calls(log)) == n
