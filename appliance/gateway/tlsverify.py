@@ -46,6 +46,7 @@ MAX_PENDING = 64            # jobs queued or running, all sources together
 PER_SOURCE_PENDING = 4      # of those, from one source address
 TIME_LIMIT = 10.0           # seconds for one job (all its depths); capped below hand-window by the caller
 _ERR_TAIL = 4096
+LOG_SUBJECT_MAX = 256       # characters of a refused certificate's subject in the log line
 
 
 @dataclass(frozen=True)
@@ -85,7 +86,7 @@ def chain_calls(argv: list[str], chain: tuple, base_env: dict[str, str]) -> list
 class _Job:
     key: object
     source: str
-    calls: list[Call] | None = None           # tls-verify
+    chain: tuple | None = None                 # tls-verify: (argv, chain, base_env), made into calls by the worker
     metadata: tuple[int, bytes] | None = None  # tls-crypt-v2-verify: (type, the rest)
     argv: tuple[str, ...] = ()
 
@@ -121,10 +122,9 @@ class VerifyRunner:
 
     def submit_chain(self, key: object, source: str, argv: list[str], chain: tuple,
                      base_env: dict[str, str]) -> str | None:
-        calls = chain_calls(argv, chain, base_env)
-        if isinstance(calls, str):
-            return calls
-        return self._submit(_Job(key, source_group(source), calls=calls))
+        if len(chain) > MAX_CERT_DEPTH:         # (the rest of the work is the worker's, off the loop)
+            return chain_calls(argv, chain, base_env)
+        return self._submit(_Job(key, source_group(source), chain=(list(argv), tuple(chain), dict(base_env))))
 
     def submit_metadata(self, key: object, source: str, argv: list[str], metadata_type: int,
                         metadata: bytes) -> str | None:
@@ -182,8 +182,9 @@ class VerifyRunner:
     # ---------------------------------------------------------------- the workers' side
     def _run(self, job: _Job) -> tuple[bool, str]:
         try:
-            if job.calls is not None:
-                return self._run_chain(job.calls)
+            if job.chain is not None:
+                calls = chain_calls(*job.chain)
+                return (False, calls) if isinstance(calls, str) else self._run_chain(calls)
             return self._run_metadata(job)
         except Exception as e:  # noqa: BLE001 - a broken run refuses, it never accepts
             return False, f"verify command failed: {e}"
@@ -212,7 +213,10 @@ class VerifyRunner:
         for call in calls:
             why = self._one(call, end - time.monotonic())
             if why is not None:
-                return False, f"VERIFY SCRIPT ERROR: depth={call.argv[-2]}, {call.argv[-1]}: {why}"
+                subject = call.argv[-1]         # (a hostile 100 KB subject must not make a 100 KB log line)
+                if len(subject) > LOG_SUBJECT_MAX:
+                    subject = subject[:LOG_SUBJECT_MAX] + f"... ({len(subject)} characters)"
+                return False, f"VERIFY SCRIPT ERROR: depth={call.argv[-2]}, {subject}: {why}"
         return True, ""
 
     def _run_metadata(self, job: _Job) -> tuple[bool, str]:

@@ -841,8 +841,17 @@ def _not_a_record(first: int) -> NoReturn:
                               "or foreign header)")
 
 
+# Bytes a peer may send while its handshake is held for tls-verify (its key-method message, a
+# few records, takes ~1 KB; a client certificate chain is read before the hold).
+HELD_INPUT_MAX = 65536
+
+
 class TlsEndpoint:
     """One TLS session over memory BIOs (a new one per key id, as OpenVPN renegotiates)."""
+
+    # tls-verify's hold (set per instance in __init__; here too for endpoints made without it)
+    verify_chain: "tuple | None" = None
+    _held_input = 0
 
     def __init__(self, ctx: SSL.Context, settings: TlsSettings) -> None:
         self.settings = settings
@@ -882,6 +891,7 @@ class TlsEndpoint:
         self.verdict_asked = False              # the session has emitted its TlsVerifyRequested
         self._verdict: bool | None = None
         self._held_cert: x509.Certificate | None = None
+        self._held_input = 0                    # bytes fed while held
         # Where feed() is in the peer's record stream (a record may be cut over control packets):
         self._rec_head = b""     # the start of a record header cut off at the end of a feed
         self._rec_skip = 0       # bytes of the current record's body still to come
@@ -1007,6 +1017,13 @@ class TlsEndpoint:
             return 0
         if type(data) is not bytes:
             data = bytes(data)
+        if self.verify_chain is not None:
+            # Held for tls-verify: OpenSSL reads nothing until the verdict, so what the peer sends
+            # meanwhile stays in the memory BIO. A real peer sends its key-method message (one
+            # record); more than HELD_INPUT_MAX ends the handshake rather than pile up.
+            self._held_input += len(data)
+            if self._held_input > HELD_INPUT_MAX:
+                raise RemoteProtocolError("TLS input piling up while tls-verify decides")
         n = self._count_records(data, len(data) if room is None else room)
         if room is not None and n > room:
             return n

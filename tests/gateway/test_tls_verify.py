@@ -56,11 +56,12 @@ def _env(tmp_path, depth: int, name: str = "tv.sh") -> dict[str, str]:
     return dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
 
 
-def test_server_accepts_after_a_call_per_depth_deepest_first(pki, tmp_path, inline):
+@pytest.mark.parametrize("proto", ["udp", "tcp"])
+def test_server_accepts_after_a_call_per_depth_deepest_first(pki, tmp_path, inline, proto):
     tv, log = _verifier(tmp_path)
     w = World()
-    w.add_server(server_conf(pki, extra=f"script-security 2\ntls-verify {tv}\n"))
-    w.add_client(client_conf(pki))
+    w.add_server(server_conf(pki, "tcp-server" if proto == "tcp" else "udp", extra=f"script-security 2\ntls-verify {tv}\n"))
+    w.add_client(client_conf(pki, proto="tcp-client" if proto == "tcp" else "udp"))
     assert w.run(lambda: _up(w), max_time=30)
     ping_both_ways(w)
     assert _calls(log) == ["tls-verify 1 CN=Gateway test CA", "tls-verify 0 CN=client0"]

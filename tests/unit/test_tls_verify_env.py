@@ -137,3 +137,21 @@ def test_the_appliance_toml_refuses_it_with_the_line(tmp_path):
     p = write(tmp_path, FULL, CLIENT_OVPN + "script-security 2\ntls-verify /bin/true\n")
     errs = errors_of(p)
     assert any("client.ovpn:11: tls-verify: the VM image runs no scripts" in e for e in errs), errs
+
+
+def test_a_huge_subject_is_refused_without_a_huge_log_line():
+    """A certificate with 8,000 OUs: its subject (160 KB) is more than one argument may hold, so
+    the command cannot start (E2BIG, as OpenVPN's execve): refused, quickly, and the log line
+    names the subject's start only. With 2,000 (40 KB) the command runs."""
+    root = issue("Root", None, None)
+    for n, ok in ((2000, True), (8000, False)):
+        name = _name(*[(NameOID.ORGANIZATIONAL_UNIT_NAME, f"ou-number-{i:05d}") for i in range(n)],
+                     (NameOID.COMMON_NAME, "big"))
+        leaf = issue("x", root, ExtendedKeyUsageOID.CLIENT_AUTH, name=name)[0]
+        r = VerifyRunner(inline=True)
+        t0 = time.monotonic()
+        assert r.submit_chain("k", "198.18.0.1", ["/bin/true"], (leaf, root[0]), {}) is None
+        [(_, got, why)] = r.take_results()
+        assert got is ok and time.monotonic() - t0 < 2.0
+        assert len(why) < 600, len(why)
+        r.close()
