@@ -43,6 +43,7 @@ FLOAT_REPORT_EVERY = 5.0
 # A full table of handshakes in progress (max_half_open) makes room for a new one by ending its
 # oldest, if that one is at least this old (seconds); see _make_room.
 HALF_OPEN_EVICT_AGE = 5.0
+V2_HELD_MAX = 8          # packets kept per session while tls-crypt-v2-verify decides
 
 __all__ = ["AddressPool", "AddressPool6", "ClientRecord", "ServerDispatcher", "ServerSettings", "StreamKey", "V2Key"]
 
@@ -202,12 +203,12 @@ class ServerDispatcher(ClientPush):
             # established, below).
             rec = self.pending.get(addr)
         if rec is not None:
-            if rec.v2_held is not None:
-                self._count("packet while tls-crypt-v2-verify decides")
-                return rec, []
             if op in CONTROL_FROM_CLIENT_OPS and len(packet) >= 9 and packet[1:9] != rec.session.peer_sid \
                     and rec.session.peer_sid is not None:
                 return self._other_session(rec, packet, op, addr, now)
+            if rec.v2_held is not None:
+                self._hold_more(rec, packet)
+                return rec, []
             packet = self._without_wkc(packet, op)
             if packet is None:
                 return rec, []
@@ -247,7 +248,7 @@ class ServerDispatcher(ClientPush):
         p = self.pending.get(addr)
         if p is not None and packet[1:9] == p.session.peer_sid:
             if p.v2_held is not None:
-                self._count("packet while tls-crypt-v2-verify decides")
+                self._hold_more(p, packet)
                 return p, []
             packet = self._without_wkc(packet, op)
             if packet is None:
@@ -471,7 +472,7 @@ class ServerDispatcher(ClientPush):
         its key's metadata (as OpenVPN 2.6, before any TLS work); True when held."""
         if v2 is None or not self.st.v2_verify:
             return False
-        rec.v2_held = bytes(packet)
+        rec.v2_held = [bytes(packet)]
         self.events.append((rec, V2VerifyRequested(v2.metadata_type, v2.metadata)))
         self.rearm(rec)
         return True
@@ -481,7 +482,7 @@ class ServerDispatcher(ClientPush):
         ends without a word to the client (as OpenVPN drops the packet)."""
         if not rec.alive or rec.v2_held is None:
             return
-        packet, rec.v2_held = rec.v2_held, None
+        packets, rec.v2_held = rec.v2_held, None
         if not ok:
             self._count("client refused by tls-crypt-v2-verify")
             self._drop(rec, f"tls-crypt-v2-verify refused the client's key ({why})" if why
@@ -489,13 +490,25 @@ class ServerDispatcher(ClientPush):
             return
         self._in_batch(rec)
         try:
-            rec.session.receive(packet, now)
+            for i, packet in enumerate(packets):
+                if i:                                   # the first had its WKc cut off already
+                    packet = self._without_wkc(packet, packet[0] >> 3)
+                if packet is not None and not rec.session.closed:
+                    rec.session.receive(packet, now)
         except Exception as e:  # noqa: BLE001 - our bug in this session: it ends (take_internal_errors)
             self._internal_errors.append((rec, e))
             self._drop(rec, "internal error")
             return
         self._collect(rec)
         self._promote(rec)
+
+    def _hold_more(self, rec: ClientRecord, packet) -> None:
+        """A packet of a session held for tls-crypt-v2-verify: kept for after the verdict (over
+        TCP nothing is sent twice, so a dropped one would stall the handshake), up to V2_HELD_MAX."""
+        if len(rec.v2_held) >= V2_HELD_MAX:
+            self._count("packet while tls-crypt-v2-verify decides (dropped: too many)")
+            return
+        rec.v2_held.append(bytes(packet))
 
     def tls_verify_result(self, rec: ClientRecord, key_id: int, ok: bool, now: float, check: object = None) -> None:
         """The tls-verify verdict on a client's TlsVerifyRequested (Session.tls_verify_result)."""

@@ -44,9 +44,9 @@ class ClientRecord:
     extra_push: list[str] = field(default_factory=list)
     push_reset: bool = False
     v2_metadata: str | None = None       # what the client's tls-crypt-v2 key says about it
-    # tls-crypt-v2-verify: the client's first packet, held (with no TLS work done) until the
-    # verdict on its key's metadata (ServerDispatcher.v2_verify_result); its other packets dropped.
-    v2_held: bytes | None = None
+    # tls-crypt-v2-verify: the client's packets, held (with no TLS work done) until the verdict
+    # on its key's metadata (ServerDispatcher.v2_verify_result), the first one's WKc cut off.
+    v2_held: list[bytes] | None = None
     connect_state: str | None = None     # client-connect: None, "pending" (verdict awaited), "done"
     connect_opts: list[str] = field(default_factory=list)   # options computed before the verdict
     # dispatcher bookkeeping (not for the pump)

@@ -215,7 +215,8 @@ def _v2_confs(pki, metadata: bytes):
     return (f"<tls-crypt-v2>\n{server_pem}</tls-crypt-v2>\n", f"<tls-crypt-v2>\n{client_pem}</tls-crypt-v2>\n")
 
 
-def test_tls_crypt_v2_verify_accepts_and_refuses_by_metadata(pki, tmp_path, inline, caplog):
+@pytest.mark.parametrize("proto", ["udp", "tcp"])
+def test_tls_crypt_v2_verify_accepts_and_refuses_by_metadata(pki, tmp_path, inline, caplog, proto):
     log = tmp_path / "v2.log"
     v2 = _script(tmp_path, "v2.sh", f'echo "$script_type $metadata_type $(cat "$metadata_file") $metadata_file" >> {log}\n'
                                     'grep -q "^alice$" "$metadata_file"\n')
@@ -223,8 +224,9 @@ def test_tls_crypt_v2_verify_accepts_and_refuses_by_metadata(pki, tmp_path, inli
         log.unlink(missing_ok=True)
         s_key, c_key = _v2_confs(pki, who)
         w = World()
-        gw = w.add_server(server_conf(pki, protection="none", extra=f"script-security 2\ntls-crypt-v2-verify {v2}\n{s_key}"))
-        w.add_client(client_conf(pki, protection="none", extra=c_key))
+        gw = w.add_server(server_conf(pki, "tcp-server" if proto == "tcp" else "udp", protection="none",
+                                      extra=f"script-security 2\ntls-crypt-v2-verify {v2}\n{s_key}"))
+        w.add_client(client_conf(pki, proto="tcp-client" if proto == "tcp" else "udp", protection="none", extra=c_key))
         assert w.run(lambda: _up(w), max_time=8) is ok
         calls = _calls(log)
         assert calls and calls[0].startswith(f"tls-crypt-v2-verify 0 {who.decode()} ")
@@ -283,3 +285,26 @@ def test_a_reload_applies_it_to_new_handshakes_and_kept_clients_renegotiations(p
     w.add_client(client_conf(pki, "client2"))
     assert w.run(lambda: _up(w, 2), max_time=30)
     assert len(_calls(log)) == n
+
+
+@pytest.mark.parametrize("proto", ["udp", "tcp"])
+def test_tls_crypt_v2_verify_held_for_seconds_then_accepted(pki, tmp_path, monkeypatch, proto):
+    """The client's packets while its key's command runs (UDP retransmissions; anything over TCP)
+    wait with its first one, and the handshake goes on from them once the verdict is in."""
+    runner = HeldRunner()
+    monkeypatch.setattr(ops_mod, "make_verify_runner", lambda opts, inline=False: runner)
+    s_key, c_key = _v2_confs(pki, b"alice")
+    w = World()
+    gw = w.add_server(server_conf(pki, "tcp-server" if proto == "tcp" else "udp", protection="none",
+                                  extra=f"script-security 2\ntls-crypt-v2-verify /bin/true\n{s_key}"))
+    w.add_client(client_conf(pki, proto="tcp-client" if proto == "tcp" else "udp", protection="none", extra=c_key))
+    w.run_for(5)
+    assert len(runner.held) == 1 and not _up(w)
+    [rec] = [r for r in gw.d._records() if r.v2_held is not None]
+    # No TLS work yet: the client's hello has not reached OpenSSL.
+    assert all(ks.tls is None or ks.tls.conn.get_state_string() == b"before SSL initialization"
+               for ks in rec.session.keys.values()), [ks.tls.conn.get_state_string() for ks in rec.session.keys.values()]
+    runner.holding = False
+    runner.release(True)
+    assert w.run(lambda: _up(w), max_time=30)
+    ping_both_ways(w)
