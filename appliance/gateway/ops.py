@@ -723,12 +723,14 @@ class Operations:
                 self.verify.submit_chain(("tls", rec, e.key_id, e.check), ip, list(o.tls_verify), e.chain,
                                          self.verify_env(ip, port))
             if why is not None:
-                log.warning("%s: TLS handshake refused: tls-verify not run: %s", fmt_addr(rec.addr), why)
+                # Counted, not logged one by one: a flood of handshakes is what fills the queue.
+                self.gw.faults.count(f"TLS handshake refused: tls-verify not run: {why}")
                 d.tls_verify_result(rec, e.key_id, False, now, check=e.check)
             return
         why = "no tls-crypt-v2-verify command" if self.verify is None or not o.tls_crypt_v2_verify else \
             self.verify.submit_metadata(("v2", rec), ip, list(o.tls_crypt_v2_verify), e.metadata_type, e.metadata)
         if why is not None:
+            self.gw.faults.count(f"client refused: tls-crypt-v2-verify not run: {why}")
             d.v2_verify_result(rec, False, now, why=f"not run: {why}")
 
     def verify_env(self, ip: str, port: int) -> dict[str, str]:

@@ -174,6 +174,7 @@ def test_a_flood_of_held_handshakes_is_bounded_and_the_tunnel_goes_on(pki, tmp_p
     # Six handshakes held at most; the rest refused at once (a TLS failure: they retry).
     assert len(runner.held) == 6 and sum(runner.refused.values()) >= 4
     assert sum(runner.pending.values()) == 6
+    assert gw.faults.counts.get("TLS handshake refused: tls-verify not run: too many verify commands queued", 0) >= 4
     ping_both_ways(w)                       # the established client's tunnel is served meanwhile
     held = [r for r in gw.d.clients if r.session.peer_certificate is None and r is not gw.d.clients[0]]
     assert held and not any(r.common_name for r in held)     # held: nobody's identity yet
