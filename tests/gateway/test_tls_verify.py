@@ -309,3 +309,28 @@ def test_tls_crypt_v2_verify_held_for_seconds_then_accepted(pki, tmp_path, monke
     runner.release(True)
     assert w.run(lambda: _up(w), max_time=30)
     ping_both_ways(w)
+
+
+def test_a_stale_or_late_verdict_decides_nothing(pki, tmp_path, monkeypatch):
+    """A verdict naming another TLS session (a reused key id) is ignored; a handshake held past
+    hand-window ends as any stalled one, and its verdict arriving later changes nothing (its
+    slot is freed all the same)."""
+    runner = HeldRunner()
+    monkeypatch.setattr(ops_mod, "make_verify_runner", lambda opts, inline=False: runner)
+    w = World()
+    gw = w.add_server(server_conf(pki, extra="script-security 2\ntls-verify /bin/true\nhand-window 20\n"))
+    w.add_client(client_conf(pki))
+    w.run_for(2)
+    [job] = runner.held
+    _, rec, key_id, check = job.key
+    gw.d.tls_verify_result(rec, key_id, True, w.clock(), check=object())
+    w.run_for(2)
+    assert not _up(w) and rec.session.peer_common_name is None
+    w.run_for(25)                                   # hand-window over: that session is gone
+    assert not rec.alive
+    runner.release(True)
+    w.run_for(1)
+    assert runner.pending.get("198.18.0.2", 0) <= len(runner.held) and "internal error" not in gw.faults.counts
+    runner.holding = False
+    runner.release(True)                            # the client's later tries are decided as they come
+    assert w.run(lambda: _up(w), max_time=60)

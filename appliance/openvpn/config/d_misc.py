@@ -1,8 +1,8 @@
 """Parser-level directives, logging, and the directives accepted without effect or refused.
 
 Every no-op says why it has no effect here; every refusal says why it is refused. Directives that
-change who may connect are never no-ops (table.py checks the `access` flag): scripts and plugins
-that could refuse clients, CRLs and option checks are refused instead.
+change who may connect are never no-ops (table.py checks the `access` flag): plugins and option
+checks are refused instead (the commands that may refuse a peer are run: d_ops.py).
 """
 from __future__ import annotations
 
