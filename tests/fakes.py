@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import itertools
 import random
+import socket
 import struct
 from collections import deque
 from typing import Callable
@@ -65,16 +66,20 @@ class MemoryNet:
         sock = self.udp.get(dst)
         if sock is None or sock.closed:
             return
+        if sock.remote is not None and tuple(src) != sock.remote:
+            return          # as the kernel: a connected socket takes only its peer's datagrams
         inbox = sock.inbox
+        entry = (bytes(data), src, 0, dst) if sock.pktinfo else (bytes(data), src)
         if self.reorder and inbox and self.rng.random() < self.reorder:
-            inbox.insert(self.rng.randrange(len(inbox)), (bytes(data), src))
+            inbox.insert(self.rng.randrange(len(inbox)), entry)
         else:
-            inbox.append((bytes(data), src))
+            inbox.append(entry)
         self.delivered += 1
 
     def inject(self, dst: tuple, data: bytes, src: tuple) -> None:
         """A datagram from anywhere (an attacker, garbage), straight into a socket's queue."""
-        self.udp[dst].inbox.append((bytes(data), src))
+        sock = self.udp[dst]
+        sock.inbox.append((bytes(data), src, 0, dst) if sock.pktinfo else (bytes(data), src))
 
     def inject_run(self, dst: tuple, datagrams: list[bytes], src: tuple) -> None:
         """Datagrams of one size (the last may be shorter) as one GRO-coalesced message, as the
@@ -94,24 +99,32 @@ class MemoryNet:
 class MemoryDatagramSocket:
     """Enough of a UDP socket for UdpTransport (no GRO, GSO split here like the kernel would)."""
 
-    def __init__(self, net: MemoryNet, ip: str) -> None:
+    def __init__(self, net: MemoryNet, ip: str, also: tuple[str, ...] = ()) -> None:
         self.net = net
         self.ip = ip
+        self.also = also             # the host's further addresses: bound to the wildcard, it has them too
         self.fd = next(_fds)
         net.by_fd[self.fd] = self
         self.local: tuple | None = None
         self.remote: tuple | None = None
-        self.inbox: list[tuple[bytes, tuple]] = []
+        self.inbox: list[tuple] = []     # (data, src[, GRO segment size[, dst (IP_PKTINFO on)]])
         self.closed = False
+        self.pktinfo = False         # IP_PKTINFO set: receives say where each datagram was sent to
+        self.sent_from: list[tuple] = []   # IP_PKTINFO on: (source IP, destination) of each datagram sent
 
     # socket API used by UdpTransport
     def setsockopt(self, level, opt, value) -> None:
         if level == 17 and not self.net.gro:     # SOL_UDP: no UDP GRO unless the net has it
             raise _oserror(errno.ENOPROTOOPT)
+        if (level, opt) == (0, 8):               # SOL_IP, IP_PKTINFO
+            self.pktinfo = bool(value)
 
     def bind(self, addr: tuple) -> None:
-        self.local = (self.ip if addr[0] in ("0.0.0.0", "::") else addr[0], addr[1])
+        wild = addr[0] in ("0.0.0.0", "::")
+        self.local = (self.ip if wild else addr[0], addr[1])
         self.net.udp[self.local] = self
+        for ip in self.also if wild else ():
+            self.net.udp[(ip, addr[1])] = self
 
     def connect(self, addr: tuple) -> None:
         if self.local is None:
@@ -147,18 +160,36 @@ class MemoryDatagramSocket:
         return n, src, (entry[2] if len(entry) > 2 else 0)
 
     def recvmsg_into(self, bufs, ancsize):  # noqa: ANN001
+        entry = self.inbox[0] if self.inbox else None
         n, src, seg = self._recv_into(bufs[0])
-        return n, ([(17, 104, struct.pack("=i", seg))] if seg else []), 0, src
+        anc = [(17, 104, struct.pack("=i", seg))] if seg else []
+        if self.pktinfo and entry is not None and len(entry) > 3:    # in_pktinfo: ifindex, spec_dst, addr
+            dst = socket.inet_aton(entry[3][0])
+            anc.append((0, 8, struct.pack("=i", 1) + dst + dst))
+        return n, anc, 0, src
 
-    def _send_one(self, data, dst: tuple) -> None:
+    def _source(self, cmsg) -> tuple:
+        """Where a datagram leaves from: IP_PKTINFO's ipi_spec_dst if one of ours, else our address."""
+        for lvl, typ, val in cmsg:
+            if (lvl, typ) == (0, 8):
+                ip = socket.inet_ntoa(bytes(val[4:8]))
+                if ip not in (self.ip, *self.also):
+                    raise _oserror(errno.EINVAL)     # not an address of this host
+                return (ip, self.local[1])
+        return self.local
+
+    def _send_one(self, data, dst: tuple, src: tuple | None = None) -> None:
         if self.closed:
             raise _oserror(errno.EBADF)
         if dst[1] == 0:
             raise _oserror(errno.EINVAL)     # what Linux says to a destination port 0
-        code = self.net.send_fault(self.local, dst)
+        src = src or self.local
+        code = self.net.send_fault(src, dst)
         if code:
             raise _oserror(code)
-        self.net.deliver(bytes(data), self.local, dst)
+        if self.pktinfo:
+            self.sent_from.append((src[0], dst))
+        self.net.deliver(bytes(data), src, dst)
 
     def send(self, data) -> int:
         self._send_one(data, self.remote)
@@ -180,17 +211,20 @@ class MemoryDatagramSocket:
             raise _oserror(errno.EBADF)
         if dst[1] == 0:
             raise _oserror(errno.EINVAL)
-        code = self.net.send_fault(self.local, dst)
+        src = self._source(cmsg)
+        code = self.net.send_fault(src, dst)
         if code:
             raise _oserror(code)
         for i in range(0, len(blob), seg):
-            self.net.deliver(blob[i:i + seg], self.local, dst)
+            if self.pktinfo:
+                self.sent_from.append((src[0], dst))
+            self.net.deliver(blob[i:i + seg], src, dst)
         return len(blob)
 
     def close(self) -> None:
         self.closed = True
-        if self.local is not None and self.net.udp.get(self.local) is self:
-            del self.net.udp[self.local]
+        for key in [k for k, v in self.net.udp.items() if v is self]:
+            del self.net.udp[key]
         self.net.by_fd.pop(self.fd, None)
 
     def readable(self) -> bool:
@@ -401,16 +435,17 @@ class MemoryPorts:
 
     def __init__(self, net: MemoryNet, ip: str) -> None:
         self.net, self.ip = net, ip
+        self.also: tuple[str, ...] = ()        # further addresses of this host (multihome tests)
         self.addresses: MemoryAddressWatch | None = None     # the client's, once address_watch() made it
         self.names: dict[str, list[str]] = {}
         self.udp_sockets: list[MemoryDatagramSocket] = []
         self.streams: list[MemoryStreamSocket] = []
         self.listen_socket: MemoryListenSocket | None = None
 
-    def udp(self, local, remote) -> UdpTransport:
-        s = MemoryDatagramSocket(self.net, self.ip)
+    def udp(self, local, remote, multihome: bool = False) -> UdpTransport:
+        s = MemoryDatagramSocket(self.net, self.ip, self.also)
         self.udp_sockets.append(s)
-        return UdpTransport(local, remote, sock=s)
+        return UdpTransport(local, remote, sock=s, multihome=multihome)
 
     def tcp_connect(self, remote) -> TcpTransport:  # noqa: ANN001
         s = stream_connect(self.net, self.ip, remote)

@@ -10,9 +10,11 @@ log = logging.getLogger("vpn-appliance")
 
 
 def fmt_addr(addr) -> str:
-    """198.18.0.1:1194, [2001:db8::1]:1194 for IPv6, tcp#N/IP for a TCP connection key."""
+    """198.18.0.1:1194, [2001:db8::1]:1194 for IPv6, tcp#N/IP for a TCP connection key; a multihome
+    server's client address (3 items, IPv6 5: the local address it wrote to last) with `via LOCAL`."""
     if isinstance(addr, tuple):
-        return f"[{addr[0]}]:{addr[1]}" if ":" in str(addr[0]) else f"{addr[0]}:{addr[1]}"
+        text = f"[{addr[0]}]:{addr[1]}" if ":" in str(addr[0]) else f"{addr[0]}:{addr[1]}"
+        return f"{text} via {addr[-1]}" if len(addr) in (3, 5) and addr[-1] is not None else text
     return str(addr)
 
 

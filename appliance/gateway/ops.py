@@ -72,6 +72,7 @@ RESTART_ONLY = ("port", "lport", "local", "proto", "proto_family", "dev", "tun_m
                 "user", "group", "mlock", "nice", "x509_username_field", "tls_cert_profile")
 _DIRECTIVE_OF = {"proto_family": "proto"}       # the field's directive, where the names differ
 RESTART_ONLY += ("port_share",)                 # (see above; a line of its own beside the tuple)
+RESTART_ONLY += ("multihome",)                  # the socket asks for pktinfo at start (likewise)
 
 
 def restart_only_changes(old, new) -> list[str]:

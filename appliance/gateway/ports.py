@@ -112,7 +112,11 @@ class AddressWatchPort(Protocol):
 class Ports(Protocol):
     """How a gateway gets its ports: created by the caller (the CLI: real sockets; tests: fakes)."""
 
-    def udp(self, local: tuple[str, int] | None, remote: tuple[str, int] | None) -> DatagramPort: ...
+    def udp(self, local: tuple[str, int] | None, remote: tuple[str, int] | None,
+            multihome: bool = False) -> DatagramPort:
+        """`multihome` (a server's): the peers' addresses carry the local address each datagram
+        was sent to as their last item, and sends to such an address leave from that one."""
+        ...
 
     def tcp_connect(self, remote: tuple[str, int]) -> StreamPort:
         """Starts connecting; `connecting` says whether to wait for writability and connect_error()."""

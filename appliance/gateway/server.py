@@ -160,9 +160,15 @@ class ServerGateway:
             self.pump.watch(self.listener, self._on_accept)
             log.info("listening on TCP %s", fmt_addr(addr))
         else:
-            self.udp = self.ports.udp(addr, None)
+            if o.multihome:
+                # Each client answered from the local address it wrote to (the addresses carry it:
+                # transport/udp.py); only asked for with the directive, the plain path unchanged.
+                self.udp = self.ports.udp(addr, None, multihome=True)
+            else:
+                self.udp = self.ports.udp(addr, None)
             self.pump.watch(self.udp, self._on_udp_read)
-            log.info("listening on UDP %s", fmt_addr(addr))
+            log.info("listening on UDP %s%s", fmt_addr(addr),
+                     " (multihome: each client answered from the address it wrote to)" if o.multihome else "")
         if self.auth is not None and not self.auth.inline:
             self.pump.watch(self.auth, self.auth.drain)
         self.pump.timers.arm("drops", self.clock() + DROP_LOG_EVERY, self._log_drops)

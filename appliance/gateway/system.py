@@ -19,9 +19,11 @@ clock = time.monotonic
 class SystemPorts:
     """Sockets as ports (UDP with GSO/GRO where the kernel has them)."""
 
-    def udp(self, local: tuple[str, int] | None, remote: tuple[str, int] | None) -> UdpTransport:
+    def udp(self, local: tuple[str, int] | None, remote: tuple[str, int] | None,
+            multihome: bool = False) -> UdpTransport:
         host = (local or remote or ("0.0.0.0", 0))[0]
-        return UdpTransport(local, remote, family=socket.AF_INET6 if ":" in host else socket.AF_INET)
+        return UdpTransport(local, remote, family=socket.AF_INET6 if ":" in host else socket.AF_INET,
+                            multihome=multihome)
 
     def tcp_connect(self, remote: tuple[str, int]) -> TcpTransport:
         return TcpTransport.connect(remote)

@@ -15,6 +15,10 @@
  * (recvmmsg's rule), so nothing is lost. No source addresses: the socket is connected, so the kernel
  * delivers only its peer's datagrams (the caller uses this for connected sockets alone).
  *
+ * recv_from_many(fd, max_msgs, True) (multihome): each address has a fifth/third item, the local
+ * address the datagram was sent to, from IP_PKTINFO (ipi_spec_dst) or IPV6_PKTINFO (ipi6_addr, a
+ * link-local one with "%ifindex"), as udp.py's local_of reads it; None when the kernel gave none.
+ *
  * Hostile input: the payloads are a network peer's bytes, but nothing here looks inside them; the
  * kernel writes at most each buffer's length and reports the length it wrote. The control message
  * (UDP_GRO's segment size) is the kernel's; its length is still checked before it is read. The
@@ -27,6 +31,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -48,8 +53,10 @@ static struct mmsghdr msgs[RECV_MAX];
 static struct iovec iovs[RECV_MAX];
 static union {
     struct cmsghdr align;
-    unsigned char buf[CMSG_SPACE(sizeof(int))];
+    /* UDP_GRO's size and (multihome) an in6_pktinfo, the larger of the two pktinfo structures */
+    unsigned char buf[CMSG_SPACE(sizeof(int)) + CMSG_SPACE(sizeof(struct in6_pktinfo))];
 } controls[RECV_MAX];
+#define LOCAL_TEXT (INET6_ADDRSTRLEN + 12)  /* an address, "%" and an interface index */
 static struct sockaddr_storage names[RECV_MAX];   /* recv_from_many's source addresses */
 
 /* The segment size of a GRO-coalesced datagram from its control messages, or 0 (not coalesced).
@@ -77,12 +84,47 @@ static long gro_segment(struct msghdr *mh)
     return 0;
 }
 
-/* fd and max_msgs from the arguments (max_msgs capped at RECV_MAX); 0, or -1 with an exception. */
-static int parse_args(PyObject *const *args, Py_ssize_t nargs, const char *name, int *fd, long *want)
+/* The local address datagram `mh` was sent to, as text into `out` (LOCAL_TEXT bytes): 1, or 0 when
+ * no pktinfo is there (or it is too short: never from the kernel). As udp.py's local_of. */
+static int local_text(struct msghdr *mh, char *out)
 {
-    if (nargs != 2) {
-        PyErr_Format(PyExc_TypeError, "%s(fd, max_msgs) takes exactly 2 arguments", name);
+    struct cmsghdr *c;
+    for (c = CMSG_FIRSTHDR(mh); c != NULL; c = CMSG_NXTHDR(mh, c)) {
+        size_t len = c->cmsg_len >= CMSG_LEN(0) ? c->cmsg_len - CMSG_LEN(0) : 0;
+        if (c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_PKTINFO && len >= sizeof(struct in_pktinfo)) {
+            struct in_pktinfo pi;
+            memcpy(&pi, CMSG_DATA(c), sizeof(pi));
+            return inet_ntop(AF_INET, &pi.ipi_spec_dst, out, LOCAL_TEXT) != NULL;
+        }
+        if (c->cmsg_level == IPPROTO_IPV6 && c->cmsg_type == IPV6_PKTINFO && len >= sizeof(struct in6_pktinfo)) {
+            struct in6_pktinfo pi;
+            memcpy(&pi, CMSG_DATA(c), sizeof(pi));
+            if (inet_ntop(AF_INET6, &pi.ipi6_addr, out, INET6_ADDRSTRLEN) == NULL)
+                return 0;
+            if (IN6_IS_ADDR_LINKLOCAL(&pi.ipi6_addr)) {
+                size_t n = strlen(out);
+                snprintf(out + n, LOCAL_TEXT - n, "%%%u", (unsigned int)pi.ipi6_ifindex);
+            }
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* fd and max_msgs from the arguments (max_msgs capped at RECV_MAX), and the optional third
+ * (`with_local`: its truth, 0 when absent or not allowed); 0, or -1 with an exception. */
+static int parse_args(PyObject *const *args, Py_ssize_t nargs, const char *name, int *fd, long *want,
+                      int *with_local)
+{
+    if (nargs != 2 && !(with_local != NULL && nargs == 3)) {
+        PyErr_Format(PyExc_TypeError, with_local != NULL ? "%s(fd, max_msgs[, with_local]) takes 2 or 3 arguments"
+                     : "%s(fd, max_msgs) takes exactly 2 arguments", name);
         return -1;
+    }
+    if (with_local != NULL) {
+        *with_local = 0;
+        if (nargs == 3 && (*with_local = PyObject_IsTrue(args[2])) < 0)
+            return -1;
     }
     long fdl = PyLong_AsLong(args[0]);
     if (fdl == -1 && PyErr_Occurred())
@@ -178,7 +220,7 @@ static PyObject *recv_many(PyObject *Py_UNUSED(self), PyObject *const *args, Py_
 {
     int fd;
     long want;
-    if (parse_args(args, nargs, "recv_many", &fd, &want) < 0)
+    if (parse_args(args, nargs, "recv_many", &fd, &want, NULL) < 0)
         return NULL;
     int n = receive(fd, want, 0);
     if (n < 0)
@@ -229,7 +271,29 @@ struct source {
     int port;
     unsigned int flowinfo, scope_id;   /* AF_INET6 only */
     PyObject *host;                    /* str, a new reference (shared by equal neighbours) */
+    PyObject *local;                   /* multihome: str or None, a new reference (shared likewise) */
+    char local_buf[LOCAL_TEXT];        /* its text ("" when None) */
 };
+
+/* multihome: datagram i's local address into src->local (the previous one's object when the text
+ * is the same). 0, or -1 with an exception. */
+static int local_of(int i, struct source *src, const struct source *prev)
+{
+    if (!local_text(&msgs[i].msg_hdr, src->local_buf))
+        src->local_buf[0] = '\0';
+    if (prev != NULL && prev->local != NULL && strcmp(prev->local_buf, src->local_buf) == 0) {
+        Py_INCREF(prev->local);
+        src->local = prev->local;
+        return 0;
+    }
+    if (src->local_buf[0] == '\0') {
+        Py_INCREF(Py_None);
+        src->local = Py_None;
+        return 0;
+    }
+    src->local = PyUnicode_FromString(src->local_buf);
+    return src->local == NULL ? -1 : 0;
+}
 
 /* names[i] -> *src, the host as Python's socket module writes it (makesockaddr: inet_ntop, no
  * scope suffix; the scope id is the tuple's fourth item). 0, or -1 with an exception. */
@@ -281,21 +345,23 @@ static int source_of(int i, struct source *src, const struct source *prev)
 static int same_source(const struct source *a, const struct source *b)
 {
     return a->family != 0 && a->family == b->family && a->host == b->host && a->port == b->port
-           && a->flowinfo == b->flowinfo && a->scope_id == b->scope_id;
+           && a->flowinfo == b->flowinfo && a->scope_id == b->scope_id && a->local == b->local;
 }
 
 PyDoc_STRVAR(recv_from_many_doc,
 "recv_from_many(fd, max_msgs) -> list of (bytes, gro_segment, address)\n\n"
 "Up to max_msgs (1..32, more is taken as 32) datagrams from the UDP socket fd, without blocking, in\n"
 "one recvmmsg, each with its source address as socket.recvfrom gives it: (host, port) for IPv4,\n"
-"(host, port, flowinfo, scope_id) for IPv6. Fewer than asked: the queue is empty. Nothing read:\n"
+"(host, port, flowinfo, scope_id) for IPv6; with_local true (multihome): the local address the\n"
+"datagram was sent to appended (str, or None). Fewer than asked: the queue is empty. Nothing read:\n"
 "OSError from errno.");
 
 static PyObject *recv_from_many(PyObject *Py_UNUSED(self), PyObject *const *args, Py_ssize_t nargs)
 {
     int fd;
     long want;
-    if (parse_args(args, nargs, "recv_from_many", &fd, &want) < 0)
+    int with_local;
+    if (parse_args(args, nargs, "recv_from_many", &fd, &want, &with_local) < 0)
         return NULL;
     int n = receive(fd, want, 1);
     if (n < 0)
@@ -315,9 +381,16 @@ static PyObject *recv_from_many(PyObject *Py_UNUSED(self), PyObject *const *args
             Py_DECREF(payloads[made]);
             goto fail;
         }
+        sources[made].local = NULL;
         if (source_of(made, &sources[made], made > 0 ? &sources[made - 1] : NULL) < 0) {
             Py_DECREF(payloads[made]);
             Py_DECREF(segments[made]);
+            goto fail;
+        }
+        if (with_local && local_of(made, &sources[made], made > 0 ? &sources[made - 1] : NULL) < 0) {
+            Py_DECREF(payloads[made]);
+            Py_DECREF(segments[made]);
+            Py_XDECREF(sources[made].host);
             goto fail;
         }
     }
@@ -328,10 +401,13 @@ static PyObject *recv_from_many(PyObject *Py_UNUSED(self), PyObject *const *args
         if (addr != NULL && same_source(&sources[i], &sources[i - 1])) {
             Py_INCREF(addr);           /* a burst from one peer: one tuple, as one dict key */
         } else if (sources[i].family == AF_INET) {
-            addr = Py_BuildValue("(Oi)", sources[i].host, sources[i].port);
+            addr = with_local ? Py_BuildValue("(OiO)", sources[i].host, sources[i].port, sources[i].local)
+                              : Py_BuildValue("(Oi)", sources[i].host, sources[i].port);
         } else if (sources[i].family == AF_INET6) {
-            addr = Py_BuildValue("(OiII)", sources[i].host, sources[i].port, sources[i].flowinfo,
-                                 sources[i].scope_id);
+            addr = with_local ? Py_BuildValue("(OiIIO)", sources[i].host, sources[i].port, sources[i].flowinfo,
+                                              sources[i].scope_id, sources[i].local)
+                              : Py_BuildValue("(OiII)", sources[i].host, sources[i].port, sources[i].flowinfo,
+                                              sources[i].scope_id);
         } else {
             addr = Py_None;
             Py_INCREF(addr);
@@ -344,13 +420,15 @@ static PyObject *recv_from_many(PyObject *Py_UNUSED(self), PyObject *const *args
                 Py_DECREF(payloads[j]);
                 Py_DECREF(segments[j]);
                 Py_XDECREF(sources[j].host);
+                Py_XDECREF(sources[j].local);
             }
             return release_items(items, i);
         }
         PyTuple_SET_ITEM(item, 0, payloads[i]);   /* the tuple takes these references */
         PyTuple_SET_ITEM(item, 1, segments[i]);
         PyTuple_SET_ITEM(item, 2, addr);
-        Py_XDECREF(sources[i].host);   /* the address tuple holds its own reference */
+        Py_XDECREF(sources[i].host);   /* the address tuple holds its own references */
+        Py_XDECREF(sources[i].local);
         items[i] = item;
     }
     return list_of(items, n);
@@ -359,6 +437,7 @@ fail:
         Py_DECREF(payloads[j]);
         Py_DECREF(segments[j]);
         Py_XDECREF(sources[j].host);
+        Py_XDECREF(sources[j].local);
     }
     return NULL;
 }

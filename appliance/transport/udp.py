@@ -27,7 +27,47 @@ RECV_SIZE = 65535
 MAX_NO_GSO = 16                # destinations refusing GSO before we take it as the kernel's answer
 _GRO_CMSG = socket.CMSG_SPACE(4)    # room for UDP_GRO's segment size, asked of each receive
 MANY_BATCH = 32                # datagrams per recv_many call (the compiled one takes at most 32)
+# multihome (IP_PKTINFO / IPV6_PKTINFO; Linux values, Python's socket module lacks IP_PKTINFO)
+SOL_IP = 0
+IP_PKTINFO = 8
+IPPROTO_IPV6 = 41
+IPV6_RECVPKTINFO = 49
+IPV6_PKTINFO = 50
+_LOCAL_CMSG = _GRO_CMSG + socket.CMSG_SPACE(20)   # GRO's size and an in6_pktinfo (in_pktinfo is 12 bytes)
+MAX_PKTINFO_CACHE = 256        # local address -> its ready control message (the host's own addresses)
 _udp = native.load("_udp")
+
+
+def local_of(anc) -> str | None:
+    """The local address a datagram was sent to, from recvmsg's ancillary data (multihome), as
+    the address to answer from: IP_PKTINFO's ipi_spec_dst (for a datagram to a broadcast address,
+    the kernel's choice of our unicast address, as OpenVPN uses it), or IPV6_PKTINFO's ipi6_addr
+    (an IPv4 client of a dual-stack socket: ::ffff:a.b.c.d), a link-local one with `%ifindex`
+    (its scope: without it the kernel could not send from it). None: none present or too short
+    (never from the kernel). The compiled recv_from_many does the same in C."""
+    for lvl, typ, data in anc or ():
+        if lvl == SOL_IP and typ == IP_PKTINFO and len(data) >= 12:
+            return socket.inet_ntop(socket.AF_INET, data[4:8])
+        if lvl == IPPROTO_IPV6 and typ == IPV6_PKTINFO and len(data) >= 20:
+            text = socket.inet_ntop(socket.AF_INET6, data[:16])
+            if data[0] == 0xFE and data[1] & 0xC0 == 0x80:
+                text += "%" + str(struct.unpack("=I", data[16:20])[0])
+            return text
+    return None
+
+
+def pktinfo_cmsg(local: str) -> list:
+    """sendmsg's control message that makes a datagram leave from `local` (local_of's text): for
+    IPv4 an in_pktinfo with ipi_spec_dst set and no interface (the route picks it, as a reply
+    without multihome would), for IPv6 (and ::ffff: on a dual-stack socket) an in6_pktinfo, its
+    interface only for a link-local address. ValueError/OSError for text that is no address."""
+    if ":" in local:
+        host, _, scope = local.partition("%")
+        idx = int(scope) if scope else 0
+        if not 0 <= idx < 2**32:
+            raise ValueError(f"bad scope in {local!r}")
+        return [(IPPROTO_IPV6, IPV6_PKTINFO, socket.inet_pton(socket.AF_INET6, host) + struct.pack("=I", idx))]
+    return [(SOL_IP, IP_PKTINFO, struct.pack("=i", 0) + socket.inet_pton(socket.AF_INET, local) + bytes(4))]
 
 
 def _gro_seg(anc) -> int:
@@ -42,9 +82,12 @@ def _gro_seg(anc) -> int:
 
 
 def py_recv_from_many(sock, rview: memoryview, max_msgs: int, gro: bool,
-                      held: list | None = None) -> list[tuple[bytes, int, object]]:
+                      held: list | None = None, local: bool = False) -> list[tuple[bytes, int, object]]:
     """Up to `max_msgs` datagrams from `sock` without blocking: [(payload, GRO segment size or 0,
-    source address as recvfrom gives it)]. Fewer than asked: the queue is empty, or an error ended
+    source address as recvfrom gives it)]; with `local` (multihome), the address has the local
+    address the datagram was sent to appended (local_of; None if the kernel gave none), so a
+    client writing to another of our addresses is another peer to the engine, which moves it
+    there only on an authenticated packet. Fewer than asked: the queue is empty, or an error ended
     the batch. Nothing read: the OSError of the first receive (BlockingIOError when empty). The
     pure-Python twin of the compiled `_udp.recv_from_many`, which does this in one recvmmsg. An
     error after some datagrams (an ICMP refusal that arrived meanwhile, say) is not lost: recvmmsg
@@ -55,7 +98,10 @@ def py_recv_from_many(sock, rview: memoryview, max_msgs: int, gro: bool,
     out: list = []
     for _ in range(max_msgs):
         try:
-            if gro:
+            if local:
+                n, anc, _flags, addr = sock.recvmsg_into([rview], _LOCAL_CMSG)
+                addr = (*addr, local_of(anc))
+            elif gro:
                 n, anc, _flags, addr = sock.recvmsg_into([rview], _GRO_CMSG)
             else:
                 (n, addr), anc = sock.recvfrom_into(rview), None
@@ -78,8 +124,12 @@ def py_recv_many(sock, rview: memoryview, max_msgs: int, gro: bool,
 
 class UdpTransport:
     def __init__(self, local: tuple[str, int] | None, remote: tuple[str, int] | None = None,
-                 family: int = socket.AF_INET, gso: bool = True, gro: bool = True, sock=None) -> None:
+                 family: int = socket.AF_INET, gso: bool = True, gro: bool = True, sock=None,
+                 multihome: bool = False) -> None:
         # `sock`: a socket made elsewhere (tests/fakes.py passes an in-memory one).
+        # `multihome` (a server's unconnected socket): recv_batch's addresses carry the local
+        # address each datagram was sent to as their last item, and send_batch sends from the
+        # local address its address names (_send_batch_via); OSError if the kernel refuses.
         self.sock = sock if sock is not None else socket.socket(family, socket.SOCK_DGRAM)
         for opt, size in ((socket.SO_RCVBUF, 4 << 20), (socket.SO_SNDBUF, 4 << 20)):
             try:
@@ -108,6 +158,19 @@ class UdpTransport:
         real = _udp is not None and type(self.sock) is socket.socket
         self._recv_many = _udp.recv_many if real and remote is not None else None
         self._recv_from_many = _udp.recv_from_many if real else None
+        self.multihome = multihome
+        self._pktinfo: dict[str, list] = {}       # local address -> its control message (multihome)
+        if multihome:
+            if remote is not None:
+                raise ValueError("multihome is for an unconnected (server) socket")
+            if family == socket.AF_INET6:
+                self.sock.setsockopt(IPPROTO_IPV6, IPV6_RECVPKTINFO, 1)
+            else:
+                self.sock.setsockopt(SOL_IP, IP_PKTINFO, 1)
+            if real:
+                self._recv_from_many = lambda fd, n: _udp.recv_from_many(fd, n, True)
+            # Only here: the plain path is left exactly as it is without the directive.
+            self.send_batch = self._send_batch_via        # type: ignore[method-assign]
         self._held: list[OSError] = []        # py_recv_many's error after some datagrams, for its next call
         # Datagrams per message in recv_payloads' last call: each message may be a GRO run of up
         # to 64, so asking for 32 could take 2048 where the caller's limit said 64. Until a call
@@ -150,7 +213,7 @@ class UdpTransport:
                 # The descriptor afresh each time: closed meanwhile (by whatever Python code ran
                 # between two calls), its number may already be another socket's.
                 got = (many(self.sock.fileno(), want) if many is not None
-                       else py_recv_from_many(self.sock, self.rview, want, self.gro, self._held))
+                       else py_recv_from_many(self.sock, self.rview, want, self.gro, self._held, self.multihome))
             except (BlockingIOError, InterruptedError):
                 break
             except ConnectionRefusedError:
@@ -262,9 +325,56 @@ class UdpTransport:
         return False
 
     def send_batch(self, datagrams: list, addr: tuple | None = None) -> None:
-        if not self.gso or len(datagrams) < 2 or addr in self.no_gso:
-            for d in datagrams:
-                self.send(d, addr)
+        self._send_batch(datagrams, addr, addr, ())
+
+    def _send_batch_via(self, datagrams: list, addr: tuple | None = None) -> None:
+        """multihome's send_batch: `addr` is recv_batch's, the client's address and then the local
+        address it wrote to; the datagrams leave from that one (sendmsg with IP_PKTINFO or
+        IPV6_PKTINFO). An address without a local part (None) is answered from the route's choice."""
+        if addr is None:
+            self._send_batch(datagrams, None, None, ())
+            return
+        local = addr[-1]
+        cm = self._pktinfo.get(local) if local is not None else ()
+        if cm is None:
+            try:
+                cm = pktinfo_cmsg(local)
+            except (ValueError, OSError):       # never from the kernel: from the route's choice
+                self.stats["bad_local"] = self.stats.get("bad_local", 0) + 1
+                cm = []
+            if len(self._pktinfo) >= MAX_PKTINFO_CACHE:
+                self._pktinfo.clear()
+            self._pktinfo[local] = cm
+        self._send_batch(datagrams, addr, addr[:-1], cm)
+
+    def _send_via(self, datagram, dest: tuple | None, cm: list) -> bool:
+        """One datagram with control messages `cm` (multihome's pktinfo); plain `send` without."""
+        if not cm:
+            return self.send(datagram, dest)
+        try:
+            self.sock.sendmsg([datagram], cm, 0, dest)
+            self.stats["sent"] += 1
+            return True
+        except (BlockingIOError, InterruptedError):
+            self.stats["send_dropped"] += 1
+        except OSError as e:
+            if e.errno in _OURS_GONE:
+                raise PortGone(f"UDP socket: send failed: {e}") from e
+            self.stats["send_dropped"] += 1
+            self._error("send", e)
+        return False
+
+    def _send_batch(self, datagrams: list, key, addr, cm: list) -> None:
+        """`key`: the destination as the caller names it (no_gso's key); `addr`: where to send;
+        `cm`: control messages every datagram carries (multihome's pktinfo, or none)."""
+        one = self._send_via if cm else None
+        if not self.gso or len(datagrams) < 2 or key in self.no_gso:
+            if one is None:
+                for d in datagrams:
+                    self.send(d, addr)
+            else:
+                for d in datagrams:
+                    one(d, addr, cm)
             return
         target = None if self.remote is not None else addr
         i, n = 0, len(datagrams)
@@ -282,13 +392,20 @@ class UdpTransport:
                 if ln < size:
                     break
             if j - i == 1:
-                self.send(datagrams[i], addr)
+                if one is None:
+                    self.send(datagrams[i], addr)
+                else:
+                    one(datagrams[i], addr, cm)
             else:
-                self._send_gso(datagrams[i:j], size, target)
+                self._send_gso(datagrams[i:j], size, target, cm, key)
             i = j
 
-    def _send_gso(self, run: list, size: int, addr) -> None:
-        cmsg = [(SOL_UDP, UDP_SEGMENT, struct.pack("=H", size))]
+    def _send_gso(self, run: list, size: int, addr, cm: list = (), key=None) -> None:
+        """One GSO sendmsg for `run` to `addr` (None: connected), with `cm` besides UDP_SEGMENT;
+        `key`: the caller's name for the destination (no_gso), `addr` unless given."""
+        if key is None:
+            key = addr
+        cmsg = [(SOL_UDP, UDP_SEGMENT, struct.pack("=H", size)), *cm]
         try:
             if addr is None:
                 self.sock.sendmsg(run, cmsg)
@@ -305,19 +422,19 @@ class UdpTransport:
                 # A segment bigger than the path MTU: GSO cannot fragment, plain sends can.
                 self.stats["gso_too_big"] = self.stats.get("gso_too_big", 0) + 1
                 for d in run:
-                    self.send(d, addr)
+                    self._send_via(d, addr, cm)
             elif e.errno in (errno.EIO, errno.EOPNOTSUPP, errno.ENOPROTOOPT):
                 log.info("UDP GSO refused by the kernel (%s): sending one datagram per call", e)
                 self.gso = False
                 for d in run:
-                    self.send(d, addr)
+                    self._send_via(d, addr, cm)
             elif e.errno == errno.EINVAL:
                 # The destination itself may be invalid (source port 0), or GSO is refused for it
                 # alone (Linux 6.1 says EINVAL when a segment exceeds that destination's path MTU).
                 # Plain sends tell which; one destination never turns GSO off for everyone.
-                sent = sum(self.send(d, addr) for d in run)
+                sent = sum(self._send_via(d, addr, cm) for d in run)
                 if sent:
-                    self._no_gso_for(addr, e)
+                    self._no_gso_for(key, e)
             else:
                 # Refused for this destination (EPERM from a firewall, unreachable, ...): drop.
                 self.stats["send_dropped"] += len(run)

@@ -77,14 +77,17 @@ class World:
         self.client_ports: list[MemoryPorts] = []
 
     def add_server(self, conf: str, passdb: str | None = None, path: str = "/mem/server.conf",
-                   ignore_scripts: bool = False, opts=None, **auth_limits) -> ServerGateway:
-        """`opts`: already parsed (an appliance TOML's [vpn] profile), instead of `conf`."""
+                   ignore_scripts: bool = False, opts=None, also: tuple[str, ...] = (),
+                   **auth_limits) -> ServerGateway:
+        """`opts`: already parsed (an appliance TOML's [vpn] profile), instead of `conf`; `also`:
+        the server host's further addresses besides SERVER_IP (multihome)."""
         opts = opts or parse_config(conf, path, ignore_scripts=ignore_scripts)
         # Tokens (auth-gen-token) carry wall-clock seconds: the fake clock's, from a fixed date.
         st = server_settings(opts, None, passdb, defer_auth=True, wall_clock=lambda: WALL0 + self.clock(),
                              check_command=script_check(opts))
         self.server_net = FakeServerNet(self.net)
         self.server_ports = MemoryPorts(self.net, SERVER_IP)
+        self.server_ports.also = tuple(also)
         auth = AuthChecker(st.verify_user, self.clock, inline=True, **auth_limits) if st.verify_user else None
         self.server = ServerGateway(opts, st, self.server_ports, self.server_net, self.clock,
                                     MemoryWaiter(self.net), auth=auth)

@@ -175,7 +175,6 @@ reg.refuse("cryptoapicert", "not supported on this platform")
 reg.refuse("lladdr", "only tun is supported")
 reg.refuse("static-challenge", "challenge/response is not supported")
 reg.refuse("shaper", "traffic shaping is not supported")
-reg.refuse("multihome", "multihome is not supported")
 reg.refuse("mtu-disc", "not supported")
 reg.refuse("link-mtu", "set tun-mtu instead")
 

@@ -208,6 +208,14 @@ def _local(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
     p.set("local", a[0])
 
 
+@reg.apply("multihome", why="UDP server bound to several addresses: each client is answered from the local "
+           "address its latest authenticated packet was sent to (IP_PKTINFO / IPV6_PKTINFO)",
+           sets=("multihome",), used_by="pump", nargs=(0, 0))
+def _multihome(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
+    # TCP and client configs are refused in parser.finish (the role and proto are known there).
+    p.set("multihome", True)
+
+
 @reg.apply("remote-random", why="try remotes in random order", sets=("remote_random",), used_by="client",
            nargs=(0, 0))
 def _remote_random(p: ParseState, d: str, a: list[str], inline: str | None) -> None:

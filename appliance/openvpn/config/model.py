@@ -128,6 +128,7 @@ class Options:
     keepalive: tuple[int, int] | None = None
     lport: int | None = None
     local: str | None = None
+    multihome: bool = False                      # UDP server: answer from the address written to
     port: int = 1194
     proto: str = "udp"
     proto_family: str | None = None

@@ -287,6 +287,11 @@ def finish(p: ParseState) -> None:
             # gateway redirected); OpenVPN 2.6 refuses them in a server config.
             if d in p.seen:
                 p.err(d, f"cannot be used in a server config (OpenVPN 2.6 refuses it there too){why}", p.seen[d])
+        if o.multihome and o.proto == "tcp":
+            # A TCP connection answers from the address it was accepted on anyway (OpenVPN 2.6
+            # sets the flag and uses it on UDP only): refused rather than read and meaning nothing.
+            p.err("multihome", "is for UDP servers (a TCP connection always answers from the address it "
+                  "was made to)", line("multihome"))
         if o.management_client_auth and o.management is None:
             p.err("management-client-auth", "needs `management` (the client that decides connects there)",
                   line("management_client_auth"))
@@ -356,6 +361,10 @@ def finish(p: ParseState) -> None:
         # The rest of the server's own settings: on a client they would be read and mean nothing
         # (OpenVPN 2.6 refuses most of them too: "requires --mode server"). `management` serves
         # the server role only here.
+        if o.multihome:
+            # Our client's socket is connected: its source address is fixed for the whole session.
+            p.err("multihome", "is for UDP servers; a client sends from the address its connection chose",
+                  line("multihome"))
         for n, d in SERVER_ONLY.items():
             if n in o.source:
                 p.err(d, "is a server directive; this is a client config" if d != "management" else
