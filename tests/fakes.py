@@ -215,7 +215,7 @@ class MemoryDatagramSocket:
         code = self.net.send_fault(src, dst)
         if code:
             raise _oserror(code)
-        for i in range(0, len(blob), seg):
+        for i in range(0, len(blob), seg) if seg else (0,):      # an empty datagram is one too
             if self.pktinfo:
                 self.sent_from.append((src[0], dst))
             self.net.deliver(blob[i:i + seg], src, dst)

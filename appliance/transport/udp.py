@@ -81,6 +81,26 @@ def _gro_seg(anc) -> int:
     return 0
 
 
+def _runs(datagrams: list):
+    """(start, end, size) of each GSO run of `datagrams`, as UdpTransport.send_batch cuts them
+    (equal sizes, the last one may be shorter, bounded count and bytes; an empty datagram alone)."""
+    i, n = 0, len(datagrams)
+    while i < n:
+        size = len(datagrams[i])
+        j = i + 1
+        total = size
+        while j < n and j - i < MAX_GSO_SEGMENTS and total + len(datagrams[j]) <= MAX_GSO_BYTES:
+            ln = len(datagrams[j])
+            if ln > size or ln == 0:
+                break
+            total += ln
+            j += 1
+            if ln < size:
+                break
+        yield i, j, size
+        i = j
+
+
 def py_recv_from_many(sock, rview: memoryview, max_msgs: int, gro: bool,
                       held: list | None = None, local: bool = False) -> list[tuple[bytes, int, object]]:
     """Up to `max_msgs` datagrams from `sock` without blocking: [(payload, GRO segment size or 0,
@@ -325,56 +345,9 @@ class UdpTransport:
         return False
 
     def send_batch(self, datagrams: list, addr: tuple | None = None) -> None:
-        self._send_batch(datagrams, addr, addr, ())
-
-    def _send_batch_via(self, datagrams: list, addr: tuple | None = None) -> None:
-        """multihome's send_batch: `addr` is recv_batch's, the client's address and then the local
-        address it wrote to; the datagrams leave from that one (sendmsg with IP_PKTINFO or
-        IPV6_PKTINFO). An address without a local part (None) is answered from the route's choice."""
-        if addr is None:
-            self._send_batch(datagrams, None, None, ())
-            return
-        local = addr[-1]
-        cm = self._pktinfo.get(local) if local is not None else ()
-        if cm is None:
-            try:
-                cm = pktinfo_cmsg(local)
-            except (ValueError, OSError):       # never from the kernel: from the route's choice
-                self.stats["bad_local"] = self.stats.get("bad_local", 0) + 1
-                cm = []
-            if len(self._pktinfo) >= MAX_PKTINFO_CACHE:
-                self._pktinfo.clear()
-            self._pktinfo[local] = cm
-        self._send_batch(datagrams, addr, addr[:-1], cm)
-
-    def _send_via(self, datagram, dest: tuple | None, cm: list) -> bool:
-        """One datagram with control messages `cm` (multihome's pktinfo); plain `send` without."""
-        if not cm:
-            return self.send(datagram, dest)
-        try:
-            self.sock.sendmsg([datagram], cm, 0, dest)
-            self.stats["sent"] += 1
-            return True
-        except (BlockingIOError, InterruptedError):
-            self.stats["send_dropped"] += 1
-        except OSError as e:
-            if e.errno in _OURS_GONE:
-                raise PortGone(f"UDP socket: send failed: {e}") from e
-            self.stats["send_dropped"] += 1
-            self._error("send", e)
-        return False
-
-    def _send_batch(self, datagrams: list, key, addr, cm: list) -> None:
-        """`key`: the destination as the caller names it (no_gso's key); `addr`: where to send;
-        `cm`: control messages every datagram carries (multihome's pktinfo, or none)."""
-        one = self._send_via if cm else None
-        if not self.gso or len(datagrams) < 2 or key in self.no_gso:
-            if one is None:
-                for d in datagrams:
-                    self.send(d, addr)
-            else:
-                for d in datagrams:
-                    one(d, addr, cm)
+        if not self.gso or len(datagrams) < 2 or addr in self.no_gso:
+            for d in datagrams:
+                self.send(d, addr)
             return
         target = None if self.remote is not None else addr
         i, n = 0, len(datagrams)
@@ -392,13 +365,58 @@ class UdpTransport:
                 if ln < size:
                     break
             if j - i == 1:
-                if one is None:
-                    self.send(datagrams[i], addr)
-                else:
-                    one(datagrams[i], addr, cm)
+                self.send(datagrams[i], addr)
             else:
-                self._send_gso(datagrams[i:j], size, target, cm, key)
+                self._send_gso(datagrams[i:j], size, target)
             i = j
+
+    def _send_batch_via(self, datagrams: list, addr: tuple | None = None) -> None:
+        """multihome's send_batch: `addr` is recv_batch's, the client's address and then the local
+        address it wrote to; the datagrams leave from that one (sendmsg with IP_PKTINFO or
+        IPV6_PKTINFO), in the same GSO runs as send_batch's (whose loop stays inline there: the
+        path without the directive is left as it was). An address without a local part (None) is
+        answered from the route's choice."""
+        if addr is None or addr[-1] is None:
+            UdpTransport.send_batch(self, datagrams, None if addr is None else addr[:-1])
+            return
+        local = addr[-1]
+        cm = self._pktinfo.get(local)
+        if cm is None:
+            try:
+                cm = pktinfo_cmsg(local)
+            except (ValueError, OSError):       # never from the kernel: from the route's choice
+                self.stats["bad_local"] = self.stats.get("bad_local", 0) + 1
+                cm = []
+            if len(self._pktinfo) >= MAX_PKTINFO_CACHE:
+                self._pktinfo.clear()
+            self._pktinfo[local] = cm
+        dest = addr[:-1]
+        if not self.gso or len(datagrams) < 2 or addr in self.no_gso:
+            for d in datagrams:
+                self._send_via(d, dest, cm)
+            return
+        for i, j, size in _runs(datagrams):
+            if j - i == 1:
+                self._send_via(datagrams[i], dest, cm)
+            else:
+                self._send_gso(datagrams[i:j], size, dest, cm, addr)
+
+    def _send_via(self, datagram, dest: tuple | None, cm: list) -> bool:
+        """One datagram with control messages `cm` (multihome's pktinfo); plain `send` without."""
+        if not cm:
+            return self.send(datagram, dest)
+        try:
+            self.sock.sendmsg([datagram], cm, 0, dest)
+            self.stats["sent"] += 1
+            return True
+        except (BlockingIOError, InterruptedError):
+            self.stats["send_dropped"] += 1
+        except OSError as e:
+            if e.errno in _OURS_GONE:
+                raise PortGone(f"UDP socket: send failed: {e}") from e
+            self.stats["send_dropped"] += 1
+            self._error("send", e)
+        return False
 
     def _send_gso(self, run: list, size: int, addr, cm: list = (), key=None) -> None:
         """One GSO sendmsg for `run` to `addr` (None: connected), with `cm` besides UDP_SEGMENT;

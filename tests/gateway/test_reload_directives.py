@@ -172,6 +172,7 @@ def test_max_clients_raised_by_a_reload_raises_the_tcp_connection_cap(pki):
     ("tun-mtu", "tun-mtu 1500\n", "tun-mtu 1400\n"),
     ("route", "", "route 198.18.40.0 255.255.255.0\n"),
     ("port", "", "port 1195\n"),
+    ("multihome", "", "multihome\n"),       # the socket's pktinfo is asked for at start
 ])
 def test_what_a_reload_cannot_change_is_named_with_its_line(pki, caplog, directive, old, new):
     """The TUN device's MTU and the kernel routes are set up at start: a reload that changes
