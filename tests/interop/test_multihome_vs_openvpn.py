@@ -8,8 +8,14 @@ the tunnel never comes up, with either server. With it, each answer leaves from 
 client wrote to, and the tunnel carries a ping. IPv6 on a dual-stack socket (`proto udp6`): a
 client over IPv6 to the second IPv6 address, then one over IPv4 to SECOND (a v4-mapped local
 address, IPV6_PKTINFO). The preferred sources are checked first: without them this proves nothing.
+Then an attacker beside the client sends datagrams with the client's address and port to the first
+address while our server pings the client: no answer leaves from there.
 """
 from __future__ import annotations
+
+import re
+import sys
+import time
 
 import pytest
 
@@ -20,6 +26,7 @@ pytestmark = [pytest.mark.root, pytest.mark.netns]
 
 SECOND = "198.18.0.5"
 V6_FIRST, V6_SECOND, V6_CLI = "fd18:77::1", "fd18:77::5", "fd18:77::2"
+CLIENT_TUN = "198.19.0.2"          # the first (and only) client's pool address
 
 
 @pytest.fixture(scope="module")
@@ -78,4 +85,45 @@ def test_multihome_on_a_dual_stack_socket(lab, procs, kind):
         assert lab.wait_ping(lab.cli, TUN_SERVER_IP, within=15), srv.log()[-3000:] + cli.log()[-3000:]
         assert "Incoming packet rejected" not in cli.log()
         cli.stop()
+    srv.stop()
+
+
+SPOOF = r"""
+import sys, time
+from scapy.all import IP, UDP, Raw, conf
+conf.verb = 0
+src, dst, sport, seconds = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
+forged = [bytes([9 << 3, 0, 0, 0]) + bytes(60),      # data for peer-id 0, not authentic
+          bytes([7 << 3]) + bytes(13)]               # a hard reset: a new session from its address
+pkts = [IP(src=src, dst=dst) / UDP(sport=sport, dport=1194) / Raw(p) for p in forged]
+s = conf.L3socket()
+end, n = time.monotonic() + seconds, 0
+while time.monotonic() < end and n < 5000:
+    s.send(pkts[n % 2])
+    n += 1
+    time.sleep(0.005)
+print("spoofed", n, flush=True)
+"""
+
+
+def test_spoofed_packets_to_the_first_address_do_not_move_the_answers(lab, procs):
+    """Datagrams with the client's address and port as their source, sent to the first address
+    (forged data, hard resets), while the server pings the client through the tunnel: every
+    answer must still leave from SECOND (the client rejects others, and the log would say so)."""
+    srv = _server(lab, "ours", "multihome\n", "mh-spoof")
+    procs.append(srv)
+    cli = _client(lab, SECOND, "udp", "mh-spoof-cli", wait=20)
+    procs.append(cli)
+    assert lab.wait_ping(lab.cli, TUN_SERVER_IP, within=15)
+    m = re.search(r":(\d+)\s+\S+\s+users:\(\(\"openvpn\"", lab.cli.run("ss -unapH").stdout)
+    assert m, lab.cli.run("ss -unapH").stdout
+    spoofer = lab.start(lab.cli, [sys.executable, "-c", SPOOF, CLI_IP, SRV_IP, m.group(1), "4"], "mh-spoofer")
+    procs.append(spoofer)
+    time.sleep(0.5)
+    got = lab.ping(lab.srv, CLIENT_TUN, count=12, interval=0.2)
+    assert spoofer.wait_for(r"spoofed \d+", 10), spoofer.log()
+    assert int(re.search(r"spoofed (\d+)", spoofer.log()).group(1)) > 100, spoofer.log()
+    assert got == 12, f"{got} of 12 pings answered while spoofed"
+    assert "Incoming packet rejected" not in cli.log()
+    cli.stop()
     srv.stop()
