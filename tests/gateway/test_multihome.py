@@ -15,11 +15,11 @@ SECOND = "198.18.0.100"
 PORT = 1194
 
 
-def _world(pki, multihome: bool = True, clients: tuple[str, ...] = (SECOND,)) -> World:
+def _world(pki, multihome: bool = True, clients: tuple[str, ...] = (SECOND,), protection: str = "tls-crypt") -> World:
     w = World()
-    w.add_server(server_conf(pki, extra="multihome" if multihome else ""), also=(SECOND,))
+    w.add_server(server_conf(pki, protection=protection, extra="multihome" if multihome else ""), also=(SECOND,))
     for i, remote in enumerate(clients):
-        w.add_client(client_conf(pki, f"client{i}", remotes=[(remote, PORT)]))
+        w.add_client(client_conf(pki, f"client{i}", protection=protection, remotes=[(remote, PORT)]))
     return w
 
 
@@ -76,8 +76,11 @@ def test_without_multihome_a_client_of_the_second_address_never_comes_up(pki):
     assert any(src == (SERVER_IP, PORT) and dst == me for _d, src, dst in seen), "the server never answered"
 
 
-def test_forged_replayed_and_unauthenticated_packets_to_the_other_address_change_nothing(pki):
-    w = _world(pki)
+@pytest.mark.parametrize("protection", ["tls-crypt", "none"])
+def test_forged_replayed_and_unauthenticated_packets_to_the_other_address_change_nothing(pki, protection):
+    """Without tls-crypt a forged hard reset gets a (stateless) cookie answer, from the address it
+    was sent to: the client's socket drops it, and the client's session is untouched."""
+    w = _world(pki, protection=protection)
     seen = _tap(w)
     assert w.run(lambda: _up(w), max_time=30)
     ping_both_ways(w, tag=b"a")
@@ -93,6 +96,8 @@ def test_forged_replayed_and_unauthenticated_packets_to_the_other_address_change
         w.net.inject(other, d, me)
         w.run_for(0.5)
     assert rec.alive and rec.addr[-1] == SECOND, rec.addr
+    if protection == "none":            # the reset's cookie answer, from where the reset went
+        assert (SERVER_IP, me) in _server_sock(w).sent_from
     n = len(_server_sock(w).sent_from)
     ping_both_ways(w, tag=b"b")
     assert {src for src, dst in _server_sock(w).sent_from[n:] if dst == me} == {SECOND}
