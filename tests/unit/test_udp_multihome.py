@@ -262,3 +262,13 @@ def test_the_multihome_send_cuts_the_same_gso_runs_as_the_plain_one(sizes):
         t.send_batch(list(datagrams), (*peer, A1) if mh else peer)
         seen[mh] = (out, t.stats["gso_sends"], t.stats["sent"])
     assert seen[True] == seen[False]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from([0, 17, 41, 1]), st.sampled_from([8, 50, 49, 104, 1]),
+                          st.binary(max_size=40)), max_size=4))
+def test_any_control_messages_give_an_address_that_can_be_sent_from_or_none(anc):
+    """Whatever the ancillary data (the kernel's, but checked anyway): a text pktinfo_cmsg takes
+    back, or None; never an exception."""
+    local = local_of(anc)
+    assert local is None or local_of(pktinfo_cmsg(local)) == local
