@@ -185,6 +185,8 @@ CASES = {   # server family and wildcard, the client's family and its address, t
 }
 
 
+@pytest.mark.root
+@pytest.mark.netns
 @pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("case", list(CASES))
 def test_the_kernel_reports_the_address_written_to_and_the_answer_leaves_from_it(host, impl, case):
@@ -214,6 +216,8 @@ def test_the_kernel_reports_the_address_written_to_and_the_answer_leaves_from_it
         c.close()
 
 
+@pytest.mark.root
+@pytest.mark.netns
 def test_compiled_and_python_agree_on_a_burst_from_one_peer(host):
     """A burst to one address shares one address tuple in C; a change of local address mid-burst
     must give a new one (same_source compares the local part too)."""
