@@ -288,10 +288,12 @@ def finish(p: ParseState) -> None:
             if d in p.seen:
                 p.err(d, f"cannot be used in a server config (OpenVPN 2.6 refuses it there too){why}", p.seen[d])
         if o.multihome and o.proto == "tcp":
-            # A TCP connection answers from the address it was accepted on anyway (OpenVPN 2.6
-            # sets the flag and uses it on UDP only): refused rather than read and meaning nothing.
-            p.err("multihome", "is for UDP servers (a TCP connection always answers from the address it "
-                  "was made to)", line("multihome"))
+            # A TCP connection answers from the address it was accepted on anyway; OpenVPN 2.6
+            # accepts the flag and uses it on UDP only. Not a security setting: a config written
+            # for OpenVPN keeps working, with a note.
+            p.line = line("multihome")
+            p.note("multihome", "no effect on TCP (a TCP connection always answers from the address it "
+                   "was made to), as in OpenVPN")
         if o.management_client_auth and o.management is None:
             p.err("management-client-auth", "needs `management` (the client that decides connects there)",
                   line("management_client_auth"))
@@ -362,9 +364,11 @@ def finish(p: ParseState) -> None:
         # (OpenVPN 2.6 refuses most of them too: "requires --mode server"). `management` serves
         # the server role only here.
         if o.multihome:
-            # Our client's socket is connected: its source address is fixed for the whole session.
-            p.err("multihome", "is for UDP servers; a client sends from the address its connection chose",
-                  line("multihome"))
+            # Our client's socket is connected: its source address is fixed for the whole session,
+            # which is what multihome gives OpenVPN's client. Accepted there, so here too.
+            p.line = line("multihome")
+            p.note("multihome", "no effect on a client (its connected socket always sends from the address "
+                   "it chose), as in OpenVPN")
         for n, d in SERVER_ONLY.items():
             if n in o.source:
                 p.err(d, "is a server directive; this is a client config" if d != "management" else
