@@ -71,6 +71,9 @@ LONG_FILES: dict[str, int] = {
     "tests/interop/test_mgmt_client_auth_vs_openvpn.py": 110,     # 65 in ci24b; 4 more tests since
     "tests/interop/test_http_proxy_vs_openvpn.py": 64,             # the twenty-fifth session's, measured alone
     "tests/interop/test_learn_address_vs_openvpn.py": 53,
+    "tests/interop/test_tls_cert_profile_vs_openvpn.py": 44,      # the twenty-sixth session's, measured alone
+    "tests/interop/test_tls_verify_vs_openvpn.py": 35,
+    "tests/interop/test_multihome_vs_openvpn.py": 30,
     "tests/unit/test_pushed_ipv4.py": 97,
     "tests/interop/test_reliability_flood.py": 97,
     "tests/interop/test_key_holder_attacks.py": 74,
