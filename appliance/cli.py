@@ -143,12 +143,15 @@ def _run_profile(opts, args: argparse.Namespace, who, tls, creds: list[str]) -> 
         # need CAP_NET_ADMIN, kept.
         try:
             gw.net.prepare()
+            gw.open_management(drops_root=True)     # its socket bound as root, as OpenVPN's
             for o in observers:              # files they write later (resolv.conf, status), opened now
                 hold = getattr(o, "before_privilege_drop", None)
                 if hold is not None:
                     hold()
             _drop(opts, who)
         except PortGone as e:
+            if gw.mgmt is not None:
+                gw.mgmt.close()
             gw.net.close()
             log.error("fatal: %s", e)
             return 1

@@ -8,6 +8,7 @@ connection, and the client starts over; only our own TUN or socket failing ends 
 """
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 import random
@@ -85,6 +86,7 @@ class Connection:
     dp: ClientDataPath
     was_up: bool = False
     connecting: bool = False           # TCP: the non-blocking connect is still under way
+    auth_said: bool = False            # the management clients were told AUTH (the server answered)
     proxy: ConnectReply | None = None  # http-proxy: the proxy's answer to our CONNECT, until it said 200
 
 
@@ -138,6 +140,11 @@ class ClientGateway:
             path, line = opts.source.get("tls_verify", (opts.path, None))
             raise ConfigError("scripts run only with `script-security 2`", path, line, "tls-verify")
         self.verify: VerifyRunner | None = make_verify_runner(opts) if opts.tls_verify else None
+        # The management interface (gateway/client_mgmt.py), with `management` in the profile;
+        # the reason the next >STATE RECONNECTING (or the last EXITING) gives, as OpenVPN words it.
+        self.mgmt = None
+        self._why = "connection-reset"
+        self._exit_why = "SIGTERM"
 
     # ---------------------------------------------------------------- running
     def run(self) -> int:
@@ -152,6 +159,9 @@ class ClientGateway:
                 self.pump.unwatch(self.verify)
             self.verify.close()
         try:
+            if self.mgmt is not None:
+                self.mgmt.state("EXITING", self._exit_why)
+                self.mgmt.close()
             self._close_conn()
             if self._addr_watch is not None:
                 self.pump.unwatch(self._addr_watch)
@@ -199,8 +209,25 @@ class ClientGateway:
         if self.verify is not None and not self.verify.inline:
             self.pump.watch(self.verify, self._on_verdicts)
         self._watch_addresses()
+        self.open_management()
         freeze_startup_heap()
-        self._connect_next()
+        if self.mgmt is None or not self.mgmt.hold(0, self._connect_next):
+            self._connect_next()
+
+    def open_management(self, drops_root: bool = False) -> None:
+        """Bind the management interface the profile asks for (once; cli.py calls this before a
+        `user` drop, as OpenVPN binds it before its own). PortGone: it cannot be bound."""
+        if not self.opts.management or self.mgmt is not None:
+            return
+        from .client_mgmt import ClientMgmt        # not loaded by a client without `management`
+        m = ClientMgmt(self)
+        try:
+            m.open(drops_root)
+        except OSError as e:
+            spec = self.opts.management
+            where = spec[0] if spec[1] == "unix" else f"{spec[0]}:{spec[1]}"
+            raise PortGone(f"management interface on {where}: {e.strerror or e}") from None
+        self.mgmt = m
 
     def request_stop(self) -> None:
         """SIGINT/SIGTERM, as OpenVPN 2.6's client (sig.c process_sigterm): with
@@ -215,6 +242,8 @@ class ClientGateway:
         attempts (no connection) the end is at once, as 2.6 in its restart pause."""
         if self.result is not None:
             return
+        if self.mgmt is not None and self.mgmt.holding is not None:
+            self._exit_why = "init_instance"        # OpenVPN 2.6's words for a stop during the hold
         c = self.conn
         if self._stop_at is None and c is not None and not c.session.closed and (n := c.session.exit_notify):
             now = self.clock()
@@ -255,6 +284,7 @@ class ClientGateway:
             log.info("SIGUSR1: already between connections; the next attempt stands")
             return
         log.info("SIGUSR1: restarting the connection to %s", fmt_addr(c.addr))
+        self._why = "SIGUSR1"
         self._restart(c, same_remote=c.was_up)
 
     def _exit_notify_tick(self) -> None:
@@ -369,6 +399,8 @@ class ClientGateway:
                 # http-proxy: the proxy's name is resolved and dialled; the remote's goes, as
                 # written, into the CONNECT request (OpenVPN 2.6 socket.c: proxy_dest_host).
                 host, port = (remote.host, remote.port) if hp is None else (hp.server, hp.port)
+                if self.mgmt is not None and not _literal(host):
+                    self.mgmt.state("RESOLVE")
                 addrs = self.ports.resolve(host, port, remote.proto, self.opts.family_of(remote))
                 addr, self._more, self._more_of = addrs[0], list(addrs[1:]), remote
             self.net.reach(addr[0])      # past the last push's routes, which stay while we reconnect
@@ -377,6 +409,8 @@ class ClientGateway:
                 link: UdpLink | TcpLink = TcpLink(self.ports.tcp_connect(addr))
             elif remote.proto == "tcp":
                 log.info("connecting to %s over TCP", fmt_addr(addr))
+                if self.mgmt is not None:
+                    self.mgmt.state("TCP_CONNECT")
                 link = TcpLink(self.ports.tcp_connect(addr))
             else:
                 log.info("connecting to %s over UDP", fmt_addr(addr))
@@ -462,6 +496,8 @@ class ClientGateway:
 
     def _begin(self, c: Connection, now: float) -> None:
         """The session's first steps, once the link is there (UDP: at once; TCP: connected)."""
+        if self.mgmt is not None:
+            self.mgmt.state("WAIT")             # OpenVPN 2.6: as its first reset goes out
         try:
             c.session.start(now)
             c.session.prime()            # TLS's first flight and our key-method message, before the reset goes out
@@ -484,6 +520,13 @@ class ClientGateway:
         o = self.opts
         wait = restart_pause(o.connect_retry, o.connect_retry_max, self.unsuccessful, len(self.remotes),
                              o.auth_retry, backoff, poll_timeout)
+        if self.mgmt is not None:
+            self.mgmt.state("RECONNECTING", self._why)
+            self._why = "connection-reset"
+            # Hold on: the management client's `hold release` ends the pause (OpenVPN 2.6's
+            # socket_restart_pause hands the pause to management_hold, which reports it).
+            if self.mgmt.hold(int(wait), self._connect_next):
+                return
         if wait:
             log.info("restarting in %.0f s", wait)
         self.pump.timers.arm("reconnect", self.clock() + wait, self._connect_next)
@@ -518,6 +561,7 @@ class ClientGateway:
         if c is not None and not c.was_up and c.session.peer_sid is None:
             log.warning("no answer from %s within %.0f s (server-poll-timeout)", fmt_addr(c.addr),
                         self.opts.server_poll_timeout)
+            self._why = "server_poll"
             self._schedule_retry(poll_timeout=True)     # no pause after a silent server, as 2.6
 
     def _lost(self, c: Connection, why: str) -> None:
@@ -712,6 +756,9 @@ class ClientGateway:
                 if self.conn is c:
                     self._send(c, held)
         if self.conn is c:                  # a failed send may have ended it
+            if self.mgmt is not None and not c.auth_said and s.peer_sid is not None:
+                c.auth_said = True
+                self.mgmt.state("AUTH")         # OpenVPN 2.6: at the server's first packet
             self.pump.timers.arm("engine", s.next_deadline(), self._on_engine_timer)
 
     def _events(self, c: Connection) -> None:
@@ -719,6 +766,8 @@ class ClientGateway:
         while s.events and self.conn is c:
             e = s.events.popleft()
             log_client_event(e)
+            if self.mgmt is not None:
+                self.mgmt.event(e)
             if isinstance(e, ev.TunnelUp):
                 self._tunnel_up(c, e)
             elif isinstance(e, ev.TlsVerifyRequested):
@@ -726,6 +775,9 @@ class ClientGateway:
             elif isinstance(e, ev.KeyRenegotiated):
                 self.counters.renegotiations += 1
             elif isinstance(e, ev.SessionClosed):
+                if self.mgmt is not None:
+                    from .client_mgmt import restart_reason
+                    self._why = self._exit_why = restart_reason(e)
                 if e.restart and e.tls_error and self.opts.tls_exit:
                     # As OpenVPN 2.6 (init.c do_signal_on_tls_errors: SIGTERM instead of SIGUSR1).
                     log.error("TLS error, exiting (tls-exit): %s", e.reason)
@@ -804,6 +856,8 @@ class ClientGateway:
 
     def _announce_up(self, c: Connection, e: ev.TunnelUp) -> None:
         if self.conn is c and c.was_up:        # not if this connection ended meanwhile
+            if self.mgmt is not None:
+                self.mgmt.connected(e.pushed, c.addr[:2], _tcp_local(c))
             self._notify(TunnelState(True, f"{fmt_addr(c.addr)}/{c.remote.proto}", self._tun_name(), e.pushed))
 
     def _on_engine_timer(self) -> None:
@@ -838,6 +892,7 @@ class ClientGateway:
             self.pump.timers.arm("inactive", i.next_look(now), self._on_inactive_check)
             return
         log.warning("%s, exiting", INACTIVE_LOG)
+        self._exit_why = "inactive"
         self.request_stop()             # as at SIGTERM (explicit-exit-notify's notice and wait); status 0
 
     def _engine_failed(self, c: Connection, e: Exception, where: str) -> None:
@@ -873,3 +928,23 @@ class ClientGateway:
         self.faults.maybe_log(self.clock(), extra, final=final)
         if not final:
             self.pump.timers.arm("drops", self.clock() + DROP_LOG_EVERY, self._log_drops)
+
+
+def _literal(host: str) -> bool:
+    """An address literal (no name to resolve)."""
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        return False
+
+
+def _tcp_local(c: Connection) -> tuple | None:
+    """The local address and port of a TCP connection, for >STATE's CONNECTED line; None over
+    UDP, where OpenVPN 2.6's socket is not bound to an address and it prints none."""
+    if not isinstance(c.link, TcpLink):
+        return None
+    try:
+        return tuple(c.link.t.sock.getsockname()[:2])
+    except (AttributeError, OSError):
+        return None

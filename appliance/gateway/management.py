@@ -197,7 +197,7 @@ class MgmtConn:
         if self.mgr.password_matches(clean_password_line(raw)):
             self.authed = True
             self.mgr.authenticated(self)
-            self.send_lines(["SUCCESS: password is correct", BANNER])
+            self.send_lines(["SUCCESS: password is correct", *self.mgr.welcome()])
             return
         if throttle is not None:
             throttle.failed(self.peer)
@@ -275,11 +275,11 @@ class _LogForward(logging.Handler):
 
     FLAGS = {logging.DEBUG: "D", logging.INFO: "I", logging.WARNING: "W", logging.ERROR: "N", logging.CRITICAL: "F"}
 
-    def __init__(self, mgr: "Management") -> None:
+    def __init__(self, mgr: "Management", keep: int = LOG_HISTORY) -> None:
         super().__init__(logging.DEBUG)
         self.mgr = mgr
         self.busy = False
-        self.history: deque = deque(maxlen=LOG_HISTORY)   # for `log all` / `log N`
+        self.history: deque = deque(maxlen=keep)   # for `log all` / `log N`
 
     def emit(self, record: logging.LogRecord) -> None:
         if self.busy:                       # a log line written while forwarding one: not again
@@ -298,9 +298,10 @@ class _LogForward(logging.Handler):
 class Management:
     """The listening socket and its clients, watched by `pump`; `ops` knows the server."""
 
-    def __init__(self, spec: tuple, pump, ops, drops_root: bool = False) -> None:
+    def __init__(self, spec: tuple, pump, ops, drops_root: bool = False, log_cache: int | None = None) -> None:
         """`drops_root`: the process gives up root after start-up (`user`); a unix socket bound
-        now then gets a helper kept from before the drop that removes it at exit."""
+        now then gets a helper kept from before the drop that removes it at exit. `log_cache`:
+        management-log-cache, the lines kept for `log all` (LOG_HISTORY without it)."""
         self.spec = spec
         self.pump = pump
         self.ops = ops
@@ -345,7 +346,7 @@ class Management:
         self.sock.listen(8 if port == "unix" else LISTEN_BACKLOG)
         self.sock.setblocking(False)
         pump.watch(self, self._accept)
-        self._log = _LogForward(self)
+        self._log = _LogForward(self, log_cache or LOG_HISTORY)
         log.addHandler(self._log)
         log.info("management interface on %s", host if port == "unix" else f"{host}:{port}")
 
@@ -378,7 +379,7 @@ class Management:
                 c.outbuf += b"ENTER PASSWORD:"         # no line end, as OpenVPN (tools wait for exactly this)
                 c.flush()
             else:
-                c.send_lines([BANNER])
+                c.send_lines(self.welcome())
 
     def _admit(self, addr: str) -> bool:
         """Off loopback: a source that guessed too often is closed at once, before the prompt
@@ -394,6 +395,11 @@ class Management:
             self.throttle.refused_connection(addr, f"{MAX_UNAUTH_PER_SOURCE} connections without the password already")
             return False
         return True
+
+    def welcome(self) -> list[str]:
+        """What a client reads once it is in (OpenVPN's man_welcome): the banner, and in a
+        subclass whatever the process waits for (the client's >HOLD line)."""
+        return [BANNER]
 
     def password_matches(self, line: bytes) -> bool:
         """Constant time in the password's content (hmac.compare_digest), so the time a reply

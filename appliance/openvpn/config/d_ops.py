@@ -66,7 +66,7 @@ def _crl_verify(p: ParseState, d: str, a: list[str], inline: str | None) -> None
     p.set("crl_verify", ("file", path))
 
 
-@reg.apply("management", why="server: the management interface (`PATH unix`, `127.0.0.1 PORT [PWFILE]`, or "
+@reg.apply("management", why="the management interface, server or client (`PATH unix`, `127.0.0.1 PORT [PWFILE]`, or "
            "any other address literal `IP PORT PWFILE`: a password is required off loopback)",
            sets=("management",), used_by="pump", nargs=(2, 3))
 def _management(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
@@ -105,6 +105,26 @@ def _management(p: ParseState, d: str, a: list[str], inline: str | None) -> None
                  "warns; this appliance refuses it)")
         return
     p.set("management", (host, port, pw))
+
+
+@reg.apply("management-hold", why="client: wait for the management client's `hold release` before the first "
+           "connection and, while the hold flag is on, before each reconnect", sets=("management_hold",),
+           used_by="pump", nargs=(0, 0))
+def _management_hold(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
+    p.set("management_hold", True)
+
+
+# The most lines of log history `management-log-cache` may keep: one `log all` reply is queued
+# whole (gateway/management.py send_lines), so this bounds what one command can make us hold.
+LOG_CACHE_MAX = 10000
+
+
+@reg.apply("management-log-cache", why="how many log lines the management interface keeps for `log all` "
+           f"(1-{LOG_CACHE_MAX})", sets=("management_log_cache",), used_by="pump", nargs=(1, 1))
+def _management_log_cache(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
+    n = p.int_arg(d, a[0], 1, LOG_CACHE_MAX)
+    if n is not None:
+        p.set("management_log_cache", n)
 
 
 def management_host(text: str) -> str | None:

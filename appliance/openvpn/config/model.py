@@ -179,6 +179,8 @@ class Options:
     crl_verify: tuple[str, str] | None = None            # ("file"|"dir"|"inline", path or PEM)
     management: tuple | None = None                      # (path, "unix", None) | (host, port, pwfile)
     management_client_auth: bool = False                 # logins wait for client-auth/client-deny
+    management_hold: bool = False                        # client: wait for `hold release` before connecting
+    management_log_cache: int | None = None              # lines of log history kept for `log all`
     status: tuple[str, int] | None = None                # (file, seconds)
     status_version: int = 1
     ifconfig_pool_persist: tuple[str, int] | None = None  # (file, seconds; 0: read only)

@@ -223,7 +223,6 @@ SERVER_ONLY = {"push": "push", "client_to_client": "client-to-client", "max_clie
                "ifconfig_pool_persist": "ifconfig-pool-persist", "client_connect": "client-connect",
                "client_disconnect": "client-disconnect", "learn_address": "learn-address",
                "tls_crypt_v2_verify": "tls-crypt-v2-verify",
-               "management": "management",
                "auth_gen_token": "auth-gen-token", "auth_gen_token_secret": "auth-gen-token-secret",
                "auth_user_pass_verify_script": "auth-user-pass-verify",
                "management_client_auth": "management-client-auth",
@@ -294,6 +293,10 @@ def finish(p: ParseState) -> None:
             p.line = line("multihome")
             p.note("multihome", "no effect on TCP (a TCP connection always answers from the address it "
                    "was made to), as in OpenVPN")
+        if o.management_hold:
+            # Our server does not implement the hold: accepted, it would start serving at once.
+            p.err("management-hold", "is served by our client only (our server starts serving at once)",
+                  line("management_hold"))
         if o.management_client_auth and o.management is None:
             p.err("management-client-auth", "needs `management` (the client that decides connects there)",
                   line("management_client_auth"))
@@ -361,8 +364,7 @@ def finish(p: ParseState) -> None:
                 # accepted and mean nothing, which a user could mistake for protection.
                 p.err(n.replace("_", "-"), "is a server directive; this is a client config", line(n))
         # The rest of the server's own settings: on a client they would be read and mean nothing
-        # (OpenVPN 2.6 refuses most of them too: "requires --mode server"). `management` serves
-        # the server role only here.
+        # (OpenVPN 2.6 refuses most of them too: "requires --mode server").
         if o.multihome:
             # Our client's socket is connected: its source address is fixed for the whole session,
             # which is what multihome gives OpenVPN's client. Accepted there, so here too.
@@ -371,12 +373,13 @@ def finish(p: ParseState) -> None:
                    "it chose), as in OpenVPN")
         for n, d in SERVER_ONLY.items():
             if n in o.source:
-                p.err(d, "is a server directive; this is a client config" if d != "management" else
-                      "the management interface is served in the server role only; remove it from a "
-                      "client config", line(n))
+                p.err(d, "is a server directive; this is a client config", line(n))
         if "tmp_dir" in o.source:
             p.line = line("tmp_dir")
             p.note("tmp-dir", "only a server's auth-user-pass-verify uses it here; no effect on a client")
+    for n, d in (("management_hold", "management-hold"), ("management_log_cache", "management-log-cache")):
+        if n in o.source and o.management is None:
+            p.err(d, "needs `management` (there is no management interface without it)", line(n))
     if o.pkcs12 is not None:
         for n in ("cert", "key"):
             if n in o.source:           # as OpenVPN 2.6: "Parameter --cert cannot be used when --pkcs12 is also specified"

@@ -1,0 +1,333 @@
+"""The client's management interface: OpenVPN's, as Debian's OpenVPN 2.6 client answers it (the
+lab's recording is in tests/gateway/test_client_mgmt.py; tests/interop compares live).
+
+The sockets, the password, the throttle and the bounded buffers are gateway/management.py's, the
+server's own code: a client that never reads is cut off, a long line too, and none of it ever
+waits on the tunnel's pump. Here are only the client's answers (ClientManagement.answer) and what
+the client tells (ClientMgmt): >STATE lines with OpenVPN's state names and fields, >HOLD while
+`management-hold` (or `hold on`) keeps the client from connecting, >BYTECOUNT with the transport
+bytes, >INFOMSG for the server's INFO/INFO_PRE (a web login's URL), and >PASSWORD:Verification
+Failed when the server says AUTH_FAILED.
+
+Signals as our client has them (gateway/client.py): SIGUSR1 restarts the connection, SIGTERM and
+SIGINT stop (explicit-exit-notify's wait included), SIGUSR2 logs the counters. SIGHUP is refused
+("currently ignored", an answer OpenVPN gives too): OpenVPN's client re-reads its config then,
+ours cannot in a running process and ignores the signal, so a tool is told so rather than
+"thrown" for a signal that does nothing. While on hold, SIGUSR1 and SIGHUP are ignored as in
+OpenVPN 2.6 (manage.c management_hold sets MANSIG_IGNORE_USR1_HUP).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import re
+import time
+from collections import deque
+from typing import TYPE_CHECKING, Callable
+
+from ..openvpn import events as ev
+from .client_status import render_client
+from .management import VERSION_LINE, Management, MgmtConn
+
+if TYPE_CHECKING:
+    from .client import ClientGateway
+
+log = logging.getLogger("vpn-appliance")
+
+STATE_HISTORY = 100          # OpenVPN's default state buffer (management_state_buffer_size)
+BYTECOUNT_TICK = 1.0
+INFOMSG_MAX = 255            # OpenVPN builds >INFOMSG:<text> in 256 bytes and drops a longer one
+
+HELP = """Management Interface for OpenVPN 2.6.14 vpn-appliance
+Commands:
+bytecount n            : Show bytes in/out, update every n secs (0=off).
+echo [on|off] [N|all]  : Like log, but only show messages in echo buffer.
+exit|quit              : Close management session.
+help                   : Print this message.
+hold [on|off|release]  : Set/show hold flag to on/off state, or
+                         release current hold and start tunnel.
+log [on|off] [N|all]   : Turn on/off realtime log display
+                         + show last N lines or 'all' for entire history.
+mute [n]               : Set log mute level to n, or show level if n is absent.
+pid                    : Show process ID of the current OpenVPN process.
+signal s               : Send signal s to daemon,
+                         s = SIGHUP|SIGTERM|SIGUSR1|SIGUSR2.
+state [on|off] [N|all] : Like log, but show state history.
+status [n]             : Show current daemon status info using format #n.
+verb [n]               : Set log verbosity level to n, or show if n is absent.
+version [n]            : Set client's version to n or show current version of daemon.
+END""".split("\n")
+
+# OpenVPN commands a client does not serve here: answered as OpenVPN answers a command its
+# current mode lacks (the server's, and the credential and key prompts: the profile gives those).
+UNSUPPORTED = frozenset(("kill", "client-kill", "client-auth", "client-auth-nt", "client-deny",
+                         "client-pending-auth", "username", "password", "needok", "needstr",
+                         "forget-passwords", "cr-response", "remote", "proxy", "rsa-sig", "pk-sig",
+                         "certificate", "remote-entry-count", "remote-entry-get", "env-filter", "net",
+                         "auth-retry", "nclients"))
+# man_need's parameter counts (manage.c man_dispatch_command): (n, at least).
+NEEDS = {"signal": (1, False), "log": (1, True), "echo": (1, True), "bytecount": (1, False)}
+SIGNALS = ("SIGHUP", "SIGTERM", "SIGUSR1", "SIGUSR2", "SIGINT")
+
+
+def atoi(text: str) -> int:
+    """C's atoi, as OpenVPN reads numbers here: leading blanks, a sign, digits; else 0."""
+    m = re.match(r"\s*([+-]?\d{1,18})", text)
+    return int(m.group(1)) if m else 0
+
+
+class StateEntry:
+    """One state change, printed as OpenVPN's log_entry_print does for states."""
+    __slots__ = ("t", "name", "detail", "tun_ip", "remote", "local", "tun_ip6")
+
+    def __init__(self, t: int, name: str, detail: str = "", tun_ip: str = "", remote: tuple | None = None,
+                 local: tuple | None = None, tun_ip6: str = "") -> None:
+        self.t, self.name, self.detail = t, name, detail
+        self.tun_ip, self.remote, self.local, self.tun_ip6 = tun_ip, remote, local, tun_ip6
+
+    def line(self) -> str:
+        def sock(a: tuple | None) -> str:
+            return f"{a[0]},{a[1]}" if a else ","
+        out = f"{self.t},{self.name},{self.detail},{self.tun_ip},{sock(self.remote)},{sock(self.local)}"
+        return out + (f",{self.tun_ip6}" if self.tun_ip6 else "")
+
+
+class ClientManagement(Management):
+    """The server's management socket code with the client's answers."""
+
+    def __init__(self, spec: tuple, pump, ops: "ClientMgmt", drops_root: bool = False,
+                 log_cache: int | None = None) -> None:
+        super().__init__(spec, pump, ops, drops_root, log_cache)
+        self.cops = ops
+
+    def welcome(self) -> list[str]:
+        return super().welcome() + self.cops.special()
+
+    def answer(self, c: MgmtConn, a: list[str]) -> list[str]:    # noqa: C901 - one branch per command
+        ops = self.cops
+        cmd = a[0]
+        if cmd in NEEDS:
+            n, at_least = NEEDS[cmd]
+            if len(a) <= n:
+                return [f"ERROR: the '{cmd}' command requires {'at least ' if at_least else ''}{n} "
+                        f"parameter{'s' if n > 1 else ''}"]
+        if cmd in ("quit", "exit"):
+            self.drop(c, None)
+            return []
+        if cmd == "help":
+            return HELP
+        if cmd == "version":
+            return [] if len(a) > 1 else [VERSION_LINE, "Management Version: 5", "END"]
+        if cmd == "pid":
+            return [f"SUCCESS: pid={os.getpid()}"]
+        if cmd == "load-stats":
+            return ["SUCCESS: nclients=0,bytesin=0,bytesout=0"]     # as OpenVPN's client
+        if cmd == "status":
+            if ops.holding is not None:
+                return ["ERROR: The 'status' command is not supported by the current daemon mode"]
+            return ops.status_lines()
+        if cmd in ("state", "log", "echo"):
+            out: list[str] = []
+            for parm in (a[1:3] if len(a) > 1 else ["1"]):
+                out += self._history(c, cmd, parm)
+            return out
+        if cmd == "bytecount":
+            n = atoi(a[1])
+            c.bytecount = max(n, 0)
+            ops.bytecount_changed(c)
+            return ["SUCCESS: bytecount interval changed"]
+        if cmd == "hold":
+            return ops.hold_command(a[1] if len(a) > 1 else None)
+        if cmd == "verb":
+            if len(a) == 1:
+                return [f"SUCCESS: verb={ops.gw.opts.verb}"]
+            n = atoi(a[1])
+            if not 0 <= n <= 15:
+                return ["ERROR: verb level is out of range"]
+            from ..logsetup import apply_verb
+            ops.gw.opts.verb = n
+            apply_verb(n)
+            return ["SUCCESS: verb level changed"]
+        if cmd == "mute":
+            return ["SUCCESS: mute=0"] if len(a) == 1 else ["SUCCESS: mute level changed"]
+        if cmd == "signal":
+            return ops.signal_command(a[1])
+        if cmd in UNSUPPORTED:
+            return [f"ERROR: The '{cmd}' command is not supported by the current daemon mode"]
+        return ["ERROR: unknown command, enter 'help' for more options"]
+
+    def _history(self, c: MgmtConn, kind: str, parm: str) -> list[str]:
+        """manage.c man_history: on/off for the real-time flag, `all` or N > 0 for the last
+        entries (oldest first) and END."""
+        if parm in ("on", "off"):
+            setattr(c, f"{kind}_on", parm == "on")
+            return [f"SUCCESS: real-time {kind} notification set to {parm.upper()}"]
+        n = 0 if parm == "all" else atoi(parm)
+        if parm != "all" and n <= 0:
+            return [f"ERROR: {kind} parameter must be 'on' or 'off' or some number n or 'all'"]
+        if kind == "state":
+            lines = [e.line() for e in self.cops.states]
+        elif kind == "log":
+            lines = list(self._log.history)
+        else:
+            lines = []                              # no echo directives here: the buffer stays empty
+        return (lines[-n:] if n else lines) + ["END"]
+
+
+class ClientMgmt:
+    """What the client tells its management clients, and what their commands make it do."""
+
+    def __init__(self, gw: "ClientGateway", wall: Callable[[], float] = time.time) -> None:
+        self.gw = gw
+        self.wall = wall
+        self.states: deque[StateEntry] = deque(maxlen=STATE_HISTORY)
+        self.hold_flag = bool(gw.opts.management_hold)
+        self.holding: int | None = None        # the hold's time while on hold (>HOLD:...:N)
+        self._release: Callable[[], None] | None = None
+        self._last_bytecount: dict[int, float] = {}
+        self.mgr: ClientManagement | None = None
+
+    # ---------------------------------------------------------------- the socket
+    def open(self, drops_root: bool = False) -> None:
+        """Bind the socket (before a `user` drop, when there is one: cli.py); OSError as bind's."""
+        o = self.gw.opts
+        self.mgr = ClientManagement(o.management, self.gw.pump, self, drops_root, o.management_log_cache)
+        self.state("CONNECTING")
+
+    def close(self) -> None:
+        if self.mgr is not None:
+            self.gw.pump.timers.cancel("mgmt-bytecount")
+            self.mgr.close()
+            self.mgr = None
+
+    def special(self) -> list[str]:
+        """OpenVPN's special_state_msg: what a client that connects now is told after the banner."""
+        return [self._hold_line()] if self.holding is not None else []
+
+    def _hold_line(self) -> str:
+        return f">HOLD:Waiting for hold release:{self.holding}"
+
+    def _notify(self, lines: list[str], flag: str | None = None) -> None:
+        if self.mgr is not None:
+            self.mgr.notify(lines, flag)
+
+    # ---------------------------------------------------------------- states
+    def state(self, name: str, detail: str = "", tun_ip: str = "", remote: tuple | None = None,
+              local: tuple | None = None, tun_ip6: str = "") -> None:
+        e = StateEntry(int(self.wall()), name, detail, tun_ip, remote, local, tun_ip6)
+        self.states.append(e)
+        self._notify([">STATE:" + e.line()], "state_on")
+
+    def connected(self, pushed, remote: tuple, local: tuple | None) -> None:
+        """The tunnel is up: ASSIGN_IP, ADD_ROUTES (when routes came) and CONNECTED,SUCCESS, as
+        OpenVPN 2.6's client reports them around "Initialization Sequence Completed"."""
+        ip = pushed.ifconfig[0] if pushed is not None and pushed.ifconfig else ""
+        ip6 = pushed.ifconfig_ipv6[0].split("/")[0] if pushed is not None and pushed.ifconfig_ipv6 else ""
+        self.state("ASSIGN_IP", "", ip, tun_ip6=ip6)
+        if pushed is not None and (pushed.routes or pushed.routes_ipv6):
+            self.state("ADD_ROUTES")
+        self.state("CONNECTED", "SUCCESS", ip, remote, local, ip6)
+
+    def event(self, e: object) -> None:
+        """The engine's events a management client hears of."""
+        if isinstance(e, ev.ServerInfo):
+            line = ">INFOMSG:" + e.text
+            if len(line.encode()) <= INFOMSG_MAX:           # as OpenVPN: a longer one is not told
+                self._notify([line])
+        elif isinstance(e, ev.AuthFailed):
+            reason = "" if e.message == "authentication failed" else e.message
+            self._notify([">PASSWORD:Verification Failed: 'Auth'" + (f" ['{reason}']" if reason else "")])
+        elif isinstance(e, ev.AuthPending):
+            self.state("AUTH_PENDING", e.keywords)
+
+    # ---------------------------------------------------------------- hold
+    def hold(self, holdtime: int, then: Callable[[], None]) -> bool:
+        """On hold (the flag on): `then` runs at `hold release`; False when not holding."""
+        if not self.hold_flag or self.mgr is None:
+            return False
+        self.holding = max(int(holdtime), 0)
+        self._release = then
+        log.info("management: waiting for hold release")
+        self._notify([self._hold_line()])
+        return True
+
+    def hold_command(self, arg: str | None) -> list[str]:
+        if arg is None:
+            return [f"SUCCESS: hold={int(self.hold_flag)}"]
+        if arg in ("on", "off"):
+            self.hold_flag = arg == "on"
+            return [f"SUCCESS: hold flag set to {arg.upper()}"]
+        if arg != "release":
+            return ["ERROR: bad hold command parameter"]
+        then, self._release = self._release, None
+        if then is not None:
+            self.holding = None
+            # After this reply: what the release starts logs and notifies on its own.
+            self.gw.pump.timers.arm("mgmt-release", self.gw.clock(), then)
+        return ["SUCCESS: hold release succeeded"]
+
+    # ---------------------------------------------------------------- signals
+    def signal_command(self, name: str) -> list[str]:
+        if name not in SIGNALS:
+            return [f"ERROR: signal '{name}' is not a known signal type"]
+        if name == "SIGHUP" or (name == "SIGUSR1" and self.holding is not None):
+            if name == "SIGHUP" and self.holding is None:
+                log.warning("management: SIGHUP: re-reading the profile is not supported by this client; "
+                            "ignored (SIGUSR1 reconnects)")
+            return [f"ERROR: signal '{name}' is currently ignored", *self.special()]
+        gw = self.gw
+        act = {"SIGUSR1": gw.user_restart, "SIGUSR2": lambda: gw._log_drops(final=True)}.get(name, gw.request_stop)
+        gw.pump.timers.arm("mgmt-signal", gw.clock(), act)       # after the reply, as a signal would come
+        return [f"SUCCESS: signal {name} thrown"]
+
+    # ---------------------------------------------------------------- status, bytecount
+    def status_lines(self) -> list[str]:
+        return render_client(self.gw.counters, self.wall())
+
+    def bytecount_changed(self, c: MgmtConn) -> None:
+        self._last_bytecount[id(c)] = self.gw.clock()
+        if self.mgr is not None and any(x.bytecount for x in self.mgr.conns):
+            self.gw.pump.timers.arm("mgmt-bytecount", self.gw.clock() + BYTECOUNT_TICK, self._bytecount)
+
+    def _bytecount(self) -> None:
+        """>BYTECOUNT:in,out every N seconds per client: the transport bytes over the run (OpenVPN
+        counts its link reads and writes, kept across reconnects); not while on hold."""
+        m = self.mgr
+        if m is None:
+            return
+        active = [c for c in m.conns if c.bytecount and c.authed]
+        if not active:
+            return
+        now = self.gw.clock()
+        if self.holding is None:
+            cnt = self.gw.counters
+            line = [f">BYTECOUNT:{cnt.wire_in},{cnt.wire_out}"]
+            for c in active:
+                last = self._last_bytecount.get(id(c), now)
+                if now - last >= c.bytecount - 1e-6:
+                    self._last_bytecount[id(c)] = now
+                    c.send_lines(line)
+        self.gw.pump.timers.arm("mgmt-bytecount", now + BYTECOUNT_TICK, self._bytecount)
+
+
+def restart_reason(e: ev.SessionClosed) -> str:
+    """OpenVPN 2.6's signal text for what ended a session (its >STATE:...,RECONNECTING|EXITING,X)."""
+    r = e.reason
+    if e.tls_error:
+        return "tls-error"
+    if r.startswith("AUTH_FAILED TEMP"):
+        return "auth-temp-failure (server temporary reject)"
+    if r.startswith("AUTH_FAILED"):
+        return "auth-failure"
+    if r.startswith("inactivity timeout (ping-restart"):
+        return "ping-restart"
+    if r.startswith("inactivity timeout (ping-exit"):
+        return "ping-exit"
+    if r.startswith("server sent RESTART"):
+        return "server-pushed-connection-reset"
+    if r.startswith("server sent HALT"):
+        return "server-pushed-halt"
+    if "exit" in r.lower():
+        return "remote-exit"
+    return "connection-reset"
+
