@@ -210,7 +210,13 @@ def parse_appliance_config(text: str, path: str = "<appliance.toml>",
             ld.errors.append(ConfigError(f"missing [{sec.name}] section ({sec.help})", path, None, f"[{sec.name}]"))
         built[sec.name] = None if sec.absent == "none" else sec.cls()
     opts = gots["vpn"].extra.get("options") if "vpn" in gots else None
-    if opts is not None and opts.management:
+    if opts is not None and opts.management and opts.role != "server":
+        # The VM's firewall and outputs know a server's management port only (mgmt_listen.py):
+        # a client VM's would be bound and unreachable, or reachable where nothing was decided.
+        p, line = opts.source.get("management", (path, None))
+        ld.errors.append(ConfigError("the appliance VM's client does not serve the management interface "
+                                     "(a host run, `vpn-appliance run PROFILE`, does)", p, line, "management"))
+    elif opts is not None and opts.management:
         # The VM opens the management port on the interface holding its address (mgmt_listen.py).
         try:
             management_side(built.get("wan"), built.get("lan"), opts.management)

@@ -184,7 +184,6 @@ class ClientMgmt:
         self.hold_flag = bool(gw.opts.management_hold)
         self.holding: int | None = None        # the hold's time while on hold (>HOLD:...:N)
         self._release: Callable[[], None] | None = None
-        self._last_bytecount: dict[int, float] = {}
         self.mgr: ClientManagement | None = None
 
     # ---------------------------------------------------------------- the socket
@@ -231,14 +230,14 @@ class ClientMgmt:
     def event(self, e: object) -> None:
         """The engine's events a management client hears of."""
         if isinstance(e, ev.ServerInfo):
-            line = ">INFOMSG:" + e.text
+            line = ">INFOMSG:" + one_line(e.text)
             if len(line.encode()) <= INFOMSG_MAX:           # as OpenVPN: a longer one is not told
                 self._notify([line])
         elif isinstance(e, ev.AuthFailed):
-            reason = "" if e.message == "authentication failed" else e.message
+            reason = "" if e.message == "authentication failed" else one_line(e.message)
             self._notify([">PASSWORD:Verification Failed: 'Auth'" + (f" ['{reason}']" if reason else "")])
         elif isinstance(e, ev.AuthPending):
-            self.state("AUTH_PENDING", e.keywords)
+            self.state("AUTH_PENDING", one_line(e.keywords))
 
     # ---------------------------------------------------------------- hold
     def hold(self, holdtime: int, then: Callable[[], None]) -> bool:
@@ -285,7 +284,7 @@ class ClientMgmt:
         return render_client(self.gw.counters, self.wall())
 
     def bytecount_changed(self, c: MgmtConn) -> None:
-        self._last_bytecount[id(c)] = self.gw.clock()
+        c.bytecount_last = self.gw.clock()     # on the connection: gone with it (no table to grow)
         if self.mgr is not None and any(x.bytecount for x in self.mgr.conns):
             self.gw.pump.timers.arm("mgmt-bytecount", self.gw.clock() + BYTECOUNT_TICK, self._bytecount)
 
@@ -303,11 +302,16 @@ class ClientMgmt:
             cnt = self.gw.counters
             line = [f">BYTECOUNT:{cnt.wire_in},{cnt.wire_out}"]
             for c in active:
-                last = self._last_bytecount.get(id(c), now)
-                if now - last >= c.bytecount - 1e-6:
-                    self._last_bytecount[id(c)] = now
+                if now - getattr(c, "bytecount_last", now) >= c.bytecount - 1e-6:
+                    c.bytecount_last = now
                     c.send_lines(line)
         self.gw.pump.timers.arm("mgmt-bytecount", now + BYTECOUNT_TICK, self._bytecount)
+
+
+def one_line(text: str) -> str:
+    """The server's text on one management line: the engine escapes control characters already
+    (keymethod.py); a CR or LF left would let the server forge lines a tool reads as ours."""
+    return text.replace("\r", "\\x0d").replace("\n", "\\x0a")
 
 
 def restart_reason(e: ev.SessionClosed) -> str:

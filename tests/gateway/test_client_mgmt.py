@@ -215,10 +215,12 @@ def test_server_info_and_auth_pending_are_told(pki, tmp_path):
     _w, c, tap = _setup(pki, tmp_path)
     c.mgmt.event(ev.ServerInfo("INFO_PRE", "WEB_AUTH::https://login.example/x?y=1"))
     c.mgmt.event(ev.ServerInfo("INFO", "x" * 300))                  # too long for OpenVPN's line: not told
+    c.mgmt.event(ev.ServerInfo("INFO", "a\r\n>PASSWORD:Need 'Auth' username/password"))    # no forged line
     c.mgmt.event(ev.AuthFailed("TEMP"))
     tap.state_on = True
     c.mgmt.event(ev.AuthPending(180, "timeout 180"))
     assert [mask(x) for x in tap.got] == [">INFOMSG:WEB_AUTH::https://login.example/x?y=1",
+                                          ">INFOMSG:a\\x0d\\x0a>PASSWORD:Need 'Auth' username/password",
                                           ">PASSWORD:Verification Failed: 'Auth' ['TEMP']",
                                           ">STATE:<T>,AUTH_PENDING,timeout 180,,,,,"]
 
@@ -257,3 +259,15 @@ def test_management_hold_is_refused_on_our_server(pki, tmp_path):
     with pytest.raises(ConfigError) as ei:
         parse_config(server_conf(pki, extra=f"management {tmp_path}/s.sock unix\nmanagement-hold\n"), "/mem/s.conf")
     assert "management-hold: " in str(ei.value)
+
+
+def test_the_appliance_vms_client_refuses_management_at_its_line(tmp_path):
+    """The VM's firewall knows a server's management port only: a client VM's is refused, with
+    the profile's line, rather than bound and unreachable (or reachable where nobody decided)."""
+    from appliance.config.schema import parse_appliance_config
+    from appliance.openvpn.errors import ConfigError
+    toml = ('[wan]\nname = "eth0"\ndhcp = true\n[vpn]\nrole = "client"\n'
+            "inline = '''\nclient\nremote 198.18.0.1 1194\n<ca>\nX\n</ca>\nmanagement 127.0.0.1 7505\n'''\n")
+    with pytest.raises(ConfigError) as ei:
+        parse_appliance_config(toml, str(tmp_path / "appliance.toml"))
+    assert ":12: management: the appliance VM's client does not serve" in str(ei.value)
