@@ -15,7 +15,7 @@ import random
 import signal
 import time
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from ..openvpn import ciphers
 from ..openvpn import events as ev
@@ -38,6 +38,9 @@ from .ports import AddressWatchPort, Clock, PortGone, Ports, TunPort
 from .restart_pause import restart_pause
 from .status import vm_rss
 from .tlsverify import VerifyRunner, make_verify_runner
+
+if TYPE_CHECKING:
+    from .client_mgmt import ClientMgmt
 
 log = logging.getLogger("vpn-appliance")
 
@@ -142,7 +145,7 @@ class ClientGateway:
         self.verify: VerifyRunner | None = make_verify_runner(opts) if opts.tls_verify else None
         # The management interface (gateway/client_mgmt.py), with `management` in the profile;
         # the reason the next >STATE RECONNECTING (or the last EXITING) gives, as OpenVPN words it.
-        self.mgmt = None
+        self.mgmt: "ClientMgmt | None" = None
         self._why = "connection-reset"
         self._exit_why = "SIGTERM"
 
@@ -406,6 +409,8 @@ class ClientGateway:
             self.net.reach(addr[0])      # past the last push's routes, which stay while we reconnect
             if hp is not None:
                 log.info("connecting to %s:%d through HTTP proxy %s", remote.host, remote.port, fmt_addr(addr))
+                if self.mgmt is not None:
+                    self.mgmt.state("TCP_CONNECT")
                 link: UdpLink | TcpLink = TcpLink(self.ports.tcp_connect(addr))
             elif remote.proto == "tcp":
                 log.info("connecting to %s over TCP", fmt_addr(addr))

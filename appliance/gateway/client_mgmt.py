@@ -207,8 +207,14 @@ class ClientMgmt:
         return f">HOLD:Waiting for hold release:{self.holding}"
 
     def _notify(self, lines: list[str], flag: str | None = None) -> None:
-        if self.mgr is not None:
+        """To every authenticated client (with `flag` on); our bug here is counted, never raised
+        into the client's connection handling (a management client must not end a tunnel)."""
+        if self.mgr is None:
+            return
+        try:
             self.mgr.notify(lines, flag)
+        except Exception as e:  # noqa: BLE001
+            self.gw.faults.internal_exc("management notification", e)
 
     # ---------------------------------------------------------------- states
     def state(self, name: str, detail: str = "", tun_ip: str = "", remote: tuple | None = None,

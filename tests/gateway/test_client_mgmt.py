@@ -271,3 +271,27 @@ def test_the_appliance_vms_client_refuses_management_at_its_line(tmp_path):
     with pytest.raises(ConfigError) as ei:
         parse_appliance_config(toml, str(tmp_path / "appliance.toml"))
     assert ":12: management: the appliance VM's client does not serve" in str(ei.value)
+
+
+def test_random_command_lines_never_escape_the_connection(pki, tmp_path):
+    """3,000 seeded random lines of OpenVPN's command words, numbers, quotes and bytes through
+    MgmtConn.on_read with the live client behind: every line answered or refused, nothing raised
+    (the pump would count an escape as an internal error and drop the line's client)."""
+    import random
+
+    from appliance.gateway.management import MgmtConn
+    from tests.fuzz.mgmt_world import _FakeSock
+    w, c, _tap = _setup(pki, tmp_path)
+    words = ["state", "log", "echo", "bytecount", "hold", "signal", "status", "verb", "mute", "version", "help",
+             "pid", "load-stats", "kill", "client-auth", "password", "on", "off", "all", "release", "SIGUSR1",
+             "SIGHUP", "SIGUSR2", "-1", "0", "99999999999999999999", "1e9", '"', "'", "#", "\t", "\x00", "\xff",
+             "é", "x" * 300]
+    rng = random.Random(7)
+    for _ in range(3000):
+        line = " ".join(rng.choice(words) for _ in range(rng.randint(0, 4)))
+        conn = MgmtConn(_FakeSock(line.encode("utf-8", "surrogateescape") + b"\n"), c.mgmt.mgr, need_password=False)
+        c.mgmt.mgr.conns.append(conn)
+        while not conn.closed and conn.sock.data:
+            conn.on_read()
+        c.mgmt.mgr.drop(conn, None)
+    assert c.mgmt.mgr.conns == [_tap] and c.result is None

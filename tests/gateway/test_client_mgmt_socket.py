@@ -11,7 +11,7 @@ import time
 import pytest
 
 from appliance.gateway.client_mgmt import ClientMgmt
-from appliance.gateway.loop import Pump, SelectorWaiter
+from appliance.gateway.loop import Faults, Pump, SelectorWaiter
 from appliance.gateway.management import LINE_LIMIT, OUT_LIMIT
 from appliance.gateway.observers import ClientCounters
 from appliance.openvpn.config import parse_config
@@ -27,6 +27,7 @@ class StandIn:
     def __init__(self, opts, pump: Pump) -> None:
         self.opts, self.pump, self.clock = opts, pump, pump.clock
         self.counters = ClientCounters()
+        self.faults = Faults()
         self.calls: list[str] = []
 
     def connect(self) -> None:
