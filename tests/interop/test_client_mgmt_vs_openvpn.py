@@ -43,6 +43,12 @@ def _until_state(m: Mgmt, name: str, within: float = 20) -> None:
         m.lines(0.2)
 
 
+def _until_note(m: Mgmt, prefix: str, within: float = 3) -> None:
+    end = time.monotonic() + within
+    while time.monotonic() < end and not any(n.startswith(prefix) for n in m.notes):
+        m.lines(0.05)
+
+
 def _session(lab: Lab, ours: bool) -> dict[str, list[str]]:
     sock = str(lab.tmp / f"cm-{'ours' if ours else 'theirs'}.sock")
     prof = client_profile(lab.pki, extra=f"management {sock} unix\nmanagement-hold\n")
@@ -53,7 +59,12 @@ def _session(lab: Lab, ours: bool) -> dict[str, list[str]]:
     m.lines(0.5)
     out["welcome"] = _notes(m)
     for c in ON_HOLD:
-        out[f"hold: {c}"] = [mask(x) for x in m.cmd(c)] + _notes(m)
+        reply = [mask(x) for x in m.cmd(c)]
+        if c in ("signal SIGUSR1", "signal SIGHUP"):
+            # OpenVPN writes the >HOLD line that follows this reply on its own: wait for it, so
+            # it is not taken for the next command's.
+            _until_note(m, ">HOLD:")
+        out[f"hold: {c}"] = reply + _notes(m)
     out["hold release"] = m.cmd("hold release")
     _until_state(m, "CONNECTED")
     out["up"] = _notes(m)
