@@ -310,6 +310,8 @@ class Management:
         self.throttle: LoginThrottle | None = None          # TCP off loopback only
         self._evicted = 0                                   # since the last log line of it
         self._evicted_logged: float | None = None
+        self._dropped = 0                                   # connections closed for a reason, since its last line
+        self._dropped_logged: float | None = None
         self._unlinker = None
         self._ident: tuple[int, int, int] | None = None     # our unix socket's identity()
         host, port, pwfile = spec
@@ -448,7 +450,15 @@ class Management:
         c.closed = True
         self.pump.timers.cancel(("mgmt-auth", id(c)))
         if why:
-            log.warning("%s: closed", why)
+            # At most one line every LOG_EVERY s, with a count of the others: a local or LAN
+            # flood of connections that never read or send over-long lines is no log flood.
+            self._dropped += 1
+            now = self.pump.clock()
+            if self._dropped_logged is None or now - self._dropped_logged >= LOG_EVERY:
+                more = self._dropped - 1
+                log.warning("%s: closed%s", why,
+                            f" ({more} more management connection(s) closed since the last such line)" if more else "")
+                self._dropped, self._dropped_logged = 0, now
         self.pump.unwatch(c)
         try:
             c.sock.close()

@@ -12,7 +12,7 @@ import pytest
 
 from appliance.gateway import status as st_mod
 from appliance.gateway.loop import Pump, SelectorWaiter
-from appliance.gateway.management import OUT_LIMIT, Management
+from appliance.gateway.management import LINE_LIMIT, OUT_LIMIT, Management
 
 # What Debian's OpenVPN 2.6.14 server (no clients) answered, line by line (tests/interop repeats
 # the comparison live). <PID> and <T> mark what differs between runs; TITLE/version text aside.
@@ -190,6 +190,28 @@ def test_a_one_megabyte_line_is_refused_and_others_are_answered(mgmt):
     assert len(m.conns) == 1
     assert ask(pump, good, "load-stats", 1) == ["SUCCESS: nclients=0,bytesin=0,bytesout=0"]
     bad.close()
+
+
+def test_a_flood_of_over_long_lines_is_logged_at_a_limited_rate(mgmt, caplog):
+    """Each connection closed for a reason (a line too long, output never read) was one warning
+    line: a flood of them from a local user or the LAN was a log flood."""
+    m, pump, path = mgmt
+    for _ in range(40):
+        s = _client(path)
+        try:
+            s.sendall(b"x" * (LINE_LIMIT + 10))
+        except OSError:
+            pass
+        for _ in range(20):
+            pump.step(block=False)
+            if not m.conns:
+                break
+        s.close()
+    closed = [r for r in caplog.records if "management line too long: closed" in r.getMessage()]
+    assert 1 <= len(closed) <= 2, [r.getMessage() for r in closed]
+    good = _client(path)
+    _read_until(pump, good, lambda t: t.endswith("\r\n"))
+    assert ask(pump, good, "load-stats", 1) == ["SUCCESS: nclients=0,bytesin=0,bytesout=0"]
 
 
 def test_password_on_tcp(tmp_path):
