@@ -852,6 +852,7 @@ class TlsEndpoint:
     # tls-verify's hold (set per instance in __init__; here too for endpoints made without it)
     verify_chain: "tuple | None" = None
     _held_input = 0
+    _held_under = None
 
     def __init__(self, ctx: SSL.Context, settings: TlsSettings) -> None:
         self.settings = settings
@@ -892,6 +893,7 @@ class TlsEndpoint:
         self._verdict: bool | None = None
         self._held_cert: x509.Certificate | None = None
         self._held_input = 0                    # bytes fed while held
+        self._held_under = None                 # verify_again when the hold began (a reload's since?)
         # Where feed() is in the peer's record stream (a record may be cut over control packets):
         self._rec_head = b""     # the start of a record header cut off at the end of a feed
         self._rec_skip = 0       # bytes of the current record's body still to come
@@ -974,6 +976,7 @@ class TlsEndpoint:
             raise RemoteProtocolError(f"VERIFY ERROR: a certificate of the peer's chain cannot be read: {e}") from None
         self._held_cert, self.peer_cert = self.peer_cert, None
         self.verify_chain = chain
+        self._held_under = self.verify_again      # the checks just passed (see _take_verdict)
 
     def give_verdict(self, ok: bool) -> None:
         """The tls-verify verdict on verify_chain; the next pump() goes on or fails."""
@@ -987,6 +990,19 @@ class TlsEndpoint:
             # As OpenVPN's verify callback failing: the handshake fails (no AUTH_FAILED).
             raise RemoteProtocolError("VERIFY SCRIPT ERROR: tls-verify refused the peer's certificate chain")
         self.peer_cert, self._held_cert = self._held_cert, None
+        if self.verify_again is not self._held_under:
+            # A reload came while the command ran: the checks above were the old config's. The
+            # held chain is checked under the new one (CA store, CRL, names) as a kept client's
+            # is, or a command's "yes" carried in a certificate the new config refuses.
+            try:
+                self.chain_digests = self.verify_again(self.peer_cert, self._chain_now) or self.chain_digests
+                self.peer_cn = peer_name(self.settings, self.peer_cert)
+            except _UNREADABLE as e:
+                self.peer_cert = None
+                raise RemoteProtocolError(f"VERIFY ERROR: peer certificate cannot be read: {e}") from None
+            except BaseException:
+                self.peer_cert = None               # a refused certificate is nobody's identity
+                raise
         self.handshake_done = True
         self._fed = True                            # records that came in meanwhile are read now
 

@@ -334,3 +334,29 @@ def test_a_stale_or_late_verdict_decides_nothing(pki, tmp_path, monkeypatch):
     runner.holding = False
     runner.release(True)                            # the client's later tries are decided as they come
     assert w.run(lambda: _up(w), max_time=60)
+
+
+@pytest.mark.parametrize("who, gets_in", [("client0", False), ("client1", True)])
+def test_a_reload_while_held_checks_the_held_chain_under_the_new_config(pki, tmp_path, monkeypatch, who, gets_in):
+    """A handshake held for tls-verify when a reload makes the checks stricter (here
+    verify-x509-name; a CRL revoking it, a CA taken out alike) is checked under the new config
+    at its verdict: OpenVPN's SIGHUP has that client verified anew, and a command's "yes" must
+    not carry in a certificate the reloaded config refuses (it did: the checks had run before
+    the hold, and the reload passed over a session with no finished handshake)."""
+    runner = HeldRunner()
+    monkeypatch.setattr(ops_mod, "make_verify_runner", lambda opts, inline=False: runner)
+    base = server_conf(pki, extra="script-security 2\ntls-verify /bin/true\n")
+    holder = {"conf": base}
+    w = World()
+    gw = w.add_server(base)
+    gw.ops.reload_source = lambda: holder["conf"]
+    w.add_client(client_conf(pki, who))
+    w.run_for(2)
+    assert len(runner.held) == 1 and not _up(w)
+    holder["conf"] = server_conf(pki, extra="script-security 2\ntls-verify /bin/true\nverify-x509-name client1 name\n")
+    assert gw.ops.reload()
+    runner.holding = False
+    runner.release(True)
+    assert w.run(lambda: _up(w), max_time=10) is gets_in
+    if not gets_in:
+        _nothing_left(w)
