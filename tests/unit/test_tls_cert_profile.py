@@ -101,3 +101,39 @@ def test_an_unknown_profile_is_an_error_at_its_line_and_insecure_is_noted(pki):
     assert "tls-cert-profile: unknown profile 'strict'" in str(e.value)
     o = parse_config(_profile(pki, 2048) + "tls-cert-profile insecure\n", "/etc/x.ovpn")
     assert any("level 0" in n for n in o.notes)
+
+
+@pytest.mark.parametrize("bits, profile, accepted", [
+    (1024, "preferred", False), (1024, None, False), (1024, "legacy", True), (2048, "suiteb", False),
+    (3072, "suiteb", True), (2048, "preferred", True),
+])
+def test_a_pinned_peer_below_the_profile_is_refused_without_a_ca_too(pki, bits, profile, accepted):
+    """peer-fingerprint alone (no ca): the pin names the certificate, but the level still bounds
+    its key -- a profile that says 2048 bits must not take a pinned 1024-bit key, whose owner's
+    identity a factoring attacker can take. (OpenVPN 2.6's verify callback ignores every
+    OpenSSL error with peer-fingerprint alone, the security level's included; we keep those.)"""
+    from cryptography.hazmat.primitives import hashes
+    ca, srv, clients = pki
+    cli = clients[bits]
+    s_set = TlsSettings(None, _pem(srv[0]), _key(srv[1]), True, cert_profile=profile,
+                        peer_fingerprints=[cli[0].fingerprint(hashes.SHA256())])
+    c_set = TlsSettings(_pem(ca[0]), _pem(cli[0]), _key(cli[1]), False, cert_profile="insecure")
+    s, c = TlsEndpoint(build_context(s_set), s_set), TlsEndpoint(build_context(c_set), c_set)
+
+    def run() -> None:
+        out, _ = c.pump()
+        for _ in range(10):
+            s.feed(out)
+            back, _ = s.pump()
+            c.feed(back)
+            out, _ = c.pump()
+            if c.handshake_done and s.handshake_done and not out:
+                return
+        raise AssertionError("handshake did not finish")
+    if accepted:
+        run()
+        assert s.peer_cert == cli[0]
+    else:
+        with pytest.raises(RemoteProtocolError, match="key too weak|too small"):
+            run()
+        assert s.peer_cert is None
