@@ -549,6 +549,9 @@ class Operations:
         # x509-username-field names every client (pool, ccd, the CN lock of renegotiations): the
         # TLS settings read from the new file follow the name kept.
         p.tls.username_field = new.x509_username_field
+        # tls-cert-profile likewise: the security level of every context made from now on is the
+        # one kept (a reload to `insecure` said "kept as it was" and let weaker peer keys in).
+        p.tls.cert_profile = new.tls_cert_profile
         cur = gw.st
         st.pool, st.pool6, st.pool_memory = cur.pool, cur.pool6, cur.pool_memory
         st.tcp = cur.tcp
