@@ -806,7 +806,8 @@ class ClientGateway:
                 "daemon": "0", "daemon_log_redirect": "0", "verb": str(o.verb), "config": o.path,
                 "script_context": "init"}
         why = "no runner" if self.verify is None else \
-            self.verify.submit_chain(("tls", c, e.key_id, e.check), ip, list(o.tls_verify or ()), e.chain, base)
+            self.verify.submit_chain(("tls", c, e.key_id, e.check), ip, list(o.tls_verify or ()), e.chain, base,
+                                    name=e.common_name)
         if why is not None:
             log.warning("tls-verify not run: %s", why)
             c.session.tls_verify_result(e.key_id, False, self.clock(), check=e.check)

@@ -725,7 +725,7 @@ class Operations:
         if isinstance(e, ev.TlsVerifyRequested):
             why = "no tls-verify command" if self.verify is None or not o.tls_verify else \
                 self.verify.submit_chain(("tls", rec, e.key_id, e.check), ip, list(o.tls_verify), e.chain,
-                                         self.verify_env(ip, port))
+                                         self.verify_env(ip, port), name=e.common_name)
             if why is not None:
                 # Counted, not logged one by one: a flood of handshakes is what fills the queue.
                 self.gw.faults.count(f"TLS handshake refused: tls-verify not run: {why}")

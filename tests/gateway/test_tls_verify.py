@@ -360,3 +360,29 @@ def test_a_reload_while_held_checks_the_held_chain_under_the_new_config(pki, tmp
     assert w.run(lambda: _up(w), max_time=10) is gets_in
     if not gets_in:
         _nothing_left(w)
+
+
+def test_common_name_is_the_x509_username_field_name_as_everywhere_else(tmp_path, inline):
+    """With x509-username-field, OpenVPN 2.6's tls-verify gets that field's value as
+    `common_name` (verify_cert: the username it extracts), the name the session then goes by.
+    Ours gave the subject's CN: a certificate `CN=alice@example.org, emailAddress=mallory@...`
+    was alice to an allow-list command and mallory to the pool, status and scripts after it."""
+    from cryptography import x509
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    from appliance.certs import issue
+    from tests.gateway.conftest import _kpem, _pem
+    ca = issue("Name CA", None, None)
+    srv = issue("server", ca, ExtendedKeyUsageOID.SERVER_AUTH)
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "alice@example.org"),
+                         x509.NameAttribute(NameOID.EMAIL_ADDRESS, "mallory@example.org")])
+    cli = issue("x", ca, ExtendedKeyUsageOID.CLIENT_AUTH, name=subject)
+    pki = {"ca": _pem(ca[0]), "server": (_pem(srv[0]), _kpem(srv[1])),
+           "clients": {"client0": (_pem(cli[0]), _kpem(cli[1]))}}
+    tv, log = _verifier(tmp_path)
+    w = World()
+    gw = w.add_server(server_conf(pki, extra=f"script-security 2\ntls-verify {tv}\nx509-username-field emailAddress\n"))
+    w.add_client(client_conf(pki))
+    assert w.run(lambda: _up(w), max_time=30)
+    assert _env(tmp_path, 0)["common_name"] == "mallory@example.org"
+    assert [r.common_name for r in gw.ops.rows()] == ["mallory@example.org"]
