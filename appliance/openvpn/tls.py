@@ -451,8 +451,15 @@ def peer_rechecker(s: TlsSettings):
         store = crypto.X509Store()
         for c in _load_certs(s.ca):
             store.add_cert(crypto.X509.from_cryptography(c))
+    # The security level new handshakes run at (tls-cipher's @SECLEVEL, tls-cert-profile,
+    # OpenSSL's default): the store above verifies with none, so a reload that raised it kept
+    # an RSA-2048 client under @SECLEVEL=3 until its next renegotiation.
+    level_ctx = SSL.Context(SSL.TLS_METHOD)
+    restrict_algorithms(level_ctx, s)
 
     def check(cert: x509.Certificate | None, chain_of) -> tuple[bytes, ...] | None:
+        if cert is not None:
+            _within_level(level_ctx, cert, pinned=store is None)
         chain = chain_of() if cert is not None and (store is not None or s.crl is not None or s.verify_hash) else []
         digests = None
         if cert is not None and store is not None:
@@ -470,6 +477,20 @@ def peer_rechecker(s: TlsSettings):
         _check_peer(s, cert, chain)
         return digests
     return check
+
+
+def _within_level(ctx: SSL.Context, cert: x509.Certificate, pinned: bool) -> None:
+    """RemoteProtocolError when the peer's certificate is below `ctx`'s security level, as
+    OpenSSL judges its own (SSL_CTX_use_certificate: the key's strength, and the signature's
+    digest unless self-signed). `pinned` (peer-fingerprint, no CA): the key only, as the
+    handshake checks it (build_context's accept_any), the signer being nobody we know."""
+    try:
+        ctx.use_certificate(cert)
+    except SSL.Error as e:
+        text = str(e)
+        if "key too small" in text or (not pinned and "md too weak" in text):
+            raise RemoteProtocolError(f"VERIFY ERROR: the peer's certificate is below the TLS security level "
+                                      f"configured now ({text})") from None
 
 
 def _check_peer(s: TlsSettings, cert: x509.Certificate | None, chain: list | None = None) -> str | None:

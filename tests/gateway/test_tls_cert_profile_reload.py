@@ -16,12 +16,14 @@ from tests.gateway.test_tunnel import _up
 
 @pytest.fixture(scope="module")
 def rsa_pki() -> dict:
-    """An EC CA and server (fine at every level) and a client with an RSA-2048 key (level 2, not 3)."""
+    """An EC CA and server (fine at every level), client0 with an RSA-2048 key (level 2, not 3),
+    client1 with an EC P-256 key (level 3)."""
     ca = issue("Profile CA", None, None)
     srv = issue("server", ca, ExtendedKeyUsageOID.SERVER_AUTH)
     cli = issue("client0", ca, ExtendedKeyUsageOID.CLIENT_AUTH, key=rsa.generate_private_key(65537, 2048))
+    ec_cli = issue("client1", ca, ExtendedKeyUsageOID.CLIENT_AUTH)
     return {"ca": _pem(ca[0]), "server": (_pem(srv[0]), _kpem(srv[1])),
-            "clients": {"client0": (_pem(cli[0]), _kpem(cli[1]))}}
+            "clients": {"client0": (_pem(cli[0]), _kpem(cli[1])), "client1": (_pem(ec_cli[0]), _kpem(ec_cli[1]))}}
 
 
 def test_a_reload_changing_the_profile_keeps_the_running_level(rsa_pki, caplog):
@@ -47,3 +49,22 @@ def test_a_reload_changing_the_profile_keeps_the_running_level(rsa_pki, caplog):
     assert gw2.ops.reload() and gw2.opts.tls_cert_profile == "preferred"
     w2.add_client(client_conf(rsa_pki, extra="tls-cert-profile preferred\n"))
     assert w2.run(lambda: _up(w2), max_time=30)
+
+
+def test_a_reload_raising_the_security_level_ends_kept_clients_below_it(rsa_pki, caplog):
+    """tls-cipher (reloadable) with @SECLEVEL=3: the kept RSA-2048 client is out at the reload,
+    as OpenVPN's SIGHUP has it handshake anew under level 3 (it stayed until its next
+    renegotiation: up to reneg-sec); the EC client, strong enough, stays."""
+    base = server_conf(rsa_pki)
+    holder = {"conf": base}
+    w = World()
+    gw = w.add_server(base)
+    gw.ops.reload_source = lambda: holder["conf"]
+    w.add_client(client_conf(rsa_pki, "client0"))
+    w.add_client(client_conf(rsa_pki, "client1"), ip="198.18.1.10")
+    assert w.run(lambda: _up(w, 0) and _up(w, 1), max_time=30)
+    holder["conf"] = server_conf(rsa_pki, extra="tls-cipher DEFAULT:@SECLEVEL=3\n")
+    with caplog.at_level(logging.WARNING):
+        assert gw.ops.reload()
+    assert [r.common_name for r in gw.ops.rows()] == ["client1"]
+    assert "below the TLS security level" in caplog.text
