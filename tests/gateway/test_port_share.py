@@ -301,3 +301,28 @@ def test_our_client_is_recognised_with_each_protection(pki, protection):
     w.add_client(client_conf(pki, proto="tcp-client", protection=prot, extra=cli_extra))
     served(w)
     assert not backend.backlog and not w.server.portshare.relays
+
+
+_RESET = b"\x38" + bytes.fromhex("0102030405060708") + b"\x00" + bytes(4)   # HARD_RESET_CLIENT_V2, no protection
+
+
+@pytest.mark.parametrize("how", ["with-more", "1-byte-segments"])
+def test_an_openvpn_reset_in_any_split_is_answered_and_never_relayed(pki, how):
+    """A client's reset in the same first read as what follows it (here a second copy), or
+    trickled one byte per segment (OpenVPN decides at 2 bytes, on the length alone): either way
+    the server answers with its own reset and nothing reaches the backend."""
+    w = World()
+    lst = MemoryListenSocket(w.net, BACKEND)
+    lst.bind(BACKEND)
+    w.add_server(server_conf(pki, "tcp-server", protection="none", extra=f"port-share {BACKEND[0]} {BACKEND[1]}\n"))
+    frame = len(_RESET).to_bytes(2, "big") + _RESET
+    if how == "with-more":
+        web = _visit(w, data=frame + frame)
+    else:
+        web = _visit(w, data=b"")
+        for i in range(len(frame)):
+            web.send(frame[i:i + 1])
+            w.run_for(0.05)
+    assert w.run(lambda: len(web.inbox) >= 3, max_time=5), "no answer to the reset"
+    assert web.inbox[2] >> 3 == 8, bytes(web.inbox[:3])          # P_CONTROL_HARD_RESET_SERVER_V2
+    assert not lst.backlog and not w.server.portshare.relays
