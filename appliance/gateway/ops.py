@@ -13,7 +13,9 @@ kept as it was, with a `file:line` warning; nothing changed is accepted and igno
 tls-verify and tls-crypt-v2-verify (gateway/tlsverify.py) are applied: to every handshake from
 then on, a kept client's next renegotiation included (not run on the spot for kept clients); a
 handshake already held for the command keeps its verdict, and one held whose command the reload
-took away is refused (the peer retries under the new config). A
+took away is refused (the peer retries under the new config). tls-crypt-v2-verify runs on a
+client's key at its first packet only: clients connected with a tls-crypt-v2 key are not run
+through one a reload adds, and the reload says so at its line. A
 `crl-verify` file over 32 KiB is read once, by the CRL worker, before the rest applies (whole,
 on the loop): the old config serves meanwhile (Operations.reload).
 """
@@ -632,10 +634,26 @@ class Operations:
             s.chain_verified_again(chain)
         log.warning("reload: config %s re-read; %d clients kept, %d revoked ones disconnected",
                     new.path, len(d.clients), dropped)
+        self._warn_v2_verify_unchecked(old, new)
         if self.mgmt is not None:
             t = int(self.wall())
             self.mgmt.notify([f">STATE:{t},RECONNECTING,SIGHUP,,,,,", self.state_line(t)], "state_on")
         return True
+
+    def _warn_v2_verify_unchecked(self, old, new) -> None:
+        """A reload that adds or changes tls-crypt-v2-verify: the command runs on a client's key
+        only at its first packet, so clients connected with a tls-crypt-v2 key keep their
+        sessions unchecked by it (OpenVPN's SIGHUP has them all reconnect, through it). Said at
+        the line, with how many, rather than left for the operator to assume them checked."""
+        if not new.tls_crypt_v2_verify or new.tls_crypt_v2_verify == old.tls_crypt_v2_verify:
+            return
+        kept = sum(1 for rec in self.gw.d.clients if rec.v2_metadata is not None)
+        if kept:
+            path, line = new.source.get("tls_crypt_v2_verify", (new.path, None))
+            log.warning("reload: %s", ConfigError(
+                f"runs on clients connecting from now on; {kept} connected with a tls-crypt-v2 key keep their "
+                "sessions without it (a restart, or management `kill`, has them connect through it)",
+                path, line, "tls-crypt-v2-verify"))
 
     # ---------------------------------------------------------------- engine events
     def _info(self, rec) -> ClientInfo:

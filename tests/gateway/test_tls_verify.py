@@ -386,3 +386,26 @@ def test_common_name_is_the_x509_username_field_name_as_everywhere_else(tmp_path
     assert w.run(lambda: _up(w), max_time=30)
     assert _env(tmp_path, 0)["common_name"] == "mallory@example.org"
     assert [r.common_name for r in gw.ops.rows()] == ["mallory@example.org"]
+
+
+def test_a_reload_adding_tls_crypt_v2_verify_says_which_clients_it_cannot_check(pki, tmp_path, inline, caplog):
+    """The command runs on a client's key at its first packet only: a reload that adds it says,
+    at its line, that the clients connected with a tls-crypt-v2 key were not run through it
+    (an operator revoking a key that way must not assume them gone)."""
+    import logging
+    s_key, c_key = _v2_confs(pki, b"mallory")
+    v2 = _script(tmp_path, "v2.sh", "exit 1\n")
+    base = server_conf(pki, protection="none", extra=f"script-security 2\n{s_key}")
+    holder = {"conf": base}
+    w = World()
+    gw = w.add_server(base)
+    gw.ops.reload_source = lambda: holder["conf"]
+    w.add_client(client_conf(pki, protection="none", extra=c_key))
+    assert w.run(lambda: _up(w), max_time=30)
+    holder["conf"] = server_conf(pki, protection="none", extra=f"script-security 2\ntls-crypt-v2-verify {v2}\n{s_key}")
+    with caplog.at_level(logging.WARNING):
+        assert gw.ops.reload()
+    assert "tls-crypt-v2-verify: runs on clients connecting from now on; 1 connected with a tls-crypt-v2 key" \
+        in caplog.text, caplog.text
+    line = holder["conf"].splitlines().index(f"tls-crypt-v2-verify {v2}") + 1
+    assert f":{line}: tls-crypt-v2-verify" in caplog.text
