@@ -634,26 +634,26 @@ class Operations:
             s.chain_verified_again(chain)
         log.warning("reload: config %s re-read; %d clients kept, %d revoked ones disconnected",
                     new.path, len(d.clients), dropped)
-        self._warn_v2_verify_unchecked(old, new)
+        self._check_kept_v2_keys(old, new)
         if self.mgmt is not None:
             t = int(self.wall())
             self.mgmt.notify([f">STATE:{t},RECONNECTING,SIGHUP,,,,,", self.state_line(t)], "state_on")
         return True
 
-    def _warn_v2_verify_unchecked(self, old, new) -> None:
+    def _check_kept_v2_keys(self, old, new) -> None:
         """A reload that adds or changes tls-crypt-v2-verify: the command runs on a client's key
-        only at its first packet, so clients connected with a tls-crypt-v2 key keep their
-        sessions unchecked by it (OpenVPN's SIGHUP has them all reconnect, through it). Said at
-        the line, with how many, rather than left for the operator to assume them checked."""
-        if not new.tls_crypt_v2_verify or new.tls_crypt_v2_verify == old.tls_crypt_v2_verify:
+        at its first packet, and OpenVPN's SIGHUP has every client connect again, through it. The
+        clients we keep are run through it now, off the loop, and those it refuses are
+        disconnected (an operator revoking a key that way expects it gone). Not capped by the
+        queue's room for new handshakes: their number is the server's own clients."""
+        if not new.tls_crypt_v2_verify or new.tls_crypt_v2_verify == old.tls_crypt_v2_verify or self.verify is None:
             return
-        kept = sum(1 for rec in self.gw.d.clients if rec.v2_metadata is not None)
+        kept = [rec for rec in self.gw.d.clients if rec.v2_key is not None]
+        for rec in kept:
+            self.verify.submit_metadata(("v2kept", rec), self._real(rec)[0], list(new.tls_crypt_v2_verify),
+                                        *rec.v2_key, capped=False)
         if kept:
-            path, line = new.source.get("tls_crypt_v2_verify", (new.path, None))
-            log.warning("reload: %s", ConfigError(
-                f"runs on clients connecting from now on; {kept} connected with a tls-crypt-v2 key keep their "
-                "sessions without it (a restart, or management `kill`, has them connect through it)",
-                path, line, "tls-crypt-v2-verify"))
+            log.warning("reload: tls-crypt-v2-verify: running it on the keys of %d connected client(s)", len(kept))
 
     # ---------------------------------------------------------------- engine events
     def _info(self, rec) -> ClientInfo:
@@ -769,6 +769,12 @@ class Operations:
             if not ok and rec.alive:
                 log.warning("%s: %s", fmt_addr(rec.addr), reason)
             d.tls_verify_result(rec, key_id, ok, now, check=check)
+        elif key[0] == "v2kept":
+            rec = key[1]
+            if not ok and rec.alive:
+                why = f"tls-crypt-v2-verify refused its key at a reload: {reason}"
+                log.warning("%s/%s: %s: disconnected", rec.common_name, fmt_addr(rec.addr), why)
+                self._kick(rec, why)
         else:
             d.v2_verify_result(key[1], ok, now, why=reason)
 

@@ -130,13 +130,17 @@ class VerifyRunner:
         return self._submit(_Job(key, source_group(source), chain=(list(argv), tuple(chain), dict(base_env), name)))
 
     def submit_metadata(self, key: object, source: str, argv: list[str], metadata_type: int,
-                        metadata: bytes) -> str | None:
+                        metadata: bytes, capped: bool = True) -> str | None:
+        """`capped=False`: a reload's check of a connected client (ops.py), bounded by the
+        clients the server holds, not by the queue's room for strangers' handshakes."""
         return self._submit(_Job(key, source_group(source), metadata=(metadata_type, bytes(metadata)),
-                                 argv=tuple(argv)))
+                                 argv=tuple(argv)), capped)
 
-    def _submit(self, job: _Job) -> str | None:
+    def _submit(self, job: _Job, capped: bool = True) -> str | None:
         why = None
-        if sum(self.pending.values()) >= self.max_pending:
+        if not capped:
+            pass
+        elif sum(self.pending.values()) >= self.max_pending:
             why = "too many verify commands queued"
         elif self.pending.get(job.source, 0) >= self.per_source_pending:
             why = "too many verify commands queued for one address"

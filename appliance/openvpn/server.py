@@ -559,6 +559,7 @@ class ServerDispatcher(ClientPush):
         rec = ClientRecord(s, addr, pid, tcp=self.st.tcp)
         if v2 is not None:
             rec.v2_metadata = v2.describe()
+            rec.v2_key = (v2.metadata_type, v2.metadata)
         s.owner = rec
         self.admission.opened(rec, addr, client_sid if unverified else None, now)
         if own_sid is not None:

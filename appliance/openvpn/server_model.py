@@ -44,6 +44,9 @@ class ClientRecord:
     extra_push: list[str] = field(default_factory=list)
     push_reset: bool = False
     v2_metadata: str | None = None       # what the client's tls-crypt-v2 key says about it
+    # Its type and bytes: a reload that adds tls-crypt-v2-verify runs the command on the keys of
+    # clients it keeps (gateway/ops.py), as OpenVPN's SIGHUP has them all connect through it.
+    v2_key: tuple[int, bytes] | None = None
     # tls-crypt-v2-verify: the client's packets, held (with no TLS work done) until the verdict
     # on its key's metadata (ServerDispatcher.v2_verify_result), the first one's WKc cut off.
     v2_held: list[bytes] | None = None

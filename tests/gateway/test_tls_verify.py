@@ -388,13 +388,17 @@ def test_common_name_is_the_x509_username_field_name_as_everywhere_else(tmp_path
     assert [r.common_name for r in gw.ops.rows()] == ["mallory@example.org"]
 
 
-def test_a_reload_adding_tls_crypt_v2_verify_says_which_clients_it_cannot_check(pki, tmp_path, inline, caplog):
-    """The command runs on a client's key at its first packet only: a reload that adds it says,
-    at its line, that the clients connected with a tls-crypt-v2 key were not run through it
-    (an operator revoking a key that way must not assume them gone)."""
+@pytest.mark.parametrize("refuses", [True, False])
+def test_a_reload_adding_tls_crypt_v2_verify_runs_it_on_connected_clients_keys(pki, tmp_path, inline, caplog,
+                                                                              refuses):
+    """The command runs on a client's key at its first packet, and OpenVPN's SIGHUP has every
+    client connect again through it: a reload that adds it runs it on the keys of the clients
+    it keeps, and one it refuses is disconnected (an operator revoking a key that way expects
+    it gone). Before, the kept clients stayed, with a warning."""
     import logging
     s_key, c_key = _v2_confs(pki, b"mallory")
-    v2 = _script(tmp_path, "v2.sh", "exit 1\n")
+    v2 = _script(tmp_path, "v2.sh", 'echo "$metadata_type $(cat "$metadata_file")" >> "$0.log"\n'
+                 + ("exit 1\n" if refuses else "exit 0\n"))
     base = server_conf(pki, protection="none", extra=f"script-security 2\n{s_key}")
     holder = {"conf": base}
     w = World()
@@ -405,7 +409,10 @@ def test_a_reload_adding_tls_crypt_v2_verify_says_which_clients_it_cannot_check(
     holder["conf"] = server_conf(pki, protection="none", extra=f"script-security 2\ntls-crypt-v2-verify {v2}\n{s_key}")
     with caplog.at_level(logging.WARNING):
         assert gw.ops.reload()
-    assert "tls-crypt-v2-verify: runs on clients connecting from now on; 1 connected with a tls-crypt-v2 key" \
-        in caplog.text, caplog.text
-    line = holder["conf"].splitlines().index(f"tls-crypt-v2-verify {v2}") + 1
-    assert f":{line}: tls-crypt-v2-verify" in caplog.text
+        w.run_for(1.0)
+    assert open(v2 + ".log").read().split() == ["0", "mallory"]      # type 0 (user), the key's metadata
+    if refuses:
+        assert "tls-crypt-v2-verify refused its key at a reload" in caplog.text, caplog.text
+        assert not gw.d.clients
+    else:
+        assert len(gw.d.clients) == 1 and "refused its key" not in caplog.text
