@@ -33,8 +33,15 @@ def _handshake(pki, bits: int, server_profile: str | None, client_profile: str |
     ca, srv, clients = pki
     cli = clients[bits]
     s_set = TlsSettings(_pem(ca[0]), _pem(srv[0]), _key(srv[1]), True, cert_profile=server_profile)
-    c_set = TlsSettings(_pem(ca[0]), _pem(cli[0]), _key(cli[1]), False, cert_profile=client_profile)
+    _run(s_set, TlsSettings(_pem(ca[0]), _pem(cli[0]), _key(cli[1]), False, cert_profile=client_profile))
+
+
+def _run(s_set: TlsSettings, c_set: TlsSettings, made: list | None = None) -> TlsEndpoint:
+    """A handshake in memory between these settings; the server's endpoint once both are done
+    (also appended to `made` first, for a test of what a refusal leaves on it)."""
     s, c = TlsEndpoint(build_context(s_set), s_set), TlsEndpoint(build_context(c_set), c_set)
+    if made is not None:
+        made.append(s)
     out, _ = c.pump()
     for _ in range(10):
         s.feed(out)
@@ -42,7 +49,7 @@ def _handshake(pki, bits: int, server_profile: str | None, client_profile: str |
         c.feed(back)
         out, _ = c.pump()
         if c.handshake_done and s.handshake_done and not out:
-            return
+            return s
     raise AssertionError("handshake did not finish")
 
 
@@ -118,22 +125,10 @@ def test_a_pinned_peer_below_the_profile_is_refused_without_a_ca_too(pki, bits, 
     s_set = TlsSettings(None, _pem(srv[0]), _key(srv[1]), True, cert_profile=profile,
                         peer_fingerprints=[cli[0].fingerprint(hashes.SHA256())])
     c_set = TlsSettings(_pem(ca[0]), _pem(cli[0]), _key(cli[1]), False, cert_profile="insecure")
-    s, c = TlsEndpoint(build_context(s_set), s_set), TlsEndpoint(build_context(c_set), c_set)
-
-    def run() -> None:
-        out, _ = c.pump()
-        for _ in range(10):
-            s.feed(out)
-            back, _ = s.pump()
-            c.feed(back)
-            out, _ = c.pump()
-            if c.handshake_done and s.handshake_done and not out:
-                return
-        raise AssertionError("handshake did not finish")
     if accepted:
-        run()
-        assert s.peer_cert == cli[0]
+        assert _run(s_set, c_set).peer_cert == cli[0]
     else:
+        made: list = []
         with pytest.raises(RemoteProtocolError, match="key too weak|too small"):
-            run()
-        assert s.peer_cert is None
+            _run(s_set, c_set, made)
+        assert made[0].peer_cert is None
