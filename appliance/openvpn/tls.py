@@ -7,6 +7,7 @@ application messages read (one per TLS record, as OpenVPN writes one control mes
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import re
@@ -970,7 +971,7 @@ class TlsEndpoint:
         that cryptography could not read got a tunnel that way. Now every pump until the end
         does the checks again and fails as they do."""
         self._chain_x509 = self._chain = None
-        try:
+        with self._nobody_if_refused():
             peer = self.conn.get_peer_certificate()
             self.peer_cert = peer.to_cryptography() if peer is not None else None
             if self.peer_cert is not None:          # the leaf at least, should OpenSSL keep no chain
@@ -987,11 +988,18 @@ class TlsEndpoint:
                 self._keep_chain()
                 chain = self.peer_chain
             self.peer_cn = _check_peer(self.settings, self.peer_cert, chain)
+
+    @contextlib.contextmanager
+    def _nobody_if_refused(self):
+        """Around the checks of peer_cert: whatever they raise leaves no identity behind (a
+        refused certificate is nobody's), and one cryptography cannot read is the peer's fault."""
+        try:
+            yield
         except _UNREADABLE as e:
             self.peer_cert = None
             raise RemoteProtocolError(f"VERIFY ERROR: peer certificate cannot be read: {e}") from None
         except BaseException:
-            self.peer_cert = None               # a refused certificate is nobody's identity
+            self.peer_cert = None
             raise
 
     def _hold(self) -> None:
@@ -1022,15 +1030,9 @@ class TlsEndpoint:
             # A reload came while the command ran: the checks above were the old config's. The
             # held chain is checked under the new one (CA store, CRL, names) as a kept client's
             # is, or a command's "yes" carried in a certificate the new config refuses.
-            try:
+            with self._nobody_if_refused():
                 self.chain_digests = self.verify_again(self.peer_cert, self._chain_now) or self.chain_digests
                 self.peer_cn = peer_name(self.settings, self.peer_cert)
-            except _UNREADABLE as e:
-                self.peer_cert = None
-                raise RemoteProtocolError(f"VERIFY ERROR: peer certificate cannot be read: {e}") from None
-            except BaseException:
-                self.peer_cert = None               # a refused certificate is nobody's identity
-                raise
         self.handshake_done = True
         self._fed = True                            # records that came in meanwhile are read now
 
