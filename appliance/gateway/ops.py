@@ -595,11 +595,14 @@ class Operations:
         check = peer_rechecker(tls)
         ctx = d.tls_context()
         dropped = 0
-        user_known = st.session_config(0).token_user_known
+        fresh = st.session_config(0)
+        now = gw.clock()
         for rec in list(d.clients) + list(d.pending.values()):
             s = rec.session
-            if s.cfg.gen_token is not None:
-                s.cfg.token_user_known = user_known     # tokens of users the new password file dropped: refused
+            # Tokens of users the new password file dropped: refused; a new auth-gen-token
+            # policy (secret, lifetime, renewal, or none) holds for kept sessions too.
+            s.cfg.token_user_known, s.cfg.wall_clock = fresh.token_user_known, fresh.wall_clock
+            s.token_policy_changed(fresh.gen_token, fresh.token_external, now)
             # A handshake under way (the first, or a renegotiation) ends under the new checks,
             # the new CA store included: its TLS started with the old one, so at completion the
             # chain is verified again as a kept client's is here. The next ones start under them.

@@ -522,6 +522,40 @@ class ServerRole:
         if on is not None:
             s._send_text("PUSH_REPLY,auth-token " + token, on)
 
+    def token_policy_changed(self, policy: TokenPolicy | None, external: bool, now: float) -> None:
+        """A reload changed auth-gen-token (its secret, lifetime or renewal, or the directive
+        itself): this kept session follows the new policy from now on, as a new one would.
+        OpenVPN's SIGHUP gets there by disconnecting every client (and a new ephemeral key);
+        here the tunnel stays, so its tokens are what must change:
+        - a new policy re-issues this client's token under it at once (same session id and first
+          login time, so a new lifetime counts from the first login): a token of the old secret
+          is refused from now on -- rotating a leaked secret revokes its tokens -- and the
+          client renegotiates on the new one without being asked for its password;
+        - auth-gen-token taken out: the token issued here is forgotten, so the next
+          renegotiation needs the password (the token sent then is checked as one, and fails),
+          as for a session begun after the reload."""
+        s = self.s
+        if policy == s.cfg.gen_token and external == s.cfg.token_external:
+            return
+        had_token = s.cfg.gen_token is not None and s.issued_auth_token is not None
+        s.cfg.gen_token, s.cfg.token_external = policy, external
+        if policy is None:
+            if had_token:
+                s.issued_auth_token = s.token_initial = None
+            s.token_renew_at = None
+            return
+        if not had_token or s.peer_username is None:
+            return                  # no token yet: the next check issues one under the new policy
+        ks = s._newest()
+        if not s.push_sent:
+            self._issue_token(s.peer_username, now, None)       # goes with the push reply
+        elif ks is not None and ks.phase is KS.ACTIVE:
+            self._issue_token(s.peer_username, now, ks)
+        else:
+            # A renegotiation is under way: its check issues the next token, under the new
+            # policy; the timer is the fallback if that check does not come.
+            s.token_renew_at = now
+
     def renew_token(self, now: float) -> None:
         """The renewal timer (auth-gen-token's renewal under reneg-sec), as OpenVPN's
         check_send_auth_token: skipped, and tried again a period later, while a key is being

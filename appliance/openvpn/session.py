@@ -355,6 +355,11 @@ class Session(ControlChannel):
         except RemoteProtocolError as e:
             self._fail(str(e), restart=True, tls_error=not isinstance(e, PushError))
 
+    def token_policy_changed(self, policy: TokenPolicy | None, external: bool, now: float) -> None:
+        """Server: a reload's auth-gen-token policy for this kept session (roles.ServerRole)."""
+        if not self.closed and not self.role.is_client:
+            self.role.token_policy_changed(policy, external, now)
+
     def auth_result(self, key_id: int, ok: bool, now: float, temporary: bool = False, client_reason: str = "",
                     why: str = "", check: object = None) -> None:
         """Server with defer_auth: the verdict on the AuthRequested of key `key_id` (`temporary`:

@@ -155,3 +155,74 @@ def test_a_user_taken_out_of_the_password_file_by_a_reload_is_cut_off(pki, tmp_p
     w.run_for(60)
     assert not kept, "alice's connected session went on after the reload took her out of the password file"
     assert "alice" not in _logged_in(w), "alice reconnected after the reload took her out of the password file"
+
+
+def _secret_pem(raw: bytes) -> str:
+    body = base64.b64encode(raw).decode("ascii")
+    lines = [body[i:i + 64] for i in range(0, len(body), 64)]
+    return "\n".join(["-----BEGIN OpenVPN auth-token server key-----", *lines,
+                      "-----END OpenVPN auth-token server key-----"])
+
+
+def _rotated_secret() -> str:
+    raw = bytearray(base64.b64decode("".join(SECRET.splitlines()[1:-1])))
+    raw[64:96] = bytes(b ^ 0x5A for b in raw[64:96])            # the HMAC key part, changed
+    return _secret_pem(bytes(raw))
+
+
+def test_a_rotated_secret_revokes_kept_clients_tokens_of_the_old_one(pki, tmp_path, monkeypatch):
+    """The operator replaces a leaked auth-gen-token-secret and reloads. Kept clients keep their
+    tunnels without a password prompt (their token is re-issued under the new secret at once,
+    same session), but a token of the old secret is refused from then on, kept session or not.
+    Before, a kept session went on checking its renegotiations under the old secret, so whoever
+    held (or forged, with the leaked key) an old-secret token of that session was let in."""
+    secret_line = f"<auth-gen-token-secret>\n{SECRET}\n</auth-gen-token-secret>\n"
+    w, c, creds, passdb, holder = _passdb_world(pki, tmp_path, monkeypatch,
+                                                "auth-gen-token\nreneg-sec 20\nhand-window 5\n" + secret_line)
+    old = c.auth_token.token
+    creds.write_text("alice\nused-up\n")
+    holder["conf"] = holder["conf"].replace(SECRET, _rotated_secret())
+    assert w.server.ops.reload()
+    w.run_for(1)
+    new_policy = gentoken.TokenPolicy(gentoken.parse_secret(_rotated_secret()), 0, 20)
+    now = WALL0 + int(w.clock())
+    assert c.auth_token.token != old, "the kept client's token was not re-issued under the new secret"
+    assert new_policy.verify(c.auth_token.token, b"alice", now) is gentoken.Verdict.VALID
+    assert _sid(c.auth_token.token) == _sid(old), "the re-issued token must keep the session"
+    w.run_for(45)                                            # renegotiations on the new token
+    s = _session_of(w, "alice")
+    assert _up(c) and c.connections == 1 and c.credentials.fetches == 1 and max(s.keys) >= 2
+    c.auth_token.token = old                                 # the leaked secret's token, replayed
+    w.run_for(25)                                            # at the kept session's next renegotiation
+    assert "alice" not in _logged_in(w) or _session_of(w, "alice") is not s, \
+        "the kept session took a token of the rotated-out secret"
+    assert w.server.d.drop_counters().get("auth-token invalid", 0) >= 1, w.server.d.drop_counters()
+
+
+def test_a_lifetime_added_by_a_reload_holds_for_kept_sessions(pki, tmp_path, monkeypatch):
+    """auth-gen-token's lifetime set by a reload counts from the kept session's first login, as
+    for one begun after it: past it, the token is refused (expired) and the client is asked for
+    its password. Before, a kept session's tokens never expired."""
+    w, c, creds, passdb, holder = _passdb_world(pki, tmp_path, monkeypatch,
+                                                "auth-gen-token\nreneg-sec 20\nhand-window 5\n")
+    holder["conf"] = holder["conf"].replace("auth-gen-token\n", "auth-gen-token 30\n")
+    assert w.server.ops.reload()
+    w.run_for(70)                                            # renegotiations past first login + 30 s
+    assert c.credentials.fetches >= 2, "the kept session's token outlived the reloaded lifetime"
+    assert w.server.d.drop_counters().get("auth-token expired", 0) >= 1, w.server.d.drop_counters()
+    assert w.run(lambda: "alice" in _logged_in(w), max_time=30), "alice did not log in again with her password"
+
+
+def test_auth_gen_token_taken_out_by_a_reload_asks_kept_clients_for_their_password(pki, tmp_path, monkeypatch):
+    """Without auth-gen-token every renegotiation checks the password. A reload that takes the
+    directive out must hold kept sessions to that too: the token issued before is no longer a
+    stand-in. Before, the kept session took its last token for ever (as a pushed one)."""
+    w, c, creds, passdb, holder = _passdb_world(pki, tmp_path, monkeypatch,
+                                                "auth-gen-token\nreneg-sec 20\nhand-window 5\n")
+    assert c.auth_token.in_use
+    holder["conf"] = holder["conf"].replace("auth-gen-token\n", "")
+    assert w.server.ops.reload()
+    creds.write_text("alice\nused-up\n")                     # the password no longer holds
+    w.run_for(45)
+    assert "alice" not in _logged_in(w), "a kept session renegotiated on a token after auth-gen-token was taken out"
+    assert c.credentials.fetches >= 2, "the client was never asked for its password again"
