@@ -1,5 +1,5 @@
 """What the server pushes to each client, and the address it gets: the ccd file (`ifconfig-push`,
-`iroute`, `push`, `push-reset`, `disable`), the pools (with the address a returning name had),
+`iroute`, `push`, `push-reset`, `push-remove`, `disable`), the pools (with the address a returning name had),
 duplicate-cn and max-clients at the moment of the push, and a client-connect script's verdict.
 
 A mixin of ServerDispatcher (server.py), kept apart because it is the policy an operator configures,
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 
+from .config.ccd import with_ccd_pushes
 from .errors import ClientRefused, ConfigError, PushDeferred
 from .events import ConnectRequested, Warning  # noqa: A004
 from .peernames import to_bytes
@@ -49,6 +50,7 @@ class ClientPush:
             rec.iroutes = [ipaddress.IPv4Network(f"{n}/{m}", strict=False) for n, m in ccd.iroutes]
             rec.extra_push = list(ccd.push)
             rec.push_reset = ccd.push_reset
+            rec.push_remove = list(ccd.push_remove)
         # Those waiting for client-connect's verdict count as in (review11c): they were pushed to,
         # and once the verdicts came, sessions of one name opened together were all in (one
         # name many times with duplicate-cn off, more clients than max-clients).
@@ -104,7 +106,7 @@ class ClientPush:
             self.iroutes.add(n, rec)
         if not rec.push_reset:
             opts += self.st.push
-        opts += rec.extra_push
+        opts = with_ccd_pushes(opts, rec.extra_push, rec.push_remove)
         if self.st.defer_connect:
             rec.connect_opts = opts
             rec.connect_state = "pending"
@@ -227,7 +229,7 @@ class ClientPush:
         if getattr(ccd, "push_reset", False):
             keep = ("ifconfig ", "ifconfig-ipv6 ", "topology ", "route-gateway ")
             opts[:] = [o for o in opts if o.startswith(keep)]
-        opts += list(getattr(ccd, "push", []))
+        opts[:] = with_ccd_pushes(opts, list(getattr(ccd, "push", [])), list(getattr(ccd, "push_remove", [])))
 
     def _lease_static(self, rec: ClientRecord, ip: str) -> None:
         """An ifconfig-push address: leased to `rec` (so the pool does not hand it out meanwhile);

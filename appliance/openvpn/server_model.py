@@ -43,6 +43,7 @@ class ClientRecord:
     tcp: bool = False
     extra_push: list[str] = field(default_factory=list)
     push_reset: bool = False
+    push_remove: list[tuple[int, str]] = field(default_factory=list)
     v2_metadata: str | None = None       # what the client's tls-crypt-v2 key says about it
     # Its type and bytes: a reload that adds tls-crypt-v2-verify runs the command on the keys of
     # clients it keeps (gateway/ops.py), as OpenVPN's SIGHUP has them all connect through it.

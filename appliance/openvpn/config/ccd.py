@@ -28,7 +28,7 @@ def _addresses_error(d: str, a: list[str]) -> str | None:
 
 
 def parse_ccd(text: str, path: str = "<ccd>") -> CcdOptions:
-    """A client-config-dir file: ifconfig-push, iroute, push, push-reset, disable."""
+    """A client-config-dir file: ifconfig-push, iroute, push, push-reset, push-remove, disable."""
     c = CcdOptions()
     errors: list[ConfigError] = []
     for ln in lines(text):
@@ -50,6 +50,11 @@ def parse_ccd(text: str, path: str = "<ccd>") -> CcdOptions:
             errors.append(ConfigError(PUSH_CONTROL_BYTE, path, ln.number, d))
         elif d == "push" and len(a) == 1:
             c.push.append(a[0])
+        elif d == "push-remove" and len(a) == 1:
+            c.push_remove.append((len(c.push), a[0]))
+        elif d == "push-remove":
+            errors.append(ConfigError("push-remove takes one argument, the start of the options to take out "
+                                      "(quote it when it holds spaces)", path, ln.number, d))
         elif d == "push-reset":
             c.push_reset = True
         elif d == "disable":
@@ -59,3 +64,25 @@ def parse_ccd(text: str, path: str = "<ccd>") -> CcdOptions:
     if errors:
         raise ConfigErrors(errors) if len(errors) > 1 else errors[0]
     return c
+
+
+# What OpenVPN keeps outside its push list (push.c push_remove_option): no prefix removes them;
+# `push-remove ifconfig` / `push-remove ifconfig-ipv6`, these words exactly, do.
+_NOT_IN_PUSH_LIST = ("ifconfig ", "ifconfig-ipv6 ")
+
+
+def with_ccd_pushes(opts: list[str], pushes: list[str], removes: list[tuple[int, str]]) -> list[str]:
+    """`opts` (what this client is pushed before its per-client lines: its address, topology,
+    the server's `push` lines unless push-reset) with a per-client file's `push` lines added in
+    order, each `push-remove PREFIX` taking out every option so far that begins with PREFIX, as
+    OpenVPN 2.6 reads such a file line by line (push-remove route: every route, route-ipv6 and
+    route-gateway pushed before it; a later `push route ...` stays)."""
+    out, done = list(opts), 0
+    for n, prefix in removes:
+        out += pushes[done:n]
+        done = n
+        if prefix in ("ifconfig", "ifconfig-ipv6"):
+            out = [o for o in out if o.split(" ", 1)[0] != prefix]
+        else:
+            out = [o for o in out if o.startswith(_NOT_IN_PUSH_LIST) or not o.startswith(prefix)]
+    return out + pushes[done:]

@@ -431,3 +431,4 @@ reg.refuse("ifconfig", "the server's tunnel address comes from `server NETWORK N
 reg.refuse("iroute", "iroute belongs in a client-config-dir file")
 reg.refuse("ifconfig-push", "ifconfig-push belongs in a client-config-dir file")
 reg.refuse("push-reset", "push-reset belongs in a client-config-dir file (OpenVPN refuses it here too)")
+reg.refuse("push-remove", "push-remove belongs in a client-config-dir file or a client-connect script's output (OpenVPN refuses it here too)")

@@ -59,6 +59,9 @@ class CcdOptions:
     iroutes: list[tuple[str, str]] = field(default_factory=list)
     push: list[str] = field(default_factory=list)
     push_reset: bool = False
+    # push-remove PREFIX, each with how many of this file's push lines came before it: it takes
+    # out of what is pushed so far every option beginning with PREFIX (ccd.with_ccd_pushes).
+    push_remove: list[tuple[int, str]] = field(default_factory=list)
     disable: bool = False
 
 
