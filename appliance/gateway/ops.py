@@ -611,12 +611,16 @@ class Operations:
                     ks.tls.settings = tls
                     if not ks.tls.handshake_done:
                         ks.tls.verify_again = check
+            s.cfg.require_ekm = fresh.require_ekm
             if not any(ks.tls is not None and ks.tls.handshake_done for ks in s.keys.values()):
                 s.cfg.tls, s.tls_context = tls, ctx         # no peer verified yet
                 continue
             try:
                 chain = check(s.peer_certificate, lambda: s.peer_chain)
                 why = None
+                if fresh.require_ekm and s.established and not s.ekm:
+                    # force-tls-key-material-export added: such a client would be refused now.
+                    why = "its data-channel keys are not derived with TLS-EKM (force-tls-key-material-export)"
             except RemoteProtocolError as e:
                 why = str(e)
             except Exception as e:  # noqa: BLE001 - fail closed, and the next client is still checked

@@ -343,6 +343,11 @@ class ClientRole:
         return True            # the server went away: reconnect, as OpenVPN's SIGUSR1
 
 
+# The reason OpenVPN 2.6 gives a client that force-tls-key-material-export refuses.
+EKM_REQUIRED = ("Client incompatible with this server. Keying Material Exporters (RFC 5705) support missing. "
+                "Upgrade to a client that supports this feature (OpenVPN 2.6.0+).")
+
+
 class ServerRole:
     is_client = False
     name = "tls-server"
@@ -437,6 +442,12 @@ class ServerRole:
             s.cipher = s._negotiate_cipher()
             proto = peer_info_int(s.peer_info, "IV_PROTO")
             s.ekm = s.cfg.server_ekm and bool(proto & IV_PROTO_TLS_KEY_EXPORT)
+            if s.cfg.require_ekm and not s.ekm:
+                # As OpenVPN 2.6 (multi.c, multi_client_set_protocol_options): refused with its reason.
+                s._count("client without TLS-EKM (force-tls-key-material-export)")
+                self._auth_failed(ks, first, EKM_REQUIRED,
+                                  why="the client does not derive keys with TLS-EKM (force-tls-key-material-export)")
+                return
             s.cc_exit = bool(proto & IV_PROTO_CC_EXIT_NOTIFY)
             if not proto & IV_PROTO_DATA_V2:
                 s.peer_id = None

@@ -147,6 +147,8 @@ class SessionConfig:
     # state (session_state), which decides, as OpenVPN 2.6's auth_token_call_auth
     token_external: bool = False
     server_ekm: bool = True
+    # force-tls-key-material-export: a client that cannot derive its keys by TLS-EKM is refused
+    require_ekm: bool = False
 
 
 class Session(ControlChannel):

@@ -206,6 +206,7 @@ def server_settings(opts: Options, ccd_loader=None, passdb_text: str | None = No
         cfg.gen_token, cfg.wall_clock = token_policy, wall_clock
         cfg.token_user_known = user_known if token_policy is not None else None
         cfg.token_external = opts.auth_gen_token_external
+        cfg.require_ekm = opts.force_key_material_export
         return cfg
 
     return ServerSettings(

@@ -97,16 +97,18 @@ class World:
 
     def add_client(self, conf: str, ip: str | None = None, username: str = "", password: str = "",
                    observers: tuple = (), names: dict[str, list[str]] | None = None,
-                   credentials=None) -> ClientGateway:
+                   credentials=None, advertise_ekm: bool = True) -> ClientGateway:
         """`names`: host names of `remote` lines and their addresses (the client's DNS);
-        `credentials`: a callable (opts -> gateway/credentials.Credentials or None), as the CLI's."""
+        `credentials`: a callable (opts -> gateway/credentials.Credentials or None), as the CLI's;
+        `advertise_ekm` False: a client that derives its keys the pre-2.6 way (as the CLI with VPN_APPLIANCE_KEY_DERIVATION=prf)."""
         opts = parse_config(conf, "/mem/client.ovpn")
         n = len(self.clients)
         ports = MemoryPorts(self.net, ip or f"198.18.0.{2 + n}")
         ports.names = dict(names or {})
         tnet = FakeTunnelNetwork(self.net)
         c = ClientGateway(opts, ports, tnet, self.clock, MemoryWaiter(self.net), username, password,
-                          observers=observers, credentials=credentials(opts) if credentials else None)
+                          observers=observers, credentials=credentials(opts) if credentials else None,
+                          advertise_ekm=advertise_ekm)
         self.clients.append(c)
         self.client_nets.append(tnet)
         self.client_ports.append(ports)

@@ -480,6 +480,13 @@ def _duplicate_cn(p: ParseState, d: str, a: list[str], inline: str | None) -> No
     p.set("duplicate_cn", True)
 
 
+@reg.apply("force-tls-key-material-export",
+           why="server: only clients that derive data-channel keys with TLS-EKM (RFC 5705; OpenVPN 2.6+) may connect",
+           sets=("force_key_material_export",), used_by="server", nargs=(0, 0), access=True)
+def _force_ekm(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
+    p.set("force_key_material_export", True)
+
+
 # ------------------------------------------------------------------ data channel
 def _cipher_name(p: ParseState, d: str, name: str) -> str | None:
     spec = ciphers.spec(name)

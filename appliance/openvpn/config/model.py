@@ -166,6 +166,7 @@ class Options:
     push: list[str] = field(default_factory=list)
     client_to_client: bool = False
     duplicate_cn: bool = False
+    force_key_material_export: bool = False
     max_clients: int = 1024
     connect_freq: tuple[int, int] | None = None          # connect-freq N SEC: new sessions per SEC seconds
     connect_freq_initial: tuple[int, int] = (100, 10)    # connect-freq-initial N SEC: stateless replies

@@ -226,7 +226,8 @@ SERVER_ONLY = {"push": "push", "client_to_client": "client-to-client", "max_clie
                "auth_gen_token": "auth-gen-token", "auth_gen_token_secret": "auth-gen-token-secret",
                "auth_user_pass_verify_script": "auth-user-pass-verify",
                "management_client_auth": "management-client-auth",
-               "auth_user_pass_optional": "auth-user-pass-optional"}
+               "auth_user_pass_optional": "auth-user-pass-optional",
+               "force_key_material_export": "force-tls-key-material-export"}
 
 
 def finish(p: ParseState) -> None:
