@@ -103,8 +103,8 @@ class ClientManagement(Management):
     """The server's management socket code with the client's answers."""
 
     def __init__(self, spec: tuple, pump, ops: "ClientMgmt", drops_root: bool = False,
-                 log_cache: int | None = None) -> None:
-        super().__init__(spec, pump, ops, drops_root, log_cache)
+                 log_cache: int | None = None, peer_ids: tuple[int | None, int | None] = (None, None)) -> None:
+        super().__init__(spec, pump, ops, drops_root, log_cache, peer_ids)
         self.cops = ops
 
     def welcome(self) -> list[str]:
@@ -197,7 +197,8 @@ class ClientMgmt:
     def open(self, drops_root: bool = False) -> None:
         """Bind the socket (before a `user` drop, when there is one: cli.py); OSError as bind's."""
         o = self.gw.opts
-        self.mgr = ClientManagement(o.management, self.gw.pump, self, drops_root, o.management_log_cache)
+        self.mgr = ClientManagement(o.management, self.gw.pump, self, drops_root, o.management_log_cache,
+                                    peer_ids=(o.management_client_user, o.management_client_group))
         self.state("CONNECTING")
 
     def close(self) -> None:

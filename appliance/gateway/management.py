@@ -20,6 +20,7 @@ import logging
 import os
 import re
 import socket
+import struct
 from collections import deque
 
 from ..host.unlink_at_exit import identity, still_ours
@@ -298,11 +299,14 @@ class _LogForward(logging.Handler):
 class Management:
     """The listening socket and its clients, watched by `pump`; `ops` knows the server."""
 
-    def __init__(self, spec: tuple, pump, ops, drops_root: bool = False, log_cache: int | None = None) -> None:
+    def __init__(self, spec: tuple, pump, ops, drops_root: bool = False, log_cache: int | None = None,
+                 peer_ids: tuple[int | None, int | None] = (None, None)) -> None:
         """`drops_root`: the process gives up root after start-up (`user`); a unix socket bound
         now then gets a helper kept from before the drop that removes it at exit. `log_cache`:
-        management-log-cache, the lines kept for `log all` (LOG_HISTORY without it)."""
+        management-log-cache, the lines kept for `log all` (LOG_HISTORY without it). `peer_ids`:
+        management-client-user's uid and -group's gid, which a unix-socket peer must have."""
         self.spec = spec
+        self.peer_ids = peer_ids
         self.pump = pump
         self.ops = ops
         self.conns: list[MgmtConn] = []
@@ -364,6 +368,9 @@ class Management:
             except OSError:
                 return
             addr = peer[0] if isinstance(peer, tuple) else ""
+            if self.spec[1] == "unix" and not self._peer_allowed(s):
+                s.close()
+                continue
             if self.throttle is not None and not self._admit(addr):
                 s.close()
                 continue
@@ -382,6 +389,39 @@ class Management:
                 c.flush()
             else:
                 c.send_lines(self.welcome())
+
+    def _peer_allowed(self, s: socket.socket) -> bool:
+        """management-client-user/-group: the unix-socket peer's uid and primary gid, as the
+        kernel gives them (SO_PEERCRED), must be those; as OpenVPN 2.6 (manage.c
+        man_verify_unix_peer_uid_gid), root is no exception. A refusal is logged at a limited rate."""
+        uid, gid = self.peer_ids
+        if uid is None and gid is None:
+            return True
+        try:
+            _pid, puid, pgid = struct.unpack("3i", s.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
+                                                                struct.calcsize("3i")))
+        except OSError:
+            self._closed_for("management: unix socket peer without credentials refused")
+            return False
+        if uid is not None and puid != uid:
+            why = f"UID of socket peer ({puid}) doesn't match required value ({uid}) as given by --management-client-user"
+        elif gid is not None and pgid != gid:
+            why = f"GID of socket peer ({pgid}) doesn't match required value ({gid}) as given by --management-client-group"
+        else:
+            return True
+        self._closed_for("management: unix domain socket client connection rejected -- " + why)
+        return False
+
+    def set_peer_ids(self, peer_ids: tuple[int | None, int | None]) -> None:
+        """A reload's management-client-user/-group: from now on, and for the connections open
+        now (one the new values refuse is closed: an operator narrowing access expects it)."""
+        if peer_ids == self.peer_ids:
+            return
+        self.peer_ids = peer_ids
+        if self.spec[1] == "unix":
+            for c in list(self.conns):
+                if not self._peer_allowed(c.sock):
+                    self.drop(c, None)
 
     def _admit(self, addr: str) -> bool:
         """Off loopback: a source that guessed too often is closed at once, before the prompt
@@ -450,15 +490,7 @@ class Management:
         c.closed = True
         self.pump.timers.cancel(("mgmt-auth", id(c)))
         if why:
-            # At most one line every LOG_EVERY s, with a count of the others: a local or LAN
-            # flood of connections that never read or send over-long lines is no log flood.
-            self._dropped += 1
-            now = self.pump.clock()
-            if self._dropped_logged is None or now - self._dropped_logged >= LOG_EVERY:
-                more = self._dropped - 1
-                log.warning("%s: closed%s", why,
-                            f" ({more} more management connection(s) closed since the last such line)" if more else "")
-                self._dropped, self._dropped_logged = 0, now
+            self._closed_for(why)
         self.pump.unwatch(c)
         try:
             c.sock.close()
@@ -466,6 +498,18 @@ class Management:
             pass
         if c in self.conns:
             self.conns.remove(c)
+
+    def _closed_for(self, why: str) -> None:
+        """A connection closed for a reason: at most one line every LOG_EVERY s, with a count of
+        the others (a local or LAN flood of connections that never read, send over-long lines or
+        have the wrong uid is no log flood)."""
+        self._dropped += 1
+        now = self.pump.clock()
+        if self._dropped_logged is None or now - self._dropped_logged >= LOG_EVERY:
+            more = self._dropped - 1
+            log.warning("%s: closed%s", why,
+                        f" ({more} more management connection(s) closed since the last such line)" if more else "")
+            self._dropped, self._dropped_logged = 0, now
 
     def close(self) -> None:
         log.removeHandler(self._log)

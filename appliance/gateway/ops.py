@@ -187,7 +187,8 @@ class Operations:
             pump.watch(self.verify, self.verify.drain)
         if o.management:
             try:
-                self.mgmt = Management(o.management, pump, self, drops_root=o.user is not None)
+                self.mgmt = Management(o.management, pump, self, drops_root=o.user is not None,
+                                       peer_ids=(o.management_client_user, o.management_client_group))
             except OSError as e:
                 where = o.management[0] if o.management[1] == "unix" else f"{o.management[0]}:{o.management[1]}"
                 raise PortGone(f"management interface on {where}: {e.strerror or e}") from None
@@ -563,6 +564,8 @@ class Operations:
         d.apply_settings(st)                # new keys, certificates, CRL, hand-window (cookies) for new handshakes
         gw.dp.c2c = st.client_to_client     # taken away: clients are kept apart from now on
         gw.set_mss_rule(new)                # mssfix (and what it depends on): SYNs from now on
+        if self.mgmt is not None:           # management-client-user/-group: open connections too
+            self.mgmt.set_peer_ids((new.management_client_user, new.management_client_group))
         if new.verb != old.verb:
             apply_verb(new.verb)            # OpenVPN's SIGHUP applies a new verb too
         # max-clients: read where it counts (admission, and ServerGateway.max_conns for TCP).

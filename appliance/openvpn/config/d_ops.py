@@ -114,6 +114,24 @@ def _management_hold(p: ParseState, d: str, a: list[str], inline: str | None) ->
     p.set("management_hold", True)
 
 
+@reg.apply("management-client-user", "management-client-group",
+           why="a unix-socket management interface accepts only connections from this user / this (primary) "
+           "group, by the kernel's SO_PEERCRED", sets=("management_client_user", "management_client_group"),
+           used_by="pump", nargs=(1, 1), access=True)
+def _management_client_id(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
+    # Resolved at start, as OpenVPN does (platform_user_get / platform_group_get): an unknown
+    # name fails here, at its line, rather than letting everyone (or no one) in.
+    import grp
+    import pwd
+    try:
+        if d == "management-client-user":
+            p.set("management_client_user", pwd.getpwnam(a[0]).pw_uid)
+        else:
+            p.set("management_client_group", grp.getgrnam(a[0]).gr_gid)
+    except KeyError:
+        p.err(d, f"no {'user' if d.endswith('user') else 'group'} named {a[0]!r} on this system")
+
+
 # The most lines of log history `management-log-cache` may keep: one `log all` reply is queued
 # whole (gateway/management.py send_lines), so this bounds what one command can make us hold.
 LOG_CACHE_MAX = 10000

@@ -185,6 +185,8 @@ class Options:
     management_client_auth: bool = False                 # logins wait for client-auth/client-deny
     management_hold: bool = False                        # client: wait for `hold release` before connecting
     management_log_cache: int | None = None              # lines of log history kept for `log all`
+    management_client_user: int | None = None           # uid a unix-socket management client must have
+    management_client_group: int | None = None           # gid (primary) it must have
     status: tuple[str, int] | None = None                # (file, seconds)
     status_version: int = 1
     ifconfig_pool_persist: tuple[str, int] | None = None  # (file, seconds; 0: read only)

@@ -378,6 +378,12 @@ def finish(p: ParseState) -> None:
         if "tmp_dir" in o.source:
             p.line = line("tmp_dir")
             p.note("tmp-dir", "only a server's auth-user-pass-verify uses it here; no effect on a client")
+    for n, d in (("management_client_user", "management-client-user"),
+                 ("management_client_group", "management-client-group")):
+        if n in o.source and (o.management is None or o.management[1] != "unix"):
+            # As OpenVPN 2.6: "--management-client-(user|group) can only be used on unix domain
+            # sockets" (a TCP peer has no credentials to check; accepting it would mean nothing).
+            p.err(d, "can only be used with a unix-socket `management PATH unix`", line(n))
     for n, d in (("management_hold", "management-hold"), ("management_log_cache", "management-log-cache")):
         if n in o.source and o.management is None:
             p.err(d, "needs `management` (there is no management interface without it)", line(n))
