@@ -252,7 +252,8 @@ def tcp_mss(opts: Options, overhead: int | None, tcp_transport: bool, ipv6_trans
     else:
         raise ValueError("tcp_mss needs a cipher or an overhead")
     comp_byte = 1 if comp_framing(opts) in ("lzo-stub", "stub") else 0
-    return payload - comp_byte - INNER_HEADERS
+    # tun-mtu-extra counts as payload overhead too (mtu.c frame_calculate_payload_overhead).
+    return payload - comp_byte - opts.tun_mtu_extra - INNER_HEADERS
 
 
 def mss_rule(opts: Options, tcp_transport: bool, ipv6_transport: bool = False) -> Callable[[str, bool], int | None]:

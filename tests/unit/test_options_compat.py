@@ -192,6 +192,10 @@ OPENVPN_MSS = [
     ("udp", "AES-128-CBC", "auth SHA256\nmssfix 1400\n", 1299),
     ("tcp", "AES-256-CBC", "auth SHA512\n", 1315),
     ("udp", "AES-192-CBC", "mssfix 1333\n", 1235),
+    # tun-mtu-extra (commercial profiles): measured on Debian's 2.6.14 client, 2026-12-04.
+    ("udp", "AES-256-GCM", "mssfix 1450\ntun-mtu-extra 32\n", 1354),
+    ("udp", "AES-256-GCM", "tun-mtu-extra 32\n", 1368),
+    ("tcp", "AES-256-GCM", "mssfix 1400\ntun-mtu-extra 32\n", 1302),
 ]
 
 

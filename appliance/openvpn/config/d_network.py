@@ -319,6 +319,16 @@ def _mssfix(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
     p.set("mssfix_mtu", flag == "mtu")
 
 
+@reg.apply("tun-mtu-extra", why="bytes the device may add beyond tun-mtu (TAP's Ethernet header); OpenVPN 2.6 "
+           "counts them against mssfix, so the MSS clamp is that much lower", sets=("tun_mtu_extra",),
+           used_by="pump", nargs=(1, 1))
+def _tun_mtu_extra(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
+    # Common in commercial providers' profiles (`tun-mtu-extra 32` beside `mssfix 1450`).
+    n = p.int_arg(d, a[0], 0, 65535)
+    if n is not None:
+        p.set("tun_mtu_extra", n)
+
+
 # ------------------------------------------------------------------ routes (client)
 @reg.apply("redirect-gateway", why="send all traffic through the tunnel", sets=("redirect_gateway",),
            used_by="client")

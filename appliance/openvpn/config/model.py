@@ -144,6 +144,7 @@ class Options:
     tun_mtu: int = 1500
     mssfix: int | None = None                   # None: OpenVPN's default (1492, mtu); 0: off
     mssfix_mtu: bool = True                     # the value counts the outer IP+UDP/TCP headers
+    tun_mtu_extra: int = 0                      # tun-mtu-extra: counted against mssfix, as OpenVPN
     verb: int = 1
     explicit_exit_notify: int = 0
     comp_lzo: str | None = None
