@@ -297,15 +297,16 @@ class ClientRole:
         s.token.take(p.auth_token, p.auth_token_user)
         if p.peer_id is not None:
             s.peer_id = p.peer_id
-        if p.tun_mtu is not None and p.tun_mtu > max(s.cfg.tun_mtu, TUN_MTU_MAX_DEFAULT):
+        cap = max(s.cfg.tun_mtu, TUN_MTU_MAX_DEFAULT, s.cfg.tun_mtu_max)
+        if p.tun_mtu is not None and p.tun_mtu > cap:
             # As OpenVPN 2.6 (init.c, "Server-pushed tun-mtu is too large"): a pushed tun-mtu goes
-            # no higher than its tun-mtu-max (1600, or the profile's larger tun-mtu); the server
+            # no higher than its tun-mtu-max (at least 1600 and the profile's tun-mtu); the server
             # set the TUN device to 65535, so the client's own packets into the tunnel (the
             # router's DNS forwarder, its answers to the tunnel) became outer datagrams the WAN
             # carries only as IP fragments.
-            s._warn(f"server pushed tun-mtu {p.tun_mtu}, more than "
-                    f"{max(s.cfg.tun_mtu, TUN_MTU_MAX_DEFAULT)}: that is used instead")
-            p.tun_mtu = max(s.cfg.tun_mtu, TUN_MTU_MAX_DEFAULT)
+            s._warn(f"server pushed tun-mtu {p.tun_mtu}, more than {cap}: that is used instead "
+                    f"(add `tun-mtu-max {p.tun_mtu}` to the profile to allow it)")
+            p.tun_mtu = cap
         if p.ping is not None:
             s.ping_interval = p.ping
         if p.ping_restart is not None:

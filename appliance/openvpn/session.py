@@ -122,6 +122,7 @@ class SessionConfig:
     explicit_exit_notify: int = 0
     comp: str | None = None                      # None | "lzo-stub" | "stub" | "stub-v2"
     tun_mtu: int = 1500
+    tun_mtu_max: int = 0                         # client: tun-mtu-max (the cap is at least 1600 and tun_mtu)
     early_negotiation: bool = False              # client with tls-crypt-v2
     advertise_ekm: bool = True                   # client: offer TLS-EKM key derivation (IV_PROTO bit 3)
     replay_window: int = 64                       # replay-window N: reordering tolerated (packets)

@@ -116,7 +116,7 @@ def session_config(opts: Options, role: Role, *, proto: str | None = None, tls: 
         tls_timeout=opts.tls_timeout, ping=ping, ping_restart=ping_restart,
         ping_exit=opts.ping_exit if client else 0,
         explicit_exit_notify=opts.explicit_exit_notify if client else 0,
-        comp=comp_framing(opts), tun_mtu=opts.tun_mtu,
+        comp=comp_framing(opts), tun_mtu=opts.tun_mtu, tun_mtu_max=opts.tun_mtu_max,
         replay_window=opts.replay_window, replay_time=opts.replay_time or None,
         early_negotiation=client and bool(opts.tls_crypt_v2),
         advertise_ekm=advertise_ekm, pull_filter=list(opts.pull_filter) if client else [],

@@ -334,15 +334,20 @@ def test_route_nopull_session_keeps_pushed_dns_out(pki):
     assert c.pushed.ifconfig == ("198.19.0.2", "255.255.255.0")
 
 
-@pytest.mark.parametrize("pushed, used", [(65535, 1600), (1600, 1600), (1400, 1400)])
-def test_pushed_tun_mtu_bounded_as_openvpn_tun_mtu_max(pki, pushed, used):
+@pytest.mark.parametrize("pushed, tun_mtu_max, used", [(65535, 0, 1600), (1600, 0, 1600), (1400, 0, 1400),
+                                                      (9000, 9000, 9000), (65535, 9000, 9000), (1500, 1200, 1500)])
+def test_pushed_tun_mtu_bounded_as_openvpn_tun_mtu_max(pki, pushed, tun_mtu_max, used):
+    """The cap is the profile's tun-mtu-max, never under 1600 (OpenVPN 2.6 init.c
+    frame_finalize_options); a jumbo-frame server's push is taken once the profile allows it."""
     c, s, _ = make_pair(pki)
+    c.cfg.tun_mtu_max = tun_mtu_max
     s.cfg.push_options = lambda _s: ["ifconfig 198.19.0.2 255.255.255.0", "topology subnet", f"tun-mtu {pushed}"]
     link = Link(c, s)
     link.run(lambda: up(c, s))
     assert up(c, s) and c.pushed.tun_mtu == used
     warned = [e for e in c.events if isinstance(e, ev.Warning) and "tun-mtu" in e.message]
-    assert bool(warned) == (pushed > 1600)
+    assert bool(warned) == (pushed > used)
+    assert not warned or f"tun-mtu-max {pushed}" in warned[0].message
 
 
 def test_ping_exit_ends_without_restart(pki):

@@ -295,6 +295,14 @@ def _tun_mtu(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
         p.set("tun_mtu", n)
 
 
+@reg.apply("tun-mtu-max", why="client: the largest tun-mtu a server may push (at least 1600 and tun-mtu, "
+           "as OpenVPN 2.6)", sets=("tun_mtu_max",), used_by="client", nargs=(1, 1))
+def _tun_mtu_max(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
+    n = p.int_arg(d, a[0], 68, 65536)
+    if n is not None:
+        p.set("tun_mtu_max", n)
+
+
 @reg.apply("mssfix", why="TCP MSS clamping; OpenVPN 2.6 meaning of N with and without `mtu`",
            sets=("mssfix", "mssfix_mtu"), used_by="pump", nargs=(0, 2))
 def _mssfix(p: ParseState, d: str, a: list[str], inline: str | None) -> None:

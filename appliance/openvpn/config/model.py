@@ -145,6 +145,7 @@ class Options:
     mssfix: int | None = None                   # None: OpenVPN's default (1492, mtu); 0: off
     mssfix_mtu: bool = True                     # the value counts the outer IP+UDP/TCP headers
     tun_mtu_extra: int = 0                      # tun-mtu-extra: counted against mssfix, as OpenVPN
+    tun_mtu_max: int = 0                        # client: the largest tun-mtu a server may push (0: 1600)
     verb: int = 1
     explicit_exit_notify: int = 0
     comp_lzo: str | None = None
