@@ -282,6 +282,10 @@ class ClientGateway:
         if self._stop_at is not None:
             log.info("SIGUSR1 ignored during the exit notification's wait")
             return
+        if self.opts.remap_usr1 == "SIGTERM":
+            log.info("SIGUSR1 remapped to SIGTERM (remap-usr1): stopping")
+            self.request_stop()
+            return
         c = self.conn
         if c is None:
             log.info("SIGUSR1: already between connections; the next attempt stands")
@@ -523,6 +527,12 @@ class ClientGateway:
         if self.result is not None:
             return
         o = self.opts
+        if o.remap_usr1 == "SIGTERM":
+            # Every restart of ours is OpenVPN's SIGUSR1, which remap-usr1 SIGTERM turns into the
+            # end of the run (sig.c remap_signal): a supervisor restarts the program instead.
+            log.error("connection ended; exiting instead of reconnecting (remap-usr1 SIGTERM)")
+            self._finish(1)
+            return
         wait = restart_pause(o.connect_retry, o.connect_retry_max, self.unsuccessful, len(self.remotes),
                              o.auth_retry, backoff, poll_timeout)
         if self.mgmt is not None:

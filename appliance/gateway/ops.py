@@ -437,7 +437,10 @@ class Operations:
         self.gw.pump.timers.arm("mgmt-signal", self.gw.clock(), lambda: self.on_signal(getattr(_signal, name)))
 
     def on_signal(self, signum: int) -> None:
-        if signum in (_signal.SIGHUP, _signal.SIGUSR1):
+        if signum == _signal.SIGUSR1 and self.gw.opts.remap_usr1 == "SIGTERM":
+            log.warning("SIGUSR1 remapped to SIGTERM (remap-usr1): stopping")
+            self.gw.request_stop()
+        elif signum in (_signal.SIGHUP, _signal.SIGUSR1):
             self.reload()
         elif signum == _signal.SIGUSR2:
             self.log_stats()

@@ -375,6 +375,16 @@ def _route_nopull(p: ParseState, d: str, a: list[str], inline: str | None) -> No
     p.set("route_nopull", True)
 
 
+@reg.apply("remap-usr1", why="SIGUSR1, and every restart a client makes on its own (ping-restart, a lost link, "
+           "a failed attempt), means SIGTERM (end the run) or SIGHUP (a server: reload), as OpenVPN 2.6",
+           sets=("remap_usr1",), used_by="pump", nargs=(1, 1))
+def _remap_usr1(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
+    if a[0] not in ("SIGHUP", "SIGTERM"):
+        p.err(d, f"{a[0]!r}: must be SIGHUP or SIGTERM, as OpenVPN's")
+        return
+    p.set("remap_usr1", a[0])
+
+
 @reg.apply("tls-exit", why="end the run on a TLS error (a refused handshake or certificate, hand-window "
            "passed) instead of reconnecting, as OpenVPN 2.6", sets=("tls_exit",), used_by="client", nargs=(0, 0))
 def _tls_exit(p: ParseState, d: str, a: list[str], inline: str | None) -> None:

@@ -156,6 +156,7 @@ class Options:
     route_noexec: bool = False                   # no route added: pushed, redirect-gateway, `route` lines
     auth_retry: bool = False                     # auth-retry nointeract: AUTH_FAILED reconnects
     tls_exit: bool = False                       # a TLS error ends the run instead of a reconnect
+    remap_usr1: str | None = None                # "SIGTERM": every SIGUSR1 (sent or a restart of ours) ends the run
     pull_filter: list[tuple[str, str]] = field(default_factory=list)
     http_proxy: HttpProxy | None = None          # http-proxy (+ http-proxy-option), global; finish() gives it to the remotes
     http_proxy_user_pass: tuple[str, str] | None = field(default=None, repr=False)   # http-proxy-user-pass

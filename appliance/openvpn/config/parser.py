@@ -375,6 +375,12 @@ def finish(p: ParseState) -> None:
         for n, d in SERVER_ONLY.items():
             if n in o.source:
                 p.err(d, "is a server directive; this is a client config", line(n))
+        if o.remap_usr1 == "SIGHUP":
+            # OpenVPN's client re-reads its profile on SIGHUP; ours cannot (see its SIGHUP
+            # warning), so restarts turned into SIGHUP would not be what the line asks for.
+            p.err("remap-usr1", "SIGHUP: this client cannot re-read its profile in a running process; use "
+                  "`remap-usr1 SIGTERM` (end the run, for a supervisor to restart) or leave the line out "
+                  "(SIGUSR1 reconnects)", line("remap_usr1"))
         if "tmp_dir" in o.source:
             p.line = line("tmp_dir")
             p.note("tmp-dir", "only a server's auth-user-pass-verify uses it here; no effect on a client")
