@@ -22,6 +22,10 @@ which it is killed with what it started and counts as a refusal; at most MAX_PEN
 or running in all and PER_SOURCE_PENDING per source address (an IPv6 /64 counts as one), so one
 host's flood of handshakes holds a few slots and others still get theirs. A job refused for room
 refuses its handshake at once (the peer retries, as after any TLS failure).
+
+tls-export-cert DIR: during each call, the certificate of that depth is in a file of DIR named in
+`peer_cert` (openvpn_pef_*.tmp, as OpenVPN's verify_cert_cert_export_env), removed after the call;
+a file that cannot be made refuses the peer ("Failed to export certificate"), as there.
 """
 from __future__ import annotations
 
@@ -33,6 +37,8 @@ import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+
+from cryptography.hazmat.primitives import serialization
 
 from ..openvpn.sources import source_group
 from ..openvpn.tls import MAX_CERT_DEPTH, cert_env, common_name, openvpn_subject
@@ -54,6 +60,7 @@ class Call:
     """One command run: its arguments and environment (what a test or the log may show)."""
     argv: tuple[str, ...]
     env: dict
+    pem: bytes = b""                # the certificate of this depth (tls-export-cert writes it out)
 
 
 def clean(value: str) -> str:
@@ -81,7 +88,8 @@ def chain_calls(argv: list[str], chain: tuple, base_env: dict[str, str], name: s
         env.update(cert_env(cert, depth))
         env["script_type"] = "tls-verify"
         calls.append(Call((*argv, str(depth), clean(openvpn_subject(cert))),
-                          {clean(k): clean(v) for k, v in env.items()}))
+                          {clean(k): clean(v) for k, v in env.items()},
+                          cert.public_bytes(serialization.Encoding.PEM)))
     return calls
 
 
@@ -100,9 +108,10 @@ class VerifyRunner:
 
     def __init__(self, time_limit: float = TIME_LIMIT, tmp_dir: str | None = None, inline: bool = False,
                  workers: int = WORKERS, max_pending: int = MAX_PENDING,
-                 per_source_pending: int = PER_SOURCE_PENDING) -> None:
+                 per_source_pending: int = PER_SOURCE_PENDING, export_dir: str | None = None) -> None:
         self.time_limit = time_limit
         self.tmp_dir = tmp_dir
+        self.export_dir = export_dir            # tls-export-cert
         self.inline = inline
         self.max_pending = max_pending
         self.per_source_pending = per_source_pending
@@ -218,13 +227,32 @@ class VerifyRunner:
     def _run_chain(self, calls: list[Call]) -> tuple[bool, str]:
         end = time.monotonic() + self.time_limit
         for call in calls:
-            why = self._one(call, end - time.monotonic())
+            why = self._one_exported(call, end - time.monotonic()) if self.export_dir else \
+                self._one(call, end - time.monotonic())
             if why is not None:
                 subject = call.argv[-1]         # (a hostile 100 KB subject must not make a 100 KB log line)
                 if len(subject) > LOG_SUBJECT_MAX:
                     subject = subject[:LOG_SUBJECT_MAX] + f"... ({len(subject)} characters)"
                 return False, f"VERIFY SCRIPT ERROR: depth={call.argv[-2]}, {subject}: {why}"
         return True, ""
+
+    def _one_exported(self, call: Call, limit: float) -> str | None:
+        """tls-export-cert: the call with its certificate in a file of export_dir (mode 0600,
+        mkstemp), named in `peer_cert`, and the file removed afterwards whatever happened."""
+        try:
+            fd, path = tempfile.mkstemp(prefix="openvpn_pef_", suffix=".tmp", dir=self.export_dir)
+        except OSError as e:
+            return f"TLS Error: Failed to export certificate for --tls-export-cert in {self.export_dir}: " \
+                   f"{e.strerror or e}"
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(call.pem)
+            return self._one(Call(call.argv, {**call.env, "peer_cert": path}, call.pem), limit)
+        finally:
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
 
     def _run_metadata(self, job: _Job) -> tuple[bool, str]:
         mtype, data = job.metadata
@@ -247,4 +275,4 @@ def make_verify_runner(opts, inline: bool = False) -> VerifyRunner:
     inside hand-window, so a killed command's refusal reaches the peer before its handshake ends
     by itself."""
     return VerifyRunner(time_limit=min(TIME_LIMIT, max(1.0, opts.hand_window / 2)), tmp_dir=opts.tmp_dir,
-                        inline=inline)
+                        inline=inline, export_dir=opts.tls_export_cert)

@@ -259,6 +259,21 @@ reg.apply("tls-crypt-v2-verify", why="server: run a command on a client's tls-cr
           nargs=(1, 1), access=True)(_script("tls_crypt_v2_verify"))
 
 
+@reg.apply("tls-export-cert", why="tls-verify's command finds the certificate it is asked about in a file of DIR "
+           "named in `peer_cert` (removed after the call)", sets=("tls_export_cert",), used_by="pump", nargs=(1, 1))
+def _tls_export_cert(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
+    path = p.path_arg(a[0])
+    # As OpenVPN 2.6 at start (check_file_access ... W_OK, "--tls-export-cert"): a directory
+    # we cannot write would refuse every peer later, one handshake at a time.
+    if not os.path.isdir(path):
+        p.err(d, f"{a[0]} is not a directory")
+        return
+    if not os.access(path, os.W_OK | os.X_OK):
+        p.err(d, f"cannot write to {a[0]}")
+        return
+    p.set("tls_export_cert", path)
+
+
 # ------------------------------------------------------------------ client up/down scripts
 DNS_HELPERS = ("update-resolv-conf", "update-systemd-resolved")
 NO_SCRIPTS_HINT = ("scripts are not run here; remove the line, or run the profile without it with "

@@ -199,6 +199,7 @@ class Options:
     client_disconnect: list[str] | None = None
     learn_address: list[str] | None = None              # learn-address CMD (gateway/learn.py)
     tls_verify: list[str] | None = None                 # tls-verify CMD, either role (gateway/tlsverify.py)
+    tls_export_cert: str | None = None                  # tls-export-cert DIR: the certificate to tls-verify as a file
     tls_crypt_v2_verify: list[str] | None = None        # tls-crypt-v2-verify CMD, server (gateway/tlsverify.py)
     dns_helper: str | None = None                        # up/down update-resolv-conf|update-systemd-resolved
     # process settings (d_misc.py; applied by host/privileges.py)

@@ -384,6 +384,9 @@ def finish(p: ParseState) -> None:
         if "tmp_dir" in o.source:
             p.line = line("tmp_dir")
             p.note("tmp-dir", "only a server's auth-user-pass-verify uses it here; no effect on a client")
+    if o.tls_export_cert and not o.tls_verify:
+        p.line = line("tls_export_cert")
+        p.note("tls-export-cert", "no effect without tls-verify (the only reader of the file here; no plugins)")
     for n, d in (("management_client_user", "management-client-user"),
                  ("management_client_group", "management-client-group")):
         if n in o.source and (o.management is None or o.management[1] != "unix"):
