@@ -33,10 +33,14 @@ def lab(tmp_path_factory):
 
 
 def _recorder(lab, tag: str, refuse: str) -> tuple[str, object]:
+    """`peer_cert` (tls-export-cert) is recorded as its file name's start, its mode and its
+    content's digest: the same certificate exported the same way by both."""
     out = lab.tmp / f"calls-{tag}.log"
     script = lab.write(f"verify-{tag}.sh", "#!/bin/sh\n"
                        f'{{ echo "CALL $*"; env | grep -E \'{KEEP}\' | sort; '
-                       f'[ -n "$metadata_file" ] && echo "metadata=$(cat "$metadata_file")"; }} >> {out}\n'
+                       f'[ -n "$metadata_file" ] && echo "metadata=$(cat "$metadata_file")"; '
+                       f'[ -n "$peer_cert" ] && echo "peer_cert=$(basename "$peer_cert" | cut -c1-12) '
+                       f'$(stat -c %a "$peer_cert") $(sha256sum < "$peer_cert" | cut -c1-16)"; }} >> {out}\n'
                        f"{refuse}\nexit 0\n")
     script.chmod(0o755)
     return str(script), out
@@ -93,13 +97,17 @@ def test_server_tls_verify_same_calls_and_verdicts(lab, procs):
 
 def _client_run(lab, procs, which: str) -> list:
     script, out = _recorder(lab, f"cli-{which}", "")
+    export = lab.tmp / f"export-{which}"
+    export.mkdir()
     srv = _server(lab, procs, "openvpn", server_config(lab.pki), f"tvcsrv-{which}")
-    prof = client_profile(lab.pki, client="client1", extra=f"script-security 2\ntls-verify {script}\n")
+    prof = client_profile(lab.pki, client="client1",
+                          extra=f"script-security 2\ntls-verify {script}\ntls-export-cert {export}\n")
     cli = lab.openvpn(lab.cli, prof, f"tvcc-{which}") if which == "openvpn" else lab.ours(lab.cli, prof, f"tvcc-{which}")
     procs.append(cli)
     assert lab.wait_ping(lab.cli, SERVER_TUN, 10), cli.log()[-2000:]
     cli.stop(5)
     srv.stop(10)
+    assert not list(export.iterdir()), f"{which}: exported certificates left behind"
     return _attempts(out)[:2]
 
 
@@ -107,6 +115,7 @@ def test_our_client_runs_tls_verify_as_openvpn_s(lab, procs):
     theirs = _client_run(lab, procs, "openvpn")
     ours = _client_run(lab, procs, "ours")
     assert [b[0] for b in theirs] == ["CALL 1 CN=Lab CA", "CALL 0 CN=server"], theirs
+    assert all(b[-1].startswith("peer_cert=openvpn_pef_ 600 ") for b in theirs), theirs     # tls-export-cert
     assert ours == theirs, f"OpenVPN:\n{theirs}\nours:\n{ours}"
 
 
