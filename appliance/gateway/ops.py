@@ -75,6 +75,7 @@ RESTART_ONLY = ("port", "lport", "local", "proto", "proto_family", "dev", "tun_m
 _DIRECTIVE_OF = {"proto_family": "proto"}       # the field's directive, where the names differ
 RESTART_ONLY += ("port_share",)                 # (see above; a line of its own beside the tuple)
 RESTART_ONLY += ("multihome",)                  # the socket asks for pktinfo at start (likewise)
+RESTART_ONLY += ("route_ipv6",)                 # the TUN's routes, as `route` (server_net.py)
 
 
 def restart_only_changes(old, new) -> list[str]:

@@ -1,5 +1,5 @@
 """The server's TUN: the pool's server address (subnet, or net30 with its route), the IPv6 pool's,
-and `route` lines (networks behind clients with iroutes) into the TUN.
+and `route` / `route-ipv6` lines (networks behind clients with iroutes / iroute-ipv6) into the TUN.
 
 Why the addresses and routes are set by a short-lived child process: the netlink library
 (pyroute2, which pulls in asyncio) is ~14 MB of resident memory, a quarter of an idle server's,
@@ -49,7 +49,7 @@ class ServerTunnelNetwork:
     def spec(self, name: str) -> dict:
         """What the child sets up, as plain data."""
         o, pool, pool6 = self.opts, self.pool, self.pool6
-        s: dict = {"dev": name, "mtu": o.tun_mtu, "addr": None, "routes": [], "addr6": None}
+        s: dict = {"dev": name, "mtu": o.tun_mtu, "addr": None, "routes": [], "addr6": None, "routes6": []}
         if pool is not None:
             if pool.topology == "subnet":
                 s["addr"] = [pool.server_ip, pool.net.prefixlen, None]
@@ -60,6 +60,11 @@ class ServerTunnelNetwork:
             s["addr6"] = [pool6.server_ip, pool6.net.prefixlen]
         for net, mask, _gw, metric in ([] if o.route_noexec else o.route):     # route-noexec: the user routes
             s["routes"].append([net, mask_to_prefix(mask), metric])
+        for net6, _gw6, metric in ([] if o.route_noexec else o.route_ipv6):
+            # The gateway is the TUN's business (a point-to-point device): as `route`, dev only.
+            # net_gateway_ipv6 is refused in a server config (parser.finish).
+            addr6, _, plen = net6.partition("/")
+            s["routes6"].append([addr6, int(plen), metric])
         return s
 
     def open(self) -> TunDevice:
@@ -78,6 +83,8 @@ class ServerTunnelNetwork:
             log.info("TUN %s: IPv6 %s/%d", tun.name, *spec["addr6"])
         for net, plen, _metric in spec["routes"][1 if self.pool is not None and self.pool.topology != "subnet" else 0:]:
             log.info("route %s/%d dev %s", net, plen, tun.name)
+        for net, plen, _metric in spec["routes6"]:
+            log.info("route-ipv6 %s/%d dev %s", net, plen, tun.name)
         log.info("TUN %s up, server address %s", tun.name, self.pool.server_ip if self.pool else "-")
         return tun
 
@@ -122,7 +129,7 @@ def configure(spec: dict) -> None:
     if spec["addr6"]:
         add_address6(dev, spec["addr6"][0], spec["addr6"][1])
     routes = RouteSet()
-    for net, plen, metric in spec["routes"]:
+    for net, plen, metric in spec["routes"] + spec.get("routes6", []):
         routes.add(net, plen, dev=dev, metric=metric)
 
 

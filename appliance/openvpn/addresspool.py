@@ -100,9 +100,10 @@ class AddressPool6:
         self.net = ipaddress.IPv6Network(network, strict=False)
         self.server_ip = str(self.net.network_address + 1)
         first = 0x1000 if self.net.num_addresses > 0x2000 else 2
-        self.next = first
+        self.first = self.next = first
         self.free: list[int] = []
         self.leased: set[str] = set()
+        self.shared: dict[str, int] = {}     # leased address -> users beyond the first (lease_static)
 
     def lease(self) -> str | None:
         """A released address first, else the next never handed out; either skips one leased
@@ -138,10 +139,38 @@ class AddressPool6:
         self.leased.add(ip)
         return ip
 
+    def lease_static(self, ip: str) -> bool:
+        """A ccd ifconfig-ipv6-push address (canonical text): held, so the pool does not hand it
+        out meanwhile; False if a client holds it already (then shared, as AddressPool.share:
+        freed with the last of them). An address outside the pool's network is nobody's here."""
+        if ipaddress.IPv6Address(ip) not in self.net:
+            return True
+        if ip in self.leased:
+            self.shared[ip] = self.shared.get(ip, 0) + 1
+            return False
+        n = int(ipaddress.IPv6Address(ip)) - int(self.net.network_address)
+        if n in self.free:
+            self.free.remove(n)
+        self.leased.add(ip)
+        return True
+
     def release(self, ip: str | None) -> None:
+        """One client no longer uses `ip`; with the last, it is free. Only an address of the
+        dynamic range (from `first`) goes back to `free`: a static one below it handed out to
+        somebody else would be taken back from them when its own client returns."""
+        n = self.shared.get(ip or "", 0)
+        if n:
+            if n > 1:
+                self.shared[ip] = n - 1
+            else:
+                del self.shared[ip]
+            return
         if ip in self.leased:
             self.leased.discard(ip)
-            self.free.append(int(ipaddress.IPv6Address(ip)) - int(self.net.network_address))
+            k = int(ipaddress.IPv6Address(ip)) - int(self.net.network_address)
+            if k >= self.first:
+                self.free.append(k)
 
     def ifconfig_push(self, ip: str) -> str:
         return f"ifconfig-ipv6 {ip}/{self.net.prefixlen} {self.server_ip}"
+

@@ -40,7 +40,7 @@ class ClientPush:
         opts: list[str] = []
         ccd = self._ccd_file(rec.common_name or "")
         pool = self.st.pool
-        want = None
+        want = want6 = None
         if ccd is not None:
             if ccd.disable:
                 # OpenVPN's ccd `disable`: this client may not connect (decides who may connect,
@@ -48,6 +48,8 @@ class ClientPush:
                 raise ClientRefused(f"client-config-dir file for {rec.common_name!r} says disable")
             want = ccd.ifconfig_push
             rec.iroutes = [ipaddress.IPv4Network(f"{n}/{m}", strict=False) for n, m in ccd.iroutes]
+            rec.iroutes6 = [ipaddress.IPv6Network(n) for n in getattr(ccd, "iroutes6", ())]
+            want6 = getattr(ccd, "ifconfig_ipv6_push", None)
             rec.extra_push = list(ccd.push)
             rec.push_reset = ccd.push_reset
             rec.push_remove = list(ccd.push_remove)
@@ -92,18 +94,24 @@ class ClientPush:
             self.by_vaddr[rec.vaddr] = rec
             rec.vaddr_packed = ipaddress.IPv4Address(rec.vaddr).packed
             self.by_vaddr4[rec.vaddr_packed] = rec
-        if self.st.pool6 is not None and rec.vaddr6 is None:
+        if want6 is not None and rec.vaddr6 is None:
+            opts.append(self._ifconfig_ipv6_push(rec, want6))
+        elif self.st.pool6 is not None and rec.vaddr6 is None:
             mem = self._memory()
             want6 = mem.want(rec.common_name)[1] if mem is not None else None
             rec.vaddr6 = (self.st.pool6.lease_wanted(want6) if want6 else None) or self.st.pool6.lease()
             if rec.vaddr6 is not None:
+                rec.pool6_lease = rec.vaddr6
                 opts.append(self.st.pool6.ifconfig_push(rec.vaddr6))
                 self.by_vaddr[rec.vaddr6] = rec
         mem = self._memory()
-        if mem is not None and rec.common_name and (rec.vaddr or rec.vaddr6) and want is None:
+        if mem is not None and rec.common_name and (rec.vaddr or rec.vaddr6) and want is None and want6 is None:
             mem.note(rec.common_name, rec.vaddr, rec.vaddr6)
+        rec.iroutes, rec.iroutes6 = self._within_route_quota(rec, [], [], rec.iroutes, rec.iroutes6)
         for n in rec.iroutes:
             self.iroutes.add(n, rec)
+        for n6 in rec.iroutes6:
+            self.iroutes6.add(n6, rec)
         if not rec.push_reset:
             opts += self.st.push
         opts = with_ccd_pushes(opts, rec.extra_push, rec.push_remove)
@@ -113,6 +121,66 @@ class ClientPush:
             self.events.append((rec, ConnectRequested()))
             raise PushDeferred()
         return opts
+
+    def _ifconfig_ipv6_push(self, rec: ClientRecord, want6: tuple[str, int, str | None]) -> str:
+        """A ccd `ifconfig-ipv6-push ADDR/BITS [REMOTE]`: the client's IPv6 address instead of one
+        from the pool, and the `ifconfig-ipv6` line pushed for it. As ifconfig-push: held in the
+        pool (not handed out meanwhile); one another client holds already is shared with a
+        warning, the newer client holding the route. REMOTE defaults to the server's own
+        address (server-ipv6's ::1), as OpenVPN 2.6, which refuses the line without either."""
+        addr6, bits6, remote6 = want6
+        pool6 = self.st.pool6
+        cn = rec.common_name
+        if remote6 is None and pool6 is None:
+            raise ClientRefused(f"client-config-dir file for {cn!r}: ifconfig-ipv6-push {addr6}/{bits6} names no "
+                                "remote address and there is no server-ipv6 to take it from (as OpenVPN 2.6)")
+        if pool6 is not None and addr6 == pool6.server_ip:
+            # It would own the server's address: its packets from there would pass as its own.
+            raise ClientRefused(f"client-config-dir file for {cn!r}: ifconfig-ipv6-push {addr6} is the server's "
+                                "own address")
+        other = self.by_vaddr.get(addr6)
+        held = pool6.lease_static(addr6) if pool6 is not None else True
+        if not held or (other is not None and other is not rec and other.alive):
+            self.events.append((rec, Warning(f"ifconfig-ipv6-push {addr6} for {cn} is already in use")))
+        if pool6 is not None and ipaddress.IPv6Address(addr6) in pool6.net:
+            rec.pool6_lease = addr6
+        rec.vaddr6 = addr6
+        self.by_vaddr[addr6] = rec
+        return f"ifconfig-ipv6 {addr6}/{bits6} {remote6 or pool6.server_ip}"
+
+    def _within_route_quota(self, rec: ClientRecord, have4: list, have6: list, new4: list,
+                            new6: list) -> tuple[list, list]:
+        """max-routes-per-client: of the iroutes `new4`/`new6` (beside `have4`/`have6`, routed
+        already), those that fit in the client's quota, in the order OpenVPN 2.6 learns them (its
+        addresses first, then iroute lines last first, IPv4 before IPv6: multi_add_iroutes); a
+        route it holds already counts once. The others are not routed -- so nothing from them
+        passes as its source either -- with one warning, as OpenVPN logs its quota exceeded."""
+        room = self.st.max_routes_per_client - sum(
+            1 for a in (rec.vaddr, rec.vaddr6) if a and self.by_vaddr.get(a) is rec)
+        held = set(have4) | set(have6)
+        room -= len(held)
+        keep4: list = []
+        keep6: list = []
+        cut: list = []
+        for keep, nets in ((keep4, new4), (keep6, new6)):
+            for n in reversed(nets):
+                if n in held:
+                    continue
+                if room > 0:
+                    held.add(n)
+                    keep.append(n)
+                    room -= 1
+                else:
+                    cut.append(n)
+        if cut:
+            self._count("iroute beyond max-routes-per-client")
+            self.events.append((rec, Warning(
+                f"max-routes-per-client ({self.st.max_routes_per_client}) reached for {rec.common_name}: "
+                f"{len(cut)} iroute(s) not routed ({', '.join(str(n) for n in cut[:3])}"
+                f"{', ...' if len(cut) > 3 else ''})")))
+        keep4.reverse()
+        keep6.reverse()
+        return keep4, keep6
 
     def _ccd_file(self, cn: str):
         """The client's client-config-dir file, else the directory's DEFAULT file, as OpenVPN 2.6
@@ -174,6 +242,10 @@ class ClientPush:
                 seen.add(n)
                 text = str(n.network_address) if n.prefixlen == 32 else str(n)
                 out.append((text, n))
+        for n6 in reversed(rec.iroutes6):
+            if n6 not in seen:
+                seen.add(n6)
+                out.append((str(n6), n6))      # OpenVPN prints an iroute-ipv6 with its bits, /128 too
         return out
 
     def unlearn(self, rec: ClientRecord, key, prev: "ClientRecord | None" = None) -> None:
@@ -197,11 +269,14 @@ class ClientPush:
                     else:
                         del self.by_vaddr4[packed]
             return
-        while key in rec.iroutes:
-            rec.iroutes.remove(key)
-            self.iroutes.remove(key, rec)
-        if prev is not None and prev.alive and key in prev.iroutes:
-            self.iroutes.add(key, prev)
+        six = isinstance(key, ipaddress.IPv6Network)
+        table = self.iroutes6 if six else self.iroutes
+        mine = rec.iroutes6 if six else rec.iroutes
+        while key in mine:
+            mine.remove(key)
+            table.remove(key, rec)
+        if prev is not None and prev.alive and key in (prev.iroutes6 if six else prev.iroutes):
+            table.add(key, prev)
 
     def _apply_connect_options(self, rec: ClientRecord, ccd) -> None:
         opts = rec.connect_opts
@@ -222,10 +297,25 @@ class ClientPush:
             self.by_vaddr4[rec.vaddr_packed] = rec
             opts[:] = [o for o in opts if not o.startswith("ifconfig ")]
             opts.append(f"ifconfig {ip} {mask}")
-        for n, m in getattr(ccd, "iroutes", []):
-            net = ipaddress.IPv4Network(f"{n}/{m}", strict=False)
+        want6 = getattr(ccd, "ifconfig_ipv6_push", None)
+        if want6 is not None:
+            if rec.vaddr6 and self.by_vaddr.get(rec.vaddr6) is rec:
+                del self.by_vaddr[rec.vaddr6]
+            if self.st.pool6 is not None and rec.pool6_lease is not None:
+                self.st.pool6.release(rec.pool6_lease)
+            rec.vaddr6 = rec.pool6_lease = None
+            line6 = self._ifconfig_ipv6_push(rec, want6)
+            opts[:] = [o for o in opts if not o.startswith("ifconfig-ipv6 ")]
+            opts.append(line6)
+        new4 = [ipaddress.IPv4Network(f"{n}/{m}", strict=False) for n, m in getattr(ccd, "iroutes", [])]
+        new6 = [ipaddress.IPv6Network(n) for n in getattr(ccd, "iroutes6", [])]
+        new4, new6 = self._within_route_quota(rec, rec.iroutes, rec.iroutes6, new4, new6)
+        for net in new4:
             rec.iroutes.append(net)
             self.iroutes.add(net, rec)
+        for net6 in new6:
+            rec.iroutes6.append(net6)
+            self.iroutes6.add(net6, rec)
         if getattr(ccd, "push_reset", False):
             keep = ("ifconfig ", "ifconfig-ipv6 ", "topology ", "route-gateway ")
             opts[:] = [o for o in opts if o.startswith(keep)]

@@ -7,7 +7,8 @@ network behind a client, and a scan of every client's networks cost about 50 us 
 200 of them; here it is one dictionary probe per prefix length in use.
 
 As in OpenVPN, a newer client's route to the same network replaces the older one's, and leaving
-removes only a client's own routes.
+removes only a client's own routes. One table per family: IrouteTable() for `iroute`,
+IrouteTable(128) for `iroute-ipv6` (the same rules, OpenVPN keeps both in one table).
 """
 from __future__ import annotations
 
@@ -16,7 +17,9 @@ from typing import Iterator
 
 
 class IrouteTable:
-    def __init__(self) -> None:
+    def __init__(self, width: int = 32) -> None:
+        self.width = width                                 # address bits: 32 (IPv4) or 128 (IPv6)
+        self._net = ipaddress.IPv4Network if width == 32 else ipaddress.IPv6Network
         self._by_len: dict[int, dict[int, object]] = {}    # prefix length -> network >> host bits -> client
         # The prefix lengths in use, longest first; empty: no iroutes (read per packet by the
         # dispatcher as a plain attribute: `not table` costs a Python call to __bool__).
@@ -25,24 +28,24 @@ class IrouteTable:
     def __bool__(self) -> bool:
         return bool(self.lens)
 
-    def __iter__(self) -> Iterator[tuple[ipaddress.IPv4Network, object]]:
+    def __iter__(self) -> Iterator[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, object]]:
         for plen in self.lens:
             for key, owner in self._by_len[plen].items():
-                yield ipaddress.IPv4Network((key << (32 - plen), plen)), owner
+                yield self._net((key << (self.width - plen), plen)), owner
 
-    def add(self, net: ipaddress.IPv4Network, owner: object) -> None:
+    def add(self, net: ipaddress.IPv4Network | ipaddress.IPv6Network, owner: object) -> None:
         plen = net.prefixlen
         table = self._by_len.get(plen)
         if table is None:
             table = self._by_len[plen] = {}
             self.lens = sorted(self._by_len, reverse=True)
-        table[int(net.network_address) >> (32 - plen)] = owner
+        table[int(net.network_address) >> (self.width - plen)] = owner
 
-    def remove(self, net: ipaddress.IPv4Network, owner: object) -> None:
+    def remove(self, net: ipaddress.IPv4Network | ipaddress.IPv6Network, owner: object) -> None:
         """`owner`'s route to `net`, if it still holds it (a newer client's stays)."""
         plen = net.prefixlen
         table = self._by_len.get(plen)
-        key = int(net.network_address) >> (32 - plen)
+        key = int(net.network_address) >> (self.width - plen)
         if table is None or table.get(key) is not owner:
             return
         del table[key]
@@ -50,13 +53,13 @@ class IrouteTable:
             del self._by_len[plen]
             self.lens = sorted(self._by_len, reverse=True)
 
-    def lookup(self, addr4: bytes) -> object | None:
-        """The client whose network holds this IPv4 address (4 bytes, as in a header), longest
+    def lookup(self, addr: bytes) -> object | None:
+        """The client whose network holds this address (4 or 16 bytes, as in a header), longest
         prefix first; None if none does."""
-        a = int.from_bytes(addr4, "big")
-        by_len = self._by_len
+        a = int.from_bytes(addr, "big")
+        by_len, width = self._by_len, self.width
         for plen in self.lens:
-            owner = by_len[plen].get(a >> (32 - plen))
+            owner = by_len[plen].get(a >> (width - plen))
             if owner is not None:
                 return owner
         return None

@@ -68,6 +68,7 @@ class ServerDispatcher(ClientPush):
         self.by_vaddr: dict[str, ClientRecord] = {}
         self.by_vaddr4: dict[bytes, ClientRecord] = {}    # by_vaddr's IPv4 part, keyed as in headers
         self.iroutes = IrouteTable()
+        self.iroutes6 = IrouteTable(128)                  # ccd iroute-ipv6
         self.out: list[tuple[bytes, object]] = []
         self.events: deque = deque()
         self.stats: dict[str, int] = {}
@@ -315,11 +316,23 @@ class ServerDispatcher(ClientPush):
         for p in pts:
             v = p[0] >> 4 if len(p) >= 20 else 0
             if v == 6 and len(p) >= 40:
-                if own6 is not None and str(ipaddress.IPv6Address(bytes(p[8:24]))) == own6:
+                if rec.vaddr6 is None and not rec.iroutes6:
+                    self._refused(rec, p, "IPv6 inner packet (no server-ipv6)")
+                    continue
+                # As IPv4 below: the source's route, longest prefix first (an address of the
+                # pool, a /128, before any iroute-ipv6), must be the sender's.
+                src6 = bytes(p[8:24])
+                text6 = str(ipaddress.IPv6Address(src6))
+                if own6 is not None and text6 == own6:
                     ok.append(p)
                     continue
-                self._refused(rec, p, "IPv6 inner packet (no server-ipv6)" if rec.vaddr6 is None
-                              else "inner packet with a source the client does not own")
+                owner = self.by_vaddr.get(text6)
+                if owner is None and rec.iroutes6:
+                    owner = self.iroutes6.lookup(src6)
+                if owner is rec:
+                    ok.append(p)
+                else:
+                    self._refused(rec, p, "inner packet with a source the client does not own")
                 continue
             if v != 4:
                 self._refused(rec, p, "inner packet not IP")
@@ -621,7 +634,11 @@ class ServerDispatcher(ClientPush):
     def route_packet(self, p) -> ClientRecord | None:
         """The client an inner packet is for (its pool address or an iroute), from the header."""
         if p[0] >> 4 == 6:
-            return self.route(str(ipaddress.IPv6Address(bytes(p[24:40])))) if len(p) >= 40 else None
+            if len(p) < 40:
+                return None
+            dst6 = bytes(p[24:40])
+            rec = self.by_vaddr.get(str(ipaddress.IPv6Address(dst6)))
+            return rec if rec is not None or not self.iroutes6.lens else self.iroutes6.lookup(dst6)
         dst = bytes(p[16:20])
         rec = self.by_vaddr4.get(dst)
         if rec is not None or not self.iroutes.lens:
@@ -632,7 +649,9 @@ class ServerDispatcher(ClientPush):
         rec = self.by_vaddr.get(dst)
         if rec is not None:
             return rec
-        if self.iroutes and ":" not in dst:
+        if ":" in dst:
+            return self.iroutes6.lookup(ipaddress.IPv6Address(dst).packed) if self.iroutes6 else None
+        if self.iroutes:
             return self.iroutes.lookup(ipaddress.IPv4Address(dst).packed)
         return None
 
@@ -766,10 +785,14 @@ class ServerDispatcher(ClientPush):
             rec.pool_lease = None
         if rec.vaddr6 and self.by_vaddr.get(rec.vaddr6) is rec:
             del self.by_vaddr[rec.vaddr6]
-            if self.st.pool6 is not None:
-                self.st.pool6.release(rec.vaddr6)
+        if rec.pool6_lease is not None and self.st.pool6 is not None:
+            # Its own lease, whoever holds the route now (an ifconfig-ipv6-push two clients share).
+            self.st.pool6.release(rec.pool6_lease)
+            rec.pool6_lease = None
         for n in rec.iroutes:
             self.iroutes.remove(n, rec)
+        for n6 in rec.iroutes6:
+            self.iroutes6.remove(n6, rec)
 
     def _drop(self, rec: ClientRecord, reason: str) -> None:
         s = rec.session

@@ -38,7 +38,9 @@ class ClientRecord:
     # AddressPool.share) the route is the newer client's, as with OpenVPN 2.6.
     pool_lease: str | None = None
     vaddr6: str | None = None
+    pool6_lease: str | None = None       # vaddr6 as held in the IPv6 pool (released when it goes, as pool_lease)
     iroutes: list[ipaddress.IPv4Network] = field(default_factory=list)
+    iroutes6: list[ipaddress.IPv6Network] = field(default_factory=list)    # ccd iroute-ipv6
     common_name: str | None = None
     tcp: bool = False
     extra_push: list[str] = field(default_factory=list)
@@ -94,6 +96,7 @@ class ServerSettings:
     client_to_client: bool = False
     duplicate_cn: bool = False
     max_clients: int = 1024
+    max_routes_per_client: int = 256                 # addresses + iroutes routed to one client
     hand_window: int = 60
     ccd: Callable[[str], object] | None = None       # common name -> parsed ccd (or None)
     ccd_exclusive: bool = False

@@ -214,7 +214,7 @@ def server_settings(opts: Options, ccd_loader=None, passdb_text: str | None = No
         key_direction=opts.key_direction, auth_digest=opts.auth or "SHA1", v2_server_key=v2key, pool=pool,
         pool6=AddressPool6(opts.server_ipv6) if opts.server_ipv6 else None,
         push=push, client_to_client=opts.client_to_client, duplicate_cn=opts.duplicate_cn,
-        max_clients=opts.max_clients, hand_window=opts.hand_window, ccd=ccd_loader,
+        max_clients=opts.max_clients, max_routes_per_client=opts.max_routes_per_client, hand_window=opts.hand_window, ccd=ccd_loader,
         tcp=opts.proto == "tcp", ccd_exclusive=opts.ccd_exclusive, force_cookie=opts.tls_crypt_v2_force_cookie,
         username_as_cn=opts.username_as_common_name, connect_freq=opts.connect_freq,
         connect_freq_initial=opts.connect_freq_initial, verify_user=verify_user,

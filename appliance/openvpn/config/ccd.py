@@ -6,6 +6,7 @@ import ipaddress
 from ..errors import ConfigError
 from ..keymethod import PUSH_CONTROL_BYTE, refused_in_control_text
 from ..peernames import for_display
+from .ipv6 import network6, prefix6
 from .lexer import lines
 from .model import CcdOptions, ConfigErrors
 
@@ -27,8 +28,28 @@ def _addresses_error(d: str, a: list[str]) -> str | None:
     return None
 
 
+def _ipv6_line(c: CcdOptions, d: str, a: list[str]) -> str | None:
+    """iroute-ipv6 NET[/BITS] or ifconfig-ipv6-push ADDR[/BITS] [REMOTE] into `c`, as OpenVPN 2.6
+    reads them (options.c: a /64 without bits; an iroute's host bits cleared); else why not."""
+    try:
+        if d == "iroute-ipv6":
+            c.iroutes6.append(str(network6(a[0])))
+            return None
+        addr, bits = prefix6(a[0])
+        remote = str(prefix6(a[1])[0]) if len(a) > 1 else None
+    except ValueError as e:
+        return for_display(str(e))
+    if bits == 128 or addr.is_unspecified or addr.is_multicast:
+        # OpenVPN takes them and the client's interface ends up with no usable route (/128) or
+        # none at all; refused here at the line rather than as a client that cannot work.
+        return f"not a usable tunnel address: {for_display(a[0])!r}"
+    c.ifconfig_ipv6_push = (str(addr), bits, remote)
+    return None
+
+
 def parse_ccd(text: str, path: str = "<ccd>") -> CcdOptions:
-    """A client-config-dir file: ifconfig-push, iroute, push, push-reset, push-remove, disable."""
+    """A client-config-dir file: ifconfig-push, ifconfig-ipv6-push, iroute, iroute-ipv6, push,
+    push-reset, push-remove, disable."""
     c = CcdOptions()
     errors: list[ConfigError] = []
     for ln in lines(text):
@@ -46,6 +67,9 @@ def parse_ccd(text: str, path: str = "<ccd>") -> CcdOptions:
             c.ifconfig_push = (a[0], a[1])
         elif d == "iroute" and len(a) >= 1:
             c.iroutes.append((a[0], a[1] if len(a) > 1 else "255.255.255.255"))
+        elif (d == "iroute-ipv6" and len(a) == 1) or (d == "ifconfig-ipv6-push" and 1 <= len(a) <= 2):
+            if (why := _ipv6_line(c, d, a)) is not None:
+                errors.append(ConfigError(why, path, ln.number, d))
         elif d == "push" and len(a) == 1 and refused_in_control_text(a[0]):
             errors.append(ConfigError(PUSH_CONTROL_BYTE, path, ln.number, d))
         elif d == "push" and len(a) == 1:

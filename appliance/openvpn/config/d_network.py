@@ -9,7 +9,8 @@ import ipaddress
 
 from ..keymethod import PUSH_CONTROL_BYTE, refused_in_control_text
 from .directives import Registry
-from .model import Route
+from .ipv6 import network6
+from .model import Route, Route6
 from .lexer import lines
 from .model import Remote
 from .parser import ParseState, norm_proto
@@ -355,6 +356,32 @@ def _route(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
         p.add("route", Route(net, mask, gw, metric))
 
 
+@reg.apply("route-ipv6", why="an IPv6 route into the TUN: a client's through the tunnel; a server's to a network "
+           "behind a client (the client's ccd iroute-ipv6 says which)", sets=("route_ipv6",), used_by="client",
+           nargs=(1, 3), show={"route_ipv6": lambda v: [" ".join(str(x) for x in r if x is not None) for r in v]})
+def _route_ipv6(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
+    """As OpenVPN 2.6 (options.c, route.c): NET[/BITS] (a /64 without bits), an optional gateway
+    (an IPv6 address; `net_gateway_ipv6` for the way outside the tunnel) and metric. Declared once
+    for both roles, as `route` is: the server installs it into its TUN (gateway/server_net.py),
+    the client through its tunnel."""
+    try:
+        net = network6(a[0])
+    except ValueError as e:
+        p.err(d, str(e))
+        return
+    gw = a[1] if len(a) > 1 else None
+    if gw is not None and gw != "net_gateway_ipv6":
+        try:
+            gw = str(ipaddress.IPv6Address(gw))
+        except ValueError:
+            p.err(d, f"the gateway is not an IPv6 address (nor net_gateway_ipv6): {gw!r}")
+            return
+    metric = p.int_arg(d, a[2], 0, 2**32 - 1) if len(a) > 2 else None
+    if len(a) > 2 and metric is None:
+        return
+    p.add("route_ipv6", Route6(str(net), gw, metric))
+
+
 @reg.apply("auth-retry", why="what AUTH_FAILED does: end the run (none) or reconnect (nointeract)",
            sets=("auth_retry",), used_by="client", nargs=(1, 1))
 def _auth_retry(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
@@ -454,6 +481,35 @@ def _max_clients(p: ParseState, d: str, a: list[str], inline: str | None) -> Non
         p.set("max_clients", n)
 
 
+@reg.apply("max-routes-per-client", why="server: at most N addresses and iroutes routed to one client (its "
+           "pool addresses count; those beyond are not routed, nor accepted as its sources)",
+           sets=("max_routes_per_client",), used_by="server", nargs=(1, 1))
+def _max_routes_per_client(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
+    """OpenVPN 2.6 reads N with atoi and takes at least 1 (options.c); a value that is not a
+    number is an error here rather than 1 (atoi's 0, raised to 1, would route nothing but the
+    client's own address, the operator's typo silently cutting every iroute)."""
+    n = p.int_arg(d, a[0], -(2**31), 2**31 - 1)
+    if n is not None:
+        if n < 1:
+            p.note(d, f"{n} taken as 1, as OpenVPN 2.6 does")
+        p.set("max_routes_per_client", max(n, 1))
+
+
+def _tcp_queue_limit(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
+    p.int_arg(d, a[0], 1)           # OpenVPN 2.6: "must be > 0"
+
+
+reg.noop("tcp-queue-limit", "a TCP server here queues at most 256 KiB per connection beyond the socket buffer "
+         "(about 170 full-size packets; OpenVPN's default is 64 packets), then drops data packets, never "
+         "control ones: a bound on memory that changes nobody's access", check=_tcp_queue_limit, nargs=(1, 1))
+reg.refuse("stale-routes-check", "ages out routes by last use; in OpenVPN 2.6's tun mode that removes a "
+           "client's iroutes, and with them its right to send from them, while the client is connected. Here a "
+           "client's routes last exactly as long as its session: remove the line")
+reg.refuse("ifconfig-ipv6-pool", "OpenVPN 2.6 takes it only beside a server `ifconfig-ipv6` (and refuses it "
+           "with server-ipv6, which lays out its own pool), and this server takes its IPv6 address from "
+           "server-ipv6 only: use `server-ipv6 NET/BITS` (clients from ::1000, or a ccd ifconfig-ipv6-push each)")
+reg.refuse("iroute-ipv6", "iroute-ipv6 belongs in a client-config-dir file")
+reg.refuse("ifconfig-ipv6-push", "ifconfig-ipv6-push belongs in a client-config-dir file")
 reg.refuse("ifconfig", "the server's tunnel address comes from `server NETWORK NETMASK`; "
            "point-to-point `ifconfig` is not supported")
 reg.refuse("iroute", "iroute belongs in a client-config-dir file")

@@ -53,10 +53,23 @@ class Route:
         return iter((self.network, self.netmask, self.gateway, self.metric))
 
 
+@dataclass(frozen=True)
+class Route6:
+    """A `route-ipv6 NET/BITS [GW] [METRIC]` line: `network` is "address/bits", host bits cleared."""
+    network: str
+    gateway: str | None
+    metric: int | None
+
+    def __iter__(self):
+        return iter((self.network, self.gateway, self.metric))
+
+
 @dataclass
 class CcdOptions:
     ifconfig_push: tuple[str, str] | None = None
     iroutes: list[tuple[str, str]] = field(default_factory=list)
+    iroutes6: list[str] = field(default_factory=list)                 # iroute-ipv6: "net/bits", host bits cleared
+    ifconfig_ipv6_push: tuple[str, int, str | None] | None = None     # (address, bits, remote or None)
     push: list[str] = field(default_factory=list)
     push_reset: bool = False
     # push-remove PREFIX, each with how many of this file's push lines came before it: it takes
@@ -152,6 +165,7 @@ class Options:
     compress: str | None = None
     redirect_gateway: list[str] | None = None
     route: list[Route] = field(default_factory=list)
+    route_ipv6: list[Route6] = field(default_factory=list)   # a client's into its TUN; a server's into its TUN too
     route_nopull: bool = False
     route_noexec: bool = False                   # no route added: pushed, redirect-gateway, `route` lines
     auth_retry: bool = False                     # auth-retry nointeract: AUTH_FAILED reconnects
@@ -171,6 +185,7 @@ class Options:
     duplicate_cn: bool = False
     force_key_material_export: bool = False
     max_clients: int = 1024
+    max_routes_per_client: int = 256             # addresses + iroutes routed to one client (OpenVPN's default)
     connect_freq: tuple[int, int] | None = None          # connect-freq N SEC: new sessions per SEC seconds
     connect_freq_initial: tuple[int, int] = (100, 10)    # connect-freq-initial N SEC: stateless replies
     verify_client_cert: str = "require"

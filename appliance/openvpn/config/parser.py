@@ -294,6 +294,12 @@ def finish(p: ParseState) -> None:
             p.line = line("multihome")
             p.note("multihome", "no effect on TCP (a TCP connection always answers from the address it "
                    "was made to), as in OpenVPN")
+        for r in o.route_ipv6:
+            if r.gateway == "net_gateway_ipv6":
+                # A server's route-ipv6 goes into its TUN, to a network behind a client; one
+                # outside the tunnel is the host's business, not the VPN server's.
+                p.err("route-ipv6", f"{r.network} net_gateway_ipv6: a server's route-ipv6 goes into its TUN "
+                      "(to a network behind a client); net_gateway_ipv6 is a client's", line("route_ipv6"))
         if o.management_hold:
             # Our server does not implement the hold: accepted, it would start serving at once.
             p.err("management-hold", "is served by our client only (our server starts serving at once)",
@@ -381,6 +387,9 @@ def finish(p: ParseState) -> None:
             p.err("remap-usr1", "SIGHUP: this client cannot re-read its profile in a running process; use "
                   "`remap-usr1 SIGTERM` (end the run, for a supervisor to restart) or leave the line out "
                   "(SIGUSR1 reconnects)", line("remap_usr1"))
+        if "max_routes_per_client" in o.source:
+            p.line = line("max_routes_per_client")
+            p.note("max-routes-per-client", "a server's bound; no effect on a client (OpenVPN accepts it there too)")
         if "tmp_dir" in o.source:
             p.line = line("tmp_dir")
             p.note("tmp-dir", "only a server's auth-user-pass-verify uses it here; no effect on a client")
