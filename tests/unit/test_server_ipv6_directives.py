@@ -34,10 +34,10 @@ def test_route_ipv6_forms_as_openvpn_reads_them():
 
 
 @pytest.mark.parametrize("line, why", [
-    ("route-ipv6 198.18.5.0/24", "not an IPv6 address[/bits]"),
-    ("route-ipv6 fd00:99::/129", "not a prefix length 0..128"),
-    ("route-ipv6 fd00:99::/+48", "not a prefix length 0..128"),
-    ("route-ipv6 fe80::1%eth0/64", "no %scope"),
+    ("route-ipv6 198.18.5.0/24", "must be an IPv6 address with an optional /BITS"),
+    ("route-ipv6 fd00:99::/129", "must be an IPv6 address with an optional /BITS"),
+    ("route-ipv6 fd00:99::/+48", "must be an IPv6 address with an optional /BITS"),
+    ("route-ipv6 fe80::1%eth0/64", "must be an IPv6 address with an optional /BITS"),
     ("route-ipv6 fd00:99::/48 198.18.0.1", "the gateway is not an IPv6 address"),
     ("route-ipv6 fd00:99::/48 fd00:77::2 x", "expected a number"),
     ("route-ipv6 fd00:99::/48 net_gateway_ipv6", "a server's route-ipv6 goes into its TUN"),

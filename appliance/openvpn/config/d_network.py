@@ -9,7 +9,6 @@ import ipaddress
 
 from ..keymethod import PUSH_CONTROL_BYTE, refused_in_control_text
 from .directives import Registry
-from .ipv6 import network6
 from .model import Route, Route6
 from .lexer import lines
 from .model import Remote
@@ -356,30 +355,40 @@ def _route(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
         p.add("route", Route(net, mask, gw, metric))
 
 
-@reg.apply("route-ipv6", why="an IPv6 route into the TUN: a client's through the tunnel; a server's to a network "
-           "behind a client (the client's ccd iroute-ipv6 says which)", sets=("route_ipv6",), used_by="client",
-           nargs=(1, 3), show={"route_ipv6": lambda v: [" ".join(str(x) for x in r if x is not None) for r in v]})
+@reg.apply("route-ipv6", why="an IPv6 route into the TUN: a client's through the tunnel (`net_gateway_ipv6`: "
+           "past it); a server's to a network behind a client (whose ccd iroute-ipv6 says which)",
+           sets=("route_ipv6",), used_by="client", nargs=(1, 3),
+           show={"route_ipv6": lambda v: [" ".join(str(x) for x in r if x is not None) for r in v]})
 def _route_ipv6(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
-    """As OpenVPN 2.6 (options.c, route.c): NET[/BITS] (a /64 without bits), an optional gateway
-    (an IPv6 address; `net_gateway_ipv6` for the way outside the tunnel) and metric. Declared once
-    for both roles, as `route` is: the server installs it into its TUN (gateway/server_net.py),
-    the client through its tunnel."""
+    """As OpenVPN 2.6 (options.c, route.c): NET[/BITS] (a /64 without bits; host bits cleared, as
+    route.c does), an optional gateway (an IPv6 address; `net_gateway_ipv6` for the way outside
+    the tunnel, as a pushed one; `default`: none) and metric (`default`: route-metric's).
+    Stricter than OpenVPN where it is lenient by accident (strtoul's `+64`, an empty `/`): a
+    profile line we would read otherwise than OpenVPN fails at its line. Declared once for both
+    roles, as `route` is: the server installs it into its TUN (gateway/server_net.py)."""
+    net, _, bits = a[0].partition("/")
     try:
-        net = network6(a[0])
-    except ValueError as e:
-        p.err(d, str(e))
+        if "%" in net or ("/" in a[0] and not (bits.isascii() and bits.isdigit())):
+            raise ValueError
+        n6 = ipaddress.IPv6Network((ipaddress.IPv6Address(net), int(bits) if bits else 64), strict=False)
+    except ValueError:
+        p.err(d, f"network {a[0]!r} must be an IPv6 address with an optional /BITS (0..128)")
         return
-    gw = a[1] if len(a) > 1 else None
+    gw = a[1] if len(a) > 1 and a[1] != "default" else None
     if gw is not None and gw != "net_gateway_ipv6":
         try:
+            if "%" in gw:
+                raise ValueError
             gw = str(ipaddress.IPv6Address(gw))
         except ValueError:
             p.err(d, f"the gateway is not an IPv6 address (nor net_gateway_ipv6): {gw!r}")
             return
-    metric = p.int_arg(d, a[2], 0, 2**32 - 1) if len(a) > 2 else None
-    if len(a) > 2 and metric is None:
-        return
-    p.add("route_ipv6", Route6(str(net), gw, metric))
+    metric = None
+    if len(a) > 2 and a[2] != "default":
+        metric = p.int_arg(d, a[2], 0, 2**32 - 1)
+        if metric is None:
+            return
+    p.add("route_ipv6", Route6(str(n6), gw, metric))
 
 
 @reg.apply("auth-retry", why="what AUTH_FAILED does: end the run (none) or reconnect (nointeract)",
