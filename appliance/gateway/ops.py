@@ -76,6 +76,7 @@ _DIRECTIVE_OF = {"proto_family": "proto"}       # the field's directive, where t
 RESTART_ONLY += ("port_share",)                 # (see above; a line of its own beside the tuple)
 RESTART_ONLY += ("multihome",)                  # the socket asks for pktinfo at start (likewise)
 RESTART_ONLY += ("route_ipv6",)                 # the TUN's routes, as `route` (server_net.py)
+RESTART_ONLY += ("ifconfig_ipv6", "ifconfig_ipv6_pool")   # the TUN's address and the pool, as server-ipv6
 
 
 def restart_only_changes(old, new) -> list[str]:

@@ -56,7 +56,9 @@ class ServerTunnelNetwork:
             else:
                 s["addr"] = [pool.server_ip, 32, str(pool.net.network_address + 2)]
                 s["routes"].append([str(pool.net.network_address), pool.net.prefixlen, None])
-        if pool6 is not None:
+        if o.ifconfig_ipv6 is not None:
+            s["addr6"] = [o.ifconfig_ipv6[0], o.ifconfig_ipv6[1]]       # the manual form (no server-ipv6)
+        elif pool6 is not None:
             s["addr6"] = [pool6.server_ip, pool6.net.prefixlen]
         for net, mask, _gw, metric in ([] if o.route_noexec else o.route):     # route-noexec: the user routes
             s["routes"].append([net, mask_to_prefix(mask), metric])

@@ -94,12 +94,22 @@ class AddressPool:
 
 
 class AddressPool6:
-    """IPv6 tunnel addresses (`server-ipv6`): the server takes ::1, clients ::1000 upwards, as OpenVPN."""
+    """IPv6 tunnel addresses (`server-ipv6`): the server takes ::1, clients ::1000 upwards, as OpenVPN.
+    Or OpenVPN's manual form (`ifconfig-ipv6 ADDR/BITS REMOTE` + `ifconfig-ipv6-pool BASE/BITS`):
+    `start` the pool's base, `server_ip` and `push_bits` the server's own address and its bits,
+    which the clients are pushed with (multi.c: push_ifconfig_ipv6_netbits = ifconfig_ipv6_netbits)."""
 
-    def __init__(self, network: str) -> None:
+    def __init__(self, network: str, start: str | None = None, server_ip: str | None = None,
+                 push_bits: int | None = None) -> None:
         self.net = ipaddress.IPv6Network(network, strict=False)
-        self.server_ip = str(self.net.network_address + 1)
-        first = 0x1000 if self.net.num_addresses > 0x2000 else 2
+        self.server_ip = server_ip or str(self.net.network_address + 1)
+        self.push_bits = push_bits if push_bits is not None else self.net.prefixlen
+        if start is None:
+            first = 0x1000 if self.net.num_addresses > 0x2000 else 2
+        else:
+            first = int(ipaddress.IPv6Address(start)) - int(self.net.network_address)
+            if first & 0xFFFFFFFF == 0:
+                first += 1            # as OpenVPN's pool.c: not the subnet's anycast address
         self.first = self.next = first
         self.free: list[int] = []
         self.leased: set[str] = set()
@@ -116,7 +126,7 @@ class AddressPool6:
         while self.next < self.net.num_addresses - 1:
             ip = str(self.net.network_address + self.next)
             self.next += 1
-            if ip not in self.leased:
+            if ip not in self.leased and ip != self.server_ip:
                 self.leased.add(ip)
                 return ip
         return None
@@ -172,5 +182,5 @@ class AddressPool6:
                 self.free.append(k)
 
     def ifconfig_push(self, ip: str) -> str:
-        return f"ifconfig-ipv6 {ip}/{self.net.prefixlen} {self.server_ip}"
+        return f"ifconfig-ipv6 {ip}/{self.push_bits} {self.server_ip}"
 

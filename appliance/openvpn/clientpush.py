@@ -131,10 +131,11 @@ class ClientPush:
         addr6, bits6, remote6 = want6
         pool6 = self.st.pool6
         cn = rec.common_name
-        if remote6 is None and pool6 is None:
+        local6 = self.st.local_ip6 or (pool6.server_ip if pool6 is not None else None)
+        if remote6 is None and local6 is None:
             raise ClientRefused(f"client-config-dir file for {cn!r}: ifconfig-ipv6-push {addr6}/{bits6} names no "
                                 "remote address and there is no server-ipv6 to take it from (as OpenVPN 2.6)")
-        if pool6 is not None and addr6 == pool6.server_ip:
+        if addr6 == local6:
             # It would own the server's address: its packets from there would pass as its own.
             raise ClientRefused(f"client-config-dir file for {cn!r}: ifconfig-ipv6-push {addr6} is the server's "
                                 "own address")
@@ -146,7 +147,7 @@ class ClientPush:
             rec.pool6_lease = addr6
         rec.vaddr6 = addr6
         self.by_vaddr[addr6] = rec
-        return f"ifconfig-ipv6 {addr6}/{bits6} {remote6 or pool6.server_ip}"
+        return f"ifconfig-ipv6 {addr6}/{bits6} {remote6 or local6}"
 
     def _within_route_quota(self, rec: ClientRecord, have4: list, have6: list, new4: list,
                             new6: list) -> tuple[list, list]:

@@ -92,6 +92,7 @@ class ServerSettings:
     v2_server_key: bytes | None = None
     pool: AddressPool | None = None
     pool6: AddressPool6 | None = None
+    local_ip6: str | None = None                     # the server's own IPv6 address (TUN), if any
     push: list[str] = field(default_factory=list)
     client_to_client: bool = False
     duplicate_cn: bool = False

@@ -11,6 +11,7 @@ so both stay testable on their own.
 """
 from __future__ import annotations
 
+import ipaddress
 import time
 from typing import Callable
 
@@ -149,6 +150,24 @@ def _ephemeral_token_key() -> bytes:
     return _EPHEMERAL_TOKEN_KEY[0]
 
 
+def _pool6(opts: Options) -> AddressPool6 | None:
+    """server-ipv6's pool, or ifconfig-ipv6-pool's (beside ifconfig-ipv6, parser.finish checks)."""
+    if opts.server_ipv6:
+        return AddressPool6(opts.server_ipv6)
+    if opts.ifconfig_ipv6_pool and opts.ifconfig_ipv6:
+        addr, bits, _remote = opts.ifconfig_ipv6
+        return AddressPool6(opts.ifconfig_ipv6_pool, start=opts.ifconfig_ipv6_pool.partition("/")[0],
+                            server_ip=addr, push_bits=bits)
+    return None
+
+
+def _local_ip6(opts: Options) -> str | None:
+    """The server's own IPv6 address on its TUN: server-ipv6's ::1, or ifconfig-ipv6's."""
+    if opts.server_ipv6:
+        return str(ipaddress.IPv6Network(opts.server_ipv6).network_address + 1)
+    return opts.ifconfig_ipv6[0] if opts.ifconfig_ipv6 else None
+
+
 def server_settings(opts: Options, ccd_loader=None, passdb_text: str | None = None,
                     defer_auth: bool = False, tls: TlsSettings | None = None,
                     wall_clock: Callable[[], float] = time.time,
@@ -212,7 +231,7 @@ def server_settings(opts: Options, ccd_loader=None, passdb_text: str | None = No
     return ServerSettings(
         session_config=per_client, protection=kind, static_key=static_key,
         key_direction=opts.key_direction, auth_digest=opts.auth or "SHA1", v2_server_key=v2key, pool=pool,
-        pool6=AddressPool6(opts.server_ipv6) if opts.server_ipv6 else None,
+        pool6=_pool6(opts), local_ip6=_local_ip6(opts),
         push=push, client_to_client=opts.client_to_client, duplicate_cn=opts.duplicate_cn,
         max_clients=opts.max_clients, max_routes_per_client=opts.max_routes_per_client, hand_window=opts.hand_window, ccd=ccd_loader,
         tcp=opts.proto == "tcp", ccd_exclusive=opts.ccd_exclusive, force_cookie=opts.tls_crypt_v2_force_cookie,

@@ -172,3 +172,20 @@ def test_max_routes_per_client_counts_ipv4_iroutes_too(pki, tmp_path):
     d = w.server.d
     assert d.route("198.19.50.1") is not None
     assert d.route("fd00:99:1::1") is None
+
+
+def test_ifconfig_ipv6_pool_beside_ifconfig_ipv6_serves_clients(pki, tmp_path):
+    """OpenVPN 2.6's manual form of server-ipv6: the pool from ifconfig-ipv6-pool's base, clients
+    pushed ifconfig-ipv6's bits and the server's address; a ccd ifconfig-ipv6-push without a
+    remote takes the server's address too. Both clients' IPv6 reaches the server's TUN."""
+    w = World()
+    w.add_server(server_conf(pki, extra="ifconfig-ipv6 fd00:77::1/64 fd00:77::2\nifconfig-ipv6-pool fd00:77::100/112\n"))
+    _ccd(w, tmp_path, {"client1": "ifconfig-ipv6-push fd00:77::50/64\n"})
+    w.add_client(client_conf(pki, "client0"))
+    w.add_client(client_conf(pki, "client1"))
+    assert w.run(lambda: _up(w, 0) and _up(w, 1), max_time=30)
+    assert w.client_nets[0].pushed.ifconfig_ipv6 == ("fd00:77::100/64", SERVER6)
+    assert w.client_nets[1].pushed.ifconfig_ipv6 == ("fd00:77::50/64", SERVER6)
+    assert _reaches_server6(w, 0, "fd00:77::100", b"pool")
+    assert _reaches_client6(w, 1, "fd00:77::50", b"static")
+    assert not _reaches_server6(w, 1, "fd00:77::100", b"spoof")

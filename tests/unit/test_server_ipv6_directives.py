@@ -46,13 +46,19 @@ def test_route_ipv6_forms_as_openvpn_reads_them():
     ("tcp-queue-limit 0", "out of range"),
     ("stale-routes-check 30", "remove the line"),
     ("stale-routes-check 30 10", "remove the line"),
-    ("ifconfig-ipv6-pool fd00:77::1000/64", "use `server-ipv6 NET/BITS`"),
+    ("ifconfig-ipv6-pool fd00:77::1000/64", "needs ifconfig-ipv6"),
+    ("server-ipv6 fd00:77::/64\nifconfig-ipv6-pool fd00:77::1000/64", "server-ipv6 already lays out the IPv6 pool"),
+    ("ifconfig-ipv6 fd00:77::1/64 fd00:77::2\nifconfig-ipv6-pool fd00:77::1000/48", "between /64 and /124"),
+    ("ifconfig-ipv6 fd00:77::1/48 fd00:77::2", "between 64 and 124"),
+    ("ifconfig-ipv6 fd00:77::1/64 198.18.0.1", "must be valid addresses"),
+    ("ifconfig-ipv6 fd00:77::1/64", "expects"),
     ("iroute-ipv6 fd00:99::/48", "belongs in a client-config-dir file"),
     ("ifconfig-ipv6-push fd00:77::5/64", "belongs in a client-config-dir file"),
 ])
 def test_bad_server_lines_fail_at_their_line(line, why):
     errs = _fails(line + "\n")
-    assert len(errs) == 1 and errs[0].startswith(f"{PATH}:{AT}: ") and why in errs[0], errs
+    at = AT + line.count("\n")                # the last line given: the one that is wrong
+    assert len(errs) == 1 and errs[0].startswith(f"{PATH}:{at}: ") and why in errs[0], errs
 
 
 def test_max_routes_per_client_default_and_floor():
@@ -114,3 +120,36 @@ def test_an_ipv6_pool_holds_static_addresses_and_frees_only_its_own_range():
     assert p.lease_static("fd00:77::50") and p.lease_static("fd00:78::5")   # outside the net: nobody's here
     p.release("fd00:77::50")
     assert p.lease() == "fd00:77::1003"
+
+
+def test_ifconfig_ipv6_pool_with_ifconfig_ipv6_is_openvpns_manual_server_ipv6():
+    """OpenVPN 2.6's manual form: the server's TUN takes ifconfig-ipv6's address and bits, the
+    pool starts at ifconfig-ipv6-pool's base (one further from a ::0 host part), and clients are
+    pushed ifconfig-ipv6's bits with the server's address as remote (multi.c)."""
+    from appliance.openvpn.settings import _local_ip6, _pool6
+    o = _srv("ifconfig-ipv6 fd00:77::1/64 fd00:77::2\nifconfig-ipv6-pool fd00:77::100/112\n")
+    assert o.ifconfig_ipv6 == ("fd00:77::1", 64, "fd00:77::2") and o.ifconfig_ipv6_pool == "fd00:77::100/112"
+    pool6 = _pool6(o)
+    assert _local_ip6(o) == "fd00:77::1"
+    assert [pool6.lease(), pool6.lease()] == ["fd00:77::100", "fd00:77::101"]
+    assert pool6.ifconfig_push("fd00:77::100") == "ifconfig-ipv6 fd00:77::100/64 fd00:77::1"
+    spec = ServerTunnelNetwork(o, None, pool6).spec("tun7")
+    assert spec["addr6"] == ["fd00:77::1", 64]
+    assert _pool6(_srv("ifconfig-ipv6 fd00:77::1/64 fd00:77::2\nifconfig-ipv6-pool fd00:77::/64\n")).lease() \
+        == "fd00:77::2"     # ::0 skipped (anycast), ::1 is the server's
+
+
+def test_ifconfig_ipv6_beside_server_ipv6_is_overridden_with_a_note():
+    o = _srv("server-ipv6 fd00:77::/64\nifconfig-ipv6 fd00:78::1/64 fd00:78::2\n")
+    assert o.ifconfig_ipv6 is None and any("server-ipv6 sets the server's IPv6 address" in n for n in o.notes)
+
+
+def test_ifconfig_ipv6_and_its_pool_in_a_client_profile_fail_at_their_lines():
+    from tests.unit.test_options import GOOD_CLIENT, _no_files
+    with pytest.raises(ConfigError) as ei:
+        parse_config(GOOD_CLIENT + "ifconfig-ipv6 fd00:77::5/64 fd00:77::1\nifconfig-ipv6-pool fd00:77::100/64\n",
+                     "/p/c.ovpn", _no_files)
+    errs = [str(e) for e in _errors(ei.value)]
+    n = GOOD_CLIENT.count("\n")
+    assert any(e.startswith(f"/p/c.ovpn:{n + 1}: ifconfig-ipv6: a client here takes") for e in errs), errs
+    assert any(e.startswith(f"/p/c.ovpn:{n + 2}: ifconfig-ipv6-pool: is a server directive") for e in errs), errs

@@ -9,6 +9,7 @@ import ipaddress
 
 from ..keymethod import PUSH_CONTROL_BYTE, refused_in_control_text
 from .directives import Registry
+from .ipv6 import prefix6
 from .model import Route, Route6
 from .lexer import lines
 from .model import Remote
@@ -514,9 +515,40 @@ reg.noop("tcp-queue-limit", "a TCP server here queues at most 256 KiB per connec
 reg.refuse("stale-routes-check", "ages out routes by last use; in OpenVPN 2.6's tun mode that removes a "
            "client's iroutes, and with them its right to send from them, while the client is connected. Here a "
            "client's routes last exactly as long as its session: remove the line")
-reg.refuse("ifconfig-ipv6-pool", "OpenVPN 2.6 takes it only beside a server `ifconfig-ipv6` (and refuses it "
-           "with server-ipv6, which lays out its own pool), and this server takes its IPv6 address from "
-           "server-ipv6 only: use `server-ipv6 NET/BITS` (clients from ::1000, or a ccd ifconfig-ipv6-push each)")
+@reg.apply("ifconfig-ipv6", why="server: its own IPv6 address on the TUN (ADDR/BITS) and the remote "
+           "(OpenVPN's manual form of server-ipv6, with ifconfig-ipv6-pool)", sets=("ifconfig_ipv6",),
+           used_by="server", nargs=(2, 2))
+def _ifconfig_ipv6(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
+    """As OpenVPN 2.6 (options.c): ADDR[/BITS] (a /64 without) with BITS 64..124, and a remote
+    address. A client's comes from the server's push (parser.finish refuses it in a profile)."""
+    try:
+        addr, bits = prefix6(a[0])
+        remote = ipaddress.IPv6Address(a[1])
+    except ValueError:
+        p.err(d, f"parms {a[0]!r} and {a[1]!r} must be valid addresses (ADDR/BITS REMOTE)")
+        return
+    if not 64 <= bits <= 124:
+        p.err(d, f"/netbits must be between 64 and 124, not '/{bits}' (as OpenVPN 2.6)")
+        return
+    p.set("ifconfig_ipv6", (str(addr), bits, str(remote)))
+
+
+@reg.apply("ifconfig-ipv6-pool", why="server: the IPv6 pool, from this address (with ifconfig-ipv6, as OpenVPN "
+           "2.6; server-ipv6 lays out its own)", sets=("ifconfig_ipv6_pool",), used_by="server", nargs=(1, 1))
+def _ifconfig_ipv6_pool(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
+    """As OpenVPN 2.6 (options.c, pool.c): BASE[/BITS] (a /64 without), BITS 64..124; a base whose
+    host part ends in 32 zero bits starts one further (that address is the subnet's anycast)."""
+    try:
+        addr, bits = prefix6(a[0])
+    except ValueError as e:
+        p.err(d, str(e))
+        return
+    if not 64 <= bits <= 124:
+        p.err(d, f"network must be between /64 and /124 (not /{bits}), as OpenVPN 2.6")
+        return
+    p.set("ifconfig_ipv6_pool", f"{addr}/{bits}")
+
+
 reg.refuse("iroute-ipv6", "iroute-ipv6 belongs in a client-config-dir file")
 reg.refuse("ifconfig-ipv6-push", "ifconfig-ipv6-push belongs in a client-config-dir file")
 reg.refuse("ifconfig", "the server's tunnel address comes from `server NETWORK NETMASK`; "

@@ -178,6 +178,8 @@ class Options:
     # server
     server: tuple[str, str] | None = None
     server_ipv6: str | None = None
+    ifconfig_ipv6: tuple[str, int, str] | None = None    # server: its own IPv6 address, bits, remote
+    ifconfig_ipv6_pool: str | None = None               # "address/bits": the IPv6 pool's start (with ifconfig-ipv6)
     topology: str = "net30"
     ifconfig_pool: tuple[str, str, str | None] | None = None
     push: list[str] = field(default_factory=list)

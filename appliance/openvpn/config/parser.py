@@ -226,7 +226,7 @@ SERVER_ONLY = {"push": "push", "client_to_client": "client-to-client", "max_clie
                "auth_gen_token": "auth-gen-token", "auth_gen_token_secret": "auth-gen-token-secret",
                "auth_user_pass_verify_script": "auth-user-pass-verify",
                "management_client_auth": "management-client-auth",
-               "auth_user_pass_optional": "auth-user-pass-optional",
+               "auth_user_pass_optional": "auth-user-pass-optional", "ifconfig_ipv6_pool": "ifconfig-ipv6-pool",
                "force_key_material_export": "force-tls-key-material-export"}
 
 
@@ -294,6 +294,16 @@ def finish(p: ParseState) -> None:
             p.line = line("multihome")
             p.note("multihome", "no effect on TCP (a TCP connection always answers from the address it "
                    "was made to), as in OpenVPN")
+        if o.ifconfig_ipv6_pool is not None and o.server_ipv6 is not None:
+            p.err("ifconfig-ipv6-pool", "server-ipv6 already lays out the IPv6 pool (from ::1000), so it cannot "
+                  "be given as well (OpenVPN 2.6 refuses it too)", line("ifconfig_ipv6_pool"))
+        elif o.ifconfig_ipv6_pool is not None and o.ifconfig_ipv6 is None:
+            p.err("ifconfig-ipv6-pool", "needs ifconfig-ipv6 (the server's own IPv6 address), as in OpenVPN 2.6; "
+                  "or use server-ipv6 NET/BITS instead of both", line("ifconfig_ipv6_pool"))
+        if o.ifconfig_ipv6 is not None and o.server_ipv6 is not None:
+            p.line = line("ifconfig_ipv6")
+            p.note("ifconfig-ipv6", "server-ipv6 sets the server's IPv6 address (its ::1) instead, as in OpenVPN 2.6")
+            o.ifconfig_ipv6 = None
         for r in o.route_ipv6:
             if r.gateway == "net_gateway_ipv6":
                 # A server's route-ipv6 goes into its TUN, to a network behind a client; one
@@ -387,6 +397,9 @@ def finish(p: ParseState) -> None:
             p.err("remap-usr1", "SIGHUP: this client cannot re-read its profile in a running process; use "
                   "`remap-usr1 SIGTERM` (end the run, for a supervisor to restart) or leave the line out "
                   "(SIGUSR1 reconnects)", line("remap_usr1"))
+        if "ifconfig_ipv6" in o.source:
+            p.err("ifconfig-ipv6", "a client here takes its IPv6 address from the server's push (point-to-point "
+                  "ifconfig-ipv6 is not supported); remove the line", line("ifconfig_ipv6"))
         if "max_routes_per_client" in o.source:
             p.line = line("max_routes_per_client")
             p.note("max-routes-per-client", "a server's bound; no effect on a client (OpenVPN accepts it there too)")
