@@ -327,7 +327,9 @@ class ServerDispatcher(ClientPush):
                     ok.append(p)
                     continue
                 owner = self.by_vaddr.get(text6)
-                if owner is None and rec.iroutes6:
+                if owner is None and rec.iroutes6 and text6 != self.st.local_ip6:
+                    # (not the server's own address, even inside the client's iroute-ipv6: its
+                    # packets to other clients would pass as the server's)
                     owner = self.iroutes6.lookup(src6)
                 if owner is rec:
                     ok.append(p)

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import ipaddress
 
+from appliance.gateway import ops as ops_mod
+from appliance.gateway.scripts import ScriptRunner
 from tests.gateway.conftest import World, client_conf, server_conf
 from tests.gateway.test_inner_address_ownership import LEAVES, _ccd, _leave
+from tests.gateway.test_learn_address import _calls, _logger
 from tests.gateway.test_tunnel import _up
 
 SERVER6 = "fd00:77::1"
@@ -189,3 +192,40 @@ def test_ifconfig_ipv6_pool_beside_ifconfig_ipv6_serves_clients(pki, tmp_path):
     assert _reaches_server6(w, 0, "fd00:77::100", b"pool")
     assert _reaches_client6(w, 1, "fd00:77::50", b"static")
     assert not _reaches_server6(w, 1, "fd00:77::100", b"spoof")
+
+
+def test_an_iroute_ipv6_over_the_pool_lends_neither_the_servers_address_nor_other_clients(pki, tmp_path):
+    """client0's iroute-ipv6 covers the whole tunnel network (an operator's wide prefix): other
+    clients' addresses stay theirs (longest prefix), and the server's own ::1 is nobody's -- a
+    packet from client0 with it would reach other clients as the server's."""
+    w = World()
+    w.add_server(server_conf(pki, extra=V6))
+    _ccd(w, tmp_path, {"client0": "iroute-ipv6 fd00:77::/48\n"})
+    w.add_client(client_conf(pki, "client0"))
+    w.add_client(client_conf(pki, "client1"))
+    assert w.run(lambda: _up(w, 0) and _up(w, 1), max_time=30)
+    mine1 = w.client_nets[1].pushed.ifconfig_ipv6[0].partition("/")[0]
+    assert _reaches_server6(w, 0, "fd00:77::9", b"inside")
+    assert not _reaches_server6(w, 0, mine1, b"client1s")
+    assert not _reaches_server6(w, 0, SERVER6, b"servers")
+
+
+def test_learn_address_is_told_of_iroute_ipv6_and_a_refusal_unroutes_it(pki, tmp_path, monkeypatch):
+    """As OpenVPN 2.6 (multi_learn_in6_addr): each iroute-ipv6 goes to learn-address with its
+    bits, after the client's addresses and IPv4 iroutes; one the command refuses is not routed,
+    and nothing from it passes as the client's source."""
+    monkeypatch.setattr(ops_mod, "ScriptRunner", lambda: ScriptRunner(time_limit=10.0, inline=True))
+    la, log = _logger(tmp_path, refuse='[ "$1" = add ] && [ "$2" = fd00:99:2::/64 ] && exit 1\n')
+    w = World()
+    w.add_server(server_conf(pki, extra=V6 + f"script-security 2\nlearn-address {la}\n"))
+    _ccd(w, tmp_path, {"client0": "iroute 198.19.50.0 255.255.255.0\niroute-ipv6 fd00:99:1::/64\n"
+                                  "iroute-ipv6 fd00:99:2::/64\n"})
+    w.add_client(client_conf(pki, "client0"))
+    assert w.run(lambda: _up(w, 0), max_time=30)
+    w.run_for(2)
+    assert _calls(log) == ["learn-address add 198.19.0.2 client0", "learn-address add fd00:77::1000 client0",
+                           "learn-address add 198.19.50.0/24 client0", "learn-address add fd00:99:2::/64 client0",
+                           "learn-address add fd00:99:1::/64 client0"]
+    assert _reaches_server6(w, 0, "fd00:99:1::1", b"learned")
+    assert not _reaches_server6(w, 0, "fd00:99:2::1", b"refused")
+    assert w.server.d.route("fd00:99:2::1") is None
