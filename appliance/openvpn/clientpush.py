@@ -218,6 +218,11 @@ class ClientPush:
         waiting for its verdict; False if that failed (our bug: the client is then refused)."""
         try:
             self._apply_connect_options(rec, ccd)
+        except ClientRefused as e:
+            # Not our bug: the options themselves refuse it (an ifconfig-ipv6-push with no remote
+            # address and no server IPv6 address to default to); the log says why.
+            self.events.append((rec, Warning(str(e))))
+            return False
         except Exception as e:  # noqa: BLE001 - our bug on this client's options: it ends
             # Never admitted without the options it was given (an address, iroutes, pushes
             # half applied or none): refused, and reported as our bug (the pump logs it and

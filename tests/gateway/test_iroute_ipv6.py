@@ -229,3 +229,20 @@ def test_learn_address_is_told_of_iroute_ipv6_and_a_refusal_unroutes_it(pki, tmp
     assert _reaches_server6(w, 0, "fd00:99:1::1", b"learned")
     assert not _reaches_server6(w, 0, "fd00:99:2::1", b"refused")
     assert w.server.d.route("fd00:99:2::1") is None
+
+
+def test_a_client_connect_scripts_iroute_ipv6_and_ifconfig_ipv6_push_apply(pki, tmp_path, monkeypatch):
+    """client-connect's file is read as a ccd file: its iroute-ipv6 is routed (and its source
+    taken) and its ifconfig-ipv6-push replaces the pool's address, which goes back to the pool."""
+    monkeypatch.setattr(ops_mod, "ScriptRunner", lambda: ScriptRunner(time_limit=10.0, inline=True))
+    cc = tmp_path / "cc.sh"
+    cc.write_text('#!/bin/sh\nprintf "iroute-ipv6 fd00:99:7::/64\\nifconfig-ipv6-push fd00:77::70/64\\n" > "$1"\n')
+    cc.chmod(0o755)
+    w = World()
+    w.add_server(server_conf(pki, extra=V6 + f"script-security 2\nclient-connect {cc}\n"))
+    w.add_client(client_conf(pki, "client0"))
+    assert w.run(lambda: _up(w, 0), max_time=30)
+    assert w.client_nets[0].pushed.ifconfig_ipv6 == ("fd00:77::70/64", SERVER6)
+    assert _reaches_server6(w, 0, "fd00:99:7::1", b"script-net")
+    assert _reaches_client6(w, 0, "fd00:99:7::1", b"down-script-net")
+    assert w.server.d.st.pool6.lease() == "fd00:77::1000"       # the pool's first, handed back
