@@ -820,7 +820,7 @@ class ClientGateway:
                                     name=e.common_name)
         if why is not None:
             log.warning("tls-verify not run: %s", why)
-            c.session.tls_verify_result(e.key_id, False, self.clock(), check=e.check)
+            c.session.tls_verify_result(e.key_id, False, self.clock(), check=e.check, tell=False)
         elif self.verify.inline:
             self.pump.timers.arm("verdicts", self.clock(), self._on_verdicts)
 

@@ -762,7 +762,8 @@ class Operations:
             if why is not None:
                 # Counted, not logged one by one: a flood of handshakes is what fills the queue.
                 self.gw.faults.count(f"TLS handshake refused: tls-verify not run: {why}")
-                d.tls_verify_result(rec, e.key_id, False, now, check=e.check)
+                # Unannounced: told at once, the peer would be back at once (give_verdict).
+                d.tls_verify_result(rec, e.key_id, False, now, check=e.check, tell=False)
             return
         why = "no tls-crypt-v2-verify command" if self.verify is None or not o.tls_crypt_v2_verify else \
             self.verify.submit_metadata(("v2", rec), ip, list(o.tls_crypt_v2_verify), e.metadata_type, e.metadata)

@@ -10,7 +10,7 @@ control deadline. Session supplies the state (keys, wrapper, role, out) this mix
 from __future__ import annotations
 
 from . import events as ev
-from .errors import BadPacket, ClientRefused, PacketIdExhausted, RemoteProtocolError
+from .errors import BadPacket, ClientRefused, PacketIdExhausted, RemoteProtocolError, VerifyRefused
 from .keymethod import (KEY_METHOD_READ, KeyMethod2, decode_key_method_2_untrusted, encode_key_method_2,
                         split_text_messages_untrusted)
 from .keystate import KS, KeyState
@@ -132,7 +132,11 @@ class ControlChannel:
         if ks.tls is None or ks.phase == KS.DEAD:
             return
         was_done = ks.tls.handshake_done
-        out, msgs = ks.tls.pump()
+        try:
+            out, msgs = ks.tls.pump()
+        except VerifyRefused as e:
+            self._queue_tls(ks, e.notice)       # sent by the flush after the session ends
+            raise
         self._queue_tls(ks, out)
         if ks.tls.verify_chain is not None and not ks.tls.verdict_asked:
             # tls-verify: the chain goes to the gateway's command; this key waits for the verdict.
@@ -253,7 +257,13 @@ class ControlChannel:
 
     def _app_message(self, ks: KeyState, data: bytes, now: float) -> None:
         if ks.remote_km is None:        # its records were charged as they came in (_deliver)
-            km = decode_key_method_2_untrusted(data, from_client=not self.is_client)
+            try:
+                km = decode_key_method_2_untrusted(data, from_client=not self.is_client)
+            except BadPacket as e:
+                # From the TLS peer itself, not a stray packet: as OpenVPN's key_method_2_read,
+                # the handshake fails now (a TLS error), not at hand-window. A server's
+                # tls-verify refusal reaches our client so (tls.REFUSAL_NOTICE).
+                raise RemoteProtocolError(f"TLS Error: {e.reason}") from None
             ks.remote_km = km
             self.role.got_key_method(ks, km, now)
             return

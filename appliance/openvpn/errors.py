@@ -25,6 +25,15 @@ class PushError(RemoteProtocolError):
     `tls-exit` does not end the run for it (OpenVPN's restarts too)."""
 
 
+class VerifyRefused(RemoteProtocolError):
+    """tls-verify refused the peer's chain: a TLS failure, whose `notice` (TLS bytes, maybe empty)
+    goes to the peer before the session ends, so that it learns at once (tls.REFUSAL_NOTICE)."""
+
+    def __init__(self, reason: str, notice: bytes = b"") -> None:
+        super().__init__(reason)
+        self.notice = notice
+
+
 class LocalProtocolError(Exception):
     """Our own code called the engine in a way it does not allow."""
 

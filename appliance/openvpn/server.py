@@ -525,11 +525,12 @@ class ServerDispatcher(ClientPush):
             return
         rec.v2_held.append(bytes(packet))
 
-    def tls_verify_result(self, rec: ClientRecord, key_id: int, ok: bool, now: float, check: object = None) -> None:
+    def tls_verify_result(self, rec: ClientRecord, key_id: int, ok: bool, now: float, check: object = None,
+                          tell: bool = True) -> None:
         """The tls-verify verdict on a client's TlsVerifyRequested (Session.tls_verify_result)."""
         if not rec.alive:
             return
-        rec.session.tls_verify_result(key_id, ok, now, check)
+        rec.session.tls_verify_result(key_id, ok, now, check, tell)
         self._collect(rec)
         self._promote(rec)
 

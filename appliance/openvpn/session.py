@@ -378,16 +378,17 @@ class Session(ControlChannel):
             self._fail(str(e), restart=True, tls_error=not isinstance(e, PushError))
         self._flush(now)
 
-    def tls_verify_result(self, key_id: int, ok: bool, now: float, check: object = None) -> None:
+    def tls_verify_result(self, key_id: int, ok: bool, now: float, check: object = None, tell: bool = True) -> None:
         """The tls-verify verdict on the TlsVerifyRequested of key `key_id` (`check`: that event's,
         so a verdict for an earlier TLS session under a reused key id decides nothing). A refusal
-        fails the handshake as a refused certificate does: a TLS error, no AUTH_FAILED."""
+        fails the handshake as a refused certificate does: a TLS error, no AUTH_FAILED; the peer
+        is told at once (tls.REFUSAL_NOTICE) unless `tell` is False."""
         if self.closed:
             return
         ks = self.keys.get(key_id)
         if ks is None or ks.tls is None or ks.tls is not check or ks.tls.verify_chain is None:
             return
-        ks.tls.give_verdict(ok)
+        ks.tls.give_verdict(ok, tell)
         self._guarded(self._advance, ks, now)
         self._flush(now)
 

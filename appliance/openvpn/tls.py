@@ -23,7 +23,7 @@ from OpenSSL._util import ffi as _ffi
 from OpenSSL._util import lib as _lib
 
 from . import dername
-from .errors import ConfigError, RemoteProtocolError
+from .errors import ConfigError, RemoteProtocolError, VerifyRefused
 from .keymethod import remap_name
 from .peernames import ERRORS
 
@@ -870,6 +870,17 @@ def _not_a_record(first: int) -> NoReturn:
                               "or foreign header)")
 
 
+# What a peer refused by tls-verify is sent, through TLS, in place of our key-method message: a
+# message OpenVPN's key_method_2_read refuses ("TLS ERROR: Unknown key_method/flags=0", a TLS
+# error: the client restarts at once, the server drops that handshake). Why not a TLS alert: the
+# command answers after OpenSSL finished the handshake, and OpenSSL offers no call that sends a
+# fatal alert then; a close_notify, and a fatal alert too, read as "no data" to OpenVPN 2.6 on
+# OpenSSL 3 (its bio_read takes SSL_read's 0 for "nothing yet"), so its client waits out
+# hand-window, as it does against OpenVPN's own UDP server, whose alert is never sent (measured:
+# 60 s; over TCP both close the connection). Five zero bytes: nothing of ours (no key material,
+# no name), the same from every refusal.
+REFUSAL_NOTICE = b"\0" * 5
+
 # Bytes a peer may send while its handshake is held for tls-verify (its key-method message, a
 # few records, takes ~1 KB; a client certificate chain is read before the hold).
 HELD_INPUT_MAX = 65536
@@ -920,6 +931,7 @@ class TlsEndpoint:
         self.verify_chain: tuple[x509.Certificate, ...] | None = None
         self.verdict_asked = False              # the session has emitted its TlsVerifyRequested
         self._verdict: bool | None = None
+        self._tell = True                       # a refusal sends REFUSAL_NOTICE (give_verdict)
         self._held_cert: x509.Certificate | None = None
         self._held_input = 0                    # bytes fed while held
         self._held_under = None                 # verify_again when the hold began (a reload's since?)
@@ -1014,17 +1026,22 @@ class TlsEndpoint:
         self.verify_chain = chain
         self._held_under = self.verify_again      # the checks just passed (see _take_verdict)
 
-    def give_verdict(self, ok: bool) -> None:
-        """The tls-verify verdict on verify_chain; the next pump() goes on or fails."""
+    def give_verdict(self, ok: bool, tell: bool = True) -> None:
+        """The tls-verify verdict on verify_chain; the next pump() goes on or fails. `tell=False`:
+        a refusal that sends the peer nothing (one refused for lack of room: told at once, it
+        would come back at once into the same full queue, a full handshake each time)."""
         if self.verify_chain is not None and self._verdict is None:
             self._verdict = bool(ok)
+            self._tell = bool(tell)
 
     def _take_verdict(self) -> None:
         ok, self.verify_chain = self._verdict, None
         if not ok:
             self._held_cert = None
-            # As OpenVPN's verify callback failing: the handshake fails (no AUTH_FAILED).
-            raise RemoteProtocolError("VERIFY SCRIPT ERROR: tls-verify refused the peer's certificate chain")
+            # As OpenVPN's verify callback failing: the handshake fails (no AUTH_FAILED), but the
+            # peer is told at once (REFUSAL_NOTICE) where OpenVPN's UDP server says nothing.
+            raise VerifyRefused("VERIFY SCRIPT ERROR: tls-verify refused the peer's certificate chain",
+                                self._refusal_notice() if self._tell else b"")
         self.peer_cert, self._held_cert = self._held_cert, None
         if self.verify_again is not self._held_under:
             # A reload came while the command ran: the checks above were the old config's. The
@@ -1035,6 +1052,19 @@ class TlsEndpoint:
                 self.peer_cn = peer_name(self.settings, self.peer_cert)
         self.handshake_done = True
         self._fed = True                            # records that came in meanwhile are read now
+
+    def _refusal_notice(self) -> bytes:
+        """The TLS bytes that tell a refused peer: what OpenSSL wrote as the handshake ended and
+        the hold kept (a TLS 1.2 server's Finished, TLS 1.3 session tickets -- of no use: no
+        session is ever resumed here --, a client's Finished; the records before ours, which
+        the peer must have to read it), then REFUSAL_NOTICE. Nothing the peer sent is read:
+        its key-method message stays unread in the memory BIO. b"" if OpenSSL will not write."""
+        held = self.drain()
+        n = len(REFUSAL_NOTICE)
+        if _lib.SSL_write(self._ssl, REFUSAL_NOTICE, n) != n:
+            _lib.ERR_clear_error()
+            return b""
+        return held + self.drain()
 
     def _fail(self, r: int) -> NoReturn:
         """OpenSSL said no: pyOpenSSL turns its error queue into the exception (and message)."""

@@ -102,6 +102,29 @@ def test_server_refusal_at_a_depth_fails_tls_and_leaves_nothing(pki, tmp_path, i
     assert w.clients[0].counters.connections == 0
 
 
+def test_a_refusal_is_heard_at_once_both_ways(pki, tmp_path, inline, caplog):
+    """tls.REFUSAL_NOTICE: the refused peer learns it within the second (a TLS error that ends its
+    handshake), not at hand-window (60 s here); it keeps nothing."""
+    tv, log = _verifier(tmp_path, refuse_depth="0")
+    w = World()
+    w.add_server(server_conf(pki, extra=f"script-security 2\ntls-verify {tv}\n"))
+    w.add_client(client_conf(pki))
+    assert w.run(lambda: len(_calls(log)) >= 2, max_time=10)
+    first = w.clock()
+    assert w.run(lambda: len(_calls(log)) >= 4, max_time=3), "the client did not start again at once"
+    assert w.clock() - first < 2.5          # connect-retry 1 s and the handshake
+    assert "TLS Error: key method message too short" in caplog.text and "AUTH_FAILED" not in caplog.text
+    _nothing_left(w)
+    # Our client refusing the server: the server drops that handshake at once.
+    tv2, log2 = _verifier(tmp_path, refuse_depth="0", name="tv2.sh")
+    w2 = World()
+    gw2 = w2.add_server(server_conf(pki))
+    w2.add_client(client_conf(pki, extra=f"script-security 2\ntls-verify {tv2}\n"))
+    assert w2.run(lambda: len(_calls(log2)) >= 2, max_time=10)
+    assert w2.run(lambda: not gw2.d.clients, max_time=0.5), "the server kept the refusing client's handshake"
+    assert w2.server.ops.rows() == [] and w2.server.st.pool.is_free("198.19.0.2")
+
+
 def test_client_runs_it_on_the_server_chain_and_refuses(pki, tmp_path, inline, caplog):
     tv, log = _verifier(tmp_path)
     w = World()
@@ -158,7 +181,7 @@ class HeldRunner(VerifyRunner):
             self.results.append((job.key, job.source, ok, "" if ok else "released as refused"))
 
 
-def test_a_flood_of_held_handshakes_is_bounded_and_the_tunnel_goes_on(pki, tmp_path, monkeypatch):
+def test_a_flood_of_held_handshakes_is_bounded_and_the_tunnel_goes_on(pki, tmp_path, monkeypatch, caplog):
     tv, log = _verifier(tmp_path)
     runner = HeldRunner(max_pending=6, per_source_pending=4)
     runner.holding = False
@@ -175,6 +198,8 @@ def test_a_flood_of_held_handshakes_is_bounded_and_the_tunnel_goes_on(pki, tmp_p
     assert len(runner.held) == 6 and sum(runner.refused.values()) >= 4
     assert sum(runner.pending.values()) == 6
     assert gw.faults.counts.get("TLS handshake refused: tls-verify not run: too many verify commands queued", 0) >= 4
+    # Refused for room, unannounced: told, they would be back at once into the full queue.
+    assert "key method message too short" not in caplog.text
     ping_both_ways(w)                       # the established client's tunnel is served meanwhile
     held = [r for r in gw.d.clients if r.session.peer_certificate is None and r is not gw.d.clients[0]]
     assert held and not any(r.common_name for r in held)     # held: nobody's identity yet
