@@ -24,6 +24,7 @@ from ..openvpn.datapath import ClientDataPath
 from ..openvpn.config import ConfigError, Options, Remote
 from ..openvpn.errors import BadPacket
 from ..openvpn.httpproxy import ConnectReply, ProxyRefused, request_bytes
+from ..openvpn.profile_push import with_profile
 from ..openvpn.settings import NO_SERVER_CERT_CHECK, checks_server_certificate, client_session_config, mss_rule
 from ..openvpn.session import Session
 from ..transport.link import TcpLink, UdpLink
@@ -444,6 +445,7 @@ class ClientGateway:
         # get_server_poll_remaining_time).
         self.pump.timers.arm("poll", now + poll, self._on_poll_timeout)
         self._arm_inactive(self.opts.inactive)      # each attempt starts the N seconds anew, as OpenVPN
+        self._arm_session(self.opts.session_timeout)    # and session-timeout's (init.c do_init_timers)
         if isinstance(link, TcpLink) and link.t.connecting:
             c.connecting = True          # the session starts once the connect completes
             self.pump.want_write(link, True, self._on_link_read, self._on_link_write)
@@ -548,7 +550,7 @@ class ClientGateway:
 
     def _close_conn(self) -> None:
         c, self.conn = self.conn, None
-        for t in ("poll", "engine"):
+        for t in ("poll", "engine", "session"):        # session-timeout counts within a connection
             self.pump.timers.cancel(t)
         if c is not None:
             self.pump.unwatch(c.link)
@@ -842,8 +844,11 @@ class ClientGateway:
 
     def _tunnel_up(self, c: Connection, e: ev.TunnelUp) -> None:
         log.info("server pushed: %s", Lazy(push_summary, e.pushed))
+        # The profile's route-ipv6, route-metric, block-ipv6 and dns with the pushed ones, as
+        # OpenVPN 2.6 (openvpn/profile_push.py): the tunnel and the services see both as one.
+        pushed = with_profile(self.opts, e.pushed)
         try:
-            self.net.apply(e.pushed, c.addr[0])
+            self.net.apply(pushed, c.addr[0])
         except PortGone:
             raise                       # our TUN could not be made: nothing to retry
         except Exception as ex:  # noqa: BLE001 - what the server pushed cannot be set up here
@@ -865,16 +870,22 @@ class ClientGateway:
         self.pump.timers.cancel("poll")
         if e.pushed is not None and e.pushed.inactive is not None:
             self._arm_inactive(e.pushed.inactive)   # the server's value replaces ours
+        p = e.pushed
+        if p is not None and (p.session_timeout is not None or p.ping is not None or p.ping_restart is not None
+                              or p.inactive is not None):
+            # As OpenVPN 2.6 (init.c do_deferred_options: pushed timer options re-initialise the
+            # timers): session-timeout counts afresh from the push, the server's value or ours.
+            self._arm_session(p.session_timeout if p.session_timeout is not None else self.opts.session_timeout)
         log.info("tunnel up: %s, cipher %s, key derivation %s, peer-id %s, VmRSS %s", tun.name if tun else "-",
                  e.cipher, e.key_derivation, e.peer_id, Lazy(vm_rss))
         # The services (DNS forwarder, status, ...) hear of it once the first packets have flowed.
-        self.pump.timers.arm("announce", self.clock() + AFTER_UP_DELAY, lambda: self._announce_up(c, e))
+        self.pump.timers.arm("announce", self.clock() + AFTER_UP_DELAY, lambda: self._announce_up(c, pushed))
 
-    def _announce_up(self, c: Connection, e: ev.TunnelUp) -> None:
+    def _announce_up(self, c: Connection, pushed) -> None:
         if self.conn is c and c.was_up:        # not if this connection ended meanwhile
             if self.mgmt is not None:
-                self.mgmt.connected(e.pushed, c.addr[:2], _tcp_local(c))
-            self._notify(TunnelState(True, f"{fmt_addr(c.addr)}/{c.remote.proto}", self._tun_name(), e.pushed))
+                self.mgmt.connected(pushed, c.addr[:2], _tcp_local(c))
+            self._notify(TunnelState(True, f"{fmt_addr(c.addr)}/{c.remote.proto}", self._tun_name(), pushed))
 
     def _on_engine_timer(self) -> None:
         c = self.conn
@@ -909,6 +920,22 @@ class ClientGateway:
             return
         log.warning("%s, exiting", INACTIVE_LOG)
         self._exit_why = "inactive"
+        self.request_stop()             # as at SIGTERM (explicit-exit-notify's notice and wait); status 0
+
+    # ---------------------------------------------------------------- session-timeout
+    def _arm_session(self, seconds: int) -> None:
+        """session-timeout N: the run ends N seconds on (0: never), as OpenVPN 2.6's client
+        (forward.c check_session_timeout: "Session timeout, exiting", SIGTERM)."""
+        if seconds > 0:
+            self.pump.timers.arm("session", self.clock() + seconds, self._on_session_timeout)
+        else:
+            self.pump.timers.cancel("session")
+
+    def _on_session_timeout(self) -> None:
+        if self.result is not None:
+            return
+        log.warning("Session timeout, exiting")
+        self._exit_why = "session-timeout"
         self.request_stop()             # as at SIGTERM (explicit-exit-notify's notice and wait); status 0
 
     def _engine_failed(self, c: Connection, e: Exception, where: str) -> None:

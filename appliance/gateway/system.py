@@ -17,19 +17,67 @@ clock = time.monotonic
 
 
 class SystemPorts:
-    """Sockets as ports (UDP with GSO/GRO where the kernel has them)."""
+    """Sockets as ports (UDP with GSO/GRO where the kernel has them).
+
+    `mark` (the profile's `mark N`: SO_MARK) and `bind_dev` (`bind-dev DEV`: SO_BINDTODEVICE) are
+    set on each VPN socket before it is bound or connected, as OpenVPN 2.6 sets them when it
+    creates its link socket (socket.c create_socket), so the kernel's route lookup for it already
+    sees them (policy routing by fwmark, a VRF). One the kernel refuses fails that socket with the
+    reason (the client tries again later), rather than sending without what the profile asked for.
+    """
+
+    def __init__(self, mark: int = 0, bind_dev: str | None = None) -> None:
+        self.mark = mark
+        self.bind_dev = bind_dev
+
+    def _socket(self, family: int, kind: int) -> socket.socket:
+        s = socket.socket(family, kind)
+        try:
+            if self.mark:
+                try:
+                    s.setsockopt(socket.SOL_SOCKET, socket.SO_MARK, self.mark)
+                except OSError as e:
+                    raise OSError(e.errno, f"mark {self.mark} (SO_MARK) refused: {e.strerror}") from None
+            if self.bind_dev:
+                try:
+                    s.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, self.bind_dev.encode())
+                except OSError as e:
+                    raise OSError(e.errno, f"bind-dev {self.bind_dev} (SO_BINDTODEVICE) refused: {e.strerror}") \
+                        from None
+        except OSError:
+            s.close()
+            raise
+        return s
+
+    @staticmethod
+    def _family(host: str) -> int:
+        return socket.AF_INET6 if ":" in host else socket.AF_INET
 
     def udp(self, local: tuple[str, int] | None, remote: tuple[str, int] | None,
             multihome: bool = False) -> UdpTransport:
-        host = (local or remote or ("0.0.0.0", 0))[0]
-        return UdpTransport(local, remote, family=socket.AF_INET6 if ":" in host else socket.AF_INET,
-                            multihome=multihome)
+        family = self._family((local or remote or ("0.0.0.0", 0))[0])
+        sock = self._socket(family, socket.SOCK_DGRAM) if self.mark or self.bind_dev else None
+        try:
+            return UdpTransport(local, remote, family=family, multihome=multihome, sock=sock)
+        except OSError:
+            if sock is not None:
+                sock.close()
+            raise
 
     def tcp_connect(self, remote: tuple[str, int]) -> TcpTransport:
-        return TcpTransport.connect(remote)
+        if not (self.mark or self.bind_dev):
+            return TcpTransport.connect(remote)
+        return TcpTransport.connect(remote, self._socket(self._family(remote[0]), socket.SOCK_STREAM))
 
     def tcp_listen(self, local: tuple[str, int]) -> TcpListener:
-        return TcpListener(local)
+        if not (self.mark or self.bind_dev):
+            return TcpListener(local)
+        sock = self._socket(self._family(local[0]), socket.SOCK_STREAM)
+        try:
+            return TcpListener(local, sock=sock)
+        except OSError:
+            sock.close()
+            raise
 
     def resolve(self, host: str, port: int, proto: str, family: str | None) -> list[tuple[str, int]]:
         """All of the name's addresses, IPv4 first unless the profile says udp6/tcp6: the client

@@ -18,6 +18,7 @@ import socket
 
 from ..ioerrors import PortGone
 from ..openvpn.config import Options
+from ..openvpn.route6 import parse_net6 as _net6
 from ..router.links import add_address6, configure_tun, link_up
 from ..router.route_record import RouteRecord
 from ..router.routes import RouteSet
@@ -34,29 +35,6 @@ MAX_ROUTE_LINES = 32     # log lines about single pushed routes per push (_route
 _TAKEN = "pushed %s: the host already has a route for it (left as it is); not through the tunnel"
 # The same for a net_gateway route: the one there may be the tunnel's (a redirect's half).
 _TAKEN_NG = "pushed %s net_gateway: the host already has a route for it (left as it is); not the pre-tunnel way"
-
-
-def _net6(text: str) -> tuple[str, int]:
-    """A pushed route-ipv6 destination `address[/bits]` as (address, bits); ValueError for
-    anything else (a `%scope`, bits over 128). As OpenVPN 2.6 reads it (socket.c
-    get_addr_generic), checked against Debian's client (tests/interop/test_route_ipv6_bits_vs_openvpn.py):
-    without `/bits` a /64, IPv6's default there (read as /128, `route-ipv6 2001:db8:5::` left
-    all but one address of the /64 the server routes into the tunnel on the way outside it);
-    the bits as strtoul (base 10) reads them to the end: ASCII digits after an optional `+` or
-    `-` (`-0` is 0, any other `-N` wraps past 128), and nothing after the `/` is 0 (Debian's
-    client installs `2001:db8::/` and `2001:db8::/-0` as ::/0). Why one reader for the route,
-    its default-route test and the server's cover test: the route took its bits from int(),
-    which also reads `6_4` and non-ASCII digits (`٦٤`), while the cover test (ipaddress) refused
-    them, so such a route went into the tunnel without the IPv6 server's host route."""
-    n6, slash, p6 = text.partition("/")
-    sign, digits = (p6[0], p6[1:]) if p6[:1] in ("+", "-") else ("", p6)
-    if "%" in n6 or (slash and p6 and not (digits.isascii() and digits.isdigit())):
-        raise ValueError(f"not an IPv6 route: {text!r}")
-    plen = (int(digits) if p6 else 0) if slash else 64
-    if plen > 128 or (sign == "-" and plen):
-        raise ValueError(f"not an IPv6 route: {text!r}")
-    ipaddress.IPv6Address(n6)
-    return n6, plen
 
 
 def _covers6(net6: str, addr: str) -> bool:
@@ -249,14 +227,17 @@ class TunnelNetwork(_TunAndRoutes):
         self.tun.mtu = mtu
         # remote_ip: a new server with the same push still needs its own host route
         key = (pushed.ifconfig, pushed.topology, tuple(pushed.routes), tuple(pushed.redirect_gateway or ()), mtu,
-               pushed.ifconfig_ipv6, tuple(pushed.routes_ipv6), remote_ip, pushed.block_ipv6)
+               pushed.ifconfig_ipv6, tuple(pushed.routes_ipv6), remote_ip, pushed.block_ipv6, pushed.route_metric)
         if key == self.applied:
             return
         # Forgotten before anything changes: a push that fails half-way (a value the kernel
         # refuses) has removed the routes of the last one, so the same push coming back after
         # the reconnect must be applied in full, not taken for what the host still has.
         self.applied = None
-        self.block_ipv6 = pushed.block_ipv6 and not self.opts.route_nopull
+        # `pushed` is the server's options with the profile's own (openvpn/profile_push.py): under
+        # route-nopull the server's routes, redirect and block-ipv6 never got into it, and the
+        # profile's stay, as with OpenVPN 2.6 (route-nopull only refuses pushed options).
+        self.block_ipv6 = pushed.block_ipv6
         if self.routes is not None:
             self.routes.remove_all()
         # The paths that exist without the tunnel (OpenVPN's net_gateway), looked up before any
@@ -301,21 +282,22 @@ class TunnelNetwork(_TunAndRoutes):
                      "pushed" if pushed.redirect_gateway is not None else
                      "in the config" if self.opts.redirect_gateway is not None else "none", len(self.opts.route))
         else:
-            if not self.opts.route_nopull:
-                self._pushed_routes(pushed, remote_ip, ng4, ng6, has6, server_path)
+            self._pushed_routes(pushed, remote_ip, ng4, ng6, has6, server_path)
+            default_metric = getattr(pushed, "route_metric", None) or None     # route-metric (0: none)
             for net, mask, _gw, metric in self.opts.route:
-                self.routes.add(net, mask_to_prefix(mask or "255.255.255.255"), dev=self.tun.name, metric=metric)
+                self.routes.add(net, mask_to_prefix(mask or "255.255.255.255"), dev=self.tun.name,
+                                metric=metric if metric is not None else default_metric)
         if pushed.dns:
             log.info("server pushed DNS %s", ", ".join(pushed.dns))   # applied (or not) by host/resolver.py
         self.applied = key
 
     def _net_gateway_needed(self, pushed) -> tuple[bool, bool]:
         """Whether the IPv4 / IPv6 net_gateway is used: `net_gateway` routes, block-local."""
-        if self.opts.route_nopull or self.opts.route_noexec:
+        if self.opts.route_noexec:
             return False, False
         flags = pushed.redirect_gateway if pushed.redirect_gateway is not None else self.opts.redirect_gateway
         need4 = any(gw == "net_gateway" for _n, _m, gw, _x in pushed.routes) or "block-local" in (flags or ())
-        need6 = any(gw6 == "net_gateway_ipv6" for _n, gw6 in pushed.routes_ipv6)
+        need6 = any(gw6 == "net_gateway_ipv6" for _n, gw6, _x in pushed.routes_ipv6)
         return need4, need6
 
     def _server_needs_host_route(self, pushed, remote_ip: str) -> bool:
@@ -326,7 +308,7 @@ class TunnelNetwork(_TunAndRoutes):
         without redirect-gateway, sent the client's packets to it into the TUN, where each came
         back out of the pump to the same route, a loop that kept a core busy (~95% CPU in the
         lab) until ping-restart."""
-        if self.opts.route_nopull or self.opts.route_noexec:
+        if self.opts.route_noexec:
             return False
         flags = pushed.redirect_gateway if pushed.redirect_gateway is not None else self.opts.redirect_gateway
         if flags is not None and ("!ipv4" not in flags or "ipv6" in flags):
@@ -343,7 +325,7 @@ class TunnelNetwork(_TunAndRoutes):
             addr6, _, plen = pushed.ifconfig_ipv6[0].partition("/")
             if _covers6(f"{addr6}/{plen or 64}", remote_ip):     # as apply() puts it on the TUN
                 return True
-        return any(gw6 != "net_gateway_ipv6" and _covers6(n6, remote_ip) for n6, gw6 in pushed.routes_ipv6)
+        return any(gw6 != "net_gateway_ipv6" and _covers6(n6, remote_ip) for n6, gw6, _x in pushed.routes_ipv6)
 
     def _pushed_routes(self, pushed, remote_ip: str, ng4, ng6, has6: bool, server_path=None) -> None:
         """Routes as OpenVPN applies them: `net_gateway` ones go the pre-tunnel way, a pushed
@@ -359,7 +341,7 @@ class TunnelNetwork(_TunAndRoutes):
         redirect6 = (flags is not None and "ipv6" in flags) or self.block_ipv6
         # A pushed default route: the two halves, like def1 (found ahead, see below).
         redirect4 = redirect4 or any(self._default4(*r) for r in pushed.routes)
-        redirect6 = redirect6 or any(self._default6(n6, g6, has6) for n6, g6 in pushed.routes_ipv6)
+        redirect6 = redirect6 or any(self._default6(n6, g6, has6) for n6, g6, _x in pushed.routes_ipv6)
         if server_path is not None:
             # Ahead of the pushed routes, as OpenVPN adds it: a pushed route for the server's
             # own address must not take its place (the kernel keeps the first of the two).
@@ -391,9 +373,9 @@ class TunnelNetwork(_TunAndRoutes):
             except (ValueError, NetlinkError, OSError) as e:
                 # As OpenVPN: a route the host refuses is reported and skipped, the tunnel stays.
                 self._route_line(logging.WARNING, "pushed route %s %s: not installed (%s); skipped", net, mask, e)
-        for net6, gw6 in pushed.routes_ipv6:
+        for net6, gw6, metric6 in pushed.routes_ipv6:
             try:
-                self._route6(net6, gw6, ng6, has6)
+                self._route6(net6, gw6, ng6, has6, metric6)
             except (ValueError, NetlinkError, OSError) as e:
                 self._route_line(logging.WARNING, "pushed route-ipv6 %s: not installed (%s); skipped", net6, e)
         if self._route_lines > MAX_ROUTE_LINES:
@@ -550,17 +532,19 @@ class TunnelNetwork(_TunAndRoutes):
                 self._route_line(logging.WARNING, _TAKEN, f"route {net}/{prefix}")
         return False
 
-    def _route6(self, net6: str, gw6, ng6, has6: bool) -> bool:
+    def _route6(self, net6: str, gw6, ng6, has6: bool, metric: int | None = None) -> bool:
         """One pushed IPv6 route; True when it is a default route. ValueError (skipped) for an
         IPv4 destination (a route-ipv6 must not add IPv4 routes) or a prefix length beyond 128."""
         n6, plen6 = _net6(net6)
+        if metric is not None and not 0 <= metric <= 0xFFFFFFFF:
+            raise ValueError(f"metric {metric} out of range")
         self._inside_lan(n6, plen6)
         if gw6 == "net_gateway_ipv6":
             if ng6 is None:
                 self._route_line(logging.WARNING,
                     "route-ipv6 %s net_gateway_ipv6: there is no IPv6 default route; skipped", net6)
                 return False
-            if self.routes.add_via(n6, plen6, ng6):
+            if self.routes.add_via(n6, plen6, ng6, metric):
                 self._route_line(logging.INFO,
                     "route-ipv6 %s via the pre-tunnel gateway %s", net6, ng6[0] or "(link)")
             else:
@@ -570,7 +554,7 @@ class TunnelNetwork(_TunAndRoutes):
         elif plen6 == 0:
             return True
         else:
-            if self.routes.add(n6, plen6, dev=self.tun.name):
+            if self.routes.add(n6, plen6, dev=self.tun.name, metric=metric):
                 self._route_line(logging.INFO, "route-ipv6 %s dev %s", net6, self.tun.name)
             else:
                 self._route_line(logging.WARNING, _TAKEN, f"route-ipv6 {net6}")

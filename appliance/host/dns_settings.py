@@ -49,7 +49,7 @@ def from_pushed(pushed, redirect_local: list[str] | None = None) -> DnsSettings:
     skipped: list[str] = []
     # With their ports (`dns server N address A:PORT`): resolv.conf has no port, and asking port
     # 53 of a server pushed on another one asks a service nobody pushed, so those are left out.
-    # dns_endpoints is `dns` with the ports (keymethod._update_dns keeps them in step); a pushed
+    # dns_endpoints is `dns` with the ports (keymethod.update_dns keeps them in step); a pushed
     # object that sets `dns` alone means port 53.
     dns = list(getattr(pushed, "dns", []) or [])
     endpoints = list(getattr(pushed, "dns_endpoints", []) or [])

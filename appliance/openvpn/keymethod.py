@@ -283,7 +283,8 @@ class PushedOptions:
     topology: str = "net30"
     route_gateway: str | None = None
     routes: list[tuple[str, str, str | None, int | None]] = field(default_factory=list)
-    routes_ipv6: list[tuple[str, str | None]] = field(default_factory=list)   # (net/len, gateway)
+    routes_ipv6: list[tuple[str, str | None, int | None]] = field(default_factory=list)  # (net/len, gateway, metric)
+    route_metric: int | None = None                  # route-metric: the metric of routes without one (0: none)
     redirect_gateway: list[str] | None = None
     dns: list[str] = field(default_factory=list)     # server addresses, both push forms, in use order
     dns_endpoints: list[tuple[str, int]] = field(default_factory=list)   # the same with their ports
@@ -305,6 +306,7 @@ class PushedOptions:
     auth_token_user: str | None = None
     explicit_exit_notify: int | None = None
     block_ipv6: bool = False                         # no IPv6 anywhere: gateway/block_ipv6.py
+    session_timeout: int | None = None               # the client exits N s after the push (0: never)
     ignored: list[str] = field(default_factory=list)
     filtered: list[str] = field(default_factory=list)   # dropped by a `pull-filter ignore`
     complete: bool = False
@@ -385,7 +387,7 @@ def _parse_dns_option(p: "PushedOptions", args: list[str]) -> bool:
     return False
 
 
-def _update_dns(p: "PushedOptions") -> None:
+def update_dns(p: "PushedOptions") -> None:
     """`dns`/`dns_endpoints`: the 2.6 `dns server` addresses by priority (lowest N first, plain
     transport only), then the `dhcp-option DNS/DNS6` ones not already listed."""
     eps: list[tuple[str, int]] = []
@@ -499,7 +501,10 @@ def parse_push_reply_untrusted(text: str, into: PushedOptions | None = None,
                 metric = int(args[3]) if len(args) > 3 and args[3].isdigit() else None
                 p.routes.append((args[0], mask, gw, metric))
             elif name == "route-ipv6" and args:
-                p.routes_ipv6.append((args[0], args[1] if len(args) > 1 else None))
+                metric6 = int(args[2]) if len(args) > 2 and args[2].isascii() and args[2].isdigit() else None
+                p.routes_ipv6.append((args[0], args[1] if len(args) > 1 else None, metric6))
+            elif name == "route-metric" and args:
+                p.route_metric = _int_in(args, 0, 2**31 - 1, "route-metric")
             elif name == "redirect-gateway":
                 p.redirect_gateway = args
             elif name == "dhcp-option" and args:
@@ -540,6 +545,8 @@ def parse_push_reply_untrusted(text: str, into: PushedOptions | None = None,
                 p.auth_token_user = args[0]
             elif name == "explicit-exit-notify":
                 p.explicit_exit_notify = _int_in(args, 0, 100, "explicit-exit-notify") if args else 1
+            elif name == "session-timeout" and args:
+                p.session_timeout = _int_in(args, 0, 2**31 - 1, "session-timeout")
             elif name == "block-ipv6" and not args:
                 p.block_ipv6 = True
             elif name == "push-continuation" and args:
@@ -555,7 +562,7 @@ def parse_push_reply_untrusted(text: str, into: PushedOptions | None = None,
     if p.complete:
         # Once, over all parts: after each part, a server sending its 1020 `dhcp-option DNS` one
         # per push-continuation part kept the client's one loop busy ~9 s (quadratic in parts).
-        _update_dns(p)
+        update_dns(p)
     return p
 
 

@@ -34,10 +34,12 @@ class TcpTransport:
         self.connecting = False          # a non-blocking connect still under way
 
     @classmethod
-    def connect(cls, addr: tuple[str, int]) -> "TcpTransport":
+    def connect(cls, addr: tuple[str, int], sock: socket.socket | None = None) -> "TcpTransport":
         """Start a non-blocking connect: the caller waits for writability (in its event loop, so
-        signals and timers keep working), then asks connect_error()."""
-        s = socket.socket(socket.AF_INET6 if ":" in addr[0] else socket.AF_INET, socket.SOCK_STREAM)
+        signals and timers keep working), then asks connect_error(). `sock`: a socket made (and
+        its options set) by the caller, not yet connected."""
+        s = sock if sock is not None else socket.socket(socket.AF_INET6 if ":" in addr[0] else socket.AF_INET,
+                                                        socket.SOCK_STREAM)
         s.setblocking(False)
         err = s.connect_ex(addr)
         if err not in (0, errno.EINPROGRESS, errno.EWOULDBLOCK, errno.EALREADY):

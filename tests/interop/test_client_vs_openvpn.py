@@ -481,6 +481,27 @@ def test_route_noexec_adds_no_route_as_openvpn(lab, run):
         in cli.log(), cli.log()[-2000:]
 
 
+def test_profile_route_ipv6_route_metric_and_26_lines_against_openvpn(lab, run):
+    """A profile carrying lines OpenVPN 2.6 takes that we once called unknown: its route-ipv6 goes
+    in beside the pushed routes, route-metric gives the metric to the routes without one (pushed
+    too), the no-effect lines are accepted, and IPv6 to the profile's network crosses the tunnel."""
+    lab.srv.run("ip -6 addr replace 2001:db8:200::1/128 dev lo")
+    try:
+        srv, cli = run(server_extra="server-ipv6 2001:db8:100::/64\n",
+                       client_extra="tun-ipv6\ndisable-dco\ncompat-mode 2.6.0\nerrors-to-stderr\nsyslog\n"
+                                    "route-ipv6 2001:db8:200::/48\nroute-metric 77\nroute-gateway dhcp\n"
+                                    "session-timeout 600\n")
+        r6 = lab.cli.run("ip -6 route show dev tun0").stdout
+        r4 = lab.cli.run("ip -4 route show dev tun0").stdout
+        assert re.search(r"^2001:db8:200::/48 .*metric 77", r6, re.M), r6
+        assert re.search(r"^198\.18\.100\.0/24 .*metric 77", r4, re.M), r4      # the pushed route, no metric of its own
+        r = lab.cli.run("ping -6 -n -q -c 2 -i 0.2 -W 2 2001:db8:200::1", check=False)
+        assert " 2 received" in r.stdout, r.stdout + cli.log()[-1500:]
+        assert lab.ping(lab.cli, BEHIND_IP, 2) == 2
+    finally:
+        lab.srv.run("ip -6 addr del 2001:db8:200::1/128 dev lo", check=False)
+
+
 @pytest.mark.parametrize("proto", ["udp6", "tcp6"])
 def test_ipv6_transport_and_ipv6_inside_against_openvpn(lab, proto):
     """OpenVPN's server on udp6/tcp6 with server-ipv6: our client connects over IPv6, takes the

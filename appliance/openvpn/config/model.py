@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from ..ciphers import DEFAULT_DATA_CIPHERS
 from ..httpproxy import HttpProxy
+from ..keymethod import DnsServer
 from ..errors import ConfigError
 from ..replay import DEFAULT_SIZE as DEFAULT_REPLAY_WINDOW
 from ..replay import DEFAULT_TIME_LIMIT as DEFAULT_REPLAY_TIME
@@ -167,6 +168,15 @@ class Options:
     route: list[Route] = field(default_factory=list)
     route_ipv6: list[Route6] = field(default_factory=list)   # a client's into its TUN; a server's into its TUN too
     route_nopull: bool = False
+    # The profile's own network options that a server may also push (d_profile.py; route_ipv6
+    # above too); the client applies them with the pushed ones, as OpenVPN 2.6 (openvpn/profile_push.py).
+    route_metric: int = 0                        # route-metric: routes without a metric get it (0: none)
+    block_ipv6: bool = False                     # block-ipv6: no IPv6 leaves outside the tunnel
+    dns_servers: dict[int, DnsServer] = field(default_factory=dict)   # `dns server N ...` by priority
+    dns_search_domains: list[str] = field(default_factory=list)       # `dns search-domains ...`
+    session_timeout: int = 0                     # session-timeout N: a client exits N s into a connection
+    mark: int = 0                                # mark N: SO_MARK on the VPN socket (gateway/system.py); 0: none
+    bind_dev: str | None = None                  # bind-dev DEV: SO_BINDTODEVICE on the VPN socket
     route_noexec: bool = False                   # no route added: pushed, redirect-gateway, `route` lines
     auth_retry: bool = False                     # auth-retry nointeract: AUTH_FAILED reconnects
     tls_exit: bool = False                       # a TLS error ends the run instead of a reconnect

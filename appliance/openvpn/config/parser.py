@@ -54,6 +54,7 @@ class ParseState:
         self.line = 0
         self.current: Directive | None = None
         self.seen: dict[str, int] = {}              # directive -> the line it first appears on
+        self.relative_line: int | None = None       # the first line naming a relative file (for `cd`)
 
     # -- helpers for handlers
     def err(self, directive: str, msg: str, line: "int | None | object" = ...) -> None:
@@ -80,7 +81,11 @@ class ParseState:
         self.o.notes.append(f"{self.path}:{self.line}: {directive}: {what}")
 
     def path_arg(self, arg: str) -> str:
-        return arg if os.path.isabs(arg) else os.path.join(self.base, arg)
+        if os.path.isabs(arg):
+            return arg
+        if self.relative_line is None:
+            self.relative_line = self.line
+        return os.path.join(self.base, arg)
 
     def file(self, directive: str, arg: str, inline: str | None) -> bytes | None:
         """The contents a file directive names: its inline block, or the file. None if not (yet)
@@ -431,6 +436,8 @@ def finish(p: ParseState) -> None:
     prot = [n for n in ("tls_auth", "tls_crypt", "tls_crypt_v2") if getattr(o, n)]
     if len(prot) > 1:
         p.err(prot[1].replace("_", "-"), f"cannot be combined with {prot[0].replace('_', '-')}", line(prot[1]))
+    from .d_profile import finish_profile       # d_profile builds on this module
+    finish_profile(p)
     if o.cipher and o.cipher not in o.data_ciphers:
         # OpenVPN 2.6: a `cipher` not in data-ciphers is added to it (and used as fallback).
         o.data_ciphers.append(o.cipher)

@@ -1,0 +1,233 @@
+"""Client-profile directives of OpenVPN 2.6 that real profiles carry (eduVPN, providers, distro
+examples): the network options a server may also push, process options, and compatibility marks.
+
+Why here and applied like the pushed ones: OpenVPN treats a profile line and a pushed option the
+same (options.c add_option; a push only adds to what the profile set), so `route-ipv6`,
+`route-metric`, `block-ipv6` and `dns` in a profile are taken by the same rules as pushed (the
+client merges them: openvpn/profile_push.py). Each one's argument forms are OpenVPN 2.6.14's
+(options.c); a bad one is the profile's error at its line, where OpenVPN would often only warn.
+"""
+from __future__ import annotations
+
+import os
+import re
+
+from ..keymethod import MAX_DNS_ADDRESSES, DnsServer, _dns_endpoint
+from .directives import Registry
+from .parser import ParseState
+
+reg = Registry()
+
+MAX_METRIC = 2**31 - 1          # OpenVPN reads a metric with atoi into an int; negative fails
+
+
+# ------------------------------------------------------------------ accepted, nothing to do here
+reg.noop("tun-ipv6", "modern kernels need no special IPv6 handling of a TUN device; OpenVPN 2.6 ignores it "
+         "with a warning too", nargs=(0, 0))
+reg.noop("disable-dco", "this client has no data channel offload (DCO) to disable: the data channel always "
+         "runs in the process", nargs=(0, 0))
+reg.noop("errors-to-stderr", "the log already goes to stderr (or to the `log` file), errors included", nargs=(0, 0))
+reg.noop("syslog", "the log goes to stderr (the supervisor's journal) or to the `log` file, not to syslog",
+         nargs=(0, 1))
+reg.noop("echo", "OpenVPN only logs it and hands it to a management client (>ECHO), for a GUI; nothing here "
+         "acts on it")
+
+
+# ------------------------------------------------------------------ routes (as pushed ones)
+# route-ipv6 is declared beside `route` (d_network.py): one entry for both roles.
+@reg.apply("route-metric", why="the metric of routes (route, route-ipv6, pushed or not) given without one; "
+           "a pushed route-metric replaces it", sets=("route_metric",), used_by="client", nargs=(1, 1))
+def _route_metric(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
+    n = p.int_arg(d, a[0], 0, MAX_METRIC)
+    if n is not None:
+        p.set("route_metric", n)
+
+
+_NAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?")
+
+
+def _route_gateway(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
+    """OpenVPN 2.6: `dhcp`, an address, a name or vpn_gateway/net_gateway/remote_host."""
+    v = a[0]
+    if v in ("dhcp", "vpn_gateway", "net_gateway", "remote_host") or _NAME.fullmatch(v):
+        return
+    p.err(d, f"gateway {v!r} must be an IPv4 address, a name or dhcp")
+
+
+reg.noop("route-gateway", "routes go out of the TUN device itself (as OpenVPN's on a tun device, where the "
+         "gateway only names the far end): the address changes no route; a pushed one is only read too",
+         check=_route_gateway, nargs=(1, 1))
+
+
+@reg.apply("block-ipv6", why="no IPv6 leaves outside the tunnel: it is routed into the TUN and answered there "
+           "with \"no route\" (as a pushed block-ipv6)", sets=("block_ipv6",), used_by="client", nargs=(0, 0))
+def _block_ipv6(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
+    p.set("block_ipv6", True)
+
+
+# ------------------------------------------------------------------ dns (OpenVPN 2.6's form)
+MAX_DNS_PRIORITIES = 64
+MAX_SEARCH_DOMAINS = 64
+_PRIORITY = re.compile(r"[+-]?[0-9]+")
+
+
+def _dns_server(p: ParseState, d: str, a: list[str]) -> None:
+    if not _PRIORITY.fullmatch(a[1]) or not -128 <= int(a[1]) <= 127:
+        p.err(d, f"server priority {a[1]!r} must be a number from -128 to 127")
+        return
+    prio, what, vals = int(a[1]), a[2], a[3:]
+    servers = p.o.dns_servers
+    if prio not in servers and len(servers) >= MAX_DNS_PRIORITIES:
+        p.err(d, f"more than {MAX_DNS_PRIORITIES} dns servers")
+        return
+    if what == "address":
+        eps = []
+        for v in vals:
+            try:
+                eps.append(_dns_endpoint(v))
+            except ValueError:
+                p.err(d, f"server {prio}: malformed address {v!r} (ADDR, ADDR:PORT, IPv6 or [IPv6]:PORT)")
+                return
+        srv = servers.get(prio, DnsServer())
+        if len(srv.addresses) + len(eps) > MAX_DNS_ADDRESSES:
+            p.err(d, f"server {prio}: more than {MAX_DNS_ADDRESSES} addresses")
+            return
+        srv.addresses.extend(eps)
+    elif what == "resolve-domains":
+        srv = servers.get(prio, DnsServer())
+        p.note(d, "resolve-domains: not used here (the server answers for every name, as a pushed one)")
+    elif what in ("dnssec", "transport", "sni"):
+        allowed = {"dnssec": ("yes", "no", "optional"), "transport": ("plain", "DoH", "DoT"), "sni": None}[what]
+        if len(vals) != 1 or (allowed is not None and vals[0] not in allowed):
+            want = "one name" if allowed is None else " or ".join(allowed)
+            p.err(d, f"server {prio}: malformed {what} value {' '.join(vals)!r} (expects {want})")
+            return
+        srv = servers.get(prio, DnsServer())
+        if what == "transport":
+            srv.transport = vals[0]
+            if vals[0] != "plain":
+                p.note(d, f"server {prio} uses {vals[0]}: only plain DNS servers are used here (as a pushed one)")
+        else:
+            p.note(d, f"{what}: not used here (as a pushed one)")
+    else:
+        p.err(d, f"server {prio}: unknown option type {what!r} (address, resolve-domains, dnssec, transport, sni)")
+        return
+    p.o.source.setdefault(f"dns server {prio}", (p.path, p.line))     # for finish_profile's check
+    servers[prio] = srv
+    p.set("dns_servers", servers)
+
+
+@reg.apply("dns", why="DNS servers and search domains (OpenVPN 2.6's `dns search-domains`, `dns server N "
+           "...`), used with the pushed ones: a pushed server N replaces the profile's server N",
+           sets=("dns_servers", "dns_search_domains"), used_by="client", nargs=(2, None))
+def _dns(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
+    if a[0] == "search-domains":
+        doms = p.o.dns_search_domains
+        for v in a[1:]:
+            if v not in doms:
+                doms.append(v)
+        if len(doms) > MAX_SEARCH_DOMAINS:
+            p.err(d, f"more than {MAX_SEARCH_DOMAINS} search domains")
+            return
+        p.set("dns_search_domains", doms)
+    elif a[0] == "server" and len(a) >= 4:
+        _dns_server(p, d, a)
+    else:
+        p.err(d, f"unknown option type {a[0]!r} or missing or unknown parameter "
+                 "(search-domains D..., server N address|resolve-domains|dnssec|transport|sni ...)")
+
+
+# Settings of this module our server does not apply (field -> directive).
+CLIENT_ONLY = {"route_metric": "route-metric", "block_ipv6": "block-ipv6",
+               "dns_servers": "dns", "dns_search_domains": "dns", "session_timeout": "session-timeout"}
+
+
+def finish_profile(p: ParseState) -> None:
+    """Once the role is known: a server config's client-only settings are refused (accepted, they
+    would do nothing there); and, as OpenVPN 2.6 (dns.c dns_options_verify), each `dns server N`
+    needs an address."""
+    o = p.o
+    if o.role == "server":
+        for f, d in CLIENT_ONLY.items():
+            if f in o.source:
+                p.err(d, "is applied by our client only; in a server config it would do nothing "
+                         f"(`push \"{d}\"` with its arguments gives it to the clients)", o.source[f][1])
+    for prio, srv in o.dns_servers.items():
+        if not srv.addresses:
+            p.err("dns", f"server {prio} has no address (`dns server {prio} address ADDR`)",
+                  p.o.source.get(f"dns server {prio}", (p.path, None))[1])
+
+
+# ------------------------------------------------------------------ session
+@reg.apply("session-timeout", why="a client ends its run N seconds into each connection (as at SIGTERM, "
+           "OpenVPN's \"Session timeout, exiting\"); a pushed one replaces it", sets=("session_timeout",),
+           used_by="client", nargs=(1, 1))
+def _session_timeout(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
+    n = p.int_arg(d, a[0], 0, 2**31 - 1)
+    if n is not None:
+        p.set("session_timeout", n)
+
+
+# ------------------------------------------------------------------ process options
+@reg.apply("cd", why="relative file names on the following lines are read from DIR (OpenVPN chdir()s there "
+           "while it reads the profile)", used_by="parser", nargs=(1, 1))
+def _cd(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
+    """OpenVPN reads the files it names after the whole profile, from the directory `cd` left it
+    in, so a relative name on a line before `cd` is read from DIR there; ours reads each at its
+    line. Rather than read another file than OpenVPN would, such a profile is refused."""
+    target = a[0] if os.path.isabs(a[0]) else os.path.join(p.base, a[0])
+    if not os.path.isdir(target):
+        p.err(d, f"cd to {a[0]!r} failed: not a directory")
+        return
+    if p.relative_line is not None:
+        p.err(d, f"line {p.relative_line} named a file relative to the profile's directory before this "
+                 "`cd`, which OpenVPN would read from DIR: give `cd` first (or that name absolute)")
+        return
+    p.base = os.path.normpath(target)
+
+
+@reg.apply("mark", why="SO_MARK on the VPN socket (policy routing by fwmark), set before it is bound or "
+           "connected, as OpenVPN 2.6", sets=("mark",), used_by="pump", nargs=(1, 1))
+def _mark(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
+    n = p.int_arg(d, a[0], 0, 2**32 - 1)           # the kernel's mark is 32 bits; 0 is none
+    if n is not None:
+        p.set("mark", n)
+
+
+_DEV_NAME = re.compile(r"[^\s/:]{1,15}")        # the kernel's dev_valid_name (IFNAMSIZ - 1)
+
+
+@reg.apply("bind-dev", why="SO_BINDTODEVICE on the VPN socket (a VRF or one interface), set before it is bound "
+           "or connected, as OpenVPN 2.6", sets=("bind_dev",), used_by="pump", nargs=(1, 1))
+def _bind_dev(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
+    if not _DEV_NAME.fullmatch(a[0]) or a[0] in (".", ".."):
+        p.err(d, f"{a[0]!r} is not a device name (1 to 15 characters, no '/', ':' or white space)")
+        return
+    p.set("bind_dev", a[0])
+
+
+# ------------------------------------------------------------------ compatibility
+COMPAT_DIFFERS = (
+    (20307, "below 2.3.7 OpenVPN allows TLS 1.0, which this client does not"),
+    (20400, "below 2.4.0 OpenVPN falls back to cipher BF-CBC without negotiation, which this client does not do"),
+    (20600, "below 2.6.0 OpenVPN allows and announces compression, which this client does not"),
+)
+_VERSION = re.compile(r"([0-9]{1,6})\.([0-9]{1,6})\.([0-9]{1,6})")
+
+
+def _compat_mode(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
+    """OpenVPN 2.6.14 (options.c options_set_backwards_compatible_options) changes defaults only for
+    versions below 2.6.0: those are refused naming what differs; 2.6.0 and later change nothing."""
+    m = _VERSION.fullmatch(a[0])
+    if m is None:
+        p.err(d, f"cannot parse version number {a[0]!r} (expects MAJOR.MINOR.PATCH)")
+        return
+    v = int(m[1]) * 10000 + int(m[2]) * 100 + int(m[3])
+    for below, why in COMPAT_DIFFERS:
+        if v < below:
+            p.err(d, f"{a[0]}: {why}; only compat-mode 2.6.0 or later is supported")
+            return
+
+
+reg.noop("compat-mode", "2.6.0 and later change none of OpenVPN 2.6's defaults, which are this client's",
+         check=_compat_mode, nargs=(1, 2))

@@ -1,0 +1,47 @@
+"""The client's network options: what the server pushed together with the profile's own lines.
+
+OpenVPN 2.6 keeps one set of options: the profile's lines, then each pushed option added on top
+(options.c; the pushed ones dropped again at each reconnect, pre_connect_restore). So a profile's
+`route-ipv6` is installed beside the pushed ones (the profile's first), its `route-metric` holds
+for routes without a metric until a push gives another, its `block-ipv6` holds whatever the
+server says, and its `dns` servers stay but for a priority the server also pushes (dns.c
+dns_options_postprocess_pull: "Pulled server overrides static one"); search domains add up.
+`route-nopull` refuses only what is pushed (keymethod.NOPULL_OPTIONS), never the profile's own.
+
+Why one merged PushedOptions and not two lists everywhere: the tunnel, the DNS services and the
+management interface each read PushedOptions; merged once at tunnel-up, each reads both as one.
+"""
+from __future__ import annotations
+
+import copy
+from typing import TYPE_CHECKING
+
+from .keymethod import PushedOptions, update_dns
+
+if TYPE_CHECKING:
+    from .config import Options
+
+
+def with_profile(opts: "Options", pushed: PushedOptions | None) -> PushedOptions | None:
+    """`pushed` with the profile's route-ipv6, route-metric, block-ipv6 and dns;
+    `pushed` itself when the profile has none of them (the common case costs nothing)."""
+    if pushed is None:
+        return None
+    if not (opts.route_ipv6 or opts.route_metric or opts.block_ipv6 or opts.dns_servers
+            or opts.dns_search_domains):
+        return pushed
+    p = copy.copy(pushed)
+    # route-metric: the pushed one replaces the profile's; 0 means none (options.c positive_atoi).
+    metric = pushed.route_metric if pushed.route_metric is not None else opts.route_metric
+    p.route_metric = metric or None
+    p.routes = [(n, m, g, x if x is not None else p.route_metric) for n, m, g, x in pushed.routes]
+    p.routes_ipv6 = [(n, g, x if x is not None else p.route_metric)
+                     for n, g, x in [*opts.route_ipv6, *pushed.routes_ipv6]]
+    p.block_ipv6 = pushed.block_ipv6 or opts.block_ipv6
+    if opts.dns_servers or opts.dns_search_domains:
+        servers = {n: copy.deepcopy(s) for n, s in opts.dns_servers.items()}
+        servers.update(pushed.dns_servers)              # a pushed server N replaces the profile's N
+        p.dns_servers = dict(sorted(servers.items()))
+        p.search_domains = list(dict.fromkeys([*opts.dns_search_domains, *pushed.search_domains]))
+        update_dns(p)
+    return p

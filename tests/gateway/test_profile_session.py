@@ -1,0 +1,62 @@
+"""Profile lines applied through the real client pump (fake clock, in-memory ports):
+`session-timeout` ends the run N seconds into the connection (a pushed one counts from the push and
+replaces the profile's), and the profile's block-ipv6 / route-ipv6 / dns reach the tunnel with the
+pushed options, as OpenVPN 2.6 takes a profile line and a pushed one alike."""
+from __future__ import annotations
+
+from tests.gateway.conftest import World, client_conf, server_conf
+from tests.gateway.test_block_ipv6 import FAR6, HOST6, _udp6
+
+
+def _up(w: World) -> bool:
+    c = w.clients[0]
+    return c.conn is not None and c.conn.was_up
+
+
+def test_session_timeout_ends_the_run_n_seconds_into_the_connection(pki):
+    w = World()
+    w.add_server(server_conf(pki))                # keepalive 10 60: traffic flows all along
+    c = w.add_client(client_conf(pki, extra="session-timeout 30\n"))
+    assert w.run(lambda: _up(w), max_time=30)
+    up = w.clock.t
+    assert w.run(lambda: c.result is not None, max_time=60), "session-timeout never ended the run"
+    # It counts from the connection's start; the push (ping 10, ping-restart 60: timer options)
+    # restarts it, as OpenVPN 2.6's do_deferred_options: so 30 s after the push.
+    assert c.result == 0 and 30 <= w.clock.t - up <= 31, w.clock.t - up
+    assert c._exit_why == "session-timeout"
+
+
+def test_a_pushed_session_timeout_replaces_the_profiles(pki):
+    w = World()
+    w.add_server(server_conf(pki, extra='push "session-timeout 20"\n'))
+    c = w.add_client(client_conf(pki, extra="session-timeout 600\n"))
+    assert w.run(lambda: _up(w), max_time=30)
+    up = w.clock.t
+    assert w.run(lambda: c.result is not None, max_time=60), "the pushed session-timeout was not used"
+    assert 20 <= w.clock.t - up <= 21, w.clock.t - up
+
+
+def test_without_session_timeout_the_tunnel_stays(pki):
+    w = World()
+    w.add_server(server_conf(pki))
+    c = w.add_client(client_conf(pki))
+    assert w.run(lambda: _up(w), max_time=30)
+    w.run_for(120)
+    assert c.result is None and _up(w)
+
+
+def test_the_profiles_block_ipv6_route_ipv6_and_dns_reach_the_tunnel_with_the_push(pki):
+    w = World()
+    w.add_server(server_conf(pki, extra='push "route-ipv6 2001:db8:9::/48"\npush "dns server 1 address 198.19.0.53"\n'))
+    c = w.add_client(client_conf(pki, extra="block-ipv6\nroute-ipv6 2001:db8:7::/48\nroute-metric 40\n"
+                                            "dns server 0 address 198.18.0.53\n"))
+    assert w.run(lambda: _up(w), max_time=30)
+    p = w.client_nets[0].pushed
+    assert p.block_ipv6 and p.routes_ipv6 == [("2001:db8:7::/48", None, 40), ("2001:db8:9::/48", None, 40)]
+    assert p.dns == ["198.18.0.53", "198.19.0.53"]
+    # block-ipv6 from the profile is enforced: IPv6 from the TUN is answered there, never sent.
+    ctun = w.client_nets[0].tun
+    ctun.inject(_udp6(HOST6, FAR6, b"q"))
+    w.run_for(1)
+    assert c.counters.ipv6_refused == 1
+    assert not any(pk[0] >> 4 == 6 for pk in w.server_net.tun.written), "an IPv6 packet reached the server"

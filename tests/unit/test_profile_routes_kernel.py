@@ -1,0 +1,60 @@
+"""The profile's route-ipv6 / route-metric / block-ipv6 through gateway/tunnel.py against the kernel,
+merged with the push as the client does (openvpn/profile_push.py): installed beside the pushed
+routes with their metrics, kept under route-nopull, removed with the tunnel. Runs in
+test_rtnl.py's namespace (its fixtures)."""
+from __future__ import annotations
+
+import pytest
+
+from appliance.gateway.tunnel import TunnelNetwork
+from appliance.openvpn.config import parse_config
+from appliance.openvpn.keymethod import parse_push_reply_untrusted
+from appliance.openvpn.profile_push import with_profile
+from tests.unit.test_rtnl import _routes, inside, ns  # noqa: F401 - fixtures
+
+pytestmark = [pytest.mark.root, pytest.mark.netns]
+
+SERVER = "198.18.60.9"
+PUSH = ("PUSH_REPLY,topology subnet,ifconfig 198.18.70.2 255.255.255.0,ifconfig-ipv6 fd00:70::2/64 fd00:70::1,"
+        "route 198.18.71.0 255.255.255.0,route-ipv6 fd00:72::/48")
+
+
+def _opts(extra: str):
+    return parse_config(f"client\nremote {SERVER}\n<ca>\nx\n</ca>\n{extra}", "/mem/p.ovpn", read_file=lambda p: b"")
+
+
+def _apply(net: TunnelNetwork, extra_push: str = "", nopull: bool = False) -> None:
+    pushed = parse_push_reply_untrusted(PUSH + extra_push, route_nopull=nopull)
+    net.apply(with_profile(net.opts, pushed), SERVER)
+
+
+def test_profile_route_ipv6_and_route_metric_go_in_with_the_pushed_routes_and_out_with_the_tunnel(inside):
+    net = TunnelNetwork(_opts("route-ipv6 fd00:73::/48\nroute-ipv6 fd00:74::/48 default 7\nroute-metric 50\n"
+                              "route 198.18.75.0 255.255.255.0\n"))
+    try:
+        _apply(net)
+        dev = net.tun.name
+        v6 = {r[0]: r[4] for r in _routes(dev, v6=True)}
+        assert {k: v6.get(k) for k in ("fd00:72::/48", "fd00:73::/48", "fd00:74::/48")} == \
+            {"fd00:72::/48": 50, "fd00:73::/48": 50, "fd00:74::/48": 7}, v6
+        v4 = {r[0]: r[4] for r in _routes(dev)}
+        assert v4.get("198.18.71.0/24") == 50 and v4.get("198.18.75.0/24") == 50, v4
+        _apply(net, ",route-metric 9")                       # a pushed route-metric replaces the profile's
+        v6 = {r[0]: r[4] for r in _routes(dev, v6=True)}
+        assert (v6.get("fd00:72::/48"), v6.get("fd00:73::/48"), v6.get("fd00:74::/48")) == (9, 9, 7), v6
+    finally:
+        net.close()
+    assert not [r for r in _routes("wan", v6=True) if r[0].startswith("fd00:7")]
+
+
+def test_route_nopull_keeps_the_profiles_routes_and_block_ipv6(inside):
+    net = TunnelNetwork(_opts("route-nopull\nroute-ipv6 fd00:73::/48\nblock-ipv6\n"))
+    try:
+        _apply(net, nopull=True)
+        dev = net.tun.name
+        v6 = {r[0] for r in _routes(dev, v6=True)}
+        assert {"fd00:73::/48", "::/1", "8000::/1"} <= v6 and "fd00:72::/48" not in v6, v6
+        assert net.block_ipv6
+        assert "198.18.71.0/24" not in {r[0] for r in _routes(dev)}
+    finally:
+        net.close()
