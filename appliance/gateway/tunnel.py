@@ -550,7 +550,7 @@ class TunnelNetwork(_TunAndRoutes):
             else:
                 self._route_line(logging.WARNING, _TAKEN_NG, f"route-ipv6 {net6}")
         elif not has6:
-            self._route_line(logging.WARNING, "route-ipv6 %s pushed without ifconfig-ipv6; skipped", net6)
+            self._route_line(logging.WARNING, "route-ipv6 %s: the server pushed no ifconfig-ipv6; skipped", net6)
         elif plen6 == 0:
             return True
         else:

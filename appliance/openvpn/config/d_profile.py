@@ -119,7 +119,9 @@ def _dns_server(p: ParseState, d: str, a: list[str]) -> None:
 
 @reg.apply("dns", why="DNS servers and search domains (OpenVPN 2.6's `dns search-domains`, `dns server N "
            "...`), used with the pushed ones: a pushed server N replaces the profile's server N",
-           sets=("dns_servers", "dns_search_domains"), used_by="client", nargs=(2, None))
+           sets=("dns_servers", "dns_search_domains"), used_by="client", nargs=(2, None),
+           show={"dns_servers": lambda v: {n: [f"{a}:{port}" for a, port in s.addresses] + [s.transport]
+                                           for n, s in v.items()}})
 def _dns(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
     if a[0] == "search-domains":
         doms = p.o.dns_search_domains
@@ -174,7 +176,9 @@ def _session_timeout(p: ParseState, d: str, a: list[str], inline: str | None) ->
 def _cd(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
     """OpenVPN reads the files it names after the whole profile, from the directory `cd` left it
     in, so a relative name on a line before `cd` is read from DIR there; ours reads each at its
-    line. Rather than read another file than OpenVPN would, such a profile is refused."""
+    line. Rather than read another file than OpenVPN would, such a profile is refused. A relative
+    DIR is taken from the profile's directory (where relative names are read from here), where
+    OpenVPN takes it from its working directory (the same under its systemd units, `--cd`)."""
     target = a[0] if os.path.isabs(a[0]) else os.path.join(p.base, a[0])
     if not os.path.isdir(target):
         p.err(d, f"cd to {a[0]!r} failed: not a directory")
