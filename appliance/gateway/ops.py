@@ -44,6 +44,7 @@ from ..openvpn.tls import CERT_UNREADABLE, TlsSettings, cert_env, peer_rechecker
 from . import status as st_mod
 from .eventlog import fmt_addr
 from .inactivity import INACTIVE_LOG, Inactivity, check_interval
+from .session_limit import SessionLimit
 from .management import Management
 from .ports import PortGone
 from .learn import LearnAddress
@@ -77,6 +78,7 @@ RESTART_ONLY += ("port_share",)                 # (see above; a line of its own 
 RESTART_ONLY += ("multihome",)                  # the socket asks for pktinfo at start (likewise)
 RESTART_ONLY += ("route_ipv6",)                 # the TUN's routes, as `route` (server_net.py)
 RESTART_ONLY += ("ifconfig_ipv6", "ifconfig_ipv6_pool")   # the TUN's address and the pool, as server-ipv6
+RESTART_ONLY += ("mark", "bind_dev")            # set on the sockets made at start (gateway/system.py)
 
 
 def restart_only_changes(old, new) -> list[str]:
@@ -155,6 +157,8 @@ class Operations:
         self.status_error: str | None = None               # the last write failure, logged once
         self.inactive: dict[int, tuple[object, Inactivity]] = {}   # id(rec) -> (rec, its `inactive` check)
         self.killing: dict[int, tuple[object, str]] = {}   # id(rec) -> (rec, why): client-kill's message in flight
+        # session-timeout N (gateway/session_limit.py): each client ended N s after its tunnel came up.
+        self.session_limit = SessionLimit(gw.opts.session_timeout, gw.clock, self._arm_session_limit, self._kick)
         o = gw.opts
         if o.ifconfig_pool_persist:
             self.pool_memory = PoolMemory(*o.ifconfig_pool_persist)
@@ -390,6 +394,12 @@ class Operations:
         self.inactive = seen
         self.gw.pump.timers.arm("inactive", now + check_interval(setting[0]), self._sweep_inactive)
 
+    def _arm_session_limit(self, when: float | None) -> None:
+        if when is None:
+            self.gw.pump.timers.cancel("session-timeout")
+        else:
+            self.gw.pump.timers.arm("session-timeout", when, self.session_limit.due)
+
     # ---------------------------------------------------------------- actions
     def _kick(self, rec, why: str) -> None:
         self.gw.d.kick(rec, self.gw.clock(), why)
@@ -598,6 +608,8 @@ class Operations:
         if new.inactive != old.inactive:
             self.inactive.clear()           # every client starts the new N seconds now
             self._arm_inactive()
+        if new.session_timeout != old.session_timeout:
+            self.session_limit.set_seconds(new.session_timeout)     # from each kept client's start
         tls = p.tls                         # its CRL was read just now, with the new config
         gw.read_crl_in_background(st)
         check = peer_rechecker(tls)
@@ -698,6 +710,7 @@ class Operations:
             inf = self._info(rec)
             inf.established = True
             inf.since = self.wall()
+            self.session_limit.started(rec)
             if self.pool_memory is not None:
                 self.pool_memory.note(rec.common_name, rec.vaddr, rec.vaddr6)
             if self.mgmt is not None:
@@ -709,6 +722,7 @@ class Operations:
             self.learn.left(rec)
             inf = self.info.pop(id(rec), None)
             self.inactive.pop(id(rec), None)
+            self.session_limit.gone(rec)
             if self.client_auth is not None:
                 self.client_auth.forget(rec, inf.cid if inf is not None else None)
             if inf is None:

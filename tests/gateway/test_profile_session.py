@@ -60,3 +60,46 @@ def test_the_profiles_block_ipv6_route_ipv6_and_dns_reach_the_tunnel_with_the_pu
     w.run_for(1)
     assert c.counters.ipv6_refused == 1
     assert not any(pk[0] >> 4 == 6 for pk in w.server_net.tun.written), "an IPv6 packet reached the server"
+
+
+# ------------------------------------------------------------------ the server's session-timeout
+def _server_up(w: World) -> list:
+    return [r for r in w.server.d.clients if r.alive]
+
+
+def test_a_servers_session_timeout_ends_each_client_n_seconds_after_its_tunnel_came_up(pki):
+    w = World()
+    w.add_server(server_conf(pki, extra="session-timeout 20\n"))
+    w.add_client(client_conf(pki, "client0"))
+    assert w.run(lambda: _up(w), max_time=30)
+    first, up0 = w.server.d.clients[0], w.clock.t
+    w.run_for(8)
+    w.add_client(client_conf(pki, "client1"))
+    assert w.run(lambda: w.clients[1].conn is not None and w.clients[1].conn.was_up, max_time=30)
+    second, up1 = [r for r in w.server.d.clients if r is not first][0], w.clock.t
+    assert w.run(lambda: not first.alive, max_time=30), "the first client was never ended"
+    assert 20 <= w.clock.t - up0 <= 20.5 and second.alive, (w.clock.t - up0, second.alive)
+    assert w.run(lambda: not second.alive, max_time=30), "the second client was never ended"
+    assert 20 <= w.clock.t - up1 <= 20.5, w.clock.t - up1
+
+
+def test_a_reload_changes_the_servers_session_timeout_for_the_clients_it_keeps(pki):
+    from tests.gateway.test_reload_directives import _reloadable
+    w = World()
+    conf = server_conf(pki)
+    gw, holder = _reloadable(w, conf)
+    w.add_client(client_conf(pki, "client0"))
+    assert w.run(lambda: _up(w), max_time=30)
+    rec, up = gw.d.clients[0], w.clock.t
+    w.run_for(10)
+    assert rec.alive
+    holder["conf"] = server_conf(pki, extra="session-timeout 30\n")
+    assert gw.ops.reload()
+    assert w.run(lambda: not rec.alive, max_time=40), "the reloaded session-timeout was not applied"
+    assert 30 <= w.clock.t - up <= 30.5, w.clock.t - up            # counted from its tunnel's start
+    holder["conf"] = conf                                          # taken out again: no end
+    assert gw.ops.reload()
+    assert w.run(lambda: bool(_server_up(w)), max_time=40)        # the client came back
+    back = _server_up(w)[0]
+    w.run_for(60)
+    assert back.alive

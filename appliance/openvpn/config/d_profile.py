@@ -141,7 +141,7 @@ def _dns(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
 
 # Settings of this module our server does not apply (field -> directive).
 CLIENT_ONLY = {"route_metric": "route-metric", "block_ipv6": "block-ipv6",
-               "dns_servers": "dns", "dns_search_domains": "dns", "session_timeout": "session-timeout"}
+               "dns_servers": "dns", "dns_search_domains": "dns"}
 
 
 def finish_profile(p: ParseState) -> None:
@@ -162,7 +162,8 @@ def finish_profile(p: ParseState) -> None:
 
 # ------------------------------------------------------------------ session
 @reg.apply("session-timeout", why="a client ends its run N seconds into each connection (as at SIGTERM, "
-           "OpenVPN's \"Session timeout, exiting\"); a pushed one replaces it", sets=("session_timeout",),
+           "OpenVPN's \"Session timeout, exiting\"; a pushed one replaces it); a server disconnects each client N "
+           "seconds after its tunnel came up (gateway/session_limit.py)", sets=("session_timeout",),
            used_by="client", nargs=(1, 1))
 def _session_timeout(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
     n = p.int_arg(d, a[0], 0, 2**31 - 1)
