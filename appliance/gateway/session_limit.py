@@ -30,6 +30,11 @@ class SessionLimit:
         self.up: dict[int, tuple[object, float]] = {}     # id(rec) -> (rec, when its tunnel came up)
 
     def started(self, rec: object) -> None:
+        """Its tunnel is up. Once per session: a second call (none comes now) must not move the
+        start, or a client could push its end out for ever."""
+        known = self.up.get(id(rec))
+        if known is not None and known[0] is rec:
+            return
         self.up[id(rec)] = (rec, self.clock())
         self._rearm()
 

@@ -103,3 +103,21 @@ def test_a_reload_changes_the_servers_session_timeout_for_the_clients_it_keeps(p
     back = _server_up(w)[0]
     w.run_for(60)
     assert back.alive
+
+
+def test_the_start_of_a_client_is_never_moved():
+    """A second `started` for the same session (none comes from the engine today) must not push
+    its end out: a client renegotiating or reconnecting its key would keep its session for ever."""
+    from appliance.gateway.session_limit import SessionLimit
+    t = [0.0]
+    armed: list = []
+    kicked: list = []
+    lim = SessionLimit(10, lambda: t[0], armed.append, lambda rec, why: kicked.append(rec))
+    rec = object()
+    lim.started(rec)
+    t[0] = 9.0
+    lim.started(rec)
+    assert armed[-1] == 10.0
+    t[0] = 10.0
+    lim.due()
+    assert kicked == [rec] and armed[-1] is None
