@@ -345,7 +345,8 @@ class ServerDispatcher(ClientPush):
                 continue
             src = bytes(src)
             owner = by_vaddr4.get(src)
-            if owner is None and rec.iroutes:
+            if owner is None and rec.iroutes and src != self.st.local_ip4:
+                # (not the server's own address, even inside the client's iroute: as for IPv6)
                 owner = self.iroutes.lookup(src)
             if owner is rec:
                 ok.append(p)

@@ -93,6 +93,7 @@ class ServerSettings:
     pool: AddressPool | None = None
     pool6: AddressPool6 | None = None
     local_ip6: str | None = None                     # the server's own IPv6 address (TUN), if any
+    local_ip4: bytes | None = None                   # the server's own IPv4 address (TUN), packed, if any
     push: list[str] = field(default_factory=list)
     client_to_client: bool = False
     duplicate_cn: bool = False

@@ -232,6 +232,7 @@ def server_settings(opts: Options, ccd_loader=None, passdb_text: str | None = No
         session_config=per_client, protection=kind, static_key=static_key,
         key_direction=opts.key_direction, auth_digest=opts.auth or "SHA1", v2_server_key=v2key, pool=pool,
         pool6=_pool6(opts), local_ip6=_local_ip6(opts),
+        local_ip4=ipaddress.IPv4Address(pool.server_ip).packed if pool is not None else None,
         push=push, client_to_client=opts.client_to_client, duplicate_cn=opts.duplicate_cn,
         max_clients=opts.max_clients, max_routes_per_client=opts.max_routes_per_client, hand_window=opts.hand_window, ccd=ccd_loader,
         tcp=opts.proto == "tcp", ccd_exclusive=opts.ccd_exclusive, force_cookie=opts.tls_crypt_v2_force_cookie,

@@ -111,3 +111,17 @@ def test_a_pool_address_stays_taken_while_a_client_on_it_is_connected(pki, tmp_p
     w.run_for(10)
     assert w.client_addr(2) == "198.19.0.3"
     assert w.client_addr(3) is None, "an address a connected client still holds was leased again"
+
+
+def test_an_iroute_over_the_pool_does_not_lend_the_servers_own_address(pki, tmp_path):
+    """client0's iroute covers the whole tunnel network (an operator's wide prefix): the server's
+    own tunnel address stays nobody's source -- a packet from client0 with it would reach other
+    clients (client-to-client) as the server's. It passed, as the IPv6 one did before (the same
+    rule there: tests/gateway/test_iroute_ipv6.py)."""
+    w = World()
+    w.add_server(server_conf(pki))
+    _ccd(w, tmp_path, {"client0": "iroute 198.19.0.0 255.255.0.0\n"})
+    w.add_client(client_conf(pki, "client0"))
+    assert w.run(lambda: _up(w, 0), max_time=30)
+    assert _reaches_server(w, 0, "198.19.0.200", b"inside"), "client0's own network must pass"
+    assert not _reaches_server(w, 0, SERVER_TUN, b"servers"), "a client sent as the server"
