@@ -23,12 +23,12 @@ if TYPE_CHECKING:
 
 
 def with_profile(opts: "Options", pushed: PushedOptions | None) -> PushedOptions | None:
-    """`pushed` with the profile's route-ipv6, route-metric, block-ipv6 and dns;
+    """`pushed` with the profile's route-ipv6, route-metric, block-ipv6, dhcp-option and dns;
     `pushed` itself when the profile has none of them (the common case costs nothing)."""
     if pushed is None:
         return None
     if not (opts.route_ipv6 or opts.route_metric or opts.block_ipv6 or opts.dns_servers
-            or opts.dns_search_domains):
+            or opts.dns_search_domains or opts.dhcp_options):
         return pushed
     p = copy.copy(pushed)
     # route-metric: the pushed one replaces the profile's; 0 means none (options.c positive_atoi).
@@ -38,6 +38,10 @@ def with_profile(opts: "Options", pushed: PushedOptions | None) -> PushedOptions
     p.routes_ipv6 = [(n, g, x if x is not None else p.route_metric)
                      for n, g, x in [*opts.route_ipv6, *pushed.routes_ipv6]]
     p.block_ipv6 = pushed.block_ipv6 or opts.block_ipv6
+    if opts.dhcp_options:
+        # OpenVPN numbers foreign_option_N over the profile's lines, then the pushed ones.
+        p.dhcp_options = [*opts.dhcp_options, *pushed.dhcp_options]
+        update_dns(p)
     if opts.dns_servers or opts.dns_search_domains:
         servers = {n: copy.deepcopy(s) for n, s in opts.dns_servers.items()}
         servers.update(pushed.dns_servers)              # a pushed server N replaces the profile's N

@@ -62,6 +62,25 @@ def test_the_profiles_block_ipv6_route_ipv6_and_dns_reach_the_tunnel_with_the_pu
     assert not any(pk[0] >> 4 == 6 for pk in w.server_net.tun.written), "an IPv6 packet reached the server"
 
 
+def test_the_profiles_dhcp_option_goes_with_the_pushed_ones_first(pki):
+    """A profile's `dhcp-option DNS/DOMAIN` is used as a pushed one (OpenVPN hands both to its DNS
+    scripts as foreign options, the profile's first); route-nopull keeps it. Before, the line was
+    accepted with no effect while a profile `dns` line applied."""
+    w = World()
+    w.add_server(server_conf(pki, extra='push "dhcp-option DNS 198.19.0.53"\npush "dhcp-option DOMAIN corp.test"\n'))
+    w.add_client(client_conf(pki, extra="dhcp-option DNS 198.18.0.77\ndhcp-option DOMAIN-SEARCH home.test\n"))
+    assert w.run(lambda: _up(w), max_time=30)
+    p = w.client_nets[0].pushed
+    assert p.dns == ["198.18.0.77", "198.19.0.53"]
+    assert p.dhcp_options == [("DNS", "198.18.0.77"), ("DOMAIN-SEARCH", "home.test"),
+                              ("DNS", "198.19.0.53"), ("DOMAIN", "corp.test")]
+    w2 = World()
+    w2.add_server(server_conf(pki, extra='push "dhcp-option DNS 198.19.0.53"\n'))
+    w2.add_client(client_conf(pki, extra="route-nopull\ndhcp-option DNS 198.18.0.77\n"))
+    assert w2.run(lambda: _up(w2), max_time=30)
+    assert w2.client_nets[0].pushed.dns == ["198.18.0.77"]
+
+
 # ------------------------------------------------------------------ the server's session-timeout
 def _server_up(w: World) -> list:
     return [r for r in w.server.d.clients if r.alive]

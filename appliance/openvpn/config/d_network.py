@@ -439,7 +439,15 @@ reg.refuse("ifconfig-noexec", "the appliance configures the tunnel's address its
            "hand it to instead; remove the line")
 
 
-reg.noop("dhcp-option", "reported only: the appliance does not change the host's resolver", nargs=(1, 2))
+@reg.apply("dhcp-option", why="client: DNS servers, domains... as pushed ones are used (the DNS helpers, the "
+           "LAN's DHCP and DNS), the profile's before the server's, as OpenVPN numbers its foreign options; "
+           "no effect on a server (`push \"dhcp-option ...\"` gives them to clients)",
+           sets=("dhcp_options",), used_by="client", nargs=(1, 2))
+def _dhcp_option(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
+    # As OpenVPN on Linux (options.c: setenv_foreign_option, for the profile's and pushed lines
+    # alike): taken as written; a DNS value that is no address is skipped where it is used, as a
+    # pushed one (keymethod.update_dns).
+    p.add("dhcp_options", (a[0], a[1] if len(a) > 1 else ""))
 
 
 @reg.apply("pull-filter", why="accept/ignore/reject pushed options", sets=("pull_filter",), used_by="session",

@@ -154,6 +154,10 @@ def finish_profile(p: ParseState) -> None:
             if f in o.source:
                 p.err(d, "is applied by our client only; in a server config it would do nothing "
                          f"(`push \"{d}\"` with its arguments gives it to the clients)", o.source[f][1])
+        if "dhcp_options" in o.source:
+            # Accepted there by OpenVPN too (an environment variable for its scripts): a note, no error.
+            p.line = o.source["dhcp_options"][1]
+            p.note("dhcp-option", "no effect in a server config (`push \"dhcp-option ...\"` gives it to the clients)")
     for prio, srv in o.dns_servers.items():
         if not srv.addresses:
             p.err("dns", f"server {prio} has no address (`dns server {prio} address ADDR`)",

@@ -171,6 +171,7 @@ class Options:
     # The profile's own network options that a server may also push (d_profile.py; route_ipv6
     # above too); the client applies them with the pushed ones, as OpenVPN 2.6 (openvpn/profile_push.py).
     route_metric: int = 0                        # route-metric: routes without a metric get it (0: none)
+    dhcp_options: list[tuple[str, str]] = field(default_factory=list)  # client: the profile's dhcp-option lines
     block_ipv6: bool = False                     # block-ipv6: no IPv6 leaves outside the tunnel
     dns_servers: dict[int, DnsServer] = field(default_factory=dict)   # `dns server N ...` by priority
     dns_search_domains: list[str] = field(default_factory=list)       # `dns search-domains ...`
