@@ -4,7 +4,29 @@ from __future__ import annotations
 import ipaddress
 
 
-class AddressPool:
+class _SharedLeases:
+    """How many clients hold a leased address beyond the first (an ifconfig-push or
+    ifconfig-ipv6-push of an address in use, the operator's mistake): it stays leased until the
+    last of them releases it. One rule for both families."""
+
+    shared: dict[str, int]
+
+    def _share(self, ip: str) -> None:
+        self.shared[ip] = self.shared.get(ip, 0) + 1
+
+    def _unshare(self, ip: str | None) -> bool:
+        """One holder of a shared `ip` gone: True when others still hold it (nothing freed)."""
+        n = self.shared.get(ip or "", 0)
+        if not n:
+            return False
+        if n > 1:
+            self.shared[ip] = n - 1
+        else:
+            del self.shared[ip]
+        return True
+
+
+class AddressPool(_SharedLeases):
     """Tunnel addresses for clients (topology subnet: one address each; net30: a /30 each)."""
 
     def __init__(self, network: str, netmask: str, topology: str = "subnet",
@@ -68,18 +90,13 @@ class AddressPool:
         """One more client on a leased address (an ifconfig-push of an address in use, the
         operator's mistake): it stays leased until the last of them releases it."""
         if ip in self.leased:
-            self.shared[ip] = self.shared.get(ip, 0) + 1
+            self._share(ip)
 
     def release(self, ip: str | None) -> None:
         """One client no longer uses `ip`; with the last, it is free. Only an address of the
         dynamic range goes back to `free`: a static one (ifconfig-push outside the range) handed
         out later would be taken back from its new holder when its own client returns."""
-        n = self.shared.get(ip or "", 0)
-        if n:
-            if n > 1:
-                self.shared[ip] = n - 1
-            else:
-                del self.shared[ip]
+        if self._unshare(ip):
             return
         if ip is not None and ip in self.leased:
             self.leased.discard(ip)
@@ -93,7 +110,7 @@ class AddressPool:
         return f"ifconfig {ip} {ipaddress.IPv4Address(ip) - 1}"
 
 
-class AddressPool6:
+class AddressPool6(_SharedLeases):
     """IPv6 tunnel addresses (`server-ipv6`): the server takes ::1, clients ::1000 upwards, as OpenVPN.
     Or OpenVPN's manual form (`ifconfig-ipv6 ADDR/BITS REMOTE` + `ifconfig-ipv6-pool BASE/BITS`):
     `start` the pool's base, `server_ip` and `push_bits` the server's own address and its bits,
@@ -156,7 +173,7 @@ class AddressPool6:
         if ipaddress.IPv6Address(ip) not in self.net:
             return True
         if ip in self.leased:
-            self.shared[ip] = self.shared.get(ip, 0) + 1
+            self._share(ip)
             return False
         n = int(ipaddress.IPv6Address(ip)) - int(self.net.network_address)
         if n in self.free:
@@ -168,12 +185,7 @@ class AddressPool6:
         """One client no longer uses `ip`; with the last, it is free. Only an address of the
         dynamic range (from `first`) goes back to `free`: a static one below it handed out to
         somebody else would be taken back from them when its own client returns."""
-        n = self.shared.get(ip or "", 0)
-        if n:
-            if n > 1:
-                self.shared[ip] = n - 1
-            else:
-                del self.shared[ip]
+        if self._unshare(ip):
             return
         if ip in self.leased:
             self.leased.discard(ip)
