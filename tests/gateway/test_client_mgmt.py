@@ -291,7 +291,7 @@ def test_random_command_lines_never_escape_the_connection(pki, tmp_path):
         line = " ".join(rng.choice(words) for _ in range(rng.randint(0, 4)))
         conn = MgmtConn(_FakeSock(line.encode("utf-8", "surrogateescape") + b"\n"), c.mgmt.mgr, need_password=False)
         c.mgmt.mgr.conns.append(conn)
-        while not conn.closed and conn.sock.data:
+        while not conn.closed and (conn.sock.data or conn.pending):
             conn.on_read()
         c.mgmt.mgr.drop(conn, None)
     assert c.mgmt.mgr.conns == [_tap] and c.result is None

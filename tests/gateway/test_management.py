@@ -4,6 +4,8 @@ pid and times masked), and bounded buffers: a client that never reads, or sends 
 off while the others are answered at once."""
 from __future__ import annotations
 
+import logging
+import os
 import re
 import socket
 import time
@@ -12,7 +14,7 @@ import pytest
 
 from appliance.gateway import status as st_mod
 from appliance.gateway.loop import Pump, SelectorWaiter
-from appliance.gateway.management import LINE_LIMIT, OUT_LIMIT, Management
+from appliance.gateway.management import LINE_LIMIT, OUT_LIMIT, WAKE_LINES, WAKE_OUTPUT, Management
 
 # What Debian's OpenVPN 2.6.14 server (no clients) answered, line by line (tests/interop repeats
 # the comparison live). <PID> and <T> mark what differs between runs; TITLE/version text aside.
@@ -168,6 +170,54 @@ def test_a_client_that_never_reads_is_cut_off_and_blocks_nobody(mgmt):
     txt = _read_until(pump, good, lambda t: "SUCCESS: pid=" in t)
     assert "SUCCESS: pid=" in txt, "the reading client was not answered"
     hog.close()
+
+
+def _take(s: socket.socket) -> bytes:
+    out = b""
+    try:
+        while d := s.recv(1 << 20):
+            out += d
+    except BlockingIOError:
+        pass
+    return out
+
+
+def test_a_flood_of_commands_is_answered_a_share_per_wake_up(mgmt):
+    """One read of 64 KB held 16,000 `pid` lines, all answered in one wake-up of the pump, which
+    is the tunnel's loop (0.26 s stalled), and a client reading at once kept its backlog under
+    OUT_LIMIT while `log all` after `log all` was built (1 s per wake-up). Each wake-up now takes
+    at most WAKE_LINES of its lines, fewer once WAKE_OUTPUT bytes are queued; the rest come at the
+    next ones, in order, none lost, and its end of input (sent with the commands, as `socat`
+    does) closes it only after the last reply."""
+    m, pump, path = mgmt
+    s = _client(path)
+    _read_until(pump, s, lambda t: t.endswith("\r\n"))
+    n = 20 * WAKE_LINES
+    s.sendall(b"pid\n" * n)
+    pump.step(block=False)
+    first = _take(s).count(b"\r\n")
+    assert 1 <= first <= WAKE_LINES, first
+    got = b""
+    for _ in range(4 * n):
+        if not m.conns:
+            break
+        pump.step(block=False)
+        got += _take(s)
+        if got.count(b"\r\n") + first == n:
+            s.shutdown(socket.SHUT_WR)
+    assert first + got.count(b"\r\n") == n and m.conns == []
+    assert set(got.split(b"\r\n")[:-1]) == {f"SUCCESS: pid={os.getpid()}".encode()}
+
+    for i in range(500):                               # `log all`: a long reply
+        logging.getLogger("vpn-appliance").warning("history line %d %s", i, "." * 80)
+    s = _client(path)
+    _read_until(pump, s, lambda t: t.endswith("\r\n"))
+    s.sendall(b"log all\n" * 10)
+    pump.step(block=False)
+    first = _take(s).count(b"\r\nEND\r\n")
+    assert 1 <= first <= 1 + WAKE_OUTPUT // (500 * 80), first
+    txt = _read_until(pump, s, lambda t: t.count("\r\nEND\r\n") == 10 - first, 5.0)
+    assert txt.count("\r\nEND\r\n") == 10 - first and len(m.conns) == 1
 
 
 def test_a_one_megabyte_line_is_refused_and_others_are_answered(mgmt):
