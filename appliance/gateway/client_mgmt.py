@@ -298,9 +298,13 @@ class ClientMgmt:
         return render_client(self.gw.counters, self.wall())
 
     def bytecount_changed(self, c: MgmtConn) -> None:
+        """The tick starts unless it runs already: re-armed at each `bytecount`, another management
+        client repeating the command more often than once a second kept it from ever firing, and
+        a tool that had asked for `bytecount 1` heard nothing."""
         c.bytecount_last = self.gw.clock()     # on the connection: gone with it (no table to grow)
-        if self.mgr is not None and any(x.bytecount for x in self.mgr.conns):
-            self.gw.pump.timers.arm("mgmt-bytecount", self.gw.clock() + BYTECOUNT_TICK, self._bytecount)
+        timers = self.gw.pump.timers
+        if self.mgr is not None and any(x.bytecount for x in self.mgr.conns) and not timers.armed("mgmt-bytecount"):
+            timers.arm("mgmt-bytecount", self.gw.clock() + BYTECOUNT_TICK, self._bytecount)
 
     def _bytecount(self) -> None:
         """>BYTECOUNT:in,out every N seconds per client: the transport bytes over the run (OpenVPN

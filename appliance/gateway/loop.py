@@ -126,6 +126,9 @@ class TimerHeap:
     def cancel(self, key: object) -> None:
         self._due.pop(key, None)
 
+    def armed(self, key: object) -> bool:
+        return key in self._due
+
     def _compact(self) -> None:
         """Drop stale entries (re-armed or cancelled keys): the heap stays proportional to the
         live timers however often deadlines move."""

@@ -273,8 +273,11 @@ class Operations:
         self.gw.pump.timers.arm("pool-persist", self.gw.clock() + self.pool_memory.interval, self._save_pool)
 
     def bytecount_changed(self) -> None:
-        if self.mgmt is not None and any(c.bytecount for c in self.mgmt.conns):
-            self.gw.pump.timers.arm("bytecount", self.gw.clock() + BYTECOUNT_TICK, self._bytecount)
+        """The tick starts unless it runs already (re-armed at each `bytecount`, a management client
+        repeating the command within a second kept every other one's >BYTECOUNT_CLI away)."""
+        timers = self.gw.pump.timers
+        if self.mgmt is not None and any(c.bytecount for c in self.mgmt.conns) and not timers.armed("bytecount"):
+            timers.arm("bytecount", self.gw.clock() + BYTECOUNT_TICK, self._bytecount)
 
     def _bytecount(self) -> None:
         m = self.mgmt

@@ -155,6 +155,21 @@ def test_bytecount_reports_the_transport_bytes_every_n_seconds(pki, tmp_path):
     assert not [x for x in tap.got[n:] if x.startswith(">BYTECOUNT:")]
 
 
+def test_another_client_repeating_bytecount_does_not_silence_the_first(pki, tmp_path):
+    """Each `bytecount` re-armed the one tick all management clients share: a second client
+    sending `bytecount 5` every half second kept it from ever firing, and the tool that had
+    asked for `bytecount 1` heard nothing."""
+    w, c, tap = _setup(pki, tmp_path, client_extra="")
+    other = Tap()
+    c.mgmt.mgr.conns.append(other)
+    assert w.run(lambda: _up(c), max_time=20)
+    ask(c, tap, "bytecount 1")
+    for _ in range(12):
+        assert ask(c, other, "bytecount 5") == ["SUCCESS: bytecount interval changed"]
+        w.run_for(0.5)
+    assert len([x for x in tap.got if x.startswith(">BYTECOUNT:")]) >= 5, tap.got
+
+
 def test_signals_as_our_client_has_them(pki, tmp_path):
     w, c, tap = _setup(pki, tmp_path, client_extra="")
     assert w.run(lambda: _up(c), max_time=20)

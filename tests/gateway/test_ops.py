@@ -521,6 +521,33 @@ def test_sigusr2_logs_statistics_and_bytecount_lines(opki, caplog):
     gw.ops.mgmt = None
 
 
+def test_another_management_client_repeating_bytecount_does_not_silence_the_first(opki):
+    """Each `bytecount` re-armed the tick all management clients share: one sending it every
+    half second kept >BYTECOUNT_CLI from every other client that had asked for it."""
+    w = World()
+    gw, _ = _server(w, server_conf(opki))
+    w.add_client(client_conf(opki, "client0"))
+    assert w.run(lambda: _up(w, 0), max_time=30)
+
+    class Conn:
+        def __init__(self, n: int) -> None:
+            self.bytecount, self.got = n, []
+
+        def send_lines(self, lines):
+            self.got.extend(lines)
+
+    class Mgr:
+        conns = [Conn(1), Conn(5)]
+    gw.ops.mgmt = Mgr()
+    try:
+        for _ in range(12):
+            gw.ops.bytecount_changed()           # the second client's `bytecount 5`, again and again
+            w.run_for(0.5)
+        assert len([x for x in Mgr.conns[0].got if x.startswith(">BYTECOUNT_CLI:")]) >= 5, Mgr.conns[0].got
+    finally:
+        gw.ops.mgmt = None
+
+
 def test_a_script_past_its_time_limit_is_killed_and_refuses(tmp_path):
     import time
     slow = _script(tmp_path, "slow.sh", "sleep 5\necho done\n")
