@@ -184,7 +184,11 @@ class MgmtConn:
             if not self.authed:
                 self.password_line(raw)
                 continue
-            line = from_peer(raw).strip("\r\n ")   # `kill NAME` names a client by its bytes
+            # As OpenVPN 2.6 reads every line (manage.c command_line_add): its control bytes
+            # dropped, a client-auth block's lines too. Kept, a tab in client-deny's reason made
+            # the AUTH_FAILED that OpenVPN's client refuses whole, and a CR in a reason that
+            # reaches the log forged a line in other management clients' >LOG.
+            line = from_peer(_CONTROL_BYTES.sub(b"", raw)).strip(" ")   # `kill NAME` names a client by its bytes
             if self.block is not None:
                 self.block_line(line)
                 continue
@@ -281,10 +285,13 @@ def command_words(line: str) -> list[str]:
         raise ValueError(str(e)) from None
 
 
+_CONTROL_BYTES = re.compile(rb"[\x00-\x1f\x7f]")
+
+
 def clean_password_line(raw: bytes) -> bytes:
     """`raw` (one line without its LF) with the bytes OpenVPN's management reader drops removed:
     those below 0x20 and DEL. Bytes of 0x80 and above (UTF-8) stay, as there."""
-    return bytes(b for b in raw if b >= 0x20 and b != 0x7F)
+    return _CONTROL_BYTES.sub(b"", raw)
 
 
 def read_password_file(path: str) -> bytes:

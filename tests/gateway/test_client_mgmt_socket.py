@@ -96,6 +96,29 @@ def test_a_flood_never_read_before_hold_release_is_cut_off_and_the_tool_releases
     hog.close()
 
 
+# Debian's OpenVPN 2.6.14 client on hold, in the lab: every control byte of a line is dropped
+# before it is read (manage.c command_line_add), inside quotes too, so no reply echoes one.
+OPENVPN_2_6_CONTROL_BYTES = {
+    b"signal\tSIGFOO\n": ["ERROR: unknown command, enter 'help' for more options"],
+    b'signal "a\r>HOLD:x"\n': ["ERROR: signal 'a>HOLD:x' is not a known signal type"],
+    b"sig\x1bnal SIGFOO\n": ["ERROR: signal 'SIGFOO' is not a known signal type"],
+    b'signal "x\ty"\n': ["ERROR: signal 'xy' is not a known signal type"],
+}
+
+
+def test_control_bytes_of_a_line_are_dropped_as_openvpn_drops_them(held):
+    """Kept, a CR in a quoted word came back in the reply, where a tool reading lines the
+    universal way (Python's text files) took `>HOLD:x` for a notification."""
+    m, gw, pump, path = held
+    s = _client(path)
+    _read_until(pump, s, lambda t: t.count("\r\n") >= 2)
+    for line, want in OPENVPN_2_6_CONTROL_BYTES.items():
+        s.sendall(line)
+        assert _read_until(pump, s, lambda t: t.endswith("\r\n")).split("\r\n")[:-1] == want, line
+    assert gw.calls == []
+    s.close()
+
+
 def test_a_line_past_the_limit_is_refused_and_the_tool_is_answered(held):
     m, gw, pump, path = held
     bad, tool = _client(path), _client(path)

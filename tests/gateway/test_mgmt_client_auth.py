@@ -112,6 +112,36 @@ def test_client_deny_refuses_with_the_client_reason(pki, tmp_path, caplog):
     assert not _up(c) and "AUTH_FAILED ask the helpdesk" in caplog.text and "client-deny: not in LDAP" in caplog.text
 
 
+def test_control_characters_of_a_command_line_are_dropped_as_openvpn_drops_them(pki, tmp_path, caplog):
+    """OpenVPN 2.6 drops every control byte a management client sends (manage.c
+    command_line_add: only printable bytes and the line end are kept). Kept here, a tab in
+    client-deny's client reason went into the AUTH_FAILED message, which OpenVPN's client (and
+    ours) refuses whole: the refused client never learnt it, and retried; a CR in the log reason
+    reached the log and the other management clients' >LOG lines, where a tool reading lines
+    the universal way (Python's text files) took what follows for a line of its own."""
+    from appliance.gateway.management import MgmtConn
+    from tests.fuzz.mgmt_world import _FakeSock
+    caplog.set_level(logging.INFO)
+    w = World()
+    gw = w.add_server(server_conf(pki, extra=f"management {tmp_path}/m.sock unix\nmanagement-client-auth\n"))
+    real, m = gw.ops.mgmt, Mgmt()
+    gw.ops.mgmt = m
+    try:
+        c = _client(w, pki)
+        assert _asked(w, m)
+        _mode, cid, kid, _env = m.asks()[0]
+        line = f'client-deny {cid} {kid} "not in\r>PASSWORD:Need \'Auth\' username/password" "ask\tthe\x1b[2J helpdesk"\n'
+        conn = MgmtConn(_FakeSock(line.encode()), real, need_password=False)
+        real.conns.append(conn)
+        conn.on_read()
+        assert w.run(lambda: c.result is not None, max_time=30), "the client never learnt it was refused"
+        w.run_for(2)
+        assert "AUTH_FAILED askthe[2J helpdesk" in caplog.text
+        assert "client-deny: not in>PASSWORD" in caplog.text and "\r" not in caplog.text
+    finally:
+        real.close()
+
+
 def test_client_auth_config_lines_apply_at_the_connect(pki, tmp_path):
     w, _m, c, cid, kid = _login(pki, tmp_path)
     assert w.server.ops.management_verdict(cid, kid, True, config=[
