@@ -290,7 +290,9 @@ class ClientMgmt:
             return [f"ERROR: signal '{name}' is currently ignored", *self.special()]
         gw = self.gw
         act = {"SIGUSR1": gw.user_restart, "SIGUSR2": lambda: gw._log_drops(final=True)}.get(name, gw.request_stop)
-        gw.pump.timers.arm("mgmt-signal", gw.clock(), act)       # after the reply, as a signal would come
+        # After the reply, as a signal would come; one timer per signal, so a SIGTERM thrown is
+        # not replaced by another client's SIGUSR2 before it was acted on (a repeated one is one).
+        gw.pump.timers.arm(("mgmt-signal", name), gw.clock(), act)
         return [f"SUCCESS: signal {name} thrown"]
 
     # ---------------------------------------------------------------- status, bytecount

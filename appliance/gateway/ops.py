@@ -449,7 +449,10 @@ class Operations:
             self._kick(rec, why)
 
     def management_signal(self, name: str) -> None:
-        self.gw.pump.timers.arm("mgmt-signal", self.gw.clock(), lambda: self.on_signal(getattr(_signal, name)))
+        """After the reply, as a signal would come. One timer per signal: with one for all, the
+        next management client's signal replaced one not acted on yet (a SIGTERM lost to a
+        SIGUSR2); the same signal twice before it is acted on is one, as the kernel's."""
+        self.gw.pump.timers.arm(("mgmt-signal", name), self.gw.clock(), lambda: self.on_signal(getattr(_signal, name)))
 
     def on_signal(self, signum: int) -> None:
         if signum == _signal.SIGUSR1 and self.gw.opts.remap_usr1 == "SIGTERM":

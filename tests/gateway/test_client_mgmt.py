@@ -189,6 +189,19 @@ def test_signals_as_our_client_has_them(pki, tmp_path):
     assert mask(tap.got[-1]) == ">STATE:<T>,EXITING,SIGTERM,,,,,"
 
 
+def test_a_signal_thrown_is_not_replaced_by_the_next_one(pki, tmp_path):
+    """Each `signal` armed one shared timer, so the next command's signal replaced the one not
+    yet acted on: a SIGTERM answered `thrown` was lost to a monitor's SIGUSR2 read in the same
+    wake-up, and the client ran on."""
+    w, c, tap = _setup(pki, tmp_path, client_extra="")
+    other = Tap()
+    c.mgmt.mgr.conns.append(other)
+    assert w.run(lambda: _up(c), max_time=20)
+    assert ask(c, tap, "signal SIGTERM") == ["SUCCESS: signal SIGTERM thrown"]
+    assert ask(c, other, "signal SIGUSR2") == ["SUCCESS: signal SIGUSR2 thrown"]
+    assert w.run(lambda: c.result is not None, max_time=5) and c.result == 0
+
+
 def test_hold_flag_holds_each_reconnect_with_the_pause(pki, tmp_path):
     w, c, tap = _setup(pki, tmp_path)
     ask(c, tap, "hold release")

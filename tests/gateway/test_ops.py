@@ -548,6 +548,20 @@ def test_another_management_client_repeating_bytecount_does_not_silence_the_firs
         gw.ops.mgmt = None
 
 
+def test_a_management_signal_is_not_replaced_by_the_next_one(opki, monkeypatch):
+    """Each `signal` armed one shared timer: a SIGTERM answered `thrown` was lost to another
+    management client's SIGUSR2 read before the timer fired, and the server ran on."""
+    w = World()
+    gw, _ = _server(w, server_conf(opki))
+    done: list[str] = []
+    monkeypatch.setattr(gw, "request_stop", lambda: done.append("stop"))
+    monkeypatch.setattr(gw.ops, "log_stats", lambda: done.append("stats"))
+    gw.ops.management_signal("SIGTERM")
+    gw.ops.management_signal("SIGUSR2")
+    w.run_for(0.5)
+    assert done == ["stop", "stats"]
+
+
 def test_a_script_past_its_time_limit_is_killed_and_refuses(tmp_path):
     import time
     slow = _script(tmp_path, "slow.sh", "sleep 5\necho done\n")
