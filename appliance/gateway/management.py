@@ -181,6 +181,13 @@ class MgmtConn:
             if len(raw) > LINE_LIMIT:
                 self.mgr.drop(self, "management line too long")
                 return
+            if _HTTP_LINE.match(raw):
+                # A web page's request (a cross-origin POST to 127.0.0.1 with a text/plain body,
+                # which browsers send): its body lines would be commands. Closed unread, before
+                # a password try is counted; no OpenVPN command looks like this (Redis does the
+                # same with `POST` and `Host:`). OpenVPN 2.6 has no such check.
+                self.mgr.drop(self, "management: an HTTP request (from a web page?) refused")
+                return
             if not self.authed:
                 self.password_line(raw)
                 continue
@@ -286,6 +293,8 @@ def command_words(line: str) -> list[str]:
 
 
 _CONTROL_BYTES = re.compile(rb"[\x00-\x1f\x7f]")
+# An HTTP request line (`POST / HTTP/1.1`) or a Host header: what a browser sends first.
+_HTTP_LINE = re.compile(rb"[A-Z]+ \S+ HTTP/\d|[Hh][Oo][Ss][Tt]:")
 
 
 def clean_password_line(raw: bytes) -> bytes:

@@ -140,6 +140,42 @@ def test_a_line_past_the_limit_is_refused_and_the_tool_is_answered(held):
     bad.close()
 
 
+def _free_port() -> int:
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()
+    return port
+
+
+def test_a_web_pages_request_to_the_tcp_interface_is_refused_unread(pki, tmp_path):
+    """A web page the user opens can send a POST to 127.0.0.1 (a cross-origin `no-cors` fetch
+    with a text/plain body): its body lines were commands like any tool's, so a page could
+    release the hold, or stop the client and with it the tunnel its traffic should go through.
+    A line that is an HTTP request line or header closes the connection unread (as Redis does
+    with `POST` and `Host:`); no OpenVPN command looks like one."""
+    port = _free_port()
+    m, gw, pump = _open(pki, tmp_path, f"management 127.0.0.1 {port}")
+    try:
+        s = socket.create_connection(("127.0.0.1", port))
+        s.setblocking(False)
+        _read_until(pump, s, lambda t: t.count("\r\n") >= 2)
+        body = b"hold release\nsignal SIGTERM\n"
+        s.sendall(b"POST / HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nContent-Type: text/plain\r\n"
+                  b"Content-Length: %d\r\n\r\n" % (port, len(body)) + body)
+        for _ in range(20):
+            pump.step(block=False)
+        assert gw.calls == [] and m.holding == 0 and not m.mgr.conns, gw.calls
+        tool = socket.create_connection(("127.0.0.1", port))
+        tool.setblocking(False)
+        _read_until(pump, tool, lambda t: t.count("\r\n") >= 2)
+        assert ask(pump, tool, "hold release", 1) == ["SUCCESS: hold release succeeded"]
+        s.close()
+        tool.close()
+    finally:
+        m.close()
+
+
 def test_password_on_tcp_then_the_hold_line(pki, tmp_path):
     pw = tmp_path / "pw"
     pw.write_text("s3cret\n")
