@@ -22,6 +22,7 @@ import os
 import re
 import socket
 import struct
+import threading
 from collections import deque
 
 from ..host.unlink_at_exit import identity, still_ours
@@ -330,13 +331,32 @@ class _LogForward(logging.Handler):
         self.mgr = mgr
         self.busy = False
         self.history: deque = deque(maxlen=keep)   # for `log all` / `log N`
+        # Records of other threads (the client's host DNS worker logs from its own): their lines
+        # wait here for the loop, woken through `wake`, to send them (Management._on_foreign_log).
+        # Sent from the worker, they raced the loop's own writes to the same sockets (the same
+        # bytes sent twice, a line cut in two) and changed the pump's registrations from outside.
+        self.loop_thread = threading.get_ident()
+        self.foreign: deque = deque(maxlen=LOG_HISTORY)
+        self.wake: socket.socket | None = None
 
     def emit(self, record: logging.LogRecord) -> None:
         if self.busy:                       # a log line written while forwarding one: not again
             return
-        self.busy = True
         try:
             line = f"{int(record.created)},{self.FLAGS.get(record.levelno, 'I')},{record.getMessage()}".replace("\n", " ")
+        except Exception:  # noqa: BLE001 - logging must never raise into the caller
+            return
+        if threading.get_ident() != self.loop_thread:
+            self.history.append(line)
+            self.foreign.append(line)
+            try:
+                if self.wake is not None:
+                    self.wake.send(b"\0")
+            except OSError:                 # full (the loop is woken already) or closed
+                pass
+            return
+        self.busy = True
+        try:
             self.history.append(line)
             self.mgr.log_line(line)
         except Exception:  # noqa: BLE001 - logging must never raise into the caller
@@ -402,6 +422,10 @@ class Management:
         self.sock.setblocking(False)
         pump.watch(self, self._accept)
         self._log = _LogForward(self, log_cache or LOG_HISTORY)
+        self._woken, self._log.wake = socket.socketpair()
+        self._woken.setblocking(False)
+        self._log.wake.setblocking(False)
+        pump.watch(self._woken, self._on_foreign_log)
         log.addHandler(self._log)
         log.info("management interface on %s", host if port == "unix" else f"{host}:{port}")
 
@@ -560,8 +584,24 @@ class Management:
                         f" ({more} more management connection(s) closed since the last such line)" if more else "")
             self._dropped, self._dropped_logged = 0, now
 
+    def _on_foreign_log(self) -> None:
+        """The lines other threads logged (_LogForward.foreign), sent from the loop."""
+        try:
+            for _ in range(16):
+                if not self._woken.recv(4096):
+                    break
+        except OSError:
+            pass
+        q = self._log.foreign
+        while q:
+            self.log_line(q.popleft())
+
     def close(self) -> None:
         log.removeHandler(self._log)
+        self.pump.unwatch(self._woken)
+        self._woken.close()
+        if self._log.wake is not None:
+            self._log.wake.close()
         for c in list(self.conns):
             self.drop(c, None)
         self.pump.unwatch(self)

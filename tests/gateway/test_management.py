@@ -309,6 +309,34 @@ def test_log_history_and_real_time_log_lines(mgmt):
     assert re.search(r">LOG:\d+,W,second line\r\n", txt), txt
 
 
+def test_a_log_line_from_another_thread_is_written_by_the_loop(mgmt):
+    """The client's host DNS worker (host/resolver.py) logs from its own thread, as the tunnel
+    comes up: its >LOG line was written to the management sockets from that thread, racing the
+    loop's own writes there (>STATE at the same moment: the same bytes sent twice, a line cut
+    in two) and changing the pump's registrations from outside the loop. The loop now writes
+    it, at once when woken."""
+    import threading
+    m, pump, path = mgmt
+    s = _client(path)
+    _read_until(pump, s, lambda t: t.endswith("\r\n"))
+    assert ask(pump, s, "log on", 1) == ["SUCCESS: real-time log notification set to ON"]
+    conn = m.conns[0]
+    writers: list = []
+    real_flush = conn.flush
+
+    def flush() -> None:
+        writers.append(threading.current_thread())
+        real_flush()
+    conn.flush = flush
+    t = threading.Thread(target=lambda: logging.getLogger("vpn-appliance").warning("from the worker"))
+    t.start()
+    t.join()
+    txt = _read_until(pump, s, lambda t: "from the worker" in t)
+    assert re.search(r">LOG:\d+,W,from the worker\r\n", txt), txt
+    assert writers and set(writers) == {threading.main_thread()}, writers
+    assert re.search(r"\d+,W,from the worker", ask(pump, s, "log 1", 2)[0])
+
+
 def test_a_line_of_only_blanks_is_ignored_and_the_next_command_answered(mgmt):
     """A line holding only tabs or other blanks is no command (as OpenVPN): it raised IndexError
     (an internal error), and the commands sent after it in the same read were left unanswered.
