@@ -78,9 +78,18 @@ SIGNALS = ("SIGHUP", "SIGTERM", "SIGUSR1", "SIGUSR2", "SIGINT")
 
 
 def atoi(text: str) -> int:
-    """C's atoi, as OpenVPN reads numbers here: leading blanks, a sign, digits; else 0."""
-    m = re.match(r"\s*([+-]?\d{1,18})", text)
-    return int(m.group(1)) if m else 0
+    """C's atoi as glibc has it, as OpenVPN reads numbers here: (int) strtol -- leading blanks, a
+    sign, digits (else 0), clamped to a 64-bit long, then its low 32 bits as a signed int. So
+    `state 99999999999999999999` is -1 there (an error) and `verb 4294967300` is 4, as the lab's
+    OpenVPN 2.6 answered; reading 18 digits took the first as a count and the second as out of
+    range. At most 20 digits are converted (Python refuses more than 4,300; more is past the
+    clamp either way)."""
+    m = re.match(r"[ \t\n\v\f\r]*([+-]?)0*(\d{0,20})(\d*)", text)
+    assert m is not None                    # every part may be empty: no digits read 0
+    v = 2**63 if m.group(3) else int(m.group(2) or "0")
+    v = max(-(2**63), min(2**63 - 1, -v if m.group(1) == "-" else v))
+    v &= 0xFFFFFFFF
+    return v - 2**32 if v >= 2**31 else v
 
 
 class StateEntry:

@@ -50,6 +50,22 @@ OPENVPN_2_6_ON_HOLD = {
 }
 
 
+# The same client, numbers past a C int (its atoi: (int) strtol, clamped to a 64-bit long).
+OPENVPN_2_6_BIG_NUMBERS = {
+    "state 99999999999999999999": ["ERROR: state parameter must be 'on' or 'off' or some number n or 'all'"],
+    "state 9223372036854775808": ["ERROR: state parameter must be 'on' or 'off' or some number n or 'all'"],
+    "echo 99999999999999999999": ["ERROR: echo parameter must be 'on' or 'off' or some number n or 'all'"],
+    "state 4294967297": ["<T>,CONNECTING,,,,,,", "END"],
+    "state -4294967295": ["<T>,CONNECTING,,,,,,", "END"],
+    "state +1": ["<T>,CONNECTING,,,,,,", "END"],
+    "state 0x5": ["ERROR: state parameter must be 'on' or 'off' or some number n or 'all'"],
+    "verb 4294967300": ["SUCCESS: verb level changed"],
+    "verb 99999999999999999999": ["ERROR: verb level is out of range"],
+    "verb -99999999999999999999": ["SUCCESS: verb level changed"],
+    "bytecount 99999999999999999999": ["SUCCESS: bytecount interval changed"],
+}
+
+
 def mask(line: str) -> str:
     line = re.sub(r"pid=\d+", "pid=<PID>", line)
     line = re.sub(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", "<T>", line)
@@ -109,6 +125,10 @@ def test_on_hold_replies_as_openvpn_and_nothing_connects(pki, tmp_path):
     assert c.mgmt.mgr.welcome()[1:] == [">HOLD:Waiting for hold release:0"]
     for cmd, want in OPENVPN_2_6_ON_HOLD.items():
         assert [mask(x) for x in ask(c, tap, cmd)] == want, cmd
+    for cmd, want in OPENVPN_2_6_BIG_NUMBERS.items():
+        assert [mask(x) for x in ask(c, tap, cmd)] == want, cmd
+    assert ask(c, tap, "verb 4294967300") and ask(c, tap, "verb") == ["SUCCESS: verb=4"]
+    assert tap.bytecount == 0
     w.run_for(10)
     assert c.conn is None and not w.server.d.clients, "connected before `hold release`"
     assert tap.got == [] and c.result is None
