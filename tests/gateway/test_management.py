@@ -220,6 +220,24 @@ def test_a_flood_of_commands_is_answered_a_share_per_wake_up(mgmt):
     assert txt.count("\r\nEND\r\n") == 10 - first and len(m.conns) == 1
 
 
+def test_the_lines_after_one_that_raised_are_still_answered(mgmt, monkeypatch):
+    """A line whose handling raised (our bug: the pump counts it) ended the handler, and the
+    lines sent after it in the same read waited, unanswered, until the client sent more."""
+    m, pump, path = mgmt
+    s = _client(path)
+    _read_until(pump, s, lambda t: t.endswith("\r\n"))
+    real = m.answer
+
+    def answer(c, a):
+        if a[0] == "boom":
+            raise RuntimeError("our bug")
+        return real(c, a)
+    monkeypatch.setattr(m, "answer", answer)
+    s.sendall(b"boom\npid\n")
+    txt = _read_until(pump, s, lambda t: "SUCCESS: pid=" in t)
+    assert txt == f"SUCCESS: pid={os.getpid()}\r\n" and pump.faults.counts.get("internal error")
+
+
 def test_a_one_megabyte_line_is_refused_and_others_are_answered(mgmt):
     m, pump, path = mgmt
     bad = _client(path)
