@@ -192,7 +192,7 @@ class MgmtConn:
             if len(raw) > LINE_LIMIT:
                 self.mgr.drop(self, "management line too long")
                 return
-            if _HTTP_LINE.match(raw):
+            if _HTTP_REQUEST.match(raw) or (self.authed and _HTTP_HOST.match(raw)):
                 # A web page's request (a cross-origin POST to 127.0.0.1 with a text/plain body,
                 # which browsers send): its body lines would be commands. Closed unread, before
                 # a password try is counted; no OpenVPN command looks like this (Redis does the
@@ -300,8 +300,10 @@ def command_words(line: str) -> list[str]:
 
 
 _CONTROL_BYTES = re.compile(rb"[\x00-\x1f\x7f]")
-# An HTTP request line (`POST / HTTP/1.1`) or a Host header: what a browser sends first.
-_HTTP_LINE = re.compile(rb"[A-Z]+ \S+ HTTP/\d|[Hh][Oo][Ss][Tt]:")
+# An HTTP request line (`POST / HTTP/1.1`), what a browser sends first, and its Host header (as a
+# command only: a password may begin with `host:`).
+_HTTP_REQUEST = re.compile(rb"[A-Z]+ \S+ HTTP/\d")
+_HTTP_HOST = re.compile(rb"[Hh][Oo][Ss][Tt]:")
 
 
 def clean_password_line(raw: bytes) -> bytes:
