@@ -37,3 +37,26 @@ def test_a_default_file_saying_disable_admits_only_clients_with_their_own(lab, p
     procs.append(bad)
     assert bad.wait_for("AUTH_FAILED", 30), bad.log()[-2000:]
     assert "Initialization Sequence Completed" not in bad.log(), f"{server}'s server let a client without a file in"
+
+
+@pytest.mark.parametrize("server", ["openvpn", "ours"])
+def test_push_remove_takes_out_the_same_options(lab, procs, server):
+    """ccd `push-remove` (tests/gateway/test_ccd_push_remove.py) beside OpenVPN 2.6's own reading:
+    `push-remove route` takes out the server's route and route-gateway pushed before it, a later
+    `push "route ..."` stays, `push-remove dhcp-option` takes the pushed DNS server -- in the
+    PUSH_REPLY Debian's client logs, from either server."""
+    ccd = lab.tmp / f"ccd-pr-{server}"
+    ccd.mkdir()
+    (ccd / "client1").write_text('push-remove route\npush "route 198.18.79.0 255.255.255.0"\npush-remove dhcp-option\n')
+    cfg = server_config(lab.pki, extra=f'client-config-dir {ccd}\npush "dhcp-option DNS 198.18.0.53"\n')
+    if server == "openvpn":
+        procs.append(lab.openvpn(lab.srv, cfg, f"prsrv-{len(lab.procs)}"))
+    else:
+        procs.append(lab.ours(lab.srv, cfg, f"prsrv-{len(lab.procs)}", pattern=r"listening on UDP"))
+    cli = lab.openvpn(lab.cli, client_profile(lab.pki, "udp", client="client1"), f"prcli-{len(lab.procs)}")
+    procs.append(cli)
+    reply = next((ln for ln in cli.log().splitlines() if "PUSH_REPLY" in ln), "")
+    opts = reply.split("PUSH_REPLY", 1)[1].split(",") if reply else []
+    assert "route 198.18.79.0 255.255.255.0" in opts, (server, reply)
+    assert not any(o.startswith(("route-gateway", "dhcp-option")) for o in opts), (server, reply)
+    assert [o for o in opts if o.startswith("route ")] == ["route 198.18.79.0 255.255.255.0"], (server, reply)
