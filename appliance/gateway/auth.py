@@ -4,8 +4,9 @@ Why: a check is slow on purpose (scrypt, ~45 ms); run inside the loop, about 25 
 second would stall every tunnel. The engine hands each check out as an AuthRequested event; this
 module runs it in a worker thread (hashlib.scrypt releases the GIL), and the pump applies the
 verdict with ServerDispatcher.auth_result when the worker wakes it. A source that asks for too
-many checks at once, or too often, gets a refusal without a check; so does everyone while the
-queue is full. Such a refusal is temporary (AUTH_FAILED,TEMP: the client retries after its
+many checks at once, or too often, gets a refusal without a check; so does a client certificate
+with PER_IDENTITY_PENDING checks waiting (gateway/slots.py); so does everyone while the queue is
+full. Such a refusal is temporary (AUTH_FAILED,TEMP: the client retries after its
 backoff), so a burst of legitimate logins, after a restart say, gets in over a few rounds.
 Refusals are counted by reason.
 
@@ -23,6 +24,7 @@ from typing import Callable
 from ..openvpn.sources import source_group
 from .authscript import Verdict, client_reason, control_state, remove
 from .loop import Wake
+from .slots import IDENTITY, SOURCE, TOTAL, Slots
 
 Verify = Callable[..., "bool | Verdict"]
 
@@ -35,6 +37,15 @@ POLL_EVERY = 0.25              # how often deferred verdicts' files are read
 # each waiting check is a valid login: without this, one stolen password from many addresses
 # held the whole queue (max_pending) for hand-window and every other login was refused TEMP.
 DEFERRED_PER_USER = 4
+# Checks queued, running or deferred at once per client certificate (its fingerprint). Why: the
+# check runs for anyone past TLS, so ONE valid certificate (with any usernames) from 64 addresses
+# held a password file's whole queue, and from 16 addresses a command's (16 per source, for an
+# office behind NAT), while the command was slow (a directory lookup); every other login was
+# refused TEMP. 4: a client has one login checked at a time (two while a reconnect overtakes a
+# stale one), as DEFERRED_PER_USER. Not per username: a username is anybody's to send, so a cap
+# on it would close nothing (a flood picks other names) and would let anyone lock a named user
+# out with 4 wrong-password logins held by a slow command.
+PER_IDENTITY_PENDING = 4
 
 
 class AuthChecker:
@@ -43,7 +54,8 @@ class AuthChecker:
 
     def __init__(self, verify: Verify, clock: Callable[[], float], inline: bool = False,
                  max_pending: int | None = None, per_source_pending: int | None = None,
-                 per_source_rate: tuple[int, float] | None = None) -> None:
+                 per_source_rate: tuple[int, float] | None = None,
+                 per_identity_pending: int = PER_IDENTITY_PENDING) -> None:
         """The limits: as given, else the check's own (a command's: authscript.ScriptCheck),
         else this module's (a password file's scrypt)."""
         self.verify = verify
@@ -54,10 +66,12 @@ class AuthChecker:
                                    else getattr(verify, "per_source_pending", PER_SOURCE_PENDING))
         self.rate_n, self.rate_sec = (per_source_rate if per_source_rate is not None
                                       else getattr(verify, "per_source_rate", PER_SOURCE_RATE))
-        self.pending: dict[str, int] = {}
+        self.slots = Slots(self.max_pending, self.per_source_pending, per_identity_pending)
+        self.pending: dict[str, int] = self.slots.by_source     # source -> checks queued, running or deferred
         self.tokens: dict[str, tuple[float, float]] = {}     # source -> (tokens, at)
-        self.results: deque = deque()                       # (key, source, Verdict), appended by workers
-        self.deferred: list[tuple[object, str, Verdict, float, str]] = []   # (key, source, verdict, deadline, who)
+        self.results: deque = deque()                       # (key, held, who, Verdict), appended by workers
+        # (key, held, verdict, deadline, who); held: (source, identities), what the check holds in `slots`
+        self.deferred: list[tuple[object, tuple, Verdict, float, str]] = []
         self.defer_limit = float(getattr(verify, "defer_limit", 60.0))
         self.refused: dict[str, int] = {}
         self.checked = 0
@@ -77,28 +91,34 @@ class AuthChecker:
             self._wake.drain()
 
     def submit(self, key: object, source: str, username: str, password: str, common_name: str | None,
-               env: dict[str, str] | None = None) -> str | None:
+               env: dict[str, str] | None = None, cert_identity: str | None = None) -> str | None:
         """Queue a check; None when queued, else why it was refused without one. An IPv6 source
-        counts as its /64 (openvpn/sources.py). `env`: the client's environment, for a command."""
+        counts as its /64 (openvpn/sources.py). `env`: the client's environment, for a command.
+        `cert_identity`: the client certificate's (slots.identity_of_cert), None without one."""
         source = source_group(source)
-        why = self._admit(source)
+        identities = (cert_identity,) if cert_identity else ()
+        why = self._admit(source, identities)
         if why is not None:
             self.refused[why] = self.refused.get(why, 0) + 1
             return why
-        self.pending[source] = self.pending.get(source, 0) + 1
+        held = (source, identities)
+        self.slots.take(*held)
         who = username or (common_name or "")
         if self._pool is None:
-            self._finish(key, source, who, self._check(username, password, common_name, env))
+            self._finish(key, held, who, self._check(username, password, common_name, env))
             return None
         fut = self._pool.submit(self._check, username, password, common_name, env)
-        fut.add_done_callback(lambda f: self._finished_in_thread(key, source, who, f))
+        fut.add_done_callback(lambda f: self._finished_in_thread(key, held, who, f))
         return None
 
-    def _admit(self, source: str) -> str | None:
-        if sum(self.pending.values()) >= self.max_pending:
-            return "password check refused: too many checks queued"
-        if self.pending.get(source, 0) >= self.per_source_pending:
-            return "password check refused: too many at once from one address"
+    _WHY = {TOTAL: "password check refused: too many checks queued",
+            SOURCE: "password check refused: too many at once from one address",
+            IDENTITY: "password check refused: too many at once for one certificate"}
+
+    def _admit(self, source: str, identities: tuple[str, ...] = ()) -> str | None:
+        cap = self.slots.refusal(source, identities)
+        if cap is not None:
+            return self._WHY[cap]
         now = self.clock()
         tokens, at = self.tokens.get(source, (float(self.rate_n), now))
         tokens = min(float(self.rate_n), tokens + (now - at) * self.rate_n / self.rate_sec)
@@ -120,9 +140,9 @@ class AuthChecker:
             return Verdict(False, why="the check failed")
         return r if isinstance(r, Verdict) else Verdict(bool(r))
 
-    def _finished_in_thread(self, key: object, source: str, who: str, fut: Future) -> None:
+    def _finished_in_thread(self, key: object, held: tuple, who: str, fut: Future) -> None:
         v = fut.result() if not fut.cancelled() and fut.exception() is None else Verdict(False)
-        self._finish(key, source, who, v)
+        self._finish(key, held, who, v)
         if self._closed:
             # A check that ended after close() (a reload between a password file and a command):
             # nobody reads this checker any more, so a deferred one's files go now.
@@ -133,13 +153,13 @@ class AuthChecker:
     def _discard_results(self) -> None:
         while True:
             try:
-                _key, _source, _who, v = self.results.popleft()
+                _key, _held, _who, v = self.results.popleft()
             except IndexError:
                 return
             remove(v.control, v.reason_file)
 
-    def _finish(self, key: object, source: str, who: str, v: Verdict) -> None:
-        self.results.append((key, source, who, v))
+    def _finish(self, key: object, held: tuple, who: str, v: Verdict) -> None:
+        self.results.append((key, held, who, v))
 
     def take_results(self, wanted: Callable[[object], bool] | None = None) -> list[tuple[object, Verdict]]:
         """The verdicts come in since the last call, deferred ones once their file says or their
@@ -148,15 +168,15 @@ class AuthChecker:
         dropped then, files and slot (poll)."""
         out = []
         while self.results:
-            key, source, who, v = self.results.popleft()
+            key, held, who, v = self.results.popleft()
             if v.control is not None:
                 if sum(1 for d in self.deferred if d[4] == who) < DEFERRED_PER_USER:
-                    self.deferred.append((key, source, v, self.clock() + self.defer_limit, who))
+                    self.deferred.append((key, held, v, self.clock() + self.defer_limit, who))
                     continue
                 remove(v.control, v.reason_file)
                 v = Verdict(False, why=f"more than {DEFERRED_PER_USER} logins of {who!r} waiting for a deferred "
                                        "verdict at once")
-            self._done(source)
+            self._done(held)
             out.append((key, v))
         if self.deferred and self.clock() >= self._polled_at + POLL_EVERY:
             # Not at every wake-up: the loop wakes for each batch of packets, and reading 128
@@ -174,10 +194,10 @@ class AuthChecker:
         now = self._polled_at = self.clock()
         waiting = []
         for item in self.deferred:
-            key, source, v, deadline, _who = item
+            key, held, v, deadline, _who = item
             if wanted is not None and not wanted(key):
                 remove(v.control, v.reason_file)
-                self._done(source)
+                self._done(held)
                 continue
             state = control_state(v.control)
             if state is None and now < deadline:
@@ -190,7 +210,7 @@ class AuthChecker:
                                why="the deferred check said no" if state is False
                                else "the deferred check gave no verdict within hand-window")
             remove(v.control, v.reason_file)
-            self._done(source)
+            self._done(held)
             out.append((key, done))
         self.deferred = waiting
         return out
@@ -199,12 +219,8 @@ class AuthChecker:
         """When take_results next reads the deferred checks' files (None: none waits)."""
         return max(self.clock(), self._polled_at + POLL_EVERY) if self.deferred else None
 
-    def _done(self, source: str) -> None:
-        n = self.pending.get(source, 1) - 1
-        if n > 0:
-            self.pending[source] = n
-        else:
-            self.pending.pop(source, None)
+    def _done(self, held: tuple) -> None:
+        self.slots.free(*held)
         self.checked += 1
 
     def close(self) -> None:

@@ -49,6 +49,7 @@ from .management import Management
 from .ports import PortGone
 from .learn import LearnAddress
 from .scripts import ScriptRunner
+from .slots import identity_of_v2_key
 from .tlsverify import VerifyRunner, make_verify_runner
 from .mgmt_auth import ClientAuthWait
 from .server_files import load_server_settings
@@ -786,7 +787,8 @@ class Operations:
                 d.tls_verify_result(rec, e.key_id, False, now, check=e.check, tell=False)
             return
         why = "no tls-crypt-v2-verify command" if self.verify is None or not o.tls_crypt_v2_verify else \
-            self.verify.submit_metadata(("v2", rec), ip, list(o.tls_crypt_v2_verify), e.metadata_type, e.metadata)
+            self.verify.submit_metadata(("v2", rec), ip, list(o.tls_crypt_v2_verify), e.metadata_type, e.metadata,
+                                        identity=identity_of_v2_key(e.key_digest) if e.key_digest else None)
         if why is not None:
             self.gw.faults.count(f"client refused: tls-crypt-v2-verify not run: {why}")
             d.v2_verify_result(rec, False, now, why=f"not run: {why}")

@@ -31,6 +31,7 @@ from .auth import AuthChecker
 from .eventlog import fmt_addr, log_server_event
 from .loop import Faults, Pump, Signals, Waiter, freeze_startup_heap, run_gateway
 from .ops import Operations
+from .slots import identity_of_cert
 from .ports import Clock, DatagramPort, ListenerPort, PortGone, Ports, TunPort
 from .portshare import JournalDir, PortShare
 
@@ -613,7 +614,8 @@ class ServerGateway:
             if e.session_state is not None:          # auth-gen-token (add_session_token_env)
                 env["session_state"], env["session_id"] = e.session_state, e.session_id or ""
         why = "no password checker" if self.auth is None else \
-            self.auth.submit((rec, e.key_id, e.check), str(source), e.username, e.password, e.common_name, env)
+            self.auth.submit((rec, e.key_id, e.check), str(source), e.username, e.password, e.common_name, env,
+                             cert_identity=identity_of_cert(rec.session.peer_certificate))
         if why is not None:
             self.faults.count(why)
             if self.ops.client_auth is not None:

@@ -19,9 +19,12 @@ while a command looks something up. Here the engine holds the one handshake (eve
 TlsVerifyRequested / V2VerifyRequested) and this runner's workers run the commands; the pump feeds
 the verdict back. Bounds: each job (all the depths of one chain together) has a time limit, past
 which it is killed with what it started and counts as a refusal; at most MAX_PENDING jobs queued
-or running in all and PER_SOURCE_PENDING per source address (an IPv6 /64 counts as one), so one
-host's flood of handshakes holds a few slots and others still get theirs. A job refused for room
-refuses its handshake at once (the peer retries, as after any TLS failure).
+or running in all, PER_SOURCE_PENDING per source address (an IPv6 /64 counts as one) and
+PER_IDENTITY_PENDING per identity (the peer certificate's fingerprint for tls-verify, the client
+key's digest for tls-crypt-v2-verify: gateway/slots.py), so one host's flood of handshakes holds a
+few slots, and so does one stolen certificate or client key used from many addresses, and others
+still get theirs. A job refused for room refuses its handshake at once (the peer retries, as after
+any TLS failure).
 
 tls-export-cert DIR: during each call, the certificate of that depth is in a file of DIR named in
 `peer_cert` (openvpn_pef_*.tmp, as OpenVPN's verify_cert_cert_export_env), removed after the call;
@@ -44,12 +47,19 @@ from ..openvpn.sources import source_group
 from ..openvpn.tls import MAX_CERT_DEPTH, cert_env, common_name, openvpn_subject
 from .loop import Wake
 from .scripts import Running, run_limited
+from .slots import IDENTITY, SOURCE, TOTAL, Slots, identity_of_cert
 
 log = logging.getLogger("vpn-appliance")
 
 WORKERS = 2                 # commands at once
 MAX_PENDING = 64            # jobs queued or running, all sources together
 PER_SOURCE_PENDING = 4      # of those, from one source address
+# Of those, for one certificate or one tls-crypt-v2 client key. A client has one handshake going
+# (two while a reconnect overtakes its own stale one), so 4 never refuses it; as many as one
+# address holds, so one identity from 16 addresses holds 4 slots, not all 64: filling the queue
+# takes 16 valid certificates (or keys). Deployments that share one certificate among many
+# users get 4 of its handshakes checked at once; the others retry, as after any TLS failure.
+PER_IDENTITY_PENDING = 4
 TIME_LIMIT = 10.0           # seconds for one job (all its depths); capped below hand-window by the caller
 _ERR_TAIL = 4096
 LOG_SUBJECT_MAX = 256       # characters of a refused certificate's subject in the log line
@@ -100,6 +110,7 @@ class _Job:
     chain: tuple | None = None                 # tls-verify: (argv, chain, base_env, name), made into calls by the worker
     metadata: tuple[int, bytes] | None = None  # tls-crypt-v2-verify: (type, the rest)
     argv: tuple[str, ...] = ()
+    identities: tuple[str, ...] = ()           # for the per-identity cap (slots.py)
 
 
 class VerifyRunner:
@@ -108,15 +119,17 @@ class VerifyRunner:
 
     def __init__(self, time_limit: float = TIME_LIMIT, tmp_dir: str | None = None, inline: bool = False,
                  workers: int = WORKERS, max_pending: int = MAX_PENDING,
-                 per_source_pending: int = PER_SOURCE_PENDING, export_dir: str | None = None) -> None:
+                 per_source_pending: int = PER_SOURCE_PENDING,
+                 per_identity_pending: int = PER_IDENTITY_PENDING, export_dir: str | None = None) -> None:
         self.time_limit = time_limit
         self.tmp_dir = tmp_dir
         self.export_dir = export_dir            # tls-export-cert
         self.inline = inline
         self.max_pending = max_pending
         self.per_source_pending = per_source_pending
-        self.pending: dict[str, int] = {}
-        self.results: deque = deque()          # (key, source, ok, reason), appended by workers
+        self.slots = Slots(max_pending, per_source_pending, per_identity_pending)
+        self.pending: dict[str, int] = self.slots.by_source      # source -> jobs queued or running
+        self.results: deque = deque()          # (key, job, ok, reason), appended by workers
         self.ran = 0
         self.refused: dict[str, int] = {}
         self.running = Running()
@@ -136,33 +149,35 @@ class VerifyRunner:
                      base_env: dict[str, str], name: str | None = None) -> str | None:
         if len(chain) > MAX_CERT_DEPTH:         # (the rest of the work is the worker's, off the loop)
             return chain_calls(argv, chain, base_env, name)
-        return self._submit(_Job(key, source_group(source), chain=(list(argv), tuple(chain), dict(base_env), name)))
+        ident = identity_of_cert(chain[0]) if chain else None
+        return self._submit(_Job(key, source_group(source), chain=(list(argv), tuple(chain), dict(base_env), name),
+                                 identities=(ident,) if ident else ()))
 
     def submit_metadata(self, key: object, source: str, argv: list[str], metadata_type: int,
-                        metadata: bytes, capped: bool = True) -> str | None:
+                        metadata: bytes, capped: bool = True, identity: str | None = None) -> str | None:
         """`capped=False`: a reload's check of a connected client (ops.py), bounded by the
-        clients the server holds, not by the queue's room for strangers' handshakes."""
+        clients the server holds, not by the queue's room for strangers' handshakes. `identity`:
+        the client key's (slots.identity_of_v2_key), for the per-identity cap."""
         return self._submit(_Job(key, source_group(source), metadata=(metadata_type, bytes(metadata)),
-                                 argv=tuple(argv)), capped)
+                                 argv=tuple(argv), identities=(identity,) if identity else ()), capped)
+
+    _WHY = {TOTAL: "too many verify commands queued",
+            SOURCE: "too many verify commands queued for one address",
+            IDENTITY: "too many verify commands queued for one certificate or client key"}
 
     def _submit(self, job: _Job, capped: bool = True) -> str | None:
-        why = None
-        if not capped:
-            pass
-        elif sum(self.pending.values()) >= self.max_pending:
-            why = "too many verify commands queued"
-        elif self.pending.get(job.source, 0) >= self.per_source_pending:
-            why = "too many verify commands queued for one address"
-        if why is not None:
+        cap = self.slots.refusal(job.source, job.identities, capped)
+        if cap is not None:
+            why = self._WHY[cap]
             self.refused[why] = self.refused.get(why, 0) + 1
             return why
-        self.pending[job.source] = self.pending.get(job.source, 0) + 1
+        self.slots.take(job.source, job.identities)
         self._start(job)
         return None
 
     def _start(self, job: _Job) -> None:
         if self._pool is None:
-            self.results.append((job.key, job.source, *self._run(job)))
+            self.results.append((job.key, job, *self._run(job)))
             return
         fut = self._pool.submit(self._run, job)
         fut.add_done_callback(lambda f, j=job: self._done(j, f))
@@ -171,19 +186,15 @@ class VerifyRunner:
         if fut.cancelled():
             return
         ok, reason = fut.result() if fut.exception() is None else (False, "the command failed")
-        self.results.append((job.key, job.source, ok, reason))
+        self.results.append((job.key, job, ok, reason))
         if self._wake is not None:
             self._wake.ring()
 
     def take_results(self) -> list[tuple[object, bool, str]]:
         out = []
         while self.results:
-            key, source, ok, reason = self.results.popleft()
-            n = self.pending.get(source, 1) - 1
-            if n > 0:
-                self.pending[source] = n
-            else:
-                self.pending.pop(source, None)
+            key, job, ok, reason = self.results.popleft()
+            self.slots.free(job.source, job.identities)
             self.ran += 1
             out.append((key, ok, reason))
         return out

@@ -72,9 +72,12 @@ class TlsVerifyRequested:
 class V2VerifyRequested:
     """Server side, with tls-crypt-v2-verify: a client's tls-crypt-v2 key unwrapped; its session
     does nothing (no TLS) until ServerDispatcher.v2_verify_result(rec, ok, now). `metadata`:
-    the key's metadata after its type byte, as OpenVPN writes it to metadata_file."""
+    the key's metadata after its type byte, as OpenVPN writes it to metadata_file. `key_digest`:
+    a digest of the client key itself (V2Key.digest), the gateway's per-key cap on the commands
+    waiting (one stolen key from many addresses must not hold every slot)."""
     metadata_type: int
     metadata: bytes = field(repr=False)
+    key_digest: bytes = field(default=b"", repr=False)
 
 
 @dataclass(frozen=True)

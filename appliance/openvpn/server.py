@@ -489,7 +489,7 @@ class ServerDispatcher(ClientPush):
         if v2 is None or not self.st.v2_verify:
             return False
         rec.v2_held = [bytes(packet)]
-        self.events.append((rec, V2VerifyRequested(v2.metadata_type, v2.metadata)))
+        self.events.append((rec, V2VerifyRequested(v2.metadata_type, v2.metadata, v2.digest())))
         self.rearm(rec)
         return True
 

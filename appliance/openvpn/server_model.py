@@ -3,6 +3,7 @@ settings.server_settings), one record per client, and a client's unwrapped tls-c
 from __future__ import annotations
 
 import base64
+import hashlib
 import ipaddress
 import secrets
 from dataclasses import dataclass, field
@@ -70,6 +71,11 @@ class V2Key(NamedTuple):
     kc: bytes
     metadata_type: int
     metadata: bytes
+
+    def digest(self) -> bytes:
+        """The client key's identity for per-key caps: a digest of Kc itself (two clients' keys
+        may share their metadata), from which the key cannot be recovered."""
+        return hashlib.sha256(b"vpn-appliance tls-crypt-v2 client key\0" + self.kc).digest()
 
     def describe(self) -> str:
         """The metadata for the log (OpenVPN hands it to a verify script; we run none)."""

@@ -139,3 +139,30 @@ def test_auth_retry_nointeract_tries_the_same_server_again_with_backoff(pki):
     # As OpenVPN 2.6 with auth-retry nointeract: 10 s between attempts (connect-retry-max is
     # 300 here), about 9 in the first 80 s, not one a second.
     assert 3 <= w.server.auth.checked <= 10, w.server.auth.checked
+
+
+def test_one_certificate_from_many_addresses_holds_only_its_share_of_the_checks(pki):
+    """A login's check runs for anyone past TLS: one valid certificate (client1, any username)
+    from 10 addresses while the checks are slow held every slot (8 here) and other logins were
+    refused TEMP. Now a certificate holds PER_IDENTITY_PENDING; its other logins are refused
+    TEMP (counted), and client2's login from its own address is checked meanwhile and gets in."""
+    from appliance.gateway.auth import PER_IDENTITY_PENDING
+    w = World()
+    gw = w.add_server(server_conf(pki, extra=SERVER_EXTRA), PASSDB, max_pending=8)
+    held: list = []
+    gw.auth._finish = lambda *result: held.append(result)       # checks "hang": their slots stay taken
+    for i in range(10):
+        w.add_client(client_conf(pki, "client1", extra=CLIENT_EXTRA), ip=f"198.18.1.{10 + i}",
+                     username=f"user{i}", password="guess")
+    w.run_for(3)
+    assert len(held) == PER_IDENTITY_PENDING == 4
+    assert gw.faults.counts.get("password check refused: too many at once for one certificate", 0) >= 6
+    good = w.add_client(client_conf(pki, "client2", extra=CLIENT_EXTRA), ip="198.18.2.10",
+                        username="alice", password="right")
+    w.run_for(2)
+    assert len(held) == 5
+    del gw.auth._finish
+    gw.auth.results.extend(held)
+    i = w.clients.index(good)
+    assert w.run(lambda: _up(w, i), max_time=30)
+    assert not any(_up(w, j) for j in range(10))

@@ -178,12 +178,12 @@ class HeldRunner(VerifyRunner):
     def release(self, ok: bool = True) -> None:
         held, self.held = self.held, []
         for job in held:
-            self.results.append((job.key, job.source, ok, "" if ok else "released as refused"))
+            self.results.append((job.key, job, ok, "" if ok else "released as refused"))
 
 
 def test_a_flood_of_held_handshakes_is_bounded_and_the_tunnel_goes_on(pki, tmp_path, monkeypatch, caplog):
     tv, log = _verifier(tmp_path)
-    runner = HeldRunner(max_pending=6, per_source_pending=4)
+    runner = HeldRunner(max_pending=6, per_source_pending=4, per_identity_pending=10)   # the total's bound
     runner.holding = False
     monkeypatch.setattr(ops_mod, "make_verify_runner", lambda opts, inline=False: runner)
     w = World()
@@ -209,6 +209,32 @@ def test_a_flood_of_held_handshakes_is_bounded_and_the_tunnel_goes_on(pki, tmp_p
     # Each client gets in once its verdict came (the refused ones at their retry).
     assert w.run(lambda: all(_up(w, i) for i in range(1, 11)), max_time=60)
     assert runner.pending == {}
+
+
+def test_one_certificate_from_many_addresses_holds_only_its_share(pki, tmp_path, monkeypatch):
+    """One valid certificate (client1) from 10 addresses while the command hangs: it held every
+    slot of the queue (8 here), and another client's handshake was refused until it cleared. Now
+    it holds PER_IDENTITY_PENDING; the rest of its handshakes are refused, counted; client2 from
+    an address of its own is checked meanwhile and gets in."""
+    from appliance.gateway.tlsverify import PER_IDENTITY_PENDING
+    tv, _log = _verifier(tmp_path)
+    runner = HeldRunner(max_pending=8, per_source_pending=4)
+    monkeypatch.setattr(ops_mod, "make_verify_runner", lambda opts, inline=False: runner)
+    w = World()
+    gw = w.add_server(server_conf(pki, extra=f"script-security 2\ntls-verify {tv}\n"))
+    for i in range(10):
+        w.add_client(client_conf(pki, "client1"), ip=f"198.18.1.{10 + i}")
+    w.run_for(3)
+    assert len(runner.held) == PER_IDENTITY_PENDING == 4
+    refused = "TLS handshake refused: tls-verify not run: too many verify commands queued for one certificate or client key"
+    assert gw.faults.counts.get(refused, 0) >= 6
+    w.add_client(client_conf(pki, "client2"), ip="198.18.2.10")
+    w.run_for(2)
+    assert len(runner.held) == 5 and "CN=client2" in str(runner.held[-1].chain[1][0].subject.rfc4514_string())
+    runner.holding = False
+    runner.release(True)
+    assert w.run(lambda: _up(w, 10), max_time=30)
+    ping_both_ways(w, 10)
 
 
 def test_renegotiation_runs_it_again_and_a_refusal_then_ends_the_client(pki, tmp_path, inline, caplog):
@@ -334,6 +360,35 @@ def test_tls_crypt_v2_verify_held_for_seconds_then_accepted(pki, tmp_path, monke
     runner.release(True)
     assert w.run(lambda: _up(w), max_time=30)
     ping_both_ways(w)
+
+
+def test_one_v2_client_key_from_many_addresses_holds_only_its_share(pki, tmp_path, monkeypatch):
+    """tls-crypt-v2-verify's queue by client key: one key from 8 addresses while the command
+    hangs held all 6 slots here; now 4, and another key -- with the SAME metadata, the cap
+    goes by the key itself -- is checked meanwhile and gets in."""
+    runner = HeldRunner(max_pending=6, per_source_pending=4)
+    monkeypatch.setattr(ops_mod, "make_verify_runner", lambda opts, inline=False: runner)
+    server_pem = keyfiles.generate_tls_crypt_v2_server_key()
+    key = keyfiles.parse_tls_crypt_v2_server_key(server_pem)
+    stolen, own = (keyfiles.generate_tls_crypt_v2_client_key(key, metadata=b"staff") for _ in range(2))
+    w = World()
+    gw = w.add_server(server_conf(pki, protection="none", extra="script-security 2\ntls-crypt-v2-verify /bin/true\n"
+                                                                 f"<tls-crypt-v2>\n{server_pem}</tls-crypt-v2>\n"))
+    for i in range(8):
+        w.add_client(client_conf(pki, "client1", protection="none", extra=f"<tls-crypt-v2>\n{stolen}</tls-crypt-v2>\n"),
+                     ip=f"198.18.1.{10 + i}")
+    w.run_for(3)
+    assert len(runner.held) == 4
+    refused = "client refused: tls-crypt-v2-verify not run: too many verify commands queued for one certificate or client key"
+    assert gw.faults.counts.get(refused, 0) >= 4
+    w.add_client(client_conf(pki, "client2", protection="none", extra=f"<tls-crypt-v2>\n{own}</tls-crypt-v2>\n"),
+                 ip="198.18.2.10")
+    w.run_for(2)
+    assert len(runner.held) == 5
+    runner.holding = False
+    runner.release(True)
+    assert w.run(lambda: _up(w, 8), max_time=30)
+    ping_both_ways(w, 8)
 
 
 def test_a_stale_or_late_verdict_decides_nothing(pki, tmp_path, monkeypatch):

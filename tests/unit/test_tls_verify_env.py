@@ -91,7 +91,7 @@ def _wait(runner: VerifyRunner, n: int, limit: float = 10.0) -> list:
 def test_runner_threads_limit_queue_and_sources(tmp_path):
     leaf, sub, root = _chain()
     hang = _script(tmp_path, "hang.sh", "exec sleep 30\n")
-    r = VerifyRunner(time_limit=0.3, workers=2, max_pending=5, per_source_pending=2)
+    r = VerifyRunner(time_limit=0.3, workers=2, max_pending=5, per_source_pending=2, per_identity_pending=9)
     try:
         t0 = time.monotonic()
         assert r.submit_chain("a1", "198.18.0.1", [hang], (leaf, sub, root), {}) is None
