@@ -7,10 +7,15 @@ connection meanwhile; here the connect is non-blocking, with the same 5 seconds.
 
 Bounds, as a hostile client would test them (each ends at most its own connection, counted by
 reason in the server's drop counters, which are logged at most every 5 s):
-- MAX_RELAYS relayed connections at once (PER_SOURCE_RELAYS from one address, an IPv6 /64); a new
-  foreign connection beyond that is closed at once. Why a cap (OpenVPN has none): each holds two
-  descriptors and up to 2 x BUFFER bytes, so 128 relays hold at most 256 descriptors and 16 MiB,
-  and one source cannot take them all from the others.
+- MAX_RELAYS relayed connections at once (PER_SOURCE_RELAYS from one address, an IPv6 /64). Why a
+  cap (OpenVPN has none): each holds two descriptors and up to 2 x BUFFER bytes, so 128 relays
+  hold at most 256 descriptors and 16 MiB, and one source cannot take them all from the others.
+  A new foreign connection from a source at its cap is closed at once. With the table full, the
+  relay quiet the longest is closed to make room if it has been quiet EVICT_QUIET seconds, else
+  the newcomer is closed (counted; the evictions also logged, at most every LOG_EVERY s). Quiet
+  is by rate, not by the last byte: a relay counts as busy again only once it has moved
+  ACTIVE_BYTES (either way) since it last did, so 8 sources x 16 connections trickling a byte
+  now and then (under IDLE_TIMEOUT) no longer hold every relay for good: they are the quiet ones.
 - BUFFER bytes per direction, with back-pressure: a side is read only while its bytes have room
   towards the other, so a slow reader stops its counterpart's sender through TCP itself (the
   kernel's windows), and an endless writer costs no more than BUFFER.
@@ -53,6 +58,17 @@ PER_SOURCE_RELAYS = 16
 BUFFER = 64 << 10
 CONNECT_TIMEOUT = 5.0
 IDLE_TIMEOUT = 300.0
+# Full table: a relay quiet this long may be closed for a newcomer. 20 s: a web exchange in
+# progress (a request and its answer, a backend computing for a few seconds) is never cut, and
+# a keep-alive connection idle that long costs its browser one reconnect; longer would let a
+# filler hold the table with fewer bytes (see ACTIVE_BYTES).
+EVICT_QUIET = 20.0
+# What makes a relay busy for the eviction: 1 KiB moved since it last counted busy. An HTTP
+# request with its answer is more; a TLS keep-alive or a websocket ping (tens of bytes) is not,
+# nor a byte every few seconds. A filler that keeps 128 relays busy must move 128 KiB every 20 s
+# (~52 kbit/s) through the backend, instead of nothing.
+ACTIVE_BYTES = 1024
+LOG_EVERY = 10.0           # at most one log line of evictions this often (with a count)
 SPIN_LIMIT = 1000          # wake-ups in a row that move nothing: our bug; that relay ends
 
 
@@ -100,7 +116,7 @@ class _End:
 
 class Relay:
     __slots__ = ("rid", "src", "peer", "c", "b", "c2b", "b2c", "connecting", "c_eof", "b_eof",
-                 "c_shut", "b_shut", "last", "journal", "spins", "moved", "on_c", "on_b")
+                 "c_shut", "b_shut", "last", "journal", "spins", "moved", "on_c", "on_b", "busy", "busy_moved")
 
     def __init__(self, rid: int, src: str, peer: tuple, client_sock, backend_sock, head: bytes, now: float) -> None:
         self.rid, self.src, self.peer = rid, src, peer
@@ -110,7 +126,9 @@ class Relay:
         self.connecting = True
         self.c_eof = self.b_eof = False        # that side sent its FIN (nothing more to read)
         self.c_shut = self.b_shut = False      # we passed the other side's FIN on to it
-        self.last = now
+        self.last = now                        # the last byte either way (IDLE_TIMEOUT)
+        self.busy = now                        # when it last moved ACTIVE_BYTES more (the eviction's order)
+        self.busy_moved = 0
         self.journal: str | None = None
         self.spins = 0
         self.moved = 0
@@ -128,6 +146,8 @@ class PortShare:
         self.relays: dict[int, Relay] = {}
         self.per_source: dict[str, int] = {}
         self._ids = itertools.count(1)
+        self._evicted = 0                      # since the last log line of it
+        self._evicted_logged: float | None = None
 
     def _count(self, why: str) -> None:
         self.faults.count(f"port-share: {why}")
@@ -137,12 +157,13 @@ class PortShare:
         """Relay the client connection `transport` (its first bytes `head` already read) to the
         target; False (and the connection closed) when a cap or the connect refuses it."""
         src = source_group(str(peer[0]))
-        if len(self.relays) >= MAX_RELAYS:
-            self._count(f"connection refused ({MAX_RELAYS} relayed already)")
+        if self.per_source.get(src, 0) >= PER_SOURCE_RELAYS:
+            # First: a source at its cap closes none of the others' relays.
+            self._count(f"connection refused ({PER_SOURCE_RELAYS} relayed from one address already)")
             transport.close()
             return False
-        if self.per_source.get(src, 0) >= PER_SOURCE_RELAYS:
-            self._count(f"connection refused ({PER_SOURCE_RELAYS} relayed from one address already)")
+        if len(self.relays) >= MAX_RELAYS and not self._evict_quietest(peer):
+            self._count(f"connection refused ({MAX_RELAYS} relayed already)")
             transport.close()
             return False
         try:
@@ -165,6 +186,23 @@ class PortShare:
             self._interest(r)
         else:
             self._connected(r)
+        return True
+
+    def _evict_quietest(self, newcomer: tuple) -> bool:
+        """The table is full: close the relay quiet the longest (`busy`), if EVICT_QUIET or more,
+        for `newcomer`; False when every relay was busy more recently."""
+        now = self.clock()
+        r = min(self.relays.values(), key=lambda x: x.busy)
+        if now - r.busy < EVICT_QUIET:
+            return False
+        self._count("quiet relay closed to make room")
+        self._end(r)
+        self._evicted += 1
+        if self._evicted_logged is None or now - self._evicted_logged >= LOG_EVERY:
+            log.warning("port-share: all %d relays taken: %d quiet for %g s or more closed to make room "
+                        "(last of %s, for %s)", MAX_RELAYS, self._evicted, EVICT_QUIET, fmt_addr(r.peer),
+                        fmt_addr(newcomer))
+            self._evicted, self._evicted_logged = 0, now
         return True
 
     def _connected(self, r: Relay) -> None:
@@ -246,6 +284,8 @@ class PortShare:
         if r.moved != before:
             r.last = self.clock()
             r.spins = 0
+            if r.moved - r.busy_moved >= ACTIVE_BYTES:
+                r.busy, r.busy_moved = r.last, r.moved
         else:
             r.spins += 1
             if r.spins >= SPIN_LIMIT:

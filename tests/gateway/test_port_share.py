@@ -42,6 +42,11 @@ def _backend_side(w: World, lst: MemoryListenSocket):
     return lst.backlog.popleft()
 
 
+def _tick(w: World) -> None:
+    """Run what is due and 10 ms of the fake clock (run_for moves it up to a second at once)."""
+    w.run(lambda: False, max_time=0.01)
+
+
 def _counts(w: World) -> dict:
     return {k: v for k, v in w.server.faults.counts.items() if k.startswith("port-share")}
 
@@ -144,7 +149,7 @@ def test_relays_are_capped_in_all_and_per_source(pki):
     for i in range(ps.MAX_RELAYS // ps.PER_SOURCE_RELAYS + 2):      # 10 sources ...
         for _ in range(ps.PER_SOURCE_RELAYS + 4):                # ... 20 connections each
             clients.append(_visit(w, f"198.18.1.{i + 1}"))
-            w.run_for(0.01)             # (the server's own limit: 8 undecided connections per source)
+            _tick(w)                    # (the server's own limit: 8 undecided connections per source)
     relays = w.server.portshare.relays
     assert len(relays) == ps.MAX_RELAYS
     per = {}
@@ -158,6 +163,39 @@ def test_relays_are_capped_in_all_and_per_source(pki):
     assert len(refused) == len(clients) - ps.MAX_RELAYS
     w.add_client(client_conf(pki, proto="tcp-client"))       # a full relay table locks no VPN client out
     served(w)
+
+
+def test_trickling_connections_no_longer_hold_every_relay(pki, caplog):
+    """127 connections from 8 sources each trickling a byte every 5 s (under IDLE_TIMEOUT, so
+    never closed as idle) and one busy one filled the table for good: every newcomer was refused.
+    Now a full table closes the relay quiet the longest (by ACTIVE_BYTES moved) for a newcomer:
+    tricklers go, counted and logged once, and the busy relay stays."""
+    w = World()
+    _server(pki, w, conf="max-clients 400")
+    t0 = w.clock.t
+    trick = []
+    for i in range(ps.MAX_RELAYS - 1):
+        trick.append(_visit(w, f"198.18.3.{i // ps.PER_SOURCE_RELAYS + 1}"))
+        _tick(w)                    # (the server's own limit: 8 undecided connections per source)
+    busy = _visit(w, "198.18.5.1")
+    _tick(w)
+    assert len(w.server.portshare.relays) == ps.MAX_RELAYS and w.clock.t - t0 < 5
+    assert ps.EVICT_QUIET < 25
+    for _ in range(5):                                      # 25 s of trickling
+        for s in trick:
+            s.send(b"x")
+        busy.send(b"y" * ps.ACTIVE_BYTES)
+        w.run_for(5)
+    assert not any(s.eof for s in trick) and not busy.eof
+    newcomers = []
+    for i in range(10):
+        newcomers.append(_visit(w, f"198.18.4.{i + 1}"))
+        w.run_for(0.1)
+    assert not any(s.eof for s in newcomers), "a newcomer was refused while relays only trickled"
+    assert sum(s.eof for s in trick) == 10 and not busy.eof
+    assert len(w.server.portshare.relays) == ps.MAX_RELAYS
+    assert _counts(w).get("port-share: quiet relay closed to make room") == 10, _counts(w)
+    assert caplog.text.count("port-share: all 128 relays taken") == 1, "one line for the burst, not one each"
 
 
 def test_backend_down_closes_the_client_and_counts(pki):
