@@ -6,6 +6,16 @@ Off loopback, wrong passwords are also limited across connections (gateway/mgmt_
 one source may hold at most MAX_UNAUTH_PER_SOURCE connections that have not authenticated, so one
 host cannot take every slot (and with it evict the slots others are authenticating in).
 
+MAX_CONNS clients at once (OpenVPN 2.6 serves one: manage.c stops polling its listening socket
+while a client is connected, so a second one connects into the listen backlog and hears nothing
+until the first leaves, and one idle connection keeps every other tool out for good). All slots
+taken: a newcomer takes the slot of the connection that has waited longest for the password;
+failing that, of the one idle longest (no command for IDLE_EVICT s or more) -- at once where no
+password is asked (a unix socket: anyone who may connect is in), and with a password only once
+the newcomer has given it (it waits in one spare slot meanwhile), so a stranger never closes an
+authenticated tool. Otherwise it is refused, as before. Why: 16 idle connections to a unix socket
+(a local process, a tool leaking them) otherwise kept every tool out.
+
 Every management client is a non-blocking port on the server's own pump, with bounded buffers: a
 client that never reads is cut off once OUT_LIMIT bytes wait for it, one that sends a line longer
 than LINE_LIMIT is cut off too, and each is served at most WAKE_LINES lines per wake-up of the
@@ -46,6 +56,12 @@ WAKE_LINES = 32
 WAKE_OUTPUT = 64 * 1024
 BLOCK_LIMIT = 1024 * 1024       # a client-auth block's config lines (a client-config-dir file's limit)
 MAX_CONNS = 16
+# All slots taken: an authenticated connection that has sent no command for this long may be
+# closed for a newcomer. A tool sends its commands within milliseconds of each other and a
+# person at a prompt within seconds, so 10 s never cuts a conversation; a tool that only
+# listens (`state on`, `log on`) loses its slot to a newcomer when every slot is taken (it
+# reconnects), which is the price of not being held by idle connections for good.
+IDLE_EVICT = 10.0
 MAX_UNAUTH_PER_SOURCE = 4       # off loopback: connections without the password yet, per source_key
 # TCP: the kernel queues this many connections before it drops SYNs (each then waits for a 1 s
 # retransmission). A flood of connections from another host filled a queue of 8 between two
@@ -108,6 +124,7 @@ class MgmtConn:
         self.tries = 0
         self.queued = 0                     # bytes queued for it in this wake-up (WAKE_OUTPUT)
         self.since = mgr.pump.clock()
+        self.active = self.since            # the last command line received (IDLE_EVICT)
         # `client-auth CID KID` reads config lines up to END: (cid, kid, lines, bytes so far).
         self.block: tuple[int, int, list[str], int] | None = None
 
@@ -207,6 +224,7 @@ class MgmtConn:
             # the AUTH_FAILED that OpenVPN's client refuses whole, and a CR in a reason that
             # reaches the log forged a line in other management clients' >LOG.
             line = from_peer(_CONTROL_BYTES.sub(b"", raw)).strip(" ")   # `kill NAME` names a client by its bytes
+            self.active = self.mgr.pump.clock()
             if self.block is not None:
                 self.block_line(line)
                 continue
@@ -391,6 +409,8 @@ class Management:
         self.throttle: LoginThrottle | None = None          # TCP off loopback only
         self._evicted = 0                                   # since the last log line of it
         self._evicted_logged: float | None = None
+        self._refused = 0                                   # newcomers refused for want of a slot, since its line
+        self._refused_logged: float | None = None
         self._dropped = 0                                   # connections closed for a reason, since its last line
         self._dropped_logged: float | None = None
         self._unlinker = None
@@ -455,9 +475,11 @@ class Management:
             if self.throttle is not None and not self._admit(addr):
                 s.close()
                 continue
-            if len(self.conns) >= MAX_CONNS and not self._evict_oldest_unauthenticated(addr):
+            if len(self.conns) >= MAX_CONNS and not self._make_room(addr):
                 if self.throttle is not None:
                     self.throttle.refused_connection(addr, "all slots taken")
+                else:
+                    self._note_refused(addr)
                 s.close()
                 continue
             s.setblocking(False)
@@ -533,10 +555,55 @@ class Management:
         self.pump.timers.cancel(("mgmt-auth", id(c)))
         if self.throttle is not None:
             self.throttle.succeeded(c.peer)
+        if len(self.conns) > MAX_CONNS and not self._evict_idlest(c.peer, but=c):
+            # In the spare slot, and every other connection was in use: it goes, as a refused one.
+            if self.throttle is None:
+                self._note_refused(c.peer)
+            self.drop(c, None)
 
     def _auth_expired(self, c: MgmtConn) -> None:
         if not c.closed and not c.authed:
             self.drop(c, f"management: no password within {AUTH_DEADLINE:g} s")
+
+    def _make_room(self, newcomer: str) -> bool:
+        """All slots taken: True when `newcomer` may have one (see the module doc)."""
+        if self._evict_oldest_unauthenticated(newcomer):
+            return True
+        if self.password is None:
+            return self._evict_idlest(newcomer)
+        # With a password: the one spare slot, while every other connection is authenticated;
+        # the idlest of those is closed only once the newcomer has given the password.
+        return len(self.conns) == MAX_CONNS and all(c.authed for c in self.conns)
+
+    def _evict_idlest(self, newcomer: str, but: MgmtConn | None = None) -> bool:
+        """Close the authenticated connection that has sent no command for longest, if that is
+        IDLE_EVICT s or more; False when all were used more recently."""
+        now = self.pump.clock()
+        idle = [c for c in self.conns if c.authed and c is not but and now - c.active >= IDLE_EVICT]
+        if not idle:
+            return False
+        self.drop(min(idle, key=lambda c: c.active), None)
+        self._note_evicted(newcomer, f"idle for {IDLE_EVICT:g} s or more")
+        return True
+
+    def _note_evicted(self, newcomer: str, what: str) -> None:
+        """Logged at most every LOG_EVERY s, with a count: a connection flood is no log flood."""
+        self._evicted += 1
+        now = self.pump.clock()
+        if self._evicted_logged is None or now - self._evicted_logged >= LOG_EVERY:
+            log.warning("management: all slots taken: %d connection(s) closed to make room (last one %s, "
+                        "for one from %s)", self._evicted, what, newcomer or "the socket")
+            self._evicted, self._evicted_logged = 0, now
+
+    def _note_refused(self, newcomer: str) -> None:
+        """A newcomer refused for want of a slot (where no throttle logs it): counted, logged at
+        most every LOG_EVERY s."""
+        self._refused += 1
+        now = self.pump.clock()
+        if self._refused_logged is None or now - self._refused_logged >= LOG_EVERY:
+            log.warning("management: all %d slots in use: %d connection(s) refused (last from %s)", MAX_CONNS,
+                        self._refused, newcomer or "the socket")
+            self._refused, self._refused_logged = 0, now
 
     def _evict_oldest_unauthenticated(self, newcomer: str) -> bool:
         """All slots taken: close the connection that has waited longest without giving the
@@ -556,13 +623,7 @@ class Management:
         if not waiting:
             return False
         self.drop(min(waiting, key=lambda c: c.since), None)
-        # Logged at most every LOG_EVERY s, with a count: a connection flood is no log flood.
-        self._evicted += 1
-        now = self.pump.clock()
-        if self._evicted_logged is None or now - self._evicted_logged >= LOG_EVERY:
-            log.warning("management: all slots taken: %d connection(s) that waited longest without the "
-                        "password closed (last for one from %s)", self._evicted, newcomer or "the socket")
-            self._evicted, self._evicted_logged = 0, now
+        self._note_evicted(newcomer, "waiting longest for the password")
         return True
 
     def drop(self, c: MgmtConn, why: str | None) -> None:

@@ -560,15 +560,77 @@ def test_idle_connections_holding_every_slot_do_not_keep_a_tool_out(tmp_path):
         idle[0].setblocking(True)
         idle[0].settimeout(2)
         assert idle[0].recv(100) == b"", "the oldest idle connection was not the one closed"
-        # with every slot held by authenticated tools, a newcomer is refused, none is evicted
         for s in idle[1:]:
             assert _try_password(pump, s, b"s3cret\n")
-        extra = socket.create_connection(("127.0.0.1", port))
-        assert _read_until(pump, extra, lambda t: False, 0.3) == ""
-        assert len(m.conns) == MAX_CONNS and all(c.authed for c in m.conns)
-        extra.close()
     finally:
         for s in idle:
+            s.close()
+        m.close()
+
+
+def test_authenticated_connections_idle_in_every_slot_make_room_only_for_the_password(tmp_path):
+    """Every slot held by authenticated connections: a newcomer waits in the one spare slot for
+    its password. A stranger there closes nobody; one that gives the password while every other
+    connection was used within IDLE_EVICT is closed itself; once one has been idle that long, a
+    newcomer that gives the password takes its slot (the one idle longest, not one in use)."""
+    from appliance.gateway.management import IDLE_EVICT, MAX_CONNS
+    now = [1000.0]
+    m, pump, port = _tcp_mgmt(tmp_path, b"s3cret", clock=lambda: now[0])
+    tools = []
+    try:
+        for _ in range(MAX_CONNS):
+            tools.append(_tcp_client(pump, port))
+            assert _try_password(pump, tools[-1], b"s3cret\n")
+        stranger = _tcp_client(pump, port)                  # the spare slot: a prompt
+        assert len(m.conns) == MAX_CONNS + 1
+        assert not _try_password(pump, stranger, b"guess\n")
+        assert not any(_closed(pump, t) for t in tools)
+        late = _tcp_client(pump, port)                      # the stranger waited longest: it goes
+        assert _closed(pump, stranger) and len(m.conns) == MAX_CONNS + 1
+        assert not _try_password(pump, late, b"s3cret\n")   # all in use: the newcomer is closed
+        assert _closed(pump, late) and not any(_closed(pump, t) for t in tools)
+        now[0] += IDLE_EVICT
+        for t in tools[1:]:
+            assert ask(pump, t, "pid", 1)[0].startswith("SUCCESS: pid=")
+        newcomer = _tcp_client(pump, port)
+        assert _try_password(pump, newcomer, b"s3cret\n")
+        assert _closed(pump, tools[0]) and not any(_closed(pump, t) for t in tools[1:])
+        assert len(m.conns) == MAX_CONNS and ask(pump, newcomer, "pid", 1)[0].startswith("SUCCESS: pid=")
+    finally:
+        for s in tools:
+            s.close()
+        m.close()
+
+
+def test_idle_connections_on_a_unix_socket_make_room_for_a_tool(tmp_path, caplog):
+    """16 idle connections to the unix socket (no password: each is in at once) kept every tool
+    out for good. Now a newcomer takes the slot of the one idle longest once it has sent no
+    command for IDLE_EVICT s; before that it is refused (logged once); one in use stays."""
+    from appliance.gateway.management import IDLE_EVICT, MAX_CONNS
+    now = [1000.0]
+    pump = Pump(lambda: now[0], SelectorWaiter())
+    path = str(tmp_path / "m.sock")
+    m = Management((path, "unix", None), pump, FakeOps())
+    held = []
+    try:
+        for _ in range(MAX_CONNS):
+            held.append(_client(path))
+            assert _read_until(pump, held[-1], lambda t: t.endswith("\r\n")).startswith(">INFO:")
+            now[0] += 0.1
+        early = _client(path)
+        assert any(_closed(pump, early) for _ in range(5)), "a newcomer got a slot while none was idle"
+        assert caplog.text.count("all 16 slots in use") == 1
+        now[0] += IDLE_EVICT
+        assert ask(pump, held[0], "pid", 1)[0].startswith("SUCCESS: pid=")     # in use: it stays
+        tool = _client(path)
+        assert _read_until(pump, tool, lambda t: t.endswith("\r\n")).startswith(">INFO:")
+        assert ask(pump, tool, "load-stats", 1) == ["SUCCESS: nclients=0,bytesin=0,bytesout=0"]
+        assert _closed(pump, held[1]) and not _closed(pump, held[0])
+        assert not any(_closed(pump, s) for s in held[2:]) and len(m.conns) == MAX_CONNS
+        assert "connection(s) closed to make room (last one idle for 10 s or more" in caplog.text
+        early.close()
+    finally:
+        for s in held:
             s.close()
         m.close()
 
