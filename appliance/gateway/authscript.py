@@ -15,7 +15,8 @@ log, rather than leave the client waiting for a prompt that never comes.
 
 Why a worker: a directory lookup (LDAP, RADIUS) takes tens of milliseconds to seconds, a push
 approval on a phone up to a minute; OpenVPN 2.6 runs the command synchronously and every tunnel
-waits meanwhile. Here the loop goes on; AuthChecker bounds the checks per source and in total.
+waits meanwhile. Here the loop goes on; AuthChecker bounds the checks per source, per client
+certificate and in total.
 """
 from __future__ import annotations
 
