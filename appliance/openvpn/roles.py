@@ -390,6 +390,12 @@ class ServerRole:
             raise ClientRefused(f"TLS Auth Error: username attempted to change from "
                                 f"{s.peer_username!r} to {km.username!r}")
         checks = s.cfg.verify_user is not None or s.cfg.defer_auth
+        grace, s.token_grace = s.token_grace, None
+        if checks and not first and grace is not None and grace[0] is ks and s.cfg.gen_token is not None \
+                and not s.cfg.token_external \
+                and hmac.compare_digest(to_bytes(km.password), to_bytes(grace[1])):
+            self._grace_token(ks, km, now)
+            return
         if checks and s.cfg.gen_token is not None and is_token(km.password):
             if s.cfg.token_external and s.cfg.defer_auth:
                 self._token_to_command(ks, km)
@@ -488,6 +494,25 @@ class ServerRole:
             s.token_initial = km.password           # a reconnect: its renewals keep that session id
         self._accept(ks, km, first, now)
 
+    def _grace_token(self, ks: KeyState, km: KeyMethod2, now: float) -> None:
+        """The renegotiation under way when a reload changed the token policy brought the token
+        we issued this session before it (the client could not have had another): taken this
+        once, and replaced by one under the new policy (_accept), as a session between
+        renegotiations had its token replaced at the reload. Not for a user the reloaded
+        password file dropped, nor past the new policy's lifetime or renewal window."""
+        s = self.s
+        assert s.cfg.gen_token is not None and s.cfg.wall_clock is not None
+        if s.cfg.token_user_known is not None and not s.cfg.token_user_known(km.username):
+            s._count("auth-token of a user not in the password file")
+            self._auth_failed(ks, False, why="auth-token of a user not in the password file")
+            return
+        if s.cfg.gen_token.verify_times(km.password, int(s.cfg.wall_clock())) is not Verdict.VALID:
+            s._count("auth-token expired")
+            self._auth_failed(ks, False, "SESSION: token expired", why="auth-token expired")
+            return
+        s._count("auth-token of the policy before the reload (renegotiation under way)")
+        self._accept(ks, km, False, now)
+
     def _token_to_command(self, ks: KeyState, km: KeyMethod2) -> None:
         """auth-gen-token external-auth (OpenVPN 2.6's auth_token_call_auth): the token is
         checked here, and its state goes with it to the auth-user-pass-verify command, which
@@ -565,8 +590,12 @@ class ServerRole:
             self._issue_token(s.peer_username, now, ks)
         else:
             # A renegotiation is under way: its check issues the next token, under the new
-            # policy; the timer is the fallback if that check does not come.
+            # policy; the timer is the fallback if that check does not come. The client sends
+            # the token it has, ours of the old policy: that key may use it once (_grace_token),
+            # or the reload would cut off whoever was renegotiating.
             s.token_renew_at = now
+            if ks is not None and ks.remote_km is None:
+                s.token_grace = (ks, s.issued_auth_token)
 
     def renew_token(self, now: float) -> None:
         """The renewal timer (auth-gen-token's renewal under reneg-sec), as OpenVPN's

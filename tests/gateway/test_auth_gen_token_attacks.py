@@ -26,6 +26,7 @@ import pytest
 from appliance.gateway import server_files
 from appliance.gateway.credentials import for_run
 from appliance.openvpn import gentoken
+from appliance.openvpn.keystate import KS
 from appliance.openvpn.passdb import hash_password
 from appliance.openvpn.settings import server_settings
 from tests.gateway.conftest import WALL0, World, client_conf, server_conf
@@ -226,3 +227,37 @@ def test_auth_gen_token_taken_out_by_a_reload_asks_kept_clients_for_their_passwo
     w.run_for(45)
     assert "alice" not in _logged_in(w), "a kept session renegotiated on a token after auth-gen-token was taken out"
     assert c.credentials.fetches >= 2, "the client was never asked for its password again"
+
+
+def test_a_rotated_secret_during_a_renegotiation_keeps_the_client_on_its_last_token(pki, tmp_path, monkeypatch):
+    """The reload rotating the secret comes while a kept client's renegotiation is under way
+    (its TLS handshake started, its key-method message with the token we issued it not read
+    yet): that token, the session's own, is taken once more and replaced by one of the new
+    secret, as for a client caught between renegotiations. Before, it was checked under the new
+    secret, refused (AUTH_FAILED), and the client was cut off and asked for its password -- a
+    reload during renegotiations cut off whoever was in one."""
+    secret_line = f"<auth-gen-token-secret>\n{SECRET}\n</auth-gen-token-secret>\n"
+    w, c, creds, passdb, holder = _passdb_world(pki, tmp_path, monkeypatch,
+                                                "auth-gen-token\nreneg-sec 20\nhand-window 5\n" + secret_line)
+    s = _session_of(w, "alice")
+    old = c.auth_token.token
+
+    def renegotiating() -> bool:
+        ks = s._newest()
+        return ks is not None and ks.key_id > 0 and ks.phase is not KS.ACTIVE and ks.remote_km is None
+
+    assert w.run(renegotiating, max_time=30), "no renegotiation began"
+    creds.write_text("alice\nused-up\n")
+    holder["conf"] = holder["conf"].replace(SECRET, _rotated_secret())
+    assert w.server.ops.reload()
+    w.run_for(45)                                            # that renegotiation, then two more
+    assert _up(c) and c.connections == 1 and c.credentials.fetches == 1, \
+        f"the client was cut off by the reload: {w.server.d.drop_counters()}"
+    assert _session_of(w, "alice") is s and max(s.keys) >= 3
+    new_policy = gentoken.TokenPolicy(gentoken.parse_secret(_rotated_secret()), 0, 20)
+    assert c.auth_token.token != old
+    assert new_policy.verify(c.auth_token.token, b"alice", WALL0 + int(w.clock())) is gentoken.Verdict.VALID
+    c.auth_token.token = old                                 # the old-secret token, replayed later
+    w.run_for(25)
+    assert "alice" not in _logged_in(w) or _session_of(w, "alice") is not s, \
+        "the kept session took its old-secret token after the reload's renegotiation"
