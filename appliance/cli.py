@@ -98,6 +98,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     except ConfigError as e:
         print(str(e), file=sys.stderr)
         return 2
+    if (why := enter_cd_dir(opts)) is not None:
+        print(why, file=sys.stderr)
+        return 1
     pidfile = None
     if opts.log_file is not None or opts.writepid is not None:
         from .host import process_files
@@ -113,6 +116,23 @@ def cmd_run(args: argparse.Namespace) -> int:
     finally:
         if pidfile is not None:
             pidfile.remove()
+
+
+def enter_cd_dir(opts) -> str | None:
+    """`cd DIR`: the process runs in DIR from here on, as OpenVPN 2.6, which chdir()s there while
+    reading the profile and stays (its daemon() keeps the directory when cd is given). Why: the
+    scripts (tls-verify, client-connect, auth-user-pass-verify, learn-address...) start in the
+    process's directory, and a relative name in their arguments, or one they read themselves
+    (an allow list, a revoked/ directory), is DIR's under OpenVPN. Left in the starting
+    directory, such a check read another file or none: a script failing open on a missing
+    revoked/CN let a revoked client in. Returns why it could not, else None."""
+    if not opts.cd_dir:
+        return None
+    try:
+        os.chdir(opts.cd_dir)
+    except OSError as e:
+        return f"cd {opts.cd_dir}: {e.strerror or e}"
+    return None
 
 
 def _run_profile(opts, args: argparse.Namespace, who, tls, creds: list[str]) -> int:

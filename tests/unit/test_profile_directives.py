@@ -211,6 +211,27 @@ def test_cd_makes_later_relative_names_read_from_its_directory(tmp_path):
     assert read == [str(keys / "ca.crt")]
 
 
+def test_cd_is_where_the_scripts_start_as_under_openvpn(tmp_path, monkeypatch):
+    """OpenVPN chdir()s to DIR and stays there, so a tls-verify or client-connect script's
+    relative names (here its revoked/ list) are DIR's. Before, the scripts started in the
+    directory the appliance was started from: such a check found no revoked/alice there and
+    let a revoked alice in."""
+    from appliance import cli
+    from appliance.gateway.scripts import run_limited
+    (tmp_path / "etc" / "revoked").mkdir(parents=True)
+    (tmp_path / "etc" / "revoked" / "alice").write_text("")
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")              # where the appliance was started (restored after)
+    o = parse_config("client\nremote 198.18.0.1\ncd etc\nca ca.crt\n", str(tmp_path / "c.ovpn"),
+                     read_file=lambda p: b"x")
+    assert o.cd_dir == str(tmp_path / "etc")
+    assert cli.enter_cd_dir(o) is None
+    check = ["/bin/sh", "-c", "test ! -e revoked/alice"]   # a revocation check: exit 0 lets alice in
+    assert run_limited(check, {}, 5.0) == 1, "the script did not run in cd's directory"
+    (tmp_path / "etc").rename(tmp_path / "gone")
+    assert "cd " in (cli.enter_cd_dir(o) or ""), "a vanished cd directory must fail the start"
+
+
 def test_cd_after_a_relative_name_or_to_no_directory_is_refused(tmp_path):
     with pytest.raises(ConfigError) as e:
         parse_config(f"client\nremote 198.18.0.1\nca ca.crt\ncd {tmp_path}\n", str(tmp_path / "c.ovpn"),

@@ -176,8 +176,9 @@ def _session_timeout(p: ParseState, d: str, a: list[str], inline: str | None) ->
 
 
 # ------------------------------------------------------------------ process options
-@reg.apply("cd", why="relative file names on the following lines are read from DIR (OpenVPN chdir()s there "
-           "while it reads the profile)", used_by="parser", nargs=(1, 1))
+@reg.apply("cd", why="relative file names on the following lines are read from DIR, and the process runs (its "
+           "scripts start) there, as OpenVPN chdir()s there while it reads the profile", sets=("cd_dir",),
+           used_by="pump", nargs=(1, 1))
 def _cd(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
     """OpenVPN reads the files it names after the whole profile, from the directory `cd` left it
     in, so a relative name on a line before `cd` is read from DIR there; ours reads each at its
@@ -193,6 +194,9 @@ def _cd(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
                  "`cd`, which OpenVPN would read from DIR: give `cd` first (or that name absolute)")
         return
     p.base = os.path.normpath(target)
+    # The process's own directory too (cli.enter_cd_dir): OpenVPN stays there, so its scripts
+    # start there and a relative name in their arguments or their own reads is DIR's.
+    p.set("cd_dir", os.path.abspath(target))
 
 
 @reg.apply("mark", why="SO_MARK on the VPN socket (policy routing by fwmark), set before it is bound or "

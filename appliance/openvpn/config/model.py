@@ -222,6 +222,7 @@ class Options:
     status_version: int = 1
     ifconfig_pool_persist: tuple[str, int] | None = None  # (file, seconds; 0: read only)
     script_security: int = 1
+    cd_dir: str | None = None                            # cd DIR (absolute): the process's directory (cli)
     tmp_dir: str | None = None                           # via-file and deferred-auth files (default: $TMPDIR, /tmp)
     client_connect: list[str] | None = None
     client_disconnect: list[str] | None = None
