@@ -128,6 +128,9 @@ def enter_cd_dir(opts) -> str | None:
     revoked/CN let a revoked client in. Returns why it could not, else None."""
     if not opts.cd_dir:
         return None
+    if not opts.path.startswith("<"):
+        # (a reload reads the file again, and takes its relative names from its directory)
+        opts.path = os.path.abspath(opts.path)
     try:
         os.chdir(opts.cd_dir)
     except OSError as e:

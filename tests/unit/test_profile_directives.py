@@ -222,10 +222,11 @@ def test_cd_is_where_the_scripts_start_as_under_openvpn(tmp_path, monkeypatch):
     (tmp_path / "etc" / "revoked" / "alice").write_text("")
     (tmp_path / "elsewhere").mkdir()
     monkeypatch.chdir(tmp_path / "elsewhere")              # where the appliance was started (restored after)
-    o = parse_config("client\nremote 198.18.0.1\ncd etc\nca ca.crt\n", str(tmp_path / "c.ovpn"),
-                     read_file=lambda p: b"x")
+    (tmp_path / "elsewhere" / "c.ovpn").write_text("client\nremote 198.18.0.1\ncd ../etc\nca ca.crt\n")
+    o = parse_config((tmp_path / "elsewhere" / "c.ovpn").read_text(), "c.ovpn", read_file=lambda p: b"x")
     assert o.cd_dir == str(tmp_path / "etc")
     assert cli.enter_cd_dir(o) is None
+    assert o.path == str(tmp_path / "elsewhere" / "c.ovpn"), "a reload would read another file"
     check = ["/bin/sh", "-c", "test ! -e revoked/alice"]   # a revocation check: exit 0 lets alice in
     assert run_limited(check, {}, 5.0) == 1, "the script did not run in cd's directory"
     (tmp_path / "etc").rename(tmp_path / "gone")
