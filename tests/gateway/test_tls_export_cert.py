@@ -73,3 +73,36 @@ def test_config_lines(pki, tmp_path):
     o = parse_config(client_conf(pki, extra=f"tls-export-cert {tmp_path}\n"), "/mem/c.ovpn")
     assert o.tls_export_cert == str(tmp_path)
     assert any("tls-export-cert: no effect without tls-verify" in n for n in o.notes)
+
+
+def test_a_directory_others_could_swap_the_certificate_in_is_refused(pki, tmp_path):
+    """A local user who may write the directory (no sticky bit), or owns it or one above it,
+    can unlink our 0600 file while the command runs and put a certificate of theirs under its
+    name: the command then approves a chain it never saw. Refused at the line; a sticky
+    world-writable directory (as /tmp) is fine (others cannot remove our file there). Before,
+    any directory we could write was taken."""
+    export = tmp_path / "export"
+    export.mkdir()
+    conf = server_conf(pki, extra=f"script-security 2\ntls-verify /bin/true\ntls-export-cert {export}\n")
+    export.chmod(0o777)
+    with pytest.raises(ConfigError, match=r"tls-export-cert: .*writable by others without the sticky bit"):
+        parse_config(conf, "/mem/s.conf")
+    export.chmod(0o1777)
+    assert parse_config(conf, "/mem/s.conf").tls_export_cert == str(export)
+    if os.geteuid() != 0:
+        pytest.skip("giving the directory to another user needs root")
+    export.chmod(0o755)
+    os.chown(export, 65534, 65534)                              # nobody's
+    with pytest.raises(ConfigError, match=r"tls-export-cert: .*belongs to uid 65534"):
+        parse_config(conf, "/mem/s.conf")
+    assert parse_config(conf + "user nobody\n", "/mem/s.conf").tls_export_cert == str(export), \
+        "the user we run as must write there"
+    os.chown(export, 0, 0)
+    link = tmp_path / "link"
+    owned = tmp_path / "owned"
+    owned.mkdir()
+    (owned / "real").mkdir()
+    os.chown(owned, 65534, 65534)                               # a parent someone else may rename
+    link.symlink_to(owned / "real")
+    with pytest.raises(ConfigError, match=r"belongs to uid 65534"):
+        parse_config(conf.replace(str(export), str(link)), "/mem/s.conf")

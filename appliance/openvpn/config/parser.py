@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import pwd
 import re
+import stat
 from typing import Callable
 
 from ..errors import ConfigError
@@ -414,6 +416,8 @@ def finish(p: ParseState) -> None:
     if o.tls_export_cert and not o.tls_verify:
         p.line = line("tls_export_cert")
         p.note("tls-export-cert", "no effect without tls-verify (the only reader of the file here; no plugins)")
+    if o.tls_export_cert and (why := others_can_swap(o.tls_export_cert, o.user)) is not None:
+        p.err("tls-export-cert", why, line("tls_export_cert"))
     for n, d in (("management_client_user", "management-client-user"),
                  ("management_client_group", "management-client-group")):
         if n in o.source and (o.management is None or o.management[1] != "unix"):
@@ -441,3 +445,36 @@ def finish(p: ParseState) -> None:
     if o.cipher and o.cipher not in o.data_ciphers:
         # OpenVPN 2.6: a `cipher` not in data-ciphers is added to it (and used as fallback).
         o.data_ciphers.append(o.cipher)
+
+
+def others_can_swap(directory: str, user: str | None) -> str | None:
+    """Why another local user could replace a file we write in `directory` while a command reads
+    it (tls-export-cert: the certificate tls-verify's command checks), else None. Such a user
+    owns the directory or one above it (and may rename or empty it), or may write one without
+    the sticky bit (and may unlink our file and put theirs under its name): the command then
+    judged a certificate of theirs, not the peer's. Trusted: root, us, and `user` (who we run
+    as after start, and must write there). As OpenSSH's StrictModes; OpenVPN checks nothing."""
+    trusted = {0, os.geteuid()}
+    if user:
+        try:
+            trusted.add(pwd.getpwnam(user).pw_uid if not user.isdigit() else int(user))
+        except KeyError:
+            pass                    # an unknown user is refused at start (host/privileges.py)
+    chains = {os.path.abspath(directory), os.path.realpath(directory)}
+    for leaf in sorted(chains):
+        d = leaf
+        while True:
+            try:
+                st = os.stat(d)
+            except OSError:
+                return None         # gone: the directory check reports it
+            if st.st_uid not in trusted:
+                return f"{d} belongs to uid {st.st_uid}, who could swap the certificate tls-verify's command reads"
+            if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH) and not st.st_mode & stat.S_ISVTX:
+                return (f"{d} is writable by {'others' if st.st_mode & stat.S_IWOTH else 'its group'} without the "
+                        "sticky bit: they could swap the certificate tls-verify's command reads")
+            up = os.path.dirname(d)
+            if up == d:
+                break
+            d = up
+    return None
