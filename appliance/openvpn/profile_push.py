@@ -14,12 +14,16 @@ management interface each read PushedOptions; merged once at tunnel-up, each rea
 from __future__ import annotations
 
 import copy
+import logging
 from typing import TYPE_CHECKING
 
 from .keymethod import PushedOptions, update_dns
 
 if TYPE_CHECKING:
     from .config import Options
+
+log = logging.getLogger("vpn-appliance")
+MAX_NOTED = 8           # pushed routes named in `ignored` (the push may hold hundreds)
 
 
 def with_profile(opts: "Options", pushed: PushedOptions | None) -> PushedOptions | None:
@@ -35,8 +39,22 @@ def with_profile(opts: "Options", pushed: PushedOptions | None) -> PushedOptions
     metric = pushed.route_metric if pushed.route_metric is not None else opts.route_metric
     p.route_metric = metric or None
     p.routes = [(n, m, g, x if x is not None else p.route_metric) for n, m, g, x in pushed.routes]
+    theirs = pushed.routes_ipv6
+    if opts.block_ipv6:
+        # The profile's block-ipv6: no IPv6 leaves outside the tunnel, whatever the server says.
+        # A pushed `route-ipv6 2000::/3 net_gateway_ipv6` (more specific than the ::/1 halves)
+        # sent all global IPv6 out the pre-tunnel way; OpenVPN 2.6 takes no net_gateway_ipv6
+        # gateway (its route goes into the TUN). The profile's own such lines stay its choice.
+        outside = [r for r in theirs if r[1] == "net_gateway_ipv6"]
+        if outside:
+            theirs = [r for r in theirs if r[1] != "net_gateway_ipv6"]
+            p.ignored = [*pushed.ignored, *(f"route-ipv6 {n} net_gateway_ipv6 (the profile's block-ipv6)"
+                                            for n, _g, _x in outside[:MAX_NOTED])]
+            log.warning("block-ipv6: %d pushed route-ipv6 via net_gateway_ipv6 not installed (%s%s): the "
+                        "profile keeps IPv6 inside the tunnel", len(outside), ", ".join(n for n, _g, _x in outside[:3]),
+                        ", ..." if len(outside) > 3 else "")
     p.routes_ipv6 = [(n, g, x if x is not None else p.route_metric)
-                     for n, g, x in [*opts.route_ipv6, *pushed.routes_ipv6]]
+                     for n, g, x in [*opts.route_ipv6, *theirs]]
     p.block_ipv6 = pushed.block_ipv6 or opts.block_ipv6
     if opts.dhcp_options:
         # OpenVPN numbers foreign_option_N over the profile's lines, then the pushed ones.

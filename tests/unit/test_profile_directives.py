@@ -120,6 +120,22 @@ def test_block_ipv6_in_the_profile_holds_whatever_the_server_pushes():
     assert not with_profile(_client(""), parse_push_reply_untrusted(PUSH)).block_ipv6
 
 
+def test_the_profiles_block_ipv6_is_not_lifted_by_a_pushed_net_gateway_ipv6_route(caplog):
+    """A hostile server pushes `route-ipv6 2000::/3 net_gateway_ipv6`: more specific than the ::/1
+    and 8000::/1 halves block-ipv6 puts into the TUN, it sent all global IPv6 out the pre-tunnel
+    way, the leak the profile's block-ipv6 is there to prevent. Not installed (OpenVPN 2.6 takes
+    no such gateway either); its routes into the tunnel and the profile's own lines stay."""
+    o = _client("block-ipv6\nroute-ipv6 2001:db8:5::/48 net_gateway_ipv6\n")
+    pushed = parse_push_reply_untrusted(PUSH + ",route-ipv6 2000::/3 net_gateway_ipv6,route-ipv6 2001:db8:9::/48")
+    p = with_profile(o, pushed)
+    assert p.block_ipv6
+    assert p.routes_ipv6 == [("2001:db8:5::/48", "net_gateway_ipv6", None), ("2001:db8:9::/48", None, None)]
+    assert any("2000::/3 net_gateway_ipv6" in i for i in p.ignored), p.ignored
+    assert "block-ipv6: 1 pushed route-ipv6 via net_gateway_ipv6 not installed (2000::/3)" in caplog.text
+    # Without block-ipv6 the server's route is its call, as a pushed `route ... net_gateway` is.
+    assert ("2000::/3", "net_gateway_ipv6", 5) in with_profile(_client("route-metric 5\n"), pushed).routes_ipv6
+
+
 def test_a_profile_without_these_lines_passes_the_push_through_untouched():
     pushed = parse_push_reply_untrusted(PUSH)
     assert with_profile(_client(""), pushed) is pushed and with_profile(_client(""), None) is None
