@@ -48,8 +48,8 @@ def clamp_mss(pkt, max_mss: int) -> bool:
     """If `pkt` is a TCP SYN with an MSS option above `max_mss` (IPv4; for IPv6, `max_mss` - 20 as
     its header is 20 bytes longer), lower it in place (fixing the TCP checksum incrementally,
     RFC 1624). Returns True when it changed the packet."""
-    if len(pkt) < 40:
-        return False
+    if len(pkt) < 40 or max_mss <= 0:
+        return False                # (no MSS to give: settings.check_mss refuses such a config)
     v = pkt[0] >> 4
     if v == 4:
         if pkt[9] != 6 or pkt[6] & 0x1F or pkt[7]:   # not TCP, or a fragment (no TCP header here)

@@ -293,6 +293,7 @@ def check_key_material(opts: Options, crl_reader: Callable | None = None) -> Tls
     tls = tls_settings(opts, is_server, crl_reader)
     if crl_reader is None:
         check_crl(opts, tls)
+    check_mss(opts)
     try:
         build_context(tls)
         check_offer(tls)
@@ -304,6 +305,36 @@ def check_key_material(opts: Options, crl_reader: Callable | None = None) -> Tls
         path, line = opts.source.get((d or "").replace("-", "_"), (opts.path, None))
         raise ConfigError(e.message, path, line, d) from None
     return tls
+
+
+# The smallest MSS a TCP peer takes (Linux's tcp_min_snd_mss), for IPv6 (20 bytes below IPv4's).
+MSS_MIN = 48
+
+
+def check_mss(opts: Options) -> None:
+    """Refuse an mssfix / tun-mtu-extra pair that leaves TCP no usable MSS (`mssfix 1450` with
+    `tun-mtu-extra 1400`, or a tiny mssfix): OpenVPN's 16-bit figure wraps round and it clamps
+    nothing; ours went negative and every TCP SYN through the tunnel raised, ending the client
+    it was for. ConfigError at the tun-mtu-extra line (else mssfix's)."""
+    if opts.mssfix == 0:
+        return
+    names = list(dict.fromkeys([*opts.data_ciphers, *(c for c in (opts.data_ciphers_fallback, opts.cipher) if c)]))
+    worst = None
+    for c in names:
+        for tcp in (False, True):
+            try:
+                m = tcp_mss(opts, None, tcp, True, cipher=c)
+            except ValueError:
+                continue                     # a cipher we do not run is refused elsewhere
+            if m is not None and (worst is None or m < worst):
+                worst = m
+    if worst is not None and worst - 20 < MSS_MIN:
+        d = "tun_mtu_extra" if opts.tun_mtu_extra else "mssfix"
+        path, line = opts.source.get(d, (opts.path, None))
+        raise ConfigError(f"mssfix {opts.mssfix or MSSFIX_DEFAULT} less the tunnel's overhead"
+                          f"{f' and tun-mtu-extra {opts.tun_mtu_extra}' if opts.tun_mtu_extra else ''} leaves TCP "
+                          f"an MSS of {worst} ({worst - 20} over IPv6), below {MSS_MIN + 20}: no TCP connection "
+                          "could use the tunnel; raise mssfix or lower tun-mtu-extra", path, line, d.replace("_", "-"))
 
 
 def check_crl(opts: Options, tls: TlsSettings) -> None:

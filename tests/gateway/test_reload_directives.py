@@ -131,6 +131,27 @@ def test_mssfix_changed_by_a_reload_clamps_syns_to_the_new_size(pki):
     assert w.run(lambda: _up(w, 1), max_time=30), "a new client could not connect after the reload"
 
 
+@pytest.mark.parametrize("extra", ["mssfix 1450\ntun-mtu-extra 1400\n", "mssfix 100\n"])
+def test_an_mssfix_leaving_tcp_no_mss_is_refused_at_its_line(pki, extra):
+    """`tun-mtu-extra 1400` beside `mssfix 1450` (or a tiny mssfix) leaves TCP no MSS: the figure
+    went negative and each SYN through the tunnel raised in the data path (the client it was
+    for ended). Refused at its line, at a reload as at start; the running rule stays."""
+    from appliance.openvpn.config import ConfigError, parse_config
+    from appliance.openvpn.settings import check_key_material
+    with pytest.raises(ConfigError, match=r"s\.conf:\d+: (tun-mtu-extra|mssfix): .* leaves TCP an MSS of -?\d+"):
+        check_key_material(parse_config(server_conf(pki, extra=extra), "/mem/s.conf"))
+    w = World()
+    conf = server_conf(pki)
+    gw, holder = _reloadable(w, conf)
+    w.add_client(client_conf(pki, "client0"))
+    assert w.run(lambda: _up(w, 0), max_time=30)
+    first = _syn_through(w, 0)
+    holder["conf"] = conf + extra
+    assert not gw.ops.reload(), "the reload took an mssfix that leaves TCP no MSS"
+    assert _syn_through(w, 1) == first and _up(w, 0)
+    assert "internal error" not in gw.faults.counts, gw.faults.counts
+
+
 def test_hand_window_changed_by_a_reload_bounds_the_cookie(pki):
     """`hand-window 10` by a reload: a stateless cookie handed out after it is good for that
     window, not the start's 60 s (the cookie jar kept the window of the start); one handed out

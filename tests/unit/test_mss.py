@@ -200,3 +200,11 @@ def test_mss_option_at_odd_offset_keeps_checksum_valid():
     assert clamp_mss(b, 1360) is True
     assert _mss(b) == 1360
     assert _tcp_checksum_ok(b)
+
+
+def test_no_mss_to_give_leaves_the_syn_alone():
+    """A figure at or below 0 (a config settings.check_mss now refuses) never raises nor writes
+    an MSS of 0 into the SYN: before, a negative one raised ValueError for each SYN."""
+    for max_mss in (0, -14, -614):
+        p = _pkt()
+        assert clamp_mss(p, max_mss) is False and _mss(bytes(p)) == 1460
