@@ -24,7 +24,7 @@ from ..openvpn.datapath import ClientDataPath
 from ..openvpn.config import ConfigError, Options, Remote
 from ..openvpn.errors import BadPacket
 from ..openvpn.httpproxy import ConnectReply, ProxyRefused, request_bytes
-from ..openvpn.profile_push import with_profile
+from ..openvpn.profile_push import outside_ipv6_dropped, with_profile
 from ..openvpn.settings import NO_SERVER_CERT_CHECK, checks_server_certificate, client_session_config, mss_rule
 from ..openvpn.session import Session
 from ..transport.link import TcpLink, UdpLink
@@ -847,6 +847,10 @@ class ClientGateway:
         # The profile's route-ipv6, route-metric, block-ipv6 and dns with the pushed ones, as
         # OpenVPN 2.6 (openvpn/profile_push.py): the tunnel and the services see both as one.
         pushed = with_profile(self.opts, e.pushed)
+        if outside := outside_ipv6_dropped(self.opts, e.pushed):
+            log.warning("block-ipv6: %d pushed route-ipv6 via net_gateway_ipv6 not installed (%s%s): the profile "
+                        "keeps IPv6 inside the tunnel", len(outside), ", ".join(outside[:3]),
+                        ", ..." if len(outside) > 3 else "")
         try:
             self.net.apply(pushed, c.addr[0])
         except PortGone:

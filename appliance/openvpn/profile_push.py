@@ -14,7 +14,6 @@ management interface each read PushedOptions; merged once at tunnel-up, each rea
 from __future__ import annotations
 
 import copy
-import logging
 from typing import TYPE_CHECKING
 
 from .keymethod import PushedOptions, update_dns
@@ -22,8 +21,15 @@ from .keymethod import PushedOptions, update_dns
 if TYPE_CHECKING:
     from .config import Options
 
-log = logging.getLogger("vpn-appliance")
 MAX_NOTED = 8           # pushed routes named in `ignored` (the push may hold hundreds)
+
+
+def outside_ipv6_dropped(opts: "Options", pushed: PushedOptions | None) -> list[str]:
+    """The pushed `route-ipv6 ... net_gateway_ipv6` networks the profile's block-ipv6 keeps out
+    (with_profile), for the gateway's warning."""
+    if pushed is None or not opts.block_ipv6:
+        return []
+    return [n for n, g, _x in pushed.routes_ipv6 if g == "net_gateway_ipv6"]
 
 
 def with_profile(opts: "Options", pushed: PushedOptions | None) -> PushedOptions | None:
@@ -50,9 +56,6 @@ def with_profile(opts: "Options", pushed: PushedOptions | None) -> PushedOptions
             theirs = [r for r in theirs if r[1] != "net_gateway_ipv6"]
             p.ignored = [*pushed.ignored, *(f"route-ipv6 {n} net_gateway_ipv6 (the profile's block-ipv6)"
                                             for n, _g, _x in outside[:MAX_NOTED])]
-            log.warning("block-ipv6: %d pushed route-ipv6 via net_gateway_ipv6 not installed (%s%s): the "
-                        "profile keeps IPv6 inside the tunnel", len(outside), ", ".join(n for n, _g, _x in outside[:3]),
-                        ", ..." if len(outside) > 3 else "")
     p.routes_ipv6 = [(n, g, x if x is not None else p.route_metric)
                      for n, g, x in [*opts.route_ipv6, *theirs]]
     p.block_ipv6 = pushed.block_ipv6 or opts.block_ipv6
