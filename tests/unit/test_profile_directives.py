@@ -249,6 +249,19 @@ def test_cd_is_where_the_scripts_start_as_under_openvpn(tmp_path, monkeypatch):
     assert "cd " in (cli.enter_cd_dir(o) or ""), "a vanished cd directory must fail the start"
 
 
+def test_cd_through_a_symlink_and_dotdot_goes_where_chdir_goes(tmp_path):
+    """`cd keys/..` with keys a symlink to /srv/pki/client1: chdir() (OpenVPN's) lands in
+    /srv/pki, and `ca ca.crt` is read there. Before, the path was shortened as text to the
+    profile's own directory, and another ca.crt was read than OpenVPN reads."""
+    (tmp_path / "prof").mkdir()
+    (tmp_path / "pki" / "client1").mkdir(parents=True)
+    (tmp_path / "prof" / "keys").symlink_to(tmp_path / "pki" / "client1")
+    read: list[str] = []
+    o = parse_config("client\nremote 198.18.0.1\ncd keys/..\nca ca.crt\n", str(tmp_path / "prof" / "c.ovpn"),
+                     read_file=lambda p: read.append(p) or b"x")
+    assert read == [str(tmp_path / "pki" / "ca.crt")] and o.cd_dir == str(tmp_path / "pki")
+
+
 def test_cd_after_a_relative_name_or_to_no_directory_is_refused(tmp_path):
     with pytest.raises(ConfigError) as e:
         parse_config(f"client\nremote 198.18.0.1\nca ca.crt\ncd {tmp_path}\n", str(tmp_path / "c.ovpn"),

@@ -193,10 +193,13 @@ def _cd(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
         p.err(d, f"line {p.relative_line} named a file relative to the profile's directory before this "
                  "`cd`, which OpenVPN would read from DIR: give `cd` first (or that name absolute)")
         return
-    p.base = os.path.normpath(target)
+    # The directory chdir() reaches: `..` after a symlink is the parent of its target, as the
+    # kernel walks it (normpath's lexical `keys/..` read the profile's own directory, where
+    # OpenVPN reads the target's parent: another ca.crt than OpenVPN's).
+    p.base = os.path.realpath(target)
     # The process's own directory too (cli.enter_cd_dir): OpenVPN stays there, so its scripts
     # start there and a relative name in their arguments or their own reads is DIR's.
-    p.set("cd_dir", os.path.abspath(target))
+    p.set("cd_dir", p.base)
 
 
 @reg.apply("mark", why="SO_MARK on the VPN socket (policy routing by fwmark), set before it is bound or "
