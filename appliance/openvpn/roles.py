@@ -391,7 +391,7 @@ class ServerRole:
                                 f"{s.peer_username!r} to {km.username!r}")
         checks = s.cfg.verify_user is not None or s.cfg.defer_auth
         grace, s.token_grace = s.token_grace, None
-        if checks and not first and grace is not None and grace[0] is ks and s.cfg.gen_token is not None \
+        if checks and not first and grace is not None and grace[0] in (None, ks) and s.cfg.gen_token is not None \
                 and not s.cfg.token_external \
                 and hmac.compare_digest(to_bytes(km.password), to_bytes(grace[1])):
             self._grace_token(ks, km, now)
@@ -587,7 +587,11 @@ class ServerRole:
         if not s.push_sent:
             self._issue_token(s.peer_username, now, None)       # goes with the push reply
         elif ks is not None and ks.phase is KS.ACTIVE:
+            old = s.issued_auth_token
             self._issue_token(s.peer_username, now, ks)
+            # A renegotiation the client began before the new token reached it (its soft reset
+            # crossing our PUSH_REPLY) brings the old one: the next key may use it once.
+            s.token_grace = (None, old) if old is not None else None
         else:
             # A renegotiation is under way: its check issues the next token, under the new
             # policy; the timer is the fallback if that check does not come. The client sends

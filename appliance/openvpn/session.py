@@ -186,8 +186,8 @@ class Session(ControlChannel):
         self.issued_auth_token: str | None = None   # server: an auth-token we pushed (renegotiation password)
         self.token_initial: str | None = None       # server: this client's first generated token (its session id)
         self.token_renew_at: float | None = None    # server: when the token is renewed between renegotiations
-        # server: (key, token) -- the token issued before a reload changed auth-gen-token's policy
-        # while that key's renegotiation was under way, taken once more for it (roles.token_policy_changed)
+        # server: (key or None: the next, token) -- the token issued before a reload changed
+        # auth-gen-token's policy, taken once more for that renegotiation (roles.token_policy_changed)
         self.token_grace: tuple[object, str] | None = None
         # client: the server's auth-token, our password from now on (for the whole run when the
         # gateway shares one holder among its sessions)

@@ -261,3 +261,27 @@ def test_a_rotated_secret_during_a_renegotiation_keeps_the_client_on_its_last_to
     w.run_for(25)
     assert "alice" not in _logged_in(w) or _session_of(w, "alice") is not s, \
         "the kept session took its old-secret token after the reload's renegotiation"
+
+
+def test_a_renegotiation_crossing_the_reissued_token_is_taken_once(pki, tmp_path, monkeypatch):
+    """The reload re-issues a kept client's token at once, but the client begins its next
+    renegotiation before that PUSH_REPLY reached it (here: it never took it), so it brings the
+    old-secret token we issued it: taken for that one renegotiation, which issues it a token of
+    the new secret. Before, the client was cut off (AUTH_FAILED) and asked for its password."""
+    secret_line = f"<auth-gen-token-secret>\n{SECRET}\n</auth-gen-token-secret>\n"
+    w, c, creds, passdb, holder = _passdb_world(pki, tmp_path, monkeypatch,
+                                                "auth-gen-token\nreneg-sec 20\nhand-window 5\n" + secret_line)
+    s = _session_of(w, "alice")
+    old = c.auth_token.token
+    creds.write_text("alice\nused-up\n")
+    holder["conf"] = holder["conf"].replace(SECRET, _rotated_secret())
+    assert w.server.ops.reload()
+    w.run_for(1)
+    assert c.auth_token.token != old, "the reload did not re-issue the token"
+    c.auth_token.token = old                                 # as if that PUSH_REPLY came after its soft reset
+    w.run_for(45)
+    assert _up(c) and c.connections == 1 and c.credentials.fetches == 1, \
+        f"the client was cut off by the reload: {w.server.d.drop_counters()}"
+    assert _session_of(w, "alice") is s and max(s.keys) >= 2
+    new_policy = gentoken.TokenPolicy(gentoken.parse_secret(_rotated_secret()), 0, 20)
+    assert new_policy.verify(c.auth_token.token, b"alice", WALL0 + int(w.clock())) is gentoken.Verdict.VALID
