@@ -324,6 +324,25 @@ def test_a_command_that_cannot_work_fails_at_its_line(pki, tmp_path, monkeypatch
     assert f"s.conf:{_line_of(pki, extra, line)}: {want}: " in str(e.value) and why in str(e.value), str(e.value)
 
 
+def test_a_tmp_dir_another_user_could_swap_files_in_is_refused(pki, tmp_path):
+    """auth-user-pass-verify via-file writes the client's username and password to a 0600 file
+    of tmp-dir and the command reads it: a local user who may write tmp-dir (no sticky bit) could
+    unlink it and put their own valid credentials under its name, and log in under the name
+    they claimed. Refused at the line (as tls-export-cert's directory); the default /tmp, sticky,
+    is fine. Before, any directory we could write was taken."""
+    script = _script(tmp_path, "#!/bin/sh\nexit 0\n")
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    extra = f"script-security 2\nauth-user-pass-verify {script} via-file\ntmp-dir {tmp}\n"
+    tmp.chmod(0o777)
+    with pytest.raises(ConfigError) as e:
+        _parse(pki, extra)
+    assert f"s.conf:{_line_of(pki, extra, f'tmp-dir {tmp}')}: tmp-dir: " in str(e.value)
+    assert "writable by others without the sticky bit" in str(e.value), str(e.value)
+    tmp.chmod(0o1777)
+    assert _parse(pki, extra).tmp_dir == str(tmp)
+
+
 def test_tmp_dir_on_a_client_says_it_does_nothing(pki, tmp_path):
     o = _parse(pki, f"tmp-dir {tmp_path}\n", client=True)
     assert any("tmp-dir" in n and "no effect on a client" in n for n in o.notes), o.notes

@@ -416,8 +416,12 @@ def finish(p: ParseState) -> None:
     if o.tls_export_cert and not o.tls_verify:
         p.line = line("tls_export_cert")
         p.note("tls-export-cert", "no effect without tls-verify (the only reader of the file here; no plugins)")
-    if o.tls_export_cert and (why := others_can_swap(o.tls_export_cert, o.user)) is not None:
+    if o.tls_export_cert and (why := others_can_swap(o.tls_export_cert, o.user,
+                                                     "the certificate tls-verify's command reads")) is not None:
         p.err("tls-export-cert", why, line("tls_export_cert"))
+    if o.tmp_dir and o.role == "server" and (why := others_can_swap(o.tmp_dir, o.user, "the credentials (via-file) or key metadata a "
+                                             "command checks")) is not None:
+        p.err("tmp-dir", why, line("tmp_dir"))
     for n, d in (("management_client_user", "management-client-user"),
                  ("management_client_group", "management-client-group")):
         if n in o.source and (o.management is None or o.management[1] != "unix"):
@@ -447,12 +451,14 @@ def finish(p: ParseState) -> None:
         o.data_ciphers.append(o.cipher)
 
 
-def others_can_swap(directory: str, user: str | None) -> str | None:
+def others_can_swap(directory: str, user: str | None, what: str) -> str | None:
     """Why another local user could replace a file we write in `directory` while a command reads
-    it (tls-export-cert: the certificate tls-verify's command checks), else None. Such a user
+    it (`what`: tls-export-cert's certificate for tls-verify's command; tmp-dir's via-file
+    credentials for auth-user-pass-verify's, key metadata for tls-crypt-v2-verify's), else None: a
+    swapped via-file let a user log in as another with their own password. Such a user
     owns the directory or one above it (and may rename or empty it), or may write one without
     the sticky bit (and may unlink our file and put theirs under its name): the command then
-    judged a certificate of theirs, not the peer's. Trusted: root, us, and `user` (who we run
+    judged a file of theirs, not the peer's. Trusted: root, us, and `user` (who we run
     as after start, and must write there). As OpenSSH's StrictModes; OpenVPN checks nothing."""
     trusted = {0, os.geteuid()}
     if user:
@@ -469,10 +475,10 @@ def others_can_swap(directory: str, user: str | None) -> str | None:
             except OSError:
                 return None         # gone: the directory check reports it
             if st.st_uid not in trusted:
-                return f"{d} belongs to uid {st.st_uid}, who could swap the certificate tls-verify's command reads"
+                return f"{d} belongs to uid {st.st_uid}, who could swap {what}"
             if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH) and not st.st_mode & stat.S_ISVTX:
                 return (f"{d} is writable by {'others' if st.st_mode & stat.S_IWOTH else 'its group'} without the "
-                        "sticky bit: they could swap the certificate tls-verify's command reads")
+                        f"sticky bit: they could swap {what}")
             up = os.path.dirname(d)
             if up == d:
                 break
