@@ -111,15 +111,20 @@ def _syn_through(w: World, tag: int) -> int | None:
     return _mss_of(w.server.tun.written[-1])
 
 
-def test_mssfix_changed_by_a_reload_clamps_syns_to_the_new_size(pki):
-    """`mssfix 1000` added by a reload: a TCP connection opened through the tunnel after it must
-    get an MSS that fits 1000-byte UDP packets. The data path kept the rule of the start."""
+def _one_client_through_a_reloadable_server(pki):
+    """A server whose reload reads holder["conf"], one client up, and the MSS of its first SYN."""
     w = World()
     conf = server_conf(pki)
     gw, holder = _reloadable(w, conf)
     w.add_client(client_conf(pki, "client0"))
     assert w.run(lambda: _up(w, 0), max_time=30)
-    first = _syn_through(w, 0)
+    return w, gw, holder, conf, _syn_through(w, 0)
+
+
+def test_mssfix_changed_by_a_reload_clamps_syns_to_the_new_size(pki):
+    """`mssfix 1000` added by a reload: a TCP connection opened through the tunnel after it must
+    get an MSS that fits 1000-byte UDP packets. The data path kept the rule of the start."""
+    w, gw, holder, conf, first = _one_client_through_a_reloadable_server(pki)
     assert first is not None and first > 1000, f"the default mssfix gave {first}"
     holder["conf"] = conf + "mssfix 1000\n"
     assert gw.ops.reload()
@@ -140,12 +145,7 @@ def test_an_mssfix_leaving_tcp_no_mss_is_refused_at_its_line(pki, extra):
     from appliance.openvpn.settings import check_key_material
     with pytest.raises(ConfigError, match=r"s\.conf:\d+: (tun-mtu-extra|mssfix): .* leaves TCP an MSS of -?\d+"):
         check_key_material(parse_config(server_conf(pki, extra=extra), "/mem/s.conf"))
-    w = World()
-    conf = server_conf(pki)
-    gw, holder = _reloadable(w, conf)
-    w.add_client(client_conf(pki, "client0"))
-    assert w.run(lambda: _up(w, 0), max_time=30)
-    first = _syn_through(w, 0)
+    w, gw, holder, conf, first = _one_client_through_a_reloadable_server(pki)
     holder["conf"] = conf + extra
     assert not gw.ops.reload(), "the reload took an mssfix that leaves TCP no MSS"
     assert _syn_through(w, 1) == first and _up(w, 0)

@@ -16,17 +16,20 @@ def lab(tmp_path_factory):
         yield lab
 
 
+def _start_server(lab, procs, server: str, cfg: str, name: str) -> None:
+    if server == "openvpn":
+        procs.append(lab.openvpn(lab.srv, cfg, f"{name}-{len(lab.procs)}"))
+    else:
+        procs.append(lab.ours(lab.srv, cfg, f"{name}-{len(lab.procs)}", pattern=r"listening on UDP"))
+
+
 @pytest.mark.parametrize("server", ["openvpn", "ours"])
 def test_a_default_file_saying_disable_admits_only_clients_with_their_own(lab, procs, server):
     ccd = lab.tmp / f"ccd-{server}"
     ccd.mkdir()
     (ccd / "DEFAULT").write_text("disable\n")
     (ccd / "client1").write_text("ifconfig-push 198.19.0.71 255.255.255.0\n")
-    cfg = server_config(lab.pki, extra=f"client-config-dir {ccd}\n")
-    if server == "openvpn":
-        procs.append(lab.openvpn(lab.srv, cfg, f"defsrv-{len(lab.procs)}"))
-    else:
-        procs.append(lab.ours(lab.srv, cfg, f"defsrv-{len(lab.procs)}", pattern=r"listening on UDP"))
+    _start_server(lab, procs, server, server_config(lab.pki, extra=f"client-config-dir {ccd}\n"), "defsrv")
     good = lab.openvpn(lab.cli, client_profile(lab.pki, "udp", client="client1"), f"defgood-{len(lab.procs)}")
     procs.append(good)
     assert lab.ping(lab.cli, TUN_SERVER_IP, 3) == 3
@@ -48,11 +51,8 @@ def test_push_remove_takes_out_the_same_options(lab, procs, server):
     ccd = lab.tmp / f"ccd-pr-{server}"
     ccd.mkdir()
     (ccd / "client1").write_text('push-remove route\npush "route 198.18.79.0 255.255.255.0"\npush-remove dhcp-option\n')
-    cfg = server_config(lab.pki, extra=f'client-config-dir {ccd}\npush "dhcp-option DNS 198.18.0.53"\n')
-    if server == "openvpn":
-        procs.append(lab.openvpn(lab.srv, cfg, f"prsrv-{len(lab.procs)}"))
-    else:
-        procs.append(lab.ours(lab.srv, cfg, f"prsrv-{len(lab.procs)}", pattern=r"listening on UDP"))
+    _start_server(lab, procs, server,
+                  server_config(lab.pki, extra=f'client-config-dir {ccd}\npush "dhcp-option DNS 198.18.0.53"\n'), "prsrv")
     cli = lab.openvpn(lab.cli, client_profile(lab.pki, "udp", client="client1"), f"prcli-{len(lab.procs)}")
     procs.append(cli)
     reply = next((ln for ln in cli.log().splitlines() if "PUSH_REPLY" in ln), "")
