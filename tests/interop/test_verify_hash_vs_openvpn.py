@@ -28,6 +28,13 @@ def _fp(lab, h) -> str:
     return x509.load_pem_x509_certificate(lab.pki.ca.read_bytes()).fingerprint(h).hex(":").upper()
 
 
+def _wrong_fp(lab, h) -> str:
+    """The CA's fingerprint with its last byte changed: never the right one (the last byte set
+    to 00 was the right one whenever the CA's fingerprint ended in 00 -- 1 lab PKI in 256, ci27b)."""
+    right = x509.load_pem_x509_certificate(lab.pki.ca.read_bytes()).fingerprint(h)
+    return (right[:-1] + bytes([right[-1] ^ 0xFF])).hex(":").upper()
+
+
 def _client(lab, procs, kind: str, extra: str, name: str):
     conf = client_profile(lab.pki, "udp", extra=extra)
     p = (lab.openvpn(lab.cli, conf, name, wait=0) if kind == "openvpn" else lab.ours(lab.cli, conf, name, wait=0))
@@ -64,7 +71,7 @@ def test_a_server_pins_the_clients_ca(lab, procs, kind):
     good = _client(lab, procs, "openvpn", "", f"vhs-good-{kind}")
     assert good.wait_for(UP["openvpn"], 60), (good.log()[-2000:], procs[0].log()[-2000:])
     _stop(procs)
-    conf = server_config(lab.pki, "udp", extra=f"verify-hash {_fp(lab, hashes.SHA1())[:-2]}00\n")  # noqa: S303
+    conf = server_config(lab.pki, "udp", extra=f"verify-hash {_wrong_fp(lab, hashes.SHA1())}\n")  # noqa: S303
     srv = (lab.openvpn(lab.srv, conf, f"vhs-srv2-{kind}") if kind == "openvpn"
            else lab.ours(lab.srv, conf, f"vhs-srv2-{kind}", pattern=r"listening on UDP"))
     procs.append(srv)
