@@ -25,7 +25,7 @@ UP = "Initialization Sequence Completed"
 CHECK = """#!/bin/sh
 # alice/first-pw is right; each run's environment goes to {out}.N.env
 n=$(ls {out}.*.env 2>/dev/null | wc -l)
-env > {out}.$n.env
+env > {out}.tmp.$$ && mv {out}.tmp.$$ {out}.$n.env   # whole or not at all: the test polls for it
 if [ -n "$1" ]; then user=$(sed -n 1p "$1"); pass=$(sed -n 2p "$1"); else user=$username; pass=$password; fi
 [ "$user" = alice ] && [ "$pass" = first-pw ] && exit 0
 echo "account locked" > "$auth_failed_reason_file"
@@ -138,7 +138,7 @@ def test_a_deferred_verdict_written_later_decides(lab, procs, kind, verdict):
 STATEFUL = """#!/bin/sh
 # records session_state and session_id; alice with first-pw or a token is in
 n=$(ls {out}.*.env 2>/dev/null | wc -l)
-env > {out}.$n.env
+env > {out}.tmp.$$ && mv {out}.tmp.$$ {out}.$n.env   # whole or not at all: the test polls for it
 user=$(sed -n 1p "$1"); pass=$(sed -n 2p "$1")
 [ "$user" = alice ] || exit 1
 case "$pass" in SESS_ID_AT_*|first-pw) exit 0;; esac
