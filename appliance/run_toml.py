@@ -144,6 +144,9 @@ def management_port(cfg: ApplianceConfig, wan_if: str, lan_if: str | None) -> tu
 def ask_credentials(opts: Options) -> tuple[str, str]:
     """Username and password from the profile, or asked on the terminal; a ConfigError naming the
     auth-user-pass line when there is neither (an unattended run)."""
+    if opts.management_query_passwords and opts.auth_user_pass_required and \
+            not (opts.auth_user_pass and opts.auth_user_pass[1]):
+        return "", ""           # asked of the management client (ClientGateway._ask_passwords)
     if opts.auth_user_pass:
         return opts.auth_user_pass
     if opts.auth_user_pass_required:

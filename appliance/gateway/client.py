@@ -109,6 +109,9 @@ class ClientGateway:
         self.username, self.password = username, password
         # auth-nocache (credentials.py): fetched at each key-method message instead of the above.
         self.credentials = credentials
+        # management-query-passwords: whether the two above are there to send; when not, the
+        # management client is asked before the connection (ClientMgmt.query_passwords).
+        self._creds_given = bool(username and password)
         self.advertise_ekm = advertise_ekm
         self.signals = signals
         self.faults = Faults(DROP_LOG_EVERY)
@@ -385,7 +388,7 @@ class ClientGateway:
 
     # ---------------------------------------------------------------- connecting
     def _connect_next(self) -> None:
-        if self.result is not None:
+        if self.result is not None or self._ask_passwords():
             return
         poll = self.opts.server_poll_timeout
         if self._more and self._more_of is not None:
@@ -600,6 +603,34 @@ class ClientGateway:
             log.info("reconnecting to %s:%d (%s) first", c.remote.host, c.remote.port, c.remote.proto)
         self._schedule_retry(backoff)
 
+    # ---------------------------------------------------------------- credentials
+    def _ask_passwords(self) -> bool:
+        """management-query-passwords: when the profile gave no password (or a management client
+        made us forget it) and no auth-token stands in for it, ask the management client and
+        connect once it answered (True: asked). OpenVPN 2.6 asks the same question while it
+        writes its key-method message; asked before the connection here, the answer is never
+        raced by the server's hand-window, and a management client sees the same lines."""
+        o = self.opts
+        if not (o.management_query_passwords and o.auth_user_pass_required) or self.mgmt is None:
+            return False
+        if self._creds_given or self.auth_token.in_use:
+            return False
+        self.mgmt.query_passwords(self._got_passwords)
+        return True
+
+    def _got_passwords(self, username: str, password: str) -> None:
+        self.username, self.password, self._creds_given = username, password, True
+        self._connect_next()
+
+    def forget_passwords(self) -> None:
+        """The management command forget-passwords (and auth-retry interact after AUTH_FAILED):
+        the username/password and the auth-token are dropped, as OpenVPN 2.6's ssl_purge_auth +
+        ssl_clean_auth_token. With management-query-passwords the next connection asks again;
+        without it, the profile's own credentials are what OpenVPN would read again from it."""
+        self.auth_token.take_auth_failed()
+        if self.opts.management_query_passwords:
+            self.username, self.password, self._creds_given = "", "", False
+
     # ---------------------------------------------------------------- packets
     def _on_link_read(self) -> None:
         c = self.conn
@@ -800,6 +831,8 @@ class ClientGateway:
                     log.error("TLS error, exiting (tls-exit): %s", e.reason)
                     self._finish(1)
                 elif e.restart:
+                    if self.opts.auth_retry_interact and _asks_again(e.reason):
+                        self.forget_passwords()         # as OpenVPN 2.6's AR_INTERACT: ssl_purge_auth
                     if e.skip_addresses:
                         self._more = []         # the name's other addresses too (2.6's advance_next_remote)
                     self._restart(c, e.same_remote or (c.was_up and not e.next_remote), e.backoff)
@@ -995,3 +1028,10 @@ def _tcp_local(c: Connection) -> tuple | None:
         return tuple(c.link.t.sock.getsockname()[:2])
     except (AttributeError, OSError):
         return None
+
+
+def _asks_again(reason: str) -> bool:
+    """auth-retry interact: the AUTH_FAILED after which OpenVPN 2.6 purges the credentials -- not a
+    TEMP one, nor the one that only dropped a refused auth-token (push.c receive_auth_failed)."""
+    return reason.startswith("AUTH_FAILED") and not reason.startswith("AUTH_FAILED TEMP") \
+        and not reason.endswith("(auth-token dropped)")

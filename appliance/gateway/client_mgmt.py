@@ -7,7 +7,11 @@ waits on the tunnel's pump. Here are only the client's answers (ClientManagement
 the client tells (ClientMgmt): >STATE lines with OpenVPN's state names and fields, >HOLD while
 `management-hold` (or `hold on`) keeps the client from connecting, >BYTECOUNT with the transport
 bytes, >INFOMSG for the server's INFO/INFO_PRE (a web login's URL), and >PASSWORD:Verification
-Failed when the server says AUTH_FAILED.
+Failed when the server says AUTH_FAILED. With management-query-passwords, >PASSWORD:Need 'Auth'
+username/password (SC:... with static-challenge) asks for the credentials the profile lacks; the
+`username`/`password` commands answer it, `forget-passwords` drops them (and the auth-token). A
+dynamic challenge (AUTH_FAILED,CRV1:...) is told in the Verification Failed line, and with
+auth-retry interact the next question takes the CRV1 response, as OpenVPN 2.6's.
 
 The states, in the order OpenVPN 2.6's client gave them in the lab (UDP and TCP): CONNECTING once
 the interface is open, then per attempt RESOLVE (a name only), TCP_CONNECT (TCP), WAIT (our
@@ -50,17 +54,20 @@ Commands:
 bytecount n            : Show bytes in/out, update every n secs (0=off).
 echo [on|off] [N|all]  : Like log, but only show messages in echo buffer.
 exit|quit              : Close management session.
+forget-passwords       : Forget passwords entered so far.
 help                   : Print this message.
 hold [on|off|release]  : Set/show hold flag to on/off state, or
                          release current hold and start tunnel.
 log [on|off] [N|all]   : Turn on/off realtime log display
                          + show last N lines or 'all' for entire history.
 mute [n]               : Set log mute level to n, or show level if n is absent.
+password type p        : Enter password p for a queried OpenVPN password.
 pid                    : Show process ID of the current OpenVPN process.
 signal s               : Send signal s to daemon,
                          s = SIGHUP|SIGTERM|SIGUSR1|SIGUSR2.
 state [on|off] [N|all] : Like log, but show state history.
 status [n]             : Show current daemon status info using format #n.
+username type u        : Enter username u for a queried OpenVPN username.
 verb [n]               : Set log verbosity level to n, or show if n is absent.
 version [n]            : Set client's version to n or show current version of daemon.
 END""".split("\n")
@@ -68,12 +75,13 @@ END""".split("\n")
 # OpenVPN commands a client does not serve here: answered as OpenVPN answers a command its
 # current mode lacks (the server's, and the credential and key prompts: the profile gives those).
 UNSUPPORTED = frozenset(("kill", "client-kill", "client-auth", "client-auth-nt", "client-deny",
-                         "client-pending-auth", "username", "password", "needok", "needstr",
-                         "forget-passwords", "cr-response", "remote", "proxy", "rsa-sig", "pk-sig",
+                         "client-pending-auth", "needok", "needstr",
+                         "cr-response", "remote", "proxy", "rsa-sig", "pk-sig",
                          "certificate", "remote-entry-count", "remote-entry-get", "env-filter", "net",
                          "auth-retry", "nclients"))
 # man_need's parameter counts (manage.c man_dispatch_command): (n, at least).
-NEEDS = {"signal": (1, False), "log": (1, True), "echo": (1, True), "bytecount": (1, False)}
+NEEDS = {"signal": (1, False), "log": (1, True), "echo": (1, True), "bytecount": (1, False),
+         "username": (2, False), "password": (2, False)}
 SIGNALS = ("SIGHUP", "SIGTERM", "SIGUSR1", "SIGUSR2", "SIGINT")
 
 
@@ -154,6 +162,11 @@ class ClientManagement(Management):
             return ["SUCCESS: bytecount interval changed"]
         if cmd == "hold":
             return ops.hold_command(a[1] if len(a) > 1 else None)
+        if cmd in ("username", "password"):
+            return ops.user_pass_command(cmd, a[1], a[2])
+        if cmd == "forget-passwords":
+            ops.gw.forget_passwords()
+            return ["SUCCESS: Passwords were forgotten"]
         if cmd == "verb":
             if len(a) == 1:
                 return [f"SUCCESS: verb={ops.gw.opts.verb}"]
@@ -201,6 +214,10 @@ class ClientMgmt:
         self.holding: int | None = None        # the hold's time while on hold (>HOLD:...:N)
         self._release: Callable[[], None] | None = None
         self.mgr: ClientManagement | None = None
+        # management-query-passwords: what gets the answer while asking, and the answer so far.
+        self._answer: Callable[[str, str], None] | None = None
+        self._q_user = ""
+        self._q_pass: str | None = None
 
     # ---------------------------------------------------------------- the socket
     def open(self, drops_root: bool = False) -> None:
@@ -218,7 +235,9 @@ class ClientMgmt:
 
     def special(self) -> list[str]:
         """OpenVPN's special_state_msg: what a client that connects now is told after the banner."""
-        return [self._hold_line()] if self.holding is not None else []
+        if self.holding is not None:
+            return [self._hold_line()]
+        return [self._password_line()] if self._answer is not None else []
 
     def _hold_line(self) -> str:
         return f">HOLD:Waiting for hold release:{self.holding}"
@@ -287,6 +306,40 @@ class ClientMgmt:
             # After this reply: what the release starts logs and notifies on its own.
             self.gw.pump.timers.arm("mgmt-release", self.gw.clock(), then)
         return ["SUCCESS: hold release succeeded"]
+
+    # ---------------------------------------------------------------- passwords
+    def query_passwords(self, then: Callable[[str, str], None]) -> None:
+        """Ask for the username and password (manage.c management_query_user_pass): `then(user,
+        password)` once both came. Asked anew each time: an earlier half-answer is dropped."""
+        self._answer, self._q_user, self._q_pass = then, "", None
+        if self.mgr is None or not any(c.authed for c in self.mgr.conns):
+            log.info("Need password(s) from management interface, waiting...")
+        self._notify([self._password_line()])
+
+    def _password_line(self) -> str:
+        line = ">PASSWORD:Need 'Auth' username/password"
+        sc = self.gw.opts.static_challenge
+        return line + (f" SC:{int(sc[1])},{sc[0]}" if sc is not None else "")
+
+    def user_pass_command(self, what: str, kind: str, value: str) -> list[str]:
+        """`username TYPE VALUE` / `password TYPE VALUE`, answered in OpenVPN 2.6's words
+        (man_query_user_pass). An empty password is a blank one (its [[BLANK]]); an empty username
+        is stored and does not complete the answer. (The command line's words are at most 255
+        characters, as OpenVPN's: within what a key-method message carries.)"""
+        if self._answer is None:
+            return [f"ERROR: no {what} is currently needed at this time"]
+        if kind != "Auth":
+            return [f"ERROR: {what} of type '{kind}' entered, but we need one of type 'Auth'"]
+        if what == "username":
+            self._q_user = value
+        else:
+            self._q_pass = value
+        if self._q_user and self._q_pass is not None:
+            then, user, pw = self._answer, self._q_user, self._q_pass
+            self._answer, self._q_user, self._q_pass = None, "", None
+            # After this reply, as the hold's release: what the answer starts logs on its own.
+            self.gw.pump.timers.arm("mgmt-passwords", self.gw.clock(), lambda: then(user, pw))
+        return [f"SUCCESS: '{kind}' {what} entered, but not yet verified"]
 
     # ---------------------------------------------------------------- signals
     def signal_command(self, name: str) -> list[str]:

@@ -1,5 +1,5 @@
 """`auth-retry`: OpenVPN 2.6's none and nointeract are honoured; interact (ask the user again)
-is refused with file:line, since the appliance has nobody to ask."""
+is refused with file:line without management-query-passwords (nobody else to ask)."""
 from __future__ import annotations
 
 import pytest

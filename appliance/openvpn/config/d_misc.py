@@ -7,6 +7,7 @@ checks are refused instead (the commands that may refuse a peer are run: d_ops.p
 from __future__ import annotations
 
 import os
+import re
 
 from .directives import Registry
 from .parser import ParseState
@@ -56,7 +57,6 @@ _NOOPS = {
     "route-delay": "routes are added as soon as the tunnel is up",
     "route-method block-outside-dns register-dns": "Windows only",
     "ncp-disable": "cipher negotiation is always on (as in OpenVPN 2.6)",
-    "management-query-passwords": "credentials come from the profile, never from the management interface",
     "ifconfig-nowarn": "no option-consistency warnings are printed",
     "remote-random-hostname": "remote names are resolved as written",
     "allow-recursive-routing": "the remote's address is always routed outside the tunnel",
@@ -173,7 +173,16 @@ reg.refuse("fragment", "fragment is not supported")
 reg.refuse("pkcs11-providers", "PKCS#11 is not supported")
 reg.refuse("cryptoapicert", "not supported on this platform")
 reg.refuse("lladdr", "only tun is supported")
-reg.refuse("static-challenge", "challenge/response is not supported")
+
+
+@reg.apply("static-challenge", why="client: the server wants a challenge response with the password; the "
+           "management client is asked for both (>PASSWORD:Need 'Auth' username/password SC:ECHO,TEXT) and "
+           "answers with the SCRV1 password; needs management-query-passwords",
+           sets=("static_challenge",), used_by="client", nargs=(2, 2))
+def _static_challenge(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
+    # OpenVPN 2.6 reads the echo flag with atoi: a leading number, non-zero echoes ("x" is 0).
+    m = re.match(r"\s*[+-]?\d+", a[1])
+    p.set("static_challenge", (a[0], bool(m) and int(m.group()) != 0))
 reg.refuse("shaper", "traffic shaping is not supported")
 reg.refuse("mtu-disc", "not supported")
 reg.refuse("link-mtu", "set tun-mtu instead")

@@ -392,19 +392,19 @@ def _route_ipv6(p: ParseState, d: str, a: list[str], inline: str | None) -> None
     p.add("route_ipv6", Route6(str(n6), gw, metric))
 
 
-@reg.apply("auth-retry", why="what AUTH_FAILED does: end the run (none) or reconnect (nointeract)",
-           sets=("auth_retry",), used_by="client", nargs=(1, 1))
+@reg.apply("auth-retry", why="what AUTH_FAILED does: end the run (none), reconnect (nointeract), or reconnect "
+           "with the credentials asked again of the management client (interact, with management-query-passwords)",
+           sets=("auth_retry", "auth_retry_interact"), used_by="client", nargs=(1, 1))
 def _auth_retry(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
-    """OpenVPN 2.6's choices. `interact` asks the user for the password again before it
-    reconnects; the appliance has nobody to ask, so it is refused rather than taken as
-    `nointeract` (which sends the same credentials again)."""
-    if a[0] == "interact":
-        p.err(d, "interact asks for credentials again, and the appliance has nobody to ask: "
-                 "use auth-retry nointeract (the same credentials again) or none")
-    elif a[0] not in ("none", "nointeract"):
-        p.err(d, f"unknown value {a[0]!r} (none, nointeract)")
+    """OpenVPN 2.6's choices. `interact` asks for the password again before it reconnects: here
+    only a management client can be asked (management-query-passwords, checked in parser.py's
+    finish); without one it is refused rather than taken as `nointeract` (which sends the same
+    credentials again)."""
+    if a[0] not in ("none", "nointeract", "interact"):
+        p.err(d, f"unknown value {a[0]!r} (none, nointeract, interact)")
     else:
-        p.set("auth_retry", a[0] == "nointeract")
+        p.set("auth_retry", a[0] != "none")
+        p.set("auth_retry_interact", a[0] == "interact")
 
 
 @reg.apply("route-nopull", why="ignore pushed routes", sets=("route_nopull",), used_by="client", nargs=(0, 0))

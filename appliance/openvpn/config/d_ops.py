@@ -114,6 +114,14 @@ def _management_hold(p: ParseState, d: str, a: list[str], inline: str | None) ->
     p.set("management_hold", True)
 
 
+@reg.apply("management-query-passwords", why="client: when the profile does not hold the auth-user-pass "
+           "username and password, they are asked of the management client (>PASSWORD:Need 'Auth' "
+           "username/password) before the connection that needs them", sets=("management_query_passwords",),
+           used_by="pump", nargs=(0, 0))
+def _management_query_passwords(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
+    p.set("management_query_passwords", True)
+
+
 @reg.apply("management-client-user", "management-client-group",
            why="a unix-socket management interface accepts only connections from this user / this (primary) "
            "group, by the kernel's SO_PEERCRED", sets=("management_client_user", "management_client_group"),

@@ -180,6 +180,7 @@ class Options:
     bind_dev: str | None = None                  # bind-dev DEV: SO_BINDTODEVICE on the VPN socket
     route_noexec: bool = False                   # no route added: pushed, redirect-gateway, `route` lines
     auth_retry: bool = False                     # auth-retry nointeract: AUTH_FAILED reconnects
+    auth_retry_interact: bool = False            # auth-retry interact: ... with credentials asked again
     tls_exit: bool = False                       # a TLS error ends the run instead of a reconnect
     remap_usr1: str | None = None                # "SIGTERM": every SIGUSR1 (sent or a restart of ours) ends the run
     pull_filter: list[tuple[str, str]] = field(default_factory=list)
@@ -215,6 +216,8 @@ class Options:
     management: tuple | None = None                      # (path, "unix", None) | (host, port, pwfile)
     management_client_auth: bool = False                 # logins wait for client-auth/client-deny
     management_hold: bool = False                        # client: wait for `hold release` before connecting
+    management_query_passwords: bool = False             # client: auth-user-pass asked of the management client
+    static_challenge: tuple[str, bool] | None = None     # (text, echo): >PASSWORD:...SC:echo,text
     management_log_cache: int | None = None              # lines of log history kept for `log all`
     management_client_user: int | None = None           # uid a unix-socket management client must have
     management_client_group: int | None = None           # gid (primary) it must have

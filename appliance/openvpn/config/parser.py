@@ -321,6 +321,10 @@ def finish(p: ParseState) -> None:
             # Our server does not implement the hold: accepted, it would start serving at once.
             p.err("management-hold", "is served by our client only (our server starts serving at once)",
                   line("management_hold"))
+        if o.management_query_passwords:
+            # OpenVPN's server asks it for a private key's passphrase; ours reads `askpass`.
+            p.err("management-query-passwords", "is served by our client only (a server's key passphrase "
+                  "comes from askpass FILE here)", line("management_query_passwords"))
         if o.management_client_auth and o.management is None:
             p.err("management-client-auth", "needs `management` (the client that decides connects there)",
                   line("management_client_auth"))
@@ -428,7 +432,9 @@ def finish(p: ParseState) -> None:
             # As OpenVPN 2.6: "--management-client-(user|group) can only be used on unix domain
             # sockets" (a TCP peer has no credentials to check; accepting it would mean nothing).
             p.err(d, "can only be used with a unix-socket `management PATH unix`", line(n))
-    for n, d in (("management_hold", "management-hold"), ("management_log_cache", "management-log-cache")):
+    _query_passwords_checks(p, line)
+    for n, d in (("management_hold", "management-hold"), ("management_log_cache", "management-log-cache"),
+                 ("management_query_passwords", "management-query-passwords")):
         if n in o.source and o.management is None:
             p.err(d, "needs `management` (there is no management interface without it)", line(n))
     if o.pkcs12 is not None:
@@ -484,3 +490,32 @@ def others_can_swap(directory: str, user: str | None, what: str) -> str | None:
                 break
             d = up
     return None
+
+
+def _query_passwords_checks(p: ParseState, line) -> None:
+    """A client's credentials asked of a management client (management-query-passwords), and what
+    only works with it. Refused where OpenVPN would ask the terminal instead, or where asking would
+    have to happen mid-connection (nobody here answers a terminal; a renegotiation does not wait)."""
+    o = p.o
+    if o.role == "server":
+        return
+    q = o.management_query_passwords
+    if o.auth_retry_interact and not q:
+        p.err("auth-retry", "interact asks for the credentials again, and only a management client can be asked "
+              "here: add management-query-passwords, or use auth-retry nointeract (the same credentials again) "
+              "or none", line("auth_retry_interact"))
+    if o.static_challenge is not None:
+        if not q:
+            p.err("static-challenge", "the response is asked of a management client here (there is no terminal "
+                  "prompt): add management-query-passwords", line("static_challenge"))
+        elif not o.auth_user_pass_required:
+            p.err("static-challenge", "does nothing without auth-user-pass", line("static_challenge"))
+        elif o.auth_user_pass is not None and o.auth_user_pass[1]:
+            # OpenVPN 2.6 reads such a file and asks the terminal for the response alone.
+            p.err("static-challenge", "the profile holds the password, so OpenVPN would ask the response on a "
+                  "terminal; here only the management client is asked: leave the password out of "
+                  "auth-user-pass so it is asked for both", line("static_challenge"))
+    if q and o.auth_nocache and o.auth_user_pass_required:
+        p.err("auth-nocache", "with management-query-passwords the password would have to be asked again at "
+              "each renegotiation, mid-connection: not supported; leave auth-nocache out (the server's "
+              "auth-token, if it pushes one, is used for renegotiations either way)", line("auth_nocache"))

@@ -1,0 +1,121 @@
+"""management-query-passwords on our client (gateway/client_mgmt.py, ClientGateway._ask_passwords):
+the credentials a profile lacks are asked of the management client in OpenVPN 2.6's words, the
+`username`/`password`/`forget-passwords` commands answer as manage.c does, auth-retry interact asks
+again after AUTH_FAILED, and static-challenge adds its SC field. In memory against our server
+with a password database; tests/interop/test_mgmt_passwords_vs_openvpn.py compares the lines with
+Debian's client live."""
+from __future__ import annotations
+
+import pytest
+
+from appliance.openvpn.config import parse_config
+from appliance.openvpn.errors import ConfigError
+from appliance.openvpn.passdb import hash_password
+from tests.gateway.conftest import client_conf
+from tests.gateway.test_client_mgmt import _setup, _up, ask
+
+NEED = ">PASSWORD:Need 'Auth' username/password"
+VERIFY = "auth-user-pass-verify /mem/passdb passdb\n"
+
+
+def _world(pki, tmp_path, extra: str = "", users: str = "alice:right", **kw):
+    db = "".join(f"{u}:{hash_password(p)}\n" for u, p in (x.split(":", 1) for x in users.split()))
+    return _setup(pki, tmp_path, client_extra="auth-user-pass\nmanagement-query-passwords\n" + extra,
+                  server_extra=VERIFY, passdb=db, **kw)
+
+
+def test_asks_before_connecting_and_connects_once_answered(pki, tmp_path):
+    w, c, tap = _world(pki, tmp_path)
+    assert c.mgmt.mgr.welcome()[1:] == [NEED]            # a tool connecting now is told, as OpenVPN
+    w.run_for(5)
+    assert c.conn is None and not w.server.d.clients, "connected without credentials"
+    assert ask(c, tap, 'username "Other" alice') == [
+        "ERROR: username of type 'Other' entered, but we need one of type 'Auth'"]
+    assert ask(c, tap, "password Auth right") == ["SUCCESS: 'Auth' password entered, but not yet verified"]
+    w.run_for(2)
+    assert c.conn is None, "a password alone is not an answer"
+    assert ask(c, tap, 'username "Auth" alice') == ["SUCCESS: 'Auth' username entered, but not yet verified"]
+    assert w.run(lambda: _up(c), max_time=20)
+    assert c.mgmt.mgr.welcome()[1:] == []
+    assert ask(c, tap, "username Auth bob") == ["ERROR: no username is currently needed at this time"]
+    assert ask(c, tap, "password Auth x") == ["ERROR: no password is currently needed at this time"]
+    assert ask(c, tap, "username Auth") == ["ERROR: the 'username' command requires 2 parameters"]
+
+
+def test_auth_retry_interact_asks_again_after_auth_failed(pki, tmp_path):
+    w, c, tap = _world(pki, tmp_path, extra="auth-retry interact\n")
+    ask(c, tap, "username Auth alice")
+    ask(c, tap, "password Auth wrong")
+    assert w.run(lambda: tap.got.count(NEED) == 1, max_time=30), tap.got
+    assert ">PASSWORD:Verification Failed: 'Auth'" in tap.got
+    assert tap.got.index(">PASSWORD:Verification Failed: 'Auth'") < tap.got.index(NEED)
+    assert c.result is None and c.connections == 0
+    ask(c, tap, "username Auth alice")
+    ask(c, tap, "password Auth right")
+    assert w.run(lambda: _up(c), max_time=30)
+
+
+def test_without_interact_the_same_credentials_are_sent_again_or_the_run_ends(pki, tmp_path):
+    w, c, tap = _world(pki, tmp_path)                     # auth-retry none (the default): the end
+    ask(c, tap, "username Auth alice")
+    ask(c, tap, "password Auth wrong")
+    assert w.run(lambda: c.result is not None, max_time=30) and c.result == 1
+    assert NEED not in tap.got
+
+
+def test_forget_passwords_makes_the_next_connection_ask(pki, tmp_path):
+    w, c, tap = _world(pki, tmp_path)
+    ask(c, tap, "username Auth alice")
+    ask(c, tap, "password Auth right")
+    assert w.run(lambda: _up(c), max_time=20)
+    assert ask(c, tap, "forget-passwords") == ["SUCCESS: Passwords were forgotten"]
+    assert c.username == c.password == ""
+    ask(c, tap, "signal SIGUSR1")
+    assert w.run(lambda: NEED in tap.got, max_time=30)
+    w.run_for(3)
+    assert c.connections == 1 and c.conn is None
+    ask(c, tap, "username Auth alice")
+    ask(c, tap, "password Auth right")
+    assert w.run(lambda: c.connections == 2 and _up(c), max_time=30)
+
+
+def test_a_blank_password_is_an_answer(pki, tmp_path):
+    w, c, tap = _world(pki, tmp_path, users="alice:")
+    ask(c, tap, "username Auth alice")
+    assert ask(c, tap, 'password Auth ""') == ["SUCCESS: 'Auth' password entered, but not yet verified"]
+    assert w.run(lambda: _up(c), max_time=20)
+
+
+def test_static_challenge_adds_its_field_and_the_answer_goes_as_given(pki, tmp_path):
+    scrv1 = "SCRV1:cmlnaHQ=:MTIzNDU2"                       # base64 "right" and "123456", as a GUI builds it
+    w, c, tap = _world(pki, tmp_path, extra='static-challenge "Enter PIN" 1\n', users="alice:" + scrv1)
+    assert c.mgmt.mgr.welcome()[1:] == [NEED + " SC:1,Enter PIN"]
+    ask(c, tap, "username Auth alice")
+    ask(c, tap, "password Auth " + scrv1)
+    assert w.run(lambda: _up(c), max_time=20)
+
+
+def test_a_password_in_the_profile_is_not_asked_for(pki, tmp_path):
+    w, c, tap = _world(pki, tmp_path, username="alice", password="right")
+    assert c.mgmt.mgr.welcome()[1:] == []
+    assert w.run(lambda: _up(c), max_time=20)
+    assert NEED not in tap.got
+
+
+@pytest.mark.parametrize("extra,directive", [
+    ("auth-user-pass\nauth-retry interact\n", "auth-retry"),
+    ('auth-user-pass\nstatic-challenge "PIN" 0\n', "static-challenge"),
+    ('management-query-passwords\nstatic-challenge "PIN" 0\n', "static-challenge"),
+    ("auth-user-pass\nmanagement-query-passwords\nauth-nocache\n", "auth-nocache"),
+])
+def test_what_only_works_with_the_management_client_is_refused_without_it(pki, tmp_path, extra, directive):
+    text = client_conf(pki, extra=f"management {tmp_path}/c.sock unix\n" + extra)
+    with pytest.raises(ConfigError) as ei:
+        parse_config(text, "/mem/c.ovpn")
+    assert f": {directive}: " in str(ei.value)
+
+
+def test_query_passwords_needs_management(pki):
+    with pytest.raises(ConfigError) as ei:
+        parse_config(client_conf(pki, extra="auth-user-pass\nmanagement-query-passwords\n"), "/mem/c.ovpn")
+    assert ": management-query-passwords: needs `management`" in str(ei.value)
