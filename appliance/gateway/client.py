@@ -272,7 +272,7 @@ class ClientGateway:
         log.info("stopping")
         self._stop_now()
 
-    def user_restart(self) -> None:
+    def user_restart(self, why: str = "SIGUSR1") -> None:
         """SIGUSR1, as OpenVPN 2.6's client on a hard SIGUSR1 ("SIGUSR1[hard,] received, process
         restarting"): the connection ends without a word to the server and a new one begins,
         to the same server (and address) once the tunnel was up there (its no_advance, set at
@@ -294,8 +294,8 @@ class ClientGateway:
         if c is None:
             log.info("SIGUSR1: already between connections; the next attempt stands")
             return
-        log.info("SIGUSR1: restarting the connection to %s", fmt_addr(c.addr))
-        self._why = "SIGUSR1"
+        log.info("%s: restarting the connection to %s", why, fmt_addr(c.addr))
+        self._why = why
         self._restart(c, same_remote=c.was_up)
 
     def _exit_notify_tick(self) -> None:

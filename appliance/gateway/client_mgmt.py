@@ -127,6 +127,12 @@ class ClientManagement(Management):
     def welcome(self) -> list[str]:
         return super().welcome() + self.cops.special()
 
+    def drop(self, c: MgmtConn, why: str | None) -> None:
+        told = c.authed and not c.closed and c in self.conns
+        super().drop(c, why)
+        if told:
+            self.cops.disconnected()
+
     def answer(self, c: MgmtConn, a: list[str]) -> list[str]:    # noqa: C901 - one branch per command
         ops = self.cops
         cmd = a[0]
@@ -340,6 +346,24 @@ class ClientMgmt:
             # After this reply, as the hold's release: what the answer starts logs on its own.
             self.gw.pump.timers.arm("mgmt-passwords", self.gw.clock(), lambda: then(user, pw))
         return [f"SUCCESS: '{kind}' {what} entered, but not yet verified"]
+
+    def disconnected(self) -> None:
+        """An authenticated management client left (manage.c man_reset_client_socket): with
+        management-forget-disconnect the credentials and auth-token go; with management-signal
+        the connection restarts (not on hold: SIGUSR1 is ignored there, as OpenVPN's
+        MANSIG_IGNORE_USR1_HUP). OpenVPN does both for any client, one that never gave the
+        interface's password too; here only one that did can restart the tunnel by leaving."""
+        gw, o = self.gw, self.gw.opts
+        if not (o.management_forget_disconnect or o.management_signal):
+            return
+        if gw.result is not None or self.mgr is None:
+            return                                  # the interface closing at the end of the run
+        if o.management_forget_disconnect:
+            gw.forget_passwords()
+        if o.management_signal and self.holding is None:
+            log.info("MANAGEMENT: Triggering management signal")
+            gw.pump.timers.arm(("mgmt-signal", "SIGUSR1"), gw.clock(),
+                               lambda: gw.user_restart("management-disconnect"))
 
     # ---------------------------------------------------------------- signals
     def signal_command(self, name: str) -> list[str]:

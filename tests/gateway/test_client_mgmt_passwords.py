@@ -119,3 +119,37 @@ def test_query_passwords_needs_management(pki):
     with pytest.raises(ConfigError) as ei:
         parse_config(client_conf(pki, extra="auth-user-pass\nmanagement-query-passwords\n"), "/mem/c.ovpn")
     assert ": management-query-passwords: needs `management`" in str(ei.value)
+
+
+def test_a_management_client_leaving_restarts_and_forgets_when_asked_to(pki, tmp_path):
+    """management-signal + management-forget-disconnect: the tool that typed the password leaves,
+    the tunnel restarts and the next connection asks again. One that never logged in to the
+    interface changes nothing by leaving (OpenVPN would restart for it too)."""
+    from tests.gateway.test_client_mgmt import Tap
+    w, c, tap = _world(pki, tmp_path, extra="management-signal\nmanagement-forget-disconnect\n")
+    ask(c, tap, "username Auth alice")
+    ask(c, tap, "password Auth right")
+    assert w.run(lambda: _up(c), max_time=20)
+    stranger = Tap()
+    stranger.authed = False
+    c.mgmt.mgr.conns.append(stranger)
+    c.mgmt.mgr.drop(stranger, None)
+    w.run_for(3)
+    assert _up(c) and c.password == "right"
+    assert ask(c, tap, "quit") == []
+    assert w.run(lambda: c.conn is None, max_time=10)
+    w.run_for(3)
+    assert c.connections == 1 and c.conn is None and c.password == ""
+    assert c.mgmt.mgr.welcome()[1:] == [NEED]
+    assert c.mgmt.states[-1].name == "RECONNECTING" and c.mgmt.states[-1].detail == "management-disconnect"
+
+
+def test_management_signal_and_forget_disconnect_are_a_clients(pki, tmp_path):
+    from tests.gateway.conftest import server_conf
+    for line in ("management-signal", "management-forget-disconnect"):
+        with pytest.raises(ConfigError) as ei:
+            parse_config(server_conf(pki, extra=f"management {tmp_path}/s.sock unix\n{line}\n"), "/mem/s.conf")
+        assert f": {line}: is served by our client only" in str(ei.value)
+        with pytest.raises(ConfigError) as ei:
+            parse_config(client_conf(pki, extra=f"{line}\n"), "/mem/c.ovpn")
+        assert f": {line}: needs `management`" in str(ei.value)

@@ -3,7 +3,8 @@ profile (`auth-user-pass` without a file, `management SOCK unix`, `management-qu
 `auth-retry interact`) run with OpenVPN's client and then ours, against one OpenVPN server whose
 verify script accepts alice/right. A management client answers the question with a wrong
 password, hears the failure and the question again, answers right, and the tunnel comes up; then
-`forget-passwords` and a SIGUSR1 make it ask once more. What each client tells and answers is
+`forget-passwords` and a SIGUSR1 make it ask once more, and so does the management client
+leaving (management-signal, management-forget-disconnect). What each client tells and answers is
 compared line by line, and the server's script must have seen the same credentials from both."""
 from __future__ import annotations
 
@@ -38,7 +39,7 @@ def _notes(m: Mgmt) -> list[str]:
 def _session(lab: Lab, kind: str, calls) -> dict[str, list[str]]:
     sock = str(lab.tmp / f"pw-{kind}.sock")
     prof = client_profile(lab.pki, extra=f"auth-user-pass\nmanagement {sock} unix\nmanagement-query-passwords\n"
-                          "auth-retry interact\n")
+                          "auth-retry interact\nmanagement-signal\nmanagement-forget-disconnect\n")
     start = lab.ours if kind == "ours" else lab.openvpn
     p = start(lab.cli, prof, f"pw-cli-{kind}", wait=0)
     try:
@@ -61,6 +62,11 @@ def _session(lab: Lab, kind: str, calls) -> dict[str, list[str]]:
         m.cmd("username Auth alice")
         m.cmd("password Auth right")
         assert p.wait_count(UP[kind], 2, timeout=30), p.log()[-3000:]
+        m.close()                           # management-signal + -forget-disconnect: restart, ask again
+        m = Mgmt(sock)
+        assert _until(m, NEED, 30), (m.notes, p.log()[-2000:])
+        out["after disconnect"] = _notes(m)
+        out["reconnect reasons"] = [x.split(",")[2] for x in m.cmd("state all") if ",RECONNECTING," in x]
         m.close()
     finally:
         p.stop()

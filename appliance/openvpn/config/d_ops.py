@@ -122,6 +122,20 @@ def _management_query_passwords(p: ParseState, d: str, a: list[str], inline: str
     p.set("management_query_passwords", True)
 
 
+@reg.apply("management-signal", why="client: when a management client disconnects, the connection restarts "
+           "(SIGUSR1), as OpenVPN 2.6 -- here for an authenticated one only", sets=("management_signal",),
+           used_by="pump", nargs=(0, 0))
+def _management_signal(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
+    p.set("management_signal", True)
+
+
+@reg.apply("management-forget-disconnect", why="client: when a management client disconnects, the username/"
+           "password and the auth-token are forgotten (asked again with management-query-passwords)",
+           sets=("management_forget_disconnect",), used_by="pump", nargs=(0, 0))
+def _management_forget_disconnect(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
+    p.set("management_forget_disconnect", True)
+
+
 @reg.apply("management-client-user", "management-client-group",
            why="a unix-socket management interface accepts only connections from this user / this (primary) "
            "group, by the kernel's SO_PEERCRED", sets=("management_client_user", "management_client_group"),

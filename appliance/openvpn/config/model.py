@@ -217,6 +217,8 @@ class Options:
     management_client_auth: bool = False                 # logins wait for client-auth/client-deny
     management_hold: bool = False                        # client: wait for `hold release` before connecting
     management_query_passwords: bool = False             # client: auth-user-pass asked of the management client
+    management_signal: bool = False                      # client: a management client leaving restarts the connection
+    management_forget_disconnect: bool = False           # client: ... makes it forget the credentials
     static_challenge: tuple[str, bool] | None = None     # (text, echo): >PASSWORD:...SC:echo,text
     management_log_cache: int | None = None              # lines of log history kept for `log all`
     management_client_user: int | None = None           # uid a unix-socket management client must have

@@ -325,6 +325,11 @@ def finish(p: ParseState) -> None:
             # OpenVPN's server asks it for a private key's passphrase; ours reads `askpass`.
             p.err("management-query-passwords", "is served by our client only (a server's key passphrase "
                   "comes from askpass FILE here)", line("management_query_passwords"))
+        for n, d in (("management_signal", "management-signal"),
+                     ("management_forget_disconnect", "management-forget-disconnect")):
+            if n in o.source:
+                # OpenVPN's server would restart every client (SIGUSR1) when a tool disconnects.
+                p.err(d, "is served by our client only", line(n))
         if o.management_client_auth and o.management is None:
             p.err("management-client-auth", "needs `management` (the client that decides connects there)",
                   line("management_client_auth"))
@@ -434,7 +439,9 @@ def finish(p: ParseState) -> None:
             p.err(d, "can only be used with a unix-socket `management PATH unix`", line(n))
     _query_passwords_checks(p, line)
     for n, d in (("management_hold", "management-hold"), ("management_log_cache", "management-log-cache"),
-                 ("management_query_passwords", "management-query-passwords")):
+                 ("management_query_passwords", "management-query-passwords"),
+                 ("management_signal", "management-signal"),
+                 ("management_forget_disconnect", "management-forget-disconnect")):
         if n in o.source and o.management is None:
             p.err(d, "needs `management` (there is no management interface without it)", line(n))
     if o.pkcs12 is not None:
