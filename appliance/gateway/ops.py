@@ -48,6 +48,7 @@ from .session_limit import SessionLimit
 from .management import Management
 from .ports import PortGone
 from .learn import LearnAddress
+from .script_env import with_globals
 from .scripts import ScriptRunner
 from .slots import identity_of_v2_key
 from .tlsverify import VerifyRunner, make_verify_runner
@@ -797,8 +798,7 @@ class Operations:
         """tls-verify's environment before the certificates' variables: the peer's address as
         OpenVPN's setenv_untrusted sets it, and the server's own variables."""
         e = {"untrusted_port": str(port), ("untrusted_ip6" if ":" in ip else "untrusted_ip"): ip}
-        e.update(self._server_env())
-        return e
+        return with_globals(e, self._server_env(), self.gw.opts.setenv)
 
     def _verify_done(self, key, ok: bool, reason: str) -> None:
         d, now = self.gw.d, self.gw.clock()
@@ -923,13 +923,14 @@ class Operations:
                 chain = []      # an extra certificate cryptography cannot read: depth 0 only
             for depth, c in enumerate([cert, *chain]):
                 e.update(cert_env(c, depth))
-        e.update(self._server_env())
+        e = with_globals(e, self._server_env(), o.setenv)
         if script_type:
             e["script_type"] = script_type
         return e
 
     def _server_env(self) -> dict[str, str]:
-        """The server's own variables, in every script's environment (OpenVPN's global env set)."""
+        """The server's own variables, in every script's environment (OpenVPN's global env set;
+        the config's setenv variables are added by with_globals)."""
         o, pool = self.gw.opts, self.gw.st.pool
         e = {"remote_port_1": str(o.lport or o.port), "local_port_1": str(o.lport or o.port),
              "proto_1": o.proto + ("6" if o.proto_family == "6" else ""), "daemon_pid": str(os.getpid()),

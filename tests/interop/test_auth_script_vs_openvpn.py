@@ -4,6 +4,7 @@ command and config lines on both, OpenVPN's own client, in namespaces:
 - via-file and via-env: the right password brings the tunnel up, a wrong one gets AUTH_FAILED;
   the command's environment holds every variable OpenVPN's gives it (same values where they do
   not depend on the process: username, common name, address, script type, certificate fields);
+- the config's `setenv`/`setenv-safe` variables are in it on both;
 - the reason the command writes to auth_failed_reason_file is what the client is told;
 - a deferred verdict (exit 2, a child writes `1` to auth_control_file 2 s later) lets the client
   in after it, and a `0` keeps it out.
@@ -88,7 +89,8 @@ def _run_check(lab, procs, kind: str, method: str):
     """The right password, then a wrong one, on server `kind`: (envs the command saw, the refused client)."""
     out = lab.tmp / f"seen-{kind}-{method}"
     script = _script(lab, f"check-{kind}-{method}.sh", CHECK.format(out=out))
-    srv = _server(lab, procs, kind, f"srv-{kind}-{method}", f"auth-user-pass-verify {script} {method}")
+    srv = _server(lab, procs, kind, f"srv-{kind}-{method}", f"auth-user-pass-verify {script} {method}",
+                  extra='setenv APP_ZONE "blue zone"\nsetenv-safe TAG green\n')
     good = _client(lab, procs, f"good-{kind}-{method}", "first-pw", wait=True)
     assert lab.ping(lab.cli, "198.19.0.1", 3) == 3
     good.stop(8)
@@ -113,6 +115,7 @@ def test_same_command_same_verdicts_and_environment_on_both_servers(lab, procs, 
         differ = {k: (t[k], o[k]) for k in t if k not in PROCESS_OWN and t[k] != o[k]}
         assert not differ, f"same variables, other values: {differ}"
         assert o["script_type"] == "user-pass-verify" and o["username"] == "alice"
+        assert t["APP_ZONE"] == "blue zone" and t["OPENVPN_TAG"] == "green"        # the config's setenv lines
         assert ("password" in o) == (method == "via-env")
 
 

@@ -29,14 +29,55 @@ def _ignore_unknown_option(p: ParseState, d: str, a: list[str], inline: str | No
     p.note(d, f"unknown directives named {' '.join(a)} below are ignored")
 
 
-@reg.apply("setenv", why="`setenv opt X ...` applies X if known, ignores it if unknown; other variables "
-           "have no effect (no scripts)", used_by="parser", nargs=(1, None))
+# setenv names OpenVPN 2.6 reads as settings (options.c), not as variables: what each is here.
+_SETENV_NOOP = {"REMOTE_RANDOM_HOSTNAME": "remote-random-hostname", "PUSH_PEER_INFO": "push-peer-info"}
+# The longest name setenv-safe takes: OpenVPN writes OPENVPN_<name> into 64 bytes.
+SETENV_SAFE_NAME_MAX = 64 - len("OPENVPN_") - 1
+
+
+@reg.apply("setenv", why="`setenv NAME [VALUE]`: a variable in the environment of every command the "
+           "appliance runs (auth-user-pass-verify, client-connect, learn-address, tls-verify...), as OpenVPN "
+           "2.6's global environment; `setenv opt X ...` applies X if known, ignores it if unknown; "
+           "SERVER_POLL_TIMEOUT, PUSH_PEER_INFO, REMOTE_RANDOM_HOSTNAME and GENERIC_CONFIG as OpenVPN reads them",
+           sets=("setenv",), used_by="pump", nargs=(1, None))
 def _setenv(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
     if a[0].lower() == "opt" and len(a) > 1:
         p.ignore_unknown.add(a[1].lower())
         p.dispatch(a[1:], inline)
-    else:
-        p.note(d, "accepted, has no effect here: no scripts read the environment")
+        return
+    if len(a) > 2:
+        p.err(d, "takes a name and at most one value (quote a value with blanks)")
+        return
+    name, value = a[0], a[1] if len(a) > 1 else ""
+    if name == "GENERIC_CONFIG":
+        p.err(d, "this is a generic configuration and cannot directly be used (OpenVPN 2.6 refuses it too)")
+        return
+    if name in _SETENV_NOOP and len(a) == 1:
+        p.dispatch([_SETENV_NOOP[name]], None)
+        return
+    if name == "SERVER_POLL_TIMEOUT" and len(a) == 2:
+        p.dispatch(["server-poll-timeout", value], None)
+        return
+    if name == "FORWARD_COMPATIBLE" and value == "1":
+        # OpenVPN then only warns about options it does not know; here an unknown or unsupported
+        # directive stays an error naming its line (one this appliance ignored could be a
+        # security directive): the variable is set, the strictness kept.
+        p.note(d, "unknown directives still fail here, each with its line (use ignore-unknown-option NAME)")
+    env = dict(p.o.setenv)
+    env[name] = value
+    p.set("setenv", env)
+
+
+@reg.apply("setenv-safe", why="`setenv-safe NAME [VALUE]`: OPENVPN_NAME in every command's environment, as "
+           "OpenVPN 2.6", sets=("setenv",), used_by="pump", nargs=(1, 2))
+def _setenv_safe(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
+    if len(a[0].encode()) > SETENV_SAFE_NAME_MAX:
+        # OpenVPN 2.6 warns "name overflow" and sets nothing: a line that does nothing is refused here.
+        p.err(d, f"the name is longer than {SETENV_SAFE_NAME_MAX} bytes (OpenVPN sets nothing for it)")
+        return
+    env = dict(p.o.setenv)
+    env["OPENVPN_" + a[0]] = a[1] if len(a) > 1 else ""
+    p.set("setenv", env)
 
 
 # ------------------------------------------------------------------ accepted, no effect (with the reason)
@@ -46,7 +87,6 @@ _NOOPS = {
     "bind": "a server binds its port; a client uses an ephemeral port",
     "mute-replay-warnings": "replayed packets are counted, not logged one by one",
     "mute": "events are logged once each; repeated-message muting is not implemented",
-    "setenv-safe": "no scripts read the environment",
     "suppress-timestamps machine-readable-output": "the log format is fixed",
     "daemon": "the appliance runs in the foreground under its supervisor (or as PID 1)",
     "float": "peers are tracked by session id and peer-id; a server moves a client only on its authenticated packets",

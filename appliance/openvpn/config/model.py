@@ -217,6 +217,7 @@ class Options:
     management_client_auth: bool = False                 # logins wait for client-auth/client-deny
     management_hold: bool = False                        # client: wait for `hold release` before connecting
     management_query_passwords: bool = False             # client: auth-user-pass asked of the management client
+    setenv: dict[str, str] = field(default_factory=dict)  # setenv / setenv-safe: every command's environment
     management_signal: bool = False                      # client: a management client leaving restarts the connection
     management_forget_disconnect: bool = False           # client: ... makes it forget the credentials
     static_challenge: tuple[str, bool] | None = None     # (text, echo): >PASSWORD:...SC:echo,text
