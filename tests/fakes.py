@@ -447,7 +447,8 @@ class MemoryPorts:
         self.udp_sockets.append(s)
         return UdpTransport(local, remote, sock=s, multihome=multihome)
 
-    def tcp_connect(self, remote) -> TcpTransport:  # noqa: ANN001
+    def tcp_connect(self, remote, local=None) -> TcpTransport:  # noqa: ANN001
+        self.tcp_locals = getattr(self, "tcp_locals", []) + [local]
         s = stream_connect(self.net, self.ip, remote)
         self.streams.append(s)
         t = TcpTransport(s)

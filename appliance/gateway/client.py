@@ -420,15 +420,15 @@ class ClientGateway:
                 log.info("connecting to %s:%d through HTTP proxy %s", remote.host, remote.port, fmt_addr(addr))
                 if self.mgmt is not None:
                     self.mgmt.state("TCP_CONNECT")
-                link: UdpLink | TcpLink = TcpLink(self.ports.tcp_connect(addr))
+                link: UdpLink | TcpLink = TcpLink(self.ports.tcp_connect(addr, self._local_for(addr)))
             elif remote.proto == "tcp":
                 log.info("connecting to %s over TCP", fmt_addr(addr))
                 if self.mgmt is not None:
                     self.mgmt.state("TCP_CONNECT")
-                link = TcpLink(self.ports.tcp_connect(addr))
+                link = TcpLink(self.ports.tcp_connect(addr, self._local_for(addr)))
             else:
                 log.info("connecting to %s over UDP", fmt_addr(addr))
-                link = UdpLink(self.ports.udp(None, addr))
+                link = UdpLink(self.ports.udp(self._local_for(addr), addr))
         except (OSError, ConnectionError) as e:
             if remote.proxy is not None:
                 log.warning("cannot reach HTTP proxy %s:%d (for %s:%d): %s", remote.proxy.server, remote.proxy.port,
@@ -603,6 +603,15 @@ class ClientGateway:
             self._more_of = c.remote
             log.info("reconnecting to %s:%d (%s) first", c.remote.host, c.remote.port, c.remote.proto)
         self._schedule_retry(backoff)
+
+    def _local_for(self, addr: tuple[str, int]) -> tuple[str, int] | None:
+        """The local address the socket to `addr` is bound to: none (an ephemeral port, any
+        address) unless the profile says `local`, `lport` or `bind`, as OpenVPN 2.6's client
+        (options.c: need_bind); then `local` (else any) and `lport` (else `port`)."""
+        o = self.opts
+        if not (o.local or o.lport is not None or o.bind):
+            return None
+        return (o.local or ("::" if ":" in addr[0] else "0.0.0.0"), o.lport if o.lport is not None else o.port)
 
     # ---------------------------------------------------------------- credentials
     def _ask_passwords(self) -> bool:

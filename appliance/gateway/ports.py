@@ -118,8 +118,9 @@ class Ports(Protocol):
         was sent to as their last item, and sends to such an address leave from that one."""
         ...
 
-    def tcp_connect(self, remote: tuple[str, int]) -> StreamPort:
-        """Starts connecting; `connecting` says whether to wait for writability and connect_error()."""
+    def tcp_connect(self, remote: tuple[str, int], local: tuple[str, int] | None = None) -> StreamPort:
+        """Starts connecting (from `local` when given); `connecting` says whether to wait for
+        writability and connect_error()."""
         ...
 
     def tcp_listen(self, local: tuple[str, int]) -> ListenerPort: ...

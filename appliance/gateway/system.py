@@ -64,10 +64,20 @@ class SystemPorts:
                 sock.close()
             raise
 
-    def tcp_connect(self, remote: tuple[str, int]) -> TcpTransport:
-        if not (self.mark or self.bind_dev):
+    def tcp_connect(self, remote: tuple[str, int], local: tuple[str, int] | None = None) -> TcpTransport:
+        if not (self.mark or self.bind_dev or local):
             return TcpTransport.connect(remote)
-        return TcpTransport.connect(remote, self._socket(self._family(remote[0]), socket.SOCK_STREAM))
+        sock = self._socket(self._family(remote[0]), socket.SOCK_STREAM)
+        if local is not None:
+            try:
+                # A fixed local port is taken again at the next reconnect while the last
+                # connection's TIME_WAIT lasts (OpenVPN sets it on its TCP sockets too).
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                sock.bind(local)
+            except OSError:
+                sock.close()
+                raise
+        return TcpTransport.connect(remote, sock)
 
     def tcp_listen(self, local: tuple[str, int]) -> TcpListener:
         if not (self.mark or self.bind_dev):

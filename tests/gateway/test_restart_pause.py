@@ -17,9 +17,9 @@ def _attempt_times(w: World, c, n: int, max_time: float) -> list[float]:
         times.append(w.clock.t)
         return udp(local, remote)
 
-    def tcp_timed(remote):
+    def tcp_timed(remote, local=None):
         times.append(w.clock.t)
-        return tcp_connect(remote)
+        return tcp_connect(remote, local)
     c.ports.udp, c.ports.tcp_connect = udp_timed, tcp_timed
     assert c.unsuccessful == 1          # the first attempt was made at start, the clock unmoved since
     assert w.run(lambda: len(times) >= n, max_time=max_time), f"only {len(times)} attempts"

@@ -26,7 +26,7 @@ def _record_connects(c, part: int | None = None) -> list:
         tried.append(remote if part is None else remote[part])
         return udp(local, remote)
 
-    def tcp_recording(remote):
+    def tcp_recording(remote, local=None):
         tried.append(remote if part is None else remote[part])
         return tcp_connect(remote)
     c.ports.udp, c.ports.tcp_connect = udp_recording, tcp_recording

@@ -197,14 +197,36 @@ def _port(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
         p.set("port", n)
 
 
-@reg.apply("lport", why="local port of the server socket", sets=("lport",), used_by="pump", nargs=(1, 1))
+@reg.apply("lport", why="local port of the server socket; a client's socket is bound to it (as with `bind`)",
+           sets=("lport",), used_by="pump", nargs=(1, 1))
 def _lport(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
     n = p.int_arg(d, a[0], 0, 65535)
     if n is not None:
         p.set("lport", n)
 
 
-@reg.apply("local", why="local address of the server socket", sets=("local",), used_by="pump", nargs=(1, 2))
+@reg.apply("bind", why="a server binds its port anyway; a client binds its socket to `lport` (else `port`) "
+           "and `local`, as OpenVPN 2.6, instead of an ephemeral port", sets=("bind",), used_by="pump",
+           nargs=(0, 1))
+def _bind(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
+    if a and a[0] != "ipv6only":
+        p.err(d, f"unknown argument {a[0]!r} (ipv6only)")
+    elif a:
+        # OpenVPN then refuses IPv4 clients on a `proto udp6` server's dual-stack socket; ours
+        # would take them: refused rather than ignored.
+        p.err(d, "ipv6only is not supported: a socket bound to :: takes IPv4 peers too here")
+    else:
+        p.set("bind", True)
+
+
+@reg.apply("nobind", why="a client sends from an ephemeral port (what it does unless local, lport or bind "
+           "asks otherwise, as OpenVPN 2.6's client)", sets=("nobind",), used_by="parser", nargs=(0, 0))
+def _nobind(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
+    p.set("nobind", True)
+
+
+@reg.apply("local", why="local address of the server socket; a client's socket is bound to it",
+           sets=("local",), used_by="pump", nargs=(1, 2))
 def _local(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
     p.set("local", a[0])
 

@@ -145,6 +145,8 @@ class Options:
     keepalive: tuple[int, int] | None = None
     lport: int | None = None
     local: str | None = None
+    bind: bool = False                  # `bind`: a client binds lport (else port) and local
+    nobind: bool = False
     multihome: bool = False                      # UDP server: answer from the address written to
     port: int = 1194
     proto: str = "udp"

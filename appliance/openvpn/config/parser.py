@@ -407,6 +407,10 @@ def finish(p: ParseState) -> None:
         for n, d in SERVER_ONLY.items():
             if n in o.source:
                 p.err(d, "is a server directive; this is a client config", line(n))
+        for n, d in (("local", "local"), ("lport", "lport"), ("bind", "bind")):
+            if o.nobind and n in o.source:
+                # As OpenVPN 2.6 (options_postprocess_verify_ce).
+                p.err(d, "and nobind don't make sense when used together", line(n))
         if o.remap_usr1 == "SIGHUP":
             # OpenVPN's client re-reads its profile on SIGHUP; ours cannot (see its SIGHUP
             # warning), so restarts turned into SIGHUP would not be what the line asks for.
