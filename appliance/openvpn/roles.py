@@ -130,11 +130,12 @@ class ClientRole:
         lines = [
             "IV_VER=2.6.0", "IV_PLAT=linux", f"IV_PROTO={proto}", "IV_NCP=2",
             "IV_CIPHERS=" + ":".join(cfg.data_ciphers), f"IV_MTU={cfg.tun_mtu}", "IV_TCPNL=1",
-            "IV_GUI_VER=vpn-appliance_0.1",
         ]
+        if not any(x.startswith("IV_GUI_VER=") for x in cfg.peer_info_extra):
+            lines.append("IV_GUI_VER=vpn-appliance_0.1")       # ours, unless the profile names its own
         if cfg.comp is not None:
             lines += ["IV_COMP_STUB=1", "IV_COMP_STUBv2=1"]
-        return "\n".join(lines) + "\n"
+        return "\n".join([*lines, *cfg.peer_info_extra]) + "\n"
 
     def auth_result(self, key_id: int, ok: bool, now: float, temporary: bool = False, client_reason: str = "",
                     why: str = "", check: object = None) -> None:

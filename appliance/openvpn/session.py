@@ -125,6 +125,7 @@ class SessionConfig:
     tun_mtu_max: int = 0                         # client: tun-mtu-max (the cap is at least 1600 and tun_mtu)
     early_negotiation: bool = False              # client with tls-crypt-v2
     advertise_ekm: bool = True                   # client: offer TLS-EKM key derivation (IV_PROTO bit 3)
+    peer_info_extra: tuple[str, ...] = ()        # client: setenv IV_GUI_VER/IV_SSO, push-peer-info's lines
     replay_window: int = 64                       # replay-window N: reordering tolerated (packets)
     replay_time: float | None = 15.0              # replay-window N T: seconds (None/0: no time limit)
     pull_filter: list[tuple[str, str]] = field(default_factory=list)   # client: (action, text) in order

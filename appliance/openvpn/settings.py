@@ -123,7 +123,37 @@ def session_config(opts: Options, role: Role, *, proto: str | None = None, tls: 
         advertise_ekm=advertise_ekm, pull_filter=list(opts.pull_filter) if client else [],
         route_nopull=client and opts.route_nopull, auth_retry=client and opts.auth_retry,
         username=username, password=password, peer_id=peer_id, verify_user=verify_user,
+        peer_info_extra=peer_info_extra(opts) if client else (),
     )
+
+
+# OpenVPN 2.6 builds the peer info in 512 * 3 bytes and leaves out what does not fit (buf_safe).
+PEER_INFO_MAX = 1536
+
+
+def peer_info_extra(opts: Options) -> tuple[str, ...]:
+    """The client's peer-info lines beyond its own, as OpenVPN 2.6's client adds them (ssl.c
+    push_peer_info, detail 2 with `pull`, 3 with push-peer-info): `setenv IV_GUI_VER` and
+    `IV_SSO` always (a web-login server reads IV_SSO to know the client can show its URL); with
+    push-peer-info also IV_SSL, IV_PLAT_VER (the kernel release) and the setenv UV_* and
+    IV_PLAT_VER variables -- the newest setenv first, as OpenVPN walks its environment. Not
+    IV_HWADDR (the default gateway's MAC address: nobody asked this appliance to tell it)."""
+    out: list[str] = []
+    if opts.push_peer_info:
+        import os
+
+        from cryptography.hazmat.backends.openssl.backend import backend
+        out += [f"IV_SSL={backend.openssl_version_text()}", f"IV_PLAT_VER={os.uname().release}"]
+    for k, v in reversed(opts.setenv.items()):
+        if k in ("IV_GUI_VER", "IV_SSO") or (opts.push_peer_info and (k.startswith("UV_") or k == "IV_PLAT_VER")):
+            out.append(f"{k}={v}")
+    kept, size = [], 0
+    for line in out:
+        if "\n" in line or size + len(line.encode()) + 1 > PEER_INFO_MAX // 2:
+            continue          # half of OpenVPN's buffer: its own variables take the rest
+        kept.append(line)
+        size += len(line.encode()) + 1
+    return tuple(kept)
 
 
 def client_session_config(opts: Options, proto: str, username: str = "", password: str = "",

@@ -68,6 +68,13 @@ def _setenv(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
     p.set("setenv", env)
 
 
+@reg.apply("push-peer-info", why="client: the peer info sent to the server also carries the config's setenv "
+           "UV_* variables, IV_PLAT_VER (the kernel release) and IV_SSL, as OpenVPN 2.6 (not IV_HWADDR)",
+           sets=("push_peer_info",), used_by="session", nargs=(0, 0))
+def _push_peer_info(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
+    p.set("push_peer_info", True)
+
+
 @reg.apply("setenv-safe", why="`setenv-safe NAME [VALUE]`: OPENVPN_NAME in every command's environment, as "
            "OpenVPN 2.6", sets=("setenv",), used_by="pump", nargs=(1, 2))
 def _setenv_safe(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
@@ -101,7 +108,6 @@ _NOOPS = {
     "up-delay up-restart": "no up script to delay or rerun",
     "down-pre": "the built-in DNS handling is undone before the TUN device goes; no down script runs",
     "allow-pull-fqdn": "pushed routes are taken as addresses",
-    "push-peer-info": "the peer info we send is fixed (version, protocol flags, ciphers)",
     "tcp-nodelay": "TCP sockets always set TCP_NODELAY",
     "passtos": "outer packets keep the default TOS; the inner packets' TOS bits are not copied",
 }

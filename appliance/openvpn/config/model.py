@@ -220,6 +220,7 @@ class Options:
     management_hold: bool = False                        # client: wait for `hold release` before connecting
     management_query_passwords: bool = False             # client: auth-user-pass asked of the management client
     setenv: dict[str, str] = field(default_factory=dict)  # setenv / setenv-safe: every command's environment
+    push_peer_info: bool = False                         # client: UV_*, IV_PLAT_VER, IV_SSL in the peer info
     management_signal: bool = False                      # client: a management client leaving restarts the connection
     management_forget_disconnect: bool = False           # client: ... makes it forget the credentials
     static_challenge: tuple[str, bool] | None = None     # (text, echo): >PASSWORD:...SC:echo,text

@@ -321,6 +321,9 @@ def finish(p: ParseState) -> None:
             # Our server does not implement the hold: accepted, it would start serving at once.
             p.err("management-hold", "is served by our client only (our server starts serving at once)",
                   line("management_hold"))
+        if o.push_peer_info:
+            p.line = line("push_peer_info")
+            p.note("push-peer-info", "no effect in a server config (a server sends no peer info), as in OpenVPN")
         if o.management_query_passwords:
             # OpenVPN's server asks it for a private key's passphrase; ours reads `askpass`.
             p.err("management-query-passwords", "is served by our client only (a server's key passphrase "
