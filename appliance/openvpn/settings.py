@@ -65,9 +65,9 @@ def checks_server_certificate(opts: Options) -> bool:
     without `remote-cert-tls`, `remote-cert-eku`, `verify-x509-name` or `peer-fingerprint`, any
     certificate the CA signed is taken -- another client's too, which lets that client play the
     server (OpenVPN's "mitm" note). The same set OpenVPN 2.6 counts, less `tls-verify`, a command
-    whose checks we cannot judge (`ns-cert-type server` is refused here; `remote-cert-ku` alone
-    does not count, as there)."""
-    return bool(opts.remote_cert_tls or opts.remote_cert_eku or opts.verify_x509_name or opts.peer_fingerprint)
+    whose checks we cannot judge (`remote-cert-ku` alone does not count, as there)."""
+    return bool(opts.remote_cert_tls or opts.remote_cert_eku or opts.verify_x509_name or opts.peer_fingerprint
+                or opts.ns_cert_type == "server")
 
 
 def tls_settings(opts: Options, is_server: bool, crl_reader: Callable | None = None) -> TlsSettings:
@@ -76,7 +76,7 @@ def tls_settings(opts: Options, is_server: bool, crl_reader: Callable | None = N
     here, on the caller's thread."""
     return TlsSettings(
         ca=opts.ca, cert=opts.cert, key=opts.key, is_server=is_server,
-        remote_cert_tls=opts.remote_cert_tls, verify_x509_name=opts.verify_x509_name,
+        remote_cert_tls=opts.remote_cert_tls, verify_x509_name=opts.verify_x509_name, ns_cert_type=opts.ns_cert_type,
         peer_fingerprints=list(opts.peer_fingerprint), remote_cert_eku=opts.remote_cert_eku,
         remote_cert_ku=None if opts.remote_cert_ku is None else list(opts.remote_cert_ku),
         tls_version_min=opts.tls_version_min or "1.2", tls_version_max=opts.tls_version_max,

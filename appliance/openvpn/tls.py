@@ -55,6 +55,7 @@ class TlsSettings:
     verify_client_cert: str = "require"         # server: require | optional | none
     remote_cert_eku: str | None = None          # remote-cert-eku: a name (as OpenSSL prints it) or dotted OID
     remote_cert_ku: list[int] | None = None     # remote-cert-ku: [] = keyUsage required; else one of these
+    ns_cert_type: str | None = None             # ns-cert-type: "server" | "client"
     crl: object | None = None                   # crl-verify: a crl.CrlChecker (revoked(cert, chain) -> why)
     tls_cipher: str | None = None               # tls-cipher as written (None: OpenVPN's default list)
     tls_ciphersuites: str | None = None         # tls-ciphersuites as written (None: OpenSSL's TLS 1.3 default)
@@ -532,6 +533,9 @@ def _check_peer(s: TlsSettings, cert: x509.Certificate | None, chain: list | Non
             cert.extensions.get_extension_for_class(x509.KeyUsage)
         except x509.ExtensionNotFound:
             raise RemoteProtocolError(f"remote-cert-tls {s.remote_cert_tls}: peer certificate has no keyUsage") from None
+    if s.ns_cert_type is not None and not ns_cert_type_ok(cert, s.ns_cert_type):
+        raise RemoteProtocolError(f"ns-cert-type {s.ns_cert_type}: peer certificate is not fit for a TLS "
+                                  f"{s.ns_cert_type} (its extendedKeyUsage, keyUsage or nsCertType say otherwise)")
     if s.remote_cert_ku is not None:
         _check_ku(cert, s.remote_cert_ku)
     if s.remote_cert_eku is not None:
@@ -572,6 +576,45 @@ _EKU_NAMES = {
 _KU_BITS = (("digital_signature", 0x80), ("content_commitment", 0x40), ("key_encipherment", 0x20),
             ("data_encipherment", 0x10), ("key_agreement", 0x08), ("key_cert_sign", 0x04),
             ("crl_sign", 0x02))
+
+
+# OpenSSL's purpose check (crypto/x509/v3_purp.c) in the terms ns-cert-type uses: an extension
+# present must allow the use; one absent does not refuse it.
+_NS_CERT_TYPE = x509.ObjectIdentifier("2.16.840.1.113730.1.1")
+_SGC = (x509.ObjectIdentifier("2.16.840.1.113730.4.1"), x509.ObjectIdentifier("1.3.6.1.4.1.311.10.3.3"))
+_NS_SSL = {"client": 0x80, "server": 0x40}
+
+
+def ns_cert_type_ok(cert: x509.Certificate, usage: str) -> bool:
+    """ns-cert-type, as OpenVPN 2.6 checks it (ssl_verify_openssl.c x509_verify_ns_cert_type):
+    X509_check_purpose for an SSL server/client -- an extendedKeyUsage must list serverAuth (or
+    SGC) / clientAuth, a keyUsage must allow digitalSignature, keyEncipherment or keyAgreement
+    (a client: digitalSignature or keyAgreement), an nsCertType must have the SSL server/client
+    bit -- and if that fails, an nsCertType with the bit alone passes. Unreadable extensions
+    fail, as OpenSSL's check does."""
+    try:
+        ext = cert.extensions
+        eku = next((e.value for e in ext if isinstance(e.value, x509.ExtendedKeyUsage)), None)
+        ku = next((e.value for e in ext if isinstance(e.value, x509.KeyUsage)), None)
+        ns = next((e.value for e in ext if e.oid == _NS_CERT_TYPE), None)
+    except ValueError:
+        return False
+    ns_bits = None
+    if ns is not None:
+        der = getattr(ns, "value", b"")
+        # BIT STRING: tag 3, a one-byte length, the unused-bit count, then the bits.
+        ns_bits = der[3] if len(der) >= 4 and der[0] == 0x03 and der[1] < 0x80 and der[1] >= 2 else 0
+    bit = _NS_SSL[usage]
+    purpose = True
+    if eku is not None:
+        want = (ExtendedKeyUsageOID.SERVER_AUTH, *_SGC) if usage == "server" else (ExtendedKeyUsageOID.CLIENT_AUTH,)
+        purpose = any(u in want for u in eku)
+    if purpose and ku is not None:
+        ok = ku.digital_signature or ku.key_agreement or (usage == "server" and ku.key_encipherment)
+        purpose = bool(ok)
+    if purpose and ns_bits is not None:
+        purpose = bool(ns_bits & bit)
+    return purpose or (ns_bits is not None and bool(ns_bits & bit))
 
 
 def _check_eku(cert: x509.Certificate, want: str) -> None:

@@ -216,7 +216,8 @@ def test_tcp_mss_equals_openvpn_26(proto, cipher, lines, openvpn_mss):
     ("ignore-unknown-option verify-hash\nverify-hash AA:BB", "verify-hash"),
     ("setenv opt plugin /usr/lib/openvpn/plugin.so", "plugin"),
     ("setenv opt crl-verify crl.pem", "crl-verify"),
-    ("ignore-unknown-option ns-cert-type\nns-cert-type server", "ns-cert-type"),
+    ("ignore-unknown-option client-cert-not-required\nclient-cert-not-required", "client-cert-not-required"),
+    ("ignore-unknown-option ns-cert-type\nns-cert-type peer", "ns-cert-type"),
     ("setenv opt tls-cert-profile strict", "tls-cert-profile"),
 ])
 def test_access_directives_cannot_be_hidden_by_ignore_unknown_option(line, directive):

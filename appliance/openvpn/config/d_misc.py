@@ -68,6 +68,16 @@ def _setenv(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
     p.set("setenv", env)
 
 
+@reg.apply("socket-flags", why="TCP_NODELAY, the only flag OpenVPN 2.6 knows, is what TCP sockets here always "
+           "set", used_by="parser", nargs=(1, None))
+def _socket_flags(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
+    bad = [x for x in a if x != "TCP_NODELAY"]
+    if bad:
+        p.err(d, f"unknown socket flag: {bad[0]} (OpenVPN 2.6 knows TCP_NODELAY only)")
+    else:
+        p.note(d, "TCP sockets always set TCP_NODELAY here")
+
+
 @reg.apply("push-peer-info", why="client: the peer info sent to the server also carries the config's setenv "
            "UV_* variables, IV_PLAT_VER (the kernel release) and IV_SSL, as OpenVPN 2.6 (not IV_HWADDR)",
            sets=("push_peer_info",), used_by="session", nargs=(0, 0))
@@ -109,6 +119,7 @@ _NOOPS = {
     "down-pre": "the built-in DNS handling is undone before the TUN device goes; no down script runs",
     "allow-pull-fqdn": "pushed routes are taken as addresses",
     "tcp-nodelay": "TCP sockets always set TCP_NODELAY",
+    "disable-occ": "(deprecated) OpenVPN 2.6 compares no options between TLS peers either: nothing to disable",
     "passtos": "outer packets keep the default TOS; the inner packets' TOS bits are not copied",
 }
 for _names, _why in _NOOPS.items():
@@ -186,7 +197,6 @@ reg.refuse("opt-verify", "option-string checks of clients are not supported (dep
 # OpenVPN 2.6 directives that decide who may connect and that we do not implement: declared here
 # so that `ignore-unknown-option` / `setenv opt` cannot turn them into silently ignored lines.
 reg.refuse("client-cert-not-required", "removed in OpenVPN 2.5; use `verify-client-cert none`", access=True)
-reg.refuse("ns-cert-type", "removed in OpenVPN 2.5; use `remote-cert-tls`", access=True)
 
 
 @reg.apply("connect-freq", why="server: at most N new client sessions per SEC seconds (OpenVPN's rate limit)",

@@ -187,6 +187,16 @@ def _remote_cert_tls(p: ParseState, d: str, a: list[str], inline: str | None) ->
         p.set("remote_cert_tls", a[0])
 
 
+@reg.apply("ns-cert-type", why="(deprecated) peer certificate must be fit for a TLS server/client as OpenSSL's "
+           "purpose check reads it, or carry that Netscape certificate type, as OpenVPN 2.6 checks it",
+           sets=("ns_cert_type",), used_by="tls", nargs=(1, 1), access=True)
+def _ns_cert_type(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
+    if a[0] not in ("server", "client"):
+        p.err(d, "expects server or client")
+    else:
+        p.set("ns_cert_type", a[0])
+
+
 @reg.apply("remote-cert-eku", why="peer certificate must list this extendedKeyUsage (name or OID)",
            sets=("remote_cert_eku",), used_by="tls", nargs=(1, 1), access=True)
 def _remote_cert_eku(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
