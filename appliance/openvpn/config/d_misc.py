@@ -78,6 +78,20 @@ def _socket_flags(p: ParseState, d: str, a: list[str], inline: str | None) -> No
         p.note(d, "TCP sockets always set TCP_NODELAY here")
 
 
+@reg.apply("keying-material-exporter", why="OpenVPN 2.6 hands the exported keying material to a plugin's TLS_FINAL "
+           "call only (and plugins are refused here): checked as it checks it, no effect", used_by="parser",
+           nargs=(2, 2))
+def _keying_material_exporter(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
+    m = re.match(r"\s*[+-]?\d+", a[1])
+    n = int(m.group()) if m else 0
+    if not a[0].startswith("EXPORTER"):
+        p.err(d, 'the label must begin with "EXPORTER" (as OpenVPN 2.6)')
+    elif not 16 <= n <= 4095:
+        p.err(d, "invalid keying material exporter length (16-4095, as OpenVPN 2.6)")
+    else:
+        p.note(d, "no effect: OpenVPN 2.6 gives the value to a TLS_FINAL plugin only, and there are no plugins here")
+
+
 @reg.apply("push-peer-info", why="client: the peer info sent to the server also carries the config's setenv "
            "UV_* variables, IV_PLAT_VER (the kernel release) and IV_SSL, as OpenVPN 2.6 (not IV_HWADDR)",
            sets=("push_peer_info",), used_by="session", nargs=(0, 0))
@@ -120,6 +134,8 @@ _NOOPS = {
     "allow-pull-fqdn": "pushed routes are taken as addresses",
     "tcp-nodelay": "TCP sockets always set TCP_NODELAY",
     "disable-occ": "(deprecated) OpenVPN 2.6 compares no options between TLS peers either: nothing to disable",
+    "hash-size": "the server's client and route tables are hash maps that grow as they fill",
+    "bcast-buffers": "no broadcast queue: a tun server forwards no broadcasts between clients",
     "passtos": "outer packets keep the default TOS; the inner packets' TOS bits are not copied",
 }
 for _names, _why in _NOOPS.items():
