@@ -613,6 +613,15 @@ class ClientGateway:
             return None
         return (o.local or ("::" if ":" in addr[0] else "0.0.0.0"), o.lport if o.lport is not None else o.port)
 
+    def send_cr_response(self, response: str) -> bool:
+        """The management command `cr-response`: CR_RESPONSE,<response> to the server on this
+        connection's control channel (the answer to a CR_TEXT challenge); False without one."""
+        c = self.conn
+        if c is None or not c.session.send_control_text("CR_RESPONSE," + response, self.clock()):
+            return False
+        self._send(c, c.session.take_outgoing())
+        return True
+
     # ---------------------------------------------------------------- credentials
     def _ask_passwords(self) -> bool:
         """management-query-passwords: when the profile gave no password (or a management client

@@ -52,6 +52,7 @@ INFOMSG_MAX = 255            # OpenVPN builds >INFOMSG:<text> in 256 bytes and d
 HELP = """Management Interface for OpenVPN 2.6.14 vpn-appliance
 Commands:
 bytecount n            : Show bytes in/out, update every n secs (0=off).
+cr-response response   : Send a challenge response answer via CR_RESPONSE to server
 echo [on|off] [N|all]  : Like log, but only show messages in echo buffer.
 exit|quit              : Close management session.
 forget-passwords       : Forget passwords entered so far.
@@ -76,12 +77,12 @@ END""".split("\n")
 # current mode lacks (the server's, and the credential and key prompts: the profile gives those).
 UNSUPPORTED = frozenset(("kill", "client-kill", "client-auth", "client-auth-nt", "client-deny",
                          "client-pending-auth", "needok", "needstr",
-                         "cr-response", "remote", "proxy", "rsa-sig", "pk-sig",
+                         "remote", "proxy", "rsa-sig", "pk-sig",
                          "certificate", "remote-entry-count", "remote-entry-get", "env-filter", "net",
                          "auth-retry", "nclients"))
 # man_need's parameter counts (manage.c man_dispatch_command): (n, at least).
 NEEDS = {"signal": (1, False), "log": (1, True), "echo": (1, True), "bytecount": (1, False),
-         "username": (2, False), "password": (2, False)}
+         "username": (2, False), "password": (2, False), "cr-response": (1, False)}
 SIGNALS = ("SIGHUP", "SIGTERM", "SIGUSR1", "SIGUSR2", "SIGINT")
 
 
@@ -170,6 +171,8 @@ class ClientManagement(Management):
             return ops.hold_command(a[1] if len(a) > 1 else None)
         if cmd in ("username", "password"):
             return ops.user_pass_command(cmd, a[1], a[2])
+        if cmd == "cr-response":
+            return ["SUCCESS: command succeeded"] if ops.gw.send_cr_response(a[1]) else ["ERROR: command failed"]
         if cmd == "forget-passwords":
             ops.gw.forget_passwords()
             return ["SUCCESS: Passwords were forgotten"]

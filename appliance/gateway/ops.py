@@ -726,6 +726,8 @@ class Operations:
         elif isinstance(e, ev.KeyRenegotiated):
             if id(rec) in self.info:
                 self.traffic.sample(rec)
+        elif isinstance(e, ev.CrResponse):
+            self._cr_response(rec, e)
         elif isinstance(e, ev.SessionClosed):
             self.learn.left(rec)
             inf = self.info.pop(id(rec), None)
@@ -750,6 +752,24 @@ class Operations:
                 why = self.scripts.submit(("disconnect", None), list(o.client_disconnect), env, False)
                 if why is not None:
                     log.warning("client-disconnect for %s not run: %s", rec.common_name, why)
+
+    def _cr_response(self, rec, e) -> None:
+        """A client's answer to a challenge (CR_RESPONSE): to the management client deciding its
+        login, as OpenVPN 2.6's >CLIENT:CR_RESPONSE,CID,KID,<response> with the client's
+        environment. Only while a login of that key waits for a verdict: otherwise nobody asked
+        and it is counted, not told (a client's message must not make us write to tools unasked)."""
+        ca = self.client_auth
+        w = None if ca is None else next((x for x in ca.by_ckid.values() if x.rec is rec and x.key_id == e.key_id),
+                                         None)
+        if w is None or self.mgmt is None:
+            self.gw.faults.count("CR_RESPONSE with no login waiting for it")
+            return
+        # The engine escaped control characters already; one printable line, whatever came.
+        text = "".join(ch if " " <= ch <= "~" else "_" for ch in e.response)
+        log.info("%s: CR response was sent by client ('%s')", rec.common_name, text[:64])
+        env = self.user_pass_env(rec)           # the login's, as it was announced (no password)
+        self.mgmt.notify([f">CLIENT:CR_RESPONSE,{w.cid},{w.kid},{text}"]
+                         + [f">CLIENT:ENV,{k}={v}" for k, v in env.items()] + [">CLIENT:ENV,END"])
 
     def _run_connect(self, rec, inf: ClientInfo) -> None:
         o = self.gw.opts

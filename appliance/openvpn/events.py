@@ -86,6 +86,14 @@ class PushRequested:
 
 
 @dataclass(frozen=True)
+class CrResponse:
+    """Server side: the client answered a challenge (`client-pending-auth ... CR_TEXT:...`) with
+    CR_RESPONSE,<response> on key `key_id` (control characters escaped, as every control text)."""
+    key_id: int
+    response: str
+
+
+@dataclass(frozen=True)
 class AuthFailed:
     message: str
 

@@ -36,7 +36,8 @@ class KS(Enum):
 class KeyState:
     __slots__ = ("key_id", "phase", "reliable", "tls", "primed", "created", "active_since", "local_km",
                  "remote_km", "sent_km", "data", "retired_at", "wkc_resend", "sent_first_control",
-                 "pending_send", "pending_auth", "expires_at", "ours", "hand_deadline", "auth_pending_at")
+                 "pending_send", "pending_auth", "expires_at", "ours", "hand_deadline", "auth_pending_at",
+                 "cr_responses")
 
     def __init__(self, key_id: int, now: float, tls_timeout: float, tcp: bool) -> None:
         self.key_id = key_id
@@ -59,6 +60,7 @@ class KeyState:
         self.ours = False                 # a renegotiation this end started (its soft reset went first)
         self.hand_deadline: float | None = None   # pending auth moved hand-window's end here
         self.auth_pending_at: float | None = None  # client: the server's first AUTH_PENDING for this key
+        self.cr_responses = 0             # server: the client's CR_RESPONSE messages on this key
 
     @property
     def negotiating(self) -> bool:

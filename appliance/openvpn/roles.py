@@ -345,6 +345,9 @@ class ClientRole:
         return True            # the server went away: reconnect, as OpenVPN's SIGUSR1
 
 
+# Challenge responses taken per key (a user retyping a code a few times, not a flood).
+CR_RESPONSES = 8
+
 # The reason OpenVPN 2.6 gives a client that force-tls-key-material-export refuses.
 EKM_REQUIRED = ("Client incompatible with this server. Keying Material Exporters (RFC 5705) support missing. "
                 "Upgrade to a client that supports this feature (OpenVPN 2.6.0+).")
@@ -645,6 +648,16 @@ class ServerRole:
             self.send_push_reply(ks, now)
         elif text.startswith("EXIT"):
             s._fail("client exited (EXIT)", restart=False)
+        elif text.startswith("CR_RESPONSE"):
+            # As OpenVPN 2.6 (push.c receive_cr_response): the text after "CR_RESPONSE,", for the
+            # management client deciding the login. At most CR_RESPONSES per key: each becomes
+            # a notification with the client's whole environment, so a client repeating it
+            # without end would make us write without end.
+            ks.cr_responses += 1
+            if ks.cr_responses > CR_RESPONSES:
+                s._count("CR_RESPONSE beyond the limit per key")
+                return
+            s.events.append(ev.CrResponse(ks.key_id, text[12:] if text[11:12] == "," else ""))
         else:
             s._warn(f"unknown control message: {text[:60]}")
 

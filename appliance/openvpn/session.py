@@ -538,6 +538,19 @@ class Session(ControlChannel):
         self._flush(now)
         return sent
 
+    def send_control_text(self, text: str, now: float) -> bool:
+        """Client: a control message its user sends (the management command `cr-response`:
+        CR_RESPONSE,...), on the newest key with a TLS session; False when there is none yet,
+        as OpenVPN 2.6's send_control_channel_string."""
+        if self.closed or not self.role.is_client:
+            return False
+        ks = self._active_ks()
+        if ks is None or ks.tls is None or not ks.tls.handshake_done:
+            return False
+        self._send_text(text, ks)
+        self._flush(now)
+        return True
+
     def close(self, now: float, reason: str = "exit") -> None:
         """Leave politely: exit notification to the peer, then closed."""
         if self.closed:

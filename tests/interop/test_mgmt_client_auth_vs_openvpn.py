@@ -174,3 +174,47 @@ def test_our_client_waits_out_client_pending_auth_and_shows_the_url(lab, procs, 
     for p in reversed(procs):
         p.stop(8)
     procs.clear()
+
+
+def _until_note(m: Mgmt, prefix: str, within: float = 20) -> str | None:
+    end = time.monotonic() + within
+    while time.monotonic() < end:
+        m.lines(0.2)
+        hit = next((n for n in m.notes if n.startswith(prefix)), None)
+        if hit is not None:
+            return hit
+    return None
+
+
+@pytest.mark.parametrize("server", ["openvpn", "ours"])
+@pytest.mark.parametrize("client", ["openvpn", "ours"])
+def test_a_challenge_answered_with_cr_response_reaches_the_servers_tool(lab, procs, server, client):
+    """client-pending-auth ... "CR_TEXT:E,R:Enter code": the client's management client sees
+    >INFOMSG:CR_TEXT:..., answers `cr-response <base64>`, and the server's management client gets
+    >CLIENT:CR_RESPONSE,CID,KID,<base64>; client-auth-nt then lets it in -- every pairing of
+    OpenVPN's and ours. Before, our client refused the command and our server dropped the answer."""
+    tag = f"cr-{server}-{client}"
+    m = _sso_server(lab, procs, server, tag)
+    creds = lab.write(f"{tag}-creds.txt", "alice\nfirst-pw\n")
+    csock = lab.tmp / f"{tag}-c.sock"
+    prof = client_profile(lab.pki, "udp", extra=f"auth-user-pass {creds}\nmanagement {csock} unix\n"
+                          "setenv IV_SSO crtext\n")
+    start = lab.ours if client == "ours" else lab.openvpn
+    cli = start(lab.cli, prof, f"cli-{tag}", wait=0)
+    procs.append(cli)
+    cm = Mgmt(str(csock))
+    cid, kid, env = _ask(m)
+    assert env.get("IV_SSO") == "crtext", env
+    assert m.cmd(f'client-pending-auth {cid} {kid} "CR_TEXT:E,R:Enter code" 60') == \
+        ["SUCCESS: client-pending-auth command succeeded"]
+    assert _until_note(cm, ">INFOMSG:CR_TEXT:") == ">INFOMSG:CR_TEXT:E,R:Enter code", (cm.notes, cli.log()[-2000:])
+    assert cm.cmd("cr-response MTIzNDU2") == ["SUCCESS: command succeeded"]
+    assert _until_note(m, ">CLIENT:CR_RESPONSE,") == f">CLIENT:CR_RESPONSE,{cid},{kid},MTIzNDU2", m.notes[-10:]
+    assert ("tunnel up" if client == "ours" else UP) not in cli.log()
+    assert m.cmd(f"client-auth-nt {cid} {kid}") == ["SUCCESS: client-auth command succeeded"]
+    assert cli.wait_for("tunnel up" if client == "ours" else UP, 30), cli.log()[-3000:]
+    cm.close()
+    m.close()
+    for p in reversed(procs):
+        p.stop(8)
+    procs.clear()

@@ -1,0 +1,47 @@
+"""A challenge answered through the management interfaces on both ends: the server's management
+client asks (client-pending-auth ... "CR_TEXT:E,R:Enter code"), our client's management client
+sees it (>INFOMSG:CR_TEXT:...) and answers with `cr-response <base64>`, which goes to the server as
+CR_RESPONSE,<base64> and reaches its management client as >CLIENT:CR_RESPONSE,CID,KID,<base64>
+with the client's environment, as OpenVPN 2.6's; client-auth then lets the login in. Before, our
+client answered `cr-response` "not supported" and our server logged CR_RESPONSE as unknown."""
+from __future__ import annotations
+
+from tests.gateway.test_client_mgmt import Tap, ask
+from tests.gateway.test_mgmt_client_auth import _login, _up
+
+
+def _with_client_mgmt(pki, tmp_path):
+    w, m, c, cid, kid = _login(pki, tmp_path, client_extra=f"management {tmp_path}/c.sock unix\n")
+    tap = Tap()
+    c.mgmt.mgr.conns.append(tap)
+    return w, m, c, cid, kid, tap
+
+
+def test_a_challenge_is_answered_with_cr_response_and_told_to_the_servers_tool(pki, tmp_path):
+    w, m, c, cid, kid, tap = _with_client_mgmt(pki, tmp_path)
+    assert w.server.ops.management_pending(cid, kid, "CR_TEXT:E,R:Enter code", 60)
+    assert w.run(lambda: ">INFOMSG:CR_TEXT:E,R:Enter code" in tap.got, max_time=10), tap.got
+    assert ask(c, tap, "cr-response MTIzNDU2") == ["SUCCESS: command succeeded"]
+    assert w.run(lambda: any(x.startswith(">CLIENT:CR_RESPONSE,") for x in m.lines), max_time=10)
+    i = next(i for i, x in enumerate(m.lines) if x.startswith(">CLIENT:CR_RESPONSE,"))
+    assert m.lines[i] == f">CLIENT:CR_RESPONSE,{cid},{kid},MTIzNDU2"
+    env = m.lines[i + 1:m.lines.index(">CLIENT:ENV,END", i) + 1]
+    assert ">CLIENT:ENV,common_name=client0" in env and env[-1] == ">CLIENT:ENV,END"
+    assert not _up(c)
+    assert w.server.ops.management_verdict(cid, kid, True)
+    assert w.run(lambda: _up(c), max_time=10)
+
+
+def test_cr_response_without_a_connection_fails_and_unasked_ones_are_not_told(pki, tmp_path):
+    w, m, c, cid, kid, tap = _with_client_mgmt(pki, tmp_path)
+    assert w.server.ops.management_verdict(cid, kid, True)
+    assert w.run(lambda: _up(c), max_time=10)
+    n = len(m.lines)
+    for _ in range(20):                               # nobody waits for one now: counted, not told
+        assert ask(c, tap, "cr-response eA==") == ["SUCCESS: command succeeded"]
+    w.run_for(2)
+    assert not any(x.startswith(">CLIENT:CR_RESPONSE,") for x in m.lines[n:])
+    assert _up(c)
+    assert ask(c, tap, "cr-response") == ["ERROR: the 'cr-response' command requires 1 parameter"]
+    c.conn = None                                     # between connections: nothing to carry it
+    assert ask(c, tap, "cr-response eA==") == ["ERROR: command failed"]
