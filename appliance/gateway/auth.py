@@ -80,6 +80,7 @@ class AuthChecker:
         self._wake: Wake | None = None if inline else Wake()
         self._closed = False
         self._polled_at = float("-inf")     # when poll() last read the deferred checks' files
+        self.pending_requests: list[tuple[object, tuple[int, str]]] = []   # (key, (timeout, text)): tell the client
 
     def fileno(self) -> int:
         """Readable when a verdict is waiting (threads only)."""
@@ -171,7 +172,12 @@ class AuthChecker:
             key, held, who, v = self.results.popleft()
             if v.control is not None:
                 if sum(1 for d in self.deferred if d[4] == who) < DEFERRED_PER_USER:
-                    self.deferred.append((key, held, v, self.clock() + self.defer_limit, who))
+                    # A pending auth (auth_pending_file) waits its own timeout, else hand-window;
+                    # the session's own bound still ends it sooner (Session.auth_pending).
+                    wait = max(self.defer_limit, v.pending[0]) if v.pending else self.defer_limit
+                    self.deferred.append((key, held, v, self.clock() + wait, who))
+                    if v.pending:
+                        self.pending_requests.append((key, v.pending))
                     continue
                 remove(v.control, v.reason_file)
                 v = Verdict(False, why=f"more than {DEFERRED_PER_USER} logins of {who!r} waiting for a deferred "

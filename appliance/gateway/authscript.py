@@ -9,9 +9,12 @@ Its exit status decides: 0 accepts; 2 defers the verdict to `auth_control_file`,
 command (or what it started) later writes `1` (accept) or `0` (refuse), within hand-window; any
 other refuses, with `auth_failed_reason_file`'s text (if the command wrote one) sent to the
 client as `AUTH_FAILED,<text>`. A command that runs past its time limit is killed with what it
-started and refuses. `auth_pending_file` (OpenVPN's pending auth: a web login's URL sent to the
-client as INFO_PRE) is not served here: a command that writes it refuses the login, said in the
-log, rather than leave the client waiting for a prompt that never comes.
+started and refuses. A deferring command may also write `auth_pending_file` (OpenVPN 2.6's pending
+auth, ssl_verify.c key_state_check_auth_pending_file): three lines -- the timeout in seconds, the
+method the client must have announced in IV_SSO (webauth, openurl, crtext), and the text sent to
+the client as INFO_PRE (`WEB_AUTH::<url>`, `CR_TEXT:...`); the client is told AUTH_PENDING and
+that text and the login waits up to the timeout, as for a management client's
+client-pending-auth. A method the client did not announce refuses it with OpenVPN's reason.
 
 Why a worker: a directory lookup (LDAP, RADIUS) takes tens of milliseconds to seconds, a push
 approval on a phone up to a minute; OpenVPN 2.6 runs the command synchronously and every tunnel
@@ -51,6 +54,7 @@ class Verdict:
     why: str = ""
     control: str | None = None
     reason_file: str | None = None
+    pending: tuple[int, str] | None = None   # deferred with auth_pending_file: (timeout, INFO_PRE text)
 
 
 def client_reason(path: str | None) -> str:
@@ -64,6 +68,37 @@ def client_reason(path: str | None) -> str:
         return ""
     first = text.strip().splitlines()[0] if text.strip() else ""
     return _UNSAFE.sub("_", first)[:REASON_MAX]
+
+
+# auth_pending_file: what of it is read (OpenVPN reads lines of up to 1024 bytes; three are used).
+PENDING_LINE_MAX = 1024
+PENDING_TIMEOUT_MAX = 86400
+
+
+def pending_request(path: str, iv_sso: str) -> tuple[int, str] | str | None:
+    """auth_pending_file, as OpenVPN 2.6 reads it: None when the command wrote none; (timeout,
+    text) to send; or why the login is refused (a malformed file, a method the client's IV_SSO
+    does not list). Control characters in the text become `_`: it goes into a control message."""
+    try:
+        data = read_regular_file(path, AUTH_FILE)
+    except OSError:
+        return None
+    if not data:
+        return None
+    lines = data.split(b"\n")
+    if lines[-1] == b"":
+        lines.pop()                          # the last line's own newline
+    if len(lines) < 3:
+        return "the auth pending file is not at least three lines long"
+    first, method, extra = (x.rstrip(b"\r")[:PENDING_LINE_MAX] for x in lines[:3])
+    m = re.match(rb"\s*[+-]?\d+", first)
+    timeout = int(m.group()) if m else 0
+    if timeout == 0:
+        return "could not parse the auth pending file's timeout"
+    method_s = method.decode("ascii", "replace")
+    if method_s not in [x for x in iv_sso.split(",") if x]:
+        return f"Authentication failed, required pending auth method '{_UNSAFE.sub('_', method_s)[:64]}' not supported"
+    return max(1, min(timeout, PENDING_TIMEOUT_MAX)), _UNSAFE.sub("_", extra.decode("utf-8", "replace"))
 
 
 def control_state(path: str) -> bool | None:
@@ -141,12 +176,12 @@ class ScriptCheck:
             if status == 0:
                 return Verdict(True)
             if status == 2:
-                pending = client_reason(apf)
-                if pending:
-                    return Verdict(False, why="the command asked for pending auth (auth_pending_file), "
-                                              "which this server does not offer")
+                pending = pending_request(apf, env.get("IV_SSO", ""))
+                if isinstance(pending, str):
+                    return Verdict(False, client_reason=pending if pending.startswith("Authentication failed")
+                                   else "", why=f"pending auth: {pending}")
                 deferred = True
-                return Verdict(False, control=acf, reason_file=afr)
+                return Verdict(False, control=acf, reason_file=afr, pending=pending)
             return Verdict(False, client_reason=client_reason(afr), why=why)
         except OSError as e:
             return Verdict(False, why=f"cannot run the check: {e.strerror or e}")

@@ -513,6 +513,12 @@ class ServerGateway:
             for (rec, key_id, check), v in self.auth.take_results(wanted=lambda key: key[0].alive):
                 if not self.ops.check_done(rec, key_id, check, v):     # (management-client-auth decides with it)
                     self.d.auth_result(rec, key_id, v.ok, now, client_reason=v.client_reason, why=v.why, check=check)
+            asked, self.auth.pending_requests = self.auth.pending_requests, []
+            for (rec, key_id, _check), (timeout, text) in asked:
+                # The command's auth_pending_file: the client is told to wait and what to do.
+                if not self.d.auth_pending(rec, key_id, text, timeout, now) and rec.alive:
+                    log.info("%s: pending auth not told (%d bytes of text, or no login waits)", rec.common_name,
+                             len(text))
             nxt = self.auth.next_poll()
             if nxt is not None:                     # a command's deferred verdict: read its file again
                 self.pump.timers.arm("auth-deferred", nxt, lambda: None)

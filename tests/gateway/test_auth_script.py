@@ -174,16 +174,37 @@ def test_a_deferred_check_without_a_verdict_ends_at_hand_window(pki, tmp_path):
     assert sum(a.pending.values()) == len(a.deferred), "a source's slot stayed taken"
 
 
-def test_a_command_asking_for_pending_auth_refuses(pki, tmp_path, caplog):
-    """auth_pending_file (a web login's URL for the client) is not offered here: the login is
-    refused and the log says why, rather than the client waiting for a prompt."""
+def test_a_command_asking_for_pending_auth_holds_the_login_and_tells_the_client(pki, tmp_path, caplog):
+    """auth_pending_file (OpenVPN 2.6's pending auth from a command): the client, which announced
+    IV_SSO webauth, is told AUTH_PENDING,timeout 300 and INFO_PRE,WEB_AUTH::<url>, and waits past
+    both hand-windows (10 s) until the command's control file says yes."""
     caplog.set_level(logging.INFO)
     w = World()
-    then = 'printf "300\\nwebauth\\nhttps://x\\n" > "$auth_pending_file"'
-    _server(w, pki, tmp_path, body=DEFER.format(tmp=tmp_path, then=then))
-    c = _client(w, pki)
+    then = 'printf "300\\nwebauth\\nWEB_AUTH::https://sso.example/x\\n" > "$auth_pending_file"'
+    _server(w, pki, tmp_path, body=DEFER.format(tmp=tmp_path, then=then), extra="hand-window 10\n")
+    c = _client(w, pki, extra="setenv IV_SSO webauth,openurl\nhand-window 10\n")
+    acf = _deferred(w, tmp_path)
+    w.run_for(25)
+    assert not _up(c) and c.result is None
+    assert "message from the server (INFO_PRE): WEB_AUTH::https://sso.example/x" in caplog.text
+    assert "AUTH_PENDING,timeout 300" in caplog.text
+    acf.write_text("1")
+    assert w.run(lambda: _up(c), max_time=10) and c.connections == 1
+
+
+@pytest.mark.parametrize("pending,client_extra,told", [
+    ("300\\nwebauth\\nWEB_AUTH::u\\n", "", "required pending auth method 'webauth' not supported"),
+    ("300\\nwebauth\\n", "setenv IV_SSO webauth\n", "not at least three lines long"),
+    ("soon\\nwebauth\\nWEB_AUTH::u\\n", "setenv IV_SSO webauth\n", "could not parse the auth pending file's timeout"),
+])
+def test_a_pending_auth_the_client_cannot_follow_or_a_bad_file_refuses(pki, tmp_path, caplog, pending, client_extra,
+                                                                        told):
+    caplog.set_level(logging.INFO)
+    w = World()
+    _server(w, pki, tmp_path, body=DEFER.format(tmp=tmp_path, then=f'printf "{pending}" > "$auth_pending_file"'))
+    c = _client(w, pki, extra=client_extra)
     assert w.run(lambda: c.result is not None, max_time=30)
-    assert not _up(c) and "pending auth" in caplog.text and not w.server.auth.deferred
+    assert not _up(c) and told in caplog.text and not w.server.auth.deferred
 
 
 def test_each_renegotiation_runs_the_command_unless_a_token_stands_in(pki, tmp_path):

@@ -138,6 +138,37 @@ def test_a_deferred_verdict_written_later_decides(lab, procs, kind, verdict):
     procs.clear()
 
 
+PENDING = """#!/bin/sh
+# a web login: the client is sent the URL and waits; the verdict comes 12 s later (past hand-window)
+printf "120\\nwebauth\\nWEB_AUTH::https://sso.example/login\\n" > "$auth_pending_file"
+f=$auth_control_file
+( sleep 12; echo 1 > "$f" ) > /dev/null 2>&1 &
+exit 2
+"""
+
+
+@pytest.mark.parametrize("kind", ["openvpn", "ours"])
+def test_a_command_asking_for_pending_auth_holds_openvpns_client_past_hand_window(lab, procs, kind):
+    """auth_pending_file: OpenVPN's client, which announces IV_SSO webauth, is told AUTH_PENDING
+    and INFO_PRE,WEB_AUTH::<url> and waits past both hand-windows (10 s) until the command's
+    verdict, on both servers. Before, ours refused such a login."""
+    script = _script(lab, f"pending-{kind}.sh", PENDING)
+    _server(lab, procs, kind, f"srv-pending-{kind}", f"auth-user-pass-verify {script} via-file",
+            extra="hand-window 10\n")
+    creds = lab.write(f"pending-{kind}-creds.txt", "alice\nany\n")
+    cli = lab.openvpn(lab.cli, client_profile(lab.pki, "udp", extra=f"auth-user-pass {creds}\nauth-retry none\n"
+                                              "setenv IV_SSO webauth\nhand-window 10\nverb 4\n"),
+                      f"cli-pending-{kind}", wait=0)
+    procs.append(cli)
+    t0 = time.monotonic()
+    assert cli.wait_for(UP, 60), cli.log()[-3000:]
+    assert time.monotonic() - t0 >= 11, "in before the verdict was written"
+    assert "WEB_AUTH::https://sso.example/login" in cli.log() and "AUTH_PENDING" in cli.log(), cli.log()[-3000:]
+    for p in reversed(procs):
+        p.stop(8)
+    procs.clear()
+
+
 STATEFUL = """#!/bin/sh
 # records session_state and session_id; alice with first-pw or a token is in
 n=$(ls {out}.*.env 2>/dev/null | wc -l)
