@@ -872,7 +872,7 @@ class ClientGateway:
         base = with_globals(base, {}, o.setenv)
         why = "no runner" if self.verify is None else \
             self.verify.submit_chain(("tls", c, e.key_id, e.check), ip, list(o.tls_verify or ()), e.chain, base,
-                                    name=e.common_name)
+                                    name=e.common_name, track=o.x509_track)
         if why is not None:
             log.warning("tls-verify not run: %s", why)
             c.session.tls_verify_result(e.key_id, False, self.clock(), check=e.check, tell=False)

@@ -800,7 +800,7 @@ class Operations:
         if isinstance(e, ev.TlsVerifyRequested):
             why = "no tls-verify command" if self.verify is None or not o.tls_verify else \
                 self.verify.submit_chain(("tls", rec, e.key_id, e.check), ip, list(o.tls_verify), e.chain,
-                                         self.verify_env(ip, port), name=e.common_name)
+                                         self.verify_env(ip, port), name=e.common_name, track=o.x509_track)
             if why is not None:
                 # Counted, not logged one by one: a flood of handshakes is what fills the queue.
                 self.gw.faults.count(f"TLS handshake refused: tls-verify not run: {why}")
@@ -942,7 +942,7 @@ class Operations:
             except CERT_UNREADABLE:
                 chain = []      # an extra certificate cryptography cannot read: depth 0 only
             for depth, c in enumerate([cert, *chain]):
-                e.update(cert_env(c, depth))
+                e.update(cert_env(c, depth, o.x509_track))
         e = with_globals(e, self._server_env(), o.setenv)
         if script_type:
             e["script_type"] = script_type

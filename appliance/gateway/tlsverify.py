@@ -80,13 +80,15 @@ def clean(value: str) -> str:
     return value.replace("\0", "_")
 
 
-def chain_calls(argv: list[str], chain: tuple, base_env: dict[str, str], name: str | None = None) -> list[Call] | str:
+def chain_calls(argv: list[str], chain: tuple, base_env: dict[str, str], name: str | None = None,
+                track: tuple[str, ...] = ()) -> list[Call] | str:
     """The calls for a verified chain (depth 0 first in `chain`), in OpenVPN's order (deepest
     first), each with the environment as OpenVPN's stands at that call; or why the chain is
     refused without one. `name`: the peer's name as the session knows it (tls.peer_name: with
     x509-username-field, those fields' values), depth 0's `common_name` as in OpenVPN's
     verify_cert -- the CN there, when the session goes by another name, let a command allow one
-    identity and the tunnel carry another. None: the CN (no x509-username-field)."""
+    identity and the tunnel carry another. None: the CN (no x509-username-field). `track`: the
+    x509-track lines (tls.cert_env)."""
     if len(chain) > MAX_CERT_DEPTH:
         return f"certificate chain of depth {len(chain) - 1} (OpenVPN refuses depth {MAX_CERT_DEPTH} and more)"
     env = dict(base_env)
@@ -95,7 +97,7 @@ def chain_calls(argv: list[str], chain: tuple, base_env: dict[str, str], name: s
         cert = chain[depth]
         if depth == 0:
             env["common_name"] = (name if name is not None else common_name(cert)) or ""
-        env.update(cert_env(cert, depth))
+        env.update(cert_env(cert, depth, track))
         env["script_type"] = "tls-verify"
         calls.append(Call((*argv, str(depth), clean(openvpn_subject(cert))),
                           {clean(k): clean(v) for k, v in env.items()},
@@ -107,7 +109,7 @@ def chain_calls(argv: list[str], chain: tuple, base_env: dict[str, str], name: s
 class _Job:
     key: object
     source: str
-    chain: tuple | None = None                 # tls-verify: (argv, chain, base_env, name), made into calls by the worker
+    chain: tuple | None = None                 # tls-verify: (argv, chain, base_env, name, track), made into calls by the worker
     metadata: tuple[int, bytes] | None = None  # tls-crypt-v2-verify: (type, the rest)
     argv: tuple[str, ...] = ()
     identities: tuple[str, ...] = ()           # for the per-identity cap (slots.py)
@@ -146,11 +148,11 @@ class VerifyRunner:
             self._wake.drain()
 
     def submit_chain(self, key: object, source: str, argv: list[str], chain: tuple,
-                     base_env: dict[str, str], name: str | None = None) -> str | None:
+                     base_env: dict[str, str], name: str | None = None, track: tuple[str, ...] = ()) -> str | None:
         if len(chain) > MAX_CERT_DEPTH:         # (the rest of the work is the worker's, off the loop)
             return chain_calls(argv, chain, base_env, name)
         ident = identity_of_cert(chain[0]) if chain else None
-        return self._submit(_Job(key, source_group(source), chain=(list(argv), tuple(chain), dict(base_env), name),
+        return self._submit(_Job(key, source_group(source), chain=(list(argv), tuple(chain), dict(base_env), name, tuple(track)),
                                  identities=(ident,) if ident else ()))
 
     def submit_metadata(self, key: object, source: str, argv: list[str], metadata_type: int,

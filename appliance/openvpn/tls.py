@@ -728,12 +728,13 @@ def _colon_hex(data: bytes) -> str:
     return ":".join(f"{b:02x}" for b in data)
 
 
-def cert_env(cert: x509.Certificate, depth: int) -> dict[str, str]:
+def cert_env(cert: x509.Certificate, depth: int, track: tuple[str, ...] = ()) -> dict[str, str]:
     """The script variables OpenVPN 2.6 sets for the certificate at `depth` of the verified chain
     (verify_cert_set_env: 0 the peer's, 1 its issuer, ...), in the order its >CLIENT:ENV lines
     show them: serial (hex bytes, decimal), SHA-256 and SHA-1 fingerprints, the subject string,
     then the X509_<depth>_* fields, last attribute first (OpenVPN sets them in certificate order
-    and its environment lists the newest first)."""
+    and its environment lists the newest first). With x509-track lines (`track`), the
+    X509_<depth>_* variables are those lines' only (x509track.py), as OpenVPN's."""
     serial = cert.serial_number
     h = f"{serial:x}"
     der = cert.public_bytes(serialization.Encoding.DER)
@@ -742,7 +743,11 @@ def cert_env(cert: x509.Certificate, depth: int) -> dict[str, str]:
            f"tls_digest_sha256_{depth}": _colon_hex(hashlib.sha256(der).digest()),
            f"tls_digest_{depth}": _colon_hex(hashlib.sha1(der).digest()),   # noqa: S324 - OpenVPN's variable
            f"tls_id_{depth}": openvpn_subject(cert)}
-    env.update(reversed(subject_env(cert, depth).items()))
+    if track:
+        from .x509track import track_env
+        env.update(track_env(track, cert, depth))
+    else:
+        env.update(reversed(subject_env(cert, depth).items()))
     return env
 
 

@@ -12,6 +12,7 @@ from ..regular_file import NOT_REGULAR, PASSWORD_DB, size_problem
 from ..replay import MAX_SIZE as MAX_REPLAY_WINDOW
 from ..replay import MAX_TIME_LIMIT as MAX_REPLAY_TIME
 from ..tls import username_field_problem
+from ..x509track import track_problem
 from .directives import Registry
 from .d_ops import command_argv, scripts_forbidden
 from .lexer import split_lines
@@ -272,6 +273,17 @@ def _x509_username_field(p: ParseState, d: str, a: list[str], inline: str | None
         else:
             fields.append(name)
     p.set("x509_username_field", tuple(fields))
+
+
+@reg.apply("x509-track", why="certificate fields of the peer's chain for the scripts (X509_<depth>_<name>)",
+           sets=("x509_track",), used_by="tls", nargs=(1, 1), access=True)
+def _x509_track(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
+    """Each line adds one; checked as OpenVPN's x509_track_add checks it (x509track.py)."""
+    why = track_problem(a[0])
+    if why is not None:
+        p.err(d, why)
+        return
+    p.set("x509_track", (*p.o.x509_track, a[0]))
 
 
 @reg.apply("peer-fingerprint", why="peer certificate SHA-256 fingerprints allowed", sets=("peer_fingerprint",),

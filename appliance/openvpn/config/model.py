@@ -116,6 +116,7 @@ class Options:
     verify_x509_name: tuple[str, str] | None = None
     auth_user_pass_optional: bool = False       # server: a login without credentials goes to the check too
     x509_username_field: tuple[str, ...] = ()   # x509-username-field: the peer's name from these fields
+    x509_track: tuple[str, ...] = ()            # x509-track: the arguments as written (`+` = every depth)
     peer_fingerprint: list[bytes] = field(default_factory=list)
     verify_hash: list[bytes] = field(default_factory=list)    # verify-hash: the issuer's (depth 1) fingerprints
     verify_hash_algo: str = "SHA1"                  # verify-hash's algorithm: SHA1 (its default) or SHA256
