@@ -98,10 +98,13 @@ def track_env(args: tuple[str, ...], cert: x509.Certificate, depth: int) -> dict
     """The X509_<depth>_* variables the x509-track lines `args` give for `cert` at `depth`,
     newest first (see the module's docstring)."""
     sets: list[tuple[str, str]] = []
+    fields: _Fields | None = None
     for t in parse_tracks(tuple(args)):
         if depth != 0 and not t.full_chain:
             continue
-        value = _value(t.nid, cert)
+        if fields is None:
+            fields = _Fields(cert)
+        value = fields.value(t.nid)
         if value is None:
             continue
         value = _DROPPED.sub("", value.partition("\0")[0].replace("\r", "?").replace("\n", "?"))
@@ -112,23 +115,37 @@ def track_env(args: tuple[str, ...], cert: x509.Certificate, depth: int) -> dict
     return env
 
 
-def _value(nid: int, cert: x509.Certificate) -> str | None:
-    if nid in (NID_SHA1, NID_SHA256):
-        der = cert.public_bytes(serialization.Encoding.DER)
-        digest = (hashlib.sha1 if nid == NID_SHA1 else hashlib.sha256)(der).digest()  # noqa: S324 - OpenVPN's
-        return digest.hex(":").upper()
-    from .tls import CERT_UNREADABLE, field_key, openssl_text   # (lazily: tls imports this module's users)
-    for a in dername.subject(cert):
-        if field_key(a.oid.dotted_string) == nid:
+class _Fields:
+    """One certificate's subject attributes and extensions by NID, the first of each (what
+    X509_NAME_get_index_by_NID / X509_get_ext_by_NID(-1) find), read once: a subject of 4,000
+    distinct OIDs looked up anew for each line would cost the loop a NID lookup per attribute
+    per line (client-connect's environment is made there)."""
+
+    def __init__(self, cert: x509.Certificate) -> None:
+        from .tls import CERT_UNREADABLE, field_key   # (lazily: tls imports this module's users)
+        self.cert = cert
+        self.subject: dict[int | str | None, x509.NameAttribute] = {}
+        for a in dername.subject(cert):
+            self.subject.setdefault(field_key(a.oid.dotted_string), a)
+        self.extensions: dict[int, x509.Extension] = {}
+        try:
+            for ext in cert.extensions:
+                self.extensions.setdefault(_nid(ext.oid.dotted_string), ext)
+        except CERT_UNREADABLE:          # extensions cryptography cannot read: none, stricter than OpenVPN
+            self.extensions = {}
+
+    def value(self, nid: int) -> str | None:
+        if nid in (NID_SHA1, NID_SHA256):
+            der = self.cert.public_bytes(serialization.Encoding.DER)
+            digest = (hashlib.sha1 if nid == NID_SHA1 else hashlib.sha256)(der).digest()  # noqa: S324 - OpenVPN's
+            return digest.hex(":").upper()
+        a = self.subject.get(nid)
+        if a is not None:
+            from .tls import openssl_text
             # ASN1_STRING_to_UTF8 fails on a value that is no string (x500UniqueIdentifier's BIT STRING)
             return openssl_text(a) if isinstance(a.value, str) else None
-    try:
-        for ext in cert.extensions:
-            if _nid(ext.oid.dotted_string) == nid:
-                return render_extension(nid, ext.value)
-    except CERT_UNREADABLE:              # an extension cryptography cannot read: nothing, stricter than OpenVPN
-        return None
-    return None
+        ext = self.extensions.get(nid)
+        return None if ext is None else render_extension(nid, ext.value)
 
 
 # ------------------------------------------------------------------ X509V3_EXT_print, OpenSSL 3.0
@@ -141,7 +158,7 @@ _KEY_USAGE = (("digital_signature", "Digital Signature"), ("content_commitment",
 def render_extension(nid: int, value: x509.ExtensionType) -> str | None:
     """An extension as OpenSSL 3.0's X509V3_EXT_print(bio, ext, 0, 0) prints it, or None where it
     prints nothing (it fails) or where this cannot be sure to print the same: a general name
-    other than DNS, email, URI or IP address (otherName, directoryName, registeredID, ...)."""
+    other than DNS, email, URI, IP address or registered ID (otherName, directoryName, ...)."""
     if nid in (NID_SUBJECT_ALT_NAME, NID_ISSUER_ALT_NAME):
         parts = []
         for g in value:
@@ -184,6 +201,8 @@ def _general_name(g: x509.GeneralName) -> str | None:
             return f"IP Address:{g.value}"
         p = g.value.packed
         return "IP Address:" + ":".join(f"{p[i] << 8 | p[i + 1]:X}" for i in range(0, 16, 2))
+    if isinstance(g, x509.RegisteredID):
+        return f"Registered ID:{_obj_text(g.value.dotted_string)}"
     return None
 
 

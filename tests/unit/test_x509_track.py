@@ -95,7 +95,10 @@ EXTENSIONS = [
         x509.DNSName("vpn.example.org"), x509.RFC822Name("alice@example.org"),
         x509.IPAddress(ipaddress.ip_address("198.18.0.9")), x509.IPAddress(ipaddress.ip_address("2001:db8::a:1")),
         x509.UniformResourceIdentifier("https://example.org/x")])),
-    (NID_SUBJECT_ALT_NAME, x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("::"))])),
+    (NID_SUBJECT_ALT_NAME, x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("::")),
+                                                        x509.RegisteredID(ObjectIdentifier("2.5.4.3")),
+                                                        x509.RegisteredID(ObjectIdentifier("1.2.3.4"))])),
+    (NID_SUBJECT_ALT_NAME, x509.SubjectAlternativeName([])),
     (NID_BASIC_CONSTRAINTS, x509.BasicConstraints(True, 3)),
     (NID_BASIC_CONSTRAINTS, x509.BasicConstraints(False, None)),
     (NID_KEY_USAGE, x509.KeyUsage(True, True, True, True, True, True, True, True, True)),
@@ -123,7 +126,7 @@ def test_every_rendered_extension_is_compared_with_openssl():
 
 def test_a_general_name_not_rendered_exactly_gives_nothing():
     cert = _cert([x509.NameAttribute(CN, "leaf")], [x509.SubjectAlternativeName([
-        x509.DNSName("a.example"), x509.RegisteredID(ObjectIdentifier("1.2.3.4"))])])
+        x509.DNSName("a.example"), x509.DirectoryName(x509.Name([x509.NameAttribute(CN, "a/b")]))])])
     assert track_env(("subjectAltName",), cert, 0) == {}
 
 
@@ -205,3 +208,23 @@ def test_tls_verify_calls_grow_with_the_chain():
     x0 = {k: v for k, v in calls[1].env.items() if k.startswith("X509_")}
     assert x1 == {"X509_1_O": "acme"}
     assert x0 == {"X509_1_O": "acme", "X509_0_O": "acme", "X509_0_CN": "first??xy"}
+
+
+def test_a_subject_attribute_of_the_extensions_type_comes_first():
+    # As x509_setenv_track: the subject is looked in before the extensions, so a CA that lets
+    # users add attributes lets them set this variable, under OpenVPN too.
+    cert = _cert([x509.NameAttribute(CN, "l"), x509.NameAttribute(ObjectIdentifier("2.5.29.17"), "DNS:evil")],
+                 [x509.SubjectAlternativeName([x509.DNSName("good.example")])])
+    assert track_env(("subjectAltName",), cert, 0) == {"X509_0_subjectAltName": "DNS:evil"}
+
+
+def test_a_subject_of_thousands_of_attributes_is_read_once():
+    import time
+    from cryptography.x509.oid import NameOID as N
+    attrs = [x509.NameAttribute(ObjectIdentifier(f"1.3.6.1.4.1.99999.{i}"), "x") for i in range(4000)]
+    cert = _cert([*attrs, x509.NameAttribute(N.COMMON_NAME, "last")])
+    track = tuple(f"+{n}" for n in ("CN", "O", "OU", "L", "ST", "C", "emailAddress", "serialNumber", "title", "GN"))
+    t0 = time.perf_counter()
+    env = track_env(track, cert, 0)
+    assert env == {"X509_0_CN": "last"}
+    assert time.perf_counter() - t0 < 1.0
