@@ -55,6 +55,7 @@ class Verdict:
     control: str | None = None
     reason_file: str | None = None
     pending: tuple[int, str] | None = None   # deferred with auth_pending_file: (timeout, INFO_PRE text)
+    pending_file: str | None = None          # its path (removed once read; named to later commands, as OpenVPN)
 
 
 def client_reason(path: str | None) -> str:
@@ -181,7 +182,7 @@ class ScriptCheck:
                     return Verdict(False, client_reason=pending if pending.startswith("Authentication failed")
                                    else "", why=f"pending auth: {pending}")
                 deferred = True
-                return Verdict(False, control=acf, reason_file=afr, pending=pending)
+                return Verdict(False, control=acf, reason_file=afr, pending=pending, pending_file=apf)
             return Verdict(False, client_reason=client_reason(afr), why=why)
         except OSError as e:
             return Verdict(False, why=f"cannot run the check: {e.strerror or e}")

@@ -102,7 +102,7 @@ def check_scripts(o) -> None:
     """client-connect/-disconnect, learn-address and an auth-user-pass-verify command need `script-security 2`
     (OpenVPN refuses to run them otherwise, and every login would then fail)."""
     for field in ("auth_user_pass_verify_script", "client_connect", "client_disconnect", "learn_address",
-                  "tls_verify", "tls_crypt_v2_verify"):
+                  "tls_verify", "tls_crypt_v2_verify", "client_crresponse"):
         if getattr(o, field) and o.script_security < 2:
             d = "auth-user-pass-verify" if field.startswith("auth") else field.replace("_", "-")
             path, line = o.source.get(field, (o.path, None))
@@ -180,7 +180,7 @@ class Operations:
                 w.mgmt = True
                 self._settle(w)
             self.client_auth = None
-        if (o.client_connect or o.client_disconnect or o.learn_address) and self.scripts is None:
+        if (o.client_connect or o.client_disconnect or o.learn_address or o.client_crresponse) and self.scripts is None:
             self.scripts = ScriptRunner()
         if (o.tls_verify or o.tls_crypt_v2_verify) and self.verify is None:
             # Kept once made: a reload that removes the lines leaves the held handshakes their verdicts.
@@ -756,13 +756,16 @@ class Operations:
     def _cr_response(self, rec, e) -> None:
         """A client's answer to a challenge (CR_RESPONSE): to the management client deciding its
         login, as OpenVPN 2.6's >CLIENT:CR_RESPONSE,CID,KID,<response> with the client's
-        environment. Only while a login of that key waits for a verdict: otherwise nobody asked
-        and it is counted, not told (a client's message must not make us write to tools unasked)."""
+        environment, and to the client-crresponse command. Only while a login of that key waits
+        for a verdict: otherwise nobody asked and it is counted, not told (a client's message
+        must not make us write to tools, or run commands, unasked)."""
+        self._cr_response_command(rec, e)
         ca = self.client_auth
         w = None if ca is None else next((x for x in ca.by_ckid.values() if x.rec is rec and x.key_id == e.key_id),
                                          None)
         if w is None or self.mgmt is None:
-            self.gw.faults.count("CR_RESPONSE with no login waiting for it")
+            if not (self.gw.opts.client_crresponse and self._deferred_login(rec, e.key_id)):
+                self.gw.faults.count("CR_RESPONSE with no login waiting for it")
             return
         # The engine escaped control characters already; one printable line, whatever came.
         text = "".join(ch if " " <= ch <= "~" else "_" for ch in e.response)
@@ -770,6 +773,37 @@ class Operations:
         env = self.user_pass_env(rec)           # the login's, as it was announced (no password)
         self.mgmt.notify([f">CLIENT:CR_RESPONSE,{w.cid},{w.kid},{text}"]
                          + [f">CLIENT:ENV,{k}={v}" for k, v in env.items()] + [">CLIENT:ENV,END"])
+
+    def _deferred_login(self, rec, key_id: int):
+        """The deferred auth-user-pass-verify check (key, held, verdict, ...) of `rec`'s key, if one waits."""
+        auth = self.gw.auth
+        if auth is None:
+            return None
+        return next((d for d in auth.deferred if d[0][0] is rec and d[0][1] == key_id), None)
+
+    def _cr_response_command(self, rec, e) -> None:
+        """client-crresponse, as OpenVPN 2.6 runs it (ssl_verify.c verify_crresponse_script): the
+        answer in a file given as the last argument (it may be a second factor: not in the
+        environment), the login's environment with its auth_control_file, into which the command
+        writes the verdict. Its non-zero exit refuses the login. Off the loop, as every command."""
+        o = self.gw.opts
+        d = self._deferred_login(rec, e.key_id) if o.client_crresponse and self.scripts is not None else None
+        if d is None:
+            return
+        (_rec, key_id, check), _held, v = d[0], d[1], d[2]
+        # The login's environment as OpenVPN 2.6 has it then: the client's address as trusted, the
+        # username being checked, the deferred files (auth_pending_file already read and removed).
+        env = self.env(rec, self._info(rec), "client-crresponse")
+        env["common_name"] = rec.session.peer_common_name or ""
+        ks = rec.session.keys.get(key_id)
+        km = ks.pending_auth if ks is not None else None
+        env.update({"username": remap_name(km.username) if km is not None else "",
+                    "auth_control_file": v.control or "", "auth_pending_file": v.pending_file or "",
+                    "auth_failed_reason_file": v.reason_file or ""})
+        why = self.scripts.submit(("crresponse", (rec, key_id, check)), list(o.client_crresponse), env, False,
+                                  arg_text=e.response.encode())
+        if why is not None:
+            log.warning("%s: client-crresponse not run: %s", rec.common_name, why)
 
     def _run_connect(self, rec, inf: ClientInfo) -> None:
         o = self.gw.opts
@@ -884,6 +918,13 @@ class Operations:
         kind, rec = key
         if kind == "learn":
             self.learn.done(rec, ok, reason)
+            return
+        if kind == "crresponse":
+            rec, key_id, check = rec
+            if not ok and rec.alive:
+                log.warning("%s: client-crresponse: %s", rec.common_name, reason)
+                self.gw.d.auth_result(rec, key_id, False, self.gw.clock(), why=f"client-crresponse: {reason}",
+                                      check=check)
             return
         if kind != "connect":
             if not ok:

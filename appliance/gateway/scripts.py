@@ -106,14 +106,17 @@ class ScriptRunner:
         if self._wake is not None:
             self._wake.drain()
 
-    def submit(self, key: object, argv: list[str], env: dict[str, str], connect: bool) -> str | None:
+    def submit(self, key: object, argv: list[str], env: dict[str, str], connect: bool,
+               arg_text: bytes | None = None) -> str | None:
+        """`connect`: a file the command writes options into goes last (client-connect);
+        `arg_text`: a file holding these bytes goes last instead (client-crresponse's answer)."""
         if self.pending >= MAX_PENDING:
             return "too many scripts running"
         self.pending += 1
         if self._pool is None:
-            self.results.append(self._run(key, argv, env, connect))
+            self.results.append(self._run(key, argv, env, connect, arg_text))
             return None
-        fut = self._pool.submit(self._run, key, argv, env, connect)
+        fut = self._pool.submit(self._run, key, argv, env, connect, arg_text)
         fut.add_done_callback(self._done)
         return None
 
@@ -124,12 +127,13 @@ class ScriptRunner:
         if self._wake is not None:
             self._wake.ring()
 
-    def _run(self, key: object, argv: list[str], env: dict[str, str], connect: bool):
+    def _run(self, key: object, argv: list[str], env: dict[str, str], connect: bool, arg_text: bytes | None = None):
         path = None
         args = list(argv)
         try:
-            if connect:
-                fd, path = tempfile.mkstemp(prefix="vpn-appliance-cc-")
+            if connect or arg_text is not None:
+                fd, path = tempfile.mkstemp(prefix="vpn-appliance-cc-" if connect else "vpn-appliance-cr-")
+                os.write(fd, arg_text or b"")
                 os.close(fd)
                 args.append(path)
             full_env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")}
@@ -150,7 +154,7 @@ class ScriptRunner:
                     return key, False, None, (f"{os.path.basename(argv[0])} exited with status {status}"
                                               + (f": {err[-1][:200]}" if err else ""))
             text = None
-            if path is not None:
+            if path is not None and connect:
                 with open(path, "rb") as f:          # its bytes, as OpenVPN 2.6 reads it (file_text)
                     text = file_text(f.read(65536))
             return key, True, text, ""

@@ -45,3 +45,53 @@ def test_cr_response_without_a_connection_fails_and_unasked_ones_are_not_told(pk
     assert ask(c, tap, "cr-response") == ["ERROR: the 'cr-response' command requires 1 parameter"]
     c.conn = None                                     # between connections: nothing to carry it
     assert ask(c, tap, "cr-response eA==") == ["ERROR: command failed"]
+
+
+PENDING_CR = """#!/bin/sh
+printf "60\\ncrtext\\nCR_TEXT:E,R:Enter code\\n" > "$auth_pending_file"
+exit 2
+"""
+CRRESPONSE = """#!/bin/sh
+# the answer is in the file given last; the verdict goes into the waiting login's control file
+env > {out}.tmp && mv {out}.tmp {out}
+[ "$(cat "$1")" = MTIzNDU2 ] && echo 1 > "$auth_control_file" && exit 0
+exit 1
+"""
+
+
+def _script_world(pki, tmp_path, monkeypatch):
+    from appliance.gateway import ops as ops_mod
+    from appliance.gateway.scripts import ScriptRunner
+    from tests.gateway.conftest import World, client_conf, server_conf
+    monkeypatch.setattr(ops_mod, "ScriptRunner", lambda: ScriptRunner(inline=True))
+    check, crr = tmp_path / "check.sh", tmp_path / "crr.sh"
+    check.write_text(PENDING_CR)
+    crr.write_text(CRRESPONSE.format(out=tmp_path / "crr.env"))
+    for p in (check, crr):
+        p.chmod(0o755)
+    w = World()
+    w.add_server(server_conf(pki, extra=f"auth-user-pass-verify {check} via-file\nscript-security 2\n"
+                             f"tmp-dir {tmp_path}\nclient-crresponse {crr}\n"))
+    c = w.add_client(client_conf(pki, extra=f"auth-user-pass\nsetenv IV_SSO crtext\nmanagement {tmp_path}/c.sock unix\n"),
+                     username="alice", password="pw")
+    tap = Tap()
+    c.mgmt.mgr.conns.append(tap)
+    assert w.run(lambda: ">INFOMSG:CR_TEXT:E,R:Enter code" in tap.got, max_time=20), tap.got
+    return w, c, tap
+
+
+def test_client_crresponse_gets_the_answer_and_decides_the_waiting_login(pki, tmp_path, monkeypatch):
+    w, c, tap = _script_world(pki, tmp_path, monkeypatch)
+    assert ask(c, tap, "cr-response MTIzNDU2") == ["SUCCESS: command succeeded"]
+    assert w.run(lambda: _up(c), max_time=20)
+    env = dict(x.split("=", 1) for x in (tmp_path / "crr.env").read_text().splitlines() if "=" in x)
+    assert env["script_type"] == "client-crresponse" and env["common_name"] == "client0"
+    assert "MTIzNDU2" not in (tmp_path / "crr.env").read_text()       # in the file, not the environment
+
+
+def test_a_wrong_answer_refuses_the_login(pki, tmp_path, monkeypatch):
+    w, c, tap = _script_world(pki, tmp_path, monkeypatch)
+    assert ask(c, tap, "cr-response d3Jvbmc=") == ["SUCCESS: command succeeded"]
+    assert w.run(lambda: c.result is not None or (c.conn is not None and c.conn.session.closed), max_time=20)
+    w.run_for(2)
+    assert not _up(c)

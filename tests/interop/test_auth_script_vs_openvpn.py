@@ -169,6 +169,56 @@ def test_a_command_asking_for_pending_auth_holds_openvpns_client_past_hand_windo
     procs.clear()
 
 
+PENDING_CR = """#!/bin/sh
+printf "60\\ncrtext\\nCR_TEXT:E,R:Enter code\\n" > "$auth_pending_file"
+exit 2
+"""
+CRRESPONSE = """#!/bin/sh
+env > {out}.tmp && mv {out}.tmp {out}
+[ "$(cat "$1")" = MTIzNDU2 ] && echo 1 > "$auth_control_file" && exit 0
+exit 1
+"""
+
+
+@pytest.mark.parametrize("kind", ["openvpn", "ours"])
+def test_client_crresponse_takes_the_answer_to_a_cr_text_challenge(lab, procs, kind):
+    """A command's CR_TEXT challenge (auth_pending_file, crtext), answered from OpenVPN's client
+    with the management command cr-response: the client-crresponse command gets the answer in a
+    file and writes the verdict into the login's auth_control_file, on both servers; the
+    environments it gets hold the same variables."""
+    from tests.interop.test_ops_vs_openvpn import Mgmt
+    check = _script(lab, f"crcheck-{kind}.sh", PENDING_CR)
+    out = lab.tmp / f"crr-{kind}.env"
+    crr = _script(lab, f"crr-{kind}.sh", CRRESPONSE.format(out=out))
+    _server(lab, procs, kind, f"srv-cr-{kind}", f"auth-user-pass-verify {check} via-file",
+            extra=f"client-crresponse {crr}\n")
+    creds = lab.write(f"cr-{kind}-creds.txt", "alice\nany\n")
+    sock = lab.tmp / f"cr-{kind}-c.sock"
+    cli = lab.openvpn(lab.cli, client_profile(lab.pki, "udp", extra=f"auth-user-pass {creds}\nauth-retry none\n"
+                                              f"setenv IV_SSO crtext\nmanagement {sock} unix\nmanagement-hold\n"),
+                      f"cli-cr-{kind}", wait=0)
+    procs.append(cli)
+    m = Mgmt(str(sock))                    # on hold until here: the challenge comes after it connected
+    assert m.cmd("hold release") == ["SUCCESS: hold release succeeded"]
+    end = time.monotonic() + 30
+    while time.monotonic() < end and ">INFOMSG:CR_TEXT:E,R:Enter code" not in m.notes:
+        m.lines(0.2)
+    assert ">INFOMSG:CR_TEXT:E,R:Enter code" in m.notes, (m.notes, cli.log()[-2000:])
+    assert m.cmd("cr-response MTIzNDU2") == ["SUCCESS: command succeeded"]
+    assert cli.wait_for(UP, 30), cli.log()[-3000:]
+    m.close()
+    env = dict(x.split("=", 1) for x in out.read_text().splitlines() if "=" in x)
+    for p in reversed(procs):
+        p.stop(8)
+    procs.clear()
+    assert env["script_type"] == "client-crresponse" and env["auth_control_file"]
+    lab.cr_envs = {**getattr(lab, "cr_envs", {}), kind: env}
+    if len(lab.cr_envs) == 2:
+        t, o = lab.cr_envs["openvpn"], lab.cr_envs["ours"]
+        missing = sorted(set(t) - set(o) - {"password"})
+        assert not missing, f"variables OpenVPN's server gives client-crresponse and ours does not: {missing}"
+
+
 STATEFUL = """#!/bin/sh
 # records session_state and session_id; alice with first-pw or a token is in
 n=$(ls {out}.*.env 2>/dev/null | wc -l)

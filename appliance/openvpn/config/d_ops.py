@@ -268,6 +268,10 @@ def _script(field: str):
 reg.apply("client-connect", why="server: run a command when a client connects (non-zero exit refuses it; "
           "the file it writes adds options)", sets=("client_connect",), used_by="pump", nargs=(1, 1),
           access=True)(_script("client_connect"))
+reg.apply("client-crresponse", why="server: run a command (`CMD FILE`, the file holding the client's answer) when a "
+          "client answers a CR_TEXT challenge; its environment has the waiting login's auth_control_file, into "
+          "which it writes the verdict; non-zero exit refuses the login", sets=("client_crresponse",),
+          used_by="pump", nargs=(1, 1), access=True)(_script("client_crresponse"))
 reg.apply("client-disconnect", why="server: run a command when a client disconnects",
           sets=("client_disconnect",), used_by="pump", nargs=(1, 1))(_script("client_disconnect"))
 reg.apply("learn-address", why="server: run a command when a client's address (pool, IPv6, iroute) is "

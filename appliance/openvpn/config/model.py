@@ -237,6 +237,7 @@ class Options:
     tmp_dir: str | None = None                           # via-file and deferred-auth files (default: $TMPDIR, /tmp)
     client_connect: list[str] | None = None
     client_disconnect: list[str] | None = None
+    client_crresponse: list[str] | None = None
     learn_address: list[str] | None = None              # learn-address CMD (gateway/learn.py)
     tls_verify: list[str] | None = None                 # tls-verify CMD, either role (gateway/tlsverify.py)
     tls_export_cert: str | None = None                  # tls-export-cert DIR: the certificate to tls-verify as a file

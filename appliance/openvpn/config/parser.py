@@ -229,6 +229,7 @@ SERVER_ONLY = {"push": "push", "client_to_client": "client-to-client", "max_clie
                "connect_freq_initial": "connect-freq-initial", "ifconfig_pool": "ifconfig-pool",
                "ifconfig_pool_persist": "ifconfig-pool-persist", "client_connect": "client-connect",
                "client_disconnect": "client-disconnect", "learn_address": "learn-address",
+               "client_crresponse": "client-crresponse",
                "tls_crypt_v2_verify": "tls-crypt-v2-verify",
                "auth_gen_token": "auth-gen-token", "auth_gen_token_secret": "auth-gen-token-secret",
                "auth_user_pass_verify_script": "auth-user-pass-verify",
