@@ -28,6 +28,11 @@ from .server_net import mask_to_prefix
 
 log = logging.getLogger("vpn-appliance")
 MAX_ROUTE_LINES = 32     # log lines about single pushed routes per push (_route_line)
+# The widest tunnel subnet a push may put on the TUN (_subnet_not_a_redirect): IPv4 10.0.0.0/8,
+# the widest private block (OpenVPN's own `server` pools are /16 or narrower); IPv6 a /32, an
+# ISP's whole allocation (`server-ipv6` pools are /64 or narrower).
+WIDEST_SUBNET4 = 8
+WIDEST_SUBNET6 = 32
 
 
 # A pushed route whose destination the host's table has already (same prefix and metric, e.g. a
@@ -254,6 +259,7 @@ class TunnelNetwork(_TunAndRoutes):
                        if self._server_needs_host_route(pushed, remote_ip) else None)
         local, second = pushed.ifconfig
         self._address_outside_lan(pushed)
+        self._subnet_not_a_redirect(pushed)
         self._address_not_claimed(pushed, remote_ip)
         flush, self.addressed = self.addressed, True
         link = self.link_mtu != mtu
@@ -439,6 +445,25 @@ class TunnelNetwork(_TunAndRoutes):
                 self._inside_lan(addr6, int(plen or 64))
         except ValueError as e:
             raise RuntimeError(f"pushed tunnel address {e}: refused") from None
+
+    @staticmethod
+    def _subnet_not_a_redirect(pushed) -> None:
+        """RuntimeError (the push is refused, the client starts over) for a pushed tunnel subnet
+        wider than WIDEST_SUBNET4 / WIDEST_SUBNET6. Why: the address comes with its connected
+        route, which neither `route-nopull` nor `pull-filter ignore redirect-gateway` keeps
+        out; `topology subnet` with `ifconfig A 128.0.0.0` (or `ifconfig-ipv6 A/3`) sent half
+        the host's IPv4 (all its global IPv6) into the tunnel of a server the profile takes no
+        routes from. OpenVPN 2.6 takes such a push; no VPN's own subnet is that wide."""
+        if pushed.topology == "subnet":
+            plen = mask_to_prefix(pushed.ifconfig[1])
+            if plen < WIDEST_SUBNET4:
+                raise RuntimeError(f"pushed tunnel subnet {pushed.ifconfig[0]}/{plen} is wider than /{WIDEST_SUBNET4}: "
+                                   "refused (its route would redirect traffic past route-nopull and pull-filter)")
+        if pushed.ifconfig_ipv6 is not None:
+            plen6 = int(pushed.ifconfig_ipv6[0].partition("/")[2] or 64)
+            if plen6 < WIDEST_SUBNET6:
+                raise RuntimeError(f"pushed tunnel subnet {pushed.ifconfig_ipv6[0]} is wider than /{WIDEST_SUBNET6}: "
+                                   "refused (its route would redirect traffic past route-nopull and pull-filter)")
 
     def _address_not_claimed(self, pushed, remote_ip: str) -> None:
         """RuntimeError (the push is refused, the client starts over) for a pushed tunnel

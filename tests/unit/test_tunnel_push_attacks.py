@@ -306,3 +306,26 @@ def test_a_router_advertisement_through_the_tunnel_configures_nothing(inside):
         assert _routes(dev, v6=True) == []
     finally:
         net.close()
+
+
+@pytest.mark.parametrize("push", [
+    f"{BASE[:BASE.index(',ifconfig')]},ifconfig 198.18.70.2 128.0.0.0",       # /1: half the IPv4 Internet
+    f"{BASE[:BASE.index(',ifconfig')]},ifconfig 198.18.70.2 0.0.0.0",         # /0: all of it
+    f"{BASE},ifconfig-ipv6 2001:db8::2/3",                                    # 2000::/3: all global IPv6
+])
+def test_a_pushed_subnet_as_wide_as_a_redirect_refuses_the_push(inside, push):
+    """The tunnel's subnet comes with a connected route that neither `route-nopull` nor a
+    `pull-filter ignore redirect-gateway` keeps out: `topology subnet` with `ifconfig A 128.0.0.0`
+    (or an ifconfig-ipv6 /3) sent half (all) of the host's traffic into the tunnel of a server the
+    profile allows no routes from. No VPN's own subnet is that wide: the push is refused (the
+    client starts over) and nothing of it stays; a /8 (10.0.0.0/8 pools) still goes in."""
+    net = TunnelNetwork(Options(route_nopull=True))
+    try:
+        with pytest.raises(RuntimeError, match="wider than"):
+            net.apply(_push(push), SERVER)
+        dev = net.tun.name
+        assert _addrs(dev) == []
+        net.apply(_push("PUSH_REPLY,topology subnet,ifconfig 10.1.2.3 255.0.0.0"), SERVER)
+        assert [(a[1], a[3]) for a in _addrs(dev)] == [("10.1.2.3", 8)]
+    finally:
+        net.close()
