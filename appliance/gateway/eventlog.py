@@ -18,6 +18,19 @@ def fmt_addr(addr) -> str:
     return str(addr)
 
 
+# Items of each kind (routes, ignored and filtered options) named in the "server pushed:" line;
+# the rest only counted. Why: a server's push may hold 1024 options, each ignored one kept up to
+# 256 characters, and the line listed them all: ~250 KB at each push (again at each reconnect a
+# server's RESTART asks for), to the VM's serial console too, where the write holds the loop.
+MAX_SUMMARY_ITEMS = 8
+
+
+def some_of(items: list[str], what: str, sep: str = "; ") -> str:
+    """The first MAX_SUMMARY_ITEMS of `items`, then how many there are in all."""
+    shown = sep.join(items[:MAX_SUMMARY_ITEMS])
+    return f"{shown}{sep}... ({len(items)} {what} in all)" if len(items) > MAX_SUMMARY_ITEMS else shown
+
+
 def push_summary(p) -> str:
     if p is None:
         return "nothing"
@@ -25,8 +38,11 @@ def push_summary(p) -> str:
     if p.ifconfig:
         parts.append(f"ifconfig {p.ifconfig[0]} {p.ifconfig[1]}")
     parts.append(f"topology {p.topology}")
-    for net, mask, _g, _m in p.routes:
+    routes = p.routes
+    for net, mask, _g, _m in routes[:MAX_SUMMARY_ITEMS]:
         parts.append(f"route {net} {mask}")
+    if len(routes) > MAX_SUMMARY_ITEMS:
+        parts.append(f"... ({len(routes)} routes in all)")
     if p.redirect_gateway is not None:
         parts.append("redirect-gateway " + " ".join(p.redirect_gateway))
     if p.ping:
@@ -34,9 +50,9 @@ def push_summary(p) -> str:
     if p.ping_restart:
         parts.append(f"ping-restart {p.ping_restart}")
     if p.ignored:
-        parts.append("ignored: " + "; ".join(p.ignored))
+        parts.append("ignored: " + some_of(p.ignored, "ignored"))
     if p.filtered:
-        parts.append("dropped by pull-filter: " + "; ".join(p.filtered))
+        parts.append("dropped by pull-filter: " + some_of(p.filtered, "dropped"))
     return ", ".join(parts)
 
 

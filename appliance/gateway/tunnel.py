@@ -24,6 +24,7 @@ from ..router.route_record import RouteRecord
 from ..router.routes import RouteSet
 from ..tun.device import TunDevice
 from ..tun.rtnl import NetlinkError, Rtnl, link_index
+from .eventlog import some_of
 from .server_net import mask_to_prefix
 
 log = logging.getLogger("vpn-appliance")
@@ -294,7 +295,8 @@ class TunnelNetwork(_TunAndRoutes):
                 self.routes.add(net, mask_to_prefix(mask or "255.255.255.255"), dev=self.tun.name,
                                 metric=metric if metric is not None else default_metric)
         if pushed.dns:
-            log.info("server pushed DNS %s", ", ".join(pushed.dns))   # applied (or not) by host/resolver.py
+            # applied (or not) by host/resolver.py; a push may name ~1000 (eventlog.MAX_SUMMARY_ITEMS)
+            log.info("server pushed DNS %s", some_of(pushed.dns, "servers", ", "))
         self.applied = key
 
     def _net_gateway_needed(self, pushed) -> tuple[bool, bool]:

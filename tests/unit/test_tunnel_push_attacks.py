@@ -313,7 +313,7 @@ def test_a_router_advertisement_through_the_tunnel_configures_nothing(inside):
     f"{BASE[:BASE.index(',ifconfig')]},ifconfig 198.18.70.2 0.0.0.0",         # /0: all of it
     f"{BASE},ifconfig-ipv6 2001:db8::2/3",                                    # 2000::/3: all global IPv6
 ])
-def test_a_pushed_subnet_as_wide_as_a_redirect_refuses_the_push(inside, push):
+def test_a_pushed_subnet_as_wide_as_a_redirect_refuses_the_push(inside, push, caplog):
     """The tunnel's subnet comes with a connected route that neither `route-nopull` nor a
     `pull-filter ignore redirect-gateway` keeps out: `topology subnet` with `ifconfig A 128.0.0.0`
     (or an ifconfig-ipv6 /3) sent half (all) of the host's traffic into the tunnel of a server the
@@ -325,7 +325,11 @@ def test_a_pushed_subnet_as_wide_as_a_redirect_refuses_the_push(inside, push):
             net.apply(_push(push), SERVER)
         dev = net.tun.name
         assert _addrs(dev) == []
-        net.apply(_push("PUSH_REPLY,topology subnet,ifconfig 10.1.2.3 255.0.0.0"), SERVER)
+        dns = ",".join(f"dhcp-option DNS 10.9.{i // 250}.{i % 250}" for i in range(300))
+        with caplog.at_level("INFO", logger="vpn-appliance"):
+            net.apply(_push(f"PUSH_REPLY,topology subnet,ifconfig 10.1.2.3 255.0.0.0,{dns}"), SERVER)
         assert [(a[1], a[3]) for a in _addrs(dev)] == [("10.1.2.3", 8)]
+        said = [r.getMessage() for r in caplog.records if "pushed DNS" in r.getMessage()]
+        assert len(said) == 1 and len(said[0]) < 300 and "300 servers" in said[0], said   # not 300 named
     finally:
         net.close()
