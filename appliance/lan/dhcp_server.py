@@ -47,6 +47,7 @@ log = logging.getLogger("vpn-appliance")
 CLIENT_PORT, SERVER_PORT = 68, 67
 OFFER_HOLD = 60.0            # an OFFER keeps its address this long for the REQUEST to come
 DECLINE_HOLD = 600.0         # an address a client DECLINEd (someone else uses it) rests this long
+MAX_DNS = 8                  # pushed DNS servers handed out (and refused ones logged one by one)
 PRE_TUNNEL_LEASE = 300       # lease time before anything was pushed (so renewals pick up the domain)
 MAX_LEASES = 4096            # lease table cap (offers + bound), besides the static leases
 SWEEP_EVERY = 10.0           # at most this often, a full scan for expired entries when the table is full
@@ -145,7 +146,10 @@ class DhcpServer:
         # tunnel or LAN address sent every LAN host's queries to this host. Nor an address on the
         # LAN itself: a LAN host asks it directly, in clear on the LAN, the tunnel never used.
         ours = [str(self.server), *(pushed.ifconfig[:1] if pushed.ifconfig else [])]
+        refused = 0
         for a in pushed.dns:
+            if len(dns) >= MAX_DNS:
+                break                          # (a push may name ~1000: no more looked at)
             try:
                 ip = IPv4Address(a)
             except ValueError:
@@ -153,11 +157,16 @@ class DhcpServer:
             why = None if self.dns_forwarder else not_through_the_tunnel(
                 a, ours, [str(self.net.broadcast_address)], on_link=[self.net])
             if why is not None:
-                log.warning("DHCP: pushed DNS server %s is %s, not a server through the tunnel: not handed out",
-                            a, why)
+                refused += 1
+                if refused <= MAX_DNS:         # a line each for the first few, then their count
+                    log.warning("DHCP: pushed DNS server %s is %s, not a server through the tunnel: not handed out",
+                                a, why)
                 continue
             dns.append(ip)
-        self.dns = dns[:8]
+        if refused > MAX_DNS:
+            log.warning("DHCP: %d more pushed DNS servers left out (not servers through the tunnel)",
+                        refused - MAX_DNS)
+        self.dns = dns
         self._fixed = self._search_option = None
 
     # ---------------------------------------------------------------- entry point

@@ -190,6 +190,15 @@ def test_without_the_dns_forwarder_a_pushed_dns_server_on_the_lan_itself_is_not_
     assert caplog.text.count("is an address on the LAN itself") == 2
 
 
+def test_a_push_of_a_thousand_unusable_dns_servers_writes_a_few_lines(caplog):
+    """A hostile server pushing ~1000 multicast DNS servers (the forwarder off): a warning each
+    made ~1000 log lines at every push (every reconnect); now the first few and a count."""
+    s = server(dns_forwarder=False)
+    s.set_pushed(pushed(dns=tuple(f"239.1.{i // 250}.{i % 250}" for i in range(1000)) + ("198.19.0.53",)))
+    assert one(s, msg(c.DISCOVER, mac(1))).opts[6] == IPv4Address("198.19.0.53").packed
+    assert len(caplog.records) <= 9 and "992 more pushed DNS servers left out" in caplog.text
+
+
 def test_a_long_search_list_is_left_out_rather_than_overflowing_the_client():
     s = server()
     names = [f"d{i}" + "x" * 50 + f".example{i}" for i in range(15)]     # no shared suffixes
