@@ -33,6 +33,7 @@ import socket
 import struct
 from typing import TYPE_CHECKING, Callable, Iterable
 
+from ..gateway.eventlog import MAX_SUMMARY_ITEMS, some_of
 from . import dns_core
 from .dns_core import Done, ForwarderCore, Limits, Reply, Send
 from .pushed_dns import not_through_the_tunnel, own_address
@@ -172,12 +173,16 @@ class DnsForwarder:
             servers = [ep for ep in p.dns_endpoints if _family(ep[0]) in self.src]
             skipped = [a for a, _ in p.dns_endpoints if _family(a) not in self.src]
             if skipped:
-                log.warning("DNS forwarder: no tunnel address of the family of %s: not used", ", ".join(skipped))
+                log.warning("DNS forwarder: no tunnel address of the family of %s: not used",
+                            some_of(skipped, "servers", ", "))
             ours = [*self.src.values(), *self.listen]
             refused = {a: why for a, _ in servers if (why := not_through_the_tunnel(a, ours, is_own=self.is_own))}
-            for a, why in refused.items():
+            for a, why in list(refused.items())[:MAX_SUMMARY_ITEMS]:     # a push may name ~1000
                 log.warning("DNS forwarder: pushed DNS server %s is %s, not a server through the tunnel: "
                             "not used", a, why)
+            if len(refused) > MAX_SUMMARY_ITEMS:
+                log.warning("DNS forwarder: %d more pushed DNS servers not used (not servers through the tunnel)",
+                            len(refused) - MAX_SUMMARY_ITEMS)
             servers = [ep for ep in servers if ep[0] not in refused]
         self.tun = state.tun_name if servers else None
         self._run(self.core.set_servers(servers))
@@ -185,7 +190,8 @@ class DnsForwarder:
             self._close_upstream(token)
         if servers:
             log.info("DNS forwarder: LAN queries go to %s through %s",
-                     ", ".join(f"{a}" if port == 53 else f"{a} port {port}" for a, port in servers), self.tun)
+                     some_of([f"{a}" if port == 53 else f"{a} port {port}" for a, port in servers], "servers", ", "),
+                     self.tun)
         else:
             log.info("DNS forwarder: answering SERVFAIL (%s)",
                      "tunnel down" if not state.up else "the server pushed no usable DNS server")

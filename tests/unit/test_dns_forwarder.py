@@ -457,3 +457,23 @@ def test_what_is_not_a_dns_server_through_the_tunnel(addr, why):
     """One rule for the forwarder and DHCP (appliance/lan/pushed_dns.py)."""
     from appliance.lan.pushed_dns import not_through_the_tunnel
     assert not_through_the_tunnel(addr, ["198.18.7.1", "198.18.9.1"], ["198.18.9.255"]) == why
+
+
+def test_a_push_of_a_thousand_dns_servers_writes_a_few_short_lines(caplog):
+    """A hostile server pushing ~1000 DNS servers (multicast ones, IPv6 ones with no IPv6 tunnel
+    address, usable ones): each refused one was a warning and the others were named in one line,
+    ~1000 lines and ~40 KB at every push. Now the first few of each and their count."""
+    pump = Pump(time.monotonic, SelectorWaiter())
+    f = fwd.DnsForwarder(["127.0.0.1"], None, port=0, bind_device=False, is_own=lambda _a, _o: False)
+    f.attach(pump, lambda: None)
+    try:
+        eps = [(f"239.1.{i // 250}.{i % 250}", 53) for i in range(400)] + \
+              [(f"fd00::{i:x}", 53) for i in range(300)] + [(f"198.19.{i // 250}.{i % 250}", 53) for i in range(300)]
+        with caplog.at_level("INFO", logger="vpn-appliance"):
+            f.tunnel_changed(TunnelState(True, "x", "lo", PushedOptions(ifconfig=("127.0.0.1", "255.0.0.0"),
+                                                                       dns_endpoints=eps)))
+        lines = [r.getMessage() for r in caplog.records]
+        assert len(lines) <= 12 and max(map(len, lines)) < 400, (len(lines), max(map(len, lines)))
+        assert "392 more pushed DNS servers not used" in caplog.text and "(300 servers in all)" in caplog.text
+    finally:
+        f.close()
