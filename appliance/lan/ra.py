@@ -34,6 +34,7 @@ import struct
 from typing import TYPE_CHECKING, Callable
 
 from .icmpv6 import MAX_RDNSS, RS_TYPE, Prefix, RouterAdvert, build_ra, parse_rs_untrusted
+from .pushed_dns import not_through_the_tunnel
 
 if TYPE_CHECKING:
     from ..gateway.loop import Pump
@@ -108,9 +109,38 @@ def advert_for(pushed, address6: ipaddress.IPv6Interface, dns_forwarder: bool, m
     if dns_forwarder:
         dns = (address6.ip,)
     else:
-        dns = tuple(a for a in (_v6(d) for d in pushed.dns) if a is not None)[:MAX_RDNSS]
+        dns = _usable_dns(pushed, address6)
     return RouterAdvert(ROUTER_LIFETIME, (Prefix(address6.network, PREFIX_VALID, PREFIX_PREFERRED),),
                         dns, RDNSS_LIFETIME if dns else 0, mtu if mtu is not None and mtu >= 1280 else None, mac)
+
+
+LINK_LOCAL6 = ipaddress.IPv6Network("fe80::/10")
+
+
+def _usable_dns(pushed, address6: ipaddress.IPv6Interface) -> tuple[ipaddress.IPv6Address, ...]:
+    """The pushed IPv6 DNS servers an RA may name (at most MAX_RDNSS), by DHCP's rule for IPv4
+    (pushed_dns.py): not this host's (the LAN or tunnel address, loopback), not multicast, not on
+    the LAN's prefix or link (a LAN host would ask it there, in clear, never through the tunnel).
+    A hostile server's `DNS6 ff02::1` sent every LAN host's queries to the whole LAN."""
+    ours = [str(address6.ip), pushed.ifconfig_ipv6[0].partition("/")[0]]
+    out: list[ipaddress.IPv6Address] = []
+    refused = 0
+    for d in pushed.dns:
+        a = _v6(d)
+        if a is None or len(out) >= MAX_RDNSS:
+            continue
+        why = not_through_the_tunnel(d, ours, on_link=[address6.network, LINK_LOCAL6])
+        if why is None:
+            out.append(a)
+            continue
+        refused += 1
+        if refused <= MAX_RDNSS:            # a line each for the first few (a push may name ~1000)
+            log.warning("LAN IPv6: pushed DNS server %s is %s, not a server through the tunnel: not advertised",
+                        d, why)
+    if refused > MAX_RDNSS:
+        log.warning("LAN IPv6: %d more pushed DNS servers not advertised (not servers through the tunnel)",
+                    refused - MAX_RDNSS)
+    return tuple(out)
 
 
 def farewell(ra: RouterAdvert) -> RouterAdvert:

@@ -121,6 +121,19 @@ def test_without_the_forwarder_the_pushed_ipv6_dns_servers_are_advertised():
     assert ras(sock)[0].rdnss == (ipaddress.IPv6Address("2001:db8:19::1"),)
 
 
+def test_without_the_forwarder_pushed_ipv6_dns_servers_not_through_the_tunnel_are_not_advertised(caplog):
+    """As DHCP's rule for IPv4 (lan/pushed_dns.py): a hostile server pushing `DNS6 ff02::1`
+    (every LAN host), loopback, the router's own LAN or tunnel address, or an address on the LAN's
+    prefix or link had RAs send every LAN host's queries to the whole LAN in clear, to this host,
+    or to a LAN host directly, never through the tunnel. A real server stays."""
+    adv, pump, sock = make(dns_forwarder=False)
+    bad = ("ff02::1", "::1", "::", str(A6.ip), "2001:db8:19::1000", "fd18:50::77", "fe80::99")
+    adv.tunnel_changed(TunnelState(True, "x", "tun0", pushed(dns=(*bad, "2001:db8:53::1"))))
+    pump.advance(0.1)
+    assert ras(sock)[0].rdnss == (ipaddress.IPv6Address("2001:db8:53::1"),)
+    assert caplog.text.count("not advertised") == len(bad)
+
+
 def test_a_push_without_ipv6_after_one_with_sends_the_final_ra_and_close_too():
     adv, pump, sock = make()
     adv.tunnel_changed(TunnelState(True, "x", "tun0", pushed()))
