@@ -11,6 +11,8 @@ import ipaddress
 import re
 from dataclasses import dataclass
 
+from ..lan.pushed_dns import not_through_the_tunnel
+
 # A DNS name as resolv.conf and resolved accept it (no spaces or control bytes from the server).
 _NAME = re.compile(r"^(?=.{1,253}\.?\Z)([A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?\.)*"
                    r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?\.?\Z")   # \Z: `$` passes a final newline
@@ -25,6 +27,7 @@ class DnsSettings:
     routing: tuple[str, ...]             # routing-only domains (DOMAIN-ROUTE)
     default_route: bool                  # redirect-gateway: all names go to these servers
     skipped: tuple[str, ...] = ()        # servers pushed with a port other than 53 (`addr:port`)
+    refused: tuple[str, ...] = ()        # servers not through the tunnel (`addr (why)`): not used
 
     @property
     def empty(self) -> bool:
@@ -55,6 +58,12 @@ def from_pushed(pushed, redirect_local: list[str] | None = None) -> DnsSettings:
     endpoints = list(getattr(pushed, "dns_endpoints", []) or [])
     if len(endpoints) != len(dns):
         endpoints = [(a, 53) for a in dns]
+    # As the LAN's DHCP, RA and DNS forwarder (lan/pushed_dns.py): not this host's own address
+    # (the tunnel's, loopback, ...), not multicast or broadcast. A hostile server's `dhcp-option
+    # DNS 224.0.0.251` sent every name the host looked up to its whole local network in clear.
+    ifc6 = getattr(pushed, "ifconfig_ipv6", None)
+    ours = [*(getattr(pushed, "ifconfig", None) or ())[:1], *([ifc6[0].partition("/")[0]] if ifc6 else [])]
+    refused: dict[str, str] = {}
     for a, port in endpoints:
         x = _addr(a)
         if x is None:
@@ -62,8 +71,12 @@ def from_pushed(pushed, redirect_local: list[str] | None = None) -> DnsSettings:
         if port != 53:
             if len(skipped) < MAX_SERVERS:
                 skipped.append(f"[{x}]:{port}" if ":" in x else f"{x}:{port}")
-        elif x not in servers and len(servers) < MAX_SERVERS:
-            servers.append(x)
+        elif x not in servers and x not in refused and len(servers) < MAX_SERVERS:
+            why = not_through_the_tunnel(x, ours)
+            if why is None:
+                servers.append(x)
+            else:
+                refused[x] = why
     search: list[str] = []
     routing: list[str] = []
 
@@ -84,4 +97,5 @@ def from_pushed(pushed, redirect_local: list[str] | None = None) -> DnsSettings:
     if rg is None:
         rg = redirect_local
     default_route = rg is not None and ("!ipv4" not in rg or "ipv6" in rg)
-    return DnsSettings(tuple(servers), tuple(search), tuple(routing), default_route, tuple(skipped))
+    return DnsSettings(tuple(servers), tuple(search), tuple(routing), default_route, tuple(skipped),
+                       tuple(f"{x} ({why})" for x, why in list(refused.items())[:MAX_SERVERS]))

@@ -139,6 +139,9 @@ class HostDns:
                 if dns.skipped:
                     log.warning("host DNS: %s pushed on a port other than 53: not used (the host's resolver "
                                 "asks port 53 only)", ", ".join(dns.skipped))
+                if dns.refused:
+                    log.warning("host DNS: pushed DNS server %s: not a server through the tunnel, not used",
+                                ", ".join(dns.refused))
                 if dns.empty:
                     log.info("host DNS: the server pushed no DNS; the host's resolver is unchanged")
                     self.backend.restore()

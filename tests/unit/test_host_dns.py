@@ -40,6 +40,19 @@ def test_settings_from_both_forms_in_order_without_duplicates():
     assert not s.default_route
 
 
+def test_pushed_dns_servers_not_through_the_tunnel_are_not_given_to_the_host():
+    """The LAN's rule (lan/pushed_dns.py) for the host's own resolver too: a hostile server's
+    `dhcp-option DNS 224.0.0.251` (or ff02::fb, a broadcast) sent every name the host looked up to
+    its whole local network in clear; loopback or the tunnel's own address to whatever listens
+    here. Left out, and said so; a real server stays."""
+    bad = ("224.0.0.251", "ff02::fb", "255.255.255.255", "127.0.0.53", "::1", "198.19.0.2")
+    p = pushed(dns=(*bad, "198.18.100.53"))
+    p.ifconfig = ("198.19.0.2", "255.255.255.0")
+    s = from_pushed(p)
+    assert s.servers == ("198.18.100.53",)
+    assert [r.split()[0] for r in s.refused] == list(bad)
+
+
 def test_a_hostile_push_cannot_inject_resolv_conf_lines_or_grow_without_bound():
     p = pushed(dns=["198.18.100.53\nnameserver 203.0.113.9", "not-an-address"] + [f"198.18.9.{i}" for i in range(50)],
                opts=[("DOMAIN", "x.example\nnameserver 203.0.113.9"), ("DOMAIN", "-bad-.example"), ("DOMAIN", ".")]
