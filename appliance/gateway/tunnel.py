@@ -500,10 +500,26 @@ class TunnelNetwork(_TunAndRoutes):
         except (NetlinkError, OSError, RuntimeError) as e:
             log.warning("addresses not read (%s): the pushed tunnel address %s is not checked", e, local)
             return
-        for _f, addr, _plen, index in addrs:
-            if index != tun and ipaddress.IPv4Address(addr) == ip:
+        on_link = False
+        for _f, addr, plen, index in addrs:
+            if index == tun:
+                continue
+            if ipaddress.IPv4Address(addr) == ip:
                 raise RuntimeError(f"pushed tunnel address {local} is already an address of this host "
                                    "on another interface: refused")
+            on_link = on_link or ip in ipaddress.IPv4Network(f"{addr}/{plen}", strict=False)
+        if on_link:
+            # Inside a network on-link elsewhere (the campus case above): not the pre-tunnel
+            # gateway's own address. Taken, the router became this host itself: its DNS (often
+            # the host's resolver), kept through reconnects with the TUN's address, answered by
+            # whatever listens here, so no `remote` name resolved again. Only looked up here
+            # (a dump of the routing table), off the common path.
+            try:
+                ng = RouteSet.net_gateway(False, not_dev=self.tun.name)
+            except (NetlinkError, OSError, RuntimeError):
+                ng = None
+            if ng is not None and ng[0] == local:
+                raise RuntimeError(f"pushed tunnel address {local} is the address of this host's gateway: refused")
 
     def _inside_lan(self, net: str, prefix: int) -> None:
         """ValueError (the route is skipped) when the pushed route lies inside a LAN network.

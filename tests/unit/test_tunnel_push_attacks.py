@@ -333,3 +333,18 @@ def test_a_pushed_subnet_as_wide_as_a_redirect_refuses_the_push(inside, push, ca
         assert len(said) == 1 and len(said[0]) < 300 and "300 servers" in said[0], said   # not 300 named
     finally:
         net.close()
+
+
+def test_a_pushed_tunnel_address_that_is_the_gateways_own_refuses_the_push(inside):
+    """The WAN gateway's address on the TUN made the router this host itself: the host's DNS at
+    its router (the usual home setup) was answered here, through every reconnect (the TUN keeps
+    its address), so no `remote` name resolved again. Refused; another address of the WAN's
+    network is still taken, as OpenVPN takes it (a campus WAN around the VPN range)."""
+    net = TunnelNetwork(Options())
+    try:
+        with pytest.raises(RuntimeError, match="gateway"):
+            net.apply(_push(f"PUSH_REPLY,topology subnet,ifconfig {GW} 255.255.255.255"), SERVER)
+        net.apply(_push("PUSH_REPLY,topology subnet,ifconfig 198.18.40.77 255.255.255.255"), SERVER)
+        assert [(a[1], a[3]) for a in _addrs(net.tun.name)] == [("198.18.40.77", 32)]
+    finally:
+        net.close()
