@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 
-from .config.ccd import with_ccd_pushes
+from .config.ccd import with_ccd_pushes, without_blocked
 from .errors import ClientRefused, ConfigError, PushDeferred
 from .events import ConnectRequested, Warning  # noqa: A004
 from .peernames import to_bytes
@@ -53,6 +53,8 @@ class ClientPush:
             rec.extra_push = list(ccd.push)
             rec.push_reset = ccd.push_reset
             rec.push_remove = list(ccd.push_remove)
+            rec.block_ifconfig = ccd.block_ifconfig
+            rec.block_ifconfig_ipv6 = bool(ccd.block_ifconfig_ipv6)
         # Those waiting for client-connect's verdict count as in (review11c): they were pushed to,
         # and once the verdicts came, sessions of one name opened together were all in (one
         # name many times with duplicate-cn off, more clients than max-clients).
@@ -114,7 +116,8 @@ class ClientPush:
             self.iroutes6.add(n6, rec)
         if not rec.push_reset:
             opts += self.st.push
-        opts = with_ccd_pushes(opts, rec.extra_push, rec.push_remove)
+        opts = without_blocked(with_ccd_pushes(opts, rec.extra_push, rec.push_remove),
+                               rec.block_ifconfig, rec.block_ifconfig_ipv6)
         if self.st.defer_connect:
             rec.connect_opts = opts
             rec.connect_state = "pending"
@@ -326,6 +329,12 @@ class ClientPush:
             keep = ("ifconfig ", "ifconfig-ipv6 ", "topology ", "route-gateway ")
             opts[:] = [o for o in opts if o.startswith(keep)]
         opts[:] = with_ccd_pushes(opts, list(getattr(ccd, "push", [])), list(getattr(ccd, "push_remove", [])))
+        # A block holds for the rest of the connect (OpenVPN's flag on the client's options): an
+        # ifconfig-push here after the ccd file's `push-remove ifconfig` is not pushed either.
+        rec.block_ifconfig |= bool(getattr(ccd, "block_ifconfig", False))
+        if getattr(ccd, "block_ifconfig_ipv6", None) is not None:
+            rec.block_ifconfig_ipv6 = ccd.block_ifconfig_ipv6
+        opts[:] = without_blocked(opts, rec.block_ifconfig, rec.block_ifconfig_ipv6)
 
     def _lease_static(self, rec: ClientRecord, ip: str) -> None:
         """An ifconfig-push address: leased to `rec` (so the pool does not hand it out meanwhile);

@@ -47,6 +47,8 @@ class ClientRecord:
     extra_push: list[str] = field(default_factory=list)
     push_reset: bool = False
     push_remove: list[tuple[int, str]] = field(default_factory=list)
+    block_ifconfig: bool = False         # push-remove ifconfig / ifconfig-ipv6 (CcdOptions), so far
+    block_ifconfig_ipv6: bool = False
     v2_metadata: str | None = None       # what the client's tls-crypt-v2 key says about it
     # Its type and bytes: a reload that adds tls-crypt-v2-verify runs the command on the keys of
     # clients it keeps (gateway/ops.py), as OpenVPN's SIGHUP has them all connect through it.

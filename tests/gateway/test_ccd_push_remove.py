@@ -14,7 +14,7 @@ from appliance.gateway import ops as ops_mod
 from appliance.gateway.scripts import ScriptRunner
 from appliance.gateway.server_files import ccd_loader
 from appliance.openvpn.config import ConfigError, parse_ccd, parse_config
-from appliance.openvpn.config.ccd import with_ccd_pushes
+from appliance.openvpn.config.ccd import with_ccd_pushes, without_blocked
 from tests.gateway.conftest import World, client_conf, server_conf
 from tests.gateway.test_tunnel import _up
 
@@ -29,13 +29,18 @@ def test_push_remove_takes_out_what_came_before_it_and_keeps_later_pushes():
     ccd = parse_ccd('push "route 198.18.1.0 255.255.255.0"\npush-remove route\n'
                     'push "route 198.18.79.0 255.255.255.0"\npush-remove dhcp-option\npush-remove ifconfig\n')
     assert with_ccd_pushes(base, ccd.push, ccd.push_remove) == [
-        "topology subnet", "ifconfig-ipv6 fd00::1000/64 fd00::1", "route 198.18.79.0 255.255.255.0"]
+        "topology subnet", "ifconfig 198.19.0.2 255.255.255.0", "ifconfig-ipv6 fd00::1000/64 fd00::1",
+        "route 198.18.79.0 255.255.255.0"]
+    assert (ccd.block_ifconfig, ccd.block_ifconfig_ipv6) == (True, None)
     # A prefix never reaches the address lines (they are not in OpenVPN's push list) ...
     ccd = parse_ccd("push-remove if\npush-remove ifconfig-\n")
     assert with_ccd_pushes(base, ccd.push, ccd.push_remove) == base
-    # ... only the exact words do.
-    ccd = parse_ccd("push-remove ifconfig-ipv6\n")
-    assert "ifconfig-ipv6 fd00::1000/64 fd00::1" not in with_ccd_pushes(base, ccd.push, ccd.push_remove)
+    assert (ccd.block_ifconfig, ccd.block_ifconfig_ipv6) == (False, None)
+    # ... only the exact words do; an ifconfig-ipv6-push after the IPv6 one lifts it (options.c).
+    assert parse_ccd("push-remove ifconfig-ipv6\n").block_ifconfig_ipv6 is True
+    assert parse_ccd("push-remove ifconfig-ipv6\nifconfig-ipv6-push fd00::5/64 fd00::1\n").block_ifconfig_ipv6 is False
+    assert parse_ccd("ifconfig-ipv6-push fd00::5/64 fd00::1\npush-remove ifconfig-ipv6\n").block_ifconfig_ipv6 is True
+    assert without_blocked(base, True, False) == [o for o in base if not o.startswith("ifconfig ")]
 
 
 def test_push_remove_in_the_servers_own_config_is_refused_at_its_line(pki):
@@ -75,3 +80,28 @@ def test_client_connect_output_may_push_remove(pki, tmp_path, monkeypatch):
     w.add_client(client_conf(pki, "client0"))
     assert w.run(lambda: _up(w, 0), max_time=30)
     assert [r[0] for r in w.client_nets[0].pushed.routes] == ["198.18.78.0"]
+
+
+def test_a_ccd_push_remove_ifconfig_holds_against_a_later_client_connect_ifconfig_push(pki, tmp_path, monkeypatch):
+    """As OpenVPN 2.6 (push.c: `push-remove ifconfig` sets a flag on the client's options that no
+    later ifconfig-push clears): the ccd file's block holds when the client-connect script then
+    writes an ifconfig-push, so no IPv4 address is pushed. An ifconfig-ipv6-push after
+    `push-remove ifconfig-ipv6` is pushed (options.c lifts that block), also from the script."""
+    monkeypatch.setattr(ops_mod, "ScriptRunner", lambda: ScriptRunner(inline=True))
+    d = tmp_path / "ccd"
+    d.mkdir()
+    (d / "client0").write_text("push-remove ifconfig\npush-remove ifconfig-ipv6\n")
+    cc = tmp_path / "cc.sh"
+    cc.write_text("#!/bin/sh\nprintf 'ifconfig-push 198.19.0.72 255.255.255.0\\n"
+                  "ifconfig-ipv6-push fd00:198:19::72/64\\n' > \"$1\"\n")
+    cc.chmod(0o755)
+    w = World()
+    gw = w.add_server(server_conf(pki, extra=f"topology subnet\nserver-ipv6 fd00:198:19::/64\nclient-config-dir {d}\n"
+                                             f"script-security 2\nclient-connect {cc}\n"))
+    gw.st.ccd = ccd_loader(str(d))
+    w.add_client(client_conf(pki, "client0"))
+    done = lambda: [r for r in gw.d._records() if r.connect_state == "done"]     # noqa: E731
+    assert w.run(lambda: bool(done()), max_time=30)
+    opts = done()[0].connect_opts           # what it is pushed (our client wants an IPv4 address)
+    assert not [o for o in opts if o.startswith("ifconfig ")], opts
+    assert "ifconfig-ipv6 fd00:198:19::72/64 fd00:198:19::1" in opts, opts

@@ -60,3 +60,25 @@ def test_push_remove_takes_out_the_same_options(lab, procs, server):
     assert "route 198.18.79.0 255.255.255.0" in opts, (server, reply)
     assert not any(o.startswith(("route-gateway", "dhcp-option")) for o in opts), (server, reply)
     assert [o for o in opts if o.startswith("route ")] == ["route 198.18.79.0 255.255.255.0"], (server, reply)
+
+
+@pytest.mark.parametrize("server", ["openvpn", "ours"])
+def test_push_remove_ifconfig_holds_against_a_client_connect_ifconfig_push(lab, procs, server):
+    """ccd `push-remove ifconfig` then a client-connect script's `ifconfig-push`: no IPv4 address
+    is pushed (OpenVPN's block is a flag no later ifconfig-push clears); `push-remove ifconfig-ipv6`
+    then the script's `ifconfig-ipv6-push`: that address is pushed (that line lifts the block)."""
+    ccd = lab.tmp / f"ccd-blk-{server}"
+    ccd.mkdir()
+    (ccd / "client1").write_text("push-remove ifconfig\npush-remove ifconfig-ipv6\n")
+    cc = lab.write(f"cc-blk-{server}.sh", "#!/bin/sh\nprintf 'ifconfig-push 198.19.0.72 255.255.255.0\\n"
+                   "ifconfig-ipv6-push 2001:db8:100::72/64\\n' > \"$1\"\n")
+    cc.chmod(0o755)
+    _start_server(lab, procs, server, server_config(lab.pki, extra=(
+        f"client-config-dir {ccd}\nserver-ipv6 2001:db8:100::/64\nscript-security 2\nclient-connect {cc}\n")), "blksrv")
+    cli = lab.openvpn(lab.cli, client_profile(lab.pki, "udp", client="client1"), f"blkcli-{len(lab.procs)}", wait=0)
+    procs.append(cli)
+    assert cli.wait_for("PUSH_REPLY", 30), cli.log()[-2000:]
+    reply = next((ln for ln in cli.log().splitlines() if "PUSH_REPLY" in ln), "")
+    opts = reply.split("PUSH_REPLY", 1)[1].split(",")
+    assert not any(o.startswith("ifconfig ") for o in opts), (server, reply)
+    assert "ifconfig-ipv6 2001:db8:100::72/64 2001:db8:100::1" in opts, (server, reply)

@@ -70,10 +70,16 @@ def parse_ccd(text: str, path: str = "<ccd>") -> CcdOptions:
         elif (d == "iroute-ipv6" and len(a) == 1) or (d == "ifconfig-ipv6-push" and 1 <= len(a) <= 2):
             if (why := _ipv6_line(c, d, a)) is not None:
                 errors.append(ConfigError(why, path, ln.number, d))
+            elif d == "ifconfig-ipv6-push":
+                c.block_ifconfig_ipv6 = False          # it lifts an earlier push-remove ifconfig-ipv6
         elif d == "push" and len(a) == 1 and refused_in_control_text(a[0]):
             errors.append(ConfigError(PUSH_CONTROL_BYTE, path, ln.number, d))
         elif d == "push" and len(a) == 1:
             c.push.append(a[0])
+        elif d == "push-remove" and len(a) == 1 and a[0] == "ifconfig":
+            c.block_ifconfig = True
+        elif d == "push-remove" and len(a) == 1 and a[0] == "ifconfig-ipv6":
+            c.block_ifconfig_ipv6 = True
         elif d == "push-remove" and len(a) == 1:
             c.push_remove.append((len(c.push), a[0]))
         elif d == "push-remove":
@@ -91,7 +97,8 @@ def parse_ccd(text: str, path: str = "<ccd>") -> CcdOptions:
 
 
 # What OpenVPN keeps outside its push list (push.c push_remove_option): no prefix removes them;
-# `push-remove ifconfig` / `push-remove ifconfig-ipv6`, these words exactly, do.
+# `push-remove ifconfig` / `push-remove ifconfig-ipv6`, these words exactly, block them
+# (CcdOptions.block_ifconfig, applied by without_blocked).
 _NOT_IN_PUSH_LIST = ("ifconfig ", "ifconfig-ipv6 ")
 
 
@@ -105,8 +112,12 @@ def with_ccd_pushes(opts: list[str], pushes: list[str], removes: list[tuple[int,
     for n, prefix in removes:
         out += pushes[done:n]
         done = n
-        if prefix in ("ifconfig", "ifconfig-ipv6"):
-            out = [o for o in out if o.split(" ", 1)[0] != prefix]
-        else:
-            out = [o for o in out if o.startswith(_NOT_IN_PUSH_LIST) or not o.startswith(prefix)]
+        out = [o for o in out if o.startswith(_NOT_IN_PUSH_LIST) or not o.startswith(prefix)]
     return out + pushes[done:]
+
+
+def without_blocked(opts: list[str], ipv4: bool, ipv6: bool) -> list[str]:
+    """`opts` without the client's `ifconfig` line (`ipv4`) / `ifconfig-ipv6` line (`ipv6`), as
+    OpenVPN 2.6's push reply leaves out an address `push-remove ifconfig[-ipv6]` blocked."""
+    drop = (("ifconfig ",) if ipv4 else ()) + (("ifconfig-ipv6 ",) if ipv6 else ())
+    return [o for o in opts if not o.startswith(drop)] if drop else opts

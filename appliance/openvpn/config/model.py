@@ -77,6 +77,12 @@ class CcdOptions:
     # out of what is pushed so far every option beginning with PREFIX (ccd.with_ccd_pushes).
     push_remove: list[tuple[int, str]] = field(default_factory=list)
     disable: bool = False
+    # `push-remove ifconfig` / `push-remove ifconfig-ipv6` (OpenVPN's push_remove_option): the
+    # address is kept from the push for the rest of the client's connection, whatever file says
+    # ifconfig-push after; only an ifconfig-ipv6-push after the IPv6 one lifts it (options.c).
+    # IPv6: None when the file says neither, else whether the later of the two was the remove.
+    block_ifconfig: bool = False
+    block_ifconfig_ipv6: bool | None = None
 
 
 @dataclass
