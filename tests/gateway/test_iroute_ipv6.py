@@ -246,3 +246,21 @@ def test_a_client_connect_scripts_iroute_ipv6_and_ifconfig_ipv6_push_apply(pki, 
     assert _reaches_server6(w, 0, "fd00:99:7::1", b"script-net")
     assert _reaches_client6(w, 0, "fd00:99:7::1", b"down-script-net")
     assert w.server.d.st.pool6.lease() == "fd00:77::1000"       # the pool's first, handed back
+
+
+def test_a_client_with_ifconfig_push_only_keeps_its_pool_ipv6_address_to_itself(pki, tmp_path):
+    """A ccd file with ifconfig-push and no ifconfig-ipv6-push: the client gets an IPv6 pool
+    address, as from OpenVPN 2.6.14 (multi_select_virtual_addr picks the pool entry before the
+    ccd file is read, and keeps pushing its IPv6 address), but held: OpenVPN releases the entry for
+    the static IPv4 address, and its next client got the same IPv6 address (seen in the lab:
+    both `ifconfig-ipv6 2001:db8:100::1000/64`). Here the next client gets another."""
+    w = World()
+    w.add_server(server_conf(pki, extra=V6))
+    _ccd(w, tmp_path, {"client0": "ifconfig-push 198.19.0.77 255.255.255.0\n"})
+    w.add_client(client_conf(pki, "client0"))
+    assert w.run(lambda: _up(w, 0), max_time=30)
+    w.add_client(client_conf(pki, "client1"))
+    assert w.run(lambda: _up(w, 1), max_time=30)
+    a0, a1 = (w.client_nets[i].pushed.ifconfig_ipv6 for i in (0, 1))
+    assert a0 is not None and a1 is not None and a0 != a1, (a0, a1)
+    assert w.client_nets[0].pushed.ifconfig[0] == "198.19.0.77"
