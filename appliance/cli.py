@@ -18,6 +18,7 @@ from .openvpn.config import load_config, render_options
 from .openvpn import settings
 from .ioerrors import PortGone
 from .openvpn.errors import ConfigError
+from .host.workdir import enter_cd_dir
 
 # What only some commands need is imported in them: `run profile.ovpn`'s start-up comes before
 # the client's first packet (lab/first_packet.py), and needs neither the TOML schema, the
@@ -116,26 +117,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     finally:
         if pidfile is not None:
             pidfile.remove()
-
-
-def enter_cd_dir(opts) -> str | None:
-    """`cd DIR`: the process runs in DIR from here on, as OpenVPN 2.6, which chdir()s there while
-    reading the profile and stays (its daemon() keeps the directory when cd is given). Why: the
-    scripts (tls-verify, client-connect, auth-user-pass-verify, learn-address...) start in the
-    process's directory, and a relative name in their arguments, or one they read themselves
-    (an allow list, a revoked/ directory), is DIR's under OpenVPN. Left in the starting
-    directory, such a check read another file or none: a script failing open on a missing
-    revoked/CN let a revoked client in. Returns why it could not, else None."""
-    if not opts.cd_dir:
-        return None
-    if not opts.path.startswith("<"):
-        # (a reload reads the file again, and takes its relative names from its directory)
-        opts.path = os.path.abspath(opts.path)
-    try:
-        os.chdir(opts.cd_dir)
-    except OSError as e:
-        return f"cd {opts.cd_dir}: {e.strerror or e}"
-    return None
 
 
 def _run_profile(opts, args: argparse.Namespace, who, tls, creds: list[str]) -> int:

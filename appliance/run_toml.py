@@ -21,6 +21,7 @@ from pyroute2.netlink.exceptions import NetlinkError
 from . import gateway, native
 from .lan import lan_observers
 from .config.mgmt_listen import management_side
+from .host.workdir import enter_cd_dir
 from .config.schema import ApplianceConfig, load_appliance_config, server_reload, validate_runtime
 from .openvpn.config import Options, Remote
 from .openvpn.errors import ConfigError
@@ -169,6 +170,7 @@ def setup_logging(level: str, verbose: int) -> None:
 
 def run_toml(path: str, verbose: int = 0) -> int:
     """Load, configure, protect, run; 2 on a config error, 1 on a setup failure."""
+    path = os.path.abspath(path)        # read again by a reload, after the profile's `cd`
     try:
         cfg = load_appliance_config(path)
         tls = validate_runtime(cfg)
@@ -176,6 +178,9 @@ def run_toml(path: str, verbose: int = 0) -> int:
     except ConfigError as e:
         print(str(e), file=sys.stderr)
         return 2
+    if (why := enter_cd_dir(cfg.vpn_options)) is not None:     # as a host run (host/workdir.py)
+        print(why, file=sys.stderr)
+        return 1
     setup_logging(cfg.appliance.log_level, verbose)
     native.log_data_path(log)
     opts = cfg.vpn_options

@@ -30,6 +30,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
+from ..host import workdir
 from ..logsetup import apply_verb
 from ..openvpn import events as ev
 from ..openvpn.config import ConfigError, Options, load_config, parse_ccd
@@ -553,6 +554,7 @@ class Operations:
         the new config), then everything applied at once, on the loop."""
         gw = self.gw
         old, new, st = p.old, p.new, p.st
+        moved = False
         try:
             check_crl(new, p.tls)
             if new.management_client_auth and self.mgmt is None:
@@ -561,6 +563,12 @@ class Operations:
                 raise ConfigError("no management interface runs (`management` takes effect at a restart): "
                                   "every login would wait for an answer that cannot come", path, line,
                                   "management-client-auth")
+            # A new `cd`: the process moves there, so the scripts run where the new config's
+            # relative names are read from (host/workdir.py), as after a restart.
+            if (why := workdir.follow_reload(old, new)) is not None:
+                path, line = new.source.get("cd_dir", (new.path, None))
+                raise ConfigError(why, path, line, "cd")
+            moved = new.cd_dir != old.cd_dir
             had_scripts, had_verify = self.scripts, self.verify
             self._apply_script_settings(new, st)
             if self.verify is not None and self.verify is not had_verify and not self.verify.inline:
@@ -568,6 +576,8 @@ class Operations:
             if self.scripts is not None and self.scripts is not had_scripts and not self.scripts.inline:
                 gw.pump.watch(self.scripts, self.scripts.drain)
         except (ConfigError, OSError) as e:
+            if moved:
+                workdir.back_to(old)
             log.error("reload: the new config is not used, the server runs on as it was:\n%s", e)
             return False
         for line in restart_only_changes(old, new) + p.restart_only:

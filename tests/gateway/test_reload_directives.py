@@ -5,6 +5,8 @@ reset/cookie check kept the key of the start, so after a rotation no client coul
 `client-to-client` taken away stops the forwarding between clients."""
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from appliance.openvpn.keyfiles import generate_static_key
@@ -267,3 +269,40 @@ def test_a_reload_of_a_config_that_became_a_pipe_is_refused_without_blocking(pki
     blocked, out = _bounded(gw.ops.reload, fifo)
     assert not blocked, "the reload waited on the config's pipe (the event loop's thread)"
     assert out == [False]
+
+
+def test_a_reload_that_changes_cd_runs_the_scripts_in_the_new_directory(pki, tmp_path, monkeypatch):
+    """`cd DIR`: the profile's relative names are read from DIR and the process runs there (its
+    scripts start there), as OpenVPN. A reload with another DIR moves the process there too (it
+    stayed where it started, its client-connect script reading another directory's files than
+    the new config's), one without the line goes back to where it started, as a restart would;
+    a DIR the process cannot enter refuses the reload."""
+    from appliance.gateway import ops as ops_mod
+    from appliance.gateway.scripts import ScriptRunner
+    from appliance.host import workdir
+    monkeypatch.setattr(ops_mod, "ScriptRunner", lambda: ScriptRunner(inline=True))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(workdir, "_started_in", str(tmp_path))
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    b.mkdir()
+    cc = tmp_path / "cc.sh"
+    cc.write_text(f"#!/bin/sh\npwd > {tmp_path}/cwd.$common_name\n")
+    cc.chmod(0o755)
+
+    def conf(cd: str) -> str:
+        return server_conf(pki, extra=f"{cd}script-security 2\nclient-connect {cc}\n")
+
+    w = World()
+    gw, holder = _reloadable(w, conf(f"cd {a}\n"))
+    assert workdir.enter_cd_dir(gw.opts) is None            # as the entry points do at start
+    holder["conf"] = conf(f"cd {b}\n")
+    assert gw.ops.reload()
+    w.add_client(client_conf(pki, "client0"))
+    assert w.run(lambda: _up(w, 0), max_time=30)
+    assert (tmp_path / "cwd.client0").read_text().strip() == str(b)
+    holder["conf"] = conf("")
+    assert gw.ops.reload() and os.getcwd() == str(tmp_path)
+    holder["conf"] = conf(f"cd {a}\n")
+    monkeypatch.setattr(workdir.os, "chdir", lambda d: (_ for _ in ()).throw(PermissionError(13, "Permission denied")))
+    assert not gw.ops.reload() and gw.opts.cd_dir is None, "a reload into a directory it cannot enter went on"
