@@ -183,6 +183,8 @@ class Operations:
             self.client_auth = None
         if (o.client_connect or o.client_disconnect or o.learn_address or o.client_crresponse) and self.scripts is None:
             self.scripts = ScriptRunner()
+        if self.scripts is not None:
+            self.scripts.tmp_dir = o.tmp_dir        # client-connect's file, where a reload says
         if (o.tls_verify or o.tls_crypt_v2_verify) and self.verify is None:
             # Kept once made: a reload that removes the lines leaves the held handshakes their verdicts.
             self.verify = make_verify_runner(o)

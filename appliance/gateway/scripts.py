@@ -91,6 +91,9 @@ class ScriptRunner:
     def __init__(self, time_limit: float = TIME_LIMIT, inline: bool = False) -> None:
         self.time_limit = time_limit
         self.inline = inline
+        # Where client-connect's options file is made: tmp-dir (or $TMPDIR, /tmp: config/d_ops.py),
+        # as OpenVPN 2.6 makes it there (multi_client_connect_call_script); set by the server.
+        self.tmp_dir: str | None = None
         self.results: deque = deque()
         self.pending = 0
         self.ran = 0
@@ -132,7 +135,8 @@ class ScriptRunner:
         args = list(argv)
         try:
             if connect or arg_text is not None:
-                fd, path = tempfile.mkstemp(prefix="vpn-appliance-cc-" if connect else "vpn-appliance-cr-")
+                fd, path = tempfile.mkstemp(prefix="openvpn_cc_" if connect else "openvpn_cr_", suffix=".tmp",
+                                            dir=self.tmp_dir)
                 os.write(fd, arg_text or b"")
                 os.close(fd)
                 args.append(path)

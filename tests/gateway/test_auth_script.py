@@ -364,6 +364,38 @@ def test_a_tmp_dir_another_user_could_swap_files_in_is_refused(pki, tmp_path):
     assert _parse(pki, extra).tmp_dir == str(tmp)
 
 
+def test_tmpdir_stands_in_for_tmp_dir_and_is_checked_the_same_way(pki, tmp_path, monkeypatch):
+    """Without tmp-dir, OpenVPN 2.6 makes its files in $TMPDIR, else /tmp, and checks that
+    directory at start as it checks tmp-dir. Here Python's tempfile chose: an unusable $TMPDIR was
+    passed over in silence (for /var/tmp or the working directory), one others could write went
+    unchecked; and client-connect's options file went there even with tmp-dir given."""
+    from appliance.gateway import ops as ops_mod
+    from appliance.gateway.scripts import ScriptRunner
+    script = _script(tmp_path, "#!/bin/sh\nexit 0\n")
+    extra = f"script-security 2\nauth-user-pass-verify {script} via-file\n"
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "gone"))
+    with pytest.raises(ConfigError, match=r"s\.conf: tmp-dir: \$TMPDIR='.*gone' .*not a directory we can read"):
+        _parse(pki, extra)
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    tmp.chmod(0o777)
+    monkeypatch.setenv("TMPDIR", str(tmp))
+    with pytest.raises(ConfigError, match=r"tmp-dir: \$TMPDIR \(tmp-dir's default\): .*without the sticky bit"):
+        _parse(pki, extra)
+    tmp.chmod(0o1777)
+    assert _parse(pki, extra).tmp_dir == str(tmp)
+    monkeypatch.delenv("TMPDIR")
+    assert _parse(pki, extra).tmp_dir == "/tmp"
+    # client-connect's options file: in tmp-dir, as OpenVPN's openvpn_cc_*.tmp
+    monkeypatch.setattr(ops_mod, "ScriptRunner", lambda: ScriptRunner(inline=True))
+    cc = _script(tmp_path, f'#!/bin/sh\ndirname "$1" > {tmp_path}/cc-dir\n', "cc.sh")
+    w = World()
+    w.add_server(server_conf(pki, extra=f"script-security 2\nclient-connect {cc}\ntmp-dir {tmp}\n"))
+    c = w.add_client(client_conf(pki, "client0"))
+    assert w.run(lambda: _up(c), max_time=30)
+    assert (tmp_path / "cc-dir").read_text().strip() == str(tmp)
+
+
 def test_tmp_dir_on_a_client_says_it_does_nothing(pki, tmp_path):
     o = _parse(pki, f"tmp-dir {tmp_path}\n", client=True)
     assert any("tmp-dir" in n and "no effect on a client" in n for n in o.notes), o.notes

@@ -227,11 +227,32 @@ def _script_security(p: ParseState, d: str, a: list[str], inline: str | None) ->
            "made (default: $TMPDIR, else /tmp)", sets=("tmp_dir",), used_by="pump", nargs=(1, 1))
 def _tmp_dir(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
     path = p.path_arg(a[0])
-    # As OpenVPN 2.6 checks it at start (check_file_access, CHKACC_DIRECTORY, rwx).
-    if not os.path.isdir(path) or not os.access(path, os.R_OK | os.W_OK | os.X_OK):
+    if not _usable_dir(path):
         p.err(d, f"{a[0]}: not a directory we can read and write")
         return
     p.set("tmp_dir", path)
+
+
+def _usable_dir(path: str) -> bool:
+    """As OpenVPN 2.6 checks the temporary directory at start (check_file_access, rwx)."""
+    return os.path.isdir(path) and os.access(path, os.R_OK | os.W_OK | os.X_OK)
+
+
+def default_tmp_dir(p: ParseState) -> None:
+    """A server without tmp-dir: its files go where OpenVPN 2.6 puts them, $TMPDIR, else /tmp
+    (init_options), checked at start as tmp-dir is (OpenVPN checks that directory whichever way
+    it came). Python's own choice (tempfile.gettempdir) passed over an unusable $TMPDIR in
+    silence for /var/tmp or the working directory, and no check saw it. A relative $TMPDIR is the
+    process's directory's, after `cd`, as there."""
+    env = os.environ.get("TMPDIR")
+    path = "/tmp" if env is None else os.path.join(p.o.cd_dir or os.getcwd(), env)
+    if not _usable_dir(path):
+        p.err("tmp-dir", f"$TMPDIR={env!r} (where temporary files go without tmp-dir): not a directory we can "
+                         "read and write; fix TMPDIR or give tmp-dir DIR" if env is not None else
+              "/tmp (where temporary files go without tmp-dir or $TMPDIR): not a directory we can read and "
+              "write; give tmp-dir DIR", None)
+        return
+    p.o.tmp_dir = path
 
 
 def command_argv(p: ParseState, d: str, command: str) -> list[str] | None:

@@ -436,9 +436,12 @@ def finish(p: ParseState) -> None:
     if o.tls_export_cert and (why := others_can_swap(o.tls_export_cert, o.user,
                                                      "the certificate tls-verify's command reads")) is not None:
         p.err("tls-export-cert", why, line("tls_export_cert"))
+    if o.role == "server" and "tmp_dir" not in o.source:
+        from .d_ops import default_tmp_dir      # $TMPDIR or /tmp, checked as tmp-dir is
+        default_tmp_dir(p)
     if o.tmp_dir and o.role == "server" and (why := others_can_swap(o.tmp_dir, o.user, "the credentials (via-file) or key metadata a "
                                              "command checks")) is not None:
-        p.err("tmp-dir", why, line("tmp_dir"))
+        p.err("tmp-dir", why if "tmp_dir" in o.source else f"$TMPDIR (tmp-dir's default): {why}", line("tmp_dir"))
     for n, d in (("management_client_user", "management-client-user"),
                  ("management_client_group", "management-client-group")):
         if n in o.source and (o.management is None or o.management[1] != "unix"):
