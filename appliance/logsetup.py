@@ -24,8 +24,15 @@ class _Formatter(logging.Formatter):
     bytes that are not UTF-8 are written `\\xNN` before this (NameBytesFilter)."""
 
     def format(self, record: logging.LogRecord) -> str:
-        line = super().format(record)
-        return _C1.sub(lambda m: f"\\x{ord(m.group()):02x}", line) if _C1.search(line) else line
+        return c1_escaped(super().format(record))
+
+
+def c1_escaped(line: str) -> str:
+    """`line` with its C1 controls (U+0080-U+009F) written `\\xNN`: every log line that leaves
+    the process as text for a human, on the console (_Formatter) or to a management client's
+    `>LOG` (gateway/management.py; OpenVPN sends a name's bytes there as they are, and a C1 in a
+    common name reached a management client's terminal as the control it is)."""
+    return _C1.sub(lambda m: f"\\x{ord(m.group()):02x}", line) if _C1.search(line) else line
 
 
 class NameBytesFilter(logging.Filter):

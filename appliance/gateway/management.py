@@ -36,6 +36,7 @@ import threading
 from collections import deque
 
 from ..host.unlink_at_exit import identity, still_ours
+from ..logsetup import c1_escaped
 from ..openvpn.config.lexer import OPTION_PARM_SIZE, LexError, tokenize
 from ..openvpn.peernames import from_peer, to_bytes
 from ..openvpn.regular_file import KEY_MATERIAL, open_regular_file
@@ -286,7 +287,7 @@ class MgmtConn:
         try:
             words = command_words(line)
         except ValueError as e:
-            self.send_lines([f"ERROR: Options error: {e}"], reply=True)
+            self.send_lines([f"ERROR: {e}"], reply=True)
             return
         if not words:                       # blank, or only tabs and the like: no command
             return
@@ -303,19 +304,28 @@ def command_words(line: str) -> list[str]:
     and '...' quote, `#`/`;` start a comment, at most MAX_PARMS words. Why not split on blanks:
     the client's certificate chooses its common name, and one with a blank or a quote could not
     be named (`kill "evil guy"`), while OpenVPN's answer kills it. ValueError: OpenVPN's words
-    for a line it refuses (shown after "ERROR: Options error: ")."""
+    for a line it refuses (shown after "ERROR: ")."""
     try:
         return tokenize(line, drop_extra=True)
     except LexError as e:
         if e.kind == "unterminated-double":
-            raise ValueError('No closing quotation (") in TCP:0') from None
+            raise ValueError('Options error: No closing quotation (") in TCP:0') from None
         if e.kind == "unterminated-single":
-            raise ValueError("No closing single quotation (') in TCP:0") from None
+            raise ValueError("Options error: No closing single quotation (') in TCP:0") from None
         if e.kind == "too-long":
-            raise ValueError(f"Parameter at TCP:0 is too long ({OPTION_PARM_SIZE} chars max): "
+            raise ValueError(f"Options error: Parameter at TCP:0 is too long ({OPTION_PARM_SIZE} chars max): "
                              f"{e.token[:OPTION_PARM_SIZE - 1]}") from None
-        raise ValueError(str(e)) from None
+        if e.kind == "bad-backslash":
+            raise ValueError(_BAD_BACKSLASH) from None
+        if e.kind == "residual":
+            raise ValueError("Options error: Residual parse state (2) in TCP:0") from None
+        raise ValueError(f"Options error: {e}") from None
 
+
+# OpenVPN 2.6's words (options.c parse_line) for a backslash before anything but \, " or a blank.
+_BAD_BACKSLASH = ("Options warning: Bad backslash ('\\') usage in TCP:0: remember that backslashes are treated "
+                  "as shell-escapes and if you need to pass backslash characters as part of a Windows filename, "
+                  'you should use double backslashes such as "c:\\\\openvpn\\\\static.key"')
 
 _CONTROL_BYTES = re.compile(rb"[\x00-\x1f\x7f]")
 # An HTTP request line (`POST / HTTP/1.1`), what a browser sends first, and its Host header (as a
@@ -369,7 +379,8 @@ class _LogForward(logging.Handler):
         if self.busy:                       # a log line written while forwarding one: not again
             return
         try:
-            line = f"{int(record.created)},{self.FLAGS.get(record.levelno, 'I')},{record.getMessage()}".replace("\n", " ")
+            line = c1_escaped(f"{int(record.created)},{self.FLAGS.get(record.levelno, 'I')},"
+                              f"{record.getMessage()}".replace("\n", " "))
         except Exception:  # noqa: BLE001 - logging must never raise into the caller
             return
         if threading.get_ident() != self.loop_thread:

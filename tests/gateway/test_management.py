@@ -37,6 +37,14 @@ OPENVPN_2_6 = {
     "kill nobody": ["ERROR: common name 'nobody' not found"],
     'kill "nobody here"': ["ERROR: common name 'nobody here' not found"],
     'kill "unterminated': ['ERROR: Options error: No closing quotation (") in TCP:0'],
+    # parse_line's backslash: an escaped blank before a word is skipped, an escape of anything but
+    # \\, " or a blank refuses the line, as does one ending a word; a quoted word of 257 characters.
+    "\\ pid": ["SUCCESS: pid=<PID>"],
+    "kill a\\x": ["ERROR: Options warning: Bad backslash ('\\') usage in TCP:0: remember that backslashes are "
+                  "treated as shell-escapes and if you need to pass backslash characters as part of a Windows "
+                  'filename, you should use double backslashes such as "c:\\\\openvpn\\\\static.key"'],
+    "kill a\\": ["ERROR: Options error: Residual parse state (2) in TCP:0"],
+    'kill "' + "a" * 257 + '"': ["ERROR: Options error: Parameter at TCP:0 is too long (256 chars max): " + "a" * 255],
     "kill 1.2.3.4:5": ["ERROR: client at address 1.2.3.4:5 not found"],
     "client-kill 7": ["ERROR: client-kill command failed"],
     "foo": ["ERROR: unknown command, enter 'help' for more options"],
@@ -353,6 +361,11 @@ def test_log_history_and_real_time_log_lines(mgmt):
     logging.getLogger("vpn-appliance").warning("second line")
     txt = _read_until(pump, s, lambda t: "second line" in t)
     assert re.search(r">LOG:\d+,W,second line\r\n", txt), txt
+    # A C1 control (a client's common name may hold one: U+009B is CSI to a terminal) is written
+    # \xNN, as on the console.
+    logging.getLogger("vpn-appliance").warning("client Zo\u00eb\u009b31m connected")
+    txt = _read_until(pump, s, lambda t: "connected" in t)
+    assert re.search(r">LOG:\d+,W,client Zo\u00eb\\x9b31m connected\r\n", txt), txt
 
 
 def test_a_log_line_from_another_thread_is_written_by_the_loop(mgmt):

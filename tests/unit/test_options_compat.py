@@ -83,6 +83,20 @@ def test_parameter_of_256_characters_is_accepted_257_is_not():
         tokenize(f"verify-x509-name {'a' * 257} name")
 
 
+def test_a_backslash_escapes_only_what_openvpn_lets_it():
+    """parse_line (checked with Debian's 2.6.14 on its management socket, which reads a line the
+    same way): a backslash escapes \\, " or a blank; before a word it escapes a blank away; any
+    other escape, or one ending a word, refuses the line. We took `c:\\dir` as `c:dir`."""
+    assert tokenize('\\ ca "c:\\\\dir\\"x" a\\ b') == ["ca", 'c:\\dir"x', "a b"]
+    assert tokenize("ca 'c:\\dir' \\") == ["ca", "c:\\dir"]
+    for bad, kind in (("ca c:\\dir", "bad-backslash"), ('ca "a\\nb"', "bad-backslash"), ("ca a\\", "residual")):
+        with pytest.raises(LexError) as e:
+            tokenize(bad)
+        assert e.value.kind == kind, bad
+    e = _one_error(BASE + "ca c:\\keys\\ca.crt\n")
+    assert str(e).startswith(f"/p/c.ovpn:{BASE_LINES + 1}: ca: bad backslash"), str(e)
+
+
 def test_more_than_16_parameters_is_an_error():
     """options.h MAX_PARMS 16 (the directive counts): OpenVPN drops the rest; we refuse the line."""
     ok = "remote-cert-ku " + " ".join(["80"] * 15) + "\n"      # 16 tokens

@@ -2,7 +2,8 @@
 
 Syntax as OpenVPN's parse_line (options.c): whitespace separates tokens, `#`/`;` start a comment
 where a token could start, "..." quotes with backslash escapes, '...' quotes taking everything
-literally, a backslash outside single quotes escapes the next character.
+literally, a backslash outside single quotes escapes the next character -- a backslash, a double
+quote or a blank only, as there (tokenize).
 
 Limits, as OpenVPN 2.6 (options.h): MAX_PARMS 16 tokens per line (the directive itself counts;
 OpenVPN silently drops the rest, which then fails or changes the meaning, so we refuse the line) and
@@ -38,53 +39,83 @@ class LexError(ValueError):
         self.kind, self.token = kind, token
 
 
+_INITIAL, _UNQUOTED, _QUOTED, _SQUOTED = range(4)
+_END = ""                       # the line's end, which OpenVPN reads as its NUL: a blank, never stored
+# The characters a backslash may escape (OpenVPN's parse_line): a backslash, a double quote, a
+# blank. Any other is an error there ("Bad backslash"), never the character itself.
+_ESCAPABLE = "\\\"" + _SPACE + "\n"
+
+
 def tokenize(line: str, drop_extra: bool = False) -> list[str]:
-    """One config line → tokens. Raises LexError (unterminated quote, limits). `drop_extra`:
-    what follows the MAX_PARMS-th token is left unread, as OpenVPN's parse_line does (the
-    management interface; in a config that changes the meaning, so it is refused there)."""
+    """One config line → tokens, as OpenVPN 2.6's parse_line reads it, character by character:
+    outside single quotes a backslash escapes the next character, which must be a backslash, a
+    double quote or a blank (an escaped blank before a word is skipped: `\\ echo` is `echo`); a
+    backslash ending a word leaves the line unfinished; `#`/`;` where a word could start (even
+    escaped) begins a comment. Raises LexError (unterminated quote, bad backslash, limits).
+    `drop_extra`: what follows the MAX_PARMS-th token is left unread, as OpenVPN's parse_line
+    does (the management interface; in a config that changes the meaning, so it is refused there)."""
     out: list[str] = []
-    i, n = 0, len(line)
-    while i < n:
-        c = line[i]
-        if c in _SPACE:
-            i += 1
+    tok: list[str] = []
+    state = _INITIAL
+    escaped = False
+    for c in (*line, _END):
+        if not escaped and c == "\\" and state != _SQUOTED:
+            escaped = True
             continue
-        if c in "#;":
-            break
-        tok: list[str] = []
-        if c == '"':
-            i += 1
-            while i < n and line[i] != '"':
-                if line[i] == "\\" and i + 1 < n:
-                    i += 1
-                tok.append(line[i])
-                i += 1
-            if i >= n:
-                raise LexError("unterminated double quote", "unterminated-double")
-            i += 1
-        elif c == "'":
-            i += 1
-            while i < n and line[i] != "'":
-                tok.append(line[i])
-                i += 1
-            if i >= n:
-                raise LexError("unterminated single quote", "unterminated-single")
-            i += 1
+        keep = None
+        blank = c == _END or c in _SPACE or c == "\n"
+        if state == _INITIAL:
+            if not blank:
+                if c in "#;":
+                    break
+                if not escaped and c == '"':
+                    state = _QUOTED
+                elif not escaped and c == "'":
+                    state = _SQUOTED
+                else:
+                    keep, state = c, _UNQUOTED
+        elif state == _UNQUOTED:
+            if not escaped and blank:
+                out.append("".join(tok))
+                tok, state = [], _INITIAL
+            else:
+                keep = c
+        elif state == _QUOTED:
+            if not escaped and c == '"':
+                out.append("".join(tok))
+                tok, state = [], _INITIAL
+            else:
+                keep = c
+        elif c == "'":                  # single quotes: everything literal up to the next one
+            out.append("".join(tok))
+            tok, state = [], _INITIAL
         else:
-            while i < n and line[i] not in _SPACE:
-                if line[i] == "\\" and i + 1 < n:
-                    i += 1
-                tok.append(line[i])
-                i += 1
-        if len(tok) > OPTION_PARM_SIZE:
-            raise LexError(f"parameter {len(out) + 1} is too long ({len(tok)} characters; "
-                           f"OpenVPN allows {OPTION_PARM_SIZE})", "too-long", "".join(tok))
-        out.append("".join(tok))
+            keep = c
+        if escaped and keep and keep not in _ESCAPABLE:
+            raise LexError("bad backslash: outside single quotes a backslash escapes only a backslash, a "
+                           "double quote or a blank (write \\\\ for one backslash; OpenVPN refuses the line "
+                           "too)", "bad-backslash")
+        escaped = False
+        if keep:
+            if len(tok) >= OPTION_PARM_SIZE:
+                raise LexError(f"parameter {len(out) + 1} is too long (over {OPTION_PARM_SIZE} characters; "
+                               f"OpenVPN allows {OPTION_PARM_SIZE})", "too-long", "".join(tok))
+            tok.append(keep)
         if drop_extra and len(out) == MAX_PARMS:
             break
         if len(out) > MAX_PARMS:
             raise LexError(f"too many parameters (OpenVPN reads at most {MAX_PARMS} per line, "
                            "the directive included)", "too-many")
+    else:
+        if state == _QUOTED:
+            raise LexError("unterminated double quote", "unterminated-double")
+        if state == _SQUOTED:
+            raise LexError("unterminated single quote", "unterminated-single")
+        if state != _INITIAL:
+            # A backslash at the line's end, after a word: it escapes nothing (OpenVPN: "Residual
+            # parse state").
+            raise LexError("a backslash ends the line: it escapes nothing (OpenVPN refuses the line too)",
+                           "residual")
     return out
 
 
