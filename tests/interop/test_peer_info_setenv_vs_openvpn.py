@@ -26,7 +26,7 @@ def lab(tmp_path_factory):
 
 def test_profile_peer_info_reaches_openvpns_server_as_from_openvpns_client(lab, procs):
     out = lab.tmp / "cc"
-    script = lab.write("cc.sh", f"#!/bin/sh\nenv > {out}.tmp && mv {out}.tmp {out}.$common_name.$$\nexit 0\n")
+    script = lab.write("cc.sh", f"#!/bin/sh\nenv > {out}.tmp.$$ && mv {out}.tmp.$$ {out}.$common_name.$$\nexit 0\n")
     script.chmod(0o755)
     procs.append(lab.openvpn(lab.srv, server_config(lab.pki, "udp", extra=(
         f"script-security 2\nclient-connect {script}\nduplicate-cn\n")), "pi-srv"))

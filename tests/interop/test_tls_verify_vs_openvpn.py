@@ -37,25 +37,22 @@ def _recorder(lab, tag: str, refuse: str) -> tuple[str, object]:
     """`peer_cert` (tls-export-cert) is recorded as its file name's start, its mode and its
     content's digest: the same certificate exported the same way by both."""
     out = lab.tmp / f"calls-{tag}.log"
+    # Each call's block whole or not at all (a temp file, then mv), as the test polls for it; named
+    # by the time, so they sort in call order.
     script = lab.write(f"verify-{tag}.sh", "#!/bin/sh\n"
                        f'{{ echo "CALL $*"; env | grep -E \'{KEEP}\' | sort; '
                        f'[ -n "$metadata_file" ] && echo "metadata=$(cat "$metadata_file")"; '
                        f'[ -n "$peer_cert" ] && echo "peer_cert=$(basename "$peer_cert" | cut -c1-12) '
-                       f'$(stat -c %a "$peer_cert") $(sha256sum < "$peer_cert" | cut -c1-16)"; }} >> {out}\n'
+                       f'$(stat -c %a "$peer_cert") $(sha256sum < "$peer_cert" | cut -c1-16)"; }} > {out}.tmp.$$ '
+                       f"; mv {out}.tmp.$$ {out}.$(date +%s%N).$$.call\n"
                        f"{refuse}\nexit 0\n")
     script.chmod(0o755)
     return str(script), out
 
 
 def _attempts(path) -> list[list[str]]:
-    """The recorded calls, cut into one block per call (its `CALL` line and variables)."""
-    blocks: list[list[str]] = []
-    for line in (path.read_text().splitlines() if path.exists() else []):
-        if line.startswith("CALL "):
-            blocks.append([])
-        if blocks:
-            blocks[-1].append(line)
-    return blocks
+    """The recorded calls, in order, one block each (its `CALL` line and variables)."""
+    return [f.read_text().splitlines() for f in sorted(path.parent.glob(path.name + ".*.call"))]
 
 
 def _server(lab, procs, which: str, cfg: str, name: str):
