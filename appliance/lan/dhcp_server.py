@@ -35,6 +35,7 @@ from ipaddress import IPv4Address, IPv4Interface
 from typing import TYPE_CHECKING, Callable, Iterable
 
 from . import dhcp_codec as c
+from .dhcp_pool import TakenAddresses
 from .pushed_dns import not_through_the_tunnel
 
 if TYPE_CHECKING:
@@ -50,6 +51,7 @@ DECLINE_HOLD = 600.0         # an address a client DECLINEd (someone else uses i
 MAX_DNS = 8                  # pushed DNS servers handed out (and refused ones logged one by one)
 PRE_TUNNEL_LEASE = 300       # lease time before anything was pushed (so renewals pick up the domain)
 MAX_LEASES = 4096            # lease table cap (offers + bound), besides the static leases
+PROBES = 8                   # addresses tried one by one from the MAC's hash before the taken runs are skipped
 SWEEP_EVERY = 10.0           # at most this often, a full scan for expired entries when the table is full
 RATE, BURST = 200.0, 400.0   # messages handled per second (token bucket): a flood's CPU share is bounded
 CLIENT_RATE, CLIENT_BURST = 1.0, 8.0   # ... from a bound lease's own address: its own bucket (see handle)
@@ -107,6 +109,10 @@ class DhcpServer:
         self.by_addr: dict[int, Lease] = {}
         self.offered: OrderedDict[bytes, None] = OrderedDict()    # dynamic offers, oldest first
         self.declined: dict[int, float] = {}
+        # Held (by_addr), resting (declined), static and our own: what _pick skips in runs.
+        self.taken = TakenAddresses()
+        for a in (*self.static_addrs, int(self.server)):
+            self.taken.add(a)
         self.dynamic = 0                   # entries in by_mac that are not static leases
         self._next_sweep = 0.0
         self.pushed_seen = False           # the tunnel came up at least once
@@ -275,9 +281,11 @@ class DhcpServer:
             return None
         self._remove(lease)
         if int(a) not in self.static_addrs:
+            if int(a) not in self.declined:
+                self.taken.add(int(a))
             self.declined[int(a)] = now + DECLINE_HOLD
             if len(self.declined) > self.cap:          # bounded like the leases: the oldest rest ends
-                self.declined.pop(next(iter(self.declined)))
+                self._end_rest(next(iter(self.declined)))
         self.declines += 1
         n = self.declines
         if n <= 5 or n % 1000 == 0:              # a LAN host can DECLINE in a loop: few lines
@@ -365,7 +373,7 @@ class DhcpServer:
         if until is not None:
             if until > now:
                 return False
-            del self.declined[a]
+            self._end_rest(a)
         holder = self.by_addr.get(a)
         return holder is None or holder.mac == mac or holder.expires <= now
 
@@ -377,9 +385,9 @@ class DhcpServer:
 
     def _pick(self, mac: bytes, requested: IPv4Address | None, now: float) -> int | None:
         """The address to offer (RFC 2131 4.3.1's order): the static one; the one it holds or held;
-        the one it asks for when free; else the first free address probing from the MAC's hash
-        (bounded: at most one probe more than the addresses taken); else the address of the
-        oldest offer nobody requested."""
+        the one it asks for when free; else the first free address from the MAC's hash on (PROBES
+        tried one by one, then runs of taken addresses skipped in O(log n): dhcp_pool.py says why);
+        else the address of the oldest offer nobody requested."""
         if mac in self.static:
             return self.static[mac]
         lease = self.by_mac.get(mac)
@@ -388,11 +396,21 @@ class DhcpServer:
         if requested is not None and self._free_for(mac, int(requested), now):
             return int(requested)
         start = int.from_bytes(hashlib.sha256(b"vpn-appliance dhcp " + mac).digest()[:8], "big") % self.size
-        taken = len(self.by_addr) + len(self.declined) + len(self.static_addrs) + 1
-        for i in range(min(self.size, taken + 1)):
+        for i in range(min(self.size, PROBES)):
             a = self.first + (start + i) % self.size
             if self._free_for(mac, a, now):
                 return a
+        # Past them, an address not in `taken` is free; one held by an expired lease or rest
+        # counts as taken until a sweep ends it, so with none free the sweep runs (when due).
+        lo = self.first + start
+        for _ in range(2):
+            a = self.taken.first_free(lo, self.last)
+            if a is None:
+                a = self.taken.first_free(self.first, lo - 1)
+            if a is not None:
+                return a
+            if not self._sweep(now):
+                break
         for other in self.offered:             # all held: the oldest offer nobody requested goes
             if other != mac:
                 lease = self.by_mac[other]
@@ -417,6 +435,7 @@ class DhcpServer:
             old = Lease(mac, a, expires, bound)
             self.by_mac[mac] = old
             self.by_addr[a] = old
+            self.taken.add(a)
             if not static:
                 self.dynamic += 1
         old.expires, old.bound = expires, bound
@@ -435,26 +454,37 @@ class DhcpServer:
                 self.dynamic -= 1
         if self.by_addr.get(lease.addr) is lease:
             del self.by_addr[lease.addr]
+            self.taken.discard(lease.addr)
         self.offered.pop(lease.mac, None)
+
+    def _end_rest(self, a: int) -> None:
+        """A DECLINEd address rests no more."""
+        del self.declined[a]
+        self.taken.discard(a)
 
     def _forget_offer(self, mac: bytes) -> None:
         lease = self.by_mac.get(mac)
         if lease is not None and not lease.bound:
             self._remove(lease)
 
+    def _sweep(self, now: float) -> bool:
+        """End expired leases and rests: a full scan, at most every SWEEP_EVERY (False: not due)."""
+        if now < self._next_sweep:
+            return False
+        self._next_sweep = now + SWEEP_EVERY
+        for lease in [x for x in self.by_mac.values() if x.expires <= now and x.mac not in self.static]:
+            self._remove(lease)
+        for a in [a for a, until in self.declined.items() if until <= now]:
+            self._end_rest(a)
+        return True
+
     def _make_room(self, now: float) -> bool:
         """Room for one more dynamic entry: expired ones go first (a full scan at most every
         SWEEP_EVERY seconds), then the oldest offer nobody requested; bound leases stay."""
         if self.dynamic < self.cap:
             return True
-        if now >= self._next_sweep:
-            self._next_sweep = now + SWEEP_EVERY
-            for lease in [x for x in self.by_mac.values() if x.expires <= now and x.mac not in self.static]:
-                self._remove(lease)
-            for a in [a for a, until in self.declined.items() if until <= now]:
-                del self.declined[a]
-            if self.dynamic < self.cap:
-                return True
+        if self._sweep(now) and self.dynamic < self.cap:
+            return True
         while self.offered and self.dynamic >= self.cap:
             mac = next(iter(self.offered))
             self._remove(self.by_mac[mac])
