@@ -27,7 +27,8 @@ The rules:
   query is looked at.
 - each LAN address may send `rate` queries a second (`burst` at once; a token bucket per address,
   `max_buckets` of them, the oldest forgotten first): beyond that a UDP query is dropped unread
-  (no answer: an answer would make us a reflector for a forged source) and a TCP one is REFUSED.
+  (no answer: an answer would make us a reflector for a forged source) and a TCP one is REFUSED
+  and its connection closed (see `query`).
   Why: the outstanding limits bound what waits, not what passes. The lab's dnsmasq answers at
   once, so one LAN host flooding from one address had ~9000 queries a second forwarded through the
   tunnel, each with its own upstream socket: the pump fell behind the LAN socket, the kernel
@@ -108,7 +109,14 @@ class Done:
     token: int
 
 
-Action = Reply | Send | Done
+@dataclass(frozen=True, slots=True)
+class Close:
+    """End the LAN TCP connection `client` (after sending what is queued for it, if it can)."""
+    client: object
+
+
+Action = Reply | Send | Done | Close
+OVER_ONE = "one LAN address's query rate"
 
 
 @dataclass(slots=True)
@@ -177,7 +185,7 @@ class ForwarderCore:
             b[1] = min(lim.quiet_burst, b[1] + elapsed * lim.quiet_rate)
             b[2] = now
         if b[0] < 1.0:
-            return "one LAN address's query rate"
+            return OVER_ONE
         b[0] -= 1.0             # also when the LAN's bucket refuses it: what it sends is what it is held to
         if b[1] >= 1.0:         # quiet
             b[1] -= 1.0
@@ -213,7 +221,15 @@ class ForwarderCore:
             return [Reply(client, w.reply(data, msg, w.NOTIMP))]
         if over is not None:
             self.count(f"refused: over {over}")
-            return [Reply(client, w.reply(data, msg, w.REFUSED))]
+            refused = Reply(client, w.reply(data, msg, w.REFUSED))
+            if over == OVER_ONE:
+                # Over its own rate on TCP, the connection ends too: answering each pipelined
+                # query REFUSED cost ~25 us, and one host's 64 connections full of them took the
+                # pump (the tunnel's too) at whatever speed it sent -- where its UDP queries cost
+                # a dict lookup. The client reconnects (a handshake each) and retries.
+                self.count("TCP connection closed: over one LAN address's query rate")
+                return [refused, Close(client)]
+            return [refused]
         if not self.servers:
             self.count("answered SERVFAIL: no tunnel DNS")
             return [Reply(client, w.reply(data, msg, w.SERVFAIL))]

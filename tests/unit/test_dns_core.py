@@ -5,7 +5,7 @@ import random
 from hypothesis import given, settings, strategies as st
 
 from appliance.lan import dns_wire as w
-from appliance.lan.dns_core import Done, ForwarderCore, Limits, Reply, Send
+from appliance.lan.dns_core import Close, Done, ForwarderCore, Limits, Reply, Send
 
 S1, S2 = ("198.19.0.1", 53), ("2001:db8:19::1", 53)
 
@@ -295,7 +295,7 @@ def test_one_lan_address_is_held_to_its_query_rate_and_others_are_not():
     limits, so without a rate every query went through the tunnel on its own socket (the lab saw
     ~9000 a second from one host, and another host's queries lost in the kernel's full socket
     buffer). Beyond `burst`, a UDP query is dropped unanswered (an answer would be reflected at a
-    forged source) and a TCP one REFUSED; the bucket refills at `rate`; another address is not
+    forged source) and a TCP one REFUSED, its connection closed; the bucket refills at `rate`; another address is not
     affected; the table of addresses stays bounded."""
     c = core(rate=10.0, burst=20.0, max_buckets=3)
     q = w.encode_query(1, "a.test")
@@ -306,8 +306,9 @@ def test_one_lan_address_is_held_to_its_query_rate_and_others_are_not():
                 sent += 1
                 c.answer(a.token, a.server, answer_for(a), 0.0)      # answered at once: nothing stays
     assert sent == 20 and c.counts["dropped: over one LAN address's query rate"] == 30 and c.pending == {}
-    (r,) = c.query("tcp", "198.18.50.30", q, 0.0, tcp=True)
+    r, close = c.query("tcp", "198.18.50.30", q, 0.0, tcp=True)
     assert w.rcode(r.data) == w.REFUSED and c.counts["refused: over one LAN address's query rate"] == 1
+    assert close == Close("tcp")                      # and that connection ends (test_dns_forwarder says why)
     assert isinstance(c.query("victim", "198.18.50.20", q, 0.0)[0], Send)
     assert c.query("flood", "198.18.50.30", q, 0.05) == []                  # 0.5 of a token back
     assert isinstance(c.query("flood", "198.18.50.30", q, 0.2)[0], Send)    # 2 tokens back by 0.2 s

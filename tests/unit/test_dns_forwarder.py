@@ -477,3 +477,41 @@ def test_a_push_of_a_thousand_dns_servers_writes_a_few_short_lines(caplog):
         assert "392 more pushed DNS servers not used" in caplog.text and "(300 servers in all)" in caplog.text
     finally:
         f.close()
+
+
+def test_a_host_pipelining_queries_over_its_rate_on_tcp_is_bounded_per_wake_up_and_closed(setup):
+    """One LAN host's connections sending queries as fast as they can: each wake-up takes at most
+    TCP_BATCH queries from a connection (a 4 KB read held ~200; 16 such connections held the pump
+    for up to 0.2 s a wake-up), and a connection whose address goes over its rate is closed
+    (answering each pipelined query REFUSED was the flood's cost); another host is still answered."""
+    f, up, run = setup
+    q = w.encode_query(7, "a.test")
+    frame = struct.pack("!H", len(q)) + q
+    flood = []
+    for _ in range(4):
+        s = socket.create_connection(("127.0.0.1", f.port), source_address=("127.0.0.2", 0))
+        s.sendall(frame * 120)                      # 480 queries: over the address's burst of 200
+        flood.append(s)
+    per_step, taken = [], []
+    real = f.core.query
+    f.core.query = lambda *a, **k: taken.append(1) or real(*a, **k)
+    step = f.pump.step
+    end = time.monotonic() + 3.0
+    while time.monotonic() < end and f.core.counts.get("TCP connection closed: over one LAN address's query rate", 0) < 4:
+        taken.clear()
+        step(block=False)
+        up.poll()
+        per_step.append(len(taken))
+        time.sleep(0.001)
+    assert max(per_step) <= 2 * 4 * 8              # TCP_BATCH per connection; its handler may run twice a step
+    assert f.core.counts["TCP connection closed: over one LAN address's query rate"] == 4
+    for s in flood:
+        s.settimeout(2.0)
+        while s.recv(65536):                        # the server closed it (EOF or reset)
+            pass
+        s.close()
+    c = tcp_client(f)
+    c.sendall(frame)
+    (r,) = recv_tcp(c, run)
+    assert r is not None and w.rcode(r) == 0
+    c.close()
