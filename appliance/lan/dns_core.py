@@ -83,6 +83,7 @@ class Limits:
     lan_rate: float = 200.0             # queries a second from all LAN addresses that are not quiet
     quiet_rate: float = 5.0             # an address is quiet while within this rate ...
     quiet_burst: float = 50.0           # ... and this burst (a second bucket per address)
+    tc_rate: float = 100.0              # UDP queries over their address's rate answered TC, a second per address
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,11 +179,12 @@ class ForwarderCore:
         if b is None:
             if len(self.buckets) >= lim.max_buckets:
                 del self.buckets[next(iter(self.buckets))]    # forgotten: it starts full again, no harm
-            b = self.buckets[source] = [lim.burst, lim.quiet_burst, now]
+            b = self.buckets[source] = [lim.burst, lim.quiet_burst, now, lim.tc_rate]
         else:
             elapsed = max(0.0, now - b[2])
             b[0] = min(lim.burst, b[0] + elapsed * lim.rate)
             b[1] = min(lim.quiet_burst, b[1] + elapsed * lim.quiet_rate)
+            b[3] = min(lim.tc_rate, b[3] + elapsed * lim.tc_rate)
             b[2] = now
         if b[0] < 1.0:
             return OVER_ONE
@@ -199,10 +201,38 @@ class ForwarderCore:
         lan[0] -= 1.0
         return None
 
+    def _slip(self, key: Hashable) -> bool:
+        """May this UDP query over its address's rate be answered TC (a token of `tc_rate`)?"""
+        b = self.buckets.get(key)
+        if b is None or b[3] < 1.0:
+            return False
+        b[3] -= 1.0
+        return True
+
     def query(self, client: object, source: Hashable, data: bytes, now: float, tcp: bool = False) -> list[Action]:
-        """A query from a LAN client; never raises for any `data`."""
-        over = self.admit(source, now)
+        """A query from a LAN client; never raises for any `data`.
+
+        A UDP source is anyone's to forge: a LAN host sending 150 queries a second with another
+        host's address emptied that address's bucket, and every query of the real host was
+        dropped. So TCP, whose handshake proves the source, has its own bucket per address, and
+        a UDP query over its address's rate is answered TC (header and question: no larger than
+        the query, no records) up to `tc_rate` a second per address, dropped beyond: the real
+        host asks again over TCP and is answered (RRL's "slip", as BIND and Knot do it). The
+        forger then needs about `rate` + `tc_rate` / share queries a second to keep that share
+        of the host's queries from a TC; the TC answers cost the pump a parse and a send each,
+        bounded by `tc_rate` per address, and a flood beyond still costs a dict lookup."""
+        key = ("tcp", source) if tcp else source
+        over = self.admit(key, now)
         if over is not None and not tcp:
+            if over == OVER_ONE and self._slip(key):
+                try:
+                    msg = w.parse_untrusted(data)
+                except w.BadDns:
+                    msg = None
+                if msg is not None and not msg.is_response and not msg.flags & w.OPCODE_MASK:
+                    self.count(f"answered TC: over {over}")
+                    flags = w.QR | (msg.flags & w.RD) | w.RA
+                    return [Reply(client, w.truncated(data, msg, flags))]
             self.count(f"dropped: over {over}")
             return []
         try:

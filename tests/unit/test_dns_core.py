@@ -297,15 +297,21 @@ def test_one_lan_address_is_held_to_its_query_rate_and_others_are_not():
     buffer). Beyond `burst`, a UDP query is dropped unanswered (an answer would be reflected at a
     forged source) and a TCP one REFUSED, its connection closed; the bucket refills at `rate`; another address is not
     affected; the table of addresses stays bounded."""
-    c = core(rate=10.0, burst=20.0, max_buckets=3)
+    c = core(rate=10.0, burst=20.0, max_buckets=3, tc_rate=5.0)
     q = w.encode_query(1, "a.test")
-    sent = 0
+    sent = tc = 0
     for i in range(50):
         for a in c.query(("flood", i), "198.18.50.30", q, 0.0):
             if isinstance(a, Send):
                 sent += 1
                 c.answer(a.token, a.server, answer_for(a), 0.0)      # answered at once: nothing stays
-    assert sent == 20 and c.counts["dropped: over one LAN address's query rate"] == 30 and c.pending == {}
+            else:
+                assert a.data[2] & 0x82 == 0x82 and a.data[6:12] == bytes(6)   # QR, TC, no records
+                tc += 1
+    assert sent == 20 and tc == 5 and c.counts["dropped: over one LAN address's query rate"] == 25 and c.pending == {}
+    for i in range(20):                                # TCP has its own bucket (its source is proven)
+        (s,) = c.query("tcp", "198.18.50.30", q, 0.0, tcp=True)
+        c.answer(s.token, s.server, answer_for(s), 0.0)
     r, close = c.query("tcp", "198.18.50.30", q, 0.0, tcp=True)
     assert w.rcode(r.data) == w.REFUSED and c.counts["refused: over one LAN address's query rate"] == 1
     assert close == Close("tcp")                      # and that connection ends (test_dns_forwarder says why)
@@ -337,3 +343,25 @@ def test_many_flooding_addresses_share_the_lans_rate_and_a_quiet_one_is_not_held
     # address alone would have had 400: 20,400)
     assert 4000 < forwarded <= 51 * (50 + 10 * 2) + 2000 + 1000 * 2, forwarded
     assert c.counts["dropped: over the LAN's query rate"] > 10_000
+
+
+def test_a_host_forging_anothers_address_does_not_silence_it():
+    """UDP sources are anyone's to forge: 150 queries a second with a victim's address emptied its
+    bucket, and every query of the real host was dropped. Now a query over its address's rate is
+    answered TC (within `tc_rate`), and the host's retry over TCP -- a source the handshake
+    proves, with its own bucket -- is forwarded."""
+    c = core(max_outstanding=100_000, max_per_source=100_000)
+    q = w.encode_query(1, "a.test")
+    victim = "198.18.50.20"
+    for _ in range(200):                                   # the burst, at once
+        c.query("forger", victim, q, 0.0)
+    outcomes = []
+    for step in range(300):                                # 2 s at 150 a second
+        now = step / 150
+        c.query("forger", victim, q, now)
+        if step % 30 == 15:                                # the real host, 5 a second
+            (a,) = c.query("victim", victim, w.encode_query(9, "mine.test"), now) or (None,)
+            if isinstance(a, Reply) and a.data[2] & 0x02:
+                (a,) = c.query("victim-tcp", victim, w.encode_query(9, "mine.test"), now, tcp=True)
+            outcomes.append(type(a).__name__)
+    assert outcomes == ["Send"] * 10
