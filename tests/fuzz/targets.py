@@ -533,6 +533,8 @@ def make_dhcp_server():
                               mac.ljust(16, b"\0")) + bytes(192) + MAGIC
             for i, opts in enumerate(data[7:].split(b"\xfe\xfe")[:16]):
                 s.handle(hdr + opts, 1.0 + 200.0 * i, sources[((data[0] >> 1) + i) % len(sources)])
+                held = set(s.by_addr) | set(s.declined) | s.static_addrs | {int(s.server)}
+                assert all(a in s.taken for a in held) and len(s.taken) == len(held), "taken set out of step"
         else:
             s.handle(data[1:], 1.0)
     return one
