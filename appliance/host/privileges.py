@@ -118,13 +118,13 @@ def resolve(user: str | None, group: str | None) -> Identity:
     if user is not None:
         try:
             pw = pwd.getpwnam(user) if not user.isdigit() else pwd.getpwuid(int(user))
-        except KeyError:
+        except (KeyError, ValueError, OverflowError):     # a NUL in the name, a number past uid_t
             raise LookupError(f"no such user {user!r} on this host") from None
         uid, gid, user = pw.pw_uid, pw.pw_gid, pw.pw_name
     if group is not None:
         try:
             gr = grp.getgrnam(group) if not group.isdigit() else grp.getgrgid(int(group))
-        except KeyError:
+        except (KeyError, ValueError, OverflowError):     # a NUL in the name, a number past gid_t
             raise LookupError(f"no such group {group!r} on this host") from None
         gid, group = gr.gr_gid, gr.gr_name
     if gid is None:

@@ -150,7 +150,7 @@ def _management_client_id(p: ParseState, d: str, a: list[str], inline: str | Non
             p.set("management_client_user", pwd.getpwnam(a[0]).pw_uid)
         else:
             p.set("management_client_group", grp.getgrnam(a[0]).gr_gid)
-    except KeyError:
+    except (KeyError, ValueError):          # ValueError: a NUL in the name (no such name either)
         p.err(d, f"no {'user' if d.endswith('user') else 'group'} named {a[0]!r} on this system")
 
 

@@ -488,7 +488,7 @@ def others_can_swap(directory: str, user: str | None, what: str) -> str | None:
     if user:
         try:
             trusted.add(pwd.getpwnam(user).pw_uid if not user.isdigit() else int(user))
-        except KeyError:
+        except (KeyError, ValueError):      # ValueError: a NUL in the name
             pass                    # an unknown user is refused at start (host/privileges.py)
     chains = {os.path.abspath(directory), os.path.realpath(directory)}
     for leaf in sorted(chains):
