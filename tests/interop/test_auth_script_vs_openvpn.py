@@ -20,6 +20,7 @@ import pytest
 
 from lab.configs import client_profile, server_config
 from lab.netns import Lab
+from tests.gateway.test_cr_response import CRRESPONSE, PENDING_CR      # the same two commands
 
 UP = "Initialization Sequence Completed"
 
@@ -167,17 +168,6 @@ def test_a_command_asking_for_pending_auth_holds_openvpns_client_past_hand_windo
     for p in reversed(procs):
         p.stop(8)
     procs.clear()
-
-
-PENDING_CR = """#!/bin/sh
-printf "60\\ncrtext\\nCR_TEXT:E,R:Enter code\\n" > "$auth_pending_file"
-exit 2
-"""
-CRRESPONSE = """#!/bin/sh
-env > {out}.tmp && mv {out}.tmp {out}
-[ "$(cat "$1")" = MTIzNDU2 ] && echo 1 > "$auth_control_file" && exit 0
-exit 1
-"""
 
 
 @pytest.mark.parametrize("kind", ["openvpn", "ours"])

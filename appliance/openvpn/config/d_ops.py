@@ -107,33 +107,25 @@ def _management(p: ParseState, d: str, a: list[str], inline: str | None) -> None
     p.set("management", (host, port, pw))
 
 
-@reg.apply("management-hold", why="client: wait for the management client's `hold release` before the first "
-           "connection and, while the hold flag is on, before each reconnect", sets=("management_hold",),
-           used_by="pump", nargs=(0, 0))
-def _management_hold(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
-    p.set("management_hold", True)
+def _flag(field: str):
+    """A directive without arguments that turns `field` on."""
+    def handler(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
+        p.set(field, True)
+    return handler
 
 
-@reg.apply("management-query-passwords", why="client: when the profile does not hold the auth-user-pass "
-           "username and password, they are asked of the management client (>PASSWORD:Need 'Auth' "
-           "username/password) before the connection that needs them", sets=("management_query_passwords",),
-           used_by="pump", nargs=(0, 0))
-def _management_query_passwords(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
-    p.set("management_query_passwords", True)
-
-
-@reg.apply("management-signal", why="client: when a management client disconnects, the connection restarts "
-           "(SIGUSR1), as OpenVPN 2.6 -- here for an authenticated one only", sets=("management_signal",),
-           used_by="pump", nargs=(0, 0))
-def _management_signal(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
-    p.set("management_signal", True)
-
-
-@reg.apply("management-forget-disconnect", why="client: when a management client disconnects, the username/"
-           "password and the auth-token are forgotten (asked again with management-query-passwords)",
-           sets=("management_forget_disconnect",), used_by="pump", nargs=(0, 0))
-def _management_forget_disconnect(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
-    p.set("management_forget_disconnect", True)
+for _name, _why in (
+        ("management-hold", "client: wait for the management client's `hold release` before the first connection "
+                            "and, while the hold flag is on, before each reconnect"),
+        ("management-query-passwords", "client: when the profile does not hold the auth-user-pass username and "
+                                       "password, they are asked of the management client (>PASSWORD:Need 'Auth' "
+                                       "username/password) before the connection that needs them"),
+        ("management-signal", "client: when a management client disconnects, the connection restarts (SIGUSR1), "
+                              "as OpenVPN 2.6 -- here for an authenticated one only"),
+        ("management-forget-disconnect", "client: when a management client disconnects, the username/password and "
+                                         "the auth-token are forgotten (asked again with management-query-passwords)")):
+    _field = _name.replace("-", "_")
+    reg.apply(_name, why=_why, sets=(_field,), used_by="pump", nargs=(0, 0))(_flag(_field))
 
 
 @reg.apply("management-client-user", "management-client-group",
