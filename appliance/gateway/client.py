@@ -30,6 +30,7 @@ from ..openvpn.session import Session
 from ..transport.link import TcpLink, UdpLink
 from .block_ipv6 import is_ipv6, no_route_reply
 from .credentials import Credentials, CredentialsUnavailable
+from .resolver import BackgroundResolver
 from .script_env import with_globals
 from .eventlog import fmt_addr, log_client_event, push_summary
 from .inactivity import INACTIVE_LOG, Inactivity
@@ -113,6 +114,10 @@ class ClientGateway:
         # management-query-passwords: whether the two above are there to send; when not, the
         # management client is asked before the connection (ClientMgmt.query_passwords).
         self._creds_given = bool(username and password)
+        # Remote names resolved in a worker thread where the resolver may be slow (the host's),
+        # never on the loop; in-memory ports answer at once and keep the direct call.
+        self._resolver = BackgroundResolver(ports.resolve) if getattr(ports, "resolves_slowly", False) else None
+        self._resolving = False
         self.advertise_ekm = advertise_ekm
         self.signals = signals
         self.faults = Faults(DROP_LOG_EVERY)
@@ -162,6 +167,9 @@ class ClientGateway:
 
     def _cleanup(self) -> None:
         self._logs.write()
+        if self._resolver is not None:
+            self.pump.unwatch(self._resolver)
+            self._resolver.close()
         if self.verify is not None:
             if not self.verify.inline:
                 self.pump.unwatch(self.verify)
@@ -217,6 +225,8 @@ class ClientGateway:
         if self.verify is not None and not self.verify.inline:
             self.pump.watch(self.verify, self._on_verdicts)
         self._watch_addresses()
+        if self._resolver is not None:
+            self.pump.watch(self._resolver, self._resolver.drain)
         self.open_management()
         freeze_startup_heap()
         if self.mgmt is None or not self.mgmt.hold(0, self._connect_next):
@@ -389,9 +399,8 @@ class ClientGateway:
 
     # ---------------------------------------------------------------- connecting
     def _connect_next(self) -> None:
-        if self.result is not None or self._ask_passwords():
+        if self.result is not None or self._resolving or self._ask_passwords():
             return
-        poll = self.opts.server_poll_timeout
         if self._more and self._more_of is not None:
             remote, addr = self._more_of, self._more.pop(0)
         else:
@@ -405,16 +414,57 @@ class ClientGateway:
                 log.error("All connections have been connect-retry-max (%d) times unsuccessful, exiting", most)
                 self._finish(1)
                 return
-        try:
+        if addr is None:
+            # http-proxy: the proxy's name is resolved and dialled; the remote's goes, as
+            # written, into the CONNECT request (OpenVPN 2.6 socket.c: proxy_dest_host).
             hp = remote.proxy
-            if addr is None:
-                # http-proxy: the proxy's name is resolved and dialled; the remote's goes, as
-                # written, into the CONNECT request (OpenVPN 2.6 socket.c: proxy_dest_host).
-                host, port = (remote.host, remote.port) if hp is None else (hp.server, hp.port)
-                if self.mgmt is not None and not _literal(host):
+            host, port = (remote.host, remote.port) if hp is None else (hp.server, hp.port)
+            args = (host, port, remote.proto, self.opts.family_of(remote))
+            if not _literal(host):
+                if self.mgmt is not None:
                     self.mgmt.state("RESOLVE")
-                addrs = self.ports.resolve(host, port, remote.proto, self.opts.family_of(remote))
-                addr, self._more, self._more_of = addrs[0], list(addrs[1:]), remote
+                if self._resolver is not None:
+                    self._resolving = True
+                    self._resolver.submit(args, lambda r: self._resolved(remote, r))
+                    return
+            try:
+                addrs = self.ports.resolve(*args)
+            except (OSError, ConnectionError) as e:
+                self._unreachable(remote, e)
+                return
+            addr, self._more, self._more_of = addrs[0], list(addrs[1:]), remote
+        self._connect_to(remote, addr)
+
+    def _resolved(self, remote: Remote, result: object) -> None:
+        """The resolver thread's answer for `remote` (gateway/resolver.py), on the loop."""
+        self._resolving = False
+        if self.result is not None or self.conn is not None:
+            return
+        if isinstance(result, BaseException):
+            if not isinstance(result, (OSError, ConnectionError, UnicodeError)):
+                self.faults.internal_exc("resolving a remote name", result)
+            self._unreachable(remote, result)
+            return
+        addrs = list(result)                 # type: ignore[call-overload]
+        if not addrs:
+            self._unreachable(remote, OSError(f"cannot resolve {remote.host}"))
+            return
+        addr, self._more, self._more_of = addrs[0], addrs[1:], remote
+        self._connect_to(remote, addr)
+
+    def _unreachable(self, remote: Remote, e: BaseException) -> None:
+        if remote.proxy is not None:
+            log.warning("cannot reach HTTP proxy %s:%d (for %s:%d): %s", remote.proxy.server, remote.proxy.port,
+                        remote.host, remote.port, e)
+        else:
+            log.warning("cannot reach %s:%d (%s): %s", remote.host, remote.port, remote.proto, e)
+        self._schedule_retry()
+
+    def _connect_to(self, remote: Remote, addr: tuple[str, int]) -> None:
+        """An attempt at `addr` (of `remote`): its link, its session, its timers."""
+        poll = self.opts.server_poll_timeout
+        hp = remote.proxy
+        try:
             self.net.reach(addr[0])      # past the last push's routes, which stay while we reconnect
             if hp is not None:
                 log.info("connecting to %s:%d through HTTP proxy %s", remote.host, remote.port, fmt_addr(addr))
@@ -430,12 +480,7 @@ class ClientGateway:
                 log.info("connecting to %s over UDP", fmt_addr(addr))
                 link = UdpLink(self.ports.udp(self._local_for(addr), addr))
         except (OSError, ConnectionError) as e:
-            if remote.proxy is not None:
-                log.warning("cannot reach HTTP proxy %s:%d (for %s:%d): %s", remote.proxy.server, remote.proxy.port,
-                            remote.host, remote.port, e)
-            else:
-                log.warning("cannot reach %s:%d (%s): %s", remote.host, remote.port, remote.proto, e)
-            self._schedule_retry()
+            self._unreachable(remote, e)
             return
         cfg = client_session_config(self.opts, remote.proto, self.username, self.password, self.advertise_ekm,
                                     self.credentials)

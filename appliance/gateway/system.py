@@ -19,12 +19,17 @@ clock = time.monotonic
 class SystemPorts:
     """Sockets as ports (UDP with GSO/GRO where the kernel has them).
 
+    `resolve` is the host's resolver, which may take seconds: the client calls it from a worker
+    thread (gateway/resolver.py), as `resolves_slowly` says.
+
     `mark` (the profile's `mark N`: SO_MARK) and `bind_dev` (`bind-dev DEV`: SO_BINDTODEVICE) are
     set on each VPN socket before it is bound or connected, as OpenVPN 2.6 sets them when it
     creates its link socket (socket.c create_socket), so the kernel's route lookup for it already
     sees them (policy routing by fwmark, a VRF). One the kernel refuses fails that socket with the
     reason (the client tries again later), rather than sending without what the profile asked for.
     """
+
+    resolves_slowly = True
 
     def __init__(self, mark: int = 0, bind_dev: str | None = None) -> None:
         self.mark = mark
