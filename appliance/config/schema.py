@@ -145,7 +145,7 @@ class _Loader:
         except ConfigError as e:
             errs = e.errors if isinstance(e, ConfigErrors) else [e]
             for x in errs:
-                if offset is None and single_line is None:
+                if (offset is None and single_line is None) or x.path != path:   # or a `config FILE`'s
                     self.errors.append(x)
                     continue
                 line = single_line if offset is None else (x.line + offset if x.line is not None else None)

@@ -53,10 +53,12 @@ class ClientRefused(RemoteProtocolError):
 
 
 class ConfigError(Exception):
-    """A configuration problem, reported as `file:line: directive: why`."""
+    """A configuration problem, reported as `file:line: directive: why`. A `line` that is a
+    Loc names its own file (a line of a file read with `config FILE`), whatever `path` says."""
 
     def __init__(self, message: str, path: str | None = None, line: int | None = None,
                  directive: str | None = None) -> None:
+        path = getattr(line, "path", path)
         self.path = path
         self.line = line
         self.directive = directive
@@ -66,6 +68,22 @@ class ConfigError(Exception):
             where = f"{path}:{line}: " if line is not None else f"{path}: "
         what = f"{directive}: " if directive else ""
         super().__init__(f"{where}{what}{message}")
+
+
+class Loc(int):
+    """A line number that knows its file. Why: `config FILE` reads another file in place, and
+    every place that keeps a line for a later error (Options.source, first lines seen, remote
+    lines) keeps an int; a Loc is one, so all of them name the right file without a change."""
+
+    path: str
+
+    def __new__(cls, number: int, path: str) -> "Loc":
+        loc = super().__new__(cls, number)
+        loc.path = path
+        return loc
+
+    def __reduce__(self):
+        return (Loc, (int(self), self.path))
 
 
 class PushDeferred(Exception):

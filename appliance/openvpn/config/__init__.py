@@ -33,7 +33,8 @@ def parse_config(text: str, path: str = "<string>", read_file: Callable[[str], b
                  ignore_scripts: bool = False) -> Options:
     """Parse OpenVPN config text; raises ConfigError (ConfigErrors for several) located by file:line.
     `ignore_scripts` (`run --no-scripts`): up/down/... scripts are skipped with a note instead of refused."""
-    return ParseState(path, read_file or _read, TABLE, ignore_scripts).parse(text)
+    # An injected reader (tests) reads the files `config FILE` names too.
+    return ParseState(path, read_file or _read, TABLE, ignore_scripts, read_config=read_file).parse(text)
 
 
 def load_config(path: str, ignore_scripts: bool = False, again: bool = False) -> Options:

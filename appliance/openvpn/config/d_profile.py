@@ -176,6 +176,13 @@ def _session_timeout(p: ParseState, d: str, a: list[str], inline: str | None) ->
 
 
 # ------------------------------------------------------------------ process options
+@reg.apply("config", why="FILE's lines are read in place, as OpenVPN 2.6 reads them (include.py)",
+           used_by="parser", nargs=(1, 1))
+def _config(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
+    from .include import include          # include builds on the parser, as this module
+    include(p, d, a[0])
+
+
 @reg.apply("cd", why="relative file names on the following lines are read from DIR, and the process runs (its "
            "scripts start) there, as OpenVPN chdir()s there while it reads the profile", sets=("cd_dir",),
            used_by="pump", nargs=(1, 1))
@@ -190,7 +197,8 @@ def _cd(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
         p.err(d, f"cd to {a[0]!r} failed: not a directory")
         return
     if p.relative_line is not None:
-        p.err(d, f"line {p.relative_line} named a file relative to the profile's directory before this "
+        where = getattr(p.relative_line, "path", p.path)
+        p.err(d, f"{where}:{p.relative_line} named a file relative to the profile's directory before this "
                  "`cd`, which OpenVPN would read from DIR: give `cd` first (or that name absolute)")
         return
     # The directory chdir() reaches: `..` after a symlink is the parent of its target, as the

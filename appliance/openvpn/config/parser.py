@@ -17,7 +17,7 @@ import re
 import stat
 from typing import Callable
 
-from ..errors import ConfigError
+from ..errors import ConfigError, Loc
 from ..peernames import to_bytes
 from .directives import Directive, Kind
 from .lexer import lines
@@ -41,26 +41,32 @@ class ParseState:
     """One parse: the Options being built, the errors so far, and the helpers handlers use."""
 
     def __init__(self, path: str, read_file: Callable[[str], bytes], table: dict[str, Directive],
-                 ignore_scripts: bool = False) -> None:
-        self.path = path
+                 ignore_scripts: bool = False, read_config: Callable[[str], bytes] | None = None) -> None:
+        self.path = path                            # the file being read (`config FILE` switches it)
+        self.top_path = path
+        self.read_config = read_config              # for `config FILE` (include.py); None: the default
+        self.includes: list[str] = []               # the files being read, outermost first (include.py)
+        self.included_bytes = 0                     # what `config FILE` lines read so far, all files
+        self.include_count = 0                      # `config FILE` lines read so far, all files
         self.ignore_scripts = ignore_scripts        # `run --no-scripts`: script lines are skipped, not refused
         self.base = os.path.dirname(os.path.abspath(path)) if not path.startswith("<") else os.getcwd()
         self.read_file = read_file
         self.table = table
         self.o = Options(path=path, ignore_scripts=ignore_scripts)
+        self.line: int = 0                          # a Loc while parsing: its file rides along
         self.errors: list[ConfigError] = []
         self.ignore_unknown: set[str] = set()
         self.remote_lines: list[tuple[int, list[str]]] = []
         self.inline_blocks: dict[str, str] = {}      # tag -> text of an inline block seen so far
         self.pending_inline: dict[str, int] = {}     # `X [inline]` lines still waiting for <X>
-        self.line = 0
         self.current: Directive | None = None
         self.seen: dict[str, int] = {}              # directive -> the line it first appears on
         self.relative_line: int | None = None       # the first line naming a relative file (for `cd`)
 
     # -- helpers for handlers
     def err(self, directive: str, msg: str, line: "int | None | object" = ...) -> None:
-        """`line` omitted: the line being parsed; None: no line (a directive that is missing)."""
+        """`line` omitted: the line being parsed; None: no line (a directive that is missing). A
+        Loc names its own file (ConfigError)."""
         self.errors.append(ConfigError(msg, self.path, self.line if line is ... else line, directive))
 
     def _guard(self, name: str) -> None:
@@ -80,7 +86,7 @@ class ParseState:
         self.o.source[name] = (self.path, self.line)
 
     def note(self, directive: str, what: str = "accepted, has no effect here") -> None:
-        self.o.notes.append(f"{self.path}:{self.line}: {directive}: {what}")
+        self.o.notes.append(f"{getattr(self.line, 'path', self.path)}:{self.line}: {directive}: {what}")
 
     def path_arg(self, arg: str) -> str:
         if os.path.isabs(arg):
@@ -174,8 +180,19 @@ class ParseState:
             self.note(d, f"accepted, has no effect here: {entry.why}")
 
     def parse(self, text: str) -> Options:
+        self.read_lines(text)
+        self.current = None
+        self.path = self.top_path
+        finish(self)
+        if self.errors:
+            raise ConfigErrors(self.errors) if len(self.errors) > 1 else self.errors[0]
+        return self.o
+
+    def read_lines(self, text: str) -> None:
+        """Every line of `text` (the file self.path), dispatched in order; `config FILE` comes back
+        here for its file (include.py)."""
         for ln in lines(text):
-            self.line = ln.number
+            self.line = Loc(ln.number, self.path)
             if ln.tokens is None:
                 self.err(_as_text(ln.first_word), _as_text(ln.error or "cannot parse"))
                 continue
@@ -183,11 +200,6 @@ class ParseState:
             if tokens[0].lower() not in BYTES_DIRECTIVES:
                 tokens, inline = [_as_text(t) for t in tokens], (_as_text(inline) if inline else inline)
             self.dispatch(tokens, inline)
-        self.current = None
-        finish(self)
-        if self.errors:
-            raise ConfigErrors(self.errors) if len(self.errors) > 1 else self.errors[0]
-        return self.o
 
 
 # The directives whose text OpenVPN 2.6 passes on as the file's bytes: a `push "setenv-safe MOTD
@@ -259,7 +271,7 @@ def finish(p: ParseState) -> None:
             family = a[2][3:4] if a[2][3:4] in ("4", "6") else ""
         o.remotes.append(Remote(a[0], port, proto, family))
     if o.remotes:
-        o.source["remotes"] = (p.path, p.remote_lines[0][0])
+        o.source["remotes"] = (getattr(p.remote_lines[0][0], "path", p.path), p.remote_lines[0][0])
     if o.connection_remotes:
         if p.remote_lines:
             # OpenVPN 2.6 uses the blocks and drops these without a word (options.c, remote_list
