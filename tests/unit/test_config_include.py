@@ -166,3 +166,15 @@ def test_cd_before_config_moves_where_it_is_read_from(tmp_path):
     top = tmp_path / "s.conf"
     top.write_text(f"cd {sub}\nconfig inst1.conf\n")
     assert load_config(str(top)).port == 1195
+
+
+def test_the_appliance_toml_takes_a_profile_that_includes_another(tmp_path):
+    from appliance.config.schema import parse_appliance_config
+    _split(tmp_path)
+    toml = '[wan]\nname = "eth0"\ndhcp = true\n\n[vpn]\nrole = "server"\nconfig = "inst1.conf"\n'
+    cfg = parse_appliance_config(toml, str(tmp_path / "appliance.toml"))
+    assert cfg.vpn_options.port == 1195 and cfg.vpn_options.ca is not None
+    (tmp_path / "common.conf").write_text("verb x\n" + COMMON)     # its error keeps its own file:line
+    with pytest.raises(ConfigError) as ei:
+        parse_appliance_config(toml, str(tmp_path / "appliance.toml"))
+    assert any((e.path, e.line) == (str(tmp_path / "common.conf"), 1) for e in _errors(ei.value)), ei.value
