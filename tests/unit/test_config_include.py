@@ -178,3 +178,13 @@ def test_the_appliance_toml_takes_a_profile_that_includes_another(tmp_path):
     with pytest.raises(ConfigError) as ei:
         parse_appliance_config(toml, str(tmp_path / "appliance.toml"))
     assert any((e.path, e.line) == (str(tmp_path / "common.conf"), 1) for e in _errors(ei.value)), ei.value
+
+
+def test_the_vm_bundle_refuses_an_include_at_its_line_rather_than_bundle_half(tmp_path):
+    from appliance.config.bundle import collect
+    inst = _split(tmp_path)
+    toml = tmp_path / "appliance.toml"
+    toml.write_text('[wan]\nname = "eth0"\ndhcp = true\n\n[vpn]\nrole = "server"\nconfig = "inst1.conf"\n')
+    with pytest.raises(ConfigError) as ei:
+        collect(toml)
+    assert any((e.path, e.line, e.directive) == (str(inst), 3, "config") for e in _errors(ei.value)), ei.value
