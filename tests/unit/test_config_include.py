@@ -188,3 +188,17 @@ def test_the_vm_bundle_refuses_an_include_at_its_line_rather_than_bundle_half(tm
     with pytest.raises(ConfigError) as ei:
         collect(toml)
     assert any((e.path, e.line, e.directive) == (str(inst), 3, "config") for e in _errors(ei.value)), ei.value
+
+
+def test_a_config_from_a_pipe_at_start_includes_by_absolute_name_and_its_reload_is_refused(tmp_path):
+    _split(tmp_path)
+    fifo = tmp_path / "top.fifo"
+    os.mkfifo(fifo)
+    text = f"port 1195\nserver 198.19.1.0 255.255.255.0\nconfig {tmp_path / 'common.conf'}\n"
+    writer = threading.Thread(target=lambda: fifo.write_text(text), daemon=True)
+    writer.start()
+    o = load_config(str(fifo))
+    writer.join(3)
+    assert o.port == 1195 and o.ca is not None
+    with pytest.raises(ConfigError, match="cannot be read again"):
+        load_config(str(fifo), again=True)
