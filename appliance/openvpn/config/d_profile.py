@@ -197,8 +197,9 @@ def _cd(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
         p.err(d, f"cd to {a[0]!r} failed: not a directory")
         return
     if p.relative_line is not None:
-        where = getattr(p.relative_line, "path", p.path)
-        p.err(d, f"{where}:{p.relative_line} named a file relative to the profile's directory before this "
+        other = getattr(p.relative_line, "path", p.path)       # a line of another file (`config FILE`)
+        where = f"line {p.relative_line}" if other == p.path else f"{other}:{p.relative_line}"
+        p.err(d, f"{where} named a file relative to the profile's directory before this "
                  "`cd`, which OpenVPN would read from DIR: give `cd` first (or that name absolute)")
         return
     # The directory chdir() reaches: `..` after a symlink is the parent of its target, as the
