@@ -51,7 +51,7 @@ def include(p: ParseState, d: str, arg: str) -> None:
         p.err(d, f"{arg}: more than {MAX_DEPTH} files deep (OpenVPN 2.6's limit for `config` in a config, "
                  "the top file counting)")
         return
-    chain = ([] if p.top_path.startswith("<") else [p.top_path]) + p.includes
+    chain = ([] if p.top_path.startswith("<") else [os.path.abspath(p.top_path)]) + p.includes
     if "\0" not in path and _key(path) in {_key(c) for c in chain}:
         p.err(d, f"{arg}: includes itself ({' -> '.join([*chain, path])}); OpenVPN refuses that too, when "
                  f"the chain reaches {MAX_DEPTH} files")
