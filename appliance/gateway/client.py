@@ -25,7 +25,8 @@ from ..openvpn.config import ConfigError, Options, Remote
 from ..openvpn.errors import BadPacket
 from ..openvpn.httpproxy import ConnectReply, ProxyRefused, request_bytes
 from ..openvpn.profile_push import outside_ipv6_dropped, with_profile
-from ..openvpn.settings import NO_SERVER_CERT_CHECK, checks_server_certificate, client_session_config, mss_rule
+from ..openvpn.settings import (NO_SERVER_CERT_CHECK, checks_server_certificate, client_session_config,
+                                fragment_room, mss_rule)
 from ..openvpn.session import Session
 from ..transport.link import TcpLink, UdpLink
 from .block_ipv6 import is_ipv6, no_route_reply
@@ -485,6 +486,7 @@ class ClientGateway:
         cfg = client_session_config(self.opts, remote.proto, self.username, self.password, self.advertise_ekm,
                                     self.credentials)
         cfg.auth_token = self.auth_token
+        cfg.fragment_room = fragment_room(self.opts, ":" in addr[0])
         now = self.clock()
         s = Session(cfg, now)
         rule = mss_rule(self.opts, remote.proto == "tcp", ":" in addr[0])

@@ -219,7 +219,8 @@ class ControlChannel:
 
     def _options_string(self) -> str:
         proto = ("TCPv4_CLIENT" if self.is_client else "TCPv4_SERVER") if self.tcp else "UDPv4"
-        return (f"V4,dev-type tun,link-mtu 1549,tun-mtu {self.cfg.tun_mtu},proto {proto},keysize 256,"
+        frag = ",mtu-dynamic" if self.cfg.fragment_room else ""       # as OpenVPN 2.6 names fragment there
+        return (f"V4,dev-type tun,link-mtu 1549,tun-mtu {self.cfg.tun_mtu},proto {proto}{frag},keysize 256,"
                 f"key-method 2,{self.role.name}")
 
     def _make_key_method(self) -> tuple[KeyMethod2, bytes]:

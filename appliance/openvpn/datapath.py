@@ -93,10 +93,16 @@ class ClientDataPath:
         clamp = self.mss.clamp
         encrypt = s.encrypt
         out = []
-        for p in pkts:
-            w = encrypt(clamp(p, s))
-            if w is not None:
-                out.append(w)
+        if s.frag is not None:
+            for p in pkts:
+                w = encrypt(clamp(p, s))           # fragment: a list of wire packets each
+                if w:
+                    out += w
+        else:
+            for p in pkts:
+                w = encrypt(clamp(p, s))
+                if w is not None:
+                    out.append(w)
         if out:
             s.note_sent(now)
         return out
@@ -134,8 +140,12 @@ class ServerDataPath:
                     except Exception as e:  # noqa: BLE001 - contained to that client
                         self.failed.append((other, e))
                         continue
-                    if w is not None:
-                        sends.setdefault(other.addr, []).append(w)
+                    if w:
+                        q = sends.setdefault(other.addr, [])
+                        if other.session.frag is None:
+                            q.append(w)
+                        else:
+                            q += w                 # fragment: the parts, in order
                         self.d.note_sent(other, now)
                 else:
                     self.stats["c2c refused"] += 1
@@ -160,8 +170,11 @@ class ServerDataPath:
             except Exception as e:  # noqa: BLE001 - contained to that client
                 self.failed.append((rec, e))
                 continue
-            if w is not None:
-                sends.setdefault(rec.addr, []).append(w)
+            if w:
+                if s.frag is None:
+                    sends.setdefault(rec.addr, []).append(w)
+                else:
+                    sends.setdefault(rec.addr, []).extend(w)    # fragment: the parts, in order
                 touched[id(rec)] = rec
         note_sent = self.d.note_sent
         for rec in touched.values():

@@ -51,6 +51,7 @@ from .compstub import compress_stub, decompress_stub
 from .control import CONTROL_BURST, ControlChannel
 from .datachannel import DataKey
 from .errors import BadPacket, ClientRefused, LocalProtocolError, PushError, RemoteProtocolError
+from .fragment import Fragmenter, max_fragment_size
 from .gentoken import TokenPolicy
 from .keys import EKM_LABEL, KEY_BLOCK_LEN, prf_key_block, split_key_block
 from .keystate import KS, KeyState
@@ -71,6 +72,9 @@ RENEG_CHECK_INTERVAL = 0.1      # how often reneg-bytes / reneg-pkts counters ar
 # How often an AES-GCM key's usage (ciphers.AES_GCM_USAGE_LIMIT) is looked at otherwise: the 1/8
 # of the limit left when it renegotiates is ~128 GiB, minutes at any rate this program reaches.
 USAGE_CHECK_INTERVAL = 10.0
+# fragment: a reassembled payload may exceed the TUN MTU by its framing and tun-mtu-extra (OpenVPN's
+# buffers have room for both); beyond this it is dropped.
+FRAGMENT_SLACK = 256
 MAX_WARNINGS = 10               # Warning events per session; more are only counted (stats)
 # Renegotiations the peer may start: PEER_RENEG_BURST in a row, then one per PEER_RENEG_EVERY
 # seconds (_may_answer_soft_reset). Each is a full TLS handshake here (~6 ms of our CPU).
@@ -126,6 +130,7 @@ class SessionConfig:
     early_negotiation: bool = False              # client with tls-crypt-v2
     advertise_ekm: bool = True                   # client: offer TLS-EKM key derivation (IV_PROTO bit 3)
     peer_info_extra: tuple[str, ...] = ()        # client: setenv IV_GUI_VER/IV_SSO, push-peer-info's lines
+    fragment_room: int = 0                        # fragment: UDP payload bytes a datagram may take (0: off)
     replay_window: int = 64                       # replay-window N: reordering tolerated (packets)
     replay_time: float | None = 15.0              # replay-window N T: seconds (None/0: no time limit)
     pull_filter: list[tuple[str, str]] = field(default_factory=list)   # client: (action, text) in order
@@ -210,6 +215,9 @@ class Session(ControlChannel):
         self.ping_restart = cfg.ping_restart
         self.next_key_id = 1
         self.comp = cfg.comp
+        # fragment N (fragment.py): every payload framed, big ones split; None without it.
+        self.frag = Fragmenter(max(cfg.tun_mtu, cfg.tun_mtu_max or 1600) + FRAGMENT_SLACK) if cfg.fragment_room else None
+        self._frag_sizes: dict[tuple[str, int], int] = {}
         self.newest_key_id: int | None = None
         # client: the key in use while a new TLS session replaces a failed renegotiation's
         # (_new_tls_session)
@@ -307,6 +315,10 @@ class Session(ControlChannel):
                     return []
             self.last_recv = now
             self.data_authenticated += 1
+            if self.frag is not None:
+                pt = self._unfragment(pt, now)
+                if pt is None:
+                    return []
             if self.comp is not None:
                 n = len(pt)
                 pt = decompress_stub(self.comp, pt)
@@ -314,7 +326,7 @@ class Session(ControlChannel):
                     self.not_traffic += n
                     self._count("compressed packet (unsupported)")
                     return []
-                self.framing = n - len(pt)
+                self.framing = n - len(pt) + (4 if self.frag is not None else 0)
             # IP packets start with 0x4_/0x6_; the ping (0x2a) and OCC (0x28) magics do not.
             if pt and (pt[0] == 0x2A or pt[0] == 0x28):
                 if pt == PING_MAGIC:
@@ -438,8 +450,9 @@ class Session(ControlChannel):
             self._fail(str(e), restart=True, tls_error=not isinstance(e, PushError))
         self._flush(now)
 
-    def encrypt(self, payload) -> bytes | None:
-        """Seal one tunnel packet for the wire (None if no key is up yet, or its ids are used up)."""
+    def encrypt(self, payload) -> bytes | list[bytes] | None:
+        """Seal one tunnel packet for the wire (None if no key is up yet, or its ids are used up).
+        With `fragment` (self.frag set): a list of wire packets, one or the parts of a split."""
         sk = self.send_key
         if sk is None:
             return None
@@ -452,7 +465,43 @@ class Session(ControlChannel):
                 return None
         if self.comp is not None:
             payload = compress_stub(self.comp, payload)
+        if self.frag is not None:
+            return self._seal_parts(sk, payload)
         return sk.seal(payload)
+
+    # ---- fragment N (fragment.py): both directions, only when the config says so
+    def _seal_parts(self, sk: DataKey, payload) -> list[bytes]:
+        """A payload framed (and split when too big) and sealed: a list of wire packets, which
+        the data path sends in order (datapath.py)."""
+        parts = self.frag.split(payload, self._fragment_size(sk))
+        if not parts or sk.send_pid + len(parts) >= PID_MAX:
+            self._count(self.frag.error or "packet-id space exhausted (send)")
+            return []
+        return [sk.seal(p) for p in parts]
+
+    def _fragment_size(self, sk: DataKey) -> int:
+        key = (sk.cipher, sk.hlen)
+        size = self._frag_sizes.get(key)
+        if size is None:
+            spec = ciphers.spec(sk.cipher)
+            size = max_fragment_size(spec, self.cfg.auth, sk.hlen == 4, self.cfg.fragment_room)
+            # A room too small for any part (fragment 68 beside a CBC cipher with SHA512): every
+            # payload is refused by split(), counted, as OpenVPN drops them.
+            self._frag_sizes[key] = size = max(size, 0)
+        return size
+
+    def _unfragment(self, pt, now: float):
+        """The payload inside a fragment-framed one, once whole; None while parts are missing or
+        when the header is bad (counted under its reason, as OpenVPN's FRAG_IN errors)."""
+        n = len(pt)
+        pt = self.frag.take(pt, now)
+        if pt is None:
+            self.not_traffic += min(n, 4)
+            if self.frag.error is not None:
+                self._count(self.frag.error)
+                self.frag.error = None
+            return None
+        return pt
 
     def handle_timer(self, now: float) -> None:
         if self.closed:
@@ -990,7 +1039,10 @@ class Session(ControlChannel):
             if self.comp is not None:
                 payload = compress_stub(self.comp, payload)
             self.not_traffic += len(payload)
-            self.out.append(sk.seal(payload))
+            if self.frag is not None:
+                self.out.extend(self._seal_parts(sk, payload))
+            else:
+                self.out.append(sk.seal(payload))
 
     def _occ(self, pt, now: float) -> None:
         if pt[16] == OCC_EXIT:

@@ -18,6 +18,7 @@ from typing import Callable
 from . import ciphers, gentoken, keyfiles, wrapping
 from .config import MSSFIX_DEFAULT, Options
 from .errors import ConfigError
+from .fragment import HEADER_LEN as FRAGMENT_HEADER
 from .keyunlock import unlock as unlock_key
 from .mss import INNER_HEADERS, encap_room
 from .passdb import PasswordDb
@@ -124,7 +125,17 @@ def session_config(opts: Options, role: Role, *, proto: str | None = None, tls: 
         route_nopull=client and opts.route_nopull, auth_retry=client and opts.auth_retry,
         username=username, password=password, peer_id=peer_id, verify_user=verify_user,
         peer_info_extra=peer_info_extra(opts) if client else (),
+        fragment_room=fragment_room(opts, opts.proto_family == "6" or ":" in (opts.local or "")),
     )
+
+
+def fragment_room(opts: Options, ipv6_transport: bool) -> int:
+    """`fragment N [mtu]` -> the UDP payload bytes each datagram may take (0: no fragmentation).
+    With `mtu`, N counts the outer IP and UDP headers, whose size depends on the transport's
+    family (the client sets it again once it knows the address: gateway/client.py)."""
+    if not opts.fragment:
+        return 0
+    return encap_room(opts.fragment, False, opts.fragment_mtu, ipv6_transport)
 
 
 # OpenVPN 2.6 builds the peer info in 512 * 3 bytes and leaves out what does not fit (buf_safe).
@@ -291,7 +302,10 @@ def tcp_mss(opts: Options, overhead: int | None, tcp_transport: bool, ipv6_trans
     A compression framing byte (comp-lzo no, compress stub) counts, as in OpenVPN."""
     if opts.mssfix == 0:
         return None
-    room = encap_room(opts.mssfix or MSSFIX_DEFAULT, tcp_transport, opts.mssfix_mtu, ipv6_transport)
+    # With `fragment N` and no `mssfix N`, OpenVPN 2.6 clamps to N (options.c: mssfix_default),
+    # keeping the default's `mtu` meaning.
+    room = encap_room(opts.mssfix or opts.fragment or MSSFIX_DEFAULT, tcp_transport, opts.mssfix_mtu,
+                      ipv6_transport)
     if cipher is not None:
         spec = ciphers.spec(cipher)
         if spec is None:
@@ -302,8 +316,10 @@ def tcp_mss(opts: Options, overhead: int | None, tcp_transport: bool, ipv6_trans
     else:
         raise ValueError("tcp_mss needs a cipher or an overhead")
     comp_byte = 1 if comp_framing(opts) in ("lzo-stub", "stub") else 0
-    # tun-mtu-extra counts as payload overhead too (mtu.c frame_calculate_payload_overhead).
-    return payload - comp_byte - opts.tun_mtu_extra - INNER_HEADERS
+    # tun-mtu-extra and the fragment header count as payload overhead too (mtu.c
+    # frame_calculate_payload_overhead).
+    frag = FRAGMENT_HEADER if opts.fragment else 0
+    return payload - comp_byte - frag - opts.tun_mtu_extra - INNER_HEADERS
 
 
 def mss_rule(opts: Options, tcp_transport: bool, ipv6_transport: bool = False) -> Callable[[str, bool], int | None]:

@@ -239,7 +239,6 @@ def _management_client_auth(p: ParseState, d: str, a: list[str], inline: str | N
 
 
 reg.refuse("secret", "static-key mode is not supported (deprecated in OpenVPN 2.6); use TLS", inline=True)
-reg.refuse("fragment", "fragment is not supported")
 reg.refuse("pkcs11-providers", "PKCS#11 is not supported")
 reg.refuse("cryptoapicert", "not supported on this platform")
 reg.refuse("lladdr", "only tun is supported")

@@ -350,6 +350,25 @@ def _mssfix(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
     p.set("mssfix_mtu", flag == "mtu")
 
 
+@reg.apply("fragment", why="OpenVPN's own fragmentation: every data payload carries its 4-byte fragment "
+           "header and none makes a UDP datagram over N bytes (N counting the outer IP+UDP headers with "
+           "`mtu`); the server must say `fragment` too, as with OpenVPN", sets=("fragment", "fragment_mtu"),
+           used_by="session", nargs=(1, 2))
+def _fragment(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
+    """OpenVPN 2.6 (options.c): N below 68 and any flag but `mtu` are errors; UDP only (finish)."""
+    n = p.int_arg(d, a[0], 0, 65535)
+    if n is None:
+        return
+    if n < 68:
+        p.err(d, "--fragment needs to be at least 68 (as OpenVPN 2.6)")
+        return
+    if len(a) > 1 and a[1] != "mtu":
+        p.err(d, f"Unknown parameter to --fragment: {a[1]}")
+        return
+    p.set("fragment", n)
+    p.set("fragment_mtu", len(a) > 1)
+
+
 @reg.apply("tun-mtu-extra", why="bytes the device may add beyond tun-mtu (TAP's Ethernet header); OpenVPN 2.6 "
            "counts them against mssfix, so the MSS clamp is that much lower", sets=("tun_mtu_extra",),
            used_by="pump", nargs=(1, 1))

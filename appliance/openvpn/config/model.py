@@ -167,6 +167,8 @@ class Options:
     tun_mtu: int = 1500
     mssfix: int | None = None                   # None: OpenVPN's default (1492, mtu); 0: off
     mssfix_mtu: bool = True                     # the value counts the outer IP+UDP/TCP headers
+    fragment: int = 0                           # fragment N: datagrams of at most N bytes (0: off)
+    fragment_mtu: bool = False                  # `fragment N mtu`: N counts the outer IP+UDP headers
     tun_mtu_extra: int = 0                      # tun-mtu-extra: counted against mssfix, as OpenVPN
     tun_mtu_max: int = 0                        # client: the largest tun-mtu a server may push (0: 1600)
     verb: int = 1

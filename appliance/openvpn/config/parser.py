@@ -282,6 +282,8 @@ def finish(p: ParseState) -> None:
         o.source["remotes"] = o.source["connection_remotes"]
     server = o.mode == "server" or o.server is not None
     line = lambda n: o.source.get(n, (p.path, None))[1]  # noqa: E731
+    if o.fragment and (o.proto == "tcp" or any(r.proto == "tcp" for r in o.remotes)):
+        p.err("fragment", "--fragment can only be used with --proto udp (as OpenVPN 2.6)", line("fragment"))
     if server and o.client:
         p.err("client", "`client` and `server`/`mode server` cannot both be set", line("client"))
     if server:
