@@ -8,6 +8,7 @@ the way out, newest first: forwarding goes off before the kill switch goes.
 """
 from __future__ import annotations
 
+import base64
 import functools
 import getpass
 import ipaddress
@@ -144,23 +145,44 @@ def management_port(cfg: ApplianceConfig, wan_if: str, lan_if: str | None) -> tu
 
 def ask_credentials(opts: Options) -> tuple[str, str]:
     """Username and password from the profile, or asked on the terminal; a ConfigError naming the
-    auth-user-pass line when there is neither (an unattended run)."""
+    auth-user-pass line when there is neither (an unattended run). With `static-challenge` (and
+    no management client to ask) the response is asked on the terminal too and the password sent
+    as OpenVPN 2.6 packs it (misc.c get_user_pass_cr), even when the profile holds the password."""
     if opts.management_query_passwords and opts.auth_user_pass_required and \
             not (opts.auth_user_pass and opts.auth_user_pass[1]):
         return "", ""           # asked of the management client (ClientGateway._ask_passwords)
     if opts.auth_user_pass:
-        return opts.auth_user_pass
-    if opts.auth_user_pass_required:
+        user, pw = opts.auth_user_pass
+    elif opts.auth_user_pass_required:
         if opts.auth_nocache and opts.auth_user_pass_file:
             return "", ""         # the file is read at each use (gateway/credentials.py)
-        if not sys.stdin.isatty():
-            src = opts.source.get("auth_user_pass_required") or opts.source.get("auth_user_pass")
-            raise ConfigError("no terminal to ask for the username and password: put them in an"
-                              " <auth-user-pass> block (two lines) or a file", src[0] if src else opts.path,
-                              src[1] if src else None, "auth-user-pass")
+        _need_terminal(opts, "auth_user_pass_required", "auth-user-pass", "the username and password: put them "
+                       "in an <auth-user-pass> block (two lines) or a file")
         user = input("Username: ")
-        return user, getpass.getpass("Password: ")
-    return "", ""
+        pw = getpass.getpass("Password: ")
+    else:
+        return "", ""
+    if opts.static_challenge is not None:
+        text, echo = opts.static_challenge
+        _need_terminal(opts, "static_challenge", "static-challenge", "the static challenge's response (a GUI "
+                       "can answer it through management-query-passwords)")
+        prompt = f"CHALLENGE: {text} "
+        response = input(prompt) if echo else getpass.getpass(prompt)
+        pw = static_challenge_password(pw, response)
+    return user, pw
+
+
+def static_challenge_password(password: str, response: str) -> str:
+    """OpenVPN 2.6's SCRV1 packing of a password and a static challenge's response."""
+    b64 = lambda s: base64.b64encode(s.encode()).decode()    # noqa: E731
+    return f"SCRV1:{b64(password)}:{b64(response)}"
+
+
+def _need_terminal(opts: Options, field: str, directive: str, what: str) -> None:
+    if not sys.stdin.isatty():
+        src = opts.source.get(field) or opts.source.get("auth_user_pass")
+        raise ConfigError(f"no terminal to ask for {what}", src[0] if src else opts.path, src[1] if src else None,
+                          directive)
 
 
 def setup_logging(level: str, verbose: int) -> None:

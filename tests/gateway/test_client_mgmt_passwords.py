@@ -104,7 +104,6 @@ def test_a_password_in_the_profile_is_not_asked_for(pki, tmp_path):
 
 @pytest.mark.parametrize("extra,directive", [
     ("auth-user-pass\nauth-retry interact\n", "auth-retry"),
-    ('auth-user-pass\nstatic-challenge "PIN" 0\n', "static-challenge"),
     ('management-query-passwords\nstatic-challenge "PIN" 0\n', "static-challenge"),
     ("auth-user-pass\nmanagement-query-passwords\nauth-nocache\n", "auth-nocache"),
 ])

@@ -537,16 +537,19 @@ def _query_passwords_checks(p: ParseState, line) -> None:
               "here: add management-query-passwords, or use auth-retry nointeract (the same credentials again) "
               "or none", line("auth_retry_interact"))
     if o.static_challenge is not None:
-        if not q:
-            p.err("static-challenge", "the response is asked of a management client here (there is no terminal "
-                  "prompt): add management-query-passwords", line("static_challenge"))
-        elif not o.auth_user_pass_required:
+        if not o.auth_user_pass_required:
             p.err("static-challenge", "does nothing without auth-user-pass", line("static_challenge"))
-        elif o.auth_user_pass is not None and o.auth_user_pass[1]:
+        elif q and o.auth_user_pass is not None and o.auth_user_pass[1]:
             # OpenVPN 2.6 reads such a file and asks the terminal for the response alone.
             p.err("static-challenge", "the profile holds the password, so OpenVPN would ask the response on a "
                   "terminal; here only the management client is asked: leave the password out of "
                   "auth-user-pass so it is asked for both", line("static_challenge"))
+        elif not q and o.auth_nocache:
+            # Without a management client the response is typed on the terminal (run_toml.py
+            # ask_credentials); auth-nocache would ask it again mid-connection at renegotiations.
+            p.err("static-challenge", "with auth-nocache the response would be asked on the terminal again at each "
+                  "renegotiation, mid-connection: not supported; leave auth-nocache out (a pushed auth-token "
+                  "serves renegotiations either way) or add management-query-passwords", line("static_challenge"))
     if q and o.auth_nocache and o.auth_user_pass_required:
         p.err("auth-nocache", "with management-query-passwords the password would have to be asked again at "
               "each renegotiation, mid-connection: not supported; leave auth-nocache out (the server's "
