@@ -80,7 +80,7 @@ class Fragmenter:
         n = len(payload)
         if n <= max_size:
             return [_WHOLE + payload]
-        size = part_size(n, max_size)
+        size = part_size(n, max_size) if max_size >= 4 else 0
         if size <= 0 or n > size * MAX_PARTS:
             self.error = "fragment: too many parts would be needed"
             return []

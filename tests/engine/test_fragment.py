@@ -160,3 +160,7 @@ def test_a_slot_older_than_ten_seconds_is_not_completed():
 def test_too_big_for_32_parts_is_refused_not_sent():
     f = Fragmenter(100_000)
     assert f.split(bytes(40 * MAX_PARTS + 1), 40) == [] and f.error
+    # `fragment 68` beside AES-256-CBC + SHA512 leaves no room at all: refused, never a crash.
+    for room in (0, 3):
+        f.error = None
+        assert f.split(bytes(100), room) == [] and f.error
