@@ -13,6 +13,7 @@ import random
 import struct
 
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from appliance.openvpn import ciphers
 from appliance.openvpn.fragment import (LAST, MAX_PARTS, N_SLOTS, NOT_LAST, Fragmenter, max_fragment_size,
@@ -164,3 +165,25 @@ def test_too_big_for_32_parts_is_refused_not_sent():
     for room in (0, 3):
         f.error = None
         assert f.split(bytes(100), room) == [] and f.error
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.binary(min_size=1, max_size=1700), max_size=st.integers(40, 1400), seed=st.integers(0, 2**16))
+def test_any_split_in_any_order_with_duplicates_comes_back_exact(data, max_size, seed):
+    tx, rx = Fragmenter(1856), Fragmenter(1856)
+    parts = tx.split(data, max_size)
+    assert parts and all(len(p) - 4 <= max_size for p in parts)
+    r = random.Random(seed)
+    order = parts + r.sample(parts, min(2, len(parts)))
+    r.shuffle(order)
+    got = [bytes(x) for x in (rx.take(p, 0.0) for p in order) if x is not None]
+    assert got[:1] == [data]
+
+
+@settings(max_examples=500, deadline=None)
+@given(chunks=st.lists(st.binary(max_size=64), max_size=40), t=st.floats(0, 100))
+def test_hostile_payloads_never_raise(chunks, t):
+    f = Fragmenter(1856)
+    for c in chunks:
+        f.take(c, t)
+    assert sum(len(s.buf) for s in f.slots) <= N_SLOTS * 1856
