@@ -24,6 +24,7 @@ from ..openvpn.datapath import ClientDataPath
 from ..openvpn.config import ConfigError, Options, Remote
 from ..openvpn.errors import BadPacket
 from ..openvpn.httpproxy import ConnectReply, ProxyRefused, request_bytes
+from ..openvpn.socksproxy import SocksHandshake, SocksProxy
 from ..openvpn.profile_push import outside_ipv6_dropped, with_profile
 from ..openvpn.settings import (NO_SERVER_CERT_CHECK, checks_server_certificate, client_session_config,
                                 fragment_room, mss_rule)
@@ -94,7 +95,8 @@ class Connection:
     was_up: bool = False
     connecting: bool = False           # TCP: the non-blocking connect is still under way
     auth_said: bool = False            # the management clients were told AUTH (the server answered)
-    proxy: ConnectReply | None = None  # http-proxy: the proxy's answer to our CONNECT, until it said 200
+    # http-proxy / socks-proxy: the proxy's answers to our CONNECT, until it let us through
+    proxy: ConnectReply | SocksHandshake | None = None
 
 
 class ClientGateway:
@@ -455,8 +457,8 @@ class ClientGateway:
 
     def _unreachable(self, remote: Remote, e: BaseException) -> None:
         if remote.proxy is not None:
-            log.warning("cannot reach HTTP proxy %s:%d (for %s:%d): %s", remote.proxy.server, remote.proxy.port,
-                        remote.host, remote.port, e)
+            log.warning("cannot reach %s %s:%d (for %s:%d): %s", _proxy_kind(remote), remote.proxy.server,
+                        remote.proxy.port, remote.host, remote.port, e)
         else:
             log.warning("cannot reach %s:%d (%s): %s", remote.host, remote.port, remote.proto, e)
         self._schedule_retry()
@@ -468,7 +470,8 @@ class ClientGateway:
         try:
             self.net.reach(addr[0])      # past the last push's routes, which stay while we reconnect
             if hp is not None:
-                log.info("connecting to %s:%d through HTTP proxy %s", remote.host, remote.port, fmt_addr(addr))
+                log.info("connecting to %s:%d through %s %s", remote.host, remote.port, _proxy_kind(remote),
+                         fmt_addr(addr))
                 if self.mgmt is not None:
                     self.mgmt.state("TCP_CONNECT")
                 link: UdpLink | TcpLink = TcpLink(self.ports.tcp_connect(addr, self._local_for(addr)))
@@ -510,11 +513,16 @@ class ClientGateway:
             self._begin(c, now)
             return
         assert isinstance(c.link, TcpLink)
-        c.proxy = ConnectReply(hp.auth)
+        if isinstance(hp, SocksProxy):
+            c.proxy = SocksHandshake(hp, c.remote.host, c.remote.port)
+            first = c.proxy.first()
+        else:
+            c.proxy = ConnectReply(hp.auth)
+            first = request_bytes(hp, c.remote.host, c.remote.port)
         try:
-            c.link.t.send(request_bytes(hp, c.remote.host, c.remote.port), keep=True)
+            c.link.t.send(first, keep=True)
         except (ConnectionError, OSError) as e:
-            self._proxy_failed(c, f"sending CONNECT failed: {e}")
+            self._proxy_failed(c, f"sending to the proxy failed: {e}")
             return
         if c.link.wants_write:
             self.pump.want_write(c.link, True, self._on_link_read, self._on_link_write)
@@ -530,7 +538,12 @@ class ClientGateway:
             if not data:
                 return
             rest = c.proxy.feed(data)
-        except ConnectionError as e:
+            if isinstance(c.proxy, SocksHandshake) and c.proxy.out:
+                out, c.proxy.out = bytes(c.proxy.out), bytearray()
+                c.link.t.send(out, keep=True)      # SOCKS: the credentials, then the CONNECT
+                if c.link.wants_write:
+                    self.pump.want_write(c.link, True, self._on_link_read, self._on_link_write)
+        except (ConnectionError, OSError) as e:
             self._proxy_failed(c, f"{e} before its answer ended")
             return
         except ProxyRefused as e:
@@ -539,7 +552,8 @@ class ClientGateway:
         if rest is None:
             return
         c.proxy = None
-        log.info("HTTP proxy %s: CONNECT %s:%d accepted", fmt_addr(c.addr), c.remote.host, c.remote.port)
+        log.info("%s %s: CONNECT %s:%d accepted", _proxy_kind(c.remote), fmt_addr(c.addr), c.remote.host,
+                 c.remote.port)
         if rest:
             try:
                 c.link.pending.extend(c.link.framer.feed(rest))
@@ -553,7 +567,8 @@ class ClientGateway:
     def _proxy_failed(self, c: Connection, why: str) -> None:
         """One line, one count, and the next attempt (OpenVPN 2.6: SIGUSR1 "HTTP proxy error")."""
         self.counters.proxy_failures += 1
-        log.warning("HTTP proxy %s (for %s:%d): %s", fmt_addr(c.addr), c.remote.host, c.remote.port, why)
+        log.warning("%s %s (for %s:%d): %s", _proxy_kind(c.remote), fmt_addr(c.addr), c.remote.host, c.remote.port,
+                    why)
         self._schedule_retry()
 
     def _begin(self, c: Connection, now: float) -> None:
@@ -623,7 +638,8 @@ class ClientGateway:
         waits up to hand-window (60 s)."""
         c = self.conn
         if c is not None and c.proxy is not None:
-            self._proxy_failed(c, f"no complete answer to CONNECT within {self.opts.server_poll_timeout:.0f} s "
+            what = "to CONNECT" if isinstance(c.proxy, ConnectReply) else "from the SOCKS proxy"
+            self._proxy_failed(c, f"no complete answer {what} within {self.opts.server_poll_timeout:.0f} s "
                                "(server-poll-timeout)")
             return
         if c is not None and not c.was_up and c.session.peer_sid is None:
@@ -758,7 +774,7 @@ class ClientGateway:
             err = c.link.t.connect_error()
             if err:
                 log.warning("cannot reach %s (tcp%s): %s", fmt_addr(c.addr),
-                            ", HTTP proxy" if c.remote.proxy is not None else "", os.strerror(err))
+                            f", {_proxy_kind(c.remote)}" if c.remote.proxy is not None else "", os.strerror(err))
                 self._schedule_retry()
                 return
             self._connected(c, self.clock())
@@ -1075,6 +1091,11 @@ class ClientGateway:
         self.faults.maybe_log(self.clock(), extra, final=final)
         if not final:
             self.pump.timers.arm("drops", self.clock() + DROP_LOG_EVERY, self._log_drops)
+
+
+def _proxy_kind(remote: Remote) -> str:
+    """For the log: which kind of proxy `remote` is reached through."""
+    return "SOCKS proxy" if isinstance(remote.proxy, SocksProxy) else "HTTP proxy"
 
 
 def _literal(host: str) -> bool:

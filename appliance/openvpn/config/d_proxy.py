@@ -15,6 +15,7 @@ from dataclasses import replace
 from ..httpproxy import MAX_CUSTOM_HEADERS, VERSIONS, HttpProxy, line_problem
 from ..keymethod import USER_PASS_LEN
 from ..peernames import from_peer, to_bytes
+from ..socksproxy import MAX_FIELD, SocksProxy, connect_request
 from .directives import Registry
 from .lexer import split_lines
 from .model import Remote
@@ -131,7 +132,26 @@ reg.noop("http-proxy-retry", "a proxy's failure restarts the connection like any
          "later (connect-retry-max bounds it)", nargs=(0, 0))
 reg.noop("http-proxy-timeout", "the proxy's answer is bounded by server-poll-timeout (connect-timeout), as in "
          "OpenVPN 2.4 and later", nargs=(1, 1))
-reg.refuse("socks-proxy socks-proxy-retry", "SOCKS proxies are not supported (an HTTP proxy is: http-proxy)")
+reg.noop("socks-proxy-retry", "a proxy's failure restarts the connection like any other, as in OpenVPN 2.4 and "
+         "later (connect-retry-max bounds it)", nargs=(0, 0))
+
+
+@reg.apply("socks-proxy", why="client: connect to the TCP remotes through this SOCKS5 proxy (CONNECT), without "
+           "authentication or with the username and password of AUTHFILE", sets=("socks_proxy",), used_by="parser",
+           nargs=(1, 3), show={"socks_proxy": lambda v: v.describe() if v is not None else None})
+def _socks_proxy(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
+    """`socks-proxy SERVER [PORT] [AUTHFILE]` (OpenVPN 2.6 options.c: port 1080 by default)."""
+    port = p.int_arg(d, a[1], 1, 65535) if len(a) > 1 else 1080
+    if port is None:
+        return
+    authfile = None
+    if len(a) > 2:
+        if a[2] == "stdin":
+            p.err(d, "asking for the proxy's credentials on the terminal is not supported: name a file holding "
+                     "the username and password on two lines")
+            return
+        authfile = os.path.abspath(p.path_arg(a[2]))
+    p.set("socks_proxy", SocksProxy(a[0], port, authfile, p.line))
 
 
 # ------------------------------------------------------------------ the end of the parse (parser.finish)
@@ -152,6 +172,9 @@ def finish_proxies(p: ParseState) -> None:
     if o.http_proxy is not None and o.http_proxy.server is None:
         p.err("http-proxy-option", "there is no http-proxy (OpenVPN 2.6: \"--http-proxy not specified but other "
               "http proxy options present\")", o.source["http_proxy"][1])
+        return
+    if o.socks_proxy is not None:
+        _finish_socks(p)
         return
     glob = o.http_proxy
     out: list[Remote] = []
@@ -178,6 +201,43 @@ def finish_proxies(p: ParseState) -> None:
     o.remotes = out
     if glob is not None and id(glob) in resolved and resolved[id(glob)] is not None:
         o.http_proxy = resolved[id(glob)]       # `check` shows the username it read (never the password)
+
+
+def _finish_socks(p: ParseState) -> None:
+    """socks-proxy: every remote reached through it, over TCP; its credentials read once."""
+    o = p.o
+    sp = o.socks_proxy
+    assert sp is not None
+    if o.http_proxy is not None:
+        p.err("socks-proxy", "--http-proxy can not be used together with --socks-proxy (as OpenVPN 2.6)", sp.line)
+        return
+    if sp.authfile is not None:
+        try:
+            user, password = user_pass(p.read_file(sp.authfile))
+        except OSError as e:
+            p.err("socks-proxy", f"cannot read {sp.authfile}: {e.strerror or e}", sp.line)
+            return
+        except ValueError as e:
+            p.err("socks-proxy", f"{sp.authfile}: {e}", sp.line)
+            return
+        if max(len(to_bytes(user)), len(to_bytes(password))) > MAX_FIELD:
+            p.err("socks-proxy", f"{sp.authfile}: SOCKS username and/or password exceeds {MAX_FIELD} characters "
+                  "(OpenVPN 2.6 cannot authenticate then either)", sp.line)
+            return
+        sp = o.socks_proxy = replace(sp, credentials=(user, password))
+    out: list[Remote] = []
+    for r in o.remotes:
+        if r.proto != "tcp":
+            p.err("socks-proxy", f"remote {r.host} uses UDP: UDP through a SOCKS proxy (UDP ASSOCIATE) is not "
+                  "supported here; use proto tcp-client", sp.line)
+            continue
+        try:
+            connect_request(r.host, r.port)
+        except ValueError as e:
+            p.err("socks-proxy", f"remote {r.host}: {e}", sp.line)
+            continue
+        out.append(replace(r, proxy=sp))
+    o.remotes = out
 
 
 def _resolve(p: ParseState, hp: HttpProxy) -> HttpProxy | None:

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from ..ciphers import DEFAULT_DATA_CIPHERS
 from ..httpproxy import HttpProxy
+from ..socksproxy import SocksProxy
 from ..keymethod import DnsServer
 from ..errors import ConfigError
 from ..replay import DEFAULT_SIZE as DEFAULT_REPLAY_WINDOW
@@ -40,7 +41,8 @@ class Remote:
     # Address family the remote line asked for: "4" (udp4/tcp4), "6" (udp6/tcp6), "" (a protocol
     # without one: either), None (no protocol on the line: the profile-wide `proto`'s family).
     family: str | None = None
-    proxy: HttpProxy | None = None     # http-proxy: reached through it (CONNECT), credentials resolved
+    # http-proxy (CONNECT) or socks-proxy (SOCKS5 CONNECT): reached through it, credentials resolved
+    proxy: HttpProxy | SocksProxy | None = None
 
 
 @dataclass(frozen=True)
@@ -197,6 +199,7 @@ class Options:
     pull_filter: list[tuple[str, str]] = field(default_factory=list)
     http_proxy: HttpProxy | None = None          # http-proxy (+ http-proxy-option), global; finish() gives it to the remotes
     http_proxy_user_pass: tuple[str, str] | None = field(default=None, repr=False)   # http-proxy-user-pass
+    socks_proxy: SocksProxy | None = None        # socks-proxy (TCP remotes only), global
     port_share: tuple[str, int, str | None] | None = None   # port-share HOST PORT [DIR] (DIR absolute)
     # server
     server: tuple[str, str] | None = None

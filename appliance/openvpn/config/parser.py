@@ -222,7 +222,7 @@ NOT_IN_SERVER = {"pull": "", "remote": "", "nobind": "", "redirect-gateway":
                  ": push \"redirect-gateway ...\" is what makes clients use it", "route-delay": "", "up-delay": "",
                  "allow-recursive-routing": "", "auth-user-pass": ": it belongs in the client's config",
                  "http-proxy": ": a client reaches its server through the proxy", "http-proxy-option": "",
-                 "http-proxy-user-pass": ""}
+                 "http-proxy-user-pass": "", "socks-proxy": ": a client reaches its server through the proxy"}
 
 
 # OpenVPN 2.6's connection-entry options (options.c, OPT_P_CONNECTION): each <connection> block
@@ -402,7 +402,8 @@ def finish(p: ParseState) -> None:
                   "a client accepts no connections to share", line("port_share"))
         if o.keepalive:
             o.ping, o.ping_restart = o.keepalive
-        if o.http_proxy is not None or o.http_proxy_user_pass is not None or o.connection_remotes:
+        if (o.http_proxy is not None or o.http_proxy_user_pass is not None or o.connection_remotes
+                or o.socks_proxy is not None):
             # The remotes get their proxy, its credentials read (the client reads remote.proxy).
             from .d_proxy import finish_proxies      # d_proxy builds on this module
             finish_proxies(p)
