@@ -110,7 +110,7 @@ def test_a_block_without_proxy_lines_and_no_global_proxy_goes_direct():
     ("http-proxy p 3128\n" + "http-proxy-option CUSTOM-HEADER X-H v\n" * 11, "c.ovpn:17: http-proxy-option:",
      "more than 10"),
     ("proto udp\nhttp-proxy p 3128\n", "c.ovpn:7: http-proxy:", "MUST be used in TCP Client mode"),
-    ("socks-proxy s 1080\n", "c.ovpn:6: socks-proxy:", "SOCKS proxies are not supported"),
+    ("socks-proxy s 1080\nhttp-proxy p 3128\n", "c.ovpn:6: socks-proxy:", "can not be used together"),
     ("http-proxy p 3128 long.txt\n", "c.ovpn:6: http-proxy:", "Proxy-Authorization line (username and password) "
      "is longer than the 511 bytes"),
     ("<connection>\nremote a 443 tcp\nhttp-proxy p 3128 auto\n</connection>\n", "c.ovpn:8: http-proxy:", "auto"),
