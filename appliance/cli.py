@@ -137,8 +137,10 @@ def _run_profile(opts, args: argparse.Namespace, who, tls, creds: list[str]) -> 
         return gateway.server_gateway(opts, tls).run(after_start=(lambda: _drop(opts, who)) if who is not None else None)
     # Debug/interop knob: behave like an OpenVPN 2.4 client (no TLS-EKM offer → PRF key derivation).
     ekm = os.environ.get("VPN_APPLIANCE_KEY_DERIVATION", "").lower() != "prf"
+    helper = _down_root_helper(opts)           # forked first: root, one thread (host/down_root.py)
     observers = _host_observers(opts, args)
     gw = gateway.client_gateway(opts, creds[0], creds[1], advertise_ekm=ekm, observers=observers)
+    gw.updown.helper = helper
     creds.clear()            # the gateway has them now, or with auth-nocache no one (gateway/credentials.py)
     if who is not None:
         # The client drops before it starts, before any thread exists (host/privileges.py), with
@@ -160,6 +162,14 @@ def _run_profile(opts, args: argparse.Namespace, who, tls, creds: list[str]) -> 
             log.error("fatal: %s", e)
             return 1
     return gw.run()
+
+
+def _down_root_helper(opts):
+    """The down-root plugin's root helper (host/down_root.py), or None without the plugin line."""
+    if not opts.down_root:
+        return None
+    from .host.down_root import DownRoot
+    return DownRoot(list(opts.down_root), frozenset(opts.setenv))
 
 
 def _drop(opts, who) -> None:

@@ -43,6 +43,7 @@ from .ports import AddressWatchPort, Clock, PortGone, Ports, TunPort
 from .restart_pause import restart_pause
 from .status import vm_rss
 from .tlsverify import VerifyRunner, make_verify_runner
+from .updown import UpDown
 
 if TYPE_CHECKING:
     from .client_mgmt import ClientMgmt
@@ -159,6 +160,8 @@ class ClientGateway:
         # The management interface (gateway/client_mgmt.py), with `management` in the profile;
         # the reason the next >STATE RECONNECTING (or the last EXITING) gives, as OpenVPN words it.
         self.mgmt: "ClientMgmt | None" = None
+        # management-up-down and the down-root command (gateway/updown.py; its helper: cli.py).
+        self.updown = UpDown(opts)
         self._why = "connection-reset"
         self._exit_why = "SIGTERM"
 
@@ -178,6 +181,7 @@ class ClientGateway:
                 self.pump.unwatch(self.verify)
             self.verify.close()
         try:
+            self.updown.down_notice(self.mgmt)
             if self.mgmt is not None:
                 self.mgmt.state("EXITING", self._exit_why)
                 self.mgmt.close()
@@ -194,7 +198,10 @@ class ClientGateway:
                     except Exception as e:  # noqa: BLE001 - each observer undoes its own part
                         self.faults.internal_exc(f"closing {type(o).__name__}", e)
             finally:
-                self.net.close()
+                try:
+                    self.net.close()
+                finally:
+                    self.updown.down_run()
 
     # ---------------------------------------------------------------- observers
     def _counters(self) -> ClientCounters:
@@ -988,6 +995,7 @@ class ClientGateway:
             self.counters.up_since = time.time()
         c.was_up = True
         self.pump.timers.cancel("poll")
+        self.updown.up(c.session, c.addr, pushed, tun.name if tun else self.opts.dev, self.mgmt)
         if e.pushed is not None and e.pushed.inactive is not None:
             self._arm_inactive(e.pushed.inactive)   # the server's value replaces ours
         p = e.pushed

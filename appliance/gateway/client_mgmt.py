@@ -278,6 +278,11 @@ class ClientMgmt:
             self.state("ADD_ROUTES")
         self.state("CONNECTED", "SUCCESS", ip, remote, local, ip6)
 
+    def up_down(self, kind: str, env: dict[str, str]) -> None:
+        """management-up-down: >UPDOWN:UP or DOWN, then the environment (gateway/updown.py)."""
+        self._notify([f">UPDOWN:{kind}", *(f">UPDOWN:ENV,{k}={one_line(v)}" for k, v in env.items()),
+                      ">UPDOWN:ENV,END"])
+
     def event(self, e: object) -> None:
         """The engine's events a management client hears of."""
         if isinstance(e, ev.ServerInfo):

@@ -254,6 +254,8 @@ class Options:
     tls_export_cert: str | None = None                  # tls-export-cert DIR: the certificate to tls-verify as a file
     tls_crypt_v2_verify: list[str] | None = None        # tls-crypt-v2-verify CMD, server (gateway/tlsverify.py)
     dns_helper: str | None = None                        # up/down update-resolv-conf|update-systemd-resolved
+    down_root: list[tuple[str, list[str]]] = field(default_factory=list)  # down-root plugin: (program, argv)
+    management_up_down: bool = False                     # >UPDOWN:UP/DOWN with the up/down environment
     # process settings (d_misc.py; applied by host/privileges.py)
     askpass_password: str | None = None          # askpass FILE: the private key's password (until unlocked)
     log_file: tuple[str, bool] | None = None     # log / log-append: (absolute path, append)

@@ -1,0 +1,84 @@
+"""The client's up and down events for what listens to them: `management-up-down` (>UPDOWN:UP /
+>UPDOWN:DOWN with the environment as >UPDOWN:ENV,NAME=VALUE lines and >UPDOWN:ENV,END, as OpenVPN
+2.6's management_up_down) and the down-root plugin's command (host/down_root.py).
+
+When, as OpenVPN 2.6's client with `persist-tun` (ours keeps its TUN across reconnects, so its
+tunnel goes up once and down once): UP when the first tunnel of the run is up (do_route, after
+the routes: before >STATE:CONNECTED), DOWN when the client ends (close_tun: the management line
+before the device goes, the down-root command after it). A run that never got a tunnel up has no
+DOWN either (OpenVPN's plugin has no helper then and runs nothing). The environment is the one of
+the UP (gateway/updown_env.py): the plugin's command gets what OpenVPN's UP call had (no
+`redirect_gateway`, set later by do_route), the management lines what the set held at do_route.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING, Callable
+
+from .updown_env import up_env
+
+if TYPE_CHECKING:
+    from ..host.down_root import DownRoot
+
+log = logging.getLogger("vpn-appliance")
+
+
+def host_net_gateway(not_dev: str | None) -> str:
+    """route_net_gateway: the default route's gateway before the tunnel; 0.0.0.0 without one, as
+    Debian's 2.6 client sets it where there is no default route (its lab namespace)."""
+    try:
+        from ..router.routes import RouteSet
+        found = RouteSet.net_gateway(False, not_dev=not_dev)
+    except Exception:  # noqa: BLE001 - no netlink here (tests): no gateway known
+        found = None
+    return (found[0] if found is not None and found[0] else "0.0.0.0")
+
+
+class UpDown:
+    """The client's UP/DOWN for the management interface and the down-root helper."""
+
+    def __init__(self, opts, net_gateway: Callable[[str | None], str] = host_net_gateway) -> None:
+        self.opts = opts
+        self.started = time.time()                       # daemon_start_time
+        self.net_gateway = net_gateway
+        self.helper: "DownRoot | None" = None            # cli.py forks it while root
+        self.plugin_env: dict[str, str] | None = None   # the UP call's environment (the command's)
+        self.mgmt_env: dict[str, str] | None = None     # the set as do_route left it
+
+    @property
+    def wanted(self) -> bool:
+        return bool(self.opts.down_root) or self.opts.management_up_down
+
+    def up(self, session, remote: tuple, pushed, dev: str, mgmt) -> None:
+        """The first tunnel of the run is up (later ones: nothing, the device persists)."""
+        if not self.wanted or self.plugin_env is not None:
+            return
+        try:
+            chain = [session.peer_certificate, *session.peer_chain] if session.peer_certificate is not None else []
+        except Exception:  # noqa: BLE001 - an extra certificate cryptography cannot read: depth 0 only
+            chain = [session.peer_certificate]
+        kw = dict(remote=remote, chain=chain, common_name=session.peer_common_name or "", dev=dev,
+                  net_gateway=self.net_gateway(dev), started=self.started)
+        self.plugin_env = up_env(self.opts, pushed, **kw)
+        self.mgmt_env = up_env(self.opts, pushed, redirect=bool(pushed is not None and pushed.redirect_gateway), **kw)
+        if mgmt is not None and self.opts.management_up_down:
+            mgmt.up_down("UP", self.mgmt_env)
+
+    def down_notice(self, mgmt) -> None:
+        """Before the device goes: >UPDOWN:DOWN."""
+        if mgmt is not None and self.opts.management_up_down and self.mgmt_env is not None:
+            mgmt.up_down("DOWN", self.mgmt_env)
+
+    def down_run(self) -> None:
+        """After the device went: the down-root command, then the helper ends (with no tunnel
+        ever up it ends without running anything)."""
+        if self.helper is None:
+            return
+        try:
+            if self.plugin_env is not None:
+                log.info("down-root: running %s", " ".join(a for _p, argv in self.opts.down_root for a in argv[:1]))
+                self.helper.run(self.plugin_env)
+        finally:
+            self.helper.close()
+            self.helper = None

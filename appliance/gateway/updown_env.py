@@ -1,0 +1,129 @@
+"""The client's up/down environment: what OpenVPN 2.6's client holds in its environment set when
+the tunnel comes up (init.c run_up_down and do_route), one place for both readers here: the
+down-root command (host/down_root.py: OpenVPN's plugin runs it with the environment of the UP
+call) and the management interface's >UPDOWN:UP / >UPDOWN:DOWN lines (management-up-down).
+
+What is in it, as Debian's 2.6 client shows it (tests/interop/test_down_root_vs_openvpn.py): the
+settings (config, verb, daemon*, each remote's proto_N/remote_N/remote_port_N), the server
+chain's variables (tls_* and X509_* of each depth, as tls-verify gets them: ssl_verify.c sets them
+in the same set, so every later script sees them), common_name and the server's address
+(trusted_/untrusted_ip, _port), the tunnel's addresses (ifconfig_*), routes (route_*), the
+DHCP options as foreign_option_N, then dev, dev_type, tun_mtu, script_context. The plugin's UP
+call comes before do_route, so `redirect_gateway` is in the management lines only; nothing sets
+`script_type` before it (no up script runs here) and `signal` is set for the down call only.
+
+Returned in the order OpenVPN's management lines list them: its set prepends each variable (the
+newest first), the settings last in their own order (see up_env).
+"""
+from __future__ import annotations
+
+import ipaddress
+import os
+
+from ..openvpn.tls import cert_env
+from .script_env import with_globals
+
+
+def proto_name(proto: str, family: str | None) -> str:
+    """OpenVPN's proto2ascii(proto, af, false): udp, tcp-client, udp4, tcp6-client, ..."""
+    fam = family if family in ("4", "6") else ""
+    return f"udp{fam}" if proto == "udp" else f"tcp{fam}-client"
+
+
+def settings_env(opts, started: float) -> dict[str, str]:
+    """options.c setenv_settings: set at start, the oldest part of the set."""
+    e = {"config": opts.path, "verb": str(opts.verb), "daemon": "0", "daemon_log_redirect": "0",
+         "daemon_start_time": str(int(started)), "daemon_pid": str(os.getpid())}
+    for i, r in enumerate(opts.remotes, 1):
+        e[f"proto_{i}"] = proto_name(r.proto, r.family)
+        if opts.lport is not None and not opts.nobind:
+            e[f"local_port_{i}"] = str(opts.lport)
+        e[f"remote_{i}"] = r.host
+        e[f"remote_port_{i}"] = str(r.port)
+        if r.proxy is not None:
+            e[f"http_proxy_server_{i}"] = r.proxy.host
+            e[f"http_proxy_port_{i}"] = str(r.proxy.port)
+    return e
+
+
+def _vpn_gateway(pushed) -> str | None:
+    if pushed.route_gateway:
+        return pushed.route_gateway
+    if pushed.ifconfig and pushed.topology != "subnet":
+        return pushed.ifconfig[1]
+    return None
+
+
+def _route_gateway(gw: str | None, vpn_gw: str | None, net_gw: str | None, remote_ip: str) -> str:
+    if gw in (None, "", "vpn_gateway"):
+        return vpn_gw or "0.0.0.0"
+    if gw == "net_gateway":
+        return net_gw or "0.0.0.0"
+    if gw == "remote_host":
+        return remote_ip
+    return gw
+
+
+def _mask(netmask: str | None) -> str:
+    return netmask or "255.255.255.255"
+
+
+def up_env(opts, pushed, *, remote: tuple, chain: list, common_name: str, dev: str,
+           net_gateway: str | None, started: float, redirect: bool | None = None) -> dict[str, str]:
+    """The environment at UP, newest first. `remote`: the server's (ip, port); `chain`: its
+    verified certificates, its own first; `net_gateway`: the host's default gateway before the
+    tunnel (route_net_gateway; None: none); `redirect`: for the management lines (do_route's
+    redirect_gateway), None for the plugin's call."""
+    e: dict[str, str] = {}                      # oldest first here; reversed at the end
+    for depth in range(len(chain) - 1, -1, -1):   # verify_cert: deepest first
+        e.update(reversed(cert_env(chain[depth], depth, opts.x509_track).items()))
+    ip, port = remote[0], remote[1]
+    v6 = ":" in ip
+    for name in (("untrusted_ip6" if v6 else "untrusted_ip"), "untrusted_port"):
+        e[name] = ip if name.endswith(("ip", "ip6")) else str(port)
+    e["trusted_ip6" if v6 else "trusted_ip"] = ip
+    e["trusted_port"] = str(port)
+    e["common_name"] = common_name
+    for i, (k, v) in enumerate(pushed.dhcp_options if pushed is not None else (), 1):
+        e[f"foreign_option_{i}"] = f"dhcp-option {k} {v}".rstrip()
+    if pushed is not None and pushed.ifconfig:
+        e["ifconfig_local"] = pushed.ifconfig[0]
+        e["ifconfig_netmask" if pushed.topology == "subnet" else "ifconfig_remote"] = pushed.ifconfig[1]
+    if pushed is not None and pushed.ifconfig_ipv6:
+        local, remote6 = pushed.ifconfig_ipv6
+        iface = ipaddress.ip_interface(local)
+        e["ifconfig_ipv6_local"] = str(iface.ip)
+        e["ifconfig_ipv6_netbits"] = str(iface.network.prefixlen)
+        if remote6:
+            e["ifconfig_ipv6_remote"] = remote6
+    if pushed is not None:
+        vpn_gw = _vpn_gateway(pushed)
+        if net_gateway is not None:
+            e["route_net_gateway"] = net_gateway
+        if vpn_gw is not None:
+            e["route_vpn_gateway"] = vpn_gw
+        for i, (net, mask, gw, metric) in enumerate(pushed.routes, 1):
+            e[f"route_network_{i}"] = net
+            e[f"route_netmask_{i}"] = _mask(mask)
+            e[f"route_gateway_{i}"] = _route_gateway(gw, vpn_gw, net_gateway, ip)
+            m = metric if metric is not None else (pushed.route_metric or None)
+            if m is not None:
+                e[f"route_metric_{i}"] = str(m)
+        for i, (net, gw, metric) in enumerate(pushed.routes_ipv6, 1):
+            e[f"route_ipv6_network_{i}"] = net
+            e[f"route_ipv6_gateway_{i}"] = gw if gw else (pushed.ifconfig_ipv6[1] if pushed.ifconfig_ipv6 and
+                                                          pushed.ifconfig_ipv6[1] else "::")
+            if metric is not None:
+                e[f"route_ipv6_metric_{i}"] = str(metric)
+    e["script_context"] = "init"
+    e["tun_mtu"] = str(pushed.tun_mtu if pushed is not None and pushed.tun_mtu else opts.tun_mtu)
+    e["dev"] = dev
+    e["dev_type"] = "tun"
+    if redirect is not None:
+        e["redirect_gateway"] = "1" if redirect else "0"
+    # The settings and setenv variables come last, in the order they were set: OpenVPN sets them
+    # in the process's set, which the connection's inherits (env_set_inherit) one by one from
+    # its newest, so reversed once more.
+    settings = settings_env(opts, started)
+    newest_first = dict(reversed(e.items()))
+    return {**newest_first, **with_globals(settings, newest_first, opts.setenv)}

@@ -1,0 +1,167 @@
+"""OpenVPN's down-root plugin done natively: `plugin .../openvpn-plugin-down-root.so "CMD ARGS"`
+runs CMD as root when the tunnel goes down, after the process dropped to `user`/`group`.
+
+What OpenVPN 2.6's plugin does (src/plugins/down-root/down-root.c): at the UP call, still root, it
+forks a process that keeps root and waits on a socket; at the DOWN call the main process tells it
+to run; it runs CMD with execve (no shell, no PATH search: the words as given, the program relative
+to the working directory) with the environment of that UP call, waits for it, and answers whether
+it exited 0 (a failure is logged by OpenVPN as "up/down plugin call failed", fatal there). It is
+not subject to `script-security` (a plugin runs its own execve). Several plugin lines: each runs
+its own command, in their order.
+
+Here: our client drops root before it connects (cli.py) and our server after its start-up, so the
+helper is forked at start, while root and single-threaded (as host/unlink_at_exit.py); the
+environment comes at DOWN from the main process (the UP one: gateway/updown_env.py). Since that
+process runs as `user` and handles the network, what it sends is treated as hostile: one message,
+at most MAX_MESSAGE bytes and MAX_VARS variables, each NAME=VALUE with no NUL; a name must be
+OpenVPN's own kind (lower case first, or X509_...) or one of the config's setenv names, so a
+compromised process cannot hand the root command LD_PRELOAD, PATH, BASH_ENV or the like. The
+helper runs its commands once, answers, and exits: nothing can make it run them twice. It exits too
+when the main process goes (end of file on its socket: a SIGKILL included), runs nothing then, and
+ignores the signals a terminal or service manager sends to the whole group (it must outlive the
+main process's SIGTERM to run the command at its exit). A command past TIME_LIMIT is killed with
+its process group (OpenVPN waits for ever). Its standard output and error are the main process's
+(OpenVPN's helper keeps them too), stdin /dev/null.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import re
+import signal
+import socket
+import subprocess
+import time
+
+log = logging.getLogger("vpn-appliance")
+
+MAX_MESSAGE = 128 * 1024        # the environment, encoded (OpenVPN's env set has no bound; a chain's
+MAX_VARS = 4096                 # variables and 100 routes stay far below)
+TIME_LIMIT = 30.0               # per command
+OK, FAILED, REFUSED = b"0", b"1", b"2"
+_NAME = re.compile(r"(?:[a-z][A-Za-z0-9_]*|X509_[0-9]+_[^=\0]{1,128})")
+_IGNORED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2,
+            signal.SIGPIPE)
+
+
+RUN = b"R"                      # a message's first byte: an empty environment is no end of file
+
+
+def encode(env: dict[str, str]) -> bytes:
+    """RUN, then NAME=VALUE entries separated by NUL (what the helper decodes)."""
+    return RUN + b"\0".join(f"{k}={v}".encode("utf-8", "surrogateescape") for k, v in env.items())
+
+
+def decode(data: bytes, extra_names: frozenset[str]) -> dict[bytes, bytes] | None:
+    """The environment a message asks for, or None to refuse it (never raises)."""
+    if len(data) > MAX_MESSAGE or not data.startswith(RUN):
+        return None
+    data = data[len(RUN):]
+    items = data.split(b"\0") if data else []
+    if len(items) > MAX_VARS:
+        return None
+    env: dict[bytes, bytes] = {}
+    for item in items:
+        name, eq, value = item.partition(b"=")
+        try:
+            text = name.decode("ascii")
+        except UnicodeDecodeError:
+            return None
+        if not eq or not (_NAME.fullmatch(text) or text in extra_names):
+            return None
+        env[name] = value
+    return env
+
+
+class DownRoot:
+    """The main process's side. Create it while root and single-threaded; `run(env)` at DOWN."""
+
+    def __init__(self, commands: list[tuple[str, list[str]]], setenv_names: frozenset[str] = frozenset()) -> None:
+        """`commands`: (program's path to execute, argv as given) per plugin line."""
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)   # both close-on-exec
+        self.pid = os.fork()
+        if self.pid == 0:                                # the child: never returns
+            _serve(theirs.detach(), commands, setenv_names)
+        theirs.close()
+        self.sock = ours
+        self.ran = False
+
+    def run(self, env: dict[str, str], within: float = TIME_LIMIT + 5) -> bool:
+        """Have the helper run the commands with `env`; True if each exited 0. Once only."""
+        if self.ran or self.sock is None:
+            return False
+        self.ran = True
+        try:
+            self.sock.settimeout(within)
+            self.sock.send(encode(env))
+            answer = self.sock.recv(16)
+        except OSError as e:
+            log.warning("down-root: the helper did not answer: %s", e)
+            return False
+        if answer != OK:
+            log.warning("down-root: %s", "the helper refused the environment" if answer == REFUSED
+                        else "the command failed" if answer == FAILED else "the helper is gone")
+        return answer == OK
+
+    def close(self, within: float = 2.0) -> None:
+        """End the helper (it runs nothing then) and reap it, bounded."""
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+        end = time.monotonic() + within
+        while True:
+            try:
+                pid, _ = os.waitpid(self.pid, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid or time.monotonic() >= end:
+                return
+            time.sleep(0.01)
+
+
+def _serve(fd: int, commands: list[tuple[str, list[str]]], setenv_names: frozenset[str]) -> None:
+    status = 0
+    try:
+        for s in _IGNORED:
+            signal.signal(s, signal.SIG_IGN)
+        keep = os.dup2(fd, 3) if fd != 3 else 3
+        null = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(null, 0)
+        os.closerange(4, os.sysconf("SC_OPEN_MAX"))
+        os.set_inheritable(keep, False)
+        sock = socket.socket(fileno=keep)
+        data = sock.recv(MAX_MESSAGE + 1)
+        if not data:
+            return                      # end of file: the main process went without a DOWN
+        env = decode(data, setenv_names)
+        if env is None:
+            sock.send(REFUSED)
+            return
+        ok = all(_run_one(path, argv, env) for path, argv in commands)
+        sock.send(OK if ok else FAILED)
+    except BaseException:  # noqa: BLE001 - the child must end here, whatever happened
+        status = 1
+    finally:
+        os._exit(status)
+
+
+def _run_one(path: str, argv: list[str], env: dict[bytes, bytes]) -> bool:
+    """execve(path, argv, env) in a session of its own, waited for up to TIME_LIMIT."""
+    try:
+        p = subprocess.Popen(argv, executable=path, env=env, stdin=subprocess.DEVNULL, start_new_session=True)
+    except OSError as e:
+        os.write(2, f"DOWN-ROOT: cannot run {path}: {e.strerror or e}\n".encode())
+        return False
+    try:
+        status = p.wait(TIME_LIMIT)
+    except subprocess.TimeoutExpired:
+        try:
+            os.killpg(p.pid, signal.SIGKILL)
+        except OSError:
+            pass
+        p.wait()
+        os.write(2, f"DOWN-ROOT: {argv[0]} ran past its {TIME_LIMIT:g} s limit: killed\n".encode())
+        return False
+    if status != 0:
+        os.write(2, f"DOWN-ROOT: {argv[0]} exited with status {status}\n".encode())
+    return status == 0

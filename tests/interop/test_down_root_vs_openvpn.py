@@ -1,0 +1,112 @@
+"""The down-root plugin line and management-up-down against Debian's OpenVPN 2.6, in namespaces.
+
+The same client profile (`user nobody`, `group nogroup`, `script-security 2`, the down-root plugin
+line by Debian's path with a command and arguments, `management SOCK unix`, `management-up-down`)
+runs in Debian's client and in ours against Debian's server. At SIGTERM the down-root command
+must run as root (uid 0, from the helper forked before the drop) with the arguments as given and
+the same environment names (the environment the tunnel came up with, the server chain's X509_*
+variables among them), while the process itself runs as nobody; a management client must hear
+>UPDOWN:UP and >UPDOWN:DOWN with the same variable names. Values that differ by nature (times,
+the local port, the pid) are not compared; the rest are.
+"""
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+
+from lab.configs import client_profile, server_config
+from lab.netns import TUN_SERVER_IP, Lab
+
+from tests.interop.test_ops_vs_openvpn import Mgmt
+
+PLUGIN = "/usr/lib/x86_64-linux-gnu/openvpn/plugins/openvpn-plugin-down-root.so"
+# Values each run has its own of (or that name files of the run).
+VARIES = {"config", "daemon_pid", "daemon_start_time"}
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("downroot")
+    os.chmod(tmp, 0o755)                  # nobody must reach the profile's directory
+    with Lab(tmp=tmp) as lab:
+        lab.openvpn(lab.srv, server_config(lab.pki), "drsrv")
+        yield lab
+
+
+def _recorder(lab: Lab, tag: str):
+    """The down-root command: writes `uid`, its arguments and its environment (sorted), whole."""
+    out = lab.tmp / f"downroot-{tag}"
+    script = lab.write(f"downroot-{tag}.sh", "#!/bin/sh\n"
+                       f'{{ echo "uid=$(id -u)"; for a in "$@"; do echo "arg=$a"; done; env | sort; }} > {out}.tmp\n'
+                       f"mv {out}.tmp {out}\n")
+    script.chmod(0o755)
+    return script, out
+
+
+def _env(lines: list[str]) -> dict[str, str]:
+    return dict(x.split("=", 1) for x in lines if "=" in x)
+
+
+def _run(lab: Lab, which: str) -> tuple[list[str], dict[str, list[str]], str]:
+    script, out = _recorder(lab, which)
+    sock = str(lab.tmp / f"dr-{which}.sock")
+    prof = client_profile(lab.pki, extra=f"user nobody\ngroup nogroup\nscript-security 2\n"
+                                         f"plugin {PLUGIN} \"{script} one 'two words'\"\n"
+                                         f"management {sock} unix\nmanagement-hold\nmanagement-up-down\n")
+    p = lab.ours(lab.cli, prof, f"drcli-{which}", wait=0, readable_python=True) if which == "ours" else \
+        lab.openvpn(lab.cli, prof, f"drcli-{which}", wait=0)
+    m = Mgmt(sock)
+    notes: dict[str, list[str]] = {"UP": [], "DOWN": []}
+    m.lines(0.5)
+    m.cmd("hold release")
+    end = time.monotonic() + 25
+    while time.monotonic() < end and ">UPDOWN:ENV,END" not in m.notes:
+        m.lines(0.2)
+    assert lab.ping(lab.cli, TUN_SERVER_IP, 2) == 2, p.log()[-3000:]
+    with open(f"/proc/{p.p.pid}/status") as f:
+        uid_line = next(x for x in f if x.startswith("Uid:"))
+    p.p.send_signal(15)
+    assert p.exit_within(15) is not None, p.log()[-3000:]
+    m.lines(0.3)
+    m.close()
+    which_ev = None
+    for n in m.notes:
+        if n.startswith(">UPDOWN:ENV,"):
+            if which_ev is not None and n != ">UPDOWN:ENV,END":
+                notes[which_ev].append(n[len(">UPDOWN:ENV,"):])
+        elif n.startswith(">UPDOWN:"):
+            which_ev = n[len(">UPDOWN:"):]
+    assert out.exists(), p.log()[-3000:]
+    return out.read_text().splitlines(), notes, uid_line
+
+
+def _names(lines: list[str]) -> list[str]:
+    return sorted(x.split("=", 1)[0] for x in lines)
+
+
+def _fixed(env: dict[str, str]) -> dict[str, str]:
+    return {k: v for k, v in env.items() if k not in VARIES}
+
+
+def test_down_root_and_updown_as_openvpns(lab):
+    theirs, t_notes, t_uid = _run(lab, "openvpn")
+    ours, o_notes, o_uid = _run(lab, "ours")
+    nobody = str(__import__("pwd").getpwnam("nobody").pw_uid)
+    for uid_line in (t_uid, o_uid):
+        assert uid_line.split()[1:] == [nobody] * 4, uid_line        # the process ran as nobody
+    # The command ran as root, with its arguments split as OpenVPN splits them.
+    assert theirs[:3] == ["uid=0", "arg=one", "arg=two words"], theirs
+    assert ours[:3] == theirs[:3], ours
+    t_env, o_env = _env(theirs[3:]), _env(ours[3:])
+    assert "X509_0_CN" in t_env and t_env.get("dev") == "tun0", t_env
+    assert _names(ours[3:]) == _names(theirs[3:]), f"OpenVPN:\n{theirs}\nours:\n{ours}"
+    assert _fixed(o_env) == _fixed(t_env)
+    # management-up-down: the same events, the same names (values as above).
+    assert t_notes["UP"] and t_notes["DOWN"], t_notes
+    for ev in ("UP", "DOWN"):
+        # The same names in the same order (OpenVPN's environment set lists the newest first).
+        assert [x.split("=", 1)[0] for x in o_notes[ev]] == [x.split("=", 1)[0] for x in t_notes[ev]], \
+            (ev, t_notes[ev], o_notes[ev])
+        assert _fixed(_env(o_notes[ev])) == _fixed(_env(t_notes[ev])), ev
