@@ -1,0 +1,157 @@
+"""The down-root plugin line (openvpn/config/plugins.py) and its root helper (host/down_root.py):
+the line's words as OpenVPN 2.6 makes them, what is refused at its line, and the helper's checks
+of what the (unprivileged, possibly compromised) main process sends it."""
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+
+from appliance.host import down_root
+from appliance.host.down_root import DownRoot, decode, encode
+from appliance.openvpn.config import ConfigError, parse_config
+
+BASE = "client\nremote 198.18.0.1\ndev tun\nca /etc/hostname\n"
+DEBIAN = "/usr/lib/x86_64-linux-gnu/openvpn/plugins/openvpn-plugin-down-root.so"
+
+
+@pytest.fixture
+def script(tmp_path):
+    s = tmp_path / "down.sh"
+    out = tmp_path / "out"
+    s.write_text(f'#!/bin/sh\n{{ echo "uid=$(id -u)"; for a in "$@"; do echo "arg=$a"; done; env; }} > {out}\n')
+    s.chmod(0o755)
+    return s
+
+
+@pytest.mark.parametrize("path", [DEBIAN, "/usr/lib/openvpn/openvpn-plugin-down-root.so", "openvpn-plugin-down-root.so"])
+def test_one_string_is_split_as_a_config_line(script, path):
+    o = parse_config(BASE + f"plugin {path} \"{script} one 'two words' th\\\"ree\"\n")
+    assert o.down_root == [(str(script), [str(script), "one", "two words", 'th"ree'])]
+
+
+def test_several_words_are_taken_as_they_are(script):
+    o = parse_config(BASE + f"plugin {DEBIAN} {script} 'a b' c\n")
+    assert o.down_root == [(str(script), [str(script), "a b", "c"])]
+
+
+def test_a_relative_program_is_the_config_directory_s(script):
+    o = parse_config(BASE + f"plugin {DEBIAN} \"down.sh x\"\n", path=str(script.parent / "c.ovpn"))
+    assert o.down_root == [(str(script), ["down.sh", "x"])]          # argv[0] as given, as execve's
+
+
+@pytest.mark.parametrize("line, why", [
+    (f"plugin {DEBIAN}", "needs the command"),
+    (f"plugin {DEBIAN} /nonexistent/x", "no such file"),
+    (f"plugin {DEBIAN} \"a 'b\"", "cannot split"),
+    (f"plugin {DEBIAN} \"{' '.join(['/bin/true'] * 17)}\"", "too many parameters"),
+    ("plugin /usr/lib/openvpn/openvpn-plugin-auth-pam.so login", "plugins are not supported"),
+    ("plugin /x/evil-down-root.so /bin/true", "plugins are not supported"),
+])
+def test_refused_at_its_line(line, why):
+    with pytest.raises(ConfigError, match=why) as e:
+        parse_config(BASE + line + "\n", path="/p.ovpn")
+    assert "/p.ovpn:5" in str(e.value)
+
+
+def test_a_program_that_cannot_run_is_refused(tmp_path):
+    f = tmp_path / "notes.txt"
+    f.write_text("x")
+    f.chmod(0o644)
+    with pytest.raises(ConfigError, match="not an executable file"):
+        parse_config(BASE + f"plugin {DEBIAN} {f}\n")
+
+
+def test_vm_image_refuses_it_and_no_scripts_skips_it(script, monkeypatch):
+    line = BASE + f"plugin {DEBIAN} {script}\n"
+    assert parse_config(line, ignore_scripts=True).down_root == []
+    monkeypatch.setenv("VPN_APPLIANCE_NO_SCRIPTS", "1")
+    with pytest.raises(ConfigError, match="VM image runs no scripts"):
+        parse_config(line)
+
+
+def test_a_server_refuses_it(script, pki_server_text):
+    with pytest.raises(ConfigError, match="client only"):
+        parse_config(pki_server_text + f"plugin {DEBIAN} {script}\n")
+
+
+@pytest.fixture
+def pki_server_text():
+    return ("port 1194\ndev tun\nserver 198.19.0.0 255.255.255.0\nca /etc/hostname\ncert /etc/hostname\n"
+            "key /etc/hostname\ndh none\n")
+
+
+# ---------------------------------------------------------------- the helper's checks
+@pytest.mark.parametrize("env", [{"LD_PRELOAD": "/tmp/x.so"}, {"PATH": "/tmp"}, {"BASH_ENV": "/tmp/x"},
+                                 {"": "x"}, {"IFS": "x"}, {"X509_": "x"}, {"dev": "tun0", "PYTHONPATH": "/tmp"}])
+def test_names_other_than_openvpns_are_refused(env):
+    assert decode(encode(env), frozenset()) is None
+
+
+def test_openvpns_names_and_the_configs_setenv_names_pass():
+    env = {"dev": "tun0", "X509_0_CN": "a=b", "X509_1_emailAddress": "x", "tls_digest_sha256_0": "ab", "MY_VAR": "1"}
+    got = decode(encode(env), frozenset({"MY_VAR"}))
+    assert got == {k.encode(): v.encode() for k, v in env.items()}
+    assert decode(encode({}), frozenset()) == {}
+
+
+def test_bounds():
+    assert decode(b"R" + b"a=" + b"x" * down_root.MAX_MESSAGE, frozenset()) is None
+    assert decode(b"R" + b"\0".join([b"a=1"] * (down_root.MAX_VARS + 1)), frozenset()) is None
+    assert decode(b"dev=tun0", frozenset()) is None                 # no RUN mark
+    assert decode(b"R\xff=1", frozenset()) is None
+
+
+def test_runs_once_as_the_forking_user_with_exactly_that_environment(script, tmp_path):
+    h = DownRoot([(str(script), ["down", "x"])])
+    try:
+        assert h.run({"dev": "tun0", "X509_0_CN": "srv"})
+        lines = (tmp_path / "out").read_text().splitlines()
+        assert lines[:2] == [f"uid={os.getuid()}", "arg=x"]
+        env = dict(x.split("=", 1) for x in lines[2:])
+        assert {k: env[k] for k in ("dev", "X509_0_CN")} == {"dev": "tun0", "X509_0_CN": "srv"}
+        assert "PATH" not in env
+        assert not h.run({"dev": "tun1"})                             # once only
+    finally:
+        h.close()
+    assert not os.path.exists(f"/proc/{h.pid}")
+
+
+def test_a_refused_environment_runs_nothing_and_ends_the_helper(script, tmp_path):
+    h = DownRoot([(str(script), ["down"])])
+    assert not h.run({"LD_PRELOAD": "/tmp/evil.so"})
+    h.close()
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_main_process_going_ends_the_helper_without_running(script, tmp_path):
+    h = DownRoot([(str(script), ["down"])])
+    h.sock.close()                       # what the process's exit (or SIGKILL) does
+    h.sock = None
+    end = time.monotonic() + 5
+    while os.path.exists(f"/proc/{h.pid}") and time.monotonic() < end:
+        try:
+            os.waitpid(h.pid, os.WNOHANG)
+        except ChildProcessError:
+            break
+        time.sleep(0.02)
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_failing_or_hanging_command_is_reported(tmp_path, monkeypatch):
+    bad = tmp_path / "bad.sh"
+    bad.write_text("#!/bin/sh\nexit 3\n")
+    bad.chmod(0o755)
+    h = DownRoot([(str(bad), ["bad"])])
+    assert not h.run({})
+    h.close()
+    slow = tmp_path / "slow.sh"
+    slow.write_text("#!/bin/sh\nsleep 30\n")
+    slow.chmod(0o755)
+    monkeypatch.setattr(down_root, "TIME_LIMIT", 0.3)          # (read by the forked child)
+    h = DownRoot([(str(slow), ["slow"])])
+    t = time.monotonic()
+    assert not h.run({}, within=5)
+    assert time.monotonic() - t < 3
+    h.close()
