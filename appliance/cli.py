@@ -134,7 +134,10 @@ def _run_profile(opts, args: argparse.Namespace, who, tls, creds: list[str]) -> 
             return 1
     if opts.role == "server":
         # The server drops after its start-up (TUN configured, port and management socket bound).
-        return gateway.server_gateway(opts, tls).run(after_start=(lambda: _drop(opts, who)) if who is not None else None)
+        helper = _down_root_helper(opts)       # forked first: root, one thread (host/down_root.py)
+        gw = gateway.server_gateway(opts, tls)
+        gw.down_root = helper
+        return gw.run(after_start=(lambda: _drop(opts, who)) if who is not None else None)
     # Debug/interop knob: behave like an OpenVPN 2.4 client (no TLS-EKM offer → PRF key derivation).
     ekm = os.environ.get("VPN_APPLIANCE_KEY_DERIVATION", "").lower() != "prf"
     helper = _down_root_helper(opts)           # forked first: root, one thread (host/down_root.py)

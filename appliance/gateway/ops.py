@@ -82,6 +82,10 @@ RESTART_ONLY += ("multihome",)                  # the socket asks for pktinfo at
 RESTART_ONLY += ("route_ipv6",)                 # the TUN's routes, as `route` (server_net.py)
 RESTART_ONLY += ("ifconfig_ipv6", "ifconfig_ipv6_pool")   # the TUN's address and the pool, as server-ipv6
 RESTART_ONLY += ("mark", "bind_dev")            # set on the sockets made at start (gateway/system.py)
+RESTART_ONLY += ("down_root",)                  # its root helper was forked with the command at start
+# The server's own variables in the order OpenVPN's setenv_settings sets them (up_down_env).
+_SETTINGS_ORDER = ("config", "verb", "daemon", "daemon_log_redirect", "daemon_start_time", "daemon_pid",
+                   "proto_1", "local_port_1", "remote_port_1")
 
 
 def restart_only_changes(old, new) -> list[str]:
@@ -1018,6 +1022,25 @@ class Operations:
         e["dev_type"] = "tun"
         e["redirect_gateway"] = "0"
         return e
+
+    def up_down_env(self, plugin: bool = False) -> dict[str, str]:
+        """The server's up/down environment, as management-up-down lists it (the newest first, the
+        settings last in the order they were set: gateway/updown_env.py says why); `plugin`: the
+        down-root command's, without redirect_gateway (do_route sets it after OpenVPN's UP call)."""
+        own = self._server_env()
+        settings = {k: own.pop(k) for k in _SETTINGS_ORDER if k in own}
+        if plugin:
+            own.pop("redirect_gateway", None)
+        newest_first = dict(reversed(own.items()))
+        return {**newest_first, **with_globals(settings, newest_first, self.gw.opts.setenv)}
+
+    def up_down(self, kind: str) -> None:
+        """management-up-down: >UPDOWN:UP after the TUN is up, >UPDOWN:DOWN before it goes (only
+        management clients connected then hear them, as OpenVPN's)."""
+        if self.mgmt is not None and self.gw.opts.management_up_down:
+            env = self.up_down_env()
+            self.mgmt.notify([f">UPDOWN:{kind}", *(f">UPDOWN:ENV,{k}={v}" for k, v in env.items()),
+                              ">UPDOWN:ENV,END"])
 
     # ---------------------------------------------------------------- management-client-auth
     def ask_management(self, rec, e, check_pending: bool) -> bool:

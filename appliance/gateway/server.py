@@ -15,7 +15,7 @@ import errno
 import ipaddress
 import itertools
 import logging
-from typing import Callable, Protocol
+from typing import TYPE_CHECKING, Callable, Protocol
 
 from ..openvpn import ciphers, events as ev
 from ..openvpn.crl import background_reader
@@ -34,6 +34,9 @@ from .ops import Operations
 from .slots import identity_of_cert
 from .ports import Clock, DatagramPort, ListenerPort, PortGone, Ports, TunPort
 from .portshare import JournalDir, PortShare
+
+if TYPE_CHECKING:
+    from ..host.down_root import DownRoot
 
 log = logging.getLogger("vpn-appliance")
 
@@ -79,6 +82,7 @@ class ServerGateway:
         self.d = ServerDispatcher(settings, clock())
         self.dp = ServerDataPath(self.d, self._mss_rule(opts), settings.client_to_client)
         self.tun: TunPort | None = None
+        self.down_root: "DownRoot | None" = None     # the down-root plugin's root helper (cli.py)
         self.udp: DatagramPort | None = None
         self.listener: ListenerPort | None = None
         self.conns: dict[StreamKey, TcpLink] = {}   # in accept order (the oldest is evicted first)
@@ -133,12 +137,29 @@ class ServerGateway:
                 self._close_conn(cid)
             if self.portshare is not None:
                 self.portshare.close()        # every relay closed, its journal file removed
+            self.ops.up_down("DOWN")
             self.ops.close()
             for p in (self.udp, self.listener, self.auth):
                 if p is not None:
                     p.close()
         finally:
-            self.net.close()
+            try:
+                self.net.close()
+            finally:
+                self._down_root()
+
+    def _down_root(self) -> None:
+        """The down-root command (host/down_root.py), after the TUN went, as OpenVPN's DOWN call;
+        not when the start failed before the TUN was up (OpenVPN's plugin had no UP then)."""
+        helper, self.down_root = self.down_root, None
+        if helper is None:
+            return
+        try:
+            if self.tun is not None:
+                log.info("down-root: running %s", " ".join(argv[0] for _p, argv in self.opts.down_root))
+                helper.run(self.ops.up_down_env(plugin=True))
+        finally:
+            helper.close()
 
     def bind_addr(self) -> tuple[str, int]:
         """`proto udp6/tcp6` (or an IPv6 `local`) listens on IPv6 (dual-stack on `::`)."""
@@ -175,6 +196,7 @@ class ServerGateway:
         self.pump.timers.arm("drops", self.clock() + DROP_LOG_EVERY, self._log_drops)
         self.read_crl_in_background(self.st)
         self.ops.start()
+        self.ops.up_down("UP")                  # (a management client connected this early hears it)
 
     def _open_portshare(self) -> PortShare:
         """port-share's target resolved (its first address, as OpenVPN takes the first) and DIR

@@ -86,3 +86,42 @@ def test_down_root_runs_nothing_without_a_tunnel(pki, tmp_path):
     c._cleanup()
     assert not out.exists()
     assert not os.path.exists(f"/proc/{helper.pid}")
+
+
+class _Mgr:
+    """What ops.up_down needs of the server's Management: notify() to its clients."""
+
+    def __init__(self) -> None:
+        self.got: list[str] = []
+
+    def notify(self, lines: list[str], flag: str | None = None) -> None:
+        self.got += lines
+
+    def close(self) -> None:
+        pass
+
+
+def test_server_down_root_and_updown_down_at_its_end(pki, tmp_path):
+    script, out = _recorder(tmp_path)
+    w = World()
+    gw = w.add_server(server_conf(pki, extra=f"management {tmp_path}/s.sock unix\nmanagement-up-down\n"
+                                             f"setenv SITE x\nplugin openvpn-plugin-down-root.so \"{script} s\"\n"))
+    gw.down_root = DownRoot(list(gw.opts.down_root), frozenset(gw.opts.setenv))
+    gw.ops.mgmt = mgr = _Mgr()
+    w.run_for(1)
+    gw.ops.up_down("UP")
+    up = _block(mgr.got, "UP")
+    assert up["dev_type"] == "tun" and up["ifconfig_local"] == "198.19.0.1" and up["redirect_gateway"] == "0"
+    # Newest first, the setenv and settings variables last in the order they were set (OpenVPN's
+    # connection set inherits the process's one variable at a time).
+    assert list(up)[:2] == ["redirect_gateway", "dev_type"]
+    assert list(up)[-10:] == ["SITE", "config", "verb", "daemon", "daemon_log_redirect", "daemon_start_time",
+                              "daemon_pid", "proto_1", "local_port_1", "remote_port_1"]
+    assert not out.exists()
+    gw._cleanup()
+    assert _block(mgr.got, "DOWN") == up
+    lines = out.read_text().splitlines()
+    assert lines[0] == "arg=s"
+    env = dict(x.split("=", 1) for x in lines[1:] if "=" in x)
+    assert env["ifconfig_local"] == "198.19.0.1" and env["SITE"] == "x" and "redirect_gateway" not in env
+    assert gw.down_root is None

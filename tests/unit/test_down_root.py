@@ -71,15 +71,13 @@ def test_vm_image_refuses_it_and_no_scripts_skips_it(script, monkeypatch):
         parse_config(line)
 
 
-def test_a_server_refuses_it(script, pki_server_text):
-    with pytest.raises(ConfigError, match="client only"):
-        parse_config(pki_server_text + f"plugin {DEBIAN} {script}\n")
-
-
-@pytest.fixture
-def pki_server_text():
-    return ("port 1194\ndev tun\nserver 198.19.0.0 255.255.255.0\nca /etc/hostname\ncert /etc/hostname\n"
-            "key /etc/hostname\ndh none\n")
+def test_a_server_takes_it_and_a_reload_cannot_change_it(script):
+    from appliance.gateway.ops import RESTART_ONLY
+    srv = ("port 1194\ndev tun\nserver 198.19.0.0 255.255.255.0\nca /etc/hostname\ncert /etc/hostname\n"
+           "key /etc/hostname\ndh none\nmanagement /tmp/x.sock unix\nmanagement-up-down\n")
+    o = parse_config(srv + f"plugin {DEBIAN} {script}\n")
+    assert o.down_root == [(str(script), [str(script)])] and o.management_up_down
+    assert "down_root" in RESTART_ONLY
 
 
 # ---------------------------------------------------------------- the helper's checks

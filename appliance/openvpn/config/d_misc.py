@@ -210,7 +210,7 @@ reg.refuse("chroot", "not supported: Python imports modules lazily after start-u
 # tls-crypt-v2-verify): d_ops.py. Plugins: plugins.py (down-root natively; any other refused).
 reg.apply("plugin", why="openvpn-plugin-down-root.so \"CMD ARGS\": CMD runs as root at the tunnel's end "
           "(done natively, host/down_root.py); any other plugin is refused", sets=("down_root",),
-          used_by="client", nargs=(1, None), access=True)(plugin_line)
+          used_by="pump", nargs=(1, None), access=True)(plugin_line)
 reg.refuse("opt-verify", "option-string checks of clients are not supported (deprecated in OpenVPN 2.6); "
            "remove it", access=True)
 # OpenVPN 2.6 directives that decide who may connect and that we do not implement: declared here

@@ -122,8 +122,8 @@ for _name, _why in (
                                        "username/password) before the connection that needs them"),
         ("management-signal", "client: when a management client disconnects, the connection restarts (SIGUSR1), "
                               "as OpenVPN 2.6 -- here for an authenticated one only"),
-        ("management-up-down", "client: the management clients hear >UPDOWN:UP when the tunnel is up and "
-                               ">UPDOWN:DOWN when it goes, each with the up/down environment (>UPDOWN:ENV,...)"),
+        ("management-up-down", "the management clients hear >UPDOWN:UP when the tunnel is up and >UPDOWN:DOWN "
+                               "when it goes, each with the up/down environment (>UPDOWN:ENV,...)"),
         ("management-forget-disconnect", "client: when a management client disconnects, the username/password and "
                                          "the auth-token are forgotten (asked again with management-query-passwords)")):
     _field = _name.replace("-", "_")

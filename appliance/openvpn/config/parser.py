@@ -344,8 +344,7 @@ def finish(p: ParseState) -> None:
             p.err("management-query-passwords", "is served by our client only (a server's key passphrase "
                   "comes from askpass FILE here)", line("management_query_passwords"))
         for n, d in (("management_signal", "management-signal"),
-                     ("management_forget_disconnect", "management-forget-disconnect"),
-                     ("management_up_down", "management-up-down"), ("down_root", "plugin")):
+                     ("management_forget_disconnect", "management-forget-disconnect")):
             if n in o.source:
                 # OpenVPN's server would restart every client (SIGUSR1) when a tool disconnects.
                 p.err(d, "is served by our client only", line(n))
