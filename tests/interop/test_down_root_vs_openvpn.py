@@ -6,8 +6,9 @@ runs in Debian's client and in ours against Debian's server. At SIGTERM the down
 must run as root (uid 0, from the helper forked before the drop) with the arguments as given and
 the same environment names (the environment the tunnel came up with, the server chain's X509_*
 variables among them), while the process itself runs as nobody; a management client must hear
->UPDOWN:UP and >UPDOWN:DOWN with the same variable names. Values that differ by nature (times,
-the local port, the pid) are not compared; the rest are.
+>UPDOWN:UP and >UPDOWN:DOWN with the same variable names. Values that differ by nature (the
+start time, the pid, the config's path) are not compared; the rest are. The same for a server
+(down-root command and >UPDOWN:DOWN at its SIGTERM; its UP comes before any tool can connect).
 """
 from __future__ import annotations
 
@@ -110,3 +111,31 @@ def test_down_root_and_updown_as_openvpns(lab):
         assert [x.split("=", 1)[0] for x in o_notes[ev]] == [x.split("=", 1)[0] for x in t_notes[ev]], \
             (ev, t_notes[ev], o_notes[ev])
         assert _fixed(_env(o_notes[ev])) == _fixed(_env(t_notes[ev])), ev
+
+
+def _server_run(lab: Lab, which: str) -> tuple[list[str], list[str]]:
+    script, out = _recorder(lab, f"srv-{which}")
+    sock = str(lab.tmp / f"drs-{which}.sock")
+    cfg = server_config(lab.pki, port=1195, extra=f"user nobody\ngroup nogroup\nplugin {PLUGIN} \"{script} s\"\n"
+                                                  f"management {sock} unix\nmanagement-up-down\n")
+    p = lab.ours(lab.srv, cfg, f"drsrv-{which}", pattern="listening on UDP", readable_python=True) \
+        if which == "ours" else lab.openvpn(lab.srv, cfg, f"drsrv-{which}")
+    m = Mgmt(sock)
+    m.lines(0.3)
+    p.p.send_signal(15)
+    assert p.exit_within(15) is not None, p.log()[-3000:]
+    m.lines(0.3)
+    m.close()
+    assert out.exists(), p.log()[-3000:]
+    down = m.notes[m.notes.index(">UPDOWN:DOWN") + 1:] if ">UPDOWN:DOWN" in m.notes else []
+    return out.read_text().splitlines(), [n[len(">UPDOWN:ENV,"):] for n in down if n != ">UPDOWN:ENV,END"]
+
+
+def test_server_down_root_as_openvpns(lab):
+    theirs, t_down = _server_run(lab, "openvpn")
+    ours, o_down = _server_run(lab, "ours")
+    assert theirs[:2] == ["uid=0", "arg=s"] and ours[:2] == theirs[:2], (theirs, ours)
+    assert _names(ours[2:]) == _names(theirs[2:]), f"OpenVPN:\n{theirs}\nours:\n{ours}"
+    assert _fixed(_env(ours[2:])) == _fixed(_env(theirs[2:]))
+    assert t_down and [x.split("=", 1)[0] for x in o_down] == [x.split("=", 1)[0] for x in t_down], (t_down, o_down)
+    assert _fixed(_env(o_down)) == _fixed(_env(t_down))
