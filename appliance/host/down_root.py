@@ -48,8 +48,12 @@ RUN = b"R"                      # a message's first byte: an empty environment i
 
 
 def encode(env: dict[str, str]) -> bytes:
-    """RUN, then NAME=VALUE entries separated by NUL (what the helper decodes)."""
-    return RUN + b"\0".join(f"{k}={v}".encode("utf-8", "surrogateescape") for k, v in env.items())
+    """RUN, then NAME=VALUE entries separated by NUL (what the helper decodes). A NUL in a value
+    (which no C environment holds: tlsverify.clean's `_`) would split it into an entry of the
+    sender's choosing -- `x\0dev=eth0` from a server's pushed option -- so it is made `_`; a name
+    with `=` or NUL is left out (none of ours has one)."""
+    return RUN + b"\0".join(f"{k}={v.replace(chr(0), '_')}".encode("utf-8", "surrogateescape")
+                             for k, v in env.items() if k and "=" not in k and "\0" not in k)
 
 
 def decode(data: bytes, extra_names: frozenset[str]) -> dict[bytes, bytes] | None:

@@ -82,7 +82,7 @@ def test_a_server_takes_it_and_a_reload_cannot_change_it(script):
 
 # ---------------------------------------------------------------- the helper's checks
 @pytest.mark.parametrize("env", [{"LD_PRELOAD": "/tmp/x.so"}, {"PATH": "/tmp"}, {"BASH_ENV": "/tmp/x"},
-                                 {"": "x"}, {"IFS": "x"}, {"X509_": "x"}, {"dev": "tun0", "PYTHONPATH": "/tmp"}])
+                                 {"IFS": "x"}, {"X509_": "x"}, {"dev": "tun0", "PYTHONPATH": "/tmp"}])
 def test_names_other_than_openvpns_are_refused(env):
     assert decode(encode(env), frozenset()) is None
 
@@ -94,11 +94,20 @@ def test_openvpns_names_and_the_configs_setenv_names_pass():
     assert decode(encode({}), frozenset()) == {}
 
 
+def test_a_nul_in_a_value_cannot_add_a_variable():
+    """A value from the network (a pushed option, a certificate field) with a NUL in it must not
+    become a second entry the helper would read as its own variable (`dev=eth0` for a root command)."""
+    got = decode(encode({"foreign_option_1": "dhcp-option DOMAIN x\0dev=eth0", "dev": "tun0", "a=b": "c"}),
+                 frozenset())
+    assert got == {b"foreign_option_1": b"dhcp-option DOMAIN x_dev=eth0", b"dev": b"tun0"}
+
+
 def test_bounds():
     assert decode(b"R" + b"a=" + b"x" * down_root.MAX_MESSAGE, frozenset()) is None
     assert decode(b"R" + b"\0".join([b"a=1"] * (down_root.MAX_VARS + 1)), frozenset()) is None
     assert decode(b"dev=tun0", frozenset()) is None                 # no RUN mark
     assert decode(b"R\xff=1", frozenset()) is None
+    assert decode(b"R=x", frozenset()) is None and decode(b"Rdev", frozenset()) is None
 
 
 def test_runs_once_as_the_forking_user_with_exactly_that_environment(script, tmp_path):
