@@ -33,7 +33,6 @@ from ..transport.link import TcpLink, UdpLink
 from .block_ipv6 import is_ipv6, no_route_reply
 from .credentials import Credentials, CredentialsUnavailable
 from .resolver import BackgroundResolver
-from .script_env import with_globals
 from .eventlog import fmt_addr, log_client_event, push_summary
 from .inactivity import INACTIVE_LOG, Inactivity
 from .loghold import LogHold
@@ -936,10 +935,7 @@ class ClientGateway:
         it: the server's address as untrusted_ip/untrusted_port, then the chain's variables."""
         ip, port = c.addr[0], c.addr[1]
         o = self.opts
-        base = {"untrusted_port": str(port), ("untrusted_ip6" if ":" in ip else "untrusted_ip"): ip,
-                "daemon": "0", "daemon_log_redirect": "0", "verb": str(o.verb), "config": o.path,
-                "script_context": "init"}
-        base = with_globals(base, {}, o.setenv)
+        base = self.updown.verify_base(ip, port)    # (gateway/updown.py: the settings, after an UP its set)
         why = "no runner" if self.verify is None else \
             self.verify.submit_chain(("tls", c, e.key_id, e.check), ip, list(o.tls_verify or ()), e.chain, base,
                                     name=e.common_name, track=o.x509_track)

@@ -16,7 +16,8 @@ import logging
 import time
 from typing import TYPE_CHECKING, Callable
 
-from .updown_env import up_env
+from .script_env import with_globals
+from .updown_env import settings_env, up_env
 
 if TYPE_CHECKING:
     from ..host.down_root import DownRoot
@@ -48,7 +49,25 @@ class UpDown:
 
     @property
     def wanted(self) -> bool:
-        return bool(self.opts.down_root) or self.opts.management_up_down
+        """Whether anything reads the environment (tls-verify does at each later handshake)."""
+        return bool(self.opts.down_root) or self.opts.management_up_down or bool(self.opts.tls_verify)
+
+    def verify_base(self, ip: str, port: int) -> dict[str, str]:
+        """tls-verify's environment before the chain's variables (tlsverify.chain_calls adds them
+        and script_type): OpenVPN 2.6's client runs it with its one environment set as it stands,
+        so the settings at the first handshake, and at each later one (renegotiation, reconnect)
+        everything the tunnel's UP put there too -- dev, ifconfig_*, route_*, trusted_ip, the last
+        chain's tls_* variables (replaced by this one's), not its X509_* -- as Debian's client
+        shows (tests/interop/test_down_root_vs_openvpn.py). The server's address then, as
+        untrusted_ip/untrusted_port, the newest."""
+        e = dict(self.mgmt_env) if self.mgmt_env is not None else \
+            with_globals(settings_env(self.opts, self.started), {}, self.opts.setenv)
+        for k in ("untrusted_ip", "untrusted_ip6", "untrusted_port"):
+            e.pop(k, None)
+        # A new handshake clears the X509_* variables first (ssl.c: tls_x509_clear_env; the
+        # tls_* ones stay until this chain's replace them).
+        e = {k: v for k, v in e.items() if not k.startswith("X509_")}
+        return {("untrusted_ip6" if ":" in ip else "untrusted_ip"): ip, "untrusted_port": str(port), **e}
 
     def up(self, session, remote: tuple, pushed, dev: str, mgmt) -> None:
         """The first tunnel of the run is up (later ones: nothing, the device persists)."""

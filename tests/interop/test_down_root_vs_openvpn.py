@@ -139,3 +139,33 @@ def test_server_down_root_as_openvpns(lab):
     assert _fixed(_env(ours[2:])) == _fixed(_env(theirs[2:]))
     assert t_down and [x.split("=", 1)[0] for x in o_down] == [x.split("=", 1)[0] for x in t_down], (t_down, o_down)
     assert _fixed(_env(o_down)) == _fixed(_env(t_down))
+
+
+def _verify_run(lab: Lab, which: str) -> list[list[str]]:
+    """tls-verify's environment at the first handshake and at a renegotiation (after the tunnel's
+    UP): the calls' `env`, sorted, oldest first."""
+    d = lab.tmp / f"tv-{which}"
+    d.mkdir()
+    script = lab.write(f"tv-{which}.sh", "#!/bin/sh\n"
+                       f'f={d}/$(date +%s%N)-$1; env | grep -v "^PATH=" | sort > $f.tmp && mv $f.tmp $f\nexit 0\n')
+    script.chmod(0o755)
+    prof = client_profile(lab.pki, extra=f"script-security 2\ntls-verify {script}\nreneg-sec 3\n")
+    p = lab.ours(lab.cli, prof, f"tvcli-{which}") if which == "ours" else lab.openvpn(lab.cli, prof, f"tvcli-{which}")
+    end = time.monotonic() + 15
+    while time.monotonic() < end and len([f for f in os.listdir(d) if not f.endswith(".tmp")]) < 4:
+        time.sleep(0.2)
+    p.stop(5)
+    files = sorted(f for f in os.listdir(d) if not f.endswith(".tmp"))[:4]
+    assert len(files) == 4, p.log()[-3000:]
+    return [(d / f).read_text().splitlines() for f in files]
+
+
+def test_tls_verify_sees_the_environment_set_as_openvpns(lab):
+    """OpenVPN's client runs tls-verify with its one environment set: the settings at the first
+    handshake, and at a renegotiation also what the tunnel's UP put there (dev, routes, the last
+    chain's tls_* variables; its X509_* are cleared first). PATH is ours (OpenVPN gives none)."""
+    theirs, ours = _verify_run(lab, "openvpn"), _verify_run(lab, "ours")
+    assert "dev=tun0" not in theirs[0] and "dev=tun0" in theirs[2], theirs      # what the test is worth
+    for t, o in zip(theirs, ours):
+        assert _names(o) == _names(t), f"OpenVPN:\n{t}\nours:\n{o}"
+        assert _fixed(_env(o)) == _fixed(_env(t))
