@@ -8,7 +8,10 @@ the routes: before >STATE:CONNECTED), DOWN when the client ends (close_tun: the 
 before the device goes, the down-root command after it). A run that never got a tunnel up has no
 DOWN either (OpenVPN's plugin has no helper then and runs nothing). The environment is the one of
 the UP (gateway/updown_env.py): the plugin's command gets what OpenVPN's UP call had (no
-`redirect_gateway`, set later by do_route), the management lines what the set held at do_route.
+`redirect_gateway`, set later by do_route), the management lines what the set held at do_route,
+and tls-verify (verify_base) the set as it stands at each handshake. Kept from the first UP: a
+reconnect to another remote does not refresh trusted_ip/_port or the routes in it (OpenVPN's set
+would), since no UP follows here.
 """
 from __future__ import annotations
 
