@@ -51,3 +51,52 @@ def test_the_answer_comes_through_drain_and_a_stale_one_is_dropped():
     finally:
         gate.set()
         r.close()
+
+
+def test_only_the_newest_request_waits_while_every_worker_is_busy():
+    gate = threading.Event()
+    calls: list = []
+
+    def resolve(host, port, proto, family):
+        calls.append(host)
+        if host.startswith("stuck"):
+            gate.wait(5)
+        return [("198.18.0.1", port)]
+
+    r = BackgroundResolver(resolve)
+    got: list = []
+    try:
+        r.submit(("stuck1.example", 1, "udp", None), got.append)
+        r.submit(("stuck2.example", 2, "udp", None), got.append)
+        r.submit(("older.example", 3, "udp", None), got.append)     # waits, then replaced
+        r.submit(("newest.example", 4, "udp", None), got.append)
+        time.sleep(0.2)
+        assert sorted(calls) == ["stuck1.example", "stuck2.example"]
+        gate.set()
+        _wait(r, got, 1)
+        assert got == [[("198.18.0.1", 4)]]
+        assert "older.example" not in calls
+    finally:
+        gate.set()
+        r.close()
+
+
+def test_a_lookup_that_never_returns_does_not_hold_the_process_exit(tmp_path):
+    """SIGTERM during a lookup in a silent resolver: the loop ends at once, and so must the
+    process (an executor's worker is joined at exit: it waited out the resolver's timeouts)."""
+    import subprocess
+    import sys
+    script = tmp_path / "exit.py"
+    script.write_text(
+        "import sys, time\n"
+        "from appliance.gateway.resolver import BackgroundResolver\n"
+        "r = BackgroundResolver(lambda *a: time.sleep(30) or [])\n"
+        "r.submit(('silent.example', 1194, 'udp', None), print)\n"
+        "time.sleep(0.2)\n"
+        "r.close()\n"
+        "sys.exit(0)\n")
+    t0 = time.monotonic()
+    p = subprocess.run([sys.executable, str(script)], timeout=25, capture_output=True,
+                       cwd=str(__import__("pathlib").Path(__file__).resolve().parents[2]))
+    assert p.returncode == 0, p.stderr
+    assert time.monotonic() - t0 < 5.0, "the exit waited for the lookup"
