@@ -41,6 +41,7 @@ from ..openvpn.crl import CrlChecker, background_reader
 from ..openvpn.settings import check_crl, check_key_material
 from ..openvpn.errors import RemoteProtocolError
 from ..openvpn.keymethod import remap_name
+from ..openvpn.peernames import from_peer, to_bytes
 from ..openvpn.tls import CERT_UNREADABLE, TlsSettings, cert_env, peer_rechecker
 from . import status as st_mod
 from .eventlog import fmt_addr
@@ -787,8 +788,7 @@ class Operations:
         text = "".join(ch if " " <= ch <= "~" else "_" for ch in e.response)
         log.info("%s: CR response was sent by client ('%s')", rec.common_name, text[:64])
         env = self.user_pass_env(rec)           # the login's, as it was announced (no password)
-        self.mgmt.notify([f">CLIENT:CR_RESPONSE,{w.cid},{w.kid},{text}"]
-                         + [f">CLIENT:ENV,{k}={v}" for k, v in env.items()] + [">CLIENT:ENV,END"])
+        self.mgmt.notify([f">CLIENT:CR_RESPONSE,{w.cid},{w.kid},{text}"] + env_lines(env))
 
     def _deferred_login(self, rec, key_id: int):
         """The deferred auth-user-pass-verify check (key, held, verdict, ...) of `rec`'s key, if one waits."""
@@ -1059,8 +1059,7 @@ class Operations:
             env["session_state"], env["session_id"] = e.session_state, e.session_id or ""
         if self.mgmt is not None:
             mode = "REAUTH" if inf.established else "CONNECT"
-            self.mgmt.notify([f">CLIENT:{mode},{inf.cid},{w.kid}"] + [f">CLIENT:ENV,{k}={v}" for k, v in env.items()]
-                             + [">CLIENT:ENV,END"])
+            self.mgmt.notify([f">CLIENT:{mode},{inf.cid},{w.kid}"] + env_lines(env))
         return True
 
     def check_done(self, rec, key_id: int, check: object, v) -> bool:
@@ -1137,7 +1136,30 @@ class Operations:
     def _env_lines(self, rec, inf: ClientInfo, extra: dict | None = None) -> list[str]:
         e = dict(extra or {})                     # set last, so OpenVPN prints them first
         e.update(self.env(rec, inf, ""))
-        return [f">CLIENT:ENV,{k}={v}" for k, v in e.items()] + [">CLIENT:ENV,END"]
+        return env_lines(e)
+
+
+# OpenVPN 2.6 writes each >CLIENT:ENV line with msg() (manage.c man_output_env), which formats
+# into ERR_BUF_SIZE (10240) bytes: a longer line is cut there, the NUL taking the last byte.
+ENV_LINE_MAX = 10239
+
+
+def env_lines(env: dict[str, str]) -> list[str]:
+    """A client's environment as >CLIENT:ENV lines and their END, each line cut at OpenVPN's
+    ENV_LINE_MAX bytes. Why cut as OpenVPN: a certificate's x509-track subjectAltName of 5,000
+    IPv6 addresses (a 90 KB certificate, within a TLS handshake's limit) printed a 260 KB line,
+    over the management client's whole output allowance (OUT_LIMIT): its >CLIENT:CONNECT cut off
+    every management client, the one deciding logins (management-client-auth) too."""
+    out = []
+    for k, v in env.items():
+        line = f">CLIENT:ENV,{k}={v}"
+        if len(line) > ENV_LINE_MAX // 4:                  # (a character is at most 4 bytes)
+            raw = to_bytes(line)
+            if len(raw) > ENV_LINE_MAX:
+                line = from_peer(raw[:ENV_LINE_MAX])      # the bytes OpenVPN sends, as sent
+        out.append(line)
+    out.append(">CLIENT:ENV,END")
+    return out
 
 
 _ENV_NAME = re.compile(r"(?:IV|UV)_[A-Za-z0-9_]*")

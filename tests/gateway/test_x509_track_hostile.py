@@ -1,0 +1,71 @@
+"""A client certificate with hostile field values against x509-track: what reaches the
+management interface stays within OpenVPN's line length and keeps the management client
+connected. (Values in detail: tests/unit/test_x509_track.py.)"""
+from __future__ import annotations
+
+import ipaddress
+import socket
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.x509.oid import ExtendedKeyUsageOID
+
+from appliance.certs import issue
+from appliance.gateway.management import OUT_LIMIT, MgmtConn
+from appliance.gateway.ops import ENV_LINE_MAX
+from tests.gateway.conftest import World, client_conf, server_conf
+from tests.gateway.test_ops import _kpem, _pem, _server, opki  # noqa: F401 - opki: the fixture
+from tests.gateway.test_tunnel import _up
+
+
+def _many_alt_names(pki: dict, n: int) -> dict:
+    """`pki` with a client `evil` whose subjectAltName holds `n` IPv6 addresses (~18 n bytes)."""
+    ca_cert, ca_key = pki["ca_pair"]
+    c, k = issue("evil", pki["ca_pair"], ExtendedKeyUsageOID.CLIENT_AUTH)
+    b = (x509.CertificateBuilder().subject_name(c.subject).issuer_name(ca_cert.subject).public_key(k.public_key())
+         .serial_number(x509.random_serial_number()).not_valid_before(c.not_valid_before_utc)
+         .not_valid_after(c.not_valid_after_utc)
+         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), False)
+         .add_extension(x509.SubjectAlternativeName(
+             [x509.IPAddress(ipaddress.IPv6Address(2**128 - 1 - i)) for i in range(n)]), False))
+    return {**pki, "clients": {**pki["clients"], "evil": (_pem(b.sign(ca_key, hashes.SHA256())), _kpem(k))}}
+
+
+def _read_all(s: socket.socket) -> bytes:
+    out = b""
+    try:
+        while chunk := s.recv(1 << 16):
+            out += chunk
+    except BlockingIOError:
+        pass
+    return out
+
+
+def test_a_huge_tracked_alt_name_is_cut_as_openvpn_and_keeps_the_management_client(opki, tmp_path):  # noqa: F811
+    """5,000 IPv6 alt names (a 90 KB certificate) print as a 260 KB X509_0_subjectAltName: its
+    >CLIENT:ENV line went past the management client's whole allowance and cut it off."""
+    pki = _many_alt_names(opki, 5000)
+    w = World()
+    gw, _ = _server(w, server_conf(pki, extra=f"management {tmp_path}/m.sock unix\nx509-track subjectAltName\n"))
+    mine, theirs = socket.socketpair()
+    mine.setblocking(False)
+    theirs.setblocking(False)
+    tool = MgmtConn(mine, gw.ops.mgmt, need_password=False)
+    gw.ops.mgmt.conns.append(tool)
+    got = b""
+    try:
+        w.add_client(client_conf(pki, "evil"))
+
+        def up() -> bool:
+            nonlocal got
+            got += _read_all(theirs)
+            return _up(w, 0) and b">CLIENT:ENV,END" in got
+        assert w.run(up, max_time=30)
+        assert not tool.closed and tool in gw.ops.mgmt.conns, "the management client was cut off"
+        lines = got.split(b"\r\n")
+        alt = next(x for x in lines if x.startswith(b">CLIENT:ENV,X509_0_subjectAltName="))
+        assert len(alt) == ENV_LINE_MAX < OUT_LIMIT
+        assert alt.startswith(b">CLIENT:ENV,X509_0_subjectAltName=IP Address:FFFF:FFFF:")
+        assert b">CLIENT:ENV,common_name=evil" in lines
+    finally:
+        theirs.close()
