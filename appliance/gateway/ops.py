@@ -50,6 +50,7 @@ from .session_limit import SessionLimit
 from .management import Management
 from .ports import PortGone
 from .learn import LearnAddress
+from .crresponse import CrResponseRuns
 from .script_env import with_globals
 from .scripts import ScriptRunner
 from .slots import identity_of_v2_key
@@ -150,6 +151,7 @@ class Operations:
         self.client_auth: ClientAuthWait | None = None  # management-client-auth (mgmt_auth.py)
         self.scripts = scripts
         self.learn = LearnAddress(self)             # learn-address (gateway/learn.py)
+        self.crr_runs = CrResponseRuns()            # client-crresponse (gateway/crresponse.py)
         self.verify: VerifyRunner | None = None      # tls-verify, tls-crypt-v2-verify (gateway/tlsverify.py)
         self.reload_source = reload_source          # () -> config text, for tests; else the file
         # (crl_reader) -> the new Options, their TLS settings (key material checked, the CRL's
@@ -801,11 +803,40 @@ class Operations:
         """client-crresponse, as OpenVPN 2.6 runs it (ssl_verify.c verify_crresponse_script): the
         answer in a file given as the last argument (it may be a second factor: not in the
         environment), the login's environment with its auth_control_file, into which the command
-        writes the verdict. Its non-zero exit refuses the login. Off the loop, as every command."""
+        writes the verdict. Its non-zero exit refuses the login. Off the loop, as every command,
+        one at a time per login and a few at once in all (gateway/crresponse.py)."""
         o = self.gw.opts
-        d = self._deferred_login(rec, e.key_id) if o.client_crresponse and self.scripts is not None else None
-        if d is None:
+        if not o.client_crresponse or self.scripts is None or self._deferred_login(rec, e.key_id) is None:
             return
+        item = self.crr_runs.offer((id(rec), e.key_id), (rec, e.key_id, e.response))
+        if item is None:
+            self.gw.faults.count("CR_RESPONSE waiting for a client-crresponse slot")
+            return
+        self._start_cr_response(*item)
+
+    def _cr_response_ended(self, rec, key_id: int) -> None:
+        """A client-crresponse run ended (or never started): the waiting answers it let in start."""
+        for item in self.crr_runs.done((id(rec), key_id), lambda it: it[0].alive and
+                                       self._deferred_login(it[0], it[1]) is not None):
+            self._start_cr_response(*item)
+
+    def _start_cr_response(self, rec, key_id: int, response: str) -> None:
+        o = self.gw.opts
+        d = self._deferred_login(rec, key_id) if o.client_crresponse and self.scripts is not None else None
+        if d is None:
+            self._cr_response_ended(rec, key_id)
+            return
+        try:
+            why = self._submit_cr_response(rec, d, response)
+        except BaseException:
+            self._cr_response_ended(rec, key_id)     # (our bug, counted by on_event: no slot kept for it)
+            raise
+        if why is not None:
+            log.warning("%s: client-crresponse not run: %s", rec.common_name, why)
+            self._cr_response_ended(rec, key_id)
+
+    def _submit_cr_response(self, rec, d, response: str) -> str | None:
+        o = self.gw.opts
         (_rec, key_id, check), _held, v = d[0], d[1], d[2]
         # The login's environment as OpenVPN 2.6 has it then: the client's address as trusted, the
         # username being checked, the deferred files (auth_pending_file already read and removed).
@@ -816,10 +847,9 @@ class Operations:
         env.update({"username": remap_name(km.username) if km is not None else "",
                     "auth_control_file": v.control or "", "auth_pending_file": v.pending_file or "",
                     "auth_failed_reason_file": v.reason_file or ""})
-        why = self.scripts.submit(("crresponse", (rec, key_id, check)), list(o.client_crresponse), env, False,
-                                  arg_text=e.response.encode())
-        if why is not None:
-            log.warning("%s: client-crresponse not run: %s", rec.common_name, why)
+        assert self.scripts is not None
+        return self.scripts.submit(("crresponse", (rec, key_id, check)), list(o.client_crresponse), env, False,
+                                   arg_text=response.encode())
 
     def _run_connect(self, rec, inf: ClientInfo) -> None:
         o = self.gw.opts
@@ -937,6 +967,7 @@ class Operations:
             return
         if kind == "crresponse":
             rec, key_id, check = rec
+            self._cr_response_ended(rec, key_id)
             if not ok and rec.alive:
                 log.warning("%s: client-crresponse: %s", rec.common_name, reason)
                 self.gw.d.auth_result(rec, key_id, False, self.gw.clock(), why=f"client-crresponse: {reason}",

@@ -95,3 +95,39 @@ def test_a_wrong_answer_refuses_the_login(pki, tmp_path, monkeypatch):
     assert w.run(lambda: c.result is not None or (c.conn is not None and c.conn.session.closed), max_time=20)
     w.run_for(2)
     assert not _up(c)
+
+
+def test_answers_repeated_by_waiting_logins_leave_the_script_runner_room(pki, tmp_path, monkeypatch):
+    """Each waiting login may send 8 CR_RESPONSEs per key; each ran client-crresponse in the
+    runner client-connect/-disconnect share (64 at most): a few logins filled it and every other
+    client was refused ("too many scripts running"). Now one run per login, a few in all; a
+    login's newest answer waits for its turn and runs when a slot frees."""
+    from appliance.gateway.scripts import MAX_PENDING
+    from appliance.openvpn import events as ev
+    from tests.gateway.conftest import client_conf
+    w, c, tap = _script_world(pki, tmp_path, monkeypatch)
+    for name in ("client1", "client2"):
+        w.add_client(client_conf(pki, name, extra="auth-user-pass\nsetenv IV_SSO crtext\n"),
+                     username="alice", password="pw")
+    ops = w.server.ops
+    ops.crr_runs.limit = 2                                        # (4 by default)
+    assert w.run(lambda: len(w.server.auth.deferred) == 3, max_time=20)
+    submitted: list = []
+
+    def submit(key, argv, env, connect, arg_text=None):          # runs nothing: every run stays under way
+        submitted.append((key, arg_text))
+        ops.scripts.pending += 1
+        return None
+    monkeypatch.setattr(ops.scripts, "submit", submit)
+    logins = [d[0] for d in w.server.auth.deferred]
+    for rec, key_id, _check in logins:
+        for i in range(8):
+            ops.on_event(rec, ev.CrResponse(key_id, f"answer{i}"))
+    assert len(submitted) == 2 and {id(k[1][0]) for k, _ in submitted} == {id(r) for r, _, _ in logins[:2]}
+    assert ops.scripts.pending <= 2 < MAX_PENDING
+    # As runs end, each login's newest answer runs, in the order they came to wait.
+    for i in range(5):
+        ops._script_done(submitted[i][0], True, None, "")
+        assert len(ops.crr_runs.running) <= 2
+    runs = [(next(n for n, lg in enumerate(logins) if lg[0] is k[1][0]), text) for k, text in submitted]
+    assert runs == [(0, b"answer0"), (1, b"answer0"), (0, b"answer7"), (1, b"answer7"), (2, b"answer7")]
