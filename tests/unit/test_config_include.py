@@ -202,3 +202,21 @@ def test_a_config_from_a_pipe_at_start_includes_by_absolute_name_and_its_reload_
     assert o.port == 1195 and o.ca is not None
     with pytest.raises(ConfigError, match="cannot be read again"):
         load_config(str(fifo), again=True)
+
+
+def test_included_files_past_the_size_budget_are_refused_once_and_not_read_again(tmp_path, monkeypatch):
+    """1,000 `config BIG` lines: each read BIG whole only to refuse it (16 MiB each: 16 s and
+    999 errors to fail); now one error, at the line that went past the budget, and no more reads."""
+    from appliance.openvpn import regular_file
+    from appliance.openvpn.config import include
+    monkeypatch.setattr(include, "CONFIG", regular_file.FileKind("a config file", 1024 * 1024))
+    reads: list[str] = []
+    real = include._read
+    monkeypatch.setattr(include, "_read", lambda path: reads.append(path) or real(path))
+    (tmp_path / "big.conf").write_text(("#" + "x" * 99 + "\n") * 6000)        # 600 KB
+    (tmp_path / "top.conf").write_text("dev tun\n" + "config big.conf\n" * 1000)
+    with pytest.raises(ConfigError) as ei:
+        load_config(str(tmp_path / "top.conf"))
+    over = [e for e in _errors(ei.value) if "in all" in str(e)]
+    assert len(over) == 1 and "top.conf:3:" in str(over[0]), _errors(ei.value)[:3]
+    assert len(reads) == 2

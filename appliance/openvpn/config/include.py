@@ -56,6 +56,10 @@ def include(p: ParseState, d: str, arg: str) -> None:
         p.err(d, f"{arg}: includes itself ({' -> '.join([*chain, path])}); OpenVPN refuses that too, when "
                  f"the chain reaches {MAX_DEPTH} files")
         return
+    if p.included_bytes > CONFIG.limit:
+        # Said once, at the include that went past it, and the parse has failed: the next ones are
+        # not read (1,000 `config BIG` lines each read 16 MiB only to be refused: 16 s to fail).
+        return
     p.include_count += 1
     if p.include_count > MAX_INCLUDES:
         p.err(d, f"{arg}: more than {MAX_INCLUDES} `config` lines read in all (a file naming another many "
