@@ -133,15 +133,17 @@ class MgmtConn:
         return self.sock.fileno()
 
     def send_lines(self, lines: list[str], reply: bool = False) -> None:
-        """Queue lines. A notification that would take the backlog past OUT_LIMIT cuts the
-        client off (it does not read); a `reply` to its own command is queued whole if the
-        backlog is within OUT_LIMIT, since one reply (`status` of a thousand clients) may be
-        larger than that by itself and is bounded by the server's state, not by the client."""
+        """Queue lines, whole, while the backlog is within OUT_LIMIT; past it the client is cut
+        off (it does not read). One batch may be larger than OUT_LIMIT by itself and is bounded
+        by the server's state, not by the client: a reply (`status` of a thousand clients), or a
+        notification with a client's environment (a certificate's 8,800 subject attributes are
+        as many >CLIENT:ENV lines, 265 KB: cut off for it, every management client lost each
+        client's notifications, though it read all it was sent). `reply` is kept for callers."""
         if self.closed:
             return
         data = b"".join(to_bytes(line) + b"\r\n" for line in lines)   # names as their bytes, as OpenVPN
         backlog = len(self.outbuf)
-        if backlog > OUT_LIMIT or (not reply and backlog + len(data) > OUT_LIMIT):
+        if backlog > OUT_LIMIT:
             self.mgr.drop(self, "management client does not read its output")
             return
         self.outbuf += data

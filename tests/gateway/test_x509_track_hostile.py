@@ -8,7 +8,7 @@ import socket
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
-from cryptography.x509.oid import ExtendedKeyUsageOID
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from appliance.certs import issue
 from appliance.gateway.management import OUT_LIMIT, MgmtConn
@@ -31,6 +31,14 @@ def _many_alt_names(pki: dict, n: int) -> dict:
     return {**pki, "clients": {**pki["clients"], "evil": (_pem(b.sign(ca_key, hashes.SHA256())), _kpem(k))}}
 
 
+def _many_attributes(pki: dict, n: int) -> dict:
+    """`pki` with a client `evil` whose subject holds `n` empty OUs (11 bytes each) and its CN."""
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "evil")]
+                     + [x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, "", _validate=False)] * n)
+    c, k = issue("evil", pki["ca_pair"], ExtendedKeyUsageOID.CLIENT_AUTH, name=name)
+    return {**pki, "clients": {**pki["clients"], "evil": (_pem(c), _kpem(k))}}
+
+
 def _read_all(s: socket.socket) -> bytes:
     out = b""
     try:
@@ -41,12 +49,11 @@ def _read_all(s: socket.socket) -> bytes:
     return out
 
 
-def test_a_huge_tracked_alt_name_is_cut_as_openvpn_and_keeps_the_management_client(opki, tmp_path):  # noqa: F811
-    """5,000 IPv6 alt names (a 90 KB certificate) print as a 260 KB X509_0_subjectAltName: its
-    >CLIENT:ENV line went past the management client's whole allowance and cut it off."""
-    pki = _many_alt_names(opki, 5000)
+def _connect_watched(pki: dict, extra: str, tmp_path):
+    """A server with a management client reading all it is sent, and the client `evil`
+    connected: (the management connection, the bytes it read)."""
     w = World()
-    gw, _ = _server(w, server_conf(pki, extra=f"management {tmp_path}/m.sock unix\nx509-track subjectAltName\n"))
+    gw, _ = _server(w, server_conf(pki, extra=f"management {tmp_path}/m.sock unix\n{extra}"))
     mine, theirs = socket.socketpair()
     mine.setblocking(False)
     theirs.setblocking(False)
@@ -59,13 +66,31 @@ def test_a_huge_tracked_alt_name_is_cut_as_openvpn_and_keeps_the_management_clie
         def up() -> bool:
             nonlocal got
             got += _read_all(theirs)
+            tool.flush()                   # (the in-memory pump does not poll a real socket)
             return _up(w, 0) and b">CLIENT:ENV,END" in got
         assert w.run(up, max_time=30)
         assert not tool.closed and tool in gw.ops.mgmt.conns, "the management client was cut off"
-        lines = got.split(b"\r\n")
-        alt = next(x for x in lines if x.startswith(b">CLIENT:ENV,X509_0_subjectAltName="))
-        assert len(alt) == ENV_LINE_MAX < OUT_LIMIT
-        assert alt.startswith(b">CLIENT:ENV,X509_0_subjectAltName=IP Address:FFFF:FFFF:")
-        assert b">CLIENT:ENV,common_name=evil" in lines
+        return tool, got
     finally:
         theirs.close()
+
+
+def test_a_huge_tracked_alt_name_is_cut_as_openvpn_and_keeps_the_management_client(opki, tmp_path):  # noqa: F811
+    """5,000 IPv6 alt names (a 90 KB certificate) print as a 260 KB X509_0_subjectAltName: its
+    >CLIENT:ENV line went past the management client's whole allowance and cut it off."""
+    _tool, got = _connect_watched(_many_alt_names(opki, 5000), "x509-track subjectAltName\n", tmp_path)
+    lines = got.split(b"\r\n")
+    alt = next(x for x in lines if x.startswith(b">CLIENT:ENV,X509_0_subjectAltName="))
+    assert len(alt) == ENV_LINE_MAX < OUT_LIMIT
+    assert alt.startswith(b">CLIENT:ENV,X509_0_subjectAltName=IP Address:FFFF:FFFF:")
+    assert b">CLIENT:ENV,common_name=evil" in lines
+
+
+def test_a_subject_of_thousands_of_attributes_keeps_the_management_client(opki, tmp_path):  # noqa: F811
+    """8,800 empty OUs (a 97 KB certificate): as many X509_0_OU_N lines, 265 KB in one
+    >CLIENT:ESTABLISHED, more than OUT_LIMIT: it cut off a management client that reads."""
+    _tool, got = _connect_watched(_many_attributes(opki, 8800), "", tmp_path)
+    block = got[got.index(b">CLIENT:ESTABLISHED,"):]
+    block = block[:block.index(b">CLIENT:ENV,END")]
+    assert len(block) > OUT_LIMIT
+    assert b">CLIENT:ENV,X509_0_OU_8799=\r\n" in block
