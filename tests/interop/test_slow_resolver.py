@@ -3,7 +3,8 @@ behind the dead tunnel): our client resolves it in a worker thread, so while get
 out its timeouts the management interface answers at once and SIGTERM ends the run at once.
 Before, the lookup ran on the loop: ~6 s per attempt (here: timeout 3, attempts 2) of a frozen
 interface. The client's namespace gets its own resolv.conf (ip netns exec bind-mounts
-/etc/netns/NAME/resolv.conf), pointing at an address nothing answers on."""
+/etc/netns/NAME/resolv.conf), pointing at an address nothing answers on; the process's exit must
+not wait for the lookup either (an executor's worker thread is joined at exit: it did)."""
 from __future__ import annotations
 
 import shutil
@@ -23,6 +24,10 @@ def lab(tmp_path_factory):
         d = Path("/etc/netns") / lab.cli.name          # /etc/netns stays, as in test_host_dns (others share it)
         d.mkdir(parents=True, exist_ok=True)
         (d / "resolv.conf").write_text("nameserver 198.18.0.77\noptions timeout:3 attempts:2\n")
+        # Silent, not unreachable: a neighbour entry sends its queries onto the link, where nobody
+        # takes them (without it ARP fails after ~3 s and the lookup ends early with an error).
+        lab.cli.run("ip neigh replace 198.18.0.77 lladdr 02:00:00:00:00:77 nud permanent dev "
+                    "$(ip -o route get 198.18.0.77 | sed -n 's/.* dev \\([^ ]*\\).*/\\1/p')")
         try:
             yield lab
         finally:
