@@ -70,7 +70,10 @@ def test_only_the_newest_request_waits_while_every_worker_is_busy():
         r.submit(("stuck2.example", 2, "udp", None), got.append)
         r.submit(("older.example", 3, "udp", None), got.append)     # waits, then replaced
         r.submit(("newest.example", 4, "udp", None), got.append)
-        time.sleep(0.2)
+        end = time.monotonic() + 5
+        while len(calls) < 2 and time.monotonic() < end:
+            time.sleep(0.01)
+        time.sleep(0.1)
         assert sorted(calls) == ["stuck1.example", "stuck2.example"]
         gate.set()
         _wait(r, got, 1)
