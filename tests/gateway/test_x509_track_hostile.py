@@ -1,6 +1,7 @@
-"""A client certificate with hostile field values against x509-track: what reaches the
-management interface stays within OpenVPN's line length and keeps the management client
-connected. (Values in detail: tests/unit/test_x509_track.py.)"""
+"""A client certificate with hostile field values (a huge x509-track subjectAltName, thousands
+of subject attributes): what reaches the management interface stays within OpenVPN's line
+length and keeps a reading management client connected, and its variables are read once per
+session, not at each environment the loop makes. (Values in detail: tests/unit/test_x509_track.py.)"""
 from __future__ import annotations
 
 import ipaddress
