@@ -167,6 +167,9 @@ class _Loader:
             if getattr(opts, f, None):
                 p, line = opts.source.get(f, (path, None))
                 self.errors.append(ConfigError(why, p, line, f))
+        if opts.auth_pam is not None:       # (gateway/pam_check.py) refused, not left without its check
+            p, line = opts.source.get("auth_pam", (path, None))
+            self.errors.append(ConfigError(_NO_PAM, p, line, "plugin"))
         return opts
 
 
@@ -179,6 +182,11 @@ _TOML_REFUSED = (("user", _DROP), ("group", _DROP),
                  ("mlock", "not applied by the appliance TOML run: the VM has no swap (its memory never reaches "
                            "a disk), and locking would pin the libraries the 128 MB VM pages in and out; remove "
                            "the line"))
+
+
+_NO_PAM = ("the auth-pam plugin is not supported in the VM image: it has no user accounts and no PAM stack "
+           "to check passwords against; use `auth-user-pass-verify FILE passdb` (a password file) or "
+           "management-client-auth, or run the profile on a host (`vpn-appliance run`)")
 
 
 _TOML_POS = re.compile(r"\s*\(at line (\d+), column (\d+)\)\s*$")

@@ -552,6 +552,11 @@ class Operations:
             new = load_config(old.path, ignore_scripts=old.ignore_scripts, again=True)
         if new.role != "server":
             raise ConfigError("not a server configuration any more", old.path, None, None)
+        if new.auth_pam != old.auth_pam:
+            # Its root helper starts with the server, before the drop of root (gateway/pam_check.py).
+            path, line = new.source.get("auth_pam") or old.source.get("auth_pam") or (new.path, None)
+            raise ConfigError("the auth-pam plugin line changed: a reload cannot change it; restart", path, line,
+                              "plugin")
         if tls is None:
             tls = check_key_material(new, crl_reader=background_reader)
         st = load_server_settings(new, tls)

@@ -637,7 +637,7 @@ class ServerGateway:
             if self.auth is None:
                 return
         env = None
-        if self.opts.auth_user_pass_verify_script:
+        if self.opts.auth_user_pass_verify_script or self.opts.auth_pam is not None:
             env = self.ops.user_pass_env(rec)
             if e.session_state is not None:          # auth-gen-token (add_session_token_env)
                 env["session_state"], env["session_id"] = e.session_state, e.session_id or ""

@@ -12,6 +12,7 @@ from ..openvpn.server import ServerSettings
 from ..openvpn.settings import server_settings
 from ..openvpn.tls import TlsSettings
 from .authscript import ScriptCheck
+from .pam_check import pam_check
 
 
 def ccd_loader(directory: str):
@@ -71,7 +72,8 @@ def load_server_settings(opts: Options, tls: TlsSettings | None = None) -> Serve
     if opts.auth_user_pass_verify:
         passdb = from_peer(read_regular_file(opts.auth_user_pass_verify[0], PASSWORD_DB))   # Latin-1 names too
     ccd = ccd_loader(opts.client_config_dir) if opts.client_config_dir else None
-    return server_settings(opts, ccd, passdb, defer_auth=True, tls=tls, check_command=script_check(opts))
+    return server_settings(opts, ccd, passdb, defer_auth=True, tls=tls,
+                           check_command=pam_check(opts, script_check(opts)))
 
 
 def script_check(opts: Options) -> ScriptCheck | None:

@@ -240,9 +240,10 @@ def server_settings(opts: Options, ccd_loader=None, passdb_text: str | None = No
             raise ConfigError("auth-user-pass-verify: password file not loaded")
         passdb = PasswordDb.parse(passdb_text, opts.auth_user_pass_verify[0])
         verify_user, user_known = passdb.verify, passdb.users.__contains__
-    elif opts.auth_user_pass_verify_script:
+    elif opts.auth_user_pass_verify_script or opts.auth_pam is not None:
         if check_command is None or not defer_auth:
-            raise ConfigError("auth-user-pass-verify: a command is run by the gateway only (deferred)")
+            raise ConfigError("auth-user-pass-verify: a command (or the auth-pam plugin's check) is run by the "
+                              "gateway only (deferred)")
         verify_user = check_command      # any user its check accepted may log in on a token, as OpenVPN
     if tls is None:
         tls = tls_settings(opts, True)

@@ -11,7 +11,6 @@ import re
 
 from .directives import Registry
 from .parser import ParseState
-from .plugins import plugin_line
 
 reg = Registry()
 
@@ -207,10 +206,8 @@ reg.refuse("chroot", "not supported: Python imports modules lazily after start-u
 # ------------------------------------------------------------------ refused (with the reason)
 # up/down/route-up/route-pre-down/ipchange: d_ops.py (the DNS helpers are built in, --no-scripts).
 # Commands that decide whether a peer may connect (client-connect, learn-address, tls-verify,
-# tls-crypt-v2-verify): d_ops.py. Plugins: plugins.py (down-root natively; any other refused).
-reg.apply("plugin", why="openvpn-plugin-down-root.so \"CMD ARGS\": CMD runs as root at the tunnel's end "
-          "(done natively, host/down_root.py); any other plugin is refused", sets=("down_root",),
-          used_by="pump", nargs=(1, None), access=True)(plugin_line)
+# tls-crypt-v2-verify): d_ops.py. Plugins: d_plugin.py (auth-pam and down-root done natively, any other
+# refused).
 reg.refuse("opt-verify", "option-string checks of clients are not supported (deprecated in OpenVPN 2.6); "
            "remove it", access=True)
 # OpenVPN 2.6 directives that decide who may connect and that we do not implement: declared here

@@ -219,6 +219,7 @@ class Options:
     verify_client_cert: str = "require"
     auth_user_pass_verify: tuple[str, str] | None = None
     auth_user_pass_verify_script: tuple[tuple[str, ...], str] | None = None   # (argv, via-file|via-env)
+    auth_pam: tuple[str, tuple[tuple[str, str], ...]] | None = None   # plugin auth-pam: (service, pairs) (d_plugin.py)
     auth_gen_token: tuple[int, int] | None = None      # (lifetime, renewal); renewal 0: reneg-sec
     auth_gen_token_secret: bytes | None = None         # its HMAC key (gentoken.parse_secret)
     auth_gen_token_external: bool = False              # external-auth: the command judges tokens too

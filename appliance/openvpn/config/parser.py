@@ -245,7 +245,7 @@ SERVER_ONLY = {"push": "push", "client_to_client": "client-to-client", "max_clie
                "tls_crypt_v2_verify": "tls-crypt-v2-verify",
                "auth_gen_token": "auth-gen-token", "auth_gen_token_secret": "auth-gen-token-secret",
                "auth_user_pass_verify_script": "auth-user-pass-verify",
-               "management_client_auth": "management-client-auth",
+               "management_client_auth": "management-client-auth", "auth_pam": "plugin",
                "auth_user_pass_optional": "auth-user-pass-optional", "ifconfig_ipv6_pool": "ifconfig-ipv6-pool",
                "force_key_material_export": "force-tls-key-material-export"}
 
@@ -377,11 +377,15 @@ def finish(p: ParseState) -> None:
                       "cannot judge a token): remove it, or use one of them",
                       line("auth_gen_token"))
             elif o.auth_user_pass_verify is None and o.auth_user_pass_verify_script is None and \
-                    not o.management_client_auth:
+                    not o.management_client_auth and o.auth_pam is None:
                 p.line = line("auth_gen_token")
                 p.note("auth-gen-token", "no password is checked (no auth-user-pass-verify), so no token is "
                        "issued (as OpenVPN)")
-        if o.auth_user_pass_optional and o.auth_user_pass_verify_script is None and not o.management_client_auth:
+        if o.auth_pam is not None and o.auth_user_pass_verify is not None:
+            p.err("plugin", "the auth-pam plugin with a password file (auth-user-pass-verify FILE passdb) is not "
+                  "supported: use one of them", line("auth_pam"))
+        if o.auth_user_pass_optional and o.auth_user_pass_verify_script is None and not o.management_client_auth \
+                and o.auth_pam is None:
             # As OpenVPN 2.6 (options.c): someone must decide on a login without credentials. A
             # password file refuses every one, so the line would change nothing.
             p.err("auth-user-pass-optional", "must be used with --management-client-auth or an "

@@ -1,0 +1,111 @@
+"""The server's side of the PAM helper (pam_helper.py): start it while root, ask it from any
+thread, each asker waiting for its own reply (a reader thread hands the replies out by id)."""
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import os
+import socket
+import subprocess
+import sys
+import threading
+
+from .pam_helper import ERROR, REPLY_TEXT_MAX, decode_reply, encode_request
+from .pam_rules import Creds
+
+log = logging.getLogger("vpn-appliance")
+
+START_WAIT = 10.0          # for the helper's "ready" (Python's start and libpam's loading)
+REPLY_SLACK = 5.0          # past the check's own limit (the helper kills it at that limit)
+
+
+class PamHelper:
+    """The running helper for one PAM service and its name/value pairs."""
+
+    def __init__(self, service: str, pairs: tuple[tuple[str, str], ...], limit: float) -> None:
+        """Start it (OSError when it does not come up: no libpam, say). `limit`: a check's time."""
+        self.limit = limit
+        mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        spec = json.dumps({"service": service, "pairs": [list(p) for p in pairs], "fd": theirs.fileno(),
+                           "limit": limit, "parent": os.getpid()})
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+        try:
+            # -P: as resolvectl_helper, no module from the working directory runs as root.
+            self.proc = subprocess.Popen([sys.executable, "-P", "-m", "appliance.host.pam_helper", spec], env=env,
+                                         stdin=subprocess.DEVNULL, stdout=sys.stderr.fileno(),
+                                         pass_fds=(theirs.fileno(),))
+        finally:
+            theirs.close()
+        self.sock = mine
+        mine.settimeout(START_WAIT)
+        try:
+            ready = mine.recv(16)
+        except OSError as e:
+            ready = b""
+            log.debug("PAM helper: %s", e)
+        if ready != b"I":
+            self.close()
+            raise OSError("the PAM helper did not start (see the lines above)")
+        mine.settimeout(None)
+        self._ids = itertools.count(1)
+        self._lock = threading.Lock()
+        self._waiting: dict[int, list] = {}      # id -> [Event, reply]
+        self.dead = False
+        self._reader = threading.Thread(target=self._read, name="pam-helper-reader", daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        while True:
+            try:
+                msg = self.sock.recv(16 + REPLY_TEXT_MAX)
+            except OSError:
+                msg = b""
+            if not msg:
+                break
+            r = decode_reply(msg)
+            if r is None:
+                continue
+            with self._lock:
+                w = self._waiting.get(r[0])
+            if w is not None:
+                w[1] = (r[1], r[2])
+                w[0].set()
+        with self._lock:
+            self.dead = True
+            for w in self._waiting.values():
+                w[1] = (ERROR, "the PAM helper is gone")
+                w[0].set()
+
+    def check(self, c: Creds) -> tuple[int, str]:
+        """(status, PAM's words): pam_helper's OK, REFUSED, BUSY or ERROR."""
+        w: list = [threading.Event(), None]
+        with self._lock:
+            if self.dead:
+                return ERROR, "the PAM helper is gone"
+            rid = next(self._ids)
+            self._waiting[rid] = w
+        try:
+            try:
+                self.sock.send(encode_request(rid, c))
+            except OSError as e:
+                return ERROR, f"cannot reach the PAM helper: {e.strerror or e}"
+            if not w[0].wait(self.limit + REPLY_SLACK):
+                return ERROR, "no answer from the PAM helper"
+            return w[1]
+        finally:
+            with self._lock:
+                self._waiting.pop(rid, None)
+
+    def close(self) -> None:
+        """End it (its checks under way end with it)."""
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.sock.close()
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
