@@ -52,8 +52,9 @@ class PamHelper:
         self._lock = threading.Lock()
         self._waiting: dict[int, list] = {}      # id -> [Event, reply]
         self.dead = False
-        self._reader = threading.Thread(target=self._read, name="pam-helper-reader", daemon=True)
-        self._reader.start()
+        # Started at the first check, not here: the server drops root after its start, which it
+        # refuses with another thread running (capabilities are per thread: host/privileges.py).
+        self._reader: threading.Thread | None = None
 
     def _read(self) -> None:
         while True:
@@ -85,6 +86,9 @@ class PamHelper:
                 return ERROR, "the PAM helper is gone"
             rid = next(self._ids)
             self._waiting[rid] = w
+            if self._reader is None:
+                self._reader = threading.Thread(target=self._read, name="pam-helper-reader", daemon=True)
+                self._reader.start()
         try:
             try:
                 self.sock.send(encode_request(rid, c))
