@@ -135,9 +135,13 @@ def _run_profile(opts, args: argparse.Namespace, who, tls, creds: list[str]) -> 
     if opts.role == "server":
         # The server drops after its start-up (TUN configured, port and management socket bound).
         helper = _down_root_helper(opts)       # forked first: root, one thread (host/down_root.py)
-        gw = gateway.server_gateway(opts, tls)
-        gw.down_root = helper
-        return gw.run(after_start=(lambda: _drop(opts, who)) if who is not None else None)
+        try:
+            server = gateway.server_gateway(opts, tls)
+        except ConfigError as e:            # what only the start finds (the auth-pam helper not starting)
+            log.error("fatal: %s", e)
+            return 1
+        server.down_root = helper
+        return server.run(after_start=(lambda: _drop(opts, who)) if who is not None else None)
     # Debug/interop knob: behave like an OpenVPN 2.4 client (no TLS-EKM offer → PRF key derivation).
     ekm = os.environ.get("VPN_APPLIANCE_KEY_DERIVATION", "").lower() != "prf"
     helper = _down_root_helper(opts)           # forked first: root, one thread (host/down_root.py)

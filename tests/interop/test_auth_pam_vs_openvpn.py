@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import os
 import secrets
+import signal
+import time
 
 import pytest
 
@@ -57,9 +59,35 @@ def service(lab):
         os.unlink(path)
 
 
-def _run(lab, procs, kind: str, line: str, out) -> tuple[list[bool], list[str]]:
+def _helpers(pid: int) -> list[int]:
+    """The PAM helper processes among `pid`'s children."""
+    out = []
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{task}/children") as f:
+            for child in f.read().split():
+                with open(f"/proc/{child}/cmdline", "rb") as c:
+                    if b"appliance.host.pam_helper" in c.read():
+                        out.append(int(child))
+    return out
+
+
+def _gone(pid: int, within: float) -> bool:
+    end = time.monotonic() + within
+    while time.monotonic() < end:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                if f.read().split(") ", 1)[1].startswith("Z"):
+                    return True
+        except FileNotFoundError:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def _run(lab, procs, kind: str, line: str, out, kill: bool = False) -> tuple[list[bool], list[str]]:
     """Three logins on server `kind` (alice right, alice wrong, carol right): whether each came
-    up, and the lines the PAM script wrote."""
+    up, and the lines the PAM script wrote. Ours: its PAM helper ends with it, when it stops or
+    when it is killed (`kill`: SIGKILL, no clean-up of its own)."""
     conf = server_config(lab.pki, "udp", extra=f"{line}\nuser nobody\ngroup nogroup\npersist-key\npersist-tun\n")
     name = f"pam-{kind}-{secrets.token_hex(2)}"
     srv = (lab.openvpn(lab.srv, conf, name) if kind == "openvpn"
@@ -81,7 +109,12 @@ def _run(lab, procs, kind: str, line: str, out) -> tuple[list[bool], list[str]]:
         ups.append(up)
         cli.stop(8)
     assert srv.alive(), srv.log()[-3000:]
+    helpers = _helpers(srv.p.pid) if kind == "ours" else []
+    assert len(helpers) == (kind == "ours"), helpers
+    if kill:
+        os.kill(srv.p.pid, signal.SIGKILL)
     srv.stop(8)
+    assert all(_gone(h, 5) for h in helpers), "the PAM helper outlived our server"
     return ups, out.read_text().splitlines() if out.exists() else []
 
 
@@ -90,7 +123,7 @@ def test_same_pam_verdicts_and_conversation_on_both_servers(lab, procs, service,
     name, out = service
     line = f"plugin {PLUGIN} " + args.format(service=name)
     theirs, seen_t = _run(lab, procs, "openvpn", line, out)
-    ours, seen_o = _run(lab, procs, "ours", line, out)
+    ours, seen_o = _run(lab, procs, "ours", line, out, kill="login" in args)
     assert theirs == [True, False, False], (theirs, seen_t)
     assert ours == theirs, (ours, seen_o)
     assert seen_o == seen_t
