@@ -31,9 +31,13 @@ class PamHelper:
                            "limit": limit, "parent": os.getpid()})
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
         try:
+            out = sys.stderr.fileno()       # what a PAM module prints goes to our log
+        except (OSError, ValueError, AttributeError):
+            out = None
+        try:
             # -P: as resolvectl_helper, no module from the working directory runs as root.
             self.proc = subprocess.Popen([sys.executable, "-P", "-m", "appliance.host.pam_helper", spec], env=env,
-                                         stdin=subprocess.DEVNULL, stdout=sys.stderr.fileno(),
+                                         stdin=subprocess.DEVNULL, stdout=out,
                                          pass_fds=(theirs.fileno(),))
         finally:
             theirs.close()

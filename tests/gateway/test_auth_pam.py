@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from appliance.gateway import pam_check as pam_check_mod
+from appliance.host import pam_helper
 from appliance.host.pam_helper import OK, REFUSED
 from appliance.host.pam_rules import PROMPT_ECHO_OFF, PROMPT_ECHO_ON, ConvError, Creds, answer
 from appliance.openvpn.config import parse_config
@@ -154,3 +155,41 @@ def test_a_reload_cannot_change_the_plugin_line(pki, fake_pam, tmp_path: Path, c
     with pytest.raises(ConfigError, match="auth-pam plugin line changed"):
         w.server.ops._prepare_reload()
     assert w.server.opts.auth_pam == ("login", ())
+
+
+class BrokenPam(FakePam):
+    """A helper that is busy or failing (a PAM module that crashed, a check past its limit)."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__()
+        self.status = status
+
+    def check(self, c: Creds) -> tuple[int, str]:
+        self.seen.append(c)
+        return self.status, "the PAM check ended abnormally"
+
+
+@pytest.mark.parametrize("status", [pam_helper.BUSY, pam_helper.ERROR])
+def test_a_failing_helper_refuses_the_login_and_the_server_goes_on(pki, monkeypatch, status, caplog):
+    broken = BrokenPam(status)
+    monkeypatch.setitem(pam_check_mod._helpers, ("login", ()), broken)
+    w = World()
+    w.add_server(server_conf(pki, extra=f"{PLUGIN} login\n"))
+    for i in range(3):
+        c = _client(w, pki, "alice", "secret")
+        assert _refused(w, c)
+    assert len(broken.seen) == 3
+    assert "auth-pam: the check" in caplog.text
+    broken.status = OK                      # the helper works again: logins do too
+    good = _client(w, pki, "alice", "secret")
+    assert w.run(lambda: _up(good), max_time=30)
+
+
+def test_a_login_without_credentials_is_refused_unasked_with_auth_user_pass_optional(pki, fake_pam):
+    """As the plugin: an empty username is refused before PAM is asked."""
+    fake = fake_pam("login")
+    w = World()
+    w.add_server(server_conf(pki, extra=f"{PLUGIN} login\nauth-user-pass-optional\n"))
+    c = w.add_client(client_conf(pki))
+    assert _refused(w, c)
+    assert fake.seen == []
