@@ -15,8 +15,8 @@ one message a request and one a reply, each length-checked:
 
 Each check runs in a child forked for it, so a slow PAM module (a directory server, pam_unix's
 failure delay) holds only its own child, and one that crashes or hangs ends only that check: at
-most MAX_CHILDREN run at once (another request gets BUSY), each killed at its time limit
-(ERROR). The server's side is hostile by assumption (it dropped root so that a compromise stays
+most MAX_CHILDREN run at once (MAX_QUEUED more wait for a place, others get BUSY), each
+killed at its time limit (ERROR). The server's side is hostile by assumption (it dropped root so that a compromise stays
 small): a malformed or oversized message is counted and refused, never the helper's end. The
 helper ends when the server does: at EOF on the socket, or by PR_SET_PDEATHSIG; its children
 are killed with it.
@@ -32,11 +32,13 @@ import socket
 import struct
 import sys
 import time
+from collections import deque
 
 from .pam_rules import FIELD_MAX, REMOTE_MAX, Creds
 
 OK, REFUSED, BUSY, ERROR = 1, 0, 2, 3
 MAX_CHILDREN = 8
+MAX_QUEUED = 64             # requests waiting for a child's place (then BUSY)
 REPLY_TEXT_MAX = 200
 REQUEST_MAX = 1 + 8 + 4 * (1 + FIELD_MAX) + 1 + REMOTE_MAX
 _LIMITS = (FIELD_MAX, FIELD_MAX, FIELD_MAX, FIELD_MAX, REMOTE_MAX)
@@ -103,17 +105,41 @@ def _child(sock: socket.socket, rid: int, service: bytes, pairs, c: Creds) -> No
     os._exit(code)
 
 
-def serve(sock: socket.socket, service: bytes, pairs, limit: float, max_children: int = MAX_CHILDREN) -> None:
-    """The helper's loop, until EOF on `sock`."""
+def serve(sock: socket.socket, service: bytes, pairs, limit: float, max_children: int = MAX_CHILDREN,
+          max_queued: int = MAX_QUEUED) -> None:
+    """The helper's loop, until EOF on `sock`. A request beyond `max_children` running waits in
+    a queue of `max_queued` (a child that has replied may not have exited yet: refusing then
+    turned a burst of good logins into refusals), beyond that it gets BUSY."""
     children: dict[int, tuple[int, float]] = {}     # pid -> (request id, deadline)
+    queued: deque[tuple[int, Creds]] = deque()
     timed_out: set[int] = set()
     malformed = 0
+    # SIGCHLD wakes the select below, so an ended child's place goes to a queued request at once.
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_r, False)
+    os.set_blocking(wake_w, False)
+    signal.signal(signal.SIGCHLD, lambda *_: None)
+    signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
 
     def reply(rid: int, status: int, text: str = "") -> None:
         try:
             sock.send(encode_reply(rid, status, text))
         except OSError:
             pass
+
+    def start(rid: int, creds: Creds) -> None:
+        try:
+            pid = os.fork()
+        except OSError as e:
+            reply(rid, ERROR, f"cannot fork: {e.strerror}")
+            return
+        if pid == 0:
+            signal.set_wakeup_fd(-1)
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            os.close(wake_r)
+            os.close(wake_w)
+            _child(sock, rid, service, pairs, creds)
+        children[pid] = (rid, time.monotonic() + limit)
 
     while True:
         now = time.monotonic()
@@ -125,7 +151,13 @@ def serve(sock: socket.socket, service: bytes, pairs, limit: float, max_children
                 except OSError:
                     pass
         wait = min([1.0] + [max(0.0, d - now) for _r, d in children.values()])
-        readable, _, _ = select.select([sock], [], [], wait if children else None)
+        readable, _, _ = select.select([sock, wake_r], [], [], wait if children else None)
+        if wake_r in readable:
+            try:
+                while os.read(wake_r, 512):
+                    pass
+            except BlockingIOError:
+                pass
         while children:
             try:
                 pid, status = os.waitpid(-1, os.WNOHANG)
@@ -138,7 +170,9 @@ def serve(sock: socket.socket, service: bytes, pairs, limit: float, max_children
                 reply(entry[0], ERROR, f"ran past its {limit:g} s limit" if pid in timed_out
                       else "the PAM check ended abnormally")
             timed_out.discard(pid)
-        if not readable:
+        while queued and len(children) < max_children:
+            start(*queued.popleft())
+        if sock not in readable:
             continue
         try:
             msg, _anc, flags, _addr = sock.recvmsg(REQUEST_MAX + 1)
@@ -156,18 +190,12 @@ def serve(sock: socket.socket, service: bytes, pairs, limit: float, max_children
             if req is not None:
                 reply(req[0], ERROR, "malformed request")
             continue
-        rid, creds = req
-        if len(children) >= max_children:
-            reply(rid, BUSY, f"{max_children} PAM checks running already")
-            continue
-        try:
-            pid = os.fork()
-        except OSError as e:
-            reply(rid, ERROR, f"cannot fork: {e.strerror}")
-            continue
-        if pid == 0:
-            _child(sock, rid, service, pairs, creds)
-        children[pid] = (rid, time.monotonic() + limit)
+        if len(children) < max_children and not queued:
+            start(*req)
+        elif len(queued) < max_queued:
+            queued.append(req)
+        else:
+            reply(req[0], BUSY, f"{max_children} PAM checks running and {max_queued} waiting already")
     for pid in children:
         try:
             os.kill(pid, signal.SIGKILL)

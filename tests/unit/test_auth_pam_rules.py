@@ -208,7 +208,7 @@ def test_the_helper_bounds_its_checks_and_kills_one_past_its_limit():
         try:
             sock.close()
             pam_helper._child = lambda s, rid, *a: (time.sleep(30), os._exit(0))   # noqa: SLF001
-            pam_helper.serve(theirs, b"x", (), 0.5, max_children=2)
+            pam_helper.serve(theirs, b"x", (), 0.5, max_children=1, max_queued=1)
         finally:
             os._exit(0)
     theirs.close()
