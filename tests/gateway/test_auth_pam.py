@@ -193,3 +193,41 @@ def test_a_login_without_credentials_is_refused_unasked_with_auth_user_pass_opti
     c = w.add_client(client_conf(pki))
     assert _refused(w, c)
     assert fake.seen == []
+
+
+def test_a_slow_pam_check_holds_only_its_own_login():
+    """OpenVPN's plugin blocks every tunnel unless `setenv deferred_auth_pam 1`; here each check
+    runs in AuthChecker's workers: a login answered at once is not held behind a slow one."""
+    import threading
+    import time
+
+    from appliance.gateway.auth import AuthChecker
+    from appliance.gateway.pam_check import PamCheck
+
+    release = threading.Event()
+
+    class SlowPam(FakePam):
+        def check(self, c: Creds) -> tuple[int, str]:
+            if c.username == b"slow":
+                release.wait(10)
+            return super().check(c)
+
+    checker = AuthChecker(PamCheck(SlowPam(), "login", 60.0), time.monotonic)
+    try:
+        assert checker.submit("slow", "198.18.0.2", "slow", "pw", None, {}) is None
+        assert checker.submit("fast", "198.18.0.3", "alice", "secret", None, {}) is None
+        got: dict = {}
+        end = time.monotonic() + 5
+        while "fast" not in got and time.monotonic() < end:
+            got.update(checker.take_results())
+            time.sleep(0.01)
+        assert got.get("fast") is not None and got["fast"].ok and "slow" not in got
+        release.set()
+        end = time.monotonic() + 5
+        while "slow" not in got and time.monotonic() < end:
+            got.update(checker.take_results())
+            time.sleep(0.01)
+        assert got["slow"].ok is False
+    finally:
+        release.set()
+        checker.close()
