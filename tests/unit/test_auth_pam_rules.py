@@ -223,3 +223,11 @@ def test_the_helper_bounds_its_checks_and_kills_one_past_its_limit():
     finally:
         sock.close()
         os.waitpid(pid, 0)
+
+
+def test_check_shows_the_service_and_pairs():
+    from appliance.openvpn.config import render_options
+    shown = render_options(_parse(SERVER + f'plugin {PLUGIN} "openvpn name USERNAME"\n'))
+    assert f"auth-pam = PAM service 'openvpn', 'name' -> 'USERNAME'   # /cfg/server.conf:{SERVER.count(chr(10)) + 1}" \
+        in shown.splitlines()
+    assert "auth-pam = None   # (default)" in render_options(_parse(SERVER)).splitlines()

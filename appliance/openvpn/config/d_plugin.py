@@ -44,7 +44,8 @@ def auth_pam_args(a: list[str]) -> tuple[str, tuple[tuple[str, str], ...]] | str
 @reg.apply("plugin", why="server: OpenVPN's auth-pam plugin, done natively: each login's username and "
            "password checked through PAM as the plugin does, by a helper kept as root (gateway/pam_check.py); "
            "any other plugin is refused", sets=("auth_pam",), used_by="server", nargs=(1, None), access=True,
-           show={"auth_pam": lambda v: f"PAM service {v[0]!r}" + "".join(f", {n!r} -> {x!r}" for n, x in v[1])})
+           show={"auth_pam": lambda v: v if v is None else
+                 f"PAM service {v[0]!r}" + "".join(f", {n!r} -> {x!r}" for n, x in v[1])})
 def _plugin(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
     module = posixpath.basename(a[0])
     if module not in AUTH_PAM:
