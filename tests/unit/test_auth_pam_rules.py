@@ -51,7 +51,7 @@ def test_the_plugin_line_gives_the_service_and_pairs(line, want):
 
 
 @pytest.mark.parametrize("line, why", [
-    ("plugin /usr/lib/openvpn/openvpn-plugin-down-root.so /etc/down.sh", "plugins are not supported"),
+    ("plugin /usr/lib/openvpn/openvpn-plugin-down-root.so /nonexistent/down.sh", "no such file"),
     ("plugin /opt/x/radiusplugin.so /etc/radius.cnf", "plugins are not supported"),
     (f"plugin {PLUGIN}", "need PAM service parameter"),
     (f'plugin {PLUGIN} "login name"', "bad name/value list length"),

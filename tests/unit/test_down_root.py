@@ -46,7 +46,7 @@ def test_a_relative_program_is_the_config_directory_s(script):
     (f"plugin {DEBIAN} /nonexistent/x", "no such file"),
     (f"plugin {DEBIAN} \"a 'b\"", "cannot split"),
     (f"plugin {DEBIAN} \"{' '.join(['/bin/true'] * 17)}\"", "too many parameters"),
-    ("plugin /usr/lib/openvpn/openvpn-plugin-auth-pam.so login", "plugins are not supported"),
+    ("plugin /usr/lib/openvpn/openvpn-plugin-auth-pam.so login", "is a server directive"),
     ("plugin /x/evil-down-root.so /bin/true", "plugins are not supported"),
 ])
 def test_refused_at_its_line(line, why):

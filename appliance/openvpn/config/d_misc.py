@@ -79,7 +79,7 @@ def _socket_flags(p: ParseState, d: str, a: list[str], inline: str | None) -> No
 
 
 @reg.apply("keying-material-exporter", why="OpenVPN 2.6 hands the exported keying material to a plugin's TLS_FINAL "
-           "call only (and plugins are refused here): checked as it checks it, no effect", used_by="parser",
+           "call only (and no plugin here takes it): checked as it checks it, no effect", used_by="parser",
            nargs=(2, 2))
 def _keying_material_exporter(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
     m = re.match(r"\s*[+-]?\d+", a[1])
@@ -89,7 +89,7 @@ def _keying_material_exporter(p: ParseState, d: str, a: list[str], inline: str |
     elif not 16 <= n <= 4095:
         p.err(d, "invalid keying material exporter length (16-4095, as OpenVPN 2.6)")
     else:
-        p.note(d, "no effect: OpenVPN 2.6 gives the value to a TLS_FINAL plugin only, and there are no plugins here")
+        p.note(d, "no effect: OpenVPN 2.6 gives the value to a TLS_FINAL plugin only, and no plugin here takes it")
 
 
 @reg.apply("push-peer-info", why="client: the peer info sent to the server also carries the config's setenv "

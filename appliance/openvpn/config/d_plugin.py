@@ -1,5 +1,6 @@
-"""`plugin MODULE [ARGS]`: OpenVPN 2.6's auth-pam plugin is done natively (gateway/pam_check.py);
-every other plugin is refused at its line, never ignored (a plugin may decide who connects).
+"""`plugin MODULE [ARGS]`: OpenVPN 2.6's auth-pam plugin is done natively (gateway/pam_check.py), and
+so is its down-root plugin (plugins.py, host/down_root.py); every other plugin is refused at its
+line, never ignored (a plugin may decide who connects).
 
 The plugin's arguments as OpenVPN 2.6 hands them over (plugin.c plugin_option_list_add,
 misc.c make_extended_arg_array): with one string after the module, that string split as a
@@ -14,6 +15,7 @@ import posixpath
 from .directives import Registry
 from .lexer import LexError, tokenize
 from .parser import ParseState
+from .plugins import down_root_line, plugin_kind
 
 reg = Registry()
 
@@ -41,15 +43,20 @@ def auth_pam_args(a: list[str]) -> tuple[str, tuple[tuple[str, str], ...]] | str
     return words[0], tuple((rest[i], rest[i + 1]) for i in range(0, len(rest), 2))
 
 
-@reg.apply("plugin", why="server: OpenVPN's auth-pam plugin, done natively: each login's username and "
+@reg.apply("plugin", why="OpenVPN's auth-pam plugin (server), done natively: each login's username and "
            "password checked through PAM as the plugin does, by a helper kept as root (gateway/pam_check.py); "
-           "any other plugin is refused", sets=("auth_pam",), used_by="server", nargs=(1, None), access=True,
+           "its down-root plugin: CMD runs as root at the tunnel's end (host/down_root.py); any other plugin "
+           "is refused", sets=("auth_pam", "down_root"), used_by="pump", nargs=(1, None), access=True,
            show={"auth_pam": lambda v: v if v is None else
                  f"PAM service {v[0]!r}" + "".join(f", {n!r} -> {x!r}" for n, x in v[1])})
 def _plugin(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
+    if plugin_kind(a[0]) == "down-root":
+        down_root_line(p, d, a)
+        return
     module = posixpath.basename(a[0])
     if module not in AUTH_PAM:
-        p.err(d, f"{a[0]}: plugins are not supported (only OpenVPN's auth-pam plugin is, natively)")
+        p.err(d, f"{a[0]}: plugins are not supported (only OpenVPN's auth-pam and down-root plugins are, "
+                 "natively)")
         return
     if p.o.auth_pam is not None:
         p.err(d, "a second auth-pam plugin line: one is supported")

@@ -28,14 +28,7 @@ def plugin_kind(path: str) -> str:
     return "down-root" if name in (DOWN_ROOT, "openvpn-down-root.so") else ""
 
 
-def plugin_line(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
-    if plugin_kind(a[0]) == "down-root":
-        _down_root(p, d, a)
-        return
-    p.err(d, "plugins are not supported (openvpn-plugin-down-root.so is done natively)")
-
-
-def _down_root(p: ParseState, d: str, a: list[str]) -> None:
+def down_root_line(p: ParseState, d: str, a: list[str]) -> None:
     from .d_ops import scripts_forbidden          # (d_ops imports the parser, as this module)
     if len(a) < 2:
         p.err(d, f"{os.path.basename(a[0])} needs the command to run at down (`plugin {a[0]} \"CMD ARGS\"`)")
