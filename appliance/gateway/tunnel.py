@@ -304,9 +304,21 @@ class TunnelNetwork(_TunAndRoutes):
         if self.opts.route_noexec:
             return False, False
         flags = pushed.redirect_gateway if pushed.redirect_gateway is not None else self.opts.redirect_gateway
+        if flags is None and (priv := self._private(pushed)) is not None and "!ipv4" not in priv:
+            flags = priv
         need4 = any(gw == "net_gateway" for _n, _m, gw, _x in pushed.routes) or "block-local" in (flags or ())
         need6 = any(gw6 == "net_gateway_ipv6" for _n, gw6, _x in pushed.routes_ipv6)
         return need4, need6
+
+    def _private(self, pushed) -> "set[str] | None":
+        """The profile's redirect-private flags where it applies: no redirect-gateway (the
+        server's or the profile's) in effect. One that is does the host route and the redirect
+        with its own flags alone (OpenVPN 2.6 merges the two flag sets, warning that this is "not
+        well supported"; here a `redirect-private` line after a redirect-gateway gets a note)."""
+        rp = self.opts.redirect_private
+        if rp is None or pushed.redirect_gateway is not None or self.opts.redirect_gateway is not None:
+            return None
+        return set(rp)
 
     def _server_needs_host_route(self, pushed, remote_ip: str) -> bool:
         """Whether the server needs its host route along the pre-tunnel path: this push may
@@ -320,6 +332,13 @@ class TunnelNetwork(_TunAndRoutes):
             return False
         flags = pushed.redirect_gateway if pushed.redirect_gateway is not None else self.opts.redirect_gateway
         if flags is not None and ("!ipv4" not in flags or "ipv6" in flags):
+            return True
+        priv = self._private(pushed)
+        if priv is not None and (("!ipv4" not in priv and "local" not in priv and ":" not in remote_ip)
+                                 or ("ipv6" in priv and ":" in remote_ip)):
+            # redirect-private: the IPv4 server's host route, as OpenVPN 2.6 adds it without
+            # redirecting (`autolocal` too: for a server on a local network the route goes
+            # on-link, as its packets went anyway); `ipv6` redirects IPv6 as redirect-gateway's.
             return True
         if any(m in ("0.0.0.0", "0") for _n, m, _g, _x in pushed.routes):
             return True
@@ -344,9 +363,14 @@ class TunnelNetwork(_TunAndRoutes):
         flags = pushed.redirect_gateway if pushed.redirect_gateway is not None else self.opts.redirect_gateway
         flags = set(flags) if flags is not None else None
         redirect4 = flags is not None and "!ipv4" not in flags
+        priv = self._private(pushed)
+        if priv is not None:
+            # Its host route came with server_path (above); block-local as redirect-gateway's.
+            log.info("redirect-private: server %s kept on the old default route, default route unchanged%s",
+                     remote_ip, "" if server_path is not None else " (no host route: local, or an IPv6 server)")
         # block-ipv6 (OpenVPN: as redirect-gateway ipv6): all IPv6 into the TUN, where the client
         # answers it with "no route" (gateway/block_ipv6.py), so none leaves outside the tunnel.
-        redirect6 = (flags is not None and "ipv6" in flags) or self.block_ipv6
+        redirect6 = (flags is not None and "ipv6" in flags) or self.block_ipv6 or (priv is not None and "ipv6" in priv)
         # A pushed default route: the two halves, like def1 (found ahead, see below).
         redirect4 = redirect4 or any(self._default4(*r) for r in pushed.routes)
         redirect6 = redirect6 or any(self._default6(n6, g6, has6) for n6, g6, _x in pushed.routes_ipv6)
@@ -389,7 +413,8 @@ class TunnelNetwork(_TunAndRoutes):
         if self._route_lines > MAX_ROUTE_LINES:
             log.warning("%d more lines about pushed routes not shown (%d route and route-ipv6 pushed)",
                         self._route_lines - MAX_ROUTE_LINES, len(pushed.routes) + len(pushed.routes_ipv6))
-        if redirect4 and flags and "block-local" in flags:
+        if (redirect4 and flags and "block-local" in flags) or (
+                priv is not None and "block-local" in priv and "!ipv4" not in priv):
             net = routes.block_local(tun, ng4) if ng4 is not None else None
             if net is None:
                 log.warning("redirect-gateway block-local: no local network found to block")

@@ -123,6 +123,7 @@ class ClientPush:
             rec.connect_state = "pending"
             self.events.append((rec, ConnectRequested()))
             raise PushDeferred()
+        self._check_constraint(rec)
         return opts
 
     def _ifconfig_ipv6_push(self, rec: ClientRecord, want6: tuple[str, int, str | None]) -> str:
@@ -212,6 +213,8 @@ class ClientPush:
         if ok and ccd is not None and not self.connect_options(rec, ccd):
             ok, reason = False, "internal error"
         rec.connect_state = "done"
+        if ok:
+            self._check_constraint(rec)
         rec.session.resume_push(ok, now, reason)
         self._collect(rec)
         self._promote(rec)
@@ -347,6 +350,19 @@ class ClientPush:
             self.events.append((rec, Warning(f"ifconfig-push {ip} for {rec.common_name} is already in use")))
             pool.share(ip)
         rec.pool_lease = ip
+
+    def _check_constraint(self, rec: ClientRecord) -> None:
+        """ifconfig-push-constraint: a client whose address (final, after client-connect) lies
+        outside is logged, once a connection, as OpenVPN 2.6 does (multi.c), which lets it in all
+        the same (its source says the refusal it meant to add never came)."""
+        c = self.st.ifconfig_push_constraint
+        if c is None or not rec.vaddr:
+            return
+        net, mask = c
+        if int(ipaddress.IPv4Address(rec.vaddr)) & mask != net:
+            self.events.append((rec, Warning(
+                f"primary virtual IP for {rec.common_name} ({rec.vaddr}) violates tunnel network/netmask "
+                f"constraint ({ipaddress.IPv4Address(net)}/{ipaddress.IPv4Address(mask)})")))
 
     def _memory(self) -> PoolMemory | None:
         """Which name had which pool address (ifconfig-pool-persist's file, or in memory): a

@@ -18,7 +18,7 @@ from .opcodes import CONTROL_OPS, EARLY_NEG_FLAG_RESEND_WKC, EARLY_NEG_FLAGS, OP
 from .packet import decode_body_untrusted, encode_body, parse_early_neg_tlvs_untrusted
 from .peernames import to_bytes
 
-TLS_MTU = 1250
+TLS_MTU = 1250          # OpenVPN's TLS_MTU_DEFAULT: SessionConfig.tls_mtu unless max-packet-size
 ACK_PIGGYBACK = 4
 ACK_STANDALONE = 8
 # What the peer may make us read on the control channel: each TLS record (of a handshake too),
@@ -192,9 +192,13 @@ class ControlChannel:
     def _queue_tls(self, ks: KeyState, data: bytes) -> None:
         if not data:
             return
-        room = TLS_MTU - 9 - self.wrapper.overhead - 1 - 4 * ACK_PIGGYBACK - 8 - 4
+        # cfg.tls_mtu: max-packet-size's (OpenVPN's TLS_MTU_DEFAULT otherwise); a tls-crypt-v2 key
+        # resent with the first packet still goes whole, as in OpenVPN, with a little TLS beside it.
+        # A floor of 16 bytes of TLS a packet: max-packet-size 154 with tls-auth SHA512 left none.
+        room = self.cfg.tls_mtu - 9 - self.wrapper.overhead - 1 - 4 * ACK_PIGGYBACK - 8 - 4
         if ks.wkc_resend and not ks.sent_first_control:
             room -= len(self.wrapper.wkc)
+        room = max(room, 16)
         for i in range(0, len(data), room):
             op = Op.CONTROL_V1
             if ks.wkc_resend and not ks.sent_first_control:

@@ -106,6 +106,8 @@ class ServerSettings:
     client_to_client: bool = False
     duplicate_cn: bool = False
     max_clients: int = 1024
+    # ifconfig-push-constraint NETWORK NETMASK as integers: an address outside is logged (clientpush.py)
+    ifconfig_push_constraint: tuple[int, int] | None = None
     max_routes_per_client: int = 256                 # addresses + iroutes routed to one client
     hand_window: int = 60
     ccd: Callable[[str], object] | None = None       # common name -> parsed ccd (or None)

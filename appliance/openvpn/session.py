@@ -127,6 +127,7 @@ class SessionConfig:
     comp: str | None = None                      # None | "lzo-stub" | "stub" | "stub-v2"
     tun_mtu: int = 1500
     tun_mtu_max: int = 0                         # client: tun-mtu-max (the cap is at least 1600 and tun_mtu)
+    tls_mtu: int = 1250                           # max-packet-size: the largest control packet we send
     early_negotiation: bool = False              # client with tls-crypt-v2
     advertise_ekm: bool = True                   # client: offer TLS-EKM key derivation (IV_PROTO bit 3)
     peer_info_extra: tuple[str, ...] = ()        # client: setenv IV_GUI_VER/IV_SSO, push-peer-info's lines

@@ -118,7 +118,7 @@ def session_config(opts: Options, role: Role, *, proto: str | None = None, tls: 
         tls_timeout=opts.tls_timeout, ping=ping, ping_restart=ping_restart,
         ping_exit=opts.ping_exit if client else 0,
         explicit_exit_notify=opts.explicit_exit_notify if client else 0,
-        comp=comp_framing(opts), tun_mtu=opts.tun_mtu, tun_mtu_max=opts.tun_mtu_max,
+        comp=comp_framing(opts), tun_mtu=opts.tun_mtu, tun_mtu_max=opts.tun_mtu_max, tls_mtu=opts.tls_mtu,
         replay_window=opts.replay_window, replay_time=opts.replay_time or None,
         early_negotiation=client and bool(opts.tls_crypt_v2),
         advertise_ekm=advertise_ekm, pull_filter=list(opts.pull_filter) if client else [],
@@ -209,6 +209,12 @@ def _local_ip6(opts: Options) -> str | None:
     return opts.ifconfig_ipv6[0] if opts.ifconfig_ipv6 else None
 
 
+def _constraint(opts: Options) -> tuple[int, int] | None:
+    """ifconfig-push-constraint as the two integers OpenVPN 2.6 compares (multi.c)."""
+    c = opts.ifconfig_push_constraint
+    return None if c is None else (int(ipaddress.IPv4Address(c[0])), int(ipaddress.IPv4Address(c[1])))
+
+
 def server_settings(opts: Options, ccd_loader=None, passdb_text: str | None = None,
                     defer_auth: bool = False, tls: TlsSettings | None = None,
                     wall_clock: Callable[[], float] = time.time,
@@ -277,6 +283,7 @@ def server_settings(opts: Options, ccd_loader=None, passdb_text: str | None = No
         local_ip4=ipaddress.IPv4Address(pool.server_ip).packed if pool is not None else None,
         push=push, client_to_client=opts.client_to_client, duplicate_cn=opts.duplicate_cn,
         max_clients=opts.max_clients, max_routes_per_client=opts.max_routes_per_client, hand_window=opts.hand_window, ccd=ccd_loader,
+        ifconfig_push_constraint=_constraint(opts),
         tcp=opts.proto == "tcp", ccd_exclusive=opts.ccd_exclusive, force_cookie=opts.tls_crypt_v2_force_cookie,
         username_as_cn=opts.username_as_common_name, connect_freq=opts.connect_freq,
         connect_freq_initial=opts.connect_freq_initial, verify_user=verify_user,

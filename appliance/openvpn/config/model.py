@@ -178,6 +178,8 @@ class Options:
     comp_lzo: str | None = None
     compress: str | None = None
     redirect_gateway: list[str] | None = None
+    redirect_private: list[str] | None = None    # redirect-private FLAGS: the server's host route kept, no redirect
+    tls_mtu: int = 1250                          # max-packet-size: the largest control-channel packet
     route: list[Route] = field(default_factory=list)
     route_ipv6: list[Route6] = field(default_factory=list)   # a client's into its TUN; a server's into its TUN too
     route_nopull: bool = False
@@ -208,6 +210,7 @@ class Options:
     ifconfig_ipv6_pool: str | None = None               # "address/bits": the IPv6 pool's start (with ifconfig-ipv6)
     topology: str = "net30"
     ifconfig_pool: tuple[str, str, str | None] | None = None
+    ifconfig_push_constraint: tuple[str, str] | None = None   # server: a client address outside is logged
     push: list[str] = field(default_factory=list)
     client_to_client: bool = False
     duplicate_cn: bool = False

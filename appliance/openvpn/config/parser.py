@@ -222,7 +222,8 @@ NOT_IN_SERVER = {"pull": "", "remote": "", "nobind": "", "redirect-gateway":
                  ": push \"redirect-gateway ...\" is what makes clients use it", "route-delay": "", "up-delay": "",
                  "allow-recursive-routing": "", "auth-user-pass": ": it belongs in the client's config",
                  "http-proxy": ": a client reaches its server through the proxy", "http-proxy-option": "",
-                 "http-proxy-user-pass": "", "socks-proxy": ": a client reaches its server through the proxy"}
+                 "http-proxy-user-pass": "", "socks-proxy": ": a client reaches its server through the proxy",
+                 "redirect-private": ""}
 
 
 # OpenVPN 2.6's connection-entry options (options.c, OPT_P_CONNECTION): each <connection> block
@@ -247,7 +248,8 @@ SERVER_ONLY = {"push": "push", "client_to_client": "client-to-client", "max_clie
                "auth_user_pass_verify_script": "auth-user-pass-verify",
                "management_client_auth": "management-client-auth", "auth_pam": "plugin",
                "auth_user_pass_optional": "auth-user-pass-optional", "ifconfig_ipv6_pool": "ifconfig-ipv6-pool",
-               "force_key_material_export": "force-tls-key-material-export"}
+               "force_key_material_export": "force-tls-key-material-export",
+               "ifconfig_push_constraint": "ifconfig-push-constraint"}
 
 
 def finish(p: ParseState) -> None:

@@ -1,0 +1,146 @@
+"""OpenVPN 2.6 directives that configs seldom carry: old ones, GUI and library knobs, pushed-only names.
+
+Each was read in OpenVPN 2.6.14's options.c (and where it acts) and tried on Debian's 2.6.14, and
+is done as it does on Linux: applied, accepted with the reason it has no effect (2.6 itself only
+warns, or does nothing on a tun device), or refused with the reason -- always when it would change
+who may connect or how the tunnel is secured and we do not implement it. Before, each was an
+"unknown directive" error.
+"""
+from __future__ import annotations
+
+import ipaddress
+
+from .directives import Registry
+from .parser import ParseState
+
+reg = Registry()
+
+# ------------------------------------------------------------------ deprecated or removed in 2.6
+reg.noop("max-routes", "(deprecated) the number of routes is unlimited, as since OpenVPN 2.4 (2.6 warns and "
+         "ignores it too)", nargs=(0, 1))
+# As OpenVPN 2.6's own messages (options.c): both fail there.
+reg.refuse("compat-names", "--compat-names was removed in OpenVPN 2.5. Update your configuration.")
+reg.refuse("no-name-remapping", "--no-name-remapping was removed in OpenVPN 2.5. Update your configuration.")
+# Debian's 2.6.14 (OpenSSL 3, no engine support) says "OpenSSL hardware crypto engine functionality is
+# not available" and goes on, with or without a name.
+reg.noop("engine", "OpenSSL engines are not used (Debian's OpenVPN 2.6 with OpenSSL 3 has no engine support "
+         "either, and goes on without one)", nargs=(0, 1))
+
+# OpenSSL 3 providers the appliance's crypto library has built in: `providers legacy default` is what
+# old PKCS#12 files (RC2-40, 3DES) need under OpenVPN 2.6; here they open without it.
+_PROVIDERS = ("default", "legacy", "base")
+
+
+def _providers(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
+    bad = [x for x in a if x not in _PROVIDERS]
+    if bad:
+        # OpenVPN 2.6 fails at start too ("failed to load provider 'X'"): a FIPS or hardware
+        # provider would change how keys are held and used, which this appliance does not do.
+        p.err(d, f"OpenSSL provider {bad[0]!r} is not available here (only {', '.join(_PROVIDERS)}, built in); "
+              "remove it")
+
+
+reg.noop("providers", "the default and legacy algorithms (an old PKCS#12 file's RC2 or 3DES) are always "
+         "available here", check=_providers, nargs=(1, None))
+
+# ------------------------------------------------------------------ what a server pushes
+# OpenVPN 2.6 reads these in a config file as if pushed (they are meant for PUSH_REPLY only, its
+# options.c says "should not be used by normal users in config files"): a profile carrying one
+# would start the session with a value the server did not choose.
+_PUSHED = "is set by the server's push (PUSH_REPLY), not in a config file: remove it"
+reg.refuse("peer-id", f"{_PUSHED} (a client given its own would tag its data packets with an id the server "
+           "never assigned)")
+reg.refuse("key-derivation protocol-flags", f"{_PUSHED} (a client given it would derive its data keys "
+           "otherwise than a server that did not push it)")
+reg.refuse("auth-token auth-token-user", f"{_PUSHED} (a token stands in for the password; the client "
+           "keeps the one its server gives)", access=True)
+# As OpenVPN 2.6's message (options.c, OPT_P_PULL_MODE).
+reg.refuse("push-continuation", "option 'push-continuation' cannot be used in this context (only in a "
+           "PUSH_REPLY)")
+
+# ------------------------------------------------------------------ security: refused, never ignored
+reg.refuse("no-replay", "replay protection cannot be turned off here (OpenVPN 2.6 still honours it, warning "
+           "that it \"may make OpenVPN less secure\"); remove it", access=True)
+reg.refuse("replay-persist", "not supported: in TLS mode OpenVPN 2.6 keeps tls-auth/tls-crypt's replay state "
+           "in FILE across restarts; here each session has its own replay window (a restart starts new ones); "
+           "remove it", access=True)
+reg.refuse("single-session", "not supported: a server here serves every client that passes its checks, each "
+           "for as many sessions as it opens (`max-clients 1` caps the clients, `duplicate-cn` off keeps one "
+           "session per name)", access=True)
+# Checked on Debian's 2.6.14: with capath a chain verifies against the directory's hashed CA files,
+# each certificate of it checked against the directory's CRLs (a missing CRL is only a "VERIFY
+# WARNING ... unable to get certificate CRL"; a revoking one refuses the peer), the directory read
+# at each handshake. Refused rather than half done: the CAs and CRLs deciding who may connect.
+reg.refuse("capath", "a CA directory is not supported (OpenVPN 2.6 calls it experimental; it reads the hashed "
+           "CA and CRL files there at each handshake); give the CAs in `ca FILE` and the CRL in `crl-verify`",
+           access=True)
+reg.refuse("client-nat", "not supported: addresses are not rewritten in the tunnel here; route or "
+           "NAT them on the host instead")
+reg.refuse("management-query-remote management-query-proxy",
+           "not supported: the management client is not asked which remote or proxy to use (>REMOTE, >PROXY); "
+           "remotes are tried in the profile's order (remote-random shuffles them) through its http-proxy")
+
+
+# ------------------------------------------------------------------ network
+def _route_ipv6_gateway(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
+    """As OpenVPN 2.6 (options.c ipv6_addr_safe): an IPv6 address, checked; nothing more."""
+    try:
+        if "%" in a[0] or "/" in a[0]:
+            raise ValueError
+        ipaddress.IPv6Address(a[0])
+    except ValueError:
+        p.err(d, f"route-ipv6-gateway parm {a[0]!r} must be a valid address (an IPv6 address, as OpenVPN 2.6)")
+
+
+reg.noop("route-ipv6-gateway", "on a tun device route-ipv6 routes go to the device, without a gateway "
+         "(OpenVPN 2.6's route.c uses this one on a tap device only)", check=_route_ipv6_gateway, nargs=(1, 1))
+
+# OpenVPN 2.6's redirect-gateway / redirect-private flags (options.c); on Linux bypass-dhcp and
+# bypass-dns do nothing (route.c get_bypass_addresses is Windows-only), nor does def1 without a
+# redirect.
+REDIRECT_FLAGS = ("local", "autolocal", "def1", "bypass-dhcp", "bypass-dns", "block-local", "ipv6", "!ipv4")
+
+
+@reg.apply("redirect-private", why="client: the server's host route along the pre-tunnel default route, "
+           "without redirecting the default route (`local`/`autolocal`: none when the server is on a local "
+           "network; `ipv6`: IPv6 redirected; `block-local` as redirect-gateway's), as OpenVPN 2.6",
+           sets=("redirect_private",), used_by="client")
+def _redirect_private(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
+    bad = [f for f in a if f not in REDIRECT_FLAGS]
+    if bad:
+        p.err(d, f"unknown --redirect-private flag: {bad[0]} (as OpenVPN 2.6)")
+        return
+    if p.o.redirect_gateway is not None:
+        p.note(d, "redirect-gateway is also set: it alone counts, with its own flags (OpenVPN 2.6 merges the "
+               "two, warning that this is not well supported)")
+    p.set("redirect_private", list(a))
+
+
+@reg.apply("max-packet-size", why="the largest packet OpenVPN 2.6 sends: `mssfix N mtu`, and N (154..2048) "
+           "for control-channel packets", sets=("mssfix", "mssfix_mtu", "tls_mtu"), used_by="session",
+           nargs=(1, 1))
+def _max_packet_size(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
+    """As OpenVPN 2.6 (options.c): the control channel's packets are at most N bytes, clamped to
+    154..2048 with a note, and mssfix is N with `mtu` (a later mssfix line replaces it, as there)."""
+    n = p.int_arg(d, a[0], 0, 65535)
+    if n is None:
+        return
+    tls = min(max(n, TLS_MTU_MIN), TLS_MTU_MAX)
+    if tls != n:
+        p.note(d, f"outside the control channel's packet sizes ({TLS_MTU_MIN} to {TLS_MTU_MAX}): {tls} is used "
+               "there (as OpenVPN 2.6)")
+    p.set("tls_mtu", tls)
+    p.set("mssfix", n)
+    p.set("mssfix_mtu", True)
+
+
+TLS_MTU_MIN, TLS_MTU_MAX = 154, 2048        # OpenVPN 2.6's TLS_CHANNEL_MTU_MIN, TLS_CHANNEL_BUF_SIZE
+
+
+@reg.apply("ifconfig-push-constraint", why="server: a client whose address (ifconfig-push, or the pool's) lies "
+           "outside NETWORK/NETMASK is logged as an error, as OpenVPN 2.6 (which lets it connect all the same)",
+           sets=("ifconfig_push_constraint",), used_by="server", nargs=(2, 2))
+def _ifconfig_push_constraint(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
+    net, mask = p.ip(d, a[0]), p.mask(d, a[1])
+    if net is not None and mask is not None:
+        p.set("ifconfig_push_constraint", (net, mask))

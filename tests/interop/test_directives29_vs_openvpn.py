@@ -1,0 +1,62 @@
+"""OpenVPN 2.6 directives that were unknown here, proven against Debian's OpenVPN 2.6 in namespaces
+(config/d_seldom.py): `redirect-private` gives the same routes as 2.6's client gives (the server's
+host route kept on the old default route, no redirect), and `max-packet-size` on both ends (ours
+300, the server 400) still brings the tunnel up, with traffic through it.
+
+The rest of these directives are notes or refusals, proven by the unit tests; what 2.6 does with
+`capath` (a missing CRL only warns, a revoking one refuses) was checked by hand and is refused here."""
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from lab.configs import client_profile, server_config
+from lab.netns import SRV_IP, TUN_SERVER_IP, Lab
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    with Lab(tmp=tmp_path_factory.mktemp("lab29")) as lab:
+        yield lab
+
+
+def _routes(lab) -> tuple[int, str, bool]:
+    """How many host routes to the server the client has, the device the server's packets leave by,
+    and whether a default-route half points into tun0. (2.6 writes its host route `via` the old
+    default gateway, ours along the path the kernel took before the tunnel -- on-link here, where
+    the server is that gateway: the same way out.)"""
+    out = lab.cli.run("ip -4 route show").stdout
+    host = sum(1 for line in out.splitlines() if line.startswith(f"{SRV_IP} "))
+    dev = re.search(r" dev (\S+)", lab.cli.run(f"ip -4 route get {SRV_IP}").stdout).group(1)
+    return host, dev, "0.0.0.0/1 dev tun0" in out or "128.0.0.0/1 dev tun0" in out
+
+
+def test_redirect_private_routes_as_openvpn_and_max_packet_size_both_ends(lab):
+    lab.cli.run("ip route replace default via 198.18.0.1")
+    started = []
+    try:
+        srv = lab.openvpn(lab.srv, server_config(lab.pki, extra="max-packet-size 400\n"), "srv29")
+        started.append(srv)
+        theirs = lab.openvpn(lab.cli, client_profile(lab.pki, extra="redirect-private\n"), "ovpncli29", wait=30)
+        started.append(theirs)
+        theirs_now = _routes(lab)
+        theirs.stop(5)
+        assert theirs_now[0] == 1 and theirs_now[1] != "tun0" and not theirs_now[2], \
+            lab.cli.run("ip -4 route show").stdout
+        assert _routes(lab)[0] == 0, "OpenVPN's client left its routes behind"
+
+        ours = lab.ours(lab.cli, client_profile(lab.pki, extra="redirect-private\nmax-packet-size 300\n"),
+                        "ours29", wait=30)
+        started.append(ours)
+        assert _routes(lab) == theirs_now, lab.cli.run("ip -4 route show").stdout
+        assert lab.ping(lab.cli, TUN_SERVER_IP, 3) == 3
+        assert lab.tcp_transfer(lab.srv, TUN_SERVER_IP, lab.cli, 200_000) > 0
+        assert lab.tcp_transfer(lab.srv, TUN_SERVER_IP, lab.cli, 200_000, reverse=True) > 0
+        assert "redirect-private: server" in ours.log()
+        ours.stop(8)
+        assert _routes(lab)[0] == 0, "our client left its host route behind"
+    finally:
+        for p in reversed(started):
+            p.stop(5)
+        lab.cli.run("ip route del default", check=False)
