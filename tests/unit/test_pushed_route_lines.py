@@ -15,6 +15,7 @@ from appliance.openvpn.keymethod import PushedOptions
 
 class _Opts:
     redirect_gateway = None
+    redirect_private = None
     route_nopull = False
 
 

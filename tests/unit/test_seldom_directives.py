@@ -31,6 +31,8 @@ def _note(o, name: str) -> str:
     ("engine dynamic", "OpenSSL engines are not used"),
     ("providers legacy default", "old PKCS#12"),
     ("route-ipv6-gateway 2001:db8::1", "on a tun device"),
+    ("preresolve", "as each remote is tried"),
+    ("ip-remote-hint 198.18.0.1", "as each remote is tried"),
 ])
 def test_lines_2_6_only_warns_about_are_accepted_with_the_reason(line, why):
     o = _parse(BASE + line + "\n")

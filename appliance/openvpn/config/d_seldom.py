@@ -82,6 +82,12 @@ reg.refuse("management-query-remote management-query-proxy",
 
 
 # ------------------------------------------------------------------ network
+# OpenVPN 2.6 (socket.c do_preresolve) resolves every remote, proxy and local name at each
+# (re)start, before its chroot and privilege drop can stop it resolving, and restarts when one
+# fails. Here nothing stops a name resolving later (no chroot; `user` keeps DNS working), so each
+# remote is resolved when it is tried: the addresses tried are the same.
+reg.noop("preresolve ip-remote-hint", "remote names are resolved as each remote is tried (no chroot here stops "
+         "that later; OpenVPN's preresolve resolves them all before the first attempt)", nargs=(0, 1))
 def _route_ipv6_gateway(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
     """As OpenVPN 2.6 (options.c ipv6_addr_safe): an IPv6 address, checked; nothing more."""
     try:
