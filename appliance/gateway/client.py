@@ -8,6 +8,8 @@ connection, and the client starts over; only our own TUN or socket failing ends 
 """
 from __future__ import annotations
 
+import dataclasses
+
 import ipaddress
 import logging
 import os
@@ -121,6 +123,10 @@ class ClientGateway:
         # never on the loop; in-memory ports answer at once and keep the direct call.
         self._resolver = BackgroundResolver(ports.resolve) if getattr(ports, "resolves_slowly", False) else None
         self._resolving = False
+        # management-query-remote: waiting for the management client's `remote` answer; and the
+        # remotes skipped in a row (`remote SKIP N`) since one was accepted.
+        self._querying = False
+        self._skipped = 0
         self.advertise_ekm = advertise_ekm
         self.signals = signals
         self.faults = Faults(DROP_LOG_EVERY)
@@ -408,7 +414,7 @@ class ClientGateway:
 
     # ---------------------------------------------------------------- connecting
     def _connect_next(self) -> None:
-        if self.result is not None or self._resolving or self._ask_passwords():
+        if self.result is not None or self._resolving or self._querying or self._ask_passwords():
             return
         if self._more and self._more_of is not None:
             remote, addr = self._more_of, self._more.pop(0)
@@ -423,6 +429,39 @@ class ClientGateway:
                 log.error("All connections have been connect-retry-max (%d) times unsuccessful, exiting", most)
                 self._finish(1)
                 return
+            if self.mgmt is not None and self.mgmt.query_remote(remote, lambda d: self._remote_answered(remote, d)):
+                self._querying = True
+                return
+        self._dial(remote, addr)
+
+    def _remote_answered(self, remote: Remote, decision: tuple) -> None:
+        """The management client's `remote` answer to >REMOTE for `remote` (init.c
+        ce_management_query_remote): ACCEPT tries it, MOD tries HOST PORT instead (this attempt
+        only), SKIP N moves N remotes on and asks again -- a skipped one is no attempt for
+        connect-retry-max, and twice round the list skipped ends the run, as OpenVPN 2.6 ("No
+        usable connection profiles are present")."""
+        self._querying = False
+        if self.result is not None or self.conn is not None:
+            return
+        if decision[0] == "skip":
+            n = max(decision[1], 0)
+            self.attempt += n - 1
+            self.unsuccessful -= 1
+            self._skipped += max(n, 1)
+            if self._skipped >= 2 * len(self.remotes):
+                log.error("No usable connection profiles are present (every remote skipped by the management client)")
+                self._finish(1)
+                return
+            self._connect_next()
+            return
+        self._skipped = 0
+        if decision[0] == "mod":
+            log.info("management: remote %s:%d changed to %s:%d", remote.host, remote.port, decision[1], decision[2])
+            remote = dataclasses.replace(remote, host=decision[1], port=decision[2])
+        self._dial(remote, None)
+
+    def _dial(self, remote: Remote, addr: tuple[str, int] | None) -> None:
+        """Resolve `remote` unless `addr` is one of its addresses, then connect."""
         if addr is None:
             # http-proxy: the proxy's name is resolved and dialled; the remote's goes, as
             # written, into the CONNECT request (OpenVPN 2.6 socket.c: proxy_dest_host).

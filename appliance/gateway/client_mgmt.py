@@ -63,6 +63,7 @@ log [on|off] [N|all]   : Turn on/off realtime log display
                          + show last N lines or 'all' for entire history.
 mute [n]               : Set log mute level to n, or show level if n is absent.
 password type p        : Enter password p for a queried OpenVPN password.
+remote type [host port] : Override remote directive, type=ACCEPT|MOD|SKIP.
 pid                    : Show process ID of the current OpenVPN process.
 signal s               : Send signal s to daemon,
                          s = SIGHUP|SIGTERM|SIGUSR1|SIGUSR2.
@@ -77,12 +78,12 @@ END""".split("\n")
 # current mode lacks (the server's, and the credential and key prompts: the profile gives those).
 UNSUPPORTED = frozenset(("kill", "client-kill", "client-auth", "client-auth-nt", "client-deny",
                          "client-pending-auth", "needok", "needstr",
-                         "remote", "proxy", "rsa-sig", "pk-sig",
+                         "proxy", "rsa-sig", "pk-sig",
                          "certificate", "remote-entry-count", "remote-entry-get", "env-filter", "net",
                          "auth-retry", "nclients"))
 # man_need's parameter counts (manage.c man_dispatch_command): (n, at least).
 NEEDS = {"signal": (1, False), "log": (1, True), "echo": (1, True), "bytecount": (1, False),
-         "username": (2, False), "password": (2, False), "cr-response": (1, False)}
+         "username": (2, False), "password": (2, False), "cr-response": (1, False), "remote": (1, True)}
 SIGNALS = ("SIGHUP", "SIGTERM", "SIGUSR1", "SIGUSR2", "SIGINT")
 
 
@@ -171,6 +172,8 @@ class ClientManagement(Management):
             return ops.hold_command(a[1] if len(a) > 1 else None)
         if cmd in ("username", "password"):
             return ops.user_pass_command(cmd, a[1], a[2])
+        if cmd == "remote":
+            return ops.remote_command(a[1:])
         if cmd == "cr-response":
             return ["SUCCESS: command succeeded"] if ops.gw.send_cr_response(a[1]) else ["ERROR: command failed"]
         if cmd == "forget-passwords":
@@ -227,6 +230,9 @@ class ClientMgmt:
         self._answer: Callable[[str, str], None] | None = None
         self._q_user = ""
         self._q_pass: str | None = None
+        # management-query-remote: the >REMOTE line being asked and what gets the answer.
+        self._remote_line: str | None = None
+        self._remote_answer: Callable[[tuple], None] | None = None
 
     # ---------------------------------------------------------------- the socket
     def open(self, drops_root: bool = False) -> None:
@@ -246,6 +252,8 @@ class ClientMgmt:
         """OpenVPN's special_state_msg: what a client that connects now is told after the banner."""
         if self.holding is not None:
             return [self._hold_line()]
+        if self._remote_line is not None:
+            return [self._remote_line]
         return [self._password_line()] if self._answer is not None else []
 
     def _hold_line(self) -> str:
@@ -320,6 +328,41 @@ class ClientMgmt:
             # After this reply: what the release starts logs and notifies on its own.
             self.gw.pump.timers.arm("mgmt-release", self.gw.clock(), then)
         return ["SUCCESS: hold release succeeded"]
+
+    # ---------------------------------------------------------------- remote
+    def query_remote(self, remote, then: Callable[[tuple], None]) -> bool:
+        """management-query-remote (init.c ce_management_query_remote): >REMOTE:HOST,PORT,PROTO
+        and, at the answer, `then(("accept",))`, `then(("skip", N))` or `then(("mod", HOST,
+        PORT))`. False when not asking (the directive off, or no interface). As in OpenVPN 2.6 the
+        client waits for the answer, however long; a management client connecting meanwhile is
+        told the question after the banner."""
+        if not self.gw.opts.management_query_remote or self.mgr is None:
+            return False
+        self._remote_line = f">REMOTE:{remote.host},{remote.port},{remote_proto(remote, self.gw.opts)}"
+        self._remote_answer = then
+        self._notify([self._remote_line])
+        return True
+
+    def remote_command(self, a: list[str]) -> list[str]:
+        """`remote ACCEPT|SKIP [N]|MOD HOST PORT`, answered as OpenVPN 2.6's client
+        (management_callback_remote_cmd): a failure when nothing is asked, for another word, a
+        MOD without both, or a HOST of 80 characters or more (RH_HOST_LEN). Stricter: MOD's PORT
+        must be a port number (OpenVPN took any text under 20 characters and failed later)."""
+        if self._remote_answer is None:
+            return ["ERROR: remote command failed"]
+        if a[0] == "ACCEPT":
+            decision: tuple = ("accept",)
+        elif a[0] == "SKIP":
+            decision = ("skip", atoi(a[1]) if len(a) > 1 else 1)
+        elif a[0] == "MOD" and len(a) > 2 and len(a[1]) < 80 and a[2].isascii() and a[2].isdigit() \
+                and 1 <= int(a[2]) <= 65535:
+            decision = ("mod", a[1], int(a[2]))
+        else:
+            return ["ERROR: remote command failed"]
+        then, self._remote_answer, self._remote_line = self._remote_answer, None, None
+        # After this reply, as the hold's release: what the answer starts logs on its own.
+        self.gw.pump.timers.arm("mgmt-remote", self.gw.clock(), lambda: then(decision))
+        return ["SUCCESS: remote command succeeded"]
 
     # ---------------------------------------------------------------- passwords
     def query_passwords(self, then: Callable[[str, str], None]) -> None:
@@ -449,3 +492,9 @@ def restart_reason(e: ev.SessionClosed) -> str:
         return "remote-exit"
     return "connection-reset"
 
+
+def remote_proto(remote, opts) -> str:
+    """OpenVPN 2.6's proto2ascii short form for a client's remote: udp / tcp-client, with 4 or 6
+    when the remote's line (or `proto`) names the family."""
+    fam = opts.family_of(remote) or ""
+    return f"udp{fam}" if remote.proto == "udp" else f"tcp{fam}-client"

@@ -48,3 +48,65 @@ def test_ifconfig_push_constraint_logs_an_address_outside_and_admits_the_client(
     assert w.client_addr(0) == "198.19.0.200"
     said = [r.getMessage() for r in caplog.records if "violates tunnel network/netmask constraint" in r.getMessage()]
     assert len(said) == 1 and "client0 (198.19.0.200)" in said[0] and "198.19.0.0/255.255.255.128" in said[0], said
+
+
+# ------------------------------------------------------------------ management-query-remote
+# Debian's OpenVPN 2.6.14 client with `management-query-remote` and remotes 198.18.0.1 1194 (udp)
+# and 198.18.0.9 1195 tcp, asked by hand: its >REMOTE lines and replies.
+OPENVPN_2_6_REMOTE = {
+    "remote": ["ERROR: the 'remote' command requires at least 1 parameter"],
+    "remote FOO": ["ERROR: remote command failed"],
+    "remote MOD": ["ERROR: remote command failed"],
+    "remote MOD host": ["ERROR: remote command failed"],
+}
+
+
+def _asking(pki, tmp_path, remotes, extra: str = ""):
+    from tests.gateway.test_client_mgmt import Tap
+    w = World()
+    w.add_server(server_conf(pki))
+    c = w.add_client(client_conf(pki, remotes=remotes,
+                                 extra=f"management {tmp_path}/c.sock unix\nmanagement-query-remote\n{extra}"))
+    tap = Tap()
+    c.mgmt.mgr.conns.append(tap)
+    return w, c, tap
+
+
+def _ask(c, tap, line: str) -> list[str]:
+    from appliance.gateway.management import command_words
+    return c.mgmt.mgr.answer(tap, command_words(line))
+
+
+def test_management_query_remote_asks_before_each_remote_as_openvpn(pki, tmp_path):
+    w, c, tap = _asking(pki, tmp_path, [("198.18.0.9", 1195), (SERVER_IP, 1194)])
+    assert c.mgmt.mgr.welcome()[1:] == [">REMOTE:198.18.0.9,1195,udp"]      # told at once to a new client
+    for cmd, want in OPENVPN_2_6_REMOTE.items():
+        assert _ask(c, tap, cmd) == want, cmd
+    w.run_for(5)
+    assert c.conn is None and not w.server.d.clients, "connected before the answer"
+    # SKIP moves to the next remote and asks again; MOD sends this attempt elsewhere.
+    assert _ask(c, tap, "remote SKIP") == ["SUCCESS: remote command succeeded"]
+    w.run_for(0.1)
+    assert tap.got[-1] == f">REMOTE:{SERVER_IP},1194,udp"
+    assert _ask(c, tap, "remote MOD h x") == ["ERROR: remote command failed"]    # stricter: a port number
+    assert _ask(c, tap, f"remote MOD {SERVER_IP} 1194") == ["SUCCESS: remote command succeeded"]
+    assert w.run(lambda: c.conn is not None and c.conn.was_up, max_time=30)
+    assert _ask(c, tap, "remote ACCEPT") == ["ERROR: remote command failed"]      # nothing asked now
+    assert c.mgmt.mgr.welcome()[1:] == []
+
+
+def test_skipping_every_remote_twice_round_ends_the_run(pki, tmp_path):
+    w, c, tap = _asking(pki, tmp_path, [(SERVER_IP, 1194), ("198.18.0.9", 1195)])
+    for _ in range(3):
+        assert _ask(c, tap, "remote SKIP") == ["SUCCESS: remote command succeeded"]
+        w.run_for(0.1)
+        assert c.result is None
+    assert _ask(c, tap, "remote SKIP") == ["SUCCESS: remote command succeeded"]
+    w.run_for(0.1)
+    assert c.result == 1 and c.conn is None and not w.server.d.clients
+
+
+def test_management_query_remote_needs_management_and_a_client(pki):
+    from tests.unit.test_options_compat import BASE, _one_error
+    e = _one_error(BASE + "management-query-remote\n")
+    assert e.line == 6 and "needs `management`" in str(e)

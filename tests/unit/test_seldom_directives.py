@@ -54,7 +54,6 @@ def test_lines_2_6_only_warns_about_are_accepted_with_the_reason(line, why):
     ("single-session", "not supported"),
     ("capath /etc/ssl/certs", "a CA directory is not supported"),
     ("client-nat snat 198.18.1.0 255.255.255.0 198.18.2.0", "addresses are not rewritten"),
-    ("management-query-remote", ">REMOTE"),
     ("management-query-proxy", ">PROXY"),
     ("peer-id 5", "is set by the server's push"),
     ("key-derivation tls-ekm", "is set by the server's push"),
@@ -111,3 +110,11 @@ def test_ifconfig_push_constraint_is_a_server_directive():
     with pytest.raises(Exception) as ei:
         _parse(SERVER + "ifconfig-push-constraint 198.19.0.0 255.0.255.0\n", "/p/s.conf")
     assert "not a netmask" in str(ei.value)
+
+
+def test_management_query_remote_is_our_clients():
+    o = _parse(BASE + "management 127.0.0.1 7505\nmanagement-query-remote\n")
+    assert o.management_query_remote
+    with pytest.raises(Exception) as ei:
+        _parse(SERVER + "management 127.0.0.1 7505\nmanagement-query-remote\n", "/p/s.conf")
+    assert "management-query-remote: is served by our client only" in str(ei.value)

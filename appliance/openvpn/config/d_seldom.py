@@ -76,9 +76,17 @@ reg.refuse("capath", "a CA directory is not supported (OpenVPN 2.6 calls it expe
            access=True)
 reg.refuse("client-nat", "not supported: addresses are not rewritten in the tunnel here; route or "
            "NAT them on the host instead")
-reg.refuse("management-query-remote management-query-proxy",
-           "not supported: the management client is not asked which remote or proxy to use (>REMOTE, >PROXY); "
-           "remotes are tried in the profile's order (remote-random shuffles them) through its http-proxy")
+reg.refuse("management-query-proxy",
+           "not supported: the management client is not asked which proxy to use (>PROXY); each remote is "
+           "reached through the profile's http-proxy, or directly")
+
+
+@reg.apply("management-query-remote", why="client: before each remote is tried, the management client is "
+           "told >REMOTE:HOST,PORT,PROTO and answers `remote ACCEPT`, `remote SKIP [N]` or `remote MOD HOST PORT`, "
+           "as OpenVPN 2.6 (gateway/client_mgmt.py)", sets=("management_query_remote",), used_by="client",
+           nargs=(0, 0))
+def _management_query_remote(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
+    p.set("management_query_remote", True)
 
 
 # ------------------------------------------------------------------ network
