@@ -69,10 +69,10 @@ reg.refuse("single-session", "not supported: a server here serves every client t
            "session per name)", access=True)
 # Checked on Debian's 2.6.14: with capath a chain verifies against the directory's hashed CA files,
 # each certificate of it checked against the directory's CRLs (a missing CRL is only a "VERIFY
-# WARNING ... unable to get certificate CRL"; a revoking one refuses the peer), the directory read
-# at each handshake. Refused rather than half done: the CAs and CRLs deciding who may connect.
-reg.refuse("capath", "a CA directory is not supported (OpenVPN 2.6 calls it experimental; it reads the hashed "
-           "CA and CRL files there at each handshake); give the CAs in `ca FILE` and the CRL in `crl-verify`",
+# WARNING ... unable to get certificate CRL"; a revoking one refuses the peer), files looked up there
+# as chains need them. Refused rather than half done: the CAs and CRLs decide who may connect.
+reg.refuse("capath", "a CA directory is not supported (OpenVPN 2.6 calls it experimental; it looks the hashed "
+           "CA and CRL files up there as chains need them); give the CAs in `ca FILE` and the CRL in `crl-verify`",
            access=True)
 reg.refuse("client-nat", "not supported: addresses are not rewritten in the tunnel here; route or "
            "NAT them on the host instead")
