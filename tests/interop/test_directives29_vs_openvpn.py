@@ -1,7 +1,8 @@
 """OpenVPN 2.6 directives that were unknown here, proven against Debian's OpenVPN 2.6 in namespaces
 (config/d_seldom.py): `redirect-private` gives the same routes as 2.6's client gives (the server's
 host route kept on the old default route, no redirect), and `max-packet-size` on both ends (ours
-300, the server 400) still brings the tunnel up, with traffic through it.
+300, its control datagrams measured once at 288 bytes at most where they were up to 1250; the
+server's 2048) still brings the tunnel up, with traffic through it.
 
 The rest of these directives are notes or refusals, proven by the unit tests; what 2.6 does with
 `capath` (a missing CRL only warns, a revoking one refuses) was checked by hand and is refused here."""
@@ -36,7 +37,7 @@ def test_redirect_private_routes_as_openvpn_and_max_packet_size_both_ends(lab):
     lab.cli.run("ip route replace default via 198.18.0.1")
     started = []
     try:
-        srv = lab.openvpn(lab.srv, server_config(lab.pki, extra="max-packet-size 400\n"), "srv29")
+        srv = lab.openvpn(lab.srv, server_config(lab.pki, extra="max-packet-size 2048\n"), "srv29")
         started.append(srv)
         theirs = lab.openvpn(lab.cli, client_profile(lab.pki, extra="redirect-private\n"), "ovpncli29", wait=30)
         started.append(theirs)
