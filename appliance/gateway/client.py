@@ -432,6 +432,10 @@ class ClientGateway:
             if self.mgmt is not None and self.mgmt.query_remote(remote, lambda d: self._remote_answered(remote, d)):
                 self._querying = True
                 return
+            if self.mgmt is not None and self.mgmt.query_proxy(
+                    (self.attempt - 1) % len(self.remotes) + 1, remote, self._proxy_answered):
+                self._querying = True
+                return
         self._dial(remote, addr)
 
     def _remote_answered(self, remote: Remote, decision: tuple) -> None:
@@ -459,6 +463,12 @@ class ClientGateway:
             log.info("management: remote %s:%d changed to %s:%d", remote.host, remote.port, decision[1], decision[2])
             remote = dataclasses.replace(remote, host=decision[1], port=decision[2])
         self._dial(remote, None)
+
+    def _proxy_answered(self, remote: Remote) -> None:
+        """The management client's `proxy` answer to >PROXY: `remote` with the proxy to use."""
+        self._querying = False
+        if self.result is None and self.conn is None:
+            self._dial(remote, None)
 
     def _dial(self, remote: Remote, addr: tuple[str, int] | None) -> None:
         """Resolve `remote` unless `addr` is one of its addresses, then connect."""

@@ -11,7 +11,9 @@ Failed when the server says AUTH_FAILED. With management-query-passwords, >PASSW
 username/password (SC:... with static-challenge) asks for the credentials the profile lacks; the
 `username`/`password` commands answer it, `forget-passwords` drops them (and the auth-token). A
 dynamic challenge (AUTH_FAILED,CRV1:...) is told in the Verification Failed line, and with
-auth-retry interact the next question takes the CRV1 response, as OpenVPN 2.6's.
+auth-retry interact the next question takes the CRV1 response, as OpenVPN 2.6's. With
+management-query-remote (or -proxy) each remote is asked of the tool first: >REMOTE (>PROXY),
+answered by `remote` (`proxy`).
 
 The states, in the order OpenVPN 2.6's client gave them in the lab (UDP and TCP): CONNECTING once
 the interface is open, then per attempt RESOLVE (a name only), TCP_CONNECT (TCP), WAIT (our
@@ -29,6 +31,7 @@ OpenVPN 2.6 (manage.c management_hold sets MANSIG_IGNORE_USR1_HUP).
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import re
@@ -64,6 +67,7 @@ log [on|off] [N|all]   : Turn on/off realtime log display
 mute [n]               : Set log mute level to n, or show level if n is absent.
 password type p        : Enter password p for a queried OpenVPN password.
 remote type [host port] : Override remote directive, type=ACCEPT|MOD|SKIP.
+proxy type [host port flags] : Enter dynamic proxy server info.
 pid                    : Show process ID of the current OpenVPN process.
 signal s               : Send signal s to daemon,
                          s = SIGHUP|SIGTERM|SIGUSR1|SIGUSR2.
@@ -78,12 +82,13 @@ END""".split("\n")
 # current mode lacks (the server's, and the credential and key prompts: the profile gives those).
 UNSUPPORTED = frozenset(("kill", "client-kill", "client-auth", "client-auth-nt", "client-deny",
                          "client-pending-auth", "needok", "needstr",
-                         "proxy", "rsa-sig", "pk-sig",
+                         "rsa-sig", "pk-sig",
                          "certificate", "remote-entry-count", "remote-entry-get", "env-filter", "net",
                          "auth-retry", "nclients"))
 # man_need's parameter counts (manage.c man_dispatch_command): (n, at least).
 NEEDS = {"signal": (1, False), "log": (1, True), "echo": (1, True), "bytecount": (1, False),
-         "username": (2, False), "password": (2, False), "cr-response": (1, False), "remote": (1, True)}
+         "username": (2, False), "password": (2, False), "cr-response": (1, False), "remote": (1, True),
+         "proxy": (1, True)}
 SIGNALS = ("SIGHUP", "SIGTERM", "SIGUSR1", "SIGUSR2", "SIGINT")
 
 
@@ -174,6 +179,8 @@ class ClientManagement(Management):
             return ops.user_pass_command(cmd, a[1], a[2])
         if cmd == "remote":
             return ops.remote_command(a[1:])
+        if cmd == "proxy":
+            return ops.proxy_command(a[1:])
         if cmd == "cr-response":
             return ["SUCCESS: command succeeded"] if ops.gw.send_cr_response(a[1]) else ["ERROR: command failed"]
         if cmd == "forget-passwords":
@@ -233,6 +240,10 @@ class ClientMgmt:
         # management-query-remote: the >REMOTE line being asked and what gets the answer.
         self._remote_line: str | None = None
         self._remote_answer: Callable[[tuple], None] | None = None
+        # management-query-proxy: the >PROXY line being asked, its remote, and what gets the answer.
+        self._proxy_line: str | None = None
+        self._proxy_remote = None
+        self._proxy_answer: Callable[[object], None] | None = None
 
     # ---------------------------------------------------------------- the socket
     def open(self, drops_root: bool = False) -> None:
@@ -254,6 +265,8 @@ class ClientMgmt:
             return [self._hold_line()]
         if self._remote_line is not None:
             return [self._remote_line]
+        if self._proxy_line is not None:
+            return [self._proxy_line]
         return [self._password_line()] if self._answer is not None else []
 
     def _hold_line(self) -> str:
@@ -363,6 +376,59 @@ class ClientMgmt:
         # After this reply, as the hold's release: what the answer starts logs on its own.
         self.gw.pump.timers.arm("mgmt-remote", self.gw.clock(), lambda: then(decision))
         return ["SUCCESS: remote command succeeded"]
+
+    # ---------------------------------------------------------------- proxy
+    def query_proxy(self, index: int, remote, then: Callable[[object], None]) -> bool:
+        """management-query-proxy (init.c ce_management_query_proxy): >PROXY:N,UDP|TCP,HOST
+        (N: the remote's place in the profile, from 1) and, at the answer, `then(remote)` with
+        the remote to dial (its proxy as the answer says). False when not asking."""
+        if not self.gw.opts.management_query_proxy or self.mgr is None:
+            return False
+        self._proxy_line = f">PROXY:{index},{'UDP' if remote.proto == 'udp' else 'TCP'},{remote.host}"
+        self._proxy_remote, self._proxy_answer = remote, then
+        self._notify([self._proxy_line])
+        return True
+
+    def proxy_command(self, a: list[str]) -> list[str]:
+        """`proxy NONE | HTTP HOST PORT [nct] | SOCKS HOST PORT`, answered as OpenVPN 2.6's client
+        (management_callback_proxy_cmd): NONE keeps the profile's way (its http-proxy, if any);
+        HTTP puts the remote behind that proxy (the profile's proxy options and credentials kept,
+        `nct`: no credentials sent, the only ones here being Basic's cleartext) -- refused for a
+        UDP remote, the question still open, as there; anything else malformed is a failure that
+        ends the question with the profile's way, as there. Not asked, it is answered as there
+        and changes nothing. Stricter: PORT must be a port number, and SOCKS, which this client
+        does not speak, fails with the question still open."""
+        from ..openvpn.httpproxy import HttpProxy, line_problem
+        remote = self._proxy_remote
+        kind = a[0]
+        new = None
+        if kind == "NONE":
+            ok = True
+        elif len(a) > 2 and kind == "HTTP":
+            if remote is not None and remote.proto == "udp":
+                log.warning("management: HTTP proxy support only works for TCP based connections")
+                return ["ERROR: proxy command failed"]
+            if not (a[2].isascii() and a[2].isdigit() and 1 <= int(a[2]) <= 65535):
+                return ["ERROR: proxy command failed"]
+            base = remote.proxy if remote is not None and remote.proxy is not None else HttpProxy()
+            nct = len(a) > 3 and a[3] == "nct"
+            new = dataclasses.replace(base, server=a[1], port=int(a[2]),
+                                      **({"auth": "none", "credentials": None} if nct else {}))
+            if remote is not None and line_problem(new, remote.host, remote.port) is not None:
+                return ["ERROR: proxy command failed"]
+            ok = True
+        elif len(a) > 2 and kind == "SOCKS":
+            return ["ERROR: proxy command failed"]
+        else:
+            log.warning("management: bad proxy command")
+            ok = False
+        then, self._proxy_answer, self._proxy_line, self._proxy_remote = self._proxy_answer, None, None, None
+        if then is not None and remote is not None:
+            chosen = dataclasses.replace(remote, proxy=new) if new is not None else remote
+            if new is not None:
+                log.info("management: %s:%d through HTTP proxy %s:%d", remote.host, remote.port, new.server, new.port)
+            self.gw.pump.timers.arm("mgmt-proxy", self.gw.clock(), lambda: then(chosen))
+        return ["SUCCESS: proxy command succeeded" if ok else "ERROR: proxy command failed"]
 
     # ---------------------------------------------------------------- passwords
     def query_passwords(self, then: Callable[[str, str], None]) -> None:

@@ -61,12 +61,12 @@ OPENVPN_2_6_REMOTE = {
 }
 
 
-def _asking(pki, tmp_path, remotes, extra: str = ""):
+def _asking(pki, tmp_path, remotes, extra: str = "", proto: str = "udp", query: str = "management-query-remote"):
     from tests.gateway.test_client_mgmt import Tap
     w = World()
-    w.add_server(server_conf(pki))
-    c = w.add_client(client_conf(pki, remotes=remotes,
-                                 extra=f"management {tmp_path}/c.sock unix\nmanagement-query-remote\n{extra}"))
+    w.add_server(server_conf(pki, proto=proto))
+    c = w.add_client(client_conf(pki, remotes=remotes, proto=proto,
+                                 extra=f"management {tmp_path}/c.sock unix\n{query}\n{extra}"))
     tap = Tap()
     c.mgmt.mgr.conns.append(tap)
     return w, c, tap
@@ -110,3 +110,59 @@ def test_management_query_remote_needs_management_and_a_client(pki):
     from tests.unit.test_options_compat import BASE, _one_error
     e = _one_error(BASE + "management-query-remote\n")
     assert e.line == 6 and "needs `management`" in str(e)
+
+
+# ------------------------------------------------------------------ management-query-proxy
+# Debian's OpenVPN 2.6.14 client with `management-query-proxy` and remotes 198.18.0.1 1194 tcp and
+# 198.18.0.9 1195 udp, asked by hand: >PROXY:1,TCP,198.18.0.1 at first; `proxy HTTP` (no host)
+# failed and went on as the profile says, asking >PROXY:2,UDP,198.18.0.9 next; there
+# `proxy HTTP 198.18.0.5 x` failed with the question still open; `proxy NONE` succeeded.
+def test_management_query_proxy_asks_before_each_remote_as_openvpn(pki, tmp_path, caplog):
+    w, c, tap = _asking(pki, tmp_path, [(SERVER_IP, 1194), ("198.18.0.9", 1195)], proto="tcp",
+                        query="management-query-proxy")
+    assert c.mgmt.mgr.welcome()[1:] == [f">PROXY:1,TCP,{SERVER_IP}"]
+    assert _ask(c, tap, "proxy") == ["ERROR: the 'proxy' command requires at least 1 parameter"]
+    assert _ask(c, tap, "proxy SOCKS 198.18.0.5 1080") == ["ERROR: proxy command failed"]   # not spoken here
+    w.run_for(2)
+    assert c.conn is None, "connected before the answer"
+    # HTTP: this attempt goes to the proxy (nobody answers there: the next remote is asked).
+    with caplog.at_level(logging.INFO):
+        assert _ask(c, tap, "proxy HTTP 198.18.0.5 8080") == ["SUCCESS: proxy command succeeded"]
+        w.run_for(0.1)
+    assert f"connecting to {SERVER_IP}:1194 through HTTP proxy 198.18.0.5:8080" in caplog.text
+    assert w.run(lambda: tap.got and tap.got[-1] == ">PROXY:2,TCP,198.18.0.9", max_time=30), tap.got[-3:]
+    assert _ask(c, tap, "proxy HTTP") == ["ERROR: proxy command failed"]     # as 2.6: the profile's way then
+    assert w.run(lambda: tap.got[-1] == f">PROXY:1,TCP,{SERVER_IP}", max_time=30), tap.got[-3:]
+    assert _ask(c, tap, "proxy NONE") == ["SUCCESS: proxy command succeeded"]
+    assert w.run(lambda: c.conn is not None and c.conn.was_up, max_time=30)
+    assert c.conn.remote.proxy is None
+
+
+def test_an_http_proxy_for_a_udp_remote_fails_and_the_question_stays(pki, tmp_path):
+    w, c, tap = _asking(pki, tmp_path, [(SERVER_IP, 1194)], query="management-query-proxy")
+    assert c.mgmt.mgr.welcome()[1:] == [f">PROXY:1,UDP,{SERVER_IP}"]
+    assert _ask(c, tap, "proxy HTTP 198.18.0.5 8080") == ["ERROR: proxy command failed"]
+    assert c.mgmt.mgr.welcome()[1:] == [f">PROXY:1,UDP,{SERVER_IP}"]
+    assert _ask(c, tap, "proxy NONE") == ["SUCCESS: proxy command succeeded"]
+    assert w.run(lambda: c.conn is not None and c.conn.was_up, max_time=30)
+
+
+def test_random_remote_and_proxy_answers_never_raise(pki, tmp_path):
+    """1,000 seeded random `remote` / `proxy` lines while each question is open: every one answered
+    SUCCESS or ERROR, the client never stopped by one (a tool cannot crash the tunnel)."""
+    import random
+    rng = random.Random(29)
+    words = ["ACCEPT", "SKIP", "MOD", "NONE", "HTTP", "SOCKS", "nct", "x", "-1", "0", "3", "8080",
+             "99999999999999999999", "h" * 100, "198.18.0.1", "é", "1194"]
+    for n, query in enumerate(("management-query-remote", "management-query-proxy")):
+        (tmp_path / str(n)).mkdir()
+        w, c, tap = _asking(pki, tmp_path / str(n), [(SERVER_IP, 1194), ("198.18.0.9", 1195)], proto="tcp",
+                            query=query)
+        for _ in range(500):
+            line = " ".join([query.rsplit("-", 1)[1]] + [rng.choice(words) for _ in range(rng.randint(0, 4))])
+            reply = _ask(c, tap, line)
+            assert len(reply) == 1 and reply[0].startswith(("SUCCESS:", "ERROR:")), (line, reply)
+            w.run_for(rng.choice((0, 0.1, 1)))
+            if c.result is not None:          # every remote skipped twice round: a clean end
+                assert c.result == 1 and query.endswith("remote")
+                break

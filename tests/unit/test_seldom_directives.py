@@ -54,7 +54,7 @@ def test_lines_2_6_only_warns_about_are_accepted_with_the_reason(line, why):
     ("single-session", "not supported"),
     ("capath /etc/ssl/certs", "a CA directory is not supported"),
     ("client-nat snat 198.18.1.0 255.255.255.0 198.18.2.0", "addresses are not rewritten"),
-    ("management-query-proxy", ">PROXY"),
+    ("management-query-proxy", "needs `management`"),
     ("peer-id 5", "is set by the server's push"),
     ("key-derivation tls-ekm", "is set by the server's push"),
     ("protocol-flags cc-exit tls-ekm", "is set by the server's push"),
@@ -112,9 +112,10 @@ def test_ifconfig_push_constraint_is_a_server_directive():
     assert "not a netmask" in str(ei.value)
 
 
-def test_management_query_remote_is_our_clients():
-    o = _parse(BASE + "management 127.0.0.1 7505\nmanagement-query-remote\n")
-    assert o.management_query_remote
+@pytest.mark.parametrize("name", ["management-query-remote", "management-query-proxy"])
+def test_management_queries_are_our_clients(name):
+    o = _parse(BASE + f"management 127.0.0.1 7505\n{name}\n")
+    assert getattr(o, name.replace("-", "_"))
     with pytest.raises(Exception) as ei:
-        _parse(SERVER + "management 127.0.0.1 7505\nmanagement-query-remote\n", "/p/s.conf")
-    assert "management-query-remote: is served by our client only" in str(ei.value)
+        _parse(SERVER + f"management 127.0.0.1 7505\n{name}\n", "/p/s.conf")
+    assert f"{name}: is served by our client only" in str(ei.value)

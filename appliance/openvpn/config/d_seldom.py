@@ -76,9 +76,12 @@ reg.refuse("capath", "a CA directory is not supported (OpenVPN 2.6 calls it expe
            access=True)
 reg.refuse("client-nat", "not supported: addresses are not rewritten in the tunnel here; route or "
            "NAT them on the host instead")
-reg.refuse("management-query-proxy",
-           "not supported: the management client is not asked which proxy to use (>PROXY); each remote is "
-           "reached through the profile's http-proxy, or directly")
+@reg.apply("management-query-proxy", why="client: before each remote is tried, the management client is told "
+           ">PROXY:N,UDP|TCP,HOST and answers `proxy NONE` (as the profile says) or `proxy HTTP HOST PORT [nct]` "
+           "(a TCP remote through that HTTP proxy), as OpenVPN 2.6; not asked with management-query-remote on, "
+           "as there", sets=("management_query_proxy",), used_by="client", nargs=(0, 0))
+def _management_query_proxy(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
+    p.set("management_query_proxy", True)
 
 
 @reg.apply("management-query-remote", why="client: before each remote is tried, the management client is "

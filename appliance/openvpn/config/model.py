@@ -236,6 +236,7 @@ class Options:
     management_hold: bool = False                        # client: wait for `hold release` before connecting
     management_query_passwords: bool = False             # client: auth-user-pass asked of the management client
     management_query_remote: bool = False                # client: each remote asked of the management client (>REMOTE)
+    management_query_proxy: bool = False                 # client: each remote's proxy asked of it (>PROXY)
     ns_cert_type: str | None = None             # ns-cert-type server|client (tls.py _check_ns_cert_type)
     setenv: dict[str, str] = field(default_factory=dict)  # setenv / setenv-safe: every command's environment
     push_peer_info: bool = False                         # client: UV_*, IV_PLAT_VER, IV_SSL in the peer info

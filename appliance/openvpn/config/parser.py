@@ -347,7 +347,8 @@ def finish(p: ParseState) -> None:
                   "comes from askpass FILE here)", line("management_query_passwords"))
         for n, d in (("management_signal", "management-signal"),
                      ("management_forget_disconnect", "management-forget-disconnect"),
-                     ("management_query_remote", "management-query-remote")):
+                     ("management_query_remote", "management-query-remote"),
+                     ("management_query_proxy", "management-query-proxy")):
             if n in o.source:
                 # OpenVPN's server would restart every client (SIGUSR1) when a tool disconnects.
                 p.err(d, "is served by our client only", line(n))
@@ -476,7 +477,8 @@ def finish(p: ParseState) -> None:
                  ("management_signal", "management-signal"),
                  ("management_forget_disconnect", "management-forget-disconnect"),
                  ("management_up_down", "management-up-down"),
-                 ("management_query_remote", "management-query-remote")):
+                 ("management_query_remote", "management-query-remote"),
+                 ("management_query_proxy", "management-query-proxy")):
         if n in o.source and o.management is None:
             p.err(d, "needs `management` (there is no management interface without it)", line(n))
     if o.pkcs12 is not None:
