@@ -166,3 +166,12 @@ def test_random_remote_and_proxy_answers_never_raise(pki, tmp_path):
             if c.result is not None:          # every remote skipped twice round: a clean end
                 assert c.result == 1 and query.endswith("remote")
                 break
+
+
+def test_sigterm_while_a_remote_is_asked_ends_the_run(pki, tmp_path):
+    w, c, tap = _asking(pki, tmp_path, [(SERVER_IP, 1194)])
+    c.request_stop()
+    assert w.run(lambda: c.result is not None, max_time=10) and c.conn is None
+    _ask(c, tap, "remote ACCEPT")                   # a late answer starts nothing
+    w.run_for(2)
+    assert c.conn is None and not w.server.d.clients
