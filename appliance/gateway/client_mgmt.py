@@ -393,32 +393,41 @@ class ClientMgmt:
         """`proxy NONE | HTTP HOST PORT [nct] | SOCKS HOST PORT`, answered as OpenVPN 2.6's client
         (management_callback_proxy_cmd): NONE keeps the profile's way (its http-proxy, if any);
         HTTP puts the remote behind that proxy (the profile's proxy options and credentials kept,
-        `nct`: no credentials sent, the only ones here being Basic's cleartext) -- refused for a
-        UDP remote, the question still open, as there; anything else malformed is a failure that
-        ends the question with the profile's way, as there. Not asked, it is answered as there
-        and changes nothing. Stricter: PORT must be a port number, and SOCKS, which this client
-        does not speak, fails with the question still open."""
+        `nct`: no credentials sent, the only ones here being Basic's cleartext), SOCKS behind that
+        SOCKS5 proxy (the profile's socks-proxy credentials kept) -- refused for a UDP remote, the
+        question still open, as there for HTTP (SOCKS over UDP is not done here); anything else
+        malformed is a failure that ends the question with the profile's way, as there. Not
+        asked, it is answered as there and changes nothing. Stricter: PORT must be a number."""
         from ..openvpn.httpproxy import HttpProxy, line_problem
+        from ..openvpn.socksproxy import SocksProxy, connect_request
         remote = self._proxy_remote
         kind = a[0]
         new = None
         if kind == "NONE":
             ok = True
-        elif len(a) > 2 and kind == "HTTP":
+        elif len(a) > 2 and kind in ("HTTP", "SOCKS"):
             if remote is not None and remote.proto == "udp":
-                log.warning("management: HTTP proxy support only works for TCP based connections")
+                log.warning("management: %s proxy support only works for TCP based connections here", kind)
                 return ["ERROR: proxy command failed"]
             if not (a[2].isascii() and a[2].isdigit() and 1 <= int(a[2]) <= 65535):
                 return ["ERROR: proxy command failed"]
-            base = remote.proxy if remote is not None and remote.proxy is not None else HttpProxy()
-            nct = len(a) > 3 and a[3] == "nct"
-            new = dataclasses.replace(base, server=a[1], port=int(a[2]),
-                                      **({"auth": "none", "credentials": None} if nct else {}))
-            if remote is not None and line_problem(new, remote.host, remote.port) is not None:
+            had = remote.proxy if remote is not None else None
+            if kind == "HTTP":
+                base = had if isinstance(had, HttpProxy) else HttpProxy()
+                nct = len(a) > 3 and a[3] == "nct"
+                new = dataclasses.replace(base, server=a[1], port=int(a[2]),
+                                          **({"auth": "none", "credentials": None} if nct else {}))
+                bad = remote is not None and line_problem(new, remote.host, remote.port) is not None
+            else:
+                new = dataclasses.replace(had, server=a[1], port=int(a[2])) if isinstance(had, SocksProxy) \
+                    else SocksProxy(a[1], int(a[2]))
+                try:
+                    bad = remote is not None and not connect_request(remote.host, remote.port)
+                except ValueError:
+                    bad = True
+            if bad:
                 return ["ERROR: proxy command failed"]
             ok = True
-        elif len(a) > 2 and kind == "SOCKS":
-            return ["ERROR: proxy command failed"]
         else:
             log.warning("management: bad proxy command")
             ok = False
@@ -426,7 +435,8 @@ class ClientMgmt:
         if then is not None and remote is not None:
             chosen = dataclasses.replace(remote, proxy=new) if new is not None else remote
             if new is not None:
-                log.info("management: %s:%d through HTTP proxy %s:%d", remote.host, remote.port, new.server, new.port)
+                log.info("management: %s:%d through %s proxy %s:%d", remote.host, remote.port, a[0], new.server,
+                         new.port)
             self.gw.pump.timers.arm("mgmt-proxy", self.gw.clock(), lambda: then(chosen))
         return ["SUCCESS: proxy command succeeded" if ok else "ERROR: proxy command failed"]
 

@@ -122,7 +122,6 @@ def test_management_query_proxy_asks_before_each_remote_as_openvpn(pki, tmp_path
                         query="management-query-proxy")
     assert c.mgmt.mgr.welcome()[1:] == [f">PROXY:1,TCP,{SERVER_IP}"]
     assert _ask(c, tap, "proxy") == ["ERROR: the 'proxy' command requires at least 1 parameter"]
-    assert _ask(c, tap, "proxy SOCKS 198.18.0.5 1080") == ["ERROR: proxy command failed"]   # not spoken here
     w.run_for(2)
     assert c.conn is None, "connected before the answer"
     # HTTP: this attempt goes to the proxy (nobody answers there: the next remote is asked).
@@ -130,18 +129,24 @@ def test_management_query_proxy_asks_before_each_remote_as_openvpn(pki, tmp_path
         assert _ask(c, tap, "proxy HTTP 198.18.0.5 8080") == ["SUCCESS: proxy command succeeded"]
         w.run_for(0.1)
     assert f"connecting to {SERVER_IP}:1194 through HTTP proxy 198.18.0.5:8080" in caplog.text
+    # SOCKS likewise (socks-proxy's SOCKS5 client).
     assert w.run(lambda: tap.got and tap.got[-1] == ">PROXY:2,TCP,198.18.0.9", max_time=30), tap.got[-3:]
+    with caplog.at_level(logging.INFO):
+        assert _ask(c, tap, "proxy SOCKS 198.18.0.6 1080") == ["SUCCESS: proxy command succeeded"]
+        w.run_for(0.1)
+    assert "connecting to 198.18.0.9:1195 through SOCKS proxy 198.18.0.6:1080" in caplog.text
+    assert w.run(lambda: tap.got and tap.got[-1] == f">PROXY:1,TCP,{SERVER_IP}", max_time=30), tap.got[-3:]
     assert _ask(c, tap, "proxy HTTP") == ["ERROR: proxy command failed"]     # as 2.6: the profile's way then
-    assert w.run(lambda: tap.got[-1] == f">PROXY:1,TCP,{SERVER_IP}", max_time=30), tap.got[-3:]
-    assert _ask(c, tap, "proxy NONE") == ["SUCCESS: proxy command succeeded"]
     assert w.run(lambda: c.conn is not None and c.conn.was_up, max_time=30)
     assert c.conn.remote.proxy is None
+    assert _ask(c, tap, "proxy NONE") == ["SUCCESS: proxy command succeeded"]    # not asked: as 2.6, no effect
 
 
 def test_an_http_proxy_for_a_udp_remote_fails_and_the_question_stays(pki, tmp_path):
     w, c, tap = _asking(pki, tmp_path, [(SERVER_IP, 1194)], query="management-query-proxy")
     assert c.mgmt.mgr.welcome()[1:] == [f">PROXY:1,UDP,{SERVER_IP}"]
     assert _ask(c, tap, "proxy HTTP 198.18.0.5 8080") == ["ERROR: proxy command failed"]
+    assert _ask(c, tap, "proxy SOCKS 198.18.0.5 1080") == ["ERROR: proxy command failed"]
     assert c.mgmt.mgr.welcome()[1:] == [f">PROXY:1,UDP,{SERVER_IP}"]
     assert _ask(c, tap, "proxy NONE") == ["SUCCESS: proxy command succeeded"]
     assert w.run(lambda: c.conn is not None and c.conn.was_up, max_time=30)
