@@ -194,7 +194,8 @@ class ControlChannel:
             return
         # cfg.tls_mtu: max-packet-size's (OpenVPN's TLS_MTU_DEFAULT otherwise); a tls-crypt-v2 key
         # resent with the first packet still goes whole, as in OpenVPN, with a little TLS beside it.
-        # A floor of 16 bytes of TLS a packet: max-packet-size 154 with tls-auth SHA512 left none.
+        # A floor of 16 bytes of TLS a packet: max-packet-size 154 less a tls-crypt-v2 client key
+        # (hundreds of bytes) left none, or less -- a loop that stepped by 0 or sent nothing.
         room = self.cfg.tls_mtu - 9 - self.wrapper.overhead - 1 - 4 * ACK_PIGGYBACK - 8 - 4
         if ks.wkc_resend and not ks.sent_first_control:
             room -= len(self.wrapper.wkc)

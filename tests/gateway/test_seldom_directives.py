@@ -180,3 +180,34 @@ def test_sigterm_while_a_remote_is_asked_ends_the_run(pki, tmp_path):
     _ask(c, tap, "remote ACCEPT")                   # a late answer starts nothing
     w.run_for(2)
     assert c.conn is None and not w.server.d.clients
+
+
+def test_the_smallest_max_packet_size_with_the_largest_tls_auth_still_connects(pki):
+    """max-packet-size 154 (OpenVPN's floor) beside tls-auth with SHA512 (the widest control
+    packet header here, 44 bytes of TLS left a packet): the handshake goes in many small pieces
+    and the tunnel comes up."""
+    from tests.gateway.conftest import STATIC_KEY
+    w = World()
+    sizes = _control_sizes(w)
+    ta = f"auth SHA512\n<tls-auth>\n{STATIC_KEY}\n</tls-auth>\n"
+    w.add_server(server_conf(pki, protection="none", extra="max-packet-size 154\nkey-direction 0\n" + ta))
+    w.add_client(client_conf(pki, protection="none", extra="max-packet-size 154\nkey-direction 1\n" + ta))
+    assert w.run(lambda: _up(w, 0), max_time=60)
+    ping_both_ways(w)
+    assert len(sizes["client"]) > 30 and len(sizes["server"]) > 30
+
+
+def test_the_smallest_max_packet_size_with_a_tls_crypt_v2_client_key_still_connects(pki):
+    """max-packet-size 154 on a tls-crypt-v2 client, whose first control packet also carries its
+    wrapped key (hundreds of bytes, over 154 alone): the room for TLS bytes came out below zero,
+    a loop over the data that stepped by a negative number sent none of it; with a 16-byte floor
+    that packet is as large as the key needs, as OpenVPN's, and the tunnel comes up."""
+    from appliance.openvpn import keyfiles
+    server_pem = keyfiles.generate_tls_crypt_v2_server_key()
+    client_pem = keyfiles.generate_tls_crypt_v2_client_key(keyfiles.parse_tls_crypt_v2_server_key(server_pem))
+    w = World()
+    w.add_server(server_conf(pki, protection="none", extra=f"<tls-crypt-v2>\n{server_pem}</tls-crypt-v2>\n"))
+    w.add_client(client_conf(pki, protection="none",
+                             extra=f"max-packet-size 154\n<tls-crypt-v2>\n{client_pem}</tls-crypt-v2>\n"))
+    assert w.run(lambda: _up(w, 0), max_time=60)
+    ping_both_ways(w)
