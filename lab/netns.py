@@ -305,6 +305,21 @@ class Lab:
                f"&& ip route add 198.18.0.0/24 via 198.18.{index + 1}.1")
         return ns
 
+    def add_proxy_ns(self) -> Netns:
+        """A proxy's namespace between the client and the server (the proxy tests'): 198.18.9.1 on
+        the client's side (the client 198.18.9.2), 198.18.8.2 on the server's (the server
+        198.18.8.1, an address the client has no route to: only a connection through the proxy
+        reaches it)."""
+        proxy = self.add_client_ns(7)
+        a, b = f"px{self.tag}c", f"px{self.tag}p"
+        subprocess.run(["ip", "link", "add", a, "netns", self.cli.name, "type", "veth", "peer", "name", b,
+                        "netns", proxy.name], check=True)
+        self.cli.run(f"ip addr add 198.18.9.2/24 dev {a} && ip link set {a} up")
+        proxy.run(f"ip addr add 198.18.9.1/24 dev {b} && ip link set {b} up")
+        assert self.cli.run("ip route get 198.18.8.1", check=False).returncode != 0, \
+            "the client must not reach the server's proxy-side address except through the proxy"
+        return proxy
+
     def write(self, name: str, text: str) -> Path:
         p = self.tmp / name
         p.write_text(text)

@@ -16,7 +16,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -49,14 +48,7 @@ def lab(tmp_path_factory):
     tiny = shutil.which("tinyproxy")
     assert tiny, "tinyproxy is missing (make setup installs it: APT_PKGS)"
     with Lab(tmp=tmp_path_factory.mktemp("lab")) as lab:
-        lab.proxy = lab.add_client_ns(7)                  # 198.18.8.2, the server 198.18.8.1
-        a, b = f"hp{lab.tag}c", f"hp{lab.tag}p"
-        subprocess.run(["ip", "link", "add", a, "netns", lab.cli.name, "type", "veth", "peer", "name", b,
-                        "netns", lab.proxy.name], check=True)
-        lab.cli.run(f"ip addr add 198.18.9.2/24 dev {a} && ip link set {a} up")
-        lab.proxy.run(f"ip addr add {PROXY_IP}/24 dev {b} && ip link set {b} up")
-        assert lab.cli.run(f"ip route get {SRV_PROXY_SIDE}", check=False).returncode != 0, \
-            "the client must not reach the server's proxy-side address except through the proxy"
+        lab.proxy = lab.add_proxy_ns()          # PROXY_IP; the server SRV_PROXY_SIDE beyond it
         srv = lab.openvpn(lab.srv, server_config(lab.pki, "tcp"), "srv-hproxy")
         procs = []
         lab.tiny_log = {}

@@ -14,7 +14,6 @@ ends each attempt with the proxy's refusal and tries again, as OpenVPN's does (S
 from __future__ import annotations
 
 import shutil
-import subprocess
 import time
 
 import pytest
@@ -33,14 +32,7 @@ def lab(tmp_path_factory):
     socks = shutil.which("microsocks")
     assert socks, "microsocks is missing (make setup installs it: APT_PKGS)"
     with Lab(tmp=tmp_path_factory.mktemp("socks")) as lab:
-        lab.proxy = lab.add_client_ns(7)                  # 198.18.8.2, the server 198.18.8.1
-        a, b = f"sp{lab.tag}c", f"sp{lab.tag}p"
-        subprocess.run(["ip", "link", "add", a, "netns", lab.cli.name, "type", "veth", "peer", "name", b,
-                        "netns", lab.proxy.name], check=True)
-        lab.cli.run(f"ip addr add 198.18.9.2/24 dev {a} && ip link set {a} up")
-        lab.proxy.run(f"ip addr add {PROXY_IP}/24 dev {b} && ip link set {b} up")
-        assert lab.cli.run(f"ip route get {SRV_PROXY_SIDE}", check=False).returncode != 0, \
-            "the client must not reach the server's proxy-side address except through the proxy"
+        lab.proxy = lab.add_proxy_ns()          # PROXY_IP; the server SRV_PROXY_SIDE beyond it
         srv = lab.openvpn(lab.srv, server_config(lab.pki, "tcp"), "srv-socks")
         proxy = lab.start(lab.proxy, [socks, "-i", PROXY_IP, "-p", "1080", "-u", "alice", "-P", PASSWORD], "socks")
         end = time.monotonic() + 20
