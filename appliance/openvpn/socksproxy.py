@@ -20,6 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .httpproxy import ProxyRefused
+from .peernames import to_bytes
 
 MAX_FIELD = 255             # RFC 1928/1929: one length byte
 
@@ -43,7 +44,7 @@ class SocksProxy:
 def connect_request(host: str, port: int) -> bytes:
     """CONNECT to `host` (as written: a name or an address literal, sent as a domain name, as
     OpenVPN does) and `port`. ValueError for a host a SOCKS5 request cannot carry."""
-    name = host.encode()
+    name = to_bytes(host)
     if not 0 < len(name) <= MAX_FIELD:
         raise ValueError(f"a SOCKS5 request carries a host name of 1-{MAX_FIELD} bytes")
     return bytes((5, 1, 0, 3, len(name))) + name + port.to_bytes(2, "big")
@@ -82,7 +83,9 @@ class SocksHandshake:
                     raise ProxyRefused("the SOCKS proxy returned an unexpected authentication method "
                                        f"({method}; we offered {self._method})")
                 if self._method == 2:
-                    user, password = (s.encode() for s in self._creds)     # type: ignore[union-attr]
+                    # As the file holds them (a Latin-1 name too, as OpenVPN sends its bytes):
+                    # its bytes were read with surrogateescape, which a plain encode() refuses.
+                    user, password = (to_bytes(s) for s in self._creds)     # type: ignore[union-attr]
                     self.out += bytes((1, len(user))) + user + bytes((len(password),)) + password
                     self._state = "auth"
                 else:

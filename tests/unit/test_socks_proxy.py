@@ -38,6 +38,17 @@ def test_with_credentials_the_login_comes_first():
     assert sent == [b"\x05\x01\x02", b"\x01\x05alice\x02pw", CONNECT] and rest == b""
 
 
+def test_credentials_not_in_utf8_are_sent_as_the_file_holds_them(tmp_path):
+    """A Latin-1 authfile (`us\xe9r`) is read with surrogateescape; encoding it strictly raised
+    UnicodeEncodeError out of the client's proxy handler at the proxy's first answer."""
+    auth = tmp_path / "auth"
+    auth.write_bytes(b"us\xe9r\np\xe4ss\n")
+    o = parse_config(f"client\ndev tun\nproto tcp-client\nremote 198.18.0.1 1194\nca /etc/hostname\n"
+                     f"socks-proxy 198.18.9.1 1080 {auth}\n")
+    sent, _rest = _run(o.socks_proxy, [b"\x05\x02", b"\x01\x00", OK_V4])
+    assert sent[1] == b"\x01\x04us\xe9r\x04p\xe4ss"
+
+
 @pytest.mark.parametrize("bound", [bytes((1, 1, 2, 3, 4)), bytes((4,)) + bytes(16), bytes((3, 4)) + b"name"])
 def test_every_bound_address_type_is_read_and_dropped_even_a_byte_at_a_time(bound):
     h = SocksHandshake(SocksProxy("p"), "vpn.example", 443)
