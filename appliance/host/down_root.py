@@ -51,9 +51,32 @@ def encode(env: dict[str, str]) -> bytes:
     """RUN, then NAME=VALUE entries separated by NUL (what the helper decodes). A NUL in a value
     (which no C environment holds: tlsverify.clean's `_`) would split it into an entry of the
     sender's choosing -- `x\0dev=eth0` from a server's pushed option -- so it is made `_`; a name
-    with `=` or NUL is left out (none of ours has one)."""
-    return RUN + b"\0".join(f"{k}={v.replace(chr(0), '_')}".encode("utf-8", "surrogateescape")
-                             for k, v in env.items() if k and "=" not in k and "\0" not in k)
+    with `=` or NUL is left out (none of ours has one).
+
+    Always within the helper's bounds (MAX_MESSAGE, MAX_VARS): the largest variables are left
+    out (said once) until the rest fits, kept in their order. Why: the environment is partly the
+    server's -- 1,024 pushed options of ~250 bytes (foreign_option_N), or a chain of certificates
+    with thousands of subject attributes -- and a message past the bounds was refused whole, so
+    a server could keep the client's root down command (its firewall's or DNS's undoing) from
+    running at all. Largest first, so that what a down script reads (dev, the addresses, routes,
+    the settings) stays."""
+    items = [(k, f"{k}={v.replace(chr(0), '_')}".encode("utf-8", "surrogateescape"))
+             for k, v in env.items() if k and "=" not in k and "\0" not in k]
+    size = len(RUN) + sum(len(it) for _k, it in items) + max(len(items) - 1, 0)
+    if size > MAX_MESSAGE or len(items) > MAX_VARS:
+        drop: set[int] = set()
+        n = len(items)
+        for i in sorted(range(len(items)), key=lambda i: -len(items[i][1])):
+            if size <= MAX_MESSAGE and n <= MAX_VARS:
+                break
+            drop.add(i)
+            size -= len(items[i][1]) + 1
+            n -= 1
+        log.warning("down-root: %d variable(s) left out of the command's environment (over %d bytes or %d "
+                    "variables in all), the largest first: %s", len(drop), MAX_MESSAGE, MAX_VARS,
+                    ", ".join(items[i][0] for i in sorted(drop)[:3]))
+        items = [it for i, it in enumerate(items) if i not in drop]
+    return RUN + b"\0".join(it for _k, it in items)
 
 
 def decode(data: bytes, extra_names: frozenset[str]) -> dict[bytes, bytes] | None:

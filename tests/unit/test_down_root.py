@@ -110,6 +110,26 @@ def test_bounds():
     assert decode(b"R=x", frozenset()) is None and decode(b"Rdev", frozenset()) is None
 
 
+def test_a_server_cannot_keep_the_command_from_running_by_a_big_environment(script, tmp_path, caplog):
+    """1,024 pushed dhcp-options of ~250 bytes (what keymethod takes) made a message past
+    MAX_MESSAGE, refused whole by the helper: the client's root down command did not run. Now
+    what does not fit is left out (said), and what comes after it still goes (the settings)."""
+    env = {"dev": "tun0", **{f"foreign_option_{i}": "dhcp-option DOMAIN " + "d" * 230 for i in range(1, 1025)},
+           **{f"route_network_{i}": "198.19.0.0" for i in range(1, 5000)}, "config": "/etc/c.ovpn"}
+    msg = encode(env)
+    got = decode(msg, frozenset())
+    assert got is not None and len(msg) <= down_root.MAX_MESSAGE and len(got) <= down_root.MAX_VARS
+    assert got[b"dev"] == b"tun0" and got[b"config"] == b"/etc/c.ovpn"
+    assert "left out of the command's environment" in caplog.text
+    h = DownRoot([(str(script), ["down"])])
+    try:
+        assert h.run(env)
+    finally:
+        h.close()
+    seen = dict(x.split("=", 1) for x in (tmp_path / "out").read_text().splitlines()[1:] if "=" in x)
+    assert seen["dev"] == "tun0" and seen["config"] == "/etc/c.ovpn"
+
+
 def test_runs_once_as_the_forking_user_with_exactly_that_environment(script, tmp_path):
     h = DownRoot([(str(script), ["down", "x"])])
     try:
