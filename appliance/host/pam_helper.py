@@ -83,6 +83,14 @@ def decode_reply(msg: bytes) -> tuple[int, int, str] | None:
     return struct.unpack(">Q", msg[1:9])[0], msg[9], msg[10:10 + REPLY_TEXT_MAX].decode("utf-8", "replace")
 
 
+def _hung_up(sock: socket.socket) -> bool:
+    """Whether an empty read is the end of the server's side: SOCK_SEQPACKET also carries an
+    empty message, which ended the helper like an EOF (a malformed request, counted instead)."""
+    p = select.poll()
+    p.register(sock, select.POLLIN)
+    return any(ev & (select.POLLHUP | select.POLLERR) for _fd, ev in p.poll(0))
+
+
 def _die_with_parent() -> None:
     """PR_SET_PDEATHSIG: SIGKILL when the process that started this one ends."""
     try:
@@ -180,7 +188,7 @@ def serve(sock: socket.socket, service: bytes, pairs, limit: float, max_children
             continue
         except OSError:
             break
-        if not msg and not flags:
+        if not msg and not flags and _hung_up(sock):
             break                                   # EOF: the server is gone
         req = decode_request(msg) if not flags & socket.MSG_TRUNC and len(msg) <= REQUEST_MAX else None
         if req is None or req[1] is None:
@@ -211,6 +219,9 @@ def main() -> int:
     for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2):
         signal.signal(sig, signal.SIG_IGN)          # the server's to handle; its end ends this
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+    # Passed to this process inheritable (pass_fds); closed on exec from here on, so a program
+    # a PAM module runs (pam_exec, a module's helper) cannot answer the server's checks.
+    os.set_inheritable(spec["fd"], False)
     sock = socket.socket(fileno=spec["fd"])
     service = spec["service"].encode("utf-8", "surrogateescape")
     pairs = tuple((n.encode("utf-8", "surrogateescape"), v.encode("utf-8", "surrogateescape"))

@@ -1,0 +1,53 @@
+"""The auth-pam root helper itself (host/pam_helper.py, started by host/pam_client.py), run for
+real with a PAM service no host has (libpam's `other` then): what the server's side -- which
+drops root and is hostile by assumption -- or a program a PAM module runs can do to it."""
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from appliance.host import pam_helper
+from appliance.host.pam_client import PamHelper
+
+pytestmark = pytest.mark.skipif(not os.path.exists("/proc/self/fdinfo"), reason="needs /proc")
+
+
+@pytest.fixture
+def helper():
+    try:
+        h = PamHelper("vpn-appliance-test-no-such-service", (), 5.0)
+    except OSError as e:
+        pytest.skip(f"no libpam: {e}")
+    yield h
+    h.close()
+
+
+def _spec(pid: int) -> dict:
+    argv = open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0")
+    return json.loads(argv[argv.index(b"appliance.host.pam_helper") + 1])
+
+
+def test_its_socket_is_not_passed_to_programs_it_runs(helper):
+    """The socket came inheritable (pass_fds); a program a PAM module execs (pam_exec, a
+    module's own helper) kept it, and could send the server OK for any check under way."""
+    fd = _spec(helper.proc.pid)["fd"]
+    info = open(f"/proc/{helper.proc.pid}/fdinfo/{fd}").read()
+    flags = int(next(line for line in info.splitlines() if line.startswith("flags")).split()[1], 8)
+    assert flags & os.O_CLOEXEC
+
+
+def test_an_empty_message_is_malformed_not_the_end(helper):
+    """SOCK_SEQPACKET carries empty messages; one ended the helper like an EOF."""
+    helper.sock.send(b"")
+    helper.sock.settimeout(5)
+    helper.sock.send(b"V" + (7).to_bytes(8, "big") + b"\xff")     # malformed, its id readable
+    assert pam_helper.decode_reply(helper.sock.recv(512)) == (7, pam_helper.ERROR, "malformed request")
+    assert helper.proc.poll() is None
+
+
+def test_the_servers_end_still_ends_it(helper):
+    helper.sock.send(b"")                       # (an empty message before it: not the end)
+    helper.close()
+    assert helper.proc.returncode == 0          # exited by itself at EOF, not killed by close()
