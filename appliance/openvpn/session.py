@@ -477,6 +477,7 @@ class Session(ControlChannel):
         parts = self.frag.split(payload, self._fragment_size(sk))
         if not parts or sk.send_pid + len(parts) >= PID_MAX:
             self._count(self.frag.error or "packet-id space exhausted (send)")
+            self.frag.error = None      # else counted again at the next part held (_unfragment)
             return []
         return [sk.seal(p) for p in parts]
 

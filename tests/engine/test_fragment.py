@@ -167,6 +167,16 @@ def test_too_big_for_32_parts_is_refused_not_sent():
         assert f.split(bytes(100), room) == [] and f.error
 
 
+def test_a_refused_send_is_counted_once(pki):
+    """split()'s reason stayed set after it was counted: the next part held on receive (no
+    error of its own) counted it again, as if the peer had sent something bad."""
+    c, s, link = _pair(pki)
+    assert c.encrypt(bytes([0x45]) + bytes(40 * 1300)) == []
+    first = s.encrypt(bytes([0x45]) + bytes(1499))[0]
+    assert c.receive(first, link.now) == []                      # a part held for later
+    assert [v for k, v in c.stats.items() if k.startswith("fragment")] == [1]
+
+
 @settings(max_examples=300, deadline=None)
 @given(data=st.binary(min_size=1, max_size=1700), max_size=st.integers(40, 1400), seed=st.integers(0, 2**16))
 def test_any_split_in_any_order_with_duplicates_comes_back_exact(data, max_size, seed):
