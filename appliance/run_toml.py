@@ -174,7 +174,10 @@ def ask_credentials(opts: Options) -> tuple[str, str]:
 
 def static_challenge_password(password: str, response: str) -> str:
     """OpenVPN 2.6's SCRV1 packing of a password and a static challenge's response."""
-    b64 = lambda s: base64.b64encode(s.encode()).decode()    # noqa: E731
+    # The bytes the file or terminal gave (a Latin-1 password is read with surrogateescape, which
+    # a plain encode() refused: a traceback at start instead of a connection).
+    from .openvpn.peernames import to_bytes
+    b64 = lambda s: base64.b64encode(to_bytes(s)).decode()    # noqa: E731
     return f"SCRV1:{b64(password)}:{b64(response)}"
 
 

@@ -51,6 +51,15 @@ def test_with_the_password_in_a_file_only_the_response_is_asked_unechoed(monkeyp
     assert asked == [("hidden", "CHALLENGE: PIN ")]
 
 
+def test_a_password_not_in_utf8_is_packed_as_the_file_holds_it(monkeypatch):
+    """A Latin-1 password file (read with surrogateescape) stopped the start with a traceback."""
+    o = parse_config(BASE + 'auth-user-pass creds.txt\nstatic-challenge "PIN" 0\n', "/cfg/p.ovpn",
+                     lambda p: b"alice\ns3cr\xe9t\n")
+    _terminal(monkeypatch, True, {"CHALLENGE: PIN ": "0042"})
+    pw = base64.b64encode(b"s3cr\xe9t").decode()
+    assert run_toml.ask_credentials(o) == ("alice", f"SCRV1:{pw}:{_b64('0042')}")
+
+
 def test_without_a_terminal_the_run_stops_at_the_static_challenge_line(monkeypatch):
     o = _opts('auth-user-pass creds.txt\nstatic-challenge "PIN" 0\n')
     _terminal(monkeypatch, False, {})
