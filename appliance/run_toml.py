@@ -166,7 +166,9 @@ def ask_credentials(opts: Options) -> tuple[str, str]:
         text, echo = opts.static_challenge
         _need_terminal(opts, "static_challenge", "static-challenge", "the static challenge's response (a GUI "
                        "can answer it through management-query-passwords)")
-        prompt = f"CHALLENGE: {text} "
+        # Its control characters shown as `?`: a downloaded profile's text with ESC sequences
+        # could otherwise clear the screen, retitle it, or write the clipboard (OSC 52).
+        prompt = "CHALLENGE: " + "".join("?" if ord(ch) < 32 or 127 <= ord(ch) < 160 else ch for ch in text) + " "
         response = input(prompt) if echo else getpass.getpass(prompt)
         pw = static_challenge_password(pw, response)
     return user, pw

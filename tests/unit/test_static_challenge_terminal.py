@@ -60,6 +60,15 @@ def test_a_password_not_in_utf8_is_packed_as_the_file_holds_it(monkeypatch):
     assert run_toml.ask_credentials(o) == ("alice", f"SCRV1:{pw}:{_b64('0042')}")
 
 
+def test_the_challenge_text_cannot_drive_the_terminal(monkeypatch):
+    """A profile's text went to the terminal as it was: ESC ] 52 wrote the clipboard (in the
+    terminals that allow it), ESC [ 2 J cleared the screen."""
+    o = _opts('auth-user-pass creds.txt\nstatic-challenge "\x1b]52;c;ZWNobyBwd25lZA==\x07PIN\x9b2J" 1\n')
+    asked = _terminal(monkeypatch, True, {"CHALLENGE: ?]52;c;ZWNobyBwd25lZA==?PIN?2J ": "1"})
+    assert run_toml.ask_credentials(o)[1] == f"SCRV1:{_b64('s3cret')}:{_b64('1')}"
+    assert asked == [("echo", "CHALLENGE: ?]52;c;ZWNobyBwd25lZA==?PIN?2J ")]
+
+
 def test_without_a_terminal_the_run_stops_at_the_static_challenge_line(monkeypatch):
     o = _opts('auth-user-pass creds.txt\nstatic-challenge "PIN" 0\n')
     _terminal(monkeypatch, False, {})
