@@ -82,12 +82,14 @@ def test_a_server_takes_it_and_a_reload_cannot_change_it(script):
 
 # ---------------------------------------------------------------- the helper's checks
 @pytest.mark.parametrize("env", [{"LD_PRELOAD": "/tmp/x.so"}, {"PATH": "/tmp"}, {"BASH_ENV": "/tmp/x"},
-                                 {"IFS": "x"}, {"X509_": "x"}, {"dev": "tun0", "PYTHONPATH": "/tmp"}])
+                                 {"IFS": "x"}, {"X509_": "x"}, {"dev": "tun0", "PYTHONPATH": "/tmp"},
+                                 {"https_proxy": "http://198.18.6.6:3128"}, {"all_proxy": "socks5://x"}])
 def test_names_other_than_openvpns_are_refused(env):
     assert decode(encode(env), frozenset()) is None
 
 
 def test_openvpns_names_and_the_configs_setenv_names_pass():
+    assert decode(encode({"https_proxy": "http://p"}), frozenset({"https_proxy"})) is not None   # setenv'd
     env = {"dev": "tun0", "X509_0_CN": "a=b", "X509_1_emailAddress": "x", "tls_digest_sha256_0": "ab", "MY_VAR": "1"}
     got = decode(encode(env), frozenset({"MY_VAR"}))
     assert got == {k.encode(): v.encode() for k, v in env.items()}
