@@ -36,11 +36,18 @@ class PamHelper:
             out = None
         try:
             # -P: as resolvectl_helper, no module from the working directory runs as root.
-            self.proc = subprocess.Popen([sys.executable, "-P", "-m", "appliance.host.pam_helper", spec], env=env,
-                                         stdin=subprocess.DEVNULL, stdout=out,
+            # The spec on its stdin (pam_helper.main: argv is any local user's to read).
+            self.proc = subprocess.Popen([sys.executable, "-P", "-m", "appliance.host.pam_helper"], env=env,
+                                         stdin=subprocess.PIPE, stdout=out,
                                          pass_fds=(theirs.fileno(),))
         finally:
             theirs.close()
+        try:
+            assert self.proc.stdin is not None
+            self.proc.stdin.write(spec.encode())
+            self.proc.stdin.close()
+        except OSError as e:
+            log.debug("PAM helper: %s", e)          # it ended at once: the ready wait below says so
         self.sock = mine
         mine.settimeout(START_WAIT)
         try:

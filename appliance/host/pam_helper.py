@@ -40,6 +40,7 @@ OK, REFUSED, BUSY, ERROR = 1, 0, 2, 3
 MAX_CHILDREN = 8
 MAX_QUEUED = 64             # requests waiting for a child's place (then BUSY)
 REPLY_TEXT_MAX = 200
+SPEC_MAX = 1 << 20          # the start's spec on stdin (16 pairs of config words: far below)
 REQUEST_MAX = 1 + 8 + 4 * (1 + FIELD_MAX) + 1 + REMOTE_MAX
 _LIMITS = (FIELD_MAX, FIELD_MAX, FIELD_MAX, FIELD_MAX, REMOTE_MAX)
 
@@ -212,7 +213,12 @@ def serve(sock: socket.socket, service: bytes, pairs, limit: float, max_children
 
 
 def main() -> int:
-    spec = json.loads(sys.argv[1])
+    # The spec comes on stdin, not in argv: /proc/PID/cmdline is every local user's to read, and
+    # the plugin line's name/value pairs are the config's (a file that may be the admin's only).
+    spec = json.loads(sys.stdin.buffer.read(SPEC_MAX))
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.close(null)
     _die_with_parent()
     if os.getppid() != spec["parent"]:
         return 1                                    # the server ended before the line above

@@ -3,7 +3,6 @@ real with a PAM service no host has (libpam's `other` then): what the server's s
 drops root and is hostile by assumption -- or a program a PAM module runs can do to it."""
 from __future__ import annotations
 
-import json
 import os
 
 import pytest
@@ -24,15 +23,15 @@ def helper():
     h.close()
 
 
-def _spec(pid: int) -> dict:
-    argv = open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0")
-    return json.loads(argv[argv.index(b"appliance.host.pam_helper") + 1])
+def _socket_fd(pid: int) -> int:
+    (fd,) = [int(f) for f in os.listdir(f"/proc/{pid}/fd") if os.readlink(f"/proc/{pid}/fd/{f}").startswith("socket:")]
+    return fd
 
 
 def test_its_socket_is_not_passed_to_programs_it_runs(helper):
     """The socket came inheritable (pass_fds); a program a PAM module execs (pam_exec, a
     module's own helper) kept it, and could send the server OK for any check under way."""
-    fd = _spec(helper.proc.pid)["fd"]
+    fd = _socket_fd(helper.proc.pid)
     info = open(f"/proc/{helper.proc.pid}/fdinfo/{fd}").read()
     flags = int(next(line for line in info.splitlines() if line.startswith("flags")).split()[1], 8)
     assert flags & os.O_CLOEXEC
@@ -51,3 +50,17 @@ def test_the_servers_end_still_ends_it(helper):
     helper.sock.send(b"")                       # (an empty message before it: not the end)
     helper.close()
     assert helper.proc.returncode == 0          # exited by itself at EOF, not killed by close()
+
+
+def test_its_service_and_pairs_are_not_in_its_command_line():
+    """/proc/PID/cmdline is every local user's to read; the plugin line's pairs are the config's."""
+    try:
+        h = PamHelper("vpn-appliance-test-svc", (("pin", "SECRET-LITERAL"),), 5.0)
+    except OSError as e:
+        pytest.skip(f"no libpam: {e}")
+    try:
+        argv = open(f"/proc/{h.proc.pid}/cmdline", "rb").read()
+        assert b"SECRET-LITERAL" not in argv and b"vpn-appliance-test-svc" not in argv
+        assert open(f"/proc/{h.proc.pid}/fdinfo/0").read() and os.readlink(f"/proc/{h.proc.pid}/fd/0") == "/dev/null"
+    finally:
+        h.close()
