@@ -141,7 +141,7 @@ class _Loader:
                    ignore_scripts: bool = False) -> Options | None:
         """Parse OpenVPN text; for inline text, move its line numbers onto the TOML's."""
         try:
-            opts = parse_config(text, path, ignore_scripts=ignore_scripts)
+            opts = parse_config(text, path, ignore_scripts=ignore_scripts, no_scripts=True)   # the VM runs none
         except ConfigError as e:
             errs = e.errors if isinstance(e, ConfigErrors) else [e]
             for x in errs:

@@ -44,6 +44,7 @@ from .ports import AddressWatchPort, Clock, PortGone, Ports, TunPort
 from .restart_pause import restart_pause
 from .status import vm_rss
 from .tlsverify import VerifyRunner, make_verify_runner
+from .client_scripts import ClientScriptPlan, ClientScripts
 from .updown import UpDown
 
 if TYPE_CHECKING:
@@ -59,6 +60,7 @@ DROP_LOG_EVERY = 5.0
 # 2-core machine any CPU we spend while the server and the first packet's path need it shows
 # up in the time to the first packet; 20 ms on, the burst is over.
 AFTER_UP_DELAY = 0.02
+SCRIPT_POLL = 0.05              # CONNECTED waits for up/route-up: looked at this often
 
 
 class Lazy:
@@ -167,6 +169,10 @@ class ClientGateway:
         self.mgmt: "ClientMgmt | None" = None
         # management-up-down and the down-root command (gateway/updown.py; its helper: cli.py).
         self.updown = UpDown(opts)
+        # up/route-up/ipchange/route-pre-down/down (gateway/client_scripts.py): a worker runs them.
+        self.scripts: ClientScriptPlan | None = None
+        if ClientScriptPlan.wanted(opts):
+            self.scripts = ClientScriptPlan(opts, self.updown, ClientScripts())
         self._why = "connection-reset"
         self._exit_why = "SIGTERM"
 
@@ -185,8 +191,14 @@ class ClientGateway:
             if not self.verify.inline:
                 self.pump.unwatch(self.verify)
             self.verify.close()
+        if self.scripts is not None:
+            if not self.scripts.runner.inline:
+                self.pump.unwatch(self.scripts.runner)
+            self.scripts.runner.close()         # an up still running is killed: the end is here
         try:
             self.updown.down_notice(self.mgmt)
+            if self.scripts is not None:
+                self.scripts.before_routes_go(self._exit_why)
             if self.mgmt is not None:
                 self.mgmt.state("EXITING", self._exit_why)
                 self.mgmt.close()
@@ -206,7 +218,11 @@ class ClientGateway:
                 try:
                     self.net.close()
                 finally:
-                    self.updown.down_run()
+                    try:
+                        self.updown.down_run()
+                    finally:
+                        if self.scripts is not None:
+                            self.scripts.after_device_went(self._exit_why)
 
     # ---------------------------------------------------------------- observers
     def _counters(self) -> ClientCounters:
@@ -239,6 +255,8 @@ class ClientGateway:
         self.pump.timers.arm("drops", self.clock() + DROP_LOG_EVERY, self._log_drops)
         if self.verify is not None and not self.verify.inline:
             self.pump.watch(self.verify, self._on_verdicts)
+        if self.scripts is not None and not self.scripts.runner.inline:
+            self.pump.watch(self.scripts.runner, self._on_script_results)
         self._watch_addresses()
         if self._resolver is not None:
             self.pump.watch(self._resolver, self._resolver.drain)
@@ -642,6 +660,8 @@ class ClientGateway:
         """The next attempt after OpenVPN 2.6's restart pause (restart_pause.py), whatever ended
         this one and whichever remote comes next; `backoff`: the least wait the server asked
         for; `poll_timeout`: the attempt ended at server-poll-timeout (no pause then)."""
+        if self.scripts is not None and self.conn is not None and self.conn.was_up:
+            self.scripts.restarting(self._why)          # up-restart's down (`restart`)
         self._close_conn()
         if self._stop_at is not None:
             # The connection ended during explicit-exit-notify's wait: no reconnect, the end
@@ -955,6 +975,9 @@ class ClientGateway:
                 self.mgmt.event(e)
             if isinstance(e, ev.TunnelUp):
                 self._tunnel_up(c, e)
+            elif isinstance(e, ev.HandshakeCompleted) and e.key_id == 0 and self.scripts is not None:
+                self.scripts.connected(c.session, c.addr)      # "Peer Connection Initiated": ipchange
+                self._scripts_queued()
             elif isinstance(e, ev.TlsVerifyRequested):
                 self._run_verify(c, e)
             elif isinstance(e, ev.KeyRenegotiated):
@@ -1040,7 +1063,11 @@ class ClientGateway:
             self.counters.up_since = time.time()
         c.was_up = True
         self.pump.timers.cancel("poll")
+        first_up = self.updown.plugin_env is None
         self.updown.up(c.session, c.addr, pushed, tun.name if tun else self.opts.dev, self.mgmt)
+        if self.scripts is not None:
+            self.scripts.up(first_up)           # up, route-up (off the loop; CONNECTED waits for them)
+            self._scripts_queued()
         if e.pushed is not None and e.pushed.inactive is not None:
             self._arm_inactive(e.pushed.inactive)   # the server's value replaces ours
         p = e.pushed
@@ -1055,10 +1082,33 @@ class ClientGateway:
         self.pump.timers.arm("announce", self.clock() + AFTER_UP_DELAY, lambda: self._announce_up(c, pushed))
 
     def _announce_up(self, c: Connection, pushed) -> None:
+        if self.scripts is not None and self.scripts.runner.busy and self.conn is c:
+            # As 2.6: CONNECTED once up and route-up have run (each bounded by its time limit).
+            self.pump.timers.arm("announce", self.clock() + SCRIPT_POLL, lambda: self._announce_up(c, pushed))
+            return
         if self.conn is c and c.was_up:        # not if this connection ended meanwhile
             if self.mgmt is not None:
                 self.mgmt.connected(pushed, c.addr[:2], _tcp_local(c))
             self._notify(TunnelState(True, f"{fmt_addr(c.addr)}/{c.remote.proto}", self._tun_name(), pushed))
+
+    def _scripts_queued(self) -> None:
+        """A runner in the caller (tests) has its results already: read them on the next turn."""
+        if self.scripts is not None and self.scripts.runner.inline:
+            self.pump.timers.arm("scripts", self.clock(), self._on_script_results)
+
+    def _on_script_results(self) -> None:
+        """A script ended: a failed `up` ends the run, as OpenVPN 2.6's M_FATAL (status 1)."""
+        if self.scripts is None:
+            return
+        runner = self.scripts.runner
+        runner.drain()
+        for kind, ok in runner.take_results():
+            if kind == "up" and not ok and self.result is None:
+                # 2.6 exits there and then: its tunnel is not yet the one tun_abort undoes, so
+                # no route-pre-down or down script follows.
+                log.error("Exiting due to fatal error")
+                self.scripts.ended = True
+                self._finish(1)
 
     def _on_engine_timer(self) -> None:
         c = self.conn

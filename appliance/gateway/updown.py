@@ -53,7 +53,9 @@ class UpDown:
     @property
     def wanted(self) -> bool:
         """Whether anything reads the environment (tls-verify does at each later handshake)."""
-        return bool(self.opts.down_root) or self.opts.management_up_down or bool(self.opts.tls_verify)
+        o = self.opts
+        return bool(o.down_root) or o.management_up_down or bool(o.tls_verify) or bool(
+            o.up_script or o.down_script or o.route_up_script or o.route_pre_down_script or o.ipchange_script)
 
     def verify_base(self, ip: str, port: int) -> dict[str, str]:
         """tls-verify's environment before the chain's variables (tlsverify.chain_calls adds them
@@ -72,6 +74,22 @@ class UpDown:
         e = {k: v for k, v in e.items() if not k.startswith("X509_")}
         return {("untrusted_ip6" if ":" in ip else "untrusted_ip"): ip, "untrusted_port": str(port), **e}
 
+    def connection_env(self, session, remote: tuple) -> dict[str, str]:
+        """The set when a connection's first handshake completes (ipchange's): the settings (or,
+        after an UP, what it left) with this server's chain, address and common_name, as
+        link_socket_connection_initiated leaves it; no tunnel variables before the first UP."""
+        try:
+            chain = [session.peer_certificate, *session.peer_chain] if session.peer_certificate is not None else []
+        except Exception:  # noqa: BLE001 - an extra certificate cryptography cannot read: depth 0 only
+            chain = [session.peer_certificate]
+        e = up_env(self.opts, None, remote=remote, chain=chain, common_name=session.peer_common_name or "",
+                   dev=self.opts.dev, net_gateway=None, started=self.started)
+        e = {k: v for k, v in e.items() if k not in ("script_context", "tun_mtu", "dev", "dev_type")}
+        if self.mgmt_env is None:
+            return e
+        old = {k: v for k, v in self.mgmt_env.items() if not k.startswith("X509_") and k not in e}
+        return {**e, **old}
+
     def up(self, session, remote: tuple, pushed, dev: str, mgmt) -> None:
         """The first tunnel of the run is up (later ones: nothing, the device persists)."""
         if not self.wanted or self.plugin_env is not None:
@@ -84,6 +102,11 @@ class UpDown:
                   net_gateway=self.net_gateway(dev), started=self.started)
         self.plugin_env = up_env(self.opts, pushed, **kw)
         self.mgmt_env = up_env(self.opts, pushed, redirect=bool(pushed is not None and pushed.redirect_gateway), **kw)
+        if self.opts.up_script:
+            # The up script ran before do_route (gateway/client_scripts.py): its script_type is in
+            # the set the management lines show, under do_route's redirect_gateway.
+            first = next(iter(self.mgmt_env.items()))
+            self.mgmt_env = dict([first, ("script_type", "up"), *list(self.mgmt_env.items())[1:]])
         if mgmt is not None and self.opts.management_up_down:
             mgmt.up_down("UP", self.mgmt_env)
 

@@ -181,7 +181,7 @@ GOOD_LINES = GOOD_CLIENT.count("\n")
     ("dev tap0", "dev", "only tun"),
     ("comp-lzo yes", "comp-lzo", "LZO"),
     ("compress lz4", "compress", "lz4"),
-    ("up script.sh", "up", "scripts"),
+    ("up script.sh", "up", "no such file"),
     ("secret static.key", "secret", "static-key"),
     ("verb", "verb", "argument"),
     ("verb 3 4", "verb", "argument"),

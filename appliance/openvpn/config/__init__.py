@@ -30,11 +30,14 @@ def _read(path: str) -> bytes:
 
 
 def parse_config(text: str, path: str = "<string>", read_file: Callable[[str], bytes] | None = None,
-                 ignore_scripts: bool = False) -> Options:
+                 ignore_scripts: bool = False, no_scripts: bool = False) -> Options:
     """Parse OpenVPN config text; raises ConfigError (ConfigErrors for several) located by file:line.
-    `ignore_scripts` (`run --no-scripts`): up/down/... scripts are skipped with a note instead of refused."""
+    `ignore_scripts` (`run --no-scripts`): up/down/... scripts are skipped with a note instead of refused;
+    `no_scripts` (the appliance TOML: the VM image runs none): they are refused unless skipped."""
     # An injected reader (tests) reads the files `config FILE` names too.
-    return ParseState(path, read_file or _read, TABLE, ignore_scripts, read_config=read_file).parse(text)
+    st = ParseState(path, read_file or _read, TABLE, ignore_scripts, read_config=read_file)
+    st.no_scripts = no_scripts
+    return st.parse(text)
 
 
 def load_config(path: str, ignore_scripts: bool = False, again: bool = False) -> Options:

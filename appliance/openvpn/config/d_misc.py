@@ -129,8 +129,8 @@ _NOOPS = {
     "ifconfig-nowarn": "no option-consistency warnings are printed",
     "remote-random-hostname": "remote names are resolved as written",
     "allow-recursive-routing": "the remote's address is always routed outside the tunnel",
-    "up-delay up-restart": "no up script to delay or rerun",
-    "down-pre": "the built-in DNS handling is undone before the TUN device goes; no down script runs",
+    "up-delay": "a client opens its TUN device once the server's push is in anyway (as OpenVPN 2.6 with pull); "
+                "the up script runs then",
     "allow-pull-fqdn": "pushed routes are taken as addresses",
     "tcp-nodelay": "TCP sockets always set TCP_NODELAY",
     "disable-occ": "(deprecated) OpenVPN 2.6 compares no options between TLS peers either: nothing to disable",
@@ -204,7 +204,7 @@ reg.refuse("chroot", "not supported: Python imports modules lazily after start-u
            "break; use `user`/`group` (or a container) instead")
 
 # ------------------------------------------------------------------ refused (with the reason)
-# up/down/route-up/route-pre-down/ipchange: d_ops.py (the DNS helpers are built in, --no-scripts).
+# up/down/route-up/route-pre-down/ipchange/up-restart/down-pre: d_ops.py (the DNS helpers are built in, --no-scripts).
 # Commands that decide whether a peer may connect (client-connect, learn-address, tls-verify,
 # tls-crypt-v2-verify): d_ops.py. Plugins: d_plugin.py (auth-pam and down-root done natively, any other
 # refused).

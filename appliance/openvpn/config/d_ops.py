@@ -1,11 +1,13 @@
 """Directives for running a server in operation: revocation (crl-verify), the management
 interface, the status file, persistent pool addresses and client-connect/-disconnect scripts.
 
-The client's up/down scripts (`up`, `down`, `route-up`, `route-pre-down`, `ipchange`) are never
-run. The two well-known DNS helpers that server install scripts put in Linux profiles
-(update-resolv-conf, update-systemd-resolved, in any directory, with any arguments) are taken as
-a request for the built-in host DNS handling (appliance/host/resolver.py), with a note; any other
-script is refused at its line unless `vpn-appliance run --no-scripts` says to run without it.
+The client's own scripts (`up`, `down`, `route-up`, `route-pre-down`, `ipchange`) are read here
+and checked against the rest of the profile once it is read (config/client_scripts.py: the
+role, script-security, user/group); gateway/client_scripts.py runs them. The two well-known DNS
+helpers that server install scripts put in Linux profiles (update-resolv-conf,
+update-systemd-resolved, in any directory, with any arguments) are taken as a request for the
+built-in host DNS handling (appliance/host/resolver.py), with a note, and not run;
+`vpn-appliance run --no-scripts` skips every other script line.
 
 Kept in their own module (issue 12) so the other directive modules stay as they were. Scripts run
 only with `script-security 2`, as in OpenVPN; in the VM image (the appliance is PID 1, or
@@ -317,9 +319,6 @@ def _tls_export_cert(p: ParseState, d: str, a: list[str], inline: str | None) ->
 
 # ------------------------------------------------------------------ client up/down scripts
 DNS_HELPERS = ("update-resolv-conf", "update-systemd-resolved")
-NO_SCRIPTS_HINT = ("scripts are not run here; remove the line, or run the profile without it with "
-                   "`vpn-appliance run --no-scripts` (in an appliance TOML: `ignore_scripts = true` in [vpn]); "
-                   "the DNS helpers update-resolv-conf and update-systemd-resolved need neither: they are built in")
 
 
 def dns_helper(command: str) -> str | None:
@@ -335,10 +334,16 @@ def dns_helper(command: str) -> str | None:
     return name if name in DNS_HELPERS else None
 
 
+SCRIPT_FIELDS = {"up": "up_script", "down": "down_script", "route-up": "route_up_script",
+                 "route-pre-down": "route_pre_down_script", "ipchange": "ipchange_script"}
+
+
 @reg.apply("up", "down", "route-up", "route-pre-down", "ipchange",
-           why="scripts are never run; update-resolv-conf / update-systemd-resolved turn on the built-in "
-               "host DNS handling; other scripts are refused (skipped with `run --no-scripts`)",
-           sets=("dns_helper",), used_by="client", nargs=(1, None))
+           why="client: run the command as OpenVPN 2.6 does (up/route-up when the tunnel first comes up, "
+               "ipchange at each connection, route-pre-down/down at the end; config/client_scripts.py); "
+               "update-resolv-conf / update-systemd-resolved turn on the built-in host DNS handling instead; "
+               "skipped with `run --no-scripts`",
+           sets=("dns_helper", *SCRIPT_FIELDS.values()), used_by="client", nargs=(1, None))
 def _up_down(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
     helper = dns_helper(" ".join(shlex.quote(x) for x in a) if len(a) > 1 else a[0])
     if helper is not None and d in ("up", "down", "route-up", "route-pre-down"):
@@ -349,5 +354,22 @@ def _up_down(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
     if p.ignore_scripts:
         p.note(d, "script skipped (--no-scripts)")
         return
-    p.err(d, "the VM image runs no scripts; `ignore_scripts = true` in [vpn] skips this line" if scripts_forbidden()
-          else NO_SCRIPTS_HINT)
+    if scripts_forbidden() or p.no_scripts:
+        p.err(d, "the VM image runs no scripts; `ignore_scripts = true` in [vpn] skips this line")
+        return
+    if len(a) > 1:
+        # As OpenVPN 2.6 (options.c: no more than one argument): the command and its own
+        # arguments are one quoted word.
+        p.err(d, f"takes one argument: quote the command with its arguments (`{d} \"{' '.join(a)}\"`)")
+        return
+    # ipchange's commas stand for spaces, as there (options.c: string_substitute(p[1], ',', ' ')).
+    argv = command_argv(p, d, a[0].replace(",", " ") if d == "ipchange" else a[0])
+    if argv is not None:
+        p.set(SCRIPT_FIELDS[d], argv)
+
+
+for _name, _field, _why in (
+        ("up-restart", "up_restart", "client: the down script (`restart`) at each reconnect and the up script "
+                                     "(`restart`) when the tunnel is up again, as OpenVPN 2.6 with persist-tun"),
+        ("down-pre", "down_pre", "client: the down script runs before the TUN device goes (else after it)")):
+    reg.apply(_name, why=_why, sets=(_field,), used_by="client", nargs=(0, 0))(_flag(_field))

@@ -261,6 +261,14 @@ class Options:
     tls_crypt_v2_verify: list[str] | None = None        # tls-crypt-v2-verify CMD, server (gateway/tlsverify.py)
     dns_helper: str | None = None                        # up/down update-resolv-conf|update-systemd-resolved
     down_root: list[tuple[str, list[str]]] = field(default_factory=list)  # down-root plugin: (program, argv)
+    # the client's own scripts (config/client_scripts.py; run by gateway/client_scripts.py): argv each
+    up_script: list[str] | None = None
+    down_script: list[str] | None = None
+    route_up_script: list[str] | None = None
+    route_pre_down_script: list[str] | None = None
+    ipchange_script: list[str] | None = None
+    up_restart: bool = False                             # up-restart: down/up again at each reconnect
+    down_pre: bool = False                               # down-pre: the down script before the TUN goes
     management_up_down: bool = False                     # >UPDOWN:UP/DOWN with the up/down environment
     # process settings (d_misc.py; applied by host/privileges.py)
     askpass_password: str | None = None          # askpass FILE: the private key's password (until unlocked)

@@ -40,6 +40,8 @@ def norm_proto(p: str) -> str | None:
 class ParseState:
     """One parse: the Options being built, the errors so far, and the helpers handlers use."""
 
+    no_scripts = False          # the appliance TOML's profile: the client's scripts are refused (d_ops.py)
+
     def __init__(self, path: str, read_file: Callable[[str], bytes], table: dict[str, Directive],
                  ignore_scripts: bool = False, read_config: Callable[[str], bytes] | None = None) -> None:
         self.path = path                            # the file being read (`config FILE` switches it)
@@ -496,6 +498,8 @@ def finish(p: ParseState) -> None:
         p.err(prot[1].replace("_", "-"), f"cannot be combined with {prot[0].replace('_', '-')}", line(prot[1]))
     from .d_profile import finish_profile       # d_profile builds on this module
     finish_profile(p)
+    from .client_scripts import finish_client_scripts
+    finish_client_scripts(p)
     if o.cipher and o.cipher not in o.data_ciphers:
         # OpenVPN 2.6: a `cipher` not in data-ciphers is added to it (and used as fallback).
         o.data_ciphers.append(o.cipher)

@@ -1,0 +1,255 @@
+"""The client's own scripts (`up`, `route-up`, `ipchange`, `route-pre-down`, `down`), run as
+OpenVPN 2.6's client runs them with persist-tun (ours keeps its TUN across reconnects), read from
+init.c (do_open_tun, do_route, do_close_tun, run_up_down) and socket.c (ipchange) and checked
+against Debian's 2.6.14 (tests/interop/test_client_scripts_vs_openvpn.py):
+
+- `ipchange CMD`: `CMD IP PORT` (the server's address) at each connection, when its first TLS
+  handshake completes ("Peer Connection Initiated"); a failure is only logged.
+- `up CMD`: `CMD DEV TUN_MTU 0 IFCONFIG_LOCAL IFCONFIG_REMOTE|NETMASK init` when the first tunnel
+  of the run is up, `script_type=up`, with the up environment (gateway/updown_env.py); a non-zero
+  exit ends the run with status 1 ("WARNING: Failed running command (--up/down): ...", M_FATAL
+  there). With `up-restart` it runs again (`restart` last) when a reconnect's tunnel is up.
+- `route-up CMD`: `CMD` alone after `up`, once (a reconnect keeps the device and its routes, so 2.6
+  does not run do_route again), `script_type=route-up`, `redirect_gateway` set; failure logged.
+- at the end (SIGTERM, SIGINT, exit on inactivity...), if a tunnel was ever up: `route-pre-down
+  CMD` (the `up` words, `init`) before the routes go, then `down CMD` (the same) after the device
+  went (before it with `down-pre`), each with `signal` set; a failure is logged. With
+  `up-restart`, `down` runs at each reconnect too (`restart`).
+
+Deviations, by design: OpenVPN runs each script in its one thread and waits for ever; here up,
+route-up and ipchange run one at a time, in order, in a worker thread (a hanging script holds
+neither the tunnel nor the management interface), each killed with its process group after
+TIME_LIMIT (a killed `up` ends the run as a failed one does); >STATE:CONNECTED waits for up and
+route-up, as there (gateway/client.py). OpenVPN's up runs before the routes are added; ours runs
+once the addresses and routes are in (net.apply sets both at once) -- a script that adds its own
+routes sees ours present. route-pre-down and down run at the end in the exiting thread, bounded
+by DOWN_TIME_LIMIT each. The environment carries PATH (as every command here; 2.6 passes none).
+Scripts run as the process runs: root, or `user` for down/route-pre-down (up, route-up and
+ipchange with `user`/`group` are refused at their line: config/client_scripts.py).
+"""
+from __future__ import annotations
+
+import logging
+import os
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+
+from .loop import Wake
+from .scripts import Running, run_limited
+
+log = logging.getLogger("vpn-appliance")
+
+TIME_LIMIT = 60.0           # up / route-up / ipchange, each (OpenVPN waits for ever)
+DOWN_TIME_LIMIT = 30.0      # route-pre-down / down at the end, each (as the down-root command)
+MAX_PENDING = 16            # reconnects faster than ipchange scripts end: the rest are skipped, logged
+DEFAULT_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
+
+# How OpenVPN 2.6 names each in its failure line (openvpn_run_script's error_message).
+LABEL = {"up": "--up/down", "down": "--up/down", "route-up": "--route-up", "route-pre-down": "--up/down",
+         "ipchange": "--ipchange"}
+
+
+def tunnel_words(env: dict[str, str], context: str) -> list[str]:
+    """run_up_down's words after the command: DEV TUN_MTU 0 LOCAL REMOTE|NETMASK CONTEXT (an
+    address the tunnel lacks is an empty word, as there: IA_EMPTY_IF_UNDEF)."""
+    remote = env.get("ifconfig_netmask", env.get("ifconfig_remote", ""))
+    return [env.get("dev", ""), env.get("tun_mtu", ""), "0", env.get("ifconfig_local", ""), remote, context]
+
+
+def status_text(status: int | None, limit: float) -> str:
+    """As 2.6's system_error_message words it (ours adds the time limit)."""
+    if status is None:
+        return f"ran past its {limit:g} s limit and was killed"
+    if status < 0:
+        return f"external program was killed by signal {-status}"
+    return f"external program exited with error status: {status}"
+
+
+def run_script(kind: str, argv: list[str], env: dict[str, str], limit: float,
+               running: Running | None = None) -> bool:
+    """Run one script (its output the process's, as OpenVPN's); True if it exited 0. A failure
+    is logged as 2.6 logs it."""
+    log.info("%s", " ".join(argv))                      # as 2.6's argv_msg before each run
+    full = {"PATH": os.environ.get("PATH", DEFAULT_PATH), **env}
+    try:
+        status = run_limited(argv, full, limit, running=running)
+    except (OSError, ValueError) as e:                  # ValueError: a NUL (tlsverify.clean makes none)
+        log.warning("WARNING: Failed running command (%s): could not execute external program: %s",
+                    LABEL[kind], getattr(e, "strerror", None) or e)
+        return False
+    if status == 0:
+        return True
+    log.warning("WARNING: Failed running command (%s): %s", LABEL[kind], status_text(status, limit))
+    return False
+
+
+class ClientScripts:
+    """up / route-up / ipchange in one worker thread, in order; `take_results()` gives (kind,
+    ok) once each ended (the loop watches `fileno()`). `inline=True` runs them in the caller
+    (tests). route-pre-down and down run in the caller: `run_now`."""
+
+    def __init__(self, time_limit: float = TIME_LIMIT, inline: bool = False) -> None:
+        self.time_limit = time_limit
+        self.inline = inline
+        self.results: deque = deque()
+        self.pending = 0
+        self.running = Running()
+        self.halted = False             # an `up` failed: nothing more runs
+        self._pool = None if inline else ThreadPoolExecutor(max_workers=1, thread_name_prefix="client-script")
+        self._wake: Wake | None = None if inline else Wake()
+
+    def fileno(self) -> int:
+        assert self._wake is not None
+        return self._wake.fileno()
+
+    def drain(self) -> None:
+        if self._wake is not None:
+            self._wake.drain()
+
+    @property
+    def busy(self) -> bool:
+        """Whether a script is queued or running (CONNECTED waits for up and route-up)."""
+        return self.pending > 0
+
+    def submit(self, kind: str, argv: list[str], env: dict[str, str]) -> bool:
+        """Queue one script; False (logged) when too many wait already."""
+        if self.pending >= MAX_PENDING:
+            log.warning("%s not run: %d scripts still waiting", kind, self.pending)
+            return False
+        self.pending += 1
+        if self._pool is None:
+            self.results.append((kind, self._job(kind, argv, env)))
+            return True
+        fut = self._pool.submit(self._job, kind, argv, env)
+        fut.add_done_callback(lambda f, k=kind: self._done(k, f))
+        return True
+
+    def _job(self, kind: str, argv: list[str], env: dict[str, str]) -> bool:
+        """In the worker: a failed `up` ends the run (the loop hears it), so what was queued
+        after it (route-up) runs no more, as in 2.6 where the process is gone by then."""
+        if self.halted:
+            return True
+        ok = run_script(kind, argv, env, self.time_limit, self.running)
+        if kind == "up" and not ok:
+            self.halted = True
+        return ok
+
+    def _done(self, kind: str, fut) -> None:
+        if fut.cancelled():
+            return
+        try:
+            ok = bool(fut.result())
+        except Exception as e:  # noqa: BLE001 - our bug: counted as a failed script
+            log.warning("%s: %s", kind, e)
+            ok = False
+        self.results.append((kind, ok))
+        if self._wake is not None:
+            self._wake.ring()
+
+    def take_results(self) -> list[tuple[str, bool]]:
+        out = []
+        while self.results:
+            out.append(self.results.popleft())
+            self.pending -= 1
+        return out
+
+    def run_now(self, kind: str, argv: list[str], env: dict[str, str]) -> bool:
+        """route-pre-down / down at the end, in the caller, bounded."""
+        return run_script(kind, argv, env, DOWN_TIME_LIMIT)
+
+    def close(self) -> None:
+        """Kill what still runs (the exit would wait for it) and drop what waits."""
+        self.running.stop()
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+        if self._wake is not None:
+            self._wake.close()
+
+
+SCRIPT_SECURITY_WARNING = ("WARNING: External program may not be called unless '--script-security 2' or higher "
+                           "is enabled. See --help text or man page for detailed info.")
+
+
+class ClientScriptPlan:
+    """When each script runs and with what (the environment from gateway/updown.py's UpDown, the
+    set OpenVPN's scripts share: each script_type set stays in it for the next, as there)."""
+
+    def __init__(self, opts, updown, runner: ClientScripts) -> None:
+        self.opts = opts
+        self.updown = updown
+        self.runner = runner
+        if opts.script_security < 2:
+            # up/down were refused at their line (config/client_scripts.py); 2.6 skips the rest.
+            self.route_up = self.route_pre_down = self.ipchange = None
+            if opts.route_up_script or opts.route_pre_down_script or opts.ipchange_script:
+                log.warning("%s", SCRIPT_SECURITY_WARNING)
+        else:
+            self.route_up = opts.route_up_script
+            self.route_pre_down = opts.route_pre_down_script
+            self.ipchange = opts.ipchange_script
+        self.ended = False
+
+    @staticmethod
+    def wanted(opts) -> bool:
+        return any(getattr(opts, f) for f in ("up_script", "down_script", "route_up_script",
+                                              "route_pre_down_script", "ipchange_script"))
+
+    def _set(self, **kw: str) -> dict[str, str]:
+        """The shared set with `kw` set (the newest first), kept for the next script and the
+        management lines."""
+        env = {**kw, **{k: v for k, v in (self.updown.mgmt_env or {}).items() if k not in kw}}
+        self.updown.mgmt_env = env
+        return env
+
+    def connected(self, session, remote: tuple) -> None:
+        """A connection's first handshake completed: ipchange IP PORT."""
+        if not self.ipchange:
+            return
+        env = self.updown.connection_env(session, remote)
+        env = {"script_type": "ipchange", **env}
+        self.runner.submit("ipchange", [*self.ipchange, remote[0], str(remote[1])], env)
+
+    def up(self, first: bool) -> None:
+        """The tunnel is up (UpDown.up has run): the first of the run runs up then route-up; a
+        later one runs up (`restart`) with up-restart."""
+        o, u = self.opts, self.updown
+        if u.plugin_env is None:
+            return
+        if first:
+            if o.up_script:
+                env = {"script_type": "up", **u.plugin_env}
+                self.runner.submit("up", [*o.up_script, *tunnel_words(env, "init")], env)
+            if self.route_up:
+                self.runner.submit("route-up", list(self.route_up), self._set(script_type="route-up"))
+        elif o.up_restart and o.up_script:
+            env = self._set(script_type="up", script_context="restart")
+            self.runner.submit("up", [*o.up_script, *tunnel_words(env, "restart")], env)
+
+    def restarting(self, why: str) -> None:
+        """A tunnel that was up ends for a reconnect: with up-restart, down (`restart`)."""
+        if self.opts.up_restart and self.opts.down_script and self.updown.plugin_env is not None:
+            env = self._set(script_type="down", script_context="restart", signal=why)
+            self.runner.submit("down", [*self.opts.down_script, *tunnel_words(env, "restart")], env)
+
+    def before_routes_go(self, why: str) -> None:
+        """At the end, before the routes and the device go: route-pre-down, and down with down-pre."""
+        if self.updown.plugin_env is None or self.ended:
+            return
+        if self.route_pre_down:
+            env = self._set(script_type="route-pre-down", script_context="init", signal=why)
+            self.runner.run_now("route-pre-down", [*self.route_pre_down, *tunnel_words(env, "init")], env)
+        if self.opts.down_pre:
+            self._down(why)
+
+    def after_device_went(self, why: str) -> None:
+        """At the end, after the device went: down (without down-pre)."""
+        if self.updown.plugin_env is None or self.ended:
+            return
+        if not self.opts.down_pre:
+            self._down(why)
+        self.ended = True
+
+    def _down(self, why: str) -> None:
+        if self.opts.down_script:
+            env = self._set(script_type="down", script_context="init", signal=why)
+            self.runner.run_now("down", [*self.opts.down_script, *tunnel_words(env, "init")], env)
