@@ -3,8 +3,9 @@ OpenVPN 2.6's client runs them with persist-tun (ours keeps its TUN across recon
 init.c (do_open_tun, do_route, do_close_tun, run_up_down) and socket.c (ipchange) and checked
 against Debian's 2.6.14 (tests/interop/test_client_scripts_vs_openvpn.py):
 
-- `ipchange CMD`: `CMD IP PORT` (the server's address) at each connection, when its first TLS
-  handshake completes ("Peer Connection Initiated"); a failure is only logged.
+- `ipchange CMD`: `CMD "[AF_INET]IP PORT"` (one word: 2.6.14 appends print_sockaddr_ex's text
+  as one argument, `[AF_INET6]` for IPv6) at each connection, when its first TLS handshake
+  completes ("Peer Connection Initiated"); a failure is only logged.
 - `up CMD`: `CMD DEV TUN_MTU 0 IFCONFIG_LOCAL IFCONFIG_REMOTE|NETMASK init` when the first tunnel
   of the run is up, `script_type=up`, with the up environment (gateway/updown_env.py); a non-zero
   exit ends the run with status 1 ("WARNING: Failed running command (--up/down): ...", M_FATAL
@@ -54,6 +55,17 @@ def tunnel_words(env: dict[str, str], context: str) -> list[str]:
     address the tunnel lacks is an empty word, as there: IA_EMPTY_IF_UNDEF)."""
     remote = env.get("ifconfig_netmask", env.get("ifconfig_remote", ""))
     return [env.get("dev", ""), env.get("tun_mtu", ""), "0", env.get("ifconfig_local", ""), remote, context]
+
+
+def ipchange_word(ip: str, port: int) -> str:
+    """The one argument 2.6.14's ipchange gets (socket.c ipchange_fmt: argv_printf_cat "%s")."""
+    return f"[AF_INET{'6' if ':' in ip else ''}]{ip} {port}"
+
+
+def signal_word(why: str) -> str:
+    """`signal` as 2.6's signal_description gives it: a signal's name in lower case (`sigterm`),
+    else the reason's own text (`ping-restart`, `inactive`)."""
+    return why.lower() if why.startswith("SIG") else why
 
 
 def status_text(status: int | None, limit: float) -> str:
@@ -207,7 +219,7 @@ class ClientScriptPlan:
             return
         env = self.updown.connection_env(session, remote)
         env = {"script_type": "ipchange", **env}
-        self.runner.submit("ipchange", [*self.ipchange, remote[0], str(remote[1])], env)
+        self.runner.submit("ipchange", [*self.ipchange, ipchange_word(remote[0], remote[1])], env)
 
     def up(self, first: bool) -> None:
         """The tunnel is up (UpDown.up has run): the first of the run runs up then route-up; a
@@ -228,7 +240,7 @@ class ClientScriptPlan:
     def restarting(self, why: str) -> None:
         """A tunnel that was up ends for a reconnect: with up-restart, down (`restart`)."""
         if self.opts.up_restart and self.opts.down_script and self.updown.plugin_env is not None:
-            env = self._set(script_type="down", script_context="restart", signal=why)
+            env = self._set(script_type="down", script_context="restart", signal=signal_word(why))
             self.runner.submit("down", [*self.opts.down_script, *tunnel_words(env, "restart")], env)
 
     def before_routes_go(self, why: str) -> None:
@@ -236,7 +248,7 @@ class ClientScriptPlan:
         if self.updown.plugin_env is None or self.ended:
             return
         if self.route_pre_down:
-            env = self._set(script_type="route-pre-down", script_context="init", signal=why)
+            env = self._set(script_type="route-pre-down", script_context="init", signal=signal_word(why))
             self.runner.run_now("route-pre-down", [*self.route_pre_down, *tunnel_words(env, "init")], env)
         if self.opts.down_pre:
             self._down(why)
@@ -251,5 +263,5 @@ class ClientScriptPlan:
 
     def _down(self, why: str) -> None:
         if self.opts.down_script:
-            env = self._set(script_type="down", script_context="init", signal=why)
+            env = self._set(script_type="down", script_context="init", signal=signal_word(why))
             self.runner.run_now("down", [*self.opts.down_script, *tunnel_words(env, "init")], env)

@@ -65,7 +65,7 @@ def test_each_script_runs_as_openvpn_runs_it(pki, tmp_path):
     got = _records(log)
     assert [g[0] for g in got] == ["ipchange", "up", "route-up"]
     ipc, up, rup = got
-    assert ipc[1] == ["198.18.0.1", "1194"] and ipc[2]["script_type"] == "ipchange"
+    assert ipc[1] == ["[AF_INET]198.18.0.1 1194"] and ipc[2]["script_type"] == "ipchange"
     assert ipc[2]["trusted_ip"] == "198.18.0.1" and ipc[2]["X509_0_CN"] == "server" and "dev" not in ipc[2]
     local = w.client_addr()
     assert up[1] == [up[2]["dev"], up[2]["tun_mtu"], "0", local, up[2]["ifconfig_netmask"], "init"]
@@ -78,7 +78,7 @@ def test_each_script_runs_as_openvpn_runs_it(pki, tmp_path):
     pre, down = _records(log)[3:]
     assert pre[0] == "route-pre-down" and down[0] == "down"
     for name, args, env in (pre, down):
-        assert args == up[1] and env["script_type"] == name and env["signal"] == "SIGTERM"
+        assert args == up[1] and env["script_type"] == name and env["signal"] == "sigterm"
         assert env["ifconfig_local"] == local and env["redirect_gateway"] == "0"
 
 
@@ -129,7 +129,7 @@ def test_up_restart_runs_down_and_up_again_at_a_reconnect(pki, tmp_path):
     c.user_restart()
     assert w.run(lambda: any(",CONNECTED," in x for x in tap.got), max_time=30)
     names = [(g[0], g[1][-1] if g[1] else None) for g in _records(log)]
-    assert names[3:] == [("down", "restart"), ("ipchange", "1194"), ("up", "restart")]
+    assert names[3:] == [("down", "restart"), ("ipchange", "[AF_INET]198.18.0.1 1194"), ("up", "restart")]
     c._cleanup()
     assert [g[0] for g in _records(log)][-2:] == ["route-pre-down", "down"]
 
