@@ -320,7 +320,7 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("file")
     r.add_argument("-v", "--verbose", action="count", default=0, help="more log detail (repeatable)")
     r.add_argument("--no-scripts", action="store_true",
-                   help="run a profile whose up/down/... scripts are skipped instead of refused")
+                   help="skip a profile's up/down/... scripts (a host client runs them otherwise)")
     r.add_argument("--dns", action="store_true",
                    help="apply pushed DNS to this host's resolver (also implied by an update-resolv-conf or "
                         "update-systemd-resolved line in the profile)")

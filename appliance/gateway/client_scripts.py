@@ -81,8 +81,12 @@ def run_script(kind: str, argv: list[str], env: dict[str, str], limit: float,
                running: Running | None = None) -> bool:
     """Run one script (its output the process's, as OpenVPN's); True if it exited 0. A failure
     is logged as 2.6 logs it."""
+    # A NUL (which no C string holds) in what a server pushed would make the exec fail -- an
+    # `up` then ends the run: it is made `_`, as down_root.encode does.
+    argv = [a.replace("\0", "_") for a in argv]
     log.info("%s", " ".join(argv))                      # as 2.6's argv_msg before each run
-    full = {"PATH": os.environ.get("PATH", DEFAULT_PATH), **env}
+    full = {"PATH": os.environ.get("PATH", DEFAULT_PATH),
+            **{k: v.replace("\0", "_") for k, v in env.items() if k and "=" not in k and "\0" not in k}}
     try:
         status = run_limited(argv, full, limit, running=running)
     except (OSError, ValueError) as e:                  # ValueError: a NUL (tlsverify.clean makes none)
