@@ -145,9 +145,12 @@ def _run_profile(opts, args: argparse.Namespace, who, tls, creds: list[str]) -> 
     # Debug/interop knob: behave like an OpenVPN 2.4 client (no TLS-EKM offer → PRF key derivation).
     ekm = os.environ.get("VPN_APPLIANCE_KEY_DERIVATION", "").lower() != "prf"
     helper = _down_root_helper(opts)           # forked first: root, one thread (host/down_root.py)
+    root_scripts = _script_root_helper(opts, who)
     observers = _host_observers(opts, args)
     gw = gateway.client_gateway(opts, creds[0], creds[1], advertise_ekm=ekm, observers=observers)
     gw.updown.helper = helper
+    if gw.scripts is not None:
+        gw.scripts.runner.root = root_scripts
     creds.clear()            # the gateway has them now, or with auth-nocache no one (gateway/credentials.py)
     if who is not None:
         # The client drops before it starts, before any thread exists (host/privileges.py), with
@@ -177,6 +180,17 @@ def _down_root_helper(opts):
         return None
     from .host.down_root import DownRoot
     return DownRoot(list(opts.down_root), frozenset(opts.setenv))
+
+
+def _script_root_helper(opts, who):
+    """With `user`/`group`: the helper that runs as root the scripts OpenVPN 2.6 runs before its
+    privilege drop (host/script_root.py), or None."""
+    from .openvpn.config.client_scripts import root_commands
+    commands = root_commands(opts) if who is not None else {}
+    if not commands:
+        return None
+    from .host.script_root import RootScripts
+    return RootScripts(commands, frozenset(opts.setenv))
 
 
 def _drop(opts, who) -> None:

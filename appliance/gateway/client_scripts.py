@@ -8,7 +8,7 @@ against Debian's 2.6.14 (tests/interop/test_client_scripts_vs_openvpn.py):
   completes ("Peer Connection Initiated"); a failure is only logged.
 - `up CMD`: `CMD DEV TUN_MTU 0 IFCONFIG_LOCAL IFCONFIG_REMOTE|NETMASK init` when the first tunnel
   of the run is up, `script_type=up`, with the up environment (gateway/updown_env.py); a non-zero
-  exit ends the run with status 1 ("WARNING: Failed running command (--up/down): ...", M_FATAL
+  exit ends the run with status 1 ("WARNING: Failed running command (--up/--down): ...", M_FATAL
   there). With `up-restart` it runs again (`restart` last) when a reconnect's tunnel is up.
 - `route-up CMD`: `CMD` alone after `up`, once (a reconnect keeps the device and its routes, so 2.6
   does not run do_route again), `script_type=route-up`, `redirect_gateway` set; failure logged.
@@ -25,8 +25,10 @@ route-up, as there (gateway/client.py). OpenVPN's up runs before the routes are 
 once the addresses and routes are in (net.apply sets both at once) -- a script that adds its own
 routes sees ours present. route-pre-down and down run at the end in the exiting thread, bounded
 by DOWN_TIME_LIMIT each. The environment carries PATH (as every command here; 2.6 passes none).
-Scripts run as the process runs: root, or `user` for down/route-pre-down (up, route-up and
-ipchange with `user`/`group` are refused at their line: config/client_scripts.py).
+Scripts run as the process runs (root, or `user`), but for what 2.6 runs before its privilege
+drop -- ipchange before the first tunnel, the first up and route-up --, which the root helper
+forked before ours runs with `user`/`group` (host/script_root.py; closed at the END_ROOT marker
+queued after the first route-up, where 2.6 drops).
 """
 from __future__ import annotations
 
@@ -35,8 +37,13 @@ import os
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 
+from typing import TYPE_CHECKING
+
 from .loop import Wake
 from .scripts import Running, run_limited
+
+if TYPE_CHECKING:
+    from ..host.script_root import RootScripts
 
 log = logging.getLogger("vpn-appliance")
 
@@ -44,9 +51,10 @@ TIME_LIMIT = 60.0           # up / route-up / ipchange, each (OpenVPN waits for 
 DOWN_TIME_LIMIT = 30.0      # route-pre-down / down at the end, each (as the down-root command)
 MAX_PENDING = 16            # reconnects faster than ipchange scripts end: the rest are skipped, logged
 DEFAULT_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
+END_ROOT = "end-root"       # a queued marker: the first tunnel's scripts ran, the root helper ends
 
 # How OpenVPN 2.6 names each in its failure line (openvpn_run_script's error_message).
-LABEL = {"up": "--up/down", "down": "--up/down", "route-up": "--route-up", "route-pre-down": "--up/down",
+LABEL = {"up": "--up/--down", "down": "--up/--down", "route-up": "--route-up", "route-pre-down": "--up/--down",
          "ipchange": "--ipchange"}
 
 
@@ -78,13 +86,18 @@ def status_text(status: int | None, limit: float) -> str:
 
 
 def run_script(kind: str, argv: list[str], env: dict[str, str], limit: float,
-               running: Running | None = None) -> bool:
+               running: Running | None = None, root: "RootScripts | None" = None) -> bool:
     """Run one script (its output the process's, as OpenVPN's); True if it exited 0. A failure
-    is logged as 2.6 logs it."""
+    is logged as 2.6 logs it. `root`: the root helper runs it (host/script_root.py)."""
     # A NUL (which no C string holds) in what a server pushed would make the exec fail -- an
     # `up` then ends the run: it is made `_`, as down_root.encode does.
     argv = [a.replace("\0", "_") for a in argv]
     log.info("%s", " ".join(argv))                      # as 2.6's argv_msg before each run
+    if root is not None:
+        if root.run(kind, argv[len(root.commands[kind]):], env):
+            return True
+        log.warning("WARNING: Failed running command (%s): run as root, it failed or was refused", LABEL[kind])
+        return False
     full = {"PATH": os.environ.get("PATH", DEFAULT_PATH),
             **{k: v.replace("\0", "_") for k, v in env.items() if k and "=" not in k and "\0" not in k}}
     try:
@@ -111,6 +124,9 @@ class ClientScripts:
         self.pending = 0
         self.running = Running()
         self.halted = False             # an `up` failed: nothing more runs
+        # With `user`/`group`: the helper that runs as root what 2.6 runs before its drop (cli.py
+        # forks it while root); closed once the first tunnel's up and route-up ran.
+        self.root: RootScripts | None = None
         self._pool = None if inline else ThreadPoolExecutor(max_workers=1, thread_name_prefix="client-script")
         self._wake: Wake | None = None if inline else Wake()
 
@@ -143,9 +159,15 @@ class ClientScripts:
     def _job(self, kind: str, argv: list[str], env: dict[str, str]) -> bool:
         """In the worker: a failed `up` ends the run (the loop hears it), so what was queued
         after it (route-up) runs no more, as in 2.6 where the process is gone by then."""
+        if kind == END_ROOT:
+            if self.root is not None:
+                self.root.close()
+                self.root = None
+            return True
         if self.halted:
             return True
-        ok = run_script(kind, argv, env, self.time_limit, self.running)
+        root = self.root if self.root is not None and kind in self.root.commands else None
+        ok = run_script(kind, argv, env, self.time_limit, self.running, root)
         if kind == "up" and not ok:
             self.halted = True
         return ok
@@ -176,6 +198,11 @@ class ClientScripts:
     def close(self) -> None:
         """Kill what still runs (the exit would wait for it) and drop what waits."""
         self.running.stop()
+        if self.root is not None:
+            if self._pool is None:
+                self.root.close()
+            else:
+                self.root.abort()           # the worker may wait on it: it wakes and reaps it
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
         if self._wake is not None:
@@ -237,6 +264,7 @@ class ClientScriptPlan:
                 self.runner.submit("up", [*o.up_script, *tunnel_words(env, "init")], env)
             if self.route_up:
                 self.runner.submit("route-up", list(self.route_up), self._set(script_type="route-up"))
+            self.runner.submit(END_ROOT, [], {})        # 2.6 drops to `user` here
         elif o.up_restart and o.up_script:
             env = self._set(script_type="up", script_context="restart")
             self.runner.submit("up", [*o.up_script, *tunnel_words(env, "restart")], env)
@@ -253,7 +281,11 @@ class ClientScriptPlan:
             return
         if self.route_pre_down:
             env = self._set(script_type="route-pre-down", script_context="init", signal=signal_word(why))
-            self.runner.run_now("route-pre-down", [*self.route_pre_down, *tunnel_words(env, "init")], env)
+            if not self.runner.run_now("route-pre-down", [*self.route_pre_down, *tunnel_words(env, "init")], env):
+                # 2.6's M_FATAL (run_up_down): it exits there, no down script after it.
+                log.error("Exiting due to fatal error")
+                self.ended = True
+                return
         if self.opts.down_pre:
             self._down(why)
 

@@ -97,7 +97,7 @@ def test_a_failed_up_ends_the_run_without_down(pki, tmp_path, caplog):
     assert c.result == 1
     assert not any(",CONNECTED," in x for x in tap.got)
     c._cleanup()
-    assert "Failed running command (--up/down): external program exited with error status: 3" in caplog.text
+    assert "Failed running command (--up/--down): external program exited with error status: 3" in caplog.text
     assert [g[0] for g in _records(log)] == ["ipchange", "up"]
 
 
@@ -141,3 +141,29 @@ def test_without_a_tunnel_no_down_runs(pki, tmp_path):
     w.run_for(2)
     c._cleanup()
     assert not log.exists()
+
+
+def test_a_failed_route_pre_down_ends_it_without_down(pki, tmp_path, caplog):
+    log = tmp_path / "log"
+    w, c, tap = _client(pki, tmp_path, _all(tmp_path, log, route_pre_down=1))
+    assert w.run(lambda: any(",CONNECTED," in x for x in tap.got), max_time=20)
+    c._cleanup()
+    assert [g[0] for g in _records(log)][-1] == "route-pre-down"       # 2.6's M_FATAL: no down
+    assert "Exiting due to fatal error" in caplog.text
+
+
+def test_the_root_helper_runs_the_first_tunnels_scripts_then_ends(pki, tmp_path):
+    """With `user`/`group` cli.py gives the runner the root helper (host/script_root.py): it runs
+    ipchange, up and route-up of the first tunnel, then is closed where 2.6 drops its privileges;
+    later scripts run in the process itself."""
+    from appliance.host.script_root import RootScripts
+    from appliance.openvpn.config.client_scripts import root_commands
+    log = tmp_path / "log"
+    w, c, tap = _client(pki, tmp_path, _all(tmp_path, log))
+    helper = RootScripts(root_commands(c.opts))
+    c.scripts.runner.root = helper
+    assert w.run(lambda: any(",CONNECTED," in x for x in tap.got), max_time=20)
+    assert c.scripts.runner.root is None and helper.sock is None          # closed after route-up
+    assert [g[0] for g in _records(log)] == ["ipchange", "up", "route-up"]
+    c._cleanup()
+    assert [g[0] for g in _records(log)][3:] == ["route-pre-down", "down"]

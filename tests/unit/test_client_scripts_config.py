@@ -1,8 +1,8 @@
 """The client's up/down/route-up/route-pre-down/ipchange lines (config/d_ops.py) and their checks
 once the profile is read (config/client_scripts.py): one argument as OpenVPN 2.6 takes it (ipchange's
 commas are spaces), script-security (up/down refused without 2, the others noted: 2.6 skips
-them), `user`/`group` with a script 2.6 runs as root refused, a server's refused, the appliance
-TOML's refused; the argv and the order (gateway/client_scripts.py tunnel_words)."""
+them), with `user`/`group` the ones 2.6 runs as root go to the root helper (root_commands), a
+server's refused, the appliance TOML's refused; the argv (gateway/client_scripts.py tunnel_words)."""
 from __future__ import annotations
 
 import pytest
@@ -55,16 +55,13 @@ def test_the_others_are_noted_and_not_run_without_it(script, d):
     assert plan.route_up is plan.route_pre_down is plan.ipchange is None
 
 
-@pytest.mark.parametrize("d", ["up", "route-up", "ipchange"])
-def test_a_script_openvpn_runs_as_root_is_refused_with_user(script, d):
-    msg = _err(BASE + f"script-security 2\nuser nobody\n{d} {script}\n")
-    assert msg.startswith(f"/p/x.ovpn:8: {d}: OpenVPN 2.6 runs it as root") and "user" in msg
-
-
-@pytest.mark.parametrize("d", ["down", "route-pre-down"])
-def test_down_runs_as_user_there_and_here(script, d):
-    o = parse_config(BASE + f"script-security 2\nuser nobody\ngroup nogroup\n{d} {script}\n", "/p/x.ovpn")
-    assert getattr(o, d.replace("-", "_") + "_script") == [str(script)]
+def test_the_root_helper_runs_what_openvpn_runs_before_its_drop(script):
+    from appliance.openvpn.config.client_scripts import root_commands
+    o = parse_config(BASE + f"script-security 2\nuser nobody\ngroup nogroup\n" + "".join(
+        f"{d} {script}\n" for d in ("up", "route-up", "ipchange", "route-pre-down", "down")), "/p/x.ovpn")
+    assert root_commands(o) == {"up": [str(script)], "route-up": [str(script)], "ipchange": [str(script)]}
+    o = parse_config(BASE + f"user nobody\nroute-up {script}\nipchange {script}\n", "/p/x.ovpn")
+    assert root_commands(o) == {}           # script-security 1: 2.6 runs neither
 
 
 def test_a_server_refuses_them(script):

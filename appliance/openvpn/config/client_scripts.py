@@ -5,15 +5,15 @@ not run them as OpenVPN 2.6 does fails before start with file:line:
 - a server config: our server runs client-connect/-disconnect and learn-address, not these
   (accepted, they would be silently ignored);
 - `up`/`down` without `script-security 2`: OpenVPN 2.6 reads the profile, connects, then ends the
-  run at the first tunnel ("Failed running command (--up/down): disallowed by script-security
+  run at the first tunnel ("Failed running command (--up/--down): disallowed by script-security
   setting", M_FATAL); here it fails at once, at the script's line. route-up, route-pre-down and
   ipchange without it: 2.6 warns once and runs none of them; so does our client
   (gateway/client_scripts.py logs 2.6's warning), and `check` notes it at the line;
-- `up`, `route-up` or `ipchange` with `user`/`group`: OpenVPN 2.6 runs the first of each as root,
-  before its privilege drop at "Initialization Sequence Completed"; our client drops before it
-  connects (host/privileges.py), so the script would run as `user` and whatever it does as root
-  (routes, firewall rules) would fail. Refused, with the reason; `down` and `route-pre-down` run
-  as `user` there too, and here.
+With `user`/`group`, OpenVPN 2.6 runs `ipchange` (before the first tunnel), the first `up` and
+the first `route-up` as root, before its privilege drop at "Initialization Sequence Completed";
+our client drops before it connects (host/privileges.py), so a root helper forked before the drop
+runs those (host/script_root.py: root_commands says which); `down`, `route-pre-down` and the later
+ones run as `user` there too, and here.
 """
 from __future__ import annotations
 
@@ -46,12 +46,13 @@ def finish_client_scripts(p: ParseState) -> None:
             else:
                 p.line = o.source[f][1]
                 p.note(SCRIPTS[f], "not run without `script-security 2` (as OpenVPN 2.6, which only warns)")
-    if o.user is not None or o.group is not None:
-        for f in given:
-            if f in AS_ROOT:
-                p.err(SCRIPTS[f], "OpenVPN 2.6 runs it as root, before it drops to `user`/`group`; this client "
-                                  "drops before it connects, so it would run as that user and fail what needs "
-                                  "root: remove `user`/`group` (the client then stays root, as OpenVPN without them)", o.source[f][1])
+
+
+def root_commands(o) -> dict[str, list[str]]:
+    """What the root helper runs with `user`/`group` (kind -> argv): the scripts 2.6 runs before
+    its drop, those script-security lets run."""
+    return {SCRIPTS[f]: getattr(o, f) for f in AS_ROOT
+            if getattr(o, f) is not None and (o.script_security >= 2 or f in FATAL)}
 
 
 def skipped_without_security(o) -> list[str]:
