@@ -82,7 +82,7 @@ def test_each_script_runs_as_openvpn_runs_it(pki, tmp_path):
         assert env["ifconfig_local"] == local and env["redirect_gateway"] == "0"
 
 
-def test_connected_waits_for_a_slow_up_which_holds_nothing_else(pki, tmp_path):
+def test_connected_comes_after_a_slow_up(pki, tmp_path):
     log = tmp_path / "log"
     up = _recorder(tmp_path, log, "up", body="sleep 1\n")
     w, c, tap = _client(pki, tmp_path, f"up {up}\n")
