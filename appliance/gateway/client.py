@@ -1066,7 +1066,7 @@ class ClientGateway:
         first_up = self.updown.plugin_env is None
         self.updown.up(c.session, c.addr, pushed, tun.name if tun else self.opts.dev, self.mgmt)
         if self.scripts is not None:
-            self.scripts.up(first_up)           # up, route-up (off the loop; CONNECTED waits for them)
+            self.scripts.up(first_up, c.session, c.addr, pushed, tun.name if tun else self.opts.dev)
             self._scripts_queued()
         if e.pushed is not None and e.pushed.inactive is not None:
             self._arm_inactive(e.pushed.inactive)   # the server's value replaces ours

@@ -6,6 +6,8 @@ against Debian's 2.6.14 (tests/interop/test_client_scripts_vs_openvpn.py):
 - `ipchange CMD`: `CMD "[AF_INET]IP PORT"` (one word: 2.6.14 appends print_sockaddr_ex's text
   as one argument, `[AF_INET6]` for IPv6) at each connection, when its first TLS handshake
   completes ("Peer Connection Initiated"); a failure is only logged.
+- each connection's scripts see that connection's environment set (2.6 makes it afresh at each:
+  a reconnect's ipchange has no tunnel variables, up-restart's up no route_* ones).
 - `up CMD`: `CMD DEV TUN_MTU 0 IFCONFIG_LOCAL IFCONFIG_REMOTE|NETMASK init` when the first tunnel
   of the run is up, `script_type=up`, with the up environment (gateway/updown_env.py); a non-zero
   exit ends the run with status 1 ("WARNING: Failed running command (--up/--down): ...", M_FATAL
@@ -252,9 +254,9 @@ class ClientScriptPlan:
         env = {"script_type": "ipchange", **env}
         self.runner.submit("ipchange", [*self.ipchange, ipchange_word(remote[0], remote[1])], env)
 
-    def up(self, first: bool) -> None:
+    def up(self, first: bool, session=None, remote: tuple = (), pushed=None, dev: str = "") -> None:
         """The tunnel is up (UpDown.up has run): the first of the run runs up then route-up; a
-        later one runs up (`restart`) with up-restart."""
+        later one runs up (`restart`) with up-restart, in this connection's own set."""
         o, u = self.opts, self.updown
         if u.plugin_env is None:
             return
@@ -266,6 +268,7 @@ class ClientScriptPlan:
                 self.runner.submit("route-up", list(self.route_up), self._set(script_type="route-up"))
             self.runner.submit(END_ROOT, [], {})        # 2.6 drops to `user` here
         elif o.up_restart and o.up_script:
+            u.mgmt_env = u.connection_env(session, remote, pushed, dev)
             env = self._set(script_type="up", script_context="restart")
             self.runner.submit("up", [*o.up_script, *tunnel_words(env, "restart")], env)
 

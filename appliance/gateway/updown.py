@@ -74,21 +74,22 @@ class UpDown:
         e = {k: v for k, v in e.items() if not k.startswith("X509_")}
         return {("untrusted_ip6" if ":" in ip else "untrusted_ip"): ip, "untrusted_port": str(port), **e}
 
-    def connection_env(self, session, remote: tuple) -> dict[str, str]:
-        """The set when a connection's first handshake completes (ipchange's): the settings (or,
-        after an UP, what it left) with this server's chain, address and common_name, as
-        link_socket_connection_initiated leaves it; no tunnel variables before the first UP."""
+    def connection_env(self, session, remote: tuple, pushed=None, dev: str | None = None) -> dict[str, str]:
+        """The set of one connection, which OpenVPN 2.6 makes afresh at each (its level-2 context's
+        env_set, inheriting the settings), as Debian's client shows at a reconnect
+        (tests/interop/test_client_scripts_vs_openvpn.py): at its first handshake (ipchange's)
+        the settings with this server's chain, address and common_name; with `pushed` and `dev`,
+        once the preserved device is up again (up-restart's up), also ifconfig_* and the device
+        variables -- no route_* (do_route does not run again)."""
         try:
             chain = [session.peer_certificate, *session.peer_chain] if session.peer_certificate is not None else []
         except Exception:  # noqa: BLE001 - an extra certificate cryptography cannot read: depth 0 only
             chain = [session.peer_certificate]
-        e = up_env(self.opts, None, remote=remote, chain=chain, common_name=session.peer_common_name or "",
-                   dev=self.opts.dev, net_gateway=None, started=self.started)
-        e = {k: v for k, v in e.items() if k not in ("script_context", "tun_mtu", "dev", "dev_type")}
-        if self.mgmt_env is None:
-            return e
-        old = {k: v for k, v in self.mgmt_env.items() if not k.startswith("X509_") and k not in e}
-        return {**e, **old}
+        e = up_env(self.opts, pushed, remote=remote, chain=chain, common_name=session.peer_common_name or "",
+                   dev=dev or self.opts.dev, net_gateway=None, started=self.started)
+        if pushed is None:
+            return {k: v for k, v in e.items() if k not in ("script_context", "tun_mtu", "dev", "dev_type")}
+        return {k: v for k, v in e.items() if not k.startswith("route_")}
 
     def up(self, session, remote: tuple, pushed, dev: str, mgmt) -> None:
         """The first tunnel of the run is up (later ones: nothing, the device persists)."""

@@ -130,6 +130,12 @@ def test_up_restart_runs_down_and_up_again_at_a_reconnect(pki, tmp_path):
     assert w.run(lambda: any(",CONNECTED," in x for x in tap.got), max_time=30)
     names = [(g[0], g[1][-1] if g[1] else None) for g in _records(log)]
     assert names[3:] == [("down", "restart"), ("ipchange", "[AF_INET]198.18.0.1 1194"), ("up", "restart")]
+    # Each connection has its own set in 2.6: the reconnect's ipchange sees no tunnel variables,
+    # its up (restart) the addresses and device but no routes (do_route does not run again).
+    ipc2, up2 = _records(log)[4][2], _records(log)[5][2]
+    assert "dev" not in ipc2 and "route_network_1" not in ipc2 and ipc2["trusted_ip"] == "198.18.0.1"
+    assert up2["ifconfig_local"] == w.client_addr() and up2["script_context"] == "restart"
+    assert "route_network_1" not in up2 and "redirect_gateway" not in up2
     c._cleanup()
     assert [g[0] for g in _records(log)][-2:] == ["route-pre-down", "down"]
 

@@ -42,13 +42,15 @@ def shared():
     shutil.rmtree(d, ignore_errors=True)
 
 
-def _run(lab: Lab, shared: Path, which: str, user: str) -> list[tuple[str, list[str]]]:
-    """The scripts' records in the order they ran: (kind, lines: uid=, arg=..., then env sorted)."""
-    which = f"{which}{user}"
+def _run(lab: Lab, shared: Path, which: str, user: str, restart: bool) -> list[tuple[str, list[str]]]:
+    """The scripts' records in the order they ran: (kind, lines: uid=, arg=..., then env sorted).
+    `restart`: up-restart, and a SIGUSR1 once the tunnel is up (the end once it is up again)."""
+    which = f"{which}{user}{'-restart' if restart else ''}"
     d = shared / f"cs-{which}"
     d.mkdir()
     os.chmod(d, 0o777)                    # down runs as `user`
-    lines = ["script-security 2"] + ([f"user {user}", "group nogroup"] if user else [])
+    lines = ["script-security 2"] + ([f"user {user}", "group nogroup"] if user else []) + \
+        (["up-restart", "persist-tun"] if restart else [])
     for kind in KINDS:
         s = shared / f"cs-{which}-{kind}.sh"
         s.write_text("#!/bin/sh\n"
@@ -64,6 +66,11 @@ def _run(lab: Lab, shared: Path, which: str, user: str) -> list[tuple[str, list[
     while time.monotonic() < end and not any(f.endswith("-route-up") for f in os.listdir(d)):
         time.sleep(0.1)
     assert lab.ping(lab.cli, TUN_SERVER_IP, 2) == 2, p.log()[-3000:]
+    if restart:
+        p.p.send_signal(10)
+        end = time.monotonic() + 20
+        while time.monotonic() < end and len([f for f in os.listdir(d) if f.split("-", 1)[1] == "up"]) < 2:
+            time.sleep(0.1)
     p.p.send_signal(15)
     assert p.exit_within(15) is not None, p.log()[-3000:]
     LOGS[which] = p.log()[-4000:]
@@ -76,11 +83,15 @@ def _env(lines: list[str]) -> dict[str, str]:
             if k not in VARIES}
 
 
-@pytest.mark.parametrize("user", ["", "nobody"])
-def test_scripts_run_as_openvpns(lab, shared, user):
-    theirs, ours = _run(lab, shared, "openvpn", user), _run(lab, shared, "ours", user)
-    assert [k for k, _ in theirs] == list(KINDS), LOGS[f"openvpn{user}"]     # what the test is worth
-    assert [k for k, _ in ours] == [k for k, _ in theirs], LOGS[f"ours{user}"]
+RESTARTED = ["ipchange", "up", "route-up", "down", "ipchange", "up", "route-pre-down", "down"]
+
+
+@pytest.mark.parametrize("user, restart", [("", False), ("nobody", False), ("", True)])
+def test_scripts_run_as_openvpns(lab, shared, user, restart):
+    theirs, ours = _run(lab, shared, "openvpn", user, restart), _run(lab, shared, "ours", user, restart)
+    tag = f"{user}{'-restart' if restart else ''}"
+    assert [k for k, _ in theirs] == (RESTARTED if restart else list(KINDS)), LOGS[f"openvpn{tag}"]
+    assert [k for k, _ in ours] == [k for k, _ in theirs], LOGS[f"ours{tag}"]
     nobody = str(__import__("pwd").getpwnam("nobody").pw_uid)
     for (kind, t), (_, o) in zip(theirs, ours):
         as_root = not user or kind in ("ipchange", "up", "route-up")
