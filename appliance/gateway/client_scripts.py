@@ -16,7 +16,8 @@ against Debian's 2.6.14 (tests/interop/test_client_scripts_vs_openvpn.py):
   does not run do_route again), `script_type=route-up`, `redirect_gateway` set; failure logged.
 - at the end (SIGTERM, SIGINT, exit on inactivity...), if a tunnel was ever up: `route-pre-down
   CMD` (the `up` words, `init`) before the routes go, then `down CMD` (the same) after the device
-  went (before it with `down-pre`), each with `signal` set; a failure is logged. With
+  went (before it with `down-pre`), each with `signal` set (`sigterm`: 2.6's lower case); a
+  failed route-pre-down is fatal there (no down follows), a failed down is logged. With
   `up-restart`, `down` runs at each reconnect too (`restart`).
 
 Deviations, by design: OpenVPN runs each script in its one thread and waits for ever; here up,
@@ -38,7 +39,6 @@ import logging
 import os
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-
 from typing import TYPE_CHECKING
 
 from .loop import Wake

@@ -7,7 +7,6 @@ LD_PRELOAD, a kind out of order, a message past its bound. The main process that
 from __future__ import annotations
 
 import json
-import os
 
 import pytest
 
