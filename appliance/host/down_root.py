@@ -51,7 +51,7 @@ _IGNORED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal
 RUN = b"R"                      # a message's first byte: an empty environment is no end of file
 
 
-def encode(env: dict[str, str]) -> bytes:
+def encode(env: dict[str, str], label: str = "down-root") -> bytes:
     """RUN, then NAME=VALUE entries separated by NUL (what the helper decodes). A NUL in a value
     (which no C environment holds: tlsverify.clean's `_`) would split it into an entry of the
     sender's choosing -- `x\0dev=eth0` from a server's pushed option -- so it is made `_`; a name
@@ -76,8 +76,8 @@ def encode(env: dict[str, str]) -> bytes:
             drop.add(i)
             size -= len(items[i][1]) + 1
             n -= 1
-        log.warning("down-root: %d variable(s) left out of the command's environment (over %d bytes or %d "
-                    "variables in all), the largest first: %s", len(drop), MAX_MESSAGE, MAX_VARS,
+        log.warning("%s: %d variable(s) left out of the command's environment (over %d bytes or %d "
+                    "variables in all), the largest first: %s", label, len(drop), MAX_MESSAGE, MAX_VARS,
                     ", ".join(items[i][0] for i in sorted(drop)[:3]))
         items = [it for i, it in enumerate(items) if i not in drop]
     return RUN + b"\0".join(it for _k, it in items)

@@ -11,9 +11,12 @@ on its socket, a SIGKILL included). Later scripts the main process runs itself, 
 2.6 does.
 
 The main process handles the network and runs as `user`: what it sends is treated as hostile.
-One message per call, at most MAX_MESSAGE bytes of JSON: the kind (ipchange before up, up once,
-route-up once after it: any other order is refused and ends the helper), the words after the
-command, each checked for its shape (up's `DEV MTU 0 LOCAL REMOTE init`: a device name, a number,
+One message per call: a JSON header of at most MAX_HEADER bytes (ASCII, no newline), a newline,
+then the environment as the down-root helper's message (down_root.encode, at most MAX_MESSAGE;
+not inside the JSON, whose escapes -- 6 bytes for each separating NUL, each non-ASCII character --
+made a server's large push overflow the bound, so the helper refused the up and the run ended).
+The header holds the kind (ipchange before up, up once, route-up once after it: any other order
+is refused and ends the helper) and the words after the command, each checked for its shape (up's `DEV MTU 0 LOCAL REMOTE init`: a device name, a number,
 addresses; ipchange's `[AF_INET]IP PORT`; route-up none), and the environment under the down-root
 helper's rules (down_root.decode: bounded, names of OpenVPN's kind or the config's setenv names,
 so no LD_PRELOAD, PATH or BASH_ENV). The command runs with execve (no shell), stdin /dev/null, its
@@ -36,6 +39,7 @@ from .down_root import _IGNORED, MAX_MESSAGE, decode, encode
 log = logging.getLogger("vpn-appliance")
 
 TIME_LIMIT = 60.0
+MAX_HEADER = 1024               # {"kind": ..., "words": [...]}: the longest words_ok passes is ~250
 MAX_IPCHANGE = 1000             # connections before the first tunnel is up (each a root ipchange)
 OK, FAILED, REFUSED = b"0", b"1", b"2"
 _DEV = re.compile(r"[A-Za-z0-9_.\-]{1,15}")
@@ -90,8 +94,7 @@ class RootScripts:
             return False
         try:
             self.sock.settimeout(within)
-            self.sock.send(json.dumps({"kind": kind, "words": words,
-                                       "env": encode(env).decode("utf-8", "surrogateescape")}).encode())
+            self.sock.send(message(kind, words, env))
             answer = self.sock.recv(16)
         except (OSError, ValueError) as e:
             log.warning("%s: the root helper did not answer: %s", kind, e)
@@ -145,7 +148,7 @@ def _serve(fd: int, commands: dict[str, list[str]], setenv_names: frozenset[str]
         # What may come next: ipchange (any number, bounded) until up; up once; route-up once after.
         allowed = {"ipchange", "up" if "up" in commands else "route-up"} & set(commands)
         while allowed:
-            data = sock.recv(MAX_MESSAGE + 1)
+            data = sock.recv(MAX_HEADER + 1 + MAX_MESSAGE + 1)
             if not data:
                 return                  # end of file: the main process closed it or went
             req = _request(data, setenv_names)
@@ -167,21 +170,29 @@ def _serve(fd: int, commands: dict[str, list[str]], setenv_names: frozenset[str]
         os._exit(status)
 
 
+def message(kind: str, words: list[str], env: dict[str, str]) -> bytes:
+    """One request: the JSON header, a newline, the environment (within the helper's bounds
+    whatever the server pushed: encode leaves out the largest variables, said)."""
+    header = json.dumps({"kind": kind, "words": words}).encode()     # ASCII: no newline in it
+    return header + b"\n" + encode(env, "the root helper's " + kind)
+
+
 def _request(data: bytes, setenv_names: frozenset[str]):
     """(kind, words, env) from one message, or None (never raises on what it is sent)."""
-    if len(data) > MAX_MESSAGE:
+    header, nl, env_data = data.partition(b"\n")
+    if not nl or len(header) > MAX_HEADER:
         return None
     try:
-        msg = json.loads(data)
+        msg = json.loads(header)
     except (ValueError, RecursionError):
         return None
-    if not isinstance(msg, dict) or set(msg) != {"kind", "words", "env"}:
+    if not isinstance(msg, dict) or set(msg) != {"kind", "words"}:
         return None
-    kind, words, env_text = msg["kind"], msg["words"], msg["env"]
-    if not (isinstance(kind, str) and isinstance(words, list) and all(isinstance(w, str) for w in words)
-            and isinstance(env_text, str)) or not words_ok(kind, words):
+    kind, words = msg["kind"], msg["words"]
+    if not (isinstance(kind, str) and isinstance(words, list) and all(isinstance(w, str) for w in words)) \
+            or not words_ok(kind, words):
         return None
-    env = decode(env_text.encode("utf-8", "surrogateescape"), setenv_names)
+    env = decode(env_data, setenv_names)
     return None if env is None else (kind, words, env)
 
 

@@ -92,3 +92,20 @@ def test_words_ok_shapes():
     assert words_ok("up", ["tun0", "1500", "0", "", "", "init"])
     assert words_ok("ipchange", ["[AF_INET6]fe80::1%eth0 1194"])
     assert not words_ok("ipchange", ["[AF_INET]198.18.0.1 70000"])
+
+
+@pytest.mark.parametrize("env", [
+    # a server's 1,024-option push (foreign_option_N): encode trims it to MAX_MESSAGE, and the
+    # JSON the environment rode in added 5 bytes per variable past it
+    {f"foreign_option_{i}": "dhcp-option DOMAIN " + "a" * 100 for i in range(1, 1201)},
+    # non-ASCII pushed text: 2 bytes in UTF-8, 6 as a JSON escape
+    {"foreign_option_1": "dhcp-option DOMAIN " + "\u00e9" * 30000},
+])
+def test_a_large_pushed_environment_still_runs_up(rec, env):
+    h = _helper(rec, kinds=("up",))
+    try:
+        assert h.run("up", UP, {**env, "dev": "tun0"})
+    finally:
+        h.close()
+    text = rec[1].read_text()
+    assert "== up tun0 1500" in text and "dev=tun0" in text
