@@ -145,9 +145,12 @@ class ClientScripts:
         """Whether a script is queued or running (CONNECTED waits for up and route-up)."""
         return self.pending > 0
 
-    def submit(self, kind: str, argv: list[str], env: dict[str, str]) -> bool:
-        """Queue one script; False (logged) when too many wait already."""
-        if self.pending >= MAX_PENDING:
+    def submit(self, kind: str, argv: list[str], env: dict[str, str], keep: bool = False) -> bool:
+        """Queue one script; False (logged) when too many wait already, unless `keep`: the first
+        tunnel's up, route-up and END_ROOT, queued once a run, are never skipped -- else a server
+        reconnecting faster than a slow ipchange ends had the tunnel up without its up script
+        (a firewall's or DNS's setting never made) and the root helper kept past the drop."""
+        if self.pending >= MAX_PENDING and not keep:
             log.warning("%s not run: %d scripts still waiting", kind, self.pending)
             return False
         self.pending += 1
@@ -263,10 +266,10 @@ class ClientScriptPlan:
         if first:
             if o.up_script:
                 env = {"script_type": "up", **u.plugin_env}
-                self.runner.submit("up", [*o.up_script, *tunnel_words(env, "init")], env)
+                self.runner.submit("up", [*o.up_script, *tunnel_words(env, "init")], env, keep=True)
             if self.route_up:
-                self.runner.submit("route-up", list(self.route_up), self._set(script_type="route-up"))
-            self.runner.submit(END_ROOT, [], {})        # 2.6 drops to `user` here
+                self.runner.submit("route-up", list(self.route_up), self._set(script_type="route-up"), keep=True)
+            self.runner.submit(END_ROOT, [], {}, keep=True)        # 2.6 drops to `user` here
         elif o.up_restart and o.up_script:
             u.mgmt_env = u.connection_env(session, remote, pushed, dev)
             env = self._set(script_type="up", script_context="restart")

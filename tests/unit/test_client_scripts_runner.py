@@ -56,3 +56,39 @@ def test_close_does_not_wait_for_a_hanging_script(tmp_path):
     t0 = time.monotonic()
     r.close()
     assert time.monotonic() - t0 < 1.0
+
+
+def test_the_first_tunnels_scripts_are_never_skipped(tmp_path):
+    """A server reconnecting faster than a slow ipchange ends fills the queue: later ipchanges
+    are skipped, the first tunnel's up (and route-up) still run."""
+    from appliance.gateway.client_scripts import MAX_PENDING
+    r = ClientScripts(time_limit=5)
+    try:
+        slow = _script(tmp_path, "slow", "sleep 0.05\n")
+        for _ in range(MAX_PENDING + 3):
+            r.submit("ipchange", [slow], {})
+        assert not r.submit("ipchange", [slow], {})
+        assert r.submit("up", [_script(tmp_path, "up", "exit 0\n")], {}, keep=True)
+        assert r.submit("route-up", [_script(tmp_path, "rup", "exit 3\n")], {}, keep=True)
+        got = _wait_results(r, MAX_PENDING + 2, 15)
+        assert got[-2:] == [("up", True), ("route-up", False)]
+    finally:
+        r.close()
+
+
+def test_the_plan_queues_the_first_tunnels_scripts_past_a_full_queue():
+    from types import SimpleNamespace
+
+    from appliance.gateway.client_scripts import END_ROOT, MAX_PENDING, ClientScriptPlan
+    r = ClientScripts(inline=True)
+    queued: list = []
+    r._job = lambda kind, argv, env: queued.append(kind) or True     # noqa: SLF001 - nothing runs
+    r.pending = MAX_PENDING                                          # slow ipchanges still waiting
+    opts = SimpleNamespace(script_security=2, route_up_script=["/bin/true"], route_pre_down_script=None,
+                           ipchange_script=["/bin/true"], up_script=["/bin/true"], up_restart=False)
+    updown = SimpleNamespace(plugin_env={"dev": "tun0", "tun_mtu": "1500"}, mgmt_env={},
+                             connection_env=lambda session, remote: {})
+    plan = ClientScriptPlan(opts, updown, r)
+    plan.connected(SimpleNamespace(), ("198.18.0.1", 1194))          # skipped: the queue is full
+    plan.up(True)
+    assert queued == ["up", "route-up", END_ROOT]
