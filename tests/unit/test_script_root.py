@@ -109,3 +109,18 @@ def test_a_large_pushed_environment_still_runs_up(rec, env):
         h.close()
     text = rec[1].read_text()
     assert "== up tun0 1500" in text and "dev=tun0" in text
+
+
+def test_ipchanges_past_the_bound_are_skipped_and_up_still_runs(rec, monkeypatch):
+    """A server failing connection after connection before the tunnel: each an ipchange as root.
+    Past the helper's bound they are skipped by the asking side, so the helper is there for up."""
+    import appliance.host.script_root as sr
+    monkeypatch.setattr(sr, "MAX_IPCHANGE", 3)          # the child forked below has the same
+    h = _helper(rec)
+    try:
+        assert all(h.run("ipchange", ["[AF_INET]198.18.0.1 1194"], {}) for _ in range(3))
+        assert not h.run("ipchange", ["[AF_INET]198.18.0.1 1194"], {})
+        assert h.run("up", UP, {})
+    finally:
+        h.close()
+    assert rec[1].read_text().count("== ipchange") == 3
