@@ -203,11 +203,13 @@ class ClientScripts:
     def close(self) -> None:
         """Kill what still runs (the exit would wait for it) and drop what waits."""
         self.running.stop()
-        if self.root is not None:
+        root = self.root
+        if root is not None:
             if self._pool is None:
-                self.root.close()
+                root.close()
             else:
-                self.root.abort()           # the worker may wait on it: it wakes and reaps it
+                root.abort()                # the worker may wait on it: it wakes and reaps it
+                root.reap(2.0)              # a root up it runs killed before the end's down
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
         if self._wake is not None:

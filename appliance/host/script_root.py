@@ -16,11 +16,13 @@ then the environment as the down-root helper's message (down_root.encode, at mos
 not inside the JSON, whose escapes -- 6 bytes for each separating NUL, each non-ASCII character --
 made a server's large push overflow the bound, so the helper refused the up and the run ended).
 The header holds the kind (ipchange before up, up once, route-up once after it: any other order
-is refused and ends the helper) and the words after the command, each checked for its shape (up's `DEV MTU 0 LOCAL REMOTE init`: a device name, a number,
-addresses; ipchange's `[AF_INET]IP PORT`; route-up none), and the environment under the down-root
+is refused and ends the helper) and the words after the command, each checked for its shape
+(up's `DEV MTU 0 LOCAL REMOTE init`: a device name, a number, addresses; ipchange's
+`[AF_INET]IP PORT`; route-up none), and the environment under the down-root
 helper's rules (down_root.decode: bounded, names of OpenVPN's kind or the config's setenv names,
 so no LD_PRELOAD, PATH or BASH_ENV). The command runs with execve (no shell), stdin /dev/null, its
-output the process's, in a session of its own, killed with its group after TIME_LIMIT.
+output the process's, in a session of its own, killed with its group after TIME_LIMIT or when the main
+process ends meanwhile (its socket closed: the client's end runs down after it, not before).
 """
 from __future__ import annotations
 
@@ -29,6 +31,7 @@ import json
 import logging
 import os
 import re
+import select
 import signal
 import socket
 import subprocess
@@ -130,6 +133,11 @@ class RootScripts:
         if self.sock is not None:
             self.sock.close()
             self.sock = None
+        self.reap(within)
+
+    def reap(self, within: float) -> None:
+        """Wait, bounded, until the helper is gone (after abort(): it kills what it runs and
+        exits), so that what the end runs next (route-pre-down, down) comes after it."""
         end = time.monotonic() + within
         while True:
             try:
@@ -172,7 +180,10 @@ def _serve(fd: int, commands: dict[str, list[str]], setenv_names: frozenset[str]
                 allowed = {"route-up"} & set(commands)
             else:
                 allowed = set()
-            sock.send(OK if _run(commands[kind], words, env) else FAILED)
+            ok = _run(commands[kind], words, env, sock)
+            if ok is None:
+                return                  # the main process ended (or spoke out of turn): its command killed
+            sock.send(OK if ok else FAILED)
     except BaseException:  # noqa: BLE001 - the child must end here, whatever happened
         status = 1
     finally:
@@ -205,20 +216,37 @@ def _request(data: bytes, setenv_names: frozenset[str]):
     return None if env is None else (kind, words, env)
 
 
-def _run(argv: list[str], words: list[str], env: dict[bytes, bytes]) -> bool:
-    """execve(argv + words, env) in a session of its own, waited for up to TIME_LIMIT."""
+def _run(argv: list[str], words: list[str], env: dict[bytes, bytes], sock: socket.socket | None = None) -> bool | None:
+    """execve(argv + words, env) in a session of its own, waited for up to TIME_LIMIT; True if it
+    exited 0. None: `sock` ended meanwhile (the client is ending: SIGTERM closes it) or carried a
+    message out of turn -- the command is killed with its group then, as the main process kills
+    its own scripts at its end: a slow root `up` finished after the `down` that ran at the exit
+    had undone nothing, and left its settings (firewall, DNS) behind the ended tunnel."""
     try:
         p = subprocess.Popen([*argv, *words], env=env, stdin=subprocess.DEVNULL, start_new_session=True)
     except (OSError, ValueError) as e:
         os.write(2, f"SCRIPT-ROOT: cannot run {argv[0]}: {getattr(e, 'strerror', None) or e}\n".encode())
         return False
+    watch = select.poll()
+    if sock is not None:
+        watch.register(sock, select.POLLIN | select.POLLRDHUP)
+    end = time.monotonic() + TIME_LIMIT
+    while (status := p.poll()) is None:
+        left = end - time.monotonic()
+        if left <= 0:
+            _kill(p)
+            os.write(2, f"SCRIPT-ROOT: {argv[0]} ran past its {TIME_LIMIT:g} s limit: killed\n".encode())
+            return False
+        if watch.poll(min(left, 0.05) * 1000):
+            _kill(p)
+            os.write(2, f"SCRIPT-ROOT: {argv[0]} killed: the client is ending\n".encode())
+            return None
+    return status == 0
+
+
+def _kill(p: subprocess.Popen) -> None:
     try:
-        return p.wait(TIME_LIMIT) == 0
-    except subprocess.TimeoutExpired:
-        try:
-            os.killpg(p.pid, signal.SIGKILL)
-        except OSError:
-            pass
-        p.wait()
-        os.write(2, f"SCRIPT-ROOT: {argv[0]} ran past its {TIME_LIMIT:g} s limit: killed\n".encode())
-        return False
+        os.killpg(p.pid, signal.SIGKILL)
+    except OSError:
+        pass
+    p.wait()

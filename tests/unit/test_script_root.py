@@ -124,3 +124,29 @@ def test_ipchanges_past_the_bound_are_skipped_and_up_still_runs(rec, monkeypatch
     finally:
         h.close()
     assert rec[1].read_text().count("== ipchange") == 3
+
+
+def test_a_root_up_still_running_at_the_end_is_killed(tmp_path):
+    """SIGTERM while a slow root `up` runs: the client's close (abort) ends it before the end's
+    `down` runs -- it finished afterwards, leaving what it set behind the ended tunnel."""
+    import time
+
+    from appliance.gateway.client_scripts import ClientScripts
+    done = tmp_path / "done"
+    s = tmp_path / "slow.sh"
+    s.write_text(f"#!/bin/sh\nsleep 3\ntouch {done}\n")
+    s.chmod(0o755)
+    h = RootScripts({"up": [str(s)]})
+    r = ClientScripts(time_limit=10)
+    r.root = h
+    try:
+        r.submit("up", [str(s), *UP], {})
+        time.sleep(0.5)
+        t0 = time.monotonic()
+        r.close()
+        assert time.monotonic() - t0 < 2.5
+        time.sleep(3.5)
+        assert not done.exists()
+    finally:
+        h.abort()
+        h.reap(2.0)
