@@ -42,8 +42,14 @@ OK, FAILED, REFUSED = b"0", b"1", b"2"
 _NAME = re.compile(r"(?:[a-z][A-Za-z0-9_]*|X509_[0-9]+_[^=\0]{1,128})")
 # Lower-case names that change what the root command's own programs do (curl, wget, apt, Python's
 # urllib send through the proxy they name): OpenVPN sets none of them (its proxy variables are
-# http_proxy_server_N / _port_N), so only a compromised main process would send one.
+# http_proxy_server_N / _port_N), so only a compromised main process would send one. Any name
+# ending in _proxy: curl reads SCHEME_proxy for each of its schemes, Python's urllib (requests,
+# pip) every *_proxy (socks_proxy, wss_proxy), gRPC clients grpc_proxy.
 _PROXY_NAMES = frozenset({"http_proxy", "https_proxy", "ftp_proxy", "all_proxy", "no_proxy", "rsync_proxy"})
+
+
+def _a_proxy_name(text: str) -> bool:
+    return text in _PROXY_NAMES or text.endswith("_proxy")
 _IGNORED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2,
             signal.SIGPIPE)
 
@@ -98,7 +104,7 @@ def decode(data: bytes, extra_names: frozenset[str]) -> dict[bytes, bytes] | Non
             text = name.decode("ascii")
         except UnicodeDecodeError:
             return None
-        if not eq or not ((_NAME.fullmatch(text) and text not in _PROXY_NAMES) or text in extra_names):
+        if not eq or not ((_NAME.fullmatch(text) and not _a_proxy_name(text)) or text in extra_names):
             return None
         env[name] = value
     return env

@@ -83,7 +83,8 @@ def test_a_server_takes_it_and_a_reload_cannot_change_it(script):
 # ---------------------------------------------------------------- the helper's checks
 @pytest.mark.parametrize("env", [{"LD_PRELOAD": "/tmp/x.so"}, {"PATH": "/tmp"}, {"BASH_ENV": "/tmp/x"},
                                  {"IFS": "x"}, {"X509_": "x"}, {"dev": "tun0", "PYTHONPATH": "/tmp"},
-                                 {"https_proxy": "http://198.18.6.6:3128"}, {"all_proxy": "socks5://x"}])
+                                 {"https_proxy": "http://198.18.6.6:3128"}, {"all_proxy": "socks5://x"},
+                                 {"socks_proxy": "198.18.6.6:1080"}, {"grpc_proxy": "http://x"}, {"wss_proxy": "x"}])
 def test_names_other_than_openvpns_are_refused(env):
     assert decode(encode(env), frozenset()) is None
 
