@@ -587,7 +587,13 @@ class ClientGateway:
             return
         assert isinstance(c.link, TcpLink)
         if isinstance(hp, SocksProxy):
-            c.proxy = SocksHandshake(hp, c.remote.host, c.remote.port)
+            try:
+                c.proxy = SocksHandshake(hp, c.remote.host, c.remote.port)
+            except ValueError as e:
+                # A name SOCKS5 cannot carry (over 255 bytes): `remote MOD` takes 79 characters,
+                # up to 316 bytes in UTF-8 -- the attempt stalled until server-poll-timeout.
+                self._proxy_failed(c, str(e))
+                return
             first = c.proxy.first()
         else:
             c.proxy = ConnectReply(hp.auth)

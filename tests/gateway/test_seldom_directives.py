@@ -211,3 +211,15 @@ def test_the_smallest_max_packet_size_with_a_tls_crypt_v2_client_key_still_conne
                              extra=f"max-packet-size 154\n<tls-crypt-v2>\n{client_pem}</tls-crypt-v2>\n"))
     assert w.run(lambda: _up(w, 0), max_time=60)
     ping_both_ways(w)
+
+
+def test_a_remote_mod_name_socks_cannot_carry_fails_that_attempt_only(pki, tmp_path, caplog):
+    """`remote MOD` takes up to 79 characters, 316 bytes in UTF-8: over SOCKS5's 255 the attempt
+    fails, counted and logged, and the next remote is asked (it stalled, an internal error,
+    until server-poll-timeout)."""
+    w, c, tap = _asking(pki, tmp_path, [(SERVER_IP, 1194)], proto="tcp", extra=f"socks-proxy {SERVER_IP} 1194\n")
+    assert _ask(c, tap, "remote MOD " + "\U0001d538" * 79 + " 1194") == ["SUCCESS: remote command succeeded"]
+    with caplog.at_level(logging.WARNING):
+        assert w.run(lambda: f">REMOTE:{SERVER_IP},1194,tcp-client" in tap.got, max_time=10), tap.got  # asked again
+    assert c.counters.proxy_failures == 1 and "1-255 bytes" in caplog.text
+    assert "internal" not in caplog.text
