@@ -45,7 +45,9 @@ TIME_LIMIT = 60.0
 MAX_HEADER = 1024               # {"kind": ..., "words": [...]}: the longest words_ok passes is ~250
 MAX_IPCHANGE = 1000             # connections before the first tunnel is up (each a root ipchange)
 OK, FAILED, REFUSED = b"0", b"1", b"2"
-_DEV = re.compile(r"[A-Za-z0-9_.\-]{1,15}")
+# A device name, not one starting with `-`: a root script's `ip link set "$1" up` would read it
+# as an option (the main process keeps CAP_NET_ADMIN and could name its device so).
+_DEV = re.compile(r"[A-Za-z0-9_.][A-Za-z0-9_.\-]{0,14}")
 _IPCHANGE = re.compile(r"\[AF_INET6?\]([0-9A-Fa-f.:]{2,45}(?:%[A-Za-z0-9_.\-]{1,15})?) ([0-9]{1,5})")
 
 

@@ -47,6 +47,7 @@ def test_runs_in_openvpns_order_then_ends(rec):
 @pytest.mark.parametrize("kind, words, env", [
     ("up", ["tun0", "1500", "0", "10.8.0.2", "255.255.255.0", "restart"], {}),     # not a root context
     ("up", ["tun0;id", "1500", "0", "", "", "init"], {}),
+    ("up", ["-x", "1500", "0", "", "", "init"], {}),                    # an option to the script's commands
     ("up", ["tun0", "1500", "0", "x", "", "init"], {}),
     ("ipchange", ["198.18.0.1 1194"], {}),
     ("ipchange", ["[AF_INET]198.18.0.1", "1194"], {}),
