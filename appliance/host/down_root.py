@@ -29,9 +29,10 @@ import logging
 import os
 import re
 import signal
-import socket
 import subprocess
-import time
+from typing import NoReturn
+
+from . import root_helper
 
 log = logging.getLogger("vpn-appliance")
 
@@ -50,8 +51,6 @@ _PROXY_NAMES = frozenset({"http_proxy", "https_proxy", "ftp_proxy", "all_proxy",
 
 def _a_proxy_name(text: str) -> bool:
     return text in _PROXY_NAMES or text.endswith("_proxy")
-_IGNORED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2,
-            signal.SIGPIPE)
 
 
 RUN = b"R"                      # a message's first byte: an empty environment is no end of file
@@ -115,12 +114,7 @@ class DownRoot:
 
     def __init__(self, commands: list[tuple[str, list[str]]], setenv_names: frozenset[str] = frozenset()) -> None:
         """`commands`: (program's path to execute, argv as given) per plugin line."""
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)   # both close-on-exec
-        self.pid = os.fork()
-        if self.pid == 0:                                # the child: never returns
-            _serve(theirs.detach(), commands, setenv_names)
-        theirs.close()
-        self.sock = ours
+        self.pid, self.sock = root_helper.fork(lambda fd: _serve(fd, commands, setenv_names))
         self.ran = False
 
     def run(self, env: dict[str, str], within: float = TIME_LIMIT + 5) -> bool:
@@ -145,28 +139,13 @@ class DownRoot:
         if self.sock is not None:
             self.sock.close()
             self.sock = None
-        end = time.monotonic() + within
-        while True:
-            try:
-                pid, _ = os.waitpid(self.pid, os.WNOHANG)
-            except ChildProcessError:
-                return
-            if pid or time.monotonic() >= end:
-                return
-            time.sleep(0.01)
+        root_helper.reap(self.pid, within)
 
 
-def _serve(fd: int, commands: list[tuple[str, list[str]]], setenv_names: frozenset[str]) -> None:
+def _serve(fd: int, commands: list[tuple[str, list[str]]], setenv_names: frozenset[str]) -> NoReturn:
     status = 0
     try:
-        for s in _IGNORED:
-            signal.signal(s, signal.SIG_IGN)
-        keep = os.dup2(fd, 3) if fd != 3 else 3
-        null = os.open(os.devnull, os.O_RDONLY)
-        os.dup2(null, 0)
-        os.closerange(4, os.sysconf("SC_OPEN_MAX"))
-        os.set_inheritable(keep, False)
-        sock = socket.socket(fileno=keep)
+        sock = root_helper.enter(fd)
         data = sock.recv(MAX_MESSAGE + 1)
         if not data:
             return                      # end of file: the main process went without a DOWN

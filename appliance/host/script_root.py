@@ -36,8 +36,10 @@ import signal
 import socket
 import subprocess
 import time
+from typing import NoReturn
 
-from .down_root import _IGNORED, MAX_MESSAGE, decode, encode
+from . import root_helper
+from .down_root import MAX_MESSAGE, decode, encode
 
 log = logging.getLogger("vpn-appliance")
 
@@ -82,11 +84,7 @@ class RootScripts:
     def __init__(self, commands: dict[str, list[str]], setenv_names: frozenset[str] = frozenset()) -> None:
         """`commands`: kind ("ipchange", "up", "route-up") -> argv, the program's path first."""
         self.commands = dict(commands)
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)   # both close-on-exec
-        self.pid = os.fork()
-        if self.pid == 0:                                # the child: never returns
-            _serve(theirs.detach(), commands, setenv_names)
-        theirs.close()
+        self.pid, ours = root_helper.fork(lambda fd: _serve(fd, commands, setenv_names))
         self.sock: socket.socket | None = ours
         self.ipchanges = 0
 
@@ -140,28 +138,13 @@ class RootScripts:
     def reap(self, within: float) -> None:
         """Wait, bounded, until the helper is gone (after abort(): it kills what it runs and
         exits), so that what the end runs next (route-pre-down, down) comes after it."""
-        end = time.monotonic() + within
-        while True:
-            try:
-                pid, _ = os.waitpid(self.pid, os.WNOHANG)
-            except ChildProcessError:
-                return
-            if pid or time.monotonic() >= end:
-                return
-            time.sleep(0.01)
+        root_helper.reap(self.pid, within)
 
 
-def _serve(fd: int, commands: dict[str, list[str]], setenv_names: frozenset[str]) -> None:
+def _serve(fd: int, commands: dict[str, list[str]], setenv_names: frozenset[str]) -> NoReturn:
     status = 0
     try:
-        for s in _IGNORED:
-            signal.signal(s, signal.SIG_IGN)
-        keep = os.dup2(fd, 3) if fd != 3 else 3
-        null = os.open(os.devnull, os.O_RDONLY)
-        os.dup2(null, 0)
-        os.closerange(4, os.sysconf("SC_OPEN_MAX"))
-        os.set_inheritable(keep, False)
-        sock = socket.socket(fileno=keep)
+        sock = root_helper.enter(fd)
         path = os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin").encode()
         ipchanges = 0
         # What may come next: ipchange (any number, bounded) until up; up once; route-up once after.
