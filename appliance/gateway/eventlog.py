@@ -45,6 +45,8 @@ def push_summary(p) -> str:
         parts.append(f"... ({len(routes)} routes in all)")
     if p.redirect_gateway is not None:
         parts.append("redirect-gateway " + " ".join(p.redirect_gateway))
+    if p.redirect_private is not None:
+        parts.append("redirect-private " + " ".join(p.redirect_private))
     if p.ping:
         parts.append(f"ping {p.ping}")
     if p.ping_restart:

@@ -66,6 +66,33 @@ def _v4(text: str) -> int:
         raise ValueError(f"not an IPv4 address: {text!r}") from None
 
 
+def _flags(flags: "list[str] | None") -> "tuple[str, ...] | None":
+    """redirect-gateway / redirect-private flags as part of the applied push's key: a plain
+    `redirect-gateway` (no flags) is not the same push as none."""
+    return None if flags is None else tuple(flags)
+
+
+def redirect_in_effect(opts, pushed) -> "tuple[set[str] | None, set[str] | None]":
+    """The redirect-gateway and redirect-private flags this push is applied with (None: not in
+    effect): the server's redirect-gateway, else the profile's; redirect-private (the profile's
+    and the server's flags together, as 2.6 ORs both into one flag set) only without either."""
+    rg = pushed.redirect_gateway if pushed.redirect_gateway is not None else opts.redirect_gateway
+    if rg is not None:
+        return set(rg), None
+    mine, theirs = opts.redirect_private, pushed.redirect_private
+    if mine is None and theirs is None:
+        return None, None
+    return None, set(mine or ()) | set(theirs or ())
+
+
+def did_redirect(opts, pushed) -> bool:
+    """init.c do_route's `redirect_gateway` variable: route.c redirected (RG_ENABLE) -- any
+    redirect-gateway or redirect-private in effect, unless `!ipv4` took it back (options.c)."""
+    if pushed is None:
+        return False
+    return any(f is not None and "!ipv4" not in f for f in redirect_in_effect(opts, pushed))
+
+
 def _covers4(net: str, mask: str, addr: str) -> bool:
     """Whether the pushed IPv4 route `net`/`mask` covers the IPv4 address `addr` (False for
     anything that is not a pair of IPv4 values: a bad route is skipped later, not here)."""
@@ -232,7 +259,8 @@ class TunnelNetwork(_TunAndRoutes):
             self._open(mtu)
         self.tun.mtu = mtu
         # remote_ip: a new server with the same push still needs its own host route
-        key = (pushed.ifconfig, pushed.topology, tuple(pushed.routes), tuple(pushed.redirect_gateway or ()), mtu,
+        key = (pushed.ifconfig, pushed.topology, tuple(pushed.routes), _flags(pushed.redirect_gateway),
+               _flags(pushed.redirect_private), mtu,
                pushed.ifconfig_ipv6, tuple(pushed.routes_ipv6), remote_ip, pushed.block_ipv6, pushed.route_metric)
         if key == self.applied:
             return
@@ -314,11 +342,10 @@ class TunnelNetwork(_TunAndRoutes):
         """The profile's redirect-private flags where it applies: no redirect-gateway (the
         server's or the profile's) in effect. One that is does the host route and the redirect
         with its own flags alone (OpenVPN 2.6 merges the two flag sets, warning that this is "not
-        well supported"; here a `redirect-private` line after a redirect-gateway gets a note)."""
-        rp = self.opts.redirect_private
-        if rp is None or pushed.redirect_gateway is not None or self.opts.redirect_gateway is not None:
-            return None
-        return set(rp)
+        well supported"; here a `redirect-private` line after a redirect-gateway gets a note).
+        A pushed redirect-private adds its flags to the profile's, as 2.6 ORs both into one
+        route list's flags (options.c); route-nopull and pull-filter keep it out like any route."""
+        return redirect_in_effect(self.opts, pushed)[1]
 
     def _server_needs_host_route(self, pushed, remote_ip: str) -> bool:
         """Whether the server needs its host route along the pre-tunnel path: this push may

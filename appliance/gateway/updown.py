@@ -20,6 +20,7 @@ import time
 from typing import TYPE_CHECKING, Callable
 
 from .script_env import with_globals
+from .tunnel import did_redirect
 from .updown_env import settings_env, up_env
 
 if TYPE_CHECKING:
@@ -102,7 +103,7 @@ class UpDown:
         kw = dict(remote=remote, chain=chain, common_name=session.peer_common_name or "", dev=dev,
                   net_gateway=self.net_gateway(dev), started=self.started)
         self.plugin_env = up_env(self.opts, pushed, **kw)
-        self.mgmt_env = up_env(self.opts, pushed, redirect=bool(pushed is not None and pushed.redirect_gateway), **kw)
+        self.mgmt_env = up_env(self.opts, pushed, redirect=did_redirect(self.opts, pushed), **kw)
         if self.opts.up_script:
             # The up script ran before do_route (gateway/client_scripts.py): its script_type is in
             # the set the management lines show, under do_route's redirect_gateway.

@@ -286,6 +286,7 @@ class PushedOptions:
     routes_ipv6: list[tuple[str, str | None, int | None]] = field(default_factory=list)  # (net/len, gateway, metric)
     route_metric: int | None = None                  # route-metric: the metric of routes without one (0: none)
     redirect_gateway: list[str] | None = None
+    redirect_private: list[str] | None = None     # pushed redirect-private FLAGS (gateway/tunnel.py)
     dns: list[str] = field(default_factory=list)     # server addresses, both push forms, in use order
     dns_endpoints: list[tuple[str, int]] = field(default_factory=list)   # the same with their ports
     search_domains: list[str] = field(default_factory=list)   # `dns search-domains` (2.6 form)
@@ -507,6 +508,8 @@ def parse_push_reply_untrusted(text: str, into: PushedOptions | None = None,
                 p.route_metric = _int_in(args, 0, 2**31 - 1, "route-metric")
             elif name == "redirect-gateway":
                 p.redirect_gateway = args
+            elif name == "redirect-private":
+                p.redirect_private = args
             elif name == "dhcp-option" and args:
                 val = args[1] if len(args) > 1 else ""
                 p.dhcp_options.append((args[0], val))

@@ -8,7 +8,9 @@ The rest of these directives are notes or refusals, proven by the unit tests; wh
 `capath` (a missing CRL only warns, a revoking one refuses) was checked by hand and is refused here."""
 from __future__ import annotations
 
+import os
 import re
+import time
 
 import pytest
 
@@ -54,6 +56,54 @@ def test_redirect_private_routes_as_openvpn_and_max_packet_size_both_ends(lab):
         assert lab.ping(lab.cli, TUN_SERVER_IP, 3) == 3
         assert lab.tcp_transfer(lab.srv, TUN_SERVER_IP, lab.cli, 200_000) > 0
         assert lab.tcp_transfer(lab.srv, TUN_SERVER_IP, lab.cli, 200_000, reverse=True) > 0
+        assert "redirect-private: server" in ours.log()
+        ours.stop(8)
+        assert _routes(lab)[0] == 0, "our client left its host route behind"
+    finally:
+        for p in reversed(started):
+            p.stop(5)
+        lab.cli.run("ip route del default", check=False)
+
+
+def _route_up_env(d) -> dict[str, str]:
+    """The environment the route-up recorder saw (one NAME=VALUE a line)."""
+    path = os.path.join(d, "route-up.env")
+    end = time.monotonic() + 15
+    while time.monotonic() < end and not os.path.exists(path):
+        time.sleep(0.1)
+    with open(path) as f:
+        return dict(line.rstrip("\n").split("=", 1) for line in f if "=" in line)
+
+
+def test_pushed_redirect_private_routes_and_route_up_variable_as_openvpn(lab, tmp_path):
+    """A server pushing `redirect-private` (OpenVPN 2.6 ORs it into the client's route flags):
+    the server's host route on the old default route, no redirect, and `redirect_gateway=1` in
+    route-up's environment (init.c do_route: route.c's redirect ran), for both clients."""
+    lab.cli.run("ip route replace default via 198.18.0.1")
+    d = tmp_path / "rp"
+    d.mkdir()
+    os.chmod(d, 0o777)
+    rec = d / "rec.sh"
+    rec.write_text(f"#!/bin/sh\nenv > {d}/route-up.env\n")
+    rec.chmod(0o755)
+    extra = f"script-security 2\nroute-up {rec}\n"
+    started = []
+    try:
+        srv = lab.openvpn(lab.srv, server_config(lab.pki, extra='push "redirect-private"\n'), "srv29p")
+        started.append(srv)
+        theirs = lab.openvpn(lab.cli, client_profile(lab.pki, extra=extra), "ovpncli29p", wait=30)
+        started.append(theirs)
+        theirs_routes, theirs_env = _routes(lab), _route_up_env(d)
+        theirs.stop(5)
+        os.unlink(d / "route-up.env")
+        assert theirs_routes[0] == 1 and theirs_routes[1] != "tun0" and not theirs_routes[2], theirs_routes
+        assert theirs_env.get("redirect_gateway") == "1", theirs_env
+
+        ours = lab.ours(lab.cli, client_profile(lab.pki, extra=extra), "ours29p", wait=30)
+        started.append(ours)
+        assert _routes(lab) == theirs_routes, lab.cli.run("ip -4 route show").stdout
+        assert _route_up_env(d).get("redirect_gateway") == "1"
+        assert lab.ping(lab.cli, TUN_SERVER_IP, 2) == 2
         assert "redirect-private: server" in ours.log()
         ours.stop(8)
         assert _routes(lab)[0] == 0, "our client left its host route behind"

@@ -73,3 +73,29 @@ def test_which_flags_need_the_host_route():
     assert not needs("local") and not needs("!ipv4")
     assert not needs("", "2001:db8::9")             # OpenVPN 2.6 adds the IPv4 server's route only
     assert needs("ipv6", "2001:db8::9")             # ... and keeps an IPv6 one as redirect-gateway ipv6
+
+
+def _plain() -> TunnelNetwork:
+    return TunnelNetwork(parse_config(f"client\nremote {SERVER}\n<ca>\nx\n</ca>\n", "/mem/p.ovpn",
+                                      read_file=lambda p: b""))
+
+
+def test_a_pushed_redirect_private_keeps_the_server_on_the_old_gateway(inside):
+    net = _plain()
+    try:
+        _apply(net, ",redirect-private")
+        assert [r[:2] for r in _host_route()] == [(SERVER, GW)], _routes("wan")
+        assert not {"0.0.0.0/1", "128.0.0.0/1"} & {r[0] for r in _routes(net.tun.name)}
+    finally:
+        net.close()
+    assert _host_route() == []
+
+
+def test_pushed_and_profile_redirect_private_flags_add_up(inside):
+    net = _net("ipv6")                              # the profile's ipv6 with the server's local
+    try:
+        _apply(net, ",redirect-private local")
+        assert _host_route() == []
+        assert {"::/1", "8000::/1"} <= {r[0] for r in _routes(net.tun.name, v6=True)}
+    finally:
+        net.close()

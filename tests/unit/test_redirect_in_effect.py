@@ -1,0 +1,42 @@
+"""Which redirect flags a push is applied with, and do_route's `redirect_gateway` variable in the
+up environment (init.c: 1 when route.c's redirect ran, RG_ENABLE -- redirect-gateway or
+redirect-private, unless `!ipv4` took it back), as OpenVPN 2.6 (options.c, route.c)."""
+from __future__ import annotations
+
+import pytest
+
+from appliance.gateway.tunnel import did_redirect, redirect_in_effect
+from appliance.openvpn.config import parse_config
+from appliance.openvpn.keymethod import parse_push_reply_untrusted
+
+BASE = "PUSH_REPLY,topology subnet,ifconfig 198.18.70.2 255.255.255.0"
+
+
+def _opts(extra: str = ""):
+    return parse_config(f"client\nremote 198.18.60.9\n<ca>\nx\n</ca>\n{extra}", "/mem/p.ovpn",
+                        read_file=lambda p: b"")
+
+
+@pytest.mark.parametrize("profile, push, rg, rp, did", [
+    ("", "", None, None, False),
+    ("", ",redirect-gateway", set(), None, True),                 # no flags: still a redirect
+    ("", ",redirect-gateway def1", {"def1"}, None, True),
+    ("", ",redirect-gateway ipv6 !ipv4", {"ipv6", "!ipv4"}, None, False),
+    ("redirect-gateway def1\n", "", {"def1"}, None, True),        # the profile's own
+    ("redirect-gateway def1\n", ",redirect-gateway local", {"local"}, None, True),
+    ("", ",redirect-private", None, set(), True),
+    ("redirect-private ipv6\n", ",redirect-private local", None, {"ipv6", "local"}, True),
+    ("redirect-private\n", ",redirect-gateway def1", {"def1"}, None, True),
+    ("", ",redirect-private !ipv4", None, {"!ipv4"}, False),
+])
+def test_flags_in_effect_and_the_up_variable(profile, push, rg, rp, did):
+    opts, pushed = _opts(profile), parse_push_reply_untrusted(BASE + push)
+    assert redirect_in_effect(opts, pushed) == (rg, rp)
+    assert did_redirect(opts, pushed) is did
+
+
+def test_route_nopull_and_pull_filter_keep_a_pushed_redirect_private_out():
+    for kw in ({"route_nopull": True}, {"filters": [("ignore", "redirect-private")]}):
+        pushed = parse_push_reply_untrusted(BASE + ",redirect-private", **kw)
+        assert pushed.redirect_private is None, kw
+        assert not did_redirect(_opts(), pushed)
