@@ -124,7 +124,7 @@ _NOOPS = {
     "txqueuelen": "the TUN queue length stays the kernel default",
     "persist-remote-ip persist-local-ip": "each reconnect resolves the remote again",
     "route-delay": "routes are added as soon as the tunnel is up",
-    "route-method block-outside-dns register-dns": "Windows only",
+    "route-method register-dns": "Windows only",
     "ncp-disable": "cipher negotiation is always on (as in OpenVPN 2.6)",
     "ifconfig-nowarn": "no option-consistency warnings are printed",
     "remote-random-hostname": "remote names are resolved as written",
@@ -140,6 +140,21 @@ _NOOPS = {
 }
 for _names, _why in _NOOPS.items():
     reg.noop(_names, _why)
+
+
+def _block_outside_dns(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
+    """A plain line is refused, as OpenVPN 2.6 on Linux refuses it (options.c parses it on Windows
+    only: "Unrecognized option"): a DNS-leak guard this host does not apply must not pass as
+    accepted. Through `setenv opt` or ignore-unknown-option -- how profiles shared with Windows
+    carry it -- it is ignored, as there."""
+    if d not in p.ignore_unknown:
+        p.err(d, "Windows only: it blocks DNS outside the tunnel there, and OpenVPN 2.6 on Linux refuses it "
+                 "(an unrecognized option); nothing here would do it -- remove it, or keep it for Windows "
+                 "clients as `setenv opt block-outside-dns`")
+
+
+reg.noop("block-outside-dns", "Windows only (through `setenv opt` / ignore-unknown-option, as OpenVPN 2.6 on "
+         "Linux ignores it there)", check=_block_outside_dns, nargs=(0, 0))
 
 
 # ------------------------------------------------------------------ process settings (host/privileges.py)
