@@ -125,10 +125,10 @@ class ClientGateway:
         # never on the loop; in-memory ports answer at once and keep the direct call.
         self._resolver = BackgroundResolver(ports.resolve) if getattr(ports, "resolves_slowly", False) else None
         self._resolving = False
-        # management-query-remote: waiting for the management client's `remote` answer; and the
-        # remotes skipped in a row (`remote SKIP N`) since one was accepted.
+        # management-query-remote: waiting for the management client's `remote` answer; and how
+        # often `remote SKIP N` answers went past the list's end since one was accepted.
         self._querying = False
-        self._skipped = 0
+        self._skip_wraps = 0
         self.advertise_ekm = advertise_ekm
         self.signals = signals
         self.faults = Faults(DROP_LOG_EVERY)
@@ -444,8 +444,7 @@ class ClientGateway:
             if most and self.unsuccessful > most * len(self.remotes):
                 # As OpenVPN 2.6 (init.c next_connection_entry); a same-remote retry or another
                 # address of the same name is no new attempt there either.
-                log.error("All connections have been connect-retry-max (%d) times unsuccessful, exiting", most)
-                self._finish(1)
+                self._fatal(f"All connections have been connect-retry-max ({most}) times unsuccessful, exiting")
                 return
             if self.mgmt is not None and self.mgmt.query_remote(remote, lambda d: self._remote_answered(remote, d)):
                 self._querying = True
@@ -459,24 +458,28 @@ class ClientGateway:
     def _remote_answered(self, remote: Remote, decision: tuple) -> None:
         """The management client's `remote` answer to >REMOTE for `remote` (init.c
         ce_management_query_remote): ACCEPT tries it, MOD tries HOST PORT instead (this attempt
-        only), SKIP N moves N remotes on and asks again -- a skipped one is no attempt for
-        connect-retry-max, and twice round the list skipped ends the run, as OpenVPN 2.6 ("No
-        usable connection profiles are present")."""
+        only), SKIP N moves N remotes on (round the list: N modulo its length; N < 1 moves one)
+        and asks again -- a skipped one is no attempt for connect-retry-max, and the second time
+        skips go past the list's end the run ends, as OpenVPN 2.6 (next_connection_entry's
+        n_cycles: "No usable connection profiles are present"). Before, a large N ended the run
+        at once, and SKIP 0 asked for the same remote again."""
         self._querying = False
         if self.result is not None or self.conn is not None:
             return
         if decision[0] == "skip":
-            n = max(decision[1], 0)
-            self.attempt += n - 1
+            n, size = (decision[1] if decision[1] > 0 else 1), len(self.remotes)
+            here = (self.attempt - 1) % size
+            if here + n >= size:
+                self._skip_wraps += 1
+            self.attempt += (here + n) % size - here - 1      # the next attempt takes (here + n) % size
             self.unsuccessful -= 1
-            self._skipped += max(n, 1)
-            if self._skipped >= 2 * len(self.remotes):
-                log.error("No usable connection profiles are present (every remote skipped by the management client)")
-                self._finish(1)
+            if self._skip_wraps >= 2:
+                self._fatal("No usable connection profiles are present",
+                            " (every remote skipped by the management client)")
                 return
             self._connect_next()
             return
-        self._skipped = 0
+        self._skip_wraps = 0
         if decision[0] == "mod":
             log.info("management: remote %s:%d changed to %s:%d", remote.host, remote.port, decision[1], decision[2])
             remote = dataclasses.replace(remote, host=decision[1], port=decision[2])
@@ -1172,11 +1175,18 @@ class ClientGateway:
         file gone: the run ends, as OpenVPN 2.6's fatal error), or our bug (this session ends,
         the client starts over)."""
         if isinstance(e, CredentialsUnavailable):
-            log.error("%s, exiting", e)
-            self._finish(1)
+            self._fatal(f"{e}", ", exiting")
             return
         self.faults.internal(where)
         self._lost(c, "internal error (see above)")
+
+    def _fatal(self, text: str, more: str = "") -> None:
+        """The run ends as OpenVPN 2.6's M_FATAL: logged (`more` in the log only), told to the
+        management client as >FATAL:TEXT, status 1."""
+        log.error("%s%s", text, more)
+        if self.mgmt is not None:
+            self.mgmt.fatal(text)
+        self._finish(1)
 
     def _finish(self, status: int) -> None:
         self._close_conn()

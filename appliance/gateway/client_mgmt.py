@@ -282,6 +282,11 @@ class ClientMgmt:
         except Exception as e:  # noqa: BLE001
             self.gw.faults.internal_exc("management notification", e)
 
+    def fatal(self, text: str) -> None:
+        """>FATAL:TEXT, as OpenVPN 2.6 tells a management client every M_FATAL message before it
+        exits (manage.c man_log's LOG_FATAL_NOTIFY): GUIs show it as the reason."""
+        self._notify([">FATAL:" + text])
+
     # ---------------------------------------------------------------- states
     def state(self, name: str, detail: str = "", tun_ip: str = "", remote: tuple | None = None,
               local: tuple | None = None, tun_ip6: str = "") -> None:

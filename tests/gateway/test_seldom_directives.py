@@ -223,3 +223,20 @@ def test_a_remote_mod_name_socks_cannot_carry_fails_that_attempt_only(pki, tmp_p
         assert w.run(lambda: f">REMOTE:{SERVER_IP},1194,tcp-client" in tap.got, max_time=10), tap.got  # asked again
     assert c.counters.proxy_failures == 1 and "1-255 bytes" in caplog.text
     assert "internal" not in caplog.text
+
+
+def test_skip_counts_go_round_the_list_as_openvpn(pki, tmp_path):
+    """OpenVPN 2.6 (init.c next_connection_entry): SKIP N moves N on modulo the list's length
+    (N < 1 moves one), and only going past the end twice ends the run -- a large N is one pass."""
+    w, c, tap = _asking(pki, tmp_path, [(SERVER_IP, 1194), ("198.18.0.9", 1195)])
+    assert _ask(c, tap, "remote SKIP 0") == ["SUCCESS: remote command succeeded"]     # one on
+    w.run_for(0.1)
+    assert tap.got[-1] == ">REMOTE:198.18.0.9,1195,udp" and c.result is None
+    assert _ask(c, tap, "remote SKIP 7") == ["SUCCESS: remote command succeeded"]     # past the end: 1
+    w.run_for(0.1)
+    assert tap.got[-1] == f">REMOTE:{SERVER_IP},1194,udp" and c.result is None
+    assert _ask(c, tap, "remote SKIP 2147483647") == ["SUCCESS: remote command succeeded"]  # 2: ends
+    w.run_for(0.1)
+    assert c.result == 1 and c.conn is None and not w.server.d.clients
+    # Debian's 2.6.14 client, asked the same three by hand: the same >REMOTE lines, then this.
+    assert tap.got[-1] == ">FATAL:No usable connection profiles are present"

@@ -111,3 +111,56 @@ def test_pushed_redirect_private_routes_and_route_up_variable_as_openvpn(lab, tm
         for p in reversed(started):
             p.stop(5)
         lab.cli.run("ip route del default", check=False)
+
+
+def _skip_transcript(lab, start, sock: str) -> tuple[list[str], bool]:
+    """Connect to `sock`, answer three >REMOTE questions with SKIP 0, SKIP 7, SKIP 2147483647;
+    the lines seen (>REMOTE, >FATAL, replies) and whether the process then ended."""
+    import socket as sk
+    proc = start()
+    end = time.monotonic() + 20
+    while time.monotonic() < end and not os.path.exists(sock):
+        time.sleep(0.05)
+    s = sk.socket(sk.AF_UNIX)
+    s.connect(sock)
+    s.settimeout(0.3)
+    seen: list[str] = []
+
+    def read(until: str) -> None:
+        buf, stop = "", time.monotonic() + 10
+        while time.monotonic() < stop and until not in buf:
+            try:
+                data = s.recv(4096)
+            except sk.timeout:
+                continue
+            if not data:
+                break
+            buf += data.decode()
+        seen.extend(line for line in buf.splitlines() if line.startswith((">REMOTE", ">FATAL", "SUCCESS", "ERROR")))
+
+    try:
+        read(">REMOTE:")
+        for n, until in (("0", ">REMOTE:"), ("7", ">REMOTE:"), ("2147483647", ">FATAL:")):
+            s.sendall(f"remote SKIP {n}\n".encode())
+            read(until)
+        return seen, proc.exit_within(10) is not None
+    finally:
+        s.close()
+        proc.stop(5)
+
+
+def test_management_remote_skip_counts_as_openvpn(lab, tmp_path):
+    """`remote SKIP N` to management-query-remote (N modulo the list; N < 1 moves one; the
+    second time past the end: >FATAL and exit): our client's transcript is Debian's client's."""
+    remotes = [(SRV_IP, 1194, "udp"), ("198.18.0.9", 1195, "udp")]
+    out = {}
+    for who in ("theirs", "ours"):
+        sock = str(tmp_path / f"{who}.sock")
+        text = client_profile(lab.pki, remotes=remotes,
+                              extra=f"management {sock} unix\nmanagement-query-remote\n")
+        start = (lambda t=text: lab.openvpn(lab.cli, t, "ovpnskip29", wait=0)) if who == "theirs" else \
+            (lambda t=text: lab.ours(lab.cli, t, "oursskip29", wait=0))
+        out[who] = _skip_transcript(lab, start, sock)
+    theirs, ours = out["theirs"], out["ours"]
+    assert theirs[0][-1] == ">FATAL:No usable connection profiles are present" and theirs[1], theirs
+    assert ours == theirs
