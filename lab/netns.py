@@ -419,9 +419,13 @@ class Lab:
             recv.stop(3)
 
     def _tun_ip(self, ns: Netns) -> str:
-        out = ns.run("ip -4 -o addr show dev tun0", check=False).stdout
-        m = re.search(r"inet (\S+)/", out)
-        return m.group(1) if m else "0.0.0.0"
+        """The client's tunnel address: on tun0, or on tap0 (a `dev tap` client)."""
+        for dev in ("tun0", "tap0"):
+            out = ns.run(f"ip -4 -o addr show dev {dev}", check=False).stdout
+            m = re.search(r"inet (\S+)/", out)
+            if m:
+                return m.group(1)
+        return "0.0.0.0"
 
     def iperf(self, server_ns: Netns, bind_ip: str, client_ns: Netns, seconds: int = 5, port: int = 5201,
               extra: str = "") -> float:

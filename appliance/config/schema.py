@@ -167,6 +167,11 @@ class _Loader:
             if getattr(opts, f, None):
                 p, line = opts.source.get(f, (path, None))
                 self.errors.append(ConfigError(why, p, line, f))
+        if opts.dev_type == "tap" and opts.role == "client":
+            # (a tap server is refused by the profile's own parse)
+            d = "dev_type" if "dev_type" in opts.source else "dev"
+            p, line = opts.source.get(d, (path, None))
+            self.errors.append(ConfigError(NO_TAP, p, line, d.replace("_", "-")))
         if opts.auth_pam is not None:       # (gateway/pam_check.py) refused, not left without its check
             p, line = opts.source.get("auth_pam", (path, None))
             self.errors.append(ConfigError(_NO_PAM, p, line, "plugin"))
@@ -182,6 +187,11 @@ _TOML_REFUSED = (("user", _DROP), ("group", _DROP),
                  ("mlock", "not applied by the appliance TOML run: the VM has no swap (its memory never reaches "
                            "a disk), and locking would pin the libraries the 128 MB VM pages in and out; remove "
                            "the line"))
+
+
+NO_TAP = ("a tap (layer 2) device is not supported in the VM image: its router mode routes and NATs the LAN "
+           "by IP address into a TUN device (firewall, LAN routes, DNS); use a dev tun profile, or run this one "
+           "on a host (`vpn-appliance run profile.ovpn`)")
 
 
 _NO_PAM = ("the auth-pam plugin is not supported in the VM image: it has no user accounts and no PAM stack "

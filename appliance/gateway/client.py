@@ -32,6 +32,7 @@ from ..openvpn.settings import (NO_SERVER_CERT_CHECK, checks_server_certificate,
                                 fragment_room, mss_rule)
 from ..openvpn.session import Session
 from ..transport.link import TcpLink, UdpLink
+from ..openvpn.ethernet import is_ipv6_frame
 from .block_ipv6 import is_ipv6, no_route_reply
 from .credentials import Credentials, CredentialsUnavailable
 from .resolver import BackgroundResolver
@@ -569,7 +570,7 @@ class ClientGateway:
         now = self.clock()
         s = Session(cfg, now)
         rule = mss_rule(self.opts, remote.proto == "tcp", ":" in addr[0])
-        self.conn = c = Connection(remote, addr, link, s, ClientDataPath(s, rule))
+        self.conn = c = Connection(remote, addr, link, s, ClientDataPath(s, rule, tap=self.opts.dev_type == "tap"))
         self.pump.watch(link, self._on_link_read, self._on_link_write)
         # With a proxy, the poll covers the proxy's answer too (OpenVPN 2.6 reads it within
         # get_server_poll_remaining_time).
@@ -886,7 +887,14 @@ class ClientGateway:
         self._send(c, wire)
 
     def _refuse_ipv6(self, tun, pkts: list) -> list:
-        """block-ipv6: each IPv6 packet is answered into the TUN with "no route" and not sent."""
+        """block-ipv6: each IPv6 packet is answered into the TUN with "no route" and not sent.
+        On a tap device each frame carrying IPv6 is dropped (counted), unanswered: the answer
+        would need the frame's own Ethernet header turned round, and applications fail over to
+        IPv4 on the routes' "unreachable" (tunnel.py) before most frames are sent."""
+        if self.opts.dev_type == "tap":
+            keep = [p for p in pkts if not is_ipv6_frame(p)]
+            self.counters.ipv6_refused += len(pkts) - len(keep)
+            return keep
         keep = []
         for p in pkts:
             if not is_ipv6(p):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+from dataclasses import replace
 import logging
 import socket
 
@@ -51,6 +52,14 @@ def _covers6(net6: str, addr: str) -> bool:
     try:
         n6, plen = _net6(net6)
         return ipaddress.IPv6Address(addr) in ipaddress.IPv6Network(f"{n6}/{plen}", strict=False)
+    except ValueError:
+        return False
+
+
+def _is_v4(text: str) -> bool:
+    try:
+        _v4(text)
+        return True
     except ValueError:
         return False
 
@@ -210,14 +219,20 @@ class TunnelNetwork(_TunAndRoutes):
             except OSError as e:
                 log.warning("netlink socket not opened ahead of the push (%s): one per request", e)
 
+    @property
+    def tap(self) -> bool:
+        """A layer-2 TAP device (`dev tap`): Ethernet frames, routes via a gateway (see _apply)."""
+        return self.opts.dev_type == "tap"
+
     def _open(self, mtu: int) -> TunDevice:
-        name = self.opts.dev if self.opts.dev not in ("tun", None) else "tun%d"
+        kind = self.opts.dev_type
+        name = self.opts.dev if self.opts.dev not in (kind, None) else f"{kind}%d"
         try:
-            self.tun = tun = TunDevice(name, vnet_hdr=True, mtu=mtu)
+            self.tun = tun = TunDevice(name, vnet_hdr=True, mtu=mtu, tap=self.tap)
         except OSError as e:
-            raise PortGone(f"cannot create the TUN device {name}: {e}") from e
+            raise PortGone(f"cannot create the {kind.upper()} device {name}: {e}") from e
         self.link_mtu = None
-        log.info("opened TUN device %s (offload %s)", tun.name, "on" if tun.vnet_hdr else "off")
+        log.info("opened %s device %s (offload %s)", kind.upper(), tun.name, "on" if tun.vnet_hdr else "off")
         return tun
 
     def reach(self, remote_ip: str) -> None:
@@ -252,6 +267,14 @@ class TunnelNetwork(_TunAndRoutes):
             self._record_routes()               # also what a push that failed half-way added
 
     def _apply(self, pushed, remote_ip: str) -> None:
+        if pushed is not None and self.tap:
+            # As OpenVPN 2.6 on a tap device: `ifconfig IP NETMASK` is always an address with its
+            # netmask (no peer: the topology is not asked), and no ifconfig at all is a bridged
+            # server's way (`server-bridge`: the address comes from DHCP on the tap, an up script's).
+            pushed = replace(pushed, topology="subnet")
+            if pushed.ifconfig is None:
+                self._apply_bare_tap(pushed)
+                return
         if pushed is None or pushed.ifconfig is None:
             raise RuntimeError("server pushed no ifconfig")
         mtu = pushed.tun_mtu or self.opts.tun_mtu
@@ -261,7 +284,8 @@ class TunnelNetwork(_TunAndRoutes):
         # remote_ip: a new server with the same push still needs its own host route
         key = (pushed.ifconfig, pushed.topology, tuple(pushed.routes), _flags(pushed.redirect_gateway),
                _flags(pushed.redirect_private), mtu,
-               pushed.ifconfig_ipv6, tuple(pushed.routes_ipv6), remote_ip, pushed.block_ipv6, pushed.route_metric)
+               pushed.ifconfig_ipv6, tuple(pushed.routes_ipv6), remote_ip, pushed.block_ipv6, pushed.route_metric,
+               pushed.route_gateway)
         if key == self.applied:
             return
         # Forgotten before anything changes: a push that fails half-way (a value the kernel
@@ -319,13 +343,80 @@ class TunnelNetwork(_TunAndRoutes):
         else:
             self._pushed_routes(pushed, remote_ip, ng4, ng6, has6, server_path)
             default_metric = getattr(pushed, "route_metric", None) or None     # route-metric (0: none)
-            for net, mask, _gw, metric in self.opts.route:
-                self.routes.add(net, mask_to_prefix(mask or "255.255.255.255"), dev=self.tun.name,
-                                metric=metric if metric is not None else default_metric)
+            for net, mask, gw, metric in self.opts.route:
+                m = metric if metric is not None else default_metric
+                if self.tap:        # via a gateway, as the pushed ones (_route4)
+                    try:
+                        self._route4(net, mask or "255.255.255.255", gw, m, ng4, self._gateway4(pushed))
+                    except (ValueError, NetlinkError, OSError) as e:
+                        log.warning("route %s %s: not installed (%s); skipped", net, mask, e)
+                    continue
+                self.routes.add(net, mask_to_prefix(mask or "255.255.255.255"), dev=self.tun.name, metric=m)
         if pushed.dns:
             # applied (or not) by host/resolver.py; a push may name ~1000 (eventlog.MAX_SUMMARY_ITEMS)
             log.info("server pushed DNS %s", some_of(pushed.dns, "servers", ", "))
         self.applied = key
+
+    def _apply_bare_tap(self, pushed) -> None:
+        """A tap push without ifconfig (server-bridge without a pool): the device up at its MTU
+        with no address from us, as OpenVPN 2.6's client leaves it; the profile's up script (or
+        the user) gives it one, typically by DHCP through the bridge. No routes: without an
+        address of ours the tunnel has no gateway we could check routes against, and 2.6 adds
+        them only once it learns the gateway from such a DHCP reply (`route-gateway dhcp`),
+        which this client does not read -- so any pushed ones are named and skipped."""
+        mtu = pushed.tun_mtu or self.opts.tun_mtu
+        if self.tun is None:
+            self._open(mtu)
+        self.tun.mtu = mtu
+        key = ("bare-tap", mtu, tuple(pushed.routes), tuple(pushed.routes_ipv6), pushed.redirect_gateway,
+               pushed.route_gateway)
+        if key == self.applied:
+            return
+        self.applied = None
+        if self.routes is not None:
+            self.routes.remove_all()
+            self.routes = None
+        self.block_ipv6 = pushed.block_ipv6
+        if self.addressed:                      # a last push's address: not this server's network now
+            with Rtnl() as nl:
+                nl.addr_flush(self._tun_index())
+            self.addressed = False
+        if self.link_mtu != mtu:
+            link_up(self.tun.name, mtu)
+            self.link_mtu = mtu
+        log.info("tap %s: up without an address (the server pushed no ifconfig; an up script or DHCP gives "
+                 "it one), mtu %d", self.tun.name, mtu)
+        skipped = len(pushed.routes) + len(pushed.routes_ipv6) + (pushed.redirect_gateway is not None)
+        if skipped or pushed.ifconfig_ipv6 is not None:
+            log.warning("tap %s: %d pushed route(s)/redirect-gateway and %s skipped: without a pushed ifconfig "
+                        "there is no route-gateway to send them to (route-gateway %s)", self.tun.name, skipped,
+                        "ifconfig-ipv6" if pushed.ifconfig_ipv6 is not None else "no IPv6",
+                        pushed.route_gateway or self.opts.route_gateway or "none")
+        self.applied = key
+
+    def _gateway4(self, pushed) -> str | None:
+        """A tap device's IPv4 route gateway (OpenVPN 2.6's route-gateway: the pushed one, else the
+        profile's); None on a tun device (routes go out of the device) or when there is none
+        usable (`dhcp`: not read here, said once per push)."""
+        if not self.tap:
+            return None
+        gw = pushed.route_gateway or self.opts.route_gateway
+        if gw is None:
+            return None
+        try:
+            _v4(gw)
+        except ValueError:
+            self._route_line(logging.WARNING, "route-gateway %s: not an IPv4 address this client can route via "
+                             "(route-gateway dhcp is not read here); routes needing it are skipped", gw)
+            return None
+        return gw
+
+    def _gateway6(self, pushed) -> str | None:
+        """A tap device's IPv6 route gateway: ifconfig-ipv6's second address, as OpenVPN 2.6's
+        route.c (the remote endpoint, on tap only); None: out of the device itself."""
+        if not self.tap or pushed.ifconfig_ipv6 is None or not pushed.ifconfig_ipv6[1]:
+            return None
+        return pushed.ifconfig_ipv6[1].partition("/")[0]
 
     def _net_gateway_needed(self, pushed) -> tuple[bool, bool]:
         """Whether the IPv4 / IPv6 net_gateway is used: `net_gateway` routes, block-local."""
@@ -387,6 +478,8 @@ class TunnelNetwork(_TunAndRoutes):
         redirect-gateway honours its `ipv6`, `!ipv4` and `block-local` flags."""
         tun, routes = self.tun.name, self.routes
         assert routes is not None
+        self._route_lines = 0
+        gw4, gw6 = self._gateway4(pushed), self._gateway6(pushed)
         flags = pushed.redirect_gateway if pushed.redirect_gateway is not None else self.opts.redirect_gateway
         flags = set(flags) if flags is not None else None
         redirect4 = flags is not None and "!ipv4" not in flags
@@ -409,13 +502,16 @@ class TunnelNetwork(_TunAndRoutes):
         # the redirect before the route list): pushed `0.0.0.0/1 net_gateway` and `128.0.0.0/1
         # net_gateway` went in first, the halves were then "already there", and all traffic left
         # outside the tunnel while the log said redirect-gateway (the profile's own, too).
-        if redirect4:
-            routes.add_redirect_gateway_def1(tun, remote_ip, server_path)
-            log.info("redirect-gateway def1 via %s (server %s kept on the old default route)", tun, remote_ip)
+        if redirect4 and self.tap and gw4 is None:
+            log.warning("redirect-gateway on tap %s: no route-gateway pushed or set; not redirected", tun)
+        elif redirect4:
+            routes.add_redirect_gateway_def1(tun, remote_ip, server_path, gateway=gw4)
+            log.info("redirect-gateway def1 via %s%s (server %s kept on the old default route)", tun,
+                     f" gateway {gw4}" if gw4 else "", remote_ip)
         if redirect6:
             if has6 or self.block_ipv6:
                 try:
-                    routes.add_redirect_gateway_ipv6(tun, remote_ip, server_path)
+                    routes.add_redirect_gateway_ipv6(tun, remote_ip, server_path, gateway=gw6)
                 except NetlinkError as e:
                     if has6 or not self.block_ipv6:
                         raise
@@ -425,16 +521,15 @@ class TunnelNetwork(_TunAndRoutes):
                              " (block-ipv6: answered as unreachable, never sent)" if self.block_ipv6 else "")
             else:
                 log.warning("redirect-gateway ipv6 pushed without ifconfig-ipv6: IPv6 is not redirected")
-        self._route_lines = 0
         for net, mask, gw, metric in pushed.routes:
             try:
-                self._route4(net, mask, gw, metric, ng4)
+                self._route4(net, mask, gw, metric, ng4, gw4)
             except (ValueError, NetlinkError, OSError) as e:
                 # As OpenVPN: a route the host refuses is reported and skipped, the tunnel stays.
                 self._route_line(logging.WARNING, "pushed route %s %s: not installed (%s); skipped", net, mask, e)
-        for net6, gw6, metric6 in pushed.routes_ipv6:
+        for net6, g6, metric6 in pushed.routes_ipv6:
             try:
-                self._route6(net6, gw6, ng6, has6, metric6)
+                self._route6(net6, g6, ng6, has6, metric6, gw6)
             except (ValueError, NetlinkError, OSError) as e:
                 self._route_line(logging.WARNING, "pushed route-ipv6 %s: not installed (%s); skipped", net6, e)
         if self._route_lines > MAX_ROUTE_LINES:
@@ -592,7 +687,7 @@ class TunnelNetwork(_TunAndRoutes):
         if self._route_lines <= MAX_ROUTE_LINES:
             log.log(level, msg, *args)
 
-    def _route4(self, net: str, mask: str, gw, metric, ng4) -> bool:
+    def _route4(self, net: str, mask: str, gw, metric, ng4, via: str | None = None) -> bool:
         """One pushed IPv4 route; True when it is a default route (for the caller's def1 halves).
         ValueError (the route is skipped) for what is no IPv4 route: an IPv6 destination would
         put IPv6 traffic into the tunnel with no IPv6 pushed, and a metric beyond 32 bits has no
@@ -621,13 +716,24 @@ class TunnelNetwork(_TunAndRoutes):
                 raise ValueError("host bits set with netmask 0.0.0.0")
             return True
         else:
-            if self.routes.add(net, prefix, oif=self._tun_index(), metric=metric):     # dev=: the same spec
+            if self.tap:
+                # As OpenVPN 2.6 on tap: via the route's own gateway, else route-gateway's; none:
+                # "needs a gateway parameter" -- on a tap device a route out of the device alone
+                # would ARP for every destination, which nobody answers.
+                via = gw if gw is not None and _is_v4(gw) else via
+                if via is None:
+                    raise ValueError("no gateway for it on a tap device (no route-gateway pushed or set)")
+                if self.routes.add(net, prefix, oif=self._tun_index(), gateway=via, metric=metric):
+                    self._route_line(logging.INFO, "route %s/%d via %s dev %s", net, prefix, via, self.tun.name)
+                else:
+                    self._route_line(logging.WARNING, _TAKEN, f"route {net}/{prefix}")
+            elif self.routes.add(net, prefix, oif=self._tun_index(), metric=metric):     # dev=: the same spec
                 self._route_line(logging.INFO, "route %s/%d dev %s", net, prefix, self.tun.name)
             else:
                 self._route_line(logging.WARNING, _TAKEN, f"route {net}/{prefix}")
         return False
 
-    def _route6(self, net6: str, gw6, ng6, has6: bool, metric: int | None = None) -> bool:
+    def _route6(self, net6: str, gw6, ng6, has6: bool, metric: int | None = None, via: str | None = None) -> bool:
         """One pushed IPv6 route; True when it is a default route. ValueError (skipped) for an
         IPv4 destination (a route-ipv6 must not add IPv4 routes) or a prefix length beyond 128."""
         n6, plen6 = _net6(net6)
@@ -649,8 +755,9 @@ class TunnelNetwork(_TunAndRoutes):
         elif plen6 == 0:
             return True
         else:
-            if self.routes.add(n6, plen6, dev=self.tun.name, metric=metric):
-                self._route_line(logging.INFO, "route-ipv6 %s dev %s", net6, self.tun.name)
+            if self.routes.add(n6, plen6, dev=self.tun.name, gateway=via, metric=metric):
+                self._route_line(logging.INFO, "route-ipv6 %s %sdev %s", net6, f"via {via} " if via else "",
+                                 self.tun.name)
             else:
                 self._route_line(logging.WARNING, _TAKEN, f"route-ipv6 {net6}")
         return False

@@ -46,9 +46,11 @@ def settings_env(opts, started: float) -> dict[str, str]:
     return e
 
 
-def _vpn_gateway(pushed) -> str | None:
+def _vpn_gateway(pushed, opts) -> str | None:
     if pushed.route_gateway:
         return pushed.route_gateway
+    if opts.dev_type == "tap":                  # the profile's route-gateway; ifconfig holds a netmask
+        return opts.route_gateway
     if pushed.ifconfig and pushed.topology != "subnet":
         return pushed.ifconfig[1]
     return None
@@ -88,7 +90,9 @@ def up_env(opts, pushed, *, remote: tuple, chain: list, common_name: str, dev: s
         e[f"foreign_option_{i}"] = f"dhcp-option {k} {v}".rstrip()
     if pushed is not None and pushed.ifconfig:
         e["ifconfig_local"] = pushed.ifconfig[0]
-        e["ifconfig_netmask" if pushed.topology == "subnet" else "ifconfig_remote"] = pushed.ifconfig[1]
+        # On tap the second value is always a netmask (2.6: no topology there).
+        subnet = pushed.topology == "subnet" or opts.dev_type == "tap"
+        e["ifconfig_netmask" if subnet else "ifconfig_remote"] = pushed.ifconfig[1]
     if pushed is not None and pushed.ifconfig_ipv6:
         local, remote6 = pushed.ifconfig_ipv6
         iface = ipaddress.ip_interface(local)
@@ -97,7 +101,7 @@ def up_env(opts, pushed, *, remote: tuple, chain: list, common_name: str, dev: s
         if remote6:
             e["ifconfig_ipv6_remote"] = remote6
     if pushed is not None:
-        vpn_gw = _vpn_gateway(pushed)
+        vpn_gw = _vpn_gateway(pushed, opts)
         if net_gateway is not None:
             e["route_net_gateway"] = net_gateway
         if vpn_gw is not None:
@@ -118,7 +122,7 @@ def up_env(opts, pushed, *, remote: tuple, chain: list, common_name: str, dev: s
     e["script_context"] = "init"
     e["tun_mtu"] = str(pushed.tun_mtu if pushed is not None and pushed.tun_mtu else opts.tun_mtu)
     e["dev"] = dev
-    e["dev_type"] = "tun"
+    e["dev_type"] = opts.dev_type
     if redirect is not None:
         e["redirect_gateway"] = "1" if redirect else "0"
     # The settings and setenv variables come last, in the order they were set: OpenVPN sets them

@@ -225,8 +225,11 @@ class ControlChannel:
     def _options_string(self) -> str:
         proto = ("TCPv4_CLIENT" if self.is_client else "TCPv4_SERVER") if self.tcp else "UDPv4"
         frag = ",mtu-dynamic" if self.cfg.fragment_room else ""       # as OpenVPN 2.6 names fragment there
-        return (f"V4,dev-type tun,link-mtu 1549,tun-mtu {self.cfg.tun_mtu},proto {proto}{frag},keysize 256,"
-                f"key-method 2,{self.role.name}")
+        # link-mtu: 2.6's figure for the default tun-mtu and AES-256-GCM (mtu.c, what 2.6 sends with
+        # a negotiated cipher) plus the device's extra (a tap device's 32: frame->extra_tun).
+        link_mtu = 1549 + self.cfg.tun_mtu_extra
+        return (f"V4,dev-type {self.cfg.dev_type},link-mtu {link_mtu},tun-mtu {self.cfg.tun_mtu},proto {proto}{frag},"
+                f"keysize 256,key-method 2,{self.role.name}")
 
     def _make_key_method(self) -> tuple[KeyMethod2, bytes]:
         r = self.cfg.random_bytes

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Callable
 
+from .ethernet import ip_offset
 from .mss import clamp_mss
 from .server import ClientRecord, ServerDispatcher
 from .session import Session
@@ -69,13 +70,33 @@ class MssPolicy:
                 clamp_mss(p, mss)
         return p
 
+    def clamp_frame(self, p, s: Session):
+        """clamp() for an Ethernet frame (a tap device's): the IPv4/IPv6 packet after its header
+        (or one 802.1Q tag), as OpenVPN 2.6's mss.c sees it there; other frames pass as they are."""
+        off = ip_offset(p)
+        if off is None:
+            return p
+        view = memoryview(p)
+        if not _is_tcp_syn(view[off:]):
+            return p
+        mss = self.for_session(s)
+        if mss is None:
+            return p
+        if view.readonly:
+            q = bytearray(p)
+            return q if clamp_mss(memoryview(q)[off:], mss) else p
+        clamp_mss(view[off:], mss)
+        return p
+
 
 class ClientDataPath:
-    """One client Session's data path."""
+    """One client Session's data path (`tap`: its packets are Ethernet frames)."""
 
-    def __init__(self, session: Session, mss_rule: MssRule) -> None:
+    def __init__(self, session: Session, mss_rule: MssRule, tap: bool = False) -> None:
         self.s = session
         self.mss = MssPolicy(mss_rule)
+        if tap:
+            self.mss.clamp = self.mss.clamp_frame       # the one place the frame/packet choice is made
 
     def open(self, packet, now: float) -> list:
         """One wire packet in; tunnel packets out (MSS clamped)."""

@@ -126,6 +126,8 @@ class SessionConfig:
     explicit_exit_notify: int = 0
     comp: str | None = None                      # None | "lzo-stub" | "stub" | "stub-v2"
     tun_mtu: int = 1500
+    dev_type: str = "tun"                        # tun or tap: the OCC options string's dev-type (control.py)
+    tun_mtu_extra: int = 0                       # counted into the OCC link-mtu, as OpenVPN 2.6's frame extra
     tun_mtu_max: int = 0                         # client: tun-mtu-max (the cap is at least 1600 and tun_mtu)
     tls_mtu: int = 1250                           # max-packet-size: the largest control packet we send
     early_negotiation: bool = False              # client with tls-crypt-v2

@@ -41,20 +41,23 @@ class RouteSet:
         self.added.append(spec)
         return True
 
-    def add_redirect_gateway_def1(self, tun: str, remote_ip: str, path: "Path | None" = None) -> None:
+    def add_redirect_gateway_def1(self, tun: str, remote_ip: str, path: "Path | None" = None,
+                                  gateway: str | None = None) -> None:
         """0/1 + 128/1 via the tunnel, and a host route to the server via the old default path
-        (`path`, from path_to before the tunnel had an address or routes; looked up now if None)."""
+        (`path`, from path_to before the tunnel had an address or routes; looked up now if None).
+        `gateway`: a tap device's route-gateway, the halves go via it."""
         self.keep_path_to(remote_ip, path)
-        self.add("0.0.0.0", 1, dev=tun)
-        self.add("128.0.0.0", 1, dev=tun)
+        self.add("0.0.0.0", 1, dev=tun, gateway=gateway)
+        self.add("128.0.0.0", 1, dev=tun, gateway=gateway)
 
-    def add_redirect_gateway_ipv6(self, tun: str, remote_ip: str, path: "Path | None" = None) -> None:
+    def add_redirect_gateway_ipv6(self, tun: str, remote_ip: str, path: "Path | None" = None,
+                                  gateway: str | None = None) -> None:
         """::/1 + 8000::/1 via the tunnel (OpenVPN's `redirect-gateway ipv6`), keeping an IPv6
-        server reachable the old way."""
+        server reachable the old way (`gateway`: a tap device's IPv6 gateway)."""
         if ":" in remote_ip:
             self.keep_path_to(remote_ip, path)
-        self.add("::", 1, dev=tun)
-        self.add("8000::", 1, dev=tun)
+        self.add("::", 1, dev=tun, gateway=gateway)
+        self.add("8000::", 1, dev=tun, gateway=gateway)
 
     def add_unreachable_ipv6(self) -> None:
         """::/1 + 8000::/1 refused by the kernel itself: block-ipv6 where the TUN device cannot

@@ -31,6 +31,7 @@ log = logging.getLogger("vpn-appliance")
 TUNSETIFF = 0x400454CA
 TUNSETOFFLOAD = 0x400454D0
 IFF_TUN = 0x0001
+IFF_TAP = 0x0002
 IFF_NO_PI = 0x1000
 IFF_VNET_HDR = 0x4000
 SIOCGIFADDR = 0x8915
@@ -58,14 +59,22 @@ def refuse_router_adverts(name: str) -> None:
 
 
 class TunDevice:
-    def __init__(self, name: str = "tun%d", vnet_hdr: bool = True, mtu: int = 1500, tso: bool | None = None) -> None:
+    def __init__(self, name: str = "tun%d", vnet_hdr: bool = True, mtu: int = 1500, tso: bool | None = None,
+                 tap: bool = False) -> None:
+        """`tap`: a layer-2 TAP device (`dev tap`), whose reads and writes are whole Ethernet frames.
+        It runs without the virtio header: the offloads here (TSO splitting, GRO merging, the
+        flow-owner check) parse IP packets at offset 0, and a frame's IP header is not there;
+        the kernel segments and checksums what it hands us, and takes our frames one by one."""
         if tso is None:
             tso = offload.SPLIT_COMPILED     # the module docstring says why
+        if tap:
+            vnet_hdr = False
+        self.tap = tap
         self.fd = os.open("/dev/net/tun", os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
         self.mtu = mtu
         self.vnet_hdr = False
         self.offload_note = ""
-        flags = IFF_TUN | IFF_NO_PI | (IFF_VNET_HDR if vnet_hdr else 0)
+        flags = (IFF_TAP if tap else IFF_TUN) | IFF_NO_PI | (IFF_VNET_HDR if vnet_hdr else 0)
         try:
             ifr = fcntl.ioctl(self.fd, TUNSETIFF, struct.pack("16sH", name.encode(), flags))
         except OSError:

@@ -292,22 +292,59 @@ reg.noop("resolv-retry", "names are resolved once per connection attempt, and at
 
 
 # ------------------------------------------------------------------ TUN device and MTU
-@reg.apply("dev", why="TUN device name", sets=("dev",), used_by="pump", nargs=(1, 1))
+@reg.apply("dev", why="TUN/TAP device name (tap*: a layer-2 TAP device, client only)", sets=("dev",),
+           used_by="pump", nargs=(1, 1))
 def _dev(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
-    if a[0].startswith("tap"):
-        p.err(d, "only tun is supported (layer 3)")
-    elif a[0] == "null":
+    if a[0] == "null":
         p.err(d, "dev null is not supported")
     else:
-        p.set("dev", a[0])
+        p.set("dev", a[0])          # the device type follows from the name unless dev-type says (finish)
 
 
+@reg.apply("dev-type", why="tun (layer 3) or tap (layer 2: Ethernet frames, client only), as OpenVPN 2.6; "
+           "without it the `dev` name says (tap* is tap, anything else tun)", sets=("dev_type",),
+           used_by="pump", nargs=(1, 1))
 def _dev_type(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
-    if a[0] != "tun":
-        p.err(d, "only tun is supported (layer 3)")
+    if a[0] not in ("tun", "tap"):
+        p.err(d, f"dev-type {a[0]}: only tun and tap are supported")
+    else:
+        p.set("dev_type", a[0])
 
 
-reg.noop("dev-type", "the device is always a TUN device", check=_dev_type, nargs=(1, 1))
+TAP_MTU_EXTRA_DEFAULT = 32     # OpenVPN 2.6's tun-mtu-extra on a tap device (options.c), unless given
+
+
+def finish_device(p: ParseState) -> None:
+    """The device type, with the whole file read (`dev` and `dev-type` in either order), as
+    OpenVPN 2.6 (tun.c dev_type_enum): dev-type if given, else the `dev` name (tap* is tap).
+    A tap device is a client's only: our server routes each packet to a client by its IP
+    address (and learns addresses so), which a layer-2 server would do by MAC address instead.
+    On a tap client, tun-mtu-extra defaults to 32 as in 2.6 (the OCC options string, the
+    mssfix figure), and a profile's route-gateway must be an address the routes can go via."""
+    o = p.o
+    if "dev_type" not in o.source:
+        o.dev_type = "tap" if o.dev.startswith("tap") else "tun"
+    if o.dev_type != "tap":
+        return
+    at = o.source.get("dev_type", o.source.get("dev", (p.path, None)))[1]
+    if o.role == "server":
+        p.err("dev-type" if "dev_type" in o.source else "dev",
+              "a tap (layer 2) server is not supported: this server routes each packet to a client by its IP "
+              "address; use dev tun here (dev tap works on a client)", at)
+        return
+    if "tun_mtu_extra" not in o.source:
+        o.tun_mtu_extra = TAP_MTU_EXTRA_DEFAULT
+    gw = o.route_gateway
+    if gw is not None:
+        try:
+            ipaddress.IPv4Address(gw)
+        except ValueError:
+            why = ("route-gateway dhcp (the gateway read from a DHCP reply on the tap) is not supported; "
+                   "give the gateway's address" if gw == "dhcp" else
+                   f"route-gateway {gw}: on a tap device the routes' gateway must be an IPv4 address")
+            p.err("route-gateway", why, o.source["route_gateway"][1])
+
+
 reg.noop("dev-node", "the TUN device is always opened through /dev/net/tun", nargs=(1, 1))
 
 

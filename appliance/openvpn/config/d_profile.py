@@ -46,17 +46,17 @@ def _route_metric(p: ParseState, d: str, a: list[str], inline: str | None) -> No
 _NAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?")
 
 
+@reg.apply("route-gateway", why="the gateway of routes without one: on a tap device routes go via it (a pushed "
+           "one takes its place); on a tun device routes go out of the device itself, as OpenVPN's, and it "
+           "changes no route", sets=("route_gateway",), used_by="client", nargs=(1, 1))
 def _route_gateway(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
-    """OpenVPN 2.6: `dhcp`, an address, a name or vpn_gateway/net_gateway/remote_host."""
+    """OpenVPN 2.6: `dhcp`, an address, a name or vpn_gateway/net_gateway/remote_host. Which of
+    them a tap client can use is decided with the device type (parser.finish)."""
     v = a[0]
     if v in ("dhcp", "vpn_gateway", "net_gateway", "remote_host") or _NAME.fullmatch(v):
+        p.set("route_gateway", v)
         return
     p.err(d, f"gateway {v!r} must be an IPv4 address, a name or dhcp")
-
-
-reg.noop("route-gateway", "routes go out of the TUN device itself (as OpenVPN's on a tun device, where the "
-         "gateway only names the far end): the address changes no route; a pushed one is only read too",
-         check=_route_gateway, nargs=(1, 1))
 
 
 @reg.apply("block-ipv6", why="no IPv6 leaves outside the tunnel: it is routed into the TUN and answered there "

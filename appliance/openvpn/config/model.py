@@ -166,12 +166,14 @@ class Options:
         `proto` (`proto udp4`); None or "": either, IPv4 first."""
         return self.proto_family if r.family is None else (r.family or None)
     dev: str = "tun"
+    dev_type: str = "tun"                       # tun (layer 3) or tap (layer 2: a client only), finish() decides
     tun_mtu: int = 1500
     mssfix: int | None = None                   # None: OpenVPN's default (1492, mtu); 0: off
     mssfix_mtu: bool = True                     # the value counts the outer IP+UDP/TCP headers
     fragment: int = 0                           # fragment N: datagrams of at most N bytes (0: off)
     fragment_mtu: bool = False                  # `fragment N mtu`: N counts the outer IP+UDP headers
-    tun_mtu_extra: int = 0                      # tun-mtu-extra: counted against mssfix, as OpenVPN
+    tun_mtu_extra: int = 0                      # tun-mtu-extra: counted against mssfix, as OpenVPN (tap: 32)
+    route_gateway: str | None = None            # route-gateway: a tap client's default route gateway
     tun_mtu_max: int = 0                        # client: the largest tun-mtu a server may push (0: 1600)
     verb: int = 1
     explicit_exit_notify: int = 0

@@ -455,6 +455,8 @@ def finish(p: ParseState) -> None:
         if "tmp_dir" in o.source:
             p.line = line("tmp_dir")
             p.note("tmp-dir", "only a server's auth-user-pass-verify uses it here; no effect on a client")
+    from .d_network import finish_device        # d_network builds on this module
+    finish_device(p)
     if o.tls_export_cert and not o.tls_verify:
         p.line = line("tls_export_cert")
         p.note("tls-export-cert", "no effect without tls-verify (the only reader of the file here; no plugins)")

@@ -1,0 +1,121 @@
+"""Our client with a `dev tap` profile (layer 2) against Debian's OpenVPN 2.6 server, in namespaces.
+
+Two servers, one lab: a routed tap server (`dev tap` + `server NET MASK`, pushing `ifconfig IP
+NETMASK`, `route-gateway` and a route) with our client and Debian's own tap client side by side
+(client-to-client: the server switches frames between them); and a bridged one (`server-bridge`
+with no pool: no ifconfig pushed) whose tap sits in a bridge with a LAN host behind it, which our
+client reaches at layer 2 once its up script gave the tap an address, as a DHCP client would.
+What a user checks: the addresses and routes, pings both ways, the pushed route, ARP answered on
+the tap (the neighbour is the far end's real MAC address), a TCP transfer, and that Debian's
+server saw the same device type and MTU in our OCC options string as in its own client's.
+"""
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from lab.configs import client_profile, server_config
+from lab.netns import BEHIND_IP, SRV_IP, TUN_SERVER_IP, Lab, until
+
+LAN_HOST, LAN_CLIENT = "198.18.60.1", "198.18.60.10"     # the bridged LAN and our client's address on it
+BRIDGE_PORT = 1195
+
+
+def _mac(ns, dev: str) -> str:
+    return json.loads(ns.run(f"ip -j link show dev {dev}").stdout)[0]["address"]
+
+
+def _neighbour(ns, dev: str, ip: str) -> str | None:
+    """The MAC address the kernel resolved for `ip` on `dev` (ARP), or None."""
+    for n in json.loads(ns.run(f"ip -j neigh show dev {dev}").stdout or "[]"):
+        if n.get("dst") == ip and "lladdr" in n:
+            return n["lladdr"]
+    return None
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    with Lab(clients=["client1", "client2"], tmp=tmp_path_factory.mktemp("tap")) as lab:
+        srv_conf = (server_config(lab.pki, extra="client-to-client\n")
+                    .replace("dev tun", "dev tap0").replace("topology subnet\n", "").replace("verb 3", "verb 7"))
+        lab.routed = lab.openvpn(lab.srv, srv_conf, "tapsrv")
+        # The bridged server: a bridge with a LAN host on a veth, and the server's tap put into it
+        # by the server's own up script (as a server-bridge deployment does).
+        lan = lab._ns("lan")
+        lab.srv.run("ip link add br0 type bridge && ip link set br0 up")
+        lab.srv.run(f"ip link add lana type veth peer name lanb netns {lan.name}")
+        lab.srv.run("ip link set lana master br0 && ip link set lana up")
+        lan.run(f"ip addr add {LAN_HOST}/24 dev lanb && ip link set lanb up")
+        lab.lan = lan
+        up = lab.write("bridge-up.sh", '#!/bin/sh\nip link set "$1" master br0 && ip link set "$1" up\n')
+        up.chmod(0o755)
+        bridge_conf = (server_config(lab.pki, port=BRIDGE_PORT)
+                       .replace("dev tun", "dev tap1").replace("topology subnet\n", "")
+                       .replace("server 198.19.0.0 255.255.255.0\n", "server-bridge\n")
+                       + f"script-security 2\nup {up}\n")
+        bridge_conf = "\n".join(ln for ln in bridge_conf.splitlines() if not ln.startswith("push ")) + "\n"
+        lab.bridged = lab.openvpn(lab.srv, bridge_conf, "bridgesrv")
+        yield lab
+
+
+def test_routed_tap_server_our_client_and_debians(lab):
+    """`dev tap` + `server`: the pushed `ifconfig IP NETMASK` on our tap, the pushed route via
+    route-gateway, ARP on the tap, pings both ways, to Debian's tap client through the server's
+    switch, and a TCP transfer; Debian's server logs no dev-type/tun-mtu inconsistency for us."""
+    other = lab.add_client_ns(1)
+    # The server's address on that namespace's own veth (the server answers from it).
+    theirs = lab.openvpn(other, client_profile(lab.pki, client="client2", remotes=[("198.18.2.1", 1194, "udp")])
+                         .replace("dev tun", "dev tap"), "theirs")
+    ours = lab.ours(lab.cli, client_profile(lab.pki).replace("dev tun", "dev tap"), "ours")
+    try:
+        addr = json.loads(lab.cli.run("ip -j -4 addr show dev tap0").stdout)[0]["addr_info"][0]
+        assert addr["prefixlen"] == 24 and addr["local"].startswith("198.19.0.") and "address" not in addr, addr
+        mine = addr["local"]
+        routes = lab.cli.run("ip -4 route show 198.18.100.0/24").stdout
+        assert f"via {TUN_SERVER_IP} dev tap0" in routes, routes
+        assert lab.ping(lab.cli, TUN_SERVER_IP, 3) == 3, "our client cannot ping the server's tap address"
+        assert _neighbour(lab.cli, "tap0", TUN_SERVER_IP) == _mac(lab.srv, "tap0"), \
+            "ARP on our tap did not resolve the server's tap address to its MAC"
+        assert lab.ping(lab.cli, BEHIND_IP, 2) == 2, "the pushed route (via route-gateway) does not work"
+        assert lab.ping(lab.srv, mine, 2) == 2, "the server cannot ping our client's tap address"
+        assert _neighbour(lab.srv, "tap0", mine) == _mac(lab.cli, "tap0")
+        theirs_ip = json.loads(other.run("ip -j -4 addr show dev tap0").stdout)[0]["addr_info"][0]["local"]
+        assert lab.ping(lab.cli, theirs_ip, 2) == 2, "our client cannot reach Debian's tap client (client-to-client)"
+        assert _neighbour(lab.cli, "tap0", theirs_ip) == _mac(other, "tap0"), "no layer-2 path to Debian's client"
+        assert lab.ping(other, mine, 2) == 2
+        assert lab.tcp_transfer(lab.srv, TUN_SERVER_IP, lab.cli, 1_000_000) > 0, "TCP client→server failed"
+        assert lab.tcp_transfer(lab.srv, TUN_SERVER_IP, lab.cli, 1_000_000, reverse=True) > 0
+        log = lab.routed.log()
+        # What 2.6 compares at verb 7: the device type and MTU agree for both clients (link-mtu,
+        # auth and keysize differ for our tun client alike: our string carries the negotiated
+        # cipher's figures, 2.6 ignores those with NCP).
+        assert log.count("'dev-type' is used inconsistently") == 0, log[-3000:]
+        assert log.count("'tun-mtu' is used inconsistently") == 0
+        assert log.count("Expected Remote Options String (VER=V4): 'V4,dev-type tap,") >= 2
+        assert "Options String" in log and "remote='link-mtu 1581'" in log      # 1549 (ours on tun) + 32
+    finally:
+        ours.stop(5)
+        theirs.stop(5)
+
+
+def test_bridged_server_lan_host_at_layer_2(lab):
+    """`server-bridge` without a pool pushes no ifconfig: our tap comes up without an address,
+    the profile's up script gives it one (as its DHCP client would), and the LAN host behind the
+    server's bridge answers ARP and pings through the tunnel; it reaches us back."""
+    up = lab.write("client-up.sh", f'#!/bin/sh\nip addr add {LAN_CLIENT}/24 dev "$1"\n')
+    up.chmod(0o755)
+    prof = (client_profile(lab.pki, remotes=[(SRV_IP, BRIDGE_PORT, "udp")]).replace("dev tun", "dev tap")
+            + f"script-security 2\nup {up}\n")
+    ours = lab.ours(lab.cli, prof, "ours-bridge")
+    try:
+        assert "up without an address" in ours.log(), ours.log()[-2000:]
+        assert until(lambda: LAN_CLIENT in lab.cli.run("ip -4 addr show dev tap0").stdout, 10)
+        assert lab.wait_ping(lab.cli, LAN_HOST, 15), f"the LAN host behind the bridge is not reached:\n{ours.log()[-2000:]}"
+        assert _neighbour(lab.cli, "tap0", LAN_HOST) == _mac(lab.lan, "lanb"), "ARP did not cross the bridge"
+        assert lab.ping(lab.lan, LAN_CLIENT, 2) == 2, "the LAN host cannot reach our client"
+        pushed = re.search(r"server pushed: (.*)", ours.log())
+        assert pushed and "ifconfig" not in pushed.group(1), "server-bridge pushed an address after all"
+    finally:
+        ours.stop(5)
