@@ -21,6 +21,8 @@ from lab.netns import BEHIND_IP, SRV_IP, TUN_SERVER_IP, Lab, until
 
 LAN_HOST, LAN_CLIENT = "198.18.60.1", "198.18.60.10"     # the bridged LAN and our client's address on it
 BRIDGE_PORT = 1195
+POOL6, SERVER6 = "2001:db8:100::/64", "2001:db8:100::1"
+BEHIND6, BEHIND6_HOST = "2001:db8:200::/64", "2001:db8:200::1"    # pushed route-ipv6, a host on it
 
 
 def _mac(ns, dev: str) -> str:
@@ -35,11 +37,26 @@ def _neighbour(ns, dev: str, ip: str) -> str | None:
     return None
 
 
+def _syn_mss(lab, client_ns, client_ip: str) -> str:
+    """The MSS option of a TCP SYN from `client_ip` as the server's tap receives it (tcpdump)."""
+    dump = lab.start(lab.srv, ["tcpdump", "-l", "-n", "-v", "-i", "tap0", "-c", "1",
+                               f"tcp[tcpflags] & tcp-syn != 0 and src host {client_ip}"], f"syn-{client_ip}")
+    try:
+        assert dump.wait_for("listening on", 20), dump.log()
+        client_ns.run(f"timeout 3 bash -c 'exec 3<>/dev/tcp/{TUN_SERVER_IP}/9'", check=False)
+        dump.wait_for(r"mss \d+", 10)
+        m = re.search(r"mss (\d+)", dump.log())
+        return m.group(1) if m else f"none in {dump.log()[-500:]!r}"
+    finally:
+        dump.stop(3)
+
+
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
     with Lab(clients=["client1", "client2"], tmp=tmp_path_factory.mktemp("tap")) as lab:
-        srv_conf = (server_config(lab.pki, extra="client-to-client\n")
+        srv_conf = (server_config(lab.pki, extra=f'client-to-client\nmssfix 0\nserver-ipv6 {POOL6}\npush "route-ipv6 {BEHIND6}"\n')
                     .replace("dev tun", "dev tap0").replace("topology subnet\n", "").replace("verb 3", "verb 7"))
+        lab.srv.run(f"ip -6 addr add {BEHIND6_HOST}/128 dev lo")
         lab.routed = lab.openvpn(lab.srv, srv_conf, "tapsrv")
         # The bridged server: a bridge with a LAN host on a veth, and the server's tap put into it
         # by the server's own up script (as a server-bridge deployment does).
@@ -75,16 +92,25 @@ def test_routed_tap_server_our_client_and_debians(lab):
         mine = addr["local"]
         routes = lab.cli.run("ip -4 route show 198.18.100.0/24").stdout
         assert f"via {TUN_SERVER_IP} dev tap0" in routes, routes
+        assert f"via {TUN_SERVER_IP} dev tap0" in other.run("ip -4 route show 198.18.100.0/24").stdout
         assert lab.ping(lab.cli, TUN_SERVER_IP, 3) == 3, "our client cannot ping the server's tap address"
         assert _neighbour(lab.cli, "tap0", TUN_SERVER_IP) == _mac(lab.srv, "tap0"), \
             "ARP on our tap did not resolve the server's tap address to its MAC"
         assert lab.ping(lab.cli, BEHIND_IP, 2) == 2, "the pushed route (via route-gateway) does not work"
         assert lab.ping(lab.srv, mine, 2) == 2, "the server cannot ping our client's tap address"
+        r6 = lab.cli.run(f"ip -6 route show {BEHIND6}").stdout
+        assert f"via {SERVER6} dev tap0" in r6, r6      # as 2.6 on tap: via ifconfig-ipv6's remote
+        assert f"via {SERVER6} dev tap0" in other.run(f"ip -6 route show {BEHIND6}").stdout     # Debian's client
+        assert lab.ping(lab.cli, BEHIND6_HOST, 2) == 2, "the pushed route-ipv6 does not work"
         assert _neighbour(lab.srv, "tap0", mine) == _mac(lab.cli, "tap0")
         theirs_ip = json.loads(other.run("ip -j -4 addr show dev tap0").stdout)[0]["addr_info"][0]["local"]
         assert lab.ping(lab.cli, theirs_ip, 2) == 2, "our client cannot reach Debian's tap client (client-to-client)"
         assert _neighbour(lab.cli, "tap0", theirs_ip) == _mac(other, "tap0"), "no layer-2 path to Debian's client"
         assert lab.ping(other, mine, 2) == 2
+        # mssfix inside Ethernet frames: the SYN's MSS clamped as Debian's own tap client clamps it
+        # (1368 = 2.6's default 1492 less the headers and tun-mtu-extra's 32); the server's own
+        # clamping is off (mssfix 0), so what it sees is the client's doing.
+        assert _syn_mss(lab, lab.cli, mine) == _syn_mss(lab, other, theirs_ip) == "1368"
         assert lab.tcp_transfer(lab.srv, TUN_SERVER_IP, lab.cli, 1_000_000) > 0, "TCP client→server failed"
         assert lab.tcp_transfer(lab.srv, TUN_SERVER_IP, lab.cli, 1_000_000, reverse=True) > 0
         log = lab.routed.log()
