@@ -325,7 +325,8 @@ class TunnelNetwork(_TunAndRoutes):
                           nl=self._nl)
         self.link_mtu = mtu
         self.tun.note_local(local)      # the device's address now: flush=addressed removed any other
-        log.info("tun %s: address %s %s (topology %s), mtu %d", self.tun.name, local, second, pushed.topology, mtu)
+        log.info("%s %s: address %s %s (topology %s), mtu %d", self.opts.dev_type, self.tun.name, local, second,
+                 "none: tap" if self.tap else pushed.topology, mtu)
         has6 = False
         if pushed.ifconfig_ipv6 is not None:
             addr6, _, plen = pushed.ifconfig_ipv6[0].partition("/")

@@ -14,6 +14,7 @@ from appliance.openvpn.keymethod import PushedOptions
 
 
 class _Opts:
+    dev_type = "tun"
     redirect_gateway = None
     redirect_private = None
     route_nopull = False

@@ -325,6 +325,10 @@ def finish_device(p: ParseState) -> None:
     if "dev_type" not in o.source:
         o.dev_type = "tap" if o.dev.startswith("tap") else "tun"
     if o.dev_type != "tap":
+        if "route_gateway" in o.source:
+            p.line = o.source["route_gateway"][1]
+            p.note("route-gateway", "accepted, has no effect here: routes go out of the TUN device itself (as "
+                   "OpenVPN's on a tun device, where the gateway only names the far end); a pushed one is only read too")
         return
     at = o.source.get("dev_type", o.source.get("dev", (p.path, None)))[1]
     if o.role == "server":

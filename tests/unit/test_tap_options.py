@@ -1,0 +1,95 @@
+"""`dev tap` (layer 2) in a profile, as OpenVPN 2.6 reads it: the device type from dev-type or the
+`dev` name, tap's tun-mtu-extra 32 (the mssfix figure), route-gateway for a tap client, and the
+refusals that name their line: a tap server, `route-gateway dhcp`, the appliance TOML."""
+from __future__ import annotations
+
+import pytest
+
+from appliance.config.ovpn_import import import_profile
+from appliance.config.schema import parse_appliance_config
+from appliance.openvpn.config import ConfigErrors, parse_config
+from appliance.openvpn.errors import ConfigError
+from appliance.openvpn.settings import client_session_config, tcp_mss
+
+BASE = "client\nremote 198.18.0.1\n<ca>\nX\n</ca>\n"          # 5 lines
+SERVER = "ca ca.crt\ncert s.crt\nkey s.key\ndh none\nserver 198.19.0.0 255.255.255.0\n"   # 5 lines
+
+
+def _parse(text: str, path: str = "/p/c.ovpn"):
+    return parse_config(text, path, read_file=lambda p: b"x")
+
+
+def _errors(text: str, path: str = "/p/c.ovpn") -> list[str]:
+    with pytest.raises(ConfigError) as ei:
+        _parse(text, path)
+    e = ei.value
+    return [str(x) for x in (e.errors if isinstance(e, ConfigErrors) else [e])]
+
+
+@pytest.mark.parametrize("lines, dev_type", [
+    ("dev tap\n", "tap"), ("dev tap0\n", "tap"), ("dev tap7\n", "tap"),
+    ("dev office\ndev-type tap\n", "tap"), ("dev-type tap\ndev office\n", "tap"),   # either order
+    ("dev tun\n", "tun"), ("dev tun0\n", "tun"), ("", "tun"), ("dev office\n", "tun"),
+    ("dev tap0\ndev-type tun\n", "tun"),            # dev-type decides, as 2.6's dev_type_enum
+])
+def test_the_device_type_as_openvpn_decides_it(lines, dev_type):
+    o = _parse(BASE + lines)
+    assert o.dev_type == dev_type
+    assert o.tun_mtu_extra == (32 if dev_type == "tap" else 0)
+
+
+def test_tap_keeps_a_given_tun_mtu_extra():
+    assert _parse(BASE + "dev tap\ntun-mtu-extra 0\n").tun_mtu_extra == 0
+    assert _parse(BASE + "tun-mtu-extra 40\ndev tap\n").tun_mtu_extra == 40
+
+
+def test_tap_mss_is_openvpns_1368_for_aes_256_gcm():
+    """Debian's 2.6 logs `mss_fix:1368` for a tap client with the defaults (tun: 1400)."""
+    tap, tun = _parse(BASE + "dev tap\n"), _parse(BASE)
+    assert tcp_mss(tap, None, False, cipher="AES-256-GCM") == 1368
+    assert tcp_mss(tun, None, False, cipher="AES-256-GCM") == 1400
+
+
+def test_the_session_config_carries_the_device_for_the_options_string():
+    cfg = client_session_config(_parse(BASE + "dev tap\n"), "udp", "", "")
+    assert (cfg.dev_type, cfg.tun_mtu_extra) == ("tap", 32)
+    cfg = client_session_config(_parse(BASE + "tun-mtu-extra 32\n"), "udp", "", "")
+    assert (cfg.dev_type, cfg.tun_mtu_extra) == ("tun", 0)       # tun's OCC string is unchanged by it
+
+
+@pytest.mark.parametrize("lines, line, directive", [
+    ("dev tap\n", 6, "dev"), ("dev tap0\n", 6, "dev"), ("dev srv\ndev-type tap\n", 7, "dev-type"),
+])
+def test_a_tap_server_is_refused_at_its_line(lines, line, directive):
+    errs = _errors(SERVER + lines, "/p/s.conf")
+    assert len(errs) == 1, errs
+    assert errs[0].startswith(f"/p/s.conf:{line}: {directive}: a tap (layer 2) server is not supported"), errs
+    assert "by its IP address" in errs[0]
+
+
+def test_route_gateway_on_a_tap_client():
+    assert _parse(BASE + "dev tap\nroute-gateway 198.19.0.1\n").route_gateway == "198.19.0.1"
+    errs = _errors(BASE + "dev tap\nroute-gateway dhcp\n")
+    assert errs == ["/p/c.ovpn:7: route-gateway: route-gateway dhcp (the gateway read from a DHCP reply on the "
+                    "tap) is not supported; give the gateway's address"]
+    assert _errors(BASE + "route-gateway gw.example\ndev tap\n")[0].startswith(
+        "/p/c.ovpn:6: route-gateway: route-gateway gw.example: on a tap device the routes' gateway must be")
+
+
+def test_other_device_types_are_refused():
+    assert _errors(BASE + "dev-type null\n") == ["/p/c.ovpn:6: dev-type: dev-type null: only tun and tap are supported"]
+    assert _errors(BASE + "dev null\n") == ["/p/c.ovpn:6: dev: dev null is not supported"]
+
+
+def test_the_appliance_toml_refuses_a_tap_profile_before_start(tmp_path):
+    """The VM's router mode (firewall, LAN routes and NAT by IP into a TUN) has no layer-2 form."""
+    (tmp_path / "c.ovpn").write_text(BASE + "dev tap\n")
+    toml = '[wan]\nname = "eth0"\ndhcp = true\n\n[vpn]\nrole = "client"\nconfig = "c.ovpn"\n'
+    with pytest.raises(ConfigError) as ei:
+        parse_appliance_config(toml, str(tmp_path / "appliance.toml"))
+    assert f"{tmp_path / 'c.ovpn'}:6: dev: a tap (layer 2) device is not supported in the VM image" in str(ei.value)
+    prof = tmp_path / "p.ovpn"
+    prof.write_text("client\ndev-type tap\nremote 198.18.0.1\n<ca>\nx\n</ca>\n")
+    with pytest.raises(ConfigError) as ei:
+        import_profile(str(prof))
+    assert str(ei.value).startswith(f"{prof}:2: dev-type: a tap (layer 2) device is not supported in the VM image")
