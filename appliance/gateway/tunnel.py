@@ -233,6 +233,14 @@ class TunnelNetwork(_TunAndRoutes):
             raise PortGone(f"cannot create the {kind.upper()} device {name}: {e}") from e
         self.link_mtu = None
         log.info("opened %s device %s (offload %s)", kind.upper(), tun.name, "on" if tun.vnet_hdr else "off")
+        if self.opts.lladdr is not None:
+            # As OpenVPN 2.6 (init.c do_open_tun: set_lladdr), before the link comes up.
+            try:
+                with Rtnl() as nl:
+                    nl.link_set(self._tun_index(), address=bytes.fromhex(self.opts.lladdr.replace(":", "")))
+            except (NetlinkError, OSError, RuntimeError) as e:
+                raise PortGone(f"lladdr {self.opts.lladdr} on {tun.name}: {e}") from e
+            log.info("tap %s: MAC address %s (lladdr)", tun.name, self.opts.lladdr)
         return tun
 
     def reach(self, remote_ip: str) -> None:

@@ -36,6 +36,7 @@ NLMSG_ERROR, NLMSG_DONE = 2, 3
 RTM_NEWLINK = 16
 RTM_NEWADDR, RTM_DELADDR, RTM_GETADDR = 20, 21, 22
 RTM_NEWROUTE, RTM_DELROUTE, RTM_GETROUTE = 24, 25, 26
+IFLA_ADDRESS = 1
 IFLA_MTU = 4
 IFA_ADDRESS, IFA_LOCAL, IFA_FLAGS = 1, 2, 8
 IFA_F_NODAD = 0x02
@@ -167,12 +168,16 @@ class Rtnl:
             off += _align(n)
 
     # ---------------------------------------------------------------- links
-    def link_set(self, index: int, mtu: int | None = None, up: bool | None = None) -> None:
+    def link_set(self, index: int, mtu: int | None = None, up: bool | None = None,
+                 address: bytes | None = None) -> None:
+        """`address`: the link-layer (MAC) address, a tap device's `lladdr`."""
         flags = IFF_UP if up else 0
         change = IFF_UP if up is not None else 0
         body = _IFINFOMSG.pack(socket.AF_UNSPEC, 0, index, flags, change)
         if mtu is not None:
             body += _attr(IFLA_MTU, struct.pack("=I", mtu))
+        if address is not None:
+            body += _attr(IFLA_ADDRESS, address)
         self.request(RTM_NEWLINK, NLM_F_ACK, body)
 
     # ---------------------------------------------------------------- addresses

@@ -21,6 +21,7 @@ from lab.netns import BEHIND_IP, SRV_IP, TUN_SERVER_IP, Lab, until
 
 LAN_HOST, LAN_CLIENT = "198.18.60.1", "198.18.60.10"     # the bridged LAN and our client's address on it
 BRIDGE_PORT = 1195
+LLADDR = "02:00:5e:10:00:01"      # our client's `lladdr`: the tap's MAC address the server's ARP learns
 POOL6, SERVER6 = "2001:db8:100::/64", "2001:db8:100::1"
 BEHIND6, BEHIND6_HOST = "2001:db8:200::/64", "2001:db8:200::1"    # pushed route-ipv6, a host on it
 
@@ -85,7 +86,7 @@ def test_routed_tap_server_our_client_and_debians(lab):
     # The server's address on that namespace's own veth (the server answers from it).
     theirs = lab.openvpn(other, client_profile(lab.pki, client="client2", remotes=[("198.18.2.1", 1194, "udp")])
                          .replace("dev tun", "dev tap"), "theirs")
-    ours = lab.ours(lab.cli, client_profile(lab.pki).replace("dev tun", "dev tap"), "ours")
+    ours = lab.ours(lab.cli, client_profile(lab.pki).replace("dev tun", "dev tap") + f"lladdr {LLADDR}\n", "ours")
     try:
         addr = json.loads(lab.cli.run("ip -j -4 addr show dev tap0").stdout)[0]["addr_info"][0]
         assert addr["prefixlen"] == 24 and addr["local"].startswith("198.19.0.") and "address" not in addr, addr
@@ -102,7 +103,7 @@ def test_routed_tap_server_our_client_and_debians(lab):
         assert f"via {SERVER6} dev tap0" in r6, r6      # as 2.6 on tap: via ifconfig-ipv6's remote
         assert f"via {SERVER6} dev tap0" in other.run(f"ip -6 route show {BEHIND6}").stdout     # Debian's client
         assert lab.ping(lab.cli, BEHIND6_HOST, 2) == 2, "the pushed route-ipv6 does not work"
-        assert _neighbour(lab.srv, "tap0", mine) == _mac(lab.cli, "tap0")
+        assert _neighbour(lab.srv, "tap0", mine) == _mac(lab.cli, "tap0") == LLADDR     # the profile's lladdr
         theirs_ip = json.loads(other.run("ip -j -4 addr show dev tap0").stdout)[0]["addr_info"][0]["local"]
         assert lab.ping(lab.cli, theirs_ip, 2) == 2, "our client cannot reach Debian's tap client (client-to-client)"
         assert _neighbour(lab.cli, "tap0", theirs_ip) == _mac(other, "tap0"), "no layer-2 path to Debian's client"

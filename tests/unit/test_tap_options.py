@@ -93,3 +93,12 @@ def test_the_appliance_toml_refuses_a_tap_profile_before_start(tmp_path):
     with pytest.raises(ConfigError) as ei:
         import_profile(str(prof))
     assert str(ei.value).startswith(f"{prof}:2: dev-type: a tap (layer 2) device is not supported in the VM image")
+
+
+def test_lladdr_sets_a_tap_devices_mac_address():
+    assert _parse(BASE + "dev tap\nlladdr 02:00:5E:10:0:1\n").lladdr == "02:00:5e:10:00:01"
+    assert _errors(BASE + "lladdr 02:00:5e:10:00:01\n") == [
+        "/p/c.ovpn:6: lladdr: only a tap device has a MAC address (this profile's device is tun)"]
+    assert _errors(BASE + "dev tap\nlladdr 01:00:5e:10:00:01\n")[0].startswith("/p/c.ovpn:7: lladdr: 01:00:5e:10:00:01 is a multicast")
+    assert "not a MAC address" in _errors(BASE + "dev tap\nlladdr 02:00:5e:10:00\n")[0]
+    assert "not a MAC address" in _errors(BASE + "dev tap\nlladdr 02:00:5e:10:00:zz\n")[0]

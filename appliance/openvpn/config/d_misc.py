@@ -256,7 +256,21 @@ def _management_client_auth(p: ParseState, d: str, a: list[str], inline: str | N
 reg.refuse("secret", "static-key mode is not supported (deprecated in OpenVPN 2.6); use TLS", inline=True)
 reg.refuse("pkcs11-providers", "PKCS#11 is not supported")
 reg.refuse("cryptoapicert", "not supported on this platform")
-reg.refuse("lladdr", "only tun is supported")
+@reg.apply("lladdr", why="a tap device's MAC address (OpenVPN 2.6: set on the device when it opens)",
+           sets=("lladdr",), used_by="client", nargs=(1, 1))
+def _lladdr(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
+    """Six hex octets with colons, a unicast address (the kernel refuses a multicast one); that
+    the device is a tap is checked with the whole file (d_network.finish_device)."""
+    parts = a[0].split(":")
+    if len(parts) != 6 or not all(len(x) in (1, 2) and all(c in "0123456789abcdefABCDEF" for c in x)
+                                  for x in parts):
+        p.err(d, f"{a[0]!r} is not a MAC address (six hex octets with colons, e.g. 02:00:5e:10:00:01)")
+        return
+    mac = bytes(int(x, 16) for x in parts)
+    if mac[0] & 1 or mac == bytes(6):
+        p.err(d, f"{a[0]} is a multicast or all-zero address; a device needs a unicast one")
+        return
+    p.set("lladdr", ":".join(f"{b:02x}" for b in mac))
 
 
 @reg.apply("static-challenge", why="client: the server wants a challenge response with the password; the "

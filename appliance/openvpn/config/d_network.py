@@ -325,6 +325,9 @@ def finish_device(p: ParseState) -> None:
     if "dev_type" not in o.source:
         o.dev_type = "tap" if o.dev.startswith("tap") else "tun"
     if o.dev_type != "tap":
+        if o.lladdr is not None:
+            p.err("lladdr", "only a tap device has a MAC address (this profile's device is tun)",
+                  o.source["lladdr"][1])
         if "route_gateway" in o.source:
             p.line = o.source["route_gateway"][1]
             p.note("route-gateway", "accepted, has no effect here: routes go out of the TUN device itself (as "

@@ -174,6 +174,7 @@ class Options:
     fragment_mtu: bool = False                  # `fragment N mtu`: N counts the outer IP+UDP headers
     tun_mtu_extra: int = 0                      # tun-mtu-extra: counted against mssfix, as OpenVPN (tap: 32)
     route_gateway: str | None = None            # route-gateway: a tap client's default route gateway
+    lladdr: str | None = None                   # lladdr: a tap device's MAC address (aa:bb:cc:dd:ee:ff)
     tun_mtu_max: int = 0                        # client: the largest tun-mtu a server may push (0: 1600)
     verb: int = 1
     explicit_exit_notify: int = 0
