@@ -55,7 +55,8 @@ def _syn_mss(lab, client_ns, client_ip: str) -> str:
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
     with Lab(clients=["client1", "client2"], tmp=tmp_path_factory.mktemp("tap")) as lab:
-        srv_conf = (server_config(lab.pki, extra=f'client-to-client\nmssfix 0\nserver-ipv6 {POOL6}\npush "route-ipv6 {BEHIND6}"\n')
+        srv_conf = (server_config(lab.pki, extra=f'client-to-client\nmssfix 0\nserver-ipv6 {POOL6}\npush "route-ipv6 {BEHIND6}"\n'
+                                               'push "redirect-gateway def1"\n')
                     .replace("dev tun", "dev tap0").replace("topology subnet\n", "").replace("verb 3", "verb 7"))
         lab.srv.run(f"ip -6 addr add {BEHIND6_HOST}/128 dev lo")
         lab.routed = lab.openvpn(lab.srv, srv_conf, "tapsrv")
@@ -94,6 +95,9 @@ def test_routed_tap_server_our_client_and_debians(lab):
         routes = lab.cli.run("ip -4 route show 198.18.100.0/24").stdout
         assert f"via {TUN_SERVER_IP} dev tap0" in routes, routes
         assert f"via {TUN_SERVER_IP} dev tap0" in other.run("ip -4 route show 198.18.100.0/24").stdout
+        for ns in (lab.cli, other):             # redirect-gateway def1: its halves via route-gateway too
+            halves = ns.run("ip -4 route show 0.0.0.0/1; ip -4 route show 128.0.0.0/1").stdout
+            assert halves.count(f"via {TUN_SERVER_IP} dev tap0") == 2, halves
         assert lab.ping(lab.cli, TUN_SERVER_IP, 3) == 3, "our client cannot ping the server's tap address"
         assert _neighbour(lab.cli, "tap0", TUN_SERVER_IP) == _mac(lab.srv, "tap0"), \
             "ARP on our tap did not resolve the server's tap address to its MAC"
