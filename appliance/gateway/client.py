@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Protocol
 from ..openvpn import ciphers
 from ..openvpn import events as ev
 from ..openvpn.authtoken import AuthToken
+from ..openvpn.clientnat import MAX_ENTRIES as NAT_MAX
+from ..openvpn.clientnat import ClientNat, combined
 from ..openvpn.datapath import ClientDataPath
 from ..openvpn.config import ConfigError, Options, Remote
 from ..openvpn.errors import BadPacket
@@ -1069,6 +1071,7 @@ class ClientGateway:
             log.error("cannot configure the tunnel with what the server pushed: %s", ex)
             self._schedule_retry()
             return
+        self._set_client_nat(c, e.pushed)
         tun = self.net.tun
         if tun is not None and self.tun_watched is not tun:
             self.pump.watch(tun, self._on_tun_read)
@@ -1097,6 +1100,17 @@ class ClientGateway:
                  e.cipher, e.key_derivation, e.peer_id, Lazy(vm_rss))
         # The services (DNS forwarder, status, ...) hear of it once the first packets have flowed.
         self.pump.timers.arm("announce", self.clock() + AFTER_UP_DELAY, lambda: self._announce_up(c, pushed))
+
+    def _set_client_nat(self, c: Connection, pushed) -> None:
+        """client-nat: the profile's rules then the pushed ones (64 in all, as OpenVPN 2.6, which
+        warns of the rest), for this connection only: a reconnect starts again from the profile's."""
+        rules, dropped = combined(self.opts.client_nat, pushed.client_nat if pushed is not None else [])
+        if dropped:
+            log.warning("client-nat table overflow (max %d entries): %d pushed entr%s left out", NAT_MAX,
+                        dropped, "y" if dropped == 1 else "ies")
+        c.dp.set_nat(ClientNat(rules) if rules else None)
+        if rules:
+            log.info("client-nat: %s", "; ".join(str(r) for r in rules))
 
     def _announce_up(self, c: Connection, pushed) -> None:
         if self.scripts is not None and self.scripts.runner.busy and self.conn is c:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Callable
 
+from .clientnat import ClientNat
 from .ethernet import ip_offset
 from .mss import clamp_mss
 from .server import ClientRecord, ServerDispatcher
@@ -97,6 +98,33 @@ class ClientDataPath:
         self.mss = MssPolicy(mss_rule)
         if tap:
             self.mss.clamp = self.mss.clamp_frame       # the one place the frame/packet choice is made
+        self.nat: ClientNat | None = None
+
+    def set_nat(self, nat: ClientNat | None) -> None:
+        """client-nat for this connection (openvpn/clientnat.py), or None. Why the methods are
+        swapped rather than tested: without client-nat (nearly always) the path stays exactly the
+        plain one, not one test per packet slower. With it, outgoing packets are translated
+        before their MSS is clamped and sealed, incoming ones after opening and clamping
+        (OpenVPN 2.6 clamps first both ways; the two touch different fields and adjust the
+        checksum incrementally, so the order changes no byte)."""
+        self.nat = nat
+        if nat is None:
+            self.__dict__.pop("open", None)
+            self.__dict__.pop("seal_batch", None)
+        else:
+            self.open = self._open_nat              # type: ignore[method-assign]
+            self.seal_batch = self._seal_batch_nat  # type: ignore[method-assign]
+
+    def _open_nat(self, packet, now: float) -> list:
+        pts = ClientDataPath.open(self, packet, now)
+        if pts:
+            incoming = self.nat.incoming            # type: ignore[union-attr]
+            return [incoming(p) for p in pts]
+        return pts
+
+    def _seal_batch_nat(self, pkts: list, now: float) -> list:
+        outgoing = self.nat.outgoing                # type: ignore[union-attr]
+        return ClientDataPath.seal_batch(self, [outgoing(p) for p in pkts], now)
 
     def open(self, packet, now: float) -> list:
         """One wire packet in; tunnel packets out (MSS clamped)."""

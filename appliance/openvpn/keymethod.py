@@ -9,6 +9,7 @@ import re
 import struct
 from dataclasses import dataclass, field
 
+from .clientnat import parse_rule as parse_client_nat
 from .errors import BadPacket
 from .peernames import from_peer, to_bytes
 
@@ -308,6 +309,7 @@ class PushedOptions:
     explicit_exit_notify: int | None = None
     block_ipv6: bool = False                         # no IPv6 anywhere: gateway/block_ipv6.py
     session_timeout: int | None = None               # the client exits N s after the push (0: never)
+    client_nat: list = field(default_factory=list)   # clientnat.NatRule: after the profile's (64 in all)
     ignored: list[str] = field(default_factory=list)
     filtered: list[str] = field(default_factory=list)   # dropped by a `pull-filter ignore`
     complete: bool = False
@@ -424,11 +426,12 @@ class PushRejected(BadPacket):
 _OPTION_SPLIT = re.compile(r"[ \t\n\v\f\r]+")
 
 # What `route-nopull` keeps out, as OpenVPN 2.6 (init.c pull_permission_mask: without route-nopull
-# only, OPT_P_ROUTE and OPT_P_DHCPDNS are taken): routes, redirect-gateway, block-ipv6, and the
+# only, OPT_P_ROUTE and OPT_P_DHCPDNS are taken): routes, redirect-gateway, block-ipv6, client-nat, and the
 # DNS options, which otherwise still reached the host's resolver, the LAN's DNS forwarder and
 # DHCP server (a profile that keeps the server's routes out keeps its DNS out too).
 NOPULL_OPTIONS = frozenset(("route", "route-ipv6", "redirect-gateway", "redirect-private", "route-metric",
-                            "block-ipv6", "dhcp-option", "dns", "block-outside-dns", "register-dns"))
+                            "block-ipv6", "dhcp-option", "dns", "block-outside-dns", "register-dns",
+                            "client-nat"))
 
 
 # An option kept only to be logged (ignored, filtered) keeps at most this much of its text: a
@@ -552,13 +555,20 @@ def parse_push_reply_untrusted(text: str, into: PushedOptions | None = None,
                 p.session_timeout = _int_in(args, 0, 2**31 - 1, "session-timeout")
             elif name == "block-ipv6" and not args:
                 p.block_ipv6 = True
+            elif name == "client-nat":
+                try:
+                    p.client_nat.append(parse_client_nat(args))
+                except ValueError as e:
+                    # As OpenVPN 2.6: a bad pushed entry is logged and left out, the push goes on.
+                    p.ignored.append(_noted(a) + f" ({e})")
             elif name == "push-continuation" and args:
                 cont = args[0]
             else:
                 p.ignored.append(_noted(a))
         except ValueError:
             raise BadPacket(f"bad pushed option: {' '.join(a)}") from None
-    n = len(p.routes) + len(p.routes_ipv6) + len(p.dhcp_options) + len(p.ignored) + len(p.filtered)
+    n = (len(p.routes) + len(p.routes_ipv6) + len(p.dhcp_options) + len(p.ignored) + len(p.filtered)
+         + len(p.client_nat))
     if n > MAX_PUSHED_OPTIONS:
         raise PushRejected(f"the server pushed more than {MAX_PUSHED_OPTIONS} options")
     p.complete = cont != "2"

@@ -12,6 +12,8 @@ from __future__ import annotations
 import os
 import re
 
+from ..clientnat import MAX_ENTRIES as CLIENT_NAT_MAX
+from ..clientnat import parse_rule
 from ..keymethod import MAX_DNS_ADDRESSES, DnsServer, _dns_endpoint
 from .directives import Registry
 from .parser import ParseState
@@ -139,9 +141,29 @@ def _dns(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
                  "(search-domains D..., server N address|resolve-domains|dnssec|transport|sni ...)")
 
 
+# ------------------------------------------------------------------ client-nat
+@reg.apply("client-nat", why="client: stateless 1:1 NAT of inner IPv4 addresses (snat: our NETWORK's "
+           "sources leave as ALIAS; dnat: destinations in NETWORK leave as ALIAS; replies mapped back), "
+           "checksums fixed, as OpenVPN 2.6 (clinat.c); pushed ones are added after these, 64 in all "
+           "(openvpn/clientnat.py)", sets=("client_nat",), used_by="client", nargs=(4, 4),
+           show={"client_nat": lambda v: [str(r) for r in v]})
+def _client_nat(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
+    try:
+        rule = parse_rule(a)
+    except ValueError as e:
+        p.err(d, str(e))
+        return
+    if len(p.o.client_nat) >= CLIENT_NAT_MAX:
+        # OpenVPN 2.6 warns and drops it ("client-nat table overflow"); a profile line that
+        # would do nothing is an error here, at its line.
+        p.err(d, f"more than {CLIENT_NAT_MAX} client-nat entries (OpenVPN 2.6's table size)")
+        return
+    p.add("client_nat", rule)
+
+
 # Settings of this module our server does not apply (field -> directive).
 CLIENT_ONLY = {"route_metric": "route-metric", "block_ipv6": "block-ipv6",
-               "dns_servers": "dns", "dns_search_domains": "dns"}
+               "dns_servers": "dns", "dns_search_domains": "dns", "client_nat": "client-nat"}
 
 
 def finish_profile(p: ParseState) -> None:

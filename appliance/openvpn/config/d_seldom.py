@@ -74,8 +74,6 @@ reg.refuse("single-session", "not supported: a server here serves every client t
 reg.refuse("capath", "a CA directory is not supported (OpenVPN 2.6 calls it experimental; it looks the hashed "
            "CA and CRL files up there as chains need them); give the CAs in `ca FILE` and the CRL in `crl-verify`",
            access=True)
-reg.refuse("client-nat", "not supported: addresses are not rewritten in the tunnel here; route or "
-           "NAT them on the host instead")
 @reg.apply("management-query-proxy", why="client: before each remote is tried, the management client is told "
            ">PROXY:N,UDP|TCP,HOST and answers `proxy NONE` (as the profile says) or `proxy HTTP HOST PORT [nct]` "
            "(a TCP remote through that HTTP proxy), as OpenVPN 2.6; not asked with management-query-remote on, "

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from ..ciphers import DEFAULT_DATA_CIPHERS
 from ..httpproxy import HttpProxy
 from ..socksproxy import SocksProxy
+from ..clientnat import NatRule
 from ..keymethod import DnsServer
 from ..errors import ConfigError
 from ..replay import DEFAULT_SIZE as DEFAULT_REPLAY_WINDOW
@@ -191,6 +192,7 @@ class Options:
     route_metric: int = 0                        # route-metric: routes without a metric get it (0: none)
     dhcp_options: list[tuple[str, str]] = field(default_factory=list)  # client: the profile's dhcp-option lines
     block_ipv6: bool = False                     # block-ipv6: no IPv6 leaves outside the tunnel
+    client_nat: list[NatRule] = field(default_factory=list)   # client-nat lines (openvpn/clientnat.py)
     dns_servers: dict[int, DnsServer] = field(default_factory=dict)   # `dns server N ...` by priority
     dns_search_domains: list[str] = field(default_factory=list)       # `dns search-domains ...`
     session_timeout: int = 0                     # session-timeout N: a client exits N s into a connection
