@@ -89,6 +89,7 @@ def tls_settings(opts: Options, is_server: bool, crl_reader: Callable | None = N
         verify_hash=list(opts.verify_hash), verify_hash_algo=opts.verify_hash_algo,
         cert_profile=opts.tls_cert_profile,
         hold_for_verdict=bool(opts.tls_verify),      # the gateway runs the command (gateway/tlsverify.py)
+        capath=opts.capath,
     )
 
 

@@ -67,6 +67,9 @@ class TlsSettings:
     # tls-verify: once our own checks pass, the handshake is held (nothing sent, nothing read)
     # until the gateway's verdict on the chain (TlsEndpoint.verify_chain / give_verdict).
     hold_for_verdict: bool = False
+    # capath DIR: CAs and CRLs looked up in a c_rehash'ed directory as chains need them, each
+    # certificate of a chain checked against its issuer's CRL (a missing CRL passes), as 2.6.
+    capath: str | None = None
 
 
 # ------------------------------------------------------------------ tls-cipher, tls-ciphersuites, tls-groups
@@ -408,7 +411,9 @@ def build_context(s: TlsSettings) -> SSL.Context:
         if s.cert is not None and len(chain) == 1:
             for c in own_chain(store, chain[0]):
                 ctx.add_extra_chain_cert(c)
-    if s.ca is None and not s.peer_fingerprints:
+    if s.capath is not None:
+        _add_capath(ctx.get_cert_store(), s.capath)
+    if s.ca is None and s.capath is None and not s.peer_fingerprints:
         raise ConfigError("need ca or peer-fingerprint to verify the peer")
     mode = SSL.VERIFY_PEER
     if s.is_server:
@@ -416,9 +421,11 @@ def build_context(s: TlsSettings) -> SSL.Context:
             mode = SSL.VERIFY_NONE
         elif s.verify_client_cert == "require":
             mode |= SSL.VERIFY_FAIL_IF_NO_PEER_CERT
-    fingerprint_only = s.ca is None
+    fingerprint_only = s.ca is None and s.capath is None
 
-    if fingerprint_only:
+    if s.capath is not None:
+        ctx.set_verify(mode, _capath_verdict)
+    elif fingerprint_only:
         def accept_any(conn, cert, errno, depth, ok):  # noqa: ANN001 - pyOpenSSL callback signature
             # With only peer-fingerprint configured, the leaf is checked after the handshake
             # instead -- but not its key's strength: the security level (tls-cert-profile, a
@@ -438,6 +445,52 @@ def build_context(s: TlsSettings) -> SSL.Context:
     return ctx
 
 
+# OpenSSL's X509_V_ERR_UNABLE_TO_GET_CRL: with capath's CRL checks, no CRL for a certificate's issuer.
+X509_V_ERR_UNABLE_TO_GET_CRL = 3
+
+
+def _add_capath(store: crypto.X509Store, capath: str) -> None:
+    """As OpenVPN 2.6 (ssl_openssl.c tls_ctx_load_ca): OpenSSL's hashed-directory lookup on the
+    store (HASH.N CA files, HASH.rN CRLs, found when a chain needs them, so files c_rehash adds
+    while we run count from the next handshake), and CRL checks for every certificate of the
+    chain -- for the `ca` file's CAs too, as there."""
+    try:
+        store.load_locations(None, capath)
+    except crypto.Error as e:
+        raise ConfigError(f"cannot add a lookup at capath {capath}: {e}", directive="capath") from None
+    store.set_flags(crypto.X509StoreFlags.CRL_CHECK | crypto.X509StoreFlags.CRL_CHECK_ALL)
+
+
+def _capath_verdict(conn, cert, errno, depth, ok):  # noqa: ANN001 - pyOpenSSL callback signature
+    """OpenSSL's verdict on each certificate, but a missing CRL passes: OpenVPN 2.6's
+    verify_callback logs "VERIFY WARNING ... unable to get certificate CRL" and goes on; a
+    revoked certificate, a CRL badly signed or out of date refuse the peer, as there. (Only
+    with capath: this Python callback costs each handshake an object per certificate.)"""
+    return bool(ok) or errno == X509_V_ERR_UNABLE_TO_GET_CRL
+
+
+def _capath_recheck(capath: str, cas: list):
+    """check(cert, chain) -> None, raising RemoteProtocolError as a handshake under capath
+    would refuse: OpenSSL's X509StoreContext has no callback to pass a missing CRL, so each
+    certificate of the verified chain is checked alone against its issuer's CRL (CRL_CHECK,
+    its issuers given), and only UNABLE_TO_GET_CRL is let through. Built once per reload."""
+    store = crypto.X509Store()
+    for c in cas:                           # the `ca` file's CAs, checked against capath's CRLs too
+        store.add_cert(c)
+    store.load_locations(None, capath)
+    store.set_flags(crypto.X509StoreFlags.CRL_CHECK)
+
+    def check(verified: list) -> None:
+        for i, c in enumerate(verified):
+            try:
+                crypto.X509StoreContext(store, c, verified[i + 1:]).verify_certificate()
+            except crypto.X509StoreContextError as e:
+                if e.errors and e.errors[0] == X509_V_ERR_UNABLE_TO_GET_CRL:
+                    continue
+                raise RemoteProtocolError(f"VERIFY ERROR: depth={i}, {e}") from None
+    return check
+
+
 def peer_rechecker(s: TlsSettings):
     """check(cert, chain_of) raising RemoteProtocolError when settings `s` (a reload's) would not
     let a connected peer in: its chain against `s`'s CA store (OpenSSL's verification, as at the
@@ -449,10 +502,14 @@ def peer_rechecker(s: TlsSettings):
     verified_chain_digests), or None without a CA store: the chain the peer's renegotiations
     are compared with from then on (ControlChannel.chain_verified_again)."""
     store = None
-    if s.ca is not None:
+    if s.ca is not None or s.capath is not None:
         store = crypto.X509Store()
-        for c in _load_certs(s.ca):
-            store.add_cert(crypto.X509.from_cryptography(c))
+        cas = [crypto.X509.from_cryptography(c) for c in _load_certs(s.ca)] if s.ca is not None else []
+        for c in cas:
+            store.add_cert(c)
+        if s.capath is not None:
+            store.load_locations(None, s.capath)        # the chain; its CRLs: crl_check below
+    crl_check = _capath_recheck(s.capath, cas) if s.capath is not None else None
     # The security level new handshakes run at (tls-cipher's @SECLEVEL, tls-cert-profile,
     # OpenSSL's default): the store above verifies with none, so a reload that raised it kept
     # an RSA-2048 client under @SECLEVEL=3 until its next renegotiation.
@@ -470,6 +527,8 @@ def peer_rechecker(s: TlsSettings):
                                                    [crypto.X509.from_cryptography(c) for c in chain]).get_verified_chain()
             except crypto.X509StoreContextError as e:
                 raise RemoteProtocolError(f"VERIFY ERROR: {e}") from None
+            if crl_check is not None:
+                crl_check(verified)
             digests = tuple(hashlib.sha256(crypto.dump_certificate(crypto.FILETYPE_ASN1, c)).digest()
                             for c in verified[:MAX_CERT_DEPTH])
             # The checks read the chain the new store verified, as OpenVPN reads it when the peer

@@ -2,7 +2,8 @@
 that asks for one fails at its line rather than running without it: tls-crypt-v2-max-age
 (bc5ec987, CVE-2026-12932; tls-crypt-v2-verify is run since 2026-12-03:
 tests/gateway/test_tls_verify.py), management-signal and
-management-forget-disconnect (4bf05d48), capath (2befad4d's CRL mixups). auth-gen-token's
+management-forget-disconnect (4bf05d48). capath is served since 2026-12-04 with its CRLs kept
+apart from crl-verify's, as after 2befad4d's CRL mixups fix (tls.py _add_capath). auth-gen-token's
 external-auth (423afa8e, CVE-2026-13122: the session of an invalid token kept for the external
 verdict) and management-client-auth are served since 2026-12-03 (with the fix:
 tests/gateway/test_auth_script.py), and refused here only without what they need (a command or
@@ -20,7 +21,7 @@ from tests.gateway.conftest import pki, server_conf  # noqa: F401 - pki: the fix
 
 @pytest.mark.parametrize("line", ["auth-gen-token 0 external-auth",
                                   "tls-crypt-v2-max-age 30", "management-signal", "management-forget-disconnect",
-                                  "capath /etc/ssl/certs", "management-client-auth"])
+                                  "management-client-auth"])
 def test_a_server_config_asking_for_it_fails_at_its_line(pki, line):
     text = server_conf(pki, extra=f"script-security 2\n{line}\n")
     at = next(i for i, t in enumerate(text.splitlines(), 1) if t == line)

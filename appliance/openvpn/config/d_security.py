@@ -51,6 +51,20 @@ def _ca(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
                  "give it with crl-verify, or take it out")
         return
     p.set("ca", v)
+
+
+@reg.apply("capath", why="a directory of hashed CA and CRL files (c_rehash / `openssl rehash`: HASH.N, HASH.rN) "
+           "looked up as chains need them, every certificate of the peer's chain checked against its issuer's "
+           "CRL there (none found: accepted, as OpenVPN 2.6's \"VERIFY WARNING\"); beside `ca` or instead of it",
+           sets=("capath",), used_by="tls", nargs=(1, 1), access=True)
+def _capath(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
+    path = p.path_arg(a[0])
+    if not os.path.isdir(path) or not os.access(path, os.R_OK | os.X_OK):
+        p.err(d, f"{a[0]} is not a readable directory")
+        return
+    p.set("capath", path)
+
+
 reg.apply("cert", why="our certificate", sets=("cert",), used_by="tls", nargs=(1, 1), inline=True,
           show={"cert": _secret})(_pem("cert"))
 reg.apply("key", why="our private key", sets=("key",), used_by="tls", nargs=(1, 1), inline=True,

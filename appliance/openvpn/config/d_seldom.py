@@ -67,13 +67,6 @@ reg.refuse("replay-persist", "not supported: in TLS mode OpenVPN 2.6 keeps tls-a
 reg.refuse("single-session", "not supported: a server here serves every client that passes its checks, each "
            "for as many sessions as it opens (`max-clients 1` caps the clients, `duplicate-cn` off keeps one "
            "session per name)", access=True)
-# Checked on Debian's 2.6.14: with capath a chain verifies against the directory's hashed CA files,
-# each certificate of it checked against the directory's CRLs (a missing CRL is only a "VERIFY
-# WARNING ... unable to get certificate CRL"; a revoking one refuses the peer), files looked up there
-# as chains need them. Refused rather than half done: the CAs and CRLs decide who may connect.
-reg.refuse("capath", "a CA directory is not supported (OpenVPN 2.6 calls it experimental; it looks the hashed "
-           "CA and CRL files up there as chains need them); give the CAs in `ca FILE` and the CRL in `crl-verify`",
-           access=True)
 @reg.apply("management-query-proxy", why="client: before each remote is tried, the management client is told "
            ">PROXY:N,UDP|TCP,HOST and answers `proxy NONE` (as the profile says) or `proxy HTTP HOST PORT [nct]` "
            "(a TCP remote through that HTTP proxy), as OpenVPN 2.6; not asked with management-query-remote on, "

@@ -106,6 +106,7 @@ class Options:
     connect_retry_max_count: int | None = None
     server_poll_timeout: float = 120.0
     ca: bytes | None = None
+    capath: str | None = None                    # capath DIR: hashed CA/CRL files (tls.py _add_capath)
     cert: bytes | None = None
     key: bytes | None = None
     extra_certs: bytes | None = None             # extra-certs: sent after our certificate

@@ -491,7 +491,9 @@ def finish(p: ParseState) -> None:
                 p.err(n, "cannot be used with pkcs12 (it holds our certificate and key)", line(n))
     elif o.extra_certs is not None and o.cert is not None:
         o.cert = o.cert + b"\n" + o.extra_certs
-    if o.ca is None and not o.peer_fingerprint and o.pkcs12 is None:     # pkcs12: its CAs (keyunlock.py)
+    if o.pkcs12 is not None and o.capath is not None:   # as OpenVPN 2.6 (options.c)
+        p.err("capath", "cannot be used with pkcs12", line("capath"))
+    if o.ca is None and o.capath is None and not o.peer_fingerprint and o.pkcs12 is None:  # pkcs12: its CAs
         p.err("ca", "no `ca` (or `peer-fingerprint`) to verify the peer", None)
     if (o.cert is None) != (o.key is None):
         p.err("cert" if o.cert is None else "key", "cert and key go together", line("cert") or line("key"))

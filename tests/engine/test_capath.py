@@ -1,0 +1,121 @@
+"""`capath DIR` (tls.py _add_capath), as OpenVPN 2.6 with OpenSSL's hashed-directory lookup: the
+peer's chain is built from the directory's HASH.N files, each certificate of it checked against
+its issuer's HASH.rN CRL -- a missing CRL passes (2.6's "VERIFY WARNING"), a revoking, expired
+or foreign-signed one refuses; files c_rehash adds later count from the next handshake; a reload
+(peer_rechecker) judges a connected peer the same way."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.x509.oid import ExtendedKeyUsageOID
+from OpenSSL import crypto
+
+from appliance.bench import _cert, _pems
+from appliance.openvpn.config import parse_config
+from appliance.openvpn.crl import make_crl
+from appliance.openvpn.errors import ConfigError, RemoteProtocolError
+from appliance.openvpn.tls import TlsEndpoint, TlsSettings, build_context, peer_rechecker
+from tests.engine.test_own_chain import _sub_ca
+
+PEM = serialization.Encoding.PEM
+
+
+def _hash_name(cert) -> str:
+    return f"{crypto.X509.from_cryptography(cert).subject_name_hash():08x}"
+
+
+class Ca:
+    """root -> sub CA -> clients; the server's certificate from root."""
+
+    def __init__(self) -> None:
+        self.root = _cert("capath root")
+        self.sub = _sub_ca("capath sub", self.root)
+        self.good = _cert("good client", self.sub, ExtendedKeyUsageOID.CLIENT_AUTH)
+        self.bad = _cert("revoked client", self.sub, ExtendedKeyUsageOID.CLIENT_AUTH)
+        self.server = _cert("server", self.root, ExtendedKeyUsageOID.SERVER_AUTH)
+
+    def directory(self, d: Path, crl_days: int | None = 30, crl_by=None) -> Path:
+        """c_rehash's layout: HASH.0 per CA, HASH.r0 per CRL (named by its issuer's hash)."""
+        d.mkdir(exist_ok=True)
+        for c in (self.root, self.sub):
+            (d / f"{_hash_name(c[0])}.0").write_bytes(c[0].public_bytes(PEM))
+        if crl_days is not None:
+            self.add_crl(d, crl_days, crl_by)
+        return d
+
+    def add_crl(self, d: Path, days: int = 30, signer=None) -> None:
+        signer = signer or self.sub
+        (d / f"{_hash_name(self.sub[0])}.r0").write_bytes(
+            make_crl(self.sub[0], signer[1], [self.bad[0].serial_number], days=days, issuer=self.sub[0].subject))
+
+
+def _handshake(ca: Ca, capath: Path, who, ctx=None) -> str:
+    """"" when the server (capath) accepted `who`; else why not."""
+    server = TlsSettings(None, *_pems(ca.server), True, capath=str(capath))
+    client = TlsSettings(ca.root[0].public_bytes(PEM), _pems(who)[0] + ca.sub[0].public_bytes(PEM), _pems(who)[1],
+                         False)
+    c, s = TlsEndpoint(build_context(client), client), TlsEndpoint(ctx or build_context(server), server)
+    try:
+        out_c, _ = c.pump()
+        for _ in range(10):
+            s.feed(out_c)
+            out_s, _ = s.pump()
+            c.feed(out_s)
+            out_c, _ = c.pump()
+            if c.handshake_done and s.handshake_done and not out_c:
+                break
+    except Exception as e:  # noqa: BLE001 - the refusal is what we look at
+        return str(e) or type(e).__name__
+    return "" if s.handshake_done else "no handshake"
+
+
+@pytest.fixture(scope="module")
+def ca() -> Ca:
+    return Ca()
+
+
+def test_chain_from_the_directory_revoked_refused_missing_crl_passes(ca, tmp_path):
+    with_crl = ca.directory(tmp_path / "a")
+    assert _handshake(ca, with_crl, ca.good) == ""
+    assert "revoked" in _handshake(ca, with_crl, ca.bad)
+    no_crl = ca.directory(tmp_path / "b", crl_days=None)
+    assert _handshake(ca, no_crl, ca.bad) == ""           # no CRL: only 2.6's warning
+
+
+def test_an_expired_or_foreign_signed_crl_refuses(ca, tmp_path):
+    assert _handshake(ca, ca.directory(tmp_path / "a", crl_days=-1), ca.good) != ""
+    assert _handshake(ca, ca.directory(tmp_path / "b", crl_by=ca.root), ca.good) != ""
+
+
+def test_a_crl_added_later_counts_from_the_next_handshake(ca, tmp_path):
+    d = ca.directory(tmp_path / "a", crl_days=None)
+    ctx = build_context(TlsSettings(None, *_pems(ca.server), True, capath=str(d)))
+    assert _handshake(ca, d, ca.bad, ctx) == ""
+    ca.add_crl(d)
+    assert "revoked" in _handshake(ca, d, ca.bad, ctx)
+
+
+def test_a_reload_judges_connected_peers_the_same_way(ca, tmp_path):
+    def recheck(capath: Path, who) -> str:
+        s = TlsSettings(None, *_pems(ca.server), True, capath=str(capath))
+        try:
+            peer_rechecker(s)(who[0], lambda: [ca.sub[0]])
+        except RemoteProtocolError as e:
+            return str(e)
+        return ""
+    with_crl, no_crl = ca.directory(tmp_path / "a"), ca.directory(tmp_path / "b", crl_days=None)
+    assert recheck(with_crl, ca.good) == "" and recheck(no_crl, ca.bad) == ""
+    assert "revoked" in recheck(with_crl, ca.bad)
+    assert recheck(ca.directory(tmp_path / "c", crl_days=-1), ca.good) != ""
+    other = _cert("someone else's CA")
+    assert "VERIFY ERROR" in recheck(no_crl, _cert("stranger", other, ExtendedKeyUsageOID.CLIENT_AUTH))
+
+
+def test_config(tmp_path):
+    base = "client\ndev tun\nremote 198.18.0.1\n"
+    o = parse_config(base + f"capath {tmp_path}\n", "c.conf")        # capath alone verifies the peer
+    assert o.capath == str(tmp_path) and o.ca is None
+    with pytest.raises(ConfigError, match="c.conf:4: capath: .* is not a readable directory"):
+        parse_config(base + f"capath {tmp_path / 'none'}\n", "c.conf")
