@@ -24,7 +24,7 @@ has that header left alone; nothing here reads past the packet or raises on its 
 from __future__ import annotations
 
 import ipaddress
-import socket
+import re
 from dataclasses import dataclass
 
 MAX_ENTRIES = 64                 # OpenVPN 2.6's MAX_CLIENT_NAT
@@ -46,12 +46,32 @@ class NatRule:
                 f"{ipaddress.IPv4Address(self.netmask)} {ipaddress.IPv4Address(self.alias)}")
 
 
+# One part of an inet_aton address: hexadecimal (0x...), octal (0...) or decimal.
+_PART = re.compile(r"0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*")
+
+
+def _inet_aton(text: str) -> int:
+    """glibc's inet_aton, which 2.6's getaddr uses for a numeric address: 1 to 4 parts, the
+    last filling the remaining bytes (`10.1` is 10.0.0.1, `0x0a000001` too). ValueError else.
+    (Here, not socket.inet_aton: the engine imports no I/O module.)"""
+    parts = text.split(".")
+    if not 1 <= len(parts) <= 4 or not all(_PART.fullmatch(p) for p in parts):
+        raise ValueError(text)
+    vals = [int(p[2:], 16) if p[:2] in ("0x", "0X") else int(p, 8 if p[0] == "0" else 10) for p in parts]
+    last = 32 - 8 * (len(vals) - 1)
+    if any(v > 255 for v in vals[:-1]) or vals[-1] >= 1 << last:
+        raise ValueError(text)
+    n = 0
+    for v in vals[:-1]:
+        n = n << 8 | v
+    return n << last | vals[-1]
+
+
 def _addr(text: str, what: str) -> int:
-    """An address as 2.6 reads it (getaddr without resolving: inet_aton's forms, so `10.1`
-    is 10.0.0.1 and `0x0a000001` too, as there); no names."""
+    """An address as 2.6 reads it (getaddr without resolving: inet_aton's forms); no names."""
     try:
-        return int.from_bytes(socket.inet_aton(text), "big")
-    except (OSError, ValueError):
+        return _inet_aton(text)
+    except ValueError:
         raise ValueError(f"bad {what}: {text}") from None
 
 

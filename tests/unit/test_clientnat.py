@@ -223,3 +223,22 @@ def test_data_path_translates_only_once_set():
     assert addrs(dp.open(b"wire", 0.0)[0]) == ("198.18.9.9", "192.168.0.3")
     dp.set_nat(None)
     assert dp.open.__func__ is plain_open and addrs(dp.open(b"wire", 0.0)[0]) == ("198.18.9.9", "198.19.7.3")
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=st.one_of(st.from_regex(r"(0[xX][0-9a-fA-F]{0,9}|[0-9]{1,11})(\.(0[xX][0-9a-fA-F]{0,5}|[0-9]{1,6})){0,4}",
+                                    fullmatch=True), st.text("0123456789.xXaf-", max_size=16)))
+def test_addresses_read_as_glibc_inet_aton_reads_them(text):
+    """2.6's getaddr takes a numeric address as inet_aton does; ours is written out (no socket
+    module in the engine) and must agree with it."""
+    import socket
+    from appliance.openvpn.clientnat import _inet_aton
+    try:
+        want = int.from_bytes(socket.inet_aton(text), "big")
+    except OSError:
+        want = None
+    try:
+        got = _inet_aton(text)
+    except ValueError:
+        got = None
+    assert got == want
