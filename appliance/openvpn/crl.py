@@ -673,3 +673,9 @@ def make_crl(ca_cert: x509.Certificate, ca_key, serials: list[int], days: int = 
         sig = ca_key.sign(tbs, ec.ECDSA(hashes.SHA256()))
     out = _der_tlv(0x30, tbs + der[tbs_end:alg_end] + _der_tlv(0x03, b"\x00" + sig))
     return b"-----BEGIN X509 CRL-----\n" + base64.encodebytes(out) + b"-----END X509 CRL-----\n"
+
+
+def capath_warning(text: str) -> None:
+    """capath's missing-CRL warning (tls.py _capath_verdict), into the log (the engine logs
+    nothing itself; this module, a config reader, does)."""
+    log.warning("%s", text)

@@ -24,6 +24,7 @@ from .mss import INNER_HEADERS, encap_room
 from .passdb import PasswordDb
 from .server import AddressPool, AddressPool6, ServerSettings
 from .session import Role, SessionConfig
+from .crl import capath_warning
 from .crl import checker as crl_checker
 from .tls import TlsSettings, build_context, check_offer, key_exchange_groups
 
@@ -89,7 +90,7 @@ def tls_settings(opts: Options, is_server: bool, crl_reader: Callable | None = N
         verify_hash=list(opts.verify_hash), verify_hash_algo=opts.verify_hash_algo,
         cert_profile=opts.tls_cert_profile,
         hold_for_verdict=bool(opts.tls_verify),      # the gateway runs the command (gateway/tlsverify.py)
-        capath=opts.capath,
+        capath=opts.capath, capath_warn=capath_warning if opts.capath else None,
     )
 
 

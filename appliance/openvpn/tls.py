@@ -12,7 +12,7 @@ import functools
 import hashlib
 import re
 from dataclasses import dataclass, field
-from typing import NoReturn
+from typing import Callable, NoReturn
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -70,6 +70,9 @@ class TlsSettings:
     # capath DIR: CAs and CRLs looked up in a c_rehash'ed directory as chains need them, each
     # certificate of a chain checked against its issuer's CRL (a missing CRL passes), as 2.6.
     capath: str | None = None
+    # Where capath's "VERIFY WARNING ... unable to get certificate CRL" goes (the gateway's log,
+    # crl.capath_warning; the engine logs nothing itself). None: not told.
+    capath_warn: Callable[[str], None] | None = None
 
 
 # ------------------------------------------------------------------ tls-cipher, tls-ciphersuites, tls-groups
@@ -424,7 +427,7 @@ def build_context(s: TlsSettings) -> SSL.Context:
     fingerprint_only = s.ca is None and s.capath is None
 
     if s.capath is not None:
-        ctx.set_verify(mode, _capath_verdict)
+        ctx.set_verify(mode, _capath_verdict(s.capath_warn))
     elif fingerprint_only:
         def accept_any(conn, cert, errno, depth, ok):  # noqa: ANN001 - pyOpenSSL callback signature
             # With only peer-fingerprint configured, the leaf is checked after the handshake
@@ -461,12 +464,34 @@ def _add_capath(store: crypto.X509Store, capath: str) -> None:
     store.set_flags(crypto.X509StoreFlags.CRL_CHECK | crypto.X509StoreFlags.CRL_CHECK_ALL)
 
 
-def _capath_verdict(conn, cert, errno, depth, ok):  # noqa: ANN001 - pyOpenSSL callback signature
-    """OpenSSL's verdict on each certificate, but a missing CRL passes: OpenVPN 2.6's
-    verify_callback logs "VERIFY WARNING ... unable to get certificate CRL" and goes on; a
-    revoked certificate, a CRL badly signed or out of date refuse the peer, as there. (Only
-    with capath: this Python callback costs each handshake an object per certificate.)"""
-    return bool(ok) or errno == X509_V_ERR_UNABLE_TO_GET_CRL
+_CRL_MISSING_MAX = 64     # subjects warned of, per context
+
+
+def _capath_verdict(warn: Callable[[str], None] | None):
+    """The verify callback under capath: OpenSSL's verdict on each certificate, but a missing CRL
+    passes: OpenVPN 2.6's verify_callback logs "VERIFY WARNING ... unable to get certificate CRL"
+    and goes on; a revoked certificate, a CRL badly signed or out of date refuse the peer, as
+    there. (Only with capath: a Python callback costs each handshake an object per certificate.)
+    The warning goes to `warn` once per certificate subject, for at most 64 of them: peers
+    handshaking again and again (or with made-up names) cannot fill the log."""
+    noted: set[str] = set()
+
+    def verdict(conn, cert, errno, depth, ok):  # noqa: ANN001 - pyOpenSSL callback signature
+        if ok:
+            return True
+        if errno != X509_V_ERR_UNABLE_TO_GET_CRL:
+            return False
+        if warn is not None and len(noted) < _CRL_MISSING_MAX:
+            try:
+                subject = openvpn_name(cert.to_cryptography().subject)
+            except Exception:  # noqa: BLE001 - a name we cannot print: the verdict stands all the same
+                subject = "(a subject that cannot be shown)"
+            if subject not in noted:
+                noted.add(subject)
+                warn(f"VERIFY WARNING: depth={depth}, unable to get certificate CRL: {subject} (capath holds no "
+                     "CRL of its issuer: accepted, as OpenVPN 2.6)")
+        return True
+    return verdict
 
 
 def _capath_recheck(capath: str, cas: list):

@@ -14,7 +14,7 @@ from OpenSSL import crypto
 
 from appliance.bench import _cert, _pems
 from appliance.openvpn.config import parse_config
-from appliance.openvpn.crl import make_crl
+from appliance.openvpn.crl import capath_warning, make_crl
 from appliance.openvpn.errors import ConfigError, RemoteProtocolError
 from appliance.openvpn.tls import TlsEndpoint, TlsSettings, build_context, peer_rechecker
 from tests.engine.test_own_chain import _sub_ca
@@ -53,7 +53,7 @@ class Ca:
 
 def _handshake(ca: Ca, capath: Path, who, ctx=None) -> str:
     """"" when the server (capath) accepted `who`; else why not."""
-    server = TlsSettings(None, *_pems(ca.server), True, capath=str(capath))
+    server = TlsSettings(None, *_pems(ca.server), True, capath=str(capath), capath_warn=capath_warning)
     client = TlsSettings(ca.root[0].public_bytes(PEM), _pems(who)[0] + ca.sub[0].public_bytes(PEM), _pems(who)[1],
                          False)
     c, s = TlsEndpoint(build_context(client), client), TlsEndpoint(ctx or build_context(server), server)
@@ -119,3 +119,13 @@ def test_config(tmp_path):
     assert o.capath == str(tmp_path) and o.ca is None
     with pytest.raises(ConfigError, match="c.conf:4: capath: .* is not a readable directory"):
         parse_config(base + f"capath {tmp_path / 'none'}\n", "c.conf")
+
+
+def test_a_missing_crl_is_warned_of_once_per_subject(ca, tmp_path, caplog):
+    d = ca.directory(tmp_path / "a", crl_days=None)
+    ctx = build_context(TlsSettings(None, *_pems(ca.server), True, capath=str(d), capath_warn=capath_warning))
+    with caplog.at_level("WARNING", logger="vpn-appliance"):
+        for _ in range(3):
+            assert _handshake(ca, d, ca.good, ctx) == ""
+    lines = [r.getMessage() for r in caplog.records if "unable to get certificate CRL" in r.getMessage()]
+    assert len(lines) == len(set(lines)) and any("good client" in m for m in lines), lines
