@@ -1108,7 +1108,7 @@ class ClientGateway:
         if dropped:
             log.warning("client-nat table overflow (max %d entries): %d pushed entr%s left out", NAT_MAX,
                         dropped, "y" if dropped == 1 else "ies")
-        c.dp.set_nat(ClientNat(rules) if rules else None)
+        c.dp.set_nat(ClientNat(rules, frames=self.opts.dev_type == "tap") if rules else None)
         if rules:
             log.info("client-nat: %s", "; ".join(str(r) for r in rules))
 

@@ -27,6 +27,8 @@ import ipaddress
 import re
 from dataclasses import dataclass
 
+from .ethernet import ip_offset
+
 MAX_ENTRIES = 64                 # OpenVPN 2.6's MAX_CLIENT_NAT
 SNAT, DNAT = 0, 1
 OUTGOING, INCOMING = 0, 1        # TUN -> tunnel, tunnel -> TUN (clinat.h CN_OUTGOING/CN_INCOMING)
@@ -109,8 +111,13 @@ def _fix(p, at: int, delta: int, udp: bool = False) -> None:
 class ClientNat:
     """The rules of one connection, compiled for each direction."""
 
-    def __init__(self, rules: list[NatRule]) -> None:
+    def __init__(self, rules: list[NatRule], frames: bool = False) -> None:
         self.rules = list(rules[:MAX_ENTRIES])
+        if frames:
+            # dev tap: the packets are Ethernet frames, and 2.6 rewrites the IPv4 packet inside
+            # (proto.c is_ipv4 skips the header for process_ip_header), never the frame's bytes.
+            self.outgoing = lambda p: self._frame(p, self.tables[OUTGOING])    # type: ignore[method-assign]
+            self.incoming = lambda p: self._frame(p, self.tables[INCOMING])    # type: ignore[method-assign]
         # Per direction, (address offset, netmask, from, to) in rule order, as clinat.c decides:
         # the destination when the rule's type differs from the direction, else the source;
         # outgoing maps NETWORK -> ALIAS, incoming ALIAS -> NETWORK.
@@ -126,6 +133,16 @@ class ClientNat:
     def incoming(self, p):
         """A packet out of the tunnel, rewritten (in place when writable, else a copy)."""
         return self._rewrite(p, self.tables[INCOMING])
+
+    def _frame(self, p, table):
+        """_rewrite for the IPv4 packet inside an Ethernet frame (after its header or one 802.1Q
+        tag); another frame passes as it is. A read-only frame is copied only when rewritten."""
+        off = ip_offset(p)
+        if off is None:
+            return p
+        v = memoryview(p)[off:]
+        r = self._rewrite(v, table)
+        return p if r is v else bytearray(p[:off]) + r
 
     @staticmethod
     def _rewrite(p, table):

@@ -242,3 +242,22 @@ def test_addresses_read_as_glibc_inet_aton_reads_them(text):
     except ValueError:
         got = None
     assert got == want
+
+
+def test_on_a_tap_client_the_packet_inside_the_frame_is_rewritten():
+    """dev tap: the IPv4 packet after the Ethernet header (or one 802.1Q tag), as 2.6's
+    process_ip_header sees it there; the frame's header and other frames stay as they are."""
+    nat = ClientNat([SNAT], frames=True)
+    eth = bytes.fromhex("020000000001" "020000000002" "0800")
+    vlan = bytes.fromhex("020000000001" "020000000002" "8100" "0007" "0800")
+    for head in (eth, vlan):
+        frame = bytearray(head + bytes(build("192.168.0.42", "198.18.9.9")))
+        out = nat.outgoing(frame)
+        assert bytes(out[:len(head)]) == head
+        assert addrs(out[len(head):]) == ("198.19.7.42", "198.18.9.9") and verifies(bytes(out[len(head):]))
+        ro = bytes(head + bytes(build("198.18.9.9", "198.19.7.42")))
+        back = nat.incoming(memoryview(ro))                 # read-only: a rewritten copy
+        assert bytes(back[:len(head)]) == head and addrs(back[len(head):]) == ("198.18.9.9", "192.168.0.42")
+        assert addrs(ro[len(head):]) == ("198.18.9.9", "198.19.7.42")
+    arp = bytes.fromhex("ffffffffffff" "020000000002" "0806") + bytes(28)
+    assert nat.outgoing(arp) is arp
