@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Callable, Protocol
 from ..openvpn import ciphers, events as ev
 from ..openvpn.crl import background_reader
 from ..openvpn.datapath import MssPolicy, ServerDataPath
+from ..openvpn.l2switch import SwitchDataPath
 from ..openvpn.config import Options
 from ..openvpn.server import ServerDispatcher, ServerSettings, StreamKey
 from ..openvpn.portshare import Verdict, decide
@@ -80,7 +81,8 @@ class ServerGateway:
         self.pump = Pump(clock, waiter, self.faults)
         self.pump.after_wake = self._after_wake
         self.d = ServerDispatcher(settings, clock())
-        self.dp = ServerDataPath(self.d, self._mss_rule(opts), settings.client_to_client)
+        path = SwitchDataPath if settings.layer2 else ServerDataPath       # dev tap: frames by MAC
+        self.dp = path(self.d, self._mss_rule(opts), settings.client_to_client)
         self.tun: TunPort | None = None
         self.down_root: "DownRoot | None" = None     # the down-root plugin's root helper (cli.py)
         self.udp: DatagramPort | None = None

@@ -20,6 +20,7 @@ import sys
 
 from ..ioerrors import PortGone
 from ..openvpn.config import Options
+from ..openvpn.layer2 import tap_address
 from ..tun.device import TunDevice
 
 log = logging.getLogger("vpn-appliance")
@@ -50,7 +51,13 @@ class ServerTunnelNetwork:
         """What the child sets up, as plain data."""
         o, pool, pool6 = self.opts, self.pool, self.pool6
         s: dict = {"dev": name, "mtu": o.tun_mtu, "addr": None, "routes": [], "addr6": None, "routes6": []}
-        if pool is not None:
+        if o.dev_type == "tap":
+            # Layer 2 (openvpn/layer2.py): `server`'s NET+1/MASK, or no address (a bridge port,
+            # brought up; the up script puts it in the bridge).
+            a = tap_address(o)
+            s["addr"] = [a[0], a[1], None] if a is not None else None
+            s["link_up"] = True
+        elif pool is not None:
             if pool.topology == "subnet":
                 s["addr"] = [pool.server_ip, pool.net.prefixlen, None]
             else:
@@ -71,9 +78,11 @@ class ServerTunnelNetwork:
 
     def open(self) -> TunDevice:
         o = self.opts
-        name = o.dev if o.dev not in ("tun", None) else "tun%d"
+        tap = o.dev_type == "tap"
+        name = o.dev if o.dev not in ("tun", "tap", None) else f"{o.dev_type}%d"
         try:
-            self.tun = tun = TunDevice(name, vnet_hdr=True, mtu=o.tun_mtu)
+            # A TAP device carries Ethernet frames: no virtio header (its offloads segment IP packets).
+            self.tun = tun = TunDevice(name, vnet_hdr=not tap, mtu=o.tun_mtu, tap=tap)
         except OSError as e:
             raise PortGone(f"cannot create the TUN device {name}: {e}") from e
         spec = self.spec(tun.name)
@@ -83,11 +92,14 @@ class ServerTunnelNetwork:
             raise PortGone(f"cannot configure the TUN device {name}: {why}")
         if spec["addr6"]:
             log.info("TUN %s: IPv6 %s/%d", tun.name, *spec["addr6"])
-        for net, plen, _metric in spec["routes"][1 if self.pool is not None and self.pool.topology != "subnet" else 0:]:
+        for net, plen, _metric in spec["routes"][1 if self.pool is not None and self.pool.topology != "subnet" and not tap else 0:]:
             log.info("route %s/%d dev %s", net, plen, tun.name)
         for net, plen, _metric in spec["routes6"]:
             log.info("route-ipv6 %s/%d dev %s", net, plen, tun.name)
-        log.info("TUN %s up, server address %s", tun.name, self.pool.server_ip if self.pool else "-")
+        if tap:
+            log.info("TAP %s up (layer 2), address %s", tun.name, "%s/%d" % tuple(spec["addr"][:2]) if spec["addr"] else "none (a bridge port)")
+        else:
+            log.info("TUN %s up, server address %s", tun.name, self.pool.server_ip if self.pool else "-")
         return tun
 
     def close(self) -> None:
@@ -121,13 +133,15 @@ def configure_here(spec: dict) -> str | None:
 
 def configure(spec: dict) -> None:
     """In the child: addresses, MTU, link up and routes of the server's TUN (netlink)."""
-    from ..router.links import add_address6, configure_tun
+    from ..router.links import add_address6, configure_tun, link_up
     from ..router.routes import RouteSet
 
     dev = spec["dev"]
     if spec["addr"]:
         addr, plen, peer = spec["addr"]
         configure_tun(dev, addr, plen, spec["mtu"], peer=peer)
+    elif spec.get("link_up"):
+        link_up(dev, spec["mtu"])
     if spec["addr6"]:
         add_address6(dev, spec["addr6"][0], spec["addr6"][1])
     routes = RouteSet()

@@ -84,7 +84,7 @@ class ClientPush:
                 raise ClientRefused("address pool exhausted", temporary=True)
             rec.vaddr = rec.pool_lease = ip
             opts.append(pool.ifconfig_push(ip))
-        if pool is not None:
+        if pool is not None and not self.st.layer2:      # (dev tap: route-gateway is in the pushes: layer2.py)
             opts.insert(0, f"topology {pool.topology}")
             if pool.topology == "subnet":
                 opts.insert(0, f"route-gateway {pool.server_ip}")

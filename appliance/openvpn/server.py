@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections import deque
+from typing import Callable
 
 from . import keyfiles, wrapping
 from .addresspool import AddressPool, AddressPool6
@@ -82,6 +83,8 @@ class ServerDispatcher(ClientPush):
         self.admission = Admission(st)
         self._batch: dict[int, tuple[ClientRecord, Session]] | None = None   # begin_batch..end_batch
         self.stopping = False                 # told its clients RESTART: no new ones (restart_all)
+        # Called with each client as it leaves (dev tap: the switch frees its MACs, l2switch.py).
+        self.on_forget: "Callable[[ClientRecord], None] | None" = None
 
     def apply_settings(self, st: ServerSettings) -> None:
         """A reload's settings, for the handshakes that start from now on: the stateless first-
@@ -308,6 +311,8 @@ class ServerDispatcher(ClientPush):
             for p in pts:
                 self._refused(rec, p, "data from a client not admitted yet")
             return []
+        if self.st.layer2:
+            return pts          # Ethernet frames: the switch checks their source MACs (l2switch.py)
         ok = []
         by_vaddr4 = self.by_vaddr4
         own = rec.vaddr_packed if rec.vaddr_packed and by_vaddr4.get(rec.vaddr_packed) is rec else None
@@ -797,6 +802,8 @@ class ServerDispatcher(ClientPush):
             self.iroutes.remove(n, rec)
         for n6 in rec.iroutes6:
             self.iroutes6.remove(n6, rec)
+        if self.on_forget is not None:
+            self.on_forget(rec)
 
     def _drop(self, rec: ClientRecord, reason: str) -> None:
         s = rec.session

@@ -135,3 +135,5 @@ class ServerSettings:
     pool_memory: object | None = None                # ifconfig-pool-persist: poolfile.PoolMemory
     # tls-crypt-v2-verify: a new session's first packet waits for V2VerifyRequested's verdict
     v2_verify: bool = False
+    # dev tap: frames switched by MAC address (l2switch.py), no `topology` pushed, no iroutes
+    layer2: bool = False

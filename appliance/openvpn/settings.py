@@ -22,6 +22,7 @@ from .fragment import HEADER_LEN as FRAGMENT_HEADER
 from .keyunlock import unlock as unlock_key
 from .mss import INNER_HEADERS, encap_room
 from .passdb import PasswordDb
+from .layer2 import layer2_pool
 from .server import AddressPool, AddressPool6, ServerSettings
 from .session import Role, SessionConfig
 from .crl import capath_warning
@@ -236,7 +237,9 @@ def server_settings(opts: Options, ccd_loader=None, passdb_text: str | None = No
         i, t = opts.keepalive
         push += [f"ping {i}", f"ping-restart {t}"]
     pool = None
-    if opts.server:
+    if opts.dev_type == "tap":
+        pool, push = layer2_pool(opts, push)        # dev tap: server / server-bridge / by hand (layer2.py)
+    elif opts.server:
         net, mask = opts.server
         start = end = None
         if opts.ifconfig_pool:
@@ -283,7 +286,7 @@ def server_settings(opts: Options, ccd_loader=None, passdb_text: str | None = No
         session_config=per_client, protection=kind, static_key=static_key,
         key_direction=opts.key_direction, auth_digest=opts.auth or "SHA1", v2_server_key=v2key, pool=pool,
         pool6=_pool6(opts), local_ip6=_local_ip6(opts),
-        local_ip4=ipaddress.IPv4Address(pool.server_ip).packed if pool is not None else None,
+        local_ip4=ipaddress.IPv4Address(pool.server_ip).packed if pool is not None and pool.server_ip else None,
         push=push, client_to_client=opts.client_to_client, duplicate_cn=opts.duplicate_cn,
         max_clients=opts.max_clients, max_routes_per_client=opts.max_routes_per_client, hand_window=opts.hand_window, ccd=ccd_loader,
         ifconfig_push_constraint=_constraint(opts),
@@ -292,6 +295,7 @@ def server_settings(opts: Options, ccd_loader=None, passdb_text: str | None = No
         connect_freq_initial=opts.connect_freq_initial, verify_user=verify_user,
         defer_auth=defer_auth and verify_user is not None,
         v2_verify=kind == "tls-crypt-v2" and bool(opts.tls_crypt_v2_verify),
+        layer2=opts.dev_type == "tap",
     )
 
 

@@ -301,7 +301,7 @@ def _dev(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
         p.set("dev", a[0])          # the device type follows from the name unless dev-type says (finish)
 
 
-@reg.apply("dev-type", why="tun (layer 3) or tap (layer 2: Ethernet frames, client only), as OpenVPN 2.6; "
+@reg.apply("dev-type", why="tun (layer 3) or tap (layer 2: Ethernet frames), as OpenVPN 2.6; "
            "without it the `dev` name says (tap* is tap, anything else tun)", sets=("dev_type",),
            used_by="pump", nargs=(1, 1))
 def _dev_type(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
@@ -311,19 +311,13 @@ def _dev_type(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
         p.set("dev_type", a[0])
 
 
-TAP_MTU_EXTRA_DEFAULT = 32     # OpenVPN 2.6's tun-mtu-extra on a tap device (options.c), unless given
-
-
 def finish_device(p: ParseState) -> None:
-    """The device type, with the whole file read (`dev` and `dev-type` in either order), as
-    OpenVPN 2.6 (tun.c dev_type_enum): dev-type if given, else the `dev` name (tap* is tap).
-    A tap device is a client's only: our server routes each packet to a client by its IP
-    address (and learns addresses so), which a layer-2 server would do by MAC address instead.
-    On a tap client, tun-mtu-extra defaults to 32 as in 2.6 (the OCC options string, the
-    mssfix figure), and a profile's route-gateway must be an address the routes can go via."""
+    """The device's own lines, with the whole file read and the device type known (d_layer2.finish
+    decides it, as OpenVPN 2.6's tun.c dev_type_enum: dev-type if given, else the `dev` name, tap*
+    being tap; it also gives tap its tun-mtu-extra of 32 and checks a layer-2 server's lines). Here:
+    lladdr only on a tap device, and on a tap client a profile's route-gateway must be an address
+    the routes can go via."""
     o = p.o
-    if "dev_type" not in o.source:
-        o.dev_type = "tap" if o.dev.startswith("tap") else "tun"
     if o.dev_type != "tap":
         if o.lladdr is not None:
             p.err("lladdr", "only a tap device has a MAC address (this profile's device is tun)",
@@ -333,14 +327,8 @@ def finish_device(p: ParseState) -> None:
             p.note("route-gateway", "accepted, has no effect here: routes go out of the TUN device itself (as "
                    "OpenVPN's on a tun device, where the gateway only names the far end); a pushed one is only read too")
         return
-    at = o.source.get("dev_type", o.source.get("dev", (p.path, None)))[1]
     if o.role == "server":
-        p.err("dev-type" if "dev_type" in o.source else "dev",
-              "a tap (layer 2) server is not supported: this server routes each packet to a client by its IP "
-              "address; use dev tun here (dev tap works on a client)", at)
-        return
-    if "tun_mtu_extra" not in o.source:
-        o.tun_mtu_extra = TAP_MTU_EXTRA_DEFAULT
+        return                  # the layer-2 server's lines: d_layer2.finish
     gw = o.route_gateway
     if gw is not None:
         try:

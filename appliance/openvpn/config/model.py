@@ -169,6 +169,7 @@ class Options:
         return self.proto_family if r.family is None else (r.family or None)
     dev: str = "tun"
     dev_type: str = "tun"                       # tun (layer 3) or tap (layer 2: a client only), finish() decides
+    server_bridge: tuple[str, str, str, str] | str | None = None   # server-bridge IP MASK START END | "dhcp" | "nogw"
     tun_mtu: int = 1500
     mssfix: int | None = None                   # None: OpenVPN's default (1492, mtu); 0: off
     mssfix_mtu: bool = True                     # the value counts the outer IP+UDP/TCP headers

@@ -284,6 +284,8 @@ def finish(p: ParseState) -> None:
                   "put it in a <connection> block of its own", p.remote_lines[0][0])
         o.remotes = list(o.connection_remotes)
         o.source["remotes"] = o.source["connection_remotes"]
+    from .d_layer2 import finish as layer2_finish     # (it imports this module)
+    layer2_finish(p)                                   # dev-type tun/tap, and the layer-2 server's rules
     server = o.mode == "server" or o.server is not None
     line = lambda n: o.source.get(n, (p.path, None))[1]  # noqa: E731
     if o.fragment and (o.proto == "tcp" or any(r.proto == "tcp" for r in o.remotes)):
@@ -301,7 +303,7 @@ def finish(p: ParseState) -> None:
                   "server has no connections to share", line("port_share"))
         if o.keepalive and "ping" not in o.source:
             o.ping, o.ping_restart = o.keepalive[0], 2 * o.keepalive[1]
-        if o.server is None and o.ifconfig_pool is None:
+        if o.server is None and o.ifconfig_pool is None and o.dev_type != "tap":
             p.err("server", "a server needs `server NETWORK NETMASK` (or ifconfig-pool)", None)
         if (o.cert is None or o.key is None) and o.pkcs12 is None:
             p.err("cert", "a server needs cert and key (or pkcs12)", None)

@@ -7,14 +7,14 @@ Invariants (also asserted by tests/unit/test_directive_table.py):
 """
 from __future__ import annotations
 
-from . import d_misc, d_network, d_ops, d_plugin, d_profile, d_proxy, d_security, d_seldom, d_tls
+from . import d_layer2, d_misc, d_network, d_ops, d_plugin, d_profile, d_proxy, d_security, d_seldom, d_tls
 from .directives import USERS, Directive, Kind
 
 
 def _merge() -> dict[str, Directive]:
     table: dict[str, Directive] = {}
     for reg in (d_network.reg, d_security.reg, d_tls.reg, d_misc.reg, d_ops.reg, d_proxy.reg, d_profile.reg,
-                d_plugin.reg, d_seldom.reg):
+                d_plugin.reg, d_seldom.reg, d_layer2.reg):
         for name, entry in reg.items.items():
             if name in table:
                 raise ValueError(f"directive {name} declared twice")

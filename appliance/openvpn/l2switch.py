@@ -1,0 +1,223 @@
+"""The layer-2 server's data path (dev tap): Ethernet frames switched by MAC address between the
+TAP device and the clients, as OpenVPN 2.6's multi.c does (multi_process_incoming_link / _tun with
+DEV_TYPE_TAP, mroute.c for which addresses are learned).
+
+What 2.6 does and we do:
+- A client's frame teaches its source MAC (never a broadcast, multicast, all-zero or all-ones
+  one: such a frame is dropped). Frames to a broadcast/multicast MAC go to the TAP device and,
+  with client-to-client, to every other client; a unicast frame goes to the client that holds
+  its destination MAC when client-to-client allows, else to the TAP device.
+- A frame from the TAP device goes to the client holding its destination MAC; broadcast and
+  multicast to every client; unknown unicast is dropped (2.6 does not flood it: another client
+  would see traffic that is not its own).
+- mssfix clamps TCP SYNs inside untagged IPv4/IPv6 frames (2.6's process_ip_header on a TAP).
+- `iroute` plays no part: frames are switched by MAC alone.
+
+Where we are stricter than 2.6 (MacTable): a client may not take a MAC another connected client
+used in the last MOVE_IDLE seconds, unless it has the same common name (the same client come back
+on a new session): 2.6 moves the MAC to whoever sent last, so a client could steal another's
+traffic by sending one frame from its MAC. max-routes-per-client bounds the MACs one client holds,
+as in 2.6; beyond it a new MAC replaces that client's own least recently used one (2.6 refuses
+the new one: a bridged LAN behind a client that has seen more hosts than the quota would never
+learn its newer ones). So a client sending from a million MACs holds at most its quota, and
+never evicts another's. Its broadcasts replicated to the other clients are rate-limited (a token
+bucket per client): a storm from one client costs each other client a bounded rate.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+from .datapath import MssPolicy, MssRule, _is_tcp_syn
+from .mss import clamp_mss
+from .server import ClientRecord, ServerDispatcher
+
+ETH_HLEN = 14
+MOVE_IDLE = 30.0           # seconds a MAC must be unused by its holder before another client takes it
+BCAST_RATE = 200.0         # broadcast/multicast frames per second one client may have replicated (c2c)
+BCAST_BURST = 400.0
+REFRESH = 1.0              # seconds: a MAC's last use is noted at most this often (LRU order)
+
+
+def learnable(mac: bytes) -> bool:
+    """A source MAC a client may hold: not multicast (broadcast included), not all zeros (mroute.c)."""
+    return not mac[0] & 1 and mac != b"\0\0\0\0\0\0"
+
+
+class MacTable:
+    """MAC -> the client holding it, with each client's MACs in least-recently-used order."""
+
+    def __init__(self, per_client: int) -> None:
+        self.per_client = max(per_client, 1)
+        self.owner: dict[bytes, ClientRecord] = {}
+        self.held: dict[int, dict[bytes, float]] = {}     # id(client) -> its MACs -> last use, oldest first
+        self.events: list[tuple[str, bytes, ClientRecord]] = []   # (learned|moved|replaced|refused, MAC, client)
+
+    def learn(self, mac: bytes, rec: ClientRecord, now: float) -> bool:
+        """Whether `rec` may send from `mac` (then it holds it)."""
+        owner = self.owner.get(mac)
+        if owner is rec:
+            own = self.held[id(rec)]
+            if now - own[mac] >= REFRESH:
+                del own[mac]
+                own[mac] = now
+            return True
+        if owner is not None:
+            theirs = self.held.get(id(owner))
+            last = theirs.get(mac, 0.0) if theirs is not None else 0.0
+            same = owner.common_name is not None and owner.common_name == rec.common_name
+            if owner.alive and not same and now - last < MOVE_IDLE:
+                self.events.append(("refused", mac, rec))
+                return False
+            if theirs is not None:
+                theirs.pop(mac, None)
+            self.events.append(("moved", mac, rec))
+        own = self.held.setdefault(id(rec), {})
+        if len(own) >= self.per_client:
+            old = next(iter(own))
+            del own[old]
+            del self.owner[old]
+            self.events.append(("replaced", old, rec))
+        own[mac] = now
+        self.owner[mac] = rec
+        if owner is None:
+            self.events.append(("learned", mac, rec))
+        return True
+
+    def forget(self, rec: ClientRecord) -> None:
+        """`rec` left: its MACs are free."""
+        own = self.held.pop(id(rec), None)
+        for mac in own or ():
+            if self.owner.get(mac) is rec:
+                del self.owner[mac]
+
+    def macs_of(self, rec: ClientRecord) -> list[bytes]:
+        return list(self.held.get(id(rec), ()))
+
+    def __len__(self) -> int:
+        return len(self.owner)
+
+
+def mac_text(mac: bytes) -> str:
+    return ":".join(f"{b:02x}" for b in mac)
+
+
+class SwitchDataPath:
+    """ServerDataPath's contract (from_link, from_tun, stats, failed, c2c, mss) for frames."""
+
+    def __init__(self, dispatcher: ServerDispatcher, mss_rule: MssRule, client_to_client: bool) -> None:
+        self.d = dispatcher
+        self.mss = MssPolicy(mss_rule)
+        self.c2c = client_to_client
+        self.macs = MacTable(dispatcher.st.max_routes_per_client)
+        self.stats = {"c2c refused": 0, "no route": 0, "frame too short": 0, "frame from a group MAC": 0,
+                      "frame from another client's MAC": 0, "broadcast over rate": 0}
+        self.failed: list[tuple[ClientRecord, Exception]] = []
+        self._buckets: dict[int, list[float]] = {}        # id(client) -> [tokens, last refill]
+        dispatcher.on_forget = self._forget
+
+    def _forget(self, rec: ClientRecord) -> None:
+        self.macs.forget(rec)
+        self._buckets.pop(id(rec), None)
+
+    # ---------------------------------------------------------------- client -> TAP / clients
+    def from_link(self, packet, addr, now: float, to_tun: Callable[[object], None], sends: dict) -> ClientRecord | None:
+        rec, pts = self.d.receive(packet, addr, now)
+        if not pts or rec is None:
+            return rec
+        s = rec.session
+        stats, macs = self.stats, self.macs
+        for p in pts:
+            if len(p) < ETH_HLEN:
+                stats["frame too short"] += 1
+                s.not_traffic += len(p) + s.framing
+                continue
+            src = bytes(p[6:12])
+            if not learnable(src):
+                stats["frame from a group MAC"] += 1
+                s.not_traffic += len(p) + s.framing
+                continue
+            if not macs.learn(src, rec, now):
+                stats["frame from another client's MAC"] += 1
+                s.not_traffic += len(p) + s.framing
+                continue
+            if p[0] & 1:                                   # broadcast / multicast
+                if self.c2c and self._bcast_ok(rec, now):
+                    for other in self._others(rec):
+                        self._seal(other, p, now, sends)
+                to_tun(p)
+                continue
+            p = self._clamp(p, s)
+            other = macs.owner.get(bytes(p[0:6]))
+            if other is None or other is rec:
+                to_tun(p)
+            elif self.c2c:
+                if other.session.established:
+                    self._seal(other, p, now, sends)
+            else:
+                to_tun(p)           # as 2.6: the host (its bridge) decides; it never sends it back here
+        return rec
+
+    def _others(self, rec: ClientRecord | None) -> list[ClientRecord]:
+        return [o for o in self.d.by_addr.values() if o is not rec and o.alive and o.session.established]
+
+    def _bcast_ok(self, rec: ClientRecord, now: float) -> bool:
+        b = self._buckets.get(id(rec))
+        if b is None:
+            b = self._buckets[id(rec)] = [BCAST_BURST, now]
+        b[0] = min(BCAST_BURST, b[0] + (now - b[1]) * BCAST_RATE)
+        b[1] = now
+        if b[0] < 1.0:
+            self.stats["broadcast over rate"] += 1
+            return False
+        b[0] -= 1.0
+        return True
+
+    # ---------------------------------------------------------------- TAP -> clients
+    def from_tun(self, pkts: list, now: float, sends: dict) -> None:
+        owner = self.macs.owner
+        everyone: list[ClientRecord] | None = None
+        for p in pkts:
+            if len(p) < ETH_HLEN:
+                self.stats["frame too short"] += 1
+                continue
+            if p[0] & 1:
+                if everyone is None:
+                    everyone = self._others(None)
+                for rec in everyone:
+                    self._seal(rec, p, now, sends)     # (2.6: no mssfix on broadcasts)
+                continue
+            rec = owner.get(bytes(p[0:6]))
+            if rec is None or not rec.session.established:
+                self.stats["no route"] += 1
+                continue
+            self._seal(rec, self._clamp(p, rec.session), now, sends)
+
+    # ---------------------------------------------------------------- both
+    def _seal(self, rec: ClientRecord, p, now: float, sends: dict) -> None:
+        s = rec.session
+        try:
+            w = s.encrypt(p)
+        except Exception as e:  # noqa: BLE001 - contained to that client
+            self.failed.append((rec, e))
+            return
+        if w:
+            if s.frag is None:
+                sends.setdefault(rec.addr, []).append(w)
+            else:
+                sends.setdefault(rec.addr, []).extend(w)     # fragment: the parts, in order
+            self.d.note_sent(rec, now)
+
+    def _clamp(self, p, s):
+        """A TCP SYN in an untagged IPv4/IPv6 frame, its MSS lowered (a copy when `p` is read-only)."""
+        if len(p) < ETH_HLEN + 40 or p[12] not in (0x08, 0x86):
+            return p
+        et = (p[12] << 8) | p[13]
+        if et != 0x0800 and et != 0x86DD:
+            return p
+        if not _is_tcp_syn(memoryview(p)[ETH_HLEN:]):
+            return p
+        mss = self.mss.for_session(s)
+        if mss is None:
+            return p
+        q = p if isinstance(p, bytearray) else bytearray(p)
+        return q if clamp_mss(memoryview(q)[ETH_HLEN:], mss) else p
