@@ -23,7 +23,8 @@ def layer2_pool(opts: Options, push: list[str]) -> tuple[AddressPool | None, lis
     sb = opts.server_bridge
     if opts.server is not None:
         net, mask = opts.server
-        start = end = None
+        n = ipaddress.IPv4Network(f"{net}/{mask}", strict=False)
+        start, end = str(n.network_address + 2), str(n.broadcast_address - 1)    # (tun's subnet stops one lower)
         if opts.ifconfig_pool:
             start, end = opts.ifconfig_pool[0], opts.ifconfig_pool[1]
         pool = AddressPool(net, mask, "subnet", start, end)

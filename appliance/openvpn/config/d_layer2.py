@@ -94,3 +94,13 @@ def finish(p: ParseState) -> None:
     if "topology" in o.source:
         p.line = line("topology")
         p.note("topology", "no effect with dev tap (a layer-2 server has one subnet), as in OpenVPN 2.6")
+
+
+def _in_file_order(p: ParseState) -> None:
+    """The error just added moved among those of its file by line: the directive's own line was
+    read long before the file's end, where this check runs."""
+    e = p.errors.pop()
+    i = len(p.errors)
+    while i > 0 and p.errors[i - 1].path == e.path and (p.errors[i - 1].line or 0) > (e.line or 0):
+        i -= 1
+    p.errors.insert(i, e)

@@ -1,0 +1,86 @@
+"""dev tap in a server config: what OpenVPN 2.6's helper.c makes of `server` and `server-bridge`
+for a TAP device (pool, pushes, the device's address), and what it refuses, with file:line."""
+from __future__ import annotations
+
+import pytest
+
+from appliance.openvpn.config import parse_config
+from appliance.openvpn.errors import ConfigError
+from appliance.openvpn.layer2 import layer2_pool, tap_address
+
+HEAD = "tls-server\ndh none\n<ca>\nX\n</ca>\n<cert>\nX\n</cert>\n<key>\nX\n</key>\n"   # 11 lines
+
+
+def _no_files(path: str) -> bytes:
+    raise AssertionError(path)
+
+
+def parse(text: str):
+    return parse_config(HEAD + text, "/p/s.conf", _no_files)
+
+
+def errors(text: str) -> list[ConfigError]:
+    with pytest.raises(ConfigError) as ei:
+        parse(text)
+    return list(getattr(ei.value, "errors", [ei.value]))
+
+
+def test_server_with_tap_expands_as_2_6():
+    o = parse("dev tap\nserver 198.19.0.0 255.255.255.0\n")
+    assert (o.role, o.dev_type, o.tun_mtu_extra) == ("server", "tap", 32)     # 2.6's tap default
+    pool, push = layer2_pool(o, ["ping 5"])
+    assert push == ["ping 5", "route-gateway 198.19.0.1"]
+    assert pool.lease() == "198.19.0.2" and pool.ifconfig_push("198.19.0.2") == "ifconfig 198.19.0.2 255.255.255.0"
+    assert pool.in_range("198.19.0.254") and not pool.in_range("198.19.0.255")
+    assert tap_address(o) == ("198.19.0.1", 24)
+
+
+def test_dev_type_wins_over_the_name_wherever_it_stands():
+    assert parse("dev-type tap\ndev vpn0\nserver 198.19.0.0 255.255.255.0\n").dev_type == "tap"
+    assert parse("dev tap0\ndev-type tun\nserver 198.19.0.0 255.255.255.0\n").dev_type == "tun"
+
+
+def test_server_bridge_with_a_pool():
+    o = parse("dev tap0\nserver-bridge 198.19.1.1 255.255.255.0 198.19.1.100 198.19.1.110\n")
+    assert o.role == "server" and o.tls_server
+    pool, push = layer2_pool(o, [])
+    assert push == ["route-gateway 198.19.1.1"]
+    assert pool.lease() == "198.19.1.100" and pool.in_range("198.19.1.110") and not pool.in_range("198.19.1.111")
+    assert tap_address(o) is None                       # a bridge port: no address of its own
+
+
+@pytest.mark.parametrize("line,push", [("server-bridge", ["route-gateway dhcp"]), ("server-bridge nogw", [])])
+def test_server_bridge_without_a_pool_leaves_addresses_to_dhcp(line, push):
+    o = parse(f"dev tap\n{line}\n")
+    assert layer2_pool(o, []) == (None, push)
+
+
+def test_mode_server_by_hand():
+    o = parse("mode server\ndev tap\nifconfig-pool 198.19.2.10 198.19.2.20 255.255.255.0\n")
+    pool, push = layer2_pool(o, [])
+    assert push == [] and pool.lease() == "198.19.2.10"
+    assert layer2_pool(parse("mode server\ndev tap\n"), []) == (None, [])
+
+
+@pytest.mark.parametrize("text,line,directive,why", [
+    ("dev tun\nserver-bridge\n", 13, "server-bridge", "only makes sense with dev tap"),
+    ("dev tap\nserver 198.19.0.0 255.255.255.0\nserver-bridge\n", 14, "server-bridge", "cannot be used together"),
+    ("dev tap\nserver 198.19.0.0 255.255.255.252\nserver 198.19.0.0 255.255.255.254\n", 14, "server", "/30"),
+    ("dev tap\nserver-bridge 198.19.1.1 255.255.255.0 198.19.2.1 198.19.2.9\n", 13, "server-bridge", "not in the subnet"),
+    ("dev tap\nserver-bridge 198.19.1.1 255.255.255.0 198.19.1.9 198.19.1.1\n", 13, "server-bridge", "after its end"),
+    ("dev tap\nserver-bridge 1 2\n", 13, "server-bridge", "expects"),
+    ("dev tap\nserver-bridge 198.19.1.1 255.255.255.0 198.19.1.2 198.19.1.9\nifconfig-pool 198.19.1.2 198.19.1.3\n",
+     14, "ifconfig-pool", "already defines the pool"),
+    ("dev tap\nmode server\nifconfig-pool 198.19.1.2 198.19.1.3\n", 14, "ifconfig-pool", "needs its netmask"),
+    ("dev tap\nserver 198.19.0.0 255.255.255.0\nscript-security 2\nlearn-address /bin/true\n", 15,
+     "learn-address", "not supported with dev tap"),
+])
+def test_refused_with_file_and_line(text, line, directive, why):
+    errs = [e for e in errors(text) if e.directive == directive]
+    assert errs and errs[0].line == line and errs[0].path == "/p/s.conf" and why in str(errs[0]), errors(text)
+
+
+def test_a_client_with_dev_tap_is_refused_at_its_line():
+    with pytest.raises(ConfigError) as ei:
+        parse_config("client\nremote 198.18.0.1\ndev tap\n<ca>\nX\n</ca>\n", "/p/c.ovpn", _no_files)
+    assert str(ei.value).startswith("/p/c.ovpn:3: dev: only tun is supported (layer 3)")
