@@ -35,6 +35,7 @@ ETH_HLEN = 14
 MOVE_IDLE = 30.0           # seconds a MAC must be unused by its holder before another client takes it
 BCAST_RATE = 200.0         # broadcast/multicast frames per second one client may have replicated (c2c)
 BCAST_BURST = 400.0
+REPLACED = "MAC replaced by a newer one (max-routes-per-client)"
 REFRESH = 1.0              # seconds: a MAC's last use is noted at most this often (LRU order)
 
 
@@ -46,11 +47,11 @@ def learnable(mac: bytes) -> bool:
 class MacTable:
     """MAC -> the client holding it, with each client's MACs in least-recently-used order."""
 
-    def __init__(self, per_client: int) -> None:
+    def __init__(self, per_client: int, stats: dict[str, int] | None = None) -> None:
         self.per_client = max(per_client, 1)
+        self.stats = stats if stats is not None else {}
         self.owner: dict[bytes, ClientRecord] = {}
         self.held: dict[int, dict[bytes, float]] = {}     # id(client) -> its MACs -> last use, oldest first
-        self.events: list[tuple[str, bytes, ClientRecord]] = []   # (learned|moved|replaced|refused, MAC, client)
 
     def learn(self, mac: bytes, rec: ClientRecord, now: float) -> bool:
         """Whether `rec` may send from `mac` (then it holds it)."""
@@ -66,21 +67,17 @@ class MacTable:
             last = theirs.get(mac, 0.0) if theirs is not None else 0.0
             same = owner.common_name is not None and owner.common_name == rec.common_name
             if owner.alive and not same and now - last < MOVE_IDLE:
-                self.events.append(("refused", mac, rec))
                 return False
             if theirs is not None:
                 theirs.pop(mac, None)
-            self.events.append(("moved", mac, rec))
         own = self.held.setdefault(id(rec), {})
         if len(own) >= self.per_client:
             old = next(iter(own))
             del own[old]
             del self.owner[old]
-            self.events.append(("replaced", old, rec))
+            self.stats[REPLACED] = self.stats.get(REPLACED, 0) + 1
         own[mac] = now
         self.owner[mac] = rec
-        if owner is None:
-            self.events.append(("learned", mac, rec))
         return True
 
     def forget(self, rec: ClientRecord) -> None:
@@ -108,9 +105,9 @@ class SwitchDataPath:
         self.d = dispatcher
         self.mss = MssPolicy(mss_rule)
         self.c2c = client_to_client
-        self.macs = MacTable(dispatcher.st.max_routes_per_client)
         self.stats = {"c2c refused": 0, "no route": 0, "frame too short": 0, "frame from a group MAC": 0,
-                      "frame from another client's MAC": 0, "broadcast over rate": 0}
+                      "frame from another client's MAC": 0, "broadcast over rate": 0, REPLACED: 0}
+        self.macs = MacTable(dispatcher.st.max_routes_per_client, self.stats)
         self.failed: list[tuple[ClientRecord, Exception]] = []
         self._buckets: dict[int, list[float]] = {}        # id(client) -> [tokens, last refill]
         dispatcher.on_forget = self._forget
