@@ -119,13 +119,13 @@ def test_a_million_source_macs_hold_only_the_quota_and_leave_others_alone():
     d, a, b, sw = world(quota=4)
     send(sw, "B", frame(BCAST, B_MAC))
     for i in range(20000):
-        send(sw, "A", frame(HOST_MAC, b"\x02" + i.to_bytes(5, "big")), now=i * 0.001)
+        send(sw, "A", frame(HOST_MAC, b"\x06" + i.to_bytes(5, "big")), now=i * 0.001)
     assert len(sw.macs.macs_of(a)) == 4 and len(sw.macs) == 5 and sw.macs.owner[B_MAC] is b
     assert sw.stats[l2switch.REPLACED] == 20000 - 4
     # the newest four are A's: a frame to them reaches A, to an evicted one nothing
     a.session.sealed.clear()
-    newest = frame(b"\x02" + (19999).to_bytes(5, "big"), HOST_MAC)
-    sw.from_tun([newest, frame(b"\x02" + (5).to_bytes(5, "big"), HOST_MAC)], 30.0, {})
+    newest = frame(b"\x06" + (19999).to_bytes(5, "big"), HOST_MAC)
+    sw.from_tun([newest, frame(b"\x06" + (5).to_bytes(5, "big"), HOST_MAC)], 30.0, {})
     assert a.session.sealed == [newest]
 
 
