@@ -167,8 +167,9 @@ class _Loader:
             if getattr(opts, f, None):
                 p, line = opts.source.get(f, (path, None))
                 self.errors.append(ConfigError(why, p, line, f))
-        if opts.dev_type == "tap" and opts.role == "client":
-            # (a tap server is refused by the profile's own parse)
+        if opts.dev_type == "tap":
+            # The VM routes (layer 3) between its LAN and the tunnel, and its firewall names a TUN;
+            # a tap client or a layer-2 server (openvpn/l2switch.py) runs on a host.
             d = "dev_type" if "dev_type" in opts.source else "dev"
             p, line = opts.source.get(d, (path, None))
             self.errors.append(ConfigError(NO_TAP, p, line, d.replace("_", "-")))
@@ -189,9 +190,9 @@ _TOML_REFUSED = (("user", _DROP), ("group", _DROP),
                            "the line"))
 
 
-NO_TAP = ("a tap (layer 2) device is not supported in the VM image: its router mode routes and NATs the LAN "
-           "by IP address into a TUN device (firewall, LAN routes, DNS); use a dev tun profile, or run this one "
-           "on a host (`vpn-appliance run profile.ovpn`)")
+NO_TAP = ("a tap (layer 2) device is not supported in the VM image: it routes and NATs between its LAN and "
+           "a TUN device by IP address (firewall, LAN routes, DNS); use dev tun, or run this config on a host "
+           "(`vpn-appliance run FILE`)")
 
 
 _NO_PAM = ("the auth-pam plugin is not supported in the VM image: it has no user accounts and no PAM stack "

@@ -84,3 +84,17 @@ def test_a_client_with_dev_tap_is_refused_at_its_line():
     with pytest.raises(ConfigError) as ei:
         parse_config("client\nremote 198.18.0.1\ndev tap\n<ca>\nX\n</ca>\n", "/p/c.ovpn", _no_files)
     assert str(ei.value).startswith("/p/c.ovpn:3: dev: only tun is supported (layer 3)")
+
+
+def test_the_appliance_toml_refuses_a_tap_server_at_its_line():
+    """The VM routes between its LAN and a TUN device (its firewall names it): a layer-2 server is
+    refused before anything starts, at the profile's dev line, pointing to a host run."""
+    from appliance.config.schema import parse_appliance_config
+    profile = HEAD + "dev tap\nserver 198.19.0.0 255.255.255.0\n"
+    text = ('[wan]\nname = "eth0"\naddress = "198.18.0.2/24"\ngateway = "198.18.0.1"\n\n'
+            f'[vpn]\nrole = "server"\ninline = """\n{profile}"""\n')
+    with pytest.raises(ConfigError) as ei:
+        parse_appliance_config(text, "/c/appliance.toml")
+    msgs = [str(e) for e in getattr(ei.value, "errors", [ei.value])]
+    line = text.split('inline = """\n', 1)[0].count("\n") + 1 + 12
+    assert any(m.startswith(f"/c/appliance.toml:{line}: dev: ") and "vpn-appliance run server.conf" in m for m in msgs), msgs
