@@ -98,3 +98,15 @@ def test_the_appliance_toml_refuses_a_tap_server_at_its_line():
     msgs = [str(e) for e in getattr(ei.value, "errors", [ei.value])]
     line = text.split('inline = """\n', 1)[0].count("\n") + 1 + 12
     assert any(m.startswith(f"/c/appliance.toml:{line}: dev: ") and "vpn-appliance run server.conf" in m for m in msgs), msgs
+
+
+def test_a_reload_cannot_switch_between_tun_and_tap():
+    """The device and the data path are made at start: a reload that turns a tun server into a tap
+    one (or back) is told so and keeps what runs -- never a TUN server with the switch's rules
+    (which skip the IP source check) or the reverse."""
+    from appliance.gateway.ops import restart_only_changes
+    old = parse("dev tun\nserver 198.19.0.0 255.255.255.0\n")
+    new = parse("dev tap\nserver 198.19.0.0 255.255.255.0\n")
+    warnings = restart_only_changes(old, new)
+    assert any("dev-type: changed; takes effect at restart" in w for w in warnings), warnings
+    assert (new.dev_type, new.dev) == ("tun", "tun")
