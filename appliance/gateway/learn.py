@@ -33,6 +33,7 @@ import subprocess
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Callable
 
 from ..openvpn.keymethod import remap_name
 from .scripts import TIME_LIMIT, run_limited
@@ -54,6 +55,7 @@ class Job:
     admit: "Admit | None" = None
     env: dict = field(default_factory=dict)
     chain: "deque | None" = None     # the jobs that follow this one (one client's, in order)
+    then: "Callable[[bool], None] | None" = None   # a MAC's add/update (dev tap): its verdict, to the switch
 
 
 @dataclass(eq=False)
@@ -85,6 +87,19 @@ class LearnAddress:
         jobs = deque(Job("add", text, list(argv), key, rec, admit=a, env=dict(env)) for text, key in addrs)
         self._start_chain(jobs)
         return True
+
+    def learn_mac(self, rec, text: str, argv: list, env: dict, then: Callable[[bool], None]) -> None:
+        """dev tap: `rec` sends from MAC `text` (2.6's form, `aa:bb:cc:dd:ee:ff@0`) new to it:
+        `add` (or `update`, another client held it), its verdict to `then` -- False too when
+        it could not be run. As an address's, in that MAC's queue after any earlier job."""
+        self._enqueue(Job("add", text, list(argv), text, rec, env=dict(env), then=then))
+
+    def forget_mac(self, rec, text: str) -> None:
+        """dev tap: `rec` no longer holds MAC `text` (its quota full): `delete`, if it learned it."""
+        owner = self.owner.get(text)
+        if owner is not None and owner[0] is rec:
+            del self.owner[text]
+            self._enqueue(Job("delete", text, owner[1]))
 
     def left(self, rec) -> None:
         """`rec` is gone: a delete for each address it learned and still holds, one after another."""
@@ -183,6 +198,8 @@ class LearnAddress:
         else:
             log.warning("%s: learn-address %s %s refused: %s (nothing routed there to this client)",
                         rec.common_name, job.op, job.text, reason)
+        if job.then is not None:
+            job.then(ok)
         if a is None:
             return
         if not ok:
@@ -223,6 +240,8 @@ class LearnAddress:
                                             lambda t=text: self._next(t))
                 return
             q.popleft()
+            if job.then is not None:
+                job.then(False)                 # not run (the runner full): asked again later
             a = job.admit
             if a is not None and self.admits.get(id(job.rec)) is a:
                 del self.admits[id(job.rec)]    # refused for now: it retries

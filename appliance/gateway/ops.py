@@ -41,6 +41,7 @@ from ..openvpn.crl import CrlChecker, background_reader
 from ..openvpn.settings import check_crl, check_key_material
 from ..openvpn.errors import RemoteProtocolError
 from ..openvpn.keymethod import remap_name
+from ..openvpn.l2switch import SwitchDataPath, mac_text
 from ..openvpn.peernames import from_peer, to_bytes
 from ..openvpn.tls import CERT_UNREADABLE, TlsSettings, cert_env, peer_rechecker
 from . import status as st_mod
@@ -223,6 +224,24 @@ class Operations:
         if self.pool_memory is not None and self.pool_memory.interval:
             pump.timers.arm("pool-persist", gw.clock() + self.pool_memory.interval, self._save_pool)
         self._arm_inactive()
+        if isinstance(gw.dp, SwitchDataPath):           # dev tap: learn-address for MACs
+            gw.dp.ask, gw.dp.unlearn = self._ask_mac, self._unlearn_mac
+
+    def _ask_mac(self, rec, mac: bytes) -> bool:
+        """dev tap: `rec` sends from a MAC new to it. True: learn it now (no learn-address, read
+        each time: a reload may add or remove it); False: the command decides (learn_result)."""
+        o = self.gw.opts
+        if not o.learn_address or self.scripts is None:
+            return True
+        inf = self.info.get(id(rec))
+        env = self.env(rec, inf, "learn-address") if inf is not None else {"script_type": "learn-address"}
+        dp = self.gw.dp
+        self.learn.learn_mac(rec, mac_text(mac), o.learn_address, env,
+                             lambda ok: dp.learn_result(rec, mac, ok, self.gw.clock()))
+        return False
+
+    def _unlearn_mac(self, rec, mac: bytes) -> None:
+        self.learn.forget_mac(rec, mac_text(mac))
 
     def close(self) -> None:
         if self.pool_memory is not None:

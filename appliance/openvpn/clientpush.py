@@ -244,6 +244,8 @@ class ClientPush:
         each as (the text OpenVPN passes to learn-address, its key here). OpenVPN keeps iroutes in
         a list it prepends to (option_iroute), so they come last line first."""
         out: list[tuple[str, object]] = []
+        if self.st.layer2:
+            return out      # dev tap: 2.6 learns MACs only, as frames come (l2switch.py, gateway/learn.py)
         if rec.vaddr and self.by_vaddr.get(rec.vaddr) is rec:
             out.append((rec.vaddr, rec.vaddr))
         if rec.vaddr6 and self.by_vaddr.get(rec.vaddr6) is rec:

@@ -36,6 +36,11 @@ MOVE_IDLE = 30.0           # seconds a MAC must be unused by its holder before a
 BCAST_RATE = 200.0         # broadcast/multicast frames per second one client may have replicated (c2c)
 BCAST_BURST = 400.0
 REPLACED = "MAC replaced by a newer one (max-routes-per-client)"
+WAITING = "frame from a MAC waiting for learn-address"
+LEARN_REFUSED = "frame from a MAC learn-address refused"
+LEARN_WAITING = 4          # learn-address commands one client may have running at once
+LEARN_RETRY = 10.0         # seconds before a MAC learn-address refused is asked about again
+LEARN_REFUSED_MAX = 65536  # refusals remembered (then the expired ones go, or all)
 REFRESH = 1.0              # seconds: a MAC's last use is noted at most this often (LRU order)
 
 
@@ -52,6 +57,17 @@ class MacTable:
         self.stats = stats if stats is not None else {}
         self.owner: dict[bytes, ClientRecord] = {}
         self.held: dict[int, dict[bytes, float]] = {}     # id(client) -> its MACs -> last use, oldest first
+        self.on_evict: Callable[[ClientRecord, bytes], None] | None = None   # (learn-address's delete)
+
+    def may_take(self, mac: bytes, rec: ClientRecord, now: float) -> bool:
+        """Whether `rec` may hold `mac` (see the module docstring: not another's in recent use)."""
+        owner = self.owner.get(mac)
+        if owner is None or owner is rec or not owner.alive:
+            return True
+        theirs = self.held.get(id(owner))
+        last = theirs.get(mac, 0.0) if theirs is not None else 0.0
+        same = owner.common_name is not None and owner.common_name == rec.common_name
+        return same or now - last >= MOVE_IDLE
 
     def learn(self, mac: bytes, rec: ClientRecord, now: float) -> bool:
         """Whether `rec` may send from `mac` (then it holds it)."""
@@ -63,11 +79,9 @@ class MacTable:
                 own[mac] = now
             return True
         if owner is not None:
-            theirs = self.held.get(id(owner))
-            last = theirs.get(mac, 0.0) if theirs is not None else 0.0
-            same = owner.common_name is not None and owner.common_name == rec.common_name
-            if owner.alive and not same and now - last < MOVE_IDLE:
+            if not self.may_take(mac, rec, now):
                 return False
+            theirs = self.held.get(id(owner))
             if theirs is not None:
                 theirs.pop(mac, None)
         own = self.held.setdefault(id(rec), {})
@@ -76,6 +90,8 @@ class MacTable:
             del own[old]
             del self.owner[old]
             self.stats[REPLACED] = self.stats.get(REPLACED, 0) + 1
+            if self.on_evict is not None:
+                self.on_evict(rec, old)
         own[mac] = now
         self.owner[mac] = rec
         return True
@@ -95,7 +111,8 @@ class MacTable:
 
 
 def mac_text(mac: bytes) -> str:
-    return ":".join(f"{b:02x}" for b in mac)
+    """As 2.6 prints a learned MAC (mroute_addr_print): its VLAN id after @, 0 untagged."""
+    return ":".join(f"{b:02x}" for b in mac) + "@0"
 
 
 class SwitchDataPath:
@@ -106,15 +123,90 @@ class SwitchDataPath:
         self.mss = MssPolicy(mss_rule)
         self.c2c = client_to_client
         self.stats = {"c2c refused": 0, "no route": 0, "frame too short": 0, "frame from a group MAC": 0,
-                      "frame from another client's MAC": 0, "broadcast over rate": 0, REPLACED: 0}
+                      "frame from another client's MAC": 0, "broadcast over rate": 0, REPLACED: 0, WAITING: 0,
+                      LEARN_REFUSED: 0}
         self.macs = MacTable(dispatcher.st.max_routes_per_client, self.stats)
         self.failed: list[tuple[ClientRecord, Exception]] = []
         self._buckets: dict[int, list[float]] = {}        # id(client) -> [tokens, last refill]
         dispatcher.on_forget = self._forget
+        # learn-address (gateway/learn.py): ask(client, MAC) -> True to learn it at once (no
+        # command configured), False when the command was asked (learn_result says);
+        # unlearn(client, MAC): a MAC it held is no longer its (its quota full).
+        self.ask: Callable[[ClientRecord, bytes], bool] | None = None
+        self.unlearn: Callable[[ClientRecord, bytes], None] | None = None
+        self.macs.on_evict = self._evicted
+        self.asking: dict[tuple[int, bytes], ClientRecord] = {}    # (id(client), MAC) -> client, command running
+        self._asking_of: dict[int, int] = {}                        # id(client) -> how many
+        self.refused: dict[tuple[int, bytes], float] = {}          # (id(client), MAC) -> asked again after
 
     def _forget(self, rec: ClientRecord) -> None:
         self.macs.forget(rec)
         self._buckets.pop(id(rec), None)
+        if self._asking_of.pop(id(rec), None):
+            for k in [k for k, r in self.asking.items() if r is rec]:
+                del self.asking[k]
+
+    def _evicted(self, rec: ClientRecord, mac: bytes) -> None:
+        if self.unlearn is not None:
+            self.unlearn(rec, mac)
+
+    def _may_learn(self, rec: ClientRecord, mac: bytes, now: float) -> bool:
+        """A MAC new to `rec`, with learn-address: True when it may be learned now; else its frame
+        waits (dropped) for the command's verdict, as 2.6 learns only what the command accepted.
+        Bounds: LEARN_WAITING commands per client at once, a refused MAC asked again only after
+        LEARN_RETRY (not once per frame), the refusals remembered at most LEARN_REFUSED_MAX."""
+        if not self.macs.may_take(mac, rec, now):
+            return False                      # (learn() counts it)
+        key = (id(rec), mac)
+        if key in self.asking:
+            self.stats[WAITING] += 1
+            return False
+        until = self.refused.get(key)
+        if until is not None:
+            if now < until:
+                self.stats[LEARN_REFUSED] += 1
+                return False
+            del self.refused[key]
+        n = self._asking_of.get(id(rec), 0)
+        if n >= LEARN_WAITING:
+            self.stats[WAITING] += 1
+            return False
+        assert self.ask is not None
+        self.asking[key] = rec                # (before asking: a verdict may come at once)
+        self._asking_of[id(rec)] = n + 1
+        if self.ask(rec, mac):
+            self._done_asking(key, rec)
+            return True
+        self.stats[WAITING] += 1
+        return False
+
+    def _done_asking(self, key: tuple[int, bytes], rec: ClientRecord) -> bool:
+        if self.asking.pop(key, None) is None:
+            return False
+        n = self._asking_of.get(id(rec), 1) - 1
+        if n > 0:
+            self._asking_of[id(rec)] = n
+        else:
+            self._asking_of.pop(id(rec), None)
+        return True
+
+    def learn_result(self, rec: ClientRecord, mac: bytes, ok: bool, now: float) -> None:
+        """learn-address's verdict on `rec`'s `mac`: learned (its next frame passes), or refused
+        for LEARN_RETRY. False too when the command could not be run (the runner full)."""
+        key = (id(rec), mac)
+        if not self._done_asking(key, rec):
+            return                            # it left meanwhile
+        if not rec.alive:
+            return
+        if ok:
+            if not self.macs.learn(mac, rec, now) and self.unlearn is not None:
+                self.unlearn(rec, mac)        # another client took it meanwhile: undone
+            return
+        if len(self.refused) >= LEARN_REFUSED_MAX:
+            self.refused = {k: t for k, t in self.refused.items() if t > now}
+            if len(self.refused) >= LEARN_REFUSED_MAX:
+                self.refused.clear()
+        self.refused[key] = now + LEARN_RETRY
 
     # ---------------------------------------------------------------- client -> TAP / clients
     def from_link(self, packet, addr, now: float, to_tun: Callable[[object], None], sends: dict) -> ClientRecord | None:
@@ -132,6 +224,11 @@ class SwitchDataPath:
             if not learnable(src):
                 stats["frame from a group MAC"] += 1
                 s.not_traffic += len(p) + s.framing
+                continue
+            if self.ask is not None and macs.owner.get(src) is not rec and not self._may_learn(rec, src, now):
+                s.not_traffic += len(p) + s.framing
+                if not macs.may_take(src, rec, now):
+                    stats["frame from another client's MAC"] += 1
                 continue
             if not macs.learn(src, rec, now):
                 stats["frame from another client's MAC"] += 1

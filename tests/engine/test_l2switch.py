@@ -173,3 +173,78 @@ def test_mssfix_clamps_syns_inside_ethernet_frames_both_ways():
 
 def test_learnable():
     assert l2switch.learnable(A_MAC) and not l2switch.learnable(BCAST) and not l2switch.learnable(b"\0" * 6)
+
+
+# ------------------------------------------------------------------ learn-address for MACs
+def learning_world(verdict_now=None):
+    d, a, b, sw = world()
+    asked: list = []
+    unlearned: list = []
+
+    def ask(rec, mac):
+        asked.append((rec, mac))
+        if verdict_now is not None:
+            sw.learn_result(rec, mac, verdict_now, 0.0)       # a verdict at once (the runner full)
+        return False
+
+    sw.ask, sw.unlearn = ask, lambda rec, mac: unlearned.append((rec, mac))
+    return d, a, b, sw, asked, unlearned
+
+
+def test_a_new_mac_waits_for_learn_address_and_passes_once_it_said_yes():
+    d, a, b, sw, asked, _ = learning_world()
+    assert send(sw, "A", frame(BCAST, A_MAC)) == ([], {})
+    assert send(sw, "A", frame(BCAST, A_MAC)) == ([], {})      # still waiting: asked once only
+    assert asked == [(a, A_MAC)] and A_MAC not in sw.macs.owner
+    sw.learn_result(a, A_MAC, True, 0.1)
+    assert send(sw, "A", frame(BCAST, A_MAC), now=0.2)[0]
+    assert len(asked) == 1                                     # a learned MAC is not asked about again
+
+
+def test_a_refused_mac_is_asked_about_again_only_after_a_while():
+    d, a, b, sw, asked, _ = learning_world()
+    send(sw, "A", frame(BCAST, A_MAC))
+    sw.learn_result(a, A_MAC, False, 0.0)
+    for t in (0.5, 5.0):
+        assert send(sw, "A", frame(BCAST, A_MAC), now=t) == ([], {})
+    assert len(asked) == 1 and sw.stats[l2switch.LEARN_REFUSED] == 2
+    send(sw, "A", frame(BCAST, A_MAC), now=l2switch.LEARN_RETRY + 0.1)
+    assert len(asked) == 2
+
+
+def test_a_verdict_given_at_once_is_not_lost():
+    d, a, b, sw, asked, _ = learning_world(verdict_now=False)
+    send(sw, "A", frame(BCAST, A_MAC))
+    assert not sw.asking and (id(a), A_MAC) in sw.refused
+
+
+def test_one_client_has_few_commands_running_and_a_flood_of_macs_runs_no_more():
+    d, a, b, sw, asked, _ = learning_world()
+    for i in range(1000):
+        send(sw, "A", frame(BCAST, b"\x06" + i.to_bytes(5, "big")))
+    assert len(asked) == l2switch.LEARN_WAITING
+    d.forget(a)
+    assert not sw.asking and not sw._asking_of
+    sw.learn_result(a, asked[0][1], True, 1.0)                # a late verdict for a client gone: nothing
+    assert not sw.macs.owner
+
+
+def test_a_mac_replaced_under_the_quota_is_unlearned():
+    d, a, b, sw, asked, unlearned = learning_world()
+    for i in range(5):
+        mac = b"\x06" + i.to_bytes(5, "big")
+        send(sw, "A", frame(BCAST, mac), now=float(i))
+        sw.learn_result(a, mac, True, float(i))
+    assert unlearned == [(a, b"\x06" + (0).to_bytes(5, "big"))]
+
+
+def test_another_clients_mac_in_use_is_not_even_asked_about():
+    d, a, b, sw, asked, _ = learning_world()
+    send(sw, "A", frame(BCAST, A_MAC))
+    sw.learn_result(a, A_MAC, True, 0.0)
+    send(sw, "B", frame(BCAST, A_MAC), now=1.0)
+    assert asked == [(a, A_MAC)] and sw.stats["frame from another client's MAC"] == 1
+
+
+def test_mac_text_is_2_6s():
+    assert l2switch.mac_text(bytes.fromhex("0a1b2c3d4e5f")) == "0a:1b:2c:3d:4e:5f@0"

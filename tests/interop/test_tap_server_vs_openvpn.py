@@ -2,7 +2,8 @@
 clients, in namespaces: the profiles are the ones a Debian tap server takes, unchanged.
 
 What a user checks: a client pings the server's TAP address; two clients with client-to-client
-reach each other through us (their frames switched by MAC); with `server-bridge` a host on the
+reach each other through us (their frames switched by MAC), learn-address hearing of their MACs;
+with `server-bridge` a host on the
 LAN bridged with the TAP device answers a client's ARP and ping, and learns the client's own MAC
 (layer 2 end to end).
 """
@@ -14,7 +15,7 @@ import subprocess
 import pytest
 
 from lab.configs import client_profile, server_config
-from lab.netns import Lab
+from lab.netns import Lab, wait_for_text
 
 CLIENTS = ["client1", "client2"]
 TAP_SERVER_IP = "198.19.0.1"
@@ -38,7 +39,8 @@ def tap_server(lab, line: str, extra: str = "") -> str:
 
 
 def tap_client(lab, client: str, server_ip: str) -> str:
-    prof = client_profile(lab.pki, "udp", client=client, remotes=[(server_ip, 1194, "udp")])
+    prof = client_profile(lab.pki, "udp", client=client, remotes=[(server_ip, 1194, "udp")],
+                          extra="explicit-exit-notify 1\n")
     return prof.replace("dev tun\n", "dev tap\n")
 
 
@@ -55,7 +57,11 @@ def mac_of(ns, dev: str = "tap0") -> str:
 
 
 def test_server_and_client_to_client(lab, procs):
-    srv = lab.ours(lab.srv, tap_server(lab, "server 198.19.0.0 255.255.255.0", "client-to-client\n"),
+    calls = lab.tmp / "learn-calls.log"
+    script = lab.write("learn.sh", f'#!/bin/sh\necho "$@" >> {calls}\nexit 0\n')
+    script.chmod(0o755)
+    srv = lab.ours(lab.srv, tap_server(lab, "server 198.19.0.0 255.255.255.0",
+                                       f"client-to-client\nscript-security 2\nlearn-address {script}\n"),
                    "tapsrv", pattern=r"listening on UDP")
     procs.append(srv)
     assert "TAP tap0 up (layer 2), address 198.19.0.1/24" in srv.log(), srv.log()
@@ -73,6 +79,13 @@ def test_server_and_client_to_client(lab, procs):
     # The frames went client to client: the server's own neighbour table never needed client2's
     # address for that (it learned only those it talked to itself).
     assert ip2 not in lab.srv.run("ip neigh show dev tap0").stdout
+    # learn-address ran for each client's MAC as 2.6 runs it (add MAC@VID CN), and deletes it
+    # when the client leaves.
+    mac1 = mac_of(lab.cli)
+    text = calls.read_text()
+    assert f"add {mac1}@0 client1" in text and f"add {mac_of(lab.cli2)}@0 client2" in text, text
+    c1.stop(8)
+    assert wait_for_text(calls, f"delete {mac1}@0", 15), calls.read_text()
 
 
 def test_server_bridge_lan_host_at_layer_2(lab, procs):

@@ -72,8 +72,6 @@ def test_mode_server_by_hand():
     ("dev tap\nserver-bridge 198.19.1.1 255.255.255.0 198.19.1.2 198.19.1.9\nifconfig-pool 198.19.1.2 198.19.1.3\n",
      14, "ifconfig-pool", "already defines the pool"),
     ("dev tap\nmode server\nifconfig-pool 198.19.1.2 198.19.1.3\n", 14, "ifconfig-pool", "needs its netmask"),
-    ("dev tap\nserver 198.19.0.0 255.255.255.0\nscript-security 2\nlearn-address /bin/true\n", 15,
-     "learn-address", "not supported with dev tap"),
 ])
 def test_refused_with_file_and_line(text, line, directive, why):
     errs = [e for e in errors(text) if e.directive == directive]

@@ -86,11 +86,6 @@ def finish(p: ParseState) -> None:
     if o.server is None and o.ifconfig_pool is not None and o.ifconfig_pool[2] is None:
         p.err("ifconfig-pool", "with dev tap and no `server`, the pool needs its netmask: ifconfig-pool START "
               "END NETMASK", line("ifconfig_pool"))
-    if o.learn_address:
-        # A security directive (a firewall script learns who holds which address): refused
-        # until its MAC form (add/update/delete MAC@0) is carried out, not run for IPs alone.
-        p.err("learn-address", "not supported with dev tap yet (OpenVPN 2.6 runs it for each client's MAC "
-              "addresses); remove the line or use dev tun", line("learn_address"))
     if "topology" in o.source:
         p.line = line("topology")
         p.note("topology", "no effect with dev tap (a layer-2 server has one subnet), as in OpenVPN 2.6")
