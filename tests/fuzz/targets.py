@@ -286,12 +286,16 @@ def make_data():
 SERVER_ADDRS = [("198.18.7.1", 40001), ("198.18.7.2", 40002)]
 
 
-def _server_world():
+def _server_world(layer2: bool = False):
     """A dispatcher (tls-crypt, client-to-client, one iroute) with two established clients, and
-    the ServerDataPath over it; -> (data path, [(client session, address)])."""
+    the ServerDataPath over it (`layer2`: dev tap's SwitchDataPath); -> (data path, [(client
+    session, address)])."""
     from appliance.openvpn.datapath import ServerDataPath
+    from appliance.openvpn.l2switch import SwitchDataPath
     d = _dispatcher("tls-crypt")
     d.st.client_to_client = True
+    d.st.layer2 = layer2
+    d.st.max_routes_per_client = 8
     d.st.duplicate_cn = True           # both clients hold the harness's one client certificate
     p = h.pki()
     clients = []
@@ -320,7 +324,7 @@ def _server_world():
     rec = d.by_addr[SERVER_ADDRS[0]]
     rec.iroutes = [ipaddress.IPv4Network("198.18.200.0/24")]
     d.iroutes.add(rec.iroutes[0], rec)
-    return ServerDataPath(d, lambda cipher, v2: 1400, True), clients
+    return (SwitchDataPath if layer2 else ServerDataPath)(d, lambda cipher, v2: 1400, True), clients
 
 
 def make_server_data():
@@ -370,6 +374,69 @@ def make_server_data():
             dp.from_link(bytes(wire), addr, now, lambda _p: None, {})      # must never raise
         if dp.failed:
             raise RuntimeError(f"sealing raised: {dp.failed!r}")
+        if sel & 8:
+            state["t"] = now = now + 30.0
+            d.handle_timer(now)
+            errs = d.take_internal_errors()
+            if errs:
+                raise RuntimeError(f"timer raised: {errs!r}")
+        for pkt, addr in d.take_outgoing():
+            for c, a in clients:
+                if a == addr:
+                    c.receive(pkt, now)
+        for c, a in clients:
+            for pkt in c.take_outgoing():
+                d.receive(pkt, a, now)
+        d.take_outgoing()
+    return one
+
+
+def make_switch_data():
+    """dev tap: SwitchDataPath.from_link / from_tun (l2switch.py) with two established clients and
+    client-to-client. First byte: bits 0-1 mode (raw wire bytes / client 0 seals the fuzzed frame
+    / the same with its source MAC one of a few and its destination client 1's MAC, a broadcast or
+    one of the few / client 1 seals it), bit 2 the frame comes in from the TAP device instead, bit
+    3 run the timers 30 s on. Invariants: nothing escapes, no client holds more MACs than its
+    quota, every MAC held is a live client's."""
+    state: dict = {}
+    macs = [bytes([2, 0, 0, 0, 0, i]) for i in range(12)] + [b"\xff" * 6]
+
+    def world():
+        w = state.get("w")
+        if w is None or any(not c.established or c.closed for c, _ in w[1]) or \
+                len(w[0].d.clients) != 2 or state.get("n", 0) > 20000:
+            w = state["w"] = _server_world(layer2=True)
+            state["n"], state["t"] = 0, 1.0
+        state["n"] += 1
+        return w
+
+    def one(data: bytes) -> None:
+        if len(data) < 2:
+            return
+        dp, clients = world()
+        d = dp.d
+        sel, rest = data[0], bytearray(data[1:])
+        now = state["t"]
+        if len(rest) >= 12 and sel & 0x30:
+            rest[0:6] = macs[(sel >> 4) * 3 % len(macs)]
+            rest[6:12] = macs[rest[11] % len(macs)]
+        if sel & 4:
+            dp.from_tun([bytes(rest)], now, {})
+        else:
+            mode = sel & 3
+            (c, addr) = clients[1] if mode == 3 else clients[0]
+            wire = bytes(rest) if mode == 0 else c.encrypt(bytes(rest))
+            if wire is None:
+                return
+            dp.from_link(bytes(wire), addr, now, lambda _p: None, {})      # must never raise
+        if dp.failed:
+            raise RuntimeError(f"sealing raised: {dp.failed!r}")
+        for held in dp.macs.held.values():
+            if len(held) > dp.macs.per_client:
+                raise RuntimeError("a client holds more MACs than its quota")
+        for mac, rec in dp.macs.owner.items():
+            if not rec.alive:
+                raise RuntimeError(f"MAC {mac.hex()} held by a client gone")
         if sel & 8:
             state["t"] = now = now + 30.0
             d.handle_timer(now)
@@ -671,6 +738,9 @@ _add(Target("data", make_data, 2048, "Session.receive of an established pair, bo
 _add(Target("server-data", make_server_data, 2048,
             "ServerDataPath from_link/from_tun + timers, two established clients, c2c, iroute (nothing may escape)",
             1.0))
+_add(Target("switch-data", make_switch_data, 2048,
+            "dev tap: SwitchDataPath from_link/from_tun + timers, two clients, c2c (nothing may escape; MAC quota)",
+            0.5))
 _add(Target("management", make_management, 4096, "management lines and commands with a live server (nothing "
             "may escape on_read)", 0.5))
 _add(Target("tcp-framing", make_framing, 8192, "StreamFramer.feed in any split (BadPacket)", 0.5))
