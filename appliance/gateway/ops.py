@@ -363,8 +363,14 @@ class Operations:
             out.append(st_mod.ClientRow(
                 rec.common_name or "UNDEF", self.real_str(rec), rec.vaddr or "", rec.vaddr6 or "", r, w,
                 int(inf.since), rec.session.peer_username or "UNDEF", inf.cid,
-                rec.peer_id if rec.session.peer_id is not None else 0, rec.session.cipher or "", int(last)))
+                rec.peer_id if rec.session.peer_id is not None else 0, rec.session.cipher or "", int(last),
+                self._macs(rec)))
         return out
+
+    def _macs(self, rec) -> list[str] | None:
+        """dev tap: the MACs `rec` holds, the routing table's entries as 2.6 lists them (MAC@0)."""
+        dp = self.gw.dp
+        return [mac_text(m) for m in dp.macs.macs_of(rec)] if isinstance(dp, SwitchDataPath) else None
 
     def status_lines(self, version: int) -> list[str]:
         return st_mod.render(self.rows(), version, self.wall())

@@ -49,6 +49,7 @@ class ClientRow:
     peer_id: int
     cipher: str
     last_ref: int
+    routes: list[str] | None = None     # the ROUTING TABLE's addresses (dev tap: its MACs); None: vaddr, vaddr6
 
 
 def tstr(t: float) -> str:
@@ -64,7 +65,7 @@ def render(rows: list[ClientRow], version: int, now: float) -> list[str]:
             out.append(f"{r.common_name},{r.real},{r.bytes_in},{r.bytes_out},{tstr(r.since)}")
         out += ["ROUTING TABLE", "Virtual Address,Common Name,Real Address,Last Ref"]
         for r in rows:
-            for v in (r.vaddr, r.vaddr6):
+            for v in (r.vaddr, r.vaddr6) if r.routes is None else r.routes:
                 if v:
                     out.append(f"{v},{r.common_name},{r.real},{tstr(r.last_ref)}")
         out += ["GLOBAL STATS", "Max bcast/mcast queue length,0", "END"]
@@ -81,7 +82,7 @@ def render(rows: list[ClientRow], version: int, now: float) -> list[str]:
     out.append(s.join(["HEADER", "ROUTING_TABLE", "Virtual Address", "Common Name", "Real Address", "Last Ref",
                        "Last Ref (time_t)"]))
     for r in rows:
-        for v in (r.vaddr, r.vaddr6):
+        for v in (r.vaddr, r.vaddr6) if r.routes is None else r.routes:
             if v:
                 out.append(s.join(["ROUTING_TABLE", v, r.common_name, r.real, tstr(r.last_ref), str(r.last_ref)]))
     out += [f"GLOBAL_STATS{s}Max bcast/mcast queue length{s}0", f"GLOBAL_STATS{s}dco_enabled{s}0", "END"]

@@ -15,7 +15,7 @@ import subprocess
 import pytest
 
 from lab.configs import client_profile, server_config
-from lab.netns import Lab, wait_for_text
+from lab.netns import Lab, until, wait_for_text
 
 CLIENTS = ["client1", "client2"]
 TAP_SERVER_IP = "198.19.0.1"
@@ -61,7 +61,8 @@ def test_server_and_client_to_client(lab, procs):
     script = lab.write("learn.sh", f'#!/bin/sh\necho "$@" >> {calls}\nexit 0\n')
     script.chmod(0o755)
     srv = lab.ours(lab.srv, tap_server(lab, "server 198.19.0.0 255.255.255.0",
-                                       f"client-to-client\nscript-security 2\nlearn-address {script}\n"),
+                                       f"client-to-client\nscript-security 2\nlearn-address {script}\n"
+                                       f"status {lab.tmp / 'tap-status.log'} 1\nstatus-version 2\n"),
                    "tapsrv", pattern=r"listening on UDP")
     procs.append(srv)
     assert "TAP tap0 up (layer 2), address 198.19.0.1/24" in srv.log(), srv.log()
@@ -82,6 +83,9 @@ def test_server_and_client_to_client(lab, procs):
     # learn-address ran for each client's MAC as 2.6 runs it (add MAC@VID CN), and deletes it
     # when the client leaves.
     mac1 = mac_of(lab.cli)
+    status = lab.tmp / "tap-status.log"
+    assert until(lambda: status.exists() and f"ROUTING_TABLE,{mac1}@0,client1," in status.read_text(), 15), \
+        status.read_text() if status.exists() else "no status file"
     text = calls.read_text()
     assert f"add {mac1}@0 client1" in text and f"add {mac_of(lab.cli2)}@0 client2" in text, text
     c1.stop(8)
