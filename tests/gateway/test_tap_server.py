@@ -1,0 +1,67 @@
+"""The layer-2 server (dev tap) on the real server pump, against our client on in-memory ports:
+frames switched by MAC between the client and the TAP device, learn-address run for MACs as
+OpenVPN 2.6 runs it (add MAC@0 CN before the MAC's frames pass, delete when the client leaves),
+and the status routing table listing the client's MACs. (Our client carries the frames as its
+TUN's packets: it reads nothing in them; Debian's tap clients: tests/interop.)"""
+from __future__ import annotations
+
+import stat
+import struct
+
+import pytest
+
+from appliance.gateway import ops as ops_mod
+from appliance.gateway.scripts import ScriptRunner
+from appliance.openvpn.l2switch import SwitchDataPath
+from tests.gateway.conftest import World, client_conf, server_conf
+from tests.gateway.test_tunnel import _up
+
+CLIENT_MAC, HOST_MAC = bytes.fromhex("020000000a01"), bytes.fromhex("020000000001")
+
+
+def frame(dst: bytes, src: bytes, tag: bytes) -> bytes:
+    return dst + src + struct.pack("!H", 0x88B5) + tag.ljust(46, b".")     # (a local experimental ethertype)
+
+
+@pytest.fixture
+def inline(monkeypatch):
+    monkeypatch.setattr(ops_mod, "ScriptRunner", lambda: ScriptRunner(time_limit=10.0, inline=True))
+
+
+def tap_conf(pki, extra: str = "") -> str:
+    return server_conf(pki, extra=extra).replace("dev tun\n", "dev tap\n").replace("topology subnet\n", "")
+
+
+def test_frames_both_ways_and_learn_address_for_macs(pki, tmp_path, inline):
+    log = tmp_path / "calls.log"
+    la = tmp_path / "la.sh"
+    la.write_text(f'#!/bin/sh\necho "$script_type $*" >> {log}\nexit 0\n')
+    la.chmod(la.stat().st_mode | stat.S_IXUSR)
+    w = World()
+    gw = w.add_server(tap_conf(pki, f"script-security 2\nlearn-address {la}\n"))
+    assert isinstance(gw.dp, SwitchDataPath) and gw.st.layer2
+    w.add_client(client_conf(pki, "client0", extra="explicit-exit-notify 1\n"))
+    assert w.run(lambda: _up(w), max_time=30)
+    assert not log.exists()                          # 2.6 learns no pool address on a tap server
+    stun, ctun = w.server_net.tun, w.client_nets[0].tun
+    first = frame(b"\xff" * 6, CLIENT_MAC, b"first")
+    ctun.inject(first)                               # waits for learn-address's yes (dropped)
+    assert w.run(lambda: log.exists(), max_time=5)
+    assert log.read_text().splitlines() == ["learn-address add 02:00:00:00:0a:01@0 client0"]
+    assert first not in stun.written
+    again = frame(b"\xff" * 6, CLIENT_MAC, b"again")
+    ctun.inject(again)
+    assert w.run(lambda: again in stun.written, max_time=2)
+    back = frame(CLIENT_MAC, HOST_MAC, b"back")
+    stray = frame(bytes.fromhex("020000000a02"), HOST_MAC, b"stray")     # unknown unicast: nowhere
+    stun.inject(back)
+    stun.inject(stray)
+    assert w.run(lambda: back in ctun.written, max_time=2)
+    w.run_for(1)
+    assert stray not in ctun.written
+    rows = gw.ops.status_lines(2)
+    assert any(r.startswith("ROUTING_TABLE,02:00:00:00:0a:01@0,client0,") for r in rows), rows
+    w.clients[0].request_stop()
+    w.run_for(5)
+    assert log.read_text().splitlines()[1:] == ["learn-address delete 02:00:00:00:0a:01@0"]
+    assert not gw.dp.macs.owner
