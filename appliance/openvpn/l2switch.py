@@ -22,6 +22,12 @@ the new one: a bridged LAN behind a client that has seen more hosts than the quo
 learn its newer ones). So a client sending from a million MACs holds at most its quota, and
 never evicts another's. Its broadcasts replicated to the other clients are rate-limited (a token
 bucket per client): a storm from one client costs each other client a bounded rate.
+
+learn-address (the hooks `ask`/`unlearn`, run by gateway/learn.py): as 2.6, a frame from a MAC
+new to its client passes only once the command said yes (`add` or `update MAC@0 CN`); until then
+it is dropped, as 2.6 drops it when the command fails. Unlike 2.6, which runs the command inside
+its loop for every such frame, a client has at most LEARN_WAITING commands running and a refused
+MAC is asked about again after LEARN_RETRY only.
 """
 from __future__ import annotations
 
@@ -122,7 +128,7 @@ class SwitchDataPath:
         self.d = dispatcher
         self.mss = MssPolicy(mss_rule)
         self.c2c = client_to_client
-        self.stats = {"c2c refused": 0, "no route": 0, "frame too short": 0, "frame from a group MAC": 0,
+        self.stats = {"no route": 0, "frame too short": 0, "frame from a group MAC": 0,
                       "frame from another client's MAC": 0, "broadcast over rate": 0, REPLACED: 0, WAITING: 0,
                       LEARN_REFUSED: 0}
         self.macs = MacTable(dispatcher.st.max_routes_per_client, self.stats)
@@ -247,6 +253,8 @@ class SwitchDataPath:
             elif self.c2c:
                 if other.session.established:
                     self._seal(other, p, now, sends)
+                else:
+                    stats["no route"] += 1
             else:
                 to_tun(p)           # as 2.6: the host (its bridge) decides; it never sends it back here
         return rec
