@@ -92,12 +92,14 @@ class ServerTunnelNetwork:
             raise PortGone(f"cannot configure the TUN device {name}: {why}")
         if spec["addr6"]:
             log.info("TUN %s: IPv6 %s/%d", tun.name, *spec["addr6"])
-        for net, plen, _metric in spec["routes"][1 if self.pool is not None and self.pool.topology != "subnet" and not tap else 0:]:
+        net30 = self.pool is not None and self.pool.topology != "subnet" and not tap     # (its first: the pool's own)
+        for net, plen, _metric in spec["routes"][1 if net30 else 0:]:
             log.info("route %s/%d dev %s", net, plen, tun.name)
         for net, plen, _metric in spec["routes6"]:
             log.info("route-ipv6 %s/%d dev %s", net, plen, tun.name)
         if tap:
-            log.info("TAP %s up (layer 2), address %s", tun.name, "%s/%d" % tuple(spec["addr"][:2]) if spec["addr"] else "none (a bridge port)")
+            log.info("TAP %s up (layer 2), address %s", tun.name,
+                     "%s/%d" % tuple(spec["addr"][:2]) if spec["addr"] else "none (a bridge port)")
         else:
             log.info("TUN %s up, server address %s", tun.name, self.pool.server_ip if self.pool else "-")
         return tun
