@@ -57,6 +57,7 @@ class ServerTunnelNetwork:
             a = tap_address(o)
             s["addr"] = [a[0], a[1], None] if a is not None else None
             s["link_up"] = True
+            s["lladdr"] = o.lladdr          # its MAC address, as 2.6's do_open_tun sets it (set_lladdr)
         elif pool is not None:
             if pool.topology == "subnet":
                 s["addr"] = [pool.server_ip, pool.net.prefixlen, None]
@@ -98,8 +99,9 @@ class ServerTunnelNetwork:
         for net, plen, _metric in spec["routes6"]:
             log.info("route-ipv6 %s/%d dev %s", net, plen, tun.name)
         if tap:
-            log.info("TAP %s up (layer 2), address %s", tun.name,
-                     "%s/%d" % tuple(spec["addr"][:2]) if spec["addr"] else "none (a bridge port)")
+            log.info("TAP %s up (layer 2), address %s%s", tun.name,
+                     "%s/%d" % tuple(spec["addr"][:2]) if spec["addr"] else "none (a bridge port)",
+                     f", MAC address {o.lladdr} (lladdr)" if o.lladdr else "")
         else:
             log.info("TUN %s up, server address %s", tun.name, self.pool.server_ip if self.pool else "-")
         return tun
@@ -135,10 +137,12 @@ def configure_here(spec: dict) -> str | None:
 
 def configure(spec: dict) -> None:
     """In the child: addresses, MTU, link up and routes of the server's TUN (netlink)."""
-    from ..router.links import add_address6, configure_tun, link_up
+    from ..router.links import add_address6, configure_tun, link_up, set_lladdr
     from ..router.routes import RouteSet
 
     dev = spec["dev"]
+    if spec.get("lladdr"):
+        set_lladdr(dev, spec["lladdr"])             # before the link comes up
     if spec["addr"]:
         addr, plen, peer = spec["addr"]
         configure_tun(dev, addr, plen, spec["mtu"], peer=peer)

@@ -29,6 +29,12 @@ def _configure(nl: Rtnl, i: int, address: str, prefixlen: int, mtu: int, peer: s
         nl.link_set(i, mtu=mtu, up=True)
 
 
+def set_lladdr(name: str, mac: str) -> None:
+    """A tap device's MAC address (`lladdr`), set before its link comes up, as OpenVPN 2.6."""
+    with Rtnl() as nl:
+        nl.link_set(link_index(name), address=bytes.fromhex(mac.replace(":", "")))
+
+
 def link_up(name: str, mtu: int) -> None:
     """The link up at `mtu`, with no address yet (a client's TUN device before its push)."""
     with Rtnl() as nl:

@@ -7,7 +7,7 @@ from tests.engine.test_memory_link import make_pair, pki  # noqa: F401 - pki is 
 
 
 def test_tap_options_string(pki):
-    tap = make_pair(pki, dev_type="tap")[1]._options_string()
+    tap = make_pair(pki, dev_type="tap", tun_mtu_extra=32)[1]._options_string()   # as settings.py gives tap
     tun = make_pair(pki)[1]._options_string()
     assert tap.startswith("V4,dev-type tap,") and tun.startswith("V4,dev-type tun,")
     mtu = lambda s: int(s.split("link-mtu ")[1].split(",")[0])  # noqa: E731

@@ -62,10 +62,12 @@ def test_server_and_client_to_client(lab, procs):
     script.chmod(0o755)
     srv = lab.ours(lab.srv, tap_server(lab, "server 198.19.0.0 255.255.255.0",
                                        f"client-to-client\nscript-security 2\nlearn-address {script}\n"
-                                       f"status {lab.tmp / 'tap-status.log'} 1\nstatus-version 2\n"),
+                                       f"status {lab.tmp / 'tap-status.log'} 1\nstatus-version 2\n"
+                                       "lladdr 02:aa:bb:cc:dd:01\n"),
                    "tapsrv", pattern=r"listening on UDP")
     procs.append(srv)
     assert "TAP tap0 up (layer 2), address 198.19.0.1/24" in srv.log(), srv.log()
+    assert mac_of(lab.srv) == "02:aa:bb:cc:dd:01"            # lladdr, as 2.6 sets it on a server's tap too
     c1 = lab.openvpn(lab.cli, tap_client(lab, "client1", "198.18.0.1"), "tapcli1")
     procs.append(c1)
     c2 = lab.openvpn(lab.cli2, tap_client(lab, "client2", "198.18.2.1"), "tapcli2")

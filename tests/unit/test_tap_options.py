@@ -60,11 +60,11 @@ def test_the_session_config_carries_the_device_for_the_options_string():
 @pytest.mark.parametrize("lines, line, directive", [
     ("dev tap\n", 6, "dev"), ("dev tap0\n", 6, "dev"), ("dev srv\ndev-type tap\n", 7, "dev-type"),
 ])
-def test_a_tap_server_is_refused_at_its_line(lines, line, directive):
-    errs = _errors(SERVER + lines, "/p/s.conf")
-    assert len(errs) == 1, errs
-    assert errs[0].startswith(f"/p/s.conf:{line}: {directive}: a tap (layer 2) server is not supported"), errs
-    assert "by its IP address" in errs[0]
+def test_a_server_takes_the_device_type_by_the_same_rule(lines, line, directive):
+    """The layer-2 server (d_layer2.py) and the tap client share one decision: dev-type, else
+    the name; tap's tun-mtu-extra 32 for both."""
+    o = _parse(SERVER + lines)
+    assert (o.dev_type, o.tun_mtu_extra) == ("tap", 32)
 
 
 def test_route_gateway_on_a_tap_client():

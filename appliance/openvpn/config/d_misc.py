@@ -257,7 +257,7 @@ reg.refuse("secret", "static-key mode is not supported (deprecated in OpenVPN 2.
 reg.refuse("pkcs11-providers", "PKCS#11 is not supported")
 reg.refuse("cryptoapicert", "not supported on this platform")
 @reg.apply("lladdr", why="a tap device's MAC address (OpenVPN 2.6: set on the device when it opens)",
-           sets=("lladdr",), used_by="client", nargs=(1, 1))
+           sets=("lladdr",), used_by="pump", nargs=(1, 1))
 def _lladdr(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
     """Six hex octets with colons, a unicast address (the kernel refuses a multicast one); that
     the device is a tap is checked with the whole file (d_network.finish_device)."""
