@@ -44,6 +44,12 @@ BEHIND_IP = "198.18.100.1"
 #    one left by a process that could run nothing (SIGKILL) is removed by the next run
 #    (remove_leftovers(), at pytest's session start) -- only when its creator is gone, so the
 #    namespaces of runs going on beside this one are never touched.
+#    A record appears whole (_record: written under a temporary name, then linked to its own): one
+#    opened and then written was empty for a moment, and another process's remove_leftovers()
+#    reading it then saw no live creator and deleted the namespace being made, killing what ran
+#    in it (an xdist worker's session start beside the other worker's tests; a namespace vanished
+#    mid-test in CI). A record that names no creator is one being written by an older checkout's
+#    code (other worktrees on the machine run it): kept until it is a minute old.
 OWNERS = Path("/run/vpn-appliance-lab")
 _mine: dict[str, Netns] = {}
 
@@ -96,6 +102,39 @@ def _delete_ns(name: str) -> None:
         (OWNERS / name).unlink()
 
 
+_UNNAMED_GRACE = 60.0              # s: how long a record naming no creator may still be being written
+
+
+def _writing() -> Path:
+    """Where _record writes a record before linking it in: a directory, which remove_leftovers
+    (an older checkout's too) passes over, so nobody reads a record there half-written."""
+    return OWNERS / ".writing"
+
+
+def _record(name: str) -> None:
+    """Record this process as `name`'s creator, whole at once: written under a temporary name,
+    then linked to its own name, which fails with FileExistsError as open(..., "x") did when the
+    name is taken. Another process's remove_leftovers() never reads it empty."""
+    _writing().mkdir(mode=0o755, exist_ok=True)
+    tmp = _writing() / f"{name}.{os.getpid()}"
+    tmp.write_text(_me())
+    try:
+        os.link(tmp, OWNERS / name)
+    finally:
+        tmp.unlink()
+
+
+def _remove_dead_writers() -> None:
+    """The temporary records of writers killed mid-way (named by their pid; a recycled pid keeps
+    one, which harms nothing)."""
+    with contextlib.suppress(OSError):
+        for tmp in _writing().iterdir():
+            pid = tmp.name.rpartition(".")[2]
+            if pid.isdigit() and not os.path.exists(f"/proc/{pid}"):
+                with contextlib.suppress(OSError):
+                    tmp.unlink()
+
+
 def remove_leftovers(at_exit: bool = False) -> list[str]:
     """Delete the recorded namespaces whose creator is gone (and, `at_exit`, this process's own);
     returns their names. Namespaces without a record (made by other code) are never touched."""
@@ -105,10 +144,16 @@ def remove_leftovers(at_exit: bool = False) -> list[str]:
         records = list(OWNERS.iterdir())
     except OSError:
         return removed
+    _remove_dead_writers()
     for rec in records:
+        if rec.is_dir():                            # _writing()
+            continue
         try:
             owner = rec.read_text().strip()
+            age = time.time() - rec.stat().st_mtime
         except OSError:
+            continue
+        if not owner and age < _UNNAMED_GRACE:      # an older checkout's record, not yet written
             continue
         if owner == me and not at_exit or owner != me and _owner_alive(owner):
             continue
@@ -131,8 +176,7 @@ class Netns:
         if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
             interrupt_on_sigterm()                  # a lab script's `with Lab()` cleans up on SIGTERM too
         OWNERS.mkdir(mode=0o755, exist_ok=True)
-        with open(OWNERS / name, "x") as f:         # before it exists: no window where it is unrecorded
-            f.write(_me())
+        _record(name)                               # before it exists: no window where it is unrecorded
         _mine[name] = self
         try:
             subprocess.run(["ip", "netns", "add", name], check=True)
