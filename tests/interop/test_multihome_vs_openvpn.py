@@ -20,7 +20,7 @@ import time
 import pytest
 
 from lab.configs import client_profile, server_config
-from lab.netns import CLI_IP, SRV_IP, TUN_SERVER_IP, Lab
+from lab.netns import CLI_IP, SRV_IP, TUN_SERVER_IP, Lab, wait_local_addresses
 
 pytestmark = [pytest.mark.root, pytest.mark.netns]
 
@@ -38,6 +38,8 @@ def lab(tmp_path_factory):
         lab.srv.run(f"ip addr add {SECOND}/24 dev {sdev} && ip -6 addr add {V6_SECOND}/64 dev {sdev} nodad"
                     f" && ip -6 addr add {V6_FIRST}/64 dev {sdev} nodad")
         lab.cli.run(f"ip -6 addr add {V6_CLI}/64 dev {cdev} nodad")
+        wait_local_addresses(lab.srv.name, (SECOND, V6_SECOND, V6_FIRST))
+        wait_local_addresses(lab.cli.name, (V6_CLI,))
         yield lab
 
 

@@ -431,11 +431,12 @@ def test_own_address_knows_the_wan_address_from_the_kernel():
     kernel's route to it, in a namespace holding it (IPv4 and IPv6)."""
     import sys
     import uuid
-    from lab.netns import Netns
+    from lab.netns import Netns, wait_local_addresses
     ns = Netns(f"uo{uuid.uuid4().hex[:10]}")
     try:
         ns.run("ip link add wan0 type veth peer name wan1 && ip link set wan0 up && ip link set wan1 up && ip addr add 198.18.20.2/24 dev wan0"
                " && ip addr add 2001:db8:20::2/64 dev wan0 nodad")
+        wait_local_addresses(ns.name, ("198.18.20.2", "2001:db8:20::2"))   # the route own_address asks for
         code = ("from appliance.lan.dns_forwarder import own_address as o; "
                 "print([o(a, []) for a in ('198.18.20.2', '2001:db8:20::2', '198.18.20.3', '2001:db8:20::3')])")
         r = ns.run(f"{sys.executable} -c \"{code}\"")

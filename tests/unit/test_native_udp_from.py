@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 from appliance import native
 from appliance.ioerrors import PortGone
 from appliance.transport.udp import UdpTransport
+from lab.netns import wait_local_addresses
 from tests.unit.test_tun_udp import _inside, _veth_pair, _wait_readable, netns  # noqa: F401 - netns is a fixture
 
 COMPILED = native.load("_udp")
@@ -147,6 +148,8 @@ def test_ipv6_addresses_are_written_as_recvfrom_writes_them(netns, impl):  # noq
     _ip("-n", b, "addr", "add", "2001:db8:201::2/64", "dev", "utvb", "nodad")
     for ns, dev, ll in ((a, "utva", "fe80::1"), (b, "utvb", "fe80::2")):
         _ip("-n", ns, "addr", "add", f"{ll}/64", "dev", dev, "nodad")
+    wait_local_addresses(a, ("2001:db8:201::1", "fe80::1"))
+    wait_local_addresses(b, ("2001:db8:201::2", "fe80::2"))
     with _inside(b):
         rx = UdpTransport(("::", 51411), None, family=socket.AF_INET6, gro=True)
         ref = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)

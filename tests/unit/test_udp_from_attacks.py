@@ -33,6 +33,7 @@ from scapy.packet import Raw
 
 from appliance import native
 from appliance.transport.udp import MANY_BATCH, UdpTransport
+from lab.netns import wait_local_addresses
 from tests.unit.test_tun_udp import _inside, _veth_pair, _wait_readable, netns  # noqa: F401 - netns is a fixture
 
 COMPILED = native.load("_udp")
@@ -80,6 +81,8 @@ def crafted(netns):  # noqa: F811
     _ip("-n", b, "addr", "add", "2001:db8:202::2/64", "dev", "utvb", "nodad")
     _ip("-n", a, "addr", "add", "fe80::1/64", "dev", "utva", "nodad")
     _ip("-n", b, "addr", "add", "fe80::2/64", "dev", "utvb", "nodad")
+    wait_local_addresses(a, ("2001:db8:202::1", "fe80::1"))
+    wait_local_addresses(b, ("2001:db8:202::2", "fe80::2"))
     mac_a, mac_b = _mac(a, "utva"), _mac(b, "utvb")
     with _inside(b):
         rx = UdpTransport(("::", PORT_C), None, family=socket.AF_INET6, gro=True)
@@ -307,6 +310,7 @@ def dual_stack(netns):  # noqa: F811
                            (b, "utvb", ("2001:db8:203::2", "fe80::2"))):
         for addr in addrs:
             _ip("-n", ns, "addr", "add", f"{addr}/64", "dev", dev, "nodad")
+        wait_local_addresses(ns, addrs)
     with _inside(b):
         rx = UdpTransport(("::", PORT_C), None, family=socket.AF_INET6, gro=True)
         ref = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)

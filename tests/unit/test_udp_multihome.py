@@ -16,6 +16,7 @@ from appliance import native
 from appliance.gateway.eventlog import fmt_addr
 from appliance.transport import udp
 from appliance.transport.udp import UdpTransport, local_of, pktinfo_cmsg
+from lab.netns import wait_local_addresses
 from tests.fakes import MemoryDatagramSocket, MemoryNet
 from tests.unit.test_tun_udp import _inside, _ip, _wait_readable, netns  # noqa: F401 - netns is a fixture
 
@@ -147,6 +148,7 @@ def host(netns):  # noqa: F811
     _ip("-n", ns, "addr", "add", f"{A2}/32", "dev", "lo")
     _ip("-n", ns, "addr", "add", f"{B1}/128", "dev", "lo", "nodad")
     _ip("-n", ns, "addr", "add", f"{B2}/128", "dev", "lo", "nodad")
+    wait_local_addresses(ns, (A1, A2, B1, B2))      # before it, a datagram to B2 (or B1) is dropped
     return ns
 
 
