@@ -15,7 +15,7 @@ from lab.netns import Netns
 from appliance.router import killswitch
 from appliance.router.killswitch import render_router
 
-_T = secrets.token_hex(2)
+_T = secrets.token_hex(3)
 
 LISTEN = ("import socket\n"
           "l = socket.socket(); l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
@@ -28,8 +28,9 @@ def topo():
     made: list[Netns] = []
     listener = None
     try:
-        lan, gw, wan = (Netns(f"mf{n}{_T}") for n in ("lan", "gw", "wan"))
-        made += [lan, gw, wan]
+        for n in ("lan", "gw", "wan"):
+            made.append(Netns(f"mf{n}{_T}"))        # one by one: a failure after the first deletes it
+        lan, gw, wan = made
         gw.run(f"ip link add eth1 type veth peer name ml0 netns {lan.name}")
         gw.run(f"ip link add eth0 type veth peer name mw0 netns {wan.name}")
         gw.run("ip addr add 198.18.50.1/24 dev eth1 && ip link set eth1 up && "

@@ -15,7 +15,7 @@ import sys
 
 import pytest
 
-_T = secrets.token_hex(2)   # unique names: parallel runs must not collide
+_T = secrets.token_hex(3)   # unique names: parallel runs must not collide
 NS_LAN, NS_GW, NS_WAN, NS_VPN = (f"ks{n}{_T}" for n in ("lan", "gw", "wan", "vpn"))
 
 from appliance.router import killswitch, nat
@@ -175,8 +175,10 @@ def lab():
     _require_tools()
     made: list[Netns] = []
     try:
+        # No `ip netns del` of the names first: a killed run's namespaces go at the next session's
+        # start (lab.netns.remove_leftovers, by their records), and a blind delete of a name would
+        # remove another run's namespace mid-test should the tags ever collide.
         for n in (NS_LAN, NS_GW, NS_WAN, NS_VPN):
-            subprocess.run(["ip", "netns", "del", n], capture_output=True)  # leftovers of a killed run
             made.append(Netns(n))
         lan, gw, wan, vpn = made
         gw.run(f"ip link add eth1 type veth peer name kl0 netns {NS_LAN}")
