@@ -53,6 +53,7 @@ from .ports import PortGone
 from .learn import LearnAddress
 from .crresponse import CrResponseRuns
 from .script_env import with_globals
+from .updown_env import route_env
 from .scripts import ScriptRunner
 from .slots import identity_of_v2_key
 from .tlsverify import VerifyRunner, make_verify_runner
@@ -148,6 +149,7 @@ class Operations:
         self.gw = gw
         self.wall = wall
         self.started = wall()
+        self._net_gateway: str | None = None     # route_net_gateway, found once (_server_tunnel_env)
         self.traffic = st_mod.Traffic()
         self.info: dict[int, ClientInfo] = {}       # id(rec) -> info
         self.next_cid = 0
@@ -1096,11 +1098,35 @@ class Operations:
         if pool is not None:
             e["ifconfig_local"] = pool.server_ip
             e["ifconfig_netmask"] = str(pool.net.netmask)
+        e.update(self._server_tunnel_env())
         e["script_context"] = "init"
         e["tun_mtu"] = str(o.tun_mtu)
         e["dev"] = self.gw.tun.name if self.gw.tun is not None else o.dev
         e["dev_type"] = "tun"
         e["redirect_gateway"] = "0"
+        return e
+
+    def _server_tunnel_env(self) -> dict[str, str]:
+        """The server's IPv6 address and its own `route`/`route-ipv6` lines, as 2.6's do_ifconfig
+        and do_route leave them in its set for the plugin's UP call and the >UPDOWN lines (Debian's
+        server: tests/interop/test_down_root_vs_openvpn.py): route_vpn_gateway the pool's .2 (the
+        `server` line's route-gateway), route_net_gateway the host's default gateway at start."""
+        o, pool, pool6 = self.gw.opts, self.gw.st.pool, self.gw.st.pool6
+        e: dict[str, str] = {}
+        v6_remote = None
+        if o.ifconfig_ipv6 is not None:
+            local6, bits6, v6_remote = o.ifconfig_ipv6
+        elif pool6 is not None:
+            local6, bits6, v6_remote = pool6.server_ip, pool6.net.prefixlen, str(pool6.net.network_address + 2)
+        if v6_remote is not None:
+            e.update({"ifconfig_ipv6_local": local6, "ifconfig_ipv6_netbits": str(bits6),
+                      "ifconfig_ipv6_remote": v6_remote})
+        if o.route or o.route_ipv6:
+            if self._net_gateway is None:
+                from .updown import host_net_gateway
+                self._net_gateway = host_net_gateway(self.gw.tun.name if self.gw.tun is not None else None)
+            vpn_gw = str(pool.net.network_address + 2) if pool is not None else None
+            e.update(route_env(o.route, o.route_ipv6, vpn_gw, self._net_gateway, "", o.route_metric, v6_remote))
         return e
 
     def up_down_env(self, plugin: bool = False) -> dict[str, str]:

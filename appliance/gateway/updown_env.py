@@ -70,6 +70,32 @@ def _mask(netmask: str | None) -> str:
     return netmask or "255.255.255.255"
 
 
+def route_env(routes, routes_ipv6, vpn_gw: str | None, net_gateway: str | None, remote_ip: str,
+              default_metric: int | None, v6_remote: str | None) -> dict[str, str]:
+    """route.c setenv_routes / setenv_routes_ipv6 as do_route leaves them, oldest first: the
+    gateways, then each route's network, netmask, gateway and metric (IPv6: network/bits and
+    gateway -- the tunnel's remote when the line names none). One place for the client's pushed
+    routes and the server's own `route`/`route-ipv6` lines (its down-root and >UPDOWN lines)."""
+    e: dict[str, str] = {}
+    if net_gateway is not None:
+        e["route_net_gateway"] = net_gateway
+    if vpn_gw is not None:
+        e["route_vpn_gateway"] = vpn_gw
+    for i, (net, mask, gw, metric) in enumerate(routes, 1):
+        e[f"route_network_{i}"] = net
+        e[f"route_netmask_{i}"] = _mask(mask)
+        e[f"route_gateway_{i}"] = _route_gateway(gw, vpn_gw, net_gateway, remote_ip)
+        m = metric if metric is not None else (default_metric or None)
+        if m is not None:
+            e[f"route_metric_{i}"] = str(m)
+    for i, (net, gw, metric) in enumerate(routes_ipv6, 1):
+        e[f"route_ipv6_network_{i}"] = net
+        e[f"route_ipv6_gateway_{i}"] = gw if gw else (v6_remote or "::")
+        if metric is not None:
+            e[f"route_ipv6_metric_{i}"] = str(metric)
+    return e
+
+
 def up_env(opts, pushed, *, remote: tuple, chain: list, common_name: str, dev: str,
            net_gateway: str | None, started: float, redirect: bool | None = None) -> dict[str, str]:
     """The environment at UP, newest first. `remote`: the server's (ip, port); `chain`: its
@@ -101,24 +127,9 @@ def up_env(opts, pushed, *, remote: tuple, chain: list, common_name: str, dev: s
         if remote6:
             e["ifconfig_ipv6_remote"] = remote6
     if pushed is not None:
-        vpn_gw = _vpn_gateway(pushed, opts)
-        if net_gateway is not None:
-            e["route_net_gateway"] = net_gateway
-        if vpn_gw is not None:
-            e["route_vpn_gateway"] = vpn_gw
-        for i, (net, mask, gw, metric) in enumerate(pushed.routes, 1):
-            e[f"route_network_{i}"] = net
-            e[f"route_netmask_{i}"] = _mask(mask)
-            e[f"route_gateway_{i}"] = _route_gateway(gw, vpn_gw, net_gateway, ip)
-            m = metric if metric is not None else (pushed.route_metric or None)
-            if m is not None:
-                e[f"route_metric_{i}"] = str(m)
-        for i, (net, gw, metric) in enumerate(pushed.routes_ipv6, 1):
-            e[f"route_ipv6_network_{i}"] = net
-            e[f"route_ipv6_gateway_{i}"] = gw if gw else (pushed.ifconfig_ipv6[1] if pushed.ifconfig_ipv6 and
-                                                          pushed.ifconfig_ipv6[1] else "::")
-            if metric is not None:
-                e[f"route_ipv6_metric_{i}"] = str(metric)
+        v6_remote = pushed.ifconfig_ipv6[1] if pushed.ifconfig_ipv6 and pushed.ifconfig_ipv6[1] else None
+        e.update(route_env(pushed.routes, pushed.routes_ipv6, _vpn_gateway(pushed, opts), net_gateway, ip,
+                           pushed.route_metric, v6_remote))
     e["script_context"] = "init"
     e["tun_mtu"] = str(pushed.tun_mtu if pushed is not None and pushed.tun_mtu else opts.tun_mtu)
     e["dev"] = dev

@@ -116,8 +116,13 @@ def test_down_root_and_updown_as_openvpns(lab):
 def _server_run(lab: Lab, which: str) -> tuple[list[str], list[str]]:
     script, out = _recorder(lab, f"srv-{which}")
     sock = str(lab.tmp / f"drs-{which}.sock")
+    # Its own routes and IPv6 network: 2.6 gives the plugin and >UPDOWN their route_* and
+    # ifconfig_ipv6_* variables (route_vpn_gateway the pool's .2, a line's own gateway and metric).
     cfg = server_config(lab.pki, port=1195, extra=f"user nobody\ngroup nogroup\nplugin {PLUGIN} \"{script} s\"\n"
-                                                  f"management {sock} unix\nmanagement-up-down\n")
+                                                  f"management {sock} unix\nmanagement-up-down\n"
+                                                  "route 198.18.140.0 255.255.255.0\n"
+                                                  "route 198.18.141.0 255.255.255.0 198.19.0.7 5\n"
+                                                  "server-ipv6 fd00:198:19::/64\nroute-ipv6 fd00:198:20::/64\n")
     p = lab.ours(lab.srv, cfg, f"drsrv-{which}", pattern="listening on UDP", readable_python=True) \
         if which == "ours" else lab.openvpn(lab.srv, cfg, f"drsrv-{which}")
     m = Mgmt(sock)
@@ -135,6 +140,7 @@ def test_server_down_root_as_openvpns(lab):
     theirs, t_down = _server_run(lab, "openvpn")
     ours, o_down = _server_run(lab, "ours")
     assert theirs[:2] == ["uid=0", "arg=s"] and ours[:2] == theirs[:2], (theirs, ours)
+    assert "route_metric_2=5" in theirs and "route_ipv6_network_1=fd00:198:20::/64" in theirs, theirs
     assert _names(ours[2:]) == _names(theirs[2:]), f"OpenVPN:\n{theirs}\nours:\n{ours}"
     assert _fixed(_env(ours[2:])) == _fixed(_env(theirs[2:]))
     assert t_down and [x.split("=", 1)[0] for x in o_down] == [x.split("=", 1)[0] for x in t_down], (t_down, o_down)
