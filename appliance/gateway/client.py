@@ -47,7 +47,7 @@ from .ports import AddressWatchPort, Clock, PortGone, Ports, TunPort
 from .restart_pause import restart_pause
 from .status import vm_rss
 from .tlsverify import VerifyRunner, make_verify_runner
-from .client_scripts import ClientScriptPlan, ClientScripts
+from .client_scripts import DOWN_ROOT, ClientScriptPlan, ClientScripts
 from .updown import UpDown
 
 if TYPE_CHECKING:
@@ -176,6 +176,7 @@ class ClientGateway:
         self.scripts: ClientScriptPlan | None = None
         if ClientScriptPlan.wanted(opts):
             self.scripts = ClientScriptPlan(opts, self.updown, ClientScripts())
+            self.scripts.runner.down_root = self.updown.down_root_now     # a reconnect's down-root command
         self._why = "connection-reset"
         self._exit_why = "SIGTERM"
 
@@ -573,6 +574,7 @@ class ClientGateway:
         s = Session(cfg, now)
         rule = mss_rule(self.opts, remote.proto == "tcp", ":" in addr[0])
         self.conn = c = Connection(remote, addr, link, s, ClientDataPath(s, rule, tap=self.opts.dev_type == "tap"))
+        self.updown.new_connection()            # its own environment set (tls-verify's afresh)
         self.pump.watch(link, self._on_link_read, self._on_link_write)
         # With a proxy, the poll covers the proxy's answer too (OpenVPN 2.6 reads it within
         # get_server_poll_remaining_time).
@@ -672,8 +674,8 @@ class ClientGateway:
         """The next attempt after OpenVPN 2.6's restart pause (restart_pause.py), whatever ended
         this one and whichever remote comes next; `backoff`: the least wait the server asked
         for; `poll_timeout`: the attempt ended at server-poll-timeout (no pause then)."""
-        if self.scripts is not None and self.conn is not None and self.conn.was_up:
-            self.scripts.restarting(self._why)          # up-restart's down (`restart`)
+        if self.conn is not None and self.conn.was_up:
+            self._tunnel_restarting(self._why)
         self._close_conn()
         if self._stop_at is not None:
             # The connection ended during explicit-exit-notify's wait: no reconnect, the end
@@ -700,6 +702,22 @@ class ClientGateway:
         if wait:
             log.info("restarting in %.0f s", wait)
         self.pump.timers.arm("reconnect", self.clock() + wait, self._connect_next)
+
+    def _tunnel_restarting(self, why: str) -> None:
+        """A connection whose tunnel was up ends for a reconnect (OpenVPN 2.6's SIGUSR1 restart).
+        With persist-tun 2.6 keeps its device: only up-restart's down runs. Without it, 2.6 closes
+        the device there: the down side runs as at the end (gateway/updown.py), and the next
+        tunnel is a first one again. Ours keeps its TUN either way (LAN traffic dropped meanwhile,
+        never sent in clear: gateway/tunnel.py); only what the scripts and listeners see follows
+        2.6."""
+        if self.opts.persist_tun:
+            if self.scripts is not None:
+                self.scripts.restarting(why)            # up-restart's down (`restart`)
+            return
+        if self.scripts is not None:
+            self.scripts.closing(why)
+            self._scripts_queued()
+        self.updown.closed(self.mgmt)
 
     def _close_conn(self) -> None:
         c, self.conn = self.conn, None
@@ -1134,9 +1152,13 @@ class ClientGateway:
         runner = self.scripts.runner
         runner.drain()
         for kind, ok in runner.take_results():
-            if kind == "up" and not ok and self.result is None:
-                # 2.6 exits there and then: its tunnel is not yet the one tun_abort undoes, so
-                # no route-pre-down or down script follows.
+            if kind in ("up", "route-pre-down", DOWN_ROOT) and not ok and self.result is None:
+                # 2.6 exits there and then (M_FATAL): after a failed up its tunnel is not yet
+                # the one tun_abort undoes, so no route-pre-down or down script follows; a
+                # reconnect's failed route-pre-down or down-root command (at its close of the
+                # tunnel, without persist-tun) ends it the same way.
+                if kind == DOWN_ROOT:
+                    log.error("ERROR: up/down plugin call failed")
                 log.error("Exiting due to fatal error")
                 self.scripts.ended = True
                 self._finish(1)

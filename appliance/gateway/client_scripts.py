@@ -39,7 +39,7 @@ import logging
 import os
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 from .loop import Wake
 from .scripts import Running, run_limited
@@ -54,6 +54,7 @@ DOWN_TIME_LIMIT = 30.0      # route-pre-down / down at the end, each (as the dow
 MAX_PENDING = 16            # reconnects faster than ipchange scripts end: the rest are skipped, logged
 DEFAULT_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
 END_ROOT = "end-root"       # a queued marker: the first tunnel's scripts ran, the root helper ends
+DOWN_ROOT = "down-root"     # a queued down-root command at a reconnect (ClientScripts.down_root runs it)
 
 # How OpenVPN 2.6 names each in its failure line (openvpn_run_script's error_message).
 LABEL = {"up": "--up/--down", "down": "--up/--down", "route-up": "--route-up", "route-pre-down": "--up/--down",
@@ -125,7 +126,9 @@ class ClientScripts:
         self.results: deque = deque()
         self.pending = 0
         self.running = Running()
-        self.halted = False             # an `up` failed: nothing more runs
+        self.halted = False             # an `up` (or a reconnect's route-pre-down/down-root) failed: nothing more runs
+        # DOWN_ROOT's runner (UpDown.down_root_now: the root helper's command), set by the client.
+        self.down_root: "Callable[[dict[str, str]], bool] | None" = None
         # With `user`/`group`: the helper that runs as root what 2.6 runs before its drop (cli.py
         # forks it while root); closed once the first tunnel's up and route-up ran.
         self.root: RootScripts | None = None
@@ -171,9 +174,13 @@ class ClientScripts:
             return True
         if self.halted:
             return True
+        if kind == DOWN_ROOT:
+            ok = self.down_root(env) if self.down_root is not None else True
+            self.halted = not ok
+            return ok
         root = self.root if self.root is not None and kind in self.root.commands else None
         ok = run_script(kind, argv, env, self.time_limit, self.running, root)
-        if kind == "up" and not ok:
+        if kind in ("up", "route-pre-down") and not ok:
             self.halted = True
         return ok
 
@@ -242,7 +249,7 @@ class ClientScriptPlan:
     @staticmethod
     def wanted(opts) -> bool:
         return any(getattr(opts, f) for f in ("up_script", "down_script", "route_up_script",
-                                              "route_pre_down_script", "ipchange_script"))
+                                              "route_pre_down_script", "ipchange_script", "down_root"))
 
     def _set(self, **kw: str) -> dict[str, str]:
         """The shared set with `kw` set (the newest first), kept for the next script and the
@@ -273,9 +280,26 @@ class ClientScriptPlan:
                 self.runner.submit("route-up", list(self.route_up), self._set(script_type="route-up"), keep=True)
             self.runner.submit(END_ROOT, [], {}, keep=True)        # 2.6 drops to `user` here
         elif o.up_restart and o.up_script:
-            u.mgmt_env = u.connection_env(session, remote, pushed, dev)
-            env = self._set(script_type="up", script_context="restart")
+            env = self._set(script_type="up", script_context="restart")     # the set UpDown.up made
             self.runner.submit("up", [*o.up_script, *tunnel_words(env, "restart")], env)
+
+    def closing(self, why: str) -> None:
+        """A restart without persist-tun closes the tunnel (2.6's do_close_tun, as at the end but
+        queued in the worker, in its order): route-pre-down, the down-root command (the plugin's
+        DOWN call comes before the down script), down -- each `init`, with `signal`, in the set
+        as it stands. A failure of route-pre-down or down-root ends the run (M_FATAL there).
+        UpDown.closed() follows (it forgets the tunnel's set)."""
+        u, sig = self.updown, signal_word(why)
+        if u.plugin_env is None:
+            return
+        if self.route_pre_down:
+            env = self._set(script_type="route-pre-down", script_context="init", signal=sig)
+            self.runner.submit("route-pre-down", [*self.route_pre_down, *tunnel_words(env, "init")], env, keep=True)
+        if self.opts.down_root:
+            self.runner.submit(DOWN_ROOT, [], dict(u.plugin_env), keep=True)
+        if self.opts.down_script:
+            env = self._set(script_type="down", script_context="init", signal=sig)
+            self.runner.submit("down", [*self.opts.down_script, *tunnel_words(env, "init")], env, keep=True)
 
     def restarting(self, why: str) -> None:
         """A tunnel that was up ends for a reconnect: with up-restart, down (`restart`)."""

@@ -12,6 +12,17 @@ the UP (gateway/updown_env.py): the plugin's command gets what OpenVPN's UP call
 and tls-verify (verify_base) the set as it stands at each handshake. Kept from the first UP: a
 reconnect to another remote does not refresh trusted_ip/_port or the routes in it (OpenVPN's set
 would), since no UP follows here.
+
+At a reconnect (a SIGUSR1 restart there: ping-restart, a TLS error, a signal), as Debian's 2.6.14
+client does (tests/interop/test_reconnect_env_vs_openvpn.py): each connection has a set of its own
+(OpenVPN's level-2 context is made afresh), so its tls-verify starts from the settings again.
+Without `persist-tun` the tunnel's down side runs at the restart (closed()): >UPDOWN:DOWN,
+route-pre-down, the down-root command, down, each with `signal`; the next connection's tunnel is a
+first one again (UP, up `init`, route-up, >UPDOWN:UP with the new push's values). With
+`persist-tun` the device stays: nothing runs at the restart (but up-restart's down); the new
+connection's set holds its server's chain and address, the push's foreign options and ifconfig_*
+(no route_*: do_route does not run again), which the end's route-pre-down, down and >UPDOWN:DOWN
+see; the down-root command keeps the first UP's environment (OpenVPN's helper holds that one).
 """
 from __future__ import annotations
 
@@ -50,6 +61,7 @@ class UpDown:
         self.helper: "DownRoot | None" = None            # cli.py forks it while root
         self.plugin_env: dict[str, str] | None = None   # the UP call's environment (the command's)
         self.mgmt_env: dict[str, str] | None = None     # the set as do_route left it
+        self.this_connection = False     # whether mgmt_env is the current connection's (tls-verify)
 
     @property
     def wanted(self) -> bool:
@@ -64,9 +76,10 @@ class UpDown:
         so the settings at the first handshake, and at each later one (renegotiation, reconnect)
         everything the tunnel's UP put there too -- dev, ifconfig_*, route_*, trusted_ip, the last
         chain's tls_* variables (replaced by this one's), not its X509_* -- as Debian's client
-        shows (tests/interop/test_down_root_vs_openvpn.py). The server's address then, as
+        shows (tests/interop/test_down_root_vs_openvpn.py) -- but a new connection's set is
+        afresh: the settings again until its tunnel is up. The server's address then, as
         untrusted_ip/untrusted_port, the newest."""
-        e = dict(self.mgmt_env) if self.mgmt_env is not None else \
+        e = dict(self.mgmt_env) if self.mgmt_env is not None and self.this_connection else \
             with_globals(settings_env(self.opts, self.started), {}, self.opts.setenv)
         for k in ("untrusted_ip", "untrusted_ip6", "untrusted_port"):
             e.pop(k, None)
@@ -92,9 +105,22 @@ class UpDown:
             return {k: v for k, v in e.items() if k not in ("script_context", "tun_mtu", "dev", "dev_type")}
         return {k: v for k, v in e.items() if not k.startswith("route_")}
 
+    def new_connection(self) -> None:
+        """A connection begins: its set is afresh (tls-verify's base the settings again)."""
+        self.this_connection = False
+
     def up(self, session, remote: tuple, pushed, dev: str, mgmt) -> None:
-        """The first tunnel of the run is up (later ones: nothing, the device persists)."""
-        if not self.wanted or self.plugin_env is not None:
+        """A tunnel is up: the first (or the first after closed()) runs the UP; a later one (the
+        device persisted) makes this connection's set, as 2.6's do_open_tun with a preserved
+        device (its ifconfig_*; dev and the rest only with up-restart, whose up sets them)."""
+        if not self.wanted:
+            return
+        self.this_connection = True
+        if self.plugin_env is not None:
+            e = self.connection_env(session, remote, pushed, dev)
+            if not self.opts.up_restart:
+                e = {k: v for k, v in e.items() if k not in ("script_context", "tun_mtu", "dev", "dev_type")}
+            self.mgmt_env = e
             return
         try:
             chain = [session.peer_certificate, *session.peer_chain] if session.peer_certificate is not None else []
@@ -116,6 +142,25 @@ class UpDown:
         """Before the device goes: >UPDOWN:DOWN."""
         if mgmt is not None and self.opts.management_up_down and self.mgmt_env is not None:
             mgmt.up_down("DOWN", self.mgmt_env)
+
+    def closed(self, mgmt) -> dict[str, str] | None:
+        """A restart without persist-tun closes the tunnel (2.6's do_close_tun): >UPDOWN:DOWN now;
+        returns the environment for the down-root command (the UP call's), None if no tunnel was
+        up. The next tunnel's UP is a first one again."""
+        env = self.plugin_env
+        self.down_notice(mgmt)
+        self.plugin_env = self.mgmt_env = None
+        self.this_connection = False
+        return env
+
+    def down_root_now(self, env: dict[str, str]) -> bool:
+        """The down-root command with `env` (a reconnect's, off the loop); True if it ran and
+        exited 0, or there is none."""
+        helper = self.helper
+        if helper is None:
+            return True
+        log.info("down-root: running %s", " ".join(a for _p, argv in self.opts.down_root for a in argv[:1]))
+        return helper.run(env)
 
     def down_run(self) -> None:
         """After the device went: the down-root command, then the helper ends (with no tunnel

@@ -12,11 +12,13 @@ its own command, in their order.
 Here: our client drops root before it connects (cli.py) and our server after its start-up, so the
 helper is forked at start, while root and single-threaded (as host/unlink_at_exit.py); the
 environment comes at DOWN from the main process (the UP one: gateway/updown_env.py). Since that
-process runs as `user` and handles the network, what it sends is treated as hostile: one message,
+process runs as `user` and handles the network, what it sends is treated as hostile: each message
 at most MAX_MESSAGE bytes and MAX_VARS variables, each NAME=VALUE with no NUL; a name must be
 OpenVPN's own kind (lower case first, or X509_...) or one of the config's setenv names, so a
-compromised process cannot hand the root command LD_PRELOAD, PATH, BASH_ENV or the like. The
-helper runs its commands once, answers, and exits: nothing can make it run them twice. It exits too
+compromised process cannot hand the root command LD_PRELOAD, PATH, BASH_ENV or the like (a refused
+message ends the helper). The helper runs its commands at each message, one run at a time, and
+answers, as OpenVPN's runs them at each DOWN call (a client without persist-tun calls it at every
+reconnect: gateway/client.py); it runs nothing on its own. It exits
 when the main process goes (end of file on its socket: a SIGKILL included), runs nothing then, and
 ignores the signals a terminal or service manager sends to the whole group (it must outlive the
 main process's SIGTERM to run the command at its exit). A command past TIME_LIMIT is killed with
@@ -30,6 +32,7 @@ import os
 import re
 import signal
 import subprocess
+import threading
 from typing import NoReturn
 
 from . import root_helper
@@ -115,20 +118,27 @@ class DownRoot:
     def __init__(self, commands: list[tuple[str, list[str]]], setenv_names: frozenset[str] = frozenset()) -> None:
         """`commands`: (program's path to execute, argv as given) per plugin line."""
         self.pid, self.sock = root_helper.fork(lambda fd: _serve(fd, commands, setenv_names))
-        self.ran = False
+        # A reconnect's run (the client's script worker) and the end's (its main thread) one at a
+        # time on the one socket.
+        self._lock = threading.Lock()
 
     def run(self, env: dict[str, str], within: float = TIME_LIMIT + 5) -> bool:
-        """Have the helper run the commands with `env`; True if each exited 0. Once only."""
-        if self.ran or self.sock is None:
-            return False
-        self.ran = True
-        try:
-            self.sock.settimeout(within)
-            self.sock.send(encode(env))
-            answer = self.sock.recv(16)
-        except OSError as e:
-            log.warning("down-root: the helper did not answer: %s", e)
-            return False
+        """Have the helper run the commands with `env`; True if each exited 0. A helper that did
+        not answer in time is ended (a late answer would be read as the next run's)."""
+        with self._lock:
+            sock = self.sock
+            if sock is None:
+                return False
+            try:
+                sock.settimeout(within)
+                sock.send(encode(env))
+                answer = sock.recv(16)
+            except OSError as e:
+                log.warning("down-root: the helper did not answer: %s", e)
+                answer = b""
+            if answer not in (OK, FAILED):
+                self.sock = None
+                sock.close()
         if answer != OK:
             log.warning("down-root: %s", "the helper refused the environment" if answer == REFUSED
                         else "the command failed" if answer == FAILED else "the helper is gone")
@@ -136,9 +146,9 @@ class DownRoot:
 
     def close(self, within: float = 2.0) -> None:
         """End the helper (it runs nothing then) and reap it, bounded."""
-        if self.sock is not None:
-            self.sock.close()
-            self.sock = None
+        sock, self.sock = self.sock, None
+        if sock is not None:
+            sock.close()
         root_helper.reap(self.pid, within)
 
 
@@ -146,15 +156,16 @@ def _serve(fd: int, commands: list[tuple[str, list[str]]], setenv_names: frozens
     status = 0
     try:
         sock = root_helper.enter(fd)
-        data = sock.recv(MAX_MESSAGE + 1)
-        if not data:
-            return                      # end of file: the main process went without a DOWN
-        env = decode(data, setenv_names)
-        if env is None:
-            sock.send(REFUSED)
-            return
-        ok = all(_run_one(path, argv, env) for path, argv in commands)
-        sock.send(OK if ok else FAILED)
+        while True:
+            data = sock.recv(MAX_MESSAGE + 1)
+            if not data:
+                return                  # end of file: the main process went (or ended us)
+            env = decode(data, setenv_names)
+            if env is None:
+                sock.send(REFUSED)
+                return
+            ok = all(_run_one(path, argv, env) for path, argv in commands)
+            sock.send(OK if ok else FAILED)
     except BaseException:  # noqa: BLE001 - the child must end here, whatever happened
         status = 1
     finally:

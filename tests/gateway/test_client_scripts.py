@@ -123,7 +123,7 @@ def test_a_hanging_up_is_killed_at_its_limit_and_ends_the_run(pki, tmp_path, cap
 
 def test_up_restart_runs_down_and_up_again_at_a_reconnect(pki, tmp_path):
     log = tmp_path / "log"
-    w, c, tap = _client(pki, tmp_path, _all(tmp_path, log), "up-restart\n")
+    w, c, tap = _client(pki, tmp_path, _all(tmp_path, log), "up-restart\npersist-tun\n")
     assert w.run(lambda: any(",CONNECTED," in x for x in tap.got), max_time=20)
     tap.got.clear()
     c.user_restart()
@@ -138,6 +138,29 @@ def test_up_restart_runs_down_and_up_again_at_a_reconnect(pki, tmp_path):
     assert "route_network_1" not in up2 and "redirect_gateway" not in up2
     c._cleanup()
     assert [g[0] for g in _records(log)][-2:] == ["route-pre-down", "down"]
+
+
+def test_without_persist_tun_a_reconnect_runs_the_down_side_then_the_up_side_afresh(pki, tmp_path):
+    """2.6 closes its device at a SIGUSR1 restart without persist-tun: route-pre-down and down
+    (`init`, signal sigusr1) with the tunnel's set, then the next tunnel is a first one: up
+    (`init`), route-up, with that connection's values (and its tls-verify starts afresh)."""
+    log = tmp_path / "log"
+    w, c, tap = _client(pki, tmp_path, _all(tmp_path, log))
+    assert w.run(lambda: any(",CONNECTED," in x for x in tap.got), max_time=20)
+    tap.got.clear()
+    c.user_restart()
+    assert w.run(lambda: any(",CONNECTED," in x for x in tap.got), max_time=30)
+    recs = _records(log)
+    assert [(g[0], g[1][-1] if g[1] else None) for g in recs][3:] == [
+        ("route-pre-down", "init"), ("down", "init"), ("ipchange", "[AF_INET]198.18.0.1 1194"),
+        ("up", "init"), ("route-up", None)]
+    assert recs[3][2]["signal"] == recs[4][2]["signal"] == "sigusr1"
+    assert recs[4][2]["route_network_1"] == recs[1][2]["route_network_1"]       # the closing tunnel's set
+    assert recs[6][2]["route_network_1"] and recs[6][2]["script_context"] == "init"
+    assert "signal" not in recs[6][2] and "signal" not in recs[7][2]            # a fresh set
+    c._cleanup()
+    assert [g[0] for g in _records(log)][-2:] == ["route-pre-down", "down"]
+    assert _records(log)[-1][2]["signal"] == "sigterm"
 
 
 def test_without_a_tunnel_no_down_runs(pki, tmp_path):

@@ -133,7 +133,7 @@ def test_a_server_cannot_keep_the_command_from_running_by_a_big_environment(scri
     assert seen["dev"] == "tun0" and seen["config"] == "/etc/c.ovpn"
 
 
-def test_runs_once_as_the_forking_user_with_exactly_that_environment(script, tmp_path):
+def test_runs_at_each_call_as_the_forking_user_with_exactly_that_environment(script, tmp_path):
     h = DownRoot([(str(script), ["down", "x"])])
     try:
         assert h.run({"dev": "tun0", "X509_0_CN": "srv"})
@@ -142,7 +142,10 @@ def test_runs_once_as_the_forking_user_with_exactly_that_environment(script, tmp
         env = dict(x.split("=", 1) for x in lines[2:])
         assert {k: env[k] for k in ("dev", "X509_0_CN")} == {"dev": "tun0", "X509_0_CN": "srv"}
         assert "PATH" not in env
-        assert not h.run({"dev": "tun1"})                             # once only
+        # Again at the next DOWN (a reconnect without persist-tun), with that call's environment.
+        assert h.run({"dev": "tun1"})
+        env = dict(x.split("=", 1) for x in (tmp_path / "out").read_text().splitlines()[2:])
+        assert env["dev"] == "tun1" and "X509_0_CN" not in env
     finally:
         h.close()
     assert not os.path.exists(f"/proc/{h.pid}")

@@ -143,10 +143,12 @@ def test_sample_server_conf_parses():
     assert o.tls_crypt == STATIC_KEY
     assert o.data_ciphers == ["AES-256-GCM", "AES-128-GCM", "CHACHA20-POLY1305"]
     assert o.max_clients == 100
-    # dh, persist-key and persist-tun have no effect here: each is a note saying why, not a field
-    # nobody reads. `status` is applied (issue 12): the pump writes the file.
-    for d in ("dh", "persist-key", "persist-tun"):
+    # dh and persist-key have no effect here: each is a note saying why, not a field nobody
+    # reads. persist-tun decides whether a reconnect runs the down/up side. `status` is applied
+    # (issue 12): the pump writes the file.
+    for d in ("dh", "persist-key"):
         assert any(f": {d}: accepted, has no effect here: " in n for n in o.notes), (d, o.notes)
+    assert o.persist_tun
     assert o.status is not None and o.status[1] > 0
 
 

@@ -113,7 +113,7 @@ def _setenv_safe(p: ParseState, d: str, a: list[str], inline: str | None) -> Non
 
 # ------------------------------------------------------------------ accepted, no effect (with the reason)
 _NOOPS = {
-    "persist-key persist-tun": "keys and the TUN device are kept across reconnects anyway",
+    "persist-key": "keys are kept across reconnects anyway",
     "mute-replay-warnings": "replayed packets are counted, not logged one by one",
     "mute": "events are logged once each; repeated-message muting is not implemented",
     "suppress-timestamps machine-readable-output": "the log format is fixed",

@@ -371,5 +371,9 @@ def _up_down(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
 for _name, _field, _why in (
         ("up-restart", "up_restart", "client: the down script (`restart`) at each reconnect and the up script "
                                      "(`restart`) when the tunnel is up again, as OpenVPN 2.6 with persist-tun"),
-        ("down-pre", "down_pre", "client: the down script runs before the TUN device goes (else after it)")):
-    reg.apply(_name, why=_why, sets=(_field,), used_by="client", nargs=(0, 0))(_flag(_field))
+        ("down-pre", "down_pre", "client: the down script runs before the TUN device goes (else after it)"),
+        ("persist-tun", "persist_tun", "the TUN device is kept across reconnects anyway; without it a reconnect "
+                                       "runs the down side (route-pre-down, down, down-root, >UPDOWN:DOWN) and the "
+                                       "next tunnel the up side afresh, as OpenVPN 2.6 closes and reopens its device")):
+    reg.apply(_name, why=_why, sets=(_field,), used_by="pump" if _field == "persist_tun" else "client",
+              nargs=(0, 0))(_flag(_field))
