@@ -6,6 +6,9 @@ against Debian's 2.6.14 (tests/interop/test_client_scripts_vs_openvpn.py):
 - `ipchange CMD`: `CMD "[AF_INET]IP PORT"` (one word: 2.6.14 appends print_sockaddr_ex's text
   as one argument, `[AF_INET6]` for IPv6) at each connection, when its first TLS handshake
   completes ("Peer Connection Initiated"); a failure is only logged.
+- without `persist-tun` a reconnect closes the tunnel as the end does (closing(): route-pre-down,
+  the down-root command, down, `init`, `signal`) and the next tunnel is a first one (up `init`,
+  route-up), as 2.6 closes and reopens its device (gateway/updown.py).
 - each connection's scripts see that connection's environment set (2.6 makes it afresh at each:
   a reconnect's ipchange has no tunnel variables, up-restart's up no route_* ones).
 - `up CMD`: `CMD DEV TUN_MTU 0 IFCONFIG_LOCAL IFCONFIG_REMOTE|NETMASK init` when the first tunnel
