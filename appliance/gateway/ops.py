@@ -500,6 +500,11 @@ class Operations:
         if signum == _signal.SIGUSR1 and self.gw.opts.remap_usr1 == "SIGTERM":
             log.warning("SIGUSR1 remapped to SIGTERM (remap-usr1): stopping")
             self.gw.request_stop()
+        elif signum == _signal.SIGUSR1 and not self.gw.opts.persist_tun:
+            # 2.6 closes and reopens its device at this restart (not with persist-tun).
+            self.gw.restart_down()
+            self.reload()
+            self.up_down("UP")
         elif signum in (_signal.SIGHUP, _signal.SIGUSR1):
             self.reload()
         elif signum == _signal.SIGUSR2:

@@ -15,6 +15,7 @@ import errno
 import ipaddress
 import itertools
 import logging
+import threading
 from typing import TYPE_CHECKING, Callable, Protocol
 
 from ..openvpn import ciphers, events as ev
@@ -85,6 +86,7 @@ class ServerGateway:
         self.dp = path(self.d, self._mss_rule(opts), settings.client_to_client)
         self.tun: TunPort | None = None
         self.down_root: "DownRoot | None" = None     # the down-root plugin's root helper (cli.py)
+        self._down_root_running = False              # its command at a SIGUSR1 (restart_down)
         self.udp: DatagramPort | None = None
         self.listener: ListenerPort | None = None
         self.conns: dict[StreamKey, TcpLink] = {}   # in accept order (the oldest is evicted first)
@@ -162,6 +164,30 @@ class ServerGateway:
                 helper.run(self.ops.up_down_env(plugin=True))
         finally:
             helper.close()
+
+    def restart_down(self) -> None:
+        """SIGUSR1 without persist-tun: 2.6's server closes its device at that restart (its
+        do_close_tun): >UPDOWN:DOWN, then the down-root command (the plugin's DOWN call), with the
+        UP's environment, as Debian's server does; ours keeps its TUN and clients (the reload
+        follows, then >UPDOWN:UP). The command runs off the loop, one at a time (a SIGUSR1 while
+        one runs adds none); its failure is logged (2.6 exits there -- and would at its next UP,
+        which its plugin fails)."""
+        self.ops.up_down("DOWN")
+        helper = self.down_root
+        if helper is None or self.tun is None or self._down_root_running:
+            return
+        env = self.ops.up_down_env(plugin=True)
+        self._down_root_running = True
+
+        def job() -> None:
+            try:
+                log.info("down-root: running %s (SIGUSR1 without persist-tun)",
+                         " ".join(argv[0] for _p, argv in self.opts.down_root))
+                if not helper.run(env):
+                    log.warning("down-root: the command at SIGUSR1 failed (OpenVPN 2.6 would exit)")
+            finally:
+                self._down_root_running = False
+        threading.Thread(target=job, name="down-root", daemon=True).start()
 
     def bind_addr(self) -> tuple[str, int]:
         """`proto udp6/tcp6` (or an IPv6 `local`) listens on IPv6 (dual-stack on `::`)."""

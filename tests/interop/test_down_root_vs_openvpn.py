@@ -175,3 +175,35 @@ def test_tls_verify_sees_the_environment_set_as_openvpns(lab):
     for t, o in zip(theirs, ours):
         assert _names(o) == _names(t), f"OpenVPN:\n{t}\nours:\n{o}"
         assert _fixed(_env(o)) == _fixed(_env(t))
+
+
+def _server_usr1(lab: Lab, which: str) -> tuple[list[list[str]], str]:
+    """A server without persist-tun at SIGUSR1: the down-root command's runs (each its sorted
+    environment), then SIGTERM if it still runs."""
+    out = lab.tmp / f"dr-usr1-{which}"
+    script = lab.write(f"dr-usr1-{which}.sh", f"#!/bin/sh\n{{ env | sort; echo ----; }} >> {out}\n")
+    script.chmod(0o755)
+    cfg = server_config(lab.pki, port=1196, extra=f"plugin {PLUGIN} \"{script}\"\nroute 198.18.140.0 255.255.255.0\n")
+    p = lab.ours(lab.srv, cfg, f"drusr1-{which}", pattern="listening on UDP") if which == "ours" \
+        else lab.openvpn(lab.srv, cfg, f"drusr1-{which}")
+    p.p.send_signal(10)
+    end = time.monotonic() + 10
+    while time.monotonic() < end and not (out.exists() and "----" in out.read_text()):
+        time.sleep(0.1)
+    time.sleep(1.0)
+    if p.alive():
+        p.p.send_signal(15)
+    assert p.exit_within(15) is not None, p.log()[-3000:]
+    runs = out.read_text().split("----\n") if out.exists() else []
+    return [r.splitlines() for r in runs if r.strip()], p.log()
+
+
+def test_server_down_root_at_sigusr1_without_persist_tun_as_openvpns(lab):
+    """2.6's server closes its device at a SIGUSR1 restart without persist-tun: its down-root
+    command runs then, with the UP's environment (ours keeps its TUN and clients, and runs it
+    again at its end)."""
+    theirs, t_log = _server_usr1(lab, "openvpn")
+    ours, o_log = _server_usr1(lab, "ours")
+    assert theirs and "route_network_1=198.18.140.0" in theirs[0], t_log[-2000:]
+    assert len(ours) == 2, o_log[-3000:]
+    assert _fixed(_env(ours[0])) == _fixed(_env(theirs[0])) and _names(ours[0]) == _names(theirs[0])
