@@ -179,6 +179,7 @@ class ClientGateway:
             self.scripts.runner.down_root = self.updown.down_root_now     # a reconnect's down-root command
         self._why = "connection-reset"
         self._exit_why = "SIGTERM"
+        self._push_key = None       # the last tunnel's push, as 2.6's digest sees it (_push_changed)
 
     # ---------------------------------------------------------------- running
     def run(self) -> int:
@@ -703,6 +704,24 @@ class ClientGateway:
             log.info("restarting in %.0f s", wait)
         self.pump.timers.arm("reconnect", self.clock() + wait, self._connect_next)
 
+    def _push_changed(self, c: Connection, raw, pushed, dev: str) -> None:
+        """With persist-tun, a reconnect whose push differs from the last one's (but for peer-id,
+        the auth-token and the cipher: 2.6's push_update_digest skips them) makes 2.6 close and
+        reopen its device ("Pulled options changed on restart"): the down side with `signal`
+        UNKNOWN in the new connection's set, then a first tunnel's up side. Ours keeps its TUN
+        (the new push is applied to it); the scripts and listeners see what 2.6's do."""
+        key = None if raw is None else dataclasses.replace(raw, peer_id=None, auth_token=None,
+                                                           auth_token_user=None, cipher=None)
+        last, self._push_key = self._push_key, key
+        if not self.opts.persist_tun or self.updown.plugin_env is None or last is None or key == last:
+            return
+        log.info("NOTE: Pulled options changed on restart, will need to close and reopen TUN/TAP device.")
+        self.updown.closing_set(c.session, c.addr, pushed, dev)
+        if self.scripts is not None:
+            self.scripts.closing("UNKNOWN")
+            self._scripts_queued()
+        self.updown.closed(self.mgmt)
+
     def _tunnel_restarting(self, why: str) -> None:
         """A connection whose tunnel was up ends for a reconnect (OpenVPN 2.6's SIGUSR1 restart).
         With persist-tun 2.6 keeps its device: only up-restart's down runs. Without it, 2.6 closes
@@ -1101,6 +1120,7 @@ class ClientGateway:
             self.counters.up_since = time.time()
         c.was_up = True
         self.pump.timers.cancel("poll")
+        self._push_changed(c, e.pushed, pushed, tun.name if tun else self.opts.dev)
         first_up = self.updown.plugin_env is None
         self.updown.up(c.session, c.addr, pushed, tun.name if tun else self.opts.dev, self.mgmt)
         if self.scripts is not None:

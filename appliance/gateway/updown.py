@@ -62,6 +62,9 @@ class UpDown:
         self.plugin_env: dict[str, str] | None = None   # the UP call's environment (the command's)
         self.mgmt_env: dict[str, str] | None = None     # the set as do_route left it
         self.this_connection = False     # whether mgmt_env is the current connection's (tls-verify)
+        # What a forced close (closing_set) left in the connection's set for the reopened tunnel's
+        # UP: 2.6's `signal` stays there (its up and route-up see signal=UNKNOWN).
+        self.carried: dict[str, str] = {}
 
     @property
     def wanted(self) -> bool:
@@ -128,8 +131,15 @@ class UpDown:
             chain = [session.peer_certificate]
         kw = dict(remote=remote, chain=chain, common_name=session.peer_common_name or "", dev=dev,
                   net_gateway=self.net_gateway(dev), started=self.started)
+<<<<<<< HEAD
         self.plugin_env = up_env(self.opts, pushed, **kw)
         self.mgmt_env = up_env(self.opts, pushed, redirect=did_redirect(self.opts, pushed), **kw)
+=======
+        self.plugin_env = {**self.carried, **up_env(self.opts, pushed, **kw)}
+        self.mgmt_env = {**self.carried, **up_env(self.opts, pushed, redirect=bool(pushed is not None and
+                                                                                pushed.redirect_gateway), **kw)}
+        self.carried = {}
+>>>>>>> 4921358 (client: with persist-tun, a reconnect whose push changed closes and reopens the tunnel's scripts side as 2.6 ("Pulled options changed on restart": down side with signal=UNKNOWN, then the up side); interop test with and without persist-tun)
         if self.opts.up_script:
             # The up script ran before do_route (gateway/client_scripts.py): its script_type is in
             # the set the management lines show, under do_route's redirect_gateway.
@@ -143,6 +153,19 @@ class UpDown:
         if mgmt is not None and self.opts.management_up_down and self.mgmt_env is not None:
             mgmt.up_down("DOWN", self.mgmt_env)
 
+    def closing_set(self, session, remote: tuple, pushed, dev: str) -> None:
+        """The set 2.6's forced close sees (persist-tun, the push changed at a reconnect): the
+        new connection's (its chain and address, the new push's foreign options) with the kept
+        device's addresses (do_ifconfig_setenv of the preserved device) and no route_*; dev and
+        tun_mtu as the down words carry them."""
+        old = self.plugin_env or {}
+        e = self.connection_env(session, remote, pushed, dev)
+        e = {k: v for k, v in e.items() if not k.startswith("ifconfig_") and k not in ("script_context", "dev_type")}
+        e.update({k: v for k, v in old.items() if k.startswith("ifconfig_") or k in ("dev", "tun_mtu")})
+        self.mgmt_env = e
+        self.this_connection = True
+        self.carried = {"signal": "UNKNOWN"}
+
     def closed(self, mgmt) -> dict[str, str] | None:
         """A restart without persist-tun closes the tunnel (2.6's do_close_tun): >UPDOWN:DOWN now;
         returns the environment for the down-root command (the UP call's), None if no tunnel was
@@ -150,7 +173,8 @@ class UpDown:
         env = self.plugin_env
         self.down_notice(mgmt)
         self.plugin_env = self.mgmt_env = None
-        self.this_connection = False
+        if not self.carried:
+            self.this_connection = False
         return env
 
     def down_root_now(self, env: dict[str, str]) -> bool:

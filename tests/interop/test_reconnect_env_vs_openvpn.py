@@ -3,7 +3,7 @@
 Debian's server pushes from a client-config-dir file, rewritten between the two connections
 (another ifconfig, routes, dhcp-options). The same profile (script-security 2, tls-verify,
 ipchange, up, route-up, route-pre-down, down, each a recorder of its arguments and environment;
-no persist-tun) runs in Debian's client and in ours: connected, SIGUSR1 once the push changed,
+with and without persist-tun) runs in Debian's client and in ours: connected, SIGUSR1 once the push changed,
 connected again, SIGTERM. 2.6 closes its device at the restart (route-pre-down and down `init`
 with signal=sigusr1), makes the next connection's set afresh (tls-verify from the settings again)
 and runs up `init` and route-up with the new push's values: ours must run the same scripts in the
@@ -46,9 +46,10 @@ def _count(d, kind: str) -> int:
     return len([f for f in os.listdir(d) if f.endswith("-" + kind)])
 
 
-def _run(lab: Lab, which: str, plugin: bool) -> tuple[list[tuple[str, list[str], dict[str, str]]], str]:
+def _run(lab: Lab, which: str, plugin: bool, persist: bool = False
+         ) -> tuple[list[tuple[str, list[str], dict[str, str]]], str]:
     """The records in the order they ran: (kind, arguments, environment)."""
-    tag = f"{which}{'-plugin' if plugin else ''}"
+    tag = f"{which}{'-plugin' if plugin else ''}{'-persist' if persist else ''}"
     d = lab.tmp / f"rec-{tag}"
     d.mkdir()
     (lab.tmp / "ccd" / "client1").write_text(FIRST)
@@ -57,7 +58,7 @@ def _run(lab: Lab, which: str, plugin: bool) -> tuple[list[tuple[str, list[str],
         return lab.write(f"rc-{tag}-{kind}.sh", "#!/bin/sh\n" f"f={d}/$(date +%s%N)-{kind}\n"
                          '{ for a in "$@"; do echo "arg=$a"; done; env | sort; } > $f.tmp\nmv $f.tmp $f\n')
 
-    lines = ["script-security 2"]
+    lines = ["script-security 2"] + (["persist-tun"] if persist else [])
     if plugin:
         lines.append(f'plugin {PLUGIN} "{recorder("downroot")}"')
     else:
@@ -93,9 +94,13 @@ def _run(lab: Lab, which: str, plugin: bool) -> tuple[list[tuple[str, list[str],
     return out, log
 
 
-def test_scripts_at_a_reconnect_with_a_changed_push_as_openvpns(lab):
-    theirs, t_log = _run(lab, "openvpn", False)
-    ours, o_log = _run(lab, "ours", False)
+@pytest.mark.parametrize("persist", [False, True], ids=["no-persist-tun", "persist-tun"])
+def test_scripts_at_a_reconnect_with_a_changed_push_as_openvpns(lab, persist):
+    """With persist-tun too: 2.6 then closes and reopens its device once it sees the push changed
+    ("Pulled options changed on restart"): route-pre-down and down with signal=UNKNOWN, the old
+    addresses and the new connection's set (no route_*), then up `init` and route-up."""
+    theirs, t_log = _run(lab, "openvpn", False, persist)
+    ours, o_log = _run(lab, "ours", False, persist)
     kinds = [(k, a) for k, a, _e in theirs]
     # What the test is worth: 2.6 closed and reopened its tunnel, the new push in the second up.
     assert [k for k, _a in kinds].count("up") == 2 and ("down", ["tun0", "1500", "0", "198.19.0.50",
