@@ -56,6 +56,7 @@ class Verdict:
     reason_file: str | None = None
     pending: tuple[int, str] | None = None   # deferred with auth_pending_file: (timeout, INFO_PRE text)
     pending_file: str | None = None          # its path (removed once read; named to later commands, as OpenVPN)
+    temporary: bool = False                  # refused for now (the checker busy or restarting): AUTH_FAILED,TEMP
 
 
 def client_reason(path: str | None) -> str:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from ..host.pam_client import UNANSWERED
 from ..host.pam_helper import BUSY, MAX_CHILDREN, OK, REFUSED
 from ..host.pam_rules import Creds, plugin_credentials
 from ..openvpn.config.model import Options
@@ -59,8 +60,12 @@ class PamCheck:
         if status == REFUSED:
             return Verdict(False, why=f"auth-pam: PAM service {self.service!r} refused user "
                                       f"{username[:64]!r}: {words}")
-        kind = "busy" if status == BUSY else "failed"
-        return Verdict(False, why=f"auth-pam: the check {kind}: {words}")
+        if status == BUSY or words in UNANSWERED:
+            # No verdict on the password: 2.6 runs one check at a time and the others wait (its
+            # server blocks), none is refused for it. A final AUTH_FAILED would end a client
+            # without auth-retry; AUTH_FAILED,TEMP has a 2.6 client try again after its backoff.
+            return Verdict(False, temporary=True, why=f"auth-pam: no verdict for now: {words}")
+        return Verdict(False, why=f"auth-pam: the check failed: {words}")
 
 
 class BothChecks:
@@ -83,7 +88,8 @@ class BothChecks:
             return second
         if second.control is not None:          # deferred: its verdict no longer counts
             remove(second.control, second.reason_file, second.pending_file)
-        return Verdict(False, client_reason="" if second.ok else second.client_reason, why=first.why)
+        return Verdict(False, client_reason="" if second.ok else second.client_reason, why=first.why,
+                       temporary=first.temporary)
 
     def stop(self) -> None:
         self.command.stop()

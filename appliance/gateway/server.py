@@ -562,7 +562,8 @@ class ServerGateway:
             now = self.clock()
             for (rec, key_id, check), v in self.auth.take_results(wanted=lambda key: key[0].alive):
                 if not self.ops.check_done(rec, key_id, check, v):     # (management-client-auth decides with it)
-                    self.d.auth_result(rec, key_id, v.ok, now, client_reason=v.client_reason, why=v.why, check=check)
+                    self.d.auth_result(rec, key_id, v.ok, now, client_reason=v.client_reason, why=v.why, check=check,
+                                       temporary=v.temporary)
             asked, self.auth.pending_requests = self.auth.pending_requests, []
             for (rec, key_id, _check), (timeout, text) in asked:
                 # The command's auth_pending_file: the client is told to wait and what to do.

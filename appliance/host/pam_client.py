@@ -18,6 +18,10 @@ log = logging.getLogger("vpn-appliance")
 
 START_WAIT = 10.0          # for the helper's "ready" (Python's start and libpam's loading)
 REPLY_SLACK = 5.0          # past the check's own limit (the helper kills it at that limit)
+GONE, NO_ANSWER = "the PAM helper is gone", "no answer from the PAM helper"
+# The words of a check that got no verdict from PAM (the helper gone, or its checks' process
+# restarted under it: host/pam_helper.keep_serving): a temporary refusal (gateway/pam_check.py).
+UNANSWERED = frozenset({GONE, NO_ANSWER})
 
 
 class PamHelper:
@@ -86,7 +90,7 @@ class PamHelper:
         with self._lock:
             self.dead = True
             for w in self._waiting.values():
-                w[1] = (ERROR, "the PAM helper is gone")
+                w[1] = (ERROR, GONE)
                 w[0].set()
 
     def check(self, c: Creds) -> tuple[int, str]:
@@ -94,7 +98,7 @@ class PamHelper:
         w: list = [threading.Event(), None]
         with self._lock:
             if self.dead:
-                return ERROR, "the PAM helper is gone"
+                return ERROR, GONE
             rid = next(self._ids)
             self._waiting[rid] = w
             if self._reader is None:
@@ -106,7 +110,7 @@ class PamHelper:
             except OSError as e:
                 return ERROR, f"cannot reach the PAM helper: {e.strerror or e}"
             if not w[0].wait(self.limit + REPLY_SLACK):
-                return ERROR, "no answer from the PAM helper"
+                return ERROR, NO_ANSWER
             return w[1]
         finally:
             with self._lock:

@@ -19,7 +19,8 @@ most MAX_CHILDREN run at once (MAX_QUEUED more wait for a place, others get BUSY
 killed at its time limit (ERROR). The server's side is hostile by assumption (it dropped root so that a compromise stays
 small): a malformed or oversized message is counted and refused, never the helper's end. The
 helper ends when the server does: at EOF on the socket, or by PR_SET_PDEATHSIG; its children
-are killed with it.
+are killed with it. The checks' loop itself runs in a child of the helper, started again when
+it ends before the server does (keep_serving): the helper kept root, the server did not.
 """
 from __future__ import annotations
 
@@ -39,6 +40,7 @@ from .pam_rules import FIELD_MAX, REMOTE_MAX, Creds
 OK, REFUSED, BUSY, ERROR = 1, 0, 2, 3
 MAX_CHILDREN = 8
 MAX_QUEUED = 64             # requests waiting for a child's place (then BUSY)
+RESTART_PAUSE = 1.0         # the checks' process started again at most once a second (keep_serving)
 REPLY_TEXT_MAX = 200
 SPEC_MAX = 1 << 20          # the start's spec on stdin (16 pairs of config words: far below)
 REQUEST_MAX = 1 + 8 + 4 * (1 + FIELD_MAX) + 1 + REMOTE_MAX
@@ -239,8 +241,40 @@ def main() -> int:
         sys.stderr.write(f"AUTH-PAM helper: cannot load libpam: {e}\n")
         return 1
     sock.send(b"I")
-    serve(sock, service, pairs, float(spec["limit"]), int(spec.get("children", MAX_CHILDREN)))
-    return 0
+    return keep_serving(sock, lambda: serve(sock, service, pairs, float(spec["limit"]),
+                                             int(spec.get("children", MAX_CHILDREN))))
+
+
+def keep_serving(sock: socket.socket, run, pause: float = RESTART_PAUSE) -> int:
+    """Run `run` (the checks' loop) in a child, and another when it ends before the server's
+    end (killed, out of memory, our bug): this process keeps root, which the server dropped, so
+    only it can start one again -- before, one crash of the helper refused every later login.
+    Requests under way in the ended child get no answer (the server's side times them out: a
+    temporary refusal, the client retries). At most one start each `pause` seconds, so a loop
+    that dies at once cannot spin. Ends (0) once the server's side hung up."""
+    while True:
+        started = time.monotonic()
+        try:
+            pid = os.fork()
+        except OSError as e:
+            sys.stderr.write(f"AUTH-PAM helper: cannot fork the checks' process: {e.strerror}\n")
+            pid = -1
+        if pid == 0:
+            code = 1
+            try:
+                _die_with_parent()
+                run()
+                code = 0
+            except BaseException:  # noqa: BLE001 - this child ends here; its parent starts another
+                pass
+            os._exit(code)
+        status = os.waitpid(pid, 0)[1] if pid > 0 else -1
+        if status == 0 or _hung_up(sock):
+            return 0                                # the server's end (EOF): ours too
+        what = (f"killed by signal {os.WTERMSIG(status)}" if status > 0 and os.WIFSIGNALED(status)
+                else f"ended with status {os.WEXITSTATUS(status)}" if status > 0 else "not started")
+        sys.stderr.write(f"AUTH-PAM helper: the checks' process {what}; starting it again\n")
+        time.sleep(max(0.0, started + pause - time.monotonic()))
 
 
 if __name__ == "__main__":

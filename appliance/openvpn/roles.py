@@ -439,7 +439,8 @@ class ServerRole:
         km, ks.pending_auth = ks.pending_auth, None
         first = key_id == 0 and not s.established
         if not ok and temporary:
-            self.refuse(ks, "password not checked: the server is busy (client told to retry)", temporary=True)
+            self.refuse(ks, f"password not checked (client told to retry): {why}" if why else
+                        "password not checked: the server is busy (client told to retry)", temporary=True)
             return
         if not ok:
             self._auth_failed(ks, first, client_reason, why)

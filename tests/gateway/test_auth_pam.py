@@ -11,6 +11,7 @@ import pytest
 
 from appliance.gateway import pam_check as pam_check_mod
 from appliance.host import pam_helper
+from appliance.host.pam_client import NO_ANSWER
 from appliance.host.pam_helper import OK, REFUSED
 from appliance.host.pam_rules import PROMPT_ECHO_OFF, PROMPT_ECHO_ON, ConvError, Creds, answer
 from appliance.openvpn.config import parse_config
@@ -164,12 +165,14 @@ class BrokenPam(FakePam):
         super().__init__()
         self.status = status
 
+    words = "the PAM check ended abnormally"
+
     def check(self, c: Creds) -> tuple[int, str]:
         self.seen.append(c)
-        return self.status, "the PAM check ended abnormally"
+        return (OK, "") if self.status == OK else (self.status, self.words)
 
 
-@pytest.mark.parametrize("status", [pam_helper.BUSY, pam_helper.ERROR])
+@pytest.mark.parametrize("status", [pam_helper.ERROR])
 def test_a_failing_helper_refuses_the_login_and_the_server_goes_on(pki, monkeypatch, status, caplog):
     broken = BrokenPam(status)
     monkeypatch.setitem(pam_check_mod._helpers, ("login", ()), broken)
@@ -183,6 +186,28 @@ def test_a_failing_helper_refuses_the_login_and_the_server_goes_on(pki, monkeypa
     broken.status = OK                      # the helper works again: logins do too
     good = _client(w, pki, "alice", "secret")
     assert w.run(lambda: _up(good), max_time=30)
+
+
+@pytest.mark.parametrize("status,words", [(pam_helper.BUSY, "8 PAM checks running and 64 waiting already"),
+                                          (pam_helper.ERROR, NO_ANSWER)], ids=["busy", "no-answer"])
+def test_a_login_with_no_verdict_is_refused_for_now_and_the_client_retries(pki, monkeypatch, status, words, caplog):
+    """Every check busy and the queue full, or the helper's checks' process restarted under a
+    check (no answer): PAM said nothing of the password. 2.6 would make the login wait (one
+    check at a time); a final AUTH_FAILED ended a client without auth-retry. AUTH_FAILED,TEMP:
+    the client tries again after its backoff, and gets in once PAM answers."""
+    broken = BrokenPam(status)
+    broken.words = words
+    monkeypatch.setitem(pam_check_mod._helpers, ("login", ()), broken)
+    w = World()
+    w.add_server(server_conf(pki, extra=f"{PLUGIN} login\n"))
+    c = _client(w, pki, "alice", "secret")
+    assert w.run(lambda: len(broken.seen) >= 1, max_time=30)
+    w.run_for(3)
+    assert c.result is None and not _up(c)            # not ended: it retries
+    assert "auth-pam: no verdict for now" in caplog.text
+    broken.status = OK
+    assert w.run(lambda: _up(c), max_time=120)
+    assert len(broken.seen) >= 2
 
 
 def test_a_login_without_credentials_is_refused_unasked_with_auth_user_pass_optional(pki, fake_pam):

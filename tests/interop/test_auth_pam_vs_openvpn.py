@@ -7,7 +7,9 @@ on both, OpenVPN's own client, a temporary PAM service whose auth step is a pam_
 - the script sees the same on both: PAM_USER, PAM_RHOST (the client's address), PAM_SERVICE,
   PAM_TYPE and the password (pam_exec's expose_authtok), in the same order;
 - with name/value pairs (`"SERVICE login USERNAME password PASSWORD"`: PAM is started without a
-  user, the prompts answered by their text) the outcomes and what the script sees are the same.
+  user, the prompts answered by their text) the outcomes and what the script sees are the same;
+- ours with its helper's checks process killed after the first login (a crash: the helper, still
+  root, starts it again) decides the later logins as Debian's does.
 (In memory, with a fake PAM: tests/gateway/test_auth_pam.py; the rules: tests/unit/test_auth_pam_rules.py.)
 """
 from __future__ import annotations
@@ -84,10 +86,32 @@ def _gone(pid: int, within: float) -> bool:
     return False
 
 
-def _run(lab, procs, kind: str, line: str, out, kill: bool = False) -> tuple[list[bool], list[str]]:
+def _children(pid: int) -> list[int]:
+    out = []
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{task}/children") as f:
+            out += [int(x) for x in f.read().split()]
+    return out
+
+
+def _crash_checks_process(srv) -> None:
+    """SIGKILL our PAM helper's checks process (a crash of it): the helper, still root where our
+    server is not, starts it again (host/pam_helper.keep_serving)."""
+    (helper,) = _helpers(srv.p.pid)
+    (loop,) = _children(helper)
+    os.kill(loop, signal.SIGKILL)
+    end = time.monotonic() + 10
+    while time.monotonic() < end and _children(helper) in ([], [loop]):
+        time.sleep(0.05)
+    assert _children(helper) not in ([], [loop]), srv.log()[-2000:]
+
+
+def _run(lab, procs, kind: str, line: str, out, kill: bool = False, crash: bool = False
+         ) -> tuple[list[bool], list[str]]:
     """Three logins on server `kind` (alice right, alice wrong, carol right): whether each came
     up, and the lines the PAM script wrote. Ours: its PAM helper ends with it, when it stops or
-    when it is killed (`kill`: SIGKILL, no clean-up of its own)."""
+    when it is killed (`kill`: SIGKILL, no clean-up of its own); `crash`: its checks process
+    killed after the first login (the later logins must be decided as before)."""
     conf = server_config(lab.pki, "udp", extra=f"{line}\nuser nobody\ngroup nogroup\npersist-key\npersist-tun\n")
     name = f"pam-{kind}-{secrets.token_hex(2)}"
     srv = (lab.openvpn(lab.srv, conf, name) if kind == "openvpn"
@@ -108,6 +132,8 @@ def _run(lab, procs, kind: str, line: str, out, kill: bool = False) -> tuple[lis
             assert lab.ping(lab.cli, "198.19.0.1", 2) == 2
         ups.append(up)
         cli.stop(8)
+        if crash and kind == "ours" and i == 0:
+            _crash_checks_process(srv)
     assert srv.alive(), srv.log()[-3000:]
     helpers = _helpers(srv.p.pid) if kind == "ours" else []
     assert len(helpers) == (kind == "ours"), helpers
@@ -123,7 +149,7 @@ def test_same_pam_verdicts_and_conversation_on_both_servers(lab, procs, service,
     name, out = service
     line = f"plugin {PLUGIN} " + args.format(service=name)
     theirs, seen_t = _run(lab, procs, "openvpn", line, out)
-    ours, seen_o = _run(lab, procs, "ours", line, out, kill="login" in args)
+    ours, seen_o = _run(lab, procs, "ours", line, out, kill="login" in args, crash="login" not in args)
     assert theirs == [True, False, False], (theirs, seen_t)
     assert ours == theirs, (ours, seen_o)
     assert seen_o == seen_t

@@ -64,3 +64,32 @@ def test_its_service_and_pairs_are_not_in_its_command_line():
         assert open(f"/proc/{h.proc.pid}/fdinfo/0").read() and os.readlink(f"/proc/{h.proc.pid}/fd/0") == "/dev/null"
     finally:
         h.close()
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            out += [int(x) for x in open(f"/proc/{pid}/task/{task}/children").read().split()]
+        except OSError:
+            pass
+    return out
+
+
+def test_its_checks_process_killed_is_started_again(helper):
+    """The server dropped root and cannot start the helper again: a crash of its checks' loop
+    refused every later login. The helper (still root) starts the loop again; checks answer."""
+    import signal
+    import time
+    from appliance.host.pam_rules import Creds
+    assert helper.check(Creds(b"u", b"p", b"", b"", b"")) [0] in (pam_helper.REFUSED, pam_helper.ERROR)
+    (loop,) = _children(helper.proc.pid)
+    os.kill(loop, signal.SIGKILL)
+    end = time.monotonic() + 10
+    while time.monotonic() < end and _children(helper.proc.pid) in ([], [loop]):
+        time.sleep(0.05)
+    assert _children(helper.proc.pid) and _children(helper.proc.pid) != [loop]
+    status, words = helper.check(Creds(b"u", b"p", b"", b"", b""))
+    assert status == pam_helper.REFUSED, words          # a check answered again, by PAM
+    helper.close()
+    assert helper.proc.returncode == 0
