@@ -248,6 +248,7 @@ class ClientScriptPlan:
             self.route_pre_down = opts.route_pre_down_script
             self.ipchange = opts.ipchange_script
         self.ended = False
+        self.first_queued = False       # the run's first tunnel's up and route-up queued
 
     @staticmethod
     def wanted(opts) -> bool:
@@ -276,12 +277,17 @@ class ClientScriptPlan:
         if u.plugin_env is None:
             return
         if first:
+            # The run's first tunnel's are never skipped (ClientScripts.submit); a later first
+            # one (a reconnect without persist-tun) is bounded as any: a server reconnecting
+            # faster than the scripts end must not grow the queue without end.
+            keep, self.first_queued = not self.first_queued, True
             if o.up_script:
                 env = {"script_type": "up", **u.plugin_env}
-                self.runner.submit("up", [*o.up_script, *tunnel_words(env, "init")], env, keep=True)
+                self.runner.submit("up", [*o.up_script, *tunnel_words(env, "init")], env, keep=keep)
             if self.route_up:
-                self.runner.submit("route-up", list(self.route_up), self._set(script_type="route-up"), keep=True)
-            self.runner.submit(END_ROOT, [], {}, keep=True)        # 2.6 drops to `user` here
+                self.runner.submit("route-up", list(self.route_up), self._set(script_type="route-up"), keep=keep)
+            if keep:
+                self.runner.submit(END_ROOT, [], {}, keep=True)    # 2.6 drops to `user` here
         elif o.up_restart and o.up_script:
             env = self._set(script_type="up", script_context="restart")     # the set UpDown.up made
             self.runner.submit("up", [*o.up_script, *tunnel_words(env, "restart")], env)
@@ -297,12 +303,12 @@ class ClientScriptPlan:
             return
         if self.route_pre_down:
             env = self._set(script_type="route-pre-down", script_context="init", signal=sig)
-            self.runner.submit("route-pre-down", [*self.route_pre_down, *tunnel_words(env, "init")], env, keep=True)
+            self.runner.submit("route-pre-down", [*self.route_pre_down, *tunnel_words(env, "init")], env)
         if self.opts.down_root:
-            self.runner.submit(DOWN_ROOT, [], dict(u.plugin_env), keep=True)
+            self.runner.submit(DOWN_ROOT, [], dict(u.plugin_env))
         if self.opts.down_script:
             env = self._set(script_type="down", script_context="init", signal=sig)
-            self.runner.submit("down", [*self.opts.down_script, *tunnel_words(env, "init")], env, keep=True)
+            self.runner.submit("down", [*self.opts.down_script, *tunnel_words(env, "init")], env)
 
     def restarting(self, why: str) -> None:
         """A tunnel that was up ends for a reconnect: with up-restart, down (`restart`)."""
