@@ -717,10 +717,16 @@ class ClientGateway:
             return
         log.info("NOTE: Pulled options changed on restart, will need to close and reopen TUN/TAP device.")
         self.updown.closing_set(c.session, c.addr, pushed, dev)
+        self._close_tunnel("UNKNOWN")
+
+    def _close_tunnel(self, why: str) -> None:
+        """2.6's do_close_tun at a restart: >UPDOWN:DOWN, then route-pre-down, the down-root
+        command and down queued (gateway/client_scripts.py), then the next UP is a first one."""
+        self.updown.down_notice(self.mgmt)
         if self.scripts is not None:
-            self.scripts.closing("UNKNOWN")
+            self.scripts.closing(why)
             self._scripts_queued()
-        self.updown.closed(self.mgmt)
+        self.updown.forget()
 
     def _tunnel_restarting(self, why: str) -> None:
         """A connection whose tunnel was up ends for a reconnect (OpenVPN 2.6's SIGUSR1 restart).
@@ -733,10 +739,7 @@ class ClientGateway:
             if self.scripts is not None:
                 self.scripts.restarting(why)            # up-restart's down (`restart`)
             return
-        if self.scripts is not None:
-            self.scripts.closing(why)
-            self._scripts_queued()
-        self.updown.closed(self.mgmt)
+        self._close_tunnel(why)
 
     def _close_conn(self) -> None:
         c, self.conn = self.conn, None

@@ -297,18 +297,23 @@ class ClientScriptPlan:
         queued in the worker, in its order): route-pre-down, the down-root command (the plugin's
         DOWN call comes before the down script), down -- each `init`, with `signal`, in the set
         as it stands. A failure of route-pre-down or down-root ends the run (M_FATAL there).
-        UpDown.closed() follows (it forgets the tunnel's set)."""
+        UpDown.forget() follows (the tunnel's set is forgotten)."""
         u, sig = self.updown, signal_word(why)
-        if u.plugin_env is None:
+        p = u.plugin_env
+        if p is None:
             return
+        # run_up_down sets the device's name and MTU for each script (a persisted device's
+        # reconnect set lacks them); the words name the closing device's addresses.
+        dev = {k: p[k] for k in ("tun_mtu", "dev") if k in p}
+        words = tunnel_words({**(u.mgmt_env or {}), **dev}, "init")
         if self.route_pre_down:
-            env = self._set(script_type="route-pre-down", script_context="init", signal=sig)
-            self.runner.submit("route-pre-down", [*self.route_pre_down, *tunnel_words(env, "init")], env)
+            env = self._set(script_type="route-pre-down", signal=sig, script_context="init", **dev)
+            self.runner.submit("route-pre-down", [*self.route_pre_down, *words], env)
         if self.opts.down_root:
-            self.runner.submit(DOWN_ROOT, [], dict(u.plugin_env))
+            self.runner.submit(DOWN_ROOT, [], dict(p))
         if self.opts.down_script:
-            env = self._set(script_type="down", script_context="init", signal=sig)
-            self.runner.submit("down", [*self.opts.down_script, *tunnel_words(env, "init")], env)
+            env = self._set(script_type="down", signal=sig, script_context="init", **dev)
+            self.runner.submit("down", [*self.opts.down_script, *words], env)
 
     def restarting(self, why: str) -> None:
         """A tunnel that was up ends for a reconnect: with up-restart, down (`restart`)."""

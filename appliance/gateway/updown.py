@@ -16,7 +16,7 @@ would), since no UP follows here.
 At a reconnect (a SIGUSR1 restart there: ping-restart, a TLS error, a signal), as Debian's 2.6.14
 client does (tests/interop/test_reconnect_env_vs_openvpn.py): each connection has a set of its own
 (OpenVPN's level-2 context is made afresh), so its tls-verify starts from the settings again.
-Without `persist-tun` the tunnel's down side runs at the restart (closed()): >UPDOWN:DOWN,
+Without `persist-tun` the tunnel's down side runs at the restart (client.py _close_tunnel): >UPDOWN:DOWN,
 route-pre-down, the down-root command, down, each with `signal`; the next connection's tunnel is a
 first one again (UP, up `init`, route-up, >UPDOWN:UP with the new push's values). With
 `persist-tun` the device stays: nothing runs at the restart (but up-restart's down); the new
@@ -49,6 +49,21 @@ def host_net_gateway(not_dev: str | None) -> str:
     except Exception:  # noqa: BLE001 - no netlink here (tests): no gateway known
         found = None
     return (found[0] if found is not None and found[0] else "0.0.0.0")
+
+
+def _with_carried(env: dict[str, str], carried: dict[str, str]) -> dict[str, str]:
+    """`env` (newest first) with what the forced close left in the set: set before the reopened
+    device's addresses and routes, after the push's foreign options (where 2.6 lists it)."""
+    if not carried:
+        return env
+    out: dict[str, str] = {}
+    for k, v in env.items():
+        if carried and (k.startswith("foreign_option_") or k == "common_name"):
+            out.update(carried)
+            carried = {}
+        out[k] = v
+    out.update(carried)
+    return out
 
 
 class UpDown:
@@ -113,7 +128,7 @@ class UpDown:
         self.this_connection = False
 
     def up(self, session, remote: tuple, pushed, dev: str, mgmt) -> None:
-        """A tunnel is up: the first (or the first after closed()) runs the UP; a later one (the
+        """A tunnel is up: the first (or the first after forget()) runs the UP; a later one (the
         device persisted) makes this connection's set, as 2.6's do_open_tun with a preserved
         device (its ifconfig_*; dev and the rest only with up-restart, whose up sets them)."""
         if not self.wanted:
@@ -121,9 +136,7 @@ class UpDown:
         self.this_connection = True
         if self.plugin_env is not None:
             e = self.connection_env(session, remote, pushed, dev)
-            if not self.opts.up_restart:
-                e = {k: v for k, v in e.items() if k not in ("script_context", "tun_mtu", "dev", "dev_type")}
-            self.mgmt_env = e
+            self.mgmt_env = e if self.opts.up_restart else self._persisted_set(session, remote, pushed, dev, e)
             return
         try:
             chain = [session.peer_certificate, *session.peer_chain] if session.peer_certificate is not None else []
@@ -131,15 +144,10 @@ class UpDown:
             chain = [session.peer_certificate]
         kw = dict(remote=remote, chain=chain, common_name=session.peer_common_name or "", dev=dev,
                   net_gateway=self.net_gateway(dev), started=self.started)
-<<<<<<< HEAD
-        self.plugin_env = up_env(self.opts, pushed, **kw)
-        self.mgmt_env = up_env(self.opts, pushed, redirect=did_redirect(self.opts, pushed), **kw)
-=======
-        self.plugin_env = {**self.carried, **up_env(self.opts, pushed, **kw)}
-        self.mgmt_env = {**self.carried, **up_env(self.opts, pushed, redirect=bool(pushed is not None and
-                                                                                pushed.redirect_gateway), **kw)}
+        self.plugin_env = _with_carried(up_env(self.opts, pushed, **kw), self.carried)
+        self.mgmt_env = _with_carried(up_env(self.opts, pushed, redirect=did_redirect(self.opts, pushed), **kw),
+                                      self.carried)
         self.carried = {}
->>>>>>> 4921358 (client: with persist-tun, a reconnect whose push changed closes and reopens the tunnel's scripts side as 2.6 ("Pulled options changed on restart": down side with signal=UNKNOWN, then the up side); interop test with and without persist-tun)
         if self.opts.up_script:
             # The up script ran before do_route (gateway/client_scripts.py): its script_type is in
             # the set the management lines show, under do_route's redirect_gateway.
@@ -153,25 +161,34 @@ class UpDown:
         if mgmt is not None and self.opts.management_up_down and self.mgmt_env is not None:
             mgmt.up_down("DOWN", self.mgmt_env)
 
+    def _persisted_set(self, session, remote: tuple, pushed, dev: str, addresses: dict[str, str]) -> dict[str, str]:
+        """A reconnect's set while the device persists, newest first: the addresses of the
+        device (do_ifconfig_setenv), the push's foreign options, ipchange's script_type (if it
+        ran), the server's common_name, address and chain, the settings -- no route_* and no
+        device variables (run_up_down sets those for each script)."""
+        e = self.connection_env(session, remote, pushed, dev)
+        out = {k: v for k, v in addresses.items() if k.startswith("ifconfig_")}
+        for k, v in e.items():
+            if k.startswith("ifconfig_") or k in ("script_context", "tun_mtu", "dev", "dev_type"):
+                continue
+            if k == "common_name" and self.opts.ipchange_script and self.opts.script_security >= 2:
+                out["script_type"] = "ipchange"
+            out[k] = v
+        return out
+
     def closing_set(self, session, remote: tuple, pushed, dev: str) -> None:
         """The set 2.6's forced close sees (persist-tun, the push changed at a reconnect): the
-        new connection's (its chain and address, the new push's foreign options) with the kept
-        device's addresses (do_ifconfig_setenv of the preserved device) and no route_*; dev and
-        tun_mtu as the down words carry them."""
-        old = self.plugin_env or {}
-        e = self.connection_env(session, remote, pushed, dev)
-        e = {k: v for k, v in e.items() if not k.startswith("ifconfig_") and k not in ("script_context", "dev_type")}
-        e.update({k: v for k, v in old.items() if k.startswith("ifconfig_") or k in ("dev", "tun_mtu")})
-        self.mgmt_env = e
+        new connection's, with the kept device's addresses; its `signal` (UNKNOWN) stays for the
+        reopened tunnel's UP (carried)."""
+        self.mgmt_env = self._persisted_set(session, remote, pushed, dev, self.plugin_env or {})
         self.this_connection = True
         self.carried = {"signal": "UNKNOWN"}
 
-    def closed(self, mgmt) -> dict[str, str] | None:
-        """A restart without persist-tun closes the tunnel (2.6's do_close_tun): >UPDOWN:DOWN now;
-        returns the environment for the down-root command (the UP call's), None if no tunnel was
-        up. The next tunnel's UP is a first one again."""
+    def forget(self) -> dict[str, str] | None:
+        """A restart without persist-tun closed the tunnel (2.6's do_close_tun; >UPDOWN:DOWN and
+        the scripts were told first): returns the UP call's environment (the down-root
+        command's), None if no tunnel was up. The next tunnel's UP is a first one again."""
         env = self.plugin_env
-        self.down_notice(mgmt)
         self.plugin_env = self.mgmt_env = None
         if not self.carried:
             self.this_connection = False
