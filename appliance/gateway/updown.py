@@ -2,8 +2,8 @@
 >UPDOWN:DOWN with the environment as >UPDOWN:ENV,NAME=VALUE lines and >UPDOWN:ENV,END, as OpenVPN
 2.6's management_up_down) and the down-root plugin's command (host/down_root.py).
 
-When, as OpenVPN 2.6's client with `persist-tun` (ours keeps its TUN across reconnects, so its
-tunnel goes up once and down once): UP when the first tunnel of the run is up (do_route, after
+When, as OpenVPN 2.6's client with `persist-tun` and an unchanged push (else see "At a
+reconnect" below): UP when the first tunnel of the run is up (do_route, after
 the routes: before >STATE:CONNECTED), DOWN when the client ends (close_tun: the management line
 before the device goes, the down-root command after it). A run that never got a tunnel up has no
 DOWN either (OpenVPN's plugin has no helper then and runs nothing). The environment is the one of
