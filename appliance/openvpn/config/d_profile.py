@@ -26,8 +26,8 @@ MAX_METRIC = 2**31 - 1          # OpenVPN reads a metric with atoi into an int; 
 # ------------------------------------------------------------------ accepted, nothing to do here
 reg.noop("tun-ipv6", "modern kernels need no special IPv6 handling of a TUN device; OpenVPN 2.6 ignores it "
          "with a warning too", nargs=(0, 0))
-reg.noop("disable-dco", "this client has no data channel offload (DCO) to disable: the data channel always "
-         "runs in the process", nargs=(0, 0))
+reg.noop("disable-dco", "there is no data channel offload (DCO) to disable, client or server: the data channel "
+         "always runs in the process", nargs=(0, 0))
 reg.noop("errors-to-stderr", "the log already goes to stderr (or to the `log` file), errors included", nargs=(0, 0))
 reg.noop("syslog", "the log goes to stderr (the supervisor's journal) or to the `log` file, not to syslog",
          nargs=(0, 1))
