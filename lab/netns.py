@@ -486,10 +486,11 @@ class Lab:
             recv.stop(3)
 
     def _tun_ip(self, ns: Netns) -> str:
-        """The client's tunnel address: on tun0, or on tap0 (a `dev tap` client)."""
+        """The client's tunnel address: on tun0, or on tap0 (a `dev tap` client); `inet A/BITS`
+        (subnet topology) or `inet A peer B/32` (net30, p2p)."""
         for dev in ("tun0", "tap0"):
             out = ns.run(f"ip -4 -o addr show dev {dev}", check=False).stdout
-            m = re.search(r"inet (\S+)/", out)
+            m = re.search(r"inet ([0-9.]+)[/ ]", out)
             if m:
                 return m.group(1)
         return "0.0.0.0"
