@@ -424,9 +424,12 @@ verb 3
 
 # ------------------------------------------------------------------------------- OpenWrt
 # net/openvpn's UCI `sample_server` (files/openvpn.config), each option as the line its netifd
-# handler passes as `--option value` (plus the --status/--syslog/--tmp-dir it adds). Its
-# up/down/route hotplug wiring is OpenWrt's own (/usr/libexec/openvpn-hotplug) and not part.
+# handler writes as a `--option value` line of its config (plus the --status/--syslog/--tmp-dir it
+# adds), with the `option dev tun` its older sample had: without a `dev` Debian's 2.6 refuses
+# `server` ("only makes sense with --dev tun or --dev tap"). Its up/down/route hotplug wiring is
+# OpenWrt's own (/usr/libexec/openvpn-hotplug) and not part.
 OPENWRT = Installer("openwrt", "openwrt/packages: net/openvpn files/openvpn.config sample_server, proto/openvpn.sh", """\
+dev tun
 dev-type tun
 proto udp
 status {D}/openvpn.sample_server.status

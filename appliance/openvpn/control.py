@@ -224,11 +224,16 @@ class ControlChannel:
 
     def _options_string(self) -> str:
         proto = ("TCPv4_CLIENT" if self.is_client else "TCPv4_SERVER") if self.tcp else "UDPv4"
+        # `,comp-lzo` whenever compression framing is configured (comp-lzo no, compress [stub|stub-v2]),
+        # as OpenVPN 2.6's options_string says it: a `compress migrate` server pushes its uncompressed
+        # framing (compress stub-v2 / comp-lzo no) only to a client that says so, and the others'
+        # framing byte would reach it as the first byte of every packet.
+        comp = ",comp-lzo" if self.cfg.comp is not None else ""
         frag = ",mtu-dynamic" if self.cfg.fragment_room else ""       # as OpenVPN 2.6 names fragment there
         # link-mtu: 2.6's figure for the default tun-mtu and AES-256-GCM (mtu.c, what 2.6 sends with
         # a negotiated cipher) plus the device's extra (a tap device's 32: frame->extra_tun).
         link_mtu = 1549 + self.cfg.tun_mtu_extra
-        return (f"V4,dev-type {self.cfg.dev_type},link-mtu {link_mtu},tun-mtu {self.cfg.tun_mtu},proto {proto}{frag},"
+        return (f"V4,dev-type {self.cfg.dev_type},link-mtu {link_mtu},tun-mtu {self.cfg.tun_mtu},proto {proto}{comp}{frag},"
                 f"keysize 256,key-method 2,{self.role.name}")
 
     def _make_key_method(self) -> tuple[KeyMethod2, bytes]:

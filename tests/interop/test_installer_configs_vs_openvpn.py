@@ -121,3 +121,22 @@ def test_docker_openvpn(lab, files):
                          lab.cli.run("ip -4 -o addr show dev tun0").stdout)
     finally:
         _stop(cli, srv)
+
+
+def test_our_client_with_comp_lzo_no_behind_an_opnsense_compress_migrate_server(lab):
+    """OPNsense's "migrate" compression writes `compress migrate`: Debian's server then pushes
+    `compress stub-v2` (or `comp-lzo no`) to a client whose options string says `comp-lzo`, as
+    2.6's does whenever its profile has `comp-lzo no` or `compress`, and nothing to the others.
+    Our client with a legacy profile's `comp-lzo no` is told so and frames as pushed: traffic
+    passes (without the word in its options string nothing came, it kept its 0xFA byte and the
+    server read every packet one byte off)."""
+    from lab.configs import client_profile, server_config
+    srv = lab.openvpn(lab.srv, server_config(lab.pki, extra="compress migrate\n"), "migrate-srv")
+    cli = lab.ours(lab.cli, client_profile(lab.pki, extra="comp-lzo no\n"), "migrate-cli", wait=30)
+    try:
+        assert "'compress migrate' detected remote peer with compression enabled" in srv.log(), srv.log()[-2000:]
+        assert re.search(r"PUSH_REPLY,.*compress stub-v2", srv.log()), srv.log()[-2000:]
+        assert lab.ping(lab.cli, TUN_SERVER_IP, 3) == 3, srv.log()[-2000:] + cli.log()[-2000:]
+        assert lab.tcp_transfer(lab.srv, TUN_SERVER_IP, lab.cli, 300_000) > 0
+    finally:
+        _stop(cli, srv)
