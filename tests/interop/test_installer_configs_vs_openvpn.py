@@ -7,7 +7,8 @@ account PiVPN creates) become nobody/nogroup, and every file lives in a 0755 dir
 read, as the installers' /etc/openvpn is. What each installer's own lines bring is checked as the
 user would see it: PiVPN's tls-crypt-v2-verify script (its metadata list) lets the client in,
 angristan's IPv6 pool gives the client an IPv6 address that answers, docker-openvpn's server-side
-`route` is in the server's routing table, Nyr's `local` is where the server listens."""
+`route` is in the server's routing table, Nyr's `local` is where the server listens. And our client
+with a legacy `comp-lzo no` behind a `compress migrate` server (OPNsense's choice), Debian's."""
 from __future__ import annotations
 
 import re
@@ -49,16 +50,21 @@ def _run(lab, files: Path, name: str):
     # Run from its own directory, where its relative file names point (lab.ours would copy it).
     srv = lab.start(lab.srv, readable_python_argv([OUR_BIN, "run", str(r.server)]), f"{name}-srv")
     if not srv.wait_for(r"listening on (UDP|TCP)", lab.START_WAIT):
+        srv.stop(5)
         raise AssertionError(f"{name}: our server did not start:\n{srv.log()[-2500:]}")
     cli = lab.openvpn(lab.cli, r.client_text, f"{name}-cli", wait=0)
-    if not cli.wait_for("Initialization Sequence Completed", 30):
-        raise AssertionError(f"{name}: Debian's client did not come up:\n{cli.log()[-2500:]}\n"
-                             f"--- our server:\n{srv.log()[-2500:]}")
-    assert lab.ping(lab.cli, TUN_SERVER_IP, 3) == 3, srv.log()[-2000:]
-    assert lab.tcp_transfer(lab.srv, TUN_SERVER_IP, lab.cli, 300_000) > 0, srv.log()[-2000:]
-    rate, why = lab.tcp_transfer_why(lab.srv, TUN_SERVER_IP, lab.cli, 300_000, reverse=True)
-    assert rate > 0, why + "\n" + lab.cli.run("ip -4 addr; ip -4 route").stdout + cli.log()[-1500:]
-    assert "privileges dropped" in srv.log()
+    try:
+        if not cli.wait_for("Initialization Sequence Completed", 30):
+            raise AssertionError(f"{name}: Debian's client did not come up:\n{cli.log()[-2500:]}\n"
+                                 f"--- our server:\n{srv.log()[-2500:]}")
+        assert lab.ping(lab.cli, TUN_SERVER_IP, 3) == 3, srv.log()[-2000:]
+        assert lab.tcp_transfer(lab.srv, TUN_SERVER_IP, lab.cli, 300_000) > 0, srv.log()[-2000:]
+        rate, why = lab.tcp_transfer_why(lab.srv, TUN_SERVER_IP, lab.cli, 300_000, reverse=True)
+        assert rate > 0, why + "\n" + lab.cli.run("ip -4 addr; ip -4 route").stdout + cli.log()[-1500:]
+        assert "privileges dropped" in srv.log()
+    except BaseException:
+        _stop(cli, srv)           # the next test's server needs the port
+        raise
     return srv, cli
 
 

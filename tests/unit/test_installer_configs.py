@@ -82,7 +82,7 @@ def test_the_client_profile_it_hands_out_parses_and_its_keys_check(name, rendere
 
 
 @pytest.mark.parametrize("name", sorted(n for n, i in INSTALLERS.items() if not i.refused))
-def test_the_vm_import_takes_the_server_config_refusing_only_scripts(name, rendered, capsys):
+def test_the_vm_import_takes_the_server_config_refusing_only_scripts(name, rendered):
     """`vpn-appliance import server.conf` (the VM's TOML): user/group commented out with a word
     on stderr, the scripts the VM cannot run refused at their lines."""
     inst, r = INSTALLERS[name], rendered[name]
