@@ -118,6 +118,8 @@ class ClientPush:
             opts += self.st.push
         opts = without_blocked(with_ccd_pushes(opts, rec.extra_push, rec.push_remove),
                                rec.block_ifconfig, rec.block_ifconfig_ipv6)
+        if s.peer_uses_comp:
+            opts.append(self._migrate_compression(s))
         if self.st.defer_connect:
             rec.connect_opts = opts
             rec.connect_state = "pending"
@@ -125,6 +127,19 @@ class ClientPush:
             raise PushDeferred()
         self._check_constraint(rec)
         return opts
+
+    @staticmethod
+    def _migrate_compression(s: Session) -> str:
+        """`compress migrate` and a client that frames for compression: as OpenVPN 2.6
+        (multi.c, multi_client_connect_compress_migrate), `compress stub-v2` to one that announces
+        IV_COMP_STUBv2=1, else `comp-lzo no`; its session frames so from now on. (Pushed after the
+        ccd's push-reset/push-remove, which in 2.6 could remove it and leave the two ends framing
+        differently.)"""
+        if s.peer_info.get("IV_COMP_STUBv2") == "1":
+            s.comp = "stub-v2"
+            return "compress stub-v2"
+        s.comp = "lzo-stub"
+        return "comp-lzo no"
 
     def _ifconfig_ipv6_push(self, rec: ClientRecord, want6: tuple[str, int, str | None]) -> str:
         """A ccd `ifconfig-ipv6-push ADDR/BITS [REMOTE]`: the client's IPv6 address instead of one

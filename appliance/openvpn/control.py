@@ -228,7 +228,7 @@ class ControlChannel:
         # as OpenVPN 2.6's options_string says it: a `compress migrate` server pushes its uncompressed
         # framing (compress stub-v2 / comp-lzo no) only to a client that says so, and the others'
         # framing byte would reach it as the first byte of every packet.
-        comp = ",comp-lzo" if self.cfg.comp is not None else ""
+        comp = ",comp-lzo" if self.cfg.comp is not None or self.peer_uses_comp else ""
         frag = ",mtu-dynamic" if self.cfg.fragment_room else ""       # as OpenVPN 2.6 names fragment there
         # link-mtu: 2.6's figure for the default tun-mtu and AES-256-GCM (mtu.c, what 2.6 sends with
         # a negotiated cipher) plus the device's extra (a tap device's 32: frame->extra_tun).

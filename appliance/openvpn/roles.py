@@ -388,6 +388,8 @@ class ServerRole:
             return
         if first:
             s.peer_info = km.peer_info_dict()
+            # As OpenVPN 2.6 (ssl.c, remote_usescomp): this exact word of its options string.
+            s.peer_uses_comp = s.cfg.comp_migrate and ",comp-lzo," in km.options
         elif km.username != s.peer_username:
             # As OpenVPN (ssl_verify.c): the username may not change on renegotiation, and the
             # password is checked again, unless it is the auth-token we handed out.

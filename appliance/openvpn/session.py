@@ -125,6 +125,7 @@ class SessionConfig:
     auth_token: AuthToken | None = None
     explicit_exit_notify: int = 0
     comp: str | None = None                      # None | "lzo-stub" | "stub" | "stub-v2"
+    comp_migrate: bool = False                   # server: `compress migrate` (clientpush.py)
     tun_mtu: int = 1500
     dev_type: str = "tun"                        # tun or tap: the OCC options string's dev-type (control.py)
     tun_mtu_extra: int = 0                       # counted into the OCC link-mtu, as OpenVPN 2.6's frame extra
@@ -190,6 +191,10 @@ class Session(ControlChannel):
         self.next_push_request: float | None = None
         self.repulls_left = 0               # client: PUSH_REQUESTs still to send on a new TLS session (roles.py)
         self.peer_info: dict[str, str] = {}
+        # server with `compress migrate`: the client's options string says `comp-lzo` (it frames
+        # for compression), so it is pushed its uncompressed framing (clientpush.py), and our
+        # options string says `comp-lzo` to it, as OpenVPN 2.6's write_compat_local_options
+        self.peer_uses_comp = False
         self.peer_common_name: str | None = None
         self.peer_username: str | None = None      # server: the username of the first handshake
         self.issued_auth_token: str | None = None   # server: an auth-token we pushed (renegotiation password)

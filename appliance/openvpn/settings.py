@@ -96,6 +96,10 @@ def tls_settings(opts: Options, is_server: bool, crl_reader: Callable | None = N
 
 
 def comp_framing(opts: Options) -> str | None:
+    """The framing every session starts with; `compress migrate` has none (OpenVPN 2.6: no
+    compression algorithm) until its push gives one to a client that announced compression."""
+    if opts.compress == "migrate":
+        return None
     if opts.compress is not None:
         return "stub-v2" if opts.compress == "stub-v2" else "stub"
     if opts.comp_lzo is not None:
@@ -280,6 +284,7 @@ def server_settings(opts: Options, ccd_loader=None, passdb_text: str | None = No
         cfg.token_user_known = user_known if token_policy is not None else None
         cfg.token_external = opts.auth_gen_token_external
         cfg.require_ekm = opts.force_key_material_export
+        cfg.comp_migrate = opts.compress == "migrate"
         return cfg
 
     return ServerSettings(
@@ -330,7 +335,8 @@ def tcp_mss(opts: Options, overhead: int | None, tcp_transport: bool, ipv6_trans
         payload = room - overhead
     else:
         raise ValueError("tcp_mss needs a cipher or an overhead")
-    comp_byte = 1 if comp_framing(opts) in ("lzo-stub", "stub") else 0
+    # (`compress migrate`: a migrated client may frame with comp-lzo's byte)
+    comp_byte = 1 if comp_framing(opts) in ("lzo-stub", "stub") or opts.compress == "migrate" else 0
     # tun-mtu-extra and the fragment header count as payload overhead too (mtu.c
     # frame_calculate_payload_overhead).
     frag = FRAGMENT_HEADER if opts.fragment else 0

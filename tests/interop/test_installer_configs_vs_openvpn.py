@@ -7,8 +7,9 @@ account PiVPN creates) become nobody/nogroup, and every file lives in a 0755 dir
 read, as the installers' /etc/openvpn is. What each installer's own lines bring is checked as the
 user would see it: PiVPN's tls-crypt-v2-verify script (its metadata list) lets the client in,
 angristan's IPv6 pool gives the client an IPv6 address that answers, docker-openvpn's server-side
-`route` is in the server's routing table, Nyr's `local` is where the server listens. And our client
-with a legacy `comp-lzo no` behind a `compress migrate` server (OPNsense's choice), Debian's."""
+`route` is in the server's routing table, Nyr's `local` is where the server listens. And OPNsense's
+`compress migrate` both ways: our client with a legacy `comp-lzo no` behind Debian's server with
+it, Debian's clients (with and without `comp-lzo no`) behind ours."""
 from __future__ import annotations
 
 import re
@@ -146,3 +147,26 @@ def test_our_client_with_comp_lzo_no_behind_an_opnsense_compress_migrate_server(
         assert lab.tcp_transfer(lab.srv, TUN_SERVER_IP, lab.cli, 300_000) > 0
     finally:
         _stop(cli, srv)
+
+
+def test_our_server_with_compress_migrate_and_debians_clients(lab):
+    """OPNsense's "migrate" choice in our server: Debian's client with a legacy `comp-lzo no` is
+    pushed `compress stub-v2` (it announces IV_COMP_STUBv2) and traffic passes both ways; one
+    without compression is pushed nothing about it and passes too."""
+    from lab.configs import client_profile, server_config
+    srv = lab.ours(lab.srv, server_config(lab.pki, extra="compress migrate\n"), "migrate-ours",
+                   pattern=r"listening on UDP")
+    try:
+        for name, extra in (("legacy", "comp-lzo no\n"), ("plain", "")):
+            cli = lab.openvpn(lab.cli, client_profile(lab.pki, extra=extra), f"migrate-{name}", wait=30)
+            try:
+                pushed = re.search(r"PUSH: Received control message: '([^']*)'", cli.log())
+                assert pushed, cli.log()[-1500:]
+                assert ("compress stub-v2" in pushed.group(1)) == (name == "legacy"), pushed.group(1)
+                assert "comp-lzo" not in pushed.group(1)
+                assert lab.ping(lab.cli, TUN_SERVER_IP, 2) == 2, srv.log()[-1500:] + cli.log()[-1500:]
+                assert lab.tcp_transfer(lab.srv, TUN_SERVER_IP, lab.cli, 200_000, reverse=True) > 0
+            finally:
+                cli.stop(5)
+    finally:
+        srv.stop(5)

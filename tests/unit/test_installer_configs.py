@@ -159,3 +159,15 @@ def test_pivpn_client_key_carries_its_22_character_metadata(rendered):
     _, mtype, meta = keyfiles.unwrap_client_key_untrusted(wkc, server_key)
     listed = (d / "tc-v2-metadata.txt").read_text().split()[1]
     assert mtype == 0 and meta.decode() == listed and len(listed) == 22
+
+
+def test_opnsense_compress_migrate_is_applied(rendered):
+    """OPNsense's "migrate" compression choice writes `compress migrate`: taken, sessions start
+    without framing (clientpush.py frames a client that announces compression; tests/engine/
+    test_compress_migrate.py), MSS leaves room for comp-lzo's byte."""
+    from appliance.openvpn.settings import comp_framing, mss_rule
+    r = rendered["nyr"]
+    o = parse_config(r.server_text + "compress migrate\n", str(r.server))
+    assert o.compress == "migrate" and comp_framing(o) is None
+    plain = parse_config(r.server_text, str(r.server))
+    assert mss_rule(o, False)("AES-256-GCM", True) == mss_rule(plain, False)("AES-256-GCM", True) - 1

@@ -668,11 +668,12 @@ def _comp_lzo(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
         p.set("comp_lzo", v)
 
 
-@reg.apply("compress", why="compression framing only (stub, stub-v2)", sets=("compress",), used_by="session",
-           nargs=(0, 1))
+@reg.apply("compress", why="compression framing only (stub, stub-v2); `migrate` (server, OPNsense's choice): "
+           "a client whose options string says comp-lzo is pushed `compress stub-v2` (or `comp-lzo no`) and "
+           "framed so, as OpenVPN 2.6", sets=("compress",), used_by="session", nargs=(0, 1))
 def _compress(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
     v = a[0] if a else "stub"
-    if v not in ("stub", "stub-v2"):
+    if v not in ("stub", "stub-v2", "migrate"):
         p.err(d, f"compression {v} is not supported; use `compress stub-v2` or remove it")
     else:
         p.set("compress", v)
