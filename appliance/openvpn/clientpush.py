@@ -26,6 +26,14 @@ CCD_DEFAULT = "DEFAULT"
 
 class ClientPush:
     def _push_for(self, s: Session) -> list[str]:
+        opts = self._push_options(s)
+        if s.peer_uses_comp:
+            # Last, past the ccd's and a client-connect script's push-reset/push-remove: the
+            # session frames so whatever they say.
+            opts = [*opts, self._migrate_compression(s)]
+        return opts
+
+    def _push_options(self, s: Session) -> list[str]:
         rec: ClientRecord = s.owner
         if rec.connect_state == "pending":
             raise PushDeferred()
@@ -118,8 +126,6 @@ class ClientPush:
             opts += self.st.push
         opts = without_blocked(with_ccd_pushes(opts, rec.extra_push, rec.push_remove),
                                rec.block_ifconfig, rec.block_ifconfig_ipv6)
-        if s.peer_uses_comp:
-            opts.append(self._migrate_compression(s))
         if self.st.defer_connect:
             rec.connect_opts = opts
             rec.connect_state = "pending"
@@ -132,9 +138,9 @@ class ClientPush:
     def _migrate_compression(s: Session) -> str:
         """`compress migrate` and a client that frames for compression: as OpenVPN 2.6
         (multi.c, multi_client_connect_compress_migrate), `compress stub-v2` to one that announces
-        IV_COMP_STUBv2=1, else `comp-lzo no`; its session frames so from now on. (Pushed after the
-        ccd's push-reset/push-remove, which in 2.6 could remove it and leave the two ends framing
-        differently.)"""
+        IV_COMP_STUBv2=1, else `comp-lzo no`; its session frames so from now on. (In 2.6 a
+        ccd's or script's push-reset/push-remove could take the push away and leave the two ends
+        framing differently; here it always goes.)"""
         if s.peer_info.get("IV_COMP_STUBv2") == "1":
             s.comp = "stub-v2"
             return "compress stub-v2"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import types
 
 from appliance.openvpn.clientpush import ClientPush
+from appliance.openvpn.config import parse_ccd
 from appliance.openvpn.server import AddressPool, ServerDispatcher, ServerSettings
 from appliance.openvpn.session import Role, Session, SessionConfig
 from appliance.openvpn.tls import TlsSettings
@@ -16,12 +17,12 @@ from appliance.openvpn import wrapping
 from tests.engine.test_server_dispatcher import _icmp, _kpem, _pem, _pump, _up, pki  # noqa: F401 - pki: fixture
 
 
-def _server(pki, migrate: bool) -> ServerDispatcher:
+def _server(pki, migrate: bool, ccd=None) -> ServerDispatcher:
     stls = TlsSettings(_pem(pki["ca"][0]), _pem(pki["server"][0]), _kpem(pki["server"][1]), True,
                        remote_cert_tls="client")
     st = ServerSettings(
         session_config=lambda pid: SessionConfig(Role.SERVER, stls, None, peer_id=pid, comp_migrate=migrate),
-        protection="none", pool=AddressPool("198.19.0.0", "255.255.255.0", "subnet"))
+        protection="none", pool=AddressPool("198.19.0.0", "255.255.255.0", "subnet"), ccd=ccd)
     return ServerDispatcher(st, 0.0)
 
 
@@ -54,6 +55,16 @@ def test_a_client_framing_for_compression_is_pushed_stub_v2_and_traffic_passes(p
     assert plain.pushed.compress is None and plain.pushed.comp_lzo is None and plain.comp is None
     assert d.by_addr[("198.18.0.3", 1)].session.comp is None
     assert _both_ways(d, legacy, ("198.18.0.2", 1)) and _both_ways(d, plain, ("198.18.0.3", 1))
+
+
+def test_a_ccd_push_reset_does_not_take_the_framing_push_away(pki):
+    """The session frames as migrated whatever the ccd says, so its push always goes (in 2.6 a
+    push-reset there would leave the two ends framing differently)."""
+    d = _server(pki, migrate=True, ccd=lambda cn: parse_ccd("push-reset\npush-remove compress\n"))
+    legacy = _client(pki, 3, "lzo-stub")
+    _pump(d, [(legacy, ("198.18.0.5", 1))])
+    assert _up(legacy) and legacy.pushed.compress == "stub-v2"
+    assert _both_ways(d, legacy, ("198.18.0.5", 1))
 
 
 def test_without_migrate_nothing_is_pushed_about_compression(pki):
