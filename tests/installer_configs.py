@@ -539,9 +539,7 @@ key-direction 1
     "plugin ": "pfSense's auth-script plugin (its user database): only OpenVPN's auth-pam and down-root "
                "plugins are done here, natively",
     "tls-verify ": "as client-connect",
-    "capath ": "a CA directory is refused (2.6 calls it experimental): the CA in `ca FILE`, the CRL in "
-               "`crl-verify`",
-}, replace={"capath ": "ca {D}/ca.crt"})
+})
 
 # ------------------------------------------------------------------------------- OPNsense
 # src/opnsense/mvc/app/models/OPNsense/OpenVPN/OpenVPN.php (Instances: role server, tun, subnet
