@@ -31,10 +31,12 @@ from ..openvpn.httpproxy import ConnectReply, ProxyRefused, request_bytes
 from ..openvpn.socksproxy import SocksHandshake, SocksProxy
 from ..openvpn.profile_push import outside_ipv6_dropped, with_profile
 from ..openvpn.settings import (NO_SERVER_CERT_CHECK, checks_server_certificate, client_session_config,
-                                fragment_room, mss_rule)
+                                fragment_room, mss_rule, p2p_session_config)
+from ..openvpn.p2p import p2p_network
 from ..openvpn.session import Session
 from ..transport.link import TcpLink, UdpLink
 from ..openvpn.ethernet import is_ipv6_frame
+from ..transport.p2p_link import P2PListenLink
 from .block_ipv6 import is_ipv6, no_route_reply
 from .credentials import Credentials, CredentialsUnavailable
 from .resolver import BackgroundResolver
@@ -43,6 +45,7 @@ from .inactivity import INACTIVE_LOG, Inactivity
 from .loghold import LogHold
 from .loop import Faults, Pump, Signals, Waiter, freeze_startup_heap, run_gateway
 from .observers import ClientCounters, TunnelObserver, TunnelState
+from .p2p_server import TakeOver
 from .ports import AddressWatchPort, Clock, PortGone, Ports, TunPort
 from .restart_pause import restart_pause
 from .status import vm_rss
@@ -96,7 +99,7 @@ class Connection:
     """One attempt at one remote: its link, session and data path."""
     remote: Remote
     addr: tuple
-    link: UdpLink | TcpLink
+    link: UdpLink | TcpLink | P2PListenLink
     session: Session
     dp: ClientDataPath
     was_up: bool = False
@@ -149,6 +152,7 @@ class ClientGateway:
         # connect-retry-max N: the run ends once each remote was tried N times in vain.
         self.unsuccessful = 0
         self.conn: Connection | None = None
+        self._takeover: TakeOver | None = None       # p2p tls-server: a new session beside the live one
         self.tun_watched: TunPort | None = None
         self.result: int | None = None          # exit status once the gateway has finished
         self.connections = 0                    # tunnels brought up (for tests and the log)
@@ -439,6 +443,9 @@ class ClientGateway:
     def _connect_next(self) -> None:
         if self.result is not None or self._resolving or self._querying or self._ask_passwords():
             return
+        if self.opts.p2p and self.opts.tls_server:
+            self._listen()
+            return
         if self._more and self._more_of is not None:
             remote, addr = self._more_of, self._more.pop(0)
         else:
@@ -567,8 +574,11 @@ class ClientGateway:
         except (OSError, ConnectionError) as e:
             self._unreachable(remote, e)
             return
-        cfg = client_session_config(self.opts, remote.proto, self.username, self.password, self.advertise_ekm,
-                                    self.credentials)
+        if self.opts.p2p:
+            cfg = p2p_session_config(self.opts, remote.proto)
+        else:
+            cfg = client_session_config(self.opts, remote.proto, self.username, self.password, self.advertise_ekm,
+                                        self.credentials)
         cfg.auth_token = self.auth_token
         cfg.fragment_room = fragment_room(self.opts, ":" in addr[0])
         now = self.clock()
@@ -587,6 +597,93 @@ class ClientGateway:
             self.pump.want_write(link, True, self._on_link_read, self._on_link_write)
             return
         self._connected(c, now)
+
+    def _listen(self) -> None:
+        """Point-to-point tls-server: wait on our port for the peer's first reset (from the
+        `remote`'s address only, when there is one), as OpenVPN 2.6 without `mode server`."""
+        o = self.opts
+        allowed = None
+        if o.remotes:
+            r = o.remotes[0]
+            try:
+                allowed = self.ports.resolve(r.host, r.port, "udp", o.family_of(r))[0]
+            except OSError as e:
+                log.warning("cannot resolve the peer %s: %s", r.host, e)
+                self._schedule_retry()
+                return
+        local = (o.local or ("::" if allowed is not None and ":" in allowed[0] else "0.0.0.0"),
+                 o.lport if o.lport is not None else o.port)
+        try:
+            link = P2PListenLink(self.ports.udp(local, None), allowed, o.floating)
+        except OSError as e:
+            log.error("cannot listen on %s: %s", fmt_addr(local), e)
+            self._schedule_retry()
+            return
+        six = ":" in local[0]
+        rule = mss_rule(o, False, six)
+
+        def make(now: float) -> Session:
+            cfg = p2p_session_config(o, "udp")
+            cfg.fragment_room = fragment_room(o, six)
+            return Session(cfg, now)
+
+        now = self.clock()
+        s = make(now)
+        remote = o.remotes[0] if o.remotes else Remote("", local[1], "udp")
+        self.conn = c = Connection(remote, allowed or local, link, s, ClientDataPath(s, rule))
+        self._takeover = TakeOver(make, rule)
+        self.pump.watch(link, self._on_link_read, self._on_link_write)
+        self._arm_inactive(o.inactive)
+        self._arm_session(o.session_timeout)
+        log.info("point-to-point tls-server: waiting for %s on %s (udp)",
+                 fmt_addr(allowed) if allowed is not None else "the peer", fmt_addr(local))
+        self._begin(c, now)
+
+    def _p2p_read(self, c: Connection, now: float) -> None:
+        """The listener's bookkeeping after a read: the peer its first reset chose, and the
+        resets set aside for a new session (p2p_server.TakeOver), which replaces the live one
+        once it has authenticated."""
+        link = c.link
+        assert isinstance(link, P2PListenLink)
+        if link.addr is not None and link.addr != c.addr[:2] and not c.was_up:
+            c.addr = link.addr
+            log.info("point-to-point tls-server: peer %s", fmt_addr(c.addr))
+        link.live_sid = c.session.peer_sid
+        if link.newcomers:
+            items, link.newcomers = link.newcomers, []
+            self._p2p_took_over(c, self._takeover.feed(link, items, now), now)
+        self._arm_candidate()
+
+    def _arm_candidate(self) -> None:
+        d = self._takeover.deadline() if self._takeover is not None else None
+        if d is None:
+            self.pump.timers.cancel("p2p-candidate")
+        else:
+            self.pump.timers.arm("p2p-candidate", d, self._on_candidate_timer)
+
+    def _on_candidate_timer(self) -> None:
+        c = self.conn
+        if c is None or self._takeover is None or not isinstance(c.link, P2PListenLink):
+            return
+        now = self.clock()
+        self._p2p_took_over(c, self._takeover.timer(c.link, now), now)
+        self._arm_candidate()
+
+    def _p2p_took_over(self, c: Connection, cand, now: float) -> None:
+        """A new session authenticated: it becomes the live one, as OpenVPN 2.6 moves its
+        untrusted session to the active slot; the old one (its peer restarted, or moved)
+        ends without a word to it."""
+        if cand is None:
+            return
+        link = c.link
+        assert isinstance(link, P2PListenLink)
+        old = c.session
+        log.info("point-to-point tls-server: a new authenticated session from %s replaces the one with %s",
+                 fmt_addr(cand.addr), fmt_addr(c.addr))
+        c.session, c.dp, c.addr = cand.session, cand.dp, cand.addr
+        link.addr, link.live_sid = cand.addr, cand.session.peer_sid
+        old.release()
+        self._after_engine(c)
 
     def _connected(self, c: Connection, now: float) -> None:
         """The TCP connection (or UDP port) is there: the session begins, or first the CONNECT."""
@@ -743,7 +840,9 @@ class ClientGateway:
 
     def _close_conn(self) -> None:
         c, self.conn = self.conn, None
-        for t in ("poll", "engine", "session"):        # session-timeout counts within a connection
+        if self._takeover is not None and c is not None and isinstance(c.link, P2PListenLink):
+            self._takeover.drop(c.link)
+        for t in ("poll", "engine", "session", "p2p-candidate"):        # session-timeout counts within a connection
             self.pump.timers.cancel(t)
         if c is not None:
             self.pump.unwatch(c.link)
@@ -799,7 +898,9 @@ class ClientGateway:
         address) unless the profile says `local`, `lport` or `bind`, as OpenVPN 2.6's client
         (options.c: need_bind); then `local` (else any) and `lport` (else `port`)."""
         o = self.opts
-        if not (o.local or o.lport is not None or o.bind):
+        # A point-to-point peer binds its port unless nobind, as OpenVPN 2.6 (options.c: only a
+        # pulling client's default is an ephemeral port): its peer's `remote` names that port.
+        if not (o.local or o.lport is not None or o.bind or (o.p2p and not o.nobind)):
             return None
         return (o.local or ("::" if ":" in addr[0] else "0.0.0.0"), o.lport if o.lport is not None else o.port)
 
@@ -859,6 +960,10 @@ class ClientGateway:
         if c.link.has_pending:
             self.pump.again(c.link, self._on_link_read)     # the rest at the next wake-up
         now = self.clock()
+        if isinstance(c.link, P2PListenLink):
+            self._p2p_read(c, now)
+            if self.conn is not c:
+                return
         tun = self.net.tun
         open_ = c.dp.open
         cnt = self.counters
@@ -1093,7 +1198,12 @@ class ClientGateway:
             self._after_engine(c)
 
     def _tunnel_up(self, c: Connection, e: ev.TunnelUp) -> None:
-        log.info("server pushed: %s", Lazy(push_summary, e.pushed))
+        if self.opts.p2p:
+            # Nothing is pushed on a point-to-point link: our own ifconfig lines say it all.
+            e = dataclasses.replace(e, pushed=p2p_network(self.opts))
+            log.info("point-to-point link with %s: %s", fmt_addr(c.addr), Lazy(push_summary, e.pushed))
+        else:
+            log.info("server pushed: %s", Lazy(push_summary, e.pushed))
         # The profile's route-ipv6, route-metric, block-ipv6 and dns with the pushed ones, as
         # OpenVPN 2.6 (openvpn/profile_push.py): the tunnel and the services see both as one.
         pushed = with_profile(self.opts, e.pushed)

@@ -141,6 +141,8 @@ class SessionConfig:
     auth_retry: bool = False                      # client: AUTH_FAILED reconnects (auth-retry nointeract)
     route_nopull: bool = False                    # client: pushed routes and DNS are not taken
     random_bytes: Callable[[int], bytes] = secrets.token_bytes
+    # point-to-point TLS (no push either way; openvpn/p2p.py): the roles' p2p variants
+    p2p: bool = False
     # server role only
     peer_id: int | None = None
     push_options: Callable[["Session"], list[str]] | None = None
@@ -169,7 +171,11 @@ class Session(ControlChannel):
     def __init__(self, cfg: SessionConfig, now: float, tls_context=None) -> None:
         self.cfg = cfg
         self.is_client = cfg.role == Role.CLIENT
-        self.role = ClientRole(self) if self.is_client else ServerRole(self)
+        if cfg.p2p:
+            from .p2p import P2PClientRole, P2PServerRole      # p2p builds on roles.py
+            self.role = P2PClientRole(self) if self.is_client else P2PServerRole(self)
+        else:
+            self.role = ClientRole(self) if self.is_client else ServerRole(self)
         self.tcp = cfg.proto == "tcp"
         self.own_sid = cfg.random_bytes(8)
         self.peer_sid: bytes | None = None

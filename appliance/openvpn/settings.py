@@ -187,6 +187,21 @@ def client_session_config(opts: Options, proto: str, username: str = "", passwor
     return cfg
 
 
+def p2p_session_config(opts: Options, proto: str) -> SessionConfig:
+    """A point-to-point link's session (openvpn/p2p.py): the TLS role the config names, no
+    credentials, the client-side timers (ping-exit, explicit-exit-notify) on both ends, as 2.6."""
+    if not opts.p2p:
+        raise ConfigError("not a point-to-point configuration (tls-server or tls-client without pull)")
+    role = Role.SERVER if opts.tls_server else Role.CLIENT
+    cfg = session_config(opts, role, proto=proto)
+    cfg.p2p = True
+    cfg.ping_exit = opts.ping_exit
+    cfg.explicit_exit_notify = opts.explicit_exit_notify
+    cfg.peer_info_extra = ()
+    cfg.early_negotiation = bool(opts.tls_crypt_v2) and not opts.tls_server
+    return cfg
+
+
 _EPHEMERAL_TOKEN_KEY: list[bytes] = []
 
 

@@ -118,7 +118,6 @@ _NOOPS = {
     "mute": "events are logged once each; repeated-message muting is not implemented",
     "suppress-timestamps machine-readable-output": "the log format is fixed",
     "daemon": "the appliance runs in the foreground under its supervisor (or as PID 1)",
-    "float": "peers are tracked by session id and peer-id; a server moves a client only on its authenticated packets",
     "fast-io": "socket I/O is always non-blocking",
     "sndbuf rcvbuf": "socket buffers keep the appliance's sizes",
     "txqueuelen": "the TUN queue length stays the kernel default",

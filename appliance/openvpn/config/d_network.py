@@ -596,12 +596,12 @@ reg.noop("tcp-queue-limit", "a TCP server here queues at most 256 KiB per connec
 reg.refuse("stale-routes-check", "ages out routes by last use; in OpenVPN 2.6's tun mode that removes a "
            "client's iroutes, and with them its right to send from them, while the client is connected. Here a "
            "client's routes last exactly as long as its session: remove the line")
-@reg.apply("ifconfig-ipv6", why="server: its own IPv6 address on the TUN (ADDR/BITS) and the remote "
-           "(OpenVPN's manual form of server-ipv6, with ifconfig-ipv6-pool)", sets=("ifconfig_ipv6",),
+@reg.apply("ifconfig-ipv6", why="server or point-to-point link: our own IPv6 address on the TUN (ADDR/BITS) and "
+           "the remote (a server's: OpenVPN's manual form of server-ipv6, with ifconfig-ipv6-pool)", sets=("ifconfig_ipv6",),
            used_by="server", nargs=(2, 2))
 def _ifconfig_ipv6(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
     """As OpenVPN 2.6 (options.c): ADDR[/BITS] (a /64 without) with BITS 64..124, and a remote
-    address. A client's comes from the server's push (parser.finish refuses it in a profile)."""
+    address. A pulling client's comes from the server's push (parser.finish refuses it there)."""
     try:
         addr, bits = prefix6(a[0])
         remote = ipaddress.IPv6Address(a[1])
@@ -632,8 +632,22 @@ def _ifconfig_ipv6_pool(p: ParseState, d: str, a: list[str], inline: str | None)
 
 reg.refuse("iroute-ipv6", "iroute-ipv6 belongs in a client-config-dir file")
 reg.refuse("ifconfig-ipv6-push", "ifconfig-ipv6-push belongs in a client-config-dir file")
-reg.refuse("ifconfig", "the server's tunnel address comes from `server NETWORK NETMASK`; "
-           "point-to-point `ifconfig` is not supported")
+@reg.apply("float", why="the peer may change its address: a server moves a client only on its authenticated "
+           "packets; a point-to-point tls-server takes a new session from another port of its `remote`",
+           sets=("floating",), used_by="client", nargs=(0, 0))
+def _float(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
+    p.set("floating", True)
+
+
+@reg.apply("ifconfig", why="point-to-point link: our tunnel address and the peer's (net30/p2p) or the "
+           "netmask (subnet)", sets=("ifconfig",), used_by="client", nargs=(2, 2))
+def _ifconfig(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
+    """As OpenVPN 2.6 (options.c): two IPv4 addresses; whether the second is the peer or a netmask
+    depends on `topology` (read at the end of the file: parser.finish / config/p2p.py). A server's
+    address comes from `server` here (parser.finish refuses the line in a server config)."""
+    local, second = p.ip(d, a[0]), p.ip(d, a[1])
+    if local and second:
+        p.set("ifconfig", (local, second))
 reg.refuse("iroute", "iroute belongs in a client-config-dir file")
 reg.refuse("ifconfig-push", "ifconfig-push belongs in a client-config-dir file")
 reg.refuse("push-reset", "push-reset belongs in a client-config-dir file (OpenVPN refuses it here too)")

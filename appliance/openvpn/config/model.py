@@ -98,6 +98,11 @@ class Options:
     tls_client: bool = False
     tls_server: bool = False
     mode: str = "p2p"
+    # Point-to-point TLS link (no `pull`, no `mode server`: config/p2p.py): set by finish(); the
+    # client gateway runs it, as tls-client (dials) or tls-server (waits for the one peer).
+    p2p: bool = False
+    floating: bool = False                       # float: p2p tls-server: any port of its `remote` may be the peer
+    ifconfig: tuple[str, str] | None = None      # p2p: (local, remote) or (local, netmask) with topology subnet
     remotes: list[Remote] = field(default_factory=list)
     connection_remotes: list[Remote] = field(default_factory=list)   # <connection> blocks' (they replace remotes)
     remote_random: bool = False
@@ -292,4 +297,4 @@ class Options:
 
 
 # Fields no directive sets directly: derived in finish() or bookkeeping.
-DERIVED_FIELDS = frozenset({"path", "ignore_scripts", "role", "source", "notes"})
+DERIVED_FIELDS = frozenset({"path", "ignore_scripts", "role", "p2p", "source", "notes"})

@@ -292,6 +292,9 @@ def finish(p: ParseState) -> None:
         p.err("fragment", "--fragment can only be used with --proto udp (as OpenVPN 2.6)", line("fragment"))
     if server and o.client:
         p.err("client", "`client` and `server`/`mode server` cannot both be set", line("client"))
+    if server and "ifconfig" in o.source:
+        p.err("ifconfig", "the server's tunnel address comes from `server NETWORK NETMASK` here; "
+              "`ifconfig` is for point-to-point links (no `mode server`)", line("ifconfig"))
     if server:
         o.role = "server"
         if not o.tls_server:
@@ -401,14 +404,23 @@ def finish(p: ParseState) -> None:
                   line("auth_user_pass_optional"))
     else:
         o.role = "client"
-        if not (o.tls_client or o.client):
+        o.p2p = not o.pull and not o.client and (o.tls_client or o.tls_server)
+        if not (o.tls_client or o.client or o.tls_server):
             p.err("client", "neither `client` nor `tls-client` is set (static-key mode is not supported)", None)
-        if o.tls_client and not o.pull and not o.client:
-            p.err("pull", "point-to-point TLS without `pull` is not supported", line("tls_client"))
-        if not o.remotes:
-            p.err("remote", "a client needs at least one `remote`", None)
-        if "tcp_server" in o.source:
-            p.err("proto", "a client cannot use tcp-server", o.source["tcp_server"][1])
+        if o.p2p:
+            from .p2p import finish_p2p      # p2p builds on this module
+            finish_p2p(p)
+        else:
+            if o.tls_server:
+                p.err("tls-server", "a pulling client (`client`/`pull`) is the TLS client: remove tls-server",
+                      line("tls_server"))
+            if "ifconfig" in o.source:
+                p.err("ifconfig", "a client here takes its address from the server's push (`ifconfig` is for "
+                      "point-to-point links, without `pull`); remove the line", line("ifconfig"))
+            if not o.remotes:
+                p.err("remote", "a client needs at least one `remote`", None)
+            if "tcp_server" in o.source:
+                p.err("proto", "a client cannot use tcp-server", o.source["tcp_server"][1])
         if o.port_share is not None:
             p.err("port-share", "requires TCP server mode (mode server, proto tcp-server), as in OpenVPN 2.6: "
                   "a client accepts no connections to share", line("port_share"))
@@ -448,7 +460,7 @@ def finish(p: ParseState) -> None:
             p.err("remap-usr1", "SIGHUP: this client cannot re-read its profile in a running process; use "
                   "`remap-usr1 SIGTERM` (end the run, for a supervisor to restart) or leave the line out "
                   "(SIGUSR1 reconnects)", line("remap_usr1"))
-        if "ifconfig_ipv6" in o.source:
+        if "ifconfig_ipv6" in o.source and not o.p2p:
             p.err("ifconfig-ipv6", "a client here takes its IPv6 address from the server's push (point-to-point "
                   "ifconfig-ipv6 is not supported); remove the line", line("ifconfig_ipv6"))
         if "max_routes_per_client" in o.source:
