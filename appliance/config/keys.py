@@ -289,7 +289,12 @@ def config_or_inline(s: Got) -> None:
                                 ignore_scripts=bool(s["ignore_scripts"]))
         s.values["inline_line"] = start
     s.extra["options"] = opts
-    if opts is not None and s["role"] is not None and opts.role != s["role"]:
+    if opts is not None and opts.p2p:
+        # The VM's roles wire the LAN to a pulled tunnel (client) or serve many (server); a
+        # point-to-point link (its routes and addresses the config's own) is neither.
+        s.err("role", "the OpenVPN config is a point-to-point link (tls-server/tls-client without pull): the "
+              "appliance image runs client and server roles only; run it with `vpn-appliance run FILE.ovpn`")
+    elif opts is not None and s["role"] is not None and opts.role != s["role"]:
         s.err("role", f"role is {s['role']!r} but the OpenVPN config is a {opts.role} config")
 
 

@@ -1,0 +1,162 @@
+"""The point-to-point tls-server's port (transport/p2p_link.py) and its second session
+(gateway/p2p_server.py), against hostile senders: junk, replayed resets, a stranger's handshake.
+
+What must hold: the first client reset chooses the peer; afterwards nothing but the peer's own
+packets reaches the live session; a reset from anyone else (or a new one from the peer) runs in a
+candidate session of its own, which replaces the live one only once it has authenticated; junk
+and a peer with the wrong certificate never do, and a stream of resets starts at most one TLS
+handshake per CANDIDATE_MIN_AGE.
+"""
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from appliance.bench import _cert, _pems
+from appliance.gateway.p2p_server import CANDIDATE_MIN_AGE, TakeOver
+from appliance.openvpn import keyfiles, wrapping
+from appliance.openvpn.session import Role, Session, SessionConfig
+from appliance.openvpn.tls import TlsSettings
+from appliance.transport.p2p_link import NEWCOMERS_MAX, P2PListenLink
+from cryptography.hazmat.primitives import serialization
+from cryptography.x509.oid import ExtendedKeyUsageOID
+
+NO_MSS = lambda cipher, v2: None            # noqa: E731 - no clamping
+PEER, OTHER = ("198.18.0.2", 1194), ("198.18.0.3", 40000)
+RESET = bytes([7 << 3]) + os.urandom(8) + b"\0" * 20        # a client hard reset (opcode 7), plain
+DATA = bytes([9 << 3]) + os.urandom(30)                      # P_DATA_V2
+
+
+class FakeUdp:
+    def __init__(self) -> None:
+        self.inbox: list[tuple[bytes, tuple]] = []
+        self.sent: list[tuple[bytes, tuple]] = []
+        self.errors: dict[str, int] = {}
+        self.has_spill = False
+
+    def recv_batch(self, limit: int):
+        out, self.inbox = self.inbox[:limit], self.inbox[limit:]
+        return out
+
+    def send_batch(self, packets, addr):
+        self.sent += [(bytes(p), addr) for p in packets]
+
+    def fileno(self) -> int:
+        return -1
+
+    def close(self) -> None:
+        pass
+
+
+def test_the_first_reset_chooses_the_peer_and_strangers_never_reach_the_live_session():
+    t = FakeUdp()
+    link = P2PListenLink(t, None, False)
+    t.inbox = [(DATA, OTHER), (b"\x00junk", OTHER), (RESET, PEER)]
+    assert link.recv_packets() == [RESET] and link.addr == PEER
+    assert link.dropped == 2
+    link.live_sid = bytes(RESET[1:9])
+    other_reset = bytes([7 << 3]) + os.urandom(8) + b"\0" * 20
+    t.inbox = [(DATA, PEER), (RESET, PEER), (DATA, OTHER), (other_reset, OTHER), (other_reset, PEER)]
+    assert link.recv_packets() == [DATA, RESET]            # the peer's data and its own reset again
+    assert [src for _d, src in link.newcomers] == [OTHER, PEER]   # new sessions, set aside
+    assert link.dropped == 3
+    t.inbox = [(other_reset, OTHER)] * (NEWCOMERS_MAX + 5)
+    link.newcomers = []
+    link.recv_packets()
+    assert len(link.newcomers) == NEWCOMERS_MAX            # bounded per read
+
+
+def test_with_a_remote_only_that_address_may_be_the_peer_any_port_with_float():
+    t = FakeUdp()
+    link = P2PListenLink(t, PEER, False)
+    t.inbox = [(RESET, OTHER), (RESET, (PEER[0], 5555))]
+    assert link.recv_packets() == [] and link.addr is None and link.dropped == 2
+    floating = P2PListenLink(t, PEER, True)
+    t.inbox = [(RESET, (PEER[0], 5555))]
+    assert floating.recv_packets() == [RESET] and floating.addr == (PEER[0], 5555)
+
+
+@pytest.fixture(scope="module")
+def pki():
+    ca = _cert("p2p CA")
+    other = _cert("other CA")
+    return {"ca": ca[0].public_bytes(serialization.Encoding.PEM),
+            "server": _pems(_cert("a", ca, ExtendedKeyUsageOID.SERVER_AUTH)),
+            "client": _pems(_cert("b", ca, ExtendedKeyUsageOID.CLIENT_AUTH)),
+            "rogue": _pems(_cert("b", other, ExtendedKeyUsageOID.CLIENT_AUTH))}
+
+
+def _server_maker(pki, key):
+    def make(now: float) -> Session:
+        return Session(SessionConfig(Role.SERVER, TlsSettings(pki["ca"], *pki["server"], True),
+                                     lambda: wrapping.TlsAuthWrapper(key, 0, "SHA256"), auth="SHA256",
+                                     data_ciphers=["AES-256-GCM"], p2p=True), now)
+    return make
+
+
+def _client(pki, key, cert="client", wrap_key=None):
+    k = wrap_key if wrap_key is not None else key
+    c = Session(SessionConfig(Role.CLIENT, TlsSettings(pki["ca"], *pki[cert], False),
+                              lambda: wrapping.TlsAuthWrapper(k, 1, "SHA256"), auth="SHA256",
+                              data_ciphers=["AES-256-GCM"], p2p=True), 0.0)
+    c.start(0.0)
+    return c
+
+
+def _run(take, link, t, client, src, steps=60):
+    """Shuttle packets between `client` (at `src`) and the candidate; the candidate once up."""
+    now = 0.0
+    for _ in range(steps):
+        now += 0.05
+        for p in client.take_outgoing():
+            t.inbox.append((bytes(p), src))
+        link.recv_packets()
+        items, link.newcomers = link.newcomers, []
+        up = take.feed(link, items, now)
+        if up is not None:
+            return up
+        for p, to in t.sent:
+            if to == src:
+                client.receive(p, now)
+        t.sent = []
+        client.handle_timer(now)
+    return None
+
+
+def _live_link():
+    t = FakeUdp()
+    link = P2PListenLink(t, None, False)
+    t.inbox = [(RESET, PEER)]
+    link.recv_packets()
+    link.live_sid = bytes(RESET[1:9])
+    return t, link
+
+
+def test_a_new_authenticated_session_takes_over_and_a_foreign_certificate_never_does(pki):
+    key = keyfiles.parse_static_key(keyfiles.generate_static_key())
+    t, link = _live_link()
+    take = TakeOver(_server_maker(pki, key), NO_MSS)
+    rogue = _run(take, link, t, _client(pki, key, "rogue"), OTHER)
+    assert rogue is None and take.failed >= 1            # the TLS handshake failed: no takeover
+    assert link.addr == PEER
+    up = _run(take, link, t, _client(pki, key), OTHER)
+    assert up is not None and up.addr == OTHER and up.session.established
+
+
+def test_resets_without_the_tls_auth_key_start_no_handshake(pki):
+    key = keyfiles.parse_static_key(keyfiles.generate_static_key())
+    wrong = keyfiles.parse_static_key(keyfiles.generate_static_key())
+    t, link = _live_link()
+    made = []
+    make = _server_maker(pki, key)
+    take = TakeOver(lambda now: made.append(now) or make(now), NO_MSS)
+    assert _run(take, link, t, _client(pki, key, wrap_key=wrong), OTHER, steps=20) is None
+    assert t.sent == []                                  # nothing answered to an unauthenticated reset
+    # A flood of resets (new session ids, replayed or forged) makes at most one candidate per
+    # CANDIDATE_MIN_AGE: no TLS handshake per datagram.
+    made.clear()
+    for i in range(200):
+        r = bytes([7 << 3]) + os.urandom(8) + b"\0" * 20
+        take.feed(link, [(r, OTHER)], 100.0 + i * 0.001)
+    assert len(made) <= 1 + int(0.2 / CANDIDATE_MIN_AGE)
