@@ -254,7 +254,7 @@ class ClientGateway:
         # was ~1 ms when PUSH_REPLY arrived) and the TUN device (~0.3-0.5 ms of kernel work; it is
         # kept across connections anyway, persist-tun), so the exchange with the server carries
         # only the work it needs.
-        if not checks_server_certificate(self.opts):
+        if not self.opts.tls_server and not checks_server_certificate(self.opts):    # 2.6: a tls-client's warning
             log.warning(NO_SERVER_CERT_CHECK)      # once per run, as OpenVPN; not per connection
         ciphers.warm_up([*self.opts.data_ciphers, self.opts.data_ciphers_fallback, self.opts.cipher])
         if self.net.tun is None:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from ..openvpn import events as ev
 from ..openvpn.datapath import ClientDataPath
 from ..openvpn.session import Session
-from ..transport.p2p_link import P2PListenLink, _is_client_reset, _same
+from ..transport.p2p_link import P2PListenLink, is_client_reset, same_addr
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ class TakeOver:
         """The packets the link set aside; the candidate once it is established (the caller swaps)."""
         for data, src in items:
             cand = self.cand
-            if _is_client_reset(data) and (cand is None or not _same(src, cand.addr)
+            if is_client_reset(data) and (cand is None or not same_addr(src, cand.addr)
                                            or bytes(data[1:9]) != cand.session.peer_sid):
                 if cand is not None and now - cand.since < CANDIDATE_MIN_AGE and not cand.session.closed:
                     continue                 # one TLS handshake at a time, however many resets come
@@ -54,7 +54,7 @@ class TakeOver:
                 s = self.make(now)
                 self.cand = cand = Candidate(src, s, ClientDataPath(s, self.rule), now)
                 link.candidate = (src, bytes(data[1:9]))
-            if cand is None or not _same(src, cand.addr):
+            if cand is None or not same_addr(src, cand.addr):
                 continue
             try:
                 cand.dp.open(data, now)       # no data yet: its keys come with the takeover

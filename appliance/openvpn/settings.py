@@ -369,7 +369,7 @@ def check_key_material(opts: Options, crl_reader: Callable | None = None) -> Tls
     made on the way, for server_settings: the CRL is read once (a 100,000-entry file costs
     ~0.35 s a reading). With `crl_reader` the CRL is not read yet: its reading (tls.crl.refresh())
     and its check (check_crl) are the caller's (a reload, gateway/ops.py)."""
-    is_server = opts.role == "server"
+    is_server = opts.role == "server" or (opts.p2p and opts.tls_server)    # the TLS role, p2p's too
     wrapper_factory(opts, is_server)
     unlock_key(opts)                 # an encrypted key: with askpass FILE's password (or typed: cli.py)
     tls = tls_settings(opts, is_server, crl_reader)

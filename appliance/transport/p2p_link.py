@@ -22,7 +22,7 @@ _DATA_OPS = (int(Op.DATA_V1), int(Op.DATA_V2))
 NEWCOMERS_MAX = 8            # resets kept per read for the gateway; more in one batch are dropped
 
 
-def _is_client_reset(data) -> bool:
+def is_client_reset(data) -> bool:
     return len(data) >= 9 and (data[0] >> OPCODE_SHIFT) in HARD_RESET_CLIENT_OPS
 
 
@@ -30,7 +30,7 @@ def _host(addr: tuple) -> str:
     return str(addr[0]).removeprefix("::ffff:")
 
 
-def _same(a: tuple, b: tuple) -> bool:
+def same_addr(a: tuple, b: tuple) -> bool:
     return _host(a) == _host(b) and a[1] == b[1]
 
 
@@ -66,15 +66,15 @@ class P2PListenLink:
         return _host(src) == _host(a) and (self.float or src[1] == a[1])
 
     def is_peer(self, src: tuple) -> bool:
-        return self.addr is not None and _same(src, self.addr)
+        return self.addr is not None and same_addr(src, self.addr)
 
     def recv_packets(self, limit: int = 64) -> list:
         out = []
         for data, src in self.t.recv_batch(limit):
             src = src[:2]
-            reset = _is_client_reset(data)
+            reset = is_client_reset(data)
             cand = self.candidate
-            if cand is not None and _same(src, cand[0]) and len(data) >= 9 and (data[0] >> OPCODE_SHIFT) \
+            if cand is not None and same_addr(src, cand[0]) and len(data) >= 9 and (data[0] >> OPCODE_SHIFT) \
                     not in _DATA_OPS and bytes(data[1:9]) == cand[1]:
                 self._set_aside(data, src)            # the new session's control packets
             elif self.is_peer(src) and not (reset and self.live_sid is not None and bytes(data[1:9]) != self.live_sid):
