@@ -219,7 +219,7 @@ def _host_observers(opts, args: argparse.Namespace) -> tuple:
         from .lan.status_line import StatusLine
     if _host_dns(opts, args):
         out.append(HostDns(opts.redirect_gateway))
-    elif not args.no_dns:
+    elif not args.no_dns and not opts.p2p:          # a point-to-point peer pushes no DNS
         log.info("host DNS: pushed DNS is not applied to this host's resolver (the profile has no "
                  "update-resolv-conf/update-systemd-resolved line; `run --dns` applies it)")
     if opts.status is not None:

@@ -62,7 +62,7 @@ def log_client_event(e: object) -> None:
     """The client's view (TunnelUp is logged by the client once the TUN is configured)."""
     match e:
         case ev.HandshakeCompleted():
-            log.info("TLS handshake done (key %d): %s %s, group %s, server certificate CN=%s", e.key_id,
+            log.info("TLS handshake done (key %d): %s %s, group %s, peer certificate CN=%s", e.key_id,
                      e.tls_version, e.tls_cipher, e.tls_group or "-", e.peer_common_name)
         case ev.KeyRenegotiated():
             log.info("data channel key renegotiated (key id %d, %s)", e.key_id, e.cipher)

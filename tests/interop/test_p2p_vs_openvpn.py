@@ -21,6 +21,7 @@ from lab.netns import BEHIND_IP, Lab, until
 
 A_IP, B_IP = "198.18.0.1", "198.18.0.2"
 TUN_A, TUN_B = "198.19.30.1", "198.19.30.2"
+TUN6_A, TUN6_B = "2001:db8:30::1", "2001:db8:30::2"
 BEHIND_B = "198.18.101.1"
 UP = {"ours": "tunnel up", "openvpn": "Initialization Sequence Completed"}
 
@@ -34,7 +35,8 @@ def lab(tmp_path_factory):
 
 def site_a(lab, extra: str = "") -> str:
     p = lab.pki
-    return (f"dev tun\nproto udp\nport 1194\nifconfig {TUN_A} {TUN_B}\ntls-server\ndh none\n"
+    return (f"dev tun\nproto udp\nport 1194\nifconfig {TUN_A} {TUN_B}\nifconfig-ipv6 {TUN6_A}/64 {TUN6_B}\n"
+            "tls-server\ndh none\n"
             f"ca {p.ca}\ncert {p.server_cert}\nkey {p.server_key}\n"
             f"route {BEHIND_B} 255.255.255.255\nkeepalive 1 6\nverb 3\n{extra}")
 
@@ -42,7 +44,8 @@ def site_a(lab, extra: str = "") -> str:
 def site_b(lab, cert: tuple | None = None, extra: str = "") -> str:
     p = lab.pki
     c, k = cert or p.clients["client1"]
-    return (f"dev tun\nproto udp\nremote {A_IP} 1194\nifconfig {TUN_B} {TUN_A}\ntls-client\n"
+    return (f"dev tun\nproto udp\nremote {A_IP} 1194\nifconfig {TUN_B} {TUN_A}\nifconfig-ipv6 {TUN6_B}/64 {TUN6_A}\n"
+            "tls-client\n"
             f"ca {p.ca}\ncert {c}\nkey {k}\nremote-cert-tls server\n"
             f"route {BEHIND_IP} 255.255.255.255\nkeepalive 1 6\nverb 3\n{extra}")
 
@@ -57,7 +60,8 @@ def _across(lab) -> bool:
     """Each site reaches the address behind the other (source: its own LAN-side address)."""
     b_to_a = lab.cli.run(f"ping -c 2 -i 0.2 -W 2 -I {BEHIND_B} {BEHIND_IP}", check=False).returncode == 0
     a_to_b = lab.srv.run(f"ping -c 2 -i 0.2 -W 2 -I {BEHIND_IP} {BEHIND_B}", check=False).returncode == 0
-    return a_to_b and b_to_a
+    six = lab.cli.run(f"ping -6 -c 2 -i 0.2 -W 2 {TUN6_A}", check=False).returncode == 0      # ifconfig-ipv6
+    return a_to_b and b_to_a and six
 
 
 @pytest.mark.parametrize("ours_is", ["a", "b"])
@@ -102,7 +106,10 @@ def test_a_peer_with_a_foreign_certificate_gets_no_tunnel_and_the_live_link_stay
     procs.append(b)
     assert until(lambda: _across(lab), 15, 0.5), a.log()[-3000:]
     # A second tls-client on B's host with the rogue CA's certificate, from another port.
-    rogue = lab.openvpn(lab.cli, site_b(lab, cert=lab.pki.rogue, extra="lport 1195\ndev tun9\n"), "rogue", wait=0)
+    # (Its own tunnel addresses and no route: OpenVPN configures a p2p TUN at start.)
+    conf = "\n".join(line for line in site_b(lab, cert=lab.pki.rogue, extra="lport 1195\n").splitlines()
+                     if not line.startswith(("ifconfig", "route", "dev ")))
+    rogue = lab.openvpn(lab.cli, conf + "\ndev tun9\nifconfig 198.19.31.2 198.19.31.1\n", "rogue", wait=0)
     procs.append(rogue)
     assert a.wait_for("did not authenticate", 25), a.log()[-3000:]
     assert _across(lab), a.log()[-3000:]
