@@ -153,6 +153,7 @@ class ClientGateway:
         self.unsuccessful = 0
         self.conn: Connection | None = None
         self._takeover: TakeOver | None = None       # p2p tls-server: a new session beside the live one
+        self._tcp_listener: tuple | None = None      # p2p tls-server over TCP: (listener, allowed) until a peer
         self.tun_watched: TunPort | None = None
         self.result: int | None = None          # exit status once the gateway has finished
         self.connections = 0                    # tunnels brought up (for tests and the log)
@@ -613,6 +614,9 @@ class ClientGateway:
                 return
         local = (o.local or ("::" if allowed is not None and ":" in allowed[0] else "0.0.0.0"),
                  o.lport if o.lport is not None else o.port)
+        if o.proto == "tcp":
+            self._listen_tcp(local, allowed)
+            return
         try:
             link = P2PListenLink(self.ports.udp(local, None), allowed, o.floating)
         except OSError as e:
@@ -638,6 +642,60 @@ class ClientGateway:
         log.info("point-to-point tls-server: waiting for %s on %s (udp)",
                  fmt_addr(allowed) if allowed is not None else "the peer", fmt_addr(local))
         self._begin(c, now)
+
+    def _listen_tcp(self, local: tuple[str, int], allowed: tuple | None) -> None:
+        """proto tcp-server: one connection at a time, as OpenVPN 2.6's p2p TCP server (it
+        accepts one, and listens again only after a restart): from the `remote`'s address only
+        when there is one; anyone else's connection is closed at once."""
+        try:
+            lst = self.ports.tcp_listen(local)
+        except OSError as e:
+            log.error("cannot listen on %s (tcp): %s", fmt_addr(local), e)
+            self._schedule_retry()
+            return
+        self._tcp_listener = (lst, allowed)
+        self.pump.watch(lst, self._on_tcp_accept)
+        log.info("point-to-point tls-server: waiting for %s on %s (tcp)",
+                 fmt_addr(allowed) if allowed is not None else "the peer", fmt_addr(local))
+
+    def _on_tcp_accept(self) -> None:
+        if self._tcp_listener is None or self.conn is not None:
+            return
+        lst, allowed = self._tcp_listener
+        for _ in range(16):                     # bounded per wake-up
+            try:
+                t, addr = lst.accept()
+            except BlockingIOError:
+                return
+            except OSError as e:
+                if isinstance(e, PortGone):
+                    raise
+                self.faults.count("p2p: TCP accept failed")       # EMFILE, ECONNABORTED: the next one may do
+                return
+            if allowed is not None and str(addr[0]).removeprefix("::ffff:") != str(allowed[0]).removeprefix("::ffff:"):
+                t.close()
+                self.faults.count("p2p: TCP connection from an address other than the remote")
+                continue
+            self._close_tcp_listener()
+            o = self.opts
+            six = ":" in str(addr[0])
+            cfg = p2p_session_config(o, "tcp")
+            now = self.clock()
+            s = Session(cfg, now)
+            remote = o.remotes[0] if o.remotes else Remote("", addr[1], "tcp")
+            self.conn = c = Connection(remote, addr[:2], TcpLink(t), s, ClientDataPath(s, mss_rule(o, True, six)))
+            self.pump.watch(c.link, self._on_link_read, self._on_link_write)
+            self._arm_inactive(o.inactive)
+            self._arm_session(o.session_timeout)
+            log.info("point-to-point tls-server: peer %s (tcp)", fmt_addr(c.addr))
+            self._begin(c, now)
+            return
+
+    def _close_tcp_listener(self) -> None:
+        if self._tcp_listener is not None:
+            lst, self._tcp_listener = self._tcp_listener[0], None
+            self.pump.unwatch(lst)
+            lst.close()
 
     def _p2p_read(self, c: Connection, now: float) -> None:
         """The listener's bookkeeping after a read: the peer its first reset chose, and the
@@ -839,6 +897,7 @@ class ClientGateway:
         self._close_tunnel(why)
 
     def _close_conn(self) -> None:
+        self._close_tcp_listener()
         c, self.conn = self.conn, None
         if self._takeover is not None and c is not None and isinstance(c.link, P2PListenLink):
             self._takeover.drop(c.link)

@@ -128,6 +128,12 @@ class P2PServerRole(ServerRole):
     def peer_exit_restarts(self) -> bool:
         return True            # the peer went away: wait for it again, as 2.6's SIGUSR1
 
+    def refuse(self, ks: KeyState | None, reason: str, temporary: bool = False) -> None:
+        """A peer we will not keep (its certificate changed on renegotiation): no AUTH_FAILED (a
+        p2p peer reads none) and no end of the run, as a `mode server` client's would be: the
+        link starts over and waits for its peer again (2.6's SIGUSR1 on a TLS error)."""
+        self.s._fail(reason, restart=True, tls_error=True)
+
     def exit_notification(self) -> None:
         ClientRole.exit_notification(self)       # explicit-exit-notify's rounds, timed by the gateway
 

@@ -595,8 +595,8 @@ class Session(ControlChannel):
     def notify_exit(self, now: float, first: bool) -> bool:
         """Client: one round of explicit-exit-notify (ClientRole.notify_exit); the session
         stays open so an EXIT is retransmitted until the gateway's wait ends. False if nothing
-        could be sent."""
-        if self.closed or not self.role.is_client:
+        could be sent. A point-to-point tls-server sends one too (OpenVPN 2.6: either p2p peer)."""
+        if self.closed or not (self.role.is_client or self.cfg.p2p):
             return False
         sent = self.role.notify_exit(first)
         self._flush(now)

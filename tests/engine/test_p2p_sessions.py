@@ -78,3 +78,17 @@ def test_peer_info_is_2_6s_p2p_detail_1():
     assert info == "IV_CIPHERS=AES-256-GCM:AES-128-GCM\nIV_PROTO=170\n"      # DATA_V2|TLS_EKM|NCP_P2P|CC_EXIT
     assert p2p_cipher(["aes-256-gcm"], ["AES-256-GCM"]) == "AES-256-GCM"
     assert p2p_cipher(["AES-256-GCM"], ["AES-128-GCM"]) is None
+
+
+def test_either_peer_announces_its_exit_and_the_other_waits_for_it_again(pki):  # noqa: F811
+    """explicit-exit-notify on a p2p link: EXIT on the control channel (both announce
+    CC_EXIT_NOTIFY), from the tls-server too; the other side restarts (2.6's SIGUSR1), it
+    does not end its run."""
+    for leaving in ("server", "client"):
+        c, s, link = _pair(pki, ["AES-256-GCM"], ["AES-256-GCM"])
+        assert c.cc_exit and s.cc_exit
+        go, stay = (s, c) if leaving == "server" else (c, s)
+        assert go.notify_exit(link.now, first=True)
+        link.run(lambda: stay.closed, max_time=5)
+        closed = [e for e in stay.events if isinstance(e, ev.SessionClosed)]
+        assert closed and closed[0].restart and "EXIT" in closed[0].reason, (leaving, closed)

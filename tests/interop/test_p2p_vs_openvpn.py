@@ -117,15 +117,20 @@ def test_a_peer_with_a_foreign_certificate_gets_no_tunnel_and_the_live_link_stay
     assert a.log().count(UP["ours"]) == 1, a.log()[-3000:]
 
 
-def test_over_tcp_ours_as_tls_client_to_debians_tls_server(lab, procs):
-    a = lab.openvpn(lab.srv, site_a(lab).replace("proto udp", "proto tcp-server"), "a-openvpn-tcp", wait=0)
+@pytest.mark.parametrize("ours_is", ["a", "b"])
+def test_over_tcp(lab, procs, ours_is):
+    """proto tcp-server (site A) / tcp-client (site B), either side ours."""
+    a_kind, b_kind = ("ours", "openvpn") if ours_is == "a" else ("openvpn", "ours")
+    a = _start(lab, a_kind, lab.srv, site_a(lab).replace("proto udp", "proto tcp-server"), f"a-{a_kind}-tcp", wait=0)
     procs.append(a)
-    assert a.wait_for("Listening for incoming TCP connection", 20), a.log()[-2000:]
-    b = lab.ours(lab.cli, site_b(lab).replace("proto udp", "proto tcp-client"), "b-ours-tcp", wait=40)
+    assert a.wait_for("waiting for" if a_kind == "ours" else "Listening for incoming TCP connection", 20), \
+        a.log()[-2000:]
+    b = _start(lab, b_kind, lab.cli, site_b(lab).replace("proto udp", "proto tcp-client"), f"b-{b_kind}-tcp")
     procs.append(b)
-    assert a.wait_for(UP["openvpn"], 20), a.log()[-3000:]
+    assert a.wait_for(UP[a_kind], 20), a.log()[-3000:]
     assert until(lambda: _across(lab), 15, 0.5), (a.log()[-3000:], b.log()[-3000:])
-    assert a.wait_for(r"P2P mode NCP negotiation result: TLS_export=1, DATA_v2=1", 5), a.log()[-3000:]
+    deb = a if a_kind == "openvpn" else b
+    assert deb.wait_for(r"P2P mode NCP negotiation result: TLS_export=1, DATA_v2=1", 5), deb.log()[-3000:]
 
 
 def _fingerprint(cert_path) -> str:

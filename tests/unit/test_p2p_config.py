@@ -40,7 +40,8 @@ def test_a_pulling_client_and_a_server_still_refuse_ifconfig_with_its_line():
 @pytest.mark.parametrize("extra, directive, why", [
     ("tls-client\n", "tls-server", "only one of"),                       # as 2.6: one TLS role
     ("auth-user-pass\n", "auth-user-pass", "requires `pull`"),           # as 2.6: --auth-user-pass requires --pull
-    ("proto tcp-server\n", "proto", "UDP only"),                          # ours: the listener is UDP
+    ("proto tcp-client\n", "proto", "tcp-client is not supported"),     # ours: the tls-server waits
+    ("proto tcp\n", "proto", "ambiguous"),                              # as 2.6
     ("remote 198.18.0.2\nremote 198.18.0.3\n", "remote", "one `remote` at most"),
     ("tls-verify /bin/true\nscript-security 2\n", "tls-verify", "not supported"),
     ("nobind\n", "nobind", "must listen"),

@@ -44,11 +44,17 @@ def finish_p2p(p: "ParseState") -> None:
         elif local == second:
             # As OpenVPN 2.6 (options.c): "local and remote/netmask --ifconfig addresses must be different".
             p.err("ifconfig", "local and remote addresses must be different (as OpenVPN 2.6)", line("ifconfig"))
-    tcp = o.proto == "tcp" or any(r.proto == "tcp" for r in o.remotes)
+    if o.proto == "tcp" and "tcp_server" not in o.source and "tcp_client" not in o.source:
+        # As OpenVPN 2.6 (options.c): only `client` or `server` say which end of TCP a plain `tcp` is.
+        p.err("proto", "tcp is ambiguous in this context: specify tcp-server or tcp-client (as OpenVPN 2.6)",
+              line("proto"))
     if o.tls_server:
-        if tcp:
-            p.err("proto", "a point-to-point tls-server here listens on UDP only (proto udp); TCP "
-                  "(tcp-server) is not supported", line("proto") or None)
+        if "tcp_client" in o.source:
+            p.err("proto", "a point-to-point tls-server here waits for its peer: proto udp or tcp-server "
+                  "(tcp-client is not supported)", o.source["tcp_client"][1])
+        if o.floating and o.proto == "tcp":
+            p.line = line("floating")
+            p.note("float", "no effect over TCP (a connection keeps its address), as in OpenVPN")
         if len(o.remotes) > 1:
             p.err("remote", "a point-to-point tls-server takes one `remote` at most (the peer it accepts)",
                   p.remote_lines[1][0] if len(p.remote_lines) > 1 else None)
