@@ -27,6 +27,11 @@ def finish_p2p(p: "ParseState") -> None:
         # As OpenVPN 2.6 (options.c): only a pulling client sends a username and password.
         p.err("auth-user-pass", "requires `pull` (as OpenVPN 2.6): a point-to-point peer checks no passwords",
               line("auth_user_pass") or line("auth_user_pass_required"))
+    if getattr(o, "dev_type", None) == "tap" or (o.dev or "").startswith("tap"):
+        # OpenVPN's p2p tap reads `ifconfig LOCAL NETMASK` and bridges frames; this runner sets
+        # up a routed TUN link only.
+        p.err("dev", "a point-to-point link here is a TUN link (layer 3): dev tap is not supported for it",
+              line("dev") or line("dev_type"))
     if o.ifconfig is None:
         # OpenVPN would bring a TUN up without addresses (for an up script to configure); here the
         # appliance configures the link, so it must know the addresses (ifconfig-ipv6 comes beside).
