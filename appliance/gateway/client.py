@@ -707,10 +707,36 @@ class ClientGateway:
             c.addr = link.addr
             log.info("point-to-point tls-server: peer %s", fmt_addr(c.addr))
         link.live_sid = c.session.peer_sid
+        if link.floaters:
+            items, link.floaters = link.floaters, []
+            self._p2p_float(c, items, now)
         if link.newcomers:
             items, link.newcomers = link.newcomers, []
             self._p2p_took_over(c, self._takeover.feed(link, items, now), now)
         self._arm_candidate()
+
+    def _p2p_float(self, c: Connection, items: list, now: float) -> None:
+        """`float`: the peer's data from a new address. Opened by the live session: one it
+        authenticates (a fresh packet id under its keys: a replay or forgery never counts) moves
+        the peer there, as OpenVPN 2.6's --float; the rest are dropped by the session as usual."""
+        link = c.link
+        assert isinstance(link, P2PListenLink)
+        tun, s = self.net.tun, c.session
+        for data, src in items:
+            before = s.data_authenticated
+            try:
+                pts = c.dp.open(data, now)
+            except Exception as e:  # noqa: BLE001 - as any packet of the peer's
+                self._engine_failed(c, e, "the client session")
+                return
+            if s.data_authenticated > before and not link.is_peer(src):
+                log.info("point-to-point tls-server: peer moved from %s to %s (float)", fmt_addr(c.addr),
+                         fmt_addr(src))
+                link.addr = c.addr = src
+            if pts and tun is not None:
+                for pt in pts:
+                    self.counters.bytes_in += len(pt)
+                    tun.queue(pt)
 
     def _arm_candidate(self) -> None:
         d = self._takeover.deadline() if self._takeover is not None else None

@@ -9,6 +9,8 @@ stays unconnected and this link sorts what arrives:
     `newcomers` for the gateway, which runs it in a session of its own beside the live one and
     lets it take over only once it has authenticated (gateway/p2p_server.py) -- so a stranger's
     or a replayed reset never disturbs the tunnel;
+  - with `float`, data packets from elsewhere are set aside in `floaters`: one the live session's
+    keys authenticate (not a replay) moves the peer there, as 2.6's --float;
   - everything else from elsewhere is dropped and counted (junk, or a peer we do not know).
 With `remote` in the config, only that address may be the peer (any port with `float`), as 2.6
 checks incoming packets against its remote unless --float.
@@ -45,6 +47,7 @@ class P2PListenLink:
         self.float = float_
         self.addr: tuple | None = None
         self.newcomers: list[tuple[bytes, tuple]] = []
+        self.floaters: list[tuple[bytes, tuple]] = []      # with float: data from elsewhere, to authenticate
         self.dropped = 0
         # Set by the gateway: the live session's peer session id (a reset from the peer's own
         # address with another one is a new session: the peer restarted), and the session
@@ -79,6 +82,14 @@ class P2PListenLink:
                 self._set_aside(data, src)            # the new session's control packets
             elif self.is_peer(src) and not (reset and self.live_sid is not None and bytes(data[1:9]) != self.live_sid):
                 out.append(data)
+            elif self.float and self.addr is not None and not reset and len(data) > 0 \
+                    and (data[0] >> OPCODE_SHIFT) in _DATA_OPS and self.may_be_peer(src):
+                # `float`: the peer's data from a new address; it moves the peer only if the live
+                # session's keys authenticate it (the gateway checks), a replay or forgery never.
+                if len(self.floaters) < NEWCOMERS_MAX:
+                    self.floaters.append((bytes(data), src))
+                else:
+                    self.dropped += 1
             elif reset and self.may_be_peer(src):
                 if self.addr is None:
                     self.addr = src                   # the first reset chooses the peer (until it fails)

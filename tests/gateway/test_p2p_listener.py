@@ -77,6 +77,35 @@ def test_with_a_remote_only_that_address_may_be_the_peer_any_port_with_float():
     assert floating.recv_packets() == [RESET] and floating.addr == (PEER[0], 5555)
 
 
+def test_with_float_data_from_elsewhere_is_set_aside_for_the_live_keys_to_judge_without_it_dropped():
+    t = FakeUdp()
+    for floating, expect in ((True, 1), (False, 0)):
+        link = P2PListenLink(t, None, floating)
+        t.inbox = [(RESET, PEER)]
+        link.recv_packets()
+        t.inbox = [(DATA, OTHER), (b"\x00junk", OTHER)]
+        assert link.recv_packets() == []                   # never straight to the live session
+        assert len(link.floaters) == expect and link.addr == PEER
+
+
+def test_a_floating_peers_data_moves_it_only_when_the_live_keys_authenticate_it(pki):
+    """What the gateway's _p2p_float relies on: a fresh packet under the live keys counts as
+    authenticated, the same packet replayed (or a forged one) does not."""
+    key = keyfiles.parse_static_key(keyfiles.generate_static_key())
+    c = _client(pki, key)
+    s = _server_maker(pki, key)(0.0)
+    from tests.engine.test_memory_link import Link, up
+    link = Link(c, s)
+    link.run(lambda: up(c, s))
+    assert up(c, s)
+    pkt = bytes(c.encrypt(bytes([0x45]) + bytes(40)))
+    n = s.data_authenticated
+    assert s.receive(pkt, link.now) and s.data_authenticated == n + 1
+    assert s.receive(pkt, link.now) == [] and s.data_authenticated == n + 1          # replayed
+    forged = pkt[:-1] + bytes([pkt[-1] ^ 1])
+    assert s.receive(forged, link.now) == [] and s.data_authenticated == n + 1
+
+
 @pytest.fixture(scope="module")
 def pki():
     ca = _cert("p2p CA")
