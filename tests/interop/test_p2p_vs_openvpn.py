@@ -38,7 +38,7 @@ def site_a(lab, extra: str = "") -> str:
     return (f"dev tun\nproto udp\nport 1194\nifconfig {TUN_A} {TUN_B}\nifconfig-ipv6 {TUN6_A}/64 {TUN6_B}\n"
             "tls-server\ndh none\n"
             f"ca {p.ca}\ncert {p.server_cert}\nkey {p.server_key}\n"
-            f"route {BEHIND_B} 255.255.255.255\nkeepalive 1 6\nverb 3\n{extra}")
+            f"route {BEHIND_B} 255.255.255.255\nkeepalive 1 4\nverb 3\n{extra}")
 
 
 def site_b(lab, cert: tuple | None = None, extra: str = "") -> str:
@@ -47,7 +47,7 @@ def site_b(lab, cert: tuple | None = None, extra: str = "") -> str:
     return (f"dev tun\nproto udp\nremote {A_IP} 1194\nifconfig {TUN_B} {TUN_A}\nifconfig-ipv6 {TUN6_B}/64 {TUN6_A}\n"
             "tls-client\n"
             f"ca {p.ca}\ncert {c}\nkey {k}\nremote-cert-tls server\n"
-            f"route {BEHIND_IP} 255.255.255.255\nkeepalive 1 6\nverb 3\n{extra}")
+            f"route {BEHIND_IP} 255.255.255.255\nkeepalive 1 4\nverb 3\n{extra}")
 
 
 def _start(lab, kind: str, ns, conf: str, name: str, wait: float = 40):
