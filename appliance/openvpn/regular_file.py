@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import stat
 from dataclasses import dataclass
 from typing import BinaryIO
@@ -80,6 +81,38 @@ def size_problem(path: str, kind: FileKind) -> str | None:
         return None
     if stat.S_ISREG(st.st_mode) and st.st_size > kind.limit:
         return too_large(kind, st.st_size)
+    return None
+
+
+# The names OpenSSL's hashed-directory lookup opens in a `capath` directory (by_dir.c: HASH.N
+# a CA certificate, HASH.rN a CRL, HASH the subject name's 8 hex digits).
+HASHED_NAME = re.compile(r"[0-9a-f]{8}\.r?[0-9]+")
+
+
+def hashed_dir_problem(path: str) -> str | None:
+    """Why the `capath` directory at `path` cannot be handed to OpenSSL, or None. OpenSSL opens
+    its HASH.N / HASH.rN entries itself, when a handshake's chain needs them (on the event
+    loop), with a blocking open() and no size limit: a FIFO there held the loop for good, a
+    device or a huge file was read whole. So each such entry (symlinks followed) must be a
+    regular file within CRL's limit (the larger of the two kinds it holds), checked when the
+    config is read (start, reload). A dangling link passes: OpenSSL finds nothing there either."""
+    try:
+        names = sorted(os.listdir(path))
+    except OSError as e:
+        return f"cannot list it ({e.strerror})"
+    for name in names:
+        if not HASHED_NAME.fullmatch(name):
+            continue
+        try:
+            st = os.stat(os.path.join(path, name))
+        except FileNotFoundError:
+            continue
+        except OSError as e:
+            return f"{name}: {e.strerror}"
+        if not stat.S_ISREG(st.st_mode):
+            return f"{name}: {NOT_REGULAR}"
+        if st.st_size > CRL.limit:
+            return f"{name}: {too_large(CRL, st.st_size)}"
     return None
 
 

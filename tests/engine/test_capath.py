@@ -129,3 +129,33 @@ def test_a_missing_crl_is_warned_of_once_per_subject(ca, tmp_path, caplog):
             assert _handshake(ca, d, ca.good, ctx) == ""
     lines = [r.getMessage() for r in caplog.records if "unable to get certificate CRL" in r.getMessage()]
     assert len(lines) == len(set(lines)) and any("good client" in m for m in lines), lines
+
+
+@pytest.mark.parametrize("entry", ["fifo", "device", "huge"])
+def test_an_entry_openssl_would_block_on_or_read_whole_is_refused_at_its_line(ca, tmp_path, entry):
+    """OpenSSL opens capath's HASH.N / HASH.rN files itself, in the middle of a handshake on the
+    event loop, with a blocking open() and no size limit: a FIFO named as the sub CA's CRL held
+    the first handshake (and with it every client's packets and SIGTERM) for good, as a device
+    or a multi-gigabyte file would. Every other file a config names is a regular file within
+    its kind's limit (regular_file.py) or refused before start with file:line; capath's entries
+    the same, at start and at each reload (which parses the config again)."""
+    import os
+
+    from appliance.openvpn.regular_file import CRL
+    d = ca.directory(tmp_path / "a", crl_days=None)
+    bad = d / f"{_hash_name(ca.sub[0])}.r0"
+    if entry == "fifo":
+        os.mkfifo(bad)
+    elif entry == "device":
+        bad.symlink_to("/dev/zero")
+    else:
+        with open(bad, "wb") as f:
+            f.truncate(CRL.limit + 1)                  # sparse: no disk used
+    base = "client\ndev tun\nremote 198.18.0.1\n"
+    with pytest.raises(ConfigError, match=rf"c.conf:4: capath: .*{bad.name}: "
+                       + ("not a regular file" if entry != "huge" else "too large")):
+        parse_config(base + f"capath {d}\n", "c.conf")
+    bad.unlink()
+    (d / "notes.txt").symlink_to("/dev/zero")          # a name OpenSSL never opens there
+    (d / f"{_hash_name(ca.root[0])}.r0").symlink_to(d / "gone")   # dangling: OpenSSL finds none
+    assert parse_config(base + f"capath {d}\n", "c.conf").capath == str(d)

@@ -8,7 +8,7 @@ import os
 from .. import ciphers, gentoken
 from ..keymethod import USER_PASS_LEN
 from ..peernames import from_peer, to_bytes
-from ..regular_file import NOT_REGULAR, PASSWORD_DB, size_problem
+from ..regular_file import NOT_REGULAR, PASSWORD_DB, hashed_dir_problem, size_problem
 from ..replay import MAX_SIZE as MAX_REPLAY_WINDOW
 from ..replay import MAX_TIME_LIMIT as MAX_REPLAY_TIME
 from ..tls import username_field_problem
@@ -61,6 +61,9 @@ def _capath(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
     path = p.path_arg(a[0])
     if not os.path.isdir(path) or not os.access(path, os.R_OK | os.X_OK):
         p.err(d, f"{a[0]} is not a readable directory")
+        return
+    if (why := hashed_dir_problem(path)) is not None:
+        p.err(d, f"{a[0]}/{why}")
         return
     p.set("capath", path)
 
