@@ -11,7 +11,7 @@ Which files: found from the parsers' own records, not by re-reading the text by 
   (`ca`, `cert`, `key`, `tls-crypt`, `tls-auth`,
   `auth-user-pass`, `pkcs12`, ...: they go through its `read_file` hook, which we wrap to note the
   line being parsed);
-- the Options fields that keep a path to read at run time (_runtime_paths: `crl-verify`, the
+- the Options fields that keep a path to read at run time (_runtime_paths: `crl-verify`, `capath`, the
   management password file, `client-config-dir`, the password file, a read-only
   `ifconfig-pool-persist FILE 0`), at the line in `Options.source`; a directory whole or refused.
 The bundle is built only from a config that passes `check` (schema + key material), so a broken
@@ -41,7 +41,8 @@ from ..openvpn.config.parser import ParseState
 from ..openvpn.config.table import TABLE
 from ..openvpn.errors import ConfigError
 from ..openvpn.peernames import file_text, to_bytes
-from ..openvpn.regular_file import CCD, CONFIG, CRL, KEY_MATERIAL, PASSWORD_DB, POOL, FileKind, read_regular_file
+from ..openvpn.regular_file import (CAPATH_ENTRY, CCD, CONFIG, CRL, KEY_MATERIAL, PASSWORD_DB, POOL, FileKind,
+                                    read_regular_file)
 from .keys import SECTIONS
 from .schema import load_appliance_config, validate_runtime
 from .table import FILE
@@ -69,6 +70,10 @@ def _runtime_paths(o) -> list[tuple[str, str, bool, FileKind]]:
     out = []
     if o.crl_verify and o.crl_verify[0] in ("file", "dir"):
         out.append(("crl_verify", o.crl_verify[1], o.crl_verify[0] == "dir", CRL))
+    if getattr(o, "capath", None):
+        # Its CA and CRL files, read by OpenSSL as handshakes need them: left out, the VM kept the
+        # host's path (no such directory there: no start; or one of its own by that name).
+        out.append(("capath", o.capath, True, CAPATH_ENTRY))
     if o.management and o.management[2]:
         out.append(("management", o.management[2], False, KEY_MATERIAL))
     if getattr(o, "client_config_dir", None):
@@ -239,7 +244,7 @@ def _named_files(b: Bundle, text: str, path: str, taken: dict[str, str], offset:
 
 
 def _add_dir(b: Bundle, p: str, name: str, kind: FileKind, conf: str, line: int | None, directive: str) -> None:
-    """Every entry of the directory `p` (client-config-dir, `crl-verify DIR dir`) as `name/ENTRY`,
+    """Every entry of the directory `p` (client-config-dir, `crl-verify DIR dir`, capath) as `name/ENTRY`,
     each under the name the VM will look up; else ConfigError at the directive's line. Never
     a part of it: the 257th revoked serial of a CRL directory was left out (that certificate got
     into the VM), as was a ccd file's `disable` or iroute, silently."""

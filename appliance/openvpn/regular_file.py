@@ -51,6 +51,8 @@ KEY_MATERIAL = FileKind("a certificate, key or credentials file", 4 * MiB)
 CCD = FileKind("a client-config-dir file", 1 * MiB)
 # ~1.6 million revoked entries (a 100,000-entry CRL is ~4 MiB): read in a worker when large.
 CRL = FileKind("a CRL file", 64 * MiB)
+# A `capath` directory's HASH.N / HASH.rN entry: a CA certificate or a CRL, so a CRL's limit.
+CAPATH_ENTRY = FileKind("a capath CA or CRL file", CRL.limit)
 # `user:scrypt$...` lines of ~150 bytes: ~400,000 users.
 PASSWORD_DB = FileKind("a password file", 64 * MiB)
 # `CN,IPv4[,IPv6]` lines: a /16 pool's 65,536 clients take ~5 MiB.
@@ -58,7 +60,7 @@ POOL = FileKind("an ifconfig-pool-persist file", 16 * MiB)
 
 # auth-user-pass-verify's auth_control_file (`1` or `0`) and auth_failed_reason_file (a line).
 AUTH_FILE = FileKind("an auth control or reason file", 64 * KiB)
-SIZE_LIMITS = (CONFIG, KEY_MATERIAL, CCD, CRL, PASSWORD_DB, POOL, AUTH_FILE)
+SIZE_LIMITS = (CONFIG, KEY_MATERIAL, CCD, CRL, CAPATH_ENTRY, PASSWORD_DB, POOL, AUTH_FILE)
 
 
 def _size_text(n: int) -> str:
@@ -94,7 +96,7 @@ def hashed_dir_problem(path: str) -> str | None:
     its HASH.N / HASH.rN entries itself, when a handshake's chain needs them (on the event
     loop), with a blocking open() and no size limit: a FIFO there held the loop for good, a
     device or a huge file was read whole. So each such entry (symlinks followed) must be a
-    regular file within CRL's limit (the larger of the two kinds it holds), checked when the
+    regular file within CAPATH_ENTRY's limit, checked when the
     config is read (start, reload). A dangling link passes: OpenSSL finds nothing there either."""
     try:
         names = sorted(os.listdir(path))
@@ -111,8 +113,8 @@ def hashed_dir_problem(path: str) -> str | None:
             return f"{name}: {e.strerror}"
         if not stat.S_ISREG(st.st_mode):
             return f"{name}: {NOT_REGULAR}"
-        if st.st_size > CRL.limit:
-            return f"{name}: {too_large(CRL, st.st_size)}"
+        if st.st_size > CAPATH_ENTRY.limit:
+            return f"{name}: {too_large(CAPATH_ENTRY, st.st_size)}"
     return None
 
 

@@ -397,3 +397,28 @@ def test_an_auth_gen_token_secret_reaches_the_server_vm(tmp_path, pki):
     validate_runtime(cfg)
     assert cfg.vpn_options.auth_gen_token_secret == raw[64:96]
     assert cfg.vpn_options.auth_gen_token == (0, 600)
+
+
+def test_a_capath_directory_is_bundled_and_read_from_the_bundle(tmp_path, pki):
+    """`capath DIR` (pfSense's servers have one): its hashed CA and CRL files go with the config,
+    each read as it is (c_rehash's links followed), and the line names the bundled directory.
+    Before, the bundle left the line with the host's path: the VM refused to start ("not a
+    readable directory") or, worse, used whatever directory of that name its own image holds."""
+    from OpenSSL import crypto
+    capath = tmp_path / "cadir"
+    capath.mkdir()
+    (capath / "ca.pem").write_bytes((pki / "ca.crt").read_bytes())
+    h = f"{crypto.load_certificate(crypto.FILETYPE_PEM, (pki / 'ca.crt').read_bytes()).subject_name_hash():08x}"
+    (capath / f"{h}.0").symlink_to("ca.pem")
+    toml = _server(tmp_path, pki, f"capath {capath}\n")
+    b = collect(toml)
+    assert b.files[f"cadir/{h}.0"] == (pki / "ca.crt").read_bytes()
+    assert "capath cadir\n" in b.files["server.ovpn"].decode()
+    target = tmp_path / "etc"
+    write_dir(b, target)
+    for e in capath.iterdir():
+        e.unlink()
+    capath.rmdir()                                  # the VM has no such directory
+    cfg = load_appliance_config(str(target / "appliance.toml"))
+    validate_runtime(cfg)
+    assert cfg.vpn_options.capath == str(target / "cadir")
