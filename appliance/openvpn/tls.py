@@ -473,23 +473,37 @@ def _capath_verdict(warn: Callable[[str], None] | None):
     and goes on; a revoked certificate, a CRL badly signed or out of date refuse the peer, as
     there. (Only with capath: a Python callback costs each handshake an object per certificate.)
     The warning goes to `warn` once per certificate subject, for at most 64 of them: peers
-    handshaking again and again (or with made-up names) cannot fill the log."""
+    handshaking again and again (or with made-up names) cannot fill the log. And only once the
+    chain's signatures verified (OpenSSL's last call, at depth 0 with ok): it checks revocation
+    first, so a peer with no key of ours, its made-up leaf naming our CA as issuer, had its own
+    text logged as a subject and could use up the 64 before a real client's missing CRL was."""
     noted: set[str] = set()
+    pending: list = []          # [conn, (depth, subject), ...]: the verification under way
 
     def verdict(conn, cert, errno, depth, ok):  # noqa: ANN001 - pyOpenSSL callback signature
+        if pending and pending[0] is not conn:
+            pending.clear()     # another connection's verification, ended before its leaf
         if ok:
+            if depth == 0 and pending and warn is not None:
+                for d, subject in pending[1:]:
+                    if subject not in noted and len(noted) < _CRL_MISSING_MAX:
+                        noted.add(subject)
+                        warn(f"VERIFY WARNING: depth={d}, unable to get certificate CRL: {subject} (capath "
+                             "holds no CRL of its issuer: accepted, as OpenVPN 2.6)")
+                pending.clear()
             return True
         if errno != X509_V_ERR_UNABLE_TO_GET_CRL:
+            pending.clear()
             return False
-        if warn is not None and len(noted) < _CRL_MISSING_MAX:
+        if warn is not None and len(noted) < _CRL_MISSING_MAX and len(pending) <= MAX_CERT_DEPTH:
             try:
                 subject = openvpn_name(cert.to_cryptography().subject)
             except Exception:  # noqa: BLE001 - a name we cannot print: the verdict stands all the same
                 subject = "(a subject that cannot be shown)"
             if subject not in noted:
-                noted.add(subject)
-                warn(f"VERIFY WARNING: depth={depth}, unable to get certificate CRL: {subject} (capath holds no "
-                     "CRL of its issuer: accepted, as OpenVPN 2.6)")
+                if not pending:
+                    pending.append(conn)
+                pending.append((depth, subject))
         return True
     return verdict
 

@@ -159,3 +159,22 @@ def test_an_entry_openssl_would_block_on_or_read_whole_is_refused_at_its_line(ca
     (d / "notes.txt").symlink_to("/dev/zero")          # a name OpenSSL never opens there
     (d / f"{_hash_name(ca.root[0])}.r0").symlink_to(d / "gone")   # dangling: OpenSSL finds none
     assert parse_config(base + f"capath {d}\n", "c.conf").capath == str(d)
+
+
+def test_forged_certificates_neither_log_nor_use_up_the_warnings(ca, tmp_path, caplog):
+    """OpenSSL checks revocation before signatures, so a peer without any key of ours, sending a
+    made-up leaf that names our sub CA as its issuer, reached the missing-CRL warning: its own
+    text logged as a certificate's subject, and 64 such names used up the warnings, so the
+    missing CRL of the real clients' CA was never reported. Warned of only once the chain's
+    signatures verified."""
+    from cryptography.hazmat.primitives.asymmetric import ec
+    d = ca.directory(tmp_path / "a", crl_days=None)
+    ctx = build_context(TlsSettings(None, *_pems(ca.server), True, capath=str(d), capath_warn=capath_warning))
+    forger = (ca.sub[0], ec.generate_private_key(ec.SECP256R1()))   # the sub CA's name, not its key
+    with caplog.at_level("WARNING", logger="vpn-appliance"):
+        for i in range(70):
+            assert _handshake(ca, d, _cert(f"forged {i}", forger, ExtendedKeyUsageOID.CLIENT_AUTH), ctx) != ""
+        assert _handshake(ca, d, ca.good, ctx) == ""
+    lines = [r.getMessage() for r in caplog.records if "unable to get certificate CRL" in r.getMessage()]
+    assert not [m for m in lines if "forged" in m], lines
+    assert any("good client" in m for m in lines), lines
