@@ -96,8 +96,8 @@ def hashed_dir_problem(path: str) -> str | None:
     its HASH.N / HASH.rN entries itself, when a handshake's chain needs them (on the event
     loop), with a blocking open() and no size limit: a FIFO there held the loop for good, a
     device or a huge file was read whole. So each such entry (symlinks followed) must be a
-    regular file within CAPATH_ENTRY's limit, checked when the
-    config is read (start, reload). A dangling link passes: OpenSSL finds nothing there either."""
+    regular file within CAPATH_ENTRY's limit, checked when the config is read (start, reload).
+    A dangling link passes: OpenSSL finds nothing there either."""
     try:
         names = sorted(os.listdir(path))
     except OSError as e:
