@@ -63,7 +63,7 @@ def _capath(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
         p.err(d, f"{a[0]} is not a readable directory")
         return
     if (why := hashed_dir_problem(path)) is not None:
-        p.err(d, f"{a[0]}/{why}")
+        p.err(d, f"{a[0]}: {why}")
         return
     p.set("capath", path)
 
