@@ -58,7 +58,7 @@ def _named(e: ConfigError, text: str) -> bool:
 
 
 def _check(text: str) -> None:
-    t0 = time.monotonic()
+    t0 = time.thread_time()      # CPU time: a loaded machine (CI's VM half beside) stretches wall time
     try:
         o = parse_config(text, PATH, _read_file)
     except ConfigErrors as e:
@@ -70,7 +70,7 @@ def _check(text: str) -> None:
     else:
         assert o.role in ("client", "server")
         assert render_options(o)  # renders whatever was accepted
-    assert time.monotonic() - t0 < 1.0
+    assert time.thread_time() - t0 < 1.0
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
