@@ -118,13 +118,23 @@ class DownRoot:
     def __init__(self, commands: list[tuple[str, list[str]]], setenv_names: frozenset[str] = frozenset()) -> None:
         """`commands`: (program's path to execute, argv as given) per plugin line."""
         self.pid, self.sock = root_helper.fork(lambda fd: _serve(fd, commands, setenv_names))
+        self.count = len(commands)
         # A reconnect's run (the client's script worker) and the end's (its main thread) one at a
         # time on the one socket.
         self._lock = threading.Lock()
 
-    def run(self, env: dict[str, str], within: float = TIME_LIMIT + 5) -> bool:
+    def answer_within(self) -> float:
+        """How long the helper may take to answer: each command, one after the other, up to
+        TIME_LIMIT, and a margin (waiting for one command's limit only ended a helper that was
+        still running a later command, bounded, and the end's DOWN then ran nothing)."""
+        return TIME_LIMIT * max(self.count, 1) + 5
+
+    def run(self, env: dict[str, str], within: float | None = None) -> bool:
         """Have the helper run the commands with `env`; True if each exited 0. A helper that did
-        not answer in time is ended (a late answer would be read as the next run's)."""
+        not answer in time (`within`, else answer_within()) is ended (a late answer would be read
+        as the next run's)."""
+        if within is None:
+            within = self.answer_within()
         with self._lock:
             sock = self.sock
             if sock is None:
@@ -164,7 +174,9 @@ def _serve(fd: int, commands: list[tuple[str, list[str]]], setenv_names: frozens
             if env is None:
                 sock.send(REFUSED)
                 return
-            ok = all(_run_one(path, argv, env) for path, argv in commands)
+            # Every command, whatever an earlier one did: 2.6's plugin_call calls each plugin at
+            # DOWN and only counts the errors.
+            ok = all([_run_one(path, argv, env) for path, argv in commands])
             sock.send(OK if ok else FAILED)
     except BaseException:  # noqa: BLE001 - the child must end here, whatever happened
         status = 1

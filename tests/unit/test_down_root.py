@@ -188,3 +188,32 @@ def test_a_failing_or_hanging_command_is_reported(tmp_path, monkeypatch):
     assert not h.run({}, within=5)
     assert time.monotonic() - t < 3
     h.close()
+
+
+def test_each_plugin_line_s_command_runs_though_an_earlier_one_failed(script, tmp_path):
+    """OpenVPN 2.6's plugin_call calls every plugin at DOWN, whatever an earlier one returned (it
+    counts the error): a second down-root line (the firewall's undoing after the DNS's) ran even
+    when the first command failed. Ours stopped at the first failure, so the later root commands
+    never ran."""
+    bad = tmp_path / "bad.sh"
+    bad.write_text("#!/bin/sh\nexit 3\n")
+    bad.chmod(0o755)
+    h = DownRoot([(str(bad), ["bad"]), (str(script), ["down", "second"])])
+    try:
+        assert not h.run({"dev": "tun0"})           # the call failed, as 2.6's
+        assert "arg=second" in (tmp_path / "out").read_text()
+    finally:
+        h.close()
+
+
+def test_the_main_process_waits_for_every_command_s_time_limit(tmp_path, monkeypatch):
+    """The helper runs its commands one after the other, each up to TIME_LIMIT: the main process
+    gave up after one command's limit (and ended the helper, so the end's DOWN ran nothing) while
+    a second, still bounded, command ran."""
+    h = DownRoot([("/bin/true", ["true"])] * 3)
+    try:
+        assert h.answer_within() >= 3 * down_root.TIME_LIMIT
+        monkeypatch.setattr(down_root, "TIME_LIMIT", 1.0)
+        assert 3.0 <= h.answer_within() < 3 * 30
+    finally:
+        h.close()
