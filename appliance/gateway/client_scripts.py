@@ -147,6 +147,11 @@ class ClientScripts:
             self._wake.drain()
 
     @property
+    def room(self) -> bool:
+        """Whether a bounded submit would be queued now."""
+        return self.pending < MAX_PENDING
+
+    @property
     def busy(self) -> bool:
         """Whether a script is queued or running (CONNECTED waits for up and route-up)."""
         return self.pending > 0
@@ -249,6 +254,10 @@ class ClientScriptPlan:
             self.ipchange = opts.ipchange_script
         self.ended = False
         self.first_queued = False       # the run's first tunnel's up and route-up queued
+        # Whether the tunnel's up side was queued: its down side then always is (past the bound),
+        # and only then -- a server reconnecting faster than the scripts end skips whole pairs,
+        # never an undoing (the root down-root command's) after an up that ran.
+        self.opened = False
 
     @staticmethod
     def wanted(opts) -> bool:
@@ -279,18 +288,24 @@ class ClientScriptPlan:
         if first:
             # The run's first tunnel's are never skipped (ClientScripts.submit); a later first
             # one (a reconnect without persist-tun) is bounded as any: a server reconnecting
-            # faster than the scripts end must not grow the queue without end.
+            # faster than the scripts end must not grow the queue without end. Whole: up
+            # without its route-up (the last slot taken) was half a tunnel.
             keep, self.first_queued = not self.first_queued, True
+            self.opened = keep or self.runner.room
+            if not self.opened:
+                log.warning("the tunnel's up side not run (nor its down side): %d scripts still waiting",
+                            self.runner.pending)
+                return
             if o.up_script:
                 env = {"script_type": "up", **u.plugin_env}
-                self.runner.submit("up", [*o.up_script, *tunnel_words(env, "init")], env, keep=keep)
+                self.runner.submit("up", [*o.up_script, *tunnel_words(env, "init")], env, keep=True)
             if self.route_up:
-                self.runner.submit("route-up", list(self.route_up), self._set(script_type="route-up"), keep=keep)
+                self.runner.submit("route-up", list(self.route_up), self._set(script_type="route-up"), keep=True)
             if keep:
                 self.runner.submit(END_ROOT, [], {}, keep=True)    # 2.6 drops to `user` here
         elif o.up_restart and o.up_script:
             env = self._set(script_type="up", script_context="restart")     # the set UpDown.up made
-            self.runner.submit("up", [*o.up_script, *tunnel_words(env, "restart")], env)
+            self.opened = self.runner.submit("up", [*o.up_script, *tunnel_words(env, "restart")], env)
 
     def closing(self, why: str) -> None:
         """A restart without persist-tun closes the tunnel (2.6's do_close_tun, as at the end but
@@ -302,24 +317,28 @@ class ClientScriptPlan:
         p = u.plugin_env
         if p is None:
             return
+        if not self.opened:             # its up side was skipped (logged): nothing to undo
+            return
+        self.opened = False
         # run_up_down sets the device's name and MTU for each script (a persisted device's
         # reconnect set lacks them); the words name the closing device's addresses.
         dev = {k: p[k] for k in ("tun_mtu", "dev") if k in p}
         words = tunnel_words({**(u.mgmt_env or {}), **dev}, "init")
         if self.route_pre_down:
             env = self._set(script_type="route-pre-down", signal=sig, script_context="init", **dev)
-            self.runner.submit("route-pre-down", [*self.route_pre_down, *words], env)
+            self.runner.submit("route-pre-down", [*self.route_pre_down, *words], env, keep=True)
         if self.opts.down_root:
-            self.runner.submit(DOWN_ROOT, [], dict(p))
+            self.runner.submit(DOWN_ROOT, [], dict(p), keep=True)
         if self.opts.down_script:
             env = self._set(script_type="down", signal=sig, script_context="init", **dev)
-            self.runner.submit("down", [*self.opts.down_script, *words], env)
+            self.runner.submit("down", [*self.opts.down_script, *words], env, keep=True)
 
     def restarting(self, why: str) -> None:
         """A tunnel that was up ends for a reconnect: with up-restart, down (`restart`)."""
-        if self.opts.up_restart and self.opts.down_script and self.updown.plugin_env is not None:
+        if self.opts.up_restart and self.opts.down_script and self.updown.plugin_env is not None and self.opened:
+            self.opened = False
             env = self._set(script_type="down", script_context="restart", signal=signal_word(why))
-            self.runner.submit("down", [*self.opts.down_script, *tunnel_words(env, "restart")], env)
+            self.runner.submit("down", [*self.opts.down_script, *tunnel_words(env, "restart")], env, keep=True)
 
     def before_routes_go(self, why: str) -> None:
         """At the end, before the routes and the device go: route-pre-down, and down with down-pre."""

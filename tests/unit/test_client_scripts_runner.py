@@ -92,3 +92,55 @@ def test_the_plan_queues_the_first_tunnels_scripts_past_a_full_queue():
     plan.connected(SimpleNamespace(), ("198.18.0.1", 1194))          # skipped: the queue is full
     plan.up(True)
     assert queued == ["up", "route-up", END_ROOT]
+
+
+def _plan(pending: int, **opt):
+    """A plan over an inline runner whose jobs only record (kind, env's dev); `pending` slow
+    scripts already waiting. The run's first tunnel was up before (a later one is bounded)."""
+    from types import SimpleNamespace
+
+    from appliance.gateway.client_scripts import ClientScriptPlan
+    r = ClientScripts(inline=True)
+    queued: list = []
+    r._job = lambda kind, argv, env: queued.append(kind) or True     # noqa: SLF001 - nothing runs
+    r.pending = pending
+    o = dict(script_security=2, route_up_script=["/bin/true"], route_pre_down_script=["/bin/true"],
+             ipchange_script=None, up_script=["/bin/true"], down_script=["/bin/true"],
+             down_root=[("/bin/true", ["true"])], up_restart=False)
+    o.update(opt)
+    updown = SimpleNamespace(plugin_env={"dev": "tun0", "tun_mtu": "1500"}, mgmt_env={})
+    plan = ClientScriptPlan(SimpleNamespace(**o), updown, r)
+    plan.first_queued = True
+    return plan, r, queued
+
+
+def test_a_reconnect_s_up_side_is_queued_whole_and_its_down_side_always_follows():
+    """A server reconnecting faster than the scripts end (without persist-tun): a tunnel's up
+    side queued when one slot was left had its route-up skipped, and its closing side (the root
+    down-root command, route-pre-down, down: what undoes the up's firewall or DNS) skipped as the
+    queue was full -- the up ran, its down never did, unlike 2.6 where each runs in turn."""
+    from appliance.gateway.client_scripts import DOWN_ROOT, MAX_PENDING
+    plan, r, queued = _plan(MAX_PENDING - 1)
+    plan.up(True)
+    plan.closing("ping-restart")
+    assert queued == ["up", "route-up", "route-pre-down", DOWN_ROOT, "down"]
+
+
+def test_a_skipped_up_side_skips_its_down_side_and_the_queue_stays_bounded():
+    from appliance.gateway.client_scripts import MAX_PENDING
+    plan, r, queued = _plan(MAX_PENDING - 1)
+    for _ in range(200):                                 # nothing drains: a hanging script
+        plan.up(True)
+        plan.closing("ping-restart")
+    assert len(queued) == 5 and r.pending <= MAX_PENDING + 5
+
+
+def test_a_down_root_only_config_is_bounded_too():
+    from appliance.gateway.client_scripts import DOWN_ROOT, MAX_PENDING
+    plan, r, queued = _plan(MAX_PENDING - 1, up_script=None, route_up_script=None, route_pre_down_script=None,
+                            down_script=None)
+    for _ in range(200):
+        plan.up(True)
+        plan.closing("ping-restart")
+    assert queued == [DOWN_ROOT] and r.pending == MAX_PENDING
+
