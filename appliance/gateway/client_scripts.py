@@ -58,6 +58,7 @@ MAX_PENDING = 16            # reconnects faster than ipchange scripts end: the r
 DEFAULT_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
 END_ROOT = "end-root"       # a queued marker: the first tunnel's scripts ran, the root helper ends
 DOWN_ROOT = "down-root"     # a queued down-root command at a reconnect (ClientScripts.down_root runs it)
+CLOSING = ("route-pre-down", DOWN_ROOT, "down")     # a tunnel's down side, queued at a reconnect
 
 # How OpenVPN 2.6 names each in its failure line (openvpn_run_script's error_message).
 LABEL = {"up": "--up/--down", "down": "--up/--down", "route-up": "--route-up", "route-pre-down": "--up/--down",
@@ -137,6 +138,8 @@ class ClientScripts:
         self.root: RootScripts | None = None
         self._pool = None if inline else ThreadPoolExecutor(max_workers=1, thread_name_prefix="client-script")
         self._wake: Wake | None = None if inline else Wake()
+        # What the worker has not finished, in order (close() runs a tunnel's down side left in it).
+        self._queued: dict = {}
 
     def fileno(self) -> int:
         assert self._wake is not None
@@ -169,6 +172,7 @@ class ClientScripts:
             self.results.append((kind, self._job(kind, argv, env)))
             return True
         fut = self._pool.submit(self._job, kind, argv, env)
+        self._queued[fut] = (kind, argv, env)
         fut.add_done_callback(lambda f, k=kind: self._done(k, f))
         return True
 
@@ -195,6 +199,7 @@ class ClientScripts:
     def _done(self, kind: str, fut) -> None:
         if fut.cancelled():
             return
+        self._queued.pop(fut, None)
         try:
             ok = bool(fut.result())
         except Exception as e:  # noqa: BLE001 - our bug: counted as a failed script
@@ -216,7 +221,17 @@ class ClientScripts:
         return run_script(kind, argv, env, DOWN_TIME_LIMIT)
 
     def close(self) -> None:
-        """Kill what still runs (the exit would wait for it) and drop what waits."""
+        """Kill what still runs (the exit would wait for it) and drop what waits -- but for a
+        tunnel's down side queued at a reconnect behind a slow script, whose up side ran: it
+        runs here, in the caller, each bounded (DOWN_TIME_LIMIT, the down-root command's own),
+        since the end has no tunnel left to close (the reconnect forgot it) and 2.6 ran it at
+        the reconnect. Only the first such side: a later one's tunnel had its up side dropped too."""
+        owed: list[tuple[str, list[str], dict[str, str]]] = []
+        if self._pool is not None:
+            halted = self.halted            # before the kill below: a killed script is no failure of its own
+            self._pool.shutdown(wait=False, cancel_futures=True)     # first: the worker takes no next job
+            if not halted:
+                owed = _owed_down_side([job for fut, job in list(self._queued.items()) if fut.cancelled()])
         self.running.stop()
         root = self.root
         if root is not None:
@@ -225,10 +240,27 @@ class ClientScripts:
             else:
                 root.abort()                # the worker may wait on it: it wakes and reaps it
                 root.reap(2.0)              # a root up it runs killed before the end's down
-        if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
         if self._wake is not None:
             self._wake.close()
+        for kind, argv, env in owed:
+            if kind == DOWN_ROOT:
+                ok = self.down_root(env) if self.down_root is not None else True
+            else:
+                ok = run_script(kind, argv, env, DOWN_TIME_LIMIT)
+            if not ok and kind != "down":
+                break                       # 2.6 exits there (M_FATAL): nothing after it
+
+
+def _owed_down_side(dropped: list[tuple[str, list[str], dict[str, str]]]) -> list[tuple[str, list[str], dict[str, str]]]:
+    """Of the jobs close() dropped (in order), the first tunnel down side, unless that tunnel's
+    up side was dropped before it (then it never ran: nothing to undo)."""
+    out: list = []
+    for job in dropped:
+        if job[0] in CLOSING:
+            out.append(job)
+        elif out or job[0] in ("up", "route-up"):
+            break
+    return out
 
 
 SCRIPT_SECURITY_WARNING = ("WARNING: External program may not be called unless '--script-security 2' or higher "

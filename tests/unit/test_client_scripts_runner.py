@@ -144,3 +144,28 @@ def test_a_down_root_only_config_is_bounded_too():
         plan.closing("ping-restart")
     assert queued == [DOWN_ROOT] and r.pending == MAX_PENDING
 
+
+def test_the_end_runs_a_closing_side_still_queued_behind_a_hanging_script(tmp_path):
+    """A reconnect's closing side (route-pre-down, the down-root command, down) queued behind a
+    slow script, then the client stopped (SIGTERM): close() dropped it with the rest, the end had
+    no tunnel left to close (the reconnect forgot it), so the root down command never ran for a
+    tunnel whose up had run. 2.6 ran it at the reconnect, in turn."""
+    from appliance.gateway.client_scripts import DOWN_ROOT
+    r = ClientScripts(time_limit=30)
+    ran: list = []
+    r.down_root = lambda env: ran.append(env["dev"]) or True
+    out = tmp_path / "out"
+    try:
+        r.submit("up", [_script(tmp_path, "hang", "sleep 30\n")], {})
+        time.sleep(0.2)
+        r.submit("route-pre-down", [_script(tmp_path, "rpd", f"echo rpd >> {out}\n")], {"dev": "tun0"})
+        r.submit(DOWN_ROOT, [], {"dev": "tun0"})
+        r.submit("down", [_script(tmp_path, "down", f"echo down >> {out}\n")], {"dev": "tun0"})
+        r.submit("up", [_script(tmp_path, "up2", f"echo up2 >> {out}\n")], {"dev": "tun0"})   # the next tunnel's
+        r.submit(DOWN_ROOT, [], {"dev": "tun1"})                                               # its up never ran
+    finally:
+        t0 = time.monotonic()
+        r.close()
+    assert time.monotonic() - t0 < 10
+    assert ran == ["tun0"]
+    assert out.read_text().splitlines() == ["rpd", "down"]
