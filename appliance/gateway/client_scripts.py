@@ -45,6 +45,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Callable
 
 from .loop import Wake
+from .script_env import fit_env
 from .scripts import Running, run_limited
 
 if TYPE_CHECKING:
@@ -105,8 +106,9 @@ def run_script(kind: str, argv: list[str], env: dict[str, str], limit: float,
             return True
         log.warning("WARNING: Failed running command (%s): run as root, it failed or was refused", LABEL[kind])
         return False
-    full = {"PATH": os.environ.get("PATH", DEFAULT_PATH),
-            **{k: v.replace("\0", "_") for k, v in env.items() if k and "=" not in k and "\0" not in k}}
+    full = fit_env({"PATH": os.environ.get("PATH", DEFAULT_PATH),
+                    **{k: v.replace("\0", "_") for k, v in env.items() if k and "=" not in k and "\0" not in k}},
+                   argv[0])
     try:
         status = run_limited(argv, full, limit, running=running)
     except (OSError, ValueError) as e:                  # ValueError: a NUL (tlsverify.clean makes none)

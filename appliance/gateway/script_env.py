@@ -4,6 +4,10 @@ process's own variables and the peer's. One place, for the server's commands (ga
 the client's tls-verify (gateway/client.py)."""
 from __future__ import annotations
 
+import logging
+
+log = logging.getLogger("vpn-appliance")
+
 
 def with_globals(e: dict[str, str], own: dict[str, str], setenv: dict[str, str]) -> dict[str, str]:
     """A command's environment `e` with the process's own variables `own` and the config's
@@ -14,3 +18,32 @@ def with_globals(e: dict[str, str], own: dict[str, str], setenv: dict[str, str])
     out.update(e)
     out.update(own)
     return out
+
+
+# What a command's environment may take (names, values, their pointers): half the kernel's usual
+# limit for arguments and environment together (ARG_MAX, 2 MiB with the default 8 MiB stack), the
+# rest for the words. Far above an honest set (1,024 pushed options as 2.6 cuts them: ~280 KB).
+ENV_MAX = 1 << 20
+
+
+def _cost(k: str, v: str) -> int:
+    return len(k.encode("utf-8", "surrogateescape")) + len(v.encode("utf-8", "surrogateescape")) + 2 + 8
+
+
+def fit_env(env: dict[str, str], label: str, limit: int = ENV_MAX) -> dict[str, str]:
+    """`env` within `limit`: the largest variables left out (said once) until the rest fits, kept
+    in their order. Why: part of it is the server's (1,024 pushed options of up to ~2,000 bytes,
+    a certificate's attributes), and past the kernel's limit the command cannot start at all
+    (E2BIG) -- a client's `up` then ends its run. As down_root.encode for the root helpers."""
+    size = sum(_cost(k, v) for k, v in env.items())
+    if size <= limit:
+        return env
+    drop: set[str] = set()
+    for k in sorted(env, key=lambda k: -_cost(k, env[k])):
+        if size <= limit:
+            break
+        drop.add(k)
+        size -= _cost(k, env[k])
+    log.warning("%s: %d variable(s) left out of its environment (over %d bytes in all), the largest "
+                "first: %s", label, len(drop), limit, ", ".join(k for k in env if k in drop)[:200])
+    return {k: v for k, v in env.items() if k not in drop}

@@ -169,3 +169,25 @@ def test_the_end_runs_a_closing_side_still_queued_behind_a_hanging_script(tmp_pa
     assert time.monotonic() - t0 < 10
     assert ran == ["tun0"]
     assert out.read_text().splitlines() == ["rpd", "down"]
+
+
+def test_a_maximal_push_cannot_keep_the_up_script_from_running(tmp_path, caplog):
+    """A server's push at our parser's bounds -- 1,024 `dhcp-option`s, each filling a 2,047-byte
+    push-continuation message (2.6 cuts a pushed option at 255 bytes, ours takes ~2,000) -- made
+    ~2 MB of foreign_option_N, and with a server certificate's variables the environment passed
+    the kernel's limit (E2BIG): the up script could not start, which ends the client's run (a
+    failed up is fatal, no reconnect, no next remote). Now the largest variables are left out
+    (said) until the rest fits, as for the root helpers (down_root.encode)."""
+    from appliance.gateway.client_scripts import run_script
+    from appliance.openvpn.keymethod import MAX_TEXT_MESSAGE, parse_push_reply_untrusted
+    p = None
+    for i in range(1024):
+        head, tail = "PUSH_REPLY,dhcp-option DOMAIN ", ",push-continuation " + ("2" if i < 1023 else "1")
+        p = parse_push_reply_untrusted(head + "d" * (MAX_TEXT_MESSAGE - len(head) - len(tail)) + tail, p)
+    env = {"dev": "tun0", **{f"foreign_option_{i}": f"dhcp-option {k} {v}" for i, (k, v) in enumerate(p.dhcp_options, 1)},
+           **{f"X509_0_OU_{i}": "u" * 60 for i in range(100)}, "ifconfig_local": "198.18.9.2"}
+    out = tmp_path / "out"
+    up = _script(tmp_path, "up", f'echo "$dev $ifconfig_local $X509_0_OU_1" > {out}\n')
+    assert run_script("up", [up], env, 10)
+    assert out.read_text().split() == ["tun0", "198.18.9.2", "u" * 60]
+    assert "left out" in caplog.text
