@@ -11,7 +11,7 @@ import subprocess
 import sys
 import threading
 
-from .pam_helper import ERROR, REPLY_TEXT_MAX, decode_reply, encode_request
+from .pam_helper import ERROR, REPLY_TEXT_MAX, RESTARTED as RESTART_NOTICE, decode_reply, encode_request
 from .pam_rules import Creds
 
 log = logging.getLogger("vpn-appliance")
@@ -19,9 +19,10 @@ log = logging.getLogger("vpn-appliance")
 START_WAIT = 10.0          # for the helper's "ready" (Python's start and libpam's loading)
 REPLY_SLACK = 5.0          # past the check's own limit (the helper kills it at that limit)
 GONE, NO_ANSWER = "the PAM helper is gone", "no answer from the PAM helper"
+RESTARTED = "the PAM helper's checks process was started again"
 # The words of a check that got no verdict from PAM (the helper gone, or its checks' process
 # restarted under it: host/pam_helper.keep_serving): a temporary refusal (gateway/pam_check.py).
-UNANSWERED = frozenset({GONE, NO_ANSWER})
+UNANSWERED = frozenset({GONE, NO_ANSWER, RESTARTED})
 
 
 class PamHelper:
@@ -79,6 +80,16 @@ class PamHelper:
                 msg = b""
             if not msg:
                 break
+            if msg == RESTART_NOTICE:
+                # The checks under way are lost with the ended process: each waiting one is
+                # refused for now at once, not after its limit. (One the new process still reads
+                # is answered too; the answer finds no waiter.)
+                with self._lock:
+                    for w in self._waiting.values():
+                        if w[1] is None:
+                            w[1] = (ERROR, RESTARTED)
+                            w[0].set()
+                continue
             r = decode_reply(msg)
             if r is None:
                 continue

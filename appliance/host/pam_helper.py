@@ -12,6 +12,8 @@ one message a request and one a reply, each length-checked:
            remote address
   reply    b"R" + id + status byte (OK, REFUSED, BUSY, ERROR) + PAM's words (at most 200 bytes)
   ready    b"I" once libpam is loaded (else the helper exits: the server's start fails)
+  restart  b"S" when the checks' process ended and another is started (keep_serving): the
+           checks it had taken are lost, so the server stops waiting for them
 
 Each check runs in a child forked for it, so a slow PAM module (a directory server, pam_unix's
 failure delay) holds only its own child, and one that crashes or hangs ends only that check: at
@@ -43,6 +45,7 @@ MAX_QUEUED = 64             # requests waiting for a child's place (then BUSY)
 RESTART_PAUSE = 1.0         # the checks' process started again at most once a second (keep_serving)
 REPLY_TEXT_MAX = 200
 SPEC_MAX = 1 << 20          # the start's spec on stdin (16 pairs of config words: far below)
+RESTARTED = b"S"            # the helper's notice: the checks' process was started again
 REQUEST_MAX = 1 + 8 + 4 * (1 + FIELD_MAX) + 1 + REMOTE_MAX
 _LIMITS = (FIELD_MAX, FIELD_MAX, FIELD_MAX, FIELD_MAX, REMOTE_MAX)
 
@@ -249,8 +252,9 @@ def keep_serving(sock: socket.socket, run, pause: float = RESTART_PAUSE) -> int:
     """Run `run` (the checks' loop) in a child, and another when it ends before the server's
     end (killed, out of memory, our bug): this process keeps root, which the server dropped, so
     only it can start one again -- before, one crash of the helper refused every later login.
-    Requests under way in the ended child get no answer (the server's side times them out: a
-    temporary refusal, the client retries). At most one start each `pause` seconds, so a loop
+    Requests under way in the ended child get no answer: RESTARTED tells the server's side, which
+    refuses each check it still waits for, for now (the client retries) -- without it each waited
+    its limit (hand-window + 5 s) and, the server's workers all waiting, no login was decided. At most one start each `pause` seconds, so a loop
     that dies at once cannot spin. Ends (0) once the server's side hung up."""
     while True:
         started = time.monotonic()
@@ -274,6 +278,10 @@ def keep_serving(sock: socket.socket, run, pause: float = RESTART_PAUSE) -> int:
         what = (f"killed by signal {os.WTERMSIG(status)}" if status > 0 and os.WIFSIGNALED(status)
                 else f"ended with status {os.WEXITSTATUS(status)}" if status > 0 else "not started")
         sys.stderr.write(f"AUTH-PAM helper: the checks' process {what}; starting it again\n")
+        try:
+            sock.send(RESTARTED)            # what it had taken gets no answer: none is waited for
+        except OSError:
+            pass
         time.sleep(max(0.0, started + pause - time.monotonic()))
 
 

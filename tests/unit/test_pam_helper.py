@@ -93,3 +93,32 @@ def test_its_checks_process_killed_is_started_again(helper):
     assert status == pam_helper.REFUSED, words          # a check answered again, by PAM
     helper.close()
     assert helper.proc.returncode == 0
+
+
+def test_a_check_under_way_when_the_checks_process_ends_is_answered_at_once(helper):
+    """The checks' process ended (killed, out of memory) with a login's PAM check under way: its
+    answer was lost, and the server's worker waited the check's limit and slack (hand-window + 5
+    s: 65 s by default) before the temporary refusal -- with 8 such workers, a minute with no
+    login decided at all. The helper now says it started the loop again, and each check waiting
+    then gets its temporary refusal at once (the client retries)."""
+    import signal
+    import threading
+    import time
+
+    from appliance.host.pam_client import RESTARTED, UNANSWERED
+    from appliance.host.pam_rules import Creds
+    got: list = []
+    t = threading.Thread(target=lambda: got.append(helper.check(Creds(b"u", b"p", b"", b"", b""))))
+    end = time.monotonic() + 10
+    while time.monotonic() < end and not _children(helper.proc.pid):
+        time.sleep(0.01)
+    (loop,) = _children(helper.proc.pid)
+    t.start()
+    while time.monotonic() < end and not _children(loop):        # the check's own process (PAM)
+        time.sleep(0.005)
+    assert _children(loop), "the check ended before it could be interrupted"
+    os.kill(loop, signal.SIGKILL)
+    t.join(20)
+    assert got == [(pam_helper.ERROR, RESTARTED)] and RESTARTED in UNANSWERED
+    status, words = helper.check(Creds(b"u", b"p", b"", b"", b""))
+    assert status == pam_helper.REFUSED, words          # the next is decided by PAM again
