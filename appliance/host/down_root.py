@@ -15,7 +15,8 @@ environment comes at DOWN from the main process (the UP one: gateway/updown_env.
 process runs as `user` and handles the network, what it sends is treated as hostile: each message
 at most MAX_MESSAGE bytes and MAX_VARS variables, each NAME=VALUE with no NUL; a name must be
 OpenVPN's own kind (lower case first, or X509_...) or one of the config's setenv names, so a
-compromised process cannot hand the root command LD_PRELOAD, PATH, BASH_ENV or the like (a refused
+compromised process cannot hand the root command LD_PRELOAD, PATH, BASH_ENV or the like, nor a
+`dev` that names no device (`../../etc/x`, `-f`: root scripts make paths of it) (a refused
 message ends the helper). The helper runs its commands at each message, one run at a time, and
 answers, as OpenVPN's runs them at each DOWN call (a client without persist-tun calls it at every
 reconnect: gateway/client.py); it runs nothing on its own. It exits
@@ -44,6 +45,11 @@ MAX_VARS = 4096                 # variables and 100 routes stay far below)
 TIME_LIMIT = 30.0               # per command
 OK, FAILED, REFUSED = b"0", b"1", b"2"
 _NAME = re.compile(r"(?:[a-z][A-Za-z0-9_]*|X509_[0-9]+_[^=\0]{1,128})")
+# `dev`'s value: a name the kernel could give a device (dev_valid_name: at most 15 bytes, no
+# '/', ':' or white space, not . or ..), not starting with '-'. Root scripts make paths and
+# command lines of it (`resolvconf -a "${dev}.inet"`, `ip link set "$dev"`); ours is always one
+# (empty where no device is known).
+_DEV_VALUE = re.compile(rb"(?:[^\s/:\-][^\s/:]{0,14})?")
 # Lower-case names that change what the root command's own programs do (curl, wget, apt, Python's
 # urllib send through the proxy they name): OpenVPN sets none of them (its proxy variables are
 # http_proxy_server_N / _port_N), so only a compromised main process would send one. Any name
@@ -107,6 +113,8 @@ def decode(data: bytes, extra_names: frozenset[str]) -> dict[bytes, bytes] | Non
         except UnicodeDecodeError:
             return None
         if not eq or not ((_NAME.fullmatch(text) and not _a_proxy_name(text)) or text in extra_names):
+            return None
+        if name == b"dev" and (not _DEV_VALUE.fullmatch(value) or value in (b".", b"..")):
             return None
         env[name] = value
     return env

@@ -217,3 +217,18 @@ def test_the_main_process_waits_for_every_command_s_time_limit(tmp_path, monkeyp
         assert 3.0 <= h.answer_within() < 3 * 30
     finally:
         h.close()
+
+
+@pytest.mark.parametrize("dev", ["../../etc/cron.d/x", "tun0/../x", "-f", "..", ".", "a b", "tun:0", "x" * 16])
+def test_a_dev_that_is_no_device_name_is_refused(dev):
+    """The root helpers take the environment from the unprivileged process, so a compromised one
+    chose `dev` freely: root scripts build paths and commands from it (update-resolv-conf's
+    `resolvconf -a "${dev}.inet"`, `ip link set "$dev"`), and script_root checked the up's DEV
+    word but not the variable the same script reads. Now a `dev` the kernel could not name a
+    device (or one an `ip` command would read as an option) is refused as a forged name is."""
+    assert decode(encode({"dev": dev, "script_type": "up"}), frozenset()) is None
+
+
+@pytest.mark.parametrize("dev", ["tun0", "tap-vpn.1", "wg_0", "vpn+1", "x" * 15])
+def test_device_names_pass(dev):
+    assert decode(encode({"dev": dev}), frozenset()) == {b"dev": dev.encode()}
