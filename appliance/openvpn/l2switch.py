@@ -200,19 +200,35 @@ class SwitchDataPath:
         """learn-address's verdict on `rec`'s `mac`: learned (its next frame passes), or refused
         for LEARN_RETRY. False too when the command could not be run (the runner full)."""
         key = (id(rec), mac)
-        if not self._done_asking(key, rec):
-            return                            # it left meanwhile
-        if not rec.alive:
+        asked = self._done_asking(key, rec)
+        if ok and not (asked and rec.alive and self.macs.learn(mac, rec, now)):
+            self._give_back(rec, mac)
             return
-        if ok:
-            if not self.macs.learn(mac, rec, now) and self.unlearn is not None:
-                self.unlearn(rec, mac)        # another client took it meanwhile: undone
-            return
+        if not asked or not rec.alive or ok:
+            return                            # (not asked: it left meanwhile)
         if len(self.refused) >= LEARN_REFUSED_MAX:
             self.refused = {k: t for k, t in self.refused.items() if t > now}
             if len(self.refused) >= LEARN_REFUSED_MAX:
                 self.refused.clear()
         self.refused[key] = now + LEARN_RETRY
+
+    def _give_back(self, rec: ClientRecord, mac: bytes) -> None:
+        """learn-address said yes to `rec` for `mac` (an `add`, or an `update` from the client
+        holding it), but `rec` does not hold it: it left meanwhile, or the holder sent from it
+        again within MOVE_IDLE. The command's view must end as the switch's, as 2.6's calls
+        follow its routing table: the holder is named again (`update MAC CN`), else `rec`'s
+        yes is undone (`delete`). Why: told only `delete` (or nothing), a firewall-style script
+        dropped or stopped tracking the MAC its holder kept sending from -- one frame from a
+        quiet client's MAC, timed with its next one, or followed by a disconnect, was enough --
+        and the holder's own `delete` at its leaving never came."""
+        holder = self.macs.owner.get(mac)
+        if holder is rec:
+            return                            # (the verdict on such a naming again: nothing to do)
+        if holder is not None and holder.alive:
+            if self.ask is not None:
+                self.ask(holder, mac)         # (its verdict finds nothing asked: only the command's view)
+        elif rec.alive and self.unlearn is not None:
+            self.unlearn(rec, mac)
 
     # ---------------------------------------------------------------- client -> TAP / clients
     def from_link(self, packet, addr, now: float, to_tun: Callable[[object], None], sends: dict) -> ClientRecord | None:
