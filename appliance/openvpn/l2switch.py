@@ -26,8 +26,9 @@ bucket per client): a storm from one client costs each other client a bounded ra
 learn-address (the hooks `ask`/`unlearn`, run by gateway/learn.py): as 2.6, a frame from a MAC
 new to its client passes only once the command said yes (`add` or `update MAC@0 CN`); until then
 it is dropped, as 2.6 drops it when the command fails. Unlike 2.6, which runs the command inside
-its loop for every such frame, a client has at most LEARN_WAITING commands running and a refused
-MAC is asked about again after LEARN_RETRY only.
+its loop for every such frame, a client has at most LEARN_WAITING commands running, all clients
+together LEARN_WAITING_ALL (the rest of the runner stays for client-connect and the deletes), and
+a refused MAC is asked about again after LEARN_RETRY only.
 """
 from __future__ import annotations
 
@@ -45,6 +46,7 @@ REPLACED = "MAC replaced by a newer one (max-routes-per-client)"
 WAITING = "frame from a MAC waiting for learn-address"
 LEARN_REFUSED = "frame from a MAC learn-address refused"
 LEARN_WAITING = 4          # learn-address commands one client may have running at once
+LEARN_WAITING_ALL = 32     # ... and all clients together: half the server's script runner (64 at once)
 LEARN_RETRY = 10.0         # seconds before a MAC learn-address refused is asked about again
 LEARN_REFUSED_MAX = 65536  # refusals remembered (then the expired ones go, or all)
 REFRESH = 1.0              # seconds: a MAC's last use is noted at most this often (LRU order)
@@ -159,8 +161,10 @@ class SwitchDataPath:
     def _may_learn(self, rec: ClientRecord, mac: bytes, now: float) -> bool:
         """A MAC new to `rec`, with learn-address: True when it may be learned now; else its frame
         waits (dropped) for the command's verdict, as 2.6 learns only what the command accepted.
-        Bounds: LEARN_WAITING commands per client at once, a refused MAC asked again only after
-        LEARN_RETRY (not once per frame), the refusals remembered at most LEARN_REFUSED_MAX."""
+        Bounds: LEARN_WAITING commands per client at once (LEARN_WAITING_ALL in all: 16 clients
+        flooding MACs filled the script runner, refusing every client-connect and holding the
+        deletes back), a refused MAC asked again only after LEARN_RETRY (not once per frame),
+        the refusals remembered at most LEARN_REFUSED_MAX."""
         if not self.macs.may_take(mac, rec, now):
             return False                      # (learn() counts it)
         key = (id(rec), mac)
@@ -174,7 +178,7 @@ class SwitchDataPath:
                 return False
             del self.refused[key]
         n = self._asking_of.get(id(rec), 0)
-        if n >= LEARN_WAITING:
+        if n >= LEARN_WAITING or len(self.asking) >= LEARN_WAITING_ALL:
             self.stats[WAITING] += 1
             return False
         assert self.ask is not None

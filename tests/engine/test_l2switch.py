@@ -248,3 +248,20 @@ def test_another_clients_mac_in_use_is_not_even_asked_about():
 
 def test_mac_text_is_2_6s():
     assert l2switch.mac_text(bytes.fromhex("0a1b2c3d4e5f")) == "0a:1b:2c:3d:4e:5f@0"
+
+
+def test_many_clients_flooding_macs_hold_at_most_a_share_of_the_script_runner():
+    """Each client's bound alone let 16 clients fill the server's script runner (64 commands,
+    gateway/scripts.py) with learn-address asks: every other client's client-connect was then
+    refused ("too many scripts running") and deletes waited behind the asks without end."""
+    from appliance.gateway.scripts import MAX_PENDING
+    d, a, b, sw, asked, _ = learning_world()
+    for i in range(40):
+        d.add(f"C{i}", f"c{i}")
+    for n, addr in enumerate(list(d.by_addr)):
+        for i in range(10):
+            send(sw, addr, frame(BCAST, b"\x06" + bytes([n]) + i.to_bytes(4, "big")))
+    assert len(asked) == l2switch.LEARN_WAITING_ALL <= MAX_PENDING // 2
+    sw.learn_result(asked[0][0], asked[0][1], True, 0.0)        # one verdict: one more may be asked
+    send(sw, "A", frame(BCAST, b"\x06\xff" + (7).to_bytes(4, "big")))
+    assert len(asked) == l2switch.LEARN_WAITING_ALL + 1
