@@ -591,6 +591,12 @@ class FakeServerNet:
         self.tun = self.tun_class(self.net, "tun-server")
         return self.tun
 
+    def hw_address(self) -> bytes | None:
+        """dev tap: the TAP device's MAC (ServerTunnelNetwork.hw_address)."""
+        return self.mac
+
+    mac: bytes | None = None
+
     def close(self) -> None:
         if self.tun is not None:
             self.tun.close()

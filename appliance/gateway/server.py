@@ -203,6 +203,8 @@ class ServerGateway:
         if o.port_share is not None and self.st.tcp:
             self.portshare = self._open_portshare()
         self.tun = self.net.open()
+        if isinstance(self.dp, SwitchDataPath):
+            self.dp.server_mac = self.net.hw_address()      # dev tap: never a client's (l2switch.py)
         self.pump.watch(self.tun, self._on_tun_read)
         addr = self.listen_addr = self.bind_addr()
         if self.st.tcp:

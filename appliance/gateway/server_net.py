@@ -11,10 +11,13 @@ the TUN the device goes away, and the kernel removes its addresses and routes wi
 """
 from __future__ import annotations
 
+import fcntl
 import ipaddress
 import json
 import logging
 import os
+import socket
+import struct
 import subprocess
 import sys
 
@@ -25,6 +28,7 @@ from ..tun.device import TunDevice
 
 log = logging.getLogger("vpn-appliance")
 SETUP_TIMEOUT = 60.0
+SIOCGIFHWADDR = 0x8927
 
 
 # The 33 contiguous netmasks, looked up before ipaddress parses anything (a client's push is on
@@ -105,6 +109,19 @@ class ServerTunnelNetwork:
         else:
             log.info("TUN %s up, server address %s", tun.name, self.pool.server_ip if self.pool else "-")
         return tun
+
+    def hw_address(self) -> bytes | None:
+        """The TAP device's MAC address (lladdr's, or the kernel's), read once it is set up: the
+        switch keeps it from every client (l2switch.py). None on a TUN device or if unreadable."""
+        if self.tun is None or not self.tun.tap:
+            return None
+        try:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sk:
+                r = fcntl.ioctl(sk, SIOCGIFHWADDR, struct.pack("256s", self.tun.name.encode()))
+        except OSError as e:
+            log.warning("TAP %s: its MAC address not read (%s): clients are not kept from it", self.tun.name, e)
+            return None
+        return bytes(r[18:24])
 
     def close(self) -> None:
         if self.tun is not None:

@@ -22,6 +22,11 @@ the new one: a bridged LAN behind a client that has seen more hosts than the quo
 learn its newer ones). So a client sending from a million MACs holds at most its quota, and
 never evicts another's. Its broadcasts replicated to the other clients are rate-limited (a token
 bucket per client): a storm from one client costs each other client a bounded rate.
+The server side's MACs are no client's: the TAP device's own (the clients' gateway in `server`
+mode) and any MAC seen as the source of a frame from the TAP device within MOVE_IDLE (a bridged
+LAN's hosts, its router). 2.6 lets a client take them: with client-to-client one frame from the
+TAP's MAC sent every other client's frames to the server to that client instead. A MAC the TAP
+side sends from is taken back from a client that claimed it first.
 
 learn-address (the hooks `ask`/`unlearn`, run by gateway/learn.py): as 2.6, a frame from a MAC
 new to its client passes only once the command said yes (`add` or `update MAC@0 CN`); until then
@@ -50,6 +55,8 @@ LEARN_WAITING_ALL = 32     # ... and all clients together: half the server's scr
 LEARN_RETRY = 10.0         # seconds before a MAC learn-address refused is asked about again
 LEARN_REFUSED_MAX = 65536  # refusals remembered (then the expired ones go, or all)
 REFRESH = 1.0              # seconds: a MAC's last use is noted at most this often (LRU order)
+SERVER_SIDE = "frame from a MAC of the server's side"
+SERVER_SIDE_MAX = 65536    # MACs seen from the TAP side remembered (then the expired ones go, or all)
 
 
 def learnable(mac: bytes) -> bool:
@@ -111,6 +118,15 @@ class MacTable:
             if self.owner.get(mac) is rec:
                 del self.owner[mac]
 
+    def drop(self, mac: bytes) -> ClientRecord | None:
+        """`mac` is no longer its holder's (the server's side uses it) -> that holder, if any."""
+        rec = self.owner.pop(mac, None)
+        if rec is not None:
+            own = self.held.get(id(rec))
+            if own is not None:
+                own.pop(mac, None)
+        return rec
+
     def macs_of(self, rec: ClientRecord) -> list[bytes]:
         return list(self.held.get(id(rec), ()))
 
@@ -132,7 +148,11 @@ class SwitchDataPath:
         self.c2c = client_to_client
         self.stats = {"no route": 0, "frame too short": 0, "frame from a group MAC": 0,
                       "frame from another client's MAC": 0, "broadcast over rate": 0, REPLACED: 0, WAITING: 0,
-                      LEARN_REFUSED: 0}
+                      LEARN_REFUSED: 0, SERVER_SIDE: 0}
+        # The server side's MACs (module docstring): the TAP device's own, set by the gateway
+        # once the device is up, and those seen as sources from it -> when last seen.
+        self.server_mac: bytes | None = None
+        self.server_side: dict[bytes, float] = {}
         self.macs = MacTable(dispatcher.st.max_routes_per_client, self.stats)
         self.failed: list[tuple[ClientRecord, Exception]] = []
         self._buckets: dict[int, list[float]] = {}        # id(client) -> [tokens, last refill]
@@ -251,6 +271,10 @@ class SwitchDataPath:
                 stats["frame from a group MAC"] += 1
                 s.not_traffic += len(p) + s.framing
                 continue
+            if macs.owner.get(src) is not rec and self._servers(src, now):
+                stats[SERVER_SIDE] += 1
+                s.not_traffic += len(p) + s.framing
+                continue
             if self.ask is not None and macs.owner.get(src) is not rec and not self._may_learn(rec, src, now):
                 s.not_traffic += len(p) + s.framing
                 if not macs.may_take(src, rec, now):
@@ -294,14 +318,42 @@ class SwitchDataPath:
         b[0] -= 1.0
         return True
 
+    def _servers(self, mac: bytes, now: float) -> bool:
+        """Whether `mac` is the server side's (the TAP device's own, or a source from it lately)."""
+        if mac == self.server_mac:
+            return True
+        seen = self.server_side.get(mac)
+        return seen is not None and now - seen < MOVE_IDLE
+
+    def _saw_server_side(self, mac: bytes, now: float) -> None:
+        """`mac` is the source of a frame from the TAP device: the server side's from now on; a
+        client that held it loses it (learn-address is told `delete` for it)."""
+        side = self.server_side
+        side.pop(mac, None)
+        if len(side) >= SERVER_SIDE_MAX:
+            self.server_side = side = {m: t for m, t in side.items() if now - t < MOVE_IDLE}
+            if len(side) >= SERVER_SIDE_MAX:
+                side.clear()
+        side[mac] = now
+        rec = self.macs.drop(mac)
+        if rec is not None:
+            self.stats[SERVER_SIDE] += 1
+            if self.unlearn is not None:
+                self.unlearn(rec, mac)
+
     # ---------------------------------------------------------------- TAP -> clients
     def from_tun(self, pkts: list, now: float, sends: dict) -> None:
         owner = self.macs.owner
+        side = self.server_side
         everyone: list[ClientRecord] | None = None
         for p in pkts:
             if len(p) < ETH_HLEN:
                 self.stats["frame too short"] += 1
                 continue
+            src = bytes(p[6:12])
+            seen = side.get(src)
+            if seen is None or now - seen >= REFRESH:
+                self._saw_server_side(src, now)
             if p[0] & 1:
                 if everyone is None:
                     everyone = self._others(None)

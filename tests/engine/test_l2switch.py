@@ -148,10 +148,10 @@ def test_a_broadcast_storm_is_replicated_at_a_bounded_rate():
     assert len(b.session.sealed) == BCAST_BURST + 1
 
 
-def _syn(mss: int, ethertype: int = 0x0800) -> bytes:
+def _syn(mss: int, ethertype: int = 0x0800, src: bytes = A_MAC) -> bytes:
     ip = bytearray(b"\x45\x00\x00\x2c" + b"\x00" * 4 + b"\x40\x06\x00\x00" + bytes([198, 18, 0, 2, 198, 18, 0, 1]))
     tcp = bytearray(struct.pack("!HHIIBBHHH", 1234, 80, 0, 0, 6 << 4, 0x02, 65535, 0, 0) + struct.pack("!BBH", 2, 4, mss))
-    return frame(B_MAC, A_MAC, bytes(ip + tcp), ethertype)
+    return frame(B_MAC, src, bytes(ip + tcp), ethertype)
 
 
 def _mss(f: bytes) -> int:
@@ -163,7 +163,7 @@ def test_mssfix_clamps_syns_inside_ethernet_frames_both_ways():
     tun, _ = send(sw, "A", _syn(1460))
     assert _mss(tun[0]) == 1300
     send(sw, "B", frame(BCAST, B_MAC))
-    sw.from_tun([bytearray(_syn(1460))], 0.0, {})
+    sw.from_tun([bytearray(_syn(1460, src=HOST_MAC))], 0.0, {})     # (the TAP side's own source)
     assert _mss(b.session.sealed[-1]) == 1300
     tun, _ = send(sw, "A", _syn(1200))
     assert _mss(tun[0]) == 1200                                  # already below: untouched
@@ -265,3 +265,48 @@ def test_many_clients_flooding_macs_hold_at_most_a_share_of_the_script_runner():
     sw.learn_result(asked[0][0], asked[0][1], True, 0.0)        # one verdict: one more may be asked
     send(sw, "A", frame(BCAST, b"\x06\xff" + (7).to_bytes(4, "big")))
     assert len(asked) == l2switch.LEARN_WAITING_ALL + 1
+
+
+# ------------------------------------------------------------------ the server side's own MACs
+def from_tap(sw, f, now=0.0):
+    sends: dict = {}
+    sw.from_tun([f], now, sends)
+    return sends
+
+
+def test_a_client_cannot_take_the_tap_devices_own_mac():
+    """With client-to-client, a client sending one frame from the TAP device's MAC (the server's
+    NET+1, the clients' gateway) made every other client's frames to the server go to it; 2.6
+    does the same. The TAP's MAC is never a client's."""
+    d, a, b, sw = world()
+    sw.server_mac = HOST_MAC
+    assert send(sw, "B", frame(BCAST, HOST_MAC)) == ([], {})
+    assert sw.stats[l2switch.SERVER_SIDE] == 1 and HOST_MAC not in sw.macs.owner
+    send(sw, "A", frame(BCAST, A_MAC))
+    tun, sends = send(sw, "A", frame(HOST_MAC, A_MAC, b"to the gateway".ljust(46, b".")), now=1.0)
+    assert tun and not sends                        # to the TAP device, not to bob
+
+
+def test_a_mac_the_tap_side_sends_from_is_taken_back_from_a_client():
+    """A bridged server: a LAN host's MAC (its router's) seen as a source in frames from the TAP
+    device is the LAN's; a client that claimed it first loses it, and cannot take it while the
+    LAN uses it."""
+    lan_router = bytes.fromhex("0200000000fe")
+    d, a, b, sw = world()
+    send(sw, "B", frame(BCAST, lan_router))
+    assert sw.macs.owner[lan_router] is b
+    from_tap(sw, frame(BCAST, lan_router), now=1.0)      # the router speaks (an ARP request)
+    assert lan_router not in sw.macs.owner
+    assert send(sw, "B", frame(BCAST, lan_router), now=2.0) == ([], {})
+    send(sw, "A", frame(BCAST, A_MAC), now=2.0)
+    tun, sends = send(sw, "A", frame(lan_router, A_MAC, b"to the router".ljust(46, b".")), now=2.0)
+    assert tun and not sends
+    # the LAN quiet on it for MOVE_IDLE: a host that moved behind a client may be learned there
+    assert send(sw, "B", frame(BCAST, lan_router), now=1.0 + MOVE_IDLE + 1)[0]
+
+
+def test_the_tap_sides_macs_are_bounded():
+    d, a, b, sw = world()
+    for i in range(l2switch.SERVER_SIDE_MAX + 1000):
+        from_tap(sw, frame(BCAST, b"\x0a" + i.to_bytes(5, "big")), now=float(i) / 1e6)
+    assert len(sw.server_side) <= l2switch.SERVER_SIDE_MAX

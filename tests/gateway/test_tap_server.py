@@ -65,3 +65,24 @@ def test_frames_both_ways_and_learn_address_for_macs(pki, tmp_path, inline):
     w.run_for(5)
     assert log.read_text().splitlines()[1:] == ["learn-address delete 02:00:00:00:0a:01@0"]
     assert not gw.dp.macs.owner
+
+
+def test_a_client_sending_from_the_taps_own_mac_is_dropped(pki, monkeypatch):
+    """The server's TAP MAC (read from the device at start) is never a client's: with
+    client-to-client a client holding it would receive the other clients' frames to the server."""
+    from tests.fakes import FakeServerNet
+    from appliance.openvpn.l2switch import SERVER_SIDE
+    monkeypatch.setattr(FakeServerNet, "mac", HOST_MAC)
+    w = World()
+    gw = w.add_server(tap_conf(pki, "client-to-client\n"))
+    assert gw.dp.server_mac == HOST_MAC
+    w.add_client(client_conf(pki, "client0"))
+    assert w.run(lambda: _up(w), max_time=30)
+    stun, ctun = w.server_net.tun, w.client_nets[0].tun
+    forged = frame(b"\xff" * 6, HOST_MAC, b"forged")
+    ctun.inject(forged)
+    mine = frame(b"\xff" * 6, CLIENT_MAC, b"mine")
+    ctun.inject(mine)
+    assert w.run(lambda: mine in stun.written, max_time=2)
+    assert forged not in stun.written and HOST_MAC not in gw.dp.macs.owner
+    assert gw.dp.stats[SERVER_SIDE] == 1
