@@ -81,7 +81,7 @@ class MacTable:
             return True
         theirs = self.held.get(id(owner))
         last = theirs.get(mac, 0.0) if theirs is not None else 0.0
-        same = owner.common_name is not None and owner.common_name == rec.common_name
+        same = bool(owner.common_name) and owner.common_name == rec.common_name     # ("" names nobody)
         return same or now - last >= MOVE_IDLE
 
     def learn(self, mac: bytes, rec: ClientRecord, now: float) -> bool:

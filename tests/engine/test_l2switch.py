@@ -115,6 +115,17 @@ def test_the_same_client_back_on_a_new_session_takes_its_mac_at_once():
     assert sw.macs.owner[A_MAC] is a2
 
 
+def test_clients_with_an_empty_common_name_are_not_one_client():
+    """A certificate whose CN is empty ("", which 2.6 accepts) names nobody: two such clients
+    are not "the same client back", and one cannot take the other's MAC in use."""
+    d = Disp()
+    a, b = d.add("A", ""), d.add("B", "")
+    sw = SwitchDataPath(d, lambda cipher, v2: 1300, True)
+    send(sw, "A", frame(BCAST, A_MAC))
+    assert send(sw, "B", frame(BCAST, A_MAC), now=0.5) == ([], {})
+    assert sw.macs.owner[A_MAC] is a
+
+
 def test_a_million_source_macs_hold_only_the_quota_and_leave_others_alone():
     d, a, b, sw = world(quota=4)
     send(sw, "B", frame(BCAST, B_MAC))
