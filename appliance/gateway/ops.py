@@ -645,6 +645,8 @@ class Operations:
         d = gw.d
         d.apply_settings(st)                # new keys, certificates, CRL, hand-window (cookies) for new handshakes
         gw.dp.c2c = st.client_to_client     # taken away: clients are kept apart from now on
+        if isinstance(gw.dp, SwitchDataPath):
+            gw.dp.macs.per_client = max(st.max_routes_per_client, 1)   # dev tap's MAC quota: new MACs from now on
         gw.set_mss_rule(new)                # mssfix (and what it depends on): SYNs from now on
         if self.mgmt is not None:           # management-client-user/-group: open connections too
             self.mgmt.set_peer_ids((new.management_client_user, new.management_client_group))

@@ -100,7 +100,7 @@ class MacTable:
             if theirs is not None:
                 theirs.pop(mac, None)
         own = self.held.setdefault(id(rec), {})
-        if len(own) >= self.per_client:
+        while len(own) >= self.per_client:      # (a reload may have lowered the quota)
             old = next(iter(own))
             del own[old]
             del self.owner[old]

@@ -86,3 +86,28 @@ def test_a_client_sending_from_the_taps_own_mac_is_dropped(pki, monkeypatch):
     assert w.run(lambda: mine in stun.written, max_time=2)
     assert forged not in stun.written and HOST_MAC not in gw.dp.macs.owner
     assert gw.dp.stats[SERVER_SIDE] == 1
+
+
+def test_a_reload_lowering_max_routes_per_client_bounds_the_macs_from_then_on(pki):
+    """As `route`s to tun clients (read at each push), the MAC quota of a tap server follows a
+    reload: the switch kept the value of the start, so a lowered bound was silently not applied."""
+    w = World()
+    conf = tap_conf(pki)
+    gw = w.add_server(conf)
+    w.add_client(client_conf(pki, "client0"))
+    assert w.run(lambda: _up(w), max_time=30)
+    stun, ctun = w.server_net.tun, w.client_nets[0].tun
+
+    def macs_from(base: int) -> None:
+        last = None
+        for i in range(5):
+            last = frame(b"\xff" * 6, bytes([2, 0, 0, 0, 0x0b, base + i]), b"mac%d" % (base + i))
+            ctun.inject(last)
+        assert w.run(lambda: last in stun.written, max_time=2)
+
+    macs_from(0)
+    assert len(gw.dp.macs.macs_of(gw.d.clients[0])) == 5
+    gw.ops.reload_source = lambda: conf + "max-routes-per-client 2\n"
+    assert gw.ops.reload()
+    macs_from(5)                                      # a client holding more: down to the quota at its next
+    assert len(gw.dp.macs.macs_of(gw.d.clients[0])) == 2
