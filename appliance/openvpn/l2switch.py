@@ -225,7 +225,7 @@ class SwitchDataPath:
         for LEARN_RETRY. False too when the command could not be run (the runner full)."""
         key = (id(rec), mac)
         asked = self._done_asking(key, rec)
-        if ok and not (asked and rec.alive and self.macs.learn(mac, rec, now)):
+        if ok and not (asked and rec.alive and not self._servers(mac, now) and self.macs.learn(mac, rec, now)):
             self._give_back(rec, mac)
             return
         if not asked or not rec.alive or ok:
@@ -238,10 +238,10 @@ class SwitchDataPath:
 
     def _give_back(self, rec: ClientRecord, mac: bytes) -> None:
         """learn-address said yes to `rec` for `mac` (an `add`, or an `update` from the client
-        holding it), but `rec` does not hold it: it left meanwhile, or the holder sent from it
-        again within MOVE_IDLE. The command's view must end as the switch's, as 2.6's calls
-        follow its routing table: the holder is named again (`update MAC CN`), else `rec`'s
-        yes is undone (`delete`). Why: told only `delete` (or nothing), a firewall-style script
+        holding it), but `rec` does not hold it: it left meanwhile, the holder sent from it again
+        within MOVE_IDLE, or the server side did. The command's view must end as the switch's,
+        as 2.6's calls follow its routing table: the holder is named again (`update MAC CN`),
+        else `rec`'s yes is undone (`delete`). Why: told only `delete` (or nothing), a firewall-style script
         dropped or stopped tracking the MAC its holder kept sending from -- one frame from a
         quiet client's MAC, timed with its next one, or followed by a disconnect, was enough --
         and the holder's own `delete` at its leaving never came."""

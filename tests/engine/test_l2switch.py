@@ -321,3 +321,13 @@ def test_the_tap_sides_macs_are_bounded():
     for i in range(l2switch.SERVER_SIDE_MAX + 1000):
         from_tap(sw, frame(BCAST, b"\x0a" + i.to_bytes(5, "big")), now=float(i) / 1e6)
     assert len(sw.server_side) <= l2switch.SERVER_SIDE_MAX
+
+
+def test_a_yes_from_learn_address_for_a_mac_the_tap_side_took_meanwhile_is_undone():
+    d, a, b, sw, asked, unlearned = learning_world()
+    lan_router = bytes.fromhex("0200000000fe")
+    send(sw, "B", frame(BCAST, lan_router))
+    assert asked == [(b, lan_router)]
+    from_tap(sw, frame(BCAST, lan_router), now=0.5)
+    sw.learn_result(b, lan_router, True, 0.6)
+    assert lan_router not in sw.macs.owner and unlearned == [(b, lan_router)]
