@@ -397,7 +397,8 @@ def make_switch_data():
     / the same with its source MAC one of a few and its destination client 1's MAC, a broadcast or
     one of the few / client 1 seals it), bit 2 the frame comes in from the TAP device instead, bit
     3 run the timers 30 s on. Invariants: nothing escapes, no client holds more MACs than its
-    quota, every MAC held is a live client's."""
+    quota, every MAC held is a live client's and none the server side's (the TAP's own, one of
+    the few, or a source from the TAP device lately)."""
     state: dict = {}
     macs = [bytes([2, 0, 0, 0, 0, i]) for i in range(12)] + [b"\xff" * 6]
 
@@ -406,6 +407,7 @@ def make_switch_data():
         if w is None or any(not c.established or c.closed for c, _ in w[1]) or \
                 len(w[0].d.clients) != 2 or state.get("n", 0) > 20000:
             w = state["w"] = _server_world(layer2=True)
+            w[0].server_mac = macs[11]          # the TAP device's own: never a client's
             state["n"], state["t"] = 0, 1.0
         state["n"] += 1
         return w
@@ -437,6 +439,8 @@ def make_switch_data():
         for mac, rec in dp.macs.owner.items():
             if not rec.alive:
                 raise RuntimeError(f"MAC {mac.hex()} held by a client gone")
+            if dp._servers(mac, now):
+                raise RuntimeError(f"MAC {mac.hex()} of the server's side held by a client")
         if sel & 8:
             state["t"] = now = now + 30.0
             d.handle_timer(now)
