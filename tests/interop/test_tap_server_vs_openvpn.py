@@ -124,3 +124,23 @@ def test_server_bridge_lan_host_at_layer_2(lab, procs):
     assert lab.ping(lab.srv, "198.19.1.100", 2) == 2, "the bridge's host → client"
     srv.stop(8)
     lab.srv.run("ip link del tap0")
+
+
+def test_a_client_with_the_servers_tap_mac_does_not_take_the_other_clients_traffic(lab, procs):
+    """A client whose profile says `lladdr` with the server's TAP MAC (one line, no code): with
+    client-to-client, 2.6 learns that MAC for it, and every other client's frames to the server
+    (their gateway) go to it instead. Ours keeps the TAP's own MAC from every client: client1
+    still reaches the server while client2 sends from that MAC."""
+    srv = lab.ours(lab.srv, tap_server(lab, "server 198.19.0.0 255.255.255.0",
+                                       "client-to-client\nlladdr 02:aa:bb:cc:dd:01\n"),
+                   "stealsrv", pattern=r"listening on UDP")
+    procs.append(srv)
+    thief = tap_client(lab, "client2", "198.18.2.1") + "lladdr 02:aa:bb:cc:dd:01\n"
+    c2 = lab.openvpn(lab.cli2, thief, "stealcli2")
+    procs.append(c2)
+    assert mac_of(lab.cli2) == "02:aa:bb:cc:dd:01"
+    lab.ping(lab.cli2, TAP_SERVER_IP, 2)                 # its frames from the server's MAC (dropped by us)
+    c1 = lab.openvpn(lab.cli, tap_client(lab, "client1", "198.18.0.1"), "stealcli1")
+    procs.append(c1)
+    lab.ping(lab.cli2, TAP_SERVER_IP, 1)
+    assert lab.ping(lab.cli, TAP_SERVER_IP, 3) == 3, "client1 → server's TAP address, past client2"
