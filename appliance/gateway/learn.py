@@ -56,6 +56,7 @@ class Job:
     env: dict = field(default_factory=dict)
     chain: "deque | None" = None     # the jobs that follow this one (one client's, in order)
     then: "Callable[[bool], None] | None" = None   # a MAC's add/update (dev tap): its verdict, to the switch
+    kept: bool = False               # never dropped for a full runner, as a delete (a MAC named again)
 
 
 @dataclass(eq=False)
@@ -93,6 +94,12 @@ class LearnAddress:
         `add` (or `update`, another client held it), its verdict to `then` -- False too when
         it could not be run. As an address's, in that MAC's queue after any earlier job."""
         self._enqueue(Job("add", text, list(argv), text, rec, env=dict(env), then=then))
+
+    def relearn_mac(self, rec, text: str, argv: list, env: dict) -> None:
+        """dev tap: the switch kept MAC `text` with `rec` after the command said yes to another
+        client for it (l2switch.py _give_back): `update MAC CN` for `rec`, so the command's view
+        ends as the switch's. Kept until run, as a delete: dropped, that view stayed wrong."""
+        self._enqueue(Job("add", text, list(argv), text, rec, env=dict(env), kept=True))
 
     def forget_mac(self, rec, text: str) -> None:
         """dev tap: `rec` no longer holds MAC `text` (its quota full): `delete`, if it learned it."""
@@ -235,7 +242,7 @@ class LearnAddress:
             if why is None:
                 self.running.add(text)
                 return
-            if job.op == "delete":              # never dropped: tried again shortly
+            if job.op == "delete" or job.kept:  # never dropped: tried again shortly
                 self.ops.gw.pump.timers.arm(f"learn-retry-{text}", self.ops.gw.clock() + RETRY,
                                             lambda t=text: self._next(t))
                 return

@@ -227,7 +227,7 @@ class Operations:
             pump.timers.arm("pool-persist", gw.clock() + self.pool_memory.interval, self._save_pool)
         self._arm_inactive()
         if isinstance(gw.dp, SwitchDataPath):           # dev tap: learn-address for MACs
-            gw.dp.ask, gw.dp.unlearn = self._ask_mac, self._unlearn_mac
+            gw.dp.ask, gw.dp.unlearn, gw.dp.relearn = self._ask_mac, self._unlearn_mac, self._relearn_mac
 
     def _ask_mac(self, rec, mac: bytes) -> bool:
         """dev tap: `rec` sends from a MAC new to it. True: learn it now (no learn-address, read
@@ -241,6 +241,15 @@ class Operations:
         self.learn.learn_mac(rec, mac_text(mac), o.learn_address, env,
                              lambda ok: dp.learn_result(rec, mac, ok, self.gw.clock()))
         return False
+
+    def _relearn_mac(self, rec, mac: bytes) -> None:
+        """dev tap: the command told again that `rec` holds `mac` (l2switch.py _give_back)."""
+        o = self.gw.opts
+        if not o.learn_address or self.scripts is None:
+            return
+        inf = self.info.get(id(rec))
+        env = self.env(rec, inf, "learn-address") if inf is not None else {"script_type": "learn-address"}
+        self.learn.relearn_mac(rec, mac_text(mac), o.learn_address, env)
 
     def _unlearn_mac(self, rec, mac: bytes) -> None:
         self.learn.forget_mac(rec, mac_text(mac))

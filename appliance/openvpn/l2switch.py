@@ -162,6 +162,9 @@ class SwitchDataPath:
         # unlearn(client, MAC): a MAC it held is no longer its (its quota full).
         self.ask: Callable[[ClientRecord, bytes], bool] | None = None
         self.unlearn: Callable[[ClientRecord, bytes], None] | None = None
+        # relearn(client, MAC): the command told again that the client holds it (_give_back),
+        # whatever it answers (the switch already decided) and however full the runner is.
+        self.relearn: Callable[[ClientRecord, bytes], None] | None = None
         self.macs.on_evict = self._evicted
         self.asking: dict[tuple[int, bytes], ClientRecord] = {}    # (id(client), MAC) -> client, command running
         self._asking_of: dict[int, int] = {}                        # id(client) -> how many
@@ -249,8 +252,8 @@ class SwitchDataPath:
         if holder is rec:
             return                            # (the verdict on such a naming again: nothing to do)
         if holder is not None and holder.alive:
-            if self.ask is not None:
-                self.ask(holder, mac)         # (its verdict finds nothing asked: only the command's view)
+            if self.relearn is not None:
+                self.relearn(holder, mac)
         elif rec.alive and self.unlearn is not None:
             self.unlearn(rec, mac)
 

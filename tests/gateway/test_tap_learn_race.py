@@ -76,6 +76,7 @@ def world():
     ops.learn = LearnAddress(ops)
     sw.ask = lambda rec, mac: ops_mod.Operations._ask_mac(ops, rec, mac)
     sw.unlearn = lambda rec, mac: ops_mod.Operations._unlearn_mac(ops, rec, mac)
+    sw.relearn = lambda rec, mac: ops_mod.Operations._relearn_mac(ops, rec, mac)
     return d, a, b, sw, clock, runner, ops.learn
 
 
@@ -154,3 +155,25 @@ def test_a_mac_quiet_for_move_idle_goes_to_the_new_sender_named_once():
     learn.left(b)
     lines += finish(learn, runner)
     assert view_of(lines) == {}, lines
+
+
+def test_naming_the_holder_again_waits_for_room_in_a_full_runner():
+    """The holder's `update` is never dropped for a full runner (as a delete): dropped, the
+    command's view stayed with the client that lost the race."""
+    t = MOVE_IDLE + 1.0
+    d, a, b, sw, clock, runner, learn, lines = alice_holds_m_then_bob_asks(t)
+    assert send(sw, "A", t + 0.1)
+    retries: list = []
+    learn.ops.gw.pump.timers.arm = lambda name, when, fn: retries.append(fn)
+    full = [True]
+    submit = runner.submit
+    runner.submit = lambda *a: "too many scripts running" if full[0] else submit(*a)
+    (_, job), argv = runner.jobs.pop(0)                 # bob's update, said yes while the runner is full
+    lines.append(" ".join(argv[1:]))
+    clock[0] = t + 0.2
+    learn.done(job, True, "")
+    assert retries, "alice's update was dropped, not kept for later"
+    full[0] = False
+    retries.pop()()
+    lines += finish(learn, runner)
+    assert view_of(lines) == {TEXT: "alice"}, lines
