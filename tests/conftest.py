@@ -96,6 +96,10 @@ LONG_FILES: dict[str, int] = {
     "tests/interop/test_lan_attacks.py": 61,
     "tests/interop/test_mgmt_lan_vs_openvpn.py": 36,
     "tests/interop/test_wan_renumber_tunnel.py": 34,
+    # the thirtieth session's longer new files, measured alone on a loaded machine (2026-12-04)
+    "tests/interop/test_p2p_vs_openvpn.py": 34,
+    "tests/interop/test_reconnect_env_vs_openvpn.py": 33,
+    "tests/interop/test_installer_configs_vs_openvpn.py": 30,
     # the VM files on their own two workers (the Makefile's VM_WORKERS), at ci22c's figures without
     # the first file's wait for the kernel (2026-12-03): about the same total on each worker
     "tests/vm/test_power_button.py": 127,
