@@ -19,6 +19,7 @@ APT_PKGS += squashfs-tools binutils   # image/build.py: /ro.sqfs, strip (issue 1
 APT_PKGS += gcc make libc6-dev flex bison bc libelf-dev xz-utils
 # setup.py: the data path's C modules (appliance/native/) -- gcc (above), Python's and OpenSSL's headers
 APT_PKGS += python3-dev libssl-dev
+APT_PKGS += liblzo2-dev   # python-lzo (pyproject.toml) builds against it: comp-lzo / compress lzo decompression
 APT_PKGS += tinyproxy   # tests/interop/test_http_proxy_vs_openvpn.py: the HTTP proxy between client and server
 APT_PKGS += microsocks  # tests/interop/test_socks_proxy_vs_openvpn.py: the SOCKS5 proxy between client and server
 DURATION ?= 0

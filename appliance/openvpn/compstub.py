@@ -11,10 +11,11 @@ from __future__ import annotations
 
 
 def compress_stub(mode: str, payload):
-    """Frame one tunnel packet for sending."""
-    if mode == "lzo-stub":
+    """Frame one tunnel packet for sending. The real modes (compression.py) send uncompressed in
+    their stub's framing: lzo as lzo-stub, lz4 as stub, lz4-v2 as stub-v2."""
+    if mode == "lzo-stub" or mode == "lzo":
         return b"\xfa" + bytes(payload)
-    if mode == "stub":
+    if mode == "stub" or mode == "lz4":
         p = bytes(payload)
         return b"\xfb" + p[1:] + p[:1] if p else b"\xfb"
     # stub-v2: only a packet starting with 0x50 needs an escape; IP packets never do

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from . import events as ev
 from .ciphers import is_supported
+from .compression import pushed_compression
 from .errors import BadPacket, ClientRefused, PushDeferred, PushError, RemoteProtocolError
 from .gentoken import TokenPolicy, Verdict, is_token
 from .keymethod import (USER_PASS_TOO_LONG, KeyMethod2, PushRejected, build_push_reply, credential_as_sent,
@@ -133,8 +134,7 @@ class ClientRole:
         ]
         if not any(x.startswith("IV_GUI_VER=") for x in cfg.peer_info_extra):
             lines.append("IV_GUI_VER=vpn-appliance_0.1")       # ours, unless the profile names its own
-        if cfg.comp is not None:
-            lines += ["IV_COMP_STUB=1", "IV_COMP_STUBv2=1"]
+        lines += cfg.comp_peer_info
         return "\n".join([*lines, *cfg.peer_info_extra]) + "\n"
 
     def auth_result(self, key_id: int, ok: bool, now: float, temporary: bool = False, client_reason: str = "",
@@ -312,12 +312,8 @@ class ClientRole:
             s.ping_interval = p.ping
         if p.ping_restart is not None:
             s.ping_restart = p.ping_restart
-        if p.compress is not None:
-            s.comp = "stub-v2" if p.compress in ("stub-v2", "lz4-v2") else "stub"
-            if p.compress not in ("stub", "stub-v2", "lzo", "lz4", "lz4-v2"):
-                raise PushError(f"server pushed compression {p.compress}, not supported")
-        elif p.comp_lzo is not None:
-            s.comp = "lzo-stub"
+        if p.compress is not None or p.comp_lzo is not None:
+            s.comp = pushed_compression(p.compress, p.comp_lzo, s.cfg.comp_stub_only)
         s._install_keys(ks, now)
 
     def exit_notification(self) -> None:

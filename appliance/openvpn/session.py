@@ -47,6 +47,7 @@ from . import events as ev
 from . import ciphers
 from .authtoken import AuthToken
 from .ciphers import is_supported
+from .compression import SEND_FRAMING, DecompressError, decompress
 from .compstub import compress_stub, decompress_stub
 from .control import CONTROL_BURST, ControlChannel
 from .datachannel import DataKey
@@ -124,7 +125,9 @@ class SessionConfig:
     # reconnect keeps sending the token the last connection was given. None: this session's own.
     auth_token: AuthToken | None = None
     explicit_exit_notify: int = 0
-    comp: str | None = None                      # None | "lzo-stub" | "stub" | "stub-v2"
+    comp: str | None = None                      # None | "lzo-stub" | "stub" | "stub-v2" | "lzo" | "lz4" | "lz4-v2"
+    comp_peer_info: tuple[str, ...] = ()         # client: IV_LZ4=1 ... as 2.6 advertises (settings.comp_peer_info)
+    comp_stub_only: bool = True                  # client: pushed real compression refused (2.6: allow-compression stub-only)
     comp_migrate: bool = False                   # server: `compress migrate` (clientpush.py)
     tun_mtu: int = 1500
     dev_type: str = "tun"                        # tun or tap: the OCC options string's dev-type (control.py)
@@ -229,6 +232,9 @@ class Session(ControlChannel):
         self.ping_restart = cfg.ping_restart
         self.next_key_id = 1
         self.comp = cfg.comp
+        # real compression (comp-lzo yes, compress lz4...): what a peer's packet may decompress to at
+        # most, as OpenVPN's frame payload size: the largest tun-mtu this session may use, and tap's extra
+        self._decompress_limit = max(cfg.tun_mtu, cfg.tun_mtu_max or 1600) + cfg.tun_mtu_extra
         # fragment N (fragment.py): every payload framed, big ones split; None without it.
         self.frag = Fragmenter(max(cfg.tun_mtu, cfg.tun_mtu_max or 1600) + FRAGMENT_SLACK) if cfg.fragment_room else None
         self._frag_sizes: dict[tuple[str, int], int] = {}
@@ -335,11 +341,17 @@ class Session(ControlChannel):
                     return []
             if self.comp is not None:
                 n = len(pt)
-                pt = decompress_stub(self.comp, pt)
-                if pt is None:
-                    self.not_traffic += n
-                    self._count("compressed packet (unsupported)")
-                    return []
+                if self.comp in SEND_FRAMING:
+                    pt = self._decompress(pt)
+                    if pt is None:
+                        self.not_traffic += n
+                        return []
+                else:
+                    pt = decompress_stub(self.comp, pt)
+                    if pt is None:
+                        self.not_traffic += n
+                        self._count("compressed packet (unsupported)")
+                        return []
                 self.framing = n - len(pt) + (4 if self.frag is not None else 0)
             # IP packets start with 0x4_/0x6_; the ping (0x2a) and OCC (0x28) magics do not.
             if pt and (pt[0] == 0x2A or pt[0] == 0x28):
@@ -1044,6 +1056,20 @@ class Session(ControlChannel):
                                             tls_error))
 
     # ---- data-channel helpers (rare paths)
+    def _decompress(self, pt):
+        """A payload of a session with real compression (compression.py), decompressed within the
+        largest packet the tunnel carries; None (counted, warned at a limited rate) when the peer's
+        framing or compressed data is bad: the packet is dropped, the session lives."""
+        try:
+            out = decompress(self.comp, pt, self._decompress_limit)
+        except DecompressError as e:
+            self._count("decompression failed")
+            self._warn(f"dropped a packet that does not decompress ({e})")
+            return None
+        if out is None:
+            self._count("bad compression framing")
+        return out
+
     def _queue_data(self, payload: bytes) -> None:
         """A ping or exit notification through the data channel (dropped if the ids ran out),
         framed like every other payload when the session uses compression framing: OpenVPN frames

@@ -16,6 +16,7 @@ import time
 from typing import Callable
 
 from . import ciphers, gentoken, keyfiles, wrapping
+from .compression import COMP_F_ADVERTISE_STUBS_ONLY, COMP_F_ALLOW_STUB_ONLY, SEND_FRAMING
 from .config import MSSFIX_DEFAULT, Options
 from .errors import ConfigError
 from .fragment import HEADER_LEN as FRAGMENT_HEADER
@@ -97,14 +98,33 @@ def tls_settings(opts: Options, is_server: bool, crl_reader: Callable | None = N
 
 def comp_framing(opts: Options) -> str | None:
     """The framing every session starts with; `compress migrate` has none (OpenVPN 2.6: no
-    compression algorithm) until its push gives one to a client that announced compression."""
+    compression algorithm) until its push gives one to a client that announced compression.
+    "lzo", "lz4", "lz4-v2": real compression, received only (compression.py)."""
     if opts.compress == "migrate":
         return None
     if opts.compress is not None:
-        return "stub-v2" if opts.compress == "stub-v2" else "stub"
+        return opts.compress
     if opts.comp_lzo is not None:
-        return "lzo-stub"
+        return "lzo-stub" if opts.comp_lzo == "no" else "lzo"
     return None
+
+
+def comp_flags(opts: Options) -> int:
+    """OpenVPN 2.6's compression flags after options_postprocess: a config that set none and
+    compresses nothing allows and advertises stubs only."""
+    flags = opts.comp_flags
+    if flags == 0 and comp_framing(opts) not in SEND_FRAMING:
+        flags = COMP_F_ALLOW_STUB_ONLY | COMP_F_ADVERTISE_STUBS_ONLY
+    return flags
+
+
+def comp_peer_info(opts: Options) -> tuple[str, ...]:
+    """The client's compression lines in its peer-info. As 2.6 (comp.c,
+    comp_generate_peer_info_string): the algorithms unless only stubs are advertised; our
+    stub-only lines stay as they were (none without a compression line)."""
+    if comp_flags(opts) & COMP_F_ADVERTISE_STUBS_ONLY:
+        return ("IV_COMP_STUB=1", "IV_COMP_STUBv2=1") if comp_framing(opts) is not None else ()
+    return ("IV_LZ4=1", "IV_LZ4v2=1", "IV_LZO=1", "IV_COMP_STUB=1", "IV_COMP_STUBv2=1")
 
 
 def session_config(opts: Options, role: Role, *, proto: str | None = None, tls: TlsSettings | None = None,
@@ -125,7 +145,8 @@ def session_config(opts: Options, role: Role, *, proto: str | None = None, tls: 
         tls_timeout=opts.tls_timeout, ping=ping, ping_restart=ping_restart,
         ping_exit=opts.ping_exit if client else 0,
         explicit_exit_notify=opts.explicit_exit_notify if client else 0,
-        comp=comp_framing(opts), tun_mtu=opts.tun_mtu, dev_type=opts.dev_type,
+        comp=comp_framing(opts), comp_peer_info=comp_peer_info(opts),
+        comp_stub_only=bool(comp_flags(opts) & COMP_F_ALLOW_STUB_ONLY), tun_mtu=opts.tun_mtu, dev_type=opts.dev_type,
         tun_mtu_extra=opts.tun_mtu_extra if opts.dev_type == "tap" else 0, tun_mtu_max=opts.tun_mtu_max, tls_mtu=opts.tls_mtu,
         replay_window=opts.replay_window, replay_time=opts.replay_time or None,
         early_negotiation=client and bool(opts.tls_crypt_v2),
@@ -351,7 +372,7 @@ def tcp_mss(opts: Options, overhead: int | None, tcp_transport: bool, ipv6_trans
     else:
         raise ValueError("tcp_mss needs a cipher or an overhead")
     # (`compress migrate`: a migrated client may frame with comp-lzo's byte)
-    comp_byte = 1 if comp_framing(opts) in ("lzo-stub", "stub") or opts.compress == "migrate" else 0
+    comp_byte = 1 if comp_framing(opts) in ("lzo-stub", "stub", "lzo", "lz4") or opts.compress == "migrate" else 0
     # tun-mtu-extra and the fragment header count as payload overhead too (mtu.c
     # frame_calculate_payload_overhead).
     frag = FRAGMENT_HEADER if opts.fragment else 0

@@ -181,8 +181,9 @@ GOOD_LINES = GOOD_CLIENT.count("\n")
     ("frobnicate 1", "frobnicate", "unknown"),
     ("dev null", "dev", "not supported"),
     ("dev-type null", "dev-type", "only tun and tap"),
-    ("comp-lzo yes", "comp-lzo", "LZO"),
-    ("compress lz4", "compress", "lz4"),
+    ("comp-lzo maybe", "comp-lzo", "yes or adaptive"),
+    ("compress snappy", "compress", "snappy"),
+    ("allow-compression yes", "allow-compression", "VORACLE"),
     ("up script.sh", "up", "no such file"),
     ("secret static.key", "secret", "static-key"),
     ("verb", "verb", "argument"),
@@ -276,7 +277,7 @@ def test_cert_without_key_and_key_without_cert(present, missing):
 def test_several_errors_reported_together_in_file_order():
     text = ("client\nremote 198.18.0.1\n<ca>\nX\n</ca>\n"
             "dev null\n"         # 6
-            "comp-lzo yes\n"     # 7
+            "comp-lzo maybe\n"   # 7
             "verb 3\n"           # 8 ok
             "up ./up.sh\n"       # 9
             "port abc\n"         # 10
@@ -485,7 +486,7 @@ def test_cli_check_good_server_config(tmp_path, pki):
 
 def test_cli_check_bad_config_exits_2_with_located_errors(tmp_path, pki):
     prof = tmp_path / "bad.ovpn"
-    prof.write_text("client\nremote 198.18.0.1\ndev null\ncomp-lzo yes\n"
+    prof.write_text("client\nremote 198.18.0.1\ndev null\ncomp-lzo maybe\n"
                     f"<ca>\n{pki['ca']}</ca>\n")
     r = _run_cli("check", str(prof))
     assert r.returncode == 2

@@ -6,6 +6,8 @@ import base64
 import os
 
 from .. import ciphers, gentoken
+from ..compression import (COMP_F_ADAPTIVE, COMP_F_ADVERTISE_STUBS_ONLY, COMP_F_ALLOW_ASYM, COMP_F_ALLOW_STUB_ONLY,
+                           COMP_F_MIGRATE, COMP_F_SWAP, missing_library)
 from ..keymethod import USER_PASS_LEN
 from ..peernames import from_peer, to_bytes
 from ..regular_file import NOT_REGULAR, PASSWORD_DB, hashed_dir_problem, size_problem
@@ -658,36 +660,86 @@ def _explicit_exit_notify(p: ParseState, d: str, a: list[str], inline: str | Non
         p.set("explicit_exit_notify", n)
 
 
-# ------------------------------------------------------------------ compression framing
-@reg.apply("comp-lzo", why="LZO framing byte only (`comp-lzo no`)", sets=("comp_lzo",), used_by="session",
-           nargs=(0, 1))
+# ------------------------------------------------------------------ compression
+_RECEIVE_ONLY = ("compression for receiving only, as OpenVPN 2.6 without `allow-compression yes`: "
+                 "packets the peer compressed are decompressed, ours are sent uncompressed")
+
+
+def _real_compression(p: ParseState, d: str, mode: str) -> bool:
+    """A real compression line (compression.py): refused after `allow-compression no` (2.6: "not
+    allowed since allow-compression is set to 'stub-only'") or without its library."""
+    if p.o.comp_flags & COMP_F_ALLOW_STUB_ONLY:
+        p.err(d, "compression is not allowed after `allow-compression no` (OpenVPN 2.6 refuses it too)")
+        return False
+    pkg = missing_library(mode)
+    if pkg is not None:
+        p.err(d, f"decompressing {mode} needs the Python package {pkg}, which this installation lacks; "
+                 "use `compress stub-v2` (framing only) or remove the line")
+        return False
+    p.note(d, _RECEIVE_ONLY)
+    return True
+
+
+@reg.apply("comp-lzo", why="LZO framing: `no` framing only; `yes`/`adaptive` decompress what the peer "
+           "compressed and send uncompressed (OpenVPN 2.6's default without allow-compression yes)",
+           sets=("comp_lzo", "compress", "comp_flags"), used_by="session", nargs=(0, 1))
 def _comp_lzo(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
     v = a[0] if a else "adaptive"
     if v not in ("no", "yes", "adaptive"):
         p.err(d, "expects no, yes or adaptive")
-    elif v != "no":
-        p.err(d, "LZO compression is not supported; use `comp-lzo no` (framing only) or remove it")
-    else:
-        p.set("comp_lzo", v)
+        return
+    if v != "no" and not _real_compression(p, d, "lzo"):
+        return
+    flags = p.o.comp_flags & ~COMP_F_SWAP
+    flags = flags | COMP_F_ADAPTIVE if v == "adaptive" else flags & ~COMP_F_ADAPTIVE
+    p.set("comp_flags", flags)
+    p.set("comp_lzo", v)
+    p.set("compress", None)                     # the later of comp-lzo / compress wins, as in 2.6
 
 
-@reg.apply("compress", why="compression framing only (stub, stub-v2); `migrate` (server, OPNsense's choice): "
-           "a client whose options string says comp-lzo is pushed `compress stub-v2` (or `comp-lzo no`) and "
-           "framed so, as OpenVPN 2.6", sets=("compress",), used_by="session", nargs=(0, 1))
+_COMPRESS_FLAGS = {"stub": (COMP_F_SWAP | COMP_F_ADVERTISE_STUBS_ONLY, 0), "stub-v2": (COMP_F_ADVERTISE_STUBS_ONLY, 0),
+                   "lzo": (0, COMP_F_ADAPTIVE | COMP_F_SWAP), "lz4": (COMP_F_SWAP, 0), "lz4-v2": (0, 0)}
+
+
+@reg.apply("compress", why="compression framing (stub, stub-v2); lzo, lz4, lz4-v2 decompress what the peer "
+           "compressed and send uncompressed (OpenVPN 2.6's default without allow-compression yes); "
+           "`migrate` (server, OPNsense's choice): a client whose options string says comp-lzo is pushed "
+           "`compress stub-v2` (or `comp-lzo no`) and framed so, as OpenVPN 2.6",
+           sets=("compress", "comp_lzo", "comp_flags"), used_by="session", nargs=(0, 1))
 def _compress(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
     v = a[0] if a else "stub"
-    if v not in ("stub", "stub-v2", "migrate"):
-        p.err(d, f"compression {v} is not supported; use `compress stub-v2` or remove it")
+    if v == "migrate":
+        p.set("comp_flags", COMP_F_MIGRATE)
+    elif v in _COMPRESS_FLAGS:
+        if v in ("lzo", "lz4", "lz4-v2") and not _real_compression(p, d, v):
+            return
+        add, clear = _COMPRESS_FLAGS[v]
+        p.set("comp_flags", (p.o.comp_flags | add) & ~clear)
     else:
-        p.set("compress", v)
+        p.err(d, f"expects stub, stub-v2, migrate, lzo, lz4 or lz4-v2, not {v}")
+        return
+    p.set("compress", v)
+    p.set("comp_lzo", None)
 
 
+@reg.apply("allow-compression", why="`no`: stub framing only; `asym`: receive-only, as without the line; "
+           "`yes` (compressing what we send) refused", sets=("comp_flags",), used_by="session", nargs=(1, 1))
 def _allow_compression(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
-    if a[0] == "yes":
-        p.err(d, "compression is not supported")
-    elif a[0] not in ("no", "asym"):
+    v = a[0]
+    real = p.o.compress in ("lzo", "lz4", "lz4-v2") or p.o.comp_lzo in ("yes", "adaptive")
+    if v == "no":
+        if real:
+            p.err(d, "`allow-compression no` conflicts with the compression enabled above "
+                     "(OpenVPN 2.6 refuses it too)")
+            return
+        p.set("comp_flags", COMP_F_ALLOW_STUB_ONLY | COMP_F_ADVERTISE_STUBS_ONLY)
+    elif p.o.comp_flags & COMP_F_ALLOW_STUB_ONLY:
+        p.err(d, f"cannot set allow-compression to {v} after `allow-compression no` (as OpenVPN 2.6)")
+    elif v == "asym":
+        p.set("comp_flags", p.o.comp_flags | COMP_F_ALLOW_ASYM)
+    elif v == "yes":
+        p.err(d, "compressing what we send is not supported: compression inside the tunnel lets an "
+                 "observer recover secrets (VORACLE; OpenVPN 2.6 strongly discourages it). Remove the "
+                 "line or use `allow-compression asym`: packets the peer compresses are still decompressed")
+    else:
         p.err(d, "expects no, asym or yes")
-
-
-reg.noop("allow-compression", "the appliance never compresses nor decompresses", check=_allow_compression,
-         nargs=(1, 1))

@@ -188,6 +188,7 @@ class Options:
     explicit_exit_notify: int = 0
     comp_lzo: str | None = None
     compress: str | None = None
+    comp_flags: int = 0                          # OpenVPN 2.6's COMP_F_* as its parser leaves them (d_security.py)
     redirect_gateway: list[str] | None = None
     redirect_private: list[str] | None = None    # redirect-private FLAGS: the server's host route kept, no redirect
     tls_mtu: int = 1250                          # max-packet-size: the largest control-channel packet
