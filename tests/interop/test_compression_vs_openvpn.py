@@ -93,3 +93,21 @@ def test_openvpn_client_compressing_to_our_server(lab, procs):
     assert st["post-compress bytes"] < st["pre-compress bytes"] // 2, st
     cli.stop(8)
     srv.stop(8)
+
+
+def test_pushed_compression_is_refused_by_a_profile_without_it_like_openvpn(lab, procs):
+    """2.6's client without any compression line allows stubs only and drops the connection when
+    the server pushes real compression; Debian's client beside ours shows the same verdict."""
+    conf = server_config(lab.pki, extra='comp-lzo yes\npush "comp-lzo yes"\n')
+    srv = lab.openvpn(lab.srv, conf, "cz-push-srv")
+    procs.append(srv)
+    theirs = lab.openvpn(lab.cli, client_profile(lab.pki), "cz-push-ovpncli", wait=0)
+    procs.append(theirs)
+    assert theirs.wait_for("server pushed compression settings that are not allowed", 20), theirs.log()[-2000:]
+    theirs.stop(8)
+    ours = lab.ours(lab.cli, client_profile(lab.pki), "cz-push-ours", wait=0)
+    procs.append(ours)
+    assert ours.wait_for("does not allow", 20), ours.log()[-2000:]
+    assert "tunnel up" not in ours.log()
+    ours.stop(8)
+    srv.stop(8)
