@@ -134,7 +134,10 @@ class ClientRole:
         ]
         if not any(x.startswith("IV_GUI_VER=") for x in cfg.peer_info_extra):
             lines.append("IV_GUI_VER=vpn-appliance_0.1")       # ours, unless the profile names its own
-        lines += cfg.comp_peer_info
+        if cfg.comp_peer_info is not None:
+            lines += cfg.comp_peer_info
+        elif cfg.comp is not None:
+            lines += ["IV_COMP_STUB=1", "IV_COMP_STUBv2=1"]
         return "\n".join([*lines, *cfg.peer_info_extra]) + "\n"
 
     def auth_result(self, key_id: int, ok: bool, now: float, temporary: bool = False, client_reason: str = "",

@@ -697,6 +697,10 @@ def _comp_lzo(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
     p.set("compress", None)                     # the later of comp-lzo / compress wins, as in 2.6
 
 
+reg.noop("comp-noadapt", "adaptive compression only decides when to compress what we send, and we never do",
+         nargs=(0, 0))
+
+
 _COMPRESS_FLAGS = {"stub": (COMP_F_SWAP | COMP_F_ADVERTISE_STUBS_ONLY, 0), "stub-v2": (COMP_F_ADVERTISE_STUBS_ONLY, 0),
                    "lzo": (0, COMP_F_ADAPTIVE | COMP_F_SWAP), "lz4": (COMP_F_SWAP, 0), "lz4-v2": (0, 0)}
 
