@@ -62,12 +62,16 @@ def _traffic_both_ways(lab, srv, cli) -> None:
 @pytest.mark.parametrize("comp", ["compress lz4-v2", "comp-lzo yes"])
 def test_openvpn_server_compressing_to_our_client(lab, procs, comp):
     status = lab.tmp / f"srv-status-{comp.split()[-1]}.txt"
-    conf = server_config(lab.pki, extra=f"{comp}\nallow-compression yes\nstatus {status} 1\nstatus-version 2\n")
+    conf = server_config(lab.pki, extra=f"{comp}\nallow-compression yes\nstatus {status} 1\nstatus-version 2\n"
+                                        "verb 4\n")       # verb 4: the server logs each client's peer info
     srv = lab.openvpn(lab.srv, conf, f"cz-srv-{comp.split()[0]}")
     procs.append(srv)
     cli = lab.ours(lab.cli, client_profile(lab.pki, extra=f"{comp}\n"), f"cz-ours-{comp.split()[0]}")
     procs.append(cli)
     _traffic_both_ways(lab, srv, cli)
+    # we announce what 2.6's client announces with this profile line (comp.c)
+    for iv in ("IV_LZ4=1", "IV_LZ4v2=1", "IV_LZO=1", "IV_COMP_STUB=1", "IV_COMP_STUBv2=1"):
+        assert f"peer info: {iv}" in srv.log(), srv.log()[-3000:]
     # Link bytes the server sent us: far fewer than the megabyte it carried to us (compressed),
     # while what it received (our megabyte, uncompressed as 2.6 sends) is at least that much.
     ok = until(lambda: int(_status_fields(status, "CLIENT_LIST").get("Bytes Received", "0")) > NBYTES, 5)
