@@ -635,7 +635,7 @@ class ClientGateway:
         s = make(now)
         remote = o.remotes[0] if o.remotes else Remote("", local[1], "udp")
         self.conn = c = Connection(remote, allowed or local, link, s, ClientDataPath(s, rule))
-        self._takeover = TakeOver(make, rule)
+        self._takeover = TakeOver(make, rule, p2p_session_config(o, "udp").make_wrapper())
         self.pump.watch(link, self._on_link_read, self._on_link_write)
         self._arm_inactive(o.inactive)
         self._arm_session(o.session_timeout)

@@ -6,7 +6,9 @@ its own (ssl.c TM_UNTRUSTED), and moves it to the active slot only once it has a
 reset from anyone else, or a replayed one, then costs at most that slot: the live session and
 its data keys are never touched by a packet that has not proved the peer's certificate. One
 candidate at a time; a newer reset replaces it only once it is CANDIDATE_MIN_AGE old, so a stream
-of resets cannot make us start a TLS handshake per datagram.
+of resets cannot make us start a TLS handshake per datagram. A reset that fails tls-auth/tls-crypt
+never becomes (nor displaces) the candidate, as 2.6 checks it (read_control_auth) before it takes
+the slot: otherwise a stranger without the key, one junk reset a second, keeps the peer out.
 """
 from __future__ import annotations
 
@@ -35,9 +37,10 @@ class Candidate:
 class TakeOver:
     """Runs the candidate session beside the live one (`make` builds a fresh server session)."""
 
-    def __init__(self, make, mss_rule) -> None:
+    def __init__(self, make, mss_rule, gate) -> None:
         self.make = make
         self.rule = mss_rule
+        self.gate = gate             # a wrapper of the sessions' kind: a reset's tls-auth/tls-crypt check
         self.cand: Candidate | None = None
         self.failed = 0              # candidates that never authenticated (counted; logged at a rate)
         self._logged_at = float("-inf")
@@ -50,6 +53,8 @@ class TakeOver:
                                            or bytes(data[1:9]) != cand.session.peer_sid):
                 if cand is not None and now - cand.since < CANDIDATE_MIN_AGE and not cand.session.closed:
                     continue                 # one TLS handshake at a time, however many resets come
+                if not self._authentic(data):
+                    continue                 # no key: it takes no slot and answers nothing
                 self.drop(link)
                 s = self.make(now)
                 self.cand = cand = Candidate(src, s, ClientDataPath(s, self.rule), now)
@@ -65,6 +70,16 @@ class TakeOver:
             if up is not None:
                 return up
         return None
+
+    def _authentic(self, data: bytes) -> bool:
+        """The reset passes the control channel's protection (always, without tls-auth/tls-crypt).
+        Stateless (no replay window touched): the candidate's own wrapper checks it again."""
+        try:
+            self.gate.unwrap_untrusted(data, 0.0, check_replay=False)
+        except Exception:  # noqa: BLE001 - BadPacket, or whatever a malformed packet raises
+            self.failed += 1
+            return False
+        return True
 
     def timer(self, link: P2PListenLink, now: float) -> Candidate | None:
         if self.cand is None:

@@ -124,6 +124,10 @@ def _server_maker(pki, key):
     return make
 
 
+def _gate(key):
+    return wrapping.TlsAuthWrapper(key, 0, "SHA256")
+
+
 def _client(pki, key, cert="client", wrap_key=None):
     k = wrap_key if wrap_key is not None else key
     c = Session(SessionConfig(Role.CLIENT, TlsSettings(pki["ca"], *pki[cert], False),
@@ -165,7 +169,7 @@ def _live_link():
 def test_a_new_authenticated_session_takes_over_and_a_foreign_certificate_never_does(pki):
     key = keyfiles.parse_static_key(keyfiles.generate_static_key())
     t, link = _live_link()
-    take = TakeOver(_server_maker(pki, key), NO_MSS)
+    take = TakeOver(_server_maker(pki, key), NO_MSS, _gate(key))
     rogue = _run(take, link, t, _client(pki, key, "rogue"), OTHER)
     assert rogue is None and take.failed >= 1            # the TLS handshake failed: no takeover
     assert link.addr == PEER
@@ -179,7 +183,7 @@ def test_resets_without_the_tls_auth_key_start_no_handshake(pki):
     t, link = _live_link()
     made = []
     make = _server_maker(pki, key)
-    take = TakeOver(lambda now: made.append(now) or make(now), NO_MSS)
+    take = TakeOver(lambda now: made.append(now) or make(now), NO_MSS, _gate(key))
     assert _run(take, link, t, _client(pki, key, wrap_key=wrong), OTHER, steps=20) is None
     assert t.sent == []                                  # nothing answered to an unauthenticated reset
     # A flood of resets (new session ids, replayed or forged) makes at most one candidate per
@@ -189,3 +193,35 @@ def test_resets_without_the_tls_auth_key_start_no_handshake(pki):
         r = bytes([7 << 3]) + os.urandom(8) + b"\0" * 20
         take.feed(link, [(r, OTHER)], 100.0 + i * 0.001)
     assert len(made) <= 1 + int(0.2 / CANDIDATE_MIN_AGE)
+
+
+def test_a_stream_of_resets_without_the_tls_auth_key_never_keeps_the_real_peer_out(pki):
+    """A stranger without the tls-auth key sends a junk reset every few tens of ms while the peer
+    (restarted) comes back: OpenVPN 2.6 checks a reset's HMAC before it takes the new-session slot
+    (ssl.c read_control_auth), so junk never holds the slot and the peer takes over. Ours held a
+    candidate for each junk reset for CANDIDATE_MIN_AGE and dropped the peer's resets meanwhile."""
+    key = keyfiles.parse_static_key(keyfiles.generate_static_key())
+    wrong = keyfiles.parse_static_key(keyfiles.generate_static_key())
+    t, link = _live_link()
+    take = TakeOver(_server_maker(pki, key), NO_MSS, _gate(key))
+    stranger = _client(pki, key, wrap_key=wrong)
+    junk = bytes(stranger.take_outgoing()[0])                # a well-formed reset, wrong HMAC
+    client = _client(pki, key)
+    now, up = 0.0, None
+    for _ in range(200):
+        now += 0.05
+        t.inbox.append((junk[:1] + os.urandom(8) + junk[9:], ("198.18.0.9", 1000)))
+        for p in client.take_outgoing():
+            t.inbox.append((bytes(p), OTHER))
+        link.recv_packets()
+        items, link.newcomers = link.newcomers, []
+        up = take.feed(link, items, now)
+        if up is not None:
+            break
+        for p, to in t.sent:
+            if to == OTHER:
+                client.receive(p, now)
+        t.sent = []
+        client.handle_timer(now)
+    assert up is not None and up.addr == OTHER and up.session.established
+    assert all(to == OTHER for _p, to in t.sent)           # the stranger was answered nothing
