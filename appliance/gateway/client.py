@@ -707,6 +707,7 @@ class ClientGateway:
             c.addr = link.addr
             log.info("point-to-point tls-server: peer %s", fmt_addr(c.addr))
         link.live_sid = c.session.peer_sid
+        link.proven = c.session.established
         if link.floaters:
             items, link.floaters = link.floaters, []
             self._p2p_float(c, items, now)
@@ -765,7 +766,7 @@ class ClientGateway:
         log.info("point-to-point tls-server: a new authenticated session from %s replaces the one with %s",
                  fmt_addr(cand.addr), fmt_addr(c.addr))
         c.session, c.dp, c.addr = cand.session, cand.dp, cand.addr
-        link.addr, link.live_sid = cand.addr, cand.session.peer_sid
+        link.addr, link.live_sid, link.proven = cand.addr, cand.session.peer_sid, True
         old.release()
         self._after_engine(c)
 

@@ -9,6 +9,10 @@ candidate at a time; a newer reset replaces it only once it is CANDIDATE_MIN_AGE
 of resets cannot make us start a TLS handshake per datagram. A reset that fails tls-auth/tls-crypt
 never becomes (nor displaces) the candidate, as 2.6 checks it (read_control_auth) before it takes
 the slot: otherwise a stranger without the key, one junk reset a second, keeps the peer out.
+And the live peer's own address, once its session has authenticated it (a p2p tls-client binds its port: a restarted peer comes back
+from there) displaces a young candidate from elsewhere: else resets from other ports (replays of
+a captured one pass the key check) would hold the slot for good. Never one from that address, so
+even a spoofed flood starts at most two handshakes per CANDIDATE_MIN_AGE.
 """
 from __future__ import annotations
 
@@ -51,7 +55,8 @@ class TakeOver:
             cand = self.cand
             if is_client_reset(data) and (cand is None or not same_addr(src, cand.addr)
                                            or bytes(data[1:9]) != cand.session.peer_sid):
-                if cand is not None and now - cand.since < CANDIDATE_MIN_AGE and not cand.session.closed:
+                if cand is not None and now - cand.since < CANDIDATE_MIN_AGE and not cand.session.closed \
+                        and not (link.proven and link.is_peer(src) and not link.is_peer(cand.addr)):
                     continue                 # one TLS handshake at a time, however many resets come
                 if not self._authentic(data):
                     continue                 # no key: it takes no slot and answers nothing

@@ -54,6 +54,9 @@ class P2PListenLink:
         # trying to take over, as (address, its peer's session id).
         self.live_sid: bytes | None = None
         self.candidate: tuple[tuple, bytes] | None = None
+        # Set by the gateway: the live session has authenticated the peer at `addr` (until then
+        # `addr` is only where the first reset came from, which anyone may have sent).
+        self.proven = False
 
     def fileno(self) -> int:
         return self.t.fileno()

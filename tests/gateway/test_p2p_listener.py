@@ -163,6 +163,7 @@ def _live_link():
     t.inbox = [(RESET, PEER)]
     link.recv_packets()
     link.live_sid = bytes(RESET[1:9])
+    link.proven = True                  # the live session authenticated the peer there
     return t, link
 
 
@@ -225,3 +226,34 @@ def test_a_stream_of_resets_without_the_tls_auth_key_never_keeps_the_real_peer_o
         client.handle_timer(now)
     assert up is not None and up.addr == OTHER and up.session.established
     assert all(to == OTHER for _p, to in t.sent)           # the stranger was answered nothing
+
+
+def test_a_replayed_reset_from_elsewhere_never_keeps_the_restarted_peer_out_of_its_own_address(pki):
+    """An attacker replays a reset it once captured (its HMAC is good: the tls-auth check passes)
+    from ports of its own, many times a second, while the peer restarts on its own address
+    (a p2p tls-client binds its port: the same address again). Each replay made a candidate that
+    held the slot for CANDIDATE_MIN_AGE, so the peer's resets were dropped for good; the peer's
+    own address now displaces a young candidate from elsewhere (never one from that address, so
+    a spoofing flood still starts at most two handshakes per CANDIDATE_MIN_AGE)."""
+    key = keyfiles.parse_static_key(keyfiles.generate_static_key())
+    t, link = _live_link()
+    take = TakeOver(_server_maker(pki, key), NO_MSS, _gate(key))
+    captured = bytes(_client(pki, key).take_outgoing()[0])
+    client = _client(pki, key)
+    now, up = 0.0, None
+    for i in range(200):
+        now += 0.05
+        t.inbox.append((captured, ("198.18.0.9", 1000 + i)))       # a port of its own each time
+        for p in client.take_outgoing():
+            t.inbox.append((bytes(p), PEER))
+        link.recv_packets()
+        items, link.newcomers = link.newcomers, []
+        up = take.feed(link, items, now)
+        if up is not None:
+            break
+        for p, to in t.sent:
+            if to == PEER:
+                client.receive(p, now)
+        t.sent = []
+        client.handle_timer(now)
+    assert up is not None and up.addr == PEER and up.session.established
