@@ -688,8 +688,28 @@ class ClientGateway:
             self._arm_inactive(o.inactive)
             self._arm_session(o.session_timeout)
             log.info("point-to-point tls-server: peer %s (tcp)", fmt_addr(c.addr))
+            # The one connection must authenticate in time, or the port is free again: the
+            # session has no key (no deadline) until a reset it accepts, so a stranger's idle
+            # connection, or one sending junk the tls-auth key refuses, held it for good.
+            # OpenVPN 2.6 drops it at ping-restart or hand-window, whichever comes first.
+            wait = min(cfg.hand_window, cfg.ping_restart or cfg.hand_window)
+            self.pump.timers.arm("p2p-handshake", now + wait, self._on_p2p_handshake_timeout)
             self._begin(c, now)
             return
+
+    def _on_p2p_handshake_timeout(self) -> None:
+        c = self.conn
+        if c is None or c.was_up or c.session.established or not isinstance(c.link, TcpLink):
+            return
+        cfg = c.session.cfg
+        if cfg.ping_restart and cfg.ping_restart < cfg.hand_window:
+            why = f"Inactivity timeout (--ping-restart, {cfg.ping_restart} s)"
+        else:
+            why = f"TLS key negotiation failed to occur within {cfg.hand_window} seconds"
+        log.warning("point-to-point tls-server: no authenticated session from %s: %s; listening again",
+                    fmt_addr(c.addr), why)
+        self._why = "ping-restart"
+        self._restart(c, same_remote=False)
 
     def _close_tcp_listener(self) -> None:
         if self._tcp_listener is not None:
@@ -928,7 +948,7 @@ class ClientGateway:
         c, self.conn = self.conn, None
         if self._takeover is not None and c is not None and isinstance(c.link, P2PListenLink):
             self._takeover.drop(c.link)
-        for t in ("poll", "engine", "session", "p2p-candidate"):        # session-timeout counts within a connection
+        for t in ("poll", "engine", "session", "p2p-candidate", "p2p-handshake"):        # session-timeout counts within a connection
             self.pump.timers.cancel(t)
         if c is not None:
             self.pump.unwatch(c.link)

@@ -133,6 +133,25 @@ def test_over_tcp(lab, procs, ours_is):
     assert deb.wait_for(r"P2P mode NCP negotiation result: TLS_export=1, DATA_v2=1", 5), deb.log()[-3000:]
 
 
+def test_over_tcp_a_strangers_idle_connection_frees_the_port_at_ping_restart(lab, procs):
+    """Ours as tcp-server takes one connection at a time: a stranger's connection that never
+    starts a session (no key needed to open it) is dropped at ping-restart (4 s here) or
+    hand-window, as Debian's 2.6 drops it ("Inactivity timeout (--ping-restart)"), and the real
+    peer gets its link. It used to hold the port for good."""
+    a = lab.ours(lab.srv, site_a(lab).replace("proto udp", "proto tcp-server"), "a-ours-tcp-idle", wait=0)
+    procs.append(a)
+    assert a.wait_for("waiting for", 20), a.log()[-2000:]
+    idle = lab.start(lab.cli, ["python3", "-c", f"import socket, time; s = socket.create_connection(('{A_IP}', 1194)); "
+                               "time.sleep(40)"], "idle-tcp")
+    procs.append(idle)
+    assert a.wait_for(r"peer 198\.18\.0\.2:\d+ \(tcp\)", 10), a.log()[-2000:]
+    b = lab.openvpn(lab.cli, site_b(lab).replace("proto udp", "proto tcp-client"), "b-openvpn-tcp-idle", wait=0)
+    procs.append(b)
+    assert a.wait_for("no authenticated session from", 10), a.log()[-3000:]
+    assert b.wait_for("Initialization Sequence Completed", 25), (a.log()[-3000:], b.log()[-3000:])
+    assert until(lambda: _across(lab), 15, 0.5), a.log()[-3000:]
+
+
 def _fingerprint(cert_path) -> str:
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes
