@@ -31,7 +31,8 @@ from ..openvpn.httpproxy import ConnectReply, ProxyRefused, request_bytes
 from ..openvpn.socksproxy import SocksHandshake, SocksProxy
 from ..openvpn.profile_push import outside_ipv6_dropped, with_profile
 from ..openvpn.settings import (NO_SERVER_CERT_CHECK, checks_server_certificate, client_session_config,
-                                fragment_room, mss_rule, p2p_session_config)
+                                fragment_room, mss_rule, p2p_session_config,
+                                p2p_session_maker)
 from ..openvpn.p2p import p2p_network
 from ..openvpn.session import Session
 from ..transport.link import TcpLink, UdpLink
@@ -626,8 +627,10 @@ class ClientGateway:
         six = ":" in local[0]
         rule = mss_rule(o, False, six)
 
+        configs = p2p_session_maker(o, "udp")
+
         def make(now: float) -> Session:
-            cfg = p2p_session_config(o, "udp")
+            cfg = configs()
             cfg.fragment_room = fragment_room(o, six)
             return Session(cfg, now)
 
@@ -635,7 +638,7 @@ class ClientGateway:
         s = make(now)
         remote = o.remotes[0] if o.remotes else Remote("", local[1], "udp")
         self.conn = c = Connection(remote, allowed or local, link, s, ClientDataPath(s, rule))
-        self._takeover = TakeOver(make, rule, p2p_session_config(o, "udp").make_wrapper())
+        self._takeover = TakeOver(make, rule, configs().make_wrapper())
         self.pump.watch(link, self._on_link_read, self._on_link_write)
         self._arm_inactive(o.inactive)
         self._arm_session(o.session_timeout)

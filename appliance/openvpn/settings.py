@@ -26,7 +26,7 @@ from .passdb import PasswordDb
 from .layer2 import layer2_pool
 from .server import AddressPool, AddressPool6, ServerSettings
 from .session import Role, SessionConfig
-from .crl import capath_warning
+from .crl import background_reader, capath_warning
 from .crl import checker as crl_checker
 from .tls import TlsSettings, build_context, check_offer, key_exchange_groups
 
@@ -208,19 +208,32 @@ def client_session_config(opts: Options, proto: str, username: str = "", passwor
     return cfg
 
 
-def p2p_session_config(opts: Options, proto: str) -> SessionConfig:
+def p2p_session_config(opts: Options, proto: str, tls: TlsSettings | None = None) -> SessionConfig:
     """A point-to-point link's session (openvpn/p2p.py): the TLS role the config names, no
-    credentials, the client-side timers (ping-exit, explicit-exit-notify) on both ends, as 2.6."""
+    credentials, the client-side timers (ping-exit, explicit-exit-notify) on both ends, as 2.6.
+    `tls`: settings shared by the sessions of one listen (p2p_session_maker)."""
     if not opts.p2p:
         raise ConfigError("not a point-to-point configuration (tls-server or tls-client without pull)")
     role = Role.SERVER if opts.tls_server else Role.CLIENT
-    cfg = session_config(opts, role, proto=proto)
+    cfg = session_config(opts, role, proto=proto, tls=tls)
     cfg.p2p = True
     cfg.ping_exit = opts.ping_exit
     cfg.explicit_exit_notify = opts.explicit_exit_notify
     cfg.peer_info_extra = ()
     cfg.early_negotiation = bool(opts.tls_crypt_v2) and not opts.tls_server
     return cfg
+
+
+def p2p_session_maker(opts: Options, proto: str) -> Callable[[], SessionConfig]:
+    """The p2p tls-server's session configs for one listen: the live session's and each takeover
+    candidate's. Why one TlsSettings for all: built per session, each re-read the `crl-verify`
+    file on the event loop (~0.35 s at 100,000 entries), and a stranger's reset a second (no key
+    needed without tls-auth) starts a candidate a second. The CRL is read once here; a change is
+    seen at the next check and read by the CRL worker when large, as the server does."""
+    tls = tls_settings(opts, bool(opts.tls_server))
+    if tls.crl is not None:
+        tls.crl.reader = background_reader
+    return lambda: p2p_session_config(opts, proto, tls)
 
 
 _EPHEMERAL_TOKEN_KEY: list[bytes] = []
