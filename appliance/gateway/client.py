@@ -638,6 +638,7 @@ class ClientGateway:
         s = make(now)
         remote = o.remotes[0] if o.remotes else Remote("", local[1], "udp")
         self.conn = c = Connection(remote, allowed or local, link, s, ClientDataPath(s, rule))
+        self.updown.new_connection()            # as a dialled connection: its own environment set
         self._takeover = TakeOver(make, rule, configs().make_wrapper())
         self.pump.watch(link, self._on_link_read, self._on_link_write)
         self._arm_inactive(o.inactive)
@@ -687,6 +688,7 @@ class ClientGateway:
             s = Session(cfg, now)
             remote = o.remotes[0] if o.remotes else Remote("", addr[1], "tcp")
             self.conn = c = Connection(remote, addr[:2], TcpLink(t), s, ClientDataPath(s, mss_rule(o, True, six)))
+            self.updown.new_connection()
             self.pump.watch(c.link, self._on_link_read, self._on_link_write)
             self._arm_inactive(o.inactive)
             self._arm_session(o.session_timeout)
