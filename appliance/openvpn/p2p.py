@@ -78,6 +78,15 @@ def negotiate(s, ks: KeyState) -> None:
             s.peer_id = int.from_bytes(b, "big")
 
 
+def p2p_text_message(s, text: str) -> None:
+    """A control-channel text from the peer of a p2p link, either role: EXIT restarts the link
+    (2.6's SIGUSR1 "remote-exit"); nothing else is spoken there (no push, no auth)."""
+    if text.startswith("EXIT"):
+        s._fail("peer exited (EXIT)", restart=True)
+    else:
+        s._warn(f"unknown control message: {text[:60]}")
+
+
 class P2PClientRole(ClientRole):
     """tls-client without pull: dials, sends the first reset and key-method message; the data
     channel is up once the tls-server's key-method message is read."""
@@ -93,11 +102,7 @@ class P2PClientRole(ClientRole):
         s._install_keys(ks, now)
 
     def text_message(self, ks: KeyState, text: str, now: float) -> None:
-        s = self.s
-        if text.startswith("EXIT"):
-            s._fail("peer exited (EXIT)", restart=True)
-        else:
-            s._warn(f"unknown control message: {text[:60]}")
+        p2p_text_message(self.s, text)
 
 
 class P2PServerRole(ServerRole):
@@ -119,11 +124,7 @@ class P2PServerRole(ServerRole):
         self.s._set_established()
 
     def text_message(self, ks: KeyState, text: str, now: float) -> None:
-        s = self.s
-        if text.startswith("EXIT"):
-            s._fail("peer exited (EXIT)", restart=True)
-        else:
-            s._warn(f"unknown control message: {text[:60]}")
+        p2p_text_message(self.s, text)
 
     def peer_exit_restarts(self) -> bool:
         return True            # the peer went away: wait for it again, as 2.6's SIGUSR1

@@ -17,9 +17,8 @@ checks incoming packets against its remote unless --float.
 """
 from __future__ import annotations
 
-from ..openvpn.opcodes import HARD_RESET_CLIENT_OPS, OPCODE_SHIFT, Op
-
-_DATA_OPS = (int(Op.DATA_V1), int(Op.DATA_V2))
+from ..openvpn.opcodes import HARD_RESET_CLIENT_OPS, OPCODE_SHIFT
+from .link import _DATA_OPS, UdpLink
 
 NEWCOMERS_MAX = 8            # resets kept per read for the gateway; more in one batch are dropped
 
@@ -36,16 +35,14 @@ def same_addr(a: tuple, b: tuple) -> bool:
     return _host(a) == _host(b) and a[1] == b[1]
 
 
-class P2PListenLink:
-    """An unconnected datagram port with one current peer (`addr`, None until one is chosen)."""
-
-    wants_write = False
+class P2PListenLink(UdpLink):
+    """An unconnected datagram port with one current peer (`addr`, None until one is chosen);
+    UdpLink's descriptor, spill, flush, errors and close, its own receiving and sending."""
 
     def __init__(self, transport, allowed: tuple[str, int] | None, float_: bool) -> None:
-        self.t = transport
+        super().__init__(transport, None)
         self.allowed = allowed          # `remote`: the only peer address allowed (port too unless float)
         self.float = float_
-        self.addr: tuple | None = None
         self.newcomers: list[tuple[bytes, tuple]] = []
         self.floaters: list[tuple[bytes, tuple]] = []      # with float: data from elsewhere, to authenticate
         self.dropped = 0
@@ -57,13 +54,6 @@ class P2PListenLink:
         # Set by the gateway: the live session has authenticated the peer at `addr` (until then
         # `addr` is only where the first reset came from, which anyone may have sent).
         self.proven = False
-
-    def fileno(self) -> int:
-        return self.t.fileno()
-
-    @property
-    def has_pending(self) -> bool:
-        return self.t.has_spill
 
     def may_be_peer(self, src: tuple) -> bool:
         a = self.allowed
@@ -116,13 +106,3 @@ class P2PListenLink:
         to = addr if addr is not None else self.addr
         if packets and to is not None:
             self.t.send_batch(packets, to)
-
-    def flush(self) -> bool:
-        return True
-
-    @property
-    def errors(self) -> dict[str, int]:
-        return self.t.errors
-
-    def close(self) -> None:
-        self.t.close()
