@@ -73,6 +73,7 @@ class LearnAddress:
         self.queues: dict[str, deque[Job]] = {}     # address -> its jobs, the head running (or due)
         self.running: set[str] = set()              # addresses whose head job is in the runner
         self.owner: dict[str, tuple] = {}           # address -> (the client that learned it, the command)
+        self.held: dict[int, dict[str, None]] = {}  # id(client) -> the addresses it owns, learned order
         self.admits: dict[int, Admit] = {}          # id(rec) -> its adds in progress
         self.calls = 0
         self.stopping = False                       # stop(): nothing more goes to the runner
@@ -105,17 +106,17 @@ class LearnAddress:
         """dev tap: `rec` no longer holds MAC `text` (its quota full): `delete`, if it learned it."""
         owner = self.owner.get(text)
         if owner is not None and owner[0] is rec:
-            del self.owner[text]
+            self._disown(text)
             self._enqueue(Job("delete", text, owner[1]))
 
     def left(self, rec) -> None:
-        """`rec` is gone: a delete for each address it learned and still holds, one after another."""
+        """`rec` is gone: a delete for each address it learned and still holds, one after another.
+        Found through `held`, not by scanning every owner: with dev tap a server holds up to 256 MACs
+        per client, and a mass disconnect (an outage) scanned them all at each leave, on the loop."""
         self.admits.pop(id(rec), None)
         jobs = deque()
-        for text, (owner, argv) in list(self.owner.items()):
-            if owner is rec:
-                del self.owner[text]
-                jobs.append(Job("delete", text, argv))
+        for text in self.held.pop(id(rec), ()):
+            jobs.append(Job("delete", text, self.owner.pop(text)[1]))
         self._start_chain(jobs)
 
     def done(self, job: Job, ok: bool, reason: str) -> None:
@@ -161,6 +162,7 @@ class LearnAddress:
         for t, (_, argv) in self.owner.items():
             todo.setdefault(t, argv)
         self.owner.clear()
+        self.held.clear()
         self.queues.clear()
         self.running.clear()
         self.admits.clear()
@@ -184,6 +186,16 @@ class LearnAddress:
                             else f"exited with status {st}")
 
     # ---------------------------------------------------------------- inside
+    def _disown(self, text: str) -> None:
+        """`text` is no one's now (owner and held together: the one place that drops both)."""
+        old = self.owner.pop(text, None)
+        if old is not None:
+            mine = self.held.get(id(old[0]))
+            if mine is not None:
+                mine.pop(text, None)
+                if not mine:
+                    del self.held[id(old[0])]
+
     def _start_chain(self, jobs: "deque | None") -> None:
         while jobs:
             job = jobs.popleft()
@@ -197,7 +209,9 @@ class LearnAddress:
         rec, a = job.rec, job.admit
         if ok:
             if rec.alive:
+                self._disown(job.text)          # an update: no longer the previous holder's
                 self.owner[job.text] = (rec, job.argv)
+                self.held.setdefault(id(rec), {})[job.text] = None
             else:
                 # It left while its add ran: undone next, before whatever waits for the address
                 # (a new client given it meanwhile: its add must follow this delete).

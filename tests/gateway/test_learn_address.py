@@ -291,6 +291,34 @@ def test_an_address_held_by_a_live_client_is_an_update():
     assert runner.submitted == []
 
 
+def test_a_mass_disconnect_deletes_each_client_s_own_addresses_and_nothing_else():
+    """Many clients leave at once (an outage), some addresses taken over by an `update` before:
+    each leave deletes exactly what that client still holds -- found per client, not by scanning
+    every learned address at every leave -- and nothing learned is left behind."""
+    la, runner, client, admitted, _, _ = _fake(room=10**6)
+    n = 200
+    recs = [client(f"c{i}", f"10.1.{i}.1", f"10.1.{i}.2", "10.9.9.9" if i % 50 == 0 else f"10.2.{i}.1")
+            for i in range(n)]
+    for r in recs:
+        la.admit(r, ["/la"], {})
+        while runner.submitted:
+            runner.finish(la)
+    assert len(admitted) == n
+    holds = {r.common_name: {t for t, (o, _) in la.owner.items() if o is r} for r in recs}
+    assert holds["c0"] == {"10.1.0.1", "10.1.0.2"}          # 10.9.9.9 went on to c50, then c100, c150
+    assert holds["c150"] == {"10.1.150.1", "10.1.150.2", "10.9.9.9"}
+    order = list(range(n))
+    order = order[1::2] + order[::2]                        # odd ones first, as an outage might
+    for i in order:
+        recs[i].alive = False
+        la.left(recs[i])
+        deleted = set()
+        while runner.submitted:
+            deleted.add(runner.finish(la)[-1])
+        assert deleted == holds[f"c{i}"], i
+    assert la.owner == {} and la.queues == {} and la.held == {}     # nothing kept for the gone
+
+
 def test_flood_full_runner_refuses_the_admission_for_now_and_keeps_deletes():
     la, runner, client, admitted, failed, gw = _fake(room=2)
     recs = [client(f"c{i}", f"10.0.0.{i + 2}") for i in range(4)]
