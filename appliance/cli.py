@@ -321,6 +321,21 @@ def cmd_config_disk(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_genkey(args: argparse.Namespace) -> int:
+    """`openvpn --genkey TYPE [FILE] [METADATA]` (genkey.py)."""
+    from .genkey import GenkeyError, run
+    if args.metadata is not None and args.type != "tls-crypt-v2-client":
+        print(f"genkey {args.type} takes no metadata", file=sys.stderr)
+        return 2
+    try:
+        out = run(args.type, args.file, args.metadata, args.tls_crypt_v2)
+    except GenkeyError as e:
+        print(f"ERROR: {e}", file=sys.stderr)
+        return 1
+    sys.stdout.write(out)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     # A crash in native code (OpenSSL through the bindings, cffi) prints the Python stack on
     # stderr instead of ending the process without a word (not where stderr is no file: tests).
@@ -361,6 +376,14 @@ def main(argv: list[str] | None = None) -> int:
     cd.add_argument("file", help="appliance TOML")
     cd.add_argument("-o", "--output", required=True, help="image file to write (raw)")
     cd.set_defaults(func=cmd_config_disk)
+    gk = sub.add_parser("genkey", help="write a key file as `openvpn --genkey` does (static, tls-crypt-v2, auth-token)")
+    gk.add_argument("type", help="secret | tls-auth | tls-crypt | tls-crypt-v2-server | tls-crypt-v2-client | auth-token")
+    gk.add_argument("file", nargs="?", default=None, help="where to write it (none: standard output)")
+    gk.add_argument("metadata", nargs="?", default=None,
+                    help="tls-crypt-v2-client: base64 metadata (default: the current time)")
+    gk.add_argument("--tls-crypt-v2", metavar="SERVERKEY", default=None,
+                    help="tls-crypt-v2-client: the server key that wraps the client key")
+    gk.set_defaults(func=cmd_genkey)
     args = p.parse_args(argv)
     return args.func(args)
 

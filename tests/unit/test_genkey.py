@@ -1,0 +1,71 @@
+"""`vpn-appliance genkey` (appliance/genkey.py): every type reads back through the parser that
+uses it, a client key unwraps with its server key to the metadata asked for, the bounds and
+refusals are 2.6's, and a file is written 0600 and never through a planted link."""
+from __future__ import annotations
+
+import base64
+import os
+import struct
+
+import pytest
+
+from appliance import cli, genkey
+from appliance.openvpn import gentoken, keyfiles
+
+
+def test_each_type_reads_back_through_its_parser():
+    for kind in ("secret", "tls-auth", "tls-crypt"):
+        assert len(keyfiles.parse_static_key(genkey.make(kind))) == keyfiles.STATIC_KEY_LEN
+    server_text = genkey.make("tls-crypt-v2-server")
+    server = keyfiles.parse_tls_crypt_v2_server_key(server_text)
+    assert gentoken.parse_secret(genkey.make("auth-token"))     # the HMAC key taken from its 128 bytes
+    kc, wkc = keyfiles.parse_tls_crypt_v2_client_key(
+        genkey.make("tls-crypt-v2-client", server_text, base64.b64encode(b"dept=7").decode()))
+    assert keyfiles.unwrap_client_key_untrusted(wkc, server) == (kc, keyfiles.METADATA_TYPE_USER, b"dept=7")
+    kc, wkc = keyfiles.parse_tls_crypt_v2_client_key(genkey.make("tls-crypt-v2-client", server_text, now=1234567))
+    assert keyfiles.unwrap_client_key_untrusted(wkc, server) == \
+        (kc, keyfiles.METADATA_TYPE_TIMESTAMP, struct.pack("!q", 1234567))
+    assert genkey.make("tls-crypt") != genkey.make("tls-crypt")     # fresh randomness each time
+
+
+def test_metadata_bounds_and_refusals_as_openvpn():
+    server_text = genkey.make("tls-crypt-v2-server")
+    genkey.make("tls-crypt-v2-client", server_text, base64.b64encode(b"m" * 733).decode())
+    with pytest.raises(genkey.GenkeyError, match="too long"):
+        genkey.make("tls-crypt-v2-client", server_text, base64.b64encode(b"m" * 734).decode())
+    with pytest.raises(genkey.GenkeyError, match="base64"):
+        genkey.make("tls-crypt-v2-client", server_text, "***")
+    with pytest.raises(genkey.GenkeyError, match="--tls-crypt-v2"):
+        genkey.make("tls-crypt-v2-client")
+    with pytest.raises(genkey.GenkeyError, match="--tls-crypt-v2"):
+        genkey.make("tls-crypt-v2-client", genkey.make("tls-crypt"))     # a static key is no server key
+    with pytest.raises(genkey.GenkeyError, match="unknown genkey type"):
+        genkey.make("tls-crypt-v3")
+
+
+def test_file_written_0600_replacing_and_never_through_a_planted_link(tmp_path):
+    target, victim = tmp_path / "ta.key", tmp_path / "victim"
+    victim.write_text("precious\n")
+    target.write_text("old\n")
+    os.chmod(target, 0o644)
+    os.symlink(victim, f"{target}.tmp{os.getpid()}")      # the temporary name, planted
+    out = genkey.run("tls-crypt", str(target), None, None)
+    assert "2048 bit key written to" in out
+    assert victim.read_text() == "precious\n"
+    assert target.stat().st_mode & 0o777 == 0o600
+    keyfiles.parse_static_key(target.read_text())
+
+
+def test_the_command_line(tmp_path, capsys):
+    assert cli.main(["genkey", "tls-crypt-v2-server"]) == 0
+    server_text = capsys.readouterr().out
+    keyfiles.parse_tls_crypt_v2_server_key(server_text)
+    (tmp_path / "s.key").write_text(server_text)
+    assert cli.main(["genkey", "tls-crypt-v2-client", str(tmp_path / "c.key"), base64.b64encode(b"x").decode(),
+                     "--tls-crypt-v2", str(tmp_path / "s.key")]) == 0
+    assert (tmp_path / "c.key").exists()
+    assert cli.main(["genkey", "secret", str(tmp_path / "x.key"), "bWV0YQ=="]) == 2       # metadata: v2 clients only
+    assert cli.main(["genkey", "tls-crypt-v2-client", str(tmp_path / "d.key"), "--tls-crypt-v2",
+                     str(tmp_path / "missing")]) == 1
+    err = capsys.readouterr().err
+    assert "takes no metadata" in err and "missing" in err and not (tmp_path / "d.key").exists()
