@@ -27,7 +27,10 @@ from .host.workdir import enter_cd_dir
 log = logging.getLogger("vpn-appliance")
 
 
-def _load(path: str, ignore_scripts: bool = False):
+def _load(path: str, ignore_scripts: bool = False, cmdline: list[str] | None = None):
+    if cmdline is not None:
+        from .openvpn.config import load_command_line
+        return load_command_line(cmdline, ignore_scripts)
     return load_config(path, ignore_scripts=ignore_scripts)
 
 
@@ -79,7 +82,8 @@ def _runtime_checked(opts):
 def cmd_run(args: argparse.Namespace) -> int:
     # run_toml (and a client's network code) load the netlink library: imported only when used,
     # so a server's resident memory does not carry it (appliance/gateway/server_net.py).
-    if args.file.endswith(".toml"):
+    cmdline = getattr(args, "cmdline", None)
+    if cmdline is None and args.file.endswith(".toml"):
         if args.no_scripts or args.dns or args.no_dns or args.status_interval is not None:
             print("--no-scripts, --dns, --no-dns and --status-interval are for an OpenVPN profile; an appliance "
                   "TOML says it with [vpn] ignore_scripts and [appliance] status_interval", file=sys.stderr)
@@ -87,7 +91,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         from .run_toml import run_toml
         return run_toml(args.file, args.verbose)
     try:
-        opts = _load(args.file, args.no_scripts)
+        opts = _load(args.file, args.no_scripts, cmdline)
         _ask_key_password(opts)
         who, tls = _runtime_checked(opts)
         user, pw = "", ""
@@ -125,6 +129,10 @@ def _run_profile(opts, args: argparse.Namespace, who, tls, creds: list[str]) -> 
     native.log_data_path(log)
     for n in opts.notes:
         log.debug("%s", n)
+    from .host.sdnotify import from_environment
+    notify = from_environment()         # under a Type=notify unit: READY=1 now, as OpenVPN 2.6
+    if notify is not None:
+        notify.ready()
     if who is not None or opts.nice or opts.mlock:
         from .host import privileges
         try:
@@ -141,12 +149,18 @@ def _run_profile(opts, args: argparse.Namespace, who, tls, creds: list[str]) -> 
             log.error("fatal: %s", e)
             return 1
         server.down_root = helper
-        return server.run(after_start=(lambda: _drop(opts, who)) if who is not None else None)
+
+        def started() -> None:
+            if who is not None:
+                _drop(opts, who)
+            if notify is not None:
+                notify.completed()
+        return server.run(after_start=started)
     # Debug/interop knob: behave like an OpenVPN 2.4 client (no TLS-EKM offer → PRF key derivation).
     ekm = os.environ.get("VPN_APPLIANCE_KEY_DERIVATION", "").lower() != "prf"
     helper = _down_root_helper(opts)           # forked first: root, one thread (host/down_root.py)
     root_scripts = _script_root_helper(opts, who)
-    observers = _host_observers(opts, args)
+    observers = _host_observers(opts, args) + ((notify,) if notify is not None else ())
     gw = gateway.client_gateway(opts, creds[0], creds[1], advertise_ekm=ekm, observers=observers)
     gw.updown.helper = helper
     if gw.scripts is not None:
@@ -343,7 +357,15 @@ def main(argv: list[str] | None = None) -> int:
         faulthandler.enable()
     except (OSError, ValueError, AttributeError):       # io.UnsupportedOperation is both of the first two
         pass
-    p = argparse.ArgumentParser(prog="vpn-appliance", description="OpenVPN-compatible VPN gateway")
+    words = sys.argv[1:] if argv is None else argv
+    if words and words[0].startswith("--") and words[0] != "--help":
+        # OpenVPN's own command line (`vpn-appliance --config NAME.conf --status ...`): `run` with
+        # those directives, so a unit or script written for /usr/sbin/openvpn works (config/cmdline.py).
+        return cmd_run(argparse.Namespace(file=None, cmdline=list(words), verbose=0, no_scripts=False, dns=False,
+                                          no_dns=False, status_interval=None))
+    p = argparse.ArgumentParser(prog="vpn-appliance", description="OpenVPN-compatible VPN gateway",
+                                epilog="vpn-appliance --config FILE [--DIRECTIVE ARGS ...] runs as `openvpn` with "
+                                       "that command line does (as `run`).")
     sub = p.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("run", help="run an OpenVPN client/server config (or an appliance TOML)")
     r.add_argument("file")

@@ -590,6 +590,9 @@ class Operations:
             new = parse_config(self.reload_source(), old.path, ignore_scripts=old.ignore_scripts)
         elif self.reload_options is not None:
             new, tls, restart_only = self.reload_options(background_reader)
+        elif old.cmdline is not None:           # started as `openvpn --config ...` (config/cmdline.py)
+            from ..openvpn.config import reparse_command_line
+            new = reparse_command_line(old.cmdline, old.ignore_scripts)
         else:
             new = load_config(old.path, ignore_scripts=old.ignore_scripts, again=True)
         if new.role != "server":

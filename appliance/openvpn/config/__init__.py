@@ -40,6 +40,20 @@ def parse_config(text: str, path: str = "<string>", read_file: Callable[[str], b
     return st.parse(text)
 
 
+def load_command_line(argv: list[str], ignore_scripts: bool = False) -> Options:
+    """OpenVPN's command line (`--config FILE --status ...`, cmdline.py) as a config."""
+    from .cmdline import config_text
+    return reparse_command_line(config_text(argv), ignore_scripts)
+
+
+def reparse_command_line(text: str, ignore_scripts: bool = False) -> Options:
+    """The config of a command line's text (at start, and again at a reload: its files re-read)."""
+    from .cmdline import SOURCE
+    opts = parse_config(text, SOURCE, ignore_scripts=ignore_scripts)
+    opts.cmdline = text
+    return opts
+
+
 def load_config(path: str, ignore_scripts: bool = False, again: bool = False) -> Options:
     """The config at `path`. At start it may come from a pipe (`run /dev/stdin`); read `again` (a
     reload, on the event loop) only a regular file is: a FIFO's open() would wait for a writer with

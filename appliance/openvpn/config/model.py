@@ -92,6 +92,7 @@ class CcdOptions:
 class Options:
     path: str = "<string>"
     ignore_scripts: bool = False     # parsed with `run --no-scripts` ([vpn] ignore_scripts): a reload parses the same way
+    cmdline: str | None = None       # OpenVPN's command line, as config text (cmdline.py): a reload reads it again
     role: str = "client"
     client: bool = False
     pull: bool = False
@@ -298,4 +299,4 @@ class Options:
 
 
 # Fields no directive sets directly: derived in finish() or bookkeeping.
-DERIVED_FIELDS = frozenset({"path", "ignore_scripts", "role", "p2p", "source", "notes"})
+DERIVED_FIELDS = frozenset({"path", "ignore_scripts", "cmdline", "role", "p2p", "source", "notes"})
