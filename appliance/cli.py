@@ -106,6 +106,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     if (why := enter_cd_dir(opts)) is not None:
         print(why, file=sys.stderr)
         return 1
+    if opts.daemon is not None:
+        from .host.daemon import become_daemon, under_systemd
+        if not under_systemd():         # (2.6 stays in the foreground under systemd, and tells it)
+            become_daemon(keep_output=opts.log_file is not None)
     pidfile = None
     if opts.log_file is not None or opts.writepid is not None:
         from .host import process_files
@@ -126,6 +130,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 def _run_profile(opts, args: argparse.Namespace, who, tls, creds: list[str]) -> int:
     from .logsetup import setup_verb
     setup_verb(opts.verb, args.verbose)
+    if opts.syslog is not None and opts.log_file is None:
+        from .host.daemon import log_to_syslog
+        log_to_syslog(opts.syslog)
     native.log_data_path(log)
     for n in opts.notes:
         log.debug("%s", n)

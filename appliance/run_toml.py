@@ -211,7 +211,7 @@ def run_toml(path: str, verbose: int = 0) -> int:
     setup_logging(cfg.appliance.log_level, verbose)
     native.log_data_path(log)
     opts = cfg.vpn_options
-    for f, d in (("log_file", "log/log-append"), ("writepid", "writepid")):
+    for f, d in (("log_file", "log/log-append"), ("writepid", "writepid"), ("daemon", "daemon"), ("syslog", "syslog")):
         if getattr(opts, f) is not None:
             log.info("%s: not applied by the appliance TOML run: its log is the console, its PID is 1 "
                      "(a host run of the profile applies it)", d)

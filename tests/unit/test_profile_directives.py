@@ -23,13 +23,25 @@ def _error(extra: str, path: str = "/etc/vpn/c.ovpn") -> str:
 
 
 # ------------------------------------------------------------------ accepted, no effect
-@pytest.mark.parametrize("line", ["tun-ipv6", "disable-dco", "syslog", "syslog myvpn", "errors-to-stderr",
+@pytest.mark.parametrize("line", ["tun-ipv6", "disable-dco", "errors-to-stderr",
                                   "echo hello there", "route-gateway dhcp", "route-gateway 198.19.0.1",
                                   "compat-mode 2.6.0", "compat-mode 2.6.14", "compat-mode 2.7.0"])
 def test_accepted_with_a_note_saying_why_it_changes_nothing(line):
     o = _client(line + "\n")
     name = line.split()[0]
     assert any(n.startswith(f"/etc/vpn/c.ovpn:6: {name}: accepted, has no effect here: ") for n in o.notes), o.notes
+
+
+def test_daemon_and_syslog_name_the_log_as_the_first_of_them_does():
+    """2.6 opens syslog under the name of the first daemon/syslog line; a second daemon line is
+    ignored ("Multiple --daemon directives specified"); host/daemon.py applies them."""
+    o = _client("syslog myvpn\ndaemon other\n")
+    assert (o.syslog, o.daemon) == ("myvpn", "other")
+    o = _client("daemon\n")
+    assert (o.syslog, o.daemon) == ("openvpn", "openvpn")
+    o = _client("daemon first\ndaemon second\nsyslog third\n")
+    assert (o.syslog, o.daemon) == ("first", "first")
+    assert any("daemon line came before" in n for n in o.notes), o.notes
 
 
 @pytest.mark.parametrize("line, why", [

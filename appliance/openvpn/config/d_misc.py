@@ -117,7 +117,6 @@ _NOOPS = {
     "mute-replay-warnings": "replayed packets are counted, not logged one by one",
     "mute": "events are logged once each; repeated-message muting is not implemented",
     "suppress-timestamps machine-readable-output": "the log format is fixed",
-    "daemon": "the appliance runs in the foreground under its supervisor (or as PID 1)",
     "fast-io": "socket I/O is always non-blocking",
     "sndbuf rcvbuf": "socket buffers keep the appliance's sizes",
     "txqueuelen": "the TUN queue length stays the kernel default",
@@ -186,6 +185,28 @@ def _log(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
         p.note(d, f"a log file was named before ({p.o.log_file[0]}): it stands, as in OpenVPN 2.6")
         return
     p.set("log_file", (os.path.abspath(p.path_arg(a[0])), d == "log-append"))
+
+
+@reg.apply("daemon", why="a host run goes into the background once the config is read and passwords asked, "
+           "as OpenVPN 2.6 (not under systemd, which it tells instead); its log to syslog as NAME (default "
+           "openvpn) unless `log` names a file (host/daemon.py); the VM runs in the foreground as PID 1",
+           sets=("daemon", "syslog"), used_by="pump", nargs=(0, 1))
+def _daemon(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
+    if p.o.daemon is not None:
+        # 2.6: "WARNING: Multiple --daemon directives specified, ignoring --daemon NAME" (init scripts add one)
+        p.note(d, "a daemon line came before: this one is ignored, as in OpenVPN 2.6")
+        return
+    p.set("daemon", a[0] if a else "openvpn")
+    if p.o.syslog is None:              # (2.6: the first of daemon/syslog opens the log under its name)
+        p.set("syslog", a[0] if a else "openvpn")
+
+
+@reg.apply("syslog", why="a host run logs to syslog as NAME (default openvpn) instead of stderr, as OpenVPN "
+           "2.6, unless `log` names a file (host/daemon.py); the VM's log is its console",
+           sets=("syslog",), used_by="pump", nargs=(0, 1))
+def _syslog(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
+    if p.o.syslog is None:              # (2.6: the first of daemon/syslog opens the log under its name)
+        p.set("syslog", a[0] if a else "openvpn")
 
 
 @reg.apply("writepid", why="a host run writes its PID to this file at start and removes it at the end, as "

@@ -29,8 +29,6 @@ reg.noop("tun-ipv6", "modern kernels need no special IPv6 handling of a TUN devi
 reg.noop("disable-dco", "there is no data channel offload (DCO) to disable, client or server: the data channel "
          "always runs in the process", nargs=(0, 0))
 reg.noop("errors-to-stderr", "the log already goes to stderr (or to the `log` file), errors included", nargs=(0, 0))
-reg.noop("syslog", "the log goes to stderr (the supervisor's journal) or to the `log` file, not to syslog",
-         nargs=(0, 1))
 reg.noop("echo", "OpenVPN only logs it and hands it to a management client (>ECHO), for a GUI; nothing here "
          "acts on it")
 

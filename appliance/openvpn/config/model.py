@@ -289,6 +289,8 @@ class Options:
     askpass_password: str | None = None          # askpass FILE: the private key's password (until unlocked)
     log_file: tuple[str, bool] | None = None     # log / log-append: (absolute path, append)
     writepid: str | None = None
+    daemon: str | None = None           # `daemon [NAME]`: background at start, syslog as NAME (host/daemon.py)
+    syslog: str | None = None           # `syslog [NAME]`: the log to syslog as NAME
     user: str | None = None
     group: str | None = None
     nice: int = 0

@@ -1,0 +1,65 @@
+"""`daemon [NAME]` and `syslog [NAME]` on a host run, as OpenVPN 2.6 does them.
+
+Why: legacy init scripts, rc.local lines and router configs (pfSense's and OPNsense's server
+configs carry `daemon`) start OpenVPN expecting it to return at once and run on in the
+background, logging to syslog; a run that stayed in the foreground would hang such a script.
+What 2.6 does (init.c possibly_become_daemon, error.c open_syslog), and so this:
+- `daemon`: once the config is read and any password asked on the terminal, the process forks;
+  the parent exits 0 and the child, in a session of its own (setsid), runs on with standard input,
+  output and error on /dev/null -- output and error stay on the `log`/`log-append` file when one is
+  named -- and writes `writepid` with its own PID after that. Not under systemd ($NOTIFY_SOCKET
+  set): there it stays in the foreground and tells systemd instead (sdnotify.py), as 2.6 does.
+  The working directory is kept (2.6 moves to / at the end of its start unless `cd` was given; our
+  file names are resolved at parse time, so nothing changes by staying).
+- `syslog` (or `daemon`, whichever comes first naming the program): the log goes to syslog
+  (/dev/log, facility daemon, `NAME[PID]: ` before each line) instead of standard error, unless a
+  `log`/`log-append` file is named, which wins, as in 2.6. Without a syslog socket (no syslog
+  daemon) lines are lost, as 2.6's are.
+Errors found before the fork (a config error, a missing file) still go to the terminal.
+"""
+from __future__ import annotations
+
+import logging
+import logging.handlers
+import os
+import sys
+
+SYSLOG_SOCKET = os.environ.get("VPN_APPLIANCE_SYSLOG_SOCKET", "/dev/log")   # (tests point it elsewhere)
+
+
+def under_systemd() -> bool:
+    return bool(os.environ.get("NOTIFY_SOCKET"))
+
+
+def become_daemon(keep_output: bool) -> None:
+    """Fork into the background: the parent exits 0 here; the child returns, in a new session,
+    with stdin on /dev/null, and stdout/stderr too unless `keep_output` (a log file holds them)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if os.fork() != 0:
+        os._exit(0)
+    os.setsid()
+    null = os.open(os.devnull, os.O_RDWR)
+    try:
+        for fd in (0,) if keep_output else (0, 1, 2):
+            os.dup2(null, fd)
+    finally:
+        if null > 2:
+            os.close(null)
+
+
+def log_to_syslog(name: str) -> None:
+    """Our log lines to syslog as `name`, replacing the standard-error handler (logsetup)."""
+    from ..logsetup import _Formatter
+    try:
+        handler = logging.handlers.SysLogHandler(SYSLOG_SOCKET, logging.handlers.SysLogHandler.LOG_DAEMON)
+    except OSError as e:
+        logging.getLogger("vpn-appliance").warning("syslog %s: %s; logging to standard error instead",
+                                                   SYSLOG_SOCKET, e.strerror or e)
+        return
+    handler.ident = f"{name}[{os.getpid()}]: "
+    handler.setFormatter(_Formatter("%(message)s"))
+    root = logging.getLogger()
+    for h in list(root.handlers):
+        root.removeHandler(h)
+    root.addHandler(handler)
