@@ -357,6 +357,52 @@ def cmd_genkey(args: argparse.Namespace) -> int:
     return 0
 
 
+def _openvpn_genkey(words: list[str]) -> int:
+    """`openvpn --genkey TYPE [FILE] [METADATA] [--tls-crypt-v2 SERVERKEY]`, and 2.6's deprecated
+    `--genkey --secret FILE`, as installers run them (options.c "genkey"; init.c do_genkey)."""
+    from .genkey import GenkeyError, run
+    opts: dict[str, list[str]] = {}
+    current = None
+    for w in words:
+        if w.startswith("--"):
+            current = w[2:]
+            if current in opts:
+                print(f"--{current} given twice", file=sys.stderr)
+                return 2
+            opts[current] = []
+        elif current is None:
+            print(f"I'm trying to parse \"{w}\" as an --option parameter but I don't see a leading '--'",
+                  file=sys.stderr)
+            return 2
+        else:
+            opts[current].append(w)
+    unknown = set(opts) - {"genkey", "secret", "tls-crypt-v2", "verb"}
+    gk, secret, v2 = opts.get("genkey", []), opts.get("secret"), opts.get("tls-crypt-v2")
+    if unknown or len(gk) > 3 or (secret is not None and len(secret) != 1) or (v2 is not None and len(v2) != 1):
+        print("usage: vpn-appliance --genkey TYPE [FILE] [METADATA] [--tls-crypt-v2 SERVERKEY] "
+              f"(or --genkey --secret FILE){': not with --' + ' --'.join(sorted(unknown)) if unknown else ''}",
+              file=sys.stderr)
+        return 2
+    kind = gk[0] if gk else "secret"
+    path = gk[1] if len(gk) > 1 else None
+    if secret is not None:
+        if kind != "secret" or path is not None:
+            print("Using --genkey type with --secret filename is not supported.  Use --genkey type filename "
+                  "instead." if kind != "secret" else "You must provide a filename to either --genkey or --secret, "
+                  "not both", file=sys.stderr)
+            return 2
+        print("WARNING: Using --genkey --secret filename is DEPRECATED.  Use --genkey secret filename instead.",
+              file=sys.stderr)
+        path = secret[0]
+    try:
+        out = run(kind, path, gk[2] if len(gk) > 2 else None, v2[0] if v2 else None)
+    except GenkeyError as e:
+        print(f"ERROR: {e}", file=sys.stderr)
+        return 1
+    sys.stdout.write(out)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     # A crash in native code (OpenSSL through the bindings, cffi) prints the Python stack on
     # stderr instead of ending the process without a word (not where stderr is no file: tests).
@@ -365,6 +411,12 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError, AttributeError):       # io.UnsupportedOperation is both of the first two
         pass
     words = sys.argv[1:] if argv is None else argv
+    if words == ["--version"]:
+        from . import __version__
+        print(f"vpn-appliance {__version__} (reads OpenVPN 2.6 configs and speaks its protocol)")
+        return 0
+    if "--genkey" in words:
+        return _openvpn_genkey(words)
     if words and words[0].startswith("--") and words[0] != "--help":
         # OpenVPN's own command line (`vpn-appliance --config NAME.conf --status ...`): `run` with
         # those directives, so a unit or script written for /usr/sbin/openvpn works (config/cmdline.py).

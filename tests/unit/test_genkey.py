@@ -69,3 +69,30 @@ def test_the_command_line(tmp_path, capsys):
                      str(tmp_path / "missing")]) == 1
     err = capsys.readouterr().err
     assert "takes no metadata" in err and "missing" in err and not (tmp_path / "d.key").exists()
+
+
+@pytest.mark.parametrize("words", [
+    ["--genkey", "secret", "{d}/tc.key"],                         # Nyr's openvpn-install
+    ["--genkey", "--secret", "{d}/tc.key"],                       # 2.4-era installers (deprecated in 2.6)
+    ["--genkey", "tls-crypt", "{d}/tc.key"],
+    ["--genkey", "tls-crypt-v2-server", "{d}/tc.key"],
+    ["--tls-crypt-v2", "{d}/s.key", "--genkey", "tls-crypt-v2-client", "{d}/tc.key"],   # 2.6's man page order
+    ["--genkey", "tls-crypt-v2-client", "{d}/tc.key", "bWV0YQ==", "--tls-crypt-v2", "{d}/s.key"],
+])
+def test_openvpn_s_own_genkey_words_work_as_there(tmp_path, words):
+    (tmp_path / "s.key").write_text(genkey.make("tls-crypt-v2-server"))
+    assert cli.main([w.format(d=tmp_path) for w in words]) == 0
+    text = (tmp_path / "tc.key").read_text()
+    kind = next((w for w in words[words.index("--genkey") + 1:] if not w.startswith("--")), "secret")
+    if kind.startswith("tls-crypt-v2"):
+        assert f"BEGIN OpenVPN {kind.replace('-server', ' server').replace('-client', ' client')} key" in text
+    else:
+        keyfiles.parse_static_key(text)
+
+
+def test_openvpn_s_genkey_refusals(tmp_path, capsys):
+    assert cli.main(["--genkey", "tls-crypt", str(tmp_path / "a"), "--secret", str(tmp_path / "b")]) == 2
+    assert cli.main(["--genkey", "secret", "--config", "x.conf"]) == 2
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+    assert "not supported" in capsys.readouterr().err
+    assert cli.main(["--version"]) == 0 and "vpn-appliance" in capsys.readouterr().out
