@@ -13,8 +13,9 @@ What 2.6 does (init.c possibly_become_daemon, error.c open_syslog), and so this:
   file names are resolved at parse time, so nothing changes by staying).
 - `syslog` (or `daemon`, whichever comes first naming the program): the log goes to syslog
   (/dev/log, facility daemon, `NAME[PID]: ` before each line) instead of standard error, unless a
-  `log`/`log-append` file is named, which wins, as in 2.6. Without a syslog socket (no syslog
-  daemon) lines are lost, as 2.6's are.
+  `log`/`log-append` file is named, which wins, as in 2.6. Without a syslog socket at start (no
+  syslog daemon) the log stays on standard error, where 2.6 loses it; a line syslog refuses later
+  is dropped, as syslog(3) drops it.
 Errors found before the fork (a config error, a missing file) still go to the terminal.
 """
 from __future__ import annotations
@@ -48,11 +49,26 @@ def become_daemon(keep_output: bool) -> None:
             os.close(null)
 
 
+class _Syslog(logging.handlers.SysLogHandler):
+    """A line syslog cannot take (no syslog daemon, its socket gone) is dropped, as syslog(3) drops
+    it -- not reported on standard error with a traceback, line after line."""
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        self.dropped = getattr(self, "dropped", 0) + 1
+
+
 def log_to_syslog(name: str) -> None:
-    """Our log lines to syslog as `name`, replacing the standard-error handler (logsetup)."""
+    """Our log lines to syslog as `name`, replacing the standard-error handler (logsetup). The
+    socket is connected now and again after a failure (the handler's own retry)."""
     from ..logsetup import _Formatter
+    if not os.path.exists(SYSLOG_SOCKET):
+        # No syslog daemon on this host: 2.6 loses its lines then; standard error keeps them
+        # (the log file or /dev/null after `daemon`, the terminal or journal otherwise).
+        logging.getLogger("vpn-appliance").warning("syslog: no %s on this host (no syslog daemon): logging to "
+                                                   "standard error instead", SYSLOG_SOCKET)
+        return
     try:
-        handler = logging.handlers.SysLogHandler(SYSLOG_SOCKET, logging.handlers.SysLogHandler.LOG_DAEMON)
+        handler = _Syslog(SYSLOG_SOCKET, logging.handlers.SysLogHandler.LOG_DAEMON)
     except OSError as e:
         logging.getLogger("vpn-appliance").warning("syslog %s: %s; logging to standard error instead",
                                                    SYSLOG_SOCKET, e.strerror or e)

@@ -72,7 +72,8 @@ class Notify:
 def _unit(lab, ns, workdir, words: list[str], sock: Notify, name: str):
     """ExecStart in WorkingDirectory with NOTIFY_SOCKET set, as systemd runs it (exec: same PID)."""
     cmd = f"cd {shlex.quote(str(workdir))} && exec {' '.join(map(shlex.quote, words))}"
-    return lab.start(ns, ["sh", "-c", cmd], name, env={**os.environ, "NOTIFY_SOCKET": sock.path})
+    return lab.start(ns, ["sh", "-c", cmd], name, env={**os.environ, "NOTIFY_SOCKET": sock.path,
+                                                       "VPN_APPLIANCE_SYSLOG_SOCKET": str(workdir / "no-syslog")})
 
 
 def test_debian_units_exec_lines_and_notifications_as_openvpn(lab):
@@ -84,9 +85,17 @@ def test_debian_units_exec_lines_and_notifications_as_openvpn(lab):
     results: dict[tuple[str, str], list[str]] = {}
     procs = []
     try:
-        for role in ("server", "client"):
+        for role in ("server", "client", "legacy"):
             for prog, binary in (("openvpn", OPENVPN), ("ours", OUR_BIN)):
-                if role == "server":
+                if role == "legacy":
+                    # openvpn@.service: `daemon` under systemd stays in the foreground (READY=0 probe in
+                    # 2.6, $NOTIFY_SOCKET here), its PID in writepid; the log to syslog as ovpn-NAME.
+                    pidfile = d / f"legacy-{prog}.pid"
+                    words = [binary, "--daemon", "ovpn-lab", "--status", str(d / f"legacy-{prog}.status"), "10",
+                             "--cd", str(d / "server"), "--config", str(d / "server" / "lab.conf"),
+                             "--writepid", str(pidfile)]
+                    ns = lab.srv
+                elif role == "server":
                     status = d / f"status-{prog}.log"
                     # (the unit's words; the status interval 1 s instead of its default 60, to read it soon)
                     words = [binary, "--status", str(status), "1", "--status-version", "2", "--suppress-timestamps",
@@ -99,12 +108,14 @@ def test_debian_units_exec_lines_and_notifications_as_openvpn(lab):
                     procs.append(srv)
                 sock = Notify(d / f"notify-{role}-{prog}")
                 try:
-                    p = _unit(lab, ns, d / role, words, sock, f"sd-{role}-{prog}")
+                    p = _unit(lab, ns, d if role == "legacy" else d / role, words, sock, f"sd-{role}-{prog}")
                     procs.append(p)
                     assert sock.until("STATUS=Initialization Sequence Completed", 60), (sock.got, p.log()[-3000:])
                     results[(role, prog)] = sock.meaningful(p.p.pid)
                     if role == "client":
                         assert lab.ping(lab.cli, TUN_SERVER_IP, 2) == 2, p.log()[-2000:]
+                    elif role == "legacy":
+                        assert p.alive() and int(pidfile.read_text()) == p.p.pid, (pidfile.read_text(), p.p.pid)
                     else:
                         cli = lab.openvpn(lab.cli, client_profile(lab.pki), f"sd-cli-{prog}", wait=30)
                         procs.append(cli)
@@ -128,6 +139,6 @@ def test_debian_units_exec_lines_and_notifications_as_openvpn(lab):
     finally:
         for p in reversed(procs):
             p.stop(5)
-    for role in ("server", "client"):
+    for role in ("server", "client", "legacy"):
         assert results[(role, "ours")] == results[(role, "openvpn")], (role, results)
         assert results[(role, "ours")][0] == "READY=1\nSTATUS=Pre-connection initialization successful"
