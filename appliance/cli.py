@@ -357,6 +357,9 @@ def cmd_genkey(args: argparse.Namespace) -> int:
     return 0
 
 
+_SUBCOMMANDS = ("run", "check", "bench", "import", "passwd", "config-disk", "genkey")
+
+
 def _openvpn_genkey(words: list[str]) -> int:
     """`openvpn --genkey TYPE [FILE] [METADATA] [--tls-crypt-v2 SERVERKEY]`, and 2.6's deprecated
     `--genkey --secret FILE`, as installers run them (options.c "genkey"; init.c do_genkey)."""
@@ -417,6 +420,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if "--genkey" in words:
         return _openvpn_genkey(words)
+    if len(words) == 1 and words[0] not in _SUBCOMMANDS and not words[0].startswith("-") and os.path.isfile(words[0]):
+        words = ["run", words[0]]                # `openvpn FILE` is `openvpn --config FILE` (2.6 options.c)
+    argv = words
     if words and words[0].startswith("--") and words[0] != "--help":
         # OpenVPN's own command line (`vpn-appliance --config NAME.conf --status ...`): `run` with
         # those directives, so a unit or script written for /usr/sbin/openvpn works (config/cmdline.py).

@@ -81,3 +81,14 @@ def test_the_program_takes_openvpn_s_words(tmp_path, capsys, monkeypatch):
     assert cli.main(["--suppress-timestamps", "--nobind", "--config", "missing.conf"]) == 2
     err = capsys.readouterr().err
     assert f"{SOURCE}:3: config: cannot read missing.conf" in err
+
+
+def test_a_lone_file_argument_is_run_as_openvpn_reads_it(tmp_path, capsys, monkeypatch):
+    """`openvpn FILE` means `openvpn --config FILE`; here `vpn-appliance FILE` is `run FILE`
+    (errors name the file), and a subcommand's name is still the subcommand."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "only.conf").write_text("verb 3\n")
+    assert cli.main(["only.conf"]) == 2
+    assert "only.conf: remote: a client needs at least one `remote`" in capsys.readouterr().err
+    (tmp_path / "bench").write_text("verb 3\n")
+    assert cli.main(["bench", "--packets", "10"]) == 0
