@@ -71,7 +71,13 @@ RO_KEEP = {
                                           "operator.pyc", "reprlib.pyc", "types.pyc")),
     "usr/lib/python3.11/lib-dynload/_ctypes.cpython-311-x86_64-linux-gnu.so",
     "usr/lib/x86_64-linux-gnu/libffi.so.8", "usr/lib/x86_64-linux-gnu/libffi.so.8.1.2"}
-WHEELS = ["cryptography==50.0.2", "pyOpenSSL==26.4.0", "pyroute2==0.9.7"]
+WHEELS = ["cryptography==50.0.2", "pyOpenSSL==26.4.0", "pyroute2==0.9.7", "lz4==4.4.5"]
+# Built here from the source distribution (SOURCE_WHEELS: requirement -> the sdist's sha256, as PyPI
+# lists it), once per cache, against Debian's liblzo2-dev; the image carries Debian's liblzo2-2 for
+# it (packages.txt). Why: PyPI has python-lzo 1.15 wheels for Windows and macOS only, and it is
+# what `comp-lzo` / `compress lzo` decompress with (appliance/openvpn/compression.py, pinned in
+# pyproject.toml as the host's); Debian's python3-lzo is 1.14, a different version from the host's.
+SOURCE_WHEELS = {"python-lzo==1.15": "a57aaa00c5c3a0515dd9f7426ba2cf601767dc19dc023d8b99d4a13b0a327b49"}
 # Directories of the Python standard library the appliance never imports.
 STDLIB_TRIM = ["test", "idlelib", "tkinter", "turtledemo", "ensurepip", "lib2to3", "pydoc_data", "distutils",
                "config-3.11-x86_64-linux-gnu", "venv", "curses", "dbm", "xmlrpc", "wsgiref", "site-packages",
@@ -116,7 +122,9 @@ LIB_TRIM = ["lib/x86_64-linux-gnu/libmvec.so*", "lib/x86_64-linux-gnu/libc_mallo
             "lib/x86_64-linux-gnu/libcrypt.so*"]
 # Wheel contents no import reaches: cryptography's Rust bindings need only cffi's _cffi_backend, not
 # the cffi package and its C parser; type stubs are for editors.
-WHEEL_TRIM = ["cffi", "pycparser", "**/*.pyi", "**/py.typed", "pyroute2/ndb", "pyroute2/fixtures", "pyroute2/bsd"]
+# lz4: only lz4.block decompresses (compression.py); lz4.frame (its own 2.4 MB module) is never imported.
+WHEEL_TRIM = ["cffi", "pycparser", "**/*.pyi", "**/py.typed", "pyroute2/ndb", "pyroute2/fixtures", "pyroute2/bsd",
+              "lz4/frame", "lz4/stream"]
 
 
 # Level 19 for size; the window capped at 2 MB (level 19 would use 8 MB): the kernel allocates the
@@ -221,10 +229,14 @@ def download(versions: dict[str, str], cache: Path) -> dict[str, Path]:
     return {p: found[p] for p in versions}
 
 
+def _wheel_stamp() -> str:
+    return "\n".join(WHEELS + [f"{r} sha256 {h}" for r, h in SOURCE_WHEELS.items()])
+
+
 def wheels(target: Path, cache: Path) -> None:
     stamp = cache / "wheels.stamp"
     wdir = cache / "wheels"
-    if not stamp.exists() or stamp.read_text() != "\n".join(WHEELS):
+    if not stamp.exists() or stamp.read_text() != _wheel_stamp():
         log("fetching wheels for Python 3.11 manylinux: " + ", ".join(WHEELS))
         shutil.rmtree(wdir, ignore_errors=True)
         plats = []
@@ -233,7 +245,9 @@ def wheels(target: Path, cache: Path) -> None:
         subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--target", str(wdir), *plats,
                         "--python-version", "3.11", "--implementation", "cp", "--abi", "cp311", "--abi", "abi3",
                         "--only-binary=:all:", "--no-compile", *WHEELS], check=True)
-        stamp.write_text("\n".join(WHEELS))
+        for req, sha in SOURCE_WHEELS.items():
+            source_wheel(req, sha, wdir, cache)
+        stamp.write_text(_wheel_stamp())
     shutil.copytree(wdir, target, dirs_exist_ok=True)
     for junk in list(target.glob("*.dist-info")) + list(target.rglob("__pycache__")) + [target / "bin"]:
         shutil.rmtree(junk, ignore_errors=True)
@@ -244,6 +258,39 @@ def wheels(target: Path, cache: Path) -> None:
             shutil.rmtree(p) if p.is_dir() else p.unlink()
     lazy_package_init(target / "pyroute2/__init__.py")
     drop_unittest_mock(target / "pyroute2/netlink/rtnl/iprsocket.py")
+
+
+def source_wheel(req: str, sha256: str, wdir: Path, cache: Path) -> None:
+    """Build `req` from its source distribution (checked against `sha256`) for the image's Python
+    3.11 and install it into `wdir` (the wheel cache: built once). Built at a fixed path under the
+    cache with that path mapped away, as native_modules does, so the module's bytes depend only on
+    the source, the compiler and the headers (Debian's liblzo2-dev for python-lzo)."""
+    work = cache / "sdist-build"
+    shutil.rmtree(work, ignore_errors=True)
+    (work / "dl").mkdir(parents=True)
+    log(f"building {req} from its source distribution (PyPI has no Linux wheel of it)")
+    r = subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--no-binary=:all:", "-d", str(work / "dl"), req], capture_output=True, text=True)
+    if r.returncode != 0:
+        raise SystemExit(f"image build: cannot download the source of {req}:\n{r.stdout[-2000:]}{r.stderr[-2000:]}")
+    (sdist,) = (work / "dl").iterdir()
+    got = hashlib.sha256(sdist.read_bytes()).hexdigest()
+    if got != sha256:
+        raise SystemExit(f"image build: {sdist.name} has sha256 {got}, not {sha256} (image/build.py SOURCE_WHEELS)")
+    import tarfile
+    with tarfile.open(sdist) as tf:
+        # the "data" filter (no links out, no absolute names) where this Python has it (3.11.4+)
+        tf.extractall(work / "src", **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))
+    (src,) = (work / "src").iterdir()
+    env = dict(os.environ, CFLAGS=f"-ffile-prefix-map={src}=.")
+    r = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(work / "wheel"), str(src)],
+                       capture_output=True, text=True, env=env)
+    if r.returncode != 0:
+        raise SystemExit(f"image build: {req} did not build (python-lzo needs liblzo2-dev: `make setup`):\n"
+                         f"{r.stdout[-2000:]}{r.stderr[-3000:]}")
+    (whl,) = (work / "wheel").glob("*.whl")
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-compile", "--target", str(wdir),
+                    str(whl)], check=True)
+    shutil.rmtree(work, ignore_errors=True)
 
 
 # What pyroute2's IPRoute imports only to build one placeholder at import time: `from unittest import
@@ -523,8 +570,7 @@ def build(bundle, out: Path, cache: Path | None = None) -> dict:
     h = hashlib.sha256()
     for name in sorted(all_debs):
         h.update(all_debs[name].name.encode())
-    for w in WHEELS:
-        h.update(w.encode())
+    h.update(_wheel_stamp().encode())
     code = [p for p in sorted((REPO / "appliance").rglob("*")) if p.suffix in (".py", ".c", ".h")]
     for p in code + [REPO / "setup.py"] + sorted(HERE.glob("*.py")) + [kernel.CONFIG]:
         h.update(p.relative_to(REPO).as_posix().encode() + p.read_bytes())
@@ -561,6 +607,7 @@ def build(bundle, out: Path, cache: Path | None = None) -> dict:
     manifest += ["", f"# bytecode: unchecked-hash pycs by Python {(stage / 'compiled-by').read_text()}",
                  f"# in /ro.sqfs ({(root / 'ro.sqfs').stat().st_size} bytes, mounted at /ro): {' '.join(RO_GLOBS)}"]
     manifest += ["", "# wheels"] + WHEELS
+    manifest += [f"{r} (built here from its sdist, sha256 {h})" for r, h in SOURCE_WHEELS.items()]
     manifest += ["", "# kernel config (image/kernel.config; all built in, no modules)"] + [
         f"{name}={'n' if v is None else v}" for name, (v, _) in kernel.read_fragment().items()]
     manifest += ["", f"# files: {sum(1 for _ in root.rglob('*'))}", "# config (/etc/vpn-appliance)"]

@@ -1,5 +1,5 @@
-"""Boot self-test printed on the serial console: crypto, TUN, netlink, nft. Why: proves the trimmed
-image still has everything the appliance needs, before any network is involved."""
+"""Boot self-test printed on the serial console: crypto, TUN, netlink, nft, decompression. Why: proves
+the trimmed image still has everything the appliance needs, before any network is involved."""
 from __future__ import annotations
 
 import subprocess
@@ -59,7 +59,20 @@ def run(say: Callable[[str], None]) -> bool:
         assert not missing, f"compiled modules not loading: {', '.join(missing)}"
         return ", ".join(n.MODULES) or "none"
 
+    def compression() -> str:
+        # comp-lzo / compress lzo|lz4|lz4-v2 (openvpn/compression.py): python-lzo (built by image/build.py
+        # against liblzo2, which the image carries) and lz4.block must load and decompress in the VM.
+        import lz4.block
+        import lzo
+        from appliance.openvpn.compression import LZO_COMPRESS_BYTE, V2_INDICATOR, V2_LZ4, decompress
+        data = b"\x45" + bytes(1199)
+        lzo_pt = bytes([LZO_COMPRESS_BYTE]) + lzo.compress(data, 1, False)
+        lz4_pt = bytes([V2_INDICATOR, V2_LZ4]) + lz4.block.compress(data, store_size=False)
+        assert decompress("lzo", lzo_pt, 1600) == data and decompress("lz4-v2", lz4_pt, 1600) == data
+        v = lzo.LZO_VERSION_STRING
+        return f"LZO {v.decode() if isinstance(v, bytes) else v}, LZ4 {lz4.library_version_string()}"
+
     for name, fn in (("aead", aead), ("tls", tls), ("tun", tun), ("netlink", netlink), ("nft", nft),
-                     ("native", native), ("engine", engine)):
+                     ("native", native), ("compression", compression), ("engine", engine)):
         check(name, fn)
     return ok
