@@ -74,6 +74,9 @@ def log_client_event(e: object) -> None:
         case ev.ServerInfo():
             # Warning level: a web login's URL (WEB_AUTH::...) is something the user must see.
             log.warning("message from the server (%s): %s", e.kind, e.text)
+        case ev.Decompressing():
+            log.info("the server compresses what it sends (%s): decompressing it (first compressed packet "
+                     "%d -> %d bytes); ours go uncompressed", e.mode, e.compressed, e.decompressed)
         case ev.Warning():
             log.warning("%s", e.message)
         case ev.SessionClosed() if e.restart:
@@ -101,5 +104,8 @@ def log_server_event(rec, e: object) -> None:
                      f"; {e.unreported} more moves since the last such line" if e.unreported else "")
         case ev.SessionClosed():
             log.info("%s: disconnected: %s", who, e.reason)
+        case ev.Decompressing():
+            log.info("%s: the client compresses what it sends (%s): decompressing it (first compressed packet "
+                     "%d -> %d bytes); ours go uncompressed", who, e.mode, e.compressed, e.decompressed)
         case ev.Warning():
             log.warning("%s: %s", who, e.message)

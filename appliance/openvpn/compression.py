@@ -110,6 +110,17 @@ def decompress(mode: str, pt, limit: int):
     return out if len(out) else None
 
 
+def compressed(mode: str, pt) -> bool:
+    """Whether the peer framed this payload as compressed (not just carried in the framing)."""
+    if not pt:
+        return False
+    if mode == "lzo":
+        return pt[0] == LZO_COMPRESS_BYTE
+    if mode == "lz4":
+        return pt[0] == LZ4_COMPRESS_BYTE
+    return len(pt) > 1 and pt[0] == V2_INDICATOR and pt[1] == V2_LZ4
+
+
 def pushed_compression(compress: str | None, comp_lzo: str | None, stub_only: bool) -> str:
     """The session's framing after a push carrying `compress X` or `comp-lzo X` (compress wins,
     as our parse of the reply keeps both). As OpenVPN 2.6's client (init.c, "server pushed

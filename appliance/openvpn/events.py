@@ -142,6 +142,16 @@ class Warning:  # noqa: A001 - an engine event, not the builtin
 
 
 @dataclass(frozen=True)
+class Decompressing:
+    """The peer compresses what it sends (real compression, compression.py): the first payload of
+    this session it compressed was decompressed, `compressed` -> `decompressed` bytes. Once per
+    session: a user sees decompression at work without a line per packet."""
+    mode: str                   # lzo | lz4 | lz4-v2
+    compressed: int
+    decompressed: int
+
+
+@dataclass(frozen=True)
 class ClientFloated:
     """Server side: an authenticated data packet came from a new address, which the client now has.
     At most one per client every FLOAT_REPORT_EVERY seconds (server.py): `unreported` says how

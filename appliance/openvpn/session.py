@@ -47,7 +47,7 @@ from . import events as ev
 from . import ciphers
 from .authtoken import AuthToken
 from .ciphers import is_supported
-from .compression import SEND_FRAMING, DecompressError, decompress
+from .compression import SEND_FRAMING, DecompressError, compressed, decompress
 from .compstub import compress_stub, decompress_stub
 from .control import CONTROL_BURST, ControlChannel
 from .datachannel import DataKey
@@ -236,6 +236,7 @@ class Session(ControlChannel):
         # real compression (comp-lzo yes, compress lz4...): what a peer's packet may decompress to at
         # most, as OpenVPN's frame payload size: the largest tun-mtu this session may use, and tap's extra
         self._decompress_limit = max(cfg.tun_mtu, cfg.tun_mtu_max or 1600) + cfg.tun_mtu_extra
+        self._decompressed_one = False    # the Decompressing event is sent (once per session)
         # fragment N (fragment.py): every payload framed, big ones split; None without it.
         self.frag = Fragmenter(max(cfg.tun_mtu, cfg.tun_mtu_max or 1600) + FRAGMENT_SLACK) if cfg.fragment_room else None
         self._frag_sizes: dict[tuple[str, int], int] = {}
@@ -1069,6 +1070,9 @@ class Session(ControlChannel):
             return None
         if out is None:
             self._count("bad compression framing")
+        elif not self._decompressed_one and compressed(self.comp, pt):
+            self._decompressed_one = True
+            self.events.append(ev.Decompressing(self.comp, len(pt), len(out)))
         return out
 
     def _queue_data(self, payload: bytes) -> None:

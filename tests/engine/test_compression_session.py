@@ -70,3 +70,27 @@ def test_pushed_compression_is_refused_by_a_stub_only_profile(pki):
     assert not _up(cli)
     closed = [e for e in cli.events if isinstance(e, ev.SessionClosed)]
     assert closed and "does not allow" in closed[0].reason and closed[0].restart
+
+
+@pytest.mark.parametrize("mode", ["lzo", "lz4", "lz4-v2"])
+def test_the_first_compressed_payload_is_reported_once(pki, mode):
+    """What tells a user decompression is at work (the appliance logs it; the VM test reads it): one
+    Decompressing event per session, at the first payload the peer really compressed -- not at an
+    uncompressed one in the same framing, not at a bad one, not again at the next."""
+    from appliance.openvpn.compstub import compress_stub
+    d, cli = _pair(pki, mode, mode)
+    assert _up(cli)
+    srv = d.by_addr[ADDR].session
+    ip = cli.pushed.ifconfig[0]
+    pkt = _icmp("198.19.0.1", ip) + bytes(600)
+    seen = lambda: [e for e in cli.events if isinstance(e, ev.Decompressing)]   # noqa: E731
+    cli.events.clear()
+    bad = {"lzo": b"\x66\xff\xff\xff", "lz4": b"\x69\xf0\x00\x00", "lz4-v2": b"\x50\x01\xf0\x00"}[mode]
+    assert cli.receive(srv.send_key.seal(bad), 1.0) == []
+    assert [bytes(p) for p in cli.receive(srv.send_key.seal(compress_stub(mode, pkt)), 1.0)] == [pkt]
+    assert seen() == []
+    wire = framed_by_openvpn(mode, pkt)
+    for _ in range(2):
+        assert [bytes(p) for p in cli.receive(srv.send_key.seal(wire), 1.0)] == [pkt]
+    assert seen() == [ev.Decompressing(mode, len(wire), len(pkt))]
+    assert len(wire) < len(pkt) // 2

@@ -153,3 +153,11 @@ def test_pushed_compression_as_2_6():
             pushed_compression(compress, lzo_, stub_only=True)
     with pytest.raises(PushError, match="not supported"):
         pushed_compression("snappy", None, stub_only=False)
+
+
+@pytest.mark.parametrize("mode", ["lzo", "lz4", "lz4-v2"])
+def test_compressed_tells_a_compressed_payload_from_a_framed_one(mode):
+    from appliance.openvpn.compression import compressed
+    assert compressed(mode, framed_by_openvpn(mode, PACKET))
+    assert not compressed(mode, compress_stub(mode, PACKET))
+    assert not compressed(mode, b"") and not compressed(mode, b"\x50")
