@@ -23,6 +23,7 @@ def fmt_addr(addr) -> str:
 # 256 characters, and the line listed them all: ~250 KB at each push (again at each reconnect a
 # server's RESTART asks for), to the VM's serial console too, where the write holds the loop.
 MAX_SUMMARY_ITEMS = 8
+MAX_WORD = 32           # a single pushed word shown in the line (the compression mode)
 
 
 def some_of(items: list[str], what: str, sep: str = "; ") -> str:
@@ -47,6 +48,12 @@ def push_summary(p) -> str:
         parts.append("redirect-gateway " + " ".join(p.redirect_gateway))
     if p.redirect_private is not None:
         parts.append("redirect-private " + " ".join(p.redirect_private))
+    # compression (compress wins, as compression.pushed_compression); the peer's word, escaped by
+    # the control-channel parser, cut short: `comp-lzo <anything>` passes as lzo
+    if p.compress is not None:
+        parts.append(f"compress {p.compress[:MAX_WORD]}")
+    elif p.comp_lzo is not None:
+        parts.append(f"comp-lzo {p.comp_lzo[:MAX_WORD]}")
     if p.ping:
         parts.append(f"ping {p.ping}")
     if p.ping_restart:

@@ -47,3 +47,10 @@ def test_a_hostile_push_logs_without_control_characters():
     else:
         raise AssertionError("a bad ping value was accepted")
 
+
+
+def test_pushed_compression_is_named_in_the_summary_and_cut_short():
+    assert "compress lz4-v2" in push_summary(parse_push_reply_untrusted("PUSH_REPLY,compress lz4-v2,ping 10"))
+    assert "comp-lzo yes" in push_summary(parse_push_reply_untrusted("PUSH_REPLY,comp-lzo,ping 10"))
+    long = push_summary(parse_push_reply_untrusted("PUSH_REPLY,comp-lzo " + "y" * 5000))
+    assert "comp-lzo " + "y" * 32 in long and len(long) < 200

@@ -70,7 +70,8 @@ def test_image_size_and_manifest(image, figure):
     figure(f"image size: {total / 1e6:.1f} MB (vmlinuz {k / 1e6:.1f} + initramfs {i / 1e6:.1f}), limit 24 MB")
     assert total <= 24_000_000, "issue 10: kernel + initramfs at most 24 MB"
     m = (out / "MANIFEST").read_text()
-    for needle in ("python3.11-minimal", "linux-source-6.1 ", "cryptography==50.0.2", "CONFIG_VIRTIO_NET=y",
+    for needle in ("python3.11-minimal", "linux-source-6.1 ", "cryptography==50.0.2", "lz4==4.4.5",
+                   "python-lzo==1.15 (built here from its sdist", "liblzo2-2 ", "CONFIG_VIRTIO_NET=y",
                    "CONFIG_TUN=y", "CONFIG_NF_TABLES=y", "kernel config image/kernel.config sha256 ", "total "):
         assert needle in m
 
@@ -92,6 +93,7 @@ def test_boot_selftest(image, figure):
     figure(f"boot to SELFTEST OK under {accel(out)}: {secs:.1f} s")
     assert "vpn-appliance PID 1" in text, text[-3000:]
     assert "SELFTEST OK" in text, text[-3000:]
+    assert re.search(r"selftest compression: ok \(LZO 2\.\d+, LZ4 1\.\d+", text), text[-3000:]
     # the stage lines lab.boot_profile reads: kernel marks, then init's own, in boot order
     stages = re.findall(r"^boot: (\S+) [\d.]+", text, re.M)
     assert stages[:1] == ["init"] and {"kernel-run-init", "modules", "selftest"} <= set(stages), stages
