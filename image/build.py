@@ -122,7 +122,8 @@ LIB_TRIM = ["lib/x86_64-linux-gnu/libmvec.so*", "lib/x86_64-linux-gnu/libc_mallo
             "lib/x86_64-linux-gnu/libcrypt.so*"]
 # Wheel contents no import reaches: cryptography's Rust bindings need only cffi's _cffi_backend, not
 # the cffi package and its C parser; type stubs are for editors.
-# lz4: only lz4.block decompresses (compression.py); lz4.frame (its own 2.4 MB module) is never imported.
+# lz4: only lz4.block decompresses (compression.py); lz4.frame (its own module, 2.4 MB unstripped) and
+# lz4.stream (in some releases) are never imported.
 WHEEL_TRIM = ["cffi", "pycparser", "**/*.pyi", "**/py.typed", "pyroute2/ndb", "pyroute2/fixtures", "pyroute2/bsd",
               "lz4/frame", "lz4/stream"]
 
@@ -269,7 +270,8 @@ def source_wheel(req: str, sha256: str, wdir: Path, cache: Path) -> None:
     shutil.rmtree(work, ignore_errors=True)
     (work / "dl").mkdir(parents=True)
     log(f"building {req} from its source distribution (PyPI has no Linux wheel of it)")
-    r = subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--no-binary=:all:", "-d", str(work / "dl"), req], capture_output=True, text=True)
+    r = subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--no-binary=:all:",
+                        "-d", str(work / "dl"), req], capture_output=True, text=True)
     if r.returncode != 0:
         raise SystemExit(f"image build: cannot download the source of {req}:\n{r.stdout[-2000:]}{r.stderr[-2000:]}")
     (sdist,) = (work / "dl").iterdir()
