@@ -78,6 +78,8 @@ def test_openvpn_server_compressing_to_our_client(lab, procs, comp):
     row = _status_fields(status, "CLIENT_LIST")
     assert ok, row
     assert int(row["Bytes Sent"]) < NBYTES // 2, row
+    mode = {"compress lz4-v2": "lz4-v2", "comp-lzo yes": "lzo"}[comp]
+    assert cli.log().count(f"the server compresses what it sends ({mode}): decompressing it") == 1, cli.log()[-2000:]
     cli.stop(8)
     srv.stop(8)
 
@@ -95,6 +97,7 @@ def test_openvpn_client_compressing_to_our_server(lab, procs):
     assert until(lambda: _client_stats(status).get("pre-compress bytes", 0) >= NBYTES, 5), _client_stats(status)
     st = _client_stats(status)
     assert st["post-compress bytes"] < st["pre-compress bytes"] // 2, st
+    assert srv.log().count(": the client compresses what it sends (lz4-v2): decompressing it") == 1, srv.log()[-2000:]
     cli.stop(8)
     srv.stop(8)
 
