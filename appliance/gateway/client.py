@@ -68,6 +68,7 @@ DROP_LOG_EVERY = 5.0
 # up in the time to the first packet; 20 ms on, the burst is over.
 AFTER_UP_DELAY = 0.02
 SCRIPT_POLL = 0.05              # CONNECTED waits for up/route-up: looked at this often
+DHCP_ROUTER_LOG_EVERY = 10.0    # s: route-gateway dhcp's "Extracted DHCP router address" at most this often
 
 
 class Lazy:
@@ -153,6 +154,8 @@ class ClientGateway:
         # connect-retry-max N: the run ends once each remote was tried N times in vain.
         self.unsuccessful = 0
         self.conn: Connection | None = None
+        self.dhcp_router: str | None = None      # route-gateway dhcp: the last DHCPACK's router (a tap client)
+        self._dhcp_router_said = float("-inf")
         self._takeover: TakeOver | None = None       # p2p tls-server: a new session beside the live one
         self._tcp_listener: tuple | None = None      # p2p tls-server over TCP: (listener, allowed) until a peer
         self.tun_watched: TunPort | None = None
@@ -1333,6 +1336,7 @@ class ClientGateway:
             self._schedule_retry()
             return
         self._set_client_nat(c, e.pushed)
+        self._set_dhcp_router(c, e.pushed)
         tun = self.net.tun
         if tun is not None and self.tun_watched is not tun:
             self.pump.watch(tun, self._on_tun_read)
@@ -1373,6 +1377,28 @@ class ClientGateway:
         c.dp.set_nat(ClientNat(rules, frames=self.opts.dev_type == "tap") if rules else None)
         if rules:
             log.info("client-nat: %s", "; ".join(str(r) for r in rules))
+
+    def _set_dhcp_router(self, c: Connection, pushed) -> None:
+        """`route-gateway dhcp` (the profile's, or pushed: a plain `server-bridge` pushes it) on a
+        tap client, as OpenVPN 2.6 on every platform: the Router option is taken out of the
+        server side's DHCP OFFER/ACK on their way to the tap (the DHCP client there never makes
+        the bridged LAN's router its default route), and an ACK's router is logged as the VPN
+        gateway learned. The routes were set at tunnel-up, before any DHCP reply could come, so
+        those needing a gateway were skipped then, as 2.6's (without route-delay) are."""
+        on = self.opts.dev_type == "tap" and "dhcp" in (self.opts.route_gateway,
+                                                        pushed.route_gateway if pushed is not None else None)
+        c.dp.set_dhcp_router(self._dhcp_router if on else None)
+
+    def _dhcp_router(self, router: str) -> None:
+        """An ACK's router (a server may send any number): said when it changes, at most every 10 s."""
+        if router == self.dhcp_router:
+            return
+        self.dhcp_router = router
+        now = self.clock()
+        if now - self._dhcp_router_said >= DHCP_ROUTER_LOG_EVERY:
+            self._dhcp_router_said = now
+            log.info("Extracted DHCP router address: %s (route-gateway dhcp; its Router option kept from the tap)",
+                     router)
 
     def _announce_up(self, c: Connection, pushed) -> None:
         if self.scripts is not None and self.scripts.runner.busy and self.conn is c:

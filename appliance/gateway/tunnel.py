@@ -369,10 +369,10 @@ class TunnelNetwork(_TunAndRoutes):
     def _apply_bare_tap(self, pushed) -> None:
         """A tap push without ifconfig (server-bridge without a pool): the device up at its MTU
         with no address from us, as OpenVPN 2.6's client leaves it; the profile's up script (or
-        the user) gives it one, typically by DHCP through the bridge. No routes: without an
-        address of ours the tunnel has no gateway we could check routes against, and 2.6 adds
-        them only once it learns the gateway from such a DHCP reply (`route-gateway dhcp`),
-        which this client does not read -- so any pushed ones are named and skipped."""
+        the user) gives it one, typically by DHCP through the bridge. No routes: the gateway
+        (`route-gateway dhcp`, which such a server pushes) is learned from that DHCP reply only
+        after the routes were set, so 2.6 skips those needing it ("needs a gateway parameter");
+        any pushed ones are named and skipped here too."""
         mtu = pushed.tun_mtu or self.opts.tun_mtu
         if self.tun is None:
             self._open(mtu)
@@ -409,14 +409,24 @@ class TunnelNetwork(_TunAndRoutes):
         usable (`dhcp`: not read here, said once per push)."""
         if not self.tap:
             return None
-        gw = pushed.route_gateway or self.opts.route_gateway
-        if gw is None:
+        gws = [g for g in (pushed.route_gateway, self.opts.route_gateway) if g is not None]
+        for gw in gws:                  # the pushed one first; `dhcp` beside an address: the address
+            if gw != "dhcp":
+                break
+        else:
+            if gws:
+                # As OpenVPN 2.6 on Linux: its routes are set as the tap comes up, before any DHCP
+                # reply can give the gateway (openvpn/dhcprouter.py reads it then), so those needing
+                # one are skipped ("needs a gateway parameter") and redirect-gateway is not done.
+                self._route_line(logging.WARNING, "route-gateway dhcp: no gateway yet as the routes are set (it "
+                                 "comes from the DHCP reply on the tap later); routes needing it are skipped, "
+                                 "as OpenVPN 2.6's")
             return None
         try:
             _v4(gw)
         except ValueError:
-            self._route_line(logging.WARNING, "route-gateway %s: not an IPv4 address this client can route via "
-                             "(route-gateway dhcp is not read here); routes needing it are skipped", gw)
+            self._route_line(logging.WARNING, "route-gateway %s: not an IPv4 address this client can route via; "
+                             "routes needing it are skipped", gw)
             return None
         return gw
 

@@ -47,10 +47,12 @@ def settings_env(opts, started: float) -> dict[str, str]:
 
 
 def _vpn_gateway(pushed, opts) -> str | None:
-    if pushed.route_gateway:
+    # `dhcp` names no gateway: 2.6 sets route_vpn_gateway only once a DHCP reply gave one, after
+    # the routes (and these variables) were set
+    if pushed.route_gateway and pushed.route_gateway != "dhcp":
         return pushed.route_gateway
     if opts.dev_type == "tap":                  # the profile's route-gateway; ifconfig holds a netmask
-        return opts.route_gateway
+        return opts.route_gateway if opts.route_gateway != "dhcp" else None
     if pushed.ifconfig and pushed.topology != "subnet":
         return pushed.ifconfig[1]
     return None

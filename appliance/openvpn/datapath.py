@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Callable
 
 from .clientnat import ClientNat
+from .dhcprouter import extract_router
 from .ethernet import ip_offset
 from .mss import clamp_mss
 from .server import ClientRecord, ServerDispatcher
@@ -99,6 +100,7 @@ class ClientDataPath:
         if tap:
             self.mss.clamp = self.mss.clamp_frame       # the one place the frame/packet choice is made
         self.nat: ClientNat | None = None
+        self.dhcp: Callable[[str], None] | None = None
 
     def set_nat(self, nat: ClientNat | None) -> None:
         """client-nat for this connection (openvpn/clientnat.py), or None. Why the methods are
@@ -108,19 +110,40 @@ class ClientDataPath:
         (OpenVPN 2.6 clamps first both ways; the two touch different fields and adjust the
         checksum incrementally, so the order changes no byte)."""
         self.nat = nat
-        if nat is None:
+        self._swap()
+
+    def set_dhcp_router(self, on_router: Callable[[str], None] | None) -> None:
+        """`route-gateway dhcp` in effect on a tap client (openvpn/dhcprouter.py): each frame from
+        the server loses the Router options of a DHCP OFFER/ACK, and an ACK's router goes to
+        `on_router`; None: off. After client-nat's rewrite, as 2.6's process_ip_header orders them."""
+        self.dhcp = on_router
+        self._swap()
+
+    def _swap(self) -> None:
+        if self.nat is None and self.dhcp is None:
             self.__dict__.pop("open", None)
+        else:
+            self.open = self._open_filtered         # type: ignore[method-assign]
+        if self.nat is None:
             self.__dict__.pop("seal_batch", None)
         else:
-            self.open = self._open_nat              # type: ignore[method-assign]
             self.seal_batch = self._seal_batch_nat  # type: ignore[method-assign]
 
-    def _open_nat(self, packet, now: float) -> list:
+    def _open_filtered(self, packet, now: float) -> list:
         pts = ClientDataPath.open(self, packet, now)
         if pts:
-            incoming = self.nat.incoming            # type: ignore[union-attr]
-            return [incoming(p) for p in pts]
+            if self.nat is not None:
+                incoming = self.nat.incoming
+                pts = [incoming(p) for p in pts]
+            if self.dhcp is not None:
+                pts = [self._dhcp_reply(p) for p in pts]
         return pts
+
+    def _dhcp_reply(self, frame):
+        out, router = extract_router(frame)
+        if router is not None:
+            self.dhcp(router)                       # type: ignore[misc]
+        return out
 
     def _seal_batch_nat(self, pkts: list, now: float) -> list:
         outgoing = self.nat.outgoing                # type: ignore[union-attr]

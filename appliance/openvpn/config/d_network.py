@@ -316,7 +316,7 @@ def finish_device(p: ParseState) -> None:
     decides it, as OpenVPN 2.6's tun.c dev_type_enum: dev-type if given, else the `dev` name, tap*
     being tap; it also gives tap its tun-mtu-extra of 32 and checks a layer-2 server's lines). Here:
     lladdr only on a tap device, and on a tap client a profile's route-gateway must be an address
-    the routes can go via."""
+    the routes can go via, or `dhcp` (read from the DHCP reply on the tap, as 2.6)."""
     o = p.o
     if o.dev_type != "tap":
         if o.lladdr is not None:
@@ -330,14 +330,12 @@ def finish_device(p: ParseState) -> None:
     if o.role == "server":
         return                  # the layer-2 server's lines: d_layer2.finish
     gw = o.route_gateway
-    if gw is not None:
+    if gw is not None and gw != "dhcp":         # dhcp: openvpn/dhcprouter.py, as 2.6 on Linux
         try:
             ipaddress.IPv4Address(gw)
         except ValueError:
-            why = ("route-gateway dhcp (the gateway read from a DHCP reply on the tap) is not supported; "
-                   "give the gateway's address" if gw == "dhcp" else
-                   f"route-gateway {gw}: on a tap device the routes' gateway must be an IPv4 address")
-            p.err("route-gateway", why, o.source["route_gateway"][1])
+            p.err("route-gateway", f"route-gateway {gw}: on a tap device the routes' gateway must be an IPv4 "
+                  "address (or dhcp)", o.source["route_gateway"][1])
 
 
 reg.noop("dev-node", "the TUN device is always opened through /dev/net/tun", nargs=(1, 1))
