@@ -397,10 +397,12 @@ class TunnelNetwork(_TunAndRoutes):
                  "it one), mtu %d", self.tun.name, mtu)
         skipped = len(pushed.routes) + len(pushed.routes_ipv6) + (pushed.redirect_gateway is not None)
         if skipped or pushed.ifconfig_ipv6 is not None:
+            gw = pushed.route_gateway or self.opts.route_gateway or "none"
             log.warning("tap %s: %d pushed route(s)/redirect-gateway and %s skipped: without a pushed ifconfig "
-                        "there is no route-gateway to send them to (route-gateway %s)", self.tun.name, skipped,
-                        "ifconfig-ipv6" if pushed.ifconfig_ipv6 is not None else "no IPv6",
-                        pushed.route_gateway or self.opts.route_gateway or "none")
+                        "there is no route-gateway to send them to (route-gateway %s%s)", self.tun.name, skipped,
+                        "ifconfig-ipv6" if pushed.ifconfig_ipv6 is not None else "no IPv6", gw,
+                        ": the DHCP reply on the tap gives it only after the routes are set, and OpenVPN 2.6 "
+                        "skips them too" if gw == "dhcp" else "")
         self.applied = key
 
     def _gateway4(self, pushed) -> str | None:

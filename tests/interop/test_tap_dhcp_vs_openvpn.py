@@ -1,0 +1,145 @@
+"""Layer 2 with DHCP over the bridge, against Debian's OpenVPN 2.6, in namespaces: a plain
+`server-bridge` (no pool: clients take their address from a DHCP server on the bridged LAN) and
+`route-gateway dhcp`, which such a server pushes.
+
+One lab: a bridge with the LAN's DHCP server (dnsmasq, handing out addresses and offering its
+router 198.19.1.1), Debian's `server-bridge` server on one tap port of it and ours on another.
+Each client's up script runs a DHCP client (busybox udhcpc, in the background as 2.6's own
+synchronous up script needs) that writes down what it was given.
+
+What a user checks: the client's tap gets a lease through the tunnel and pings the LAN both ways;
+with `route-gateway dhcp` pushed the DHCP client sees no router (2.6 pads the Router option out of
+the reply, so the LAN's router never becomes the client's default route) and the client logs the
+router it read; with `server-bridge nogw` nothing is pushed and the DHCP client sees the router.
+"""
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from lab.configs import client_profile, server_config
+from lab.netns import SRV_IP, Lab, until
+
+LAN_ROUTER = "198.19.1.1"                   # the bridge's address: the LAN's DHCP server and its router
+DEBIAN_PORT, OURS_PORT = 1194, 1195
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    with Lab(tmp=tmp_path_factory.mktemp("tapdhcp")) as lab:
+        s = lab.srv
+        s.run(f"ip link add br0 type bridge && ip addr add {LAN_ROUTER}/24 dev br0 && ip link set br0 up")
+        lab.dnsmasq = lab.start(s, ["dnsmasq", "-d", "-k", "--conf-file=/dev/null", "--interface=br0",
+                                    "--bind-interfaces", "--port=0", "--dhcp-range=198.19.1.100,198.19.1.150,255.255.255.0,1h",
+                                    f"--dhcp-option=option:router,{LAN_ROUTER}",
+                                    f"--dhcp-leasefile={lab.tmp / 'dnsmasq.leases'}",
+                                    f"--pid-file={lab.tmp / 'dnsmasq.pid'}"], "dnsmasq")
+        assert lab.dnsmasq.wait_for("DHCP, IP range", 20), lab.dnsmasq.log()
+        # Debian's bridged server: its up script puts its tap into the bridge (2.6's recipe).
+        up = lab.write("bridge-up.sh", '#!/bin/sh\nip link set "$1" master br0 && ip link set "$1" up\n')
+        up.chmod(0o755)
+        lab.debian = lab.openvpn(s, bridged_server(lab, "server-bridge", DEBIAN_PORT, "tap0")
+                                 + f"script-security 2\nup {up}\n", "debsrv")
+        # Ours opens a persistent tap already in the bridge (it runs no up script).
+        s.run("ip tuntap add dev tap1 mode tap && ip link set tap1 master br0")
+        try:
+            yield lab
+        finally:
+            lab.debian.stop(5)
+            s.run("ip link del tap1", check=False)
+
+
+def bridged_server(lab, line: str, port: int, dev: str) -> str:
+    text = (server_config(lab.pki, port=port).replace("dev tun", f"dev {dev}").replace("topology subnet\n", "")
+            .replace("server 198.19.0.0 255.255.255.0\n", line + "\n"))
+    return text + 'push "redirect-gateway def1"\n'         # beside the lab's pushed route: both need a gateway
+
+
+def dhcp_profile(lab, port: int, name: str) -> tuple[str, object]:
+    """A tap profile whose up script brings the tap up and starts udhcpc on it in the background
+    (-q: it leaves once bound); the udhcpc script writes each event with the router it was given
+    and puts the leased address on the tap. -> (profile text, the events file)."""
+    events = lab.tmp / f"{name}-dhcp.log"
+    hook = lab.write(f"{name}-udhcpc.sh", f'#!/bin/sh\necho "$1 ip=$ip router=$router" >> {events}\n'
+                     'case "$1" in bound|renew) ip addr add "$ip/$mask" dev "$interface";; esac\n')
+    hook.chmod(0o755)
+    up = lab.write(f"{name}-up.sh", '#!/bin/sh\nip link set "$1" up\n'
+                   f'busybox udhcpc -i "$1" -s {hook} -p {lab.tmp / (name + "-udhcpc.pid")} -q -n -t 15 -T 1 '
+                   f'>{lab.tmp / (name + "-udhcpc.out")} 2>&1 &\n')
+    up.chmod(0o755)
+    prof = (client_profile(lab.pki, remotes=[(SRV_IP, port, "udp")]).replace("dev tun", "dev tap")
+            + f"script-security 2\nup {up}\n")
+    return prof, events
+
+
+def stop_udhcpc(lab, name: str) -> None:
+    """The DHCP client by its PID, if it is still there (it leaves by itself once bound)."""
+    pid = lab.tmp / f"{name}-udhcpc.pid"
+    if pid.exists() and pid.read_text().strip().isdigit():
+        lab.srv.run(f"kill {int(pid.read_text())} 2>/dev/null || true", check=False)
+
+
+def leased(lab, events, ns) -> str:
+    """The address the DHCP client was bound to, once on the tap."""
+    assert until(lambda: events.exists() and "bound ip=" in events.read_text(), 25), \
+        events.read_text() if events.exists() else "the DHCP client never wrote"
+    ip = re.search(r"bound ip=(\S+)", events.read_text()).group(1)
+    assert until(lambda: any(a.get("local") == ip for a in _addrs(ns)), 5), _addrs(ns)
+    return ip
+
+
+def _addrs(ns) -> list:
+    out = ns.run("ip -j -4 addr show dev tap0").stdout
+    return json.loads(out)[0].get("addr_info", []) if out.strip() else []
+
+
+def test_our_client_reads_route_gateway_dhcp_from_debians_bridge(lab):
+    """Debian's plain `server-bridge` pushes `route-gateway dhcp`: our client gets its lease from
+    the LAN through the tunnel, its DHCP client sees no router (padded out, as 2.6 does), the log
+    names the router read, and the pushed route and redirect-gateway -- set before any reply
+    could give a gateway -- are skipped as 2.6 skips them; the LAN is reached both ways."""
+    prof, events = dhcp_profile(lab, DEBIAN_PORT, "ours")
+    ours = lab.ours(lab.cli, prof, "ours")
+    try:
+        ip = leased(lab, events, lab.cli)
+        assert ip.startswith("198.19.1.")
+        bound = re.search(r"bound ip=\S+ router=(\S*)", events.read_text()).group(1)
+        assert bound == "", f"the DHCP client was given the LAN's router {bound!r}"
+        assert until(lambda: f"Extracted DHCP router address: {LAN_ROUTER}" in ours.log(), 5), ours.log()[-2000:]
+        assert "route-gateway dhcp" in ours.log()
+        routes = lab.cli.run("ip -4 route show").stdout
+        assert "198.18.100.0/24" not in routes and "0.0.0.0/1" not in routes, routes
+        assert lab.ping(lab.cli, LAN_ROUTER, 3) == 3, "our client cannot reach the LAN"
+        assert lab.ping(lab.srv, ip, 2) == 2, "the LAN cannot reach our client"
+    finally:
+        ours.stop(5)
+        stop_udhcpc(lab, "ours")
+
+
+@pytest.mark.parametrize("line, router", [("server-bridge", ""), ("server-bridge nogw", LAN_ROUTER)])
+def test_debians_client_leases_through_our_bridge(lab, line, router):
+    """Our plain `server-bridge`: Debian's client gets its lease from the LAN's DHCP server
+    through us and pings the LAN both ways. Its DHCP client is given no router when we push
+    `route-gateway dhcp` (2.6 pads it out), and the LAN's router with `nogw` (nothing pushed)."""
+    name = "nogw" if "nogw" in line else "dhcp"
+    srv = lab.ours(lab.srv, bridged_server(lab, line, OURS_PORT, "tap1"), f"oursrv-{name}",
+                   pattern=r"listening on UDP")
+    cli = None
+    try:
+        prof, events = dhcp_profile(lab, OURS_PORT, f"deb-{name}")
+        cli = lab.openvpn(lab.cli, prof, f"debcli-{name}")
+        pushed = re.search(r"PUSH_REPLY,([^']*)", cli.log()).group(1)
+        assert ("route-gateway dhcp" in pushed) == (router == ""), pushed
+        assert "ifconfig" not in pushed, pushed
+        ip = leased(lab, events, lab.cli)
+        got = re.search(r"bound ip=\S+ router=(\S*)", events.read_text()).group(1)
+        assert got == router, f"the DHCP client was given router {got!r}"
+        assert lab.ping(lab.cli, LAN_ROUTER, 3) == 3, "Debian's client cannot reach the LAN through us"
+        assert lab.ping(lab.srv, ip, 2) == 2, "the LAN cannot reach Debian's client through us"
+    finally:
+        if cli is not None:
+            cli.stop(5)
+        stop_udhcpc(lab, f"deb-{name}")
+        srv.stop(8)
