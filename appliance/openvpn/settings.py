@@ -267,8 +267,13 @@ def _local_ip6(opts: Options) -> str | None:
 
 
 def _constraint(opts: Options) -> tuple[int, int] | None:
-    """ifconfig-push-constraint as the two integers OpenVPN 2.6 compares (multi.c)."""
+    """ifconfig-push-constraint as the two integers OpenVPN 2.6 compares (multi.c). `server NET
+    MASK` with dev tap or topology subnet sets it to NET/MASK itself, as 2.6's helper.c does after
+    the file is read -- so there it replaces an `ifconfig-push-constraint` line (config check notes
+    it): a ccd or client-connect `ifconfig-push` outside the server's network is logged."""
     c = opts.ifconfig_push_constraint
+    if opts.server is not None and (opts.dev_type == "tap" or opts.topology == "subnet"):
+        c = opts.server
     return None if c is None else (int(ipaddress.IPv4Address(c[0])), int(ipaddress.IPv4Address(c[1])))
 
 

@@ -39,8 +39,10 @@ def test_max_packet_size_bounds_each_sides_control_packets(pki):
 
 def test_ifconfig_push_constraint_logs_an_address_outside_and_admits_the_client(pki, tmp_path, caplog):
     w = World()
-    w.add_server(server_conf(pki, extra="ifconfig-push-constraint 198.19.0.0 255.255.255.128\n"))
-    _ccd(w, tmp_path, {"client0": "ifconfig-push 198.19.0.200 255.255.255.0\n"})
+    # net30: `server` sets no constraint of its own there (on tap and topology subnet it replaces this one)
+    w.add_server(server_conf(pki, extra="ifconfig-push-constraint 198.19.0.0 255.255.255.128\n")
+                 .replace("topology subnet\n", "topology net30\n"))
+    _ccd(w, tmp_path, {"client0": "ifconfig-push 198.19.0.200 198.19.0.201\n"})
     with caplog.at_level(logging.INFO):
         w.add_client(client_conf(pki, "client0"))
         w.add_client(client_conf(pki, "client1"))
@@ -240,3 +242,27 @@ def test_skip_counts_go_round_the_list_as_openvpn(pki, tmp_path):
     assert c.result == 1 and c.conn is None and not w.server.d.clients
     # Debian's 2.6.14 client, asked the same three by hand: the same >REMOTE lines, then this.
     assert tap.got[-1] == ">FATAL:No usable connection profiles are present"
+
+
+def test_server_sets_the_constraint_itself_on_tap_and_topology_subnet(pki, tmp_path, caplog):
+    """`server NET MASK` with dev tap (or topology subnet) is its own ifconfig-push-constraint, as
+    2.6's helper.c sets it: a ccd address outside the server's network is logged and admitted; an
+    explicit line is replaced by it (a note); net30 sets none."""
+    from appliance.openvpn.config import parse_config
+    from appliance.openvpn.settings import _constraint
+    ccd = {"client0": "ifconfig-push 198.19.5.200 255.255.255.0\n"}
+    w = World()
+    w.add_server(server_conf(pki).replace("dev tun\n", "dev tap\n").replace("topology subnet\n", ""))
+    _ccd(w, tmp_path, ccd)
+    with caplog.at_level(logging.INFO):
+        w.add_client(client_conf(pki, "client0"))
+        assert w.run(lambda: _up(w, 0), max_time=60)
+    said = [r.getMessage() for r in caplog.records if "violates tunnel network/netmask constraint" in r.getMessage()]
+    assert len(said) == 1 and "client0 (198.19.5.200)" in said[0] and "198.19.0.0/255.255.255.0" in said[0], said
+    conf = "ca c\ncert c\nkey k\ndh none\nserver 198.19.0.0 255.255.255.0\nifconfig-push-constraint 10.0.0.0 255.0.0.0\n"
+    for extra, want in (("dev tap\n", (0xC6130000, 0xFFFFFF00)), ("topology subnet\n", (0xC6130000, 0xFFFFFF00)),
+                        ("topology net30\n", (0x0A000000, 0xFF000000))):
+        o = parse_config(conf + extra, "/s.conf", read_file=lambda p: b"x")
+        assert _constraint(o) == want, extra
+        assert any("ifconfig-push-constraint: replaced by the server's network" in n for n in o.notes) == \
+            (extra != "topology net30\n")

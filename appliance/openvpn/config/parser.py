@@ -325,6 +325,13 @@ def finish(p: ParseState) -> None:
             p.line = line("multihome")
             p.note("multihome", "no effect on TCP (a TCP connection always answers from the address it "
                    "was made to), as in OpenVPN")
+        if (o.ifconfig_push_constraint is not None and o.server is not None
+                and (o.dev_type == "tap" or o.topology == "subnet")
+                and o.ifconfig_push_constraint != o.server):
+            # helper.c sets the constraint from `server` after the file is read (settings._constraint)
+            p.line = line("ifconfig_push_constraint")
+            p.note("ifconfig-push-constraint", f"replaced by the server's network {o.server[0]} {o.server[1]}, "
+                   "which `server` sets as the constraint with dev tap or topology subnet (as OpenVPN 2.6)")
         if o.ifconfig_ipv6_pool is not None and o.server_ipv6 is not None:
             p.err("ifconfig-ipv6-pool", "server-ipv6 already lays out the IPv6 pool (from ::1000), so it cannot "
                   "be given as well (OpenVPN 2.6 refuses it too)", line("ifconfig_ipv6_pool"))
