@@ -107,3 +107,21 @@ def test_a_reload_cannot_switch_between_tun_and_tap():
     warnings = restart_only_changes(old, new)
     assert any("dev-type: changed; takes effect at restart" in w for w in warnings), warnings
     assert (new.dev_type, new.dev) == ("tun", "tun")
+
+
+@pytest.mark.parametrize("line", ["vlan-tagging", "vlan-accept tagged", "vlan-pvid 5"])
+def test_vlan_lines_are_refused_at_their_line_with_the_reason(line):
+    """2.6's 802.1Q VLANs per client: not done here, and not ignored (clients of different VLANs
+    would reach each other): refused at the line, naming what is missing -- never "unknown"."""
+    errs = errors(f"dev tap\nserver 198.19.0.0 255.255.255.0\n{line}\n")
+    assert [e.line for e in errs] == [14], errs
+    text = str(errs[0])
+    assert text.startswith(f"/p/s.conf:14: {line.split()[0]}: ") and "802.1Q VLANs per client" in text
+    assert "unknown" not in text.lower()
+
+
+def test_a_ccd_vlan_pvid_is_refused_with_the_reason():
+    from appliance.openvpn.config.ccd import parse_ccd
+    with pytest.raises(ConfigError) as ei:
+        parse_ccd("ifconfig-push 198.19.0.9 255.255.255.0\nvlan-pvid 5\n", "/ccd/client1")
+    assert str(ei.value).startswith("/ccd/client1:2: vlan-pvid: a client's VLAN") and "802.1Q" in str(ei.value)

@@ -89,6 +89,9 @@ def parse_ccd(text: str, path: str = "<ccd>") -> CcdOptions:
             c.push_reset = True
         elif d == "disable":
             c.disable = True
+        elif d == "vlan-pvid":
+            errors.append(ConfigError("a client's VLAN (vlan-tagging, 802.1Q VLANs per client) is not supported "
+                                      "here: the layer-2 server switches by MAC alone", path, ln.number, d))
         else:
             errors.append(ConfigError("not supported in a client-config-dir file", path, ln.number, d))
     if errors:

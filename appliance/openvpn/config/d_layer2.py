@@ -56,6 +56,17 @@ def _server_bridge(p: ParseState, d: str, a: list[str], inline: str | None) -> N
     p.set("tls_server", True)
 
 
+# 2.6's 802.1Q VLANs on a tap server (vlan.c): each client's frames carry its `vlan-pvid` (a ccd or
+# client-connect line) on the TAP device, and clients of different VLANs never see each other's.
+# Not done here: switched by MAC alone, every client would be on one VLAN -- the isolation the lines
+# ask for would silently be gone, so they are refused (access: they decide who reaches whom).
+_VLANS = ("802.1Q VLANs per client (OpenVPN 2.6 tags each client's frames on the TAP device with its "
+          "vlan-pvid and keeps clients of different VLANs apart) are not supported here: this layer-2 server "
+          "switches by MAC alone, so every client would share one VLAN")
+reg.refuse("vlan-tagging", f"{_VLANS}; remove it only if that is what you want", access=True)
+reg.refuse("vlan-accept vlan-pvid", f"belongs to vlan-tagging: {_VLANS}", access=True)
+
+
 def finish(p: ParseState) -> None:
     """The device type from `dev-type` or the device's name; the layer-2 server's rules. Called by
     parser.finish before its role checks (the server's "needs a pool" rule reads dev_type)."""
