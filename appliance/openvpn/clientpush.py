@@ -63,6 +63,7 @@ class ClientPush:
             rec.push_remove = list(ccd.push_remove)
             rec.block_ifconfig = ccd.block_ifconfig
             rec.block_ifconfig_ipv6 = bool(ccd.block_ifconfig_ipv6)
+            rec.vid = getattr(ccd, "vlan_pvid", None)
         # Those waiting for client-connect's verdict count as in (review11c): they were pushed to,
         # and once the verdicts came, sessions of one name opened together were all in (one
         # name many times with duplicate-cn off, more clients than max-clients).
@@ -315,6 +316,8 @@ class ClientPush:
 
     def _apply_connect_options(self, rec: ClientRecord, ccd) -> None:
         opts = rec.connect_opts
+        if getattr(ccd, "vlan_pvid", None) is not None:
+            rec.vid = ccd.vlan_pvid              # (vlan-tagging: the client's VLAN, as a ccd's)
         want = getattr(ccd, "ifconfig_push", None)
         if want is not None:
             ip, mask = want[0], want[1]

@@ -28,6 +28,15 @@ LAN's hosts, its router). 2.6 lets a client take them: with client-to-client one
 TAP's MAC sent every other client's frames to the server to that client instead. A MAC the TAP
 side sends from is taken back from a client that claimed it first.
 
+802.1Q VLANs (`vlan-tagging`, as 2.6's vlan.c; Vlans below): each client is on one VLAN, its ccd's
+or client-connect's `vlan-pvid`, else the server's. A MAC is learned per VLAN (MAC@VID), frames and
+broadcasts go only between clients of one VLAN, a client's tagged frame (a VID not 0) is dropped,
+and on the TAP device, as `vlan-accept` says: `all` -- frames of the server's own `vlan-pvid` go
+untagged, others tagged with their VLAN; `tagged` -- every frame tagged; `untagged` -- only the
+server's VLAN, untagged (frames of other VLANs never reach it). A frame from the TAP device is on
+the VLAN of its tag (the tag taken off before it goes to a client; a priority tag with VID 0 kept,
+on the server's VLAN), untagged on the server's VLAN -- unless vlan-accept refuses it.
+
 learn-address (the hooks `ask`/`unlearn`, run by gateway/learn.py): as 2.6, a frame from a MAC
 new to its client passes only once the command said yes (`add` or `update MAC@0 CN`); until then
 it is dropped, as 2.6 drops it when the command fails. Unlike 2.6, which runs the command inside
@@ -135,8 +144,60 @@ class MacTable:
 
 
 def mac_text(mac: bytes) -> str:
-    """As 2.6 prints a learned MAC (mroute_addr_print): its VLAN id after @, 0 untagged."""
-    return ":".join(f"{b:02x}" for b in mac) + "@0"
+    """As 2.6 prints a learned MAC (mroute_addr_print): its VLAN id after @, 0 untagged. A table
+    key is the MAC, or with vlan-tagging the MAC and its VLAN (two bytes more)."""
+    vid = int.from_bytes(mac[6:8], "big") if len(mac) == 8 else 0
+    return ":".join(f"{b:02x}" for b in mac[:6]) + f"@{vid}"
+
+
+TPID_HI, TPID_LO = 0x81, 0x00           # 802.1Q's ethertype
+VLAN_HLEN = 18
+VLAN_REFUSED = "frame refused by vlan-accept"
+VLAN_TAGGED = "VLAN-tagged frame from a client"
+
+
+def tag_vid(p) -> int | None:
+    """The VID of an 802.1Q-tagged frame (0: only priority-tagged), -1 for a tagged frame too short
+    for its tag, None for an untagged frame."""
+    if len(p) < ETH_HLEN or p[12] != TPID_HI or p[13] != TPID_LO:
+        return None
+    if len(p) < VLAN_HLEN:
+        return -1
+    return ((p[14] & 0x0F) << 8) | p[15]
+
+
+class Vlans:
+    """vlan-tagging's two conversions at the TAP device (2.6's vlan_decapsulate and
+    vlan_process_outgoing_tun), sans I/O: a frame in, the frame out (a new object when it changes)
+    or None when it is dropped."""
+
+    def __init__(self, accept: str, pvid: int) -> None:
+        self.accept, self.pvid = accept, pvid
+
+    def from_tap(self, p):
+        """-> (the frame for the clients, its VLAN), or None when vlan-accept refuses it."""
+        vid = tag_vid(p)
+        if vid is None:
+            return None if self.accept == "tagged" else (p, self.pvid)
+        if vid < 0 or (vid and self.accept == "untagged"):
+            return None
+        if vid == 0:
+            return p, self.pvid                # priority-tagged: kept as it is, on the port's VLAN
+        return bytes(p[:12]) + bytes(p[16:]), vid
+
+    def to_tap(self, p, vid: int):
+        """A client's frame (on VLAN `vid`) as the TAP device gets it, or None."""
+        if self.accept == "untagged" or (self.accept == "all" and vid == self.pvid):
+            return p if vid == self.pvid else None
+        tv = tag_vid(p)
+        if tv is None:
+            return bytes(p[:12]) + bytes((TPID_HI, TPID_LO, vid >> 8, vid & 0xFF)) + bytes(p[12:])
+        if tv != 0:
+            return None                       # (a short or VLAN-tagged frame: dropped before this)
+        q = bytearray(p)
+        q[14] = (q[14] & 0xF0) | (vid >> 8)   # a priority tag: its PCP and DEI kept
+        q[15] = vid & 0xFF
+        return q
 
 
 class SwitchDataPath:
@@ -149,6 +210,10 @@ class SwitchDataPath:
         self.stats = {"no route": 0, "frame too short": 0, "frame from a group MAC": 0,
                       "frame from another client's MAC": 0, "broadcast over rate": 0, REPLACED: 0, WAITING: 0,
                       LEARN_REFUSED: 0, SERVER_SIDE: 0}
+        st = dispatcher.st
+        self.vlans = Vlans(*st.vlan) if getattr(st, "vlan", None) else None
+        if self.vlans is not None:
+            self.stats[VLAN_REFUSED] = self.stats[VLAN_TAGGED] = 0
         # The server side's MACs (module docstring): the TAP device's own, set by the gateway
         # once the device is up, and those seen as sources from it -> when last seen.
         self.server_mac: bytes | None = None
@@ -264,9 +329,18 @@ class SwitchDataPath:
             return rec
         s = rec.session
         stats, macs = self.stats, self.macs
+        vlans, vid, vb, put = self.vlans, 0, b"", to_tun
+        if vlans is not None:
+            vid = rec.vid or vlans.pvid
+            vb = vid.to_bytes(2, "big")
+            put = self._to_tap(vid, to_tun)
         for p in pts:
             if len(p) < ETH_HLEN:
                 stats["frame too short"] += 1
+                s.not_traffic += len(p) + s.framing
+                continue
+            if vlans is not None and tag_vid(p):     # (2.6: a client sends no VLAN of its own)
+                stats[VLAN_TAGGED] += 1
                 s.not_traffic += len(p) + s.framing
                 continue
             src = bytes(p[6:12])
@@ -274,6 +348,7 @@ class SwitchDataPath:
                 stats["frame from a group MAC"] += 1
                 s.not_traffic += len(p) + s.framing
                 continue
+            src += vb
             if macs.owner.get(src) is not rec and self._servers(src, now):
                 stats[SERVER_SIDE] += 1
                 s.not_traffic += len(p) + s.framing
@@ -289,25 +364,43 @@ class SwitchDataPath:
                 continue
             if p[0] & 1:                                   # broadcast / multicast
                 if self.c2c and self._bcast_ok(rec, now):
-                    for other in self._others(rec):
+                    for other in self._others(rec, vid):
                         self._seal(other, p, now, sends)
-                to_tun(p)
+                put(p)
                 continue
             p = self._clamp(p, s)
-            other = macs.owner.get(bytes(p[0:6]))
+            other = macs.owner.get(bytes(p[0:6]) + vb)
             if other is None or other is rec:
-                to_tun(p)
+                put(p)
             elif self.c2c:
                 if other.session.established:
                     self._seal(other, p, now, sends)
                 else:
                     stats["no route"] += 1
             else:
-                to_tun(p)           # as 2.6: the host (its bridge) decides; it never sends it back here
+                put(p)              # as 2.6: the host (its bridge) decides; it never sends it back here
         return rec
 
-    def _others(self, rec: ClientRecord | None) -> list[ClientRecord]:
-        return [o for o in self.d.by_addr.values() if o is not rec and o.alive and o.session.established]
+    def _to_tap(self, vid: int, to_tun: Callable[[object], None]) -> Callable[[object], None]:
+        """vlan-tagging: a client's frames on VLAN `vid` to the TAP device as vlan-accept says."""
+        vlans, stats = self.vlans, self.stats
+        assert vlans is not None
+
+        def put(p) -> None:
+            q = vlans.to_tap(p, vid)
+            if q is None:
+                stats[VLAN_REFUSED] += 1
+            else:
+                to_tun(q)
+        return put
+
+    def _others(self, rec: ClientRecord | None, vid: int = 0) -> list[ClientRecord]:
+        """The established clients but `rec`; with vlan-tagging those on VLAN `vid` only."""
+        if self.vlans is None:
+            return [o for o in self.d.by_addr.values() if o is not rec and o.alive and o.session.established]
+        pvid = self.vlans.pvid
+        return [o for o in self.d.by_addr.values()
+                if o is not rec and o.alive and o.session.established and (o.vid or pvid) == vid]
 
     def _bcast_ok(self, rec: ClientRecord, now: float) -> bool:
         b = self._buckets.get(id(rec))
@@ -322,8 +415,9 @@ class SwitchDataPath:
         return True
 
     def _servers(self, mac: bytes, now: float) -> bool:
-        """Whether `mac` is the server side's (the TAP device's own, or a source from it lately)."""
-        if mac == self.server_mac:
+        """Whether `mac` is the server side's (the TAP device's own, on any VLAN, or a source from
+        it lately)."""
+        if mac[:6] == self.server_mac:
             return True
         seen = self.server_side.get(mac)
         return seen is not None and now - seen < MOVE_IDLE
@@ -348,22 +442,31 @@ class SwitchDataPath:
     def from_tun(self, pkts: list, now: float, sends: dict) -> None:
         owner = self.macs.owner
         side = self.server_side
-        everyone: list[ClientRecord] | None = None
+        vlans, vid, vb = self.vlans, 0, b""
+        groups: dict[int, list[ClientRecord]] = {}     # VLAN -> its clients, for this batch's broadcasts
         for p in pkts:
             if len(p) < ETH_HLEN:
                 self.stats["frame too short"] += 1
                 continue
-            src = bytes(p[6:12])
+            if vlans is not None:
+                got = vlans.from_tap(p)
+                if got is None:
+                    self.stats[VLAN_REFUSED] += 1
+                    continue
+                p, vid = got
+                vb = vid.to_bytes(2, "big")
+            src = bytes(p[6:12]) + vb
             seen = side.get(src)
             if seen is None or now - seen >= REFRESH:
                 self._saw_server_side(src, now)
             if p[0] & 1:
-                if everyone is None:
-                    everyone = self._others(None)
-                for rec in everyone:
+                group = groups.get(vid)
+                if group is None:
+                    group = groups[vid] = self._others(None, vid)
+                for rec in group:
                     self._seal(rec, p, now, sends)     # (2.6: no mssfix on broadcasts)
                 continue
-            rec = owner.get(bytes(p[0:6]))
+            rec = owner.get(bytes(p[0:6]) + vb)
             if rec is None or not rec.session.established:
                 self.stats["no route"] += 1
                 continue

@@ -44,6 +44,7 @@ class ClientRecord:
     iroutes6: list[ipaddress.IPv6Network] = field(default_factory=list)    # ccd iroute-ipv6
     common_name: str | None = None
     tcp: bool = False
+    vid: int | None = None               # vlan-pvid from its ccd / client-connect (vlan-tagging), else the server's
     extra_push: list[str] = field(default_factory=list)
     push_reset: bool = False
     push_remove: list[tuple[int, str]] = field(default_factory=list)
@@ -137,3 +138,5 @@ class ServerSettings:
     v2_verify: bool = False
     # dev tap: frames switched by MAC address (l2switch.py), no `topology` pushed, no iroutes
     layer2: bool = False
+    # vlan-tagging: (vlan-accept, the TAP port's vlan-pvid), else None (l2switch.py)
+    vlan: tuple[str, int] | None = None

@@ -355,6 +355,7 @@ def server_settings(opts: Options, ccd_loader=None, passdb_text: str | None = No
         defer_auth=defer_auth and verify_user is not None,
         v2_verify=kind == "tls-crypt-v2" and bool(opts.tls_crypt_v2_verify),
         layer2=opts.dev_type == "tap",
+        vlan=(opts.vlan_accept, opts.vlan_pvid) if opts.vlan_tagging else None,
     )
 
 

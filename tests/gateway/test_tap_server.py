@@ -111,3 +111,28 @@ def test_a_reload_lowering_max_routes_per_client_bounds_the_macs_from_then_on(pk
     assert gw.ops.reload()
     macs_from(5)                                      # a client holding more: down to the quota at its next
     assert len(gw.dp.macs.macs_of(gw.d.clients[0])) == 2
+
+
+def test_vlan_tagging_a_ccd_vlan_pvid_tags_the_clients_frames_on_the_tap(pki, tmp_path):
+    """vlan-tagging on the real server pump: client0's ccd puts it on VLAN 5, so its frames reach
+    the TAP device tagged 5 and a frame tagged 5 from the TAP reaches it untagged (2.6's vlan.c);
+    client1, on the server's VLAN, sends untagged."""
+    from tests.gateway.test_inner_address_ownership import _ccd
+    w = World()
+    w.add_server(tap_conf(pki, "vlan-tagging\n"))
+    _ccd(w, tmp_path, {"client0": "vlan-pvid 5\n"})
+    w.add_client(client_conf(pki, "client0"))
+    w.add_client(client_conf(pki, "client1"))
+    assert w.run(lambda: _up(w, 0) and _up(w, 1), max_time=30)
+    stun = w.server_net.tun
+    w.client_nets[0].tun.inject(frame(b"\xff" * 6, CLIENT_MAC, b"zero"))
+    other = bytes.fromhex("020000000a02")
+    w.client_nets[1].tun.inject(frame(b"\xff" * 6, other, b"one"))
+    assert w.run(lambda: frame(b"\xff" * 6, other, b"one") in stun.written, max_time=2)
+    assert any(bytes(p)[12:16] == struct.pack("!HH", 0x8100, 5) and bytes(p)[6:12] == CLIENT_MAC
+               for p in stun.written), stun.written
+    stun.inject(b"\xff" * 6 + HOST_MAC + struct.pack("!HH", 0x8100, 5) + frame(b"", b"", b"back"))
+    back = frame(b"\xff" * 6, HOST_MAC, b"back")
+    assert w.run(lambda: back in w.client_nets[0].tun.written, max_time=2)
+    w.run_for(0.5)
+    assert back not in w.client_nets[1].tun.written          # VLAN 5's broadcast: not client1's

@@ -109,19 +109,38 @@ def test_a_reload_cannot_switch_between_tun_and_tap():
     assert (new.dev_type, new.dev) == ("tun", "tun")
 
 
-@pytest.mark.parametrize("line", ["vlan-tagging", "vlan-accept tagged", "vlan-pvid 5"])
-def test_vlan_lines_are_refused_at_their_line_with_the_reason(line):
-    """2.6's 802.1Q VLANs per client: not done here, and not ignored (clients of different VLANs
-    would reach each other): refused at the line, naming what is missing -- never "unknown"."""
-    errs = errors(f"dev tap\nserver 198.19.0.0 255.255.255.0\n{line}\n")
-    assert [e.line for e in errs] == [14], errs
-    text = str(errs[0])
-    assert text.startswith(f"/p/s.conf:14: {line.split()[0]}: ") and "802.1Q VLANs per client" in text
-    assert "unknown" not in text.lower()
+def test_vlan_tagging_as_2_6_reads_it():
+    from appliance.openvpn.settings import server_settings
+    o = parse("dev tap\nserver 198.19.0.0 255.255.255.0\nvlan-tagging\nvlan-accept tagged\nvlan-pvid 7\n")
+    assert (o.vlan_tagging, o.vlan_accept, o.vlan_pvid) == (True, "tagged", 7)
+    assert parse("dev tap\nserver-bridge\nvlan-tagging\n").vlan_accept == "all"
+    assert server_settings(o).vlan == ("tagged", 7)
+    assert server_settings(parse("dev tap\nserver 198.19.0.0 255.255.255.0\n")).vlan is None
 
 
-def test_a_ccd_vlan_pvid_is_refused_with_the_reason():
-    from appliance.openvpn.config.ccd import parse_ccd
+@pytest.mark.parametrize("text, want", [
+    ("dev tun\nserver 198.19.0.0 255.255.255.0\nvlan-tagging\n", "14: vlan-tagging: must be used with --dev tap"),
+    ("dev tap\nserver 198.19.0.0 255.255.255.0\nvlan-accept tagged\n", "14: vlan-accept: requires --vlan-tagging"),
+    ("dev tap\nserver 198.19.0.0 255.255.255.0\nvlan-pvid 5\n", "14: vlan-pvid: requires --vlan-tagging"),
+    ("dev tap\nserver 198.19.0.0 255.255.255.0\nvlan-tagging\nvlan-pvid 4095\n", "15: vlan-pvid: 4095 out of range 1..4094"),
+    ("dev tap\nserver 198.19.0.0 255.255.255.0\nvlan-tagging\nvlan-accept some\n",
+     "15: vlan-accept: --vlan-accept must be 'tagged', 'untagged' or 'all'"),
+])
+def test_vlan_lines_2_6_refuses_are_refused_at_their_line(text, want):
+    errs = errors(text)
+    assert any(str(e).startswith(f"/p/s.conf:{want}") for e in errs), [str(e) for e in errs]
+
+
+def test_a_client_profile_with_vlan_tagging_is_refused():
     with pytest.raises(ConfigError) as ei:
-        parse_ccd("ifconfig-push 198.19.0.9 255.255.255.0\nvlan-pvid 5\n", "/ccd/client1")
-    assert str(ei.value).startswith("/ccd/client1:2: vlan-pvid: a client's VLAN") and "802.1Q" in str(ei.value)
+        parse_config("client\nremote 198.18.0.1\ndev tap\n<ca>\nX\n</ca>\nvlan-tagging\n", "/p/c.ovpn", _no_files)
+    assert "vlan-tagging" in str(ei.value) and "/p/c.ovpn:7" in str(ei.value)
+
+
+def test_a_ccd_vlan_pvid():
+    from appliance.openvpn.config.ccd import parse_ccd
+    assert parse_ccd("ifconfig-push 198.19.0.9 255.255.255.0\nvlan-pvid 5\n", "/ccd/client1").vlan_pvid == 5
+    for bad in ("0", "4095", "x", "99999999999"):
+        with pytest.raises(ConfigError) as ei:
+            parse_ccd(f"vlan-pvid {bad}\n", "/ccd/client1")
+        assert str(ei.value).startswith("/ccd/client1:1: vlan-pvid: the VLAN id must be 1..4094")

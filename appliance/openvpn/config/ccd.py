@@ -10,6 +10,8 @@ from .ipv6 import network6, prefix6
 from .lexer import lines
 from .model import CcdOptions, ConfigErrors
 
+VLAN_MIN, VLAN_MAX = 1, 4094          # 802.1Q VLAN ids OpenVPN 2.6 takes for vlan-pvid
+
 
 def _addresses_error(d: str, a: list[str]) -> str | None:
     """Why the addresses of an ifconfig-push or iroute line are unusable, else None. Checked
@@ -49,7 +51,7 @@ def _ipv6_line(c: CcdOptions, d: str, a: list[str]) -> str | None:
 
 def parse_ccd(text: str, path: str = "<ccd>") -> CcdOptions:
     """A client-config-dir file: ifconfig-push, ifconfig-ipv6-push, iroute, iroute-ipv6, push,
-    push-reset, push-remove, disable."""
+    push-reset, push-remove, disable, vlan-pvid."""
     c = CcdOptions()
     errors: list[ConfigError] = []
     for ln in lines(text):
@@ -89,9 +91,14 @@ def parse_ccd(text: str, path: str = "<ccd>") -> CcdOptions:
             c.push_reset = True
         elif d == "disable":
             c.disable = True
-        elif d == "vlan-pvid":
-            errors.append(ConfigError("a client's VLAN (vlan-tagging, 802.1Q VLANs per client) is not supported "
-                                      "here: the layer-2 server switches by MAC alone", path, ln.number, d))
+        elif d == "vlan-pvid" and len(a) == 1:
+            # The client's VLAN on a vlan-tagging server (l2switch.py); without it, no effect, as 2.6.
+            n = int(a[0]) if a[0].isascii() and a[0].isdigit() and len(a[0]) <= 5 else 0
+            if not VLAN_MIN <= n <= VLAN_MAX:
+                errors.append(ConfigError(f"the VLAN id must be {VLAN_MIN}..{VLAN_MAX} (as OpenVPN 2.6)",
+                                          path, ln.number, d))
+            else:
+                c.vlan_pvid = n
         else:
             errors.append(ConfigError("not supported in a client-config-dir file", path, ln.number, d))
     if errors:

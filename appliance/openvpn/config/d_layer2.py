@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import ipaddress
 
+from .ccd import VLAN_MAX, VLAN_MIN
 from .directives import Registry
 from .parser import ParseState
 
@@ -56,15 +57,48 @@ def _server_bridge(p: ParseState, d: str, a: list[str], inline: str | None) -> N
     p.set("tls_server", True)
 
 
-# 2.6's 802.1Q VLANs on a tap server (vlan.c): each client's frames carry its `vlan-pvid` (a ccd or
-# client-connect line) on the TAP device, and clients of different VLANs never see each other's.
-# Not done here: switched by MAC alone, every client would be on one VLAN -- the isolation the lines
-# ask for would silently be gone, so they are refused (access: they decide who reaches whom).
-_VLANS = ("802.1Q VLANs per client (OpenVPN 2.6 tags each client's frames on the TAP device with its "
-          "vlan-pvid and keeps clients of different VLANs apart) are not supported here: this layer-2 server "
-          "switches by MAC alone, so every client would share one VLAN")
-reg.refuse("vlan-tagging", f"{_VLANS}; remove it only if that is what you want", access=True)
-reg.refuse("vlan-accept vlan-pvid", f"belongs to vlan-tagging: {_VLANS}", access=True)
+# 2.6's 802.1Q VLANs on a tap server (vlan.c; the switching: l2switch.py). Each decides who reaches whom
+# (clients of different VLANs never see each other's frames): applied, never a no-op.
+@reg.apply("vlan-tagging", why="tap server: 802.1Q VLANs per client, as OpenVPN 2.6 (each client on its "
+           "ccd's vlan-pvid, tagged as such on the TAP device; clients of different VLANs kept apart)",
+           sets=("vlan_tagging",), used_by="server", nargs=(0, 0), access=True)
+def _vlan_tagging(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
+    p.set("vlan_tagging", True)
+
+
+@reg.apply("vlan-accept", why="vlan-tagging: which frames the TAP device's port takes and sends: tagged, "
+           "untagged (only its vlan-pvid's, untagged) or all (the default)", sets=("vlan_accept",),
+           used_by="server", nargs=(1, 1), access=True)
+def _vlan_accept(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
+    if a[0] not in ("tagged", "untagged", "all"):
+        p.err(d, "--vlan-accept must be 'tagged', 'untagged' or 'all' (as OpenVPN 2.6 says)")
+        return
+    p.set("vlan_accept", a[0])
+
+
+@reg.apply("vlan-pvid", why="vlan-tagging: the TAP port's own VLAN (untagged frames are on it) and every "
+           "client's unless its ccd or client-connect says `vlan-pvid`", sets=("vlan_pvid",), used_by="server",
+           nargs=(1, 1), access=True)
+def _vlan_pvid(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
+    n = p.int_arg(d, a[0], VLAN_MIN, VLAN_MAX)
+    if n is not None:
+        p.set("vlan_pvid", n)
+
+
+def _vlan_rules(p: ParseState) -> None:
+    """2.6's checks (options.c), at the lines that break them."""
+    o = p.o
+    line = lambda n: o.source.get(n, (p.path, None))[1]  # noqa: E731
+    if o.vlan_tagging:
+        if o.dev_type != "tap":
+            p.err("vlan-tagging", "must be used with --dev tap (as OpenVPN 2.6 says)", line("vlan_tagging"))
+        elif not (o.mode == "server" or o.server is not None or o.server_bridge is not None):
+            p.err("vlan-tagging", "requires --mode server (as OpenVPN 2.6 says)", line("vlan_tagging"))
+        return
+    if o.vlan_accept != "all":
+        p.err("vlan-accept", "requires --vlan-tagging (as OpenVPN 2.6 says)", line("vlan_accept"))
+    if o.vlan_pvid != 1:
+        p.err("vlan-pvid", "requires --vlan-tagging (as OpenVPN 2.6 says)", line("vlan_pvid"))
 
 
 def finish(p: ParseState) -> None:
@@ -74,6 +108,7 @@ def finish(p: ParseState) -> None:
     line = lambda n: o.source.get(n, (p.path, None))[1]  # noqa: E731
     if "dev_type" not in o.source:
         o.dev_type = "tap" if o.dev.startswith("tap") else "tun"
+    _vlan_rules(p)
     if o.server_bridge is not None and o.server is not None:
         p.err("server-bridge", "`server` and `server-bridge` cannot be used together (OpenVPN 2.6 refuses "
               "it too)", line("server_bridge"))

@@ -80,6 +80,7 @@ class CcdOptions:
     # out of what is pushed so far every option beginning with PREFIX (ccd.with_ccd_pushes).
     push_remove: list[tuple[int, str]] = field(default_factory=list)
     disable: bool = False
+    vlan_pvid: int | None = None         # the client's VLAN (vlan-tagging), else the server's vlan-pvid
     # `push-remove ifconfig` / `push-remove ifconfig-ipv6` (OpenVPN's push_remove_option): the
     # address is kept from the push for the rest of the client's connection, whatever file says
     # ifconfig-push after; only an ifconfig-ipv6-push after the IPv6 one lifts it (options.c).
@@ -184,6 +185,9 @@ class Options:
     tun_mtu_extra: int = 0                      # tun-mtu-extra: counted against mssfix, as OpenVPN (tap: 32)
     route_gateway: str | None = None            # route-gateway: a tap client's default route gateway
     lladdr: str | None = None                   # lladdr: a tap device's MAC address (aa:bb:cc:dd:ee:ff)
+    vlan_tagging: bool = False                  # a tap server's 802.1Q VLANs per client (l2switch.py)
+    vlan_accept: str = "all"                    # which frames the TAP device's port takes: tagged|untagged|all
+    vlan_pvid: int = 1                          # the TAP port's own VLAN, and a client's unless its ccd says
     tun_mtu_max: int = 0                        # client: the largest tun-mtu a server may push (0: 1600)
     verb: int = 1
     explicit_exit_notify: int = 0

@@ -1,0 +1,117 @@
+"""vlan-tagging on the layer-2 server's switch (l2switch.py), as OpenVPN 2.6's vlan.c/multi.c:
+each client on its VLAN (its ccd's vlan-pvid, else the server's), MACs learned per VLAN, no frame
+between VLANs, and the TAP device's frames tagged or not as vlan-accept says."""
+from __future__ import annotations
+
+import struct
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from appliance.openvpn.l2switch import VLAN_REFUSED, VLAN_TAGGED, SwitchDataPath, Vlans, mac_text
+from tests.engine.test_l2switch import A_MAC, B_MAC, BCAST, HOST_MAC, Disp, frame, send
+
+C_MAC = bytes.fromhex("02000000000c")
+
+
+def tagged(dst: bytes, src: bytes, vid: int, pcp: int = 0, body: bytes = b"x" * 46, ethertype: int = 0x0806) -> bytes:
+    return dst + src + struct.pack("!HHH", 0x8100, (pcp << 13) | vid, ethertype) + body
+
+
+def world(accept: str = "all", pvid: int = 1, c2c: bool = True):
+    """Clients A and B on the server's VLAN (no vlan-pvid of their own), C on VLAN 5."""
+    d = Disp()
+    d.st.vlan = (accept, pvid)
+    a, b, c = d.add("A", "alice"), d.add("B", "bob"), d.add("C", "carol")
+    a.vid = b.vid = None
+    c.vid = 5
+    return d, a, b, c, SwitchDataPath(d, lambda cipher, v2: 1300, c2c)
+
+
+def test_clients_of_one_vlan_reach_each_other_and_no_other():
+    d, a, b, c, sw = world()
+    tun, sends = send(sw, "A", frame(BCAST, A_MAC))
+    assert sorted(sends) == ["B"] and tun == [frame(BCAST, A_MAC)]       # the server's VLAN: untagged
+    tun, sends = send(sw, "C", frame(BCAST, C_MAC))
+    assert sends == {} and tun == [tagged(BCAST, C_MAC, 5)]              # alone on VLAN 5; tagged on the TAP
+    # unicast to a MAC learned on another VLAN: not switched to that client (it goes to the TAP,
+    # tagged with the sender's VLAN)
+    tun, sends = send(sw, "C", frame(A_MAC, C_MAC, ethertype=0x0800))
+    assert sends == {} and tun == [tagged(A_MAC, C_MAC, 5, ethertype=0x0800)]
+    tun, sends = send(sw, "B", frame(A_MAC, B_MAC, ethertype=0x0800))
+    assert list(sends) == ["A"] and tun == []
+    assert mac_text(next(k for k, r in sw.macs.owner.items() if r is c)) == "02:00:00:00:00:0c@5"
+    assert mac_text(next(k for k, r in sw.macs.owner.items() if r is a)) == "02:00:00:00:00:0a@1"
+
+
+def test_one_mac_on_two_vlans_is_two_entries():
+    """2.6 keys its table by MAC and VLAN: the same MAC on VLAN 5 is not the one on VLAN 1, so
+    no client of one VLAN takes another's."""
+    d, a, b, c, sw = world()
+    send(sw, "A", frame(BCAST, A_MAC))
+    send(sw, "C", frame(BCAST, A_MAC))
+    assert sw.stats["frame from another client's MAC"] == 0 and len(sw.macs) == 2
+
+
+def test_a_clients_tagged_frame_is_dropped_a_priority_tag_passes():
+    d, a, b, c, sw = world()
+    tun, sends = send(sw, "A", tagged(BCAST, A_MAC, 7))
+    assert tun == [] and sends == {} and sw.stats[VLAN_TAGGED] == 1
+    tun, sends = send(sw, "C", tagged(BCAST, C_MAC, 0, pcp=5))
+    assert tun == [tagged(BCAST, C_MAC, 5, pcp=5)]                      # its priority kept, its VLAN set
+
+
+def test_frames_from_the_tap_go_to_their_vlan_untagged():
+    d, a, b, c, sw = world()
+    send(sw, "A", frame(BCAST, A_MAC))
+    send(sw, "C", frame(BCAST, C_MAC))
+    sw.from_tun([tagged(BCAST, HOST_MAC, 5), frame(BCAST, HOST_MAC), tagged(C_MAC, HOST_MAC, 5),
+                 tagged(A_MAC, HOST_MAC, 5), frame(C_MAC, HOST_MAC)], 1.0, {})
+    assert c.session.sealed == [frame(BCAST, HOST_MAC), frame(C_MAC, HOST_MAC)]
+    assert a.session.sealed == [frame(BCAST, HOST_MAC)] and b.session.sealed[-1] == frame(BCAST, HOST_MAC)
+    assert sw.stats["no route"] == 2                 # A's MAC is not on VLAN 5, C's not on VLAN 1
+
+
+@pytest.mark.parametrize("accept, own_vlan, other_vlan", [
+    ("all", "untagged", "tagged"), ("tagged", "tagged", "tagged"), ("untagged", "untagged", None)])
+def test_vlan_accept_on_the_tap(accept, own_vlan, other_vlan):
+    d, a, b, c, sw = world(accept)
+    tun, _ = send(sw, "A", frame(BCAST, A_MAC))
+    assert tun == [frame(BCAST, A_MAC) if own_vlan == "untagged" else tagged(BCAST, A_MAC, 1)]
+    tun, _ = send(sw, "C", frame(BCAST, C_MAC))
+    assert tun == ([] if other_vlan is None else [tagged(BCAST, C_MAC, 5)])
+    sw.from_tun([frame(BCAST, HOST_MAC), tagged(BCAST, HOST_MAC, 5)], 1.0, {})
+    want_a = [] if accept == "tagged" else [frame(BCAST, HOST_MAC)]
+    want_c = [] if accept == "untagged" else [frame(BCAST, HOST_MAC)]
+    assert a.session.sealed == want_a and c.session.sealed == want_c
+    assert sw.stats[VLAN_REFUSED] == (2 if accept == "untagged" else 1 if accept == "tagged" else 0)
+
+
+def test_the_taps_own_mac_is_no_clients_on_any_vlan():
+    d, a, b, c, sw = world()
+    sw.server_mac = HOST_MAC
+    tun, sends = send(sw, "C", frame(BCAST, HOST_MAC))
+    assert tun == [] and sw.stats["frame from a MAC of the server's side"] == 1
+
+
+def test_without_vlan_tagging_nothing_changes():
+    d, a, b, c, sw = world()
+    d.st.vlan = None
+    sw = SwitchDataPath(d, lambda cipher, v2: 1300, True)
+    tun, sends = send(sw, "C", tagged(BCAST, C_MAC, 7))
+    assert tun == [tagged(BCAST, C_MAC, 7)] and sorted(sends) == ["A", "B"]
+    assert mac_text(C_MAC) == "02:00:00:00:00:0c@0"
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=80), st.sampled_from(["all", "tagged", "untagged"]), st.integers(1, 4094))
+def test_hostile_frames_never_raise(p, accept, vid):
+    v = Vlans(accept, 1)
+    got = v.from_tap(p)
+    assert got is None or (len(got[0]) in (len(p), len(p) - 4) and 1 <= got[1] <= 4095)
+    out = v.to_tap(p, vid)
+    assert out is None or len(out) in (len(p), len(p) + 4)
+    d, a, b, c, sw = world(accept)
+    send(sw, "C", p)
+    sw.from_tun([p], 0.0, {})
