@@ -28,9 +28,9 @@ OPT_PAD, OPT_ROUTER, OPT_MSG_TYPE, OPT_END = 0, 3, 53, 255
 DHCPOFFER, DHCPACK = 2, 5
 
 
-def _udp_bounds(frame) -> tuple[int, int] | None:
-    """(offset of the UDP header, end of the UDP datagram) for a whole IPv4 UDP datagram from
-    port 67 to port 68 inside the Ethernet `frame`, else None."""
+def _udp_bounds(frame) -> tuple[int, int, int] | None:
+    """(offsets of the IPv4 header and the UDP header, end of the UDP datagram) for a whole IPv4
+    UDP datagram from port 67 to port 68 inside the Ethernet `frame`, else None."""
     off = ip_offset(frame)
     if off is None or frame[off] >> 4 != 4:
         return None
@@ -45,7 +45,7 @@ def _udp_bounds(frame) -> tuple[int, int] | None:
     end = u + (frame[u + 4] << 8 | frame[u + 5])
     if end > len(frame) or end < u + 8 + DHCP_FIXED:
         return None
-    return u, end
+    return off, u, end
 
 
 def _message_type(opts) -> int | None:
@@ -66,11 +66,14 @@ def _message_type(opts) -> int | None:
     return None
 
 
-def _strip_routers(opts: memoryview) -> bytes | None:
-    """Pad every Router option out of `opts` (writable), moving what follows down over it as 2.6
-    does; -> the first router's 4 bytes (a length that is a multiple of 4), or None."""
+def _strip_routers(opts) -> tuple[bytes, bytes | None]:
+    """`opts` without its Router options, what followed each moved down over it and the tail
+    padded, as 2.6 leaves them (it moves the rest down once per option: here one pass, so a
+    hostile reply of thousands of empty Router options costs one copy, not one per option)
+    -> (the new options, the first router's 4 bytes (a length that is a multiple of 4) or None)."""
     router = None
-    i, n = 0, len(opts)
+    kept: list = []
+    i, n, start, removed = 0, len(opts), 0, 0
     while i < n:
         t = opts[i]
         if t == OPT_END:
@@ -88,10 +91,12 @@ def _strip_routers(opts: memoryview) -> bytes | None:
             break                       # a router option running past the end: left, as 2.6 leaves it
         if router is None and ln >= 4 and ln % 4 == 0:
             router = bytes(opts[i + 2:i + 6])
-        w = ln + 2
-        opts[i:n - w] = opts[i + w:n]   # the same index now holds the next option
-        opts[n - w:n] = bytes(w)        # PAD
-    return router
+        kept.append(opts[start:i])
+        i += ln + 2
+        start = i
+        removed += ln + 2
+    kept.append(opts[start:n])
+    return b"".join(kept) + bytes(removed), router
 
 
 def _checksum(frame, ip: int, u: int, end: int) -> int:
@@ -115,7 +120,7 @@ def extract_router(frame):
     b = _udp_bounds(frame)
     if b is None:
         return frame, None
-    u, end = b
+    ip, u, end = b
     dhcp = u + 8
     if frame[dhcp] != BOOTREPLY:
         return frame, None
@@ -123,9 +128,7 @@ def extract_router(frame):
     if mtype not in (DHCPOFFER, DHCPACK):
         return frame, None
     out = bytearray(frame)
-    router = _strip_routers(memoryview(out)[dhcp + DHCP_FIXED:end])
-    ip = ip_offset(out)
-    assert ip is not None
+    out[dhcp + DHCP_FIXED:end], router = _strip_routers(memoryview(frame)[dhcp + DHCP_FIXED:end])
     c = _checksum(out, ip, u, end)
     out[u + 6], out[u + 7] = c >> 8, c & 0xFF
     if mtype != DHCPACK or router is None:

@@ -125,3 +125,16 @@ def test_the_client_data_path_reads_replies_only_while_set():
     assert seen == ["198.19.1.1"] and "router" not in [o[0] for o in options(out[0])] and out[1] == b"\xff" * 60
     dp.set_dhcp_router(None)
     assert dp.open.__func__ is plain_open
+
+
+def test_thousands_of_empty_router_options_cost_one_pass():
+    """A hostile server's reply (over TCP a packet may hold ~64 KiB): every empty Router option
+    taken out in one pass -- 2.6 moves the rest down once per option."""
+    base = reply("ack", routers=())
+    head, tail = base[:14 + 20 + 8 + 240], base[14 + 20 + 8 + 240:]
+    f = bytearray(head + bytes((3, 0)) * 30000 + tail)
+    f[14 + 2:14 + 4] = (len(f) - 14).to_bytes(2, "big")
+    f[14 + 20 + 4:14 + 20 + 6] = (len(f) - 14 - 20).to_bytes(2, "big")
+    out, router = extract_router(bytes(f))
+    assert router is None and len(out) == len(f)
+    assert out[14 + 20 + 8 + 240:].startswith(tail) and checksum_ok(out)
