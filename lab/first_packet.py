@@ -34,6 +34,14 @@ page faults then, and the datagrams each way up to the echo; and from each packe
 its last control packet -> our first data packet -> echo) and the packets by kind, per pair, to
 compare who waits for whom. A GSO send (two datagrams in one sendmsg) shows as one packet there.
 
+--layout places the processes on this 2-core lab's CPUs (taskset), the same for every pair:
+  free         the scheduler places everything (the default);
+  pin          (= --pin) each client alone on CPU 1; both servers, the prober and the echo on CPU 0;
+  apart        both servers alone on CPU 0; the clients, the prober and the echo on CPU 1;
+  server-core  the clients on CPU 0 with the servers; the prober and the echo on CPU 1.
+`apart` against `server-core` shows what a client costs the server by sharing its core (its
+caches) rather than by what it sends: in a deployment they are different machines.
+
 FP_WRAP="cmd args" in the environment runs each client (ours, OpenVPN's) under that command, e.g.
 a wrapper that runs `perf record -F 20000 -k CLOCK_REALTIME -o <unique file> -- "$@"`; with
 `--json`, each row's `t0` (CLOCK_REALTIME) plus `wire`/`echo` (ms) picks the samples of proto.
@@ -60,6 +68,19 @@ PORTS = {"ovpn": 1194, "ours": 1195}
 POOLS = {"ovpn": "198.19.0.0", "ours": "198.19.1.0"}
 TUN_ADDR = {"ovpn": "198.19.0.1", "ours": "198.19.1.1"}
 ECHO_PORT = 7007
+
+# --layout: CPU of (servers, clients, prober, echo); None = wherever the scheduler puts it.
+LAYOUTS: dict[str, tuple[int | None, int | None, int | None, int | None]] = {
+    "free": (None, None, None, None),
+    "pin": (0, 1, 0, 0),
+    "apart": (0, 1, 1, 1),
+    "server-core": (0, 0, 1, 1),
+}
+
+
+def on_cpu(cpu: int | None) -> list[str]:
+    """The taskset prefix that runs a command on `cpu` (nothing for None)."""
+    return [] if cpu is None else ["taskset", "-c", str(cpu)]
 
 # UDP echo on every address of the server namespace (both servers' tunnel addresses).
 _ECHO = """
@@ -219,20 +240,21 @@ class FirstPacket:
             f"fp-cli-ovpn-x25519-{protection}.conf",
             self.profiles["ovpn"].read_text() + "tls-groups X25519\n")
 
-    def pin_servers(self) -> None:
-        """Move both servers (every thread) to CPU 0, where --pin also runs the prober and the echo."""
+    def pin_servers(self, cpu: int = 0) -> None:
+        """Move both servers (every thread) to `cpu` (--layout: 0 in every pinned layout)."""
         for proc in self.servers.values():
-            subprocess.run(["taskset", "-a", "-p", "-c", "0", str(proc.p.pid)], check=True,
+            subprocess.run(["taskset", "-a", "-p", "-c", str(cpu), str(proc.p.pid)], check=True,
                            stdout=subprocess.DEVNULL)
 
     def once(self, pair: str, probe_s: float, timeout_s: float, baseline: str | None = None,
-             pin: bool = False) -> dict:
+             layout: str = "free") -> dict:
         cli, srv = pair.split("-")
         prof = str(self.profiles[srv])
         wrap = os.environ.get("FP_WRAP", "").split()     # e.g. a profiler: FP_WRAP="perf record -o F --"
-        # --pin: every client on CPU 1, alone; the server, the prober and the echo on CPU 0, as on two
-        # machines (a client and a server do not share a core's caches in a deployment).
-        cpu1 = ["taskset", "-c", "1"] if pin else []
+        # --layout pin: every client on CPU 1, alone; the server, the prober and the echo on CPU 0, as
+        # on two machines (a client and a server do not share a core's caches in a deployment).
+        _srv_cpu, cli_cpu, prober_cpu, _echo_cpu = LAYOUTS[layout]
+        cpu1 = on_cpu(cli_cpu)
         if cli == "before":          # another checkout's client (--baseline), as lab/capacity.py runs it
             argv = [*cpu1, sys.executable, "-c", _shq(_BASELINE), str(baseline), prof]
         elif cli == "ours":
@@ -241,7 +263,7 @@ class FirstPacket:
             argv = [*cpu1, OUR_BIN, "run", str(self.profiles[f"{srv}-x25519"])]
         else:
             argv = [*cpu1, *wrap, OPENVPN, "--config", prof]
-        r = self.lab.cli.run(" ".join(["exec", *(["taskset", "-c", "0"] if pin else []), sys.executable, "-c", _shq(_PROBER), f"vb{self.lab.tag}", SRV_IP,
+        r = self.lab.cli.run(" ".join(["exec", *on_cpu(prober_cpu), sys.executable, "-c", _shq(_PROBER), f"vb{self.lab.tag}", SRV_IP,
                                        str(PORTS[srv]), TUN_ADDR[srv], str(ECHO_PORT), str(probe_s),
                                        str(timeout_s), str(self.servers[srv].p.pid), *argv]),
                              check=False, timeout=timeout_s + 30)
@@ -394,8 +416,12 @@ def main(argv: list[str] | None = None) -> int:
                     help="directory holding another version's `appliance` package: adds pair before-ovpn "
                          "(that version's client against OpenVPN's server)")
     ap.add_argument("--pin", action="store_true",
-                    help="clients on CPU 1; servers, prober and echo on CPU 0 (two cores at least)")
+                    help="clients on CPU 1; servers, prober and echo on CPU 0 (two cores at least): --layout pin")
+    ap.add_argument("--layout", choices=sorted(LAYOUTS), default=None,
+                    help="where the processes run (module docstring); default free, or pin with --pin")
     a = ap.parse_args(argv)
+    layout = a.layout or ("pin" if a.pin else "free")
+    srv_cpu, _cli_cpu, _prober_cpu, echo_cpu = LAYOUTS[layout]
     prots, pairs = a.protections.split(","), a.pairs.split(",")
     if a.baseline and "before-ovpn" not in pairs:
         pairs.append("before-ovpn")
@@ -410,18 +436,19 @@ def main(argv: list[str] | None = None) -> int:
         echo = lab.start(lab.srv, [sys.executable, "-c", _ECHO, str(ECHO_PORT)], "fp-echo")
         if not echo.wait_for("echo ready", 20):
             raise RuntimeError("echo service did not start")
-        if a.pin:
-            subprocess.run(["taskset", "-a", "-p", "-c", "0", str(echo.p.pid)], check=True, stdout=subprocess.DEVNULL)
-        print("load before:", subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip(), flush=True)
+        if echo_cpu is not None:
+            subprocess.run(["taskset", "-a", "-p", "-c", str(echo_cpu), str(echo.p.pid)], check=True,
+                           stdout=subprocess.DEVNULL)
+        print(f"layout {layout}; load before:", subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip(), flush=True)
         for prot in prots:
             fp = FirstPacket(prot, lab)
             try:
-                if a.pin:
-                    fp.pin_servers()
+                if srv_cpu is not None:
+                    fp.pin_servers(srv_cpu)
                 time.sleep(0.5)
                 for rnd in range(a.rounds):
                     for pair in pairs:
-                        rows.append(fp.once(pair, a.probe_ms / 1000, a.timeout, a.baseline, a.pin))
+                        rows.append(fp.once(pair, a.probe_ms / 1000, a.timeout, a.baseline, layout))
                         rows[-1]["round"] = rnd
                         print(json.dumps(rows[-1]), flush=True)
                         time.sleep(0.3)       # let the server notice the exit notification
