@@ -12,7 +12,9 @@ from appliance.openvpn.config.cmdline import SOURCE, config_text
 from appliance.openvpn.config.lexer import OPTION_PARM_SIZE, tokenize
 from appliance.openvpn.errors import ConfigError
 
-_word = st.text(st.characters(blacklist_characters="\n\r\0", blacklist_categories=("Cs",)), max_size=40)
+# (a word starting with `--` starts the next directive, in 2.6's parse_argv as here)
+_word = st.text(st.characters(blacklist_characters="\n\r\0", blacklist_categories=("Cs",)), max_size=40).filter(
+    lambda w: not w.startswith("--"))
 
 
 @settings(max_examples=300, deadline=None)
