@@ -106,6 +106,15 @@ def finish(p: ParseState) -> None:
     parser.finish before its role checks (the server's "needs a pool" rule reads dev_type)."""
     o = p.o
     line = lambda n: o.source.get(n, (p.path, None))[1]  # noqa: E731
+    if "dev" not in o.source and (o.server is not None or o.server_bridge is not None or o.mode == "server"):
+        # OpenVPN 2.6 refuses a server without `dev` (`dev-type` alone does not do), first at its
+        # `server` line ("--server directive only makes sense with --dev tun or --dev tap"), else
+        # as "You must define TUN/TAP device (--dev)"; before, ours took tun and a config 2.6
+        # never ran came up here. (2.6 refuses a client or p2p config without `dev` as well;
+        # those are still taken as tun here.)
+        d = "server" if o.server is not None else "server-bridge" if o.server_bridge is not None else "mode"
+        p.err(d, f"no `dev` line: a server must name its device (`dev tun` or `dev tap`; `{d}` only makes "
+              "sense with one), as OpenVPN 2.6 refuses it too", line(d.replace("-", "_")))
     if "dev_type" not in o.source:
         o.dev_type = "tap" if o.dev.startswith("tap") else "tun"
     _vlan_rules(p)
