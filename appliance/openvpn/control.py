@@ -14,6 +14,7 @@ from .errors import BadPacket, ClientRefused, PacketIdExhausted, RemoteProtocolE
 from .keymethod import (KEY_METHOD_READ, KeyMethod2, decode_key_method_2_untrusted, encode_key_method_2,
                         split_text_messages_untrusted)
 from .keystate import KS, KeyState
+from .occstring import OccInputs, options_string, with_comp_lzo
 from .opcodes import CONTROL_OPS, EARLY_NEG_FLAG_RESEND_WKC, EARLY_NEG_FLAGS, OPCODE_SHIFT, RESET_OPS, Op
 from .packet import decode_body_untrusted, encode_body, parse_early_neg_tlvs_untrusted
 from .peernames import to_bytes
@@ -223,18 +224,16 @@ class ControlChannel:
         return best
 
     def _options_string(self) -> str:
-        proto = ("TCPv4_CLIENT" if self.is_client else "TCPv4_SERVER") if self.tcp else "UDPv4"
-        # `,comp-lzo` whenever compression framing is configured (comp-lzo no, compress [stub|stub-v2]),
-        # as OpenVPN 2.6's options_string says it: a `compress migrate` server pushes its uncompressed
-        # framing (compress stub-v2 / comp-lzo no) only to a client that says so, and the others'
-        # framing byte would reach it as the first byte of every packet.
-        comp = ",comp-lzo" if self.cfg.comp is not None or self.peer_uses_comp else ""
-        frag = ",mtu-dynamic" if self.cfg.fragment_room else ""       # as OpenVPN 2.6 names fragment there
-        # link-mtu: 2.6's figure for the default tun-mtu and AES-256-GCM (mtu.c, what 2.6 sends with
-        # a negotiated cipher) plus the device's extra (a tap device's 32: frame->extra_tun).
-        link_mtu = 1549 + self.cfg.tun_mtu_extra
-        return (f"V4,dev-type {self.cfg.dev_type},link-mtu {link_mtu},tun-mtu {self.cfg.tun_mtu},proto {proto}{comp}{frag},"
-                f"keysize 256,key-method 2,{self.role.name}")
+        """What OpenVPN 2.6 would send for the same config (occstring.py): its peer compares it
+        with its own expectation (warnings at verb 7, a refusal with opt-verify)."""
+        cfg = self.cfg
+        occ = cfg.occ or OccInputs(dev_type=cfg.dev_type, tun_mtu=cfg.tun_mtu, tun_mtu_extra=cfg.tun_mtu_extra,
+                                   comp=cfg.comp, fragment=bool(cfg.fragment_room), auth=cfg.auth,
+                                   data_ciphers=tuple(cfg.data_ciphers))
+        text = options_string(occ, self.tcp, self.is_client)
+        # A `compress migrate` server speaks to a client whose string says comp-lzo as 2.6's does
+        # (its framing then is the one it pushed): the string with comp-lzo.
+        return with_comp_lzo(text) if self.peer_uses_comp and occ.comp is None else text
 
     def _make_key_method(self) -> tuple[KeyMethod2, bytes]:
         r = self.cfg.random_bytes

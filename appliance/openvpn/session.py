@@ -57,6 +57,7 @@ from .gentoken import TokenPolicy
 from .keys import EKM_LABEL, KEY_BLOCK_LEN, prf_key_block, split_key_block
 from .keystate import KS, KeyState
 from .keymethod import peer_info_int
+from .occstring import OccInputs
 from .opcodes import (DATA_PID_RENEG_AT, IV_PROTO_AUTH_PENDING_KW, NO_PEER_ID, OCC_EXIT, OCC_MAGIC, PID_MAX,
                       PING_MAGIC, Op)
 from .roles import PUSH_REQUEST_INTERVAL, ClientRole, ServerRole
@@ -133,6 +134,9 @@ class SessionConfig:
     tun_mtu: int = 1500
     dev_type: str = "tun"                        # tun or tap: the OCC options string's dev-type (control.py)
     tun_mtu_extra: int = 0                       # counted into the OCC link-mtu, as OpenVPN 2.6's frame extra
+    # what OpenVPN 2.6's options string reads of the config (settings.occ_inputs); None: built
+    # from the fields here (control.py), for sessions made without a parsed config
+    occ: OccInputs | None = None
     tun_mtu_max: int = 0                         # client: tun-mtu-max (the cap is at least 1600 and tun_mtu)
     tls_mtu: int = 1250                           # max-packet-size: the largest control packet we send
     early_negotiation: bool = False              # client with tls-crypt-v2

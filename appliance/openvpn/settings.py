@@ -22,6 +22,7 @@ from .errors import ConfigError
 from .fragment import HEADER_LEN as FRAGMENT_HEADER
 from .keyunlock import unlock as unlock_key
 from .mss import INNER_HEADERS, encap_room
+from .occstring import OccInputs
 from .passdb import PasswordDb
 from .layer2 import layer2_pool
 from .server import AddressPool, AddressPool6, ServerSettings
@@ -127,6 +128,17 @@ def comp_peer_info(opts: Options) -> tuple[str, ...]:
     return ("IV_LZ4=1", "IV_LZ4v2=1", "IV_LZO=1", "IV_COMP_STUB=1", "IV_COMP_STUBv2=1")
 
 
+def occ_inputs(opts: Options) -> OccInputs:
+    """What OpenVPN 2.6's options string reads of this config (occstring.py)."""
+    return OccInputs(
+        dev_type=opts.dev_type, tun_mtu=opts.tun_mtu, tun_mtu_extra=opts.tun_mtu_extra if opts.dev_type == "tap" else 0,
+        comp=comp_framing(opts), fragment=bool(opts.fragment), key_direction=opts.key_direction,
+        cipher=opts.cipher, data_ciphers=tuple(opts.data_ciphers[:-1] if opts.cipher_appended else opts.data_ciphers),
+        auth=opts.auth or "SHA1",
+        tls_auth=bool(opts.tls_auth), p2p=bool(opts.p2p), ifconfig=opts.ifconfig, topology=opts.topology,
+        ifconfig_ipv6=opts.ifconfig_ipv6 is not None)
+
+
 def session_config(opts: Options, role: Role, *, proto: str | None = None, tls: TlsSettings | None = None,
                    make_wrapper: Callable[[], object] | None = None, peer_id: int | None = None,
                    username: str = "", password: str = "", advertise_ekm: bool = True,
@@ -155,6 +167,7 @@ def session_config(opts: Options, role: Role, *, proto: str | None = None, tls: 
         username=username, password=password, peer_id=peer_id, verify_user=verify_user,
         peer_info_extra=peer_info_extra(opts) if client else (),
         fragment_room=fragment_room(opts, opts.proto_family == "6" or ":" in (opts.local or "")),
+        occ=occ_inputs(opts),
     )
 
 

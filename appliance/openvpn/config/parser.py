@@ -528,6 +528,7 @@ def finish(p: ParseState) -> None:
     if o.cipher and o.cipher not in o.data_ciphers:
         # OpenVPN 2.6: a `cipher` not in data-ciphers is added to it (and used as fallback).
         o.data_ciphers.append(o.cipher)
+        o.cipher_appended = True
 
 
 def others_can_swap(directory: str, user: str | None, what: str) -> str | None:
