@@ -24,6 +24,9 @@ COMP_F_ALLOW_STUB_ONLY = 1 << 4
 COMP_F_MIGRATE = 1 << 5
 COMP_F_ALLOW_ASYM = 1 << 6
 
+# A 2.6 client's compression peer-info when it advertises stubs only (settings.comp_peer_info)
+STUB_PEER_INFO = ("IV_LZO_STUB=1", "IV_COMP_STUB=1", "IV_COMP_STUBv2=1")
+
 # mode -> the stub framing used for sending: the same header bytes, nothing compressed
 SEND_FRAMING = {"lzo": "lzo-stub", "lz4": "stub", "lz4-v2": "stub-v2"}
 MODES = tuple(SEND_FRAMING)

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from . import events as ev
 from .ciphers import is_supported
-from .compression import pushed_compression
+from .compression import STUB_PEER_INFO, pushed_compression
 from .errors import BadPacket, ClientRefused, PushDeferred, PushError, RemoteProtocolError
 from .gentoken import TokenPolicy, Verdict, is_token
 from .keymethod import (USER_PASS_TOO_LONG, KeyMethod2, PushRejected, build_push_reply, credential_as_sent,
@@ -134,10 +134,8 @@ class ClientRole:
         ]
         if not any(x.startswith("IV_GUI_VER=") for x in cfg.peer_info_extra):
             lines.append("IV_GUI_VER=vpn-appliance_0.1")       # ours, unless the profile names its own
-        if cfg.comp_peer_info is not None:
-            lines += cfg.comp_peer_info
-        elif cfg.comp is not None:
-            lines += ["IV_COMP_STUB=1", "IV_COMP_STUBv2=1"]
+        # (a session made without a parsed profile: 2.6's lines for one without a compression line)
+        lines += cfg.comp_peer_info if cfg.comp_peer_info is not None else STUB_PEER_INFO
         return "\n".join([*lines, *cfg.peer_info_extra]) + "\n"
 
     def auth_result(self, key_id: int, ok: bool, now: float, temporary: bool = False, client_reason: str = "",

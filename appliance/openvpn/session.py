@@ -127,7 +127,7 @@ class SessionConfig:
     auth_token: AuthToken | None = None
     explicit_exit_notify: int = 0
     comp: str | None = None                      # None | "lzo-stub" | "stub" | "stub-v2" | "lzo" | "lz4" | "lz4-v2"
-    # client: IV_LZ4=1 ... as 2.6 advertises (settings.comp_peer_info); None: the stubs' lines when `comp` is set
+    # client: IV_LZ4=1 ... as 2.6 advertises (settings.comp_peer_info); None: compression.STUB_PEER_INFO
     comp_peer_info: tuple[str, ...] | None = None
     comp_stub_only: bool = True                  # client: pushed real compression refused (2.6: allow-compression stub-only)
     comp_migrate: bool = False                   # server: `compress migrate` (clientpush.py)

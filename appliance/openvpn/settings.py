@@ -16,7 +16,7 @@ import time
 from typing import Callable
 
 from . import ciphers, gentoken, keyfiles, wrapping
-from .compression import COMP_F_ADVERTISE_STUBS_ONLY, COMP_F_ALLOW_STUB_ONLY, SEND_FRAMING
+from .compression import COMP_F_ADVERTISE_STUBS_ONLY, COMP_F_ALLOW_STUB_ONLY, SEND_FRAMING, STUB_PEER_INFO
 from .config import MSSFIX_DEFAULT, Options
 from .errors import ConfigError
 from .fragment import HEADER_LEN as FRAGMENT_HEADER
@@ -120,11 +120,13 @@ def comp_flags(opts: Options) -> int:
 
 
 def comp_peer_info(opts: Options) -> tuple[str, ...]:
-    """The client's compression lines in its peer-info. As 2.6 (comp.c,
-    comp_generate_peer_info_string): the algorithms unless only stubs are advertised; our
-    stub-only lines stay as they were (none without a compression line)."""
+    """The client's compression lines in its peer-info, as 2.6 built with LZO and LZ4 sends them
+    (comp.c, comp_generate_peer_info_string): the algorithms unless only stubs are advertised,
+    then IV_LZO_STUB in their place; the stubs always. A profile without any compression line
+    advertises stubs only (2.6's default flags), and so sends IV_LZO_STUB, IV_COMP_STUB and
+    IV_COMP_STUBv2 too (before, ours sent none of them there)."""
     if comp_flags(opts) & COMP_F_ADVERTISE_STUBS_ONLY:
-        return ("IV_COMP_STUB=1", "IV_COMP_STUBv2=1") if comp_framing(opts) is not None else ()
+        return STUB_PEER_INFO
     return ("IV_LZ4=1", "IV_LZ4v2=1", "IV_LZO=1", "IV_COMP_STUB=1", "IV_COMP_STUBv2=1")
 
 
