@@ -23,18 +23,28 @@ def compress_stub(mode: str, payload):
 
 
 def decompress_stub(mode: str, pt):
-    """The tunnel packet inside one received payload, or None if it is empty or compressed."""
+    """The tunnel packet inside one received payload (empty: nothing, or nothing after a right
+    header; dropped as 2.6 drops it); None when its framing is not this mode's, as OpenVPN 2.6's
+    stubs read it (compstub.c): `comp-lzo no` takes only 0xFA, `compress` (stub, swapped) only 0xFB -- each
+    drops the other's byte and a compressed one ("Bad compression stub decompression header
+    byte") --, stub-v2 passes anything not starting with 0x50 and takes 0x50 only before 0x00.
+    Before, both v1 stubs took 0xFA and 0xFB alike, and a lone 0xFB came out as a one-byte packet."""
     if not len(pt):
-        return None
+        return b""
     b0 = pt[0]
-    if mode == "lzo-stub" or mode == "stub":
-        if b0 == 0xFA:
-            return pt[1:]
-        if b0 == 0xFB:
-            return bytearray(pt[-1:]) + pt[1:-1]
-        return None
-    if b0 == 0x50:
-        if len(pt) >= 2 and pt[1] == 0:
-            return pt[2:]
-        return None
-    return pt
+    if mode == "lzo-stub":
+        return pt[1:] if b0 == 0xFA else None
+    if mode == "stub":
+        if b0 != 0xFB:
+            return None
+        return bytearray(pt[-1:]) + pt[1:-1] if len(pt) > 1 else b""     # the last byte was the first
+    if b0 != 0x50:                                  # stub-v2: only 0x50 starts a header
+        return pt
+    if len(pt) == 1:
+        return b""
+    return pt[2:] if pt[1] == 0 else None
+
+
+def framing_byte(mode: str, pt) -> int:
+    """The header byte 2.6 names when it drops a payload decompress_stub refused (not empty)."""
+    return pt[1] if mode == "stub-v2" and pt[0] == 0x50 else pt[0]

@@ -48,7 +48,7 @@ from . import ciphers
 from .authtoken import AuthToken
 from .ciphers import is_supported
 from .compression import SEND_FRAMING, DecompressError, compressed, decompress
-from .compstub import compress_stub, decompress_stub
+from .compstub import compress_stub, decompress_stub, framing_byte
 from .control import CONTROL_BURST, ControlChannel
 from .datachannel import DataKey
 from .errors import BadPacket, ClientRefused, LocalProtocolError, PushError, RemoteProtocolError
@@ -353,11 +353,13 @@ class Session(ControlChannel):
                         self.not_traffic += n
                         return []
                 else:
-                    pt = decompress_stub(self.comp, pt)
-                    if pt is None:
+                    out = decompress_stub(self.comp, pt)
+                    if not out:                    # nothing after the header (as 2.6, dropped) or a wrong one
                         self.not_traffic += n
-                        self._count("compressed packet (unsupported)")
+                        if out is None:
+                            self._bad_framing(pt)
                         return []
+                    pt = out
                 self.framing = n - len(pt) + (4 if self.frag is not None else 0)
             # IP packets start with 0x4_/0x6_; the ping (0x2a) and OCC (0x28) magics do not.
             if pt and (pt[0] == 0x2A or pt[0] == 0x28):
@@ -1078,6 +1080,16 @@ class Session(ControlChannel):
             self._decompressed_one = True
             self.events.append(ev.Decompressing(self.comp, len(pt), len(out)))
         return out
+
+    def _bad_framing(self, pt) -> None:
+        """A payload whose stub framing is not this session's: dropped and counted, the
+        session lives. OpenVPN 2.6 logs each ("Bad compression stub decompression header byte:
+        N", verb 1); here the first of a session is logged with its byte, the rest counted (a
+        peer sending nothing else must not flood the log)."""
+        self._count("bad compression framing")
+        if self.stats["bad compression framing"] == 1:
+            self._warn(f"dropped a packet with compression header byte {framing_byte(self.comp, pt)}, not this "
+                       f"session's framing ({self.comp}), as OpenVPN 2.6 drops it; further ones are only counted")
 
     def _queue_data(self, payload: bytes) -> None:
         """A ping or exit notification through the data channel (dropped if the ids ran out),
