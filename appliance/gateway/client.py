@@ -41,7 +41,7 @@ from ..transport.p2p_link import P2PListenLink
 from .block_ipv6 import is_ipv6, no_route_reply
 from .credentials import Credentials, CredentialsUnavailable
 from .resolver import BackgroundResolver
-from .eventlog import fmt_addr, log_client_event, push_summary
+from .eventlog import fmt_addr, log_client_event, log_unrecognized, push_summary
 from .inactivity import INACTIVE_LOG, Inactivity
 from .loghold import LogHold
 from .loop import Faults, Pump, Signals, Waiter, freeze_startup_heap, run_gateway
@@ -1318,6 +1318,7 @@ class ClientGateway:
             log.info("point-to-point link with %s: %s", fmt_addr(c.addr), Lazy(push_summary, e.pushed))
         else:
             log.info("server pushed: %s", Lazy(push_summary, e.pushed))
+            log_unrecognized(e.pushed)
         # The profile's route-ipv6, route-metric, block-ipv6 and dns with the pushed ones, as
         # OpenVPN 2.6 (openvpn/profile_push.py): the tunnel and the services see both as one.
         pushed = with_profile(self.opts, e.pushed)

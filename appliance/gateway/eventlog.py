@@ -65,6 +65,18 @@ def push_summary(p) -> str:
     return ", ".join(parts)
 
 
+def log_unrecognized(p) -> None:
+    """The pushed options OpenVPN 2.6's Linux client does not know (Windows-only ones: block-outside-dns
+    ...), one error line each in 2.6's words, the tunnel going on as there (MAX_SUMMARY_ITEMS
+    lines at most, then their number)."""
+    items = getattr(p, "unrecognized", None) or []
+    for where in items[:MAX_SUMMARY_ITEMS]:
+        log.error("Options error: Unrecognized option or missing or extra parameter(s) in %s (a Windows-only "
+                  "option, as OpenVPN 2.6 on Linux reads it): not applied, the tunnel goes on", where)
+    if len(items) > MAX_SUMMARY_ITEMS:
+        log.error("... %d such pushed options in all", len(items))
+
+
 def log_client_event(e: object) -> None:
     """The client's view (TunnelUp is logged by the client once the TUN is configured)."""
     match e:

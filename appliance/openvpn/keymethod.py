@@ -312,6 +312,8 @@ class PushedOptions:
     client_nat: list = field(default_factory=list)   # clientnat.NatRule: after the profile's (64 in all)
     ignored: list[str] = field(default_factory=list)
     filtered: list[str] = field(default_factory=list)   # dropped by a `pull-filter ignore`
+    # WINDOWS_ONLY_PUSHED ones, as 2.6 names them: "[PUSH-OPTIONS]:N: block-outside-dns"
+    unrecognized: list[str] = field(default_factory=list)
     complete: bool = False
 
 
@@ -434,6 +436,14 @@ NOPULL_OPTIONS = frozenset(("route", "route-ipv6", "redirect-gateway", "redirect
                             "client-nat"))
 
 
+# Pushed options OpenVPN 2.6 reads on Windows only (options.c, under #ifdef _WIN32): its Linux
+# client logs each as an error ("Options error: Unrecognized option or missing or extra
+# parameter(s) in [PUSH-OPTIONS]:N: block-outside-dns (2.6.14)") and goes on with the rest.
+# PiVPN, Nyr, docker-openvpn and eduVPN push block-outside-dns to every client.
+WINDOWS_ONLY_PUSHED = frozenset(("block-outside-dns", "register-dns", "dhcp-renew", "dhcp-pre-release",
+                                 "dhcp-release", "tap-sleep"))
+
+
 # An option kept only to be logged (ignored, filtered) keeps at most this much of its text: a
 # server sending 1024 push-continuation parts of one 16 KB unknown option each made the client
 # hold ~17 MB until the option count refused the push (the VM has ~75 MB to spare).
@@ -473,7 +483,7 @@ def parse_push_reply_untrusted(text: str, into: PushedOptions | None = None,
         raise BadPacket("not a PUSH_REPLY")
     p = into if into is not None else PushedOptions()
     cont = None
-    for item in text.split(",")[1:]:
+    for index, item in enumerate(text.split(",")[1:], 1):
         a = [w for w in _OPTION_SPLIT.split(item) if w]
         if not a:
             continue
@@ -485,6 +495,9 @@ def parse_push_reply_untrusted(text: str, into: PushedOptions | None = None,
                 continue
             if action == "reject":
                 raise PushRejected(f"pushed option rejected by pull-filter: {' '.join(a)}")
+        if name in WINDOWS_ONLY_PUSHED:        # (route-nopull or not: 2.6 knows no such option here)
+            p.unrecognized.append(f"[PUSH-OPTIONS]:{index}: {_noted([name])}")
+            continue
         if route_nopull and name in NOPULL_OPTIONS:
             p.ignored.append(_noted(a) + " (route-nopull)")
             continue
@@ -568,7 +581,7 @@ def parse_push_reply_untrusted(text: str, into: PushedOptions | None = None,
         except ValueError:
             raise BadPacket(f"bad pushed option: {' '.join(a)}") from None
     n = (len(p.routes) + len(p.routes_ipv6) + len(p.dhcp_options) + len(p.ignored) + len(p.filtered)
-         + len(p.client_nat))
+         + len(p.client_nat) + len(p.unrecognized))
     if n > MAX_PUSHED_OPTIONS:
         raise PushRejected(f"the server pushed more than {MAX_PUSHED_OPTIONS} options")
     p.complete = cont != "2"
