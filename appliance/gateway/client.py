@@ -1317,7 +1317,7 @@ class ClientGateway:
             e = dataclasses.replace(e, pushed=p2p_network(self.opts))
             log.info("point-to-point link with %s: %s", fmt_addr(c.addr), Lazy(push_summary, e.pushed))
         else:
-            log.info("server pushed: %s", Lazy(push_summary, e.pushed))
+            log.info("server pushed: %s", Lazy(push_summary, e.pushed, self.opts.dev_type == "tap"))
             log_unrecognized(e.pushed)
         # The profile's route-ipv6, route-metric, block-ipv6 and dns with the pushed ones, as
         # OpenVPN 2.6 (openvpn/profile_push.py): the tunnel and the services see both as one.

@@ -32,13 +32,16 @@ def some_of(items: list[str], what: str, sep: str = "; ") -> str:
     return f"{shown}{sep}... ({len(items)} {what} in all)" if len(items) > MAX_SUMMARY_ITEMS else shown
 
 
-def push_summary(p) -> str:
+def push_summary(p, layer2: bool = False) -> str:
+    """`layer2`: a tap session, where a topology means nothing (2.6's tap server pushes none, and
+    the line said the default net30 over a tap device's address and netmask)."""
     if p is None:
         return "nothing"
     parts = []
     if p.ifconfig:
         parts.append(f"ifconfig {p.ifconfig[0]} {p.ifconfig[1]}")
-    parts.append(f"topology {p.topology}")
+    if not layer2:
+        parts.append(f"topology {p.topology}")
     routes = p.routes
     for net, mask, _g, _m in routes[:MAX_SUMMARY_ITEMS]:
         parts.append(f"route {net} {mask}")

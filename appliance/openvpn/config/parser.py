@@ -514,7 +514,10 @@ def finish(p: ParseState) -> None:
         o.cert = o.cert + b"\n" + o.extra_certs
     if o.pkcs12 is not None and o.capath is not None:   # as OpenVPN 2.6 (options.c)
         p.err("capath", "cannot be used with pkcs12", line("capath"))
-    if o.ca is None and o.capath is None and not o.peer_fingerprint and o.pkcs12 is None:  # pkcs12: its CAs
+    if o.ca is None and o.capath is None and not o.peer_fingerprint and o.pkcs12 is None \
+            and "ca" not in p.seen and "capath" not in p.seen:     # pkcs12: its CAs
+        # (a `ca` or `capath` line that was refused has said so at its line: a second error
+        # "no `ca`" after it read as if the line had not been seen at all)
         p.err("ca", "no `ca` (or `peer-fingerprint`) to verify the peer", None)
     if (o.cert is None) != (o.key is None):
         p.err("cert" if o.cert is None else "key", "cert and key go together", line("cert") or line("key"))

@@ -26,9 +26,27 @@ def render_options(o: Options) -> str:
                 break
         src = o.source.get(f.name)
         where = f"# {src[0]}:{src[1]}" if src else "# (default)"
+        if f.name == "role":
+            v, where = _role(o)
         out.append(f"{f.name.replace('_', '-')} = {v}   {where}")
     out.append(_derived_mss(o))
     return "\n".join(out)
+
+
+def _role(o: Options) -> tuple[str, str]:
+    """The role as the config makes it, with what decided it. A point-to-point config runs on the
+    client's code (`role` holds "client" for it) but is no client: it neither pulls nor is
+    pushed, and its end is its TLS role; shown as "client" it misled the reader."""
+    line = lambda n: ":".join(map(str, o.source[n])) if n in o.source else None     # noqa: E731
+    if o.role == "server":
+        why = line("server") or line("mode") or line("server_bridge")
+        return "server", f"# {why}" if why else "# (derived)"
+    if o.p2p:
+        end = "tls-server" if o.tls_server else "tls-client"
+        why = line("tls_server" if o.tls_server else "tls_client")
+        return f"p2p ({end} end of a point-to-point link, no pull)", f"# {why}" if why else "# (derived)"
+    why = line("client") or line("pull") or line("tls_client")
+    return "client", f"# {why}" if why else "# (derived)"
 
 
 def _derived_mss(o: Options) -> str:
