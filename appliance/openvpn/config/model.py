@@ -306,4 +306,4 @@ class Options:
 
 
 # Fields no directive sets directly: derived in finish() or bookkeeping.
-DERIVED_FIELDS = frozenset({"path", "ignore_scripts", "cmdline", "role", "p2p", "source", "notes"})
+DERIVED_FIELDS = frozenset({"path", "ignore_scripts", "cmdline", "role", "p2p", "source", "notes", "cipher_appended"})
