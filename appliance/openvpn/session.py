@@ -705,6 +705,16 @@ class Session(ControlChannel):
         else:
             self._count("warnings suppressed")
 
+    def _bad_framing(self, pt) -> None:
+        """A payload whose stub framing is not this session's: dropped and counted, the
+        session lives. OpenVPN 2.6 logs each ("Bad compression stub decompression header byte:
+        N", verb 1); here the first of a session is logged with its byte, the rest counted (a
+        peer sending nothing else must not flood the log)."""
+        self._count("bad compression framing")
+        if self.stats["bad compression framing"] == 1:
+            self._warn(f"dropped a packet with compression header byte {framing_byte(self.comp, pt)}, not this "
+                       f"session's framing ({self.comp}), as OpenVPN 2.6 drops it; further ones are only counted")
+
     def _new_key_state(self, key_id: int, now: float) -> KeyState:
         ks = KeyState(key_id, now, self.cfg.tls_timeout, self.tcp)
         self.keys[key_id] = ks
@@ -1080,16 +1090,6 @@ class Session(ControlChannel):
             self._decompressed_one = True
             self.events.append(ev.Decompressing(self.comp, len(pt), len(out)))
         return out
-
-    def _bad_framing(self, pt) -> None:
-        """A payload whose stub framing is not this session's: dropped and counted, the
-        session lives. OpenVPN 2.6 logs each ("Bad compression stub decompression header byte:
-        N", verb 1); here the first of a session is logged with its byte, the rest counted (a
-        peer sending nothing else must not flood the log)."""
-        self._count("bad compression framing")
-        if self.stats["bad compression framing"] == 1:
-            self._warn(f"dropped a packet with compression header byte {framing_byte(self.comp, pt)}, not this "
-                       f"session's framing ({self.comp}), as OpenVPN 2.6 drops it; further ones are only counted")
 
     def _queue_data(self, payload: bytes) -> None:
         """A ping or exit notification through the data channel (dropped if the ids ran out),
