@@ -70,7 +70,6 @@ def test_pushed_compression_is_refused_by_a_stub_only_profile(pki):
     assert not _up(cli)
     closed = [e for e in cli.events if isinstance(e, ev.SessionClosed)]
     assert closed and "does not allow" in closed[0].reason and closed[0].restart
-<<<<<<< HEAD
 
 
 @pytest.mark.parametrize("mode", ["lzo", "lz4", "lz4-v2"])
@@ -95,5 +94,3 @@ def test_the_first_compressed_payload_is_reported_once(pki, mode):
         assert [bytes(p) for p in cli.receive(srv.send_key.seal(wire), 1.0)] == [pkt]
     assert seen() == [ev.Decompressing(mode, len(wire), len(pkt))]
     assert len(wire) < len(pkt) // 2
-=======
->>>>>>> 53fe6f7 (stub framing: its engine test in a file of its own, the session's warning helper beside _warn (fewer overlaps with main's compression work))
