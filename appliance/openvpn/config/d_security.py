@@ -564,7 +564,7 @@ def _data_ciphers_fallback(p: ParseState, d: str, a: list[str], inline: str | No
         p.set("data_ciphers_fallback", c)
 
 
-@reg.apply("cipher", why="OpenVPN 2.6: added to data-ciphers, and the fallback", sets=("cipher",),
+@reg.apply("cipher", why="OpenVPN 2.6: added to data-ciphers, and the fallback", sets=("cipher", "cipher_appended"),
            used_by="session", nargs=(1, 1))
 def _cipher(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
     if a[0].upper() == "BF-CBC":
