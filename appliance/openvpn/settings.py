@@ -133,7 +133,9 @@ def comp_peer_info(opts: Options) -> tuple[str, ...]:
 def occ_inputs(opts: Options) -> OccInputs:
     """What OpenVPN 2.6's options string reads of this config (occstring.py)."""
     return OccInputs(
-        dev_type=opts.dev_type, tun_mtu=opts.tun_mtu, tun_mtu_extra=opts.tun_mtu_extra if opts.dev_type == "tap" else 0,
+        dev_type=opts.dev_type, tun_mtu=opts.tun_mtu,
+        # (2.6 counts a tun-mtu-extra line on a tun device too, tap's default 32 on tap only)
+        tun_mtu_extra=opts.tun_mtu_extra if opts.dev_type == "tap" or "tun_mtu_extra" in opts.source else 0,
         comp=comp_framing(opts), fragment=bool(opts.fragment), key_direction=opts.key_direction,
         cipher=opts.cipher, data_ciphers=tuple(opts.data_ciphers[:-1] if opts.cipher_appended else opts.data_ciphers),
         auth=opts.auth or "SHA1",

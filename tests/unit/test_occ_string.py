@@ -21,6 +21,10 @@ P2P = "tls-client\nremote 198.18.77.1\nnobind\n"
 CASES = {   # name -> the config's own lines
     "tun, no cipher": CLIENT + "dev tun\n",
     "tap, no cipher": CLIENT + "dev tap\n",
+    "tun, tun-mtu-extra 32": CLIENT + "dev tun\ntun-mtu-extra 32\n",
+    "tap, tun-mtu-extra 10": CLIENT + "dev tap\ntun-mtu-extra 10\n",
+    "tls-crypt-v2": CLIENT + "dev tun\ntls-crypt-v2 {pki}/client1.v2.key\n",
+    "udp, a tcp remote first": "client\nremote 198.18.77.2 443 tcp\nremote 198.18.77.1\nnobind\ndev tun\n",
     "cipher AES-256-GCM": CLIENT + "dev tun\ncipher AES-256-GCM\n",
     "cipher aes-128-gcm, auth sha256": CLIENT + "dev tun\ncipher aes-128-gcm\nauth sha256\n",
     "CHACHA20-POLY1305": CLIENT + "dev tun\ncipher CHACHA20-POLY1305\n",
@@ -57,7 +61,8 @@ def _config(pki, case: str) -> str:
 
 def _ours(text: str) -> str:
     o = parse_config(text, "/p/c.conf", lambda p: open(p, "rb").read())
-    return options_string(occ_inputs(o), o.proto == "tcp", tls_client=True)
+    proto = o.remotes[0].proto if o.remotes else o.proto       # the first connection's, as the session's
+    return options_string(occ_inputs(o), proto == "tcp", tls_client=True)
 
 
 def _theirs(text: str, tmp_path) -> str:
