@@ -92,6 +92,8 @@ def test_routed_tap_server_our_client_and_debians(lab):
         addr = json.loads(lab.cli.run("ip -j -4 addr show dev tap0").stdout)[0]["addr_info"][0]
         assert addr["prefixlen"] == 24 and addr["local"].startswith("198.19.0.") and "address" not in addr, addr
         mine = addr["local"]
+        pushed = re.search(r"server pushed: (.*)", ours.log())        # 2.6's tap server pushes no topology
+        assert pushed and f"ifconfig {mine} 255.255.255.0" in pushed.group(1) and "topology" not in pushed.group(1)
         routes = lab.cli.run("ip -4 route show 198.18.100.0/24").stdout
         assert f"via {TUN_SERVER_IP} dev tap0" in routes, routes
         assert f"via {TUN_SERVER_IP} dev tap0" in other.run("ip -4 route show 198.18.100.0/24").stdout
