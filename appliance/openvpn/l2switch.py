@@ -30,7 +30,8 @@ side sends from is taken back from a client that claimed it first.
 
 802.1Q VLANs (`vlan-tagging`, as 2.6's vlan.c; Vlans below): each client is on one VLAN, its ccd's
 or client-connect's `vlan-pvid`, else the server's. A MAC is learned per VLAN (MAC@VID), frames and
-broadcasts go only between clients of one VLAN, a client's tagged frame (a VID not 0) is dropped,
+broadcasts go only between clients of one VLAN, a client's tagged frame (a VID not 0; stricter
+than 2.6: a priority tag around another tag, an 802.1ad/0x9100 tag -- client_tagged) is dropped,
 and on the TAP device, as `vlan-accept` says: `all` -- frames of the server's own `vlan-pvid` go
 untagged, others tagged with their VLAN; `tagged` -- every frame tagged; `untagged` -- only the
 server's VLAN, untagged (frames of other VLANs never reach it). A frame from the TAP device is on
@@ -154,6 +155,29 @@ TPID_HI, TPID_LO = 0x81, 0x00           # 802.1Q's ethertype
 VLAN_HLEN = 18
 VLAN_REFUSED = "frame refused by vlan-accept"
 VLAN_TAGGED = "VLAN-tagged frame from a client"
+
+
+S_TAGS = (0x88A8, 0x9100)               # 802.1ad's service tag, and the older QinQ one switches take
+
+
+def client_tagged(p) -> bool:
+    """Whether a client's frame carries a VLAN of its own -- dropped with vlan-tagging, the VLAN
+    being the server's to give. 2.6 (vlan_is_tagged) looks at one 0x8100 tag only; so do we,
+    and further: a priority tag (VID 0) around another tag, and an S-tag (0x88a8, 0x9100) alone.
+    Why: a frame of a client on the server's VLAN reaches the TAP untouched, and Linux's receive
+    path (net/core/dev.c) takes an outer VID-0 tag off and gives the frame to the inner tag's
+    VLAN device (0x8100 or 0x88a8), as a switch's S-tag port does with 0x88a8/0x9100 -- one tag
+    more and a VLAN-1 client's frame was on VLAN 5. A few byte reads per frame."""
+    if len(p) < ETH_HLEN:
+        return False
+    et = (p[12] << 8) | p[13]
+    if et in S_TAGS:
+        return True
+    if et != 0x8100:
+        return False
+    if len(p) < VLAN_HLEN or ((p[14] & 0x0F) << 8) | p[15]:
+        return True
+    return ((p[16] << 8) | p[17]) in (0x8100, *S_TAGS)
 
 
 def tag_vid(p) -> int | None:
@@ -339,7 +363,7 @@ class SwitchDataPath:
                 stats["frame too short"] += 1
                 s.not_traffic += len(p) + s.framing
                 continue
-            if vlans is not None and tag_vid(p):     # (2.6: a client sends no VLAN of its own)
+            if vlans is not None and client_tagged(p):     # (2.6: a client sends no VLAN of its own)
                 stats[VLAN_TAGGED] += 1
                 s.not_traffic += len(p) + s.framing
                 continue

@@ -115,3 +115,38 @@ def test_hostile_frames_never_raise(p, accept, vid):
     d, a, b, c, sw = world(accept)
     send(sw, "C", p)
     sw.from_tun([p], 0.0, {})
+
+
+def qinq(dst: bytes, src: bytes, outer: int, inner_vid: int, outer_vid: int = 0, inner: int = 0x8100) -> bytes:
+    """A frame with two tags: the outer TPID `outer` (with `outer_vid` when it is 802.1Q, then a
+    tag `inner` of `inner_vid`), or an S-tag of `inner_vid` alone -- the tags of VLAN hopping."""
+    head = dst + src + struct.pack("!H", outer)
+    if outer == 0x8100:
+        return head + struct.pack("!HHHH", outer_vid, inner, inner_vid, 0x0806) + b"x" * 46
+    return head + struct.pack("!HHH", inner_vid, 0x0806, 0) + b"x" * 44
+
+
+@pytest.mark.parametrize("name, f", [
+    # A priority tag (VID 0) around an 802.1Q tag: Linux's receive path (net/core/dev.c) strips
+    # an outer VID-0 tag and hands the frame to the inner VLAN's device (tap0.5, a bridge port):
+    # a VLAN-1 client's frame, untouched on the server's own VLAN, landed on VLAN 5.
+    ("priority tag around an 802.1Q tag", qinq(BCAST, A_MAC, 0x8100, 5)),
+    ("priority tag around an 802.1ad tag", qinq(BCAST, A_MAC, 0x8100, 5, inner=0x88A8)),
+    ("802.1ad (QinQ) tag", qinq(BCAST, A_MAC, 0x88A8, 5)),      # the kernel's other VLAN protocol
+    ("0x9100 (old QinQ) tag", qinq(BCAST, A_MAC, 0x9100, 5)),   # a switch's configurable S-tag
+], ids=lambda v: v if isinstance(v, str) else "")
+@pytest.mark.parametrize("accept", ["all", "untagged"])
+def test_a_client_hides_no_vlan_tag_behind_a_priority_tag_or_an_sTag(name, f, accept):
+    """A VLAN-1 client (the server's VLAN: its frames reach the TAP untagged) may not reach VLAN
+    5 with a second tag: 2.6 passes these (vlan_is_tagged looks at one 0x8100 tag only); here
+    they are a client's tagged frames, dropped and counted."""
+    d, a, b, c, sw = world(accept)
+    tun, sends = send(sw, "A", f)
+    assert tun == [] and sends == {} and sw.stats[VLAN_TAGGED] == 1, name
+
+
+def test_a_plain_priority_tag_still_passes_on_the_servers_vlan():
+    d, a, b, c, sw = world()
+    f = tagged(BCAST, A_MAC, 0, pcp=3, ethertype=0x0800)
+    tun, sends = send(sw, "A", f)
+    assert tun == [f] and list(sends) == ["B"]
