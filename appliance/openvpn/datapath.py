@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Callable
 
 from .clientnat import ClientNat
-from .dhcprouter import extract_router
+from .dhcprouter import FRAGMENTED_REPLY, extract_router
 from .ethernet import ip_offset
 from .mss import clamp_mss
 from .server import ClientRecord, ServerDispatcher
@@ -136,13 +136,16 @@ class ClientDataPath:
                 incoming = self.nat.incoming
                 pts = [incoming(p) for p in pts]
             if self.dhcp is not None:
-                pts = [self._dhcp_reply(p) for p in pts]
+                pts = [q for q in map(self._dhcp_reply, pts) if q is not None]
         return pts
 
     def _dhcp_reply(self, frame):
         out, router = extract_router(frame)
         if router is not None:
             self.dhcp(router)                       # type: ignore[misc]
+        elif out is None:
+            stats = self.s.stats
+            stats[FRAGMENTED_REPLY] = stats.get(FRAGMENTED_REPLY, 0) + 1
         return out
 
     def _seal_batch_nat(self, pkts: list, now: float) -> list:

@@ -14,6 +14,14 @@ raises on what it is given; the gateway side decides what the address is used fo
 
 Stricter than 2.6 where 2.6 trusts the bytes: the IP header's real length (2.6 assumes 20 bytes),
 no fragment but the whole datagram, and the UDP length (not the frame's, which may carry padding).
+And where a hostile server (or a host on its bridged LAN) would hide a router from 2.6's stripping
+but not from the DHCP client on the tap (atk31a): every BOOTREPLY from 67 to 68 loses its Router
+options whatever message type it says (clients read a later option 53 than 2.6's first, or take a
+BOOTP reply with none), in the file/sname fields too when an option 52 gives them to options (as
+clients read them), behind an 802.1ad tag as behind an 802.1Q one (the kernel takes either off
+before a packet socket sees the frame); the first fragment of such a datagram is dropped (a
+renewing client's UDP socket would get it reassembled, unstripped). Still as 2.6: the gateway
+logged is the first Router option's of an ACK (2.6's first option 53) in the options field.
 """
 from __future__ import annotations
 
@@ -24,22 +32,38 @@ from .ethernet import ip_offset
 BOOTPS, BOOTPC = 67, 68
 BOOTREPLY = 2
 DHCP_FIXED = 240            # op .. file, and the magic cookie, before the options (2.6's struct dhcp)
-OPT_PAD, OPT_ROUTER, OPT_MSG_TYPE, OPT_END = 0, 3, 53, 255
+OPT_PAD, OPT_ROUTER, OPT_OVERLOAD, OPT_MSG_TYPE, OPT_END = 0, 3, 52, 53, 255
+SNAME, FILE = (44, 108), (108, 236)   # the BOOTP fields an option overload (52) fills with options
+FIRST_FRAGMENT = "first fragment"
+FRAGMENTED_REPLY = "fragmented DHCP reply from the server side (route-gateway dhcp)"   # (a session stat)
 DHCPOFFER, DHCPACK = 2, 5
 
 
-def _udp_bounds(frame) -> tuple[int, int, int] | None:
+def _udp_bounds(frame):
     """(offsets of the IPv4 header and the UDP header, end of the UDP datagram) for a whole IPv4
-    UDP datagram from port 67 to port 68 inside the Ethernet `frame`, else None."""
-    off = ip_offset(frame)
+    UDP datagram from port 67 to port 68 inside the Ethernet `frame`; FIRST_FRAGMENT for the
+    first fragment of one (or of a UDP datagram too short to show its ports); else None."""
+    off = ip_offset(frame, s_tag=True)
     if off is None or frame[off] >> 4 != 4:
         return None
     ihl = (frame[off] & 15) * 4
-    if ihl < 20 or frame[off + 9] != 17 or len(frame) < off + ihl + 8:
+    if ihl < 20 or frame[off + 9] != 17:
         return None
-    if ((frame[off + 6] & 0x3F) << 8) | frame[off + 7]:
-        return None                     # a fragment (MF set or an offset): not the whole datagram
     u = off + ihl
+    frag = ((frame[off + 6] & 0x3F) << 8) | frame[off + 7]
+    if frag:
+        # A fragment: not the whole datagram, which a client's UDP socket would get put together
+        # by the kernel, unstripped. A later one passes (ports are in the first only): the first
+        # of a reply is dropped, so nothing is reassembled. (No DHCP server fragments: replies
+        # are 576 bytes or less.)
+        if frag & 0x1FFF:
+            return None
+        top = min(len(frame), off + ((frame[off + 2] << 8) | frame[off + 3]))
+        if top < u + 4 or ((frame[u] << 8 | frame[u + 1]) == BOOTPS and (frame[u + 2] << 8 | frame[u + 3]) == BOOTPC):
+            return FIRST_FRAGMENT
+        return None
+    if len(frame) < u + 8:
+        return None
     if (frame[u] << 8 | frame[u + 1]) != BOOTPS or (frame[u + 2] << 8 | frame[u + 3]) != BOOTPC:
         return None
     end = u + (frame[u + 4] << 8 | frame[u + 5])
@@ -48,29 +72,35 @@ def _udp_bounds(frame) -> tuple[int, int, int] | None:
     return off, u, end
 
 
-def _message_type(opts) -> int | None:
-    """The DHCP message type (option 53) among `opts`, or None; read as 2.6 reads it."""
+def _scan(opts) -> tuple[int | None, int]:
+    """(the DHCP message type (option 53) among `opts` as 2.6 reads it -- the first --, or None;
+    the option-overload (52) values together: 1 the file field holds options, 2 the sname)."""
+    mtype, overload = None, 0
     i, n = 0, len(opts)
     while i < n:
         t = opts[i]
         if t == OPT_END:
-            return None
+            break
         if t == OPT_PAD:
             i += 1
             continue
-        if t == OPT_MSG_TYPE:
-            return opts[i + 2] if i + 2 < n and opts[i + 1] == 1 else None
-        if i + 1 >= n:
-            return None
+        if i + 2 >= n:
+            break
+        if opts[i + 1] == 1:
+            if t == OPT_MSG_TYPE and mtype is None:
+                mtype = opts[i + 2]
+            elif t == OPT_OVERLOAD:
+                overload |= opts[i + 2]
         i += opts[i + 1] + 2
-    return None
+    return mtype, overload & 3
 
 
-def _strip_routers(opts) -> tuple[bytes, bytes | None]:
+def _strip_routers(opts) -> tuple[bytes, bytes | None, int]:
     """`opts` without its Router options, what followed each moved down over it and the tail
     padded, as 2.6 leaves them (it moves the rest down once per option: here one pass, so a
     hostile reply of thousands of empty Router options costs one copy, not one per option)
-    -> (the new options, the first router's 4 bytes (a length that is a multiple of 4) or None)."""
+    -> (the new options, the first router's 4 bytes (a length that is a multiple of 4) or None,
+    how many bytes were taken out)."""
     router = None
     kept: list = []
     i, n, start, removed = 0, len(opts), 0, 0
@@ -96,7 +126,7 @@ def _strip_routers(opts) -> tuple[bytes, bytes | None]:
         start = i
         removed += ln + 2
     kept.append(opts[start:n])
-    return b"".join(kept) + bytes(removed), router
+    return b"".join(kept) + bytes(removed), router, removed
 
 
 def _checksum(frame, ip: int, u: int, end: int) -> int:
@@ -113,22 +143,43 @@ def _checksum(frame, ip: int, u: int, end: int) -> int:
 
 
 def extract_router(frame):
-    """-> (the frame to write to the tap, the router address of a DHCPACK or None).
+    """-> (the frame to write to the tap, or None to drop it; the router address of a DHCPACK or
+    None).
 
-    A frame that is no DHCP OFFER/ACK from a server comes back as it is (the same object); one
-    that is loses its Router options in a copy with the UDP checksum computed again."""
+    A frame that is no server's reply holding a Router option comes back as it is (the same
+    object); one that is loses its Router options in a copy with the UDP checksum computed
+    again; the first fragment of a server's reply is dropped (None)."""
     b = _udp_bounds(frame)
     if b is None:
         return frame, None
+    if b == FIRST_FRAGMENT:
+        return None, None
     ip, u, end = b
     dhcp = u + 8
     if frame[dhcp] != BOOTREPLY:
         return frame, None
-    mtype = _message_type(memoryview(frame)[dhcp + DHCP_FIXED:end])
-    if mtype not in (DHCPOFFER, DHCPACK):
+    # Every reply, whatever message type it says: a client may read a later option 53 than 2.6's
+    # first one (systemd-networkd does), or none (a BOOTP reply, which dhclient takes as an
+    # offer); and where an option 52 says so, the file and sname fields too, as clients read
+    # them. A legitimate OFFER/ACK is treated as 2.6 treats it.
+    view = memoryview(frame)
+    mtype, overload = _scan(view[dhcp + DHCP_FIXED:end])
+    areas = [(dhcp + DHCP_FIXED, end)]
+    if overload & 1:
+        areas.append((dhcp + FILE[0], dhcp + FILE[1]))
+    if overload & 2:
+        areas.append((dhcp + SNAME[0], dhcp + SNAME[1]))
+    out, router = None, None
+    for a, z in areas:
+        new, first, removed = _strip_routers(view[a:z])
+        if a == areas[0][0]:
+            router = first                      # (2.6 reads the options field only)
+        if removed:
+            if out is None:
+                out = bytearray(frame)
+            out[a:z] = new
+    if out is None:
         return frame, None
-    out = bytearray(frame)
-    out[dhcp + DHCP_FIXED:end], router = _strip_routers(memoryview(frame)[dhcp + DHCP_FIXED:end])
     c = _checksum(out, ip, u, end)
     out[u + 6], out[u + 7] = c >> 8, c & 0xFF
     if mtype != DHCPACK or router is None:

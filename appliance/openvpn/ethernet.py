@@ -10,19 +10,20 @@ from __future__ import annotations
 
 ETH_HLEN = 14
 VLAN_HLEN = 18
-ETH_P_IPV4, ETH_P_IPV6, ETH_P_8021Q = 0x0800, 0x86DD, 0x8100
+ETH_P_IPV4, ETH_P_IPV6, ETH_P_8021Q, ETH_P_8021AD = 0x0800, 0x86DD, 0x8100, 0x88A8
 IPV4_MIN = 20
 
 
-def ip_offset(frame) -> int | None:
-    """The offset of the IPv4 or IPv6 packet inside `frame` (14, or 18 behind one 802.1Q tag), or
-    None when the frame carries none (another ethertype, a version nibble that does not match
-    the ethertype, or too short for an IP header)."""
+def ip_offset(frame, s_tag: bool = False) -> int | None:
+    """The offset of the IPv4 or IPv6 packet inside `frame` (14, or 18 behind one 802.1Q tag --
+    or, `s_tag`, one 802.1ad tag: what the kernel takes off before a packet socket sees the
+    frame), or None when the frame carries none (another ethertype, a version nibble that does
+    not match the ethertype, or too short for an IP header)."""
     n = len(frame)
     if n < ETH_HLEN + IPV4_MIN:
         return None
     proto, off = (frame[12] << 8) | frame[13], ETH_HLEN
-    if proto == ETH_P_8021Q:
+    if proto == ETH_P_8021Q or (s_tag and proto == ETH_P_8021AD):
         if n < VLAN_HLEN + IPV4_MIN:
             return None
         proto, off = (frame[16] << 8) | frame[17], VLAN_HLEN

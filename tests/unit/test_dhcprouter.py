@@ -3,6 +3,7 @@ server's DHCP OFFER/ACK, the UDP checksum right again, an ACK's router read -- a
 dhcp.c -- and hostile frames never raising, growing or being changed when they are no DHCP reply."""
 from __future__ import annotations
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scapy.layers.dhcp import BOOTP, DHCP
@@ -63,9 +64,14 @@ def test_behind_an_8021q_tag():
 
 
 def test_not_a_server_reply_is_left_alone():
-    for f in (reply("request"), reply("nak"), reply("ack", sport=1067), reply("ack", op=1)):
+    for f in (reply("ack", sport=1067), reply("ack", op=1), reply("ack", routers=())):
         out, router = extract_router(f)
         assert out is f and router is None
+    # a server's reply of another type than OFFER/ACK: its routers out too (2.6 leaves them: a
+    # client may read another message type than 2.6's), no router taken
+    for f in (reply("request"), reply("nak")):
+        out, router = extract_router(f)
+        assert "router" not in [o[0] for o in options(out)] and router is None and checksum_ok(out)
 
 
 def test_ack_without_router():
@@ -92,7 +98,7 @@ def test_hostile_options_never_raise_and_never_grow(tail, cut):
     f[u + 4:u + 6] = (len(f) - u).to_bytes(2, "big")
     frame = bytes(f[:len(f) - cut]) if cut < len(tail) else bytes(f)
     out, router = extract_router(frame)
-    assert len(out) == len(frame)
+    assert out is None or len(out) == len(frame)
     assert router is None or router.count(".") == 3
 
 
@@ -100,13 +106,14 @@ def test_hostile_options_never_raise_and_never_grow(tail, cut):
 @given(st.binary(max_size=700))
 def test_any_bytes(frame):
     out, _ = extract_router(frame)
-    assert len(out) == len(frame)
+    assert out is None or len(out) == len(frame)
 
 
 class _Session:
     """Just what ClientDataPath.open touches: the plaintexts out of receive."""
     send_key = None
     frag = None
+    stats: dict = {}
 
     def __init__(self, frames: list) -> None:
         self.frames = frames
@@ -140,3 +147,133 @@ def test_thousands_of_empty_router_options_cost_one_pass():
     out, router = extract_router(bytes(f))
     assert router is None and len(out) == len(f)
     assert out[14 + 20 + 8 + 240:].startswith(tail) and checksum_ok(out)
+
+
+# ---- a hostile server hiding a router from the stripping (atk31a). What a DHCP client on the
+# tap reads: the options, then -- when an option 52 says so -- the file and sname fields (RFC
+# 2131; dhclient, systemd-networkd, busybox udhcpc all do); a message type that may come twice
+# (systemd keeps the last) or not at all (a BOOTP reply, which dhclient takes as an offer);
+# frames whose one 802.1Q or 802.1ad tag the kernel takes off before a packet socket sees them;
+# and over a UDP socket (a renewal), a datagram the kernel put together from fragments.
+COOKIE = b"\x63\x82\x53\x63"
+ROUTER = bytes((3, 4, 198, 19, 1, 66))
+
+
+def raw_reply(opts: bytes, sname: bytes = b"", file: bytes = b"", ethertype: int | None = None,
+              ip_options: bytes = b"", frag: int = 0) -> bytes:
+    """A server's reply with options `opts` (then END) and the sname/file fields as given; behind
+    a tag of `ethertype` (VID 5) if any; IP options and the fragment field as given."""
+    dhcp = bytes(BOOTP(op=2, yiaddr="198.19.1.100", chaddr=b"\x02\0\0\0\0\x02", sname=sname, file=file,
+                       options=COOKIE + opts + b"\xff"))
+    ip = IP(src="198.19.1.1", dst="198.19.1.100", options=ip_options, frag=frag & 0x1FFF,
+            flags="MF" if frag & 0x2000 else 0)
+    f = bytes(Ether(dst="02:00:00:00:00:02", src="02:00:00:00:00:01") / ip / UDP(sport=67, dport=68) / dhcp)
+    if ethertype is not None:
+        f = f[:12] + ethertype.to_bytes(2, "big") + b"\x00\x05" + f[12:]
+    return f
+
+
+def _options(area: bytes) -> list[int]:
+    """The option codes a client reads in `area` (to END, past PADs)."""
+    codes, i = [], 0
+    while i < len(area) and area[i] != 255:
+        if area[i] == 0:
+            i += 1
+            continue
+        codes.append(area[i])
+        i += 2 + (area[i + 1] if i + 1 < len(area) else 0)
+    return codes
+
+
+def routers_seen(frame: bytes) -> bool:
+    """Whether a client reading `frame` finds a Router option anywhere it looks."""
+    off = 18 if frame[12:14] in (b"\x81\x00", b"\x88\xa8") else 14
+    e = Ether(frame[:12] + b"\x08\x00" + frame[off:])
+    b = e[BOOTP]
+    raw = bytes(b)
+    opts = raw[240:]
+    overload, i = 0, 0
+    while i < len(opts) and opts[i] != 255:
+        if opts[i] == 52 and opts[i + 1] == 1:
+            overload |= opts[i + 2]
+        i += 1 if opts[i] == 0 else 2 + opts[i + 1]
+    areas = [opts] + ([raw[108:236]] if overload & 1 else []) + ([raw[44:108]] if overload & 2 else [])
+    return any(3 in _options(a) for a in areas)
+
+
+def _udp_checksum_ok(frame: bytes) -> bool:
+    off = 18 if frame[12:14] in (b"\x81\x00", b"\x88\xa8") else 14
+    return checksum_ok(frame[:12] + b"\x08\x00" + frame[off:])
+
+
+def test_the_reply_helpers_see_what_a_client_sees():
+    assert routers_seen(raw_reply(bytes((53, 1, 5)) + ROUTER))
+    assert not routers_seen(raw_reply(bytes((53, 1, 5)), file=ROUTER + b"\xff"))      # no overload: a file name
+    assert routers_seen(raw_reply(bytes((53, 1, 5, 52, 1, 1)), file=ROUTER + b"\xff"))
+
+
+@pytest.mark.parametrize("overload, where", [(1, "file"), (2, "sname"), (3, "file"), (3, "sname")])
+def test_a_router_in_an_overloaded_sname_or_file_is_padded_out(overload, where):
+    f = raw_reply(bytes((53, 1, 5, 52, 1, overload)), **{where: ROUTER + b"\xff"})
+    out, router = extract_router(f)
+    assert out is not None and not routers_seen(out) and _udp_checksum_ok(out)
+
+
+def test_without_overload_sname_and_file_are_left_as_they_are():
+    f = raw_reply(bytes((53, 1, 5)), sname=ROUTER, file=ROUTER)
+    out, _ = extract_router(f)
+    assert out is f
+
+
+@pytest.mark.parametrize("name, opts, file", [
+    ("message type only in the overloaded file", bytes((52, 1, 1)) + ROUTER, bytes((53, 1, 5, 255))),
+    ("a REQUEST type first, an ACK type after (systemd keeps the last)", bytes((53, 1, 3, 53, 1, 5)) + ROUTER, b""),
+    ("no message type: a BOOTP reply (dhclient takes it as an offer)", ROUTER, b""),
+    ("a NAK", bytes((53, 1, 6)) + ROUTER, b""),
+], ids=lambda v: v if isinstance(v, str) and " " in v else "")
+def test_every_server_reply_loses_its_routers_whatever_type_it_says(name, opts, file):
+    out, router = extract_router(raw_reply(opts, file=file))
+    assert out is not None and not routers_seen(out) and _udp_checksum_ok(out), name
+    assert router is None        # (the VPN gateway is read from an ACK only, as 2.6 reads it)
+
+
+@pytest.mark.parametrize("ethertype", [0x8100, 0x88A8])
+def test_behind_one_tag_of_either_vlan_protocol(ethertype):
+    """A packet socket on the tap (every DHCP client's, before it has a lease) sees a frame with
+    one 802.1Q or 802.1ad tag as untagged: the kernel took the tag off."""
+    out, router = extract_router(raw_reply(bytes((53, 1, 5)) + ROUTER, ethertype=ethertype))
+    assert out is not None and not routers_seen(out) and router == "198.19.1.66" and _udp_checksum_ok(out)
+
+
+def test_with_ip_options():
+    out, router = extract_router(raw_reply(bytes((53, 1, 5)) + ROUTER, ip_options=b"\x01\x01\x01\x00"))
+    assert out is not None and not routers_seen(out) and router == "198.19.1.66" and _udp_checksum_ok(out)
+
+
+def test_a_fragmented_reply_never_reaches_the_tap():
+    """A renewing client reads a UDP socket: the kernel reassembles fragments the stripping never
+    saw whole. No DHCP server fragments its replies (576 bytes and less), so the first fragment
+    of a datagram from port 67 to 68 is dropped -- without it nothing is reassembled."""
+    whole = raw_reply(bytes((53, 1, 5)) + bytes((0,)) * 300 + ROUTER)
+    first = raw_reply(bytes((53, 1, 5)), frag=0x2000)            # MF, offset 0: the ports are in it
+    assert extract_router(first)[0] is None
+    later = raw_reply(bytes((53, 1, 5)) + ROUTER, frag=40)       # not the first: passed as it is
+    assert extract_router(later)[0] is later
+    other = bytearray(raw_reply(bytes((53, 1, 5)), frag=0x2000))
+    other[14 + 20:14 + 22] = (5353).to_bytes(2, "big")          # another port: not ours to judge
+    assert extract_router(bytes(other))[0] == bytes(other)
+    tiny = bytearray(first)
+    tiny[14 + 2:14 + 4] = (20 + 2).to_bytes(2, "big")           # too short to show its ports
+    assert extract_router(bytes(tiny))[0] is None
+    assert extract_router(whole)[0] is not None
+
+
+def test_the_client_data_path_drops_a_replys_first_fragment_and_counts_it():
+    from appliance.openvpn.datapath import ClientDataPath
+    from appliance.openvpn.dhcprouter import FRAGMENTED_REPLY
+    first = raw_reply(bytes((53, 1, 5)), frag=0x2000)
+    s = _Session([first, b"\xff" * 60])
+    s.stats = {}
+    dp = ClientDataPath(s, lambda c, v2: None, tap=True)
+    dp.set_dhcp_router(lambda r: None)
+    assert dp.open(b"wire", 0.0) == [b"\xff" * 60] and s.stats == {FRAGMENTED_REPLY: 1}
