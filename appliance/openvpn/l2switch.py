@@ -36,7 +36,9 @@ and on the TAP device, as `vlan-accept` says: `all` -- frames of the server's ow
 untagged, others tagged with their VLAN; `tagged` -- every frame tagged; `untagged` -- only the
 server's VLAN, untagged (frames of other VLANs never reach it). A frame from the TAP device is on
 the VLAN of its tag (the tag taken off before it goes to a client; a priority tag with VID 0 kept,
-on the server's VLAN), untagged on the server's VLAN -- unless vlan-accept refuses it.
+on the server's VLAN), untagged on the server's VLAN -- unless vlan-accept refuses it, or it would
+reach a client with a VLAN tag still in it (a second tag; stricter than 2.6: a client takes and
+gets no VLAN but a priority tag, both ways).
 
 learn-address (the hooks `ask`/`unlearn`, run by gateway/learn.py): as 2.6, a frame from a MAC
 new to its client passes only once the command said yes (`add` or `update MAC@0 CN`); until then
@@ -155,6 +157,7 @@ TPID_HI, TPID_LO = 0x81, 0x00           # 802.1Q's ethertype
 VLAN_HLEN = 18
 VLAN_REFUSED = "frame refused by vlan-accept"
 VLAN_TAGGED = "VLAN-tagged frame from a client"
+VLAN_INNER = "frame from the TAP with a VLAN tag for a client"
 
 
 S_TAGS = (0x88A8, 0x9100)               # 802.1ad's service tag, and the older QinQ one switches take
@@ -237,7 +240,7 @@ class SwitchDataPath:
         st = dispatcher.st
         self.vlans = Vlans(*st.vlan) if getattr(st, "vlan", None) else None
         if self.vlans is not None:
-            self.stats[VLAN_REFUSED] = self.stats[VLAN_TAGGED] = 0
+            self.stats[VLAN_REFUSED] = self.stats[VLAN_TAGGED] = self.stats[VLAN_INNER] = 0
         # The server side's MACs (module docstring): the TAP device's own, set by the gateway
         # once the device is up, and those seen as sources from it -> when last seen.
         self.server_mac: bytes | None = None
@@ -478,6 +481,11 @@ class SwitchDataPath:
                     self.stats[VLAN_REFUSED] += 1
                     continue
                 p, vid = got
+                if client_tagged(p):
+                    # A client is an access port both ways (stricter than 2.6, which delivers
+                    # it): a second tag would be a VLAN in a bridging client's own site.
+                    self.stats[VLAN_INNER] += 1
+                    continue
                 vb = vid.to_bytes(2, "big")
             src = bytes(p[6:12]) + vb
             seen = side.get(src)

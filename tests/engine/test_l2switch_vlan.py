@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from appliance.openvpn.l2switch import VLAN_REFUSED, VLAN_TAGGED, SwitchDataPath, Vlans, mac_text
+from appliance.openvpn.l2switch import VLAN_INNER, VLAN_REFUSED, VLAN_TAGGED, SwitchDataPath, Vlans, mac_text
 from tests.engine.test_l2switch import A_MAC, B_MAC, BCAST, HOST_MAC, Disp, frame, send
 
 C_MAC = bytes.fromhex("02000000000c")
@@ -150,3 +150,31 @@ def test_a_plain_priority_tag_still_passes_on_the_servers_vlan():
     f = tagged(BCAST, A_MAC, 0, pcp=3, ethertype=0x0800)
     tun, sends = send(sw, "A", f)
     assert tun == [f] and list(sends) == ["B"]
+
+
+@pytest.mark.parametrize("name, f", [
+    ("VLAN 5 around an 802.1Q tag", qinq(BCAST, HOST_MAC, 0x8100, 7, outer_vid=5)),
+    ("VLAN 5 around an 802.1ad tag", qinq(BCAST, HOST_MAC, 0x8100, 7, outer_vid=5, inner=0x88A8)),
+    ("priority tag around an 802.1Q tag", qinq(BCAST, HOST_MAC, 0x8100, 7)),
+    ("untagged 802.1ad frame", qinq(BCAST, HOST_MAC, 0x88A8, 7)),
+], ids=lambda v: v if isinstance(v, str) else "")
+def test_the_tap_side_puts_no_second_tag_into_a_client(name, f):
+    """A client is an access port both ways: what reaches it from the TAP carries no VLAN tag but
+    a priority tag, else a bridging client's kernel (or VLAN-aware bridge) took the inner tag as
+    its own VLAN -- the TAP side's double-tagging hop into a client's site. 2.6 delivers these."""
+    d, a, b, c, sw = world()
+    sw.from_tun([f], 1.0, {})
+    assert a.session.sealed == [] and b.session.sealed == [] and c.session.sealed == [], name
+    assert sw.stats[VLAN_INNER] == 1
+
+
+def test_a_mac_flood_on_one_vlan_evicts_nobody_on_another():
+    """A VLAN-1 client sending from thousands of MACs, the VLAN-5 client's among them, holds its
+    quota on VLAN 1 only: frames for the VLAN-5 client's MAC on VLAN 5 still reach it alone."""
+    d, a, b, c, sw = world()
+    send(sw, "C", frame(BCAST, C_MAC))
+    for i in range(3000):
+        send(sw, "A", frame(BCAST, bytes((2, 0, 0, 1)) + i.to_bytes(2, "big")), now=1.0)
+    send(sw, "A", frame(BCAST, C_MAC), now=1.0)
+    sw.from_tun([tagged(C_MAC, HOST_MAC, 5)], 2.0, {})
+    assert c.session.sealed[-1] == frame(C_MAC, HOST_MAC) and len(sw.macs.macs_of(a)) <= d.st.max_routes_per_client
