@@ -20,7 +20,9 @@ options whatever message type it says (clients read a later option 53 than 2.6's
 BOOTP reply with none), in the file/sname fields too when an option 52 gives them to options (as
 clients read them), behind an 802.1ad tag as behind an 802.1Q one (the kernel takes either off
 before a packet socket sees the frame); the first fragment of such a datagram is dropped (a
-renewing client's UDP socket would get it reassembled, unstripped). Still as 2.6: the gateway
+renewing client's UDP socket would get it reassembled, unstripped); and a 0.0.0.0/0 route of a
+classless static route option (121, 249), which such a client installs instead of the Router
+option (RFC 3442), is taken out of it (its other routes kept). Still as 2.6: the gateway
 logged is the first Router option's of an ACK (2.6's first option 53) in the options field.
 """
 from __future__ import annotations
@@ -33,6 +35,7 @@ BOOTPS, BOOTPC = 67, 68
 BOOTREPLY = 2
 DHCP_FIXED = 240            # op .. file, and the magic cookie, before the options (2.6's struct dhcp)
 OPT_PAD, OPT_ROUTER, OPT_OVERLOAD, OPT_MSG_TYPE, OPT_END = 0, 3, 52, 53, 255
+OPT_CLASSLESS = (121, 249)  # classless static routes: RFC 3442's, and Microsoft's before it
 SNAME, FILE = (44, 108), (108, 236)   # the BOOTP fields an option overload (52) fills with options
 FIRST_FRAGMENT = "first fragment"
 FRAGMENTED_REPLY = "fragmented DHCP reply from the server side (route-gateway dhcp)"   # (a session stat)
@@ -95,12 +98,33 @@ def _scan(opts) -> tuple[int | None, int]:
     return mtype, overload & 3
 
 
+def _without_default(body) -> bytes | None:
+    """A classless static route option's routes (RFC 3442: width, the significant bytes of the
+    destination, the router) but 0.0.0.0/0 -> the new body; None when none is left, or when it is
+    malformed (a width past 32, a route running past the end): some clients read the routes
+    before the fault, a default among them, so it goes whole."""
+    kept: list = []
+    i, n = 0, len(body)
+    while i < n:
+        w = body[i]
+        size = 1 + (w + 7) // 8 + 4
+        if w > 32 or i + size > n:
+            return None
+        if w:
+            kept.append(body[i:i + size])
+        i += size
+    return b"".join(kept) or None
+
+
 def _strip_routers(opts) -> tuple[bytes, bytes | None, int]:
-    """`opts` without its Router options, what followed each moved down over it and the tail
-    padded, as 2.6 leaves them (it moves the rest down once per option: here one pass, so a
-    hostile reply of thousands of empty Router options costs one copy, not one per option)
-    -> (the new options, the first router's 4 bytes (a length that is a multiple of 4) or None,
-    how many bytes were taken out)."""
+    """`opts` without its Router options and without the default route of its classless static
+    route options (121, and Microsoft's 249: RFC 3442's client ignores the Router option when
+    given them and installs their 0.0.0.0/0 -- the default route through the tunnel that
+    route-gateway dhcp keeps off the tap; 2.6 leaves them), what followed each moved down over it
+    and the tail padded, as 2.6 leaves them (it moves the rest down once per option: here one
+    pass, so a hostile reply of thousands of empty Router options costs one copy, not one per
+    option) -> (the new options, the first router's 4 bytes (a length that is a multiple of 4) or
+    None, how many bytes were taken out)."""
     router = None
     kept: list = []
     i, n, start, removed = 0, len(opts), 0, 0
@@ -114,14 +138,24 @@ def _strip_routers(opts) -> tuple[bytes, bytes | None, int]:
         if i + 1 >= n:
             break
         ln = opts[i + 1]
-        if t != OPT_ROUTER:
+        if t != OPT_ROUTER and t not in OPT_CLASSLESS:
             i += ln + 2
             continue
         if ln > n - i - 2:
-            break                       # a router option running past the end: left, as 2.6 leaves it
-        if router is None and ln >= 4 and ln % 4 == 0:
-            router = bytes(opts[i + 2:i + 6])
+            break                       # an option running past the end: left, as 2.6 leaves it
+        new = None
+        if t == OPT_ROUTER:
+            if router is None and ln >= 4 and ln % 4 == 0:
+                router = bytes(opts[i + 2:i + 6])
+        else:
+            new = _without_default(opts[i + 2:i + 2 + ln])
+            if new is not None and len(new) == ln:
+                i += ln + 2             # no default route in it: as it is
+                continue
         kept.append(opts[start:i])
+        if new is not None:
+            kept.append(bytes((t, len(new))) + new)
+            removed -= len(new) + 2
         i += ln + 2
         start = i
         removed += ln + 2

@@ -277,3 +277,67 @@ def test_the_client_data_path_drops_a_replys_first_fragment_and_counts_it():
     dp = ClientDataPath(s, lambda c, v2: None, tap=True)
     dp.set_dhcp_router(lambda r: None)
     assert dp.open(b"wire", 0.0) == [b"\xff" * 60] and s.stats == {FRAGMENTED_REPLY: 1}
+
+
+def _classless(code: int, *routes: tuple[int, bytes, bytes]) -> bytes:
+    body = b"".join(bytes((w,)) + dest + gw for w, dest, gw in routes)
+    return bytes((code, len(body))) + body
+
+
+def _option(frame: bytes, code: int) -> bytes | None:
+    opts = bytes(Ether(frame)[BOOTP])[240:]
+    i = 0
+    while i < len(opts) and opts[i] != 255:
+        if opts[i] == 0:
+            i += 1
+            continue
+        if opts[i] == code:
+            return opts[i + 2:i + 2 + opts[i + 1]]
+        i += 2 + opts[i + 1]
+    return None
+
+
+LAN_ROUTE = (8, b"\x0a", b"\xc6\x13\x01\x01")           # 10.0.0.0/8 via 198.19.1.1
+DEFAULT = (0, b"", b"\xc6\x13\x01\x42")                 # 0.0.0.0/0 via 198.19.1.66
+
+
+@pytest.mark.parametrize("code", [121, 249])
+def test_a_default_route_among_classless_static_routes_is_taken_out(code):
+    """RFC 3442: a client given option 121 ignores the Router option and installs its routes --
+    a 0.0.0.0/0 among them is the default route through the tunnel that route-gateway dhcp keeps
+    from the tap (2.6 leaves 121 and Microsoft's 249 as they are). The other routes stay."""
+    f = raw_reply(bytes((53, 1, 5)) + _classless(code, LAN_ROUTE, DEFAULT) + ROUTER)
+    out, router = extract_router(f)
+    assert router == "198.19.1.66" and _udp_checksum_ok(out) and not routers_seen(out)
+    assert _option(out, code) == bytes((8, 10, 198, 19, 1, 1))
+    only = raw_reply(bytes((53, 1, 5)) + _classless(code, DEFAULT) + bytes((51, 4, 0, 0, 14, 16)))
+    out, _ = extract_router(only)
+    assert _option(out, code) is None and _option(out, 51) == bytes((0, 0, 14, 16)) and _udp_checksum_ok(out)
+
+
+def test_classless_routes_without_a_default_are_left_as_they_are():
+    f = raw_reply(bytes((53, 1, 5)) + _classless(121, LAN_ROUTE))
+    assert extract_router(f)[0] is f
+
+
+def test_a_malformed_classless_route_option_goes_whole():
+    """A width past 32 or a route running past the option: some clients read the routes before
+    it, a default among them -- the option is taken out."""
+    for body in (bytes((0, 198, 19, 1, 66, 33)) + bytes(8), bytes((0, 198, 19, 1, 66, 24, 10, 0))):
+        f = raw_reply(bytes((53, 1, 5)) + bytes((121, len(body))) + body)
+        out, _ = extract_router(f)
+        assert _option(out, 121) is None and _udp_checksum_ok(out)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from([121, 249]), st.binary(max_size=60))
+def test_hostile_classless_routes_never_raise_grow_or_keep_a_default(code, body):
+    f = raw_reply(bytes((53, 1, 5, code, len(body))) + body + ROUTER)
+    out, _ = extract_router(f)
+    assert out is not None and len(out) == len(f)
+    kept = _option(out, code) if out is not f else None
+    i = 0
+    while kept is not None and i < len(kept):       # what stays is well formed and has no 0/0
+        assert 0 < kept[i] <= 32
+        i += 1 + (kept[i] + 7) // 8 + 4
+    assert kept is None or i == len(kept)
