@@ -178,3 +178,11 @@ def test_a_mac_flood_on_one_vlan_evicts_nobody_on_another():
     send(sw, "A", frame(BCAST, C_MAC), now=1.0)
     sw.from_tun([tagged(C_MAC, HOST_MAC, 5)], 2.0, {})
     assert c.session.sealed[-1] == frame(C_MAC, HOST_MAC) and len(sw.macs.macs_of(a)) <= d.st.max_routes_per_client
+
+
+def test_vid_4095_and_short_tagged_frames_from_the_tap_reach_nobody():
+    d, a, b, c, sw = world()
+    send(sw, "C", frame(BCAST, C_MAC))
+    sw.from_tun([tagged(BCAST, HOST_MAC, 4095), tagged(C_MAC, HOST_MAC, 4095), tagged(BCAST, HOST_MAC, 5)[:17]],
+                1.0, {})
+    assert a.session.sealed == b.session.sealed == c.session.sealed == []
