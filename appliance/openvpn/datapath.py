@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Callable
 
 from .clientnat import ClientNat
-from .dhcprouter import FRAGMENTED_REPLY, extract_router
+from .dhcprouter import FRAGMENTED_REPLY, OVER_RATE, ReplyBudget, extract_router
 from .ethernet import ip_offset
 from .mss import clamp_mss
 from .server import ClientRecord, ServerDispatcher
@@ -117,6 +117,8 @@ class ClientDataPath:
         the server loses the Router options of a DHCP OFFER/ACK, and an ACK's router goes to
         `on_router`; None: off. After client-nat's rewrite, as 2.6's process_ip_header orders them."""
         self.dhcp = on_router
+        self._budget = ReplyBudget()
+        self._now, self._over = 0.0, False
         self._swap()
 
     def _swap(self) -> None:
@@ -136,17 +138,26 @@ class ClientDataPath:
                 incoming = self.nat.incoming
                 pts = [incoming(p) for p in pts]
             if self.dhcp is not None:
+                self._now = now
                 pts = [q for q in map(self._dhcp_reply, pts) if q is not None]
         return pts
 
     def _dhcp_reply(self, frame):
-        out, router = extract_router(frame)
+        self._over = False
+        out, router = extract_router(frame, self._take)
         if router is not None:
             self.dhcp(router)                       # type: ignore[misc]
         elif out is None:
+            why = OVER_RATE if self._over else FRAGMENTED_REPLY
             stats = self.s.stats
-            stats[FRAGMENTED_REPLY] = stats.get(FRAGMENTED_REPLY, 0) + 1
+            stats[why] = stats.get(why, 0) + 1
         return out
+
+    def _take(self, n: int) -> bool:
+        """A server's reply of n bytes may be read now (dhcprouter.ReplyBudget)."""
+        ok = self._budget.take(n, self._now)
+        self._over = not ok
+        return ok
 
     def _seal_batch_nat(self, pkts: list, now: float) -> list:
         outgoing = self.nat.outgoing                # type: ignore[union-attr]

@@ -341,3 +341,22 @@ def test_hostile_classless_routes_never_raise_grow_or_keep_a_default(code, body)
         assert 0 < kept[i] <= 32
         i += 1 + (kept[i] + 7) // 8 + 4
     assert kept is None or i == len(kept)
+
+
+def test_hostile_replies_beyond_a_byte_rate_are_dropped_not_read():
+    """Any host on the server's bridged LAN may send replies full of options, each read option by
+    option (~a microsecond per byte here): beyond REPLY_RATE bytes a second (REPLY_BURST at
+    once) they are dropped and counted, so they cost a bounded share of a core; other frames and
+    a later legitimate reply pass."""
+    from appliance.openvpn.datapath import ClientDataPath
+    from appliance.openvpn.dhcprouter import OVER_RATE, REPLY_BURST, REPLY_RATE
+    hostile = raw_reply(bytes((53, 1, 5)) + bytes((1, 0)) * 600)
+    n = REPLY_BURST // (len(hostile) - 42) + 5
+    s = _Session([hostile] * n + [b"\xff" * 60])
+    s.stats = {}
+    dp = ClientDataPath(s, lambda c, v2: None, tap=True)
+    dp.set_dhcp_router(lambda r: None)
+    out = dp.open(b"wire", 0.0)
+    assert out[-1] == b"\xff" * 60 and 0 < s.stats[OVER_RATE] <= 5 + 1 and len(out) == n + 1 - s.stats[OVER_RATE]
+    s.frames = [reply("ack")]
+    assert len(dp.open(b"wire", 1.0)) == 1 and len(reply("ack")) < REPLY_RATE
