@@ -14,16 +14,18 @@ raises on what it is given; the gateway side decides what the address is used fo
 
 Stricter than 2.6 where 2.6 trusts the bytes: the IP header's real length (2.6 assumes 20 bytes),
 no fragment but the whole datagram, and the UDP length (not the frame's, which may carry padding).
-And where a hostile server (or a host on its bridged LAN) would hide a router from 2.6's stripping
-but not from the DHCP client on the tap (atk31a): every BOOTREPLY from 67 to 68 loses its Router
-options whatever message type it says (clients read a later option 53 than 2.6's first, or take a
-BOOTP reply with none), in the file/sname fields too when an option 52 gives them to options (as
-clients read them), behind an 802.1ad tag as behind an 802.1Q one (the kernel takes either off
-before a packet socket sees the frame); the first fragment of such a datagram is dropped (a
-renewing client's UDP socket would get it reassembled, unstripped); and a 0.0.0.0/0 route of a
-classless static route option (121, 249), which such a client installs instead of the Router
-option (RFC 3442), is taken out of it (its other routes kept). Still as 2.6: the gateway
-logged is the first Router option's of an ACK (2.6's first option 53) in the options field.
+And where a hostile server (or any host on its bridged LAN) would hide a router from 2.6's
+stripping but not from the DHCP client on the tap (atk31a): every BOOTREPLY to port 68 loses its
+Router options -- from any source port (DHCP clients check the destination only), whatever message
+type it says (clients read a later option 53 than 2.6's first, or take a BOOTP reply with none), in
+the file/sname fields too when an option 52 gives them to options (as clients read them), behind
+an 802.1ad tag as behind an 802.1Q one (the kernel takes either off before a packet socket sees
+the frame); a 0.0.0.0/0 route of a classless static route option (121, 249), which such a client
+installs instead of the Router option (RFC 3442), is taken out of it (its other routes kept); the
+first fragment of such a datagram is dropped (a renewing client's UDP socket would get it
+reassembled, unstripped); and replies beyond a byte budget (ReplyBudget) are dropped unread.
+Still as 2.6: the gateway logged is the first Router option's of an ACK (2.6's first option 53)
+in the options field.
 """
 from __future__ import annotations
 
@@ -32,7 +34,7 @@ from typing import Callable
 
 from .ethernet import ip_offset
 
-BOOTPS, BOOTPC = 67, 68
+BOOTPC = 68                 # the client's port (the server's, 67, is not checked: see above)
 BOOTREPLY = 2
 DHCP_FIXED = 240            # op .. file, and the magic cookie, before the options (2.6's struct dhcp)
 OPT_PAD, OPT_ROUTER, OPT_OVERLOAD, OPT_MSG_TYPE, OPT_END = 0, 3, 52, 53, 255
@@ -67,8 +69,8 @@ DHCPOFFER, DHCPACK = 2, 5
 
 def _udp_bounds(frame):
     """(offsets of the IPv4 header and the UDP header, end of the UDP datagram) for a whole IPv4
-    UDP datagram from port 67 to port 68 inside the Ethernet `frame`; FIRST_FRAGMENT for the
-    first fragment of one (or of a UDP datagram too short to show its ports); else None."""
+    UDP datagram to port 68 inside the Ethernet `frame`; FIRST_FRAGMENT for the first fragment of
+    one (or of a UDP datagram too short to show its ports); else None."""
     off = ip_offset(frame, s_tag=True)
     if off is None or frame[off] >> 4 != 4:
         return None
@@ -85,13 +87,13 @@ def _udp_bounds(frame):
         if frag & 0x1FFF:
             return None
         top = min(len(frame), off + ((frame[off + 2] << 8) | frame[off + 3]))
-        if top < u + 4 or ((frame[u] << 8 | frame[u + 1]) == BOOTPS and (frame[u + 2] << 8 | frame[u + 3]) == BOOTPC):
+        if top < u + 4 or (frame[u + 2] << 8 | frame[u + 3]) == BOOTPC:
             return FIRST_FRAGMENT
         return None
     if len(frame) < u + 8:
         return None
-    if (frame[u] << 8 | frame[u + 1]) != BOOTPS or (frame[u + 2] << 8 | frame[u + 3]) != BOOTPC:
-        return None
+    if (frame[u + 2] << 8 | frame[u + 3]) != BOOTPC:
+        return None                     # (any source port: DHCP clients check the destination only)
     end = u + (frame[u + 4] << 8 | frame[u + 5])
     if end > len(frame) or end < u + 8 + DHCP_FIXED:
         return None

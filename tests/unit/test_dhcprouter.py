@@ -64,7 +64,7 @@ def test_behind_an_8021q_tag():
 
 
 def test_not_a_server_reply_is_left_alone():
-    for f in (reply("ack", sport=1067), reply("ack", op=1), reply("ack", routers=())):
+    for f in (reply("ack", op=1), reply("ack", routers=())):
         out, router = extract_router(f)
         assert out is f and router is None
     # a server's reply of another type than OFFER/ACK: its routers out too (2.6 leaves them: a
@@ -188,9 +188,8 @@ def _options(area: bytes) -> list[int]:
 def routers_seen(frame: bytes) -> bool:
     """Whether a client reading `frame` finds a Router option anywhere it looks."""
     off = 18 if frame[12:14] in (b"\x81\x00", b"\x88\xa8") else 14
-    e = Ether(frame[:12] + b"\x08\x00" + frame[off:])
-    b = e[BOOTP]
-    raw = bytes(b)
+    u = off + (frame[off] & 15) * 4
+    raw = frame[u + 8:u + int.from_bytes(frame[u + 4:u + 6], "big")]      # the BOOTP message, as a client reads it
     opts = raw[240:]
     overload, i = 0, 0
     while i < len(opts) and opts[i] != 255:
@@ -260,7 +259,7 @@ def test_a_fragmented_reply_never_reaches_the_tap():
     later = raw_reply(bytes((53, 1, 5)) + ROUTER, frag=40)       # not the first: passed as it is
     assert extract_router(later)[0] is later
     other = bytearray(raw_reply(bytes((53, 1, 5)), frag=0x2000))
-    other[14 + 20:14 + 22] = (5353).to_bytes(2, "big")          # another port: not ours to judge
+    other[14 + 22:14 + 24] = (5353).to_bytes(2, "big")          # to another port: not ours to judge
     assert extract_router(bytes(other))[0] == bytes(other)
     tiny = bytearray(first)
     tiny[14 + 2:14 + 4] = (20 + 2).to_bytes(2, "big")           # too short to show its ports
@@ -360,3 +359,14 @@ def test_hostile_replies_beyond_a_byte_rate_are_dropped_not_read():
     assert out[-1] == b"\xff" * 60 and 0 < s.stats[OVER_RATE] <= 5 + 1 and len(out) == n + 1 - s.stats[OVER_RATE]
     s.frames = [reply("ack")]
     assert len(dp.open(b"wire", 1.0)) == 1 and len(reply("ack")) < REPLY_RATE
+
+
+def test_a_reply_from_another_source_port_loses_its_routers_too():
+    """dhclient, systemd-networkd and busybox udhcpc check a reply's destination port (68), not
+    its source: 2.6 (and ours before) stripped replies from port 67 only."""
+    out, router = extract_router(reply("ack", sport=1067))
+    assert out is not None and not routers_seen(out) and checksum_ok(out)
+    assert router == "198.19.1.1"
+    frag = bytearray(raw_reply(bytes((53, 1, 5)), frag=0x2000))
+    frag[14 + 20:14 + 22] = (1067).to_bytes(2, "big")
+    assert extract_router(bytes(frag))[0] is None
