@@ -186,3 +186,26 @@ def test_vid_4095_and_short_tagged_frames_from_the_tap_reach_nobody():
     sw.from_tun([tagged(BCAST, HOST_MAC, 4095), tagged(C_MAC, HOST_MAC, 4095), tagged(BCAST, HOST_MAC, 5)[:17]],
                 1.0, {})
     assert a.session.sealed == b.session.sealed == c.session.sealed == []
+
+
+def test_a_client_moving_vlan_at_reconnect_keeps_nothing_of_its_old_vlan():
+    """carol (VLAN 5) comes back as a new session whose ccd now says VLAN 1, while learn-address
+    still decides on her old session's MAC: the new session's MAC is asked as MAC@1, the old
+    verdict (MAC@5) arriving after the old session left teaches nothing, and frames for her MAC
+    on VLAN 5 reach nobody."""
+    d, a, b, c, sw = world()
+    asked: list = []
+    unlearned: list = []
+    sw.ask = lambda rec, mac: asked.append((rec, mac)) and False
+    sw.unlearn = lambda rec, mac: unlearned.append((rec, mac))
+    send(sw, "C", frame(BCAST, C_MAC))                       # asked about C_MAC@5, verdict pending
+    c2 = d.add("C2", "carol")
+    c2.vid = None                                            # the server's VLAN 1 now
+    send(sw, "C2", frame(BCAST, C_MAC), now=0.5)
+    assert [mac_text(m) for _, m in asked] == ["02:00:00:00:00:0c@5", "02:00:00:00:00:0c@1"]
+    d.forget(c)
+    sw.learn_result(c, C_MAC + b"\x00\x05", True, 1.0)       # the old session's late yes
+    sw.learn_result(c2, C_MAC + b"\x00\x01", True, 1.0)
+    assert C_MAC + b"\x00\x05" not in sw.macs.owner and sw.macs.owner[C_MAC + b"\x00\x01"] is c2
+    sw.from_tun([tagged(C_MAC, HOST_MAC, 5), frame(C_MAC, HOST_MAC)], 2.0, {})
+    assert c.session.sealed == [] and c2.session.sealed == [frame(C_MAC, HOST_MAC)]
