@@ -35,6 +35,7 @@ from ..logsetup import apply_verb
 from ..openvpn import events as ev
 from ..openvpn.config import ConfigError, Options, load_config, parse_ccd
 from ..openvpn.server import ServerSettings
+from ..openvpn.serveraddressing import server_addressing
 from ..openvpn.poolfile import PoolMemory
 from ..openvpn.server_model import StreamKey
 from ..openvpn.crl import CrlChecker, background_reader
@@ -1064,9 +1065,12 @@ class Operations:
         if rec.vaddr6:
             e["ifconfig_pool_remote_ip6"] = rec.vaddr6
         if rec.vaddr and pool is not None:
-            e["ifconfig_pool_netmask"] = str(pool.net.netmask) if pool.topology == "subnet" else "255.255.255.252"
-            if pool.topology != "subnet":
-                e["ifconfig_pool_local_ip"] = str(ipaddress.IPv4Address(rec.vaddr) - 1)
+            # As 2.6's multi_set_virtual_addr_env: the second address pushed with the client's.
+            if pool.topology == "subnet" or self.gw.opts.dev_type == "tap":
+                if pool.push_mask:
+                    e["ifconfig_pool_netmask"] = pool.push_mask
+            elif (peer := pool.peer(rec.vaddr)) is not None:
+                e["ifconfig_pool_local_ip"] = peer
         if rec.vaddr:
             e["ifconfig_pool_remote_ip"] = rec.vaddr
         if s.peer_username:
@@ -1115,7 +1119,12 @@ class Operations:
              "proto_1": o.proto + ("6" if o.proto_family == "6" else ""), "daemon_pid": str(os.getpid()),
              "daemon_start_time": str(int(self.started)), "daemon_log_redirect": "0", "daemon": "0",
              "verb": str(o.verb), "config": o.path}
-        if pool is not None:
+        a = server_addressing(o)
+        if a is not None and a.local is not None:
+            # 2.6's do_ifconfig: ifconfig_netmask in subnet, ifconfig_remote with a peer
+            e["ifconfig_local"] = a.local
+            e["ifconfig_netmask" if a.topology == "subnet" else "ifconfig_remote"] = a.second
+        elif pool is not None and pool.server_ip:
             e["ifconfig_local"] = pool.server_ip
             e["ifconfig_netmask"] = str(pool.net.netmask)
         e.update(self._server_tunnel_env())
@@ -1145,7 +1154,8 @@ class Operations:
             if self._net_gateway is None:
                 from .updown import host_net_gateway
                 self._net_gateway = host_net_gateway(self.gw.tun.name if self.gw.tun is not None else None)
-            vpn_gw = str(pool.net.network_address + 2) if pool is not None else None
+            a = server_addressing(o)
+            vpn_gw = a.vpn_gateway if a is not None else str(pool.net.network_address + 2) if pool is not None else None
             e.update(route_env(o.route, o.route_ipv6, vpn_gw, self._net_gateway, "", o.route_metric, v6_remote))
         return e
 

@@ -24,6 +24,7 @@ import sys
 from ..ioerrors import PortGone
 from ..openvpn.config import Options
 from ..openvpn.layer2 import tap_address
+from ..openvpn.serveraddressing import server_addressing
 from ..tun.device import TunDevice
 
 log = logging.getLogger("vpn-appliance")
@@ -62,12 +63,14 @@ class ServerTunnelNetwork:
             s["addr"] = [a[0], a[1], None] if a is not None else None
             s["link_up"] = True
             s["lladdr"] = o.lladdr          # its MAC address, as 2.6's do_open_tun sets it (set_lladdr)
-        elif pool is not None:
-            if pool.topology == "subnet":
-                s["addr"] = [pool.server_ip, pool.net.prefixlen, None]
-            else:
-                s["addr"] = [pool.server_ip, 32, str(pool.net.network_address + 2)]
-                s["routes"].append([str(pool.net.network_address), pool.net.prefixlen, None])
+        elif (a := server_addressing(o)) is not None:
+            # `ifconfig` (`server`'s NET+1): with its netmask (subnet) or its peer (net30, p2p);
+            # none written: the TUN comes up without one, as 2.6's. `server`'s own route (net30,
+            # p2p: its network) first.
+            if a.local is not None:
+                s["addr"] = ([a.local, mask_to_prefix(a.second), None] if a.topology == "subnet"
+                             else [a.local, 32, a.second])
+            s["routes"] += [[net, plen, None] for net, plen in a.routes]
         if o.ifconfig_ipv6 is not None:
             s["addr6"] = [o.ifconfig_ipv6[0], o.ifconfig_ipv6[1]]       # the manual form (no server-ipv6)
         elif pool6 is not None:
@@ -97,8 +100,8 @@ class ServerTunnelNetwork:
             raise PortGone(f"cannot configure the TUN device {name}: {why}")
         if spec["addr6"]:
             log.info("TUN %s: IPv6 %s/%d", tun.name, *spec["addr6"])
-        net30 = self.pool is not None and self.pool.topology != "subnet" and not tap     # (its first: the pool's own)
-        for net, plen, _metric in spec["routes"][1 if net30 else 0:]:
+        a = server_addressing(o)
+        for net, plen, _metric in spec["routes"][len(a.routes) if a is not None else 0:]:     # (`server`'s own first)
             log.info("route %s/%d dev %s", net, plen, tun.name)
         for net, plen, _metric in spec["routes6"]:
             log.info("route-ipv6 %s/%d dev %s", net, plen, tun.name)
@@ -107,7 +110,7 @@ class ServerTunnelNetwork:
                      "%s/%d" % tuple(spec["addr"][:2]) if spec["addr"] else "none (a bridge port)",
                      f", MAC address {o.lladdr} (lladdr)" if o.lladdr else "")
         else:
-            log.info("TUN %s up, server address %s", tun.name, self.pool.server_ip if self.pool else "-")
+            log.info("TUN %s up, server address %s", tun.name, spec["addr"][0] if spec["addr"] else "none")
         return tun
 
     def hw_address(self) -> bytes | None:

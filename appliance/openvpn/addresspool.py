@@ -26,33 +26,65 @@ class _SharedLeases:
         return True
 
 
+def server_pool_range(net: ipaddress.IPv4Network, topology: str) -> tuple[str, str]:
+    """`server NET MASK`'s pool, as 2.6's helper.c lays it out: NET+2 to the last-but-one address
+    in subnet (and dev tap); NET+4 to 4 below the broadcast address with net30 and p2p (a /29: up
+    to it), the first /30 being the server's."""
+    if topology == "subnet":
+        return str(net.network_address + 2), str(net.broadcast_address - 1)
+    return str(net.network_address + 4), str(net.broadcast_address - (0 if net.prefixlen >= 29 else 4))
+
+
 class AddressPool(_SharedLeases):
-    """Tunnel addresses for clients (topology subnet: one address each; net30: a /30 each)."""
+    """Tunnel addresses for clients, as OpenVPN 2.6's pool.c hands them out: one address each
+    (topology subnet and p2p, and dev tap), or a /30 each (net30: the client gets base+4k+2 with
+    its peer base+4k+1, the /30s counted from `start` rounded down to a /30)."""
 
     def __init__(self, network: str, netmask: str, topology: str = "subnet",
                  start: str | None = None, end: str | None = None) -> None:
-        self.net = ipaddress.IPv4Network(f"{network}/{netmask}", strict=False)
+        """`server NETWORK NETMASK`'s pool (dev tap's and topology subnet's from NET+2, net30's
+        .4 to .251 in a /24), or `start`..`end` within that network."""
+        net = ipaddress.IPv4Network(f"{network}/{netmask}", strict=False)
+        lo, hi = server_pool_range(net, topology)
+        self._fill(topology, start or lo, end or hi, str(net.network_address + 1), str(net.netmask))
+        self.net = net
+
+    @classmethod
+    def of_range(cls, topology: str, start: str, end: str, server_ip: str | None,
+                 push_mask: str | None) -> "AddressPool":
+        """A pool laid out by its first and last address (`ifconfig-pool START END [MASK]`, or
+        `server`'s expansion: serveraddressing.py). `server_ip`: the server's TUN address (p2p
+        pushes it as each client's peer); `push_mask`: the netmask subnet pushes."""
+        pool = cls.__new__(cls)
+        pool._fill(topology, start, end, server_ip or "", push_mask)
+        return pool
+
+    def _fill(self, topology: str, start: str, end: str, server_ip: str, mask: str | None) -> None:
         self.topology = topology
-        self.server_ip = str(self.net.network_address + 1)
-        hosts = list(self.net.hosts())
-        if topology == "subnet":
-            lo = ipaddress.IPv4Address(start) if start else self.net.network_address + 2
-            hi = ipaddress.IPv4Address(end) if end else hosts[-1] - 1 if len(hosts) > 2 else hosts[-1]
-            self.free = [str(ipaddress.IPv4Address(i)) for i in range(int(lo), int(hi) + 1)]
-            self._lo, self._hi, self._step = int(lo), int(hi), 1
+        self.server_ip = server_ip
+        self.push_mask = mask
+        lo, hi = int(ipaddress.IPv4Address(start)), int(ipaddress.IPv4Address(end))
+        if topology == "net30":
+            base = lo & ~3
+            size = (((hi | 3) + 1) - base) >> 2
+            self.free = [str(ipaddress.IPv4Address(base + 4 * k + 2)) for k in range(max(size, 0))]
+            self._lo, self._hi, self._step = base + 2, base + 4 * max(size - 1, 0) + 2, 4
         else:
-            # net30, as OpenVPN's `server` expands it: the server keeps the first /30 (.1 peer .2),
-            # the pool is .4 to .251 (in a /24), and the client in /30 number k gets base+4k+2
-            # with peer base+4k+1: .6 peer .5, .10 peer .9, ...
-            base = int(self.net.network_address)
-            self.free = [str(ipaddress.IPv4Address(base + 4 * k + 2))
-                         for k in range(1, self.net.num_addresses // 4 - 1)]
-            self._lo, self._hi, self._step = base + 6, base + self.net.num_addresses - 6, 4
+            self.free = [str(ipaddress.IPv4Address(i)) for i in range(lo, hi + 1)]
+            self._lo, self._hi, self._step = lo, hi, 1
+        # The network the pool's addresses are reported in (scripts' ifconfig_pool_netmask, a tap
+        # server's status): the pushed mask's, else the /30s'.
+        self.net = ipaddress.IPv4Network(f"{start}/{mask or '255.255.255.252'}", strict=False)
         # `free` in handing-out order, and as a set: membership was a scan of the list at every
         # connect (a /15 pool has 131,070 addresses).
         self._free_set = set(self.free)
         self.leased: set[str] = set()
         self.shared: dict[str, int] = {}     # leased address -> users beyond the first (share)
+
+    @property
+    def size(self) -> int:
+        """How many clients the pool's range holds (2.6 refuses one of fewer than 2)."""
+        return (self._hi - self._lo) // self._step + 1 if self._hi >= self._lo else 0
 
     def lease(self, want: str | None = None) -> str | None:
         if want is not None:
@@ -104,10 +136,19 @@ class AddressPool(_SharedLeases):
                 self.free.append(ip)
                 self._free_set.add(ip)
 
+    def peer(self, ip: str) -> str | None:
+        """The second address pushed with `ip` (multi.c): net30 its /30's other host, p2p the
+        server's own TUN address; None in subnet (the netmask goes there)."""
+        if self.topology == "net30":
+            return str(ipaddress.IPv4Address(ip) - 1)
+        if self.topology == "p2p":
+            return self.server_ip or None
+        return None
+
     def ifconfig_push(self, ip: str) -> str:
         if self.topology == "subnet":
-            return f"ifconfig {ip} {self.net.netmask}"
-        return f"ifconfig {ip} {ipaddress.IPv4Address(ip) - 1}"
+            return f"ifconfig {ip} {self.push_mask}"
+        return f"ifconfig {ip} {self.peer(ip)}"
 
 
 class AddressPool6(_SharedLeases):

@@ -93,14 +93,11 @@ class ClientPush:
                 raise ClientRefused("address pool exhausted", temporary=True)
             rec.vaddr = rec.pool_lease = ip
             opts.append(pool.ifconfig_push(ip))
-        if pool is not None and not self.st.layer2:      # (dev tap: route-gateway is in the pushes: layer2.py)
-            opts.insert(0, f"topology {pool.topology}")
-            if pool.topology == "subnet":
-                opts.insert(0, f"route-gateway {pool.server_ip}")
-            elif self.st.client_to_client:
-                opts.append(f"route {pool.net.network_address} {pool.net.netmask}")
-            else:
-                opts.append(f"route {pool.server_ip}")     # net30: the server is not in the client's /30
+        # `server`'s own pushes (route-gateway/topology first, net30's route after the address);
+        # none for a server written out by hand, whose `push` lines say it all (serveraddressing.py)
+        first, after = self.st.addressing_push or ((), ())
+        opts[:0] = first
+        opts += after
         if rec.vaddr:
             self.by_vaddr[rec.vaddr] = rec
             rec.vaddr_packed = ipaddress.IPv4Address(rec.vaddr).packed

@@ -140,3 +140,12 @@ class ServerSettings:
     layer2: bool = False
     # vlan-tagging: (vlan-accept, the TAP port's vlan-pvid), else None (l2switch.py)
     vlan: tuple[str, int] | None = None
+    # What the server's addressing pushes to every client before its ifconfig (`server`'s
+    # route-gateway, topology) and after it (net30's route): serveraddressing.py. None: as
+    # `server` would for `pool` (settings made by hand, the engine tests').
+    addressing_push: tuple[tuple[str, ...], tuple[str, ...]] | None = None
+
+    def __post_init__(self) -> None:
+        if self.addressing_push is None:
+            from .serveraddressing import pool_pushes
+            self.addressing_push = pool_pushes(self.pool, self.client_to_client, self.layer2)

@@ -26,6 +26,7 @@ from .occstring import OccInputs
 from .passdb import PasswordDb
 from .layer2 import layer2_pool
 from .server import AddressPool, AddressPool6, ServerSettings
+from .serveraddressing import Addressing, server_addressing
 from .session import Role, SessionConfig
 from .crl import background_reader, capath_warning
 from .crl import checker as crl_checker
@@ -314,12 +315,9 @@ def server_settings(opts: Options, ccd_loader=None, passdb_text: str | None = No
     pool = None
     if opts.dev_type == "tap":
         pool, push = layer2_pool(opts, push)        # dev tap: server / server-bridge / by hand (layer2.py)
-    elif opts.server:
-        net, mask = opts.server
-        start = end = None
-        if opts.ifconfig_pool:
-            start, end = opts.ifconfig_pool[0], opts.ifconfig_pool[1]
-        pool = AddressPool(net, mask, opts.topology or "net30", start, end)
+    addressing = server_addressing(opts)        # dev tun: `server`, or written out (serveraddressing.py)
+    if addressing is not None:
+        pool = addressing.make_pool()
     verify_user = None
     user_known = None
     if opts.auth_user_pass_verify:
@@ -362,7 +360,7 @@ def server_settings(opts: Options, ccd_loader=None, passdb_text: str | None = No
         session_config=per_client, protection=kind, static_key=static_key,
         key_direction=opts.key_direction, auth_digest=opts.auth or "SHA1", v2_server_key=v2key, pool=pool,
         pool6=_pool6(opts), local_ip6=_local_ip6(opts),
-        local_ip4=ipaddress.IPv4Address(pool.server_ip).packed if pool is not None and pool.server_ip else None,
+        local_ip4=_local_ip4(addressing, pool),
         push=push, client_to_client=opts.client_to_client, duplicate_cn=opts.duplicate_cn,
         max_clients=opts.max_clients, max_routes_per_client=opts.max_routes_per_client, hand_window=opts.hand_window, ccd=ccd_loader,
         ifconfig_push_constraint=_constraint(opts),
@@ -373,7 +371,15 @@ def server_settings(opts: Options, ccd_loader=None, passdb_text: str | None = No
         v2_verify=kind == "tls-crypt-v2" and bool(opts.tls_crypt_v2_verify),
         layer2=opts.dev_type == "tap",
         vlan=(opts.vlan_accept, opts.vlan_pvid) if opts.vlan_tagging else None,
+        addressing_push=(addressing.push, addressing.push_after) if addressing is not None else ((), ()),
     )
+
+
+def _local_ip4(addressing: Addressing | None, pool: AddressPool | None) -> bytes | None:
+    """The server's own IPv4 address on its TUN (packets to it are its host's), packed: ifconfig's
+    (`server`'s NET+1), or a tap server's pool's."""
+    ip = addressing.local if addressing is not None else pool.server_ip if pool is not None else None
+    return ipaddress.IPv4Address(ip).packed if ip else None
 
 
 # ------------------------------------------------------------------ MSS

@@ -15,6 +15,7 @@ from .lexer import lines
 from .model import Remote
 from .parser import ParseState, norm_proto
 from .d_proxy import http_proxy_line, http_proxy_option_line
+from .server_written_out import check_pool_range
 
 reg = Registry()
 
@@ -51,12 +52,16 @@ def _mode(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
         p.set("mode", a[0])
 
 
-@reg.apply("server", why="server mode with an address pool", sets=("server", "mode", "tls_server"),
-           used_by="server", nargs=(2, 3))
+@reg.apply("server", why="server mode with an address pool (`nopool`: none, ifconfig-pool or ccd give the "
+           "addresses)", sets=("server", "mode", "tls_server", "server_nopool"), used_by="server", nargs=(2, 3))
 def _server(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
+    if len(a) > 2 and a[2] != "nopool":
+        p.err(d, f"{a[2]} is not a recognized flag (nopool), as OpenVPN 2.6")
+        return
     net, mask = p.ip(d, a[0]), p.mask(d, a[1])
     if net and mask:
         p.set("server", (net, mask))
+        p.set("server_nopool", len(a) > 2)
         p.set("mode", "server")
         p.set("tls_server", True)
 
@@ -544,8 +549,10 @@ def _topology(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
            nargs=(2, 3))
 def _ifconfig_pool(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
     s, e = p.ip(d, a[0]), p.ip(d, a[1])
-    if s and e:
-        p.set("ifconfig_pool", (s, e, a[2] if len(a) > 2 else None))
+    mask = p.mask(d, a[2]) if len(a) > 2 else None
+    mask = str(ipaddress.IPv4Network(f"0.0.0.0/{mask}").netmask) if mask else None     # pushed dotted
+    if s and e and (mask or len(a) < 3) and check_pool_range(p, d, s, e):
+        p.set("ifconfig_pool", (s, e, mask))
 
 
 @reg.apply("push", why="an option pushed to every client", sets=("push",), used_by="server", nargs=(1, 1))

@@ -229,6 +229,7 @@ class Options:
     ifconfig_ipv6_pool: str | None = None               # "address/bits": the IPv6 pool's start (with ifconfig-ipv6)
     topology: str = "net30"
     ifconfig_pool: tuple[str, str, str | None] | None = None
+    server_nopool: bool = False                         # `server NET MASK nopool`: no pool of its own
     ifconfig_push_constraint: tuple[str, str] | None = None   # server: a client address outside is logged
     push: list[str] = field(default_factory=list)
     client_to_client: bool = False

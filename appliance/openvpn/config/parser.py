@@ -286,15 +286,16 @@ def finish(p: ParseState) -> None:
         o.source["remotes"] = o.source["connection_remotes"]
     from .d_layer2 import finish as layer2_finish     # (it imports this module)
     layer2_finish(p)                                   # dev-type tun/tap, and the layer-2 server's rules
+    from .server_written_out import finish_tun_server  # (it imports openvpn/serveraddressing.py)
     server = o.mode == "server" or o.server is not None
     line = lambda n: o.source.get(n, (p.path, None))[1]  # noqa: E731
     if o.fragment and (o.proto == "tcp" or any(r.proto == "tcp" for r in o.remotes)):
         p.err("fragment", "--fragment can only be used with --proto udp (as OpenVPN 2.6)", line("fragment"))
     if server and o.client:
         p.err("client", "`client` and `server`/`mode server` cannot both be set", line("client"))
-    if server and "ifconfig" in o.source:
-        p.err("ifconfig", "the server's tunnel address comes from `server NETWORK NETMASK` here; "
-              "`ifconfig` is for point-to-point links (no `mode server`)", line("ifconfig"))
+    if server and "ifconfig" in o.source and o.dev_type == "tap":
+        p.err("ifconfig", "a layer-2 server's address comes from `server NETWORK NETMASK` here (or none: a "
+              "bridge port); `ifconfig` with dev tap is not supported", line("ifconfig"))
     if server:
         o.role = "server"
         if not o.tls_server:
@@ -306,8 +307,9 @@ def finish(p: ParseState) -> None:
                   "server has no connections to share", line("port_share"))
         if o.keepalive and "ping" not in o.source:
             o.ping, o.ping_restart = o.keepalive[0], 2 * o.keepalive[1]
-        if o.server is None and o.ifconfig_pool is None and o.dev_type != "tap":
-            p.err("server", "a server needs `server NETWORK NETMASK` (or ifconfig-pool)", None)
+        if o.dev_type != "tap":
+            # `server`, or its expansion written out; neither: addresses from ccd/scripts only (2.6)
+            finish_tun_server(p)
         if (o.cert is None or o.key is None) and o.pkcs12 is None:
             p.err("cert", "a server needs cert and key (or pkcs12)", None)
         if o.connection_remotes:
