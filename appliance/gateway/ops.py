@@ -394,10 +394,10 @@ class Operations:
 
     def state_line(self, notify_at: int | None = None) -> str:
         """`state`'s line, or with `notify_at` the >STATE notification of the same state."""
-        pool = self.gw.st.pool
+        pool, a = self.gw.st.pool, server_addressing(self.gw.opts)
+        local = (a.local or "") if a is not None else pool.server_ip if pool else ""     # the TUN's address
         t = int(self.started) if notify_at is None else notify_at
-        return (">STATE:" if notify_at is not None else "") + \
-            f"{t},CONNECTED,SUCCESS,{pool.server_ip if pool else ''},,,,"
+        return (">STATE:" if notify_at is not None else "") + f"{t},CONNECTED,SUCCESS,{local},,,,"
 
     @property
     def status_version(self) -> int:

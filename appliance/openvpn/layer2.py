@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 
-from .addresspool import AddressPool
+from .addresspool import AddressPool, server_pool_range
 from .config import Options
 
 
@@ -23,8 +23,7 @@ def layer2_pool(opts: Options, push: list[str]) -> tuple[AddressPool | None, lis
     sb = opts.server_bridge
     if opts.server is not None:
         net, mask = opts.server
-        n = ipaddress.IPv4Network(f"{net}/{mask}", strict=False)
-        start, end = str(n.network_address + 2), str(n.broadcast_address - 1)    # (tun's subnet stops one lower)
+        start, end = server_pool_range(ipaddress.IPv4Network(f"{net}/{mask}", strict=False), "subnet")
         if opts.ifconfig_pool:
             start, end = opts.ifconfig_pool[0], opts.ifconfig_pool[1]
         pool = AddressPool(net, mask, "subnet", start, end)

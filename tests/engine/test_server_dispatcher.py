@@ -220,9 +220,10 @@ def test_client_timeout_frees_address(pki):
 
 
 def test_address_pools_match_openvpn_server_expansion():
-    # topology subnet: server .1, clients .2 upwards, the broadcast-adjacent .254 kept back
+    # topology subnet: server .1, clients .2 to .254 (Debian's 2.6.14 at verb 4: ifconfig_pool_end
+    # = 198.19.0.254, helper.c's broadcast - 1)
     sub = AddressPool("198.19.0.0", "255.255.255.0", "subnet")
-    assert sub.server_ip == "198.19.0.1" and sub.free[0] == "198.19.0.2" and sub.free[-1] == "198.19.0.253"
+    assert sub.server_ip == "198.19.0.1" and sub.free[0] == "198.19.0.2" and sub.free[-1] == "198.19.0.254"
     assert sub.ifconfig_push("198.19.0.2") == "ifconfig 198.19.0.2 255.255.255.0"
     # net30: one /30 per client from .4 to .251, client .6 peer .5, then .10 peer .9, ...
     n30 = AddressPool("198.19.0.0", "255.255.255.0", "net30")

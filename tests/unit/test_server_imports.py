@@ -27,6 +27,7 @@ def test_the_server_path_does_not_import_the_netlink_library():
 def test_setup_spec_for_subnet_net30_ipv6_and_routes():
     o = Options()
     o.tun_mtu = 1500
+    o.server, o.topology = ("198.19.0.0", "255.255.255.0"), "subnet"
     o.route = [("198.18.200.0", "255.255.255.0", None, None), ("198.18.201.0", "24", None, 5)]
     s = ServerTunnelNetwork(o, AddressPool("198.19.0.0", "255.255.255.0", "subnet"),
                             AddressPool6("fd00:1::/64")).spec("tun7")
@@ -34,7 +35,7 @@ def test_setup_spec_for_subnet_net30_ipv6_and_routes():
     assert s["addr"] == ["198.19.0.1", 24, None]
     assert s["addr6"][1] == 64 and s["addr6"][0].startswith("fd00:1::")
     assert s["routes"] == [["198.18.200.0", 24, None], ["198.18.201.0", 24, 5]]
-    o.route = []
+    o.route, o.topology = [], "net30"
     s = ServerTunnelNetwork(o, AddressPool("198.19.0.0", "255.255.255.0", "net30"), None).spec("tun0")
     assert s["addr"] == ["198.19.0.1", 32, "198.19.0.2"]            # local with its peer
     assert s["routes"] == [["198.19.0.0", 24, None]]                 # the pool via the TUN
@@ -46,6 +47,7 @@ def test_route_noexec_leaves_out_the_configs_routes_not_the_pool():
     route then); the TUN's address, and with net30 the pool's route, still go in."""
     o = Options()
     o.tun_mtu = 1500
+    o.server, o.topology = ("198.19.0.0", "255.255.255.0"), "net30"
     o.route = [("198.18.200.0", "255.255.255.0", None, None)]
     o.route_noexec = True
     s = ServerTunnelNetwork(o, AddressPool("198.19.0.0", "255.255.255.0", "net30"), None).spec("tun0")

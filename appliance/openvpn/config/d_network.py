@@ -555,6 +555,10 @@ def _ifconfig_pool(p: ParseState, d: str, a: list[str], inline: str | None) -> N
         p.set("ifconfig_pool", (s, e, mask))
 
 
+reg.refuse("ifconfig-pool-linear", "removed in OpenVPN 2.5 (2.6 does not know it either): its one-address-a-client "
+           "pool is `topology p2p` with ifconfig-pool")
+
+
 @reg.apply("push", why="an option pushed to every client", sets=("push",), used_by="server", nargs=(1, 1))
 def _push(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
     if refused_in_control_text(a[0]):
