@@ -70,6 +70,8 @@ class ServerTunnelNetwork:
             if a.local is not None:
                 s["addr"] = ([a.local, mask_to_prefix(a.second), None] if a.topology == "subnet"
                              else [a.local, 32, a.second])
+            else:
+                s["link_up"] = True     # (its routes, and clients' ccd addresses, need it up)
             s["routes"] += [[net, plen, None] for net, plen in a.routes]
         if o.ifconfig_ipv6 is not None:
             s["addr6"] = [o.ifconfig_ipv6[0], o.ifconfig_ipv6[1]]       # the manual form (no server-ipv6)

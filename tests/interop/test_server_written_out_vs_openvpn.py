@@ -2,7 +2,8 @@
 EdgeRouter/VyOS, older guides): `mode server` + `tls-server` + `ifconfig` + `ifconfig-pool` + its
 own `route` and `push` lines, in topology subnet, net30 and p2p. Debian's 2.6 client gets the same
 tunnel address and routes from our server as from Debian's 2.6 server with the same file (its
-`ip addr` and `ip route` compared), and pings cross both ways.
+`ip addr` and `ip route` compared), and pings cross both ways. And `mode server` with no pool: the
+client's address from its client-config-dir file only.
 
 One lab for the module: each form runs Debian's server, then ours, with one Debian client each.
 """
@@ -24,6 +25,9 @@ FORMS = {
               'route 198.19.0.0 255.255.255.0\npush "route 198.19.0.1"\n', "198.19.0.1", "198.19.0.6"),
     "p2p": ("topology p2p\nifconfig 198.19.0.1 198.19.0.2\nifconfig-pool 198.19.0.4 198.19.0.251\n"
             'route 198.19.0.0 255.255.255.0\npush "topology p2p"\n', "198.19.0.1", "198.19.0.4"),
+    # no pool at all: the address comes from the client's ccd file only, as 2.6
+    "ccd-only": ("topology subnet\nifconfig 198.19.0.1 255.255.255.0\nclient-config-dir {ccd}\n"
+                 'push "topology subnet"\npush "route-gateway 198.19.0.1"\n', "198.19.0.1", "198.19.0.77"),
 }
 
 
@@ -35,7 +39,10 @@ def lab(tmp_path_factory):
 
 def _server_conf(lab, form: str) -> str:
     pki = lab.pki
-    return ("port 1194\nproto udp\ndev tun\nmode server\ntls-server\n" + FORMS[form][0] + PUSH_BEHIND
+    ccd = lab.tmp / "ccd"
+    ccd.mkdir(exist_ok=True)
+    (ccd / "client1").write_text("ifconfig-push 198.19.0.77 255.255.255.0\n")
+    return ("port 1194\nproto udp\ndev tun\nmode server\ntls-server\n" + FORMS[form][0].format(ccd=ccd) + PUSH_BEHIND
             + f"ca {pki.ca}\ncert {pki.server_cert}\nkey {pki.server_key}\ndh none\nkeepalive 5 30\nverb 3\n"
             "remote-cert-tls client\nexplicit-exit-notify 1\n" + _protection_lines(pki, "tls-crypt", True))
 
