@@ -90,6 +90,8 @@ RESTART_ONLY += ("mark", "bind_dev")            # set on the sockets made at sta
 RESTART_ONLY += ("down_root",)                  # its root helper was forked with the command at start
 RESTART_ONLY += ("dev_type", "server_bridge")   # tun or tap: the device and the data path (l2switch.py), made at start
 RESTART_ONLY += ("vlan_tagging", "vlan_accept", "vlan_pvid")   # the switch's VLANs, made at start likewise
+RESTART_ONLY += ("ifconfig", "server_nopool")   # a written-out server's TUN address; `server`'s pool (serveraddressing.py)
+_DIRECTIVE_OF["server_nopool"] = "server"
 # The server's own variables in the order OpenVPN's setenv_settings sets them (up_down_env).
 _SETTINGS_ORDER = ("config", "verb", "daemon", "daemon_log_redirect", "daemon_start_time", "daemon_pid",
                    "proto_1", "local_port_1", "remote_port_1")
