@@ -227,7 +227,19 @@ def dictionaries() -> dict[str, list[str]]:
             "key-method": peer_info + numbers, "key-method-server": peer_info + numbers,
             "ovpn-config": directives + numbers + ["<ca>", "</ca>", "[inline]", "#", ";", '"', "\\"],
             "toml-config": tomlwords + numbers,
-            "management": MGMT_WORDS + numbers + ["\t", "\r\n", "198.18.7.1:40001", "client0"]}
+            "management": MGMT_WORDS + numbers + ["\t", "\r\n", "198.18.7.1:40001", "client0"],
+            # framing bytes of each compression mode, the ping/OCC magics' starts
+            "compress": ["\x66", "\xfa", "\xfb", "\x69", "\x50\x00", "\x50\x01", "\x2a\x18\x7b\xf3", "\x28\x7f",
+                         "\x00\x00\x00\x00", "\x11\x00\x00", "\xf0", "\xff\xff"],
+            # ethertypes, an 802.1Q tag, IPv4/IPv6 starts, TCP/UDP protocol numbers, the MSS option, SYN
+            "client-nat": FRAME_WORDS, "tap-client": FRAME_WORDS + ["\xff\xfe"],
+            # the script separator, opcodes (hard reset v2/v3, control, ack, data v1/v2) with key ids
+            "p2p-listen": ["\xff\xfe", "\x38", "\x39", "\x50", "\x20", "\x28", "\x30", "\x48", "\x49"]}
+
+
+FRAME_WORDS = ["\x08\x00", "\x86\xdd", "\x81\x00", "\x08\x06", "\x45\x00", "\x46", "\x4f", "\x60\x00", "\x06",
+               "\x11", "\x02\x04", "\x01\x01", "\x00\x00", "\xff\xff", "\x20\x00", "\x40\x00", "\x12",
+               "\xc6\x12"]
 
 
 MGMT_WORDS = ["status", "load-stats", "kill", "client-kill", "bytecount", "log", "state", "echo", "hold",
@@ -362,6 +374,20 @@ def generate(out: Path = SEEDS) -> dict[str, int]:
     from .native_targets import seeds as native_seeds
     for data in native_seeds():
         add("native", data)
+
+    # ---- real compression, client-nat, the tap client's frames, the p2p listener
+    from .compress_targets import seeds as compress_seeds
+    from .frame_targets import seeds as frame_seeds
+    from .p2p_targets import seeds as p2p_seeds
+    for data in compress_seeds():
+        add("compress", data)
+    nat_seeds, tap_seeds = frame_seeds()
+    for data in nat_seeds:
+        add("client-nat", data)
+    for data in tap_seeds:
+        add("tap-client", data)
+    for data in p2p_seeds():
+        add("p2p-listen", data)
 
     # ---- configs
     for text in (CLIENT_OVPN, SERVER_CONF, INLINE_OVPN, CCD):

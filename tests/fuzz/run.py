@@ -70,6 +70,17 @@ def child(name: str, seconds: float, runs: int | None, stats_path: Path, timeout
         import appliance.boot  # noqa: F401
         import appliance.lan.ra  # noqa: F401
         import appliance.tun.offload  # noqa: F401  (the native target: the GRO/GSO Python twins)
+        # Imported lazily by the targets, so named here to be instrumented (an import after this
+        # block is not: its coverage would be invisible to the fuzzer).
+        import appliance.openvpn.datapath  # noqa: F401
+        import appliance.openvpn.clientnat  # noqa: F401
+        import appliance.openvpn.compression  # noqa: F401
+        import appliance.openvpn.ethernet  # noqa: F401
+        import appliance.openvpn.mss  # noqa: F401
+        import appliance.openvpn.l2switch  # noqa: F401
+        import appliance.openvpn.p2p  # noqa: F401
+        import appliance.transport.p2p_link  # noqa: F401
+        import appliance.gateway.p2p_server  # noqa: F401
     t = TARGETS[name]
     one = t.make()
     out = CRASHERS / name

@@ -721,6 +721,11 @@ def make_toml_config():
 TARGETS: dict[str, Target] = {}
 
 
+def _lazy(module: str, maker: str):
+    """A target made by a module of its own (tests/fuzz/<module>.py), imported when it runs."""
+    return getattr(importlib.import_module(f"tests.fuzz.{module}"), maker)()
+
+
 def _add(t: Target) -> None:
     TARGETS[t.name] = t
 
@@ -759,6 +764,17 @@ _add(Target("dns", make_dns, 2048, "LAN DNS forwarder core: queries, answers, ti
 _add(Target("ovpn-config", make_ovpn_config, 4096, "parse_config / parse_ccd / render_options (ConfigError)",
             1.25))
 _add(Target("toml-config", make_toml_config, 8192, "parse_appliance_config / summary (ConfigError)"))
+_add(Target("compress", lambda: _lazy("compress_targets", "make_compress"), 4096,
+            "real compression received: decompress (DecompressError) and its framing in Session.receive "
+            "(never raises; bounded; what a real compressor made comes back)", 1.5))
+_add(Target("client-nat", lambda: _lazy("frame_targets", "make_client_nat"), 2048,
+            "client-nat rewriting of packets and tap frames (never raises; checksums verify whenever they did)", 1.0))
+_add(Target("tap-client", lambda: _lazy("frame_targets", "make_tap_client"), 2048,
+            "dev tap client data path: MSS clamp and client-nat inside Ethernet/802.1Q frames (never raises; "
+            "checksums, MSS bound, untouched headers)", 1.0))
+_add(Target("p2p-listen", lambda: _lazy("p2p_targets", "make_p2p_listen"), 2048,
+            "p2p tls-server's UDP port: P2PListenLink intake, float, TakeOver candidates (never raises; "
+            "the live peer only moves by authentication)", 1.5))
 _add(Target("native", lambda: __import__("tests.fuzz.native_targets", fromlist=["make_native"]).make_native(), 4096,
             "the C data path (aead/gro/gso) against its Python twins: the unit tests' differential properties", 0.5))
 
