@@ -234,6 +234,8 @@ def dictionaries() -> dict[str, list[str]]:
             # ethertypes, an 802.1Q tag, IPv4/IPv6 starts, TCP/UDP protocol numbers, the MSS option, SYN
             "client-nat": FRAME_WORDS, "tap-client": FRAME_WORDS + ["\xff\xfe"],
             # the script separator, opcodes (hard reset v2/v3, control, ack, data v1/v2) with key ids
+            "p2p-key-method": ["IV_PROTO=", "IV_CIPHERS=", "IV_NCP=", "AES-256-GCM", "AES-128-GCM", "CHACHA20-POLY1305",
+                               "BF-CBC", "AES-256-CBC", ":", "\n", "990", "32", "8", "2", "-1", "4294967296"],
             "p2p-listen": ["\xff\xfe", "\x38", "\x39", "\x50", "\x20", "\x28", "\x30", "\x48", "\x49"]}
 
 
@@ -388,6 +390,9 @@ def generate(out: Path = SEEDS) -> dict[str, int]:
         add("tap-client", data)
     for data in p2p_seeds():
         add("p2p-listen", data)
+    from .p2p_targets import p2p_key_method_seeds
+    for data in p2p_key_method_seeds():
+        add("p2p-key-method", data)
 
     # ---- configs
     for text in (CLIENT_OVPN, SERVER_CONF, INLINE_OVPN, CCD):

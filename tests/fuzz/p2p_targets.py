@@ -300,3 +300,47 @@ def seeds() -> list[bytes]:
             w + bytes([0 | 0 << 3]) + b"\x48" + bytes(30) + SEP + bytes([0 | 1 << 3]) + b"\x48" + bytes(30),
         ]
     return s
+
+
+# ------------------------------------------------------------------ p2p key-method messages
+def make_p2p_key_method():
+    """A fresh in-memory p2p handshake (tls-auth, tls-client and tls-server without push) per
+    input, one side's key-method message replaced by the fuzzed bytes after the first byte (bit
+    0: the tls-server's message to the client, else the client's to the server): p2p.negotiate
+    reads the peer's IV_PROTO and IV_CIPHERS from it. Neither Session may raise; once both are
+    up, a packet each way. Uses Session._make_key_method / _queue_tls (private: no public hook)."""
+    def one(data: bytes) -> None:
+        if not data:
+            return
+        c, s = _client("p2p-km-client", 0.0), _server("p2p-km-server", 0.0)
+        sender = s if data[0] & 1 else c
+        fuzzed = data[1:]
+
+        def send_fuzzed(ks, sender=sender, fuzzed=fuzzed):
+            ks.local_km, _ = sender._make_key_method()
+            ks.sent_km = True
+            sender._queue_tls(ks, ks.tls.send_message(fuzzed))
+        sender._send_key_method = send_fuzzed
+        h.pump(c, s, lambda: c.closed or s.closed or (c.established and s.established), max_rounds=40)
+        c.handle_timer(100.0)
+        s.handle_timer(100.0)
+        if c.established and s.established:
+            for a, b in ((c, s), (s, c)):
+                w = a.encrypt(b"\x45" + bytes(27))
+                if w is not None:
+                    b.receive(bytes(w), 100.0)
+    return one
+
+
+def p2p_key_method_seeds() -> list[bytes]:
+    """The two real key-method messages of a p2p handshake (p2p peer-info), and variants of their
+    IV_PROTO / IV_CIPHERS."""
+    out = []
+    for side, maker in ((0, _client), (1, _server)):
+        sess = maker("p2p-km-seed", 0.0)
+        _km, msg = sess._make_key_method()
+        out.append(bytes([side]) + msg)
+        for a, b in ((b"IV_PROTO=", b"IV_PROTO=0x"), (b"AES-256-GCM", b"CHACHA20-POLY1305:BF-CBC"),
+                     (b"IV_CIPHERS=", b"IV_X="), (b"IV_PROTO=", b"IV_PROTO=-")):
+            out.append(bytes([side]) + msg.replace(a, b))
+    return out

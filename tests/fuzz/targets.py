@@ -775,6 +775,9 @@ _add(Target("tap-client", lambda: _lazy("frame_targets", "make_tap_client"), 204
 _add(Target("p2p-listen", lambda: _lazy("p2p_targets", "make_p2p_listen"), 2048,
             "p2p tls-server's UDP port: P2PListenLink intake, float, TakeOver candidates (never raises; "
             "the live peer only moves by authentication)", 1.5))
+_add(Target("p2p-key-method", lambda: _lazy("p2p_targets", "make_p2p_key_method"), 2048,
+            "a p2p handshake with one side's key-method message (peer-info: IV_PROTO, IV_CIPHERS) fuzzed "
+            "(nothing may escape either Session)", 1.0))
 _add(Target("native", lambda: __import__("tests.fuzz.native_targets", fromlist=["make_native"]).make_native(), 4096,
             "the C data path (aead/gro/gso) against its Python twins: the unit tests' differential properties", 0.5))
 

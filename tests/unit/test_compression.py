@@ -72,6 +72,34 @@ def test_a_decompression_bomb_is_refused_within_the_bound(mode):
     assert len(decompress(mode, framed_by_openvpn(mode, bytes(LIMIT)), LIMIT)) == LIMIT
 
 
+# A size field the libraries would trust in their default modes: python-lzo's header (0xF0 and a
+# 4-byte big-endian length: it allocates that length before it decompresses) and lz4.block's
+# stored size (4 bytes little-endian in front). 2.6's framing carries neither; we pass the bound
+# instead, so these bytes are only compressed data that does not decompress.
+_LYING = {"lzo": b"\x66\xf0\x7f\xff\xff\xff\x11\x00\x00",
+          "lz4": b"\x69\x00\x00\x7f\x10a\xff",
+          "lz4-v2": b"\x50\x01\xff\xff\xff\x7f\x10a"}
+
+
+@pytest.mark.parametrize("mode", ["lzo", "lz4", "lz4-v2"])
+@pytest.mark.parametrize("what", ["lying size", "bomb"])
+def test_decompression_allocates_no_more_than_the_bound(mode, what):
+    """Peak allocation while a hostile payload is refused: the output bound plus a copy of the
+    input, whatever the payload claims or expands to (python-lzo's header mode and lz4.block's
+    stored size would allocate the 2 GB these claim; a 1 MB bomb is ~4 kB on the wire)."""
+    import tracemalloc
+    payload = _LYING[mode] if what == "lying size" else framed_by_openvpn(mode, bytes(1_000_000))
+    assert len(payload) < 5000
+    tracemalloc.start()
+    try:
+        with pytest.raises(DecompressError):
+            decompress(mode, payload, LIMIT)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak <= LIMIT + 2 * len(payload) + 4096, peak
+
+
 @settings(max_examples=300, deadline=None)
 @given(mode=st.sampled_from(["lzo", "lz4", "lz4-v2"]), head=st.sampled_from([b"", b"\x66", b"\x69", b"\x50\x01"]),
        body=st.binary(max_size=1500))
