@@ -38,7 +38,8 @@ PUSH = ["route-gateway 198.19.0.1", "topology subnet", "ping 10", "ping-restart 
         "route-ipv6 2001:db8::/32", "redirect-gateway def1 ipv6 block-local", "dhcp-option DNS 198.19.0.1",
         "dhcp-option DOMAIN example.org", "peer-id 3", "cipher AES-256-GCM", "protocol-flags cc-exit tls-ekm",
         "key-derivation tls-ekm", "tun-mtu 1500", "compress stub-v2", "auth-token SESS_ID_AT_abc",
-        "auth-token-user dXNlcg==", "explicit-exit-notify 1", "block-outside-dns"]
+        "auth-token-user dXNlcg==", "explicit-exit-notify 1", "block-outside-dns",
+        "client-nat snat 198.18.5.0 255.255.255.0 198.18.9.0", "client-nat dnat 10.1 255.255.255.255 0x0a000002"]
 
 CLIENT_OVPN = """\
 client
@@ -215,7 +216,7 @@ def dictionaries() -> dict[str, list[str]]:
     push_words = sorted({o.split()[0] for o in PUSH} | {
         "push-continuation", "comp-lzo", "redirect-gateway", "PUSH_REPLY", "AUTH_FAILED", "RESTART", "HALT",
         "EXIT", "INFO", "route-ipv6", "net_gateway", "vpn_gateway", "def1", "bypass-dhcp", "stub", "stub-v2",
-        "lz4-v2", "lzo"})
+        "lz4-v2", "lzo", "inactive", "client-nat", "snat", "dnat", "0x0a000001", "255.255.255.0", "10.1"})
     peer_info = ["IV_PROTO=", "IV_CIPHERS=", "IV_PLAT=", "IV_VER=", "IV_NCP=", "IV_MTU=", "IV_TCPNL=", "UV_",
                  "IV_COMP_STUB=", "IV_HWADDR=", "AES-256-GCM", "CHACHA20-POLY1305", "BF-CBC", ":"]
     src = Path(options.__file__).read_text()
