@@ -105,8 +105,9 @@ def _check_packet(before: bytes, after, allowed: set[int], what: str) -> None:
 
 
 def _rules(b: bytes) -> tuple[list[NatRule], bytes]:
-    """Up to 4 rules from the input: a count byte, then 9 bytes each (bit 7: dnat; bits 0-5: the
-    prefix length; network and alias as 4 bytes each)."""
+    """Up to 4 rules from the input: a count byte, then 9 bytes each (bit 7: dnat; bit 6: network
+    and alias as given, host bits and all, as 2.6 takes them; bits 0-5: the prefix length;
+    network and alias as 4 bytes each)."""
     if not b:
         return [], b
     n, b = b[0] % 5, b[1:]
@@ -116,10 +117,25 @@ def _rules(b: bytes) -> tuple[list[NatRule], bytes]:
             break
         bits = min(b[0] & 63, 32)
         mask = (0xFFFFFFFF << (32 - bits)) & 0xFFFFFFFF
-        rules.append(NatRule(b[0] >> 7, int.from_bytes(b[1:5], "big") & mask, mask,
-                             int.from_bytes(b[5:9], "big") & mask))
+        keep = 0xFFFFFFFF if b[0] & 64 else mask
+        rules.append(NatRule(b[0] >> 7, int.from_bytes(b[1:5], "big") & keep, mask,
+                             int.from_bytes(b[5:9], "big") & keep))
         b = b[9:]
     return rules, b
+
+
+def nat_model(rules: list[NatRule], incoming: bool, src: int, dst: int) -> tuple[int, int]:
+    """The addresses OpenVPN 2.6's client_nat_transform (clinat.c) leaves, written from its loop:
+    per rule, the destination when the rule's type differs from the direction, else the source;
+    NETWORK -> ALIAS going out, ALIAS -> NETWORK coming in; each address at most once."""
+    addrs, done = [src, dst], [False, False]
+    for r in rules[:64]:
+        i = 1 if r.kind ^ incoming else 0
+        frm, to = (r.alias, r.network) if incoming else (r.network, r.alias)
+        if not done[i] and addrs[i] & r.netmask == frm:
+            addrs[i] = (addrs[i] & ~r.netmask & 0xFFFFFFFF) | to
+            done[i] = True
+    return addrs[0], addrs[1]
 
 
 def _variant(p: bytes, how: int):
@@ -155,8 +171,14 @@ def make_client_nat():
             return
         allowed = {off + i for i in _allowed_nat_bytes(before[off:])}
         _check_packet(before, out, allowed, "client-nat")
+        inner = bytes(out)[off:]
+        want = nat_model(rules, bool(sel & 2), int.from_bytes(before[off + 12:off + 16], "big"),
+                         int.from_bytes(before[off + 16:off + 20], "big"))
+        got = (int.from_bytes(inner[12:16], "big"), int.from_bytes(inner[16:20], "big"))
+        if got != want:
+            raise AssertionError(f"client-nat: addresses {got} where 2.6's rules give {want}")
         if frames:
-            _check_packet(before[off:], bytes(out)[off:], _allowed_nat_bytes(before[off:]), "client-nat (inner)")
+            _check_packet(before[off:], inner, _allowed_nat_bytes(before[off:]), "client-nat (inner)")
     return one
 
 
