@@ -45,9 +45,13 @@ def mss_for(mssfix: int, overhead: int, tcp_transport: bool, mtu_flag: bool = Tr
 
 
 def clamp_mss(pkt, max_mss: int) -> bool:
-    """If `pkt` is a TCP SYN with an MSS option above `max_mss` (IPv4; for IPv6, `max_mss` - 20 as
-    its header is 20 bytes longer), lower it in place (fixing the TCP checksum incrementally,
-    RFC 1624). Returns True when it changed the packet."""
+    """If `pkt` is a TCP SYN with MSS options above `max_mss` (IPv4; for IPv6, `max_mss` - 20 as
+    its header is 20 bytes longer), lower each of them in place (fixing the TCP checksum
+    incrementally, RFC 1624). Returns True when it changed the packet.
+
+    Every MSS option, not only the first: a receiver takes the last one it reads (Linux's
+    tcp_parse_options), so a SYN with a small MSS option and a big one behind it would keep the
+    big one; OpenVPN 2.6's mss_fixup_dowork lowers each."""
     if len(pkt) < 40 or max_mss <= 0:
         return False                # (no MSS to give: settings.check_mss refuses such a config)
     v = pkt[0] >> 4
@@ -68,6 +72,7 @@ def clamp_mss(pkt, max_mss: int) -> bool:
         return False
     doff = (pkt[t + 12] >> 4) * 4
     i, end = t + 20, min(t + doff, len(pkt))
+    changed = False
     while i < end:
         kind = pkt[i]
         if kind == 0:
@@ -83,7 +88,8 @@ def clamp_mss(pkt, max_mss: int) -> bool:
         if kind == 2 and ln == 4 and i + 4 <= end:
             old = (pkt[i + 2] << 8) | pkt[i + 3]
             if old <= max_mss:
-                return False
+                i += ln
+                continue
             pkt[i + 2], pkt[i + 3] = max_mss >> 8, max_mss & 0xFF
             c = (pkt[t + 16] << 8) | pkt[t + 17]
             m_old, m_new = old, max_mss
@@ -97,6 +103,6 @@ def clamp_mss(pkt, max_mss: int) -> bool:
             s = (s & 0xFFFF) + (s >> 16)
             c = ~s & 0xFFFF
             pkt[t + 16], pkt[t + 17] = c >> 8, c & 0xFF
-            return True
+            changed = True
         i += ln
-    return False
+    return changed

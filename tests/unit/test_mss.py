@@ -208,3 +208,20 @@ def test_no_mss_to_give_leaves_the_syn_alone():
     for max_mss in (0, -14, -614):
         p = _pkt()
         assert clamp_mss(p, max_mss) is False and _mss(bytes(p)) == 1460
+
+
+@pytest.mark.parametrize("first, second, want", [(536, 9000, (536, 1360)), (9000, 9000, (1360, 1360)),
+                                                 (9000, 536, (1360, 536)), (1000, 1200, (1000, 1200))])
+def test_every_mss_option_above_the_bound_is_lowered_as_2_6(first, second, want):
+    """A SYN with two MSS options: OpenVPN 2.6's mss_fixup_dowork lowers each one above the
+    bound, and a receiver uses the last it reads (Linux's tcp_parse_options). We stopped at the
+    first MSS option, so [MSS 536][MSS 9000] kept 9000 and the clamp was void (found by the
+    tap-client fuzz target: tests/fuzz/crashers/tap-client/)."""
+    b = _pkt("S", [("MSS", first), ("MSS", second)])
+    assert clamp_mss(b, 1360) is (first > 1360 or second > 1360)
+    assert struct.unpack_from("!HH", b, 42)[0] == want[0] and struct.unpack_from("!H", b, 46)[0] == want[1]
+    assert _tcp_checksum_ok(b)
+    v6 = bytearray(bytes(IPv6(src="2001:db8::1", dst="2001:db8::2") / TCP(
+        sport=5, dport=6, flags="S", options=[("MSS", first), ("MSS", second)])))
+    clamp_mss(v6, 1380)                                      # IPv6: 20 less, as 2.6's mss_fixup_ipv6
+    assert struct.unpack_from("!H", v6, 62)[0] == want[0] and struct.unpack_from("!H", v6, 66)[0] == want[1]
