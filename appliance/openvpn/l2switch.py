@@ -51,8 +51,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from .datapath import MssPolicy, MssRule, _is_tcp_syn
-from .mss import clamp_mss
+from .datapath import MssPolicy, MssRule
 from .server import ClientRecord, ServerDispatcher
 
 ETH_HLEN = 14
@@ -520,16 +519,7 @@ class SwitchDataPath:
             self.d.note_sent(rec, now)
 
     def _clamp(self, p, s):
-        """A TCP SYN in an untagged IPv4/IPv6 frame, its MSS lowered (a copy when `p` is read-only)."""
-        if len(p) < ETH_HLEN + 40 or p[12] not in (0x08, 0x86):
-            return p
-        et = (p[12] << 8) | p[13]
-        if et != 0x0800 and et != 0x86DD:
-            return p
-        if not _is_tcp_syn(memoryview(p)[ETH_HLEN:]):
-            return p
-        mss = self.mss.for_session(s)
-        if mss is None:
-            return p
-        q = p if isinstance(p, bytearray) else bytearray(p)
-        return q if clamp_mss(memoryview(q)[ETH_HLEN:], mss) else p
+        """A TCP SYN inside an IPv4/IPv6 frame, its MSS lowered (a copy when `p` is read-only):
+        the tap client's own MssPolicy.clamp_frame, which looks behind one 802.1Q tag as 2.6's
+        is_ipv_X does for the server too (process_ip_header, both directions)."""
+        return self.mss.clamp_frame(p, s)

@@ -178,8 +178,25 @@ def test_mssfix_clamps_syns_inside_ethernet_frames_both_ways():
     assert _mss(b.session.sealed[-1]) == 1300
     tun, _ = send(sw, "A", _syn(1200))
     assert _mss(tun[0]) == 1200                                  # already below: untouched
-    vlan = _syn(1460, 0x8100)
-    assert send(sw, "A", vlan)[0] == [vlan]                      # tagged: not looked into (2.6 neither)
+    junk = _syn(1460, 0x8100)                                    # an 802.1Q type with no tag behind it
+    assert send(sw, "A", junk)[0] == [junk]
+
+
+def test_mssfix_clamps_syns_behind_one_8021q_tag_as_2_6_and_the_tap_client():
+    """OpenVPN 2.6's server runs every client's frame and every TAP frame through
+    process_ip_header, whose is_ipv_X looks behind one 802.1Q tag (proto.c), as our tap client
+    does (MssPolicy.clamp_frame). The switch looked into untagged frames only: a SYN in a VLAN
+    kept its MSS both ways."""
+    d, a, b, sw = world(c2c=False)
+    inner = _syn(1460)[14:]
+    tagged = frame(B_MAC, A_MAC, b"\x00\x05\x08\x00" + inner, 0x8100)
+    tun, _ = send(sw, "A", tagged)
+    assert struct.unpack("!H", bytes(tun[0])[18 + 20 + 22:18 + 20 + 24])[0] == 1300
+    send(sw, "B", frame(BCAST, B_MAC))
+    sw.from_tun([bytearray(frame(B_MAC, HOST_MAC, b"\x00\x05\x08\x00" + inner, 0x8100))], 0.0, {})
+    assert struct.unpack("!H", b.session.sealed[-1][18 + 20 + 22:18 + 20 + 24])[0] == 1300
+    double = frame(B_MAC, A_MAC, b"\x00\x05\x81\x00\x00\x06\x08\x00" + inner, 0x8100)
+    assert send(sw, "A", double)[0] == [double]                  # two tags: no IP packet for 2.6 either
 
 
 def test_learnable():
