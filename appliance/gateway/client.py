@@ -383,6 +383,9 @@ class ClientGateway:
         for signum in self.signals.take():
             if signum == signal.SIGUSR2:
                 self._log_drops(final=True)
+                if self.scripts is not None:      # (a soak samples it: lab/reliability/soak_l2.py)
+                    r = self.scripts.runner
+                    log.info("statistics: held scripts pending %d, queued %d", r.pending, len(r._queued))
             elif signum == signal.SIGUSR1:
                 self.user_restart()
             elif signum == signal.SIGHUP:

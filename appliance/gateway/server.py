@@ -321,7 +321,23 @@ class ServerGateway:
         clients = self.d.clients
         log.info("statistics: %d clients%s", len(clients),
                  "".join(f"; {r.common_name or '?'} {fmt_addr(r.addr)} {r.vaddr or '-'}" for r in clients[:50]))
+        log.info("statistics: held %s", ", ".join(f"{k} {v}" for k, v in self.held_counts().items()))
         self._log_drops(final=True, title="drop counters")
+
+    def held_counts(self) -> dict[str, int]:
+        """What the server holds that grows with its clients' churn (SIGUSR2 logs it): a soak
+        (lab/reliability/soak_l2.py) samples it and a count that keeps growing is a leak."""
+        out = {"clients": len(self.d.clients)}
+        macs = getattr(self.dp, "macs", None)
+        if macs is not None:                  # dev tap (openvpn/l2switch.py)
+            out.update({"MACs": len(macs), "MAC holders": len(macs.held), "server-side MACs": len(self.dp.server_side),
+                        "learn-address asking": len(self.dp.asking),
+                        "learn-address refusals": len(self.dp.refused),
+                        "broadcast buckets": len(self.dp._buckets)})
+        learn = self.ops.learn
+        out.update({"learn-address queues": len(learn.queues), "learn-address learned": len(learn.owner),
+                    "scripts pending": self.ops.scripts.pending if self.ops.scripts is not None else 0})
+        return out
 
     # ---------------------------------------------------------------- packets in
     def _on_udp_read(self) -> None:

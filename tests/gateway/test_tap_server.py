@@ -136,3 +136,30 @@ def test_vlan_tagging_a_ccd_vlan_pvid_tags_the_clients_frames_on_the_tap(pki, tm
     assert w.run(lambda: back in w.client_nets[0].tun.written, max_time=2)
     w.run_for(0.5)
     assert back not in w.client_nets[1].tun.written          # VLAN 5's broadcast: not client1's
+
+
+def test_sigusr2_logs_what_the_server_holds(pki, tmp_path, inline, caplog):
+    """SIGUSR2's statistics name what grows with the clients' churn (learned MACs, learn-address's
+    queues, scripts pending): a soak samples them (lab/reliability/soak_l2.py), and after every
+    client left each is back to nothing."""
+    import logging
+    import signal
+    log = tmp_path / "calls.log"
+    la = tmp_path / "la.sh"
+    la.write_text(f'#!/bin/sh\necho "$*" >> {log}\nexit 0\n')
+    la.chmod(la.stat().st_mode | stat.S_IXUSR)
+    w = World()
+    gw = w.add_server(tap_conf(pki, f"script-security 2\nlearn-address {la}\nclient-to-client\n"))
+    w.add_client(client_conf(pki, "client0", extra="explicit-exit-notify 1\n"))
+    assert w.run(lambda: _up(w), max_time=30)
+    ctun = w.client_nets[0].tun
+    ctun.inject(frame(b"\xff" * 6, CLIENT_MAC, b"first"))
+    assert w.run(lambda: CLIENT_MAC in gw.dp.macs.owner, max_time=5)
+    with caplog.at_level(logging.INFO, logger="vpn-appliance"):
+        gw.ops.on_signal(signal.SIGUSR2)
+    line = next(r.getMessage() for r in caplog.records if r.getMessage().startswith("statistics: held"))
+    assert "clients 1, MACs 1, MAC holders 1," in line and "learn-address learned 1" in line, line
+    w.clients[0].request_stop()
+    w.run_for(5)
+    held = gw.held_counts()
+    assert all(v == 0 for k, v in held.items() if k != "server-side MACs"), held
