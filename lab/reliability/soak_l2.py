@@ -55,8 +55,10 @@ def proc_info(pid: int) -> dict:
         fds = len(os.listdir(f"/proc/{pid}/fd"))
     except (FileNotFoundError, ProcessLookupError):
         return {}
-    rss = int(re.search(r"VmRSS:\s+(\d+)", st).group(1)) / 1024
-    threads = int(re.search(r"Threads:\s+(\d+)", st).group(1))
+    m, t = re.search(r"VmRSS:\s+(\d+)", st), re.search(r"Threads:\s+(\d+)", st)
+    if m is None or t is None:                  # a process exited, not yet reaped
+        return {}
+    rss, threads = int(m.group(1)) / 1024, int(t.group(1))
     return {"rss": round(rss, 1), "fds": fds, "threads": threads, "cpu": round(cpu_seconds(pid), 1)}
 
 
@@ -407,7 +409,8 @@ class Soak:
         conf = tap_server_conf(self.lab, script, status, self.a.reneg)
         self.server_kind = kind
         if kind == "ours":
-            self.server = self.lab.ours(self.lab.srv, conf, "tapsrv-ours", pattern=r"listening on UDP")
+            self.server = self.lab.ours(self.lab.srv, conf, "tapsrv-ours", pattern=r"listening on UDP", wait=180,
+                                        env=self.a.server_env or None)
         else:
             self.server = self.lab.openvpn(self.lab.srv, conf, "tapsrv-openvpn")
         srv = self.server
@@ -421,7 +424,11 @@ class Soak:
         warm = None
         while time.monotonic() < end and srv.alive():
             self.done.wait(min(SAMPLE_EVERY, max(0.1, end - time.monotonic())))
-            s = self.sample(t0)
+            try:
+                s = self.sample(t0)
+            except Exception as e:  # noqa: BLE001 - a sampling fault must not end the run
+                self.note(f"sampling failed: {e!r}")
+                continue
             phase_samples.append(s)
             conns = self.c.get(f"tap connects ({kind})", 0)
             if warm is None and time.monotonic() > end - minutes * 60 + self.a.warmup * 60:
@@ -479,7 +486,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--settle", type=float, default=35.0)
     ap.add_argument("--seed", type=int, default=31)
     ap.add_argument("--out", type=Path, default=Path("/tmp/soak-l2"))
+    ap.add_argument("--parts", default="tap,p2p,scripts", help="which of tap,p2p,scripts run (the tap part always)")
+    ap.add_argument("--server-env", action="append", default=[], metavar="NAME=VALUE",
+                    help="environment of our tap server (e.g. PYTHONTRACEMALLOC, MALLOC_ARENA_MAX)")
     a = ap.parse_args(argv)
+    a.server_env = dict(e.split("=", 1) for e in a.server_env)
+    parts = set(a.parts.split(","))
     a.out.mkdir(parents=True, exist_ok=True)
     os.chmod(a.out, 0o777)
     n = a.tap_clients
@@ -497,14 +509,19 @@ def main(argv: list[str] | None = None) -> int:
         for k in (0, 1):
             P2P_SERVER[k] = f"198.18.{51 + 2 * k}.1"
         # Debian's tun server for the reconnecting clients, beside the tap server in its namespace
-        rconf = server_config(lab.pki, extra="dev tun8\n", port=1195).replace("dev tun\n", "")
-        rconf = rconf.replace("server 198.19.0.0 255.255.255.0", "server 198.19.8.0 255.255.255.0")
-        lab.openvpn(lab.srv, rconf, "rsrv")
+        if "scripts" in parts:
+            rconf = server_config(lab.pki, extra="dev tun8\n", port=1195).replace("dev tun\n", "")
+            rconf = rconf.replace("server 198.19.0.0 255.255.255.0", "server 198.19.8.0 255.255.255.0")
+            lab.openvpn(lab.srv, rconf, "rsrv")
         t0 = time.monotonic()
         threads = [threading.Thread(target=soak.tap_client, args=(i,), daemon=True) for i in range(n)]
-        threads += [threading.Thread(target=soak.reconnecting, args=(k, r_ns[k]), daemon=True) for k in (0, 1)]
-        threads += [threading.Thread(target=soak.p2p_link, args=(0, "ours", "openvpn", lab.srv, p2p_b[0]), daemon=True),
-                    threading.Thread(target=soak.p2p_link, args=(1, "ours", "ours", lab.srv, p2p_b[1]), daemon=True)]
+        if "scripts" in parts:
+            threads += [threading.Thread(target=soak.reconnecting, args=(k, r_ns[k]), daemon=True) for k in (0, 1)]
+        if "p2p" in parts:
+            threads += [threading.Thread(target=soak.p2p_link, args=(0, "ours", "openvpn", lab.srv, p2p_b[0]),
+                                         daemon=True),
+                        threading.Thread(target=soak.p2p_link, args=(1, "ours", "ours", lab.srv, p2p_b[1]),
+                                         daemon=True)]
         for t in threads:
             t.start()
         long_start = {}
