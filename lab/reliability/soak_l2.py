@@ -19,7 +19,7 @@ same clients) to compare the RSS growth per 1000 connections. At the end of each
 client leaves and the server must hold nothing (no client, MAC, queue or script; the learn-address
 command's own view empty: each `add` got its `delete`).
 
-    nice -n 10 python -m lab.reliability.soak_l2 --minutes 38 --openvpn-minutes 10 --out /tmp/soak
+    nice -n 10 python -m lab.reliability.soak_l2 --minutes 36 --openvpn-minutes 10 --out /tmp/soak
 
 Prints samples as it goes, and a summary (also `--out`/summary.json, with the logs).
 """
