@@ -80,8 +80,8 @@ def _runtime_checked(opts):
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    # run_toml (and a client's network code) load the netlink library: imported only when used,
-    # so a server's resident memory does not carry it (appliance/gateway/server_net.py).
+    # run_toml loads the netlink library: imported only for a TOML, so neither a server's resident
+    # memory (appliance/gateway/server_net.py) nor a client's start-up carries it.
     cmdline = getattr(args, "cmdline", None)
     if cmdline is None and args.file.endswith(".toml"):
         if args.no_scripts or args.dns or args.no_dns or args.status_interval is not None:
@@ -96,9 +96,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         who, tls = _runtime_checked(opts)
         user, pw = "", ""
         if opts.role != "server" and (opts.auth_user_pass or opts.auth_user_pass_required):
-            # Only then: run_toml loads the netlink library, which a client imports in the
-            # background while it connects (gateway/tunnel.py), not before its first packet.
-            from .run_toml import ask_credentials
+            from .gateway.credentials import ask_credentials     # not run_toml's: gateway/credentials.py
             user, pw = ask_credentials(opts)
     except ConfigError as e:
         print(str(e), file=sys.stderr)

@@ -8,9 +8,7 @@ the way out, newest first: forwarding goes off before the kill switch goes.
 """
 from __future__ import annotations
 
-import base64
 import functools
-import getpass
 import ipaddress
 import logging
 import os
@@ -23,6 +21,7 @@ from . import gateway, native
 from .lan import lan_observers
 from .config.mgmt_listen import management_side
 from .host.workdir import enter_cd_dir
+from .gateway.credentials import ask_credentials
 from .config.schema import ApplianceConfig, load_appliance_config, server_reload, validate_runtime
 from .openvpn.config import Options, Remote
 from .openvpn.errors import ConfigError
@@ -141,53 +140,6 @@ def management_port(cfg: ApplianceConfig, wan_if: str, lan_if: str | None) -> tu
         return None
     ifname = wan_if if side == "wan" else lan_if
     return (ifname, o.management[1]) if ifname is not None else None
-
-
-def ask_credentials(opts: Options) -> tuple[str, str]:
-    """Username and password from the profile, or asked on the terminal; a ConfigError naming the
-    auth-user-pass line when there is neither (an unattended run). With `static-challenge` (and
-    no management client to ask) the response is asked on the terminal too and the password sent
-    as OpenVPN 2.6 packs it (misc.c get_user_pass_cr), even when the profile holds the password."""
-    if opts.management_query_passwords and opts.auth_user_pass_required and \
-            not (opts.auth_user_pass and opts.auth_user_pass[1]):
-        return "", ""           # asked of the management client (ClientGateway._ask_passwords)
-    if opts.auth_user_pass:
-        user, pw = opts.auth_user_pass
-    elif opts.auth_user_pass_required:
-        if opts.auth_nocache and opts.auth_user_pass_file:
-            return "", ""         # the file is read at each use (gateway/credentials.py)
-        _need_terminal(opts, "auth_user_pass_required", "auth-user-pass", "the username and password: put them "
-                       "in an <auth-user-pass> block (two lines) or a file")
-        user = input("Username: ")
-        pw = getpass.getpass("Password: ")
-    else:
-        return "", ""
-    if opts.static_challenge is not None:
-        text, echo = opts.static_challenge
-        _need_terminal(opts, "static_challenge", "static-challenge", "the static challenge's response (a GUI "
-                       "can answer it through management-query-passwords)")
-        # Its control characters shown as `?`: a downloaded profile's text with ESC sequences
-        # could otherwise clear the screen, retitle it, or write the clipboard (OSC 52).
-        prompt = "CHALLENGE: " + "".join("?" if ord(ch) < 32 or 127 <= ord(ch) < 160 else ch for ch in text) + " "
-        response = input(prompt) if echo else getpass.getpass(prompt)
-        pw = static_challenge_password(pw, response)
-    return user, pw
-
-
-def static_challenge_password(password: str, response: str) -> str:
-    """OpenVPN 2.6's SCRV1 packing of a password and a static challenge's response."""
-    # The bytes the file or terminal gave (a Latin-1 password is read with surrogateescape, which
-    # a plain encode() refused: a traceback at start instead of a connection).
-    from .openvpn.peernames import to_bytes
-    b64 = lambda s: base64.b64encode(to_bytes(s)).decode()    # noqa: E731
-    return f"SCRV1:{b64(password)}:{b64(response)}"
-
-
-def _need_terminal(opts: Options, field: str, directive: str, what: str) -> None:
-    if not sys.stdin.isatty():
-        src = opts.source.get(field) or opts.source.get("auth_user_pass")
-        raise ConfigError(f"no terminal to ask for {what}", src[0] if src else opts.path, src[1] if src else None,
-                          directive)
 
 
 def setup_logging(level: str, verbose: int) -> None:

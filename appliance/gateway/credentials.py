@@ -1,5 +1,6 @@
 """The client's username and password for each key-method message: kept for the run, or, with
-`auth-nocache`, fetched again at each use and kept by no one in between.
+`auth-nocache`, fetched again at each use and kept by no one in between; and what is asked before
+the start (ask_credentials: the profile's, or the terminal's, with a static challenge's response).
 
 What OpenVPN 2.6 does, and so what a profile with auth-nocache expects: right after writing the
 credentials into the key-method message it purges them (ssl.c key_method_2_write:
@@ -21,15 +22,18 @@ same promise as to what the process holds on to between connections.
 """
 from __future__ import annotations
 
+import base64
 import getpass
 import logging
 import os
+import sys
 from typing import Callable
 
 from ..openvpn.config import Options
 from ..openvpn.config.d_security import user_pass_file
+from ..openvpn.errors import ConfigError
 from ..openvpn.keymethod import USER_PASS_LEN
-from ..openvpn.peernames import from_peer
+from ..openvpn.peernames import from_peer, to_bytes
 from ..openvpn.regular_file import KEY_MATERIAL, read_regular_file
 
 log = logging.getLogger(__name__)
@@ -105,3 +109,56 @@ def for_run(opts: Options, user: str, password: str) -> Credentials | None:
         inline = opts.auth_user_pass
         return Credentials(None, lambda: inline)
     return Credentials((user, password), ask_terminal)
+
+
+# ---------------------------------------------------------------- before the start
+# Asked here, beside what the sessions fetch later, and not in run_toml.py (the TOML run's
+# module, which loads the netlink library pyroute2, the router and the TOML schema): `run
+# profile.ovpn` with auth-user-pass imported all of that before its first packet and before its
+# management socket (~0.13 s of CPU, a third more than the rest of its imports; under CI's load
+# that is seconds: tests/unit/test_client_imports.py).
+
+def ask_credentials(opts: Options) -> tuple[str, str]:
+    """Username and password from the profile, or asked on the terminal; a ConfigError naming the
+    auth-user-pass line when there is neither (an unattended run). With `static-challenge` (and
+    no management client to ask) the response is asked on the terminal too and the password sent
+    as OpenVPN 2.6 packs it (misc.c get_user_pass_cr), even when the profile holds the password."""
+    if opts.management_query_passwords and opts.auth_user_pass_required and \
+            not (opts.auth_user_pass and opts.auth_user_pass[1]):
+        return "", ""           # asked of the management client (ClientGateway._ask_passwords)
+    if opts.auth_user_pass:
+        user, pw = opts.auth_user_pass
+    elif opts.auth_user_pass_required:
+        if opts.auth_nocache and opts.auth_user_pass_file:
+            return "", ""         # the file is read at each use (for_run below)
+        _need_terminal(opts, "auth_user_pass_required", "auth-user-pass", "the username and password: put them "
+                       "in an <auth-user-pass> block (two lines) or a file")
+        user = input("Username: ")
+        pw = getpass.getpass("Password: ")
+    else:
+        return "", ""
+    if opts.static_challenge is not None:
+        text, echo = opts.static_challenge
+        _need_terminal(opts, "static_challenge", "static-challenge", "the static challenge's response (a GUI "
+                       "can answer it through management-query-passwords)")
+        # Its control characters shown as `?`: a downloaded profile's text with ESC sequences
+        # could otherwise clear the screen, retitle it, or write the clipboard (OSC 52).
+        prompt = "CHALLENGE: " + "".join("?" if ord(ch) < 32 or 127 <= ord(ch) < 160 else ch for ch in text) + " "
+        response = input(prompt) if echo else getpass.getpass(prompt)
+        pw = static_challenge_password(pw, response)
+    return user, pw
+
+
+def static_challenge_password(password: str, response: str) -> str:
+    """OpenVPN 2.6's SCRV1 packing of a password and a static challenge's response."""
+    # The bytes the file or terminal gave (a Latin-1 password is read with surrogateescape, which
+    # a plain encode() refused: a traceback at start instead of a connection).
+    b64 = lambda s: base64.b64encode(to_bytes(s)).decode()    # noqa: E731
+    return f"SCRV1:{b64(password)}:{b64(response)}"
+
+
+def _need_terminal(opts: Options, field: str, directive: str, what: str) -> None:
+    if not sys.stdin.isatty():
+        src = opts.source.get(field) or opts.source.get("auth_user_pass")
+        raise ConfigError(f"no terminal to ask for {what}", src[0] if src else opts.path, src[1] if src else None,
+                          directive)

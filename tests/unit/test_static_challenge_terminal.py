@@ -11,7 +11,7 @@ import base64
 
 import pytest
 
-from appliance import run_toml
+from appliance.gateway import credentials
 from appliance.openvpn.config import parse_config
 from appliance.openvpn.errors import ConfigError
 
@@ -24,9 +24,9 @@ def _opts(extra: str):
 
 def _terminal(monkeypatch, tty: bool, typed: dict):
     asked = []
-    monkeypatch.setattr(run_toml.sys.stdin, "isatty", lambda: tty, raising=False)
+    monkeypatch.setattr(credentials.sys.stdin, "isatty", lambda: tty, raising=False)
     monkeypatch.setattr("builtins.input", lambda prompt="": (asked.append(("echo", prompt)), typed[prompt])[1])
-    monkeypatch.setattr(run_toml.getpass, "getpass", lambda prompt="": (asked.append(("hidden", prompt)),
+    monkeypatch.setattr(credentials.getpass, "getpass", lambda prompt="": (asked.append(("hidden", prompt)),
                                                                           typed[prompt])[1])
     return asked
 
@@ -39,7 +39,7 @@ def test_the_response_is_asked_after_the_password_and_packed_as_scrv1(monkeypatc
     o = _opts('auth-user-pass\nstatic-challenge "Enter Authenticator Code" 1\n')
     asked = _terminal(monkeypatch, True, {"Username: ": "alice", "Password: ": "pw:1",
                                           "CHALLENGE: Enter Authenticator Code ": "123456"})
-    assert run_toml.ask_credentials(o) == ("alice", f"SCRV1:{_b64('pw:1')}:{_b64('123456')}")
+    assert credentials.ask_credentials(o) == ("alice", f"SCRV1:{_b64('pw:1')}:{_b64('123456')}")
     assert asked == [("echo", "Username: "), ("hidden", "Password: "),
                      ("echo", "CHALLENGE: Enter Authenticator Code ")]
 
@@ -47,7 +47,7 @@ def test_the_response_is_asked_after_the_password_and_packed_as_scrv1(monkeypatc
 def test_with_the_password_in_a_file_only_the_response_is_asked_unechoed(monkeypatch):
     o = _opts('auth-user-pass creds.txt\nstatic-challenge "PIN" 0\n')
     asked = _terminal(monkeypatch, True, {"CHALLENGE: PIN ": "0042"})
-    assert run_toml.ask_credentials(o) == ("alice", f"SCRV1:{_b64('s3cret')}:{_b64('0042')}")
+    assert credentials.ask_credentials(o) == ("alice", f"SCRV1:{_b64('s3cret')}:{_b64('0042')}")
     assert asked == [("hidden", "CHALLENGE: PIN ")]
 
 
@@ -57,7 +57,7 @@ def test_a_password_not_in_utf8_is_packed_as_the_file_holds_it(monkeypatch):
                      lambda p: b"alice\ns3cr\xe9t\n")
     _terminal(monkeypatch, True, {"CHALLENGE: PIN ": "0042"})
     pw = base64.b64encode(b"s3cr\xe9t").decode()
-    assert run_toml.ask_credentials(o) == ("alice", f"SCRV1:{pw}:{_b64('0042')}")
+    assert credentials.ask_credentials(o) == ("alice", f"SCRV1:{pw}:{_b64('0042')}")
 
 
 def test_the_challenge_text_cannot_drive_the_terminal(monkeypatch):
@@ -65,7 +65,7 @@ def test_the_challenge_text_cannot_drive_the_terminal(monkeypatch):
     terminals that allow it), ESC [ 2 J cleared the screen."""
     o = _opts('auth-user-pass creds.txt\nstatic-challenge "\x1b]52;c;ZWNobyBwd25lZA==\x07PIN\x9b2J" 1\n')
     asked = _terminal(monkeypatch, True, {"CHALLENGE: ?]52;c;ZWNobyBwd25lZA==?PIN?2J ": "1"})
-    assert run_toml.ask_credentials(o)[1] == f"SCRV1:{_b64('s3cret')}:{_b64('1')}"
+    assert credentials.ask_credentials(o)[1] == f"SCRV1:{_b64('s3cret')}:{_b64('1')}"
     assert asked == [("echo", "CHALLENGE: ?]52;c;ZWNobyBwd25lZA==?PIN?2J ")]
 
 
@@ -73,7 +73,7 @@ def test_without_a_terminal_the_run_stops_at_the_static_challenge_line(monkeypat
     o = _opts('auth-user-pass creds.txt\nstatic-challenge "PIN" 0\n')
     _terminal(monkeypatch, False, {})
     with pytest.raises(ConfigError) as ei:
-        run_toml.ask_credentials(o)
+        credentials.ask_credentials(o)
     assert str(ei.value).startswith("/cfg/p.ovpn:5: static-challenge: no terminal to ask for the static challenge")
 
 

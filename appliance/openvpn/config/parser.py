@@ -592,7 +592,7 @@ def _query_passwords_checks(p: ParseState, line) -> None:
                   "terminal; here only the management client is asked: leave the password out of "
                   "auth-user-pass so it is asked for both", line("static_challenge"))
         elif not q and o.auth_nocache:
-            # Without a management client the response is typed on the terminal (run_toml.py
+            # Without a management client the response is typed on the terminal (gateway/credentials.py
             # ask_credentials); auth-nocache would ask it again mid-connection at renegotiations.
             p.err("static-challenge", "with auth-nocache the response would be asked on the terminal again at each "
                   "renegotiation, mid-connection: not supported; leave auth-nocache out (a pushed auth-token "
