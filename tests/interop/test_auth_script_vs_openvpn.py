@@ -188,7 +188,7 @@ def test_client_crresponse_takes_the_answer_to_a_cr_text_challenge(lab, procs, k
                                               f"setenv IV_SSO crtext\nmanagement {sock} unix\nmanagement-hold\n"),
                       f"cli-cr-{kind}", wait=0)
     procs.append(cli)
-    m = Mgmt(str(sock))                    # on hold until here: the challenge comes after it connected
+    m = Mgmt(str(sock), cli)               # on hold until here: the challenge comes after it connected
     assert m.cmd("hold release") == ["SUCCESS: hold release succeeded"]
     end = time.monotonic() + 30
     while time.monotonic() < end and ">INFOMSG:CR_TEXT:E,R:Enter code" not in m.notes:

@@ -54,7 +54,7 @@ def _session(lab: Lab, ours: bool) -> dict[str, list[str]]:
     prof = client_profile(lab.pki, extra=f"management {sock} unix\nmanagement-hold\n")
     start = lab.ours if ours else lab.openvpn
     p = start(lab.cli, prof, "ours-cli" if ours else "ovpn-cli", wait=0)
-    m = Mgmt(sock)
+    m = Mgmt(sock, p)
     out: dict[str, list[str]] = {}
     m.lines(0.5)
     out["welcome"] = _notes(m)

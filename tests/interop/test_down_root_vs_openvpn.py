@@ -58,7 +58,7 @@ def _run(lab: Lab, which: str) -> tuple[list[str], dict[str, list[str]], str]:
                                          f"management {sock} unix\nmanagement-hold\nmanagement-up-down\n")
     p = lab.ours(lab.cli, prof, f"drcli-{which}", wait=0, readable_python=True) if which == "ours" else \
         lab.openvpn(lab.cli, prof, f"drcli-{which}", wait=0)
-    m = Mgmt(sock)
+    m = Mgmt(sock, p)
     notes: dict[str, list[str]] = {"UP": [], "DOWN": []}
     m.lines(0.5)
     m.cmd("hold release")

@@ -202,11 +202,7 @@ def test_a_challenge_answered_with_cr_response_reaches_the_servers_tool(lab, pro
     start = lab.ours if client == "ours" else lab.openvpn
     cli = start(lab.cli, prof, f"cli-{tag}", wait=0)
     procs.append(cli)
-    try:
-        cm = Mgmt(str(csock))
-    except OSError as e:        # once in a CI run (ci30d), not again in 4 runs: say what the client did
-        raise AssertionError(f"the client's management socket never came: {e}; alive={cli.alive()}; "
-                             f"log: {cli.log()[-3000:]}") from e
+    cm = Mgmt(str(csock), cli)      # 10 s was too short once in CI (ci30d): Mgmt says why
     cid, kid, env = _ask(m)
     assert env.get("IV_SSO") == "crtext", env
     assert m.cmd(f'client-pending-auth {cid} {kid} "CR_TEXT:E,R:Enter code" 60') == \

@@ -43,7 +43,7 @@ def _session(lab: Lab, kind: str, calls) -> dict[str, list[str]]:
     start = lab.ours if kind == "ours" else lab.openvpn
     p = start(lab.cli, prof, f"pw-cli-{kind}", wait=0)
     try:
-        m = Mgmt(sock)
+        m = Mgmt(sock, p)
         out: dict[str, list[str]] = {}
         assert _until(m, NEED, 10), (m.notes, p.log()[-2000:])
         out["asked"] = _notes(m)

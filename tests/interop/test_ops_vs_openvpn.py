@@ -15,7 +15,7 @@ import pytest
 
 from appliance.openvpn.crl import make_crl
 from lab.configs import client_profile, server_config
-from lab.netns import TUN_SERVER_IP, Lab
+from lab.netns import TUN_SERVER_IP, Lab, Proc
 from lab.pki import ca_pair, client_serial
 from lab.tools import OPENVPN, OUR_BIN
 
@@ -39,16 +39,27 @@ def procs(lab):
 class Mgmt:
     """A management client as tools are: line in, lines out, notifications collected apart."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, proc: Proc | None = None) -> None:
+        """`proc`: the process that opens the socket, when it was started without a wait for its
+        log (wait=0, as for a management-hold client): the socket is its first sign of life, so it
+        gets Lab.START_WAIT as lab.ours()'s wait does, and a process that exits fails at once with
+        its log. Under CI's load a client's start-up (Python, its imports, the TUN, then the
+        socket) once took over the 10 s that this wait was for every caller."""
         self.s = socket.socket(socket.AF_UNIX)
-        end = time.monotonic() + 10
+        end = time.monotonic() + (Lab.START_WAIT if proc is not None else 10)
         while True:
             try:
                 self.s.connect(path)
                 break
-            except OSError:
-                if time.monotonic() > end:
-                    raise
+            except OSError as e:
+                gone = proc is not None and not proc.alive()
+                if gone or time.monotonic() > end:
+                    self.s.close()
+                    if proc is None:
+                        raise
+                    state = f"exited with {proc.p.returncode}" if gone else "still running"
+                    raise AssertionError(f"no management socket {path} ({e}; the process {state}):\n"
+                                         f"{proc.log()[-3000:]}") from e
                 time.sleep(0.1)
         self.s.settimeout(0.2)
         self.buf = ""

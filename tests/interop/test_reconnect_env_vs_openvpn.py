@@ -90,7 +90,7 @@ def _run(lab: Lab, which: str, plugin: bool, persist: bool = False):
         lab.openvpn(lab.cli, prof, f"rccli-{tag}", wait=wait)
     m = None
     if not plugin:
-        m = Mgmt(str(sock))
+        m = Mgmt(str(sock), p)
         m.lines(0.3)
         m.cmd("hold release")
         end = time.monotonic() + 20

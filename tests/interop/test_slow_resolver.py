@@ -40,7 +40,7 @@ def test_a_silent_resolver_freezes_neither_the_management_interface_nor_sigterm(
                           extra=f"management {sock} unix\n")
     cli = lab.ours(lab.cli, prof, "slow-cli", wait=0)
     procs.append(cli)
-    m = Mgmt(str(sock))
+    m = Mgmt(str(sock), cli)
     time.sleep(1.0)                                   # the lookup is under way by now
     t0 = time.monotonic()
     assert m.cmd("pid", wait=2)[0].startswith("SUCCESS: pid=")
