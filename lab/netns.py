@@ -39,7 +39,8 @@ BEHIND_IP = "198.18.100.1"
 # namespaces then stay in /run/netns with nothing in them. Three layers:
 # 1. SIGTERM becomes KeyboardInterrupt (interrupt_on_sigterm): `with Lab()`, `finally` and pytest's
 #    fixture teardowns run as for Ctrl-C (tests/conftest.py installs it; Netns does if nobody has);
-# 2. every namespace this process made and has not deleted is deleted at exit (atexit);
+# 2. every namespace this process made and has not deleted is deleted at exit (atexit), and in a
+#    pytest process at its session's end already (delete_own: xdist cuts a worker's exit short);
 # 3. each namespace is recorded on disk with its creator (pid and start time) before it exists, so
 #    one left by a process that could run nothing (SIGKILL) is removed by the next run
 #    (remove_leftovers(), at pytest's session start) -- only when its creator is gone, so the
@@ -161,6 +162,36 @@ def remove_leftovers(at_exit: bool = False) -> list[str]:
         _mine.pop(rec.name, None)
         removed.append(rec.name)
     return removed
+
+
+def delete_own() -> list[str]:
+    """Delete now the namespaces this process made and still holds (what it does at exit anyway):
+    a pytest process calls it at its session's end (tests/conftest.py), so an xdist worker's are
+    gone before its controller ends it -- xdist's end cuts a worker's exit short (SIGKILL 10 s
+    after it asks it to stop, os._exit after 15), and the exit's own deletion was lost with it."""
+    names = list(_mine)
+    for name in names:
+        _delete_ns(name)
+        _mine.pop(name, None)
+    return names
+
+
+def held_by(pids: list[int] | set[int]) -> list[str]:
+    """The recorded namespaces whose creator is one of `pids`, still running."""
+    out = []
+    try:
+        records = list(OWNERS.iterdir())
+    except OSError:
+        return out
+    for rec in records:
+        try:
+            owner = rec.read_text().strip() if not rec.is_dir() else ""
+        except OSError:
+            continue
+        pid = owner.partition(" ")[0]
+        if pid.isdigit() and int(pid) in pids and _owner_alive(owner):
+            out.append(rec.name)
+    return out
 
 
 @atexit.register

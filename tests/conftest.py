@@ -9,24 +9,36 @@ import logging
 import os
 import signal
 import sys
+import time
 from collections import defaultdict
 from pathlib import Path
 
 import pytest
 
-from lab.netns import interrupt_on_sigterm, remove_leftovers
+from lab.netns import delete_own, held_by, interrupt_on_sigterm, remove_leftovers
 
 
 def pytest_configure(config) -> None:  # noqa: ANN001 - pytest hook
     interrupt_on_sigterm(lambda: _forward_to_workers(config))
 
 
+# After a SIGTERM, how long the xdist controller waits for its workers' namespaces to go.
+WORKER_TEARDOWN_WAIT = 60.0
+
+
 def _forward_to_workers(config) -> None:  # noqa: ANN001 - pytest config
     """The xdist controller passes a SIGTERM sent to it alone on to its workers (its children),
     which run the tests and hold the namespaces: each then tears down as for Ctrl-C. Without
-    this the controller's exit ends them before their teardown (tried: everything stayed)."""
+    this the controller's exit ends them before their teardown (tried: everything stayed).
+    Then it waits (up to WORKER_TEARDOWN_WAIT) until no worker holds a namespace, and only then
+    ends its own session: that end asks each worker to stop, SIGKILLs one still running 10 s
+    later, and a worker itself calls os._exit 15 s after it was asked (execnet), so a loaded
+    worker's teardown was cut short, its namespaces and the processes in them left (the xdist
+    case of test_lab_cleanup failed so in 4 of 75 loaded runs: the worker gone, its `sleep`
+    still running, when the controller had exited)."""
     if config.pluginmanager.getplugin("dsession") is None:
         return                                  # not an xdist controller: the tests run here
+    workers = []
     me = str(os.getpid())
     for d in os.listdir("/proc"):
         if d.isdigit():
@@ -38,8 +50,19 @@ def _forward_to_workers(config) -> None:  # noqa: ANN001 - pytest config
             if ppid == me:
                 try:
                     os.kill(int(d), signal.SIGTERM)
+                    workers.append(int(d))
                 except ProcessLookupError:
                     pass
+    end = time.monotonic() + WORKER_TEARDOWN_WAIT
+    while held_by(workers) and time.monotonic() < end:
+        time.sleep(0.2)
+
+
+@pytest.hookimpl(trylast=True)          # after the runner's: the fixtures are torn down
+def pytest_sessionfinish(session) -> None:  # noqa: ANN001 - pytest hook
+    """The namespaces this process still holds (a test's own, no fixture's) go at its session's
+    end, not only at its exit, which an xdist worker may not reach whole (delete_own)."""
+    delete_own()
 
 
 def pytest_sessionstart(session) -> None:  # noqa: ANN001 - pytest hook
