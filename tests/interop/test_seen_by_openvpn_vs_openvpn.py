@@ -33,7 +33,7 @@ PROFILES = {"none": "", "comp-lzo no": "comp-lzo no\n", "compress": "compress\n"
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
-    with Lab(tmp=tmp_path_factory.mktemp("parity31")) as lab:
+    with Lab(tmp=tmp_path_factory.mktemp("seen-by-openvpn")) as lab:
         yield lab
 
 
