@@ -123,6 +123,11 @@ LONG_FILES: dict[str, int] = {
     "tests/interop/test_p2p_vs_openvpn.py": 34,
     "tests/interop/test_reconnect_env_vs_openvpn.py": 33,
     "tests/interop/test_installer_configs_vs_openvpn.py": 30,
+    # the thirty-first session's longer new files, measured alone on a loaded machine (2026-12-04)
+    "tests/interop/test_server_written_out_vs_openvpn.py": 35,
+    "tests/interop/test_seen_by_openvpn_vs_openvpn.py": 30,
+    "tests/interop/test_tap_dhcp_vs_openvpn.py": 26,
+    "tests/interop/test_systemd_unit_vs_openvpn.py": 25,
     # the VM files on their own two workers (the Makefile's VM_WORKERS), at ci22c's figures without
     # the first file's wait for the kernel (2026-12-03): about the same total on each worker
     "tests/vm/test_power_button.py": 127,
@@ -134,6 +139,7 @@ LONG_FILES: dict[str, int] = {
     "tests/vm/test_disk_image.py": 62,
     "tests/vm/test_libvirt.py": 48,
     "tests/vm/test_vm_outputs.py": 33,
+    "tests/vm/test_compression.py": 38,
     "tests/vm/test_vm_mgmt_lan.py": 27,
 }
 ROOT = Path(__file__).resolve().parents[1]
