@@ -51,10 +51,35 @@ def become_daemon(keep_output: bool) -> None:
 
 class _Syslog(logging.handlers.SysLogHandler):
     """A line syslog cannot take (no syslog daemon, its socket gone) is dropped, as syslog(3) drops
-    it -- not reported on standard error with a traceback, line after line."""
+    it -- not reported on standard error with a traceback, line after line.
+
+    The socket is non-blocking: a syslog daemon that stops reading (stuck, or swamped by another
+    program) fills its socket's queue, and a blocking send then stopped our event loop -- every
+    tunnel with it -- until the daemon read again (glibc's syslog(3) blocks 2.6 the same way). Here
+    such a line is dropped and counted instead, and the count is logged with the next line that
+    gets through."""
+
+    dropped = 0          # lines syslog did not take, in all
+    unreported = 0       # ... since the last count logged
+
+    def _connect_unixsocket(self, address: str) -> None:
+        super()._connect_unixsocket(address)
+        self.socket.setblocking(False)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        before = self.dropped
+        super().emit(record)
+        if self.dropped == before and self.unreported:
+            n = self.unreported
+            super().emit(logging.LogRecord(record.name, logging.WARNING, __file__, 0,
+                                           "syslog: %d log lines dropped (the syslog daemon was not reading)",
+                                           (n,), None))
+            if self.dropped == before:
+                self.unreported -= n
 
     def handleError(self, record: logging.LogRecord) -> None:
-        self.dropped = getattr(self, "dropped", 0) + 1
+        self.dropped += 1
+        self.unreported += 1
 
 
 def log_to_syslog(name: str) -> None:

@@ -37,7 +37,10 @@ class SdNotify:
 
     def __init__(self, address: str | bytes) -> None:
         self.address = address
-        self.sock: socket.socket | None = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+        # Non-blocking: a receiver that does not read (NOTIFY_SOCKET pointed at someone's socket, or a
+        # stuck manager) would otherwise stop the event loop at a reconnect's notification.
+        self.sock: socket.socket | None = socket.socket(
+            socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC | socket.SOCK_NONBLOCK)
         self.failed = False
 
     def send(self, text: str) -> bool:
@@ -77,7 +80,7 @@ def from_environment(env: Mapping[str, str] = os.environ) -> SdNotify | None:
     address (`@name`) -- systemd's vsock form is not for a host service."""
     value = env.get("NOTIFY_SOCKET", "")
     if value.startswith("@"):
-        address: str | bytes = b"\0" + value[1:].encode()
+        address: str | bytes = b"\0" + os.fsencode(value[1:])     # (as the environment's bytes were)
     elif value.startswith("/"):
         address = value
     else:
@@ -92,4 +95,5 @@ def from_environment(env: Mapping[str, str] = os.environ) -> SdNotify | None:
 
 
 def _printable(address: str | bytes) -> str:
-    return "@" + address[1:].decode(errors="replace") if isinstance(address, bytes) else address
+    text = "@" + address[1:].decode(errors="replace") if isinstance(address, bytes) else address
+    return text.encode(errors="backslashreplace").decode()

@@ -1,0 +1,101 @@
+"""The host's own sockets (syslog, systemd's NOTIFY_SOCKET) against a receiver that stops reading
+or an odd $NOTIFY_SOCKET: the process logs on and runs on, it never waits for them."""
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+
+import pytest
+
+from appliance.host import daemon, sdnotify
+
+LINES = 3000        # well past a unix datagram socket's queue (net.unix.max_dgram_qlen, 512 by default)
+
+
+def _finishes(fn, seconds: float = 10.0) -> bool:
+    """fn() ran to its end in a thread within `seconds` (a blocked send never would)."""
+    done: list[bool] = []
+    t = threading.Thread(target=lambda: (fn(), done.append(True)), daemon=True)
+    t.start()
+    t.join(seconds)
+    return bool(done)
+
+
+@pytest.fixture
+def deaf_socket(tmp_path):
+    """A bound unix datagram socket nobody reads: a stuck syslog daemon, a stuck manager."""
+    path = str(tmp_path / "deaf")
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    s.bind(path)
+    yield path, s
+    s.close()
+
+
+@pytest.fixture
+def root_handlers():
+    root = logging.getLogger()
+    saved = list(root.handlers)
+    yield
+    for h in list(root.handlers):
+        root.removeHandler(h)
+        if h not in saved:
+            h.close()
+    for h in saved:
+        root.addHandler(h)
+
+
+def test_syslog_that_stops_reading_never_blocks_logging(root_handlers, deaf_socket, monkeypatch):
+    path, receiver = deaf_socket
+    monkeypatch.setattr(daemon, "SYSLOG_SOCKET", path)
+    daemon.log_to_syslog("atk")
+    handler = logging.getLogger().handlers[0]
+    log = logging.getLogger("vpn-appliance.test-syslog")
+    log.setLevel(logging.INFO)
+    assert _finishes(lambda: [log.info("line %d", i) for i in range(LINES)]), "a full syslog socket blocked logging"
+    assert 0 < handler.dropped < LINES
+    # the daemon reads again: the next line goes through with the count of those lost
+    receiver.setblocking(False)
+    try:
+        while receiver.recv(4096):
+            pass
+    except BlockingIOError:
+        pass
+    log.info("after")
+    got = []
+    try:
+        while True:
+            got.append(receiver.recv(4096))
+    except BlockingIOError:
+        pass
+    assert got[0].rstrip(b"\0").endswith(b"atk[%d]: after" % os.getpid())
+    assert b"syslog: %d log lines dropped" % handler.dropped in got[1]
+
+
+def test_notify_socket_that_stops_reading_never_blocks(deaf_socket):
+    path, _ = deaf_socket
+    n = sdnotify.from_environment({"NOTIFY_SOCKET": path})
+    assert n is not None
+    try:
+        assert _finishes(lambda: [n.completed() for _ in range(LINES)]), "a full NOTIFY_SOCKET blocked the run"
+        assert n.failed
+    finally:
+        n.close()
+
+
+@pytest.mark.parametrize("value", [
+    "@\udcff\udcfeab",                     # an abstract name of non-UTF-8 bytes (os.environ's surrogates)
+    "/" + "a" * 300,                       # longer than a unix socket path can be
+    "/dev/null",                           # not a socket
+])
+def test_odd_notify_socket_is_logged_not_fatal(value, caplog):
+    n = sdnotify.from_environment({"NOTIFY_SOCKET": value})
+    assert n is not None
+    try:
+        with caplog.at_level(logging.WARNING, logger="vpn-appliance"):
+            n.ready()
+            n.completed()
+        assert [r.getMessage() for r in caplog.records if "notification not sent" in r.getMessage()].__len__() == 1
+    finally:
+        n.close()
