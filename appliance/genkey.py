@@ -12,13 +12,15 @@ words swapped, and either program reads what the other wrote:
 - `auth-token`: the `auth-gen-token-secret` key.
 No FILE (or an empty one): the key goes to standard output, as 2.6. A FILE is written whole or not
 at all, created 0600 and never through a link planted at its temporary name (atomic_file), then
-read back (a client key is also unwrapped with the server key, as 2.6's sanity check).
+read back (a client key is also unwrapped with the server key, as 2.6's sanity check); a FIFO or
+device there (/dev/stdout) is written into, as 2.6 writes it.
 """
 from __future__ import annotations
 
 import base64
 import binascii
 import os
+import stat
 import struct
 import time
 
@@ -72,8 +74,20 @@ def make(kind: str, server_key_text: str | None = None, metadata_b64: str | None
 
 
 def write(path: str, text: str) -> None:
-    """`text` into `path` (replaced whole, mode 0600), then read back."""
+    """`text` into `path` (replaced whole, mode 0600), then read back.
+
+    Something other than a file or directory at `path` (after links) -- a FIFO a script reads,
+    /dev/stdout (`openvpn --genkey secret /dev/stdout` is how scripts capture a key), /dev/null --
+    is written into as 2.6 writes it, not replaced by a regular file (as root, that broke
+    /dev/stdout or /dev/null for the whole host until reboot)."""
     try:
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            st = None
+        if st is not None and not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):
+            _write_into(path, text.encode("ascii"))
+            return
         replace_file(path, text.encode("ascii"), 0o600)
         with open(path, encoding="ascii") as f:
             back = f.read()
@@ -81,6 +95,19 @@ def write(path: str, text: str) -> None:
         raise GenkeyError(f"could not write key file {path}: {e.strerror or e}") from None
     if back != text:
         raise GenkeyError(f"key file {path} reads back differently: not written")
+
+
+def _write_into(path: str, data: bytes) -> None:
+    """`data` into a device, FIFO or terminal. Opened non-blocking, so a FIFO nobody reads is an
+    error at once (ENXIO) rather than a hang; written blocking after that."""
+    fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    try:
+        os.set_blocking(fd, True)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+    finally:
+        os.close(fd)
 
 
 def run(kind: str, path: str | None, metadata_b64: str | None, server_key_path: str | None) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import os
+import stat
 import struct
 
 import pytest
@@ -96,3 +97,37 @@ def test_openvpn_s_genkey_refusals(tmp_path, capsys):
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
     assert "not supported" in capsys.readouterr().err
     assert cli.main(["--version"]) == 0 and "vpn-appliance" in capsys.readouterr().out
+
+
+def test_a_device_fifo_or_dev_stdout_is_written_into_not_replaced(tmp_path):
+    """`openvpn --genkey secret /dev/stdout` (scripts capture the key so), a FIFO a script reads: 2.6
+    writes into them; replacing them with a regular file -- as root, /dev/stdout or /dev/null -- broke
+    the host until reboot."""
+    r, w = os.pipe()
+    try:
+        stdout_like = tmp_path / "stdout"
+        os.symlink(f"/proc/self/fd/{w}", stdout_like)          # what /dev/stdout is
+        genkey.run("secret", str(stdout_like), None, None)
+        assert stdout_like.is_symlink()
+        os.close(w)
+        w = -1
+        keyfiles.parse_static_key(os.read(r, 4096).decode())
+    finally:
+        os.close(r)
+        if w >= 0:
+            os.close(w)
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    with pytest.raises(genkey.GenkeyError, match="could not write key file"):
+        genkey.run("secret", str(fifo), None, None)           # no reader: an error at once, no hang
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        genkey.run("tls-crypt", str(fifo), None, None)
+        keyfiles.parse_static_key(os.read(reader, 4096).decode())
+    finally:
+        os.close(reader)
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
+    devnull_like = tmp_path / "null"
+    os.symlink(os.devnull, devnull_like)
+    genkey.run("secret", str(devnull_like), None, None)
+    assert stat.S_ISCHR(os.stat(devnull_like).st_mode) and devnull_like.is_symlink()
