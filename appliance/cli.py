@@ -400,7 +400,8 @@ def _openvpn_genkey(words: list[str]) -> int:
     except GenkeyError as e:
         print(f"ERROR: {e}", file=sys.stderr)
         return 1
-    sys.stdout.write(out)
+    if not path:        # the key itself; with a FILE nothing, as 2.6 -- `openvpn --genkey secret
+        sys.stdout.write(out)       # /dev/stdout` in $(...) must capture the key alone
     return 0
 
 

@@ -80,9 +80,10 @@ def test_the_command_line(tmp_path, capsys):
     ["--tls-crypt-v2", "{d}/s.key", "--genkey", "tls-crypt-v2-client", "{d}/tc.key"],   # 2.6's man page order
     ["--genkey", "tls-crypt-v2-client", "{d}/tc.key", "bWV0YQ==", "--tls-crypt-v2", "{d}/s.key"],
 ])
-def test_openvpn_s_own_genkey_words_work_as_there(tmp_path, words):
+def test_openvpn_s_own_genkey_words_work_as_there(tmp_path, capsys, words):
     (tmp_path / "s.key").write_text(genkey.make("tls-crypt-v2-server"))
     assert cli.main([w.format(d=tmp_path) for w in words]) == 0
+    assert capsys.readouterr().out == ""       # as 2.6: `KEY=$(openvpn --genkey secret /dev/stdout)` gets the key alone
     text = (tmp_path / "tc.key").read_text()
     kind = next((w for w in words[words.index("--genkey") + 1:] if not w.startswith("--")), "secret")
     if kind.startswith("tls-crypt-v2"):
