@@ -13,13 +13,15 @@ script looks for it.
   (opened non-blocking) instead of hanging the start.
 - writepid (init.c write_pid_file): "PID\\n" written at the start (before the privilege drop),
   removed at the end if it still holds our PID (OpenVPN removes it unconditionally; after a drop to
-  `user nobody` neither can remove it from a root-owned directory, and both leave it).
+  `user nobody` neither can remove it from a root-owned directory, and both leave it). A FIFO
+  there fails the start at once and is never waited on at the end (PidFile).
 The appliance VM does not apply them: its log is its console, its PID is 1 (run_toml.py says so).
 """
 from __future__ import annotations
 
 import fcntl
 import os
+import stat
 
 from ..openvpn.config import Options
 from ..openvpn.errors import ConfigError
@@ -38,19 +40,26 @@ def redirect_log(path: str, append: bool) -> None:
 
 
 class PidFile:
+    """The PID file. Opened non-blocking both times: a FIFO at its place (a directory writable by
+    another user) is an error at the start, as a `log` FIFO is, and left alone at the end -- a
+    blocking open waited for a writer forever, and the process never exited."""
+
     def __init__(self, path: str) -> None:
         self.path = path
         self.pid = os.getpid()
-        with open(path, "w") as f:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NONBLOCK | os.O_CLOEXEC, 0o666)
+        with os.fdopen(fd, "w") as f:
+            os.set_blocking(fd, True)
             f.write(f"{self.pid}\n")
 
     def remove(self) -> None:
         try:
-            with open(self.path) as f:
-                if f.read(32).strip() != str(self.pid):
+            fd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+            with os.fdopen(fd) as f:
+                if not stat.S_ISREG(os.fstat(fd).st_mode) or f.read(32).strip() != str(self.pid):
                     return                # someone else's by now
             os.unlink(self.path)
-        except OSError:
+        except (OSError, UnicodeDecodeError):
             pass                          # gone already, or no longer ours to remove (after `user`)
 
 

@@ -69,3 +69,39 @@ def test_a_file_that_cannot_be_opened_names_its_line(line):
     with pytest.raises(ConfigError) as ei:
         process_files.start(opts)
     assert str(ei.value).startswith(f"/p/c.ovpn:6: {line.split()[0]}: cannot open /nonexistent-dir/"), str(ei.value)
+
+
+
+def _in_thread(fn, seconds: float = 10.0) -> list:
+    """[fn's result or exception] once it ends within `seconds`; [] if it hangs (a blocked open)."""
+    import threading
+    out: list = []
+
+    def body() -> None:
+        try:
+            out.append(fn())
+        except Exception as e:              # noqa: BLE001 -- handed to the test
+            out.append(e)
+    t = threading.Thread(target=body, daemon=True)
+    t.start()
+    t.join(seconds)
+    return out
+
+
+def test_writepid_onto_a_fifo_fails_at_once_and_a_fifo_planted_later_never_hangs_the_exit(tmp_path):
+    """A FIFO where the PID file goes (a writable directory shared with another user): the start
+    ends with the line's error instead of hanging, as a `log` FIFO does; one swapped in while we
+    run is left alone at the end, where reading it to check for our PID hung the exit forever
+    (2.6 only unlinks)."""
+    fifo = tmp_path / "fifo.pid"
+    os.mkfifo(fifo)
+    opts = parse_config(PROFILE + f"writepid {fifo}\n", "/p/c.ovpn", lambda p: b"")
+    got = _in_thread(lambda: process_files.start(opts))
+    assert got, "writepid onto a FIFO with no reader hung the start"
+    assert isinstance(got[0], ConfigError) and str(got[0]).startswith("/p/c.ovpn:6: writepid: cannot open")
+    pid = tmp_path / "vpn.pid"
+    pf = process_files.PidFile(str(pid))
+    pid.unlink()
+    os.mkfifo(pid)
+    assert _in_thread(pf.remove), "a FIFO at the PID file's place hung the exit"
+    assert stat.S_ISFIFO(os.lstat(pid).st_mode)
