@@ -29,7 +29,18 @@ SYSLOG_SOCKET = os.environ.get("VPN_APPLIANCE_SYSLOG_SOCKET", "/dev/log")   # (t
 
 
 def under_systemd() -> bool:
-    return bool(os.environ.get("NOTIFY_SOCKET"))
+    """Whether systemd takes our notifications, decided as 2.6 decides it (`sd_notify(0, "READY=0")
+    > 0`): by one that is delivered. A NOTIFY_SOCKET left over in the environment (a script run
+    from a notify unit, a socket long gone, a file) is no systemd: `daemon` forks as there, where
+    it stayed in the foreground and hung the script that started it."""
+    from .sdnotify import from_environment
+    notify = from_environment()
+    if notify is None:
+        return False
+    try:
+        return notify.send("READY=0")
+    finally:
+        notify.close()
 
 
 def become_daemon(keep_output: bool) -> None:

@@ -99,3 +99,24 @@ def test_odd_notify_socket_is_logged_not_fatal(value, caplog):
         assert [r.getMessage() for r in caplog.records if "notification not sent" in r.getMessage()].__len__() == 1
     finally:
         n.close()
+
+
+def test_daemon_counts_as_under_systemd_only_where_a_notification_is_delivered(tmp_path, monkeypatch):
+    """2.6 stays in the foreground for `daemon` only when sd_notify(READY=0) gets through; a stale
+    NOTIFY_SOCKET (gone, a file) must not keep a `daemon` run from returning to its script."""
+    stale = tmp_path / "stale"
+    stale.write_text("")
+    for value in (str(stale), str(tmp_path / "gone"), "vsock:2:1234"):
+        monkeypatch.setenv("NOTIFY_SOCKET", value)
+        assert not daemon.under_systemd(), value
+    path = str(tmp_path / "notify")
+    receiver = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    receiver.bind(path)
+    try:
+        monkeypatch.setenv("NOTIFY_SOCKET", path)
+        assert daemon.under_systemd()
+        assert receiver.recv(64) == b"READY=0"
+    finally:
+        receiver.close()
+    monkeypatch.delenv("NOTIFY_SOCKET")
+    assert not daemon.under_systemd()
