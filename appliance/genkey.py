@@ -79,13 +79,19 @@ def write(path: str, text: str) -> None:
     Something other than a file or directory at `path` (after links) -- a FIFO a script reads,
     /dev/stdout (`openvpn --genkey secret /dev/stdout` is how scripts capture a key), /dev/null --
     is written into as 2.6 writes it, not replaced by a regular file (as root, that broke
-    /dev/stdout or /dev/null for the whole host until reboot)."""
+    /dev/stdout or /dev/null for the whole host until reboot) -- when that name (the node, or the
+    link to it) is root's or ours: another user's FIFO there would read the key."""
     try:
         try:
             st = os.stat(path)
         except FileNotFoundError:
             st = None
         if st is not None and not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):
+            owner = os.lstat(path).st_uid
+            if owner not in (0, os.geteuid()):
+                # Another user's FIFO or link (planted in /tmp, say) would hand them the key.
+                raise GenkeyError(f"key file {path}: a {_kind(st.st_mode)} of another user's (uid {owner}): "
+                                  "not written")
             _write_into(path, text.encode("ascii"))
             return
         replace_file(path, text.encode("ascii"), 0o600)
@@ -95,6 +101,10 @@ def write(path: str, text: str) -> None:
         raise GenkeyError(f"could not write key file {path}: {e.strerror or e}") from None
     if back != text:
         raise GenkeyError(f"key file {path} reads back differently: not written")
+
+
+def _kind(mode: int) -> str:
+    return "FIFO" if stat.S_ISFIFO(mode) else "socket" if stat.S_ISSOCK(mode) else "device"
 
 
 def _write_into(path: str, data: bytes) -> None:

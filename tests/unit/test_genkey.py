@@ -132,3 +132,21 @@ def test_a_device_fifo_or_dev_stdout_is_written_into_not_replaced(tmp_path):
     os.symlink(os.devnull, devnull_like)
     genkey.run("secret", str(devnull_like), None, None)
     assert stat.S_ISCHR(os.stat(devnull_like).st_mode) and devnull_like.is_symlink()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to give the FIFO and link to another user")
+def test_another_user_s_fifo_or_link_at_file_never_gets_the_key(tmp_path):
+    """A FIFO (or a link to one) another user planted where the key goes would hand them the key."""
+    theirs = tmp_path / "theirs"
+    os.mkfifo(theirs)
+    reader = os.open(theirs, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        link = tmp_path / "ta.key"
+        os.symlink(theirs, link)
+        for planted in (theirs, link):
+            os.lchown(planted, 65534, 65534)
+            with pytest.raises(genkey.GenkeyError, match="of another user's"):
+                genkey.run("tls-crypt", str(planted), None, None)
+        assert os.read(reader, 4096) == b""           # nothing was written into it
+    finally:
+        os.close(reader)
