@@ -77,6 +77,20 @@ class _Syslog(logging.handlers.SysLogHandler):
         super()._connect_unixsocket(address)
         self.socket.setblocking(False)
 
+    def format(self, record: logging.LogRecord) -> str:
+        """A file name's bytes that are not UTF-8 (lone surrogates from argv or the environment)
+        written `\\xNN`: the handler encodes strictly and dropped the whole line."""
+        text = super().format(record)
+        try:
+            text.encode()
+            return text
+        except UnicodeEncodeError:
+            pass
+        try:
+            return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        except UnicodeEncodeError:          # a surrogate no byte stands for
+            return text.encode("utf-8", "backslashreplace").decode()
+
     def emit(self, record: logging.LogRecord) -> None:
         before = self.dropped
         super().emit(record)

@@ -120,3 +120,14 @@ def test_daemon_counts_as_under_systemd_only_where_a_notification_is_delivered(t
         receiver.close()
     monkeypatch.delenv("NOTIFY_SOCKET")
     assert not daemon.under_systemd()
+
+
+def test_a_line_with_bytes_that_are_not_utf8_reaches_syslog(root_handlers, deaf_socket, monkeypatch):
+    """A file name from the command line or the environment keeps its non-UTF-8 bytes as lone
+    surrogates; the line naming it was dropped by the handler's strict encoding."""
+    path, receiver = deaf_socket
+    monkeypatch.setattr(daemon, "SYSLOG_SOCKET", path)
+    daemon.log_to_syslog("atk")
+    logging.getLogger("vpn-appliance.test-syslog").warning("cannot read %s", "\udcff.conf")
+    receiver.settimeout(5)
+    assert receiver.recv(4096).rstrip(b"\0").endswith(b"cannot read \\xff.conf")
