@@ -42,7 +42,8 @@ def config_text(argv: list[str]) -> str:
         for w in (name, *args):
             if any(c in w for c in "\n\r\0"):
                 raise ConfigError(f"--{name}: a word holding a line break or NUL", SOURCE, n)
-        if any(c in name for c in " \t\"'\\#;"):
+        if any(c in name for c in " \t\"'\\#;") or name.startswith("<"):
+            # (`--<ca>` ... `--</ca>` made an inline block of the words between; 2.6 knows no such option)
             raise ConfigError(f"--{name}: not an option name", SOURCE, n)
         out.append(" ".join([name, *map(_quoted, args)]))
     return "".join(line + "\n" for line in out)
