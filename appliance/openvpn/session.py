@@ -361,8 +361,10 @@ class Session(ControlChannel):
                         return []
                     pt = out
                 self.framing = n - len(pt) + (4 if self.frag is not None else 0)
+            if not pt:                         # nothing to deliver: 2.6 drops it too (a zero-
+                return []                      # length TUN write is EINVAL)
             # IP packets start with 0x4_/0x6_; the ping (0x2a) and OCC (0x28) magics do not.
-            if pt and (pt[0] == 0x2A or pt[0] == 0x28):
+            if pt[0] == 0x2A or pt[0] == 0x28:
                 if pt == PING_MAGIC:
                     self.not_traffic += len(pt) + self.framing
                     return []

@@ -43,3 +43,22 @@ def test_a_client_hopping_between_source_ports_is_not_logged_per_packet(pki):  #
     d.receive(a.encrypt(ping), ports[1 - n % 2], 2.0 + FLOAT_REPORT_EVERY + 1)
     floats = [e for _r, e in d.events if isinstance(e, ev.ClientFloated)]
     assert [(f.new_addr, f.unreported) for f in floats] == [(ports[1 - n % 2], n - 1)]
+
+
+def test_an_empty_data_packet_is_dropped_not_handed_to_the_tun(pki):  # noqa: F811
+    """A data packet whose plaintext is empty (an authenticated client can send one) reached the
+    TUN as a zero-length write, which Linux refuses with EINVAL -- an error the pump counts as
+    the device's. OpenVPN 2.6 drops it (process_incoming_link: only a buffer with length goes on);
+    so do we, counted as not traffic (it does not refresh `inactive` and never reaches the device)."""
+    d = _mk_server(pki)
+    a = _mk_client(pki, pki["clients"][0])
+    src = ("198.18.0.71", 40000)
+    _pump(d, [(a, src)])
+    assert _up(a)
+    rec = d.by_addr[src]
+    before = rec.session.data_authenticated
+    assert rec.session.receive(a.encrypt(b""), 2.0) == []        # the session's own answer (the
+    assert rec.session.data_authenticated == before + 1          # client's data path uses it as is)
+    assert d.receive(a.encrypt(b""), src, 2.05)[1] == []
+    ping = _icmp(a.pushed.ifconfig[0], "198.19.0.1")
+    assert d.receive(a.encrypt(ping), src, 2.1)[1] == [ping]      # the session goes on
