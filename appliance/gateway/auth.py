@@ -18,12 +18,12 @@ any wait: next_poll).
 from __future__ import annotations
 
 from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from typing import Callable
 
 from ..openvpn.sources import source_group
 from .authscript import Verdict, client_reason, control_state, remove
-from .loop import Wake
+from .offloop import OffLoopWorkers
 from .slots import IDENTITY, SOURCE, TOTAL, Slots
 
 Verify = Callable[..., "bool | Verdict"]
@@ -48,7 +48,7 @@ DEFERRED_PER_USER = 4
 PER_IDENTITY_PENDING = 4
 
 
-class AuthChecker:
+class AuthChecker(OffLoopWorkers):
     """submit() a check; its verdict comes back from take_results(). `inline=True` checks at once
     in the caller's thread (deterministic, for tests on a fake clock)."""
 
@@ -75,21 +75,10 @@ class AuthChecker:
         self.defer_limit = float(getattr(verify, "defer_limit", 60.0))
         self.refused: dict[str, int] = {}
         self.checked = 0
-        self._pool = None if inline else ThreadPoolExecutor(max_workers=getattr(verify, "workers", 1),
-                                                            thread_name_prefix="auth-check")
-        self._wake: Wake | None = None if inline else Wake()
+        super().__init__(inline, getattr(verify, "workers", 1), "auth-check")
         self._closed = False
         self._polled_at = float("-inf")     # when poll() last read the deferred checks' files
         self.pending_requests: list[tuple[object, tuple[int, str]]] = []   # (key, (timeout, text)): tell the client
-
-    def fileno(self) -> int:
-        """Readable when a verdict is waiting (threads only)."""
-        assert self._wake is not None
-        return self._wake.fileno()
-
-    def drain(self) -> None:
-        if self._wake is not None:
-            self._wake.drain()
 
     def submit(self, key: object, source: str, username: str, password: str, common_name: str | None,
                env: dict[str, str] | None = None, cert_identity: str | None = None) -> str | None:
@@ -148,8 +137,8 @@ class AuthChecker:
             # A check that ended after close() (a reload between a password file and a command):
             # nobody reads this checker any more, so a deferred one's files go now.
             self._discard_results()
-        elif self._wake is not None:
-            self._wake.ring()
+        else:
+            self._ring()
 
     def _discard_results(self) -> None:
         while True:
@@ -238,7 +227,4 @@ class AuthChecker:
         for _key, _source, v, _deadline, _who in self.deferred:
             remove(v.control, v.reason_file)
         self.deferred.clear()
-        if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
-        if self._wake is not None:
-            self._wake.close()
+        self._shutdown()

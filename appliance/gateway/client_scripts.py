@@ -41,10 +41,9 @@ from __future__ import annotations
 import logging
 import os
 from collections import deque
-from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Callable
 
-from .loop import Wake
+from .offloop import OffLoopWorkers
 from .script_env import fit_env
 from .scripts import Running, run_limited
 
@@ -121,7 +120,7 @@ def run_script(kind: str, argv: list[str], env: dict[str, str], limit: float,
     return False
 
 
-class ClientScripts:
+class ClientScripts(OffLoopWorkers):
     """up / route-up / ipchange in one worker thread, in order; `take_results()` gives (kind,
     ok) once each ended (the loop watches `fileno()`). `inline=True` runs them in the caller
     (tests). route-pre-down and down run in the caller: `run_now`."""
@@ -138,18 +137,9 @@ class ClientScripts:
         # With `user`/`group`: the helper that runs as root what 2.6 runs before its drop (cli.py
         # forks it while root); closed once the first tunnel's up and route-up ran.
         self.root: RootScripts | None = None
-        self._pool = None if inline else ThreadPoolExecutor(max_workers=1, thread_name_prefix="client-script")
-        self._wake: Wake | None = None if inline else Wake()
+        super().__init__(inline, 1, "client-script")
         # What the worker has not finished, in order (close() runs a tunnel's down side left in it).
         self._queued: dict = {}
-
-    def fileno(self) -> int:
-        assert self._wake is not None
-        return self._wake.fileno()
-
-    def drain(self) -> None:
-        if self._wake is not None:
-            self._wake.drain()
 
     @property
     def room(self) -> bool:
@@ -208,8 +198,7 @@ class ClientScripts:
             log.warning("%s: %s", kind, e)
             ok = False
         self.results.append((kind, ok))
-        if self._wake is not None:
-            self._wake.ring()
+        self._ring()
 
     def take_results(self) -> list[tuple[str, bool]]:
         out = []

@@ -16,10 +16,9 @@ import subprocess
 import tempfile
 import threading
 from collections import deque
-from concurrent.futures import ThreadPoolExecutor
 
 from ..openvpn.peernames import file_text
-from .loop import Wake
+from .offloop import OffLoopWorkers
 
 log = logging.getLogger("vpn-appliance")
 
@@ -84,7 +83,7 @@ def run_limited(args: list[str], env: dict[str, str], time_limit: float, stdout=
     return None if running is not None and running.stopped else status
 
 
-class ScriptRunner:
+class ScriptRunner(OffLoopWorkers):
     """submit(key, argv, env, connect) -> None, or why it was refused; verdicts from take_results()
     as (key, ok, options_text_or_None, reason). `inline=True` runs in the caller (tests)."""
 
@@ -97,17 +96,8 @@ class ScriptRunner:
         self.results: deque = deque()
         self.pending = 0
         self.ran = 0
-        self._pool = None if inline else ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="script")
+        super().__init__(inline, WORKERS, "script")
         self.running = Running()
-        self._wake: Wake | None = None if inline else Wake()
-
-    def fileno(self) -> int:
-        assert self._wake is not None
-        return self._wake.fileno()
-
-    def drain(self) -> None:
-        if self._wake is not None:
-            self._wake.drain()
 
     def submit(self, key: object, argv: list[str], env: dict[str, str], connect: bool,
                arg_text: bytes | None = None) -> str | None:
@@ -127,8 +117,7 @@ class ScriptRunner:
         if fut.cancelled():
             return
         self.results.append(fut.result())
-        if self._wake is not None:
-            self._wake.ring()
+        self._ring()
 
     def _run(self, key: object, argv: list[str], env: dict[str, str], connect: bool, arg_text: bytes | None = None):
         path = None
@@ -181,7 +170,4 @@ class ScriptRunner:
 
     def close(self) -> None:
         self.running.stop()                 # (the process's exit would wait for them)
-        if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
-        if self._wake is not None:
-            self._wake.close()
+        self._shutdown()

@@ -38,14 +38,13 @@ import subprocess
 import tempfile
 import time
 from collections import deque
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from cryptography.hazmat.primitives import serialization
 
 from ..openvpn.sources import source_group
 from ..openvpn.tls import MAX_CERT_DEPTH, cert_env, common_name, openvpn_subject
-from .loop import Wake
+from .offloop import OffLoopWorkers
 from .scripts import Running, run_limited
 from .slots import IDENTITY, SOURCE, TOTAL, Slots, identity_of_cert
 
@@ -115,7 +114,7 @@ class _Job:
     identities: tuple[str, ...] = ()           # for the per-identity cap (slots.py)
 
 
-class VerifyRunner:
+class VerifyRunner(OffLoopWorkers):
     """submit_chain / submit_metadata -> None when queued, else why not (the caller refuses);
     verdicts from take_results() as (key, ok, reason). `inline=True` runs in the caller (tests)."""
 
@@ -135,18 +134,9 @@ class VerifyRunner:
         self.ran = 0
         self.refused: dict[str, int] = {}
         self.running = Running()
-        self._pool = None if inline else ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tls-verify")
-        self._wake: Wake | None = None if inline else Wake()
+        super().__init__(inline, workers, "tls-verify")
 
     # ---------------------------------------------------------------- the pump's side
-    def fileno(self) -> int:
-        assert self._wake is not None
-        return self._wake.fileno()
-
-    def drain(self) -> None:
-        if self._wake is not None:
-            self._wake.drain()
-
     def submit_chain(self, key: object, source: str, argv: list[str], chain: tuple,
                      base_env: dict[str, str], name: str | None = None, track: tuple[str, ...] = ()) -> str | None:
         if len(chain) > MAX_CERT_DEPTH:         # (the rest of the work is the worker's, off the loop)
@@ -189,8 +179,7 @@ class VerifyRunner:
             return
         ok, reason = fut.result() if fut.exception() is None else (False, "the command failed")
         self.results.append((job.key, job, ok, reason))
-        if self._wake is not None:
-            self._wake.ring()
+        self._ring()
 
     def take_results(self) -> list[tuple[object, bool, str]]:
         out = []
@@ -203,10 +192,7 @@ class VerifyRunner:
 
     def close(self) -> None:
         self.running.stop()
-        if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
-        if self._wake is not None:
-            self._wake.close()
+        self._shutdown()
 
     # ---------------------------------------------------------------- the workers' side
     def _run(self, job: _Job) -> tuple[bool, str]:
