@@ -240,8 +240,6 @@ class UdpTransport:
                 self.stats["icmp_refused"] = self.stats.get("icmp_refused", 0) + 1
                 continue  # ICMP port unreachable from a previous send: the peer is not there (yet)
             except OSError as e:
-                if e.errno in _OURS_GONE:
-                    raise PortGone(f"UDP socket: receive failed: {e}") from e
                 self._error("receive", e)
                 break
             longest = 1
@@ -289,8 +287,6 @@ class UdpTransport:
                 self.stats["icmp_refused"] = self.stats.get("icmp_refused", 0) + 1
                 continue
             except OSError as e:
-                if e.errno in _OURS_GONE:
-                    raise PortGone(f"UDP socket: receive failed: {e}") from e
                 self._error("receive", e)
                 break
             longest = 1
@@ -323,6 +319,9 @@ class UdpTransport:
         return bool(self._spill)
 
     def _error(self, what: str, e: OSError) -> None:
+        """A failed receive or send, counted by errno -- or, when the socket itself is gone
+        (closed under us), PortGone: that ends the port, not a datagram."""
+        _raise_if_ours_gone(what, e)
         name = f"{what} {errno.errorcode.get(e.errno or 0, str(e.errno))}"
         self.errors[name] = self.errors.get(name, 0) + 1
 
@@ -338,10 +337,8 @@ class UdpTransport:
         except (BlockingIOError, InterruptedError):
             self.stats["send_dropped"] += 1
         except OSError as e:
-            if e.errno in _OURS_GONE:
-                raise PortGone(f"UDP socket: send failed: {e}") from e
-            self.stats["send_dropped"] += 1
             self._error("send", e)
+            self.stats["send_dropped"] += 1
         return False
 
     def send_batch(self, datagrams: list, addr: tuple | None = None) -> None:
@@ -412,10 +409,8 @@ class UdpTransport:
         except (BlockingIOError, InterruptedError):
             self.stats["send_dropped"] += 1
         except OSError as e:
-            if e.errno in _OURS_GONE:
-                raise PortGone(f"UDP socket: send failed: {e}") from e
-            self.stats["send_dropped"] += 1
             self._error("send", e)
+            self.stats["send_dropped"] += 1
         return False
 
     def _send_gso(self, run: list, size: int, addr, cm: list = (), key=None) -> None:
@@ -434,8 +429,7 @@ class UdpTransport:
         except (BlockingIOError, InterruptedError):
             self.stats["send_dropped"] += len(run)
         except OSError as e:
-            if e.errno in _OURS_GONE:
-                raise PortGone(f"UDP socket: send failed: {e}") from e
+            _raise_if_ours_gone("send", e)
             if e.errno == errno.EMSGSIZE:
                 # A segment bigger than the path MTU: GSO cannot fragment, plain sends can.
                 self.stats["gso_too_big"] = self.stats.get("gso_too_big", 0) + 1
@@ -471,3 +465,8 @@ class UdpTransport:
 
 
 _OURS_GONE = (errno.EBADF, errno.ENOTSOCK)
+
+
+def _raise_if_ours_gone(what: str, e: OSError) -> None:
+    if e.errno in _OURS_GONE:
+        raise PortGone(f"UDP socket: {what} failed: {e}") from e
