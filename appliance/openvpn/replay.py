@@ -67,7 +67,15 @@ class ReplayWindow:
     def _note_newest(self, pid: int, now: float) -> None:
         self._t_high = now
         if now >= self._next_sample:
-            self._samples.append((now, pid))
+            # Samples older than T are folded into the floor here too, not only when an
+            # out-of-order id asks (_expired_floor): a key whose packets all came in order kept
+            # one sample a second for its whole life (~410 KB an hour per key, without bound
+            # with reneg-sec 0), and an authenticated peer chooses to send in order.
+            samples = self._samples
+            limit = self.time_limit
+            while samples and samples[0][0] + limit < now:
+                self.floor = max(self.floor, samples.popleft()[1])
+            samples.append((now, pid))
             self._next_sample = now + SAMPLE_INTERVAL
 
     # -- the window

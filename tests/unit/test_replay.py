@@ -145,3 +145,20 @@ def test_time_limit_never_accepts_what_the_window_refuses_and_never_refuses_fres
         elif model_ok:
             # Refused only by the time limit: some id >= pid arrived more than `limit` s ago.
             assert any(q >= pid and t + limit < now for q, t in arrivals.items())
+
+
+def test_time_limit_samples_stay_bounded_when_every_id_comes_in_order():
+    """The time limit's samples of (arrival, newest id) must not outgrow T: an authenticated peer
+    sending one packet a second, always in order, never makes the window look back (no
+    out-of-order id), and the samples grew by one a second for the key's life (~410 KB an hour,
+    for ever with reneg-sec 0). The expiry they decide stays as it was."""
+    w = ReplayWindow(64, 15)
+    for i in range(1, 3601):                 # an hour, a packet a second, all in order (even ids)
+        assert w.accept(2 * i, now=float(i))
+    assert len(w._samples) <= 15 + 2
+    assert not w.accept(2 * (3600 - 20) - 1, now=3600.5)  # its successor came 20 s ago: expired
+    assert w.accept(2 * (3600 - 5) - 1, now=3600.5)       # 5 s ago: still inside T, as before
+    u = ReplayWindow(64, 15)                     # update() (the compiled AEAD path's) likewise
+    for i in range(1, 3601):
+        u.update(i, now=float(i))
+    assert len(u._samples) <= 15 + 2
