@@ -79,6 +79,7 @@ class ServerDispatcher(ClientPush):
         self.next_peer_id = 0
         self._tls_ctx = None
         self._stateless = self._make_wrapper(None)
+        self._v2_unwrapper: keyfiles.ClientKeyUnwrapper | None = None   # made at the first WKc
         self._timers = TimerHeap()
         self.admission = Admission(st)
         self._batch: dict[int, tuple[ClientRecord, Session]] | None = None   # begin_batch..end_batch
@@ -99,6 +100,7 @@ class ServerDispatcher(ClientPush):
             self.cookies = self.cookies.with_hand_window(st.hand_window)
         self._tls_ctx = None
         self._stateless = self._make_wrapper(None)
+        self._v2_unwrapper = None             # the reload's tls-crypt-v2 server key, at its first WKc
 
     def tls_context(self):
         """The TLS context of the current settings, made once per settings (a reload's new CA,
@@ -427,7 +429,10 @@ class ServerDispatcher(ClientPush):
             if op not in (Op.CONTROL_HARD_RESET_CLIENT_V3, Op.CONTROL_WKC_V1):
                 raise BadPacket("tls-crypt-v2 client packet without wrapped key")
             packet, wkc = wrapping.split_wkc_untrusted(packet)
-            v2 = V2Key(*keyfiles.unwrap_client_key_untrusted(wkc, self.st.v2_server_key))
+            unwrapper = self._v2_unwrapper
+            if unwrapper is None:
+                unwrapper = self._v2_unwrapper = keyfiles.ClientKeyUnwrapper(self.st.v2_server_key)
+            v2 = V2Key(*unwrapper.unwrap_untrusted(wkc))
             w = self._make_wrapper(v2)
         else:
             w = self._stateless

@@ -473,3 +473,35 @@ def test_a_late_verdict_answers_only_its_own_request_not_a_later_one_on_the_same
     d.auth_result(rec, 1, False, 34.0, check=later.check)        # its own verdict decides
     _pump(d, [(a, addr)], now=34.0)
     assert not rec.alive or 1 not in rec.session.keys or rec.session.keys[1].pending_auth is None
+
+
+def test_forged_wrapped_client_keys_cost_no_key_schedule_each(pki, monkeypatch):  # noqa: F811
+    """A no-key attacker's tls-crypt-v2 resets carry a WKc the server must decrypt before its tag
+    can be checked (the tag is over the plaintext). Each built a new AES-CTR context from the
+    server key (a Cipher object and a key schedule, ~10x the decryption itself), which made a
+    forged 300-byte datagram the dearest thing anybody without a key could send (~100 us here;
+    tls-crypt and tls-auth forgeries reuse their keyed contexts). The server key's context is
+    made once; a genuine client still gets in after the forgeries."""
+    d, c = _v2_setup(pki)
+    made = []
+    real_cipher = keyfiles.Cipher
+    monkeypatch.setattr(keyfiles, "Cipher", lambda *a, **kw: made.append(1) or real_cipher(*a, **kw))
+    reset = bytearray(c.take_outgoing()[0])
+    for i in range(50):
+        forged = bytearray(reset)
+        forged[-100 - i] ^= 0x5A                 # inside the WKc: fails its tag
+        d.receive(bytes(forged), ("198.18.5.%d" % (i + 1), 4000), 1.0)
+    assert d.stats["wrapped client key failed authentication"] == 50
+    assert len(made) <= 1, f"{len(made)} AES contexts made for 50 forged keys"
+    d.receive(bytes(reset), ("198.18.5.200", 4000), 1.0)     # the genuine one, after them
+    assert len(d.by_addr) == 1
+    # A reload with another server key: its clients get in, the old key's no more.
+    v2 = keyfiles.parse_tls_crypt_v2_server_key(keyfiles.generate_tls_crypt_v2_server_key())
+    d.apply_settings(dataclasses.replace(d.st, v2_server_key=v2))
+    d.receive(bytes(reset), ("198.18.5.201", 4000), 2.0)
+    assert d.stats["wrapped client key failed authentication"] == 51
+    kc, wkc = keyfiles.parse_tls_crypt_v2_client_key(keyfiles.generate_tls_crypt_v2_client_key(v2))
+    new = _mk_client(pki, pki["clients"][7], lambda: wrapping.TlsCryptV2ClientWrapper(kc, wkc, early_negotiation=False),
+                     early=True)
+    d.receive(bytes(new.take_outgoing()[0]), ("198.18.5.202", 4000), 2.0)
+    assert ("198.18.5.202", 4000) in d.by_addr
