@@ -129,7 +129,12 @@ def _usable_dns(pushed, address6: ipaddress.IPv6Interface) -> tuple[ipaddress.IP
         a = _v6(d)
         if a is None or len(out) >= MAX_RDNSS:
             continue
-        why = not_through_the_tunnel(d, ours, on_link=[address6.network, LINK_LOCAL6])
+        # An IPv4-mapped address (`DNS6 ::ffff:198.18.50.10`, which inet_pton takes) is an IPv4
+        # server in disguise: a LAN host's resolver sends to it over IPv4, to a LAN host or the
+        # LAN's broadcast address as readily as through the tunnel, and the rule below knows only
+        # the LAN's IPv6 prefixes. An RDNSS option names IPv6 servers.
+        why = ("an IPv4-mapped address" if a.ipv4_mapped is not None
+               else not_through_the_tunnel(d, ours, on_link=[address6.network, LINK_LOCAL6]))
         if why is None:
             out.append(a)
             continue

@@ -250,3 +250,16 @@ def test_ra_observers_follow_the_toml(tmp_path):
     assert ra_observers(off, "eth1") == []
     routed = parse_appliance_config(base.format(lan="nat = false"), str(tmp_path / "a.toml"))
     assert ra_observers(routed, "eth1") == [], "routed without a prefix of its own: no IPv6 on the LAN"
+
+
+def test_without_the_forwarder_a_pushed_ipv4_mapped_dns_server_is_not_advertised(caplog):
+    """`dhcp-option DNS6 ::ffff:198.18.50.10` (inet_pton takes it, as OpenVPN 2.6 does): a LAN
+    host's resolver sends to an IPv4-mapped address over IPv4, so the RA named a LAN host (its
+    queries in clear on the LAN, never through the tunnel) or the LAN's broadcast address, past
+    the rule above, which looked at the IPv6 prefixes only. An RDNSS address is an IPv6 one."""
+    adv, pump, sock = make(dns_forwarder=False)
+    bad = ("::ffff:198.18.50.10", "::ffff:198.18.50.255", "::ffff:198.19.0.1")
+    adv.tunnel_changed(TunnelState(True, "x", "tun0", pushed(dns=(*bad, "2001:db8:53::1"))))
+    pump.advance(0.1)
+    assert ras(sock)[0].rdnss == (ipaddress.IPv6Address("2001:db8:53::1"),)
+    assert caplog.text.count("not advertised") == len(bad)
