@@ -121,6 +121,11 @@ def configure_nic(nic: Wan | Lan, undo: Undo, avoid: Sequence[ipaddress.IPv4Netw
     _sysctl(f"{IP4_CONF}/{ifname}/arp_ignore", "1", undo)
     if isinstance(nic, Wan):
         _ipv6_sysctls(ifname, undo, slaac=nic.slaac)
+    else:
+        # No host on the LAN configures the router -- from before its link is up: an RA taken
+        # in between (a LAN host flooding them) left its on-link prefix as a route out of the
+        # LAN NIC that neither accept_ra 0 nor forwarding removes (tests/unit/test_lan_nic_ra_order.py).
+        _sysctl(f"{IP6_CONF}/{ifname}/accept_ra", "0", undo)
     if isinstance(nic, Wan) and nic.dhcp:
         configure_dhcp(ifname, undo, avoid)
     else:
@@ -138,7 +143,6 @@ def configure_nic(nic: Wan | Lan, undo: Undo, avoid: Sequence[ipaddress.IPv4Netw
             wait_slaac(ifname)
     else:
         a6 = lan_address6(nic, ifname)
-        _sysctl(f"{IP6_CONF}/{ifname}/accept_ra", "0", undo)   # no host on the LAN configures the router
         if a6 is not None:
             # No DAD for the router's own LAN address: the DNS forwarder binds it at once (a tentative
             # address cannot be bound), and an unplugged LAN would keep it tentative indefinitely.
