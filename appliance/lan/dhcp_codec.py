@@ -33,6 +33,9 @@ O_PAD, O_MASK, O_ROUTER, O_DNS, O_DOMAIN, O_BROADCAST = 0, 1, 3, 6, 15, 28
 O_REQUESTED, O_LEASE, O_OVERLOAD, O_TYPE, O_SERVER_ID, O_PARAMS, O_MESSAGE, O_MAX_SIZE = 50, 51, 52, 53, 54, 55, 56, 57
 O_T1, O_T2, O_CLIENT_ID, O_SEARCH, O_END = 58, 59, 61, 119, 255
 
+IP_UDP_HEADERS = 28              # an IPv4 header without options + a UDP header
+MIN_MESSAGE = 576 - IP_UDP_HEADERS   # what every client takes (RFC 2131 2: 236 + 312 octets of options)
+
 _HDR = struct.Struct("!BBBBIHH4s4s4s4s16s")
 BROADCAST_FLAG = 0x8000
 
@@ -69,10 +72,15 @@ class Request:
 
     @property
     def max_size(self) -> int:
-        """The largest DHCP message the client takes (option 57; at least 576, RFC 2132 9.10)."""
+        """The largest DHCP message the client takes: option 57 (at least 576, RFC 2132 9.10, at
+        most the Ethernet MTU) less the IP and UDP headers. Why less: the size is the whole IP
+        datagram's (RFC 2131 2: the 576 octets every client takes are an IP datagram, 312 of them
+        options; dhcpcd and systemd-networkd send their MTU, ISC's and systemd's servers subtract
+        the headers), and a reply over the MTU goes out in IP fragments, which clients reading
+        through a packet filter (dhclient, dhcpcd, systemd-networkd) drop: no lease."""
         v = self.options.get(O_MAX_SIZE)
         n = struct.unpack("!H", v)[0] if v is not None and len(v) == 2 else 576
-        return max(576, min(n, 1500))
+        return max(576, min(n, 1500)) - IP_UDP_HEADERS
 
     @property
     def params(self) -> bytes:
@@ -147,7 +155,7 @@ _SNAME_FILE = bytes(64 + 128)
 
 
 def encode_reply(req: Request, kind: int, yiaddr: IPv4Address | None, server: IPv4Address,
-                 options: list[bytes], max_size: int = 576) -> bytes:
+                 options: list[bytes], max_size: int = MIN_MESSAGE) -> bytes:
     """A BOOTREPLY to `req`: message type and server id first, then `options` (each already
     encoded by `option`, so the server encodes its fixed ones once) in order, each one left out
     when it would not fit the client's maximum message size (the optional ones come last: domain

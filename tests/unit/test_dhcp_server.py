@@ -209,6 +209,25 @@ def test_a_long_search_list_is_left_out_rather_than_overflowing_the_client():
     assert c.decode_domain_list(big.opts[119]) == names and big.size <= 1500   # split over instances
 
 
+def test_a_reply_fits_one_ip_datagram_of_the_size_the_client_gave():
+    """Option 57 counts the whole IP datagram (RFC 2131 2: the 576 octets every client takes are
+    an IP datagram, 312 of them options; dhcpcd and systemd-networkd send their MTU, and ISC's
+    and systemd's servers subtract the IP and UDP headers). We let the DHCP message itself reach
+    it: a pushed search list of ~1,200 bytes made a 1,490-byte message, a 1,518-byte datagram on a
+    1,500 MTU, sent in IP fragments, which clients reading through a packet filter (dhclient,
+    dhcpcd, systemd-networkd) drop: no lease. And 576-byte messages to a client that gave no size."""
+    names = [f"d{i}" + "x" * 50 + f".example{i}" for i in range(18)] + ["y" * 20 + ".test"]
+    s = server()
+    s.set_pushed(pushed(search=names))
+    for size, extra in ((1500, bytes((57, 2, 0x05, 0xdc))), (576, b""), (576, bytes((57, 2, 0x02, 0x40)))):
+        got = one(s, msg(c.DISCOVER, mac(1), params=bytes((1, 3, 6, 15, 119)), extra=extra))
+        assert got.size + 28 <= size, (size, got.size)
+        assert got.addr(3) == LAN.ip and got.addr(1) is not None
+    s.set_pushed(pushed(domain=".".join(["a" * 63] * 3) + ".bb", dns=("198.19.0.1",) * 8))
+    got = one(s, msg(c.DISCOVER, mac(2)))
+    assert got.size + 28 <= 576 and got.addr(3) == LAN.ip
+
+
 def test_inform_is_answered_without_a_lease():
     s = server()
     s.set_pushed(pushed())
