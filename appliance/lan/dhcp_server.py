@@ -31,7 +31,7 @@ import logging
 import socket
 from collections import OrderedDict
 from dataclasses import dataclass
-from ipaddress import IPv4Address, IPv4Interface
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from typing import TYPE_CHECKING, Callable, Iterable
 
 from . import dhcp_codec as c
@@ -56,6 +56,7 @@ SWEEP_EVERY = 10.0           # at most this often, a full scan for expired entri
 RATE, BURST = 200.0, 400.0   # messages handled per second (token bucket): a flood's CPU share is bounded
 CLIENT_RATE, CLIENT_BURST = 1.0, 8.0   # ... from a bound lease's own address: its own bucket (see handle)
 BROADCAST = "255.255.255.255"
+LINK_LOCAL4 = IPv4Network("169.254.0.0/16")   # on every link of many hosts: asked there, never through the tunnel
 
 
 @dataclass
@@ -150,7 +151,8 @@ class DhcpServer:
         # Handed to LAN hosts only with the forwarder off, and then not one of our own addresses,
         # multicast or broadcast (pushed_dns.py, the forwarder's rule): a server pushing our
         # tunnel or LAN address sent every LAN host's queries to this host. Nor an address on the
-        # LAN itself: a LAN host asks it directly, in clear on the LAN, the tunnel never used.
+        # LAN itself: a LAN host asks it directly, in clear on the LAN, the tunnel never used --
+        # nor a link-local one (169.254/16: macOS and many Linux desktops route it on the link).
         ours = [str(self.server), *(pushed.ifconfig[:1] if pushed.ifconfig else [])]
         refused = 0
         for a in pushed.dns:
@@ -161,7 +163,7 @@ class DhcpServer:
             except ValueError:
                 continue                       # IPv6 servers are not DHCPv4's business
             why = None if self.dns_forwarder else not_through_the_tunnel(
-                a, ours, [str(self.net.broadcast_address)], on_link=[self.net])
+                a, ours, [str(self.net.broadcast_address)], on_link=[self.net, LINK_LOCAL4])
             if why is not None:
                 refused += 1
                 if refused <= MAX_DNS:         # a line each for the first few, then their count

@@ -190,6 +190,17 @@ def test_without_the_dns_forwarder_a_pushed_dns_server_on_the_lan_itself_is_not_
     assert caplog.text.count("is an address on the LAN itself") == 2
 
 
+def test_without_the_dns_forwarder_a_pushed_link_local_dns_server_is_not_handed_out(caplog):
+    """`dhcp-option DNS 169.254.1.1`, the forwarder off: macOS routes 169.254.0.0/16 on every
+    link, and so do many Linux desktops (NetworkManager's link-local route), so a LAN host
+    asked it by ARP on the LAN, in clear, whichever LAN host answers -- the IPv4 twin of the
+    fe80::/10 the RAs already leave out (lan/ra.py). A server outside stays."""
+    s = server(dns_forwarder=False)
+    s.set_pushed(pushed(dns=("169.254.1.1", "169.254.169.254", "198.19.0.53")))
+    assert one(s, msg(c.DISCOVER, mac(1))).opts[6] == IPv4Address("198.19.0.53").packed
+    assert caplog.text.count("is an address on the LAN itself") == 2
+
+
 def test_a_push_of_a_thousand_unusable_dns_servers_writes_a_few_lines(caplog):
     """A hostile server pushing ~1000 multicast DNS servers (the forwarder off): a warning each
     made ~1000 log lines at every push (every reconnect); now the first few and a count."""
