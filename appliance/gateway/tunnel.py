@@ -612,6 +612,7 @@ class TunnelNetwork(_TunAndRoutes):
                 self._inside_lan(second, 32)            # the peer's host route
             if pushed.ifconfig_ipv6 is not None:
                 addr6, _, plen = pushed.ifconfig_ipv6[0].partition("/")
+                self._inside_lan(addr6, 128)            # the address itself, as IPv4's above
                 self._inside_lan(addr6, int(plen or 64))
         except ValueError as e:
             raise RuntimeError(f"pushed tunnel address {e}: refused") from None

@@ -19,6 +19,11 @@ def _net(lan=LAN) -> TunnelNetwork:
     PushedOptions(ifconfig=("198.19.0.2", "198.18.60.1")),                      # net30 peer in a LAN route
     PushedOptions(ifconfig=("198.19.0.2", "255.255.255.0"), topology="subnet",
                   ifconfig_ipv6=("fd18:50::77/64", "")),
+    # The address inside the LAN's /64, its subnet around the LAN (a /48: within WIDEST_SUBNET6):
+    # only the subnet was looked at, where IPv4 checks the address too. The TUN then held a LAN
+    # host's address, and that host's IPv6 from the router and through the tunnel ended at it.
+    PushedOptions(ifconfig=("198.19.0.2", "255.255.255.0"), topology="subnet",
+                  ifconfig_ipv6=("fd18:50::77/48", "")),
 ])
 def test_a_tunnel_address_inside_the_lan_refuses_the_push(push):
     with pytest.raises(RuntimeError, match="inside the LAN's network"):
