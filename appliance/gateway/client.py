@@ -52,6 +52,7 @@ from .restart_pause import restart_pause
 from .status import vm_rss
 from .tlsverify import VerifyRunner, make_verify_runner
 from .client_scripts import DOWN_ROOT, ClientScriptPlan, ClientScripts
+from .route_delay import delay_of
 from .updown import UpDown
 
 if TYPE_CHECKING:
@@ -959,7 +960,7 @@ class ClientGateway:
         c, self.conn = self.conn, None
         if self._takeover is not None and c is not None and isinstance(c.link, P2PListenLink):
             self._takeover.drop(c.link)
-        for t in ("poll", "engine", "session", "p2p-candidate", "p2p-handshake"):        # session-timeout counts within a connection
+        for t in ("poll", "engine", "session", "p2p-candidate", "p2p-handshake", "route-delay"):        # session-timeout counts within a connection
             self.pump.timers.cancel(t)
         if c is not None:
             self.pump.unwatch(c.link)
@@ -1355,9 +1356,15 @@ class ClientGateway:
         self._push_changed(c, e.pushed, pushed, tun.name if tun else self.opts.dev)
         first_up = self.updown.plugin_env is None
         self.updown.up(c.session, c.addr, pushed, tun.name if tun else self.opts.dev, self.mgmt)
+        waiting = getattr(self.net, "routes_waiting", None) is not None
         if self.scripts is not None:
-            self.scripts.up(first_up, c.session, c.addr, pushed, tun.name if tun else self.opts.dev)
+            self.scripts.up(first_up, c.session, c.addr, pushed, tun.name if tun else self.opts.dev,
+                            route_up=not waiting)
             self._scripts_queued()
+        if waiting:
+            # route-delay with route-gateway dhcp (gateway/route_delay.py): the routes and route-up
+            # then, via the router a DHCP ACK gave by that time.
+            self.pump.timers.arm("route-delay", self.clock() + delay_of(self.opts), lambda: self._route_delay_over(c))
         if e.pushed is not None and e.pushed.inactive is not None:
             self._arm_inactive(e.pushed.inactive)   # the server's value replaces ours
         p = e.pushed
@@ -1398,13 +1405,35 @@ class ClientGateway:
         if router == self.dhcp_router:
             return
         self.dhcp_router = router
+        self.updown.route_setenv(route_vpn_gateway=router)     # 2.6's route_list_add_vpn_gateway
         now = self.clock()
         if now - self._dhcp_router_said >= DHCP_ROUTER_LOG_EVERY:
             self._dhcp_router_said = now
             log.info("Extracted DHCP router address: %s (route-gateway dhcp; its Router option kept from the tap)",
                      router)
 
+    def _route_delay_over(self, c: Connection) -> None:
+        """route-delay is over: the routes that waited, redirect-gateway via the DHCP router
+        learned by now (none: not redirected, as 2.6), then route-up with route_vpn_gateway and
+        redirect_gateway as 2.6's do_route leaves them."""
+        if self.conn is not c:
+            return
+        try:
+            redirected = self.net.add_waiting_routes(self.dhcp_router)
+        except Exception as ex:  # noqa: BLE001 - as a push the host refuses: this connection ends
+            log.error("cannot add the routes route-delay held back: %s", ex)
+            self._schedule_retry()
+            return
+        self.updown.route_setenv(redirect_gateway="1" if redirected else "0")
+        if self.scripts is not None:
+            self.scripts.route_up_delayed()
+            self._scripts_queued()
+
     def _announce_up(self, c: Connection, pushed) -> None:
+        if self.conn is c and self.pump.timers.armed("route-delay"):
+            # As 2.6: "Initialization Sequence Completed" (CONNECTED) once the delayed routes are in.
+            self.pump.timers.arm("announce", self.clock() + SCRIPT_POLL, lambda: self._announce_up(c, pushed))
+            return
         if self.scripts is not None and self.scripts.runner.busy and self.conn is c:
             # As 2.6: CONNECTED once up and route-up have run (each bounded by its time limit).
             self.pump.timers.arm("announce", self.clock() + SCRIPT_POLL, lambda: self._announce_up(c, pushed))

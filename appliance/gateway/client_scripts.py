@@ -302,9 +302,11 @@ class ClientScriptPlan:
         env = {"script_type": "ipchange", **env}
         self.runner.submit("ipchange", [*self.ipchange, ipchange_word(remote[0], remote[1])], env)
 
-    def up(self, first: bool, session=None, remote: tuple = (), pushed=None, dev: str = "") -> None:
+    def up(self, first: bool, session=None, remote: tuple = (), pushed=None, dev: str = "",
+           route_up: bool = True) -> None:
         """The tunnel is up (UpDown.up has run): the first of the run runs up then route-up; a
-        later one runs up (`restart`) with up-restart, in this connection's own set."""
+        later one runs up (`restart`) with up-restart, in this connection's own set.
+        `route_up=False`: route-delay holds route-up back (route_up_delayed runs it)."""
         o, u = self.opts, self.updown
         if u.plugin_env is None:
             return
@@ -322,13 +324,25 @@ class ClientScriptPlan:
             if o.up_script:
                 env = {"script_type": "up", **u.plugin_env}
                 self.runner.submit("up", [*o.up_script, *tunnel_words(env, "init")], env, keep=True)
-            if self.route_up:
+            if self.route_up and route_up:
                 self.runner.submit("route-up", list(self.route_up), self._set(script_type="route-up"), keep=True)
+            self.route_up_owed = bool(self.route_up) and not route_up
             if keep:
                 self.runner.submit(END_ROOT, [], {}, keep=True)    # 2.6 drops to `user` here
         elif o.up_restart and o.up_script:
             env = self._set(script_type="up", script_context="restart")     # the set UpDown.up made
             self.opened = self.runner.submit("up", [*o.up_script, *tunnel_words(env, "restart")], env)
+
+    route_up_owed = False               # route-delay held the first tunnel's route-up back
+
+    def route_up_delayed(self, **env: str) -> None:
+        """route-delay is over (gateway/route_delay.py): route-up, once a run, with `env` (the
+        learned route_vpn_gateway, redirect_gateway) in the set. After the drop to `user`, as
+        2.6's (its delayed do_route runs after do_uid_gid_chroot)."""
+        if not self.route_up_owed or self.updown.plugin_env is None or not self.opened:
+            return
+        self.route_up_owed = False
+        self.runner.submit("route-up", list(self.route_up), self._set(script_type="route-up", **env), keep=True)
 
     def closing(self, why: str) -> None:
         """A restart without persist-tun closes the tunnel (2.6's do_close_tun, as at the end but

@@ -26,6 +26,7 @@ from ..router.routes import RouteSet
 from ..tun.device import TunDevice
 from ..tun.rtnl import NetlinkError, Rtnl, link_index
 from .eventlog import some_of
+from .route_delay import routes_wait_for_dhcp
 from .server_net import mask_to_prefix
 
 log = logging.getLogger("vpn-appliance")
@@ -281,7 +282,7 @@ class TunnelNetwork(_TunAndRoutes):
             # server's way (`server-bridge`: the address comes from DHCP on the tap, an up script's).
             pushed = replace(pushed, topology="subnet")
             if pushed.ifconfig is None:
-                self._apply_bare_tap(pushed)
+                self._apply_bare_tap(pushed, remote_ip)
                 return
         if pushed is None or pushed.ifconfig is None:
             raise RuntimeError("server pushed no ifconfig")
@@ -300,6 +301,7 @@ class TunnelNetwork(_TunAndRoutes):
         # refuses) has removed the routes of the last one, so the same push coming back after
         # the reconnect must be applied in full, not taken for what the host still has.
         self.applied = None
+        self.routes_waiting = None
         # `pushed` is the server's options with the profile's own (openvpn/profile_push.py): under
         # route-nopull the server's routes, redirect and block-ipv6 never got into it, and the
         # profile's stay, as with OpenVPN 2.6 (route-nopull only refuses pushed options).
@@ -342,7 +344,9 @@ class TunnelNetwork(_TunAndRoutes):
             log.info("tun %s: IPv6 address %s", self.tun.name, pushed.ifconfig_ipv6[0])
             has6 = True
         self.routes = RouteSet(self._nl)
-        if self.opts.route_noexec:
+        if routes_wait_for_dhcp(self.opts, pushed):
+            self._wait_for_router(pushed, remote_ip, has6)
+        elif self.opts.route_noexec:
             # As OpenVPN 2.6 (init.c: no do_route): the user routes; we add nothing, not even the
             # server's host route, and say what was left out.
             log.info("route-noexec: no routes added (%d pushed route(s), %d route-ipv6, redirect-gateway %s; "
@@ -350,23 +354,77 @@ class TunnelNetwork(_TunAndRoutes):
                      "pushed" if pushed.redirect_gateway is not None else
                      "in the config" if self.opts.redirect_gateway is not None else "none", len(self.opts.route))
         else:
-            self._pushed_routes(pushed, remote_ip, ng4, ng6, has6, server_path)
-            default_metric = getattr(pushed, "route_metric", None) or None     # route-metric (0: none)
-            for net, mask, gw, metric in self.opts.route:
-                m = metric if metric is not None else default_metric
-                if self.tap:        # via a gateway, as the pushed ones (_route4)
-                    try:
-                        self._route4(net, mask or "255.255.255.255", gw, m, ng4, self._gateway4(pushed))
-                    except (ValueError, NetlinkError, OSError) as e:
-                        log.warning("route %s %s: not installed (%s); skipped", net, mask, e)
-                    continue
-                self.routes.add(net, mask_to_prefix(mask or "255.255.255.255"), dev=self.tun.name, metric=m)
+            self._all_routes(pushed, remote_ip, ng4, ng6, has6, server_path)
         if pushed.dns:
             # applied (or not) by host/resolver.py; a push may name ~1000 (eventlog.MAX_SUMMARY_ITEMS)
             log.info("server pushed DNS %s", some_of(pushed.dns, "servers", ", "))
         self.applied = key
 
-    def _apply_bare_tap(self, pushed) -> None:
+    def _all_routes(self, pushed, remote_ip: str, ng4, ng6, has6: bool, server_path,
+                    redirect_via: str | None = None) -> None:
+        """The pushed routes and the profile's `route` lines (the push's address already set)."""
+        self._pushed_routes(pushed, remote_ip, ng4, ng6, has6, server_path, redirect_via)
+        default_metric = getattr(pushed, "route_metric", None) or None     # route-metric (0: none)
+        for net, mask, gw, metric in self.opts.route:
+            m = metric if metric is not None else default_metric
+            if self.tap:        # via a gateway, as the pushed ones (_route4)
+                try:
+                    self._route4(net, mask or "255.255.255.255", gw, m, ng4, self._gateway4(pushed))
+                except (ValueError, NetlinkError, OSError) as e:
+                    log.warning("route %s %s: not installed (%s); skipped", net, mask, e)
+                continue
+            self.routes.add(net, mask_to_prefix(mask or "255.255.255.255"), dev=self.tun.name, metric=m)
+
+    # route-delay with route-gateway dhcp (gateway/route_delay.py): what the routes wait with.
+    routes_waiting: tuple | None = None
+
+    def _wait_for_router(self, pushed, remote_ip: str, has6: bool) -> None:
+        """route-delay with route-gateway dhcp: no route now; the client calls add_waiting_routes
+        once the delay is over. Said as 2.6 says it at this point: the routes that can never have
+        a gateway (none of their own, or vpn_gateway) are dropped now, before any reply came."""
+        self.routes_waiting = (pushed, remote_ip, has6)
+        gateless = [f"{n} {m}" for n, m, g, _x in [*pushed.routes, *self.opts.route]
+                    if g is None or not _is_v4(g) and g != "net_gateway"]
+        if gateless:
+            log.warning("route-gateway dhcp: %d route(s) with no gateway of their own (%s%s) not installed: the "
+                        "gateway comes from a DHCP reply after the route list is made, as OpenVPN 2.6 drops "
+                        "them (\"needs a gateway parameter\")", len(gateless), ", ".join(gateless[:3]),
+                        ", ..." if len(gateless) > 3 else "")
+        log.info("route-delay %d: routes and route-up wait (route-gateway dhcp: redirect-gateway via the router "
+                 "a DHCP ACK gives by then)", self.opts.route_delay[0])
+
+    def add_waiting_routes(self, router: str | None) -> bool:
+        """route-delay is over: the routes that waited (_wait_for_router), redirect-gateway via
+        `router` (the DHCP ACK's; None: none came, no redirect, as 2.6), the rest as they would
+        have gone in at tunnel-up. -> whether IPv4 redirect-gateway was done (route-up's
+        redirect_gateway). False, nothing done, when nothing waits."""
+        w, self.routes_waiting = self.routes_waiting, None
+        if w is None or self.tun is None:
+            return False
+        pushed, remote_ip, has6 = w
+        if self.routes is None:
+            self.routes = RouteSet(self._nl)
+        try:
+            if self.opts.route_noexec:
+                log.info("route-noexec: no routes added (route-delay over)")
+                return False
+            need4, need6 = self._net_gateway_needed(pushed)
+            ng4 = RouteSet.net_gateway(False, not_dev=self.tun.name) if need4 else None
+            ng6 = RouteSet.net_gateway(True, not_dev=self.tun.name) if need6 else None
+            server_path = (RouteSet.path_to(remote_ip, not_dev=self.tun.name)
+                           if self._server_needs_host_route(pushed, remote_ip) else None)
+            self._all_routes(pushed, remote_ip, ng4, ng6, has6, server_path, redirect_via=router or "")
+            return router is not None and self._redirect4(pushed)
+        finally:
+            self._record_routes()
+
+    def _redirect4(self, pushed) -> bool:
+        """Whether this push's routes redirect the IPv4 default route (redirect-gateway without
+        !ipv4, or a pushed default route)."""
+        flags = pushed.redirect_gateway if pushed.redirect_gateway is not None else self.opts.redirect_gateway
+        return (flags is not None and "!ipv4" not in flags) or any(self._default4(*r) for r in pushed.routes)
+
+    def _apply_bare_tap(self, pushed, remote_ip: str = "") -> None:
         """A tap push without ifconfig (server-bridge without a pool): the device up at its MTU
         with no address from us, as OpenVPN 2.6's client leaves it; the profile's up script (or
         the user) gives it one, typically by DHCP through the bridge. No routes: the gateway
@@ -382,6 +440,7 @@ class TunnelNetwork(_TunAndRoutes):
         if key == self.applied:
             return
         self.applied = None
+        self.routes_waiting = None
         if self.routes is not None:
             self.routes.remove_all()
             self.routes = None
@@ -396,7 +455,9 @@ class TunnelNetwork(_TunAndRoutes):
         log.info("tap %s: up without an address (the server pushed no ifconfig; an up script or DHCP gives "
                  "it one), mtu %d", self.tun.name, mtu)
         skipped = len(pushed.routes) + len(pushed.routes_ipv6) + (pushed.redirect_gateway is not None)
-        if skipped or pushed.ifconfig_ipv6 is not None:
+        if routes_wait_for_dhcp(self.opts, pushed):
+            self._wait_for_router(pushed, remote_ip, False)
+        elif skipped or pushed.ifconfig_ipv6 is not None:
             gw = pushed.route_gateway or self.opts.route_gateway or "none"
             log.warning("tap %s: %d pushed route(s)/redirect-gateway and %s skipped: without a pushed ifconfig "
                         "there is no route-gateway to send them to (route-gateway %s%s)", self.tun.name, skipped,
@@ -483,9 +544,10 @@ class TunnelNetwork(_TunAndRoutes):
             return True
         if any(g != "net_gateway" and _covers4(n, m, remote_ip) for n, m, g, _x in pushed.routes):
             return True
-        local, second = pushed.ifconfig
-        if (_covers4(local, second, remote_ip) if pushed.topology == "subnet"
-                else remote_ip in (local, second)):
+        if pushed.ifconfig is None:
+            pass                        # a bare tap (route-delay's routes): no subnet of ours
+        elif (_covers4(*pushed.ifconfig, remote_ip) if pushed.topology == "subnet"
+                else remote_ip in pushed.ifconfig):
             return True
         if pushed.ifconfig_ipv6 is not None:
             addr6, _, plen = pushed.ifconfig_ipv6[0].partition("/")
@@ -493,10 +555,13 @@ class TunnelNetwork(_TunAndRoutes):
                 return True
         return any(gw6 != "net_gateway_ipv6" and _covers6(n6, remote_ip) for n6, gw6, _x in pushed.routes_ipv6)
 
-    def _pushed_routes(self, pushed, remote_ip: str, ng4, ng6, has6: bool, server_path=None) -> None:
+    def _pushed_routes(self, pushed, remote_ip: str, ng4, ng6, has6: bool, server_path=None,
+                       redirect_via: str | None = None) -> None:
         """Routes as OpenVPN applies them: `net_gateway` ones go the pre-tunnel way, a pushed
         default route is split in two halves (the real default stays, as with def1), and
-        redirect-gateway honours its `ipv6`, `!ipv4` and `block-local` flags."""
+        redirect-gateway honours its `ipv6`, `!ipv4` and `block-local` flags. `redirect_via`:
+        the gateway of the IPv4 redirect alone (route-delay's DHCP router; "": none learned),
+        as 2.6's redirect reads its vpn_gateway when it is done, a route's at tunnel-up."""
         tun, routes = self.tun.name, self.routes
         assert routes is not None
         self._route_lines = 0
@@ -523,12 +588,15 @@ class TunnelNetwork(_TunAndRoutes):
         # the redirect before the route list): pushed `0.0.0.0/1 net_gateway` and `128.0.0.0/1
         # net_gateway` went in first, the halves were then "already there", and all traffic left
         # outside the tunnel while the log said redirect-gateway (the profile's own, too).
-        if redirect4 and self.tap and gw4 is None:
-            log.warning("redirect-gateway on tap %s: no route-gateway pushed or set; not redirected", tun)
+        rgw4 = gw4 if redirect_via is None else (redirect_via or None)
+        if redirect4 and self.tap and rgw4 is None:
+            log.warning("redirect-gateway on tap %s: no route-gateway pushed or set%s; not redirected", tun,
+                        " (route-gateway dhcp: no DHCP ACK gave a router within route-delay)"
+                        if redirect_via is not None else "")
         elif redirect4:
-            routes.add_redirect_gateway_def1(tun, remote_ip, server_path, gateway=gw4)
+            routes.add_redirect_gateway_def1(tun, remote_ip, server_path, gateway=rgw4)
             log.info("redirect-gateway def1 via %s%s (server %s kept on the old default route)", tun,
-                     f" gateway {gw4}" if gw4 else "", remote_ip)
+                     f" gateway {rgw4}" if rgw4 else "", remote_ip)
         if redirect6:
             if has6 or self.block_ipv6:
                 try:

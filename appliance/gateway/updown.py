@@ -156,6 +156,13 @@ class UpDown:
         if mgmt is not None and self.opts.management_up_down:
             mgmt.up_down("UP", self.mgmt_env)
 
+    def route_setenv(self, **kw: str) -> None:
+        """route.c's setenv on the set as it stands (newest first): a DHCP ACK's router as
+        route_vpn_gateway (route_list_add_vpn_gateway, whenever one comes), route-delay's
+        redirect_gateway (do_route). Seen by every script and >UPDOWN line after it."""
+        if self.mgmt_env is not None:
+            self.mgmt_env = {**kw, **{k: v for k, v in self.mgmt_env.items() if k not in kw}}
+
     def down_notice(self, mgmt) -> None:
         """Before the device goes: >UPDOWN:DOWN."""
         if mgmt is not None and self.opts.management_up_down and self.mgmt_env is not None:

@@ -58,6 +58,11 @@ def _vpn_gateway(pushed, opts) -> str | None:
     return None
 
 
+def _gateless(gw: str | None) -> bool:
+    """Whether a route's gateway is the VPN gateway's (none given, `vpn_gateway`)."""
+    return gw in (None, "", "vpn_gateway")
+
+
 def _route_gateway(gw: str | None, vpn_gw: str | None, net_gw: str | None, remote_ip: str) -> str:
     if gw in (None, "", "vpn_gateway"):
         return vpn_gw or "0.0.0.0"
@@ -130,8 +135,13 @@ def up_env(opts, pushed, *, remote: tuple, chain: list, common_name: str, dev: s
             e["ifconfig_ipv6_remote"] = remote6
     if pushed is not None:
         v6_remote = pushed.ifconfig_ipv6[1] if pushed.ifconfig_ipv6 and pushed.ifconfig_ipv6[1] else None
-        e.update(route_env(pushed.routes, pushed.routes_ipv6, _vpn_gateway(pushed, opts), net_gateway, ip,
-                           pushed.route_metric, v6_remote))
+        vpn_gw = _vpn_gateway(pushed, opts)
+        routes = pushed.routes
+        if opts.dev_type == "tap" and vpn_gw is None and any(_gateless(r[2]) for r in routes):
+            # 2.6's init_route_list fails on such a route ("needs a gateway parameter": on tap
+            # with route-gateway dhcp, the router comes later) and then sets no route_*_N at all.
+            routes = []
+        e.update(route_env(routes, pushed.routes_ipv6, vpn_gw, net_gateway, ip, pushed.route_metric, v6_remote))
     e["script_context"] = "init"
     e["tun_mtu"] = str(pushed.tun_mtu if pushed is not None and pushed.tun_mtu else opts.tun_mtu)
     e["dev"] = dev

@@ -143,3 +143,55 @@ def test_debians_client_leases_through_our_bridge(lab, line, router):
             cli.stop(5)
         stop_udhcpc(lab, f"deb-{name}")
         srv.stop(8)
+
+
+ROUTE_DELAY = 8             # past the lease (udhcpc binds ~3 s after up here), well inside the test's bounds
+
+
+def _route_delay_run(lab, start, name: str) -> tuple[dict, str, str]:
+    """A client of Debian's `server-bridge` (route-gateway dhcp and redirect-gateway def1 pushed,
+    and a gateless route) with `route-delay`, a profile route via the LAN's router and one with
+    no gateway, and a route-up script writing its environment and the routes it saw.
+    -> (route-up's environment, the routes it saw, the client's log)."""
+    prof, events = dhcp_profile(lab, DEBIAN_PORT, name)
+    out = lab.tmp / f"{name}-route-up.txt"
+    ru = lab.write(f"{name}-route-up.sh", f'#!/bin/sh\n{{ env; echo ROUTES; ip -4 route show dev "$dev"; }} > {out}.new\n'
+                   f'mv {out}.new {out}\n')
+    ru.chmod(0o755)
+    prof += (f"route-delay {ROUTE_DELAY}\nroute-up {ru}\n"
+             f"route 198.18.77.0 255.255.255.0 {LAN_ROUTER}\nroute 198.18.78.0 255.255.255.0\n")
+    proc = start(prof, name)
+    try:
+        leased(lab, events, lab.cli)
+        assert until(out.exists, ROUTE_DELAY + 15), proc.log()[-3000:]
+        env_text, _, seen = out.read_text().partition("ROUTES\n")
+        env = dict(line.split("=", 1) for line in env_text.splitlines() if "=" in line)
+        return env, seen, proc.log()
+    finally:
+        proc.stop(5)
+        stop_udhcpc(lab, name)
+
+
+def _routes_of(seen: str) -> set[str]:
+    return {" ".join(line.split()[:3]) for line in seen.splitlines() if " via " in line}
+
+
+def test_route_delay_adds_routes_via_the_dhcp_router_as_debians_client(lab):
+    """`route-gateway dhcp` (pushed) with `route-delay`: as Debian's client, ours adds, once the
+    delay is over, redirect-gateway's halves via the router the DHCP ACK gave and the route with
+    a gateway of its own; the routes with none are dropped (2.6 makes its route list before any
+    reply); route-up runs then (after the lease: it sees the leased network) with
+    route_vpn_gateway the learned router and redirect_gateway=1, as Debian's."""
+    deb_env, deb_seen, _ = _route_delay_run(lab, lambda p, n: lab.openvpn(lab.cli, p, n), "deb-delay")
+    our_env, our_seen, our_log = _route_delay_run(lab, lambda p, n: lab.ours(lab.cli, p, n), "ours-delay")
+    want = {f"0.0.0.0/1 via {LAN_ROUTER}", f"128.0.0.0/1 via {LAN_ROUTER}", f"198.18.77.0/24 via {LAN_ROUTER}"}
+    assert _routes_of(deb_seen) == want, deb_seen
+    assert _routes_of(our_seen) == want, (our_seen, our_log[-3000:])
+    for env in (deb_env, our_env):
+        assert "198.19.1.0/24" in (deb_seen if env is deb_env else our_seen)     # after the lease
+    keys = ("route_vpn_gateway", "redirect_gateway", "script_type", "dev_type")
+    assert {k: deb_env.get(k) for k in keys} == {"route_vpn_gateway": LAN_ROUTER, "redirect_gateway": "1",
+                                                 "script_type": "route-up", "dev_type": "tap"}, deb_env
+    assert {k: our_env.get(k) for k in keys} == {k: deb_env.get(k) for k in keys}, our_env
+    per_route = lambda e: sorted(k for k in e if k.startswith("route_") and k[-1].isdigit())   # noqa: E731
+    assert per_route(our_env) == per_route(deb_env), (our_env, deb_env)

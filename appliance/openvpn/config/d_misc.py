@@ -121,7 +121,6 @@ _NOOPS = {
     "sndbuf rcvbuf": "socket buffers keep the appliance's sizes",
     "txqueuelen": "the TUN queue length stays the kernel default",
     "persist-remote-ip persist-local-ip": "each reconnect resolves the remote again",
-    "route-delay": "routes are added as soon as the tunnel is up",
     "route-method register-dns": "Windows only",
     "ncp-disable": "cipher negotiation is always on (as in OpenVPN 2.6)",
     "ifconfig-nowarn": "no option-consistency warnings are printed",

@@ -59,6 +59,21 @@ def _route_gateway(p: ParseState, d: str, a: list[str], inline: str | None) -> N
     p.err(d, f"gateway {v!r} must be an IPv4 address, a name or dhcp")
 
 
+ROUTE_DELAY_WINDOW = 30         # 2.6's default --route-delay window (options.c); Linux never waits on it
+
+
+@reg.apply("route-delay", why="the routes and route-up wait N seconds after the tunnel comes up (as OpenVPN 2.6 "
+           "on Linux); with route-gateway dhcp on a tap client they go via the router learned by then",
+           sets=("route_delay",), used_by="client", nargs=(0, 2))
+def _route_delay(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
+    """`route-delay [N [W]]` (no N: 0). W is read as 2.6 reads it; on Linux its test_routes is
+    always true, so the routes go in at N whatever W says."""
+    n = p.int_arg(d, a[0], 0, 2**31 - 1) if a else 0
+    w = p.int_arg(d, a[1], 0, 2**31 - 1) if len(a) > 1 else ROUTE_DELAY_WINDOW
+    if n is not None and w is not None:
+        p.set("route_delay", (n, w))
+
+
 @reg.apply("block-ipv6", why="no IPv6 leaves outside the tunnel: it is routed into the TUN and answered there "
            "with \"no route\" (as a pushed block-ipv6)", sets=("block_ipv6",), used_by="client", nargs=(0, 0))
 def _block_ipv6(p: ParseState, d: str, a: list[str], inline: str | None) -> None:

@@ -185,6 +185,7 @@ class Options:
     fragment_mtu: bool = False                  # `fragment N mtu`: N counts the outer IP+UDP headers
     tun_mtu_extra: int = 0                      # tun-mtu-extra: counted against mssfix, as OpenVPN (tap: 32)
     route_gateway: str | None = None            # route-gateway: a tap client's default route gateway
+    route_delay: tuple[int, int] | None = None  # route-delay [N [W]]: (N, W); see gateway/route_delay.py
     lladdr: str | None = None                   # lladdr: a tap device's MAC address (aa:bb:cc:dd:ee:ff)
     vlan_tagging: bool = False                  # a tap server's 802.1Q VLANs per client (l2switch.py)
     vlan_accept: str = "all"                    # which frames the TAP device's port takes: tagged|untagged|all
