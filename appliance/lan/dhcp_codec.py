@@ -16,6 +16,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address
+from typing import Iterator
 
 MAGIC = b"\x63\x82\x53\x63"
 HEADER = 236                     # the BOOTP header before the magic cookie
@@ -115,6 +116,48 @@ def decode_request_untrusted(data: bytes) -> Request:
     return Request(t[0], xid, flags, IPv4Address(ciaddr), bytes(mac), opts)
 
 
+def walk_options(data, i: int = 0) -> Iterator[tuple[int, int, int | None]]:
+    """Every option of the DHCP options area `data` from offset `i` (RFC 2132 3.1), as
+    (code, its offset, its value's length): PAD skipped, the walk ending at END or at the end of
+    `data`. The one place that walks DHCP options -- a client's request here, a server's reply on
+    a tap client (openvpn/dhcprouter.py) -- so each bound is kept once, whoever sent the bytes:
+    one forward pass, never past len(data), no allocation but the tuples. The last option may be
+    cut short: its length None when only its code byte is left, else a value running past the
+    end (offset + 2 + length > len(data)); each caller decides what that means (a request is
+    refused, a reply's is left as it came). Option overload (52): option_overload, then the
+    file/sname fields walked the same way."""
+    data = bytes(data)                  # (indexing a memoryview costs several times more)
+    n = len(data)
+    while i < n:
+        code = data[i]
+        if code == O_END:
+            return
+        if code == O_PAD:
+            i += 1
+            continue
+        if i + 1 >= n:
+            yield code, i, None
+            return
+        length = data[i + 1]
+        yield code, i, length
+        i += 2 + length
+
+
+# The BOOTP fields an option overload (52) gives to options, as offsets in the message (RFC 2132 9.3).
+OVERLOAD_FILE, OVERLOAD_SNAME = (108, 236), (44, 108)
+
+
+def option_overload(data, i: int = 0) -> int:
+    """Option 52's values in the options area `data` from `i`, together: 1 the file field holds
+    options, 2 the sname field, 3 both (an option 52 of any other length is not one)."""
+    data = bytes(data)
+    out = 0
+    for code, at, length in walk_options(data, i):
+        if code == O_OVERLOAD and length == 1 and at + 3 <= len(data):
+            out |= data[at + 2]
+    return out & 3
+
+
 def decode_options(data: bytes, i: int) -> dict[int, bytes]:
     """The options from offset `i` to END (or the end of the packet); repeated codes are joined
     (RFC 3396). Option overload (52) is not followed: file/sname stay unread (we need none of
@@ -122,24 +165,13 @@ def decode_options(data: bytes, i: int) -> dict[int, bytes]:
     parts: dict[int, list[bytes]] = {}
     n = len(data)
     count = 0
-    while i < n:
-        code = data[i]
-        if code == O_END:
-            break
-        if code == O_PAD:
-            i += 1
-            continue
-        if i + 1 >= n:
-            raise BadRequest("options overrun")
-        length = data[i + 1]
-        end = i + 2 + length
-        if end > n:
+    for code, at, length in walk_options(data, i):
+        if length is None or at + 2 + length > n:
             raise BadRequest("options overrun")
         count += 1
         if count > MAX_OPTIONS:
             raise BadRequest("too many options")
-        parts.setdefault(code, []).append(data[i + 2:end])
-        i = end
+        parts.setdefault(code, []).append(data[at + 2:at + 2 + length])
     return {c: v[0] if len(v) == 1 else b"".join(v) for c, v in parts.items()}
 
 

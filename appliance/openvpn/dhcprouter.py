@@ -32,6 +32,9 @@ from __future__ import annotations
 import ipaddress
 from typing import Callable
 
+from ..lan.dhcp_codec import OVERLOAD_FILE as FILE
+from ..lan.dhcp_codec import OVERLOAD_SNAME as SNAME
+from ..lan.dhcp_codec import walk_options
 from .ethernet import ip_offset
 
 BOOTPC = 68                 # the client's port (the server's, 67, is not checked: see above)
@@ -39,14 +42,13 @@ BOOTREPLY = 2
 DHCP_FIXED = 240            # op .. file, and the magic cookie, before the options (2.6's struct dhcp)
 OPT_PAD, OPT_ROUTER, OPT_OVERLOAD, OPT_MSG_TYPE, OPT_END = 0, 3, 52, 53, 255
 OPT_CLASSLESS = (121, 249)  # classless static routes: RFC 3442's, and Microsoft's before it
-SNAME, FILE = (44, 108), (108, 236)   # the BOOTP fields an option overload (52) fills with options
 FIRST_FRAGMENT = "first fragment"
 FRAGMENTED_REPLY = "fragmented DHCP reply from the server side (route-gateway dhcp)"   # (a session stat)
 OVER_RATE = "DHCP reply over rate from the server side (route-gateway dhcp)"
 # Server replies read option by option, in bytes per second (and at once): a legitimate reply is
 # a few hundred bytes, a handful a minute; a hostile one (any host on a bridged LAN can send one)
-# costs some 0.25-0.4 us per byte here (a 1.5 KB reply of 600 options: ~0.35 ms; 3,000 a second,
-# 35 Mbit/s, pinned a core), so beyond this a reply is dropped (counted) rather than read: a few
+# costs some 0.25-0.5 us per byte here (a 1.5 KB reply of 600 options: ~0.4-0.6 ms, read by the
+# codec's walk_options; 3,000 a second, 35 Mbit/s, pinned a core), so beyond this a reply is dropped (counted) rather than read: a few
 # percent of a core at most, whatever comes.
 REPLY_RATE, REPLY_BURST = 64 * 1024, 128 * 1024
 
@@ -105,23 +107,13 @@ def _scan(opts) -> tuple[int | None, int]:
     """(the DHCP message type (option 53) among `opts` as 2.6 reads it -- the first --, or None;
     the option-overload (52) values together: 1 the file field holds options, 2 the sname)."""
     opts = bytes(opts)
-    mtype, overload = None, 0
-    i, n = 0, len(opts)
-    while i < n:
-        t = opts[i]
-        if t == OPT_END:
-            break
-        if t == OPT_PAD:
-            i += 1
-            continue
-        if i + 2 >= n:
-            break
-        if opts[i + 1] == 1:
+    mtype, overload, n = None, 0, len(opts)
+    for t, at, ln in walk_options(opts):
+        if ln == 1 and at + 3 <= n:
             if t == OPT_MSG_TYPE and mtype is None:
-                mtype = opts[i + 2]
+                mtype = opts[at + 2]
             elif t == OPT_OVERLOAD:
-                overload |= opts[i + 2]
-        i += opts[i + 1] + 2
+                overload |= opts[at + 2]
     return mtype, overload & 3
 
 
@@ -155,19 +147,11 @@ def _strip_routers(opts) -> tuple[bytes, bytes | None, int]:
     opts = bytes(opts)                  # (indexing a memoryview costs several times more)
     router = None
     kept: list = []
-    i, n, start, removed = 0, len(opts), 0, 0
-    while i < n:
-        t = opts[i]
-        if t == OPT_END:
+    n, start, removed = len(opts), 0, 0
+    for t, i, ln in walk_options(opts):
+        if ln is None:
             break
-        if t == OPT_PAD:
-            i += 1
-            continue
-        if i + 1 >= n:
-            break
-        ln = opts[i + 1]
         if t != OPT_ROUTER and t != 121 and t != 249:
-            i += ln + 2
             continue
         if ln > n - i - 2:
             break                       # an option running past the end: left, as 2.6 leaves it
@@ -178,14 +162,12 @@ def _strip_routers(opts) -> tuple[bytes, bytes | None, int]:
         else:
             new = _without_default(opts[i + 2:i + 2 + ln])
             if new is not None and len(new) == ln:
-                i += ln + 2             # no default route in it: as it is
-                continue
+                continue                # no default route in it: as it is
         kept.append(opts[start:i])
         if new is not None:
             kept.append(bytes((t, len(new))) + new)
             removed -= len(new) + 2
-        i += ln + 2
-        start = i
+        start = i + ln + 2
         removed += ln + 2
     kept.append(opts[start:n])
     return b"".join(kept) + bytes(removed), router, removed

@@ -1,0 +1,57 @@
+"""route-delay on a tap client with route-gateway dhcp (gateway/route_delay.py), as OpenVPN 2.6
+on Linux: what is read from the line, when the routes wait, and the environment route-up gets."""
+from __future__ import annotations
+
+import pytest
+
+from appliance.gateway.route_delay import delay_of, routes_wait_for_dhcp
+from appliance.gateway.updown_env import route_env
+from appliance.openvpn.config import parse_config
+from appliance.openvpn.errors import ConfigError
+from appliance.openvpn.keymethod import PushedOptions
+
+BASE = "client\nremote 198.18.0.1\n<ca>\nX\n</ca>\n"
+
+
+def _parse(text: str):
+    return parse_config(text, "/p/c.ovpn", read_file=lambda p: b"x")
+
+
+@pytest.mark.parametrize("line, want", [("route-delay", (0, 30)), ("route-delay 8", (8, 30)),
+                                        ("route-delay 8 60", (8, 60))])
+def test_the_line_as_26_reads_it(line, want):
+    o = _parse(BASE + "dev tap\n" + line + "\n")
+    assert o.route_delay == want and delay_of(o) == want[0]
+
+
+@pytest.mark.parametrize("line", ["route-delay x", "route-delay -1", "route-delay 1 2 3"])
+def test_a_bad_line_is_an_error_at_it(line):
+    with pytest.raises(ConfigError) as ei:
+        _parse(BASE + "dev tap\n" + line + "\n")
+    assert "route-delay" in str(ei.value) and ":7:" in str(ei.value)
+
+
+@pytest.mark.parametrize("profile, pushed_gw, waits", [
+    ("dev tap\nroute-delay 5\n", "dhcp", True),                         # pushed by a plain server-bridge
+    ("dev tap\nroute-delay 5\nroute-gateway dhcp\n", None, True),       # the profile's
+    ("dev tap\nroute-gateway dhcp\n", "dhcp", False),                   # no route-delay: routes at once
+    ("dev tap\nroute-delay 5\n", "198.19.1.1", False),                  # a gateway known at once
+    ("dev tun\nroute-delay 5\n", "dhcp", False),                        # tun: nothing reads DHCP
+])
+def test_when_the_routes_wait_for_the_dhcp_router(profile, pushed_gw, waits):
+    o = _parse(BASE + profile)
+    assert routes_wait_for_dhcp(o, PushedOptions(route_gateway=pushed_gw)) is waits
+
+
+def test_route_up_env_has_no_per_route_variables_when_a_route_had_no_gateway():
+    """2.6's init_route_list fails on a route without a gateway (route-gateway dhcp: none yet)
+    and then sets no route_*_N; with a gateway known they are there."""
+    from appliance.gateway.updown_env import up_env
+    o = _parse(BASE + "dev tap\nroute-delay 5\n")
+    kw = dict(remote=("198.18.0.1", 1194), chain=[], common_name="s", dev="tap0", net_gateway=None, started=0.0)
+    routes = [("198.18.100.0", "255.255.255.0", None, None)]
+    e = up_env(o, PushedOptions(route_gateway="dhcp", routes=routes), **kw)
+    assert not any(k.startswith("route_network_") for k in e) and "route_vpn_gateway" not in e
+    e = up_env(o, PushedOptions(route_gateway="198.19.1.1", routes=routes), **kw)
+    assert e["route_network_1"] == "198.18.100.0" and e["route_gateway_1"] == "198.19.1.1"
+    assert route_env(routes, [], "198.19.1.1", None, "", None, None)["route_vpn_gateway"] == "198.19.1.1"
