@@ -143,18 +143,22 @@ def _strip_routers(opts) -> tuple[bytes, bytes | None, int]:
     and the tail padded, as 2.6 leaves them (it moves the rest down once per option: here one
     pass, so a hostile reply of thousands of empty Router options costs one copy, not one per
     option) -> (the new options, the first router's 4 bytes (a length that is a multiple of 4) or
-    None, how many bytes were taken out)."""
+    None, how many bytes were taken out).
+
+    An option cut short by the end of the area (no length byte, or a value running past it) is
+    left where it is when nothing else is taken out (a client refuses such a message, as 2.6
+    leaves it); when something is, it goes too: moved down, the padding behind it would complete
+    it -- a cut `3 4 a b` at the end became the Router a.b.0.0 a client installs."""
     opts = bytes(opts)                  # (indexing a memoryview costs several times more)
     router = None
     kept: list = []
-    n, start, removed = len(opts), 0, 0
+    n, start, removed, tail = len(opts), 0, 0, len(opts)
     for t, i, ln in walk_options(opts):
-        if ln is None:
+        if ln is None or ln > n - i - 2:
+            tail = i                    # cut short: the last option (walk_options)
             break
         if t != OPT_ROUTER and t != 121 and t != 249:
             continue
-        if ln > n - i - 2:
-            break                       # an option running past the end: left, as 2.6 leaves it
         new = None
         if t == OPT_ROUTER:
             if router is None and ln >= 4 and ln % 4 == 0:
@@ -169,7 +173,10 @@ def _strip_routers(opts) -> tuple[bytes, bytes | None, int]:
             removed -= len(new) + 2
         start = i + ln + 2
         removed += ln + 2
-    kept.append(opts[start:n])
+    if not removed:
+        return opts, router, 0
+    kept.append(opts[start:tail])
+    removed += n - tail
     return b"".join(kept) + bytes(removed), router, removed
 
 

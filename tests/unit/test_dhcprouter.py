@@ -370,3 +370,18 @@ def test_a_reply_from_another_source_port_loses_its_routers_too():
     frag = bytearray(raw_reply(bytes((53, 1, 5)), frag=0x2000))
     frag[14 + 20:14 + 22] = (1067).to_bytes(2, "big")
     assert extract_router(bytes(frag))[0] is None
+
+
+def test_a_cut_router_at_the_end_is_not_completed_by_the_padding():
+    """A Router option cut short by the end of the reply (its value runs past it) behind one
+    that is taken out: moved down over it, the padding would complete it -- `3 4 198 19` then
+    zeros is the Router 198.19.0.0 to a client. It goes with the rest instead."""
+    cut = bytes((3, 4, 198, 19))
+    f = bytearray(raw_reply(bytes((53, 1, 5)) + ROUTER + cut)[:-1])    # no END: the cut option ends it
+    ip, u = 14, 34
+    f[u + 4:u + 6] = (len(f) - u).to_bytes(2, "big")
+    f[ip + 2:ip + 4] = (len(f) - ip).to_bytes(2, "big")
+    out, router = extract_router(bytes(f))
+    assert router == "198.19.1.66"
+    area = bytes(out)[u + 8 + 240:]
+    assert area[:3] == bytes((53, 1, 5)) and set(area[3:]) == {0}, area.hex()
