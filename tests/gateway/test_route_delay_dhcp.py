@@ -1,0 +1,82 @@
+"""route-delay with route-gateway dhcp on a tap client (gateway/route_delay.py), the client's
+side on in-memory ports: the routes that waited go in once the delay is over, with the router a
+DHCP ACK gave by then; route-up runs then (not at tunnel-up) with route_vpn_gateway and
+redirect_gateway as 2.6's do_route leaves them; CONNECTED only after it. The tunnel's own part
+(which routes wait, and how they go in) is checked beside Debian's client in
+tests/interop/test_tap_dhcp_vs_openvpn.py."""
+from __future__ import annotations
+
+import pytest
+
+from appliance.gateway import client as client_mod
+from appliance.gateway.client_scripts import ClientScripts
+from tests.fakes import FakeTunnelNetwork
+from tests.gateway import conftest
+from tests.gateway.conftest import World, client_conf, server_conf
+from tests.gateway.test_client_mgmt import ROUTE, Tap
+from tests.gateway.test_client_scripts import _records, _recorder
+
+DELAY = 5.0
+
+
+class WaitingNet(FakeTunnelNetwork):
+    """The tunnel's side as TunnelNetwork has it with route-gateway dhcp and route-delay: the
+    first push's routes wait; add_waiting_routes records the router they went in with."""
+
+    def __init__(self, net) -> None:
+        super().__init__(net)
+        self.routes_waiting = None
+        self.added: list = []
+
+    def apply(self, pushed, remote_ip: str) -> None:
+        super().apply(pushed, remote_ip)
+        if self.applied == 1:
+            self.routes_waiting = (pushed, remote_ip, False)
+
+    def add_waiting_routes(self, router):
+        w, self.routes_waiting = self.routes_waiting, None
+        if w is None:
+            return False
+        self.added.append(router)
+        return router is not None
+
+
+@pytest.fixture(autouse=True)
+def inline(monkeypatch):
+    monkeypatch.setattr(client_mod, "ClientScripts", lambda: ClientScripts(time_limit=5.0, inline=True))
+    monkeypatch.setattr(conftest, "FakeTunnelNetwork", WaitingNet)
+
+
+def _client(pki, tmp_path, log):
+    w = World()
+    w.add_server(server_conf(pki, extra=ROUTE))
+    scripts = "".join(f"{d} {_recorder(tmp_path, log, d)}\n" for d in ("up", "route-up"))
+    c = w.add_client(client_conf(pki, extra=f"management {tmp_path}/c.sock unix\nscript-security 2\n"
+                                 f"route-delay {int(DELAY)}\n" + scripts))
+    tap = Tap()
+    c.mgmt.mgr.conns.append(tap)
+    tap.state_on = True
+    return w, c, tap
+
+
+@pytest.mark.parametrize("router", ["198.19.1.1", None])
+def test_route_up_waits_for_the_delay_and_gets_the_learned_router(pki, tmp_path, router):
+    log = tmp_path / "log"
+    w, c, tap = _client(pki, tmp_path, log)
+    net = w.client_nets[0]
+    assert w.run(lambda: log.exists() and "== up" in log.read_text(), max_time=20)
+    up_at = w.clock()
+    assert net.routes_waiting is not None and net.added == []
+    if router is not None:
+        c._dhcp_router(router)              # the ACK on the tap, before the delay is over
+    assert w.run(lambda: any(",CONNECTED," in x for x in tap.got), max_time=30)
+    assert w.clock() - up_at >= DELAY - 0.5, "CONNECTED before route-delay was over"
+    assert net.added == [router]
+    names = [g[0] for g in _records(log)]
+    assert names == ["up", "route-up"], names
+    up_env, rup_env = _records(log)[0][2], _records(log)[1][2]
+    # (this in-memory server pushes a tun ifconfig: route_vpn_gateway is its remote until a router comes)
+    assert rup_env.get("route_vpn_gateway") == (router or up_env.get("route_vpn_gateway"))
+    assert up_env.get("route_vpn_gateway") != "198.19.1.1"
+    assert rup_env["redirect_gateway"] == ("1" if router else "0")
+    c._cleanup()
