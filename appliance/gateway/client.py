@@ -52,7 +52,7 @@ from .restart_pause import restart_pause
 from .status import vm_rss
 from .tlsverify import VerifyRunner, make_verify_runner
 from .client_scripts import DOWN_ROOT, ClientScriptPlan, ClientScripts
-from .route_delay import delay_of
+from .route_delay import delay_of, usable_router
 from .updown import UpDown
 
 if TYPE_CHECKING:
@@ -1419,7 +1419,11 @@ class ClientGateway:
         if self.conn is not c:
             return
         try:
-            redirected = self.net.add_waiting_routes(self.dhcp_router)
+            router = usable_router(self.dhcp_router)
+            if router is None and self.dhcp_router is not None:
+                log.warning("route-gateway dhcp: the DHCP router %s is no address routes can go via; "
+                            "not used", self.dhcp_router)
+            redirected = self.net.add_waiting_routes(router)
         except Exception as ex:  # noqa: BLE001 - as a push the host refuses: this connection ends
             log.error("cannot add the routes route-delay held back: %s", ex)
             self._schedule_retry()

@@ -17,6 +17,8 @@ take the same decision; it is made here once.
 """
 from __future__ import annotations
 
+import ipaddress
+
 
 def routes_wait_for_dhcp(opts, pushed) -> bool:
     """Whether this tunnel's routes and route-up wait `route-delay` seconds for the router of a
@@ -30,3 +32,15 @@ def routes_wait_for_dhcp(opts, pushed) -> bool:
 def delay_of(opts) -> int:
     """route-delay's N, in seconds."""
     return opts.route_delay[0] if opts.route_delay is not None else 0
+
+
+def usable_router(router: str | None) -> str | None:
+    """The learned router if routes can go via it: a unicast address (a server's reply may name
+    0.0.0.0, a broadcast, multicast or loopback address -- the kernel refuses a route via those;
+    the redirect is then not done, as with no router, rather than the tunnel ending)."""
+    if router is None:
+        return None
+    a = ipaddress.IPv4Address(router)
+    if a.is_unspecified or a.is_multicast or a.is_loopback or a == ipaddress.IPv4Address("255.255.255.255"):
+        return None
+    return router

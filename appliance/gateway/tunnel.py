@@ -413,7 +413,12 @@ class TunnelNetwork(_TunAndRoutes):
             ng6 = RouteSet.net_gateway(True, not_dev=self.tun.name) if need6 else None
             server_path = (RouteSet.path_to(remote_ip, not_dev=self.tun.name)
                            if self._server_needs_host_route(pushed, remote_ip) else None)
-            self._all_routes(pushed, remote_ip, ng4, ng6, has6, server_path, redirect_via=router or "")
+            try:
+                self._all_routes(pushed, remote_ip, ng4, ng6, has6, server_path, redirect_via=router or "")
+            except (NetlinkError, OSError, ValueError) as e:
+                # As 2.6's delayed do_route: a route the host refuses is logged, the tunnel stays.
+                log.warning("route-delay: routes not all installed (%s)", e)
+                return False
             return router is not None and self._redirect4(pushed)
         finally:
             self._record_routes()

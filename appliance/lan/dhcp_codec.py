@@ -124,8 +124,8 @@ def walk_options(data, i: int = 0) -> Iterator[tuple[int, int, int | None]]:
     one forward pass, never past len(data), no allocation but the tuples. The last option may be
     cut short: its length None when only its code byte is left, else a value running past the
     end (offset + 2 + length > len(data)); each caller decides what that means (a request is
-    refused, a reply's is left as it came). Option overload (52): option_overload, then the
-    file/sname fields walked the same way."""
+    refused, a reply's is left as it came). Option overload (52): the file/sname fields
+    (OVERLOAD_FILE, OVERLOAD_SNAME) are walked the same way, by the caller that follows it."""
     data = bytes(data)                  # (indexing a memoryview costs several times more)
     n = len(data)
     while i < n:
@@ -145,17 +145,6 @@ def walk_options(data, i: int = 0) -> Iterator[tuple[int, int, int | None]]:
 
 # The BOOTP fields an option overload (52) gives to options, as offsets in the message (RFC 2132 9.3).
 OVERLOAD_FILE, OVERLOAD_SNAME = (108, 236), (44, 108)
-
-
-def option_overload(data, i: int = 0) -> int:
-    """Option 52's values in the options area `data` from `i`, together: 1 the file field holds
-    options, 2 the sname field, 3 both (an option 52 of any other length is not one)."""
-    data = bytes(data)
-    out = 0
-    for code, at, length in walk_options(data, i):
-        if code == O_OVERLOAD and length == 1 and at + 3 <= len(data):
-            out |= data[at + 2]
-    return out & 3
 
 
 def decode_options(data: bytes, i: int) -> dict[int, bytes]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from appliance.lan.dhcp_codec import BadRequest, decode_options, option_overload, walk_options
+from appliance.lan.dhcp_codec import BadRequest, decode_options, walk_options
 
 
 def test_pad_end_and_options_as_rfc_2132_lays_them_out():
@@ -24,13 +24,6 @@ def test_a_cut_option_is_last_and_marked():
             assert str(e) == "options overrun"
         else:
             raise AssertionError("a request with a cut option was taken")
-
-
-def test_overload_values_joined_and_only_from_a_one_byte_option():
-    assert option_overload(bytes([52, 1, 1, 52, 1, 2, 255])) == 3
-    assert option_overload(bytes([52, 2, 1, 1, 255])) == 0
-    assert option_overload(bytes([52, 1, 7])) == 3
-    assert option_overload(bytes([52, 1])) == 0             # its value cut off
 
 
 @settings(max_examples=300, deadline=None)

@@ -55,3 +55,11 @@ def test_route_up_env_has_no_per_route_variables_when_a_route_had_no_gateway():
     e = up_env(o, PushedOptions(route_gateway="198.19.1.1", routes=routes), **kw)
     assert e["route_network_1"] == "198.18.100.0" and e["route_gateway_1"] == "198.19.1.1"
     assert route_env(routes, [], "198.19.1.1", None, "", None, None)["route_vpn_gateway"] == "198.19.1.1"
+
+
+@pytest.mark.parametrize("router, used", [("198.19.1.1", True), ("0.0.0.0", False), ("255.255.255.255", False),
+                                          ("224.0.0.1", False), ("127.0.0.1", False), (None, False)])
+def test_a_hostile_router_is_not_routed_via(router, used):
+    """A server side's ACK names any 4 bytes: routes go only via a unicast address."""
+    from appliance.gateway.route_delay import usable_router
+    assert (usable_router(router) == router) is used and (used or usable_router(router) is None)
