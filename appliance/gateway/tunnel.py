@@ -375,8 +375,10 @@ class TunnelNetwork(_TunAndRoutes):
                 continue
             self.routes.add(net, mask_to_prefix(mask or "255.255.255.255"), dev=self.tun.name, metric=m)
 
-    # route-delay with route-gateway dhcp (gateway/route_delay.py): what the routes wait with.
+    # route-delay with route-gateway dhcp (gateway/route_delay.py): what the routes wait with, and
+    # whether they are going in now (_wait_for_router said which of them cannot: not said again).
     routes_waiting: tuple | None = None
+    _delayed = False
 
     def _wait_for_router(self, pushed, remote_ip: str, has6: bool) -> None:
         """route-delay with route-gateway dhcp: no route now; the client calls add_waiting_routes
@@ -413,6 +415,7 @@ class TunnelNetwork(_TunAndRoutes):
             ng6 = RouteSet.net_gateway(True, not_dev=self.tun.name) if need6 else None
             server_path = (RouteSet.path_to(remote_ip, not_dev=self.tun.name)
                            if self._server_needs_host_route(pushed, remote_ip) else None)
+            self._delayed = True
             try:
                 self._all_routes(pushed, remote_ip, ng4, ng6, has6, server_path, redirect_via=router or "")
             except (NetlinkError, OSError, ValueError) as e:
@@ -421,6 +424,7 @@ class TunnelNetwork(_TunAndRoutes):
                 return False
             return router is not None and self._redirect4(pushed)
         finally:
+            self._delayed = False
             self._record_routes()
 
     def _redirect4(self, pushed) -> bool:
@@ -486,9 +490,10 @@ class TunnelNetwork(_TunAndRoutes):
                 # As OpenVPN 2.6 on Linux: its routes are set as the tap comes up, before any DHCP
                 # reply can give the gateway (openvpn/dhcprouter.py reads it then), so those needing
                 # one are skipped ("needs a gateway parameter") and redirect-gateway is not done.
-                self._route_line(logging.WARNING, "route-gateway dhcp: no gateway yet as the routes are set (it "
-                                 "comes from the DHCP reply on the tap later); routes needing it are skipped, "
-                                 "as OpenVPN 2.6's")
+                if not self._delayed:
+                    self._route_line(logging.WARNING, "route-gateway dhcp: no gateway yet as the routes are set "
+                                     "(it comes from the DHCP reply on the tap later); routes needing it are "
+                                     "skipped, as OpenVPN 2.6's")
             return None
         try:
             _v4(gw)
