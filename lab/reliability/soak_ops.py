@@ -1,0 +1,625 @@
+"""Soak of the server's operations features together, for a long run (not a test):
+
+our `dev tun` server (topology subnet, client-config-dir, crl-verify, a management unix socket
+with management-client-auth, a status file rewritten every 3 s, auth-user-pass-verify +
+auth-gen-token, ifconfig-pool-persist, reneg-sec small) with Debian's clients and a few of ours
+connecting, renegotiating and leaving in a loop, while a driver
+
+- reloads the server (SIGHUP) every ~60 s, alternating a ccd file's push, the config's push and
+  status-version 2/3, and checks that every client connected before it is still connected after
+  it with the same address (OpenVPN 2.6's SIGHUP drops everyone; ours keeps those the new config
+  admits), the revoked one aside;
+- replaces the CRL (write, rename) every ~90 s, revoking or unrevoking client `rv`, a Debian client
+  that keeps trying: while revoked it must not get in, and a reload must drop it;
+- speaks to the management socket every few seconds (status, load-stats, kill, client-kill,
+  bytecount, log, hold release, signal SIGUSR2, ...), sometimes hanging up mid-command, and answers
+  every login on a second connection (client-auth-nt, deferred by up to 1.5 s);
+- compares the management `status`, the status file and the clients actually up (their own logs
+  and tun addresses), and the addresses given to each name (ifconfig-pool-persist).
+
+Every 30 s: the server's RSS, fds, threads, CPU, and SIGUSR2's `statistics: held` line. Then the
+same with Debian's server in our server's place (without management-client-auth: it serves one
+management client at a time) for the RSS growth per 1000 connections.
+
+    nice -n 10 python -m lab.reliability.soak_ops --minutes 30 --openvpn-minutes 10 --out /tmp/soak-ops
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import re
+import shutil
+import signal
+import socket
+import threading
+import time
+from pathlib import Path
+
+from appliance.openvpn.crl import make_crl
+
+from ..configs import client_profile, server_config
+from ..netns import Lab, Netns, Proc
+from ..pki import ca_pair, client_serial
+from ..tools import OPENVPN, OUR_BIN
+from .soak_l2 import count_in, held, proc_info
+
+UP = {"ours": "tunnel up", "openvpn": "Initialization Sequence Completed"}
+DOWN = {"ours": re.compile(r"restarting the connection|link to .* lost|restarting in"),
+        "openvpn": re.compile(r"process restarting")}
+SAMPLE_EVERY = 30.0
+REPLY_LIMIT = 10.0          # a management reply slower than this is a finding (blocked)
+
+
+class Mgmt:
+    """One management connection (unix socket): commands and their replies, async lines set aside."""
+
+    def __init__(self, path: Path, timeout: float = REPLY_LIMIT) -> None:
+        self.s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.s.settimeout(timeout)
+        self.s.connect(str(path))
+        self.buf = b""
+        self.greeting = self.line()
+
+    def line(self) -> str:
+        while b"\n" not in self.buf:
+            d = self.s.recv(65536)
+            if not d:
+                raise ConnectionError("closed")
+            self.buf += d
+        ln, self.buf = self.buf.split(b"\n", 1)
+        return ln.decode(errors="replace").rstrip("\r")
+
+    def command(self, cmd: str, multi: bool) -> list[str]:
+        """Send `cmd`; the reply's lines (to END for `multi`, else the SUCCESS/ERROR line)."""
+        self.s.sendall(cmd.encode() + b"\n")
+        out: list[str] = []
+        while True:
+            ln = self.line()
+            if ln.startswith(">"):
+                continue
+            out.append(ln)
+            if multi and ln == "END":
+                return out
+            if ln.startswith(("SUCCESS:", "ERROR:")) and (not multi or len(out) == 1 and ln.startswith("ERROR:")):
+                return out
+
+    def close(self) -> None:
+        try:
+            self.s.close()
+        except OSError:
+            pass
+
+
+def parse_status(lines: list[str]) -> dict[str, dict]:
+    """CLIENT_LIST rows of status-version 2 or 3 (comma or tab): CN -> real, virtual, since, cid."""
+    out = {}
+    for ln in lines:
+        f = ln.split("\t") if "\t" in ln else ln.split(",")
+        if f[0] == "CLIENT_LIST" and len(f) >= 12:
+            out[f[1]] = {"real": f[2], "virt": f[3], "since": f[8], "cid": f[10]}
+    return out
+
+
+class Soak:
+    def __init__(self, lab: Lab, a) -> None:
+        self.lab, self.a = lab, a
+        self.lock = threading.Lock()
+        self.done = threading.Event()
+        self.gate = threading.Event()            # clients may connect
+        self.cut = threading.Event()             # clients: leave now
+        self.c: dict[str, int] = {}
+        self.events: list[str] = []
+        self.samples: list[dict] = []
+        self.ns: list[Netns] = []
+        self.kind = "ours"
+        self.server: Proc | None = None
+        self.conf_path = lab.tmp / "server.conf"
+        self.ccd = lab.tmp / "ccd"
+        self.ccd.mkdir()
+        self.crl = lab.tmp / "crl.pem"
+        self.sock = lab.tmp / "mgmt.sock"
+        self.status_file = lab.tmp / "status.txt"
+        self.ipp = lab.tmp / "ipp.txt"
+        # the clients' own view: CN -> {"up": bool, "t": last change, "virt": addr}
+        self.up: dict[str, dict] = {}
+        self.addrs: dict[str, set[str]] = {}      # CN -> every address it was given (pool persist)
+        self.intended: dict[str, float] = {}     # CN -> last time the driver or the client itself ended it
+        self.revoked = False
+        self.revoked_at = 0.0
+        self.rv_gone_noted = False
+        self.reload_now = threading.Event()
+        self.active = 0
+        self.variant = 0
+        self.mgmt_lock = threading.Lock()        # Debian's server serves one management client at a time
+
+    # ---- bookkeeping
+    def count(self, k: str, n: int = 1) -> None:
+        with self.lock:
+            self.c[k] = self.c.get(k, 0) + n
+
+    def note(self, text: str) -> None:
+        line = f"[{time.strftime('%H:%M:%S')}] {text}"
+        with self.lock:
+            self.events.append(line)
+        print(line, flush=True)
+
+    def finding(self, key: str, text: str) -> None:
+        self.count(f"FINDING {key}")
+        if self.c.get(f"FINDING {key}", 0) <= 5:
+            self.note(f"FINDING {key}: {text}")
+
+    def set_up(self, cn: str, up: bool, virt: str = "") -> None:
+        with self.lock:
+            self.up[cn] = {"up": up, "t": time.monotonic(), "virt": virt}
+            if up and virt:
+                self.addrs.setdefault(cn, set()).add(virt)
+
+    # ---- configs
+    def server_conf(self, kind: str) -> str:
+        v = self.variant
+        extra = (f"client-config-dir {self.ccd}\ncrl-verify {self.crl}\nmanagement {self.sock} unix\n"
+                 f"status {self.status_file} 3\nstatus-version {2 + v % 2}\nscript-security 2\n"
+                 f"auth-user-pass-verify {self.lab.tmp / 'verify.sh'} via-file\nauth-gen-token 0\n"
+                 f"ifconfig-pool-persist {self.ipp} 5\nmax-clients 100\nreneg-sec {self.a.reneg}\nhand-window {self.a.reneg // 2}\n"
+                 f"push \"dhcp-option DOMAIN soak{v % 2}.example\"\n")
+        if kind == "ours":
+            extra += "management-client-auth\n"
+        return server_config(self.lab.pki, extra=extra)
+
+    def write_ccd(self) -> None:
+        v = self.variant
+        for i in range(0, self.a.clients, 3):
+            (self.ccd / f"c{i}").write_text(f'push "route 198.18.{70 + v % 2}.0 255.255.255.0"\n')
+
+    def write_crl(self, revoke: bool) -> None:
+        ca = ca_pair(self.lab.pki)
+        tmp = self.crl.with_suffix(".new")
+        tmp.write_bytes(make_crl(*ca, [client_serial(self.lab.pki, "rv")] if revoke else []))
+        os.replace(tmp, self.crl)
+
+    def client_conf(self, i: int, cn: str, hand: int = 60) -> str:
+        return client_profile(self.lab.pki, "udp", client=cn, remotes=[(f"198.18.{i + 1}.1", 1194, "udp")],
+                              extra=(f"auth-user-pass {self.lab.tmp / 'creds.txt'}\nexplicit-exit-notify 1\n"
+                                     f"connect-retry 1 4\nhand-window {hand}\n"))
+
+    # ---- churning clients
+    def client(self, i: int) -> None:
+        rng = random.Random(self.a.seed * 1000 + i)
+        ns, cn = self.ns[i], f"c{i}"
+        kind = "ours" if i < self.a.ours else "openvpn"
+        conf = self.client_conf(i, cn)
+        while not self.done.is_set():
+            if not self.gate.wait(1) or self.done.is_set():
+                continue
+            with self.lock:
+                self.active += 1
+            p = None
+            try:
+                p = (self.lab.start(ns, [OUR_BIN, "run", str(self.lab.write(f"{cn}.ovpn", conf))], cn)
+                     if kind == "ours" else
+                     self.lab.start(ns, [OPENVPN, "--config", str(self.lab.write(f"{cn}.conf", conf))], cn))
+                if not p.wait_for(UP[kind], 45):
+                    self.count(f"connect failures ({self.kind})")
+                    self.note(f"{cn} ({kind}) not up within 45 s against {self.kind}: {p.log()[-800:]!r}")
+                    continue
+                self.count(f"connects ({self.kind})")
+                self.count(f"connects, {kind} client ({self.kind})")
+                m = re.search(r"inet (\S+)/", ns.run("ip -4 -o addr show dev tun0", check=False).stdout)
+                self.set_up(cn, True, m.group(1) if m else "")
+                ups, downs = 1, 0
+                end = time.monotonic() + rng.uniform(*self.a.stay)
+                while time.monotonic() < end and not self.cut.is_set():
+                    r = ns.run("ping -n -q -c 2 -i 0.3 -W 2 198.19.0.1", check=False, timeout=20)
+                    got = re.search(r"(\d+) received", r.stdout)
+                    self.count("pings sent", 2)
+                    self.count("pings answered", int(got.group(1)) if got else 0)
+                    text = p.log()
+                    nd, nu = len(DOWN[kind].findall(text)), text.count(UP[kind])
+                    if nd > downs:
+                        downs = nd
+                        self.set_up(cn, False)
+                        self.count(f"drops seen by clients ({self.kind})")
+                        with self.lock:
+                            why = time.monotonic() - self.intended.get(cn, -1e9) < 30
+                        if not why:
+                            self.finding("unintended drop", f"{cn} ({kind}, server {self.kind}) dropped: "
+                                         f"{text[-1200:]!r}")
+                    if nu > ups:
+                        ups = nu
+                        m = re.search(r"inet (\S+)/", ns.run("ip -4 -o addr show dev tun0", check=False).stdout)
+                        self.set_up(cn, True, m.group(1) if m else "")
+                    self.cut.wait(rng.uniform(2, 5))
+            finally:
+                if p is not None:
+                    with self.lock:
+                        self.intended[cn] = time.monotonic()
+                    self.set_up(cn, False)
+                    p.stop(8)
+                    with self.lock:
+                        if p in self.lab.procs:
+                            self.lab.procs.remove(p)
+                        if p in self.lab.ours_procs:
+                            self.lab.ours_procs.remove(p)
+                    text = p.log()
+                    if re.search(r"Traceback|--- Logging error|CRITICAL", text):
+                        shutil.copy(p.log_path, self.a.out / f"fault-{cn}-{int(time.time())}.log")
+                        self.count("client logs with faults")
+                    p.log_path.unlink(missing_ok=True)
+                with self.lock:
+                    self.active -= 1
+            self.cut.wait(rng.uniform(1, 4))
+
+    # ---- the revoked-and-unrevoked client, trying all the time (Debian's)
+    def rv_client(self, ns: Netns) -> None:
+        conf = self.client_conf(45, "rv", hand=15)
+        while not self.done.is_set():
+            if not self.gate.wait(1) or self.done.is_set():
+                continue
+            p = self.lab.start(ns, [OPENVPN, "--config", str(self.lab.write("rv.conf", conf))], "rv")
+            ups = 0
+            try:
+                while self.gate.is_set() and not self.done.is_set():
+                    time.sleep(1)
+                    text = p.log()
+                    nu = text.count(UP["openvpn"])
+                    if nu > ups:
+                        ups = nu
+                        self.count(f"rv admissions ({self.kind})")
+                        with self.lock:
+                            rev, since = self.revoked, time.monotonic() - self.revoked_at
+                        # the CRL is checked at each handshake: give a handshake begun just before the swap 20 s
+                        if rev and since > 20:
+                            self.finding("revoked admitted", f"rv came up {since:.0f} s after its revocation "
+                                         f"(server {self.kind})")
+            finally:
+                p.stop(8)
+                with open(self.a.out / "rv.log", "a") as f:
+                    f.write(p.log())
+                with self.lock:
+                    self.lab.procs.remove(p)
+                p.log_path.unlink(missing_ok=True)
+
+    # ---- management
+    def mgmt_auth(self) -> None:
+        """Answers every >CLIENT:CONNECT/REAUTH with client-auth-nt after 0-1.5 s (our server only)."""
+        rng = random.Random(self.a.seed + 5)
+        while not self.done.is_set():
+            if self.kind != "ours" or self.server is None or not self.server.alive():
+                time.sleep(0.5)
+                continue
+            try:
+                m = Mgmt(self.sock, timeout=2)
+            except OSError:
+                time.sleep(0.5)
+                continue
+            due: list[tuple[float, str]] = []
+            try:
+                while not self.done.is_set() and self.kind == "ours":
+                    now = time.monotonic()
+                    for t, cmd in [d for d in due if d[0] <= now]:
+                        due.remove((t, cmd))
+                        m.s.sendall(cmd.encode() + b"\n")
+                        self.count("mgmt client-auth-nt sent")
+                    try:
+                        ln = m.line()
+                    except socket.timeout:
+                        continue
+                    mm = re.match(r">CLIENT:(CONNECT|REAUTH),(\d+),(\d+)", ln)
+                    if mm:
+                        self.count(f"mgmt >CLIENT:{mm.group(1)}")
+                        due.append((time.monotonic() + rng.uniform(0, 1.5),
+                                    f"client-auth-nt {mm.group(2)} {mm.group(3)}"))
+                    elif ln.startswith("ERROR:"):
+                        self.count("mgmt client-auth errors")
+                        self.note(f"client-auth answer: {ln}")
+            except (OSError, ConnectionError) as e:
+                if self.server is not None and self.server.alive() and not self.done.is_set():
+                    self.note(f"auth connection lost: {e!r}")
+            finally:
+                m.close()
+
+    def mgmt_poker(self) -> None:
+        rng = random.Random(self.a.seed + 7)
+        cmds = [("status 2", True), ("status 3", True), ("status", True), ("load-stats", False),
+                ("version", True), ("pid", False), ("bytecount 2", False), ("bytecount 0", False),
+                ("log on", False), ("log off", False), ("log 20", True), ("state", True),
+                ("hold release", False), ("signal SIGUSR2", False), ("help", True), ("verb", False),
+                ("kill", False), ("client-kill", False), ("echo all", True)]
+        while not self.done.is_set():
+            self.done.wait(rng.uniform(1, 4))
+            if self.server is None or not self.server.alive() or not self.gate.is_set():
+                continue
+            cmd, multi = rng.choice(cmds)
+            if cmd in ("kill", "client-kill") and rng.random() > 0.3:
+                continue
+            with self.mgmt_lock:
+                try:
+                    m = Mgmt(self.sock)
+                except OSError as e:
+                    self.finding("mgmt connect", f"{e!r}")
+                    continue
+                try:
+                    if cmd in ("kill", "client-kill"):
+                        st = parse_status(m.command("status 2", True))
+                        victims = [cn for cn in st if cn.startswith("c")]
+                        if not victims:
+                            continue
+                        cn = rng.choice(victims)
+                        with self.lock:
+                            self.intended[cn] = time.monotonic()
+                        cmd = f"kill {cn}" if cmd == "kill" else f"client-kill {st[cn]['cid']}"
+                    if rng.random() < 0.15:             # hang up mid-command
+                        part = cmd.encode()[:rng.randint(0, len(cmd))]
+                        m.s.sendall(part if rng.random() < 0.5 else cmd.encode() + b"\n")
+                        self.count("mgmt hang-ups mid-command")
+                        continue
+                    t = time.monotonic()
+                    reply = m.command(cmd, multi)
+                    took = time.monotonic() - t
+                    self.count("mgmt commands answered")
+                    if cmd.startswith(("kill", "client-kill")):
+                        self.count(f"mgmt {cmd.split()[0]}")
+                        if not reply[-1].startswith("SUCCESS"):
+                            self.note(f"{cmd}: {reply}")
+                    if took > 3:
+                        self.finding("mgmt slow", f"{cmd!r} took {took:.1f} s")
+                except socket.timeout:
+                    self.finding("mgmt blocked", f"{cmd!r}: no reply within {REPLY_LIMIT} s")
+                except (OSError, ConnectionError) as e:
+                    if self.server.alive():
+                        self.finding("mgmt error", f"{cmd!r}: {e!r}")
+                finally:
+                    m.close()
+
+    def mgmt_status(self) -> dict[str, dict] | None:
+        with self.mgmt_lock:
+            try:
+                m = Mgmt(self.sock)
+                try:
+                    return parse_status(m.command("status 2", True))
+                finally:
+                    m.close()
+            except (OSError, ConnectionError) as e:
+                self.finding("mgmt status", f"{e!r}")
+                return None
+
+    # ---- checks: status file, management status, the clients' view
+    def check_status(self) -> None:
+        st = self.mgmt_status()
+        if st is None:
+            return
+        now = time.monotonic()
+        try:
+            text = self.status_file.read_text()
+            age = time.time() - self.status_file.stat().st_mtime
+        except OSError:
+            text, age = "", 0
+        filed = parse_status(text.splitlines())
+        self.count("status checks")
+        if age > 10:
+            self.finding("status file stale", f"written {age:.0f} s ago (every 3 s asked)")
+        with self.lock:
+            up = {cn: dict(v) for cn, v in self.up.items()}
+        # Debian's SIGHUP restarts every client: its phase is for the RSS figures only
+        settled = {cn for cn, v in up.items() if now - v["t"] > 8} if self.kind == "ours" else set()
+        real = {cn for cn in settled if up[cn]["up"]}
+        for cn in sorted(settled - {"rv"}):
+            if (cn in st) != (cn in real):
+                self.finding("mgmt status vs clients", f"{cn}: up per client {cn in real}, in status {cn in st}")
+            elif cn in st and up[cn]["virt"] and st[cn]["virt"] != up[cn]["virt"]:
+                self.finding("mgmt status address", f"{cn}: {st[cn]['virt']} in status, {up[cn]['virt']} on tun0")
+        for cn in sorted(settled - {"rv"}):
+            if now - up[cn]["t"] > 8 + age and (cn in filed) != (cn in st):
+                self.finding("status file vs mgmt", f"{cn}: in file {cn in filed}, in mgmt {cn in st} "
+                             f"(file {age:.1f} s old)")
+        unknown = set(st) - set(up) - {"rv"}
+        if unknown:
+            self.finding("status unknown names", f"{sorted(unknown)}")
+        with self.lock:
+            rev, since = self.revoked, now - self.revoked_at
+        if rev and "rv" not in st and not self.rv_gone_noted:
+            self.rv_gone_noted = True
+            self.note(f"rv not connected {since:.0f} s after its revocation (server {self.kind})")
+        if not rev:
+            self.rv_gone_noted = False
+        if rev and "rv" in st and since > self.a.reneg + 30:
+            self.finding("revoked stays", f"rv still connected {since:.0f} s after its revocation")
+
+    # ---- reloads and CRL swaps
+    def reloader(self) -> None:
+        rng = random.Random(self.a.seed + 11)
+        while not self.done.is_set():
+            asked = self.reload_now.wait(rng.uniform(50, 70))
+            self.reload_now.clear()
+            if self.done.is_set() or self.server is None or not self.server.alive() or not self.gate.is_set():
+                continue
+            if asked:
+                self.count(f"reloads right after a revoking CRL swap ({self.kind})")
+            before = self.mgmt_status() or {}
+            self.variant += 1
+            self.write_ccd()
+            self.conf_path.write_text(self.server_conf(self.kind))
+            t = time.monotonic()
+            if self.kind == "openvpn":                 # 2.6's SIGHUP restarts every client
+                with self.lock:
+                    for cn in self.up:
+                        self.intended[cn] = t + 20
+            with self.lock:
+                rev = self.revoked                      # as the SIGHUP finds it
+            os.kill(self.server.p.pid, signal.SIGHUP)
+            self.count(f"reloads ({self.kind})")
+            self.done.wait(8)
+            after = self.mgmt_status() or {}
+            with self.lock:
+                rev = rev and self.revoked
+                intended = {cn for cn, ts in self.intended.items() if ts > t - 15}
+            if rev and "rv" in after and after["rv"]["since"] == before.get("rv", {}).get("since"):
+                self.finding("revoked kept at reload", "rv still connected 8 s after a reload")
+            if rev and "rv" in before and "rv" not in after:
+                self.count(f"revoked client dropped at reload ({self.kind})")
+            if self.kind == "ours":
+                lost = [cn for cn in before if cn != "rv" and cn not in intended
+                        and (cn not in after or after[cn]["since"] != before[cn]["since"])]
+                moved = [cn for cn in before if cn in after and after[cn]["virt"] != before[cn]["virt"]]
+                self.count("clients kept across reloads", len([cn for cn in before if cn in after]))
+                if lost:
+                    self.finding("reload dropped", f"{lost} (of {len(before)}) gone or reconnected after a reload")
+                if moved:
+                    self.finding("reload moved", f"{moved} got another address at a reload")
+
+    def crl_swapper(self) -> None:
+        rng = random.Random(self.a.seed + 13)
+        while not self.done.wait(rng.uniform(80, 100)):
+            if not self.gate.is_set():
+                continue
+            with self.lock:
+                self.revoked = not self.revoked
+                self.revoked_at = time.monotonic()
+                rev = self.revoked
+            self.write_crl(rev)
+            self.count("CRL swaps")
+            if rev and rng.random() < 0.5:             # an operator's "new CRL, then reload": rv is kicked
+                self.done.wait(2)
+                self.reload_now.set()
+            self.count("CRL swaps revoking" if rev else "CRL swaps unrevoking")
+
+    # ---- sampling
+    def sample(self, t0: float) -> dict:
+        s: dict = {"t": round(time.monotonic() - t0), "phase": self.kind}
+        if self.server is not None:
+            s["server"] = proc_info(self.server.p.pid)
+            if self.kind == "ours" and s["server"]:
+                s["server"]["held"] = held(self.server)
+        with self.lock:
+            s["counts"] = dict(self.c)
+            s["active"] = self.active
+        self.samples.append(s)
+        srv = s.get("server", {})
+        print(f"  t={s['t']:5d}s {self.kind:7s} RSS {srv.get('rss', 0):6.1f} fds {srv.get('fds', 0):3d} "
+              f"thr {srv.get('threads', 0):2d} cpu {srv.get('cpu', 0):7.1f} held {srv.get('held', {})} "
+              f"| active {s['active']} " + json.dumps(s["counts"], sort_keys=True), flush=True)
+        return s
+
+    def phase(self, kind: str, minutes: float, t0: float) -> dict:
+        self.kind = kind
+        self.conf_path.write_text(self.server_conf(kind))
+        argv = ([OUR_BIN, "run", str(self.conf_path)] if kind == "ours"
+                else [OPENVPN, "--config", str(self.conf_path)])
+        self.server = srv = self.lab.start(self.lab.srv, argv, f"srv-{kind}")
+        if not srv.wait_for(r"listening on UDP" if kind == "ours" else "Initialization Sequence Completed", 180):
+            raise RuntimeError(f"server {kind} did not start: {srv.log()[-2000:]}")
+        time.sleep(1)
+        res: dict = {"kind": kind, "start": proc_info(srv.p.pid)}
+        self.note(f"phase {kind}: server pid {srv.p.pid} {res['start']}")
+        before = dict(self.c)
+        self.gate.set()
+        end = time.monotonic() + minutes * 60
+        warm = None
+        last_sample = time.monotonic()
+        samples = []
+        while time.monotonic() < end and srv.alive():
+            self.done.wait(min(10, max(0.1, end - time.monotonic())))
+            try:
+                self.check_status()
+            except Exception as e:  # noqa: BLE001 - a check's fault must not end the run
+                self.note(f"status check failed: {e!r}")
+            if time.monotonic() - last_sample >= SAMPLE_EVERY:
+                last_sample = time.monotonic()
+                s = self.sample(t0)
+                samples.append(s)
+                if warm is None and time.monotonic() > end - minutes * 60 + self.a.warmup * 60:
+                    warm = (s.get("server", {}).get("rss", 0), self.c.get(f"connects ({kind})", 0))
+        res["alive_at_end"] = srv.alive()
+        if not srv.alive():
+            self.finding("server exited", srv.log()[-3000:])
+        self.gate.clear()
+        self.cut.set()
+        t_leave = time.monotonic()
+        while self.active and time.monotonic() - t_leave < 60:
+            time.sleep(0.5)
+        self.cut.clear()
+        time.sleep(self.a.settle)
+        res["end"] = proc_info(srv.p.pid)
+        if kind == "ours" and srv.alive():
+            res["held_after_all_left"] = held(srv)
+        st = self.mgmt_status() if srv.alive() else None
+        res["status_after_all_left"] = sorted(st) if st is not None else None
+        res["connects"] = self.c.get(f"connects ({kind})", 0) - before.get(f"connects ({kind})", 0)
+        if warm and samples:
+            last = samples[-1].get("server", {}).get("rss", 0)
+            n = self.c.get(f"connects ({kind})", 0) - warm[1]
+            res["rss_warm"], res["connects_warm"], res["rss_last_sample"] = warm[0], warm[1], last
+            res["rss_growth_per_1000_connections_mb"] = round((last - warm[0]) * 1000 / n, 2) if n > 0 else None
+        res["renegotiations_logged"] = (count_in(srv.log_path, re.compile(r"key renegotiated")) if kind == "ours"
+                                        else count_in(srv.log_path, re.compile(r"TLS: soft reset")))
+        srv.stop(10)
+        with self.lock:
+            self.lab.procs.remove(srv)
+            if srv in self.lab.ours_procs:
+                self.lab.ours_procs.remove(srv)
+        shutil.copy(srv.log_path, self.a.out / f"srv-{kind}.log")
+        res["faults_in_log"] = count_in(srv.log_path, re.compile(r"Traceback|--- Logging error|CRITICAL|internal error"))
+        self.server = None
+        self.note(f"phase {kind} done: {json.dumps(res)}")
+        return res
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--minutes", type=float, default=30, help="phase with our server")
+    ap.add_argument("--openvpn-minutes", type=float, default=10, help="phase with Debian's server (0: none)")
+    ap.add_argument("--clients", type=int, default=34)
+    ap.add_argument("--ours", type=int, default=4, help="of them ours")
+    ap.add_argument("--reneg", type=int, default=30)
+    ap.add_argument("--stay", type=float, nargs=2, default=(10, 45))
+    ap.add_argument("--warmup", type=float, default=5.0)
+    ap.add_argument("--settle", type=float, default=10.0)
+    ap.add_argument("--seed", type=int, default=32)
+    ap.add_argument("--out", type=Path, default=Path("/tmp/soak-ops"))
+    a = ap.parse_args(argv)
+    a.out.mkdir(parents=True, exist_ok=True)
+    certs = [f"c{i}" for i in range(a.clients)] + ["rv"]
+    tmp = Path(f"/tmp/soakops-{os.getpid()}")
+    tmp.mkdir()
+    summary: dict = {"args": {k: str(v) for k, v in vars(a).items()}}
+    with Lab(clients=certs, tmp=tmp) as lab:
+        lab.write("creds.txt", "soakuser\nsoakpass\n").chmod(0o600)
+        v = lab.write("verify.sh", '#!/bin/sh\n[ "$(sed -n 2p "$1")" = soakpass ] && exit 0\nexit 1\n')
+        v.chmod(0o755)
+        soak = Soak(lab, a)
+        soak.write_ccd()
+        soak.write_crl(False)
+        for i in range(a.clients):
+            soak.ns.append(lab.add_client_ns(i))
+        rv_ns = lab.add_client_ns(45)
+        t0 = time.monotonic()
+        threads = [threading.Thread(target=soak.client, args=(i,), daemon=True) for i in range(a.clients)]
+        threads += [threading.Thread(target=soak.rv_client, args=(rv_ns,), daemon=True)]
+        threads += [threading.Thread(target=f, daemon=True)
+                    for f in (soak.mgmt_auth, soak.mgmt_poker, soak.reloader, soak.crl_swapper)]
+        for t in threads:
+            t.start()
+        try:
+            summary["ours"] = soak.phase("ours", a.minutes, t0)
+            if a.openvpn_minutes > 0:
+                summary["openvpn"] = soak.phase("openvpn", a.openvpn_minutes, t0)
+        finally:
+            soak.done.set()
+            soak.gate.set()
+            soak.cut.set()
+            for t in threads:
+                t.join(60)
+        summary["counts"] = soak.c
+        summary["events"] = soak.events
+        summary["addresses_per_name"] = {cn: sorted(s) for cn, s in soak.addrs.items() if len(s) > 1}
+        summary["minutes"] = round((time.monotonic() - t0) / 60, 1)
+        (a.out / "samples.json").write_text(json.dumps(soak.samples))
+    (a.out / "summary.json").write_text(json.dumps(summary, indent=1))
+    print("summary:", json.dumps(summary, indent=1), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
