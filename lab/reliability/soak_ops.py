@@ -401,7 +401,8 @@ class Soak:
         if age > 10:
             self.finding("status file stale", f"written {age:.0f} s ago (every 3 s asked)")
         with self.lock:
-            up = {cn: dict(v) for cn, v in self.up.items()}
+            up = {cn: dict(v) for cn, v in self.up.items()
+                  if now - self.intended.get(cn, -1e9) > 15}     # not just killed by the driver
         # Debian's SIGHUP restarts every client: its phase is for the RSS figures only
         settled = {cn for cn, v in up.items() if now - v["t"] > 8} if self.kind == "ours" else set()
         real = {cn for cn in settled if up[cn]["up"]}
