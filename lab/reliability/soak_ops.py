@@ -415,7 +415,8 @@ class Soak:
             if now - up[cn]["t"] > 8 + age and (cn in filed) != (cn in st):
                 self.finding("status file vs mgmt", f"{cn}: in file {cn in filed}, in mgmt {cn in st} "
                              f"(file {age:.1f} s old)")
-        unknown = set(st) - set(up) - {"rv"}
+        with self.lock:
+            unknown = set(st) - set(self.up) - {"rv"}
         if unknown:
             self.finding("status unknown names", f"{sorted(unknown)}")
         with self.lock:
