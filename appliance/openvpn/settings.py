@@ -138,7 +138,7 @@ def occ_inputs(opts: Options) -> OccInputs:
         # (2.6 counts a tun-mtu-extra line on a tun device too, tap's default 32 on tap only)
         tun_mtu_extra=opts.tun_mtu_extra if opts.dev_type == "tap" or "tun_mtu_extra" in opts.source else 0,
         comp=comp_framing(opts), fragment=bool(opts.fragment), key_direction=opts.key_direction,
-        cipher=opts.cipher, data_ciphers=tuple(opts.data_ciphers[:-1] if opts.cipher_appended else opts.data_ciphers),
+        cipher=opts.cipher, data_ciphers=tuple(opts.data_ciphers),
         auth=opts.auth or "SHA1",
         tls_auth=bool(opts.tls_auth), p2p=bool(opts.p2p), ifconfig=opts.ifconfig, topology=opts.topology,
         ifconfig_ipv6=opts.ifconfig_ipv6 is not None)
@@ -156,7 +156,7 @@ def session_config(opts: Options, role: Role, *, proto: str | None = None, tls: 
         role=role, tls=tls if tls is not None else tls_settings(opts, not client),
         make_wrapper=make_wrapper if make_wrapper is not None else wrapper_factory(opts, not client),
         proto=proto or opts.proto, data_ciphers=list(opts.data_ciphers),
-        data_ciphers_fallback=opts.data_ciphers_fallback or opts.cipher,
+        data_ciphers_fallback=opts.data_ciphers_fallback,   # p2p: `cipher` too (config/parser.py)
         auth=opts.auth or "SHA1", reneg_sec=opts.reneg_sec, reneg_bytes=opts.reneg_bytes,
         reneg_pkts=opts.reneg_pkts, tran_window=opts.tran_window, hand_window=opts.hand_window,
         tls_timeout=opts.tls_timeout, ping=ping, ping_restart=ping_restart,

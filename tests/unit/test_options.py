@@ -348,12 +348,13 @@ def test_trailing_comment_after_arguments():
     assert o.verb == 4
 
 
-def test_cipher_is_appended_to_data_ciphers():
+def test_cipher_is_not_appended_to_data_ciphers():
+    # as 2.6.14 (test_parity32.py): a client's `cipher` is left out of negotiation
     o = parse_config(GOOD_CLIENT + "cipher AES-128-CBC\n", "/p/c.ovpn", _no_files)
     assert o.cipher == "AES-128-CBC"
-    assert o.data_ciphers == DEFAULT_CIPHERS + ["AES-128-CBC"]
+    assert o.data_ciphers == DEFAULT_CIPHERS
     o2 = parse_config(GOOD_CLIENT + "cipher aes-256-gcm\n", "/p/c.ovpn", _no_files)
-    assert o2.data_ciphers == DEFAULT_CIPHERS  # already listed: not duplicated
+    assert o2.data_ciphers == DEFAULT_CIPHERS
 
 
 def test_client_keepalive_expansion():

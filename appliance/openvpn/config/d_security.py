@@ -564,8 +564,8 @@ def _data_ciphers_fallback(p: ParseState, d: str, a: list[str], inline: str | No
         p.set("data_ciphers_fallback", c)
 
 
-@reg.apply("cipher", why="OpenVPN 2.6: added to data-ciphers, and the fallback", sets=("cipher", "cipher_appended"),
-           used_by="session", nargs=(1, 1))
+@reg.apply("cipher", why="OpenVPN 2.6: the fallback on a p2p link; a client or server negotiates from data-ciphers "
+           "alone", sets=("cipher", "data_ciphers_fallback"), used_by="session", nargs=(1, 1))
 def _cipher(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
     if a[0].upper() == "BF-CBC":
         p.note(d, "BF-CBC ignored as OpenVPN 2.6 does without data-ciphers-fallback")
@@ -573,6 +573,9 @@ def _cipher(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
     c = _cipher_name(p, d, a[0])
     if c:
         p.set("cipher", c)
+        if "data-ciphers-fallback" in p.seen:
+            # 2.6 keeps one cipher name for both lines: the later one is the fallback
+            p.set("data_ciphers_fallback", c)
 
 
 @reg.apply("auth", why="HMAC digest (tls-auth, CBC data channel)", sets=("auth",), used_by="session",

@@ -147,7 +147,6 @@ class Options:
     data_ciphers: list[str] = field(default_factory=lambda: list(DEFAULT_CIPHERS))
     data_ciphers_fallback: str | None = None
     cipher: str | None = None
-    cipher_appended: bool = False               # `cipher` was added to data_ciphers (at finish; 2.6's own list lacks it)
     auth: str = "SHA1"
     reneg_sec: int = 3600
     reneg_bytes: int | None = None

@@ -530,10 +530,27 @@ def finish(p: ParseState) -> None:
     finish_profile(p)
     from .client_scripts import finish_client_scripts
     finish_client_scripts(p)
-    if o.cipher and o.cipher not in o.data_ciphers:
-        # OpenVPN 2.6: a `cipher` not in data-ciphers is added to it (and used as fallback).
-        o.data_ciphers.append(o.cipher)
-        o.cipher_appended = True
+    _cipher_role(p)
+
+
+def _cipher_role(p: ParseState) -> None:
+    """What `cipher X` does, as 2.6.14's options_postprocess_cipher decides it: on a p2p link it is
+    the fallback for a peer that does not negotiate (2.6 sets enable_ncp_fallback); in a client
+    (pull) or server it is left out of negotiation, with 2.6's warning when data-ciphers lacks it.
+    It is never added to data-ciphers (2.6 does that only for compat-mode below 2.5, refused here);
+    before, ours appended it and used it as the fallback in every role, so a client took a pushed
+    cipher 2.6's client refuses ("negotiated cipher not allowed")."""
+    o = p.o
+    if not o.cipher:
+        return
+    if o.p2p:
+        if o.data_ciphers_fallback is None:
+            o.data_ciphers_fallback = o.cipher
+        return
+    if o.cipher not in o.data_ciphers and o.cipher != o.data_ciphers_fallback:
+        p.line = o.source.get("cipher", (p.path, None))[1]
+        p.note("cipher", f"DEPRECATED OPTION: --cipher set to '{o.cipher}' but missing in --data-ciphers "
+               f"({':'.join(o.data_ciphers)}). OpenVPN ignores --cipher for cipher negotiations (as 2.6 says)")
 
 
 def others_can_swap(directory: str, user: str | None, what: str) -> str | None:

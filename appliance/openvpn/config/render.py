@@ -10,7 +10,7 @@ from dataclasses import fields
 from .model import Options
 from .table import FIELD_DIRECTIVES
 
-_HIDDEN = {"source", "notes", "path", "ignore_scripts", "cipher_appended"}
+_HIDDEN = {"source", "notes", "path", "ignore_scripts"}
 
 
 def render_options(o: Options) -> str:

@@ -1,0 +1,64 @@
+"""Config and start-up differences from OpenVPN 2.6.14 closed in one go (each checked against
+Debian's /usr/sbin/openvpn with the same config): what 2.6 refuses is refused at file:line with its
+words, what 2.6 takes is taken the way it takes it."""
+from __future__ import annotations
+
+import pytest
+
+from appliance.openvpn.config import ConfigError, parse_config
+from appliance.openvpn.config.model import DEFAULT_CIPHERS
+from appliance.openvpn.settings import session_config
+from appliance.openvpn.session import Role
+
+PEM = "<ca>\nX\n</ca>\n<cert>\nX\n</cert>\n<key>\nX\n</key>\n"       # 9 lines
+CLIENT = "client\ndev tun\nremote 198.18.0.1 1194\n" + PEM              # 12 lines
+P2P = "dev tun\nremote 198.18.0.1 1194\nifconfig 10.9.0.2 10.9.0.1\ntls-client\n" + PEM   # 13 lines
+
+
+def _parse(text: str, path: str = "/p/c.ovpn"):
+    return parse_config(text, path, lambda p: b"X")
+
+
+def _err(text: str, path: str = "/p/c.ovpn") -> str:
+    with pytest.raises(ConfigError) as e:
+        _parse(text, path)
+    return str(e.value)
+
+
+# ---- 3. `cipher X` (options.c options_postprocess_cipher)
+
+def test_a_clients_cipher_is_not_added_to_data_ciphers_nor_a_fallback_and_2_6s_warning_says_so():
+    o = _parse(CLIENT + "cipher AES-128-CBC\n")
+    assert o.cipher == "AES-128-CBC" and o.data_ciphers == DEFAULT_CIPHERS
+    assert o.data_ciphers_fallback is None
+    assert session_config(o, Role.CLIENT).data_ciphers_fallback is None
+    note = [n for n in o.notes if "DEPRECATED OPTION" in n]
+    assert note == ["/p/c.ovpn:13: cipher: DEPRECATED OPTION: --cipher set to 'AES-128-CBC' but missing in "
+                    "--data-ciphers (AES-256-GCM:AES-128-GCM:CHACHA20-POLY1305). OpenVPN ignores --cipher "
+                    "for cipher negotiations (as 2.6 says)"]
+
+
+def test_a_cipher_already_in_data_ciphers_says_nothing_and_is_no_fallback():
+    o = _parse(CLIENT + "data-ciphers AES-128-CBC:AES-256-GCM\ncipher AES-128-CBC\n")
+    assert o.data_ciphers == ["AES-128-CBC", "AES-256-GCM"] and o.data_ciphers_fallback is None
+    assert not [n for n in o.notes if "DEPRECATED" in n]
+
+
+def test_a_servers_cipher_is_left_out_of_negotiation_too():
+    o = _parse("dev tun\nserver 198.18.9.0 255.255.255.0\ndh none\n" + PEM + "cipher AES-256-CBC\n", "/p/s.conf")
+    assert o.data_ciphers == DEFAULT_CIPHERS and session_config(o, Role.SERVER).data_ciphers_fallback is None
+    assert any("DEPRECATED OPTION: --cipher set to 'AES-256-CBC'" in n for n in o.notes)
+
+
+def test_data_ciphers_fallback_and_cipher_are_one_name_in_2_6_the_later_line_wins():
+    o = _parse(CLIENT + "data-ciphers-fallback AES-256-CBC\ncipher AES-128-CBC\n")
+    assert o.data_ciphers_fallback == "AES-128-CBC"
+    o = _parse(CLIENT + "cipher AES-128-CBC\ndata-ciphers-fallback AES-256-CBC\n")
+    assert o.data_ciphers_fallback == "AES-256-CBC"
+
+
+def test_on_a_p2p_link_cipher_is_the_fallback_for_a_peer_that_does_not_negotiate():
+    o = _parse(P2P + "cipher AES-128-CBC\n", "/p/b.ovpn")
+    assert o.p2p and o.data_ciphers == DEFAULT_CIPHERS
+    assert session_config(o, Role.CLIENT).data_ciphers_fallback == "AES-128-CBC"
+    assert not [n for n in o.notes if "DEPRECATED" in n]
