@@ -62,3 +62,23 @@ def test_on_a_p2p_link_cipher_is_the_fallback_for_a_peer_that_does_not_negotiate
     assert o.p2p and o.data_ciphers == DEFAULT_CIPHERS
     assert session_config(o, Role.CLIENT).data_ciphers_fallback == "AES-128-CBC"
     assert not [n for n in o.notes if "DEPRECATED" in n]
+
+
+# ---- 6. command-line words of 256 characters or more (options.c parse_argv)
+
+def test_a_command_line_word_of_256_characters_or_more_is_taken_whole_as_2_6_takes_it(tmp_path):
+    from appliance.openvpn.config import load_command_line
+    long = "x" * 300
+    (tmp_path / "ca.crt").write_text("X")
+    o = load_command_line(["--client", "--dev", "tun", "--remote", "198.18.0.1", "--ca", str(tmp_path / "ca.crt"),
+                           "--setenv", "LONG", long, "--setenv", "QUOTED", '"\\' * 200, "--verb", "3"])
+    assert o.setenv["LONG"] == long and o.setenv["QUOTED"] == '"\\' * 200
+
+
+def test_a_config_file_named_on_the_command_line_keeps_a_files_limits(tmp_path):
+    from appliance.openvpn.config import load_command_line
+    conf = tmp_path / "c.conf"
+    conf.write_text("setenv LONG " + "x" * 300 + "\n")
+    with pytest.raises(ConfigError) as e:
+        load_command_line(["--config", str(conf)])
+    assert f"{conf}:1:" in str(e.value) and "too long" in str(e.value)

@@ -46,14 +46,16 @@ _END = ""                       # the line's end, which OpenVPN reads as its NUL
 _ESCAPABLE = "\\\"" + _SPACE + "\n"
 
 
-def tokenize(line: str, drop_extra: bool = False) -> list[str]:
+def tokenize(line: str, drop_extra: bool = False, limits: bool = True) -> list[str]:
     """One config line → tokens, as OpenVPN 2.6's parse_line reads it, character by character:
     outside single quotes a backslash escapes the next character, which must be a backslash, a
     double quote or a blank (an escaped blank before a word is skipped: `\\ echo` is `echo`); a
     backslash ending a word leaves the line unfinished; `#`/`;` where a word could start (even
     escaped) begins a comment. Raises LexError (unterminated quote, bad backslash, limits).
     `drop_extra`: what follows the MAX_PARMS-th token is left unread, as OpenVPN's parse_line
-    does (the management interface; in a config that changes the meaning, so it is refused there)."""
+    does (the management interface; in a config that changes the meaning, so it is refused there).
+    `limits` False: no OPTION_PARM_SIZE per word (OpenVPN's own command line, whose words 2.6's
+    parse_argv takes whole: the limit is its config reader's buffer)."""
     out: list[str] = []
     tok: list[str] = []
     state = _INITIAL
@@ -97,7 +99,7 @@ def tokenize(line: str, drop_extra: bool = False) -> list[str]:
                            "too)", "bad-backslash")
         escaped = False
         if keep:
-            if len(tok) >= OPTION_PARM_SIZE:
+            if limits and len(tok) >= OPTION_PARM_SIZE:
                 raise LexError(f"parameter {len(out) + 1} is too long (over {OPTION_PARM_SIZE} characters; "
                                f"OpenVPN allows {OPTION_PARM_SIZE})", "too-long", "".join(tok))
             tok.append(keep)
@@ -176,9 +178,10 @@ def _start_word(raw: str) -> str:
     return word if len(word) <= 32 else word[:32] + "..."
 
 
-def lines(text: str) -> Iterator[Line]:
-    """Every directive line and inline block of `text`, in order, numbered from 1."""
-    too_long = _too_long(text)
+def lines(text: str, limits: bool = True) -> Iterator[Line]:
+    """Every directive line and inline block of `text`, in order, numbered from 1. `limits`
+    False: no line or word length limit (the command line's text: cmdline.py)."""
+    too_long = _too_long(text) if limits else set()
     if text.startswith(_BOM):
         text = text[len(_BOM):]
     raw_lines = split_lines(text)
@@ -206,7 +209,7 @@ def lines(text: str) -> Iterator[Line]:
             yield Line(number, [tag, "[inline]"], "\n".join(body) + "\n")
             continue
         try:
-            toks = tokenize(raw)
+            toks = tokenize(raw, limits=limits)
         except LexError as e:
             yield Line(number, None, error=str(e), first_word=raw.split()[0].lstrip("-"))
             continue

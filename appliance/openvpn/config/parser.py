@@ -20,6 +20,7 @@ from typing import Callable
 from ..errors import ConfigError, Loc
 from ..peernames import to_bytes
 from .directives import Directive, Kind
+from .cmdline import SOURCE as COMMAND_LINE
 from .lexer import lines
 from .model import ConfigErrors, Options, Remote
 
@@ -193,7 +194,9 @@ class ParseState:
     def read_lines(self, text: str) -> None:
         """Every line of `text` (the file self.path), dispatched in order; `config FILE` comes back
         here for its file (include.py)."""
-        for ln in lines(text):
+        # OpenVPN's command line has no line or word length limit (2.6's parse_argv takes each
+        # word whole); a `config FILE` it names is a file, with a file's limits.
+        for ln in lines(text, limits=self.path != COMMAND_LINE):
             self.line = Loc(ln.number, self.path)
             if ln.tokens is None:
                 self.err(_as_text(ln.first_word), _as_text(ln.error or "cannot parse"))
