@@ -13,16 +13,23 @@ p2p_mode_ncp, "P2P NCP"):
     exports under "EXPORTER-OpenVPN-p2p-peerid", or 0x76706e ('vpn') without EKM;
   - EXIT on the control channel when both announce CC_EXIT_NOTIFY.
 The peer-info a p2p peer sends is OpenVPN 2.6's "detail 1" (ssl.c push_peer_info): IV_CIPHERS and
-IV_PROTO only. Our tunnel's addresses and routes are our own config's (the gateway's business).
+IV_PROTO only; with `push-peer-info` its "detail 3", the version, platform, compression and
+push-peer-info lines too, but never a client's IV_MTU or IV_NCP (those go with `pull`). Our tunnel's addresses and routes are our own config's (the gateway's business).
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from .ciphers import is_supported
+from .compression import STUB_PEER_INFO
 from .errors import RemoteProtocolError
 from .keymethod import KeyMethod2, PushedOptions, peer_info_int
 from .keystate import KeyState
 from .opcodes import IV_PROTO_CC_EXIT_NOTIFY, IV_PROTO_DATA_V2, IV_PROTO_TLS_KEY_EXPORT
 from .roles import ClientRole, ServerRole
+
+if TYPE_CHECKING:
+    from .session import Session
 
 IV_PROTO_DNS_OPTION = 1 << 6       # we read no `dns` from a p2p peer, but 2.6 announces it; harmless
 IV_PROTO_NCP_P2P = 1 << 5          # "I negotiate the data channel from the two key-method messages"
@@ -30,10 +37,25 @@ P2P_PEER_ID_LABEL = b"EXPORTER-OpenVPN-p2p-peerid"
 P2P_DEFAULT_PEER_ID = 0x76706E     # 'v' 'p' 'n': OpenVPN 2.6's peer-id without TLS-EKM
 
 
-def p2p_peer_info(data_ciphers: list[str], ekm: bool) -> str:
-    """Our peer-info as a 2.6 p2p peer's (no version, platform or GUI lines)."""
-    proto = IV_PROTO_DATA_V2 | IV_PROTO_CC_EXIT_NOTIFY | IV_PROTO_NCP_P2P | (IV_PROTO_TLS_KEY_EXPORT if ekm else 0)
-    return f"IV_CIPHERS={':'.join(data_ciphers)}\nIV_PROTO={proto}\n"
+def p2p_peer_info(data_ciphers: list[str], ekm: bool, full: bool = False, comp: tuple[str, ...] | None = None,
+                  extra: tuple[str, ...] = ()) -> str:
+    """Our peer-info as a 2.6 p2p peer's: IV_CIPHERS and IV_PROTO (with the DNS-option bit 2.6's
+    sets; not its dynamic tls-crypt bit, which this engine does not do). `full` (push-peer-info,
+    2.6's detail 3): its version, platform and TCPNL lines before them, the compression lines
+    (`comp`) and `extra` (settings.peer_info_extra: IV_SSL, IV_PLAT_VER, setenv UV_*...) after."""
+    proto = (IV_PROTO_DATA_V2 | IV_PROTO_CC_EXIT_NOTIFY | IV_PROTO_NCP_P2P | IV_PROTO_DNS_OPTION
+             | (IV_PROTO_TLS_KEY_EXPORT if ekm else 0))
+    lines = [f"IV_CIPHERS={':'.join(data_ciphers)}", f"IV_PROTO={proto}"]
+    if full:
+        lines = ["IV_VER=2.6.0", "IV_PLAT=linux", "IV_TCPNL=1", *lines,
+                 *(comp if comp is not None else STUB_PEER_INFO), *extra]
+    return "\n".join(lines) + "\n"
+
+
+def _our_peer_info(s: Session) -> str:
+    cfg = s.cfg
+    return p2p_peer_info(cfg.data_ciphers, cfg.advertise_ekm, cfg.push_peer_info, cfg.comp_peer_info,
+                         cfg.peer_info_extra)
 
 
 def p2p_cipher(server_list: list[str], client_list: list[str]) -> str | None:
@@ -93,7 +115,7 @@ class P2PClientRole(ClientRole):
 
     def fill_key_method(self, km: KeyMethod2) -> None:
         km.pre_master = self.s.cfg.random_bytes(48)
-        km.peer_info = p2p_peer_info(self.s.cfg.data_ciphers, self.s.cfg.advertise_ekm)
+        km.peer_info = _our_peer_info(self.s)
 
     def got_key_method(self, ks: KeyState, km: KeyMethod2, now: float) -> None:
         s = self.s
@@ -110,7 +132,7 @@ class P2PServerRole(ServerRole):
     key-method message carries our peer-info, so the tls-client reaches the same parameters."""
 
     def fill_key_method(self, km: KeyMethod2) -> None:
-        km.peer_info = p2p_peer_info(self.s.cfg.data_ciphers, self.s.cfg.advertise_ekm)
+        km.peer_info = _our_peer_info(self.s)
 
     def got_key_method(self, ks: KeyState, km: KeyMethod2, now: float) -> None:
         s = self.s

@@ -151,6 +151,7 @@ class SessionConfig:
     random_bytes: Callable[[int], bytes] = secrets.token_bytes
     # point-to-point TLS (no push either way; openvpn/p2p.py): the roles' p2p variants
     p2p: bool = False
+    push_peer_info: bool = False                  # p2p: push-peer-info (2.6's detail 3 peer-info: p2p.py)
     # server role only
     peer_id: int | None = None
     push_options: Callable[["Session"], list[str]] | None = None

@@ -237,7 +237,9 @@ def p2p_session_config(opts: Options, proto: str, tls: TlsSettings | None = None
     cfg.p2p = True
     cfg.ping_exit = opts.ping_exit
     cfg.explicit_exit_notify = opts.explicit_exit_notify
-    cfg.peer_info_extra = ()
+    # 2.6 sends a p2p peer only IV_CIPHERS and IV_PROTO, unless push-peer-info (p2p.py)
+    cfg.push_peer_info = opts.push_peer_info
+    cfg.peer_info_extra = peer_info_extra(opts) if opts.push_peer_info else ()
     cfg.early_negotiation = bool(opts.tls_crypt_v2) and not opts.tls_server
     return cfg
 

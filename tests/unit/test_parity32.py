@@ -82,3 +82,30 @@ def test_a_config_file_named_on_the_command_line_keeps_a_files_limits(tmp_path):
     with pytest.raises(ConfigError) as e:
         load_command_line(["--config", str(conf)])
     assert f"{conf}:1:" in str(e.value) and "too long" in str(e.value)
+
+
+# ---- 7. a p2p peer's peer-info (ssl.c push_peer_info, init.c push_peer_info_detail)
+
+def _p2p_peer_info(extra: str) -> list[str]:
+    from types import SimpleNamespace
+
+    from appliance.openvpn.p2p import _our_peer_info
+    from appliance.openvpn.settings import p2p_session_config
+    cfg = p2p_session_config(_parse(P2P + extra, "/p/b.ovpn"), "udp")
+    return _our_peer_info(SimpleNamespace(cfg=cfg)).splitlines()
+
+
+def test_a_p2p_peer_sends_2_6s_detail_1_only_even_with_setenv_gui_lines():
+    # Debian's 2.6.14 p2p peers log each other's: IV_CIPHERS=... and IV_PROTO=746 (234 + its
+    # dynamic tls-crypt bit); no version, platform, MTU, NCP, compression or GUI lines
+    assert _p2p_peer_info("setenv IV_GUI_VER mygui\nsetenv UV_SITE b\n") == [
+        "IV_CIPHERS=AES-256-GCM:AES-128-GCM:CHACHA20-POLY1305", "IV_PROTO=234"]
+
+
+def test_a_p2p_peer_with_push_peer_info_sends_2_6s_detail_3_without_a_clients_mtu_or_ncp():
+    info = _p2p_peer_info("push-peer-info\nsetenv IV_GUI_VER mygui\nsetenv UV_SITE b\n")
+    assert info[:5] == ["IV_VER=2.6.0", "IV_PLAT=linux", "IV_TCPNL=1",
+                        "IV_CIPHERS=AES-256-GCM:AES-128-GCM:CHACHA20-POLY1305", "IV_PROTO=234"]
+    assert "IV_COMP_STUBv2=1" in info and "UV_SITE=b" in info and "IV_GUI_VER=mygui" in info
+    assert any(x.startswith("IV_SSL=") for x in info) and any(x.startswith("IV_PLAT_VER=") for x in info)
+    assert not [x for x in info if x.startswith(("IV_MTU=", "IV_NCP="))]
