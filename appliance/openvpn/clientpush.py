@@ -94,8 +94,11 @@ class ClientPush:
             rec.vaddr = rec.pool_lease = ip
             opts.append(pool.ifconfig_push(ip))
         # `server`'s own pushes (route-gateway/topology first, net30's route after the address);
-        # none for a server written out by hand, whose `push` lines say it all (serveraddressing.py)
-        first, after = self.st.addressing_push or ((), ())
+        # none for a server written out by hand, whose `push` lines say it all (serveraddressing.py).
+        # A ccd's push-reset takes them too: 2.6's helper.c puts them in the push list that
+        # push_reset empties (only what push.c adds at the reply -- ifconfig, peer-id, cipher,
+        # protocol-flags, tun-mtu -- stays); ours kept them.
+        first, after = ((), ()) if rec.push_reset else (self.st.addressing_push or ((), ()))
         opts[:0] = first
         opts += after
         if rec.vaddr:
@@ -352,7 +355,7 @@ class ClientPush:
             rec.iroutes6.append(net6)
             self.iroutes6.add(net6, rec)
         if getattr(ccd, "push_reset", False):
-            keep = ("ifconfig ", "ifconfig-ipv6 ", "topology ", "route-gateway ")
+            keep = ("ifconfig ", "ifconfig-ipv6 ")     # 2.6: topology, route-gateway go too (above)
             opts[:] = [o for o in opts if o.startswith(keep)]
         opts[:] = with_ccd_pushes(opts, list(getattr(ccd, "push", [])), list(getattr(ccd, "push_remove", [])))
         # A block holds for the rest of the connect (OpenVPN's flag on the client's options): an

@@ -82,3 +82,34 @@ def test_push_remove_ifconfig_holds_against_a_client_connect_ifconfig_push(lab, 
     opts = reply.split("PUSH_REPLY", 1)[1].split(",")
     assert not any(o.startswith("ifconfig ") for o in opts), (server, reply)
     assert "ifconfig-ipv6 2001:db8:100::72/64 2001:db8:100::1" in opts, (server, reply)
+
+
+@pytest.mark.parametrize("source", ["ccd", "client-connect"])
+@pytest.mark.parametrize("server", ["openvpn", "ours"])
+def test_push_reset_takes_the_servers_topology_and_route_gateway_too(lab, procs, server, source):
+    """`push-reset` in a ccd file or a client-connect script's output: OpenVPN 2.6 empties the
+    instance's push list (push.c push_reset), and `server`'s topology and route-gateway and
+    keepalive's ping lines are in it (helper.c): only what it adds at the reply (ifconfig, peer-id,
+    cipher, protocol-flags, tun-mtu) and the later `push` lines go out. Ours kept the topology and
+    route-gateway."""
+    text = 'push-reset\npush "route 198.18.79.0 255.255.255.0"\n'
+    tag = f"{server}-{source}"
+    if source == "ccd":
+        ccd = lab.tmp / f"ccd-rst-{tag}"
+        ccd.mkdir()
+        (ccd / "client1").write_text(text)
+        extra = f"client-config-dir {ccd}\n"
+    else:
+        cc = lab.write(f"cc-rst-{tag}.sh", "#!/bin/sh\ncat > \"$1\" <<'EOF'\n" + text + "EOF\n")
+        cc.chmod(0o755)
+        extra = f"script-security 2\nclient-connect {cc}\n"
+    _start_server(lab, procs, server, server_config(lab.pki, extra=extra), "rstsrv")
+    cli = lab.openvpn(lab.cli, client_profile(lab.pki, "udp", client="client1"), f"rstcli-{len(lab.procs)}", wait=0)
+    procs.append(cli)
+    assert cli.wait_for("PUSH_REPLY", 30), cli.log()[-2000:]
+    reply = next((ln for ln in cli.log().splitlines() if "PUSH_REPLY" in ln), "")
+    opts = reply.split("PUSH_REPLY", 1)[1].split("'")[0].split(",")
+    assert not any(o.startswith(("topology", "route-gateway", "ping")) for o in opts), (server, reply)
+    assert [o for o in opts if o.startswith("route ")] == ["route 198.18.79.0 255.255.255.0"], (server, reply)
+    assert any(o.startswith("ifconfig 198.19.0.") for o in opts) and any(o.startswith("cipher ") for o in opts), \
+        (server, reply)
