@@ -104,10 +104,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     if (why := enter_cd_dir(opts)) is not None:
         print(why, file=sys.stderr)
         return 1
+    daemonized = False
     if opts.daemon is not None:
         from .host.daemon import become_daemon, under_systemd
         if not under_systemd():         # (2.6 stays in the foreground under systemd, and tells it)
             become_daemon(keep_output=opts.log_file is not None)
+            daemonized = True
     pidfile = None
     if opts.log_file is not None or opts.writepid is not None:
         from .host import process_files
@@ -116,6 +118,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         except ConfigError as e:
             print(str(e), file=sys.stderr)
             return 1
+    if daemonized:
+        from .host.daemon import leave_start_directory
+        leave_start_directory(opts)                  # to / unless `cd`, as 2.6 once started
     creds = [user, pw]
     del user, pw                 # one holder, emptied once the gateway has them (auth-nocache: no one)
     try:

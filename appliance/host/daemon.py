@@ -9,8 +9,10 @@ What 2.6 does (init.c possibly_become_daemon, error.c open_syslog), and so this:
   output and error on /dev/null -- output and error stay on the `log`/`log-append` file when one is
   named -- and writes `writepid` with its own PID after that. Not under systemd ($NOTIFY_SOCKET
   set): there it stays in the foreground and tells systemd instead (sdnotify.py), as 2.6 does.
-  The working directory is kept (2.6 moves to / at the end of its start unless `cd` was given; our
-  file names are resolved at parse time, so nothing changes by staying).
+  Once started, the process moves to / unless `cd` was given, as 2.6's do_init_first_time does
+  after its daemon(): the scripts run there, and a name read again later (a reload's config named
+  relatively, the command line's relative names) is read from there, as 2.6 reads it -- where a
+  reload then cannot find its file, 2.6 exits and ours keeps running as it was, saying why.
 - `syslog` (or `daemon`, whichever comes first naming the program): the log goes to syslog
   (/dev/log, facility daemon, `NAME[PID]: ` before each line) instead of standard error, unless a
   `log`/`log-append` file is named, which wins, as in 2.6. Without a syslog socket at start (no
@@ -58,6 +60,18 @@ def become_daemon(keep_output: bool) -> None:
     finally:
         if null > 2:
             os.close(null)
+
+
+def leave_start_directory(opts) -> None:
+    """After become_daemon, once the log and pid files are open: to / unless the profile has a
+    `cd` (it stays there), as 2.6 (init.c: platform_chdir("/") when it daemonized without cd_dir).
+    Why: the directory it was started from may be unmounted or removed while it runs; and a
+    script or reload then reads relative names from where 2.6's would."""
+    if opts.cd_dir:
+        return
+    os.chdir("/")
+    from . import workdir
+    workdir.started_in("/")             # a reload that drops a later `cd` comes back here
 
 
 class _Syslog(logging.handlers.SysLogHandler):

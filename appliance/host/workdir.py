@@ -18,6 +18,12 @@ import os
 _started_in: str | None = None
 
 
+def started_in(path: str) -> None:
+    """Where the process counts as started from now on (`daemon` moves it to /: daemon.py)."""
+    global _started_in
+    _started_in = path
+
+
 def enter_cd_dir(opts) -> str | None:
     """At the start: into `cd DIR` if the profile has one. Returns why it could not, else None."""
     global _started_in

@@ -56,6 +56,7 @@ def _run_daemon(lab, prog: str, extra: str, env: dict) -> tuple[int, dict]:
     while time.monotonic() < deadline and lab.ping(lab.cli, TUN_SERVER_IP, 1, timeout=5) != 1:
         time.sleep(0.3)
     seen["pings"] = lab.ping(lab.cli, TUN_SERVER_IP, 2)
+    seen["cwd"] = os.readlink(f"/proc/{pid}/cwd")       # 2.6: / once started, unless `cd` (init.c)
     return pid, seen
 
 
@@ -89,7 +90,7 @@ def test_daemon_runs_in_the_background_as_openvpn(lab):
             seen["stopped"] = _stop(pid)
             results[prog] = seen
             log_file = lab.tmp / f"{prog}-append.log"
-            pid, seen = _run_daemon(lab, prog, f"daemon\nlog-append {log_file}\n", env)
+            pid, seen = _run_daemon(lab, prog, f"daemon\nlog-append {log_file}\ncd {lab.tmp}\n", env)
             pids.append(pid)
             seen["log_has_tunnel"] = ("Initialization Sequence Completed" if prog == "openvpn" else "tunnel up") \
                 in log_file.read_text()
@@ -99,8 +100,9 @@ def test_daemon_runs_in_the_background_as_openvpn(lab):
         assert results["ours"] == results["openvpn"], results
         assert results["ours+log"] == results["openvpn+log"], results
         assert results["ours"] == {"rc": 0, "other_pid": True, "own_session": True, "stdout": "/dev/null",
-                                   "stdin": "/dev/null", "pings": 2, "stopped": True}, results
+                                   "stdin": "/dev/null", "pings": 2, "stopped": True, "cwd": "/"}, results
         assert results["ours+log"]["stdout"] is True and results["ours+log"]["log_has_tunnel"], results
+        assert results["ours+log"]["cwd"] == str(lab.tmp), results
         lines = []
         end = time.monotonic() + 5
         while time.monotonic() < end and not any("tunnel up" in m for m in lines):
