@@ -25,10 +25,12 @@ def _protection_lines(pki: Pki, protection: str, server: bool, client: str = "cl
 
 def server_config(pki: Pki, proto: str = "udp", cipher: str | None = None, protection: str = "tls-crypt",
                   reneg_sec: int | None = None, extra: str = "", port: int = 1194, auth: str | None = None,
-                  topology: str = "subnet") -> str:
+                  topology: str = "subnet", nopool: bool = False) -> str:
+    """`nopool`: `server` without its own pool, for an `ifconfig-pool` line in `extra` (2.6 refuses
+    the pair otherwise)."""
     lines = [
         f"port {port}", f"proto {'tcp-server' if proto == 'tcp' else 'udp'}", "dev tun", f"topology {topology}",
-        "server 198.19.0.0 255.255.255.0", f"ca {pki.ca}", f"cert {pki.server_cert}", f"key {pki.server_key}",
+        "server 198.19.0.0 255.255.255.0" + (" nopool" if nopool else ""), f"ca {pki.ca}", f"cert {pki.server_cert}", f"key {pki.server_key}",
         "dh none", "keepalive 5 30", "verb 3", f'push "route {BEHIND_IP.rsplit(".", 1)[0]}.0 255.255.255.0"',
         "remote-cert-tls client",
     ]

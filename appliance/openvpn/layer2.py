@@ -15,7 +15,7 @@ from .config import Options
 def layer2_pool(opts: Options, push: list[str]) -> tuple[AddressPool | None, list[str]]:
     """-> (the pool or None, the pushes with what 2.6 adds). With tap 2.6 pushes no `topology`.
 
-    - `server NET MASK`: pool NET+2 .. last-but-one (`ifconfig-pool` narrows it), push
+    - `server NET MASK`: pool NET+2 .. last-but-one (`nopool` + `ifconfig-pool`: that one), push
       `route-gateway NET+1` (the TAP device's address);
     - `server-bridge IP MASK START END`: pool START..END, push `route-gateway IP`;
     - `server-bridge`: no pool, push `route-gateway dhcp`; `server-bridge nogw`: nothing;

@@ -50,8 +50,8 @@ def server_addressing(opts: Options) -> Addressing | None:
                           vpn_gateway=second if topology != "subnet" else None)
     net = ipaddress.IPv4Network(f"{opts.server[0]}/{opts.server[1]}", strict=False)
     local = str(net.network_address + 1)
-    # `server`'s own pool unless `nopool`; an ifconfig-pool line narrows it here (2.6 wants
-    # `nopool` beside it: ours took the line alone before, and configs rely on that).
+    # `server`'s own pool unless `nopool`, then an ifconfig-pool line's (without `nopool` the
+    # parser refuses the line, as 2.6)
     pool = own_pool or (None if opts.server_nopool else server_pool_range(net, topology))
     push, after = _macro_pushes(net, topology, opts.client_to_client)
     if topology == "subnet":

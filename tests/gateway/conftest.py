@@ -48,8 +48,11 @@ def _blocks(pki: dict, cert: tuple[str, str], protection: str) -> str:
     return f"<ca>\n{pki['ca']}</ca>\n<cert>\n{cert[0]}</cert>\n<key>\n{cert[1]}</key>\n{extra}"
 
 
-def server_conf(pki: dict, proto: str = "udp", protection: str = "tls-crypt", extra: str = "") -> str:
-    return (f"port 1194\nproto {proto}\ndev tun\ntopology subnet\nserver 198.19.0.0 255.255.255.0\n"
+def server_conf(pki: dict, proto: str = "udp", protection: str = "tls-crypt", extra: str = "",
+                nopool: bool = False) -> str:
+    """`nopool`: `server` without its own pool (an `ifconfig-pool` line in `extra` gives one, as 2.6 wants)."""
+    flag = " nopool" if nopool else ""
+    return (f"port 1194\nproto {proto}\ndev tun\ntopology subnet\nserver 198.19.0.0 255.255.255.0{flag}\n"
             f"dh none\nkeepalive 10 60\nclient-to-client\n{extra}\n" + _blocks(pki, pki["server"], protection))
 
 

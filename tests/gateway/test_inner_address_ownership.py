@@ -64,11 +64,11 @@ def test_a_wide_iroute_does_not_let_its_client_send_from_another_clients_narrowe
 
 
 def test_a_static_address_outside_the_dynamic_range_never_joins_it(pki, tmp_path):
-    """client0's ccd gives it 198.19.0.50, outside the dynamic range (.100 only). Once client0 had
-    come and gone, .50 used to be handed to the next client when the range ran out -- and client0
-    coming back then took that client's address over."""
+    """client0's ccd gives it 198.19.0.50, outside the dynamic range (.100 and .101, the smallest
+    pool 2.6 takes). Once client0 had come and gone, .50 used to be handed to the next client when
+    the range ran out -- and client0 coming back then took that client's address over."""
     w = World()
-    w.add_server(server_conf(pki, extra="ifconfig-pool 198.19.0.100 198.19.0.100\n"))
+    w.add_server(server_conf(pki, extra="ifconfig-pool 198.19.0.100 198.19.0.101\n", nopool=True))
     _ccd(w, tmp_path, {"client0": "ifconfig-push 198.19.0.50 255.255.255.0\n"})
     w.add_client(client_conf(pki, "client0", extra=LEAVES))
     assert w.run(lambda: _up(w, 0), max_time=30)
@@ -76,10 +76,11 @@ def test_a_static_address_outside_the_dynamic_range_never_joins_it(pki, tmp_path
     _leave(w, 0)
     w.add_client(client_conf(pki, "client1"))
     w.add_client(client_conf(pki, "client2"))
-    assert w.run(lambda: _up(w, 1), max_time=30)
+    w.add_client(client_conf(pki, "client3"))
+    assert w.run(lambda: _up(w, 1) and _up(w, 2), max_time=30)
     w.run_for(10)
-    assert w.client_addr(1) == "198.19.0.100"
-    assert w.client_addr(2) is None, "a static address was handed out from the dynamic pool"
+    assert {w.client_addr(1), w.client_addr(2)} == {"198.19.0.100", "198.19.0.101"}
+    assert w.client_addr(3) is None, "a static address was handed out from the dynamic pool"
 
 
 @pytest.mark.parametrize("leaving", [1, 0])
@@ -89,7 +90,7 @@ def test_a_pool_address_stays_taken_while_a_client_on_it_is_connected(pki, tmp_p
     went back to the pool although client0 still held it, and the next client got it: two clients
     on one address. Whichever of the two leaves, the other still holds .2."""
     w = World()
-    w.add_server(server_conf(pki, extra="ifconfig-pool 198.19.0.2 198.19.0.3\n"))
+    w.add_server(server_conf(pki, extra="ifconfig-pool 198.19.0.2 198.19.0.3\n", nopool=True))
     _ccd(w, tmp_path, {"client1": "ifconfig-push 198.19.0.2 255.255.255.0\n"})
     w.add_client(client_conf(pki, "client0", extra=LEAVES))
     assert w.run(lambda: _up(w, 0), max_time=30)

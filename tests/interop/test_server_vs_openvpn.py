@@ -110,7 +110,8 @@ def test_our_client_against_our_server(lab, procs, proto, cipher, protection):
 
 def test_many_clients_distinct_addresses_c2c_and_release(lab, procs):
     # A pool of exactly 8 addresses: a 9th client can only get in once one leaves.
-    srv = start_our_server(lab, procs, extra="client-to-client\nifconfig-pool 198.19.0.2 198.19.0.9 255.255.255.0\n")
+    srv = start_our_server(lab, procs, extra="client-to-client\nifconfig-pool 198.19.0.2 198.19.0.9 255.255.255.0\n",
+                           nopool=True)
     spaces = _client_spaces(lab)
     clients = []
     for i, ns in enumerate(spaces[:8]):

@@ -109,3 +109,26 @@ def test_a_p2p_peer_with_push_peer_info_sends_2_6s_detail_3_without_a_clients_mt
     assert "IV_COMP_STUBv2=1" in info and "UV_SITE=b" in info and "IV_GUI_VER=mygui" in info
     assert any(x.startswith("IV_SSL=") for x in info) and any(x.startswith("IV_PLAT_VER=") for x in info)
     assert not [x for x in info if x.startswith(("IV_MTU=", "IV_NCP="))]
+
+
+# ---- 2. `server` + `ifconfig-pool` without `nopool` (helper.c helper_client_server)
+
+SERVER = "dev {dev}\nserver 198.19.0.0 255.255.255.0{flag}\ndh none\n" + PEM       # 12 lines
+
+
+@pytest.mark.parametrize("dev", ["tun", "tap"])
+def test_server_and_ifconfig_pool_without_nopool_is_refused_at_the_pool_line_in_2_6s_words(dev):
+    # Debian's 2.6.14: "Options error: --server already defines an ifconfig-pool, so you can't
+    # also specify --ifconfig-pool explicitly", exit 1
+    text = SERVER.format(dev=dev, flag="") + "topology subnet\nifconfig-pool 198.19.0.10 198.19.0.20 255.255.255.0\n"
+    e = _err(text, "/p/s.conf")
+    assert e.startswith("/p/s.conf:14: ifconfig-pool: --server already defines an ifconfig-pool, so you can't "
+                        "also specify --ifconfig-pool explicitly"), e
+
+
+def test_with_nopool_the_ifconfig_pool_is_the_servers():
+    from appliance.openvpn.serveraddressing import server_addressing
+    o = _parse(SERVER.format(dev="tun", flag=" nopool") + "topology subnet\nifconfig-pool 198.19.0.10 198.19.0.20\n",
+               "/p/s.conf")
+    pool = server_addressing(o).make_pool()
+    assert pool.size == 11 and pool.in_range("198.19.0.10") and not pool.in_range("198.19.0.21")

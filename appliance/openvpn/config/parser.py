@@ -299,6 +299,11 @@ def finish(p: ParseState) -> None:
     if server and "ifconfig" in o.source and o.dev_type == "tap":
         p.err("ifconfig", "a layer-2 server's address comes from `server NETWORK NETMASK` here (or none: a "
               "bridge port); `ifconfig` with dev tap is not supported", line("ifconfig"))
+    if o.server is not None and not o.server_nopool and o.ifconfig_pool is not None:
+        # 2.6's helper.c refuses the pair, tun and tap alike (ours narrowed `server`'s pool)
+        p.err("ifconfig-pool", "--server already defines an ifconfig-pool, so you can't also specify "
+              "--ifconfig-pool explicitly (as OpenVPN 2.6 says): add `nopool` to the `server` line to give "
+              "the pool yourself", line("ifconfig_pool"))
     if server:
         o.role = "server"
         if not o.tls_server:

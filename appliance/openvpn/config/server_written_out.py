@@ -81,9 +81,7 @@ def finish_tun_server(p: "ParseState") -> None:
     at = line("ifconfig_pool") if o.ifconfig_pool is not None else line("server")
     d = "ifconfig-pool" if o.ifconfig_pool is not None else "server"
     pool = a.make_pool()
-    narrowed = o.server is not None and not o.server_nopool and o.ifconfig_pool is not None
-    if pool.size < 2 and not narrowed:
-        # (`server` with an ifconfig-pool line narrowing it is ours alone: 2.6 wants `nopool`.)
+    if pool.size < 2:
         p.err(d, f"the IPv4 pool holds {pool.size} client(s); OpenVPN 2.6 needs at least 2", at)
         return
     if topology == "subnet" and a.pool_mask is None:
