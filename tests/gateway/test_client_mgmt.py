@@ -315,7 +315,7 @@ def test_the_appliance_vms_client_refuses_management_at_its_line(tmp_path):
     from appliance.config.schema import parse_appliance_config
     from appliance.openvpn.errors import ConfigError
     toml = ('[wan]\nname = "eth0"\ndhcp = true\n[vpn]\nrole = "client"\n'
-            "inline = '''\nclient\nremote 198.18.0.1 1194\n<ca>\nX\n</ca>\nmanagement 127.0.0.1 7505\n'''\n")
+            "inline = '''\nclient\nremote 198.18.0.1 1194\n<ca>\nX\n</ca>\nmanagement 127.0.0.1 7505\ndev tun\n'''\n")
     with pytest.raises(ConfigError) as ei:
         parse_appliance_config(toml, str(tmp_path / "appliance.toml"))
     assert ":12: management: the appliance VM's client does not serve" in str(ei.value)

@@ -10,7 +10,7 @@ import pytest
 from appliance.gateway.client_scripts import tunnel_words
 from appliance.openvpn.config import ConfigError, parse_config
 
-BASE = "client\nremote 198.18.0.1 1194\n<ca>\nX\n</ca>\n"      # 5 lines
+BASE = "client\ndev tun\nremote 198.18.0.1 1194\n<ca>\n</ca>\n"      # 5 lines
 
 
 @pytest.fixture

@@ -141,7 +141,7 @@ def test_the_toml_run_gets_the_status_line_and_the_profiles_status_file(tmp_path
     from appliance.lan.status_line import status_observers
     cfg = parse_appliance_config(
         '[appliance]\nstatus_interval = 30\n[wan]\nname = "eth0"\ndhcp = true\n[vpn]\nrole = "client"\n'
-        f"inline = '''\nclient\nremote 198.18.0.1 1194\n<ca>\nX\n</ca>\nstatus {tmp_path}/st 7\n'''\n",
+        f"inline = '''\nclient\ndev tun\nremote 198.18.0.1 1194\n<ca>\nX\n</ca>\nstatus {tmp_path}/st 7\n'''\n",
         str(tmp_path / "appliance.toml"))
     dhcp = SimpleNamespace(lease_count=lambda: 4)
     got = status_observers(cfg, [dhcp])

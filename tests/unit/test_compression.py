@@ -118,7 +118,7 @@ def test_any_packet_compressed_by_openvpn_comes_back_intact(mode, data):
 
 
 # ------------------------------------------------------------------ config, as options.c
-BASE = "client\nremote 198.18.0.1\n<ca>\nX\n</ca>\n"
+BASE = "client\ndev tun\nremote 198.18.0.1\n<ca>\n</ca>\n"
 
 
 def _opts(extra: str):

@@ -6,7 +6,7 @@ import pytest
 
 from appliance.openvpn.config import ConfigError, parse_config
 
-BASE = "client\nremote 198.18.0.1 1194\n<ca>\nX\n</ca>\n"      # 5 lines
+BASE = "client\ndev tun\nremote 198.18.0.1 1194\n<ca>\n</ca>\n"      # 5 lines
 
 
 @pytest.mark.parametrize("value,retries", [("none", False), ("nointeract", True)])

@@ -12,7 +12,7 @@ from appliance.openvpn.errors import ConfigError
 from appliance.openvpn.fragment import max_fragment_size
 from appliance.openvpn.settings import fragment_room, tcp_mss
 
-BASE = "client\nremote 198.18.0.1 1194\nca ca.crt\n"
+BASE = "client\ndev tun\nremote 198.18.0.1 1194\nca ca.crt\n"
 
 
 def _opts(extra: str):
@@ -40,12 +40,12 @@ def test_expressvpn_style_lines_parse():
 ])
 def test_bad_values_are_refused_at_their_line(line, why):
     msgs = _err(BASE + line + "\n")
-    assert any(m.startswith("/cfg/p.ovpn:4: fragment:") and why in m for m in msgs), msgs
+    assert any(m.startswith("/cfg/p.ovpn:5: fragment:") and why in m for m in msgs), msgs
 
 
 @pytest.mark.parametrize("text", [
-    "client\nproto tcp\nremote 198.18.0.1 1194\nfragment 1300\n",
-    "client\nremote 198.18.0.1 1194 udp\nremote 198.18.0.1 443 tcp\nfragment 1300\n",
+    "client\ndev tun\nproto tcp\nremote 198.18.0.1 1194\nfragment 1300\n",
+    "client\ndev tun\nremote 198.18.0.1 1194 udp\nremote 198.18.0.1 443 tcp\nfragment 1300\n",
     "mode server\ntls-server\nproto tcp-server\nserver 198.19.0.0 255.255.255.0\nfragment 1300\n",
 ])
 def test_tcp_with_fragment_is_refused_as_openvpn_does(text):

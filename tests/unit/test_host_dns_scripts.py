@@ -14,7 +14,7 @@ from appliance.host.resolver import HostDns
 from appliance.lan.status_line import StatusLine
 from appliance.openvpn.config import ConfigError, parse_config
 
-BASE = "client\nremote 198.18.0.1 1194\n<ca>\nX\n</ca>\n"      # 5 lines
+BASE = "client\ndev tun\nremote 198.18.0.1 1194\n<ca>\n</ca>\n"      # 5 lines
 
 
 @pytest.mark.parametrize("lines, helper", [
@@ -58,7 +58,7 @@ def test_check_says_so(tmp_path, capsys):
     from appliance.certs import issue
     ca = issue("test CA", None, None)[0].public_bytes(Encoding.PEM).decode()
     f = tmp_path / "p.ovpn"
-    body = BASE.replace("X\n", ca) + "script-security 2\n"
+    body = BASE.replace("<ca>\n", "<ca>\n" + ca) + "script-security 2\n"
     n = body.count("\n")
     f.write_text(body + "up /etc/openvpn/update-resolv-conf\nup /etc/openvpn/x.sh\n")
     assert cli.main(["check", str(f)]) == 2

@@ -59,7 +59,7 @@ def test_toml_string_round_trips_awkward_text(text):
 def test_relative_files_in_the_profile_resolve_beside_the_toml(tmp_path):
     (tmp_path / "ca.crt").write_text("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")
     prof = tmp_path / "p.ovpn"
-    prof.write_text("client\nremote 198.18.0.1\nca ca.crt\n")
+    prof.write_text("client\ndev tun\nremote 198.18.0.1\nca ca.crt\n")
     cfg = load_appliance_config(_save(tmp_path, import_profile(str(prof))))
     assert cfg.vpn_options.ca.startswith(b"-----BEGIN CERTIFICATE-----")
 

@@ -9,7 +9,7 @@ from appliance.openvpn.config import parse_config
 from appliance.openvpn.errors import BadPacket, ConfigError
 from appliance.openvpn.keymethod import parse_push_reply_untrusted
 
-BASE = "client\nremote 198.18.0.1\n<ca>\nX\n</ca>\n"
+BASE = "client\ndev tun\nremote 198.18.0.1\n<ca>\n</ca>\n"
 
 
 @pytest.mark.parametrize("line, want", [("inactive 3600", (3600, 0)), ("inactive 600 100000", (600, 100000)),

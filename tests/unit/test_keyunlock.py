@@ -21,7 +21,7 @@ def _encrypted(form: serialization.PrivateFormat, password: bytes = b"pw 1") -> 
 
 def _opts(key: bytes, extra: str = "", askpass: bytes = b"pw 1\nsecond line\n"):
     files = {"/p/k.pem": key, "/p/pw.txt": askpass}
-    text = "client\nremote 198.18.0.1 1194\n<ca>\nX\n</ca>\ncert c.pem\nkey k.pem\n" + extra
+    text = "client\ndev tun\nremote 198.18.0.1 1194\n<ca>\n</ca>\ncert c.pem\nkey k.pem\n" + extra
     return parse_config(text, "/p/c.ovpn", lambda p: files.get(p, b"C"))
 
 
@@ -88,7 +88,7 @@ def _p12(password: bytes | None = b"pw 1") -> bytes:
 def _p12_opts(data: bytes, extra: str = "", askpass: bytes = b"pw 1\n"):
     files = {"/p/c.p12": data, "/p/pw.txt": askpass, "/p/ca.pem": CA[0].public_bytes(PEM),
              "/p/x.pem": b"-----BEGIN CERTIFICATE-----\nXX\n-----END CERTIFICATE-----\n"}
-    text = "client\nremote 198.18.0.1 1194\npkcs12 c.p12\n" + extra
+    text = "client\ndev tun\nremote 198.18.0.1 1194\npkcs12 c.p12\n" + extra
     return parse_config(text, "/p/c.ovpn", lambda p: files[p])
 
 
@@ -113,31 +113,31 @@ def test_pkcs12_errors_name_their_lines():
     assert keyunlock.needs_prompt(o)
     with pytest.raises(ConfigError) as ei:
         keyunlock.unlock(o)
-    assert str(ei.value).startswith("/p/c.ovpn:3: pkcs12: cannot open the PKCS#12 file without a password")
+    assert str(ei.value).startswith("/p/c.ovpn:4: pkcs12: cannot open the PKCS#12 file without a password")
     o = _p12_opts(_p12(), "askpass pw.txt\n", askpass=b"wrong\n")
     with pytest.raises(ConfigError) as ei:
         keyunlock.unlock(o)
-    assert str(ei.value).startswith("/p/c.ovpn:4: askpass: cannot open the PKCS#12 file with the password")
+    assert str(ei.value).startswith("/p/c.ovpn:5: askpass: cannot open the PKCS#12 file with the password")
     keyunlock.unlock(o, "pw 1")                # typed right
     assert o.pkcs12 is None
     no_ca = pkcs12.serialize_key_and_certificates(b"c", LEAF[1], LEAF[0], None, serialization.NoEncryption())
     with pytest.raises(ConfigError) as ei:
         keyunlock.unlock(_p12_opts(no_ca))
-    assert "/p/c.ovpn:3: pkcs12: no `ca`, and the PKCS#12 file holds no CA certificate" in str(ei.value)
+    assert "/p/c.ovpn:4: pkcs12: no `ca`, and the PKCS#12 file holds no CA certificate" in str(ei.value)
     with pytest.raises(ConfigError) as ei:
         _p12_opts(_p12(), "cert x.pem\n")
-    assert "/p/c.ovpn:4: cert: cannot be used with pkcs12" in str(ei.value)
+    assert "/p/c.ovpn:5: cert: cannot be used with pkcs12" in str(ei.value)
 
 
 def test_an_inline_pkcs12_is_base64_and_extra_certs_before_cert_still_count():
     import base64
-    text = ("client\nremote 198.18.0.1 1194\n<ca>\nX\n</ca>\n<pkcs12>\n"
+    text = ("client\ndev tun\nremote 198.18.0.1 1194\n<ca>\n</ca>\n<pkcs12>\n"
             + base64.encodebytes(_p12(None)).decode() + "</pkcs12>\n")
     o = parse_config(text, "/p/c.ovpn", lambda p: b"")
     assert pkcs12.load_key_and_certificates(o.pkcs12, None)[1] == LEAF[0]    # the block's DER, decoded
     with pytest.raises(ConfigError) as ei:
         parse_config(text.replace("<pkcs12>\n", "<pkcs12>\n!!"), "/p/c.ovpn", lambda p: b"")
     assert "pkcs12: the inline <pkcs12> block must hold the file in base64" in str(ei.value)
-    o = parse_config("client\nremote 198.18.0.1 1194\n<ca>\nX\n</ca>\nextra-certs e.pem\ncert c.pem\nkey k.pem\n",
+    o = parse_config("client\ndev tun\nremote 198.18.0.1 1194\n<ca>\n</ca>\nextra-certs e.pem\ncert c.pem\nkey k.pem\n",
                      "/p/c.ovpn", lambda p: {"/p/e.pem": b"E", "/p/c.pem": b"C", "/p/k.pem": b"K"}[p])
     assert o.cert == b"C\nE", "extra-certs before cert was dropped"

@@ -59,7 +59,7 @@ def test_purpose_then_netscape_type(exts, server, client):
 
 
 def test_the_directive_is_read_and_checked_values():
-    base = "client\nremote 198.18.0.1 1194\n<ca>\nX\n</ca>\n"
+    base = "client\ndev tun\nremote 198.18.0.1 1194\n<ca>\n</ca>\n"
     assert parse_config(base + "ns-cert-type server\n", "/p/c.ovpn").ns_cert_type == "server"
     with pytest.raises(ConfigError) as ei:
         parse_config(base + "ns-cert-type peer\n", "/p/c.ovpn")

@@ -159,21 +159,21 @@ def test_relative_files_resolved_against_config_directory():
         seen.append(p)
         return b"x"
 
-    text = "client\nremote 198.18.0.1\nca sub/ca.crt\ncert /abs/c.crt\nkey ../k.key\n"
+    text = "client\ndev tun\nremote 198.18.0.1\nca sub/ca.crt\ncert /abs/c.crt\nkey ../k.key\n"
     parse_config(text, "/etc/openvpn/client/profile.conf", read_file)
     assert seen == ["/etc/openvpn/client/sub/ca.crt", "/abs/c.crt", "/etc/openvpn/client/../k.key"]
 
 
 def test_unreadable_file_is_a_located_error():
-    text = "client\nremote 198.18.0.1\nca missing.crt\n"
+    text = "client\ndev tun\nremote 198.18.0.1\nca missing.crt\n"
     with pytest.raises(ConfigError) as ei:
         parse_config(text, "/cfg/p.ovpn", _no_files)
     msgs = [str(e) for e in _errors(ei.value)]
-    assert any(m.startswith("/cfg/p.ovpn:3: ca: cannot read missing.crt") for m in msgs), msgs
+    assert any(m.startswith("/cfg/p.ovpn:4: ca: cannot read missing.crt") for m in msgs), msgs
 
 
 # ------------------------------------------------------------------ errors
-GOOD_CLIENT = "client\nremote 198.18.0.1 1194\n<ca>\nX\n</ca>\n"  # 5 lines
+GOOD_CLIENT = "client\ndev tun\nremote 198.18.0.1 1194\n<ca>\n</ca>\n"  # 5 lines
 GOOD_LINES = GOOD_CLIENT.count("\n")
 
 
@@ -217,7 +217,7 @@ def test_each_error_names_file_line_directive_and_why(line, directive, why):
 
 def test_good_client_base_is_valid():
     o = parse_config(GOOD_CLIENT, "/p/c.ovpn", _no_files)
-    assert o.remotes == [Remote("198.18.0.1", 1194, "udp")] and o.ca == b"X\n"
+    assert o.remotes == [Remote("198.18.0.1", 1194, "udp")] and o.ca == b"\n"
 
 
 def test_connection_block_beside_a_remote_line_is_refused_at_that_line():
@@ -250,8 +250,8 @@ def test_tls_auth_and_tls_crypt_together():
 
 
 @pytest.mark.parametrize("text, directive", [
-    ("client\n<ca>\nX\n</ca>\n", "remote"),
-    ("client\nremote 198.18.0.1\nverb 3\n", "ca"),
+    ("client\ndev tun\n<ca>\nX\n</ca>\n", "remote"),
+    ("client\ndev tun\nremote 198.18.0.1\nverb 3\n", "ca"),
     # (`mode server` without `server` or a pool is a server as 2.6's: addresses from ccd only;
     # `dev` is needed, as 2.6 needs it)
     ("tls-server\nmode server\ndev tun\n<ca>\nX\n</ca>\n", "cert"),
@@ -277,7 +277,7 @@ def test_cert_without_key_and_key_without_cert(present, missing):
 
 
 def test_several_errors_reported_together_in_file_order():
-    text = ("client\nremote 198.18.0.1\n<ca>\nX\n</ca>\n"
+    text = ("client\ndev tun\nremote 198.18.0.1\n<ca>\n</ca>\n"
             "dev null\n"         # 6
             "comp-lzo maybe\n"   # 7
             "verb 3\n"           # 8 ok
@@ -297,7 +297,7 @@ def test_several_errors_reported_together_in_file_order():
 
 
 def test_server_errors_cert_and_client_combined():
-    text = "client\nserver 198.19.0.0 255.255.255.0\nca ca.crt\n"
+    text = "client\ndev tun\nserver 198.19.0.0 255.255.255.0\nca ca.crt\n"
     with pytest.raises(ConfigErrors) as ei:
         parse_config(text, "/p/s.conf", lambda p: b"x")
     dirs = {e.directive for e in ei.value.errors}
@@ -336,7 +336,7 @@ def test_quoting(arg, expect):
 
 
 def test_comments_and_blank_lines_and_dash_prefix():
-    text = "# comment\n; other comment\n\n   \n--client\n--remote 198.18.0.1 1195 --\n<ca>\nX\n</ca>\n  --verb 4\n"
+    text = "# comment\n; other comment\n\n   \n--client\n--remote 198.18.0.1 1195 --\n<ca>\n</ca>\n--dev tun\n  --verb 4\n"
     text = text.replace("1195 --", "1195")
     o = parse_config(text, "/p/c.ovpn", _no_files)
     assert o.client and o.verb == 4 and o.remotes == [Remote("198.18.0.1", 1195, "udp")]
@@ -363,7 +363,7 @@ def test_client_keepalive_expansion():
 
 
 def test_global_port_and_proto_apply_to_remotes_without_them():
-    text = "client\nport 1195\nproto tcp-client\nremote 198.18.0.1\nremote 198.18.0.2 443 udp\n<ca>\nX\n</ca>\n"
+    text = "client\ndev tun\nport 1195\nproto tcp-client\nremote 198.18.0.1\nremote 198.18.0.2 443 udp\n<ca>\nX\n</ca>\n"
     o = parse_config(text, "/p/c.ovpn", _no_files)
     assert o.remotes == [Remote("198.18.0.1", 1195, "tcp"), Remote("198.18.0.2", 443, "udp", "")]
 
@@ -375,9 +375,9 @@ def test_render_options_shows_source_and_defaults():
     assert f"verb = 3   # /p/c.ovpn:{GOOD_LINES + 1}" in out
     assert f"remote-cert-tls = server   # /p/c.ovpn:{GOOD_LINES + 2}" in out
     assert "tun-mtu = 1500   # (default)" in out
-    assert "remotes = ['198.18.0.1 1194 udp']   # /p/c.ovpn:2" in out
+    assert "remotes = ['198.18.0.1 1194 udp']   # /p/c.ovpn:3" in out
     ca = [ln for ln in out if ln.startswith("ca = ")]
-    assert ca == ["ca = <2 bytes>   # /p/c.ovpn:3"]  # secrets summarised, never printed
+    assert ca == ["ca = <1 bytes>   # /p/c.ovpn:4"]  # secrets summarised, never printed
 
 
 def test_render_never_prints_credentials():
@@ -503,7 +503,7 @@ def test_cli_check_bad_key_material_exits_2(tmp_path, pki):
     """Syntax is fine but the key does not match the certificate: `check` still catches it."""
     prof = tmp_path / "mismatch.ovpn"
     other_key = _pem_key(ec.generate_private_key(ec.SECP256R1()))
-    prof.write_text("client\nremote 198.18.0.1\n"
+    prof.write_text("client\ndev tun\nremote 198.18.0.1\n"
                     f"<ca>\n{pki['ca']}</ca>\n<cert>\n{pki['client_cert']}</cert>\n<key>\n{other_key}</key>\n")
     r = _run_cli("check", str(prof))
     assert r.returncode == 2, (r.stdout, r.stderr)
@@ -515,7 +515,7 @@ def test_cli_check_bad_key_material_exits_2(tmp_path, pki):
 def test_a_remote_lines_own_protocol_family_wins_over_the_profiles():
     """`remote h p udp6` only IPv6, `tcp4` only IPv4, a bare `udp` either family (as OpenVPN's
     per-remote proto replaces the profile-wide one); a remote without a protocol takes `proto`'s."""
-    text = ("client\nproto udp4\nremote 198.18.0.1\nremote v6.test 443 udp6\nremote v4.test 443 tcp4\n"
+    text = ("client\ndev tun\nproto udp4\nremote 198.18.0.1\nremote v6.test 443 udp6\nremote v4.test 443 tcp4\n"
             "remote any.test 1194 udp\n<ca>\nX\n</ca>\n")
     o = parse_config(text, "/p/c.ovpn", _no_files)
     assert [(r.host, r.proto, o.family_of(r)) for r in o.remotes] == [

@@ -12,7 +12,7 @@ from appliance.openvpn.session import Role
 from appliance.openvpn.settings import client_session_config, session_config, tcp_mss
 from appliance.openvpn.mss import mss_for
 
-BASE = "client\nremote 198.18.0.1 1194\n<ca>\nX\n</ca>\n"   # 5 lines
+BASE = "client\ndev tun\nremote 198.18.0.1 1194\n<ca>\n</ca>\n"   # 5 lines
 BASE_LINES = 5
 
 
@@ -48,7 +48,7 @@ KEY = "-----BEGIN OpenVPN Static key V1-----\n" + "\n".join(["0123456789abcdef" 
 def test_inline_marker_then_block_is_accepted(directive, field, body, expect):
     """OpenVPN and MirageVPN accept `ca [inline]` with the <ca> block elsewhere in the file."""
     extra = "<cert>\nC\n</cert>\n<key>\nK\n</key>\n" if directive in ("ca",) else ""
-    text = ("client\nremote 198.18.0.1\n" + f"{directive} [inline]\n" + extra
+    text = ("client\ndev tun\nremote 198.18.0.1\n" + f"{directive} [inline]\n" + extra
             + ("<ca>\nX\n</ca>\n" if directive != "ca" else "")
             + f"<{directive}>\n{body}\n</{directive}>\n")
     if directive in ("cert", "key"):
@@ -65,7 +65,7 @@ def test_tls_auth_inline_marker_keeps_its_direction():
 
 
 def test_block_before_marker_is_accepted_too():
-    text = "client\nremote 198.18.0.1\n<ca>\nX\n</ca>\nca [inline]\n"
+    text = "client\ndev tun\nremote 198.18.0.1\n<ca>\nX\n</ca>\nca [inline]\n"
     assert parse_config(text, "/p/c.ovpn", _no_files).ca == b"X\n"
 
 
@@ -107,7 +107,7 @@ def test_more_than_16_parameters_is_an_error():
 
 def test_inline_blocks_are_not_subject_to_the_limits():
     long_line = "A" * 1000
-    o = parse_config(f"client\nremote 198.18.0.1\n<ca>\n{long_line}\n</ca>\n", "/p/c.ovpn", _no_files)
+    o = parse_config(f"client\ndev tun\nremote 198.18.0.1\n<ca>\n{long_line}\n</ca>\n", "/p/c.ovpn", _no_files)
     assert o.ca == (long_line + "\n").encode()
 
 
@@ -249,7 +249,7 @@ def test_setenv_opt_applies_a_known_access_directive():
 
 
 def test_check_shows_the_mss_openvpn_would_clamp_to():
-    o = parse_config("client\nremote 198.18.0.1 1194 udp\nremote 198.18.0.2 443 tcp\nmssfix 1400\n"
+    o = parse_config("client\ndev tun\nremote 198.18.0.1 1194 udp\nremote 198.18.0.2 443 tcp\nmssfix 1400\n"
                      "data-ciphers AES-256-GCM:AES-256-CBC\n<ca>\nX\n</ca>\n", "/p/c.ovpn", _no_files)
     line = [ln for ln in render_options(o).splitlines() if ln.startswith("tcp-mss = ")]
     # The CBC cipher has more overhead, so it decides: OpenVPN's figures for AES-256-CBC/SHA1.

@@ -132,3 +132,29 @@ def test_with_nopool_the_ifconfig_pool_is_the_servers():
                "/p/s.conf")
     pool = server_addressing(o).make_pool()
     assert pool.size == 11 and pool.in_range("198.19.0.10") and not pool.in_range("198.19.0.21")
+
+
+# ---- 1. a config without `dev` (options.c options_postprocess_verify_ce: notnull(options->dev))
+
+@pytest.mark.parametrize("text", [
+    "client\nremote 198.18.0.1 1194\n" + PEM,
+    "client\ndev-type tun\nremote 198.18.0.1 1194\n" + PEM,           # dev-type alone: 2.6 refuses too
+    "remote 198.18.0.1 1194\nifconfig 10.9.0.2 10.9.0.1\ntls-client\n" + PEM,
+])
+def test_a_client_or_p2p_config_without_dev_is_refused_in_2_6s_words(text):
+    # Debian's 2.6.14: "Options error: You must define TUN/TAP device (--dev)", exit 1
+    e = _err(text)
+    assert e.startswith("/p/c.ovpn: dev: You must define TUN/TAP device (--dev)"), e
+
+
+def test_a_refused_dev_line_is_the_only_dev_error():
+    e = _err("client\ndev null\nremote 198.18.0.1 1194\n" + PEM)
+    assert e.startswith("/p/c.ovpn:2: dev: ") and "You must define" not in e, e
+
+
+def test_a_command_line_without_dev_is_refused_too(tmp_path):
+    from appliance.openvpn.config import load_command_line
+    (tmp_path / "ca.crt").write_text("X")
+    with pytest.raises(ConfigError) as e:
+        load_command_line(["--client", "--remote", "198.18.0.1", "--ca", str(tmp_path / "ca.crt")])
+    assert "<command line>: dev: You must define TUN/TAP device (--dev)" in str(e.value)

@@ -25,7 +25,7 @@ from appliance.openvpn.config.table import TABLE
 from appliance.openvpn.config.directives import Kind
 from appliance.openvpn.errors import ConfigError
 
-BASE = "client\nremote 198.18.0.1\nca ca.crt\n"
+BASE = "client\ndev tun\nremote 198.18.0.1\nca ca.crt\n"
 NOGROUP = grp.getgrnam("nogroup").gr_gid
 
 
@@ -39,14 +39,14 @@ def test_directives_are_applied_or_refused_never_no_ops():
     assert TABLE["chroot"].kind is Kind.REFUSE
     o = parse("user nobody\ngroup nogroup\nnice 5\nmlock\n")
     assert (o.user, o.group, o.nice, o.mlock) == ("nobody", "nogroup", 5, True)
-    assert o.source["user"] == ("/etc/openvpn/p.ovpn", 4) and not any("user" in n for n in o.notes)
+    assert o.source["user"] == ("/etc/openvpn/p.ovpn", 5) and not any("user" in n for n in o.notes)
 
 
 @pytest.mark.parametrize("line, why", [
-    ("chroot /var/empty", "p.ovpn:4: chroot: not supported: Python imports modules lazily"),
-    ("nice 40", "p.ovpn:4: nice:"),
-    ("mlock yes", "p.ovpn:4: mlock:"),
-    ("user", "p.ovpn:4: user:"),
+    ("chroot /var/empty", "p.ovpn:5: chroot: not supported: Python imports modules lazily"),
+    ("nice 40", "p.ovpn:5: nice:"),
+    ("mlock yes", "p.ovpn:5: mlock:"),
+    ("user", "p.ovpn:5: user:"),
 ])
 def test_bad_lines_fail_with_file_and_line(line, why):
     with pytest.raises(ConfigError) as ei:
@@ -57,10 +57,10 @@ def test_bad_lines_fail_with_file_and_line(line, why):
 
 def test_unknown_user_or_group_is_a_config_error_at_its_line():
     o = parse("nice 1\nuser no-such-user-xyz\n")
-    with pytest.raises(ConfigError, match=r"p\.ovpn:5: user: no such user 'no-such-user-xyz'"):
+    with pytest.raises(ConfigError, match=r"p\.ovpn:6: user: no such user 'no-such-user-xyz'"):
         pv.identity_of(o)
     o = parse("user nobody\ngroup no-such-group-xyz\n")
-    with pytest.raises(ConfigError, match=r"p\.ovpn:5: group: no such group 'no-such-group-xyz'"):
+    with pytest.raises(ConfigError, match=r"p\.ovpn:6: group: no such group 'no-such-group-xyz'"):
         pv.identity_of(o)
 
 
@@ -86,17 +86,17 @@ def test_check_resolves_the_user(tmp_path):
     from lab.pki import make_pki
     pki = make_pki(tmp_path / "pki", ["client1"])
     cert, key = pki.clients["client1"]
-    text = f"client\nremote 198.18.0.1\nca {pki.ca}\ncert {cert}\nkey {key}\nuser no-such-user-xyz\n"
+    text = f"client\ndev tun\nremote 198.18.0.1\nca {pki.ca}\ncert {cert}\nkey {key}\nuser no-such-user-xyz\n"
     p = tmp_path / "p.ovpn"
     p.write_text(text)
-    with pytest.raises(ConfigError, match=r"p\.ovpn:6: user: no such user"):
+    with pytest.raises(ConfigError, match=r"p\.ovpn:7: user: no such user"):
         _validate_runtime(parse_config(text, str(p)))
     assert _validate_runtime(parse_config(text.replace("no-such-user-xyz", "nobody"), str(p))).user == "nobody"
 
 
 @pytest.mark.parametrize("line", ["user nobody", "group nogroup", "mlock"])
 def test_the_appliance_toml_refuses_what_pid_1_cannot_apply(tmp_path, line):
-    (tmp_path / "client.ovpn").write_text(f"client\nremote 198.18.0.1 1194\n<ca>\nx\n</ca>\n{line}\n")
+    (tmp_path / "client.ovpn").write_text(f"client\ndev tun\nremote 198.18.0.1 1194\n<ca>\n</ca>\n{line}\n")
     p = tmp_path / "appliance.toml"
     p.write_text(textwrap.dedent("""\
         [wan]
@@ -226,7 +226,7 @@ def test_mlock_beyond_the_memory_lock_limit_stops_the_run_with_the_reason(tmp_pa
     pki = make_pki(tmp_path / "pki", ["client1"])
     cert, key = pki.clients["client1"]
     p = tmp_path / "p.ovpn"
-    p.write_text(f"client\nremote 198.18.0.1\nca {pki.ca}\ncert {cert}\nkey {key}\nmlock\n")
+    p.write_text(f"client\ndev tun\nremote 198.18.0.1\nca {pki.ca}\ncert {cert}\nkey {key}\nmlock\n")
     r = subprocess.run(["setpriv", "--bounding-set", "-ipc_lock", "prlimit", "--memlock=65536:65536", OUR_BIN, "run",
                         str(p)], capture_output=True, text=True, timeout=60)
     assert r.returncode == 1, r.stderr

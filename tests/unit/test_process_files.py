@@ -14,7 +14,7 @@ from appliance.host import process_files
 from appliance.openvpn.config import parse_config
 from appliance.openvpn.errors import ConfigError
 
-PROFILE = "client\nremote 198.18.0.1 1194\n<ca>\nX\n</ca>\n"
+PROFILE = "client\ndev tun\nremote 198.18.0.1 1194\n<ca>\n</ca>\n"
 
 
 def _child(path: str, append: bool) -> subprocess.CompletedProcess:

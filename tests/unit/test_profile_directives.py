@@ -9,7 +9,7 @@ from appliance.openvpn.config import ConfigError, parse_config
 from appliance.openvpn.keymethod import DnsServer, parse_push_reply_untrusted
 from appliance.openvpn.profile_push import outside_ipv6_dropped, with_profile
 
-BASE = "client\nremote 198.18.0.1\n<ca>\nx\n</ca>\n"      # the lines below start at line 6
+BASE = "client\ndev tun\nremote 198.18.0.1\n<ca>\n</ca>\n"      # the lines below start at line 6
 
 
 def _client(extra: str, path: str = "/etc/vpn/c.ovpn"):
@@ -230,11 +230,11 @@ def test_cd_makes_later_relative_names_read_from_its_directory(tmp_path):
     keys = tmp_path / "keys"
     keys.mkdir()
     read: list[str] = []
-    o = parse_config(f"client\nremote 198.18.0.1\ncd {keys}\nca ca.crt\n", str(tmp_path / "c.ovpn"),
+    o = parse_config(f"client\ndev tun\nremote 198.18.0.1\ncd {keys}\nca ca.crt\n", str(tmp_path / "c.ovpn"),
                      read_file=lambda p: read.append(p) or b"x")
     assert read == [str(keys / "ca.crt")] and o.ca == b"x"
     read.clear()
-    parse_config("client\nremote 198.18.0.1\ncd keys\nca ca.crt\n", str(tmp_path / "c.ovpn"),   # relative: to the profile's
+    parse_config("client\ndev tun\nremote 198.18.0.1\ncd keys\nca ca.crt\n", str(tmp_path / "c.ovpn"),   # relative: to the profile's
                  read_file=lambda p: read.append(p) or b"x")
     assert read == [str(keys / "ca.crt")]
 
@@ -250,7 +250,7 @@ def test_cd_is_where_the_scripts_start_as_under_openvpn(tmp_path, monkeypatch):
     (tmp_path / "etc" / "revoked" / "alice").write_text("")
     (tmp_path / "elsewhere").mkdir()
     monkeypatch.chdir(tmp_path / "elsewhere")              # where the appliance was started (restored after)
-    (tmp_path / "elsewhere" / "c.ovpn").write_text("client\nremote 198.18.0.1\ncd ../etc\nca ca.crt\n")
+    (tmp_path / "elsewhere" / "c.ovpn").write_text("client\ndev tun\nremote 198.18.0.1\ncd ../etc\nca ca.crt\n")
     o = parse_config((tmp_path / "elsewhere" / "c.ovpn").read_text(), "c.ovpn", read_file=lambda p: b"x")
     assert o.cd_dir == str(tmp_path / "etc")
     assert cli.enter_cd_dir(o) is None
@@ -269,21 +269,21 @@ def test_cd_through_a_symlink_and_dotdot_goes_where_chdir_goes(tmp_path):
     (tmp_path / "pki" / "client1").mkdir(parents=True)
     (tmp_path / "prof" / "keys").symlink_to(tmp_path / "pki" / "client1")
     read: list[str] = []
-    o = parse_config("client\nremote 198.18.0.1\ncd keys/..\nca ca.crt\n", str(tmp_path / "prof" / "c.ovpn"),
+    o = parse_config("client\ndev tun\nremote 198.18.0.1\ncd keys/..\nca ca.crt\n", str(tmp_path / "prof" / "c.ovpn"),
                      read_file=lambda p: read.append(p) or b"x")
     assert read == [str(tmp_path / "pki" / "ca.crt")] and o.cd_dir == str(tmp_path / "pki")
 
 
 def test_cd_after_a_relative_name_or_to_no_directory_is_refused(tmp_path):
     with pytest.raises(ConfigError) as e:
-        parse_config(f"client\nremote 198.18.0.1\nca ca.crt\ncd {tmp_path}\n", str(tmp_path / "c.ovpn"),
+        parse_config(f"client\ndev tun\nremote 198.18.0.1\nca ca.crt\ncd {tmp_path}\n", str(tmp_path / "c.ovpn"),
                      read_file=lambda p: b"x")
-    assert str(e.value).startswith(f"{tmp_path}/c.ovpn:4: cd: line 3 named a file relative to the profile's "
+    assert str(e.value).startswith(f"{tmp_path}/c.ovpn:5: cd: line 4 named a file relative to the profile's "
                                    "directory before this `cd`")
     with pytest.raises(ConfigError) as e:
-        parse_config(f"client\nremote 198.18.0.1\ncd {tmp_path}/none\n<ca>\nx\n</ca>\n", str(tmp_path / "c.ovpn"),
+        parse_config(f"client\ndev tun\nremote 198.18.0.1\ncd {tmp_path}/none\n<ca>\nx\n</ca>\n", str(tmp_path / "c.ovpn"),
                      read_file=lambda p: b"x")
-    assert str(e.value) == f"{tmp_path}/c.ovpn:3: cd: cd to '{tmp_path}/none' failed: not a directory"
+    assert str(e.value) == f"{tmp_path}/c.ovpn:4: cd: cd to '{tmp_path}/none' failed: not a directory"
 
 
 

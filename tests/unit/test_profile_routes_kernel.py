@@ -20,7 +20,7 @@ PUSH = ("PUSH_REPLY,topology subnet,ifconfig 198.18.70.2 255.255.255.0,ifconfig-
 
 
 def _opts(extra: str):
-    return parse_config(f"client\nremote {SERVER}\n<ca>\nx\n</ca>\n{extra}", "/mem/p.ovpn", read_file=lambda p: b"")
+    return parse_config(f"client\ndev tun\nremote {SERVER}\n<ca>\n</ca>\n{extra}", "/mem/p.ovpn", read_file=lambda p: b"")
 
 
 def _apply(net: TunnelNetwork, extra_push: str = "", nopull: bool = False) -> None:

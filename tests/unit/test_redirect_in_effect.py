@@ -13,7 +13,7 @@ BASE = "PUSH_REPLY,topology subnet,ifconfig 198.18.70.2 255.255.255.0"
 
 
 def _opts(extra: str = ""):
-    return parse_config(f"client\nremote 198.18.60.9\n<ca>\nx\n</ca>\n{extra}", "/mem/p.ovpn",
+    return parse_config(f"client\ndev tun\nremote 198.18.60.9\n<ca>\n</ca>\n{extra}", "/mem/p.ovpn",
                         read_file=lambda p: b"")
 
 

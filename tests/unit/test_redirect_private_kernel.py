@@ -19,7 +19,7 @@ PUSH = "PUSH_REPLY,topology subnet,ifconfig 198.18.70.2 255.255.255.0,ifconfig-i
 
 
 def _net(flags: str) -> TunnelNetwork:
-    return TunnelNetwork(parse_config(f"client\nremote {SERVER}\n<ca>\nx\n</ca>\nredirect-private {flags}\n",
+    return TunnelNetwork(parse_config(f"client\ndev tun\nremote {SERVER}\n<ca>\n</ca>\nredirect-private {flags}\n",
                                       "/mem/p.ovpn", read_file=lambda p: b""))
 
 
@@ -76,7 +76,7 @@ def test_which_flags_need_the_host_route():
 
 
 def _plain() -> TunnelNetwork:
-    return TunnelNetwork(parse_config(f"client\nremote {SERVER}\n<ca>\nx\n</ca>\n", "/mem/p.ovpn",
+    return TunnelNetwork(parse_config(f"client\ndev tun\nremote {SERVER}\n<ca>\n</ca>\n", "/mem/p.ovpn",
                                       read_file=lambda p: b""))
 
 

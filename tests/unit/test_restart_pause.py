@@ -40,5 +40,5 @@ def test_a_poll_timeout_has_no_pause():
 ])
 def test_connect_retry_values_read_as_openvpn_reads_them(line, seconds, most):
     """Each was refused here (N above 86400, M below 1 or above 86400) or read otherwise."""
-    o = parse_config(f"client\nremote 198.18.0.1\n{line}\n<ca>\nX\n</ca>\n", "/p/c.ovpn")
+    o = parse_config(f"client\ndev tun\nremote 198.18.0.1\n{line}\n<ca>\nX\n</ca>\n", "/p/c.ovpn")
     assert (o.connect_retry, o.connect_retry_max) == (seconds, most)

@@ -15,6 +15,7 @@ from lab.pki import make_pki
 CLIENT_OVPN = """\
 client
 dev tun
+dev tun
 proto udp
 remote 198.18.0.1 1194
 <ca>
@@ -102,6 +103,7 @@ def test_inline_config_lines_map_onto_the_toml(tmp_path):
         <ca>
         x
         </ca>
+        dev tun
         '''
         """)
     p = write(tmp_path, toml, None)
@@ -114,7 +116,7 @@ def test_inline_config_lines_map_onto_the_toml(tmp_path):
 
 def test_errors_in_the_ovpn_file_keep_its_own_file_and_line(tmp_path):
     p = write(tmp_path, FULL, CLIENT_OVPN.replace("proto udp", "proto sctp"))
-    assert errors_of(p) == [f"{tmp_path / 'client.ovpn'}:3: proto: unknown protocol sctp"]
+    assert errors_of(p) == [f"{tmp_path / 'client.ovpn'}:4: proto: unknown protocol sctp"]
 
 
 def test_toml_syntax_error_points_at_its_line(tmp_path):
@@ -254,7 +256,7 @@ def test_scripts_are_refused_in_the_appliance_toml_with_the_line(tmp_path):
     ovpn = CLIENT_OVPN + "script-security 2\nclient-connect /usr/local/bin/cc\n"
     p = write(tmp_path, FULL, ovpn)
     errs = errors_of(p)
-    assert any("client.ovpn:11: client-connect: " in e for e in errs), errs
+    assert any("client.ovpn:12: client-connect: " in e for e in errs), errs
 
 
 def test_lan_routes_load_and_bad_ones_fail_with_their_line(tmp_path):

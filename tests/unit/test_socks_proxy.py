@@ -91,7 +91,7 @@ def test_a_host_name_over_255_bytes_cannot_be_sent():
         connect_request("a" * 256, 1194)
 
 
-BASE = "client\nproto tcp-client\nremote 198.18.0.1 443\nca ca.crt\n"
+BASE = "client\ndev tun\nproto tcp-client\nremote 198.18.0.1 443\nca ca.crt\n"
 
 
 def _parse(text: str, files: dict | None = None):
@@ -101,14 +101,14 @@ def _parse(text: str, files: dict | None = None):
 
 def test_config_defaults_and_credentials():
     o = _parse(BASE + "socks-proxy 198.18.9.1\n")
-    assert o.remotes[0].proxy == SocksProxy("198.18.9.1", 1080, None, 5)
+    assert o.remotes[0].proxy == SocksProxy("198.18.9.1", 1080, None, 6)
     o = _parse(BASE + "socks-proxy 198.18.9.1 1081 up.txt\n", {"/cfg/up.txt": b"alice\npw\n"})
     assert o.remotes[0].proxy.credentials == ("alice", "pw") and o.remotes[0].proxy.port == 1081
     assert "pw" not in o.socks_proxy.describe()
 
 
 @pytest.mark.parametrize("text,why", [
-    ("client\nremote 198.18.0.1 1194\nca ca.crt\nsocks-proxy 198.18.9.1\n", "UDP through a SOCKS proxy"),
+    ("client\ndev tun\nremote 198.18.0.1 1194\nca ca.crt\nsocks-proxy 198.18.9.1\n", "UDP through a SOCKS proxy"),
     (BASE + "socks-proxy 198.18.9.1 1080 stdin\n", "on the terminal is not supported"),
     (BASE + "http-proxy 198.18.9.1 3128\nsocks-proxy 198.18.9.1\n", "can not be used together"),
     ("mode server\ntls-server\nserver 198.19.0.0 255.255.255.0\nsocks-proxy 198.18.9.1\n",

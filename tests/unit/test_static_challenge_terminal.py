@@ -15,7 +15,7 @@ from appliance.gateway import credentials
 from appliance.openvpn.config import parse_config
 from appliance.openvpn.errors import ConfigError
 
-BASE = "client\nremote 198.18.0.1 1194\nca ca.crt\n"
+BASE = "client\ndev tun\nremote 198.18.0.1 1194\nca ca.crt\n"
 
 
 def _opts(extra: str):
@@ -74,10 +74,10 @@ def test_without_a_terminal_the_run_stops_at_the_static_challenge_line(monkeypat
     _terminal(monkeypatch, False, {})
     with pytest.raises(ConfigError) as ei:
         credentials.ask_credentials(o)
-    assert str(ei.value).startswith("/cfg/p.ovpn:5: static-challenge: no terminal to ask for the static challenge")
+    assert str(ei.value).startswith("/cfg/p.ovpn:6: static-challenge: no terminal to ask for the static challenge")
 
 
 def test_auth_nocache_beside_it_is_refused_without_a_management_client():
     with pytest.raises(ConfigError) as ei:
         _opts('auth-user-pass creds.txt\nauth-nocache\nstatic-challenge "PIN" 0\n')
-    assert ":6: static-challenge: with auth-nocache" in str(ei.value)
+    assert ":7: static-challenge: with auth-nocache" in str(ei.value)

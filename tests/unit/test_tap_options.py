@@ -11,7 +11,7 @@ from appliance.openvpn.config import ConfigErrors, parse_config
 from appliance.openvpn.errors import ConfigError
 from appliance.openvpn.settings import client_session_config, tcp_mss
 
-BASE = "client\nremote 198.18.0.1\n<ca>\nX\n</ca>\n"          # 5 lines
+BASE = "client\ndev tun\nremote 198.18.0.1\n<ca>\n</ca>\n"          # 5 lines
 SERVER = "ca ca.crt\ncert s.crt\nkey s.key\ndh none\nserver 198.19.0.0 255.255.255.0\n"   # 5 lines
 
 
@@ -88,10 +88,10 @@ def test_the_appliance_toml_refuses_a_tap_profile_before_start(tmp_path):
         parse_appliance_config(toml, str(tmp_path / "appliance.toml"))
     assert f"{tmp_path / 'c.ovpn'}:6: dev: a tap (layer 2) device is not supported in the VM image" in str(ei.value)
     prof = tmp_path / "p.ovpn"
-    prof.write_text("client\ndev-type tap\nremote 198.18.0.1\n<ca>\nx\n</ca>\n")
+    prof.write_text("client\ndev tun\ndev-type tap\nremote 198.18.0.1\n<ca>\nx\n</ca>\n")
     with pytest.raises(ConfigError) as ei:
         import_profile(str(prof))
-    assert str(ei.value).startswith(f"{prof}:2: dev-type: a tap (layer 2) device is not supported in the VM image")
+    assert str(ei.value).startswith(f"{prof}:3: dev-type: a tap (layer 2) device is not supported in the VM image")
 
 
 def test_lladdr_sets_a_tap_devices_mac_address():

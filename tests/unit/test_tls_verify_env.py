@@ -136,7 +136,7 @@ def test_the_appliance_toml_refuses_it_with_the_line(tmp_path):
     from tests.unit.test_schema import CLIENT_OVPN, FULL, errors_of, write
     p = write(tmp_path, FULL, CLIENT_OVPN + "script-security 2\ntls-verify /bin/true\n")
     errs = errors_of(p)
-    assert any("client.ovpn:11: tls-verify: the VM image runs no scripts" in e for e in errs), errs
+    assert any("client.ovpn:12: tls-verify: the VM image runs no scripts" in e for e in errs), errs
 
 
 def test_a_huge_subject_is_refused_without_a_huge_log_line():

@@ -110,11 +110,15 @@ def finish(p: ParseState) -> None:
         # OpenVPN 2.6 refuses a server without `dev` (`dev-type` alone does not do), first at its
         # `server` line ("--server directive only makes sense with --dev tun or --dev tap"), else
         # as "You must define TUN/TAP device (--dev)"; before, ours took tun and a config 2.6
-        # never ran came up here. (2.6 refuses a client or p2p config without `dev` as well;
-        # those are still taken as tun here.)
+        # never ran came up here.
         d = "server" if o.server is not None else "server-bridge" if o.server_bridge is not None else "mode"
         p.err(d, f"no `dev` line: a server must name its device (`dev tun` or `dev tap`; `{d}` only makes "
               "sense with one), as OpenVPN 2.6 refuses it too", line(d.replace("-", "_")))
+    elif "dev" not in p.seen:             # (a refused `dev` line has said so at its line)
+        # A client or p2p config too: 2.6's options_postprocess_verify_ce says "You must define
+        # TUN/TAP device (--dev)" (`dev-type` or `dev-node` alone do not do); before, ours took tun.
+        p.err("dev", "You must define TUN/TAP device (--dev): no `dev` line (`dev tun` or `dev tap`), "
+              "as OpenVPN 2.6 refuses it too", None)
     if "dev_type" not in o.source:
         o.dev_type = "tap" if o.dev.startswith("tap") else "tun"
     _vlan_rules(p)
