@@ -185,10 +185,13 @@ def test_a_silent_proxy_does_not_block_a_stop(lab, procs):
     procs.append(cli)
     assert hp.wait_for("conn 0 silent: request", 30), cli.log()
     time.sleep(1)
+    # The client would wait for the proxy's answer until server-poll-timeout (120 s): an exit
+    # within a quarter of that did not wait for it. The 5 s bound this had came close to failing
+    # under CI's load, with nothing waiting on the proxy.
     t0 = time.monotonic()
     os.killpg(cli.p.pid, signal.SIGTERM)
-    assert cli.exit_within(5) is not None, "SIGTERM while the proxy is silent: the client did not stop"
-    assert time.monotonic() - t0 < 5
+    assert cli.exit_within(30) is not None, "SIGTERM while the proxy is silent: the client did not stop"
+    assert time.monotonic() - t0 < 30
 
 
 @pytest.mark.parametrize("kind", ["openvpn", "ours"])
