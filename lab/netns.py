@@ -286,6 +286,54 @@ class Proc:
         self.f.close()
         return self.p.returncode
 
+    def is_openvpn(self) -> bool:
+        """Whether this is Debian's OpenVPN (not our program, not a tool)."""
+        return OPENVPN in self.p.args or "openvpn" in self.p.args
+
+    def is_ours(self) -> bool:
+        """Whether this is our program (directly or through readable_python_argv's wrapper)."""
+        return any(OUR_BIN in str(a) for a in self.p.args)
+
+    # How often stop_promptly repeats its SIGTERM, or looks for our server's wait.
+    PROMPT_STOP_EVERY = 0.2
+    # What our server logs when a SIGTERM has it wait for its clients' RESTART acknowledgements.
+    OUR_RESTART_WAIT = re.compile(r"stopping: told \d+ clients? to restart.*waiting up to")
+
+    def stop_promptly(self, timeout: float = 5.0) -> int | None:
+        """stop() for a process the test is done with, without the exit delay of a UDP server
+        with explicit-exit-notify: Debian's OpenVPN server takes a SIGTERM to tell its clients
+        RESTART and exits 2 s later (multi.c multi_push_restart_schedule_exit), a client with it
+        sends its exit notification for its n seconds (sig.c process_sigterm), and ours waits up
+        to 2 s for the RESTART's acknowledgements (gateway/server.py request_stop) -- the whole
+        2 s when the client has gone already, as in a teardown that stops the clients first. A
+        second SIGTERM then ends each at once through the same clean exit (OpenVPN's:
+        "SIGTERM[hard,] received, process exiting", status 0; ours: its stop proper). So:
+        OpenVPN gets SIGTERM again every PROMPT_STOP_EVERY s until it is gone (one that comes
+        before the first was taken merges with it: never slower than stop()); ours a second
+        one only once it logged that wait (a signal in the middle of its own stop is not
+        something to test here). SIGKILL after `timeout`. That delay was 2 s of every test's
+        teardown in the files that start such a server per test. For teardowns only: the
+        notifications' retransmissions, and a peer told to reconnect, are cut short. Other
+        processes get stop()."""
+        openvpn, ours = self.is_openvpn(), self.is_ours()
+        if self.p.poll() is not None or not (openvpn or ours):
+            return self.stop(timeout)
+        seen = len(self.log())
+        end = time.monotonic() + timeout
+        signals = 0
+        while self.p.poll() is None and time.monotonic() < end:
+            if openvpn or signals == 0 or (signals == 1 and self.OUR_RESTART_WAIT.search(self.log()[seen:])):
+                try:
+                    os.killpg(self.p.pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    break
+                signals += 1
+            try:
+                self.p.wait(self.PROMPT_STOP_EVERY)
+            except subprocess.TimeoutExpired:
+                pass
+        return self.stop(0.5)
+
 
 def wait_oper_up(ns: str, dev: str, within: float = 30.0) -> None:
     """Wait until `dev` in namespace `ns` is operationally up. A veth's carrier comes at once, but
@@ -545,7 +593,7 @@ class Lab:
     def close(self) -> None:
         for p in reversed(self.procs):
             try:
-                p.stop(5)
+                p.stop_promptly(5)
             except Exception:  # noqa: BLE001 - cleanup must go on
                 pass
         bad = logging_errors(self.ours_procs)

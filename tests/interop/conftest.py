@@ -27,8 +27,10 @@ def _interop_prerequisites():
 @pytest.fixture
 def procs():
     """The processes a test starts (lab.openvpn / lab.ours results appended), stopped after it,
-    newest first. A test file may define its own."""
+    newest first (promptly: a UDP server, OpenVPN's or ours, without its 2 s exit delay for
+    RESTART, Proc.stop_promptly).
+    A test file may define its own."""
     started = []
     yield started
     for p in reversed(started):
-        p.stop(8)
+        p.stop_promptly(8)

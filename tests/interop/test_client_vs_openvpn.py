@@ -42,7 +42,7 @@ def run(lab):
 
     yield go
     for p in reversed(started):
-        p.stop(5)
+        p.stop_promptly(5)
 
 
 def client_tunnel_ip(lab) -> str:
@@ -195,7 +195,7 @@ def test_server_restart_client_reconnects(lab, run, proto):
         assert lab.wait_ping(lab.cli, TUN_SERVER_IP, 20)
         assert_traffic_both_ways(lab, 200_000)
     finally:
-        srv2.stop(5)
+        srv2.stop_promptly(5)
 
 
 def test_clean_exit_removes_tun_and_notifies_server(lab, run):
@@ -308,7 +308,7 @@ def test_redirect_gateway_then_failover_to_a_remote_at_another_address(lab, run)
             assert lab.wait_ping(lab.cli, TUN_SERVER_IP, 20)
             assert lab.ping(lab.cli, "198.18.100.1", 2) == 2
         finally:
-            srv_b.stop(5)
+            srv_b.stop_promptly(5)
     finally:
         lab.cli.run("ip route del default", check=False)
         lab.srv.run(f"ip addr del {a}/32 dev lo", check=False)
@@ -354,7 +354,7 @@ def test_pull_filter_ignores_and_rejects_pushed_options(lab, run):
     assert "dropped by pull-filter: redirect-gateway def1" in cli.log()
     assert_traffic_both_ways(lab, 200_000)
     cli.stop(8)
-    srv.stop(5)
+    srv.stop_promptly(5)
     # reject: the push is an error and the client starts over, never bringing the tunnel up
     srv, cli = run(server_extra='push "redirect-gateway def1"\n',
                    client_extra='pull-filter reject "redirect-gateway"\n', wait=0)
@@ -400,7 +400,7 @@ def test_a_push_holding_a_control_character_is_refused_whole(lab, client):
         finally:
             cli.stop(5)
     finally:
-        srv.stop(5)
+        srv.stop_promptly(5)
 
 
 @pytest.mark.parametrize("server_comp,client_comp", [("comp-lzo no", "comp-lzo no"),
@@ -426,7 +426,7 @@ def test_peer_fingerprint_instead_of_ca(lab, run):
     srv, cli = run(no_ca=True, client_extra=f"peer-fingerprint {_server_fingerprint(lab)}\n")
     assert_traffic_both_ways(lab, 200_000)
     cli.stop(8)
-    srv.stop(5)
+    srv.stop_promptly(5)
     wrong = "AA:" * 31 + "AA"
     srv, cli = run(no_ca=True, client_extra=f"peer-fingerprint {wrong}\n", wait=0)
     _refused(cli, "fingerprint does not match")
@@ -436,7 +436,7 @@ def test_verify_x509_name(lab, run):
     srv, cli = run(client_extra="verify-x509-name server name\n")
     assert lab.ping(lab.cli, TUN_SERVER_IP, 2) == 2
     cli.stop(8)
-    srv.stop(5)
+    srv.stop_promptly(5)
     srv, cli = run(client_extra="verify-x509-name vpn.example.org name\n", wait=0)
     _refused(cli, "verify-x509-name vpn.example.org name: peer certificate does not match")
 
@@ -529,7 +529,7 @@ def test_ipv6_transport_and_ipv6_inside_against_openvpn(lab, proto):
         finally:
             cli.stop(8)
     finally:
-        srv.stop(5)
+        srv.stop_promptly(5)
 
 
 def test_eduvpn_server_pushes_full_tunnel_with_exclusions(lab, run):

@@ -54,7 +54,7 @@ def test_a_slow_password_check_still_brings_the_push_and_token_renegotiations(la
     finally:
         if cli is not None:
             cli.stop(5)
-        srv.stop(5)
+        srv.stop_promptly(5)
 
 
 def test_the_auth_token_renewed_at_each_renegotiation_is_the_one_sent_next(lab):
@@ -78,4 +78,4 @@ def test_the_auth_token_renewed_at_each_renegotiation_is_the_one_sent_next(lab):
     finally:
         if cli is not None:
             cli.stop(5)
-        srv.stop(5)
+        srv.stop_promptly(5)
