@@ -96,7 +96,7 @@ def procs(lab):
     started = []
     yield started
     for p in reversed(started):
-        p.stop(8)
+        p.stop_promptly(8)   # Proc.stop_promptly: no UDP server exit delay
 
 
 def talk(lab, ns, plan: list[list[str]], timeout: float = 120) -> list[dict]:

@@ -29,7 +29,7 @@ def procs(lab):
     started: list = []
     yield started
     for p in reversed(started):
-        p.stop(8)
+        p.stop_promptly(8)   # Proc.stop_promptly: no UDP server exit delay
 
 
 def test_debian_client_takes_our_pushes_in_chinese(lab, procs):

@@ -28,7 +28,7 @@ def procs():
     started: list = []
     yield started
     for p in reversed(started):
-        p.stop(8)
+        p.stop_promptly(8)   # Proc.stop_promptly: no UDP server exit delay
 
 
 # Accepts connections on the server's tunnel address for at most 120 s, then exits by itself.

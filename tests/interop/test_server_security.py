@@ -27,7 +27,7 @@ def procs(lab):
     started: list = []
     yield started
     for p in reversed(started):
-        p.stop(8)
+        p.stop_promptly(8)   # Proc.stop_promptly: no UDP server exit delay
 
 
 def start_our_server(lab, procs, extra):
