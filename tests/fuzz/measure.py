@@ -1,0 +1,116 @@
+"""Branch coverage of appliance/ by the fuzz corpora: every input of every target run once.
+
+    PYTHONPATH=. .venv/bin/python -m tests.fuzz.measure [--targets a,b] [--work] [--json OUT]
+                                                         [--show MODULE ...]
+
+Why: a fuzzer only explores what its targets can reach; the corpus a target has kept is the
+record of what it reached. Running that corpus once under coverage.py (branch coverage) shows,
+per module, which branches no target ever took -- where a new target, a mode byte or a seed is
+worth more than more hours of the same. The inputs are the committed seeds (`seeds/<target>/`)
+and, with --work, the growing corpus of earlier runs (`work/corpus/<target>/`). Exceptions that
+escape a target are counted, not raised (the crasher replay tests own those).
+
+Prints one line per module of appliance/ that any target touched: statements, branches, branches
+not taken (missing + partial exits), the percentage; then the totals. --show prints a module's
+missing branch arcs (line -> line) for reading against the source.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent.parent
+
+# The modules that take bytes or text from a peer (the tunnel's other end, a LAN host, a DNS or
+# DHCP server) or a local management client: the ones this measurement is about.
+PEER_FACING = (
+    "appliance/openvpn/session.py", "appliance/openvpn/server.py", "appliance/openvpn/keymethod.py",
+    "appliance/openvpn/packet.py", "appliance/openvpn/wrapping.py", "appliance/openvpn/reliable.py",
+    "appliance/openvpn/control.py", "appliance/openvpn/tls.py", "appliance/openvpn/datachannel.py",
+    "appliance/openvpn/datapath.py", "appliance/openvpn/framing.py", "appliance/openvpn/keyfiles.py",
+    "appliance/openvpn/compression.py", "appliance/openvpn/compstub.py", "appliance/openvpn/fragment.py",
+    "appliance/openvpn/mss.py", "appliance/openvpn/clientnat.py", "appliance/openvpn/l2switch.py",
+    "appliance/openvpn/ethernet.py", "appliance/openvpn/p2p.py", "appliance/openvpn/clientpush.py",
+    "appliance/openvpn/cookie.py", "appliance/openvpn/replay.py", "appliance/openvpn/keystate.py",
+    "appliance/openvpn/pushedsignal.py", "appliance/openvpn/admission.py", "appliance/openvpn/authtoken.py",
+    "appliance/openvpn/dhcprouter.py", "appliance/openvpn/iroutes.py",
+    "appliance/transport/p2p_link.py", "appliance/gateway/management.py", "appliance/gateway/ops.py",
+    "appliance/gateway/p2p_server.py",
+    "appliance/lan/dhcp_codec.py", "appliance/lan/dhcp_server.py", "appliance/lan/dhcp_pool.py",
+    "appliance/lan/dns_core.py", "appliance/lan/dns_wire.py", "appliance/lan/icmpv6.py", "appliance/lan/ra.py",
+    "appliance/lan/pushed_dns.py", "appliance/boot/dhcp_client.py",
+)
+
+
+def inputs_of(name: str, work: bool) -> list[Path]:
+    from tests.fuzz.run import SEEDS, WORK
+    dirs = [SEEDS / name] + ([WORK / "corpus" / name] if work else [])
+    return sorted(p for d in dirs if d.is_dir() for p in d.iterdir() if p.is_file())
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--targets", default="", help="comma-separated subset (default: all)")
+    ap.add_argument("--work", action="store_true", help="also the work/ corpora of earlier runs")
+    ap.add_argument("--all", action="store_true", help="every module touched, not only the peer-facing ones")
+    ap.add_argument("--json", type=Path, help="write the per-module figures here")
+    ap.add_argument("--show", nargs="*", default=[], help="modules (path suffixes) whose missing arcs to print")
+    a = ap.parse_args()
+
+    import coverage
+    cov = coverage.Coverage(branch=True, source=[str(ROOT / "appliance")], data_file=None)
+    cov.start()
+    from tests.fuzz.targets import TARGETS
+    names = [n for n in a.targets.split(",") if n] or [n for n in TARGETS if n != "selftest"]
+    per_target = {}
+    for n in names:
+        t0 = time.monotonic()
+        files = inputs_of(n, a.work)
+        one = TARGETS[n].make()
+        escaped = 0
+        for f in files:
+            try:
+                one(f.read_bytes())
+            except Exception:  # noqa: BLE001 - counted; the replay tests own findings
+                escaped += 1
+        per_target[n] = {"inputs": len(files), "escaped": escaped, "s": round(time.monotonic() - t0, 1)}
+        print(f"  {n:22s} {len(files):6d} inputs {per_target[n]['s']:6.1f} s  escaped {escaped}",
+              file=sys.stderr, flush=True)
+    cov.stop()
+
+    rows = []
+    for path in sorted(cov.get_data().measured_files()):
+        rel = str(Path(path).relative_to(ROOT))
+        if not a.all and rel not in PEER_FACING:
+            continue
+        an = cov._analyze(path)                    # coverage's Analysis (numbers + arcs)
+        nums = an.numbers
+        not_taken = nums.n_missing_branches
+        rows.append({"module": rel, "statements": nums.n_statements, "missing_statements": nums.n_missing,
+                     "branches": nums.n_branches, "branches_not_taken": not_taken,
+                     "branch_pct": round(100.0 * (nums.n_branches - not_taken) / nums.n_branches, 1)
+                     if nums.n_branches else 100.0})
+        if any(rel.endswith(s) for s in a.show):
+            print(f"\n== {rel}: missing arcs")
+            for src, dsts in sorted(an.missing_branch_arcs().items()):
+                print(f"  {src} -> {', '.join(map(str, dsts))}")
+    rows.sort(key=lambda r: -r["branches_not_taken"])
+    print(f"\n{'module':42s} {'stmts':>6s} {'miss':>6s} {'branches':>8s} {'not taken':>9s} {'taken %':>7s}")
+    for r in rows:
+        print(f"{r['module']:42s} {r['statements']:6d} {r['missing_statements']:6d} {r['branches']:8d} "
+              f"{r['branches_not_taken']:9d} {r['branch_pct']:7.1f}")
+    tb = sum(r["branches"] for r in rows)
+    tn = sum(r["branches_not_taken"] for r in rows)
+    print(f"{'TOTAL':42s} {sum(r['statements'] for r in rows):6d} {sum(r['missing_statements'] for r in rows):6d} "
+          f"{tb:8d} {tn:9d} {100.0 * (tb - tn) / tb if tb else 100.0:7.1f}")
+    if a.json:
+        a.json.write_text(json.dumps({"targets": per_target, "modules": rows}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
