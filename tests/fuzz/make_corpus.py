@@ -398,6 +398,13 @@ def generate(out: Path = SEEDS) -> dict[str, int]:
     for data in p2p_key_method_seeds():
         add("p2p-key-method", data)
 
+    # ---- the control channel after authentication, route-gateway dhcp's reply rewriting
+    from .control_targets import seeds_control_script, seeds_dhcp_router
+    for data in seeds_control_script():
+        add("control-script", data)
+    for data in seeds_dhcp_router():
+        add("dhcp-router", data)
+
     # ---- configs
     for text in (CLIENT_OVPN, SERVER_CONF, INLINE_OVPN, CCD):
         add("ovpn-config", text.encode())

@@ -81,6 +81,7 @@ def child(name: str, seconds: float, runs: int | None, stats_path: Path, timeout
         import appliance.openvpn.p2p  # noqa: F401
         import appliance.transport.p2p_link  # noqa: F401
         import appliance.gateway.p2p_server  # noqa: F401
+        import appliance.openvpn.dhcprouter  # noqa: F401
     t = TARGETS[name]
     one = t.make()
     out = CRASHERS / name

@@ -781,6 +781,12 @@ _add(Target("p2p-listen", lambda: _lazy("p2p_targets", "make_p2p_listen"), 2048,
 _add(Target("p2p-key-method", lambda: _lazy("p2p_targets", "make_p2p_key_method"), 2048,
             "a p2p handshake with one side's key-method message (peer-info: IV_PROTO, IV_CIPHERS) fuzzed "
             "(nothing may escape either Session)", 1.0))
+_add(Target("control-script", lambda: _lazy("control_targets", "make_control_script"), 2048,
+            "a script of control messages both ways, renegotiations, exits and operator actions with an "
+            "authenticated client (nothing escapes; the bystander untouched; output bounded per step)", 1.5))
+_add(Target("dhcp-router", lambda: _lazy("control_targets", "make_dhcp_router"), 2048,
+            "route-gateway dhcp: extract_router on the server side's frames (no Router option or classless "
+            "default left as a client reads it; checksum; idempotent)", 0.5))
 _add(Target("native", lambda: __import__("tests.fuzz.native_targets", fromlist=["make_native"]).make_native(), 4096,
             "the C data path (aead/gro/gso) against its Python twins: the unit tests' differential properties", 0.5))
 

@@ -385,3 +385,59 @@ def test_a_cut_router_at_the_end_is_not_completed_by_the_padding():
     assert router == "198.19.1.66"
     area = bytes(out)[u + 8 + 240:]
     assert area[:3] == bytes((53, 1, 5)) and set(area[3:]) == {0}, area.hex()
+
+
+# ---- a cut-off option at the very end, completed by the padding (fuzz32: the dhcp-router fuzz
+# target's oracle, tests/fuzz/control_targets.py). Stripping moves what follows a Router option
+# down and pads the tail; a truncated option left at the end is then followed by the padding,
+# which completes it: a client would read it whole.
+def unterminated(opts: bytes) -> bytes:
+    """A server's reply whose options end with `opts` (no END, nothing after: the UDP datagram
+    ends there), as a hostile server may send it."""
+    f = bytearray(raw_reply(opts)[:-1])
+    ip = 14
+    u = ip + 20
+    f[ip + 2:ip + 4] = (len(f) - ip).to_bytes(2, "big")
+    f[u + 4:u + 6] = (len(f) - u).to_bytes(2, "big")
+    f[u + 6:u + 8] = b"\0\0"                                  # no UDP checksum
+    return bytes(f)
+
+
+def _options_read(frame: bytes) -> list[tuple[int, bytes]]:
+    """(code, body) of the options a client reads, to END; a truncated last one is not read."""
+    u = 14 + (frame[14] & 15) * 4
+    opts = frame[u + 8 + 240:u + int.from_bytes(frame[u + 4:u + 6], "big")]
+    out, i = [], 0
+    while i < len(opts) and opts[i] != 255:
+        if opts[i] == 0:
+            i += 1
+            continue
+        if i + 1 >= len(opts) or i + 2 + opts[i + 1] > len(opts):
+            break
+        out.append((opts[i], opts[i + 2:i + 2 + opts[i + 1]]))
+        i += 2 + opts[i + 1]
+    return out
+
+
+def test_a_cut_off_router_option_at_the_end_is_not_completed_into_a_router():
+    f = unterminated(bytes((53, 1, 5)) + ROUTER + bytes((3, 4, 198, 19, 1)))
+    assert [c for c, _ in _options_read(f)] == [53, 3]           # the cut-off one is no option
+    out, router = extract_router(f)
+    assert router == "198.19.1.66"
+    assert out is not None and len(out) == len(f) and checksum_ok(out)
+    assert [c for c, _ in _options_read(out)] == [53], "a Router option appeared out of the cut-off one"
+
+
+def test_a_cut_off_classless_route_option_is_not_completed_into_a_default_route():
+    # 121, length 10: the default route via 198.19.1.66 and five bytes the sender does not send.
+    f = unterminated(bytes((53, 1, 5)) + ROUTER + bytes((121, 10, 0, 198, 19, 1, 66)))
+    assert [c for c, _ in _options_read(f)] == [53, 3]
+    out, _ = extract_router(f)
+    assert out is not None and checksum_ok(out)
+    assert [c for c, _ in _options_read(out)] == [53], "a classless route option appeared out of the cut-off one"
+
+
+def test_a_lone_type_byte_at_the_end_does_not_become_an_option():
+    f = unterminated(bytes((53, 1, 5)) + ROUTER + bytes((121,)))
+    out, _ = extract_router(f)
+    assert [c for c, _ in _options_read(out)] == [53]
