@@ -237,6 +237,15 @@ def dictionaries() -> dict[str, list[str]]:
             # the script separator, opcodes (hard reset v2/v3, control, ack, data v1/v2) with key ids
             "p2p-key-method": ["IV_PROTO=", "IV_CIPHERS=", "IV_NCP=", "AES-256-GCM", "AES-128-GCM", "CHACHA20-POLY1305",
                                "BF-CBC", "AES-256-CBC", ":", "\n", "990", "32", "8", "2", "-1", "4294967296"],
+            # the step separator, the texts either side sends, a push's options
+            "control-script": ["\xff\xfe", "PUSH_REQUEST", "PUSH_REPLY,", "EXIT", "CR_RESPONSE,", "INFO,",
+                               "INFO_PRE,", "AUTH_PENDING,timeout ", "RESTART,[N]", "HALT,", "AUTH_FAILED,TEMP",
+                               "WEB_AUTH::", "OPEN_URL:", "CR_TEXT:", ",peer-id ", ",cipher ", ",auth-token ",
+                               ",push-continuation 2", ",route ", "\x00", "\x38", "\x40", "\x48", "\x20", "\x28"],
+            # DHCP option codes with lengths: Router, classless routes (121, 249), overload, type, END
+            "dhcp-router": ["\x03\x04", "\x03\x00", "\x79", "\xf9", "\x34\x01\x01", "\x34\x01\x03",
+                            "\x35\x01\x05", "\x35\x01\x02", "\xff", "\x00", "\x63\x82\x53\x63",
+                            "\x00\x43\x00\x44", "\x81\x00", "\x88\xa8", "\x08\x00", "\x45\x00"],
             "p2p-listen": ["\xff\xfe", "\x38", "\x39", "\x50", "\x20", "\x28", "\x30", "\x48", "\x49"]}
 
 
