@@ -10,6 +10,10 @@ worth more than more hours of the same. The inputs are the committed seeds (`see
 and, with --work, the growing corpus of earlier runs (`work/corpus/<target>/`). Exceptions that
 escape a target are counted, not raised (the crasher replay tests own those).
 
+With --pick TARGET it chooses seeds instead: every input of TARGET's work corpus (smallest
+first) that takes an arc of appliance/ neither the committed seeds nor an input picked before it
+took; --save copies those into seeds/TARGET/ (so a campaign leaves only inputs that add coverage).
+
 Prints one line per module of appliance/ that any target touched: statements, branches, branches
 not taken (missing + partial exits), the percentage; then the totals. --show prints a module's
 missing branch arcs (line -> line) for reading against the source.
@@ -59,7 +63,11 @@ def main() -> int:
     ap.add_argument("--all", action="store_true", help="every module touched, not only the peer-facing ones")
     ap.add_argument("--json", type=Path, help="write the per-module figures here")
     ap.add_argument("--show", nargs="*", default=[], help="modules (path suffixes) whose missing arcs to print")
+    ap.add_argument("--pick", help="a target: choose the work-corpus inputs that add arcs to its seeds'")
+    ap.add_argument("--save", action="store_true", help="with --pick: copy them into seeds/TARGET/")
     a = ap.parse_args()
+    if a.pick:
+        return pick(a.pick, a.save)
 
     import coverage
     cov = coverage.Coverage(branch=True, source=[str(ROOT / "appliance")], data_file=None)
@@ -109,6 +117,56 @@ def main() -> int:
           f"{tb:8d} {tn:9d} {100.0 * (tb - tn) / tb if tb else 100.0:7.1f}")
     if a.json:
         a.json.write_text(json.dumps({"targets": per_target, "modules": rows}, indent=1))
+    return 0
+
+
+def pick(name: str, save: bool) -> int:
+    """Greedy: the seeds' arcs first, then each work-corpus input in size order is kept if it adds
+    an arc. One coverage context per input (coverage.py's own bookkeeping, no tracer of ours)."""
+    import shutil
+
+    import coverage
+    from tests.fuzz.run import SEEDS, WORK
+    cov = coverage.Coverage(branch=True, source=[str(ROOT / "appliance")], data_file=None)
+    cov.start()
+    from tests.fuzz.targets import TARGETS
+    one = TARGETS[name].make()
+    seeds = inputs_of(name, False)
+    work = sorted((p for p in (WORK / "corpus" / name).iterdir() if p.is_file()),
+                  key=lambda p: (p.stat().st_size, p.name)) if (WORK / "corpus" / name).is_dir() else []
+    cov.switch_context("seeds")
+    for f in seeds:
+        try:
+            one(f.read_bytes())
+        except Exception:  # noqa: BLE001
+            pass
+    for i, f in enumerate(work):
+        cov.switch_context(f"w{i}")
+        try:
+            one(f.read_bytes())
+        except Exception:  # noqa: BLE001
+            pass
+    cov.stop()
+    data = cov.get_data()
+    files = list(data.measured_files())
+
+    def arcs(ctx: str) -> set:
+        data.set_query_contexts([f"^{ctx}$"])
+        return {(fn, arc) for fn in files for arc in (data.arcs(fn) or ())}
+    have = arcs("seeds")
+    base = len(have)
+    kept = []
+    for i, f in enumerate(work):
+        new = arcs(f"w{i}") - have
+        if new:
+            kept.append((f, len(new)))
+            have |= new
+    print(f"{name}: seeds {len(seeds)} ({base} arcs), work corpus {len(work)}: {len(kept)} add arcs "
+          f"(+{len(have) - base})")
+    for f, n in kept:
+        print(f"  {f.name}  {f.stat().st_size} bytes  +{n} arcs")
+        if save:
+            shutil.copyfile(f, SEEDS / name / f.name)
     return 0
 
 
