@@ -123,8 +123,6 @@ def main() -> int:
 def pick(name: str, save: bool) -> int:
     """Greedy: the seeds' arcs first, then each work-corpus input in size order is kept if it adds
     an arc. One coverage context per input (coverage.py's own bookkeeping, no tracer of ours)."""
-    import shutil
-
     import coverage
     from tests.fuzz.run import SEEDS, WORK
     cov = coverage.Coverage(branch=True, source=[str(ROOT / "appliance")], data_file=None)
@@ -132,18 +130,24 @@ def pick(name: str, save: bool) -> int:
     from tests.fuzz.targets import TARGETS
     one = TARGETS[name].make()
     seeds = inputs_of(name, False)
-    work = sorted((p for p in (WORK / "corpus" / name).iterdir() if p.is_file()),
-                  key=lambda p: (p.stat().st_size, p.name)) if (WORK / "corpus" / name).is_dir() else []
+    # Read at once: a running fuzzer replaces corpus files by shorter ones as it goes.
+    work = []
+    for p in (WORK / "corpus" / name).iterdir() if (WORK / "corpus" / name).is_dir() else ():
+        try:
+            work.append((p.name, p.read_bytes()))
+        except FileNotFoundError:
+            pass
+    work.sort(key=lambda w: (len(w[1]), w[0]))
     cov.switch_context("seeds")
     for f in seeds:
         try:
             one(f.read_bytes())
         except Exception:  # noqa: BLE001
             pass
-    for i, f in enumerate(work):
+    for i, (_n, b) in enumerate(work):
         cov.switch_context(f"w{i}")
         try:
-            one(f.read_bytes())
+            one(b)
         except Exception:  # noqa: BLE001
             pass
     cov.stop()
@@ -156,17 +160,17 @@ def pick(name: str, save: bool) -> int:
     have = arcs("seeds")
     base = len(have)
     kept = []
-    for i, f in enumerate(work):
+    for i, w in enumerate(work):
         new = arcs(f"w{i}") - have
         if new:
-            kept.append((f, len(new)))
+            kept.append((w, len(new)))
             have |= new
     print(f"{name}: seeds {len(seeds)} ({base} arcs), work corpus {len(work)}: {len(kept)} add arcs "
           f"(+{len(have) - base})")
-    for f, n in kept:
-        print(f"  {f.name}  {f.stat().st_size} bytes  +{n} arcs")
+    for (fname, b), n in kept:
+        print(f"  {fname}  {len(b)} bytes  +{n} arcs")
         if save:
-            shutil.copyfile(f, SEEDS / name / f.name)
+            (SEEDS / name / fname).write_bytes(b)
     return 0
 
 
