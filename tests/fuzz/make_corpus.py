@@ -246,6 +246,12 @@ def dictionaries() -> dict[str, list[str]]:
             "dhcp-router": ["\x03\x04", "\x03\x00", "\x79", "\xf9", "\x34\x01\x01", "\x34\x01\x03",
                             "\x35\x01\x05", "\x35\x01\x02", "\xff", "\x00", "\x63\x82\x53\x63",
                             "\x00\x43\x00\x44", "\x81\x00", "\x88\xa8", "\x08\x00", "\x45\x00"],
+            # pushed option names and the values the profiles' rules turn on
+            "push-merge": [",", "route ", "route-ipv6 ", "route-gateway ", "route-metric ", "redirect-gateway ",
+                           "redirect-private ", "block-ipv6", "dhcp-option DNS ", "dhcp-option DOMAIN ",
+                           "dns server 1 address ", "dns server 2 transport DoT", "dns search-domains ",
+                           "client-nat snat ", "net_gateway", "net_gateway_ipv6", "vpn_gateway", "::/0", "2000::/3",
+                           "255.255.255.0", "push-continuation 1", "def1", "ipv6", "\x00"],
             "p2p-listen": ["\xff\xfe", "\x38", "\x39", "\x50", "\x20", "\x28", "\x30", "\x48", "\x49"]}
 
 
@@ -413,6 +419,9 @@ def generate(out: Path = SEEDS) -> dict[str, int]:
         add("control-script", data)
     for data in seeds_dhcp_router():
         add("dhcp-router", data)
+    from .push_targets import seeds as push_merge_seeds
+    for data in push_merge_seeds():
+        add("push-merge", data)
 
     # ---- configs
     for text in (CLIENT_OVPN, SERVER_CONF, INLINE_OVPN, CCD):

@@ -787,6 +787,9 @@ _add(Target("control-script", lambda: _lazy("control_targets", "make_control_scr
 _add(Target("dhcp-router", lambda: _lazy("control_targets", "make_dhcp_router"), 2048,
             "route-gateway dhcp: extract_router on the server side's frames (no Router option or classless "
             "default left as a client reads it; checksum; idempotent)", 0.5))
+_add(Target("push-merge", lambda: _lazy("push_targets", "make_push_merge"), 4096,
+            "a PUSH_REPLY under the profile's pull-filter/route-nopull, merged with its network options "
+            "(route-nopull, filters, block-ipv6, route-ipv6 order, dns, metrics hold; the merge mutates nothing)", 0.75))
 _add(Target("native", lambda: __import__("tests.fuzz.native_targets", fromlist=["make_native"]).make_native(), 4096,
             "the C data path (aead/gro/gso) against its Python twins: the unit tests' differential properties", 0.5))
 
