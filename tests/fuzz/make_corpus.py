@@ -255,6 +255,17 @@ def dictionaries() -> dict[str, list[str]]:
             "p2p-listen": ["\xff\xfe", "\x38", "\x39", "\x50", "\x20", "\x28", "\x30", "\x48", "\x49"]}
 
 
+# Every command with the argument shapes it takes (and some it refuses): the fuzzer's start inside
+# each command's parser (fuzz32: management.py/ops.py were the least covered peer-facing code).
+MGMT_ARGS = ("client-auth 0 1\npush \"route 198.18.1.0 255.255.255.0\"\nEND\n", "client-auth-nt 0 1\n",
+             "client-deny 0 1 reason \"client reason\"\n", "client-pending-auth 0 1 WEB_AUTH::https://x 30\n",
+             "client-auth x y\nclient-deny 0\n", "client-kill 1\nclient-kill 1 RESTART,[N]bye\n",
+             "kill 198.18.7.1:40001\nkill [::1]:5\nkill client0\n", "verb\nverb 11\nmute\nmute x\n",
+             "hold\nhold on\nhold off\n", "state all\nstate off\nlog 3\nlog all\necho all\necho 2\n",
+             "bytecount 5\nbytecount -1\n", "status 1\nstatus 4\nload-stats x\n", "signal SIGWHAT\nsignal\n",
+             "username Auth x\npassword Auth y\nneedok x ok\nremote ACCEPT\nproxy NONE\nforget-passwords\n",
+             "\"unterminated\n", "echo 'a b' \"c\\\"d\"\n", "quit\n")
+
 FRAME_WORDS = ["\x08\x00", "\x86\xdd", "\x81\x00", "\x08\x06", "\x45\x00", "\x46", "\x4f", "\x60\x00", "\x06",
                "\x11", "\x02\x04", "\x01\x01", "\x00\x00", "\xff\xff", "\x20\x00", "\x40\x00", "\x12",
                "\xc6\x12"]
@@ -360,7 +371,7 @@ def generate(out: Path = SEEDS) -> dict[str, int]:
     for text in ("status 2\n", "status 3\nload-stats\n", "kill client0\n", "client-kill 0 HALT\n",
                  "bytecount 1\nbytecount 0\n", "log on all\nlog off\n", "state on\nstate 3\n", "\t\n\x0b\npid\n",
                  "kill 198.18.0.2:40000\n", "signal SIGUSR2\n", "help\nversion\npid\n",
-                 "echo on\nhold release\nverb 4\nmute 3\n", "status\r\n" * 3):
+                 "echo on\nhold release\nverb 4\nmute 3\n", "status\r\n" * 3, *MGMT_ARGS):
         add("management", text.encode())
 
     # ---- TCP framing
