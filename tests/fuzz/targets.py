@@ -183,26 +183,38 @@ def make_key_method_server():
     def one(data: bytes) -> None:
         c, s = h.make_pair("plain")
 
+        sent = []
+
         def send_fuzzed(ks, c=c, data=data):
             ks.sent_km = True
+            sent.append(True)
             c._queue_tls(ks, ks.tls.send_message(data))          # private: no public hook
         c._send_key_method = send_fuzzed
         # Must never raise: Session.receive swallows peer errors.
         h.pump(c, s, lambda: s.closed or s.established, max_rounds=40)
         s.handle_timer(100.0)
+        if not sent:
+            raise RuntimeError("key-method-server: the hook was never called (the fuzzed bytes went nowhere)")
     return one
 
 
 def make_push_client():
     """The client Session fed a fuzzed PUSH_REPLY (and whatever else the bytes hold) by a
-    TLS-authenticated server: a fresh handshake per input. Uses Session._queue_tls (private)."""
+    TLS-authenticated server: a fresh handshake per input. Uses Session._queue_tls (private) and
+    replaces the server role's send_push_reply. The hook must be called: from the session.py
+    split (f207b3d) to fuzz32 it was set on the Session, which no longer calls it, and the real
+    PUSH_REPLY went out every time -- the target fuzzed nothing (libFuzzer's coverage stayed flat)."""
     def one(data: bytes) -> None:
         c, s = h.make_pair("plain")
+        sent = []
 
         def send_fuzzed(ks, now, s=s, data=data):
+            sent.append(True)
             s._queue_tls(ks, ks.tls.send_message(data + b"\0"))  # private: no public hook
-        s._send_push_reply = send_fuzzed
+        s.role.send_push_reply = send_fuzzed
         h.pump(c, s, lambda: c.closed or c.established, max_rounds=40)
+        if not sent:
+            raise RuntimeError("push-client: the hook was never called (the fuzzed bytes went nowhere)")
         c.handle_timer(100.0)
         if c.established:
             w = c.encrypt(b"\x45" + bytes(27))
