@@ -46,7 +46,7 @@ PEER_FACING = (
     "appliance/gateway/p2p_server.py",
     "appliance/lan/dhcp_codec.py", "appliance/lan/dhcp_server.py", "appliance/lan/dhcp_pool.py",
     "appliance/lan/dns_core.py", "appliance/lan/dns_wire.py", "appliance/lan/icmpv6.py", "appliance/lan/ra.py",
-    "appliance/lan/pushed_dns.py", "appliance/boot/dhcp_client.py",
+    "appliance/lan/pushed_dns.py", "appliance/boot/dhcp_client.py", "appliance/openvpn/profile_push.py",
 )
 
 
