@@ -1,4 +1,5 @@
-"""The "dhcp-router" fuzz target: `route-gateway dhcp` on a tap client
+"""The "dhcp-router-area" fuzz target (beside control_targets.py's "dhcp-router": the same code,
+another oracle -- what may change, and where): `route-gateway dhcp` on a tap client
 (appliance/openvpn/dhcprouter.py, reading DHCP options with lan/dhcp_codec.walk_options), fed
 frames a server -- or any host on its bridged LAN -- chose.
 

@@ -419,7 +419,7 @@ def generate(out: Path = SEEDS) -> dict[str, int]:
         add("p2p-listen", data)
     from .dhcp_router_targets import seeds as dhcp_router_seeds
     for data in dhcp_router_seeds():
-        add("dhcp-router", data)
+        add("dhcp-router-area", data)
     from .p2p_targets import p2p_key_method_seeds
     for data in p2p_key_method_seeds():
         add("p2p-key-method", data)

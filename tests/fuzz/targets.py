@@ -784,7 +784,7 @@ _add(Target("client-nat", lambda: _lazy("frame_targets", "make_client_nat"), 204
 _add(Target("tap-client", lambda: _lazy("frame_targets", "make_tap_client"), 2048,
             "dev tap client data path: MSS clamp and client-nat inside Ethernet/802.1Q frames (never raises; "
             "checksums, MSS bound, untouched headers)", 1.0))
-_add(Target("dhcp-router", lambda: _lazy("dhcp_router_targets", "make_dhcp_router"), 1600,
+_add(Target("dhcp-router-area", lambda: _lazy("dhcp_router_targets", "make_dhcp_router"), 1600,
             "route-gateway dhcp on a tap client: extract_router over server replies (never raises; no Router "
             "left where a DHCP client reads; changes only in the option areas, checksum verifies)", 0.5))
 _add(Target("p2p-listen", lambda: _lazy("p2p_targets", "make_p2p_listen"), 2048,
