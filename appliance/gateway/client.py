@@ -965,6 +965,10 @@ class ClientGateway:
         if c is not None:
             self.pump.unwatch(c.link)
             c.link.close()
+            # The session and its role refer to each other: without this each reconnect's
+            # session (its TLS objects, keys, replay windows) waited for Python's cyclic
+            # collector, as the server's departed clients did (README, Reliability).
+            c.session.release()
             if c.was_up:
                 self.counters.up_since = None
                 self._notify(TunnelState(False, tun_name=self._tun_name()))

@@ -57,6 +57,9 @@ class _Session:
         from collections import deque
         self.events = deque(events)
 
+    def release(self) -> None:          # the client lets go of a connection's session
+        pass
+
 
 def _next_remote_after(closed) -> tuple[str, int, str]:
     """The remote the client tries after the first one's session ended with `closed`."""
