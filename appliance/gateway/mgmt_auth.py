@@ -36,6 +36,9 @@ class Waiting:
     config: list[str] = field(default_factory=list)
 
 
+FIRST_KID = 1
+
+
 class ClientAuthWait:
     """The logins waiting for a management verdict, by (CID, KID) and by (record, key)."""
 
@@ -52,8 +55,13 @@ class ClientAuthWait:
                 del self.by_ckid[k]
         if len(self.by_ckid) >= MAX_WAITING:
             return None
-        kid = self.kids.get(cid, 0)
-        self.kids[cid] = kid + 1
+        # As OpenVPN 2.6 numbers them (KID: its key states, numbered from 0 as they are made):
+        # the first login's is 1 (seen in the lab: tls_multi_init_finalize makes TM_ACTIVE's, then
+        # TM_INITIAL's, which the handshake runs on); once it is in, 2.6 makes a fresh TM_INITIAL
+        # one (move_session), so the first renegotiation's REAUTH is 3, then one more each time
+        # (key_state_soft_reset; read in 2.6.14's ssl.c, not seen in the lab).
+        kid = self.kids.get(cid, FIRST_KID)
+        self.kids[cid] = kid + 2 if kid == FIRST_KID else kid + 1
         w = Waiting(rec, key_id, check, cid, kid, None if check_pending else True)
         self.by_ckid[(cid, kid)] = w
         return w

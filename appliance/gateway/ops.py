@@ -124,7 +124,7 @@ def check_scripts(o) -> None:
 
 
 class ClientInfo:
-    __slots__ = ("cid", "since", "rec", "established", "connect_ran", "mgmt_config", "chain_env")
+    __slots__ = ("cid", "since", "rec", "established", "connect_ran", "mgmt_config", "chain_env", "asked_username")
 
     def __init__(self, cid: int, since: float, rec) -> None:
         self.cid = cid
@@ -135,6 +135,9 @@ class ClientInfo:
         self.mgmt_config: list[str] | None = None      # client-auth's config lines, for the connect
         # (certificate, chain, x509-track lines, their variables): Operations._chain_env's one reading.
         self.chain_env: tuple | None = None
+        # The username of a login being checked: 2.6's status shows it meanwhile (tls_lock_username
+        # at a deferred verdict), before the session holds it.
+        self.asked_username: str | None = None
 
 
 @dataclass
@@ -366,21 +369,33 @@ class Operations:
             ip = ip[7:]
         return ip if ":" in ip else f"{ip}:{port}"
 
-    def rows(self) -> list[st_mod.ClientRow]:
+    def rows(self, established_only: bool = False) -> list[st_mod.ClientRow]:
+        """The status's client rows. As OpenVPN 2.6's multi_print_status, which lists every
+        instance it holds: a handshake under way too, with the common name once the certificate
+        is verified (UNDEF before), no virtual address yet and its bytes so far.
+        `established_only`: the clients load-stats counts (2.6's n_clients)."""
         out = []
         now = self.wall()
         for inf in self.info.values():
             rec = inf.rec
-            if not inf.established or not rec.alive:
+            if not rec.alive or (established_only and not inf.established):
                 continue
+            if not inf.established and self.gw.d.record(rec.addr) is not rec:
+                continue        # a record the dispatcher no longer holds at its address
             r, w = self.traffic.sample(rec)
             last = now - max(0.0, self.gw.clock() - rec.session.last_recv)
             out.append(st_mod.ClientRow(
-                rec.common_name or "UNDEF", self.real_str(rec), rec.vaddr or "", rec.vaddr6 or "", r, w,
-                int(inf.since), rec.session.peer_username or "UNDEF", inf.cid,
-                rec.peer_id if rec.session.peer_id is not None else 0, rec.session.cipher or "", int(last),
+                rec.common_name or rec.session.peer_common_name or "UNDEF", self.real_str(rec), rec.vaddr or "", rec.vaddr6 or "", r, w,
+                int(inf.since), rec.session.peer_username or inf.asked_username or "UNDEF", inf.cid,
+                rec.peer_id if rec.session.peer_id is not None or not inf.established else 0,
+                rec.session.cipher or self._cipher_before_negotiation(), int(last),
                 self._macs(rec)))
         return out
+
+    def _cipher_before_negotiation(self) -> str:
+        """The cipher column of a handshake under way: 2.6 prints its instance's `cipher` option
+        until the negotiation replaces it, BF-CBC without one (seen in the lab)."""
+        return self.gw.opts.cipher or "BF-CBC"
 
     def _macs(self, rec) -> list[str] | None:
         """dev tap: the MACs `rec` holds, the routing table's entries as 2.6 lists them (MAC@0)."""
@@ -391,7 +406,7 @@ class Operations:
         return st_mod.render(self.rows(), version, self.wall())
 
     def load_stats(self) -> tuple[int, int, int]:
-        rows = self.rows()
+        rows = self.rows(established_only=True)
         return len(rows), sum(r.bytes_in for r in rows), sum(r.bytes_out for r in rows)
 
     def state_line(self, notify_at: int | None = None) -> str:
@@ -526,10 +541,10 @@ class Operations:
             self.gw.request_stop()
 
     def log_stats(self) -> None:
-        rows = self.rows()
-        log.warning("statistics: %d clients, %d bytes in, %d bytes out", len(rows),
-                    sum(r.bytes_in for r in rows), sum(r.bytes_out for r in rows))
-        for r in rows:
+        rows, counted = self.rows(), self.rows(established_only=True)
+        log.warning("statistics: %d clients, %d bytes in, %d bytes out", len(counted),
+                    sum(r.bytes_in for r in counted), sum(r.bytes_out for r in counted))
+        for r in rows:              # handshakes under way too, as 2.6's status at SIGUSR2
             log.warning("  %s %s %s cid=%d in=%d out=%d since %s", r.common_name, r.real, r.vaddr, r.cid,
                         r.bytes_in, r.bytes_out, st_mod.tstr(r.since))
         self.gw._log_statistics()
@@ -768,6 +783,14 @@ class Operations:
             log.warning("reload: tls-crypt-v2-verify: running it on the keys of %d connected client(s)", len(kept))
 
     # ---------------------------------------------------------------- engine events
+    def created(self, rec) -> None:
+        """A client record was just made: it takes the next client ID now, and its connected-since
+        is now, as OpenVPN 2.6 numbers and dates its instances at multi_create_instance (after
+        the stateless cookie exchange): a handshake that fails later has used up its number, so
+        >CLIENT:CONNECT, client-kill and client-auth see the numbers 2.6 gives in the same
+        sequence, and the status lists the handshake meanwhile (rows)."""
+        self._info(rec)
+
     def _info(self, rec) -> ClientInfo:
         inf = self.info.get(id(rec))
         if inf is None:
@@ -786,6 +809,8 @@ class Operations:
                 self.gw.d.connect_result(rec, False, self.gw.clock(), reason="internal error")
 
     def _on_event(self, rec, e) -> None:
+        if isinstance(e, ev.AuthRequested):
+            self._info(rec).asked_username = e.username
         if isinstance(e, (ev.TlsVerifyRequested, ev.V2VerifyRequested)):
             self._run_verify(rec, e)
         elif isinstance(e, ev.ConnectRequested):
@@ -794,7 +819,6 @@ class Operations:
         elif isinstance(e, ev.TunnelUp):
             inf = self._info(rec)
             inf.established = True
-            inf.since = self.wall()
             self.session_limit.started(rec)
             if self.pool_memory is not None:
                 self.pool_memory.note(rec.common_name, rec.vaddr, rec.vaddr6)

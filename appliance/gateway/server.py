@@ -106,6 +106,7 @@ class ServerGateway:
         self.listen_addr: tuple[str, int] | None = None
         self.conn_addrs: dict[int, tuple] = {}      # connection id -> the client's (IP, port)
         self.ops = Operations(self)                 # management, status, pool file, scripts, reload
+        self.d.on_create = self.ops.created         # its client ID, as 2.6 numbers them
         self.portshare: PortShare | None = None     # port-share: the relays (gateway/portshare.py)
         self.sniffing: dict[StreamKey, bytearray] = {}   # port-share: connections not yet known OpenVPN or not
         self.portshare_target: tuple[str, int] | None = None   # port-share's HOST already resolved (run_toml)

@@ -86,6 +86,9 @@ class ServerDispatcher(ClientPush):
         self.stopping = False                 # told its clients RESTART: no new ones (restart_all)
         # Called with each client as it leaves (dev tap: the switch frees its MACs, l2switch.py).
         self.on_forget: "Callable[[ClientRecord], None] | None" = None
+        # Called with each client as its record is made (before its first packet is read): the
+        # gateway numbers it there, as OpenVPN 2.6 gives its client ID at multi_create_instance.
+        self.on_create: "Callable[[ClientRecord], None] | None" = None
 
     def apply_settings(self, st: ServerSettings) -> None:
         """A reload's settings, for the handshakes that start from now on: the stateless first-
@@ -588,6 +591,8 @@ class ServerDispatcher(ClientPush):
             rec.v2_metadata = v2.describe()
             rec.v2_key = (v2.metadata_type, v2.metadata)
         s.owner = rec
+        if self.on_create is not None:
+            self.on_create(rec)
         self.admission.opened(rec, addr, client_sid if unverified else None, now)
         if own_sid is not None:
             # Resume from the cookie: both resets are behind us (ours was message 0, theirs too).

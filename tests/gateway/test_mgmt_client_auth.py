@@ -83,7 +83,7 @@ def test_a_login_waits_for_client_auth_and_the_management_client_sees_it(pki, tm
     c = _client(w, pki)
     assert _asked(w, m)
     mode, cid, kid, env = m.asks()[0]
-    assert (mode, kid) == ("CONNECT", 0)
+    assert (mode, kid) == ("CONNECT", 1)        # 2.6 numbers the first login 1 (mgmt_auth.FIRST_KID)
     assert env["username"] == "alice" and env["password"] == "first" and env["common_name"] == "client0"
     assert env["untrusted_ip"] == "198.18.0.2" and "IV_VER" in env
     w.run_for(5)
@@ -158,13 +158,15 @@ def test_each_renegotiation_is_a_reauth_that_may_be_denied(pki, tmp_path):
     c = _client(w, pki, extra="reneg-sec 20\n")
     assert _asked(w, m)
     cid = m.asks()[0][1]
-    assert w.server.ops.management_verdict(cid, 0, True)
+    # KIDs as OpenVPN 2.6 numbers its key states (mgmt_auth.FIRST_KID): 1, then 3, 4, ...
+    assert m.asks()[0][:3] == ("CONNECT", cid, 1)
+    assert w.server.ops.management_verdict(cid, 1, True)
     assert w.run(lambda: _up(c), max_time=10)
     assert _asked(w, m, 2)
-    assert m.asks()[1][:3] == ("REAUTH", cid, 1)
-    assert w.server.ops.management_verdict(cid, 1, True)
-    assert _asked(w, m, 3) and m.asks()[2][:3] == ("REAUTH", cid, 2)
-    assert w.server.ops.management_verdict(cid, 2, False, why="account disabled")
+    assert m.asks()[1][:3] == ("REAUTH", cid, 3)
+    assert w.server.ops.management_verdict(cid, 3, True)
+    assert _asked(w, m, 3) and m.asks()[2][:3] == ("REAUTH", cid, 4)
+    assert w.server.ops.management_verdict(cid, 4, False, why="account disabled")
     assert w.run(lambda: c.connections == 2 or c.result is not None, max_time=30), "the denied client kept its tunnel"
 
 

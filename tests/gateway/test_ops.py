@@ -704,3 +704,28 @@ def test_a_status_file_that_is_a_pipe_does_not_hang_the_start(opki, tmp_path):
     assert started
     w.run_for(2)
     assert stat.S_ISREG(os.stat(fifo).st_mode) and fifo.read_text().rstrip().endswith("END")
+
+
+def test_a_handshake_under_way_is_listed_and_numbered_as_openvpn_does(opki):
+    """As OpenVPN 2.6 (multi_print_status walks every instance; multi_create_instance gives the
+    client ID): a handshake under way is a CLIENT_LIST row (common name UNDEF until the
+    certificate is verified, no virtual address) with the client ID it took when its record was
+    made, client-kill reaches it, a failed handshake has used its number up, and load-stats
+    counts established clients only. We listed established clients only and numbered a client
+    at its first script or connect step, so the next client's ID was not 2.6's."""
+    w = World()
+    gw, _ = _server(w, server_conf(opki, extra="status-version 2\n"))
+    w.add_client(client_conf(opki, "client0"))
+    assert w.run(lambda: _handshake_under_way(gw), max_time=30), "never caught the handshake under way"
+    rows = [x.split(",") for x in gw.ops.status_lines(2) if x.startswith("CLIENT_LIST,")]
+    assert len(rows) == 1, rows
+    _, cn, real, v4, v6, _bin, _bout, _t, _tt, user, cid, _pid, cipher = rows[0]
+    assert (cn, v4, v6, user, cid, cipher) == ("UNDEF", "", "", "UNDEF", "0", "BF-CBC"), rows
+    assert real.startswith("198.18.0."), rows
+    assert not any(x.startswith("ROUTING_TABLE,") for x in gw.ops.status_lines(2))
+    assert gw.ops.load_stats()[0] == 0
+    assert gw.ops.client_kill(0, "RESTART"), "client-kill did not reach the handshake under way (CID 0)"
+    w.add_client(client_conf(opki, "client1"))
+    assert w.run(lambda: _up(w, 1), max_time=30)
+    inf = next(i for i in gw.ops.info.values() if i.established)
+    assert inf.cid == 1 and gw.ops.load_stats()[0] == 1

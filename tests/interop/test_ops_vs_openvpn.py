@@ -317,3 +317,92 @@ def test_pool_file_written_by_openvpn_gives_the_same_addresses_after_switching(l
     procs.clear()
     ours = ipp.read_text()
     assert sorted(ours.splitlines()) == sorted(theirs.splitlines()), (theirs, ours)
+
+
+# Let the first two packets of a client through to the server (its reset, then the one that
+# echoes the server's cookie: OpenVPN makes the instance there), none after: its TLS handshake
+# stays under way on the server until hand-window.
+STALL_FIRST_PACKETS = """table inet vpnlab_stall_handshake {
+  chain out {
+    type filter hook output priority 0; policy accept;
+    udp dport 1194 limit rate 1/hour burst 2 packets accept
+    udp dport 1194 drop
+  }
+}
+"""
+
+
+def _stall_ns(lab):
+    ns = getattr(lab, "stall_ns", None)
+    if ns is None:
+        ns = lab.stall_ns = lab.add_client_ns(3)
+    return ns
+
+
+def _client_rows(m: Mgmt) -> list[str]:
+    return sorted(mask(x) for x in m.cmd("status 2") if x.startswith("CLIENT_LIST,"))
+
+
+def _handshakes_session(lab, procs, start_server, tag: str) -> dict:
+    """A client stalled after its cookie exchange (its TLS never completes), then client1 waiting
+    for the management client's verdict: the status rows, the client IDs, load-stats."""
+    sock = str(lab.tmp / f"mgmt-hs-{tag}.sock")
+    srv = start_server(f"management {sock} unix\nmanagement-client-auth\n")
+    procs.append(srv)
+    m = Mgmt(sock)
+    m.lines(0.3)
+    ns = _stall_ns(lab)
+    ns.run(f"nft -f {lab.write(f'stall-{tag}.nft', STALL_FIRST_PACKETS)}")
+    out: dict = {}
+    try:
+        stalled = lab.openvpn(ns, client_profile(lab.pki, client="client2", remotes=[("198.18.4.1", 1194, "udp")]),
+                              f"hs-stalled-{tag}-{len(lab.procs)}", wait=0)
+        procs.append(stalled)
+        end = time.monotonic() + 15
+        while time.monotonic() < end and not (rows := _client_rows(m)):
+            time.sleep(0.3)
+        out["stalled"] = rows
+        creds = lab.write("hs-creds.txt", "alice\nsecret\n")
+        c1 = lab.openvpn(lab.cli, client_profile(lab.pki, client="client1", extra=f"auth-user-pass {creds}\n"),
+                         f"hs-c1-{tag}-{len(lab.procs)}", wait=0)
+        procs.append(c1)
+        end = time.monotonic() + 20
+        while time.monotonic() < end and not any(n.startswith(">CLIENT:CONNECT,") for n in m.notes):
+            m.lines(0.3)
+        connect = next((n for n in m.notes if n.startswith(">CLIENT:CONNECT,")), "")
+        out["connect"] = connect
+        out["pending"] = _client_rows(m)
+        out["load-stats pending"] = re.sub(r"bytes\w+=\d+", "<N>", m.cmd("load-stats")[0])
+        v1 = m.cmd("status 1")
+        head = v1.index("Common Name,Real Address,Bytes Received,Bytes Sent,Connected Since") if v1 else 0
+        out["status 1"] = sorted(re.sub(r",\d+,\d+,<T>$", ",<N>,<N>,<T>", mask(x))
+                                 for x in v1[head + 1:v1.index("ROUTING TABLE")]) if "ROUTING TABLE" in v1 else v1
+        cid, kid = connect.split(",")[1:3] if connect else ("x", "x")
+        out["auth"] = m.cmd(f"client-auth-nt {cid} {kid}")
+        assert c1.wait_for("Initialization Sequence Completed", 20), (out, srv.log()[-2000:])
+        out["load-stats up"] = re.sub(r"bytes\w+=\d+", "<N>", m.cmd("load-stats")[0])
+        out["up"] = _client_rows(m)
+    finally:
+        ns.run("nft delete table inet vpnlab_stall_handshake", check=False)
+        m.close()
+        for p in reversed(procs):
+            p.stop_promptly(8)
+        procs.clear()
+    return out
+
+
+def test_handshakes_under_way_are_listed_and_numbered_as_openvpn_does(lab, procs):
+    """As Debian's OpenVPN 2.6: a handshake under way is a status row (UNDEF before the certificate
+    is verified, its common name after, while the management client decides), with the client
+    ID it took when the server made its instance: the stalled client's handshake has number 0,
+    client1 number 1 (>CLIENT:CONNECT,1); load-stats counts established clients only."""
+    cfg = server_config(lab.pki) + "status-version 2\n"
+    theirs = _handshakes_session(lab, procs, lambda extra: _ovpn_server(lab, cfg + extra), "theirs")
+    ours = _handshakes_session(lab, procs, lambda extra: lab.ours(lab.srv, cfg + extra, f"hssrv-{len(lab.procs)}",
+                                                                 pattern=r"listening on UDP"), "ours")
+    assert theirs["stalled"] and theirs["stalled"][0].startswith("CLIENT_LIST,UNDEF,<ADDR>,,,"), theirs["stalled"]
+    assert theirs["connect"].startswith(">CLIENT:CONNECT,1,"), theirs["connect"]
+    assert theirs["load-stats pending"].startswith("SUCCESS: nclients=0,"), theirs
+    assert len(theirs["status 1"]) == 2 and theirs["load-stats up"].startswith("SUCCESS: nclients=1,"), theirs
+    for k in theirs:
+        assert ours[k] == theirs[k], f"{k}:\nOpenVPN: {theirs[k]}\nours:    {ours[k]}"
