@@ -59,7 +59,7 @@ class ClientAuthWait:
         # the first login's is 1 (seen in the lab: tls_multi_init_finalize makes TM_ACTIVE's, then
         # TM_INITIAL's, which the handshake runs on); once it is in, 2.6 makes a fresh TM_INITIAL
         # one (move_session), so the first renegotiation's REAUTH is 3, then one more each time
-        # (key_state_soft_reset; read in 2.6.14's ssl.c, not seen in the lab).
+        # (key_state_soft_reset; seen in the lab: CONNECT,0,1 then REAUTH,0,3 and REAUTH,0,4).
         kid = self.kids.get(cid, FIRST_KID)
         self.kids[cid] = kid + 2 if kid == FIRST_KID else kid + 1
         w = Waiting(rec, key_id, check, cid, kid, None if check_pending else True)
