@@ -16,7 +16,7 @@ from .keymethod import (KEY_METHOD_READ, KeyMethod2, decode_key_method_2_untrust
 from .keystate import KS, KeyState
 from .occstring import OccInputs, options_string, with_comp_lzo
 from .opcodes import CONTROL_OPS, EARLY_NEG_FLAG_RESEND_WKC, EARLY_NEG_FLAGS, OPCODE_SHIFT, RESET_OPS, Op
-from .packet import decode_body_untrusted, encode_body, parse_early_neg_tlvs_untrusted
+from .packet import decode_body_untrusted, encode_body, parse_early_neg_tlvs_untrusted, refuse_undefined_sid_untrusted
 from .peernames import to_bytes
 
 TLS_MTU = 1250          # OpenVPN's TLS_MTU_DEFAULT: SessionConfig.tls_mtu unless max-packet-size
@@ -48,6 +48,7 @@ class ControlChannel:
     """Mixin of Session: the control-channel steps (see the module docstring)."""
 
     def _receive_control(self, packet, now: float) -> None:
+        refuse_undefined_sid_untrusted(packet)
         op_b, sender_sid, body = self.wrapper.unwrap_untrusted(bytes(packet), now)
         op, key_id = op_b >> 3, op_b & 7
         if op not in CONTROL_OPS:
@@ -63,6 +64,8 @@ class ControlChannel:
             raise BadPacket("ack for another session")
         self.last_recv = now
         ks = self.keys.get(key_id)
+        if op == Op.CONTROL_SOFT_RESET_V1 and self.established and self._soft_reset_refused(ks, key_id, cb):
+            return
         if ks is not None and op == Op.CONTROL_SOFT_RESET_V1 and key_id != self.newest_key_id and self.established \
                 and not ks.negotiating:
             # Key ids wrap 7 → 1: a soft reset for an old (lame-duck) id starts a new negotiation.
@@ -82,6 +85,25 @@ class ControlChannel:
             else:
                 raise BadPacket("packet for unknown key id")
         self._receive_on_key(ks, op, cb, now)
+
+    def _soft_reset_refused(self, ks: KeyState | None, key_id: int, cb) -> bool:
+        """Whether an established session's soft reset carries a key id OpenVPN 2.6 never sends
+        (dropped unacked, counted): 0, which only the first key has (ssl.c key_state_init wraps
+        7 -> 1), or the id of the key already active, whose message id it would take. 2.6 drops
+        both as "local/remote key IDs out of sync" (tls_pre_decrypt, after key_state_soft_reset
+        made its new key the next id). A resend of a message that key had already is let through
+        to be acked again: a peer that answered our soft reset resends it until our ack arrives.
+        Other ids stay answered even when not the one we would pick next: after a renegotiation
+        one end saw fail and the other never saw, the ends are one id apart, and answering the
+        peer's is what lets the next renegotiation succeed (_may_answer_soft_reset)."""
+        if key_id == 0:
+            self._count("soft reset for key id 0")
+            return True
+        if ks is not None and key_id == self.newest_key_id and ks.phase == KS.ACTIVE \
+                and cb.msg_id is not None and cb.msg_id >= ks.reliable.next_recv_id:
+            self._count("soft reset for the active key id")
+            return True
+        return False
 
     def _receive_on_key(self, ks: KeyState, op: int, cb, now: float) -> None:
         """The rest of a control packet's handling once its key state is known: its acks, then

@@ -15,6 +15,17 @@ from .opcodes import Op
 _U32 = struct.Struct("!I")
 _U16 = struct.Struct("!H")
 MAX_ACKS = 8
+_NO_SID = bytes(8)
+
+
+def refuse_undefined_sid_untrusted(packet) -> None:
+    """BadPacket when a control packet's sender session id (bytes 1..9, outside every wrapping)
+    is all zeros; a shorter packet is left to the unwrapping, which refuses it. Why: all zeros
+    is OpenVPN's "no session id" (session_id_defined); 2.6 drops such a packet before anything
+    else is read of it (ssl.c tls_pre_decrypt, ssl_pkt.c tls_pre_decrypt_lite: "session-id not
+    found in packet"), so no peer of ours sends it. Checked before the wrapping's crypto."""
+    if packet[1:9] == _NO_SID:
+        raise BadPacket("session id of zeros")
 
 
 @dataclass(slots=True)

