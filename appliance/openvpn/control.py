@@ -65,6 +65,7 @@ class ControlChannel:
         self.last_recv = now
         ks = self.keys.get(key_id)
         if op == Op.CONTROL_SOFT_RESET_V1 and self.established and self._soft_reset_refused(ks, key_id, cb):
+            self._spend_control_budget(1, now)      # unwrapped and checked for nothing, as a lone ACK
             return
         if ks is not None and op == Op.CONTROL_SOFT_RESET_V1 and key_id != self.newest_key_id and self.established \
                 and not ks.negotiating:

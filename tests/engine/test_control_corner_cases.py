@@ -134,3 +134,17 @@ def test_soft_reset_for_the_active_key_id_is_not_taken(pki):
     # The next renegotiation (key id 2) is answered as before.
     _renegotiated(link, c, s)
     assert s.send_key.key_id == c.send_key.key_id == 2
+
+
+def test_a_flood_of_refused_soft_resets_ends_the_session_as_a_flood_of_lone_acks_does(pki):
+    """Each costs the unwrapping and the checks and gives nothing to read: charged to the control
+    budget (control.py CONTROL_BURST), so a peer sending nothing else is ended, not served forever."""
+    c, s, _ = make_pair(pki, proto="udp", reneg_sec=0)
+    link = Link(c, s)
+    link.run(lambda: up(c, s))
+    for _ in range(3000):
+        s.receive(_control(c, Op.CONTROL_SOFT_RESET_V1, 0, 0), link.now)     # each freshly wrapped
+        if s.closed:
+            break
+    assert s.closed, s.stats
+    assert s.stats.get("soft reset for key id 0", 0) >= 1000
