@@ -252,7 +252,16 @@ def dictionaries() -> dict[str, list[str]]:
                            "dns server 1 address ", "dns server 2 transport DoT", "dns search-domains ",
                            "client-nat snat ", "net_gateway", "net_gateway_ipv6", "vpn_gateway", "::/0", "2000::/3",
                            "255.255.255.0", "push-continuation 1", "def1", "ipv6", "\x00"],
-            "p2p-listen": ["\xff\xfe", "\x38", "\x39", "\x50", "\x20", "\x28", "\x30", "\x48", "\x49"]}
+            "p2p-listen": ["\xff\xfe", "\x38", "\x39", "\x50", "\x20", "\x28", "\x30", "\x48", "\x49"],
+            # the ccd grammar (config/ccd.py) and the file separator
+            "client-push": ["\xff\xfe", "ifconfig-push ", "ifconfig-ipv6-push ", "iroute ", "iroute-ipv6 ", "push ",
+                            "push-reset", "push-remove ", "disable", "vlan-pvid ", "ifconfig", "ifconfig-ipv6",
+                            "route", "198.19.0.3", "255.255.255.248", "2001:db8:ff::5/64", "\"", "\n", "#",
+                            "\\", ",", "\x00", "\x7f"],
+            # Ethernet: an 802.1Q tag and its VIDs (10, 20), S-tags, ethertypes, the broadcast MAC
+            "switch-vlan": ["\x81\x00\x00\x0a", "\x81\x00\x00\x14", "\x81\x00\x00\x00", "\x88\xa8", "\x91\x00",
+                            "\x08\x00", "\x08\x06", "\x86\xdd", "\xff\xff\xff\xff\xff\xff",
+                            "\x02\x00\x00\x00\x00"]}
 
 
 # Every command with the argument shapes it takes (and some it refuses): the fuzzer's start inside
@@ -433,6 +442,17 @@ def generate(out: Path = SEEDS) -> dict[str, int]:
     from .push_targets import seeds as push_merge_seeds
     for data in push_merge_seeds():
         add("push-merge", data)
+
+    # ---- fuzz33: fragment reassembly, the switch's VLANs, a client's push from ccd/client-connect
+    from .clientpush_targets import seeds as client_push_seeds
+    from .fragment_targets import seeds as fragment_seeds
+    from .vlan_targets import seeds as switch_vlan_seeds
+    for data in fragment_seeds():
+        add("fragment", data)
+    for data in switch_vlan_seeds():
+        add("switch-vlan", data)
+    for data in client_push_seeds():
+        add("client-push", data)
 
     # ---- configs
     for text in (CLIENT_OVPN, SERVER_CONF, INLINE_OVPN, CCD):

@@ -73,6 +73,9 @@ INSTRUMENTED = (
     "appliance.openvpn.ethernet", "appliance.openvpn.mss", "appliance.openvpn.l2switch", "appliance.openvpn.p2p",
     "appliance.transport.p2p_link", "appliance.gateway.p2p_server", "appliance.openvpn.dhcprouter",
     "appliance.openvpn.profile_push",
+    # fuzz33: fragment, switch-vlan and client-push.
+    "appliance.openvpn.fragment", "appliance.openvpn.clientpush", "appliance.openvpn.addresspool",
+    "appliance.openvpn.config.ccd",
     # The dhcp, dhcp-server and dns targets' modules (fuzz32: not named before, so those three ran
     # blind -- libFuzzer printed no `cov:` for them and kept no corpus).
     "appliance.boot.dhcp_client", "appliance.lan.dhcp_codec", "appliance.lan.dhcp_server", "appliance.lan.dns_core",

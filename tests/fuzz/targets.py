@@ -802,6 +802,15 @@ _add(Target("dhcp-router", lambda: _lazy("control_targets", "make_dhcp_router"),
 _add(Target("push-merge", lambda: _lazy("push_targets", "make_push_merge"), 4096,
             "a PUSH_REPLY under the profile's pull-filter/route-nopull, merged with its network options "
             "(route-nopull, filters, block-ipv6, route-ipv6 order, dns, metrics hold; the merge mutates nothing)", 0.75))
+_add(Target("fragment", lambda: _lazy("fragment_targets", "make_fragment"), 4096,
+            "`fragment N`: split, and reassembly of an authenticated peer's parts (what comes out is what was "
+            "split; bounded slots and sizes)", 0.5))
+_add(Target("switch-vlan", lambda: _lazy("vlan_targets", "make_switch_vlan"), 2048,
+            "dev tap + vlan-tagging: SwitchDataPath with three clients on two VLANs (no frame to its sender or "
+            "another VLAN, no tag to a client, the TAP side's tags as vlan-accept says; MAC tables bounded)", 0.75))
+_add(Target("client-push", lambda: _lazy("clientpush_targets", "make_client_push"), 4096,
+            "a client's push from its ccd file and client-connect output (only the ccd grammar's pushes, the "
+            "server's, valid address lines; sizes and iroutes bounded)", 0.75))
 _add(Target("native", lambda: __import__("tests.fuzz.native_targets", fromlist=["make_native"]).make_native(), 4096,
             "the C data path (aead/gro/gso) against its Python twins: the unit tests' differential properties", 0.5))
 
