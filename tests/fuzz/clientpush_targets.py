@@ -79,9 +79,9 @@ def _check(opts: list[str], d, rec, files: list, sel: int) -> None:
             raise AssertionError(f"a pushed option that is no text: {o!r}")
         if refused_in_control_text(o) or "\0" in o:
             raise AssertionError(f"a pushed option a client refuses the whole push for: {o!r}")
-        if o.startswith("ifconfig "):
+        if o.startswith("ifconfig ") and o not in from_files:
             n_if += 1
-        elif o.startswith("ifconfig-ipv6 "):
+        elif o.startswith("ifconfig-ipv6 ") and o not in from_files:
             n_if6 += 1
         elif o not in allowed:
             raise AssertionError(f"pushed, from nowhere: {o!r}")
@@ -89,10 +89,15 @@ def _check(opts: list[str], d, rec, files: list, sel: int) -> None:
             raise AssertionError(f"a malformed address line pushed: {o!r}")
     if n_if > 1 or n_if6 > 1:
         raise AssertionError(f"{n_if} ifconfig and {n_if6} ifconfig-ipv6 lines pushed")
-    if any(c.block_ifconfig for c in files) and n_if:
+    # A block holds for the connection (the later file's ifconfig-ipv6 line may lift the IPv6 one)
+    # and takes out every such line, a `push "ifconfig ..."` of the files' too.
+    blocked6 = False
+    for c in files:
+        if c.block_ifconfig_ipv6 is not None:
+            blocked6 = c.block_ifconfig_ipv6
+    if any(c.block_ifconfig for c in files) and any(o.startswith("ifconfig ") for o in opts):
         raise AssertionError("push-remove ifconfig, and an ifconfig pushed")
-    blocked6 = files[-1].block_ifconfig_ipv6 if files else False
-    if blocked6 and n_if6 and not any(o.startswith("ifconfig-ipv6 ") and o in from_files for o in opts):
+    if blocked6 and any(o.startswith("ifconfig-ipv6 ") for o in opts):
         raise AssertionError("push-remove ifconfig-ipv6, and an ifconfig-ipv6 pushed")
     if not any(c.push_reset or c.push_remove for c in files):
         for o in SERVER_PUSH:
