@@ -20,7 +20,8 @@ nothing gets into the push but the server's own push lines, its addressing, the 
 lines, one `ifconfig` and one `ifconfig-ipv6` line with valid addresses, and the compression
 line; no option holds a byte a client refuses a PUSH_REPLY for; a push-remove'd ifconfig is not
 pushed; without push-reset the server's own lines stay unless a push-remove took them; the
-push's size bounded by its parts; the client's iroutes within max-routes-per-client; a
+push's size bounded by its parts, no option longer than a ccd line, every PUSH_REPLY message
+within what a client reads and taken by it whole (as sent, in ASCII); the client's iroutes within max-routes-per-client; a
 client-connect verdict that fails is counted as our bug.
 """
 from __future__ import annotations
@@ -30,13 +31,16 @@ import ipaddress
 from appliance.openvpn.addresspool import AddressPool6
 from appliance.openvpn.config.ccd import parse_ccd
 from appliance.openvpn.errors import ClientRefused, ConfigError
-from appliance.openvpn.keymethod import refused_in_control_text
+from appliance.openvpn.keymethod import (MAX_TEXT_MESSAGE, build_push_reply, refused_in_control_text,
+                                         split_text_messages_untrusted)
+from appliance.openvpn.peernames import to_bytes
 from appliance.openvpn.server_model import ClientRecord
 
 _SEP = b"\xff\xfe"
 CN = "client-one"
 SERVER_PUSH = ["route 198.18.100.0 255.255.255.0", "dhcp-option DNS 198.18.0.53", "route-ipv6 2001:db8:1::/64"]
 MAX_ROUTES = 6
+OPTION_LINE_SIZE = 256      # a ccd line's bound (config/lexer.py), so a pushed option's
 
 
 class _Session:
@@ -105,6 +109,18 @@ def _check(opts: list[str], d, rec, files: list, sel: int) -> None:
                 raise AssertionError(f"the server's {o!r} lost without push-reset or push-remove")
     if len(opts) > len(SERVER_PUSH) + sum(len(p) for p in (d.st.addressing_push or ())) + len(from_files) + 3:
         raise AssertionError(f"{len(opts)} options pushed")
+    for o in opts:
+        if len(to_bytes(o)) > OPTION_LINE_SIZE:
+            raise AssertionError(f"a pushed option of {len(to_bytes(o))} bytes")
+    # What a client reads: every PUSH_REPLY message within its limit, taken whole, as it was sent.
+    for m in build_push_reply(opts):
+        raw = to_bytes(m)
+        if len(raw) > MAX_TEXT_MESSAGE:
+            raise AssertionError(f"a PUSH_REPLY of {len(raw)} bytes, a client reads {MAX_TEXT_MESSAGE}")
+        got, refused = split_text_messages_untrusted(raw + b"\0")
+        # (bytes that are no UTF-8, or U+0080-U+009F, a client of ours escapes: as sent in ASCII)
+        if refused or len(got) != 1 or (raw.isascii() and to_bytes(got[0]) != raw):
+            raise AssertionError(f"a client does not read the PUSH_REPLY as sent: {refused!r}")
     if len(rec.iroutes) + len(rec.iroutes6) > MAX_ROUTES:
         raise AssertionError(f"{len(rec.iroutes) + len(rec.iroutes6)} iroutes past max-routes-per-client")
 
