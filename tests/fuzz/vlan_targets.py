@@ -8,7 +8,8 @@ vlan-pvid of its own), client 1 on VLAN 10 by its ccd, client 2 on VLAN 20. It l
 First byte: bits 0-1 who sends the frame (client 0, 1, 2 sealing it with its own key, or the TAP
 device), bits 2-3 vlan-accept (all, tagged, untagged, all), bit 4 the MACs replaced by a few
 (byte 1: which destination, byte 2: which source; the TAP's own among them), bit 5 the clock 31 s
-on (MOVE_IDLE passes) with the timers.
+on (MOVE_IDLE passes) with the timers, bit 6 learn-address on (a new MAC waits for its verdict),
+bit 7 the verdicts on what the inputs before asked: yes (else no).
 
 Oracles beyond "never raises": a frame is never sent back to its sender, never to a client of
 another VLAN than the one it came in on (for the TAP device's frames: the VLAN its tag and
@@ -104,6 +105,8 @@ def _check_tables(dp, now: float) -> None:
             raise AssertionError(f"MAC {sw.mac_text(mac)} held off its holder's VLAN")
         if not sw.learnable(mac[:6]) or dp._servers(mac, now):
             raise AssertionError(f"MAC {sw.mac_text(mac)} should be no client's")
+    if any(n > sw.LEARN_WAITING for n in dp._asking_of.values()):
+        raise AssertionError("a client has more learn-address commands running than LEARN_WAITING")
     if len(dp.asking) > sw.LEARN_WAITING_ALL or len(dp.refused) > sw.LEARN_REFUSED_MAX \
             or len(dp.server_side) > sw.SERVER_SIDE_MAX:
         raise AssertionError("a learn-address or server-side table past its bound")
@@ -130,6 +133,13 @@ def make_switch_vlan():
         who, accept = sel & 3, ACCEPT[(sel >> 2) & 3]
         dp.vlans.accept = accept
         now = state["t"]
+        # learn-address: the verdicts on what the last inputs asked, then the hook on or off.
+        asked = state.setdefault("asked", [])
+        for rec, mac in asked:
+            dp.learn_result(rec, mac, bool(sel & 0x80), now)
+        asked.clear()
+        dp.ask = (lambda rec, mac: asked.append((rec, mac)) or False) if sel & 0x40 else None
+        dp.unlearn = dp.relearn = lambda rec, mac: None
         if sel & 0x10 and len(frame) >= 14:
             frame[0:6] = MACS[frame[0] % len(MACS)]
             frame[6:12] = MACS[frame[6] % len(MACS)]
@@ -204,5 +214,8 @@ def seeds() -> list[bytes]:
             out.append(bytes((3 | accept << 2,)) + _eth(MACS[2], MACS[7], ip, tag))
             out.append(bytes((3 | accept << 2,)) + _eth(b"\xff" * 6, MACS[8], arp, tag))
     out.append(bytes((0x33,)) + _eth(MACS[9], MACS[9], ip))
+    for who in range(3):
+        out.append(bytes((0x40 | who,)) + _eth(b"\xff" * 6, MACS[who + 4], arp))
+        out.append(bytes((0xc0 | who,)) + _eth(MACS[who + 1], MACS[who + 4], ip))
     out.append(bytes((0x10,)) + bytes((9, 0, 0, 0, 0, 0, 3)) + bytes(5) + ip)
     return out
