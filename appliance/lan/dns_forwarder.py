@@ -27,6 +27,7 @@ core's (dns_core.py); this module moves bytes and enforces where they may go:
 """
 from __future__ import annotations
 
+import errno
 import ipaddress
 import logging
 import socket
@@ -69,6 +70,7 @@ SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
 # 2 of 32 queries even with the flood's excess dropped at a dict lookup. 2 MiB (~2700
 # datagrams) rides out ~75 ms; the memory is taken only while it is full.
 LAN_RCVBUF = 2 << 20
+ANY_PORT_TRIES = 20            # port 0 (tests): UDP ports tried until TCP has the same one free
 
 
 def _family(addr: str) -> int:
@@ -143,6 +145,24 @@ class DnsForwarder:
     def attach(self, pump: "Pump", counters: "Callable[[], ClientCounters]") -> None:
         self.pump = pump
         for addr in self.listen:
+            u, t = self._listen_on(addr)
+            for s in (u, t):
+                s.setblocking(False)
+            self.udp.append(u)
+            self.tcp_listeners.append(t)
+            pump.watch(u, lambda u=u: self._on_udp(u))
+            pump.watch(t, lambda t=t: self._on_accept(t))
+        pump.timers.arm(("dns", "log"), pump.clock() + LOG_EVERY, self._log_counts)
+        log.info("DNS forwarder on %s port %d (UDP and TCP): SERVFAIL until the tunnel is up",
+                 ", ".join(self.listen), self.port)
+
+    def _listen_on(self, addr: str) -> tuple[socket.socket, socket.socket]:
+        """UDP and TCP sockets bound to `addr` at self.port. Port 0 (tests) is any port free for
+        both: the kernel picks the UDP one, and TCP may find it taken (the two share the
+        ephemeral range: a busy host's outgoing connection holds it) -- then another is tried,
+        a bounded number of times."""
+        any_port = self.port == 0
+        for attempt in range(ANY_PORT_TRIES if any_port else 1):
             fam = _family(addr)
             u = socket.socket(fam, socket.SOCK_DGRAM)
             t = socket.socket(fam, socket.SOCK_STREAM)
@@ -155,20 +175,16 @@ class DnsForwarder:
                 self._to_lan(t)
                 t.bind((addr, self.port))
                 t.listen(64)
+                return u, t
             except OSError as e:
                 u.close()
                 t.close()
+                if any_port and e.errno == errno.EADDRINUSE and attempt + 1 < ANY_PORT_TRIES:
+                    self.port = 0
+                    continue
                 raise OSError(e.errno, f"DNS forwarder cannot listen on {addr} port {self.port}: {e.strerror}"
                               " (another DNS server there? `[lan] dns_forwarder = false` turns ours off)") from e
-            for s in (u, t):
-                s.setblocking(False)
-            self.udp.append(u)
-            self.tcp_listeners.append(t)
-            pump.watch(u, lambda u=u: self._on_udp(u))
-            pump.watch(t, lambda t=t: self._on_accept(t))
-        pump.timers.arm(("dns", "log"), pump.clock() + LOG_EVERY, self._log_counts)
-        log.info("DNS forwarder on %s port %d (UDP and TCP): SERVFAIL until the tunnel is up",
-                 ", ".join(self.listen), self.port)
+        raise AssertionError("unreachable")
 
     def tunnel_changed(self, state: "TunnelState") -> None:
         servers: list[dns_core.Server] = []

@@ -27,16 +27,26 @@ class Upstream:
     """A UDP DNS server on loopback that answers what it is told to, when told to."""
 
     def __init__(self) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind((UPSTREAM, 0))
+        # A UDP port whose TCP twin is free too (both share the ephemeral range: on a busy host an
+        # outgoing connection may hold the TCP one), tried a bounded number of times.
+        for attempt in range(20):
+            self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            self.sock.bind((UPSTREAM, 0))
+            self.port = self.sock.getsockname()[1]
+            self.tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            try:
+                self.tcp.bind((UPSTREAM, self.port))
+                break
+            except OSError:
+                self.sock.close()
+                self.tcp.close()
+                if attempt == 19:
+                    raise
         self.sock.setblocking(False)
-        self.port = self.sock.getsockname()[1]
         self.got: list[tuple[bytes, tuple]] = []
         self.auto = True
         self.truncate = False           # answer UDP with TC set and nothing else
         self.oversize = 0               # > 0: answer UDP with this many A records, whatever was asked
-        self.tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.tcp.bind((UPSTREAM, self.port))
         self.tcp.listen(4)
         self.tcp.setblocking(False)
         self.tcp_got: list[bytes] = []
@@ -516,3 +526,30 @@ def test_a_host_pipelining_queries_over_its_rate_on_tcp_is_bounded_per_wake_up_a
     (r,) = recv_tcp(c, run)
     assert r is not None and w.rcode(r) == 0
     c.close()
+
+
+def test_any_port_is_one_free_for_udp_and_tcp_alike(monkeypatch):
+    """Port 0 (tests): the kernel picks the UDP port, and its TCP twin may be another socket's
+    (they share the ephemeral range). That failed the start with "address already in use" on a
+    busy machine; another port is tried now, and both listeners end on the same one."""
+    import errno
+
+    real = fwd.socket.socket
+    refused = []
+
+    class TakenOnce(real):
+        def bind(self, address):
+            if self.type == socket.SOCK_STREAM and not refused:
+                refused.append(address[1])
+                raise OSError(errno.EADDRINUSE, "Address already in use")
+            return super().bind(address)
+
+    monkeypatch.setattr(fwd.socket, "socket", TakenOnce)
+    pump = Pump(time.monotonic, SelectorWaiter())
+    f = fwd.DnsForwarder(["127.0.0.1"], None, port=0, bind_device=False)
+    try:
+        f.attach(pump, lambda: None)
+        assert len(refused) == 1
+        assert f.udp[0].getsockname()[1] == f.tcp_listeners[0].getsockname()[1] == f.port != 0
+    finally:
+        f.close()
