@@ -57,7 +57,8 @@ log = logging.getLogger("vpn-appliance")
 # of a core, not all of it, while the wait still lasts its time and still takes a usable reply.
 # (Ending the wait at the count instead let ~1,300 junk datagrams end a boot's 5 tries at once: PID
 # 1 gave up and powered the VM off.) Paced reading alone let a flood keep the socket's queue full and
-# the server's reply out of it: the kernel filters what is for another transaction first (only_ours).
+# the server's reply out of it: the kernel filters what is for another transaction first (only_ours),
+# and a source of replies we cannot use is kept out after a few (Transaction).
 MAX_REPLIES = 256
 FLOOD_BURST, FLOOD_PAUSE = 32, 0.01
 MIN_RENEW, MAX_RENEW = 30, 12 * 3600   # T1 (renewal), whatever the server says, within these bounds (s)
@@ -124,8 +125,8 @@ class Drops:
         self.counts: dict[str, int] = {}
         self._next_log = 0.0
 
-    def drop(self, reason: str) -> None:
-        self.counts[reason] = self.counts.get(reason, 0) + 1
+    def drop(self, reason: str, n: int = 1) -> None:
+        self.counts[reason] = self.counts.get(reason, 0) + n
         now = self.clock()
         if now >= self._next_log:
             self._next_log = now + self.LOG_EVERY
@@ -338,24 +339,46 @@ def _remove(ifname: str, address: str, prefixlen: int) -> None:
 
 
 SO_ATTACH_FILTER = 26                  # asm-generic/socket.h (x86_64)
+SKF_NET_OFF = -0x100000                # linux/filter.h: a load relative to the IP header
+# A source (address and port) that sent BLOCK_AFTER replies for our transaction we could not use is
+# kept out by the kernel for the rest of the transaction (at most MAX_BLOCKED; PER_SOURCE_TRACKED counted).
+BLOCK_AFTER, MAX_BLOCKED, PER_SOURCE_TRACKED = 4, 8, 256
+DRAIN_MAX = 1 << 16                    # datagrams discarded at most when a transaction begins
 
 
-def only_ours(s: socket.socket, xid: int, mac: bytes) -> bool:
+Source = tuple[str, int]                # a datagram's IPv4 source address and UDP port
+
+
+def only_ours(s: socket.socket, xid: int, mac: bytes, refused: Sequence[Source] = ()) -> bool:
     """Have the kernel queue on `s` only replies (BOOTREPLY) to transaction `xid` for hardware
-    address `mac`: a classic BPF socket filter, looked at from the UDP header (the payload at 8).
+    address `mac`, from none of the sources `refused`: a classic BPF socket filter, looked at from
+    the UDP header (the source port at 0, the payload at 8; the IP header's source address through
+    SKF_NET_OFF).
     Why: the paced reading of a flood (above) frees room in the socket's queue for ~3,000
     datagrams a second, and a flood of 5,000 a second (12 Mbit/s of junk from any WAN host) kept
     the queue full, so the kernel dropped the real server's OFFER and ACK -- the boot ended
     without a lease, a renewal failed until the lease ran out. What the filter refuses takes no
     room and no reading; a flood of replies to our own transaction (the DISCOVER is broadcast,
-    its xid seen) is still read paced. False, the Python checks alone, if it cannot be set."""
+    its xid seen) is read paced until its source is refused (Transaction). False, the Python
+    checks alone, if it cannot be set."""
     mac_hi, mac_lo = int.from_bytes(mac[:4], "big"), int.from_bytes(mac[4:6], "big")
     ld_b, ld_h, ld_w, jeq, ret = 0x30, 0x28, 0x20, 0x15, 0x06
-    insns = [(ld_b, 0, 0, 8), (jeq, 0, 7, 2),              # op: BOOTREPLY
-             (ld_w, 0, 0, 12), (jeq, 0, 5, xid),           # xid
-             (ld_w, 0, 0, 36), (jeq, 0, 3, mac_hi),        # chaddr
-             (ld_h, 0, 0, 40), (jeq, 0, 1, mac_lo),
-             (ret, 0, 0, 0xFFFFFFFF), (ret, 0, 0, 0)]      # whole datagram / none
+    # Each jeq's false branch goes to the last instruction (reject) for the header checks; for a
+    # refused source, the address's jeq goes on to its port's when equal (else past it), the
+    # port's to reject when equal. Jumps count from the next instruction.
+    checks = [(ld_b, 8, 2), (ld_w, 12, xid), (ld_w, 36, mac_hi), (ld_h, 40, mac_lo)]
+    n = 2 * len(checks) + 4 * len(refused) + 2       # the last two: accept, reject
+    insns: list[tuple[int, int, int, int]] = []
+    for code, off, want in checks:
+        insns.append((code, 0, 0, off))
+        insns.append((jeq, 0, n - 1 - (len(insns) + 1), want))
+    for address, port in refused:
+        insns.append((ld_w, 0, 0, (SKF_NET_OFF + 12) & 0xFFFFFFFF))
+        insns.append((jeq, 0, 2, int.from_bytes(socket.inet_aton(address), "big")))
+        insns.append((ld_h, 0, 0, 0))
+        insns.append((jeq, n - 1 - (len(insns) + 1), 0, port))
+    insns += [(ret, 0, 0, 0xFFFFFFFF), (ret, 0, 0, 0)]   # whole datagram / none
+    assert len(insns) == n
     code = ctypes.create_string_buffer(b"".join(struct.pack("=HBBI", *i) for i in insns))
     try:
         s.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER,
@@ -366,14 +389,71 @@ def only_ours(s: socket.socket, xid: int, mac: bytes) -> bool:
     return True
 
 
-def _replies(s: socket.socket, xid: int, mac: bytes, kinds: set[int], timeout: float, drops: Drops,
-             avoid: Sequence[ipaddress.IPv4Network] = (), server: str | None = None
-             ) -> Iterator[tuple[Reply, Offer | None]]:
+class Transaction:
+    """One DHCP transaction on a socket: its xid, our hardware address, the drop counters, and
+    the sources the kernel keeps out for it.
+
+    Why: a rogue that sees our broadcast DISCOVER (or REQUEST) floods replies for its xid; the
+    socket filter lets those in, and however deep the queue, a flood faster than the paced
+    reading keeps it full, so the kernel dropped the server's OFFER or ACK when it came (the CI
+    machine: an OFFER read, its ACK lost behind 9,000 offers, then four tries lost behind the
+    first try's flood still queued). Two things end that: `begin` discards what a previous
+    transaction left queued, unread, before anything is sent for this one (nothing queued then
+    can be an answer to it); and a source (address and port: a rogue beside the server shares its
+    address) that sent BLOCK_AFTER replies we could not use is added to the filter, so nothing
+    more of it takes room in the queue, and what it had queued is skipped without parsing. A real
+    server sends one or two replies a transaction. A rogue that changes its source each time is
+    read paced, as before, and keeps only PER_SOURCE_TRACKED counters. One that sends its junk
+    in the server's own name (address and port 67) gets the server refused for the transaction:
+    no more than it has anyway -- on the segment it can answer first with an offer we take."""
+
+    def __init__(self, s: socket.socket, xid: int, mac: bytes, drops: Drops) -> None:
+        self.s, self.xid, self.mac, self.drops = s, xid, mac, drops
+        self.refused: list[Source] = []
+        self._unusable: dict[Source, int] = {}
+        self._filtered = False
+
+    def begin(self) -> None:
+        """Filter for this transaction, then discard what is queued (bounded: the filter keeps
+        anything else out until our message goes)."""
+        self._filtered = only_ours(self.s, self.xid, self.mac)
+        stale = 0
+        buf = bytearray(1)
+        self.s.setblocking(False)
+        try:
+            while stale < DRAIN_MAX:
+                self.s.recv_into(buf, 1)
+                stale += 1
+        except (BlockingIOError, InterruptedError):
+            pass
+        if stale:
+            self.drops.drop("another transaction", stale)
+
+    def unusable(self, source: Source) -> None:
+        """A reply from `source` for this transaction was dropped: past BLOCK_AFTER of them, the
+        kernel keeps `source` out (if the filter is set and there is room)."""
+        n = self._unusable.get(source)
+        if n is None and len(self._unusable) >= PER_SOURCE_TRACKED:
+            return
+        n = (n or 0) + 1
+        self._unusable[source] = n
+        if n == BLOCK_AFTER and self._filtered and len(self.refused) < MAX_BLOCKED:
+            self.refused.append(source)
+            if only_ours(self.s, self.xid, self.mac, self.refused):
+                self.drops.drop("flood: source refused")
+            else:
+                self.refused.pop()
+
+
+def _replies(tx: Transaction, kinds: set[int], timeout: float, avoid: Sequence[ipaddress.IPv4Network] = (),
+             server: str | None = None) -> Iterator[tuple[Reply, Offer | None]]:
     """Each reply of `kinds` for our transaction and hardware address (from `server`, the one we
     asked, when known) until the timeout: an OFFER/ACK with its checked lease, a NAK with None.
-    What fails a check is counted and skipped. Bounded by time, its reading paced in a flood
-    (above). A NAK must carry `server`'s id when that is known (RFC 2131 4.3.2: a NAK names its
-    server; one without an id could be anyone's)."""
+    What fails a check is counted, held against its source (Transaction.unusable) and skipped;
+    what a refused source had queued is skipped unparsed and unpaced (the filter keeps more out).
+    Bounded by time, its reading paced in a flood (above). A NAK must carry `server`'s id when
+    that is known (RFC 2131 4.3.2: a NAK names its server; one without an id could be anyone's)."""
+    s, drops = tx.s, tx.drops
     end = time.monotonic() + timeout
     count = 0
     while True:
@@ -385,34 +465,46 @@ def _replies(s: socket.socket, xid: int, mac: bytes, kinds: set[int], timeout: f
             left = end - time.monotonic()
         if left <= 0:
             return
-        count += 1
         s.settimeout(left)
         try:
-            data = s.recv(4096)
+            data, source = s.recvfrom(4096)
         except (TimeoutError, socket.timeout):
             return
+        if source in tx.refused:
+            drops.drop("flood: source refused")
+            continue
+        count += 1
         r = parse_reply_untrusted(data)
-        if r is None:
-            drops.drop("malformed")
-        elif r.xid != xid:
-            drops.drop("another transaction")
-        elif r.chaddr != mac:
-            drops.drop("another client")
-        elif r.kind not in kinds:
-            drops.drop("unexpected message type")
-        elif server is not None and r.server_id is not None and r.server_id != server:
-            drops.drop("another server")
-        elif r.kind == NAK:
-            if server is not None and r.server_id is None:
-                drops.drop("NAK without server id")
-            else:
+        why = _unwanted(tx, r, kinds, server)
+        if why is None:
+            assert r is not None
+            if r.kind == NAK:
                 yield r, None
-        else:
+                continue
             checked = check_reply_untrusted(r, avoid)
-            if isinstance(checked, str):
-                drops.drop(checked)
-            else:
+            if not isinstance(checked, str):
                 yield r, checked
+                continue
+            why = checked
+        drops.drop(why)
+        tx.unusable(source)
+
+
+def _unwanted(tx: Transaction, r: Reply | None, kinds: set[int], server: str | None) -> str | None:
+    """Why `r` is no answer to `tx` (the drop counter's name), or None."""
+    if r is None:
+        return "malformed"
+    if r.xid != tx.xid:
+        return "another transaction"
+    if r.chaddr != tx.mac:
+        return "another client"
+    if r.kind not in kinds:
+        return "unexpected message type"
+    if server is not None and r.server_id is not None and r.server_id != server:
+        return "another server"
+    if r.kind == NAK and server is not None and r.server_id is None:
+        return "NAK without server id"
+    return None
 
 
 RECV_QUEUE = 4 << 20                   # bytes of the DHCP socket's receive queue (see _big_queue)
@@ -434,7 +526,7 @@ def _big_queue(s: socket.socket) -> None:
             continue
 
 
-def _wait(s: socket.socket, xid: int, mac: bytes, kinds: set[int], timeout: float, drops: Drops,
+def _wait(tx: Transaction, kinds: set[int], timeout: float,
           avoid: Sequence[ipaddress.IPv4Network] = (), server: str | None = None,
           keep: tuple[str, int] | None = None) -> tuple[Reply, Offer | None] | None:
     """The first reply of `kinds` for our transaction and hardware address (from `server`, the
@@ -444,7 +536,8 @@ def _wait(s: socket.socket, xid: int, mac: bytes, kinds: set[int], timeout: floa
     follows wins, and a NAK alone is the answer at the end of the wait. Each reply dropped on
     the way is counted; the wait is bounded by time, and its reading paced in a flood (above)."""
     nak: Reply | None = None
-    for r, checked in _replies(s, xid, mac, kinds, timeout, drops, avoid, server):
+    drops = tx.drops
+    for r, checked in _replies(tx, kinds, timeout, avoid, server):
         if checked is None:
             if nak is not None:
                 drops.drop("repeated NAK")
@@ -456,8 +549,8 @@ def _wait(s: socket.socket, xid: int, mac: bytes, kinds: set[int], timeout: floa
     return (nak, None) if nak is not None else None
 
 
-def _choose_offer(s: socket.socket, xid: int, mac: bytes, timeout: float, drops: Drops,
-                  avoid: Sequence[ipaddress.IPv4Network], held: tuple[str, int], held_server: str | None,
+def _choose_offer(tx: Transaction, timeout: float, avoid: Sequence[ipaddress.IPv4Network],
+                  held: tuple[str, int], held_server: str | None,
                   nak_server: str | None = None) -> Offer | None:
     """After a NAK, while the lease `held` (address, prefix length) still holds: the OFFER to
     take, of all that come within `timeout`. An offer of the held address ends the wait at once,
@@ -474,7 +567,8 @@ def _choose_offer(s: socket.socket, xid: int, mac: bytes, timeout: float, drops:
     first: Offer | None = None
     others = 0
     chosen: Offer | None = None
-    for _r, offer in _replies(s, xid, mac, {OFFER}, timeout, drops, avoid):
+    drops = tx.drops
+    for _r, offer in _replies(tx, {OFFER}, timeout, avoid):
         assert offer is not None
         if (offer.address, offer.prefixlen) == held:
             chosen = offer
@@ -587,22 +681,23 @@ class _Client:
                 if self.stop.is_set():
                     return None
                 xid = random.getrandbits(32)
-                only_ours(s, xid, self.mac)
+                tx = Transaction(s, xid, self.mac, self.drops)
                 why = "no usable DHCP offer"
                 try:
+                    tx.begin()
                     ask = held.address if held is not None else keep[0] if keep else None
                     s.sendto(build_message(DISCOVER, xid, self.mac, ask), ("255.255.255.255", 67))
                     if held is not None:
-                        offer = _choose_offer(s, xid, self.mac, p.reply_wait, self.drops, self.avoid,
+                        offer = _choose_offer(tx, p.reply_wait, self.avoid,
                                               (held.address, held.prefixlen), held.server, nak_server)
                     else:
-                        got = _wait(s, xid, self.mac, {OFFER}, p.reply_wait, self.drops, self.avoid, keep=keep)
+                        got = _wait(tx, {OFFER}, p.reply_wait, self.avoid, keep=keep)
                         offer = got[1] if got is not None else None
                     if offer is not None:
                         sent = self.clock()
                         s.sendto(build_message(REQUEST, xid, self.mac, offer.address, offer.server),
                                  ("255.255.255.255", 67))
-                        got = _wait(s, xid, self.mac, {ACK, NAK}, p.reply_wait, self.drops, self.avoid,
+                        got = _wait(tx, {ACK, NAK}, p.reply_wait, self.avoid,
                                     offer.server, (offer.address, offer.prefixlen) if held is not None else keep)
                         if got is not None and got[1] is not None:
                             return got[1], sent
@@ -659,10 +754,11 @@ class _Client:
             return None
         try:
             xid = random.getrandbits(32)
-            only_ours(s, xid, self.mac)
+            tx = Transaction(s, xid, self.mac, self.drops)
+            tx.begin()
             s.sendto(build_message(REQUEST, xid, self.mac, ciaddr=lease.address),
                      (unicast or "255.255.255.255", 67))
-            got = _wait(s, xid, self.mac, {ACK, NAK}, self.policy.reply_wait, self.drops, self.avoid, unicast,
+            got = _wait(tx, {ACK, NAK}, self.policy.reply_wait, self.avoid, unicast,
                         (lease.address, lease.prefixlen))
         except OSError as e:
             log.info("%s: DHCP %s request not sent: %s", self.ifname, state, e)

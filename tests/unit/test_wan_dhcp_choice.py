@@ -32,27 +32,37 @@ def reply(kind: int, yiaddr: str, sid: str | None, router: str | None = None, xi
 
 
 class FakeSocket:
-    """What _replies reads: the datagrams in order, then the timeout."""
+    """What _replies reads: the datagrams in order (each from SERVER, or from the source given
+    with it as a (datagram, source) pair), then the timeout; the filters attached, counted."""
 
-    def __init__(self, datagrams: list[bytes]) -> None:
-        self.datagrams = list(datagrams)
+    def __init__(self, datagrams: list) -> None:
+        self.datagrams = [d if isinstance(d, tuple) else (d, SERVER) for d in datagrams]
         self.read = 0
+        self.filters = 0
 
     def settimeout(self, _t: float) -> None:
         pass
 
-    def recv(self, _n: int) -> bytes:
+    def setsockopt(self, *_args) -> None:
+        self.filters += 1
+
+    def recvfrom(self, _n: int) -> tuple[bytes, tuple[str, int]]:
         if not self.datagrams:
             raise socket.timeout()
         self.read += 1
-        return self.datagrams.pop(0)
+        data, source = self.datagrams.pop(0)
+        return data, (source, 67)
+
+
+def tx(s: FakeSocket, drops: Drops | None = None) -> dc.Transaction:
+    return dc.Transaction(s, XID, MAC, drops or Drops("wan0"))
 
 
 def choose(datagrams: list[bytes], held_server: str | None = SERVER,
            nak_server: str | None = None) -> tuple[Offer | None, Drops, FakeSocket]:
     drops = Drops("wan0")
     s = FakeSocket(datagrams)
-    return dc._choose_offer(s, XID, MAC, 5.0, drops, (), HELD, held_server, nak_server), drops, s
+    return dc._choose_offer(tx(s, drops), 5.0, (), HELD, held_server, nak_server), drops, s
 
 
 def test_the_held_address_is_taken_from_anyone_and_ends_the_wait():
@@ -104,13 +114,11 @@ def test_a_nak_without_a_server_id_does_not_count_while_renewing():
     """RENEWING asks the lease's server: its NAK names it (RFC 2131 4.3.2). One without a server
     id could be anyone's and no longer ends the wait in a NAK (a round of DISCOVERs now)."""
     drops = Drops("wan0")
-    got = dc._wait(FakeSocket([reply(NAK, "0.0.0.0", None)]), XID, MAC, {ACK, NAK}, 5.0, drops, (), SERVER, HELD)
+    got = dc._wait(tx(FakeSocket([reply(NAK, "0.0.0.0", None)]), drops), {ACK, NAK}, 5.0, (), SERVER, HELD)
     assert got is None and drops.counts == {"NAK without server id": 1}
-    got = dc._wait(FakeSocket([reply(NAK, "0.0.0.0", SERVER)]), XID, MAC, {ACK, NAK}, 5.0, Drops("wan0"), (),
-                   SERVER, HELD)
+    got = dc._wait(tx(FakeSocket([reply(NAK, "0.0.0.0", SERVER)])), {ACK, NAK}, 5.0, (), SERVER, HELD)
     assert got is not None and got[1] is None and got[0].kind == NAK
-    got = dc._wait(FakeSocket([reply(NAK, "0.0.0.0", None)]), XID, MAC, {ACK, NAK}, 5.0, Drops("wan0"), (),
-                   None, HELD)
+    got = dc._wait(tx(FakeSocket([reply(NAK, "0.0.0.0", None)])), {ACK, NAK}, 5.0, (), None, HELD)
     assert got is not None and got[1] is None                # REBINDING: any server may NAK
 
 
