@@ -15,14 +15,19 @@ from .config import Options
 def layer2_pool(opts: Options, push: list[str]) -> tuple[AddressPool | None, list[str]]:
     """-> (the pool or None, the pushes with what 2.6 adds). With tap 2.6 pushes no `topology`.
 
-    - `server NET MASK`: pool NET+2 .. last-but-one (`nopool` + `ifconfig-pool`: that one), push
-      `route-gateway NET+1` (the TAP device's address);
+    - `server NET MASK`: pool NET+2 .. last-but-one (`nopool` + `ifconfig-pool`: that one;
+      `nopool` alone: none, addresses from ccd's ifconfig-push), push `route-gateway NET+1` (the
+      TAP device's address);
     - `server-bridge IP MASK START END`: pool START..END, push `route-gateway IP`;
     - `server-bridge`: no pool, push `route-gateway dhcp`; `server-bridge nogw`: nothing;
     - `mode server` by hand: `ifconfig-pool START END MASK` if given, nothing pushed."""
     sb = opts.server_bridge
     if opts.server is not None:
         net, mask = opts.server
+        if opts.server_nopool and not opts.ifconfig_pool:
+            own = tap_address(opts)
+            assert own is not None
+            return None, [*push, f"route-gateway {own[0]}"]
         start, end = server_pool_range(ipaddress.IPv4Network(f"{net}/{mask}", strict=False), "subnet")
         if opts.ifconfig_pool:
             start, end = opts.ifconfig_pool[0], opts.ifconfig_pool[1]

@@ -163,3 +163,24 @@ def test_sigusr2_logs_what_the_server_holds(pki, tmp_path, inline, caplog):
     w.run_for(5)
     held = gw.held_counts()
     assert all(v == 0 for k, v in held.items() if k != "server-side MACs"), held
+
+
+def test_server_nopool_gives_only_ccd_addresses(pki, tmp_path):
+    """`server NET MASK nopool` on a tap server (helper.c): no pool -- a client with a ccd
+    ifconfig-push gets that address (one without gets none: ours handed out NET+2.. before; the
+    in-memory client cannot stand a push without ifconfig, tests/unit/test_parity32.py shows it)
+    -- and route-gateway NET+1 is pushed."""
+    from appliance.gateway.server_files import ccd_loader
+    d = tmp_path / "ccd"
+    d.mkdir()
+    (d / "client0").write_text("ifconfig-push 198.19.0.77 255.255.255.0\n")
+    w = World()
+    conf = tap_conf(pki, f"client-config-dir {d}\n").replace("255.255.255.0\n", "255.255.255.0 nopool\n", 1)
+    assert "nopool" in conf
+    gw = w.add_server(conf)
+    gw.st.ccd = ccd_loader(str(d))            # World reads no files; as server_files does at start
+    assert gw.st.pool is None
+    w.add_client(client_conf(pki, "client0").replace("dev tun\n", "dev tap\n"))
+    assert w.run(lambda: _up(w, 0), max_time=30)
+    pushed = w.client_nets[0].pushed
+    assert pushed.ifconfig == ("198.19.0.77", "255.255.255.0") and pushed.route_gateway == "198.19.0.1"

@@ -134,6 +134,19 @@ def test_with_nopool_the_ifconfig_pool_is_the_servers():
     assert pool.size == 11 and pool.in_range("198.19.0.10") and not pool.in_range("198.19.0.21")
 
 
+def test_a_tap_server_with_nopool_and_no_ifconfig_pool_has_no_pool():
+    """helper.c: `server NET MASK nopool` with dev tap sets no ifconfig-pool (addresses come from
+    ccd's ifconfig-push), still pushes route-gateway NET+1; ours built NET+2.. as without nopool."""
+    from appliance.openvpn.layer2 import layer2_pool
+    o = _parse(SERVER.format(dev="tap", flag=" nopool"), "/p/s.conf")
+    assert layer2_pool(o, []) == (None, ["route-gateway 198.19.0.1"])
+    o = _parse(SERVER.format(dev="tap", flag=" nopool") + "ifconfig-pool 198.19.0.10 198.19.0.20\n", "/p/s.conf")
+    pool, push = layer2_pool(o, [])
+    assert pool is not None and pool.size == 11 and push == ["route-gateway 198.19.0.1"]
+    pool, _push = layer2_pool(_parse(SERVER.format(dev="tap", flag=""), "/p/s.conf"), [])
+    assert pool is not None and pool.in_range("198.19.0.2") and pool.in_range("198.19.0.254")
+
+
 # ---- 1. a config without `dev` (options.c options_postprocess_verify_ce: notnull(options->dev))
 
 @pytest.mark.parametrize("text", [
