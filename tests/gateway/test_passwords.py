@@ -47,17 +47,21 @@ def test_a_login_storm_from_one_address_is_cut_off_and_others_still_log_in(pki):
 
 def test_checks_run_in_a_worker_and_never_block_submit():
     started = threading.Event()
+    release = threading.Event()
 
     def slow_verify(user, pw, cn):
         started.set()
-        time.sleep(0.2)
+        release.wait(5)             # a check holds until all five are submitted (or 5 s)
         return pw == "ok"
     a = AuthChecker(slow_verify, FakeClock(), per_source_pending=10, per_source_rate=(10, 1.0))
     try:
         t0 = time.monotonic()
         for i in range(5):
             assert a.submit(i, "198.18.0.9", "u", "ok" if i % 2 == 0 else "no", None) is None
-        assert time.monotonic() - t0 < 0.1, "submit waited for the check"
+        # Had submit waited for a check, the first would have taken its 5 s (a loaded machine
+        # takes well under 4 s for five submits; the 0.1 s bound before could fail there).
+        assert time.monotonic() - t0 < 4, "submit waited for the check"
+        release.set()
         deadline = time.monotonic() + 5
         got: dict = {}
         while len(got) < 5 and time.monotonic() < deadline:
