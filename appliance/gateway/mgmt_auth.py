@@ -45,11 +45,14 @@ class ClientAuthWait:
     def __init__(self) -> None:
         self.by_ckid: dict[tuple[int, int], Waiting] = {}
         self.kids: dict[int, int] = {}              # CID -> the next KID
+        self.spare: dict[int, int] = {}             # CID -> the KID a restart takes (see add)
         self.let_in: dict[tuple[int, int], object] = {}   # (CID, KID) -> record: logins let in, the last 2 per client
 
-    def add(self, rec: object, key_id: int, check: object, cid: int, check_pending: bool) -> Waiting | None:
+    def add(self, rec: object, key_id: int, check: object, cid: int, check_pending: bool,
+            restart: bool = False) -> Waiting | None:
         """A new login of client `cid` on engine key `key_id`; None when too many wait (the
-        caller refuses it for now). An older login of the same key is dropped (replaced)."""
+        caller refuses it for now). An older login of the same key is dropped (replaced).
+        `restart`: the login of a new session of client `cid` from its address (ops.created)."""
         for k, w in list(self.by_ckid.items()):
             if w.rec is rec and w.key_id == key_id:
                 del self.by_ckid[k]
@@ -60,8 +63,18 @@ class ClientAuthWait:
         # TM_INITIAL's, which the handshake runs on); once it is in, 2.6 makes a fresh TM_INITIAL
         # one (move_session), so the first renegotiation's REAUTH is 3, then one more each time
         # (key_state_soft_reset; seen in the lab: CONNECT,0,1 then REAUTH,0,3 and REAUTH,0,4).
-        kid = self.kids.get(cid, FIRST_KID)
-        self.kids[cid] = kid + 2 if kid == FIRST_KID else kid + 1
+        # A restart (a new TLS session of the same 2.6 instance) runs on the TM_INITIAL key state
+        # made when the first login got in, so it takes the KID skipped then (2 at first, seen in
+        # the lab: CONNECT,0,1 then, restarted from the same address, REAUTH,0,2); TM_INITIAL
+        # gets a fresh key state (the next KID) when it is in.
+        nxt = self.kids.get(cid, FIRST_KID)
+        spare = self.spare.get(cid)
+        if nxt == FIRST_KID:
+            kid, self.kids[cid], self.spare[cid] = nxt, nxt + 2, nxt + 1
+        elif restart and spare is not None:
+            kid, self.kids[cid], self.spare[cid] = spare, nxt + 1, nxt
+        else:
+            kid, self.kids[cid] = nxt, nxt + 1
         w = Waiting(rec, key_id, check, cid, kid, None if check_pending else True)
         self.by_ckid[(cid, kid)] = w
         return w
@@ -89,6 +102,7 @@ class ClientAuthWait:
                 del self.let_in[k]
         if cid is not None:
             self.kids.pop(cid, None)
+            self.spare.pop(cid, None)
 
     @staticmethod
     def decided(w: Waiting) -> bool | None:

@@ -124,7 +124,8 @@ def check_scripts(o) -> None:
 
 
 class ClientInfo:
-    __slots__ = ("cid", "since", "rec", "established", "connect_ran", "mgmt_config", "chain_env", "asked_username")
+    __slots__ = ("cid", "since", "rec", "established", "connect_ran", "mgmt_config", "chain_env", "asked_username",
+                 "restart", "heir")
 
     def __init__(self, cid: int, since: float, rec) -> None:
         self.cid = cid
@@ -138,6 +139,10 @@ class ClientInfo:
         # The username of a login being checked: 2.6's status shows it meanwhile (tls_lock_username
         # at a deferred verdict), before the session holds it.
         self.asked_username: str | None = None
+        # A restart of a client from its address (OpenVPN 2.6: a new session of the same
+        # instance): it has that client's ID and connected-since, and its login is a REAUTH.
+        self.restart = False
+        self.heir = None            # the restart of this client under way, if any (its record)
 
 
 @dataclass
@@ -160,6 +165,9 @@ class Operations:
         self.traffic = st_mod.Traffic()
         self.info: dict[int, ClientInfo] = {}       # id(rec) -> info
         self.next_cid = 0
+        # TCP connections accepted whose session is not made yet (no reset read): their client
+        # ID, connected-since and peer-id, as OpenVPN 2.6 gives them at accept (stream_accepted).
+        self.streams: dict[object, tuple[int, float, int]] = {}
         self.mgmt: Management | None = None
         self.client_auth: ClientAuthWait | None = None  # management-client-auth (mgmt_auth.py)
         self.scripts = scripts
@@ -364,7 +372,10 @@ class Operations:
     def real_str(self, rec) -> str:
         """As OpenVPN 2.6 prints a client's address: IPv4 `ip:port`; IPv6 the address alone (seen
         in the lab with proto udp6)."""
-        ip, port = self._real(rec)
+        return self._fmt_real(*self._real(rec))
+
+    @staticmethod
+    def _fmt_real(ip: str, port: int) -> str:
         if ip.startswith("::ffff:") and "." in ip:
             ip = ip[7:]
         return ip if ":" in ip else f"{ip}:{port}"
@@ -390,6 +401,14 @@ class Operations:
                 rec.peer_id if rec.session.peer_id is not None or not inf.established else 0,
                 rec.session.cipher or self._cipher_before_negotiation(), int(last),
                 self._macs(rec)))
+        if not established_only:
+            for key, (cid, since, pid) in self.streams.items():
+                # A TCP connection with no session yet: 2.6's instance made at accept, as it
+                # lists it (seen in the lab: UNDEF, its address, nothing else known, 0 bytes).
+                peer = self.gw.conn_addrs.get(key)
+                real = "?" if peer is None else self._fmt_real(str(peer[0]), int(peer[1]))
+                out.append(st_mod.ClientRow("UNDEF", real, "", "", 0, 0, int(since), "UNDEF", cid, pid,
+                                            self._cipher_before_negotiation(), int(since)))
         return out
 
     def _cipher_before_negotiation(self) -> str:
@@ -783,13 +802,38 @@ class Operations:
             log.warning("reload: tls-crypt-v2-verify: running it on the keys of %d connected client(s)", len(kept))
 
     # ---------------------------------------------------------------- engine events
-    def created(self, rec) -> None:
+    def created(self, rec, restarts=None) -> None:
         """A client record was just made: it takes the next client ID now, and its connected-since
         is now, as OpenVPN 2.6 numbers and dates its instances at multi_create_instance (after
         the stateless cookie exchange): a handshake that fails later has used up its number, so
         >CLIENT:CONNECT, client-kill and client-auth see the numbers 2.6 gives in the same
-        sequence, and the status lists the handshake meanwhile (rows)."""
-        self._info(rec)
+        sequence, and the status lists the handshake meanwhile (rows).
+        Two cases keep a number given before, as 2.6 keeps its instance: a TCP connection's
+        session takes what the connection took at accept (stream_accepted), and a restart from
+        a client's address (`restarts`: that client's record) takes that client's ID and
+        connected-since (seen in the lab: one row, the same ID, >CLIENT:REAUTH for its login)."""
+        old = self.info.get(id(restarts)) if restarts is not None else None
+        taken = self.streams.pop(rec.addr, None) if getattr(rec, "tcp", False) else None
+        if old is not None:
+            inf = self.info[id(rec)] = ClientInfo(old.cid, old.since, rec)
+            inf.restart = True
+            old.heir = rec
+        elif taken is not None:
+            self.info[id(rec)] = ClientInfo(taken[0], taken[1], rec)
+        else:
+            self._info(rec)
+
+    def stream_accepted(self, key, peer_id: int) -> None:
+        """TCP: a connection was accepted. As OpenVPN 2.6 (multi_create_instance at accept) it
+        takes the next client ID and is listed from now on, UNDEF until its handshake says more,
+        even if it never sends a byte (seen in the lab). The number of such connections is
+        bounded by the server's connection limits (server.py _on_accept)."""
+        self.streams[key] = (self.next_cid, self.wall(), peer_id)
+        self.next_cid += 1
+
+    def stream_gone(self, key) -> None:
+        """TCP: a connection closed (or handed to port-share) before its session was made."""
+        self.streams.pop(key, None)
 
     def _info(self, rec) -> ClientInfo:
         inf = self.info.get(id(rec))
@@ -834,12 +878,19 @@ class Operations:
             inf = self.info.pop(id(rec), None)
             self.inactive.pop(id(rec), None)
             self.session_limit.gone(rec)
+            heir = inf.heir if inf is not None and inf.heir is not None and inf.heir.alive else None
             if self.client_auth is not None:
-                self.client_auth.forget(rec, inf.cid if inf is not None else None)
+                # (its client ID's KID count goes on with the restart that takes its place)
+                self.client_auth.forget(rec, inf.cid if inf is not None and heir is None else None)
             if inf is None:
                 return
             r, w = self.traffic.sample(rec)
             self.traffic.forget(rec)
+            if heir is not None and id(heir) in self.info:
+                # 2.6's counters are the instance's: the restart's row goes on from these.
+                base = self.traffic.base.setdefault(id(heir), [0, 0])
+                base[0] += r
+                base[1] += w
             if not inf.established:
                 return
             extra = {"bytes_received": str(r), "bytes_sent": str(w),
@@ -1210,7 +1261,7 @@ class Operations:
         wait already (the caller refuses it for now)."""
         assert self.client_auth is not None
         inf = self._info(rec)
-        w = self.client_auth.add(rec, e.key_id, e.check, inf.cid, check_pending)
+        w = self.client_auth.add(rec, e.key_id, e.check, inf.cid, check_pending, restart=inf.restart)
         if w is None:
             return False
         env = self.user_pass_env(rec)
@@ -1220,7 +1271,7 @@ class Operations:
         if e.session_state is not None:
             env["session_state"], env["session_id"] = e.session_state, e.session_id or ""
         if self.mgmt is not None:
-            mode = "REAUTH" if inf.established else "CONNECT"
+            mode = "REAUTH" if inf.established or inf.restart else "CONNECT"
             self.mgmt.notify([f">CLIENT:{mode},{inf.cid},{w.kid}"] + env_lines(env))
         return True
 

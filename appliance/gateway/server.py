@@ -401,6 +401,7 @@ class ServerGateway:
             self.conns[key] = link
             self.conn_addrs[key] = peer
             self.unestablished[src] = self.unestablished.get(src, 0) + 1
+            self.ops.stream_accepted(key, self.d.accepted(key))     # numbered now, as 2.6 does
             if self.portshare is not None:
                 self.sniffing[key] = bytearray()     # OpenVPN or not: its first bytes say (_sniff)
             self.pump.watch(link, lambda k=key: self._on_conn_read(k), lambda k=key: self._on_conn_write(k))
@@ -505,6 +506,7 @@ class ServerGateway:
         assert self.portshare is not None
         peer = self.conn_addrs.pop(key, None) or (key.ip, 0)
         self.conns.pop(key, None)
+        self.ops.stream_gone(key)
         self._one_less_unestablished(key.ip)
         self.pump.timers.cancel(("hand-window", key))
         self.pump.unwatch(link)
@@ -546,6 +548,7 @@ class ServerGateway:
             self.faults.internal("closing a client's session")
         link = self.conns.pop(key, None)
         self.conn_addrs.pop(key, None)
+        self.ops.stream_gone(key)
         self.sniffing.pop(key, None)
         if key in self.established_conns:
             self.established_conns.discard(key)

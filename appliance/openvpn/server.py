@@ -31,6 +31,7 @@ from .iroutes import IrouteTable
 from .errors import BadPacket
 from .opcodes import (CONTROL_FROM_CLIENT_OPS, EARLY_NEG_FLAG_RESEND_WKC, EARLY_NEG_FLAGS, EARLY_NEG_START,
                       HARD_RESET_CLIENT_OPS, NO_PEER_ID, WKC_OPS, Op, op_byte)
+from .peerids import PeerIds
 from .packet import decode_body_untrusted, encode_body, encode_tlv, refuse_undefined_sid_untrusted
 from .pushedsignal import restart_message
 from .server_model import ClientRecord, ServerSettings, StreamKey, V2Key
@@ -66,6 +67,12 @@ class ServerDispatcher(ClientPush):
         # A new session from the address of an established client, until it is established too.
         self.pending: dict[object, ClientRecord] = {}
         self.by_peer_id: dict[int, ClientRecord] = {}
+        # A restart waiting in `pending` under the peer-id of the client it restarts (which
+        # by_peer_id still leads to): it takes by_peer_id over when that client goes.
+        self.heirs: dict[int, ClientRecord] = {}
+        self.peer_ids = PeerIds()                          # the numbers in use (peerids.py)
+        # TCP: the peer-id each connection took when accepted (accepted()), until its session is made.
+        self.stream_peer_ids: dict[object, int] = {}
         self.by_vaddr: dict[str, ClientRecord] = {}
         self.by_vaddr4: dict[bytes, ClientRecord] = {}    # by_vaddr's IPv4 part, keyed as in headers
         self.iroutes = IrouteTable()
@@ -76,7 +83,6 @@ class ServerDispatcher(ClientPush):
         self.retired_stats: dict[str, int] = {}      # drop counters of sessions already gone
         self._internal_errors: list[tuple[ClientRecord, Exception]] = []
         self.closed_streams: set = set()     # TCP connections whose session ended, until closed
-        self.next_peer_id = 0
         self._tls_ctx = None
         self._stateless = self._make_wrapper(None)
         self._v2_unwrapper: keyfiles.ClientKeyUnwrapper | None = None   # made at the first WKc
@@ -86,9 +92,11 @@ class ServerDispatcher(ClientPush):
         self.stopping = False                 # told its clients RESTART: no new ones (restart_all)
         # Called with each client as it leaves (dev tap: the switch frees its MACs, l2switch.py).
         self.on_forget: "Callable[[ClientRecord], None] | None" = None
-        # Called with each client as its record is made (before its first packet is read): the
-        # gateway numbers it there, as OpenVPN 2.6 gives its client ID at multi_create_instance.
-        self.on_create: "Callable[[ClientRecord], None] | None" = None
+        # Called with each client as its record is made (before its first packet is read), and
+        # the record of the same client it restarts (UDP, same address) or None: the gateway
+        # numbers it there, as OpenVPN 2.6 gives its client ID at multi_create_instance, and a
+        # restart keeps its client's number (2.6 hands the reset to the address's instance).
+        self.on_create: "Callable[[ClientRecord, ClientRecord | None], None] | None" = None
 
     def apply_settings(self, st: ServerSettings) -> None:
         """A reload's settings, for the handshakes that start from now on: the stateless first-
@@ -293,6 +301,14 @@ class ServerDispatcher(ClientPush):
         if old is not None and old is not p:
             self._drop(old, "replaced by a new session from the same address")
         self.by_addr[p.addr] = p
+        if self.heirs.get(p.peer_id) is p:
+            del self.heirs[p.peer_id]
+        holder = self.by_peer_id.get(p.peer_id)
+        if holder is not None and holder is not p and holder.alive:
+            # The client it restarts, moved away from this address meanwhile (a float): still
+            # the same client (one OpenVPN 2.6 instance), whose number this one took.
+            self._drop(holder, "replaced by a new session from the same address")
+        self.by_peer_id[p.peer_id] = p
 
     def _records(self) -> list[ClientRecord]:
         return list(self.by_addr.values()) + list(self.pending.values())
@@ -581,7 +597,16 @@ class ServerDispatcher(ClientPush):
         if refused is not None:
             self._count(refused)
             return None
-        pid = self._alloc_peer_id()
+        # The same client again (UDP, same address): as OpenVPN 2.6, whose instance for the
+        # address takes the reset, it keeps its peer-id (and, in the gateway, its client ID).
+        restarts = old if old is not None and not self.st.tcp else None
+        if restarts is not None:
+            pid = restarts.peer_id
+            self.peer_ids.share(pid)
+        else:
+            pid = self.stream_peer_ids.pop(addr, None) if self.st.tcp else None
+            if pid is None:
+                pid = self.peer_ids.take()
         cfg = self.st.session_config(pid)
         wrapper = self._make_wrapper(v2)
         cfg.make_wrapper = lambda: wrapper
@@ -593,7 +618,7 @@ class ServerDispatcher(ClientPush):
             rec.v2_key = (v2.metadata_type, v2.metadata)
         s.owner = rec
         if self.on_create is not None:
-            self.on_create(rec)
+            self.on_create(rec, restarts)
         self.admission.opened(rec, addr, client_sid if unverified else None, now)
         if own_sid is not None:
             # Resume from the cookie: both resets are behind us (ours was message 0, theirs too).
@@ -606,11 +631,15 @@ class ServerDispatcher(ClientPush):
             if old_pending is not None:
                 self._drop(old_pending, "superseded by a newer handshake from the same address")
             self.pending[addr] = rec          # see _other_session
+            if self.by_peer_id.get(pid) is old:
+                self.heirs[pid] = rec         # by_peer_id leads to `old` until one of them goes
+            else:
+                self.by_peer_id[pid] = rec
         else:
             if old is not None:
                 self._drop(old, "replaced by a new session from the same address")
             self.by_addr[addr] = rec
-        self.by_peer_id[pid] = rec
+            self.by_peer_id[pid] = rec
         if packet_in is not None:
             if op == Op.CONTROL_HARD_RESET_CLIENT_V3:
                 packet_in, _ = wrapping.split_wkc_untrusted(packet_in)
@@ -642,13 +671,14 @@ class ServerDispatcher(ClientPush):
         self._drop(oldest[0], "handshake in progress ended to make room for a new one (too many in progress)")
         return True
 
-    def _alloc_peer_id(self) -> int:
-        for _ in range(NO_PEER_ID):
-            pid = self.next_peer_id
-            self.next_peer_id = (self.next_peer_id + 1) % NO_PEER_ID
-            if pid not in self.by_peer_id:
-                return pid
-        raise RuntimeError("no free peer-id")
+    def accepted(self, addr) -> int:
+        """TCP: a connection was just accepted; it takes its peer-id now, as OpenVPN 2.6 makes
+        the instance (and numbers it) at accept, before a byte is read: the session made at
+        its reset gets this one. Returned for the status; given back by stream_closed."""
+        pid = self.stream_peer_ids.get(addr)
+        if pid is None:
+            pid = self.stream_peer_ids[addr] = self.peer_ids.take()
+        return pid
 
     # ---------------------------------------------------------------- send
     def route_packet(self, p) -> ClientRecord | None:
@@ -793,8 +823,16 @@ class ServerDispatcher(ClientPush):
             del self.by_addr[rec.addr]
         if self.pending.get(rec.addr) is rec:
             del self.pending[rec.addr]
-        if self.by_peer_id.get(rec.peer_id) is rec:
-            del self.by_peer_id[rec.peer_id]
+        pid = rec.peer_id
+        if self.heirs.get(pid) is rec:
+            del self.heirs[pid]
+        if self.by_peer_id.get(pid) is rec:
+            heir = self.heirs.pop(pid, None)
+            if heir is not None and heir.alive:
+                self.by_peer_id[pid] = heir   # the restart it was waiting beside takes its number over
+            else:
+                del self.by_peer_id[pid]
+        self.peer_ids.release(pid)
         if rec.vaddr_packed and self.by_vaddr4.get(rec.vaddr_packed) is rec:
             del self.by_vaddr4[rec.vaddr_packed]
         if rec.vaddr and self.by_vaddr.get(rec.vaddr) is rec:
@@ -886,6 +924,9 @@ class ServerDispatcher(ClientPush):
     def stream_closed(self, addr) -> None:
         """The caller closed this TCP connection: forget it."""
         self.closed_streams.discard(addr)
+        pid = self.stream_peer_ids.pop(addr, None)
+        if pid is not None:
+            self.peer_ids.release(pid)
         rec = self.by_addr.get(addr)
         if rec is not None:
             self._drop(rec, "connection closed")
