@@ -344,3 +344,63 @@ def test_new_session_from_the_same_address_takes_data_under_the_old_peer_id(pki)
     forged = bytearray(new.encrypt(ping))
     forged[-1] ^= 1
     assert d.receive(bytes(forged), addr, 1.4)[1] == []
+
+
+def test_peer_ids_are_the_lowest_free_and_a_freed_ones_late_packet_reaches_nobody(pki):
+    """As OpenVPN 2.6 (multi_assign_peer_id, seen in the lab): clients 0 and 1, 0 leaves, the next
+    client is 0 again (we went on round-robin: 2). Reusing the number at once is safe: a late data
+    packet of the client that left, sealed with its keys, now leads to the newcomer's session,
+    whose keys do not authenticate it -- dropped, not delivered, and the newcomer is not moved to
+    the old address."""
+    d = _server(pki, "none")
+    a = _client(pki, pki["clients"][3], wrapping.PlainWrapper)
+    b = _client(pki, pki["clients"][4], wrapping.PlainWrapper)
+    pa, pb, pc = ("198.18.0.40", 1), ("198.18.0.41", 1), ("198.18.0.42", 1)
+    _pump(d, [(a, pa), (b, pb)])
+    assert sorted(r.peer_id for r in d.clients) == [0, 1] and a.peer_id == 0
+    late = a.encrypt(_icmp(a.pushed.ifconfig[0], "198.19.0.1"))
+    assert a.notify_exit(1.0, first=True)
+    for p in a.take_outgoing():
+        d.receive(p, pa, 1.0)
+    assert [r.peer_id for r in d.clients] == [1]
+    c = _client(pki, pki["clients"][5], wrapping.PlainWrapper)
+    _pump(d, [(c, pc)], now=1.2)
+    assert _up(c) and c.peer_id == 0
+    rec_c = d.by_peer_id[0]
+    assert rec_c.addr == pc
+    assert d.receive(late, pa, 1.3)[1] == []
+    assert rec_c.addr == pc and d.by_addr.get(pc) is rec_c and pa not in d.by_addr
+    assert len(d.receive(c.encrypt(_icmp(c.pushed.ifconfig[0], "198.19.0.1")), pc, 1.4)[1]) == 1
+    d2 = _server(pki, "none")
+    assert [d2.accepted(("tcp", i)) for i in range(3)] == [0, 1, 2]
+    d2.stream_closed(("tcp", 1))
+    assert d2.accepted(("tcp", 9)) == 1 and d2.accepted(("tcp", 9)) == 1     # once per connection
+
+
+def test_a_restart_whose_old_session_ends_first_takes_its_peer_id_over(pki):
+    """A restart from an established client's address keeps that client's peer-id (OpenVPN 2.6's
+    instance); if the old session ends (its timeout, a kill) while the restart still
+    handshakes, the restart takes the number over -- not freed for a stranger while it is in
+    use -- and it is free again only once the restart is gone too."""
+    d = _server(pki, "none")
+    addr = ("198.18.0.43", 1194)
+    old = _client(pki, pki["clients"][6], wrapping.PlainWrapper)
+    _pump(d, [(old, addr)])
+    old_rec = d.clients[0]
+    new = _client(pki, pki["clients"][6], wrapping.PlainWrapper)
+    for p in new.take_outgoing():
+        d.receive(p, addr, 1.0)
+    for p, _a in d.take_outgoing():
+        new.receive(p, 1.0)
+    for p in new.take_outgoing():
+        d.receive(p, addr, 1.0)          # the third packet: the restart's record is made
+    (heir,) = d.pending.values()
+    assert heir.peer_id == old_rec.peer_id == 0 and d.by_peer_id[0] is old_rec
+    d.end(old_rec, "test: its timeout")
+    assert d.by_peer_id[0] is heir and d.peer_ids.holders == {0: 1}
+    stranger = _client(pki, pki["clients"][7], wrapping.PlainWrapper)
+    _pump(d, [(new, addr), (stranger, ("198.18.0.44", 1))], now=1.1)
+    assert _up(stranger) and stranger.peer_id == 1
+    assert _up(new) and new.peer_id == 0 and d.by_peer_id[0] is heir and heir.session.established
+    d.end(d.by_peer_id[0], "test: gone")
+    assert d.peer_ids.holders == {1: 1}

@@ -729,3 +729,64 @@ def test_a_handshake_under_way_is_listed_and_numbered_as_openvpn_does(opki):
     assert w.run(lambda: _up(w, 1), max_time=30)
     inf = next(i for i in gw.ops.info.values() if i.established)
     assert inf.cid == 1 and gw.ops.load_stats()[0] == 1
+
+
+def _client_rows(gw) -> list[list[str]]:
+    return sorted(x.split(",") for x in gw.ops.status_lines(2) if x.startswith("CLIENT_LIST,"))
+
+
+def test_a_client_restarting_from_its_address_keeps_its_client_id_and_peer_id_as_openvpn_does(opki):
+    """As Debian's OpenVPN 2.6 (seen in the lab; its address's instance takes the new reset): a
+    client that restarts from the same address and port (a fixed lport) stays one row with the
+    same client ID, peer-id and connected-since, during its new handshake and after it; the next
+    client gets the next numbers. We gave the restart a new client ID and peer-id (the next
+    ones), so the status and >CLIENT:ESTABLISHED named another client."""
+    w = World()
+    gw, _ = _server(w, server_conf(opki, extra="status-version 2\n"))
+    w.add_client(client_conf(opki, "client0").replace("nobind\n", "lport 40001\n"))
+    assert w.run(lambda: _up(w, 0), max_time=30)
+    (first,) = _client_rows(gw)
+    rec0 = gw.d.clients[0]
+    w.run_for(3)
+    w.clients[0].user_restart()
+    during: list = []
+
+    def restarted() -> bool:
+        if gw.d.pending and not during:
+            during.append(_client_rows(gw))
+        rec = gw.d.record(rec0.addr)
+        return rec is not None and rec is not rec0 and rec.session.established
+    assert w.run(restarted, max_time=30), "the restart did not complete"
+    assert during, "never caught the restart under way"
+    (row,) = during[0]
+    assert row[1:5] + row[7:] == first[1:5] + first[7:], (first, row)     # the old session's row, as it was
+    (after,) = _client_rows(gw)
+    assert after[1:5] == first[1:5] and after[7:12] == first[7:12], (first, after)  # CN..., since, user, CID, peer-id
+    assert after[10:12] == ["0", "0"]
+    w.add_client(client_conf(opki, "client1"))
+    assert w.run(lambda: _up(w, 1), max_time=30)
+    assert sorted(r[10:12] for r in _client_rows(gw)) == [["0", "0"], ["1", "1"]]
+
+
+def test_a_tcp_connection_is_numbered_and_listed_at_accept_as_openvpn_does(opki):
+    """As Debian's OpenVPN 2.6 over TCP (seen in the lab; multi_create_instance at accept): a
+    connection that has sent nothing yet is a row (UNDEF, its address, BF-CBC) with client ID 0
+    and peer-id 0, the client after it gets 1 and 1, and the row goes when the connection
+    closes. We numbered a TCP client at its first reset and listed nothing before it."""
+    from tests.fakes import stream_connect
+    from tests.gateway.conftest import SERVER_IP
+    w = World()
+    gw, _ = _server(w, server_conf(opki, "tcp-server", extra="status-version 2\n"))
+    bare = stream_connect(w.net, "198.18.0.50", (SERVER_IP, 1194))
+    assert w.run(lambda: len(_client_rows(gw)) == 1, max_time=5), "the bare connection is not listed"
+    (row,) = _client_rows(gw)
+    assert row[1] == "UNDEF" and row[2].startswith("198.18.0.50:") and row[3:7] == ["", "", "0", "0"], row
+    assert row[9:] == ["UNDEF", "0", "0", "BF-CBC"], row
+    assert gw.ops.load_stats()[0] == 0
+    w.add_client(client_conf(opki, "client0", proto="tcp-client"))
+    assert w.run(lambda: _up(w, 0), max_time=30)
+    rows = _client_rows(gw)
+    assert [(r[1], r[10], r[11]) for r in rows] == [("UNDEF", "0", "0"), ("client0", "1", "1")], rows
+    bare.close()
+    assert w.run(lambda: len(_client_rows(gw)) == 1, max_time=10), "the closed connection is still listed"
+    assert gw.d.peer_ids.holders == {1: 1}
