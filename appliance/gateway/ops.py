@@ -498,35 +498,44 @@ class Operations:
 
     def kill_cn(self, cn: str) -> int:
         recs = [r for r in self.gw.d.clients if r.common_name == cn]
-        for r in recs:
+        for r in self._with_restarts(recs):
             self._kick(r, f"killed by the management interface (kill {cn})")
         return len(recs)
 
     def kill_addr(self, host: str, port: int) -> int:
         recs = [r for r in self.gw.d.clients if self._real(r) == (host, port)]
-        for r in recs:
+        for r in self._with_restarts(recs):
             self._kick(r, "killed by the management interface (kill address)")
         return len(recs)
+
+    def _with_restarts(self, recs: list) -> list:
+        """The clients and each one's restart under way: one OpenVPN 2.6 instance, which its kill
+        ends whole (a restart left behind kept the client's row and peer-id; seen in the lab)."""
+        out = list(recs)
+        for r in recs:
+            inf = self.info.get(id(r))
+            if inf is not None and inf.heir is not None and inf.heir.alive and inf.heir not in out:
+                out.append(inf.heir)
+        return out
 
     def client_kill(self, cid: int, msg: str) -> bool:
         """As OpenVPN 2.6's `client-kill CID [MSG]`: MSG (RESTART unless given: RESTART,[N] sends
         the client to its next remote, HALT stops it) over the control channel, then the session
         ends once the client acknowledged it, at the latest after CLIENT_KILL_WAIT (OpenVPN: 5 s
         in every case). A client that cannot be told (no control channel yet) is dropped at once
-        with the plain exit notification."""
-        for inf in self.info.values():
-            rec = inf.rec
-            if inf.cid == cid and rec.alive:
-                why = f"killed by the management interface (client-kill {cid} {msg})"
-                now = self.gw.clock()
-                if self.gw.d.tell(rec, now, msg or "RESTART"):
-                    self.killing[id(rec)] = (rec, why)
-                    self.gw.pump.timers.arm(f"client-kill-{id(rec)}", now + CLIENT_KILL_WAIT,
-                                            lambda: self._end_kill(rec, wait_over=True))
-                else:
-                    self._kick(rec, why)
-                return True
-        return False
+        with the plain exit notification. A client restarting from its address has two
+        sessions under its client ID (one 2.6 instance): both are ended."""
+        recs = [inf.rec for inf in self.info.values() if inf.cid == cid and inf.rec.alive]
+        for rec in recs:
+            why = f"killed by the management interface (client-kill {cid} {msg})"
+            now = self.gw.clock()
+            if self.gw.d.tell(rec, now, msg or "RESTART"):
+                self.killing[id(rec)] = (rec, why)
+                self.gw.pump.timers.arm(f"client-kill-{id(rec)}", now + CLIENT_KILL_WAIT,
+                                        lambda rec=rec: self._end_kill(rec, wait_over=True))
+            else:
+                self._kick(rec, why)
+        return bool(recs)
 
     def _end_kill(self, rec, wait_over: bool = False) -> None:
         """A client-kill'ed client acknowledged its message (or the wait is over, or it left)."""
