@@ -790,3 +790,21 @@ def test_a_tcp_connection_is_numbered_and_listed_at_accept_as_openvpn_does(opki)
     bare.close()
     assert w.run(lambda: len(_client_rows(gw)) == 1, max_time=10), "the closed connection is still listed"
     assert gw.d.peer_ids.holders == {1: 1}
+
+
+def test_kill_ends_a_client_and_its_restart_under_way_as_one(opki):
+    """`kill CN` (and client-kill CID) while a client restarts from its address: both sessions
+    go, as OpenVPN 2.6's kill ends the one instance; the restart left behind kept the client's
+    row and its peer-id (seen against Debian's 2.6: the next client did not get peer-id 0)."""
+    w = World()
+    gw, _ = _server(w, server_conf(opki, extra="status-version 2\n"))
+    w.add_client(client_conf(opki, "client0").replace("nobind\n", "lport 40001\n"))
+    assert w.run(lambda: _up(w, 0), max_time=30)
+    rec0 = gw.d.clients[0]
+    w.run_for(3)
+    w.clients[0].user_restart()
+    assert w.run(lambda: bool(gw.d.pending), max_time=30), "never caught the restart under way"
+    (heir,) = gw.d.pending.values()
+    assert gw.ops.kill_cn("client0") == 1
+    assert not rec0.alive and not heir.alive
+    assert _client_rows(gw) == [] and len(gw.d.peer_ids) == 0
