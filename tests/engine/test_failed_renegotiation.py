@@ -193,3 +193,75 @@ def test_the_client_pokes_the_server_until_its_data_comes_on_the_new_session(pki
     start = link2.now
     link2.run(lambda: link2.now > start + 30, max_time=start + 30)
     assert heard.count("PUSH_REQUEST") == 0, heard
+
+
+def _silent_peer(pki, who: str, reaches_peer: bool, **kw):
+    """Keepalive pings both ways (ping 10, ping-restart 60), tran-window 300, hand-window 60; `who`
+    starts a renegotiation, then the control channel goes silent for good (data packets pass)."""
+    c, s, _ = make_pair(pki, proto="udp", reneg_sec=0, hand_window=60, tran_window=300, ping=10,
+                        ping_restart=60, **kw)
+    link = DroppingLink(c, s)
+    link.run(lambda: up(c, s))
+    assert up(c, s)
+    initiator = c if who == "client" else s
+    initiator.renegotiate(link.now)
+    if reaches_peer:
+        link.step()                               # the soft reset reaches the peer, who answers ...
+        link.step()                               # ... and its answer arrives
+    link.blocked = True                           # then no control packet gets through, ever
+    return c, s, link, link.now
+
+
+def _run_until(link, t: float) -> None:
+    link.run(lambda: link.now >= t or link.c.closed or link.s.closed, max_steps=20000, max_time=t)
+    link.now = max(link.now, t)
+
+
+@pytest.mark.parametrize("reaches_peer", [True, False], ids=["peer-answered-then-silent", "peer-never-saw-it"])
+@pytest.mark.parametrize("who", ["client", "server"])
+def test_a_renegotiation_never_answered_keeps_the_old_key_until_tran_window_then_ends(pki, who, reaches_peer):
+    """As OpenVPN 2.6 in the lab (Debian's client and server, control dropped by nftables, data
+    passing; tests/interop/test_failed_renegotiation.py): the renegotiation fails at every
+    hand-window (a client tries a new TLS session each time), the old key carries the tunnel --
+    keepalive pings included, so ping-restart never fires -- until tran-window after the soft
+    reset went out (or came in), and then the session ends: the client reconnects, the server
+    lets the client go. A peer that never saw the soft reset ends by ping-restart once the
+    other's data stops."""
+    c, s, link, t0 = _silent_peer(pki, who, reaches_peer)
+    initiator, peer = (c, s) if who == "client" else (s, c)
+    for t in (t0 + 30, t0 + 150, t0 + 295):
+        _run_until(link, t)
+        assert not c.closed and not s.closed, (t - t0, _closed(c), _closed(s))
+        assert c.send_key.key_id == 0 and s.send_key.key_id == 0
+        assert _tunnel_works(link, c, s, int(t)), f"data lost on the old key {t - t0:.0f} s in"
+    assert initiator.stats.get("renegotiation failed", 0) >= 1
+    assert c.stats.get("new TLS session after a failed renegotiation", 0) >= (4 if who == "client" or reaches_peer
+                                                                               else 0)   # one per hand-window
+    link.run(lambda: initiator.closed, max_steps=20000, max_time=t0 + 400)
+    closed = _closed(initiator)
+    assert closed and closed[0].restart and "expired (tran-window 300 s" in closed[0].reason, closed
+    assert t0 + 300 <= link.now <= t0 + 300 + 1, link.now - t0
+    link.run(lambda: peer.closed, max_steps=20000, max_time=t0 + 500)
+    closed = _closed(peer)
+    if reaches_peer:                              # its own attempt (the answer) expired the same way
+        assert closed and "expired (tran-window 300 s" in closed[0].reason, closed
+        assert link.now <= t0 + 300 + 1, link.now - t0
+    else:                                         # nothing came any more: ping-restart
+        assert closed and "ping-restart 60s" in closed[0].reason, closed
+        assert t0 + 300 + 50 <= link.now <= t0 + 300 + 60 + 1, link.now - t0
+    assert closed[0].restart
+
+
+@pytest.mark.parametrize("who", ["client", "server"])
+def test_a_reneg_bytes_renegotiation_never_answered_ends_at_tran_window(pki, who):
+    """The same with reneg-bytes as the trigger (and reneg-sec 0): counted from the soft reset, not
+    pushed back by the retries the still-exceeded byte count asks for."""
+    c, s, link, t0 = _silent_peer(pki, who, True, reneg_bytes=2000)
+    _run_until(link, t0 + 200)
+    for i in range(3):                            # the old key's byte count stays over the limit
+        assert _tunnel_works(link, c, s, 10 + i)
+    initiator = c if who == "client" else s
+    link.run(lambda: initiator.closed, max_steps=20000, max_time=t0 + 400)
+    closed = _closed(initiator)
+    assert closed and "expired (tran-window 300 s" in closed[0].reason, closed
+    assert t0 + 300 <= link.now <= t0 + 301, link.now - t0
