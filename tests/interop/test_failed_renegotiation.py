@@ -189,3 +189,40 @@ def test_the_new_tls_session_logs_in_with_the_auth_token(lab, procs):
     assert _tunnel_ok(lab, cli)
     assert "AUTH_FAILED" not in cli.log() and cli.log().count("tunnel up") == 1, cli.log()[-3000:]
     assert calls.read_text().split() == ["alice"], "the one-time password was sent again"
+
+
+# Control packets from the server dropped, its soft resets (opcode 3, 0x18-0x1f) excepted: the
+# server starts a renegotiation, our client sees it and answers, and nothing else ever comes back.
+DROP_ALL_BUT_SOFT_RESET = """table inet vpnlab_drop_control {
+  chain c { type filter hook input priority 0; policy accept;
+    udp sport 1194 @th,64,8 & 0xf8 != 0x48 @th,64,8 & 0xf8 != 0x18 counter drop
+  }
+}
+"""
+
+
+def test_server_starts_a_renegotiation_and_goes_silent_our_client_reconnects_at_tran_window(lab, procs):
+    """OpenVPN 2.6 (Debian's client against Debian's server in this setup): the renegotiation fails
+    at every hand-window, the old key carries the tunnel until tran-window after the soft reset,
+    then both ends give up the session ("killed expiring key", "SIGUSR1[soft,tls-error]") and the
+    client reconnects. Ours as its client the same: not before (the tunnel works on the old key
+    after the failure, ping-restart never fires), not never (with tran-window 3600, an hour)."""
+    timers = "hand-window 5\ntran-window 16\n"
+    srv = lab.openvpn(lab.srv, server_config(lab.pki, "udp", extra="reneg-sec 5\n" + timers), "server-silent")
+    procs.append(srv)
+    cli = lab.ours(lab.cli, client_profile(lab.pki, "udp", extra="reneg-sec 0\n" + timers), "ours-silent", wait=40)
+    procs.append(cli)
+    lab.cli.run(f"nft -f {lab.write('drop-all-but-soft-reset.nft', DROP_ALL_BUT_SOFT_RESET)}")
+    try:
+        assert cli.wait_for("TLS key negotiation failed to occur within 5 seconds", timeout=40), cli.log()[-3000:]
+        assert _tunnel_ok(lab, cli, tries=2), "tunnel lost after the failed renegotiation"
+        assert cli.log().count("tunnel up") == 1 and "connection reset" not in cli.log(), cli.log()[-3000:]
+        assert cli.wait_for(r"key 0 expired \(tran-window 16 s after a failed renegotiation\)", timeout=40), \
+            cli.log()[-3000:]
+        assert srv.wait_for(r"SIGUSR1\[soft,tls-error\] received, client-instance restarting", timeout=20), \
+            srv.log()[-3000:]
+        assert "inactivity timeout" not in cli.log(), cli.log()[-3000:]
+    finally:
+        _undrop(lab)
+    assert cli.wait_count("tunnel up", 2, timeout=40), cli.log()[-3000:]
+    assert _tunnel_ok(lab, cli), "no tunnel after the reconnect"
