@@ -298,23 +298,16 @@ def make_data():
 SERVER_ADDRS = [("198.18.7.1", 40001), ("198.18.7.2", 40002)]
 
 
-def _server_world(layer2: bool = False):
-    """A dispatcher (tls-crypt, client-to-client, one iroute) with two established clients, and
-    the ServerDataPath over it (`layer2`: dev tap's SwitchDataPath); -> (data path, [(client
-    session, address)])."""
-    from appliance.openvpn.datapath import ServerDataPath
-    from appliance.openvpn.l2switch import SwitchDataPath
-    d = _dispatcher("tls-crypt")
-    d.st.client_to_client = True
-    d.st.layer2 = layer2
-    d.st.max_routes_per_client = 8
-    d.st.duplicate_cn = True           # both clients hold the harness's one client certificate
+def established_clients(d, addrs: list, name: str) -> list:
+    """Clients (tls-crypt, the harness's one client certificate) at `addrs`, brought up against
+    the dispatcher `d` by moving packets until nothing moves; -> [(client session, address)].
+    The one handshake the multi-client data-path targets (here and vlan_targets.py) share."""
     p = h.pki()
     clients = []
-    for i, addr in enumerate(SERVER_ADDRS):
+    for i, addr in enumerate(addrs):
         c = Session(SessionConfig(Role.CLIENT, TlsSettings(p["ca"], *p["client"], False, remote_cert_tls="server"),
                                   lambda: h.client_wrapper("tls-crypt"), proto="udp", auth="SHA256",
-                                  random_bytes=h.Counter(f"server-data-client{i}")), 0.0)
+                                  random_bytes=h.Counter(f"{name}-client{i}")), 0.0)
         c.start(0.0)
         clients.append((c, addr))
     for _ in range(100):
@@ -331,8 +324,59 @@ def _server_world(layer2: bool = False):
         if not moved:
             break
     if not all(c.established for c, _ in clients):
-        raise RuntimeError("server-data: the clients did not come up")
-    import ipaddress
+        raise RuntimeError(f"{name}: the clients did not come up")
+    return clients
+
+
+def living_world(state: dict, build: Callable[[], tuple], n_clients: int) -> Callable[[], tuple]:
+    """The world a multi-client data-path target keeps across inputs (its tables are what the
+    fuzzer explores): `build()` -> (data path, clients), rebuilt when a client is gone or closed
+    or after 20000 inputs, so one input's verdict never rests on a dead world for long. Keeps
+    the clock in state["t"]; -> a function giving the world and counting the input."""
+    def world() -> tuple:
+        w = state.get("w")
+        if w is None or any(not c.established or c.closed for c, _ in w[1]) or \
+                len(w[0].d.clients) != n_clients or state.get("n", 0) > 20000:
+            w = state["w"] = build()
+            state["n"], state["t"] = 0, 1.0
+        state["n"] += 1
+        return w
+    return world
+
+
+def settle(state: dict, d, clients: list, step: float = 0.0) -> None:
+    """The end of one input of a multi-client data-path target: the clock `step` s on with the
+    dispatcher's timers when `step` (they must record no internal error), then what the server
+    and the clients have to say to each other, delivered once."""
+    now = state["t"]
+    if step:
+        state["t"] = now = now + step
+        d.handle_timer(now)
+        errs = d.take_internal_errors()
+        if errs:
+            raise RuntimeError(f"timer raised: {errs!r}")
+    for pkt, addr in d.take_outgoing():
+        for c, a in clients:
+            if a == addr:
+                c.receive(pkt, now)
+    for c, a in clients:
+        for pkt in c.take_outgoing():
+            d.receive(pkt, a, now)
+    d.take_outgoing()
+
+
+def _server_world(layer2: bool = False):
+    """A dispatcher (tls-crypt, client-to-client, one iroute) with two established clients, and
+    the ServerDataPath over it (`layer2`: dev tap's SwitchDataPath); -> (data path, [(client
+    session, address)])."""
+    from appliance.openvpn.datapath import ServerDataPath
+    from appliance.openvpn.l2switch import SwitchDataPath
+    d = _dispatcher("tls-crypt")
+    d.st.client_to_client = True
+    d.st.layer2 = layer2
+    d.st.max_routes_per_client = 8
+    d.st.duplicate_cn = True           # both clients hold the harness's one client certificate
+    clients = established_clients(d, SERVER_ADDRS, "server-data")
     rec = d.by_addr[SERVER_ADDRS[0]]
     rec.iroutes = [ipaddress.IPv4Network("198.18.200.0/24")]
     d.iroutes.add(rec.iroutes[0], rec)
@@ -347,15 +391,7 @@ def make_server_data():
     in from the TUN instead (destination set to a client's address), bit 3 run the timers 30 s
     on. The world lives across inputs and is rebuilt when a client is gone."""
     state: dict = {}
-
-    def world():
-        w = state.get("w")
-        if w is None or any(not c.established or c.closed for c, _ in w[1]) or \
-                len(w[0].d.clients) != 2 or state.get("n", 0) > 20000:
-            w = state["w"] = _server_world()
-            state["n"], state["t"] = 0, 1.0
-        state["n"] += 1
-        return w
+    world = living_world(state, _server_world, len(SERVER_ADDRS))
 
     def one(data: bytes) -> None:
         if len(data) < 2:
@@ -386,20 +422,7 @@ def make_server_data():
             dp.from_link(bytes(wire), addr, now, lambda _p: None, {})      # must never raise
         if dp.failed:
             raise RuntimeError(f"sealing raised: {dp.failed!r}")
-        if sel & 8:
-            state["t"] = now = now + 30.0
-            d.handle_timer(now)
-            errs = d.take_internal_errors()
-            if errs:
-                raise RuntimeError(f"timer raised: {errs!r}")
-        for pkt, addr in d.take_outgoing():
-            for c, a in clients:
-                if a == addr:
-                    c.receive(pkt, now)
-        for c, a in clients:
-            for pkt in c.take_outgoing():
-                d.receive(pkt, a, now)
-        d.take_outgoing()
+        settle(state, d, clients, 30.0 if sel & 8 else 0.0)
     return one
 
 
@@ -414,15 +437,11 @@ def make_switch_data():
     state: dict = {}
     macs = [bytes([2, 0, 0, 0, 0, i]) for i in range(12)] + [b"\xff" * 6]
 
-    def world():
-        w = state.get("w")
-        if w is None or any(not c.established or c.closed for c, _ in w[1]) or \
-                len(w[0].d.clients) != 2 or state.get("n", 0) > 20000:
-            w = state["w"] = _server_world(layer2=True)
-            w[0].server_mac = macs[11]          # the TAP device's own: never a client's
-            state["n"], state["t"] = 0, 1.0
-        state["n"] += 1
+    def build():
+        w = _server_world(layer2=True)
+        w[0].server_mac = macs[11]          # the TAP device's own: never a client's
         return w
+    world = living_world(state, build, len(SERVER_ADDRS))
 
     def one(data: bytes) -> None:
         if len(data) < 2:
@@ -453,20 +472,7 @@ def make_switch_data():
                 raise RuntimeError(f"MAC {mac.hex()} held by a client gone")
             if dp._servers(mac, now):
                 raise RuntimeError(f"MAC {mac.hex()} of the server's side held by a client")
-        if sel & 8:
-            state["t"] = now = now + 30.0
-            d.handle_timer(now)
-            errs = d.take_internal_errors()
-            if errs:
-                raise RuntimeError(f"timer raised: {errs!r}")
-        for pkt, addr in d.take_outgoing():
-            for c, a in clients:
-                if a == addr:
-                    c.receive(pkt, now)
-        for c, a in clients:
-            for pkt in c.take_outgoing():
-                d.receive(pkt, a, now)
-        d.take_outgoing()
+        settle(state, d, clients, 30.0 if sel & 8 else 0.0)
     return one
 
 

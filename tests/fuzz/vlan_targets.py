@@ -22,10 +22,8 @@ tables within their bounds.
 from __future__ import annotations
 
 from appliance.openvpn import l2switch as sw
-from appliance.openvpn.session import Role, Session, SessionConfig
-from appliance.openvpn.tls import TlsSettings
 
-from . import harness as h
+from .targets import _dispatcher, established_clients, living_world, settle
 
 ADDRS = [("198.18.9.1", 41001), ("198.18.9.2", 41002), ("198.18.9.3", 41003)]
 PVID = 10
@@ -36,36 +34,13 @@ TAP_MAC = MACS[9]
 
 
 def _world():
-    from .targets import _dispatcher
     d = _dispatcher("tls-crypt")
     d.st.client_to_client = True
     d.st.layer2 = True
     d.st.max_routes_per_client = 4
     d.st.duplicate_cn = True           # every client holds the harness's one certificate
     d.st.vlan = ("all", PVID)
-    p = h.pki()
-    clients = []
-    for i, addr in enumerate(ADDRS):
-        c = Session(SessionConfig(Role.CLIENT, TlsSettings(p["ca"], *p["client"], False, remote_cert_tls="server"),
-                                  lambda: h.client_wrapper("tls-crypt"), proto="udp", auth="SHA256",
-                                  random_bytes=h.Counter(f"switch-vlan-client{i}")), 0.0)
-        c.start(0.0)
-        clients.append((c, addr))
-    for _ in range(100):
-        moved = 0
-        for c, addr in clients:
-            for pkt in c.take_outgoing():
-                d.receive(pkt, addr, 0.5)
-                moved += 1
-        for pkt, addr in d.take_outgoing():
-            for c, a in clients:
-                if a == addr:
-                    c.receive(pkt, 0.5)
-                    moved += 1
-        if not moved:
-            break
-    if not all(c.established for c, _ in clients):
-        raise RuntimeError("switch-vlan: the clients did not come up")
+    clients = established_clients(d, ADDRS, "switch-vlan")
     for (_c, addr), vid in zip(clients, CLIENT_VIDS):
         d.by_addr[addr].vid = vid
     dp = sw.SwitchDataPath(d, lambda cipher, v2: 1400, True)
@@ -114,15 +89,7 @@ def _check_tables(dp, now: float) -> None:
 
 def make_switch_vlan():
     state: dict = {}
-
-    def world():
-        w = state.get("w")
-        if w is None or any(not c.established or c.closed for c, _ in w[1]) or \
-                len(w[0].d.clients) != len(ADDRS) or state.get("n", 0) > 20000:
-            w = state["w"] = _world()
-            state["n"], state["t"] = 0, 1.0
-        state["n"] += 1
-        return w
+    world = living_world(state, _world, len(ADDRS))
 
     def one(data: bytes) -> None:
         if len(data) < 2:
@@ -178,20 +145,7 @@ def make_switch_vlan():
             elif tv != vlan or accept == "untagged":
                 raise AssertionError(f"a frame of VLAN {vlan} reached the TAP tagged {tv} ({accept})")
         _check_tables(dp, now)
-        if sel & 0x20:
-            state["t"] = now = now + 31.0
-            d.handle_timer(now)
-            errs = d.take_internal_errors()
-            if errs:
-                raise AssertionError(f"timer raised: {errs!r}")
-        for pkt, addr in d.take_outgoing():
-            for c, a in clients:
-                if a == addr:
-                    c.receive(pkt, now)
-        for c, a in clients:
-            for pkt in c.take_outgoing():
-                d.receive(pkt, a, now)
-        d.take_outgoing()
+        settle(state, d, clients, 31.0 if sel & 0x20 else 0.0)
     return one
 
 
