@@ -44,7 +44,7 @@ from .resolver import BackgroundResolver
 from .eventlog import fmt_addr, log_client_event, log_unrecognized, push_summary
 from .inactivity import INACTIVE_LOG, Inactivity
 from .loghold import LogHold
-from .loop import Faults, Pump, Signals, Waiter, freeze_startup_heap, run_gateway
+from .loop import Faults, Pump, SignalWakes, Signals, Waiter, freeze_startup_heap, run_gateway
 from .observers import ClientCounters, TunnelObserver, TunnelState
 from .p2p_server import TakeOver
 from .ports import AddressWatchPort, Clock, PortGone, Ports, TunPort
@@ -112,7 +112,7 @@ class Connection:
     proxy: ConnectReply | SocksHandshake | None = None
 
 
-class ClientGateway:
+class ClientGateway(SignalWakes):
     """Connect, tunnel, reconnect. `run()` for real use; `start()`/`pump.step()` for tests."""
 
     def __init__(self, opts: Options, ports: Ports, net: TunnelNet, clock: Clock, waiter: Waiter,
@@ -378,33 +378,30 @@ class ClientGateway:
         finally:
             self.result = 0
 
-    def _on_signal(self) -> None:
-        assert self.signals is not None
-        self.signals.drain()
-        for signum in self.signals.take():
-            if signum == signal.SIGUSR2:
-                self._log_drops(final=True)
-                if self.scripts is not None:      # (a soak samples it: lab/reliability/soak_l2.py)
-                    r = self.scripts.runner
-                    log.info("statistics: held scripts pending %d, queued %d", r.pending, len(r._queued))
-            elif signum == signal.SIGUSR1:
-                self.user_restart()
-            elif signum == signal.SIGHUP:
-                # OpenVPN 2.6's client re-reads its config on SIGHUP and starts over from the
-                # first remote with a new TUN (openvpn.c main's outer loop). Ours cannot re-read
-                # the profile in a running client (credentials asked, privileges dropped, the
-                # services built on it): refused, said so, and the way to get either half named.
-                log.warning("SIGHUP: re-reading the profile is not supported by this client; ignored "
-                            "(SIGUSR1 reconnects, a restart of the program re-reads the profile)")
-            else:
-                log.warning("signal %d ignored", signum)
-        if self.signals.stops > self._stops_seen:      # each SIGTERM/SIGINT once (a second ends a wait)
-            self._stops_seen = self.signals.stops
-            if self._stop_at is not None:
-                log.info("stopping at once (second signal)")
-                self._stop_now()
-            else:
-                self.request_stop()
+    def _on_noted(self, signum: int) -> None:
+        if signum == signal.SIGUSR2:
+            self._log_drops(final=True)
+            if self.scripts is not None:      # (a soak samples it: lab/reliability/soak_l2.py)
+                r = self.scripts.runner
+                log.info("statistics: held scripts pending %d, queued %d", r.pending, len(r._queued))
+        elif signum == signal.SIGUSR1:
+            self.user_restart()
+        elif signum == signal.SIGHUP:
+            # OpenVPN 2.6's client re-reads its config on SIGHUP and starts over from the
+            # first remote with a new TUN (openvpn.c main's outer loop). Ours cannot re-read
+            # the profile in a running client (credentials asked, privileges dropped, the
+            # services built on it): refused, said so, and the way to get either half named.
+            log.warning("SIGHUP: re-reading the profile is not supported by this client; ignored "
+                        "(SIGUSR1 reconnects, a restart of the program re-reads the profile)")
+        else:
+            log.warning("signal %d ignored", signum)
+
+    def _on_stop(self) -> None:
+        if self._stop_at is not None:
+            log.info("stopping at once (second signal)")
+            self._stop_now()
+        else:
+            self.request_stop()
 
     # ---------------------------------------------------------------- the host's addresses
     def _watch_addresses(self) -> None:

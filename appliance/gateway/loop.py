@@ -260,6 +260,30 @@ class Signals:
         self.rsock = self.wsock = None
 
 
+class SignalWakes:
+    """Both roles' handler of the signal port (`_on_signal`, watched by run_gateway): one place
+    for draining it, handing each noted signal (SIGHUP, SIGUSR1, SIGUSR2) to `_on_noted`, and
+    acting once on each new SIGTERM/SIGINT (`_on_stop`: a second one may end a wait)."""
+
+    signals: Signals | None
+    _stops_seen: int = 0
+
+    def _on_signal(self) -> None:
+        assert self.signals is not None
+        self.signals.drain()
+        for signum in self.signals.take():
+            self._on_noted(signum)
+        if self.signals.stops > self._stops_seen:
+            self._stops_seen = self.signals.stops
+            self._on_stop()
+
+    def _on_noted(self, signum: int) -> None:
+        raise NotImplementedError
+
+    def _on_stop(self) -> None:
+        raise NotImplementedError
+
+
 class Wake:
     """A worker thread's way to wake the loop: it calls `ring()`; the loop watches `fileno()` and
     calls `drain()` (the verdicts themselves travel through the worker's own deque)."""

@@ -31,7 +31,7 @@ from ..openvpn.sources import source_group
 from ..transport.link import TcpLink
 from .auth import AuthChecker
 from .eventlog import fmt_addr, log_server_event
-from .loop import Faults, Pump, Signals, Waiter, freeze_startup_heap, run_gateway
+from .loop import Faults, Pump, SignalWakes, Signals, Waiter, freeze_startup_heap, run_gateway
 from .ops import Operations
 from .slots import identity_of_cert
 from .ports import Clock, DatagramPort, ListenerPort, PortGone, Ports, TunPort
@@ -67,7 +67,7 @@ class ServerNet(Protocol):
     def close(self) -> None: ...
 
 
-class ServerGateway:
+class ServerGateway(SignalWakes):
     """Serve many clients. `run()` for real use; `start()`/`pump.step()` for tests."""
 
     def __init__(self, opts: Options, settings: ServerSettings, ports: Ports, net: ServerNet, clock: Clock,
@@ -308,14 +308,11 @@ class ServerGateway:
         finally:
             self.result = 0
 
-    def _on_signal(self) -> None:
-        assert self.signals is not None
-        self.signals.drain()
-        for signum in self.signals.take():
-            self.ops.on_signal(signum)          # SIGHUP/SIGUSR1: reload; SIGUSR2: statistics
-        if self.signals.stops > self._stops_seen:      # each SIGTERM/SIGINT once (a second one ends a wait)
-            self._stops_seen = self.signals.stops
-            self.request_stop()
+    def _on_noted(self, signum: int) -> None:
+        self.ops.on_signal(signum)              # SIGHUP/SIGUSR1: reload; SIGUSR2: statistics
+
+    def _on_stop(self) -> None:
+        self.request_stop()
 
     def _log_statistics(self) -> None:
         """SIGUSR2: the clients and the counters, now."""
