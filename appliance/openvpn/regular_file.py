@@ -86,6 +86,16 @@ def size_problem(path: str, kind: FileKind) -> str | None:
     return None
 
 
+def named_file_problem(path: str, kind: FileKind | None = None) -> str | None:
+    """Why the file a directive names, to be read later (at start, at a reload, on the loop),
+    cannot be: NOT_REGULAR when something else is there (a FIFO's open() waits for a writer, a
+    device never ends), else too large for `kind` by its size now (size_problem); None when it
+    is fine or absent (the reading says so). The one check such directives make at their line."""
+    if os.path.exists(path) and not os.path.isfile(path):
+        return NOT_REGULAR
+    return size_problem(path, kind) if kind is not None else None
+
+
 # The names OpenSSL's hashed-directory lookup opens in a `capath` directory (by_dir.c: HASH.N
 # a CA certificate, HASH.rN a CRL, HASH the subject name's 8 hex digits).
 HASHED_NAME = re.compile(r"[0-9a-f]{8}\.r?[0-9]+")

@@ -19,7 +19,7 @@ import ipaddress
 import os
 import shlex
 
-from ..regular_file import CRL, NOT_REGULAR, POOL, size_problem
+from ..regular_file import CRL, POOL, named_file_problem
 from .directives import Registry
 from .lexer import LexError, tokenize
 from .parser import ParseState
@@ -56,14 +56,11 @@ def _crl_verify(p: ParseState, d: str, a: list[str], inline: str | None) -> None
     if not os.path.exists(path):
         p.err(d, f"cannot read {a[0]}: no such file")
         return
-    if not os.path.isfile(path):
-        # Read at each change, on the event loop when small: a pipe blocked it, a device grew
-        # the process without end (regular_file.py). Refused here with its line.
-        p.err(d, f"cannot read {a[0]}: {NOT_REGULAR}")
-        return
-    big = size_problem(path, CRL)
-    if big is not None:
-        p.err(d, f"cannot read {a[0]}: {big}")
+    # Read at each change, on the event loop when small: a pipe blocked it, a device grew
+    # the process without end (regular_file.py). Refused here with its line.
+    why = named_file_problem(path, CRL)
+    if why is not None:
+        p.err(d, f"cannot read {a[0]}: {why}")
         return
     p.set("crl_verify", ("file", path))
 
@@ -94,9 +91,9 @@ def _management(p: ParseState, d: str, a: list[str], inline: str | None) -> None
             p.err(d, "a password from stdin is not supported; give a file")
             return
         pw = p.path_arg(a[2])
-        if os.path.exists(pw) and not os.path.isfile(pw):
-            # Read at start: a FIFO's open() waited for a writer (regular_file.py).
-            p.err(d, f"cannot read {a[2]}: {NOT_REGULAR}")
+        why = named_file_problem(pw)            # read at start: a FIFO's open() waited for a writer
+        if why is not None:
+            p.err(d, f"cannot read {a[2]}: {why}")
             return
     elif not ipaddress.ip_address(host).is_loopback:
         # OpenVPN 2.6 only warns ("management interface ... without a password"). Whoever reaches
@@ -199,13 +196,10 @@ def _status_version(p: ParseState, d: str, a: list[str], inline: str | None) -> 
 def _pool_persist(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
     n = p.int_arg(d, a[1], 0, 86400) if len(a) == 2 else 600
     path = p.path_arg(a[0])
-    if os.path.exists(path) and not os.path.isfile(path):
-        # Read at start: a FIFO hung it, /dev/zero grew the process without end (regular_file.py).
-        p.err(d, f"cannot read {a[0]}: {NOT_REGULAR}")
-        return
-    big = size_problem(path, POOL)
-    if big is not None:
-        p.err(d, f"cannot read {a[0]}: {big}")
+    # Read at start: a FIFO hung it, /dev/zero grew the process without end (regular_file.py).
+    why = named_file_problem(path, POOL)
+    if why is not None:
+        p.err(d, f"cannot read {a[0]}: {why}")
         return
     if n is not None:
         p.set("ifconfig_pool_persist", (path, n))

@@ -10,7 +10,7 @@ from ..compression import (COMP_F_ADAPTIVE, COMP_F_ADVERTISE_STUBS_ONLY, COMP_F_
                            COMP_F_MIGRATE, COMP_F_SWAP, missing_library)
 from ..keymethod import USER_PASS_LEN
 from ..peernames import from_peer, to_bytes
-from ..regular_file import NOT_REGULAR, PASSWORD_DB, hashed_dir_problem, size_problem
+from ..regular_file import PASSWORD_DB, hashed_dir_problem, named_file_problem
 from ..replay import MAX_SIZE as MAX_REPLAY_WINDOW
 from ..replay import MAX_TIME_LIMIT as MAX_REPLAY_TIME
 from ..tls import username_field_problem
@@ -436,13 +436,10 @@ def _auth_user_pass_verify(p: ParseState, d: str, a: list[str], inline: str | No
                  "lines made by `vpn-appliance passwd`)")
         return
     path = p.path_arg(a[0])
-    if os.path.exists(path) and not os.path.isfile(path):
-        # Read at start and at each reload (the loop's thread): a pipe would block it for good.
-        p.err(d, f"cannot read {a[0]}: {NOT_REGULAR}")
-        return
-    big = size_problem(path, PASSWORD_DB)
-    if big is not None:
-        p.err(d, f"cannot read {a[0]}: {big}")
+    # Read at start and at each reload (the loop's thread): a pipe would block it for good.
+    why = named_file_problem(path, PASSWORD_DB)
+    if why is not None:
+        p.err(d, f"cannot read {a[0]}: {why}")
         return
     p.set("auth_user_pass_verify", (path, a[1]))
     p.set("auth_user_pass_verify_script", None)      # the last line counts, as in OpenVPN
