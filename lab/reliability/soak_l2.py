@@ -39,73 +39,12 @@ from pathlib import Path
 
 from ..configs import client_profile, server_config
 from ..netns import Lab, Netns, Proc
-from .fleet import cpu_seconds
+from .soak_base import SoakBase, count_in, held, proc_info, rss_growth, write_out
 
 TAP_SERVER_IP = "198.19.0.1"
 PLUGIN = "/usr/lib/x86_64-linux-gnu/openvpn/plugins/openvpn-plugin-down-root.so"
 UP = {"ours": "tunnel up", "openvpn": "Initialization Sequence Completed"}
 SAMPLE_EVERY = 30.0
-
-
-# ---------------------------------------------------------------- reading processes
-def proc_info(pid: int) -> dict:
-    """RSS (MB), open fds, threads, CPU seconds of a live process ({} when gone)."""
-    try:
-        st = Path(f"/proc/{pid}/status").read_text()
-        fds = len(os.listdir(f"/proc/{pid}/fd"))
-    except (FileNotFoundError, ProcessLookupError):
-        return {}
-    m, t = re.search(r"VmRSS:\s+(\d+)", st), re.search(r"Threads:\s+(\d+)", st)
-    if m is None or t is None:                  # a process exited, not yet reaped
-        return {}
-    rss, threads = int(m.group(1)) / 1024, int(t.group(1))
-    return {"rss": round(rss, 1), "fds": fds, "threads": threads, "cpu": round(cpu_seconds(pid), 1)}
-
-
-def tail(path: Path, n: int = 200_000) -> str:
-    """The last `n` bytes of a log (the server's grows to many MB: never read whole in a loop)."""
-    try:
-        with open(path, "rb") as f:
-            f.seek(0, 2)
-            f.seek(max(0, f.tell() - n))
-            return f.read().decode(errors="replace")
-    except FileNotFoundError:
-        return ""
-
-
-def count_in(path: Path, rx: re.Pattern) -> int:
-    """Matches of `rx` in a whole log, read in chunks (line-wise)."""
-    n = 0
-    try:
-        with open(path, errors="replace") as f:
-            for line in f:
-                if rx.search(line):
-                    n += 1
-    except FileNotFoundError:
-        pass
-    return n
-
-
-def held(p: Proc) -> dict:
-    """SIGUSR2, then the `statistics: held ...` line it printed (our server and client)."""
-    before = p.log_path.stat().st_size if p.log_path.exists() else 0
-    try:
-        os.kill(p.p.pid, signal.SIGUSR2)
-    except ProcessLookupError:
-        return {}
-    end = time.monotonic() + 5
-    while time.monotonic() < end:
-        time.sleep(0.2)
-        try:
-            with open(p.log_path, "rb") as f:
-                f.seek(before)
-                text = f.read().decode(errors="replace")
-        except FileNotFoundError:
-            return {}
-        m = re.search(r"statistics: held (.*)", text)
-        if m:
-            return {k.strip(): int(v) for k, v in re.findall(r"([A-Za-z -]+?) (\d+)(?:,|$)", m.group(1).strip())}
-    return {}
 
 
 # ---------------------------------------------------------------- configs
@@ -141,34 +80,16 @@ P2P_SERVER: dict[int, str] = {}
 
 
 # ---------------------------------------------------------------- the run
-class Soak:
+class Soak(SoakBase):
     def __init__(self, lab: Lab, a) -> None:
-        self.lab, self.a = lab, a
+        super().__init__(lab, a)                # gate, cut, active: the tap clients
         self.rng = random.Random(a.seed)
-        self.lock = threading.Lock()
-        self.done = threading.Event()           # the run is over
-        self.gate = threading.Event()           # tap clients may connect
-        self.cut = threading.Event()            # tap clients: leave now
-        self.active = 0                         # tap clients connected or connecting
-        self.c: dict[str, int] = {}             # counters
         self.tap_ip: dict[int, str] = {}        # tap client index -> its address, while up
-        self.samples: list[dict] = []
-        self.events: list[str] = []
         self.tmp = lab.tmp
         self.tap_ns: list[Netns] = []
         self.server: Proc | None = None
         self.server_kind = "ours"
         self.long: dict[str, Proc] = {}         # long-lived processes of ours, sampled
-
-    def count(self, k: str, n: int = 1) -> None:
-        with self.lock:
-            self.c[k] = self.c.get(k, 0) + n
-
-    def note(self, text: str) -> None:
-        line = f"[{time.strftime('%H:%M:%S')}] {text}"
-        with self.lock:
-            self.events.append(line)
-        print(line, flush=True)
 
     # ---- tap clients
     def tap_client(self, i: int) -> None:
@@ -180,47 +101,41 @@ class Soak:
         stays = i == 0                           # ours, connected for the whole phase
         conf = tap_client_conf(self.lab, f"t{i}", f"198.18.{i + 1}.1", compress)
         while not self.done.is_set():
-            if not self.gate.wait(1) or self.done.is_set():
+            if not self.admitted():
                 continue
-            with self.lock:
-                self.active += 1
-            p = None
-            try:
-                name = f"tap{i}"
-                p = (self.lab.ours(ns, conf, name, wait=0) if kind == "ours"
-                     else self.lab.openvpn(ns, conf, name, wait=0))
-                if stays:
-                    self.long["tapcli0"] = p
-                if not p.wait_for(UP[kind], 40):
-                    self.count(f"tap connect failures ({self.server_kind})")
-                    self.note(f"tap{i} ({kind}) not up within 40 s against {self.server_kind}: "
-                              f"{p.log()[-600:]!r}")
-                    continue
-                self.count(f"tap connects ({self.server_kind})")
-                self.count(f"tap connects, {kind} client ({self.server_kind})")
-                m = re.search(r"inet (\S+)/", ns.run("ip -4 -o addr show dev tap0", check=False).stdout)
-                if m:
+            with self.connecting():
+                p = None
+                try:
+                    name = f"tap{i}"
+                    p = (self.lab.ours(ns, conf, name, wait=0) if kind == "ours"
+                         else self.lab.openvpn(ns, conf, name, wait=0))
+                    if stays:
+                        self.long["tapcli0"] = p
+                    if not p.wait_for(UP[kind], 40):
+                        self.count(f"tap connect failures ({self.server_kind})")
+                        self.note(f"tap{i} ({kind}) not up within 40 s against {self.server_kind}: "
+                                  f"{p.log()[-600:]!r}")
+                        continue
+                    self.count(f"tap connects ({self.server_kind})")
+                    self.count(f"tap connects, {kind} client ({self.server_kind})")
+                    m = re.search(r"inet (\S+)/", ns.run("ip -4 -o addr show dev tap0", check=False).stdout)
+                    if m:
+                        with self.lock:
+                            self.tap_ip[i] = m.group(1)
+                    end = time.monotonic() + (10 ** 6 if stays else rng.uniform(*self.a.stay))
+                    while time.monotonic() < end and not self.cut.is_set():
+                        self.traffic(i, ns, rng)
+                        self.cut.wait(rng.uniform(3, 6))
+                finally:
                     with self.lock:
-                        self.tap_ip[i] = m.group(1)
-                end = time.monotonic() + (10 ** 6 if stays else rng.uniform(*self.a.stay))
-                while time.monotonic() < end and not self.cut.is_set():
-                    self.traffic(i, ns, rng)
-                    self.cut.wait(rng.uniform(3, 6))
-            finally:
-                with self.lock:
-                    self.tap_ip.pop(i, None)
-                if p is not None:
-                    p.stop(8)
-                    with self.lock:
-                        if p in self.lab.procs:
-                            self.lab.procs.remove(p)
-                        if p in self.lab.ours_procs and "--- Logging error ---" not in p.log():
-                            self.lab.ours_procs.remove(p)
-                        if self.long.get("tapcli0") is p:
-                            del self.long["tapcli0"]
-                    self.keep_log(p, f"tap{i}")
-                with self.lock:
-                    self.active -= 1
+                        self.tap_ip.pop(i, None)
+                    if p is not None:
+                        p.stop(8)
+                        self.forget(p, lab_checks=True)
+                        with self.lock:
+                            if self.long.get("tapcli0") is p:
+                                del self.long["tapcli0"]
+                        self.keep_log(p, f"tap{i}")
             self.cut.wait(rng.uniform(1, 4))
 
     def keep_log(self, p: Proc, name: str) -> None:
@@ -299,8 +214,7 @@ class Soak:
                 side = "b" if rng.random() < 0.65 else "a"
                 old = procs[side]
                 old.stop(8)
-                with self.lock:
-                    self.lab.procs.remove(old)
+                self.forget(old, lab_checks=True)
                 if kinds[side] == "ours":
                     self.fold_log(old, f"p2p{n}{side}")
                 self.count(f"p2p{n} restarts of {side} ({kinds[side]})")
@@ -380,10 +294,7 @@ class Soak:
             if ours and name in ("server", "r0", "r1", "tapcli0"):
                 info["held"] = held(p)
             s[name] = info
-        with self.lock:
-            s["counts"] = dict(self.c)
-            s["active"] = self.active
-        self.samples.append(s)
+        self.record(s)
         srv = s.get("server", {})
         r0, r1 = s.get("r0", {}), s.get("r1", {})
         print(f"  t={s['t']:5d}s {self.server_kind:7s} srv RSS {srv.get('rss', 0):6.1f} fds {srv.get('fds', 0):3d} "
@@ -434,14 +345,7 @@ class Soak:
             if warm is None and time.monotonic() > end - minutes * 60 + self.a.warmup * 60:
                 warm = (s.get("server", {}).get("rss", 0), conns)
         res["alive_at_end"] = srv.alive()
-        # every tap client leaves
-        self.gate.clear()
-        self.cut.set()
-        t_leave = time.monotonic()
-        while self.active and time.monotonic() - t_leave < 60:
-            time.sleep(0.5)
-        self.cut.clear()
-        time.sleep(self.a.settle)                       # exit notify; keepalive 30 s at worst
+        self.all_leave(self.a.settle)                   # exit notify; keepalive 30 s at worst
         res["end"] = proc_info(srv.p.pid)
         if kind == "ours":
             res["held_after_all_left"] = held(srv)
@@ -449,20 +353,16 @@ class Soak:
         res["connects"] = self.c.get(f"tap connects ({kind})", 0) - before.get(f"tap connects ({kind})", 0)
         res["connect_failures"] = self.c.get(f"tap connect failures ({kind})", 0)
         if warm:
-            res["rss_warm"], res["connects_warm"] = warm
-            n = res["connects"] - warm[1]
             last = phase_samples[-1].get("server", {}).get("rss", 0)
-            res["rss_last_sample"] = last
+            rss_growth(res, warm, last, res["connects"])
             res["rss_growth_after_warm_mb"] = round(last - warm[0], 1)
-            res["rss_growth_per_1000_connections_mb"] = round((last - warm[0]) * 1000 / n, 2) if n > 0 else None
         log_path = srv.log_path
         res["renegotiations_logged"] = count_in(log_path, re.compile(r"key renegotiated")) \
             if kind == "ours" else count_in(log_path, re.compile(r"Control Channel: TLS"))
         res["learn_calls"] = count_in(learn_log, re.compile(r"^(add|update|delete) "))
         res["learn_deletes"] = count_in(learn_log, re.compile(r"^delete "))
         srv.stop(10)
-        with self.lock:
-            self.lab.procs.remove(srv)
+        self.forget(srv, lab_checks=True)
         shutil.copy(log_path, self.a.out / f"tapsrv-{kind}.log")
         res["faults_in_log"] = count_in(log_path, re.compile(r"Traceback|--- Logging error|CRITICAL|internal error"))
         self.server = None
@@ -534,11 +434,7 @@ def main(argv: list[str] | None = None) -> int:
                 summary["openvpn"] = soak.tap_phase("openvpn", a.openvpn_minutes, t0)
             last = soak.sample(t0)
         finally:
-            soak.done.set()
-            soak.gate.set()
-            soak.cut.set()
-            for t in threads:
-                t.join(60)
+            soak.finish(threads)
         summary["long_lived_start"] = long_start
         summary["long_lived_last_sample"] = {k: v for k, v in last.items() if isinstance(v, dict) and k != "counts"}
         summary["counts"] = soak.c
@@ -548,9 +444,7 @@ def main(argv: list[str] | None = None) -> int:
             ev = a.out / f"r{n_}-events"
             words = [ln.split()[0] for ln in ev.read_text().splitlines() if ln.strip()] if ev.exists() else []
             summary[f"r{n_}_scripts"] = {w: words.count(w) for w in sorted(set(words))}
-        (a.out / "samples.json").write_text(json.dumps(soak.samples))
-    (a.out / "summary.json").write_text(json.dumps(summary, indent=1))
-    print("summary:", json.dumps(summary, indent=1), flush=True)
+    write_out(a.out, summary, soak.samples)
     return 0
 
 

@@ -43,7 +43,7 @@ from ..configs import client_profile, server_config
 from ..netns import Lab, Netns, Proc
 from ..pki import ca_pair, client_serial
 from ..tools import OPENVPN, OUR_BIN
-from .soak_l2 import count_in, held, proc_info
+from .soak_base import SoakBase, count_in, held, proc_info, rss_growth, write_out
 
 UP = {"ours": "tunnel up", "openvpn": "Initialization Sequence Completed"}
 DOWN = {"ours": re.compile(r"restarting the connection|link to .* lost|restarting in"),
@@ -102,16 +102,9 @@ def parse_status(lines: list[str]) -> dict[str, dict]:
     return out
 
 
-class Soak:
+class Soak(SoakBase):
     def __init__(self, lab: Lab, a) -> None:
-        self.lab, self.a = lab, a
-        self.lock = threading.Lock()
-        self.done = threading.Event()
-        self.gate = threading.Event()            # clients may connect
-        self.cut = threading.Event()             # clients: leave now
-        self.c: dict[str, int] = {}
-        self.events: list[str] = []
-        self.samples: list[dict] = []
+        super().__init__(lab, a)
         self.ns: list[Netns] = []
         self.kind = "ours"
         self.server: Proc | None = None
@@ -130,21 +123,10 @@ class Soak:
         self.revoked_at = 0.0
         self.rv_gone_noted = False
         self.reload_now = threading.Event()
-        self.active = 0
         self.variant = 0
         self.mgmt_lock = threading.Lock()        # Debian's server serves one management client at a time
 
     # ---- bookkeeping
-    def count(self, k: str, n: int = 1) -> None:
-        with self.lock:
-            self.c[k] = self.c.get(k, 0) + n
-
-    def note(self, text: str) -> None:
-        line = f"[{time.strftime('%H:%M:%S')}] {text}"
-        with self.lock:
-            self.events.append(line)
-        print(line, flush=True)
-
     def finding(self, key: str, text: str) -> None:
         self.count(f"FINDING {key}")
         if self.c.get(f"FINDING {key}", 0) <= 5:
@@ -191,64 +173,57 @@ class Soak:
         kind = "ours" if i < self.a.ours else "openvpn"
         conf = self.client_conf(i, cn)
         while not self.done.is_set():
-            if not self.gate.wait(1) or self.done.is_set():
+            if not self.admitted():
                 continue
-            with self.lock:
-                self.active += 1
-            p = None
-            try:
-                p = (self.lab.start(ns, [OUR_BIN, "run", str(self.lab.write(f"{cn}.ovpn", conf))], cn)
-                     if kind == "ours" else
-                     self.lab.start(ns, [OPENVPN, "--config", str(self.lab.write(f"{cn}.conf", conf))], cn))
-                if not p.wait_for(UP[kind], 45):
-                    self.count(f"connect failures ({self.kind})")
-                    self.note(f"{cn} ({kind}) not up within 45 s against {self.kind}: {p.log()[-800:]!r}")
-                    continue
-                self.count(f"connects ({self.kind})")
-                self.count(f"connects, {kind} client ({self.kind})")
-                m = re.search(r"inet (\S+)/", ns.run("ip -4 -o addr show dev tun0", check=False).stdout)
-                self.set_up(cn, True, m.group(1) if m else "")
-                ups, downs = 1, 0
-                end = time.monotonic() + rng.uniform(*self.a.stay)
-                while time.monotonic() < end and not self.cut.is_set():
-                    r = ns.run("ping -n -q -c 2 -i 0.3 -W 2 198.19.0.1", check=False, timeout=20)
-                    got = re.search(r"(\d+) received", r.stdout)
-                    self.count("pings sent", 2)
-                    self.count("pings answered", int(got.group(1)) if got else 0)
-                    text = p.log()
-                    nd, nu = len(DOWN[kind].findall(text)), text.count(UP[kind])
-                    if nd > downs:
-                        downs = nd
-                        self.set_up(cn, False)
-                        self.count(f"drops seen by clients ({self.kind})")
+            with self.connecting():
+                p = None
+                try:
+                    p = (self.lab.start(ns, [OUR_BIN, "run", str(self.lab.write(f"{cn}.ovpn", conf))], cn)
+                         if kind == "ours" else
+                         self.lab.start(ns, [OPENVPN, "--config", str(self.lab.write(f"{cn}.conf", conf))], cn))
+                    if not p.wait_for(UP[kind], 45):
+                        self.count(f"connect failures ({self.kind})")
+                        self.note(f"{cn} ({kind}) not up within 45 s against {self.kind}: {p.log()[-800:]!r}")
+                        continue
+                    self.count(f"connects ({self.kind})")
+                    self.count(f"connects, {kind} client ({self.kind})")
+                    m = re.search(r"inet (\S+)/", ns.run("ip -4 -o addr show dev tun0", check=False).stdout)
+                    self.set_up(cn, True, m.group(1) if m else "")
+                    ups, downs = 1, 0
+                    end = time.monotonic() + rng.uniform(*self.a.stay)
+                    while time.monotonic() < end and not self.cut.is_set():
+                        r = ns.run("ping -n -q -c 2 -i 0.3 -W 2 198.19.0.1", check=False, timeout=20)
+                        got = re.search(r"(\d+) received", r.stdout)
+                        self.count("pings sent", 2)
+                        self.count("pings answered", int(got.group(1)) if got else 0)
+                        text = p.log()
+                        nd, nu = len(DOWN[kind].findall(text)), text.count(UP[kind])
+                        if nd > downs:
+                            downs = nd
+                            self.set_up(cn, False)
+                            self.count(f"drops seen by clients ({self.kind})")
+                            with self.lock:
+                                why = time.monotonic() - self.intended.get(cn, -1e9) < 30
+                            if not why:
+                                self.finding("unintended drop", f"{cn} ({kind}, server {self.kind}) dropped: "
+                                             f"{text[-1200:]!r}")
+                        if nu > ups:
+                            ups = nu
+                            m = re.search(r"inet (\S+)/", ns.run("ip -4 -o addr show dev tun0", check=False).stdout)
+                            self.set_up(cn, True, m.group(1) if m else "")
+                        self.cut.wait(rng.uniform(2, 5))
+                finally:
+                    if p is not None:
                         with self.lock:
-                            why = time.monotonic() - self.intended.get(cn, -1e9) < 30
-                        if not why:
-                            self.finding("unintended drop", f"{cn} ({kind}, server {self.kind}) dropped: "
-                                         f"{text[-1200:]!r}")
-                    if nu > ups:
-                        ups = nu
-                        m = re.search(r"inet (\S+)/", ns.run("ip -4 -o addr show dev tun0", check=False).stdout)
-                        self.set_up(cn, True, m.group(1) if m else "")
-                    self.cut.wait(rng.uniform(2, 5))
-            finally:
-                if p is not None:
-                    with self.lock:
-                        self.intended[cn] = time.monotonic()
-                    self.set_up(cn, False)
-                    p.stop(8)
-                    with self.lock:
-                        if p in self.lab.procs:
-                            self.lab.procs.remove(p)
-                        if p in self.lab.ours_procs:
-                            self.lab.ours_procs.remove(p)
-                    text = p.log()
-                    if re.search(r"Traceback|--- Logging error|CRITICAL", text):
-                        shutil.copy(p.log_path, self.a.out / f"fault-{cn}-{int(time.time())}.log")
-                        self.count("client logs with faults")
-                    p.log_path.unlink(missing_ok=True)
-                with self.lock:
-                    self.active -= 1
+                            self.intended[cn] = time.monotonic()
+                        self.set_up(cn, False)
+                        p.stop(8)
+                        self.forget(p, lab_checks=False)
+                        text = p.log()
+                        if re.search(r"Traceback|--- Logging error|CRITICAL", text):
+                            shutil.copy(p.log_path, self.a.out / f"fault-{cn}-{int(time.time())}.log")
+                            self.count("client logs with faults")
+                        p.log_path.unlink(missing_ok=True)
             self.cut.wait(rng.uniform(1, 4))
 
     # ---- the revoked-and-unrevoked client, trying all the time (Debian's)
@@ -277,8 +252,7 @@ class Soak:
                 p.stop(8)
                 with open(self.a.out / "rv.log", "a") as f:
                     f.write(p.log())
-                with self.lock:
-                    self.lab.procs.remove(p)
+                self.forget(p, lab_checks=False)
                 p.log_path.unlink(missing_ok=True)
 
     # ---- management
@@ -494,10 +468,7 @@ class Soak:
             s["server"] = proc_info(self.server.p.pid)
             if self.kind == "ours" and s["server"]:
                 s["server"]["held"] = held(self.server)
-        with self.lock:
-            s["counts"] = dict(self.c)
-            s["active"] = self.active
-        self.samples.append(s)
+        self.record(s)
         srv = s.get("server", {})
         print(f"  t={s['t']:5d}s {self.kind:7s} RSS {srv.get('rss', 0):6.1f} fds {srv.get('fds', 0):3d} "
               f"thr {srv.get('threads', 0):2d} cpu {srv.get('cpu', 0):7.1f} held {srv.get('held', {})} "
@@ -536,13 +507,7 @@ class Soak:
         res["alive_at_end"] = srv.alive()
         if not srv.alive():
             self.finding("server exited", srv.log()[-3000:])
-        self.gate.clear()
-        self.cut.set()
-        t_leave = time.monotonic()
-        while self.active and time.monotonic() - t_leave < 60:
-            time.sleep(0.5)
-        self.cut.clear()
-        time.sleep(self.a.settle)
+        self.all_leave(self.a.settle)
         res["end"] = proc_info(srv.p.pid)
         if kind == "ours" and srv.alive():
             res["held_after_all_left"] = held(srv)
@@ -550,17 +515,11 @@ class Soak:
         res["status_after_all_left"] = sorted(st) if st is not None else None
         res["connects"] = self.c.get(f"connects ({kind})", 0) - before.get(f"connects ({kind})", 0)
         if warm and samples:
-            last = samples[-1].get("server", {}).get("rss", 0)
-            n = self.c.get(f"connects ({kind})", 0) - warm[1]
-            res["rss_warm"], res["connects_warm"], res["rss_last_sample"] = warm[0], warm[1], last
-            res["rss_growth_per_1000_connections_mb"] = round((last - warm[0]) * 1000 / n, 2) if n > 0 else None
+            rss_growth(res, warm, samples[-1].get("server", {}).get("rss", 0), self.c.get(f"connects ({kind})", 0))
         res["renegotiations_logged"] = (count_in(srv.log_path, re.compile(r"key renegotiated")) if kind == "ours"
                                         else count_in(srv.log_path, re.compile(r"TLS: soft reset")))
         srv.stop(10)
-        with self.lock:
-            self.lab.procs.remove(srv)
-            if srv in self.lab.ours_procs:
-                self.lab.ours_procs.remove(srv)
+        self.forget(srv, lab_checks=False)
         shutil.copy(srv.log_path, self.a.out / f"srv-{kind}.log")
         res["faults_in_log"] = count_in(srv.log_path, re.compile(r"Traceback|--- Logging error|CRITICAL|internal error"))
         self.server = None
@@ -608,18 +567,12 @@ def main(argv: list[str] | None = None) -> int:
             if a.openvpn_minutes > 0:
                 summary["openvpn"] = soak.phase("openvpn", a.openvpn_minutes, t0)
         finally:
-            soak.done.set()
-            soak.gate.set()
-            soak.cut.set()
-            for t in threads:
-                t.join(60)
+            soak.finish(threads)
         summary["counts"] = soak.c
         summary["events"] = soak.events
         summary["addresses_per_name"] = {cn: sorted(s) for cn, s in soak.addrs.items() if len(s) > 1}
         summary["minutes"] = round((time.monotonic() - t0) / 60, 1)
-        (a.out / "samples.json").write_text(json.dumps(soak.samples))
-    (a.out / "summary.json").write_text(json.dumps(summary, indent=1))
-    print("summary:", json.dumps(summary, indent=1), flush=True)
+    write_out(a.out, summary, soak.samples)
     return 0
 
 
