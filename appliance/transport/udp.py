@@ -82,7 +82,7 @@ def _gro_seg(anc) -> int:
 
 
 def _runs(datagrams: list):
-    """(start, end, size) of each GSO run of `datagrams`, as UdpTransport.send_batch cuts them
+    """(start, end, size) of each GSO run of `datagrams`: the one cut of both send_batch paths
     (equal sizes, the last one may be shorter, bounded count and bytes; an empty datagram alone)."""
     i, n = 0, len(datagrams)
     while i < n:
@@ -92,7 +92,7 @@ def _runs(datagrams: list):
         while j < n and j - i < MAX_GSO_SEGMENTS and total + len(datagrams[j]) <= MAX_GSO_BYTES:
             ln = len(datagrams[j])
             if ln > size or ln == 0:
-                break
+                break               # an empty datagram would vanish into the run: alone
             total += ln
             j += 1
             if ln < size:
@@ -347,32 +347,17 @@ class UdpTransport:
                 self.send(d, addr)
             return
         target = None if self.remote is not None else addr
-        i, n = 0, len(datagrams)
-        while i < n:
-            size = len(datagrams[i])
-            j = i + 1
-            total = size
-            # A run: equal sizes, the last one may be shorter, bounded count and bytes.
-            while j < n and j - i < MAX_GSO_SEGMENTS and total + len(datagrams[j]) <= MAX_GSO_BYTES:
-                ln = len(datagrams[j])
-                if ln > size or ln == 0:
-                    break               # an empty datagram would vanish into the run: alone
-                total += ln
-                j += 1
-                if ln < size:
-                    break
+        for i, j, size in _runs(datagrams):
             if j - i == 1:
                 self.send(datagrams[i], addr)
             else:
                 self._send_gso(datagrams[i:j], size, target)
-            i = j
 
     def _send_batch_via(self, datagrams: list, addr: tuple | None = None) -> None:
         """multihome's send_batch: `addr` is recv_batch's, the client's address and then the local
         address it wrote to; the datagrams leave from that one (sendmsg with IP_PKTINFO or
-        IPV6_PKTINFO), in the same GSO runs as send_batch's (whose loop stays inline there: the
-        path without the directive is left as it was). An address without a local part (None) is
-        answered from the route's choice."""
+        IPV6_PKTINFO), in the same GSO runs as send_batch's (_runs). An address without a local
+        part (None) is answered from the route's choice."""
         if addr is None or addr[-1] is None:
             UdpTransport.send_batch(self, datagrams, None if addr is None else addr[:-1])
             return
