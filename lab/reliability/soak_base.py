@@ -4,6 +4,7 @@ threads obey (`gate`: may connect, `cut`: leave now, `done`: the run is over). O
 both runs count, leave, wait and write their summary the same way."""
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import re
@@ -93,6 +94,23 @@ def write_out(out: Path, summary: dict, samples: list[dict]) -> None:
     (out / "samples.json").write_text(json.dumps(samples))
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     print("summary:", json.dumps(summary, indent=1), flush=True)
+
+
+def soak_parser(doc: str, *, phase: str, minutes: float, reneg: int, settle: float, seed: int,
+                out: str) -> argparse.ArgumentParser:
+    """The options every soak run takes, with its own defaults (a run adds its own after):
+    how long each server's phase lasts, reneg-sec, how long a client stays, the warm-up before
+    the RSS reference, the settling after all left, the seed and the output folder."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--minutes", type=float, default=minutes, help=f"{phase} with our server")
+    ap.add_argument("--openvpn-minutes", type=float, default=10, help=f"{phase} with Debian's server (0: none)")
+    ap.add_argument("--reneg", type=int, default=reneg)
+    ap.add_argument("--stay", type=float, nargs=2, default=(10, 45))
+    ap.add_argument("--warmup", type=float, default=5.0, help="minutes of each phase before the RSS reference")
+    ap.add_argument("--settle", type=float, default=settle)
+    ap.add_argument("--seed", type=int, default=seed)
+    ap.add_argument("--out", type=Path, default=Path(out))
+    return ap
 
 
 # ---------------------------------------------------------------- the driver's bookkeeping

@@ -25,7 +25,6 @@ Prints samples as it goes, and a summary (also `--out`/summary.json, with the lo
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import random
@@ -39,7 +38,7 @@ from pathlib import Path
 
 from ..configs import client_profile, server_config
 from ..netns import Lab, Netns, Proc
-from .soak_base import SoakBase, count_in, held, proc_info, rss_growth, write_out
+from .soak_base import SoakBase, count_in, held, proc_info, rss_growth, soak_parser, write_out
 
 TAP_SERVER_IP = "198.19.0.1"
 PLUGIN = "/usr/lib/x86_64-linux-gnu/openvpn/plugins/openvpn-plugin-down-root.so"
@@ -375,17 +374,9 @@ def b_ns_ip(n: int) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--minutes", type=float, default=38, help="tap phase with our server")
-    ap.add_argument("--openvpn-minutes", type=float, default=10, help="tap phase with Debian's server (0: none)")
+    ap = soak_parser(__doc__, phase="tap phase", minutes=38, reneg=10, settle=35.0, seed=31, out="/tmp/soak-l2")
     ap.add_argument("--tap-clients", type=int, default=28)
     ap.add_argument("--ours-tap", type=int, default=4, help="of them ours (the first: stays connected)")
-    ap.add_argument("--reneg", type=int, default=10)
-    ap.add_argument("--stay", type=float, nargs=2, default=(10, 45))
-    ap.add_argument("--warmup", type=float, default=5.0, help="minutes of each phase before the RSS reference")
-    ap.add_argument("--settle", type=float, default=35.0)
-    ap.add_argument("--seed", type=int, default=31)
-    ap.add_argument("--out", type=Path, default=Path("/tmp/soak-l2"))
     ap.add_argument("--parts", default="tap,p2p,scripts", help="which of tap,p2p,scripts run (the tap part always)")
     ap.add_argument("--server-env", action="append", default=[], metavar="NAME=VALUE",
                     help="environment of our tap server (e.g. PYTHONTRACEMALLOC, MALLOC_ARENA_MAX)")

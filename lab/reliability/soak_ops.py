@@ -25,7 +25,6 @@ management client at a time) for the RSS growth per 1000 connections.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import random
@@ -43,7 +42,7 @@ from ..configs import client_profile, server_config
 from ..netns import Lab, Netns, Proc
 from ..pki import ca_pair, client_serial
 from ..tools import OPENVPN, OUR_BIN
-from .soak_base import SoakBase, count_in, held, proc_info, rss_growth, write_out
+from .soak_base import SoakBase, count_in, held, proc_info, rss_growth, soak_parser, write_out
 
 UP = {"ours": "tunnel up", "openvpn": "Initialization Sequence Completed"}
 DOWN = {"ours": re.compile(r"restarting the connection|link to .* lost|restarting in"),
@@ -528,17 +527,9 @@ class Soak(SoakBase):
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--minutes", type=float, default=30, help="phase with our server")
-    ap.add_argument("--openvpn-minutes", type=float, default=10, help="phase with Debian's server (0: none)")
+    ap = soak_parser(__doc__, phase="phase", minutes=30, reneg=30, settle=10.0, seed=32, out="/tmp/soak-ops")
     ap.add_argument("--clients", type=int, default=34)
     ap.add_argument("--ours", type=int, default=4, help="of them ours")
-    ap.add_argument("--reneg", type=int, default=30)
-    ap.add_argument("--stay", type=float, nargs=2, default=(10, 45))
-    ap.add_argument("--warmup", type=float, default=5.0)
-    ap.add_argument("--settle", type=float, default=10.0)
-    ap.add_argument("--seed", type=int, default=32)
-    ap.add_argument("--out", type=Path, default=Path("/tmp/soak-ops"))
     a = ap.parse_args(argv)
     a.out.mkdir(parents=True, exist_ok=True)
     certs = [f"c{i}" for i in range(a.clients)] + ["rv"]
