@@ -1356,16 +1356,21 @@ class ClientGateway(SignalWakes):
         self.pump.timers.cancel("poll")
         self._push_changed(c, e.pushed, pushed, tun.name if tun else self.opts.dev)
         first_up = self.updown.plugin_env is None
-        self.updown.up(c.session, c.addr, pushed, tun.name if tun else self.opts.dev, self.mgmt)
         waiting = getattr(self.net, "routes_waiting", None) is not None
+        self.updown.up(c.session, c.addr, pushed, tun.name if tun else self.opts.dev, self.mgmt,
+                       announce=not waiting)
         if self.scripts is not None:
             self.scripts.up(first_up, c.session, c.addr, pushed, tun.name if tun else self.opts.dev,
                             route_up=not waiting)
             self._scripts_queued()
         if waiting:
-            # route-delay with route-gateway dhcp (gateway/route_delay.py): the routes and route-up
-            # then, via the router a DHCP ACK gave by that time.
-            self.pump.timers.arm("route-delay", self.clock() + delay_of(self.opts), lambda: self._route_delay_over(c))
+            # route-delay (gateway/route_delay.py): the routes, >UPDOWN:UP and route-up then (with
+            # route-gateway dhcp via the router a DHCP ACK gave by that time); 2.6 says ASSIGN_IP now.
+            if self.mgmt is not None:
+                self.mgmt.assigned(pushed)
+            self._delayed_conn = c
+            self.pump.timers.arm("route-delay", self.clock() + delay_of(self.opts, pushed),
+                                 lambda: self._route_delay_over(c, pushed))
         if e.pushed is not None and e.pushed.inactive is not None:
             self._arm_inactive(e.pushed.inactive)   # the server's value replaces ours
         p = e.pushed
@@ -1413,10 +1418,11 @@ class ClientGateway(SignalWakes):
             log.info("Extracted DHCP router address: %s (route-gateway dhcp; its Router option kept from the tap)",
                      router)
 
-    def _route_delay_over(self, c: Connection) -> None:
-        """route-delay is over: the routes that waited, redirect-gateway via the DHCP router
-        learned by now (none: not redirected, as 2.6), then route-up with route_vpn_gateway and
-        redirect_gateway as 2.6's do_route leaves them."""
+    def _route_delay_over(self, c: Connection, pushed) -> None:
+        """route-delay is over: as 2.6's do_route then, the routes that waited (with route-gateway
+        dhcp redirect-gateway via the DHCP router learned by now; none: not redirected),
+        redirect_gateway set, >STATE:ADD_ROUTES, >UPDOWN:UP, route-up (still as root: the drop
+        to `user` follows it), and _announce_up's CONNECTED once route-up has run."""
         if self.conn is not c:
             return
         try:
@@ -1429,10 +1435,17 @@ class ClientGateway(SignalWakes):
             log.error("cannot add the routes route-delay held back: %s", ex)
             self._schedule_retry()
             return
-        self.updown.route_setenv(redirect_gateway="1" if redirected else "0")
+        log.info("route-delay %d s over: routes in", delay_of(self.opts, pushed))
+        if redirected is not None:
+            self.updown.route_setenv(redirect_gateway="1" if redirected else "0")
+        if self.mgmt is not None:
+            self.mgmt.adding_routes(pushed)
+        self.updown.announce_up(self.mgmt)
         if self.scripts is not None:
             self.scripts.route_up_delayed()
             self._scripts_queued()
+
+    _delayed_conn: "Connection | None" = None      # the connection whose route-delay said ASSIGN_IP, ADD_ROUTES
 
     def _announce_up(self, c: Connection, pushed) -> None:
         if self.conn is c and self.pump.timers.armed("route-delay"):
@@ -1445,7 +1458,7 @@ class ClientGateway(SignalWakes):
             return
         if self.conn is c and c.was_up:        # not if this connection ended meanwhile
             if self.mgmt is not None:
-                self.mgmt.connected(pushed, c.addr[:2], _tcp_local(c))
+                self.mgmt.connected(pushed, c.addr[:2], _tcp_local(c), routes_said=self._delayed_conn is c)
             self._notify(TunnelState(True, f"{fmt_addr(c.addr)}/{c.remote.proto}", self._tun_name(), pushed))
 
     def _scripts_queued(self) -> None:

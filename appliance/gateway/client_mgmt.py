@@ -34,12 +34,12 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-import re
 import time
 from collections import deque
 from typing import TYPE_CHECKING, Callable
 
 from ..openvpn import events as ev
+from ..openvpn.catoi import atoi
 from .client_status import render_client
 from .management import VERSION_LINE, Management, MgmtConn
 
@@ -92,19 +92,11 @@ NEEDS = {"signal": (1, False), "log": (1, True), "echo": (1, True), "bytecount":
 SIGNALS = ("SIGHUP", "SIGTERM", "SIGUSR1", "SIGUSR2", "SIGINT")
 
 
-def atoi(text: str) -> int:
-    """C's atoi as glibc has it, as OpenVPN reads numbers here: (int) strtol -- leading blanks, a
-    sign, digits (else 0), clamped to a 64-bit long, then its low 32 bits as a signed int. So
-    `state 99999999999999999999` is -1 there (an error) and `verb 4294967300` is 4, as the lab's
-    OpenVPN 2.6 answered; reading 18 digits took the first as a count and the second as out of
-    range. At most 20 digits are converted (Python refuses more than 4,300; more is past the
-    clamp either way)."""
-    m = re.match(r"[ \t\n\v\f\r]*([+-]?)0*(\d{0,20})(\d*)", text)
-    assert m is not None                    # every part may be empty: no digits read 0
-    v = 2**63 if m.group(3) else int(m.group(2) or "0")
-    v = max(-(2**63), min(2**63 - 1, -v if m.group(1) == "-" else v))
-    v &= 0xFFFFFFFF
-    return v - 2**32 if v >= 2**31 else v
+def _tun_ips(pushed) -> tuple[str, str]:
+    """The tunnel's IPv4 and IPv6 addresses as the state lines name them ("" for none)."""
+    ip = pushed.ifconfig[0] if pushed is not None and pushed.ifconfig else ""
+    ip6 = pushed.ifconfig_ipv6[0].split("/")[0] if pushed is not None and pushed.ifconfig_ipv6 else ""
+    return ip, ip6
 
 
 class StateEntry:
@@ -294,15 +286,25 @@ class ClientMgmt:
         self.states.append(e)
         self._notify([">STATE:" + e.line()], "state_on")
 
-    def connected(self, pushed, remote: tuple, local: tuple | None) -> None:
+    def connected(self, pushed, remote: tuple, local: tuple | None, routes_said: bool = False) -> None:
         """The tunnel is up: ASSIGN_IP, ADD_ROUTES (when routes came) and CONNECTED,SUCCESS, as
-        OpenVPN 2.6's client reports them around "Initialization Sequence Completed"."""
-        ip = pushed.ifconfig[0] if pushed is not None and pushed.ifconfig else ""
-        ip6 = pushed.ifconfig_ipv6[0].split("/")[0] if pushed is not None and pushed.ifconfig_ipv6 else ""
+        OpenVPN 2.6's client reports them around "Initialization Sequence Completed".
+        `routes_said`: route-delay said the first two when each happened (assigned, adding_routes)."""
+        ip, ip6 = _tun_ips(pushed)
+        if not routes_said:
+            self.assigned(pushed)
+            self.adding_routes(pushed)
+        self.state("CONNECTED", "SUCCESS", ip, remote, local, ip6)
+
+    def assigned(self, pushed) -> None:
+        """ASSIGN_IP: the tunnel's addresses are set (2.6's do_ifconfig)."""
+        ip, ip6 = _tun_ips(pushed)
         self.state("ASSIGN_IP", "", ip, tun_ip6=ip6)
+
+    def adding_routes(self, pushed) -> None:
+        """ADD_ROUTES, when routes came (2.6's add_routes)."""
         if pushed is not None and (pushed.routes or pushed.routes_ipv6):
             self.state("ADD_ROUTES")
-        self.state("CONNECTED", "SUCCESS", ip, remote, local, ip6)
 
     def up_down(self, kind: str, env: dict[str, str]) -> None:
         """management-up-down: >UPDOWN:UP or DOWN, then the environment (gateway/updown.py)."""

@@ -34,7 +34,7 @@ by DOWN_TIME_LIMIT each. The environment carries PATH (as every command here; 2.
 Scripts run as the process runs (root, or `user`), but for what 2.6 runs before its privilege
 drop -- ipchange before the first tunnel, the first up and route-up --, which the root helper
 forked before ours runs with `user`/`group` (host/script_root.py; closed at the END_ROOT marker
-queued after the first route-up, where 2.6 drops).
+queued after the first route-up, where 2.6 drops; with route-delay after the delayed route-up).
 """
 from __future__ import annotations
 
@@ -327,22 +327,33 @@ class ClientScriptPlan:
             if self.route_up and route_up:
                 self.runner.submit("route-up", list(self.route_up), self._set(script_type="route-up"), keep=True)
             self.route_up_owed = bool(self.route_up) and not route_up
-            if keep:
+            if route_up and (keep or self.end_root_owed):
+                self.end_root_owed = False
                 self.runner.submit(END_ROOT, [], {}, keep=True)    # 2.6 drops to `user` here
+            elif keep:
+                # After the delayed route-up, as 2.6 (route_up_delayed); a connection that ended
+                # before its delay was over leaves it owed to the next tunnel's.
+                self.end_root_owed = True
         elif o.up_restart and o.up_script:
             env = self._set(script_type="up", script_context="restart")     # the set UpDown.up made
             self.opened = self.runner.submit("up", [*o.up_script, *tunnel_words(env, "restart")], env)
 
     route_up_owed = False               # route-delay held the first tunnel's route-up back
+    end_root_owed = False               # ... and with it the drop to `user` (END_ROOT)
 
     def route_up_delayed(self, **env: str) -> None:
         """route-delay is over (gateway/route_delay.py): route-up, once a run, with `env` (the
-        learned route_vpn_gateway, redirect_gateway) in the set. After the drop to `user`, as
-        2.6's (its delayed do_route runs after do_uid_gid_chroot)."""
-        if not self.route_up_owed or self.updown.plugin_env is None or not self.opened:
+        learned route_vpn_gateway, redirect_gateway) in the set, then the drop to `user`: as
+        2.6, whose delayed do_route runs route-up as root and initialization_sequence_completed
+        drops after it (Debian's 2.6.14 client: route-up's `id -u` 0, then "UID set to")."""
+        if self.updown.plugin_env is None or not self.opened:
             return
-        self.route_up_owed = False
-        self.runner.submit("route-up", list(self.route_up), self._set(script_type="route-up", **env), keep=True)
+        if self.route_up_owed:
+            self.route_up_owed = False
+            self.runner.submit("route-up", list(self.route_up), self._set(script_type="route-up", **env), keep=True)
+        if self.end_root_owed:
+            self.end_root_owed = False
+            self.runner.submit(END_ROOT, [], {}, keep=True)
 
     def closing(self, why: str) -> None:
         """A restart without persist-tun closes the tunnel (2.6's do_close_tun, as at the end but

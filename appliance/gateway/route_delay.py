@@ -1,11 +1,22 @@
-"""`route-delay` on a tap client with `route-gateway dhcp`: when the routes go in, as OpenVPN 2.6
-does it on Linux (init.c do_open_tun / forward.c check_add_routes, read in 2.6.14 and run beside
-Debian's client).
+"""`route-delay`: when a client's routes go in, as OpenVPN 2.6 does it on Linux (init.c do_open_tun /
+do_up / initialization_sequence_completed, forward.c check_add_routes, read in 2.6.14 and run
+beside Debian's client).
 
-What 2.6 does there: its route list is made as the tunnel comes up, before any DHCP reply can give
-the gateway, so a route with no gateway of its own (or `vpn_gateway`) is dropped then ("needs a
-gateway parameter", "vpn_gateway undefined") and the per-route variables are left out of the
-environment. With `route-delay N`, do_route -- redirect-gateway, the routes left, route-up,
+Everywhere (tun or tap, the profile's `route-delay [N [W]]` or a pushed one, which replaces it
+for that connection: its option class, OPT_P_ROUTE_EXTRAS, is taken with route-nopull too):
+2.6's do_open_tun makes the route list (route_* variables, the up script) but adds no route;
+N seconds after the tunnel came up (on Linux test_routes is always true: W never delays it
+further) do_route adds them, sets redirect_gateway, says >STATE:ADD_ROUTES and >UPDOWN:UP,
+runs route-up (as root: the drop to `user` comes after), then "Initialization Sequence
+Completed" and >STATE:CONNECTED. A device kept over a reconnect (persist-tun, the same push)
+is not opened again: no delay, no route-up, CONNECTED at once. Not on a server: its config
+refuses the line (config/parser.py NOT_IN_SERVER, as 2.6's "--route-delay cannot be used with
+--mode server"), and what it pushes is for its clients.
+
+On a tap client with `route-gateway dhcp`, what 2.6 does: its route list is made as the tunnel
+comes up, before any DHCP reply can give the gateway, so a route with no gateway of its own (or
+`vpn_gateway`) is dropped then ("needs a gateway parameter", "vpn_gateway undefined") and the
+per-route variables are left out of the environment. With `route-delay N`, do_route -- redirect-gateway, the routes left, route-up,
 "Initialization Sequence Completed" -- waits N seconds (on Linux its test_routes is always true:
 the window W never delays it further); redirect-gateway then goes via the router the server
 side's DHCP ACK gave by then (route_vpn_gateway in route-up's environment, redirect_gateway=1),
@@ -19,19 +30,35 @@ from __future__ import annotations
 
 import ipaddress
 
+from ..openvpn.config.d_profile import ROUTE_DELAY_WINDOW
+
+
+def delay_in_effect(opts, pushed) -> tuple[int, int] | None:
+    """route-delay's (N, W) for this connection: a pushed one replaces the profile's (its W, when
+    it gives none, the profile's or 2.6's default 30), None when neither gives one or on a server."""
+    if opts.role == "server":
+        return None
+    p = getattr(pushed, "route_delay", None)
+    if p is not None:
+        if p[1] is not None:
+            return p[0], p[1]
+        return p[0], opts.route_delay[1] if opts.route_delay is not None else ROUTE_DELAY_WINDOW
+    return opts.route_delay
+
 
 def routes_wait_for_dhcp(opts, pushed) -> bool:
     """Whether this tunnel's routes and route-up wait `route-delay` seconds for the router of a
     DHCP reply: a tap client with route-delay and route-gateway dhcp in effect (the profile's,
     or pushed: a plain server-bridge pushes it)."""
-    if opts.route_delay is None or opts.dev_type != "tap" or opts.role == "server":
+    if delay_in_effect(opts, pushed) is None or opts.dev_type != "tap":
         return False
     return "dhcp" in (opts.route_gateway, getattr(pushed, "route_gateway", None))
 
 
-def delay_of(opts) -> int:
-    """route-delay's N, in seconds."""
-    return opts.route_delay[0] if opts.route_delay is not None else 0
+def delay_of(opts, pushed=None) -> int:
+    """route-delay's N in effect, in seconds (0 without one)."""
+    d = delay_in_effect(opts, pushed)
+    return d[0] if d is not None else 0
 
 
 def usable_router(router: str | None) -> str | None:

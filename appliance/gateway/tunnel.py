@@ -26,7 +26,7 @@ from ..router.routes import RouteSet
 from ..tun.device import TunDevice
 from ..tun.rtnl import NetlinkError, Rtnl, link_index
 from .eventlog import some_of
-from .route_delay import routes_wait_for_dhcp
+from .route_delay import delay_in_effect, routes_wait_for_dhcp
 from .server_net import mask_to_prefix
 
 log = logging.getLogger("vpn-appliance")
@@ -294,7 +294,7 @@ class TunnelNetwork(_TunAndRoutes):
         key = (pushed.ifconfig, pushed.topology, tuple(pushed.routes), _flags(pushed.redirect_gateway),
                _flags(pushed.redirect_private), mtu,
                pushed.ifconfig_ipv6, tuple(pushed.routes_ipv6), remote_ip, pushed.block_ipv6, pushed.route_metric,
-               pushed.route_gateway)
+               pushed.route_gateway, getattr(pushed, "route_delay", None))
         if key == self.applied:
             return
         # Forgotten before anything changes: a push that fails half-way (a value the kernel
@@ -346,6 +346,8 @@ class TunnelNetwork(_TunAndRoutes):
         self.routes = RouteSet(self._nl)
         if routes_wait_for_dhcp(self.opts, pushed):
             self._wait_for_router(pushed, remote_ip, has6)
+        elif delay_in_effect(self.opts, pushed) is not None:
+            self._wait_for_delay(pushed, remote_ip, has6, "routes")
         elif self.opts.route_noexec:
             # As OpenVPN 2.6 (init.c: no do_route): the user routes; we add nothing, not even the
             # server's host route, and say what was left out.
@@ -375,16 +377,24 @@ class TunnelNetwork(_TunAndRoutes):
                 continue
             self.routes.add(net, mask_to_prefix(mask or "255.255.255.255"), dev=self.tun.name, metric=m)
 
-    # route-delay with route-gateway dhcp (gateway/route_delay.py): what the routes wait with, and
-    # whether they are going in now (_wait_for_router said which of them cannot: not said again).
+    # route-delay (gateway/route_delay.py): what the routes wait with -- (pushed, remote_ip, has6,
+    # kind): "routes" (added as at tunnel-up), "dhcp" (route-gateway dhcp: redirect-gateway via
+    # the router learned by then), "none" (a bare tap: nothing can go in) -- and whether they are
+    # going in now (_wait_for_router said which of them cannot: not said again).
     routes_waiting: tuple | None = None
     _delayed = False
+
+    def _wait_for_delay(self, pushed, remote_ip: str, has6: bool, kind: str) -> None:
+        """route-delay: no route now; the client calls add_waiting_routes once the delay is over."""
+        self.routes_waiting = (pushed, remote_ip, has6, kind)
+        log.info("route-delay %d: the routes, >UPDOWN:UP and route-up wait (as OpenVPN 2.6)",
+                 delay_in_effect(self.opts, pushed)[0])
 
     def _wait_for_router(self, pushed, remote_ip: str, has6: bool) -> None:
         """route-delay with route-gateway dhcp: no route now; the client calls add_waiting_routes
         once the delay is over. Said as 2.6 says it at this point: the routes that can never have
         a gateway (none of their own, or vpn_gateway) are dropped now, before any reply came."""
-        self.routes_waiting = (pushed, remote_ip, has6)
+        self.routes_waiting = (pushed, remote_ip, has6, "dhcp")
         gateless = [f"{n} {m}" for n, m, g, _x in [*pushed.routes, *self.opts.route]
                     if g is None or not _is_v4(g) and g != "net_gateway"]
         if gateless:
@@ -393,17 +403,19 @@ class TunnelNetwork(_TunAndRoutes):
                         "them (\"needs a gateway parameter\")", len(gateless), ", ".join(gateless[:3]),
                         ", ..." if len(gateless) > 3 else "")
         log.info("route-delay %d: routes and route-up wait (route-gateway dhcp: redirect-gateway via the router "
-                 "a DHCP ACK gives by then)", self.opts.route_delay[0])
+                 "a DHCP ACK gives by then)", delay_in_effect(self.opts, pushed)[0])
 
     def add_waiting_routes(self, router: str | None) -> bool:
-        """route-delay is over: the routes that waited (_wait_for_router), redirect-gateway via
-        `router` (the DHCP ACK's; None: none came, no redirect, as 2.6), the rest as they would
-        have gone in at tunnel-up. -> whether IPv4 redirect-gateway was done (route-up's
-        redirect_gateway). False, nothing done, when nothing waits."""
+        """route-delay is over: the routes that waited, as they would have gone in at tunnel-up;
+        with route-gateway dhcp (_wait_for_router) redirect-gateway via `router` (the DHCP ACK's;
+        None: none came, no redirect, as 2.6). -> whether IPv4 redirect-gateway was done
+        (route-up's redirect_gateway). False, nothing done, when nothing waits."""
         w, self.routes_waiting = self.routes_waiting, None
         if w is None or self.tun is None:
             return False
-        pushed, remote_ip, has6 = w
+        pushed, remote_ip, has6, kind = w
+        if kind == "none":
+            return False
         if self.routes is None:
             self.routes = RouteSet(self._nl)
         try:
@@ -415,13 +427,16 @@ class TunnelNetwork(_TunAndRoutes):
             ng6 = RouteSet.net_gateway(True, not_dev=self.tun.name) if need6 else None
             server_path = (RouteSet.path_to(remote_ip, not_dev=self.tun.name)
                            if self._server_needs_host_route(pushed, remote_ip) else None)
-            self._delayed = True
+            self._delayed = kind == "dhcp"
             try:
-                self._all_routes(pushed, remote_ip, ng4, ng6, has6, server_path, redirect_via=router or "")
+                self._all_routes(pushed, remote_ip, ng4, ng6, has6, server_path,
+                                 redirect_via=(router or "") if kind == "dhcp" else None)
             except (NetlinkError, OSError, ValueError) as e:
                 # As 2.6's delayed do_route: a route the host refuses is logged, the tunnel stays.
                 log.warning("route-delay: routes not all installed (%s)", e)
                 return False
+            if kind == "routes":
+                return did_redirect(self.opts, pushed)
             return router is not None and self._redirect4(pushed)
         finally:
             self._delayed = False
@@ -445,7 +460,7 @@ class TunnelNetwork(_TunAndRoutes):
             self._open(mtu)
         self.tun.mtu = mtu
         key = ("bare-tap", mtu, tuple(pushed.routes), tuple(pushed.routes_ipv6), pushed.redirect_gateway,
-               pushed.route_gateway)
+               pushed.route_gateway, getattr(pushed, "route_delay", None))
         if key == self.applied:
             return
         self.applied = None
@@ -464,9 +479,12 @@ class TunnelNetwork(_TunAndRoutes):
         log.info("tap %s: up without an address (the server pushed no ifconfig; an up script or DHCP gives "
                  "it one), mtu %d", self.tun.name, mtu)
         skipped = len(pushed.routes) + len(pushed.routes_ipv6) + (pushed.redirect_gateway is not None)
-        if routes_wait_for_dhcp(self.opts, pushed):
+        dhcp = routes_wait_for_dhcp(self.opts, pushed)
+        if dhcp:
             self._wait_for_router(pushed, remote_ip, False)
-        elif skipped or pushed.ifconfig_ipv6 is not None:
+        elif delay_in_effect(self.opts, pushed) is not None:
+            self._wait_for_delay(pushed, remote_ip, False, "none")      # no route, but >UPDOWN:UP and route-up wait
+        if not dhcp and (skipped or pushed.ifconfig_ipv6 is not None):
             gw = pushed.route_gateway or self.opts.route_gateway or "none"
             log.warning("tap %s: %d pushed route(s)/redirect-gateway and %s skipped: without a pushed ifconfig "
                         "there is no route-gateway to send them to (route-gateway %s%s)", self.tun.name, skipped,

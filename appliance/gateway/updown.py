@@ -127,10 +127,11 @@ class UpDown:
         """A connection begins: its set is afresh (tls-verify's base the settings again)."""
         self.this_connection = False
 
-    def up(self, session, remote: tuple, pushed, dev: str, mgmt) -> None:
+    def up(self, session, remote: tuple, pushed, dev: str, mgmt, announce: bool = True) -> None:
         """A tunnel is up: the first (or the first after forget()) runs the UP; a later one (the
         device persisted) makes this connection's set, as 2.6's do_open_tun with a preserved
-        device (its ifconfig_*; dev and the rest only with up-restart, whose up sets them)."""
+        device (its ifconfig_*; dev and the rest only with up-restart, whose up sets them).
+        `announce=False`: route-delay holds >UPDOWN:UP back (announce_up says it)."""
         if not self.wanted:
             return
         self.this_connection = True
@@ -153,7 +154,20 @@ class UpDown:
             # the set the management lines show, under do_route's redirect_gateway.
             first = next(iter(self.mgmt_env.items()))
             self.mgmt_env = dict([first, ("script_type", "up"), *list(self.mgmt_env.items())[1:]])
-        if mgmt is not None and self.opts.management_up_down:
+        self.up_owed = True
+        if announce:
+            self.announce_up(mgmt)
+
+    up_owed = False                     # route-delay holds the first tunnel's >UPDOWN:UP back
+
+    def announce_up(self, mgmt) -> None:
+        """>UPDOWN:UP with the set as it stands (do_route's: after route-delay, its
+        redirect_gateway and route_vpn_gateway in it), once a tunnel: nothing when none is owed
+        (a persisted device's reconnect has no UP)."""
+        if not self.up_owed:
+            return
+        self.up_owed = False
+        if mgmt is not None and self.opts.management_up_down and self.mgmt_env is not None:
             mgmt.up_down("UP", self.mgmt_env)
 
     def route_setenv(self, **kw: str) -> None:
@@ -197,6 +211,7 @@ class UpDown:
         command's), None if no tunnel was up. The next tunnel's UP is a first one again."""
         env = self.plugin_env
         self.plugin_env = self.mgmt_env = None
+        self.up_owed = False
         if not self.carried:
             self.this_connection = False
         return env

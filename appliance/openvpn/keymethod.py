@@ -9,6 +9,7 @@ import re
 import struct
 from dataclasses import dataclass, field
 
+from .catoi import positive_atoi
 from .clientnat import parse_rule as parse_client_nat
 from .errors import BadPacket
 from .peernames import from_peer, to_bytes
@@ -286,6 +287,7 @@ class PushedOptions:
     routes: list[tuple[str, str, str | None, int | None]] = field(default_factory=list)
     routes_ipv6: list[tuple[str, str | None, int | None]] = field(default_factory=list)  # (net/len, gateway, metric)
     route_metric: int | None = None                  # route-metric: the metric of routes without one (0: none)
+    route_delay: tuple[int, int | None] | None = None   # route-delay (N, W or None): gateway/route_delay.py
     redirect_gateway: list[str] | None = None
     redirect_private: list[str] | None = None     # pushed redirect-private FLAGS (gateway/tunnel.py)
     dns: list[str] = field(default_factory=list)     # server addresses, both push forms, in use order
@@ -522,6 +524,15 @@ def parse_push_reply_untrusted(text: str, into: PushedOptions | None = None,
                 p.routes_ipv6.append((args[0], args[1] if len(args) > 1 else None, metric6))
             elif name == "route-metric" and args:
                 p.route_metric = _int_in(args, 0, 2**31 - 1, "route-metric")
+            elif name == "route-delay" and len(args) <= 2:
+                # As 2.6 (options.c, OPT_P_ROUTE_EXTRAS: taken with route-nopull too): each
+                # number as positive_atoi reads it (anything else 0, a negative one 0).
+                p.route_delay = (positive_atoi(args[0]) if args else 0,
+                                 positive_atoi(args[1]) if len(args) > 1 else None)
+            elif name == "route-delay":
+                # 2.6: "Options error: Unrecognized option or missing or extra parameter(s) in
+                # [PUSH-OPTIONS]:N: route-delay", the push goes on without it.
+                p.unrecognized.append(f"[PUSH-OPTIONS]:{index}: {name}")
             elif name == "redirect-gateway":
                 p.redirect_gateway = args
             elif name == "redirect-private":

@@ -64,3 +64,51 @@ def test_a_hostile_router_is_not_routed_via(router, used):
     from appliance.gateway.route_delay import usable_router
     assert usable_router(router) == (router if used else None)
     assert usable_router(None) is None
+
+
+@pytest.mark.parametrize("item, want", [("route-delay", (0, None)), ("route-delay 5", (5, None)),
+                                        ("route-delay 5 9", (5, 9)), ("route-delay x", (0, None)),
+                                        ("route-delay -4", (0, None)), ("route-delay 7x", (7, None)),
+                                        ("route-delay 4294967300", (4, None))])
+def test_a_pushed_route_delay_as_26_reads_it(item, want):
+    """options.c: positive_atoi for each number (anything else 0, a negative one 0, C's int)."""
+    from appliance.openvpn.keymethod import parse_push_reply_untrusted
+    p = parse_push_reply_untrusted(f"PUSH_REPLY,{item},ifconfig 198.19.0.2 255.255.255.0")
+    assert p.route_delay == want and p.ifconfig is not None and not p.unrecognized
+
+
+def test_a_pushed_route_delay_with_three_numbers_is_left_out_as_26_does():
+    """2.6: "Options error: Unrecognized option or missing or extra parameter(s) in
+    [PUSH-OPTIONS]:1: route-delay", the rest of the push applied."""
+    from appliance.openvpn.keymethod import parse_push_reply_untrusted
+    p = parse_push_reply_untrusted("PUSH_REPLY,route-delay 1 2 3,ifconfig 198.19.0.2 255.255.255.0")
+    assert p.route_delay is None and p.unrecognized == ["[PUSH-OPTIONS]:1: route-delay"] and p.ifconfig
+
+
+def test_route_nopull_takes_a_pushed_route_delay_and_pull_filter_can_drop_it():
+    """Its class (OPT_P_ROUTE_EXTRAS) is in 2.6's pull mask with route-nopull too."""
+    from appliance.openvpn.keymethod import parse_push_reply_untrusted
+    assert parse_push_reply_untrusted("PUSH_REPLY,route-delay 3", route_nopull=True).route_delay == (3, None)
+    p = parse_push_reply_untrusted("PUSH_REPLY,route-delay 3", filters=[("ignore", "route-delay")])
+    assert p.route_delay is None and p.filtered == ["route-delay 3"]
+
+
+@pytest.mark.parametrize("profile, pushed, want", [
+    ("dev tun\n", None, None),
+    ("dev tun\nroute-delay 8\n", None, (8, 30)),
+    ("dev tun\nroute-delay 8 60\n", (2, None), (2, 60)),       # the pushed N, the profile's W
+    ("dev tun\n", (2, 5), (2, 5)),
+    ("dev tap\nroute-delay 0\n", None, (0, 30)),               # 0: defined, do_route on the next pass
+])
+def test_the_delay_in_effect(profile, pushed, want):
+    from appliance.gateway.route_delay import delay_in_effect
+    o = _parse(BASE + profile)
+    assert delay_in_effect(o, PushedOptions(route_delay=pushed)) == want
+    assert delay_of(o, PushedOptions(route_delay=pushed)) == (want[0] if want else 0)
+
+
+def test_a_tun_client_with_route_delay_does_not_wait_for_a_dhcp_router():
+    o = _parse(BASE + "dev tun\nroute-delay 5\n")
+    assert not routes_wait_for_dhcp(o, PushedOptions(route_gateway="dhcp", route_delay=(3, None)))
+    o = _parse(BASE + "dev tap\n")
+    assert routes_wait_for_dhcp(o, PushedOptions(route_gateway="dhcp", route_delay=(3, None)))

@@ -62,13 +62,13 @@ def _route_gateway(p: ParseState, d: str, a: list[str], inline: str | None) -> N
 ROUTE_DELAY_WINDOW = 30         # 2.6's default --route-delay window (options.c); Linux never waits on it
 
 
-@reg.apply("route-delay", why="on a tap client with route-gateway dhcp, the routes and route-up wait N seconds "
-           "after the tunnel comes up and redirect-gateway goes via the router a DHCP ACK gave by then (as OpenVPN "
-           "2.6 on Linux); otherwise routes are added as soon as the tunnel is up",
+@reg.apply("route-delay", why="the routes go in N seconds after the tunnel comes up, then >UPDOWN:UP, route-up and "
+           "CONNECTED (as OpenVPN 2.6 on Linux; W never waits there); on a tap client with route-gateway dhcp "
+           "redirect-gateway goes via the router a DHCP ACK gave by then",
            sets=("route_delay",), used_by="client", nargs=(0, 2))
 def _route_delay(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
     """`route-delay [N [W]]` (no N: 0). W is read as 2.6 reads it; on Linux its test_routes is
-    always true, so the routes go in at N whatever W says. Where it applies: gateway/route_delay.py."""
+    always true, so the routes go in at N whatever W says. What waits: gateway/route_delay.py."""
     n = p.int_arg(d, a[0], 0, 2**31 - 1) if a else 0
     w = p.int_arg(d, a[1], 0, 2**31 - 1) if len(a) > 1 else ROUTE_DELAY_WINDOW
     if n is not None and w is not None:

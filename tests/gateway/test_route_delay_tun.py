@@ -1,0 +1,122 @@
+"""route-delay on a tun client (gateway/route_delay.py), the client's side on in-memory ports with a
+fake clock, in the order Debian's 2.6.14 client gives (tests/interop/test_route_delay_vs_openvpn.py):
+at tunnel-up the up script and >STATE:ASSIGN_IP, no route; N seconds later the routes,
+>STATE:ADD_ROUTES, >UPDOWN:UP, route-up (still as root: the drop to `user` after it), then
+>STATE:CONNECTED. A pushed route-delay replaces the profile's, route-nopull or not."""
+from __future__ import annotations
+
+import pytest
+
+from appliance.gateway import client as client_mod
+from appliance.gateway.client_scripts import END_ROOT, ClientScripts
+from appliance.gateway.route_delay import delay_in_effect
+from tests.fakes import FakeTunnelNetwork
+from tests.gateway import conftest
+from tests.gateway.conftest import World, client_conf, server_conf
+from tests.gateway.test_client_mgmt import ROUTE, Tap
+from tests.gateway.test_client_scripts import _records, _recorder
+
+
+class DelayNet(FakeTunnelNetwork):
+    """TunnelNetwork's decision (route_delay.delay_in_effect): with a delay in effect the push's
+    routes wait; add_waiting_routes records when they went in."""
+
+    opts = None
+
+    def __init__(self, net) -> None:
+        super().__init__(net)
+        self.routes_waiting = None
+        self.added_at: list[float] = []
+        self.clock = None
+
+    def apply(self, pushed, remote_ip: str) -> None:
+        super().apply(pushed, remote_ip)
+        if delay_in_effect(self.opts, pushed) is not None:
+            self.routes_waiting = (pushed, remote_ip, False, "routes")
+
+    def add_waiting_routes(self, router):
+        w, self.routes_waiting = self.routes_waiting, None
+        if w is None:
+            return None
+        self.added_at.append(self.clock())
+        return False
+
+
+class Recording(ClientScripts):
+    """The script runner, with the order things were queued in (END_ROOT: the drop to `user`)."""
+
+    def __init__(self) -> None:
+        super().__init__(time_limit=5.0, inline=True)
+        self.kinds: list[str] = []
+
+    def submit(self, kind, argv, env, keep=False) -> bool:
+        self.kinds.append(kind)
+        return super().submit(kind, argv, env, keep)
+
+
+@pytest.fixture(autouse=True)
+def inline(monkeypatch):
+    monkeypatch.setattr(client_mod, "ClientScripts", Recording)
+    monkeypatch.setattr(conftest, "FakeTunnelNetwork", DelayNet)
+
+
+def _client(pki, tmp_path, log, profile: str, push: str = ""):
+    w = World()
+    w.add_server(server_conf(pki, extra=ROUTE + push))
+    scripts = "".join(f"{d} {_recorder(tmp_path, log, d)}\n" for d in ("up", "route-up"))
+    c = w.add_client(client_conf(pki, extra=f"management {tmp_path}/c.sock unix\nmanagement-up-down\n"
+                                 f"script-security 2\n{profile}" + scripts))
+    net = w.client_nets[0]
+    net.opts, net.clock = c.opts, w.clock
+    tap = Tap()
+    c.mgmt.mgr.conns.append(tap)
+    tap.state_on = True
+    return w, c, tap, net
+
+
+def _events(tap) -> list[str]:
+    """The state changes and UPDOWN lines the management client heard, in order."""
+    out = []
+    for x in tap.got:
+        if x.startswith(">STATE:"):
+            out.append(x.split(",")[1])
+        elif x in (">UPDOWN:UP", ">UPDOWN:DOWN"):
+            out.append(x[1:])
+    return out
+
+
+@pytest.mark.parametrize("profile, push, delay", [
+    ("route-delay 6\n", "", 6),                                     # the profile's
+    ("route-delay 6 1\n", "", 6),                                   # W never delays it further (Linux)
+    ("route-delay 20\n", 'push "route-delay 3"\n', 3),              # a pushed one replaces it
+    ("route-nopull\n", 'push "route-delay 4"\n', 4),                # OPT_P_ROUTE_EXTRAS: taken with route-nopull
+])
+def test_routes_updown_route_up_and_connected_wait_for_the_delay(pki, tmp_path, profile, push, delay):
+    log = tmp_path / "log"
+    w, c, tap, net = _client(pki, tmp_path, log, profile, push)
+    assert w.run(lambda: log.exists() and "== up" in log.read_text(), max_time=20)
+    up_at = w.clock()
+    assert net.routes_waiting is not None and net.added_at == []
+    assert _events(tap)[-1] == "ASSIGN_IP" and "UPDOWN:UP" not in _events(tap)
+    assert w.run(lambda: "CONNECTED" in _events(tap), max_time=60)
+    assert len(net.added_at) == 1 and delay - 0.5 <= net.added_at[0] - up_at <= delay + 1.5
+    ev = _events(tap)
+    tail = ev[ev.index("ASSIGN_IP"):]
+    assert tail == ["ASSIGN_IP", "ADD_ROUTES", "UPDOWN:UP", "CONNECTED"] if "route-nopull" not in profile \
+        else tail == ["ASSIGN_IP", "UPDOWN:UP", "CONNECTED"], ev
+    assert [r[0] for r in _records(log)] == ["up", "route-up"]
+    assert "redirect_gateway" in _records(log)[1][2] and "redirect_gateway" not in _records(log)[0][2]
+    # route-up as root: the drop to `user` (END_ROOT) comes after it, as 2.6's.
+    kinds = [k for k in c.scripts.runner.kinds if k in ("up", "route-up", END_ROOT)]
+    assert kinds == ["up", "route-up", END_ROOT], kinds
+    c._cleanup()
+
+
+def test_without_route_delay_nothing_waits(pki, tmp_path):
+    log = tmp_path / "log"
+    w, c, tap, net = _client(pki, tmp_path, log, "")
+    assert w.run(lambda: "CONNECTED" in _events(tap), max_time=20)
+    assert net.added_at == [] and net.routes_waiting is None
+    assert "UPDOWN:UP" in _events(tap)
+    assert c.scripts.runner.kinds[-3:] == ["up", "route-up", END_ROOT]
+    c._cleanup()
