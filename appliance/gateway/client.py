@@ -1357,6 +1357,12 @@ class ClientGateway(SignalWakes):
         self._push_changed(c, e.pushed, pushed, tun.name if tun else self.opts.dev)
         first_up = self.updown.plugin_env is None
         waiting = getattr(self.net, "routes_waiting", None) is not None
+        if self.mgmt is not None:
+            # As 2.6: ASSIGN_IP (do_ifconfig), then do_route's ADD_ROUTES before >UPDOWN:UP --
+            # with route-delay once the delay is over (_route_delay_over).
+            self.mgmt.assigned(pushed)
+            if not waiting:
+                self.mgmt.adding_routes(pushed)
         self.updown.up(c.session, c.addr, pushed, tun.name if tun else self.opts.dev, self.mgmt,
                        announce=not waiting)
         if self.scripts is not None:
@@ -1365,10 +1371,7 @@ class ClientGateway(SignalWakes):
             self._scripts_queued()
         if waiting:
             # route-delay (gateway/route_delay.py): the routes, >UPDOWN:UP and route-up then (with
-            # route-gateway dhcp via the router a DHCP ACK gave by that time); 2.6 says ASSIGN_IP now.
-            if self.mgmt is not None:
-                self.mgmt.assigned(pushed)
-            self._delayed_conn = c
+            # route-gateway dhcp via the router a DHCP ACK gave by that time).
             self.pump.timers.arm("route-delay", self.clock() + delay_of(self.opts, pushed),
                                  lambda: self._route_delay_over(c, pushed))
         if e.pushed is not None and e.pushed.inactive is not None:
@@ -1444,13 +1447,13 @@ class ClientGateway(SignalWakes):
         if self.scripts is not None:
             self.scripts.route_up_delayed()
             self._scripts_queued()
-
-    _delayed_conn: "Connection | None" = None      # the connection whose route-delay said ASSIGN_IP, ADD_ROUTES
+        self.pump.timers.arm("announce", self.clock() + AFTER_UP_DELAY, lambda: self._announce_up(c, pushed))
 
     def _announce_up(self, c: Connection, pushed) -> None:
         if self.conn is c and self.pump.timers.armed("route-delay"):
-            # As 2.6: "Initialization Sequence Completed" (CONNECTED) once the delayed routes are in.
-            self.pump.timers.arm("announce", self.clock() + SCRIPT_POLL, lambda: self._announce_up(c, pushed))
+            # As 2.6: "Initialization Sequence Completed" (CONNECTED) once the delayed routes are
+            # in: _route_delay_over asks again then (no poll meanwhile: a server may push a
+            # delay of years).
             return
         if self.scripts is not None and self.scripts.runner.busy and self.conn is c:
             # As 2.6: CONNECTED once up and route-up have run (each bounded by its time limit).
@@ -1458,7 +1461,7 @@ class ClientGateway(SignalWakes):
             return
         if self.conn is c and c.was_up:        # not if this connection ended meanwhile
             if self.mgmt is not None:
-                self.mgmt.connected(pushed, c.addr[:2], _tcp_local(c), routes_said=self._delayed_conn is c)
+                self.mgmt.connected(pushed, c.addr[:2], _tcp_local(c))
             self._notify(TunnelState(True, f"{fmt_addr(c.addr)}/{c.remote.proto}", self._tun_name(), pushed))
 
     def _scripts_queued(self) -> None:

@@ -286,14 +286,11 @@ class ClientMgmt:
         self.states.append(e)
         self._notify([">STATE:" + e.line()], "state_on")
 
-    def connected(self, pushed, remote: tuple, local: tuple | None, routes_said: bool = False) -> None:
-        """The tunnel is up: ASSIGN_IP, ADD_ROUTES (when routes came) and CONNECTED,SUCCESS, as
-        OpenVPN 2.6's client reports them around "Initialization Sequence Completed".
-        `routes_said`: route-delay said the first two when each happened (assigned, adding_routes)."""
+    def connected(self, pushed, remote: tuple, local: tuple | None) -> None:
+        """CONNECTED,SUCCESS, as OpenVPN 2.6's client says it at "Initialization Sequence
+        Completed" (after assigned and adding_routes: as there, the client says each when it
+        happens -- with route-delay ADD_ROUTES only once the delay is over)."""
         ip, ip6 = _tun_ips(pushed)
-        if not routes_said:
-            self.assigned(pushed)
-            self.adding_routes(pushed)
         self.state("CONNECTED", "SUCCESS", ip, remote, local, ip6)
 
     def assigned(self, pushed) -> None:

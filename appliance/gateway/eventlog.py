@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 
 from ..openvpn import events as ev
+from ..openvpn.keymethod import WINDOWS_ONLY_PUSHED
 from .status import vm_rss
 
 log = logging.getLogger("vpn-appliance")
@@ -57,6 +58,8 @@ def push_summary(p, layer2: bool = False) -> str:
         parts.append(f"compress {p.compress[:MAX_WORD]}")
     elif p.comp_lzo is not None:
         parts.append(f"comp-lzo {p.comp_lzo[:MAX_WORD]}")
+    if getattr(p, "route_delay", None) is not None:
+        parts.append(f"route-delay {p.route_delay[0]}")
     if p.ping:
         parts.append(f"ping {p.ping}")
     if p.ping_restart:
@@ -74,8 +77,9 @@ def log_unrecognized(p) -> None:
     lines at most, then their number)."""
     items = getattr(p, "unrecognized", None) or []
     for where in items[:MAX_SUMMARY_ITEMS]:
-        log.error("Options error: Unrecognized option or missing or extra parameter(s) in %s (a Windows-only "
-                  "option, as OpenVPN 2.6 on Linux reads it): not applied, the tunnel goes on", where)
+        why = "a Windows-only option" if where.rpartition(": ")[2] in WINDOWS_ONLY_PUSHED else "extra parameters"
+        log.error("Options error: Unrecognized option or missing or extra parameter(s) in %s (%s, as OpenVPN 2.6 "
+                  "on Linux reads it): not applied, the tunnel goes on", where, why)
     if len(items) > MAX_SUMMARY_ITEMS:
         log.error("... %d such pushed options in all", len(items))
 

@@ -405,23 +405,24 @@ class TunnelNetwork(_TunAndRoutes):
         log.info("route-delay %d: routes and route-up wait (route-gateway dhcp: redirect-gateway via the router "
                  "a DHCP ACK gives by then)", delay_in_effect(self.opts, pushed)[0])
 
-    def add_waiting_routes(self, router: str | None) -> bool:
+    def add_waiting_routes(self, router: str | None) -> bool | None:
         """route-delay is over: the routes that waited, as they would have gone in at tunnel-up;
         with route-gateway dhcp (_wait_for_router) redirect-gateway via `router` (the DHCP ACK's;
         None: none came, no redirect, as 2.6). -> whether IPv4 redirect-gateway was done
-        (route-up's redirect_gateway). False, nothing done, when nothing waits."""
+        (route-up's redirect_gateway); None, nothing done, when nothing waits, nothing can go in
+        (a bare tap) or route-noexec (2.6's do_route then sets no redirect_gateway)."""
         w, self.routes_waiting = self.routes_waiting, None
         if w is None or self.tun is None:
-            return False
+            return None
         pushed, remote_ip, has6, kind = w
         if kind == "none":
-            return False
+            return None
         if self.routes is None:
             self.routes = RouteSet(self._nl)
         try:
             if self.opts.route_noexec:
                 log.info("route-noexec: no routes added (route-delay over)")
-                return False
+                return None
             need4, need6 = self._net_gateway_needed(pushed)
             ng4 = RouteSet.net_gateway(False, not_dev=self.tun.name) if need4 else None
             ng6 = RouteSet.net_gateway(True, not_dev=self.tun.name) if need6 else None

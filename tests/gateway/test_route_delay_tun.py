@@ -117,6 +117,24 @@ def test_without_route_delay_nothing_waits(pki, tmp_path):
     w, c, tap, net = _client(pki, tmp_path, log, "")
     assert w.run(lambda: "CONNECTED" in _events(tap), max_time=20)
     assert net.added_at == [] and net.routes_waiting is None
-    assert "UPDOWN:UP" in _events(tap)
+    ev = _events(tap)        # as Debian's client without route-delay
+    assert ev[ev.index("ASSIGN_IP"):] == ["ASSIGN_IP", "ADD_ROUTES", "UPDOWN:UP", "CONNECTED"], ev
     assert c.scripts.runner.kinds[-3:] == ["up", "route-up", END_ROOT]
+    c._cleanup()
+
+
+def test_a_pushed_delay_of_years_keeps_its_routes_out_and_polls_nothing(pki, tmp_path):
+    """A hostile (or mistaken) server's `route-delay 2147483647`: its routes stay out (as 2.6's),
+    and nothing wakes the loop for it meanwhile (CONNECTED used to be looked for 20 times a
+    second while route-delay was armed)."""
+    log = tmp_path / "log"
+    w, c, tap, net = _client(pki, tmp_path, log, "", 'push "route-delay 2147483647"\n')
+    calls: list[float] = []
+    announce = c._announce_up
+    c._announce_up = lambda *a: (calls.append(w.clock()), announce(*a))
+    assert w.run(lambda: log.exists() and "== up" in log.read_text(), max_time=20)
+    w.run_for(120)
+    assert net.added_at == [] and net.routes_waiting is not None
+    assert "CONNECTED" not in _events(tap) and "UPDOWN:UP" not in _events(tap)
+    assert len(calls) <= 2, calls
     c._cleanup()

@@ -77,12 +77,16 @@ def test_a_pushed_route_delay_as_26_reads_it(item, want):
     assert p.route_delay == want and p.ifconfig is not None and not p.unrecognized
 
 
-def test_a_pushed_route_delay_with_three_numbers_is_left_out_as_26_does():
+def test_a_pushed_route_delay_with_three_numbers_is_left_out_as_26_does(caplog):
     """2.6: "Options error: Unrecognized option or missing or extra parameter(s) in
     [PUSH-OPTIONS]:1: route-delay", the rest of the push applied."""
+    from appliance.gateway.eventlog import log_unrecognized
     from appliance.openvpn.keymethod import parse_push_reply_untrusted
     p = parse_push_reply_untrusted("PUSH_REPLY,route-delay 1 2 3,ifconfig 198.19.0.2 255.255.255.0")
     assert p.route_delay is None and p.unrecognized == ["[PUSH-OPTIONS]:1: route-delay"] and p.ifconfig
+    with caplog.at_level("ERROR", logger="vpn-appliance"):
+        log_unrecognized(p)
+    assert "missing or extra parameter(s) in [PUSH-OPTIONS]:1: route-delay (extra parameters" in caplog.text
 
 
 def test_route_nopull_takes_a_pushed_route_delay_and_pull_filter_can_drop_it():
