@@ -18,9 +18,10 @@ answered by `remote` (`proxy`).
 The states, in the order OpenVPN 2.6's client gave them in the lab (UDP and TCP): CONNECTING once
 the interface is open, then per attempt RESOLVE (a name only), TCP_CONNECT (TCP), WAIT (our
 first reset out), AUTH (the server's first packet), AUTH_PENDING, ASSIGN_IP, ADD_ROUTES (routes
-pushed), CONNECTED,SUCCESS; RECONNECTING,<reason> and EXITING,<reason> in OpenVPN's words
-(restart_reason). GET_CONFIG is not told: 2.6 asks for its options with the key exchange and did
-not report it in any lab run either.
+pushed; >UPDOWN:UP after it; with route-delay both once the delay is over), CONNECTED,SUCCESS;
+RECONNECTING,<reason> and EXITING,<reason> in OpenVPN's words (restart_reason). GET_CONFIG is
+not told: 2.6 asks for its options with the key exchange and did not report it in any lab run
+either.
 
 Signals as our client has them (gateway/client.py): SIGUSR1 restarts the connection, SIGTERM and
 SIGINT stop (explicit-exit-notify's wait included), SIGUSR2 logs the counters. SIGHUP is refused

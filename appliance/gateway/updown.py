@@ -4,8 +4,9 @@
 
 When, as OpenVPN 2.6's client with `persist-tun` and an unchanged push (else see "At a
 reconnect" below): UP when the first tunnel of the run is up (do_route, after
-the routes: before >STATE:CONNECTED), DOWN when the client ends (close_tun: the management line
-before the device goes, the down-root command after it). A run that never got a tunnel up has no
+the routes: before >STATE:CONNECTED; with route-delay once the delay is over, announce_up),
+DOWN when the client ends (close_tun: the management line before the device goes, the
+down-root command after it). A run that never got a tunnel up has no
 DOWN either (OpenVPN's plugin has no helper then and runs nothing). The environment is the one of
 the UP (gateway/updown_env.py): the plugin's command gets what OpenVPN's UP call had (no
 `redirect_gateway`, set later by do_route), the management lines what the set held at do_route,
