@@ -345,9 +345,9 @@ class TunnelNetwork(_TunAndRoutes):
             has6 = True
         self.routes = RouteSet(self._nl)
         if routes_wait_for_dhcp(self.opts, pushed):
-            self._wait_for_router(pushed, remote_ip, has6)
+            self._wait_for_router(pushed, remote_ip, has6, server_path)
         elif delay_in_effect(self.opts, pushed) is not None:
-            self._wait_for_delay(pushed, remote_ip, has6, "routes")
+            self._wait_for_delay(pushed, remote_ip, has6, "routes", server_path)
         elif self.opts.route_noexec:
             # As OpenVPN 2.6 (init.c: no do_route): the user routes; we add nothing, not even the
             # server's host route, and say what was left out.
@@ -378,23 +378,32 @@ class TunnelNetwork(_TunAndRoutes):
             self.routes.add(net, mask_to_prefix(mask or "255.255.255.255"), dev=self.tun.name, metric=m)
 
     # route-delay (gateway/route_delay.py): what the routes wait with -- (pushed, remote_ip, has6,
-    # kind): "routes" (added as at tunnel-up), "dhcp" (route-gateway dhcp: redirect-gateway via
+    # kind, the server's pre-tunnel path or None): "routes" (added as at tunnel-up), "dhcp" (route-gateway dhcp: redirect-gateway via
     # the router learned by then), "none" (a bare tap: nothing can go in) -- and whether they are
     # going in now (_wait_for_router said which of them cannot: not said again).
     routes_waiting: tuple | None = None
     _delayed = False
 
-    def _wait_for_delay(self, pushed, remote_ip: str, has6: bool, kind: str) -> None:
-        """route-delay: no route now; the client calls add_waiting_routes once the delay is over."""
-        self.routes_waiting = (pushed, remote_ip, has6, kind)
-        log.info("route-delay %d: the routes, >UPDOWN:UP and route-up wait (as OpenVPN 2.6)",
-                 delay_in_effect(self.opts, pushed)[0])
+    def _wait_for_delay(self, pushed, remote_ip: str, has6: bool, kind: str, server_path=None) -> None:
+        """route-delay: no route now; the client calls add_waiting_routes once the delay is over.
+        But for the server's host route along `server_path` (the pre-tunnel path, looked up
+        before the tunnel's address went on), when the push needs one: 2.6 adds it with the rest,
+        so a pushed subnet covering the server's address took the server's packets into the
+        tunnel until then -- each read back out of the TUN, sealed and sent into it again, a
+        loop on a core for as long as a (hostile) server's pushed delay."""
+        self.routes_waiting = (pushed, remote_ip, has6, kind, server_path)
+        if server_path is not None and self.routes is not None and not self.opts.route_noexec:
+            self.routes.keep_path_to(remote_ip, server_path)
+        if kind != "dhcp":          # (said with its own words there)
+            log.info("route-delay %d: the routes, >UPDOWN:UP and route-up wait (as OpenVPN 2.6)",
+                     delay_in_effect(self.opts, pushed)[0])
 
-    def _wait_for_router(self, pushed, remote_ip: str, has6: bool) -> None:
-        """route-delay with route-gateway dhcp: no route now; the client calls add_waiting_routes
-        once the delay is over. Said as 2.6 says it at this point: the routes that can never have
-        a gateway (none of their own, or vpn_gateway) are dropped now, before any reply came."""
-        self.routes_waiting = (pushed, remote_ip, has6, "dhcp")
+    def _wait_for_router(self, pushed, remote_ip: str, has6: bool, server_path=None) -> None:
+        """route-delay with route-gateway dhcp: no route now (but the server's host route, as
+        _wait_for_delay); the client calls add_waiting_routes once the delay is over. Said as 2.6
+        says it at this point: the routes that can never have a gateway (none of their own, or
+        vpn_gateway) are dropped now, before any reply came."""
+        self._wait_for_delay(pushed, remote_ip, has6, "dhcp", server_path)
         gateless = [f"{n} {m}" for n, m, g, _x in [*pushed.routes, *self.opts.route]
                     if g is None or not _is_v4(g) and g != "net_gateway"]
         if gateless:
@@ -414,7 +423,7 @@ class TunnelNetwork(_TunAndRoutes):
         w, self.routes_waiting = self.routes_waiting, None
         if w is None or self.tun is None:
             return None
-        pushed, remote_ip, has6, kind = w
+        pushed, remote_ip, has6, kind, kept_path = w
         if kind == "none":
             return None
         if self.routes is None:
@@ -426,8 +435,9 @@ class TunnelNetwork(_TunAndRoutes):
             need4, need6 = self._net_gateway_needed(pushed)
             ng4 = RouteSet.net_gateway(False, not_dev=self.tun.name) if need4 else None
             ng6 = RouteSet.net_gateway(True, not_dev=self.tun.name) if need6 else None
-            server_path = (RouteSet.path_to(remote_ip, not_dev=self.tun.name)
-                           if self._server_needs_host_route(pushed, remote_ip) else None)
+            server_path = kept_path if kept_path is not None else (
+                RouteSet.path_to(remote_ip, not_dev=self.tun.name)
+                if self._server_needs_host_route(pushed, remote_ip) else None)
             self._delayed = kind == "dhcp"
             try:
                 self._all_routes(pushed, remote_ip, ng4, ng6, has6, server_path,
@@ -484,7 +494,7 @@ class TunnelNetwork(_TunAndRoutes):
         if dhcp:
             self._wait_for_router(pushed, remote_ip, False)
         elif delay_in_effect(self.opts, pushed) is not None:
-            self._wait_for_delay(pushed, remote_ip, False, "none")      # no route, but >UPDOWN:UP and route-up wait
+            self._wait_for_delay(pushed, remote_ip, False, "none")      # no route; >UPDOWN:UP and route-up wait
         if not dhcp and (skipped or pushed.ifconfig_ipv6 is not None):
             gw = pushed.route_gateway or self.opts.route_gateway or "none"
             log.warning("tap %s: %d pushed route(s)/redirect-gateway and %s skipped: without a pushed ifconfig "
