@@ -122,14 +122,18 @@ class ServerDispatcher(ClientPush):
         return self._tls_ctx
 
     # ---------------------------------------------------------------- wrappers
-    def _make_wrapper(self, v2: "V2Key | None"):
+    def _make_wrapper(self, v2: "V2Key | None", replay: tuple[int, float | None] = (64, 15.0)):
+        """`replay`: a session's replay-window N T (its SessionConfig's); the stateless checks
+        record no ids, so theirs does not matter."""
         st = self.st
+        n, t = replay
         if st.protection == "tls-auth":
-            return wrapping.TlsAuthWrapper(st.static_key, st.key_direction, st.auth_digest)
+            return wrapping.TlsAuthWrapper(st.static_key, st.key_direction, st.auth_digest, replay_window=n,
+                                           replay_time=t)
         if st.protection == "tls-crypt":
-            return wrapping.TlsCryptWrapper(st.static_key, True)
+            return wrapping.TlsCryptWrapper(st.static_key, True, replay_window=n, replay_time=t)
         if st.protection == "tls-crypt-v2":
-            return wrapping.TlsCryptWrapper(v2.kc, True) if v2 is not None else None
+            return wrapping.TlsCryptWrapper(v2.kc, True, replay_window=n, replay_time=t) if v2 is not None else None
         return wrapping.PlainWrapper()
 
     def _count(self, reason: str) -> None:
@@ -608,7 +612,7 @@ class ServerDispatcher(ClientPush):
             if pid is None:
                 pid = self.peer_ids.take()
         cfg = self.st.session_config(pid)
-        wrapper = self._make_wrapper(v2)
+        wrapper = self._make_wrapper(v2, (cfg.replay_window, cfg.replay_time))
         cfg.make_wrapper = lambda: wrapper
         cfg.push_options = self._push_for
         s = Session(cfg, now, tls_context=self.tls_context())

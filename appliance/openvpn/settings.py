@@ -48,16 +48,19 @@ def wrapper_factory(opts: Options, is_server: bool) -> Callable[[], object]:
     """A callable making one control-channel wrapper per session (each owns its replay state).
     A tls-crypt-v2 server gets PlainWrapper here: its dispatcher unwraps each client's key."""
     kind = protection(opts)
+    # replay-window N T holds for the control channel's packet ids too, as in OpenVPN 2.6
+    # (ssl.c session_init); wrapping.py says why the time limit matters there.
+    n, t = opts.replay_window, opts.replay_time or None
     if kind == "tls-auth":
         key = keyfiles.parse_static_key(opts.tls_auth)
         direction, digest = opts.key_direction, opts.auth or "SHA1"
-        return lambda: wrapping.TlsAuthWrapper(key, direction, digest)
+        return lambda: wrapping.TlsAuthWrapper(key, direction, digest, replay_window=n, replay_time=t)
     if kind == "tls-crypt":
         key = keyfiles.parse_static_key(opts.tls_crypt)
-        return lambda: wrapping.TlsCryptWrapper(key, is_server)
+        return lambda: wrapping.TlsCryptWrapper(key, is_server, replay_window=n, replay_time=t)
     if kind == "tls-crypt-v2" and not is_server:
         kc, wkc = keyfiles.parse_tls_crypt_v2_client_key(opts.tls_crypt_v2)
-        return lambda: wrapping.TlsCryptV2ClientWrapper(kc, wkc)
+        return lambda: wrapping.TlsCryptV2ClientWrapper(kc, wkc, replay_window=n, replay_time=t)
     return wrapping.PlainWrapper
 
 

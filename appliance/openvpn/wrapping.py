@@ -18,6 +18,15 @@ newest seen is a replay ("time backtrack"), a later one starts a fresh window; i
 When the 32-bit send counter is used up, a new epoch starts (as packet_id_send_update does) if
 `now` has moved on by a second; otherwise the wrapper refuses (PacketIdExhausted) rather than
 reuse an id.
+
+The window has replay-window's size and time limit (`replay-window N T`, OpenVPN's 64 and 15 s),
+as OpenVPN 2.6 gives every session's tls-auth/tls-crypt(-v2) packet ids (ssl.c session_init:
+packet_id_init(&session->tls_wrap.opt.packet_id, replay_window, replay_time); crypto.c
+crypto_check_replay reaps by time first). Why: without the time limit, a control packet held
+back by someone on the path (never seen by us, so not in the window) was accepted whenever it
+came as long as fewer than N newer ones had arrived -- a quiet control channel sends a handful
+a minute, so hours later. Now one arriving more than T seconds after a newer one is refused by
+the cheap pre-check, before any MAC or decryption (replay.py keeps at most T+1 samples).
 """
 from __future__ import annotations
 
@@ -30,7 +39,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from .errors import BadPacket, ConfigError, PacketIdExhausted
 from .mac import KeyedMac
 from .opcodes import EARLY_NEG_START, PID_MAX, WKC_OPS
-from .replay import ReplayWindow
+from .replay import DEFAULT_SIZE, DEFAULT_TIME_LIMIT, ReplayWindow
 
 HEADER = 9                    # op byte + sender's session id
 REPLAY = 8                    # replay_pid(4) + replay_time(4)
@@ -84,11 +93,12 @@ class _Counted:
 
     wkc = b""                   # only TlsCryptV2ClientWrapper carries one
 
-    def __init__(self, replay_window: int) -> None:
+    def __init__(self, replay_window: int, replay_time: float | None) -> None:
         self.send_pid = 0             # last id used; the first packet carries 1
         self.send_time: int | None = None
         self._window_size = replay_window     # a new epoch starts a fresh window of this size
-        self.window = ReplayWindow(replay_window)
+        self._window_time = replay_time       # ... and this time limit (seconds; None: none)
+        self.window = ReplayWindow(replay_window, replay_time)
         self.recv_time: int | None = None   # newest epoch (time field) seen from the peer
 
     def skip_packet_ids(self, n: int) -> None:
@@ -111,7 +121,7 @@ class _Counted:
         self.send_pid = pid
         return _pack_pid_time(pid, self.send_time)
 
-    def _replay_check(self, pid: int, t: int) -> bool:
+    def _replay_check(self, pid: int, t: int, now: float) -> bool:
         """OpenVPN's packet_id_test for the long form: same epoch → the window decides; an
         earlier epoch → refused (time backtrack); a later one → accepted (new window on record)."""
         if pid == 0:
@@ -121,22 +131,22 @@ class _Counted:
             return True
         if t < rt:
             return False
-        return self.window.check(pid)
+        return self.window.check(pid, now)
 
-    def _replay_record(self, pid: int, t: int) -> None:
+    def _replay_record(self, pid: int, t: int, now: float) -> None:
         """After authentication only: note the id, starting a fresh window for a newer epoch."""
         if self.recv_time is None or t > self.recv_time:
             self.recv_time = t
-            self.window = ReplayWindow(self._window_size)
-        self.window.update(pid)
+            self.window = ReplayWindow(self._window_size, self._window_time)
+        self.window.update(pid, now)
 
 
 class TlsAuthWrapper(_Counted):
     """tls-auth: `op | sid | HMAC | pid | time | body`, HMAC over `pid | time | op | sid | body`."""
 
     def __init__(self, key: bytes, key_direction: int | None, digest: str = "SHA1",
-                 replay_window: int = 64) -> None:
-        super().__init__(replay_window)
+                 replay_window: int = DEFAULT_SIZE, replay_time: float | None = DEFAULT_TIME_LIMIT) -> None:
+        super().__init__(replay_window, replay_time)
         if len(key) != 256:
             raise ConfigError(f"tls-auth key must be 256 bytes, got {len(key)}")
         try:
@@ -169,14 +179,14 @@ class TlsAuthWrapper(_Counted):
         packet = bytes(packet)
         h = HEADER + self.hlen
         pid, t = _unpack_pid_time(packet, h)
-        if check_replay and not self._replay_check(pid, t):
+        if check_replay and not self._replay_check(pid, t, now):
             raise BadPacket("replayed or too old control packet")
         head = packet[:HEADER]
         rest = packet[h:]                      # pid | time | body
         if not hmac.compare_digest(packet[HEADER:h], self._recv_mac.digest(rest[:REPLAY] + head + rest[REPLAY:])):
             raise BadPacket("control packet failed HMAC authentication")
         if check_replay:
-            self._replay_record(pid, t)
+            self._replay_record(pid, t, now)
         return packet[0], packet[1:HEADER], rest[REPLAY:]
 
 
@@ -189,8 +199,9 @@ class TlsCryptWrapper(_Counted):
     _CT = HEADER + REPLAY + TLS_CRYPT_TAG
     _wkc_ops: frozenset = frozenset()     # the opcodes `wkc` rides after (tls-crypt-v2 client)
 
-    def __init__(self, key: bytes, is_server: bool, replay_window: int = 64) -> None:
-        super().__init__(replay_window)
+    def __init__(self, key: bytes, is_server: bool, replay_window: int = DEFAULT_SIZE,
+                 replay_time: float | None = DEFAULT_TIME_LIMIT) -> None:
+        super().__init__(replay_window, replay_time)
         if len(key) != 256:
             raise ConfigError(f"tls-crypt key must be 256 bytes, got {len(key)}")
         key = bytes(key)
@@ -239,7 +250,7 @@ class TlsCryptWrapper(_Counted):
             raise BadPacket("short control packet")
         packet = bytes(packet)
         pid, t = _unpack_pid_time(packet, HEADER)
-        if check_replay and not self._replay_check(pid, t):
+        if check_replay and not self._replay_check(pid, t, now):
             raise BadPacket("replayed or too old control packet")
         tag = packet[HEADER + REPLAY:ct_off]
         dec = self._dec
@@ -254,7 +265,7 @@ class TlsCryptWrapper(_Counted):
         if not hmac.compare_digest(tag, mac.digest(packet[:HEADER + REPLAY] + body)):
             raise BadPacket("control packet failed tls-crypt authentication")
         if check_replay:
-            self._replay_record(pid, t)
+            self._replay_record(pid, t, now)
         return packet[0], packet[1:HEADER], body
 
 
@@ -269,8 +280,9 @@ class TlsCryptV2ClientWrapper(TlsCryptWrapper):
 
     _wkc_ops = WKC_OPS
 
-    def __init__(self, kc: bytes, wkc: bytes, early_negotiation: bool = True, replay_window: int = 64) -> None:
-        super().__init__(kc, is_server=False, replay_window=replay_window)
+    def __init__(self, kc: bytes, wkc: bytes, early_negotiation: bool = True, replay_window: int = DEFAULT_SIZE,
+                 replay_time: float | None = DEFAULT_TIME_LIMIT) -> None:
+        super().__init__(kc, is_server=False, replay_window=replay_window, replay_time=replay_time)
         if not WKC_MIN_LEN <= len(wkc) <= WKC_MAX_LEN:
             raise ConfigError(f"tls-crypt-v2 wrapped client key has a bad size ({len(wkc)} bytes)")
         self.wkc = bytes(wkc)

@@ -585,7 +585,7 @@ def _auth(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
         p.set("auth", v)
 
 
-@reg.apply("replay-window", why="data-channel replay window: N packets of reordering, T seconds of age",
+@reg.apply("replay-window", why="replay window of the data and control channels: N packets of reordering, T seconds of age",
            sets=("replay_window", "replay_time"), used_by="session", nargs=(1, 2))
 def _replay_window(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
     """OpenVPN's bounds (packet_id.h): N in 0..65536, T in 0..600 (0: no time limit)."""
