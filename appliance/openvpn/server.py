@@ -21,7 +21,7 @@ import ipaddress
 from collections import deque
 from typing import Callable
 
-from . import keyfiles, wrapping
+from . import wrapping
 from .addresspool import AddressPool, AddressPool6
 from .admission import Admission
 from .clientpush import ClientPush
@@ -37,6 +37,7 @@ from .pushedsignal import restart_message
 from .server_model import ClientRecord, ServerSettings, StreamKey, V2Key
 from .session import Session
 from .timerheap import TimerHeap
+from .v2keycache import ClientKeyCache
 from .tls import build_context
 
 # A client's moves (float) make at most one ClientFloated event, so one log line, per this many
@@ -85,7 +86,7 @@ class ServerDispatcher(ClientPush):
         self.closed_streams: set = set()     # TCP connections whose session ended, until closed
         self._tls_ctx = None
         self._stateless = self._make_wrapper(None)
-        self._v2_unwrapper: keyfiles.ClientKeyUnwrapper | None = None   # made at the first WKc
+        self._v2_keys: ClientKeyCache | None = None     # made at the first WKc
         self._timers = TimerHeap()
         self.admission = Admission(st)
         self._batch: dict[int, tuple[ClientRecord, Session]] | None = None   # begin_batch..end_batch
@@ -111,7 +112,7 @@ class ServerDispatcher(ClientPush):
             self.cookies = self.cookies.with_hand_window(st.hand_window)
         self._tls_ctx = None
         self._stateless = self._make_wrapper(None)
-        self._v2_unwrapper = None             # the reload's tls-crypt-v2 server key, at its first WKc
+        self._v2_keys = None                  # the reload's tls-crypt-v2 server key, at its first WKc
 
     def tls_context(self):
         """The TLS context of the current settings, made once per settings (a reload's new CA,
@@ -446,24 +447,23 @@ class ServerDispatcher(ClientPush):
             self._count(e.reason)
         return None, []
 
-    def _unwrap_first(self, packet: bytes, op: int):
-        """-> (wrapper for this client or None, (op_byte, sid, body)). No state is recorded."""
+    def _unwrap_first(self, packet: bytes, op: int, now: float):
+        """-> (client key or None, wrapper, (op_byte, sid, body)). No state is recorded."""
         v2 = None
         if self.st.protection == "tls-crypt-v2":
             if op not in (Op.CONTROL_HARD_RESET_CLIENT_V3, Op.CONTROL_WKC_V1):
                 raise BadPacket("tls-crypt-v2 client packet without wrapped key")
             packet, wkc = wrapping.split_wkc_untrusted(packet)
-            unwrapper = self._v2_unwrapper
-            if unwrapper is None:
-                unwrapper = self._v2_unwrapper = keyfiles.ClientKeyUnwrapper(self.st.v2_server_key)
-            v2 = V2Key(*unwrapper.unwrap_untrusted(wkc))
-            w = self._make_wrapper(v2)
+            keys = self._v2_keys
+            if keys is None:
+                keys = self._v2_keys = ClientKeyCache(self.st.v2_server_key)
+            v2, w = keys.unwrap_untrusted(wkc, now)     # bounded: v2keycache.py
         else:
             w = self._stateless
         return v2, w, w.unwrap_untrusted(packet, 0.0, check_replay=False)
 
     def _on_reset(self, packet: bytes, op: int, addr, now: float) -> None:
-        v2, w, (ob, client_sid, body) = self._unwrap_first(packet, op)
+        v2, w, (ob, client_sid, body) = self._unwrap_first(packet, op, now)
         cb = decode_body_untrusted(op, body)
         if cb.msg_id != 0 or cb.acks:
             raise BadPacket("malformed hard reset")
@@ -498,7 +498,7 @@ class ServerDispatcher(ClientPush):
         self._count("stateless reset answered")
 
     def _on_third_packet(self, packet: bytes, op: int, addr, now: float) -> None:
-        v2, _w, (ob, client_sid, body) = self._unwrap_first(packet, op)
+        v2, _w, (ob, client_sid, body) = self._unwrap_first(packet, op, now)
         cb = decode_body_untrusted(op, body)
         if 0 not in cb.acks or cb.peer_sid is None:
             raise BadPacket("first packet does not ack our reset")
