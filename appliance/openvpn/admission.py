@@ -4,7 +4,8 @@ Why apart from the dispatcher: these are the anti-flood rules, worth reading on 
 established clients count toward max-clients, so half-open handshakes cannot lock real clients
 out by that count; instead handshakes in progress are bounded in total and per source address,
 cookie-less ones (old tls-crypt-v2 clients, address unproven) more tightly and one per client
-session id (a captured reset replayed from spoofed sources opens one session, not many), and
+session id (a captured reset replayed from spoofed sources opens one session, not many; the
+others must prove their address by a cookie exchange first), and
 OpenVPN's connect-freq / connect-freq-initial rate limits apply.
 """
 from __future__ import annotations
@@ -87,10 +88,13 @@ class Admission:
             return "connect-freq-initial limit reached"
         return None
 
-    def refuse_unverified(self, client_sid: bytes) -> str | None:
-        """Why a cookie-less session may not start (None: it may)."""
-        if bytes(client_sid) in self.unverified_sids:
-            return "replayed cookie-less reset (session id already in a handshake)"
+    def sid_in_cookie_less_handshake(self, client_sid: bytes) -> bool:
+        """Whether a cookie-less handshake (at some address) has this client session id."""
+        return bytes(client_sid) in self.unverified_sids
+
+    def refuse_unverified(self) -> str | None:
+        """Why a cookie-less session may not start (None: it may). A session id already in one
+        is not refused here: the dispatcher answers it with a cookie (server.py _on_reset)."""
         if self.n_unverified >= self.st.max_unverified:
             return "too many cookie-less handshakes in progress"
         return None

@@ -18,7 +18,7 @@ Protection before state (why the first packets are handled here and not in Sessi
 from __future__ import annotations
 
 import ipaddress
-from collections import deque
+from collections import OrderedDict, deque
 from typing import Callable
 
 from . import wrapping
@@ -47,6 +47,10 @@ FLOAT_REPORT_EVERY = 5.0
 # oldest, if that one is at least this old (seconds); see _make_room.
 HALF_OPEN_EVICT_AGE = 5.0
 V2_HELD_MAX = 8          # packets kept per session while tls-crypt-v2-verify decides
+# Keys of cookie-less tls-crypt-v2 resets answered with a cookie (a session id held by a handshake
+# elsewhere, _on_reset), kept for the sender's next packet: one per answer, so at most
+# connect-freq-initial's rate come in (10 a second by default); the oldest go first.
+COOKIE_KEYS_KEPT = 1024
 
 __all__ = ["AddressPool", "AddressPool6", "ClientRecord", "ServerDispatcher", "ServerSettings", "StreamKey", "V2Key"]
 
@@ -87,6 +91,8 @@ class ServerDispatcher(ClientPush):
         self._tls_ctx = None
         self._stateless = self._make_wrapper(None)
         self._v2_keys: ClientKeyCache | None = None     # made at the first WKc
+        # (addr, client session id) -> V2Key: cookie-less resets answered with a cookie (_on_reset)
+        self._cookie_keys: OrderedDict[tuple, V2Key] = OrderedDict()
         self._timers = TimerHeap()
         self.admission = Admission(st)
         self._batch: dict[int, tuple[ClientRecord, Session]] | None = None   # begin_batch..end_batch
@@ -113,6 +119,7 @@ class ServerDispatcher(ClientPush):
         self._tls_ctx = None
         self._stateless = self._make_wrapper(None)
         self._v2_keys = None                  # the reload's tls-crypt-v2 server key, at its first WKc
+        self._cookie_keys.clear()
 
     def tls_context(self):
         """The TLS context of the current settings, made once per settings (a reload's new CA,
@@ -447,12 +454,16 @@ class ServerDispatcher(ClientPush):
             self._count(e.reason)
         return None, []
 
-    def _unwrap_first(self, packet: bytes, op: int, now: float):
+    def _unwrap_first(self, packet: bytes, op: int, now: float, addr=None):
         """-> (client key or None, wrapper, (op_byte, sid, body)). No state is recorded."""
         v2 = None
         if self.st.protection == "tls-crypt-v2":
             if op not in (Op.CONTROL_HARD_RESET_CLIENT_V3, Op.CONTROL_WKC_V1):
-                raise BadPacket("tls-crypt-v2 client packet without wrapped key")
+                v2 = self._cookie_keys.get((addr, bytes(packet[1:9])))
+                if v2 is None:
+                    raise BadPacket("tls-crypt-v2 client packet without wrapped key")
+                w = self._make_wrapper(v2)      # at most one per answer (connect-freq-initial)
+                return v2, w, w.unwrap_untrusted(packet, 0.0, check_replay=False)
             packet, wkc = wrapping.split_wkc_untrusted(packet)
             keys = self._v2_keys
             if keys is None:
@@ -479,7 +490,17 @@ class ServerDispatcher(ClientPush):
             # many sessions, hence one session per client session id and a small total.
             if self.st.force_cookie:
                 raise BadPacket("tls-crypt-v2 reset without cookie support refused (force-cookie)")
-            refused = self.admission.refuse_unverified(client_sid)
+            if self.admission.sid_in_cookie_less_handshake(client_sid):
+                # That session id is held by a cookie-less handshake at another address (one
+                # at this address would have had this packet). A replay of that one's reset --
+                # or of this sender's, replayed there first: the first to bring a session id
+                # held it, and a client whose own reset came second was refused for hand-window.
+                # Neither may push the other out, so this one proves its address first: a
+                # cookie, as for every other client, its key kept for its next packet.
+                self._answer_reset(addr, client_sid, v2, False, now, keep_key=True)
+                self._count("cookie-less reset for a session id in a handshake elsewhere (answered with a cookie)")
+                return
+            refused = self.admission.refuse_unverified()
             if refused is not None:
                 raise BadPacket(refused)
             if addr in self.pending:
@@ -487,6 +508,13 @@ class ServerDispatcher(ClientPush):
                 raise BadPacket("cookie-less reset from an address with a handshake waiting")
             self._create(addr, now, client_sid, v2, packet_in=packet, op=op, unverified=True)
             return
+        self._answer_reset(addr, client_sid, v2, early, now)
+
+    def _answer_reset(self, addr, client_sid: bytes, v2: "V2Key | None", early: bool, now: float,
+                      keep_key: bool = False) -> None:
+        """The stateless answer: our reset, its session id the HMAC cookie for (addr, client_sid).
+        `keep_key`: a tls-crypt-v2 client that cannot resend its key: the key is kept (bounded,
+        _cookie_keys) for its next packet from `addr` with that session id."""
         refused = self.admission.refuse_stateless_answer(now)
         if refused is not None:
             raise BadPacket(refused)
@@ -496,9 +524,15 @@ class ServerDispatcher(ClientPush):
         rw = self._make_wrapper(v2)
         self.out.append((rw.wrap(op_byte(Op.CONTROL_HARD_RESET_SERVER_V2, 0), sid, reply_body, now), addr))
         self._count("stateless reset answered")
+        if keep_key:
+            kept = self._cookie_keys
+            kept[(addr, bytes(client_sid))] = v2
+            kept.move_to_end((addr, bytes(client_sid)))
+            if len(kept) > COOKIE_KEYS_KEPT:
+                kept.popitem(last=False)
 
     def _on_third_packet(self, packet: bytes, op: int, addr, now: float) -> None:
-        v2, _w, (ob, client_sid, body) = self._unwrap_first(packet, op, now)
+        v2, _w, (ob, client_sid, body) = self._unwrap_first(packet, op, now, addr)
         cb = decode_body_untrusted(op, body)
         if 0 not in cb.acks or cb.peer_sid is None:
             raise BadPacket("first packet does not ack our reset")
@@ -508,6 +542,7 @@ class ServerDispatcher(ClientPush):
             raise BadPacket("invalid or expired session cookie")
         if op == Op.CONTROL_WKC_V1:
             packet, _ = wrapping.split_wkc_untrusted(packet)
+        self._cookie_keys.pop((addr, bytes(client_sid)), None)
         rec = self._create(addr, now, client_sid, v2, own_sid=cb.peer_sid)
         if rec is None:
             return
