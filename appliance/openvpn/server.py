@@ -91,8 +91,9 @@ class ServerDispatcher(ClientPush):
         self._tls_ctx = None
         self._stateless = self._make_wrapper(None)
         self._v2_keys: ClientKeyCache | None = None     # made at the first WKc
-        # (addr, client session id) -> V2Key: cookie-less resets answered with a cookie (_on_reset)
-        self._cookie_keys: OrderedDict[tuple, V2Key] = OrderedDict()
+        # (addr, client session id) -> (V2Key, its stateless wrapper): cookie-less resets answered
+        # with a cookie (_on_reset)
+        self._cookie_keys: OrderedDict[tuple, tuple] = OrderedDict()
         self._timers = TimerHeap()
         self.admission = Admission(st)
         self._batch: dict[int, tuple[ClientRecord, Session]] | None = None   # begin_batch..end_batch
@@ -459,10 +460,10 @@ class ServerDispatcher(ClientPush):
         v2 = None
         if self.st.protection == "tls-crypt-v2":
             if op not in (Op.CONTROL_HARD_RESET_CLIENT_V3, Op.CONTROL_WKC_V1):
-                v2 = self._cookie_keys.get((addr, bytes(packet[1:9])))
-                if v2 is None:
+                kept = self._cookie_keys.get((addr, bytes(packet[1:9])))
+                if kept is None:
                     raise BadPacket("tls-crypt-v2 client packet without wrapped key")
-                w = self._make_wrapper(v2)      # at most one per answer (connect-freq-initial)
+                v2, w = kept
                 return v2, w, w.unwrap_untrusted(packet, 0.0, check_replay=False)
             packet, wkc = wrapping.split_wkc_untrusted(packet)
             keys = self._v2_keys
@@ -497,7 +498,7 @@ class ServerDispatcher(ClientPush):
                 # held it, and a client whose own reset came second was refused for hand-window.
                 # Neither may push the other out, so this one proves its address first: a
                 # cookie, as for every other client, its key kept for its next packet.
-                self._answer_reset(addr, client_sid, v2, False, now, keep_key=True)
+                self._answer_reset(addr, client_sid, v2, False, now, keep=w)
                 self._count("cookie-less reset for a session id in a handshake elsewhere (answered with a cookie)")
                 return
             refused = self.admission.refuse_unverified()
@@ -511,10 +512,11 @@ class ServerDispatcher(ClientPush):
         self._answer_reset(addr, client_sid, v2, early, now)
 
     def _answer_reset(self, addr, client_sid: bytes, v2: "V2Key | None", early: bool, now: float,
-                      keep_key: bool = False) -> None:
+                      keep=None) -> None:
         """The stateless answer: our reset, its session id the HMAC cookie for (addr, client_sid).
-        `keep_key`: a tls-crypt-v2 client that cannot resend its key: the key is kept (bounded,
-        _cookie_keys) for its next packet from `addr` with that session id."""
+        `keep`: a tls-crypt-v2 client that cannot resend its key: its key and this stateless
+        wrapper of it are kept (bounded, _cookie_keys) for its next packet from `addr` with that
+        session id (the wrapper too: a context built per packet was what v2keycache.py bounds)."""
         refused = self.admission.refuse_stateless_answer(now)
         if refused is not None:
             raise BadPacket(refused)
@@ -524,9 +526,9 @@ class ServerDispatcher(ClientPush):
         rw = self._make_wrapper(v2)
         self.out.append((rw.wrap(op_byte(Op.CONTROL_HARD_RESET_SERVER_V2, 0), sid, reply_body, now), addr))
         self._count("stateless reset answered")
-        if keep_key:
+        if keep is not None:
             kept = self._cookie_keys
-            kept[(addr, bytes(client_sid))] = v2
+            kept[(addr, bytes(client_sid))] = (v2, keep)
             kept.move_to_end((addr, bytes(client_sid)))
             if len(kept) > COOKIE_KEYS_KEPT:
                 kept.popitem(last=False)

@@ -71,3 +71,30 @@ def test_the_clients_session_id_from_elsewhere_touches_neither_its_handshake_nor
     for p in [reset] + mid:
         d.receive(p, ELSEWHERE, 1.0)
     assert d.record(VICTIM) is rec and rec.alive and rec.addr == VICTIM
+
+
+def test_packets_for_a_kept_key_build_no_context_each(pki, monkeypatch):  # noqa: F811
+    """The key kept for a cookie answer's sender is kept with its tls-crypt context: a key holder
+    flooding packets under that (address, session id) makes none per packet."""
+    v2 = keyfiles.parse_tls_crypt_v2_server_key(keyfiles.generate_tls_crypt_v2_server_key())
+    d = _mk_server(pki, "tls-crypt-v2", v2_server_key=v2)
+    victim = _old_v2_client(pki, v2)
+    reset = bytes(victim.take_outgoing()[0])
+    d.receive(reset, ELSEWHERE, 0.5)
+    d.receive(reset, VICTIM, 0.6)                  # answered with a cookie, its key kept
+    for p, a in d.take_outgoing():
+        if a == VICTIM:
+            victim.receive(p, 0.6)
+    first = [bytes(p) for p in victim.take_outgoing()]
+    built = []
+    real = wrapping.TlsCryptWrapper
+    monkeypatch.setattr(wrapping, "TlsCryptWrapper", lambda *a, **kw: built.append(1) or real(*a, **kw))
+    for i in range(100):                           # the sender's packet with a cookie gone wrong
+        p = bytearray(first[0])
+        p[-1] ^= 1
+        d.receive(bytes(p), VICTIM, 0.7)
+    assert len(built) == 0 and d.stats["control packet failed tls-crypt authentication"] == 100
+    for p in first:
+        d.receive(p, VICTIM, 0.8)
+    _pump(d, [(victim, VICTIM)], now=0.8)
+    assert _up(victim)
