@@ -28,8 +28,8 @@ VICTIM, ELSEWHERE = ("198.18.34.1", 5000), ("198.18.34.99", 6000)
 
 def _old_v2_client(pki, v2, i=6):  # noqa: F811
     kc, wkc = keyfiles.parse_tls_crypt_v2_client_key(keyfiles.generate_tls_crypt_v2_client_key(v2))
-    return _mk_client(pki, pki["clients"][i], lambda: wrapping.TlsCryptV2ClientWrapper(kc, wkc, early_negotiation=False),
-                      early=True)
+    return _mk_client(pki, pki["clients"][i],
+                      lambda: wrapping.TlsCryptV2ClientWrapper(kc, wkc, early_negotiation=False), early=True)
 
 
 def test_a_replay_of_the_clients_reset_from_elsewhere_first_does_not_keep_it_out(pki):  # noqa: F811
