@@ -120,7 +120,7 @@ def _raw_ack(xid: int, chaddr: bytes = MAC, sid: str = "198.18.0.1", mask: str =
 
 def _wait_on_loopback(datagrams: list[bytes], server: str | None = "198.18.0.1", kinds=frozenset({ACK}),
                       timeout: float = 5.0, keep: tuple[str, int] | None = None):
-    from appliance.boot.dhcp_client import Drops, _wait
+    from appliance.boot.dhcp_client import Drops, Transaction, _wait
     rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
@@ -129,7 +129,7 @@ def _wait_on_loopback(datagrams: list[bytes], server: str | None = "198.18.0.1",
         for d in datagrams:
             tx.sendto(d, rx.getsockname())
         drops = Drops("wan0", clock=lambda: 0.0)
-        return _wait(rx, 7, MAC, set(kinds), timeout, drops, (), server, keep), drops.counts
+        return _wait(Transaction(rx, 7, MAC, drops), set(kinds), timeout, (), server, keep), drops.counts
     finally:
         rx.close()
         tx.close()
@@ -187,7 +187,7 @@ def test_a_flood_for_other_transactions_does_not_hide_the_real_reply():
     """The socket filter (only_ours): junk for another transaction or client takes no room in the
     socket's queue. Without it, a flood that fills the queue faster than the paced reading empties
     it (here: 20,000 datagrams queued before any is read) makes the kernel drop the real ACK."""
-    from appliance.boot.dhcp_client import Drops, _wait, only_ours
+    from appliance.boot.dhcp_client import Drops, Transaction, _wait, only_ours
     rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
@@ -198,7 +198,7 @@ def test_a_flood_for_other_transactions_does_not_hide_the_real_reply():
             tx.sendto(_raw_ack(7, chaddr=bytes(6)), rx.getsockname())
         tx.sendto(_raw_ack(7), rx.getsockname())
         drops = Drops("wan0", clock=lambda: 0.0)
-        got = _wait(rx, 7, MAC, {ACK}, 2.0, drops, (), "198.18.0.1")
+        got = _wait(Transaction(rx, 7, MAC, drops), {ACK}, 2.0, (), "198.18.0.1")
         assert got is not None and got[1].address == "198.18.0.55"
         assert drops.counts == {}
     finally:
