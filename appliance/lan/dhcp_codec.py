@@ -36,6 +36,7 @@ O_T1, O_T2, O_CLIENT_ID, O_SEARCH, O_END = 58, 59, 61, 119, 255
 
 IP_UDP_HEADERS = 28              # an IPv4 header without options + a UDP header
 MIN_MESSAGE = 576 - IP_UDP_HEADERS   # what every client takes (RFC 2131 2: 236 + 312 octets of options)
+BOOTP_MIN = 300                  # a BOOTP message's minimum (RFC 951): replies are padded to it
 
 _HDR = struct.Struct("!BBBBIHH4s4s4s4s16s")
 BROADCAST_FLAG = 0x8000
@@ -71,17 +72,19 @@ class Request:
     def server_id(self) -> IPv4Address | None:
         return self.address_option(O_SERVER_ID)
 
-    @property
-    def max_size(self) -> int:
-        """The largest DHCP message the client takes: option 57 (at least 576, RFC 2132 9.10, at
-        most the Ethernet MTU) less the IP and UDP headers. Why less: the size is the whole IP
-        datagram's (RFC 2131 2: the 576 octets every client takes are an IP datagram, 312 of them
-        options; dhcpcd and systemd-networkd send their MTU, ISC's and systemd's servers subtract
-        the headers), and a reply over the MTU goes out in IP fragments, which clients reading
-        through a packet filter (dhclient, dhcpcd, systemd-networkd) drop: no lease."""
+    def max_size(self, link_mtu: int = 1500) -> int:
+        """The largest DHCP message we send this client: option 57 (at least 576, RFC 2132 9.10),
+        at most the LAN NIC's MTU `link_mtu`, less the IP and UDP headers. Why less: the size is
+        the whole IP datagram's (RFC 2131 2: the 576 octets every client takes are an IP datagram,
+        312 of them options; dhcpcd and systemd-networkd send their MTU, ISC's and systemd's
+        servers subtract the headers). Why the NIC's MTU: a reply over it goes out in IP
+        fragments, which clients reading through a packet filter (dhclient, dhcpcd,
+        systemd-networkd) drop: no lease. The NIC's MTU may be below 1500 (a VLAN, a tunnel
+        underneath, a config) -- then below even the 576 a client takes -- or above it (jumbo
+        frames, a client whose option 57 says so)."""
         v = self.options.get(O_MAX_SIZE)
         n = struct.unpack("!H", v)[0] if v is not None and len(v) == 2 else 576
-        return max(576, min(n, 1500)) - IP_UDP_HEADERS
+        return min(max(576, n), link_mtu) - IP_UDP_HEADERS
 
     @property
     def params(self) -> bytes:
@@ -180,7 +183,7 @@ def encode_reply(req: Request, kind: int, yiaddr: IPv4Address | None, server: IP
     """A BOOTREPLY to `req`: message type and server id first, then `options` (each already
     encoded by `option`, so the server encodes its fixed ones once) in order, each one left out
     when it would not fit the client's maximum message size (the optional ones come last: domain
-    and search list), then END, padded to the 300 bytes of a BOOTP minimum."""
+    and search list), then END, padded to the 300 bytes of a BOOTP minimum when `max_size` allows."""
     ciaddr = req.ciaddr.packed if kind == ACK else bytes(4)
     hdr = _HDR.pack(2, 1, 6, 0, req.xid, 0, req.flags & BROADCAST_FLAG, ciaddr,
                     (yiaddr.packed if yiaddr is not None else bytes(4)), bytes(4), bytes(4), req.mac.ljust(16, b"\0"))
@@ -193,8 +196,9 @@ def encode_reply(req: Request, kind: int, yiaddr: IPv4Address | None, server: IP
         if len(out) + len(o) + 1 <= max_size:
             out += o
     out.append(O_END)
-    if len(out) < 300:
-        out += bytes(300 - len(out))
+    pad_to = min(BOOTP_MIN, max_size)        # a link MTU under 328 bytes: no padding past it
+    if len(out) < pad_to:
+        out += bytes(pad_to - len(out))
     return bytes(out)
 
 

@@ -26,9 +26,11 @@ last at most PRE_TUNNEL_LEASE seconds, so the client's renewal at T1 picks up th
 """
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import logging
 import socket
+import struct
 from collections import OrderedDict
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
@@ -57,6 +59,17 @@ RATE, BURST = 200.0, 400.0   # messages handled per second (token bucket): a flo
 CLIENT_RATE, CLIENT_BURST = 1.0, 8.0   # ... from a bound lease's own address: its own bucket (see handle)
 BROADCAST = "255.255.255.255"
 LINK_LOCAL4 = IPv4Network("169.254.0.0/16")   # on every link of many hosts: asked there, never through the tunnel
+SIOCGIFMTU = 0x8921
+
+
+def nic_mtu(sock: socket.socket, ifname: str) -> int | None:
+    """The MTU of NIC `ifname` now (an ioctl on any socket: no file, no netlink), None if it fails."""
+    try:
+        r = fcntl.ioctl(sock.fileno(), SIOCGIFMTU, struct.pack("16si", ifname.encode()[:15], 0))
+    except OSError:
+        return None
+    mtu = struct.unpack_from("16si", r)[1]
+    return mtu if mtu > 0 else None
 
 
 @dataclass
@@ -95,7 +108,7 @@ class DhcpServer:
 
     def __init__(self, lan: IPv4Interface, first: IPv4Address, last: IPv4Address, lease_time: int,
                  static: Iterable[tuple[str, IPv4Address]] = (), dns_forwarder: bool = True,
-                 max_leases: int = MAX_LEASES) -> None:
+                 max_leases: int = MAX_LEASES, link_mtu: int = 1500) -> None:
         self.lan = lan
         self.server = lan.ip
         self.net = lan.network
@@ -127,6 +140,7 @@ class DhcpServer:
         self.dropped = 0                   # their total (the service logs when it moves)
         self.declines = 0                  # DECLINEs taken (an address rests)
         self.sent: dict[str, int] = {}     # replies by type
+        self.link_mtu = link_mtu           # the LAN NIC's MTU: no reply is larger (DhcpService reads it)
 
     # ---------------------------------------------------------------- what the tunnel pushed
     def set_pushed(self, pushed: "PushedOptions | None") -> None:
@@ -339,7 +353,7 @@ class DhcpServer:
                 self._search_option = c.option(c.O_SEARCH, c.encode_domain_list(self.search))
             opts.append(self._search_option)
         yiaddr = IPv4Address(addr) if addr is not None else None
-        data = c.encode_reply(req, kind, yiaddr, self.server, opts, req.max_size)
+        data = c.encode_reply(req, kind, yiaddr, self.server, opts, req.max_size(self.link_mtu))
         # RFC 2131 4.1: to ciaddr when the client has an address (renewal, INFORM); otherwise
         # broadcast (see DhcpService for why not a unicast to yiaddr).
         dest = str(req.ciaddr) if self._lan_host(req.ciaddr) else BROADCAST
@@ -359,7 +373,7 @@ class DhcpServer:
         return self._fixed
 
     def _nak(self, req: c.Request) -> Reply:
-        data = c.encode_reply(req, c.NAK, None, self.server, [], req.max_size)
+        data = c.encode_reply(req, c.NAK, None, self.server, [], req.max_size(self.link_mtu))
         return Reply(data, BROADCAST, c.NAK)       # RFC 2131 4.3.2: NAKs are broadcast
 
     # ---------------------------------------------------------------- allocation
@@ -539,14 +553,25 @@ class DhcpService:
         self.sock, self.pump = s, pump
         pump.watch(s, self._on_read)
         srv = self.server
-        log.info("DHCP server on %s: %s-%s, %d static, lease %d s", self.lan_if, IPv4Address(srv.first),
-                 IPv4Address(srv.last), len(srv.static), srv.lease_time)
+        self._read_mtu()
+        log.info("DHCP server on %s: %s-%s, %d static, lease %d s, replies within its MTU %d",
+                 self.lan_if, IPv4Address(srv.first), IPv4Address(srv.last), len(srv.static), srv.lease_time,
+                 srv.link_mtu)
+
+    def _read_mtu(self) -> None:
+        """The LAN NIC's MTU caps every reply (one ioctl per wake-up: an admin or a VLAN's parent
+        may change it while we run). Unreadable: the last one read (1500 at first)."""
+        if self.sock is not None:
+            mtu = nic_mtu(self.sock, self.lan_if)
+            if mtu is not None:
+                self.server.link_mtu = mtu
 
     def _on_read(self) -> None:
         s, pump = self.sock, self.pump
         if s is None or pump is None:
             return
         now = pump.clock()
+        self._read_mtu()
         for _ in range(self.BATCH):
             try:
                 data, src = s.recvfrom(c.MAX_LEN + 1)

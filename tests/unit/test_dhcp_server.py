@@ -508,6 +508,51 @@ def test_keys_load(tmp_path):
     assert dhcp[0].server.dns_forwarder is False        # DHCP then hands out the pushed servers
 
 
+def test_a_reply_fits_the_lan_nics_mtu_whatever_size_the_client_gave():
+    """The LAN NIC's MTU caps a reply, besides the client's option 57: we assumed 1500, and on a
+    NIC of a smaller MTU (a VLAN, a config) a client giving 1500 (dhcpcd, systemd-networkd send
+    their own NIC's) got a reply in IP fragments, which clients reading through a packet filter
+    drop -- no lease; one giving nothing got 576 on a link that carries less. A larger MTU
+    (jumbo frames) lets a client that says so have the whole search list in one datagram."""
+    names = [f"d{i}" + "x" * 50 + f".example{i}" for i in range(30)]
+    params = bytes((1, 3, 6, 15, 51, 119))
+    for mtu in (400, 576, 1280, 1500, 9000):
+        s = server(link_mtu=mtu)
+        s.set_pushed(pushed(search=names))
+        for given in (None, 576, 1500, 9000, 65535):
+            extra = b"" if given is None else bytes((57, 2)) + given.to_bytes(2, "big")
+            offer = one(s, msg(c.DISCOVER, mac(1), params=params, extra=extra))
+            limit = min(max(576, given or 576), mtu)
+            assert offer.size + 28 <= limit, (mtu, given, offer.size)
+            assert (offer.kind, offer.addr(3), offer.u32(51)) == (c.OFFER, LAN.ip, 3600), (mtu, given)
+            nak = one(s, msg(c.REQUEST, mac(1), requested="198.18.51.7", extra=extra))
+            assert nak.kind == c.NAK and nak.size + 28 <= limit
+    s = server(link_mtu=9000)
+    s.set_pushed(pushed(search=names))
+    jumbo = one(s, msg(c.DISCOVER, mac(1), params=params, extra=bytes((57, 2)) + (9000).to_bytes(2, "big")))
+    assert jumbo.size > 1500 and c.decode_domain_list(jumbo.opts[119]) == names
+
+
+def test_the_service_reads_the_nics_mtu_for_each_batch(monkeypatch):
+    """DhcpService asks the kernel for the LAN NIC's MTU (SIOCGIFMTU) when it starts and at each
+    wake-up, so a changed MTU counts from the next reply; an unreadable one keeps the last."""
+    import socket
+    from appliance.lan import dhcp_server
+    from appliance.lan.dhcp_server import DhcpService, nic_mtu
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sk:
+        assert nic_mtu(sk, "lo") == int(Path("/sys/class/net/lo/mtu").read_text())
+        assert nic_mtu(sk, "no-such-nic0") is None
+        svc = DhcpService(server(), "lan0")
+        svc.sock = sk
+        mtus = iter([1280, None, 9000])
+        monkeypatch.setattr(dhcp_server, "nic_mtu", lambda sock, name: next(mtus))
+        got = []
+        for _ in range(3):
+            svc._read_mtu()
+            got.append(svc.server.link_mtu)
+        assert got == [1280, 1280, 9000]
+
+
 @pytest.mark.parametrize("extra,role,why", [
     ('dhcp_range = ["198.18.50.100"]', "client", "exactly two"),
     ('dhcp_range = ["198.18.50.200", "198.18.50.100"]', "client", "is after"),
