@@ -23,7 +23,9 @@ def lan_observers(cfg: "ApplianceConfig", wan_if: str, lan_if: str | None) -> li
         from ..router.nics import lan_address6
         from .dns_forwarder import DnsForwarder
         addr6 = lan_address6(cfg.lan, lan_if) if lan_if else None   # the address the RAs name (RDNSS)
-        out.append(DnsForwarder([str(cfg.lan.address.ip)] + ([str(addr6.ip)] if addr6 else []), lan_if))
+        out.append(DnsForwarder([str(cfg.lan.address.ip)] + ([str(addr6.ip)] if addr6 else []), lan_if,
+                                lan_networks=[cfg.lan.address.network, *([addr6.network] if addr6 else []),
+                                              *(r.network for r in cfg.lan.routes or ())]))
     out += ra_observers(cfg, lan_if)            # IPv6 router advertisements (lan/ra.py)
     out += status_observers(cfg, out)          # last: it reads the others (DHCP's lease_count)
     return out

@@ -57,6 +57,9 @@ The rules:
   server that ignores the client's limit (or a hostile one) must not hand the LAN client a
   datagram it may cut, drop or misread; the client asks again over TCP, which we serve.
 - the tunnel going down (or the servers changing) ends every outstanding query with SERVFAIL.
+- single-label names and reverse lookups of the LAN's and private addresses are answered here
+  (NXDOMAIN), tunnel up or down, and never reach the VPN's servers (`local`, dns_local.py says
+  which and why); within the rates, as any query.
 """
 from __future__ import annotations
 
@@ -66,6 +69,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Hashable
 
 from . import dns_wire as w
+from .dns_local import LocalZones
 
 Server = tuple[str, int]
 
@@ -150,6 +154,7 @@ class ForwarderCore:
     per_source: dict[Hashable, int] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)
     buckets: dict[Hashable, list[float]] = field(default_factory=dict)   # source -> [tokens, quiet, refilled]
+    local: LocalZones | None = None     # questions answered here, never forwarded (dns_local.py)
 
     def __post_init__(self) -> None:
         self._lan = [2 * self.limits.lan_rate, None]     # the shared bucket: tokens, refilled
@@ -260,6 +265,11 @@ class ForwarderCore:
                 self.count("TCP connection closed: over one LAN address's query rate")
                 return [refused, Close(client)]
             return [refused]
+        if self.local is not None and msg.question.qclass == w.CLASS_IN:
+            here = self.local.answer(msg.question.name, msg.question.qtype)
+            if here is not None:
+                self.count(here[1])
+                return [Reply(client, w.reply(data, msg, here[0]))]
         if not self.servers:
             self.count("answered SERVFAIL: no tunnel DNS")
             return [Reply(client, w.reply(data, msg, w.SERVFAIL))]

@@ -22,6 +22,8 @@ core's (dns_core.py); this module moves bytes and enforces where they may go:
   others out, and one host's connection flood, queries or not, closes its own rather than
   another host's waiting for its answer), an idle timeout counted from the last complete query (a
   trickle of bytes does not keep a connection), and bounded bytes in and out per connection.
+- Single-label names and reverse lookups of the LAN's and private addresses are answered here,
+  never forwarded (dns_local.py): they told the VPN provider the LAN's names and addresses.
 - What the LAN or upstream sends that we drop is counted and logged every LOG_EVERY seconds at
   most, with the core's counters.
 """
@@ -37,6 +39,7 @@ from typing import TYPE_CHECKING, Callable, Iterable
 from ..gateway.eventlog import MAX_SUMMARY_ITEMS, some_of
 from . import dns_core
 from .dns_core import Close, Done, ForwarderCore, Limits, Reply, Send
+from .dns_local import IPNet, LocalZones, vpn_networks
 from .pushed_dns import not_through_the_tunnel, own_address
 
 if TYPE_CHECKING:
@@ -125,13 +128,14 @@ class DnsForwarder:
     """The `[lan] dns_forwarder` service (see the module doc)."""
 
     def __init__(self, listen: list[str], lan_if: str | None, port: int = DNS_PORT, limits: Limits | None = None,
-                 bind_device: bool = True, is_own: Callable[[str, Iterable[str]], bool] = own_address) -> None:
+                 bind_device: bool = True, is_own: Callable[[str, Iterable[str]], bool] = own_address,
+                 lan_networks: Iterable[IPNet] = ()) -> None:
         self.listen = list(listen)
         self.lan_if = lan_if
         self.port = port
         self.bind_device = bind_device  # False only in tests on loopback without CAP_NET_RAW
         self.is_own = is_own            # tests on loopback let their fake upstream's address through
-        self.core = ForwarderCore(limits or Limits())
+        self.core = ForwarderCore(limits or Limits(), local=LocalZones(lan_networks))
         self.pump: "Pump | None" = None
         self.udp: list[socket.socket] = []
         self.tcp_listeners: list[socket.socket] = []
@@ -190,6 +194,8 @@ class DnsForwarder:
         servers: list[dns_core.Server] = []
         self.src = {}
         p = state.pushed
+        if state.up and p is not None and self.core.local is not None:
+            self.core.local.set_vpn_networks(vpn_networks(p))
         if state.up and p is not None and state.tun_name:
             if p.ifconfig:
                 self.src[socket.AF_INET] = p.ifconfig[0]

@@ -640,11 +640,16 @@ def make_dns():
     server; 3 the same with the expected ID patched in (to get past the ID check); 4 that query's
     attempt fails; 5 tunnel down; 6 tunnel up; 7 a TCP client goes away. After every step the
     bounds must hold (AssertionError is a finding)."""
+    import ipaddress
     from appliance.lan.dns_core import ForwarderCore, Limits, Reply
+    from appliance.lan.dns_local import LocalZones
     servers = [("198.19.0.1", 53), ("2001:db8:19::1", 53)]
+    zones = LocalZones([ipaddress.ip_network("198.18.50.0/23"), ipaddress.ip_network("fd18:50::/64")])
+    zones.set_vpn_networks([ipaddress.ip_network("10.8.0.0/16"), ipaddress.ip_network("fd00:8::/32")])
 
     def one(data: bytes) -> None:
-        c = ForwarderCore(Limits(max_outstanding=4, max_per_source=2, max_attempts=2), random_id=lambda: 0x1234)
+        c = ForwarderCore(Limits(max_outstanding=4, max_per_source=2, max_attempts=2), random_id=lambda: 0x1234,
+                          local=zones)
         c.set_servers(servers)
         now = 0.0
         for step in data.split(DNS_SEP)[:64]:
