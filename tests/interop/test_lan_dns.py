@@ -13,6 +13,7 @@ One lab for the module: the OpenVPN server and the appliance are restarted betwe
 """
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 import subprocess
@@ -170,6 +171,25 @@ def test_lan_host_resolves_the_vpn_name_over_udp_and_tcp(dns_lab, push):
     # a stock client too (busybox nslookup, UDP)
     r = dns_lab.lab.lan.run(f"busybox nslookup {SECRET_NAME} {LAN_APP}", check=False)
     assert BEHIND in r.stdout, r.stdout + r.stderr
+
+
+def test_lan_names_and_addresses_are_answered_here_not_asked_of_the_vpn(dns_lab):
+    """A single-label name and the reverse lookup of a LAN address are answered NXDOMAIN by the
+    appliance and never reach the VPN's DNS server (dnsmasq logs every query it gets); the
+    reverse lookup of the VPN's tunnel server does reach it."""
+    if dns_lab.appliance is None:
+        dns_lab.restart("dhcp-option")
+    mark = len(dns_lab.dnsmasq.log())
+    lan_ptr = ipaddress.ip_address(LAN_HOST).reverse_pointer
+    vpn_ptr = ipaddress.ip_address(TUN_SRV).reverse_pointer
+    got = ask(dns_lab.lab, [("printer", 1, False), ("printer", 28, True), (lan_ptr, 12, False),
+                            ("b._dns-sd._udp.0.50.18.198.in-addr.arpa", 12, False), (vpn_ptr, 12, False),
+                            (SECRET_NAME, 1, False)])
+    assert [r["rcode"] for r in got[:4]] == [3, 3, 3, 3], got
+    assert got[5]["rcode"] == 0 and got[5]["addrs"] == [BEHIND], got
+    log = dns_lab.dnsmasq.log()[mark:]
+    assert f"query[PTR] {vpn_ptr}" in log, log[-2000:]
+    assert "printer" not in log and "50.18.198.in-addr.arpa" not in log, log[-2000:]
 
 
 def test_servfail_at_once_while_the_tunnel_is_down_then_recovery(dns_lab):
