@@ -30,7 +30,7 @@ TYPE_NAMES = {1: "DISCOVER", 2: "OFFER", 3: "REQUEST", 4: "DECLINE", 5: "ACK", 6
               8: "INFORM"}
 
 # Option codes we read or write.
-O_PAD, O_MASK, O_ROUTER, O_DNS, O_DOMAIN, O_BROADCAST = 0, 1, 3, 6, 15, 28
+O_PAD, O_MASK, O_ROUTER, O_DNS, O_HOSTNAME, O_DOMAIN, O_BROADCAST = 0, 1, 3, 6, 12, 15, 28
 O_REQUESTED, O_LEASE, O_OVERLOAD, O_TYPE, O_SERVER_ID, O_PARAMS, O_MESSAGE, O_MAX_SIZE = 50, 51, 52, 53, 54, 55, 56, 57
 O_T1, O_T2, O_CLIENT_ID, O_SEARCH, O_END = 58, 59, 61, 119, 255
 
@@ -259,6 +259,29 @@ def decode_domain_list(data: bytes) -> list[str]:
             j += 1 + n
         names.append(".".join(labels))
     return names
+
+
+# Names a LAN host may not take through DHCP: proxy auto-discovery (WPAD) and ISATAP are looked up
+# by name, and a host answering to them gets the others' web traffic or an IPv6 tunnel (Windows'
+# DNS server refuses them by default, its "global query block list"; dnsmasq's manual says how
+# to); localhost is every host's own.
+RESERVED_HOSTNAMES = frozenset(("wpad", "isatap", "localhost"))
+
+
+def host_label(value: bytes | None) -> str | None:
+    """The host name a client gave in option 12, as a DNS label we may serve (lower case), or None:
+    its first label (a client may send its FQDN; the domain part is not ours to serve), NULs at
+    the end taken off (some clients send them), letters, digits and inner hyphens only, 1..63
+    octets (RFC 952/1123), not a reserved name."""
+    if not value:
+        return None
+    text = bytes(value).rstrip(b"\0").split(b".", 1)[0]
+    if not 0 < len(text) <= 63 or text[:1] == b"-" or text[-1:] == b"-":
+        return None
+    if not all(c in b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-" for c in text):
+        return None
+    name = text.decode("ascii").lower()
+    return None if name in RESERVED_HOSTNAMES else name
 
 
 def valid_domain(name: str) -> bool:

@@ -80,6 +80,7 @@ class Lease:
     bound: bool              # False: offered, waiting for the REQUEST
     tokens: float = CLIENT_BURST     # the rate limit of messages from this lease's address
     refilled: float | None = None
+    name: str | None = None          # the host name it gave (option 12), served by the DNS forwarder
 
     def take_token(self, now: float) -> bool:
         """One message from this lease's address may be handled (CLIENT_RATE a second)."""
@@ -141,6 +142,8 @@ class DhcpServer:
         self.declines = 0                  # DECLINEs taken (an address rests)
         self.sent: dict[str, int] = {}     # replies by type
         self.link_mtu = link_mtu           # the LAN NIC's MTU: no reply is larger (DhcpService reads it)
+        self.names: dict[str, Lease] = {}  # host names of leases (option 12), for the DNS forwarder
+        self.name_conflicts = 0
 
     # ---------------------------------------------------------------- what the tunnel pushed
     def set_pushed(self, pushed: "PushedOptions | None") -> None:
@@ -286,8 +289,52 @@ class DhcpServer:
             if not self._take(req.mac, a, now + self._lease_time(), bound=True, now=now):
                 self._drop("pool exhausted")
                 return None
+            raw = req.options.get(c.O_HOSTNAME)
+            if raw is not None:                # none given (some renewals): the lease keeps its name
+                self._set_name(self.by_mac[req.mac], c.host_label(raw), now)
             return self._reply(req, c.ACK, a)
         return self._nak(req)
+
+    # ---------------------------------------------------------------- host names (for DNS)
+    def _set_name(self, lease: Lease, name: str | None, now: float) -> None:
+        """The lease answers to `name` in the LAN's DNS from now on (None: to none). First come:
+        a name another MAC's live lease holds stays that lease's (a host cannot take over the
+        printer's name by asking for it; it ends with that lease's release or expiry)."""
+        if name == lease.name:
+            return
+        self._drop_name(lease)
+        if name is None:
+            return
+        holder = self.names.get(name)
+        if holder is not None and self._live(holder, now):
+            self.name_conflicts += 1
+            n = self.name_conflicts
+            if n <= 5 or n % 1000 == 0:
+                log.info("DHCP: %s asked for the host name %r, which %s holds: not given (%d so far)",
+                         mac_text(lease.mac), name, mac_text(holder.mac), n)
+            return
+        if holder is not None:
+            holder.name = None
+        lease.name = name
+        self.names[name] = lease
+
+    def _drop_name(self, lease: Lease) -> None:
+        if lease.name is not None and self.names.get(lease.name) is lease:
+            del self.names[lease.name]
+        lease.name = None
+
+    def _live(self, lease: Lease, now: float) -> bool:
+        return lease.bound and lease.expires > now and self.by_mac.get(lease.mac) is lease
+
+    def address_of(self, name: str, now: float) -> IPv4Address | None:
+        """The address of the live lease that gave host name `name` (lower case), or None."""
+        lease = self.names.get(name)
+        return IPv4Address(lease.addr) if lease is not None and self._live(lease, now) else None
+
+    def name_of(self, addr: IPv4Address, now: float) -> str | None:
+        """The host name of the live lease of `addr`, or None."""
+        lease = self.by_addr.get(int(addr))
+        return lease.name if lease is not None and self._live(lease, now) else None
 
     def _decline(self, req: c.Request, now: float) -> Reply | None:
         a = req.requested
@@ -464,6 +511,7 @@ class DhcpServer:
         return True
 
     def _remove(self, lease: Lease) -> None:
+        self._drop_name(lease)
         if self.by_mac.get(lease.mac) is lease:
             del self.by_mac[lease.mac]
             if lease.mac not in self.static:
@@ -610,6 +658,13 @@ class DhcpService:
 
     def lease_count(self) -> int:
         return self.server.lease_count(self.pump.clock() if self.pump is not None else 0.0)
+
+    # The DNS forwarder's view of the leases (dns_local.LeaseNames): names of live leases only.
+    def address_of(self, name: str) -> IPv4Address | None:
+        return self.server.address_of(name, self.pump.clock() if self.pump is not None else 0.0)
+
+    def name_of(self, addr: IPv4Address) -> str | None:
+        return self.server.name_of(addr, self.pump.clock() if self.pump is not None else 0.0)
 
     def close(self) -> None:
         if self.sock is not None:

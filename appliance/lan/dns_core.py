@@ -268,8 +268,9 @@ class ForwarderCore:
         if self.local is not None and msg.question.qclass == w.CLASS_IN:
             here = self.local.answer(msg.question.name, msg.question.qtype)
             if here is not None:
-                self.count(here[1])
-                return [Reply(client, w.reply(data, msg, here[0]))]
+                rcode, why, records = here
+                self.count(why)
+                return [Reply(client, w.answer(data, msg, records) if records else w.reply(data, msg, rcode))]
         if not self.servers:
             self.count("answered SERVFAIL: no tunnel DNS")
             return [Reply(client, w.reply(data, msg, w.SERVFAIL))]

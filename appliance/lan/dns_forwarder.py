@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Callable, Iterable
 from ..gateway.eventlog import MAX_SUMMARY_ITEMS, some_of
 from . import dns_core
 from .dns_core import Close, Done, ForwarderCore, Limits, Reply, Send
-from .dns_local import IPNet, LocalZones, vpn_networks
+from .dns_local import IPNet, LeaseNames, LocalZones, vpn_networks
 from .pushed_dns import not_through_the_tunnel, own_address
 
 if TYPE_CHECKING:
@@ -129,13 +129,13 @@ class DnsForwarder:
 
     def __init__(self, listen: list[str], lan_if: str | None, port: int = DNS_PORT, limits: Limits | None = None,
                  bind_device: bool = True, is_own: Callable[[str, Iterable[str]], bool] = own_address,
-                 lan_networks: Iterable[IPNet] = ()) -> None:
+                 lan_networks: Iterable[IPNet] = (), leases: LeaseNames | None = None) -> None:
         self.listen = list(listen)
         self.lan_if = lan_if
         self.port = port
         self.bind_device = bind_device  # False only in tests on loopback without CAP_NET_RAW
         self.is_own = is_own            # tests on loopback let their fake upstream's address through
-        self.core = ForwarderCore(limits or Limits(), local=LocalZones(lan_networks))
+        self.core = ForwarderCore(limits or Limits(), local=LocalZones(lan_networks, leases))
         self.pump: "Pump | None" = None
         self.udp: list[socket.socket] = []
         self.tcp_listeners: list[socket.socket] = []

@@ -11,6 +11,10 @@ servers know neither the LAN's names nor its addresses. dnsmasq's `domain-needed
 What is answered here (NXDOMAIN: no records; no SOA, so nobody caches it for long):
 - a single-label name, any type but the ones a validating resolver asks of a top-level domain
   (NS, SOA, DS, DNSKEY and DNSSEC's other record types: those go on, so DNSSEC keeps working);
+  the host name a LAN host gave the DHCP server (option 12) has its lease's address (A, TTL 0,
+  while the lease lives), and that address's reverse name the host name (PTR), as dnsmasq
+  answers from its leases; names under the pushed domain stay the VPN's (a LAN host naming
+  itself "mail" must not become mail.<the company's domain>);
 - a name under a reverse zone of RFC 6303 (10/8, 172.16/12, 192.168/16, 0/8, 127/8,
   169.254/16, the documentation nets, 255.255.255.255; ::, ::1, fd00::/8, fe80::/10,
   2001:db8::/32), of RFC 7793 (100.64/10), or of the LAN's own networks when they are not
@@ -27,7 +31,7 @@ most 127), no recursion; tests/unit/test_dns_local.py.
 from __future__ import annotations
 
 import ipaddress
-from typing import Iterable
+from typing import Iterable, Protocol
 
 from .dns_wire import NOERROR, NXDOMAIN
 
@@ -45,6 +49,18 @@ LOCAL_REVERSE = tuple(ipaddress.ip_network(n) for n in (
 
 SINGLE_LABEL = "answered locally: single-label name"
 REVERSE = "answered locally: reverse lookup of a LAN or private address"
+LEASE = "answered locally: a DHCP lease's host name"
+T_A, T_PTR, T_ANY = 1, 12, 255
+
+Records = list[tuple[int, bytes]]             # (type, RDATA) of the answer section
+
+
+class LeaseNames(Protocol):
+    """The DHCP server's leases as the DNS sees them (dhcp_server.DhcpService): live leases only."""
+
+    def address_of(self, name: str) -> ipaddress.IPv4Address | None: ...
+
+    def name_of(self, addr: ipaddress.IPv4Address) -> str | None: ...
 _V4, _V6 = (b"in-addr", b"arpa"), (b"ip6", b"arpa")
 
 
@@ -115,7 +131,8 @@ def _number(p: bytes, base: int) -> bool:
 class LocalZones:
     """Which questions are answered here (see the module doc); `answer` decides one."""
 
-    def __init__(self, lan_networks: Iterable[IPNet] = ()) -> None:
+    def __init__(self, lan_networks: Iterable[IPNet] = (), leases: LeaseNames | None = None) -> None:
+        self.leases = leases
         self.lan = [n for n in lan_networks if not n.is_global]
         zones = [z for n in (*LOCAL_REVERSE, *self.lan) for z in zone_cuts(n)]
         self.zones = {(z.version, z): None for z in zones}          # the apexes, for NODATA
@@ -127,26 +144,44 @@ class LocalZones:
         the VPN's servers' to answer. Kept while the tunnel is down (a reconnect pushes the same)."""
         self.vpn = list(dict.fromkeys(nets))[:4096]
 
-    def answer(self, qname: bytes, qtype: int) -> tuple[int, str] | None:
-        """(RCODE, why) when the question is answered here (NXDOMAIN, or NOERROR with no records
-        for a zone's apex), None when it goes upstream."""
+    def answer(self, qname: bytes, qtype: int) -> tuple[int, str, Records] | None:
+        """(RCODE, why, records) when the question is answered here -- NXDOMAIN, NOERROR with no
+        records (a zone's apex; a lease's name asked for another type), or a lease's A or PTR
+        record -- None when it goes upstream."""
         parts = labels(qname)
         if len(parts) == 1:
-            return None if qtype in TLD_TYPES else (NXDOMAIN, SINGLE_LABEL)
+            if qtype in TLD_TYPES:
+                return None
+            return self._lease_address(parts[0].decode("ascii", "replace").lower(), qtype)
         rev = reverse_network(parts)
         if rev is None:
             return None
         net, below = rev
         if any(net.version == n.version and net.subnet_of(n) for n in self.lan):
-            return self._local(net, below)
+            return self._lease_name(net, below, qtype) or self._local(net, below)
         if any(net.version == v.version and net.overlaps(v) for v in self.vpn):
             return None
         if any(net.version == n.version and net.subnet_of(n) for n in self.networks):
             return self._local(net, below)
         return None
 
-    def _local(self, net: IPNet, below: int) -> tuple[int, str]:
-        return (NOERROR if below == 0 and (net.version, net) in self.zones else NXDOMAIN), REVERSE
+    def _lease_address(self, name: str, qtype: int) -> tuple[int, str, Records]:
+        addr = self.leases.address_of(name) if self.leases is not None else None
+        if addr is None:
+            return NXDOMAIN, SINGLE_LABEL, []
+        return NOERROR, LEASE, [(T_A, addr.packed)] if qtype in (T_A, T_ANY) else []
+
+    def _lease_name(self, net: IPNet, below: int, qtype: int) -> tuple[int, str, Records] | None:
+        if self.leases is None or below or net.version != 4 or net.prefixlen != 32:
+            return None
+        name = self.leases.name_of(net.network_address)       # type: ignore[arg-type]
+        if name is None:
+            return None
+        wire = bytes((len(name),)) + name.encode("ascii") + b"\0"
+        return NOERROR, LEASE, [(T_PTR, wire)] if qtype in (T_PTR, T_ANY) else []
+
+    def _local(self, net: IPNet, below: int) -> tuple[int, str, Records]:
+        return (NOERROR if below == 0 and (net.version, net) in self.zones else NXDOMAIN), REVERSE, []
 
 
 def vpn_networks(pushed) -> list[IPNet]:

@@ -156,6 +156,16 @@ def reply(query: bytes, msg: Message, rcode: int) -> bytes:
     return struct.pack("!HHHHHH", msg.id, flags, 1, 0, 0, 0) + query[HEADER:msg.question_end]
 
 
+def answer(query: bytes, msg: Message, records: list[tuple[int, bytes]], ttl: int = 0) -> bytes:
+    """Our own NOERROR answer to a parsed query: `reply`'s header and question, then `records`
+    (type, RDATA) of the question's name (a pointer to it) and class, TTL `ttl`."""
+    flags = QR | (msg.flags & (OPCODE_MASK | RD)) | RA
+    out = struct.pack("!HHHHHH", msg.id, flags, 1, len(records), 0, 0) + query[HEADER:msg.question_end]
+    for rtype, rdata in records:
+        out += struct.pack("!HHHIH", 0xC00C, rtype, msg.question.qclass, ttl, len(rdata)) + rdata
+    return out
+
+
 def formerr(mid: int, flags: int = 0) -> bytes:
     """FORMERR with no question: for a query we could not parse (RFC 1035 4.1.1)."""
     return struct.pack("!HHHHHH", mid, QR | (flags & (OPCODE_MASK | RD)) | FORMERR, 0, 0, 0, 0)

@@ -12,6 +12,7 @@ system's)."""
 from __future__ import annotations
 
 import ipaddress
+import re
 import shutil
 import sys
 import time
@@ -76,10 +77,10 @@ class Host:
     def forget(self) -> None:
         self.ns.run(f"ip addr flush dev {self.ifname}; ip route flush dev {self.ifname}", check=False)
 
-    def udhcpc(self) -> dict[str, str]:
+    def udhcpc(self, extra: str = "") -> dict[str, str]:
         """`busybox udhcpc -i IF -n -q`: one lease, then exit (no release)."""
         s = self.script("udhcpc", UDHCPC_SCRIPT)
-        r = self.ns.run(f"{BUSYBOX} udhcpc -i {self.ifname} -n -q -f -t 8 -T 2 -O search -s {s}", check=False,
+        r = self.ns.run(f"{BUSYBOX} udhcpc -i {self.ifname} -n -q -f -t 8 -T 2 -O search -s {s} {extra}", check=False,
                         timeout=60)
         assert r.returncode == 0, f"udhcpc on {self.name} got no lease:\n{r.stdout}\n{r.stderr}"
         return _vars(Path(f"{s}.out"))
@@ -115,7 +116,7 @@ def lab(tmp_path_factory):
     lab = RouterLab(tmp_path_factory.mktemp("lan-dhcp"))
     try:
         lab.openvpn_server()
-        lab.dns_server()
+        lab.dnsmasq = lab.dns_server()
         lab.web_server()
         lab.toml = lab.appliance_toml(client_profile(lab.pki), lan_extra=(
             f'dhcp_range = ["{RANGE[0]}", "{RANGE[1]}"]\ndhcp_lease_time = {LEASE_TIME}\n'
@@ -168,6 +169,23 @@ def test_dhclient_gets_address_gateway_dns_and_domain(lab):
 def test_a_static_lease_is_honoured(lab):
     got = lab.hosts["static"].udhcpc()
     assert got["ip"] == STATIC_IP and got["router"] == LAN_APP, got
+
+
+def test_a_lease_host_name_resolves_on_the_lan_and_is_never_asked_of_the_vpn(lab):
+    """udhcpc giving its host name (option 12): the appliance's DNS forwarder answers that name
+    with the lease's address and the address's PTR with the name, as a home router's dnsmasq
+    does; neither question reaches the VPN's DNS server (its dnsmasq logs every query)."""
+    h = lab.hosts["veth"]
+    mark = len(lab.dnsmasq.log())
+    got = h.udhcpc("-x hostname:lan34printer")
+    r = h.ns.run(f"{BUSYBOX} nslookup -type=a lan34printer {LAN_APP}", check=False, timeout=30)
+    assert re.search(rf"Address:\s*{re.escape(got['ip'])}\b", r.stdout), r.stdout + r.stderr
+    r = h.ns.run(f"{BUSYBOX} nslookup {got['ip']} {LAN_APP}", check=False, timeout=30)
+    assert "name = lan34printer" in r.stdout, r.stdout + r.stderr
+    r = h.ns.run(f"{BUSYBOX} nslookup -type=a lan34scanner {LAN_APP}", check=False, timeout=30)
+    assert "NXDOMAIN" in r.stdout + r.stderr, r.stdout + r.stderr
+    log = lab.dnsmasq.log()[mark:]
+    assert "lan34" not in log and "50.18.198.in-addr.arpa" not in log, log[-2000:]
 
 
 INFORM = r"""

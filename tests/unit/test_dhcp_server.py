@@ -533,6 +533,44 @@ def test_a_reply_fits_the_lan_nics_mtu_whatever_size_the_client_gave():
     assert jumbo.size > 1500 and c.decode_domain_list(jumbo.opts[119]) == names
 
 
+def hostname(name: bytes) -> bytes:
+    return bytes((12, len(name))) + name
+
+
+def test_lease_host_names_for_the_lans_dns():
+    """The host name a client gives (option 12) names its lease in the LAN's DNS while the lease
+    lives: first come (another MAC asking for a held name gets none), gone with the release or
+    the expiry, kept through a renewal that gives none; the first label of an FQDN; names that
+    are not DNS labels, and wpad / isatap / localhost, are not taken."""
+    s = server()
+    s.set_pushed(pushed())
+
+    def bind(m: bytes, extra: bytes, now: float = 100.0) -> IPv4Address:
+        offer = one(s, msg(c.DISCOVER, m, extra=extra), now)
+        ack = one(s, msg(c.REQUEST, m, requested=str(offer.yiaddr), server=str(LAN.ip), extra=extra), now)
+        assert ack.kind == c.ACK
+        return ack.yiaddr
+
+    a = bind(mac(1), hostname(b"Printer\0"))
+    assert s.address_of("printer", 100.0) == a and s.name_of(a, 100.0) == "printer"
+    b = bind(mac(2), hostname(b"printer"))                       # taken: the second host gets no name
+    assert s.address_of("printer", 100.0) == a and s.name_of(b, 100.0) is None and s.name_conflicts == 1
+    renew = one(s, msg(c.REQUEST, mac(1), ciaddr=str(a)), 200.0)    # no option 12: the name stays
+    assert renew.kind == c.ACK and s.address_of("printer", 200.0) == a
+    assert one(s, msg(c.RELEASE, mac(1), ciaddr=str(a), server=str(LAN.ip))) is None
+    assert s.address_of("printer", 200.0) is None and s.name_of(a, 200.0) is None
+    b2 = bind(mac(2), hostname(b"printer"), 200.0)               # free now
+    assert s.address_of("printer", 200.0) == b2
+    assert s.address_of("printer", 200.0 + 3601) is None          # expired
+    d = bind(mac(4), hostname(b"laptop.home.example"))
+    assert s.address_of("laptop", 100.0) == d
+    for i, bad in enumerate((b"wpad", b"ISATAP", b"localhost", b"-x", b"a_b", b"caf\xc3\xa9", b"x" * 64, b"",
+                             b"a b", b".lan")):
+        e = bind(mac(10 + i), hostname(bad))
+        assert s.name_of(e, 100.0) is None, bad
+    assert "wpad" not in s.names and len(s.names) == 2
+
+
 def test_the_service_reads_the_nics_mtu_for_each_batch(monkeypatch):
     """DhcpService asks the kernel for the LAN NIC's MTU (SIOCGIFMTU) when it starts and at each
     wake-up, so a changed MTU counts from the next reply; an unreadable one keeps the last."""

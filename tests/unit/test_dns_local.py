@@ -22,8 +22,10 @@ def zones(vpn=()) -> LocalZones:
 
 
 def ask(z: LocalZones, name: str, qtype: int = 12):
+    """(RCODE, why) of a question answered here, None when it goes upstream."""
     q = w.parse_untrusted(w.encode_query(1, name, qtype)).question
-    return z.answer(q.name, q.qtype)
+    r = z.answer(q.name, q.qtype)
+    return None if r is None else r[:2]
 
 
 def rev(addr: str) -> str:
@@ -111,7 +113,7 @@ def test_never_raises_for_any_name(labels, qtype):
     wire = b"".join(bytes((len(x),)) + x for x in labels) + b"\0"
     if len(wire) <= 255:
         r = zones(["10.8.0.0/16"]).answer(wire, qtype)
-        assert r is None or r[0] in (w.NXDOMAIN, w.NOERROR)
+        assert r is None or (r[0] in (w.NXDOMAIN, w.NOERROR) and r[2] == [])
 
 
 def test_the_forwarder_answers_them_itself_tunnel_up_or_down_and_forwards_the_rest():
@@ -127,3 +129,39 @@ def test_the_forwarder_answers_them_itself_tunnel_up_or_down_and_forwards_the_re
     (s,) = c.query("cli", "198.18.50.10", w.encode_query(9, rev("10.8.0.1"), 12), 1.0)
     assert isinstance(s, Send)
     assert c.counts[SINGLE_LABEL] == 2 and c.counts[REVERSE] == 4 and c.counts["forwarded"] == 1
+
+
+class Leases:
+    """The DHCP server's view (dhcp_server.DhcpService.address_of / name_of)."""
+
+    def __init__(self, names: dict[str, str]) -> None:
+        self.names = {k: ipaddress.IPv4Address(v) for k, v in names.items()}
+
+    def address_of(self, name):
+        return self.names.get(name)
+
+    def name_of(self, addr):
+        return next((n for n, a in self.names.items() if a == addr), None)
+
+
+def test_a_lease_host_name_answers_with_its_address_and_its_address_with_the_name():
+    """As dnsmasq answers from its leases: `printer` A is the printer's lease, the lease address's
+    PTR is `printer`; AAAA of it is NOERROR with no records (the name exists); other names and
+    addresses stay NXDOMAIN, and names under a domain are never answered from leases."""
+    c = ForwarderCore(local=LocalZones([LAN], Leases({"printer": "198.18.50.120"})))
+    c.set_servers([("198.19.0.1", 53)])
+
+    def q(name, qtype):
+        (r,) = c.query("cli", "198.18.50.10", w.encode_query(5, name, qtype), 0.0)
+        return r
+
+    r = q("PRINTER", 1)
+    assert w.rcode(r.data) == w.NOERROR and r.data[6:8] == b"\0\1" and r.data[-4:] == bytes((198, 18, 50, 120))
+    assert r.data[-10:-6] == b"\0\0\0\0"                             # TTL 0, as dnsmasq's lease names
+    r = q("printer", 28)
+    assert w.rcode(r.data) == w.NOERROR and r.data[6:8] == b"\0\0"
+    r = q(rev("198.18.50.120"), 12)
+    assert w.rcode(r.data) == w.NOERROR and r.data.endswith(b"\x07printer\0")
+    assert w.rcode(q("scanner", 1).data) == w.NXDOMAIN
+    assert w.rcode(q(rev("198.18.50.121"), 12).data) == w.NXDOMAIN
+    assert isinstance(q("printer.vpn.test", 1), Send)
