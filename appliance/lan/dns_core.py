@@ -265,8 +265,8 @@ class ForwarderCore:
                 self.count("TCP connection closed: over one LAN address's query rate")
                 return [refused, Close(client)]
             return [refused]
-        if self.local is not None and msg.question.qclass == w.CLASS_IN:
-            here = self.local.answer(msg.question.name, msg.question.qtype)
+        if self.local is not None:
+            here = self.local.answer(msg.question.name, msg.question.qtype, msg.question.qclass)
             if here is not None:
                 rcode, why, records = here
                 self.count(why)

@@ -19,6 +19,9 @@ What is answered here (NXDOMAIN: no records; no SOA, so nobody caches it for lon
   169.254/16, the documentation nets, 255.255.255.255; ::, ::1, fd00::/8, fe80::/10,
   2001:db8::/32), of RFC 7793 (100.64/10), or of the LAN's own networks when they are not
   global addresses (the zone apex itself answers NOERROR with no records: it exists);
+- names under home.arpa (RFC 8375, the home network's names: `printer.home.arpa` is a lease's
+  name as `printer` is) and resolver.arpa (RFC 9462's discovery of encrypted resolvers, which a
+  forwarder must not pass on), both in IANA's registry of locally served zones;
 - except where the VPN claims the addresses: a reverse name whose network overlaps a pushed
   route or the tunnel's own subnet goes to the VPN's servers as before (a company's 10.0.0.0/8
   behind the VPN has its reverse zone on the company's servers). redirect-gateway claims no
@@ -33,7 +36,7 @@ from __future__ import annotations
 import ipaddress
 from typing import Iterable, Protocol
 
-from .dns_wire import NOERROR, NXDOMAIN
+from .dns_wire import CLASS_IN, NOERROR, NXDOMAIN
 
 IPNet = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -51,6 +54,13 @@ SINGLE_LABEL = "answered locally: single-label name"
 REVERSE = "answered locally: reverse lookup of a LAN or private address"
 LEASE = "answered locally: a DHCP lease's host name"
 T_A, T_PTR, T_ANY = 1, 12, 255
+CLASS_ANY = 255
+# Forward zones of the IANA registry of locally-served zones: home.arpa (RFC 8375: the home
+# network's own names -- `printer.home.arpa` is a lease's name as `printer` is) and resolver.arpa
+# (RFC 9462: a forwarder must not pass these on; the VPN's resolver would name its own encrypted
+# endpoints, for an address -- ours -- its certificate does not hold).
+HOME_ARPA, RESOLVER_ARPA = (b"home", b"arpa"), (b"resolver", b"arpa")
+SPECIAL_ZONES = {HOME_ARPA: "answered locally: home.arpa", RESOLVER_ARPA: "answered locally: resolver.arpa"}
 
 Records = list[tuple[int, bytes]]             # (type, RDATA) of the answer section
 
@@ -144,37 +154,48 @@ class LocalZones:
         the VPN's servers' to answer. Kept while the tunnel is down (a reconnect pushes the same)."""
         self.vpn = list(dict.fromkeys(nets))[:4096]
 
-    def answer(self, qname: bytes, qtype: int) -> tuple[int, str, Records] | None:
+    def answer(self, qname: bytes, qtype: int, qclass: int = CLASS_IN) -> tuple[int, str, Records] | None:
         """(RCODE, why, records) when the question is answered here -- NXDOMAIN, NOERROR with no
         records (a zone's apex; a lease's name asked for another type), or a lease's A or PTR
-        record -- None when it goes upstream."""
+        record (class IN or ANY) -- None when it goes upstream."""
         parts = labels(qname)
+        leases = self.leases if qclass in (CLASS_IN, CLASS_ANY) else None
         if len(parts) == 1:
             if qtype in TLD_TYPES:
                 return None
-            return self._lease_address(parts[0].decode("ascii", "replace").lower(), qtype)
+            return self._lease_address(leases, parts[0], qtype, SINGLE_LABEL)
+        tail = tuple(x.lower() for x in parts[-2:])
+        if tail in SPECIAL_ZONES and len(parts) >= 2:
+            why = SPECIAL_ZONES[tail]
+            if len(parts) == 2:
+                return NOERROR, why, []                  # the zone's apex: it exists
+            if len(parts) == 3 and tail == HOME_ARPA:
+                return self._lease_address(leases, parts[0], qtype, why)
+            return NXDOMAIN, why, []
         rev = reverse_network(parts)
         if rev is None:
             return None
         net, below = rev
         if any(net.version == n.version and net.subnet_of(n) for n in self.lan):
-            return self._lease_name(net, below, qtype) or self._local(net, below)
+            return self._lease_name(leases, net, below, qtype) or self._local(net, below)
         if any(net.version == v.version and net.overlaps(v) for v in self.vpn):
             return None
         if any(net.version == n.version and net.subnet_of(n) for n in self.networks):
             return self._local(net, below)
         return None
 
-    def _lease_address(self, name: str, qtype: int) -> tuple[int, str, Records]:
-        addr = self.leases.address_of(name) if self.leases is not None else None
+    @staticmethod
+    def _lease_address(leases: LeaseNames | None, label: bytes, qtype: int, why: str) -> tuple[int, str, Records]:
+        addr = leases.address_of(label.decode("ascii", "replace").lower()) if leases is not None else None
         if addr is None:
-            return NXDOMAIN, SINGLE_LABEL, []
+            return NXDOMAIN, why, []
         return NOERROR, LEASE, [(T_A, addr.packed)] if qtype in (T_A, T_ANY) else []
 
-    def _lease_name(self, net: IPNet, below: int, qtype: int) -> tuple[int, str, Records] | None:
-        if self.leases is None or below or net.version != 4 or net.prefixlen != 32:
+    @staticmethod
+    def _lease_name(leases: LeaseNames | None, net: IPNet, below: int, qtype: int) -> tuple[int, str, Records] | None:
+        if leases is None or below or net.version != 4 or net.prefixlen != 32:
             return None
-        name = self.leases.name_of(net.network_address)       # type: ignore[arg-type]
+        name = leases.name_of(net.network_address)       # type: ignore[arg-type]
         if name is None:
             return None
         wire = bytes((len(name),)) + name.encode("ascii") + b"\0"

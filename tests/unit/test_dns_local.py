@@ -8,7 +8,7 @@ from hypothesis import given, strategies as st
 
 from appliance.lan import dns_wire as w
 from appliance.lan.dns_core import ForwarderCore, Reply, Send
-from appliance.lan.dns_local import REVERSE, SINGLE_LABEL, LocalZones, reverse_network, vpn_networks, zone_cuts
+from appliance.lan.dns_local import LEASE, REVERSE, SINGLE_LABEL, LocalZones, reverse_network, vpn_networks, zone_cuts
 from appliance.openvpn.keymethod import PushedOptions
 
 N = ipaddress.ip_network
@@ -165,3 +165,28 @@ def test_a_lease_host_name_answers_with_its_address_and_its_address_with_the_nam
     assert w.rcode(q("scanner", 1).data) == w.NXDOMAIN
     assert w.rcode(q(rev("198.18.50.121"), 12).data) == w.NXDOMAIN
     assert isinstance(q("printer.vpn.test", 1), Send)
+
+
+def test_home_arpa_and_resolver_arpa_are_answered_here():
+    """IANA's locally served forward zones: home.arpa (RFC 8375) names the LAN's own hosts, and
+    resolver.arpa (RFC 9462) must not be forwarded: the VPN's resolver would answer with its own
+    encrypted endpoints for an address (ours) its certificate does not hold."""
+    z = LocalZones([LAN], Leases({"printer": "198.18.50.120"}))
+    assert z.answer(wire("printer.HOME.arpa"), 1) == (w.NOERROR, LEASE, [(1, bytes((198, 18, 50, 120)))])
+    assert ask(z, "scanner.home.arpa", 1) == (w.NXDOMAIN, "answered locally: home.arpa")
+    assert ask(z, "a.printer.home.arpa", 1)[0] == w.NXDOMAIN
+    assert ask(z, "home.arpa", 6) == (w.NOERROR, "answered locally: home.arpa")
+    assert ask(z, "_dns.resolver.arpa", 64) == (w.NXDOMAIN, "answered locally: resolver.arpa")
+    assert ask(z, "resolver.arpa", 6)[0] == w.NOERROR
+    assert ask(z, "ipv4only.arpa", 28) is None                  # NAT64 discovery: the VPN's to answer
+
+
+def test_lease_records_only_in_class_in_or_any():
+    z = LocalZones([LAN], Leases({"printer": "198.18.50.120"}))
+    assert z.answer(wire("printer"), 1, 3) == (w.NXDOMAIN, SINGLE_LABEL, [])          # CHAOS
+    assert z.answer(wire("printer"), 255, 255)[2] == [(1, bytes((198, 18, 50, 120)))]
+    assert z.answer(wire(rev("198.18.50.120")), 12, 3) == (w.NXDOMAIN, REVERSE, [])
+
+
+def wire(name: str) -> bytes:
+    return w.parse_untrusted(w.encode_query(1, name, 1)).question.name
