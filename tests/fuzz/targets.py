@@ -620,10 +620,13 @@ def make_dhcp_server():
             mac = data[1:7].ljust(6, b"\0")
             hdr = struct.pack("!BBBBIHH4s4s4s4s16s", 1, 1, 6, 0, 7, 0, 0, bytes(4), bytes(4), bytes(4), bytes(4),
                               mac.ljust(16, b"\0")) + bytes(192) + MAGIC
+            s.link_mtu = (1500, 576, 1280, 9000, 300)[(data[0] >> 4) % 5]      # the LAN NIC's MTU
             for i, opts in enumerate(data[7:].split(b"\xfe\xfe")[:16]):
-                s.handle(hdr + opts, 1.0 + 200.0 * i, sources[((data[0] >> 1) + i) % len(sources)])
+                for r in s.handle(hdr + opts, 1.0 + 200.0 * i, sources[((data[0] >> 1) + i) % len(sources)]):
+                    assert len(r.data) <= max(s.link_mtu - 28, 250), "a reply over the NIC's MTU"
                 held = set(s.by_addr) | set(s.declined) | s.static_addrs | {int(s.server)}
                 assert all(a in s.taken for a in held) and len(s.taken) == len(held), "taken set out of step"
+                assert all(s.by_mac.get(x.mac) is x and x.name == n for n, x in s.names.items()), "names out of step"
         else:
             s.handle(data[1:], 1.0)
     return one

@@ -571,6 +571,42 @@ def test_lease_host_names_for_the_lans_dns():
     assert "wpad" not in s.names and len(s.names) == 2
 
 
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 4), st.integers(1, 12), st.sampled_from([b"a", b"b", b"c", b"WPAD", b"a.x", b""]),
+                          st.integers(0, 30)), max_size=80))
+def test_lease_names_stay_consistent_whatever_a_lan_host_sends(steps):
+    """Any sequence of DISCOVER / REQUEST / RENEW / RELEASE / DECLINE from a few MACs with a few
+    names, over a small pool and table: each name belongs to one lease, that lease is in the
+    table and carries it, and a name answers only for a live lease."""
+    s = server(first=IPv4Address("198.18.50.100"), last=IPv4Address("198.18.50.104"), max_leases=4, static=())
+    now = 100.0
+    for kind, i, name, dt in steps:
+        now += dt
+        m, extra = mac(i), hostname(name) if name else b""
+        held = s.by_mac.get(m)
+        at = str(IPv4Address(held.addr)) if held is not None else "198.18.50.100"
+        if kind == 0:
+            s.handle(msg(c.DISCOVER, m, extra=extra), now)
+        elif kind == 1:
+            s.handle(msg(c.REQUEST, m, requested=at, server=str(LAN.ip), extra=extra), now)
+        elif kind == 2:
+            s.handle(msg(c.REQUEST, m, ciaddr=at, extra=extra), now, IPv4Address(at))
+        elif kind == 3:
+            s.handle(msg(c.RELEASE, m, ciaddr=at, server=str(LAN.ip)), now)
+        else:
+            s.handle(msg(c.DECLINE, m, requested=at, server=str(LAN.ip)), now)
+        for n, lease in s.names.items():
+            assert lease.name == n and n != "wpad" and s.by_mac.get(lease.mac) is lease
+        named = [x.name for x in s.by_mac.values() if x.name is not None]
+        assert len(named) == len(set(named))
+        for n in ("a", "b", "c"):
+            a = s.address_of(n, now)
+            if a is not None:
+                lease = s.by_addr[int(a)]
+                assert lease.name == n and lease.bound and lease.expires > now and s.by_mac[lease.mac] is lease
+        assert len(s.names) <= 4
+
+
 def test_the_service_reads_the_nics_mtu_for_each_batch(monkeypatch):
     """DhcpService asks the kernel for the LAN NIC's MTU (SIOCGIFMTU) when it starts and at each
     wake-up, so a changed MTU counts from the next reply; an unreadable one keeps the last."""
