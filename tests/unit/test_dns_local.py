@@ -8,7 +8,7 @@ from hypothesis import given, strategies as st
 
 from appliance.lan import dns_wire as w
 from appliance.lan.dns_core import ForwarderCore, Reply, Send
-from appliance.lan.dns_local import LEASE, REVERSE, SINGLE_LABEL, LocalZones, reverse_network, vpn_networks, zone_cuts
+from appliance.lan.dns_local import LEASE, REVERSE, SINGLE_LABEL, LocalZones, NetworkIndex, reverse_network, vpn_networks, zone_cuts
 from appliance.openvpn.keymethod import PushedOptions
 
 N = ipaddress.ip_network
@@ -190,3 +190,27 @@ def test_lease_records_only_in_class_in_or_any():
 
 def wire(name: str) -> bytes:
     return w.parse_untrusted(w.encode_query(1, name, 1)).question.name
+
+
+NETS4 = st.builds(lambda a, p: ipaddress.ip_network((a >> (32 - p) << (32 - p), p)), st.integers(0, 2**32 - 1),
+                  st.integers(0, 32))
+NETS6 = st.builds(lambda a, p: ipaddress.IPv6Network((a >> (128 - p) << (128 - p), p)), st.integers(0, 2**128 - 1),
+                  st.integers(0, 128))
+
+
+@given(st.lists(st.one_of(NETS4, NETS6), max_size=12), st.one_of(NETS4, NETS6))
+def test_the_network_index_says_what_a_scan_says(nets, probe):
+    """The index of the VPN's networks (a push may carry thousands of routes: a scan of 4096 took
+    8 ms per reverse lookup, which a LAN host may send 200 times a second) answers as the scan."""
+    idx = NetworkIndex(nets)
+    assert idx.overlaps(probe) == any(probe.version == n.version and probe.overlaps(n) for n in nets)
+    for n in nets:
+        assert idx.overlaps(n)
+        if n.prefixlen < n.max_prefixlen:
+            assert idx.overlaps(next(n.subnets()))
+
+
+def test_every_pushed_route_counts_however_many():
+    z = zones()
+    z.set_vpn_networks([N(f"10.{k // 256}.{k % 256}.0/24") for k in range(6000)])
+    assert ask(z, rev("10.23.111.9")) is None and ask(z, rev("10.24.0.1")) == (w.NXDOMAIN, REVERSE)
