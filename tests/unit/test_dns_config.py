@@ -25,6 +25,21 @@ def test_default_on_in_the_client_role(tmp_path):
     assert f.listen == ["198.18.50.1"] and f.lan_if == "eth1" and f.port == 53 and f.bind_device
 
 
+def test_the_forwarder_knows_the_lans_networks_and_the_dhcp_leases(tmp_path):
+    """What it answers itself (dns_local.py): the LAN's IPv4 network, its IPv6 /64, `[lan] routes`
+    networks; lease names from the DHCP server of the same TOML."""
+    import ipaddress
+    from appliance.lan.dhcp_server import DhcpService
+    cfg = load(tmp_path, 'address6 = "fd18:50::1/64"\nroutes = ["198.18.60.0/24 via 198.18.50.254"]\n'
+                         'dhcp_range = ["198.18.50.100", "198.18.50.199"]')
+    obs = lan_observers(cfg, "eth0", "eth1")
+    (f,) = [o for o in obs if isinstance(o, DnsForwarder)]
+    (d,) = [o for o in obs if isinstance(o, DhcpService)]
+    zones = f.core.local
+    assert zones.lan == [ipaddress.ip_network(n) for n in ("198.18.50.0/24", "fd18:50::/64", "198.18.60.0/24")]
+    assert zones.leases is d
+
+
 def test_off_on_request(tmp_path):
     cfg = load(tmp_path, "dns_forwarder = false")
     assert not [o for o in lan_observers(cfg, "eth0", "eth1") if isinstance(o, DnsForwarder)]
