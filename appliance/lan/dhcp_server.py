@@ -66,7 +66,7 @@ def nic_mtu(sock: socket.socket, ifname: str) -> int | None:
     """The MTU of NIC `ifname` now (an ioctl on any socket: no file, no netlink), None if it fails."""
     try:
         r = fcntl.ioctl(sock.fileno(), SIOCGIFMTU, struct.pack("16si", ifname.encode()[:15], 0))
-    except OSError:
+    except (OSError, ValueError):
         return None
     mtu = struct.unpack_from("16si", r)[1]
     return mtu if mtu > 0 else None
@@ -195,9 +195,10 @@ class DhcpServer:
         self._fixed = self._search_option = None
 
     # ---------------------------------------------------------------- entry point
-    def handle(self, data: bytes, now: float, source: IPv4Address | None = None) -> list[Reply]:
-        """One datagram from the LAN (`source`: its IP source address, when the caller knows it):
-        the replies to send (none for most drops). Never raises for
+    def handle(self, data: bytes, now: float, source: IPv4Address | None = None,
+               port: int | None = None) -> list[Reply]:
+        """One datagram from the LAN (`source`, `port`: its IP source address and UDP source port,
+        when the caller knows them): the replies to send (none for most drops). Never raises for
         any input (dhcp_codec.BadRequest is the only failure it expects, and it is counted).
         Beyond RATE messages a second (BURST at once) the rest are dropped unread: a LAN flood
         costs the pump the tunnel shares at most that much work (a real LAN needs a few a second).
@@ -233,6 +234,15 @@ class DhcpServer:
             req = c.decode_request_untrusted(data)
         except c.BadRequest as e:
             self._drop(str(e))
+            return []
+        if port is not None and port != CLIENT_PORT:
+            # Every DHCP client sends from port 68, where our replies go (RFC 2131 4.1) and where
+            # only a privileged process can listen. From any other port the sender cannot even
+            # read a reply: it is an unprivileged process on some LAN host (an app on a phone or
+            # a TV), which could otherwise RELEASE or DECLINE another host's lease (chaddr and
+            # ciaddr are visible on the LAN), bind the whole pool with REQUESTs, or take host
+            # names -- what otherwise needs root (raw sockets) on a LAN host.
+            self._drop("not from the DHCP client port 68")
             return []
         if req.kind == c.DISCOVER:
             r = self._discover(req, now)
@@ -628,7 +638,7 @@ class DhcpService:
             except OSError:
                 self.server._drop("receive error")
                 break
-            for r in self.server.handle(data, now, IPv4Address(src[0])):
+            for r in self.server.handle(data, now, IPv4Address(src[0]), src[1]):
                 try:
                     s.sendto(r.data, (r.dest, CLIENT_PORT))
                 except OSError:

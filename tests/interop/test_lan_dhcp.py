@@ -240,6 +240,8 @@ import random, socket, struct, sys
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 s.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
 s.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, sys.argv[1].encode())
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", 68))         # the client port, as a root attacker's: from any other nothing is acted on
 rng = random.Random(9)
 MAGIC = bytes((99, 130, 83, 99))
 def discover(mac):

@@ -607,6 +607,53 @@ def test_lease_names_stay_consistent_whatever_a_lan_host_sends(steps):
         assert len(s.names) <= 4
 
 
+def test_only_messages_from_the_dhcp_client_port_are_acted_on():
+    """A RELEASE of another host's lease (its chaddr and ciaddr are seen on the LAN) from an
+    unprivileged process on any LAN host -- one that cannot bind port 68 -- removed that lease;
+    so could such a process bind the pool or take host names with REQUESTs. Every DHCP client
+    sends from port 68 (where our replies go, and only a privileged process can listen): from
+    any other port nothing is done, counted."""
+    s = server()
+    a = lease(s, mac(1))
+    release = msg(c.RELEASE, mac(1), ciaddr=str(a), server=str(LAN.ip))
+    assert s.handle(release, 101.0, IPv4Address("198.18.50.66"), 40000) == []
+    assert s.lease_count(101.0) == 1 and s.drops["not from the DHCP client port 68"] == 1
+    assert s.handle(msg(c.DISCOVER, mac(2)), 101.0, IPv4Address(0), 5353) == []
+    req = msg(c.REQUEST, mac(3), requested="198.18.50.150", server=str(LAN.ip), extra=hostname(b"printer"))
+    assert s.handle(req, 101.0, IPv4Address(0), 1068) == [] and s.address_of("printer", 101.0) is None
+    assert [Got(r).kind for r in s.handle(req, 101.0, IPv4Address(0), 68)] == [c.ACK]
+    assert s.handle(release, 102.0, a, 68) == [] and s.lease_count(102.0) == 1     # the real client's
+
+
+def test_the_service_passes_the_source_port():
+    from appliance.lan.dhcp_server import DhcpService
+
+    class Sock:
+        def __init__(self, items):
+            self.items, self.sent = list(items), []
+
+        def recvfrom(self, n):
+            if not self.items:
+                raise BlockingIOError
+            return self.items.pop(0)
+
+        def sendto(self, data, dest):
+            self.sent.append(dest)
+
+        def fileno(self):
+            return -1
+
+    class Pump:
+        def clock(self):
+            return 100.0
+
+    svc = DhcpService(server(), "lan0")
+    svc.sock = Sock([(msg(c.DISCOVER, mac(1)), ("0.0.0.0", 40000)), (msg(c.DISCOVER, mac(2)), ("0.0.0.0", 68))])
+    svc.pump = Pump()  # type: ignore[assignment]
+    svc._on_read()
+    assert svc.sock.sent == [(BROADCAST, 68)] and svc.server.drops == {"not from the DHCP client port 68": 1}
+
+
 def test_the_service_reads_the_nics_mtu_for_each_batch(monkeypatch):
     """DhcpService asks the kernel for the LAN NIC's MTU (SIOCGIFMTU) when it starts and at each
     wake-up, so a changed MTU counts from the next reply; an unreadable one keeps the last."""
