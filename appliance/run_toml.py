@@ -195,7 +195,7 @@ def run_toml(path: str, verbose: int = 0) -> int:
                 gw.portshare_target = (share.address, share.port)    # resolved before the kill switch
             gw.ops.reload_options = functools.partial(server_reload, path, cfg)   # the TOML, read again
             return gw.run()
-        observers = lan_observers(cfg, wan_if, lan_if)
+        observers = lan_observers(cfg, wan_if, lan_if, opts)
         return gateway.client_gateway(opts, user, pw, observers=tuple(observers),
                                       lan_nets=lan_networks(cfg, lan_if)).run()
     except (RuntimeError, OSError, NetlinkError) as e:

@@ -13,8 +13,9 @@ if TYPE_CHECKING:
     from ..gateway.observers import TunnelObserver
 
 
-def lan_observers(cfg: "ApplianceConfig", wan_if: str, lan_if: str | None) -> list["TunnelObserver"]:
-    """The observers the TOML asks for (one line per service below; empty without a [lan])."""
+def lan_observers(cfg: "ApplianceConfig", wan_if: str, lan_if: str | None, opts=None) -> list["TunnelObserver"]:
+    """The observers the TOML asks for (one line per service below; empty without a [lan]);
+    `opts`: the OpenVPN profile's options (its `route` lines name the VPN's networks too)."""
     out: list["TunnelObserver"] = []
     dhcp = None
     if cfg.lan is not None and lan_if is not None and cfg.lan.dhcp_range is not None:
@@ -24,11 +25,14 @@ def lan_observers(cfg: "ApplianceConfig", wan_if: str, lan_if: str | None) -> li
     if cfg.lan is not None and cfg.vpn.role == "client" and cfg.lan.dns_forwarder:
         from ..router.nics import lan_address6
         from .dns_forwarder import DnsForwarder
+        from .dns_local import route_networks
         addr6 = lan_address6(cfg.lan, lan_if) if lan_if else None   # the address the RAs name (RDNSS)
         out.append(DnsForwarder([str(cfg.lan.address.ip)] + ([str(addr6.ip)] if addr6 else []), lan_if,
                                 lan_networks=[cfg.lan.address.network, *([addr6.network] if addr6 else []),
                                               *(r.network for r in cfg.lan.routes or ())],
-                                leases=dhcp))          # lease host names answered from the DHCP server
+                                leases=dhcp,           # lease host names answered from the DHCP server
+                                profile_networks=route_networks(getattr(opts, "route", ()),
+                                                                getattr(opts, "route_ipv6", ()))))
     out += ra_observers(cfg, lan_if)            # IPv6 router advertisements (lan/ra.py)
     out += status_observers(cfg, out)          # last: it reads the others (DHCP's lease_count)
     return out

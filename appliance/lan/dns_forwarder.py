@@ -129,13 +129,15 @@ class DnsForwarder:
 
     def __init__(self, listen: list[str], lan_if: str | None, port: int = DNS_PORT, limits: Limits | None = None,
                  bind_device: bool = True, is_own: Callable[[str, Iterable[str]], bool] = own_address,
-                 lan_networks: Iterable[IPNet] = (), leases: LeaseNames | None = None) -> None:
+                 lan_networks: Iterable[IPNet] = (), leases: LeaseNames | None = None,
+                 profile_networks: Iterable[IPNet] = ()) -> None:
         self.listen = list(listen)
         self.lan_if = lan_if
         self.port = port
         self.bind_device = bind_device  # False only in tests on loopback without CAP_NET_RAW
         self.is_own = is_own            # tests on loopback let their fake upstream's address through
         self.core = ForwarderCore(limits or Limits(), local=LocalZones(lan_networks, leases))
+        self.profile_networks = list(profile_networks)   # the profile's `route` lines: the VPN's too
         self.pump: "Pump | None" = None
         self.udp: list[socket.socket] = []
         self.tcp_listeners: list[socket.socket] = []
@@ -195,7 +197,7 @@ class DnsForwarder:
         self.src = {}
         p = state.pushed
         if state.up and p is not None and self.core.local is not None:
-            self.core.local.set_vpn_networks(vpn_networks(p))
+            self.core.local.set_vpn_networks([*vpn_networks(p), *self.profile_networks])
         if state.up and p is not None and state.tun_name:
             if p.ifconfig:
                 self.src[socket.AF_INET] = p.ifconfig[0]

@@ -23,7 +23,8 @@ What is answered here (NXDOMAIN: no records; no SOA, so nobody caches it for lon
   name as `printer` is) and resolver.arpa (RFC 9462's discovery of encrypted resolvers, which a
   forwarder must not pass on), both in IANA's registry of locally served zones;
 - except where the VPN claims the addresses: a reverse name whose network overlaps a pushed
-  route or the tunnel's own subnet goes to the VPN's servers as before (a company's 10.0.0.0/8
+  route, a `route`/`route-ipv6` of the profile or the tunnel's own subnet goes to the VPN's
+  servers as before (a company's 10.0.0.0/8
   behind the VPN has its reverse zone on the company's servers). redirect-gateway claims no
   network here: it routes everything, and forwarding every private lookup was the leak. The LAN's
   own networks stay local even then (a pushed route inside the LAN is never installed).
@@ -240,14 +241,21 @@ class NetworkIndex:
         return i < len(starts) and starts[i] <= a + (1 << (bits - plen)) - 1
 
 
-def vpn_networks(pushed) -> list[IPNet]:
-    """The networks a push claims: its routes (IPv4 and IPv6; not redirect-gateway's halves or a
-    default route, which claim everything) and the tunnel's own subnet."""
+def route_networks(routes: Iterable = (), routes6: Iterable = ()) -> list[IPNet]:
+    """The networks of `route` (network, netmask, ...) and `route-ipv6` (network/bits, ...) entries,
+    pushed or the profile's own: not redirect-gateway's halves or a default route (they claim
+    everything), nor a network given as a name."""
     out: list[IPNet] = []
-    for net, mask, *_ in getattr(pushed, "routes", None) or []:
+    for net, mask, *_ in routes:
         _add(out, f"{net}/{mask or '255.255.255.255'}")
-    for net, *_ in getattr(pushed, "routes_ipv6", None) or []:
+    for net, *_ in routes6:
         _add(out, net)
+    return out
+
+
+def vpn_networks(pushed) -> list[IPNet]:
+    """The networks a push claims: its routes and the tunnel's own subnet."""
+    out = route_networks(getattr(pushed, "routes", None) or (), getattr(pushed, "routes_ipv6", None) or ())
     ifc = getattr(pushed, "ifconfig", None)
     if ifc:
         local, other = ifc[0], ifc[1]

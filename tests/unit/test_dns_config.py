@@ -4,6 +4,7 @@ import pytest
 
 from appliance.config.schema import parse_appliance_config
 from appliance.lan import lan_observers
+from appliance.lan import dns_wire as w
 from appliance.lan.dns_forwarder import DnsForwarder
 from appliance.openvpn.config import ConfigErrors
 from appliance.openvpn.errors import ConfigError
@@ -38,6 +39,27 @@ def test_the_forwarder_knows_the_lans_networks_and_the_dhcp_leases(tmp_path):
     zones = f.core.local
     assert zones.lan == [ipaddress.ip_network(n) for n in ("198.18.50.0/24", "fd18:50::/64", "198.18.60.0/24")]
     assert zones.leases is d
+
+
+def test_the_profiles_own_routes_name_the_vpns_networks_too(tmp_path):
+    """`route 10.8.0.0 255.255.0.0` in the profile (not pushed): the reverse zone of 10.8/16 is
+    the VPN's servers' to answer, as a pushed route's is."""
+    import ipaddress
+    from appliance.gateway.observers import TunnelState
+    from appliance.openvpn.config.model import Route, Route6
+    from appliance.openvpn.keymethod import PushedOptions
+
+    class Opts:
+        route = [Route("10.8.0.0", "255.255.0.0", None, None), Route("0.0.0.0", "0.0.0.0", None, None)]
+        route_ipv6 = [Route6("fd00:8::/32", None, None)]
+
+    (f,) = [o for o in lan_observers(load(tmp_path), "eth0", "eth1", Opts()) if isinstance(o, DnsForwarder)]
+    p = PushedOptions()
+    p.routes = [("10.9.0.0", "255.255.0.0", None, None)]
+    f.tunnel_changed(TunnelState(True, "x", None, p))
+    rev = lambda a: w.parse_untrusted(w.encode_query(1, ipaddress.ip_address(a).reverse_pointer, 12)).question.name  # noqa: E731
+    assert [f.core.local.answer(rev(a), 12) for a in ("10.8.1.1", "10.9.1.1", "fd00:8::1")] == [None] * 3
+    assert f.core.local.answer(rev("10.10.1.1"), 12)[0] == w.NXDOMAIN
 
 
 def test_off_on_request(tmp_path):

@@ -85,7 +85,7 @@ def test_forwarding_never_on_without_the_kill_switch(tmp_path: Path, monkeypatch
     monkeypatch.setattr(rt, "configure_nic", lambda nic, undo, avoid=(): nic.name)
     monkeypatch.setattr(rt, "lan_address6", lambda lan, ifname: None)
     monkeypatch.setattr(rt, "enable_forwarding", host.enable_forwarding)
-    monkeypatch.setattr(rt, "lan_observers", lambda cfg, wan_if, lan_if: [])
+    monkeypatch.setattr(rt, "lan_observers", lambda cfg, wan_if, lan_if, opts=None: [])
     monkeypatch.setattr(killswitch, "apply_ruleset", host.apply_ruleset)
     monkeypatch.setattr(killswitch, "flush", host.flush)
     monkeypatch.setattr(rt.gateway, "client_gateway", host.client_gateway)

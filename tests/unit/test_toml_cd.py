@@ -28,7 +28,7 @@ def test_a_toml_profile_with_cd_runs_in_that_directory(tmp_path: Path, monkeypat
     monkeypatch.setattr(rt, "configure_nic", lambda nic, undo, avoid=(): nic.name)
     monkeypatch.setattr(rt, "lan_address6", lambda lan, ifname: None)
     monkeypatch.setattr(rt, "enable_forwarding", lambda undo, ipv6=False: None)
-    monkeypatch.setattr(rt, "lan_observers", lambda cfg, wan_if, lan_if: [])
+    monkeypatch.setattr(rt, "lan_observers", lambda cfg, wan_if, lan_if, opts=None: [])
     monkeypatch.setattr(rt, "resolve_remotes", lambda opts, wan_ipv6=False: [Endpoint("198.18.0.1", 1194, "udp")])
     monkeypatch.setattr(killswitch, "apply_ruleset", lambda text, netns=None: None)
     monkeypatch.setattr(killswitch, "flush", lambda netns=None: None)
