@@ -4,7 +4,7 @@ they told the VPN provider the LAN's names and addresses -- except the reverse z
 the VPN itself routes, whose servers are the ones that know them."""
 import ipaddress
 
-from hypothesis import given, strategies as st
+from hypothesis import given, settings, strategies as st
 
 from appliance.lan import dns_wire as w
 from appliance.lan.dns_core import ForwarderCore, Reply, Send
@@ -94,6 +94,7 @@ def test_a_global_lan_is_not_a_local_zone():
     assert ask(z, rev("203.0.114.5")) is None
 
 
+@settings(deadline=None)
 @given(st.one_of(st.ip_addresses(v=4), st.ip_addresses(v=6)), st.integers(0, 128))
 def test_reverse_network_is_the_network_the_name_denotes(addr, plen):
     step, bits = (8, 32) if addr.version == 4 else (4, 128)
@@ -108,6 +109,7 @@ def test_reverse_network_is_the_network_the_name_denotes(addr, plen):
     assert reverse_network(parts) == (net, 0)
 
 
+@settings(deadline=None)
 @given(st.lists(st.binary(min_size=1, max_size=63), min_size=0, max_size=8), st.integers(0, 65535))
 def test_never_raises_for_any_name(labels, qtype):
     wire = b"".join(bytes((len(x),)) + x for x in labels) + b"\0"
@@ -198,6 +200,7 @@ NETS6 = st.builds(lambda a, p: ipaddress.IPv6Network((a >> (128 - p) << (128 - p
                   st.integers(0, 128))
 
 
+@settings(deadline=None)
 @given(st.lists(st.one_of(NETS4, NETS6), max_size=12), st.one_of(NETS4, NETS6))
 def test_the_network_index_says_what_a_scan_says(nets, probe):
     """The index of the VPN's networks (a push may carry thousands of routes: a scan of 4096 took
