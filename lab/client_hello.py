@@ -5,7 +5,8 @@ Debian's OpenVPN 2.6 server, with OpenSSL 4's default groups (a hybrid X25519MLK
     sudo .venv/bin/python -m lab.client_hello [--protection tls-crypt] [--rounds 3]
 
 Counted from a capture on the client's veth (UDP payload sizes, the whole handshake until the
-tunnel is up: the 2nd client datagram carries the ClientHello); the bare TLS ClientHello size
+tunnel is up: the 2nd client datagram carries the ClientHello; the veth segments our GSO sends,
+Lab.segment_on_the_wire, so each datagram is counted, not each sendmsg); the bare TLS ClientHello size
 comes from an in-memory TlsEndpoint (no control-channel wrapping).
 """
 from __future__ import annotations
@@ -57,6 +58,7 @@ def main() -> None:
     cases = [("ours", "", "ours, default groups"), ("ours", "tls-groups X25519\n", "ours, tls-groups X25519"),
              ("openvpn", "", "OpenVPN 2.6 client (OpenSSL 3.0)")]
     with Lab() as lab:
+        lab.segment_on_the_wire()
         srv = lab.openvpn(lab.srv, server_config(lab.pki, protection=a.protection), "server")
         print(f"server: Debian OpenVPN at {SRV_IP}, {a.protection}; client packets/bytes on the wire (UDP payload)")
         for r in range(a.rounds):

@@ -32,7 +32,8 @@ page faults then, and the datagrams each way up to the echo; and from each packe
 (kept in the row as `pkts`: time, direction, UDP payload size, opcode, key id) the wire's phases
 (our reset answered -> ClientHello -> the server's TLS flight -> our Finished -> its answer ->
 its last control packet -> our first data packet -> echo) and the packets by kind, per pair, to
-compare who waits for whom. A GSO send (two datagrams in one sendmsg) shows as one packet there.
+compare who waits for whom. Every datagram is seen and counted alone: the veth segments our GSO
+sends (Lab.segment_on_the_wire); without that a GSO send crossed as one packet, opcode of its first.
 
 --layout places the processes on this 2-core lab's CPUs (taskset), the same for every pair:
   free         the scheduler places everything (the default);
@@ -433,6 +434,7 @@ def main(argv: list[str] | None = None) -> int:
                        stdout=subprocess.DEVNULL)
     lab = Lab()
     try:
+        lab.segment_on_the_wire()
         echo = lab.start(lab.srv, [sys.executable, "-c", _ECHO, str(ECHO_PORT)], "fp-echo")
         if not echo.wait_for("echo ready", 20):
             raise RuntimeError("echo service did not start")

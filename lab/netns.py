@@ -466,6 +466,25 @@ class Lab:
             "the client must not reach the server's proxy-side address except through the proxy"
         return proxy
 
+    def segment_on_the_wire(self, on: bool = True) -> None:
+        """Make the server-client veth carry one datagram (or TCP segment) per skb, both ways.
+
+        Our UDP sends are GSO batches (transport/udp.py: a run of up to 64 datagrams, a control
+        packet among data packets, in one sendmsg). A veth takes such a batch whole, so it reaches
+        the other namespace as ONE skb, segmented only at the receiving socket. A netfilter rule
+        (nft `@th`, `numgen`, `limit`), a tc filter or a packet socket sees that skb once and
+        judges all its datagrams by the first one's bytes: a rule meant to drop control packets
+        lets through one sent as the tail of a run of data packets. With `gso_max_segs 1` the
+        kernel segments before the veth (after the sender's own output hook, which still sees the
+        batch: filter in the receiving namespace), so each datagram crosses and is judged alone.
+        Our sends still take the GSO path in the socket; the wire's bytes are the same. Checked
+        here (`ip -d link`): a kernel that ignored it would make such a test pass by luck."""
+        segs = 1 if on else 65535
+        for ns, dev in ((self.srv, f"va{self.tag}"), (self.cli, f"vb{self.tag}")):
+            ns.run(f"ip link set dev {dev} gso_max_segs {segs}")
+            shown = ns.run(f"ip -d link show dev {dev}").stdout
+            assert f"gso_max_segs {segs} " in shown, f"gso_max_segs {segs} not taken on {dev}: {shown}"
+
     def write(self, name: str, text: str) -> Path:
         p = self.tmp / name
         p.write_text(text)

@@ -86,8 +86,7 @@ def segment_on_the_wire(lab: Lab, on: bool) -> None:
     GSO and TCP TSO batches before the veth), so a rule that drops "1 in 10" drops 1 in 10 packets.
     Without it a GSO batch (our UDP sends: up to 64 datagrams in one skb) crosses the veth as one
     skb and one `numgen` draw drops the whole burst: a harsher fault for whoever batches."""
-    for ns, dev in ((lab.srv, f"va{lab.tag}"), (lab.cli, f"vb{lab.tag}")):
-        ns.run(f"ip link set dev {dev} gso_max_segs {1 if on else 65535}")
+    lab.segment_on_the_wire(on)
 
 
 def add_loss(lab: Lab, proto: str, port: int, one_in: int = 10, per_packet: bool = True) -> None:

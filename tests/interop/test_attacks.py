@@ -114,7 +114,9 @@ def assert_log_rate_limited(proc: Proc, before: int, limit: int = 60) -> None:
 
 def drop_share_of_sends(ns, nft_tables, match: str, table: str = "attack") -> None:
     """Refuse 1 in 20 of the namespace's outgoing packets matching `match` (output hook): the
-    sender's sendmsg fails with EPERM."""
+    sender's sendmsg fails with EPERM. The output hook sees one of our GSO sends (a run of up to
+    64 datagrams) as one packet, so 1 in 20 sends is refused, a run whole: the EPERM of a GSO
+    sendmsg is what is tested there too. Only this hook answers with EPERM: not moved."""
     ns.run(f"nft add table inet {table}")
     nft_tables.append((ns, table))
     ns.run(f"nft add chain inet {table} out '{{ type filter hook output priority 0; policy accept; }}'")

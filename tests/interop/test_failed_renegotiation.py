@@ -1,5 +1,5 @@
-"""Renegotiations whose handshake is lost (control packets dropped by nftables in the client's
-namespace; data packets pass) between our client and Debian's OpenVPN 2.6 server, with a short
+"""Renegotiations whose handshake is lost (control packets dropped by nftables where they arrive,
+in the receiving namespace; data packets pass) between our client and Debian's OpenVPN 2.6 server, with a short
 hand-window and reneg-sec. Before, our client ended the session at the first such failure.
 
 What OpenVPN 2.6 does there (seen in these runs, ssl.c tls_multi_process): when its own new key
@@ -19,8 +19,12 @@ from lab.configs import client_profile, server_config
 from lab.netns import TUN_SERVER_IP, Lab
 
 # P_DATA_V2 is opcode 9 (first byte 0x48-0x4f): everything else on the VPN port is control.
+# Judged per datagram only where datagrams arrive one per skb: in the receiving namespace (input
+# hook), the veth segmenting our GSO batches (Lab.segment_on_the_wire, set for the whole module).
+# The sender's own output hook sees a GSO batch as one skb and judges it by its first datagram:
+# a control packet sent as the tail of a run of data packets got through there.
 DROP_CONTROL = """table inet vpnlab_drop_control {{
-  chain c {{ type filter hook {hook} priority 0; policy accept;
+  chain c {{ type filter hook input priority 0; policy accept;
     udp {port_dir} 1194 @th,64,8 & 0xf8 != 0x48 counter drop
   }}
 }}
@@ -31,6 +35,7 @@ FAILED = r"TLS key negotiation failed to occur within 6 seconds"
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
     with Lab(tmp=tmp_path_factory.mktemp("lab")) as lab:
+        lab.segment_on_the_wire()
         yield lab
 
 
@@ -44,13 +49,15 @@ def _start(lab, procs, protection: str = "tls-crypt"):
     return srv, cli
 
 
-def _drop_control(lab, hook: str, port_dir: str) -> None:
-    path = lab.write("drop-control.nft", DROP_CONTROL.format(hook=hook, port_dir=port_dir))
-    lab.cli.run(f"nft -f {path}")
+def _drop_control(lab, to: str) -> None:
+    """Control packets to the "server" or the "client" lost on the way: dropped as they arrive."""
+    ns, port_dir = (lab.srv, "dport") if to == "server" else (lab.cli, "sport")
+    ns.run(f"nft -f {lab.write(f'drop-control-to-{to}.nft', DROP_CONTROL.format(port_dir=port_dir))}")
 
 
 def _undrop(lab) -> None:
-    lab.cli.run("nft delete table inet vpnlab_drop_control", check=False)
+    for ns in (lab.srv, lab.cli):
+        ns.run("nft delete table inet vpnlab_drop_control", check=False)
 
 
 def _tunnel_ok(lab, cli, tries: int = 4) -> bool:
@@ -91,7 +98,7 @@ def _server_took_the_new_session(srv) -> None:
 def test_soft_reset_lost_on_the_way_then_a_later_one_succeeds(lab, procs):
     srv, cli = _start(lab, procs)
     try:
-        _drop_control(lab, "output", "dport")         # our soft resets never reach the server
+        _drop_control(lab, "server")                  # our soft resets never reach the server
         assert cli.wait_for(FAILED, timeout=40), cli.log()[-3000:]
         assert _tunnel_ok(lab, cli), "tunnel lost after a failed renegotiation"
     finally:
@@ -110,7 +117,7 @@ def test_both_ends_time_out_and_the_tunnel_stays_on_the_old_key(lab, procs, prot
     address it already holds a client for."""
     srv, cli = _start(lab, procs, protection)
     try:
-        _drop_control(lab, "input", "sport")          # the server's answers to our soft reset are lost
+        _drop_control(lab, "client")                  # the server's answers to our soft reset are lost
         assert cli.wait_for(FAILED, timeout=40), cli.log()[-3000:]
         assert srv.wait_for(FAILED, timeout=20), srv.log()[-3000:]
     finally:
@@ -138,7 +145,7 @@ def _start_our_server(lab, procs, client_extra: str = "reneg-sec 0\nhand-window 
 def test_our_server_keeps_the_old_key_when_its_renegotiation_is_lost(lab, procs):
     srv, cli = _start_our_server(lab, procs)
     try:
-        _drop_control(lab, "input", "sport")          # the server's soft resets never reach the client
+        _drop_control(lab, "client")                  # the server's soft resets never reach the client
         assert srv.wait_for(FAILED, timeout=40), srv.log()[-3000:]
         assert _tunnel_ok(lab, cli), "tunnel lost after a failed renegotiation"
     finally:
@@ -154,7 +161,7 @@ def test_openvpn_client_times_out_too_and_its_new_session_carries_the_tunnel(lab
     session's peer-id. Our server keeps key 0 until then and takes the new session's data."""
     srv, cli = _start_our_server(lab, procs)
     try:
-        _drop_control(lab, "output", "dport")         # the client's answers never reach us
+        _drop_control(lab, "server")                  # the client's answers never reach us
         assert srv.wait_for(FAILED, timeout=40), srv.log()[-3000:]
         assert cli.wait_for(FAILED, timeout=20), cli.log()[-3000:]
         assert _tunnel_ok(lab, cli), "tunnel lost after a failed renegotiation"
@@ -182,7 +189,7 @@ def test_the_new_tls_session_logs_in_with_the_auth_token(lab, procs):
                    "ours-otp", wait=40)
     procs.append(cli)
     try:
-        _drop_control(lab, "input", "sport")
+        _drop_control(lab, "client")
         assert cli.wait_for(FAILED, timeout=40), cli.log()[-3000:]
         assert srv.wait_for(FAILED, timeout=20), srv.log()[-3000:]
     finally:
