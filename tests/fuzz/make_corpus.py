@@ -1,6 +1,6 @@
 """Write the seed corpora (tests/fuzz/seeds/<target>/) from real traffic and sample configs.
 
-    python -m tests.fuzz.make_corpus [--out DIR]
+    python -m tests.fuzz.make_corpus [--out DIR] [--targets a,b]
 
 Packets come from in-memory client/server pairs (every protection), captured on the wire; the
 key-method, push and peer-info texts are what those sessions exchange; configs are samples of
@@ -208,9 +208,7 @@ def _dict_line(token: str) -> str:
 
 def dictionaries() -> dict[str, list[str]]:
     """libFuzzer dictionaries: the words the parsers look for, so mutations can reach them."""
-    import re
     from appliance.config import schema
-    from appliance.openvpn import config as options
     numbers = ["0", "-1", "1", "16777215", "16777216", "4294967295", "4294967296", "99999999999999999999",
                "0x10", "1e9", "nan", " ", ",", "\n", "\0"]
     push_words = sorted({o.split()[0] for o in PUSH} | {
@@ -219,14 +217,17 @@ def dictionaries() -> dict[str, list[str]]:
         "lz4-v2", "lzo", "inactive", "client-nat", "snat", "dnat", "0x0a000001", "255.255.255.0", "10.1"})
     peer_info = ["IV_PROTO=", "IV_CIPHERS=", "IV_PLAT=", "IV_VER=", "IV_NCP=", "IV_MTU=", "IV_TCPNL=", "UV_",
                  "IV_COMP_STUB=", "IV_HWADDR=", "AES-256-GCM", "CHACHA20-POLY1305", "BF-CBC", ":"]
-    src = Path(options.__file__).read_text()
-    directives = sorted(set(re.findall(r'"([a-z][a-z0-9-]{2,30})"', src)))
+    from appliance.openvpn.config.table import INLINE_TAGS, TABLE
+    # Every directive the table declares (applied, refused, no-op) and the inline tags: since the
+    # options.py split (config/) the names no longer sit in one source file, and the regex over
+    # config/__init__.py found one word ("tokenize") -- the committed dict was an older run's.
+    directives = sorted(TABLE) + sorted(f"<{t}>" for t in INLINE_TAGS) + sorted(f"</{t}>" for t in INLINE_TAGS)
     sections = getattr(schema, "_SECTIONS", {})
     tomlwords = [k for sec, keys in sections.items() for k in (f"[{sec}]", *keys)]
     tomlwords += ["true", "false", '"' * 3, "'" * 3, "=", "[", "]", "client", "server", "198.18.0.1/24"]
     return {"push-text": push_words + numbers + peer_info, "push-client": push_words + numbers,
             "key-method": peer_info + numbers, "key-method-server": peer_info + numbers,
-            "ovpn-config": directives + numbers + ["<ca>", "</ca>", "[inline]", "#", ";", '"', "\\"],
+            "ovpn-config": directives + numbers + ["[inline]", "#", ";", '"', "\\"],
             "toml-config": tomlwords + numbers,
             "management": MGMT_WORDS + numbers + ["\t", "\r\n", "198.18.7.1:40001", "client0"],
             # framing bytes of each compression mode, the ping/OCC magics' starts
@@ -285,7 +286,12 @@ MGMT_WORDS = ["status", "load-stats", "kill", "client-kill", "bytecount", "log",
               "release", "quit", "exit"]
 
 
-def generate(out: Path = SEEDS) -> dict[str, int]:
+# What this script wrote into seeds/ (one `target/sha1` a line): its own files, the only ones it
+# ever removes. Beside the folders, not in one: libFuzzer reads every file of a seed folder.
+MANIFEST = "seeds-generated.txt"
+
+
+def generate(out: Path = SEEDS, only: set[str] | None = None) -> dict[str, tuple[int, int, int]]:
     seeds: dict[str, list[bytes]] = {}
 
     def add(target: str, data: bytes) -> None:
@@ -463,17 +469,46 @@ def generate(out: Path = SEEDS) -> dict[str, int]:
     dicts = out.parent / "dicts"
     dicts.mkdir(exist_ok=True)
     for target, words in dictionaries().items():
+        if only is not None and target not in only:
+            continue
         (dicts / f"{target}.dict").write_text("".join(_dict_line(w) + "\n" for w in words))
 
+    return write_seeds(out, seeds, only)
+
+
+def write_seeds(out: Path, seeds: dict[str, list[bytes]], only: set[str] | None = None) -> dict[str, tuple[int, int, int]]:
+    """Write the generated seeds beside whatever else the folders hold: a seed file is written
+    only when missing, and only the files this script wrote before (listed in MANIFEST) and no
+    longer generates are removed. Why: the folders also hold the inputs campaigns picked
+    (`measure --pick --save`), hand-written ones and crashers' reductions; rewriting every folder
+    (what this did until fuzz34) deleted them (client-push 56 -> 23 seeds, control-script 68 -> 15).
+    Some generated seeds differ from run to run (a real TLS handshake's randoms: control-*, part
+    of data, p2p-key-method): those are replaced, not piled up. -> target: (written, removed, in folder)."""
+    manifest = out.parent / MANIFEST
+    own: dict[str, set[str]] = {}
+    if manifest.exists():
+        for line in manifest.read_text().split():
+            t, _, name = line.partition("/")
+            own.setdefault(t, set()).add(name)
     counts = {}
     for target, items in seeds.items():
+        if only is not None and target not in only:
+            continue
         d = out / target
         d.mkdir(parents=True, exist_ok=True)
-        for old in d.iterdir():
-            old.unlink()
-        for data in items:
-            (d / hashlib.sha1(data).hexdigest()).write_bytes(data)
-        counts[target] = len(list(d.iterdir()))
+        names = {hashlib.sha1(data).hexdigest(): data for data in items}
+        written = removed = 0
+        for name, data in names.items():
+            if not (d / name).exists():
+                (d / name).write_bytes(data)
+                written += 1
+        for name in own.get(target, set()) - set(names):
+            if (d / name).exists():
+                (d / name).unlink()
+                removed += 1
+        own[target] = set(names)
+        counts[target] = (written, removed, sum(1 for _ in d.iterdir()))
+    manifest.write_text("".join(f"{t}/{n}\n" for t in sorted(own) for n in sorted(own[t])))
     return counts
 
 
@@ -494,9 +529,11 @@ def dhcp_server_seeds() -> list[bytes]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", type=Path, default=SEEDS)
+    ap.add_argument("--targets", default="", help="comma-separated subset (default: all)")
     a = ap.parse_args()
-    for target, n in sorted(generate(a.out).items()):
-        print(f"{target:20s} {n} seeds")
+    only = {t for t in a.targets.split(",") if t} or None
+    for target, (written, removed, n) in sorted(generate(a.out, only).items()):
+        print(f"{target:20s} {written} written, {removed} of its own removed, {n} in the folder")
 
 
 if __name__ == "__main__":

@@ -171,3 +171,18 @@ print(" ".join(sorted(late)))
                        env=dict(os.environ, PYTHONPATH=str(ROOT)))
     assert p.returncode == 0, p.stderr[-2000:]
     assert p.stdout.split() == [], f"imported after instrumentation (add them to run.py INSTRUMENTED): {p.stdout}"
+
+
+def test_make_corpus_writes_only_missing_and_its_own(tmp_path):
+    """make_corpus leaves what it did not write (inputs a campaign picked, hand-written seeds) and
+    replaces only its own stale seeds: until fuzz34 it emptied every folder first."""
+    from tests.fuzz.make_corpus import MANIFEST, write_seeds
+    seeds = tmp_path / "seeds"
+    (seeds / "t").mkdir(parents=True)
+    (seeds / "t" / "picked").write_bytes(b"a campaign's input")
+    assert write_seeds(seeds, {"t": [b"one", b"two"]}) == {"t": (2, 0, 3)}
+    # a second run whose generation changed (a TLS handshake's randoms): "two" was its own
+    assert write_seeds(seeds, {"t": [b"one", b"three"], "u": [b"x"]}, only={"t"}) == {"t": (1, 1, 3)}
+    assert sorted(p.read_bytes() for p in (seeds / "t").iterdir()) == [b"a campaign's input", b"one", b"three"]
+    assert not (seeds / "u").exists()
+    assert len((tmp_path / MANIFEST).read_text().split()) == 2
