@@ -132,7 +132,8 @@ def _parse(text: bytes):
         return None
 
 
-def make_client_push():
+def make_client_push(grab=None):
+    """`grab(dispatcher, record)`: called with the client once its push was checked (client-learn)."""
     from .targets import _dispatcher
 
     def one(data: bytes) -> None:
@@ -184,6 +185,8 @@ def make_client_push():
             rec.connect_state = "done"
             opts = d._push_for(s)
         _check(opts, d, rec, used, sel)
+        if grab is not None:
+            grab(d, rec)
     return one
 
 
@@ -213,3 +216,69 @@ def seeds() -> list[bytes]:
     out.append(bytes((5,)) + ccds[0])
     out.append(bytes((0x40 | 1,)) + ccds[1])
     return out
+
+
+# ------------------------------------------------------------------ client-learn (fuzz34)
+def _routes_to(d, rec, key) -> bool:
+    """Whether anything of `key` (an address text or an iroute) still leads to `rec`."""
+    if isinstance(key, str):
+        if d.by_vaddr.get(key) is rec:
+            return True
+        return ":" not in key and d.by_vaddr4.get(ipaddress.IPv4Address(key).packed) is rec
+    six = isinstance(key, ipaddress.IPv6Network)
+    table = d.iroutes6 if six else d.iroutes
+    return key in (rec.iroutes6 if six else rec.iroutes) or any(n == key and o is rec for n, o in table)
+
+
+def make_client_learn():
+    """client-push, then learn-address's side of it: what `learnable` lists for the client (its
+    addresses, then its iroutes, as 2.6 learns them) and the command's verdicts on each (the
+    input's second byte: bit i refuses the i-th; the rest is client-push's input), `unlearn` of a refused one with the other client
+    as the one that held it before when it did (an ifconfig-push address two share).
+    Oracles: each address or iroute listed once, the addresses first and only those routed to the
+    client, every text one an address or network; after a refusal nothing of it routes to the
+    client (by_vaddr, the packed IPv4 map, the iroute tables and the client's own lists), and an
+    address the other client held goes back to it; what was not refused stays routed."""
+    seen: dict = {}
+
+    def grab(d, rec) -> None:
+        seen["d"], seen["rec"] = d, rec
+
+    push_one = make_client_push(grab)
+
+    def one(data: bytes) -> None:
+        if len(data) < 3:
+            return
+        seen.clear()
+        push_one(data[:1] + data[2:])
+        d, rec = seen.get("d"), seen.get("rec")
+        if d is None:
+            return
+        keys = d.learnable(rec)
+        if len({k for _, k in keys}) != len(keys):
+            raise AssertionError(f"learnable lists a key twice: {keys!r}")
+        for i, (text, key) in enumerate(keys):
+            if isinstance(key, str):
+                if i > 1 or d.by_vaddr.get(key) is not rec or key not in (rec.vaddr, rec.vaddr6):
+                    raise AssertionError(f"learnable's {text!r} is not the client's address")
+            else:
+                ipaddress.ip_network(text)
+        other = next((r for r in d.by_addr.values() if r is not rec), None)
+        mask = data[1]
+        for i, (_text, key) in enumerate(keys):
+            if not mask >> (i % 8) & 1:
+                continue
+            prev = other if other is not None and isinstance(key, str) and key == other.vaddr else None
+            d.unlearn(rec, key, prev)
+            if _routes_to(d, rec, key):
+                raise AssertionError(f"learn-address refused {key!r}, and it still routes to the client")
+            if prev is not None and d.by_vaddr.get(key) is not prev:
+                raise AssertionError(f"{key!r} did not go back to the client that held it")
+        for i, (_text, key) in enumerate(keys):
+            if not mask >> (i % 8) & 1 and not _routes_to(d, rec, key):
+                raise AssertionError(f"{key!r} not refused, and no longer routed to the client")
+    return one
+
+
+def seeds_client_learn() -> list[bytes]:
+    return [s[:1] + bytes((m,)) + s[1:] for i, s in enumerate(seeds()) for m in ((0xff, 0x01, 0x06)[i % 3], 0)]

@@ -225,11 +225,17 @@ def dictionaries() -> dict[str, list[str]]:
     sections = getattr(schema, "_SECTIONS", {})
     tomlwords = [k for sec, keys in sections.items() for k in (f"[{sec}]", *keys)]
     tomlwords += ["true", "false", '"' * 3, "'" * 3, "=", "[", "]", "client", "server", "198.18.0.1/24"]
-    return {"push-text": push_words + numbers + peer_info, "push-client": push_words + numbers,
+    tls_words = ["\x16\x03\x03", "\x17\x03\x03", "\x15\x03\x03\x00\x02\x02\x28", "\x14\x03\x03\x00\x01\x01",
+                 "\x16\x03\x01", "\x80", "\x00\x00", "\xff\xff", "\x01\x00", "\x18\x03\x03"]
+    words = {"push-text": push_words + numbers + peer_info, "push-client": push_words + numbers,
             "key-method": peer_info + numbers, "key-method-server": peer_info + numbers,
             "ovpn-config": directives + numbers + ["[inline]", "#", ";", '"', "\\"],
             "toml-config": tomlwords + numbers,
             "management": MGMT_WORDS + numbers + ["\t", "\r\n", "198.18.7.1:40001", "client0"],
+            "management-auth": MGMT_WORDS + numbers + ["@C", "@K", "client-auth", "client-auth-nt", "client-deny",
+                                                       "client-pending-auth", "END", "push ", "iroute ",
+                                                       "ifconfig-push ", "push-reset", "WEB_AUTH::", "CR_TEXT:",
+                                                       "\t", "\r\n", "\"", "\\"],
             # framing bytes of each compression mode, the ping/OCC magics' starts
             "compress": ["\x66", "\xfa", "\xfb", "\x69", "\x50\x00", "\x50\x01", "\x2a\x18\x7b\xf3", "\x28\x7f",
                          "\x00\x00\x00\x00", "\x11\x00\x00", "\xf0", "\xff\xff"],
@@ -263,6 +269,12 @@ def dictionaries() -> dict[str, list[str]]:
             "switch-vlan": ["\x81\x00\x00\x0a", "\x81\x00\x00\x14", "\x81\x00\x00\x00", "\x88\xa8", "\x91\x00",
                             "\x08\x00", "\x08\x06", "\x86\xdd", "\xff\xff\xff\xff\xff\xff",
                             "\x02\x00\x00\x00\x00"]}
+    # fuzz34: TLS record headers (handshake, application data, an alert, ChangeCipherSpec, heartbeat)
+    words["tls-endpoint"] = tls_words
+    words["tls-session"] = tls_words + ["\xff\xfe"]
+    words["switch-tables"] = words["switch-vlan"]
+    words["client-learn"] = words["client-push"]
+    return words
 
 
 # Every command with the argument shapes it takes (and some it refuses): the fuzzer's start inside
@@ -275,6 +287,16 @@ MGMT_ARGS = ("client-auth 0 1\npush \"route 198.18.1.0 255.255.255.0\"\nEND\n", 
              "bytecount 5\nbytecount -1\n", "status 1\nstatus 4\nload-stats x\n", "signal SIGWHAT\nsignal\n",
              "username Auth x\npassword Auth y\nneedok x ok\nremote ACCEPT\nproxy NONE\nforget-passwords\n",
              "\"unterminated\n", "echo 'a b' \"c\\\"d\"\n", "quit\n")
+
+# management-auth (fuzz34): `@C`/`@K` are the waiting login's CID/KID (mgmt_world.py).
+MGMT_AUTH = ("client-auth @C @K\npush \"route 198.18.1.0 255.255.255.0\"\niroute 198.18.9.0 255.255.255.0\nEND\n",
+             "client-auth-nt @C @K\n", "client-deny @C @K \"no reason\" \"ask the helpdesk\"\n",
+             "client-pending-auth @C @K WEB_AUTH::https://example.org/ 30\nclient-auth-nt @C @K\n",
+             "client-pending-auth @C @K CR_TEXT:R,E:Code 5\nstatus 3\n", "client-auth @C @K\nifconfig-push 198.19.0.9 "
+             "255.255.255.0\nEND\n", "client-auth @C @K\npush-reset\nEND\nclient-deny @C @K late\n",
+             "client-auth @C 99\nEND\nclient-deny 99 @K x\nclient-kill @C\n", "client-auth @C @K\n" + "x" * 300 + "\n",
+             "client-deny @C @K\nclient-auth-nt @C @K\nstatus 2\n", "client-auth @C @K\r\ndisable\r\nEND\r\n",
+             "client-auth @C @K\nvlan-pvid 3\nEND\n", "client-kill @C HALT\nkill client0\n")
 
 FRAME_WORDS = ["\x08\x00", "\x86\xdd", "\x81\x00", "\x08\x06", "\x45\x00", "\x46", "\x4f", "\x60\x00", "\x06",
                "\x11", "\x02\x04", "\x01\x01", "\x00\x00", "\xff\xff", "\x20\x00", "\x40\x00", "\x12",
@@ -459,6 +481,21 @@ def generate(out: Path = SEEDS, only: set[str] | None = None) -> dict[str, tuple
         add("switch-vlan", data)
     for data in client_push_seeds():
         add("client-push", data)
+
+    # ---- fuzz34: the TLS glue, the management interface with a login waiting, learn-address, tables
+    from .clientpush_targets import seeds_client_learn
+    from .tls_targets import seeds_tls_endpoint, seeds_tls_session
+    from .vlan_targets import seeds_switch_tables
+    for data in seeds_tls_endpoint():
+        add("tls-endpoint", data)
+    for data in seeds_tls_session():
+        add("tls-session", data)
+    for data in seeds_switch_tables():
+        add("switch-tables", data)
+    for data in seeds_client_learn():
+        add("client-learn", data)
+    for i, text in enumerate(MGMT_AUTH + MGMT_ARGS):
+        add("management-auth", bytes(((255, 0, 6, 40)[i % 4], 1 - i % 2)) + text.encode())
 
     # ---- configs
     for text in (CLIENT_OVPN, SERVER_CONF, INLINE_OVPN, CCD):

@@ -89,3 +89,95 @@ def management_world():
             c.on_read()                    # must never raise (a share of the lines per call)
         m.drop(c, None)
     return None, feed
+
+
+class _ChunkSock(_FakeSock):
+    """recv gives at most `step` bytes a call: a tool's lines arriving cut anywhere."""
+
+    def __init__(self, data: bytes, step: int) -> None:
+        super().__init__(data)
+        self.step = step
+
+    def recv(self, n: int) -> bytes:
+        return super().recv(min(n, self.step))
+
+
+def _auth_world(m, sock_dir: str):
+    """A server with management-client-auth whose only client's login waits for the management
+    client (`m`: the server's own interface is closed, `m` takes its place)."""
+    from tests.gateway.conftest import World, client_conf, server_conf
+    pki = _pki()
+    w = World()
+    gw = w.add_server(server_conf(pki, extra=f"management {sock_dir}/srv.sock unix\nmanagement-client-auth\n"
+                                  "auth-gen-token 60\n"))
+    if gw.ops.mgmt is not None:
+        gw.ops.mgmt.close()
+    gw.ops.mgmt = m
+    w.add_client(client_conf(pki, "client0", extra="auth-user-pass\n"), username="alice", password="pw")
+    if not w.run(lambda: bool(gw.ops.client_auth.by_ckid), max_time=30):
+        raise RuntimeError("management-auth fuzz world: no login waited")
+    return w, gw
+
+
+_PKI: dict = {}
+
+
+def _pki() -> dict:
+    if not _PKI:
+        ca = issue("mgmt fuzz CA", None, None)
+        srv = issue("server", ca, ExtendedKeyUsageOID.SERVER_AUTH)
+        cli = issue("client0", ca, ExtendedKeyUsageOID.CLIENT_AUTH)
+        _PKI.update({"ca": _pem(ca[0]), "server": (_pem(srv[0]), _kpem(srv[1])),
+                     "clients": {"client0": (_pem(cli[0]), _kpem(cli[1]))}})
+    return _PKI
+
+
+def management_auth_world():
+    """For the `management-auth` target: feed(data) runs one management client's input against a
+    server whose client's login waits (management-client-auth). First byte: how many bytes each
+    recv gives (1..256, lines cut anywhere), bit... of the second: the world runs 2 s after the
+    input (verdicts take effect, the client comes up or is refused); `@C` / `@K` in the text
+    stand for the waiting login's CID / KID. A world whose login was decided is replaced by a
+    fresh one (at most every input; the client's reconnection is not waited for)."""
+    d = tempfile.mkdtemp(prefix="mgmt-auth-fuzz-")
+    atexit.register(shutil.rmtree, d, True)
+    pump = Pump(time.monotonic, SelectorWaiter())
+    m = Management((os.path.join(d, "m.sock"), "unix", None), pump, None)
+    atexit.register(m.close)
+    state: dict = {}
+
+    def world():
+        w = state.get("w")
+        if w is None or not w[1].ops.client_auth.by_ckid or state["n"] > 2000:
+            w = state["w"] = _auth_world(m, d)
+            state["n"] = 0
+        state["n"] += 1
+        return w
+
+    def feed(data: bytes) -> None:
+        if len(data) < 2:
+            return
+        w, gw = world()
+        m.ops = gw.ops
+        waiting = next(iter(gw.ops.client_auth.by_ckid))
+        text = data[2:].replace(b"@C", str(waiting[0]).encode()).replace(b"@K", str(waiting[1]).encode())
+        c = MgmtConn(_ChunkSock(text, data[0] + 1), m, need_password=False)
+        m.conns.append(c)
+        for _ in range(len(text) + 8):
+            if c.closed or not (c.sock.data or c.pending or c.inbuf.find(b"\n") >= 0):
+                break
+            c.on_read()                    # must never raise
+        m.drop(c, None)
+        errs = gw.d.take_internal_errors()
+        if errs:
+            raise AssertionError(f"the server's internal errors: {errs!r}")
+        if data[1] & 1:
+            w.run_for(2.0)
+            errs = gw.d.take_internal_errors()
+            if errs:
+                raise AssertionError(f"the server's internal errors after the verdict: {errs!r}")
+    return feed
+
+
+def make_management_auth():
+    return management_auth_world()

@@ -825,6 +825,24 @@ _add(Target("switch-vlan", lambda: _lazy("vlan_targets", "make_switch_vlan"), 20
 _add(Target("client-push", lambda: _lazy("clientpush_targets", "make_client_push"), 4096,
             "a client's push from its ccd file and client-connect output (only the ccd grammar's pushes, the "
             "server's, valid address lines; sizes and iroutes bounded)", 0.75))
+# fuzz34: what fuzz32/33 left unreached -- tls.py, the management interface with a login waiting,
+# learn-address on a tun server's client, the switch's tables at their bound.
+_add(Target("tls-endpoint", lambda: _lazy("tls_targets", "make_tls_endpoint"), 2048,
+            "a TlsEndpoint (client or server, TLS 1.2/1.3, tls-verify) against a peer whose records a script "
+            "forwards, cuts, corrupts or replaces (only RemoteProtocolError; a handshake only with the real peer; "
+            "what is read is exactly what the peer sent)", 1.0))
+_add(Target("tls-session", lambda: _lazy("tls_targets", "make_tls_session"), 2048,
+            "a tls-auth Session pair, one side hostile: its TLS output replaced, cut, corrupted, dropped, with "
+            "renegotiations at odd times (Session.receive never raises; up only with the real certificate)", 1.0))
+_add(Target("management-auth", lambda: _lazy("mgmt_world", "make_management_auth"), 4096,
+            "management commands, cut anywhere, against a server whose client's login waits "
+            "(management-client-auth; nothing escapes on_read, no internal error)", 0.75))
+_add(Target("switch-tables", lambda: _lazy("vlan_targets", "make_switch_tables"), 2048,
+            "switch-vlan with the server side's and learn-address's tables bounded at 4: their trimming "
+            "(bounds hold; a MAC the TAP just used is no client's)", 0.5))
+_add(Target("client-learn", lambda: _lazy("clientpush_targets", "make_client_learn"), 4096,
+            "client-push, then learn-address's list and verdicts for the client (each key once; a refused "
+            "one routes nowhere near it, a shared address goes back; the rest stays)", 0.5))
 _add(Target("native", lambda: __import__("tests.fuzz.native_targets", fromlist=["make_native"]).make_native(), 4096,
             "the C data path (aead/gro/gso) against its Python twins: the unit tests' differential properties", 0.5))
 

@@ -95,6 +95,7 @@ def make_switch_vlan():
         if len(data) < 2:
             return
         dp, clients = world()
+        _LAST["dp"] = dp
         d = dp.d
         sel, frame = data[0], bytearray(data[1:])
         who, accept = sel & 3, ACCEPT[(sel >> 2) & 3]
@@ -172,4 +173,54 @@ def seeds() -> list[bytes]:
         out.append(bytes((0x40 | who,)) + _eth(b"\xff" * 6, MACS[who + 4], arp))
         out.append(bytes((0xc0 | who,)) + _eth(MACS[who + 1], MACS[who + 4], ip))
     out.append(bytes((0x10,)) + bytes((9, 0, 0, 0, 0, 0, 3)) + bytes(5) + ip)
+    return out
+
+
+# ------------------------------------------------------------------ switch-tables (fuzz34)
+SMALL_TABLES = 4      # SERVER_SIDE_MAX and LEARN_REFUSED_MAX while switch-tables runs (65,536 in use)
+
+
+def make_switch_tables():
+    """switch-vlan with the server side's MAC table and learn-address's refusals bounded at
+    SMALL_TABLES instead of 65,536: the same trimming code (expired entries go, else all) reached
+    with a dozen MACs rather than 65,536 frames; the bounds are the module's globals, read at
+    each use, and restored after every input (measure runs every target in one process). The
+    oracles are switch-vlan's, _check_tables's bounds the small ones; and a MAC the TAP device
+    just sent from is the server side's (no client keeps or takes it) whatever was trimmed."""
+    one = make_switch_vlan()
+
+    def run(data: bytes) -> None:
+        saved = sw.SERVER_SIDE_MAX, sw.LEARN_REFUSED_MAX
+        sw.SERVER_SIDE_MAX = sw.LEARN_REFUSED_MAX = SMALL_TABLES
+        try:
+            one(data)
+            if len(data) >= 15 and data[0] & 3 == 3:
+                dp = _LAST.get("dp")
+                src = bytes(data[7:13]) if not data[0] & 0x10 else MACS[data[7] % len(MACS)]
+                vlan = _tap_vlan(bytes(data[1:]), ACCEPT[(data[0] >> 2) & 3])
+                held = dp.macs.owner.get(src + vlan.to_bytes(2, "big")) if dp is not None and vlan else None
+                if held is not None and held.alive and sw.learnable(src):
+                    raise AssertionError(f"{sw.mac_text(src)} sent from the TAP device, and a client holds it")
+        finally:
+            sw.SERVER_SIDE_MAX, sw.LEARN_REFUSED_MAX = saved
+    return run
+
+
+_LAST: dict = {}
+
+
+def seeds_switch_tables() -> list[bytes]:
+    arp = b"\x08\x06" + bytes(28)
+    ip = b"\x08\x00\x45\x00\x00\x1c" + bytes(22)
+    out = seeds()[:6]
+    for i in range(9):                               # the TAP side's table past its bound
+        out.append(bytes((3,)) + _eth(b"\xff" * 6, MACS[i], arp))
+    for rnd in range(3):                             # learn-address refusals past theirs
+        for who in range(3):
+            for i in range(3):
+                out.append(bytes((0x40 | who,)) + _eth(b"\xff" * 6, MACS[3 * rnd + i], arp))
+    out.append(bytes((0x20 | 3,)) + _eth(b"\xff" * 6, MACS[5], arp))     # time: they expire
+    for i in range(6):
+        out.append(bytes((0x40 | i % 3,)) + _eth(MACS[9], MACS[i], ip))
+        out.append(bytes((3,)) + _eth(b"\xff" * 6, MACS[i], arp))
     return out
