@@ -6,8 +6,12 @@ between them, application messages either way, the tls-verify verdict, and the p
 a renegotiation (TLS 1.2) at any time. A fresh pair per input.
 
 First byte: bit 0 the victim is the server (else the client), bit 1 TLS 1.2 at most (else 1.3),
-bit 2 tls-verify (the victim holds the handshake for a verdict), bit 3 the honest client sends no
-certificate (a server victim must refuse it). Then steps: an op byte (low 3 bits: what; the
+bit 2 tls-verify (the victim holds the handshake for a verdict), bits 4-7 the victim's checks of
+the peer's certificate (`_checks`: verify-x509-name in its three forms, remote-cert-eku/-ku,
+ns-cert-type, x509-username-field, verify-hash, peer-fingerprint without a CA, tls-cipher and
+tls-groups; some the peer passes, some it must fail), bit 3 the peer's certificate another than
+its plain one: with subject fields a CA signs when asked (a second CN, a control byte, commas),
+the other role's (wrong extendedKeyUsage), or none. Then steps: an op byte (low 3 bits: what; the
 rest an argument) and, for ops with data, a length byte and the data:
 
   0 forward all of the peer's pending records     4 the peer sends a message (data)
@@ -19,7 +23,8 @@ rest an argument) and, for ops with data, a length byte and the data:
 After each step the victim pumps and what it writes goes to the peer, which pumps in turn.
 Contract: feed/pump/send_message raise nothing but RemoteProtocolError (VerifyRefused included);
 after one the endpoint is dead and the script ends. Oracles: the victim completes a handshake
-only with a verified peer of the expected name (the fuzzer holds no key); while held for
+only with the peer's real certificate, named as peer_name reads it, and only when its checks
+pass that certificate (the fuzzer holds no key); while held for
 tls-verify it names nobody and reads nothing; the messages it reads are exactly the peer's
 sent ones, in order, none invented or altered (a prefix of them); its output stays bounded.
 
@@ -33,29 +38,98 @@ raise; the victim comes up only with the hostile side's real certificate (its co
 from __future__ import annotations
 
 import functools
+import hashlib
 
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from OpenSSL._util import lib as _lib
 
+from appliance.certs import issue
 from appliance.openvpn.errors import RemoteProtocolError
-from appliance.openvpn.tls import TlsEndpoint, TlsSettings, build_context, common_name
+from appliance.openvpn.tls import TlsEndpoint, TlsSettings, build_context, peer_name
 
 from . import harness as h
 
 OUTPUT_MAX = 1 << 20          # what the victim may write in one input (a handshake is ~4 KB)
 
 
+def _pem(c) -> bytes:
+    return c.public_bytes(serialization.Encoding.PEM)
+
+
+def _kpem(k) -> bytes:
+    return k.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                           serialization.NoEncryption())
+
+
+@functools.lru_cache(maxsize=1)
+def _pki() -> dict:
+    """A CA and, per role, the certificates a peer may hold: the plain one, one whose subject
+    carries what a CA signs when asked (a second CN, a control byte, an e-mail address and
+    subjectAltName e-mails), and one for the other role (wrong extendedKeyUsage)."""
+    ca = issue("tls fuzz CA", None, None)
+    out = {"ca": _pem(ca[0]), "ca_cert": ca[0]}
+    for role, eku, other in (("server", ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH),
+                             ("client", ExtendedKeyUsageOID.CLIENT_AUTH, ExtendedKeyUsageOID.SERVER_AUTH)):
+        odd = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "decoy"),
+                         x509.NameAttribute(NameOID.ORGANIZATION_NAME, "O, with=commas/"),
+                         x509.NameAttribute(NameOID.EMAIL_ADDRESS, f"{role}@example.org"),
+                         x509.NameAttribute(NameOID.COMMON_NAME, f"{role}\x01 two")])
+        certs = {"plain": issue(role, ca, eku), "odd": issue(role, ca, eku, name=odd,
+                                                            san_emails=(f"{role}@san.example",)),
+                 "wrong": issue(role, ca, other)}
+        out[role] = {k: (c, _pem(c), _kpem(key)) for k, (c, key) in certs.items()}
+    return out
+
+
+# Which of _checks each certificate of the peer passes (as 2.6 reads them: the last CN names the
+# peer, "server\x01 two" is read "server_ two"; name-prefix "ser" takes it, name "server" not).
+PASSES = {"plain": {0, 1, 2, 3, 4, 5, 6, 8, 10, 14}, "odd": {0, 2, 4, 5, 6, 7, 8, 14, 15}, "wrong": set(), "none": set()}
+
+
+# The victim's checks (bits 4-7 of the first byte): TlsSettings fields, and whether the peer's
+# plain certificate passes them (PASSES says it for every certificate). `who`: the peer's role.
+def _checks(v: int, who: str, pki: dict) -> tuple[dict, bool]:
+    ca_sha1 = pki["ca_cert"].fingerprint(hashes.SHA1())          # noqa: S303 - verify-hash's default
+    plain_fp = hashlib.sha256(pki[who]["plain"][0].public_bytes(serialization.Encoding.DER)).digest()
+    eku = "TLS Web Server Authentication" if who == "server" else "TLS Web Client Authentication"
+    return [({}, True),
+            ({"verify_x509_name": (who, "name")}, True),
+            ({"verify_x509_name": (who[:3], "name-prefix")}, True),
+            ({"verify_x509_name": (f"CN={who}", "subject")}, True),
+            ({"remote_cert_eku": eku}, True),
+            ({"remote_cert_ku": [0x80, 0xa0]}, True),
+            ({"remote_cert_tls": None, "ns_cert_type": who}, True),
+            ({"username_field": ("ext:subjectAltName",)}, False),      # the plain one has no SAN e-mail
+            ({"verify_hash": [ca_sha1]}, True),
+            ({"verify_hash": [bytes(20)]}, False),
+            ({"peer_fingerprints": [plain_fp], "ca": None}, True),
+            ({"peer_fingerprints": [bytes(32)], "ca": None}, False),
+            ({"verify_x509_name": ("nobody", "name")}, False),
+            ({"remote_cert_eku": "Code Signing"}, False),
+            ({"tls_cipher": "ECDHE-ECDSA-AES128-GCM-SHA256", "tls_groups": "X25519:P-256"}, True),
+            ({"username_field": ("emailAddress",)}, False)][v]
+
+
 @functools.lru_cache(maxsize=None)
-def _ctx(server: bool, tls12: bool, hold: bool, cert: bool):
-    p = h.pki()
-    own = p["server"] if server else p["client"]
-    s = TlsSettings(p["ca"], *(own if cert else (None, None)), server,
-                    remote_cert_tls="client" if server else "server",
-                    tls_version_max="1.2" if tls12 else None, hold_for_verdict=hold)
+def _ctx(server: bool, tls12: bool, hold: bool, ident: str, checks: int):
+    """The context of one end: the victim (`checks` one of _checks) or the honest peer
+    (`ident` its certificate: plain, odd, wrong, none; checks -1: the usual ones)."""
+    pki = _pki()
+    role = "server" if server else "client"
+    own = pki[role][ident] if ident != "none" else (None, None, None)
+    extra = _checks(checks, "client" if server else "server", pki)[0] if checks >= 0 else {}
+    fields = dict(ca=pki["ca"], cert=own[1], key=own[2], is_server=server,
+                  remote_cert_tls="client" if server else "server",
+                  tls_version_max="1.2" if tls12 else None, hold_for_verdict=hold)
+    fields.update(extra)
+    s = TlsSettings(**fields)
     return build_context(s), s
 
 
-def _endpoint(server: bool, tls12: bool, hold: bool = False, cert: bool = True) -> TlsEndpoint:
-    ctx, s = _ctx(server, tls12, hold, cert)
+def _endpoint(server: bool, tls12: bool, hold: bool = False, ident: str = "plain", checks: int = -1) -> TlsEndpoint:
+    ctx, s = _ctx(server, tls12, hold, ident, checks)
     return TlsEndpoint(ctx, s)
 
 
@@ -68,10 +142,17 @@ def make_tls_endpoint():
         if not data:
             return
         sel = data[0]
-        server, tls12, hold, nocert = bool(sel & 1), bool(sel & 2), bool(sel & 4), bool(sel & 8)
-        victim = _endpoint(server, tls12, hold)
-        peer = _endpoint(not server, tls12, cert=not (nocert and server))
-        expect = "client" if server else "server"
+        server, tls12, hold, odd = bool(sel & 1), bool(sel & 2), bool(sel & 4), bool(sel & 8)
+        checks = sel >> 4
+        who = "client" if server else "server"
+        # bit 3: the peer's odd certificate (checks 0-7), the wrong role's (8-11), none (12-15;
+        # a client only: a server always has one)
+        ident = "plain" if not odd else ("odd" if checks < 8 else "wrong" if checks < 12 or not server else "none")
+        victim = _endpoint(server, tls12, hold, checks=checks)
+        peer = _endpoint(not server, tls12, ident=ident)
+        pki = _pki()
+        real = pki[who][ident][0] if ident != "none" else None
+        may_pass = checks in PASSES[ident]
         pending = bytearray()          # the peer's records not yet given to the victim
         sent: list[bytes] = []         # the peer's application messages, in order
         got: list[bytes] = []
@@ -105,7 +186,9 @@ def make_tls_endpoint():
             if victim.verify_chain is not None and (victim.peer_cert is not None or msgs):
                 raise AssertionError("held for tls-verify, and the peer named or read")
             if victim.handshake_done:
-                if victim.peer_cert is None or common_name(victim.peer_cert) != expect or victim.peer_cn != expect:
+                if not may_pass:
+                    raise AssertionError(f"handshake done with a peer its checks refuse ({ident}, checks {checks})")
+                if victim.peer_cert != real or victim.peer_cn != peer_name(victim.settings, real):
                     raise AssertionError(f"handshake done with peer {victim.peer_cn!r}")
             out_total[0] += len(out)
             if out_total[0] > OUTPUT_MAX:
@@ -167,7 +250,7 @@ def make_tls_endpoint():
                     peer_step()
                 victim_step()
         except _Dead:
-            if victim.handshake_done and victim.peer_cn != expect:
+            if victim.handshake_done and victim.peer_cert != real:
                 raise AssertionError(f"died with a peer named {victim.peer_cn!r}") from None
     return one
 
@@ -188,6 +271,9 @@ def seeds_tls_endpoint() -> list[bytes]:
         out.append(bytes((sel,)) + fwd[:2] + b"\x03\x03\x40\x00\x20" + fwd)     # a corrupted record
         out.append(bytes((sel,)) + fwd + b"\x02\x0a\x17\x03\x03\x00\x05abcde" + fwd)  # a forged record
         out.append(bytes((sel,)) + b"\xfa\x07\x16\x03\x01\x00\x02\x01\x00" + fwd)      # raw, room 31
+    for checks in range(1, 16):                                                  # every check, each certificate
+        for odd in (0, 8):
+            out.append(bytes((checks << 4 | odd | checks & 1 | checks & 2,)) + fwd + msgs)
     return out
 
 
