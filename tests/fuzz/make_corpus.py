@@ -296,7 +296,9 @@ MGMT_AUTH = ("client-auth @C @K\npush \"route 198.18.1.0 255.255.255.0\"\niroute
              "255.255.255.0\nEND\n", "client-auth @C @K\npush-reset\nEND\nclient-deny @C @K late\n",
              "client-auth @C 99\nEND\nclient-deny 99 @K x\nclient-kill @C\n", "client-auth @C @K\n" + "x" * 300 + "\n",
              "client-deny @C @K\nclient-auth-nt @C @K\nstatus 2\n", "client-auth @C @K\r\ndisable\r\nEND\r\n",
-             "client-auth @C @K\nvlan-pvid 3\nEND\n", "client-kill @C HALT\nkill client0\n")
+             "client-auth @C @K\nvlan-pvid 3\nEND\n", "client-kill @C HALT\nkill client0\n",
+             "signal SIGHUP\nclient-auth-nt @C @K\n", "signal SIGUSR1\nstatus 3\n", "signal SIGUSR2\n",
+             "signal SIGTERM\nclient-deny @C @K x\n")
 
 FRAME_WORDS = ["\x08\x00", "\x86\xdd", "\x81\x00", "\x08\x06", "\x45\x00", "\x46", "\x4f", "\x60\x00", "\x06",
                "\x11", "\x02\x04", "\x01\x01", "\x00\x00", "\xff\xff", "\x20\x00", "\x40\x00", "\x12",

@@ -5,6 +5,7 @@ Operations."""
 from __future__ import annotations
 
 import atexit
+import logging
 import os
 import shutil
 import tempfile
@@ -108,8 +109,10 @@ def _auth_world(m, sock_dir: str):
     from tests.gateway.conftest import World, client_conf, server_conf
     pki = _pki()
     w = World()
-    gw = w.add_server(server_conf(pki, extra=f"management {sock_dir}/srv.sock unix\nmanagement-client-auth\n"
-                                  "auth-gen-token 60\n"))
+    conf = server_conf(pki, extra=f"management {sock_dir}/srv.sock unix\nmanagement-client-auth\n"
+                       "auth-gen-token 60\n")
+    gw = w.add_server(conf)
+    gw.ops.reload_source = lambda: conf        # a SIGHUP/SIGUSR1 reads the same config again
     if gw.ops.mgmt is not None:
         gw.ops.mgmt.close()
     gw.ops.mgmt = m
@@ -135,10 +138,15 @@ def _pki() -> dict:
 def management_auth_world():
     """For the `management-auth` target: feed(data) runs one management client's input against a
     server whose client's login waits (management-client-auth). First byte: how many bytes each
-    recv gives (1..256, lines cut anywhere), bit... of the second: the world runs 2 s after the
-    input (verdicts take effect, the client comes up or is refused); `@C` / `@K` in the text
-    stand for the waiting login's CID / KID. A world whose login was decided is replaced by a
-    fresh one (at most every input; the client's reconnection is not waited for)."""
+    recv gives (1..256, lines cut anywhere); bit 0 of the second: the world runs 2 s after the
+    input (verdicts take effect, the client comes up or is refused, signals are acted on: a
+    reload, statistics, a stop); `@C` / `@K` in the text stand for the waiting login's CID /
+    KID. A world whose login was decided, or whose server stops, is replaced by a fresh one (the
+    client's reconnection is not waited for). Nothing may escape on_read, and neither the
+    dispatcher nor the server's pump may count an internal error."""
+    # Each reload logs a warning: an input a line of fuzz.log. Internal errors (logged as errors)
+    # are counted and asserted below.
+    logging.getLogger("vpn-appliance").setLevel(logging.ERROR)
     d = tempfile.mkdtemp(prefix="mgmt-auth-fuzz-")
     atexit.register(shutil.rmtree, d, True)
     pump = Pump(time.monotonic, SelectorWaiter())
@@ -148,7 +156,9 @@ def management_auth_world():
 
     def world():
         w = state.get("w")
-        if w is None or not w[1].ops.client_auth.by_ckid or state["n"] > 2000:
+        # (a signal from the management client may have stopped the server, or started its stop)
+        if w is None or not w[1].ops.client_auth.by_ckid or state["n"] > 2000 or w[1].result is not None \
+                or w[1]._restart_deadline is not None:
             w = state["w"] = _auth_world(m, d)
             state["n"] = 0
         state["n"] += 1
@@ -176,6 +186,9 @@ def management_auth_world():
             errs = gw.d.take_internal_errors()
             if errs:
                 raise AssertionError(f"the server's internal errors after the verdict: {errs!r}")
+        n = gw.faults.counts.get("internal error", 0)
+        if n:
+            raise AssertionError(f"{n} internal errors counted by the server's pump")
     return feed
 
 
