@@ -281,4 +281,8 @@ def make_client_learn():
 
 
 def seeds_client_learn() -> list[bytes]:
-    return [s[:1] + bytes((m,)) + s[1:] for i, s in enumerate(seeds()) for m in ((0xff, 0x01, 0x06)[i % 3], 0)]
+    shared = b"ifconfig-push 198.19.0.2 255.255.255.248\niroute 198.18.60.0 255.255.255.0\niroute 198.18.60.0 " \
+             b"255.255.255.0\niroute-ipv6 2001:db8:6::/48\niroute-ipv6 2001:db8:6::/48\n"
+    # the other client's address pushed to this one too (2.6 lets two share it): a refusal gives it back
+    return [s[:1] + bytes((m,)) + s[1:] for i, s in enumerate(seeds()) for m in ((0xff, 0x01, 0x06)[i % 3], 0)] \
+        + [bytes((sel, m)) + shared for sel in (1 | 16, 1 | 16 | 32, 1 | 8 | 16 | 32) for m in (0xff, 0x01, 0x02)]
