@@ -921,10 +921,12 @@ class ClientGateway(SignalWakes):
         reopen its device ("Pulled options changed on restart"): the down side with `signal`
         UNKNOWN in the new connection's set, then a first tunnel's up side. Ours keeps its TUN
         (the new push is applied to it); the scripts and listeners see what 2.6's do."""
+        if not self.opts.persist_tun:
+            return              # nothing to compare, ever: no copy of the push on the way to the first packet
         key = None if raw is None else dataclasses.replace(raw, peer_id=None, auth_token=None,
                                                            auth_token_user=None, cipher=None)
         last, self._push_key = self._push_key, key
-        if not self.opts.persist_tun or self.updown.plugin_env is None or last is None or key == last:
+        if self.updown.plugin_env is None or last is None or key == last:
             return
         log.info("NOTE: Pulled options changed on restart, will need to close and reopen TUN/TAP device.")
         self.updown.closing_set(c.session, c.addr, pushed, dev)

@@ -76,6 +76,25 @@ def _v4(text: str) -> int:
         raise ValueError(f"not an IPv4 address: {text!r}") from None
 
 
+def _ip_value(text: str) -> "int | ipaddress.IPv6Address":
+    """What ipaddress.ip_address(text) identifies, compared with ==: an IPv4 address as an int
+    (_v4), an IPv6 one as its IPv6Address (a scope id kept); ValueError where ip_address raises
+    it. An IPv6 text always holds a ':' and an IPv4 one never does, so the two never compare
+    equal, as IPv4Address and IPv6Address do not. Why: the pushed address is checked against the
+    server's and the host's on the way to the first packet, where ipaddress's objects cost ~25
+    Python calls each (tests/unit/test_pushed_ipv4.py holds both to ipaddress's answers)."""
+    return ipaddress.IPv6Address(text) if ":" in text else _v4(text)
+
+
+def _on_link4(ip: int, addr: int, plen: int) -> bool:
+    """Whether IPv4 `ip` lies in `addr`/`plen` (host bits of `addr` ignored), as
+    `IPv4Address(ip) in IPv4Network(f"{addr}/{plen}", strict=False)`; ValueError for a
+    prefix length beyond 32, as there."""
+    if not 0 <= plen <= 32:
+        raise ValueError(f"prefix length {plen} out of range")
+    return (ip ^ addr) >> (32 - plen) == 0
+
+
 def _flags(flags: "list[str] | None") -> "tuple[str, ...] | None":
     """redirect-gateway / redirect-private flags as part of the applied push's key: a plain
     `redirect-gateway` (no flags) is not the same push as none."""
@@ -755,14 +774,14 @@ class TunnelNetwork(_TunAndRoutes):
         (router/nics.py, arp_ignore), so such an address is not claimed on the WAN's segment."""
         local = pushed.ifconfig[0]
         try:
-            ip = ipaddress.IPv4Address(local)
-            server = ipaddress.ip_address(remote_ip)
+            ip = _v4(local)
+            server = _ip_value(remote_ip)
         except ValueError:
             return                              # configure_tun refuses it; remote_ip is an address
         local6 = pushed.ifconfig_ipv6[0].partition("/")[0] if pushed.ifconfig_ipv6 is not None else None
         for mine in (local, local6):
             try:
-                if mine is not None and ipaddress.ip_address(mine) == server:
+                if mine is not None and _ip_value(mine) == server:
                     raise RuntimeError(f"pushed tunnel address {mine} is the server's own address: refused")
             except ValueError:
                 pass                            # add_address6 refuses it
@@ -780,10 +799,11 @@ class TunnelNetwork(_TunAndRoutes):
         for _f, addr, plen, index in addrs:
             if index == tun:
                 continue
-            if ipaddress.IPv4Address(addr) == ip:
+            mine = _v4(addr)
+            if mine == ip:
                 raise RuntimeError(f"pushed tunnel address {local} is already an address of this host "
                                    "on another interface: refused")
-            on_link = on_link or ip in ipaddress.IPv4Network(f"{addr}/{plen}", strict=False)
+            on_link = on_link or _on_link4(ip, mine, plen)
         if on_link:
             # Inside a network on-link elsewhere (the campus case above): not the pre-tunnel
             # gateway's own address. Taken, the router became this host itself: its DNS (often

@@ -19,6 +19,7 @@ import ipaddress
 import socket
 import struct
 
+from ..transport import sockfilter as bpf
 from .rtnl import _IFADDRMSG, IFA_ADDRESS, IFA_LOCAL, NLM_F_DUMP, RTM_DELADDR, RTM_GETADDR, RTM_NEWADDR, Rtnl, _attrs
 
 RTMGRP_IPV4_IFADDR = 0x10
@@ -34,6 +35,28 @@ def _same(a: str, b: str) -> bool:
         return False
 
 
+# RTM_NEWADDR as a classic BPF load of nlmsg_type (offset 4) sees it: loads are big-endian, the
+# field is in the host's byte order.
+_NEWADDR_AS_LOADED = int.from_bytes(struct.pack("=H", RTM_NEWADDR), "big")
+
+
+def _no_new_addresses(s: socket.socket) -> bool:
+    """Have the kernel drop RTM_NEWADDR notifications before they reach `s` (a socket filter):
+    only a removal matters here, and each added address woke the client for nothing -- the
+    TUN's own address at every push, on the way to the first packet's answer, and the IPv6
+    link-local address the kernel gives the TUN when its link comes up, as the handshake
+    starts. Each notification is a datagram of its own (rtnl_notify), so its first message's
+    type is its type; anything else (RTM_DELADDR, what a kernel may add later) still comes
+    through and is judged in removed(). False, every message read as before, if the kernel
+    refuses the filter."""
+    try:
+        bpf.attach(s, [(bpf.LD_H, 0, 0, 4), (bpf.JEQ, 0, 1, _NEWADDR_AS_LOADED),
+                       (bpf.RET, 0, 0, bpf.DROP), (bpf.RET, 0, 0, bpf.ACCEPT)])
+    except OSError:
+        return False
+    return True
+
+
 class AddressWatch:
     """A non-blocking rtnetlink socket on the IPv4 and IPv6 address groups."""
 
@@ -47,6 +70,7 @@ class AddressWatch:
             raise
         self.has_pending = False
         self.stats = {"removals": 0, "overflows": 0}
+        self.filtered = _no_new_addresses(self.sock)
 
     def fileno(self) -> int:
         return self.sock.fileno()

@@ -129,3 +129,19 @@ def test_a_burst_is_read_in_bounded_slices(inside):
         assert seen and not w.has_pending
     finally:
         w.close()
+
+
+def test_an_added_address_does_not_wake_the_watch(inside):
+    """The kernel drops RTM_NEWADDR before it reaches the socket (a socket filter): the client's
+    loop is not woken by the TUN's own address at each push, on the way to the first packet's
+    answer. A removal still comes through."""
+    w = AddressWatch()
+    try:
+        assert w.filtered
+        _ip("addr", "add", "198.18.41.8/24", "dev", "wan")
+        _ip("-6", "addr", "add", "fd00:41::8/64", "dev", "wan", "nodad")
+        assert not select.select([w], [], [], 0.5)[0], "an added address made the watch readable"
+        _ip("addr", "del", "198.18.41.8/24", "dev", "wan")
+        assert _wait(w), "RTM_DELADDR not seen behind the filter"
+    finally:
+        w.close()

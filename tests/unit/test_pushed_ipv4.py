@@ -92,3 +92,57 @@ def test_route_cover_examples():
     assert _covers4("0.0.0.0", "0.0.0.0", "198.19.7.1")
     assert _covers4("198.18.5.9", "255.255.255.0", "198.18.5.200")       # host bits in the route's net
     assert not _covers4("198.18.0.0", "255.0.255.0", "198.18.0.1")        # not a mask
+
+
+# The pushed address's checks against the server's and the host's addresses (tunnel.py
+# _address_not_claimed) compare by _ip_value and _on_link4 where they built ipaddress objects.
+from appliance.gateway.tunnel import _ip_value, _on_link4  # noqa: E402
+
+ANY_ADDRESS = st.one_of(st.ip_addresses().map(str), st.sampled_from(
+    TRICKY + ["fe80::1%eth0", "fe80::1%eth1", "::ffff:1.2.3.4", "1.2.3.4%eth0", "::", "1:2::3::4", "1.2.3.4/24"]))
+
+
+def _ip_value_or_none(text: str):
+    try:
+        return _ip_value(text)
+    except ValueError:
+        return None
+
+
+def _ref_ip(text: str):
+    try:
+        return ipaddress.ip_address(text)
+    except ValueError:
+        return None
+
+
+@settings(max_examples=1500, deadline=None)
+@given(ANY_ADDRESS, ANY_ADDRESS)
+def test_address_identity_is_ipaddress_identity(a, b):
+    ra, rb = _ref_ip(a), _ref_ip(b)
+    va, vb = _ip_value_or_none(a), _ip_value_or_none(b)
+    assert (va is None) == (ra is None)
+    if ra is not None and rb is not None:
+        assert (va == vb) == (ra == rb)
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.ip_addresses(v=4), st.ip_addresses(v=4), st.integers(-2, 40))
+def test_on_link_is_ipaddress_containment(ip, addr, plen):
+    try:
+        ref = ip in ipaddress.IPv4Network(f"{addr}/{plen}", strict=False)
+    except ValueError:
+        ref = None
+    try:
+        ours = _on_link4(int(ip), int(addr), plen)
+    except ValueError:
+        ours = None
+    assert ours == ref
+
+
+def test_on_link_examples():
+    a = int(ipaddress.IPv4Address("10.8.0.6"))
+    assert _on_link4(a, int(ipaddress.IPv4Address("10.0.0.1")), 8)          # the campus WAN case
+    assert not _on_link4(a, int(ipaddress.IPv4Address("10.0.0.1")), 24)
+    assert _on_link4(a, int(ipaddress.IPv4Address("192.0.2.1")), 0)
+    assert _on_link4(a, a, 32) and not _on_link4(a, a + 1, 32)
