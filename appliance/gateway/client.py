@@ -1138,21 +1138,22 @@ class ClientGateway(SignalWakes):
         except (ConnectionError, OSError) as e:
             self._lost(c, str(e))
 
-    def _on_tun_read(self) -> None:
+    def _on_tun_read(self, defer_loss: bool = False) -> str | None:
+        """`defer_loss`: a failed send's reason is returned, the link not yet lost (_send)."""
         tun = self.net.tun
         if tun is None:
-            return
+            return None
         pkts = tun.read_batch(BATCH)
         c = self.conn
         if c is None or not pkts:
-            return                      # no tunnel right now: LAN packets are dropped, never sent in clear
+            return None                 # no tunnel right now: LAN packets are dropped, never sent in clear
         if self.net.block_ipv6:
             pkts = self._refuse_ipv6(tun, pkts)
             if not pkts:
-                return
+                return None
         self.counters.bytes_out += sum(map(len, pkts))
         wire = c.dp.seal_batch(pkts, self.clock())
-        self._send(c, wire)
+        return self._send(c, wire, defer_loss=defer_loss)
 
     def _refuse_ipv6(self, tun, pkts: list) -> list:
         """block-ipv6: each IPv6 packet is answered into the TUN with "no route" and not sent.
@@ -1239,12 +1240,10 @@ class ClientGateway(SignalWakes):
             self._logs.end()
             if self.conn is not c:
                 return
-            if held is not None:
-                # The tunnel just came up: what waited in the TUN meanwhile goes out at once,
-                # ahead of our ACK of the push (a wait for readiness would cost a loop turn).
-                self._on_tun_read()
-                if self.conn is c:
-                    self._send(c, held)
+            if held is not None and self.conn is c:
+                # The tunnel just came up: what waited in the TUN meanwhile went out at once, as
+                # soon as the device was set (_tunnel_up), ahead of our ACK of the push.
+                self._send(c, held)
         if self.conn is c:                  # a failed send may have ended it
             if self.mgmt is not None and not c.auth_said and s.peer_sid is not None:
                 c.auth_said = True
@@ -1356,6 +1355,13 @@ class ClientGateway(SignalWakes):
             self.counters.up_since = time.time()
         c.was_up = True
         self.pump.timers.cancel("poll")
+        # What waited in the TUN meanwhile goes out now, with the device, its address, routes and
+        # client-nat set (a wait for readiness would cost a loop turn): what follows -- the push's
+        # digest, the scripts' and listeners' up, timers, the log line -- changes nothing in how
+        # a packet is sealed or sent, so the first packet no longer waits for it. (OpenVPN 2.6
+        # runs its up script before it reads the TUN; ours are queued off the loop either way.)
+        # A send that fails loses the link once this connection's up is complete, as before.
+        lost = self._on_tun_read(defer_loss=True)
         self._push_changed(c, e.pushed, pushed, tun.name if tun else self.opts.dev)
         first_up = self.updown.plugin_env is None
         waiting = getattr(self.net, "routes_waiting", None) is not None
@@ -1388,6 +1394,8 @@ class ClientGateway(SignalWakes):
                  e.cipher, e.key_derivation, e.peer_id, Lazy(vm_rss))
         # The services (DNS forwarder, status, ...) hear of it once the first packets have flowed.
         self.pump.timers.arm("announce", self.clock() + AFTER_UP_DELAY, lambda: self._announce_up(c, pushed))
+        if lost is not None and self.conn is c:
+            self._lost(c, lost)
 
     def _set_client_nat(self, c: Connection, pushed) -> None:
         """client-nat: the profile's rules then the pushed ones (64 in all, as OpenVPN 2.6, which

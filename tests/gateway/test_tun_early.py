@@ -87,3 +87,53 @@ def test_packets_waiting_in_the_tun_go_out_first_once_the_push_is_read(pki):
     # control packet, is the packet that waited in the TUN.
     assert ops[data[0] - 1] == 5, ops
     assert all(op == 9 for op in ops[data[0]:]), ops
+
+
+def _client_with_waiting_packet(pki, fail_data: bool = False):
+    """A client whose TUN holds a LAN packet while it connects; its sends recorded in order
+    (opcodes, and "up" when the connection's up reaches the scripts and listeners)."""
+    w = World()
+    w.add_server(server_conf(pki))
+    net, port = FakeTunnelNetwork(w.net), MemoryPorts(w.net, "198.18.0.2")
+    c = ClientGateway(parse_config(client_conf(pki), "/mem/client.ovpn"), port, net, w.clock, MemoryWaiter(w.net))
+    w.clients.append(c)
+    seen: list = []
+    udp = port.udp
+
+    def watch_udp(*a, **k):
+        t = udp(*a, **k)
+        send = t.send
+
+        def record(datagram, addr=None):
+            seen.append(datagram[0] >> 3)
+            if fail_data and datagram[0] >> 3 == 9 and seen.count(9) == 1:
+                raise OSError(101, "Network is unreachable")
+            return send(datagram, addr)
+        t.send = record
+        t.send_batch = lambda ds, addr=None: [record(d, addr) for d in ds] and None
+        return t
+    port.udp = watch_udp
+    up = c.updown.up
+    c.updown.up = lambda *a, **k: (seen.append("up"), up(*a, **k))[1]
+    c.start()
+    net.tun.inject(bytes.fromhex("4500001c000040004011") + bytes(2) + bytes([198, 19, 0, 2, 198, 18, 0, 1])
+                   + bytes.fromhex("d431d4310008") + bytes(2))
+    return w, c, seen
+
+
+def test_the_waiting_packet_leaves_before_the_connections_up_bookkeeping(pki):
+    """Once the device is set, the packet that waited goes out before the scripts' and listeners'
+    up and the rest of the push's bookkeeping: none of it changes how a packet is sealed."""
+    w, c, seen = _client_with_waiting_packet(pki)
+    assert w.run(lambda: c.conn is not None and c.conn.was_up, max_time=30), "tunnel did not come up"
+    assert 9 in seen and "up" in seen, seen
+    assert seen.index(9) < seen.index("up"), seen
+
+
+def test_a_failed_first_send_still_completes_the_up_then_reconnects(pki):
+    """The link lost at that send (a TCP server gone, a route withdrawn) is handled once the
+    connection's up is complete, as when the packet went out after it: the scripts and listeners
+    saw the up they will see the down of, and the client connects again."""
+    w, c, seen = _client_with_waiting_packet(pki, fail_data=True)
+    assert w.run(lambda: c.counters.connections >= 2 and c.conn is not None and c.conn.was_up, max_time=60), seen
+    assert seen.count("up") >= 2 and seen.index(9) < seen.index("up"), seen
