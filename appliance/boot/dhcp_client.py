@@ -37,7 +37,6 @@ the client asks on.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import ipaddress
 import logging
 import random
@@ -50,6 +49,8 @@ from dataclasses import dataclass, field, replace
 from typing import Callable, Iterator, Sequence
 
 from pyroute2 import IPRoute
+
+from ..transport import sockfilter
 
 log = logging.getLogger("vpn-appliance")
 # A flood of replies (anyone on the WAN can broadcast to port 68): past MAX_REPLIES datagrams in one
@@ -338,7 +339,6 @@ def _remove(ifname: str, address: str, prefixlen: int) -> None:
                 pass
 
 
-SO_ATTACH_FILTER = 26                  # asm-generic/socket.h (x86_64)
 SKF_NET_OFF = -0x100000                # linux/filter.h: a load relative to the IP header
 # A source (address and port) that sent BLOCK_AFTER replies for our transaction we could not use is
 # kept out by the kernel for the rest of the transaction (at most MAX_BLOCKED; PER_SOURCE_TRACKED counted).
@@ -362,7 +362,7 @@ def only_ours(s: socket.socket, xid: int, mac: bytes, refused: Sequence[Source] 
     its xid seen) is read paced until its source is refused (Transaction). False, the Python
     checks alone, if it cannot be set."""
     mac_hi, mac_lo = int.from_bytes(mac[:4], "big"), int.from_bytes(mac[4:6], "big")
-    ld_b, ld_h, ld_w, jeq, ret = 0x30, 0x28, 0x20, 0x15, 0x06
+    ld_b, ld_h, ld_w, jeq, ret = sockfilter.LD_B, sockfilter.LD_H, sockfilter.LD_W, sockfilter.JEQ, sockfilter.RET
     # Each jeq's false branch goes to the last instruction (reject) for the header checks; for a
     # refused source, the address's jeq goes on to its port's when equal (else past it), the
     # port's to reject when equal. Jumps count from the next instruction.
@@ -377,12 +377,10 @@ def only_ours(s: socket.socket, xid: int, mac: bytes, refused: Sequence[Source] 
         insns.append((jeq, 0, 2, int.from_bytes(socket.inet_aton(address), "big")))
         insns.append((ld_h, 0, 0, 0))
         insns.append((jeq, n - 1 - (len(insns) + 1), 0, port))
-    insns += [(ret, 0, 0, 0xFFFFFFFF), (ret, 0, 0, 0)]   # whole datagram / none
+    insns += [(ret, 0, 0, sockfilter.ACCEPT), (ret, 0, 0, sockfilter.DROP)]   # whole datagram / none
     assert len(insns) == n
-    code = ctypes.create_string_buffer(b"".join(struct.pack("=HBBI", *i) for i in insns))
     try:
-        s.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER,
-                     struct.pack("@HP", len(insns), ctypes.addressof(code)))
+        sockfilter.attach(s, insns)
     except OSError as e:
         log.warning("DHCP: no socket filter (%s): a flood of replies may hide the server's", e)
         return False

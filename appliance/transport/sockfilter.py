@@ -1,8 +1,8 @@
 """Classic BPF socket filters (SO_ATTACH_FILTER): what the kernel should not queue on a socket.
 
 Why a module: a filter is a few raw instructions and a pointer handed to setsockopt, which the
-client's address watch (tun/addr_watch.py: no wake-up for an address added) attaches here; the
-DHCP client's (boot/dhcp_client.py only_ours) makes the same call itself and may move here.
+client's address watch (tun/addr_watch.py: no wake-up for an address added) and the WAN DHCP
+client (boot/dhcp_client.py only_ours: our transaction, refused sources) attach here.
 """
 from __future__ import annotations
 
