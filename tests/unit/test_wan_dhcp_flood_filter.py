@@ -107,16 +107,22 @@ def test_a_source_of_unusable_replies_is_refused_and_the_servers_reply_behind_it
     assert drops.counts["flood: source refused"] == 1                 # the refusal; nothing more read
 
 
+def _begun(s: FakeSocket, drops: Drops) -> dc.Transaction:
+    """A transaction begun on the fake socket (nothing queued before it to discard)."""
+    s.recv_into = lambda *_a: (_ for _ in ()).throw(BlockingIOError())
+    s.setblocking = lambda _b: None
+    tx = dc.Transaction(s, XID, MAC, drops)
+    tx.begin()
+    return tx
+
+
 def test_what_a_refused_source_had_queued_is_skipped_not_paced():
     """Already queued when the filter changed: read without parsing and outside the pacing, so
     thousands of them do not stand between the server's reply and the reading."""
     flood = [(unusable(), ROGUE)] * 5000
     s = FakeSocket(flood + [reply(OFFER, "198.18.60.10", SERVER)])
-    s.recv_into = lambda *_a: (_ for _ in ()).throw(BlockingIOError())
-    s.setblocking = lambda _b: None
     drops = Drops("wan0")
-    tx = dc.Transaction(s, XID, MAC, drops)
-    tx.begin()
+    tx = _begun(s, drops)
     got = dc._wait(tx, {OFFER}, 5.0)
     assert got is not None and got[1].address == "198.18.60.10"
     assert tx.refused == [(ROGUE, 67)] and drops.counts["bad netmask"] == dc.BLOCK_AFTER
@@ -129,11 +135,8 @@ def test_a_rogue_changing_its_source_is_read_paced_and_its_counters_bounded():
     counters stop at PER_SOURCE_TRACKED."""
     flood = [(unusable(), f"198.18.{100 + i // 250}.{1 + i % 250}") for i in range(2000)]
     s = FakeSocket(flood + [reply(OFFER, "198.18.60.10", SERVER)])
-    s.recv_into = lambda *_a: (_ for _ in ()).throw(BlockingIOError())
-    s.setblocking = lambda _b: None
     drops = Drops("wan0")
-    tx = dc.Transaction(s, XID, MAC, drops)
-    tx.begin()
+    tx = _begun(s, drops)
     got = dc._wait(tx, {OFFER}, 30.0)
     assert got is not None and got[1].address == "198.18.60.10"
     assert tx.refused == [] and len(tx._unusable) == dc.PER_SOURCE_TRACKED
@@ -143,9 +146,6 @@ def test_a_rogue_changing_its_source_is_read_paced_and_its_counters_bounded():
 def test_at_most_max_blocked_sources_are_refused():
     flood = [(unusable(), f"198.18.100.{1 + i % 20}") for i in range(20 * dc.BLOCK_AFTER)]
     s = FakeSocket(flood)
-    s.recv_into = lambda *_a: (_ for _ in ()).throw(BlockingIOError())
-    s.setblocking = lambda _b: None
-    tx = dc.Transaction(s, XID, MAC, Drops("wan0"))
-    tx.begin()
+    tx = _begun(s, Drops("wan0"))
     assert dc._wait(tx, {OFFER}, 5.0) is None
     assert len(tx.refused) == dc.MAX_BLOCKED and s.filters == 1 + dc.MAX_BLOCKED
