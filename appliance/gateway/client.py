@@ -1392,7 +1392,8 @@ class ClientGateway(SignalWakes):
             self._arm_session(p.session_timeout if p.session_timeout is not None else self.opts.session_timeout)
         log.info("tunnel up: %s, cipher %s, key derivation %s, peer-id %s, VmRSS %s", tun.name if tun else "-",
                  e.cipher, e.key_derivation, e.peer_id, Lazy(vm_rss))
-        # The services (DNS forwarder, status, ...) hear of it once the first packets have flowed.
+        # The services (DNS forwarder, status, ...) hear of it once the first packets have flowed
+        # (with route-delay: the DNS ones now, the rest at CONNECTED; _announce_up).
         self.pump.timers.arm("announce", self.clock() + AFTER_UP_DELAY, lambda: self._announce_up(c, pushed))
         if lost is not None and self.conn is c:
             self._lost(c, lost)
@@ -1460,19 +1461,23 @@ class ClientGateway(SignalWakes):
         self.pump.timers.arm("announce", self.clock() + AFTER_UP_DELAY, lambda: self._announce_up(c, pushed))
 
     def _announce_up(self, c: Connection, pushed) -> None:
-        if self.conn is c and self.pump.timers.armed("route-delay"):
-            # As 2.6: "Initialization Sequence Completed" (CONNECTED) once the delayed routes are
-            # in: _route_delay_over asks again then (no poll meanwhile: a server may push a
-            # delay of years).
-            return
-        if self.scripts is not None and self.scripts.runner.busy and self.conn is c:
+        if self.conn is not c or not c.was_up:
+            return                              # this connection ended meanwhile
+        if self.scripts is not None and self.scripts.runner.busy:
             # As 2.6: CONNECTED once up and route-up have run (each bounded by its time limit).
             self.pump.timers.arm("announce", self.clock() + SCRIPT_POLL, lambda: self._announce_up(c, pushed))
             return
-        if self.conn is c and c.was_up:        # not if this connection ended meanwhile
-            if self.mgmt is not None:
-                self.mgmt.connected(pushed, c.addr[:2], _tcp_local(c))
-            self._notify(TunnelState(True, f"{fmt_addr(c.addr)}/{c.remote.proto}", self._tun_name(), pushed))
+        remote = f"{fmt_addr(c.addr)}/{c.remote.proto}"
+        if self.pump.timers.armed("route-delay"):
+            # As 2.6: "Initialization Sequence Completed" (CONNECTED) once the delayed routes are
+            # in: _route_delay_over asks again then (no poll meanwhile: a server may push a
+            # delay of years). The pushed DNS applies now, as 2.6's up script (update-resolv-conf)
+            # sets it at tunnel-up: the services hear routes_wait (gateway/observers.py).
+            self._notify(TunnelState(False, remote, self._tun_name(), pushed, routes_wait=True))
+            return
+        if self.mgmt is not None:
+            self.mgmt.connected(pushed, c.addr[:2], _tcp_local(c))
+        self._notify(TunnelState(True, remote, self._tun_name(), pushed))
 
     def _scripts_queued(self) -> None:
         """A runner in the caller (tests) has its results already: read them on the next turn."""

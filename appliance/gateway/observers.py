@@ -7,6 +7,15 @@ choose the observers; each gets the pump once (`attach`) to register its own soc
 so everything still runs on the one pump, and is told of every change (`tunnel_changed`). An
 observer that raises is our bug: it is counted and logged by the pump's fault counters and the
 tunnel goes on (a LAN service must never take the tunnel down).
+
+Two steps up, as OpenVPN 2.6's client has them: tunnel-up (addresses set, the `up` script run --
+where 2.6's users set the pushed DNS, update-resolv-conf reading foreign_option_N) and CONNECTED
+("Initialization Sequence Completed", once the routes are in). They are one moment unless
+`route-delay N` holds the routes back N seconds (gateway/route_delay.py); meanwhile the client
+says `routes_wait`: the DNS services (host resolver, LAN DNS forwarder, DHCP's DNS options) act
+on `dns_up` then, as 2.6's up script does, and everything that needs the routes (router
+advertisements, systemd's "Completed", ...) waits for `up`. The default is the safe one: a
+service that reads only `up` waits for the routes.
 """
 from __future__ import annotations
 
@@ -25,6 +34,15 @@ class TunnelState:
     remote: str = ""                    # "198.18.0.1:1194/udp" while up or connecting, else ""
     tun_name: str | None = None         # the TUN device (kept across reconnects: persist-tun)
     pushed: "PushedOptions | None" = None   # what the server pushed (None while down)
+    # route-delay: the tunnel is up (addresses, the up script) but its routes wait; `up` is
+    # False until they are in (CONNECTED).
+    routes_wait: bool = False
+
+    @property
+    def dns_up(self) -> bool:
+        """Whether the pushed DNS applies now: from tunnel-up, before route-delay's routes, as
+        2.6's up script sets it (init.c do_open_tun runs it before the delay's timer starts)."""
+        return self.up or self.routes_wait
 
 
 @dataclass
@@ -48,7 +66,7 @@ class TunnelObserver(Protocol):
         """Register sockets/timers on the pump (called once, before connecting)."""
 
     def tunnel_changed(self, state: TunnelState) -> None:
-        """The tunnel came up (with what was pushed) or went down."""
+        """The tunnel came up (with what was pushed), its routes went in, or it went down."""
 
     def close(self) -> None:
         """The gateway is stopping: undo what was set up (restore resolv.conf, ...)."""

@@ -9,7 +9,9 @@ N seconds after the tunnel came up (on Linux test_routes is always true: W never
 further) do_route adds them, sets redirect_gateway, says >STATE:ADD_ROUTES and >UPDOWN:UP,
 runs route-up (as root: the drop to `user` comes after), then "Initialization Sequence
 Completed" and >STATE:CONNECTED. A device kept over a reconnect (persist-tun, the same push)
-is not opened again: no delay, no route-up, CONNECTED at once. Not on a server: its config
+is not opened again: no delay, no route-up, CONNECTED at once. The pushed DNS does not wait: 2.6's
+up script sets it at tunnel-up, so the DNS services hear of it then (gateway/observers.py
+routes_wait), the rest at CONNECTED. Not on a server: its config
 refuses the line (config/parser.py NOT_IN_SERVER, as 2.6's "--route-delay cannot be used with
 --mode server"), and what it pushes is for its clients.
 

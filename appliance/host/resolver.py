@@ -70,6 +70,7 @@ class HostDns:
         self._worker: threading.Thread | None = None
         self._threaded = threaded
         self._helper = None                   # the resolvectl helper, after a privilege drop
+        self._last: tuple | None = None       # the last job asked for (the same again is not redone)
 
     def before_privilege_drop(self, path: str = RESOLV_CONF) -> None:
         """Before `user`/`group` drop root (host/privileges.py), prepare what needs root later:
@@ -98,10 +99,16 @@ class HostDns:
         self._submit(("start",))
 
     def tunnel_changed(self, state: "TunnelState") -> None:
-        if state.up and state.pushed is not None:
-            self._submit(("apply", from_pushed(state.pushed, self.redirect_gateway), state.tun_name or "tun0"))
+        # From tunnel-up (dns_up), as 2.6's up script sets DNS: with route-delay before the routes,
+        # and their arrival (CONNECTED, the same push) changes nothing here.
+        if state.dns_up and state.pushed is not None:
+            job: tuple = ("apply", from_pushed(state.pushed, self.redirect_gateway), state.tun_name or "tun0")
         else:
-            self._submit(("restore",))
+            job = ("restore",)
+        if job == self._last:
+            return
+        self._last = job
+        self._submit(job)
 
     def close(self) -> None:
         self._submit(("restore",))

@@ -663,7 +663,7 @@ class DhcpService:
         log.info("DHCP server drops: %s", ", ".join(f"{k}={v}" for k, v in sorted(srv.drops.items())))
 
     def tunnel_changed(self, state: "TunnelState") -> None:
-        if state.up:
+        if state.dns_up:            # DNS options from tunnel-up, as 2.6's up script (gateway/observers.py)
             self.server.set_pushed(state.pushed)
 
     def lease_count(self) -> int:

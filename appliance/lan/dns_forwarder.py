@@ -144,6 +144,7 @@ class DnsForwarder:
         self.clients: dict[int, _TcpClient] = {}
         self.upstream: dict[int, _Upstream] = {}
         self.tun: str | None = None
+        self._seen: tuple | None = None         # (dns_up, tun_name, pushed) last acted on
         self.src: dict[int, str] = {}    # family -> our tunnel address
         self._logged: dict[str, int] = {}
 
@@ -193,12 +194,19 @@ class DnsForwarder:
         raise AssertionError("unreachable")
 
     def tunnel_changed(self, state: "TunnelState") -> None:
+        # From tunnel-up (dns_up), as 2.6's up script sets DNS: with route-delay before the routes
+        # (the upstream sockets are bound to the TUN and need none of them), and their arrival
+        # (CONNECTED, the same push) keeps the servers and the queries in flight.
+        seen = (state.dns_up, state.tun_name, state.pushed)
+        if seen == self._seen:
+            return
+        self._seen = seen
         servers: list[dns_core.Server] = []
         self.src = {}
         p = state.pushed
-        if state.up and p is not None and self.core.local is not None:
+        if state.dns_up and p is not None and self.core.local is not None:
             self.core.local.set_vpn_networks([*vpn_networks(p), *self.profile_networks])
-        if state.up and p is not None and state.tun_name:
+        if state.dns_up and p is not None and state.tun_name:
             if p.ifconfig:
                 self.src[socket.AF_INET] = p.ifconfig[0]
             if p.ifconfig_ipv6:
@@ -227,7 +235,7 @@ class DnsForwarder:
                      self.tun)
         else:
             log.info("DNS forwarder: answering SERVFAIL (%s)",
-                     "tunnel down" if not state.up else "the server pushed no usable DNS server")
+                     "tunnel down" if not state.dns_up else "the server pushed no usable DNS server")
 
     def close(self) -> None:
         for token in list(self.upstream):

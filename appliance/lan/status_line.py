@@ -29,8 +29,9 @@ def _duration(seconds: float) -> str:
 
 def format_line(state: "TunnelState | None", c: "ClientCounters", leases: int | None, now: float) -> str:
     """The status line (without the log prefix); pure, for tests."""
-    up = state is not None and state.up
-    parts = [f"status: tunnel {'up' if up else 'down'}"]
+    up = state is not None and state.dns_up
+    waiting = state is not None and not state.up and state.routes_wait
+    parts = [f"status: tunnel {'up, routes waiting (route-delay)' if waiting else 'up' if up else 'down'}"]
     if up and state is not None:
         parts.append(f"remote {state.remote or '-'}")
         since = f" up {_duration(now - c.up_since)}" if c.up_since is not None else ""

@@ -51,6 +51,10 @@ def test_status_line_shape():
                                                    "bytes in 1234 out 567, renegotiations 2, LAN leases 3")
     assert format_line(TunnelState(False), ClientCounters(), None, 0) == (
         "status: tunnel down, bytes in 0 out 0, renegotiations 0")
+    # route-delay: up (addresses, DNS), the routes still to come (gateway/observers.py routes_wait)
+    waiting = TunnelState(False, "198.18.0.1:1194/udp", "tun0", None, routes_wait=True)
+    assert format_line(waiting, ClientCounters(up_since=100.0), None, 105.0).startswith(
+        "status: tunnel up, routes waiting (route-delay), remote 198.18.0.1:1194/udp, tun0 up 0:00:05, ")
 
 
 def test_status_line_on_change_and_every_interval(caplog):

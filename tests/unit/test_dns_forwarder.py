@@ -553,3 +553,25 @@ def test_any_port_is_one_free_for_udp_and_tcp_alike(monkeypatch):
         assert f.udp[0].getsockname()[1] == f.tcp_listeners[0].getsockname()[1] == f.port != 0
     finally:
         f.close()
+
+
+def test_route_delay_serves_from_tunnel_up_and_the_routes_keep_queries_in_flight(setup):
+    """route-delay (gateway/observers.py routes_wait): the pushed DNS is used from tunnel-up, as
+    2.6's up script sets it; the routes going in N s later (CONNECTED, the same push) neither
+    drops a query in flight nor asks again."""
+    f, up, run = setup
+    pushed = PushedOptions(ifconfig=("127.0.0.1", "255.0.0.0"), dns_endpoints=[(UPSTREAM, up.port)])
+    f.tunnel_changed(TunnelState(False))
+    f.tunnel_changed(TunnelState(False, "x", "lo", pushed, routes_wait=True))
+    up.auto = False
+    c = udp_client(f)
+    c.send(w.encode_query(7, "early.test"))
+    assert run(lambda: len(up.got) == 1), "not forwarded while the routes wait"
+    f.tunnel_changed(TunnelState(True, "x", "lo", pushed))
+    up.answer(0)
+    r = recv_udp(c, run)
+    assert r[:2] == b"\0\7" and w.rcode(r) == w.NOERROR and len(up.got) == 1
+    f.tunnel_changed(TunnelState(False))
+    c.send(w.encode_query(8, "late.test"))
+    assert w.rcode(recv_udp(c, run)) == w.SERVFAIL and len(up.got) == 1
+    c.close()

@@ -263,3 +263,16 @@ def test_without_the_forwarder_a_pushed_ipv4_mapped_dns_server_is_not_advertised
     pump.advance(0.1)
     assert ras(sock)[0].rdnss == (ipaddress.IPv6Address("2001:db8:53::1"),)
     assert caplog.text.count("not advertised") == len(bad)
+
+
+def test_route_delay_advertises_only_once_the_routes_are_in():
+    """A router advertisement sends the LAN's IPv6 traffic our way: while route-delay holds the
+    routes back (routes_wait) there is none; at CONNECTED it goes out."""
+    adv, pump, sock = make()
+    adv.tunnel_changed(TunnelState(False, "x", "tun0", pushed(), routes_wait=True))
+    pump.advance(30)
+    assert sock.sent == []
+    adv.tunnel_changed(TunnelState(True, "x", "tun0", pushed()))
+    pump.advance(0.1)
+    assert len(ras(sock)) == 1 and ras(sock)[0].router_lifetime > 0
+    adv.close()
