@@ -102,6 +102,23 @@ def test_route_nopull_keeps_the_pushed_dns_off_the_host(lab):
     assert lab.resolv.read_bytes() == ORIGINAL
 
 
+def test_route_delay_sets_the_pushed_dns_at_tunnel_up_before_the_routes(lab):
+    # As OpenVPN 2.6 (init.c do_open_tun): the up script -- update-resolv-conf, reading
+    # foreign_option_N -- runs at tunnel-up, before route-delay's timer; only the routes,
+    # route-up and "Initialization Sequence Completed" wait (Debian's client, run in this lab:
+    # up with foreign_option_1 and no route yet, the route and route-up N s later).
+    lab.resolv.write_bytes(ORIGINAL)
+    prof = lab.write("client-delay.ovpn", client_profile(lab.pki, extra=HELPERS + "route-delay 20\n"))
+    p = lab.start(lab.cli, [OUR_BIN, "run", str(prof)], "ours-delay")
+    assert p.wait_for(APPLIED, 30), p.log()[-3000:]
+    assert b"nameserver 198.18.100.1" in lab.resolv.read_bytes()
+    net = BEHIND_IP.rsplit(".", 1)[0] + ".0/24"         # server_config's pushed route
+    assert lab.cli.run(f"ip route show {net}", check=False).stdout.strip() == "", "the routes did not wait"
+    assert "route-delay 20 s over" not in p.log()
+    assert p.stop(20) == 0
+    assert lab.resolv.read_bytes() == ORIGINAL
+
+
 def _wait_file(path: Path, pred, within: float = 30) -> bytes:
     end = time.monotonic() + within
     while True:
