@@ -87,9 +87,10 @@ class KeyState:
         self.reliable.next_recv_id = 1
         self.start_tls(context, settings)
 
-    def retire(self, now: float) -> None:
-        """Become a lame duck: only `data` (decrypt) is kept; TLS and its buffers are let go."""
-        self.retired_at = now
+    def retire(self, since: float) -> None:
+        """Become a lame duck: only `data` (decrypt) is kept; TLS and its buffers are let go.
+        `since`: where its tran-window starts (the successor's soft reset, as OpenVPN 2.6)."""
+        self.retired_at = since
         self.expires_at = None            # a successor took over: tran-window decides from now on
         self.tls = None
         self.local_km = self.remote_km = None

@@ -819,16 +819,28 @@ class Session(ControlChannel):
             self.events.append(ev.KeyRenegotiated(ks.key_id, self.cipher or ""))
 
     def _switch_send_key(self, ks: KeyState, now: float) -> None:
+        # The keys `ks` replaces live on as lame ducks until tran-window after the soft reset
+        # that began `ks` (its creation), as OpenVPN 2.6 (ssl.c key_state_soft_reset sets the
+        # old key's must_die then), not after this switch: a slow handshake gave the old key
+        # that much longer. One already doomed by a failed renegotiation keeps its earlier end.
         for other in self.keys.values():
             if other is ks:
                 continue
             if other.phase == KS.ACTIVE and other.retired_at is None:
-                other.retire(now)
+                self._retire(other, ks.created)
         lame = self.lame_session_key
         if lame is not None and lame is not ks and lame.retired_at is None:
-            lame.retire(now)
+            self._retire(lame, ks.created)
         self.send_key = ks.data
         self._pid_reneg = False
+
+    def _retire(self, old: KeyState, soft_reset_at: float) -> None:
+        """Make `old` a lame duck whose tran-window counts from `soft_reset_at`, or from the
+        failed renegotiation that set its `expires_at` if that ends sooner."""
+        since = soft_reset_at
+        if old.expires_at is not None:
+            since = min(since, old.expires_at - self.cfg.tran_window)
+        old.retire(since)
 
     def _set_established(self) -> None:
         if self.established:
