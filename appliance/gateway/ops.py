@@ -162,7 +162,8 @@ class Operations:
         self.wall = wall
         self.started = wall()
         self._net_gateway: str | None = None     # route_net_gateway, found once (_server_tunnel_env)
-        self.traffic = st_mod.Traffic()
+        self.traffic = st_mod.Traffic()         # tunnel bytes (inactive)
+        self.link = st_mod.LinkBytes()          # link bytes (status, bytecount, load-stats)
         self.info: dict[int, ClientInfo] = {}       # id(rec) -> info
         self.next_cid = 0
         # TCP connections accepted whose session is not made yet (no reset read): their client
@@ -352,7 +353,7 @@ class Operations:
             lines = []
             for inf in list(self.info.values()):
                 if inf.established and inf.rec.alive:
-                    r, w = self.traffic.sample(inf.rec)
+                    r, w = self.link.of(inf.rec)
                     lines.append(f">BYTECOUNT_CLI:{inf.cid},{r},{w}")
             for c in due:
                 c.send_lines(lines)
@@ -393,7 +394,7 @@ class Operations:
                 continue
             if not inf.established and self.gw.d.record(rec.addr) is not rec:
                 continue        # a record the dispatcher no longer holds at its address
-            r, w = self.traffic.sample(rec)
+            r, w = self.link.of(rec)
             last = now - max(0.0, self.gw.clock() - rec.session.last_recv)
             out.append(st_mod.ClientRow(
                 rec.common_name or rec.session.peer_common_name or "UNDEF", self.real_str(rec), rec.vaddr or "", rec.vaddr6 or "", r, w,
@@ -425,8 +426,10 @@ class Operations:
         return st_mod.render(self.rows(), version, self.wall())
 
     def load_stats(self) -> tuple[int, int, int]:
-        rows = self.rows(established_only=True)
-        return len(rows), sum(r.bytes_in for r in rows), sum(r.bytes_out for r in rows)
+        """As OpenVPN 2.6's load-stats: the established clients, and the link bytes of every
+        client since the start (its global counters), not of those connected now."""
+        n = len(self.rows(established_only=True))
+        return (n, *self.link.totals((inf.rec for inf in self.info.values()), self.gw.d.stateless_written))
 
     def state_line(self, notify_at: int | None = None) -> str:
         """`state`'s line, or with `notify_at` the >STATE notification of the same state."""
@@ -893,13 +896,12 @@ class Operations:
                 self.client_auth.forget(rec, inf.cid if inf is not None and heir is None else None)
             if inf is None:
                 return
-            r, w = self.traffic.sample(rec)
             self.traffic.forget(rec)
+            r, w = self.link.of(rec)
             if heir is not None and id(heir) in self.info:
                 # 2.6's counters are the instance's: the restart's row goes on from these.
-                base = self.traffic.base.setdefault(id(heir), [0, 0])
-                base[0] += r
-                base[1] += w
+                self.link.inherit(heir, rec)
+            self.link.forget(rec)
             if not inf.established:
                 return
             extra = {"bytes_received": str(r), "bytes_sent": str(w),

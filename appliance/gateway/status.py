@@ -139,3 +139,45 @@ class Traffic:
     def forget(self, rec) -> None:
         self.keys.pop(id(rec), None)
         self.base.pop(id(rec), None)
+
+
+class LinkBytes:
+    """Per-client and server-wide link bytes, as OpenVPN 2.6 reports them: every byte of the
+    instance's packets both ways, control channel included (c2.link_read_bytes /
+    link_write_bytes: status Bytes Received/Sent, >BYTECOUNT_CLI, client-disconnect's
+    bytes_received/bytes_sent), and for load-stats the process's totals over every client it
+    ever had (link_read_bytes_global / link_write_bytes_global). The sessions count
+    (Session.link_read / link_written); a restart's record goes on from the one it replaced
+    (`inherit`), as 2.6's instance is the same. Tunnel traffic for `inactive` is Traffic's."""
+
+    def __init__(self) -> None:
+        self.base: dict[int, list[int]] = {}     # id(rec) -> what the records it replaced counted
+        self.gone = [0, 0]                       # what sessions no longer held counted
+
+    def of(self, rec) -> tuple[int, int]:
+        s, b = rec.session, self.base.get(id(rec))
+        if b is None:
+            return s.link_read, s.link_written
+        return b[0] + s.link_read, b[1] + s.link_written
+
+    def inherit(self, heir, rec) -> None:
+        """`heir` (a restart of `rec`'s client) goes on counting from `rec`'s total."""
+        r, w = self.of(rec)
+        b = self.base.setdefault(id(heir), [0, 0])
+        b[0] += r
+        b[1] += w
+
+    def forget(self, rec) -> None:
+        self.gone[0] += rec.session.link_read
+        self.gone[1] += rec.session.link_written
+        self.base.pop(id(rec), None)
+
+    def totals(self, live, stateless_written: int = 0) -> tuple[int, int]:
+        """Server-wide, over the records `live` still held and all that went before, and the
+        resets answered before any record existed (`stateless_written`: 2.6 counts those)."""
+        r, w = self.gone
+        w += stateless_written
+        for rec in live:
+            r += rec.session.link_read
+            w += rec.session.link_written
+        return r, w

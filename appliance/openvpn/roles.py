@@ -387,12 +387,13 @@ class ServerRole:
             s.peer_info = km.peer_info_dict()
             # As OpenVPN 2.6 (ssl.c, remote_usescomp): this exact word of its options string.
             s.peer_uses_comp = s.cfg.comp_migrate and ",comp-lzo," in km.options
-        elif km.username != s.peer_username:
-            # As OpenVPN (ssl_verify.c): the username may not change on renegotiation, and the
-            # password is checked again, unless it is the auth-token we handed out.
+        elif s.peer_username is not None and km.username != s.peer_username:
+            # As OpenVPN (ssl_verify.c tls_lock_username): a username a check locked may not
+            # change on renegotiation, and the password is checked again, unless it is the
+            # auth-token we handed out. Without a check nothing was locked (see _accept).
             raise ClientRefused(f"TLS Auth Error: username attempted to change from "
                                 f"{s.peer_username!r} to {km.username!r}")
-        checks = s.cfg.verify_user is not None or s.cfg.defer_auth
+        checks = self._checks_users()
         grace, s.token_grace = s.token_grace, None
         if checks and not first and grace is not None and grace[0] in (None, ks) and s.cfg.gen_token is not None \
                 and not s.cfg.token_external \
@@ -446,10 +447,20 @@ class ServerRole:
             return
         self._accept(ks, km, first, now)
 
+    def _checks_users(self) -> bool:
+        """Whether this server checks usernames/passwords (a verify command, passdb, PAM, a
+        plugin, management-client-auth): OpenVPN 2.6's tls_session_user_pass_enabled."""
+        return self.s.cfg.verify_user is not None or self.s.cfg.defer_auth
+
     def _accept(self, ks: KeyState, km: KeyMethod2, first: bool, now: float) -> None:
         s = self.s
-        if first:
+        if s.peer_username is None and self._checks_users():
+            # As OpenVPN 2.6 (verify_user_pass -> tls_lock_username): the username is the
+            # session's once a check passed it, and only then: without a check 2.6 never reads
+            # it, so the status says UNDEF, scripts get no `username`, a renegotiation may send
+            # another. (A reload that adds a check locks the one of the next renegotiation.)
             s.peer_username = km.username
+        if first:
             s.cipher = s._negotiate_cipher()
             proto = peer_info_int(s.peer_info, "IV_PROTO")
             s.ekm = s.cfg.server_ekm and bool(proto & IV_PROTO_TLS_KEY_EXPORT)

@@ -83,6 +83,10 @@ class ServerDispatcher(ClientPush):
         self.iroutes = IrouteTable()
         self.iroutes6 = IrouteTable(128)                  # ccd iroute-ipv6
         self.out: list[tuple[bytes, object]] = []
+        # Bytes of the resets answered before any client record exists (the stateless cookie
+        # exchange): no client's, but OpenVPN 2.6 counts them in its server-wide write total
+        # (load-stats; its top-level context sends them, forward.c link_write_bytes_global).
+        self.stateless_written = 0
         self.events: deque = deque()
         self.stats: dict[str, int] = {}
         self.retired_stats: dict[str, int] = {}      # drop counters of sessions already gone
@@ -524,7 +528,9 @@ class ServerDispatcher(ClientPush):
         payload = encode_tlv(EARLY_NEG_FLAGS, EARLY_NEG_FLAG_RESEND_WKC.to_bytes(2, "big")) if early else b""
         reply_body = encode_body([0], client_sid, 0, payload)
         rw = self._make_wrapper(v2)
-        self.out.append((rw.wrap(op_byte(Op.CONTROL_HARD_RESET_SERVER_V2, 0), sid, reply_body, now), addr))
+        reply = rw.wrap(op_byte(Op.CONTROL_HARD_RESET_SERVER_V2, 0), sid, reply_body, now)
+        self.out.append((reply, addr))
+        self.stateless_written += len(reply)
         self._count("stateless reset answered")
         if keep is not None:
             kept = self._cookie_keys

@@ -228,6 +228,14 @@ class Session(ControlChannel):
         self.last_send = now
         self.reneg_check_at = now + RENEG_CHECK_INTERVAL   # reneg-bytes / reneg-pkts counters
         self.data_authenticated = 0       # data packets that passed authentication and replay checks
+        # Every byte of the link both ways, control and data, good or not: OpenVPN 2.6's
+        # c2.link_read_bytes / link_write_bytes (forward.c), what its status, bytecount and
+        # client-disconnect report per client. Read: each packet handed to receive(); written:
+        # each packet of take_outgoing() and encrypt(), over TCP with its 2-byte length as
+        # 2.6 counts its writes (link_socket_write_tcp prepends it; its reads count without).
+        self.link_read = 0
+        self.link_written = 0
+        self._frame_len = 2 if self.tcp else 0
         # Bytes the data keys counted that were no tunnel traffic: keepalive pings both ways, OCC
         # messages, payloads refused (compressed, or inner packets the server dropped), each with
         # its framing. `inactive` takes them off (gateway/inactivity.py): otherwise a client could
@@ -321,12 +329,15 @@ class Session(ControlChannel):
 
     def take_outgoing(self) -> list[bytes]:
         out, self.out = self.out, []
+        if out:
+            self.link_written += sum(map(len, out)) + self._frame_len * len(out)
         return out
 
     def receive(self, packet, now: float) -> list:
         """One OpenVPN packet in; decrypted tunnel packets out. Never raises for peer input."""
         if self.closed or not packet:
             return []
+        self.link_read += len(packet)
         op = packet[0] >> 3
         if op == _DATA_V2 or op == _DATA_V1:
             dk = self.recv_keys[packet[0] & 7]
@@ -503,8 +514,13 @@ class Session(ControlChannel):
         if self.comp is not None:
             payload = compress_stub(self.comp, payload)
         if self.frag is not None:
-            return self._seal_parts(sk, payload)
-        return sk.seal(payload)
+            parts = self._seal_parts(sk, payload)
+            if parts:
+                self.link_written += sum(map(len, parts)) + self._frame_len * len(parts)
+            return parts
+        w = sk.seal(payload)
+        self.link_written += len(w) + self._frame_len
+        return w
 
     # ---- fragment N (fragment.py): both directions, only when the config says so
     def _seal_parts(self, sk: DataKey, payload) -> list[bytes]:
