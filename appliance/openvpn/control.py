@@ -60,9 +60,12 @@ class ControlChannel:
             self.peer_sid = sender_sid
         elif sender_sid != self.peer_sid:
             raise BadPacket("wrong peer session id")
+        # The peer is heard from (ping-restart's timer) once its packet unwrapped and named its
+        # session, whatever follows: as OpenVPN 2.6, whose tls_pre_decrypt says "processed"
+        # before reading the ACKs and checking the key id (forward.c then resets the timer).
+        self.last_recv = now
         if cb.acks and cb.peer_sid != self.own_sid:
             raise BadPacket("ack for another session")
-        self.last_recv = now
         ks = self.keys.get(key_id)
         if op == Op.CONTROL_SOFT_RESET_V1 and self.established and self._soft_reset_refused(ks, key_id, cb):
             self._spend_control_budget(1, now)      # unwrapped and checked for nothing, as a lone ACK
