@@ -1180,7 +1180,9 @@ class ClientGateway(SignalWakes):
         for the caller to decide after reading what it holds (_link_failed_after_reading)."""
         if not packets:
             return None
-        self.counters.wire_out += sum(map(len, packets))
+        # As OpenVPN 2.6's link_write_bytes: over TCP each packet's 2-byte length counts too
+        # (link_socket_write_tcp prepends it before the count); reads count without it.
+        self.counters.wire_out += sum(map(len, packets)) + (2 * len(packets) if c.session.tcp else 0)
         try:
             c.link.send_packets(packets)
         except (ConnectionError, OSError) as e:

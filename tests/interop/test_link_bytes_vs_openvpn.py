@@ -51,8 +51,9 @@ def _load_stats(m: Mgmt) -> tuple[int, int]:
     return int(got.group(1)), int(got.group(2))
 
 
-def _measure(lab, procs, proto: str, who: str) -> dict:
-    tag = f"{who}-{proto}-{len(lab.procs)}"
+def _measure(lab, procs, proto: str, who: str, client: str = "theirs") -> dict:
+    """`who`: whose server; `client`: whose client."""
+    tag = f"{who}-{client}-{proto}-{len(lab.procs)}"
     ssock, csock = str(lab.tmp / f"s-{tag}.sock"), str(lab.tmp / f"c-{tag}.sock")
     cfg = server_config(lab.pki, proto=proto).replace("keepalive 5 30\n", "") + f"management {ssock} unix\n"
     if who == "theirs":
@@ -63,8 +64,8 @@ def _measure(lab, procs, proto: str, who: str) -> dict:
     procs.append(srv)
     sm = Mgmt(ssock, srv)
     creds = lab.write(f"creds-{tag}", "alice\nfirst\n")
-    cli = lab.openvpn(lab.cli, client_profile(lab.pki, proto=proto) + f"auth-user-pass {creds}\nmanagement {csock} unix\n",
-                      f"cli-{tag}")
+    prof = client_profile(lab.pki, proto=proto) + f"auth-user-pass {creds}\nmanagement {csock} unix\n"
+    cli = lab.openvpn(lab.cli, prof, f"cli-{tag}") if client == "theirs" else lab.ours(lab.cli, prof, f"cli-{tag}")
     procs.append(cli)
     cm = Mgmt(csock, cli)
     try:
@@ -89,9 +90,19 @@ def _measure(lab, procs, proto: str, who: str) -> dict:
         procs.clear()
 
 
+_REFERENCE: dict[str, dict] = {}
+
+
+def _debian_pair(lab, procs, proto: str) -> dict:
+    """Debian's server and client, measured once per protocol for both tests."""
+    if proto not in _REFERENCE:
+        _REFERENCE[proto] = _measure(lab, procs, proto, "theirs")
+    return _REFERENCE[proto]
+
+
 @pytest.mark.parametrize("proto", ["udp", "tcp"])
 def test_status_bytes_and_username_as_openvpn(lab, procs, proto):
-    theirs = _measure(lab, procs, proto, "theirs")
+    theirs = _debian_pair(lab, procs, proto)
     ours = _measure(lab, procs, proto, "ours")
     gap = {k: (g["client write"] - g["in"], g["client read"] - g["out"]) for k, g in (("theirs", theirs), ("ours", ours))}
     for k, got in (("theirs", theirs), ("ours", ours)):
@@ -108,3 +119,19 @@ def test_status_bytes_and_username_as_openvpn(lab, procs, proto):
     if proto == "udp":
         assert gap["ours"] == gap["theirs"], (gap, theirs, ours)
         assert 0 < gap["ours"][0] < 120 and 0 < gap["ours"][1] < 120, gap
+
+
+@pytest.mark.parametrize("proto", ["udp", "tcp"])
+def test_our_client_counts_its_link_bytes_as_openvpn(lab, procs, proto):
+    """Our client's "TCP/UDP read/write bytes" (management `status`, the status file, >BYTECOUNT)
+    against Debian's server's row for it, as Debian's client's against the same server: over UDP
+    the same gaps (the first exchange), over TCP the 2-byte lengths on what each end writes (ours
+    left them out)."""
+    theirs = _debian_pair(lab, procs, proto)
+    ours = _measure(lab, procs, proto, "theirs", client="ours")
+    gap = {k: (g["client write"] - g["in"], g["client read"] - g["out"]) for k, g in (("theirs", theirs), ("ours", ours))}
+    if proto == "udp":
+        assert gap["ours"] == gap["theirs"], (gap, theirs, ours)
+    else:
+        g_in, g_out = gap["ours"]
+        assert g_in % 2 == 0 and g_out % 2 == 0 and 12 <= g_in <= 80 and -80 <= g_out <= -12, (gap, ours)
