@@ -538,6 +538,8 @@ key-direction 1
     "client-disconnect ": "as client-connect",
     "plugin ": "pfSense's auth-script plugin (its user database): only OpenVPN's auth-pam and down-root "
                "plugins are done here, natively",
+    "username-as-common-name": "with its user check (the plugin) gone there is none to take the name from: "
+                               "refused, as OpenVPN 2.6 refuses it without one (options.c)",
     "tls-verify ": "as client-connect",
 })
 
@@ -602,6 +604,7 @@ nobind
 """, refused={
     "auth-user-pass-verify ": "OPNsense's own event script, which exists only there (2.6 refuses a missing "
                               "script too)",
+    "username-as-common-name": "as pfSense's: without the refused user check, as OpenVPN 2.6 (options.c)",
     "learn-address ": "as auth-user-pass-verify",
     "client-connect ": "as auth-user-pass-verify",
     "client-disconnect ": "as auth-user-pass-verify",

@@ -883,6 +883,7 @@ class Session(ControlChannel):
         ks = self._new_key_state(key_id, now)
         ks.ours = True
         ks.reliable.enqueue(Op.CONTROL_SOFT_RESET_V1, b"")
+        self._free_lame_ducks()
         return True
 
     def _may_answer_soft_reset(self, key_id: int, cb, now: float) -> bool:
@@ -944,7 +945,20 @@ class Session(ControlChannel):
         ks = self._new_key_state(key_id, now)
         ks.reliable.enqueue(Op.CONTROL_SOFT_RESET_V1, b"")
         self.next_key_id = 1 if key_id >= 7 else key_id + 1
+        self._free_lame_ducks()
         return ks
+
+    def _free_lame_ducks(self) -> None:
+        """A new renegotiation begins: the lame duck of the one before goes now, as OpenVPN 2.6
+        (key_state_soft_reset frees its KS_LAME_DUCK before the key in use takes that place):
+        one old key decrypts at a time, the one the new key will replace. Before, every old key
+        lived out its own tran-window: with a short reneg-sec, up to six of them at once. (A
+        client's key of a failed TLS session, lame_session_key, is 2.6's lame-duck session,
+        which a soft reset does not touch.)"""
+        for k in [k for k in self.keys.values() if k.retired_at is not None]:
+            if self.recv_keys[k.key_id] is k.data:
+                self.recv_keys[k.key_id] = None
+            del self.keys[k.key_id]
 
     # ---- timers
     def _timers(self, now: float) -> None:

@@ -48,3 +48,26 @@ def test_old_key_dies_tran_window_after_the_soft_reset_not_after_the_switch(pki)
         data = payloads(3)
         assert link.send(c, s, data) == data and link.send(s, c, data) == data
 
+
+
+def test_a_new_renegotiation_frees_the_lame_duck_of_the_one_before(pki):
+    """One lame duck at a time, as 2.6 (key_state_soft_reset frees KS_LAME_DUCK): the key two
+    renegotiations old stops decrypting at the second soft reset, long before its tran-window;
+    the key in use until then stays a lame duck."""
+    for who in ("client", "server"):
+        c, s, _ = make_pair(pki, reneg_sec=0, hand_window=60, tran_window=300)
+        link = DroppingLink(c, s)
+        link.run(lambda: up(c, s))
+        late0 = bytes(c.encrypt(payloads(1)[0]))          # key 0
+        starter = c if who == "client" else s
+        starter.renegotiate(link.now)
+        link.run(lambda: c.send_key.key_id == 1 and s.send_key.key_id == 1, max_time=link.now + 10)
+        late1 = bytes(c.encrypt(payloads(1, 1)[0]))       # key 1
+        assert s.recv_keys[0] is not None
+        link.now += 5
+        starter.renegotiate(link.now)
+        link.run(lambda: c.send_key.key_id == 2 and s.send_key.key_id == 2, max_time=link.now + 10)
+        assert c.send_key.key_id == 2 and s.send_key.key_id == 2, who
+        assert s.recv_keys[0] is None and c.recv_keys[0] is None, who
+        assert s.receive(late0, link.now) == []
+        assert len(s.receive(late1, link.now)) == 1, who   # the lame duck of the second renegotiation

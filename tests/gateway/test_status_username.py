@@ -6,6 +6,10 @@ the column says UNDEF (seen with Debian's 2.6 in the lab), and nothing locks it,
 send another at a renegotiation. Ours showed (and locked) whatever the client sent."""
 from __future__ import annotations
 
+import pytest
+
+from appliance.openvpn.config import parse_config
+from appliance.openvpn.errors import ConfigError
 from appliance.openvpn.passdb import hash_password
 from tests.gateway.conftest import World, client_conf, server_conf
 
@@ -49,3 +53,24 @@ def test_without_a_user_check_a_renegotiation_with_another_username_goes_on(pki)
     assert w.run(lambda: s.send_key is not None and s.send_key.key_id == 1 and cs.send_key.key_id == 1, max_time=30)
     assert not s.closed and _rows(gw)[0][9] == "UNDEF"
     assert cs.send_key.key_id == 1 and not cs.closed
+
+
+def test_username_as_common_name_without_a_user_check_is_refused_at_its_line(pki):
+    """2.6 makes the username the common name only in its user check (verify_user_pass ->
+    set_common_name) and refuses the directive without one (options.c). Ours took it and made
+    whatever username the client sent its identity -- the name its ccd file, iroutes, `kill`
+    and duplicate-cn go by -- unchecked; with the username now read only by a check, the line
+    would do nothing, so it is refused at its line, as 2.6 does."""
+    conf = server_conf(pki, extra="username-as-common-name\n")
+    with pytest.raises(ConfigError) as e:
+        parse_config(conf, "/mem/server.conf")
+    assert "username-as-common-name" in str(e.value) and "/mem/server.conf:" in str(e.value)
+    # with a check (management-client-auth too) it is taken
+    parse_config(server_conf(pki, extra="username-as-common-name\nmanagement 127.0.0.1 7505\n"
+                             "management-client-auth\n"), "/mem/server.conf")
+
+
+def test_with_a_user_check_username_as_common_name_takes_the_checked_name(pki):
+    _w, gw, _c = _connect("auth-user-pass-verify /mem/passdb passdb\nusername-as-common-name\n", PASSDB, pki)
+    rows = _rows(gw)
+    assert len(rows) == 1 and rows[0][1] == "alice" and rows[0][9] == "alice", rows

@@ -412,6 +412,13 @@ def finish(p: ParseState) -> None:
         if o.auth_pam is not None and o.auth_user_pass_verify is not None:
             p.err("plugin", "the auth-pam plugin with a password file (auth-user-pass-verify FILE passdb) is not "
                   "supported: use one of them", line("auth_pam"))
+        if o.username_as_common_name and o.auth_user_pass_verify is None and o.auth_user_pass_verify_script is None \
+                and not o.management_client_auth and o.auth_pam is None:
+            # As OpenVPN 2.6 (options.c): the username becomes the name only in a user check, so
+            # without one the line could only be ignored (or, worse, let a client name itself).
+            p.err("username-as-common-name", "must be used with --management-client-auth, an "
+                  "--auth-user-pass-verify command or password file, or the auth-pam plugin (as OpenVPN 2.6)",
+                  line("username_as_common_name"))
         if o.auth_user_pass_optional and o.auth_user_pass_verify_script is None and not o.management_client_auth \
                 and o.auth_pam is None:
             # As OpenVPN 2.6 (options.c): someone must decide on a login without credentials. A
