@@ -314,7 +314,8 @@ def test_renegotiated_keys_drop_their_tls_state(pki):
         link.run(lambda: c.send_key.key_id == k and s.send_key.key_id == k, max_time=link.now + 30)
         assert link.send(c, s, payloads(2)) == payloads(2)
     live = [ks.data for ks in s.keys.values() if ks.data is not None]
-    assert len(live) >= 6
+    # the key in use and one lame duck, as OpenVPN 2.6 (each soft reset frees the one before)
+    assert len(live) == 2
     assert all(ks.tls is None for ks in s.keys.values() if ks.retired_at is not None)
 
 

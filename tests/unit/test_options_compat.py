@@ -271,6 +271,7 @@ def test_access_directives_reach_the_server_settings(monkeypatch):
     monkeypatch.setattr(settings, "tls_settings", lambda o, s: None)
     monkeypatch.setattr(settings.keyfiles, "parse_tls_crypt_v2_server_key", lambda k: b"k" * 128)
     o = parse_config(SERVER + "client-config-dir /ccd\nccd-exclusive\nusername-as-common-name\n"
+                     "management 127.0.0.1 7505\nmanagement-client-auth\n"   # a user check (2.6 wants one)
                      "connect-freq 5 10\nconnect-freq-initial 50 20\n"
                      "<tls-crypt-v2>\nV2\n</tls-crypt-v2>\ntls-crypt-v2 [inline] force-cookie\n",
                      "/p/s.conf", _no_files)

@@ -51,7 +51,9 @@ def test_ccd_exclusive_is_passed_to_the_server():
 
 
 @pytest.mark.parametrize("extra, field, directive", [
-    ("username-as-common-name\n", "username_as_cn", "username-as-common-name"),
+    # (with a user check: without one it is refused at its line, as OpenVPN 2.6)
+    ("management 127.0.0.1 7505\nmanagement-client-auth\nusername-as-common-name\n", "username_as_cn",
+     "username-as-common-name"),
     ("<tls-crypt-v2>\nK\n</tls-crypt-v2>\ntls-crypt-v2 [inline] force-cookie\n", "force_cookie", "tls-crypt-v2"),
 ])
 def test_access_directives_reach_the_server_or_the_config_is_refused(extra, field, directive, monkeypatch):
