@@ -190,6 +190,9 @@ class ClientGateway(SignalWakes):
         self._why = "connection-reset"
         self._exit_why = "SIGTERM"
         self._push_key = None       # the last tunnel's push, as 2.6's digest sees it (_push_changed)
+        # Whether 2.6 would still hold an open device from the last tunnel (persist-tun, the same
+        # push): its next connection then has no do_open_tun -- no ASSIGN_IP, no ADD_ROUTES.
+        self._tun_kept = False
 
     # ---------------------------------------------------------------- running
     def run(self) -> int:
@@ -926,15 +929,19 @@ class ClientGateway(SignalWakes):
         key = None if raw is None else dataclasses.replace(raw, peer_id=None, auth_token=None,
                                                            auth_token_user=None, cipher=None)
         last, self._push_key = self._push_key, key
-        if self.updown.plugin_env is None or last is None or key == last:
+        if last is None or key == last:
             return
         log.info("NOTE: Pulled options changed on restart, will need to close and reopen TUN/TAP device.")
+        self._tun_kept = False
+        if self.updown.plugin_env is None:
+            return
         self.updown.closing_set(c.session, c.addr, pushed, dev)
         self._close_tunnel("UNKNOWN")
 
     def _close_tunnel(self, why: str) -> None:
         """2.6's do_close_tun at a restart: >UPDOWN:DOWN, then route-pre-down, the down-root
         command and down queued (gateway/client_scripts.py), then the next UP is a first one."""
+        self._tun_kept = False
         self.updown.down_notice(self.mgmt)
         if self.scripts is not None:
             self.scripts.closing(why)
@@ -1367,9 +1374,11 @@ class ClientGateway(SignalWakes):
         self._push_changed(c, e.pushed, pushed, tun.name if tun else self.opts.dev)
         first_up = self.updown.plugin_env is None
         waiting = getattr(self.net, "routes_waiting", None) is not None
-        if self.mgmt is not None:
+        opened, self._tun_kept = not self._tun_kept, True       # 2.6's did_open_tun
+        if self.mgmt is not None and opened:
             # As 2.6: ASSIGN_IP (do_ifconfig), then do_route's ADD_ROUTES before >UPDOWN:UP --
-            # with route-delay once the delay is over (_route_delay_over).
+            # with route-delay once the delay is over (_route_delay_over). A device kept over a
+            # reconnect (persist-tun, the same push) is not opened again: neither, CONNECTED only.
             self.mgmt.assigned(pushed)
             if not waiting:
                 self.mgmt.adding_routes(pushed)

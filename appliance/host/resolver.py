@@ -71,6 +71,9 @@ class HostDns:
         self._threaded = threaded
         self._helper = None                   # the resolvectl helper, after a privilege drop
         self._last: tuple | None = None       # the last job asked for (the same again is not redone)
+        # An apply that failed (set by the worker): asked again once at CONNECTED (tunnel_changed),
+        # so a resolver that was not ready at route-delay's tunnel-up still gets the pushed DNS.
+        self._failed: tuple | None = None
 
     def before_privilege_drop(self, path: str = RESOLV_CONF) -> None:
         """Before `user`/`group` drop root (host/privileges.py), prepare what needs root later:
@@ -106,8 +109,12 @@ class HostDns:
         else:
             job = ("restore",)
         if job == self._last:
+            if state.up and job[0] == "apply" and self._failed == job:
+                self._failed = None                     # once: a resolver failing again is not hammered
+                log.info("host DNS: applying again at CONNECTED (it failed at tunnel-up)")
+                self._submit(job)
             return
-        self._last = job
+        self._last, self._failed = job, None
         self._submit(job)
 
     def close(self) -> None:
@@ -158,5 +165,7 @@ class HostDns:
                 self.backend.restore()
         except Exception as e:  # noqa: BLE001 - DNS must not stop the tunnel
             self.errors += 1
+            if job[0] == "apply":
+                self._failed = job
             what = {"start": "choosing the resolver", "apply": "applying"}.get(job[0], "restoring")
             log.error("host DNS: %s failed: %s (the tunnel is not affected)", what, e)

@@ -117,3 +117,26 @@ def test_without_route_delay_the_dns_and_connected_are_one_moment(pki, tmp_path)
     assert [s for _, k, s in resolver.calls if k == "apply"] == [("198.18.100.53",)]
     assert COMPLETED in systemd.got()
     c._cleanup()
+
+
+@pytest.mark.parametrize("failures, applies", [(1, 2), (5, 2)])
+def test_an_apply_that_failed_at_tunnel_up_is_tried_once_more_at_connected(pki, tmp_path, failures, applies):
+    """A resolver not ready at tunnel-up (route-delay's early DNS) is asked again at CONNECTED,
+    once: the same settings are otherwise not applied twice. One that keeps failing is not
+    hammered."""
+    w, c, tap, net, resolver, systemd, rec, log = _client(pki, tmp_path, "route-delay 30\n")
+    left = [failures]
+    apply = resolver.apply
+
+    def flaky(dns, link):
+        apply(dns, link)
+        if left[0]:
+            left[0] -= 1
+            raise OSError("resolver not ready")
+    resolver.apply = flaky
+    assert w.run(lambda: any(k == "apply" for _, k, _ in resolver.calls), max_time=30)
+    assert "CONNECTED" not in _events(tap)
+    assert w.run(lambda: any(s.up for s in rec.states), max_time=60)
+    w.run_for(5)
+    assert [s for _, k, s in resolver.calls if k == "apply"] == [("198.18.100.53",)] * applies, resolver.calls
+    c._cleanup()

@@ -30,9 +30,15 @@ class DelayNet(FakeTunnelNetwork):
         self.clock = None
 
     def apply(self, pushed, remote_ip: str) -> None:
+        # As TunnelNetwork: the same push again (a reconnect) changes nothing, a routes' wait
+        # that a reconnect cut short included.
+        key = (pushed.ifconfig, tuple(pushed.routes), getattr(pushed, "route_delay", None))
+        same, self.key = key == getattr(self, "key", None), key
         super().apply(pushed, remote_ip)
-        if delay_in_effect(self.opts, pushed) is not None:
-            self.routes_waiting = (pushed, remote_ip, False, "routes")
+        if same:
+            return
+        self.routes_waiting = (pushed, remote_ip, False, "routes") \
+            if delay_in_effect(self.opts, pushed) is not None else None
 
     def add_waiting_routes(self, router):
         w, self.routes_waiting = self.routes_waiting, None
@@ -137,4 +143,67 @@ def test_a_pushed_delay_of_years_keeps_its_routes_out_and_polls_nothing(pki, tmp
     assert net.added_at == [] and net.routes_waiting is not None
     assert "CONNECTED" not in _events(tap) and "UPDOWN:UP" not in _events(tap)
     assert len(calls) <= 2, calls
+    c._cleanup()
+
+
+def _reconnect(w, c, tap) -> list[str]:
+    """A SIGUSR1-style reconnect (c.user_restart); -> the events of the new connection up to
+    CONNECTED."""
+    tap.got.clear()
+    c.user_restart()
+    assert w.run(lambda: "CONNECTED" in _events(tap), max_time=60)
+    return _events(tap)
+
+
+def test_a_persisted_device_with_the_same_push_says_neither_assign_ip_nor_add_routes(pki, tmp_path):
+    """2.6 (init.c do_up): a reconnect that keeps its device (persist-tun, the same push) opens
+    nothing, so neither do_ifconfig's ASSIGN_IP nor do_route's ADD_ROUTES: CONNECTED at once."""
+    log = tmp_path / "log"
+    w, c, tap, net = _client(pki, tmp_path, log, "persist-tun\nroute-delay 5\n")
+    assert w.run(lambda: "CONNECTED" in _events(tap), max_time=60)
+    ev = _reconnect(w, c, tap)
+    assert "ASSIGN_IP" not in ev and "ADD_ROUTES" not in ev and "UPDOWN:UP" not in ev, ev
+    assert len(net.added_at) == 1                   # no second delay, nothing added again
+    c._cleanup()
+
+
+def test_a_changed_push_reopens_the_device_and_says_both_again(pki, tmp_path):
+    """2.6: "Pulled options changed on restart": the device closed and opened again, so
+    ASSIGN_IP then (after the delay) ADD_ROUTES, as on a first connection."""
+    log = tmp_path / "log"
+    w, c, tap, net = _client(pki, tmp_path, log, "persist-tun\nroute-delay 5\n")
+    assert w.run(lambda: "CONNECTED" in _events(tap), max_time=60)
+    w.server.st.push.append("route 198.18.101.0 255.255.255.0")
+    ev = _reconnect(w, c, tap)
+    assert ev[ev.index("UPDOWN:DOWN"):] == ["UPDOWN:DOWN", "ASSIGN_IP", "ADD_ROUTES", "UPDOWN:UP", "CONNECTED"], ev
+    assert len(net.added_at) == 2
+    c._cleanup()
+
+
+def test_without_persist_tun_each_connection_says_both(pki, tmp_path):
+    log = tmp_path / "log"
+    w, c, tap, net = _client(pki, tmp_path, log, "")
+    assert w.run(lambda: "CONNECTED" in _events(tap), max_time=60)
+    ev = _reconnect(w, c, tap)
+    assert ev[ev.index("ASSIGN_IP"):] == ["ASSIGN_IP", "ADD_ROUTES", "UPDOWN:UP", "CONNECTED"], ev
+    c._cleanup()
+
+
+def test_a_reconnect_during_the_delay_still_adds_the_routes(pki, tmp_path):
+    """Where ours keeps its own way: 2.6's restart clears route_wakeup and a persisted device
+    (persist-tun, the same push) is never given its routes (do_route is not run again; "Initialization
+    Sequence Completed" with the routes missing until a restart that reopens it). Ours waits
+    the delay again and adds them, ADD_ROUTES, >UPDOWN:UP and route-up then."""
+    log = tmp_path / "log"
+    w, c, tap, net = _client(pki, tmp_path, log, "persist-tun\nroute-delay 30\n")
+    assert w.run(lambda: log.exists() and "== up" in log.read_text(), max_time=20)
+    w.run_for(5)
+    assert net.added_at == [] and net.routes_waiting is not None
+    tap.got.clear()
+    c.user_restart()
+    assert w.run(lambda: "CONNECTED" in _events(tap), max_time=90)
+    ev = _events(tap)
+    assert "ASSIGN_IP" not in ev and ev[-3:] == ["ADD_ROUTES", "UPDOWN:UP", "CONNECTED"], ev
+    assert len(net.added_at) == 1
+    assert [r[0] for r in _records(log)] == ["up", "route-up"]
     c._cleanup()
