@@ -9,7 +9,9 @@ N seconds after the tunnel came up (on Linux test_routes is always true: W never
 further) do_route adds them, sets redirect_gateway, says >STATE:ADD_ROUTES and >UPDOWN:UP,
 runs route-up (as root: the drop to `user` comes after), then "Initialization Sequence
 Completed" and >STATE:CONNECTED. A device kept over a reconnect (persist-tun, the same push)
-is not opened again: no delay, no route-up, CONNECTED at once. The pushed DNS does not wait: 2.6's
+is not opened again: no delay, no route-up, no ASSIGN_IP or ADD_ROUTES, CONNECTED at once
+(gateway/client.py `_tun_kept`). Unlike 2.6, a reconnect before the delay was over waits it again
+and adds the routes: 2.6's restart drops its timer and never gives the kept device its routes. The pushed DNS does not wait: 2.6's
 up script sets it at tunnel-up, so the DNS services hear of it then (gateway/observers.py
 routes_wait), the rest at CONNECTED. Not on a server: its config
 refuses the line (config/parser.py NOT_IN_SERVER, as 2.6's "--route-delay cannot be used with

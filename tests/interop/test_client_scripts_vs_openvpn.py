@@ -11,7 +11,8 @@ values, but for what differs by nature (the start time, the pid, the config's pa
 With `route-delay` (the profile's 30 s, a second Debian server pushing 3 s, which replaces it),
 `user nobody` and management-up-down: the routes, >STATE:ADD_ROUTES, >UPDOWN:UP, route-up
 (still as root) and >STATE:CONNECTED all come after the pushed delay, in that order, with the
-same route-up environment and >UPDOWN lines as Debian's client.
+same route-up environment and >UPDOWN lines as Debian's client. With persist-tun, a SIGUSR1
+reconnect (the same push) says neither ASSIGN_IP nor ADD_ROUTES again, as Debian's client.
 """
 from __future__ import annotations
 
@@ -193,3 +194,49 @@ def test_route_delay_pushed_as_openvpns(lab, shared, delay_server):
         assert t[0] == "uid=0" and o[0] == t[0], (kind, t[0], o[0])      # route-up before the drop
         t_env, o_env = _env(t), _env(o)
         assert o_env == t_env, (kind, sorted(set(t_env.items()) ^ set(o_env.items())))
+
+
+def _persisted_reconnect(lab: Lab, shared: Path, which: str) -> tuple[list[str], list[str]]:
+    """persist-tun and route-delay 2: once the routes are in (CONNECTED), a SIGUSR1 reconnect
+    (management-hold released again); -> the state names before and after the signal."""
+    sock = shared / f"pr-{which}.sock"
+    prof = client_profile(lab.pki, extra=f"persist-tun\nroute-delay 2\nmanagement {sock} unix\nmanagement-hold\n")
+    p = lab.ours(lab.cli, prof, f"prcli-{which}", wait=0) if which == "ours" else \
+        lab.openvpn(lab.cli, prof, f"prcli-{which}", wait=0)
+    try:
+        m = Mgmt(str(sock), p)
+        m.lines(0.3)
+        m.cmd("state on")
+        m.cmd("hold release")
+        end = time.monotonic() + 30
+        while time.monotonic() < end and not any(",CONNECTED," in n for n in m.notes):
+            m.lines(0.1)
+        first, m.notes[:] = list(m.notes), []
+        p.p.send_signal(10)
+        released = False
+        end = time.monotonic() + 30
+        while time.monotonic() < end and not any(",CONNECTED," in n for n in m.notes):
+            m.lines(0.1)
+            if not released and any(n.startswith(">HOLD:") for n in m.notes):
+                m.cmd("hold release")
+                released = True
+        m.lines(0.3)
+        m.close()
+    finally:
+        p.p.send_signal(15)
+        p.exit_within(15)
+        LOGS[f"pr-{which}"] = p.log()[-4000:]
+    names = [[n.split(",")[1] for n in notes if n.startswith(">STATE:")] for notes in (first, m.notes)]
+    return names[0], names[1]
+
+
+def test_a_persisted_device_reconnects_as_openvpns(lab, shared):
+    """The same push over a persist-tun SIGUSR1 reconnect: 2.6 keeps its device (no do_ifconfig,
+    no do_route), so neither ASSIGN_IP nor ADD_ROUTES the second time."""
+    t_first, t_again = _persisted_reconnect(lab, shared, "openvpn")
+    o_first, o_again = _persisted_reconnect(lab, shared, "ours")
+    assert t_first[-3:] == ["ASSIGN_IP", "ADD_ROUTES", "CONNECTED"], (t_first, LOGS["pr-openvpn"])
+    assert o_first[-3:] == t_first[-3:], (o_first, LOGS["pr-ours"])
+    assert t_again[-1] == "CONNECTED" and "ASSIGN_IP" not in t_again, (t_again, LOGS["pr-openvpn"])
+    assert o_again[o_again.index("RECONNECTING"):] == t_again[t_again.index("RECONNECTING"):], \
+        (o_again, t_again, LOGS["pr-ours"])
