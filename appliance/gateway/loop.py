@@ -44,6 +44,9 @@ class Waiter(Protocol):
     def close(self) -> None: ...
 
 
+MAX_WAIT = 86400.0      # seconds one wait lasts at most (SelectorWaiter.wait)
+
+
 class SelectorWaiter:
     """Waiter over file descriptors: epoll, used directly.
 
@@ -83,7 +86,10 @@ class SelectorWaiter:
         if timeout is None:
             timeout = -1
         elif timeout > 0:
-            timeout = math.ceil(timeout * 1e3) * 1e-3    # epoll counts in ms: never wake early
+            # epoll counts in ms: never wake early; and in a C int: a timer years away (a pushed
+            # route-delay 2147483647 on a client with no other timer) raised OverflowError and
+            # ended the loop. Capped, the loop wakes once a day and waits again.
+            timeout = math.ceil(min(timeout, MAX_WAIT) * 1e3) * 1e-3
         data = self.data
         return [(data[fd], bool(ev & _NOT_OUT), bool(ev & _NOT_IN))
                 for fd, ev in self.ep.poll(timeout, max(len(data), 1)) if fd in data]

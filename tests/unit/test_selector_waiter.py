@@ -58,3 +58,27 @@ def test_the_timeout_is_waited_out_not_cut_short():
         w.close()
         a.close()
         b.close()
+
+
+def test_a_timer_years_away_waits_without_overflow():
+    """A malicious server's `route-delay 2147483647` (or inactive / session-timeout as big) on a
+    client with no keepalive and reneg-sec 0 left that timer the loop's only one: the wait's
+    timeout (68 years) does not fit epoll's int of milliseconds, poll raised OverflowError
+    and the client's loop died. The wait is capped (waking early only re-arms it)."""
+    from appliance.gateway.loop import Pump
+
+    w = SelectorWaiter()
+    a, b = socket.socketpair()
+    try:
+        pump = Pump(time.monotonic, w)
+        fired = []
+        pump.timers.arm("far", time.monotonic() + 2147483647, lambda: fired.append(1))
+        pump.watch(a, lambda: fired.append(a.recv(10)))
+        b.send(b"x")
+        assert pump.step() is True and fired == [b"x"]
+        b.send(b"y")
+        assert len(w.wait(2147483647.0)) == 1            # the waiter itself, asked directly
+    finally:
+        w.close()
+        for s in (a, b):
+            s.close()
