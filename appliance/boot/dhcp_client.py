@@ -402,14 +402,24 @@ class Transaction:
     more of it takes room in the queue, and what it had queued is skipped without parsing. A real
     server sends one or two replies a transaction. A rogue that changes its source each time is
     read paced, as before, and keeps only PER_SOURCE_TRACKED counters. One that sends its junk
-    in the server's own name (address and port 67) gets the server refused for the transaction:
-    no more than it has anyway -- on the segment it can answer first with an offer we take."""
+    in the name of a server we know -- the one we asked (its id), the one our lease is from
+    (`spare`) -- does not get it refused: four such datagrams did, so the ACK behind a forged NAK
+    was skipped and the NAK won, a lease dropped for four datagrams a try. That rogue must flood
+    to keep the queue full, as before the filter. Another source in the server's name (one we
+    never heard of: plain INIT) is refused for the transaction: no more than a rogue has anyway
+    -- on the segment it can answer first with an offer we take."""
 
     def __init__(self, s: socket.socket, xid: int, mac: bytes, drops: Drops) -> None:
         self.s, self.xid, self.mac, self.drops = s, xid, mac, drops
         self.refused: list[Source] = []
         self._unusable: dict[Source, int] = {}
         self._filtered = False
+        self._spared: set[Source] = set()
+
+    def spare(self, server: str | None) -> None:
+        """`server` (an address: its port 67) is never refused in this transaction."""
+        if server is not None:
+            self._spared.add((server, 67))
 
     def begin(self) -> None:
         """Filter for this transaction, then discard what is queued (bounded: the filter keeps
@@ -430,6 +440,8 @@ class Transaction:
     def unusable(self, source: Source) -> None:
         """A reply from `source` for this transaction was dropped: past BLOCK_AFTER of them, the
         kernel keeps `source` out (if the filter is set and there is room)."""
+        if source in self._spared:
+            return
         n = self._unusable.get(source)
         if n is None and len(self._unusable) >= PER_SOURCE_TRACKED:
             return
@@ -452,6 +464,7 @@ def _replies(tx: Transaction, kinds: set[int], timeout: float, avoid: Sequence[i
     Bounded by time, its reading paced in a flood (above). A NAK must carry `server`'s id when
     that is known (RFC 2131 4.3.2: a NAK names its server; one without an id could be anyone's)."""
     s, drops = tx.s, tx.drops
+    tx.spare(server)
     end = time.monotonic() + timeout
     count = 0
     while True:
@@ -658,14 +671,15 @@ class _Client:
         return ", ".join(f"{k}={v}" for k, v in sorted(self.drops.counts.items())) or "none"
 
     def _round(self, keep: tuple[str, int] | None, say: bool, held: Lease | None = None,
-               nak_server: str | None = None) -> tuple[Offer, float] | None:
+               nak_server: str | None = None, keep_server: str | None = None) -> tuple[Offer, float] | None:
         """Up to `policy.tries` DISCOVER, OFFER, REQUEST, ACK exchanges: the checked lease of the
         first usable offer that is ACKed and when its REQUEST was sent, or None. `keep`: the
         (address, prefix length) of a lease still running: asked for, and the only lease taken.
         `held`: the lease a NAK (from `nak_server`) questioned, still on the NIC: its address asked
         for, the offer chosen by _choose_offer (its own address, else a new one). `say`: log each
         unanswered try (the first round's). A socket or send that fails (the NIC down, gone) is
-        an unanswered try, waited out like one: nothing here spins or raises."""
+        an unanswered try, waited out like one: nothing here spins or raises. The lease's server
+        (`held`'s, or `keep_server`) is never refused as a flood's source (Transaction)."""
         p = self.policy
         try:
             s = self._socket()
@@ -680,6 +694,7 @@ class _Client:
                     return None
                 xid = random.getrandbits(32)
                 tx = Transaction(s, xid, self.mac, self.drops)
+                tx.spare(held.server if held is not None else keep_server if keep else None)
                 why = "no usable DHCP offer"
                 try:
                     tx.begin()
@@ -720,7 +735,8 @@ class _Client:
         rounds = 0
         while not self.stop.is_set():
             holds = lease is not None and lease.on_nic and self.clock() < lease.expires
-            got = self._round((lease.address, lease.prefixlen) if holds else None, say=rounds == 0)
+            got = self._round((lease.address, lease.prefixlen) if holds else None, say=rounds == 0,
+                              keep_server=lease.server if holds else None)
             if got is not None:
                 return got
             rounds += 1
@@ -753,6 +769,7 @@ class _Client:
         try:
             xid = random.getrandbits(32)
             tx = Transaction(s, xid, self.mac, self.drops)
+            tx.spare(lease.server)                  # REBINDING too: its ACK is likeliest
             tx.begin()
             s.sendto(build_message(REQUEST, xid, self.mac, ciaddr=lease.address),
                      (unicast or "255.255.255.255", 67))

@@ -12,7 +12,7 @@ import socket
 import pytest
 
 from appliance.boot import dhcp_client as dc
-from appliance.boot.dhcp_client import ACK, OFFER, Drops
+from appliance.boot.dhcp_client import ACK, NAK, OFFER, Drops
 
 from tests.unit.test_wan_dhcp_choice import MAC, ROGUE, SERVER, XID, FakeSocket, reply
 
@@ -149,3 +149,30 @@ def test_at_most_max_blocked_sources_are_refused():
     tx = _begun(s, Drops("wan0"))
     assert dc._wait(tx, {OFFER}, 5.0) is None
     assert len(tx.refused) == dc.MAX_BLOCKED and s.filters == 1 + dc.MAX_BLOCKED
+
+
+def test_junk_in_the_servers_name_does_not_refuse_the_server_a_nak_cannot_beat_its_ack():
+    """A rogue on the segment sees our broadcast REQUEST and its xid: BLOCK_AFTER junk replies
+    with the server's own source (address and port 67) refused the server for the transaction,
+    so the ACK that follows a forged NAK (the NAK names the server: anyone can) was skipped and
+    the NAK won -- the lease dropped by four datagrams, each time. The server we asked is never
+    refused: its junk-sender must flood to keep the queue full, as without the filter."""
+    junk = [(unusable(ACK), SERVER)] * (2 * dc.BLOCK_AFTER)
+    s = FakeSocket(junk + [(reply(NAK, "0.0.0.0", SERVER), ROGUE), (reply(ACK, "198.18.60.10", SERVER), SERVER)])
+    drops = Drops("wan0")
+    tx = _begun(s, drops)
+    got = dc._wait(tx, {ACK, NAK}, 5.0, server=SERVER)
+    assert got is not None and got[1] is not None and got[1].address == "198.18.60.10"
+    assert tx.refused == [] and "flood: source refused" not in drops.counts
+
+
+def test_the_leases_server_is_not_refused_while_offers_are_awaited():
+    """INIT while a lease holds (or after a NAK): only the held address is taken, offered by the
+    lease's server; junk in its name must not keep that offer out either."""
+    junk = [(unusable(), SERVER)] * (2 * dc.BLOCK_AFTER)
+    s = FakeSocket(junk + [(reply(OFFER, "198.18.60.10", SERVER), SERVER)])
+    drops = Drops("wan0")
+    tx = _begun(s, drops)
+    tx.spare(SERVER)
+    got = dc._wait(tx, {OFFER}, 5.0, keep=("198.18.60.10", 24))
+    assert got is not None and got[1].address == "198.18.60.10" and tx.refused == []

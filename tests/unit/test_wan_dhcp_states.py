@@ -241,7 +241,7 @@ class Scripted(dc._Client):
         self.stop.set()                   # INIT is acquire's (below, and the interop file's): the walk ends here
         return None
 
-    def _round(self, keep, say, held=None, nak_server=None):
+    def _round(self, keep, say, held=None, nak_server=None, keep_server=None):
         """A round of DISCOVERs after a NAK: 6 s, its REQUEST sent at the end."""
         self.rounds.append((self.now, held.address if held is not None else None))
         self.now += 6
@@ -315,7 +315,7 @@ class NoServer(dc._Client):
             self.stop.set()
         return self.stop.is_set()
 
-    def _round(self, keep, say):
+    def _round(self, keep, say, keep_server=None):
         self.keeps.append((self.now, keep))
         self.rounds += 1
         self._sleep(self.policy.reply_wait * self.policy.tries)
