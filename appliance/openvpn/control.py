@@ -173,6 +173,11 @@ class ControlChannel:
             # The last CN, control characters made `_` (common_name, as the checks read it): the
             # name reaches the log, the status file, ccd lookups, scripts and the management interface.
             cn = ks.tls.peer_cn
+            if self._restart_of is not None and not self._cn_locked:
+                # A restart from an established client's address: that client's locks hold
+                # (lock_identity_of), as 2.6's instance keeps its locked_cn / cert hashes.
+                self.peer_common_name, self._locked_chain = self._restart_of[0], self._restart_of[1]
+                self._cn_locked = True
             if self._cn_locked and cn != self.peer_common_name:
                 # As OpenVPN (tls_lock_common_name): a renegotiation with another valid
                 # certificate must not carry the tunnel over to a different identity.
@@ -208,6 +213,19 @@ class ControlChannel:
         handshake anew, locking the new chain."""
         if chain and self._locked_chain is not None and chain[0] == self._locked_chain[0]:
             self._locked_chain = chain
+
+    def lock_identity_of(self, other: "Session") -> None:
+        """Server: this new session is a restart from the address of `other`, an established
+        client (server.py _create): it keeps that client's ID and peer-id, so it must be that
+        client -- its first handshake shows the same common name and certificate chain, and
+        the same username if one was given, or is refused as a renegotiation changing them is.
+        OpenVPN 2.6 hands such a reset to the address's instance, whose locked_cn, cert hashes
+        and locked_username hold for it ("TLS object CN attempted to change"). Without this,
+        anyone who completed a handshake from that address and port (the NAT port later given
+        to another user, anyone on the path) with any valid certificate took the client's
+        record over: its ID, its >CLIENT:REAUTH, its status row."""
+        if other._cn_locked:
+            self._restart_of = (other.peer_common_name, other._locked_chain, other.peer_username)
 
     def _drop_refused_cert(self, ks: KeyState) -> None:
         """A renegotiation's certificate the locks refused: that key is dead and its certificate

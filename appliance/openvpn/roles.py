@@ -383,6 +383,11 @@ class ServerRole:
             # checks passwords or not; the bytes go nowhere (keymethod.KEY_METHOD_READ).
             self._auth_failed(ks, first, USER_PASS_TOO_LONG)
             return
+        if first and s._restart_of is not None and s._restart_of[2] is not None \
+                and km.username != s._restart_of[2]:
+            # A restart of an established client (Session.lock_identity_of): its username too.
+            raise ClientRefused(f"TLS Auth Error: username attempted to change from "
+                                f"{s._restart_of[2]!r} to {km.username!r}")
         if first:
             s.peer_info = km.peer_info_dict()
             # As OpenVPN 2.6 (ssl.c, remote_usescomp): this exact word of its options string.

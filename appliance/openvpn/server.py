@@ -659,6 +659,8 @@ class ServerDispatcher(ClientPush):
         cfg.make_wrapper = lambda: wrapper
         cfg.push_options = self._push_for
         s = Session(cfg, now, tls_context=self.tls_context())
+        if restarts is not None and restarts.session.established:
+            s.lock_identity_of(restarts.session)      # the same client, or refused
         rec = ClientRecord(s, addr, pid, tcp=self.st.tcp)
         if v2 is not None:
             rec.v2_metadata = v2.describe()

@@ -260,6 +260,9 @@ class Session(ControlChannel):
         self.owner: object = None           # the server's per-client record
         self._cn_locked = False             # a TLS handshake fixed peer_common_name
         self._locked_chain: tuple[bytes, ...] | None = None   # that handshake's chain hashes (TlsEndpoint.chain_digests)
+        # server: a restart from an established client's address -- that client's locks
+        # (common name, chain, username) its first handshake must match (lock_identity_of)
+        self._restart_of: tuple[str | None, tuple[bytes, ...] | None, str | None] | None = None
         self._warnings = 0
         self.server_infos = 0           # client: INFO/AUTH_PENDING messages heard (roles.MAX_SERVER_INFO)
         self._pid_reneg = False             # the send key's packet ids run low (see encrypt)

@@ -404,3 +404,61 @@ def test_a_restart_whose_old_session_ends_first_takes_its_peer_id_over(pki):
     assert _up(new) and new.peer_id == 0 and d.by_peer_id[0] is heir and heir.session.established
     d.end(d.by_peer_id[0], "test: gone")
     assert d.peer_ids.holders == {1: 1}
+
+
+def test_a_restart_from_a_clients_address_with_another_certificate_is_refused(pki):
+    """A restart from an established client's address keeps that client's ID and peer-id (2.6's
+    instance for the address takes the reset), and 2.6 locks the instance's common name: a new
+    session there with another name fails ("TLS object CN attempted to change"). Ours made a
+    fresh Session, so whoever completed a handshake from that address and port (the same NAT
+    port later, anyone on the path) with any valid certificate took over the client's record:
+    its ID, its >CLIENT:REAUTH, its status row. The newcomer is refused; the client keeps its
+    tunnel, and the same certificate restarting is still let in."""
+    d = _server(pki, "none")
+    addr = ("198.18.0.45", 1194)
+    old = _client(pki, pki["clients"][2], wrapping.PlainWrapper)
+    _pump(d, [(old, addr)])
+    old_rec = d.clients[0]
+    other = _client(pki, pki["clients"][3], wrapping.PlainWrapper)
+    _pump(d, [(other, addr)], now=1.0)
+    assert not _up(other)
+    assert d.clients == [old_rec] and not old_rec.session.closed and old_rec.session.peer_common_name == "client2"
+    assert d.by_peer_id[0] is old_rec and d.peer_ids.holders == {0: 1} and not d.pending
+    assert len(d.receive(old.encrypt(_icmp(old.pushed.ifconfig[0], "198.19.0.1")), addr, 1.2)[1]) == 1
+    same = _client(pki, pki["clients"][2], wrapping.PlainWrapper)
+    _pump(d, [(same, addr)], now=1.3)
+    assert _up(same) and len(d.clients) == 1 and d.clients[0].session.peer_common_name == "client2"
+    assert old_rec.session.closed and d.clients[0].peer_id == 0
+
+
+def test_a_restart_from_a_clients_address_with_another_username_is_refused(pki):
+    """The same lock for the username (2.6's locked_username on the address's instance): the
+    same certificate with another login does not take the client's record over."""
+    stls = TlsSettings(_pem(pki["ca"][0]), _pem(pki["server"][0]), _kpem(pki["server"][1]), True,
+                       remote_cert_tls="client")
+    st = ServerSettings(
+        session_config=lambda pid: SessionConfig(Role.SERVER, stls, None, peer_id=pid, ping=10, ping_restart=60,
+                                                 verify_user=lambda u, p, cn: True),
+        protection="none", pool=AddressPool("198.19.0.0", "255.255.255.0", "subnet"))
+    d = ServerDispatcher(st, 0.0)
+    addr = ("198.18.0.46", 1194)
+
+    def client(user):
+        c, k = pki["clients"][4]
+        cfg = SessionConfig(Role.CLIENT, TlsSettings(_pem(pki["ca"][0]), _pem(c), _kpem(k), False,
+                                                     remote_cert_tls="server"), wrapping.PlainWrapper,
+                            username=user, password="pw")
+        s = Session(cfg, 0.0)
+        s.start(0.0)
+        return s
+
+    old = client("alice")
+    _pump(d, [(old, addr)])
+    old_rec = d.clients[0]
+    assert _up(old) and old_rec.session.peer_username == "alice"
+    mallory = client("mallory")
+    _pump(d, [(mallory, addr)], now=1.0)
+    assert not _up(mallory) and d.clients == [old_rec] and not old_rec.session.closed and not d.pending
+    again = client("alice")
+    _pump(d, [(again, addr)], now=1.3)
+    assert _up(again) and d.clients[0].session.peer_username == "alice" and old_rec.session.closed
