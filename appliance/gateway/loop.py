@@ -86,9 +86,9 @@ class SelectorWaiter:
         if timeout is None:
             timeout = -1
         elif timeout > 0:
-            # epoll counts in ms: never wake early; and in a C int: a timer years away (a pushed
-            # route-delay 2147483647 on a client with no other timer) raised OverflowError and
-            # ended the loop. Capped, the loop wakes once a day and waits again.
+            # epoll counts in ms: never wake early; and in a C int: a wait for a timer years away
+            # (a pushed route-delay 2147483647, were it the nearest -- the 5 s drop-log timer is
+            # nearer today) raised OverflowError out of the loop. Capped: it wakes, waits again.
             timeout = math.ceil(min(timeout, MAX_WAIT) * 1e3) * 1e-3
         data = self.data
         return [(data[fd], bool(ev & _NOT_OUT), bool(ev & _NOT_IN))

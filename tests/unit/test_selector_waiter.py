@@ -61,10 +61,10 @@ def test_the_timeout_is_waited_out_not_cut_short():
 
 
 def test_a_timer_years_away_waits_without_overflow():
-    """A malicious server's `route-delay 2147483647` (or inactive / session-timeout as big) on a
-    client with no keepalive and reneg-sec 0 left that timer the loop's only one: the wait's
-    timeout (68 years) does not fit epoll's int of milliseconds, poll raised OverflowError
-    and the client's loop died. The wait is capped (waking early only re-arms it)."""
+    """A timer a peer sets (a pushed `route-delay 2147483647`, `inactive` as long) is 68 years
+    out; were it the loop's nearest, the wait's timeout would not fit epoll's int of
+    milliseconds and poll raised OverflowError out of the loop. Today both roles re-arm a 5 s
+    drop-log timer, so it never is; the wait is capped anyway (waking early only waits again)."""
     from appliance.gateway.loop import Pump
 
     w = SelectorWaiter()
