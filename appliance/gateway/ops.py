@@ -125,7 +125,7 @@ def check_scripts(o) -> None:
 
 class ClientInfo:
     __slots__ = ("cid", "since", "rec", "established", "connect_ran", "mgmt_config", "chain_env", "asked_username",
-                 "restart", "heir")
+                 "restart", "heir", "restarts")
 
     def __init__(self, cid: int, since: float, rec) -> None:
         self.cid = cid
@@ -143,6 +143,7 @@ class ClientInfo:
         # instance): it has that client's ID and connected-since, and its login is a REAUTH.
         self.restart = False
         self.heir = None            # the restart of this client under way, if any (its record)
+        self.restarts = None        # a restart's: the record of the client it restarts
 
 
 @dataclass
@@ -829,6 +830,7 @@ class Operations:
         if old is not None:
             inf = self.info[id(rec)] = ClientInfo(old.cid, old.since, rec)
             inf.restart = True
+            inf.restarts = restarts
             old.heir = rec
         elif taken is not None:
             self.info[id(rec)] = ClientInfo(taken[0], taken[1], rec)
@@ -892,8 +894,11 @@ class Operations:
             self.session_limit.gone(rec)
             heir = inf.heir if inf is not None and inf.heir is not None and inf.heir.alive else None
             if self.client_auth is not None:
-                # (its client ID's KID count goes on with the restart that takes its place)
-                self.client_auth.forget(rec, inf.cid if inf is not None and heir is None else None)
+                # (its client ID's KID count goes on with the restart that takes its place, and
+                # with the client a failed restart leaves behind: a count dropped there numbered
+                # that client's next login 1 again, a (CID, KID) already used)
+                shared = heir is not None or (inf is not None and inf.restarts is not None and inf.restarts.alive)
+                self.client_auth.forget(rec, inf.cid if inf is not None and not shared else None)
             if inf is None:
                 return
             self.traffic.forget(rec)

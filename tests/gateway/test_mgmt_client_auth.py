@@ -329,3 +329,27 @@ def test_a_restarts_login_takes_the_kid_of_openvpns_spare_key_state():
     rec = object()
     kids = [b.add(rec, k, object(), 5, False, restart=r).kid for k, r in ((0, False), (1, False), (0, True))]
     assert kids == [1, 3, 2]
+
+
+def test_a_restart_that_fails_leaves_its_clients_kid_count_going_on(pki, tmp_path):
+    """A restart from a client's address ends before it is in (refused, timed out, ended by the
+    server) while the client it restarts lives: the client ID's KID count is that client's too
+    and goes on. It was dropped with the restart, so the next login of the same client ID was
+    numbered 1 again -- REAUTH,0,1 after CONNECT,0,1: one (CID, KID) for two logins, which a
+    management client's late `client-auth 0 1` for the first would have let in."""
+    w = World()
+    m = _server(w, pki, tmp_path)
+    c = w.add_client(client_conf(pki, "client0", extra="auth-user-pass\n").replace("nobind\n", "lport 40001\n"),
+                     username="alice", password="first")
+    assert _asked(w, m)
+    assert w.server.ops.management_verdict(0, 1, True)
+    assert w.run(lambda: _up(c), max_time=10)
+    rec0 = w.server.d.clients[0]
+    c.user_restart()
+    assert _asked(w, m, 2)
+    (heir,) = w.server.d.pending.values()
+    w.server.d.end(heir, "test: the restart fails")
+    assert rec0.alive
+    assert w.run(lambda: len(m.asks()) >= 3, max_time=200), m.asks()
+    assert [(mode, cid, kid) for mode, cid, kid, _e in m.asks()] == [("CONNECT", 0, 1), ("REAUTH", 0, 2),
+                                                                     ("REAUTH", 0, 3)]
