@@ -499,6 +499,31 @@ def generate(out: Path = SEEDS, only: set[str] | None = None) -> dict[str, tuple
     for i, text in enumerate(MGMT_AUTH + MGMT_ARGS):
         add("management-auth", bytes(((255, 0, 6, 40)[i % 4], 1 - i % 2)) + text.encode())
 
+    # ---- fuzz35: peer-ids, tls-crypt-v2's kept keys, the WAN DHCP client's replies, dns's local
+    # answers, a pushed route-delay
+    from appliance.lan.dns_wire import encode_query
+    from .peer_targets import seeds_peer_ids, seeds_v2_keycache
+    from .wan_dhcp_targets import seeds as wan_dhcp_seeds
+    for data in seeds_peer_ids():
+        add("peer-ids", data)
+    for data in seeds_v2_keycache():
+        add("v2-keycache", data)
+    for data in wan_dhcp_seeds():
+        add("wan-dhcp", data)
+    for i, (name, qtype) in enumerate((("printer", 1), ("printer", 28), ("com", 2), ("printer.home.arpa", 1),
+                                       ("20.50.18.198.in-addr.arpa", 12), ("5.0.8.10.in-addr.arpa", 12),
+                                       ("b._dns-sd._udp.0.50.18.198.in-addr.arpa", 12),
+                                       ("1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.5.0.0.8.1.d.f.ip6.arpa", 12),
+                                       ("168.192.in-addr.arpa", 6), ("_dns.resolver.arpa", 64),
+                                       ("nas", 255), ("64.100.in-addr.arpa", 12))):
+        add("dns", bytes((i % 2,)) + encode_query(0x3500 + i, name, qtype))
+    for text in ("PUSH_REPLY,route-delay 5 30,route 198.18.100.0 255.255.255.0", "PUSH_REPLY,route-delay",
+                 "PUSH_REPLY,route-delay -4 x", "PUSH_REPLY,route-delay 1 2 3", "PUSH_REPLY,route-delay 99999999999"):
+        add("push-text", text.encode() + b"\0")
+    for i in range(5):
+        add("push-merge", bytes((i,)) + b"route-delay 7,route 198.18.100.0 255.255.255.0")
+    add("push-merge", b"\x02route-delay 2 9999999999999")
+
     # ---- configs
     for text in (CLIENT_OVPN, SERVER_CONF, INLINE_OVPN, CCD):
         add("ovpn-config", text.encode())

@@ -47,6 +47,8 @@ PEER_FACING = (
     "appliance/lan/dhcp_codec.py", "appliance/lan/dhcp_server.py", "appliance/lan/dhcp_pool.py",
     "appliance/lan/dns_core.py", "appliance/lan/dns_wire.py", "appliance/lan/icmpv6.py", "appliance/lan/ra.py",
     "appliance/lan/pushed_dns.py", "appliance/boot/dhcp_client.py", "appliance/openvpn/profile_push.py",
+    # fuzz35: today's peer-facing additions.
+    "appliance/openvpn/v2keycache.py", "appliance/openvpn/peerids.py", "appliance/lan/dns_local.py",
 )
 
 

@@ -15,6 +15,7 @@ profile_push.py and keymethod.py state them):
     IPv6 and holds no net_gateway_ipv6 route but the profile's own;
   - every profile `dns server` priority the server did not push is kept as the profile has it;
   - a route's metric is its own or the merged route-metric;
+  - a pushed route-delay replaces the profile's (route-nopull or not), its numbers within 0..2^31-1;
   - the merge changes neither the pushed options nor the profile (the client merges the same
     push again at each reconnect: an aliased list would grow), and gives the same twice.
 First byte: the profile (PROFILES); the rest is the PUSH_REPLY's text after "PUSH_REPLY,".
@@ -28,7 +29,7 @@ PROFILES = (
     "",                                                                           # the fast path
     "route-ipv6 2001:db8:1::/48\nroute-metric 50\nblock-ipv6\ndhcp-option DNS 198.18.0.53\n"
     "dns server 1 address 198.18.0.54\ndns search-domains a.example\n",
-    "route-nopull\nroute-ipv6 2001:db8:2::/48 net_gateway_ipv6\ndns server 2 address 198.18.0.55\n",
+    "route-nopull\nroute-ipv6 2001:db8:2::/48 net_gateway_ipv6\ndns server 2 address 198.18.0.55\nroute-delay 3 20\n",
     "pull-filter ignore route\npull-filter accept dhcp-option\npull-filter ignore \"dhcp-option DNS\"\n"
     "route-metric 7\ndhcp-option DOMAIN b.example\n",
     "block-ipv6\nroute-ipv6 2001:db8:3::/48 net_gateway_ipv6\npull-filter reject redirect-gateway\n",
@@ -39,6 +40,8 @@ def make_push_merge():
     from appliance.openvpn import config as options
     from appliance.openvpn.errors import BadPacket
     from appliance.openvpn.keymethod import parse_push_reply_untrusted
+    from appliance.gateway.route_delay import delay_in_effect
+    from appliance.openvpn.config.d_profile import ROUTE_DELAY_WINDOW
     from appliance.openvpn.profile_push import with_profile
 
     from .targets import _fake_files
@@ -80,6 +83,16 @@ def make_push_merge():
         for prio, srv in opts.dns_servers.items():
             if prio not in pushed.dns_servers:
                 assert merged.dns_servers.get(prio) == srv, f"the profile's dns server {prio} was lost"
+        # route-delay (gateway/route_delay.py): a pushed one replaces the profile's, route-nopull or
+        # not (2.6's OPT_P_ROUTE_EXTRAS); each number as positive_atoi reads it; W, when the push
+        # gives none, the profile's or 2.6's 30.
+        if pushed.route_delay is not None:
+            n, w = pushed.route_delay
+            assert 0 <= n <= 2**31 - 1 and (w is None or 0 <= w <= 2**31 - 1), f"route-delay {pushed.route_delay}"
+            want = (n, w if w is not None else (opts.route_delay[1] if opts.route_delay else ROUTE_DELAY_WINDOW))
+            assert delay_in_effect(opts, merged) == want, f"route-delay in effect {delay_in_effect(opts, merged)}"
+        else:
+            assert delay_in_effect(opts, merged) == opts.route_delay, "the profile's route-delay was lost"
         for n, m, g, x in merged.routes:
             assert x is None or x == merged.route_metric or any(
                 r[0] == n and r[1] == m and r[3] == x for r in pushed.routes), f"route {n} got metric {x}"

@@ -87,6 +87,9 @@ INSTRUMENTED = (
     "appliance.transport.tcp", "appliance.transport.udp",
     # fuzz34: management-auth's login waiting for the management client.
     "appliance.gateway.mgmt_auth",
+    # fuzz35: peer-ids, v2-keycache, wan-dhcp (dhcp_client is above), dns's local answers.
+    "appliance.openvpn.peerids", "appliance.openvpn.v2keycache", "appliance.transport.sockfilter",
+    "appliance.lan.dns_local",
 )
 
 

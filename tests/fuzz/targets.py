@@ -644,10 +644,20 @@ def make_dns():
     attempt fails; 5 tunnel down; 6 tunnel up; 7 a TCP client goes away. After every step the
     bounds must hold (AssertionError is a finding)."""
     import ipaddress
-    from appliance.lan.dns_core import ForwarderCore, Limits, Reply
+    from appliance.lan import dns_wire
+    from appliance.lan.dns_core import ForwarderCore, Limits, Reply, Send
     from appliance.lan.dns_local import LocalZones
     servers = [("198.19.0.1", 53), ("2001:db8:19::1", 53)]
-    zones = LocalZones([ipaddress.ip_network("198.18.50.0/23"), ipaddress.ip_network("fd18:50::/64")])
+    class Leases:
+        """Two DHCP leases' host names (dns_local's lease answers; fuzz35)."""
+        names = {"printer": ipaddress.IPv4Address("198.18.50.20"), "nas": ipaddress.IPv4Address("198.18.51.7")}
+
+        def address_of(self, name: str) -> ipaddress.IPv4Address | None:
+            return self.names.get(name)
+
+        def name_of(self, addr: ipaddress.IPv4Address) -> str | None:
+            return next((n for n, a in self.names.items() if a == addr), None)
+    zones = LocalZones([ipaddress.ip_network("198.18.50.0/23"), ipaddress.ip_network("fd18:50::/64")], Leases())
     zones.set_vpn_networks([ipaddress.ip_network("10.8.0.0/16"), ipaddress.ip_network("fd00:8::/32")])
 
     def one(data: bytes) -> None:
@@ -661,6 +671,13 @@ def make_dns():
             first = next(iter(c.pending.items()), None)
             if op in (0, 1):
                 out = c.query(body[:1], body[:1], body, now, tcp=op == 1)
+                # A question dns_local answers never goes to the VPN's servers (fuzz35).
+                try:
+                    q = dns_wire.parse_untrusted(body).question
+                except dns_wire.BadDns:
+                    q = None
+                if q is not None and zones.answer(q.name, q.qtype, q.qclass) is not None:
+                    assert not any(isinstance(a, Send) for a in out), f"a locally answered {q!r} was forwarded"
             elif op in (2, 3) and first is not None:
                 tok, p = first
                 if op == 3 and len(body) >= 2:
@@ -843,6 +860,20 @@ _add(Target("switch-tables", lambda: _lazy("vlan_targets", "make_switch_tables")
 _add(Target("client-learn", lambda: _lazy("clientpush_targets", "make_client_learn"), 4096,
             "client-push, then learn-address's list and verdicts for the client (each key once; a refused "
             "one routes nowhere near it, a shared address goes back; the rest stays)", 0.5))
+# fuzz35: the day's new peer-facing code -- peer-id reuse, tls-crypt-v2's kept client keys, the WAN
+# DHCP client's reading of replies.
+_add(Target("peer-ids", lambda: _lazy("peer_targets", "make_peer_ids"), 2048,
+            "clients connecting, leaving, restarting, going silent, killed, sending data and late data in any "
+            "order (no two live clients share a peer-id; the lowest free one is given; data reaches only "
+            "its sealer's record; no peer-id leaks)", 1.0))
+_add(Target("v2-keycache", lambda: _lazy("peer_targets", "make_v2_keycache"), 4096,
+            "tls-crypt-v2 resets and WKC_V1 packets, valid and forged, from 8 addresses with the cache's bounds "
+            "at 4/6/1 (only authenticated WKcs kept, within the size; builds within the budget; a kept key "
+            "never refused; no answer to a forgery)", 0.75))
+_add(Target("wan-dhcp", lambda: _lazy("wan_dhcp_targets", "make_wan_dhcp"), 4096,
+            "the WAN DHCP client's Transaction/_replies/_wait over a fake socket running its BPF filter: "
+            "datagrams from 16 sources, floods (refused sources at most MAX_BLOCKED and earned; the real "
+            "server's ACK taken unless it was refused; the paced reading's sleeps bounded)", 0.75))
 _add(Target("native", lambda: __import__("tests.fuzz.native_targets", fromlist=["make_native"]).make_native(), 4096,
             "the C data path (aead/gro/gso) against its Python twins: the unit tests' differential properties", 0.5))
 
