@@ -26,7 +26,6 @@ build budget; the server answers only a packet wrapped with the key its WKc carr
 from __future__ import annotations
 
 SEP = b"\xff\xfe"
-DEBUG = False
 STATS = {"delivered": 0, "late delivered": 0}     # how often the data oracles had something to judge
 ADDRS = [(f"198.18.35.{i + 1}", 41000 + i) for i in range(5)]
 
@@ -54,7 +53,6 @@ def make_peer_ids():
         d.st.duplicate_cn = True                   # every client holds the harness's one certificate
         now = 1.0
         talking: dict[tuple, object] = {}          # address -> the client session sending from it
-        silent: list[tuple[object, tuple]] = []    # clients that stopped talking (not told the server)
         gone: list[tuple[object, tuple]] = []      # every client object ever replaced or left
         serial = [0]
 
@@ -109,9 +107,7 @@ def make_peer_ids():
                 gone.append((c, addr))
                 del talking[addr]
             elif op == 3 and addr in talking:
-                c = talking.pop(addr)
-                silent.append((c, addr))
-                gone.append((c, addr))
+                gone.append((talking.pop(addr), addr))     # silent: the server times it out
             elif op in (4, 5) and addr in talking:
                 c = talking[addr]
                 wire = c.encrypt(inner(body))
@@ -179,9 +175,6 @@ def make_peer_ids():
                 if new:
                     lowest = min(set(range(len(before) + 1)) - before)
                     assert new[0].peer_id == lowest, f"new client got peer-id {new[0].peer_id}, lowest free {lowest}"
-        if DEBUG:
-            print("talking", {a: c.established for a, c in talking.items()}, "live", [(r.addr, r.peer_id) for r in live()],
-                  "gone", len(gone), d.stats)
     return one
 
 

@@ -177,7 +177,6 @@ def make_wan_dhcp():
 
     def one(data: bytes) -> None:
         datagrams = _datagrams(data)
-        n_fuzzed = len(datagrams)
         datagrams.append((_reply(5, XID, MAC, GOOD_YIADDR, GOOD_ACK_OPTS), SERVER))
         queued = QUEUED[data[0] & 3] if data else 0
         s = FilteringSocket(datagrams, queued)
@@ -187,7 +186,6 @@ def make_wan_dhcp():
         assert tx._filtered and s.prog is not None, "the transaction's filter was not attached"
         clock = dc.time = _NoSleep(real_time)
         taken: list[tuple[int, object]] = []
-        refused_at: dict[tuple[str, int], int] = {}
         try:
             for r, offer in dc._replies(tx, {dc.ACK}, 3600.0, (), SERVER[0]):
                 assert s.last is not None
@@ -196,8 +194,6 @@ def make_wan_dhcp():
                 assert offer is not None and not isinstance(dc.check_reply_untrusted(r), str)
                 src = datagrams[s.last][1]
                 assert src not in tx.refused, f"a reply taken from the refused source {src}"
-                for x in tx.refused:
-                    refused_at.setdefault(x, s.last)
         finally:
             dc.time = real_time
         assert len(tx.refused) <= dc.MAX_BLOCKED, f"{len(tx.refused)} sources refused"
@@ -224,7 +220,6 @@ def make_wan_dhcp():
             dc.time = real_time
         if taken:
             assert got is not None and got[1] == taken[0][1], "_wait took another reply than the first usable one"
-        del n_fuzzed
     return one
 
 
