@@ -15,7 +15,12 @@ connecting, renegotiating and leaving in a loop, while a driver
   bytecount, log, hold release, signal SIGUSR2, ...), sometimes hanging up mid-command, and answers
   every login on a second connection (client-auth-nt, deferred by up to 1.5 s);
 - compares the management `status`, the status file and the clients actually up (their own logs
-  and tun addresses), and the addresses given to each name (ifconfig-pool-persist).
+  and tun addresses), and the addresses given to each name (ifconfig-pool-persist);
+- (`--churn N`, our server's phase) has N of Debian's clients restart in place: a fixed `lport`,
+  told to restart (SIGUSR1, which sends no exit notification) every 1-6 s while up, so each new session
+  comes from the address and port of the one it replaces. Each must be back within 45 s with the
+  same tunnel address, and the management `status` row must keep its client ID, peer-id and
+  connected-since across the restart (as 2.6's instance for that address takes the new reset).
 
 Every 30 s: the server's RSS, fds, threads, CPU, and SIGUSR2's `statistics: held` line. Then the
 same with Debian's server in our server's place (without management-client-auth: it serves one
@@ -49,6 +54,7 @@ DOWN = {"ours": re.compile(r"restarting the connection|link to .* lost|restartin
         "openvpn": re.compile(r"process restarting")}
 SAMPLE_EVERY = 30.0
 REPLY_LIMIT = 10.0          # a management reply slower than this is a finding (blocked)
+RESTART_PORT = 40000        # the in-place restarters' lport (each client has its own namespace)
 
 
 class Mgmt:
@@ -97,7 +103,7 @@ def parse_status(lines: list[str]) -> dict[str, dict]:
     for ln in lines:
         f = ln.split("\t") if "\t" in ln else ln.split(",")
         if f[0] == "CLIENT_LIST" and len(f) >= 12:
-            out[f[1]] = {"real": f[2], "virt": f[3], "since": f[8], "cid": f[10]}
+            out[f[1]] = {"real": f[2], "virt": f[3], "since": f[8], "cid": f[10], "peer": f[11]}
     return out
 
 
@@ -160,17 +166,68 @@ class Soak(SoakBase):
         tmp.write_bytes(make_crl(*ca, [client_serial(self.lab.pki, "rv")] if revoke else []))
         os.replace(tmp, self.crl)
 
-    def client_conf(self, i: int, cn: str, hand: int = 60) -> str:
-        return client_profile(self.lab.pki, "udp", client=cn, remotes=[(f"198.18.{i + 1}.1", 1194, "udp")],
+    def client_conf(self, i: int, cn: str, hand: int = 60, in_place: bool = False) -> str:
+        """A churning client's profile; `in_place`: one restarting from its own address and port
+        (a fixed lport; 2.6 sends its exit notification at SIGTERM, not at SIGUSR1, so the server
+        learns of such a restart from the new reset only)."""
+        conf = client_profile(self.lab.pki, "udp", client=cn, remotes=[(f"198.18.{i + 1}.1", 1194, "udp")],
                               extra=(f"auth-user-pass {self.lab.tmp / 'creds.txt'}\nexplicit-exit-notify 1\n"
                                      f"connect-retry 1 4\nhand-window {hand}\n"))
+        return conf.replace("nobind\n", f"lport {RESTART_PORT}\n") if in_place else conf
+
+    def restarts_in_place(self, i: int) -> bool:
+        """Whether client `i` is one of the `--churn` Debian clients restarting in place (the
+        first after ours), which only our server's phase exercises: Debian's 2.6.14 never lets
+        such a restart in (its instance defers the new session's PUSH_REQUEST)."""
+        return self.a.ours <= i < self.a.ours + self.a.churn
+
+    def restart_in_place(self, p: Proc, cn: str, ups: int) -> int:
+        """SIGUSR1 to a connected in-place client; waits for it to be up again (45 s at most) and
+        compares its management `status` row and tunnel address before and after. The up count
+        it has reached."""
+        ns = self.ns[int(cn[1:])]
+        before = (self.mgmt_status() or {}).get(cn)
+        with self.lock:
+            addr0 = self.up.get(cn, {}).get("virt", "")
+            self.intended[cn] = time.monotonic() + 45
+        self.set_up(cn, False)
+        p.p.send_signal(signal.SIGUSR1)
+        self.count(f"in-place restarts ({self.kind})")
+        end = time.monotonic() + 45
+        while time.monotonic() < end and not self.cut.is_set() and p.log().count(UP["openvpn"]) <= ups:
+            time.sleep(0.3)
+        nu = p.log().count(UP["openvpn"])
+        if nu <= ups:
+            if not self.cut.is_set():
+                self.finding("in-place restart not back", f"{cn} not up 45 s after SIGUSR1 (server {self.kind}): "
+                             f"{p.log()[-1200:]!r}")
+            return ups
+        m = re.search(r"inet (\S+)/", ns.run("ip -4 -o addr show dev tun0", check=False).stdout)
+        addr = m.group(1) if m else ""
+        self.set_up(cn, True, addr)
+        with self.lock:
+            self.intended[cn] = time.monotonic()
+        self.count(f"in-place restarts back ({self.kind})")
+        if not addr:        # gone again already (the driver's kill or client-kill: 2 of 45 in a trial)
+            self.count("in-place restarts with no tun address to compare")
+        elif addr0 and addr != addr0:
+            self.finding("in-place restart moved", f"{cn}: {addr0} before, {addr} after")
+        after = (self.mgmt_status() or {}).get(cn)
+        if before is None or after is None:
+            self.count("in-place restarts without a row to compare")
+        elif (after["cid"], after["peer"], after["since"]) != (before["cid"], before["peer"], before["since"]):
+            self.finding("in-place restart renumbered", f"{cn}: row {before} before, {after} after")
+        else:
+            self.count(f"in-place restarts keeping CID, peer-id, since ({self.kind})")
+        return nu
 
     # ---- churning clients
     def client(self, i: int) -> None:
         rng = random.Random(self.a.seed * 1000 + i)
         ns, cn = self.ns[i], f"c{i}"
         kind = "ours" if i < self.a.ours else "openvpn"
-        conf = self.client_conf(i, cn)
+        in_place = self.restarts_in_place(i)
+        conf = self.client_conf(i, cn, in_place=in_place)
         while not self.done.is_set():
             if not self.admitted():
                 continue
@@ -210,6 +267,12 @@ class Soak(SoakBase):
                             ups = nu
                             m = re.search(r"inet (\S+)/", ns.run("ip -4 -o addr show dev tun0", check=False).stdout)
                             self.set_up(cn, True, m.group(1) if m else "")
+                        if in_place and self.kind == "ours":
+                            self.cut.wait(rng.uniform(1, 6))
+                            if not self.cut.is_set() and time.monotonic() < end:
+                                ups = self.restart_in_place(p, cn, ups)
+                                downs = len(DOWN[kind].findall(p.log()))
+                            continue
                         self.cut.wait(rng.uniform(2, 5))
                 finally:
                     if p is not None:
@@ -533,6 +596,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = soak_parser(__doc__, phase="phase", minutes=30, reneg=30, settle=10.0, seed=32, out="/tmp/soak-ops")
     ap.add_argument("--clients", type=int, default=34)
     ap.add_argument("--ours", type=int, default=4, help="of them ours")
+    ap.add_argument("--churn", type=int, default=4,
+                    help="of them Debian's restarting in place (fixed lport, SIGUSR1 every 1-6 s; our server's phase)")
     a = ap.parse_args(argv)
     a.out.mkdir(parents=True, exist_ok=True)
     certs = [f"c{i}" for i in range(a.clients)] + ["rv"]
