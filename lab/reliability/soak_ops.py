@@ -210,6 +210,8 @@ class Soak(SoakBase):
         self.count(f"in-place restarts back ({self.kind})")
         if not addr:        # gone again already (the driver's kill or client-kill: 2 of 45 in a trial)
             self.count("in-place restarts with no tun address to compare")
+            with open(self.a.out / f"in-place-no-addr-{cn}-{int(time.time())}.log", "w") as f:
+                f.write(p.log()[-6000:])
         elif addr0 and addr != addr0:
             self.finding("in-place restart moved", f"{cn}: {addr0} before, {addr} after")
         after = (self.mgmt_status() or {}).get(cn)
