@@ -22,6 +22,9 @@ from .tls import CN_MAX_BYTES
 # OpenVPN's CCD_DEFAULT: the client-config-dir file for clients without one of their own (a
 # client whose name is DEFAULT is refused under ccd-exclusive, as there).
 CCD_DEFAULT = "DEFAULT"
+# Why the session a client's restart from the same address (or its peer-id) replaces ends: the
+# same client, as 2.6's one instance per address takes the new reset.
+REPLACED_BY_RESTART = "replaced by a new session from the same address"
 
 
 class ClientPush:
@@ -70,10 +73,15 @@ class ClientPush:
         waiting = [o for o in self._records()
                    if o is not rec and o.connect_state == "pending" and not o.session.established]
         if not self.st.duplicate_cn and rec.common_name:
+            # The session this one restarts (its address's, or its peer-id's after a float) is the
+            # same client, as 2.6's one instance: its end says so, not "another client".
+            restarted = (self.by_addr.get(rec.addr) if self.pending.get(rec.addr) is rec else None,
+                         self.by_peer_id.get(rec.peer_id) if self.heirs.get(rec.peer_id) is rec else None)
             for other in self._records():
                 if other is not rec and other.common_name == rec.common_name and (
                         other.session.established or other.connect_state == "pending"):
-                    self._drop(other, f"another client connected with common name {rec.common_name}")
+                    self._drop(other, REPLACED_BY_RESTART if other in restarted
+                               else f"another client connected with common name {rec.common_name}")
             waiting = [o for o in waiting if o.alive]
         replaced = self.by_addr.get(rec.addr) if self.pending.get(rec.addr) is rec else None
         others = (self.admission.n_established + len(waiting)

@@ -24,7 +24,7 @@ from typing import Callable
 from . import wrapping
 from .addresspool import AddressPool, AddressPool6
 from .admission import Admission
-from .clientpush import ClientPush
+from .clientpush import REPLACED_BY_RESTART, ClientPush
 from .cookie import CookieJar
 from .events import ClientFloated, SessionClosed, TunnelUp, V2VerifyRequested
 from .iroutes import IrouteTable
@@ -316,7 +316,7 @@ class ServerDispatcher(ClientPush):
         del self.pending[p.addr]
         old = self.by_addr.get(p.addr)
         if old is not None and old is not p:
-            self._drop(old, "replaced by a new session from the same address")
+            self._drop(old, REPLACED_BY_RESTART)
         self.by_addr[p.addr] = p
         if self.heirs.get(p.peer_id) is p:
             del self.heirs[p.peer_id]
@@ -324,7 +324,7 @@ class ServerDispatcher(ClientPush):
         if holder is not None and holder is not p and holder.alive:
             # The client it restarts, moved away from this address meanwhile (a float): still
             # the same client (one OpenVPN 2.6 instance), whose number this one took.
-            self._drop(holder, "replaced by a new session from the same address")
+            self._drop(holder, REPLACED_BY_RESTART)
         self.by_peer_id[p.peer_id] = p
 
     def _records(self) -> list[ClientRecord]:
@@ -686,7 +686,7 @@ class ServerDispatcher(ClientPush):
                 self.by_peer_id[pid] = rec
         else:
             if old is not None:
-                self._drop(old, "replaced by a new session from the same address")
+                self._drop(old, REPLACED_BY_RESTART)
             self.by_addr[addr] = rec
             self.by_peer_id[pid] = rec
         if packet_in is not None:
