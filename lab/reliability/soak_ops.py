@@ -199,7 +199,14 @@ class Soak(SoakBase):
         p.p.send_signal(signal.SIGUSR1)
         self.count(f"in-place restarts ({self.kind})")
         end = time.monotonic() + 45
+        resend = time.monotonic() + 5
         while time.monotonic() < end and not self.cut.is_set() and not back.search(p.log(), mark):
+            if time.monotonic() > resend and "SIGUSR1[hard," not in p.log()[mark:]:
+                # 2.6 ignores SIGUSR1 while (re)initialising (pre_init_signal_catch: SIG_IGN):
+                # one sent then is lost without a line (once in soak34's second churn run)
+                p.p.send_signal(signal.SIGUSR1)
+                self.count("in-place SIGUSR1 re-sent (the client ignored it)")
+                resend = time.monotonic() + 5
             time.sleep(0.3)
         nu = p.log().count(UP["openvpn"])
         if not back.search(p.log(), mark):
