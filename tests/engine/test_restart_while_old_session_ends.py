@@ -49,8 +49,8 @@ def test_a_restart_goes_on_when_the_session_it_waits_beside_ends(pki):  # noqa: 
 def test_the_session_a_restart_replaces_ends_as_replaced_not_as_another_client(pki):  # noqa: F811
     """A client restarting from its own address and port (2.6: the same instance) is the same
     client: the old session's end names the restart, not "another client connected with common
-    name" (the duplicate-cn rule, for a second client elsewhere), which the soak's operators
-    read 314 times in 14 minutes of in-place restarts."""
+    name" (the duplicate-cn rule, for a second client elsewhere), as soak34's in-place restarts
+    logged it at every restart."""
     d = _server(pki, "none")
     home = ("198.18.0.45", 1194)
     old = _client(pki, pki["clients"][6], wrapping.PlainWrapper)
