@@ -32,6 +32,7 @@ a file that cannot be made refuses the peer ("Failed to export certificate"), as
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import subprocess
@@ -45,6 +46,7 @@ from cryptography.hazmat.primitives import serialization
 from ..openvpn.sources import source_group
 from ..openvpn.tls import MAX_CERT_DEPTH, cert_env, common_name, openvpn_subject
 from .offloop import OffLoopWorkers
+from .script_env import ENV_MAX, VAR_MAX, env_drops, said_dropped
 from .scripts import Running, run_limited
 from .slots import IDENTITY, SOURCE, TOTAL, Slots, identity_of_cert
 
@@ -70,6 +72,7 @@ class Call:
     argv: tuple[str, ...]
     env: dict
     pem: bytes = b""                # the certificate of this depth (tls-export-cert writes it out)
+    own: frozenset = frozenset()    # the names this chain set (never left out to fit: script_env.env_drops)
 
 
 def clean(value: str) -> str:
@@ -91,17 +94,51 @@ def chain_calls(argv: list[str], chain: tuple, base_env: dict[str, str], name: s
     if len(chain) > MAX_CERT_DEPTH:
         return f"certificate chain of depth {len(chain) - 1} (OpenVPN refuses depth {MAX_CERT_DEPTH} and more)"
     env = dict(base_env)
+    own = {clean(k) for k in ("untrusted_ip", "untrusted_ip6", "untrusted_port") if k in base_env}
+    own |= {"script_type", "PATH", "peer_cert"}
     calls = []
     for depth in range(len(chain) - 1, -1, -1):
         cert = chain[depth]
         if depth == 0:
             env["common_name"] = (name if name is not None else common_name(cert)) or ""
-        env.update(cert_env(cert, depth, track))
+            own.add("common_name")
+        mine = cert_env(cert, depth, track)
+        own.update(clean(k) for k in mine)
+        env.update(mine)
         env["script_type"] = "tls-verify"
         calls.append(Call((*argv, str(depth), clean(openvpn_subject(cert))),
                           {clean(k): clean(v) for k, v in env.items()},
-                          cert.public_bytes(serialization.Encoding.PEM)))
+                          cert.public_bytes(serialization.Encoding.PEM), frozenset(own)))
     return calls
+
+
+def fit_calls(calls: list[Call]) -> list[Call] | str:
+    """The calls with their environment within what the kernel passes (script_env.env_drops), or
+    why not. Why: on a client, each handshake after the first sees the whole set the tunnel's UP
+    made, the server's pushed options with it (1,024 `dhcp-option` of ~2,000 bytes make 2 MB of
+    foreign_option_N), and past ARG_MAX the command could not start (E2BIG): every renegotiation
+    was refused and the tunnel restarted, for as long as that server pushed so. OpenVPN 2.6's
+    execve fails the same way (its options are cut at 256 bytes, so it takes ~8,000 of them). The
+    largest variables but this chain's own (its X509_*, tls_*, common_name, untrusted_*) are left
+    out, named once in the log; what the command checks is never left out: a chain whose own
+    variables do not fit is refused, saying so. The deepest call's set holds all the others'."""
+    if not calls:
+        return calls
+    last = calls[-1]
+    full = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"), "peer_cert": "/" * 64, **last.env}
+    drop = env_drops(full, ENV_MAX, lambda k: k in last.own)
+    if drop is None:
+        return ("its certificate chain's own variables are more than a command's environment takes "
+                f"({ENV_MAX} bytes, or {VAR_MAX} for one)")
+    if not drop:
+        return calls
+    said_dropped("tls-verify", full, drop)
+    return [dataclasses.replace(c, env={k: v for k, v in c.env.items() if k not in drop}) for c in calls]
+
+
+def _shown(subject: str) -> str:
+    """A subject for the log: a hostile 100 KB one must not make a 100 KB log line."""
+    return subject if len(subject) <= LOG_SUBJECT_MAX else subject[:LOG_SUBJECT_MAX] + f"... ({len(subject)} characters)"
 
 
 @dataclass
@@ -199,6 +236,11 @@ class VerifyRunner(OffLoopWorkers):
         try:
             if job.chain is not None:
                 calls = chain_calls(*job.chain)
+                if not isinstance(calls, str):
+                    fitted = fit_calls(calls)
+                    if isinstance(fitted, str):
+                        return False, f"VERIFY SCRIPT ERROR: depth=0, {_shown(calls[-1].argv[-1])}: {fitted}"
+                    calls = fitted
                 return (False, calls) if isinstance(calls, str) else self._run_chain(calls)
             return self._run_metadata(job)
         except Exception as e:  # noqa: BLE001 - a broken run refuses, it never accepts
@@ -229,10 +271,7 @@ class VerifyRunner(OffLoopWorkers):
             why = self._one_exported(call, end - time.monotonic()) if self.export_dir else \
                 self._one(call, end - time.monotonic())
             if why is not None:
-                subject = call.argv[-1]         # (a hostile 100 KB subject must not make a 100 KB log line)
-                if len(subject) > LOG_SUBJECT_MAX:
-                    subject = subject[:LOG_SUBJECT_MAX] + f"... ({len(subject)} characters)"
-                return False, f"VERIFY SCRIPT ERROR: depth={call.argv[-2]}, {subject}: {why}"
+                return False, f"VERIFY SCRIPT ERROR: depth={call.argv[-2]}, {_shown(call.argv[-1])}: {why}"
         return True, ""
 
     def _one_exported(self, call: Call, limit: float) -> str | None:

@@ -164,3 +164,32 @@ def test_a_huge_subject_is_refused_without_a_huge_log_line():
         assert _cpu_seconds() - c0 < 2.0, "a big subject took seconds of work to refuse or run"
         assert len(why) < 600, len(why)
         r.close()
+
+
+def test_a_base_too_large_for_exec_loses_its_largest_variables_never_the_chain_s():
+    """After a huge push (a client's renegotiation: gateway/updown.py verify_base), the command
+    still runs with every variable of the chain it checks; a variable over what the kernel takes
+    for one (128 KiB) is left out whatever the total. Before, the exec failed (E2BIG) and the
+    chain was refused."""
+    leaf, sub, root = _chain()
+    base = {"untrusted_ip": "198.18.0.9", "untrusted_port": "5", "dev": "tun0",
+            **{f"foreign_option_{i}": "dhcp-option DOMAIN-SEARCH " + "a" * 2000 for i in range(1, 1025)},
+            "huge": "h" * 140_000}
+    r = VerifyRunner(inline=True)
+    assert r.submit_chain("k", "198.18.0.9", ["/bin/sh", "-c", '[ "$0" != 0 ] || test "$X509_0_CN_1" = alice && '
+                                              'test "$untrusted_ip" = 198.18.0.9 && test "$dev" = tun0 && '
+                                              'test -z "$huge"'], (leaf, sub, root), base) is None
+    [(_, ok, why)] = r.take_results()
+    r.close()
+    assert ok, why
+
+
+def test_a_chain_whose_own_variables_cannot_be_passed_is_refused_saying_so():
+    name = _name(*[(NameOID.ORGANIZATIONAL_UNIT_NAME, "o" * 60) for _ in range(2500)], (NameOID.COMMON_NAME, "big"))
+    root = issue("Root", None, None)
+    leaf = issue("x", root, ExtendedKeyUsageOID.CLIENT_AUTH, name=name)[0]
+    r = VerifyRunner(inline=True)
+    assert r.submit_chain("k", "198.18.0.1", ["/bin/true"], (leaf, root[0]), {}) is None
+    [(_, ok, why)] = r.take_results()
+    r.close()
+    assert not ok and "own variables" in why and len(why) < 600, why
