@@ -185,7 +185,13 @@ class ControlChannel:
                 raise ClientRefused(f"TLS Auth Error: TLS object CN attempted to change from "
                                     f"{self.peer_common_name!r} to {cn!r}")
             chain = ks.tls.chain_digests
-            if self._locked_chain is not None and chain != self._locked_chain:
+            # A client re-verifies the server's chain at each handshake (ca, remote-cert-tls,
+            # verify-x509-name, tls-verify) and holds it to its name (above), but not to its
+            # certificates: a server renews its own (our reload takes a new `cert` and keeps
+            # its clients), and OpenVPN 2.6's client locks nothing (its locks are the server's,
+            # multi.c); a renewed server certificate dropped each of our clients at its next
+            # renegotiation, where Debian's carried on.
+            if self._locked_chain is not None and chain != self._locked_chain and not self.is_client:
                 # As OpenVPN 2.6 (tls_lock_cert_hash_set, cert_hash_compare): the certificate at
                 # every depth of the verified chain is locked, not the leaf alone. Another
                 # certificate of the same name, or the same one under a re-issued sub-CA, is not
