@@ -184,6 +184,13 @@ def _ipv6_with_bits(text: str) -> str:
 MAX_PUSHED_PEER_ID = 0xFFFFFE          # 0xFFFFFF means "no peer-id" on the wire
 MAX_PUSHED_SECONDS = 7 * 24 * 3600
 MAX_PUSHED_OPTIONS = 1024              # over all push-continuation parts: more is hostile, not a config
+# The bytes of one pushed option OpenVPN 2.6's client reads (options.c apply_push_options: a
+# line[OPTION_PARM_SIZE] buffer, the rest of a longer option read as the next one). A longer
+# `auth-token` (or `auth-token-user`) is left out, the password kept in use: 2.6 would send back
+# its cut first part, and ours sent it whole, after which the key-method message with it passed
+# what a server reads -- a server pushing a 1,900-byte token made our client exit ("username and
+# password are too long") at its first renegotiation.
+PUSHED_LINE_READ = 255
 
 
 # Control characters but TAB: no control-channel message uses them, and their text reaches the
@@ -569,6 +576,9 @@ def parse_push_reply_untrusted(text: str, into: PushedOptions | None = None,
                 p.compress = args[0] if args else "stub"
             elif name == "comp-lzo":
                 p.comp_lzo = args[0] if args else "yes"
+            elif name in ("auth-token", "auth-token-user") and args and \
+                    len(to_bytes(f"{name} {args[0]}")) > PUSHED_LINE_READ:
+                p.ignored.append(_noted(a) + f" (longer than the {PUSHED_LINE_READ} bytes OpenVPN 2.6 reads)")
             elif name == "auth-token" and args:
                 p.auth_token = args[0]
             elif name == "auth-token-user" and args:
