@@ -66,7 +66,7 @@ PUSH_BUNDLE_SIZE = 1024     # OpenVPN's: the longest INFO_PRE it sends
 
 # Plain ints for the per-packet test in receive: comparing with IntEnum members costs ~0.2 us.
 _DATA_V1, _DATA_V2 = int(Op.DATA_V1), int(Op.DATA_V2)
-from .tls import CERT_UNREADABLE, TlsSettings, build_context
+from .tls import CERT_UNREADABLE, TlsSettings, context_for
 
 __all__ = ["KS", "Role", "Session", "SessionConfig", "PUSH_REQUEST_INTERVAL"]
 
@@ -189,7 +189,7 @@ class Session(ControlChannel):
         self.own_sid = cfg.random_bytes(8)
         self.peer_sid: bytes | None = None
         self.wrapper = cfg.make_wrapper()
-        self.tls_context = tls_context if tls_context is not None else build_context(cfg.tls)
+        self.tls_context = tls_context if tls_context is not None else context_for(cfg.tls)
         self.keys: dict[int, KeyState] = {}
         self.recv_keys: list[DataKey | None] = [None] * 8
         self.final_counts: list[tuple[int, int, int]] | None = None   # (key, bytes in, out) once released

@@ -30,7 +30,7 @@ from .serveraddressing import Addressing, server_addressing
 from .session import Role, SessionConfig
 from .crl import background_reader, capath_warning
 from .crl import checker as crl_checker
-from .tls import TlsSettings, build_context, check_offer, key_exchange_groups
+from .tls import TlsSettings, check_offer, context_for, key_exchange_groups
 
 
 def protection(opts: Options) -> str:
@@ -445,7 +445,7 @@ def check_key_material(opts: Options, crl_reader: Callable | None = None) -> Tls
         check_crl(opts, tls)
     check_mss(opts)
     try:
-        build_context(tls)
+        context_for(tls)             # the first session takes this one (not built twice)
         check_offer(tls)
     except ConfigError as e:
         if e.directive is None or e.path is not None:

@@ -448,6 +448,42 @@ def build_context(s: TlsSettings) -> SSL.Context:
     return ctx
 
 
+# The last context context_for made, with the settings it was made from (one entry: a process
+# runs one profile; another set of settings replaces it).
+_last_context: tuple[tuple, SSL.Context] | None = None
+
+
+def _context_inputs(s: TlsSettings) -> tuple:
+    """Every setting but `crl` (a checker object, new at each settings build, that build_context
+    never reads; the CRL is checked in Python after the handshake), lists as tuples: equal
+    inputs make an equal context."""
+    return tuple(tuple(v) if isinstance(v, list) else v
+                 for k, v in vars(s).items() if k != "crl")
+
+
+def context_for(s: TlsSettings) -> SSL.Context:
+    """build_context's context for these settings, made once per process while they stay the
+    same. Why: a client's reconnect (SIGUSR1, ping-restart, the next remote) made a new Session
+    and with it a new context from the same PEM bytes (read once, at start: our client does not
+    re-read its profile): the key and certificates parsed again and our chain verified again,
+    ~0.7 of the ~3.5 ms of CPU a reconnect costs the client, the same for each p2p tls-server
+    takeover candidate. Sharing one SSL_CTX among sessions is what OpenSSL is made for (the
+    server always has); nothing is resumed through it (no tickets, session cache off). Not
+    shared with `capath`: OpenSSL's directory lookup keeps the CAs and CRLs it loaded in the
+    store, so a new context per connection is what lets a reconnect see a CRL replaced in the
+    directory, as OpenVPN 2.6's restart does; and its missing-CRL warnings count per context."""
+    global _last_context
+    if s.capath is not None:
+        return build_context(s)
+    inputs = _context_inputs(s)
+    last = _last_context
+    if last is not None and last[0] == inputs:
+        return last[1]
+    ctx = build_context(s)
+    _last_context = (inputs, ctx)
+    return ctx
+
+
 # OpenSSL's X509_V_ERR_UNABLE_TO_GET_CRL: with capath's CRL checks, no CRL for a certificate's issuer.
 X509_V_ERR_UNABLE_TO_GET_CRL = 3
 

@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDFExpand
 
 from appliance.openvpn import events as ev
 from appliance.openvpn.control import CONTROL_BURST
-from appliance.openvpn.tls import TlsEndpoint
+from appliance.openvpn.tls import TlsEndpoint, build_context
 from tests.engine.test_control_budget import _closed_reason, _send_raw
 from tests.engine.test_memory_link import Link, make_pair, payloads, pki, up  # noqa: F401 - pki: the fixture
 
@@ -66,6 +66,7 @@ def _hostile_pair(pki, monkeypatch, proto):  # noqa: F811
     monkeypatch.setattr(TlsEndpoint, "send_message", counting_send)
     secrets: list[bytes] = []
     c, s, _ = make_pair(pki, proto=proto, reneg_sec=0, ping=0)
+    c.tls_context = build_context(c.cfg.tls)        # its own: sessions share context_for's
     c.tls_context.set_keylog_callback(lambda conn, line: secrets.append(line))
     link = Link(c, s)
     link.run(lambda: up(c, s))
