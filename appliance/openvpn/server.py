@@ -38,7 +38,7 @@ from .server_model import ClientRecord, ServerSettings, StreamKey, V2Key
 from .session import Session
 from .timerheap import TimerHeap
 from .v2keycache import ClientKeyCache
-from .tls import build_context
+from .tls import context_for
 
 # A client's moves (float) make at most one ClientFloated event, so one log line, per this many
 # seconds; the others are counted and the next event says how many there were.
@@ -131,7 +131,7 @@ class ServerDispatcher(ClientPush):
         certificate and key): new sessions start with it, and a reload hands it to the sessions
         it keeps for their renegotiations."""
         if self._tls_ctx is None:
-            self._tls_ctx = build_context(self.st.session_config(0).tls)
+            self._tls_ctx = context_for(self.st.session_config(0).tls)   # the one start-up checked, unless changed
         return self._tls_ctx
 
     # ---------------------------------------------------------------- wrappers

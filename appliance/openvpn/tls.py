@@ -448,9 +448,10 @@ def build_context(s: TlsSettings) -> SSL.Context:
     return ctx
 
 
-# The last context context_for made, with the settings it was made from (one entry: a process
-# runs one profile; another set of settings replaces it).
-_last_context: tuple[tuple, SSL.Context] | None = None
+# The contexts context_for made, by the settings they were made from, oldest first. A process
+# runs one profile (a client's, a server's); a few entries let tests and tools hold both ends.
+_contexts: dict[tuple, SSL.Context] = {}
+_CONTEXTS_KEPT = 4
 
 
 def _context_inputs(s: TlsSettings) -> tuple:
@@ -467,20 +468,22 @@ def context_for(s: TlsSettings) -> SSL.Context:
     and with it a new context from the same PEM bytes (read once, at start: our client does not
     re-read its profile): the key and certificates parsed again and our chain verified again,
     ~0.7 of the ~3.5 ms of CPU a reconnect costs the client, the same for each p2p tls-server
-    takeover candidate. Sharing one SSL_CTX among sessions is what OpenSSL is made for (the
-    server always has); nothing is resumed through it (no tickets, session cache off). Not
-    shared with `capath`: OpenSSL's directory lookup keeps the CAs and CRLs it loaded in the
+    takeover candidate; start-up's check (settings.check_key_material) made one more, which the
+    first session or the server now takes. Sharing one SSL_CTX among sessions is what OpenSSL
+    is made for (the server always has); nothing is resumed through it (session cache off, no
+    session ever set on a connection: every connection is a full handshake). Not shared with
+    `capath`: OpenSSL's directory lookup keeps the CAs and CRLs it loaded in the
     store, so a new context per connection is what lets a reconnect see a CRL replaced in the
     directory, as OpenVPN 2.6's restart does; and its missing-CRL warnings count per context."""
-    global _last_context
     if s.capath is not None:
         return build_context(s)
     inputs = _context_inputs(s)
-    last = _last_context
-    if last is not None and last[0] == inputs:
-        return last[1]
-    ctx = build_context(s)
-    _last_context = (inputs, ctx)
+    ctx = _contexts.get(inputs)
+    if ctx is None:
+        ctx = build_context(s)
+        while len(_contexts) >= _CONTEXTS_KEPT:
+            _contexts.pop(next(iter(_contexts)), None)
+        _contexts[inputs] = ctx
     return ctx
 
 
