@@ -11,6 +11,7 @@ import contextlib
 import functools
 import hashlib
 import re
+import threading
 from dataclasses import dataclass, field
 from typing import Callable, NoReturn
 
@@ -452,6 +453,7 @@ def build_context(s: TlsSettings) -> SSL.Context:
 # runs one profile (a client's, a server's); a few entries let tests and tools hold both ends.
 _contexts: dict[tuple, SSL.Context] = {}
 _CONTEXTS_KEPT = 4
+_contexts_lock = threading.Lock()       # sessions may live on other threads (tests, tools: TlsEndpoint)
 
 
 def _context_inputs(s: TlsSettings) -> tuple:
@@ -478,12 +480,13 @@ def context_for(s: TlsSettings) -> SSL.Context:
     if s.capath is not None:
         return build_context(s)
     inputs = _context_inputs(s)
-    ctx = _contexts.get(inputs)
-    if ctx is None:
-        ctx = build_context(s)
-        while len(_contexts) >= _CONTEXTS_KEPT:
-            _contexts.pop(next(iter(_contexts)), None)
-        _contexts[inputs] = ctx
+    with _contexts_lock:
+        ctx = _contexts.get(inputs)
+        if ctx is None:
+            ctx = build_context(s)
+            while len(_contexts) >= _CONTEXTS_KEPT:
+                del _contexts[next(iter(_contexts))]
+            _contexts[inputs] = ctx
     return ctx
 
 
