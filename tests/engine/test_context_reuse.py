@@ -10,7 +10,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 from OpenSSL._util import lib as _lib
 
 from appliance.bench import _cert, _pems
-from appliance.openvpn import keyfiles, wrapping
+from appliance.openvpn import keyfiles, tls, wrapping
 from appliance.openvpn.session import Role, Session, SessionConfig
 from appliance.openvpn.tls import TlsSettings, build_context, context_for
 from tests.engine.test_memory_link import Link, pki, up  # noqa: F401 - pki: the fixture
@@ -72,3 +72,13 @@ def test_other_material_makes_another_context(pki):
 def test_capath_keeps_a_context_per_connection(pki, tmp_path):
     tls = TlsSettings(pki["ca"], *pki["client"], False, remote_cert_tls="server", capath=str(tmp_path))
     assert context_for(tls) is not context_for(tls)
+
+
+def test_at_most_a_few_contexts_are_kept(pki):
+    """Settings changing again and again (a server's reloads with new material) keep no more than
+    _CONTEXTS_KEPT contexts alive through the table."""
+    made = [context_for(TlsSettings(pki["ca"], *pki["client"], False, verify_x509_name=("name", str(i))))
+            for i in range(tls._CONTEXTS_KEPT + 3)]                  # noqa: SLF001
+    assert len(set(map(id, made))) == len(made)
+    assert len(tls._contexts) <= tls._CONTEXTS_KEPT                  # noqa: SLF001
+    assert context_for(TlsSettings(pki["ca"], *pki["client"], False, verify_x509_name=("name", "0"))) is not made[0]
