@@ -11,7 +11,6 @@ import contextlib
 import functools
 import hashlib
 import re
-import threading
 from dataclasses import dataclass, field
 from typing import Callable, NoReturn
 
@@ -453,7 +452,6 @@ def build_context(s: TlsSettings) -> SSL.Context:
 # runs one profile (a client's, a server's); a few entries let tests and tools hold both ends.
 _contexts: dict[tuple, SSL.Context] = {}
 _CONTEXTS_KEPT = 4
-_contexts_lock = threading.Lock()       # sessions may live on other threads (tests, tools: TlsEndpoint)
 
 
 def _context_inputs(s: TlsSettings) -> tuple:
@@ -480,13 +478,13 @@ def context_for(s: TlsSettings) -> SSL.Context:
     if s.capath is not None:
         return build_context(s)
     inputs = _context_inputs(s)
-    with _contexts_lock:
-        ctx = _contexts.get(inputs)
-        if ctx is None:
-            ctx = build_context(s)
-            while len(_contexts) >= _CONTEXTS_KEPT:
-                del _contexts[next(iter(_contexts))]
-            _contexts[inputs] = ctx
+    ctx = _contexts.get(inputs)
+    if ctx is None:
+        ctx = build_context(s)
+        _contexts[inputs] = ctx
+        # list() and pop(key, None): safe if sessions are made on several threads (tests, tools)
+        for old in list(_contexts)[:-_CONTEXTS_KEPT]:
+            _contexts.pop(old, None)
     return ctx
 
 
