@@ -48,6 +48,9 @@ _pack_v1 = struct.Struct("!BI8s").pack
 # so tests can set it to None to run the Python path.
 _aead = native.load("_aead")
 _OpenError = getattr(_aead, "OpenError", None)     # kept when a test sets _aead to None
+# replay-window 0 (replay.py): no id is new merely for being above the newest, so the native
+# open() hands every one back to the window first (above any 32-bit id).
+_ASK_ALWAYS = 1 << 32
 
 
 class DataKey:
@@ -199,7 +202,8 @@ class DataKey:
         if c is not None:
             rp = self.replay
             try:
-                pt = c.open(packet, rp.highest)     # None: id not above the newest, not decrypted
+                # None: id not above the newest (window 0: any id), not decrypted
+                pt = c.open(packet, rp.highest if rp.size else _ASK_ALWAYS)
                 if pt is None:
                     if not rp.check(c.last_pid, now):
                         raise BadPacket("replayed data packet")
@@ -223,7 +227,7 @@ class DataKey:
             if n < 24:
                 raise BadPacket("short data packet")
             pid = _unpack_pid(packet, 4)[0]
-            if pid <= rp.highest and not rp.check(pid, now):  # above the newest: always new
+            if (pid <= rp.highest or not rp.size) and not rp.check(pid, now):  # above: new (not window 0)
                 raise BadPacket("replayed data packet")
             try:
                 pt = self.aead_recv.decrypt(packet[4:8] + self.recv_iv, packet[24:] + packet[8:24], packet[:8])
@@ -231,7 +235,7 @@ class DataKey:
                 raise BadPacket("data packet failed authentication") from None
         else:                                   # P_DATA_V1: op (1) | pid (4) | tag (16) | ct
             pid = _unpack_pid(packet, 1)[0]
-            if pid <= rp.highest and not rp.check(pid, now):
+            if (pid <= rp.highest or not rp.size) and not rp.check(pid, now):
                 raise BadPacket("replayed data packet")
             try:
                 pt = self.aead_recv.decrypt(packet[1:5] + self.recv_iv, packet[21:] + packet[5:21], packet[1:5])

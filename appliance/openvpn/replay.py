@@ -18,6 +18,12 @@ T. Expiry is therefore conservative by at most the sampling interval (OpenVPN re
 Why check() and update() are separate: the caller authenticates between the two. Recording an id
 before the MAC/tag is verified would let a forger burn ids and make real packets look replayed.
 
+Window 0 (`replay-window 0`) is OpenVPN's other mode, not a window of no width: packet_id.c's
+packet_id_test without a backtrack list (its TCP mode) takes the first id whatever it is and then
+only the next one, `newest + 1` -- no gap, no reordering, so on UDP one lost packet stops the
+stream until the next key (checked in 2.6.14's source and with Debian's 2.6 as the peer). Ours
+took any id above the newest (gaps allowed), looser than what the user asked 2.6 for.
+
 The bitmap is a plain Python int (bit i set = id `highest - i` was seen), so the hot path does a
 few integer operations and allocates nothing beyond small ints.
 """
@@ -38,7 +44,8 @@ class ReplayWindow:
                  "_next_sample")
 
     def __init__(self, size: int = DEFAULT_SIZE, time_limit: float | None = None) -> None:
-        """`size` 0 allows no reordering (only ids above the newest); `time_limit` None or 0: none."""
+        """`size` 0: strictly consecutive ids (the first any, then only newest + 1), as OpenVPN's
+        window 0; `time_limit` None or 0: none."""
         if size < 0:
             raise ValueError("replay window size must be >= 0")
         self.size = size
@@ -86,7 +93,7 @@ class ReplayWindow:
             return False
         highest = self.highest
         if pid > highest:
-            return True
+            return self.size > 0 or highest == 0 or pid == highest + 1
         diff = highest - pid
         if diff >= self.size or (self.bits >> diff) & 1:
             return False
@@ -117,7 +124,12 @@ class ReplayWindow:
         highest = self.highest
         if pid > highest:
             shift = pid - highest
-            self.bits = 1 if shift >= self.size else ((self.bits << shift) | 1) & self._mask
+            if shift >= self.size:
+                if shift != 1 and highest and not self.size:
+                    return False                        # window 0: only the next id (a gap)
+                self.bits = 1
+            else:
+                self.bits = ((self.bits << shift) | 1) & self._mask
             self.highest = pid
             if now is not None and self.time_limit is not None:
                 self._t_high = now                      # inlined _note_newest: once per packet

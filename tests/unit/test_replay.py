@@ -125,6 +125,69 @@ def test_size_zero_allows_no_reordering():
     assert w.accept(6)
 
 
+def test_size_zero_is_openvpns_strict_mode_no_gap():
+    """OpenVPN 2.6's packet_id_test without a backtrack list (replay-window 0): the first id is
+    taken whatever it is, then only newest + 1; a gap is refused, and so is everything after it
+    (the newest stays where it was), as 2.6.14's `!p->id || pin->id == p->id + 1`."""
+    w = ReplayWindow(0)
+    assert w.check(9) and w.accept(9)           # first: any id
+    assert w.accept(10)
+    assert not w.check(12) and not w.accept(12)  # a gap: 11 lost on the way
+    assert not w.accept(13)
+    assert w.highest == 10
+    assert w.check(11) and w.accept(11)          # the next id still gets in
+    w.update(12) if w.check(12) else None
+    assert w.highest == 12
+    assert not w.check(14)
+
+
+def _openvpn_backtrack(n):
+    """2.6.14's packet_id_test/packet_id_add (short form, no time limit) for window n >= 1: a list
+    of the last n ids, newest first; an id above the newest restarts it past a jump of n or more."""
+    state = {"id": 0, "seen": []}
+
+    def accept(pid):
+        if pid == 0:
+            return False
+        cur, seen = state["id"], state["seen"]
+        if pid <= cur:
+            diff = cur - pid
+            if diff >= len(seen) or seen[diff]:
+                return False
+            seen[diff] = True
+            return True
+        if not seen or pid - n > cur:
+            cur, seen = max(pid - n, 0), []
+        while cur < pid:
+            seen.insert(0, False)
+            del seen[n:]
+            cur += 1
+        seen[0] = True
+        state["id"], state["seen"] = cur, seen
+        return True
+    return accept
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(1, 6), st.lists(st.integers(1, 40), max_size=80))
+def test_small_windows_decide_as_openvpn(n, ids):
+    """replay-window 1..6: every id accepted or refused exactly as 2.6's list of n entries does."""
+    w, ref = ReplayWindow(n), _openvpn_backtrack(n)
+    for pid in ids:
+        assert w.accept(pid) == ref(pid), (n, pid)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.integers(1, 40), max_size=80))
+def test_size_zero_decides_as_openvpn(ids):
+    w, newest = ReplayWindow(0), 0
+    for pid in ids:
+        want = newest == 0 or pid == newest + 1
+        assert w.check(pid) == want
+        assert w.accept(pid) == want
+        newest = pid if want else newest
+
+
 @settings(max_examples=200, deadline=None)
 @given(st.integers(1, 80), st.integers(1, 20),
        st.lists(st.tuples(st.integers(1, 300), st.floats(0, 3)), max_size=120))

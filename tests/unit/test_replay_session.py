@@ -37,3 +37,30 @@ def test_no_time_limit_when_disabled(pki):  # noqa: F811
     held, newer = [bytes(c.encrypt(p)) for p in payloads(2, 3)]
     assert len(s.receive(newer, t0)) == 1
     assert len(s.receive(held, t0 + 500.0)) == 1
+
+
+def test_window_zero_drops_every_packet_after_a_gap_as_openvpn(pki):  # noqa: F811
+    """replay-window 0 on the data channel, both AEAD paths: packets in order get in; after one
+    lost on the way, the next and all after it are dropped, as OpenVPN 2.6's strict mode (only
+    newest + 1) drops them; the lost one, should it come late, still gets in and so do the next."""
+    c, s, t0 = _pair(pki, replay_window=0)
+    pk = [bytes(c.encrypt(p)) for p in payloads(5, 4)]
+    assert len(s.receive(pk[0], t0)) == 1
+    assert len(s.receive(pk[1], t0)) == 1
+    assert s.receive(pk[3], t0) == []                 # pk[2] lost: a gap
+    assert s.receive(pk[4], t0) == []
+    assert s.stats["replayed data packet"] == 2
+    assert len(s.receive(pk[2], t0)) == 1             # newest + 1
+    assert len(s.receive(pk[3], t0)) == 1
+    assert s.receive(pk[3], t0) == []                 # a replay
+
+
+def test_window_one_takes_a_gap_but_no_reordering(pki):  # noqa: F811
+    """replay-window 1: 2.6 keeps one entry, so ids above the newest get in gaps and all, and an
+    older one never does."""
+    c, s, t0 = _pair(pki, replay_window=1)
+    pk = [bytes(c.encrypt(p)) for p in payloads(4, 5)]
+    assert len(s.receive(pk[0], t0)) == 1
+    assert len(s.receive(pk[2], t0)) == 1
+    assert s.receive(pk[1], t0) == []
+    assert len(s.receive(pk[3], t0)) == 1
