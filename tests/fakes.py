@@ -568,6 +568,9 @@ class FakeTunnelNetwork:
         self.applied += 1
         self.block_ipv6 = pushed.block_ipv6
 
+    def device_reopened(self) -> None:
+        """Nothing waits here (tests/gateway/test_route_delay_tun.py's DelayNet records it)."""
+
     def reach(self, remote_ip: str) -> None:
         """No routes here: every remote is reachable."""
 

@@ -90,6 +90,8 @@ class TunnelNet(Protocol):
 
     def apply(self, pushed, remote_ip: str) -> None: ...
 
+    def device_reopened(self) -> None: ...
+
     def reach(self, remote_ip: str) -> None: ...
 
     def prepare(self) -> None: ...
@@ -942,6 +944,7 @@ class ClientGateway(SignalWakes):
         """2.6's do_close_tun at a restart: >UPDOWN:DOWN, then route-pre-down, the down-root
         command and down queued (gateway/client_scripts.py), then the next UP is a first one."""
         self._tun_kept = False
+        self.net.device_reopened()          # route-delay waits again at the next tunnel-up
         self.updown.down_notice(self.mgmt)
         if self.scripts is not None:
             self.scripts.closing(why)

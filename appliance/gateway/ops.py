@@ -560,12 +560,13 @@ class Operations:
         if signum == _signal.SIGUSR1 and self.gw.opts.remap_usr1 == "SIGTERM":
             log.warning("SIGUSR1 remapped to SIGTERM (remap-usr1): stopping")
             self.gw.request_stop()
-        elif signum == _signal.SIGUSR1 and not self.gw.opts.persist_tun:
-            # 2.6 closes and reopens its device at this restart (not with persist-tun).
+        elif signum == _signal.SIGHUP or (signum == _signal.SIGUSR1 and not self.gw.opts.persist_tun):
+            # 2.6 closes and reopens its device at this restart: at every SIGHUP, at a SIGUSR1
+            # without persist-tun (init.c do_close_tun keeps it only for SIGUSR1 + persist-tun).
             self.gw.restart_down()
             self.reload()
             self.up_down("UP")
-        elif signum in (_signal.SIGHUP, _signal.SIGUSR1):
+        elif signum == _signal.SIGUSR1:
             self.reload()
         elif signum == _signal.SIGUSR2:
             self.log_stats()

@@ -209,6 +209,8 @@ class TunnelNetwork(_TunAndRoutes):
         self.tun = None
         self.routes = None
         self.applied: tuple | None = None
+        self._reopened = False              # device_reopened: the next same push waits route-delay again
+        self._kept_redirect: bool | None = None     # what the last delayed routes' redirect was
         self.addressed = False        # an address went onto the device (flush it before the next)
         self.link_mtu: int | None = None   # the link is up at this MTU
         self.block_ipv6 = False             # the push said block-ipv6: the client answers IPv6 itself
@@ -289,10 +291,27 @@ class TunnelNetwork(_TunAndRoutes):
             log.warning("no host route to %s past the tunnel (%s): its packets may go into the tunnel", remote_ip, e)
 
     def apply(self, pushed, remote_ip: str) -> None:
+        reopened, self._reopened = self._reopened, False
         try:
             self._apply(pushed, remote_ip)
         finally:
             self._record_routes()               # also what a push that failed half-way added
+        if reopened and self.routes_waiting is None and self.applied is not None and pushed is not None \
+                and self.applied is self._same_as_before and delay_in_effect(self.opts, pushed) is not None:
+            # The same push on a device 2.6 would have closed and opened again: its route-delay
+            # timer starts anew (init.c do_up, did_open_tun), so >STATE:ADD_ROUTES, >UPDOWN:UP,
+            # route-up and CONNECTED wait N seconds again. The routes stay in meanwhile (2.6
+            # deletes them at the close: its traffic for them goes out in clear until then).
+            self.routes_waiting = (pushed, remote_ip, False, "kept", None)
+            log.info("route-delay %d: >UPDOWN:UP and route-up wait again, the routes kept in (as OpenVPN 2.6 "
+                     "reopening its device without persist-tun)", delay_in_effect(self.opts, pushed)[0])
+
+    def device_reopened(self) -> None:
+        """The client's restart closed the device the 2.6 way (no persist-tun, or a changed push):
+        ours keeps it, but the next tunnel-up is a first one for route-delay (apply)."""
+        self._reopened = True
+
+    _same_as_before: object = None          # apply: the key _apply found already applied (no change)
 
     def _apply(self, pushed, remote_ip: str) -> None:
         if pushed is not None and self.tap:
@@ -315,7 +334,9 @@ class TunnelNetwork(_TunAndRoutes):
                pushed.ifconfig_ipv6, tuple(pushed.routes_ipv6), remote_ip, pushed.block_ipv6, pushed.route_metric,
                pushed.route_gateway, getattr(pushed, "route_delay", None))
         if key == self.applied:
+            self._same_as_before = self.applied
             return
+        self._same_as_before = None
         # Forgotten before anything changes: a push that fails half-way (a value the kernel
         # refuses) has removed the routes of the last one, so the same push coming back after
         # the reconnect must be applied in full, not taken for what the host still has.
@@ -445,6 +466,8 @@ class TunnelNetwork(_TunAndRoutes):
         pushed, remote_ip, has6, kind, kept_path = w
         if kind == "none":
             return None
+        if kind == "kept":              # in since the last connection's delay (apply): as then
+            return None if self.opts.route_noexec else self._kept_redirect
         if self.routes is None:
             self.routes = RouteSet(self._nl)
         try:
@@ -466,8 +489,10 @@ class TunnelNetwork(_TunAndRoutes):
                 log.warning("route-delay: routes not all installed (%s)", e)
                 return False
             if kind == "routes":
-                return did_redirect(self.opts, pushed)
-            return router is not None and self._redirect4(pushed)
+                self._kept_redirect = did_redirect(self.opts, pushed)
+            else:
+                self._kept_redirect = router is not None and self._redirect4(pushed)
+            return self._kept_redirect
         finally:
             self._delayed = False
             self._record_routes()
@@ -492,7 +517,9 @@ class TunnelNetwork(_TunAndRoutes):
         key = ("bare-tap", mtu, tuple(pushed.routes), tuple(pushed.routes_ipv6), pushed.redirect_gateway,
                pushed.route_gateway, getattr(pushed, "route_delay", None))
         if key == self.applied:
+            self._same_as_before = self.applied
             return
+        self._same_as_before = None
         self.applied = None
         self.routes_waiting = None
         if self.routes is not None:

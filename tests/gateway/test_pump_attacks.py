@@ -392,6 +392,9 @@ class _RefusingRoutesNet:
             mask_to_prefix(mask)
         self.inner.apply(pushed, remote_ip)
 
+    def device_reopened(self):
+        self.inner.device_reopened()
+
     def reach(self, remote_ip):
         self.inner.reach(remote_ip)
 

@@ -29,13 +29,22 @@ class DelayNet(FakeTunnelNetwork):
         self.added_at: list[float] = []
         self.clock = None
 
+    reopened = False
+
+    def device_reopened(self) -> None:
+        self.reopened = True
+
     def apply(self, pushed, remote_ip: str) -> None:
         # As TunnelNetwork: the same push again (a reconnect) changes nothing, a routes' wait
-        # that a reconnect cut short included.
+        # that a reconnect cut short included -- but after the device was closed the 2.6 way
+        # (device_reopened), when the routes wait the delay again, kept in place meanwhile.
         key = (pushed.ifconfig, tuple(pushed.routes), getattr(pushed, "route_delay", None))
         same, self.key = key == getattr(self, "key", None), key
+        reopened, self.reopened = self.reopened, False
         super().apply(pushed, remote_ip)
         if same:
+            if reopened and self.routes_waiting is None and delay_in_effect(self.opts, pushed) is not None:
+                self.routes_waiting = (pushed, remote_ip, False, "kept")
             return
         self.routes_waiting = (pushed, remote_ip, False, "routes") \
             if delay_in_effect(self.opts, pushed) is not None else None
@@ -175,8 +184,35 @@ def test_a_changed_push_reopens_the_device_and_says_both_again(pki, tmp_path):
     assert w.run(lambda: "CONNECTED" in _events(tap), max_time=60)
     w.server.st.push.append("route 198.18.101.0 255.255.255.0")
     ev = _reconnect(w, c, tap)
-    assert ev[ev.index("UPDOWN:DOWN"):] == ["UPDOWN:DOWN", "ASSIGN_IP", "ADD_ROUTES", "UPDOWN:UP", "CONNECTED"], ev
+    assert ev.index("UPDOWN:DOWN") < ev.index("ASSIGN_IP"), ev
+    assert ev[ev.index("ASSIGN_IP"):] == ["ASSIGN_IP", "ADD_ROUTES", "UPDOWN:UP", "CONNECTED"], ev
     assert len(net.added_at) == 2
+    c._cleanup()
+
+
+def test_without_persist_tun_a_reconnect_waits_the_delay_again(pki, tmp_path):
+    """2.6 without persist-tun closes its device at every restart (SIGUSR1, ping-restart), so the
+    next connection opens it again (init.c do_up: did_open_tun) and route-delay's timer starts
+    anew: ASSIGN_IP and `up` at tunnel-up, then N seconds later ADD_ROUTES, >UPDOWN:UP, route-up
+    and CONNECTED -- as on the first connection, with the same push too. Ours keeps its TUN and
+    its routes meanwhile (nothing goes out in clear), but waits the delay as 2.6 does."""
+    log = tmp_path / "log"
+    w, c, tap, net = _client(pki, tmp_path, log, "route-delay 6\n")
+    assert w.run(lambda: "CONNECTED" in _events(tap), max_time=60)
+    assert [r[0] for r in _records(log)] == ["up", "route-up"]
+    tap.got.clear()
+    c.user_restart()
+    assert w.run(lambda: "ASSIGN_IP" in _events(tap), max_time=60)
+    up_at = w.clock()
+    assert "UPDOWN:UP" not in _events(tap) and "CONNECTED" not in _events(tap), _events(tap)
+    assert w.run(lambda: "CONNECTED" in _events(tap), max_time=60)
+    ev = _events(tap)
+    assert ev.index("UPDOWN:DOWN") < ev.index("ASSIGN_IP"), ev
+    assert ev[ev.index("ASSIGN_IP"):] == ["ASSIGN_IP", "ADD_ROUTES", "UPDOWN:UP", "CONNECTED"], ev
+    assert len(net.added_at) == 2 and 5.5 <= net.added_at[1] - up_at <= 7.5, (net.added_at, up_at)
+    assert w.run(lambda: len(_records(log)) >= 4, max_time=10)
+    assert [r[0] for r in _records(log)] == ["up", "route-up", "up", "route-up"]
+    assert "redirect_gateway" in _records(log)[3][2]
     c._cleanup()
 
 

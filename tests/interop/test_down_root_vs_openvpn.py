@@ -177,16 +177,18 @@ def test_tls_verify_sees_the_environment_set_as_openvpns(lab):
         assert _fixed(_env(o)) == _fixed(_env(t))
 
 
-def _server_usr1(lab: Lab, which: str) -> tuple[list[list[str]], str]:
-    """A server without persist-tun at SIGUSR1: the down-root command's runs (each its sorted
-    environment), then SIGTERM if it still runs."""
-    out = lab.tmp / f"dr-usr1-{which}"
-    script = lab.write(f"dr-usr1-{which}.sh", f"#!/bin/sh\n{{ env | sort; echo ----; }} >> {out}\n")
+def _server_usr1(lab: Lab, which: str, signum: int = 10, extra: str = "") -> tuple[list[list[str]], str]:
+    """A server (without persist-tun unless `extra` says) at SIGUSR1 (or `signum`): the down-root
+    command's runs (each its sorted environment), then SIGTERM if it still runs."""
+    tag = f"{signum}{'p' if extra else ''}-{which}"
+    out = lab.tmp / f"dr-usr1-{tag}"
+    script = lab.write(f"dr-usr1-{tag}.sh", f"#!/bin/sh\n{{ env | sort; echo ----; }} >> {out}\n")
     script.chmod(0o755)
-    cfg = server_config(lab.pki, port=1196, extra=f"plugin {PLUGIN} \"{script}\"\nroute 198.18.140.0 255.255.255.0\n")
-    p = lab.ours(lab.srv, cfg, f"drusr1-{which}", pattern="listening on UDP") if which == "ours" \
-        else lab.openvpn(lab.srv, cfg, f"drusr1-{which}")
-    p.p.send_signal(10)
+    cfg = server_config(lab.pki, port=1196, extra=f"plugin {PLUGIN} \"{script}\"\nroute 198.18.140.0 255.255.255.0\n"
+                        + extra)
+    p = lab.ours(lab.srv, cfg, f"drusr1-{tag}", pattern="listening on UDP") if which == "ours" \
+        else lab.openvpn(lab.srv, cfg, f"drusr1-{tag}")
+    p.p.send_signal(signum)
     end = time.monotonic() + 10
     while time.monotonic() < end and not (out.exists() and "----" in out.read_text()):
         time.sleep(0.1)
@@ -204,6 +206,18 @@ def test_server_down_root_at_sigusr1_without_persist_tun_as_openvpns(lab):
     again at its end)."""
     theirs, t_log = _server_usr1(lab, "openvpn")
     ours, o_log = _server_usr1(lab, "ours")
+    assert theirs and "route_network_1=198.18.140.0" in theirs[0], t_log[-2000:]
+    assert len(ours) == 2, o_log[-3000:]
+    assert _fixed(_env(ours[0])) == _fixed(_env(theirs[0])) and _names(ours[0]) == _names(theirs[0])
+
+
+def test_server_down_root_at_sighup_even_with_persist_tun_as_openvpns(lab):
+    """2.6's SIGHUP closes a server's device whatever persist-tun says (init.c do_close_tun keeps
+    it only at a SIGUSR1 with persist-tun): the down-root command runs then, with the UP's
+    environment, as at SIGUSR1 without persist-tun. Ours, whose SIGHUP is a reload keeping its
+    clients and TUN, runs it there too (and again at its end)."""
+    theirs, t_log = _server_usr1(lab, "openvpn", signum=1, extra="persist-tun\n")
+    ours, o_log = _server_usr1(lab, "ours", signum=1, extra="persist-tun\n")
     assert theirs and "route_network_1=198.18.140.0" in theirs[0], t_log[-2000:]
     assert len(ours) == 2, o_log[-3000:]
     assert _fixed(_env(ours[0])) == _fixed(_env(theirs[0])) and _names(ours[0]) == _names(theirs[0])
