@@ -125,7 +125,7 @@ def check_scripts(o) -> None:
 
 class ClientInfo:
     __slots__ = ("cid", "since", "rec", "established", "connect_ran", "mgmt_config", "chain_env", "asked_username",
-                 "restart", "heir", "restarts")
+                 "restart", "heir", "restarts", "continues", "connect_ccd")
 
     def __init__(self, cid: int, since: float, rec) -> None:
         self.cid = cid
@@ -144,6 +144,12 @@ class ClientInfo:
         self.restart = False
         self.heir = None            # the restart of this client under way, if any (its record)
         self.restarts = None        # a restart's: the record of the client it restarts
+        # A restart of an established client is that connection going on, as 2.6's instance in
+        # CAS_RECONNECT_PENDING (ssl.c tls_multi_process): no client-connect, no >CLIENT:ESTABLISHED
+        # for it, no client-disconnect or >CLIENT:DISCONNECT for the session it replaces; the
+        # options client-connect (or client-auth) gave the connection hold for it (connect_ccd).
+        self.continues = False
+        self.connect_ccd = None     # the per-client options this connection was admitted with
 
 
 @dataclass
@@ -832,6 +838,8 @@ class Operations:
             inf = self.info[id(rec)] = ClientInfo(old.cid, old.since, rec)
             inf.restart = True
             inf.restarts = restarts
+            inf.continues = old.established
+            inf.connect_ccd = old.connect_ccd
             old.heir = rec
         elif taken is not None:
             self.info[id(rec)] = ClientInfo(taken[0], taken[1], rec)
@@ -874,14 +882,19 @@ class Operations:
             self._run_verify(rec, e)
         elif isinstance(e, ev.ConnectRequested):
             inf = self._info(rec)
-            self._run_connect(rec, inf)
+            if inf.continues:
+                # 2.6's reconnect of an established instance skips the connect step (its state
+                # goes back only to CAS_RECONNECT_PENDING): the connection's options as admitted.
+                self._admit(rec, inf, inf.connect_ccd)
+            else:
+                self._run_connect(rec, inf)
         elif isinstance(e, ev.TunnelUp):
             inf = self._info(rec)
-            inf.established = True
+            went_on, inf.established = inf.established or inf.continues, True
             self.session_limit.started(rec)
             if self.pool_memory is not None:
                 self.pool_memory.note(rec.common_name, rec.vaddr, rec.vaddr6)
-            if self.mgmt is not None:
+            if self.mgmt is not None and not went_on:
                 self.mgmt.notify([f">CLIENT:ESTABLISHED,{inf.cid}"] + self._env_lines(rec, inf))
         elif isinstance(e, ev.KeyRenegotiated):
             if id(rec) in self.info:
@@ -909,6 +922,11 @@ class Operations:
                 self.link.inherit(heir, rec)
             self.link.forget(rec)
             if not inf.established:
+                return
+            if heir is not None and id(heir) in self.info and self.info[id(heir)].continues:
+                # Its restart goes on as this connection (one 2.6 instance): the end is its end,
+                # told once, whenever it comes -- also if that restart fails before it is in.
+                self.info[id(heir)].established = True
                 return
             extra = {"bytes_received": str(r), "bytes_sent": str(w),
                      "time_duration": str(int(self.wall() - inf.since))}
@@ -1088,6 +1106,7 @@ class Operations:
         learn-address's adds for its addresses (gateway/learn.py) before its push; at once
         without learn-address."""
         o, d = self.gw.opts, self.gw.d
+        inf.connect_ccd = ccd
         if not o.learn_address or self.scripts is None:
             d.connect_result(rec, True, self.gw.clock(), ccd=ccd)
             return

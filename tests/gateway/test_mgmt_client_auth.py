@@ -353,3 +353,59 @@ def test_a_restart_that_fails_leaves_its_clients_kid_count_going_on(pki, tmp_pat
     assert w.run(lambda: len(m.asks()) >= 3, max_time=200), m.asks()
     assert [(mode, cid, kid) for mode, cid, kid, _e in m.asks()] == [("CONNECT", 0, 1), ("REAUTH", 0, 2),
                                                                      ("REAUTH", 0, 3)]
+
+
+def test_a_restart_in_place_is_the_connection_going_on_as_openvpns_reconnect(pki, tmp_path, monkeypatch):
+    """OpenVPN 2.6 (read in 2.6.14, seen with Debian's server: tests/interop/
+    test_restart_in_place_vs_openvpn.py): a client restarting from its address and port is a new
+    session of its instance, which was CAS_CONNECT_DONE and goes back only to
+    CAS_RECONNECT_PENDING (ssl.c tls_multi_process): its login is REAUTH, and neither
+    client-connect, nor >CLIENT:ESTABLISHED, nor client-disconnect or >CLIENT:DISCONNECT comes
+    for it; at the client's end, client-disconnect and >CLIENT:DISCONNECT once. Ours let it in
+    with client-disconnect and >CLIENT:DISCONNECT for the session it replaced, then client-connect
+    and >CLIENT:ESTABLISHED under the same client ID -- an ESTABLISHED after a DISCONNECT for one
+    ID, which 2.6 never says. Now: the options client-connect gave the connection hold for the
+    restart (its push route again), and the end is told once, when the client leaves."""
+    from appliance.gateway import ops as ops_mod
+    from appliance.gateway.scripts import ScriptRunner
+    monkeypatch.setattr(ops_mod, "ScriptRunner", lambda: ScriptRunner(inline=True))   # verdicts in step with the clock
+    runs = tmp_path / "runs"
+    cc = tmp_path / "cc.sh"
+    cc.write_text(f'#!/bin/sh\necho "connect $common_name" >> {runs}\n'
+                  'echo \'push "route 198.18.77.0 255.255.255.0"\' > "$1"\n')
+    cd = tmp_path / "cd.sh"
+    cd.write_text(f'#!/bin/sh\necho "disconnect $common_name $time_duration" >> {runs}\n')
+    cc.chmod(0o755)
+    cd.chmod(0o755)
+    w = World()
+    m = _server(w, pki, tmp_path, f"script-security 2\nclient-connect {cc}\nclient-disconnect {cd}\n")
+    c = w.add_client(client_conf(pki, "client0", extra="auth-user-pass\nexplicit-exit-notify 1\n")
+                     .replace("nobind\n", "lport 40001\n"), username="alice", password="first")
+    assert _asked(w, m)
+    assert w.server.ops.management_verdict(0, 1, True)
+    assert w.run(lambda: _up(c), max_time=30)
+    rec0 = w.server.d.clients[0]
+    assert runs.read_text() == "connect client0\n"
+    assert [x for x in m.lines if x.startswith(">CLIENT:ESTABLISHED")] == [">CLIENT:ESTABLISHED,0"]
+    m.lines.clear()
+    w.run_for(3)
+    c.user_restart()
+    assert _asked(w, m)
+    assert [(mode, cid, kid) for mode, cid, kid, _e in m.asks()] == [("REAUTH", 0, 2)]
+    assert w.server.ops.management_verdict(0, 2, True)
+
+    def back() -> bool:
+        rec = w.server.d.record(rec0.addr)
+        return rec is not None and rec is not rec0 and rec.session.established and _up(c)
+    assert w.run(back, max_time=30), "the restart did not complete"
+    w.run_for(3)
+    assert not rec0.alive
+    assert "198.18.77.0" in [r[0] for r in w.client_nets[0].pushed.routes]    # client-connect's, kept
+    assert runs.read_text() == "connect client0\n"
+    assert not [x for x in m.lines if x.startswith((">CLIENT:ESTABLISHED", ">CLIENT:DISCONNECT"))], m.lines
+    c.request_stop()
+    assert w.run(lambda: len(runs.read_text().splitlines()) >= 2, max_time=30)
+    w.run_for(2)
+    assert runs.read_text().splitlines()[1].startswith("disconnect client0 ")
+    assert [x for x in m.lines if x.startswith(">CLIENT:DISCONNECT")] == [">CLIENT:DISCONNECT,0"]
+    assert len(runs.read_text().splitlines()) == 2

@@ -1,0 +1,126 @@
+"""A client restarting in place (from its own address and port) against Debian's OpenVPN 2.6's
+server and ours, in namespaces: which connect/disconnect scripts run and what a management client
+hears.
+
+2.6 (2.6.14's multi.c / ssl.c, and seen here): the restart is a new session of the client's
+instance, whose state goes from CAS_CONNECT_DONE back to CAS_RECONNECT_PENDING only. Its login is
+>CLIENT:REAUTH (management-client-auth); client-connect does not run again, no
+>CLIENT:ESTABLISHED; nothing for the session it replaces (no client-disconnect, no
+>CLIENT:DISCONNECT). 2.6.14 then never completes that restart (CAS_RECONNECT_PENDING is not a
+state multi_connection_established runs in: its PUSH_REQUESTs wait); at the client's end (`kill`
+here) it runs client-disconnect and says >CLIENT:DISCONNECT once, for the connection. Ours
+completes the restart as that same connection: the same REAUTH and no scripts or notes for it,
+the tunnel back (client-connect's pushed route again), and the same single client-disconnect and
+>CLIENT:DISCONNECT at the end. Ours used to run client-disconnect + >CLIENT:DISCONNECT and then
+client-connect + >CLIENT:ESTABLISHED for the restart (an ESTABLISHED after a DISCONNECT for one
+client ID, which 2.6 never says).
+"""
+from __future__ import annotations
+
+import signal
+import time
+
+import pytest
+
+from lab.configs import client_profile, server_config
+from lab.netns import TUN_SERVER_IP, Lab
+from lab.tools import OPENVPN
+
+from tests.interop.test_ops_vs_openvpn import Mgmt
+
+pytestmark = [pytest.mark.root, pytest.mark.netns, pytest.mark.openvpn]
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    with Lab(clients=["client1"], tmp=tmp_path_factory.mktemp("rip")) as lab:
+        yield lab
+
+
+def _note(m: Mgmt, prefix: str, within: float = 20) -> str:
+    end = time.monotonic() + within
+    while time.monotonic() < end:
+        hit = next((n for n in m.notes if n.startswith(prefix)), None)
+        if hit is not None:
+            return hit
+        m.lines(0.3)
+    return ""
+
+
+def _events(m: Mgmt) -> list[str]:
+    """The >CLIENT: notes but their environments (and >CLIENT:ADDRESS, which ours does not say:
+    not what this test is about)."""
+    return [n for n in m.notes if n.startswith(">CLIENT:") and not n.startswith((">CLIENT:ENV,", ">CLIENT:ADDRESS,"))]
+
+
+def _session(lab: Lab, which: str) -> dict:
+    sock = str(lab.tmp / f"rip-{which}.sock")
+    runs = lab.tmp / f"rip-runs-{which}"
+    cc = lab.write(f"rip-cc-{which}.sh", f'#!/bin/sh\necho "connect $common_name" >> {runs}\n'
+                   'echo \'push "route 198.18.150.0 255.255.255.0"\' > "$1"\n')
+    cd = lab.write(f"rip-cd-{which}.sh", f'#!/bin/sh\necho "disconnect $common_name" >> {runs}\n')
+    cc.chmod(0o755)
+    cd.chmod(0o755)
+    cfg = server_config(lab.pki) + (f"management {sock} unix\nmanagement-client-auth\nscript-security 2\n"
+                                    f"client-connect {cc}\nclient-disconnect {cd}\n")
+    if which == "ours":
+        srv = lab.ours(lab.srv, cfg, f"ripsrv-{which}", pattern=r"listening on UDP")
+    else:
+        srv = lab.start(lab.srv, [OPENVPN, "--config", str(lab.write(f"ripsrv-{which}.conf", cfg))], f"ripsrv-{which}")
+        assert srv.wait_for("Initialization Sequence Completed", 20), srv.log()[-2000:]
+    creds = lab.write("rip-creds.txt", "alice\nsecret\n")
+    prof = client_profile(lab.pki, client="client1", extra=f"auth-user-pass {creds}\n").replace("nobind\n",
+                                                                                                "lport 40001\n")
+    out: dict = {}
+    m = Mgmt(sock)
+    c1 = None
+    try:
+        m.lines(0.3)
+        c1 = lab.openvpn(lab.cli, prof, f"ripcli-{which}", wait=0)
+        note = _note(m, ">CLIENT:CONNECT,")
+        assert note, srv.log()[-2000:]
+        m.cmd(f"client-auth-nt {note.split(',')[1]} {note.split(',')[2]}")
+        assert c1.wait_for("Initialization Sequence Completed", 20), (c1.log()[-2000:], srv.log()[-2000:])
+        assert _note(m, ">CLIENT:ESTABLISHED,"), m.notes
+        out["first"] = _events(m)
+        time.sleep(1.0)
+        m.notes.clear()
+        c1.p.send_signal(signal.SIGUSR1)
+        note = _note(m, ">CLIENT:REAUTH,")
+        assert note, (m.notes, srv.log()[-2000:])
+        m.cmd(f"client-auth-nt {note.split(',')[1]} {note.split(',')[2]}")
+        out["back"] = c1.wait_count("Initialization Sequence Completed", 2, 10 if which == "ours" else 6)
+        if out["back"]:
+            out["ping"] = lab.ping(lab.cli, TUN_SERVER_IP, 2)
+            out["route"] = "198.18.150.0" in lab.cli.run("ip route", check=False).stdout
+        m.lines(1.0)
+        out["restart"] = _events(m)
+        out["runs at restart"] = runs.read_text().splitlines()
+        m.notes.clear()
+        m.cmd("kill client1")
+        c1.stop_promptly(8)
+        m.lines(2.0)
+        out["end"] = _events(m)
+        out["runs"] = runs.read_text().splitlines()
+    finally:
+        m.close()
+        if c1 is not None:
+            c1.stop_promptly(8)
+        srv.stop_promptly(8)
+    return out
+
+
+def test_a_restart_in_place_runs_and_says_what_openvpns_reconnect_does(lab):
+    theirs = _session(lab, "openvpn")
+    ours = _session(lab, "ours")
+    # What 2.6 does: the restart is a REAUTH of the same client ID, nothing else.
+    assert theirs["first"][-1] == ">CLIENT:ESTABLISHED,0", theirs
+    assert theirs["restart"] == [">CLIENT:REAUTH,0,2"], theirs
+    assert theirs["runs at restart"] == ["connect client1"], theirs
+    assert not theirs["back"], theirs                            # 2.6.14 never lets it in
+    assert theirs["end"] == [">CLIENT:DISCONNECT,0"], theirs
+    assert theirs["runs"] == ["connect client1", "disconnect client1"], theirs
+    # Ours: the same, and the tunnel back meanwhile with client-connect's options.
+    assert ours["back"] and ours["ping"] == 2 and ours["route"], ours
+    for k in ("first", "restart", "runs at restart", "end", "runs"):
+        assert ours[k] == theirs[k], f"{k}:\nOpenVPN: {theirs[k]}\nours:    {ours[k]}"
