@@ -4,8 +4,10 @@
 connection opens it again and route-delay's timer starts anew (init.c do_up: did_open_tun):
 `up` at tunnel-up, route-up N seconds later, on the first connection and on the reconnect alike.
 The same profile (route-delay 2, up and route-up recording when they ran) runs in Debian's client
-and in ours against Debian's server; both must run up, route-up, up, route-up, each route-up at
-least the delay after its up (a lower bound only: a loaded machine makes it later, never earlier).
+and in ours against Debian's server; both must run up, route-up, up, route-up, each route-up
+about the delay after its up -- a lower bound only, a second under it: 2.6 counts the delay on
+its whole-second clock (`now`), so its wait is between N-1 and N+1 s (1.43 s seen for N = 2),
+and a loaded machine makes it later, never earlier.
 Ours used to run the reconnect's route-up at once (its TUN and routes kept, the same push).
 """
 from __future__ import annotations
@@ -72,4 +74,4 @@ def test_a_reconnect_without_persist_tun_waits_route_delay_again_as_openvpns(lab
     for runs, log in ((theirs, t_log), (ours, o_log)):
         assert [k for k, _t in runs] == ["up", "route-up", "up", "route-up"], (runs, log[-3000:])
         gaps = [runs[i + 1][1] - runs[i][1] for i in (0, 2)]
-        assert all(g >= DELAY - 0.3 for g in gaps), (gaps, log[-3000:])
+        assert all(g >= DELAY - 1.2 for g in gaps), (gaps, log[-3000:])
