@@ -409,3 +409,33 @@ def test_a_restart_in_place_is_the_connection_going_on_as_openvpns_reconnect(pki
     assert runs.read_text().splitlines()[1].startswith("disconnect client0 ")
     assert [x for x in m.lines if x.startswith(">CLIENT:DISCONNECT")] == [">CLIENT:DISCONNECT,0"]
     assert len(runs.read_text().splitlines()) == 2
+
+
+def test_a_client_killed_while_its_restart_waits_is_told_ended_once(pki, tmp_path, monkeypatch):
+    """`kill CN` while the restart of an established client waits for its login: both sessions
+    end (one 2.6 instance), and the connection's end is told once -- one client-disconnect, one
+    >CLIENT:DISCONNECT -- whichever session goes first."""
+    from appliance.gateway import ops as ops_mod
+    from appliance.gateway.scripts import ScriptRunner
+    monkeypatch.setattr(ops_mod, "ScriptRunner", lambda: ScriptRunner(inline=True))
+    runs = tmp_path / "runs"
+    cd = tmp_path / "cd.sh"
+    cd.write_text(f'#!/bin/sh\necho "disconnect $common_name" >> {runs}\n')
+    cd.chmod(0o755)
+    w = World()
+    m = _server(w, pki, tmp_path, f"script-security 2\nclient-disconnect {cd}\n")
+    c = w.add_client(client_conf(pki, "client0", extra="auth-user-pass\n").replace("nobind\n", "lport 40001\n"),
+                     username="alice", password="first")
+    assert _asked(w, m)
+    assert w.server.ops.management_verdict(0, 1, True)
+    assert w.run(lambda: _up(c), max_time=30)
+    rec0 = w.server.d.clients[0]
+    w.run_for(3)
+    c.user_restart()
+    assert _asked(w, m, 2)
+    (heir,) = w.server.d.pending.values()
+    assert w.server.ops.kill_cn("client0") == 1
+    w.run_for(2)
+    assert not rec0.alive and not heir.alive
+    assert runs.read_text().splitlines() == ["disconnect client0"]
+    assert [x for x in m.lines if x.startswith(">CLIENT:DISCONNECT")] == [">CLIENT:DISCONNECT,0"]
