@@ -713,7 +713,14 @@ class ServerRole:
         when it may retry later), then close."""
         s = self.s
         if ks is not None and ks.tls is not None and ks.tls.handshake_done:
-            if ks.phase is KS.KEY_EXCHANGE and not ks.sent_km and ks.remote_km is not None:
+            # Our key-method message first, or the client reads AUTH_FAILED as one. Also for a
+            # first key refused at the handshake's end, before the client's message was read
+            # (a restart from an established client's address showing another certificate,
+            # lock_identity_of; its key is dead already): OpenVPN 2.6 finishes that exchange
+            # and answers the PUSH_REQUEST with AUTH_FAILED, and its client exits on it. Sent
+            # in the message's place, 2.6's client took it for a TLS error and came back.
+            first_refused = not s.established and ks.key_id == 0 and ks.phase is KS.DEAD
+            if not ks.sent_km and ((ks.phase is KS.KEY_EXCHANGE and ks.remote_km is not None) or first_refused):
                 s._send_key_method(ks)
             s._send_text("AUTH_FAILED,TEMP" if temporary else "AUTH_FAILED", ks)
         s._fail(reason, restart=False)

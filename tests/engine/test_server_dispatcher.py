@@ -431,6 +431,25 @@ def test_a_restart_from_a_clients_address_with_another_certificate_is_refused(pk
     assert old_rec.session.closed and d.clients[0].peer_id == 0
 
 
+def test_a_restart_refused_for_its_certificate_hears_auth_failed(pki):
+    """What the refused newcomer is told, as by Debian's 2.6 server (seen in the lab: its client
+    logs "AUTH: Received control message: AUTH_FAILED" and exits, auth-failure): the server's
+    key-method message, then AUTH_FAILED. Ours sent AUTH_FAILED in the key-method message's
+    place, so a 2.6 client read it as one ("TLS ERROR: Unknown key_method/flags=95"), took it for
+    a TLS error and came back after its restart pause, again and again, each time a handshake
+    and a log line here."""
+    d = _server(pki, "none")
+    addr = ("198.18.0.47", 1194)
+    old = _client(pki, pki["clients"][5], wrapping.PlainWrapper)
+    _pump(d, [(old, addr)])
+    other = _client(pki, pki["clients"][6], wrapping.PlainWrapper)
+    _pump(d, [(other, addr)], now=1.0)
+    closed = [e for e in other.events if isinstance(e, ev.SessionClosed)]
+    assert len(closed) == 1 and closed[0].reason == "AUTH_FAILED" and not closed[0].restart, closed
+    assert any(isinstance(e, ev.AuthFailed) for e in other.events)
+    assert d.clients[0].session.peer_common_name == "client5" and not d.clients[0].session.closed
+
+
 def test_a_restart_from_a_clients_address_with_another_username_is_refused(pki):
     """The same lock for the username (2.6's locked_username on the address's instance): the
     same certificate with another login does not take the client's record over."""
