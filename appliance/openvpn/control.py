@@ -157,6 +157,11 @@ class ControlChannel:
     def _advance(self, ks: KeyState, now: float) -> None:
         """Drive TLS and the key exchange of one key state as far as the inputs allow."""
         if ks.tls is None or ks.phase == KS.DEAD:
+            if ks.refusal is not None:
+                # The client's message after its refused handshake (its key-method message):
+                # acked with the refusal, or a 2.6 client never takes the key exchange as done
+                # and never reads the AUTH_FAILED behind our key-method message.
+                raise ClientRefused(ks.refusal)
             return
         was_done = ks.tls.handshake_done
         try:
@@ -178,28 +183,35 @@ class ControlChannel:
                 # (lock_identity_of), as 2.6's instance keeps its locked_cn / cert hashes.
                 self.peer_common_name, self._locked_chain = self._restart_of[0], self._restart_of[1]
                 self._cn_locked = True
+            chain = ks.tls.chain_digests
+            refusal = None
             if self._cn_locked and cn != self.peer_common_name:
                 # As OpenVPN (tls_lock_common_name): a renegotiation with another valid
                 # certificate must not carry the tunnel over to a different identity.
-                self._drop_refused_cert(ks)
-                raise ClientRefused(f"TLS Auth Error: TLS object CN attempted to change from "
-                                    f"{self.peer_common_name!r} to {cn!r}")
-            chain = ks.tls.chain_digests
+                refusal = f"TLS Auth Error: TLS object CN attempted to change from {self.peer_common_name!r} to {cn!r}"
             # A client re-verifies the server's chain at each handshake (ca, remote-cert-tls,
             # verify-x509-name, tls-verify) and holds it to its name (above), but not to its
             # certificates: a server renews its own (our reload takes a new `cert` and keeps
             # its clients), and OpenVPN 2.6's client locks nothing (its locks are the server's,
             # multi.c); a renewed server certificate dropped each of our clients at its next
             # renegotiation, where Debian's carried on.
-            if self._locked_chain is not None and chain != self._locked_chain and not self.is_client:
+            elif self._locked_chain is not None and chain != self._locked_chain and not self.is_client:
                 # As OpenVPN 2.6 (tls_lock_cert_hash_set, cert_hash_compare): the certificate at
                 # every depth of the verified chain is locked, not the leaf alone. Another
                 # certificate of the same name, or the same one under a re-issued sub-CA, is not
                 # the peer that connected -- client-connect, the status and the management
                 # interface vouched for the first chain's serials and fingerprints.
+                refusal = (f"TLS Auth Error: TLS object CN={cn} client-provided SSL certs unexpectedly "
+                           "changed during mid-session reauth")
+            if refusal is not None:
                 self._drop_refused_cert(ks)
-                raise ClientRefused(f"TLS Auth Error: TLS object CN={cn} client-provided SSL certs unexpectedly "
-                                    "changed during mid-session reauth")
+                if not self.established and ks.key_id == 0 and not msgs:
+                    # A restart's first key (lock_identity_of): 2.6 goes on with the key exchange
+                    # and answers AUTH_FAILED; ours waits for the client's key-method message, to
+                    # ack it with the refusal (see ServerRole.refuse), or for hand-window.
+                    ks.refusal = refusal
+                    return
+                raise ClientRefused(refusal)
             self.peer_common_name = cn
             self._cn_locked = True
             self._locked_chain = chain

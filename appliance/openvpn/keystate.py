@@ -37,7 +37,7 @@ class KeyState:
     __slots__ = ("key_id", "phase", "reliable", "tls", "primed", "created", "active_since", "local_km",
                  "remote_km", "sent_km", "data", "retired_at", "wkc_resend", "sent_first_control",
                  "pending_send", "pending_auth", "expires_at", "ours", "hand_deadline", "auth_pending_at",
-                 "cr_responses")
+                 "cr_responses", "refusal")
 
     def __init__(self, key_id: int, now: float, tls_timeout: float, tcp: bool) -> None:
         self.key_id = key_id
@@ -61,6 +61,10 @@ class KeyState:
         self.hand_deadline: float | None = None   # pending auth moved hand-window's end here
         self.auth_pending_at: float | None = None  # client: the server's first AUTH_PENDING for this key
         self.cr_responses = 0             # server: the client's CR_RESPONSE messages on this key
+        # Server: why this first key was refused at its handshake's end (a restart showing another
+        # certificate, Session.lock_identity_of): said once the client's key-method message came,
+        # so that message is acked (control.py _advance).
+        self.refusal: str | None = None
 
     @property
     def negotiating(self) -> bool:

@@ -972,6 +972,8 @@ class Session(ControlChannel):
                 continue                    # a new TLS session replaced the key states meanwhile
             if ks.negotiating and now >= self._hand_deadline(ks):
                 self._negotiation_timed_out(ks, now)
+            if ks.refusal is not None and now >= self._hand_deadline(ks):
+                raise ClientRefused(ks.refusal)     # its key-method message never came
             if ks.retired_at is not None and now >= ks.retired_at + self.cfg.tran_window:
                 self.recv_keys[ks.key_id] = None
                 del self.keys[ks.key_id]
@@ -1098,7 +1100,7 @@ class Session(ControlChannel):
             r = ks.reliable.next_deadline()
             if r is not None and r < d:
                 d = r
-            if ks.negotiating:
+            if ks.negotiating or ks.refusal is not None:
                 d = min(d, self._hand_deadline(ks))
             elif (ks is newest and ks.phase == KS.ACTIVE and ks.active_since is not None
                   and self.cfg.reneg_sec):

@@ -450,6 +450,38 @@ def test_a_restart_refused_for_its_certificate_hears_auth_failed(pki):
     assert d.clients[0].session.peer_common_name == "client5" and not d.clients[0].session.closed
 
 
+def test_a_restart_refused_for_its_certificate_whose_key_method_never_comes_ends_at_hand_window(pki):
+    """The refusal waits for the client's key-method message, to ack it (a 2.6 client reads
+    nothing behind an unacked one); a client that never sends it is still refused, with the
+    same words, at hand-window -- not left holding its handshake slot."""
+    d = _server(pki, "none")
+    addr = ("198.18.0.48", 1194)
+    old = _client(pki, pki["clients"][7], wrapping.PlainWrapper)
+    _pump(d, [(old, addr)])
+    other = _client(pki, pki["clients"][8], wrapping.PlainWrapper)
+    now = 1.0
+    waiting = None
+    for _ in range(60):
+        for p in other.take_outgoing():
+            d.receive(p, addr, now)
+            rec = d.pending.get(addr)
+            if rec is not None and rec.session.keys.get(0) is not None and rec.session.keys[0].refusal:
+                waiting = rec
+                break
+        if waiting is not None:
+            break
+        for p, _a in d.take_outgoing():
+            other.receive(p, now)
+    assert waiting is not None and waiting.alive, "the refusal did not wait for the key-method message"
+    d.handle_timer(now + 59)
+    assert waiting.alive
+    d.receive(old.encrypt(_icmp(old.pushed.ifconfig[0], "198.19.0.1")), addr, now + 59)  # (its keepalive)
+    d.handle_timer(now + 61)
+    closed = [e for r, e in d.events if r is waiting and isinstance(e, ev.SessionClosed)]
+    assert not waiting.alive and closed and "CN attempted to change from 'client7' to 'client8'" in closed[0].reason
+    assert not d.pending and d.clients[0].session.peer_common_name == "client7" and not d.clients[0].session.closed
+
+
 def test_a_restart_from_a_clients_address_with_another_username_is_refused(pki):
     """The same lock for the username (2.6's locked_username on the address's instance): the
     same certificate with another login does not take the client's record over."""
