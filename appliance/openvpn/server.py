@@ -546,6 +546,14 @@ class ServerDispatcher(ClientPush):
             raise BadPacket("first packet does not ack our reset")
         if cb.msg_id is not None and cb.msg_id > 1:
             raise BadPacket("first packet has a message id > 1")
+        if max(cb.acks) > 1:
+            # A later packet of a session gone meanwhile (refused, timed out, or moved away and
+            # back), echoing a cookie still valid: it made a new session for a client that had
+            # left -- a handshake slot, a status row and a peer-id until hand-window, and a second
+            # line for each refused attempt of Debian's client, whose ACK after its handshake
+            # says [2, 1, 0]. As OpenVPN 2.7 (518e122b; 2.6.14 takes it): the three-way
+            # handshake's packets ack our reset (0) and at most message 1.
+            raise BadPacket("first packet acks a message past the handshake")
         if not self.cookie_valid(addr, client_sid, cb.peer_sid, now):
             raise BadPacket("invalid or expired session cookie")
         if op == Op.CONTROL_WKC_V1:

@@ -8,7 +8,10 @@ the logic half does. Each test names the OpenVPN commit (and CVE) whose attack i
   a future time slot passed as well;
 - 82ee2fe4 / 01ee1693 (CVE-2025-2704, CVE-2026-13698): a tls-crypt-v2 client key set up again from
   a later packet of a session (P_CONTROL_WKC_V1 after the first exchange);
-- fa129d71 (CVE-2026-35058): the opcode read as part of the WKc of a packet too short for one.
+- fa129d71 (CVE-2026-35058): the opcode read as part of the WKc of a packet too short for one;
+- 518e122b (OpenVPN 2.7; 2.6.14 lacks it): a late packet of a session that had gone, acking our
+  reset among later messages under the still valid cookie, passed for a third packet and made a
+  new session.
 """
 from __future__ import annotations
 
@@ -99,6 +102,35 @@ def test_a_real_client_gets_in_with_a_cookie_two_slots_old(pki):  # noqa: F811
     assert _up(c)
     rec, pts = d.receive(c.encrypt(_icmp(c.pushed.ifconfig[0], "198.19.0.1")), ATTACKER, later)
     assert len(pts) == 1
+
+
+def test_a_gone_sessions_late_packets_acking_past_the_handshake_make_no_session(pki):  # noqa: F811
+    """518e122b: a session's packet that reaches the stateless path after the session went (its
+    handshake refused or timed out, or the client floated away and back), acking our reset among
+    later messages -- Debian's 2.6 client acks [2, 1, 0] once its handshake is done, seen in the
+    lab after each refusal -- echoes a cookie still valid for up to hand-window. It passed for a
+    third packet: a new session for a client that had left, a handshake slot, a status row and
+    a peer-id held until hand-window, and a second "disconnected" line for each refused attempt.
+    As OpenVPN 2.7 (2.6.14 lacks the fix): only a packet of the three-way handshake itself, its
+    acks and message id at most 1, may start a session."""
+    d = _mk_server(pki, "none")
+    c = _mk_client(pki, pki["clients"][0])
+    now = 1.0
+    for p in c.take_outgoing():
+        d.receive(p, ATTACKER, now)
+    (answer, _a), = d.take_outgoing()
+    cookie = bytes(answer[1:9])
+    w = wrapping.PlainWrapper()
+    late = [w.wrap(op_byte(Op.ACK_V1, 0), c.own_sid, encode_body([2, 1, 0], cookie, None), now),
+            w.wrap(op_byte(Op.CONTROL_V1, 0), c.own_sid, encode_body([3, 0], cookie, 1, b"x"), now),
+            w.wrap(op_byte(Op.ACK_V1, 0), c.own_sid, encode_body([0, 7], cookie, None), now)]
+    for p in late:
+        d.receive(p, ATTACKER, now)
+    assert _states(d) == 0, d.stats
+    assert d.stats.get("first packet acks a message past the handshake") == 3, d.stats
+    # The handshake's own packets still start it (acks and message id 0 or 1).
+    d.receive(w.wrap(op_byte(Op.ACK_V1, 0), c.own_sid, encode_body([1, 0], cookie, None), now), ATTACKER, now)
+    assert _states(d) > 0, d.stats
 
 
 # ---------------------------------------------------------------- tls-crypt-v2: the key of a session

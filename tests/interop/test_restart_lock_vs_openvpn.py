@@ -30,7 +30,9 @@ def lab(tmp_path_factory):
 def test_another_certificate_from_a_clients_port_hears_auth_failed_and_stops(lab):
     procs = []
     try:
-        srv = lab.ours(lab.srv, server_config(lab.pki, "udp"), "rl-srv", pattern=r"listening on UDP")
+        # hand-window 6: a handshake left behind would end (and say so) within the test
+        srv = lab.ours(lab.srv, server_config(lab.pki, "udp", extra="hand-window 6\n"), "rl-srv",
+                       pattern=r"listening on UDP")
         procs.append(srv)
         first = lab.openvpn(lab.cli, client_profile(lab.pki, client="client1").replace("nobind\n", "lport 40001\n"),
                             "rl-c1", wait=60)
@@ -44,6 +46,9 @@ def test_another_certificate_from_a_clients_port_hears_auth_failed_and_stops(lab
         assert rc is not None and "AUTH: Received control message: AUTH_FAILED" in other.log(), other.log()[-3000:]
         assert "auth-failure" in other.log() and "Unknown key_method" not in other.log(), other.log()[-3000:]
         assert srv.log().count("CN attempted to change from 'client1' to 'client2'") == 1, srv.log()[-3000:]
+        # Its late ACK of our messages [2, 1, 0], cookie and all, started no handshake of its own
+        # (518e122b; one waited there until hand-window, then ended with a line of its own).
+        assert not srv.wait_for(r"\?/198\.18\.0\.2:40001: disconnected", 9), srv.log()[-3000:]
     finally:
         for p in reversed(procs):
             p.stop_promptly(8)
