@@ -81,22 +81,41 @@ def _gro_seg(anc) -> int:
     return 0
 
 
+# First bytes (opcode << 3 | key id) of OpenVPN's data packets, P_DATA_V1 (6) and P_DATA_V2 (9):
+# 1 at those indexes. Only these share a GSO run; see _runs.
+_DATA_FIRST = bytes(1 if b >> 3 in (6, 9) else 0 for b in range(256))
+
+
 def _runs(datagrams: list):
     """(start, end, size) of each GSO run of `datagrams`: the one cut of both send_batch paths
-    (equal sizes, the last one may be shorter, bounded count and bytes; an empty datagram alone)."""
+    (equal sizes, the last one may be shorter, bounded count and bytes; an empty datagram alone).
+
+    Only data packets share a run: any other datagram (a control packet, an ACK, a hard reset)
+    goes alone, and a run of data packets ends before it. Why: a GSO send is one skb until the
+    kernel cuts it at the device, and everything before that -- the sending host's nftables or
+    iptables (`udp dport 1194 @th,64,8 ...` opcode rules, hash limits on hard resets), tc filters,
+    a packet socket, a veth carrying the batch whole into the next namespace -- judges all its
+    datagrams by the first one's bytes. A control packet riding as the tail of a data run (or
+    data behind a control packet at a run's head) fooled such rules and their counts; OpenVPN 2.6
+    sends every packet with its own call. Data runs, where the batching pays, are kept whole."""
     i, n = 0, len(datagrams)
+    data_first = _DATA_FIRST
     while i < n:
-        size = len(datagrams[i])
+        first = datagrams[i]
+        size = len(first)
         j = i + 1
-        total = size
-        while j < n and j - i < MAX_GSO_SEGMENTS and total + len(datagrams[j]) <= MAX_GSO_BYTES:
-            ln = len(datagrams[j])
-            if ln > size or ln == 0:
-                break               # an empty datagram would vanish into the run: alone
-            total += ln
-            j += 1
-            if ln < size:
-                break
+        if size and data_first[first[0]]:
+            total = size
+            while j < n and j - i < MAX_GSO_SEGMENTS:
+                d = datagrams[j]
+                ln = len(d)
+                # longer, empty (it would vanish into the run), not data, or past the byte bound
+                if ln > size or ln == 0 or not data_first[d[0]] or total + ln > MAX_GSO_BYTES:
+                    break
+                total += ln
+                j += 1
+                if ln < size:
+                    break
         yield i, j, size
         i = j
 

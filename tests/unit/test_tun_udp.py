@@ -444,6 +444,12 @@ def udp_pair(netns):
         rx.close()
 
 
+def _data(i: int, size: int) -> bytes:
+    """A datagram of `size` bytes that GSO may batch: it starts as an OpenVPN data packet (P_DATA_V2,
+    first byte 0x48: only those share a run, transport/udp._runs), then says which it is."""
+    return b"\x48" + bytes([i]) * (size - 1)
+
+
 class _RecordingSock:
     """Delegates to the real socket and records the byte counts of each GRO receive."""
 
@@ -465,7 +471,7 @@ def test_udp_gso_batch_arrives_complete_and_in_order(udp_pair):
     assert rx.gro, "UDP_GRO should be available on this kernel"
     rec = rx.sock = _RecordingSock(rx.sock)
     rx._recv_from_many = None     # the Python twin, whose receives the wrapper sees (test_native_udp_from: both)
-    dgrams = [i.to_bytes(2, "big") + bytes([i]) * 998 for i in range(40)] + [b"\xff\xfftail" + bytes(300)]
+    dgrams = [b"\x48" + i.to_bytes(2, "big") + bytes([i]) * 997 for i in range(40)] + [b"\x48\xfftail" + bytes(300)]
     tx.send_batch(dgrams)
     assert tx.stats["gso_sends"] >= 1, "40 equal datagrams should go out in one GSO send"
     got = _receive(rx, len(dgrams))
@@ -497,7 +503,7 @@ def test_udp_empty_datagrams_in_a_batch_each_arrive(udp_pair):
 def test_udp_oversized_datagrams_still_delivered(udp_pair):
     """1600-byte datagrams over a 1500-MTU link: GSO cannot send them, plain sends fragment."""
     tx, rx = udp_pair
-    dgrams = [bytes([i]) * 1600 for i in range(10)]
+    dgrams = [_data(i, 1600) for i in range(10)]
     tx.send_batch(dgrams)
     got = _receive(rx, len(dgrams))
     assert [bytes(d) for d, _ in got] == dgrams
@@ -509,10 +515,10 @@ def test_udp_gso_still_used_after_an_oversized_batch(udp_pair):
     """One batch of too-big datagrams must not switch GSO off for good (it would cost every later
     batch a system call per datagram)."""
     tx, rx = udp_pair
-    tx.send_batch([bytes([i]) * 1600 for i in range(4)])
+    tx.send_batch([_data(i, 1600) for i in range(4)])
     assert len(_receive(rx, 4)) == 4
     before = tx.stats["gso_sends"]
-    normal = [bytes([i]) * 1000 for i in range(8)]
+    normal = [_data(i, 1000) for i in range(8)]
     tx.send_batch(normal)
     assert [bytes(d) for d, _ in _receive(rx, 8)] == normal
     assert tx.gso and tx.stats["gso_sends"] == before + 1

@@ -279,7 +279,7 @@ def test_gso_runs_after_single_datagrams_never_stretch_a_call_past_its_limit(gso
     assert rx._run_len == 1
     sent = []
     for k in range(40):
-        run = [bytes([k]) * 100] * 64
+        run = [b"\x48" + bytes([k]) * 99] * 64          # data packets (P_DATA_V2): only they share a GSO run
         runs.send_batch(run)
         sent += run
     assert runs.stats["gso_sends"] == 40
