@@ -64,12 +64,18 @@ def pair(netns):  # noqa: F811
 pytestmark = [pytest.mark.root, pytest.mark.netns]
 
 
+def _data(rnd, size: int) -> bytes:
+    """Random bytes that GSO may batch: an OpenVPN data packet's first byte (P_DATA_V2, 0x48),
+    since only data packets share a run (transport/udp._runs); empty stays empty."""
+    return b"\x48" + rnd.randbytes(size - 1) if size else b""
+
+
 @pytest.mark.parametrize("impl", IMPLS)
 def test_runs_and_single_datagrams_arrive_whole_and_in_order(pair, impl):
     tx, rx = pair
     _use(rx, impl)
     assert rx.gro
-    run = [bytes([i]) * 1200 for i in range(40)]                # one GSO send: one coalesced receive
+    run = [b"\x48" + bytes([i]) * 1199 for i in range(40)]      # one GSO send (data packets): one coalesced receive
     singles = [b"", b"x", bytes(range(256)) * 5, b"\x00" * 1472]
     for d in singles[:2]:
         tx.send(d)
@@ -138,7 +144,7 @@ def test_both_implementations_hand_over_what_was_sent(pair, plan, limit, seed):
         rx._recv_many = COMPILED.recv_many if impl == "compiled" else None
         want: list[bytes] = []
         for size, count in plan:
-            run = [rnd.randbytes(size) for _ in range(count)]
+            run = [_data(rnd, size) for _ in range(count)]
             if count > 1 and size > 1 and rnd.random() < 0.5:
                 run[-1] = run[-1][:rnd.randrange(1, size)]               # GSO's shorter last segment
             if count > 1 and size:
@@ -259,7 +265,7 @@ def test_ipv6_connected_sockets(netns, impl):  # noqa: F811
         rx = UdpTransport(("::1", 51312), ("::1", 51311), family=socket.AF_INET6, gro=True)
     try:
         _use(rx, impl)
-        run = [bytes([i]) * 1200 for i in range(30)]
+        run = [b"\x48" + bytes([i]) * 1199 for i in range(30)]      # data packets: one GSO send
         singles = [b"", b"y" * 65527, bytes(range(256)) * 4]      # 65527: the largest UDP/IPv6 payload
         tx.send(singles[0])
         tx.send_batch(run)
@@ -401,7 +407,7 @@ def test_both_implementations_count_the_same_with_icmp_errors_between_the_data(n
                 if ev[0] == "data":
                     _kind, size, count, short = ev
                     count = max(1, min(count, 65507 // max(size, 1)))
-                    run = [rnd.randbytes(size) for _ in range(count)]
+                    run = [_data(rnd, size) for _ in range(count)]
                     if short and count > 1 and size > 1:
                         run[-1] = run[-1][:rnd.randrange(1, size)]
                     if size:
@@ -438,13 +444,13 @@ def test_gro_runs_do_not_stretch_the_limit(pair, impl):
     tx, rx = pair
     _use(rx, impl)
     for k in range(40):
-        tx.send_batch([bytes([k]) * 1000] * 64)
+        tx.send_batch([b"\x48" + bytes([k]) * 999] * 64)
     assert _wait_readable(rx, 3.0)
     time.sleep(0.1)
     first = rx.recv_payloads(64)
     assert len(first) == 64, len(first)
     rest = _drain(rx, 40 * 64 - len(first))
-    assert first + rest == [bytes([k]) * 1000 for k in range(40) for _ in range(64)]
+    assert first + rest == [b"\x48" + bytes([k]) * 999 for k in range(40) for _ in range(64)]
     if impl == "compiled":
         asked: list = []
         rx._recv_many = lambda fd, want: asked.append(want) or COMPILED.recv_many(fd, want)

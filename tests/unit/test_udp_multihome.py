@@ -112,7 +112,7 @@ def test_each_peer_is_answered_from_the_address_it_wrote_to_and_none_means_the_r
     got = t.recv_batch(4)
     assert got == [(b"a", (*peer, A2)), (b"b", (*peer, A1))]
     for _d, addr in got:
-        t.send_batch([b"1", b"2", b"3"], addr)       # a GSO run
+        t.send_batch([b"H1", b"H2", b"H3"], addr)    # a GSO run (0x48 "H": data packets)
         t.send_batch([b"4"], addr)                   # a single datagram
     t.send_batch([b"5"], (*peer, None))
     assert s.sent_from == [(A2, peer)] * 4 + [(A1, peer)] * 4 + [(A1, peer)]
@@ -207,11 +207,11 @@ def test_the_kernel_reports_the_address_written_to_and_the_answer_leaves_from_it
         src = got[0][1][:-1]
         assert all(a[:-1] == src for _d, a in got)
         for d, a in got[:2]:
-            srv.send_batch([d + b"-1", d + b"-2"], a)      # GSO
-            srv.send_batch([d + b"-3"], a)                 # plain
+            srv.send_batch([b"H" + d + b"-1", b"H" + d + b"-2"], a)      # GSO (0x48 "H": data packets)
+            srv.send_batch([b"H" + d + b"-3"], a)                       # plain
         replies = _replies(c, 6)
         assert sorted((d, a[0]) for d, a in replies) == sorted(
-            [(b"q0-%d" % k, targets[0]) for k in (1, 2, 3)] + [(b"q1-%d" % k, targets[1]) for k in (1, 2, 3)])
+            [(b"Hq0-%d" % k, targets[0]) for k in (1, 2, 3)] + [(b"Hq1-%d" % k, targets[1]) for k in (1, 2, 3)])
         assert srv.errors == {}
     finally:
         srv.close()
