@@ -14,6 +14,13 @@ Addresses: IPv4 from 198.18.0.0/15 (the lab rule); IPv6 from the documentation p
 and a ULA on the LAN. `capture()` runs tcpdump on the WAN veth (in the wan namespace, so it sees
 exactly what leaves the appliance) and `wan_leaks()` reads it back: DNS in clear, or any packet
 carrying a LAN address. Everything is removed on close (processes by PID, then the namespaces).
+
+The veths carry GSO/TSO batches whole (one skb, one frame in the capture, cut only where they are
+received). Nothing here needs them cut: the capture and the nftables counters judge addresses and
+ports, which every datagram or segment of a batch shares with the batch's own header. (An
+`ethtool -K ... gso off` here was a no-op -- ethtool is not installed -- and was removed.) A test
+that judges payloads, or drops single packets, per datagram needs the veth to segment: see
+netns.Lab.segment_on_the_wire (`gso_max_segs 1`).
 """
 from __future__ import annotations
 
@@ -142,10 +149,6 @@ class RouterLab:
                          f"ip addr add {BEHIND}/32 dev lo && ip -6 addr add {BEHIND6}/128 dev lo && "
                          "sysctl -qw net.ipv6.conf.all.forwarding=1")
             self.lan.run(f"ip link set {self.lan_host_if} up")
-            # Segment on the veths as a NIC would (GSO batches crossing whole hide single drops).
-            for ns, dev in ((self.app, self.wan_if), (self.app, self.lan_if), (self.wan, self.wan_peer_if),
-                            (self.lan, self.lan_host_if)):
-                ns.run(f"ethtool -K {dev} gso off tso off gro off >/dev/null 2>&1 || true", check=False)
             self.pki = make_pki(self.tmp / "pki", ["client1"])
         except BaseException:
             self.close()
