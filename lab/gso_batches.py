@@ -1,7 +1,8 @@
 """Do our GSO batches lose anything for a real peer? Our server (UDP) sends runs of equal-size
-datagrams in one sendmsg (transport/udp.py), a control packet in the same run as data packets
-when both go out in one wake-up (as the run's short tail, or at its head when it is the longest);
-OpenVPN 2.6 sends each datagram with its own call. Here Debian's OpenVPN 2.6 is the client, our
+data packets in one sendmsg (transport/udp.py); OpenVPN 2.6 sends each datagram with its own
+call. Until the thirty-fifth session a control packet went in the same run as data packets when
+both left in one wake-up (as the run's short tail, or at its head when it was the longest); now
+each control packet leaves alone (`mixed` below stays 0). Here Debian's OpenVPN 2.6 is the client, our
 server renegotiates every 2 s while a stream of datagrams goes through the tunnel to the client,
 and a packet socket on the client's veth (PACKET_VNET_HDR: the skb's gso_size) shows each skb the
 veth hands over, cut into its datagrams. Prints, asserts nothing:
@@ -17,10 +18,12 @@ veth hands over, cut into its datagrams. Prints, asserts nothing:
   renegotiations    handshakes OpenVPN's client completed ("Control Channel:"), and its log lines
                     about lost or garbled packets (none expected)
 
-Seen (Linux 6.18, OpenVPN 2.6.14): a mixed batch or two per round, delivered == datagrams
-exactly, every renegotiation completed, no error line: OpenVPN's socket (no UDP_GRO) gets each datagram of a batch on its own, the same
-bytes separate sends would have put on the wire. What a batch does fool is a filter judging the
-skb by its first bytes on the sending host or across a veth (Lab.segment_on_the_wire).
+Seen (Linux 6.18, OpenVPN 2.6.14; before the change: a mixed batch or two per round):
+delivered == datagrams exactly, every renegotiation completed, no error line: OpenVPN's socket
+(no UDP_GRO) gets each datagram of a batch on its own, the same bytes separate sends would have
+put on the wire. What a batch did fool is a filter judging the skb by its first bytes on the
+sending host or across a veth (tests/interop/test_control_alone_on_the_wire.py); for data
+packets it still does (Lab.segment_on_the_wire).
 """
 from __future__ import annotations
 

@@ -469,12 +469,13 @@ class Lab:
     def segment_on_the_wire(self, on: bool = True) -> None:
         """Make the server-client veth carry one datagram (or TCP segment) per skb, both ways.
 
-        Our UDP sends are GSO batches (transport/udp.py: a run of up to 64 datagrams, a control
-        packet among data packets, in one sendmsg). A veth takes such a batch whole, so it reaches
+        Our UDP sends are GSO batches (transport/udp.py: a run of up to 64 data packets in one
+        sendmsg; control packets always leave alone). A veth takes such a batch whole, so it reaches
         the other namespace as ONE skb, segmented only at the receiving socket. A netfilter rule
         (nft `@th`, `numgen`, `limit`), a tc filter or a packet socket sees that skb once and
-        judges all its datagrams by the first one's bytes: a rule meant to drop control packets
-        lets through one sent as the tail of a run of data packets. With `gso_max_segs 1` the
+        judges all its datagrams by the first one's bytes: a rule that drops 1 packet in 10, or
+        counts data packets, meets the batch once. (Rules about control packets need none of
+        this: each is an skb of its own.) With `gso_max_segs 1` the
         kernel segments before the veth (after the sender's own output hook, which still sees the
         batch: filter in the receiving namespace), so each datagram crosses and is judged alone.
         Our sends still take the GSO path in the socket; the wire's bytes are the same. Checked

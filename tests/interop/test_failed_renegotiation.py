@@ -19,10 +19,10 @@ from lab.configs import client_profile, server_config
 from lab.netns import TUN_SERVER_IP, Lab
 
 # P_DATA_V2 is opcode 9 (first byte 0x48-0x4f): everything else on the VPN port is control.
-# Judged per datagram only where datagrams arrive one per skb: in the receiving namespace (input
-# hook), the veth segmenting our GSO batches (Lab.segment_on_the_wire, set for the whole module).
-# The sender's own output hook sees a GSO batch as one skb and judges it by its first datagram:
-# a control packet sent as the tail of a run of data packets got through there.
+# A GSO batch of ours crosses the veth as one skb judged by its first datagram, but only data
+# packets share one (transport/udp._runs): every control packet is an skb of its own, so the
+# rule drops exactly the control packets without the veth segmenting. (Before, a control packet
+# could ride as the tail of a data run and get through: the module set Lab.segment_on_the_wire.)
 DROP_CONTROL = """table inet vpnlab_drop_control {{
   chain c {{ type filter hook input priority 0; policy accept;
     udp {port_dir} 1194 @th,64,8 & 0xf8 != 0x48 counter drop
@@ -35,7 +35,6 @@ FAILED = r"TLS key negotiation failed to occur within 6 seconds"
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
     with Lab(tmp=tmp_path_factory.mktemp("lab")) as lab:
-        lab.segment_on_the_wire()
         yield lab
 
 
