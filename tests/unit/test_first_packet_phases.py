@@ -6,7 +6,7 @@ from lab.first_packet import PHASES, packet_counts, phases
 LADDER = [
     [10.0, "out", 14, 7, 0],          # our hard reset
     [10.2, "in", 26, 8, 0],           # the server's
-    [10.5, "out", 1554, 4, 0],        # ClientHello (two datagrams in one GSO send)
+    [10.5, "out", 1554, 4, 0],        # ClientHello (two datagrams, one GSO send as once recorded)
     [10.9, "in", 22, 5, 0],           # the server's lone ACK of its first part
     [11.6, "in", 1178, 4, 0],         # the server's TLS flight
     [12.7, "out", 1335, 4, 0],        # our Finished and key-method message
