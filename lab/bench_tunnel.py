@@ -103,6 +103,45 @@ def _cpu_map(before: tuple, after: tuple, wall: float) -> str:
     return f"    (machine idle {idle:.0f}%; {top})"
 
 
+def _sched(p: Proc) -> tuple[int, int, int, int]:
+    """(voluntary, involuntary context switches, ns on a CPU, ns waiting runnable) of a process and
+    its threads so far: a voluntary switch is a sleep (a wake-up to follow), an involuntary one a
+    preemption."""
+    vol = inv = run = wait = 0
+    try:
+        for t in Path(f"/proc/{p.p.pid}/task").iterdir():
+            st = (t / "status").read_text()
+            vol += int(st.split("voluntary_ctxt_switches:")[1].split()[0])
+            inv += int(st.split("nonvoluntary_ctxt_switches:")[1].split()[0])
+            a, b, _ = (t / "schedstat").read_text().split()
+            run, wait = run + int(a), wait + int(b)
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        pass
+    return vol, inv, run, wait
+
+
+def _link(ns: Netns, dev: str) -> tuple[int, int, int, int]:
+    """(rx packets, rx bytes, tx packets, tx bytes) of a device in a namespace."""
+    out = ns.run("cat " + " ".join(f"/sys/class/net/{dev}/statistics/{k}" for k in ("rx_packets", "rx_bytes", "tx_packets", "tx_bytes")), check=False)
+    v = [int(x) for x in out.stdout.split()]
+    return tuple(v) if len(v) == 4 else (0, 0, 0, 0)   # type: ignore[return-value]
+
+
+def _wire(before: tuple, after: tuple, mb: float, wall: float) -> str:
+    """What the server's link and the two VPN processes did per MB the receiver got: datagrams
+    each way and their mean size, and each process's sleeps (voluntary switches: the wake-ups),
+    preemptions and time waiting runnable."""
+    (l0, s0, c0), (l1, s1, c1) = before, after
+    rp, rb, tp, tb = (b - a for a, b in zip(l0, l1))
+    parts = [f"    (wire at the server: in {rp / mb:.0f} datagrams/MB ({rp / wall / 1000:.0f}k/s, mean "
+             f"{rb / max(rp, 1):.0f} B), out {tp / mb:.0f}/MB (mean {tb / max(tp, 1):.0f} B)"]
+    for name, a, b in (("server", s0, s1), ("client", c0, c1)):
+        vol, inv, run, wait = (y - x for x, y in zip(a, b))
+        parts.append(f"{name} {vol / mb:.0f} sleeps/MB, {inv / mb:.0f} preempted/MB, ran {run / 1e6 / wall:.0f}"
+                     f" ms/s, waited runnable {wait / 1e6 / wall:.0f} ms/s")
+    return "; ".join(parts) + ")"
+
+
 def _udp_drops(ns: Netns) -> int:
     """Datagrams the namespace's kernel dropped because a socket's receive buffer was full."""
     out = ns.run("nstat -az UdpRcvbufErrors Udp6RcvbufErrors", check=False).stdout
@@ -164,7 +203,7 @@ def summarize(path: Path, top: int = 14) -> str:
 def _measure(lab: Lab, server_kind: str, client_kind: str, proto: str, cipher: str, seconds: int,
              reverse: bool = False, profile: Path | None = None, server_buf: int = 0,
              layout: str = "free", server_cpu: int | None = None, cpu_map: bool = False,
-             congestion: str = "") -> tuple[float, float, float]:
+             congestion: str = "", wire: bool = False) -> tuple[float, float, float]:
     """-> (Mbit/s, server CPU us per MB, client CPU us per MB); prints the receiving namespace's socket
     drops and the sender's TCP retransmissions (loss, not CPU, is what limits a pair with drops)."""
     scfg = server_config(lab.pki, proto, cipher, "tls-crypt",
@@ -193,9 +232,14 @@ def _measure(lab: Lab, server_kind: str, client_kind: str, proto: str, cipher: s
             rx_ns = lab.cli if reverse else lab.srv
             d0, c0s, c0c = _udp_drops(rx_ns), _cpu(srv), _cpu(cli)
             t0, m0 = time.monotonic(), ((_all_cpu(), _idle(), _children_cpu()) if cpu_map else None)
+            dev = f"va{lab.tag}"
+            w0 = (_link(lab.srv, dev), _sched(srv), _sched(cli)) if wire else None
             mbit, nbytes, retrans = _iperf(lab, lab.srv, lab.cli, seconds, reverse, congestion,
                                            {server_cpu} if layout == "two-hosts" and server_cpu is not None else None)
             c1s, c1c, drops = _cpu(srv), _cpu(cli), _udp_drops(rx_ns) - d0
+            if w0 is not None:
+                print(_wire(w0, (_link(lab.srv, dev), _sched(srv), _sched(cli)), nbytes / 1e6 or float("nan"),
+                            time.monotonic() - t0), flush=True)
             if m0 is not None:
                 print(_cpu_map(m0, (_all_cpu(), _idle(), _children_cpu()), time.monotonic() - t0), flush=True)
             if layout != "free" and server_cpu is not None:
@@ -239,6 +283,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="print, per run, the machine's idle share and the processes that used its CPUs")
     ap.add_argument("--congestion", default="", metavar="ALGO",
                     help="the TCP stream's congestion control (iperf3 -C: cubic, bbr); default: the system's")
+    ap.add_argument("--wire", action="store_true",
+                    help="print, per run, the datagrams on the server's link per MB (each way, mean size) and the "
+                         "VPN processes' sleeps, preemptions and run-queue waits")
     a = ap.parse_args(argv)
     server_cpu = None
     if a.layout != "free":
@@ -271,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
                     if key in results and len(results[key]) > rnd:
                         continue           # OpenVPN⇄OpenVPN is the reference of both pairs
                     v = _measure(lab, server_kind, client_kind, a.proto, a.cipher, a.seconds, a.reverse,
-                                 a.profile, a.server_buf, a.layout, server_cpu, a.cpu_map, a.congestion)
+                                 a.profile, a.server_buf, a.layout, server_cpu, a.cpu_map, a.congestion, a.wire)
                     results.setdefault(key, []).append(v)
                     print(f"  {client_kind:>7} client -> {server_kind:>7} server: {v[0]:8.1f} Mbit/s   "
                           f"cpu us/MB: server {v[1]:6.0f}, client {v[2]:6.0f}", flush=True)

@@ -184,6 +184,20 @@ class DataKey:
             r = self.aead.encrypt(h[1:], payload, h[1:5])
         return head + r[-16:] + r[:-16]
 
+    def seal_many(self, payloads: list) -> list[bytes]:
+        """seal() of each payload, in order: the same bytes and packet ids as one seal() per
+        payload. With the compiled AEAD one C call seals the whole batch (the sending path's
+        per-packet Python calls were a tenth of a sending client's CPU); the ids are counted
+        before it runs, so a failure mid-batch can skip ids, never reuse one."""
+        c = self._csend
+        if c is None:
+            seal = self.seal
+            return [seal(p) for p in payloads]
+        first = self.send_pid + 1
+        self.send_pid += len(payloads)
+        self.bytes_sent += sum(map(len, payloads))
+        return c.seal_many(self._hword, self.hlen, first, payloads)
+
     def _seal_cbc(self, payload) -> bytes:
         iv = secrets.token_bytes(16)
         padder = padding.PKCS7(128).padder()

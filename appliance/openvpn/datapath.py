@@ -177,18 +177,7 @@ class ClientDataPath:
         if s.send_key is None:
             return []
         clamp = self.mss.clamp
-        encrypt = s.encrypt
-        out = []
-        if s.frag is not None:
-            for p in pkts:
-                w = encrypt(clamp(p, s))           # fragment: a list of wire packets each
-                if w:
-                    out += w
-        else:
-            for p in pkts:
-                w = encrypt(clamp(p, s))
-                if w is not None:
-                    out.append(w)
+        out = s.encrypt_many([clamp(p, s) for p in pkts])      # one seal call per batch
         if out:
             s.note_sent(now)
         return out
