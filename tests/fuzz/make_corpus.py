@@ -524,6 +524,21 @@ def generate(out: Path = SEEDS, only: set[str] | None = None) -> dict[str, tuple
         add("push-merge", bytes((i,)) + b"route-delay 7,route 198.18.100.0 255.255.255.0")
     add("push-merge", b"\x02route-delay 2 9999999999999")
 
+    # ---- fuzz36: TLS directives through both config parsers, the WAN DHCP client's loop, the
+    # dispatcher over TCP, the status file and reloads
+    from .tlsconf_targets import seeds as tls_config_seeds
+    for data in tls_config_seeds():
+        add("tls-config", data)
+    from .wan_dhcp_loop_targets import seeds as wan_dhcp_loop_seeds
+    for data in wan_dhcp_loop_seeds():
+        add("wan-dhcp-loop", data)
+    from .tcp_peer_targets import seeds as peer_ids_tcp_seeds
+    for data in peer_ids_tcp_seeds():
+        add("peer-ids-tcp", data)
+    from .ops_reload_targets import seeds as ops_reload_seeds
+    for data in ops_reload_seeds():
+        add("ops-reload", data)
+
     # ---- configs
     for text in (CLIENT_OVPN, SERVER_CONF, INLINE_OVPN, CCD):
         add("ovpn-config", text.encode())

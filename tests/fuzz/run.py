@@ -90,6 +90,8 @@ INSTRUMENTED = (
     # fuzz35: peer-ids, v2-keycache, wan-dhcp (dhcp_client is above), dns's local answers.
     "appliance.openvpn.peerids", "appliance.openvpn.v2keycache", "appliance.transport.sockfilter",
     "appliance.lan.dns_local",
+    # fuzz36: tls-config's start-up check, wan-dhcp-loop's client (dhcp_client is above).
+    "appliance.openvpn.settings", "appliance.openvpn.crl", "appliance.openvpn.tls",
 )
 
 

@@ -874,6 +874,25 @@ _add(Target("wan-dhcp", lambda: _lazy("wan_dhcp_targets", "make_wan_dhcp"), 4096
             "the WAN DHCP client's Transaction/_replies/_wait over a fake socket running its BPF filter: "
             "datagrams from 16 sources, floods (refused sources at most MAX_BLOCKED and earned; the real "
             "server's ACK taken unless it was refused; the paced reading's sleeps bounded)", 0.75))
+_add(Target("tls-config", lambda: _lazy("tlsconf_targets", "make_tls_config"), 2048,
+            "TLS directives (cipher/suite/group lists, cert profile, certificate checks, CRLs, capath) in a "
+            "profile read by both config parsers and the start-up check (only ConfigError, at the directive's "
+            "file:line; the parsers agree; nothing accepted is ignored; an unreadable CRL refuses the peer)", 0.75))
+_add(Target("wan-dhcp-loop", lambda: _lazy("wan_dhcp_loop_targets", "make_wan_dhcp_loop"), 1024,
+            "the WAN DHCP client's state machine (_Client: INIT, BOUND, RENEWING, REBINDING, NAK rounds, expiry) "
+            "on a virtual clock against a real server and a rogue (no spin; the NIC holds the lease's address "
+            "while it holds; REQUESTs where RFC 2131 sends them; timers bounded; held terms kept; back on the "
+            "real server's lease when the rogue stops)", 0.75))
+_add(Target("ops-reload", lambda: _lazy("ops_reload_targets", "make_ops_reload"), 2048,
+            "a running server's status file and SIGHUP reloads with a client connected: the status path made a "
+            "directory, a FIFO, /dev/full, removed; configs changed, refused, status taken away; ccd files "
+            "changing (no internal error; a refused config never applied; clients kept; the status file whole "
+            "whenever it can be written; a failure logged once)", 0.5))
+_add(Target("peer-ids-tcp", lambda: _lazy("tcp_peer_targets", "make_peer_ids_tcp"), 2048,
+            "the dispatcher over TCP: connections numbered at accept and closed, restarts on new connections, "
+            "a second reset on one, framing errors, bytes cut anywhere, kills, time (no peer-id shared or leaked; "
+            "the lowest free number at accept; nothing sent on a closed connection; data only to its sealer)",
+            0.75))
 _add(Target("native", lambda: __import__("tests.fuzz.native_targets", fromlist=["make_native"]).make_native(), 4096,
             "the C data path (aead/gro/gso) against its Python twins: the unit tests' differential properties", 0.5))
 
