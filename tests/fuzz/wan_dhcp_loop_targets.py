@@ -14,8 +14,9 @@ record (`_apply`/`_remove` replaced), xids come from a seeded generator. The rea
 by the rules: an OFFER of it, an ACK of a REQUEST for it, a NAK of any other; it hears a unicast
 only when sent to it. The rogue (198.18.36.66) hears everything.
 
-Input: byte 0 the real server's lease (bits 0-2: 0 s .. 'infinite') and T1/T2 options (bits
-3-4: none, valid, inverted, T1 0); then one byte per message the client sends: bits 0-1 the real
+Input: byte 0 the real server's lease (bits 0-2: 0 s .. 'infinite'), T1/T2 options (bits
+3-4: none, valid, inverted, T1 0) and the NIC failing (bit 5: every 7th send raises ENETDOWN;
+bit 6: every 5th socket cannot be made, ENODEV); then one byte per message the client sends: bits 0-1 the real
 server's reaction (answer, silent, NAK, renumber), bits 2-4 the rogue's (none, a usable offer/ACK
 of another address, an ACK of our address with its router and an infinite lease, junk from
 one source, a reply for another xid, a NAK forged in the server's name, an answer of another
@@ -109,6 +110,8 @@ class World:
         tmode = (cfg >> 3) & 3
         lt = self.lease_time
         self.t1, self.t2 = {0: (None, None), 1: (lt // 4, lt // 2), 2: (lt // 2, lt // 4), 3: (0, None)}[tmode]
+        self.nic_down = (cfg >> 5) & 3                # 1: every 7th send fails, 2: every 5th socket, 3: both
+        self.sockets = 0
         self.address_n = 100                       # the real server's address for us: 198.18.36.<n>
         self.end: float | None = None              # set when the script runs out
         self.sends: list[tuple[float, int, int, str, str | None, str]] = []   # now, kind, xid, dest, requested, ciaddr
@@ -277,6 +280,9 @@ class FakeSocket:
 
     def sendto(self, data: bytes, dest: tuple[str, int]) -> int:
         self.w.check_nic()
+        if self.w.nic_down & 1 and len(self.w.sends) % 7 == 6:
+            self.w.sends.append((self.w.now, 0, 0, dest[0], None, "0.0.0.0"))
+            raise OSError(100, "Network is down")
         self.w.on_send(bytes(data), dest)
         return len(data)
 
@@ -342,6 +348,9 @@ def make_wan_dhcp_loop():
 
         class Client(dc._Client):
             def _socket(self):
+                w.sockets += 1
+                if w.nic_down & 2 and w.sockets % 5 == 4:
+                    raise OSError(19, "No such device")      # SO_BINDTODEVICE on a NIC gone
                 return FakeSocket(w)
 
             def bind(self, lease, offer, sent, how):
@@ -413,4 +422,6 @@ def seeds() -> list[bytes]:
         bytes([4]) + bytes([r(0, 3), r(0, 4), r(0, 7), r(0, 3), r(0, 6)]),
         bytes([2]) + bytes([r(), r(), r(1)] + [r(1)] * 20),           # a lease that runs out
         bytes([5 | 8]) + bytes([r(0, 0, 7)] * 6 + [r()] * 3),
+        bytes([4 | 32]) + bytes([r()] * 12), bytes([2 | 64]) + bytes([r()] * 12),
+        bytes([2 | 96]) + bytes([r(), r(), r(1), r(1), r(1), r(1), r(0, 5), r()] * 3),
     ]
