@@ -952,7 +952,7 @@ class ServerDispatcher(ClientPush):
             self._forget(rec)
 
     def restart_all(self, now: float, next_remote: bool) -> int:
-        """Stopping with explicit-exit-notify (UDP): RESTART (or RESTART,[N]) to every established
+        """Stopping with explicit-exit-notify (UDP): RESTART (or RESTART,[N]) to every
         client, and no new client from now on; the sessions stay until close_all, so the messages
         are retransmitted until acknowledged. Returns how many were told."""
         self.stopping = True

@@ -632,11 +632,24 @@ class Session(ControlChannel):
         """Server: a RESTART or HALT control message to an established client (restart_message()
         when stopping with explicit-exit-notify, as OpenVPN 2.6's server; client-kill's text).
         The session stays open so the message is retransmitted until acknowledged
-        (`control_acked`); close() ends it later. False if nothing was sent (not established,
-        or over)."""
-        if self.closed or not self.established or self.role.is_client:
+        (`control_acked`); close() ends it later. False if nothing was sent (over, or no TLS
+        session yet).
+
+        A client whose login still waits (management-client-auth, a deferred script) is told
+        too, as 2.6 sends it whatever the key's state (send_restart -> tls_send_payload): with
+        TLS up it reads control messages, and dropped without a word it waited out its
+        hand-window (60 s) before trying again. Our key-method message goes first if it has
+        not (the client reads no text before it), as for AUTH_PENDING."""
+        if self.closed or self.role.is_client:
             return False
-        self._send_text(message)
+        ks = None
+        if not self.established:
+            ks = self._active_ks()
+            if ks is None or ks.tls is None or not ks.tls.handshake_done:
+                return False
+            if not ks.sent_km:
+                self._send_key_method(ks)
+        self._send_text(message, ks)
         self.restart_sent = True
         self._flush(now)
         return True

@@ -227,3 +227,25 @@ def test_a_challenge_answered_with_cr_response_reaches_the_servers_tool(lab, pro
     for p in reversed(procs):
         p.stop_promptly(8)
     procs.clear()
+
+
+@pytest.mark.parametrize("kind", ["openvpn", "ours"])
+def test_client_kill_of_a_waiting_login_restarts_openvpns_client(lab, procs, kind):
+    """`client-kill CID` while that login waits for the management client's verdict: OpenVPN 2.6
+    sends RESTART on the control channel anyway, and its client restarts at once
+    (server-pushed-connection-reset). Ours used to drop the session without a word, and the
+    client -- TLS up, asking for its push -- waited out its hand-window before trying again
+    (300 s here: the restart's line within 30 s tells the two apart; soak35 found it)."""
+    m = _sso_server(lab, procs, kind, "ckill")
+    creds = lab.write(f"ckill-{kind}-creds.txt", "alice\nfirst-pw\n")
+    cli = lab.openvpn(lab.cli, client_profile(lab.pki, "udp", extra=f"auth-user-pass {creds}\nhand-window 300\n"),
+                      f"cli-ckill-{kind}", wait=0)
+    procs.append(cli)
+    cid, _kid, _env = _ask(m)
+    assert m.cmd(f"client-kill {cid}") == ["SUCCESS: client-kill command succeeded"]
+    assert cli.wait_for(r"SIGUSR1\[soft,server-pushed-connection-reset\] received", 30), cli.log()[-3000:]
+    assert UP not in cli.log()
+    m.close()
+    for p in reversed(procs):
+        p.stop_promptly(8)
+    procs.clear()
