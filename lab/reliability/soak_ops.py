@@ -24,7 +24,8 @@ connecting, renegotiating and leaving in a loop, while a driver
 
 Every 30 s: the server's RSS, fds, threads, CPU, and SIGUSR2's `statistics: held` line. Then the
 same with Debian's server in our server's place (without management-client-auth: it serves one
-management client at a time) for the RSS growth per 1000 connections.
+management client at a time), under the same checks -- there a finding is one of the clients'
+(ours among them) -- and for the RSS growth per 1000 connections to compare.
 
     nice -n 10 python -m lab.reliability.soak_ops --minutes 30 --openvpn-minutes 10 --out /tmp/soak-ops
 """
