@@ -413,7 +413,7 @@ def build_context(s: TlsSettings) -> SSL.Context:
             store.add_cert(crypto.X509.from_cryptography(c))
         if s.cert is not None and len(chain) == 1:
             for c in own_chain(store, chain[0]):
-                ctx.add_extra_chain_cert(c)
+                ctx.add_extra_chain_cert(c.to_cryptography())   # pyOpenSSL's X509 here is deprecated
     if s.capath is not None:
         _add_capath(ctx.get_cert_store(), s.capath)
     if s.ca is None and s.capath is None and not s.peer_fingerprints:
