@@ -41,7 +41,7 @@ from ..transport.p2p_link import P2PListenLink
 from .block_ipv6 import is_ipv6, no_route_reply
 from .credentials import Credentials, CredentialsUnavailable
 from .resolver import BackgroundResolver
-from .eventlog import fmt_addr, log_client_event, log_unrecognized, push_summary
+from .eventlog import fmt_addr, log_client_event, log_malformed, log_unrecognized, push_summary
 from .inactivity import INACTIVE_LOG, Inactivity
 from .loghold import LogHold
 from .loop import Faults, Pump, SignalWakes, Signals, Waiter, freeze_startup_heap, run_gateway
@@ -1337,6 +1337,7 @@ class ClientGateway(SignalWakes):
         else:
             log.info("server pushed: %s", Lazy(push_summary, e.pushed, self.opts.dev_type == "tap"))
             log_unrecognized(e.pushed)
+            log_malformed(e.pushed)
         # The profile's route-ipv6, route-metric, block-ipv6 and dns with the pushed ones, as
         # OpenVPN 2.6 (openvpn/profile_push.py): the tunnel and the services see both as one.
         pushed = with_profile(self.opts, e.pushed)

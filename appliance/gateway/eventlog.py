@@ -84,6 +84,19 @@ def log_unrecognized(p) -> None:
         log.error("... %d such pushed options in all", len(items))
 
 
+def log_malformed(p) -> None:
+    """The pushed options with a bad value (keymethod.PushedOptions.malformed), one error line
+    each as OpenVPN 2.6 logs them ("Options error: ..." at its push-errors level), what was done
+    with each said; MAX_SUMMARY_ITEMS lines at most per push, then their number (a server
+    pushing a thousand bad options writes a few lines, and a reconnect loop is paced by its
+    backoff)."""
+    items = getattr(p, "malformed", None) or []
+    for what in items[:MAX_SUMMARY_ITEMS]:
+        log.error("Options error: %s: left out or read as OpenVPN 2.6 reads it, the rest of the push goes on", what)
+    if len(items) > MAX_SUMMARY_ITEMS:
+        log.error("... %d pushed options with a bad value in all", len(items))
+
+
 def log_client_event(e: object) -> None:
     """The client's view (TunnelUp is logged by the client once the TUN is configured)."""
     match e:

@@ -7,9 +7,10 @@ from __future__ import annotations
 import ipaddress
 import re
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from .catoi import positive_atoi
+from .catoi import atoi, positive_atoi
 from .clientnat import parse_rule as parse_client_nat
 from .errors import BadPacket
 from .peernames import from_peer, to_bytes
@@ -146,13 +147,25 @@ def decode_key_method_2_untrusted(data: bytes, from_client: bool) -> KeyMethod2:
                       info.decode("utf-8", "replace") if info else "", user_pass_too_long=too_long)
 
 
-def _int_in(args: list[str], lo: int, hi: int, name: str) -> int:
-    """A pushed integer within OpenVPN's accepted range; out of range is a bad push, not a crash
-    (a malicious server must not make us ping every loop turn or overflow a 24-bit peer-id)."""
-    v = int(args[0])
-    if not lo <= v <= hi:
-        raise BadPacket(f"pushed {name} {v} out of range {lo}..{hi}")
-    return v
+def _atoll_nonneg(text: str) -> int:
+    """`inactive`'s bytes as 2.6 reads them (atoll, a negative value 0), at most 19 digits."""
+    m = re.match(r"[+-]?[0-9]{1,19}", text)
+    return max(int(m.group()), 0) if m else 0
+
+
+def _pushed_number(p: "PushedOptions", index: int, name: str, text: str, lo: int, hi: int,
+                   read: "Callable[[str], int]" = positive_atoi) -> int:
+    """A pushed number read as OpenVPN 2.6 reads it (options.c positive_atoi: C's atoi, a
+    negative one 0; no error, so `ping abc` is `ping 0`), then kept within lo..hi, the range we
+    act on safely. Anything but a plain decimal within lo..hi is noted in p.malformed with the
+    value used: 2.6 takes such a value silently, we log it."""
+    v = read(text)
+    used = min(max(v, lo), hi)
+    if not (text.isascii() and text.isdigit() and len(text) <= 20 and int(text) == used):
+        p.malformed.append(f"[PUSH-OPTIONS]:{index}: {name} {_noted([text])}: read as {used}"
+                           + (f" (OpenVPN 2.6 reads {v}; at most {hi} is used)" if v > hi else
+                              f" (at least {lo} is used)" if v < lo else " (as OpenVPN 2.6 reads it)"))
+    return used
 
 
 def _ipv4(text: str) -> str:
@@ -323,6 +336,10 @@ class PushedOptions:
     filtered: list[str] = field(default_factory=list)   # dropped by a `pull-filter ignore`
     # WINDOWS_ONLY_PUSHED ones, as 2.6 names them: "[PUSH-OPTIONS]:N: block-outside-dns"
     unrecognized: list[str] = field(default_factory=list)
+    # Options with a bad value, left out or read as OpenVPN 2.6 reads them, each with why
+    # ("[PUSH-OPTIONS]:N: ..."): 2.6 logs such an option and goes on with the rest of the push
+    # (pushed_values.py); logged by gateway/eventlog.log_malformed, a few lines at most.
+    malformed: list[str] = field(default_factory=list)
     complete: bool = False
 
 
@@ -373,32 +390,53 @@ def _dns_endpoint(text: str) -> tuple[str, int]:
 def _parse_dns_option(p: "PushedOptions", args: list[str]) -> bool:
     """OpenVPN 2.6's `dns server N address A [A...]` / `dns server N transport T` / `dns
     search-domains D...`; False for what we do not use (recorded as ignored by the caller).
-    A malformed value is a ValueError (the caller makes it a bad push)."""
+    A malformed value is a ValueError whose text is 2.6's message: the caller leaves the rest of
+    the option out and goes on, as 2.6 (options.c: the addresses before a bad one stay, server N
+    exists from its first line on; one left without an address fails the push at its end,
+    dns_options_verify -- see dns_without_address)."""
     if len(args) >= 2 and args[0] == "search-domains":
         for d in args[1:]:
             if len(p.search_domains) < MAX_SEARCH_DOMAINS and d not in p.search_domains:
                 p.search_domains.append(d)
         return True
     if len(args) >= 4 and args[0] == "server":
-        prio = int(args[1])
-        if not -128 <= prio <= 127:
-            raise ValueError(args[1])
+        try:
+            prio = int(args[1]) if args[1].isascii() else None
+        except ValueError:
+            prio = None
+        if prio is None or not -128 <= prio <= 127:
+            raise ValueError(f"--dns server: invalid priority value '{args[1]}'")
         srv = p.dns_servers.get(prio)
         if srv is None:
             if len(p.dns_servers) >= MAX_DNS_SERVERS:
-                raise ValueError("too many dns servers")
+                raise ValueError(f"--dns server {prio}: more than {MAX_DNS_SERVERS} dns servers")
             srv = p.dns_servers[prio] = DnsServer()
         if args[2] == "address":
             for a in args[3:]:
-                ep = _dns_endpoint(a)
-                if len(srv.addresses) >= MAX_DNS_ADDRESSES:
-                    raise ValueError("more than 8 addresses")
+                try:
+                    ep = _dns_endpoint(a)
+                except ValueError:
+                    ep = None
+                if ep is None or len(srv.addresses) >= MAX_DNS_ADDRESSES:
+                    raise ValueError(f"--dns server {prio}: malformed address or maximum exceeded '{a}'")
                 srv.addresses.append(ep)
             return True
         if args[2] == "transport":
+            if len(args) != 4 or args[3] not in ("plain", "DoH", "DoT"):
+                raise ValueError(f"--dns server {prio}: malformed transport value '{' '.join(args[3:])}'")
             srv.transport = args[3]
             return True
     return False
+
+
+def dns_without_address(p: "PushedOptions") -> int | None:
+    """The priority of a pushed `dns server` left without an address (a bad one, or only its
+    transport pushed): OpenVPN 2.6 fails such a push ("ERROR: dns server N does not have an
+    address assigned") and restarts; None when every server has one."""
+    for prio in sorted(p.dns_servers):
+        if not p.dns_servers[prio].addresses:
+            return prio
+    return None
 
 
 def update_dns(p: "PushedOptions") -> None:
@@ -480,6 +518,138 @@ def _pull_filter_action(raw: str, words: list[str], filters) -> str:
     return "accept"
 
 
+COMPRESS_PUSHED = frozenset(("stub", "stub-v2", "migrate", "lzo", "lz4", "lz4-v2"))   # what 2.6 reads
+
+
+def _take_option(p: PushedOptions, index: int, name: str, args: list[str], a: list[str]) -> None:
+    """One pushed option into p. A bad value is either a ValueError with OpenVPN 2.6's message
+    (the option left out, as 2.6 does: options.c add_option with its D_PUSH_ERRORS level) or,
+    for a number 2.6 reads with atoi, the value 2.6 reads kept within our range and noted
+    (_pushed_number). What is left out never reaches the host: no half-read route or address."""
+    if name == "ifconfig" and len(args) >= 2:
+        try:
+            p.ifconfig = (_ipv4(args[0]), _ipv4(args[1]))
+        except ValueError:
+            raise ValueError(f"ifconfig parms '{args[0]}' and '{args[1]}' must be valid addresses") from None
+    elif name == "ifconfig-ipv6" and len(args) >= 1:
+        try:
+            if len(args) > 1 and args[1]:
+                _ipv6_with_bits(args[1].partition("/")[0])
+            p.ifconfig_ipv6 = (_ipv6_with_bits(args[0]), args[1] if len(args) > 1 else "")
+        except ValueError:
+            raise ValueError(f"ifconfig-ipv6 parms '{' '.join(args[:2])}' must be valid addresses") from None
+    elif name == "topology" and args:
+        if args[0] not in ("net30", "p2p", "subnet"):
+            raise ValueError("--topology must be net30, p2p, or subnet")
+        p.topology = args[0]
+    elif name == "route-gateway" and args:
+        p.route_gateway = args[0]
+    elif name == "route" and args:
+        # (a route the host cannot take is skipped with a warning where routes are added,
+        # gateway/tunnel.py, as 2.6 does)
+        mask = args[1] if len(args) > 1 else "255.255.255.255"
+        gw = args[2] if len(args) > 2 and args[2] not in ("vpn_gateway", "default") else None
+        metric = int(args[3]) if len(args) > 3 and args[3].isascii() and args[3].isdigit() else None
+        p.routes.append((args[0], mask, gw, metric))
+    elif name == "route-ipv6" and args:
+        metric6 = int(args[2]) if len(args) > 2 and args[2].isascii() and args[2].isdigit() else None
+        p.routes_ipv6.append((args[0], args[1] if len(args) > 1 else None, metric6))
+    elif name == "route-metric" and args:
+        p.route_metric = _pushed_number(p, index, name, args[0], 0, 2**31 - 1)
+    elif name == "route-delay" and len(args) <= 2:
+        # As 2.6 (options.c, OPT_P_ROUTE_EXTRAS: taken with route-nopull too): each
+        # number as positive_atoi reads it (anything else 0, a negative one 0).
+        p.route_delay = (positive_atoi(args[0]) if args else 0,
+                         positive_atoi(args[1]) if len(args) > 1 else None)
+    elif name == "route-delay":
+        # 2.6: "Options error: Unrecognized option or missing or extra parameter(s) in
+        # [PUSH-OPTIONS]:N: route-delay", the push goes on without it.
+        p.unrecognized.append(f"[PUSH-OPTIONS]:{index}: {name}")
+    elif name == "redirect-gateway":
+        p.redirect_gateway = args
+    elif name == "redirect-private":
+        p.redirect_private = args
+    elif name == "dhcp-option" and args:
+        val = args[1] if len(args) > 1 else ""
+        p.dhcp_options.append((args[0], val))
+    elif name == "dns" and _parse_dns_option(p, args):
+        pass
+    elif name == "ping" and args:
+        p.ping = _pushed_number(p, index, name, args[0], 0, MAX_PUSHED_SECONDS)
+    elif name == "ping-restart" and args:
+        p.ping_restart = _pushed_number(p, index, name, args[0], 0, MAX_PUSHED_SECONDS)
+    elif name == "inactive" and args:
+        # (2.6 reads the bytes with atoll, a negative number 0; a far end spins nothing)
+        p.inactive = (_pushed_number(p, index, name, args[0], 0, 2**31 - 1),
+                      _pushed_number(p, index, name + " bytes", args[1], 0, 2**62, _atoll_nonneg) if len(args) > 1 else 0)
+    elif name == "peer-id" and args:
+        # 2.6 reads it with atoi and sends its low 24 bits: 16777215 is "no peer-id" on the
+        # wire, 16777216 another client's 0. Outside 0..16777214 it is left out: our data
+        # goes as P_DATA_V1, which a 2.6 server reads by our address.
+        v = atoi(args[0])
+        if not (args[0].isascii() and args[0].isdigit() and 0 <= v <= MAX_PUSHED_PEER_ID):
+            raise ValueError(f"peer-id {args[0]} is not a peer-id (0..{MAX_PUSHED_PEER_ID}): "
+                             "left out, data sent without one")
+        p.peer_id = v
+    elif name == "cipher" and args:
+        p.cipher = args[0].upper()
+    elif name == "auth" and args:
+        p.auth = args[0].upper()
+    elif name == "key-derivation" and args:
+        if args[0] != "tls-ekm":
+            raise ValueError(f"Unknown key-derivation method {args[0]}")
+        p.tls_ekm = True
+    elif name == "protocol-flags":
+        unknown = []
+        for f in args:
+            if f == "tls-ekm":
+                p.tls_ekm = True
+            elif f == "cc-exit":
+                p.cc_exit = True
+            elif f != "dyn-tls-crypt":
+                unknown.append(f)
+        if unknown:
+            raise ValueError(f"Unknown protocol-flags flag: {' '.join(unknown)}")
+    elif name == "tun-mtu" and args:
+        if positive_atoi(args[0]) < 100:
+            # 2.6 takes it (positive_atoi) and then fails to set such an MTU on the device
+            # (Linux's least is 68); below our least of 100 the profile's stays.
+            raise ValueError(f"tun-mtu {args[0]}: less than 100, the profile's tun-mtu kept")
+        # (more than tun-mtu-max: roles.py uses that, with a warning, as 2.6 does)
+        p.tun_mtu = _pushed_number(p, index, name, args[0], 100, 65535)
+    elif name == "compress":
+        if args and args[0] not in COMPRESS_PUSHED:
+            raise ValueError(f"bad comp option: {args[0]}")
+        p.compress = args[0] if args else "stub"
+    elif name == "comp-lzo":
+        if args and args[0] not in ("yes", "no", "adaptive"):
+            raise ValueError(f"bad comp-lzo option: {args[0]} -- must be 'yes', 'no', or 'adaptive'")
+        p.comp_lzo = args[0] if args else "yes"
+    elif name in ("auth-token", "auth-token-user") and args and \
+            len(to_bytes(f"{name} {args[0]}")) > PUSHED_LINE_READ:
+        p.ignored.append(_noted(a) + f" (longer than the {PUSHED_LINE_READ} bytes OpenVPN 2.6 reads)")
+    elif name == "auth-token" and args:
+        p.auth_token = args[0]
+    elif name == "auth-token-user" and args:
+        p.auth_token_user = args[0]
+    elif name == "explicit-exit-notify":
+        p.explicit_exit_notify = _pushed_number(p, index, name, args[0], 0, 100) if args else 1
+    elif name == "session-timeout" and args:
+        p.session_timeout = _pushed_number(p, index, name, args[0], 0, 2**31 - 1)
+    elif name == "block-ipv6" and not args:
+        p.block_ipv6 = True
+    elif name == "client-nat":
+        try:
+            p.client_nat.append(parse_client_nat(args))
+        except ValueError as e:
+            # As OpenVPN 2.6: a bad pushed entry is logged and left out, the push goes on.
+            p.ignored.append(_noted(a) + f" ({e})")
+    elif name == "push-continuation" and args:
+        pass                        # (the caller reads it)
+    else:
+        p.ignored.append(_noted(a))
+
+
 def parse_push_reply_untrusted(text: str, into: PushedOptions | None = None,
                                filters: "list[tuple[str, str]] | tuple" = (),
                                route_nopull: bool = False) -> PushedOptions:
@@ -511,98 +681,15 @@ def parse_push_reply_untrusted(text: str, into: PushedOptions | None = None,
             p.ignored.append(_noted(a) + " (route-nopull)")
             continue
         try:
-            if name == "ifconfig" and len(args) >= 2:
-                p.ifconfig = (_ipv4(args[0]), _ipv4(args[1]))
-            elif name == "ifconfig-ipv6" and len(args) >= 1:
-                if len(args) > 1 and args[1]:
-                    _ipv6_with_bits(args[1].partition("/")[0])
-                p.ifconfig_ipv6 = (_ipv6_with_bits(args[0]), args[1] if len(args) > 1 else "")
-            elif name == "topology" and args:
-                p.topology = args[0]
-            elif name == "route-gateway" and args:
-                p.route_gateway = args[0]
-            elif name == "route" and args:
-                mask = args[1] if len(args) > 1 else "255.255.255.255"
-                gw = args[2] if len(args) > 2 and args[2] not in ("vpn_gateway", "default") else None
-                metric = int(args[3]) if len(args) > 3 and args[3].isdigit() else None
-                p.routes.append((args[0], mask, gw, metric))
-            elif name == "route-ipv6" and args:
-                metric6 = int(args[2]) if len(args) > 2 and args[2].isascii() and args[2].isdigit() else None
-                p.routes_ipv6.append((args[0], args[1] if len(args) > 1 else None, metric6))
-            elif name == "route-metric" and args:
-                p.route_metric = _int_in(args, 0, 2**31 - 1, "route-metric")
-            elif name == "route-delay" and len(args) <= 2:
-                # As 2.6 (options.c, OPT_P_ROUTE_EXTRAS: taken with route-nopull too): each
-                # number as positive_atoi reads it (anything else 0, a negative one 0).
-                p.route_delay = (positive_atoi(args[0]) if args else 0,
-                                 positive_atoi(args[1]) if len(args) > 1 else None)
-            elif name == "route-delay":
-                # 2.6: "Options error: Unrecognized option or missing or extra parameter(s) in
-                # [PUSH-OPTIONS]:N: route-delay", the push goes on without it.
-                p.unrecognized.append(f"[PUSH-OPTIONS]:{index}: {name}")
-            elif name == "redirect-gateway":
-                p.redirect_gateway = args
-            elif name == "redirect-private":
-                p.redirect_private = args
-            elif name == "dhcp-option" and args:
-                val = args[1] if len(args) > 1 else ""
-                p.dhcp_options.append((args[0], val))
-            elif name == "dns" and _parse_dns_option(p, args):
-                pass
-            elif name == "ping" and args:
-                p.ping = _int_in(args, 0, MAX_PUSHED_SECONDS, "ping")
-            elif name == "ping-restart" and args:
-                p.ping_restart = _int_in(args, 0, MAX_PUSHED_SECONDS, "ping-restart")
-            elif name == "inactive" and args:
-                p.inactive = (_int_in(args, 0, 2**31 - 1, "inactive"),      # a far end spins nothing
-                              _int_in(args[1:], 0, 2**62, "inactive") if len(args) > 1 else 0)
-            elif name == "peer-id" and args:
-                p.peer_id = _int_in(args, 0, MAX_PUSHED_PEER_ID, "peer-id")
-            elif name == "cipher" and args:
-                p.cipher = args[0].upper()
-            elif name == "auth" and args:
-                p.auth = args[0].upper()
-            elif name == "key-derivation" and args:
-                p.tls_ekm = args[0] == "tls-ekm"
-            elif name == "protocol-flags":
-                for f in args:
-                    if f == "tls-ekm":
-                        p.tls_ekm = True
-                    elif f == "cc-exit":
-                        p.cc_exit = True
-            elif name == "tun-mtu" and args:
-                p.tun_mtu = _int_in(args, 100, 65535, "tun-mtu")
-            elif name == "compress":
-                p.compress = args[0] if args else "stub"
-            elif name == "comp-lzo":
-                p.comp_lzo = args[0] if args else "yes"
-            elif name in ("auth-token", "auth-token-user") and args and \
-                    len(to_bytes(f"{name} {args[0]}")) > PUSHED_LINE_READ:
-                p.ignored.append(_noted(a) + f" (longer than the {PUSHED_LINE_READ} bytes OpenVPN 2.6 reads)")
-            elif name == "auth-token" and args:
-                p.auth_token = args[0]
-            elif name == "auth-token-user" and args:
-                p.auth_token_user = args[0]
-            elif name == "explicit-exit-notify":
-                p.explicit_exit_notify = _int_in(args, 0, 100, "explicit-exit-notify") if args else 1
-            elif name == "session-timeout" and args:
-                p.session_timeout = _int_in(args, 0, 2**31 - 1, "session-timeout")
-            elif name == "block-ipv6" and not args:
-                p.block_ipv6 = True
-            elif name == "client-nat":
-                try:
-                    p.client_nat.append(parse_client_nat(args))
-                except ValueError as e:
-                    # As OpenVPN 2.6: a bad pushed entry is logged and left out, the push goes on.
-                    p.ignored.append(_noted(a) + f" ({e})")
-            elif name == "push-continuation" and args:
-                cont = args[0]
-            else:
-                p.ignored.append(_noted(a))
-        except ValueError:
-            raise BadPacket(f"bad pushed option: {' '.join(a)}") from None
+            _take_option(p, index, name, args, a)
+        except ValueError as e:
+            # As OpenVPN 2.6 (options.c add_option at D_PUSH_ERRORS): the option is logged
+            # ("Options error: ...") and left out; the rest of the push goes on.
+            p.malformed.append(f"[PUSH-OPTIONS]:{index}: {_noted([str(e)])}")
+        if name == "push-continuation" and args:
+            cont = args[0]
     n = (len(p.routes) + len(p.routes_ipv6) + len(p.dhcp_options) + len(p.ignored) + len(p.filtered)
-         + len(p.client_nat) + len(p.unrecognized))
+         + len(p.client_nat) + len(p.unrecognized) + len(p.malformed))
     if n > MAX_PUSHED_OPTIONS:
         raise PushRejected(f"the server pushed more than {MAX_PUSHED_OPTIONS} options")
     p.complete = cont != "2"
@@ -610,6 +697,10 @@ def parse_push_reply_untrusted(text: str, into: PushedOptions | None = None,
         # Once, over all parts: after each part, a server sending its 1020 `dhcp-option DNS` one
         # per push-continuation part kept the client's one loop busy ~9 s (quadratic in parts).
         update_dns(p)
+        if (prio := dns_without_address(p)) is not None:
+            # OpenVPN 2.6 (options_postprocess_pull -> dns_options_verify): the push fails and
+            # the client restarts; so does ours (a server whose push 2.6 refuses is refused).
+            raise PushRejected(f"dns server {prio} does not have an address assigned")
     return p
 
 

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, strategies as st
 
 from appliance.openvpn.errors import BadPacket
-from appliance.openvpn.keymethod import parse_push_reply_untrusted
+from appliance.openvpn.keymethod import PushRejected, parse_push_reply_untrusted
 
 DEBIAN_26 = ("PUSH_REPLY,route 198.18.100.1 255.255.255.255,route-ipv6 2001:db8:100::1/128,"
              "dns server 1 address 198.19.0.1 2001:db8:19::1,dns search-domains vpn.test,"
@@ -73,9 +73,36 @@ def test_encrypted_transports_are_not_forwarded_to():
                                  "dns server 1 address [2001:db8::1", "dns server 128 address 198.19.0.1",
                                  "dns server x address 198.19.0.1", "dns server 1 address host.example",
                                  "dns server 1 address " + " ".join(f"198.19.0.{i}" for i in range(1, 10))])
-def test_bad_dns_values_are_a_bad_push(bad):
-    with pytest.raises(BadPacket):
-        parse_push_reply_untrusted("PUSH_REPLY," + bad)
+def test_a_dns_server_left_without_an_address_fails_the_push(bad):
+    """OpenVPN 2.6: the bad address is logged and the option left out; a server without any
+    address then fails the push ("ERROR: dns server 1 does not have an address assigned",
+    process-push-msg-failed: a restart), as Debian's 2.6.14 client did in the lab. A bad
+    priority leaves no server at all: only the option is left out."""
+    if "server 128" in bad or "server x" in bad:
+        p = parse_push_reply_untrusted("PUSH_REPLY," + bad)
+        assert not p.dns_servers and "invalid priority" in p.malformed[0], p.malformed
+    elif bad.count(" ") > 10:       # the 9th address: 2.6's maximum exceeded, the first 8 kept
+        p = parse_push_reply_untrusted("PUSH_REPLY," + bad)
+        assert len(p.dns) == 8 and "maximum exceeded '198.19.0.9'" in p.malformed[0], p.malformed
+    else:
+        with pytest.raises(PushRejected, match="dns server 1 does not have an address assigned"):
+            parse_push_reply_untrusted("PUSH_REPLY," + bad)
+
+
+def test_the_addresses_before_a_bad_one_are_kept_as_26():
+    p = parse_push_reply_untrusted("PUSH_REPLY,dns server 1 address 198.19.0.1 bogus 198.19.0.2,"
+                                   "dns server 2 address 1.2.3,dns server 2 address 198.19.0.3")
+    assert p.dns == ["198.19.0.1", "198.19.0.3"]
+    assert [m.split(": ", 1)[1] for m in p.malformed] == [
+        "--dns server 1: malformed address or maximum exceeded 'bogus'",
+        "--dns server 2: malformed address or maximum exceeded '1.2.3'"]
+
+
+@pytest.mark.parametrize("only", ["dns server 1 transport DoH", "dns server 1 transport bogus",
+                                  "dns server 1 resolve-domains vpn.test"])
+def test_a_dns_server_with_no_address_line_fails_the_push(only):
+    with pytest.raises(PushRejected):
+        parse_push_reply_untrusted("PUSH_REPLY,ifconfig 198.19.0.2 255.255.255.0," + only)
 
 
 def test_a_non_address_dhcp_option_dns_is_not_a_server():

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from appliance.openvpn.errors import BadPacket
 from appliance.openvpn.keymethod import parse_push_reply_untrusted
 
 
@@ -13,11 +12,14 @@ from appliance.openvpn.keymethod import parse_push_reply_untrusted
     "ifconfig-ipv6 198.18.70.2/24", "ifconfig-ipv6 fd00::2/129", "ifconfig-ipv6 fd00::2/-1",
     "ifconfig-ipv6 fe80::2%eth0/64", "ifconfig-ipv6 fd00::2/64 198.18.70.1",
 ])
-def test_an_ifconfig_of_the_wrong_family_or_form_is_a_bad_push(bad):
+def test_an_ifconfig_of_the_wrong_family_or_form_is_left_out_and_noted(bad):
     """An IPv6 address in `ifconfig` (or IPv4 in `ifconfig-ipv6`) went onto the TUN device as
-    given: the server could add addresses of a family it had not pushed."""
-    with pytest.raises(BadPacket):
-        parse_push_reply_untrusted(f"PUSH_REPLY,topology subnet,{bad}")
+    given: the server could add addresses of a family it had not pushed. As OpenVPN 2.6
+    ("ifconfig parms ... must be valid addresses"): the option is left out and logged, the
+    push goes on (the server's valid ifconfig after it is taken)."""
+    p = parse_push_reply_untrusted(f"PUSH_REPLY,topology subnet,{bad},ifconfig 198.18.70.9 255.255.255.0")
+    assert p.ifconfig == ("198.18.70.9", "255.255.255.0") and p.ifconfig_ipv6 is None
+    assert len(p.malformed) == 1 and "must be valid addresses" in p.malformed[0], p.malformed
 
 
 def test_well_formed_ifconfigs_still_parse():

@@ -17,7 +17,9 @@ HOSTILE = ["x;id", "a';Restart-Computer'", "$(id)", "`id`", "a|b", "a&b", "a\\b"
 
 
 def _push(option: str) -> str:
-    return f"PUSH_REPLY,ifconfig 198.19.0.2 255.255.255.0,{option},dhcp-option DOMAIN good.example,ping 10"
+    # (a `dns server N` needs an address: OpenVPN 2.6 fails a push leaving one without)
+    return (f"PUSH_REPLY,ifconfig 198.19.0.2 255.255.255.0,dns server 1 address 198.19.0.53,{option},"
+            "dhcp-option DOMAIN good.example,ping 10")
 
 
 @pytest.mark.parametrize("value", HOSTILE)
