@@ -92,7 +92,7 @@ def log_malformed(p) -> None:
     backoff)."""
     items = getattr(p, "malformed", None) or []
     for what in items[:MAX_SUMMARY_ITEMS]:
-        log.error("Options error: %s: left out or read as OpenVPN 2.6 reads it, the rest of the push goes on", what)
+        log.error("Options error: %s; the rest of the push is taken, as OpenVPN 2.6 does", what)
     if len(items) > MAX_SUMMARY_ITEMS:
         log.error("... %d pushed options with a bad value in all", len(items))
 

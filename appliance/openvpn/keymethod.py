@@ -537,7 +537,8 @@ def _take_option(p: PushedOptions, index: int, name: str, args: list[str], a: li
                 _ipv6_with_bits(args[1].partition("/")[0])
             p.ifconfig_ipv6 = (_ipv6_with_bits(args[0]), args[1] if len(args) > 1 else "")
         except ValueError:
-            raise ValueError(f"ifconfig-ipv6 parms '{' '.join(args[:2])}' must be valid addresses") from None
+            raise ValueError(f"ifconfig-ipv6 parms '{args[0]}' and '{args[1] if len(args) > 1 else ''}' "
+                             "must be valid addresses") from None
     elif name == "topology" and args:
         if args[0] not in ("net30", "p2p", "subnet"):
             raise ValueError("--topology must be net30, p2p, or subnet")
@@ -589,7 +590,7 @@ def _take_option(p: PushedOptions, index: int, name: str, args: list[str], a: li
         v = atoi(args[0])
         if not (args[0].isascii() and args[0].isdigit() and 0 <= v <= MAX_PUSHED_PEER_ID):
             raise ValueError(f"peer-id {args[0]} is not a peer-id (0..{MAX_PUSHED_PEER_ID}): "
-                             "left out, data sent without one")
+                             "data sent without one")
         p.peer_id = v
     elif name == "cipher" and args:
         p.cipher = args[0].upper()
@@ -614,7 +615,7 @@ def _take_option(p: PushedOptions, index: int, name: str, args: list[str], a: li
         if positive_atoi(args[0]) < 100:
             # 2.6 takes it (positive_atoi) and then fails to set such an MTU on the device
             # (Linux's least is 68); below our least of 100 the profile's stays.
-            raise ValueError(f"tun-mtu {args[0]}: less than 100, the profile's tun-mtu kept")
+            raise ValueError(f"tun-mtu {args[0]}: less than 100, the profile's tun-mtu kept")  # (left out)
         # (more than tun-mtu-max: roles.py uses that, with a warning, as 2.6 does)
         p.tun_mtu = _pushed_number(p, index, name, args[0], 100, 65535)
     elif name == "compress":
@@ -685,7 +686,7 @@ def parse_push_reply_untrusted(text: str, into: PushedOptions | None = None,
         except ValueError as e:
             # As OpenVPN 2.6 (options.c add_option at D_PUSH_ERRORS): the option is logged
             # ("Options error: ...") and left out; the rest of the push goes on.
-            p.malformed.append(f"[PUSH-OPTIONS]:{index}: {_noted([str(e)])}")
+            p.malformed.append(f"[PUSH-OPTIONS]:{index}: {_noted([str(e)])} (left out)")
         if name == "push-continuation" and args:
             cont = args[0]
     n = (len(p.routes) + len(p.routes_ipv6) + len(p.dhcp_options) + len(p.ignored) + len(p.filtered)
