@@ -82,13 +82,33 @@ class LearnAddress:
     def admit(self, rec, argv: list, env: dict) -> bool:
         """Run the adds for `rec`'s addresses, one after another; Operations.admitted(rec,
         refused) when all are in. False when there is nothing to learn (admitted at once)."""
-        addrs = self.ops.gw.d.learnable(rec)
+        # (those it holds already, handed over from the session its restart replaced: hand_over)
+        addrs = [a for a in self.ops.gw.d.learnable(rec) if not self.holds(rec, a[0])]
         if not addrs:
             return False
         a = self.admits[id(rec)] = Admit(rec, len(addrs))
         jobs = deque(Job("add", text, list(argv), key, rec, admit=a, env=dict(env)) for text, key in addrs)
         self._start_chain(jobs)
         return True
+
+    def holds(self, rec, text: str) -> bool:
+        """Whether `rec` holds `text` learned, with nothing else asked for it meanwhile."""
+        owner = self.owner.get(text)
+        return owner is not None and owner[0] is rec and not self.queues.get(text)
+
+    def hand_over(self, old, heir) -> None:
+        """`old` ended, replaced by `heir`, its restart in place (one OpenVPN 2.6 instance going
+        on, CAS_RECONNECT_PENDING): what `old` learned is `heir`'s now, nothing run -- 2.6's
+        routes stay with the instance; no delete, and no add or update for the restart (admit
+        skips what it holds). Deleted when `heir` leaves, as any address it learned."""
+        self.admits.pop(id(old), None)
+        mine = self.held.pop(id(old), None)
+        if not mine:
+            return
+        theirs = self.held.setdefault(id(heir), {})
+        for text in mine:
+            self.owner[text] = (heir, self.owner[text][1])
+            theirs[text] = None
 
     def learn_mac(self, rec, text: str, argv: list, env: dict, then: Callable[[bool], None]) -> None:
         """dev tap: `rec` sends from MAC `text` (2.6's form, `aa:bb:cc:dd:ee:ff@0`) new to it:

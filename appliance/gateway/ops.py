@@ -125,7 +125,7 @@ def check_scripts(o) -> None:
 
 class ClientInfo:
     __slots__ = ("cid", "since", "rec", "established", "connect_ran", "mgmt_config", "chain_env", "asked_username",
-                 "restart", "heir", "restarts", "continues", "connect_ccd")
+                 "restart", "heir", "restarts", "continues", "connect_ccd", "announced", "told_addresses")
 
     def __init__(self, cid: int, since: float, rec) -> None:
         self.cid = cid
@@ -150,6 +150,11 @@ class ClientInfo:
         # options client-connect (or client-auth) gave the connection hold for it (connect_ccd).
         self.continues = False
         self.connect_ccd = None     # the per-client options this connection was admitted with
+        # A login of this connection was announced to the management client (>CLIENT:CONNECT /
+        # REAUTH): 2.6's DAF_INITIAL_AUTH, without which it tells no >CLIENT:ADDRESS.
+        self.announced = False
+        # The >CLIENT:ADDRESS lines of its admission, when learn-address decided them (admitted).
+        self.told_addresses: list[str] | None = None
 
 
 @dataclass
@@ -256,8 +261,8 @@ class Operations:
         """dev tap: `rec` sends from a MAC new to it. True: learn it now (no learn-address, read
         each time: a reload may add or remove it); False: the command decides (learn_result)."""
         o = self.gw.opts
-        if not o.learn_address or self.scripts is None:
-            return True
+        if not o.learn_address or self.scripts is None or self.learn.holds(rec, mac_text(mac)):
+            return True             # (held: learned by the session its restart in place replaced)
         inf = self.info.get(id(rec))
         env = self.env(rec, inf, "learn-address") if inf is not None else {"script_type": "learn-address"}
         dp = self.gw.dp
@@ -840,6 +845,7 @@ class Operations:
             inf.restarts = restarts
             inf.continues = old.established
             inf.connect_ccd = old.connect_ccd
+            inf.announced = old.announced
             old.heir = rec
         elif taken is not None:
             self.info[id(rec)] = ClientInfo(taken[0], taken[1], rec)
@@ -895,6 +901,9 @@ class Operations:
             if self.pool_memory is not None:
                 self.pool_memory.note(rec.common_name, rec.vaddr, rec.vaddr6)
             if self.mgmt is not None and not went_on:
+                if inf.announced:
+                    told = inf.told_addresses
+                    self.mgmt.notify(told if told is not None else self._address_lines(rec, inf.cid))
                 self.mgmt.notify([f">CLIENT:ESTABLISHED,{inf.cid}"] + self._env_lines(rec, inf))
         elif isinstance(e, ev.KeyRenegotiated):
             if id(rec) in self.info:
@@ -902,11 +911,14 @@ class Operations:
         elif isinstance(e, ev.CrResponse):
             self._cr_response(rec, e)
         elif isinstance(e, ev.SessionClosed):
-            self.learn.left(rec)
             inf = self.info.pop(id(rec), None)
             self.inactive.pop(id(rec), None)
             self.session_limit.gone(rec)
             heir = inf.heir if inf is not None and inf.heir is not None and inf.heir.alive else None
+            if heir is not None and inf.established and id(heir) in self.info and self.info[id(heir)].continues:
+                self.learn.hand_over(rec, heir)     # 2.6's routes stay with the connection going on
+            else:
+                self.learn.left(rec)
             if self.client_auth is not None:
                 # (its client ID's KID count goes on with the restart that takes its place, and
                 # with the client a failed restart leaves behind: a count dropped there numbered
@@ -1121,9 +1133,32 @@ class Operations:
     def admitted(self, rec, refused: list) -> None:
         """learn-address's adds for `rec` are all in: those refused are not routed to it; the
         client is let in all the same (its push sent), as with OpenVPN."""
+        inf = self.info.get(id(rec))
+        if inf is not None:
+            # 2.6 tells an address whose learn found an owner: not a refused add, but a refused
+            # update (the route stays the other client's) all the same (multi_learn_in_addr_t).
+            gone = {key for key, prev in refused if prev is None or not prev.alive}
+            inf.told_addresses = self._address_lines(rec, inf.cid, gone)
         for key, prev in refused:
             self.gw.d.unlearn(rec, key, prev)
         self.gw.d.connect_result(rec, True, self.gw.clock())
+
+    def _address_lines(self, rec, cid: int, leave_out: set = frozenset()) -> list[str]:
+        """>CLIENT:ADDRESS,CID,ADDR,PRIMARY for each address routed to `rec` (but those whose
+        key is in `leave_out`), as OpenVPN 2.6 tells them (manage.c management_learn_addr,
+        called from multi_client_connect_late_setup just before >CLIENT:ESTABLISHED): in
+        learn-address's order, the client's own addresses primary (1), its iroutes not (0), an
+        IPv4 iroute with a dotted mask (MAPF_SUBNET; /255.255.255.255 for a host), an IPv6 one
+        with its bits.
+        None with dev tap (2.6 learns MACs as frames come, and tells none of them)."""
+        out = []
+        for text, key in self.gw.d.learnable(rec):
+            if key in leave_out:
+                continue
+            if isinstance(key, ipaddress.IPv4Network):
+                text = f"{key.network_address}/{key.netmask}"
+            out.append(f">CLIENT:ADDRESS,{cid},{text},{int(isinstance(key, str))}")
+        return out
 
     def admit_failed(self, rec, reason: str) -> None:
         log.warning("%s/%s: refused for now: %s", rec.common_name, fmt_addr(rec.addr), reason)
@@ -1308,6 +1343,7 @@ class Operations:
             env["session_state"], env["session_id"] = e.session_state, e.session_id or ""
         if self.mgmt is not None:
             mode = "REAUTH" if inf.established or inf.restart else "CONNECT"
+            inf.announced = True
             self.mgmt.notify([f">CLIENT:{mode},{inf.cid},{w.kid}"] + env_lines(env))
         return True
 

@@ -284,8 +284,7 @@ class ClientPush:
         for n in reversed(rec.iroutes):
             if n not in seen:
                 seen.add(n)
-                text = str(n.network_address) if n.prefixlen == 32 else str(n)
-                out.append((text, n))
+                out.append((str(n), n))        # a host route with its /32, as 2.6's iroute (netbits 32)
         for n6 in reversed(rec.iroutes6):
             if n6 not in seen:
                 seen.add(n6)

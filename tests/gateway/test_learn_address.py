@@ -445,3 +445,35 @@ def test_flood_of_connects_and_leaves_keeps_each_address_s_calls_in_order(pki, t
     assert set(per) == {f"198.19.0.{i}" for i in range(2, 6)}, per
     for addr, ops in per.items():
         assert ops == ["add", "delete"] * (len(ops) // 2) and ops, (addr, ops)
+
+
+def test_a_restart_in_place_runs_nothing_and_the_end_deletes_once(pki, tmp_path, inline):
+    """OpenVPN 2.6: a client restarting from its address and port is a new session of its
+    instance (CAS_RECONNECT_PENDING), whose routes stay: learn-address runs nothing for it
+    (multi_client_connect_late_setup does not run again); at the client's end, one delete per
+    address. Ours ran `update` for each of the restart's addresses."""
+    la, log = _logger(tmp_path)
+    cc = _script(tmp_path, "cc.sh", 'echo "iroute 10.77.0.0 255.255.0.0" > "$1"\necho "iroute 10.78.1.5" >> "$1"\n')
+    w = World()
+    w.add_server(server_conf(pki, extra=f"script-security 2\nclient-connect {cc}\nlearn-address {la}\n"))
+    c = w.add_client(client_conf(pki, "client0", extra="explicit-exit-notify 1\n").replace("nobind\n", "lport 40001\n"))
+    assert w.run(lambda: _up(w), max_time=30)
+    rec0 = w.server.d.clients[0]
+    # (a host iroute with its /32, as 2.6 gives it: netbits 32; ours said it bare)
+    assert _calls(log) == ["learn-address add 198.19.0.2 client0", "learn-address add 10.78.1.5/32 client0",
+                           "learn-address add 10.77.0.0/16 client0"]
+    w.run_for(3)
+    c.user_restart()
+
+    def back() -> bool:
+        rec = w.server.d.record(rec0.addr)
+        return rec is not None and rec is not rec0 and rec.session.established and _up(w)
+    assert w.run(back, max_time=30), "the restart did not complete"
+    w.run_for(3)
+    assert not rec0.alive
+    assert len(_calls(log)) == 3, _calls(log)
+    ping_both_ways(w)                   # its address still routed to it
+    c.request_stop()
+    w.run_for(5)
+    assert sorted(_calls(log)[3:]) == ["learn-address delete 10.77.0.0/16", "learn-address delete 10.78.1.5/32",
+                                       "learn-address delete 198.19.0.2"]

@@ -439,3 +439,60 @@ def test_a_client_killed_while_its_restart_waits_is_told_ended_once(pki, tmp_pat
     assert not rec0.alive and not heir.alive
     assert runs.read_text().splitlines() == ["disconnect client0"]
     assert [x for x in m.lines if x.startswith(">CLIENT:DISCONNECT")] == [">CLIENT:DISCONNECT,0"]
+
+
+def _addresses(m: Mgmt) -> list[str]:
+    return [x for x in m.lines if x.startswith((">CLIENT:ADDRESS,", ">CLIENT:ESTABLISHED,"))]
+
+
+def test_client_address_lines_come_before_established_as_openvpns(pki, tmp_path):
+    """OpenVPN 2.6 (multi.c multi_client_connect_late_setup, manage.c management_learn_addr):
+    with management-client-auth, each address routed to a client admitted is told as
+    >CLIENT:ADDRESS,CID,ADDR,PRIMARY before >CLIENT:ESTABLISHED: its IPv4 and IPv6 addresses
+    (1), then its iroutes (0), IPv4 last line first with a dotted mask (a host's 255.255.255.255), then IPv6
+    with its bits. Ours said none of them."""
+    w = World()
+    m = _server(w, pki, tmp_path, "server-ipv6 fd00:77::/64\n")
+    _client(w, pki)
+    assert _asked(w, m)
+    assert w.server.ops.management_verdict(0, 1, True, config=[
+        "iroute 10.77.0.0 255.255.0.0", "iroute 10.78.1.5 255.255.255.255", "iroute-ipv6 fd00:99::/64"])
+    assert w.run(lambda: _up(w.clients[0]), max_time=30)
+    w.run_for(1)
+    assert _addresses(m) == [">CLIENT:ADDRESS,0,198.19.0.2,1", ">CLIENT:ADDRESS,0,fd00:77::1000,1",
+                             ">CLIENT:ADDRESS,0,10.78.1.5/255.255.255.255,0", ">CLIENT:ADDRESS,0,10.77.0.0/255.255.0.0,0",
+                             ">CLIENT:ADDRESS,0,fd00:99::/64,0", ">CLIENT:ESTABLISHED,0"]
+
+
+def test_no_client_address_lines_without_management_client_auth(pki, tmp_path):
+    """2.6 tells an address only for a client whose login the management client was asked
+    about (DAF_INITIAL_AUTH): a management interface alone gives >CLIENT:ESTABLISHED only."""
+    w = World()
+    gw = w.add_server(server_conf(pki, extra=f"management {tmp_path}/m.sock unix\n"))
+    gw.ops.mgmt.close()
+    m = gw.ops.mgmt = Mgmt()
+    w.add_client(client_conf(pki, "client0"))
+    assert w.run(lambda: _up(w.clients[0]), max_time=30)
+    w.run_for(1)
+    assert _addresses(m) == [">CLIENT:ESTABLISHED,0"]
+
+
+def test_an_address_learn_address_refuses_is_not_told(pki, tmp_path, monkeypatch):
+    """2.6 tells an address only when learned (multi_learn_addr found an owner): a refused add
+    is not told, the others are."""
+    from appliance.gateway import ops as ops_mod
+    from appliance.gateway.scripts import ScriptRunner
+    monkeypatch.setattr(ops_mod, "ScriptRunner", lambda: ScriptRunner(inline=True))
+    la = tmp_path / "la.sh"
+    la.write_text('#!/bin/sh\n[ "$2" = 10.77.0.0/16 ] && exit 1\nexit 0\n')
+    la.chmod(0o755)
+    w = World()
+    m = _server(w, pki, tmp_path, f"script-security 2\nlearn-address {la}\n")
+    _client(w, pki)
+    assert _asked(w, m)
+    assert w.server.ops.management_verdict(0, 1, True, config=["iroute 10.77.0.0 255.255.0.0",
+                                                               "iroute 10.79.0.0 255.255.0.0"])
+    assert w.run(lambda: _up(w.clients[0]), max_time=30)
+    w.run_for(1)
+    assert _addresses(m) == [">CLIENT:ADDRESS,0,198.19.0.2,1", ">CLIENT:ADDRESS,0,10.79.0.0/255.255.0.0,0",
+                             ">CLIENT:ESTABLISHED,0"]
