@@ -168,6 +168,8 @@ def test_management_session_answers_like_openvpn(lab, procs):
     # The status file (status FILE 1, status-version 2): the same lines as OpenVPN's, client row included.
     assert any(x.startswith("CLIENT_LIST,client1,") for x in theirs["status file"])
     assert ours["status file"] == theirs["status file"], (theirs["status file"], ours["status file"])
+    # ... and no >CLIENT:ADDRESS (management_learn_addr needs a login it announced), nor do we.
+    assert not [n for n in theirs["established"] + ours["established"] if n.startswith(">CLIENT:ADDRESS,")]
     # Without management-client-auth, OpenVPN 2.6 sends >CLIENT:ESTABLISHED but no DISCONNECT (its
     # close notification needs the client-auth state); we send DISCONNECT as well, with the env
     # lines (bytes_received, bytes_sent, time_duration) its client-auth mode sends.
