@@ -184,3 +184,40 @@ def test_server_nopool_gives_only_ccd_addresses(pki, tmp_path):
     assert w.run(lambda: _up(w, 0), max_time=30)
     pushed = w.client_nets[0].pushed
     assert pushed.ifconfig == ("198.19.0.77", "255.255.255.0") and pushed.route_gateway == "198.19.0.1"
+
+
+def test_a_restart_in_place_keeps_its_macs_with_no_learn_address(pki, tmp_path, inline):
+    """OpenVPN 2.6: a client restarting from its address and port is its instance going on
+    (CAS_RECONNECT_PENDING); the MACs it learned stay its own, so its frames after the restart
+    run no learn-address (multi_learn_addr finds the instance already their owner), and at its
+    end each is deleted once."""
+    log = tmp_path / "calls.log"
+    la = tmp_path / "la.sh"
+    la.write_text(f'#!/bin/sh\necho "$script_type $*" >> {log}\nexit 0\n')
+    la.chmod(la.stat().st_mode | stat.S_IXUSR)
+    w = World()
+    gw = w.add_server(tap_conf(pki, f"script-security 2\nlearn-address {la}\n"))
+    c = w.add_client(client_conf(pki, "client0", extra="explicit-exit-notify 1\n").replace("nobind\n", "lport 40001\n"))
+    assert w.run(lambda: _up(w), max_time=30)
+    stun, ctun = w.server_net.tun, w.client_nets[0].tun
+    ctun.inject(frame(b"\xff" * 6, CLIENT_MAC, b"first"))
+    assert w.run(lambda: log.exists(), max_time=5)
+    again = frame(b"\xff" * 6, CLIENT_MAC, b"again")
+    ctun.inject(again)
+    assert w.run(lambda: again in stun.written, max_time=2)
+    rec0 = gw.d.clients[0]
+    w.run_for(3)
+    c.user_restart()
+
+    def back() -> bool:
+        rec = gw.d.record(rec0.addr)
+        return rec is not None and rec is not rec0 and rec.session.established and _up(w)
+    assert w.run(back, max_time=30), "the restart did not complete"
+    w.run_for(2)
+    after = frame(b"\xff" * 6, CLIENT_MAC, b"after")
+    ctun.inject(after)
+    assert w.run(lambda: after in stun.written, max_time=5)
+    assert log.read_text().splitlines() == ["learn-address add 02:00:00:00:0a:01@0 client0"]
+    c.request_stop()
+    w.run_for(5)
+    assert log.read_text().splitlines()[1:] == ["learn-address delete 02:00:00:00:0a:01@0"]
