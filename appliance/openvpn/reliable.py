@@ -31,6 +31,13 @@ RECV_BUFFER_BYTES = 64 << 10
 # TLS_MTU bytes (control.py _queue_tls), so this holds ~650 KB at most; past it the session ends.
 SEND_QUEUE_MAX = 512
 FAST_RETRANSMIT_ACKS = 3
+# Acks sent lately, sent again in the room of each later packet (OpenVPN 2.6's ack_mru, reliable.c
+# copy_acks_to_mru / reliable_ack_write; its RELIABLE_ACK_SIZE). Why: an ack is otherwise sent
+# once, and the server's reset is never resent (its stateless cookie exchange): a client whose
+# first packet after it was lost resent its ClientHello with no ack of that reset, which the
+# server must refuse (no cookie to check) -- stuck until hand-window, where Debian's client,
+# acking again, got in at its first resend.
+RECENT_ACKS_KEPT = 8
 MAX_TIMEOUT = 60.0
 MAX_MSG_ID = 0xFFFFFFFF
 
@@ -57,6 +64,7 @@ class ReliableChannel:
     recv_buffer: dict = field(default_factory=dict)      # msg_id -> (op, payload)
     recv_buffered: int = 0                               # payload bytes in recv_buffer
     pending_acks: list = field(default_factory=list)
+    recent_acks: list = field(default_factory=list)      # acks sent lately, newest first
     retransmissions: int = 0
 
     # ---- sending ----
@@ -143,6 +151,16 @@ class ReliableChannel:
         return out
 
     def take_acks(self, limit: int) -> list[int]:
+        """The acks for one outgoing packet: those not sent yet (at most `limit`), then, in the
+        room left, those sent lately (RECENT_ACKS_KEPT), newest first, as OpenVPN 2.6 writes its
+        ack_mru. Only the unsent ones are consumed: a packet goes out for them or for a message,
+        never for the recent ones alone."""
         acks = self.pending_acks[:limit]
         del self.pending_acks[:limit]
-        return acks
+        recent = self.recent_acks
+        for a in reversed(acks):
+            if a in recent:
+                recent.remove(a)
+            recent.insert(0, a)
+        del recent[RECENT_ACKS_KEPT:]
+        return recent[:limit]

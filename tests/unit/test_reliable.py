@@ -71,3 +71,19 @@ def test_message_ids_never_wrap():
     r.enqueue(4, b"one too many")
     with pytest.raises(PacketIdExhausted):
         r.due(0.0)
+
+
+def test_acks_sent_lately_ride_again_in_later_packets_newest_first_and_bounded():
+    """As OpenVPN 2.6's ack_mru: an ack is not sent once only (our server's reset is never
+    resent, so the client's one ack of it, if lost, was the only one); taking the lately sent
+    ones consumes nothing, so no packet goes out for them alone."""
+    from appliance.openvpn.reliable import RECENT_ACKS_KEPT
+    r = ReliableChannel()
+    r.receive(0, 4, b"reset")
+    assert r.take_acks(4) == [0]
+    assert r.pending_acks == [] and r.take_acks(4) == [0]     # again, in the next packet's room
+    for i in range(1, 12):
+        r.receive(i, 4, b"x")
+    assert r.take_acks(4) == [1, 2, 3, 4]                     # the new ones first
+    assert r.take_acks(8) == [5, 6, 7, 8, 9, 10, 11, 1]
+    assert r.pending_acks == [] and len(r.recent_acks) == RECENT_ACKS_KEPT
