@@ -942,11 +942,18 @@ class Operations:
                 return
             extra = {"bytes_received": str(r), "bytes_sent": str(w),
                      "time_duration": str(int(self.wall() - inf.since))}
+            who = rec
+            if inf.continues and inf.restarts is not None and not rec.session.established:
+                # A restart that never got in, ending the connection it continued (its old
+                # session gone first): told as that connection -- its common name, address and
+                # certificate, as 2.6's one instance keeps them; this session had none of its
+                # own yet (common_name was empty in client-disconnect and >CLIENT:DISCONNECT).
+                who = inf.restarts
             if self.mgmt is not None:
-                self.mgmt.notify([f">CLIENT:DISCONNECT,{inf.cid}"] + self._env_lines(rec, inf, extra))
+                self.mgmt.notify([f">CLIENT:DISCONNECT,{inf.cid}"] + self._env_lines(who, inf, extra))
             o = self.gw.opts
             if o.client_disconnect and self.scripts is not None:
-                env = self.env(rec, inf, "client-disconnect")
+                env = self.env(who, inf, "client-disconnect")
                 env.update(extra)
                 why = self.scripts.submit(("disconnect", None), list(o.client_disconnect), env, False)
                 if why is not None:

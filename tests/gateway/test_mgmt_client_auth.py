@@ -496,3 +496,87 @@ def test_an_address_learn_address_refuses_is_not_told(pki, tmp_path, monkeypatch
     w.run_for(1)
     assert _addresses(m) == [">CLIENT:ADDRESS,0,198.19.0.2,1", ">CLIENT:ADDRESS,0,10.79.0.0/255.255.0.0,0",
                              ">CLIENT:ESTABLISHED,0"]
+def test_a_restart_of_a_restart_still_waiting_goes_on_as_the_same_connection(pki, tmp_path, monkeypatch):
+    """atk36: the client restarts in place again while its first restart's login still waits.
+    The second restart continues the established connection (not the half-done first one): no
+    client-connect, no >CLIENT:ESTABLISHED, no DISCONNECT for either session left behind,
+    client-connect's options kept; the end told once, when the client leaves."""
+    from appliance.gateway import ops as ops_mod
+    from appliance.gateway.scripts import ScriptRunner
+    monkeypatch.setattr(ops_mod, "ScriptRunner", lambda: ScriptRunner(inline=True))
+    runs = tmp_path / "runs"
+    cc = tmp_path / "cc.sh"
+    cc.write_text(f'#!/bin/sh\necho "connect $common_name" >> {runs}\n'
+                  'echo \'push "route 198.18.77.0 255.255.255.0"\' > "$1"\n')
+    cd = tmp_path / "cd.sh"
+    cd.write_text(f'#!/bin/sh\necho "disconnect $common_name $time_duration" >> {runs}\n')
+    cc.chmod(0o755)
+    cd.chmod(0o755)
+    w = World()
+    m = _server(w, pki, tmp_path, f"script-security 2\nclient-connect {cc}\nclient-disconnect {cd}\n")
+    c = w.add_client(client_conf(pki, "client0", extra="auth-user-pass\nexplicit-exit-notify 1\n")
+                     .replace("nobind\n", "lport 40001\n"), username="alice", password="first")
+    assert _asked(w, m)
+    assert w.server.ops.management_verdict(0, 1, True)
+    assert w.run(lambda: _up(c), max_time=30)
+    rec0 = w.server.d.clients[0]
+    m.lines.clear()
+    w.run_for(3)
+    c.user_restart()
+    assert w.run(lambda: len(m.asks()) >= 1, max_time=60), m.lines
+    c.user_restart()                                  # again, the first restart's login unanswered
+    assert w.run(lambda: len(m.asks()) >= 2, max_time=60), m.lines
+    assert [(mode, cid) for mode, cid, _kid, _e in m.asks()] == [("REAUTH", 0), ("REAUTH", 0)]
+    kid = m.asks()[-1][2]
+    assert w.server.ops.management_verdict(0, kid, True)
+
+    def back() -> bool:
+        rec = w.server.d.record(rec0.addr)
+        return rec is not None and rec is not rec0 and rec.session.established and _up(c)
+    assert w.run(back, max_time=30), "the second restart did not complete"
+    w.run_for(3)
+    assert not rec0.alive and len([r for r in w.server.d.clients if r.alive]) == 1
+    assert "198.18.77.0" in [r[0] for r in w.client_nets[0].pushed.routes]    # client-connect's, kept
+    assert runs.read_text() == "connect client0\n"
+    assert not [x for x in m.lines if x.startswith((">CLIENT:ESTABLISHED", ">CLIENT:DISCONNECT"))], m.lines
+    c.request_stop()
+    assert w.run(lambda: len(runs.read_text().splitlines()) >= 2, max_time=30)
+    w.run_for(2)
+    assert [x for x in m.lines if x.startswith(">CLIENT:DISCONNECT")] == [">CLIENT:DISCONNECT,0"]
+    assert len(runs.read_text().splitlines()) == 2
+
+
+def test_a_restart_denied_after_the_session_it_continues_ended_tells_the_end_once(pki, tmp_path, monkeypatch):
+    """atk36: the connection's old session ends (its timeout, say) while its restart's login
+    waits, then the restart is denied: the connection ends there, told once (one
+    client-disconnect, one >CLIENT:DISCONNECT), not twice and not never."""
+    from appliance.gateway import ops as ops_mod
+    from appliance.gateway.scripts import ScriptRunner
+    monkeypatch.setattr(ops_mod, "ScriptRunner", lambda: ScriptRunner(inline=True))
+    runs = tmp_path / "runs"
+    cd = tmp_path / "cd.sh"
+    cd.write_text(f'#!/bin/sh\necho "disconnect $common_name $X509_0_CN $ifconfig_pool_remote_ip" >> {runs}\n')
+    cd.chmod(0o755)
+    w = World()
+    m = _server(w, pki, tmp_path, f"script-security 2\nclient-disconnect {cd}\n")
+    c = w.add_client(client_conf(pki, "client0", extra="auth-user-pass\n")
+                     .replace("nobind\n", "lport 40001\n"), username="alice", password="first")
+    assert _asked(w, m)
+    assert w.server.ops.management_verdict(0, 1, True)
+    assert w.run(lambda: _up(c), max_time=30)
+    rec0 = w.server.d.clients[0]
+    vaddr = rec0.vaddr
+    assert vaddr
+    m.lines.clear()
+    c.user_restart()
+    assert w.run(lambda: len(m.asks()) >= 1, max_time=60), m.lines
+    w.server.d.end(rec0, "test: the old session ends first")
+    w.run_for(1)
+    assert not rec0.alive and not runs.exists()
+    assert not [x for x in m.lines if x.startswith(">CLIENT:DISCONNECT")], m.lines
+    assert w.server.ops.management_verdict(0, m.asks()[-1][2], False, why="no")
+    assert w.run(lambda: runs.exists(), max_time=30)
+    w.run_for(3)
+    assert runs.read_text() == f"disconnect client0 client0 {vaddr}\n"     # the connection's, not empty
+    assert [x for x in m.lines if x.startswith(">CLIENT:DISCONNECT")] == [">CLIENT:DISCONNECT,0"]
+    assert ">CLIENT:ENV,common_name=client0" in m.lines, m.lines
