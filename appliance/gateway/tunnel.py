@@ -324,24 +324,14 @@ class TunnelNetwork(_TunAndRoutes):
                 return
         if pushed is None or pushed.ifconfig is None:
             raise RuntimeError("server pushed no ifconfig")
-        mtu = pushed.tun_mtu or self.opts.tun_mtu
-        if self.tun is None:
-            self._open(mtu)
-        self.tun.mtu = mtu
+        mtu = self._device_at(pushed)
         # remote_ip: a new server with the same push still needs its own host route
         key = (pushed.ifconfig, pushed.topology, tuple(pushed.routes), _flags(pushed.redirect_gateway),
                _flags(pushed.redirect_private), mtu,
                pushed.ifconfig_ipv6, tuple(pushed.routes_ipv6), remote_ip, pushed.block_ipv6, pushed.route_metric,
                pushed.route_gateway, getattr(pushed, "route_delay", None))
-        if key == self.applied:
-            self._same_as_before = self.applied
+        if self._unchanged(key):
             return
-        self._same_as_before = None
-        # Forgotten before anything changes: a push that fails half-way (a value the kernel
-        # refuses) has removed the routes of the last one, so the same push coming back after
-        # the reconnect must be applied in full, not taken for what the host still has.
-        self.applied = None
-        self.routes_waiting = None
         # `pushed` is the server's options with the profile's own (openvpn/profile_push.py): under
         # route-nopull the server's routes, redirect and block-ipv6 never got into it, and the
         # profile's stay, as with OpenVPN 2.6 (route-nopull only refuses pushed options).
@@ -503,6 +493,29 @@ class TunnelNetwork(_TunAndRoutes):
         flags = pushed.redirect_gateway if pushed.redirect_gateway is not None else self.opts.redirect_gateway
         return (flags is not None and "!ipv4" not in flags) or any(self._default4(*r) for r in pushed.routes)
 
+    def _device_at(self, pushed) -> int:
+        """The device (opened on the first push) at this push's MTU, else the profile's; the MTU."""
+        mtu = pushed.tun_mtu or self.opts.tun_mtu
+        if self.tun is None:
+            self._open(mtu)
+        self.tun.mtu = mtu
+        return mtu
+
+    def _unchanged(self, key: tuple) -> bool:
+        """Whether `key` (what a push would set on the host) is what the host already has: then
+        nothing is redone and the push is marked the same as before (a reconnect's route-delay
+        check reads that). Otherwise the last push is forgotten before anything changes: a push
+        that fails half-way (a value the kernel refuses) has removed the routes of the last one,
+        so the same push coming back after the reconnect must be applied in full, not taken for
+        what the host still has."""
+        if key == self.applied:
+            self._same_as_before = self.applied
+            return True
+        self._same_as_before = None
+        self.applied = None
+        self.routes_waiting = None
+        return False
+
     def _apply_bare_tap(self, pushed, remote_ip: str = "") -> None:
         """A tap push without ifconfig (server-bridge without a pool): the device up at its MTU
         with no address from us, as OpenVPN 2.6's client leaves it; the profile's up script (or
@@ -510,18 +523,11 @@ class TunnelNetwork(_TunAndRoutes):
         (`route-gateway dhcp`, which such a server pushes) is learned from that DHCP reply only
         after the routes were set, so 2.6 skips those needing it ("needs a gateway parameter");
         any pushed ones are named and skipped here too."""
-        mtu = pushed.tun_mtu or self.opts.tun_mtu
-        if self.tun is None:
-            self._open(mtu)
-        self.tun.mtu = mtu
+        mtu = self._device_at(pushed)
         key = ("bare-tap", mtu, tuple(pushed.routes), tuple(pushed.routes_ipv6), pushed.redirect_gateway,
                pushed.route_gateway, getattr(pushed, "route_delay", None))
-        if key == self.applied:
-            self._same_as_before = self.applied
+        if self._unchanged(key):
             return
-        self._same_as_before = None
-        self.applied = None
-        self.routes_waiting = None
         if self.routes is not None:
             self.routes.remove_all()
             self.routes = None

@@ -211,6 +211,31 @@ static PyObject *release_items(PyObject **items, int n)
     return NULL;
 }
 
+/* Datagram i's payload and GRO segment size into payloads[i] and segments[i]: objects the cycle
+ * collector does not track (making them runs no Python code). 0, or -1 with an exception and
+ * neither held. */
+static int parts_of(int i, PyObject **payloads, PyObject **segments)
+{
+    payloads[i] = payload(i);
+    if (payloads[i] == NULL)
+        return -1;
+    segments[i] = PyLong_FromLong(gro_segment(&msgs[i].msg_hdr));
+    if (segments[i] == NULL) {
+        Py_DECREF(payloads[i]);
+        return -1;
+    }
+    return 0;
+}
+
+/* The parts (parts_of) of datagrams from..n-1 released: those no item has taken yet. */
+static void release_parts(PyObject **payloads, PyObject **segments, int from, int n)
+{
+    for (int j = from; j < n; j++) {
+        Py_DECREF(payloads[j]);
+        Py_DECREF(segments[j]);
+    }
+}
+
 PyDoc_STRVAR(recv_many_doc,
 "recv_many(fd, max_msgs) -> list of (bytes, gro_segment)\n\n"
 "Up to max_msgs (1..32, more is taken as 32) datagrams from the connected UDP socket fd, without\n"
@@ -233,23 +258,14 @@ static PyObject *recv_many(PyObject *Py_UNUSED(self), PyObject *const *args, Py_
     PyObject *payloads[RECV_MAX], *segments[RECV_MAX];
     int made = 0;
     for (; made < n; made++) {
-        payloads[made] = payload(made);
-        if (payloads[made] == NULL)
+        if (parts_of(made, payloads, segments) < 0)
             goto fail;
-        segments[made] = PyLong_FromLong(gro_segment(&msgs[made].msg_hdr));
-        if (segments[made] == NULL) {
-            Py_DECREF(payloads[made]);
-            goto fail;
-        }
     }
     PyObject *items[RECV_MAX];
     for (int i = 0; i < n; i++) {
         PyObject *item = PyTuple_New(2);
         if (item == NULL) {            /* the parts not yet in an item are still ours to release */
-            for (int j = i; j < n; j++) {
-                Py_DECREF(payloads[j]);
-                Py_DECREF(segments[j]);
-            }
+            release_parts(payloads, segments, i, n);
             return release_items(items, i);
         }
         PyTuple_SET_ITEM(item, 0, payloads[i]);   /* the tuple takes both references */
@@ -258,10 +274,7 @@ static PyObject *recv_many(PyObject *Py_UNUSED(self), PyObject *const *args, Py_
     }
     return list_of(items, n);
 fail:
-    for (int j = 0; j < made; j++) {
-        Py_DECREF(payloads[j]);
-        Py_DECREF(segments[j]);
-    }
+    release_parts(payloads, segments, 0, made);
     return NULL;
 }
 
@@ -274,6 +287,15 @@ struct source {
     PyObject *local;                   /* multihome: str or None, a new reference (shared likewise) */
     char local_buf[LOCAL_TEXT];        /* its text ("" when None) */
 };
+
+/* The references of sources from..n-1 released: those no address tuple holds yet. */
+static void release_sources(struct source *sources, int from, int n)
+{
+    for (int j = from; j < n; j++) {
+        Py_XDECREF(sources[j].host);
+        Py_XDECREF(sources[j].local);
+    }
+}
 
 /* multihome: datagram i's local address into src->local (the previous one's object when the text
  * is the same). 0, or -1 with an exception. */
@@ -373,14 +395,8 @@ static PyObject *recv_from_many(PyObject *Py_UNUSED(self), PyObject *const *args
     struct source sources[RECV_MAX];
     int made = 0;
     for (; made < n; made++) {
-        payloads[made] = payload(made);
-        if (payloads[made] == NULL)
+        if (parts_of(made, payloads, segments) < 0)
             goto fail;
-        segments[made] = PyLong_FromLong(gro_segment(&msgs[made].msg_hdr));
-        if (segments[made] == NULL) {
-            Py_DECREF(payloads[made]);
-            goto fail;
-        }
         sources[made].local = NULL;
         if (source_of(made, &sources[made], made > 0 ? &sources[made - 1] : NULL) < 0) {
             Py_DECREF(payloads[made]);
@@ -416,12 +432,8 @@ static PyObject *recv_from_many(PyObject *Py_UNUSED(self), PyObject *const *args
             item = PyTuple_New(3);
         if (item == NULL) {            /* the parts not yet in an item are still ours to release */
             Py_XDECREF(addr);
-            for (int j = i; j < n; j++) {
-                Py_DECREF(payloads[j]);
-                Py_DECREF(segments[j]);
-                Py_XDECREF(sources[j].host);
-                Py_XDECREF(sources[j].local);
-            }
+            release_parts(payloads, segments, i, n);
+            release_sources(sources, i, n);
             return release_items(items, i);
         }
         PyTuple_SET_ITEM(item, 0, payloads[i]);   /* the tuple takes these references */
@@ -433,12 +445,8 @@ static PyObject *recv_from_many(PyObject *Py_UNUSED(self), PyObject *const *args
     }
     return list_of(items, n);
 fail:
-    for (int j = 0; j < made; j++) {
-        Py_DECREF(payloads[j]);
-        Py_DECREF(segments[j]);
-        Py_XDECREF(sources[j].host);
-        Py_XDECREF(sources[j].local);
-    }
+    release_parts(payloads, segments, 0, made);
+    release_sources(sources, 0, made);
     return NULL;
 }
 

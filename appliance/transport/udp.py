@@ -344,10 +344,14 @@ class UdpTransport:
         name = f"{what} {errno.errorcode.get(e.errno or 0, str(e.errno))}"
         self.errors[name] = self.errors.get(name, 0) + 1
 
-    def send(self, datagram, addr: tuple | None = None) -> bool:
-        """One datagram; False (counted) when it did not go out."""
+    def send(self, datagram, addr: tuple | None = None, cm: list | tuple = ()) -> bool:
+        """One datagram; False (counted) when it did not go out. `cm`: control messages to send
+        with it (multihome's pktinfo, which leaves from the local address the client wrote to);
+        the one place a single datagram's send is tried and its failure counted."""
         try:
-            if addr is None or self.remote is not None:
+            if cm:
+                self.sock.sendmsg([datagram], cm, 0, addr)
+            elif addr is None or self.remote is not None:
                 self.sock.send(datagram)
             else:
                 self.sock.sendto(datagram, addr)
@@ -394,28 +398,13 @@ class UdpTransport:
         dest = addr[:-1]
         if not self.gso or len(datagrams) < 2 or addr in self.no_gso:
             for d in datagrams:
-                self._send_via(d, dest, cm)
+                self.send(d, dest, cm)
             return
         for i, j, size in _runs(datagrams):
             if j - i == 1:
-                self._send_via(datagrams[i], dest, cm)
+                self.send(datagrams[i], dest, cm)
             else:
                 self._send_gso(datagrams[i:j], size, dest, cm, addr)
-
-    def _send_via(self, datagram, dest: tuple | None, cm: list) -> bool:
-        """One datagram with control messages `cm` (multihome's pktinfo); plain `send` without."""
-        if not cm:
-            return self.send(datagram, dest)
-        try:
-            self.sock.sendmsg([datagram], cm, 0, dest)
-            self.stats["sent"] += 1
-            return True
-        except (BlockingIOError, InterruptedError):
-            self.stats["send_dropped"] += 1
-        except OSError as e:
-            self._error("send", e)
-            self.stats["send_dropped"] += 1
-        return False
 
     def _send_gso(self, run: list, size: int, addr, cm: list = (), key=None) -> None:
         """One GSO sendmsg for `run` to `addr` (None: connected), with `cm` besides UDP_SEGMENT;
@@ -438,17 +427,17 @@ class UdpTransport:
                 # A segment bigger than the path MTU: GSO cannot fragment, plain sends can.
                 self.stats["gso_too_big"] = self.stats.get("gso_too_big", 0) + 1
                 for d in run:
-                    self._send_via(d, addr, cm)
+                    self.send(d, addr, cm)
             elif e.errno in (errno.EIO, errno.EOPNOTSUPP, errno.ENOPROTOOPT):
                 log.info("UDP GSO refused by the kernel (%s): sending one datagram per call", e)
                 self.gso = False
                 for d in run:
-                    self._send_via(d, addr, cm)
+                    self.send(d, addr, cm)
             elif e.errno == errno.EINVAL:
                 # The destination itself may be invalid (source port 0), or GSO is refused for it
                 # alone (Linux 6.1 says EINVAL when a segment exceeds that destination's path MTU).
                 # Plain sends tell which; one destination never turns GSO off for everyone.
-                sent = sum(self._send_via(d, addr, cm) for d in run)
+                sent = sum(self.send(d, addr, cm) for d in run)
                 if sent:
                     self._no_gso_for(key, e)
             else:
