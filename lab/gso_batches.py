@@ -77,9 +77,9 @@ print(json.dumps({"delivered": udp_in() - first, "skbs": skbs, "gso": gso, "mixe
                   "datagrams": datagrams}), flush=True)
 """
 
-# Bursts of datagrams from the server's side to the client's tunnel address (nobody listens: the
-# client's kernel drops them after OpenVPN wrote them to its TUN): our server reads them from its
-# TUN in batches and sends each batch as GSO runs.
+# Bursts of datagrams through the tunnel towards the peer's side (nobody listens there: the peer's
+# kernel drops them once OpenVPN wrote them to its TUN): our side reads them from its TUN in
+# batches and sends each batch as GSO runs. Run by blast().
 _BLAST = r"""
 import socket, sys, time
 dst, seconds = sys.argv[1], float(sys.argv[2])
@@ -93,6 +93,14 @@ while time.monotonic() < end:
             pass
     time.sleep(0.005)
 """
+
+
+def blast(ns, dst: str, seconds: float) -> None:
+    """Datagrams from namespace `ns` to `dst` (a tunnel address on the peer's side) for `seconds`,
+    in bursts of 16 (_BLAST); returns when they are all sent. Also used by
+    tests/interop/test_control_alone_on_the_wire.py."""
+    ns.run(f"{sys.executable} -c '{_BLAST}' {dst} {seconds}", timeout=seconds + 60)
+
 
 ERRORS = re.compile(r"out of sync|TLS Error|Authenticate/Decrypt packet error|bad source address|"
                     r"replay|SIGUSR1|SIGHUP|restarting")
@@ -114,7 +122,7 @@ def main() -> None:
             if not watch.wait_for("watching", 20):
                 raise RuntimeError("the watcher did not start:\n" + watch.log())
             before = cli.log().count("Control Channel:")
-            lab.srv.run(f"{sys.executable} -c '{_BLAST}' {tip} {a.seconds}", timeout=a.seconds + 30)
+            blast(lab.srv, tip, a.seconds)
             watch.exit_within(30)
             seen = json.loads(watch.log().strip().splitlines()[-1])
             bad = [ln for ln in cli.log().splitlines() if ERRORS.search(ln)]

@@ -7,20 +7,12 @@ from __future__ import annotations
 import pytest
 
 from tests.aead_paths import aead_path  # noqa: F401 - the fixture
-from tests.engine.test_memory_link import Link, make_pair, payloads, pki, up  # noqa: F401 - pki is a fixture
+from tests.engine.test_memory_link import connected, payloads, pki  # noqa: F401 - pki is a fixture
 
 pytestmark = pytest.mark.usefixtures("aead_path")
 
 DATA_PID_RENEG_AT = 0xFF000000          # OpenVPN's PACKET_ID_WRAP_TRIGGER
 PID_MAX = 0xFFFFFFFF
-
-
-def _connected(pki, **kw):
-    c, s, strip = make_pair(pki, **kw)
-    link = Link(c, s, strip_wkc=strip)
-    link.run(lambda: up(c, s))
-    assert up(c, s)
-    return c, s, link
 
 
 def _opened(s, wire, now) -> list[bytes]:
@@ -32,7 +24,7 @@ def _opened(s, wire, now) -> list[bytes]:
 
 @pytest.mark.parametrize("cipher", ["AES-256-GCM", "CHACHA20-POLY1305", "AES-256-CBC"])
 def test_a_batch_opens_in_order_and_counts_like_one_by_one(pki, cipher):
-    c, s, link = _connected(pki, cipher=cipher)
+    c, s, link = connected(pki, cipher=cipher)
     batch = payloads(40, seed=3)
     pid, written = c.send_key.send_pid, c.link_written
     wire = c.encrypt_many(batch)
@@ -44,7 +36,7 @@ def test_a_batch_opens_in_order_and_counts_like_one_by_one(pki, cipher):
 
 
 def test_a_batch_reaching_the_renegotiation_trigger_asks_for_a_new_key(pki):
-    c, s, link = _connected(pki)
+    c, s, link = connected(pki)
     c.send_key.send_pid = DATA_PID_RENEG_AT - 3
     wire = c.encrypt_many(payloads(6))
     assert _opened(s, wire, link.now) == payloads(6)
@@ -54,7 +46,7 @@ def test_a_batch_reaching_the_renegotiation_trigger_asks_for_a_new_key(pki):
 
 
 def test_a_batch_at_the_end_of_the_id_space_seals_what_fits_and_never_wraps(pki):
-    c, s, link = _connected(pki)
+    c, s, link = connected(pki)
     c.send_key.send_pid = PID_MAX - 2
     wire = c.encrypt_many(payloads(5))
     assert len(wire) == 2 and c.send_key.send_pid == PID_MAX
@@ -64,7 +56,7 @@ def test_a_batch_at_the_end_of_the_id_space_seals_what_fits_and_never_wraps(pki)
 
 @pytest.mark.parametrize("comp", [None, "stub-v2"])
 def test_fragmented_and_compressed_batches_arrive_whole(pki, comp):
-    c, s, link = _connected(pki, fragment_room=1300, comp=comp)
+    c, s, link = connected(pki, fragment_room=1300, comp=comp)
     batch = [bytes([0x45]) + bytes([i]) * (1200 + 10 * i) for i in range(20)]
     wire = c.encrypt_many(batch)
     assert len(wire) > len(batch) and max(map(len, wire)) <= 1300

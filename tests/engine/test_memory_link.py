@@ -121,6 +121,15 @@ def up(c, s):
     return c.established and s.established
 
 
+def connected(pki, **kw):
+    """A client and server session (make_pair's keywords) brought up over a Link: (c, s, link)."""
+    c, s, strip = make_pair(pki, **kw)
+    link = Link(c, s, strip_wkc=strip)
+    link.run(lambda: up(c, s))
+    assert up(c, s)
+    return c, s, link
+
+
 def payloads(n, seed=0):
     r = random.Random(seed)
     return [bytes([0x45]) + r.randbytes(r.randrange(20, 1400)) for _ in range(n)]

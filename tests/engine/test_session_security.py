@@ -18,7 +18,7 @@ from appliance.bench import _cert, _pems
 from appliance.certs import issue, subject
 from appliance.openvpn import events as ev
 from appliance.openvpn.tls import TlsSettings, build_context, common_name
-from tests.engine.test_memory_link import Link, make_pair, payloads, up
+from tests.engine.test_memory_link import Link, connected, make_pair, payloads, up
 from tests.aead_paths import aead_path  # noqa: F401 - the fixture: both AEAD paths, compiled and Python
 
 pytestmark = pytest.mark.usefixtures("aead_path")
@@ -39,14 +39,6 @@ def pki():
             "client_ab": _pems(issue("", ca, ExtendedKeyUsageOID.CLIENT_AUTH, subject("/CN=alice/CN=mallory")))}
 
 
-def _connected(pki, **kw):
-    c, s, strip = make_pair(pki, **kw)
-    link = Link(c, s, strip_wkc=strip)
-    link.run(lambda: up(c, s))
-    assert up(c, s)
-    return c, s, link
-
-
 def _closed(sess) -> list[ev.SessionClosed]:
     return [e for e in sess.events if isinstance(e, ev.SessionClosed)]
 
@@ -60,7 +52,7 @@ def _renegotiate(link, c, s) -> None:
 def test_renegotiation_with_another_certificate_ends_the_session(pki):
     """Another valid certificate of the same CA on renegotiation: OpenVPN's "TLS object CN
     attempted to change"; the tunnel must not carry on as the new name."""
-    c, s, link = _connected(pki)
+    c, s, link = connected(pki)
     assert s.peer_common_name == "alice"
     c.cfg.tls = TlsSettings(pki["ca"], *pki["client_b"], False, remote_cert_tls="server")
     c.tls_context = build_context(c.cfg.tls)
@@ -77,7 +69,7 @@ def test_renegotiation_with_another_certificate_of_the_same_name_ends_the_sessio
     unexpectedly changed during mid-session reauth"): a second certificate the CA gave the same
     name (another serial, another key) must not carry on the tunnel that client-connect and the
     status vouched for under the first one's serial and fingerprint."""
-    c, s, link = _connected(pki)
+    c, s, link = connected(pki)
     first = s.peer_certificate
     c.cfg.tls = TlsSettings(pki["ca"], *pki["client_again"], False, remote_cert_tls="server")
     c.tls_context = build_context(c.cfg.tls)
@@ -121,7 +113,7 @@ def test_renegotiation_with_the_same_leaf_under_a_reissued_sub_ca_ends_the_sessi
     renegotiation with a re-issued sub-CA (same name and key, another serial and fingerprint)
     is another chain, and the session ends as OpenVPN's does ("client-provided SSL certs
     unexpectedly changed during mid-session reauth")."""
-    c, s, link = _connected(chain_pki)
+    c, s, link = connected(chain_pki)
     first, first_chain = s.peer_certificate, s._locked_chain
     assert len(first_chain) == 3, "the lock covers leaf, sub-CA and root"
     c.cfg.tls = TlsSettings(chain_pki["ca"], *chain_pki["client_resigned"], False, remote_cert_tls="server")
@@ -134,13 +126,13 @@ def test_renegotiation_with_the_same_leaf_under_a_reissued_sub_ca_ends_the_sessi
 
 
 def test_renegotiation_with_the_same_chain_under_a_sub_ca_goes_on(chain_pki):
-    c, s, link = _connected(chain_pki)
+    c, s, link = connected(chain_pki)
     _renegotiate(link, c, s)
     assert not s.closed and not c.closed and s.send_key.key_id == 1
 
 
 def test_renegotiation_with_the_same_certificate_goes_on(pki):
-    c, s, link = _connected(pki)
+    c, s, link = connected(pki)
     _renegotiate(link, c, s)
     assert not s.closed and not c.closed and s.send_key.key_id == 1
 
@@ -149,7 +141,7 @@ def test_renegotiation_with_a_certificate_whose_last_cn_differs_ends_the_session
     """A second certificate with the first name as its FIRST CN and another as its last is
     another identity (OpenVPN reads the last CN): the CN lock must refuse it, not compare
     first CNs and let mallory's certificate carry alice's tunnel."""
-    c, s, link = _connected(pki)
+    c, s, link = connected(pki)
     assert s.peer_common_name == "alice"
     c.cfg.tls = TlsSettings(pki["ca"], *pki["client_ab"], False, remote_cert_tls="server")
     c.tls_context = build_context(c.cfg.tls)
@@ -160,7 +152,7 @@ def test_renegotiation_with_a_certificate_whose_last_cn_differs_ends_the_session
 
 
 def test_renegotiation_with_another_username_ends_the_session(pki):
-    c, s, link = _connected(pki, verify_user=lambda u, p, cn: True, username="alice", password="pw")
+    c, s, link = connected(pki, verify_user=lambda u, p, cn: True, username="alice", password="pw")
     assert s.peer_username == "alice"
     c.cfg.username = "bob"
     _renegotiate(link, c, s)
@@ -175,7 +167,7 @@ def test_password_is_verified_again_on_renegotiation(pki):
     def verify(u, p, cn):
         calls.append(p)
         return p == "right"
-    c, s, link = _connected(pki, verify_user=verify, username="alice", password="right")
+    c, s, link = connected(pki, verify_user=verify, username="alice", password="right")
     assert calls == ["right"]
     c.cfg.password = "revoked-or-wrong"
     _renegotiate(link, c, s)
@@ -278,21 +270,21 @@ def test_peer_info_is_read_like_openvpn(pki):
 
 # ---------------------------------------------------------------- packet ids
 def test_data_packet_ids_renegotiate_before_they_run_out_and_never_wrap(pki):
-    c, s, link = _connected(pki)
+    c, s, link = connected(pki)
     c.send_key.send_pid = DATA_PID_RENEG_AT
     assert link.send(c, s, payloads(3)) == payloads(3)
     c.note_sent(link.now)                      # the data path reports; the key renegotiates
     link.run(lambda: c.send_key.key_id == 1 and s.send_key.key_id == 1, max_time=30)
     assert c.send_key.key_id == 1 and c.send_key.send_pid < 1000
     # Without note_sent (a pump that never calls it), the next wake-up starts it: the deadline says now.
-    c1, s1, link1 = _connected(pki)
+    c1, s1, link1 = connected(pki)
     c1.send_key.send_pid = DATA_PID_RENEG_AT
     c1.encrypt(payloads(1)[0])
     assert c1.next_deadline() <= link1.now
     link1.run(lambda: c1.send_key.key_id == 1 and s1.send_key.key_id == 1, max_time=30)
     assert c1.send_key.key_id == 1
     # A counter at its very end: nothing sent with it, no exception anywhere (ping timer too).
-    c2, s2, link2 = _connected(pki, ping=5)
+    c2, s2, link2 = connected(pki, ping=5)
     c2.send_key.send_pid = PID_MAX
     assert c2.encrypt(payloads(1)[0]) is None
     c2.handle_timer(link2.now + 6)             # the ping would need id 2**32
@@ -301,7 +293,7 @@ def test_data_packet_ids_renegotiate_before_they_run_out_and_never_wrap(pki):
 
 
 def test_control_replay_ids_roll_over_into_a_new_epoch(pki):
-    c, s, link = _connected(pki, protection="tls-crypt")
+    c, s, link = connected(pki, protection="tls-crypt")
     c.wrapper.send_pid = PID_MAX - 1
     link.now += 2.0
     _renegotiate(link, c, s)                    # needs many control packets: crosses the end
@@ -312,7 +304,7 @@ def test_control_replay_ids_roll_over_into_a_new_epoch(pki):
 
 # ---------------------------------------------------------------- bounds
 def test_junk_control_text_gives_a_bounded_number_of_warnings(pki):
-    c, s, link = _connected(pki)
+    c, s, link = connected(pki)
     for i in range(400):                        # unknown messages, within the control budget (a
         c._send_text(f"X{i:06d}")               # flood past it ends the session: test_control_budget)
     c._flush(link.now)                          # _send_text only queues; engine entry points flush
@@ -323,7 +315,7 @@ def test_junk_control_text_gives_a_bounded_number_of_warnings(pki):
 
 
 def test_renegotiated_keys_drop_their_tls_state(pki):
-    c, s, link = _connected(pki, tran_window=3600)
+    c, s, link = connected(pki, tran_window=3600)
     for k in range(1, 7):
         c.renegotiate(link.now)
         link.run(lambda: c.send_key.key_id == k and s.send_key.key_id == k, max_time=link.now + 30)
@@ -335,7 +327,7 @@ def test_renegotiated_keys_drop_their_tls_state(pki):
 
 
 def test_control_message_ids_at_their_end_close_the_session_cleanly(pki):
-    c, s, link = _connected(pki)
+    c, s, link = connected(pki)
     ks = s.keys[s.newest_key_id]
     ks.reliable.next_send_id = 0xFFFFFFFF + 1
     c._send_text("PUSH_REQUEST")                 # the server answers nothing (already pushed) …

@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 
 import pytest
 
 from lab.configs import client_profile, server_config
+from lab.gso_batches import blast
 from lab.netns import TUN_SERVER_IP, Lab
 
 # Named counters of our packets on the VPN port: P_DATA_V2 (first byte 0x48-0x4f, opcode 9) and
@@ -37,22 +37,6 @@ COUNT = """table inet gso35_count {{
 }}
 """
 
-# Datagrams through the tunnel towards the peer's side for `seconds` (nobody listens there: the
-# peer's kernel drops them once OpenVPN wrote them to its TUN); our side reads them from its TUN
-# in batches and sends them as GSO runs.
-BLAST = r"""
-import socket, sys, time
-dst, seconds = sys.argv[1], float(sys.argv[2])
-u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-end = time.monotonic() + seconds
-while time.monotonic() < end:
-    for _ in range(16):
-        try:
-            u.sendto(b"x" * 1000, (dst, 9))
-        except OSError:
-            pass
-    time.sleep(0.005)
-"""
 SECONDS = 8
 
 
@@ -78,7 +62,7 @@ def _blast_and_compare(lab, ours, peer, ours_ns, peer_ns, match: str, dst: str) 
     _count(ours_ns, "output", match, "egress", lab)
     _count(peer_ns, "input", match, "ingress", lab)
     before = peer.log().count("Control Channel:")
-    ours_ns.run(f"{sys.executable} -c '{BLAST}' {dst} {SECONDS}", timeout=SECONDS + 60)
+    blast(ours_ns, dst, SECONDS)
     renegotiated = peer.log().count("Control Channel:") - before
     ours.stop(10)                        # nothing more leaves: the counters are final
     egress, ingress = _counters(ours_ns), _counters(peer_ns)

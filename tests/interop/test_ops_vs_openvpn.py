@@ -93,6 +93,17 @@ class Mgmt:
         self.s.sendall((c + "\n").encode())
         return self.lines(wait, answered=True)
 
+    def await_note(self, prefix: str, within: float = 20) -> str:
+        """The first notification starting with `prefix`, read for up to `within` seconds; ""
+        when none came (the caller's assert says what was missing)."""
+        end = time.monotonic() + within
+        while time.monotonic() < end:
+            hit = next((n for n in self.notes if n.startswith(prefix)), None)
+            if hit is not None:
+                return hit
+            self.lines(0.3)
+        return ""
+
     def close(self) -> None:
         self.s.close()
 
@@ -410,16 +421,6 @@ def test_handshakes_under_way_are_listed_and_numbered_as_openvpn_does(lab, procs
         assert ours[k] == theirs[k], f"{k}:\nOpenVPN: {theirs[k]}\nours:    {ours[k]}"
 
 
-def _await_note(m: Mgmt, prefix: str, within: float = 20) -> str:
-    end = time.monotonic() + within
-    while time.monotonic() < end:
-        hit = next((n for n in m.notes if n.startswith(prefix)), None)
-        if hit is not None:
-            return hit
-        m.lines(0.3)
-    return ""
-
-
 def _restart_and_reuse_session(lab, procs, start_server, tag: str) -> dict:
     """UDP, management-client-auth: client1 from a fixed port (lport) is let in, then restarts
     from that same port (SIGUSR1: a new reset, a new session id); its row and the management
@@ -436,13 +437,13 @@ def _restart_and_reuse_session(lab, procs, start_server, tag: str) -> dict:
         prof = client_profile(lab.pki, client="client1", extra=f"auth-user-pass {creds}\n")
         c1 = lab.openvpn(lab.cli, prof.replace("nobind\n", "lport 40001\n"), f"rr-c1-{tag}-{len(lab.procs)}", wait=0)
         procs.append(c1)
-        out["connect"] = note = _await_note(m, ">CLIENT:CONNECT,")
+        out["connect"] = note = m.await_note(">CLIENT:CONNECT,")
         out["auth"] = m.cmd(f"client-auth-nt {note.split(',')[1]} {note.split(',')[2]}") if note else []
         assert c1.wait_for("Initialization Sequence Completed", 20), (out, srv.log()[-2000:])
         out["up"] = _client_rows(m)
         m.notes.clear()
         c1.p.send_signal(signal.SIGUSR1)
-        out["restart"] = _await_note(m, ">CLIENT:")
+        out["restart"] = m.await_note(">CLIENT:")
         out["restart rows"] = _client_rows(m)
         out["kill"] = m.cmd("kill client1")
         c1.stop(8)
@@ -450,7 +451,7 @@ def _restart_and_reuse_session(lab, procs, start_server, tag: str) -> dict:
         c2 = lab.openvpn(lab.cli, client_profile(lab.pki, client="client2", extra=f"auth-user-pass {creds}\n"),
                          f"rr-c2-{tag}-{len(lab.procs)}", wait=0)
         procs.append(c2)
-        out["connect 2"] = note = _await_note(m, ">CLIENT:CONNECT,")
+        out["connect 2"] = note = m.await_note(">CLIENT:CONNECT,")
         if note:
             m.cmd(f"client-auth-nt {note.split(',')[1]} {note.split(',')[2]}")
         assert c2.wait_for("Initialization Sequence Completed", 20), (out, srv.log()[-2000:])
@@ -482,7 +483,7 @@ def _tcp_accept_session(lab, procs, start_server, tag: str) -> dict:
         out["bare"] = rows
         c1 = lab.openvpn(lab.cli, client_profile(lab.pki, client="client1", proto="tcp"), f"ta-c1-{tag}-{len(lab.procs)}")
         procs.append(c1)
-        out["established"] = _await_note(m, ">CLIENT:ESTABLISHED,")
+        out["established"] = m.await_note(">CLIENT:ESTABLISHED,")
         out["both"] = _client_rows(m)
         bare.stop(5)
         end = time.monotonic() + 15

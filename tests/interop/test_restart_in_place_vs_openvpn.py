@@ -43,16 +43,6 @@ def lab(tmp_path_factory):
         yield lab
 
 
-def _note(m: Mgmt, prefix: str, within: float = 20) -> str:
-    end = time.monotonic() + within
-    while time.monotonic() < end:
-        hit = next((n for n in m.notes if n.startswith(prefix)), None)
-        if hit is not None:
-            return hit
-        m.lines(0.3)
-    return ""
-
-
 def _events(m: Mgmt) -> list[str]:
     """The >CLIENT: notes but their environments."""
     return [n for n in m.notes if n.startswith(">CLIENT:") and not n.startswith(">CLIENT:ENV,")]
@@ -87,16 +77,16 @@ def _session(lab: Lab, which: str) -> dict:
     try:
         m.lines(0.3)
         c1 = lab.openvpn(lab.cli, prof, f"ripcli-{which}", wait=0)
-        note = _note(m, ">CLIENT:CONNECT,")
+        note = m.await_note(">CLIENT:CONNECT,")
         assert note, srv.log()[-2000:]
         m.cmd(f"client-auth-nt {note.split(',')[1]} {note.split(',')[2]}")
         assert c1.wait_for("Initialization Sequence Completed", 20), (c1.log()[-2000:], srv.log()[-2000:])
-        assert _note(m, ">CLIENT:ESTABLISHED,"), m.notes
+        assert m.await_note(">CLIENT:ESTABLISHED,"), m.notes
         out["first"] = _events(m)
         time.sleep(1.0)
         m.notes.clear()
         c1.p.send_signal(signal.SIGUSR1)
-        note = _note(m, ">CLIENT:REAUTH,")
+        note = m.await_note(">CLIENT:REAUTH,")
         assert note, (m.notes, srv.log()[-2000:])
         m.cmd(f"client-auth-nt {note.split(',')[1]} {note.split(',')[2]}")
         out["back"] = c1.wait_count("Initialization Sequence Completed", 2, 10 if which == "ours" else 6)
