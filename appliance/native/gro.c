@@ -125,6 +125,24 @@ typedef struct {
     int psh;
 } Segment;
 
+/* The TCP part of a mergeable segment, for IPv4 and IPv6 alike: the key goes on at `k` (after the
+   IP fields and ports) with the ack, window and options (their length implies thl) of the header
+   at `tcp` (iphl bytes into the packet), then the segment's fields. -> 1 (mergeable). */
+static inline int tcp_segment(Segment *s, unsigned char *k, const unsigned char *tcp, unsigned iphl, unsigned thl,
+                              Py_ssize_t plen, unsigned flags)
+{
+    memcpy(k, tcp + 8, 4); k += 4;
+    memcpy(k, tcp + 14, 2); k += 2;
+    memcpy(k, tcp + 20, thl - 20); k += thl - 20;
+    s->keylen = (unsigned)(k - s->key);
+    s->seq = (uint32_t)tcp[4] << 24 | (uint32_t)tcp[5] << 16 | (uint32_t)tcp[6] << 8 | tcp[7];
+    s->plen = plen;
+    s->thl = thl;
+    s->iphl = iphl;
+    s->psh = (flags & TCP_PSH) != 0;
+    return 1;
+}
+
 /* IPv4 without options (PyGroBatch.add's inline part). Reads bytes 0..39, then 40..20+thl-1:
    n >= 40 is checked first, and plen > 0 means 20 + thl < n. -> 1 mergeable, 0 not. */
 static int parse_v4(const unsigned char *p, Py_ssize_t n, Segment *s)
@@ -143,16 +161,7 @@ static int parse_v4(const unsigned char *p, Py_ssize_t n, Segment *s)
     *k++ = (unsigned char)df;
     *k++ = p[8];
     memcpy(k, p + 12, 12); k += 12;
-    memcpy(k, p + 28, 4); k += 4;
-    memcpy(k, p + 34, 2); k += 2;
-    memcpy(k, p + 40, thl - 20); k += thl - 20;
-    s->keylen = (unsigned)(k - s->key);
-    s->seq = (uint32_t)p[24] << 24 | (uint32_t)p[25] << 16 | (uint32_t)p[26] << 8 | p[27];
-    s->plen = plen;
-    s->thl = thl;
-    s->iphl = 20;
-    s->psh = (flags & TCP_PSH) != 0;
-    return 1;
+    return tcp_segment(s, k, p + 20, 20, thl, plen, flags);
 }
 
 /* offload._gro_candidate_v6: no extension headers. Reads 0..59 after n >= 60, then 60..40+thl-1
@@ -170,16 +179,7 @@ static int parse_v6(const unsigned char *p, Py_ssize_t n, Segment *s)
     *k++ = 6;
     memcpy(k, p, 4); k += 4;
     memcpy(k, p + 7, 37); k += 37;
-    memcpy(k, p + 48, 4); k += 4;
-    memcpy(k, p + 54, 2); k += 2;
-    memcpy(k, p + 60, thl - 20); k += thl - 20;
-    s->keylen = (unsigned)(k - s->key);
-    s->seq = (uint32_t)p[44] << 24 | (uint32_t)p[45] << 16 | (uint32_t)p[46] << 8 | p[47];
-    s->plen = plen;
-    s->thl = thl;
-    s->iphl = 40;
-    s->psh = (flags & TCP_PSH) != 0;
-    return 1;
+    return tcp_segment(s, k, p + 40, 40, thl, plen, flags);
 }
 
 static int parse_segment(const unsigned char *p, Py_ssize_t n, Segment *s)
