@@ -156,28 +156,34 @@ def test_both_implementations_hand_over_what_was_sent(pair, plan, limit, seed):
         assert _drain(rx, len(want), limit) == want, impl
 
 
-def test_recv_many_arguments():
-    if COMPILED is None:
-        pytest.skip("appliance.native._udp not in use (pure Python forced or not built)")
+def refuses_bad_arguments(receive) -> None:
+    """What recv_many and recv_from_many (`receive`) share: a bad count, fd or argument list is an
+    exception, never a read; an fd that is not a socket is the kernel's error."""
     with pytest.raises(ValueError):
-        COMPILED.recv_many(0, 0)
+        receive(0, 0)
     with pytest.raises(TypeError):
-        COMPILED.recv_many("3", 1)
+        receive("3", 1)
     with pytest.raises(TypeError):
-        COMPILED.recv_many(3)
+        receive(3)
     with pytest.raises(OverflowError):
-        COMPILED.recv_many(1 << 40, 1)
+        receive(1 << 40, 1)
     with pytest.raises(OSError) as e:
-        COMPILED.recv_many(-1, 1)
+        receive(-1, 1)
     assert e.value.errno == 9                                            # EBADF
     r, w = os.pipe()
     try:
         with pytest.raises(OSError) as e:
-            COMPILED.recv_many(r, 5)                                     # not a socket
+            receive(r, 5)                                                # not a socket
         assert e.value.errno == 88                                       # ENOTSOCK
     finally:
         os.close(r)
         os.close(w)
+
+
+def test_recv_many_arguments():
+    if COMPILED is None:
+        pytest.skip("appliance.native._udp not in use (pure Python forced or not built)")
+    refuses_bad_arguments(COMPILED.recv_many)
 
 
 def test_a_finalizer_run_by_the_collector_cannot_swap_the_payloads():

@@ -8,7 +8,6 @@ prefix `ut`, always deleted)."""
 from __future__ import annotations
 
 import gc
-import os
 import random
 import socket
 import subprocess
@@ -22,6 +21,7 @@ from appliance import native
 from appliance.ioerrors import PortGone
 from appliance.transport.udp import UdpTransport
 from lab.netns import wait_local_addresses
+from tests.unit.test_native_udp import refuses_bad_arguments
 from tests.unit.test_tun_udp import _inside, _veth_pair, _wait_readable, netns  # noqa: F401 - netns is a fixture
 
 COMPILED = native.load("_udp")
@@ -110,25 +110,7 @@ def test_both_implementations_hand_over_what_was_sent_by_whom(senders, plan, lim
 def test_recv_from_many_arguments():
     if COMPILED is None:
         pytest.skip("appliance.native._udp not in use (pure Python forced or not built)")
-    with pytest.raises(ValueError):
-        COMPILED.recv_from_many(0, 0)
-    with pytest.raises(TypeError):
-        COMPILED.recv_from_many("3", 1)
-    with pytest.raises(TypeError):
-        COMPILED.recv_from_many(3)
-    with pytest.raises(OverflowError):
-        COMPILED.recv_from_many(1 << 40, 1)
-    with pytest.raises(OSError) as e:
-        COMPILED.recv_from_many(-1, 1)
-    assert e.value.errno == 9                                            # EBADF
-    r, w = os.pipe()
-    try:
-        with pytest.raises(OSError) as e:
-            COMPILED.recv_from_many(r, 5)                                # not a socket
-        assert e.value.errno == 88                                       # ENOTSOCK
-    finally:
-        os.close(r)
-        os.close(w)
+    refuses_bad_arguments(COMPILED.recv_from_many)
     a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
     try:
         b.send(b"x")
