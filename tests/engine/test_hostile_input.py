@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from appliance.openvpn import keyfiles, wrapping
-from tests.engine.test_memory_link import Link, make_pair, payloads, up
+from tests.engine.test_memory_link import payloads, recorded_pair, up
 from tests.engine.test_memory_link import pki  # noqa: F401 - the fixture
 from tests.engine.test_server_dispatcher import _client, _icmp, _pump, _server, _up
 from tests.engine.test_server_dispatcher import pki as dpki  # noqa: F401 - the fixture
@@ -41,22 +41,7 @@ def _mutations(valid: list[bytes], rng: random.Random, n: int) -> list[bytes]:
 
 @pytest.mark.parametrize("protection", ["none", "tls-auth", "tls-crypt", "tls-crypt-v2"])
 def test_established_sessions_shrug_off_mutated_packets(pki, protection):  # noqa: F811
-    c, s, strip = make_pair(pki, protection=protection)
-    link = Link(c, s, strip_wkc=strip)
-    recorded: list[bytes] = []
-    real_step = link.step
-
-    def recording_step() -> int:
-        # Record what crosses the wire during the handshake (control packets of every kind).
-        cs, ss = c.take_outgoing(), s.take_outgoing()
-        recorded.extend(bytes(p) for p in cs + ss)
-        c.out, s.out = list(cs), list(ss)
-        return real_step()
-    link.step = recording_step
-    link.run(lambda: up(c, s))
-    assert up(c, s)
-    data = payloads(20)
-    recorded += [bytes(c.encrypt(p)) for p in data[:10]] + [bytes(s.encrypt(p)) for p in data[10:]]
+    c, s, link, recorded = recorded_pair(pki, 20, protection=protection)
     rng = random.Random(protection)
     for bad in _mutations(recorded, rng, 1500):
         c.receive(bad, link.now)        # must not raise

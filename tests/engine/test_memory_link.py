@@ -135,6 +135,29 @@ def payloads(n, seed=0):
     return [bytes([0x45]) + r.randbytes(r.randrange(20, 1400)) for _ in range(n)]
 
 
+def recorded_pair(pki, n_data: int, **kw):
+    """connected() while recording every packet of the handshake (each kind of control packet),
+    then n_data data packets, the first half client->server: what hostile-input tests mutate.
+    (c, s, link, recorded); the link keeps recording what it carries."""
+    c, s, strip = make_pair(pki, **kw)
+    link = Link(c, s, strip_wkc=strip)
+    recorded: list[bytes] = []
+    real_step = link.step
+
+    def recording_step() -> int:
+        cs, ss = c.take_outgoing(), s.take_outgoing()
+        recorded.extend(bytes(p) for p in cs + ss)
+        c.out, s.out = list(cs), list(ss)
+        return real_step()
+    link.step = recording_step
+    link.run(lambda: up(c, s))
+    assert up(c, s)
+    data = payloads(n_data)
+    half = n_data // 2
+    recorded += [bytes(c.encrypt(p)) for p in data[:half]] + [bytes(s.encrypt(p)) for p in data[half:]]
+    return c, s, link, recorded
+
+
 @pytest.mark.parametrize("cipher", CIPHERS)
 @pytest.mark.parametrize("protection", PROTECTIONS)
 def test_every_cipher_and_protection(pki, cipher, protection):

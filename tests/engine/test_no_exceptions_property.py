@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, example, given, settings, strategies as st
 
 from appliance.openvpn import events as ev
 from appliance.openvpn import wrapping
-from tests.engine.test_memory_link import Link, make_pair, payloads, up
+from tests.engine.test_memory_link import Link, make_pair, recorded_pair, up
 from tests.engine.test_memory_link import pki  # noqa: F401 - the fixture
 from tests.engine.test_server_dispatcher import _client, _icmp, _pump, _server, _up
 from tests.engine.test_server_dispatcher import pki as dpki  # noqa: F401 - the fixture
@@ -31,22 +31,8 @@ class Pair:
         self.fresh()
 
     def fresh(self) -> None:
-        c, s, strip = make_pair(self.pki, protection=self.protection, ping=5, ping_restart=30)
-        link = Link(c, s, strip_wkc=strip)
-        rec: list[bytes] = []
-        real_step = link.step
-
-        def step() -> int:
-            cs, ss = c.take_outgoing(), s.take_outgoing()
-            rec.extend(bytes(p) for p in cs + ss)
-            c.out, s.out = list(cs), list(ss)
-            return real_step()
-        link.step = step
-        link.run(lambda: up(c, s))
-        assert up(c, s)
-        data = payloads(6)
-        rec += [bytes(c.encrypt(p)) for p in data[:3]] + [bytes(s.encrypt(p)) for p in data[3:]]
-        self.c, self.s, self.link, self.recorded = c, s, link, rec
+        self.c, self.s, self.link, self.recorded = recorded_pair(self.pki, 6, protection=self.protection,
+                                                                 ping=5, ping_restart=30)
 
     def usable(self) -> "Pair":
         if self.c.closed or self.s.closed:
