@@ -605,6 +605,30 @@ class FakeServerNet:
             self.tun.close()
 
 
+class FakeUdp:
+    """An unconnected UDP port as P2PListenLink uses it (recv_batch of (datagram, address),
+    send_batch to an address): what the test queues in `inbox` comes in; what is sent is recorded."""
+
+    def __init__(self) -> None:
+        self.inbox: list[tuple[bytes, tuple]] = []
+        self.sent: list[tuple[bytes, tuple]] = []
+        self.errors: dict[str, int] = {}
+        self.has_spill = False
+
+    def recv_batch(self, limit: int):
+        out, self.inbox = self.inbox[:limit], self.inbox[limit:]
+        return out
+
+    def send_batch(self, packets, addr):
+        self.sent += [(bytes(p), addr) for p in packets]
+
+    def fileno(self) -> int:
+        return -1
+
+    def close(self) -> None:
+        pass
+
+
 class MemoryWaiter:
     """Readiness from the MemoryNet; never sleeps (the test moves the FakeClock)."""
 

@@ -32,6 +32,7 @@ from appliance.openvpn.datapath import ClientDataPath
 from appliance.openvpn.session import Role, Session, SessionConfig
 from appliance.openvpn.tls import TlsSettings
 from appliance.transport.p2p_link import NEWCOMERS_MAX, P2PListenLink, same_addr
+from tests.fakes import FakeUdp
 
 from . import harness as h
 
@@ -40,29 +41,6 @@ PEER = ("198.18.7.1", 1194)
 ADDRS = [PEER, ("198.18.7.1", 5555), ("198.18.7.2", 1194), ("::ffff:198.18.7.1", 1194), ("198.18.7.3", 40000)]
 NO_MSS = lambda cipher, v2: None                 # noqa: E731 - no clamping
 MAX_STEPS = 12
-
-
-class FakeUdp:
-    """The listening socket: what the test queues comes in; what is sent is recorded."""
-
-    def __init__(self) -> None:
-        self.inbox: list[tuple[bytes, tuple]] = []
-        self.sent: list[tuple[bytes, tuple]] = []
-        self.errors: dict[str, int] = {}
-        self.has_spill = False
-
-    def recv_batch(self, limit: int):
-        out, self.inbox = self.inbox[:limit], self.inbox[limit:]
-        return out
-
-    def send_batch(self, packets, addr):
-        self.sent += [(bytes(p), addr) for p in packets]
-
-    def fileno(self) -> int:
-        return -1
-
-    def close(self) -> None:
-        pass
 
 
 def _server(label: str, now: float) -> Session:

@@ -22,31 +22,12 @@ from appliance.transport.p2p_link import NEWCOMERS_MAX, P2PListenLink
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
+from tests.fakes import FakeUdp
+
 NO_MSS = lambda cipher, v2: None            # noqa: E731 - no clamping
 PEER, OTHER = ("198.18.0.2", 1194), ("198.18.0.3", 40000)
 RESET = bytes([7 << 3]) + os.urandom(8) + b"\0" * 20        # a client hard reset (opcode 7), plain
 DATA = bytes([9 << 3]) + os.urandom(30)                      # P_DATA_V2
-
-
-class FakeUdp:
-    def __init__(self) -> None:
-        self.inbox: list[tuple[bytes, tuple]] = []
-        self.sent: list[tuple[bytes, tuple]] = []
-        self.errors: dict[str, int] = {}
-        self.has_spill = False
-
-    def recv_batch(self, limit: int):
-        out, self.inbox = self.inbox[:limit], self.inbox[limit:]
-        return out
-
-    def send_batch(self, packets, addr):
-        self.sent += [(bytes(p), addr) for p in packets]
-
-    def fileno(self) -> int:
-        return -1
-
-    def close(self) -> None:
-        pass
 
 
 def test_the_first_reset_chooses_the_peer_and_strangers_never_reach_the_live_session():

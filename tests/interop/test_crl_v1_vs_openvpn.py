@@ -11,10 +11,9 @@ from __future__ import annotations
 import pytest
 
 from appliance.openvpn.crl import make_crl
-from lab.configs import client_profile, server_config
 from lab.netns import Lab
 from lab.pki import ca_pair, client_serial
-from lab.tools import OPENVPN
+from tests.interop.test_crl_version_vs_openvpn import revoked_refused_other_admitted
 
 CLIENTS = ["client1", "client2"]
 
@@ -42,22 +41,4 @@ def crl_file(lab):
 
 @pytest.mark.parametrize("server", ["openvpn", "ours"])
 def test_a_v1_crl_refuses_the_revoked_client_and_lets_the_other_in(lab, ns2, crl_file, procs, server):
-    cfg = server_config(lab.pki, extra=f"crl-verify {crl_file}\n")
-    if server == "openvpn":
-        srv = lab.start(lab.srv, [OPENVPN, "--config", str(lab.write(f"ovsrv-{len(lab.procs)}.conf", cfg))],
-                        "ovcrlv1")
-        assert srv.wait_for("Initialization Sequence Completed", 20), srv.log()[-2000:]
-    else:
-        srv = lab.ours(lab.srv, cfg, f"crlv1-{len(lab.procs)}", pattern=r"listening on UDP")
-    procs.append(srv)
-    c2 = lab.openvpn(ns2, client_profile(lab.pki, client="client2", remotes=[("198.18.6.1", 1194, "udp")]),
-                     f"v1c2-{server}-{len(lab.procs)}", wait=0)
-    procs.append(c2)
-    serial = client_serial(lab.pki, "client2")
-    want = r"certificate revoked" if server == "openvpn" else rf"serial {serial} \(CN=client2\) is revoked by the CRL"
-    assert srv.wait_for(want, 20), "\n".join(l for l in srv.log().splitlines() if "VERIFY" in l or "CRL" in l)
-    assert not c2.wait_for("Initialization Sequence Completed", 3), "the revoked client got in"
-    c2.stop(8)
-    c1 = lab.openvpn(lab.cli, client_profile(lab.pki, client="client1"), f"v1c1-{server}-{len(lab.procs)}", wait=30)
-    procs.append(c1)
-    assert "unreadable" not in srv.log() and "CRL not loaded" not in srv.log()
+    revoked_refused_other_admitted(lab, ns2, procs, server, crl_file, f"v1{server}-{len(lab.procs)}")
