@@ -7,17 +7,12 @@ in an unknown state must not go on; the other clients must not notice."""
 from __future__ import annotations
 
 from tests.gateway.conftest import World, client_conf, server_conf
-from tests.gateway.test_faults import served
+from tests.gateway.test_faults import record_of, served, two_clients_served
 
 
 def test_a_control_packet_that_raises_in_its_session_ends_that_session_only(pki, monkeypatch):
-    w = World()
-    w.add_server(server_conf(pki))
-    w.add_client(client_conf(pki, "client0"))
-    w.add_client(client_conf(pki, "client1"))
-    served(w, 0)
-    served(w, 1)
-    rec = next(r for r in w.server.d.clients if r.vaddr == w.client_addr(0))
+    w = two_clients_served(pki)
+    rec = record_of(w, 0)
     session = rec.session
     real = session.receive
 

@@ -30,6 +30,23 @@ def served(w: World, i: int = 0, tries: int = 1, tag: bytes = b"x") -> None:
     ping_both_ways(w, i, tag, tries)
 
 
+def two_clients_served(pki) -> World:
+    """A server with client0 and client1 both up and answering pings: where one client's fault
+    must end that client only and the other must still be served."""
+    w = World()
+    w.add_server(server_conf(pki))
+    w.add_client(client_conf(pki, "client0"))
+    w.add_client(client_conf(pki, "client1"))
+    served(w, 0)
+    served(w, 1)
+    return w
+
+
+def record_of(w: World, i: int = 0):
+    """The server's record of client i (found by its tunnel address)."""
+    return next(r for r in w.server.d.clients if r.vaddr == w.client_addr(i))
+
+
 def test_datagram_from_source_port_0_ends_nothing(pki):
     w = World()
     w.add_server(server_conf(pki, protection="none"))
@@ -181,12 +198,7 @@ def test_idle_tcp_connections_are_closed_after_hand_window(pki):
 
 
 def test_a_bug_on_one_clients_packets_ends_only_that_client(pki, monkeypatch):
-    w = World()
-    w.add_server(server_conf(pki))
-    w.add_client(client_conf(pki, "client0"))
-    w.add_client(client_conf(pki, "client1"))
-    served(w, 0)
-    served(w, 1)
+    w = two_clients_served(pki)
     bad_addr = w.clients[0].conn.link.t.sock.local
     real = w.server.d.receive
 
@@ -204,13 +216,8 @@ def test_a_bug_on_one_clients_packets_ends_only_that_client(pki, monkeypatch):
 
 
 def test_sealing_that_raises_for_one_client_ends_only_that_client(pki, monkeypatch):
-    w = World()
-    w.add_server(server_conf(pki))
-    w.add_client(client_conf(pki, "client0"))
-    w.add_client(client_conf(pki, "client1"))
-    served(w, 0)
-    served(w, 1)
-    rec = next(r for r in w.server.d.clients if r.vaddr == w.client_addr(0))
+    w = two_clients_served(pki)
+    rec = record_of(w, 0)
 
     def boom(payload):
         raise OverflowError("packet id space exhausted")
@@ -249,13 +256,8 @@ def test_our_tun_gone_is_fatal_with_one_line(pki, caplog):
 
 def test_a_timer_that_raises_for_one_client_ends_only_that_client(pki, monkeypatch):
     """As packet-id exhaustion once did (struct.error out of a timer): one client, not the server."""
-    w = World()
-    w.add_server(server_conf(pki))
-    w.add_client(client_conf(pki, "client0"))
-    w.add_client(client_conf(pki, "client1"))
-    served(w, 0)
-    served(w, 1)
-    rec = next(r for r in w.server.d.clients if r.vaddr == w.client_addr(0))
+    w = two_clients_served(pki)
+    rec = record_of(w, 0)
 
     def boom(now):
         raise __import__("struct").error("'I' format requires 0 <= number <= 4294967295")

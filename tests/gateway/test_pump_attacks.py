@@ -20,7 +20,7 @@ from appliance.openvpn.datachannel import DataKey
 from appliance.transport.udp import UdpTransport
 from tests.fakes import stream_connect
 from tests.gateway.conftest import SERVER_IP, World, client_conf, ipv4_udp, server_conf
-from tests.gateway.test_faults import hard_reset, served
+from tests.gateway.test_faults import hard_reset, served, two_clients_served
 from tests.gateway.test_tunnel import _up
 
 
@@ -328,12 +328,7 @@ def test_per_source_handshake_limit_holds_on_tcp(pki, monkeypatch):
 
 
 def test_one_small_mtu_destination_does_not_turn_gso_off_for_everyone(pki):
-    w = World()
-    w.add_server(server_conf(pki))
-    w.add_client(client_conf(pki, "client0"))
-    w.add_client(client_conf(pki, "client1"))
-    served(w, 0)
-    served(w, 1)
+    w = two_clients_served(pki)
     small = w.clients[1].conn.link.t.sock.local          # client1 sits behind a 1280-byte path
     sock = w.server_ports.udp_sockets[0]
     real = sock.sendmsg
