@@ -17,6 +17,7 @@ from types import SimpleNamespace
 from appliance.gateway import ops as ops_mod
 from appliance.gateway.learn import LearnAddress
 from appliance.openvpn.l2switch import MOVE_IDLE, SwitchDataPath
+from tests.engine.test_l2switch import Disp
 
 M = bytes.fromhex("02000000000a")
 TEXT = "02:00:00:00:00:0a@0"
@@ -31,40 +32,8 @@ class Runner:
         return None
 
 
-class Sess:
-    def __init__(self) -> None:
-        self.established, self.frag, self.not_traffic, self.framing = True, None, 0, 0
-        self.send_key = SimpleNamespace(cipher="AES-256-GCM", hlen=4)
-
-    def encrypt(self, p):
-        return b"wire"
-
-
-class Disp:
-    def __init__(self) -> None:
-        self.st = SimpleNamespace(max_routes_per_client=8)
-        self.by_addr: dict = {}
-        self.on_forget = None
-
-    def add(self, addr, cn):
-        rec = SimpleNamespace(addr=addr, session=Sess(), alive=True, common_name=cn)
-        self.by_addr[addr] = rec
-        return rec
-
-    def receive(self, packet, addr, now):
-        return self.by_addr[addr], [packet]
-
-    def note_sent(self, rec, now):
-        pass
-
-    def forget(self, rec):
-        rec.alive = False
-        del self.by_addr[rec.addr]
-        self.on_forget(rec)
-
-
 def world():
-    d = Disp()
+    d = Disp(quota=8)
     a, b = d.add("A", "alice"), d.add("B", "bob")
     sw = SwitchDataPath(d, lambda cipher, v2: None, False)
     clock = [0.0]
