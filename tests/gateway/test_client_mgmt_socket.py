@@ -16,7 +16,7 @@ from appliance.gateway.management import LINE_LIMIT, OUT_LIMIT
 from appliance.gateway.observers import ClientCounters
 from appliance.openvpn.config import parse_config
 from tests.gateway.conftest import client_conf
-from tests.gateway.test_management import _client, _read_until, ask
+from tests.gateway.test_management import _client, _read_until, ask, send_while_pumping
 
 BANNER = ">INFO:OpenVPN Management Interface Version 5 -- type 'help' for more info"
 
@@ -123,16 +123,7 @@ def test_a_line_past_the_limit_is_refused_and_the_tool_is_answered(held):
     m, gw, pump, path = held
     bad, tool = _client(path), _client(path)
     _read_until(pump, tool, lambda t: t.count("\r\n") >= 2)
-    blob = b"hold release" + b" " * LINE_LIMIT * 4 + b"\n"
-    sent = 0
-    t0 = time.monotonic()
-    while sent < len(blob) and time.monotonic() - t0 < 5:
-        try:
-            sent += bad.send(blob[sent:])
-        except BlockingIOError:
-            pump.step(block=False)
-        except OSError:
-            break
+    send_while_pumping(pump, bad, b"hold release" + b" " * LINE_LIMIT * 4 + b"\n")
     for _ in range(20):
         pump.step(block=False)
     assert len(m.mgr.conns) == 1 and gw.calls == [] and m.holding == 0, "the long line was obeyed"
