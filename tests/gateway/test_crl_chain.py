@@ -73,7 +73,11 @@ def test_a_revoked_sub_ca_refuses_a_client_that_sends_only_its_leaf(chain_pki, t
     assert "internal error" not in gw.faults.counts
 
 
-def test_a_reload_revoking_a_sub_ca_disconnects_the_clients_under_it(chain_pki, tmp_path):
+def _both_connected_under_reloadable_crl(chain_pki, tmp_path):
+    """A server whose crl-verify file (root's and sub-CA's CRLs, nobody revoked) a reload reads
+    again, with client0 (its certificate under the sub-CA, its CA file the root's only) and
+    client1 (the root's directly) connected: (the world, the CRL file, the server, the server's
+    records by common name)."""
     root, sub = chain_pki["root"], chain_pki["sub"]
     crl = tmp_path / "crl.pem"
     crl.write_bytes(make_crl(root[0], root[1], []) + make_crl(sub[0], sub[1], []))
@@ -84,7 +88,12 @@ def test_a_reload_revoking_a_sub_ca_disconnects_the_clients_under_it(chain_pki, 
     w.add_client(client_conf(chain_pki, "client0").replace(chain_pki["ca"], _pem(root[0])))
     w.add_client(client_conf(chain_pki, "client1"))
     assert w.run(lambda: _up(w, 0) and _up(w, 1), max_time=30)
-    recs = {r.common_name: r for r in gw.d.clients}
+    return w, crl, gw, {r.common_name: r for r in gw.d.clients}
+
+
+def test_a_reload_revoking_a_sub_ca_disconnects_the_clients_under_it(chain_pki, tmp_path):
+    root, sub = chain_pki["root"], chain_pki["sub"]
+    _w, crl, gw, recs = _both_connected_under_reloadable_crl(chain_pki, tmp_path)
     crl.write_bytes(make_crl(root[0], root[1], [sub[0].serial_number]) + make_crl(sub[0], sub[1], []))
     assert gw.ops.reload()
     assert not recs["client0"].alive, "a client under the revoked sub-CA kept its tunnel after the reload"
@@ -152,16 +161,7 @@ def test_a_chain_that_cannot_be_read_at_a_reload_does_not_keep_revoked_clients_c
     -- kept their tunnels. Now that client is disconnected (its chain cannot be checked) and the
     loop goes on."""
     root, sub = chain_pki["root"], chain_pki["sub"]
-    crl = tmp_path / "crl.pem"
-    crl.write_bytes(make_crl(root[0], root[1], []) + make_crl(sub[0], sub[1], []))
-    w = World()
-    conf = server_conf(chain_pki, extra=f"crl-verify {crl}\n")
-    gw = w.add_server(conf)
-    gw.ops.reload_source = lambda: conf
-    w.add_client(client_conf(chain_pki, "client0").replace(chain_pki["ca"], _pem(root[0])))
-    w.add_client(client_conf(chain_pki, "client1"))
-    assert w.run(lambda: _up(w, 0) and _up(w, 1), max_time=30)
-    recs = {r.common_name: r for r in gw.d.clients}
+    _w, crl, gw, recs = _both_connected_under_reloadable_crl(chain_pki, tmp_path)
     assert [r.common_name for r in gw.d.clients][0] == "client0"      # checked first
     for ks in recs["client0"].session.keys.values():
         if ks.tls is not None and ks.tls.peer_cert is not None:
