@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from appliance.openvpn import keyfiles, wrapping
 from tests.engine.test_memory_link import payloads, recorded_pair, up
 from tests.engine.test_memory_link import pki  # noqa: F401 - the fixture
-from tests.engine.test_server_dispatcher import _client, _icmp, _pump, _server, _up
+from tests.engine.test_server_dispatcher import _client, _icmp, _server, connected_recording
 from tests.engine.test_server_dispatcher import pki as dpki  # noqa: F401 - the fixture
 from tests.aead_paths import aead_path  # noqa: F401 - the fixture: both AEAD paths, compiled and Python
 
@@ -75,16 +75,7 @@ def test_dispatcher_survives_mutations_of_a_real_clients_packets(dpki):  # noqa:
     d = _server(dpki, "tls-crypt", static_key=key)
     s = _client(dpki, dpki["clients"][9], lambda: wrapping.TlsCryptWrapper(key, False))
     addr = ("198.18.0.40", 1)
-    recorded: list[bytes] = []
-    orig = s.take_outgoing
-
-    def take():
-        out = orig()
-        recorded.extend(bytes(p) for p in out)
-        return out
-    s.take_outgoing = take
-    _pump(d, [(s, addr)])
-    assert _up(s)
+    recorded = connected_recording(d, s, addr)
     ip = s.pushed.ifconfig[0]
     data = [bytes(s.encrypt(_icmp(ip, "198.19.0.1"))) for _ in range(5)]
     for w in data:                      # delivered, so any copy later is a replay

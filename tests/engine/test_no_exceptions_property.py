@@ -14,7 +14,7 @@ from appliance.openvpn import events as ev
 from appliance.openvpn import wrapping
 from tests.engine.test_memory_link import Link, make_pair, recorded_pair, up
 from tests.engine.test_memory_link import pki  # noqa: F401 - the fixture
-from tests.engine.test_server_dispatcher import _client, _icmp, _pump, _server, _up
+from tests.engine.test_server_dispatcher import _client, _icmp, _server, connected_recording
 from tests.engine.test_server_dispatcher import pki as dpki  # noqa: F401 - the fixture
 from tests.aead_paths import aead_path  # noqa: F401 - the fixture: both AEAD paths, compiled and Python
 
@@ -137,16 +137,7 @@ def _dispatcher(dpki):  # noqa: F811
         d = _server(dpki, "none")
         s = _client(dpki, dpki["clients"][9], wrapping.PlainWrapper)
         addr = ("198.18.0.40", 1)
-        recorded: list[bytes] = []
-        orig = s.take_outgoing
-
-        def take():
-            out = orig()
-            recorded.extend(bytes(p) for p in out)
-            return out
-        s.take_outgoing = take
-        _pump(d, [(s, addr)])
-        assert _up(s)
+        recorded = connected_recording(d, s, addr)
         recorded += [bytes(s.encrypt(_icmp(s.pushed.ifconfig[0], "198.19.0.1"))) for _ in range(3)]
         st_ = _disp[id(dpki)] = (d, s, addr, recorded)
     return st_

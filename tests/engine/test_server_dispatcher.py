@@ -94,6 +94,23 @@ def _up(s):
     return any(isinstance(e, ev.TunnelUp) for e in s.events)
 
 
+def connected_recording(d, s, addr) -> list[bytes]:
+    """Client `s` at `addr` brought up with dispatcher `d`; every packet it sent on the way
+    (the control packets of each kind), recorded: what hostile-input tests mutate and replay.
+    Its take_outgoing keeps recording into the list."""
+    recorded: list[bytes] = []
+    orig = s.take_outgoing
+
+    def take():
+        out = orig()
+        recorded.extend(bytes(p) for p in out)
+        return out
+    s.take_outgoing = take
+    _pump(d, [(s, addr)])
+    assert _up(s)
+    return recorded
+
+
 @pytest.mark.parametrize("protection", ["none", "tls-auth", "tls-crypt", "tls-crypt-v2"])
 def test_ten_clients_get_distinct_addresses(pki, protection):
     key = keyfiles.parse_static_key(keyfiles.generate_static_key())
