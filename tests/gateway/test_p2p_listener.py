@@ -118,11 +118,14 @@ def _client(pki, key, cert="client", wrap_key=None):
     return c
 
 
-def _run(take, link, t, client, src, steps=60):
-    """Shuttle packets between `client` (at `src`) and the candidate; the candidate once up."""
+def _run(take, link, t, client, src, steps=60, noise=None):
+    """Shuttle packets between `client` (at `src`) and the candidate; the candidate once up.
+    `noise(i)`: a (datagram, address) an attacker sends at step i, before the client's."""
     now = 0.0
-    for _ in range(steps):
+    for i in range(steps):
         now += 0.05
+        if noise is not None:
+            t.inbox.append(noise(i))
         for p in client.take_outgoing():
             t.inbox.append((bytes(p), src))
         link.recv_packets()
@@ -189,22 +192,8 @@ def test_a_stream_of_resets_without_the_tls_auth_key_never_keeps_the_real_peer_o
     stranger = _client(pki, key, wrap_key=wrong)
     junk = bytes(stranger.take_outgoing()[0])                # a well-formed reset, wrong HMAC
     client = _client(pki, key)
-    now, up = 0.0, None
-    for _ in range(200):
-        now += 0.05
-        t.inbox.append((junk[:1] + os.urandom(8) + junk[9:], ("198.18.0.9", 1000)))
-        for p in client.take_outgoing():
-            t.inbox.append((bytes(p), OTHER))
-        link.recv_packets()
-        items, link.newcomers = link.newcomers, []
-        up = take.feed(link, items, now)
-        if up is not None:
-            break
-        for p, to in t.sent:
-            if to == OTHER:
-                client.receive(p, now)
-        t.sent = []
-        client.handle_timer(now)
+    up = _run(take, link, t, client, OTHER, steps=200,
+              noise=lambda i: (junk[:1] + os.urandom(8) + junk[9:], ("198.18.0.9", 1000)))
     assert up is not None and up.addr == OTHER and up.session.established
     assert all(to == OTHER for _p, to in t.sent)           # the stranger was answered nothing
 
@@ -221,20 +210,6 @@ def test_a_replayed_reset_from_elsewhere_never_keeps_the_restarted_peer_out_of_i
     take = TakeOver(_server_maker(pki, key), NO_MSS, _gate(key))
     captured = bytes(_client(pki, key).take_outgoing()[0])
     client = _client(pki, key)
-    now, up = 0.0, None
-    for i in range(200):
-        now += 0.05
-        t.inbox.append((captured, ("198.18.0.9", 1000 + i)))       # a port of its own each time
-        for p in client.take_outgoing():
-            t.inbox.append((bytes(p), PEER))
-        link.recv_packets()
-        items, link.newcomers = link.newcomers, []
-        up = take.feed(link, items, now)
-        if up is not None:
-            break
-        for p, to in t.sent:
-            if to == PEER:
-                client.receive(p, now)
-        t.sent = []
-        client.handle_timer(now)
+    up = _run(take, link, t, client, PEER, steps=200,
+              noise=lambda i: (captured, ("198.18.0.9", 1000 + i)))     # a port of its own each time
     assert up is not None and up.addr == PEER and up.session.established
