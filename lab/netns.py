@@ -537,6 +537,14 @@ class Lab:
             raise self._not_up(p, f"vpn-appliance {name} did not reach {pattern!r} within {wait:.0f} s")
         return p
 
+    def udp_server(self, kind: str, config_text: str, name: str) -> Proc:
+        """A UDP server in the server namespace, Debian's OpenVPN (`kind` "openvpn") or ours
+        ("ours"), for the tests that run the same config against both: each waited for as it says
+        it is up (OpenVPN's "Initialization Sequence Completed", ours "listening on UDP")."""
+        if kind == "openvpn":
+            return self.openvpn(self.srv, config_text, name)
+        return self.ours(self.srv, config_text, name, pattern=r"listening on UDP")
+
     # ---- traffic
     def ping(self, ns: Netns, addr: str, count: int = 3, interval: float = 0.2, timeout: float = 20) -> int:
         r = ns.run(f"ping -n -q -c {count} -i {interval} -W 2 {addr}", check=False, timeout=timeout)

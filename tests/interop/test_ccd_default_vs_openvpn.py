@@ -17,10 +17,7 @@ def lab(tmp_path_factory):
 
 
 def _start_server(lab, procs, server: str, cfg: str, name: str) -> None:
-    if server == "openvpn":
-        procs.append(lab.openvpn(lab.srv, cfg, f"{name}-{len(lab.procs)}"))
-    else:
-        procs.append(lab.ours(lab.srv, cfg, f"{name}-{len(lab.procs)}", pattern=r"listening on UDP"))
+    procs.append(lab.udp_server(server, cfg, f"{name}-{len(lab.procs)}"))
 
 
 @pytest.mark.parametrize("server", ["openvpn", "ours"])

@@ -28,10 +28,7 @@ def test_one_name_is_left_after_two_sessions_wait_for_client_connect(lab, procs,
     script.chmod(0o755)
     sock = str(lab.tmp / f"mgmt-dup-{server}.sock")
     cfg = server_config(lab.pki, extra=f"script-security 2\nclient-connect {script}\nmanagement {sock} unix\n")
-    if server == "openvpn":
-        procs.append(lab.openvpn(lab.srv, cfg, f"dupsrv-{len(lab.procs)}"))
-    else:
-        procs.append(lab.ours(lab.srv, cfg, f"dupsrv-{len(lab.procs)}", pattern=r"listening on UDP"))
+    procs.append(lab.udp_server(server, cfg, f"dupsrv-{len(lab.procs)}"))
     m = Mgmt(sock)
     m.lines(0.3)
     clients = [lab.openvpn(lab.cli, client_profile(lab.pki, "udp"), f"dupcli-{len(lab.procs)}-{i}", wait=0)

@@ -46,10 +46,7 @@ def _ping_from(ns, src: str, size: int, count: int = 3) -> int:
 @pytest.mark.parametrize("server", ["openvpn", "ours"])
 def test_a_client_cannot_send_from_another_clients_narrower_iroute(lab, procs, server):
     cfg = _config(lab, server)
-    if server == "openvpn":
-        procs.append(lab.openvpn(lab.srv, cfg, f"irsrv-{len(lab.procs)}"))
-    else:
-        procs.append(lab.ours(lab.srv, cfg, f"irsrv-{len(lab.procs)}", pattern=r"listening on UDP"))
+    procs.append(lab.udp_server(server, cfg, f"irsrv-{len(lab.procs)}"))
     c1 = lab.cli
     c2 = getattr(lab, "c2", None) or lab.add_client_ns(4)
     lab.c2 = c2

@@ -30,10 +30,7 @@ def test_kill_names_a_client_whose_name_has_a_blank_or_quote(lab, procs, server,
     _subject, arg, cn = NAMES[cert]
     sock = str(lab.tmp / f"m-{server}-{cert}.sock")
     cfg = server_config(lab.pki) + f"management {sock} unix\n"
-    if server == "openvpn":
-        procs.append(lab.openvpn(lab.srv, cfg, f"mnsrv-{len(lab.procs)}"))
-    else:
-        procs.append(lab.ours(lab.srv, cfg, f"mnsrv-{len(lab.procs)}", pattern=r"listening on UDP"))
+    procs.append(lab.udp_server(server, cfg, f"mnsrv-{len(lab.procs)}"))
     m = Mgmt(sock)
     m.lines(0.3)
     cli = lab.openvpn(lab.cli, client_profile(lab.pki, "udp", client=cert), f"mncli-{len(lab.procs)}")

@@ -74,10 +74,7 @@ def test_two_cn_client_is_named_by_its_last_cn(lab, procs, server):
     cfg, seen = _server_with_ccd_and_script(lab, server)
     sock = str(lab.tmp / f"mgmt-cn-{server}.sock")
     cfg += f"management {sock} unix\n"
-    if server == "openvpn":
-        procs.append(lab.openvpn(lab.srv, cfg, f"cnsrv-{len(lab.procs)}"))
-    else:
-        procs.append(lab.ours(lab.srv, cfg, f"cnsrv-{len(lab.procs)}", pattern=r"listening on UDP"))
+    procs.append(lab.udp_server(server, cfg, f"cnsrv-{len(lab.procs)}"))
     m = Mgmt(sock)
     m.lines(0.3)
     cli = lab.openvpn(lab.cli, client_profile(lab.pki, "udp", client="twocn"), f"cncli-{len(lab.procs)}")
@@ -182,10 +179,7 @@ def test_a_t61string_name_is_read_as_openssl_reads_it(lab, procs, server, asn1_t
                        f"#!/bin/sh\nprintf '%s\\n' \"$common_name\" \"$tls_id_0\" \"$X509_0_CN\" >> {seen}\n")
     script.chmod(0o755)
     cfg = server_config(lab.pki, extra=f"client-config-dir {ccd}\nscript-security 2\nclient-connect {script}\n")
-    if server == "openvpn":
-        procs.append(lab.openvpn(lab.srv, cfg, f"t61srv-{len(lab.procs)}"))
-    else:
-        procs.append(lab.ours(lab.srv, cfg, f"t61srv-{len(lab.procs)}", pattern=r"listening on UDP"))
+    procs.append(lab.udp_server(server, cfg, f"t61srv-{len(lab.procs)}"))
     procs.append(lab.openvpn(lab.cli, client_profile(lab.pki, "udp", client=t61), f"t61cli-{len(lab.procs)}"))
     assert _tun_ip(lab.cli) == "198.19.0.70", procs[0].log()[-2000:]
     assert seen.read_text(encoding="utf-8").splitlines() == ["cafÃ©", "O=x, CN=cafÃ©", "cafÃ©"]
@@ -212,10 +206,7 @@ def test_a_ccd_disable_is_found_where_openvpn_looks_for_it(lab, procs, server, c
     ccd.mkdir()
     (ccd / file).write_text("disable\n")
     cfg = server_config(lab.pki, extra=f"client-config-dir {ccd}\n")
-    if server == "openvpn":
-        procs.append(lab.openvpn(lab.srv, cfg, f"ccdsrv-{len(lab.procs)}"))
-    else:
-        procs.append(lab.ours(lab.srv, cfg, f"ccdsrv-{len(lab.procs)}", pattern=r"listening on UDP"))
+    procs.append(lab.udp_server(server, cfg, f"ccdsrv-{len(lab.procs)}"))
     cli = lab.openvpn(lab.cli, client_profile(lab.pki, "udp", client=key), f"ccdcli-{len(lab.procs)}", wait=0)
     procs.append(cli)
     assert cli.wait_for("AUTH_FAILED", 20), procs[0].log()[-2000:]

@@ -45,10 +45,7 @@ def test_a_ca_with_an_attribute_twice_gives_its_scripts_openssls_reading(lab, pr
                        f"#!/bin/sh\nprintf '%s\\n' \"$X509_1_O\" \"$X509_1_O_1\" \"$tls_id_1\" >> {seen}\n")
     script.chmod(0o755)
     cfg = server_config(lab.pki, extra=f"script-security 2\nclient-connect {script}\n")
-    if server == "openvpn":
-        procs.append(lab.openvpn(lab.srv, cfg, f"duprsrv-{len(lab.procs)}"))
-    else:
-        procs.append(lab.ours(lab.srv, cfg, f"duprsrv-{len(lab.procs)}", pattern=r"listening on UDP"))
+    procs.append(lab.udp_server(server, cfg, f"duprsrv-{len(lab.procs)}"))
     cli = lab.openvpn(lab.cli, client_profile(lab.pki, "udp", client="dup"), f"duprcli-{len(lab.procs)}", wait=0)
     procs.append(cli)
     assert cli.wait_for("Initialization Sequence Completed", 60), procs[0].log()[-2000:]

@@ -64,10 +64,7 @@ def test_a_latin1_t61string_cn_is_the_name_openssl_reads(lab, procs, server):
                        f"#!/bin/sh\nprintf '%s\\n' \"$common_name\" \"$X509_0_CN\" \"$tls_id_0\" >> {seen}\n")
     script.chmod(0o755)
     cfg = server_config(lab.pki, extra=f"client-config-dir {ccd}\nscript-security 2\nclient-connect {script}\n")
-    if server == "openvpn":
-        procs.append(lab.openvpn(lab.srv, cfg, f"t61lsrv-{len(lab.procs)}"))
-    else:
-        procs.append(lab.ours(lab.srv, cfg, f"t61lsrv-{len(lab.procs)}", pattern=r"listening on UDP"))
+    procs.append(lab.udp_server(server, cfg, f"t61lsrv-{len(lab.procs)}"))
     cli = lab.openvpn(lab.cli, client_profile(lab.pki, "udp", client="latin1"), f"t61lcli-{len(lab.procs)}", wait=0)
     procs.append(cli)
     assert cli.wait_for("Initialization Sequence Completed", 60), procs[0].log()[-2000:]
@@ -133,10 +130,7 @@ def test_a_three_letter_country_beside_a_latin1_cn_is_read_too(lab, procs, serve
     ccd.mkdir()
     (ccd / "café").write_text("ifconfig-push 198.19.0.79 255.255.255.0\n")
     cfg = server_config(lab.pki, extra=f"client-config-dir {ccd}\n")
-    if server == "openvpn":
-        procs.append(lab.openvpn(lab.srv, cfg, f"t61usrv-{len(lab.procs)}"))
-    else:
-        procs.append(lab.ours(lab.srv, cfg, f"t61usrv-{len(lab.procs)}", pattern=r"listening on UDP"))
+    procs.append(lab.udp_server(server, cfg, f"t61usrv-{len(lab.procs)}"))
     cli = lab.openvpn(lab.cli, client_profile(lab.pki, "udp", client="usa"), f"t61ucli-{len(lab.procs)}", wait=0)
     procs.append(cli)
     assert cli.wait_for("Initialization Sequence Completed", 60), procs[0].log()[-2000:]

@@ -45,10 +45,7 @@ def lab(tmp_path_factory):
 @pytest.mark.parametrize("server", ["openvpn", "ours"])
 def test_a_username_past_the_key_method_read_gets_openvpns_auth_failed(lab, procs, server):
     cfg = server_config(lab.pki)
-    if server == "openvpn":
-        procs.append(lab.openvpn(lab.srv, cfg, f"upsrv-{len(lab.procs)}"))
-    else:
-        procs.append(lab.ours(lab.srv, cfg, f"upsrv-{len(lab.procs)}", pattern=r"listening on UDP"))
+    procs.append(lab.udp_server(server, cfg, f"upsrv-{len(lab.procs)}"))
     prof = lab.write(f"up-{server}.ovpn", client_profile(lab.pki, "udp", extra="auth-user-pass\n"))
     long = json.loads(run_py(lab.cli, CLIENT, prof, 3000, timeout=60).splitlines()[-1])
     assert long == {"auth_failed": [USER_PASS_TOO_LONG], "connected": 0}, procs[0].log()[-2000:]
