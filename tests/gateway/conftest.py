@@ -98,6 +98,14 @@ class World:
         self.server.start()
         return self.server
 
+    def add_reloadable_server(self, conf: str) -> tuple[ServerGateway, dict]:
+        """add_server(conf), its reload (SIGHUP) reading holder["conf"]: the file as the test
+        edits it since. (server, holder)."""
+        gw = self.add_server(conf)
+        holder = {"conf": conf}
+        gw.ops.reload_source = lambda: holder["conf"]
+        return gw, holder
+
     def add_client(self, conf: str, ip: str | None = None, username: str = "", password: str = "",
                    observers: tuple = (), names: dict[str, list[str]] | None = None,
                    credentials=None, advertise_ekm: bool = True) -> ClientGateway:

@@ -383,9 +383,7 @@ def test_reload_adds_and_removes_it(pki, tmp_path, inline):
     base = server_conf(pki, extra="script-security 2\n")
     with_la = server_conf(pki, extra=f"script-security 2\nlearn-address {la}\n")
     w = World()
-    gw = w.add_server(base)
-    holder = {"conf": base}
-    gw.ops.reload_source = lambda: holder["conf"]
+    gw, holder = w.add_reloadable_server(base)
     w.add_client(client_conf(pki, "client0"))
     assert w.run(lambda: _up(w, 0), max_time=30)
     holder["conf"] = with_la

@@ -41,13 +41,6 @@ def opki() -> dict:
             "clients": {n: (_pem(c), _kpem(k)) for n, (c, k) in clients.items()}}
 
 
-def _server(w: World, conf: str):
-    gw = w.add_server(conf)
-    holder = {"conf": conf}
-    gw.ops.reload_source = lambda: holder["conf"]
-    return gw, holder
-
-
 def _cns(gw) -> list:
     return sorted(r.common_name for r in gw.d.clients if r.session.established)
 
@@ -59,7 +52,7 @@ def test_revoked_certificate_is_refused_and_a_connected_one_dropped_on_reload(op
     ca = opki["ca_pair"]
     crl.write_bytes(make_crl(ca[0], ca[1], []))
     w = World()
-    gw, holder = _server(w, server_conf(opki, extra=f"crl-verify {crl}\n"))
+    gw, holder = w.add_reloadable_server(server_conf(opki, extra=f"crl-verify {crl}\n"))
     w.add_client(client_conf(opki, "client0"))
     assert w.run(lambda: _up(w, 0), max_time=30)
     # client1 revoked: the CRL file is re-read at the next handshake (it changed), no reload needed.
@@ -89,7 +82,7 @@ def test_the_server_reads_a_large_changed_crl_off_its_loop_before_and_after_a_re
     crl = tmp_path / "crl.pem"
     crl.write_bytes(make_crl(ca[0], ca[1], []))
     w = World()
-    gw, holder = _server(w, server_conf(opki, extra=f"crl-verify {crl}\n"))
+    gw, holder = w.add_reloadable_server(server_conf(opki, extra=f"crl-verify {crl}\n"))
     checker = gw.st.session_config(0).tls.crl
     assert checker.reader is background_reader
     assert gw.ops.reload()
@@ -109,7 +102,7 @@ def test_a_client_kept_by_a_reload_is_checked_against_the_new_crl_at_its_renegot
     new_crl.write_bytes(make_crl(ca[0], ca[1], []))
     w = World()
     extra = "" if before == "none" else f"crl-verify {old_crl}\n"
-    gw, holder = _server(w, server_conf(opki, extra=extra))
+    gw, holder = w.add_reloadable_server(server_conf(opki, extra=extra))
     w.add_client(client_conf(opki, "client0"))
     assert w.run(lambda: _up(w, 0), max_time=30)
     holder["conf"] = server_conf(opki, extra=f"crl-verify {new_crl}\n")
@@ -132,7 +125,7 @@ def test_a_reload_that_no_longer_admits_a_certificate_disconnects_its_client(opk
     the new config admits keeps its tunnel and renegotiates under it."""
     w = World()
     conf = server_conf(opki)
-    gw, holder = _server(w, conf)
+    gw, holder = w.add_reloadable_server(conf)
     w.add_client(client_conf(opki, "client0"))
     w.add_client(client_conf(opki, "client1"))
     assert w.run(lambda: _up(w, 0) and _up(w, 1), max_time=30)
@@ -170,7 +163,7 @@ def test_a_handshake_under_way_at_a_reload_completes_under_the_new_config(opki, 
     crl.write_bytes(make_crl(ca[0], ca[1], [opki["serials"]["client0"]]))
     w = World()
     conf = server_conf(opki)
-    gw, holder = _server(w, conf)
+    gw, holder = w.add_reloadable_server(conf)
     w.add_client(client_conf(opki, "client0"))
     assert w.run(lambda: _handshake_under_way(gw), max_time=30), "never caught the handshake under way"
     if change == "ca":
@@ -192,7 +185,7 @@ def test_crl_directory_mode(opki, tmp_path):
     d.mkdir()
     (d / str(opki["serials"]["client1"])).write_text("")
     w = World()
-    gw, _ = _server(w, server_conf(opki, extra=f"crl-verify {d} dir\n"))
+    gw, _ = w.add_reloadable_server(server_conf(opki, extra=f"crl-verify {d} dir\n"))
     w.add_client(client_conf(opki, "client0"))
     w.add_client(client_conf(opki, "client1"))
     assert w.run(lambda: _up(w, 0), max_time=30)
@@ -204,7 +197,7 @@ def test_crl_directory_mode(opki, tmp_path):
 def test_reload_with_a_changed_push_keeps_clients_and_new_ones_get_the_new_push(opki):
     w = World()
     conf = server_conf(opki, extra='push "route 10.1.0.0 255.255.0.0"\n')
-    gw, holder = _server(w, conf)
+    gw, holder = w.add_reloadable_server(conf)
     w.add_client(client_conf(opki, "client0"))
     assert w.run(lambda: _up(w, 0), max_time=30)
     addr0, peer0 = w.client_addr(0), gw.d.clients[0]
@@ -230,7 +223,7 @@ def test_a_reload_keeps_the_x509_username_field_the_server_started_with(opki, ca
     changes them is told it needs a restart, and new handshakes still read the old fields."""
     w = World()
     conf = server_conf(opki, extra="x509-username-field CN\n")
-    gw, holder = _server(w, conf)
+    gw, holder = w.add_reloadable_server(conf)
     w.add_client(client_conf(opki, "client0"))
     assert w.run(lambda: _up(w, 0), max_time=30)
     holder["conf"] = conf.replace("x509-username-field CN", "x509-username-field emailAddress")
@@ -247,7 +240,7 @@ def test_a_reload_adding_verify_hash_drops_clients_of_another_ca_and_keeps_the_r
     from cryptography.hazmat.primitives import hashes
     w = World()
     conf = server_conf(opki)
-    gw, holder = _server(w, conf)
+    gw, holder = w.add_reloadable_server(conf)
     w.add_client(client_conf(opki, "client0"))
     assert w.run(lambda: _up(w, 0), max_time=30)
     right = opki["ca_pair"][0].fingerprint(hashes.SHA256()).hex(":")
@@ -262,7 +255,7 @@ def test_a_reload_adding_verify_hash_drops_clients_of_another_ca_and_keeps_the_r
 def test_a_reload_that_does_not_parse_leaves_the_server_as_it_was(opki, caplog):
     w = World()
     conf = server_conf(opki, extra='push "route 10.1.0.0 255.255.0.0"\n')
-    gw, holder = _server(w, conf)
+    gw, holder = w.add_reloadable_server(conf)
     w.add_client(client_conf(opki, "client0"))
     assert w.run(lambda: _up(w, 0), max_time=30)
     st_before = gw.st
@@ -278,7 +271,7 @@ def test_addresses_persist_across_a_restart(opki, tmp_path):
     pf = tmp_path / "ipp.txt"
     conf = server_conf(opki, extra=f"ifconfig-pool-persist {pf} 1\n")
     w = World()
-    gw, _ = _server(w, conf)
+    gw, _ = w.add_reloadable_server(conf)
     w.add_client(client_conf(opki, "client0"))
     w.add_client(client_conf(opki, "client1"))
     assert w.run(lambda: _up(w, 0) and _up(w, 1), max_time=30)
@@ -289,7 +282,7 @@ def test_addresses_persist_across_a_restart(opki, tmp_path):
     assert sorted(lines) == sorted([f"client0,{a0},", f"client1,{a1},"]), lines
     # Restart: client1 alone comes first, and still gets its old address (not the first free one).
     w2 = World()
-    _server(w2, conf)
+    w2.add_reloadable_server(conf)
     w2.add_client(client_conf(opki, "client1"))
     assert w2.run(lambda: _up(w2, 0), max_time=30)
     assert w2.client_addr(0) == a1 != "198.19.0.2"
@@ -299,7 +292,7 @@ def test_pool_file_written_by_openvpn_is_read(opki, tmp_path):
     pf = tmp_path / "ipp.txt"
     pf.write_text("client0,198.19.0.77,\nclient9,198.19.0.2,\n")
     w = World()
-    _server(w, server_conf(opki, extra=f"ifconfig-pool-persist {pf}\n"))
+    w.add_reloadable_server(server_conf(opki, extra=f"ifconfig-pool-persist {pf}\n"))
     w.add_client(client_conf(opki, "client0"))
     w.add_client(client_conf(opki, "client1"))
     assert w.run(lambda: _up(w, 0) and _up(w, 1), max_time=30)
@@ -327,7 +320,7 @@ exit 0
     cd = _script(tmp_path, "cd.sh", f'echo "$common_name $bytes_received $bytes_sent $time_duration '
                                     f'$tls_serial_1 $X509_1_CN" >> {log}\n')
     w = World()
-    gw, _ = _server(w, server_conf(opki, extra=f"script-security 2\nclient-connect {cc}\nclient-disconnect {cd}\n"))
+    gw, _ = w.add_reloadable_server(server_conf(opki, extra=f"script-security 2\nclient-connect {cc}\nclient-disconnect {cd}\n"))
     w.add_client(client_conf(opki, "client0", extra='setenv UV_TEST hello\npush-peer-info\nexplicit-exit-notify 1\n'))
     w.add_client(client_conf(opki, "client1"))
     assert w.run(lambda: _up(w, 0), max_time=30)
@@ -371,7 +364,7 @@ def test_a_slow_connect_script_stalls_no_tunnel(opki, tmp_path):
     slow = _script(tmp_path, "slow.sh",
                    f'[ "$common_name" = client1 ] && {{ touch {started}; sleep 3; touch {done}; }}\nexit 0\n')
     w = World()
-    gw, _ = _server(w, server_conf(opki, extra=f"script-security 2\nclient-connect {slow}\n"))
+    gw, _ = w.add_reloadable_server(server_conf(opki, extra=f"script-security 2\nclient-connect {slow}\n"))
     w.add_client(client_conf(opki, "client0"))
     deadline = time.monotonic() + 30
     while not _up(w, 0) and time.monotonic() < deadline:
@@ -410,7 +403,7 @@ def test_a_status_file_that_cannot_be_written_is_said_once_then_its_recovery(opk
     d = tmp_path / "later"
     w = World()
     with caplog.at_level("INFO", logger="vpn-appliance"):
-        _server(w, server_conf(opki, extra=f"status {d / 'status.log'} 1\n"))
+        w.add_reloadable_server(server_conf(opki, extra=f"status {d / 'status.log'} 1\n"))
         w.run_for(6)
         warned = [r for r in caplog.records if "status file" in r.getMessage() and r.levelname == "WARNING"]
         assert len(warned) == 1, [r.getMessage() for r in warned]
@@ -423,7 +416,7 @@ def test_a_status_file_that_cannot_be_written_is_said_once_then_its_recovery(opk
 def test_status_is_read_by_openvpn_monitor_and_written_as_a_file(opki, tmp_path):
     sf = tmp_path / "status.log"
     w = World()
-    gw, _ = _server(w, server_conf(opki, extra=f"status {sf} 1\nstatus-version 2\n"))
+    gw, _ = w.add_reloadable_server(server_conf(opki, extra=f"status {sf} 1\nstatus-version 2\n"))
     w.add_client(client_conf(opki, "client0"))
     w.add_client(client_conf(opki, "client1"))
     assert w.run(lambda: _up(w, 0) and _up(w, 1), max_time=30)
@@ -445,7 +438,7 @@ def test_status_is_read_by_openvpn_monitor_and_written_as_a_file(opki, tmp_path)
 @pytest.mark.parametrize("proto", ["udp", "tcp"])
 def test_kill_by_common_name_and_client_kill(opki, proto):
     w = World()
-    gw, _ = _server(w, server_conf(opki, "tcp-server" if proto == "tcp" else "udp"))
+    gw, _ = w.add_reloadable_server(server_conf(opki, "tcp-server" if proto == "tcp" else "udp"))
     w.add_client(client_conf(opki, "client0", proto="tcp-client" if proto == "tcp" else "udp"))
     w.add_client(client_conf(opki, "client1", proto="tcp-client" if proto == "tcp" else "udp"))
     assert w.run(lambda: _up(w, 0) and _up(w, 1), max_time=30)
@@ -468,7 +461,7 @@ def test_a_client_revoked_while_connected_is_dropped_at_its_next_renegotiation(o
     ca = opki["ca_pair"]
     crl.write_bytes(make_crl(ca[0], ca[1], []))
     w = World()
-    gw, _ = _server(w, server_conf(opki, extra=f"crl-verify {crl}\n"))
+    gw, _ = w.add_reloadable_server(server_conf(opki, extra=f"crl-verify {crl}\n"))
     w.add_client(client_conf(opki, "client0"))
     w.add_client(client_conf(opki, "client1"))
     assert w.run(lambda: _up(w, 0) and _up(w, 1), max_time=30)
@@ -496,7 +489,7 @@ def test_sigusr2_logs_statistics_and_bytecount_lines(opki, caplog):
     import signal
     caplog.set_level("INFO")
     w = World()
-    gw, _ = _server(w, server_conf(opki))
+    gw, _ = w.add_reloadable_server(server_conf(opki))
     w.add_client(client_conf(opki, "client0"))
     assert w.run(lambda: _up(w, 0), max_time=30)
     ping_both_ways(w, 0)
@@ -525,7 +518,7 @@ def test_another_management_client_repeating_bytecount_does_not_silence_the_firs
     """Each `bytecount` re-armed the tick all management clients share: one sending it every
     half second kept >BYTECOUNT_CLI from every other client that had asked for it."""
     w = World()
-    gw, _ = _server(w, server_conf(opki))
+    gw, _ = w.add_reloadable_server(server_conf(opki))
     w.add_client(client_conf(opki, "client0"))
     assert w.run(lambda: _up(w, 0), max_time=30)
 
@@ -552,7 +545,7 @@ def test_a_management_signal_is_not_replaced_by_the_next_one(opki, monkeypatch):
     """Each `signal` armed one shared timer: a SIGTERM answered `thrown` was lost to another
     management client's SIGUSR2 read before the timer fired, and the server ran on."""
     w = World()
-    gw, _ = _server(w, server_conf(opki))
+    gw, _ = w.add_reloadable_server(server_conf(opki))
     done: list[str] = []
     monkeypatch.setattr(gw, "request_stop", lambda: done.append("stop"))
     monkeypatch.setattr(gw.ops, "log_stats", lambda: done.append("stats"))
@@ -619,7 +612,7 @@ def test_status_with_server_ipv6_and_the_pool_file_ipv6_field(opki, tmp_path):
     row for each address (IPv4 first), and `CN,IPv4,IPv6` in the pool file."""
     pf = tmp_path / "ipp.txt"
     w = World()
-    gw, _ = _server(w, server_conf(opki, extra=f"server-ipv6 2001:db8:100::/64\nifconfig-pool-persist {pf} 1\n"))
+    gw, _ = w.add_reloadable_server(server_conf(opki, extra=f"server-ipv6 2001:db8:100::/64\nifconfig-pool-persist {pf} 1\n"))
     w.add_client(client_conf(opki, "client0"))
     assert w.run(lambda: _up(w, 0), max_time=30)
     lines = gw.ops.status_lines(2)
@@ -635,7 +628,7 @@ def test_signal_sigterm_stops_and_a_management_socket_that_cannot_bind_is_fatal(
     import signal
     from appliance.gateway.ports import PortGone
     w = World()
-    gw, _ = _server(w, server_conf(opki))
+    gw, _ = w.add_reloadable_server(server_conf(opki))
     gw.ops.on_signal(signal.SIGTERM)
     assert gw.result == 0
     w2 = World()
@@ -669,7 +662,7 @@ def test_a_client_kept_by_a_reload_with_the_ca_certificate_renewed_renegotiates(
     unexpectedly changed") for a change of the server's own."""
     w = World()
     conf = server_conf(opki)
-    gw, holder = _server(w, conf)
+    gw, holder = w.add_reloadable_server(conf)
     w.add_client(client_conf(opki, "client0"))
     if at == "connected":
         assert w.run(lambda: _up(w, 0), max_time=30)
@@ -693,7 +686,7 @@ def test_a_status_file_that_is_a_pipe_does_not_hang_the_start(opki, tmp_path):
     os.mkfifo(fifo)
     w = World()
     started: list = []
-    t = threading.Thread(target=lambda: started.append(_server(w, server_conf(opki, extra=f"status {fifo} 1\n"))),
+    t = threading.Thread(target=lambda: started.append(w.add_reloadable_server(server_conf(opki, extra=f"status {fifo} 1\n"))),
                          daemon=True)
     t.start()
     t.join(5)
@@ -714,7 +707,7 @@ def test_a_handshake_under_way_is_listed_and_numbered_as_openvpn_does(opki):
     counts established clients only. We listed established clients only and numbered a client
     at its first script or connect step, so the next client's ID was not 2.6's."""
     w = World()
-    gw, _ = _server(w, server_conf(opki, extra="status-version 2\n"))
+    gw, _ = w.add_reloadable_server(server_conf(opki, extra="status-version 2\n"))
     w.add_client(client_conf(opki, "client0"))
     assert w.run(lambda: _handshake_under_way(gw), max_time=30), "never caught the handshake under way"
     rows = [x.split(",") for x in gw.ops.status_lines(2) if x.startswith("CLIENT_LIST,")]
@@ -742,7 +735,7 @@ def test_a_client_restarting_from_its_address_keeps_its_client_id_and_peer_id_as
     client gets the next numbers. We gave the restart a new client ID and peer-id (the next
     ones), so the status and >CLIENT:ESTABLISHED named another client."""
     w = World()
-    gw, _ = _server(w, server_conf(opki, extra="status-version 2\n"))
+    gw, _ = w.add_reloadable_server(server_conf(opki, extra="status-version 2\n"))
     w.add_client(client_conf(opki, "client0").replace("nobind\n", "lport 40001\n"))
     assert w.run(lambda: _up(w, 0), max_time=30)
     (first,) = _client_rows(gw)
@@ -776,7 +769,7 @@ def test_a_tcp_connection_is_numbered_and_listed_at_accept_as_openvpn_does(opki)
     from tests.fakes import stream_connect
     from tests.gateway.conftest import SERVER_IP
     w = World()
-    gw, _ = _server(w, server_conf(opki, "tcp-server", extra="status-version 2\n"))
+    gw, _ = w.add_reloadable_server(server_conf(opki, "tcp-server", extra="status-version 2\n"))
     bare = stream_connect(w.net, "198.18.0.50", (SERVER_IP, 1194))
     assert w.run(lambda: len(_client_rows(gw)) == 1, max_time=5), "the bare connection is not listed"
     (row,) = _client_rows(gw)
@@ -797,7 +790,7 @@ def test_kill_ends_a_client_and_its_restart_under_way_as_one(opki):
     go, as OpenVPN 2.6's kill ends the one instance; the restart left behind kept the client's
     row and its peer-id (seen against Debian's 2.6: the next client did not get peer-id 0)."""
     w = World()
-    gw, _ = _server(w, server_conf(opki, extra="status-version 2\n"))
+    gw, _ = w.add_reloadable_server(server_conf(opki, extra="status-version 2\n"))
     w.add_client(client_conf(opki, "client0").replace("nobind\n", "lport 40001\n"))
     assert w.run(lambda: _up(w, 0), max_time=30)
     rec0 = gw.d.clients[0]

@@ -14,14 +14,6 @@ from tests.gateway.conftest import STATIC_KEY, World, client_conf, server_conf
 from tests.gateway.test_tunnel import _up
 
 
-def _reloadable(w: World, conf: str) -> tuple:
-    """A server started with `conf` whose reload reads holder["conf"] (the edited file)."""
-    gw = w.add_server(conf)
-    holder = {"conf": conf}
-    gw.ops.reload_source = lambda: holder["conf"]
-    return gw, holder
-
-
 @pytest.mark.parametrize("protection", ["tls-crypt", "tls-auth"])
 def test_a_reloaded_key_lets_new_clients_in_and_keeps_the_connected_ones(pki, protection):
     def conf(key: str, role: str) -> str:
@@ -35,7 +27,7 @@ def test_a_reloaded_key_lets_new_clients_in_and_keeps_the_connected_ones(pki, pr
 
     new_key = generate_static_key().strip()
     w = World()
-    gw, holder = _reloadable(w, conf(STATIC_KEY, "s"))
+    gw, holder = w.add_reloadable_server(conf(STATIC_KEY, "s"))
     w.add_client(conf(STATIC_KEY, "c"))
     assert w.run(lambda: _up(w, 0), max_time=30)
     old = gw.d.clients[0]
@@ -52,7 +44,7 @@ def test_client_to_client_taken_away_by_a_reload_stops_client_to_client(pki):
     from tests.gateway.conftest import ipv4_udp
     w = World()
     conf = server_conf(pki)
-    gw, holder = _reloadable(w, conf)
+    gw, holder = w.add_reloadable_server(conf)
     w.add_client(client_conf(pki, "client0"))
     w.add_client(client_conf(pki, "client1"))
     assert w.run(lambda: _up(w, 0) and _up(w, 1), max_time=30)
@@ -78,7 +70,7 @@ def test_auth_user_pass_verify_added_by_a_reload_checks_passwords(pki, tmp_path)
     passdb.write_text(f"alice:{hash_password('right', n=2 ** 4)}\n")
     w = World()
     conf = server_conf(pki)
-    gw, holder = _reloadable(w, conf)
+    gw, holder = w.add_reloadable_server(conf)
     w.add_client(client_conf(pki, "client0"))
     assert w.run(lambda: _up(w, 0), max_time=30)
     holder["conf"] = conf + f"auth-user-pass-verify {passdb} passdb\n"
@@ -117,7 +109,7 @@ def _one_client_through_a_reloadable_server(pki):
     """A server whose reload reads holder["conf"], one client up, and the MSS of its first SYN."""
     w = World()
     conf = server_conf(pki)
-    gw, holder = _reloadable(w, conf)
+    gw, holder = w.add_reloadable_server(conf)
     w.add_client(client_conf(pki, "client0"))
     assert w.run(lambda: _up(w, 0), max_time=30)
     return w, gw, holder, conf, _syn_through(w, 0)
@@ -160,7 +152,7 @@ def test_hand_window_changed_by_a_reload_bounds_the_cookie(pki):
     before the reload keeps its own window, and clients still connect."""
     w = World()
     conf = server_conf(pki)
-    gw, holder = _reloadable(w, conf)
+    gw, holder = w.add_reloadable_server(conf)
     addr, sid, t0 = ("198.18.0.9", 40000), b"\x07" * 8, w.clock()
     before = gw.d.cookies.session_id(addr, sid, t0)
     holder["conf"] = conf + "hand-window 10\n"
@@ -180,7 +172,7 @@ def test_max_clients_raised_by_a_reload_raises_the_tcp_connection_cap(pki):
     from tests.gateway.conftest import SERVER_IP
     w = World()
     conf = server_conf(pki, "tcp-server", extra="max-clients 2")
-    gw, holder = _reloadable(w, conf)
+    gw, holder = w.add_reloadable_server(conf)
     holder["conf"] = conf.replace("max-clients 2", "max-clients 100")
     assert gw.ops.reload()
     idle = []
@@ -203,7 +195,7 @@ def test_what_a_reload_cannot_change_is_named_with_its_line(pki, caplog, directi
     import logging
     w = World()
     conf = server_conf(pki, extra=old)
-    gw, holder = _reloadable(w, conf)
+    gw, holder = w.add_reloadable_server(conf)
     holder["conf"] = conf + new
     with caplog.at_level(logging.WARNING, logger="vpn-appliance"):
         assert gw.ops.reload()
@@ -237,7 +229,7 @@ def test_the_jar_of_the_hand_window_before_a_reload_is_dropped_once_its_cookies_
     from appliance.openvpn import mac
     w = World()
     conf = server_conf(pki)
-    gw, holder = _reloadable(w, conf)
+    gw, holder = w.add_reloadable_server(conf)
     addr, sid, t0 = ("198.18.0.9", 40000), b"\x07" * 8, w.clock()
     before = gw.d.cookies.session_id(addr, sid, t0)
     holder["conf"] = conf + "hand-window 10\n"
@@ -294,7 +286,7 @@ def test_a_reload_that_changes_cd_runs_the_scripts_in_the_new_directory(pki, tmp
         return server_conf(pki, extra=f"{cd}script-security 2\nclient-connect {cc}\n")
 
     w = World()
-    gw, holder = _reloadable(w, conf(f"cd {a}\n"))
+    gw, holder = w.add_reloadable_server(conf(f"cd {a}\n"))
     assert workdir.enter_cd_dir(gw.opts) is None            # as the entry points do at start
     holder["conf"] = conf(f"cd {b}\n")
     assert gw.ops.reload()

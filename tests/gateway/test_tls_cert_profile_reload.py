@@ -28,10 +28,8 @@ def rsa_pki() -> dict:
 
 def test_a_reload_changing_the_profile_keeps_the_running_level(rsa_pki, caplog):
     strict = server_conf(rsa_pki, extra="tls-cert-profile suiteb\n")
-    holder = {"conf": strict}
     w = World()
-    gw = w.add_server(strict)
-    gw.ops.reload_source = lambda: holder["conf"]
+    gw, holder = w.add_reloadable_server(strict)
     w.add_client(client_conf(rsa_pki, extra="tls-cert-profile preferred\n"))
     assert not w.run(lambda: _up(w), max_time=6)            # RSA-2048 is under suiteb's level 3
     holder["conf"] = server_conf(rsa_pki, extra="tls-cert-profile insecure\n")
@@ -56,10 +54,8 @@ def test_a_reload_raising_the_security_level_ends_kept_clients_below_it(rsa_pki,
     as OpenVPN's SIGHUP has it handshake anew under level 3 (it stayed until its next
     renegotiation: up to reneg-sec); the EC client, strong enough, stays."""
     base = server_conf(rsa_pki)
-    holder = {"conf": base}
     w = World()
-    gw = w.add_server(base)
-    gw.ops.reload_source = lambda: holder["conf"]
+    gw, holder = w.add_reloadable_server(base)
     w.add_client(client_conf(rsa_pki, "client0"))
     w.add_client(client_conf(rsa_pki, "client1"), ip="198.18.1.10")
     assert w.run(lambda: _up(w, 0) and _up(w, 1), max_time=30)

@@ -320,9 +320,7 @@ def test_a_reload_applies_it_to_new_handshakes_and_kept_clients_renegotiations(p
     base = server_conf(pki, extra="script-security 2\n")
     with_tv = server_conf(pki, extra=f"script-security 2\ntls-verify {tv}\n")
     w = World()
-    gw = w.add_server(base)
-    holder = {"conf": base}
-    gw.ops.reload_source = lambda: holder["conf"]
+    gw, holder = w.add_reloadable_server(base)
     w.add_client(client_conf(pki, "client0", extra="reneg-sec 30\n"))
     assert w.run(lambda: _up(w, 0), max_time=30)
     holder["conf"] = with_tv
@@ -429,10 +427,8 @@ def test_a_reload_while_held_checks_the_held_chain_under_the_new_config(pki, tmp
     runner = HeldRunner()
     monkeypatch.setattr(ops_mod, "make_verify_runner", lambda opts, inline=False: runner)
     base = server_conf(pki, extra="script-security 2\ntls-verify /bin/true\n")
-    holder = {"conf": base}
     w = World()
-    gw = w.add_server(base)
-    gw.ops.reload_source = lambda: holder["conf"]
+    gw, holder = w.add_reloadable_server(base)
     w.add_client(client_conf(pki, who))
     w.run_for(2)
     assert len(runner.held) == 1 and not _up(w)
@@ -483,10 +479,8 @@ def test_a_reload_adding_tls_crypt_v2_verify_runs_it_on_connected_clients_keys(p
     v2 = _script(tmp_path, "v2.sh", 'echo "$metadata_type $(cat "$metadata_file")" >> "$0.log"\n'
                  + ("exit 1\n" if refuses else "exit 0\n"))
     base = server_conf(pki, protection="none", extra=f"script-security 2\n{s_key}")
-    holder = {"conf": base}
     w = World()
-    gw = w.add_server(base)
-    gw.ops.reload_source = lambda: holder["conf"]
+    gw, holder = w.add_reloadable_server(base)
     w.add_client(client_conf(pki, protection="none", extra=c_key))
     assert w.run(lambda: _up(w), max_time=30)
     holder["conf"] = server_conf(pki, protection="none", extra=f"script-security 2\ntls-crypt-v2-verify {v2}\n{s_key}")
