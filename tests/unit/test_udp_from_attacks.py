@@ -34,22 +34,13 @@ from scapy.packet import Raw
 from appliance import native
 from appliance.transport.udp import MANY_BATCH, UdpTransport
 from lab.netns import wait_local_addresses
+from tests.unit.test_native_udp_from import _use
 from tests.unit.test_tun_udp import _inside, _veth_pair, _wait_readable, netns  # noqa: F401 - netns is a fixture
 
 COMPILED = native.load("_udp")
 IMPLS = ["compiled", "python"]
 pytestmark = [pytest.mark.root, pytest.mark.netns]
 PORT_C, PORT_REF = 51421, 51422
-
-
-def _use(t: UdpTransport, impl: str) -> None:
-    if impl == "compiled":
-        assert COMPILED is not None or native.pure_forced(), "appliance.native._udp did not build (make setup)"
-        if COMPILED is None:
-            pytest.skip("pure Python forced (VPN_APPLIANCE_PURE_PYTHON)")
-        assert t._recv_from_many is COMPILED.recv_from_many
-    else:
-        t._recv_from_many = None
 
 
 def _drain(t: UdpTransport, count: int, timeout: float = 3.0) -> list:
