@@ -16,6 +16,7 @@ from OpenSSL import crypto
 from appliance.bench import _cert, _pems
 from appliance.openvpn import tls
 from appliance.openvpn.tls import TlsEndpoint, TlsSettings, build_context
+from tests.engine.test_tls_endpoint import _handshake
 
 PEM = serialization.Encoding.PEM
 
@@ -40,16 +41,7 @@ def _sent_chain(client: TlsSettings, server: TlsSettings, change_store=None) -> 
     if change_store:
         change_store(ctx.get_cert_store())
     c, s = TlsEndpoint(ctx, client), TlsEndpoint(build_context(server), server)
-    out_c, _ = c.pump()
-    for _ in range(10):
-        s.feed(out_c)
-        out_s, _ = s.pump()
-        c.feed(out_s)
-        out_c, _ = c.pump()
-        if c.handshake_done and s.handshake_done and not out_c:
-            break
-    s.feed(out_c)
-    s.pump()
+    _handshake(c, s)
     assert c.handshake_done and s.handshake_done
     # A server's SSL_get_peer_cert_chain leaves out the peer's own certificate: it comes first.
     sent = [s.conn.get_peer_certificate(), *(s.conn.get_peer_cert_chain() or [])]
