@@ -14,7 +14,8 @@ from __future__ import annotations
 import pytest
 
 from appliance.openvpn import events as ev
-from tests.engine.test_session_security import _closed, _connected
+from tests.engine.test_memory_link import connected
+from tests.engine.test_session_security import _closed
 from tests.engine.test_session_security import pki  # noqa: F401 - the fixture
 
 
@@ -43,7 +44,7 @@ REFUSED = [
 
 @pytest.mark.parametrize("raw", REFUSED)
 def test_a_client_cannot_end_its_session_with_a_malformed_exit(pki, raw):  # noqa: F811
-    c, s, link = _connected(pki)
+    c, s, link = connected(pki)
     _send_raw(link, c, raw)
     assert not s.closed and not _closed(s), f"the server acted on {raw!r}"
     assert any("control message" in w for w in _warnings(s)), _warnings(s)
@@ -51,7 +52,7 @@ def test_a_client_cannot_end_its_session_with_a_malformed_exit(pki, raw):  # noq
 
 @pytest.mark.parametrize("raw", REFUSED)
 def test_a_server_cannot_end_the_client_with_a_malformed_halt(pki, raw):  # noqa: F811
-    c, s, link = _connected(pki)
+    c, s, link = connected(pki)
     _send_raw(link, s, raw.replace(b"EXIT", b"HALT"))
     assert not c.closed and not _closed(c), f"the client acted on {raw!r}"
     assert any("control message" in w for w in _warnings(c)), _warnings(c)
@@ -61,16 +62,16 @@ def test_a_server_cannot_end_the_client_with_a_malformed_halt(pki, raw):  # noqa
 def test_well_formed_messages_still_act(pki, raw):  # noqa: F811
     """The check can pass: a NUL-terminated EXIT (a trailing CR/LF cut, as OpenVPN's buf_chomp;
     bytes from 0x80 up allowed, as OpenVPN's CC_PRINT) ends the session."""
-    c, s, link = _connected(pki)
+    c, s, link = connected(pki)
     _send_raw(link, c, raw)
     assert s.closed and _closed(s)
-    c, s, link = _connected(pki)
+    c, s, link = connected(pki)
     _send_raw(link, s, raw.replace(b"EXIT", b"HALT"))
     assert c.closed and _closed(c)
 
 
 def test_a_refused_message_does_not_take_the_next_one_with_it(pki):  # noqa: F811
     """Messages are framed by NUL: the good one after a refused one in the same record counts."""
-    c, s, link = _connected(pki)
+    c, s, link = connected(pki)
     _send_raw(link, c, b"INFO\x1b]0;x\x07\0EXIT\0")
     assert s.closed and any("invalid characters" in w for w in _warnings(s))

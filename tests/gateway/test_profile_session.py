@@ -103,10 +103,9 @@ def test_a_servers_session_timeout_ends_each_client_n_seconds_after_its_tunnel_c
 
 
 def test_a_reload_changes_the_servers_session_timeout_for_the_clients_it_keeps(pki):
-    from tests.gateway.test_reload_directives import _reloadable
     w = World()
     conf = server_conf(pki)
-    gw, holder = _reloadable(w, conf)
+    gw, holder = w.add_reloadable_server(conf)
     w.add_client(client_conf(pki, "client0"))
     assert w.run(lambda: _up(w), max_time=30)
     rec, up = gw.d.clients[0], w.clock.t

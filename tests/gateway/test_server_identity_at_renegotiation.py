@@ -13,7 +13,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from appliance.certs import issue
 from tests.gateway.conftest import World, _kpem, _pem, client_conf, server_conf
-from tests.gateway.test_ops import _cns, _server, opki  # noqa: F401 - the fixture
+from tests.gateway.test_ops import _cns, opki  # noqa: F401 - the fixture
 from tests.gateway.test_tls_verify import _calls, _env, _verifier, inline  # noqa: F401
 from tests.gateway.test_tunnel import _up, ping_both_ways
 
@@ -30,7 +30,7 @@ def _reload_with_server_cert(w: World, gw, holder: dict, opki, cn: str):  # noqa
 def test_a_renewed_server_certificate_keeps_the_tunnel_and_is_verified_again(opki, tmp_path, inline):  # noqa: F811
     tv, log = _verifier(tmp_path)
     w = World()
-    gw, holder = _server(w, server_conf(opki))
+    gw, holder = w.add_reloadable_server(server_conf(opki))
     c = w.add_client(client_conf(opki, "client0", extra=f"script-security 2\ntls-verify {tv}\n"))
     assert w.run(lambda: _up(w, 0), max_time=30)
     assert len(_calls(log)) == 2
@@ -44,7 +44,7 @@ def test_a_renewed_server_certificate_keeps_the_tunnel_and_is_verified_again(opk
 
 def test_a_server_certificate_of_another_name_at_a_renegotiation_is_refused(opki, caplog):  # noqa: F811
     w = World()
-    gw, holder = _server(w, server_conf(opki))
+    gw, holder = w.add_reloadable_server(server_conf(opki))
     c = w.add_client(client_conf(opki, "client0"))
     assert w.run(lambda: _up(w, 0), max_time=30)
     _reload_with_server_cert(w, gw, holder, opki, "other-server")

@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from appliance.gateway import ops as ops_mod
 from appliance.gateway.scripts import ScriptRunner
 from tests.gateway.conftest import World, client_conf, server_conf
-from tests.gateway.test_ops import _script, _server, opki  # noqa: F401 - opki: the fixture
+from tests.gateway.test_ops import _script, opki  # noqa: F401 - opki: the fixture
 from tests.gateway.test_tunnel import _up
 
 
@@ -21,7 +21,7 @@ def test_client_connect_gets_the_tracked_variables_only(opki, tmp_path, monkeypa
     out = tmp_path / "env"
     cc = _script(tmp_path, "cc.sh", f'env | grep "^X509_" | sort > {out}.tmp && mv {out}.tmp {out}\nexit 0\n')
     w = World()
-    _server(w, server_conf(opki, extra=f"script-security 2\nclient-connect {cc}\n"
+    w.add_reloadable_server(server_conf(opki, extra=f"script-security 2\nclient-connect {cc}\n"
                                        "x509-track +CN\nx509-track SHA256\nx509-track emailAddress\n"))
     w.add_client(client_conf(opki, "client0"))
     assert w.run(lambda: _up(w, 0), max_time=30)

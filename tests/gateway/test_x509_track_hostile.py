@@ -15,7 +15,7 @@ from appliance.certs import issue
 from appliance.gateway.management import OUT_LIMIT, MgmtConn
 from appliance.gateway.ops import ENV_LINE_MAX
 from tests.gateway.conftest import World, client_conf, server_conf
-from tests.gateway.test_ops import _kpem, _pem, _server, opki  # noqa: F401 - opki: the fixture
+from tests.gateway.test_ops import _kpem, _pem, opki  # noqa: F401 - opki: the fixture
 from tests.gateway.test_tunnel import _up
 
 
@@ -54,7 +54,7 @@ def _connect_watched(pki: dict, extra: str, tmp_path):
     """A server with a management client reading all it is sent, and the client `evil`
     connected: (the management connection, the bytes it read)."""
     w = World()
-    gw, _ = _server(w, server_conf(pki, extra=f"management {tmp_path}/m.sock unix\n{extra}"))
+    gw, _ = w.add_reloadable_server(server_conf(pki, extra=f"management {tmp_path}/m.sock unix\n{extra}"))
     mine, theirs = socket.socketpair()
     mine.setblocking(False)
     theirs.setblocking(False)
@@ -111,7 +111,7 @@ def test_a_sessions_certificate_variables_are_read_once_not_at_each_environment(
     ok = _script(tmp_path, "ok.sh", "exit 0\n")
     pki = _many_attributes(opki, 2000)
     w = World()
-    gw, _ = _server(w, server_conf(pki, extra=f"script-security 2\nclient-connect {ok}\nlearn-address {ok}\n"
+    gw, _ = w.add_reloadable_server(server_conf(pki, extra=f"script-security 2\nclient-connect {ok}\nlearn-address {ok}\n"
                                    f"client-disconnect {ok}\nmanagement {tmp_path}/m.sock unix\n"))
     w.add_client(client_conf(pki, "evil"))
     assert w.run(lambda: _up(w, 0), max_time=30)
