@@ -66,6 +66,17 @@ def _asked(w: World, m: Mgmt, n: int = 1) -> bool:
     return w.run(lambda: len(m.asks()) >= n, max_time=30)
 
 
+def _alice_admitted(w: World, m: Mgmt, pki, extra: str = "", within: float = 30):
+    """client0 logging in as alice from a fixed port (lport 40001: a restart comes from the same
+    address), admitted by the management client: (the client, its record on the server)."""
+    c = w.add_client(client_conf(pki, "client0", extra="auth-user-pass\n" + extra)
+                     .replace("nobind\n", "lport 40001\n"), username="alice", password="first")
+    assert _asked(w, m)
+    assert w.server.ops.management_verdict(0, 1, True)
+    assert w.run(lambda: _up(c), max_time=within)
+    return c, w.server.d.clients[0]
+
+
 def _login(pki, tmp_path, extra: str = "", client_extra: str = ""):
     """A server with management-client-auth and a client whose login is announced:
     (world, management stand-in, client, CID, KID)."""
@@ -339,12 +350,7 @@ def test_a_restart_that_fails_leaves_its_clients_kid_count_going_on(pki, tmp_pat
     management client's late `client-auth 0 1` for the first would have let in."""
     w = World()
     m = _server(w, pki, tmp_path)
-    c = w.add_client(client_conf(pki, "client0", extra="auth-user-pass\n").replace("nobind\n", "lport 40001\n"),
-                     username="alice", password="first")
-    assert _asked(w, m)
-    assert w.server.ops.management_verdict(0, 1, True)
-    assert w.run(lambda: _up(c), max_time=10)
-    rec0 = w.server.d.clients[0]
+    c, rec0 = _alice_admitted(w, m, pki, within=10)
     c.user_restart()
     assert _asked(w, m, 2)
     (heir,) = w.server.d.pending.values()
@@ -379,12 +385,7 @@ def test_a_restart_in_place_is_the_connection_going_on_as_openvpns_reconnect(pki
     cd.chmod(0o755)
     w = World()
     m = _server(w, pki, tmp_path, f"script-security 2\nclient-connect {cc}\nclient-disconnect {cd}\n")
-    c = w.add_client(client_conf(pki, "client0", extra="auth-user-pass\nexplicit-exit-notify 1\n")
-                     .replace("nobind\n", "lport 40001\n"), username="alice", password="first")
-    assert _asked(w, m)
-    assert w.server.ops.management_verdict(0, 1, True)
-    assert w.run(lambda: _up(c), max_time=30)
-    rec0 = w.server.d.clients[0]
+    c, rec0 = _alice_admitted(w, m, pki, extra="explicit-exit-notify 1\n")
     assert runs.read_text() == "connect client0\n"
     assert [x for x in m.lines if x.startswith(">CLIENT:ESTABLISHED")] == [">CLIENT:ESTABLISHED,0"]
     m.lines.clear()
@@ -424,12 +425,7 @@ def test_a_client_killed_while_its_restart_waits_is_told_ended_once(pki, tmp_pat
     cd.chmod(0o755)
     w = World()
     m = _server(w, pki, tmp_path, f"script-security 2\nclient-disconnect {cd}\n")
-    c = w.add_client(client_conf(pki, "client0", extra="auth-user-pass\n").replace("nobind\n", "lport 40001\n"),
-                     username="alice", password="first")
-    assert _asked(w, m)
-    assert w.server.ops.management_verdict(0, 1, True)
-    assert w.run(lambda: _up(c), max_time=30)
-    rec0 = w.server.d.clients[0]
+    c, rec0 = _alice_admitted(w, m, pki)
     w.run_for(3)
     c.user_restart()
     assert _asked(w, m, 2)
