@@ -119,6 +119,9 @@ def up_env(opts, pushed, *, remote: tuple, chain: list, common_name: str, dev: s
     e["trusted_ip6" if v6 else "trusted_ip"] = ip
     e["trusted_port"] = str(port)
     e["common_name"] = common_name
+    # The push's setenv-safe variables (2.6 sets them as it reads the push, after the handshake's
+    # and before the tunnel's; with the foreign options, in push order there), over the profile's.
+    e.update(pushed.setenv_safe if pushed is not None else {})
     for i, (k, v) in enumerate(pushed.dhcp_options if pushed is not None else (), 1):
         e[f"foreign_option_{i}"] = f"dhcp-option {k} {v}".rstrip()
     if pushed is not None and pushed.ifconfig:

@@ -14,6 +14,8 @@ from .catoi import atoi, positive_atoi
 from .clientnat import parse_rule as parse_client_nat
 from .errors import BadPacket
 from .peernames import from_peer, to_bytes
+from .safeenv import NAME_MAX as SETENV_SAFE_NAME_MAX
+from .safeenv import safe_env_name, safe_env_value
 
 KEY_METHOD_2 = 2
 
@@ -332,6 +334,9 @@ class PushedOptions:
     block_ipv6: bool = False                         # no IPv6 anywhere: gateway/block_ipv6.py
     session_timeout: int | None = None               # the client exits N s after the push (0: never)
     client_nat: list = field(default_factory=list)   # clientnat.NatRule: after the profile's (64 in all)
+    # `setenv-safe NAME VALUE`: OPENVPN_NAME for the client's scripts (safeenv.py), in push order
+    # (a name pushed again replaces its value), over the profile's own (gateway/updown_env.py).
+    setenv_safe: dict[str, str] = field(default_factory=dict)
     ignored: list[str] = field(default_factory=list)
     filtered: list[str] = field(default_factory=list)   # dropped by a `pull-filter ignore`
     # WINDOWS_ONLY_PUSHED ones, as 2.6 names them: "[PUSH-OPTIONS]:N: block-outside-dns"
@@ -651,6 +656,31 @@ def _take_option(p: PushedOptions, index: int, name: str, args: list[str], a: li
         p.ignored.append(_noted(a))
 
 
+def _take_setenv_safe(p: PushedOptions, item: str, a: list[str]) -> None:
+    """A pushed `setenv-safe NAME [VALUE]` into p.setenv_safe, read as OpenVPN 2.6's client reads
+    it: its words as parse_line makes them (quotes, so `'a b'` is one value), one or two of them
+    (else "Unrecognized option or missing or extra parameter(s)", left out), the name and value
+    as safeenv.py makes them; a name over NAME_MAX bytes sets nothing (2.6: "name overflow").
+    An option longer than the 255 bytes 2.6 reads is left out whole (2.6 would set its cut first
+    part and read the rest as another option): each value is then under 255 bytes, and at most
+    MAX_PUSHED_OPTIONS of them -- ~260 KB, within what a script's exec takes (script_env.ENV_MAX)."""
+    if len(to_bytes(item.strip(" \t\n\v\f\r"))) > PUSHED_LINE_READ:
+        p.ignored.append(_noted(a) + f" (longer than the {PUSHED_LINE_READ} bytes OpenVPN 2.6 reads)")
+        return
+    from .config.lexer import LexError, tokenize     # (here: the config package imports this module)
+    try:
+        words = tokenize(item, drop_extra=True, limits=False)
+    except LexError as e:
+        raise ValueError(f"setenv-safe: {e}") from None
+    if not 2 <= len(words) <= 3:
+        raise ValueError(f"Unrecognized option or missing or extra parameter(s): {_noted(a)}")
+    name = safe_env_name(words[1])
+    if name is None:
+        raise ValueError(f"setenv_str_safe: name overflow (over {SETENV_SAFE_NAME_MAX} bytes): {words[1]}")
+    p.setenv_safe.pop(name, None)               # (a name set again is the newest)
+    p.setenv_safe[name] = safe_env_value(words[2] if len(words) > 2 else "")
+
+
 def parse_push_reply_untrusted(text: str, into: PushedOptions | None = None,
                                filters: "list[tuple[str, str]] | tuple" = (),
                                route_nopull: bool = False) -> PushedOptions:
@@ -682,7 +712,10 @@ def parse_push_reply_untrusted(text: str, into: PushedOptions | None = None,
             p.ignored.append(_noted(a) + " (route-nopull)")
             continue
         try:
-            _take_option(p, index, name, args, a)
+            if name == "setenv-safe":
+                _take_setenv_safe(p, item, a)
+            else:
+                _take_option(p, index, name, args, a)
         except ValueError as e:
             # As OpenVPN 2.6 (options.c add_option at D_PUSH_ERRORS): the option is logged
             # ("Options error: ...") and left out; the rest of the push goes on.
@@ -690,7 +723,7 @@ def parse_push_reply_untrusted(text: str, into: PushedOptions | None = None,
         if name == "push-continuation" and args:
             cont = args[0]
     n = (len(p.routes) + len(p.routes_ipv6) + len(p.dhcp_options) + len(p.ignored) + len(p.filtered)
-         + len(p.client_nat) + len(p.unrecognized) + len(p.malformed))
+         + len(p.client_nat) + len(p.unrecognized) + len(p.malformed) + len(p.setenv_safe))
     if n > MAX_PUSHED_OPTIONS:
         raise PushRejected(f"the server pushed more than {MAX_PUSHED_OPTIONS} options")
     p.complete = cont != "2"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 
+from ..safeenv import NAME_MAX, safe_env_name, safe_env_value
 from .directives import Registry
 from .parser import ParseState
 
@@ -31,8 +32,8 @@ def _ignore_unknown_option(p: ParseState, d: str, a: list[str], inline: str | No
 
 # setenv names OpenVPN 2.6 reads as settings (options.c), not as variables: what each is here.
 _SETENV_NOOP = {"REMOTE_RANDOM_HOSTNAME": "remote-random-hostname", "PUSH_PEER_INFO": "push-peer-info"}
-# The longest name setenv-safe takes: OpenVPN writes OPENVPN_<name> into 64 bytes.
-SETENV_SAFE_NAME_MAX = 64 - len("OPENVPN_") - 1
+# The longest name setenv-safe takes (safeenv.py: OpenVPN writes OPENVPN_<name> into 64 bytes).
+SETENV_SAFE_NAME_MAX = NAME_MAX
 
 
 @reg.apply("setenv", why="`setenv NAME [VALUE]`: a variable in the environment of every command the "
@@ -107,7 +108,7 @@ def _setenv_safe(p: ParseState, d: str, a: list[str], inline: str | None) -> Non
         p.err(d, f"the name is longer than {SETENV_SAFE_NAME_MAX} bytes (OpenVPN sets nothing for it)")
         return
     env = dict(p.o.setenv)
-    env["OPENVPN_" + a[0]] = a[1] if len(a) > 1 else ""
+    env[safe_env_name(a[0]) or ""] = safe_env_value(a[1] if len(a) > 1 else "")
     p.set("setenv", env)
 
 
