@@ -54,3 +54,24 @@ def test_the_up_environment_holds_the_pushed_variables_over_the_profiles(pki):
     before = up_env(o, None, remote=("198.18.0.1", 1194), chain=[], common_name="server", dev="tun0",
                     net_gateway=None, started=0.0)
     assert before["OPENVPN_MOTD"] == "mine"
+
+
+class _Session:
+    peer_certificate = None
+    peer_chain: list = []
+    peer_common_name = "server"
+
+
+def test_a_reconnect_whose_push_lacks_it_drops_it_and_tls_verify_sees_the_current_one(pki):
+    from appliance.gateway.updown import UpDown
+    o = parse_config(client_conf(pki, extra="persist-tun\nsetenv-safe KEEP mine\nmanagement-up-down\n"
+                                 "management 127.0.0.1 7505\n"), "/mem/c.ovpn")
+    u = UpDown(o, net_gateway=lambda _dev: "0.0.0.0")
+    first = _push("ifconfig 198.19.0.6 198.19.0.5", "setenv-safe MOTD hi", "setenv-safe KEEP theirs")
+    u.up(_Session(), ("198.18.0.1", 1194), first, "tun0", None)
+    assert u.mgmt_env["OPENVPN_MOTD"] == "hi" and u.mgmt_env["OPENVPN_KEEP"] == "theirs"
+    assert u.verify_base("198.18.0.1", 1194)["OPENVPN_MOTD"] == "hi"       # a renegotiation's tls-verify
+    u.new_connection()                              # a reconnect: the set is made afresh (2.6's level-2 context)
+    assert "OPENVPN_MOTD" not in u.verify_base("198.18.0.1", 1194)
+    u.up(_Session(), ("198.18.0.1", 1194), _push("ifconfig 198.19.0.6 198.19.0.5"), "tun0", None)
+    assert "OPENVPN_MOTD" not in u.mgmt_env and u.mgmt_env["OPENVPN_KEEP"] == "mine"   # (down sees this)
