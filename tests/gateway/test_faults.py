@@ -222,6 +222,7 @@ def test_sealing_that_raises_for_one_client_ends_only_that_client(pki, monkeypat
     def boom(payload):
         raise OverflowError("packet id space exhausted")
     monkeypatch.setattr(rec.session, "encrypt", boom)
+    monkeypatch.setattr(rec.session, "encrypt_many", boom)     # the TUN path seals a batch per client
     for dst in (w.client_addr(0), w.client_addr(1)):
         w.server_net.tun.inject(ipv4_udp("198.19.0.1", dst, b"both"))
     w.run_for(0.5)
