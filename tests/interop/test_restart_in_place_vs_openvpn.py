@@ -99,7 +99,14 @@ def _session(lab: Lab, which: str) -> dict:
         m.notes.clear()
         m.cmd("kill client1")
         c1.stop_promptly(8)
-        m.lines(2.0)
+        # The end's note and client-disconnect's run come when the server gets to them (a script
+        # to fork first): waited for, not a fixed 2 s (a loaded machine takes longer); then a
+        # little more for anything that would follow them.
+        _note(m, ">CLIENT:DISCONNECT,")
+        end = time.monotonic() + 20
+        while time.monotonic() < end and not any(r.startswith("disconnect") for r in runs.read_text().splitlines()):
+            time.sleep(0.1)
+        m.lines(1.0)
         out["end"] = _events(m)
         # Ours runs learn-address's deletes at the client's end; 2.6 when its reaper comes to
         # each route (a few hash buckets a second: some minutes; seen: 2 of 5 within 90 s).
