@@ -32,11 +32,13 @@ def test_each_sigusr1_reconnect_is_a_full_handshake_the_server_verifies(lab, pro
     assert srv.wait_count("Peer Connection Initiated", 1, 20), srv.log()[-3000:]
     assert srv.log().count("VERIFY OK: depth=0") == 1, srv.log()[-3000:]
     for n in range(2, RESTARTS + 2):
-        mark = len(cli.log())
+        mark, smark = len(cli.log()), len(srv.log())
         os.killpg(cli.p.pid, signal.SIGUSR1)
         assert cli.wait_for("tunnel up", 30, after=mark), cli.log()[mark:][-3000:]
         assert srv.wait_count("Peer Connection Initiated", n, 20), srv.log()[-3000:]
-        assert srv.log().count("VERIFY OK: depth=0") == n, srv.log()[-3000:]      # our certificate, each time
+        # Our certificate verified again at this restart (a resumed session would show none).
+        # Counted since the signal, not in total: a handshake retried under load verifies twice.
+        assert "VERIFY OK: depth=0" in srv.log()[smark:], srv.log()[-3000:]
         assert lab.wait_ping(lab.cli, TUN_SERVER_IP), f"no traffic through the tunnel after restart {n - 1}"
     cli.stop(8)
     assert cli.p.returncode == 0
