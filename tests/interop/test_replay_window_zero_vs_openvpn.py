@@ -37,6 +37,9 @@ def test_window_zero_tunnel_carries_traffic(lab, proto, server):
     prof = client_profile(lab.pki, proto=proto, extra=EXTRA)
     c = lab.openvpn(lab.cli, prof, f"rw0cli-{tag}") if server == "ours" else lab.ours(lab.cli, prof, f"rw0cli-{tag}")
     try:
+        # Up first (polled: the last route or address may land just after the log line), then
+        # five in a row with none lost: with window 0 a reordered or replayed one would be.
+        assert lab.wait_ping(lab.cli, TUN_SERVER_IP), (c.log()[-2000:], s.log()[-2000:])
         assert lab.ping(lab.cli, TUN_SERVER_IP, 5, interval=0.05) == 5, (c.log()[-2000:], s.log()[-2000:])
         ours = s if server == "ours" else c
         assert "replayed" not in ours.log(), ours.log()[-2000:]
