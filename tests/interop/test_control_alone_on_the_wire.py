@@ -63,14 +63,18 @@ def _blast_and_compare(lab, ours, peer, ours_ns, peer_ns, match: str, dst: str) 
     _count(peer_ns, "input", match, "ingress", lab)
     before = peer.log().count("Control Channel:")
     blast(ours_ns, dst, SECONDS)
+    # reneg-sec 2 gives ~4 in the blast's 8 s; a loaded machine may finish the second later.
+    peer.wait_count("Control Channel:", before + 2, 30)
     renegotiated = peer.log().count("Control Channel:") - before
     ours.stop(10)                        # nothing more leaves: the counters are final
     egress, ingress = _counters(ours_ns), _counters(peer_ns)
     assert renegotiated >= 2, f"{renegotiated} renegotiations under traffic:\n{ours.log()[-2000:]}"
     assert ingress["control"][0] >= 3 * renegotiated, (ingress, renegotiated)
     # Each control datagram the peer got was a packet of its own on our host (same bytes: none
-    # carried another datagram along).
-    assert egress["control"] == ingress["control"], (egress, ingress)
+    # carried another datagram along). At least, not equal: the egress counter is set first, and a
+    # loaded receiver's veth backlog may drop a datagram before the peer's input hook; a control
+    # packet hidden as a data run's tail is the other way round (fewer on our side).
+    assert all(e >= i for e, i in zip(egress["control"], ingress["control"])), (egress, ingress)
     # ... and the data still left in GSO batches.
     assert egress["data"][0] < ingress["data"][0], (egress, ingress)
     assert not re.search(r"TLS Error|Authenticate/Decrypt packet error|replay", peer.log()), peer.log()[-3000:]
