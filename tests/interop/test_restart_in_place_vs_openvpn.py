@@ -92,7 +92,8 @@ def _session(lab: Lab, which: str) -> dict:
         # Ours: polled, generous (back within a second or two when idle). 2.6.14: never; 6 s to show it.
         out["back"] = c1.wait_count("Initialization Sequence Completed", 2, 30 if which == "ours" else 6)
         if out["back"]:
-            out["ping"] = lab.ping(lab.cli, TUN_SERVER_IP, 2)
+            # polled first: the server may finish the restart just after the client's line
+            out["ping"] = lab.ping(lab.cli, TUN_SERVER_IP, 2) if lab.wait_ping(lab.cli, TUN_SERVER_IP) else 0
             out["route"] = "198.18.150.0" in lab.cli.run("ip route", check=False).stdout
         m.lines(1.0)
         out["restart"] = _events(m)
