@@ -43,6 +43,16 @@ def lab(tmp_path_factory):
         yield lab
 
 
+def _wait_for_the_end(m: Mgmt, runs, within: float = 20) -> None:
+    """The end's >CLIENT:DISCONNECT and client-disconnect's run (its line in `runs`), polled: they
+    come when the server gets to them (a script forked first), not within a fixed 2 s on a loaded
+    machine. The fixed wait after this is for anything that would wrongly follow them."""
+    m.await_note(">CLIENT:DISCONNECT,", within)
+    end = time.monotonic() + within
+    while time.monotonic() < end and not any(r.startswith("disconnect") for r in runs.read_text().splitlines()):
+        time.sleep(0.1)
+
+
 def _events(m: Mgmt) -> list[str]:
     """The >CLIENT: notes but their environments."""
     return [n for n in m.notes if n.startswith(">CLIENT:") and not n.startswith(">CLIENT:ENV,")]
@@ -101,14 +111,8 @@ def _session(lab: Lab, which: str) -> dict:
         m.notes.clear()
         m.cmd("kill client1")
         c1.stop_promptly(8)
-        # The end's note and client-disconnect's run come when the server gets to them (a script
-        # to fork first): waited for, not a fixed 2 s (a loaded machine takes longer); then a
-        # little more for anything that would follow them.
-        _note(m, ">CLIENT:DISCONNECT,")
-        end = time.monotonic() + 20
-        while time.monotonic() < end and not any(r.startswith("disconnect") for r in runs.read_text().splitlines()):
-            time.sleep(0.1)
-        m.lines(1.0)
+        _wait_for_the_end(m, runs)
+        m.lines(2.0)
         out["end"] = _events(m)
         # Ours runs learn-address's deletes at the client's end; 2.6 when its reaper comes to
         # each route (a few hash buckets a second: some minutes; seen: 2 of 5 within 90 s).
