@@ -43,16 +43,6 @@ def lab(tmp_path_factory):
         yield lab
 
 
-def _wait_for_the_end(m: Mgmt, runs, within: float = 20) -> None:
-    """The end's >CLIENT:DISCONNECT and client-disconnect's run (its line in `runs`), polled: they
-    come when the server gets to them (a script forked first), not within a fixed 2 s on a loaded
-    machine. The fixed wait after this is for anything that would wrongly follow them."""
-    m.await_note(">CLIENT:DISCONNECT,", within)
-    end = time.monotonic() + within
-    while time.monotonic() < end and not any(r.startswith("disconnect") for r in runs.read_text().splitlines()):
-        time.sleep(0.1)
-
-
 def _events(m: Mgmt) -> list[str]:
     """The >CLIENT: notes but their environments."""
     return [n for n in m.notes if n.startswith(">CLIENT:") and not n.startswith(">CLIENT:ENV,")]
