@@ -190,7 +190,7 @@ class ServerDataPath:
         self.d = dispatcher
         self.mss = MssPolicy(mss_rule)
         self.c2c = client_to_client
-        self.stats = {"c2c refused": 0, "no route": 0}
+        self.stats = {"for a client not admitted yet": 0, "no route": 0}
         # Sessions whose sealing raised (our bug, or a state we did not foresee): the pump ends
         # each of them and logs the exception; the rest of the batch goes on.
         self.failed: list[tuple[ClientRecord, Exception]] = []
@@ -198,18 +198,26 @@ class ServerDataPath:
     def from_link(self, packet, addr, now: float, to_tun: Callable[[object], None], sends: dict) -> ClientRecord | None:
         """One client packet: its tunnel packets go to `to_tun` (the TUN's queue, called at once:
         a plaintext is a view into the session's buffer, valid only until its next receive), or
-        sealed for another client into `sends` (address -> packets) when client-to-client allows."""
+        sealed for another client into `sends` (address -> packets) when client-to-client allows.
+
+        Without client-to-client a packet for another client goes to the TUN too, as OpenVPN 2.6
+        writes it there (multi.c routes between clients itself only with client-to-client): the
+        host's forwarding and firewall decide whether it comes back out to that client -- what
+        OpenVPN's manual offers for per-client firewall rules, and what a tap server here does
+        with such a frame. Dropped here before, so clients (or an admin's ccd address) that
+        reached each other through a 2.6 server's kernel never did through ours."""
         rec, pts = self.d.receive(packet, addr, now)
         if pts and rec is not None:
             s = rec.session
             clamp = self.mss.clamp
             route = self.d.route_packet
+            c2c = self.c2c
             for p in pts:
                 p = clamp(p, s)
-                other = route(p)
+                other = route(p) if c2c else None
                 if other is None or other is rec:
                     to_tun(p)
-                elif self.c2c and other.session.established:
+                elif other.session.established:
                     try:
                         w = other.session.encrypt(p)
                     except Exception as e:  # noqa: BLE001 - contained to that client
@@ -223,7 +231,8 @@ class ServerDataPath:
                             q += w                 # fragment: the parts, in order
                         self.d.note_sent(other, now)
                 else:
-                    self.stats["c2c refused"] += 1
+                    # (its address leased, its push not sent yet: 2.6 learns the route only then)
+                    self.stats["for a client not admitted yet"] += 1
                     s.not_traffic += len(p) + s.framing     # dropped: no tunnel traffic (`inactive`)
         return rec
 
