@@ -190,7 +190,7 @@ class ServerDataPath:
         self.d = dispatcher
         self.mss = MssPolicy(mss_rule)
         self.c2c = client_to_client
-        self.stats = {"for a client not admitted yet": 0, "no route": 0}
+        self.stats = {"packet for a client not admitted yet": 0, "no route": 0}
         # Sessions whose sealing raised (our bug, or a state we did not foresee): the pump ends
         # each of them and logs the exception; the rest of the batch goes on.
         self.failed: list[tuple[ClientRecord, Exception]] = []
@@ -232,7 +232,7 @@ class ServerDataPath:
                         self.d.note_sent(other, now)
                 else:
                     # (its address leased, its push not sent yet: 2.6 learns the route only then)
-                    self.stats["for a client not admitted yet"] += 1
+                    self.stats["packet for a client not admitted yet"] += 1
                     s.not_traffic += len(p) + s.framing     # dropped: no tunnel traffic (`inactive`)
         return rec
 
