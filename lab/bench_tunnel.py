@@ -27,17 +27,21 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import json
 import os
 import resource
 import shutil
 import statistics
 import subprocess
+import sys
+import threading
 import time
 from pathlib import Path
 
 from .configs import client_profile, server_config
 from .netns import TUN_SERVER_IP, Lab, Netns, Proc
+from .tools import OUR_BIN
 
 _TICK = os.sysconf("SC_CLK_TCK")
 
@@ -142,6 +146,90 @@ def _wire(before: tuple, after: tuple, mb: float, wall: float) -> str:
     return "; ".join(parts) + ")"
 
 
+# `--ours-gso N`: our program with transport/udp.MAX_GSO_SEGMENTS set to N before it starts (the
+# bound `_runs` reads at each send), so one run compares GSO run lengths interleaved. The program's
+# path stays in argv (Proc.is_ours, Lab's stop rules recognise it); its process name is `python`.
+_GSO_PRELUDE = ("import sys; import appliance.transport.udp as u; u.MAX_GSO_SEGMENTS = int(sys.argv[1]); "
+                "sys.argv = sys.argv[2:]; from appliance.cli import main; sys.exit(main())")
+
+
+def ours_argv(cfg: Path, gso: int | None) -> list[str]:
+    """argv of our program for `cfg`; with `gso`, its GSO runs bounded to that many datagrams."""
+    if gso is None:
+        return [OUR_BIN, "run", str(cfg)]
+    return [str(Path(OUR_BIN).parent / "python"), "-c", _GSO_PRELUDE, str(gso), OUR_BIN, "run", str(cfg)]
+
+
+def _start_ours(lab: Lab, ns: Netns, config_text: str, name: str, gso: int | None, pattern: str = "tunnel up") -> Proc:
+    if gso is None:
+        return lab.ours(ns, config_text, name, pattern=pattern)
+    p = lab.start(ns, ours_argv(lab.write(f"{name}.ovpn", config_text), gso), name)
+    if not p.wait_for(pattern, Lab.START_WAIT):
+        raise RuntimeError(f"vpn-appliance {name} (GSO runs of {gso}) did not reach {pattern!r}:\n{p.log()[-2000:]}")
+    return p
+
+
+def parse_udp_queue(text: str, port: int) -> int | None:
+    """The receive queue in bytes (rmem_alloc) of the UDP socket bound to `port`, from a
+    /proc/net/udp (or udp6) listing; None if no such socket."""
+    want = f":{port:04X}"
+    for line in text.splitlines()[1:]:
+        f = line.split()
+        if len(f) > 4 and f[1].endswith(want):
+            return int(f[4].split(":")[1], 16)
+    return None
+
+
+class QueueSampler:
+    """Samples, every `every` s, the receive queue of the VPN's UDP socket (port 1194) in a namespace,
+    through /proc/PID/net/udp of a sleeper started there (no `ip netns exec` per sample): how full
+    the receiving socket runs over a run -- empty between bursts, or at its limit."""
+
+    def __init__(self, ns: Netns, every: float = 0.002, port: int = 1194) -> None:
+        self.ns, self.every, self.port = ns, every, port
+        self.samples: list[int] = []
+        self._stop = threading.Event()
+        self._sleeper: subprocess.Popen | None = None
+        self._t: threading.Thread | None = None
+
+    def __enter__(self) -> QueueSampler:
+        self._sleeper = subprocess.Popen(["ip", "netns", "exec", self.ns.name, "sleep", "600"])
+        self._t = threading.Thread(target=self._run, daemon=True)
+        self._t.start()
+        return self
+
+    def _run(self) -> None:
+        assert self._sleeper is not None
+        path = Path(f"/proc/{self._sleeper.pid}/net/udp")
+        time.sleep(0.2)                 # `ip netns exec` has exec'd sleep in the namespace by now
+        while not self._stop.wait(self.every):
+            try:
+                q = parse_udp_queue(path.read_text(), self.port)
+            except OSError:
+                continue
+            if q is not None:
+                self.samples.append(q)
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        if self._t is not None:
+            self._t.join(5)
+        if self._sleeper is not None:
+            self._sleeper.kill()
+            self._sleeper.wait(5)
+
+    def summary(self, rcvbuf: int = 212992) -> str:
+        """Share of samples empty, over half of `rcvbuf` (the default net.core.rmem_default), and
+        within 10% of it (full: the next datagram may be dropped)."""
+        q = self.samples
+        if not q:
+            return "    (receive queue: no samples)"
+        n = len(q)
+        return (f"    (receive queue, {n} samples: empty {100 * sum(x == 0 for x in q) / n:.0f}%, over half of "
+                f"{rcvbuf} {100 * sum(x > rcvbuf // 2 for x in q) / n:.0f}%, full {100 * sum(x > 0.9 * rcvbuf for x in q) / n:.0f}%, "
+                f"max {max(q)})")
+
+
 def _udp_drops(ns: Netns) -> int:
     """Datagrams the namespace's kernel dropped because a socket's receive buffer was full."""
     out = ns.run("nstat -az UdpRcvbufErrors Udp6RcvbufErrors", check=False).stdout
@@ -203,20 +291,23 @@ def summarize(path: Path, top: int = 14) -> str:
 def _measure(lab: Lab, server_kind: str, client_kind: str, proto: str, cipher: str, seconds: int,
              reverse: bool = False, profile: Path | None = None, server_buf: int = 0,
              layout: str = "free", server_cpu: int | None = None, cpu_map: bool = False,
-             congestion: str = "", wire: bool = False) -> tuple[float, float, float]:
-    """-> (Mbit/s, server CPU us per MB, client CPU us per MB); prints the receiving namespace's socket
-    drops and the sender's TCP retransmissions (loss, not CPU, is what limits a pair with drops)."""
+             congestion: str = "", wire: bool = False, gso: int | None = None,
+             queue: bool = False) -> tuple[float, float, float, float]:
+    """-> (Mbit/s, server CPU us per MB, client CPU us per MB, datagrams dropped per MB); prints the
+    receiving namespace's socket drops and the sender's TCP retransmissions (loss, not CPU, is what
+    limits a pair with drops). `gso`: our processes' GSO run bound (ours_argv); `queue`: sample the
+    receiving VPN socket's queue over the run (QueueSampler)."""
     scfg = server_config(lab.pki, proto, cipher, "tls-crypt",
                          extra=f"sndbuf {server_buf}\nrcvbuf {server_buf}\n" if server_buf and server_kind == "openvpn" else "")
     ccfg = client_profile(lab.pki, proto, cipher, "tls-crypt")
     if server_kind == "ours":
-        srv = lab.ours(lab.srv, scfg, "bench-srv", pattern=r"listening on")
+        srv = _start_ours(lab, lab.srv, scfg, "bench-srv", gso, pattern=r"listening on")
     else:
         srv = lab.openvpn(lab.srv, scfg, "bench-srv")
     if layout != "free" and server_cpu is not None:
         os.sched_setaffinity(srv.p.pid, {server_cpu})    # `ip netns exec` has exec'd the server by now
     try:
-        cli = lab.ours(lab.cli, ccfg, "bench-cli") if client_kind == "ours" else lab.openvpn(lab.cli, ccfg, "bench-cli")
+        cli = _start_ours(lab, lab.cli, ccfg, "bench-cli", gso) if client_kind == "ours" else lab.openvpn(lab.cli, ccfg, "bench-cli")
         try:
             if not lab.wait_ping(lab.cli, TUN_SERVER_IP, 15):
                 raise RuntimeError("tunnel does not carry pings")
@@ -234,8 +325,11 @@ def _measure(lab: Lab, server_kind: str, client_kind: str, proto: str, cipher: s
             t0, m0 = time.monotonic(), ((_all_cpu(), _idle(), _children_cpu()) if cpu_map else None)
             dev = f"va{lab.tag}"
             w0 = (_link(lab.srv, dev), _sched(srv), _sched(cli)) if wire else None
-            mbit, nbytes, retrans = _iperf(lab, lab.srv, lab.cli, seconds, reverse, congestion,
-                                           {server_cpu} if layout == "two-hosts" and server_cpu is not None else None)
+            with QueueSampler(rx_ns) if queue else contextlib.nullcontext() as sampler:
+                mbit, nbytes, retrans = _iperf(lab, lab.srv, lab.cli, seconds, reverse, congestion,
+                                               {server_cpu} if layout == "two-hosts" and server_cpu is not None else None)
+            if sampler is not None:
+                print(sampler.summary(), flush=True)
             c1s, c1c, drops = _cpu(srv), _cpu(cli), _udp_drops(rx_ns) - d0
             if w0 is not None:
                 print(_wire(w0, (_link(lab.srv, dev), _sched(srv), _sched(cli)), nbytes / 1e6 or float("nan"),
@@ -258,7 +352,7 @@ def _measure(lab: Lab, server_kind: str, client_kind: str, proto: str, cipher: s
                 if out.exists():
                     print(f"  py-spy, our {side} ({out.name}):\n{summarize(out)}")
             mb = nbytes / 1e6 or float("nan")
-            return mbit, (c1s - c0s) * 1e6 / mb, (c1c - c0c) * 1e6 / mb
+            return mbit, (c1s - c0s) * 1e6 / mb, (c1c - c0c) * 1e6 / mb, drops / mb
         finally:
             cli.stop(8)
     finally:
@@ -286,7 +380,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--wire", action="store_true",
                     help="print, per run, the datagrams on the server's link per MB (each way, mean size) and the "
                          "VPN processes' sleeps, preemptions and run-queue waits")
+    ap.add_argument("--ours-gso", type=lambda t: [int(x) for x in t.split(",")], default=None, metavar="N[,N...]",
+                    help="measure ours once per value, interleaved, with its GSO runs bounded to N datagrams "
+                         "(transport/udp.py MAX_GSO_SEGMENTS; 1: one datagram per send); default: as built")
+    ap.add_argument("--queue", action="store_true",
+                    help="sample the receiving VPN socket's queue every 2 ms (empty, over half, full shares)")
     a = ap.parse_args(argv)
+    if a.ours_gso and not all(1 <= g <= 64 for g in a.ours_gso):
+        ap.error("--ours-gso: each value 1..64 (the kernel takes at most 64 segments a send)")
     server_cpu = None
     if a.layout != "free":
         cpus = os.sched_getaffinity(0)
@@ -309,33 +410,44 @@ def main(argv: list[str] | None = None) -> int:
           f"control {a.congestion or Path('/proc/sys/net/ipv4/tcp_congestion_control').read_text().strip()}"
           + (f" (server side on CPU {server_cpu})" if server_cpu is not None else ""))
     print("  cpu us/MB: CPU time each VPN process spent per MB the receiver got")
+    gsos: list[int | None] = a.ours_gso or [None]
     with Lab() as lab:
-        results: dict[tuple, list[tuple[float, float, float]]] = {}
+        results: dict[tuple, list[tuple[float, float, float, float]]] = {}
         for rnd in range(a.rounds):
             for _name, ours, ref in pairs:
-                for server_kind, client_kind in (ref, ours):
-                    key = (server_kind, client_kind)
+                runs = [(ref, None)] + [(ours, g) for g in gsos]
+                for (server_kind, client_kind), gso in runs:
+                    key = (server_kind, client_kind, gso)
                     if key in results and len(results[key]) > rnd:
                         continue           # OpenVPN⇄OpenVPN is the reference of both pairs
                     v = _measure(lab, server_kind, client_kind, a.proto, a.cipher, a.seconds, a.reverse,
-                                 a.profile, a.server_buf, a.layout, server_cpu, a.cpu_map, a.congestion, a.wire)
+                                 a.profile, a.server_buf, a.layout, server_cpu, a.cpu_map, a.congestion, a.wire,
+                                 gso, a.queue)
                     results.setdefault(key, []).append(v)
-                    print(f"  {client_kind:>7} client -> {server_kind:>7} server: {v[0]:8.1f} Mbit/s   "
-                          f"cpu us/MB: server {v[1]:6.0f}, client {v[2]:6.0f}", flush=True)
+                    tag = f" gso {gso:>2}" if gso is not None else (" " * 7 if a.ours_gso else "")
+                    print(f"  {client_kind:>7} client -> {server_kind:>7} server{tag}: {v[0]:8.1f} Mbit/s   "
+                          f"cpu us/MB: server {v[1]:6.0f}, client {v[2]:6.0f}   dropped/MB {v[3]:5.0f}", flush=True)
         print(f"\nload average now {os.getloadavg()[0]:.1f}")
         for name, ours, ref in pairs:
-            o, r = results[(ours[0], ours[1])], results[(ref[0], ref[1])]
-            om, rm = statistics.median(x[0] for x in o), statistics.median(x[0] for x in r)
-            what = {"client": "our client  vs OpenVPN client (OpenVPN server)",
-                    "server": "our client+server vs OpenVPN client+server",
-                    "server-ovpncli": "our server  vs OpenVPN server (OpenVPN client)"}[name]
-            print(f"{what}: {om:8.1f} vs {rm:8.1f} Mbit/s  ratio {om / rm if rm else float('nan'):.2f}")
-            for i, side in ((2, "client"), (1, "server")):
-                if (name, side) in (("client", "server"), ("server-ovpncli", "client")):
-                    continue
-                oc, rc = statistics.median(x[i] for x in o), statistics.median(x[i] for x in r)
-                print(f"    {side} CPU per MB: ours {oc:6.0f} us, OpenVPN {rc:6.0f} us  "
-                      f"(OpenVPN/ours {rc / oc if oc else float('nan'):.2f})")
+            r = results[(ref[0], ref[1], None)]
+            rm = statistics.median(x[0] for x in r)
+            for gso in gsos:
+                o = results[(ours[0], ours[1], gso)]
+                om = statistics.median(x[0] for x in o)
+                what = {"client": "our client  vs OpenVPN client (OpenVPN server)",
+                        "server": "our client+server vs OpenVPN client+server",
+                        "server-ovpncli": "our server  vs OpenVPN server (OpenVPN client)"}[name]
+                if gso is not None:
+                    what += f", ours with GSO runs of at most {gso}"
+                print(f"{what}: {om:8.1f} vs {rm:8.1f} Mbit/s  ratio {om / rm if rm else float('nan'):.2f}")
+                for i, side in ((2, "client"), (1, "server")):
+                    if (name, side) in (("client", "server"), ("server-ovpncli", "client")):
+                        continue
+                    oc, rc = statistics.median(x[i] for x in o), statistics.median(x[i] for x in r)
+                    print(f"    {side} CPU per MB: ours {oc:6.0f} us, OpenVPN {rc:6.0f} us  "
+                          f"(OpenVPN/ours {rc / oc if oc else float('nan'):.2f})")
+                print(f"    datagrams dropped per MB at the receiving side: ours {statistics.median(x[3] for x in o):.0f}, "
+                      f"OpenVPN {statistics.median(x[3] for x in r):.0f}")
     return 0
 
 

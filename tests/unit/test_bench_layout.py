@@ -1,6 +1,8 @@
 """lab/bench_tunnel.py's placement tools: `--cpu-map` must add up what each process used over a run
 (iperf3's two ends only once they were reaped) and the idle share from /proc/stat's counters, and
 `--layout` must refuse a machine it cannot split rather than pin everything to one CPU."""
+import sys
+
 import pytest
 
 from lab import bench_tunnel
@@ -33,3 +35,44 @@ def test_layout_needs_two_cpus(monkeypatch, capsys):
     assert e.value.code == 2 and "needs at least two CPUs" in capsys.readouterr().err
     assert pinned == []
 
+
+
+# `--ours-gso N` (pace37): our program started with its GSO runs bounded, and `--queue`'s reading of
+# the receiving socket's queue from /proc/net/udp.
+UDP_LISTING = """\
+   sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops
+  120: 0100007F:0035 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 1 2 0000000000000000 0
+  133: 010012C6:04AA 00000000:0000 07 00000000:00033A00 00:00000000 00000000     0        0 2 2 0000000000000000 157
+"""
+
+
+def test_the_queue_of_the_vpn_port_is_read_from_the_listing():
+    assert bench_tunnel.parse_udp_queue(UDP_LISTING, 1194) == 0x33A00      # 211456 bytes queued
+    assert bench_tunnel.parse_udp_queue(UDP_LISTING, 53) == 0
+    assert bench_tunnel.parse_udp_queue(UDP_LISTING, 1195) is None
+    assert bench_tunnel.parse_udp_queue("header only\n", 1194) is None
+
+
+def test_a_bounded_run_of_ours_is_still_ours_and_starts_with_that_bound(monkeypatch):
+    from pathlib import Path
+
+    from lab.netns import OUR_BIN
+    argv = bench_tunnel.ours_argv(Path("/tmp/x.ovpn"), 8)
+    assert OUR_BIN in argv and argv[-2:] == ["run", "/tmp/x.ovpn"]    # Proc.is_ours, Lab's stop rules
+    assert bench_tunnel.ours_argv(Path("/tmp/x.ovpn"), None) == [OUR_BIN, "run", "/tmp/x.ovpn"]
+    # What the interpreter runs: the bound set before the program's main, which gets its own argv.
+    import appliance.cli
+    import appliance.transport.udp as udp
+    seen = []
+    monkeypatch.setattr(appliance.cli, "main", lambda: seen.append((udp.MAX_GSO_SEGMENTS, list(sys.argv))) or 0)
+    monkeypatch.setattr(udp, "MAX_GSO_SEGMENTS", udp.MAX_GSO_SEGMENTS)     # restored after the test
+    monkeypatch.setattr(sys, "argv", ["-c", *argv[3:]])
+    with pytest.raises(SystemExit) as e:
+        exec(argv[2], {})
+    assert e.value.code == 0 and seen == [(8, [OUR_BIN, "run", "/tmp/x.ovpn"])]
+
+
+def test_ours_gso_takes_only_what_one_send_can_carry(capsys):
+    with pytest.raises(SystemExit) as e:
+        bench_tunnel.main(["--ours-gso", "64,0"])
+    assert e.value.code == 2 and "each value 1..64" in capsys.readouterr().err
