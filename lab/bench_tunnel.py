@@ -29,6 +29,7 @@ import argparse
 import collections
 import contextlib
 import json
+import re
 import os
 import resource
 import shutil
@@ -170,13 +171,27 @@ def _start_ours(lab: Lab, ns: Netns, config_text: str, name: str, gso: int | Non
 
 
 def parse_udp_queue(text: str, port: int) -> int | None:
-    """The receive queue in bytes (rmem_alloc) of the UDP socket bound to `port`, from a
-    /proc/net/udp (or udp6) listing; None if no such socket."""
+    """The receive queue in bytes (rmem_alloc) of the UDP socket bound or connected to `port` (a
+    server's, or a client's talking to it), from a /proc/net/udp (or udp6) listing; None if none."""
     want = f":{port:04X}"
     for line in text.splitlines()[1:]:
         f = line.split()
-        if len(f) > 4 and f[1].endswith(want):
+        if len(f) > 4 and (f[1].endswith(want) or f[2].endswith(want)):
             return int(f[4].split(":")[1], 16)
+    return None
+
+
+def parse_rcvbuf(ss_text: str, port: int) -> int | None:
+    """The receive buffer limit (skmem's rb) of the UDP socket bound or connected to `port`, from
+    `ss -u -a -m -n`; None if none is listed."""
+    lines = ss_text.splitlines()
+    for i, line in enumerate(lines):
+        f = line.split()
+        if len(f) >= 5 and (f[3].endswith(f":{port}") or f[4].endswith(f":{port}")):
+            for nxt in lines[i + 1:i + 2]:
+                m = re.search(r"\brb(\d+)", nxt)
+                if m:
+                    return int(m[1])
     return None
 
 
@@ -188,11 +203,13 @@ class QueueSampler:
     def __init__(self, ns: Netns, every: float = 0.002, port: int = 1194) -> None:
         self.ns, self.every, self.port = ns, every, port
         self.samples: list[int] = []
+        self.rcvbuf = 212992            # net.core.rmem_default, until ss tells the socket's own
         self._stop = threading.Event()
         self._sleeper: subprocess.Popen | None = None
         self._t: threading.Thread | None = None
 
     def __enter__(self) -> QueueSampler:
+        self.rcvbuf = parse_rcvbuf(self.ns.run("ss -u -a -m -n", check=False).stdout, self.port) or self.rcvbuf
         self._sleeper = subprocess.Popen(["ip", "netns", "exec", self.ns.name, "sleep", "600"])
         self._t = threading.Thread(target=self._run, daemon=True)
         self._t.start()
@@ -218,10 +235,10 @@ class QueueSampler:
             self._sleeper.kill()
             self._sleeper.wait(5)
 
-    def summary(self, rcvbuf: int = 212992) -> str:
-        """Share of samples empty, over half of `rcvbuf` (the default net.core.rmem_default), and
-        within 10% of it (full: the next datagram may be dropped)."""
-        q = self.samples
+    def summary(self) -> str:
+        """Share of samples empty, over half of the socket's receive buffer, and within 10% of it
+        (full: the next datagram may be dropped)."""
+        q, rcvbuf = self.samples, self.rcvbuf
         if not q:
             return "    (receive queue: no samples)"
         n = len(q)

@@ -51,6 +51,26 @@ def test_the_queue_of_the_vpn_port_is_read_from_the_listing():
     assert bench_tunnel.parse_udp_queue(UDP_LISTING, 53) == 0
     assert bench_tunnel.parse_udp_queue(UDP_LISTING, 1195) is None
     assert bench_tunnel.parse_udp_queue("header only\n", 1194) is None
+    client = UDP_LISTING.splitlines()[0] + "\n   7: 020012C6:C350 010012C6:04AA 01 00000000:00000900 00 0 0 0 0 3 2 0 0\n"
+    assert bench_tunnel.parse_udp_queue(client, 1194) == 0x900               # a client's socket, by its peer
+
+
+SS_LISTING = """\
+State  Recv-Q Send-Q Local Address:Port  Peer Address:PortProcess
+UNCONN 0      0         127.0.0.1:53        0.0.0.0:*
+\t skmem:(r0,rb212992,t0,tb212992,f0,w0,o0,bl0,d0)
+UNCONN 211456 0        198.18.0.1:1194      0.0.0.0:*
+\t skmem:(r211456,rb212992,t0,tb212992,f0,w0,o0,bl0,d157)
+ESTAB  0      0        198.18.0.2:50000  198.18.0.1:1194
+\t skmem:(r0,rb8388608,t0,tb8388608,f4096,w0,o0,bl0,d0)
+"""
+
+
+def test_the_receive_buffer_limit_is_read_from_ss():
+    assert bench_tunnel.parse_rcvbuf(SS_LISTING, 1194) == 212992              # the first socket on the port
+    assert bench_tunnel.parse_rcvbuf(SS_LISTING.split("UNCONN 211456")[0] + "ESTAB" + SS_LISTING.split("ESTAB", 1)[1],
+                                     1194) == 8388608                         # a client's, by its peer
+    assert bench_tunnel.parse_rcvbuf(SS_LISTING, 1195) is None
 
 
 def test_a_bounded_run_of_ours_is_still_ours_and_starts_with_that_bound(monkeypatch):
