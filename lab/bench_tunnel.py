@@ -29,13 +29,12 @@ import argparse
 import collections
 import contextlib
 import json
-import re
 import os
+import re
 import resource
 import shutil
 import statistics
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -200,8 +199,9 @@ class QueueSampler:
     through /proc/PID/net/udp of a sleeper started there (no `ip netns exec` per sample): how full
     the receiving socket runs over a run -- empty between bursts, or at its limit."""
 
-    def __init__(self, ns: Netns, every: float = 0.002, port: int = 1194) -> None:
-        self.ns, self.every, self.port = ns, every, port
+    def __init__(self, ns: Netns, seconds: float, every: float = 0.002, port: int = 1194) -> None:
+        # `seconds`: the run's length; the sleeper ends by itself a minute after it, whatever happens here
+        self.ns, self.seconds, self.every, self.port = ns, seconds, every, port
         self.samples: list[int] = []
         self.rcvbuf = 212992            # net.core.rmem_default, until ss tells the socket's own
         self._stop = threading.Event()
@@ -210,7 +210,7 @@ class QueueSampler:
 
     def __enter__(self) -> QueueSampler:
         self.rcvbuf = parse_rcvbuf(self.ns.run("ss -u -a -m -n", check=False).stdout, self.port) or self.rcvbuf
-        self._sleeper = subprocess.Popen(["ip", "netns", "exec", self.ns.name, "sleep", "600"])
+        self._sleeper = subprocess.Popen(["ip", "netns", "exec", self.ns.name, "sleep", str(int(self.seconds) + 60)])
         self._t = threading.Thread(target=self._run, daemon=True)
         self._t.start()
         return self
@@ -342,7 +342,7 @@ def _measure(lab: Lab, server_kind: str, client_kind: str, proto: str, cipher: s
             t0, m0 = time.monotonic(), ((_all_cpu(), _idle(), _children_cpu()) if cpu_map else None)
             dev = f"va{lab.tag}"
             w0 = (_link(lab.srv, dev), _sched(srv), _sched(cli)) if wire else None
-            with QueueSampler(rx_ns) if queue else contextlib.nullcontext() as sampler:
+            with QueueSampler(rx_ns, seconds) if queue else contextlib.nullcontext() as sampler:
                 mbit, nbytes, retrans = _iperf(lab, lab.srv, lab.cli, seconds, reverse, congestion,
                                                {server_cpu} if layout == "two-hosts" and server_cpu is not None else None)
             if sampler is not None:
