@@ -15,6 +15,11 @@ it is printed beside the rate (`cpu us/MB` for the server and client processes).
 records each of our processes with py-spy during its run (collapsed stacks in DIR, and the top
 functions by own time printed): where the remaining time goes.
 
+`--dev tap` runs the same pairs at layer 2 (README "Client with dev tap", "The layer-2 server"):
+both ends' configs say `dev tap` (the server's `server` line then pushes route-gateway and
+ifconfig), so the frames go through the tap client's path and the server's switch (SwitchDataPath)
+instead of the TUN paths.
+
 Where the processes run matters on a small machine: a run has four busy processes (both VPN ends,
 iperf3's two ends) and the kernel's work between them. `--layout` pins them (LAYOUTS) and
 `--cpu-map` prints, per run, the machine's idle share and each process's share of a CPU. On 2 cores
@@ -305,11 +310,18 @@ def summarize(path: Path, top: int = 14) -> str:
     return "\n".join(lines)
 
 
+def tap_configs(server: str, client: str) -> tuple[str, str]:
+    """The lab's server config and client profile made layer-2 ones, otherwise unchanged: `dev tap`
+    on both ends, no `topology` (2.6 ignores it on a tap server, and says so)."""
+    return (server.replace("dev tun\n", "dev tap\n").replace("topology subnet\n", ""),
+            client.replace("dev tun\n", "dev tap\n"))
+
+
 def _measure(lab: Lab, server_kind: str, client_kind: str, proto: str, cipher: str, seconds: int,
              reverse: bool = False, profile: Path | None = None, server_buf: int = 0,
              layout: str = "free", server_cpu: int | None = None, cpu_map: bool = False,
              congestion: str = "", wire: bool = False, gso: int | None = None,
-             queue: bool = False) -> tuple[float, float, float, float]:
+             queue: bool = False, dev: str = "tun") -> tuple[float, float, float, float]:
     """-> (Mbit/s, server CPU us per MB, client CPU us per MB, datagrams dropped per MB); prints the
     receiving namespace's socket drops and the sender's TCP retransmissions (loss, not CPU, is what
     limits a pair with drops). `gso`: our processes' GSO run bound (ours_argv); `queue`: sample the
@@ -317,6 +329,8 @@ def _measure(lab: Lab, server_kind: str, client_kind: str, proto: str, cipher: s
     scfg = server_config(lab.pki, proto, cipher, "tls-crypt",
                          extra=f"sndbuf {server_buf}\nrcvbuf {server_buf}\n" if server_buf and server_kind == "openvpn" else "")
     ccfg = client_profile(lab.pki, proto, cipher, "tls-crypt")
+    if dev == "tap":
+        scfg, ccfg = tap_configs(scfg, ccfg)
     if server_kind == "ours":
         srv = _start_ours(lab, lab.srv, scfg, "bench-srv", gso, pattern=r"listening on")
     else:
@@ -330,7 +344,7 @@ def _measure(lab: Lab, server_kind: str, client_kind: str, proto: str, cipher: s
                 raise RuntimeError("tunnel does not carry pings")
             spies = []
             if profile is not None:
-                tag = f"{'down' if reverse else 'up'}-{proto}-{client_kind}cli-{server_kind}srv"
+                tag = f"{'down' if reverse else 'up'}-{dev}-{proto}-{client_kind}cli-{server_kind}srv"
                 for p, kind, side in ((srv, server_kind, "server"), (cli, client_kind, "client")):
                     if kind == "ours":
                         out = profile / f"{tag}-{side}.txt"
@@ -340,8 +354,8 @@ def _measure(lab: Lab, server_kind: str, client_kind: str, proto: str, cipher: s
             rx_ns = lab.cli if reverse else lab.srv
             d0, c0s, c0c = _udp_drops(rx_ns), _cpu(srv), _cpu(cli)
             t0, m0 = time.monotonic(), ((_all_cpu(), _idle(), _children_cpu()) if cpu_map else None)
-            dev = f"va{lab.tag}"
-            w0 = (_link(lab.srv, dev), _sched(srv), _sched(cli)) if wire else None
+            link = f"va{lab.tag}"
+            w0 = (_link(lab.srv, link), _sched(srv), _sched(cli)) if wire else None
             with QueueSampler(rx_ns, seconds) if queue else contextlib.nullcontext() as sampler:
                 mbit, nbytes, retrans = _iperf(lab, lab.srv, lab.cli, seconds, reverse, congestion,
                                                {server_cpu} if layout == "two-hosts" and server_cpu is not None else None)
@@ -349,7 +363,7 @@ def _measure(lab: Lab, server_kind: str, client_kind: str, proto: str, cipher: s
                 print(sampler.summary(), flush=True)
             c1s, c1c, drops = _cpu(srv), _cpu(cli), _udp_drops(rx_ns) - d0
             if w0 is not None:
-                print(_wire(w0, (_link(lab.srv, dev), _sched(srv), _sched(cli)), nbytes / 1e6 or float("nan"),
+                print(_wire(w0, (_link(lab.srv, link), _sched(srv), _sched(cli)), nbytes / 1e6 or float("nan"),
                             time.monotonic() - t0), flush=True)
             if m0 is not None:
                 print(_cpu_map(m0, (_all_cpu(), _idle(), _children_cpu()), time.monotonic() - t0), flush=True)
@@ -402,6 +416,9 @@ def main(argv: list[str] | None = None) -> int:
                          "(transport/udp.py MAX_GSO_SEGMENTS; 1: one datagram per send); default: as built")
     ap.add_argument("--queue", action="store_true",
                     help="sample the receiving VPN socket's queue every 2 ms (empty, over half, full shares)")
+    ap.add_argument("--dev", default="tun", choices=["tun", "tap"],
+                    help="the tunnel's device type on both ends: tap measures the layer-2 paths (the tap "
+                         "client's frames, the server's switch)")
     a = ap.parse_args(argv)
     if a.ours_gso and not all(1 <= g <= 64 for g in a.ours_gso):
         ap.error("--ours-gso: each value 1..64 (the kernel takes at most 64 segments a send)")
@@ -423,7 +440,7 @@ def main(argv: list[str] | None = None) -> int:
         pairs.append(("server-ovpncli", ("ours", "openvpn"), ("openvpn", "openvpn")))
     way = "server -> client (download)" if a.reverse else "client -> server (upload)"
     print(f"end-to-end: iperf3 TCP, 1 stream, {way}, {a.seconds} s, {a.proto.upper()} {a.cipher} tls-crypt, "
-          f"{a.rounds} alternating rounds; load average {os.getloadavg()[0]:.1f}; layout {a.layout}; TCP congestion "
+          f"dev {a.dev}, {a.rounds} alternating rounds; load average {os.getloadavg()[0]:.1f}; layout {a.layout}; TCP congestion "
           f"control {a.congestion or Path('/proc/sys/net/ipv4/tcp_congestion_control').read_text().strip()}"
           + (f" (server side on CPU {server_cpu})" if server_cpu is not None else ""))
     print("  cpu us/MB: CPU time each VPN process spent per MB the receiver got")
@@ -439,7 +456,7 @@ def main(argv: list[str] | None = None) -> int:
                         continue           # OpenVPN⇄OpenVPN is the reference of both pairs
                     v = _measure(lab, server_kind, client_kind, a.proto, a.cipher, a.seconds, a.reverse,
                                  a.profile, a.server_buf, a.layout, server_cpu, a.cpu_map, a.congestion, a.wire,
-                                 gso, a.queue)
+                                 gso, a.queue, dev=a.dev)
                     results.setdefault(key, []).append(v)
                     tag = f" gso {gso:>2}" if gso is not None else (" " * 7 if a.ours_gso else "")
                     print(f"  {client_kind:>7} client -> {server_kind:>7} server{tag}: {v[0]:8.1f} Mbit/s   "
