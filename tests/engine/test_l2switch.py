@@ -22,6 +22,9 @@ class Sess:
         self.sealed.append(bytes(p))
         return b"wire"
 
+    def encrypt_many(self, ps):
+        return [self.encrypt(p) for p in ps]
+
 
 class Disp:
     """receive() hands the packet back as the client's one frame."""
