@@ -74,7 +74,15 @@ class MssPolicy:
 
     def clamp_frame(self, p, s: Session):
         """clamp() for an Ethernet frame (a tap device's): the IPv4/IPv6 packet after its header
-        (or one 802.1Q tag), as OpenVPN 2.6's mss.c sees it there; other frames pass as they are."""
+        (or one 802.1Q tag), as OpenVPN 2.6's mss.c sees it there; other frames pass as they are.
+
+        It runs on every frame both ways (the tap client, the layer-2 server): as in clamp(), a
+        cheap test first, written out, passes the bulk at once -- a frame too short to hold an IP
+        and a TCP header (14 + 40 bytes), or an untagged IPv4 frame without options that is not
+        a TCP SYN (protocol at 23, TCP flags at 47) -- anything else goes on to ip_offset and
+        _is_tcp_syn, which decide exactly as before."""
+        if len(p) < 54 or (p[12] == 8 and p[13] == 0 and p[14] == 0x45 and (p[23] != 6 or not p[47] & 0x02)):
+            return p
         off = ip_offset(p)
         if off is None:
             return p

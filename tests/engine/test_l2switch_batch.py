@@ -178,3 +178,39 @@ def test_a_vlans_broadcast_reaches_only_that_vlans_clients_within_a_batch(accept
     untag5, untag1 = on5[:12] + on5[16:], on1[:12] + on1[16:]
     assert recs["C"].session.sealed == [untag5, untag5]
     assert recs["A"].session.sealed == recs["B"].session.sealed == [untag1]
+
+
+def _clamp_frame_slow(mss_policy, p, s):
+    """MssPolicy.clamp_frame without its quick pass (the code as it was before it)."""
+    from appliance.openvpn.datapath import _is_tcp_syn
+    from appliance.openvpn.ethernet import ip_offset
+    from appliance.openvpn.mss import clamp_mss
+    off = ip_offset(p)
+    if off is None or not _is_tcp_syn(memoryview(p)[off:]):
+        return p
+    q = bytearray(p)
+    clamp_mss(memoryview(q)[off:], mss_policy.for_session(s))
+    return q
+
+
+def test_the_frame_clamps_quick_pass_decides_as_the_full_test():
+    """MssPolicy.clamp_frame's quick pass (the bulk of a tap's frames) changes nothing it decides:
+    every frame, SYN or not, tagged or not, short or not, comes out as the full test makes it
+    (each combination of the bytes the two tests read, at the lengths where they change)."""
+    import itertools
+
+    from appliance.openvpn.datapath import MssPolicy
+    pol, s = MssPolicy(lambda cipher, v2: 1300), Sess()
+    clamped = 0
+    for etype, first, proto, flags, size, mss in itertools.product(
+            [0x0800, 0x86DD, 0x8100, 0x0806, 0x88A8], [0x45, 0x46, 0x60, 0x08], [6, 17],
+            [0x00, 0x02, 0x12, 0x10, 0x04, 0x06], [0, 13, 53, 54, 57, 58, 61, 62, 120], [1200, 1460]):
+        body = bytearray(_syn_body(mss)) + bytes(60)
+        body[0], body[9], body[33] = first, proto, flags
+        if etype == 0x8100:
+            body = bytearray(b"\x00\x05\x08\x00") + body
+        f = (B_MAC + A_MAC + etype.to_bytes(2, "big") + bytes(body))[:size]
+        quick, full = bytes(pol.clamp_frame(bytearray(f), s)), bytes(_clamp_frame_slow(pol, bytearray(f), s))
+        assert quick == full, (etype, first, proto, flags, size, mss)
+        clamped += quick != f
+    assert clamped                              # (SYNs among them were clamped)
