@@ -4,7 +4,9 @@ GroBatch (merging on the local-delivery path, as a bulk upload to the server's o
 a batch taken every 32 packets as the pump flushes. No I/O, so it isolates the Python the
 receiving server spends per packet from system calls and the kernel's share. `--send`: the
 other way, the server's download path -- TUN batches of 32 TCP segments interleaved among three
-clients through ServerDataPath.from_tun (route, clamp, seal per client).
+clients through ServerDataPath.from_tun (route, clamp, seal per client). `--send --tap`: the same
+as Ethernet frames (each segment behind a 14-byte header to its client's MAC) through the layer-2
+server's SwitchDataPath.from_tun (the switch's checks, the frame clamp, seal per client).
 
 Why instructions: on this shared host CPU time per packet moves run to run by 1.5-2x with other
 load and with the host itself (README, issue 11), while `valgrind --tool=callgrind` counts the same
@@ -12,7 +14,7 @@ instructions for the same code and input whatever else runs. `--callgrind` runs 
 under it (with and without the measured packets) and prints the difference per packet; without
 it, CPU time per packet (process time, several rounds).
 
-    python -m lab.server_path [--packets 20000] [--rounds 3] [--callgrind] [--baseline DIR] [--send]
+    python -m lab.server_path [--packets 20000] [--rounds 3] [--callgrind] [--baseline DIR] [--send [--tap]]
 
 `--baseline DIR`: another checkout's `appliance` (`git archive <commit> appliance | tar -x -C DIR`)
 measured the same way, interleaved, for a before/after.
@@ -30,10 +32,10 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 
-# Runs in a child: argv = root packets measure(0/1) send(0/1). Prints "cpu_us_per_packet".
+# Runs in a child: argv = root packets measure(0/1) send(0/1) tap(0/1). Prints "cpu_us_per_packet".
 _CHILD = r"""
 import socket, struct, sys, time
-root, n, measure, send = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "1", sys.argv[4] == "1"
+root, n, measure, send, tap = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "1", sys.argv[4] == "1", sys.argv[5] == "1"
 sys.meta_path[:] = [f for f in sys.meta_path if '__editable__' not in (getattr(f, '__module__', '') or type(f).__module__)]
 sys.path.insert(0, root)
 from cryptography.hazmat.primitives import serialization
@@ -88,6 +90,13 @@ if send:
         return struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(tcp), 1, 0x4000, 64, 6, 0, dst, rec.vaddr_packed) + tcp
     tun = [bytearray(down(i)) for i in range(32)]
     dp = ServerDataPath(d, lambda cipher, v2: 1400, True)
+    if tap:
+        from appliance.openvpn.l2switch import SwitchDataPath
+        dp = SwitchDataPath(d, lambda cipher, v2: 1400, True)
+        macs = [bytes([2, 0, 0, 0, 0, 10 + i]) for i in range(3)]
+        for mac, rec in zip(macs, recs):
+            assert dp.macs.learn(mac, rec, 0.0)
+        tun = [bytearray(macs[i % 3] + bytes([2, 0, 0, 0, 0, 1]) + b"\x08\x00" + down(i)) for i in range(32)]
     rounds = n // 32 if measure else 0
     pids = [r.session.send_key.send_pid for r in recs]
     ft = dp.from_tun
@@ -121,9 +130,11 @@ print(f"{dt / max(n, 1) * 1e6:.3f}")
 """
 
 
-def _child(root: str, packets: int, measure: bool, callgrind: bool, send: bool = False) -> tuple[float, int | None]:
+def _child(root: str, packets: int, measure: bool, callgrind: bool, send: bool = False,
+           tap: bool = False) -> tuple[float, int | None]:
     """-> (CPU us per packet, instructions in the whole run or None)."""
-    cmd = [sys.executable, "-c", _CHILD, root, str(packets), "1" if measure else "0", "1" if send else "0"]
+    cmd = [sys.executable, "-c", _CHILD, root, str(packets), "1" if measure else "0", "1" if send else "0",
+           "1" if tap else "0"]
     instr = None
     with tempfile.TemporaryDirectory() as tmp:
         if callgrind:
@@ -146,7 +157,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--callgrind", action="store_true", help="count instructions (valgrind), not CPU time")
     ap.add_argument("--baseline", help="another checkout's root (holding appliance/), measured the same way")
     ap.add_argument("--send", action="store_true", help="the download path (from_tun, three clients), not the receive path")
+    ap.add_argument("--tap", action="store_true", help="with --send: Ethernet frames through the layer-2 server's switch")
     a = ap.parse_args(argv)
+    if a.tap and not a.send:
+        ap.error("--tap goes with --send (the layer-2 download path)")
     if a.callgrind and shutil.which("valgrind") is None:
         print("--callgrind needs valgrind (apt-get install valgrind)", file=sys.stderr)
         return 2
@@ -156,16 +170,17 @@ def main(argv: list[str] | None = None) -> int:
     trees = [("this tree", str(REPO))] + ([("baseline", os.path.abspath(a.baseline))] if a.baseline else [])
     what = "instructions per packet (callgrind)" if a.callgrind else "CPU us per packet"
     if a.send:
-        print(f"server send path in memory: {n} AES-256-GCM TCP segments of 1400 bytes from the TUN in batches of 32, "
+        print(f"server send path in memory: {n} AES-256-GCM TCP segments of 1400 bytes from the "
+              f"{'TAP (Ethernet frames, dev tap)' if a.tap else 'TUN'} in batches of 32, "
               f"three clients interleaved, {what}")
     else:
         print(f"server receive path in memory: {n} AES-256-GCM TCP segments of 1400 bytes, one client, {what}")
     rounds = 1 if a.callgrind else a.rounds
     for r in range(rounds):
         for name, root in trees:
-            cpu, total = _child(root, n, True, a.callgrind, a.send)
+            cpu, total = _child(root, n, True, a.callgrind, a.send, a.tap)
             if a.callgrind:
-                _, base = _child(root, n, False, True, a.send)
+                _, base = _child(root, n, False, True, a.send, a.tap)
                 assert total is not None and base is not None
                 print(f"  {name:10} {(total - base) / n:10,.0f} instructions per packet")
             else:
