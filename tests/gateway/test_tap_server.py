@@ -221,3 +221,45 @@ def test_a_restart_in_place_keeps_its_macs_with_no_learn_address(pki, tmp_path, 
     c.request_stop()
     w.run_for(5)
     assert log.read_text().splitlines()[1:] == ["learn-address delete 02:00:00:00:0a:01@0"]
+
+
+def test_a_tap_batch_reaches_each_client_in_its_order_with_broadcasts_among_them(pki):
+    """The TAP's frames are read in batches and each client's share sealed in one call
+    (SwitchDataPath.from_tun): interleaved frames to two clients, broadcasts and unknown unicast
+    among them, all in one read; each client's tunnel gives it exactly its frames and the
+    broadcasts, in the TAP's order, as one by one (tests/engine/test_l2switch_batch.py)."""
+    w = World()
+    gw = w.add_server(tap_conf(pki))
+    macs = [bytes.fromhex("020000000a01"), bytes.fromhex("020000000a02")]
+    for i in range(2):
+        w.add_client(client_conf(pki, f"client{i}"))
+    assert w.run(lambda: _up(w, 0) and _up(w, 1), max_time=30)
+    stun, ctuns = w.server_net.tun, [w.client_nets[i].tun for i in range(2)]
+    for i, mac in enumerate(macs):
+        hello = frame(b"\xff" * 6, mac, b"hello%d" % i)
+        ctuns[i].inject(hello)
+        assert w.run(lambda: hello in stun.written, max_time=5)     # the MAC learned
+    want: list[list[bytes]] = [[], []]
+    batch = []
+    for n in range(40):
+        k = n % 5
+        if k == 4:
+            f = frame(b"\xff" * 6, HOST_MAC, b"bcast%d" % n)
+            want[0].append(f)
+            want[1].append(f)
+        elif k == 3:
+            f = frame(bytes.fromhex("020000000a09"), HOST_MAC, b"nobody%d" % n)
+        else:
+            i = (n * 7) % 2
+            f = frame(macs[i], HOST_MAC, b"to%d-%d" % (i, n))
+            want[i].append(f)
+        batch.append(f)
+    for i in range(2):
+        ctuns[i].written.clear()
+    before = gw.dp.stats["no route"]
+    for f in batch:
+        stun.inject(f)                                   # one read takes them all (BATCH >= 40)
+    assert w.run(lambda: all(len(ctuns[i].written) >= len(want[i]) for i in range(2)), max_time=10)
+    w.run_for(0.5)
+    assert [ctuns[i].written for i in range(2)] == want
+    assert gw.dp.stats["no route"] - before == 8
