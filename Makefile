@@ -119,6 +119,8 @@ bench: setup
 	$(PY) -m lab.bench_tunnel --reverse
 	$(PY) -m lab.bench_tunnel --proto tcp --only server
 	$(PY) -m lab.bench_tunnel --proto tcp --only server --reverse
+	$(PY) -m lab.bench_tunnel --dev tap --rounds 2
+	$(PY) -m lab.bench_tunnel --dev tap --rounds 2 --reverse
 
 # Server capacity, ours vs Debian's OpenVPN in the same run (lab/capacity.py): CLIENTS sessions from one
 # load-generator process (lab/loadgen.py), handshake rate and CPU, RSS, first-packet time per protection.
