@@ -114,7 +114,7 @@ def _state(sw, recs, deletes, sends):
             {m: r.addr for m, r in sw.macs.owner.items()}, sorted(sw.server_side))
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(vlan=st.sampled_from(VLANS), plan=batches())
 def test_a_batch_and_its_frames_one_by_one_reach_the_same_clients_in_the_same_order(vlan, plan):
     whole, one = _world(vlan), _world(vlan)
