@@ -40,8 +40,18 @@ sends (Lab.segment_on_the_wire); without that a GSO send crossed as one packet, 
   pin          (= --pin) each client alone on CPU 1; both servers, the prober and the echo on CPU 0;
   apart        both servers alone on CPU 0; the clients, the prober and the echo on CPU 1;
   server-core  the clients on CPU 0 with the servers; the prober and the echo on CPU 1.
+  two-hosts    as deployed: the server side (both servers, the echo) on CPU 0, the client side (each
+               client, the prober) on CPU 1.
 `apart` against `server-core` shows what a client costs the server by sharing its core (its
-caches) rather than by what it sends: in a deployment they are different machines.
+caches) rather than by what it sends: in a deployment they are different machines. `two-hosts` is
+that deployment on one box: a client and its server never share a CPU, and the prober stands for
+the user's program on the client's machine (the first packet is its probe, sent when the route
+appears, read from the TUN by the client), the echo for a service beside the server. The prober is
+put with the client, not with the server, because that is where a user's program runs, and it
+costs the client's CPU little: between the client's first handshake packet and the echo it wakes
+only for its probe tick and for route changes -- the packet socket's datagrams (with the kernel's
+timestamps) are read once, after the echo, not as they cross -- so it does not add a wake-up per
+handshake packet to either client's core, nor to the server's.
 
 FP_WRAP="cmd args" in the environment runs each client (ours, OpenVPN's) under that command, e.g.
 a wrapper that runs `perf record -F 20000 -k CLOCK_REALTIME -o <unique file> -- "$@"`; with
@@ -76,7 +86,14 @@ LAYOUTS: dict[str, tuple[int | None, int | None, int | None, int | None]] = {
     "pin": (0, 1, 0, 0),
     "apart": (0, 1, 1, 1),
     "server-core": (0, 0, 1, 1),
+    "two-hosts": (0, 1, 1, 0),
 }
+
+
+def pin_process(pid: int, cpu: int | None) -> None:
+    """Every thread of `pid` on `cpu`, or on every CPU this program may use (None)."""
+    cpus = str(cpu) if cpu is not None else ",".join(map(str, sorted(os.sched_getaffinity(0))))
+    subprocess.run(["taskset", "-a", "-p", "-c", cpus, str(pid)], check=True, stdout=subprocess.DEVNULL)
 
 
 def on_cpu(cpu: int | None) -> list[str]:
@@ -118,6 +135,7 @@ def cpus():
     return (cpu_ns(p.pid), cpu_ns(srv_pid), cpu_ns(os.getpid()), faults(p.pid), faults(srv_pid))
 pk = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(3))   # ETH_P_ALL: only these see outgoing packets
 pk.bind((dev, 0))
+pk.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)   # the handshake's datagrams wait here until the echo
 srv_b = socket.inet_aton(srv)
 u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.setblocking(False)
 # Kernel receive timestamps (SO_TIMESTAMPNS, CLOCK_REALTIME): when a packet crossed the veth or the
@@ -143,6 +161,46 @@ wire = data = echo = ctl = None
 n_in = n_out = 0                      # handshake datagrams each way, up to the echo
 pkts = []                             # [time, "out"/"in", UDP payload bytes, opcode, key id] up to the echo
 cpu_wire = cpu_echo = (None,) * 5
+held = []                             # the packet socket's datagrams once wire is seen: read after the echo
+def see_packets():
+    # Read what the packet socket holds. Until the first handshake packet, each is looked at as it
+    # comes (the CPU sample at `wire`); after it, they are only collected, and all of them are read
+    # after the echo (their kernel timestamps say when they crossed), so that the prober does not
+    # take a wake-up on the client's or the server's core for every handshake packet.
+    global wire, cpu_wire
+    while True:
+        try:
+            b, anc, _fl, addr = pk.recvmsg(2048, 64, socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            return
+        t = stamp(anc)
+        if addr[1] != 0x0800 or len(b) < 29 or b[9] != 17:
+            continue
+        ihl = (b[0] & 15) * 4
+        if wire is None and addr[2] == socket.PACKET_OUTGOING and b[16:20] == srv_b and len(b) > ihl + 8 \
+                and struct.unpack("!H", b[ihl + 2:ihl + 4])[0] == sport:
+            wire = t
+            cpu_wire = cpus()
+        held.append((t, addr[2], b))
+def account(t, kind, b):
+    # One datagram seen on the veth (in time order, up to the echo): counts, ctl, data, pkts.
+    global ctl, data, n_in, n_out
+    ihl = (b[0] & 15) * 4
+    if kind == socket.PACKET_HOST and b[12:16] == srv_b and len(b) > ihl + 8 \
+            and struct.unpack("!H", b[ihl:ihl + 2])[0] == sport:
+        if data is None and (b[ihl + 8] >> 3) not in (6, 9):
+            ctl = t             # the server's last control packet before our first data packet
+        n_in += 1
+        pkts.append([t, "in", len(b) - ihl - 8, b[ihl + 8] >> 3, b[ihl + 8] & 7])
+        return
+    if kind != socket.PACKET_OUTGOING or b[16:20] != srv_b:
+        return
+    if struct.unpack("!H", b[ihl + 2:ihl + 4])[0] != sport or len(b) <= ihl + 8:
+        return
+    n_out += 1
+    pkts.append([t, "out", len(b) - ihl - 8, b[ihl + 8] >> 3, b[ihl + 8] & 7])
+    if data is None and (b[ihl + 8] >> 3) in (6, 9):
+        data = t
 nxt = time.monotonic()
 end = nxt + timeout_s
 seq = 0
@@ -155,7 +213,7 @@ while echo is None and time.monotonic() < end and p.poll() is None:
         except OSError:
             pass                      # no route yet
         nxt = now + probe_s
-    r, _, _ = select.select([pk, u, nl], [], [], max(0.0, nxt - time.monotonic()))
+    r, _, _ = select.select([pk, u, nl] if wire is None else [u, nl], [], [], max(0.0, nxt - time.monotonic()))
     if nl in r:
         try:
             while nl.recv(65536):
@@ -164,34 +222,7 @@ while echo is None and time.monotonic() < end and p.poll() is None:
             pass
         nxt = time.monotonic()         # probe now: the route may have just appeared
     if pk in r:
-        while True:
-            try:
-                b, anc, _fl, addr = pk.recvmsg(2048, 64, socket.MSG_DONTWAIT)
-            except BlockingIOError:
-                break
-            t = stamp(anc)
-            if addr[1] != 0x0800 or len(b) < 29 or b[9] != 17:
-                continue
-            ihl = (b[0] & 15) * 4
-            if addr[2] == socket.PACKET_HOST and b[12:16] == srv_b and len(b) > ihl + 8 \
-                    and struct.unpack("!H", b[ihl:ihl + 2])[0] == sport:
-                if data is None and (b[ihl + 8] >> 3) not in (6, 9):
-                    ctl = t             # the server's last control packet before our first data packet
-                if echo is None:
-                    n_in += 1
-                    pkts.append([t, "in", len(b) - ihl - 8, b[ihl + 8] >> 3, b[ihl + 8] & 7])
-                continue
-            if addr[2] != socket.PACKET_OUTGOING or b[16:20] != srv_b:
-                continue
-            if struct.unpack("!H", b[ihl + 2:ihl + 4])[0] != sport or len(b) <= ihl + 8:
-                continue
-            if wire is None:
-                wire = t
-                cpu_wire = cpus()
-            n_out += 1
-            pkts.append([t, "out", len(b) - ihl - 8, b[ihl + 8] >> 3, b[ihl + 8] & 7])
-            if data is None and (b[ihl + 8] >> 3) in (6, 9):
-                data = t
+        see_packets()
     if u in r:
         try:
             _d, anc, _fl, _a = u.recvmsg(64, 64)
@@ -199,6 +230,10 @@ while echo is None and time.monotonic() < end and p.poll() is None:
             cpu_echo = cpus()
         except OSError:
             pass
+see_packets()
+for t, kind, b in sorted(held, key=lambda h: h[0]):
+    if echo is None or t <= echo:
+        account(t, kind, b)
 try:
     os.killpg(p.pid, signal.SIGTERM)
 except ProcessLookupError:
@@ -241,11 +276,11 @@ class FirstPacket:
             f"fp-cli-ovpn-x25519-{protection}.conf",
             self.profiles["ovpn"].read_text() + "tls-groups X25519\n")
 
-    def pin_servers(self, cpu: int = 0) -> None:
-        """Move both servers (every thread) to `cpu` (--layout: 0 in every pinned layout)."""
+    def pin_servers(self, cpu: int | None = 0) -> None:
+        """Move both servers (every thread) to `cpu` (--layout: 0 in every pinned layout; None: back
+        to every CPU, for `free` when layouts take turns)."""
         for proc in self.servers.values():
-            subprocess.run(["taskset", "-a", "-p", "-c", str(cpu), str(proc.p.pid)], check=True,
-                           stdout=subprocess.DEVNULL)
+            pin_process(proc.p.pid, cpu)
 
     def once(self, pair: str, probe_s: float, timeout_s: float, baseline: str | None = None,
              layout: str = "free") -> dict:
@@ -279,6 +314,11 @@ class FirstPacket:
         for p in self.servers.values():
             p.stop(10)
             self.lab.procs.remove(p)
+
+
+def _load() -> str:
+    """The load average now (`uptime`), printed with every run: this lab's machine is shared."""
+    return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
 
 
 def _shq(s: str) -> str:
@@ -418,11 +458,15 @@ def main(argv: list[str] | None = None) -> int:
                          "(that version's client against OpenVPN's server)")
     ap.add_argument("--pin", action="store_true",
                     help="clients on CPU 1; servers, prober and echo on CPU 0 (two cores at least): --layout pin")
-    ap.add_argument("--layout", choices=sorted(LAYOUTS), default=None,
-                    help="where the processes run (module docstring); default free, or pin with --pin")
+    ap.add_argument("--layout", default=None,
+                    help="where the processes run (module docstring): " + ", ".join(LAYOUTS) + "; several, "
+                         "comma-separated (e.g. free,two-hosts), take turns within every round; default free, "
+                         "or pin with --pin")
     a = ap.parse_args(argv)
-    layout = a.layout or ("pin" if a.pin else "free")
-    srv_cpu, _cli_cpu, _prober_cpu, echo_cpu = LAYOUTS[layout]
+    layouts = (a.layout or ("pin" if a.pin else "free")).split(",")
+    for lay in layouts:
+        if lay not in LAYOUTS:
+            ap.error(f"--layout {lay}: not one of {', '.join(LAYOUTS)}")
     prots, pairs = a.protections.split(","), a.pairs.split(",")
     if a.baseline and "before-ovpn" not in pairs:
         pairs.append("before-ovpn")
@@ -438,31 +482,35 @@ def main(argv: list[str] | None = None) -> int:
         echo = lab.start(lab.srv, [sys.executable, "-c", _ECHO, str(ECHO_PORT)], "fp-echo")
         if not echo.wait_for("echo ready", 20):
             raise RuntimeError("echo service did not start")
-        if echo_cpu is not None:
-            subprocess.run(["taskset", "-a", "-p", "-c", str(echo_cpu), str(echo.p.pid)], check=True,
-                           stdout=subprocess.DEVNULL)
-        print(f"layout {layout}; load before:", subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip(), flush=True)
+        print(f"layout {','.join(layouts)}; load before:", _load(), flush=True)
         for prot in prots:
             fp = FirstPacket(prot, lab)
             try:
-                if srv_cpu is not None:
-                    fp.pin_servers(srv_cpu)
                 time.sleep(0.5)
                 for rnd in range(a.rounds):
-                    for pair in pairs:
-                        rows.append(fp.once(pair, a.probe_ms / 1000, a.timeout, a.baseline, layout))
-                        rows[-1]["round"] = rnd
-                        print(json.dumps(rows[-1]), flush=True)
-                        time.sleep(0.3)       # let the server notice the exit notification
+                    for lay in layouts:
+                        srv_cpu, _cli_cpu, _prober_cpu, echo_cpu = LAYOUTS[lay]
+                        if srv_cpu is not None or len(layouts) > 1:
+                            fp.pin_servers(srv_cpu)
+                            pin_process(echo.p.pid, echo_cpu)
+                            time.sleep(0.05)
+                        for pair in pairs:
+                            rows.append(fp.once(pair, a.probe_ms / 1000, a.timeout, a.baseline, lay))
+                            rows[-1].update(round=rnd, layout=lay)
+                            print(json.dumps(rows[-1]), flush=True)
+                            time.sleep(0.3)       # let the server notice the exit notification
+                print(f"{prot} done; load:", _load(), flush=True)
             finally:
                 fp.close()
-        print("load after:", subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip(), flush=True)
+        print("load after:", _load(), flush=True)
     finally:
         lab.close()
-    print(f"\nClient start to first UDP echo through the tunnel, ms: median (min-max) of {a.rounds} rounds, "
-          f"interleaved; start = process start -> first handshake packet, proto = that -> echo")
-    print(summarize(rows, prots, pairs))
-    print(summarize_wire(rows, prots, pairs))
+    for lay in layouts:
+        rs = [r for r in rows if r.get("layout") == lay]
+        print(f"\n=== layout {lay} ===\nClient start to first UDP echo through the tunnel, ms: median (min-max) of "
+              f"{a.rounds} rounds, interleaved; start = process start -> first handshake packet, proto = that -> echo")
+        print(summarize(rs, prots, pairs))
+        print(summarize_wire(rs, prots, pairs))
     if a.json:
         Path(a.json).write_text(json.dumps(rows, indent=1))
     return 0

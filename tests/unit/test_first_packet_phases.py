@@ -37,3 +37,12 @@ def test_a_lone_ack_is_not_the_flight_and_a_missing_milestone_gives_none():
 def test_packet_counts_by_kind():
     assert packet_counts(ROW) == {"ctl out": 3, "ack out": 1, "data out": 1,
                                   "ctl in": 5, "ack in": 1, "data in": 1}
+
+
+def test_two_hosts_keeps_each_side_on_its_own_cpu():
+    """--layout two-hosts: as deployed, the client side (client, the prober standing for the user's
+    program) and the server side (server, echo service) never share a CPU."""
+    from lab.first_packet import LAYOUTS
+    srv, cli, prober, echo = LAYOUTS["two-hosts"]
+    assert None not in (srv, cli, prober, echo)
+    assert cli != srv and prober == cli and echo == srv
