@@ -149,9 +149,12 @@ def decode_key_method_2_untrusted(data: bytes, from_client: bool) -> KeyMethod2:
                       info.decode("utf-8", "replace") if info else "", user_pass_too_long=too_long)
 
 
+_ATOLL = re.compile(r"[+-]?[0-9]{1,19}")      # with the module: not inside a push (catoi._ATOI)
+
+
 def _atoll_nonneg(text: str) -> int:
     """`inactive`'s bytes as 2.6 reads them (atoll, a negative value 0), at most 19 digits."""
-    m = re.match(r"[+-]?[0-9]{1,19}", text)
+    m = _ATOLL.match(text)
     return max(int(m.group()), 0) if m else 0
 
 

@@ -45,6 +45,7 @@ REPULLS = 5                 # PUSH_REQUESTs after a new TLS session at most (see
 IV_PROTO_CLIENT = (IV_PROTO_DATA_V2 | IV_PROTO_REQUEST_PUSH | IV_PROTO_TLS_KEY_EXPORT | IV_PROTO_CC_EXIT_NOTIFY
                    | IV_PROTO_AUTH_PENDING_KW)
 MAX_SERVER_INFO = 16        # INFO/INFO_PRE/AUTH_PENDING events per session; more are only counted
+_PENDING_TIMEOUT = re.compile(r"timeout (\d{1,9})")   # AUTH_PENDING's keyword; compiled at start, not mid-handshake
 
 
 def _shown(text: str) -> str:
@@ -247,7 +248,7 @@ class ClientRole:
         wait = s.cfg.hand_window
         _, _, keywords = text.partition(",")
         for kw in keywords.split(",") if keywords else ():
-            m = re.fullmatch(r"timeout (\d{1,9})", kw.strip())
+            m = _PENDING_TIMEOUT.fullmatch(kw.strip())
             if m:
                 wait = int(m.group(1))
         wait = min(wait, max(s.cfg.reneg_sec // 2, s.cfg.hand_window))
