@@ -347,7 +347,7 @@ def summarize(rows: list[dict], protections, pairs) -> str:
                          f"{_stat(w2c):>18}  {_stat(c2d):>18}  {_stat(total):>20}")
     lines.append("\nCPU time spent from the first handshake packet to the echo (proto), ms, median (min-max): "
                  "the client's threads, the server process, the prober (schedstat, sampled when the prober sees "
-                 "each packet); then the client's and the server's minor page faults in that time")
+                 "the first handshake packet and the echo); then the client's and the server's minor page faults in that time")
     lines.append(f"{'protection':>13} {'pair':>11}  {'client':>18}  {'server':>18}  {'prober':>18}"
                  f"  {'client faults':>18}  {'server faults':>18}  {'datagrams out':>18}  {'datagrams in':>18}")
     for prot in protections:
