@@ -325,7 +325,8 @@ class ServerGateway(SignalWakes):
     def held_counts(self) -> dict[str, int]:
         """What the server holds that grows with its clients' churn (SIGUSR2 logs it): a soak
         (lab/reliability/soak_l2.py) samples it and a count that keeps growing is a leak."""
-        out = {"clients": len(self.d.clients)}
+        d = self.d
+        out = {"clients": len(d.clients)}
         macs = getattr(self.dp, "macs", None)
         if macs is not None:                  # dev tap (openvpn/l2switch.py)
             out.update({"MACs": len(macs), "MAC holders": len(macs.held), "server-side MACs": len(self.dp.server_side),
@@ -335,6 +336,13 @@ class ServerGateway(SignalWakes):
         learn = self.ops.learn
         out.update({"learn-address queues": len(learn.queues), "learn-address learned": len(learn.owner),
                     "scripts pending": self.ops.scripts.pending if self.ops.scripts is not None else 0})
+        # The tables a client's departure must empty: an entry left here after every client left
+        # is an address (transport or tunnel) or a peer-id held for nobody (soak37: checked after
+        # NAT rebindings, blackouts and renegotiations under loss).
+        pool = d.st.pool
+        out.update({"transport addresses": len(d.by_addr), "pending": len(d.pending),
+                    "peer-ids": len(d.by_peer_id), "heirs": len(d.heirs), "tunnel addresses": len(d.by_vaddr),
+                    "pool leased": len(pool.leased) if pool is not None else 0})
         return out
 
     # ---------------------------------------------------------------- packets in
