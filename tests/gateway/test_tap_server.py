@@ -140,7 +140,8 @@ def test_vlan_tagging_a_ccd_vlan_pvid_tags_the_clients_frames_on_the_tap(pki, tm
 
 def test_sigusr2_logs_what_the_server_holds(pki, tmp_path, inline, caplog):
     """SIGUSR2's statistics name what grows with the clients' churn (learned MACs, learn-address's
-    queues, scripts pending): a soak samples them (lab/reliability/soak_l2.py), and after every
+    queues, scripts pending, the clients' transport and tunnel addresses, peer-ids and pool
+    leases): a soak samples them (lab/reliability/soak_l2.py), and after every
     client left each is back to nothing."""
     import logging
     import signal
@@ -159,6 +160,9 @@ def test_sigusr2_logs_what_the_server_holds(pki, tmp_path, inline, caplog):
         gw.ops.on_signal(signal.SIGUSR2)
     line = next(r.getMessage() for r in caplog.records if r.getMessage().startswith("statistics: held"))
     assert "clients 1, MACs 1, MAC holders 1," in line and "learn-address learned 1" in line, line
+    # the dispatcher's tables a departure must empty (soak37 checks them after faults and churn)
+    assert ("transport addresses 1, pending 0, peer-ids 1, heirs 0, tunnel addresses 1, pool leased 1"
+            in line), line
     w.clients[0].request_stop()
     w.run_for(5)
     held = gw.held_counts()
