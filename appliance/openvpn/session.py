@@ -77,6 +77,13 @@ USAGE_CHECK_INTERVAL = 10.0
 # fragment: a reassembled payload may exceed the TUN MTU by its framing and tun-mtu-extra (OpenVPN's
 # buffers have room for both); beyond this it is dropped.
 FRAGMENT_SLACK = 256
+# OpenVPN 2.6's frame (init.c frame_finalize_options): its receive buffers always hold tunnel
+# packets of at least 1600 bytes ("baby giants" a server may push), plus 32 bytes for errors in
+# the sum and the headroom reserved for the largest crypto, opcode, SOCKS and framing headers
+# (crypto_max_overhead 120 + 4 + 10 + 2, rounded to 4) -- a received packet may use all of it.
+TUN_WRITE_FLOOR = 1600
+TUN_WRITE_SLACK = 32 + 136
+TOO_LARGE = "tunnel packet larger than the tun-mtu allows (dropped, as OpenVPN 2.6)"
 MAX_WARNINGS = 10               # Warning events per session; more are only counted (stats)
 # Renegotiations the peer may start: PEER_RENEG_BURST in a row, then one per PEER_RENEG_EVERY
 # seconds (_may_answer_soft_reset). Each is a full TLS handshake here (~6 ms of our CPU).
@@ -91,6 +98,14 @@ PEER_RENEG_EVERY = 1.0
 # seconds more than once (reneg-sec, -bytes and -pkts count from the first key).
 PEER_RENEG_START = 1
 _NEVER = float("inf")
+
+
+def tun_write_max(cfg: "SessionConfig") -> int:
+    """The largest decrypted tunnel packet a session passes on: OpenVPN 2.6's frame payload size
+    for this config (the largest of tun-mtu, tun-mtu-max, max-packet-size and 1600, tap's
+    tun-mtu-extra, the slack); bigger ones 2.6 never writes to its TUN."""
+    return (max(TUN_WRITE_FLOOR, cfg.tun_mtu, cfg.tun_mtu_max, cfg.tls_mtu) + cfg.tun_mtu_extra
+            + TUN_WRITE_SLACK)
 
 
 class Role(str, Enum):
@@ -250,6 +265,11 @@ class Session(ControlChannel):
         # most, as OpenVPN's frame payload size: the largest tun-mtu this session may use, and tap's extra
         self._decompress_limit = max(cfg.tun_mtu, cfg.tun_mtu_max or 1600) + cfg.tun_mtu_extra
         self._decompressed_one = False    # the Decompressing event is sent (once per session)
+        # The largest tunnel packet written to the TUN: OpenVPN 2.6's frame payload size (init.c
+        # frame_finalize_options), which its buffers hold -- a bigger one it drops ("tun packet
+        # too large on write"), or, bigger still, its read cuts and authentication fails. Ours
+        # wrote up to 65,507 bytes unchanged. One comparison per packet (_too_large).
+        self._tun_write_max = tun_write_max(cfg)
         # fragment N (fragment.py): every payload framed, big ones split; None without it.
         self.frag = Fragmenter(max(cfg.tun_mtu, cfg.tun_mtu_max or 1600) + FRAGMENT_SLACK) if cfg.fragment_room else None
         self._frag_sizes: dict[tuple[str, int], int] = {}
@@ -378,6 +398,9 @@ class Session(ControlChannel):
                 self.framing = n - len(pt) + (4 if self.frag is not None else 0)
             if not pt:                         # nothing to deliver: 2.6 drops it too (a zero-
                 return []                      # length TUN write is EINVAL)
+            if len(pt) > self._tun_write_max:
+                self._too_large(pt)
+                return []
             # IP packets start with 0x4_/0x6_; the ping (0x2a) and OCC (0x28) magics do not.
             if pt[0] == 0x2A or pt[0] == 0x28:
                 if pt == PING_MAGIC:
@@ -774,6 +797,16 @@ class Session(ControlChannel):
                 self.events.append(ev.Warning("further warnings of this session are only counted"))
         else:
             self._count("warnings suppressed")
+
+    def _too_large(self, pt) -> None:
+        """A tunnel packet over OpenVPN 2.6's frame payload size: dropped, counted; the first of
+        a session logged (2.6 logs each at verb 1; a peer sending nothing else must not flood
+        the log -- with a server's many clients, one line per client session at most)."""
+        self._count(TOO_LARGE)
+        self.not_traffic += len(pt) + self.framing
+        if self.stats[TOO_LARGE] == 1:
+            self._warn(f"dropped a {len(pt)}-byte packet from the peer: more than the {self._tun_write_max} "
+                       f"bytes OpenVPN 2.6 takes with this tun-mtu (an MTU mismatch?); further ones are only counted")
 
     def _bad_framing(self, pt) -> None:
         """A payload whose stub framing is not this session's: dropped and counted, the
