@@ -168,6 +168,10 @@ class TimerHeap:
         return len(self._due)
 
 
+def _loud(counts: dict[str, int], quiet: frozenset[str]) -> dict[str, int]:
+    return {k: v for k, v in counts.items() if k not in quiet}
+
+
 class Faults:
     """Counters by reason, logged at most every `every` seconds when they changed; tracebacks of
     internal errors for the first few and then every 1000th."""
@@ -177,6 +181,10 @@ class Faults:
         self.every = every
         self._next_log = 0.0
         self._last: dict[str, int] = {}
+        # Reasons that are shown in a drop line but never make one appear by themselves: routine
+        # drops OpenVPN 2.6 makes without a word (a client's IPv6 link-local packets), which a
+        # Windows client sends every few minutes -- a line each time where 2.6's log stays quiet.
+        self.quiet: frozenset[str] = frozenset()
 
     def count(self, reason: str, n: int = 1) -> None:
         self.counts[reason] = self.counts.get(reason, 0) + n
@@ -202,7 +210,8 @@ class Faults:
         for k, v in (extra or {}).items():
             if v:
                 merged[k] = merged.get(k, 0) + v
-        if merged != self._last or final:
+        quiet = self.quiet
+        if final or (merged != self._last and (not quiet or _loud(merged, quiet) != _loud(self._last, quiet))):
             self._last = merged
             log.info("%s: %s", title or ("final drop counters" if final else "dropped packets"),
                      ", ".join(f"{k}={v}" for k, v in sorted(merged.items())) or "none")

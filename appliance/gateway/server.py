@@ -23,7 +23,7 @@ from ..openvpn.crl import background_reader
 from ..openvpn.datapath import MssPolicy, ServerDataPath
 from ..openvpn.l2switch import SwitchDataPath
 from ..openvpn.config import Options
-from ..openvpn.server import ServerDispatcher, ServerSettings, StreamKey
+from ..openvpn.server import QUIET_DROPS, ServerDispatcher, ServerSettings, StreamKey
 from ..openvpn.portshare import Verdict, decide
 from ..openvpn.settings import mss_rule
 from ..openvpn.errors import ConfigError
@@ -79,6 +79,7 @@ class ServerGateway(SignalWakes):
         self.clock = clock
         self.signals = signals
         self.faults = Faults(DROP_LOG_EVERY)
+        self.faults.quiet = QUIET_DROPS
         self.pump = Pump(clock, waiter, self.faults)
         self.pump.after_wake = self._after_wake
         self.d = ServerDispatcher(settings, clock())
