@@ -701,6 +701,10 @@ def parse_push_reply_untrusted(text: str, into: PushedOptions | None = None,
         if not a:
             continue
         name, args = a[0], a[1:]
+        # (push-continuation is framing here, not filtered: 2.6 filters it, and a whitelist ending
+        # in `ignore ""` then takes a multi-part push's first message for all of it -- its cipher
+        # and ifconfig come last, so 2.6's client fails and restarts at every attempt. README
+        # "Thirty-fifth session (helper nits37)".)
         if filters and name != "push-continuation":
             action = _pull_filter_action(item.lstrip(" \t\n\v\f\r"), a, filters)
             if action == "ignore":

@@ -230,3 +230,24 @@ def test_a_clients_username_cannot_carry_control_characters():
                    username="ev\r\nil\x1b[31m\tx", password="pw\x01")
     got = decode_key_method_2_untrusted(encode_key_method_2(m, True), from_client=True)
     assert got.username == "ev__il_[31m_x" and got.password == "pw\x01"
+
+
+def test_push_continuation_is_framing_no_pull_filter_ends_a_multi_part_push():
+    """A whitelist ending in a catch-all `ignore ""` (or `reject ""`): OpenVPN 2.6 filters
+    `push-continuation 2` too, takes the first part as the whole push and, its server sending
+    cipher and ifconfig last, fails and restarts at every attempt (tests/interop/
+    test_pull_filter_push_continuation_vs_openvpn.py). Ours reads the marker whatever the filters
+    say: every part is taken, each option in it filtered as usual."""
+    parts = ["PUSH_REPLY,route 198.18.9.0 255.255.255.0,dhcp-option DNS 198.18.0.53,push-continuation 2",
+             "PUSH_REPLY,ifconfig 198.19.0.2 255.255.255.0,cipher AES-256-GCM,push-continuation 1"]
+    for last in ("ignore", "reject"):
+        filters = [("accept", "route "), ("accept", "ifconfig"), ("accept", "cipher"), (last, "")]
+        if last == "reject":
+            with pytest.raises(PushRejected, match="dhcp-option"):
+                parse_push_reply_untrusted(parts[0], None, filters)
+            filters = filters[:-1] + [("ignore", "dhcp-option"), ("reject", "")]
+        p = parse_push_reply_untrusted(parts[0], None, filters)
+        assert not p.complete
+        p = parse_push_reply_untrusted(parts[1], p, filters)
+        assert p.complete and p.ifconfig == ("198.19.0.2", "255.255.255.0") and p.cipher == "AES-256-GCM"
+        assert [r[0] for r in p.routes] == ["198.18.9.0"] and p.dns == []
