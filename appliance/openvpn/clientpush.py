@@ -50,13 +50,21 @@ class ClientPush:
         rec.common_name = s.peer_username if self.st.username_as_cn and s.peer_username else s.peer_common_name
         opts: list[str] = []
         ccd = self._ccd_file(rec.common_name or "")
+        if ccd is not None and ccd.disable:
+            # OpenVPN's ccd `disable`: this client may not connect (decides who may connect,
+            # so it is enforced, never merely parsed).
+            raise ClientRefused(f"client-config-dir file for {rec.common_name!r} says disable")
+        if rec.continues:
+            # A restart in place of an established client: the connection's options as admitted,
+            # as 2.6's instance keeps those of its first connect (its reconnect reads no ccd file).
+            # Who may connect is still the file's say now (above: ccd-exclusive without a file,
+            # a `disable`, a broken file refuse the restart) -- stricter than 2.6.14, whose
+            # server never lets such a restart in at all (CAS_RECONNECT_PENDING).
+            ccd = rec.ccd
+        rec.ccd = ccd
         pool = self.st.pool
         want = want6 = None
         if ccd is not None:
-            if ccd.disable:
-                # OpenVPN's ccd `disable`: this client may not connect (decides who may connect,
-                # so it is enforced, never merely parsed).
-                raise ClientRefused(f"client-config-dir file for {rec.common_name!r} says disable")
             want = ccd.ifconfig_push
             rec.iroutes = [ipaddress.IPv4Network(f"{n}/{m}", strict=False) for n, m in ccd.iroutes]
             rec.iroutes6 = [ipaddress.IPv6Network(n) for n in getattr(ccd, "iroutes6", ())]

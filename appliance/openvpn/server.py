@@ -681,9 +681,10 @@ class ServerDispatcher(ClientPush):
         cfg.make_wrapper = lambda: wrapper
         cfg.push_options = self._push_for
         s = Session(cfg, now, tls_context=self.tls_context())
+        rec = ClientRecord(s, addr, pid, tcp=self.st.tcp)
         if restarts is not None and restarts.session.established:
             s.lock_identity_of(restarts.session)      # the same client, or refused
-        rec = ClientRecord(s, addr, pid, tcp=self.st.tcp)
+            rec.continues, rec.ccd = True, restarts.ccd
         if v2 is not None:
             rec.v2_metadata = v2.describe()
             rec.v2_key = (v2.metadata_type, v2.metadata)

@@ -59,6 +59,11 @@ class ClientRecord:
     v2_held: list[bytes] | None = None
     connect_state: str | None = None     # client-connect: None, "pending" (verdict awaited), "done"
     connect_opts: list[str] = field(default_factory=list)   # options computed before the verdict
+    # Its client-config-dir file's options as admitted (parsed; None: no file). A restart in place
+    # of an established client (`continues`) takes these over instead of reading the file again,
+    # as 2.6's instance keeps the options of its first connect (clientpush.py _push_options).
+    ccd: object = None
+    continues: bool = False
     # dispatcher bookkeeping (not for the pump)
     armed: float | None = None           # deadline of this record's live entry in the timer heap
     alive: bool = True                   # False once forgotten: its heap entries are stale
