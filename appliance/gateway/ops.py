@@ -949,7 +949,10 @@ class Operations:
                 # certificate, as 2.6's one instance keeps them; this session had none of its
                 # own yet (common_name was empty in client-disconnect and >CLIENT:DISCONNECT).
                 who = inf.restarts
-            if self.mgmt is not None:
+            if self.mgmt is not None and inf.announced:
+                # As 2.6's management_notify_client_close: only for a connection whose login the
+                # management client was asked about (DAF_INITIAL_AUTH: management-client-auth);
+                # without it 2.6 says >CLIENT:ESTABLISHED and never >CLIENT:DISCONNECT.
                 self.mgmt.notify([f">CLIENT:DISCONNECT,{inf.cid}"] + self._env_lines(who, inf, extra))
             o = self.gw.opts
             if o.client_disconnect and self.scripts is not None:

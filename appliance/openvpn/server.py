@@ -678,6 +678,10 @@ class ServerDispatcher(ClientPush):
                 pid = self.peer_ids.take()
         cfg = self.st.session_config(pid)
         wrapper = self._make_wrapper(v2, (cfg.replay_window, cfg.replay_time))
+        if own_sid is not None or v2 is not None:
+            # Its first packet was checked statelessly (the cookie's third packet; a
+            # tls-crypt-v2 reset, whose id may be the early-negotiation one): wrapping.py.
+            wrapper.first_id_verified_elsewhere()
         cfg.make_wrapper = lambda: wrapper
         cfg.push_options = self._push_for
         s = Session(cfg, now, tls_context=self.tls_context())

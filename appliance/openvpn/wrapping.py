@@ -60,6 +60,8 @@ class Wrapper(Protocol):
 
     def skip_packet_ids(self, n: int) -> None: ...
 
+    def first_id_verified_elsewhere(self) -> None: ...
+
     def wrap(self, op_byte: int, own_sid: bytes, body: bytes, now: float) -> bytes: ...
 
     def unwrap_untrusted(self, packet: bytes, now: float,
@@ -78,6 +80,9 @@ class PlainWrapper:
 
     def skip_packet_ids(self, n: int) -> None:
         """No replay ids without protection: nothing to skip."""
+
+    def first_id_verified_elsewhere(self) -> None:
+        """No replay ids without protection."""
 
     def wrap(self, op_byte: int, own_sid: bytes, body: bytes, now: float) -> bytes:
         return bytes((op_byte,)) + own_sid + body
@@ -100,10 +105,20 @@ class _Counted:
         self._window_time = replay_time       # ... and this time limit (seconds; None: none)
         self.window = ReplayWindow(replay_window, replay_time)
         self.recv_time: int | None = None   # newest epoch (time field) seen from the peer
+        self._first_any = False             # see first_id_verified_elsewhere
 
     def skip_packet_ids(self, n: int) -> None:
         """Advance the send counter by n ids used elsewhere (the server's stateless reset)."""
         self.send_pid += n
+
+    def first_id_verified_elsewhere(self) -> None:
+        """replay-window 0: the first packet this window sees may carry any id. For a server's
+        session whose first packet came through the stateless exchange (its HMAC checked there):
+        the ids before it were the client's reset and its resends, seen statelessly, so the
+        sequence is under way. 2.6.14 starts that window afresh and wants id 1, which refuses
+        its own client's third packet (no UDP setup with window 0 works with its server); the
+        same for a tls-crypt-v2 client's early-negotiation reset id (0x0f000001)."""
+        self._first_any = True
 
     def _next_header(self, now: float) -> bytes:
         # The time field is only an epoch for the peer's replay window: OpenVPN accepts any value
@@ -123,12 +138,14 @@ class _Counted:
 
     def _replay_check(self, pid: int, t: int, now: float) -> bool:
         """OpenVPN's packet_id_test for the long form: same epoch → the window decides; an
-        earlier epoch → refused (time backtrack); a later one → accepted (new window on record)."""
+        earlier epoch → refused (time backtrack); a later one → accepted (new window on record),
+        with replay-window 0 only at id 1, as 2.6's sequence mode ("time moved forward": the
+        series begins at 1; ours took any id there)."""
         if pid == 0:
             return False
         rt = self.recv_time
         if rt is None or t > rt:
-            return True
+            return self._window_size > 0 or pid == 1 or (rt is None and self._first_any)
         if t < rt:
             return False
         return self.window.check(pid, now)

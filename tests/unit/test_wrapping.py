@@ -583,3 +583,33 @@ def test_send_counter_rolls_into_a_new_epoch_or_refuses():
         w.wrap(OP_CONTROL, SID_C, BODY_CTRL, 10.5)              # same second: no id left
     wire = w.wrap(OP_CONTROL, SID_C, BODY_CTRL, 11.0)          # a second later: new epoch, id 1
     assert _replay_field(wire, 0) == (1, 11)
+
+
+@pytest.mark.parametrize("name", ["tls-auth", "tls-crypt"])
+def test_window_zero_starts_an_epoch_only_at_id_1_as_openvpn(name):
+    """replay-window 0 is 2.6's sequence mode (packet_id.c packet_id_test, no backtrack): a
+    series begins at id 1 -- the first packet of a session and the first of every later epoch
+    --, then only newest + 1. Ours took any id as an epoch's first. A server's session whose
+    first packet the stateless cookie exchange checked starts mid-series (that first one only)."""
+    mk = {"tls-auth": lambda d, w=64: TlsAuthWrapper(KEY, d, replay_window=w),
+          "tls-crypt": lambda d, w=64: TlsCryptWrapper(KEY, d == 0, replay_window=w)}[name]
+    peer = mk(1)
+    peer.wrap(OP_CONTROL, SID_C, BODY_CTRL, 100.0)
+    third = peer.wrap(OP_CONTROL, SID_C, BODY_CTRL, 100.0)     # epoch 100, id 2 (id 1 not seen)
+    srv = mk(0, 0)
+    with pytest.raises(BadPacket):
+        srv.unwrap_untrusted(third, 0.0)
+    assert mk(0).unwrap_untrusted(third, 0.0)[2] == BODY_CTRL   # a window of 64 takes it
+    resumed = mk(0, 0)
+    resumed.first_id_verified_elsewhere()
+    assert resumed.unwrap_untrusted(third, 0.0)[2] == BODY_CTRL
+    assert resumed.unwrap_untrusted(peer.wrap(OP_CONTROL, SID_C, BODY_CTRL, 100.0), 0.0)[2] == BODY_CTRL
+    later = mk(1)
+    later.send_pid = 4
+    with pytest.raises(BadPacket):                              # a later epoch at id 5
+        resumed.unwrap_untrusted(later.wrap(OP_CONTROL, SID_C, BODY_CTRL, 200.0), 0.0)
+    later.send_pid = 0
+    assert resumed.unwrap_untrusted(later.wrap(OP_CONTROL, SID_C, BODY_CTRL, 200.0), 0.0)[2] == BODY_CTRL
+    fresh = mk(0, 0)
+    first = mk(1)
+    assert fresh.unwrap_untrusted(first.wrap(OP_CONTROL, SID_C, BODY_CTRL, 300.0), 0.0)[2] == BODY_CTRL
