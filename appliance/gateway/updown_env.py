@@ -121,9 +121,28 @@ def up_env(opts, pushed, *, remote: tuple, chain: list, common_name: str, dev: s
     e["common_name"] = common_name
     # The push's setenv-safe variables (2.6 sets them as it reads the push, after the handshake's
     # and before the tunnel's; with the foreign options, in push order there), over the profile's.
-    e.update(pushed.setenv_safe if pushed is not None else {})
-    for i, (k, v) in enumerate(pushed.dhcp_options if pushed is not None else (), 1):
+    # A name set again is deleted and added anew there (env_set_add), so it moves to the newest.
+    dhcp = pushed.dhcp_options if pushed is not None else []
+    n_pushed = min(getattr(pushed, "dhcp_pushed", len(dhcp)), len(dhcp))
+    own = len(dhcp) - n_pushed                  # the profile's dhcp-options come first (profile_push.py)
+    for i, (k, v) in enumerate(dhcp[:own], 1):
         e[f"foreign_option_{i}"] = f"dhcp-option {k} {v}".rstrip()
+    safe = pushed.setenv_safe if pushed is not None else {}
+    after = getattr(pushed, "setenv_safe_after", {}) if pushed is not None else {}
+    names = iter(safe)
+    name = next(names, None)
+    for j in range(n_pushed + 1):
+        while name is not None and after.get(name, 0) <= j:
+            e.pop(name, None)
+            e[name] = safe[name]
+            name = next(names, None)
+        if j < n_pushed:
+            k, v = dhcp[own + j]
+            e[f"foreign_option_{own + j + 1}"] = f"dhcp-option {k} {v}".rstrip()
+    while name is not None:                     # (none: each was set after at most n_pushed)
+        e.pop(name, None)
+        e[name] = safe[name]
+        name = next(names, None)
     if pushed is not None and pushed.ifconfig:
         e["ifconfig_local"] = pushed.ifconfig[0]
         # On tap the second value is always a netmask (2.6: no topology there).

@@ -291,7 +291,11 @@ def split_text_messages_untrusted(data: bytes) -> tuple[list[str], list[str]]:
             refused.append(f"control message over {MAX_TEXT_MESSAGE + 1} bytes refused: "
                            + _escape_controls(chunk[:80].decode("utf-8", "replace")))
             continue
-        text = _escape_controls(chunk.decode("utf-8", "replace"))
+        # A push is read as its bytes (surrogateescape, as a peer's name: peernames.py), so the
+        # values 2.6 hands to scripts as bytes can be (parse_push_reply_untrusted); every other
+        # message, and every other pushed option, is text with U+FFFD for what is not UTF-8.
+        text = _escape_controls(chunk.decode("utf-8", "surrogateescape" if chunk.startswith(b"PUSH_REPLY")
+                                             else "replace"))
         if _NOT_PRINT.search(chunk):
             refused.append(f"control message with invalid characters refused: {text[:80]}")
         else:
@@ -340,6 +344,11 @@ class PushedOptions:
     # `setenv-safe NAME VALUE`: OPENVPN_NAME for the client's scripts (safeenv.py), in push order
     # (a name pushed again replaces its value), over the profile's own (gateway/updown_env.py).
     setenv_safe: dict[str, str] = field(default_factory=dict)
+    # For each: how many pushed dhcp-options came before its (newest) line. 2.6 sets both kinds
+    # as it reads the push, so a script's environment and >UPDOWN list them interleaved in push
+    # order (updown_env.up_env); ours listed every setenv-safe before the foreign options.
+    setenv_safe_after: dict[str, int] = field(default_factory=dict)
+    dhcp_pushed: int = 0                             # of dhcp_options, how many the push gave
     ignored: list[str] = field(default_factory=list)
     filtered: list[str] = field(default_factory=list)   # dropped by a `pull-filter ignore`
     # WINDOWS_ONLY_PUSHED ones, as 2.6 names them: "[PUSH-OPTIONS]:N: block-outside-dns"
@@ -682,6 +691,26 @@ def _take_setenv_safe(p: PushedOptions, item: str, a: list[str]) -> None:
         raise ValueError(f"setenv_str_safe: name overflow (over {SETENV_SAFE_NAME_MAX} bytes): {words[1]}")
     p.setenv_safe.pop(name, None)               # (a name set again is the newest)
     p.setenv_safe[name] = safe_env_value(words[2] if len(words) > 2 else "")
+    p.setenv_safe_after.pop(name, None)
+    p.setenv_safe_after[name] = len(p.dhcp_options)
+
+
+# Pushed options whose values 2.6 hands to the client's scripts (and >UPDOWN) as the bytes the
+# server sent (CC_PRINT keeps every byte from 0x20 up but DEL): setenv-safe's OPENVPN_NAME, and
+# dhcp-option's foreign_option_N. Ours decoded the push as UTF-8 with replacement, so a Latin-1
+# or 0xff byte reached the script as U+FFFD. Their values keep such bytes (as lone surrogates,
+# written out as the bytes by os.fsencode, down_root.encode, management.py); whatever acts on a
+# dhcp-option value checks it first (an address, a domain name: host/dns_settings.py,
+# lan/dhcp_server.py), which such a byte never passes. Every other option is read as text.
+BYTES_VALUE_OPTIONS = frozenset({"setenv-safe", "dhcp-option"})
+_PEER_BYTE = re.compile("[\udc80-\udcff]")
+
+
+def _as_text(item: str) -> str:
+    """A pushed option as text: each byte that is not UTF-8 as U+FFFD (as before)."""
+    if _PEER_BYTE.search(item) is None:
+        return item
+    return item.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 def parse_push_reply_untrusted(text: str, into: PushedOptions | None = None,
@@ -696,7 +725,8 @@ def parse_push_reply_untrusted(text: str, into: PushedOptions | None = None,
         raise BadPacket("not a PUSH_REPLY")
     p = into if into is not None else PushedOptions()
     cont = None
-    for index, item in enumerate(text.split(",")[1:], 1):
+    for index, raw in enumerate(text.split(",")[1:], 1):
+        item = _as_text(raw)
         a = [w for w in _OPTION_SPLIT.split(item) if w]
         if not a:
             continue
@@ -705,6 +735,8 @@ def parse_push_reply_untrusted(text: str, into: PushedOptions | None = None,
         # in `ignore ""` then takes a multi-part push's first message for all of it -- its cipher
         # and ifconfig come last, so 2.6's client fails and restarts at every attempt. README
         # "Thirty-fifth session (helper nits37)".)
+        if name in BYTES_VALUE_OPTIONS and item is not raw:
+            args = [w for w in _OPTION_SPLIT.split(raw) if w][1:]    # (the same words: ASCII blanks)
         if filters and name != "push-continuation":
             action = _pull_filter_action(item.lstrip(" \t\n\v\f\r"), a, filters)
             if action == "ignore":
@@ -720,7 +752,7 @@ def parse_push_reply_untrusted(text: str, into: PushedOptions | None = None,
             continue
         try:
             if name == "setenv-safe":
-                _take_setenv_safe(p, item, a)
+                _take_setenv_safe(p, raw, a)
             else:
                 _take_option(p, index, name, args, a)
         except ValueError as e:
@@ -734,6 +766,7 @@ def parse_push_reply_untrusted(text: str, into: PushedOptions | None = None,
     if n > MAX_PUSHED_OPTIONS:
         raise PushRejected(f"the server pushed more than {MAX_PUSHED_OPTIONS} options")
     p.complete = cont != "2"
+    p.dhcp_pushed = len(p.dhcp_options)
     if p.complete:
         # Once, over all parts: after each part, a server sending its 1020 `dhcp-option DNS` one
         # per push-continuation part kept the client's one loop busy ~9 s (quadratic in parts).

@@ -17,6 +17,13 @@ _NOT_NAME = re.compile(r"[^A-Za-z0-9_]")
 _NOT_PRINT = re.compile(r"[\x00-\x1f\x7f]")
 
 
+def env_name(name: str) -> str:
+    """The variable a plain `setenv NAME` sets: NAME with all but ASCII letters, digits and `_`
+    dropped, as 2.6's setenv_str (CC_NAME); `my-var.x` is `myvarx`. (Ours set `my-var.x`, which
+    no shell passes on to what it runs.)"""
+    return _NOT_NAME.sub("", name)
+
+
 def safe_env_name(name: str) -> str | None:
     """The variable `setenv-safe NAME` sets; None when NAME is over NAME_MAX bytes (nothing set)."""
     if len(name.encode("utf-8", "surrogateescape")) > NAME_MAX:

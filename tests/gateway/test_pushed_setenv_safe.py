@@ -75,3 +75,29 @@ def test_a_reconnect_whose_push_lacks_it_drops_it_and_tls_verify_sees_the_curren
     assert "OPENVPN_MOTD" not in u.verify_base("198.18.0.1", 1194)
     u.up(_Session(), ("198.18.0.1", 1194), _push("ifconfig 198.19.0.6 198.19.0.5"), "tun0", None)
     assert "OPENVPN_MOTD" not in u.mgmt_env and u.mgmt_env["OPENVPN_KEEP"] == "mine"   # (down sees this)
+
+
+def test_a_plain_setenv_name_is_cleaned_and_a_one_byte_name_refused_as_openvpn(pki):
+    """2.6's setenv_str keeps only letters, digits and `_` of a setenv name (`my-var.x` is
+    `myvarx`; a shell passes no `my-var.x` on to what it runs), and stops at start on a name of
+    one byte (an assertion, seen with Debian's 2.6.14): refused here at its line."""
+    from appliance.openvpn.config import ConfigError
+    o = parse_config(client_conf(pki, extra="setenv my-var.x v1\nsetenv Plain v2\n"), "/mem/c.ovpn")
+    assert o.setenv == {"myvarx": "v1", "Plain": "v2"}
+    for bad in ("setenv X 1", "setenv .- 1"):
+        with pytest.raises(ConfigError, match="c.ovpn:"):
+            parse_config(client_conf(pki, extra=bad + "\n"), "/mem/c.ovpn")
+
+
+def test_the_up_environment_interleaves_pushed_setenv_safe_and_foreign_options_as_openvpn(pki):
+    """2.6 sets both as it reads the push: newest first, a name set again moved to the front
+    (tests/interop/test_updown_setenv_order_vs_openvpn.py shows Debian's client's >UPDOWN)."""
+    o = parse_config(client_conf(pki, extra="setenv-safe KEEP mine\n"), "/mem/c.ovpn")
+    p = _push("ifconfig 198.19.0.6 198.19.0.5", "dhcp-option DNS 198.18.5.5", "setenv-safe A 1",
+              "dhcp-option DOMAIN example.org", "setenv-safe KEEP theirs", "setenv-safe A 2",
+              "dhcp-option DOMAIN-SEARCH b.example")
+    e = up_env(o, p, remote=("198.18.0.1", 1194), chain=[], common_name="server", dev="tun0",
+               net_gateway=None, started=0.0)
+    names = [k for k in e if k.startswith(("OPENVPN_", "foreign_option_"))]
+    assert names[:5] == ["foreign_option_3", "OPENVPN_A", "OPENVPN_KEEP", "foreign_option_2",
+                         "foreign_option_1"], names

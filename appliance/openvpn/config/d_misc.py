@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import re
 
-from ..safeenv import NAME_MAX, safe_env_name, safe_env_value
+from ..safeenv import NAME_MAX, env_name, safe_env_name, safe_env_value
 from .directives import Registry
 from .parser import ParseState
 
@@ -64,8 +64,16 @@ def _setenv(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
         # directive stays an error naming its line (one this appliance ignored could be a
         # security directive): the variable is set, the strictness kept.
         p.note(d, "unknown directives still fail here, each with its line (use ignore-unknown-option NAME)")
+    if len(name.encode("utf-8", "surrogateescape")) < 2 or not env_name(name):
+        # 2.6.14 stops at start on a name of one byte ("Assertion failed at env_set.c:349 (name
+        # && strlen(name) > 1)", seen with Debian's); one of no letter, digit or `_` sets a
+        # variable with no name there: a line that can do nothing is refused, with its line.
+        p.err(d, f"{name!r} names no variable (OpenVPN 2.6 needs two bytes or more and keeps only letters, "
+                 "digits and '_' of them; with one it stops at start)")
+        return
     env = dict(p.o.setenv)
-    env[name] = value
+    env.pop(env_name(name), None)       # (set again: the newest, as 2.6 deletes and adds it anew)
+    env[env_name(name)] = safe_env_value(value)
     p.set("setenv", env)
 
 
@@ -108,6 +116,7 @@ def _setenv_safe(p: ParseState, d: str, a: list[str], inline: str | None) -> Non
         p.err(d, f"the name is longer than {SETENV_SAFE_NAME_MAX} bytes (OpenVPN sets nothing for it)")
         return
     env = dict(p.o.setenv)
+    env.pop(safe_env_name(a[0]) or "", None)
     env[safe_env_name(a[0]) or ""] = safe_env_value(a[1] if len(a) > 1 else "")
     p.set("setenv", env)
 
