@@ -785,6 +785,10 @@ class Operations:
                 if fresh.require_ekm and s.established and not s.ekm:
                     # force-tls-key-material-export added: such a client would be refused now.
                     why = "its data-channel keys are not derived with TLS-EKM (force-tls-key-material-export)"
+                if why is None and s.established:
+                    # 2.6's SIGHUP has every client connect again, through its ccd file as it is
+                    # now: one written `disable`, or removed under ccd-exclusive, is not kept.
+                    why = d.ccd_refuses(rec)
             except RemoteProtocolError as e:
                 why = str(e)
             except Exception as e:  # noqa: BLE001 - fail closed, and the next client is still checked

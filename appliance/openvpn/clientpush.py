@@ -242,6 +242,18 @@ class ClientPush:
             # address may be in there), with the file and line in the log; others get in.
             raise ClientRefused(f"client-config-dir file for {cn!r}: {e}") from None
 
+    def ccd_refuses(self, rec: ClientRecord) -> str | None:
+        """Why the client-config-dir as it is now would not let `rec` in (ccd-exclusive without its
+        file, a `disable`, a file that does not parse), else None: for a reload's kept clients,
+        which 2.6's SIGHUP would have reconnect through the file (ops.py _commit_reload)."""
+        try:
+            ccd = self._ccd_file(rec.common_name or "")
+        except ClientRefused as e:
+            return str(e)
+        if ccd is not None and ccd.disable:
+            return f"client-config-dir file for {rec.common_name!r} says disable"
+        return None
+
     def connect_result(self, rec: ClientRecord, ok: bool, now: float, ccd=None, reason: str = "") -> None:
         """The verdict on a ConnectRequested; `ccd` (a parsed CcdOptions, from the file the
         client-connect script wrote) adds per-client options: push, push-reset, ifconfig-push,

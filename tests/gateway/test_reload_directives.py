@@ -298,3 +298,31 @@ def test_a_reload_that_changes_cd_runs_the_scripts_in_the_new_directory(pki, tmp
     holder["conf"] = conf(f"cd {a}\n")
     monkeypatch.setattr(workdir.os, "chdir", lambda d: (_ for _ in ()).throw(PermissionError(13, "Permission denied")))
     assert not gw.ops.reload() and gw.opts.cd_dir is None, "a reload into a directory it cannot enter went on"
+
+
+@pytest.mark.parametrize("edit", ["disable", "removed"])
+def test_a_reload_ends_a_client_its_ccd_file_now_refuses(pki, tmp_path, edit):
+    """2.6's SIGHUP has every client connect again through its client-config-dir file as it is
+    then: a `disable` written, or (ccd-exclusive) the file removed, keeps that client out. Ours
+    keeps clients across a reload: such a client was kept with its tunnel; now it is ended,
+    and a client the file still admits is kept."""
+    ccd = tmp_path / "ccd"
+    ccd.mkdir()
+    for cn in ("client0", "client1"):
+        (ccd / cn).write_text('push "route 198.18.77.0 255.255.255.0"\n')
+    w = World()
+    gw, holder = w.add_reloadable_server(server_conf(pki, extra=f"client-config-dir {ccd}\nccd-exclusive\n"))
+    from appliance.gateway import ccd_loader
+    gw.d.st.ccd = ccd_loader(str(ccd))      # (World's start attaches none; the reload's settings do)
+    w.add_client(client_conf(pki, "client0"))
+    w.add_client(client_conf(pki, "client1"))
+    assert w.run(lambda: _up(w, 0) and _up(w, 1), max_time=30), (gw.d.drop_counters(), [
+        (r.common_name, r.session.stats) for r in gw.d.clients])
+    by_cn = {r.common_name: r for r in gw.d.clients}
+    if edit == "disable":
+        (ccd / "client0").write_text("disable\n")
+    else:
+        (ccd / "client0").unlink()
+    assert gw.ops.reload()
+    assert w.run(lambda: not by_cn["client0"].alive, max_time=10), "the client its ccd file refuses was kept"
+    assert by_cn["client1"].alive
