@@ -768,6 +768,11 @@ class ClientGateway(SignalWakes):
                 log.info("point-to-point tls-server: peer moved from %s to %s (float)", fmt_addr(c.addr),
                          fmt_addr(src))
                 link.addr = c.addr = src
+                if self.scripts is not None:
+                    # As 2.6 (socket.h link_socket_set_outgoing_addr -> connection_initiated):
+                    # the link taken to a new address runs ipchange again, with that address.
+                    self.scripts.connected(s, src)
+                    self._scripts_queued()
             if pts and tun is not None:
                 for pt in pts:
                     self.counters.bytes_in += len(pt)
