@@ -74,7 +74,7 @@ def test_a_floating_peer_runs_ipchange_again_as_openvpn(lab, procs, a_kind):
         end = time.monotonic() + 30
         while time.monotonic() < end and len(_calls(d)) < 2:
             lab.cli.run(f"ping -c 1 -W 1 {TUN_A}", check=False)
-        assert lab.ping(lab.cli, TUN_A, 2) == 2, a.log()[-2000:]
+        assert lab.wait_ping(lab.cli, TUN_A), a.log()[-2000:]      # (polled: one may be lost at the move)
         time.sleep(1.0)
         calls = _calls(d)
     finally:
@@ -83,8 +83,6 @@ def test_a_floating_peer_runs_ipchange_again_as_openvpn(lab, procs, a_kind):
         a.stop_promptly(8)
     assert len(calls) == 2, (calls, a.log()[-3000:])
     assert calls[0][0] == [f"[AF_INET]{B_IP} 1194"] and calls[1][0] == [f"[AF_INET]{B_IP} {NEW_PORT}"], calls
-    want = {"openvpn": None}
-    want["calls"] = calls
     test_a_floating_peer_runs_ipchange_again_as_openvpn.seen[a_kind] = calls      # type: ignore[attr-defined]
     seen = test_a_floating_peer_runs_ipchange_again_as_openvpn.seen              # type: ignore[attr-defined]
     if len(seen) == 2:
