@@ -243,15 +243,24 @@ class ClientPush:
             raise ClientRefused(f"client-config-dir file for {cn!r}: {e}") from None
 
     def ccd_refuses(self, rec: ClientRecord) -> str | None:
-        """Why the client-config-dir as it is now would not let `rec` in (ccd-exclusive without its
-        file, a `disable`, a file that does not parse), else None: for a reload's kept clients,
-        which 2.6's SIGHUP would have reconnect through the file (ops.py _commit_reload)."""
+        """Why the client-config-dir as it is now keeps `rec` out (ccd-exclusive without its file,
+        a `disable`), else None: for a reload's kept clients, whom 2.6's SIGHUP would have connect
+        again through the file (ops.py _commit_reload). A file that cannot be read or parsed is
+        no reason here: 2.6 logs its errors and lets the client in (multi.c: options_server_import
+        at D_IMPORT_ERRORS), and an operator's slip must not drop clients at a reload; a new
+        connection is still refused on it (_ccd_file), as before."""
+        cn = rec.common_name or ""
+        if self.st.ccd is None:
+            return None
         try:
-            ccd = self._ccd_file(rec.common_name or "")
-        except ClientRefused as e:
-            return str(e)
+            own = self.st.ccd(cn)
+            if self.st.ccd_exclusive and (own is None or cn == CCD_DEFAULT):
+                return f"no client-config-dir file for {cn!r} (ccd-exclusive)"
+            ccd = own if own is not None else self.st.ccd(CCD_DEFAULT)
+        except ConfigError:
+            return None
         if ccd is not None and ccd.disable:
-            return f"client-config-dir file for {rec.common_name!r} says disable"
+            return f"client-config-dir file for {cn!r} says disable"
         return None
 
     def connect_result(self, rec: ClientRecord, ok: bool, now: float, ccd=None, reason: str = "") -> None:

@@ -105,8 +105,8 @@ def test_a_latin1_ccd_file_and_client_connect_output_are_pushed_as_their_bytes(p
     """OpenVPN 2.6 reads a client-config-dir file and a client-connect script's options file as
     bytes: a Latin-1 comment changes nothing, a Latin-1 push goes out as its bytes. Ours refused
     the client of a ccd file that is not UTF-8, and pushed a script's `caf\\xe9` as
-    `caf\\xef\\xbf\\xbd` (decoded with replacement). Our client reads the byte with replacement
-    (one U+FFFD: it was not UTF-8 on the wire); the server's push holds the file's bytes."""
+    `caf\\xef\\xbf\\xbd` (decoded with replacement). Our client now keeps a setenv-safe value's
+    bytes for its scripts, as 2.6's (tests/unit/test_pushed_bytes.py): the file's byte end to end."""
     import stat
 
     from appliance.gateway import ops as ops_mod
@@ -131,7 +131,7 @@ def test_a_latin1_ccd_file_and_client_connect_output_are_pushed_as_their_bytes(p
         rec = next(r for r in gw.d.clients if r.common_name == f"client{i}")
         assert rec.vaddr == f"198.18.0.{70 + i}"
         assert b"setenv-safe MOTD caf\xe9" in [to_bytes(o) for o in rec.connect_opts], i
-        assert w.client_nets[i].pushed.setenv_safe["OPENVPN_MOTD"].startswith("caf\ufffd"), i
+        assert to_bytes(w.client_nets[i].pushed.setenv_safe["OPENVPN_MOTD"]).startswith(b"caf\xe9"), i
 
 
 def test_an_address_that_is_none_in_a_ccd_file_or_client_connect_output_refuses_its_client(pki, tmp_path, monkeypatch,
