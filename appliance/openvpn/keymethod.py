@@ -731,12 +731,12 @@ def parse_push_reply_untrusted(text: str, into: PushedOptions | None = None,
         if not a:
             continue
         name, args = a[0], a[1:]
+        if name in BYTES_VALUE_OPTIONS and item is not raw:
+            args = [w for w in _OPTION_SPLIT.split(raw) if w][1:]    # (the same words: ASCII blanks)
         # (push-continuation is framing here, not filtered: 2.6 filters it, and a whitelist ending
         # in `ignore ""` then takes a multi-part push's first message for all of it -- its cipher
         # and ifconfig come last, so 2.6's client fails and restarts at every attempt. README
         # "Thirty-fifth session (helper nits37)".)
-        if name in BYTES_VALUE_OPTIONS and item is not raw:
-            args = [w for w in _OPTION_SPLIT.split(raw) if w][1:]    # (the same words: ASCII blanks)
         if filters and name != "push-continuation":
             action = _pull_filter_action(item.lstrip(" \t\n\v\f\r"), a, filters)
             if action == "ignore":
