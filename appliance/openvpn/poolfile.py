@@ -26,19 +26,29 @@ def read(path: str) -> dict[str, tuple[str | None, str | None]]:
     except OSError:
         return out
     for line in lines:
-        parts = line.strip().split(",")
-        if len(parts) < 2 or not parts[0]:
+        # As 2.6's ifconfig_pool_read: a CR anywhere dropped (status_read), `#` and `;` begin a
+        # comment, and each address stands on its own -- a line whose IPv6 field is not an
+        # address keeps its IPv4 one and the other way round; a line with neither is skipped.
+        parts = line.replace("\r", "").split(",")
+        if len(parts) < 2 or not parts[0] or parts[0][0] in "#;":
             continue
-        v4 = v6 = None
-        try:
-            if parts[1]:
-                v4 = str(ipaddress.IPv4Address(parts[1]))
-            if len(parts) > 2 and parts[2]:
-                v6 = str(ipaddress.IPv6Address(parts[2]))
-        except ValueError:
+        v4 = _address(ipaddress.IPv4Address, parts[1])
+        v6 = _address(ipaddress.IPv6Address, parts[2]) if len(parts) > 2 else None
+        if v4 is None and v6 is None:
             continue
         out[parts[0]] = (v4, v6)
     return out
+
+
+def _address(kind, text: str) -> str | None:
+    """The field as an address of that kind, or None (empty or not an address: 2.6 warns and
+    goes on with the line's other address)."""
+    if not text:
+        return None
+    try:
+        return str(kind(text))
+    except ValueError:
+        return None
 
 
 # What a name in the file may not hold: the field and line separators. The client's certificate
