@@ -539,6 +539,14 @@ def generate(out: Path = SEEDS, only: set[str] | None = None) -> dict[str, tuple
     for data in ops_reload_seeds():
         add("ops-reload", data)
 
+    # ---- fuzz37: port-share, ifconfig-pool-persist's file
+    from .portshare_targets import seeds as port_share_seeds
+    for data in port_share_seeds():
+        add("port-share", data)
+    from .poolfile_targets import seeds as pool_persist_seeds
+    for data in pool_persist_seeds():
+        add("pool-persist", data)
+
     # ---- configs
     for text in (CLIENT_OVPN, SERVER_CONF, INLINE_OVPN, CCD):
         add("ovpn-config", text.encode())

@@ -92,6 +92,8 @@ INSTRUMENTED = (
     "appliance.lan.dns_local",
     # fuzz36: tls-config's start-up check, wan-dhcp-loop's client (dhcp_client is above).
     "appliance.openvpn.settings", "appliance.openvpn.crl", "appliance.openvpn.tls",
+    # fuzz37: port-share's relays and verdict, ifconfig-pool-persist's file.
+    "appliance.gateway.portshare", "appliance.openvpn.portshare", "appliance.openvpn.poolfile",
 )
 
 

@@ -893,6 +893,15 @@ _add(Target("peer-ids-tcp", lambda: _lazy("tcp_peer_targets", "make_peer_ids_tcp
             "a second reset on one, framing errors, bytes cut anywhere, kills, time (no peer-id shared or leaked; "
             "the lowest free number at accept; nothing sent on a closed connection; data only to its sealer)",
             0.75))
+_add(Target("port-share", lambda: _lazy("portshare_targets", "make_port_share"), 2048,
+            "port-share on a TCP server: first bytes cut anywhere, web clients and a hostile web server "
+            "(half-closes, resets, huge writes, slow readers), floods, a real VPN client (2.6's verdict; bytes "
+            "relayed in order, a FIN after them; caps and buffers held; only quiet relays evicted, never the "
+            "authenticated client; one journal file per relay)", 0.75))
+_add(Target("pool-persist", lambda: _lazy("poolfile_targets", "make_pool_persist"), 4096,
+            "ifconfig-pool-persist's file read at start, names noted, written back and read again, picks "
+            "(every line taken as 2.6's ifconfig_pool_read takes it; one name per address; a written file "
+            "reads back byte for byte; a pick free and never another name's)", 0.5))
 _add(Target("native", lambda: __import__("tests.fuzz.native_targets", fromlist=["make_native"]).make_native(), 4096,
             "the C data path (aead/gro/gso) against its Python twins: the unit tests' differential properties", 0.5))
 
