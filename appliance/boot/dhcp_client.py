@@ -37,6 +37,7 @@ the client asks on.
 from __future__ import annotations
 
 import contextlib
+import errno
 import ipaddress
 import logging
 import random
@@ -615,7 +616,12 @@ def _apply(ifname: str, offer: Offer) -> None:
     renewal) is left in place: removing the NIC's last address makes the kernel drop every
     route through it, the tunnel's host route to the VPN server too."""
     with IPRoute() as ipr:
-        idx = ipr.link_lookup(ifname=ifname)[0]
+        found = ipr.link_lookup(ifname=ifname)
+        if not found:
+            # The NIC is gone (unplugged, hot-removed): said so, not as an IndexError; the
+            # renewal thread logs it and tries again after retry_min.
+            raise OSError(errno.ENODEV, f"{ifname}: no such interface (gone?)")
+        idx = found[0]
         have = [(a.get_attr("IFA_ADDRESS"), a["prefixlen"]) for a in ipr.get_addr(index=idx, family=socket.AF_INET)]
         if have != [(offer.address, offer.prefixlen)]:
             ipr.flush_addr(index=idx, family=socket.AF_INET)
