@@ -546,6 +546,12 @@ def generate(out: Path = SEEDS, only: set[str] | None = None) -> dict[str, tuple
     from .poolfile_targets import seeds as pool_persist_seeds
     for data in pool_persist_seeds():
         add("pool-persist", data)
+    from .capath_targets import seeds as capath_seeds
+    for data in capath_seeds():
+        add("capath", data)
+    from .wan_dhcp_stop_targets import seeds as wan_dhcp_stop_seeds
+    for data in wan_dhcp_stop_seeds():
+        add("wan-dhcp-stop", data)
 
     # ---- configs
     for text in (CLIENT_OVPN, SERVER_CONF, INLINE_OVPN, CCD):

@@ -902,6 +902,14 @@ _add(Target("pool-persist", lambda: _lazy("poolfile_targets", "make_pool_persist
             "ifconfig-pool-persist's file read at start, names noted, written back and read again, picks "
             "(every line taken as 2.6's ifconfig_pool_read takes it; one name per address; a written file "
             "reads back byte for byte; a pick free and never another name's)", 0.5))
+_add(Target("capath", lambda: _lazy("capath_targets", "make_capath"), 1024,
+            "capath DIR laid out and changed by the input (CAs, a same-subject twin, CRLs revoking, empty, "
+            "expired, foreign-signed, junk, odd names, symlinks): a new handshake and a reload's re-check of a "
+            "connected peer agree; a stranger never in; a revoking CRL never passed", 0.5))
+_add(Target("wan-dhcp-stop", lambda: _lazy("wan_dhcp_stop_targets", "make_wan_dhcp_stop"), 1024,
+            "the WAN DHCP client stopped mid-transaction (Lease.stop) and its NIC vanishing and coming back, "
+            "the real _apply/_remove on a fake netlink (nothing added after stop, the NIC empty, the loop ends "
+            "by itself within one wait; no spin; failures logged once per retry_min)", 0.5))
 _add(Target("native", lambda: __import__("tests.fuzz.native_targets", fromlist=["make_native"]).make_native(), 4096,
             "the C data path (aead/gro/gso) against its Python twins: the unit tests' differential properties", 0.5))
 
