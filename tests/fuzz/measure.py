@@ -49,6 +49,9 @@ PEER_FACING = (
     "appliance/lan/pushed_dns.py", "appliance/boot/dhcp_client.py", "appliance/openvpn/profile_push.py",
     # fuzz35: today's peer-facing additions.
     "appliance/openvpn/v2keycache.py", "appliance/openvpn/peerids.py", "appliance/lan/dns_local.py",
+    # fuzz37: port-share (the sniffing in the server's pump, the relays, the verdict), the pool file.
+    "appliance/gateway/server.py", "appliance/gateway/portshare.py", "appliance/openvpn/portshare.py",
+    "appliance/openvpn/poolfile.py",
 )
 
 

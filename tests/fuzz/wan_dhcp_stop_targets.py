@@ -64,9 +64,9 @@ class FakeIPRoute:
         return [_Addr(address=a, prefixlen=p) for a, p in self.w.addrs]
 
     def flush_addr(self, index: int, family: int) -> None:
+        """_apply's replacement of what the NIC holds by an ACKed address (checked at the add)."""
         self._index(index)
-        for a, p in list(self.w.addrs):
-            self.w.on_remove(a, p)
+        _check(not self.w.stopped, "the NIC flushed by a bind after stop()")
         self.w.addrs.clear()
         self.w.route = None
 
