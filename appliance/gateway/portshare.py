@@ -246,7 +246,10 @@ class PortShare:
         if r.connecting:
             self._count("backend did not answer in time")
             self._end(r)
-        elif now - r.last >= IDLE_TIMEOUT:
+        elif now >= r.last + IDLE_TIMEOUT:
+            # The deadline as it was armed (r.last + IDLE_TIMEOUT), not `now - r.last`: for some
+            # r.last the difference rounds below IDLE_TIMEOUT at that very deadline, and the
+            # timer re-armed itself there and fired again without end.
             self._count("idle relay closed")
             self._end(r)
         else:

@@ -364,3 +364,24 @@ def test_an_openvpn_reset_in_any_split_is_answered_and_never_relayed(pki, how):
     assert w.run(lambda: len(web.inbox) >= 3, max_time=5), "no answer to the reset"
     assert web.inbox[2] >> 3 == 8, bytes(web.inbox[:3])          # P_CONTROL_HARD_RESET_SERVER_V2
     assert not lst.backlog and not w.server.portshare.relays
+
+
+def test_the_idle_timer_ends_a_relay_whose_deadline_rounds_below_the_timeout(pki):
+    """fuzz37 (port-share target, a hang): the idle timer fired at `last + IDLE_TIMEOUT` and
+    compared `now - last >= IDLE_TIMEOUT`, which floating point makes false for some `last`
+    ((1000.0000000000002 + 300) - 1000.0000000000002 < 300): the timer re-armed itself at the
+    same deadline and fired again without end -- under the suite's exact clock for ever, under
+    a real one until the clock ticked past. It now compares with the deadline it was armed at."""
+    last = next(t for t in (1000 + i / 7 for i in range(1000)) if (t + ps.IDLE_TIMEOUT) - t < ps.IDLE_TIMEOUT)
+    w = World()
+    lst = _server(pki, w)
+    web = _visit(w)
+    _backend_side(w, lst)
+    share = w.server.portshare
+    (rid, relay), = share.relays.items()
+    w.clock.t = last
+    relay.last = last
+    w.server.pump.timers.arm(("port-share", rid), last + ps.IDLE_TIMEOUT, lambda: share._timer(rid))
+    assert w.run(lambda: not share.relays, max_time=ps.IDLE_TIMEOUT + 5, max_steps=2000), \
+        "the idle relay was not closed (its timer fired again and again at one instant)"
+    assert web.eof
