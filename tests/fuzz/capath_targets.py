@@ -26,9 +26,9 @@ the same subject as ours).
 Oracles, after the first layout and after the changes, for each peer:
 - the handshake (a fresh context_for, as each new session has) and peer_rechecker (as a reload
   runs it) agree: both accept or both refuse -- unless a file is misfiled (under a HASH name its
-  content does not match) while one lookup has two candidates (the root's twin, two CRLs of one
-  issuer): OpenSSL then takes what its lookups loaded first, in another order in the two (and as
-  in 2.6: its OpenSSL); no c_rehash'ed directory is so (see _ambiguous);
+  content does not match) beside the root's twin or any CRL: OpenSSL then finds what its lookups
+  happened to load first, in another order in the two (and as in 2.6: its OpenSSL); no
+  c_rehash'ed directory is so (see _ambiguous);
 - the stranger is never accepted;
 - bad is never accepted while the sub CA's revoking CRL is its only CRL (at SUB.r0), or while
   the root's CRL revoking the sub CA is the root's only one (at ROOT.r0); nor is good in the latter;
@@ -120,11 +120,12 @@ _CRL_ISSUER = {3: "sub", 4: "sub", 5: "sub", 6: "sub", 11: "sub", 7: "root", 8: 
 def _ambiguous(pki: dict, layout: dict) -> bool:
     """A directory c_rehash could not have written (a file under a HASH.N / HASH.rN name its
     content does not match: another CA's hash, a CRL in a certificate's slot, a certificate and a
-    CRL in one file) that also holds two candidates for one lookup (the root's twin: the same
-    subject, another key; or two different CRLs of one issuer). OpenSSL then takes the candidate
-    its lookups loaded first, and a handshake (whose server has looked its own chain up before it
-    verifies the client: so does 2.6's) and a reload's re-check (a fresh store) load in another
-    order. The verdict oracles skip such a directory."""
+    CRL in one file) that also holds the root's twin (the same subject, another key) or any CRL.
+    OpenSSL's lookups then find the twin or a CRL only once some lookup has loaded the misfiled
+    file, and a handshake (whose server looks its own chain up before it verifies the client, as
+    2.6's does; and which checks the chain's certificates in its own order) and a reload's
+    re-check (a fresh store, one certificate at a time) load in another order: a CRL found by one
+    and not yet by the other. The verdict oracles skip such a directory."""
     fits = {0: ("root", ""), 2: ("root", ""), 12: ("root", ""), 1: ("sub", ""),
             3: ("sub", "r"), 4: ("sub", "r"), 5: ("sub", "r"), 6: ("sub", "r"), 7: ("root", "r"), 8: ("root", "r")}
     misfiled = False
@@ -142,7 +143,7 @@ def _ambiguous(pki: dict, layout: dict) -> bool:
         if want is None or stem != pki[want[0]] or suffix.startswith("r") != (want[1] == "r"):
             misfiled = True
     twin = any((k[1] if isinstance(k, tuple) else k) == 2 for k in layout.values())
-    return misfiled and (twin or any(len(v) > 1 for v in crls.values()))
+    return misfiled and (twin or bool(crls))
 
 
 def _name(pki: dict, n: int, arg: int) -> str:

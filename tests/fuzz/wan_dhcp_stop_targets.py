@@ -182,6 +182,9 @@ def make_wan_dhcp_stop():
             if lease.on_nic and w.now < lease.expires and w.addrs:
                 _check(w.nic == (lease.address, lease.prefixlen), f"NIC {w.nic} while the lease is {lease}")
         w.check_nic = check_nic
+        # The world's early end once the client holds the server's lease must not cut short the
+        # loop's own end after stop() (which is what is checked then).
+        w.settled = (lambda settled: lambda: not w.stopped and settled())(w.settled)
 
         failures = _Failures(w)
         dc.time, dc.random, dc.IPRoute = w, __import__("random").Random(7), lambda: FakeIPRoute(w)
