@@ -25,10 +25,10 @@ the same subject as ours).
 
 Oracles, after the first layout and after the changes, for each peer:
 - the handshake (a fresh context_for, as each new session has) and peer_rechecker (as a reload
-  runs it) agree: both accept or both refuse -- unless a file is misfiled (under a HASH name its
-  content does not match) beside the root's twin or any CRL: OpenSSL then finds what its lookups
-  happened to load first, in another order in the two (and as in 2.6: its OpenSSL); no
-  c_rehash'ed directory is so (see _ambiguous);
+  runs it) agree: both accept or both refuse -- unless a readable file is misfiled (under a
+  HASH name its content does not match): OpenSSL then finds what its lookups happened to load
+  first, in another order in the two (and as in 2.6: its OpenSSL); no c_rehash'ed directory is
+  so (see _ambiguous);
 - the stranger is never accepted;
 - bad is never accepted while the sub CA's revoking CRL is its only CRL (at SUB.r0), or while
   the root's CRL revoking the sub CA is the root's only one (at ROOT.r0); nor is good in the latter;
@@ -113,27 +113,19 @@ def _pems(c) -> tuple[bytes, bytes]:
                                serialization.NoEncryption()))
 
 
-# Which CA issued the CRLs a kind of file holds (11: the root CA's certificate and the sub CA's CRL).
-_CRL_ISSUER = {3: "sub", 4: "sub", 5: "sub", 6: "sub", 11: "sub", 7: "root", 8: "root"}
-
-
 def _ambiguous(pki: dict, layout: dict) -> bool:
-    """A directory c_rehash could not have written (a file under a HASH.N / HASH.rN name its
-    content does not match: another CA's hash, a CRL in a certificate's slot, a certificate and a
-    CRL in one file) that also holds the root's twin (the same subject, another key) or any CRL.
-    OpenSSL's lookups then find the twin or a CRL only once some lookup has loaded the misfiled
-    file, and a handshake (whose server looks its own chain up before it verifies the client, as
-    2.6's does; and which checks the chain's certificates in its own order) and a reload's
-    re-check (a fresh store, one certificate at a time) load in another order: a CRL found by one
-    and not yet by the other. The verdict oracles skip such a directory."""
+    """A directory c_rehash could not have written: a readable file under a HASH.N / HASH.rN name
+    its content does not match (another CA's hash, a CRL in a certificate's slot, a certificate
+    and a CRL in one file). OpenSSL's lookups find what such a file holds only once some lookup
+    has loaded it (a CA, a twin, a CRL), and a handshake (whose server looks its own chain up
+    before it verifies the client, as 2.6's does; which checks the chain in its own order) and a
+    reload's re-check (a fresh store, one certificate at a time) load in another order: a CA or
+    CRL found by one and not yet by the other. The verdict oracles skip such a directory."""
     fits = {0: ("root", ""), 2: ("root", ""), 12: ("root", ""), 1: ("sub", ""),
             3: ("sub", "r"), 4: ("sub", "r"), 5: ("sub", "r"), 6: ("sub", "r"), 7: ("root", "r"), 8: ("root", "r")}
     misfiled = False
-    crls: dict[str, set[int]] = {}
     for name, kind in layout.items():
         kind = kind[1] if isinstance(kind, tuple) else kind
-        if kind in _CRL_ISSUER:
-            crls.setdefault(_CRL_ISSUER[kind], set()).add(kind)
         stem, _, suffix = name.partition(".")
         if stem not in (pki["root"], pki["sub"]) or not suffix[-1:].isdigit():
             continue                                   # not a name a lookup reads
@@ -142,8 +134,7 @@ def _ambiguous(pki: dict, layout: dict) -> bool:
         want = fits.get(kind)
         if want is None or stem != pki[want[0]] or suffix.startswith("r") != (want[1] == "r"):
             misfiled = True
-    twin = any((k[1] if isinstance(k, tuple) else k) == 2 for k in layout.values())
-    return misfiled and (twin or bool(crls))
+    return misfiled
 
 
 def _name(pki: dict, n: int, arg: int) -> str:

@@ -93,7 +93,7 @@ class Web:
 def make_port_share():
     from appliance.gateway import portshare as ps
     from appliance.openvpn.portshare import sockaddr_text
-    from tests.fakes import MemoryListenSocket, stream_connect
+    from tests.fakes import MemoryListenSocket
     from tests.fuzz.mgmt_world import _pki
     from tests.gateway.conftest import SERVER_IP, World, client_conf, server_conf
 

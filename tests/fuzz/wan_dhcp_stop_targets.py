@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-import socket
 
 from .wan_dhcp_loop_targets import MAC, FakeSocket, World, _Broken, _check, _policy, _Stop
 
