@@ -417,13 +417,25 @@ class ServerGateway(SignalWakes):
 
     def _evict_one(self) -> bool:
         """Full: the oldest connection that has not completed a handshake makes room (idle
-        connections must not lock real clients out); False if every connection is a client."""
+        connections must not lock real clients out), but never one whose peer has shown a
+        verified certificate: a client whose login waits for its verdict (management-client-auth,
+        an auth script, a second factor) was the oldest such connection, and anyone opening
+        connections from a few dozen addresses cut it off. False (the newcomer refused) when
+        every connection is a client or a verified peer."""
         for key in self.conns:
-            if key not in self.established_conns:
+            if key not in self.established_conns and not self._verified_peer(key):
                 self.faults.count("TCP connection without handshake evicted (server full)")
                 self._end_peer(key, "evicted: the server is full")
                 return True
         return False
+
+    def _verified_peer(self, key: StreamKey) -> bool:
+        """The connection's session has a peer certificate that passed the TLS checks."""
+        rec = self.d.by_addr.get(key)
+        try:
+            return rec is not None and rec.session.peer_certificate is not None
+        except Exception:  # noqa: BLE001 - an unreadable session is no reason to keep the connection
+            return False
 
     def _resume_accept(self) -> None:
         if self.listener is not None and self.result is None:
