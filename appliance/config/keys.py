@@ -247,6 +247,17 @@ LAN = Section("lan", "Lan", "router mode", absent="none", keys=(
         doc="Client role: `true` answers DNS (UDP and TCP port 53) on the LAN address by forwarding to the DNS "
             "servers the VPN server pushed, through the tunnel only; SERVFAIL while the tunnel is down. "
             "The server role refuses `true`. See \"LAN services: DNS\"."),
+    Key("dns_rebind_protection", BOOL, "the DNS forwarder passes no answer giving a LAN, own or loopback address",
+        default=True,
+        doc="With `dns_forwarder`: an answer from the VPN's DNS servers that gives an address of the LAN's networks, "
+            "of the appliance, loopback, `0.0.0.0` or link-local reaches the LAN host with no records (DNS "
+            "rebinding); the VPN's own addresses (10.x intranets) pass. `false`: answers pass as they come. "
+            "See \"DNS rebinding: answers pointing into the LAN\"."),
+    Key("dns_rebind_allow", list_of(HOSTNAME, "domain names", "domain name strings"),
+        "domains whose answers may give LAN addresses (like dnsmasq's rebind-domain-ok)", default=(),
+        example='["nas.example.com"]',
+        doc="Domains (each with the names under it) whose answers may give LAN or own addresses, "
+            "`[\"nas.example.com\"]`: a name the VPN's DNS gives a LAN device's address on purpose."),
     Key("routes", list_of(LAN_ROUTE, "networks", "strings like \"198.18.60.0/24 via 198.18.50.254\""),
         "networks behind a router on the LAN (or on its link): taken as sources, routed there",
         default=(), example='["198.18.60.0/24 via 198.18.50.254"]',

@@ -32,7 +32,9 @@ def lan_observers(cfg: "ApplianceConfig", wan_if: str, lan_if: str | None, opts=
                                               *(r.network for r in cfg.lan.routes or ())],
                                 leases=dhcp,           # lease host names answered from the DHCP server
                                 profile_networks=route_networks(getattr(opts, "route", ()),
-                                                                getattr(opts, "route_ipv6", ()))))
+                                                                getattr(opts, "route_ipv6", ())),
+                                rebind_protection=cfg.lan.dns_rebind_protection,
+                                rebind_allow=cfg.lan.dns_rebind_allow))
     out += ra_observers(cfg, lan_if)            # IPv6 router advertisements (lan/ra.py)
     out += status_observers(cfg, out)          # last: it reads the others (DHCP's lease_count)
     return out

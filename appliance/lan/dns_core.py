@@ -60,15 +60,21 @@ The rules:
 - single-label names and reverse lookups of the LAN's and private addresses are answered here
   (NXDOMAIN), tunnel up or down, and never reach the VPN's servers (`local`, dns_local.py says
   which and why); within the rates, as any query.
+- an answer giving an address of the LAN, of the appliance or loopback (A/AAAA in any section,
+  SVCB/HTTPS hints) reaches the client as NODATA, counted and logged at a limited rate, unless
+  its question is under an allowed domain (`rebind`, dns_rebind.py says which and why: DNS
+  rebinding); one whose records cannot be walked is a malformed answer.
 """
 from __future__ import annotations
 
+import ipaddress
 import itertools
 import secrets
 from dataclasses import dataclass, field
 from typing import Callable, Hashable
 
 from . import dns_wire as w
+from . import dns_rebind
 from .dns_local import LocalZones
 
 Server = tuple[str, int]
@@ -115,12 +121,18 @@ class Done:
 
 
 @dataclass(frozen=True, slots=True)
+class Log:
+    """Log `text` as a warning (the core decides how often: rate-limited where it comes from)."""
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
 class Close:
     """End the LAN TCP connection `client` (after sending what is queued for it, if it can)."""
     client: object
 
 
-Action = Reply | Send | Done | Close
+Action = Reply | Send | Done | Close | Log
 OVER_ONE = "one LAN address's query rate"
 
 
@@ -155,6 +167,7 @@ class ForwarderCore:
     counts: dict[str, int] = field(default_factory=dict)
     buckets: dict[Hashable, list[float]] = field(default_factory=dict)   # source -> [tokens, quiet, refilled]
     local: LocalZones | None = None     # questions answered here, never forwarded (dns_local.py)
+    rebind: dns_rebind.RebindFilter | None = None   # answers with LAN/own addresses blocked (dns_rebind.py)
 
     def __post_init__(self) -> None:
         self._lan = [2 * self.limits.lan_rate, None]     # the shared bucket: tokens, refilled
@@ -328,13 +341,35 @@ class ForwarderCore:
         if msg.truncated and p.client_tcp and not p.tcp:
             self.count("truncated answer retried over TCP")
             return [self._attempt(token, p, now, tcp=True, same_server=True)]
+        out: list[Action] = []
+        if self.rebind is not None and not self.rebind.allowed(p.question.name):
+            try:
+                hit = self.rebind.offending(data, msg)
+                edns = hit is not None and dns_rebind.has_opt(data, msg)
+            except w.BadDns:
+                if not msg.truncated or p.client_tcp:
+                    self.count("malformed answer")      # as any malformed answer: the query waits
+                    return []
+                self.count("truncated answer with unreadable records sent as TC only")
+                self._release(token)
+                query = w.parse_untrusted(p.query)
+                return [Reply(p.client, w.truncated(p.query, query, msg.flags)), Done(token)]
+            if hit is not None:
+                self.count(dns_rebind.BLOCKED)
+                data = dns_rebind.blocked(data, msg, edns)
+                unlogged = self.rebind.note(now)
+                if unlogged is not None:
+                    out.append(Log(f"DNS forwarder: possible DNS rebinding: the answer for {_name(p.question.name)} "
+                                   f"gave {_address(hit)} (a LAN, own or loopback address): the LAN host got no "
+                                   f"records" + (f" ({unlogged} more blocked since the last such line)"
+                                                 if unlogged else "")))
         self._release(token)
         if not p.client_tcp and len(data) > p.udp_limit:
             self.count("answer over the UDP client's size sent truncated")
             query = w.parse_untrusted(p.query)      # parsed once already: cannot fail
-            return [Reply(p.client, w.truncated(p.query, query, msg.flags)), Done(token)]
+            return out + [Reply(p.client, w.truncated(p.query, query, msg.flags)), Done(token)]
         self.count("answered")
-        return [Reply(p.client, w.with_id(data, p.client_id)), Done(token)]
+        return out + [Reply(p.client, w.with_id(data, p.client_id)), Done(token)]
 
     def failed(self, token: int, now: float) -> list[Action]:
         """Upstream query `token` timed out (or its socket failed): the next attempt, or SERVFAIL."""
@@ -369,3 +404,16 @@ class ForwarderCore:
         self.count(reason)
         msg = w.parse_untrusted(p.query)     # parsed once already: cannot fail
         return [Reply(p.client, w.reply(p.query, msg, rcode)), Done(token)]
+
+
+def _name(wire: bytes) -> str:
+    """A question's name for a log line (non-printable bytes escaped)."""
+    out, i = [], 0
+    while i < len(wire) and wire[i]:
+        out.append(wire[i + 1:i + 1 + wire[i]].decode("ascii", "backslashreplace"))
+        i += 1 + wire[i]
+    return ".".join(out).encode("unicode_escape").decode("ascii") or "."
+
+
+def _address(raw: bytes) -> str:
+    return str(ipaddress.ip_address(raw))

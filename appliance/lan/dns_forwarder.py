@@ -24,6 +24,8 @@ core's (dns_core.py); this module moves bytes and enforces where they may go:
   trickle of bytes does not keep a connection), and bounded bytes in and out per connection.
 - Single-label names and reverse lookups of the LAN's and private addresses are answered here,
   never forwarded (dns_local.py): they told the VPN provider the LAN's names and addresses.
+- Answers giving an address of the LAN, of this host or loopback reach the LAN host as NODATA
+  (dns_rebind.py: DNS rebinding); this host's addresses are read at each tunnel change.
 - What the LAN or upstream sends that we drop is counted and logged every LOG_EVERY seconds at
   most, with the core's counters.
 """
@@ -38,7 +40,8 @@ from typing import TYPE_CHECKING, Callable, Iterable
 
 from ..gateway.eventlog import MAX_SUMMARY_ITEMS, some_of
 from . import dns_core
-from .dns_core import Close, Done, ForwarderCore, Limits, Reply, Send
+from .dns_core import Close, Done, ForwarderCore, Limits, Log, Reply, Send
+from .dns_rebind import RebindFilter
 from .dns_local import IPNet, LeaseNames, LocalZones, vpn_networks
 from .pushed_dns import not_through_the_tunnel, own_address
 
@@ -78,6 +81,16 @@ ANY_PORT_TRIES = 20            # port 0 (tests): UDP ports tried until TCP has t
 
 def _family(addr: str) -> int:
     return socket.AF_INET6 if ipaddress.ip_address(addr).version == 6 else socket.AF_INET
+
+
+def _host_addresses() -> list[str]:
+    """Every address of this host's interfaces (this network namespace); none if netlink fails."""
+    from ..tun.rtnl import Rtnl
+    try:
+        with Rtnl() as nl:
+            return [a for _fam, a, _plen, _idx in nl.addrs()]
+    except OSError:
+        return []
 
 
 def _receive_buffer(s: socket.socket, size: int) -> None:
@@ -130,13 +143,18 @@ class DnsForwarder:
     def __init__(self, listen: list[str], lan_if: str | None, port: int = DNS_PORT, limits: Limits | None = None,
                  bind_device: bool = True, is_own: Callable[[str, Iterable[str]], bool] = own_address,
                  lan_networks: Iterable[IPNet] = (), leases: LeaseNames | None = None,
-                 profile_networks: Iterable[IPNet] = ()) -> None:
+                 profile_networks: Iterable[IPNet] = (), rebind_protection: bool = True,
+                 rebind_allow: Iterable[str] = (),
+                 host_addresses: Callable[[], Iterable[str]] | None = None) -> None:
         self.listen = list(listen)
         self.lan_if = lan_if
         self.port = port
         self.bind_device = bind_device  # False only in tests on loopback without CAP_NET_RAW
         self.is_own = is_own            # tests on loopback let their fake upstream's address through
-        self.core = ForwarderCore(limits or Limits(), local=LocalZones(lan_networks, leases))
+        lan_networks = list(lan_networks)
+        self.core = ForwarderCore(limits or Limits(), local=LocalZones(lan_networks, leases),
+                                  rebind=RebindFilter(lan_networks, rebind_allow) if rebind_protection else None)
+        self.host_addresses = host_addresses or _host_addresses
         self.profile_networks = list(profile_networks)   # the profile's `route` lines: the VPN's too
         self.pump: "Pump | None" = None
         self.udp: list[socket.socket] = []
@@ -226,6 +244,10 @@ class DnsForwarder:
                             len(refused) - MAX_SUMMARY_ITEMS)
             servers = [ep for ep in servers if ep[0] not in refused]
         self.tun = state.tun_name if servers else None
+        if self.core.rebind is not None:
+            # The appliance's own addresses, for the rebinding check: read at each tunnel change
+            # (a WAN DHCP lease's address, the tunnel's), not per answer.
+            self.core.rebind.set_own([*self.src.values(), *self.listen, *self.host_addresses()])
         self._run(self.core.set_servers(servers))
         for token in list(self.upstream):
             self._close_upstream(token)
@@ -537,6 +559,8 @@ class DnsForwarder:
                 self._close_upstream(a.token)
                 if self.pump is not None:
                     self.pump.timers.cancel(("dns-up", a.token))
+            elif isinstance(a, Log):
+                log.warning("%s", a.text)
             elif isinstance(a, Close) and isinstance(a.client, _TcpClient):
                 a.client.holding = False
                 self._flush_client(a.client)

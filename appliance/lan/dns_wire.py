@@ -132,6 +132,40 @@ def udp_limit_untrusted(data: bytes, msg: Message) -> int:
     return UDP_MIN
 
 
+def records_untrusted(data: bytes, msg: Message) -> list[tuple[int, int, int, int]]:
+    """Every resource record after the question, in all three sections: (type, class, RDATA
+    offset, RDATA end). BadDns when the counts, a name or a length do not fit the message. Owner
+    names are skipped, never followed (a pointer ends a name): no loop, and each record moves on
+    by at least 11 bytes, so hostile counts cost at most len(data) / 11 steps."""
+    if len(data) < HEADER:
+        raise BadDns("shorter than a DNS header")
+    an, ns, ar = struct.unpack_from("!HHH", data, 6)
+    pos, end = msg.question_end, len(data)
+    out: list[tuple[int, int, int, int]] = []
+    for _ in range(an + ns + ar):
+        while True:
+            if pos >= end:
+                raise BadDns("record runs past the message")
+            ln = data[pos]
+            if ln & 0xC0 == 0xC0:
+                pos += 2
+                break
+            if ln & 0xC0:
+                raise BadDns("extended label type")
+            pos += 1 + ln
+            if ln == 0:
+                break
+        if pos + 10 > end:
+            raise BadDns("record header runs past the message")
+        rtype, rclass, _ttl, rdlen = struct.unpack_from("!HHIH", data, pos)
+        start = pos + 10
+        pos = start + rdlen
+        if pos > end:
+            raise BadDns("RDATA runs past the message")
+        out.append((rtype, rclass, start, pos))
+    return out
+
+
 def truncated(query: bytes, msg: Message, answer_flags: int) -> bytes:
     """What a UDP client gets instead of an answer over its size limit: the header (the query's ID,
     the answer's flags and RCODE) with TC set, and the question -- no records, so the client asks

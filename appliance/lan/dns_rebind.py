@@ -1,0 +1,186 @@
+"""DNS rebinding protection for the LAN's DNS forwarder: answers from the VPN's DNS servers that
+point a name at the LAN itself, at the appliance, or at loopback are not passed to LAN hosts.
+
+The attack: a web page a LAN host visits has its browser resolve `attacker.example` first to the
+attacker's server, then (TTL 0) to an address on the user's LAN -- the printer's, the NAS's, the
+appliance's, 127.0.0.1 -- and the page's scripts, same-origin with `attacker.example`, read from
+that device through the browser. Home routers strip such answers (dnsmasq's `stop-dns-rebind`,
+OpenWrt's `rebind_protection`), but with a blanket rule -- every private address -- that would
+break the VPN's main use here: its resolver answers intranet names with 10.x addresses behind the
+tunnel. So the rule is narrow, the addresses a resolver on the far side of a tunnel has no
+business handing out, because no host behind the tunnel can be reached at them from the LAN:
+
+- the LAN's own networks (its IPv4 network, its IPv6 prefix, `[lan] routes`): the LAN's
+  connected routes win over any pushed route, so such an answer reaches a LAN device, never
+  the VPN's;
+- the appliance's own addresses (tunnel, LAN, WAN, any of the host's) -- its services;
+- loopback (127.0.0.0/8, ::1), "this network" (0.0.0.0/8, ::: browsers connect 0.0.0.0 to the
+  local host), link-local (169.254.0.0/16, fe80::/10: the LAN's own link), and each of these as
+  an IPv4-mapped IPv6 address (`::ffff:192.168.1.1`: a dual-stack socket connects over IPv4).
+
+Checked: A and AAAA records of class IN in every section (so a CNAME chain ending in one, or a
+mixed answer of a public address and a LAN one -- the browser falls back to the second -- is
+caught as a whole), and the ipv4hint/ipv6hint of SVCB and HTTPS records (browsers connect to
+hints). The forwarder's own answers (single-label names, leases, LAN reverse zones: dns_local.py)
+never pass here.
+
+What the LAN host gets for a blocked answer: NODATA -- the same RCODE (NOERROR), header and
+question, no records, TC and AA and AD cleared; with an EDNS OPT record carrying Extended DNS
+Error 15 ("Blocked", RFC 8914) when the upstream answer had EDNS -- as dnsmasq answers. Why not
+the alternatives: SERVFAIL or REFUSED make stub resolvers (glibc, systemd-resolved, browsers'
+own) try the next configured server, perhaps one outside the tunnel; NXDOMAIN claims the name
+does not exist for any type and is cached that way (RFC 8020: nothing below it either). NODATA
+without an SOA is for this type only and is not cached (RFC 2308 section 5): the browser gets
+"no address" and nothing lingers.
+
+An answer whose records cannot be walked (a name or a length past the end) is treated as the
+forwarder treats a malformed answer: dropped, the query waiting for a good one (then the next
+server, then SERVFAIL); a truncated (TC) one reaches a UDP client as header and question with TC,
+so it asks again over TCP, whose answer is checked whole.
+
+Pure functions and one small class; tests/unit/test_dns_rebind.py (hypothesis).
+"""
+from __future__ import annotations
+
+import ipaddress
+import struct
+from typing import Iterable
+
+from . import dns_wire as w
+
+T_A, T_AAAA, T_SVCB, T_HTTPS = 1, 28, 64, 65
+SVC_IPV4HINT, SVC_IPV6HINT = 4, 6
+EDE_OPTION, EDE_BLOCKED = 15, 15
+BLOCKED = "answer blocked: a LAN, own or loopback address (DNS rebinding)"
+LOG_EVERY = 30.0            # the warning naming a blocked name, at most this often
+
+IPNet = ipaddress.IPv4Network | ipaddress.IPv6Network
+ALWAYS = tuple(ipaddress.ip_network(n) for n in (
+    "127.0.0.0/8", "0.0.0.0/8", "169.254.0.0/16", "::1/128", "::/128", "fe80::/10"))
+
+
+def domain_wire(name: str) -> bytes:
+    """A domain name as the lower-cased wire form the question parser gives (no final dot)."""
+    labels = [x for x in name.strip().rstrip(".").lower().split(".") if x]
+    return b"".join(bytes((len(x),)) + x.encode("ascii") for x in labels) + b"\0"
+
+
+class RebindFilter:
+    """Which answers carry an address a LAN host must not be given (see the module doc)."""
+
+    def __init__(self, lan_networks: Iterable[IPNet] = (), allow_domains: Iterable[str] = ()) -> None:
+        nets = [*ALWAYS, *lan_networks]
+        self.v4 = [(int(n.network_address), n.prefixlen) for n in nets if n.version == 4]
+        self.v6 = [(int(n.network_address), n.prefixlen) for n in nets if n.version == 6]
+        self.own: set[tuple[int, int]] = set()
+        self.allow = [domain_wire(d) for d in allow_domains]
+        self.last_log = -LOG_EVERY
+        self.unlogged = 0
+
+    def set_own(self, addresses: Iterable[str]) -> None:
+        """The appliance's own addresses now (tunnel, LAN, WAN, the host's): at each tunnel change."""
+        own = set()
+        for a in addresses:
+            try:
+                ip = ipaddress.ip_address(a.partition("%")[0])
+            except ValueError:
+                continue
+            own.add((ip.version, int(ip)))
+        self.own = own
+
+    def allowed(self, qname: bytes) -> bool:
+        """The question's name is one of `allow_domains` or under one (label-wise)."""
+        return any(qname == d or qname.endswith(d) and _label_boundary(qname, len(qname) - len(d))
+                   for d in self.allow)
+
+    def protected(self, raw: bytes) -> bool:
+        """A 4- or 16-byte address a tunnel resolver has no business handing the LAN."""
+        if len(raw) == 16:
+            v = int.from_bytes(raw, "big")
+            if v >> 32 == 0xFFFF:                                 # ::ffff:a.b.c.d
+                return self.protected(raw[12:])
+            return (6, v) in self.own or any(v >> (128 - p) == n >> (128 - p) if p else True for n, p in self.v6)
+        v = int.from_bytes(raw, "big")
+        return (4, v) in self.own or any(v >> (32 - p) == n >> (32 - p) if p else True for n, p in self.v4)
+
+    def offending(self, data: bytes, msg: w.Message) -> bytes | None:
+        """The first protected address in the answer (its raw bytes), or None. BadDns when the
+        records cannot be walked, or an A/AAAA/SVCB/HTTPS record's RDATA is malformed."""
+        for rtype, rclass, start, end in w.records_untrusted(data, msg):
+            if rclass != w.CLASS_IN:
+                continue
+            if rtype in (T_A, T_AAAA):
+                if end - start != (4 if rtype == T_A else 16):
+                    raise w.BadDns("A/AAAA record of the wrong length")
+                if self.protected(data[start:end]):
+                    return data[start:end]
+            elif rtype in (T_SVCB, T_HTTPS):
+                for raw in _svcb_hints(data, start, end):
+                    if self.protected(raw):
+                        return raw
+        return None
+
+    def note(self, now: float) -> int | None:
+        """Whether a block at `now` is logged: the count of blocks not logged before it (0 or
+        more), or None to stay quiet (at most one line every LOG_EVERY seconds)."""
+        if now - self.last_log < LOG_EVERY:
+            self.unlogged += 1
+            return None
+        self.last_log, n, self.unlogged = now, self.unlogged, 0
+        return n
+
+
+def _label_boundary(name: bytes, at: int) -> bool:
+    """Whether offset `at` of wire name `name` starts a label (walked from the start)."""
+    i = 0
+    while i < at and i < len(name) and name[i]:
+        i += 1 + name[i]
+    return i == at
+
+
+def _svcb_hints(data: bytes, start: int, end: int) -> list[bytes]:
+    """The addresses of an SVCB/HTTPS record's ipv4hint and ipv6hint (RFC 9460): priority, an
+    uncompressed target name, then (key, length, value) parameters, all inside the RDATA."""
+    pos = start + 2
+    while True:                                  # the target name: labels only (RFC 9460 2.2)
+        if pos >= end:
+            raise w.BadDns("SVCB target runs past its RDATA")
+        ln = data[pos]
+        if ln & 0xC0:
+            raise w.BadDns("compressed SVCB target")
+        pos += 1 + ln
+        if ln == 0:
+            break
+    out: list[bytes] = []
+    while pos < end:
+        if pos + 4 > end:
+            raise w.BadDns("SVCB parameter runs past its RDATA")
+        key, ln = struct.unpack_from("!HH", data, pos)
+        pos += 4
+        if pos + ln > end:
+            raise w.BadDns("SVCB parameter runs past its RDATA")
+        if key in (SVC_IPV4HINT, SVC_IPV6HINT):
+            size = 4 if key == SVC_IPV4HINT else 16
+            if ln % size:
+                raise w.BadDns("SVCB address hint of a wrong length")
+            out += [data[i:i + size] for i in range(pos, pos + ln, size)]
+        pos += ln
+    return out
+
+
+def has_opt(data: bytes, msg: w.Message) -> bool:
+    """Whether the (walkable) answer carries an EDNS OPT record in its additional section."""
+    an, ns = struct.unpack_from("!HH", data, 6)
+    return any(i >= an + ns and rtype == w.T_OPT for i, (rtype, _c, _s, _e) in
+               enumerate(w.records_untrusted(data, msg)))
+
+
+def blocked(data: bytes, msg: w.Message, edns: bool) -> bytes:
+    """NODATA for a blocked answer: its header (RCODE kept; TC, AA, AD cleared) and question, no
+    records; with `edns`, an OPT record (UDP size 1232) with Extended DNS Error 15, Blocked."""
+    flags = msg.flags & ~(w.TC | 0x0400 | 0x0020)          # TC, AA, AD
+    out = struct.pack("!HHHHHH", msg.id, flags, 1, 0, 0, 1 if edns else 0) + data[w.HEADER:msg.question_end]
+    if edns:
+        ede = struct.pack("!HHH", EDE_OPTION, 2, EDE_BLOCKED)
+        out += b"\0" + struct.pack("!HHIH", w.T_OPT, w.UDP_MAX, 0, len(ede)) + ede
+    return out

@@ -1,0 +1,274 @@
+"""DNS rebinding protection (appliance/lan/dns_rebind.py) and its place in the forwarder's core:
+an upstream answer giving a LAN, own, loopback or link-local address reaches the LAN host as
+NODATA; the VPN's own private addresses pass; allowed domains and the forwarder's local answers
+are untouched; unreadable answers are treated as malformed."""
+import ipaddress
+import itertools
+import struct
+
+from hypothesis import given, settings, strategies as st
+
+from appliance.lan import dns_rebind as rb
+from appliance.lan import dns_wire as w
+from appliance.lan.dns_core import Done, ForwarderCore, Limits, Log, Reply, Send
+from appliance.lan.dns_local import LocalZones
+
+LAN4, LAN6 = ipaddress.ip_network("198.18.50.0/24"), ipaddress.ip_network("fd18:50::/64")
+BEHIND_LAN = ipaddress.ip_network("198.18.60.0/24")            # a `[lan] routes` network
+TUNNEL = "198.19.0.2"
+S1 = ("198.19.0.1", 53)
+NAME = "attacker.example"
+
+
+def flt(allow=()) -> rb.RebindFilter:
+    f = rb.RebindFilter([LAN4, LAN6, BEHIND_LAN], allow)
+    f.set_own([TUNNEL, "198.18.0.2", "2001:db8:19::1000"])
+    return f
+
+
+def model_protected(addr: str) -> bool:
+    """What the README promises, written independently of the filter."""
+    ip = ipaddress.ip_address(addr)
+    if ip.version == 6 and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    own = {ipaddress.ip_address(a) for a in (TUNNEL, "198.18.0.2", "2001:db8:19::1000")}
+    nets = [LAN4, LAN6, BEHIND_LAN, *map(ipaddress.ip_network, ("127.0.0.0/8", "0.0.0.0/8", "169.254.0.0/16",
+                                                                  "::1/128", "::/128", "fe80::/10"))]
+    return ip in own or any(ip.version == n.version and ip in n for n in nets)
+
+
+def name_wire(name: str) -> bytes:
+    return rb.domain_wire(name)
+
+
+def rr(owner: bytes, rtype: int, rdata: bytes, rclass: int = 1) -> bytes:
+    return owner + struct.pack("!HHIH", rtype, rclass, 0, len(rdata)) + rdata
+
+
+def addr_rr(owner: bytes, addr: str) -> bytes:
+    ip = ipaddress.ip_address(addr)
+    return rr(owner, 1 if ip.version == 4 else 28, ip.packed)
+
+
+def svcb_rdata(hints4=(), hints6=()) -> bytes:
+    out = b"\0\1" + b"\0"                                          # priority 1, target "."
+    out += struct.pack("!HH", 1, 3) + b"\2h2"                      # alpn=h2
+    if hints4:
+        out += struct.pack("!HH", 4, 4 * len(hints4)) + b"".join(ipaddress.ip_address(a).packed for a in hints4)
+    if hints6:
+        out += struct.pack("!HH", 6, 16 * len(hints6)) + b"".join(ipaddress.ip_address(a).packed for a in hints6)
+    return out
+
+
+def message(query: bytes, answers=(), authority=(), additional=(), flags: int = 0x8180) -> bytes:
+    m = w.parse_untrusted(query)
+    head = struct.pack("!HHHHHH", m.id, flags, 1, len(answers), len(authority), len(additional))
+    return head + query[12:m.question_end] + b"".join((*answers, *authority, *additional))
+
+
+def opt(size: int = 1232) -> bytes:
+    return b"\0" + struct.pack("!HHIH", w.T_OPT, size, 0, 0)
+
+
+PTR = b"\xc0\x0c"                       # the question's name
+
+
+def core(**kw) -> ForwarderCore:
+    ids = itertools.count(1000)
+    c = ForwarderCore(Limits(), random_id=lambda: next(ids), rebind=kw.pop("rebind", flt()), **kw)
+    c.set_servers([S1])
+    return c
+
+
+def ask(c: ForwarderCore, name: str = NAME, qtype: int = 1, now: float = 0.0, tcp: bool = False,
+        query: bytes | None = None) -> tuple[bytes, Send]:
+    q = query or w.encode_query(7, name, qtype)
+    acts = c.query("cli", "198.18.50.10", q, now, tcp=tcp)
+    (s,) = [a for a in acts if isinstance(a, Send)]
+    return q, s
+
+
+def replies(acts) -> list[bytes]:
+    return [a.data for a in acts if isinstance(a, Reply)]
+
+
+# ---------------------------------------------------------------- the filter alone
+addresses4 = st.one_of(st.sampled_from(["198.18.50.1", "198.18.50.77", "198.18.60.9", "127.0.0.1", "127.9.9.9",
+                                        "0.0.0.0", "169.254.169.254", TUNNEL, "198.18.0.2", "10.1.2.3",
+                                        "192.168.1.1", "198.19.0.1", "8.8.8.8", "198.18.51.1"]),
+                       st.ip_addresses(v=4).map(str))
+addresses6 = st.one_of(st.sampled_from(["::1", "::", "fe80::1", "fd18:50::10", "::ffff:198.18.50.10",
+                                        "::ffff:127.0.0.1", "::ffff:10.0.0.1", "2001:db8:19::1000",
+                                        "2001:db8:19::1", "fd00::1", "2001:4860::8888"]),
+                       st.ip_addresses(v=6).map(str))
+address = st.one_of(addresses4, addresses6)
+
+
+@given(st.lists(st.tuples(st.sampled_from(["an", "ns", "ar"]), st.sampled_from(["addr", "cname", "svcb", "txt"]),
+                          st.lists(address, min_size=1, max_size=3)), max_size=8),
+       st.booleans())
+@settings(max_examples=400, deadline=None)
+def test_blocked_exactly_when_some_address_record_or_hint_is_protected(records, edns):
+    """Records of any type in any section, with the question's name compressed or a CNAME
+    target's: the filter finds a protected address iff the model says one is there, and the
+    NODATA it makes parses, keeps ID, RCODE and question, and has no records but an OPT."""
+    q = w.encode_query(77, NAME, 1)
+    sections = {"an": [], "ns": [], "ar": []}
+    want = False
+    target = b"\3www" + PTR                                       # www.attacker.example, compressed
+    for sec, kind, addrs in records:
+        if kind == "addr":
+            sections[sec] += [addr_rr(target, a) for a in addrs]
+            want |= any(model_protected(a) for a in addrs)
+        elif kind == "cname":
+            sections[sec].append(rr(PTR, 5, target))
+        elif kind == "svcb":
+            v4 = [a for a in addrs if ":" not in a]
+            v6 = [a for a in addrs if ":" in a]
+            sections[sec].append(rr(PTR, 65, svcb_rdata(v4, v6)))
+            want |= any(model_protected(a) for a in addrs)
+        else:
+            sections[sec].append(rr(PTR, 16, b"\x05hello"))
+    if edns:
+        sections["ar"].append(opt())
+    data = message(q, sections["an"], sections["ns"], sections["ar"])
+    msg = w.parse_untrusted(data)
+    f = flt()
+    hit = f.offending(data, msg)
+    assert (hit is not None) == want
+    if hit is not None:
+        assert model_protected(str(ipaddress.ip_address(hit)))
+        out = rb.blocked(data, msg, rb.has_opt(data, msg))
+        m2 = w.parse_untrusted(out)
+        assert m2.id == 77 and m2.question == msg.question and w.rcode(out) == w.NOERROR
+        assert struct.unpack_from("!HHH", out, 6) == (0, 0, 1 if edns else 0)
+        assert w.records_untrusted(out, m2) == ([(w.T_OPT, 1232, len(out) - 6, len(out))] if edns else [])
+        assert not m2.truncated and w.udp_limit_untrusted(q, w.parse_untrusted(q)) == 512
+
+
+@given(st.binary(max_size=300), st.integers(0, 65535), st.integers(0, 65535), st.integers(0, 65535))
+@settings(max_examples=500, deadline=None)
+def test_hostile_bytes_and_counts_raise_only_baddns(tail, an, ns, ar):
+    q = w.encode_query(5, NAME, 1)
+    data = bytearray(message(q) + tail)
+    data[6:12] = struct.pack("!HHH", an, ns, ar)
+    msg = w.parse_untrusted(bytes(data))
+    try:
+        flt().offending(bytes(data), msg)
+    except w.BadDns:
+        pass
+
+
+def test_other_classes_and_public_or_vpn_addresses_pass():
+    q = w.encode_query(5, NAME, 1)
+    for a in ("10.1.2.3", "192.168.1.1", "198.19.0.1", "100.64.0.1", "fd00::1", "2001:db8:19::1", "198.18.51.1"):
+        data = message(q, [addr_rr(PTR, a)])
+        assert flt().offending(data, w.parse_untrusted(data)) is None, a
+    chaos = message(q, [rr(PTR, 1, b"\x7f\0\0\1", rclass=3)])
+    assert flt().offending(chaos, w.parse_untrusted(chaos)) is None
+    bad_len = message(q, [rr(PTR, 1, b"\x7f\0\0")])
+    try:
+        flt().offending(bad_len, w.parse_untrusted(bad_len))
+        raise AssertionError("an A record of 3 bytes was taken")
+    except w.BadDns:
+        pass
+
+
+def test_allowed_domains_are_matched_by_whole_labels():
+    f = flt(allow=["nas.example.com", "Corp.Example."])
+    assert f.allowed(name_wire("nas.example.com")) and f.allowed(name_wire("a.b.NAS.example.com"))
+    assert f.allowed(name_wire("corp.example")) and f.allowed(name_wire("x.corp.example"))
+    assert not f.allowed(name_wire("evilnas.example.com")) and not f.allowed(name_wire("example.com"))
+    assert not f.allowed(name_wire("nas.example.com.evil"))
+
+
+# ---------------------------------------------------------------- in the forwarder's core
+def test_a_lan_address_reaches_the_host_as_nodata_counted_and_logged_at_a_limited_rate():
+    c = core()
+    for i, now in enumerate((0.0, 1.0, 2.0, 40.0)):
+        q, s = ask(c, now=now)
+        up = message(s.data, [rr(PTR, 5, b"\3www" + PTR), addr_rr(b"\3www" + PTR, "93.184.216.34"),
+                              addr_rr(b"\3www" + PTR, "198.18.50.77")], [], [opt()])
+        acts = c.answer(s.token, S1, up, now + 0.01)
+        (data,) = replies(acts)
+        assert data[:2] == q[:2] and w.rcode(data) == w.NOERROR
+        assert struct.unpack_from("!HHH", data, 6) == (0, 0, 1)
+        assert data.endswith(struct.pack("!HHH", 15, 2, 15))      # EDE 15, Blocked
+        assert Done(s.token) in acts
+        logs = [a.text for a in acts if isinstance(a, Log)]
+        assert len(logs) == (1 if i in (0, 3) else 0), (i, logs)
+        if logs:
+            assert NAME in logs[0] and "198.18.50.77" in logs[0]
+    assert "2 more blocked" in logs[0]
+    assert c.counts[rb.BLOCKED] == 4 and c.pending == {}
+
+
+def test_vpn_private_addresses_pass_byte_for_byte():
+    c = core()
+    q, s = ask(c, "intranet.corp.test")
+    up = message(s.data, [addr_rr(PTR, "10.20.30.40"), addr_rr(PTR, "172.16.1.1")])
+    (data,) = replies(c.answer(s.token, S1, up, 0.1))
+    assert data == q[:2] + up[2:] and rb.BLOCKED not in c.counts
+
+
+def test_loopback_own_and_mapped_addresses_blocked_for_aaaa_too():
+    for a in ("::1", "::ffff:127.0.0.1", "fd18:50::99", "fe80::1", "::", "2001:db8:19::1000"):
+        c = core()
+        _, s = ask(c, qtype=28)
+        (data,) = replies(c.answer(s.token, S1, message(s.data, [addr_rr(PTR, a)]), 0.1))
+        assert struct.unpack_from("!H", data, 6)[0] == 0, a
+    for a in ("127.0.0.1", "0.0.0.0", "169.254.169.254", TUNNEL, "198.18.60.5"):
+        c = core()
+        _, s = ask(c)
+        (data,) = replies(c.answer(s.token, S1, message(s.data, [addr_rr(PTR, a)]), 0.1))
+        assert struct.unpack_from("!H", data, 6)[0] == 0, a
+
+
+def test_https_record_hints_are_checked():
+    c = core()
+    _, s = ask(c, qtype=65)
+    up = message(s.data, [rr(PTR, 65, svcb_rdata(["93.184.216.34", "198.18.50.1"]))])
+    (data,) = replies(c.answer(s.token, S1, up, 0.1))
+    assert struct.unpack_from("!H", data, 6)[0] == 0 and c.counts[rb.BLOCKED] == 1
+
+
+def test_allowed_domain_and_filter_off_pass_lan_addresses():
+    for c in (core(rebind=flt(allow=["nas.example.com"])), core(rebind=None)):
+        q, s = ask(c, "nas.example.com")
+        up = message(s.data, [addr_rr(PTR, "198.18.50.20")])
+        (data,) = replies(c.answer(s.token, S1, up, 0.1))
+        assert data == q[:2] + up[2:]
+
+
+def test_unreadable_answer_is_a_malformed_one_and_the_query_waits():
+    c = core()
+    q, s = ask(c)
+    broken = message(s.data, [addr_rr(PTR, "8.8.8.8")])[:-2]       # RDATA cut short
+    assert c.answer(s.token, S1, broken, 0.1) == [] and c.counts["malformed answer"] == 1
+    assert s.token in c.pending
+    (data,) = replies(c.answer(s.token, S1, message(s.data, [addr_rr(PTR, "8.8.8.8")]), 0.2))
+    assert data[:2] == q[:2] and struct.unpack_from("!H", data, 6)[0] == 1
+
+
+def test_unreadable_truncated_answer_reaches_a_udp_client_as_tc_only():
+    c = core()
+    q, s = ask(c)
+    cut = message(s.data, [addr_rr(PTR, "198.18.50.5")], flags=0x8380)[:-3]
+    (data,) = replies(c.answer(s.token, S1, cut, 0.1))
+    m = w.parse_untrusted(data)
+    assert m.truncated and data[:2] == q[:2] and struct.unpack_from("!HHH", data, 6) == (0, 0, 0)
+
+
+def test_the_forwarders_own_lease_answers_are_untouched():
+    class Leases:
+        def address_of(self, name):
+            return ipaddress.ip_address("198.18.50.10") if name == "printer" else None
+
+        def name_of(self, addr):
+            return None
+
+    c = core(local=LocalZones([LAN4], Leases()))
+    q = w.encode_query(9, "printer", 1)
+    (r,) = c.query("cli", "198.18.50.11", q, 0.0)
+    assert isinstance(r, Reply) and r.data.endswith(ipaddress.ip_address("198.18.50.10").packed)
+    assert rb.BLOCKED not in c.counts
