@@ -80,16 +80,17 @@ def client_profile(pki: Pki, proto: str = "udp", name: str = "client1") -> str:
 
 
 
-def start_dns_server(ns: Netns, start, wait: float = 10) -> Proc:
+def start_dns_server(ns: Netns, start, wait: float = 10, extra: "tuple[str, ...]" = ()) -> Proc:
     """dnsmasq on the server's tunnel addresses (they exist once the OpenVPN server is up): it
-    knows SECRET_NAME and refuses everything else (no upstream, no /etc/hosts). `start(ns, argv,
-    name)` starts a Proc the caller cleans up (RouterLab.start, or a VM topology's)."""
+    knows SECRET_NAME (and what `extra` options add) and refuses everything else (no upstream,
+    no /etc/hosts). `start(ns, argv, name)` starts a Proc the caller cleans up (RouterLab.start,
+    or a VM topology's)."""
     dnsmasq = shutil.which("dnsmasq") or "/usr/sbin/dnsmasq"
     p = start(ns, [dnsmasq, "--keep-in-foreground", "--no-daemon", "--no-resolv", "--no-hosts",
                    "--bind-dynamic", f"--listen-address={TUN_SRV}", f"--listen-address={TUN6_SRV}",
                    "--except-interface=lo", f"--address=/{SECRET_NAME}/{BEHIND}",
                    f"--address=/{SECRET_NAME}/{BEHIND6}", "--log-queries", "--log-facility=-",
-                   "--pid-file=", "--user=root"], "dnsmasq")
+                   "--pid-file=", "--user=root", *extra], "dnsmasq")
     end = time.monotonic() + wait
     while time.monotonic() < end:
         r = ns.run(f"ss -lnu 'sport = :53' | grep -c {TUN_SRV}", check=False)
@@ -185,9 +186,9 @@ class RouterLab:
             raise AssertionError(f"OpenVPN server did not come up:\n{p.log()[-3000:]}")
         return p
 
-    def dns_server(self, wait: float = 10) -> Proc:
+    def dns_server(self, wait: float = 10, extra: "tuple[str, ...]" = ()) -> Proc:
         """dnsmasq on the server's tunnel addresses (see `start_dns_server`)."""
-        return start_dns_server(self.wan, self.start, wait)
+        return start_dns_server(self.wan, self.start, wait, extra)
 
     def web_server(self) -> Proc:
         """A file behind the VPN (see `start_web_server`); its SHA-256 is `self.web_digest`."""

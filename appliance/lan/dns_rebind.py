@@ -69,50 +69,63 @@ class RebindFilter:
     """Which answers carry an address a LAN host must not be given (see the module doc)."""
 
     def __init__(self, lan_networks: Iterable[IPNet] = (), allow_domains: Iterable[str] = ()) -> None:
-        nets = [*ALWAYS, *lan_networks]
-        self.v4 = [(int(n.network_address), n.prefixlen) for n in nets if n.version == 4]
-        self.v6 = [(int(n.network_address), n.prefixlen) for n in nets if n.version == 6]
-        self.own: set[tuple[int, int]] = set()
+        self.nets = [*ALWAYS, *lan_networks]
         self.allow = [domain_wire(d) for d in allow_domains]
         self.last_log = -LOG_EVERY
         self.unlogged = 0
+        self.set_own(())
 
     def set_own(self, addresses: Iterable[str]) -> None:
-        """The appliance's own addresses now (tunnel, LAN, WAN, the host's): at each tunnel change."""
-        own = set()
+        """The appliance's own addresses now (tunnel, LAN, WAN, the host's): at each tunnel change.
+
+        Indexed for `protected`, which a 64 KiB answer asks some 4,000 times: a set of network
+        numbers per prefix length in use (a handful), and the first bytes any of them can start
+        with, so a public address costs one lookup -- a scan of the networks cost 3 us an address."""
+        nets = list(self.nets)
         for a in addresses:
             try:
                 ip = ipaddress.ip_address(a.partition("%")[0])
             except ValueError:
                 continue
-            own.add((ip.version, int(ip)))
-        self.own = own
+            nets.append(ipaddress.ip_network(ip))
+        self.index: dict[int, tuple[frozenset[int], list[tuple[int, frozenset[int]]]]] = {}
+        for version, bits in ((4, 32), (6, 128)):
+            mine = [n for n in nets if n.version == version]
+            first: set[int] = set()
+            by_len: dict[int, set[int]] = {}
+            for n in mine:
+                top = int(n.network_address) >> (bits - 8)
+                first.update(range(top, top + (1 << max(0, 8 - n.prefixlen))))
+                by_len.setdefault(n.prefixlen, set()).add(int(n.network_address) >> (bits - n.prefixlen))
+            self.index[bits // 8] = (
+                frozenset(first), [(bits - p, frozenset(v)) for p, v in sorted(by_len.items())])
+
+    def protected(self, raw: bytes) -> bool:
+        """A 4- or 16-byte address a tunnel resolver has no business handing the LAN."""
+        if len(raw) == 16 and raw[:12] == b"\0" * 10 + b"\xff\xff":    # ::ffff:a.b.c.d
+            raw = raw[12:]
+        first, by_len = self.index[len(raw)]
+        if raw[0] not in first:
+            return False
+        v = int.from_bytes(raw, "big")
+        return any(v >> shift in nets for shift, nets in by_len)
 
     def allowed(self, qname: bytes) -> bool:
         """The question's name is one of `allow_domains` or under one (label-wise)."""
         return any(qname == d or qname.endswith(d) and _label_boundary(qname, len(qname) - len(d))
                    for d in self.allow)
 
-    def protected(self, raw: bytes) -> bool:
-        """A 4- or 16-byte address a tunnel resolver has no business handing the LAN."""
-        if len(raw) == 16:
-            v = int.from_bytes(raw, "big")
-            if v >> 32 == 0xFFFF:                                 # ::ffff:a.b.c.d
-                return self.protected(raw[12:])
-            return (6, v) in self.own or any(v >> (128 - p) == n >> (128 - p) if p else True for n, p in self.v6)
-        v = int.from_bytes(raw, "big")
-        return (4, v) in self.own or any(v >> (32 - p) == n >> (32 - p) if p else True for n, p in self.v4)
-
     def offending(self, data: bytes, msg: w.Message) -> bytes | None:
         """The first protected address in the answer (its raw bytes), or None. BadDns when the
         records cannot be walked, or an A/AAAA/SVCB/HTTPS record's RDATA is malformed."""
+        first4, first16 = self.index[4][0], self.index[16][0]
         for rtype, rclass, start, end in w.records_untrusted(data, msg):
             if rclass != w.CLASS_IN:
                 continue
             if rtype in (T_A, T_AAAA):
                 if end - start != (4 if rtype == T_A else 16):
                     raise w.BadDns("A/AAAA record of the wrong length")
-                if self.protected(data[start:end]):
+                if data[start] in (first4 if rtype == T_A else first16) and self.protected(data[start:end]):
                     return data[start:end]
             elif rtype in (T_SVCB, T_HTTPS):
                 for raw in _svcb_hints(data, start, end):

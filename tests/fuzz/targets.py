@@ -642,7 +642,8 @@ def make_dns():
     a LAN host over UDP/TCP; 2 the bytes as an answer to the oldest outstanding query from its
     server; 3 the same with the expected ID patched in (to get past the ID check); 4 that query's
     attempt fails; 5 tunnel down; 6 tunnel up; 7 a TCP client goes away. After every step the
-    bounds must hold (AssertionError is a finding)."""
+    bounds must hold, and no answer passed to the LAN gives a LAN, own or loopback address
+    (AssertionError is a finding)."""
     import ipaddress
     from appliance.lan import dns_wire
     from appliance.lan.dns_core import ForwarderCore, Limits, Reply, Send
@@ -659,10 +660,13 @@ def make_dns():
             return next((n for n, a in self.names.items() if a == addr), None)
     zones = LocalZones([ipaddress.ip_network("198.18.50.0/23"), ipaddress.ip_network("fd18:50::/64")], Leases())
     zones.set_vpn_networks([ipaddress.ip_network("10.8.0.0/16"), ipaddress.ip_network("fd00:8::/32")])
+    from appliance.lan.dns_rebind import RebindFilter
+    rebind = RebindFilter([ipaddress.ip_network("198.18.50.0/23"), ipaddress.ip_network("fd18:50::/64")], ["ok.test"])
+    rebind.set_own(["198.19.0.2", "2001:db8:19::1000"])
 
     def one(data: bytes) -> None:
         c = ForwarderCore(Limits(max_outstanding=4, max_per_source=2, max_attempts=2), random_id=lambda: 0x1234,
-                          local=zones)
+                          local=zones, rebind=rebind)
         c.set_servers(servers)
         now = 0.0
         for step in data.split(DNS_SEP)[:64]:
@@ -683,6 +687,16 @@ def make_dns():
                 if op == 3 and len(body) >= 2:
                     body = p.upstream_id.to_bytes(2, "big") + body[2:]
                 out = c.answer(tok, p.server, body, now)
+                # No answer from upstream hands a LAN host a LAN, own or loopback address
+                # (dns_rebind.py), but for an allowed domain.
+                for a in out:
+                    if isinstance(a, Reply) and not rebind.allowed(p.question.name):
+                        try:
+                            m = dns_wire.parse_untrusted(a.data)
+                            hit = rebind.offending(a.data, m)
+                        except dns_wire.BadDns:
+                            hit = None
+                        assert hit is None, f"{hit!r} reached the LAN"
             elif op == 4 and first is not None:
                 out = c.failed(first[0], now)
             elif op == 5:

@@ -8,6 +8,8 @@ addresses). With the OpenVPN server stopped, the answer is SERVFAIL at once; whe
 names resolve again. Throughout, the WAN capture shows no DNS in clear, and a counter ahead of the
 kill switch shows the appliance never even tried to send DNS out of the WAN, though one pushed
 server, 198.18.0.1, is an address the WAN reaches directly and there is no redirect-gateway.
+The same dnsmasq answers some names with addresses of the LAN, loopback or the appliance (DNS
+rebinding): the LAN host gets no address for them, while an intranet name's 10.x address passes.
 
 One lab for the module: the OpenVPN server and the appliance are restarted between push forms.
 """
@@ -107,6 +109,13 @@ def wan_dns_attempts(lab: RouterLab) -> int:
     return int(m.group(1))
 
 
+# Names the VPN's dnsmasq answers with addresses a LAN host must not be given (DNS rebinding): a
+# LAN host's address, loopback behind a CNAME, the appliance's own tunnel address, ::1; and an
+# intranet name with a 10.x address, which must pass.
+INTRANET, INTRANET_ADDR = "intranet.vpn.test", "10.20.30.40"
+REBIND_NAMES = (f"--address=/rebind.evil.test/{LAN_HOST}", "--address=/rebind.evil.test/::1",
+                "--host-record=loop.evil.test,127.0.0.1", "--cname=alias.evil.test,loop.evil.test",
+                "--address=/own.evil.test/198.19.0.2", f"--address=/{INTRANET}/{INTRANET_ADDR}")
 ALL = [(SECRET_NAME, 1, False), (SECRET_NAME, 28, False), (SECRET_NAME, 1, True), (SECRET_NAME, 28, True)]
 
 
@@ -125,7 +134,7 @@ class Lab:
                 p.stop(10)
         self.server = lab.openvpn_server(self.server_config(push))
         if self.dnsmasq is None:
-            self.dnsmasq = lab.dns_server()
+            self.dnsmasq = lab.dns_server(extra=REBIND_NAMES)
         self.appliance = lab.appliance(lab.appliance_toml(client_profile(lab.pki)), wait=60,
                                        pattern="DNS forwarder: LAN queries go to")
 
@@ -190,6 +199,26 @@ def test_lan_names_and_addresses_are_answered_here_not_asked_of_the_vpn(dns_lab)
     log = dns_lab.dnsmasq.log()[mark:]
     assert f"query[PTR] {vpn_ptr}" in log, log[-2000:]
     assert "printer" not in log and "50.18.198.in-addr.arpa" not in log, log[-2000:]
+
+
+def test_answers_pointing_into_the_lan_are_stripped_and_intranet_ones_pass(dns_lab):
+    """DNS rebinding: the VPN's dnsmasq answers names with the LAN host's address, ::1, a CNAME to
+    127.0.0.1 and the appliance's tunnel address; the LAN host gets NOERROR with no address for
+    each (over UDP and TCP), though dnsmasq was asked (the block is ours); the intranet name's
+    10.x address and the VPN's own name pass; the appliance logs the block."""
+    if dns_lab.appliance is None:
+        dns_lab.restart("dhcp-option")
+    mark = len(dns_lab.dnsmasq.log())
+    blocked = [("rebind.evil.test", 1, False), ("rebind.evil.test", 28, True), ("alias.evil.test", 1, False),
+               ("alias.evil.test", 1, True), ("own.evil.test", 1, False)]
+    got = ask(dns_lab.lab, [*blocked, (INTRANET, 1, False), (INTRANET, 1, True), (SECRET_NAME, 1, False)])
+    for q, r in zip(blocked, got, strict=False):
+        assert r["rcode"] == 0 and r["addrs"] == [], (q, r)
+    assert [r["addrs"] for r in got[5:]] == [[INTRANET_ADDR], [INTRANET_ADDR], [BEHIND]], got
+    log = dns_lab.dnsmasq.log()[mark:]
+    assert "query[A] rebind.evil.test" in log and "query[AAAA] rebind.evil.test" in log, log[-2000:]
+    assert "query[A] alias.evil.test" in log and "query[A] own.evil.test" in log, log[-2000:]
+    assert dns_lab.appliance.wait_for("possible DNS rebinding", 10), dns_lab.appliance.log()[-3000:]
 
 
 def test_servfail_at_once_while_the_tunnel_is_down_then_recovery(dns_lab):

@@ -575,3 +575,24 @@ def test_route_delay_serves_from_tunnel_up_and_the_routes_keep_queries_in_flight
     c.send(w.encode_query(8, "late.test"))
     assert w.rcode(recv_udp(c, run)) == w.SERVFAIL and len(up.got) == 1
     c.close()
+
+
+def test_an_answer_giving_one_of_this_hosts_addresses_reaches_the_lan_host_without_records(setup, caplog):
+    """DNS rebinding (dns_rebind.py) through the real shell: the host's addresses are read at the
+    tunnel change, the fake upstream's answer (198.18.100.1) is one of them, and the LAN client
+    gets NOERROR with no records; a warning names the name and the address."""
+    f, up, run = setup
+    f.host_addresses = lambda: ["198.18.100.1"]
+    f._seen = None
+    pushed = PushedOptions(ifconfig=("127.0.0.1", "255.0.0.0"), dns_endpoints=[(UPSTREAM, up.port)])
+    f.tunnel_changed(TunnelState(True, "x", "lo", pushed))
+    s = udp_client(f)
+    with caplog.at_level("WARNING", logger="vpn-appliance"):
+        s.send(w.encode_query(0x4242, "rebind.example", 1))
+        a = recv_udp(s, run)
+    assert a[:2] == b"\x42\x42" and w.rcode(a) == w.NOERROR and struct.unpack_from("!HHH", a, 6) == (0, 0, 0)
+    assert any("rebind.example" in r.message and "198.18.100.1" in r.message for r in caplog.records)
+    s.close()
+    # off: the same answer passes
+    off = fwd.DnsForwarder(["127.0.0.1"], None, port=0, bind_device=False, rebind_protection=False)
+    assert off.core.rebind is None

@@ -272,3 +272,16 @@ def test_the_forwarders_own_lease_answers_are_untouched():
     (r,) = c.query("cli", "198.18.50.11", q, 0.0)
     assert isinstance(r, Reply) and r.data.endswith(ipaddress.ip_address("198.18.50.10").packed)
     assert rb.BLOCKED not in c.counts
+
+
+def test_tcp_clients_are_filtered_and_an_oversized_udp_answer_goes_as_tc_only():
+    c = core()
+    q, s = ask(c, tcp=True)
+    (data,) = replies(c.answer(s.token, S1, message(s.data, [addr_rr(PTR, "127.0.0.1")]), 0.1))
+    assert data[:2] == q[:2] and struct.unpack_from("!H", data, 6)[0] == 0 and c.counts[rb.BLOCKED] == 1
+    # over a UDP client's 512 bytes: header and question with TC, whatever the records
+    q, s = ask(c)
+    big = message(s.data, [addr_rr(PTR, "93.184.216.34")] * 40 + [addr_rr(PTR, "198.18.50.5")])
+    (data,) = replies(c.answer(s.token, S1, big, 0.2))
+    assert w.parse_untrusted(data).truncated and struct.unpack_from("!HHH", data, 6) == (0, 0, 0)
+    assert c.counts[rb.BLOCKED] == 1
