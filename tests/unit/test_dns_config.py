@@ -72,3 +72,25 @@ def test_refused_in_the_server_role_with_its_line(tmp_path):
         load(tmp_path, "dns_forwarder = true", role="server")
     errs = [str(x) for x in (ei.value.errors if isinstance(ei.value, ConfigErrors) else [ei.value])]
     assert any(e.startswith(f"{tmp_path / 'appliance.toml'}:8: lan.dns_forwarder: ") for e in errs), errs
+
+
+def test_rebinding_protection_on_by_default_with_the_lans_networks_off_and_allowed_domains_on_request(tmp_path):
+    """`dns_rebind_protection` (default true) and `dns_rebind_allow` (dns_rebind.py); a bad
+    domain name fails the load with its line."""
+    import ipaddress
+    (f,) = [o for o in lan_observers(load(tmp_path, 'address6 = "fd18:50::1/64"'), "eth0", "eth1")
+            if isinstance(o, DnsForwarder)]
+    rb = f.core.rebind
+    assert rb is not None and rb.protected(ipaddress.ip_address("198.18.50.77").packed)
+    assert rb.protected(ipaddress.ip_address("fd18:50::9").packed)
+    assert not rb.protected(ipaddress.ip_address("10.1.2.3").packed) and not rb.allowed(w.encode_query(1, "x")[12:-4])
+    (f,) = [o for o in lan_observers(load(tmp_path, 'dns_rebind_allow = ["NAS.example.com"]'), "eth0", "eth1")
+            if isinstance(o, DnsForwarder)]
+    assert f.core.rebind.allowed(w.encode_query(1, "a.nas.example.com")[12:-4])
+    (f,) = [o for o in lan_observers(load(tmp_path, "dns_rebind_protection = false"), "eth0", "eth1")
+            if isinstance(o, DnsForwarder)]
+    assert f.core.rebind is None
+    with pytest.raises(ConfigError) as ei:
+        load(tmp_path, 'dns_rebind_allow = ["not a name!"]')
+    errs = [str(x) for x in (ei.value.errors if isinstance(ei.value, ConfigErrors) else [ei.value])]
+    assert any(e.startswith(f"{tmp_path / 'appliance.toml'}:8: lan.dns_rebind_allow: ") for e in errs), errs
