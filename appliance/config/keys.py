@@ -183,6 +183,16 @@ def dns_forwarder_in_client_role(s: Got) -> None:
         s.err("dns_forwarder", "the DNS forwarder serves a client's LAN; the server role has none (remove the key)")
 
 
+def rebind_needs_the_forwarder(s: Got) -> None:
+    """The rebinding keys act in the DNS forwarder only: given where there is none (`dns_forwarder
+    = false`, or the server role), a user would believe LAN hosts protected that ask the pushed
+    servers directly."""
+    forwarder = bool(s["dns_forwarder"]) and s.other("vpn")["role"] == "client"
+    for key in ("dns_rebind_protection", "dns_rebind_allow"):
+        if s.has(key) and s[key] and not forwarder:
+            s.err(key, "acts in the DNS forwarder only (client role, `dns_forwarder = true`): remove the key")
+
+
 def routes_fit(s: Got) -> None:
     """Networks behind the LAN: none inside the LAN's or the WAN's own networks (those are not
     routed through a LAN router), no two overlapping; IPv6 only with IPv6 on the LAN; a gateway a
@@ -268,7 +278,8 @@ LAN = Section("lan", "Lan", "router mode", absent="none", keys=(
             "(the route is added and removed on exit; an existing route elsewhere fails the start). Not inside "
             "the LAN's or WAN's networks, no two overlapping, not `/0`. With `nat = false` the VPN server must "
             "also `iroute` them."),
-), rules=(one_nic, apart_from_wan, dns_forwarder_in_client_role, dhcp_fits, ipv6_lan, routes_fit),
+), rules=(one_nic, apart_from_wan, dns_forwarder_in_client_role, rebind_needs_the_forwarder, dhcp_fits, ipv6_lan,
+         routes_fit),
     doc="The routed side (router mode): its hosts reach the tunnel, never the WAN.")
 
 

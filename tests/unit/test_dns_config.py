@@ -94,3 +94,12 @@ def test_rebinding_protection_on_by_default_with_the_lans_networks_off_and_allow
         load(tmp_path, 'dns_rebind_allow = ["not a name!"]')
     errs = [str(x) for x in (ei.value.errors if isinstance(ei.value, ConfigErrors) else [ei.value])]
     assert any(e.startswith(f"{tmp_path / 'appliance.toml'}:8: lan.dns_rebind_allow: ") for e in errs), errs
+
+
+def test_rebinding_keys_without_the_forwarder_are_refused_with_their_line(tmp_path):
+    for extra in ("dns_forwarder = false\ndns_rebind_protection = true", 'dns_forwarder = false\ndns_rebind_allow = ["a.b"]'):
+        with pytest.raises(ConfigError) as ei:
+            load(tmp_path, extra)
+        errs = [str(x) for x in (ei.value.errors if isinstance(ei.value, ConfigErrors) else [ei.value])]
+        assert any(e.startswith(f"{tmp_path / 'appliance.toml'}:9: lan.dns_rebind_") for e in errs), errs
+    assert load(tmp_path, "dns_forwarder = false\ndns_rebind_protection = false").lan.dns_rebind_protection is False
