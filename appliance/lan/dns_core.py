@@ -357,7 +357,10 @@ class ForwarderCore:
                 self._release(token)
                 query = w.parse_untrusted(p.query)
                 return [Reply(p.client, w.truncated(p.query, query, msg.flags)), Done(token)]
-            if hit is not None:
+            if hit is not None and dns_rebind.null_answer(hit):
+                self.count(dns_rebind.BLOCKED_NULL)
+                data = dns_rebind.blocked(data, msg, edns)
+            elif hit is not None:
                 self.count(dns_rebind.BLOCKED)
                 data = dns_rebind.blocked(data, msg, edns)
                 unlogged = self.rebind.note(now)

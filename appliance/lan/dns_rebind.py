@@ -52,6 +52,15 @@ T_A, T_AAAA, T_SVCB, T_HTTPS = 1, 28, 64, 65
 SVC_IPV4HINT, SVC_IPV6HINT = 4, 6
 EDE_OPTION, EDE_BLOCKED = 15, 15
 BLOCKED = "answer blocked: a LAN, own or loopback address (DNS rebinding)"
+BLOCKED_NULL = "answer blocked: 0.0.0.0 or :: (a blocklist resolver's way to say no; not logged)"
+
+
+def null_answer(raw: bytes) -> bool:
+    """0.0.0.0 or :: exactly: what ad-blocking and filtering resolvers (Pi-hole, NextDNS, AdGuard)
+    answer for a name they block. Still blocked (browsers have connected 0.0.0.0 to the host
+    itself), but counted apart and never logged: a user of such a resolver would otherwise see
+    a rebinding warning every 30 s for nothing but ads."""
+    return not any(raw)
 LOG_EVERY = 30.0            # the warning naming a blocked name, at most this often
 
 IPNet = ipaddress.IPv4Network | ipaddress.IPv6Network

@@ -285,3 +285,20 @@ def test_tcp_clients_are_filtered_and_an_oversized_udp_answer_goes_as_tc_only():
     (data,) = replies(c.answer(s.token, S1, big, 0.2))
     assert w.parse_untrusted(data).truncated and struct.unpack_from("!HHH", data, 6) == (0, 0, 0)
     assert c.counts[rb.BLOCKED] == 1
+
+
+def test_a_blocklist_resolvers_null_answer_is_blocked_and_counted_but_never_logged():
+    """Ad-blocking resolvers answer 0.0.0.0 / :: for every blocked name: still no address for
+    the LAN host, but no rebinding warning for each ad."""
+    for qtype, addr in ((1, "0.0.0.0"), (28, "::")):
+        c = core()
+        for now in (0.0, 40.0, 80.0):
+            _, s = ask(c, qtype=qtype, now=now)
+            acts = c.answer(s.token, S1, message(s.data, [addr_rr(PTR, addr)]), now + 0.01)
+            (data,) = replies(acts)
+            assert struct.unpack_from("!H", data, 6)[0] == 0
+            assert not [a for a in acts if isinstance(a, Log)]
+        assert c.counts[rb.BLOCKED_NULL] == 3 and rb.BLOCKED not in c.counts
+        _, s = ask(c, now=200.0)                 # a LAN address after them is still warned about
+        acts = c.answer(s.token, S1, message(s.data, [addr_rr(PTR, "198.18.50.77")]), 200.01)
+        assert len([a for a in acts if isinstance(a, Log)]) == 1
