@@ -17,7 +17,7 @@ from typing import Callable
 
 from . import ciphers, gentoken, keyfiles, wrapping
 from .compression import COMP_F_ADVERTISE_STUBS_ONLY, COMP_F_ALLOW_STUB_ONLY, SEND_FRAMING, STUB_PEER_INFO
-from .config import MSSFIX_DEFAULT, Options
+from .config import MSSFIX_DEFAULT, ConfigErrors, Options
 from .errors import ConfigError
 from .fragment import HEADER_LEN as FRAGMENT_HEADER
 from .keyunlock import unlock as unlock_key
@@ -52,14 +52,14 @@ def wrapper_factory(opts: Options, is_server: bool) -> Callable[[], object]:
     # (ssl.c session_init); wrapping.py says why the time limit matters there.
     n, t = opts.replay_window, opts.replay_time or None
     if kind == "tls-auth":
-        key = keyfiles.parse_static_key(opts.tls_auth)
+        key = _keyfile("tls-auth", keyfiles.parse_static_key, opts.tls_auth)
         direction, digest = opts.key_direction, opts.auth or "SHA1"
         return lambda: wrapping.TlsAuthWrapper(key, direction, digest, replay_window=n, replay_time=t)
     if kind == "tls-crypt":
-        key = keyfiles.parse_static_key(opts.tls_crypt)
+        key = _keyfile("tls-crypt", keyfiles.parse_static_key, opts.tls_crypt)
         return lambda: wrapping.TlsCryptWrapper(key, is_server, replay_window=n, replay_time=t)
     if kind == "tls-crypt-v2" and not is_server:
-        kc, wkc = keyfiles.parse_tls_crypt_v2_client_key(opts.tls_crypt_v2)
+        kc, wkc = _keyfile("tls-crypt-v2", keyfiles.parse_tls_crypt_v2_client_key, opts.tls_crypt_v2)
         return lambda: wrapping.TlsCryptV2ClientWrapper(kc, wkc, replay_window=n, replay_time=t)
     return wrapping.PlainWrapper
 
@@ -436,25 +436,47 @@ def check_key_material(opts: Options, crl_reader: Callable | None = None) -> Tls
     `check` and the start-up checks catch them before anything runs. Returns the TLS settings
     made on the way, for server_settings: the CRL is read once (a 100,000-entry file costs
     ~0.35 s a reading). With `crl_reader` the CRL is not read yet: its reading (tls.crl.refresh())
-    and its check (check_crl) are the caller's (a reload, gateway/ops.py)."""
+    and its check (check_crl) are the caller's (a reload, gateway/ops.py). Every error is placed
+    on the line of the directive it names (located()): a key of the wrong kind said only
+    "static key: missing '-----BEGIN ...' line", naming neither the file nor the directive."""
     is_server = opts.role == "server" or (opts.p2p and opts.tls_server)    # the TLS role, p2p's too
-    wrapper_factory(opts, is_server)
-    unlock_key(opts)                 # an encrypted key: with askpass FILE's password (or typed: cli.py)
-    tls = tls_settings(opts, is_server, crl_reader)
-    if crl_reader is None:
-        check_crl(opts, tls)
-    check_mss(opts)
     try:
+        wrapper_factory(opts, is_server)
+        if is_server and protection(opts) == "tls-crypt-v2":
+            _keyfile("tls-crypt-v2", keyfiles.parse_tls_crypt_v2_server_key, opts.tls_crypt_v2)
+        unlock_key(opts)             # an encrypted key: with askpass FILE's password (or typed: cli.py)
+        tls = tls_settings(opts, is_server, crl_reader)
+        if crl_reader is None:
+            check_crl(opts, tls)
+        check_mss(opts)
         context_for(tls)             # the first session takes this one (not built twice)
         check_offer(tls)
     except ConfigError as e:
-        if e.directive is None or e.path is not None:
-            raise
-        # Blame the line that set the restriction (the parser accepted each list on its own).
-        d = "ecdh-curve" if e.directive == "tls-groups" and opts.ecdh_curve is not None else e.directive
-        path, line = opts.source.get((d or "").replace("-", "_"), (opts.path, None))
-        raise ConfigError(e.message, path, line, d) from None
+        raise located(opts, e) from None
     return tls
+
+
+def located(opts: Options, e: ConfigError) -> ConfigError:
+    """`e` placed on the line of the directive it names (its own place if it has one): the one
+    place where an error found after parsing, on a value the parser took, gets its file:line."""
+    if e.directive is None or e.path is not None or isinstance(e, ConfigErrors):
+        return e
+    # Blame the line that set the restriction (the parser accepted each list on its own).
+    d = "ecdh-curve" if e.directive == "tls-groups" and opts.ecdh_curve is not None else e.directive
+    if d in ("cert", "key") and opts.pkcs12 is not None and d.replace("-", "_") not in opts.source:
+        d = "pkcs12"                 # cert and key came out of the pkcs12 file
+    path, line = opts.source.get(d.replace("-", "_"), (opts.path, None))
+    return ConfigError(e.message, path, line, d)
+
+
+def _keyfile(directive: str, parse: Callable, text):
+    """parse(text), a key file's decoding, its error naming `directive` (located() adds the line)."""
+    try:
+        return parse(text)
+    except ConfigError as e:
+        if e.directive is not None:
+            raise
+        raise ConfigError(e.message, directive=directive) from None
 
 
 # The smallest MSS a TCP peer takes (Linux's tcp_min_snd_mss), for IPv6 (20 bytes below IPv4's).

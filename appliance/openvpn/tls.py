@@ -328,11 +328,14 @@ def negotiated_group(conn: SSL.Connection) -> str:
     return _ffi.string(name).decode() if name != _ffi.NULL else ""
 
 
-def _load_certs(pem: bytes) -> list[x509.Certificate]:
+def _load_certs(pem: bytes, directive: str) -> list[x509.Certificate]:
+    """The PEM certificates of `directive`'s file (`cert`, `ca`); a file of another kind (a key, a
+    CRL) is a ConfigError naming the directive, which check_key_material places on its line."""
     try:
         certs = x509.load_pem_x509_certificates(pem)
     except ValueError as e:
-        raise ConfigError(f"cannot read certificate: {e}") from None
+        raise ConfigError(f"cannot read a certificate from it (is it a certificate in PEM form?): {e}",
+                          directive=directive) from None
     return certs
 
 
@@ -379,14 +382,15 @@ def build_context(s: TlsSettings) -> SSL.Context:
     ctx.set_session_cache_mode(SSL.SESS_CACHE_OFF)
     if s.cert is not None:
         if s.key is None:
-            raise ConfigError("certificate given without a key")
-        chain = _load_certs(s.cert)
+            raise ConfigError("certificate given without a key", directive="cert")
+        chain = _load_certs(s.cert, "cert")
         if not chain:
-            raise ConfigError("no certificate found in cert")
+            raise ConfigError("no certificate found in it", directive="cert")
         try:
             key = serialization.load_pem_private_key(s.key, password=None)
         except (ValueError, TypeError) as e:
-            raise ConfigError(f"cannot read private key (encrypted keys are not supported): {e}") from None
+            raise ConfigError(f"cannot read a private key from it (is it a private key in PEM form?): {e}",
+                              directive="key") from None
         try:
             ctx.use_certificate(chain[0])
             ctx.use_privatekey(key)
@@ -406,10 +410,11 @@ def build_context(s: TlsSettings) -> SSL.Context:
                                      if s.cert_profile else "without tls-cert-profile this is `preferred` (level 2); "
                                      "OpenVPN's default, `tls-cert-profile legacy`, accepts RSA keys of 1024 bits"),
                                   directive="tls-cert-profile" if s.cert_profile else "cert") from None
-            raise ConfigError(f"certificate and key do not go together ({e})") from None
+            raise ConfigError(f"this key is not the one of the certificate `cert` names ({e})",
+                              directive="key") from None
     if s.ca is not None:
         store = ctx.get_cert_store()
-        for c in _load_certs(s.ca):
+        for c in _load_certs(s.ca, "ca"):
             store.add_cert(crypto.X509.from_cryptography(c))
         if s.cert is not None and len(chain) == 1:
             for c in own_chain(store, chain[0]):
@@ -583,7 +588,7 @@ def peer_rechecker(s: TlsSettings):
     store = None
     if s.ca is not None or s.capath is not None:
         store = crypto.X509Store()
-        cas = [crypto.X509.from_cryptography(c) for c in _load_certs(s.ca)] if s.ca is not None else []
+        cas = [crypto.X509.from_cryptography(c) for c in _load_certs(s.ca, "ca")] if s.ca is not None else []
         for c in cas:
             store.add_cert(c)
         if s.capath is not None:
