@@ -6,6 +6,27 @@ the pump stops on it with one line saying why. Everything a peer can cause is co
 """
 from __future__ import annotations
 
+import errno
+
 
 class PortGone(Exception):
     """The TUN device, the listening socket or the link socket of our own failed."""
+
+
+def start_failed(opts, directive: str, message: str) -> PortGone:
+    """A start-up failure a config value caused (a port in use, `local` not on this host, a `dev`
+    name another device holds, a management socket's directory missing): fatal like PortGone,
+    its one line `file:line: directive: why` (errors.located), as every config error."""
+    from .openvpn.errors import ConfigError, located
+    return PortGone(str(located(opts, ConfigError(message, directive=directive))))
+
+
+def tun_open_failed(opts, kind: str, name: str, e: OSError) -> PortGone:
+    """The TUN/TAP device could not be made: at `dev`'s line. EINVAL from TUNSETIFF is a device of
+    that name that is no TUN/TAP device (`dev lo`, `dev eth0`), which the kernel words no better."""
+    why = e.strerror or str(e)
+    if e.errno == errno.EINVAL:
+        why = f"a device named {name} exists and is not a {kind.upper()} device ({why})"
+    elif e.errno == errno.EBUSY:
+        why = f"{name} is in use by another process ({why})"
+    return start_failed(opts, "dev", f"cannot create the {kind.upper()} device {name}: {why}")

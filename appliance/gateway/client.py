@@ -47,6 +47,7 @@ from .loghold import LogHold
 from .loop import Faults, Pump, SignalWakes, Signals, Waiter, freeze_startup_heap, run_gateway
 from .observers import ClientCounters, TunnelObserver, TunnelState
 from .p2p_server import TakeOver
+from ..ioerrors import start_failed
 from .ports import AddressWatchPort, Clock, PortGone, Ports, TunPort
 from .restart_pause import restart_pause
 from .status import vm_rss
@@ -297,7 +298,7 @@ class ClientGateway(SignalWakes):
         except OSError as e:
             spec = self.opts.management
             where = spec[0] if spec[1] == "unix" else f"{spec[0]}:{spec[1]}"
-            raise PortGone(f"management interface on {where}: {e.strerror or e}") from None
+            raise start_failed(self.opts, "management", f"cannot open {where}: {e.strerror or e}") from None
         self.mgmt = m
 
     def request_stop(self) -> None:

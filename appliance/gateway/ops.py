@@ -50,6 +50,7 @@ from .eventlog import fmt_addr
 from .inactivity import INACTIVE_LOG, Inactivity, check_interval
 from .session_limit import SessionLimit
 from .management import Management
+from ..ioerrors import start_failed
 from .ports import PortGone
 from .learn import LearnAddress
 from .crresponse import CrResponseRuns
@@ -243,7 +244,7 @@ class Operations:
                                        peer_ids=(o.management_client_user, o.management_client_group))
             except OSError as e:
                 where = o.management[0] if o.management[1] == "unix" else f"{o.management[0]}:{o.management[1]}"
-                raise PortGone(f"management interface on {where}: {e.strerror or e}") from None
+                raise start_failed(o, "management", f"cannot open {where}: {e.strerror or e}") from None
         if o.status:
             pump.timers.arm("status-file", gw.clock(), self._write_status)
             try:            # opened now, while root: a `user` drop follows (status.write_file);

@@ -34,6 +34,7 @@ from .eventlog import fmt_addr, log_server_event
 from .loop import Faults, Pump, SignalWakes, Signals, Waiter, freeze_startup_heap, run_gateway
 from .ops import Operations
 from .slots import identity_of_cert
+from ..ioerrors import start_failed
 from .ports import Clock, DatagramPort, ListenerPort, PortGone, Ports, TunPort
 from .portshare import JournalDir, PortShare
 
@@ -209,17 +210,14 @@ class ServerGateway(SignalWakes):
             self.dp.server_mac = self.net.hw_address()      # dev tap: never a client's (l2switch.py)
         self.pump.watch(self.tun, self._on_tun_read)
         addr = self.listen_addr = self.bind_addr()
+        try:
+            self._bind(addr)
+        except OSError as e:
+            raise self._bind_failed(addr, e) from None
         if self.st.tcp:
-            self.listener = self.ports.tcp_listen(addr)
             self.pump.watch(self.listener, self._on_accept)
             log.info("listening on TCP %s", fmt_addr(addr))
         else:
-            if o.multihome:
-                # Each client answered from the local address it wrote to (the addresses carry it:
-                # transport/udp.py); only asked for with the directive, the plain path unchanged.
-                self.udp = self.ports.udp(addr, None, multihome=True)
-            else:
-                self.udp = self.ports.udp(addr, None)
             self.pump.watch(self.udp, self._on_udp_read)
             log.info("listening on UDP %s%s", fmt_addr(addr),
                      " (multihome: each client answered from the address it wrote to)" if o.multihome else "")
@@ -229,6 +227,32 @@ class ServerGateway(SignalWakes):
         self.read_crl_in_background(self.st)
         self.ops.start()
         self.ops.up_down("UP")                  # (a management client connected this early hears it)
+
+    def _bind(self, addr) -> None:
+        if self.st.tcp:
+            self.listener = self.ports.tcp_listen(addr)
+        elif self.opts.multihome:
+            # Each client answered from the local address it wrote to (the addresses carry it:
+            # transport/udp.py); only asked for with the directive, the plain path unchanged.
+            self.udp = self.ports.udp(addr, None, multihome=True)
+        else:
+            self.udp = self.ports.udp(addr, None)
+
+    def _bind_failed(self, addr, e: OSError) -> PortGone:
+        """The listening socket not bound (OpenVPN 2.6: "Socket bind failed on local address ...",
+        fatal at start): at `local`'s line when that address is not this host's, else at the
+        port's (`lport`, else `port`). It was a traceback."""
+        o = self.opts
+        if e.errno == errno.EADDRNOTAVAIL and o.local:
+            d = "local"
+        else:
+            d = "lport" if "lport" in o.source else "port"
+        why = e.strerror or str(e)
+        if e.errno == errno.EADDRINUSE:
+            why += " (another process listens there)"
+        elif e.errno == errno.EADDRNOTAVAIL:
+            why += " (no interface of this host has that address)"
+        return start_failed(o, d, f"cannot listen on {'TCP' if self.st.tcp else 'UDP'} {fmt_addr(addr)}: {why}")
 
     def _open_portshare(self) -> PortShare:
         """port-share's target resolved (its first address, as OpenVPN takes the first) and DIR

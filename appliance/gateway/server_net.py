@@ -21,7 +21,7 @@ import struct
 import subprocess
 import sys
 
-from ..ioerrors import PortGone
+from ..ioerrors import PortGone, tun_open_failed
 from ..openvpn.config import Options
 from ..openvpn.layer2 import tap_address
 from ..openvpn.serveraddressing import server_addressing
@@ -94,7 +94,7 @@ class ServerTunnelNetwork:
             # A TAP device carries Ethernet frames: no virtio header (its offloads segment IP packets).
             self.tun = tun = TunDevice(name, vnet_hdr=not tap, mtu=o.tun_mtu, tap=tap)
         except OSError as e:
-            raise PortGone(f"cannot create the TUN device {name}: {e}") from e
+            raise tun_open_failed(o, "tap" if tap else "tun", name, e) from e
         spec = self.spec(tun.name)
         why = configure_here(spec) if "pyroute2" in sys.modules else configure_in_child(spec)
         if why is not None:

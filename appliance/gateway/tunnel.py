@@ -17,7 +17,7 @@ from dataclasses import replace
 import logging
 import socket
 
-from ..ioerrors import PortGone
+from ..ioerrors import PortGone, tun_open_failed
 from ..openvpn.config import Options
 from ..openvpn.route6 import parse_net6 as _net6
 from ..router.links import add_address6, configure_tun, link_up
@@ -252,7 +252,7 @@ class TunnelNetwork(_TunAndRoutes):
         try:
             self.tun = tun = TunDevice(name, vnet_hdr=True, mtu=mtu, tap=self.tap)
         except OSError as e:
-            raise PortGone(f"cannot create the {kind.upper()} device {name}: {e}") from e
+            raise tun_open_failed(self.opts, kind, name, e) from e
         self.link_mtu = None
         log.info("opened %s device %s (offload %s)", kind.upper(), tun.name, "on" if tun.vnet_hdr else "off")
         if self.opts.lladdr is not None:

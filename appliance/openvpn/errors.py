@@ -70,6 +70,20 @@ class ConfigError(Exception):
         super().__init__(f"{where}{what}{message}")
 
 
+def located(opts, e: ConfigError) -> ConfigError:
+    """`e` placed on the line of the directive it names (its own place if it has one): the one
+    place where an error found after parsing -- on a value the parser took (a key of the wrong
+    kind, a port in use) -- gets the file:line of its directive. `opts`: the parsed Options."""
+    if e.directive is None or e.path is not None or hasattr(e, "errors"):
+        return e
+    # Blame the line that set the restriction (the parser accepted each list on its own).
+    d = "ecdh-curve" if e.directive == "tls-groups" and opts.ecdh_curve is not None else e.directive
+    if d in ("cert", "key") and opts.pkcs12 is not None and d not in opts.source:
+        d = "pkcs12"                 # cert and key came out of the pkcs12 file
+    path, line = opts.source.get(d.replace("-", "_"), (opts.path, None))
+    return ConfigError(e.message, path, line, d)
+
+
 class Loc(int):
     """A line number that knows its file. Why: `config FILE` reads another file in place, and
     every place that keeps a line for a later error (Options.source, first lines seen, remote

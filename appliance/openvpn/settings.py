@@ -17,8 +17,8 @@ from typing import Callable
 
 from . import ciphers, gentoken, keyfiles, wrapping
 from .compression import COMP_F_ADVERTISE_STUBS_ONLY, COMP_F_ALLOW_STUB_ONLY, SEND_FRAMING, STUB_PEER_INFO
-from .config import MSSFIX_DEFAULT, ConfigErrors, Options
-from .errors import ConfigError
+from .config import MSSFIX_DEFAULT, Options
+from .errors import ConfigError, located
 from .fragment import HEADER_LEN as FRAGMENT_HEADER
 from .keyunlock import unlock as unlock_key
 from .mss import INNER_HEADERS, encap_room
@@ -454,19 +454,6 @@ def check_key_material(opts: Options, crl_reader: Callable | None = None) -> Tls
     except ConfigError as e:
         raise located(opts, e) from None
     return tls
-
-
-def located(opts: Options, e: ConfigError) -> ConfigError:
-    """`e` placed on the line of the directive it names (its own place if it has one): the one
-    place where an error found after parsing, on a value the parser took, gets its file:line."""
-    if e.directive is None or e.path is not None or isinstance(e, ConfigErrors):
-        return e
-    # Blame the line that set the restriction (the parser accepted each list on its own).
-    d = "ecdh-curve" if e.directive == "tls-groups" and opts.ecdh_curve is not None else e.directive
-    if d in ("cert", "key") and opts.pkcs12 is not None and d.replace("-", "_") not in opts.source:
-        d = "pkcs12"                 # cert and key came out of the pkcs12 file
-    path, line = opts.source.get(d.replace("-", "_"), (opts.path, None))
-    return ConfigError(e.message, path, line, d)
 
 
 def _keyfile(directive: str, parse: Callable, text):
