@@ -333,8 +333,13 @@ def check_vpn_key_material(cfg: ApplianceConfig, crl_reader: Callable | None = N
 
 def validate_runtime(cfg: ApplianceConfig) -> TlsSettings:
     """Checks that need the key material decoded (certificates, keys, tls-crypt keys). Returns
-    the TLS settings made on the way: a server's start uses them (its CRL read once, not twice)."""
-    return check_vpn_key_material(cfg)
+    the TLS settings made on the way: a server's start uses them (its CRL read once, not twice);
+    and a server's status file directory and client-config-dir (gateway/ops.check_start_paths)."""
+    tls = check_vpn_key_material(cfg)
+    if cfg.vpn_options.role == "server":
+        from ..gateway.ops import check_start_paths
+        check_start_paths(cfg.vpn_options)
+    return tls
 
 
 def _nic_text(nic: Wan | Lan) -> str:
