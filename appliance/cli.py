@@ -71,9 +71,10 @@ def _runtime_checked(opts):
     way (a server's start uses them: its CRL read once, not twice; ~0.35 s at 100,000 entries)."""
     tls = settings.check_key_material(opts)
     if opts.role == "server":
-        from .gateway.ops import check_scripts, check_start_paths
+        from .gateway.ops import check_scripts
         check_scripts(opts)
-        check_start_paths(opts)
+    from .gateway.ops import check_start_paths
+    check_start_paths(opts)
     if opts.user is None and opts.group is None:
         return None, tls
     from .host.privileges import identity_of

@@ -336,9 +336,8 @@ def validate_runtime(cfg: ApplianceConfig) -> TlsSettings:
     the TLS settings made on the way: a server's start uses them (its CRL read once, not twice);
     and a server's status file directory and client-config-dir (gateway/ops.check_start_paths)."""
     tls = check_vpn_key_material(cfg)
-    if cfg.vpn_options.role == "server":
-        from ..gateway.ops import check_start_paths
-        check_start_paths(cfg.vpn_options)
+    from ..gateway.ops import check_start_paths
+    check_start_paths(cfg.vpn_options)
     return tls
 
 

@@ -8,6 +8,8 @@ connection, and the client starts over; only our own TUN or socket failing ends 
 """
 from __future__ import annotations
 
+import errno
+
 import dataclasses
 
 import ipaddress
@@ -584,6 +586,7 @@ class ClientGateway(SignalWakes):
                 log.info("connecting to %s over UDP", fmt_addr(addr))
                 link = UdpLink(self.ports.udp(self._local_for(addr), addr))
         except (OSError, ConnectionError) as e:
+            self._bind_fatal(addr, e)
             self._unreachable(remote, e)
             return
         if self.opts.p2p:
@@ -1029,6 +1032,21 @@ class ClientGateway(SignalWakes):
             self._more_of = c.remote
             log.info("reconnecting to %s:%d (%s) first", c.remote.host, c.remote.port, c.remote.proto)
         self._schedule_retry(backoff)
+
+    def _bind_fatal(self, addr: tuple[str, int], e: BaseException) -> None:
+        """A socket that cannot be bound where `local`/`lport` say ends the run, as OpenVPN 2.6
+        ("Socket bind failed on local address ...", fatal): no retry makes `local` an address of
+        this host. It was retried as "cannot reach" the server, without end by default."""
+        local = self._local_for(addr)
+        if local is None or not isinstance(e, OSError) or e.errno not in (errno.EADDRNOTAVAIL, errno.EADDRINUSE):
+            return
+        o = self.opts
+        if e.errno == errno.EADDRNOTAVAIL and o.local:
+            d, why = "local", f"{e.strerror} (no interface of this host has that address)"
+        else:
+            d = "lport" if "lport" in o.source else ("port" if "port" in o.source else "local")
+            why = f"{e.strerror} (another process uses it)" if e.errno == errno.EADDRINUSE else str(e.strerror)
+        raise start_failed(o, d, f"cannot bind {fmt_addr(local)}: {why}") from None
 
     def _local_for(self, addr: tuple[str, int]) -> tuple[str, int] | None:
         """The local address the socket to `addr` is bound to: none (an ephemeral port, any

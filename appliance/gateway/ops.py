@@ -126,7 +126,7 @@ def check_scripts(o) -> None:
 
 
 def check_start_paths(o) -> None:
-    """The files and directories a server's start needs, as OpenVPN 2.6 checks them before it
+    """The files and directories a start needs, as OpenVPN 2.6 checks them before it
     starts (options.c check_file_access: "--status fails with ..."): the `status` file's
     directory, the `client-config-dir`. Ours found neither: a status file in a missing directory
     was warned about once running and never written; a missing client-config-dir applied no
