@@ -128,6 +128,13 @@ def ask_credentials(opts: Options) -> tuple[str, str]:
         return "", ""           # asked of the management client (ClientGateway._ask_passwords)
     if opts.auth_user_pass:
         user, pw = opts.auth_user_pass
+        if not pw:
+            # A file (or block) with the username alone: 2.6 asks for the password on its console
+            # (misc.c get_user_pass_cr) and, with none, ends at start. Ours sent an empty password
+            # to the server, again at every retry, and ended in AUTH_FAILED instead.
+            _need_terminal(opts, "auth_user_pass", "auth-user-pass", "the password (the file holds the "
+                           "username alone; put the password on its second line)")
+            pw = getpass.getpass("Password: ")
     elif opts.auth_user_pass_required:
         if opts.auth_nocache and opts.auth_user_pass_file:
             return "", ""         # the file is read at each use (for_run below)
