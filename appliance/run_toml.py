@@ -27,7 +27,7 @@ from .openvpn.config import Options, Remote
 from .openvpn.errors import ConfigError
 from .router import killswitch
 from .router.killswitch import Endpoint
-from .router.nics import Undo, configure_nic, enable_forwarding, lan_address6, write_resolv_conf
+from .router.nics import Undo, configure_nic, enable_forwarding, find_link, lan_address6, write_resolv_conf
 
 log = logging.getLogger("vpn-appliance")
 
@@ -147,6 +147,21 @@ def setup_logging(level: str, verbose: int) -> None:
     _setup(max(logging.DEBUG, _LEVELS[level] - 10 * verbose), replace=True)
 
 
+def missing_nic(cfg) -> ConfigError | None:
+    """A `[wan]`/`[lan]` NIC (by `name` or `mac`) this host does not have, as an error at its
+    TOML line, found before anything is changed (exit 1, a setup failure: the NIC may come with
+    other hardware). It said only "no network interface with name eth9", after the hostname."""
+    for sec, nic in (("wan", cfg.wan), ("lan", cfg.lan)):
+        if nic is None:
+            continue
+        try:
+            find_link(nic.name, nic.mac)
+        except RuntimeError as e:
+            key = "name" if nic.name else "mac"
+            return ConfigError(f"{e} on this host", cfg.path, cfg.source.get((sec, key)), f"{sec}.{key}")
+    return None
+
+
 def run_toml(path: str, verbose: int = 0) -> int:
     """Load, configure, protect, run; 2 on a config error, 1 on a setup failure."""
     path = os.path.abspath(path)        # read again by a reload, after the profile's `cd`
@@ -171,6 +186,9 @@ def run_toml(path: str, verbose: int = 0) -> int:
         from .host.privileges import apply_nice
         apply_nice(opts.nice)
     opts.dev = cfg.tun_name  # a fixed name, so the rules installed now match the TUN made later
+    if (why := missing_nic(cfg)) is not None:
+        log.error("%s", why)
+        return 1
     undo = Undo()
     try:
         if os.getpid() == 1:
