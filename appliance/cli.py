@@ -73,7 +73,7 @@ def _runtime_checked(opts):
     if opts.role == "server":
         from .gateway.ops import check_scripts
         check_scripts(opts)
-    from .gateway.ops import check_start_paths
+    from .host.process_files import check_start_paths
     check_start_paths(opts)
     if opts.user is None and opts.group is None:
         return None, tls

@@ -24,6 +24,7 @@ from .host.workdir import enter_cd_dir
 from .gateway.credentials import ask_credentials
 from .config.schema import ApplianceConfig, load_appliance_config, server_reload, validate_runtime
 from .openvpn.config import Options, Remote
+from .host.process_files import check_start_paths
 from .openvpn.errors import ConfigError
 from .router import killswitch
 from .router.killswitch import Endpoint
@@ -168,6 +169,7 @@ def run_toml(path: str, verbose: int = 0) -> int:
     try:
         cfg = load_appliance_config(path)
         tls = validate_runtime(cfg)
+        check_start_paths(cfg.vpn_options)      # here, not in `check`: a bundle's paths are the VM's
         user, pw = ask_credentials(cfg.vpn_options) if cfg.vpn.role == "client" else ("", "")
     except ConfigError as e:
         print(str(e), file=sys.stderr)

@@ -333,12 +333,8 @@ def check_vpn_key_material(cfg: ApplianceConfig, crl_reader: Callable | None = N
 
 def validate_runtime(cfg: ApplianceConfig) -> TlsSettings:
     """Checks that need the key material decoded (certificates, keys, tls-crypt keys). Returns
-    the TLS settings made on the way: a server's start uses them (its CRL read once, not twice);
-    and a server's status file directory and client-config-dir (gateway/ops.check_start_paths)."""
-    tls = check_vpn_key_material(cfg)
-    from ..gateway.ops import check_start_paths
-    check_start_paths(cfg.vpn_options)
-    return tls
+    the TLS settings made on the way: a server's start uses them (its CRL read once, not twice)."""
+    return check_vpn_key_material(cfg)
 
 
 def _nic_text(nic: Wan | Lan) -> str:

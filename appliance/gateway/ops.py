@@ -125,32 +125,6 @@ def check_scripts(o) -> None:
             raise ConfigError("scripts run only with `script-security 2`", path, line, d)
 
 
-def check_start_paths(o) -> None:
-    """The files and directories a start needs, as OpenVPN 2.6 checks them before it
-    starts (options.c check_file_access: "--status fails with ..."): the `status` file's
-    directory, the `client-config-dir`. Ours found neither: a status file in a missing directory
-    was warned about once running and never written; a missing client-config-dir applied no
-    client's file (with ccd-exclusive: let no one in) without a word."""
-    if o.status:
-        f = o.status[0]
-        d = os.path.dirname(os.path.abspath(f))
-        why = None
-        if os.path.isdir(f):
-            why = "is a directory"
-        elif not os.path.isdir(d):
-            why = f"its directory {d} does not exist"
-        elif not os.access(d, os.W_OK | os.X_OK) and not os.access(f, os.W_OK):
-            why = f"its directory {d} is not writable"
-        if why is not None:
-            path, line = o.source.get("status", (o.path, None))
-            raise ConfigError(f"cannot write {f}: {why}", path, line, "status")
-    if o.client_config_dir and not os.path.isdir(o.client_config_dir):
-        path, line = o.source.get("client_config_dir", (o.path, None))
-        raise ConfigError(f"{o.client_config_dir} is not a directory" +
-                          (" (does not exist)" if not os.path.exists(o.client_config_dir) else ""),
-                          path, line, "client-config-dir")
-
-
 class ClientInfo:
     __slots__ = ("cid", "since", "rec", "established", "connect_ran", "mgmt_config", "chain_env", "asked_username",
                  "restart", "heir", "restarts", "continues", "connect_ccd", "announced", "told_addresses")

@@ -51,7 +51,8 @@ def test_bad_key_material_at_a_reload_is_located_in_the_toml_as_at_start(pki, tm
         raise AssertionError("the start took a certificate that is not the key's")
     except ConfigError as e:
         at_start = str(e)
-    assert at_start.startswith(f"{toml}:8: ")
+    # At the <key> block's line (inline line N is TOML line 8 + N): the key is not the certificate's.
+    assert at_start.startswith(f"{toml}:{8 + conf.splitlines().index('<key>') + 1}: key: "), at_start
     ok, lines = _reload_log(gw, caplog)
     assert not ok
     assert any(at_start in line for line in lines), (at_start, lines)

@@ -24,7 +24,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from appliance.certs import issue
 from appliance.gateway.credentials import ask_credentials
-from appliance.gateway.ops import check_start_paths
+from appliance.host.process_files import check_start_paths
 from appliance.openvpn import keyfiles
 from appliance.openvpn.config import ConfigError, load_config
 from appliance.openvpn.settings import check_key_material
