@@ -67,6 +67,7 @@ class ClientRecord:
     # dispatcher bookkeeping (not for the pump)
     armed: float | None = None           # deadline of this record's live entry in the timer heap
     alive: bool = True                   # False once forgotten: its heap entries are stale
+    admitted: bool = False               # counted by Admission.opened (so gone() must uncount it)
     half_open: bool = True               # counted as a handshake in progress (until TunnelUp)
     unverified: bytes | None = None      # cookie-less (address unproven): the client's session id
     source: object = None                # the host it first came from (per-source handshake count)

@@ -1,0 +1,603 @@
+"""Every function on one client's path, made to fail in turn: what happens to the gateways.
+
+The guide's promise is that anything a peer causes ends at most its own session, counted and
+logged at a limited rate. tests/gateway/test_faults.py shows it at a few hand-picked spots; this
+sweep does it for every `appliance.*` function that runs for one client ("the victim", named
+client0) while another (client1) stays up beside it, on the in-memory World of tests/gateway
+(the real pump, gateway and engine code; no root, no kernel; a fake clock).
+
+1. Record (sys.settrace, 'call' events in files under appliance/): the functions called *for
+   the victim* through its life: handshake and push, data both ways, keepalive, a renegotiation
+   started by either side, a restart in place (SIGUSR1), the exit notification; over UDP and
+   TCP. A call is the victim's when the nearest frame on the stack that holds a client's object
+   (its ClientGateway or Connection, the server's ClientRecord of it, its session, its address
+   or TCP StreamKey) holds the victim's -- so the server's generic code called for client1, or
+   for nobody, is not counted.
+2. Inject: for each such function, the first call of it for the victim after the phase's
+   trigger raises (InjectedFault, a RuntimeError subclass; or ValueError/KeyError/IndexError/
+   struct.error with --exc). Then what a user checks: neither gateway process ended (a
+   ServerGateway/ClientGateway `result`, an exception out of the loop), client1 still pings
+   both ways, the victim pings again (its session went on, or it was ended and reconnected)
+   within 150 s of fake time, the server's books hold only live clients (addresses in the pool,
+   peer-ids, the lookup tables), and something counted or logged the fault.
+
+Outcomes: `ok-ended` (the victim's session was ended and it reconnected), `ok-survived` (the
+session went on; the fault was counted or dropped as a bad packet), `not-hit` (no call for the
+victim after the trigger), and the failures `FATAL` (a gateway ended, or the loop raised),
+`COLLATERAL` (client1 lost its tunnel), `WEDGED` (the victim never pinged again), `LEAK` (the
+server kept something of a gone session), `SILENT` (nothing counted or logged).
+
+    python -m lab.reliability.fault_sweep [--proto udp|tcp|both] [--phase NAME ...]
+        [--exc runtime|value|key|index|struct] [--limit N] [--seed S] [--match TEXT] [--repeat N]
+
+`--repeat N` (on the functions it runs) injects the same fault N times in a row and reports the
+number of log lines the N faults cost (they must stay bounded: Faults logs tracebacks for the
+first five and then every 1000th).
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import random
+import signal
+import struct
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import appliance
+
+APPLIANCE_DIR = os.path.dirname(os.path.abspath(appliance.__file__)) + os.sep
+PHASES = ("handshake", "data", "keepalive", "reneg-client", "reneg-server", "restart", "exit")
+# Code objects not worth a run: comprehensions and lambdas (their enclosing function is swept),
+# and the loop's own guards (a fault raised *in* the guard is not a fault on a client's path).
+SKIP_NAMES = {"<genexpr>", "<listcomp>", "<dictcomp>", "<setcomp>", "<lambda>", "<module>"}
+SKIP_FILES = ("logsetup.py",)
+
+
+class InjectedFault(RuntimeError):
+    """The fault the sweep raises: a type no code catches on purpose."""
+
+
+EXCEPTIONS: dict[str, Callable[[str], BaseException]] = {
+    "runtime": InjectedFault,
+    "value": ValueError,
+    "key": KeyError,
+    "index": IndexError,
+    "struct": struct.error,
+}
+
+
+# ---------------------------------------------------------------------------------- the world
+def _world_mod():
+    # Imported late: tests/ is on the path only from the repository's root (as pytest has it).
+    from tests.gateway import conftest
+    return conftest
+
+
+@dataclass
+class Stage:
+    """A World with client1 up (index 0) and the victim (index 1, client0's certificate)."""
+    w: object
+    proto: str
+    pki: dict
+    victims: int = 0                       # how many victim gateways were made (their source IPs differ)
+
+    @property
+    def victim(self):
+        return self.w.clients[1]
+
+    def victim_ip(self) -> str:
+        return self.w.client_ports[1].ip
+
+
+def make_pki() -> dict:
+    """The same PKI as tests/gateway/conftest.py's fixture."""
+    from cryptography.x509.oid import ExtendedKeyUsageOID
+    from appliance.certs import issue
+    cf = _world_mod()
+    ca = issue("Gateway test CA", None, None)
+    srv = issue("server", ca, ExtendedKeyUsageOID.SERVER_AUTH)
+    clients = {f"client{i}": issue(f"client{i}", ca, ExtendedKeyUsageOID.CLIENT_AUTH) for i in range(2)}
+    return {"ca": cf._pem(ca[0]), "server": (cf._pem(srv[0]), cf._kpem(srv[1])),
+            "clients": {n: (cf._pem(c), cf._kpem(k)) for n, (c, k) in clients.items()}}
+
+
+def _proto_names(proto: str) -> tuple[str, str]:
+    return ("udp", "udp") if proto == "udp" else ("tcp-server", "tcp-client")
+
+
+def victim_conf(pki: dict, proto: str) -> str:
+    cf = _world_mod()
+    extra = "explicit-exit-notify 1\n" if proto == "udp" else ""
+    return cf.client_conf(pki, "client0", proto=_proto_names(proto)[1], extra=extra)
+
+
+def new_stage(pki: dict, proto: str, with_victim: bool = True) -> Stage:
+    cf = _world_mod()
+    w = cf.World()
+    w.add_server(cf.server_conf(pki, _proto_names(proto)[0]))
+    w.add_client(cf.client_conf(pki, "client1", proto=_proto_names(proto)[1]))
+    st = Stage(w, proto, pki)
+    if not served(w, 0):
+        raise RuntimeError("client1 does not come up")
+    if with_victim:
+        add_victim(st)
+        if not served(w, 1):
+            raise RuntimeError("the victim does not come up")
+    return st
+
+
+def add_victim(st: Stage) -> None:
+    """A new victim gateway (index 1) from a new source address: the first, or one after the
+    last was stopped (exit phase, or before a handshake phase)."""
+    w = st.w
+    st.victims += 1
+    ip = f"198.18.0.{100 + st.victims}"
+    if len(w.clients) > 1:
+        old = (w.clients.pop(1), w.client_nets.pop(1), w.client_ports.pop(1))
+        del old
+    w.add_client(victim_conf(st.pki, st.proto), ip=ip)
+
+
+def up(w, i: int) -> bool:
+    c = w.clients[i]
+    return c.result is None and c.conn is not None and c.conn.was_up and w.client_addr(i) is not None
+
+
+def pings(w, i: int, tag: bytes, tries: int = 3) -> bool:
+    """A packet from client i's TUN reaches the server's TUN, and one back (each up to `tries` times)."""
+    cf = _world_mod()
+    cli = w.client_addr(i)
+    if cli is None:
+        return False
+    stun, ctun = w.server_net.tun, w.client_nets[i].tun
+    out = cf.ipv4_udp(cli, "198.19.0.1", b"up-" + tag)
+    back = cf.ipv4_udp("198.19.0.1", cli, b"down-" + tag)
+    for src, dst, pkt in ((ctun, stun, out), (stun, ctun, back)):
+        for _ in range(tries):
+            src.inject(pkt)
+            if w.run(lambda: pkt in dst.written, max_time=2):
+                break
+        else:
+            return False
+    return True
+
+
+_tags = iter(range(1 << 62))
+
+
+def served(w, i: int, max_time: float = 60.0) -> bool:
+    if not w.run(lambda: up(w, i), max_time=max_time):
+        return False
+    return pings(w, i, b"%d" % next(_tags))
+
+
+# ---------------------------------------------------------------------------------- attribution
+class Attribution:
+    """Whether the call running in a frame is for the victim: the innermost frame holding a
+    client's object decides (True: the victim's, False: another's or none)."""
+
+    def __init__(self, st: Stage) -> None:
+        self.st = st
+        self.refresh()
+
+    def refresh(self) -> None:
+        from appliance.gateway.client import ClientGateway
+        from appliance.openvpn.server_model import ClientRecord
+        from appliance.openvpn.session import Session
+        self._types = (ClientGateway, ClientRecord, Session)
+        w = self.st.w
+        vip = self.st.victim_ip()
+        self.vip = vip
+        self.other_ips = {p.ip for k, p in enumerate(w.client_ports) if k != 1}
+        mine: set[int] = set()
+        theirs: set[int] = set()
+        for k, c in enumerate(w.clients):
+            objs = [c, c.conn, c.conn.session if c.conn is not None else None,
+                    getattr(c.conn, "link", None), getattr(c.conn, "dp", None)]
+            (mine if k == 1 else theirs).update(id(o) for o in objs if o is not None)
+        d = self.st.w.server.d
+        for rec in list(d.by_addr.values()) + list(d.pending.values()):
+            ip = self._ip(rec.addr)
+            (mine if ip == vip else theirs).update((id(rec), id(rec.session)))
+        self.mine, self.theirs = mine, theirs
+
+    @staticmethod
+    def _ip(addr) -> str | None:
+        if isinstance(addr, tuple) and addr and isinstance(addr[0], str):
+            return addr[0]
+        return getattr(addr, "ip", None) if addr is not None and not isinstance(addr, (str, bytes, int)) else None
+
+    def _verdict(self, v) -> bool | None:
+        i = id(v)
+        if i in self.mine:
+            return True
+        if i in self.theirs:
+            return False
+        if isinstance(v, self._types):
+            from appliance.openvpn.server_model import ClientRecord
+            if isinstance(v, ClientRecord):
+                return self._ip(v.addr) == self.vip
+            return None             # a session or gateway made since refresh(): undecided here
+        if isinstance(v, tuple) and len(v) == 2 and isinstance(v[0], str):
+            if v[0] == self.vip:
+                return True
+            if v[0] in self.other_ips:
+                return False
+            return None
+        ip = getattr(v, "ip", None) if type(v).__name__ == "StreamKey" else None
+        if ip is not None:
+            return ip == self.vip
+        return None
+
+    def for_victim(self, frame, depth: int = 40) -> bool:
+        f = frame
+        while f is not None and depth > 0:
+            for v in f.f_locals.values():
+                r = self._verdict(v)
+                if r is not None:
+                    return r
+            f = f.f_back
+            depth -= 1
+        return False
+
+
+def _sweepable(code) -> bool:
+    fn = code.co_filename
+    return (fn.startswith(APPLIANCE_DIR) and code.co_name not in SKIP_NAMES
+            and not fn.endswith(SKIP_FILES))
+
+
+def func_name(code) -> str:
+    rel = code.co_filename[len(APPLIANCE_DIR):].removesuffix(".py").replace(os.sep, ".")
+    return f"appliance.{rel}:{getattr(code, 'co_qualname', code.co_name)}"
+
+
+# ---------------------------------------------------------------------------------- phases
+def _at_once(pump, fn: Callable[[], None]) -> None:
+    """Run `fn` from a timer of `pump` at the current time: a fault it meets goes through the
+    loop's guards as a real timer's would, not into the sweep."""
+    pump.timers.arm("fault-sweep", pump.clock(), fn)
+
+
+def phase_trigger(st: Stage, phase: str) -> None:
+    """Start the phase for the victim (the handshake: a new victim gateway connects)."""
+    w, c = st.w, st.victim
+    if phase == "handshake":
+        add_victim(st)
+    elif phase == "data":
+        cf = _world_mod()
+        cli = w.client_addr(1)
+        w.client_nets[1].tun.inject(cf.ipv4_udp(cli, "198.19.0.1", b"sweep-up"))
+        w.server_net.tun.inject(cf.ipv4_udp("198.19.0.1", cli, b"sweep-down"))
+    elif phase == "keepalive":
+        pass
+    elif phase == "reneg-client":
+        def go() -> None:
+            if c.conn is not None:
+                c.conn.session.renegotiate(w.clock())
+                c._after_engine(c.conn)                  # noqa: SLF001 - as its timer would
+        _at_once(c.pump, go)
+    elif phase == "reneg-server":
+        def go_s() -> None:
+            d = w.server.d
+            rec = next((r for r in d.clients if Attribution._ip(r.addr) == st.victim_ip()), None)
+            if rec is not None:
+                rec.session.renegotiate(w.clock())
+                d.rearm(rec)
+                w.server.pump.timers.arm("engine", w.clock(), w.server._on_engine_timer)   # noqa: SLF001
+        _at_once(w.server.pump, go_s)
+    elif phase == "restart":
+        from appliance.gateway.loop import Signals
+
+        def usr1() -> None:
+            c.signals = sig = Signals((signal.SIGUSR1,))      # not installed: the handler's effect by hand
+            sig.pending.append(signal.SIGUSR1)
+            c._on_signal()                                  # noqa: SLF001
+        _at_once(c.pump, usr1)
+    elif phase == "exit":
+        _at_once(c.pump, c.request_stop)
+    else:
+        raise ValueError(phase)
+
+
+def run_phase(st: Stage, phase: str, triggered: bool = False) -> None:
+    if not triggered:
+        phase_trigger(st, phase)
+    w = st.w
+    if phase == "handshake":
+        w.run(lambda: up(w, 1), max_time=30)
+    elif phase == "data":
+        w.run_for(1)
+    elif phase == "keepalive":
+        w.run_for(11)
+    elif phase in ("reneg-client", "reneg-server"):
+        w.run_for(5)
+    elif phase == "restart":
+        w.run_for(0.5)
+        w.run(lambda: up(w, 1), max_time=30)
+    elif phase == "exit":
+        w.run_for(3)
+
+
+# ---------------------------------------------------------------------------------- recording
+def record(st: Stage, phases: tuple[str, ...]) -> dict[object, str]:
+    """code object -> the first phase where it ran for the victim."""
+    seen: dict[object, str] = {}
+    checks: dict[object, int] = {}
+    attr = Attribution(st)
+    current = {"phase": ""}
+
+    def tracer(frame, event, arg):  # noqa: ANN001
+        if event != "call":
+            return None
+        code = frame.f_code
+        if code in seen or not _sweepable(code):
+            return None
+        n = checks.get(code, 0)
+        if n >= 300:
+            return None
+        checks[code] = n + 1
+        if attr.for_victim(frame):
+            seen[code] = current["phase"]
+        return None
+
+    for phase in phases:
+        if phase == "handshake":
+            st.victim.request_stop()
+            st.w.run_for(3)
+        current["phase"] = phase
+        if phase == "handshake":
+            phase_trigger(st, phase)        # the gateway made and started untraced (see inject)
+        attr.refresh()
+        old = sys.gettrace()
+        sys.settrace(tracer)
+        try:
+            run_phase(st, phase, triggered=phase == "handshake")
+        finally:
+            sys.settrace(old)
+        if phase == "exit":
+            add_victim(st)
+        if not served(st.w, 1) or not served(st.w, 0):
+            raise RuntimeError(f"the world is not healthy after recording {phase}")
+    return seen
+
+
+# ---------------------------------------------------------------------------------- injection
+@dataclass
+class Outcome:
+    function: str
+    phase: str
+    proto: str
+    verdict: str
+    detail: str = ""
+    hits: int = 0
+    log_lines: int = 0
+
+
+@dataclass
+class Injector:
+    st: Stage
+    code: object
+    make_exc: Callable[[str], BaseException]
+    left: int = 1                       # faults still to raise
+    hits: int = 0
+    attr: Attribution | None = None
+
+    def tracer(self, frame, event, arg):  # noqa: ANN001
+        if event != "call" or frame.f_code is not self.code or self.left <= 0:
+            return None
+        if self.attr is None:
+            self.attr = Attribution(self.st)
+        if not self.attr.for_victim(frame):
+            return None
+        self.left -= 1
+        self.hits += 1
+        raise self.make_exc(f"fault injected into {func_name(self.code)}")
+
+
+class LogCount(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+def _counters(st: Stage) -> dict[str, int]:
+    w = st.w
+    out: dict[str, int] = {}
+    for src in (w.server.faults.counts, w.server.d.drop_counters(), w.server.dp.stats,
+                *(c.faults.counts for c in w.clients)):
+        for k, v in src.items():
+            out[k] = out.get(k, 0) + v
+    return out
+
+
+def server_books(st: Stage) -> str:
+    """What the server holds of sessions that are gone ('' when its books are clean)."""
+    d = st.w.server.d
+    live = [r for r in list(d.by_addr.values()) + list(d.pending.values())]
+    problems = []
+    for r in live:
+        if not r.alive:
+            problems.append(f"dead record in by_addr/pending ({r.common_name})")
+    for name in ("by_peer_id", "by_vaddr", "by_vaddr4", "heirs"):
+        for r in getattr(d, name).values():
+            if not r.alive:
+                problems.append(f"dead record in {name}")
+                break
+    pids = {r.peer_id for r in live} | set(d.stream_peer_ids.values())
+    extra = set(d.peer_ids.holders) - pids
+    if extra:
+        problems.append(f"peer-ids held by nobody: {sorted(extra)}")
+    pool = st.w.server.d.st.pool
+    if pool is not None:
+        leased = {r.pool_lease for r in live if r.pool_lease}
+        if set(pool.leased) - leased:
+            problems.append(f"addresses leased by nobody: {sorted(set(pool.leased) - leased)}")
+    ips = [Attribution._ip(r.addr) for r in live if r.session.established]
+    if len(ips) != len(set(ips)):
+        problems.append("two established records for one client")
+    if st.proto == "tcp":
+        gw = st.w.server
+        stale = [k for k in gw.conns if d.record(k) is None and k in gw.established_conns]
+        if stale:
+            problems.append(f"TCP connections kept without a session: {len(stale)}")
+    return "; ".join(problems)
+
+
+def inject(st: Stage, code, phase: str, make_exc, repeat: int = 1) -> Outcome:
+    """Raise in `code` at its first call for the victim after the phase's trigger (`repeat`
+    times, each after a fresh trigger), then check what a user checks."""
+    w = st.w
+    name = func_name(code)
+    logger = logging.getLogger("vpn-appliance")
+    h = LogCount()
+    logger.addHandler(h)
+    before = _counters(st)
+    inj = Injector(st, code, make_exc)
+    fatal = ""
+    try:
+        for k in range(repeat):
+            inj.left, inj.attr = 1, None
+            old = sys.gettrace()
+            if phase == "handshake":
+                # The new victim's gateway is made and started outside the fault: a client
+                # whose start fails exits before any session (as a config error does); the
+                # sweep is about its connection's path, from its first packet on.
+                st.victim.request_stop()
+                w.run_for(3)
+                phase_trigger(st, phase)
+            sys.settrace(inj.tracer)
+            try:
+                run_phase(st, phase, triggered=phase == "handshake")
+            finally:
+                sys.settrace(old)
+            if phase == "exit" and st.victim.result is not None:
+                add_victim(st)
+            if inj.hits == 0:
+                break
+            if k + 1 < repeat:
+                served(w, 1, max_time=150)
+    except Exception as e:  # noqa: BLE001 - the loop itself raised: a gateway would have ended
+        fatal = f"the loop raised {type(e).__name__}: {e}"
+    finally:
+        logger.removeHandler(h)
+    out = Outcome(name, phase, st.proto, "", hits=inj.hits, log_lines=len(h.records))
+    if fatal:
+        out.verdict, out.detail = "FATAL", fatal
+        return out
+    if inj.hits == 0:
+        out.verdict = "not-hit"
+        return out
+    if w.server.result is not None:
+        out.verdict, out.detail = "FATAL", f"the server ended (result {w.server.result})"
+        return out
+    if w.clients[0].result is not None:
+        out.verdict, out.detail = "FATAL", "client1's gateway ended"
+        return out
+    victim_ended = st.victim.result is not None
+    if victim_ended:
+        out.verdict, out.detail = "FATAL", f"the victim's client gateway exited (result {st.victim.result})"
+        add_victim(st)
+        return out
+    conns = st.victim.connections
+    if not served(w, 0, max_time=10):
+        out.verdict, out.detail = "COLLATERAL", "client1 no longer pings both ways"
+        return out
+    if not served(w, 1, max_time=150):
+        out.verdict, out.detail = "WEDGED", "the victim does not ping within 150 s"
+        return out
+    w.run_for(1)
+    books = server_books(st)
+    if books:
+        out.verdict, out.detail = "LEAK", books
+        return out
+    after = _counters(st)
+    changed = sorted(k for k in after if after[k] != before.get(k, 0))
+    logged = [r for r in h.records if r.levelno >= logging.WARNING]
+    if not changed and not logged:
+        out.verdict, out.detail = "SILENT", "no counter changed and nothing logged"
+        return out
+    ended = st.victim.connections > conns or "internal error" in changed
+    out.verdict = "ok-ended" if ended else "ok-survived"
+    out.detail = ", ".join(changed)[:120]
+    return out
+
+
+# ---------------------------------------------------------------------------------- the sweep
+def sweep(protos: tuple[str, ...], phases: tuple[str, ...], exc: str = "runtime", limit: int | None = None,
+          seed: int = 1, match: str = "", repeat: int = 1, pki: dict | None = None,
+          progress: Callable[[Outcome], None] | None = None) -> list[Outcome]:
+    pki = pki or make_pki()
+    make_exc = EXCEPTIONS[exc]
+    results: list[Outcome] = []
+    for proto in protos:
+        st = new_stage(pki, proto)
+        seen = record(st, phases)
+        targets = sorted(seen.items(), key=lambda kv: (PHASES.index(kv[1]), func_name(kv[0])))
+        if match:
+            targets = [t for t in targets if match in func_name(t[0])]
+        if limit is not None and len(targets) > limit:
+            targets = sorted(random.Random(seed).sample(targets, limit),
+                             key=lambda kv: (PHASES.index(kv[1]), func_name(kv[0])))
+        st = new_stage(pki, proto)
+        for code, phase in targets:
+            try:
+                o = inject(st, code, phase, make_exc, repeat)
+            except Exception as e:  # noqa: BLE001 - the sweep's own checks broke on a wrecked world
+                o = Outcome(func_name(code), phase, proto, "FATAL", f"checking raised {type(e).__name__}: {e}")
+            results.append(o)
+            if progress is not None:
+                progress(o)
+            if not o.verdict.startswith(("ok", "not")):
+                st = new_stage(pki, proto)          # a fresh world for the next function
+    return results
+
+
+def table(results: list[Outcome]) -> str:
+    lines = [f"{'proto':5} {'phase':12} {'outcome':11} {'logs':>4}  function  (detail)"]
+    for o in results:
+        lines.append(f"{o.proto:5} {o.phase:12} {o.verdict:11} {o.log_lines:4d}  {o.function}"
+                     + (f"  ({o.detail})" if o.detail and not o.verdict.startswith("ok") else ""))
+    summary: dict[str, int] = {}
+    for o in results:
+        summary[o.verdict] = summary.get(o.verdict, 0) + 1
+    lines.append("summary: " + ", ".join(f"{k}={v}" for k, v in sorted(summary.items()))
+                 + f" (functions swept: {len(results)})")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m lab.reliability.fault_sweep", description=__doc__.split("\n")[0])
+    ap.add_argument("--proto", choices=("udp", "tcp", "both"), default="both")
+    ap.add_argument("--phase", action="append", choices=PHASES)
+    ap.add_argument("--exc", choices=tuple(EXCEPTIONS), default="runtime")
+    ap.add_argument("--limit", type=int, default=None, help="a seeded sample of N functions per protocol")
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--match", default="", help="only functions whose name contains this")
+    ap.add_argument("--repeat", type=int, default=1, help="inject each fault N times (log lines must stay bounded)")
+    ap.add_argument("-v", "--verbose", action="store_true", help="each outcome as it comes")
+    a = ap.parse_args(argv)
+    lg = logging.getLogger("vpn-appliance")
+    lg.setLevel(logging.INFO)
+    lg.propagate = False                  # counted by inject(), not printed
+    for hd in list(lg.handlers):
+        lg.removeHandler(hd)
+    protos = ("udp", "tcp") if a.proto == "both" else (a.proto,)
+    t0 = time.monotonic()
+    res = sweep(protos, tuple(a.phase or PHASES), a.exc, a.limit, a.seed, a.match, a.repeat,
+                progress=(lambda o: print(f"  {o.proto} {o.phase} {o.verdict} {o.function}", flush=True))
+                if a.verbose else None)
+    print(table(res))
+    print(f"wall time {time.monotonic() - t0:.0f} s")
+    return 1 if any(not o.verdict.startswith(("ok", "not")) for o in res) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
