@@ -66,6 +66,7 @@ log = logging.getLogger("vpn-appliance")
 BATCH = 64
 ADDR_READS = 16                  # netlink datagrams read per wake-up (address changes are rare)
 DROP_LOG_EVERY = 5.0
+FAULT_RETRY = 5.0               # s: the next attempt after our bug broke a restart midway (_schedule_retry)
 # What waits until the first packets of a new tunnel have had their round trip: the log lines
 # of the handshake and the push (LogHold) and the services' "tunnel up" (observers). On a
 # 2-core machine any CPU we spend while the server and the first packet's path need it shows
@@ -900,6 +901,10 @@ class ClientGateway(SignalWakes):
         """The next attempt after OpenVPN 2.6's restart pause (restart_pause.py), whatever ended
         this one and whichever remote comes next; `backoff`: the least wait the server asked
         for; `poll_timeout`: the attempt ended at server-poll-timeout (no pause then)."""
+        # Armed first, replaced below: our bug anywhere on the way (closing the old connection,
+        # its scripts' and listeners' notices) left the client with no connection and no
+        # attempt to come -- alive, tunnel-less, for ever (lab/reliability/fault_sweep.py).
+        self.pump.timers.arm("reconnect", self.clock() + FAULT_RETRY, self._connect_guarded)
         if self.conn is not None and self.conn.was_up:
             self._tunnel_restarting(self._why)
         self._close_conn()
@@ -908,6 +913,7 @@ class ClientGateway(SignalWakes):
             # now (OpenVPN 2.6 turns such a restart into SIGTERM: sig.c ignore_restart_signals).
             self._stop_now()
         if self.result is not None:
+            self.pump.timers.cancel("reconnect")
             return
         o = self.opts
         if o.remap_usr1 == "SIGTERM":
@@ -924,10 +930,20 @@ class ClientGateway(SignalWakes):
             # Hold on: the management client's `hold release` ends the pause (OpenVPN 2.6's
             # socket_restart_pause hands the pause to management_hold, which reports it).
             if self.mgmt.hold(int(wait), self._connect_next):
+                self.pump.timers.cancel("reconnect")
                 return
         if wait:
             log.info("restarting in %.0f s", wait)
-        self.pump.timers.arm("reconnect", self.clock() + wait, self._connect_next)
+        self.pump.timers.arm("reconnect", self.clock() + wait, self._connect_guarded)
+
+    def _connect_guarded(self) -> None:
+        """The next attempt; our bug while starting it (counted, logged at Faults' rate) ends
+        this attempt only: another follows after the restart pause, never a busy loop."""
+        try:
+            self._connect_next()
+        except Exception:  # noqa: BLE001 - our bug: this attempt ends, the client goes on
+            self.faults.internal("starting a connection")
+            self._schedule_retry()
 
     def _push_changed(self, c: Connection, raw, pushed, dev: str) -> None:
         """With persist-tun, a reconnect whose push differs from the last one's (but for peer-id,

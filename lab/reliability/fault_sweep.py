@@ -376,6 +376,7 @@ class Outcome:
     detail: str = ""
     hits: int = 0
     log_lines: int = 0
+    fault_lines: int = 0                # of those, the tracebacks of our internal errors (not the counters)
 
 
 @dataclass
@@ -488,7 +489,8 @@ def inject(st: Stage, code, phase: str, make_exc, repeat: int = 1) -> Outcome:
         fatal = f"the loop raised {type(e).__name__}: {e}"
     finally:
         logger.removeHandler(h)
-    out = Outcome(name, phase, st.proto, "", hits=inj.hits, log_lines=len(h.records))
+    out = Outcome(name, phase, st.proto, "", hits=inj.hits, log_lines=len(h.records),
+                  fault_lines=sum(r.getMessage().startswith("internal error in") for r in h.records))
     if fatal:
         out.verdict, out.detail = "FATAL", fatal
         return out
@@ -531,6 +533,12 @@ def inject(st: Stage, code, phase: str, make_exc, repeat: int = 1) -> Outcome:
 
 
 # ---------------------------------------------------------------------------------- the sweep
+def targets_of(pki: dict, proto: str, phases: tuple[str, ...] = PHASES) -> dict[str, tuple[object, str]]:
+    """function name -> (code object, phase) of everything recorded for the victim."""
+    seen = record(new_stage(pki, proto), phases)
+    return {func_name(c): (c, ph) for c, ph in seen.items()}
+
+
 def sweep(protos: tuple[str, ...], phases: tuple[str, ...], exc: str = "runtime", limit: int | None = None,
           seed: int = 1, match: str = "", repeat: int = 1, pki: dict | None = None,
           progress: Callable[[Outcome], None] | None = None) -> list[Outcome]:
