@@ -1258,6 +1258,22 @@ class ClientGateway(SignalWakes):
 
     # ---------------------------------------------------------------- engine results
     def _after_engine(self, c: Connection) -> None:
+        """_act_on_engine, this connection's guard: our bug while acting on the session's events
+        (the push applied, the tunnel announced) ends this session and the client starts over.
+        Why: it went up to the loop's catch-all, the event was lost and the connection stayed
+        established at the server but never up here, no ping-restart armed -- a client alive
+        with no tunnel, for ever (lab/reliability/fault_sweep.py)."""
+        try:
+            self._act_on_engine(c)
+        except (PortGone, MemoryError):
+            raise
+        except Exception as e:  # noqa: BLE001 - our bug: this session ends, the client starts over
+            if self.conn is c:
+                self._engine_failed(c, e, "acting on the client session")
+            else:
+                self.faults.internal("acting on an ended client session")
+
+    def _act_on_engine(self, c: Connection) -> None:
         """Send what the session queued, act on its events, re-arm its timer.
 
         Order, for the time to the first packet: what the server waits for goes out first; the

@@ -49,7 +49,7 @@ def test_a_bug_while_the_server_makes_or_forgets_a_session_leaves_nothing_behind
 @pytest.mark.parametrize("proto", ["udp", "tcp"])
 @pytest.mark.parametrize("name", [
     "appliance.gateway.client:ClientGateway._connect_to",
-    "appliance.gateway.client:ClientGateway._close_conn",
+    "appliance.gateway.restart_pause:restart_pause",
     "appliance.openvpn.settings:client_session_config",
 ])
 def test_a_bug_in_the_clients_restart_does_not_leave_it_without_a_connection(pki, targets, proto, name):
