@@ -66,6 +66,7 @@ log = logging.getLogger("vpn-appliance")
 BATCH = 64
 ADDR_READS = 16                  # netlink datagrams read per wake-up (address changes are rare)
 DROP_LOG_EVERY = 5.0
+STOP_BACKSTOP = 2.0             # s after explicit-exit-notify's wait: the end, whatever broke in the wait
 FAULT_RETRY = 5.0               # s: the next attempt after our bug broke a restart midway (_schedule_retry)
 # What waits until the first packets of a new tunnel have had their round trip: the log lines
 # of the handshake and the push (LogHold) and the services' "tunnel up" (observers). On a
@@ -331,14 +332,24 @@ class ClientGateway(SignalWakes):
                     log.info("stopping: no data channel key yet to send the exit notification with, "
                              "exiting in %d s (explicit-exit-notify)", n)
             except Exception as e:  # noqa: BLE001 - whatever fails on the way out, we stop
+                self.faults.count("exit notification not sent")
                 log.info("exit notification not sent: %s", e)
                 self._stop_now()
                 return
             if self.result is None:
                 self.pump.timers.arm("exit-notify", now + 1, self._exit_notify_tick)
+                # The end comes even if the wait's own ticks break (our bug in one): a client
+                # told to stop that never stops holds up a shutdown (lab/reliability/fault_sweep.py).
+                self.pump.timers.arm("stop-backstop", self._stop_at + STOP_BACKSTOP, self._stop_backstop)
             return
         log.info("stopping")
         self._stop_now()
+
+    def _stop_backstop(self) -> None:
+        if self.result is None:
+            self.faults.count("stop forced after the exit notification's wait")
+            log.warning("stopping: the exit notification's wait did not end by itself; stopping now")
+            self.result = 0
 
     def user_restart(self, why: str = "SIGUSR1") -> None:
         """SIGUSR1, as OpenVPN 2.6's client on a hard SIGUSR1 ("SIGUSR1[hard,] received, process
@@ -377,11 +388,13 @@ class ClientGateway(SignalWakes):
             if c.session.notify_exit(now, first=False):
                 self._send(c, c.session.take_outgoing())
         except Exception as e:  # noqa: BLE001 - as in request_stop
+            self.faults.count("exit notification not sent")
             log.info("exit notification not sent: %s", e)
         self.pump.timers.arm("exit-notify", now + 1, self._exit_notify_tick)
 
     def _stop_now(self) -> None:
         self.pump.timers.cancel("exit-notify")
+        self.pump.timers.cancel("stop-backstop")
         try:
             self._log_drops(final=True)
         finally:

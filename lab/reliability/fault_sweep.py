@@ -334,7 +334,7 @@ def run_phase(st: Stage, phase: str, triggered: bool = False) -> None:
         w.run_for(0.5)
         w.run(lambda: up(w, 1), max_time=30)
     elif phase == "exit":
-        w.run_for(3)
+        w.run_for(6)                     # explicit-exit-notify 1, and the client's backstop after it
 
 
 # ---------------------------------------------------------------------------------- recording
@@ -364,13 +364,12 @@ def record(st: Stage, phases: tuple[str, ...]) -> dict[object, str]:
             st.victim.request_stop()
             st.w.run_for(3)
         current["phase"] = phase
-        if phase == "handshake":
-            phase_trigger(st, phase)        # the gateway made and started untraced (see inject)
+        phase_trigger(st, phase)            # untraced (see inject)
         attr.refresh()
         old = sys.gettrace()
         sys.settrace(tracer)
         try:
-            run_phase(st, phase, triggered=phase == "handshake")
+            run_phase(st, phase, triggered=True)
         finally:
             sys.settrace(old)
         if phase == "exit":
@@ -489,12 +488,14 @@ def inject(st: Stage, code, phase: str, make_exc, repeat: int = 1) -> Outcome:
                 # sweep is about its connection's path, from its first packet on.
                 st.victim.request_stop()
                 w.run_for(3)
-                phase_trigger(st, phase)
+            # The trigger (a timer armed, a packet queued, the new victim's gateway made and
+            # started) outside the fault: what the sweep breaks is what runs from there on.
+            phase_trigger(st, phase)
             if k == 0:
                 conns0 = st.victim.connections + (1 if phase == "handshake" else 0)
             sys.settrace(inj.tracer)
             try:
-                run_phase(st, phase, triggered=phase == "handshake")
+                run_phase(st, phase, triggered=True)
             finally:
                 sys.settrace(old)
             if phase == "exit" and st.victim.result is not None:

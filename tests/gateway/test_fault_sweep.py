@@ -77,3 +77,12 @@ def test_a_seeded_sample_ends_nothing_beyond_the_victim(pki, targets, exc):
             out.append(_inject(pki, targets, proto, name, exc))
     bad = [(o.proto, o.function, o.verdict, o.detail) for o in out if o.verdict in BAD]
     assert not bad, bad
+
+
+@pytest.mark.parametrize("name", ["appliance.gateway.client:ClientGateway._exit_notify_tick",
+                                  "appliance.gateway.client:ClientGateway._stop_now"])
+def test_a_bug_in_the_exit_notifications_wait_does_not_keep_the_client_from_stopping(pki, targets, name):
+    """Told to stop (explicit-exit-notify), our client waited for ever when a tick of that wait
+    raised: a shutdown held up. It ends by the backstop after the wait now."""
+    o = _inject(pki, targets, "udp", name)
+    assert o.verdict == "ok-ended", (o.verdict, o.detail)
