@@ -86,3 +86,15 @@ def test_a_bug_in_the_exit_notifications_wait_does_not_keep_the_client_from_stop
     raised: a shutdown held up. It ends by the backstop after the wait now."""
     o = _inject(pki, targets, "udp", name)
     assert o.verdict == "ok-ended", (o.verdict, o.detail)
+
+
+@pytest.mark.parametrize("proto", ["udp", "tcp"])
+@pytest.mark.parametrize("name", ["appliance.gateway.client:ClientGateway._tunnel_up",
+                                  "appliance.openvpn.profile_push:with_profile"])
+def test_a_bug_while_our_client_takes_the_push_ends_that_session(pki, targets, proto, name):
+    """It went to the loop's catch-all: the server had the client connected, the client never
+    brought its tunnel up and armed no ping-restart -- alive without a tunnel, for ever. Now it
+    starts over (its next attempt's tunnel pings both ways) and the fault is counted."""
+    o = _inject(pki, targets, proto, name)
+    assert o.verdict in ("ok-ended", "ok-survived"), (o.verdict, o.detail)
+    assert "client: internal error" in o.detail
