@@ -87,6 +87,7 @@ class Stage:
     victims: int = 0                       # how many victim gateways were made (their source IPs differ)
     # The counters of victim gateways replaced since (so a count never goes down: see _counters)
     retired: dict[str, int] = field(default_factory=dict)
+    made: list[int] = field(default_factory=lambda: [0])   # sessions the server made for the victim (inject)
 
     @property
     def victim(self):
@@ -469,6 +470,22 @@ def server_books(st: Stage) -> str:
 def inject(st: Stage, code, phase: str, make_exc, repeat: int = 1) -> Outcome:
     """Raise in `code` at its first call for the victim after the phase's trigger (`repeat`
     times, each after a fresh trigger), then check what a user checks."""
+    d = st.w.server.d
+    real_on_create = d.on_create
+
+    def on_create(rec, restarts) -> None:  # noqa: ANN001
+        if Attribution._ip(rec.addr) == st.victim_ip():
+            st.made[0] += 1
+        if real_on_create is not None:
+            real_on_create(rec, restarts)
+    d.on_create = on_create
+    try:
+        return _inject(st, code, phase, make_exc, repeat)
+    finally:
+        d.on_create = real_on_create
+
+
+def _inject(st: Stage, code, phase: str, make_exc, repeat: int) -> Outcome:
     w = st.w
     name = func_name(code)
     logger = logging.getLogger("vpn-appliance")
@@ -476,6 +493,10 @@ def inject(st: Stage, code, phase: str, make_exc, repeat: int = 1) -> Outcome:
     logger.addHandler(h)
     before = _counters(st)
     inj = Injector(st, code, make_exc)
+    # Sessions the server makes for the victim: beyond the phase's own (a handshake, a restart),
+    # the victim's session was ended and it came back.
+    made = st.made
+    made[0] = 0
     fatal = ""
     conns0 = 0
     try:
@@ -545,7 +566,7 @@ def inject(st: Stage, code, phase: str, make_exc, repeat: int = 1) -> Outcome:
         out.verdict, out.detail = "SILENT", "no counter changed and nothing logged"
         return out
     # Ended: the victim connected again (the exit phase's victim is a new gateway: its session ended anyway).
-    ended = phase == "exit" or st.victim.connections > conns0
+    ended = phase == "exit" or st.victim.connections > conns0 or made[0] > (1 if phase in ("handshake", "restart") else 0)
     out.verdict = "ok-ended" if ended else "ok-survived"
     out.detail = ", ".join(changed)[:120]
     return out
