@@ -596,6 +596,8 @@ def sweep(protos: tuple[str, ...], phases: tuple[str, ...], exc: str = "runtime"
                              key=lambda kv: (PHASES.index(kv[1]), func_name(kv[0])))
         st = new_stage(pki, proto)
         for code, phase in targets:
+            if progress is not None:
+                print(f"  ... {proto} {phase} {func_name(code)}", end="\r", flush=True)
             try:
                 o = inject(st, code, phase, make_exc, repeat)
             except Exception as e:  # noqa: BLE001 - the sweep's own checks broke on a wrecked world
