@@ -357,7 +357,7 @@ class ServerGateway(SignalWakes):
             out.update({"MACs": len(macs), "MAC holders": len(macs.held), "server-side MACs": len(self.dp.server_side),
                         "learn-address asking": len(self.dp.asking),
                         "learn-address refusals": len(self.dp.refused),
-                        "broadcast buckets": len(self.dp._buckets)})
+                        "broadcast buckets": len(self.dp.bcast.buckets)})
         learn = self.ops.learn
         out.update({"learn-address queues": len(learn.queues), "learn-address learned": len(learn.owner),
                     "scripts pending": self.ops.scripts.pending if self.ops.scripts is not None else 0})

@@ -24,6 +24,90 @@ from .session import Session
 # config by settings.mss_rule, so OpenVPN's exact figure (CBC block rounding included) applies.
 MssRule = Callable[[str, bool], "int | None"]
 
+# With client-to-client, a client's multicast (tun) or broadcast/multicast frame (tap) is copied
+# to every other client, as 2.6 does: at most BCAST_RATE packets a second per sending client,
+# after a burst of BCAST_BURST (ReplicationBudget); the copies past it are dropped and counted
+# under BCAST_OVER_RATE (the packet itself still reaches the server's TUN/TAP device).
+BCAST_RATE = 200.0
+BCAST_BURST = 400.0
+BCAST_OVER_RATE = "broadcast over rate"
+
+
+def is_multicast(p) -> bool:
+    """Whether a tun packet is for a multicast group, as OpenVPN 2.6's mroute_extract_addr_ip
+    marks one (MROUTE_EXTRACT_MCAST): IPv4 to 224.0.0.0/4 with its 20-byte header whole, IPv6 to
+    ff00::/8 with its 40-byte header whole. Broadcast is not: on a tun 2.6 has no broadcast
+    (255.255.255.255 or a subnet's last address is looked up like any destination -- no client
+    holds it, so from a client it goes to the TUN, from the TUN nowhere)."""
+    n = len(p)
+    if n < 20:
+        return False
+    v = p[0] >> 4
+    if v == 4:
+        return p[16] & 0xF0 == 0xE0
+    return v == 6 and n >= 40 and p[24] == 0xFF
+
+
+class ReplicationBudget:
+    """Per sending client, a token bucket for the copies of its multicast/broadcast the server
+    makes for the other clients (client-to-client). Why: 2.6 copies every one (one seal per
+    client per packet), so one client flooding multicast makes the server seal n-1 times its
+    rate; here each other client still gets one copy of each, up to BCAST_RATE a second -- far
+    above what OSPF, RIP, mDNS or SSDP send -- and the rest are counted as BCAST_OVER_RATE."""
+
+    def __init__(self, stats: dict[str, int]) -> None:
+        self.stats = stats
+        stats.setdefault(BCAST_OVER_RATE, 0)
+        self.buckets: dict[int, list[float]] = {}        # id(client) -> [tokens, last refill]
+
+    def allow(self, rec: ClientRecord, now: float) -> bool:
+        """Whether `rec`'s packet may be copied to the other clients now (one token)."""
+        b = self.buckets.get(id(rec))
+        if b is None:
+            b = self.buckets[id(rec)] = [BCAST_BURST, now]
+        b[0] = min(BCAST_BURST, b[0] + (now - b[1]) * BCAST_RATE)
+        b[1] = now
+        if b[0] < 1.0:
+            self.stats[BCAST_OVER_RATE] += 1
+            return False
+        b[0] -= 1.0
+        return True
+
+    def forget(self, rec: ClientRecord) -> None:
+        self.buckets.pop(id(rec), None)
+
+
+def share(shares: dict, rec: ClientRecord, p) -> None:
+    """Queue packet `p` for client `rec` in `shares` (id(client) -> (it, its packets in order))."""
+    g = shares.get(id(rec))
+    if g is None:
+        shares[id(rec)] = (rec, [p])
+    else:
+        g[1].append(p)
+
+
+def seal_shares(shares: dict, now: float, sends: dict, note_sent: Callable[[ClientRecord, float], None],
+                failed: list) -> None:
+    """Each client's packets in `shares` sealed in one Session.encrypt_many (which keeps the
+    per-packet rules: the renegotiation trigger by packet id, fragment and compression one by
+    one), its wire packets queued in `sends` for its address in order. A client whose sealing
+    raises goes to `failed` (the pump ends that session); the others get theirs. The one
+    sealing loop of both server data paths (tun and tap), from the device and client-to-client;
+    the order between clients does not matter (each has its own socket address and keys)."""
+    for rec, ps in shares.values():
+        try:
+            out = rec.session.encrypt_many(ps)
+        except Exception as e:  # noqa: BLE001 - contained to that client
+            failed.append((rec, e))
+            continue
+        if out:
+            q = sends.get(rec.addr)
+            if q is None:
+                sends[rec.addr] = out
+            else:
+                q += out
+            note_sent(rec, now)   # keepalive pings stay quiet while data flows (as on the client)
+
 
 def _is_tcp_syn(p) -> bool:
     """An IPv4 or IPv6 TCP SYN (the only packets whose MSS option we clamp)."""
@@ -192,16 +276,28 @@ class ClientDataPath:
 
 
 class ServerDataPath:
-    """The server's data path over a ServerDispatcher: per-client routing, client-to-client, MSS."""
+    """The server's data path over a ServerDispatcher: per-client routing, client-to-client,
+    multicast, MSS.
+
+    Multicast as OpenVPN 2.6's multi.c (is_multicast): one read from the TUN goes to every
+    connected client (never routed by iroute), whatever client-to-client says; one from a client
+    goes to the TUN, and with client-to-client a copy to every other client (not back to the
+    sender; ReplicationBudget bounds the copies). Each copy is one seal for its client."""
 
     def __init__(self, dispatcher: ServerDispatcher, mss_rule: MssRule, client_to_client: bool) -> None:
         self.d = dispatcher
         self.mss = MssPolicy(mss_rule)
         self.c2c = client_to_client
         self.stats = {"packet for a client not admitted yet": 0, "no route": 0}
+        self.bcast = ReplicationBudget(self.stats)
+        dispatcher.on_forget = self.bcast.forget
         # Sessions whose sealing raised (our bug, or a state we did not foresee): the pump ends
         # each of them and logs the exception; the rest of the batch goes on.
         self.failed: list[tuple[ClientRecord, Exception]] = []
+
+    def _others(self, rec: ClientRecord | None) -> list[ClientRecord]:
+        """The clients a multicast goes to: every admitted one (its push sent) but `rec`."""
+        return [o for o in self.d.by_addr.values() if o is not rec and o.alive and o.session.established]
 
     def from_link(self, packet, addr, now: float, to_tun: Callable[[object], None], sends: dict) -> ClientRecord | None:
         """One client packet: its tunnel packets go to `to_tun` (the TUN's queue, called at once:
@@ -213,74 +309,77 @@ class ServerDataPath:
         host's forwarding and firewall decide whether it comes back out to that client -- what
         OpenVPN's manual offers for per-client firewall rules, and what a tap server here does
         with such a frame. Dropped here before, so clients (or an admin's ccd address) that
-        reached each other through a 2.6 server's kernel never did through ours."""
+        reached each other through a 2.6 server's kernel never did through ours.
+
+        With client-to-client a multicast goes to the TUN and to each other client (the class
+        docstring). The copies for other clients are sealed per client (seal_shares) before
+        returning, while the plaintext views are still valid."""
         rec, pts = self.d.receive(packet, addr, now)
         if pts and rec is not None:
             s = rec.session
             clamp = self.mss.clamp
+            if not self.c2c:
+                for p in pts:
+                    to_tun(clamp(p, s))
+                return rec
             route = self.d.route_packet
-            c2c = self.c2c
+            shares: dict = {}
             for p in pts:
                 p = clamp(p, s)
-                other = route(p) if c2c else None
+                if is_multicast(p):
+                    to_tun(p)
+                    if self.bcast.allow(rec, now):
+                        for other in self._others(rec):
+                            share(shares, other, p)
+                    continue
+                other = route(p)
                 if other is None or other is rec:
                     to_tun(p)
                 elif other.session.established:
-                    try:
-                        w = other.session.encrypt(p)
-                    except Exception as e:  # noqa: BLE001 - contained to that client
-                        self.failed.append((other, e))
-                        continue
-                    if w:
-                        q = sends.setdefault(other.addr, [])
-                        if other.session.frag is None:
-                            q.append(w)
-                        else:
-                            q += w                 # fragment: the parts, in order
-                        self.d.note_sent(other, now)
+                    share(shares, other, p)
                 else:
                     # (its address leased, its push not sent yet: 2.6 learns the route only then)
                     self.stats["packet for a client not admitted yet"] += 1
                     s.not_traffic += len(p) + s.framing     # dropped: no tunnel traffic (`inactive`)
+            if shares:
+                seal_shares(shares, now, sends, self.d.note_sent, self.failed)
         return rec
 
     def from_tun(self, pkts: list, now: float, sends: dict) -> None:
-        """TUN packets to the clients owning their destinations, sealed; others counted.
+        """TUN packets to the clients owning their destinations, multicast to every client,
+        sealed; others counted.
 
         Why grouped: a server's TUN batch goes to several clients, and sealing packet by packet
         paid the per-packet Python calls around each seal (as the client did before encrypt_many).
-        Each client's packets are gathered in their TUN order and sealed in one encrypt_many call;
-        the order between clients does not matter (each has its own socket address and keys).
-        Every per-packet rule stays: the route lookup (iroutes), the MSS clamp, and, inside
-        encrypt_many, the renegotiation trigger by packet id and the fragment/compression stubs
-        (which fall back to one by one there)."""
+        Each client's packets are gathered in their TUN order and sealed in one encrypt_many call
+        (seal_shares). Every per-packet rule stays: the route lookup (iroutes), the MSS clamp
+        (not on multicast: 2.6 clamps unicast only), and, inside encrypt_many, the renegotiation
+        trigger by packet id and the fragment/compression stubs (one by one there)."""
         route = self.d.route_packet
-        groups: dict[int, tuple[ClientRecord, list]] = {}
+        clamp = self.mss.clamp
+        shares: dict[int, tuple[ClientRecord, list]] = {}
+        everyone: list[ClientRecord] | None = None
         for p in pkts:
             if len(p) < 20:
+                continue
+            if (p[16] & 0xF0 == 0xE0 and p[0] >> 4 == 4) or (p[0] >> 4 == 6 and len(p) >= 40 and p[24] == 0xFF):
+                # (is_multicast, written out: one test per TUN packet)
+                if everyone is None:
+                    everyone = self._others(None)
+                for rec in everyone:
+                    share(shares, rec, p)
+                if not everyone:
+                    self.stats["no route"] += 1
                 continue
             rec = route(p)
             if rec is None or not rec.session.established:
                 self.stats["no route"] += 1
                 continue
-            g = groups.get(id(rec))
-            if g is None:
-                groups[id(rec)] = (rec, [p])
-            else:
-                g[1].append(p)
-        clamp = self.mss.clamp
-        note_sent = self.d.note_sent
-        for rec, ps in groups.values():
             s = rec.session
-            try:
-                out = s.encrypt_many([clamp(p, s) for p in ps])
-            except Exception as e:  # noqa: BLE001 - contained to that client
-                self.failed.append((rec, e))
-                continue
-            if out:
-                q = sends.get(rec.addr)
-                if q is None:
-                    sends[rec.addr] = out
-                else:
-                    q += out
-                note_sent(rec, now)   # keepalive pings stay quiet while data flows (as on the client)
+            g = shares.get(id(rec))
+            if g is None:
+                shares[id(rec)] = (rec, [clamp(p, s)])
+            else:
+                g[1].append(clamp(p, s))
+        if shares:
+            seal_shares(shares, now, sends, self.d.note_sent, self.failed)

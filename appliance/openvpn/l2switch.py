@@ -51,13 +51,12 @@ from __future__ import annotations
 
 from typing import Callable
 
-from .datapath import MssPolicy, MssRule
+from .datapath import BCAST_BURST, BCAST_RATE  # noqa: F401 - the broadcast rate, shared with the tun server
+from .datapath import BCAST_OVER_RATE, MssPolicy, MssRule, ReplicationBudget, seal_shares, share
 from .server import ClientRecord, ServerDispatcher
 
 ETH_HLEN = 14
 MOVE_IDLE = 30.0           # seconds a MAC must be unused by its holder before another client takes it
-BCAST_RATE = 200.0         # broadcast/multicast frames per second one client may have replicated (c2c)
-BCAST_BURST = 400.0
 REPLACED = "MAC replaced by a newer one (max-routes-per-client)"
 WAITING = "frame from a MAC waiting for learn-address"
 LEARN_REFUSED = "frame from a MAC learn-address refused"
@@ -234,7 +233,7 @@ class SwitchDataPath:
         self.mss = MssPolicy(mss_rule)
         self.c2c = client_to_client
         self.stats = {"no route": 0, "frame too short": 0, "frame from a group MAC": 0,
-                      "frame from another client's MAC": 0, "broadcast over rate": 0, REPLACED: 0, WAITING: 0,
+                      "frame from another client's MAC": 0, BCAST_OVER_RATE: 0, REPLACED: 0, WAITING: 0,
                       LEARN_REFUSED: 0, SERVER_SIDE: 0}
         st = dispatcher.st
         self.vlans = Vlans(*st.vlan) if getattr(st, "vlan", None) else None
@@ -246,7 +245,7 @@ class SwitchDataPath:
         self.server_side: dict[bytes, float] = {}
         self.macs = MacTable(dispatcher.st.max_routes_per_client, self.stats)
         self.failed: list[tuple[ClientRecord, Exception]] = []
-        self._buckets: dict[int, list[float]] = {}        # id(client) -> [tokens, last refill]
+        self.bcast = ReplicationBudget(self.stats)        # a client's broadcasts copied to the others (c2c)
         dispatcher.on_forget = self._forget
         # learn-address (gateway/learn.py): ask(client, MAC) -> True to learn it at once (no
         # command configured), False when the command was asked (learn_result says);
@@ -263,7 +262,7 @@ class SwitchDataPath:
 
     def _forget(self, rec: ClientRecord) -> None:
         self.macs.forget(rec)
-        self._buckets.pop(id(rec), None)
+        self.bcast.forget(rec)
         if self._asking_of.pop(id(rec), None):
             for k in [k for k, r in self.asking.items() if r is rec]:
                 del self.asking[k]
@@ -360,6 +359,7 @@ class SwitchDataPath:
             vid = rec.vid or vlans.pvid
             vb = vid.to_bytes(2, "big")
             put = self._to_tap(vid, to_tun)
+        shares: dict = {}           # client-to-client: id(client) -> (it, its frames), sealed at the end
         for p in pts:
             if len(p) < ETH_HLEN:
                 stats["frame too short"] += 1
@@ -389,9 +389,9 @@ class SwitchDataPath:
                 s.not_traffic += len(p) + s.framing
                 continue
             if p[0] & 1:                                   # broadcast / multicast
-                if self.c2c and self._bcast_ok(rec, now):
+                if self.c2c and self.bcast.allow(rec, now):
                     for other in self._others(rec, vid):
-                        self._seal(other, p, now, sends)
+                        share(shares, other, p)
                 put(p)
                 continue
             p = self._clamp(p, s)
@@ -400,11 +400,13 @@ class SwitchDataPath:
                 put(p)
             elif self.c2c:
                 if other.session.established:
-                    self._seal(other, p, now, sends)
+                    share(shares, other, p)
                 else:
                     stats["no route"] += 1
             else:
                 put(p)              # as 2.6: the host (its bridge) decides; it never sends it back here
+        if shares:                  # (sealed while the frames, views into the session's buffer, hold)
+            seal_shares(shares, now, sends, self.d.note_sent, self.failed)
         return rec
 
     def _to_tap(self, vid: int, to_tun: Callable[[object], None]) -> Callable[[object], None]:
@@ -427,18 +429,6 @@ class SwitchDataPath:
         pvid = self.vlans.pvid
         return [o for o in self.d.by_addr.values()
                 if o is not rec and o.alive and o.session.established and (o.vid or pvid) == vid]
-
-    def _bcast_ok(self, rec: ClientRecord, now: float) -> bool:
-        b = self._buckets.get(id(rec))
-        if b is None:
-            b = self._buckets[id(rec)] = [BCAST_BURST, now]
-        b[0] = min(BCAST_BURST, b[0] + (now - b[1]) * BCAST_RATE)
-        b[1] = now
-        if b[0] < 1.0:
-            self.stats["broadcast over rate"] += 1
-            return False
-        b[0] -= 1.0
-        return True
 
     def _servers(self, mac: bytes, now: float) -> bool:
         """Whether `mac` is the server side's (the TAP device's own, on any VLAN, or a source from
@@ -475,7 +465,7 @@ class SwitchDataPath:
         source MAC taken for the server side (a client losing it at once, so a later frame of the
         batch to that MAC is no longer that client's), unknown unicast dropped, the MSS clamp --
         and only the sealing waits: each client's frames, a broadcast's copy among them, are
-        gathered in the batch's order and sealed by _seal_shares. Nothing a seal does changes a
+        gathered in the batch's order and sealed by datapath.seal_shares. Nothing a seal does changes a
         later decision (which clients are established, alive, on which VLAN, or hold which MAC).
         The per-frame result is the same frames to the same clients in the same order
         (tests/engine/test_l2switch_batch.py)."""
@@ -510,60 +500,17 @@ class SwitchDataPath:
                 if group is None:
                     group = groups[vid] = self._others(None, vid)
                 for rec in group:                      # (2.6: no mssfix on broadcasts)
-                    share = shares.get(id(rec))
-                    if share is None:
-                        shares[id(rec)] = (rec, [p])
-                    else:
-                        share[1].append(p)
+                    share(shares, rec, p)
                 continue
             rec = owner.get(bytes(p[0:6]) + vb)
             if rec is None or not rec.session.established:
                 stats["no route"] += 1
                 continue
-            p = self._clamp(p, rec.session)
-            share = shares.get(id(rec))
-            if share is None:
-                shares[id(rec)] = (rec, [p])
-            else:
-                share[1].append(p)
+            share(shares, rec, self._clamp(p, rec.session))
         if shares:
-            self._seal_shares(shares, now, sends)
-
-    def _seal_shares(self, shares: dict, now: float, sends: dict) -> None:
-        """Each client's frames sealed in one Session.encrypt_many (which keeps the per-packet
-        rules: the renegotiation trigger by packet id, fragment and compression one by one), its
-        wire packets queued for its address in order. A client whose sealing raises is reported
-        once (the pump ends that session); the others get theirs."""
-        note_sent = self.d.note_sent
-        for rec, ps in shares.values():
-            try:
-                out = rec.session.encrypt_many(ps)
-            except Exception as e:  # noqa: BLE001 - contained to that client
-                self.failed.append((rec, e))
-                continue
-            if out:
-                q = sends.get(rec.addr)
-                if q is None:
-                    sends[rec.addr] = out
-                else:
-                    q += out
-                note_sent(rec, now)
+            seal_shares(shares, now, sends, self.d.note_sent, self.failed)
 
     # ---------------------------------------------------------------- both
-    def _seal(self, rec: ClientRecord, p, now: float, sends: dict) -> None:
-        s = rec.session
-        try:
-            w = s.encrypt(p)
-        except Exception as e:  # noqa: BLE001 - contained to that client
-            self.failed.append((rec, e))
-            return
-        if w:
-            if s.frag is None:
-                sends.setdefault(rec.addr, []).append(w)
-            else:
-                sends.setdefault(rec.addr, []).extend(w)     # fragment: the parts, in order
-            self.d.note_sent(rec, now)
-
     def _clamp(self, p, s):
         """A TCP SYN inside an IPv4/IPv6 frame, its MSS lowered (a copy when `p` is read-only):
         the tap client's own MssPolicy.clamp_frame, which looks behind one 802.1Q tag as 2.6's

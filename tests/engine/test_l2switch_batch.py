@@ -70,6 +70,7 @@ def _world(vlan):
     recs["D"].session.established = False
     for rec in recs.values():
         rec.session.sealed.clear()
+        rec.session.many_calls = 0      # (the set-up's broadcasts went to the others through it too)
     return sw, recs, deletes
 
 
