@@ -506,7 +506,12 @@ class SwitchDataPath:
             if rec is None or not rec.session.established:
                 stats["no route"] += 1
                 continue
-            share(shares, rec, self._clamp(p, rec.session))
+            p = self._clamp(p, rec.session)
+            g = shares.get(id(rec))                    # (share(), written out: once per frame)
+            if g is None:
+                shares[id(rec)] = (rec, [p])
+            else:
+                g[1].append(p)
         if shares:
             seal_shares(shares, now, sends, self.d.note_sent, self.failed)
 
