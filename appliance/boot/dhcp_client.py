@@ -33,6 +33,11 @@ round: _choose_offer), and a renumbering ISP's new address replaces the old in s
 lease's expiry. At expiry (no server answered since T1) one more round of DISCOVERs runs with the
 address still in place; then the address goes (RFC 2131: a lease that ran out is not used) and
 the client asks on.
+
+An orderly stop (Lease.stop, the undo at shutdown) sends a DHCPRELEASE unicast to the lease's
+server (RFC 2131 4.4.6), bounded by RELEASE_WAIT, and removes the address. A NIC that loses the
+lease's address while it holds (a link flap that takes it, `ip addr flush`) gets it back within
+moments of the link or address event (the relink thread: _Client.watch_link), not at T1.
 """
 from __future__ import annotations
 
@@ -41,6 +46,7 @@ import errno
 import ipaddress
 import logging
 import random
+import select
 import signal
 import socket
 import struct
@@ -68,7 +74,10 @@ RETRY_MIN = 60.0                       # RENEWING/REBINDING retransmit at least 
 NAK_EVERY = 300.0                      # at most one round of DISCOVERs per this many seconds after NAKs
 DEFAULT_PREFIX = 24                    # no netmask option: what this client always assumed
 MAGIC = b"\x63\x82\x53\x63"
-DISCOVER, OFFER, REQUEST, DECLINE, ACK, NAK = 1, 2, 3, 4, 5, 6
+DISCOVER, OFFER, REQUEST, DECLINE, ACK, NAK, RELEASE = 1, 2, 3, 4, 5, 6, 7
+RELEASE_WAIT = 0.4                     # stop() waits at most this long for the RELEASE to leave (ARP)
+RELINK_TICK = 10.0                     # the lease's address and route are checked at least this often
+RELINK_SETTLE = 0.1                    # after a link/address event, this long for the rest of a burst
 
 
 def build_message(kind: int, xid: int, mac: bytes, requested: str | None = None, server: str | None = None,
@@ -83,6 +92,17 @@ def build_message(kind: int, xid: int, mac: bytes, requested: str | None = None,
         opts += bytes([50, 4]) + socket.inet_aton(requested)
     if server:
         opts += bytes([54, 4]) + socket.inet_aton(server)
+    return hdr + MAGIC + opts + b"\xff"
+
+
+def build_release(xid: int, mac: bytes, ciaddr: str, server: str) -> bytes:
+    """A DHCPRELEASE (RFC 2131 4.4.6, table 5): ciaddr the released address, flags 0, the
+    server identifier (MUST), our client identifier (MAY: the same one our DISCOVER and REQUEST
+    carried, so the server finds the lease by it), and nothing else -- no requested address, no
+    parameter request list."""
+    hdr = struct.pack("!BBBBIHH4s4s4s4s16s64s128s", 1, 1, 6, 0, xid, 0, 0, socket.inet_aton(ciaddr),
+                      bytes(4), bytes(4), bytes(4), mac.ljust(16, b"\0"), b"", b"")
+    opts = bytes([53, 1, RELEASE]) + bytes([54, 4]) + socket.inet_aton(server) + bytes([61, 7, 1]) + mac
     return hdr + MAGIC + opts + b"\xff"
 
 
@@ -315,6 +335,7 @@ class Lease:
     renew_at: float = 0.0           # T1: RENEWING (unicast to `server`)
     rebind_at: float = 0.0          # T2: REBINDING (broadcast, any server)
     on_nic: bool = True             # False once the address of a lease that ran out was removed
+    mac: bytes = field(default=b"", repr=False)    # our hardware address: the RELEASE at stop() (none without)
     _stop: threading.Event = field(default_factory=threading.Event, repr=False)
     # stop() against the renewal thread's changes to the NIC: nothing is added after stop() removed it
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -324,10 +345,67 @@ class Lease:
                 f"lease {self.lease_time}s from {self.server}")
 
     def stop(self) -> None:
+        """End the lease (the undo at an orderly stop): the renewal thread stops, a DHCPRELEASE
+        goes to the lease's server while the lease holds (RFC 2131 4.4.6: a client that no longer
+        needs its address SHOULD release it; dhclient -r and systemd-networkd's SendRelease=yes
+        do), and the address leaves the NIC. The release is best effort and bounded (release()):
+        never more than RELEASE_WAIT of the shutdown, skipped without a route to the server."""
         with self._lock:
             self._stop.set()
             if self.on_nic:
+                if self.mac and self.server is not None and time.monotonic() < self.expires:
+                    release(self.ifname, self.mac, self.address, self.server)
                 _remove(self.ifname, self.address, self.prefixlen)
+
+
+NUD_INCOMPLETE = 0x01                  # linux/neighbour.h: address resolution (ARP) still under way
+
+
+def release(ifname: str, mac: bytes, address: str, server: str, wait: float = RELEASE_WAIT) -> bool:
+    """Send one DHCPRELEASE of `address` unicast to `server` (True: it left, as far as we can
+    tell). From `address`, port 68, on `ifname` (SO_BINDTODEVICE), so the server sees ciaddr as
+    the source; no answer is expected (none comes: RFC 2131). Skipped (False, logged) when the
+    NIC or a route to the server over it is missing, or the send fails. Why the wait: a
+    next hop not yet in the ARP table gets the datagram queued by the kernel until it answers,
+    and the address, removed right after, is then no longer ours to ask ARP from -- so up to
+    `wait` seconds for the next hop's resolution, never more (a shutdown must not hang on a
+    silent server)."""
+    end = time.monotonic() + wait
+    try:
+        with IPRoute() as ipr:
+            found = ipr.link_lookup(ifname=ifname)
+            if not found:
+                return False
+            idx = found[0]
+            try:
+                hop = ipr.route("get", dst=server)[0]
+                why = None if hop.get_attr("RTA_OIF") == idx else "it is routed through another interface"
+            except Exception as e:  # noqa: BLE001 - no route (ENETUNREACH): nothing to send
+                why = str(e)
+            if why is not None:
+                # (Not asked with the NIC as oif: the kernel then takes any destination as on-link.)
+                log.info("%s: no DHCPRELEASE of %s: no route to the server %s (%s)", ifname, address, server, why)
+                return False
+            nexthop = hop.get_attr("RTA_GATEWAY") or server
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            try:
+                s.setblocking(False)
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, ifname.encode())
+                s.bind((address, 68))
+                s.sendto(build_release(random.getrandbits(32), mac, address, server), (server, 67))
+            finally:
+                s.close()
+            while time.monotonic() < end:
+                states = [n["state"] for n in ipr.get_neighbours(ifindex=idx, dst=nexthop)]
+                if states and not any(st & NUD_INCOMPLETE for st in states):
+                    break
+                time.sleep(0.02)
+    except Exception as e:  # noqa: BLE001 - best effort: the address goes anyway
+        log.info("%s: DHCPRELEASE of %s to %s not sent: %s", ifname, address, server, e)
+        return False
+    log.info("%s: DHCP lease of %s released (DHCPRELEASE to %s)", ifname, address, server)
+    return True
 
 
 def _remove(ifname: str, address: str, prefixlen: int) -> None:
@@ -881,6 +959,144 @@ class _Client:
         return True
 
 
+    def reapply(self, lease: Lease, link_back: bool = False) -> bool:
+        """Give the NIC the lease's address again if it lost it while the lease holds (True: it
+        was added again); with `link_back` (the link just came up again) the default route too
+        when there is none. Nothing while the link is down (an operator's `ip link set down` is
+        theirs) or once stopped, expired or removed (RFC 2131). Why: a link flap that takes the
+        address away (a driver's reset, a hypervisor's NIC reconnect, an `ip addr flush`) left
+        the WAN without its address until T1 -- up to half the lease, 12 h at the most --,
+        and the kernel drops the IPv4 routes of a NIC set down, the default route among them."""
+        added: list[str] = []
+        with lease._lock:
+            if self.stop.is_set() or not lease.on_nic or self.clock() >= lease.expires:
+                return False
+            with IPRoute() as ipr:
+                found = ipr.link_lookup(ifname=self.ifname)
+                if not found:
+                    return False
+                idx = found[0]
+                links = ipr.get_links(idx)
+                if not links or not links[0]["flags"] & IFF_UP:
+                    return False
+                have = {(a.get_attr("IFA_ADDRESS"), a["prefixlen"])
+                        for a in ipr.get_addr(index=idx, family=socket.AF_INET)}
+                if (lease.address, lease.prefixlen) not in have:
+                    ipr.addr("add", index=idx, address=lease.address, prefixlen=lease.prefixlen)
+                    added.append(f"{lease.address}/{lease.prefixlen}")
+                if lease.router and (added or link_back) and not any(
+                        r["dst_len"] == 0 for r in ipr.get_routes(family=socket.AF_INET, table=254)):
+                    ipr.route("add", dst="0.0.0.0/0", gateway=lease.router, oif=idx)
+                    added.append(f"default via {lease.router}")
+        if added:
+            log.warning("%s: the DHCP lease's %s was gone from the NIC (link down/up, flushed): added again",
+                        self.ifname, " and ".join(added))
+        return bool(added)
+
+    def watch_link(self, lease: Lease) -> None:
+        """The relink thread: reapply() at once when the kernel says a link or an IPv4 address
+        changed (rtnetlink multicast: only the kernel sends there, and an event is only a hint
+        -- what the NIC holds is asked afresh), after RELINK_SETTLE for the rest of the burst,
+        and every RELINK_TICK anyway (a lost event, no netlink socket). A flapping link costs a
+        check per RELINK_SETTLE at most; an error is logged at most once per RELINK_TICK."""
+        nl: socket.socket | None = None
+        try:
+            nl = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, socket.NETLINK_ROUTE)
+            nl.bind((0, RTMGRP_LINK | RTMGRP_IPV4_IFADDR))
+            nl.setblocking(False)
+        except OSError as e:
+            log.info("%s: no link events (%s): the lease's address is checked every %.0f s",
+                     self.ifname, e, RELINK_TICK)
+            if nl is not None:
+                nl.close()
+            nl = None
+        was_up = True
+        next_check = time.monotonic() + RELINK_TICK
+        next_log = 0.0
+        try:
+            while not self.stop.is_set():
+                woke = went_down = False
+                if nl is not None:
+                    ready, _, _ = select.select([nl], [], [], 0.5)
+                    if ready:
+                        woke, went_down = _drain(nl, self.ifname)
+                    if woke:
+                        if self._sleep(RELINK_SETTLE):
+                            break
+                        went_down = _drain(nl, self.ifname)[1] or went_down
+                elif self._sleep(0.5):
+                    break
+                now = time.monotonic()
+                if not woke and now < next_check:
+                    continue
+                next_check = now + RELINK_TICK
+                try:
+                    up = _link_up(self.ifname)
+                    if up:
+                        self.reapply(lease, link_back=went_down or not was_up)
+                    was_up = up
+                except Exception as e:  # noqa: BLE001 - the NIC gone, netlink busy: try at the next event
+                    if now >= next_log:
+                        next_log = now + RELINK_TICK
+                        log.info("%s: checking the DHCP lease's address failed: %s", self.ifname, e)
+        finally:
+            if nl is not None:
+                nl.close()
+
+
+RTMGRP_LINK, RTMGRP_IPV4_IFADDR = 0x1, 0x10
+IFF_UP = 0x1
+DRAIN_EVENTS = 256                     # netlink datagrams read at most per wake-up
+
+
+RTM_NEWLINK = 16
+_NLMSGHDR = struct.Struct("=IHHII")       # len, type, flags, seq, pid
+_IFINFOMSG = struct.Struct("=BxHiII")     # family, type, index, flags, change
+
+
+def _drain(nl: socket.socket, ifname: str) -> tuple[bool, bool]:
+    """Read what the netlink socket holds (at most DRAIN_EVENTS): (anything there, `ifname`'s
+    link seen down). Events lost (ENOBUFS: the queue overflowed) count as both: a down and up
+    may be among them. Parsed with bounds checks; only the kernel sends to these groups."""
+    got = down = False
+    try:
+        index = socket.if_nametoindex(ifname)
+    except OSError:
+        index = -1                           # gone: no event can be its
+    for _ in range(DRAIN_EVENTS):
+        try:
+            data = nl.recv(65536)
+        except (BlockingIOError, InterruptedError):
+            break
+        except OSError as e:
+            if e.errno != errno.ENOBUFS:
+                raise
+            got = down = True
+            continue
+        got = True
+        at = 0
+        while at + _NLMSGHDR.size + _IFINFOMSG.size <= len(data):
+            length, kind = _NLMSGHDR.unpack_from(data, at)[:2]
+            if length < _NLMSGHDR.size:
+                break
+            if kind == RTM_NEWLINK:
+                _fam, _type, idx, flags, _chg = _IFINFOMSG.unpack_from(data, at + _NLMSGHDR.size)
+                if idx == index and not flags & IFF_UP:
+                    down = True
+            at += (length + 3) & ~3
+    return got, down
+
+
+def _link_up(ifname: str) -> bool:
+    """Whether the NIC exists and is administratively up (IFF_UP)."""
+    with IPRoute() as ipr:
+        found = ipr.link_lookup(ifname=ifname)
+        if not found:
+            return False
+        links = ipr.get_links(found[0])
+        return bool(links) and bool(links[0]["flags"] & IFF_UP)
+
+
 @contextlib.contextmanager
 def _sigterm_stops(ifname: str) -> Iterator[None]:
     """SIGTERM stops the boot's wait for a lease (SystemExit(0), the status of a stop at
@@ -915,6 +1131,8 @@ def dhcp_configure(ifname: str, avoid: Sequence[ipaddress.IPv4Network] = (), pol
     offer, sent = got
     lease = Lease(ifname, offer.address, offer.prefixlen, offer.router, list(offer.dns), offer.server,
                   offer.lease_time, _stop=client.stop)
+    lease.mac = mac
     client.bind(lease, offer, sent, "boot")
     threading.Thread(target=client.keep_renewed, args=(lease,), name="dhcp-renew", daemon=True).start()
+    threading.Thread(target=client.watch_link, args=(lease,), name="dhcp-relink", daemon=True).start()
     return lease

@@ -97,8 +97,10 @@ def add_default_route(gateway: ipaddress.IPv4Address | ipaddress.IPv6Address, un
 
 
 def configure_dhcp(ifname: str, undo: Undo, avoid: Sequence[ipaddress.IPv4Network] = ()) -> None:
-    """DHCP on the WAN (boot/dhcp_client.py); the lease is released again on the way out. No
-    lease overlapping `avoid` (the LAN's networks) is taken."""
+    """DHCP on the WAN (boot/dhcp_client.py); the lease is released again on the way out (the
+    undo's Lease.stop: a DHCPRELEASE to the server, bounded, then the address removed). No lease
+    overlapping `avoid` (the LAN's networks) is taken. A NIC that loses the lease's address
+    (link down/up, a flush) gets it back at once (the client's relink thread)."""
     with IPRoute() as ipr:
         ipr.link("set", index=ipr.link_lookup(ifname=ifname)[0], state="up")
     lease = dhcp_client.dhcp_configure(ifname, avoid)
