@@ -553,6 +553,11 @@ def generate(out: Path = SEEDS, only: set[str] | None = None) -> dict[str, tuple
     for data in wan_dhcp_stop_seeds():
         add("wan-dhcp-stop", data)
 
+    # ---- wan38: peer-chosen values in the scripts' environments
+    from .script_env_targets import seeds as script_env_seeds
+    for data in script_env_seeds():
+        add("script-env", data)
+
     # ---- configs
     for text in (CLIENT_OVPN, SERVER_CONF, INLINE_OVPN, CCD):
         add("ovpn-config", text.encode())

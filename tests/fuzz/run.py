@@ -94,6 +94,9 @@ INSTRUMENTED = (
     "appliance.openvpn.settings", "appliance.openvpn.crl", "appliance.openvpn.tls",
     # fuzz37: port-share's relays and verdict, ifconfig-pool-persist's file.
     "appliance.gateway.portshare", "appliance.openvpn.portshare", "appliance.openvpn.poolfile",
+    # wan38: the scripts' environments.
+    "appliance.gateway.script_env", "appliance.gateway.updown_env", "appliance.gateway.scripts",
+    "appliance.openvpn.safeenv",
 )
 
 

@@ -924,6 +924,10 @@ _add(Target("wan-dhcp-stop", lambda: _lazy("wan_dhcp_stop_targets", "make_wan_dh
             "the WAN DHCP client stopped mid-transaction (Lease.stop) and its NIC vanishing and coming back, "
             "the real _apply/_remove on a fake netlink (nothing added after stop, the NIC empty, the loop ends "
             "by itself within one wait; no spin; failures logged once per retry_min)", 0.5))
+_add(Target("script-env", lambda: _lazy("script_env_targets", "make_script_env"), 4096,
+            "peer-chosen values (key-method-2 username/password/peer-info, a PUSH_REPLY, certificate subjects) "
+            "and the config's setenv in the server's and the client's script environments: names as 2.6's "
+            "CC_NAME, no NUL or control character in a value, within ENV_MAX, exec'd with no shell", 0.5))
 _add(Target("native", lambda: __import__("tests.fuzz.native_targets", fromlist=["make_native"]).make_native(), 4096,
             "the C data path (aead/gro/gso) against its Python twins: the unit tests' differential properties", 0.5))
 
