@@ -1015,41 +1015,43 @@ class _Client:
         next_log = 0.0
         try:
             while not self.stop.is_set():
-                woke = went_down = False
-                if nl is not None:
-                    ready, _, _ = select.select([nl], [], [], 0.5)
-                    if ready:
-                        woke, went_down = _drain(nl, self.ifname)
-                    if woke:
-                        if self._sleep(RELINK_SETTLE):
-                            break
-                        went_down = _drain(nl, self.ifname)[1] or went_down
-                elif self._sleep(0.5):
-                    break
-                now = time.monotonic()
-                if not woke and now < next_check:
-                    continue
-                next_check = now + RELINK_TICK
                 try:
+                    woke = went_down = False
+                    if nl is not None:
+                        ready, _, _ = select.select([nl], [], [], 0.5)
+                        if ready:
+                            woke, went_down = _drain(nl, self.ifname)
+                        if woke:
+                            if self._sleep(RELINK_SETTLE):
+                                break
+                            went_down = _drain(nl, self.ifname)[1] or went_down
+                    elif self._sleep(0.5):
+                        break
+                    now = time.monotonic()
+                    if not woke and now < next_check:
+                        continue
+                    next_check = now + RELINK_TICK
                     up = _link_up(self.ifname)
                     if up:
                         self.reapply(lease, link_back=went_down or not was_up)
                     was_up = up
-                except Exception as e:  # noqa: BLE001 - the NIC gone, netlink busy: try at the next event
+                except Exception as e:  # noqa: BLE001 - the NIC gone, netlink busy: try again, never spin
+                    now = time.monotonic()
                     if now >= next_log:
                         next_log = now + RELINK_TICK
                         log.info("%s: checking the DHCP lease's address failed: %s", self.ifname, e)
+                    if self._sleep(0.5):
+                        break
         finally:
             if nl is not None:
                 nl.close()
 
 
+# rtnetlink(7): the multicast groups watched, the one message parsed
 RTMGRP_LINK, RTMGRP_IPV4_IFADDR = 0x1, 0x10
+RTM_NEWLINK = 16
 IFF_UP = 0x1
 DRAIN_EVENTS = 256                     # netlink datagrams read at most per wake-up
-
-
-RTM_NEWLINK = 16
 _NLMSGHDR = struct.Struct("=IHHII")       # len, type, flags, seq, pid
 _IFINFOMSG = struct.Struct("=BxHiII")     # family, type, index, flags, change
 

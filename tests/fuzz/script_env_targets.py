@@ -10,7 +10,8 @@ Input: sections split at SEP, each optional:
      options, dhcp-option (foreign_option_N), setenv-safe, routes, ifconfig;
   2. a certificate subject: pairs (attribute type byte, value) with any characters (the CA's
      to choose, a careless CA's user's): X509_<depth>_<field>, common_name, tls_id_N;
-  3. the config's own `setenv` NAME VALUE lines (the operator's) -- under the peer's values.
+  3. the config's own `setenv NAME VALUE` lines (the operator's: under the peer's values) and
+     `x509-track` lines (the X509_* variables are then those fields').
 
 Oracles (OpenVPN 2.6's env_set rules, setenv_str: CC_NAME names, CC_PRINT values):
 - nothing escapes but the decoders' documented BadPacket / PushRejected;
@@ -124,8 +125,11 @@ def make_script_env():
         if setenv_raw:
             lines = []
             for line in setenv_raw.decode("utf-8", "replace").splitlines()[:8]:
+                if line.startswith("x509-track "):      # the X509_* variables of those fields only
+                    lines.append(line)
+                    continue
                 word = line.split(" ", 1)
-                if len(word) == 2 and word[0].strip() and not _CONTROL.search(line):
+                if len(word) == 2 and word[0].strip():
                     lines.append(f"setenv {word[0]} {word[1]}")
             try:
                 opts = options.parse_config(CLIENT_CONF + "\n".join(lines) + "\n", "/fuzz/client.ovpn",
@@ -148,7 +152,7 @@ def make_script_env():
         if cert is not None:
             cn = common_name(cert)
             e["common_name"] = cn or ""
-            e.update(cert_env(cert, 0))
+            e.update(cert_env(cert, 0, opts.x509_track))
             chain = [cert]
         env = with_globals(e, server_env, opts.setenv)
         _check_env(env, "server")
@@ -201,4 +205,5 @@ def seeds() -> list[bytes]:
             b"dhcp-option DOMAIN d%d.example" % i for i in range(40)) + SEP + subj * 3,
         SEP + SEP + b"\0\1".join(bytes([i]) + "caf\u00e9 \u0085 \u2028".encode() for i in range(8)),
         SEP + b"PUSH_REPLY,echo $(x),setenv-safe PATH /tmp,setenv-safe =x y,dhcp-option DNS 10.0.0.1\"",
+        SEP + SEP + subj + SEP + b"x509-track CN\nx509-track +OU\nx509-track emailAddress\nTAB \"a\tb\"",
     ]

@@ -191,3 +191,27 @@ def test_drain_reads_a_burst_and_sees_our_link_go_down():
     finally:
         a.close()
         b.close()
+
+
+def test_the_relink_thread_ends_once_stopped_and_survives_a_failing_check(monkeypatch):
+    """watch_link on an interface that does not exist: every check fails (logged, at most once
+    per RELINK_TICK), the loop waits between tries (no spin), and stop() ends it."""
+    import threading
+    c = dc._Client("nowan38x0", MAC, [], dc.Policy(), threading.Event())
+    calls = []
+
+    def failing(_ifname: str) -> bool:
+        calls.append(time.monotonic())
+        raise OSError(19, "No such device")
+    monkeypatch.setattr(dc, "_link_up", failing)
+    monkeypatch.setattr(dc, "RELINK_TICK", 0.0)
+    t = threading.Thread(target=c.watch_link, args=(_held(),), daemon=True)
+    t.start()
+    end = time.monotonic() + 30
+    while len(calls) < 3 and time.monotonic() < end:
+        time.sleep(0.05)
+    c.stop.set()
+    t.join(10)
+    assert not t.is_alive() and len(calls) >= 3
+    gaps = [b - a for a, b in zip(calls, calls[1:])]
+    assert min(gaps) >= 0.45, gaps                     # each failure waits 0.5 s: never a spin
