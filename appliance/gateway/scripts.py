@@ -18,6 +18,7 @@ import threading
 from collections import deque
 
 from ..openvpn.peernames import file_text
+from ..openvpn.regular_file import CONNECT_OPTIONS, read_regular_file
 from .offloop import OffLoopWorkers
 
 log = logging.getLogger("vpn-appliance")
@@ -148,8 +149,14 @@ class ScriptRunner(OffLoopWorkers):
                                               + (f": {err[-1][:200]}" if err else ""))
             text = None
             if path is not None and connect:
-                with open(path, "rb") as f:          # its bytes, as OpenVPN 2.6 reads it (file_text)
-                    text = file_text(f.read(65536))
+                # Whole, as OpenVPN 2.6 reads it (its bytes: file_text), or not at all: the first
+                # 64 KiB read before dropped a `disable` written after them (its client let in)
+                # and cut a line in two. Over a ccd file's limit the client is refused; a pipe
+                # the command left at the path is refused too (open() would wait for a writer).
+                try:
+                    text = file_text(read_regular_file(path, CONNECT_OPTIONS))
+                except OSError as e:
+                    return key, False, None, f"cannot read its options file: {e.strerror or e}"
             return key, True, text, ""
         except Exception as e:  # noqa: BLE001 - a broken run refuses, it does not accept
             return key, False, None, f"script failed: {e}"

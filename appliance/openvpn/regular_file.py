@@ -49,6 +49,8 @@ KEY_MATERIAL = FileKind("a certificate, key or credentials file", 4 * MiB)
 # Read on the event loop at each connect of its client: a few directives, or a few thousand
 # `iroute`/`push` lines.
 CCD = FileKind("a client-config-dir file", 1 * MiB)
+# The options file a client-connect command writes: a ccd file's syntax and use, so its limit.
+CONNECT_OPTIONS = FileKind("a client-connect options file", CCD.limit)
 # ~1.6 million revoked entries (a 100,000-entry CRL is ~4 MiB): read in a worker when large.
 CRL = FileKind("a CRL file", 64 * MiB)
 # A `capath` directory's HASH.N / HASH.rN entry: a CA certificate or a CRL, so a CRL's limit.
@@ -60,7 +62,7 @@ POOL = FileKind("an ifconfig-pool-persist file", 16 * MiB)
 
 # auth-user-pass-verify's auth_control_file (`1` or `0`) and auth_failed_reason_file (a line).
 AUTH_FILE = FileKind("an auth control or reason file", 64 * KiB)
-SIZE_LIMITS = (CONFIG, KEY_MATERIAL, CCD, CRL, CAPATH_ENTRY, PASSWORD_DB, POOL, AUTH_FILE)
+SIZE_LIMITS = (CONFIG, KEY_MATERIAL, CCD, CONNECT_OPTIONS, CRL, CAPATH_ENTRY, PASSWORD_DB, POOL, AUTH_FILE)
 
 
 def _size_text(n: int) -> str:
