@@ -441,8 +441,10 @@ class Operations:
 
     def load_stats(self) -> tuple[int, int, int]:
         """As OpenVPN 2.6's load-stats: the established clients, and the link bytes of every
-        client since the start (its global counters), not of those connected now."""
-        n = len(self.rows(established_only=True))
+        client since the start (its global counters), not of those connected now. Counted, no
+        status row built for each (~2-4 µs a client: 32 pipelined load-stats held the loop ~100 ms
+        per wake-up at 1,000 clients); the same clients as rows(established_only=True)."""
+        n = sum(1 for inf in self.info.values() if inf.established and inf.rec.alive)
         return (n, *self.link.totals((inf.rec for inf in self.info.values()), self.gw.d.stateless_written))
 
     def state_line(self, notify_at: int | None = None) -> str:
