@@ -57,3 +57,17 @@ def test_a_file_over_the_ccd_limit_refuses_the_client_saying_why(pki, tmp_path, 
     w.run_for(20)
     assert not _up(w, 0)
     assert "too large" in caplog.text and "client-connect" in caplog.text
+
+
+def test_a_pipe_left_at_the_options_path_refuses_the_client_without_blocking(pki, tmp_path, inline, caplog):
+    """open() of a FIFO waits for a writer: the worker that read the options file hung for good."""
+    caplog.set_level("INFO")
+    cc = tmp_path / "cc.sh"
+    cc.write_text('#!/bin/sh\nrm -f "$1" && mkfifo "$1"\nexit 0\n')
+    cc.chmod(cc.stat().st_mode | stat.S_IXUSR)
+    w = World()
+    w.add_server(server_conf(pki, extra=f"script-security 2\nclient-connect {cc}\n"))
+    w.add_client(client_conf(pki, "client0"))
+    w.run_for(20)
+    assert not _up(w, 0)
+    assert "cannot read its options file" in caplog.text
