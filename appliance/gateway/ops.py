@@ -218,6 +218,7 @@ class Operations:
         self.pool_memory: PoolMemory | None = None
         self.status_fd: tuple[str, int] | None = None      # the status file, opened before a `user` drop
         self.status_error: str | None = None               # the last write failure, logged once
+        self.pool_error: str | None = None                 # ifconfig-pool-persist's, likewise
         self.inactive: dict[int, tuple[object, Inactivity]] = {}   # id(rec) -> (rec, its `inactive` check)
         self.killing: dict[int, tuple[object, str]] = {}   # id(rec) -> (rec, why): client-kill's message in flight
         # session-timeout N (gateway/session_limit.py): each client ended N s after its tunnel came up.
@@ -361,7 +362,16 @@ class Operations:
         try:
             self.pool_memory.save()
         except OSError as e:
-            log.warning("ifconfig-pool-persist: cannot write %s: %s", self.pool_memory.path, e)
+            # Once per kind of failure, as the status file's: `ifconfig-pool-persist FILE 1` on a
+            # full disk logged it every second.
+            if str(e) != self.pool_error:
+                log.warning("ifconfig-pool-persist: cannot write %s: %s (said once until it changes)",
+                            self.pool_memory.path, e)
+                self.pool_error = str(e)
+        else:
+            if self.pool_error is not None:
+                log.info("ifconfig-pool-persist: %s written again", self.pool_memory.path)
+                self.pool_error = None
         self.gw.pump.timers.arm("pool-persist", self.gw.clock() + self.pool_memory.interval, self._save_pool)
 
     def bytecount_changed(self) -> None:
