@@ -58,7 +58,7 @@ from .learn import LearnAddress
 from .crresponse import CrResponseRuns
 from .script_env import with_globals
 from .updown_env import route_env
-from .scripts import ScriptRunner
+from .scripts import CONNECT_OUTPUT, ConnectOutput, ScriptRunner
 from .slots import identity_of_v2_key
 from .tlsverify import VerifyRunner, make_verify_runner
 from .mgmt_auth import ClientAuthWait
@@ -1258,15 +1258,19 @@ class Operations:
             return
         ccd = None
         inf = self.info.get(id(rec))
+        out: ConnectOutput | None = text            # the options file, parsed in the worker
         if ok and inf is not None and inf.mgmt_config:        # client-auth's lines, then the script's
-            text = "\n".join(inf.mgmt_config) + "\n" + (text or "")
-        if ok and text and text.strip():
             try:
-                ccd = parse_ccd(text, "<client-connect output>")
+                ccd = parse_ccd("\n".join(inf.mgmt_config) + "\n" + (out.text if out is not None else ""),
+                                CONNECT_OUTPUT)
             except ConfigError as e:
                 ok, reason = False, f"client-connect wrote options we cannot use: {e}"
-            if ccd is not None and ccd.disable:
-                ok, reason = False, "client-connect: disable"
+        elif ok and out is not None and out.text.strip():
+            if out.error is not None:
+                ok, reason = False, f"client-connect wrote options we cannot use: {out.error}"
+            ccd = out.options
+        if ok and ccd is not None and ccd.disable:
+            ok, reason = False, "client-connect: disable"
         if not ok:
             log.warning("%s/%s: refused: %s", rec.common_name, fmt_addr(rec.addr), reason)
             self.gw.d.connect_result(rec, ok, self.gw.clock(), ccd=ccd, reason=reason)

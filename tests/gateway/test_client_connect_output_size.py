@@ -71,3 +71,23 @@ def test_a_pipe_left_at_the_options_path_refuses_the_client_without_blocking(pki
     w.run_for(20)
     assert not _up(w, 0)
     assert "cannot read its options file" in caplog.text
+
+
+def test_the_options_file_is_parsed_by_the_worker_not_on_the_loop(tmp_path):
+    """Up to 1 MiB of `push` lines took ~0.25 s to parse; the runner's worker parses them now,
+    and its verdict carries the options (or why they cannot be used)."""
+    from appliance.gateway.scripts import ConnectOutput
+    good, bad = tmp_path / "good", tmp_path / "bad"
+    good.write_bytes(b'push "route 10.1.0.0 255.255.0.0"\n' * 3 + b"ifconfig-push 198.18.0.77 255.255.255.0\n")
+    bad.write_bytes(b"iroute 10.2.0.\xe9 255.255.255.0\n")
+    r = ScriptRunner(inline=True)
+    for src in (good, bad):
+        cc = tmp_path / f"cc-{src.name}.sh"
+        cc.write_text(f'#!/bin/sh\ncat {src} > "$1"\n')
+        cc.chmod(cc.stat().st_mode | stat.S_IXUSR)
+        assert r.submit(("connect", src.name), [str(cc)], {}, True) is None
+    (_k1, ok1, out1, _r1), (_k2, ok2, out2, _r2) = r.take_results()
+    r.close()
+    assert ok1 and isinstance(out1, ConnectOutput) and out1.error is None
+    assert out1.options.ifconfig_push[0] == "198.18.0.77" and len(out1.options.push) == 3
+    assert ok2 and out2.options is None and "<client-connect output>:1: iroute" in str(out2.error)
