@@ -16,7 +16,6 @@ import subprocess
 import tempfile
 import threading
 from collections import deque
-
 from dataclasses import dataclass
 
 from ..openvpn.config import parse_ccd
