@@ -240,14 +240,31 @@ def test_allowed_domain_and_filter_off_pass_lan_addresses():
         assert data == q[:2] + up[2:]
 
 
-def test_unreadable_answer_is_a_malformed_one_and_the_query_waits():
-    c = core()
+def test_unreadable_answer_ends_its_attempt_and_the_next_server_is_asked():
+    """Only the server asked knows the attempt's ID, so a matching answer whose records cannot be
+    walked is the server's: the attempt ends there (the next server, a new ID and socket). It
+    waited for a good one before, and a hostile resolver could have every one of its answers to
+    that attempt walked -- ~0.2 ms each at the cap -- for 1.5 s at whatever rate it sent them."""
+    ids = itertools.count(1000)
+    c = ForwarderCore(Limits(), random_id=lambda: next(ids), rebind=flt())
+    c.set_servers([S1, ("198.19.0.9", 53)])
     q, s = ask(c)
     broken = message(s.data, [addr_rr(PTR, "8.8.8.8")])[:-2]       # RDATA cut short
-    assert c.answer(s.token, S1, broken, 0.1) == [] and c.counts["malformed answer"] == 1
-    assert s.token in c.pending
-    (data,) = replies(c.answer(s.token, S1, message(s.data, [addr_rr(PTR, "8.8.8.8")]), 0.2))
+    acts = c.answer(s.token, S1, broken, 0.1)
+    (s2,) = [a for a in acts if isinstance(a, Send)]
+    assert s2.token == s.token and s2.server == ("198.19.0.9", 53) and s2.data[:2] != s.data[:2]
+    assert c.counts["malformed answer"] == 1 and not replies(acts)
+    assert c.answer(s.token, S1, broken, 0.15) == [] and c.counts["answer from another address"] == 1
+    (data,) = replies(c.answer(s.token, s2.server, message(s2.data, [addr_rr(PTR, "8.8.8.8")]), 0.2))
     assert data[:2] == q[:2] and struct.unpack_from("!H", data, 6)[0] == 1
+    # the last attempt's: SERVFAIL at once
+    c = core()
+    q, s = ask(c)
+    for _ in range(Limits().max_attempts - 1):
+        (s,) = [a for a in c.answer(s.token, S1, message(s.data, [addr_rr(PTR, "8.8.8.8")])[:-2], 0.1)
+                if isinstance(a, Send)]
+    (data,) = replies(c.answer(s.token, S1, message(s.data, [addr_rr(PTR, "8.8.8.8")])[:-2], 0.2))
+    assert w.rcode(data) == w.SERVFAIL and s.token not in c.pending
 
 
 def test_unreadable_truncated_answer_reaches_a_udp_client_as_tc_only():
@@ -302,3 +319,45 @@ def test_a_blocklist_resolvers_null_answer_is_blocked_and_counted_but_never_logg
         _, s = ask(c, now=200.0)                 # a LAN address after them is still warned about
         acts = c.answer(s.token, S1, message(s.data, [addr_rr(PTR, "198.18.50.77")]), 200.01)
         assert len([a for a in acts if isinstance(a, Log)]) == 1
+
+
+# ---------------------------------------------------------------- the walk's cost (lanatk38)
+def test_an_answer_of_more_records_than_checked_fails_closed_with_servfail_unwalked():
+    """A hostile resolver's 64 KiB TCP answer of 4,000 addresses was walked whole (2.6 ms of the
+    pump, twice when blocked) at a LAN host's query rate; now the header's counts decide: over
+    MAX_RECORDS, SERVFAIL at once, nothing read past the question -- never passed unchecked."""
+    c = core()
+    q, s = ask(c, tcp=True)
+    public = [addr_rr(PTR, "93.184.216.34")] * rb.MAX_RECORDS
+    (data,) = replies(c.answer(s.token, S1, message(s.data, public + [addr_rr(PTR, "8.8.8.8")]), 0.1))
+    assert data[:2] == q[:2] and w.rcode(data) == w.SERVFAIL and struct.unpack_from("!H", data, 6)[0] == 0
+    assert c.counts[rb.TOO_MANY] == 1 and s.token not in c.pending
+    # the same with its counts claiming more records than the bytes hold: no walk, no BadDns wait
+    q, s = ask(c, tcp=True)
+    lie = bytearray(message(s.data, [addr_rr(PTR, "8.8.8.8")]))
+    struct.pack_into("!H", lie, 10, 0xFFFF)
+    (data,) = replies(c.answer(s.token, S1, bytes(lie), 0.2))
+    assert w.rcode(data) == w.SERVFAIL and c.counts[rb.TOO_MANY] == 2
+    # at the cap: checked whole, the last record too
+    q, s = ask(c, tcp=True)
+    last_lan = public[:-1] + [addr_rr(PTR, "198.18.50.5")]
+    (data,) = replies(c.answer(s.token, S1, message(s.data, last_lan), 0.3))
+    assert w.rcode(data) == w.NOERROR and struct.unpack_from("!H", data, 6)[0] == 0 and c.counts[rb.BLOCKED] == 1
+    q, s = ask(c, tcp=True)
+    (data,) = replies(c.answer(s.token, S1, message(s.data, public), 0.4))
+    assert struct.unpack_from("!H", data, 6)[0] == rb.MAX_RECORDS
+
+
+def test_the_walk_reads_at_most_max_records_whatever_the_message():
+    """Bounded by the cap, not by the message: a counting walk over a hostile answer."""
+    f = flt()
+    q = w.encode_query(7, NAME)
+    big = message(q, [addr_rr(PTR, "8.8.8.8")] * 4000)
+    msg = w.parse_untrusted(big)
+    try:
+        f.offending(big, msg)
+    except rb.TooManyRecords:
+        pass
+    else:
+        raise AssertionError("4,000 records were walked")
+    assert len(w.records_untrusted(big, msg, limit=rb.MAX_RECORDS + 10 ** 6)) == 4000
