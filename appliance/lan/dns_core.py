@@ -349,8 +349,9 @@ class ForwarderCore:
         if (self.rebind is not None and (p.client_tcp or len(data) <= p.udp_limit)
                 and not self.rebind.allowed(p.question.name)):
             try:
-                hit = self.rebind.offending(data, msg)
-                edns = hit is not None and dns_rebind.has_opt(data, msg)
+                records = w.records_untrusted(data, msg, dns_rebind.MAX_RECORDS)     # walked once
+                hit = self.rebind.offending(data, msg, records=records)
+                edns = hit is not None and dns_rebind.has_opt(data, msg, records)
             except dns_rebind.TooManyRecords:
                 # Fail closed, at once and unread: walking it cost the pump ~0.65 us a record.
                 return self._finish(token, w.SERVFAIL, dns_rebind.TOO_MANY)

@@ -136,13 +136,15 @@ class RebindFilter:
         return any(qname == d or qname.endswith(d) and _label_boundary(qname, len(qname) - len(d))
                    for d in self.allow)
 
-    def offending(self, data: bytes, msg: w.Message, limit: int | None = MAX_RECORDS) -> bytes | None:
+    def offending(self, data: bytes, msg: w.Message, limit: int | None = MAX_RECORDS,
+                  records: list[tuple[int, int, int, int]] | None = None) -> bytes | None:
         """The first protected address in the answer (its raw bytes), or None. BadDns when the
         records cannot be walked, or an A/AAAA/SVCB/HTTPS record's RDATA is malformed;
         TooManyRecords (a BadDns) when the header counts more than `limit` records (None: no
-        limit, for tests that check the answers let through)."""
+        limit, for tests that check the answers let through). `records`: the message's
+        `records_untrusted` when the caller walked them already (the walk is most of the cost)."""
         first4, first16 = self.index[4][0], self.index[16][0]
-        for rtype, rclass, start, end in w.records_untrusted(data, msg, limit):
+        for rtype, rclass, start, end in records if records is not None else w.records_untrusted(data, msg, limit):
             if rclass != w.CLASS_IN:
                 continue
             if rtype in (T_A, T_AAAA):
@@ -204,11 +206,13 @@ def _svcb_hints(data: bytes, start: int, end: int) -> list[bytes]:
     return out
 
 
-def has_opt(data: bytes, msg: w.Message) -> bool:
-    """Whether the (walkable) answer carries an EDNS OPT record in its additional section."""
+def has_opt(data: bytes, msg: w.Message, records: list[tuple[int, int, int, int]] | None = None) -> bool:
+    """Whether the (walkable) answer carries an EDNS OPT record in its additional section
+    (`records`: its `records_untrusted`, when walked already)."""
     an, ns = struct.unpack_from("!HH", data, 6)
-    return any(i >= an + ns and rtype == w.T_OPT for i, (rtype, _c, _s, _e) in
-               enumerate(w.records_untrusted(data, msg, MAX_RECORDS)))
+    if records is None:
+        records = w.records_untrusted(data, msg, MAX_RECORDS)
+    return any(rtype == w.T_OPT for rtype, _c, _s, _e in records[an + ns:])
 
 
 def blocked(data: bytes, msg: w.Message, edns: bool) -> bytes:

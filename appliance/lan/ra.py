@@ -21,7 +21,7 @@ resolving through us at once instead of after the router lifetime.
 Timing is RFC 4861's (6.2.4, 6.2.6): unsolicited RAs at a random interval in [MIN, MAX], the first
 few at most MAX_INITIAL apart; a router solicitation is answered by a multicast RA after a random
 delay of up to 0.5 s and never sooner than 3 s after the previous one, so any number of RSs from
-the LAN cost at most one RA per 3 s. The schedule (RaSchedule) is pure and unit-tested; the
+the LAN cost at most one RA per 3 s; past RS_RATE a second they are not even parsed. The schedule (RaSchedule) is pure and unit-tested; the
 observer around it owns the raw socket and registers it on the client's one pump.
 """
 from __future__ import annotations
@@ -53,6 +53,12 @@ PREFIX_VALID = 86400                    # the LAN prefix is stable (configured o
 PREFIX_PREFERRED = 14400
 RDNSS_LIFETIME = ROUTER_LIFETIME        # RFC 8106 5.1: by default at least 3 * MaxRtrAdvInterval
 MAX_READS_PER_WAKE = 32
+# Packets from the RS socket parsed per second (a token bucket; RS_BURST at once); the rest are
+# read and dropped unparsed, counted. Why: any number of RSs makes one RA per 3 s, but each was
+# parsed however fast it came, and one of 64 options costs ~45 us: a LAN host's flood at wire
+# speed (hundreds of thousands a second) took the pump every tunnel packet waits on. 100 a
+# second is ~0.5% of a core at worst and more than the RSs of a LAN of hosts all booting at once.
+RS_RATE, RS_BURST = 100.0, 200.0
 SEND_RETRY = 1.0                        # a failed RA (link-local still tentative right after link-up) is retried soon
 ALL_NODES, ALL_ROUTERS = "ff02::1", "ff02::2"
 ICMP6_FILTER = 1                        # <netinet/icmp6.h>; not exported by the socket module
@@ -230,7 +236,9 @@ class RouterAdvertiser:
         self.ifindex = 0
         self.pump: "Pump | None" = None
         self.current: RouterAdvert | None = None
-        self.counts = {"sent": 0, "final": 0, "solicitations": 0, "malformed": 0, "send errors": 0}
+        self.counts = {"sent": 0, "final": 0, "solicitations": 0, "malformed": 0, "send errors": 0,
+                       "over the rate": 0}
+        self._tokens, self._refilled = RS_BURST, None      # RS_RATE's bucket
         self._key = ("lan-ra", id(self))
 
     # ---------------------------------------------------------------- TunnelObserver
@@ -340,7 +348,18 @@ class RouterAdvertiser:
             self.receive(data, anc, addr)
 
     def receive(self, data: bytes, anc: list, addr: tuple) -> None:
-        """One packet from the socket (separate for tests): a valid RS schedules an answer."""
+        """One packet from the socket (separate for tests): a valid RS schedules an answer.
+        Past RS_RATE a second, dropped unparsed (a float compare: see RS_RATE)."""
+        assert self.pump is not None
+        now = self.pump.clock()
+        last, self._refilled = self._refilled, now
+        if last is not None:
+            self._tokens = min(RS_BURST, self._tokens + max(0.0, now - last) * RS_RATE)
+        if self._tokens < 1.0:
+            self.counts["over the rate"] += 1
+            self.pump.faults.count("LAN RS over the rate")
+            return
+        self._tokens -= 1.0
         hop = None
         for level, typ, val in anc:
             if level == socket.IPPROTO_IPV6 and typ == socket.IPV6_HOPLIMIT and len(val) >= 4:
@@ -350,7 +369,6 @@ class RouterAdvertiser:
         except (ValueError, IndexError, TypeError):
             src = None
         rs = parse_rs_untrusted(data, hop, src) if src is not None else None
-        assert self.pump is not None
         if rs is None:
             self.counts["malformed"] += 1
             self.pump.faults.count("LAN ICMPv6 malformed")

@@ -276,3 +276,25 @@ def test_route_delay_advertises_only_once_the_routes_are_in():
     pump.advance(0.1)
     assert len(ras(sock)) == 1 and ras(sock)[0].router_lifetime > 0
     adv.close()
+
+
+def test_a_flood_of_solicitations_is_parsed_at_a_bounded_rate():
+    """Each RS was parsed (64 options: ~45 us) however fast they came: a LAN host's flood at wire
+    speed took the pump. Only one RA per 3 s comes of them, so past RS_RATE a second (RS_BURST
+    at once) they are dropped unparsed, counted; the flood still gets its RAs."""
+    adv, pump, sock = make()
+    adv.tunnel_changed(TunnelState(True, "x", "tun0", pushed()))
+    pump.advance(0.1)
+    parsed = []
+    real = ramod.parse_rs_untrusted
+    ramod.parse_rs_untrusted = lambda *a: parsed.append(1) or real(*a)
+    try:
+        for _ in range(10):                     # 10 s of 5,000 RS a second
+            for _ in range(5000):
+                adv.receive(build_rs(b"\x02\0\0\0\0\2"), HOP255, ("fe80::2%lan", 0, 0, 7))
+            pump.advance(1.0)
+    finally:
+        ramod.parse_rs_untrusted = real
+    assert len(parsed) <= ramod.RS_BURST + 10 * ramod.RS_RATE + 1
+    assert adv.counts["over the rate"] == 50000 - len(parsed)
+    assert adv.counts["solicitations"] == len(parsed) and len(sock.sent) >= 3
