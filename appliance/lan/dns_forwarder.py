@@ -25,7 +25,8 @@ core's (dns_core.py); this module moves bytes and enforces where they may go:
 - Single-label names and reverse lookups of the LAN's and private addresses are answered here,
   never forwarded (dns_local.py): they told the VPN provider the LAN's names and addresses.
 - Answers giving an address of the LAN, of this host or loopback reach the LAN host as NODATA
-  (dns_rebind.py: DNS rebinding); this host's addresses are read at each tunnel change.
+  (dns_rebind.py: DNS rebinding); this host's addresses are read at each tunnel change and
+  every OWN_REREAD seconds.
 - What the LAN or upstream sends that we drop is counted and logged every LOG_EVERY seconds at
   most, with the core's counters.
 """
@@ -76,6 +77,10 @@ SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
 # 2 of 32 queries even with the flood's excess dropped at a dict lookup. 2 MiB (~2700
 # datagrams) rides out ~75 ms; the memory is taken only while it is full.
 LAN_RCVBUF = 2 << 20
+# This host's addresses (for the rebinding check) are read at each tunnel change and again this
+# often: a WAN address that comes without one (a second DHCP address, SLAAC after the 10 s wait,
+# one an admin adds) was not known as ours, and an answer giving it passed. One netlink dump.
+OWN_REREAD = 30.0
 ANY_PORT_TRIES = 20            # port 0 (tests): UDP ports tried until TCP has the same one free
 
 
@@ -165,6 +170,7 @@ class DnsForwarder:
         self._seen: tuple | None = None         # (dns_up, tun_name, pushed) last acted on
         self.src: dict[int, str] = {}    # family -> our tunnel address
         self._logged: dict[str, int] = {}
+        self._own: tuple[str, ...] | None = None    # what the rebinding check was last given as ours
 
     # ---------------------------------------------------------------- the observer
     def attach(self, pump: "Pump", counters: "Callable[[], ClientCounters]") -> None:
@@ -178,6 +184,8 @@ class DnsForwarder:
             pump.watch(u, lambda u=u: self._on_udp(u))
             pump.watch(t, lambda t=t: self._on_accept(t))
         pump.timers.arm(("dns", "log"), pump.clock() + LOG_EVERY, self._log_counts)
+        if self.core.rebind is not None:
+            pump.timers.arm(("dns", "own"), pump.clock() + OWN_REREAD, self._reread_own)
         log.info("DNS forwarder on %s port %d (UDP and TCP): SERVFAIL until the tunnel is up",
                  ", ".join(self.listen), self.port)
 
@@ -244,10 +252,9 @@ class DnsForwarder:
                             len(refused) - MAX_SUMMARY_ITEMS)
             servers = [ep for ep in servers if ep[0] not in refused]
         self.tun = state.tun_name if servers else None
-        if self.core.rebind is not None:
-            # The appliance's own addresses, for the rebinding check: read at each tunnel change
-            # (a WAN DHCP lease's address, the tunnel's), not per answer.
-            self.core.rebind.set_own([*self.src.values(), *self.listen, *self.host_addresses()])
+        # The appliance's own addresses, for the rebinding check: read at each tunnel change
+        # (a WAN DHCP lease's address, the tunnel's) and every OWN_REREAD, not per answer.
+        self._read_own()
         self._run(self.core.set_servers(servers))
         for token in list(self.upstream):
             self._close_upstream(token)
@@ -259,7 +266,21 @@ class DnsForwarder:
             log.info("DNS forwarder: answering SERVFAIL (%s)",
                      "tunnel down" if not state.dns_up else "the server pushed no usable DNS server")
 
+    def _read_own(self) -> None:
+        if self.core.rebind is not None:
+            own = (*self.src.values(), *self.listen, *self.host_addresses())
+            if own != self._own:
+                self._own = own
+                self.core.rebind.set_own(own)
+
+    def _reread_own(self) -> None:
+        self._read_own()
+        if self.pump is not None and self.udp:
+            self.pump.timers.arm(("dns", "own"), self._now() + OWN_REREAD, self._reread_own)
+
     def close(self) -> None:
+        if self.pump is not None:
+            self.pump.timers.cancel(("dns", "own"))
         for token in list(self.upstream):
             self._close_upstream(token)
         for c in list(self.clients.values()):

@@ -596,3 +596,35 @@ def test_an_answer_giving_one_of_this_hosts_addresses_reaches_the_lan_host_witho
     # off: the same answer passes
     off = fwd.DnsForwarder(["127.0.0.1"], None, port=0, bind_device=False, rebind_protection=False)
     assert off.core.rebind is None
+
+
+def test_this_hosts_addresses_are_read_again_while_the_tunnel_stays_up():
+    """The rebinding check knew this host's addresses as of the last tunnel change: a WAN address
+    added later (a DHCP lease on a second address, SLAAC after the 10 s wait, an admin's) was
+    not one of 'ours', and an answer giving it reached the LAN. They are read again every
+    OWN_REREAD seconds now (one netlink dump)."""
+    import ipaddress
+    now = [1000.0]
+    pump = Pump(lambda: now[0], SelectorWaiter())
+    addrs = ["198.18.100.1"]
+    reads = []
+    f = fwd.DnsForwarder(["127.0.0.1"], None, port=0, bind_device=False, is_own=_but_upstream(UPSTREAM),
+                         host_addresses=lambda: reads.append(1) or list(addrs))
+    f.attach(pump, lambda: None)
+    try:
+        pushed = PushedOptions(ifconfig=("127.0.0.1", "255.0.0.0"), dns_endpoints=[(UPSTREAM, 53)])
+        f.tunnel_changed(TunnelState(True, "x", "lo", pushed))
+        new = ipaddress.ip_address("198.18.200.7").packed
+        assert f.core.rebind.protected(ipaddress.ip_address("198.18.100.1").packed)
+        assert not f.core.rebind.protected(new)
+        addrs.append("198.18.200.7")               # the WAN's new address; no tunnel change
+        n = len(reads)
+        now[0] += fwd.OWN_REREAD + 0.1
+        pump.step(block=False)
+        assert len(reads) == n + 1 and f.core.rebind.protected(new)
+        now[0] += fwd.OWN_REREAD + 0.1            # and on: not once only
+        addrs.remove("198.18.100.1")
+        pump.step(block=False)
+        assert not f.core.rebind.protected(ipaddress.ip_address("198.18.100.1").packed)
+    finally:
+        f.close()
