@@ -57,6 +57,7 @@ PROBES = 8                   # addresses tried one by one from the MAC's hash be
 SWEEP_EVERY = 10.0           # at most this often, a full scan for expired entries when the table is full
 RATE, BURST = 200.0, 400.0   # messages handled per second (token bucket): a flood's CPU share is bounded
 CLIENT_RATE, CLIENT_BURST = 1.0, 8.0   # ... from a bound lease's own address: its own bucket (see handle)
+KNOWN_RATE, KNOWN_BURST = 200.0, 400.0  # ... all the own buckets together (see handle)
 BROADCAST = "255.255.255.255"
 LINK_LOCAL4 = IPv4Network("169.254.0.0/16")   # on every link of many hosts: asked there, never through the tunnel
 SIOCGIFMTU = 0x8921
@@ -135,6 +136,7 @@ class DhcpServer:
         self.search: list[str] = []
         self.dns: list[IPv4Address] = []   # pushed IPv4 servers (used with dns_forwarder off)
         self._tokens, self._refilled = BURST, None      # the rate limit's bucket
+        self._known, self._known_refilled = KNOWN_BURST, None   # the own buckets' together
         self._fixed: list[bytes] | None = None          # encoded options (reset by set_pushed)
         self._search_option: bytes | None = None
         self.drops: dict[str, int] = {}    # malformed or refused messages, by reason
@@ -218,11 +220,25 @@ class DhcpServer:
         its OFFER met it with its REQUEST (one of three lab runs: udhcpc's three REQUESTs all
         unanswered, no lease), as did a host coming back. A flood forging known chaddrs gains at
         most CLIENT_RATE a second per entry (the table is bounded), and drains that client's
-        bucket only, as a forged source does."""
+        bucket only, as a forged source does. The own buckets together draw on KNOWN_RATE a
+        second (KNOWN_BURST at once) besides: a DISCOVER flood of random MACs fills the table
+        with entries whose MACs the flooder knows, and sending from each of them again was
+        CLIENT_BURST messages an entry at once and CLIENT_RATE a second after -- with a /20 pool,
+        32,000 handled at once (~40 us each: over a second of the pump) and 4,000 a second.
+        Only a flood forging known chaddrs drains it (a random MAC's has no entry yet), and
+        that could already hold up the client it forges (its own bucket, then the shared one)."""
         held = self.by_addr.get(int(source)) if source is not None and not source.is_unspecified else None
         if (held is None or not held.bound) and len(data) >= 34:
             held = self.by_mac.get(bytes(data[28:34]))          # chaddr: a client we know
-        if held is None or not held.take_token(now):
+        own = False                         # taken on its own bucket (the shared one untouched)
+        if held is not None:
+            last, self._known_refilled = self._known_refilled, now
+            if last is not None:
+                self._known = min(KNOWN_BURST, self._known + max(0.0, now - last) * KNOWN_RATE)
+            if self._known >= 1.0 and held.take_token(now):
+                self._known -= 1.0
+                own = True
+        if not own:
             last, self._refilled = self._refilled, now
             if last is not None:
                 self._tokens = min(BURST, self._tokens + max(0.0, now - last) * RATE)

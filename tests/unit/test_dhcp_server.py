@@ -797,3 +797,27 @@ def test_a_flood_is_rate_limited_and_service_resumes():
     later = sum(len(s.handle(msg(c.DISCOVER, mac(6000 + i)), 101.0)) for i in range(1000))
     assert later == RATE                          # one second refills RATE messages
     assert lease(s, mac(7000), now=110.0) is not None
+
+
+def test_messages_on_known_chaddrs_own_buckets_are_bounded_in_all():
+    """Every entry of the table (an offer too) has a bucket of its own (CLIENT_BURST at once), and
+    a DISCOVER flood of random MACs fills the table with entries whose MACs the flooder knows.
+    Sending from each of them again, 4,000 entries of a /20 pool were 32,000 messages handled at
+    once (~40 us each: over a second of the pump) and 4,000 a second after; the own buckets now
+    draw together on KNOWN_RATE a second (KNOWN_BURST at once), then on the shared one."""
+    from appliance.lan import dhcp_server as ds
+    s = DhcpServer(IPv4Interface("198.18.48.1/20"), IPv4Address("198.18.48.2"), IPv4Address("198.18.63.254"), 3600)
+    n = 4000
+    t = 100.0
+    for i in range(n):                      # the table filled at the shared rate
+        t += 1.0 / ds.RATE
+        assert s.handle(msg(c.DISCOVER, mac(i)), t, IPv4Address(0), 68)
+    handled = sum(len(s.handle(msg(c.DISCOVER, mac(i)), t, IPv4Address(0), 68)) for i in range(n) for _ in range(8))
+    assert handled <= ds.KNOWN_BURST + ds.BURST
+    later = sum(len(s.handle(msg(c.DISCOVER, mac(i)), t + 1.0, IPv4Address(0), 68)) for i in range(n))
+    assert later <= ds.KNOWN_RATE + ds.RATE + 1
+    # a client with its offer still gets its REQUEST answered once the flood pauses a moment
+    offer = one(s, msg(c.DISCOVER, mac(n + 1)), t + 3.0)
+    req = s.handle(msg(c.REQUEST, mac(n + 1), requested=str(offer.yiaddr), server="198.18.48.1"), t + 3.0,
+                   IPv4Address(0), 68)
+    assert [Got(r).kind for r in req] == [c.ACK]
