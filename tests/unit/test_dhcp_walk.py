@@ -39,3 +39,44 @@ def test_any_bytes_one_forward_pass_within_the_data(data, start):
             assert length == data[at + 1]
         last = at
     assert len(walked) <= max(0, len(data) - start + 1) // 2 + 1
+
+
+def test_a_run_of_pad_is_skipped_in_one_step(monkeypatch):
+    """A 4 KiB request of PAD bytes was walked byte by byte (~0.16 us each: 0.6 ms a message, at
+    the server's 400 handled a second a quarter of a core, 64 of them held the pump ~40 ms a
+    wake-up); a run of PAD is now one step (a regex match in C), whatever its length."""
+    from appliance.lan import dhcp_codec as dc
+    steps = []
+    real = dc._PAD_RUN
+
+    class Counting:
+        def match(self, data, pos):
+            steps.append(pos)
+            return real.match(data, pos)
+    monkeypatch.setattr(dc, "_PAD_RUN", Counting())
+    data = bytes(3800) + bytes([53, 1, 1]) + bytes(100) + bytes([255])
+    assert list(walk_options(data)) == [(53, 3800, 1)] and steps == [0, 3803]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(st.integers(0, 40).map(bytes),                  # PAD runs
+                          st.binary(min_size=1, max_size=6).filter(lambda b: b[0] != 0)), max_size=40))
+def test_pad_runs_walk_as_rfc_2132_says(parts):
+    """The same options as a byte-by-byte walk, PAD runs or not."""
+    data = b"".join(parts)
+
+    def model(d):
+        i, out = 0, []
+        while i < len(d):
+            if d[i] == 255:
+                break
+            if d[i] == 0:
+                i += 1
+                continue
+            if i + 1 >= len(d):
+                out.append((d[i], i, None))
+                break
+            out.append((d[i], i, d[i + 1]))
+            i += 2 + d[i + 1]
+        return out
+    assert list(walk_options(data)) == model(data)
