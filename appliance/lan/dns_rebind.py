@@ -41,11 +41,12 @@ so it asks again over TCP, whose answer is checked whole.
 The walk is bounded by MAX_RECORDS, not by the message: an answer whose header counts more
 records than that is not read at all and the query is answered SERVFAIL at once (fail closed:
 it never passes unchecked). Why: a hostile VPN resolver answering TCP queries with 64 KiB of
-4,000 addresses cost the pump 2.6 ms per answer (5 ms when blocked: the OPT walk again) at a LAN
-host's query rate -- 200 a second took the pump, and every tunnel packet waited behind it. A UDP
-answer a client takes (at most 1,232 bytes) holds at most ~110 records, so only a TCP answer of
-more than 256 records is refused, which no name a LAN host looks up has (the largest real
-answers are DNSSEC and TXT sets of tens).
+4,000 addresses cost the pump 3-6 ms per answer (twice that when blocked: the OPT walk again)
+at a LAN host's query rate -- 200 a second took the pump, and every tunnel packet waited behind
+it. A UDP answer a client takes (at most 1,232 bytes) holds at most ~110 records, so 128 makes
+no TCP answer cost more to check than the largest UDP one (~0.1 ms); only a TCP answer of more
+than 128 records is refused, which no name a LAN host looks up has (the largest real answers
+are round-robin, DNSSEC and TXT sets of tens).
 
 Pure functions and one small class; tests/unit/test_dns_rebind.py (hypothesis).
 """
@@ -62,7 +63,7 @@ SVC_IPV4HINT, SVC_IPV6HINT = 4, 6
 EDE_OPTION, EDE_BLOCKED = 15, 15
 BLOCKED = "answer blocked: a LAN, own or loopback address (DNS rebinding)"
 TOO_MANY = "answered SERVFAIL: more records than the rebinding check reads"
-MAX_RECORDS = 256           # records in all three sections the check walks (see the module doc)
+MAX_RECORDS = 128           # records in all three sections the check walks (see the module doc)
 TooManyRecords = w.TooManyRecords
 BLOCKED_NULL = "answer blocked: 0.0.0.0 or :: (a blocklist resolver's way to say no; not logged)"
 
