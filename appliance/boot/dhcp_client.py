@@ -994,57 +994,67 @@ class _Client:
         return bool(added)
 
     def watch_link(self, lease: Lease) -> None:
-        """The relink thread: reapply() at once when the kernel says a link or an IPv4 address
-        changed (rtnetlink multicast: only the kernel sends there, and an event is only a hint
-        -- what the NIC holds is asked afresh), after RELINK_SETTLE for the rest of the burst,
-        and every RELINK_TICK anyway (a lost event, no netlink socket). A flapping link costs a
-        check per RELINK_SETTLE at most; an error is logged at most once per RELINK_TICK."""
-        nl: socket.socket | None = None
-        try:
-            nl = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, socket.NETLINK_ROUTE)
-            nl.bind((0, RTMGRP_LINK | RTMGRP_IPV4_IFADDR))
-            nl.setblocking(False)
-        except OSError as e:
-            log.info("%s: no link events (%s): the lease's address is checked every %.0f s",
-                     self.ifname, e, RELINK_TICK)
-            if nl is not None:
-                nl.close()
-            nl = None
-        was_up = True
-        next_check = time.monotonic() + RELINK_TICK
-        next_log = 0.0
-        try:
-            while not self.stop.is_set():
-                try:
-                    woke = went_down = False
-                    if nl is not None:
-                        ready, _, _ = select.select([nl], [], [], 0.5)
-                        if ready:
-                            woke, went_down = _drain(nl, self.ifname)
-                        if woke:
-                            if self._sleep(RELINK_SETTLE):
-                                break
-                            went_down = _drain(nl, self.ifname)[1] or went_down
-                    elif self._sleep(0.5):
-                        break
-                    now = time.monotonic()
-                    if not woke and now < next_check:
-                        continue
-                    next_check = now + RELINK_TICK
-                    up = _link_up(self.ifname)
-                    if up:
-                        self.reapply(lease, link_back=went_down or not was_up)
-                    was_up = up
-                except Exception as e:  # noqa: BLE001 - the NIC gone, netlink busy: try again, never spin
-                    now = time.monotonic()
-                    if now >= next_log:
-                        next_log = now + RELINK_TICK
-                        log.info("%s: checking the DHCP lease's address failed: %s", self.ifname, e)
-                    if self._sleep(0.5):
-                        break
-        finally:
-            if nl is not None:
-                nl.close()
+        """The relink thread: keep_on_link with reapply() (the lease's address and route)."""
+        keep_on_link(self.ifname, self.stop, lambda back: self.reapply(lease, link_back=back),
+                     "the DHCP lease's address")
+
+
+def keep_on_link(ifname: str, stop: threading.Event, reapply: Callable[[bool], object], what: str) -> None:
+    """A relink thread's loop: `reapply(link_back)` at once when the kernel says a link or an
+    IPv4 address changed (rtnetlink multicast: only the kernel sends there, and an event is
+    only a hint -- what the NIC holds is asked afresh), after RELINK_SETTLE for the rest of the
+    burst, and every RELINK_TICK anyway (a lost event, no netlink socket); `link_back`: the
+    link was seen down since the last call (its IPv4 routes are gone). Nothing while the link
+    is down. A flapping link costs a check per RELINK_SETTLE at most; an error is logged at
+    most once per RELINK_TICK. Ends when `stop` is set. The one loop for the WAN's DHCP lease
+    (wan38) and its static address and routes (router/nics.py keep_static)."""
+    def sleep(seconds: float) -> bool:
+        return stop.wait(seconds) if seconds > 0 else stop.is_set()
+    nl: socket.socket | None = None
+    try:
+        nl = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, socket.NETLINK_ROUTE)
+        nl.bind((0, RTMGRP_LINK | RTMGRP_IPV4_IFADDR))
+        nl.setblocking(False)
+    except OSError as e:
+        log.info("%s: no link events (%s): %s is checked every %.0f s", ifname, e, what, RELINK_TICK)
+        if nl is not None:
+            nl.close()
+        nl = None
+    was_up = True
+    next_check = time.monotonic() + RELINK_TICK
+    next_log = 0.0
+    try:
+        while not stop.is_set():
+            try:
+                woke = went_down = False
+                if nl is not None:
+                    ready, _, _ = select.select([nl], [], [], 0.5)
+                    if ready:
+                        woke, went_down = _drain(nl, ifname)
+                    if woke:
+                        if sleep(RELINK_SETTLE):
+                            break
+                        went_down = _drain(nl, ifname)[1] or went_down
+                elif sleep(0.5):
+                    break
+                now = time.monotonic()
+                if not woke and now < next_check:
+                    continue
+                next_check = now + RELINK_TICK
+                up = _link_up(ifname)
+                if up:
+                    reapply(went_down or not was_up)
+                was_up = up
+            except Exception as e:  # noqa: BLE001 - the NIC gone, netlink busy: try again, never spin
+                now = time.monotonic()
+                if now >= next_log:
+                    next_log = now + RELINK_TICK
+                    log.info("%s: checking %s failed: %s", ifname, what, e)
+                if sleep(0.5):
+                    break
+    finally:
+        if nl is not None:
+            nl.close()
 
 
 # rtnetlink(7): the multicast groups watched, the one message parsed

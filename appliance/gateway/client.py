@@ -51,6 +51,7 @@ from .observers import ClientCounters, TunnelObserver, TunnelState
 from .p2p_server import TakeOver
 from ..ioerrors import start_failed
 from .ports import AddressWatchPort, Clock, PortGone, Ports, TunPort
+from .route_keeper import RouteKeeper
 from .restart_pause import restart_pause
 from .status import vm_rss
 from .tlsverify import VerifyRunner, make_verify_runner
@@ -179,6 +180,7 @@ class ClientGateway(SignalWakes):
         self._stop_at: float | None = None      # explicit-exit-notify's wait ends then
         self._stops_seen = 0
         self._addr_watch: AddressWatchPort | None = None
+        self._route_keeper: RouteKeeper | None = None
         # tls-verify (gateway/tlsverify.py): the server's chain goes to the command off the loop.
         if opts.tls_verify and opts.script_security < 2:
             path, line = opts.source.get("tls_verify", (opts.path, None))
@@ -228,6 +230,9 @@ class ClientGateway(SignalWakes):
                 self.mgmt.state("EXITING", self._exit_why)
                 self.mgmt.close()
             self._close_conn()
+            if self._route_keeper is not None:
+                self._route_keeper.close()
+                self._route_keeper = None
             if self._addr_watch is not None:
                 self.pump.unwatch(self._addr_watch)
                 self._addr_watch.close()
@@ -283,6 +288,7 @@ class ClientGateway(SignalWakes):
         if self.scripts is not None and not self.scripts.runner.inline:
             self.pump.watch(self.scripts.runner, self._on_script_results)
         self._watch_addresses()
+        self._keep_routes()
         if self._resolver is not None:
             self.pump.watch(self._resolver, self._resolver.drain)
         self.open_management()
@@ -434,6 +440,22 @@ class ClientGateway(SignalWakes):
                      "ping-restart", e)
             return
         self.pump.watch(w, self._on_addresses)
+
+    def _keep_routes(self) -> None:
+        """The tunnel's routes added again when a link flap drops them (gateway/route_keeper.py).
+        Not without a way to watch (a test's ports, a host refusing the socket): a lost host
+        route then ends at ping-restart, as before."""
+        make = getattr(self.ports, "route_watch", None)
+        restore = getattr(self.net, "restore_routes", None)
+        if make is None or restore is None:
+            return
+        try:
+            w = make()
+        except OSError as e:
+            log.info("not watching links and routes (%s): a route a link flap drops is noticed at "
+                     "ping-restart", e)
+            return
+        self._route_keeper = RouteKeeper(self.pump, self.clock, w, restore)
 
     def _on_addresses(self) -> None:
         """An address left the host: if it is the one the connection's packets leave from, that

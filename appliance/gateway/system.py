@@ -11,6 +11,7 @@ import time
 from ..transport.tcp import TcpListener, TcpTransport
 from ..transport.udp import UdpTransport
 from ..tun.addr_watch import AddressWatch
+from ..tun.route_watch import RouteWatch
 from .loop import SelectorWaiter
 
 clock = time.monotonic
@@ -107,6 +108,9 @@ class SystemPorts:
 
     def address_watch(self) -> AddressWatch:
         return AddressWatch()
+
+    def route_watch(self) -> RouteWatch:
+        return RouteWatch()
 
 
 def waiter() -> SelectorWaiter:

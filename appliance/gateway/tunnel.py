@@ -290,6 +290,13 @@ class TunnelNetwork(_TunAndRoutes):
         except (NetlinkError, OSError, RuntimeError, ValueError) as e:
             log.warning("no host route to %s past the tunnel (%s): its packets may go into the tunnel", remote_ip, e)
 
+    def restore_routes(self) -> "tuple[list[dict], list[tuple[dict, str]]]":
+        """The routes of the applied push (and the server's host route) the kernel dropped, added
+        again (gateway/route_keeper.py: after a link down/up). Nothing before a push or after close."""
+        if self.routes is None or self.tun is None:
+            return [], []
+        return self.routes.restore()
+
     def apply(self, pushed, remote_ip: str) -> None:
         reopened, self._reopened = self._reopened, False
         try:

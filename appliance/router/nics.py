@@ -20,6 +20,7 @@ from pyroute2.netlink.exceptions import NetlinkError
 from ..boot import dhcp_client
 from ..config.schema import Lan, Wan
 from .routes import RouteSet
+from .static_wan import StaticWan
 
 log = logging.getLogger("vpn-appliance")
 
@@ -143,6 +144,7 @@ def configure_nic(nic: Wan | Lan, undo: Undo, avoid: Sequence[ipaddress.IPv4Netw
                 add_default_route(nic.gateway6, undo, dev=ifname)
         elif nic.slaac:
             wait_slaac(ifname)
+        keep_static_wan(nic, ifname, undo)
     else:
         a6 = lan_address6(nic, ifname)
         if a6 is not None:
@@ -151,6 +153,20 @@ def configure_nic(nic: Wan | Lan, undo: Undo, avoid: Sequence[ipaddress.IPv4Netw
             configure_static(ifname, a6, undo, nodad=True)
         add_lan_routes(nic, ifname, undo)
     return ifname
+
+
+def keep_static_wan(wan: Wan, ifname: str, undo: Undo) -> None:
+    """The WAN's static addresses and default routes given back after a link flap (a thread:
+    router/static_wan.py), stopped first on the way out (the undo is newest first), before
+    the addresses go. Nothing for a DHCP WAN without address6: its lease's thread does it."""
+    addresses = [a for a in (None if wan.dhcp else wan.address, wan.address6) if a is not None]
+    gateways = [g for g in (None if wan.dhcp else wan.gateway, wan.gateway6 if wan.address6 is not None else None)
+                if g is not None]
+    if not addresses:
+        return
+    keeper = StaticWan(ifname, addresses, gateways)
+    keeper.start()
+    undo.push(f"keeping {ifname}'s static address", keeper.stop.set)
 
 
 def add_lan_routes(lan: Lan, ifname: str, undo: Undo) -> None:

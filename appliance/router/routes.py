@@ -138,6 +138,35 @@ class RouteSet:
         """A route along a given (gateway, interface index), e.g. the net_gateway."""
         return self.add(network, prefixlen, gateway=via[0], metric=metric, oif=via[1])
 
+    def restore(self) -> tuple[list[dict], list[tuple[dict, str]]]:
+        """Add again each route of ours the kernel no longer has: (the ones added again, the
+        ones that could not be, with why). Why: the kernel drops a NIC's IPv4 routes when its
+        link goes down (the address stays) and says nothing of it, the server's host route
+        among them (gateway/route_keeper.py calls this after a link or route event). What is
+        there is asked of the kernel itself: an add that says EEXIST (this route, or one of
+        someone else's for the same destination and metric, which we leave alone) is done.
+        A failure (the link still down: ENETDOWN; its gateway not reachable yet: ENETUNREACH;
+        the NIC gone) is reported, never raised: the keeper tries again later."""
+        back: list[dict] = []
+        failed: list[tuple[dict, str]] = []
+        own = None
+        try:
+            nl = self.nl
+            if nl is None:
+                nl = own = Rtnl()
+            for spec in self.added:
+                try:
+                    nl.route_add(**spec)
+                except NetlinkError as e:
+                    if e.code != 17:
+                        failed.append((spec, str(e)))
+                    continue
+                back.append(spec)
+        finally:
+            if own is not None:
+                own.close()
+        return back, failed
+
     def remove_all(self) -> None:
         with Rtnl() as nl:
             for spec in reversed(self.added):

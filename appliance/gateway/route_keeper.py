@@ -1,0 +1,150 @@
+"""The client's routes kept in the kernel across a link flap (the server's host route first).
+
+Why: the kernel drops a NIC's IPv4 routes when its link goes down -- the address stays, so
+nothing else notices -- and says nothing of the routes it dropped. With redirect-gateway the
+tunnel's host route to the VPN server goes with them: after `ip link set WAN down; up` (a
+cable, a hypervisor's NIC reconnect, a modem's reset) the server's packets followed 0/1 + 128/1
+into the tunnel itself until ping-restart (30-120 s), then a reconnect. OpenVPN 2.6 does the
+same (tests/interop/test_wan_flap_routes.py measures it). Here a link or route event (the
+kernel's rtnetlink multicast: tun/route_watch.py) is a hint: after RouteKeeper.SETTLE for the
+rest of the burst, the routes the tunnel added and the kernel no longer has are added again
+(router/routes.py RouteSet.restore: the kernel says which are gone). A flapping link costs at
+most one check per MIN_GAP; a route that cannot go back yet (the link still down, its gateway
+not reachable yet) is tried again after RETRY_FIRST, doubling to RETRY_MAX, and said at most
+once per LOG_EVERY.
+"""
+from __future__ import annotations
+
+import logging
+import socket
+from typing import Callable, Protocol
+
+from .loop import Pump
+
+log = logging.getLogger("vpn-appliance")
+
+ROUTE_READS = 16              # netlink datagrams read per wake-up (the rest on the next)
+SHOWN = 4                     # routes named per log line
+
+
+class RouteWatchPort(Protocol):
+    """Links changing or routes going (tun/route_watch.py): readable when one may have."""
+    has_pending: bool
+
+    def fileno(self) -> int: ...
+
+    def changed(self, limit: int = 16) -> bool: ...
+
+    def close(self) -> None: ...
+
+
+Restore = Callable[[], "tuple[list[dict], list[tuple[dict, str]]]"]
+
+
+class Pacing:
+    """When to check (pure: the decisions, tested without a kernel)."""
+    SETTLE = 0.2        # s after a hint: the rest of the burst (a down, then its up)
+    MIN_GAP = 1.0       # s between two checks at least: a flapping link is not a busy loop
+    RETRY_FIRST = 1.0   # s: a route that could not go back is tried again after this...
+    RETRY_MAX = 30.0    # ...doubling up to this
+    LOG_EVERY = 30.0    # s: a failure said at most this often
+
+    def __init__(self) -> None:
+        self.last_check = float("-inf")
+        self.retry = self.RETRY_FIRST
+        self.due: float | None = None           # the next check, when one is armed
+        self.next_log = float("-inf")
+
+    def hinted(self, now: float) -> float | None:
+        """A hint at `now`: the time of the check to arm, or None (one armed as early already)."""
+        at = max(now + self.SETTLE, self.last_check + self.MIN_GAP)
+        if self.due is not None and self.due <= at:
+            return None
+        self.due = at
+        return at
+
+    def checked(self, now: float, failed: bool) -> float | None:
+        """A check ran at `now`: the time of the retry to arm (None: all is in)."""
+        self.last_check = now
+        self.due = None
+        if not failed:
+            self.retry = self.RETRY_FIRST
+            return None
+        self.due = now + self.retry
+        self.retry = min(self.retry * 2, self.RETRY_MAX)
+        return self.due
+
+    def may_log(self, now: float) -> bool:
+        if now < self.next_log:
+            return False
+        self.next_log = now + self.LOG_EVERY
+        return True
+
+
+def describe(spec: dict) -> str:
+    dev = ""
+    if spec.get("oif") is not None:
+        try:
+            dev = f" dev {socket.if_indextoname(spec['oif'])}"
+        except OSError:
+            dev = f" oif {spec['oif']}"
+    via = f" via {spec['gateway']}" if spec.get("gateway") else ""
+    return f"{spec['dst']}/{spec['prefixlen']}{via}{dev}"
+
+
+def _some(specs: list[dict]) -> str:
+    shown = ", ".join(describe(s) for s in specs[:SHOWN])
+    return shown + (f" and {len(specs) - SHOWN} more" if len(specs) > SHOWN else "")
+
+
+class RouteKeeper:
+    """On the client's pump: the watch port read, the checks armed as Pacing says."""
+    KEY = "route-keep"
+
+    def __init__(self, pump: Pump, clock: Callable[[], float], watch: RouteWatchPort, restore: Restore) -> None:
+        self.pump, self.clock, self.watch, self.restore = pump, clock, watch, restore
+        self.pacing = Pacing()
+        self.restored = 0           # routes added again (tests, the log)
+        pump.watch(watch, self._on_hint)
+
+    def _on_hint(self) -> None:
+        w = self.watch
+        if w is None:
+            return
+        try:
+            hinted = w.changed(ROUTE_READS)
+            if w.has_pending:
+                self.pump.again(w, self._on_hint)
+        except OSError as e:
+            # A shortcut, never a reason to stop: ping-restart still ends a dead connection.
+            log.warning("no longer watching links and routes: %s", e)
+            self.close()
+            return
+        if hinted:
+            at = self.pacing.hinted(self.clock())
+            if at is not None:
+                self.pump.timers.arm(self.KEY, at, self._check)
+
+    def _check(self) -> None:
+        now = self.clock()
+        try:
+            back, failed = self.restore()
+        except OSError as e:
+            back, failed = [], [({"dst": "?", "prefixlen": 0}, str(e))]
+        if back:
+            self.restored += len(back)
+            log.warning("route(s) of the tunnel gone from the kernel (a link down/up, a flush): %s added again",
+                        _some(back))
+        if failed and self.pacing.may_log(now):
+            log.warning("route(s) of the tunnel gone and not added again yet: %s (%s); trying again",
+                        _some([s for s, _ in failed]), failed[0][1])
+        at = self.pacing.checked(now, bool(failed))
+        if at is not None and self.watch is not None:
+            self.pump.timers.arm(self.KEY, at, self._check)
+
+    def close(self) -> None:
+        self.pump.timers.cancel(self.KEY)
+        w, self.watch = self.watch, None
+        if w is not None:
+            self.pump.unwatch(w)
+            w.close()

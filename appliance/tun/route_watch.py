@@ -1,0 +1,101 @@
+"""The kernel's word that a link changed or a route went (rtnetlink RTM_NEWLINK / RTM_DELROUTE),
+for the client's route keeper (gateway/route_keeper.py).
+
+Why: a link down/up of the WAN NIC keeps its IPv4 address but the kernel drops every IPv4 route
+out of it -- the tunnel's host route to the VPN server among them, silently (no RTM_DELROUTE for
+routes flushed at link down: only the link's own RTM_NEWLINK says anything). With
+redirect-gateway the server's packets then followed 0/1 + 128/1 into the tunnel itself until
+ping-restart (30-120 s). With this port on the pump the client puts its routes back within
+a second of the link's return.
+
+What is trusted: only the kernel (sender port 0) can send to an rtnetlink multicast group, and a
+message is taken only as a hint: which of our routes are gone is asked of the kernel afresh (a
+route add that says EEXIST: it is there). A lost hint (the socket's queue overflowed: ENOBUFS)
+counts as a change too. Each wake-up reads at most `limit` datagrams.
+"""
+from __future__ import annotations
+
+import errno
+import socket
+import struct
+
+from ..transport import sockfilter as bpf
+from .rtnl import RTM_DELROUTE, RTM_NEWLINK
+
+RTMGRP_LINK = 0x1
+RTMGRP_IPV4_ROUTE = 0x40
+RTMGRP_IPV6_ROUTE = 0x400
+_NLMSGHDR = struct.Struct("=IHHII")       # len, type, flags, seq, pid
+_RECV = 65536
+
+
+def _as_loaded(kind: int) -> int:
+    """nlmsg_type as a classic BPF half-word load sees it (big-endian load of a host-order field)."""
+    return int.from_bytes(struct.pack("=H", kind), "big")
+
+
+def _only_links_and_removals(s: socket.socket) -> bool:
+    """Have the kernel drop every notification but RTM_NEWLINK and RTM_DELROUTE: the routes
+    the client adds at each push (RTM_NEWROUTE) would each wake it for nothing, on the way to
+    the first packet. Each notification is a datagram of its own, so its first message's type
+    is its type. False, everything read and judged in changed(), if the kernel refuses it."""
+    try:
+        bpf.attach(s, [(bpf.LD_H, 0, 0, 4),
+                       (bpf.JEQ, 1, 0, _as_loaded(RTM_NEWLINK)),
+                       (bpf.JEQ, 0, 1, _as_loaded(RTM_DELROUTE)),
+                       (bpf.RET, 0, 0, bpf.ACCEPT), (bpf.RET, 0, 0, bpf.DROP)])
+    except OSError:
+        return False
+    return True
+
+
+class RouteWatch:
+    """A non-blocking rtnetlink socket on the link and the IPv4/IPv6 route groups."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC,
+                                  socket.NETLINK_ROUTE)
+        try:
+            self.sock.bind((0, RTMGRP_LINK | RTMGRP_IPV4_ROUTE | RTMGRP_IPV6_ROUTE))
+        except OSError:
+            self.sock.close()
+            raise
+        self.has_pending = False
+        self.stats = {"hints": 0, "overflows": 0}
+        self.filtered = _only_links_and_removals(self.sock)
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def changed(self, limit: int = 16) -> bool:
+        """Whether a link changed or a route went since the last call (or a queue overflow may
+        have hidden one). `has_pending`: `limit` reads were not enough."""
+        seen = False
+        self.has_pending = False
+        for _ in range(limit):
+            try:
+                data, (pid, _groups) = self.sock.recvfrom(_RECV)
+            except (BlockingIOError, InterruptedError):
+                return seen
+            except OSError as e:
+                if e.errno == errno.ENOBUFS:          # the kernel dropped messages for us
+                    self.stats["overflows"] += 1
+                    seen = True
+                    continue
+                raise
+            if pid != 0:
+                continue                              # not the kernel
+            off = 0
+            while off + _NLMSGHDR.size <= len(data):
+                n, mtype = _NLMSGHDR.unpack_from(data, off)[:2]
+                if n < _NLMSGHDR.size:
+                    break
+                if mtype in (RTM_NEWLINK, RTM_DELROUTE):
+                    self.stats["hints"] += 1
+                    seen = True
+                off += (n + 3) & ~3
+        self.has_pending = True
+        return seen
+
+    def close(self) -> None:
+        self.sock.close()

@@ -1,0 +1,227 @@
+"""The client's route keeper (gateway/route_keeper.py), its netlink hints (tun/route_watch.py),
+RouteSet.restore (router/routes.py) and the static WAN's decisions (router/static_wan.py): what a
+link flap's aftermath is decided to be, without a kernel (tests/interop/test_wan_flap_routes.py
+has the real one)."""
+from __future__ import annotations
+
+import errno
+import ipaddress
+import struct
+
+import pytest
+
+from appliance.gateway.route_keeper import Pacing, RouteKeeper
+from appliance.router.routes import RouteSet
+from appliance.router.static_wan import missing
+from appliance.tun import route_watch
+from appliance.tun.rtnl import RTM_DELROUTE, RTM_NEWLINK, NetlinkError
+
+
+# ---------------------------------------------------------------- pacing
+def test_a_hint_arms_one_check_after_the_settle_time_and_a_burst_arms_no_more():
+    p = Pacing()
+    assert p.hinted(100.0) == pytest.approx(100.0 + Pacing.SETTLE)
+    assert p.hinted(100.05) is None                       # the down's and the up's events: one check
+    assert p.hinted(100.1) is None
+
+
+def test_a_flapping_link_costs_at_most_one_check_per_min_gap():
+    p = Pacing()
+    now, checks = 0.0, []
+    for _ in range(200):                                  # a hint every 10 ms for 2 s
+        at = p.hinted(now)
+        if p.due is not None and now >= p.due:
+            checks.append(now)
+            p.checked(now, failed=False)
+        now += 0.01
+        del at
+    gaps = [b - a for a, b in zip(checks, checks[1:])]
+    assert checks and min(gaps) >= Pacing.MIN_GAP - 1e-9, gaps
+
+
+def test_a_route_that_cannot_go_back_is_retried_later_and_later_then_reset_by_success():
+    p = Pacing()
+    waits, now = [], 0.0
+    for _ in range(8):
+        at = p.checked(now, failed=True)
+        waits.append(at - now)
+        now = at
+    assert waits[0] == Pacing.RETRY_FIRST and waits[1] == 2 * Pacing.RETRY_FIRST
+    assert max(waits) == Pacing.RETRY_MAX and waits == sorted(waits)
+    assert p.checked(now, failed=False) is None and p.retry == Pacing.RETRY_FIRST
+    # a hint brings a far retry forward (the link is back: no need to wait 30 s)
+    p.checked(now, failed=True)
+    p.retry = Pacing.RETRY_MAX
+    far = p.checked(now + 1, failed=True)
+    assert p.hinted(now + 2) < far
+
+
+def test_failures_are_said_at_most_once_per_log_every():
+    p = Pacing()
+    said = [p.may_log(t * 1.0) for t in range(int(3 * Pacing.LOG_EVERY))]
+    assert said.count(True) == 3
+
+
+# ---------------------------------------------------------------- RouteSet.restore
+class FakeNl:
+    def __init__(self, answers: dict[str, int]) -> None:
+        self.answers, self.calls = answers, []
+
+    def route_add(self, **spec) -> None:
+        self.calls.append(spec["dst"])
+        code = self.answers.get(spec["dst"], 0)
+        if code:
+            raise NetlinkError(code, "refused")
+
+
+def _spec(dst: str, oif: int = 2, gw: str | None = "198.18.0.1") -> dict:
+    return {"dst": dst, "prefixlen": 32, "oif": oif, "gateway": gw, "priority": None, "rtype": 1}
+
+
+def test_restore_adds_what_the_kernel_lost_and_reports_what_it_cannot_never_raising():
+    nl = FakeNl({"198.18.50.1": 0, "0.0.0.0": errno.EEXIST, "198.18.60.1": errno.ENETUNREACH,
+                 "198.18.70.1": errno.ENETDOWN})
+    rs = RouteSet(nl)
+    rs.added = [_spec("198.18.50.1"), _spec("0.0.0.0", oif=9, gw=None), _spec("198.18.60.1"), _spec("198.18.70.1")]
+    back, failed = rs.restore()
+    assert [s["dst"] for s in back] == ["198.18.50.1"]
+    assert [s["dst"] for s, _ in failed] == ["198.18.60.1", "198.18.70.1"]
+    assert len(rs.added) == 4                             # nothing remembered twice, nothing forgotten
+    assert nl.calls == ["198.18.50.1", "0.0.0.0", "198.18.60.1", "198.18.70.1"]
+
+
+def test_restore_with_no_routes_does_nothing():
+    nl = FakeNl({})
+    assert RouteSet(nl).restore() == ([], [])
+    assert nl.calls == []
+
+
+# ---------------------------------------------------------------- the keeper on a pump
+class FakeTimers:
+    def __init__(self) -> None:
+        self.armed: dict[str, tuple[float, object]] = {}
+
+    def arm(self, key, when, fn) -> None:
+        self.armed[key] = (when, fn)
+
+    def cancel(self, key) -> None:
+        self.armed.pop(key, None)
+
+
+class FakePump:
+    def __init__(self) -> None:
+        self.timers, self.watched, self.agains = FakeTimers(), {}, 0
+
+    def watch(self, port, on_read) -> None:
+        self.watched[port] = on_read
+
+    def unwatch(self, port) -> None:
+        self.watched.pop(port, None)
+
+    def again(self, port, handler) -> None:
+        self.agains += 1
+
+
+class FakeWatch:
+    def __init__(self, hints: list) -> None:
+        self.hints, self.has_pending, self.closed = hints, False, False
+
+    def fileno(self) -> int:
+        return 99
+
+    def changed(self, limit: int = 16) -> bool:
+        h = self.hints.pop(0)
+        if isinstance(h, Exception):
+            raise h
+        return h
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_the_keeper_checks_after_a_hint_retries_a_failure_and_stops_cleanly():
+    pump, now = FakePump(), [10.0]
+    results = [([], [(_spec("198.18.50.1"), "Network is unreachable")]), ([_spec("198.18.50.1")], [])]
+    calls = []
+
+    def restore():
+        calls.append(now[0])
+        return results.pop(0)
+    w = FakeWatch([False, True])
+    k = RouteKeeper(pump, lambda: now[0], w, restore)
+    pump.watched[w]()                                     # a datagram that was no hint
+    assert "route-keep" not in pump.timers.armed
+    pump.watched[w]()
+    when, fn = pump.timers.armed.pop("route-keep")
+    assert when == pytest.approx(10.0 + Pacing.SETTLE)
+    now[0] = when
+    fn()                                                  # fails: retried later
+    when2, fn2 = pump.timers.armed.pop("route-keep")
+    assert when2 == pytest.approx(now[0] + Pacing.RETRY_FIRST)
+    now[0] = when2
+    fn2()                                                 # back in
+    assert "route-keep" not in pump.timers.armed and k.restored == 1 and len(calls) == 2
+    k.close()
+    assert w.closed and w not in pump.watched
+
+
+def test_a_watch_that_fails_is_dropped_not_raised():
+    pump = FakePump()
+    w = FakeWatch([OSError(errno.EBADF, "gone")])
+    k = RouteKeeper(pump, lambda: 0.0, w, lambda: ([], []))
+    pump.watched[w]()
+    assert w.closed and k.watch is None and not pump.watched
+
+
+# ---------------------------------------------------------------- the netlink hints
+class FakeSock:
+    def __init__(self, items: list) -> None:
+        self.items = items
+
+    def recvfrom(self, _n: int):
+        if not self.items:
+            raise BlockingIOError
+        it = self.items.pop(0)
+        if isinstance(it, Exception):
+            raise it
+        return it
+
+
+def _msg(kind: int, body: bytes = bytes(16)) -> bytes:
+    return struct.pack("=IHHII", 16 + len(body), kind, 0, 0, 0) + body
+
+
+def _watch(items: list) -> route_watch.RouteWatch:
+    w = route_watch.RouteWatch.__new__(route_watch.RouteWatch)
+    w.sock, w.has_pending, w.stats = FakeSock(items), False, {"hints": 0, "overflows": 0}
+    return w
+
+
+def test_hints_come_only_from_the_kernel_and_only_for_links_and_removed_routes():
+    assert not _watch([(_msg(RTM_NEWLINK), (4242, 1))]).changed()          # a process, not the kernel
+    assert not _watch([(_msg(24), (0, 0x40))]).changed()                    # RTM_NEWROUTE: ours at a push
+    assert _watch([(_msg(RTM_NEWLINK), (0, 1))]).changed()
+    assert _watch([(_msg(24) + _msg(RTM_DELROUTE), (0, 0x40))]).changed()
+    assert _watch([OSError(errno.ENOBUFS, "lost")]).changed()               # lost events: maybe one
+    w = _watch([(struct.pack("=IHHII", 0, RTM_NEWLINK, 0, 0, 0), (0, 1))])  # nlmsg_len 0: no loop
+    assert not w.changed()
+    w = _watch([(_msg(24), (0, 0))] * 20)
+    assert not w.changed(limit=16) and w.has_pending                          # bounded per wake-up
+    with pytest.raises(OSError):
+        _watch([OSError(errno.EBADF, "closed")]).changed()
+
+
+# ---------------------------------------------------------------- the static WAN
+A4, A6 = ipaddress.ip_interface("198.18.0.2/24"), ipaddress.ip_interface("2001:db8::2/64")
+G4, G6 = ipaddress.ip_address("198.18.0.1"), ipaddress.ip_address("2001:db8::1")
+
+
+def test_static_wan_after_a_flap_gets_its_default_routes_and_lost_addresses_back():
+    # a link down/up: IPv4 address kept, IPv6 address and both default routes gone
+    assert missing([A4, A6], {("198.18.0.2", 24)}, [G4, G6], set(), link_back=True) == ([A6], [G4, G6])
+    # an RA's or the operator's default route of a family is left alone
+    assert missing([A4], {("198.18.0.2", 24)}, [G4, G6], {4, 6}, link_back=True) == ([], [])
+    # all up the whole time, a route the operator removed: theirs
+    assert missing([A4], {("198.18.0.2", 24)}, [G4], set(), link_back=False) == ([], [])
+    # a flush without a down: the address back, and its route
+    assert missing([A4], set(), [G4], set(), link_back=False) == ([A4], [G4])
