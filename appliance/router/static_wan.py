@@ -6,7 +6,8 @@ WAN down; up` (a cable, a hypervisor's NIC reconnect) a router with a static WAN
 route until it was restarted. The same thread the DHCP lease uses (boot/dhcp_client.py
 keep_on_link: link events, paced) calls reapply() here: an address the NIC lost is added again,
 and a default route when there is none of its family (one the operator or an RA put in is
-left alone). SLAAC needs none of this: the kernel solicits an RA when the link comes back.
+left alone). SLAAC needs none of this: the kernel sends a router solicitation when the link
+comes back (accept_ra 2 on a forwarding WAN, as router/nics.py sets it), the answer restores it.
 """
 from __future__ import annotations
 
