@@ -120,7 +120,7 @@ class ControlChannel:
             # A lone ACK gives TLS nothing to read: once its handshake is done, pump() could only
             # drain an output buffer every step empties already, so it is not called per ACK.
             if ks.tls is None or not ks.tls.handshake_done:
-                self._advance(ks, now)
+                self._advance_now_or_at_batch_end(ks, now)
             return
         if op == Op.CONTROL_HARD_RESET_SERVER_V2 and cb.msg_id == 0:
             tlvs = parse_early_neg_tlvs_untrusted(cb.payload) if cb.payload else {}
@@ -139,6 +139,19 @@ class ControlChannel:
     def _take_messages(self, ks: KeyState, delivered: list[tuple[int, bytes]], now: float) -> None:
         for m_op, payload in delivered:
             self._deliver(ks, m_op, payload, now)
+        self._advance_now_or_at_batch_end(ks, now)
+
+    def _advance_now_or_at_batch_end(self, ks: KeyState, now: float) -> None:
+        """_advance, or for a client's handshake inside a batch, once at end_batch. Why: the
+        server's TLS flight comes in several packets of one batch (an ACK, its ServerHello with
+        the hybrid key share, its certificate), and OpenSSL was entered per packet, each time to
+        find a record cut short, every pump with its own drain and queueing around it; driven
+        once, all of it is fed. Client only: the dispatcher acts on a server session's progress
+        after each packet (_promote)."""
+        if self._batch and self.is_client and ks.tls is not None and not ks.tls.handshake_done:
+            if ks not in self._advance_due:
+                self._advance_due.append(ks)
+            return
         self._advance(ks, now)
 
     def _deliver(self, ks: KeyState, op: int, payload: bytes, now: float) -> None:
@@ -183,7 +196,9 @@ class ControlChannel:
                 # (lock_identity_of), as 2.6's instance keeps its locked_cn / cert hashes.
                 self.peer_common_name, self._locked_chain = self._restart_of[0], self._restart_of[1]
                 self._cn_locked = True
-            chain = ks.tls.chain_digests
+            # Only a server locks the chain (below): a client leaves the hashes unread, so they
+            # are never worked out on its way from the server's flight to our Finished.
+            chain = None if self.is_client else ks.tls.chain_digests
             refusal = None
             if self._cn_locked and cn != self.peer_common_name:
                 # As OpenVPN (tls_lock_common_name): a renegotiation with another valid

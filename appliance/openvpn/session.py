@@ -296,6 +296,7 @@ class Session(ControlChannel):
         self._unflushed = False
         self._km_made: tuple | None = None   # prime(): the first key's key-method message, made early
         self._deferred: list[tuple[KeyState, list[tuple[int, bytes]]]] = []   # acked, read in settle()
+        self._advance_due: list[KeyState] = []   # fed in this batch, TLS to drive at end_batch
 
     # ------------------------------------------------------------------ public API
     def start(self, now: float) -> None:
@@ -336,6 +337,12 @@ class Session(ControlChannel):
         TLS work, the key-method message, our PUSH_REQUEST: 0.3-0.4 ms in Python), the push
         came that much later; acked first, the server builds the push while we read them."""
         self._batch = False
+        if self._advance_due:
+            due, self._advance_due = self._advance_due, []
+            for ks in due:
+                if self.closed:
+                    break
+                self._guarded(self._advance, ks, now)
         if self._unflushed:
             self._unflushed = False
             self._flush(now)

@@ -1108,7 +1108,7 @@ class TlsEndpoint:
         # The verified chain's SHA-256 hashes, depth 0 first (verified_chain_digests): the
         # session locks them at its first handshake and refuses a renegotiation whose chain
         # differs at any depth, as OpenVPN 2.6 does.
-        self.chain_digests: tuple[bytes, ...] = ()
+        self._chain_digests: tuple[bytes, ...] | None = ()
         # Set by a reload while this handshake is under way (gateway/ops.py): the new config's
         # whole check (peer_rechecker: its CA store, then _check_peer), run at completion
         # instead of _check_peer alone. OpenSSL verified the chain with the CA store this TLS
@@ -1129,6 +1129,24 @@ class TlsEndpoint:
         # Where feed() is in the peer's record stream (a record may be cut over control packets):
         self._rec_head = b""     # the start of a record header cut off at the end of a feed
         self._rec_skip = 0       # bytes of the current record's body still to come
+
+    @property
+    def chain_digests(self) -> tuple[bytes, ...]:
+        """The verified chain's SHA-256 hashes, depth 0 first (verified_chain_digests; the leaf
+        at least, should OpenSSL keep no chain), () before a peer certificate passed the checks.
+        Worked out on first read, not in the checks: a server locks them at the first
+        handshake, but a client never compares them (control.py), and its checks run between
+        the server's flight and our Finished. OpenSSL keeps the verified chain with the
+        connection, so the hashes are the same whenever they are read."""
+        if self._chain_digests is None:
+            cert = self.peer_cert if self.peer_cert is not None else self._held_cert
+            self._chain_digests = verified_chain_digests(self.conn) or (
+                (hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).digest(),) if cert is not None else ())
+        return self._chain_digests
+
+    @chain_digests.setter
+    def chain_digests(self, value: tuple[bytes, ...]) -> None:
+        self._chain_digests = value
 
     @property
     def peer_chain(self) -> list[x509.Certificate]:
@@ -1177,9 +1195,8 @@ class TlsEndpoint:
         with self._nobody_if_refused():
             peer = self.conn.get_peer_certificate()
             self.peer_cert = peer.to_cryptography() if peer is not None else None
-            if self.peer_cert is not None:          # the leaf at least, should OpenSSL keep no chain
-                self.chain_digests = verified_chain_digests(self.conn) or (
-                    hashlib.sha256(self.peer_cert.public_bytes(serialization.Encoding.DER)).digest(),)
+            if self.peer_cert is not None:
+                self._chain_digests = None          # worked out when first read (chain_digests)
             if self.verify_again is not None:
                 # The chain the new store verified is the one locked (a renewed CA certificate
                 # there is not the peer's change at its next renegotiation).
