@@ -168,14 +168,7 @@ def engine_rows(pki_dir: str, protection: str, groups: str | None, n: int, warm:
         # What the client does at start (settings.check_key_material): its context built, a
         # ClientHello written; then the first handshake is timed, as a fresh process's.
         from appliance.openvpn import tls as tlsmod
-        from appliance.openvpn.config import parse_config  # noqa: F401 - imported at start too
-        cfg = make_client(0.0).cfg
-        tlsmod.check_offer(cfg.tls)
-        if hasattr(tlsmod, "warm_up_checks"):       # (a baseline checkout may not have it)
-            tlsmod.warm_up_checks(cfg.tls.ca)
-        import os
-        if os.environ.get("FC_WARM"):
-            exec(os.environ["FC_WARM"], {"tlsmod": tlsmod, "pki": pki})
+        tlsmod.check_offer(make_client(0.0).cfg.tls)
     _patch(acc)
     rows = []
     for i in range(n):
@@ -235,7 +228,7 @@ def _stdlib_client_flight(pki, n: int) -> list[float]:
 def _pyopenssl_client_flight(pki, n: int, groups: str) -> list[float]:
     from OpenSSL import SSL
 
-    from appliance.openvpn.tls import TlsEndpoint, TlsSettings, build_context
+    from appliance.openvpn.tls import TlsSettings, build_context
     cli_cert, cli_key = pki.clients["client1"]
     cs = TlsSettings(pki.ca.read_bytes(), cli_cert.read_bytes(), cli_key.read_bytes(), False,
                      tls_groups=groups, tls_version_min="1.3")
@@ -268,7 +261,6 @@ def _pyopenssl_client_flight(pki, n: int, groups: str) -> list[float]:
         except SSL.WantReadError:
             pass
         assert c.get_protocol_version_name() == "TLSv1.3", c.get_protocol_version_name()
-    _ = TlsEndpoint
     return out
 
 
