@@ -6,6 +6,7 @@ import base64
 import os
 
 from .. import ciphers, gentoken
+from ..dhparams import MIN_BITS, modulus_bits
 from ..compression import (COMP_F_ADAPTIVE, COMP_F_ADVERTISE_STUBS_ONLY, COMP_F_ALLOW_ASYM, COMP_F_ALLOW_STUB_ONLY,
                            COMP_F_MIGRATE, COMP_F_SWAP, missing_library)
 from ..keymethod import USER_PASS_LEN
@@ -103,7 +104,47 @@ def _pkcs12(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
     p.set("pkcs12", data)
 
 
-reg.noop("dh", "DH parameters are not used: key exchange is ECDHE", nargs=(1, 1), inline=True)
+def _dh(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
+    """Remembered for finish_dh: whether the file is read depends on the role, which a later line
+    may set (`tls-server`, `server`, `client`). An inline block is taken now (ParseState.file
+    pairs `dh [inline]` with its <dh> block)."""
+    p.dh = (p.line, a[0], p.file(d, a[0], inline) if inline is not None or a[0] == INLINE else None)
+
+
+reg.noop("dh", "DH parameters are not used: key exchange is ECDHE only; a TLS server's `dh` must still be "
+         "`none` or name DH parameters of 2048 bits or more, as OpenVPN 2.6 requires to start (a client "
+         "ignores it, as 2.6)", check=_dh, nargs=(1, 1), inline=True)
+
+
+def finish_dh(p: ParseState) -> None:
+    """As OpenVPN 2.6 at start: a TLS server (`server`, `mode server`, p2p `tls-server`) needs a
+    `dh` line, `none` or a file of DH parameters it can load (dhparams.py says which); a client
+    never reads the file (2.6 warns and drops the line)."""
+    o = p.o
+    if not o.tls_server:
+        return
+    if p.dh is None:
+        p.err("dh", "a TLS server needs `dh none` or `dh FILE`, as OpenVPN 2.6 (\"You must define DH file "
+                    "(--dh)\"); key exchange here is ECDHE only, so `dh none` says what it does", None)
+        return
+    line, arg, data = p.dh
+    if arg == "none" and data is None:
+        return
+    p.line = line
+    where = "the <dh> block" if arg == INLINE else arg
+    if data is None and arg != INLINE:
+        data = p.file("dh", arg, None)
+    if data is None:
+        return                                    # cannot read it (said), or `[inline]` without a block (said)
+    try:
+        bits = modulus_bits(data)
+    except ValueError as e:
+        p.err("dh", f"{where} {e}; OpenVPN 2.6 fails at start on it (\"Cannot load DH parameters\"). Key "
+                    "exchange here is ECDHE only: `dh none` does")
+        return
+    if bits < MIN_BITS:
+        p.err("dh", f"{where} holds DH parameters of {bits} bits: OpenVPN 2.6 with OpenSSL 3 fails at start on "
+                    f"fewer than {MIN_BITS} (\"dh key too small\"). Key exchange here is ECDHE only: `dh none` does")
 
 
 @reg.apply("tls-auth", why="HMAC on control packets", sets=("tls_auth", "key_direction"), used_by="session",

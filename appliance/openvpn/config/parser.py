@@ -65,6 +65,8 @@ class ParseState:
         self.current: Directive | None = None
         self.seen: dict[str, int] = {}              # directive -> the line it first appears on
         self.relative_line: int | None = None       # the first line naming a relative file (for `cd`)
+        self.dh: tuple[int, str, bytes | None] | None = None  # the last `dh` line: line, argument, inline block
+        self.hash_size_line: int | None = None      # a `hash-size` other than 256 256 (a client refuses it)
 
     # -- helpers for handlers
     def err(self, directive: str, msg: str, line: "int | None | object" = ...) -> None:
@@ -493,6 +495,8 @@ def finish(p: ParseState) -> None:
         if "tmp_dir" in o.source:
             p.line = line("tmp_dir")
             p.note("tmp-dir", "only a server's auth-user-pass-verify uses it here; no effect on a client")
+        from .d_misc import check_client_hash_size      # d_misc builds on this module
+        check_client_hash_size(p)
     from .d_network import finish_device        # d_network builds on this module
     finish_device(p)
     if o.tls_export_cert and not o.tls_verify:
@@ -541,6 +545,8 @@ def finish(p: ParseState) -> None:
     prot = [n for n in ("tls_auth", "tls_crypt", "tls_crypt_v2") if getattr(o, n)]
     if len(prot) > 1:
         p.err(prot[1].replace("_", "-"), f"cannot be combined with {prot[0].replace('_', '-')}", line(prot[1]))
+    from .d_security import finish_dh           # d_security builds on this module
+    finish_dh(p)
     from .d_profile import finish_profile       # d_profile builds on this module
     finish_profile(p)
     from .client_scripts import finish_client_scripts
