@@ -176,7 +176,10 @@ class UdpTransport:
             except OSError:
                 pass
         if local is not None:
-            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            # No SO_REUSEADDR (OpenVPN 2.6 sets it on TCP sockets only): on Linux two UDP sockets
+            # that both set it share the port, so a second server started on the same port came
+            # up and the kernel split the clients' datagrams between the two. A UDP port has no
+            # TIME_WAIT to wait out: a restart binds it again at once without it.
             self.sock.bind(local)
         self.remote = remote
         if remote is not None:
