@@ -30,3 +30,20 @@ def tun_open_failed(opts, kind: str, name: str, e: OSError) -> PortGone:
     elif e.errno == errno.EBUSY:
         why = f"{name} is in use by another process ({why})"
     return start_failed(opts, "dev", f"cannot create the {kind.upper()} device {name}: {why}")
+
+
+IFNAMSIZ = 16           # the kernel's interface name buffer: 15 characters and the NUL
+
+
+def dev_name_cut(opts, asked: str, made: str) -> str | None:
+    """The warning, at `dev`'s line, when the kernel cut a `dev` name longer than it takes: its
+    tun driver keeps the first 15 bytes and says nothing, and so does OpenVPN 2.6 (the device
+    is `tun-abcdefghijk` for `dev tun-abcdefghijklmnop`). Kept so, as a config written for 2.6
+    names the device it gets there; said, so that scripts or firewall rules written with the
+    long name are not a mystery. None when the name was taken whole."""
+    if len(asked.encode()) < IFNAMSIZ:
+        return None
+    from .openvpn.errors import ConfigError, located
+    return str(located(opts, ConfigError(
+        f"{asked!r} is longer than the {IFNAMSIZ - 1} characters a device name may have: the kernel cut it, "
+        f"the device is {made} (as with OpenVPN 2.6)", directive="dev")))

@@ -21,7 +21,7 @@ import struct
 import subprocess
 import sys
 
-from ..ioerrors import PortGone, tun_open_failed
+from ..ioerrors import PortGone, dev_name_cut, tun_open_failed
 from ..openvpn.config import Options
 from ..openvpn.layer2 import tap_address
 from ..openvpn.serveraddressing import server_addressing
@@ -95,6 +95,8 @@ class ServerTunnelNetwork:
             self.tun = tun = TunDevice(name, vnet_hdr=not tap, mtu=o.tun_mtu, tap=tap)
         except OSError as e:
             raise tun_open_failed(o, "tap" if tap else "tun", name, e) from e
+        if (cut := dev_name_cut(o, name, tun.name)) is not None:
+            log.warning("%s", cut)
         spec = self.spec(tun.name)
         why = configure_here(spec) if "pyroute2" in sys.modules else configure_in_child(spec)
         if why is not None:

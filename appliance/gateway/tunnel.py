@@ -17,7 +17,7 @@ from dataclasses import replace
 import logging
 import socket
 
-from ..ioerrors import PortGone, tun_open_failed
+from ..ioerrors import PortGone, dev_name_cut, tun_open_failed
 from ..openvpn.config import Options
 from ..openvpn.route6 import parse_net6 as _net6
 from ..router.links import add_address6, configure_tun, link_up
@@ -253,6 +253,8 @@ class TunnelNetwork(_TunAndRoutes):
             self.tun = tun = TunDevice(name, vnet_hdr=True, mtu=mtu, tap=self.tap)
         except OSError as e:
             raise tun_open_failed(self.opts, kind, name, e) from e
+        if (cut := dev_name_cut(self.opts, name, tun.name)) is not None:
+            log.warning("%s", cut)
         self.link_mtu = None
         log.info("opened %s device %s (offload %s)", kind.upper(), tun.name, "on" if tun.vnet_hdr else "off")
         if self.opts.lladdr is not None:

@@ -131,8 +131,6 @@ _NOOPS = {
     "sndbuf rcvbuf": "socket buffers keep the appliance's sizes",
     "txqueuelen": "the TUN queue length stays the kernel default",
     "persist-remote-ip persist-local-ip": "each reconnect resolves the remote again",
-    "route-method register-dns": "Windows only",
-    "ncp-disable": "cipher negotiation is always on (as in OpenVPN 2.6)",
     "ifconfig-nowarn": "no option-consistency warnings are printed",
     "remote-random-hostname": "remote names are resolved as written",
     "allow-recursive-routing": "the remote's address is always routed outside the tunnel",
@@ -141,8 +139,6 @@ _NOOPS = {
     "allow-pull-fqdn": "pushed routes are taken as addresses",
     "tcp-nodelay": "TCP sockets always set TCP_NODELAY",
     "disable-occ": "(deprecated) OpenVPN 2.6 compares no options between TLS peers either: nothing to disable",
-    "hash-size": "the server's client and route tables are hash maps that grow as they fill",
-    "bcast-buffers": "no broadcast queue: a tun server forwards no broadcasts between clients",
     "passtos": "outer packets keep the default TOS; the inner packets' TOS bits are not copied",
 }
 for _names, _why in _NOOPS.items():
@@ -162,6 +158,61 @@ def _block_outside_dns(p: ParseState, d: str, a: list[str], inline: str | None) 
 
 reg.noop("block-outside-dns", "Windows only (through `setenv opt` / ignore-unknown-option, as OpenVPN 2.6 on "
          "Linux ignores it there)", check=_block_outside_dns, nargs=(0, 0))
+
+
+def _unknown_to_26(why: str):
+    """A check for a name OpenVPN 2.6 on Linux does not know ("Unrecognized option", fatal): refused
+    at its line with `why`, ignored with a note where 2.6 ignores it (ignore-unknown-option, `setenv
+    opt`), as profiles shared with Windows or older versions carry it."""
+    def check(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
+        if d not in p.ignore_unknown:
+            p.err(d, f"OpenVPN 2.6 on Linux refuses it (an unrecognized option): {why}")
+    return check
+
+
+reg.noop("register-dns", "Windows only (through `setenv opt` / ignore-unknown-option, as OpenVPN 2.6 on Linux "
+         "ignores it there)", check=_unknown_to_26("Windows only, it registers the DNS name there; remove it, or "
+                                                   "keep it for Windows as `setenv opt register-dns`"), nargs=(0, 0))
+reg.noop("ncp-disable", "cipher negotiation is always on, as in OpenVPN 2.6 (which ignores it only with "
+         "ignore-unknown-option or `setenv opt`)", check=_unknown_to_26(
+             "removed in 2.6, where cipher negotiation is always on (as here); remove it"), nargs=(0, 0))
+
+
+def _route_method(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
+    if a[0] not in ("adaptive", "ipapi", "exe"):        # as 2.6's parse on every platform
+        p.err(d, "--route method must be 'adaptive', 'ipapi', or 'exe' (as OpenVPN 2.6 says)")
+
+
+reg.noop("route-method", "Windows only (OpenVPN 2.6 on Linux takes it and does nothing with it too)",
+         check=_route_method, nargs=(1, 1))
+
+
+def _hash_size(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
+    """As 2.6: both sizes at least 1, and a size other than the default (256 256) on a client is
+    refused at finish (check_client_hash_size): "--hash-size requires --mode server"."""
+    sizes = [p.int_arg(d, v, 1) for v in a]
+    if None not in sizes:
+        p.hash_size_line = p.line if sizes != [256, 256] else None      # the last line counts
+
+
+reg.noop("hash-size", "the server's client and route tables are hash maps that grow as they fill (sizes of at "
+         "least 1 taken, as OpenVPN 2.6; a client refuses other than 256 256, as there)", check=_hash_size,
+         nargs=(2, 2))
+
+
+def _bcast_buffers(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
+    p.int_arg(d, a[0], 1)                               # 2.6: "--bcast-buffers parameter must be > 0"
+
+
+reg.noop("bcast-buffers", "no broadcast queue: a tun server forwards no broadcasts between clients (a count of at "
+         "least 1 taken, as OpenVPN 2.6)", check=_bcast_buffers, nargs=(1, 1))
+
+
+def check_client_hash_size(p: ParseState) -> None:
+    """A client's `hash-size` other than the default: 2.6's options_postprocess_verify_ce refuses it."""
+    if p.hash_size_line is not None:
+        p.err("hash-size", "--hash-size requires --mode server (as OpenVPN 2.6 says): a client has no client "
+                           "table; remove it", p.hash_size_line)
 
 
 # ------------------------------------------------------------------ process settings (host/privileges.py)

@@ -6,6 +6,8 @@ argument count, the Options fields it sets and who reads them.
 from __future__ import annotations
 
 import ipaddress
+import os
+import stat
 
 from ..keymethod import PUSH_CONTROL_BYTE, refused_in_control_text
 from .directives import Registry
@@ -304,6 +306,12 @@ def _dev(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
         p.err(d, "dev null is not supported")
     else:
         p.set("dev", a[0])          # the device type follows from the name unless dev-type says (finish)
+        if len(a[0].encode()) > 15:
+            # The kernel cuts it (IFNAMSIZ), OpenVPN 2.6 says nothing; ours warns again when the
+            # device is made (ioerrors.dev_name_cut).
+            cut = a[0].encode()[:15].decode("utf-8", "ignore")
+            p.note(d, f"{a[0]!r} is longer than the 15 characters a device name may have: the device will be "
+                      f"{cut!r} (the kernel cuts it, as with OpenVPN 2.6)")
 
 
 @reg.apply("dev-type", why="tun (layer 3) or tap (layer 2: Ethernet frames), as OpenVPN 2.6; "
@@ -343,7 +351,26 @@ def finish_device(p: ParseState) -> None:
                   "address (or dhcp)", o.source["route_gateway"][1])
 
 
-reg.noop("dev-node", "the TUN device is always opened through /dev/net/tun", nargs=(1, 1))
+TUN_CLONE = (10, 200)        # the tun driver's clone device, /dev/net/tun (misc major 10, minor 200)
+
+
+def _dev_node(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
+    """OpenVPN 2.6 on Linux opens the TUN device through the node named, and exits at start when
+    it cannot ("Cannot open TUN/TAP dev /x: No such file or directory") or it is no tun clone
+    device ("Cannot ioctl TUNSETIFF"). Here the device is always opened through /dev/net/tun, so
+    the line is taken when it names that device (any path to it), refused at its line otherwise."""
+    try:
+        st = os.stat(p.path_arg(a[0]))
+    except OSError as e:
+        p.err(d, f"cannot use {a[0]}: {e.strerror} (OpenVPN 2.6 fails at start on it too)")
+        return
+    if not stat.S_ISCHR(st.st_mode) or (os.major(st.st_rdev), os.minor(st.st_rdev)) != TUN_CLONE:
+        p.err(d, f"{a[0]} is not the TUN clone device (/dev/net/tun, 10:200), which OpenVPN 2.6 fails on at start; "
+                 "the device is always opened through /dev/net/tun here: remove the line")
+
+
+reg.noop("dev-node", "the TUN device is always opened through /dev/net/tun (a dev-node naming another device is "
+         "refused, as OpenVPN 2.6 fails on it at start)", check=_dev_node, nargs=(1, 1))
 
 
 @reg.apply("tun-mtu", why="TUN MTU", sets=("tun_mtu",), used_by="pump", nargs=(1, 1))
