@@ -165,11 +165,13 @@ def _run_in(ns: str, conf: Path, hold: socket.socket | None = None) -> tuple[int
     return p.returncode, p.stdout + p.stderr, links
 
 
-def _holder(ns: str, kind: int, port: int) -> subprocess.Popen:
-    """A process in `ns` holding `port` (UDP or TCP) until its stdin closes."""
-    tcp = kind == socket.SOCK_STREAM          # (SO_REUSEADDR on both UDP sockets would share the port)
+def _holder(ns: str, kind: int, port: int, reuse: bool = False) -> subprocess.Popen:
+    """A process in `ns` holding `port` (UDP or TCP) until its stdin closes; `reuse`: with
+    SO_REUSEADDR, as a TCP listener has it and as our UDP server's socket had it (cfg38)."""
+    tcp = kind == socket.SOCK_STREAM
     code = (f"import socket,sys;s=socket.socket(socket.AF_INET,{kind});"
-            f"{'s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1);' if tcp else ''}s.bind(('0.0.0.0',{port}));"
+            f"{'s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1);' if tcp or reuse else ''}"
+            f"s.bind(('0.0.0.0',{port}));"
             f"{'s.listen();' if tcp else ''}print('held',flush=True);sys.stdin.read()")
     p = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-c", code], stdin=subprocess.PIPE,
                          stdout=subprocess.PIPE, text=True)
@@ -181,6 +183,10 @@ def _holder(ns: str, kind: int, port: int) -> subprocess.Popen:
 RUNS = [
     ("server local not on the host", {"local": "198.18.99.99"}, "local", "Cannot assign requested address", None),
     ("server udp port in use", {}, "port", "Address already in use", (socket.SOCK_DGRAM, 1194)),
+    # Another of ours (it set SO_REUSEADDR on UDP until cfg38): both sockets shared the port and the
+    # kernel split the clients between them; 2.6 sets it on TCP only and fails to start.
+    ("server udp port held with SO_REUSEADDR", {}, "port", "Address already in use",
+     (socket.SOCK_DGRAM, 1194, True)),
     ("server management port in use", {"management": "127.0.0.1 7505"}, "management", "Address already in use",
      (socket.SOCK_STREAM, 7505)),
     ("server management socket directory missing", {"management": "{d}/missing/sock unix"}, "management",
