@@ -532,6 +532,7 @@ explicit-exit-notify
 key-direction 1
 {TA}
 """, refused={
+    "dev-node ": "FreeBSD's /dev/tun1: OpenVPN 2.6 on Linux fails at start on it (\"Cannot open TUN/TAP dev\")",
     "up ": "a server's up/down scripts are not run here (pfSense's register its FreeBSD interface)",
     "down ": "as `up`",
     "client-connect ": "pfSense's own script, which exists only there (2.6 refuses a missing script too)",
@@ -602,6 +603,7 @@ nobind
 {KEY}
 {TC}
 """, refused={
+    "dev-node ": "as pfSense's",
     "auth-user-pass-verify ": "OPNsense's own event script, which exists only there (2.6 refuses a missing "
                               "script too)",
     "username-as-common-name": "as pfSense's: without the refused user check, as OpenVPN 2.6 (options.c)",
