@@ -18,10 +18,9 @@ from __future__ import annotations
 
 import base64
 import binascii
-import re
 
 MIN_BITS = 2048
-_BLOCK = re.compile(rb"-----BEGIN (X9\.42 )?DH PARAMETERS-----(.*?)-----END (?:X9\.42 )?DH PARAMETERS-----", re.S)
+_LABELS = (b"DH PARAMETERS", b"X9.42 DH PARAMETERS")
 _SEQUENCE, _INTEGER = 0x30, 0x02
 
 
@@ -45,11 +44,18 @@ def _tlv(der: bytes, pos: int) -> tuple[int, int, int]:
 def modulus_bits(data: bytes) -> int:
     """The size in bits of the prime of the first DH parameters block in `data`. ValueError with
     a reason a user can act on when there is none or it does not parse."""
-    m = _BLOCK.search(data)
-    if m is None:
+    # Found with find(), not a regex: a file of many BEGIN lines without an END would make a lazy
+    # `.*?` rescan the rest of the file from each one (quadratic in a 4 MiB file).
+    found = [(at, label) for label in _LABELS if (at := data.find(b"-----BEGIN " + label + b"-----")) >= 0]
+    if not found:
         raise ValueError("holds no DH parameters (a PEM \"BEGIN DH PARAMETERS\" block, as `openssl dhparam` "
                          "writes)")
-    body = b"".join(ln for ln in m.group(2).split() if b":" not in ln)   # PEM headers (Proc-Type) left out
+    at, label = min(found)
+    start = at + len(b"-----BEGIN " + label + b"-----")
+    end = data.find(b"-----END " + label + b"-----", start)
+    if end < 0:
+        raise ValueError(f"its {label.decode()} block has no END line")
+    body = b"".join(ln for ln in data[start:end].split() if b":" not in ln)   # PEM headers (Proc-Type) left out
     try:
         der = base64.b64decode(body, validate=True)
         tag, start, end = _tlv(der, 0)

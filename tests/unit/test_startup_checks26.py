@@ -124,6 +124,9 @@ def test_modulus_bits_reads_hostile_blocks_with_a_reason_never_more():
     for der in (b"MIIB", b"MIQAAAAA", b"MA==", b"AgEB", b"MIH/////", b"MAMCAA=="):
         with pytest.raises(ValueError, match="does not parse"):
             modulus_bits(b"-----BEGIN DH PARAMETERS-----\n" + der + b"\n-----END DH PARAMETERS-----\n")
+    # Many BEGIN lines and no END (a regex's lazy match would rescan the rest from each one).
+    with pytest.raises(ValueError, match="no END line"):
+        modulus_bits(b"-----BEGIN DH PARAMETERS-----\n" * 100_000)
 
 
 # ---- (2) a UDP port held by another socket
