@@ -66,7 +66,7 @@ def test_relative_files_in_the_profile_resolve_beside_the_toml(tmp_path):
 
 def test_server_profile_gives_a_server_toml(tmp_path):
     prof = tmp_path / "s.conf"
-    prof.write_text("mode server\ntls-server\ndev tun\nserver 198.18.60.0 255.255.255.0\ntopology subnet\n"
+    prof.write_text("mode server\ntls-server\ndev tun\nserver 198.18.60.0 255.255.255.0\ntopology subnet\ndh none\n"
                     "<ca>\nx\n</ca>\n<cert>\nx\n</cert>\n<key>\nx\n</key>\n")
     out = import_profile(str(prof))
     cfg = parse_appliance_config(out, str(tmp_path / "appliance.toml"))

@@ -22,7 +22,7 @@ def test_the_tap_push_summary_names_no_topology():
 
 
 def _role(text: str) -> str:
-    o = parse_config(text + "cert a\nkey b\n<ca>\nx\n</ca>\n", "/p/x.conf", lambda p: b"x")
+    o = parse_config(text + "cert a\nkey b\ndh none\n<ca>\nx\n</ca>\n", "/p/x.conf", lambda p: b"x")
     return next(line for line in render_options(o).splitlines() if line.startswith("role = "))
 
 

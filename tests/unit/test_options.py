@@ -254,7 +254,7 @@ def test_tls_auth_and_tls_crypt_together():
     ("client\ndev tun\nremote 198.18.0.1\nverb 3\n", "ca"),
     # (`mode server` without `server` or a pool is a server as 2.6's: addresses from ccd only;
     # `dev` is needed, as 2.6 needs it)
-    ("tls-server\nmode server\ndev tun\n<ca>\nX\n</ca>\n", "cert"),
+    ("tls-server\nmode server\ndev tun\ndh none\n<ca>\nX\n</ca>\n", "cert"),
 ])
 def test_missing_directive_is_not_blamed_on_an_unrelated_line(text, directive):
     """Nothing to point at: the file is named, then the missing directive and the reason."""

@@ -14,7 +14,7 @@ from appliance.openvpn.session import Role
 from appliance.openvpn.settings import client_session_config, data_overhead, server_settings, session_config
 
 SERVER = ("dev tun\nserver 198.19.0.0 255.255.255.0\ntopology subnet\n<ca>\nX\n</ca>\n<cert>\nX\n</cert>\n<key>\nX\n</key>\n"
-          "keepalive 10 60\nreplay-window 128 20\nreneg-sec 0\ndata-ciphers AES-128-GCM:AES-256-CBC\n")
+          "keepalive 10 60\nreplay-window 128 20\nreneg-sec 0\ndata-ciphers AES-128-GCM:AES-256-CBC\ndh none\n")
 CLIENT = "client\ndev tun\nremote 198.18.0.1\n<ca>\n</ca>\nreplay-window 128 20\nreneg-sec 0\nping-exit 99\n"
 SERVER_FIELDS = {f.name for f in fields(ServerSettings)}
 
