@@ -130,21 +130,25 @@ def finish_dh(p: ParseState) -> None:
     line, arg, data = p.dh
     if arg == "none" and data is None:
         return
-    p.line = line
     where = "the <dh> block" if arg == INLINE else arg
     if data is None and arg != INLINE:
-        data = p.file("dh", arg, None)
+        before, p.line = p.line, line             # the file's error at the `dh` line; the rest of finish as it was
+        try:
+            data = p.file("dh", arg, None)
+        finally:
+            p.line = before
     if data is None:
         return                                    # cannot read it (said), or `[inline]` without a block (said)
     try:
         bits = modulus_bits(data)
     except ValueError as e:
         p.err("dh", f"{where} {e}; OpenVPN 2.6 fails at start on it (\"Cannot load DH parameters\"). Key "
-                    "exchange here is ECDHE only: `dh none` does")
+                    "exchange here is ECDHE only: `dh none` does", line)
         return
     if bits < MIN_BITS:
         p.err("dh", f"{where} holds DH parameters of {bits} bits: OpenVPN 2.6 with OpenSSL 3 fails at start on "
-                    f"fewer than {MIN_BITS} (\"dh key too small\"). Key exchange here is ECDHE only: `dh none` does")
+                    f"fewer than {MIN_BITS} (\"dh key too small\"). Key exchange here is ECDHE only: `dh none` "
+                    "does", line)
 
 
 @reg.apply("tls-auth", why="HMAC on control packets", sets=("tls_auth", "key_direction"), used_by="session",
