@@ -276,13 +276,16 @@ def _iperf(lab: Lab, server_ns: Netns, client_ns: Netns, seconds: int, reverse: 
         srv.stop(3)
 
 
-def _spy(p: Proc, seconds: int, out: Path) -> subprocess.Popen | None:
+def _spy(p: Proc, seconds: int, out: Path, native: bool = False) -> subprocess.Popen | None:
+    """py-spy on one of our processes for the run; `native`: C frames too (the AEAD, the GSO split,
+    the system calls' wrappers), sampled at 500 Hz -- it stops the process for each sample."""
     exe = shutil.which("py-spy") or str(Path(__file__).resolve().parents[1] / ".venv/bin/py-spy")
     if not Path(exe).exists():
         print("  (py-spy not found: no profile)")
         return None
-    return subprocess.Popen([exe, "record", "-p", str(p.p.pid), "-d", str(seconds), "-r", "250", "-f", "raw",
-                             "-o", str(out), "--nonblocking"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    extra = ["--native", "-r", "500"] if native else ["-r", "250", "--nonblocking"]
+    return subprocess.Popen([exe, "record", "-p", str(p.p.pid), "-d", str(seconds), "-f", "raw",
+                             "-o", str(out), *extra], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def summarize(path: Path, top: int = 14) -> str:
@@ -321,7 +324,7 @@ def _measure(lab: Lab, server_kind: str, client_kind: str, proto: str, cipher: s
              reverse: bool = False, profile: Path | None = None, server_buf: int = 0,
              layout: str = "free", server_cpu: int | None = None, cpu_map: bool = False,
              congestion: str = "", wire: bool = False, gso: int | None = None,
-             queue: bool = False, dev: str = "tun") -> tuple[float, float, float, float]:
+             queue: bool = False, dev: str = "tun", native: bool = False) -> tuple[float, float, float, float]:
     """-> (Mbit/s, server CPU us per MB, client CPU us per MB, datagrams dropped per MB); prints the
     receiving namespace's socket drops and the sender's TCP retransmissions (loss, not CPU, is what
     limits a pair with drops). `gso`: our processes' GSO run bound (ours_argv); `queue`: sample the
@@ -348,7 +351,7 @@ def _measure(lab: Lab, server_kind: str, client_kind: str, proto: str, cipher: s
                 for p, kind, side in ((srv, server_kind, "server"), (cli, client_kind, "client")):
                     if kind == "ours":
                         out = profile / f"{tag}-{side}.txt"
-                        sp = _spy(p, seconds, out)
+                        sp = _spy(p, seconds, out, native)
                         if sp is not None:
                             spies.append((side, out, sp))
             rx_ns = lab.cli if reverse else lab.srv
@@ -399,6 +402,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", choices=["client", "server", "server-ovpncli"], default=None)
     ap.add_argument("--reverse", action="store_true", help="server sends, client receives (iperf3 -R)")
     ap.add_argument("--profile", type=Path, default=None, help="record our processes with py-spy into DIR")
+    ap.add_argument("--native", action="store_true",
+                    help="with --profile: py-spy --native at 500 Hz (C frames too; it pauses the process per sample)")
     ap.add_argument("--server-buf", type=int, default=0, metavar="BYTES",
                     help="OpenVPN's server with sndbuf/rcvbuf BYTES (ours always asks for 4 MiB): shows whether "
                          "its default socket buffer is what limits a pair")
@@ -456,7 +461,7 @@ def main(argv: list[str] | None = None) -> int:
                         continue           # OpenVPN⇄OpenVPN is the reference of both pairs
                     v = _measure(lab, server_kind, client_kind, a.proto, a.cipher, a.seconds, a.reverse,
                                  a.profile, a.server_buf, a.layout, server_cpu, a.cpu_map, a.congestion, a.wire,
-                                 gso, a.queue, dev=a.dev)
+                                 gso, a.queue, dev=a.dev, native=a.native)
                     results.setdefault(key, []).append(v)
                     tag = f" gso {gso:>2}" if gso is not None else (" " * 7 if a.ours_gso else "")
                     print(f"  {client_kind:>7} client -> {server_kind:>7} server{tag}: {v[0]:8.1f} Mbit/s   "

@@ -503,6 +503,9 @@ class ChannelTun:
     def queue(self, pkt) -> None:
         self._queued.append(bytes(pkt))
 
+    def queue_many(self, pkts) -> None:
+        self._queued += map(bytes, pkts)
+
     def flush(self) -> int:
         n = len(self._queued)
         self.written += self._queued

@@ -1171,21 +1171,18 @@ class ClientGateway(SignalWakes):
             if self.conn is not c:
                 return
         tun = self.net.tun
-        open_ = c.dp.open
         cnt = self.counters
         cnt.wire_in += sum(map(len, pkts))      # one C loop per batch, not a Python add per packet
         s = c.session
         s.begin_batch()                         # control replies and ACKs wrapped once, below
-        for p in pkts:
-            try:
-                pts = open_(p, now)
-            except Exception as e:  # noqa: BLE001 - our bug on the server's packet: this session ends
-                self._engine_failed(c, e, "the client session")
-                return
-            if pts and tun is not None:
-                for pt in pts:
-                    cnt.bytes_in += len(pt)
-                    tun.queue(pt)
+        try:
+            pts = c.dp.open_batch(pkts, now)    # one call per batch (Session.receive_many)
+        except Exception as e:  # noqa: BLE001 - our bug on the server's packet: this session ends
+            self._engine_failed(c, e, "the client session")
+            return
+        if pts and tun is not None:
+            cnt.bytes_in += sum(map(len, pts))
+            tun.queue_many(pts)
         try:
             if s.end_batch(now):                # the flush receive() used to do (inside the try above)
                 # ACKs the server waits for, before our reading

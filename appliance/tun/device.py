@@ -255,6 +255,17 @@ class TunDevice:
         else:
             self._pending.append(bytes(pkt))
 
+    def queue_many(self, pkts) -> None:
+        """queue() of each packet of a batch (a link batch's plaintexts), without a call each."""
+        if self.gro:
+            if self.local_gro and not len(self._batch):
+                self._refresh_local()
+            add = self._batch.add
+            for p in pkts:
+                add(p)
+        else:
+            self._pending += map(bytes, pkts)
+
     def write_packets(self, packets) -> int:
         """Queue and flush; returns how many packets went in (merged segments count each)."""
         for p in packets:
@@ -279,8 +290,12 @@ class TunDevice:
             stats["gro_bad_checksums"] = self._batch.bad_checksums
             writev = os.writev
             for hdr, pkt, count in self._batch.take():
-                if count == 1:
-                    written += self._write_one(writev, fd, (hdr, pkt))
+                if count == 1:              # most of what a sending client gets back: the ACKs
+                    try:                    # _write_one written out: one call less per packet
+                        writev(fd, (hdr, pkt))
+                        written += 1
+                    except OSError as e:
+                        self._write_failed(e)
                     continue
                 try:
                     writev(fd, (hdr, pkt))
@@ -311,14 +326,18 @@ class TunDevice:
         try:
             write(fd, arg)
             return 1
-        except (BlockingIOError, InterruptedError):
-            self.stats["write_dropped"] += 1
         except OSError as e:
-            if e.errno in (errno.EINVAL, errno.ENOBUFS, errno.EIO, errno.EMSGSIZE):
-                self.stats["write_dropped"] += 1  # e.g. a malformed inner packet
-            else:
-                raise PortGone(f"TUN {self.name}: write failed: {e}") from e
+            self._write_failed(e)
         return 0
+
+    def _write_failed(self, e: OSError) -> None:
+        """A packet the TUN did not take: counted and dropped, or PortGone for a device that is
+        gone -- our resource, not the peer's doing."""
+        if isinstance(e, (BlockingIOError, InterruptedError)) or e.errno in (
+                errno.EINVAL, errno.ENOBUFS, errno.EIO, errno.EMSGSIZE):
+            self.stats["write_dropped"] += 1      # a full queue, or e.g. a malformed inner packet
+        else:
+            raise PortGone(f"TUN {self.name}: write failed: {e}") from e
 
     def close(self) -> None:
         self.owners.close()
