@@ -165,6 +165,24 @@ def ours_argv(cfg: Path, gso: int | None) -> list[str]:
     return [str(Path(OUR_BIN).parent / "python"), "-c", _GSO_PRELUDE, str(gso), OUR_BIN, "run", str(cfg)]
 
 
+@contextlib.contextmanager
+def _tree(root: Path | None):
+    """`--baseline`: our processes started inside import `appliance` from `root` (PYTHONPATH comes
+    before the editable install's finder); None: this checkout, as installed."""
+    if root is None:
+        yield
+        return
+    old = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = str(root)
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("PYTHONPATH", None)
+        else:
+            os.environ["PYTHONPATH"] = old
+
+
 def _start_ours(lab: Lab, ns: Netns, config_text: str, name: str, gso: int | None, pattern: str = "tunnel up") -> Proc:
     if gso is None:
         return lab.ours(ns, config_text, name, pattern=pattern)
@@ -421,6 +439,9 @@ def main(argv: list[str] | None = None) -> int:
                          "(transport/udp.py MAX_GSO_SEGMENTS; 1: one datagram per send); default: as built")
     ap.add_argument("--queue", action="store_true",
                     help="sample the receiving VPN socket's queue every 2 ms (empty, over half, full shares)")
+    ap.add_argument("--baseline", type=Path, default=None, metavar="DIR",
+                    help="measure ours also from another checkout's root (holding appliance/, its native modules "
+                         "built), interleaved: the same program with PYTHONPATH=DIR, for a before/after")
     ap.add_argument("--dev", default="tun", choices=["tun", "tap"],
                     help="the tunnel's device type on both ends: tap measures the layer-2 paths (the tap "
                          "client's frames, the server's switch)")
@@ -450,34 +471,41 @@ def main(argv: list[str] | None = None) -> int:
           + (f" (server side on CPU {server_cpu})" if server_cpu is not None else ""))
     print("  cpu us/MB: CPU time each VPN process spent per MB the receiver got")
     gsos: list[int | None] = a.ours_gso or [None]
+    trees: list[Path | None] = [None] + ([a.baseline.resolve()] if a.baseline else [])
+    if a.baseline and not (a.baseline / "appliance").is_dir():
+        ap.error(f"--baseline {a.baseline}: no appliance/ there")
     with Lab() as lab:
         results: dict[tuple, list[tuple[float, float, float, float]]] = {}
         for rnd in range(a.rounds):
             for _name, ours, ref in pairs:
-                runs = [(ref, None)] + [(ours, g) for g in gsos]
-                for (server_kind, client_kind), gso in runs:
-                    key = (server_kind, client_kind, gso)
+                runs = [(ref, None, None)] + [(ours, g, t) for t in trees for g in gsos]
+                for (server_kind, client_kind), gso, tree in runs:
+                    key = (server_kind, client_kind, gso, tree)
                     if key in results and len(results[key]) > rnd:
                         continue           # OpenVPN⇄OpenVPN is the reference of both pairs
-                    v = _measure(lab, server_kind, client_kind, a.proto, a.cipher, a.seconds, a.reverse,
-                                 a.profile, a.server_buf, a.layout, server_cpu, a.cpu_map, a.congestion, a.wire,
-                                 gso, a.queue, dev=a.dev, native=a.native)
+                    with _tree(tree):
+                        v = _measure(lab, server_kind, client_kind, a.proto, a.cipher, a.seconds, a.reverse,
+                                     a.profile, a.server_buf, a.layout, server_cpu, a.cpu_map, a.congestion, a.wire,
+                                     gso, a.queue, dev=a.dev, native=a.native)
                     results.setdefault(key, []).append(v)
                     tag = f" gso {gso:>2}" if gso is not None else (" " * 7 if a.ours_gso else "")
+                    tag += " base" if tree is not None else ("     " if a.baseline else "")
                     print(f"  {client_kind:>7} client -> {server_kind:>7} server{tag}: {v[0]:8.1f} Mbit/s   "
                           f"cpu us/MB: server {v[1]:6.0f}, client {v[2]:6.0f}   dropped/MB {v[3]:5.0f}", flush=True)
         print(f"\nload average now {os.getloadavg()[0]:.1f}")
         for name, ours, ref in pairs:
-            r = results[(ref[0], ref[1], None)]
+            r = results[(ref[0], ref[1], None, None)]
             rm = statistics.median(x[0] for x in r)
-            for gso in gsos:
-                o = results[(ours[0], ours[1], gso)]
+            for gso, tree in [(g, t) for t in trees for g in gsos]:
+                o = results[(ours[0], ours[1], gso, tree)]
                 om = statistics.median(x[0] for x in o)
                 what = {"client": "our client  vs OpenVPN client (OpenVPN server)",
                         "server": "our client+server vs OpenVPN client+server",
                         "server-ovpncli": "our server  vs OpenVPN server (OpenVPN client)"}[name]
                 if gso is not None:
                     what += f", ours with GSO runs of at most {gso}"
+                if tree is not None:
+                    what += f", ours from {tree}"
                 print(f"{what}: {om:8.1f} vs {rm:8.1f} Mbit/s  ratio {om / rm if rm else float('nan'):.2f}")
                 for i, side in ((2, "client"), (1, "server")):
                     if (name, side) in (("client", "server"), ("server-ovpncli", "client")):
