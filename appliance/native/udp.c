@@ -450,7 +450,91 @@ fail:
     return NULL;
 }
 
+/* One datagram's length and first byte: bytes directly, anything else through its buffer. */
+static int peek(PyObject *o, Py_ssize_t *len, int *first)
+{
+    if (PyBytes_CheckExact(o)) {
+        *len = PyBytes_GET_SIZE(o);
+        *first = *len ? (unsigned char)PyBytes_AS_STRING(o)[0] : -1;
+        return 0;
+    }
+    Py_buffer b;
+    if (PyObject_GetBuffer(o, &b, PyBUF_SIMPLE) < 0)
+        return -1;
+    *len = b.len;
+    *first = b.len ? ((unsigned char *)b.buf)[0] : -1;
+    PyBuffer_Release(&b);
+    return 0;
+}
+
+static int is_data(int first)        /* P_DATA_V1 (6) or P_DATA_V2 (9): udp.py's _DATA_FIRST */
+{
+    return first >= 0 && ((first >> 3) == 6 || (first >> 3) == 9);
+}
+
+PyDoc_STRVAR(gso_runs_doc,
+"gso_runs(datagrams, max_segments, max_bytes) -> list[(start, end, size)]\n\n"
+"transport/udp.py py_runs compiled: the GSO runs of a batch to send (data packets of equal size,\n"
+"the last one of a run may be shorter, at most max_segments datagrams and max_bytes bytes; any\n"
+"other datagram, or an empty one, alone).");
+
+/* Why: the cut ran a Python loop over every datagram a client sends (~700 a MB), ~0.1 us each.
+ * Nothing here reads past a datagram's first byte; the sequence is copied into a tuple first, so
+ * no buffer export can change what is walked. */
+static PyObject *gso_runs(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)self;
+    if (nargs != 3) {
+        PyErr_Format(PyExc_TypeError, "gso_runs() takes 3 arguments (%zd given)", nargs);
+        return NULL;
+    }
+    Py_ssize_t max_segs = PyLong_AsSsize_t(args[1]);
+    if (max_segs == -1 && PyErr_Occurred())
+        return NULL;
+    Py_ssize_t max_bytes = PyLong_AsSsize_t(args[2]);
+    if (max_bytes == -1 && PyErr_Occurred())
+        return NULL;
+    PyObject *seq = PySequence_Tuple(args[0]);
+    if (seq == NULL)
+        return NULL;
+    PyObject *out = PyList_New(0);
+    Py_ssize_t n = PyTuple_GET_SIZE(seq), i = 0;
+    while (out != NULL && i < n) {
+        Py_ssize_t size, ln, j = i + 1;
+        int first, f;
+        if (peek(PyTuple_GET_ITEM(seq, i), &size, &first) < 0)
+            goto fail;
+        if (size && is_data(first)) {
+            Py_ssize_t total = size;
+            while (j < n && j - i < max_segs) {
+                if (peek(PyTuple_GET_ITEM(seq, j), &ln, &f) < 0)
+                    goto fail;
+                if (ln > size || ln == 0 || !is_data(f) || total + ln > max_bytes)
+                    break;
+                total += ln;
+                j++;
+                if (ln < size)
+                    break;
+            }
+        }
+        PyObject *run = Py_BuildValue("(nnn)", i, j, size);
+        if (run == NULL || PyList_Append(out, run) < 0) {
+            Py_XDECREF(run);
+            goto fail;
+        }
+        Py_DECREF(run);
+        i = j;
+    }
+    Py_DECREF(seq);
+    return out;
+fail:
+    Py_DECREF(seq);
+    Py_XDECREF(out);
+    return NULL;
+}
+
 static PyMethodDef methods[] = {
+    {"gso_runs", (PyCFunction)(void (*)(void))gso_runs, METH_FASTCALL, gso_runs_doc},
     {"recv_many", (PyCFunction)(void (*)(void))recv_many, METH_FASTCALL, recv_many_doc},
     {"recv_from_many", (PyCFunction)(void (*)(void))recv_from_many, METH_FASTCALL, recv_from_many_doc},
     {NULL, NULL, 0, NULL},

@@ -87,6 +87,15 @@ _DATA_FIRST = bytes(1 if b >> 3 in (6, 9) else 0 for b in range(256))
 
 
 def _runs(datagrams: list):
+    """(start, end, size) of each GSO run of `datagrams` (py_runs; compiled: `_udp.gso_runs`,
+    one C loop instead of a Python step per datagram a client sends). The bounds are read at
+    each call (lab.bench_tunnel --ours-gso sets MAX_GSO_SEGMENTS in a running program)."""
+    if _udp is not None:
+        return _udp.gso_runs(datagrams, MAX_GSO_SEGMENTS, MAX_GSO_BYTES)
+    return py_runs(datagrams)
+
+
+def py_runs(datagrams: list):
     """(start, end, size) of each GSO run of `datagrams`: the one cut of both send_batch paths
     (equal sizes, the last one may be shorter, bounded count and bytes; an empty datagram alone).
 

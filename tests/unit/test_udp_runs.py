@@ -4,9 +4,12 @@ ends before it. Why: a GSO send is one skb for the sending host's firewall, judg
 datagram (tests/interop/test_control_alone_on_the_wire.py). Data runs keep the old bounds."""
 from __future__ import annotations
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from appliance import native
+from appliance.transport import udp
 from appliance.transport.udp import MAX_GSO_BYTES, MAX_GSO_SEGMENTS, _runs
 
 DATA_FIRST = [0x30, 0x31, 0x48, 0x4F]          # P_DATA_V1 key 0/1, P_DATA_V2 key 0/7
@@ -54,3 +57,45 @@ def test_a_control_packet_amid_data_splits_the_run_around_it():
     assert list(_runs([data] * 5 + [ctl] + [data] * 3 + [ack, ack])) == [
         (0, 5, 1000), (5, 6, 1000), (6, 9, 1000), (9, 10, 31), (10, 11, 31)]
     assert list(_runs([ctl, data, data])) == [(0, 1, 1000), (1, 3, 1000)]
+
+
+_udp = native.load("_udp")
+
+
+@pytest.mark.skipif(_udp is None, reason="the compiled _udp is not built")
+@settings(max_examples=300, deadline=None)
+@given(st.lists(datagram, max_size=150), st.integers(0, 70), st.sampled_from([0, 1, 999, 1400, 4000, 65000]),
+       st.sampled_from(["bytes", "bytearray", "view"]))
+def test_the_compiled_cut_is_the_python_one(datagrams, max_segments, max_bytes, kind):
+    """`_udp.gso_runs` (what _runs calls when built) against `py_runs`, for any bounds (the bench
+    sets MAX_GSO_SEGMENTS) and any buffer type; the Python twin read with the same bounds."""
+    wrap = {"bytes": bytes, "bytearray": bytearray, "view": lambda d: memoryview(bytearray(d))}[kind]
+    items = [wrap(d) for d in datagrams]
+    with _bounds(max_segments, max_bytes):
+        assert _udp.gso_runs(items, max_segments, max_bytes) == list(udp.py_runs(datagrams))
+    assert _udp.gso_runs(tuple(items), 64, 65000) == list(udp.py_runs(datagrams))
+
+
+@pytest.mark.skipif(_udp is None, reason="the compiled _udp is not built")
+def test_the_compiled_cut_refuses_what_is_not_a_list_of_buffers():
+    for bad in ([b"\x48", "text"], [b"\x48" * 10, b"\x48" * 10, 5], None, 3):
+        with pytest.raises(TypeError):
+            _udp.gso_runs(bad, 64, 65000)
+    with pytest.raises(TypeError):
+        _udp.gso_runs([b"\x48"], 64)
+    with pytest.raises(OverflowError):
+        _udp.gso_runs([b"\x48"], 1 << 80, 65000)
+    assert _udp.gso_runs([], 64, 65000) == []
+
+
+class _bounds:
+    """udp.MAX_GSO_SEGMENTS / MAX_GSO_BYTES set for py_runs, restored after."""
+
+    def __init__(self, segs: int, nbytes: int) -> None:
+        self.new, self.old = (segs, nbytes), (udp.MAX_GSO_SEGMENTS, udp.MAX_GSO_BYTES)
+
+    def __enter__(self) -> None:
+        udp.MAX_GSO_SEGMENTS, udp.MAX_GSO_BYTES = self.new
+
+    def __exit__(self, *exc) -> None:
+        udp.MAX_GSO_SEGMENTS, udp.MAX_GSO_BYTES = self.old
