@@ -15,6 +15,10 @@ it is printed beside the rate (`cpu us/MB` for the server and client processes).
 records each of our processes with py-spy during its run (collapsed stacks in DIR, and the top
 functions by own time printed): where the remaining time goes.
 
+`--baseline DIR` measures ours a second time per round from another checkout's root (PYTHONPATH=DIR,
+its native modules built or copied), interleaved with this tree's: a before/after on the same load.
+`--native` (with --profile) samples C frames too (py-spy --native, 500 Hz).
+
 `--dev tap` runs the same pairs at layer 2 (README "Client with dev tap", "The layer-2 server"):
 both ends' configs say `dev tap` (the server's `server` line then pushes route-gateway and
 ifconfig), so the frames go through the tap client's path and the server's switch (SwitchDataPath)
@@ -448,6 +452,8 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     if a.ours_gso and not all(1 <= g <= 64 for g in a.ours_gso):
         ap.error("--ours-gso: each value 1..64 (the kernel takes at most 64 segments a send)")
+    if a.baseline and not (a.baseline / "appliance").is_dir():
+        ap.error(f"--baseline {a.baseline}: no appliance/ there")
     server_cpu = None
     if a.layout != "free":
         cpus = os.sched_getaffinity(0)
@@ -472,8 +478,6 @@ def main(argv: list[str] | None = None) -> int:
     print("  cpu us/MB: CPU time each VPN process spent per MB the receiver got")
     gsos: list[int | None] = a.ours_gso or [None]
     trees: list[Path | None] = [None] + ([a.baseline.resolve()] if a.baseline else [])
-    if a.baseline and not (a.baseline / "appliance").is_dir():
-        ap.error(f"--baseline {a.baseline}: no appliance/ there")
     with Lab() as lab:
         results: dict[tuple, list[tuple[float, float, float, float]]] = {}
         for rnd in range(a.rounds):

@@ -96,3 +96,21 @@ def test_ours_gso_takes_only_what_one_send_can_carry(capsys):
     with pytest.raises(SystemExit) as e:
         bench_tunnel.main(["--ours-gso", "64,0"])
     assert e.value.code == 2 and "each value 1..64" in capsys.readouterr().err
+
+
+def test_a_baseline_tree_is_imported_by_ours_only_inside_its_runs(tmp_path, monkeypatch, capsys):
+    """--baseline: our processes started inside _tree(DIR) get PYTHONPATH=DIR (before the editable
+    install), and the environment is as it was afterwards; a DIR without appliance/ is refused."""
+    monkeypatch.setenv("PYTHONPATH", "/elsewhere")
+    with bench_tunnel._tree(tmp_path):
+        assert bench_tunnel.os.environ["PYTHONPATH"] == str(tmp_path)
+    assert bench_tunnel.os.environ["PYTHONPATH"] == "/elsewhere"
+    monkeypatch.delenv("PYTHONPATH")
+    with bench_tunnel._tree(None):
+        assert "PYTHONPATH" not in bench_tunnel.os.environ
+    with bench_tunnel._tree(tmp_path):
+        pass
+    assert "PYTHONPATH" not in bench_tunnel.os.environ
+    with pytest.raises(SystemExit) as e:
+        bench_tunnel.main(["--baseline", str(tmp_path)])
+    assert e.value.code == 2 and "no appliance/ there" in capsys.readouterr().err
