@@ -19,7 +19,7 @@ import random
 import signal
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Callable, Protocol
 
 from ..openvpn import ciphers
 from ..openvpn import events as ev
@@ -163,6 +163,8 @@ class ClientGateway(SignalWakes):
         # connect-retry-max N: the run ends once each remote was tried N times in vain.
         self.unsuccessful = 0
         self.conn: Connection | None = None
+        # The current link's handlers for the pump (_link_handlers): (link, read, write).
+        self._handlers: tuple | None = None
         self.dhcp_router: str | None = None      # route-gateway dhcp: the last DHCPACK's router (a tap client)
         self._dhcp_router_said = float("-inf")
         self._takeover: TakeOver | None = None       # p2p tls-server: a new session beside the live one
@@ -637,7 +639,7 @@ class ClientGateway(SignalWakes):
         rule = mss_rule(self.opts, remote.proto == "tcp", ":" in addr[0])
         self.conn = c = Connection(remote, addr, link, s, ClientDataPath(s, rule, tap=self.opts.dev_type == "tap"))
         self.updown.new_connection()            # its own environment set (tls-verify's afresh)
-        self.pump.watch(link, self._on_link_read, self._on_link_write)
+        self.pump.watch(link, *self._link_handlers(link))
         # With a proxy, the poll covers the proxy's answer too (OpenVPN 2.6 reads it within
         # get_server_poll_remaining_time).
         self.pump.timers.arm("poll", now + poll, self._on_poll_timeout)
@@ -645,7 +647,7 @@ class ClientGateway(SignalWakes):
         self._arm_session(self.opts.session_timeout)    # and session-timeout's (init.c do_init_timers)
         if isinstance(link, TcpLink) and link.t.connecting:
             c.connecting = True          # the session starts once the connect completes
-            self.pump.want_write(link, True, self._on_link_read, self._on_link_write)
+            self.pump.want_write(link, True, *self._link_handlers(link))
             return
         self._connected(c, now)
 
@@ -689,7 +691,7 @@ class ClientGateway(SignalWakes):
         self.conn = c = Connection(remote, allowed or local, link, s, ClientDataPath(s, rule))
         self.updown.new_connection()            # as a dialled connection: its own environment set
         self._takeover = TakeOver(make, rule, configs().make_wrapper())
-        self.pump.watch(link, self._on_link_read, self._on_link_write)
+        self.pump.watch(link, *self._link_handlers(link))
         self._arm_inactive(o.inactive)
         self._arm_session(o.session_timeout)
         log.info("point-to-point tls-server: waiting for %s on %s (udp)",
@@ -738,7 +740,7 @@ class ClientGateway(SignalWakes):
             remote = o.remotes[0] if o.remotes else Remote("", addr[1], "tcp")
             self.conn = c = Connection(remote, addr[:2], TcpLink(t), s, ClientDataPath(s, mss_rule(o, True, six)))
             self.updown.new_connection()
-            self.pump.watch(c.link, self._on_link_read, self._on_link_write)
+            self.pump.watch(c.link, *self._link_handlers(c.link))
             self._arm_inactive(o.inactive)
             self._arm_session(o.session_timeout)
             log.info("point-to-point tls-server: peer %s (tcp)", fmt_addr(c.addr))
@@ -874,7 +876,7 @@ class ClientGateway(SignalWakes):
             self._proxy_failed(c, f"sending to the proxy failed: {e}")
             return
         if c.link.wants_write:
-            self.pump.want_write(c.link, True, self._on_link_read, self._on_link_write)
+            self.pump.want_write(c.link, True, *self._link_handlers(c.link))
 
     def _on_proxy_read(self, c: Connection) -> None:
         """The proxy's answer, as it comes (a byte at a time, or with the server's first bytes
@@ -891,7 +893,7 @@ class ClientGateway(SignalWakes):
                 out, c.proxy.out = bytes(c.proxy.out), bytearray()
                 c.link.t.send(out, keep=True)      # SOCKS: the credentials, then the CONNECT
                 if c.link.wants_write:
-                    self.pump.want_write(c.link, True, self._on_link_read, self._on_link_write)
+                    self.pump.want_write(c.link, True, *self._link_handlers(c.link))
         except (ConnectionError, OSError) as e:
             self._proxy_failed(c, f"{e} before its answer ended")
             return
@@ -1148,6 +1150,37 @@ class ClientGateway(SignalWakes):
             self.username, self.password, self._creds_given = "", "", False
 
     # ---------------------------------------------------------------- packets
+    def _link_handlers(self, link) -> tuple[Callable[[], None], Callable[[], None]]:
+        """The read and write handlers the pump calls for `link`: the connection's own while it
+        is the current one's link. Why bound to the link: a link our bug left watched when its
+        connection ended (a fault on the way out, before its close) stayed readable -- the
+        server's close, its last bytes -- and the handler read the *current* connection
+        instead: the level-triggered loop woke for it at once, for ever (100% CPU; found by
+        lab/reliability/fault_sweep.py). Such a link is now closed at its first wake-up."""
+        cached = self._handlers
+        if cached is not None and cached[0] is link:
+            return cached[1], cached[2]
+
+        def read() -> None:
+            if self.conn is not None and self.conn.link is link:
+                self._on_link_read()
+            else:
+                self._stale_link(link)
+
+        def write() -> None:
+            if self.conn is not None and self.conn.link is link:
+                self._on_link_write()
+            else:
+                self._stale_link(link)
+        self._handlers = (link, read, write)
+        return read, write
+
+    def _stale_link(self, link) -> None:
+        """A finished connection's socket, still watched (see _link_handlers): closed now, counted."""
+        self.faults.count("internal error: a finished connection's socket closed late")
+        self.pump.unwatch(link)
+        link.close()
+
     def _on_link_read(self) -> None:
         c = self.conn
         if c is None:
@@ -1204,7 +1237,7 @@ class ClientGateway(SignalWakes):
             return
         if c.connecting:
             c.connecting = False
-            self.pump.want_write(c.link, False, self._on_link_read, self._on_link_write)
+            self.pump.want_write(c.link, False, *self._link_handlers(c.link))
             assert isinstance(c.link, TcpLink)
             err = c.link.t.connect_error()
             if err:
@@ -1216,7 +1249,7 @@ class ClientGateway(SignalWakes):
             return
         try:
             if c.link.flush():
-                self.pump.want_write(c.link, False, self._on_link_read, self._on_link_write)
+                self.pump.want_write(c.link, False, *self._link_handlers(c.link))
         except (ConnectionError, OSError) as e:
             self._lost(c, str(e))
 
@@ -1273,7 +1306,7 @@ class ClientGateway(SignalWakes):
             self._lost(c, str(e))
             return None
         if c.link.wants_write:
-            self.pump.want_write(c.link, True, self._on_link_read, self._on_link_write)
+            self.pump.want_write(c.link, True, *self._link_handlers(c.link))
         return None
 
     def _link_failed_after_reading(self, c: Connection, why: str) -> None:
@@ -1685,7 +1718,7 @@ class ClientGateway(SignalWakes):
             tun.flush()
         c = self.conn
         if c is not None and c.link.wants_write:
-            self.pump.want_write(c.link, True, self._on_link_read, self._on_link_write)
+            self.pump.want_write(c.link, True, *self._link_handlers(c.link))
 
     def _log_drops(self, final: bool = False) -> None:
         extra: dict[str, int] = {}

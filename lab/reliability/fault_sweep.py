@@ -25,8 +25,9 @@ Outcomes: `ok-ended` (the victim's session was ended and it reconnected), `ok-su
 session went on, or the attempt it was making went on; the fault was counted as an internal
 error, or dropped as a bad packet), `not-hit` (no call for the
 victim after the trigger), and the failures `FATAL` (a gateway ended, or the loop raised),
-`COLLATERAL` (client1 lost its tunnel), `WEDGED` (the victim never pinged again), `LEAK` (the
-server kept something of a gone session), `SILENT` (nothing counted or logged).
+`COLLATERAL` (client1 lost its tunnel), `WEDGED` (the victim never pinged again), `SPIN` (a
+gateway's loop stays busy with nothing to do: 100% CPU on a host), `LEAK` (the server kept
+something of a gone session), `SILENT` (nothing counted or logged).
 
     python -m lab.reliability.fault_sweep [--proto udp|tcp|both] [--phase NAME ...]
         [--exc runtime|value|key|index|struct] [--limit N] [--seed S] [--match TEXT] [--repeat N]
@@ -188,6 +189,27 @@ def served(w, i: int, max_time: float = 60.0) -> bool:
             return False
         w.run_for(min(10.0, end - w.clock.t))
     return False
+
+
+def spinning(w, seconds: float = 3.0, max_steps: int = 3000) -> str:
+    """Which pumps stay busy ('' when the world goes quiet): the fake clock moves only when no
+    pump had work, so a loop that never goes idle -- a level-triggered port whose handler does
+    not take its input -- keeps it still. On a real host that is 100% CPU."""
+    end = w.clock.t + seconds
+    counts = [0] * len(w.pumps())
+    for _ in range(max_steps):
+        if w.clock.t >= end:
+            return ""
+        busy = False
+        for k, p in enumerate(w.pumps()):
+            if p.step(block=False):
+                counts[k] += 1
+                busy = True
+        if not busy:
+            dls = [d for d in (p.timers.next_deadline() for p in w.pumps()) if d is not None]
+            w.clock.t = max(w.clock.t, min([end, *dls]))
+    names = ["server"] + [f"clients[{k}]" for k in range(len(counts) - 1)]     # the sweep's victim: clients[1]
+    return "busy for ever: " + ", ".join(f"{n} {c} of {max_steps} wake-ups" for n, c in zip(names, counts) if c)
 
 
 # ---------------------------------------------------------------------------------- attribution
@@ -553,6 +575,10 @@ def _inject(st: Stage, code, phase: str, make_exc, repeat: int) -> Outcome:
         return out
     if not served(w, 1, max_time=150):
         out.verdict, out.detail = "WEDGED", "the victim does not ping within 150 s"
+        return out
+    busy = spinning(w)
+    if busy:
+        out.verdict, out.detail = "SPIN", busy
         return out
     w.run_for(1)
     books = server_books(st)
