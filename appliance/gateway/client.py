@@ -150,6 +150,8 @@ class ClientGateway(SignalWakes):
         self.signals = signals
         self.faults = Faults(DROP_LOG_EVERY)
         self.pump = Pump(clock, waiter, self.faults)
+        # Our bug in the next attempt's very first line must not end the attempts (loop.py TimerHeap.retry).
+        self.pump.timers.retry["reconnect"] = FAULT_RETRY
         self.pump.after_wake = self._after_wake
         self.remotes = list(opts.remotes)
         if opts.remote_random:
@@ -1459,6 +1461,10 @@ class ClientGateway(SignalWakes):
             log.info("server pushed: %s", Lazy(push_summary, e.pushed, self.opts.dev_type == "tap"))
             log_unrecognized(e.pushed)
             log_malformed(e.pushed)
+            if bad := len(getattr(e.pushed, "malformed", None) or ()):
+                # Counted too (the final counters, the management's view): a server pushing bad
+                # values, or our bug reading one (a ValueError in the parsing reads the same).
+                self.faults.count("pushed options with a bad value (left out)", bad)
         # The profile's route-ipv6, route-metric, block-ipv6 and dns with the pushed ones, as
         # OpenVPN 2.6 (openvpn/profile_push.py): the tunnel and the services see both as one.
         pushed = with_profile(self.opts, e.pushed)

@@ -25,6 +25,30 @@ class _SharedLeases:
             del self.shared[ip]
         return True
 
+    leased: set[str]
+
+    def release(self, ip: str | None) -> None:
+        raise NotImplementedError
+
+    def reconcile(self, held: dict[str, int]) -> int:
+        """Make the books say what the live sessions hold (`held`: address -> how many records
+        hold it as their lease): an address no session holds is released, a shared count above
+        its holders lowered. After our bug in a release (ServerDispatcher.reconcile); returns
+        how many addresses were corrected."""
+        fixed = 0
+        for ip in [ip for ip in self.leased if ip not in held]:
+            self.shared.pop(ip, None)
+            self.release(ip)
+            fixed += 1
+        for ip, n in held.items():
+            if ip in self.leased and self.shared.get(ip, 0) > n - 1:
+                if n > 1:
+                    self.shared[ip] = n - 1
+                else:
+                    self.shared.pop(ip, None)
+                fixed += 1
+        return fixed
+
 
 def server_pool_range(net: ipaddress.IPv4Network, topology: str) -> tuple[str, str]:
     """`server NET MASK`'s pool, as 2.6's helper.c lays it out: NET+2 to the last-but-one address

@@ -52,5 +52,25 @@ class PeerIds:
         if self.holders.pop(pid, None) is not None:
             heapq.heappush(self._freed, pid)
 
+    def reconcile(self, held: dict[int, int]) -> int:
+        """Make the books say what the live sessions hold (`held`: peer-id -> how many records
+        hold it): a number nobody holds is free again, a count is corrected. After our bug in a
+        release (ServerDispatcher.reconcile); returns how many numbers were corrected."""
+        fixed = 0
+        for pid, n in list(self.holders.items()):
+            want = held.get(pid, 0)
+            if want == 0:
+                del self.holders[pid]
+                heapq.heappush(self._freed, pid)
+                fixed += 1
+            elif n != want:
+                self.holders[pid] = want
+                fixed += 1
+        for pid, n in held.items():
+            if pid not in self.holders:          # a live session's number, never to be handed out twice
+                self.holders[pid] = n
+                fixed += 1
+        return fixed
+
     def __len__(self) -> int:
         return len(self.holders)

@@ -91,6 +91,9 @@ class ServerDispatcher(ClientPush):
         self.peer_ids = PeerIds()                          # the numbers in use (peerids.py)
         # TCP: the peer-id each connection took when accepted (accepted()), until its session is made.
         self.stream_peer_ids: dict[object, int] = {}
+        # Our bug while giving back what a session held (a pool's or the peer-ids' release):
+        # the books may hold what no session does, until reconcile() (the gateway's 5 s timer).
+        self.suspect = False
         self.by_vaddr: dict[str, ClientRecord] = {}
         self.by_vaddr4: dict[bytes, ClientRecord] = {}    # by_vaddr's IPv4 part, keyed as in headers
         self.iroutes = IrouteTable()
@@ -685,6 +688,7 @@ class ServerDispatcher(ClientPush):
             # whatever was taken for it is given back here, or its peer-id (and, once the record
             # was filed, its address and tables) stayed held by nobody for the server's life.
             rec = self._creating
+            self.suspect = True                 # whatever the undoing below misses, reconcile() finds
             if rec is None:
                 self.peer_ids.release(pid)
             else:
@@ -936,10 +940,17 @@ class ServerDispatcher(ClientPush):
         for v in (rec.vaddr, rec.vaddr6):
             if v and self.by_vaddr.get(v) is rec:
                 del self.by_vaddr[v]
-        for step in self._forget_steps(rec):
+        try:
+            steps = self._forget_steps(rec)
+        except Exception as e:  # noqa: BLE001 - our bug before any step: reconcile() gives back what it can
+            self.suspect = True
+            self._internal_errors.append((rec, e))
+            return
+        for step in steps:
             try:
                 step()
             except Exception as e:  # noqa: BLE001 - our bug in one step; the others still give back theirs
+                self.suspect = True
                 self._internal_errors.append((rec, e))
 
     def _forget_steps(self, rec: ClientRecord) -> list:
@@ -1050,11 +1061,42 @@ class ServerDispatcher(ClientPush):
         self.closed_streams.discard(addr)
         pid = self.stream_peer_ids.pop(addr, None)
         if pid is not None:
-            self.peer_ids.release(pid)
+            try:
+                self.peer_ids.release(pid)
+            except Exception:
+                self.suspect = True             # our bug: reconcile() gives the number back
+                raise
         rec = self.by_addr.get(addr)
         if rec is not None:
             self._drop(rec, "connection closed")
             self.closed_streams.discard(addr)
+
+    def reconcile(self) -> tuple[int, int]:
+        """After our bug while giving back what a session held (`suspect`): the peer-ids and pool
+        addresses recomputed from the live records, the one source of truth -- what none of
+        them holds is free again. Why not more guards: the fault was inside the release of that
+        very resource, and only a look at who holds what can tell what it left. Not on the data
+        path: the gateway calls it from its 5 s timer, and only when `suspect`. Returns
+        (peer-ids, addresses) corrected."""
+        self.suspect = False
+        live = {id(r): r for r in (*self.by_addr.values(), *self.pending.values(), *self.heirs.values())}
+        pids: dict[int, int] = {}
+        for r in live.values():
+            pids[r.peer_id] = pids.get(r.peer_id, 0) + 1
+        for pid in self.stream_peer_ids.values():
+            pids[pid] = pids.get(pid, 0) + 1
+        fixed_pids = self.peer_ids.reconcile(pids)
+        fixed_addrs = 0
+        for pool, attr in ((self.st.pool, "pool_lease"), (self.st.pool6, "pool6_lease")):
+            if pool is None:
+                continue
+            held: dict[str, int] = {}
+            for r in live.values():
+                ip = getattr(r, attr)
+                if ip:
+                    held[ip] = held.get(ip, 0) + 1
+            fixed_addrs += pool.reconcile(held)
+        return fixed_pids, fixed_addrs
 
     def record(self, addr) -> ClientRecord | None:
         """The client record at this address (UDP) or connection (TCP), if any."""
