@@ -98,3 +98,36 @@ def test_a_bug_while_our_client_takes_the_push_ends_that_session(pki, targets, p
     o = _inject(pki, targets, proto, name)
     assert o.verdict == "ok-ended", (o.verdict, o.detail)
     assert "client: internal error" in o.detail
+
+
+@pytest.mark.parametrize(("proto", "name"), [
+    # A bug in the status books' stream_gone skipped the rest of closing the connection: its
+    # socket stayed open and watched, the client talked to a server that no longer read it.
+    ("tcp", "appliance.gateway.ops:Operations.stream_gone"),
+    # A bug on the very first line of the next attempt's timer: no attempt ever came again.
+    ("udp", "appliance.gateway.client:ClientGateway._connect_guarded"),
+    ("tcp", "appliance.gateway.client:ClientGateway._connect_guarded"),
+    # The old link left watched after a bug on the way out of its connection: the client's loop
+    # woke for its readable socket at once, for ever (100% CPU), never reading it.
+    ("tcp", "appliance.gateway.loop:Pump.unwatch"),
+])
+def test_a_bug_while_a_connection_ends_or_the_next_begins_neither_wedges_nor_spins(pki, targets, proto, name):
+    o = _inject(pki, targets, proto, name)
+    assert o.verdict in ("ok-ended", "ok-survived"), (o.verdict, o.detail)
+
+
+@pytest.mark.parametrize("name", ["appliance.openvpn.addresspool:AddressPool.release",
+                                  "appliance.openvpn.peerids:PeerIds.release",
+                                  "appliance.openvpn.server:ServerDispatcher._forget_steps"])
+def test_what_a_bug_in_a_release_left_is_given_back(pki, targets, name):
+    """Inside the release of the very resource nothing but a look at who holds what can give
+    it back: the server's 5 s timer does (ServerDispatcher.reconcile), counted and logged."""
+    o = _inject(pki, targets, "udp", name)
+    assert o.verdict in ("ok-ended", "ok-survived"), (o.verdict, o.detail)
+    assert "server: internal error: held by no session, given back" in o.detail, o.detail
+
+
+def test_a_pushed_option_our_parser_fails_on_is_counted(pki, targets):
+    o = _inject(pki, targets, "udp", "appliance.openvpn.keymethod:_take_option", "value")
+    assert o.verdict.startswith("ok"), (o.verdict, o.detail)
+    assert "client: pushed options with a bad value (left out)" in o.detail, o.detail
