@@ -389,7 +389,7 @@ class SwitchDataPath:
                 s.not_traffic += len(p) + s.framing
                 continue
             if p[0] & 1:                                   # broadcast / multicast
-                if self.c2c and self.bcast.allow(rec, now):
+                if self.c2c and self.bcast.allow(rec, now, len(self.d.by_addr) - 1):   # (every other client: a bound)
                     for other in self._others(rec, vid):
                         share(shares, other, p)
                 put(p)

@@ -204,8 +204,8 @@ def _bcast_buffers(p: ParseState, d: str, a: list[str], inline: str | None) -> N
     p.int_arg(d, a[0], 1)                               # 2.6: "--bcast-buffers parameter must be > 0"
 
 
-reg.noop("bcast-buffers", "no broadcast queue: a tun server forwards no broadcasts between clients (a count of at "
-         "least 1 taken, as OpenVPN 2.6)", check=_bcast_buffers, nargs=(1, 1))
+reg.noop("bcast-buffers", "no broadcast queue: a multicast's or broadcast's copies are sealed at once, their rate "
+         "held per sending client (a count of at least 1 taken, as OpenVPN 2.6)", check=_bcast_buffers, nargs=(1, 1))
 
 
 def check_client_hash_size(p: ParseState) -> None:
