@@ -172,6 +172,7 @@ class _Recheck:
     fresh: object                           # the new config's session settings
     path: str
     todo: deque
+    found: list = field(default_factory=list)   # the clients it found connected (the line's "kept")
     dropped: int = 0
 
 
@@ -789,7 +790,7 @@ class Operations:
         gw.read_crl_in_background(st)
         self._recheck_gen += 1
         run = _Recheck(self._recheck_gen, tls, peer_rechecker(tls), d.tls_context(), st.session_config(0),
-                       new.path, deque(list(d.clients) + list(d.pending.values())))
+                       new.path, deque(list(d.clients) + list(d.pending.values())), list(d.clients))
         gw.pump.timers.cancel("reload-recheck")     # an earlier reload's pass: this one checks everyone
         fresh, now = run.fresh, gw.clock()
         for rec in run.todo:                # what costs nothing, for every client at once
@@ -873,8 +874,10 @@ class Operations:
         if todo:
             gw.pump.timers.arm("reload-recheck", now, lambda: self._recheck(run))
             return
+        # Kept: those it found and still here -- not the clients that came during the pass
+        # (under the new config from the start).
         log.warning("reload: config %s re-read; %d clients kept, %d revoked ones disconnected",
-                    run.path, len(d.clients), run.dropped)
+                    run.path, sum(1 for r in run.found if r.alive), run.dropped)
 
     def _check_kept_v2_keys(self, old, new) -> None:
         """A reload that adds or changes tls-crypt-v2-verify: the command runs on a client's key

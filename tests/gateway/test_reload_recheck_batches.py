@@ -66,3 +66,33 @@ def test_a_reload_during_another_s_pass_takes_over_and_checks_everyone_under_the
     assert _cns(gw) == ["client0", "client1", "client2"]
     assert caplog.text.count("revoked ones disconnected") == 1, "the first reload's pass went on"
     assert "3 clients kept, 1 revoked ones disconnected" in caplog.text
+
+
+def test_the_reload_line_counts_the_clients_it_kept_not_those_that_came_during_its_pass(opki, tmp_path,  # noqa: F811
+                                                                                         monkeypatch, caplog):
+    """A client that connects while the pass goes on (at 1,000 clients it spans ~16 wake-ups of
+    the loop) started under the new config: it was not kept by the reload, and the line said so
+    wrongly ("4 clients kept" for the 3 it found)."""
+    caplog.set_level("INFO")
+    ca = opki["ca_pair"]
+    crl = tmp_path / "crl.pem"
+    crl.write_bytes(make_crl(ca[0], ca[1], []))
+    w = World()
+    gw, holder = w.add_reloadable_server(server_conf(opki, extra=f"crl-verify {crl}\n"))
+    for i in range(3):
+        w.add_client(client_conf(opki, f"client{i}"))
+    assert w.run(lambda: all(_up(w, i) for i in range(3)), max_time=30)
+    monkeypatch.setattr(ops_mod, "RELOAD_CHECK_BATCH", 1, raising=False)
+    timers = gw.pump.timers
+    real_arm = timers.arm
+
+    def slow_pass(key, when, fn):           # the pass's wake-ups spaced out (a loaded loop)
+        real_arm(key, when + 2.0 if key == "reload-recheck" and when is not None else when, fn)
+    monkeypatch.setattr(timers, "arm", slow_pass)
+    assert gw.ops.reload()
+    w.add_client(client_conf(opki, "client3"))
+    assert w.run(lambda: _up(w, 3), max_time=30)
+    assert "revoked ones disconnected" not in caplog.text, "the pass ended before the new client came"
+    assert w.run(lambda: "revoked ones disconnected" in caplog.text, max_time=30)
+    assert "3 clients kept, 0 revoked ones disconnected" in caplog.text
+    assert len(_cns(gw)) == 4
