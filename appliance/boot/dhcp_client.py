@@ -353,7 +353,11 @@ class Lease:
         with self._lock:
             self._stop.set()
             if self.on_nic:
-                if self.mac and self.server is not None and time.monotonic() < self.expires:
+                why = ("no server id in the lease" if self.server is None
+                       else "the lease ran out" if time.monotonic() >= self.expires else None)
+                if why is not None:
+                    log.info("%s: no DHCPRELEASE of %s: %s", self.ifname, self.address, why)
+                elif self.mac:
                     release(self.ifname, self.mac, self.address, self.server)
                 _remove(self.ifname, self.address, self.prefixlen)
 
@@ -375,6 +379,7 @@ def release(ifname: str, mac: bytes, address: str, server: str, wait: float = RE
         with IPRoute() as ipr:
             found = ipr.link_lookup(ifname=ifname)
             if not found:
+                log.info("%s: no DHCPRELEASE of %s: the NIC is gone", ifname, address)
                 return False
             idx = found[0]
             try:

@@ -215,3 +215,34 @@ def test_the_relink_thread_ends_once_stopped_and_survives_a_failing_check(monkey
     assert not t.is_alive() and len(calls) >= 3
     gaps = [b - a for a, b in zip(calls, calls[1:])]
     assert min(gaps) >= 0.45, gaps                     # each failure waits 0.5 s: never a spin
+
+
+def test_a_stop_that_sends_no_release_says_why_in_one_line(monkeypatch, caplog):
+    """The README promises one log line when no RELEASE goes out (the NIC gone, the lease run out
+    or without a server id); the operator reading a shutdown's log must not have to guess."""
+    caplog.set_level("INFO")
+    real_release = dc.release
+    for kw, why in ((dict(server=None), "no server id"), (dict(expires=time.monotonic() - 1), "ran out")):
+        caplog.clear()
+        calls = _Calls()
+        lease = _lease(calls, monkeypatch)
+        for k, v in kw.items():
+            setattr(lease, k, v)
+        lease.stop()
+        lines = [r.getMessage() for r in caplog.records if "DHCPRELEASE" in r.getMessage()]
+        assert len(lines) == 1 and why in lines[0], (kw, lines)
+
+    class NoNic:
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *_a) -> None:
+            pass
+
+        def link_lookup(self, ifname: str) -> list[int]:
+            return []
+    monkeypatch.setattr(dc, "IPRoute", NoNic)
+    caplog.clear()
+    assert real_release("wan0", MAC, "198.18.62.10", "198.18.62.1") is False
+    lines = [r.getMessage() for r in caplog.records if "DHCPRELEASE" in r.getMessage()]
+    assert len(lines) == 1 and "gone" in lines[0], lines
