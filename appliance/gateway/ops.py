@@ -58,7 +58,7 @@ from .learn import LearnAddress
 from .crresponse import CrResponseRuns
 from .script_env import with_globals
 from .updown_env import route_env
-from .scripts import CONNECT_OUTPUT, ConnectOutput, ScriptRunner
+from .scripts import ConnectOutput, ScriptRunner
 from .slots import identity_of_v2_key
 from .tlsverify import VerifyRunner, make_verify_runner
 from .mgmt_auth import ClientAuthWait
@@ -1125,7 +1125,11 @@ class Operations:
                     return
             self._admit(rec, inf, ccd)
             return
-        why = self.scripts.submit(("connect", rec), list(o.client_connect), self.env(rec, inf, "client-connect"), True)
+        # client-auth's lines go after the script's (2.6: multi_client_connect_mda last), parsed
+        # with them in the script's worker.
+        after = "\n".join(inf.mgmt_config) + "\n" if inf.mgmt_config else ""
+        why = self.scripts.submit(("connect", rec), list(o.client_connect), self.env(rec, inf, "client-connect"), True,
+                                  after=after)
         if why is not None:
             self.gw.d.connect_result(rec, False, self.gw.clock(), reason=f"client-connect not run: {why}")
 
@@ -1261,14 +1265,9 @@ class Operations:
             return
         ccd = None
         inf = self.info.get(id(rec))
-        out: ConnectOutput | None = text            # the options file, parsed in the worker
-        if ok and inf is not None and inf.mgmt_config:        # client-auth's lines, then the script's
-            try:
-                ccd = parse_ccd("\n".join(inf.mgmt_config) + "\n" + (out.text if out is not None else ""),
-                                CONNECT_OUTPUT)
-            except ConfigError as e:
-                ok, reason = False, f"client-connect wrote options we cannot use: {e}"
-        elif ok and out is not None and out.text.strip():
+        # The options file, then client-auth's lines (2.6's order), parsed in the worker.
+        out: ConnectOutput | None = text
+        if ok and out is not None and out.text.strip():
             if out.error is not None:
                 ok, reason = False, f"client-connect wrote options we cannot use: {out.error}"
             ccd = out.options

@@ -92,15 +92,21 @@ CONNECT_OUTPUT = "<client-connect output>"       # the options file's name in er
 
 @dataclass(frozen=True)
 class ConnectOutput:
-    """What a client-connect command wrote into its options file, parsed in the worker: up to
-    1 MiB of `push` lines took ~0.25 s to parse, on the loop before. `options` is parse_ccd's
-    result (None when it failed: `error` says why)."""
+    """What a client-connect command wrote into its options file, then the lines given to go
+    after it (management client-auth's), parsed in the worker: up to 1 MiB of `push` lines took
+    ~0.25 s to parse, on the loop before. `options` is parse_ccd's result (None when it failed:
+    `error` says why)."""
     text: str
     options: object | None
     error: ConfigError | None
 
 
-def _parsed(text: str) -> ConnectOutput:
+def _parsed(text: str, after: str = "") -> ConnectOutput:
+    """The script's options, then `after`'s lines over them: OpenVPN 2.6 imports the management
+    client's client-auth lines after the script's file (multi.c client_connect_handlers:
+    multi_client_connect_mda last), so its `ifconfig-push` wins."""
+    if after:
+        text = text + ("\n" if text and not text.endswith("\n") else "") + after
     try:
         return ConnectOutput(text, parse_ccd(text, CONNECT_OUTPUT), None)
     except ConfigError as e:
@@ -124,16 +130,17 @@ class ScriptRunner(OffLoopWorkers):
         self.running = Running()
 
     def submit(self, key: object, argv: list[str], env: dict[str, str], connect: bool,
-               arg_text: bytes | None = None) -> str | None:
-        """`connect`: a file the command writes options into goes last (client-connect);
-        `arg_text`: a file holding these bytes goes last instead (client-crresponse's answer)."""
+               arg_text: bytes | None = None, after: str = "") -> str | None:
+        """`connect`: a file the command writes options into goes last (client-connect), and
+        `after`'s lines are parsed after what it wrote (ConnectOutput); `arg_text`: a file
+        holding these bytes goes last instead (client-crresponse's answer)."""
         if self.pending >= MAX_PENDING:
             return "too many scripts running"
         self.pending += 1
         if self._pool is None:
-            self.results.append(self._run(key, argv, env, connect, arg_text))
+            self.results.append(self._run(key, argv, env, connect, arg_text, after))
             return None
-        fut = self._pool.submit(self._run, key, argv, env, connect, arg_text)
+        fut = self._pool.submit(self._run, key, argv, env, connect, arg_text, after)
         fut.add_done_callback(self._done)
         return None
 
@@ -143,7 +150,8 @@ class ScriptRunner(OffLoopWorkers):
         self.results.append(fut.result())
         self._ring()
 
-    def _run(self, key: object, argv: list[str], env: dict[str, str], connect: bool, arg_text: bytes | None = None):
+    def _run(self, key: object, argv: list[str], env: dict[str, str], connect: bool, arg_text: bytes | None = None,
+             after: str = ""):
         path = None
         args = list(argv)
         try:
@@ -180,7 +188,7 @@ class ScriptRunner(OffLoopWorkers):
                     text = file_text(read_regular_file(path, CONNECT_OPTIONS))
                 except OSError as e:
                     return key, False, None, f"cannot read its options file: {e.strerror or e}"
-                return key, True, _parsed(text), ""
+                return key, True, _parsed(text, after), ""
             return key, True, text, ""
         except Exception as e:  # noqa: BLE001 - a broken run refuses, it does not accept
             return key, False, None, f"script failed: {e}"

@@ -163,6 +163,37 @@ def test_client_auth_config_lines_apply_at_the_connect(pki, tmp_path):
     assert any(r[0] == "198.18.77.0" for r in pushed.routes), pushed.routes
 
 
+def test_client_auth_config_lines_apply_after_client_connects_options_as_in_2_6(pki, tmp_path, monkeypatch):
+    """OpenVPN 2.6 runs its connect steps in order -- client-config-dir, plugins, the
+    client-connect script, then the management client's client-auth lines (multi.c
+    client_connect_handlers: multi_client_connect_mda last) --, each imported over the one before:
+    client-auth's `ifconfig-push` wins over the script's. Ours put client-auth's lines first, so
+    the script's won; and that text was parsed on the loop (up to 1 MiB of the script's lines,
+    ~0.25 s) where the script's alone is parsed in its worker."""
+    from appliance.gateway import ops as ops_mod
+    from appliance.gateway.scripts import ScriptRunner
+    monkeypatch.setattr(ops_mod, "ScriptRunner", lambda: ScriptRunner(inline=True))
+    cc = tmp_path / "cc.sh"
+    cc.write_text('#!/bin/sh\nprintf \'ifconfig-push 198.19.0.50 255.255.255.0\\npush "route 198.18.50.0 255.255.255.0"\' > "$1"\n')
+    cc.chmod(0o755)
+    on_loop = []
+    real = ops_mod.parse_ccd
+    monkeypatch.setattr(ops_mod, "parse_ccd", lambda *a, **k: on_loop.append(a) or real(*a, **k))
+    w = World()
+    m = _server(w, pki, tmp_path, f"script-security 2\nclient-connect {cc}\n")
+    c = _client(w, pki)
+    assert _asked(w, m)
+    _mode, cid, kid, _env = m.asks()[0]
+    assert w.server.ops.management_verdict(cid, kid, True, config=[
+        'push "route 198.18.77.0 255.255.255.0"', "ifconfig-push 198.19.0.77 255.255.255.0"])
+    assert w.run(lambda: _up(c), max_time=20)
+    pushed = w.client_nets[0].pushed
+    assert pushed.ifconfig[0] == "198.19.0.77", "the script's ifconfig-push won over client-auth's"
+    routes = [r[0] for r in pushed.routes]
+    assert "198.18.77.0" in routes and "198.18.50.0" in routes, routes
+    assert on_loop == [], "the options were parsed on the loop"
+
+
 def test_each_renegotiation_is_a_reauth_that_may_be_denied(pki, tmp_path):
     w = World()
     m = _server(w, pki, tmp_path)
