@@ -249,3 +249,37 @@ def test_client_kill_of_a_waiting_login_restarts_openvpns_client(lab, procs, kin
     for p in reversed(procs):
         p.stop_promptly(8)
     procs.clear()
+
+
+def _connect_order(lab, procs, kind: str) -> str:
+    """The client's address when client-connect writes one ifconfig-push and client-auth's
+    block another."""
+    sock = lab.tmp / f"m-order-{kind}.sock"
+    cc = lab.write(f"cc-order-{kind}.sh", '#!/bin/sh\nprintf "ifconfig-push 198.19.0.50 255.255.255.0\\n" > "$1"\n')
+    cc.chmod(0o755)
+    conf = server_config(lab.pki, "udp", extra=f"management {sock} unix\nmanagement-client-auth\n"
+                                                f"script-security 2\nclient-connect {cc}\n")
+    srv = (lab.openvpn(lab.srv, conf, f"srv-order-{kind}") if kind == "openvpn"
+           else lab.ours(lab.srv, conf, f"srv-order-{kind}", pattern=r"listening on UDP"))
+    procs.append(srv)
+    m = Mgmt(str(sock))
+    m.lines(0.5)
+    cli = _client(lab, procs, f"cli-order-{kind}")
+    cid, kid, _env = _ask(m)
+    m.s.sendall(f"client-auth {cid} {kid}\nifconfig-push 198.19.0.77 255.255.255.0\nEND\n".encode())
+    m.lines(5, answered=True)
+    assert cli.wait_for(UP, 60), cli.log()[-3000:]
+    shown = lab.cli.run("ip -4 addr show").stdout
+    m.close()
+    for p in reversed(procs):
+        p.stop_promptly(8)
+    procs.clear()
+    return "77" if "198.19.0.77/" in shown else "50" if "198.19.0.50/" in shown else shown
+
+
+def test_client_auths_lines_apply_after_client_connects_as_openvpn(lab, procs):
+    """2.6 imports the management client's client-auth lines after the client-connect script's
+    file (multi.c client_connect_handlers, multi_client_connect_mda last): its ifconfig-push
+    wins. Ours had the script's win (review38)."""
+    assert _connect_order(lab, procs, "openvpn") == "77"
+    assert _connect_order(lab, procs, "ours") == "77"
