@@ -82,7 +82,7 @@ class ReplicationBudget:
         b[0] = min(BCAST_BURST, b[0] + dt * BCAST_RATE)
         b[1] = min(BCAST_COPY_BURST, b[1] + dt * BCAST_COPY_RATE)
         b[2] = now
-        cost = min(float(copies), BCAST_COPY_BURST)
+        cost = min(float(max(copies, 0)), BCAST_COPY_BURST)
         if b[0] < 1.0 or b[1] < cost:
             self.stats[BCAST_OVER_RATE] += 1
             return False

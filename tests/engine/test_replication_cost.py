@@ -91,3 +91,14 @@ def test_on_a_small_server_the_packet_budget_is_the_one_that_holds():
     _flood(dp, d, [_mcast(k % 1000) for k in range(int(BCAST_BURST) + 50)], 0.0)
     assert len(d.by_addr["c1"].session.sealed) == len(d.by_addr["c2"].session.sealed) == BCAST_BURST
     assert dp.stats[BCAST_OVER_RATE] == 50
+
+
+def test_a_sender_the_server_does_not_hold_at_its_address_gains_no_copy_tokens():
+    """(len(by_addr) - 1 is -1 when the sender is not there and nobody else is: no credit.)"""
+    from appliance.openvpn.datapath import ReplicationBudget
+    b = ReplicationBudget({})
+    rec = SimpleNamespace()
+    assert b.allow(rec, 0.0, BCAST_COPY_BURST)
+    for _ in range(10):
+        b.allow(rec, 0.0, -1)
+    assert not b.allow(rec, 0.0, 1), "copy tokens credited by a negative count"
