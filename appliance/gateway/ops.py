@@ -827,7 +827,6 @@ class Operations:
             return                          # a later reload took over (it checks every client)
         gw = self.gw
         d = gw.d
-        tls, check, ctx, fresh = run.tls, run.check, run.ctx, run.fresh
         now = gw.clock()
         todo = run.todo
         for _ in range(RELOAD_CHECK_BATCH):
@@ -836,41 +835,14 @@ class Operations:
             rec = todo.popleft()
             if not rec.alive:
                 continue                    # left (or was replaced) before its turn
-            s = rec.session
-            for ks in s.keys.values():      # a key begun since the reload, under the old context
-                if ks.tls is not None and not ks.tls.handshake_done and ks.tls.verify_again is None:
-                    ks.tls.settings, ks.tls.verify_again = tls, check
-            if not any(ks.tls is not None and ks.tls.handshake_done for ks in s.keys.values()):
-                s.cfg.tls, s.tls_context = tls, ctx         # no peer verified yet
-                continue
             try:
-                chain = check(s.peer_certificate, lambda: s.peer_chain)
-                why = None
-                if fresh.require_ekm and s.established and not s.ekm:
-                    # force-tls-key-material-export added: such a client would be refused now.
-                    why = "its data-channel keys are not derived with TLS-EKM (force-tls-key-material-export)"
-                if why is None and s.established:
-                    # 2.6's SIGHUP has every client connect again, through its ccd file as it is
-                    # now: one written `disable`, or removed under ccd-exclusive, is not kept.
-                    why = d.ccd_refuses(rec)
-            except RemoteProtocolError as e:
-                why = str(e)
-            except Exception as e:  # noqa: BLE001 - fail closed, and the next client is still checked
-                # A chain we cannot read or check (a certificate cryptography refuses, our
-                # bug): not kept, as the handshake's own check would not have let it in. Raised
-                # out of the loop, it ended the reload half-way: clients after it that the
-                # new config refuses kept their tunnels.
-                why = f"its certificate chain cannot be checked against the new config ({e})"
-            if why is not None:
-                log.warning("%s/%s: %s: disconnected", rec.common_name, fmt_addr(rec.addr), why)
-                self._kick(rec, why)
-                run.dropped += 1
-                continue
-            # Kept: its renegotiations are checked under the new config (CA store, CRL, checks),
-            # not the one it started under -- a reload that added crl-verify then a revocation
-            # in it without a reload left a kept client's renegotiation unchecked for good.
-            s.cfg.tls, s.tls_context = tls, ctx
-            s.chain_verified_again(chain)
+                self._recheck_one(run, rec)
+            except Exception:  # noqa: BLE001 - our bug in its turn: that client ends, the pass goes on
+                # Fail closed: not kept unchecked. Raised out, it ended the pass there, and the
+                # clients after it that the new config refuses kept their tunnels for good.
+                gw.faults.internal("a reload's check of a client")
+                if rec.alive:
+                    d.end(rec, "internal error (its check at a reload)")
         if todo:
             gw.pump.timers.arm("reload-recheck", now, lambda: self._recheck(run))
             return
@@ -878,6 +850,47 @@ class Operations:
         # (under the new config from the start).
         log.warning("reload: config %s re-read; %d clients kept, %d revoked ones disconnected",
                     run.path, sum(1 for r in run.found if r.alive), run.dropped)
+
+    def _recheck_one(self, run: "_Recheck", rec) -> None:
+        """One client's turn in a reload's pass (_recheck): verified again under the new config,
+        kept or disconnected."""
+        d = self.gw.d
+        tls, check, ctx, fresh = run.tls, run.check, run.ctx, run.fresh
+        s = rec.session
+        for ks in s.keys.values():      # a key begun since the reload, under the old context
+            if ks.tls is not None and not ks.tls.handshake_done and ks.tls.verify_again is None:
+                ks.tls.settings, ks.tls.verify_again = tls, check
+        if not any(ks.tls is not None and ks.tls.handshake_done for ks in s.keys.values()):
+            s.cfg.tls, s.tls_context = tls, ctx         # no peer verified yet
+            return
+        try:
+            chain = check(s.peer_certificate, lambda: s.peer_chain)
+            why = None
+            if fresh.require_ekm and s.established and not s.ekm:
+                # force-tls-key-material-export added: such a client would be refused now.
+                why = "its data-channel keys are not derived with TLS-EKM (force-tls-key-material-export)"
+            if why is None and s.established:
+                # 2.6's SIGHUP has every client connect again, through its ccd file as it is
+                # now: one written `disable`, or removed under ccd-exclusive, is not kept.
+                why = d.ccd_refuses(rec)
+        except RemoteProtocolError as e:
+            why = str(e)
+        except Exception as e:  # noqa: BLE001 - fail closed, and the next client is still checked
+            # A chain we cannot read or check (a certificate cryptography refuses, our
+            # bug): not kept, as the handshake's own check would not have let it in. Raised
+            # out of the loop, it ended the reload half-way: clients after it that the
+            # new config refuses kept their tunnels.
+            why = f"its certificate chain cannot be checked against the new config ({e})"
+        if why is not None:
+            log.warning("%s/%s: %s: disconnected", rec.common_name, fmt_addr(rec.addr), why)
+            self._kick(rec, why)
+            run.dropped += 1
+            return
+        # Kept: its renegotiations are checked under the new config (CA store, CRL, checks),
+        # not the one it started under -- a reload that added crl-verify then a revocation
+        # in it without a reload left a kept client's renegotiation unchecked for good.
+        s.cfg.tls, s.tls_context = tls, ctx
+        s.chain_verified_again(chain)
 
     def _check_kept_v2_keys(self, old, new) -> None:
         """A reload that adds or changes tls-crypt-v2-verify: the command runs on a client's key

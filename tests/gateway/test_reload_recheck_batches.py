@@ -96,3 +96,38 @@ def test_the_reload_line_counts_the_clients_it_kept_not_those_that_came_during_i
     assert w.run(lambda: "revoked ones disconnected" in caplog.text, max_time=30)
     assert "3 clients kept, 0 revoked ones disconnected" in caplog.text
     assert len(_cns(gw)) == 4
+
+
+def test_a_bug_ending_one_clients_turn_does_not_end_the_pass(opki, tmp_path, monkeypatch, caplog):  # noqa: F811
+    """Our bug while one client is disconnected (here: the first kick raises) ends that client
+    (fail closed) and is counted; the pass goes on and still disconnects the clients the new
+    CRL revokes further on. Before, the exception left the pass there: the clients after it
+    kept their tunnels under the old CRL, for good."""
+    caplog.set_level("INFO")
+    ca = opki["ca_pair"]
+    crl = tmp_path / "crl.pem"
+    crl.write_bytes(make_crl(ca[0], ca[1], []))
+    w = World()
+    gw, holder = w.add_reloadable_server(server_conf(opki, extra=f"crl-verify {crl}\n"))
+    for i in range(4):
+        w.add_client(client_conf(opki, f"client{i}"))
+    assert w.run(lambda: all(_up(w, i) for i in range(4)), max_time=30)
+    monkeypatch.setattr(ops_mod, "RELOAD_CHECK_BATCH", 1, raising=False)
+    real_kick = gw.ops._kick
+    raised = []
+
+    def kick_once_broken(rec, why):
+        if not raised:
+            raised.append(rec.common_name)
+            raise RuntimeError("our bug")
+        return real_kick(rec, why)
+    monkeypatch.setattr(gw.ops, "_kick", kick_once_broken)
+    crl.write_bytes(make_crl(ca[0], ca[1], [opki["serials"]["client0"], opki["serials"]["client1"],
+                                            opki["serials"]["client2"], opki["serials"]["client3"]]))
+    faults0 = gw.faults.counts.get("internal error", 0)
+    assert gw.ops.reload()
+    w.run_for(5)
+    assert len(raised) == 1
+    assert _cns(gw) == [], "revoked clients kept after the pass met a bug (the broken one included)"
+    assert "revoked ones disconnected" in caplog.text
+    assert gw.faults.counts.get("internal error", 0) == faults0 + 1
