@@ -191,3 +191,21 @@ def test_a_ccd_file_counts_under_its_exact_name_on_a_case_blind_file_system(tmp_
     assert load("Alice").iroutes and load("alice") is None
     (tmp_path / "bob").write_text("push-reset\n")             # made after the listing was taken
     assert load("bob") is not None and load("BOB") is None
+
+
+def test_a_push_before_push_reset_in_the_same_file_is_reset_too(pki, tmp_path):
+    """OpenVPN 2.6 reads a ccd file line by line into the client's options: `push-reset` empties
+    the push list as it is then (push.c push_reset), the file's own earlier `push` lines
+    included; only the later ones go out (as this README says). Ours kept the earlier ones: a
+    route the file meant to take back was pushed."""
+    d = tmp_path / "ccd"
+    d.mkdir()
+    (d / "client0").write_text('push "route 198.18.55.0 255.255.255.0"\npush-remove "route 198.18.1"\n'
+                               'push-reset\npush "topology subnet"\npush "route 198.18.66.0 255.255.255.0"\n')
+    w = World()
+    gw = w.add_server(server_conf(pki, extra=f"client-config-dir {d}\n"))
+    gw.st.ccd = ccd_loader(str(d))
+    w.add_client(client_conf(pki, "client0"))
+    assert w.run(lambda: _up(w, 0), max_time=30)
+    routes = [r[0] for r in w.client_nets[0].pushed.routes]
+    assert "198.18.66.0" in routes and "198.18.55.0" not in routes, routes

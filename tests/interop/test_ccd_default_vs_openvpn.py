@@ -110,3 +110,21 @@ def test_push_reset_takes_the_servers_topology_and_route_gateway_too(lab, procs,
     assert [o for o in opts if o.startswith("route ")] == ["route 198.18.79.0 255.255.255.0"], (server, reply)
     assert any(o.startswith("ifconfig 198.19.0.") for o in opts) and any(o.startswith("cipher ") for o in opts), \
         (server, reply)
+
+
+@pytest.mark.parametrize("server", ["openvpn", "ours"])
+def test_push_reset_takes_back_the_files_own_earlier_push(lab, procs, server):
+    """`push-reset` empties the push list as it stands at that line (push.c push_reset), the
+    ccd file's own earlier `push` included: only the later route goes out. Ours pushed both
+    (review38)."""
+    ccd = lab.tmp / f"ccd-rst-{server}"
+    ccd.mkdir()
+    (ccd / "client1").write_text('push "route 198.18.55.0 255.255.255.0"\npush-reset\npush "topology subnet"\n'
+                                 'push "route 198.18.66.0 255.255.255.0"\n')
+    _start_server(lab, procs, server, server_config(lab.pki, extra=f"client-config-dir {ccd}\n"), "rstsrv")
+    cli = lab.openvpn(lab.cli, client_profile(lab.pki, "udp", client="client1"), f"rstcli-{len(lab.procs)}", wait=0)
+    procs.append(cli)
+    assert cli.wait_for("PUSH_REPLY", 30), cli.log()[-2000:]
+    reply = next((ln for ln in cli.log().splitlines() if "PUSH_REPLY" in ln), "")
+    opts = reply.split("PUSH_REPLY", 1)[1].split(",")
+    assert [o for o in opts if o.startswith("route ")] == ["route 198.18.66.0 255.255.255.0"], (server, reply)

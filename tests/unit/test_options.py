@@ -399,7 +399,7 @@ def test_load_config_reads_file_and_reports_missing(tmp_path):
 # ------------------------------------------------------------------ client-config-dir files
 def test_parse_ccd():
     c = parse_ccd("# ccd\nifconfig-push 198.19.0.10 255.255.255.0\niroute 198.19.5.0 255.255.255.0\n"
-                  "iroute 198.19.6.1\npush \"route 198.19.7.0 255.255.255.0\"\npush-reset\n", "/ccd/alice")
+                  "iroute 198.19.6.1\npush-reset\npush \"route 198.19.7.0 255.255.255.0\"\n", "/ccd/alice")
     assert c.ifconfig_push == ("198.19.0.10", "255.255.255.0")
     assert c.iroutes == [("198.19.5.0", "255.255.255.0"), ("198.19.6.1", "255.255.255.255")]
     assert c.push == ["route 198.19.7.0 255.255.255.0"] and c.push_reset and not c.disable

@@ -88,7 +88,11 @@ def parse_ccd(text: str, path: str = "<ccd>") -> CcdOptions:
             errors.append(ConfigError("push-remove takes one argument, the start of the options to take out "
                                       "(quote it when it holds spaces)", path, ln.number, d))
         elif d == "push-reset":
+            # 2.6 empties the push list as it is now (push.c push_reset), this file's own
+            # earlier `push` lines and what a push-remove took from them included.
             c.push_reset = True
+            c.push.clear()
+            c.push_remove.clear()
         elif d == "disable":
             c.disable = True
         elif d == "vlan-pvid" and len(a) == 1:
