@@ -55,6 +55,11 @@ def is_multicast(p) -> bool:
     return v == 6 and n >= 40 and p[24] == 0xFF
 
 
+# A budget refills whole within this many seconds (the slower of its two buckets).
+BCAST_REFILL = max(BCAST_BURST / BCAST_RATE, BCAST_COPY_BURST / BCAST_COPY_RATE)
+BCAST_LEFT_MAX = 4096      # buckets of clients that left kept for their name's next session
+
+
 class ReplicationBudget:
     """Per sending client, two token buckets for the copies of its multicast/broadcast the server
     makes for the other clients (client-to-client): packets replicated (BCAST_RATE) and copies
@@ -64,20 +69,33 @@ class ReplicationBudget:
     mDNS or SSDP send -- and the copies a second stay bounded however many clients there are
     (a packet charged for `copies`, the clients it would go to, all or none: a client gets a
     packet's copy or none of it); the rest are counted as BCAST_OVER_RATE. Many flooding
-    clients each have their own budget (see the README's Reliability notes)."""
+    clients each have their own budget (see the README's Reliability notes).
+
+    A client that leaves hands its bucket to the next session of its common name until the
+    bucket would be full again (BCAST_REFILL): reconnecting must not buy a fresh burst (at 1,000
+    clients a burst is ~0.1 s of the loop's seals, a handshake ~2 ms). Buckets are keyed by
+    id(client) only while it lives (forget() is called at every end), so no new record inherits
+    another's by a reused id."""
 
     def __init__(self, stats: dict[str, int]) -> None:
         self.stats = stats
         stats.setdefault(BCAST_OVER_RATE, 0)
         # id(client) -> [packet tokens, copy tokens, last refill]
         self.buckets: dict[int, list[float]] = {}
+        # common name -> the bucket its last client left with, oldest first
+        self.left: dict[str, list[float]] = {}
+        self.now = float("-inf")            # the latest time allow() was told
 
     def allow(self, rec: ClientRecord, now: float, copies: int = 1) -> bool:
         """Whether `rec`'s packet may be copied to `copies` other clients now (one packet token
         and `copies` copy tokens; more copies than a whole burst are charged a whole burst)."""
         b = self.buckets.get(id(rec))
         if b is None:
-            b = self.buckets[id(rec)] = [BCAST_BURST, BCAST_COPY_BURST, now]
+            b = self.left.pop(rec.common_name, None) if self.left and rec.common_name else None
+            if b is None:
+                b = [BCAST_BURST, BCAST_COPY_BURST, now]
+            self.buckets[id(rec)] = b
+        self.now = now
         dt = now - b[2]
         b[0] = min(BCAST_BURST, b[0] + dt * BCAST_RATE)
         b[1] = min(BCAST_COPY_BURST, b[1] + dt * BCAST_COPY_RATE)
@@ -91,7 +109,18 @@ class ReplicationBudget:
         return True
 
     def forget(self, rec: ClientRecord) -> None:
-        self.buckets.pop(id(rec), None)
+        b = self.buckets.pop(id(rec), None)
+        left = self.left
+        if b is not None and rec.common_name:
+            left.pop(rec.common_name, None)
+            left[rec.common_name] = b
+        # Those full again (their last use BCAST_REFILL ago) carry nothing: dropped, oldest first;
+        # and never more than BCAST_LEFT_MAX of them.
+        while left:
+            name = next(iter(left))
+            if left[name][2] + BCAST_REFILL > self.now and len(left) <= BCAST_LEFT_MAX:
+                break
+            del left[name]
 
 
 def share(shares: dict, rec: ClientRecord, p) -> None:
