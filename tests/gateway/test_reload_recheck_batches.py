@@ -131,3 +131,28 @@ def test_a_bug_ending_one_clients_turn_does_not_end_the_pass(opki, tmp_path, mon
     assert _cns(gw) == [], "revoked clients kept after the pass met a bug (the broken one included)"
     assert "revoked ones disconnected" in caplog.text
     assert gw.faults.counts.get("internal error", 0) == faults0 + 1
+
+
+def test_a_client_the_new_crl_revokes_cannot_connect_while_the_pass_goes_on(opki, tmp_path, monkeypatch):  # noqa: F811
+    """The pass is the kept clients' check only: a session that starts while it goes on (here
+    a revoked client's new connection, the pass's wake-ups spaced out) is verified by the new
+    config's CRL at its own handshake."""
+    ca = opki["ca_pair"]
+    crl = tmp_path / "crl.pem"
+    crl.write_bytes(make_crl(ca[0], ca[1], []))
+    w = World()
+    gw, holder = w.add_reloadable_server(server_conf(opki, extra=f"crl-verify {crl}\n"))
+    for i in range(3):
+        w.add_client(client_conf(opki, f"client{i}"))
+    assert w.run(lambda: all(_up(w, i) for i in range(3)), max_time=30)
+    monkeypatch.setattr(ops_mod, "RELOAD_CHECK_BATCH", 1, raising=False)
+    timers = gw.pump.timers
+    real_arm = timers.arm
+    monkeypatch.setattr(timers, "arm", lambda key, when, fn: real_arm(
+        key, when + 5.0 if key == "reload-recheck" and when is not None else when, fn))
+    crl.write_bytes(make_crl(ca[0], ca[1], [opki["serials"]["client3"]]))
+    assert gw.ops.reload()
+    w.add_client(client_conf(opki, "client3"))
+    w.run_for(4)
+    assert gw.ops._recheck_gen == 1 and not _up(w, 3), "a revoked client got in during the pass"
+    assert "client3" not in _cns(gw)
