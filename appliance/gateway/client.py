@@ -37,6 +37,7 @@ from ..openvpn.settings import (NO_SERVER_CERT_CHECK, checks_server_certificate,
                                 p2p_session_maker)
 from ..openvpn.p2p import p2p_network
 from ..openvpn.session import Session
+from ..openvpn.tls import CHAIN_UNREADABLE
 from ..transport.link import TcpLink, UdpLink
 from ..openvpn.ethernet import is_ipv6_frame
 from ..transport.p2p_link import P2PListenLink
@@ -850,7 +851,7 @@ class ClientGateway(SignalWakes):
                  fmt_addr(cand.addr), fmt_addr(c.addr))
         c.session, c.dp, c.addr = cand.session, cand.dp, cand.addr
         link.addr, link.live_sid, link.proven = cand.addr, cand.session.peer_sid, True
-        old.release()
+        self._release(old)
         self._after_engine(c)
 
     def _connected(self, c: Connection, now: float) -> None:
@@ -1028,6 +1029,15 @@ class ClientGateway(SignalWakes):
             return
         self._close_tunnel(why)
 
+    def _release(self, session) -> None:
+        """A session's end (Session.release), and what it counted there kept: an unreadable chain
+        certificate, which release counts in the session's own stats -- and those go with the
+        session (_log_drops reads the current one only)."""
+        session.release()
+        n = session.stats.pop(CHAIN_UNREADABLE, 0)
+        if n:
+            self.faults.count(CHAIN_UNREADABLE, n)
+
     def _close_conn(self) -> None:
         self._close_tcp_listener()
         c, self.conn = self.conn, None
@@ -1041,7 +1051,7 @@ class ClientGateway(SignalWakes):
             # The session and its role refer to each other: without this each reconnect's
             # session (its TLS objects, keys, replay windows) waited for Python's cyclic
             # collector, as the server's departed clients did (README, Reliability).
-            c.session.release()
+            self._release(c.session)
             if c.was_up:
                 self.counters.up_since = None
                 self._notify(TunnelState(False, tun_name=self._tun_name()))

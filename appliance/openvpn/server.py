@@ -983,7 +983,8 @@ class ServerDispatcher(ClientPush):
                 rec.admitted = False
                 self.admission.gone(rec)
 
-        steps = [admission, stats, rec.session.release, lambda: self.peer_ids.release(rec.peer_id),
+        # release before stats: what release counts (an unreadable chain certificate) is retired too.
+        steps = [admission, rec.session.release, stats, lambda: self.peer_ids.release(rec.peer_id),
                  pool, pool6, iroutes]
         if self.on_forget is not None:
             steps.append(lambda: self.on_forget(rec))

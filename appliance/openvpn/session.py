@@ -66,7 +66,7 @@ PUSH_BUNDLE_SIZE = 1024     # OpenVPN's: the longest INFO_PRE it sends
 
 # Plain ints for the per-packet test in receive: comparing with IntEnum members costs ~0.2 us.
 _DATA_V1, _DATA_V2 = int(Op.DATA_V1), int(Op.DATA_V2)
-from .tls import CERT_UNREADABLE, TlsSettings, context_for
+from .tls import TlsSettings, chain_or_depth0, context_for
 
 __all__ = ["KS", "Role", "Session", "SessionConfig", "PUSH_REQUEST_INTERVAL"]
 
@@ -797,12 +797,11 @@ class Session(ControlChannel):
         keys = {id(dk): dk for dk in [*self.recv_keys, self.send_key] if dk is not None}
         # What status and client-disconnect report still needs: each key's final byte counts.
         self._released_cert = self.peer_certificate
-        try:
-            self._released_chain = self.peer_chain if self._released_cert is not None else []
-        except CERT_UNREADABLE:
-            # A chain certificate cryptography cannot read (a fingerprint-pinned peer sends what
-            # it likes above its own): the disconnect script gets depth 0 only; the end goes on.
-            self._released_chain = []
+        # A chain certificate cryptography cannot read (a fingerprint-pinned peer sends what it
+        # likes above its own): the disconnect script gets depth 0 only, counted in `stats`
+        # (which the owner collects after release); the end goes on.
+        self._released_chain = chain_or_depth0(lambda: self.peer_chain, self.stats) \
+            if self._released_cert is not None else []
         self.final_counts = [(k, dk.bytes_recv, dk.bytes_sent) for k, dk in keys.items()]
         self.keys = {}
         self.recv_keys = [None] * 8

@@ -131,3 +131,18 @@ def test_a_pushed_option_our_parser_fails_on_is_counted(pki, targets):
     o = _inject(pki, targets, "udp", "appliance.openvpn.keymethod:_take_option", "value")
     assert o.verdict.startswith("ok"), (o.verdict, o.detail)
     assert "client: pushed options with a bad value (left out)" in o.detail, o.detail
+
+
+@pytest.mark.parametrize(("proto", "name"), [
+    ("udp", "appliance.openvpn.session:Session.peer_chain"),
+    ("tcp", "appliance.openvpn.session:Session.peer_chain"),
+    ("udp", "appliance.openvpn.tls:TlsEndpoint.peer_chain"),
+    ("udp", "appliance.openvpn.tls:TlsEndpoint._keep_chain"),
+])
+def test_a_chain_certificate_that_cannot_be_read_at_a_restart_is_counted(pki, targets, proto, name):
+    """A ValueError while reading the peer's chain is what cryptography raises for a chain
+    certificate it cannot read: the scripts get depth 0 only, as designed -- and now it is
+    counted (it was silent)."""
+    o = _inject(pki, targets, proto, name, "value")
+    assert o.verdict.startswith("ok"), (o.verdict, o.detail)
+    assert "client: peer certificate chain unreadable (depth 0 only)" in o.detail, o.detail
