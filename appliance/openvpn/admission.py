@@ -159,3 +159,26 @@ class Admission:
             self._handshake_over(rec)
         else:
             self.n_established -= 1
+
+    def reconcile(self, admitted: list[_Rec]) -> int:
+        """After our bug while forgetting a session (its gone() skipped): every count recomputed
+        from the records still admitted -- the one source of truth -- so a session that is gone
+        no longer holds a max-clients slot, a handshake slot or its source's share. Not on the
+        data path (ServerDispatcher.reconcile, only when its books are suspect). Returns how
+        many sessions the counts held beyond (or short of) those records."""
+        live = {id(r): r for r in admitted}
+        half = [r for r in live.values() if r.half_open]
+        n_est = len(live) - len(half)
+        fixed = abs(self.n_established - n_est) + abs(self.n_half_open - len(half))
+        self.n_established, self.n_half_open = n_est, len(half)
+        # Oldest first still: the survivors keep their order and their start times.
+        self.in_progress = {k: v for k, v in self.in_progress.items() if k in live and live[k].half_open}
+        for r in half:
+            self.in_progress.setdefault(id(r), (r, 0.0))
+        by_source: dict[object, int] = {}
+        for r in half:
+            by_source[r.source] = by_source.get(r.source, 0) + 1
+        self.by_source = by_source
+        unverified = [r.unverified for r in half if r.unverified is not None]
+        self.n_unverified, self.unverified_sids = len(unverified), set(unverified)
+        return fixed

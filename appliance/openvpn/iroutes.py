@@ -13,7 +13,7 @@ IrouteTable(128) for `iroute-ipv6` (the same rules, OpenVPN keeps both in one ta
 from __future__ import annotations
 
 import ipaddress
-from typing import Iterator
+from typing import Callable, Iterator
 
 
 class IrouteTable:
@@ -52,6 +52,22 @@ class IrouteTable:
         if not table:
             del self._by_len[plen]
             self.lens = sorted(self._by_len, reverse=True)
+
+    def reconcile(self, live: Callable[[object], bool]) -> int:
+        """The routes of owners no longer live (`live(owner)` false) removed: what our bug while
+        forgetting a client left (its remove() skipped), the client's networks otherwise routed
+        to a gone session for ever. Returns how many were removed."""
+        gone = 0
+        for plen in list(self._by_len):
+            table = self._by_len[plen]
+            for key in [k for k, owner in table.items() if not live(owner)]:
+                del table[key]
+                gone += 1
+            if not table:
+                del self._by_len[plen]
+        if gone:
+            self.lens = sorted(self._by_len, reverse=True)
+        return gone
 
     def lookup(self, addr: bytes) -> object | None:
         """The client whose network holds this address (4 or 16 bytes, as in a header), longest

@@ -1072,15 +1072,19 @@ class ServerDispatcher(ClientPush):
             self._drop(rec, "connection closed")
             self.closed_streams.discard(addr)
 
-    def reconcile(self) -> tuple[int, int]:
-        """After our bug while giving back what a session held (`suspect`): the peer-ids and pool
-        addresses recomputed from the live records, the one source of truth -- what none of
-        them holds is free again. Why not more guards: the fault was inside the release of that
-        very resource, and only a look at who holds what can tell what it left. Not on the data
-        path: the gateway calls it from its 5 s timer, and only when `suspect`. Returns
-        (peer-ids, addresses) corrected."""
+    def reconcile(self) -> tuple[int, int, int]:
+        """After our bug while giving back what a session held (`suspect`): the peer-ids, pool
+        addresses, routes (iroutes, by_vaddr) and admission counts recomputed from the live
+        records, the one source of truth -- what none of them holds is free again. Why not
+        more guards: the fault was inside the release of that very resource, or before any
+        release step at all (_forget_steps), and only a look at who holds what can tell what
+        it left. Not on the data path: the gateway calls it from its 5 s timer, and only when
+        `suspect`. Returns (peer-ids, addresses, routes and admission counts) corrected."""
         self.suspect = False
-        live = {id(r): r for r in (*self.by_addr.values(), *self.pending.values(), *self.heirs.values())}
+        live = {id(r): r for r in (*self.by_addr.values(), *self.pending.values(), *self.heirs.values())
+                if r.alive}
+        fixed_books = self._reconcile_routes()
+        fixed_books += self.admission.reconcile([r for r in live.values() if r.admitted])
         pids: dict[int, int] = {}
         for r in live.values():
             pids[r.peer_id] = pids.get(r.peer_id, 0) + 1
@@ -1097,7 +1101,21 @@ class ServerDispatcher(ClientPush):
                 if ip:
                     held[ip] = held.get(ip, 0) + 1
             fixed_addrs += pool.reconcile(held)
-        return fixed_pids, fixed_addrs
+        return fixed_pids, fixed_addrs, fixed_books
+
+    def _reconcile_routes(self) -> int:
+        """reconcile()'s routes: what leads to a forgotten record removed -- its iroutes (a
+        client's networks routed to a gone session), its tunnel addresses, its peer-id's entry.
+        By `alive`, not by presence in by_addr: a live client's route is never taken. How many
+        were."""
+        def live(r) -> bool:  # noqa: ANN001
+            return getattr(r, "alive", False)
+        fixed = self.iroutes.reconcile(live) + self.iroutes6.reconcile(live)
+        for table in (self.by_vaddr, self.by_vaddr4, self.by_peer_id):
+            for k in [k for k, r in table.items() if not r.alive]:
+                del table[k]
+                fixed += 1
+        return fixed
 
     def record(self, addr) -> ClientRecord | None:
         """The client record at this address (UDP) or connection (TCP), if any."""

@@ -476,6 +476,14 @@ def server_books(st: Stage) -> str:
             if not r.alive:
                 problems.append(f"dead record in {name}")
                 break
+    for name in ("iroutes", "iroutes6"):
+        if any(not r.alive for _, r in getattr(d, name)):
+            problems.append(f"dead record in {name}")
+    adm = d.admission
+    admitted = {id(r) for r in live if r.admitted}
+    if adm.n_established + adm.n_half_open != len(admitted) or set(adm.in_progress) - admitted:
+        problems.append(f"admission counts {adm.n_established} established + {adm.n_half_open} in progress, "
+                        f"{len(admitted)} live")
     pids = {r.peer_id for r in live} | set(d.stream_peer_ids.values())
     extra = set(d.peer_ids.holders) - pids
     if extra:
