@@ -37,7 +37,7 @@ from ..openvpn.settings import (NO_SERVER_CERT_CHECK, checks_server_certificate,
                                 p2p_session_maker)
 from ..openvpn.p2p import p2p_network
 from ..openvpn.session import Session
-from ..openvpn.tls import CHAIN_UNREADABLE
+from ..openvpn.tls import CHAIN_UNREADABLE, CHAIN_UNREADABLE_SAID
 from ..transport.link import TcpLink, UdpLink
 from ..openvpn.ethernet import is_ipv6_frame
 from ..transport.p2p_link import P2PListenLink
@@ -1036,7 +1036,7 @@ class ClientGateway(SignalWakes):
         session.release()
         n = session.stats.pop(CHAIN_UNREADABLE, 0)
         if n:
-            self.faults.count(CHAIN_UNREADABLE, n)
+            self.faults.count_warn(CHAIN_UNREADABLE, CHAIN_UNREADABLE_SAID, n)
 
     def _close_conn(self) -> None:
         self._close_tcp_listener()

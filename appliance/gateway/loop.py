@@ -199,6 +199,15 @@ class Faults:
     def count(self, reason: str, n: int = 1) -> None:
         self.counts[reason] = self.counts.get(reason, 0) + n
 
+    def count_warn(self, reason: str, text: str, n: int = 1) -> None:
+        """count(), and `text` at WARNING the first five times this reason is counted, then
+        every 1000th: a degradation an operator should hear of, at a bounded cost."""
+        before = self.counts.get(reason, 0)
+        self.count(reason, n)
+        after = before + n
+        if before < 5 or after // 1000 > before // 1000:
+            log.warning("%s (%d so far)", text, after)
+
     def internal(self, where: str) -> None:
         """Call from an except block: our own bug on one packet or peer."""
         n = self.counts["internal error"] = self.counts.get("internal error", 0) + 1

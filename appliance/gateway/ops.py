@@ -46,7 +46,8 @@ from ..openvpn.errors import RemoteProtocolError
 from ..openvpn.keymethod import remap_name
 from ..openvpn.l2switch import SwitchDataPath, mac_text
 from ..openvpn.peernames import from_peer, to_bytes
-from ..openvpn.tls import TlsSettings, cert_env, chain_or_depth0, peer_rechecker
+from ..openvpn.tls import (CHAIN_UNREADABLE, CHAIN_UNREADABLE_SAID, TlsSettings, cert_env, chain_or_depth0,
+                           peer_rechecker)
 from . import status as st_mod
 from .eventlog import fmt_addr
 from .inactivity import INACTIVE_LOG, Inactivity, check_interval
@@ -1340,7 +1341,10 @@ class Operations:
         ~60-80 ms each time: ~0.3 s of every client's loop per connection of such a client."""
         track = self.gw.opts.x509_track
         # An extra certificate cryptography cannot read: depth 0 only (counted, said at WARNING).
-        chain = chain_or_depth0(lambda: rec.session.peer_chain, self.gw.faults.counts)
+        unreadable: dict[str, int] = {}
+        chain = chain_or_depth0(lambda: rec.session.peer_chain, unreadable)
+        if unreadable:
+            self.gw.faults.count_warn(CHAIN_UNREADABLE, CHAIN_UNREADABLE_SAID)
         got = inf.chain_env
         if (got is not None and got[0] is cert and got[2] == track and len(got[1]) == len(chain)
                 and all(a is b for a, b in zip(got[1], chain))):

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
-import logging
 import re
 from dataclasses import dataclass, field
 from typing import Callable, NoReturn
@@ -1025,31 +1024,25 @@ def peer_name(s: "TlsSettings", cert: x509.Certificate) -> str | None:
 # What cryptography raises for a certificate OpenSSL accepted but it cannot read.
 CERT_UNREADABLE = (ValueError, x509.InvalidVersion, x509.DuplicateExtension, x509.UnsupportedGeneralNameType)
 _UNREADABLE = CERT_UNREADABLE
-_log = logging.getLogger("vpn-appliance")
 
 # A chain certificate cryptography cannot read (a fingerprint-pinned peer sends what it likes
 # above its own certificate, or our own bug raising ValueError there): the scripts, status and
-# the disconnect notification get depth 0 only, as designed -- but counted under this reason and
-# said at WARNING (the first five, then every 1000th in the process), not silent
+# the disconnect notification get depth 0 only, as designed -- but counted under this reason
+# (the gateway's counters line; Faults.count_warn says it at WARNING), not silent
 # (lab/reliability/fault_sweep.py found it quiet).
 CHAIN_UNREADABLE = "peer certificate chain unreadable (depth 0 only)"
-chains_unreadable = 0
+CHAIN_UNREADABLE_SAID = ("a certificate of the peer's chain could not be read: its scripts and status get the "
+                         "peer's own certificate (depth 0) only")
 
 
 def chain_or_depth0(read: Callable[[], list], counts: dict[str, int]) -> list:
-    """`read()` (a peer_chain), or [] when it raises CERT_UNREADABLE: counted in `counts` (a
-    session's stats, a gateway's Faults.counts) and logged at a limited rate. One place for
-    the fallback, so every reader of a chain degrades -- and says so -- the same way."""
-    global chains_unreadable
+    """`read()` (a peer_chain), or [] when it raises CERT_UNREADABLE, counted in `counts` (a
+    session's stats). One place for the fallback, so every reader of a chain degrades -- and
+    counts it -- the same way."""
     try:
         return read()
-    except CERT_UNREADABLE as e:
-        chains_unreadable += 1
+    except CERT_UNREADABLE:
         counts[CHAIN_UNREADABLE] = counts.get(CHAIN_UNREADABLE, 0) + 1
-        if chains_unreadable <= 5 or chains_unreadable % 1000 == 0:
-            _log.warning("a peer certificate chain could not be read (%d so far): %s: %s; its scripts and "
-                         "status get the peer's own certificate (depth 0) only", chains_unreadable,
-                         type(e).__name__, str(e)[:200])
         return []
 
 

@@ -56,6 +56,7 @@ class _Session:
     def __init__(self, *events) -> None:
         from collections import deque
         self.events = deque(events)
+        self.stats: dict[str, int] = {}
 
     def release(self) -> None:          # the client lets go of a connection's session
         pass
