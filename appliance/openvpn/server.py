@@ -1109,12 +1109,19 @@ class ServerDispatcher(ClientPush):
         By `alive`, not by presence in by_addr: a live client's route is never taken. How many
         were."""
         def live(r) -> bool:  # noqa: ANN001
-            return getattr(r, "alive", False)
+            return r.alive
         fixed = self.iroutes.reconcile(live) + self.iroutes6.reconcile(live)
-        for table in (self.by_vaddr, self.by_vaddr4, self.by_peer_id):
+        for table in (self.by_vaddr, self.by_vaddr4):
             for k in [k for k, r in table.items() if not r.alive]:
                 del table[k]
                 fixed += 1
+        for pid in [p for p, r in self.by_peer_id.items() if not r.alive]:
+            heir = self.heirs.pop(pid, None)       # the restart waiting beside it takes it over, as in _forget
+            if heir is not None and heir.alive:
+                self.by_peer_id[pid] = heir
+            else:
+                del self.by_peer_id[pid]
+            fixed += 1
         return fixed
 
     def record(self, addr) -> ClientRecord | None:
