@@ -750,6 +750,7 @@ class Operations:
         st.tcp = cur.tcp
         gw.opts = new
         gw.st = st
+        gw.attach_ccd_reader()              # the same worker: reads under way still resume their clients
         d = gw.d
         d.apply_settings(st)                # new keys, certificates, CRL, hand-window (cookies) for new handshakes
         gw.dp.c2c = st.client_to_client     # taken away: clients are kept apart from now on

@@ -33,6 +33,7 @@ from .auth import AuthChecker
 from .eventlog import fmt_addr, log_server_event
 from .loop import Faults, Pump, SignalWakes, Signals, Waiter, freeze_startup_heap, run_gateway
 from .ops import Operations
+from .server_files import CcdFiles, CcdReader
 from .slots import identity_of_cert
 from ..ioerrors import start_failed
 from .ports import Clock, DatagramPort, ListenerPort, PortGone, Ports, TunPort
@@ -115,6 +116,7 @@ class ServerGateway(SignalWakes):
         self.portshare: PortShare | None = None     # port-share: the relays (gateway/portshare.py)
         self.sniffing: dict[StreamKey, bytearray] = {}   # port-share: connections not yet known OpenVPN or not
         self.portshare_target: tuple[str, int] | None = None   # port-share's HOST already resolved (run_toml)
+        self.ccd_reader: CcdReader | None = None   # large client-config-dir files, read off the loop
 
     @property
     def max_conns(self) -> int:
@@ -149,7 +151,7 @@ class ServerGateway(SignalWakes):
                 self.portshare.close()        # every relay closed, its journal file removed
             self.ops.up_down("DOWN")
             self.ops.close()
-            for p in (self.udp, self.listener, self.auth):
+            for p in (self.udp, self.listener, self.auth, self.ccd_reader):
                 if p is not None:
                     p.close()
         finally:
@@ -226,6 +228,7 @@ class ServerGateway(SignalWakes):
                      " (multihome: each client answered from the address it wrote to)" if o.multihome else "")
         if self.auth is not None and not self.auth.inline:
             self.pump.watch(self.auth, self.auth.drain)
+        self.attach_ccd_reader()
         self.pump.timers.arm("drops", self.clock() + DROP_LOG_EVERY, self._log_drops)
         self.read_crl_in_background(self.st)
         self.ops.start()
@@ -670,6 +673,35 @@ class ServerGateway(SignalWakes):
         else:
             self.unestablished.pop(src, None)
 
+    def attach_ccd_reader(self, inline: bool = False) -> None:
+        """Give the settings' client-config-dir loader (at start, after a reload) the worker that
+        reads its large files; made, and watched, the first time one is needed."""
+        files = self.st.ccd
+        if not isinstance(files, CcdFiles):
+            return
+        if self.ccd_reader is None:
+            self.ccd_reader = CcdReader(inline=inline)
+            if not inline:
+                self.pump.watch(self.ccd_reader, self.ccd_reader.drain)
+        files.reader = self.ccd_reader
+
+    def _ccd_files_read(self) -> None:
+        """Large ccd files read by the worker: the clients waiting on them go on (ccd_loaded),
+        then the answers are dropped (the next connect reads the file again, as OpenVPN's)."""
+        reader = self.ccd_reader
+        if reader is None:
+            return
+        paths = reader.take_finished()
+        if not paths:
+            return
+        try:
+            self.d.ccd_loaded(paths, self.clock())
+        except Exception:  # noqa: BLE001
+            self.faults.internal("a client's client-config-dir file")
+        finally:
+            reader.forget(paths)
+        self._take_internal_errors("a client's client-config-dir file")
+
     # ---------------------------------------------------------------- after each wake-up
     def _after_wake(self) -> None:
         if self.dp.failed:
@@ -694,6 +726,7 @@ class ServerGateway(SignalWakes):
             nxt = self.auth.next_poll()
             if nxt is not None:                     # a command's deferred verdict: read its file again
                 self.pump.timers.arm("auth-deferred", nxt, lambda: None)
+        self._ccd_files_read()
         self.ops.after_wake()
         self._take_internal_errors("a client's client-connect verdict")    # connect_result's bug
         self._flush_sends()

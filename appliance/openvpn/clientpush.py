@@ -10,7 +10,7 @@ from __future__ import annotations
 import ipaddress
 
 from .config.ccd import with_ccd_pushes, without_blocked
-from .errors import ClientRefused, ConfigError, PushDeferred
+from .errors import CcdPending, ClientRefused, ConfigError, PushDeferred
 from .events import ConnectRequested, Warning  # noqa: A004
 from .peernames import to_bytes
 from .poolfile import PoolMemory
@@ -49,7 +49,13 @@ class ClientPush:
                                 "bytes, the longest common name")
         rec.common_name = s.peer_username if self.st.username_as_cn and s.peer_username else s.peer_common_name
         opts: list[str] = []
-        ccd = self._ccd_file(rec.common_name or "")
+        try:
+            ccd = self._ccd_file(rec.common_name or "", at_connect=True)
+        except CcdPending as p:
+            # A large file, read and parsed off the loop: the client waits as for a script
+            # (nothing leased or routed yet); ccd_loaded asks again once it is in.
+            rec.ccd_wait = p.key
+            raise PushDeferred() from None
         if ccd is not None and ccd.disable:
             # OpenVPN's ccd `disable`: this client may not connect (decides who may connect,
             # so it is enforced, never merely parsed).
@@ -225,18 +231,23 @@ class ClientPush:
         keep6.reverse()
         return keep4, keep6
 
-    def _ccd_file(self, cn: str):
+    def _ccd_file(self, cn: str, at_connect: bool = False):
         """The client's client-config-dir file, else the directory's DEFAULT file, as OpenVPN 2.6
         (an operator's DEFAULT may say `disable`: only clients with a file of their own get in).
         ccd-exclusive wants a file of the client's own: DEFAULT does not count, nor does a
-        client named DEFAULT (whose "own" file is everybody's), as with OpenVPN."""
+        client named DEFAULT (whose "own" file is everybody's), as with OpenVPN.
+        `at_connect`: through the loader's `at_connect` where it has one (gateway/server_files.py:
+        a large file raises CcdPending while a worker reads it)."""
+        load = self.st.ccd
+        if at_connect and load is not None:
+            load = getattr(load, "at_connect", load)
         try:
-            own = self.st.ccd(cn) if self.st.ccd is not None else None
+            own = load(cn) if load is not None else None
             if self.st.ccd_exclusive and (own is None or cn == CCD_DEFAULT):
                 raise ClientRefused(f"no client-config-dir file for {cn!r} (ccd-exclusive)")
-            if own is not None or self.st.ccd is None:
+            if own is not None or load is None:
                 return own
-            return self.st.ccd(CCD_DEFAULT)
+            return load(CCD_DEFAULT)
         except ConfigError as e:
             # The operator's file is broken: this client is refused (its `disable`, iroute or
             # address may be in there), with the file and line in the log; others get in.
@@ -262,6 +273,18 @@ class ClientPush:
         if ccd is not None and ccd.disable:
             return f"client-config-dir file for {cn!r} says disable"
         return None
+
+    def ccd_loaded(self, keys, now: float) -> None:
+        """The ccd files keyed by `keys` were read and parsed off the loop: the clients waiting
+        on one (CcdPending) go on with their push, which asks the loader again (its answer is
+        ready now)."""
+        for rec in [r for r in self._records() if r.ccd_wait is not None and r.ccd_wait in keys]:
+            rec.ccd_wait = None
+            if not rec.alive or rec.connect_state is not None:
+                continue
+            rec.session.resume_push(True, now)
+            self._collect(rec)
+            self._promote(rec)
 
     def connect_result(self, rec: ClientRecord, ok: bool, now: float, ccd=None, reason: str = "") -> None:
         """The verdict on a ConnectRequested; `ccd` (a parsed CcdOptions, from the file the

@@ -103,3 +103,13 @@ class Loc(int):
 class PushDeferred(Exception):
     """Server side: the client's options wait for a verdict given off the event loop (a
     client-connect script); ServerDispatcher.connect_result resumes the push."""
+
+
+class CcdPending(Exception):
+    """A client-config-dir loader's `at_connect(cn)`: the file is being read and parsed off the
+    event loop (a large one); `key` names what the client waits for. ServerDispatcher.ccd_loaded
+    resumes the push of those waiting on it, which asks the loader again."""
+
+    def __init__(self, key: object) -> None:
+        super().__init__(key)
+        self.key = key

@@ -63,6 +63,7 @@ class ClientRecord:
     # of an established client (`continues`) takes these over instead of reading the file again,
     # as 2.6's instance keeps the options of its first connect (clientpush.py _push_options).
     ccd: object = None
+    ccd_wait: object = None              # what a large ccd file read off the loop is keyed by (CcdPending)
     continues: bool = False
     # dispatcher bookkeeping (not for the pump)
     armed: float | None = None           # deadline of this record's live entry in the timer heap

@@ -122,12 +122,23 @@ def with_ccd_pushes(opts: list[str], pushes: list[str], removes: list[tuple[int,
     order, each `push-remove PREFIX` taking out every option so far that begins with PREFIX, as
     OpenVPN 2.6 reads such a file line by line (push-remove route: every route, route-ipv6 and
     route-gateway pushed before it; a later `push route ...` stays)."""
-    out, done = list(opts), 0
-    for n, prefix in removes:
-        out += pushes[done:n]
-        done = n
-        out = [o for o in out if o.startswith(_NOT_IN_PUSH_LIST) or not o.startswith(prefix)]
-    return out + pushes[done:]
+    # Linear in the lines (a 1 MiB file holds ~30,000 push-removes; filtering the list again at
+    # each took ~0.2 s on the event loop): walking back from the last line, the options added
+    # between two push-removes are checked once, against the set of prefixes removed after them
+    # (prefix by prefix of the option).
+    if not removes:
+        return [*opts, *pushes]
+    later: set[str] = set()
+    kept: list[list[str]] = [pushes[removes[-1][0]:]]
+    for i in range(len(removes) - 1, -1, -1):
+        n, prefix = removes[i]
+        later.add(prefix)
+        start = removes[i - 1][0] if i else 0
+        group = pushes[start:n] if i else [*opts, *pushes[:n]]
+        if group:
+            kept.append([o for o in group if o.startswith(_NOT_IN_PUSH_LIST)
+                         or not any(o[:k] in later for k in range(len(o) + 1))])
+    return [o for group in reversed(kept) for o in group]
 
 
 def without_blocked(opts: list[str], ipv4: bool, ipv6: bool) -> list[str]:
