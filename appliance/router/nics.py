@@ -19,6 +19,7 @@ from pyroute2.netlink.exceptions import NetlinkError
 
 from ..boot import dhcp_client
 from ..config.schema import Lan, Wan
+from .lan_routes import LanRouteKeeper
 from .routes import RouteSet
 from .static_wan import StaticWan
 
@@ -173,7 +174,8 @@ def add_lan_routes(lan: Lan, ifname: str, undo: Undo) -> None:
     """`[lan] routes`: each network via its LAN router (or on the LAN's link). The kill switch takes
     these sources from the LAN NIC, so their return traffic must go back there: a route that
     exists already is kept only if it leads out of the LAN NIC; one leading elsewhere (the WAN, the
-    tunnel) would send the answers there, and stops the start instead."""
+    tunnel) would send the answers there, and stops the start instead. Those we added come back
+    after a LAN link flap (LanRouteKeeper)."""
     rs = RouteSet()
     undo.push("LAN routes", rs.remove_all)
     for r in lan.routes or ():
@@ -185,6 +187,12 @@ def add_lan_routes(lan: Lan, ifname: str, undo: Undo) -> None:
             raise RuntimeError(f"[lan] routes: {net} is routed elsewhere already, not out of the LAN NIC {ifname}")
         else:
             log.info("route %s: one out of %s exists already; kept", r, ifname)
+    if rs.added:
+        # Given back after a LAN link flap (router/lan_routes.py); stopped first on the way out
+        # (the undo is newest first), before the routes are removed.
+        keeper = LanRouteKeeper(ifname, rs)
+        keeper.start()
+        undo.push(f"keeping {ifname}'s [lan] routes", keeper.stop.set)
 
 
 # ------------------------------------------------------------------ IPv6
