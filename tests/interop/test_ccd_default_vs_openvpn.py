@@ -128,3 +128,23 @@ def test_push_reset_takes_back_the_files_own_earlier_push(lab, procs, server):
     reply = next((ln for ln in cli.log().splitlines() if "PUSH_REPLY" in ln), "")
     opts = reply.split("PUSH_REPLY", 1)[1].split(",")
     assert [o for o in opts if o.startswith("route ")] == ["route 198.18.66.0 255.255.255.0"], (server, reply)
+
+
+@pytest.mark.parametrize("server", ["openvpn", "ours"])
+def test_a_1_mib_ccd_file_applies_to_the_end(lab, procs, server):
+    """A ccd file of ~1 MiB (ours reads one over 16 KiB in a worker, its client waiting:
+    gateway/server_files.py CcdReader): its last lines apply, the address and the route, from
+    either server; the client pings through the tunnel."""
+    ccd = lab.tmp / f"ccd-big-{server}"
+    ccd.mkdir()
+    filler = b'push-remove "nothing-matches-this"\n'
+    (ccd / "client1").write_bytes(filler * (1024 * 1024 // len(filler) - 4)
+                                  + b'ifconfig-push 198.19.0.73 255.255.255.0\npush "route 198.18.78.0 255.255.255.0"\n')
+    _start_server(lab, procs, server, server_config(lab.pki, extra=f"client-config-dir {ccd}\n"), "bigsrv")
+    cli = lab.openvpn(lab.cli, client_profile(lab.pki, "udp", client="client1"), f"bigcli-{len(lab.procs)}", wait=0)
+    procs.append(cli)
+    assert cli.wait_for("Initialization Sequence Completed", 30), cli.log()[-2000:]
+    reply = next((ln for ln in cli.log().splitlines() if "PUSH_REPLY" in ln), "")
+    opts = reply.split("PUSH_REPLY", 1)[1].split("'")[0].split(",")
+    assert "ifconfig 198.19.0.73 255.255.255.0" in opts and "route 198.18.78.0 255.255.255.0" in opts, (server, reply)
+    assert lab.ping(lab.cli, TUN_SERVER_IP, 3) == 3
