@@ -21,7 +21,7 @@ from appliance.openvpn.packet import encode_body, encode_tlv
 from appliance.openvpn.framing import frame
 
 from . import harness as h
-from .targets import PAIR_KINDS, dhcp_decoder
+from .targets import DNS_SEP, PAIR_KINDS, dhcp_decoder
 
 HERE = Path(__file__).resolve().parent
 SEEDS = HERE / "seeds"
@@ -557,6 +557,29 @@ def generate(out: Path = SEEDS, only: set[str] | None = None) -> dict[str, tuple
     from .script_env_targets import seeds as script_env_seeds
     for data in script_env_seeds():
         add("script-env", data)
+
+    # ---- fuzz38: the client's batched TLS flight, multicast through a tun server, rtnetlink hints
+    from .tls_targets import seeds_flight_batch
+    for data in seeds_flight_batch():
+        add("flight-batch", data)
+    from .netlink_targets import seeds as netlink_seeds
+    for data in netlink_seeds():
+        add("netlink", data)
+    from .mcast_targets import seeds as mcast_tun_seeds
+    for data in mcast_tun_seeds():
+        add("mcast-tun", data)
+    # lanatk38's caps: an answer of more records than the rebinding check reads (TCP and UDP
+    # clients), a DHCP request of a PAD run and of more than 64 options
+    q = encode_query(0x3800, "many.example", 1)
+    for n in (128, 129, 400):
+        rr = b"\xc0\x0c" + struct.pack("!HHIH", 1, 1, 60, 4) + bytes((93, 184, 216, 34))
+        answer = struct.pack("!HHHHHH", 0x1234, 0x8180, 1, n, 0, 0) + q[12:] + rr * n
+        for tcp in (0, 1):
+            add("dns", bytes((tcp,)) + q + DNS_SEP + b"\x03" + answer)
+    discover, mac = bytes((53, 1, 1)), bytes.fromhex("525400123499")
+    add("dhcp-server", b"\x01" + mac + discover + bytes(4000) + b"\xff")               # a 4 KiB run of PAD
+    add("dhcp-server", b"\x01" + mac + discover + bytes((12, 1, 0x61)) * 63 + b"\xff")  # 64 options: read
+    add("dhcp-server", b"\x01" + mac + discover + bytes((12, 1, 0x61)) * 64 + b"\xff")  # 65: refused
 
     # ---- configs
     for text in (CLIENT_OVPN, SERVER_CONF, INLINE_OVPN, CCD):

@@ -97,6 +97,8 @@ INSTRUMENTED = (
     # wan38: the scripts' environments.
     "appliance.gateway.script_env", "appliance.gateway.updown_env", "appliance.gateway.scripts",
     "appliance.openvpn.safeenv",
+    # fuzz38: the route keeper's rtnetlink hint.
+    "appliance.tun.route_watch",
 )
 
 

@@ -643,7 +643,9 @@ def make_dns():
     server; 3 the same with the expected ID patched in (to get past the ID check); 4 that query's
     attempt fails; 5 tunnel down; 6 tunnel up; 7 a TCP client goes away. After every step the
     bounds must hold, and no answer passed to the LAN gives a LAN, own or loopback address
-    (AssertionError is a finding)."""
+    (AssertionError is a finding); an answer passed (not an allowed domain's) has at most
+    dns_rebind.MAX_RECORDS records and the check walks it whole, and one of more records is
+    answered SERVFAIL (or TC only, too large for a UDP client) -- lanatk38's cap (fuzz38)."""
     import ipaddress
     from appliance.lan import dns_wire
     from appliance.lan.dns_core import ForwarderCore, Limits, Reply, Send
@@ -660,7 +662,8 @@ def make_dns():
             return next((n for n, a in self.names.items() if a == addr), None)
     zones = LocalZones([ipaddress.ip_network("198.18.50.0/23"), ipaddress.ip_network("fd18:50::/64")], Leases())
     zones.set_vpn_networks([ipaddress.ip_network("10.8.0.0/16"), ipaddress.ip_network("fd00:8::/32")])
-    from appliance.lan.dns_rebind import RebindFilter
+    import struct
+    from appliance.lan.dns_rebind import MAX_RECORDS, RebindFilter
     rebind = RebindFilter([ipaddress.ip_network("198.18.50.0/23"), ipaddress.ip_network("fd18:50::/64")], ["ok.test"])
     rebind.set_own(["198.19.0.2", "2001:db8:19::1000"])
 
@@ -697,6 +700,18 @@ def make_dns():
                         except dns_wire.BadDns:
                             hit = None
                         assert hit is None, f"{hit!r} reached the LAN"
+                        # lanatk38: an answer over the check's cap is SERVFAIL, never passed; one
+                        # passed is one the check walked whole (not unread for its size or form).
+                        counts = sum(struct.unpack_from("!HHH", a.data, 6)) if len(a.data) >= 12 else 0
+                        assert counts <= MAX_RECORDS, f"an answer of {counts} records passed unchecked"
+                        if counts:
+                            rebind.offending(a.data, dns_wire.parse_untrusted(a.data))   # raises if not walkable
+                    if isinstance(a, Reply) and not rebind.allowed(p.question.name) and len(body) >= 12 \
+                            and sum(struct.unpack_from("!HHH", body, 6)) > MAX_RECORDS:
+                        # SERVFAIL, or (too large for a UDP client) header and question with TC only
+                        tc_only = len(a.data) >= 12 and a.data[2] & 2 and not any(struct.unpack_from("!HHH", a.data, 6))
+                        assert len(a.data) >= 4 and (a.data[3] & 15 == 2 or tc_only), \
+                            f"an answer of more than {MAX_RECORDS} records answered other than SERVFAIL or TC"
             elif op == 4 and first is not None:
                 out = c.failed(first[0], now)
             elif op == 5:
@@ -928,6 +943,20 @@ _add(Target("script-env", lambda: _lazy("script_env_targets", "make_script_env")
             "peer-chosen values (key-method-2 username/password/peer-info, a PUSH_REPLY, certificate subjects) "
             "and the config's setenv in the server's and the client's script environments: names as 2.6's "
             "CC_NAME, no NUL or control character in a value, within ENV_MAX, exec'd with no shell", 0.5))
+# fuzz38: the day's new peer/kernel-facing code -- the client's TLS flight read once per batch (fp38),
+# multicast through a tun server (mcast38), the rtnetlink hints (flap38, wan38).
+_add(Target("flight-batch", lambda: _lazy("tls_targets", "make_flight_batch"), 1024,
+            "a hostile server's control packets in batches to a client whose TLS is driven once per batch: the "
+            "real flight in any order, duplicates, ACK-only, ids beyond the window, garbage and corrupted records, "
+            "thousands in one batch (nothing escapes; ends only as the peer's error; the BIO within one batch's "
+            "bytes; up only with the real server; valid packets end up as when fed one per batch)", 0.75))
+_add(Target("netlink", lambda: _lazy("netlink_targets", "make_netlink"), 8192,
+            "rtnetlink datagrams (any lengths, user ports, ENOBUFS, endless queues) to the route keeper's "
+            "RouteWatch.changed and the relink thread's _drain (bounded reads; verdicts as netlink(7)'s walk)", 0.25))
+_add(Target("mcast-tun", lambda: _lazy("mcast_targets", "make_mcast_tun"), 4096,
+            "a tun server with four clients, client-to-client on or off: multicast and unicast from the TUN and "
+            "from clients, bursts past the replication budget (each client gets each multicast at most once, "
+            "never the sender; unicast routed as route_packet says; counters add up)", 0.5))
 _add(Target("native", lambda: __import__("tests.fuzz.native_targets", fromlist=["make_native"]).make_native(), 4096,
             "the C data path (aead/gro/gso) against its Python twins: the unit tests' differential properties", 0.5))
 

@@ -345,3 +345,220 @@ def seeds_tls_session() -> list[bytes]:
         out.append(bytes((side,)) + _SEP.join([b"\x05", b"", b"\x7f"]))                 # a record lost, time
         out.append(bytes((side,)) + _SEP.join([b"\x01\x16\x03\x01\x00\x04\x00\x00\x00\x00"]))
     return out
+
+
+# ------------------------------------------------------------------ fuzz38: the client's batched TLS flight
+# `flight-batch`: the client reads a batch's control packets into the memory BIO and drives
+# OpenSSL once at end_batch (control.py _advance_now_or_at_batch_end, fp38). A hostile server
+# (protection `none`, so the fuzzer needs no key) sends a script of batches built from what a
+# real server sent (the hard reset and its TLS flight, then whatever it answers at each
+# exchange): packets as they were, twice, ACK-only ones, ids beyond the window, garbage TLS
+# records at the next id, corrupted copies, the same packet thousands of times in one batch.
+# Steps: an op byte (low 3 bits: what, the rest `arg`), some with one more byte `x` (op 3, 5, 7)
+# or a length byte and data (op 4):
+#
+#   0 pool[arg] as it is                      4 CONTROL_V1 at the next id + x % 3, data as its payload
+#   1 pool[arg] twice                         5 pool[arg] with its payload's byte x xored
+#   2 ACK_V1 of id arg                        6 end the batch; the client's output to the real
+#   3 pool[arg] with its id + 12 + x            server, its answers into the pool; arg odd: time
+#     (beyond the receive window)               moves arg s, both timers run
+#                                             7 pool[arg] 16 x (x % 128 + 1) times in the batch
+#
+# Then the rest is moved both ways, batch by batch, with the timers, until the client is up or
+# ended. Oracles: nothing escapes receive/end_batch/settle; an ended session ends as an error of
+# the peer's (a TLS error, a protocol error, the control flood) -- never an internal one; after
+# each end_batch the bytes the client's TLS BIO still holds are at most what this batch fed it
+# and what was held before it (in the BIO, or in the reliable layer past a gap the batch
+# filled); the client is up only with the real server (its common name); and a script of ops
+# 0-2 and 6 alone (valid packets in any order, duplicated, acked anyhow) ends the same as the
+# same packets fed one per batch on a fresh pair (picked from the server's first flight), and
+# up, when no time passes in the script.
+
+FLIGHT_POOL_MAX = 256
+
+
+def _flight_pair():
+    """A client and a real server (protection none) up to the server's TLS flight: the pool."""
+    c, s = h.make_pair("plain")
+    c.prime()
+    pool: list[bytes] = []
+    for p in c.take_outgoing():
+        s.receive(bytes(p), 0.0)
+    first = [bytes(p) for p in s.take_outgoing()]
+    for p in first:
+        c.receive(p, 0.0)
+    pool.extend(first)
+    for p in c.take_outgoing():
+        s.receive(bytes(p), 0.0)
+    pool.extend(bytes(p) for p in s.take_outgoing())
+    return c, s, pool
+
+
+def _reencode(p: bytes, shift: int = 0) -> bytes | None:
+    """A pool packet (a control packet with a message id) again, its id moved by `shift`."""
+    from appliance.openvpn.packet import decode_body_untrusted, encode_body
+    try:
+        cb = decode_body_untrusted(p[0] >> 3, p[9:])
+    except Exception:  # noqa: BLE001 - a pool packet without a body (never: the real server's)
+        return None
+    if cb.msg_id is None:
+        return None
+    return p[:9] + encode_body(cb.acks, cb.peer_sid, (cb.msg_id + shift) & 0xFFFFFFFF, cb.payload)
+
+
+def _flight_steps(data: bytes):
+    i = 0
+    while i < len(data):
+        op = data[i]
+        i += 1
+        kind, arg = op & 7, op >> 3
+        if kind in (3, 5, 7):
+            x = data[i] if i < len(data) else 0
+            i += 1
+            yield kind, arg, x, b""
+        elif kind == 4:
+            n = data[i] if i < len(data) else 0
+            yield kind, arg, 0, data[i + 1:i + 1 + n]
+            i += 1 + n
+        else:
+            yield kind, arg, 0, b""
+
+
+def _bio_pending(c) -> int:
+    ks = c.keys.get(0)
+    if ks is None or ks.tls is None:
+        return 0
+    from OpenSSL._util import ffi
+    return _lib.BIO_get_mem_data(ks.tls._into, ffi.new("char **"))    # the bytes not read yet
+
+
+def _run_flight(steps, one_per_batch: bool):
+    from appliance.openvpn import events as ev
+    from appliance.openvpn.opcodes import Op
+    from appliance.openvpn.packet import encode_body
+    c, s, pool = _flight_pair()
+    now = [0.0]
+    batch: list[bytes] = []
+
+    def feed(packets: list[bytes]) -> None:
+        groups = [[p] for p in packets] if one_per_batch else [packets]
+        for g in groups:
+            ks = c.keys.get(0)
+            # What the BIO held, and what the reliable layer held past a gap (released by this batch)
+            before = _bio_pending(c) + (ks.reliable.recv_buffered if ks is not None else 0)
+            c.begin_batch()
+            fed = 0
+            for p in g:
+                fed += len(p)
+                c.receive(p, now[0])
+            if c.end_batch(now[0]):
+                for q in c.take_outgoing():
+                    s.receive(bytes(q), now[0])
+            c.settle(now[0])
+            left = _bio_pending(c)
+            if left > before + fed:
+                raise AssertionError(f"the TLS BIO holds {left} bytes after a batch of {fed} ({before} held before)")
+
+    def exchange(advance: float) -> None:
+        feed(batch)
+        batch.clear()
+        if advance:
+            now[0] += advance
+            c.handle_timer(now[0])
+            s.handle_timer(now[0])
+        for q in c.take_outgoing():
+            s.receive(bytes(q), now[0])
+        for q in s.take_outgoing():
+            if len(pool) < FLIGHT_POOL_MAX:
+                pool.append(bytes(q))
+
+    server_sid = pool[0][1:9]
+    for kind, arg, x, body in steps:
+        if c.closed:
+            break
+        p = pool[arg % len(pool)]
+        if kind == 0:
+            batch.append(p)
+        elif kind == 1:
+            batch += [p, p]
+        elif kind == 2:
+            batch.append(bytes(((Op.ACK_V1 << 3),)) + server_sid + encode_body([arg], c.own_sid, None))
+        elif kind == 3:
+            q = _reencode(p, shift=12 + x)
+            if q is not None:
+                batch.append(q)
+        elif kind == 4:
+            ks = c.keys.get(0)
+            nxt = ks.reliable.next_recv_id if ks is not None else 1
+            batch.append(bytes(((Op.CONTROL_V1 << 3),)) + server_sid + encode_body([], None, nxt + x % 3, body))
+        elif kind == 5:
+            q = _reencode(p)
+            if q is not None and len(q) > 9:
+                b = bytearray(q)
+                b[len(b) - 1 - x % max(1, len(b) - 30)] ^= x | 1
+                batch.append(bytes(b))
+        elif kind == 6:
+            exchange(float(arg) if arg & 1 else 0.0)
+        elif kind == 7:
+            batch += [p] * (16 * (x % 128 + 1))
+    # The rest moved both ways until the client is up or ended (the world's retransmissions).
+    pending, batch[:] = list(batch), []
+    for _ in range(60):
+        if c.closed or c.established:
+            break
+        if pending:
+            feed(pending)
+        for q in c.take_outgoing():
+            s.receive(bytes(q), now[0])
+        pending = [bytes(q) for q in s.take_outgoing()]
+        if not pending and not c.out:
+            now[0] += 2.5
+            c.handle_timer(now[0])
+            s.handle_timer(now[0])
+            pending = [bytes(q) for q in s.take_outgoing()]
+    closed = [e for e in c.events if isinstance(e, ev.SessionClosed)]
+    return c, s, closed
+
+
+def make_flight_batch():
+    def one(data: bytes) -> None:
+        steps = list(_flight_steps(data[:512]))
+        c, _s, closed = _run_flight(steps, one_per_batch=False)
+        if c.established and c.peer_common_name != "server":
+            raise AssertionError(f"up with a peer named {c.peer_common_name!r}")
+        for e in closed:
+            if "internal" in e.reason.lower():
+                raise AssertionError(f"the session ended on our own error: {e.reason}")
+        # Valid packets only and no time in the script (the time jumps of op 6 and the pool
+        # swallowing what the server sends make hand-window run out on the retransmissions'
+        # schedule, legitimately): the client ends up (a batch whose TLS is never driven would
+        # leave both runs below down alike).
+        kinds = [k for k, *_ in steps]
+        valid = all(k in (0, 1, 2, 6) for k in kinds) and not any(k == 6 and a & 1 for k, a, *_ in steps)
+        if valid and not c.established:
+            raise AssertionError(f"valid packets only, yet the client is not up: {[e.reason for e in closed]}")
+        # The same packets one per batch: only where they are the same, those of the server's first
+        # flight (after an exchange the pools differ: the client's replies, batched or not, differ
+        # in shape, and so do the server's answers and their order in the pool).
+        first_exchange = kinds.index(6) if 6 in kinds else len(kinds)
+        if valid and not any(k in (0, 1) for k in kinds[first_exchange:]):
+            c1, _s1, closed1 = _run_flight(steps, one_per_batch=True)
+            if (c.established, c.closed) != (c1.established, c1.closed):
+                raise AssertionError(f"batched: up {c.established}, ended {[e.reason for e in closed]}; "
+                                     f"one per batch: up {c1.established}, ended {[e.reason for e in closed1]}")
+    return one
+
+
+def seeds_flight_batch() -> list[bytes]:
+    return [
+        b"",                                             # the flight as the world delivers it
+        bytes((0 | 1 << 3, 0 | 2 << 3, 0 | 3 << 3, 6)),  # the flight in one batch, then exchanged
+        bytes((0 | 3 << 3, 0 | 2 << 3, 0 | 1 << 3, 1 | 2 << 3, 2 | 1 << 3, 6, 2 | 7 << 3)),  # any order, twice
+        bytes((0 | 1 << 3, 3 | 2 << 3, 0, 0 | 2 << 3, 6)),        # an id beyond the window
+        bytes((0 | 1 << 3, 4, 0, 7, 0x16, 3, 3, 0, 2, 0, 0, 6)),  # a short record at the next id
+        bytes((0 | 1 << 3, 4, 0, 5, 0x17, 3, 3, 0x40, 0, 6)),     # a record claiming 16 KiB
+        bytes((0 | 1 << 3, 5 | 2 << 3, 40, 0 | 3 << 3, 6)),       # a corrupted flight packet
+        bytes((7 | 1 << 3, 127, 0 | 2 << 3, 0 | 3 << 3, 6)),      # one packet 2,048 times in a batch
+        bytes((0 | 1 << 3, 0 | 2 << 3, 0 | 3 << 3, 6, 0 | 4 << 3, 0 | 5 << 3, 0 | 6 << 3, 0 | 7 << 3, 6)),
+        bytes((0 | 1 << 3, 0 | 2 << 3, 6 | 3 << 3, 0 | 3 << 3, 6 | 5 << 3)),     # time between batches
+    ]
