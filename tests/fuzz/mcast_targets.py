@@ -7,7 +7,8 @@ a script of inner packets split at `\\xfe\\xfd`. Each step's first byte: low 3 b
 (0, 5-7: the TUN; 1-4: client 1-4 seals it), bits 3-4 the destination (0: as fuzzed; 1: the
 IPv4 group 224.0.0.5 / IPv6 ff02::5; 2: client (step[1] % 4)'s address; 3: the iroute), bit 5
 the source address kept as fuzzed (else the sending client's own), bit 6 one second passes, bit
-7 the packet sent 32 times at once (a burst past the budget's 400 within one input). What the server seals is opened by the clients.
+7 the packet sent 32 times at once (a burst past the budget's 400 within one input). What the
+server seals is opened by the clients.
 
 Oracles, per packet (what 2.6's multi.c does): from the TUN, a multicast (is_multicast restated:
 IPv4 224.0.0.0/4 with 20 header bytes, IPv6 ff00::/8 with 40) reaches every client exactly once,
