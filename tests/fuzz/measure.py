@@ -52,6 +52,8 @@ PEER_FACING = (
     # fuzz37: port-share (the sniffing in the server's pump, the relays, the verdict), the pool file.
     "appliance/gateway/server.py", "appliance/gateway/portshare.py", "appliance/openvpn/portshare.py",
     "appliance/openvpn/poolfile.py",
+    # fuzz38: the rtnetlink hint (the kernel's bytes), the rebinding check (a VPN resolver's).
+    "appliance/tun/route_watch.py", "appliance/lan/dns_rebind.py",
 )
 
 
