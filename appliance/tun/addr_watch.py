@@ -14,18 +14,16 @@ ENOBUFS) counts as a change too. Each wake-up reads at most `limit` datagrams.
 """
 from __future__ import annotations
 
-import errno
 import ipaddress
 import socket
 import struct
 
 from ..transport import sockfilter as bpf
+from .nl_hints import read_hints
 from .rtnl import _IFADDRMSG, IFA_ADDRESS, IFA_LOCAL, NLM_F_DUMP, RTM_DELADDR, RTM_GETADDR, RTM_NEWADDR, Rtnl, _attrs
 
 RTMGRP_IPV4_IFADDR = 0x10
 RTMGRP_IPV6_IFADDR = 0x100
-_NLMSGHDR = struct.Struct("=IHHII")       # len, type, flags, seq, pid
-_RECV = 65536
 
 
 def _same(a: str, b: str) -> bool:
@@ -78,31 +76,7 @@ class AddressWatch:
     def removed(self, limit: int = 16) -> bool:
         """Whether an address may have left the host since the last call (an RTM_DELADDR, or a
         queue overflow that may have hidden one). `has_pending`: `limit` reads were not enough."""
-        seen = False
-        self.has_pending = False
-        for _ in range(limit):
-            try:
-                data, (pid, _groups) = self.sock.recvfrom(_RECV)
-            except (BlockingIOError, InterruptedError):
-                return seen
-            except OSError as e:
-                if e.errno == errno.ENOBUFS:          # the kernel dropped messages for us
-                    self.stats["overflows"] += 1
-                    seen = True
-                    continue
-                raise
-            if pid != 0:
-                continue                              # not the kernel
-            off = 0
-            while off + _NLMSGHDR.size <= len(data):
-                n, mtype = _NLMSGHDR.unpack_from(data, off)[:2]
-                if n < _NLMSGHDR.size:
-                    break
-                if mtype == RTM_DELADDR:
-                    self.stats["removals"] += 1
-                    seen = True
-                off += (n + 3) & ~3
-        self.has_pending = True
+        seen, self.has_pending = read_hints(self.sock, (RTM_DELADDR,), self.stats, "removals", limit)
         return seen
 
     def is_local(self, address: str) -> bool:

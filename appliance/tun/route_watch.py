@@ -15,18 +15,16 @@ counts as a change too. Each wake-up reads at most `limit` datagrams.
 """
 from __future__ import annotations
 
-import errno
 import socket
 import struct
 
 from ..transport import sockfilter as bpf
+from .nl_hints import read_hints
 from .rtnl import RTM_DELROUTE, RTM_NEWLINK
 
 RTMGRP_LINK = 0x1
 RTMGRP_IPV4_ROUTE = 0x40
 RTMGRP_IPV6_ROUTE = 0x400
-_NLMSGHDR = struct.Struct("=IHHII")       # len, type, flags, seq, pid
-_RECV = 65536
 
 
 def _as_loaded(kind: int) -> int:
@@ -70,31 +68,7 @@ class RouteWatch:
     def changed(self, limit: int = 16) -> bool:
         """Whether a link changed or a route went since the last call (or a queue overflow may
         have hidden one). `has_pending`: `limit` reads were not enough."""
-        seen = False
-        self.has_pending = False
-        for _ in range(limit):
-            try:
-                data, (pid, _groups) = self.sock.recvfrom(_RECV)
-            except (BlockingIOError, InterruptedError):
-                return seen
-            except OSError as e:
-                if e.errno == errno.ENOBUFS:          # the kernel dropped messages for us
-                    self.stats["overflows"] += 1
-                    seen = True
-                    continue
-                raise
-            if pid != 0:
-                continue                              # not the kernel
-            off = 0
-            while off + _NLMSGHDR.size <= len(data):
-                n, mtype = _NLMSGHDR.unpack_from(data, off)[:2]
-                if n < _NLMSGHDR.size:
-                    break
-                if mtype in (RTM_NEWLINK, RTM_DELROUTE):
-                    self.stats["hints"] += 1
-                    seen = True
-                off += (n + 3) & ~3
-        self.has_pending = True
+        seen, self.has_pending = read_hints(self.sock, (RTM_NEWLINK, RTM_DELROUTE), self.stats, "hints", limit)
         return seen
 
     def close(self) -> None:

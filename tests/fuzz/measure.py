@@ -53,7 +53,7 @@ PEER_FACING = (
     "appliance/gateway/server.py", "appliance/gateway/portshare.py", "appliance/openvpn/portshare.py",
     "appliance/openvpn/poolfile.py",
     # fuzz38: the rtnetlink hint (the kernel's bytes), the rebinding check (a VPN resolver's).
-    "appliance/tun/route_watch.py", "appliance/lan/dns_rebind.py",
+    "appliance/tun/route_watch.py", "appliance/tun/nl_hints.py", "appliance/lan/dns_rebind.py",
 )
 
 

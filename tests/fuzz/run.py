@@ -98,7 +98,7 @@ INSTRUMENTED = (
     "appliance.gateway.script_env", "appliance.gateway.updown_env", "appliance.gateway.scripts",
     "appliance.openvpn.safeenv",
     # fuzz38: the route keeper's rtnetlink hint.
-    "appliance.tun.route_watch",
+    "appliance.tun.route_watch", "appliance.tun.nl_hints",
 )
 
 
