@@ -297,7 +297,11 @@ class TunnelNetwork(_TunAndRoutes):
         again (gateway/route_keeper.py: after a link down/up). Nothing before a push or after close."""
         if self.routes is None or self.tun is None:
             return [], []
-        return self.routes.restore()
+        try:
+            tun = self._tun_index()
+        except RuntimeError:
+            tun = None
+        return self.routes.restore(tun)
 
     def apply(self, pushed, remote_ip: str) -> None:
         reopened, self._reopened = self._reopened, False

@@ -138,7 +138,7 @@ class RouteSet:
         """A route along a given (gateway, interface index), e.g. the net_gateway."""
         return self.add(network, prefixlen, gateway=via[0], metric=metric, oif=via[1])
 
-    def restore(self) -> tuple[list[dict], list[tuple[dict, str]]]:
+    def restore(self, tun_index: int | None = None) -> tuple[list[dict], list[tuple[dict, str]]]:
         """Add again each route of ours the kernel no longer has: (the ones added again, the
         ones that could not be, with why). Why: the kernel drops a NIC's IPv4 routes when its
         link goes down (the address stays) and says nothing of it, the server's host route
@@ -146,7 +146,15 @@ class RouteSet:
         there is asked of the kernel itself: an add that says EEXIST (this route, or one of
         someone else's for the same destination and metric, which we leave alone) is done.
         A failure (the link still down: ENETDOWN; its gateway not reachable yet: ENETUNREACH;
-        the NIC gone) is reported, never raised: the keeper tries again later."""
+        the NIC gone) is reported, never raised: the keeper tries again later.
+
+        A route with no gateway out of a NIC other than the tunnel (`tun_index`) -- the server's
+        host route when the server was on the NIC's own network -- is added again only while
+        a network of that NIC still holds its destination: after a renumbering (the WAN's
+        address moved to another network: the kernel flushed the NIC's routes) it would send the
+        server's packets to a neighbour that is not there, and the client's reconnect would take
+        it for the path (tests/interop/test_wan_renumber_tunnel.py). Such a route is forgotten;
+        the reconnect adds the new one. (One with a gateway the kernel refuses by itself then.)"""
         back: list[dict] = []
         failed: list[tuple[dict, str]] = []
         own = None
@@ -154,7 +162,12 @@ class RouteSet:
             nl = self.nl
             if nl is None:
                 nl = own = Rtnl()
-            for spec in self.added:
+            for spec in list(self.added):
+                if (spec.get("gateway") is None and spec.get("oif") is not None and spec["oif"] != tun_index
+                        and spec.get("rtype", RTN_UNICAST) == RTN_UNICAST
+                        and not _on_link(nl, spec["dst"], spec["oif"])):
+                    self.added.remove(spec)
+                    continue
                 try:
                     nl.route_add(**spec)
                 except NetlinkError as e:
@@ -175,3 +188,12 @@ class RouteSet:
                 except NetlinkError as e:
                     log.debug("route %s/%s already gone: %s", spec["dst"], spec["prefixlen"], e)
         self.added.clear()
+
+
+def _on_link(nl, dst: str, oif: int) -> bool:
+    """Whether a network of interface `oif` (its addresses' prefixes) holds address `dst`."""
+    ip = ipaddress.ip_address(dst)
+    for _fam, addr, plen, _idx in nl.addrs(socket.AF_INET6 if ip.version == 6 else socket.AF_INET, index=oif):
+        if ip in ipaddress.ip_network(f"{addr}/{plen}", strict=False):
+            return True
+    return False

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -132,7 +133,10 @@ def test_a_dns_flood_from_one_lan_host_leaves_another_hosts_dns_and_tunnel_worki
     print(f"flood {r.stdout.strip()} queries; victim {got}; appliance CPU {cpu:.0%}")
     assert r.returncode == 0 and int(r.stdout) > 50_000, f"the flood did not run: {r.stdout} {r.stderr}"
     assert got["lost"] + got["other"] <= tolerated and got["ok"] >= 25, (got, cpu, lab.app_proc.log()[-2000:])
-    assert " 0% packet loss" in pinged, pinged
+    # (`ping -w 10` stops at its deadline: the last echo, sent ~0.2 s before, may be answered after
+    # it and counted lost on a loaded machine -- one echo short is the deadline, not the tunnel)
+    m = re.search(r"(\d+) packets transmitted, (\d+) received", pinged)
+    assert m and int(m.group(2)) >= int(m.group(1)) - 1 and int(m.group(1)) >= 40, pinged
     # The appliance's CPU is printed, not asserted: it follows the flood's rate, which follows the
     # machine's load (15-41% at ~20,000 queries a second on a busy machine, 75% at ~100,000 on a
     # quiet one, where the victim still lost none). What a user checks is the victim's service.

@@ -63,8 +63,12 @@ def test_failures_are_said_at_most_once_per_log_every():
 
 # ---------------------------------------------------------------- RouteSet.restore
 class FakeNl:
-    def __init__(self, answers: dict[str, int]) -> None:
+    def __init__(self, answers: dict[str, int], addrs: "list[tuple[int, str, int, int]] | None" = None) -> None:
         self.answers, self.calls = answers, []
+        self.addr_list = addrs or []
+
+    def addrs(self, family: int = 0, index: "int | None" = None) -> list:
+        return [a for a in self.addr_list if (index is None or a[3] == index) and (not family or a[0] == family)]
 
     def route_add(self, **spec) -> None:
         self.calls.append(spec["dst"])
@@ -82,11 +86,29 @@ def test_restore_adds_what_the_kernel_lost_and_reports_what_it_cannot_never_rais
                  "198.18.70.1": errno.ENETDOWN})
     rs = RouteSet(nl)
     rs.added = [_spec("198.18.50.1"), _spec("0.0.0.0", oif=9, gw=None), _spec("198.18.60.1"), _spec("198.18.70.1")]
-    back, failed = rs.restore()
+    back, failed = rs.restore(tun_index=9)
     assert [s["dst"] for s in back] == ["198.18.50.1"]
     assert [s["dst"] for s, _ in failed] == ["198.18.60.1", "198.18.70.1"]
     assert len(rs.added) == 4                             # nothing remembered twice, nothing forgotten
     assert nl.calls == ["198.18.50.1", "0.0.0.0", "198.18.60.1", "198.18.70.1"]
+
+
+def test_restore_forgets_an_on_link_host_route_whose_network_left_the_nic():
+    """After a WAN renumbering (198.18.0.10/24 -> 198.18.2.10/24) the server 198.18.0.1, once on
+    the NIC's own network, is no longer: its gateway-less host route is not put back (it would
+    send the server's packets to a neighbour that is not there, and the reconnect would take it
+    for the path); while the network is still the NIC's (a plain flap) it is."""
+    import socket
+    renumbered = FakeNl({}, addrs=[(socket.AF_INET, "198.18.2.10", 24, 2)])
+    rs = RouteSet(renumbered)
+    rs.added = [_spec("198.18.0.1", gw=None), _spec("0.0.0.0", oif=9, gw=None)]
+    back, failed = rs.restore(tun_index=9)
+    assert [s["dst"] for s in back] == ["0.0.0.0"] and failed == []
+    assert renumbered.calls == ["0.0.0.0"] and [s["dst"] for s in rs.added] == ["0.0.0.0"]
+    flapped = FakeNl({}, addrs=[(socket.AF_INET, "198.18.0.10", 24, 2)])
+    rs = RouteSet(flapped)
+    rs.added = [_spec("198.18.0.1", gw=None)]
+    assert [s["dst"] for s in rs.restore(tun_index=9)[0]] == ["198.18.0.1"]
 
 
 def test_restore_with_no_routes_does_nothing():
