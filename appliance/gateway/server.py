@@ -482,12 +482,12 @@ class ServerGateway(SignalWakes):
         try:
             pids, addrs, books = self.d.reconcile()
         except Exception:  # noqa: BLE001
-            self.faults.internal("reconciling the peer-ids, address pools, routes and admission counts")
+            self.faults.internal("reconciling the peer-ids, address pools, routes, MACs and admission counts")
             return
         if pids or addrs or books:
             self.faults.count("internal error: held by no session, given back", pids + addrs + books)
-            log.warning("after an internal error: %d peer-id(s), %d pool address(es) and %d route or admission "
-                        "count(s) that no session held given back", pids, addrs, books)
+            log.warning("after an internal error: %d peer-id(s), %d pool address(es) and %d route, admission "
+                        "count or MAC entry(ies) that no session held given back", pids, addrs, books)
 
     def _conn_handlers(self, key: StreamKey, link: TcpLink) -> tuple[Callable[[], None], Callable[[], None]]:
         """The pump's read and write handlers for one client connection, bound to its socket as

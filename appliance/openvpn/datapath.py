@@ -123,6 +123,15 @@ class ReplicationBudget:
             del left[name]
 
 
+    def reconcile(self, live: set[int]) -> int:
+        """The buckets of ids no live client has dropped (ServerDispatcher.reconcile: our bug
+        skipped forget()), so no new record inherits a gone one's by a reused id. How many."""
+        gone = [i for i in self.buckets if i not in live]
+        for i in gone:
+            del self.buckets[i]
+        return len(gone)
+
+
 def share(shares: dict, rec: ClientRecord, p) -> None:
     """Queue packet `p` for client `rec` in `shares` (id(client) -> (it, its packets in order))."""
     g = shares.get(id(rec))
@@ -369,6 +378,7 @@ class ServerDataPath:
         self.stats = {"packet for a client not admitted yet": 0, "no route": 0}
         self.bcast = ReplicationBudget(self.stats)
         dispatcher.on_forget = self.bcast.forget
+        dispatcher.on_reconcile = lambda live: self.bcast.reconcile(set(live))
         # Sessions whose sealing raised (our bug, or a state we did not foresee): the pump ends
         # each of them and logs the exception; the rest of the batch goes on.
         self.failed: list[tuple[ClientRecord, Exception]] = []
@@ -412,7 +422,7 @@ class ServerDataPath:
                             share(shares, other, p)
                     continue
                 other = route(p)
-                if other is None or other is rec:
+                if other is None or other is rec or not other.alive:   # (alive: a gone one's iroute, see from_tun)
                     to_tun(p)
                 elif other.session.established:
                     share(shares, other, p)
@@ -451,7 +461,9 @@ class ServerDataPath:
                     self.stats["no route"] += 1
                 continue
             rec = route(p)
-            if rec is None or not rec.session.established:
+            # (alive: an iroute our bug left to a gone session, until the 5 s reconcile -- its
+            # ended session's keys must not carry the LAN's packets to that client meanwhile)
+            if rec is None or not rec.alive or not rec.session.established:
                 self.stats["no route"] += 1
                 continue
             s = rec.session

@@ -128,6 +128,20 @@ class MacTable:
             if self.owner.get(mac) is rec:
                 del self.owner[mac]
 
+    def reconcile(self, live: set[int]) -> int:
+        """After our bug before the switch's forget() of a client ran (ServerDispatcher.reconcile,
+        only when its books are suspect): every MAC whose holder is gone is free, and the MAC
+        lists of ids no live client has are dropped -- kept, a reused id would have made a new
+        client start with a gone one's MACs against its quota. `live`: the ids of the live
+        clients. How many entries were dropped."""
+        dead = [mac for mac, rec in self.owner.items() if not rec.alive]
+        for mac in dead:
+            del self.owner[mac]
+        gone = [i for i in self.held if i not in live]
+        for i in gone:
+            del self.held[i]
+        return len(dead) + len(gone)
+
     def drop(self, mac: bytes) -> ClientRecord | None:
         """`mac` is no longer its holder's (the server's side uses it) -> that holder, if any."""
         rec = self.owner.pop(mac, None)
@@ -247,6 +261,7 @@ class SwitchDataPath:
         self.failed: list[tuple[ClientRecord, Exception]] = []
         self.bcast = ReplicationBudget(self.stats)        # a client's broadcasts copied to the others (c2c)
         dispatcher.on_forget = self._forget
+        dispatcher.on_reconcile = self.reconcile
         # learn-address (gateway/learn.py): ask(client, MAC) -> True to learn it at once (no
         # command configured), False when the command was asked (learn_result says);
         # unlearn(client, MAC): a MAC it held is no longer its (its quota full).
@@ -266,6 +281,23 @@ class SwitchDataPath:
         if self._asking_of.pop(id(rec), None):
             for k in [k for k, r in self.asking.items() if r is rec]:
                 del self.asking[k]
+
+    def reconcile(self, live: dict[int, ClientRecord]) -> int:
+        """ServerDispatcher.reconcile's part for the switch (its on_reconcile): what the MAC table,
+        the learn-address bookkeeping and the broadcast budgets hold of clients that are gone --
+        left by our bug before _forget ran. Why it matters: a MAC still led to its gone holder,
+        whose frames from the TAP (sealed with the ended session's keys) went on reaching that
+        client until another client sent from the MAC. How many entries were dropped."""
+        ids = set(live)
+        fixed = self.macs.reconcile(ids) + self.bcast.reconcile(ids)
+        for k in [k for k, r in self.asking.items() if not r.alive]:
+            del self.asking[k]
+            fixed += 1
+        for i in [i for i in self._asking_of if i not in ids]:
+            del self._asking_of[i]
+        for k in [k for k in self.refused if k[0] not in ids]:
+            del self.refused[k]
+        return fixed
 
     def _evicted(self, rec: ClientRecord, mac: bytes) -> None:
         if self.unlearn is not None:
@@ -399,7 +431,7 @@ class SwitchDataPath:
             if other is None or other is rec:
                 put(p)
             elif self.c2c:
-                if other.session.established:
+                if other.alive and other.session.established:
                     share(shares, other, p)
                 else:
                     stats["no route"] += 1
@@ -503,7 +535,7 @@ class SwitchDataPath:
                     share(shares, rec, p)
                 continue
             rec = owner.get(bytes(p[0:6]) + vb)
-            if rec is None or not rec.session.established:
+            if rec is None or not rec.alive or not rec.session.established:   # (alive: see reconcile)
                 stats["no route"] += 1
                 continue
             p = self._clamp(p, rec.session)

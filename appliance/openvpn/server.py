@@ -121,6 +121,12 @@ class ServerDispatcher(ClientPush):
         self.stopping = False                 # told its clients RESTART: no new ones (restart_all)
         # Called with each client as it leaves (dev tap: the switch frees its MACs, l2switch.py).
         self.on_forget: "Callable[[ClientRecord], None] | None" = None
+        # Called by reconcile() with the live clients (id -> record): the data path drops what it
+        # holds of any other (dev tap: the MAC table; the broadcast budgets) -> how many entries.
+        self.on_reconcile: "Callable[[dict[int, ClientRecord]], int] | None" = None
+        # Records whose _forget met our bug: reconcile() retires their drop counters (the step
+        # that does may not have run, and drop_counters reads only the live sessions).
+        self._unsettled: list[ClientRecord] = []
         # Called with each client as its record is made (before its first packet is read), and
         # the record of the same client it restarts (UDP, same address) or None: the gateway
         # numbers it there, as OpenVPN 2.6 gives its client ID at multi_create_instance, and a
@@ -944,21 +950,23 @@ class ServerDispatcher(ClientPush):
             steps = self._forget_steps(rec)
         except Exception as e:  # noqa: BLE001 - our bug before any step: reconcile() gives back what it can
             self.suspect = True
+            self._unsettled.append(rec)
             self._internal_errors.append((rec, e))
             return
+        unsettled = False
         for step in steps:
             try:
                 step()
             except Exception as e:  # noqa: BLE001 - our bug in one step; the others still give back theirs
-                self.suspect = True
+                self.suspect = unsettled = True
                 self._internal_errors.append((rec, e))
+        if unsettled:
+            self._unsettled.append(rec)
 
     def _forget_steps(self, rec: ClientRecord) -> list:
         """The parts of _forget that call other objects (each may raise: see _forget)."""
         def stats() -> None:
-            for k, v in rec.session.stats.items():
-                self.retired_stats[k] = self.retired_stats.get(k, 0) + v
-            rec.session.stats = {}
+            self._retire_stats(rec)
 
         def pool() -> None:
             # Its own lease, whoever holds the route now (see ClientRecord.pool_lease).
@@ -989,6 +997,15 @@ class ServerDispatcher(ClientPush):
         if self.on_forget is not None:
             steps.append(lambda: self.on_forget(rec))
         return steps
+
+    def _retire_stats(self, rec: ClientRecord) -> int:
+        """`rec`'s drop counters into retired_stats (its session's emptied: twice adds nothing).
+        How many counters were moved."""
+        got = rec.session.stats
+        for k, v in got.items():
+            self.retired_stats[k] = self.retired_stats.get(k, 0) + v
+        rec.session.stats = {}
+        return len(got)
 
     def _drop(self, rec: ClientRecord, reason: str) -> None:
         s = rec.session
@@ -1079,12 +1096,20 @@ class ServerDispatcher(ClientPush):
         more guards: the fault was inside the release of that very resource, or before any
         release step at all (_forget_steps), and only a look at who holds what can tell what
         it left. Not on the data path: the gateway calls it from its 5 s timer, and only when
-        `suspect`. Returns (peer-ids, addresses, routes and admission counts) corrected."""
+        `suspect`. Also the data path's books (dev tap: the MAC table, on_reconcile), and the
+        drop counters of the sessions whose forgetting failed, retired as their release would
+        have (else the final counters lost them). Returns (peer-ids, addresses, routes, MACs
+        and admission counts) corrected."""
         self.suspect = False
+        unsettled, self._unsettled = self._unsettled, []
+        for rec in unsettled:
+            self._retire_stats(rec)
         live = {id(r): r for r in (*self.by_addr.values(), *self.pending.values(), *self.heirs.values())
                 if r.alive}
         fixed_books = self._reconcile_routes()
         fixed_books += self.admission.reconcile([r for r in live.values() if r.admitted])
+        if self.on_reconcile is not None:
+            fixed_books += self.on_reconcile(live)
         pids: dict[int, int] = {}
         for r in live.values():
             pids[r.peer_id] = pids.get(r.peer_id, 0) + 1
