@@ -196,6 +196,7 @@ class ClientGateway(SignalWakes):
         self.mgmt: "ClientMgmt | None" = None
         # management-up-down and the down-root command (gateway/updown.py; its helper: cli.py).
         self.updown = UpDown(opts)
+        self.updown.faults = self.faults
         # up/route-up/ipchange/route-pre-down/down (gateway/client_scripts.py): a worker runs them.
         self.scripts: ClientScriptPlan | None = None
         if ClientScriptPlan.wanted(opts):

@@ -66,6 +66,8 @@ def test_a_forget_that_fails_at_once_frees_the_mac_and_keeps_the_counters(pki, m
     w.run_for(1)
     assert down not in c0tun.written
 
+    rows = gw.ops.status_lines(2)               # (the status books follow the session's end event)
+    assert not any(r.startswith(("CLIENT_LIST,client0,", "ROUTING_TABLE,02:00:00:00:0a:01@0,")) for r in rows), rows
     w.run_for(5)                                # the server's 5 s timer reconciles
     assert CLIENT_MAC not in gw.dp.macs.owner and id(old) not in gw.dp.macs.held
     assert gw.faults.counts.get("internal error: held by no session, given back", 0) >= 3
