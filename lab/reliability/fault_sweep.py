@@ -29,8 +29,14 @@ victim after the trigger), and the failures `FATAL` (a gateway ended, or the loo
 gateway's loop stays busy with nothing to do: 100% CPU on a host), `LEAK` (the server kept
 something of a gone session), `SILENT` (nothing counted or logged).
 
-    python -m lab.reliability.fault_sweep [--proto udp|tcp|both] [--phase NAME ...]
+    python -m lab.reliability.fault_sweep [--proto udp|tcp|both] [--dev tun|tap|both] [--phase NAME ...]
         [--exc runtime|value|key|index|struct] [--limit N] [--seed S] [--match TEXT] [--repeat N]
+
+`--dev tap`: the server is a layer-2 one (dev tap, client-to-client): the clients' packets are
+Ethernet frames from a MAC of their own (our client carries them as its TUN's packets), so the
+switch -- its MAC table, learning, broadcast budgets -- is on the victim's path, and the books
+checked include the MAC table (no MAC, MAC list, learn-address wait or broadcast budget of a
+gone session).
 
 `--repeat N` (on the functions it runs) injects the same fault N times in a row and reports the
 number of log lines the N faults cost (they must stay bounded: Faults logs tracebacks for the
@@ -89,6 +95,12 @@ class Stage:
     # The counters of victim gateways replaced since (so a count never goes down: see _counters)
     retired: dict[str, int] = field(default_factory=dict)
     made: list[int] = field(default_factory=lambda: [0])   # sessions the server made for the victim (inject)
+    dev: str = "tun"
+
+    @property
+    def label(self) -> str:
+        """The protocol as the table shows it (`udp`, `tcp/tap`)."""
+        return self.proto if self.dev == "tun" else f"{self.proto}/{self.dev}"
 
     @property
     def victim(self):
@@ -120,12 +132,16 @@ def victim_conf(pki: dict, proto: str) -> str:
     return cf.client_conf(pki, "client0", proto=_proto_names(proto)[1], extra=extra)
 
 
-def new_stage(pki: dict, proto: str, with_victim: bool = True) -> Stage:
+def new_stage(pki: dict, proto: str, with_victim: bool = True, dev: str = "tun") -> Stage:
     cf = _world_mod()
     w = cf.World()
-    w.add_server(cf.server_conf(pki, _proto_names(proto)[0]))
+    w.sweep_dev = dev                   # (read by pings and the data phase)
+    conf = cf.server_conf(pki, _proto_names(proto)[0])
+    if dev == "tap":
+        conf = conf.replace("dev tun\n", "dev tap\n").replace("topology subnet\n", "")
+    w.add_server(conf)
     w.add_client(cf.client_conf(pki, "client1", proto=_proto_names(proto)[1]))
-    st = Stage(w, proto, pki)
+    st = Stage(w, proto, pki, dev=dev)
     if not served(w, 0):
         raise RuntimeError("client1 does not come up")
     if with_victim:
@@ -155,15 +171,35 @@ def up(w, i: int) -> bool:
     return c.result is None and c.conn is not None and c.conn.was_up and w.client_addr(i) is not None
 
 
-def pings(w, i: int, tag: bytes, tries: int = 3) -> bool:
-    """A packet from client i's TUN reaches the server's TUN, and one back (each up to `tries` times)."""
+# dev tap: the host behind the server's TAP device, and each client's MAC (by its index: the
+# victim, index 1, keeps its MAC across its reconnects, as a real client's interface does).
+HOST_MAC = bytes.fromhex("020000000001")
+
+
+def client_mac(i: int) -> bytes:
+    return bytes((2, 0, 0, 0, 0x0B, i))
+
+
+def packets(w, i: int, tag: bytes) -> tuple[bytes, bytes]:
+    """(client i to the server's side, and back): IPv4/UDP packets, or with dev tap the same in
+    Ethernet frames between the client's MAC and the host's behind the TAP."""
     cf = _world_mod()
     cli = w.client_addr(i)
-    if cli is None:
-        return False
-    stun, ctun = w.server_net.tun, w.client_nets[i].tun
     out = cf.ipv4_udp(cli, "198.19.0.1", b"up-" + tag)
     back = cf.ipv4_udp("198.19.0.1", cli, b"down-" + tag)
+    if getattr(w, "sweep_dev", "tun") == "tap":
+        ip4 = struct.pack("!H", 0x0800)
+        out = HOST_MAC + client_mac(i) + ip4 + out
+        back = client_mac(i) + HOST_MAC + ip4 + back
+    return out, back
+
+
+def pings(w, i: int, tag: bytes, tries: int = 3) -> bool:
+    """A packet from client i's TUN reaches the server's TUN, and one back (each up to `tries` times)."""
+    if w.client_addr(i) is None:
+        return False
+    stun, ctun = w.server_net.tun, w.client_nets[i].tun
+    out, back = packets(w, i, tag)
     for src, dst, pkt in ((ctun, stun, out), (stun, ctun, back)):
         for _ in range(tries):
             src.inject(pkt)
@@ -306,10 +342,11 @@ def phase_trigger(st: Stage, phase: str) -> None:
     if phase == "handshake":
         add_victim(st)
     elif phase == "data":
-        cf = _world_mod()
-        cli = w.client_addr(1)
-        w.client_nets[1].tun.inject(cf.ipv4_udp(cli, "198.19.0.1", b"sweep-up"))
-        w.server_net.tun.inject(cf.ipv4_udp("198.19.0.1", cli, b"sweep-down"))
+        out, back = packets(w, 1, b"sweep")
+        w.client_nets[1].tun.inject(out)
+        w.server_net.tun.inject(back)
+        if st.dev == "tap":             # a broadcast too: the switch's flooding and its budget (client-to-client)
+            w.client_nets[1].tun.inject(b"\xff" * 6 + client_mac(1) + out[12:])
     elif phase == "keepalive":
         pass
     elif phase == "reneg-client":
@@ -496,6 +533,18 @@ def server_books(st: Stage) -> str:
     ips = [Attribution._ip(r.addr) for r in live if r.session.established]
     if len(ips) != len(set(ips)):
         problems.append("two established records for one client")
+    dp = st.w.server.dp
+    live_ids = {id(r) for r in live}
+    macs = getattr(dp, "macs", None)
+    if macs is not None:                # dev tap: the switch's books
+        if any(not r.alive for r in macs.owner.values()):
+            problems.append("a MAC led to a gone session")
+        if set(macs.held) - live_ids:
+            problems.append(f"MAC lists of gone sessions: {len(set(macs.held) - live_ids)}")
+        if any(not r.alive for r in dp.asking.values()):
+            problems.append("learn-address wait of a gone session")
+    if set(dp.bcast.buckets) - live_ids:
+        problems.append("broadcast budget of a gone session")
     if st.proto == "tcp":
         gw = st.w.server
         stale = [k for k in gw.conns if d.record(k) is None and k in gw.established_conns]
@@ -574,7 +623,7 @@ def _judge(st: Stage, phase: str, inj: Injector, h: LogCount, before: dict[str, 
            name: str) -> Outcome:
     w, made = st.w, st.made
     n_logs = len(h.records)            # the phase's own lines (the repeat's bound); the checks' come after
-    out = Outcome(name, phase, st.proto, "", hits=inj.hits, log_lines=n_logs,
+    out = Outcome(name, phase, st.label, "", hits=inj.hits, log_lines=n_logs,
                   fault_lines=sum(r.getMessage().startswith("internal error in") for r in h.records))
     if fatal:
         out.verdict, out.detail = "FATAL", fatal
@@ -622,20 +671,21 @@ def _judge(st: Stage, phase: str, inj: Injector, h: LogCount, before: dict[str, 
 
 
 # ---------------------------------------------------------------------------------- the sweep
-def targets_of(pki: dict, proto: str, phases: tuple[str, ...] = PHASES) -> dict[str, tuple[object, str]]:
+def targets_of(pki: dict, proto: str, phases: tuple[str, ...] = PHASES, dev: str = "tun"
+               ) -> dict[str, tuple[object, str]]:
     """function name -> (code object, phase) of everything recorded for the victim."""
-    seen = record(new_stage(pki, proto), phases)
+    seen = record(new_stage(pki, proto, dev=dev), phases)
     return {func_name(c): (c, ph) for c, ph in seen.items()}
 
 
 def sweep(protos: tuple[str, ...], phases: tuple[str, ...], exc: str = "runtime", limit: int | None = None,
           seed: int = 1, match: str = "", repeat: int = 1, pki: dict | None = None,
-          progress: Callable[[Outcome], None] | None = None) -> list[Outcome]:
+          progress: Callable[[Outcome], None] | None = None, devs: tuple[str, ...] = ("tun",)) -> list[Outcome]:
     pki = pki or make_pki()
     make_exc = EXCEPTIONS[exc]
     results: list[Outcome] = []
-    for proto in protos:
-        st = new_stage(pki, proto)
+    for dev, proto in ((d, p) for d in devs for p in protos):
+        st = new_stage(pki, proto, dev=dev)
         seen = record(st, phases)
         targets = sorted(seen.items(), key=lambda kv: (PHASES.index(kv[1]), func_name(kv[0])))
         if match:
@@ -643,26 +693,26 @@ def sweep(protos: tuple[str, ...], phases: tuple[str, ...], exc: str = "runtime"
         if limit is not None and len(targets) > limit:
             targets = sorted(random.Random(seed).sample(targets, limit),
                              key=lambda kv: (PHASES.index(kv[1]), func_name(kv[0])))
-        st = new_stage(pki, proto)
+        st = new_stage(pki, proto, dev=dev)
         for code, phase in targets:
             if progress is not None:
                 print(f"  ... {proto} {phase} {func_name(code)}", end="\r", flush=True)
             try:
                 o = inject(st, code, phase, make_exc, repeat)
             except Exception as e:  # noqa: BLE001 - the sweep's own checks broke on a wrecked world
-                o = Outcome(func_name(code), phase, proto, "FATAL", f"checking raised {type(e).__name__}: {e}")
+                o = Outcome(func_name(code), phase, st.label, "FATAL", f"checking raised {type(e).__name__}: {e}")
             results.append(o)
             if progress is not None:
                 progress(o)
             if not o.verdict.startswith(("ok", "not")):
-                st = new_stage(pki, proto)          # a fresh world for the next function
+                st = new_stage(pki, proto, dev=dev)   # a fresh world for the next function
     return results
 
 
 def table(results: list[Outcome]) -> str:
-    lines = [f"{'proto':5} {'phase':12} {'outcome':11} {'logs':>4}  function  (detail)"]
+    lines = [f"{'proto':7} {'phase':12} {'outcome':11} {'logs':>4}  function  (detail)"]
     for o in results:
-        lines.append(f"{o.proto:5} {o.phase:12} {o.verdict:11} {o.log_lines:4d}  {o.function}"
+        lines.append(f"{o.proto:7} {o.phase:12} {o.verdict:11} {o.log_lines:4d}  {o.function}"
                      + (f"  ({o.detail})" if o.detail and not o.verdict.startswith("ok") else ""))
     summary: dict[str, int] = {}
     for o in results:
@@ -675,6 +725,7 @@ def table(results: list[Outcome]) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m lab.reliability.fault_sweep", description=__doc__.split("\n")[0])
     ap.add_argument("--proto", choices=("udp", "tcp", "both"), default="both")
+    ap.add_argument("--dev", choices=("tun", "tap", "both"), default="tun")
     ap.add_argument("--phase", action="append", choices=PHASES)
     ap.add_argument("--exc", choices=tuple(EXCEPTIONS), default="runtime")
     ap.add_argument("--limit", type=int, default=None, help="a seeded sample of N functions per protocol")
@@ -690,9 +741,10 @@ def main(argv: list[str] | None = None) -> int:
         lg.removeHandler(hd)
     protos = ("udp", "tcp") if a.proto == "both" else (a.proto,)
     t0 = time.monotonic()
+    devs = ("tun", "tap") if a.dev == "both" else (a.dev,)
     res = sweep(protos, tuple(a.phase or PHASES), a.exc, a.limit, a.seed, a.match, a.repeat,
                 progress=(lambda o: print(f"  {o.proto} {o.phase} {o.verdict} {o.function}", flush=True))
-                if a.verbose else None)
+                if a.verbose else None, devs=devs)
     print(table(res))
     print(f"wall time {time.monotonic() - t0:.0f} s")
     return 1 if any(not o.verdict.startswith(("ok", "not")) for o in res) else 0

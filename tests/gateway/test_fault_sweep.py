@@ -146,3 +146,24 @@ def test_a_chain_certificate_that_cannot_be_read_at_a_restart_is_counted(pki, ta
     o = _inject(pki, targets, proto, name, "value")
     assert o.verdict.startswith("ok"), (o.verdict, o.detail)
     assert "client: peer certificate chain unreadable (depth 0 only)" in o.detail, o.detail
+
+
+@pytest.fixture(scope="module")
+def tap_targets(pki):
+    return fs.targets_of(pki, "udp", dev="tap")
+
+
+@pytest.mark.parametrize("name", [
+    # dev tap: a bug before the switch forgot a session (the first line of the release steps'
+    # builder, the switch's forget, the MAC table's) left the session's MAC list behind, and its
+    # MACs leading to it until another session took them (the TAP's frames sealed for it).
+    "appliance.openvpn.server:ServerDispatcher._forget_steps",
+    "appliance.openvpn.l2switch:SwitchDataPath._forget",
+    "appliance.openvpn.l2switch:MacTable.forget",
+])
+def test_on_a_tap_server_a_bug_while_forgetting_leaves_no_mac_behind(pki, tap_targets, name):
+    assert "appliance.openvpn.l2switch:SwitchDataPath.from_link" in tap_targets
+    code, phase = tap_targets[name]
+    o = fs.inject(fs.new_stage(pki, "udp", dev="tap"), code, phase, fs.EXCEPTIONS["runtime"])
+    assert o.verdict in ("ok-ended", "ok-survived"), (o.verdict, o.detail)
+    assert o.proto == "udp/tap"
