@@ -745,10 +745,12 @@ class ServerGateway(SignalWakes):
         self._take_internal_errors("a client's timer")
 
     def _take_internal_errors(self, where: str = "a client's session") -> None:
-        """Sessions the dispatcher caught raising (our bug): each is logged and that client ends."""
-        for rec, exc in self.d.take_internal_errors():
-            self.faults.internal_exc(where, exc)
-            self._end_record(rec)
+        """Sessions the dispatcher caught raising (our bug): each is logged, under the step that
+        raised (the dispatcher's note; `where` only names what this wake-up was doing), and that
+        client ends."""
+        for err in self.d.take_internal_errors():
+            self.faults.internal_exc(getattr(err, "where", None) or where, err.exc)
+            self._end_record(err.rec)
 
     def _end_record(self, rec) -> None:
         """End the session of `rec` (our bug in it), and on TCP its connection. Not _end_peer(rec.addr):

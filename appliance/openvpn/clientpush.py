@@ -14,7 +14,7 @@ from .errors import CcdPending, ClientRefused, ConfigError, PushDeferred
 from .events import ConnectRequested, Warning  # noqa: A004
 from .peernames import to_bytes
 from .poolfile import PoolMemory
-from .server_model import ClientRecord
+from .server_model import ClientRecord, InternalError
 from .session import Session
 from .tls import CN_MAX_BYTES
 
@@ -315,7 +315,7 @@ class ClientPush:
             # Never admitted without the options it was given (an address, iroutes, pushes
             # half applied or none): refused, and reported as our bug (the pump logs it and
             # ends the session, which frees whatever was applied).
-            self._internal_errors.append((rec, e))
+            self._internal_errors.append(InternalError(rec, e, "applying a client's connect options"))
             return False
         return True
 

@@ -34,7 +34,7 @@ from .opcodes import (CONTROL_FROM_CLIENT_OPS, EARLY_NEG_FLAG_RESEND_WKC, EARLY_
 from .peerids import PeerIds
 from .packet import decode_body_untrusted, encode_body, encode_tlv, refuse_undefined_sid_untrusted
 from .pushedsignal import restart_message
-from .server_model import ClientRecord, ServerSettings, StreamKey, V2Key
+from .server_model import ClientRecord, InternalError, ServerSettings, StreamKey, V2Key
 from .session import Session
 from .timerheap import TimerHeap
 from .v2keycache import ClientKeyCache
@@ -106,7 +106,7 @@ class ServerDispatcher(ClientPush):
         self.events: deque = deque()
         self.stats: dict[str, int] = {}
         self.retired_stats: dict[str, int] = {}      # drop counters of sessions already gone
-        self._internal_errors: list[tuple[ClientRecord, Exception]] = []
+        self._internal_errors: list[InternalError] = []
         self._creating: ClientRecord | None = None      # the record _create is making (its clean-up)
         self.closed_streams: set = set()     # TCP connections whose session ended, until closed
         self._tls_ctx = None
@@ -193,7 +193,7 @@ class ServerDispatcher(ClientPush):
             try:
                 s.end_batch(now)
             except Exception as e:  # noqa: BLE001 - our bug in one session must not stop the others
-                self._internal_errors.append((rec, e))
+                self._internal_errors.append(InternalError(rec, e, "flushing a client's batch"))
                 continue
             if rec.alive and rec.session is s:
                 self._collect(rec)
@@ -280,7 +280,7 @@ class ServerDispatcher(ClientPush):
                 # the batch: the next packets of this read (up to a batch of them) must not reach
                 # it either. Data packets stay outside this: a forged one (peer-ids are small
                 # numbers) must not end a session.
-                self._internal_errors.append((rec, e))
+                self._internal_errors.append(InternalError(rec, e, "a client's control packet"))
                 self._drop(rec, "internal error")
                 return rec, []
             self._collect(rec)
@@ -313,7 +313,7 @@ class ServerDispatcher(ClientPush):
             try:
                 p.session.receive(packet, now)
             except Exception as e:  # noqa: BLE001 - our bug: this pending session ends, as in receive()
-                self._internal_errors.append((p, e))
+                self._internal_errors.append(InternalError(p, e, "a waiting client's first packets"))
                 self._drop(p, "internal error")
                 return p, []
             self._collect(p)
@@ -621,7 +621,7 @@ class ServerDispatcher(ClientPush):
                 if packet is not None and not rec.session.closed:
                     rec.session.receive(packet, now)
         except Exception as e:  # noqa: BLE001 - our bug in this session: it ends (take_internal_errors)
-            self._internal_errors.append((rec, e))
+            self._internal_errors.append(InternalError(rec, e, "a client's packets held for tls-crypt-v2-verify"))
             self._drop(rec, "internal error")
             return
         self._collect(rec)
@@ -893,9 +893,9 @@ class ServerDispatcher(ClientPush):
                 else:
                     self.rearm(rec)
             except Exception as e:  # noqa: BLE001 - our bug in one session must not stop the others' timers
-                self._internal_errors.append((rec, e))
+                self._internal_errors.append(InternalError(rec, e, "a client's timer"))
 
-    def take_internal_errors(self) -> list[tuple[ClientRecord, Exception]]:
+    def take_internal_errors(self) -> list[InternalError]:
         """Sessions whose timer raised (our bug): the caller logs each and ends that client."""
         out, self._internal_errors = self._internal_errors, []
         return out
@@ -951,7 +951,7 @@ class ServerDispatcher(ClientPush):
         except Exception as e:  # noqa: BLE001 - our bug before any step: reconcile() gives back what it can
             self.suspect = True
             self._unsettled.append(rec)
-            self._internal_errors.append((rec, e))
+            self._internal_errors.append(InternalError(rec, e, "releasing a client (before any step)"))
             return
         unsettled = False
         for step in steps:
@@ -959,7 +959,7 @@ class ServerDispatcher(ClientPush):
                 step()
             except Exception as e:  # noqa: BLE001 - our bug in one step; the others still give back theirs
                 self.suspect = unsettled = True
-                self._internal_errors.append((rec, e))
+                self._internal_errors.append(InternalError(rec, e, "releasing a client"))
         if unsettled:
             self._unsettled.append(rec)
 
@@ -1044,7 +1044,7 @@ class ServerDispatcher(ClientPush):
                 rec.session.close(now, "server shutting down")
                 self._collect(rec)
             except Exception as e:  # noqa: BLE001
-                self._internal_errors.append((rec, e))
+                self._internal_errors.append(InternalError(rec, e, "a client's exit notification"))
             self._forget(rec)
 
     def restart_all(self, now: float, next_remote: bool) -> int:
@@ -1058,7 +1058,7 @@ class ServerDispatcher(ClientPush):
                 told += rec.session.tell_restart(now, restart_message(next_remote))
                 self._collect(rec)
             except Exception as e:  # noqa: BLE001 - our bug: this client gets the plain exit at close_all
-                self._internal_errors.append((rec, e))
+                self._internal_errors.append(InternalError(rec, e, "telling a client to restart"))
         return told
 
     def tell(self, rec: ClientRecord, now: float, message: str) -> bool:

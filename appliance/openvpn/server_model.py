@@ -156,3 +156,28 @@ class ServerSettings:
         if self.addressing_push is None:
             from .serveraddressing import pool_pushes
             self.addressing_push = pool_pushes(self.pool, self.client_to_client, self.layer2)
+
+
+
+class InternalError:
+    """One session's bug as the dispatcher caught it: iterates and indexes as (record,
+    exception), as every reader of take_internal_errors expects, and says where it was caught
+    (`where`), so the pump's log line names the step that raised -- not the step of the wake-up
+    that happened to collect it (a release's fault was logged as a client-connect verdict's)."""
+
+    __slots__ = ("rec", "exc", "where")
+
+    def __init__(self, rec: "ClientRecord", exc: BaseException, where: str) -> None:
+        self.rec, self.exc, self.where = rec, exc, where
+
+    def __iter__(self):
+        return iter((self.rec, self.exc))
+
+    def __getitem__(self, i):
+        return (self.rec, self.exc)[i]
+
+    def __len__(self) -> int:
+        return 2
+
+    def __repr__(self) -> str:
+        return f"InternalError({self.where}: {self.exc!r})"

@@ -58,6 +58,9 @@ def test_a_forget_that_fails_at_once_frees_the_mac_and_keeps_the_counters(pki, m
     failed = _fail_once(monkeypatch)
     d.end(old, "a test's end")                 # as a kick: the client is not told
     assert failed == [old] and not old.alive
+    w.run_for(0.1)
+    # The log names the step that raised (it read "a client's client-connect verdict" before).
+    assert "internal error in releasing a client (before any step)" in caplog.text
 
     # At once (before any reconciliation): the TAP's frame to the gone session's MAC is not
     # sealed for it -- client0, which does not know it was ended, never gets it.
