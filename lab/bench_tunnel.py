@@ -48,6 +48,7 @@ import threading
 import time
 from pathlib import Path
 
+from . import path_cpu
 from .configs import client_profile, server_config
 from .netns import TUN_SERVER_IP, Lab, Netns, Proc
 from .tools import OUR_BIN
@@ -95,6 +96,13 @@ def _idle() -> tuple[float, float]:
     return (v[3] + v[4]) / _TICK, sum(v[:8]) / _TICK
 
 
+def _softirq() -> float:
+    """Seconds the CPUs spent in hard and soft interrupts, from /proc/stat (by the tick here: those
+    ticks are also in the interrupted task's own time; see lab/path_cpu.py)."""
+    v = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return (v[5] + v[6]) / _TICK
+
+
 def _children_cpu() -> float:
     """CPU seconds of this process's children that have ended and were reaped (iperf3's two ends,
     gone before a run's last look at /proc)."""
@@ -114,6 +122,19 @@ def _cpu_map(before: tuple, after: tuple, wall: float) -> str:
     top = ", ".join(f"{n} {100 * v / wall:.0f}%" for n, v in used.most_common(7) if v > 0)
     idle = 100 * (i1[0] - i0[0]) / max(i1[1] - i0[1], 1e-9)
     return f"    (machine idle {idle:.0f}%; {top})"
+
+
+def _path_seconds(before: tuple, after: tuple, server: float, client: float, iperf_c: float, iperf_s: float,
+                  softirq: float) -> dict[str, float]:
+    """CPU seconds over a run by role (lab/path_cpu.py's ROLES), the softirq share inside them, the
+    other processes' busy time (the machine's busy time less the path's) and the idle time;
+    `before`/`after` are _cpu_map's snapshots."""
+    (p0, i0, _), (p1, i1, _) = before, after
+    ksoft = sum(t - p0.get(pid, (name, 0.0))[1] for pid, (name, t) in p1.items() if name.startswith("ksoftirqd"))
+    idle, total = i1[0] - i0[0], i1[1] - i0[1]
+    path = {"VPN server": server, "VPN client": client, "iperf3 -s": iperf_s, "iperf3 -c": iperf_c, "ksoftirqd": ksoft}
+    return {**path, "softirq (inside the above)": softirq,
+            "other processes": max(total - idle - sum(path.values()), 0.0), "idle": idle}
 
 
 def _sched(p: Proc) -> tuple[int, int, int, int]:
@@ -281,21 +302,25 @@ def _udp_drops(ns: Netns) -> int:
 
 
 def _iperf(lab: Lab, server_ns: Netns, client_ns: Netns, seconds: int, reverse: bool,
-           congestion: str = "", server_cpus: set[int] | None = None) -> tuple[float, float, int]:
-    """-> (Mbit/s at the receiver, bytes received, TCP retransmissions by the sender)."""
+           congestion: str = "", server_cpus: set[int] | None = None) -> tuple[float, float, int, float, float]:
+    """-> (Mbit/s at the receiver, bytes received, TCP retransmissions by the sender, CPU seconds of
+    iperf3's client end and of its server end: each counted as it is reaped)."""
     srv = lab.start(server_ns, ["iperf3", "-s", "-1", "-B", TUN_SERVER_IP, "-p", "5201"], "iperf-s")
     if server_cpus:
         os.sched_setaffinity(srv.p.pid, server_cpus)
     time.sleep(0.4)
+    k0 = k1 = _children_cpu()
     try:
         r = client_ns.run(f"iperf3 -c {TUN_SERVER_IP} -p 5201 -t {seconds} -J {'-R' if reverse else ''}"
                           + (f" -C {congestion}" if congestion else ""),
                           check=False, timeout=seconds + 30)
+        k1 = _children_cpu()
         d = json.loads(r.stdout) if r.stdout.strip().startswith("{") else {}
         s = d.get("end", {}).get("sum_received", {})
-        return s.get("bits_per_second", 0) / 1e6, s.get("bytes", 0), d.get("end", {}).get("sum_sent", {}).get("retransmits", 0)
+        res = s.get("bits_per_second", 0) / 1e6, s.get("bytes", 0), d.get("end", {}).get("sum_sent", {}).get("retransmits", 0)
     finally:
         srv.stop(3)
+    return (*res, k1 - k0, _children_cpu() - k1)
 
 
 def _spy(p: Proc, seconds: int, out: Path, native: bool = False) -> subprocess.Popen | None:
@@ -346,8 +371,9 @@ def _measure(lab: Lab, server_kind: str, client_kind: str, proto: str, cipher: s
              reverse: bool = False, profile: Path | None = None, server_buf: int = 0,
              layout: str = "free", server_cpu: int | None = None, cpu_map: bool = False,
              congestion: str = "", wire: bool = False, gso: int | None = None,
-             queue: bool = False, dev: str = "tun", native: bool = False) -> tuple[float, float, float, float]:
-    """-> (Mbit/s, server CPU us per MB, client CPU us per MB, datagrams dropped per MB); prints the
+             queue: bool = False, dev: str = "tun", native: bool = False) -> tuple[float, float, float, float, dict]:
+    """-> (Mbit/s, server CPU us per MB, client CPU us per MB, datagrams dropped per MB, and with
+    `cpu_map` every process of the path's CPU us per MB (lab/path_cpu.py's roles; else {})); prints the
     receiving namespace's socket drops and the sender's TCP retransmissions (loss, not CPU, is what
     limits a pair with drops). `gso`: our processes' GSO run bound (ours_argv); `queue`: sample the
     receiving VPN socket's queue over the run (QueueSampler)."""
@@ -379,10 +405,11 @@ def _measure(lab: Lab, server_kind: str, client_kind: str, proto: str, cipher: s
             rx_ns = lab.cli if reverse else lab.srv
             d0, c0s, c0c = _udp_drops(rx_ns), _cpu(srv), _cpu(cli)
             t0, m0 = time.monotonic(), ((_all_cpu(), _idle(), _children_cpu()) if cpu_map else None)
+            q0 = _softirq()
             link = f"va{lab.tag}"
             w0 = (_link(lab.srv, link), _sched(srv), _sched(cli)) if wire else None
             with QueueSampler(rx_ns, seconds) if queue else contextlib.nullcontext() as sampler:
-                mbit, nbytes, retrans = _iperf(lab, lab.srv, lab.cli, seconds, reverse, congestion,
+                mbit, nbytes, retrans, ipc, ips = _iperf(lab, lab.srv, lab.cli, seconds, reverse, congestion,
                                                {server_cpu} if layout == "two-hosts" and server_cpu is not None else None)
             if sampler is not None:
                 print(sampler.summary(), flush=True)
@@ -390,8 +417,13 @@ def _measure(lab: Lab, server_kind: str, client_kind: str, proto: str, cipher: s
             if w0 is not None:
                 print(_wire(w0, (_link(lab.srv, link), _sched(srv), _sched(cli)), nbytes / 1e6 or float("nan"),
                             time.monotonic() - t0), flush=True)
+            costs: dict = {}
             if m0 is not None:
-                print(_cpu_map(m0, (_all_cpu(), _idle(), _children_cpu()), time.monotonic() - t0), flush=True)
+                m1 = (_all_cpu(), _idle(), _children_cpu())
+                print(_cpu_map(m0, m1, time.monotonic() - t0), flush=True)
+                costs = path_cpu.per_mb(_path_seconds(m0, m1, c1s - c0s, c1c - c0c, ipc, ips, _softirq() - q0),
+                                        nbytes / 1e6)
+                print("    (cpu us/MB: " + ", ".join(f"{k} {v:.0f}" for k, v in costs.items()) + ")", flush=True)
             if layout != "free" and server_cpu is not None:
                 # the iperf run's wall time includes iperf3's start and the JSON; the server's share of
                 # its core over that span is a lower bound of its load while bytes flowed
@@ -408,11 +440,17 @@ def _measure(lab: Lab, server_kind: str, client_kind: str, proto: str, cipher: s
                 if out.exists():
                     print(f"  py-spy, our {side} ({out.name}):\n{summarize(out)}")
             mb = nbytes / 1e6 or float("nan")
-            return mbit, (c1s - c0s) * 1e6 / mb, (c1c - c0c) * 1e6 / mb, drops / mb
+            return mbit, (c1s - c0s) * 1e6 / mb, (c1c - c0c) * 1e6 / mb, drops / mb, costs
         finally:
             cli.stop(8)
     finally:
         srv.stop(8)
+
+
+def _median_costs(runs: list[dict]) -> dict[str, float]:
+    """Each role's median us per MB over the rounds."""
+    keys = [k for k in runs[0]] if runs else []
+    return {k: statistics.median(c[k] for c in runs if k in c) for k in keys}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -479,7 +517,7 @@ def main(argv: list[str] | None = None) -> int:
     gsos: list[int | None] = a.ours_gso or [None]
     trees: list[Path | None] = [None] + ([a.baseline.resolve()] if a.baseline else [])
     with Lab() as lab:
-        results: dict[tuple, list[tuple[float, float, float, float]]] = {}
+        results: dict[tuple, list[tuple[float, float, float, float, dict]]] = {}
         for rnd in range(a.rounds):
             for _name, ours, ref in pairs:
                 runs = [(ref, None, None)] + [(ours, g, t) for t in trees for g in gsos]
@@ -519,6 +557,10 @@ def main(argv: list[str] | None = None) -> int:
                           f"(OpenVPN/ours {rc / oc if oc else float('nan'):.2f})")
                 print(f"    datagrams dropped per MB at the receiving side: ours {statistics.median(x[3] for x in o):.0f}, "
                       f"OpenVPN {statistics.median(x[3] for x in r):.0f}")
+                if a.cpu_map and name == "client":
+                    # the median of each role over the rounds: where the path's CPU goes, and what 1.5x needs
+                    print(path_cpu.table(_median_costs([x[4] for x in r]), _median_costs([x[4] for x in o]),
+                                         rm, om, cpus=os.cpu_count() or 2))
     return 0
 
 
