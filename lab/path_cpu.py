@@ -40,6 +40,11 @@ def ceiling_mbit(total_us_per_mb: float, cpus: int = 2) -> float:
     return cpus * 1e6 / total_us_per_mb * 8 if total_us_per_mb > 0 else float("inf")
 
 
+def cpus_used(costs: dict[str, float], mbit: float) -> float:
+    """How many CPUs the path kept busy at `mbit`: its us per MB times MB per second."""
+    return path_total(costs) * mbit / 8 / 1e6
+
+
 @dataclass(frozen=True)
 class Bound:
     """What `target` x OpenVPN's rate asks of our client, with the rest of our path as measured."""
@@ -82,6 +87,9 @@ def table(ref: dict[str, float], ours: dict[str, float], ref_mbit: float, ours_m
     lines.append(f"    {f'{cpus}-CPU ceiling, Mbit/s':<28}{ceiling_mbit(path_total(ref), cpus):>15.0f}"
                  f"{ceiling_mbit(path_total(ours), cpus):>12.0f}")
     lines.append(f"    {'measured, Mbit/s':<28}{ref_mbit:>15.1f}{ours_mbit:>12.1f}")
+    # what the path had of the machine: below `cpus`, other work (or idle) took the rest, and the
+    # "as measured" line below is no statement about this machine's limit
+    lines.append(f"    {'CPUs the path used':<28}{cpus_used(ref, ref_mbit):>15.2f}{cpus_used(ours, ours_mbit):>12.2f}")
     for label, rate in (("as measured", ref_mbit), ("at its 2-CPU ceiling", ceiling_mbit(path_total(ref), cpus))):
         b = client_bound(ours, rate, target, cpus)
         lines.append(

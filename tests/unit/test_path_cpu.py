@@ -28,6 +28,9 @@ def test_two_cpus_carry_a_path_of_15500_us_per_mb_at_1032_mbit():
     # 2 CPU seconds a second / 15,500 us per MB = 129.0 MB/s = 1032 Mbit/s
     assert path_cpu.ceiling_mbit(15500.0) == pytest.approx(1032.26, abs=0.01)
     assert path_cpu.ceiling_mbit(15500.0, cpus=4) == pytest.approx(2 * 1032.26, abs=0.02)
+    # at that rate the path keeps both CPUs busy; at a fifth of it (a loaded machine) 0.4 of them
+    assert path_cpu.cpus_used(REF, 1032.26) == pytest.approx(2.0, abs=1e-4)
+    assert path_cpu.cpus_used(REF, 206.45) == pytest.approx(0.4, abs=1e-4)
 
 
 def test_the_client_cost_for_a_target_is_what_the_rest_leaves_of_the_budget():
@@ -56,6 +59,7 @@ def test_the_table_prints_both_pairs_and_the_verdict():
     text = path_cpu.table({**REF, "softirq (inside the above)": 1500.0}, OURS, 1000.0, 1200.0)
     assert "path total" in text and "15500" in text and "12500" in text
     assert "softirq (inside the above)" in text
+    assert "CPUs the path used" in text and "1.94" in text and "1.88" in text   # 15500 x 125 MB/s; 12500 x 150
     assert text.count("NOT possible") == 2                      # as measured and at its ceiling
 
 
