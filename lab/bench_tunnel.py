@@ -30,7 +30,10 @@ iperf3's two ends) and the kernel's work between them. `--layout` pins them (LAY
 the receiving iperf3, placed by the scheduler on the receiving VPN server's core, is woken for
 almost every packet the server writes to its TUN (~58,000 switches a second each, `perf sched`),
 and that core then limits the pair whichever client sends: see the README, "Where the processes
-run".
+run". With `--cpu-map` each run also prints every process of the path's CPU per MB (both VPN ends,
+iperf3's two ends, ksoftirqd; the softirq share, other processes, idle), and the client pair's
+summary the medians side by side with lab/path_cpu.py's arithmetic: each pair's 2-CPU ceiling, and
+what our client would have to cost for 1.5x OpenVPN's client with the rest of the path fixed.
 """
 from __future__ import annotations
 
