@@ -11,7 +11,9 @@ rest of the burst, the routes the tunnel added and the kernel no longer has are 
 (router/routes.py RouteSet.restore: the kernel says which are gone). A flapping link costs at
 most one check per MIN_GAP; a route that cannot go back yet (the link still down, its gateway
 not reachable yet) is tried again after RETRY_FIRST, doubling to RETRY_MAX, and said at most
-once per LOG_EVERY.
+once per LOG_EVERY: as INFO while it is the flap's own aftermath (a route tried while the link is
+still coming back is expected at every flap), as one WARNING once PERSIST checks in a row failed
+(the route really does not come back: the operator should look).
 """
 from __future__ import annotations
 
@@ -48,12 +50,15 @@ class Pacing:
     RETRY_FIRST = 1.0   # s: a route that could not go back is tried again after this...
     RETRY_MAX = 30.0    # ...doubling up to this
     LOG_EVERY = 30.0    # s: a failure said at most this often
+    PERSIST = 5         # failed checks in a row (~30 s of retries) before a failure is a WARNING
 
     def __init__(self) -> None:
         self.last_check = float("-inf")
         self.retry = self.RETRY_FIRST
         self.due: float | None = None           # the next check, when one is armed
         self.next_log = float("-inf")
+        self.fails = 0                          # failed checks in a row
+        self.warned = False                     # the WARNING of this run of failures is said
 
     def hinted(self, now: float) -> float | None:
         """A hint at `now`: the time of the check to arm, or None (one armed as early already)."""
@@ -69,7 +74,9 @@ class Pacing:
         self.due = None
         if not failed:
             self.retry = self.RETRY_FIRST
+            self.fails, self.warned = 0, False
             return None
+        self.fails += 1
         self.due = now + self.retry
         self.retry = min(self.retry * 2, self.RETRY_MAX)
         return self.due
@@ -79,6 +86,16 @@ class Pacing:
             return False
         self.next_log = now + self.LOG_EVERY
         return True
+
+    def failure_level(self, now: float) -> int | None:
+        """How to say the failure of the check that just ran (after checked()): None (said
+        recently), INFO (the flap's aftermath: expected), or WARNING -- once per run of failures,
+        when the PERSIST-th check in a row failed, whatever the rate limit."""
+        if self.fails >= self.PERSIST and not self.warned:
+            self.warned = True
+            self.next_log = now + self.LOG_EVERY
+            return logging.WARNING
+        return logging.INFO if self.may_log(now) else None
 
 
 def describe(spec: dict) -> str:
@@ -135,10 +152,12 @@ class RouteKeeper:
             self.restored += len(back)
             log.warning("route(s) of the tunnel gone from the kernel (a link down/up, a flush): %s added again",
                         _some(back))
-        if failed and self.pacing.may_log(now):
-            log.warning("route(s) of the tunnel gone and not added again yet: %s (%s); trying again",
-                        _some([s for s, _ in failed]), failed[0][1])
         at = self.pacing.checked(now, bool(failed))
+        level = self.pacing.failure_level(now) if failed else None
+        if level is not None:
+            log.log(level, "route(s) of the tunnel gone and not added again yet%s: %s (%s); trying again",
+                    f" after {self.pacing.fails} tries" if level == logging.WARNING else "",
+                    _some([s for s, _ in failed]), failed[0][1])
         if at is not None and self.watch is not None:
             self.pump.timers.arm(self.KEY, at, self._check)
 

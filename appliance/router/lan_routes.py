@@ -1,24 +1,45 @@
-"""`[lan] routes` given back after a LAN link flap.
+"""`[lan] routes` and the LAN's IPv6 address given back after a LAN link flap.
 
 Why: the kernel drops a NIC's IPv4 routes when its link goes down (the address stays) and says
 nothing of it; the routes `[lan] routes` added through the LAN's routers stayed gone after
 `ip link set LAN down; up` (a switch's reboot, a hypervisor's NIC reconnect), and the networks
 behind them were unreachable -- their answers left by the default route, into the tunnel --
-until the appliance restarted. The thread the WAN's lease and static address use (boot/
-dhcp_client.py keep_on_link: link events, paced) calls reapply() here: when the link came back
-(or the last try failed), each route of ours is added again (RouteSet.restore: one already there,
-ours or someone else's, is left alone). A route the operator deletes while the link stays up
-stays deleted, as with the static WAN.
+until the appliance restarted. The LAN's static IPv6 address (`address6`, or the derived ULA)
+went too: an administrative link down removes a NIC's IPv6 addresses (unless keep_addr_on_down
+is set; carrier loss alone keeps them), and with it the on-link prefix route, the RA's RDNSS
+address (the DNS forwarder's) and the route back to every LAN host: the LAN lost IPv6 through the
+router until a restart. The thread the WAN's lease and static address use (boot/dhcp_client.py
+keep_on_link: link events, paced) calls reapply() here: an address the NIC lost is added again
+(without DAD, as at start: the DNS forwarder's socket needs it usable at once), first, then --
+when the link came back (or the last try failed) -- each route of ours (RouteSet.restore: one
+already there, ours or someone else's, is left alone; an IPv6 route needs the address back first:
+its gateway is on the LAN's prefix). A route the operator deletes while the link stays up stays
+deleted, as with the static WAN. What was added again is a WARNING, a route not back yet an INFO
+(expected right after the link returns; a WARNING once it failed PERSIST tries in a row); both
+at most NoteLimit.BURST at once, then one per LOG_EVERY, with a count of the ones held (a
+flapping link is not a flood of log lines).
 """
 from __future__ import annotations
 
+import ipaddress
 import logging
 import threading
+import time
+from typing import Callable, Protocol, Sequence
+
+from pyroute2 import IPRoute
 
 from ..boot import dhcp_client
-from .routes import RouteSet
 
 log = logging.getLogger("vpn-appliance")
+
+IFA_F_NODAD = 0x02
+LOG_EVERY = 30.0        # s: "added again" said at most this often (the ones between counted)
+PERSIST = 5             # tries in a row a route failed (~50 s of checks) before that is a WARNING
+
+
+class Restorable(Protocol):
+    def restore(self) -> "tuple[list[dict], list[tuple[dict, str]]]": ...
 
 
 def restore_due(link_back: bool, failed_before: bool) -> bool:
@@ -28,32 +49,96 @@ def restore_due(link_back: bool, failed_before: bool) -> bool:
     return link_back or failed_before
 
 
-class LanRouteKeeper:
-    """The `[lan] routes` we added (`routes`), reapplied by keep_on_link's thread."""
+class NoteLimit:
+    """When to say a repeated note (pure): up to BURST at once, then one more per `every` s (a
+    token bucket); the ones held meanwhile are counted, and the count said with the next one.
+    Why: an occasional flap is worth a line each, a flapping link is not worth one per check."""
+    BURST = 3
 
-    def __init__(self, ifname: str, routes: RouteSet) -> None:
+    def __init__(self, every: float = LOG_EVERY) -> None:
+        self.every = every
+        self.tokens = float(self.BURST)
+        self.at: float | None = None
+        self.held = 0
+
+    def due(self, now: float) -> int | None:
+        """A note at `now`: None (held, counted), or how many were held before this one."""
+        if self.at is not None:
+            self.tokens = min(float(self.BURST), self.tokens + max(0.0, now - self.at) / self.every)
+        self.at = now
+        if self.tokens < 1.0:
+            self.held += 1
+            return None
+        self.tokens -= 1.0
+        held, self.held = self.held, 0
+        return held
+
+
+def _add_missing_addresses(ifname: str, addresses: Sequence[ipaddress.IPv6Interface]) -> list[str]:
+    """Add each of `addresses` the NIC no longer holds (no DAD); the ones added."""
+    done: list[str] = []
+    with IPRoute() as ipr:
+        found = ipr.link_lookup(ifname=ifname)
+        if not found:
+            return done
+        idx = found[0]
+        have = {(a.get_attr("IFA_ADDRESS"), a["prefixlen"]) for a in ipr.get_addr(index=idx)}
+        for a in addresses:
+            if (str(a.ip), a.network.prefixlen) not in have:
+                ipr.addr("add", index=idx, address=str(a.ip), prefixlen=a.network.prefixlen, flags=IFA_F_NODAD)
+                done.append(str(a))
+    return done
+
+
+class LanRouteKeeper:
+    """The LAN's static IPv6 `addresses` and the `[lan] routes` we added (`routes`, may be None),
+    reapplied by keep_on_link's thread."""
+
+    def __init__(self, ifname: str, routes: Restorable | None,
+                 addresses: Sequence[ipaddress.IPv6Interface] = (),
+                 add_addresses: Callable[[str, Sequence[ipaddress.IPv6Interface]], list[str]] = _add_missing_addresses,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.ifname = ifname
         self.routes = routes
+        self.addresses = list(addresses)
+        self._add_addresses = add_addresses
+        self.clock = clock
         self.stop = threading.Event()
         self.failed: list[str] = []         # routes that could not go back at the last try
+        self.fail_tries = 0                 # tries in a row with a route that could not go back
+        self.notes = NoteLimit()            # "added again"
+        self.fail_notes = NoteLimit()       # "not back yet"
+        self.restored = 0                   # addresses and routes added again (tests, the log)
 
     def reapply(self, link_back: bool) -> bool:
-        """Add our routes again when due (True: some were added). Nothing once stopped (the undo
-        removes the routes after stopping this)."""
-        if self.stop.is_set() or not restore_due(link_back, bool(self.failed)):
+        """Add what the NIC lost (True: something was added). Nothing once stopped (the undo
+        removes the address and routes after stopping this)."""
+        if self.stop.is_set():
             return False
-        back, failed = self.routes.restore()
-        names = [f"{s['dst']}/{s['prefixlen']}" for s, _why in failed]
-        if failed and names != self.failed:         # said once per change, not at every try
-            log.warning("%s: [lan] routes not back yet (tried again): %s", self.ifname,
-                        ", ".join(f"{n} ({why})" for n, (_s, why) in zip(names, failed)))
-        self.failed = names
-        if back:
-            log.warning("%s: [lan] routes gone from the NIC (link down/up, flushed): added again: %s",
-                        self.ifname, ", ".join(f"{s['dst']}/{s['prefixlen']}" for s in back))
-        return bool(back)
+        done = self._add_addresses(self.ifname, self.addresses) if self.addresses else []
+        if self.routes is not None and restore_due(link_back or bool(done), bool(self.failed)):
+            back, failed = self.routes.restore()
+            names = [f"{s['dst']}/{s['prefixlen']}" for s, _why in failed]
+            self.fail_tries = self.fail_tries + 1 if failed else 0
+            why = ", ".join(f"{n} ({why})" for n, (_s, why) in zip(names, failed))
+            if failed and names != self.failed:         # said once per change, not at every try
+                # expected right after a flap (the gateway not reachable yet): INFO, rate-limited
+                if self.fail_notes.due(self.clock()) is not None:
+                    log.info("%s: [lan] routes not back yet (tried again): %s", self.ifname, why)
+            if self.fail_tries == PERSIST:              # ...but not for long: once per run of failures
+                log.warning("%s: [lan] routes still not back after %d tries: %s", self.ifname, PERSIST, why)
+            self.failed = names
+            done += [f"{s['dst']}/{s['prefixlen']}" for s in back]
+        if done:
+            self.restored += len(done)
+            held = self.notes.due(self.clock())
+            if held is not None:
+                log.warning("%s: the LAN's address or [lan] routes gone from the NIC (link down/up, flushed): "
+                            "added again: %s%s", self.ifname, ", ".join(done),
+                            f" ({held} more time(s) since the last such line)" if held else "")
+        return bool(done)
 
     def start(self) -> None:
         threading.Thread(target=dhcp_client.keep_on_link,
-                         args=(self.ifname, self.stop, self.reapply, "the LAN's routes"),
+                         args=(self.ifname, self.stop, self.reapply, "the LAN's address and routes"),
                          name="lan-relink", daemon=True).start()

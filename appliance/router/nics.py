@@ -152,7 +152,7 @@ def configure_nic(nic: Wan | Lan, undo: Undo, avoid: Sequence[ipaddress.IPv4Netw
             # No DAD for the router's own LAN address: the DNS forwarder binds it at once (a tentative
             # address cannot be bound), and an unplugged LAN would keep it tentative indefinitely.
             configure_static(ifname, a6, undo, nodad=True)
-        add_lan_routes(nic, ifname, undo)
+        add_lan_routes(nic, ifname, undo, a6)
     return ifname
 
 
@@ -170,12 +170,13 @@ def keep_static_wan(wan: Wan, ifname: str, undo: Undo) -> None:
     undo.push(f"keeping {ifname}'s static address", keeper.stop.set)
 
 
-def add_lan_routes(lan: Lan, ifname: str, undo: Undo) -> None:
+def add_lan_routes(lan: Lan, ifname: str, undo: Undo, address6: ipaddress.IPv6Interface | None = None) -> None:
     """`[lan] routes`: each network via its LAN router (or on the LAN's link). The kill switch takes
     these sources from the LAN NIC, so their return traffic must go back there: a route that
     exists already is kept only if it leads out of the LAN NIC; one leading elsewhere (the WAN, the
-    tunnel) would send the answers there, and stops the start instead. Those we added come back
-    after a LAN link flap (LanRouteKeeper)."""
+    tunnel) would send the answers there, and stops the start instead. Those we added, and the
+    LAN's IPv6 address (`address6`: an administrative link down removes it), come back after a
+    LAN link flap (LanRouteKeeper)."""
     rs = RouteSet()
     undo.push("LAN routes", rs.remove_all)
     for r in lan.routes or ():
@@ -187,12 +188,12 @@ def add_lan_routes(lan: Lan, ifname: str, undo: Undo) -> None:
             raise RuntimeError(f"[lan] routes: {net} is routed elsewhere already, not out of the LAN NIC {ifname}")
         else:
             log.info("route %s: one out of %s exists already; kept", r, ifname)
-    if rs.added:
+    if rs.added or address6 is not None:
         # Given back after a LAN link flap (router/lan_routes.py); stopped first on the way out
-        # (the undo is newest first), before the routes are removed.
-        keeper = LanRouteKeeper(ifname, rs)
+        # (the undo is newest first), before the routes and the address are removed.
+        keeper = LanRouteKeeper(ifname, rs if rs.added else None, [address6] if address6 is not None else [])
         keeper.start()
-        undo.push(f"keeping {ifname}'s [lan] routes", keeper.stop.set)
+        undo.push(f"keeping {ifname}'s address and [lan] routes", keeper.stop.set)
 
 
 # ------------------------------------------------------------------ IPv6

@@ -5,6 +5,7 @@ has the real one)."""
 from __future__ import annotations
 
 import errno
+import logging
 import ipaddress
 import struct
 
@@ -184,6 +185,40 @@ def test_the_keeper_checks_after_a_hint_retries_a_failure_and_stops_cleanly():
     assert "route-keep" not in pump.timers.armed and k.restored == 1 and len(calls) == 2
     k.close()
     assert w.closed and w not in pump.watched
+
+
+def test_a_failure_right_after_a_flap_is_info_and_one_that_persists_is_one_warning():
+    """flap38 said "not added again yet" as a WARNING at every flap (the route tried while the
+    link was still coming back: expected); now INFO, and one WARNING once PERSIST checks in a
+    row failed -- said again only after a success and a new run of failures."""
+    p, levels, now = Pacing(), [], 0.0
+    for _ in range(3 * Pacing.PERSIST):
+        p.checked(now, failed=True)
+        levels.append(p.failure_level(now))
+        now += 7.0
+    said = [lv for lv in levels if lv is not None]
+    assert levels[0] == logging.INFO and said.count(logging.WARNING) == 1
+    assert levels[Pacing.PERSIST - 1] == logging.WARNING and levels.index(logging.WARNING) == Pacing.PERSIST - 1
+    assert len(said) <= 3 * Pacing.PERSIST * 7.0 / Pacing.LOG_EVERY + 2      # rate-limited
+    p.checked(now, failed=False)
+    p.checked(now + 100, failed=True)
+    assert p.failure_level(now + 100) == logging.INFO                    # a new run starts as INFO
+
+
+def test_the_keeper_says_a_flap_aftermath_failure_as_info(caplog):
+    caplog.set_level(logging.INFO, "vpn-appliance")
+    pump, now = FakePump(), [10.0]
+    results = [([], [(_spec("198.18.50.1"), "Network is unreachable")]), ([_spec("198.18.50.1")], [])]
+    w = FakeWatch([True])
+    RouteKeeper(pump, lambda: now[0], w, lambda: results.pop(0))
+    pump.watched[w]()
+    for _ in range(2):
+        when, fn = pump.timers.armed.pop("route-keep")
+        now[0] = when
+        fn()
+    failed = [r for r in caplog.records if "not added again yet" in r.getMessage()]
+    assert [r.levelno for r in failed] == [logging.INFO]
+    assert any(r.levelno == logging.WARNING and "added again" in r.getMessage() for r in caplog.records)
 
 
 def test_a_watch_that_fails_is_dropped_not_raised():
