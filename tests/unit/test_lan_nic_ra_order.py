@@ -46,7 +46,7 @@ def test_the_lan_nic_refuses_router_advertisements_before_its_link_goes_up(monke
     monkeypatch.setattr(nics, "find_link", lambda name, mac: (7, "lan32b0"))
     monkeypatch.setattr(nics, "_sysctl", lambda path, value, undo, required=False: events.append((path, value)) or True)
     monkeypatch.setattr(nics, "lan_address6", lambda lan, ifname: ipaddress.IPv6Interface("fd18:50::1/64"))
-    monkeypatch.setattr(nics, "add_lan_routes", lambda lan, ifname, undo: None)
+    monkeypatch.setattr(nics, "add_lan_routes", lambda lan, ifname, undo, address6=None: None)
     lan = Lan(name="lan32b0", address=ipaddress.IPv4Interface("198.18.50.1/24"))
     assert nics.configure_nic(lan, nics.Undo()) == "lan32b0"
     up = events.index(("link", "up"))
