@@ -58,6 +58,7 @@ from typing import Callable, Iterator, Sequence
 from pyroute2 import IPRoute
 
 from ..transport import sockfilter
+from .relink_note import NoteLimit
 
 log = logging.getLogger("vpn-appliance")
 # A flood of replies (anyone on the WAN can broadcast to port 68): past MAX_REPLIES datagrams in one
@@ -738,6 +739,7 @@ class _Client:
         self.clock, self.rand = clock, rand
         self.drops = Drops(ifname, clock)
         self._nak_round_at: float | None = None     # when the last round of DISCOVERs after a NAK began
+        self.notes = NoteLimit()                    # reapply's "added again": not one per check of a flapping link
 
     def _socket(self) -> socket.socket:
         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -993,9 +995,11 @@ class _Client:
                         r["dst_len"] == 0 for r in ipr.get_routes(family=socket.AF_INET, table=254)):
                     ipr.route("add", dst="0.0.0.0/0", gateway=lease.router, oif=idx)
                     added.append(f"default via {lease.router}")
-        if added:
-            log.warning("%s: the DHCP lease's %s was gone from the NIC (link down/up, flushed): added again",
-                        self.ifname, " and ".join(added))
+        held = self.notes.due(self.clock()) if added else None
+        if held is not None:
+            log.warning("%s: the DHCP lease's %s was gone from the NIC (link down/up, flushed): added again%s",
+                        self.ifname, " and ".join(added),
+                        f" ({held} more time(s) since the last such line)" if held else "")
         return bool(added)
 
     def watch_link(self, lease: Lease) -> None:

@@ -16,7 +16,7 @@ already there, ours or someone else's, is left alone; an IPv6 route needs the ad
 its gateway is on the LAN's prefix). A route the operator deletes while the link stays up stays
 deleted, as with the static WAN. What was added again is a WARNING, a route not back yet an INFO
 (expected right after the link returns; a WARNING once it failed PERSIST tries in a row); both
-at most NoteLimit.BURST at once, then one per LOG_EVERY, with a count of the ones held (a
+at most NoteLimit.BURST at once, then one per 30 s (boot/relink_note.py), with a count of the ones held (a
 flapping link is not a flood of log lines).
 """
 from __future__ import annotations
@@ -30,11 +30,11 @@ from typing import Callable, Protocol, Sequence
 from pyroute2 import IPRoute
 
 from ..boot import dhcp_client
+from ..boot.relink_note import NoteLimit
 
 log = logging.getLogger("vpn-appliance")
 
 IFA_F_NODAD = 0x02
-LOG_EVERY = 30.0        # s: "added again" said at most this often (the ones between counted)
 PERSIST = 5             # tries in a row a route failed (~50 s of checks) before that is a WARNING
 
 
@@ -47,31 +47,6 @@ def restore_due(link_back: bool, failed_before: bool) -> bool:
     IPv4 routes are gone), or some could not go back last time (the link not fully up yet, its
     gateway not reachable yet: tried again at the next check, at most every RELINK_TICK)."""
     return link_back or failed_before
-
-
-class NoteLimit:
-    """When to say a repeated note (pure): up to BURST at once, then one more per `every` s (a
-    token bucket); the ones held meanwhile are counted, and the count said with the next one.
-    Why: an occasional flap is worth a line each, a flapping link is not worth one per check."""
-    BURST = 3
-
-    def __init__(self, every: float = LOG_EVERY) -> None:
-        self.every = every
-        self.tokens = float(self.BURST)
-        self.at: float | None = None
-        self.held = 0
-
-    def due(self, now: float) -> int | None:
-        """A note at `now`: None (held, counted), or how many were held before this one."""
-        if self.at is not None:
-            self.tokens = min(float(self.BURST), self.tokens + max(0.0, now - self.at) / self.every)
-        self.at = now
-        if self.tokens < 1.0:
-            self.held += 1
-            return None
-        self.tokens -= 1.0
-        held, self.held = self.held, 0
-        return held
 
 
 def _add_missing_addresses(ifname: str, addresses: Sequence[ipaddress.IPv6Interface]) -> list[str]:

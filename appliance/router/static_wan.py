@@ -15,11 +15,13 @@ import ipaddress
 import logging
 import socket
 import threading
+import time
 from typing import Sequence
 
 from pyroute2 import IPRoute
 
 from ..boot import dhcp_client
+from ..boot.relink_note import NoteLimit
 
 log = logging.getLogger("vpn-appliance")
 
@@ -47,6 +49,7 @@ class StaticWan:
         self.addresses = list(addresses)
         self.gateways = list(gateways)
         self.stop = threading.Event()
+        self.notes = NoteLimit()            # a flapping link is not a WARNING per check
 
     def reapply(self, link_back: bool) -> bool:
         """Add what the NIC lost (True: something was added). Nothing once stopped (the undo
@@ -69,9 +72,11 @@ class StaticWan:
             for g in gws:
                 ipr.route("add", dst="::/0" if g.version == 6 else "0.0.0.0/0", gateway=str(g), oif=idx)
                 done.append(f"default via {g}")
-        if done:
-            log.warning("%s: the WAN's static %s gone from the NIC (link down/up, flushed): added again",
-                        self.ifname, " and ".join(done))
+        held = self.notes.due(time.monotonic()) if done else None
+        if held is not None:
+            log.warning("%s: the WAN's static %s gone from the NIC (link down/up, flushed): added again%s",
+                        self.ifname, " and ".join(done),
+                        f" ({held} more time(s) since the last such line)" if held else "")
         return bool(done)
 
     def start(self) -> None:

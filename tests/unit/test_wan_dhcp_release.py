@@ -246,3 +246,24 @@ def test_a_stop_that_sends_no_release_says_why_in_one_line(monkeypatch, caplog):
     assert real_release("wan0", MAC, "198.18.62.10", "198.18.62.1") is False
     lines = [r.getMessage() for r in caplog.records if "DHCPRELEASE" in r.getMessage()]
     assert len(lines) == 1 and "gone" in lines[0], lines
+
+
+def test_a_flapping_wan_gets_its_lease_back_each_time_but_not_a_warning_each_time(monkeypatch, caplog):
+    """A link flapping many times a second: the address is put back at every check, and said
+    at most NoteLimit.BURST times at once (boot/relink_note.py), then with a count."""
+    from appliance.boot.relink_note import NoteLimit
+    caplog.set_level("INFO", "vpn-appliance")
+    now = [0.0]
+    c = dc._Client("wan0", MAC, [], dc.Policy(), __import__("threading").Event(), clock=lambda: now[0])
+    lease = dc.Lease("wan0", "198.18.62.10", 24, "198.18.62.1", [], "198.18.62.1", 600, expires=600.0)
+    for _ in range(50):                                   # 10 checks a second for 5 s, each after a flush
+        nic = FakeNic()
+        monkeypatch.setattr(dc, "IPRoute", nic)
+        assert c.reapply(lease, link_back=True) is True
+        now[0] += 0.1
+    said = [r for r in caplog.records if "added again" in r.getMessage()]
+    assert len(said) == NoteLimit.BURST
+    now[0] += 60
+    monkeypatch.setattr(dc, "IPRoute", FakeNic())
+    assert c.reapply(lease, link_back=True)
+    assert "47 more time(s) since the last such line" in caplog.records[-1].getMessage()
