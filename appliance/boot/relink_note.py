@@ -1,9 +1,10 @@
 """How often a relink keeper says what it put back (boot/dhcp_client.py keep_on_link's callers:
-the WAN's DHCP lease, a static WAN, the LAN's address and `[lan] routes`).
+the WAN's DHCP lease, a static WAN, the LAN's address and `[lan] routes`; and the client's
+route keeper, gateway/route_keeper.py).
 
 Why: a flap's "added again" is worth a WARNING each time it happens now and then; a link
 flapping many times a second (a bad cable, a hostile neighbour toggling a switch port) made
-each keeper log one at every check -- up to 10 a second each, without end while it lasted.
+each keeper log one at every check -- up to 10 a second each (the route keeper: 1), without end while it lasted.
 """
 from __future__ import annotations
 

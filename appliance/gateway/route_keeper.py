@@ -21,6 +21,7 @@ import logging
 import socket
 from typing import Callable, Protocol
 
+from ..boot.relink_note import NoteLimit
 from .loop import Pump
 
 log = logging.getLogger("vpn-appliance")
@@ -122,6 +123,7 @@ class RouteKeeper:
         self.pump, self.clock, self.watch, self.restore = pump, clock, watch, restore
         self.pacing = Pacing()
         self.restored = 0           # routes added again (tests, the log)
+        self.notes = NoteLimit()    # "added again": a link flapping for minutes is not a line a second
         pump.watch(watch, self._on_hint)
 
     def _on_hint(self) -> None:
@@ -150,8 +152,10 @@ class RouteKeeper:
             back, failed = [], [({"dst": "?", "prefixlen": 0}, str(e))]
         if back:
             self.restored += len(back)
-            log.warning("route(s) of the tunnel gone from the kernel (a link down/up, a flush): %s added again",
-                        _some(back))
+            held = self.notes.due(now)
+            if held is not None:
+                log.warning("route(s) of the tunnel gone from the kernel (a link down/up, a flush): %s added again%s",
+                            _some(back), f" ({held} more time(s) since the last such line)" if held else "")
         at = self.pacing.checked(now, bool(failed))
         level = self.pacing.failure_level(now) if failed else None
         if level is not None:

@@ -221,6 +221,22 @@ def test_the_keeper_says_a_flap_aftermath_failure_as_info(caplog):
     assert any(r.levelno == logging.WARNING and "added again" in r.getMessage() for r in caplog.records)
 
 
+def test_a_link_flapping_for_minutes_is_not_a_warning_a_second(caplog):
+    from appliance.boot.relink_note import NoteLimit
+    caplog.set_level(logging.INFO, "vpn-appliance")
+    pump, now = FakePump(), [0.0]
+    w = FakeWatch([True] * 300)
+    k = RouteKeeper(pump, lambda: now[0], w, lambda: ([_spec("198.18.50.1")], []))
+    for _ in range(300):                                  # 300 flaps a second apart: 300 checks
+        pump.watched[w]()
+        when, fn = pump.timers.armed.pop("route-keep")
+        now[0] = when
+        fn()
+        now[0] += 1.0
+    said = [r for r in caplog.records if "added again" in r.getMessage()]
+    assert k.restored == 300 and NoteLimit.BURST <= len(said) <= NoteLimit.BURST + 300 * 1.2 / 30 + 1
+
+
 def test_a_watch_that_fails_is_dropped_not_raised():
     pump = FakePump()
     w = FakeWatch([OSError(errno.EBADF, "gone")])
