@@ -38,6 +38,23 @@ BCAST_BURST = 400.0
 BCAST_COPY_RATE = 10_000.0
 BCAST_COPY_BURST = 20_000.0
 BCAST_OVER_RATE = "broadcast over rate"
+# On top, the copies of all senders together -- every client and the server's own device (its
+# TUN's multicast, its TAP's broadcasts) -- are held to BCAST_SERVER_RATE a second after a burst
+# of BCAST_SERVER_BURST: the per-sender budgets alone let k clients flooding together cost
+# k x ~5% of the loop (20 of them the whole loop, every tunnel stalled; review38). 40,000 copies
+# a second is ~10-20% of the loop whatever k is. Fairness: a sender may use at most its share,
+# (1 - BCAST_RESERVE) x BCAST_SERVER_RATE / the senders that asked in this or the last
+# BCAST_EPOCH, saved up to BCAST_SHARE_HOLD seconds of it (always enough for one packet), so
+# the shares together leave a quarter of the rate unused; and only a sender that asked nothing
+# for an epoch may take the server's bucket below BCAST_RESERVE of its burst, so a light
+# sender's occasional packet (a hello every few seconds) gets through whatever k flooders do,
+# starting together included. Refusals are counted apart (BCAST_OVER_SERVER).
+BCAST_SERVER_RATE = 40_000.0
+BCAST_SERVER_BURST = 40_000.0
+BCAST_RESERVE = 0.25
+BCAST_SHARE_HOLD = 1.0
+BCAST_EPOCH = 1.0
+BCAST_OVER_SERVER = "broadcast over the server's rate"
 
 
 def is_multicast(p) -> bool:
@@ -68,8 +85,14 @@ class ReplicationBudget:
     still gets one copy of each, up to BCAST_RATE packets a second -- far above what OSPF, RIP,
     mDNS or SSDP send -- and the copies a second stay bounded however many clients there are
     (a packet charged for `copies`, the clients it would go to, all or none: a client gets a
-    packet's copy or none of it); the rest are counted as BCAST_OVER_RATE. Many flooding
-    clients each have their own budget (see the README's Reliability notes).
+    packet's copy or none of it); the rest are counted as BCAST_OVER_RATE.
+
+    On top, one server-wide bucket (BCAST_SERVER_RATE) for all senders together, the server's
+    own device among them (allow_device), each sender held to its share of it (_server: a share
+    bucket per sender refilled at (1 - BCAST_RESERVE) x the rate / the senders active lately),
+    so k flooding clients cost the loop no more than one server's worth whatever k is, and
+    cannot starve a light sender; those refused are counted as BCAST_OVER_SERVER. O(1) a packet:
+    the active senders are counted per BCAST_EPOCH (each bucket notes the epoch it last asked in).
 
     A client that leaves hands its bucket to the next session of its common name until the
     bucket would be full again (BCAST_REFILL): reconnecting must not buy a fresh burst (at 1,000
@@ -80,20 +103,29 @@ class ReplicationBudget:
     def __init__(self, stats: dict[str, int]) -> None:
         self.stats = stats
         stats.setdefault(BCAST_OVER_RATE, 0)
-        # id(client) -> [packet tokens, copy tokens, last refill]
+        stats.setdefault(BCAST_OVER_SERVER, 0)
+        # id(client) -> [packet tokens, copy tokens, last refill, share tokens (-1: none yet),
+        # epoch last asked in]
         self.buckets: dict[int, list[float]] = {}
         # common name -> the bucket its last client left with, oldest first
         self.left: dict[str, list[float]] = {}
         self.now = float("-inf")            # the latest time allow() was told
+        # The server-wide bucket: [tokens, last refill]; the device's share bucket (the TUN/TAP
+        # as a sender: no packet or copy bucket of its own, only its share); the senders that
+        # asked in the current epoch and in the one before.
+        self.server = [BCAST_SERVER_BURST, float("-inf")]
+        self.device = [0.0, 0.0, float("-inf"), -1.0, -1.0]
+        self.epoch, self.active, self.active_before = -1.0, 0, 0
 
     def allow(self, rec: ClientRecord, now: float, copies: int = 1) -> bool:
         """Whether `rec`'s packet may be copied to `copies` other clients now (one packet token
-        and `copies` copy tokens; more copies than a whole burst are charged a whole burst)."""
+        and `copies` copy tokens, and `copies` of its share of the server's; more copies than a
+        whole burst are charged a whole burst)."""
         b = self.buckets.get(id(rec))
         if b is None:
             b = self.left.pop(rec.common_name, None) if self.left and rec.common_name else None
             if b is None:
-                b = [BCAST_BURST, BCAST_COPY_BURST, now]
+                b = [BCAST_BURST, BCAST_COPY_BURST, now, -1.0, -1.0]
             self.buckets[id(rec)] = b
         self.now = now
         dt = now - b[2]
@@ -102,10 +134,62 @@ class ReplicationBudget:
         b[2] = now
         cost = min(float(max(copies, 0)), BCAST_COPY_BURST)
         if b[0] < 1.0 or b[1] < cost:
+            self._server(b, now, dt, None)          # (asking: it is an active sender all the same)
             self.stats[BCAST_OVER_RATE] += 1
+            return False
+        if not self._server(b, now, dt, cost):
+            self.stats[BCAST_OVER_SERVER] += 1
             return False
         b[0] -= 1.0
         b[1] -= cost
+        return True
+
+    def allow_device(self, now: float, copies: int) -> bool:
+        """Whether a multicast/broadcast read from the server's TUN/TAP device may be copied to
+        `copies` clients now: the device is one more sender for the server-wide budget (no
+        per-sender budget: the host is the operator's, review38), held to its share like any."""
+        d = self.device
+        dt = now - d[2] if d[2] != float("-inf") else 0.0
+        d[2] = now
+        if self._server(d, now, dt, min(float(max(copies, 0)), BCAST_COPY_BURST)):
+            return True
+        self.stats[BCAST_OVER_SERVER] += 1
+        return False
+
+    def _server(self, b: list[float], now: float, dt: float, cost: float | None) -> bool:
+        """The server-wide budget for sender `b` (its share bucket b[3], refilled over `dt`, the
+        time since it last asked): whether `cost` copies may be made now, both taken if so.
+        `cost` None: only note that the sender asked (it counts among the active senders).
+
+        A sender that asked nothing for BCAST_EPOCH (a new one too) may take the server's
+        bucket down to empty; the others only down to its reserve (BCAST_RESERVE of the burst).
+        Why: the shares sum to (1 - BCAST_RESERVE) of the rate once the active senders are
+        counted, but k flooders starting together (or their saved shares) can empty it first,
+        and a light sender's hello must not wait behind them meanwhile."""
+        idle = b[3] < 0.0 or dt >= BCAST_EPOCH
+        ep = now // BCAST_EPOCH
+        if ep > self.epoch:
+            self.active_before = self.active if ep == self.epoch + 1 else 0
+            self.active, self.epoch = 0, ep
+        if b[4] != self.epoch:
+            b[4] = self.epoch
+            self.active += 1
+        rate = BCAST_SERVER_RATE * (1.0 - BCAST_RESERVE) / max(self.active, self.active_before, 1)
+        hold = rate * BCAST_SHARE_HOLD
+        if cost is not None and cost > hold:
+            hold = cost                               # (one packet's worth can always be saved up)
+        if b[3] < 0.0:
+            b[3] = hold                               # a new sender: its share's hold
+        b[3] = min(hold, b[3] + max(dt, 0.0) * rate)
+        if cost is None:
+            return False
+        g = self.server
+        g[0] = min(BCAST_SERVER_BURST, g[0] + max(now - g[1], 0.0) * BCAST_SERVER_RATE)
+        g[1] = now
+        if b[3] < cost or g[0] - cost < (0.0 if idle else BCAST_RESERVE * BCAST_SERVER_BURST):
+            return False
+        b[3] -= cost
+        g[0] -= cost
         return True
 
     def forget(self, rec: ClientRecord) -> None:
@@ -369,7 +453,8 @@ class ServerDataPath:
     Multicast as OpenVPN 2.6's multi.c (is_multicast): one read from the TUN goes to every
     connected client (never routed by iroute), whatever client-to-client says; one from a client
     goes to the TUN, and with client-to-client a copy to every other client (not back to the
-    sender; ReplicationBudget bounds the copies). Each copy is one seal for its client."""
+    sender; ReplicationBudget bounds the copies, of the TUN's multicast too, server-wide). Each
+    copy is one seal for its client."""
 
     def __init__(self, dispatcher: ServerDispatcher, mss_rule: MssRule, client_to_client: bool) -> None:
         self.d = dispatcher
@@ -455,10 +540,11 @@ class ServerDataPath:
                 # (is_multicast, written out: one test per TUN packet)
                 if everyone is None:
                     everyone = self._others(None)
-                for rec in everyone:
-                    share(shares, rec, p)
                 if not everyone:
                     self.stats["no route"] += 1
+                elif self.bcast.allow_device(now, len(everyone)):   # (the server-wide budget's sender too)
+                    for rec in everyone:
+                        share(shares, rec, p)
                 continue
             rec = route(p)
             # (alive: an iroute our bug left to a gone session, until the 5 s reconcile -- its

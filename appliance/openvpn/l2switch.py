@@ -531,8 +531,9 @@ class SwitchDataPath:
                 group = groups.get(vid)
                 if group is None:
                     group = groups[vid] = self._others(None, vid)
-                for rec in group:                      # (2.6: no mssfix on broadcasts)
-                    share(shares, rec, p)
+                if group and self.bcast.allow_device(now, len(group)):   # (the server-wide budget)
+                    for rec in group:                  # (2.6: no mssfix on broadcasts)
+                        share(shares, rec, p)
                 continue
             rec = owner.get(bytes(p[0:6]) + vb)
             if rec is None or not rec.alive or not rec.session.established:   # (alive: see reconcile)
