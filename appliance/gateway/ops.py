@@ -15,9 +15,11 @@ then on, a kept client's next renegotiation included (not run on the spot for ke
 handshake already held for the command keeps its verdict, and one held whose command the reload
 took away is refused (the peer retries under the new config). tls-crypt-v2-verify runs on a
 client's key at its first packet only: clients connected with a tls-crypt-v2 key are not run
-through one a reload adds, and the reload says so at its line. A
-`crl-verify` file over 32 KiB is read once, by the CRL worker, before the rest applies (whole,
-on the loop): the old config serves meanwhile (Operations.reload).
+through one a reload adds, and the reload says so at its line. The
+reading -- the config parsed, its key material, files and scripts checked -- runs in the reload's
+worker (gateway/reload_reader.py), a `crl-verify` file over 32 KiB then once by the CRL worker, and
+the kept clients' ccd files likewise; what the reading gives is applied whole, on the loop, when
+it is in: the old config serves meanwhile (Operations.reload).
 """
 from __future__ import annotations
 
@@ -42,6 +44,7 @@ from ..openvpn.poolfile import PoolMemory
 from ..openvpn.server_model import StreamKey
 from ..openvpn.crl import CrlChecker, background_reader
 from ..openvpn.settings import check_crl, check_key_material
+from ..openvpn.clientpush import ccd_refusal
 from ..openvpn.errors import RemoteProtocolError
 from ..openvpn.keymethod import remap_name
 from ..openvpn.l2switch import SwitchDataPath, mac_text
@@ -63,6 +66,7 @@ from .scripts import ConnectOutput, ScriptRunner
 from .slots import identity_of_v2_key
 from .tlsverify import VerifyRunner, make_verify_runner
 from .mgmt_auth import ClientAuthWait
+from .reload_reader import Outcome, ReloadReader
 from .server_files import load_server_settings
 
 log = logging.getLogger("vpn-appliance")
@@ -175,6 +179,8 @@ class _Recheck:
     todo: deque
     found: list = field(default_factory=list)   # the clients it found connected (the line's "kept")
     dropped: int = 0
+    ccd: object = None                      # the new config's client-config-dir (name -> file), if any
+    ccd_exclusive: bool = False
 
 
 @dataclass
@@ -215,7 +221,15 @@ class Operations:
         self.reload_options: Callable[[Callable], tuple[Options, TlsSettings, list[str]]] | None = None
         self.reloads = 0
         self._reload_pending: _Reload | None = None  # a reload waiting for its CRL's reading
+        # The reload's worker (gateway/reload_reader.py), made at the first reload; `reload_inline`
+        # (tests on a fake clock): its jobs run in the caller, at once.
+        self.reload_reader: ReloadReader | None = None
+        self.reload_inline = False
+        self._reload_busy = False                    # a reload being read (or its CRL), not applied yet
+        self._reload_restart = False                 # ... for a SIGHUP: >UPDOWN:UP once it is applied
+        self._reload_result: bool | None = None      # its outcome, once known (reload's return, inline)
         self._reload_again = False                   # and one asked for meanwhile
+        self._again_restart = False                  # ... by a SIGHUP
         self._recheck_gen = 0                        # the latest reload's pass over its clients (_recheck)
         self.pool_memory: PoolMemory | None = None
         self.status_fd: tuple[str, int] | None = None      # the status file, opened before a `user` drop
@@ -329,6 +343,8 @@ class Operations:
             self.scripts.close()
         if self.verify is not None:
             self.verify.close()
+        if self.reload_reader is not None:
+            self.reload_reader.close()          # a reading under way is dropped with the process
 
     # ---------------------------------------------------------------- timers
     def _write_status(self, rearm: bool = True) -> None:
@@ -606,10 +622,9 @@ class Operations:
             self.gw.request_stop()
         elif signum == _signal.SIGHUP or (signum == _signal.SIGUSR1 and not self.gw.opts.persist_tun):
             # 2.6 closes and reopens its device at this restart: at every SIGHUP, at a SIGUSR1
-            # without persist-tun (init.c do_close_tun keeps it only for SIGUSR1 + persist-tun).
-            self.gw.restart_down()
-            self.reload()
-            self.up_down("UP")
+            # without persist-tun (init.c do_close_tun keeps it only for SIGUSR1 + persist-tun):
+            # >UPDOWN:DOWN, the config read again, >UPDOWN:UP under the new one (reload).
+            self.reload(restart=True)
         elif signum == _signal.SIGUSR1:
             self.reload()
         elif signum == _signal.SIGUSR2:
@@ -627,32 +642,64 @@ class Operations:
         self.gw._log_statistics()
 
     # ---------------------------------------------------------------- reload
-    def reload(self) -> bool:
+    def reload(self, restart: bool = False) -> bool:
         """Re-read the config and apply it (see the module's docstring). False when the new config
-        is refused (the server runs on as it was). A large CRL is read by the CRL worker first,
-        the loop serving clients meanwhile (at 100,000 entries a reading took ~0.35 s, twice, on
-        the loop: every client's packets waited): the new config then applies, all at once, when
-        the reading is in (True now: under way). A reload asked for meanwhile follows it."""
-        if self._reload_pending is not None:
+        is refused (the server runs on as it was) -- known here only when the reading ran inline.
+
+        The reading (the config parsed, key material, password file, scripts: ~25 ms, every
+        client's packets waiting when it ran on the loop) runs in the reload's worker, then a
+        large CRL's in the CRL worker (at 100,000 entries ~0.35 s); the new config then applies,
+        all at once, on the loop (True now: under way). Nothing of it is applied before: clients
+        connecting meanwhile are served by the old config, and found by the reload's pass when
+        it applies; those leaving meanwhile are not in it. A reload asked for meanwhile (a
+        second SIGHUP, the file replaced again) follows it, reading the file as it is then; those
+        asked for during one reading are one, as the kernel merges pending signals.
+        `restart` (SIGHUP, SIGUSR1 without persist-tun): >UPDOWN:DOWN now and >UPDOWN:UP once
+        the reload is applied or refused, under the config then in force, as 2.6's restart."""
+        if self._reload_busy:
             self._reload_again = True
-            log.warning("reload: one is under way (its CRL being read); another follows it")
+            self._again_restart = self._again_restart or restart
+            log.warning("reload: one is under way (its files being read); another follows it")
             return True
+        if restart:
+            self.gw.restart_down()
+        self._reload_busy, self._reload_restart, self._reload_result = True, restart, None
+        if self.reload_reader is None:
+            self.reload_reader = ReloadReader(inline=self.reload_inline)
+            if not self.reload_inline:
+                self.gw.pump.watch(self.reload_reader, self.reload_reader.drain)
+        self.reload_reader.submit(self._prepare_reload, self._reload_prepared)
+        return True if self._reload_result is None else self._reload_result
+
+    def _reload_prepared(self, outcome: Outcome) -> None:
+        """On the loop: the reading is in. Refused (logged), or applied now, or after its CRL's
+        reading (_reload_read)."""
+        ok = False
         try:
-            pending = self._prepare_reload()
-        except (ConfigError, OSError) as e:
-            log.error("reload: the new config is not used, the server runs on as it was:\n%s", e)
-            return False
-        crl = pending.tls.crl
-        if crl is None or not crl.reading:
-            return self._commit_reload(pending)
-        self._reload_pending = pending
-        old_crl = self.gw.st.session_config(0).tls.crl
-        if old_crl is not None and old_crl is not crl:
-            old_crl.held = True             # no second reading of a file the reload reads (CrlChecker.held)
-            pending.held = old_crl
-        log.info("reload: reading CRL %s in the background; the new config applies once it is read", crl.where)
-        self.gw.pump.timers.arm("reload-crl", self.gw.clock() + RELOAD_CRL_POLL, self._reload_read)
-        return True
+            try:
+                pending = outcome.value()
+            except (ConfigError, OSError) as e:
+                log.error("reload: the new config is not used, the server runs on as it was:\n%s", e)
+                return
+            except Exception as e:  # noqa: BLE001 - our bug in the reading: refused, the server runs on
+                self.gw.faults.internal_exc("a reload's reading", e)
+                log.error("reload: the new config is not used, the server runs on as it was (internal error)")
+                return
+            assert isinstance(pending, _Reload)
+            crl = pending.tls.crl
+            if crl is None or not crl.reading:
+                ok = self._commit_reload(pending)
+                return
+            self._reload_pending = pending
+            old_crl = self.gw.st.session_config(0).tls.crl
+            if old_crl is not None and old_crl is not crl:
+                old_crl.held = True         # no second reading of a file the reload reads (CrlChecker.held)
+                pending.held = old_crl
+            log.info("reload: reading CRL %s in the background; the new config applies once it is read", crl.where)
+            self.gw.pump.timers.arm("reload-crl", self.gw.clock() + RELOAD_CRL_POLL, self._reload_read)
+        finally:
+            if self._reload_pending is None:
+                self._reload_done(ok)
 
     def _reload_read(self) -> None:
         """Whether the CRL worker has finished a reload's reading: if so the reload goes on (on
@@ -665,14 +712,24 @@ class Operations:
             self.gw.pump.timers.arm("reload-crl", self.gw.clock() + RELOAD_CRL_POLL, self._reload_read)
             return
         self._reload_pending = None
+        ok = False
         try:
-            self._commit_reload(pending)
+            ok = self._commit_reload(pending)
         finally:
             if pending.held is not None:
                 pending.held.held = False   # in force still if the reload was refused: reads again
+            self._reload_done(ok)
+
+    def _reload_done(self, ok: bool) -> None:
+        """A reload applied (ok) or refused: a SIGHUP's >UPDOWN:UP, then the reload asked for
+        meanwhile, if any."""
+        self._reload_busy, self._reload_result = False, ok
+        if self._reload_restart:
+            self._reload_restart = False
+            self.up_down("UP")
         if self._reload_again:
-            self._reload_again = False
-            self.reload()
+            restart, self._reload_again, self._again_restart = self._again_restart, False, False
+            self.reload(restart=restart)
 
     def _prepare_reload(self) -> "_Reload":
         """Everything of a reload that reads files and may fail, the CRL's reading started (a
@@ -792,7 +849,8 @@ class Operations:
         gw.read_crl_in_background(st)
         self._recheck_gen += 1
         run = _Recheck(self._recheck_gen, tls, peer_rechecker(tls), d.tls_context(), st.session_config(0),
-                       new.path, deque(list(d.clients) + list(d.pending.values())), list(d.clients))
+                       new.path, deque(list(d.clients) + list(d.pending.values())), list(d.clients),
+                       ccd=st.ccd, ccd_exclusive=st.ccd_exclusive)
         gw.pump.timers.cancel("reload-recheck")     # an earlier reload's pass: this one checks everyone
         fresh, now = run.fresh, gw.clock()
         for rec in run.todo:                # what costs nothing, for every client at once
@@ -829,8 +887,8 @@ class Operations:
             return                          # a later reload took over (it checks every client)
         gw = self.gw
         d = gw.d
-        now = gw.clock()
         todo = run.todo
+        ccd_due = []
         for _ in range(RELOAD_CHECK_BATCH):
             if not todo:
                 break
@@ -838,25 +896,62 @@ class Operations:
             if not rec.alive:
                 continue                    # left (or was replaced) before its turn
             try:
-                self._recheck_one(run, rec)
+                if self._recheck_one(run, rec) and run.ccd is not None:
+                    ccd_due.append(rec)
             except Exception:  # noqa: BLE001 - our bug in its turn: that client ends, the pass goes on
                 # Fail closed: not kept unchecked. Raised out, it ended the pass there, and the
                 # clients after it that the new config refuses kept their tunnels for good.
                 gw.faults.internal("a reload's check of a client")
                 if rec.alive:
                     d.end(rec, "internal error (its check at a reload)")
-        if todo:
-            gw.pump.timers.arm("reload-recheck", now, lambda: self._recheck(run))
+        if ccd_due:
+            # 2.6's SIGHUP has every client connect again, through its ccd file as it is now: the
+            # batch's files read in the reload's worker (one read each, on the loop, stalled it
+            # per kept client: ~1 MiB files up to ~0.6 s each), the verdicts applied when in.
+            names = [r.common_name or "" for r in ccd_due]
+            reader = self.reload_reader or ReloadReader(inline=True)
+            reader.submit(lambda: _ccd_verdicts(run.ccd, run.ccd_exclusive, names),
+                          lambda outcome: self._ccd_checked(run, ccd_due, outcome))
+            return
+        self._recheck_next(run)
+
+    def _ccd_checked(self, run: "_Recheck", recs: list, outcome: Outcome) -> None:
+        """A batch's ccd verdicts are in (on the loop): those the files keep out now are
+        disconnected -- if still here, and only if no later reload took over (its own pass reads
+        the files again, under its config) -- then the pass goes on."""
+        if run.gen != self._recheck_gen:
+            return
+        try:
+            verdicts = outcome.value()
+        except Exception as e:  # noqa: BLE001 - our bug in the worker: fail closed, as a check's bug
+            self.gw.faults.internal_exc("a reload's reading of client-config-dir files", e)
+            verdicts = {}
+        for rec in recs:
+            if not rec.alive:
+                continue                    # left (or was replaced) while its file was read
+            why = verdicts.get(rec.common_name or "", _CCD_UNCHECKED)
+            if why is _CCD_UNCHECKED:
+                self.gw.d.end(rec, "internal error (its check at a reload)")
+            elif why is not None:
+                log.warning("%s/%s: %s: disconnected", rec.common_name, fmt_addr(rec.addr), why)
+                self._kick(rec, why)
+                run.dropped += 1
+        self._recheck_next(run)
+
+    def _recheck_next(self, run: "_Recheck") -> None:
+        """The next batch of the pass at the next wake-up, or its end logged."""
+        gw = self.gw
+        if run.todo:
+            gw.pump.timers.arm("reload-recheck", gw.clock(), lambda: self._recheck(run))
             return
         # Kept: those it found and still here -- not the clients that came during the pass
         # (under the new config from the start).
         log.warning("reload: config %s re-read; %d clients kept, %d revoked ones disconnected",
                     run.path, sum(1 for r in run.found if r.alive), run.dropped)
 
-    def _recheck_one(self, run: "_Recheck", rec) -> None:
+    def _recheck_one(self, run: "_Recheck", rec) -> bool:
         """One client's turn in a reload's pass (_recheck): verified again under the new config,
-        kept or disconnected."""
-        d = self.gw.d
+        kept or disconnected. True: kept, its ccd file to be read (an established client)."""
         tls, check, ctx, fresh = run.tls, run.check, run.ctx, run.fresh
         s = rec.session
         for ks in s.keys.values():      # a key begun since the reload, under the old context
@@ -864,17 +959,16 @@ class Operations:
                 ks.tls.settings, ks.tls.verify_again = tls, check
         if not any(ks.tls is not None and ks.tls.handshake_done for ks in s.keys.values()):
             s.cfg.tls, s.tls_context = tls, ctx         # no peer verified yet
-            return
+            return False
         try:
             chain = check(s.peer_certificate, lambda: s.peer_chain)
             why = None
             if fresh.require_ekm and s.established and not s.ekm:
                 # force-tls-key-material-export added: such a client would be refused now.
                 why = "its data-channel keys are not derived with TLS-EKM (force-tls-key-material-export)"
-            if why is None and s.established:
-                # 2.6's SIGHUP has every client connect again, through its ccd file as it is
-                # now: one written `disable`, or removed under ccd-exclusive, is not kept.
-                why = d.ccd_refuses(rec)
+            # (Its ccd file, read in the worker: _recheck, _ccd_checked. 2.6's SIGHUP has every
+            # client connect again, through the file as it is now: one written `disable`, or
+            # removed under ccd-exclusive, is not kept.)
         except RemoteProtocolError as e:
             why = str(e)
         except Exception as e:  # noqa: BLE001 - fail closed, and the next client is still checked
@@ -887,12 +981,13 @@ class Operations:
             log.warning("%s/%s: %s: disconnected", rec.common_name, fmt_addr(rec.addr), why)
             self._kick(rec, why)
             run.dropped += 1
-            return
+            return False
         # Kept: its renegotiations are checked under the new config (CA store, CRL, checks),
         # not the one it started under -- a reload that added crl-verify then a revocation
         # in it without a reload left a kept client's renegotiation unchecked for good.
         s.cfg.tls, s.tls_context = tls, ctx
         s.chain_verified_again(chain)
+        return s.established
 
     def _check_kept_v2_keys(self, old, new) -> None:
         """A reload that adds or changes tls-crypt-v2-verify: the command runs on a client's key
@@ -1196,6 +1291,12 @@ class Operations:
     def after_wake(self) -> None:
         for rec, _ in list(self.killing.values()):
             self._end_kill(rec)
+        if self.reload_reader is not None:
+            for then, outcome in self.reload_reader.take():
+                try:
+                    then(outcome)
+                except Exception:  # noqa: BLE001
+                    self.gw.faults.internal("a reload")
         if self.verify is not None:
             for key, ok, reason in self.verify.take_results():
                 try:
@@ -1524,6 +1625,36 @@ class Operations:
 # OpenVPN 2.6 writes each >CLIENT:ENV line with msg() (manage.c man_output_env), which formats
 # into ERR_BUF_SIZE (10240) bytes: a longer line is cut there, the NUL taking the last byte.
 ENV_LINE_MAX = 10239
+
+
+_CCD_UNCHECKED = object()       # a name the worker gave no verdict for (our bug): that client ends
+
+
+def _ccd_verdicts(ccd, exclusive: bool, names: list[str]) -> dict:
+    """In the reload's worker: each name's ccd_refusal (None: kept), each file read once (the
+    DEFAULT file is the fall-back of many). A bug on one name leaves that name out."""
+    memo: dict = {}
+
+    def read(cn: str):
+        if cn not in memo:
+            try:
+                memo[cn] = ccd(cn)
+            except ConfigError as e:
+                memo[cn] = e
+        got = memo[cn]
+        if isinstance(got, ConfigError):
+            raise got
+        return got
+
+    out: dict = {}
+    for cn in names:
+        if cn in out:
+            continue
+        try:
+            out[cn] = ccd_refusal(read, exclusive, cn)
+        except Exception:  # noqa: BLE001 - our bug: that name has no verdict (its client ends)
+            log.exception("reload: internal error reading the client-config-dir file of %r", cn)
+    return out
 
 
 def env_lines(env: dict[str, str]) -> list[str]:

@@ -27,6 +27,22 @@ CCD_DEFAULT = "DEFAULT"
 REPLACED_BY_RESTART = "replaced by a new session from the same address"
 
 
+def ccd_refusal(ccd, exclusive: bool, cn: str) -> str | None:
+    """Why the client-config-dir (`ccd`: common name -> parsed file or None) keeps the client
+    `cn` out at a reload (ClientPush.ccd_refuses says why these reasons and no others). Reads
+    files and touches nothing else: a reload's pass runs it in its worker (gateway/ops.py)."""
+    try:
+        own = ccd(cn)
+        if exclusive and (own is None or cn == CCD_DEFAULT):
+            return f"no client-config-dir file for {cn!r} (ccd-exclusive)"
+        got = own if own is not None else ccd(CCD_DEFAULT)
+    except ConfigError:
+        return None
+    if got is not None and got.disable:
+        return f"client-config-dir file for {cn!r} says disable"
+    return None
+
+
 class ClientPush:
     def _push_for(self, s: Session) -> list[str]:
         opts = self._push_options(s)
@@ -260,19 +276,9 @@ class ClientPush:
         no reason here: 2.6 logs its errors and lets the client in (multi.c: options_server_import
         at D_IMPORT_ERRORS), and an operator's slip must not drop clients at a reload; a new
         connection is still refused on it (_ccd_file), as before."""
-        cn = rec.common_name or ""
         if self.st.ccd is None:
             return None
-        try:
-            own = self.st.ccd(cn)
-            if self.st.ccd_exclusive and (own is None or cn == CCD_DEFAULT):
-                return f"no client-config-dir file for {cn!r} (ccd-exclusive)"
-            ccd = own if own is not None else self.st.ccd(CCD_DEFAULT)
-        except ConfigError:
-            return None
-        if ccd is not None and ccd.disable:
-            return f"client-config-dir file for {cn!r} says disable"
-        return None
+        return ccd_refusal(self.st.ccd, self.st.ccd_exclusive, rec.common_name or "")
 
     def ccd_loaded(self, keys, now: float) -> None:
         """The ccd files keyed by `keys` were read and parsed off the loop: the clients waiting

@@ -95,6 +95,8 @@ class World:
         self.server = ServerGateway(opts, st, self.server_ports, self.server_net, self.clock,
                                     MemoryWaiter(self.net), auth=auth)
         self.server.make_auth = lambda verify: AuthChecker(verify, self.clock, inline=True, **auth_limits)
+        # A reload's reading in the caller, at once (its worker: tests/gateway/test_reload_offloop.py).
+        self.server.ops.reload_inline = True
         self.server.start()
         return self.server
 

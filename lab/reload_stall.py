@@ -1,0 +1,117 @@
+"""The longest step of the server's loop during a reload at N clients, in memory (the gateway
+tests' World: one process, a fake network, the real engine and pump): N clients connected, each
+with a small client-config-dir file, the config re-read with a change (a pushed route), then the
+server's pump stepped until the reload's pass over its clients has logged its line. Printed per
+mode: the longest step, the reload's own step (the one that ran the SIGHUP), and the wall time to
+the "clients kept" line.
+
+    .venv/bin/python -m lab.reload_stall [--clients 1000] [--rounds 2]
+
+Modes: `inline` runs the reading (config, key material, files, the kept clients' ccd files) in
+the loop, as every reload did before helper reload40; `worker` in the reload's worker thread
+(gateway/reload_reader.py). Not a test (no timed tests): figures for the README.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import tempfile
+import time
+from pathlib import Path
+
+from tests.gateway.conftest import World, client_conf, server_conf
+from tests.gateway.test_tunnel import _up
+
+
+def _connect(pki, n: int, ccd: Path) -> tuple[World, object, dict, str]:
+    w = World()
+    conf = server_conf(pki).replace("255.255.255.0", "255.255.240.0") + f"client-config-dir {ccd}\n"
+    gw, holder = w.add_reloadable_server(conf)
+    for i in range(n):
+        (ccd / f"c{i}").write_text(f"# client {i}\npush \"route 198.18.{100 + i % 50}.0 255.255.255.0\"\n")
+    for i in range(n):
+        w.add_client(client_conf(pki, f"c{i}"), ip=f"198.18.{1 + i // 250}.{2 + i % 250}")
+        # one pass of the pumps per client added: the handshakes go on side by side
+        w.run(lambda: False, max_time=0.05, max_steps=50)
+    assert w.run(lambda: all(_up(w, i) for i in range(n)), max_time=600, max_steps=2_000_000), "not all up"
+    return w, gw, holder, conf
+
+
+def _pki(n: int) -> dict:
+    """The gateway tests' PKI (tests/gateway/conftest.py pki) with n clients c0..c{n-1}."""
+    from cryptography.x509.oid import ExtendedKeyUsageOID
+
+    from appliance.certs import issue
+    from tests.gateway.conftest import _kpem, _pem
+    ca = issue("Reload stall CA", None, None)
+    srv = issue("server", ca, ExtendedKeyUsageOID.SERVER_AUTH)
+    clients = {f"c{i}": issue(f"c{i}", ca, ExtendedKeyUsageOID.CLIENT_AUTH) for i in range(n)}
+    return {"ca": _pem(ca[0]), "server": (_pem(srv[0]), _kpem(srv[1])),
+            "clients": {k: (_pem(c), _kpem(key)) for k, (c, key) in clients.items()}}
+
+
+class _Lines(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.text: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.text.append(record.getMessage())
+
+
+def one_reload(w: World, gw, holder: dict, conf: str, inline: bool, tag: int) -> tuple[float, float, float]:
+    gw.ops.reload_inline = inline
+    reader = gw.ops.reload_reader
+    if reader is not None and reader.inline != inline:      # the other mode's worker: a new one
+        if not reader.inline:
+            gw.pump.unwatch(reader)
+            reader.close()
+        gw.ops.reload_reader = None
+    holder["conf"] = conf + f"push \"route 198.18.{200 + tag % 50}.0 255.255.255.0\"\n"
+    lines = _Lines()
+    logging.getLogger("vpn-appliance").addHandler(lines)
+    fired = []
+    gw.pump.timers.arm("lab-sighup", w.clock(), lambda: fired.append(gw.ops.reload()))
+    longest = first = 0.0
+    t0 = time.perf_counter()
+    try:
+        while not any("clients kept" in x for x in lines.text) and time.perf_counter() - t0 < 120:
+            s = time.perf_counter()
+            busy = gw.pump.step(block=False)
+            took = time.perf_counter() - s
+            if fired and not first:
+                first = took
+            longest = max(longest, took)
+            if not busy:
+                time.sleep(0.0005)
+                w.clock.t += 0.0005
+    finally:
+        logging.getLogger("vpn-appliance").removeHandler(lines)
+    return longest, first, time.perf_counter() - t0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--clients", type=int, default=1000)
+    ap.add_argument("--rounds", type=int, default=2)
+    a = ap.parse_args()
+    logging.getLogger("vpn-appliance").setLevel(logging.WARNING)
+    pki = _pki(a.clients)
+    with tempfile.TemporaryDirectory() as tmp:
+        ccd = Path(tmp) / "ccd"
+        ccd.mkdir()
+        t = time.monotonic()
+        w, gw, holder, conf = _connect(pki, a.clients, ccd)
+        print(f"{a.clients} clients up in {time.monotonic() - t:.0f} s")
+        tag = 0
+        for r in range(a.rounds):
+            for inline in (True, False):
+                tag += 1
+                longest, first, wall = one_reload(w, gw, holder, conf, inline, tag)
+                print(f"round {r + 1} {'inline' if inline else 'worker'}: longest step {longest * 1000:.1f} ms, "
+                      f"the SIGHUP's step {first * 1000:.1f} ms, pass done in {wall:.2f} s")
+        gw._cleanup()
+
+
+if __name__ == "__main__":
+    main()
