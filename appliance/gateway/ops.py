@@ -686,6 +686,11 @@ class Operations:
                 log.error("reload: the new config is not used, the server runs on as it was (internal error)")
                 return
             assert isinstance(pending, _Reload)
+            if self.gw.result is not None or self.gw._restart_deadline is not None:
+                # SIGTERM came during the reading: the server is on its way out (telling its
+                # clients RESTART), under the config it runs on.
+                log.info("reload: the server is stopping; the config read is not applied")
+                return
             crl = pending.tls.crl
             if crl is None or not crl.reading:
                 ok = self._commit_reload(pending)

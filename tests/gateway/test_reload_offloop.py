@@ -198,3 +198,58 @@ def test_a_client_leaving_while_its_ccd_file_is_read_is_skipped(pki, tmp_path, m
     finally:
         gate.set()
         gw._cleanup()
+
+
+class _Tap:
+    """The management client's view of notifications (Management.notify), every flag on."""
+
+    def __init__(self) -> None:
+        self.got: list[str] = []
+
+    def notify(self, lines: list[str], flag: str | None = None) -> None:
+        self.got.extend(lines)
+
+    def set_peer_ids(self, ids) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def test_sighups_during_a_reading_keep_2_6s_order_down_reread_up_once_each(pki):
+    """A SIGHUP is 2.6's restart: >UPDOWN:DOWN, the config read again, >UPDOWN:UP under the new
+    config. With the reading in the worker, UP waits for it (its environment is the new
+    config's: its `setenv`); a second SIGHUP during the reading is its own DOWN/re-read/UP after
+    the first, never a DOWN inside the first's pair."""
+    import signal
+    w, gw, holder, conf = _world(pki)
+    gate, reads = threading.Event(), []
+    gw.ops.reload_source = _slow_source(holder, gate, reads)
+    holder["conf"] = conf + "setenv RELOADED yes\n"
+    # management-up-down (its `management` socket left out here: the notifications are tapped)
+    gw.opts.management_up_down = True
+    prepare = gw.ops._prepare_reload
+
+    def prepare_with_up_down():
+        p = prepare()
+        p.new.management_up_down = True
+        return p
+    gw.ops._prepare_reload = prepare_with_up_down
+    gw.ops.mgmt = tap = _Tap()
+    try:
+        gw.ops.on_signal(signal.SIGHUP)
+        _serve(w, gw, until=lambda: bool(reads), steps=100_000)
+        gw.ops.on_signal(signal.SIGHUP)
+        _serve(w, gw, steps=100)
+        assert [x for x in tap.got if x.startswith(">UPDOWN:") and "ENV" not in x] == [">UPDOWN:DOWN"]
+        gate.set()
+        _serve(w, gw, until=lambda: gw.ops.reloads == 2 and not gw.ops._reload_busy, steps=100_000)
+        seq = [x.split(",")[0] if x.startswith(">UPDOWN:") else "STATE" for x in tap.got
+               if (x.startswith(">UPDOWN:") and "ENV" not in x) or ",RECONNECTING,SIGHUP" in x]
+        assert seq == [">UPDOWN:DOWN", "STATE", ">UPDOWN:UP"] * 2, seq
+        up = tap.got.index(">UPDOWN:UP")
+        assert ">UPDOWN:ENV,RELOADED=yes" in tap.got[up:tap.got.index(">UPDOWN:ENV,END", up)]
+    finally:
+        gate.set()
+        gw.ops.mgmt = None
+        gw._cleanup()
