@@ -44,14 +44,10 @@ class ReloadReader(OffLoopWorkers):
         self.inline = inline
         self._done: deque = deque()
         self._lock = threading.Lock()
-        self.running = 0            # jobs submitted, their `then` not run yet
 
     def submit(self, job: Callable[[], object], then: Callable[[Outcome], None]) -> None:
-        self.running += 1
         if self._pool is None:
-            outcome = _run(job)
-            self.running -= 1
-            then(outcome)
+            then(_run(job))
             return
         fut = self._pool.submit(_run, job)
         fut.add_done_callback(lambda f: self._finished(then, f))
@@ -68,7 +64,6 @@ class ReloadReader(OffLoopWorkers):
         with self._lock:
             got = list(self._done)
             self._done.clear()
-        self.running -= len(got)
         return got
 
     def close(self) -> None:
