@@ -9,7 +9,11 @@ same (tests/interop/test_wan_flap_routes.py measures it). Here a link or route e
 kernel's rtnetlink multicast: tun/route_watch.py) is a hint: after RouteKeeper.SETTLE for the
 rest of the burst, the routes the tunnel added and the kernel no longer has are added again
 (router/routes.py RouteSet.restore: the kernel says which are gone). A flapping link costs at
-most one check per MIN_GAP; a route that cannot go back yet (the link still down, its gateway
+most one check per MIN_GAP -- or per COST_GAP times what the last check took, when that is
+longer: a check is one netlink add per route of ours, and a server may push ~1,000 routes
+(keymethod.MAX_PUSHED_OPTIONS); a check of those took ~0.2 s of the pump, so a link flapping
+for minutes cost a quarter of a core and held the tunnel's packets that long each second (atk40).
+A route that cannot go back yet (the link still down, its gateway
 not reachable yet) is tried again after RETRY_FIRST, doubling to RETRY_MAX, and said at most
 once per LOG_EVERY: as INFO while it is the flap's own aftermath (a route tried while the link is
 still coming back is expected at every flap), as one WARNING once PERSIST checks in a row failed
@@ -48,6 +52,7 @@ class Pacing:
     """When to check (pure: the decisions, tested without a kernel)."""
     SETTLE = 0.2        # s after a hint: the rest of the burst (a down, then its up)
     MIN_GAP = 1.0       # s between two checks at least: a flapping link is not a busy loop
+    COST_GAP = 10.0     # ...and at least this many times what the last check took (<= ~10% of the pump)
     RETRY_FIRST = 1.0   # s: a route that could not go back is tried again after this...
     RETRY_MAX = 30.0    # ...doubling up to this
     LOG_EVERY = 30.0    # s: a failure said at most this often
@@ -59,26 +64,28 @@ class Pacing:
         self.due: float | None = None           # the next check, when one is armed
         self.next_log = float("-inf")
         self.fails = 0                          # failed checks in a row
+        self.gap = self.MIN_GAP                 # between two checks, from what the last one took
         self.warned = False                     # the WARNING of this run of failures is said
 
     def hinted(self, now: float) -> float | None:
         """A hint at `now`: the time of the check to arm, or None (one armed as early already)."""
-        at = max(now + self.SETTLE, self.last_check + self.MIN_GAP)
+        at = max(now + self.SETTLE, self.last_check + self.gap)
         if self.due is not None and self.due <= at:
             return None
         self.due = at
         return at
 
-    def checked(self, now: float, failed: bool) -> float | None:
-        """A check ran at `now`: the time of the retry to arm (None: all is in)."""
+    def checked(self, now: float, failed: bool, took: float = 0.0) -> float | None:
+        """A check ended at `now` after `took` seconds: the time of the retry to arm (None: all is in)."""
         self.last_check = now
+        self.gap = max(self.MIN_GAP, self.COST_GAP * max(took, 0.0))
         self.due = None
         if not failed:
             self.retry = self.RETRY_FIRST
             self.fails, self.warned = 0, False
             return None
         self.fails += 1
-        self.due = now + self.retry
+        self.due = now + max(self.retry, self.gap)
         self.retry = min(self.retry * 2, self.RETRY_MAX)
         return self.due
 
@@ -123,6 +130,7 @@ class RouteKeeper:
         self.pump, self.clock, self.watch, self.restore = pump, clock, watch, restore
         self.pacing = Pacing()
         self.restored = 0           # routes added again (tests, the log)
+        self.checks = 0             # checks run (tests)
         self.notes = NoteLimit()    # "added again": a link flapping for minutes is not a line a second
         pump.watch(watch, self._on_hint)
 
@@ -145,18 +153,20 @@ class RouteKeeper:
                 self.pump.timers.arm(self.KEY, at, self._check)
 
     def _check(self) -> None:
-        now = self.clock()
+        start = self.clock()
+        self.checks += 1
         try:
             back, failed = self.restore()
         except OSError as e:
             back, failed = [], [({"dst": "?", "prefixlen": 0}, str(e))]
+        now = self.clock()
         if back:
             self.restored += len(back)
             held = self.notes.due(now)
             if held is not None:
                 log.warning("route(s) of the tunnel gone from the kernel (a link down/up, a flush): %s added again%s",
                             _some(back), f" ({held} more time(s) since the last such line)" if held else "")
-        at = self.pacing.checked(now, bool(failed))
+        at = self.pacing.checked(now, bool(failed), now - start)
         level = self.pacing.failure_level(now) if failed else None
         if level is not None:
             log.log(level, "route(s) of the tunnel gone and not added again yet%s: %s (%s); trying again",
