@@ -52,6 +52,7 @@ from .observers import ClientCounters, TunnelObserver, TunnelState
 from .p2p_server import TakeOver
 from ..ioerrors import start_failed
 from .ports import AddressWatchPort, Clock, PortGone, Ports, TunPort
+from .recursive_routing import RecursiveGuard
 from .route_keeper import RouteKeeper
 from .restart_pause import restart_pause
 from .status import vm_rss
@@ -186,6 +187,7 @@ class ClientGateway(SignalWakes):
         self._stops_seen = 0
         self._addr_watch: AddressWatchPort | None = None
         self._route_keeper: RouteKeeper | None = None
+        self._recursive: RecursiveGuard | None = None      # the current peer's recursive-routing drop
         # tls-verify (gateway/tlsverify.py): the server's chain goes to the command off the loop.
         if opts.tls_verify and opts.script_security < 2:
             path, line = opts.source.get("tls_verify", (opts.path, None))
@@ -1279,9 +1281,25 @@ class ClientGateway(SignalWakes):
             pkts = self._refuse_ipv6(tun, pkts)
             if not pkts:
                 return None
+        if not self.opts.allow_recursive_routing:
+            pkts = self._not_to_the_peer(c, pkts)
+            if not pkts:
+                return None
         self.counters.bytes_out += sum(map(len, pkts))
         wire = c.dp.seal_batch(pkts, self.clock())
         return self._send(c, wire, defer_loss=defer_loss)
+
+    def _not_to_the_peer(self, c: Connection, pkts: list) -> list:
+        """The batch without packets to the peer's own address (gateway/recursive_routing.py):
+        sealed, they would come back from the TUN in a loop while its host route is gone."""
+        g = self._recursive
+        if g is None or g.key != c.addr[0]:
+            try:
+                g = RecursiveGuard(c.addr[0], self.opts.dev_type == "tap", self.clock)
+            except (ValueError, IndexError, TypeError):
+                return pkts                 # no address to compare (a p2p peer not known yet)
+            self._recursive = g
+        return g.keep(pkts)
 
     def _refuse_ipv6(self, tun, pkts: list) -> list:
         """block-ipv6: each IPv6 packet is answered into the TUN with "no route" and not sent.

@@ -133,7 +133,6 @@ _NOOPS = {
     "persist-remote-ip persist-local-ip": "each reconnect resolves the remote again",
     "ifconfig-nowarn": "no option-consistency warnings are printed",
     "remote-random-hostname": "remote names are resolved as written",
-    "allow-recursive-routing": "the remote's address is always routed outside the tunnel",
     "up-delay": "a client opens its TUN device once the server's push is in anyway (as OpenVPN 2.6 with pull); "
                 "the up script runs then",
     "allow-pull-fqdn": "pushed routes are taken as addresses",

@@ -365,6 +365,9 @@ def _up_down(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
 for _name, _field, _why in (
         ("up-restart", "up_restart", "client: the down script (`restart`) at each reconnect and the up script "
                                      "(`restart`) when the tunnel is up again, as OpenVPN 2.6 with persist-tun"),
+        ("allow-recursive-routing", "allow_recursive_routing",
+         "client: packets from the TUN to the peer's own address are sealed and sent (without it they are "
+         "dropped, as OpenVPN 2.6 does: while the route outside the tunnel is gone they would loop)"),
         ("down-pre", "down_pre", "client: the down script runs before the TUN device goes (else after it)"),
         ("persist-tun", "persist_tun", "the TUN device is kept across reconnects anyway; without it a reconnect "
                                        "runs the down side (route-pre-down, down, down-root, >UPDOWN:DOWN) and the "

@@ -289,6 +289,7 @@ class Options:
     ipchange_script: list[str] | None = None
     up_restart: bool = False                             # up-restart: down/up again at each reconnect
     down_pre: bool = False                               # down-pre: the down script before the TUN goes
+    allow_recursive_routing: bool = False                # TUN packets to the peer's own address are sent, not dropped
     persist_tun: bool = False                            # persist-tun: a reconnect keeps the up side (no down/up)
     management_up_down: bool = False                     # >UPDOWN:UP/DOWN with the up/down environment
     # process settings (d_misc.py; applied by host/privileges.py)
