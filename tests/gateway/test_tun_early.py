@@ -76,8 +76,9 @@ def test_packets_waiting_in_the_tun_go_out_first_once_the_push_is_read(pki):
         return t
     port.udp = watch_udp
     c.start()
-    # a LAN packet that arrived while the tunnel was being set up (IPv4/UDP, 28 bytes)
-    net.tun.inject(bytes.fromhex("4500001c000040004011") + bytes(2) + bytes([198, 19, 0, 2, 198, 18, 0, 1])
+    # a LAN packet that arrived while the tunnel was being set up (IPv4/UDP, 28 bytes; to the server's
+    # tunnel address: one to its WAN address is dropped as recursive routing, as OpenVPN 2.6 does)
+    net.tun.inject(bytes.fromhex("4500001c000040004011") + bytes(2) + bytes([198, 19, 0, 2, 198, 19, 0, 1])
                    + bytes.fromhex("d431d4310008") + bytes(2))
     assert w.run(lambda: c.conn is not None and c.conn.was_up, max_time=30), "tunnel did not come up"
     data = [i for i, op in enumerate(ops) if op == 9]
@@ -116,7 +117,7 @@ def _client_with_waiting_packet(pki, fail_data: bool = False):
     up = c.updown.up
     c.updown.up = lambda *a, **k: (seen.append("up"), up(*a, **k))[1]
     c.start()
-    net.tun.inject(bytes.fromhex("4500001c000040004011") + bytes(2) + bytes([198, 19, 0, 2, 198, 18, 0, 1])
+    net.tun.inject(bytes.fromhex("4500001c000040004011") + bytes(2) + bytes([198, 19, 0, 2, 198, 19, 0, 1])
                    + bytes.fromhex("d431d4310008") + bytes(2))
     return w, c, seen
 
