@@ -6,7 +6,7 @@ with the client's own world: the server's own address, the WAN's network, the WA
 0.0.0.0/0. Then the client's WAN link flaps ~40 times a second for a few seconds with addresses
 added and deleted meanwhile, while a ping to the server's own address runs (its packets follow
 0/1 into the TUN whenever the host route is gone), and then every route of the tunnel is flushed
-at once (~1,000 route removals: more notifications than the watch socket's queue holds, ENOBUFS).
+at once (~1,000 route removals: often more notifications than the watch socket's queue holds, ENOBUFS).
 
 What a user checks afterwards: the tunnel still pings on the same connection (no reconnect), the
 server is reached outside the tunnel and every pushed route is back; the client took a bounded
@@ -118,7 +118,7 @@ def test_a_link_and_address_storm_costs_little_and_leaves_the_routes_right(lab):
 
 
 def test_a_flush_of_every_tunnel_route_overflowing_the_watch_is_recovered(lab):
-    """~1,000 RTM_DELROUTE at once: more than the watch socket's queue holds (ENOBUFS, lost
+    """~1,000 RTM_DELROUTE at once: often more than the watch socket's queue holds (ENOBUFS, lost
     notifications), which counts as a hint; every route comes back."""
     client = lab.client
     assert lab.wait_ping(lab.cli, TUN_SERVER_IP, within=15), client.log()[-3000:]
