@@ -135,3 +135,44 @@ def test_the_static_wan_relink_says_a_storm_in_a_few_lines(monkeypatch, caplog):
     wan.reapply(False)
     assert len(caplog.records) == 2 and "99 more times" in caplog.records[1].getMessage()
     assert time.monotonic() > 0
+
+
+def test_a_lease_s_classless_and_static_routes_never_reach_the_kernel(monkeypatch):
+    """A hostile WAN DHCP server (atk40): option 121 (classless static routes -- TunnelVision's
+    way to pull a VPN's traffic, here the VPN server's address and two halves of the Internet, via
+    an on-link attacker) and option 33 in an ACK. The WAN gets the address and the default route
+    via the lease's router, nothing else: the tunnel's routes stay the most specific."""
+    import socket
+
+    from appliance.boot.dhcp_client import build_message, check_reply_untrusted, parse_reply_untrusted
+
+    attacker = socket.inet_aton("198.18.62.66")
+    opt121 = (bytes([32]) + socket.inet_aton("198.18.50.1") + attacker       # the VPN server's /32
+              + bytes([1, 0]) + attacker + bytes([1, 128]) + attacker)         # 0/1 and 128/1
+    opt33 = socket.inet_aton("198.18.50.1") + attacker
+    body = bytearray(build_message(dc.ACK, 9, MAC)[:240])
+    body[0] = 2
+    body[16:20] = socket.inet_aton("198.18.62.10")
+    opts = (bytes([53, 1, dc.ACK, 1, 4]) + socket.inet_aton("255.255.255.0") + bytes([3, 4])
+            + socket.inet_aton("198.18.62.1") + bytes([54, 4]) + socket.inet_aton("198.18.62.1")
+            + bytes([121, len(opt121)]) + opt121 + bytes([33, len(opt33)]) + opt33 + b"\xff")
+    offer = check_reply_untrusted(parse_reply_untrusted(bytes(body) + opts))
+    assert not isinstance(offer, str), offer
+    calls: list[tuple] = []
+
+    class Nic(FakeNic):
+        def flush_addr(self, index: int, family: int) -> None:
+            calls.append(("flush",))
+
+        def link(self, cmd: str, index: int, state: str) -> None:
+            pass
+
+        def route(self, cmd: str, **kw) -> None:
+            calls.append(("route", kw.get("dst"), kw.get("gateway")))
+
+        def addr(self, cmd: str, index: int, address: str, prefixlen: int) -> None:
+            calls.append(("addr", address, prefixlen))
+
+    monkeypatch.setattr(dc, "IPRoute", Nic())
+    dc._apply("wan0", offer)
+    assert calls == [("flush",), ("addr", "198.18.62.10", 24), ("route", "0.0.0.0/0", "198.18.62.1")], calls
