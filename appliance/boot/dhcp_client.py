@@ -58,7 +58,7 @@ from typing import Callable, Iterator, Sequence
 from pyroute2 import IPRoute
 
 from ..transport import sockfilter
-from .relink_note import NoteLimit
+from ..logpace import NoteLimit, times
 
 log = logging.getLogger("vpn-appliance")
 # A flood of replies (anyone on the WAN can broadcast to port 68): past MAX_REPLIES datagrams in one
@@ -995,11 +995,16 @@ class _Client:
                         r["dst_len"] == 0 for r in ipr.get_routes(family=socket.AF_INET, table=254)):
                     ipr.route("add", dst="0.0.0.0/0", gateway=lease.router, oif=idx)
                     added.append(f"default via {lease.router}")
-        held = self.notes.due(self.clock()) if added else None
-        if held is not None:
-            log.warning("%s: the DHCP lease's %s was gone from the NIC (link down/up, flushed): added again%s",
-                        self.ifname, " and ".join(added),
-                        f" ({held} more time(s) since the last such line)" if held else "")
+        now = self.clock()
+        if added:
+            held = self.notes.due(now)
+            if held is not None:
+                log.warning("%s: the DHCP lease's %s was gone from the NIC (link down/up, flushed): added again%s",
+                            self.ifname, " and ".join(added), times(held))
+        elif held := self.notes.summary(now):     # a storm over: its count said, not left for the next flap
+            log.warning("%s: the DHCP lease's address or default route gone and added again %d more time%s since "
+                        "the last such line: the link keeps flapping or being flushed", self.ifname, held,
+                        "s" if held != 1 else "")
         return bool(added)
 
     def watch_link(self, lease: Lease) -> None:

@@ -12,7 +12,7 @@ ping in a 0.2 s window without the host route put 20,000 packets (12 MB) through
 fifth of a core. OpenVPN 2.6 drops such packets as they come from the TUN
 (forward.c drop_if_recursive_routing, "Recursive routing detected, drop tun packet to ...", a
 client or p2p peer only, unless --allow-recursive-routing); so do we, counted and said at most
-once per LOG_EVERY. The peer's address is the link's: the server's, or the proxy's (2.6's
+a few at once, then once per LOG_EVERY (logpace.NoteLimit). The peer's address is the link's: the server's, or the proxy's (2.6's
 to_link_addr).
 """
 from __future__ import annotations
@@ -21,7 +21,7 @@ import ipaddress
 import logging
 from typing import Callable
 
-from ..logpace import RepeatedLine, times
+from ..logpace import NoteLimit, times
 
 log = logging.getLogger("vpn-appliance")
 
@@ -44,7 +44,7 @@ class RecursiveGuard:
         self.frames = frames
         self.at = base + (16 if ip.version == 4 else 24)         # the destination address in the packet
         self.dropped = 0
-        self._said = RepeatedLine(LOG_EVERY)
+        self._said = NoteLimit(LOG_EVERY)
 
     def keep(self, pkts: list) -> list:
         """`pkts` without those for the peer's own address. The bulk passes on one cheap test
@@ -57,7 +57,7 @@ class RecursiveGuard:
         n = len(pkts) - len(kept)
         if n:
             self.dropped += n
-            held = self._said.may_say(self.clock())
+            held = self._said.due(self.clock())
             if held is not None:
                 log.warning("recursive routing: %d packet(s) from the TUN to the VPN server %s itself dropped "
                             "(its route outside the tunnel is gone: a link down/up, a flush; %d in all)%s",

@@ -25,7 +25,7 @@ import logging
 import socket
 from typing import Callable, Protocol
 
-from ..boot.relink_note import NoteLimit
+from ..logpace import NoteLimit, times
 from .loop import Pump
 
 log = logging.getLogger("vpn-appliance")
@@ -125,6 +125,7 @@ def _some(specs: list[dict]) -> str:
 class RouteKeeper:
     """On the client's pump: the watch port read, the checks armed as Pacing says."""
     KEY = "route-keep"
+    SAY_KEY = "route-keep-say"
 
     def __init__(self, pump: Pump, clock: Callable[[], float], watch: RouteWatchPort, restore: Restore) -> None:
         self.pump, self.clock, self.watch, self.restore = pump, clock, watch, restore
@@ -132,6 +133,7 @@ class RouteKeeper:
         self.restored = 0           # routes added again (tests, the log)
         self.checks = 0             # checks run (tests)
         self.notes = NoteLimit()    # "added again": a link flapping for minutes is not a line a second
+        self._held_back: list[dict] = []    # the last routes put back whose line was held
         pump.watch(watch, self._on_hint)
 
     def _on_hint(self) -> None:
@@ -165,7 +167,12 @@ class RouteKeeper:
             held = self.notes.due(now)
             if held is not None:
                 log.warning("route(s) of the tunnel gone from the kernel (a link down/up, a flush): %s added again%s",
-                            _some(back), f" ({held} more time(s) since the last such line)" if held else "")
+                            _some(back), times(held))
+            else:
+                self._held_back = back
+                say_at = self.notes.next_summary()
+                if say_at is not None:
+                    self.pump.timers.arm(self.SAY_KEY, say_at, self._say_held)
         at = self.pacing.checked(now, bool(failed), now - start)
         level = self.pacing.failure_level(now) if failed else None
         if level is not None:
@@ -175,8 +182,19 @@ class RouteKeeper:
         if at is not None and self.watch is not None:
             self.pump.timers.arm(self.KEY, at, self._check)
 
+    def _say_held(self) -> None:
+        """The count of the repairs held back, said once one may be (the storm may be over:
+        nothing else would say it)."""
+        held = self.notes.summary(self.clock())
+        if held:
+            log.warning("route(s) of the tunnel gone from the kernel and added again %d more time%s since the last "
+                        "such line (the last: %s): the link or its routes keep changing", held,
+                        "s" if held != 1 else "", _some(self._held_back))
+        self._held_back = []
+
     def close(self) -> None:
         self.pump.timers.cancel(self.KEY)
+        self.pump.timers.cancel(self.SAY_KEY)
         w, self.watch = self.watch, None
         if w is not None:
             self.pump.unwatch(w)

@@ -16,7 +16,7 @@ already there, ours or someone else's, is left alone; an IPv6 route needs the ad
 its gateway is on the LAN's prefix). A route the operator deletes while the link stays up stays
 deleted, as with the static WAN. What was added again is a WARNING, a route not back yet an INFO
 (expected right after the link returns; a WARNING once it failed PERSIST tries in a row); both
-at most NoteLimit.BURST at once, then one per 30 s (boot/relink_note.py), with a count of the ones held (a
+at most NoteLimit.BURST at once, then one per 30 s (logpace.py), with a count of the ones held (a
 flapping link is not a flood of log lines).
 """
 from __future__ import annotations
@@ -30,7 +30,7 @@ from typing import Callable, Protocol, Sequence
 from pyroute2 import IPRoute
 
 from ..boot import dhcp_client
-from ..boot.relink_note import NoteLimit
+from ..logpace import NoteLimit, times
 
 log = logging.getLogger("vpn-appliance")
 
@@ -110,7 +110,7 @@ class LanRouteKeeper:
             if held is not None:
                 log.warning("%s: the LAN's address or [lan] routes gone from the NIC (link down/up, flushed): "
                             "added again: %s%s", self.ifname, ", ".join(done),
-                            f" ({held} more time(s) since the last such line)" if held else "")
+                            times(held))
         return bool(done)
 
     def start(self) -> None:

@@ -21,7 +21,7 @@ from typing import Sequence
 from pyroute2 import IPRoute
 
 from ..boot import dhcp_client
-from ..boot.relink_note import NoteLimit
+from ..logpace import NoteLimit, times
 
 log = logging.getLogger("vpn-appliance")
 
@@ -50,6 +50,7 @@ class StaticWan:
         self.gateways = list(gateways)
         self.stop = threading.Event()
         self.notes = NoteLimit()            # a flapping link is not a WARNING per check
+        self.clock = time.monotonic
 
     def reapply(self, link_back: bool) -> bool:
         """Add what the NIC lost (True: something was added). Nothing once stopped (the undo
@@ -72,11 +73,16 @@ class StaticWan:
             for g in gws:
                 ipr.route("add", dst="::/0" if g.version == 6 else "0.0.0.0/0", gateway=str(g), oif=idx)
                 done.append(f"default via {g}")
-        held = self.notes.due(time.monotonic()) if done else None
-        if held is not None:
-            log.warning("%s: the WAN's static %s gone from the NIC (link down/up, flushed): added again%s",
-                        self.ifname, " and ".join(done),
-                        f" ({held} more time(s) since the last such line)" if held else "")
+        now = self.clock()
+        if done:
+            held = self.notes.due(now)
+            if held is not None:
+                log.warning("%s: the WAN's static %s gone from the NIC (link down/up, flushed): added again%s",
+                            self.ifname, " and ".join(done), times(held))
+        elif held := self.notes.summary(now):     # a storm over: its count said, not left for the next flap
+            log.warning("%s: the WAN's static addresses or default routes gone and added again %d more time%s "
+                        "since the last such line: the link keeps flapping or being flushed", self.ifname, held,
+                        "s" if held != 1 else "")
         return bool(done)
 
     def start(self) -> None:

@@ -13,20 +13,24 @@ import pytest
 
 from appliance.boot import dhcp_client as dc
 from appliance.gateway.route_keeper import Pacing, RouteKeeper
-from appliance.logpace import RepeatedLine, times
+from appliance.logpace import NoteLimit, times
 
 from .test_route_keeper import FakePump, FakeWatch, _spec
 from .test_wan_dhcp_release import MAC, FakeNic
 
 
-def test_a_repeated_line_is_said_first_then_once_per_interval_with_the_count_held():
-    r = RepeatedLine(30.0)
-    said = [(t / 10, r.may_say(t / 10)) for t in range(0, 650)]        # a repeat every 0.1 s for 65 s
+def test_a_repeated_line_is_said_a_few_times_then_once_per_interval_with_the_count_held():
+    r = NoteLimit(30.0)
+    said = [(t / 10, r.due(t / 10)) for t in range(0, 650)]            # a repeat every 0.1 s for 65 s
     lines = [(t, held) for t, held in said if held is not None]
-    assert [t for t, _ in lines] == [0.0, 30.0, 60.0]
-    assert [held for _, held in lines] == [0, 299, 299]
-    assert r.summary(64.0) == 0                                         # the interval is not over
-    assert r.summary(90.0) == 49 and r.summary(200.0) == 0             # said once, then nothing held
+    assert len(lines) == NoteLimit.BURST + 2, lines                     # the burst, then ~one per 30 s
+    assert [held for _, held in lines[:NoteLimit.BURST]] == [0] * NoteLimit.BURST
+    assert all(held > 250 for _, held in lines[NoteLimit.BURST:]), lines
+    assert 29.0 <= lines[NoteLimit.BURST][0] <= 31.0 and 59.0 <= lines[-1][0] <= 61.0
+    assert r.summary(lines[-1][0] + 1.0) == 0                           # one may not be said yet
+    at = r.next_summary()
+    assert at is not None and r.summary(at) > 0 and r.summary(at + 100.0) == 0   # said once, then nothing held
+    assert r.next_summary() is None
     assert times(0) == "" and "1 more time since" in times(1) and "2 more times" in times(2)
 
 
@@ -76,9 +80,8 @@ def test_a_flapping_link_writes_one_line_per_log_every_not_one_per_check(caplog)
         now[0] += 0.05
     lines = [r.getMessage() for r in caplog.records if "added again" in r.getMessage()]
     assert k.checks >= 40 and k.restored == k.checks
-    assert len(lines) == 3, lines                      # the first; a summary at 30 s and at 60 s
-    assert "29 more times in 30 s" in lines[1] and "198.18.50.1/32" in lines[1]
-    assert "more times in 30 s" in lines[2]
+    assert NoteLimit.BURST + 1 <= len(lines) <= NoteLimit.BURST + 3, lines   # a few; then ~one per 30 s
+    assert "more times since the last such line" in lines[NoteLimit.BURST] and "198.18.50.1/32" in lines[NoteLimit.BURST]
     k.close()
     assert not pump.timers.armed
 
@@ -101,11 +104,11 @@ def test_the_wan_dhcp_relink_says_a_storm_in_a_few_lines(monkeypatch, caplog):
         nic.flap()
         assert c.reapply(lease, link_back=True) is True
         now[0] += 0.1
-    now[0] += dc.RELINK_LOG_EVERY
+    now[0] += 30.0
     assert c.reapply(lease) is False                    # the next quiet check says the count
     lines = [r.getMessage() for r in caplog.records]
-    assert len(lines) == 2, lines
-    assert "added again" in lines[0] and "199 more times" in lines[1]
+    assert len(lines) == NoteLimit.BURST + 1, lines
+    assert "added again" in lines[0] and f"{200 - NoteLimit.BURST} more times" in lines[-1]
 
 
 def test_the_static_wan_relink_says_a_storm_in_a_few_lines(monkeypatch, caplog):
@@ -130,10 +133,11 @@ def test_the_static_wan_relink_says_a_storm_in_a_few_lines(monkeypatch, caplog):
         nic.flap()
         assert wan.reapply(True) is True
         now[0] += 0.1
-    assert len(caplog.records) == 1
+    assert len(caplog.records) == NoteLimit.BURST
     now[0] += 60
     wan.reapply(False)
-    assert len(caplog.records) == 2 and "99 more times" in caplog.records[1].getMessage()
+    assert len(caplog.records) == NoteLimit.BURST + 1
+    assert f"{100 - NoteLimit.BURST} more times" in caplog.records[-1].getMessage()
     assert time.monotonic() > 0
 
 

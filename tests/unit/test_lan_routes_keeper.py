@@ -112,7 +112,7 @@ def test_a_flapping_link_logs_a_bounded_number_of_lines(caplog):
     now[0] += 60
     nic.have.clear()
     assert k.reapply(True)
-    assert "more time(s) since the last such line" in caplog.records[-1].getMessage()
+    assert "more times since the last such line" in caplog.records[-1].getMessage()
 
 
 def test_a_route_that_stays_out_is_one_warning_not_one_per_try(caplog):

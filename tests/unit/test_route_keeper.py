@@ -222,7 +222,7 @@ def test_the_keeper_says_a_flap_aftermath_failure_as_info(caplog):
 
 
 def test_a_link_flapping_for_minutes_is_not_a_warning_a_second(caplog):
-    from appliance.boot.relink_note import NoteLimit
+    from appliance.logpace import NoteLimit
     caplog.set_level(logging.INFO, "vpn-appliance")
     pump, now = FakePump(), [0.0]
     w = FakeWatch([True] * 300)

@@ -250,8 +250,8 @@ def test_a_stop_that_sends_no_release_says_why_in_one_line(monkeypatch, caplog):
 
 def test_a_flapping_wan_gets_its_lease_back_each_time_but_not_a_warning_each_time(monkeypatch, caplog):
     """A link flapping many times a second: the address is put back at every check, and said
-    at most NoteLimit.BURST times at once (boot/relink_note.py), then with a count."""
-    from appliance.boot.relink_note import NoteLimit
+    at most NoteLimit.BURST times at once (logpace.py), then with a count."""
+    from appliance.logpace import NoteLimit
     caplog.set_level("INFO", "vpn-appliance")
     now = [0.0]
     c = dc._Client("wan0", MAC, [], dc.Policy(), __import__("threading").Event(), clock=lambda: now[0])
@@ -266,4 +266,4 @@ def test_a_flapping_wan_gets_its_lease_back_each_time_but_not_a_warning_each_tim
     now[0] += 60
     monkeypatch.setattr(dc, "IPRoute", FakeNic())
     assert c.reapply(lease, link_back=True)
-    assert "47 more time(s) since the last such line" in caplog.records[-1].getMessage()
+    assert "47 more times since the last such line" in caplog.records[-1].getMessage()
