@@ -114,7 +114,8 @@ def test_a_link_and_address_storm_costs_little_and_leaves_the_routes_right(lab):
     assert looped < 2000, log[-3000:]
     # A spin takes a whole core; measured ~0.1-0.3 of one (the kernel's own work included).
     assert cpu < 0.7 * wall, log[-3000:]
-    assert log.count("added again") <= 3 and log.count("recursive routing") <= 2, log[-3000:]
+    # logpace.NoteLimit: a burst of 3, then one per 30 s (a summary line among them): a few lines, not one per flap.
+    assert log.count("added again") <= 5 and log.count("recursive routing") <= 4, log[-3000:]
 
 
 def test_a_flush_of_every_tunnel_route_overflowing_the_watch_is_recovered(lab):
