@@ -127,11 +127,13 @@ class ReplicationBudget:
             if b is None:
                 b = [BCAST_BURST, BCAST_COPY_BURST, now, -1.0, -1.0]
             self.buckets[id(rec)] = b
-        self.now = now
-        dt = now - b[2]
+        self.now = max(self.now, now)
+        # A time before the bucket's last refill (a caller's older reading) refills nothing and
+        # takes nothing back: with `now - b[2]` negative the buckets went below zero (fuzz40).
+        dt = max(0.0, now - b[2])
         b[0] = min(BCAST_BURST, b[0] + dt * BCAST_RATE)
         b[1] = min(BCAST_COPY_BURST, b[1] + dt * BCAST_COPY_RATE)
-        b[2] = now
+        b[2] = max(b[2], now)
         cost = min(float(max(copies, 0)), BCAST_COPY_BURST)
         if b[0] < 1.0 or b[1] < cost:
             self._server(b, now, dt, None)          # (asking: it is an active sender all the same)

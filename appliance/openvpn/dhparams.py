@@ -22,48 +22,91 @@ import binascii
 MIN_BITS = 2048
 _LABELS = (b"DH PARAMETERS", b"X9.42 DH PARAMETERS")
 _SEQUENCE, _INTEGER = 0x30, 0x02
+_INT32 = 1 << 31
 
 
 def _tlv(der: bytes, pos: int) -> tuple[int, int, int]:
-    """(tag, start, end) of the DER element at `pos`; ValueError when it does not fit."""
+    """(tag, start, end) of the DER element at `pos`; ValueError when it does not fit, or its
+    length is not in DER's shortest form (OpenSSL refuses those: 2.6 does not start)."""
     if pos + 2 > len(der):
         raise ValueError("truncated")
     tag, n = der[pos], der[pos + 1]
     pos += 2
     if n & 0x80:
         count = n & 0x7F
-        if count == 0 or count > 4 or pos + count > len(der):
+        if count == 0 or count > 4 or pos + count > len(der) or der[pos] == 0:
             raise ValueError("bad length")
         n = int.from_bytes(der[pos:pos + count], "big")
+        if n < 0x80:
+            raise ValueError("bad length")
         pos += count
     if pos + n > len(der):
         raise ValueError("truncated")
     return tag, pos, pos + n
 
 
+def _block(data: bytes) -> tuple[bytes, bytes]:
+    """(label, base64 body) of the first DH parameters block, framed as OpenSSL's PEM reader
+    takes one: its BEGIN and END lines whole lines of their own (trailing blanks aside), no PEM
+    headers (parameters are never encrypted: OpenSSL refuses a Proc-Type, and any header the
+    block does not end with a blank line after), no blank line in the body. Found line by line,
+    not with a regex (a file of many BEGIN lines without an END stays linear)."""
+    lines = data.split(b"\n")
+    begin = {b"-----BEGIN " + label + b"-----": label for label in _LABELS}
+    for i, line in enumerate(lines):
+        label = begin.get(line.rstrip())
+        if label is None:
+            continue
+        end = b"-----END " + label + b"-----"
+        body = []
+        for ln in lines[i + 1:]:
+            ln = ln.rstrip()
+            if ln == end:
+                return label, b"".join(body)
+            if not ln or b":" in ln or ln.lstrip().startswith(b"-----"):
+                raise ValueError(f"its {label.decode()} block does not parse (not base64 of DER DH parameters)")
+            body.append(b"".join(ln.split()))
+        raise ValueError(f"its {label.decode()} block has no END line")
+    raise ValueError("holds no DH parameters (a PEM \"BEGIN DH PARAMETERS\" block, as `openssl dhparam` writes)")
+
+
+def _prime(der: bytes, x942: bool) -> bytes:
+    """The prime's bytes, the DER checked as OpenSSL 3 decodes it (2.6 starts only then):
+    PKCS#3 `SEQUENCE { p, g [, privateValueLength (32 bits)] }`, X9.42 `SEQUENCE { p, g, q
+    [, j] [, validationParms SEQUENCE] }`, every number an INTEGER, nothing more inside."""
+    tag, start, end = _tlv(der, 0)
+    if tag != _SEQUENCE:
+        raise ValueError("not a SEQUENCE")
+    items = []
+    pos = start
+    while pos < end:
+        if len(items) == 5:
+            raise ValueError("too many elements")
+        tag, s, e = _tlv(der[:end], pos)
+        items.append((tag, s, e))
+        pos = e
+    tags = [t for t, _s, _e in items]
+    if x942:
+        shapes = ([_INTEGER] * 3, [_INTEGER] * 4, [_INTEGER] * 3 + [_SEQUENCE], [_INTEGER] * 4 + [_SEQUENCE])
+        ok = tags in shapes
+    else:
+        ok = tags in ([_INTEGER] * 2, [_INTEGER] * 3)
+        if ok and len(items) == 3:
+            _t, s, e = items[2]
+            ok = -_INT32 <= int.from_bytes(der[s:e], "big", signed=True) < _INT32
+    if not ok or items[0][2] == items[0][1]:
+        raise ValueError("not DH parameters")
+    return der[items[0][1]:items[0][2]]
+
+
 def modulus_bits(data: bytes) -> int:
     """The size in bits of the prime of the first DH parameters block in `data`. ValueError with
-    a reason a user can act on when there is none or it does not parse."""
-    # Found with find(), not a regex: a file of many BEGIN lines without an END would make a lazy
-    # `.*?` rescan the rest of the file from each one (quadratic in a 4 MiB file).
-    found = [(at, label) for label in _LABELS if (at := data.find(b"-----BEGIN " + label + b"-----")) >= 0]
-    if not found:
-        raise ValueError("holds no DH parameters (a PEM \"BEGIN DH PARAMETERS\" block, as `openssl dhparam` "
-                         "writes)")
-    at, label = min(found)
-    start = at + len(b"-----BEGIN " + label + b"-----")
-    end = data.find(b"-----END " + label + b"-----", start)
-    if end < 0:
-        raise ValueError(f"its {label.decode()} block has no END line")
-    body = b"".join(ln for ln in data[start:end].split() if b":" not in ln)   # PEM headers (Proc-Type) left out
+    a reason a user can act on when there is none or it does not parse -- whatever OpenSSL's
+    loader (2.6's PEM_read_bio_Parameters) refuses (fuzz40's dh-file target compares the two)."""
+    label, body = _block(data)
     try:
         der = base64.b64decode(body, validate=True)
-        tag, start, end = _tlv(der, 0)
-        if tag != _SEQUENCE:
-            raise ValueError("not a SEQUENCE")
-        tag, pstart, pend = _tlv(der[:end], start)
-        if tag != _INTEGER or pend == pstart:
-            raise ValueError("no prime")
+        prime = _prime(der, label.startswith(b"X9.42"))
     except (ValueError, binascii.Error):
         raise ValueError("its DH PARAMETERS block does not parse (not base64 of DER DH parameters)") from None
-    return int.from_bytes(der[pstart:pend], "big").bit_length()
+    return int.from_bytes(prime, "big").bit_length()

@@ -568,6 +568,16 @@ def generate(out: Path = SEEDS, only: set[str] | None = None) -> dict[str, tuple
     from .mcast_targets import seeds as mcast_tun_seeds
     for data in mcast_tun_seeds():
         add("mcast-tun", data)
+    # ---- fuzz40: the route keeper, relink, client-connect output, ccd reader, dh files, budgets
+    from . import ccd40_targets, dh_budget_targets, route_keep_targets
+    for target, fn in (("route-keeper", route_keep_targets.seeds_route_keeper),
+                       ("wan-lan-relink", route_keep_targets.seeds_relink),
+                       ("connect-output", ccd40_targets.seeds_connect_output),
+                       ("ccd-reader", ccd40_targets.seeds_ccd_reader),
+                       ("dh-file", dh_budget_targets.seeds_dh_file),
+                       ("mcast-budget", dh_budget_targets.seeds_mcast_budget)):
+        for data in fn():
+            add(target, data)
     # lanatk38's caps: an answer of more records than the rebinding check reads (TCP and UDP
     # clients), a DHCP request of a PAD run and of more than 64 options
     q = encode_query(0x3800, "many.example", 1)

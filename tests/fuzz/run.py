@@ -99,6 +99,9 @@ INSTRUMENTED = (
     "appliance.openvpn.safeenv",
     # fuzz38: the route keeper's rtnetlink hint.
     "appliance.tun.route_watch", "appliance.tun.nl_hints",
+    # fuzz40: the route keeper and RouteSet, the WAN/LAN relink, the ccd reader, dh files.
+    "appliance.gateway.route_keeper", "appliance.router.routes", "appliance.router.static_wan",
+    "appliance.router.lan_routes", "appliance.gateway.server_files", "appliance.openvpn.dhparams",
 )
 
 

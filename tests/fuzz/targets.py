@@ -957,6 +957,33 @@ _add(Target("mcast-tun", lambda: _lazy("mcast_targets", "make_mcast_tun"), 4096,
             "a tun server with four clients, client-to-client on or off: multicast and unicast from the TUN and "
             "from clients, bursts past the replication budget (each client gets each multicast at most once, "
             "never the sender; unicast routed as route_packet says; counters add up)", 0.5))
+# fuzz40: the thirty-sixth session's new decisions and parsers -- the route keeper (flap38's
+# RouteKeeper, RouteSet.restore), the static WAN and [lan] routes relink, client-connect's options
+# with client-auth's lines after them, large ccd files read by the worker, `dh` files, the
+# multicast replication budget.
+_add(Target("route-keeper", lambda: _lazy("route_keep_targets", "make_route_keeper"), 2048,
+            "the client's RouteKeeper on a fake pump and the real RouteSet.restore on a fake kernel: hints, "
+            "time, flushes, links down/up, renumbering, EEXIST, a NIC gone (each route tried once in order; "
+            "forgotten exactly when on-link and off every network of its NIC; checks MIN_GAP apart, a hint "
+            "checked within SETTLE, a failure retried within RETRY_MAX and said once per LOG_EVERY)", 0.5))
+_add(Target("wan-lan-relink", lambda: _lazy("route_keep_targets", "make_relink"), 512,
+            "static_wan.missing and LanRouteKeeper.reapply (addresses the NIC lost, gateways of a family "
+            "without a default; [lan] routes restored exactly when due; warned once per change)", 0.2))
+_add(Target("connect-output", lambda: _lazy("ccd40_targets", "make_connect_output"), 16384,
+            "client-connect's options file then client-auth's lines (scripts._parsed), against the parts "
+            "parsed alone (fails exactly when a part does, lines offset; else the first part with the "
+            "second's over it, as 2.6 imports them)", 0.5))
+_add(Target("ccd-reader", lambda: _lazy("ccd40_targets", "make_ccd_reader"), 4096,
+            "a ccd file around INLINE_MAX read on the loop, by an inline CcdReader and by the worker "
+            "(the same answer three ways; CcdPending exactly over INLINE_MAX; answers forgotten)", 0.3))
+_add(Target("dh-file", lambda: _lazy("dh_budget_targets", "make_dh_file"), 4096,
+            "`dh` file bytes (raw, PEM around fuzzed DER, a real group patched, EC blocks, headers): "
+            "modulus_bits agrees with OpenSSL, never takes what OpenSSL cannot load as a group; a server "
+            "config refuses exactly those, at the dh line", 0.3))
+_add(Target("mcast-budget", lambda: _lazy("dh_budget_targets", "make_mcast_budget"), 4096,
+            "ReplicationBudget.allow/forget over clients, names coming back, copies, time (buckets within "
+            "0..burst; a name's packets and copies within burst + rate x time; over-rate counted); "
+            "is_multicast against ipaddress", 0.3))
 _add(Target("native", lambda: __import__("tests.fuzz.native_targets", fromlist=["make_native"]).make_native(), 4096,
             "the C data path (aead/gro/gso) against its Python twins: the unit tests' differential properties", 0.5))
 
