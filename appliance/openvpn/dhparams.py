@@ -58,6 +58,8 @@ def _block(data: bytes) -> tuple[bytes, bytes]:
         if label is None:
             continue
         end = b"-----END " + label + b"-----"
+        if end not in data:
+            raise ValueError(f"its {label.decode()} block has no END line")
         body = []
         for ln in lines[i + 1:]:
             ln = ln.rstrip()

@@ -1,0 +1,94 @@
+"""A `dh` file read as OpenSSL's loader reads it (fuzz40: the dh-file target compares
+dhparams.modulus_bits with libcrypto's PEM_read_bio_Parameters, which OpenVPN 2.6 calls at
+start). Each file below was refused by OpenSSL 3.0 -- 2.6 fails at start, "Cannot load DH
+parameters" -- and taken here as a 2048-bit group before: a config 2.6 refuses must not start
+here either. The DER is written by hand (the RFC 3526 2048-bit MODP prime, g = 2)."""
+from __future__ import annotations
+
+import base64
+
+import pytest
+
+from appliance.openvpn.dhparams import modulus_bits
+
+P = int("FFFFFFFFFFFFFFFFC90FDAA22168C234C4C6628B80DC1CD129024E088A67CC74020BBEA63B139B22514A08798E3404DD"
+        "EF9519B3CD3A431B302B0A6DF25F14374FE1356D6D51C245E485B576625E7EC6F44C42E9A637ED6B0BFF5CB6F406B7ED"
+        "EE386BFB5A899FA5AE9F24117C4B1FE649286651ECE45B3DC2007CB8A163BF0598DA48361C55D39A69163FA8FD24CF5F"
+        "83655D23DCA3AD961C62F356208552BB9ED529077096966D670C354E4ABC9804F1746C08CA18217C32905E462E36CE3B"
+        "E39E772C180E86039B2783A2EC07A28FB5C55DF06F4C52C9DE2BCBF6955817183995497CEA956AE515D2261898FA0510"
+        "15728E5A8AACAA68FFFFFFFFFFFFFFFF", 16)
+
+
+def _len(n: int) -> bytes:
+    if n < 0x80:
+        return bytes((n,))
+    b = n.to_bytes((n.bit_length() + 7) // 8, "big")
+    return bytes((0x80 | len(b),)) + b
+
+
+def _int(n: int) -> bytes:
+    body = n.to_bytes(n.bit_length() // 8 + 1, "big")
+    return b"\x02" + _len(len(body)) + body
+
+
+def _seq(*items: bytes) -> bytes:
+    body = b"".join(items)
+    return b"\x30" + _len(len(body)) + body
+
+
+def _pem(der: bytes, label: bytes = b"DH PARAMETERS") -> bytes:
+    b64 = base64.b64encode(der)
+    lines = b"\n".join(b64[i:i + 64] for i in range(0, len(b64), 64))
+    return b"-----BEGIN " + label + b"-----\n" + lines + b"\n-----END " + label + b"-----\n"
+
+
+GOOD = _seq(_int(P), _int(2))
+X942 = b"X9.42 DH PARAMETERS"
+
+
+@pytest.mark.parametrize("data", [
+    _pem(GOOD),
+    _pem(_seq(_int(P), _int(2), _int(256))),                       # privateValueLength
+    _pem(_seq(_int(P), _int(2), _int((P - 1) // 2)), X942),        # `openssl dhparam -dsaparam`'s shape
+    _pem(_seq(_int(P), _int(2), _int((P - 1) // 2), _int(5), _seq(b"\x03\x02\x00\x01", _int(5))), X942),
+    _pem(GOOD).replace(b"\n", b"\r\n"),                            # CRLF
+    _pem(GOOD).replace(b"\n", b" \t\n"),                           # trailing blanks
+    b"made with openssl dhparam\n" + _pem(GOOD),                   # text on lines before
+    _pem(GOOD)[:-1],                                               # no final newline
+    b"x -----BEGIN DH PARAMETERS-----\n" + _pem(GOOD),             # not a BEGIN line: the next block
+], ids=["pkcs3", "pkcs3-length", "x942", "x942-j-seed", "crlf", "blanks", "text-before", "no-newline",
+        "begin-not-at-line-start"])
+def test_what_openssl_loads_is_read_with_its_bits(data):
+    assert modulus_bits(data) == 2048
+
+
+@pytest.mark.parametrize("data", [
+    _pem(_seq(_int(P))),                                           # no generator
+    _pem(_seq(_int(P), b"\x04\x01\x02")),                          # the generator not an INTEGER
+    _pem(_seq(_int(P), _int(2), _int(1 << 31))),                   # privateValueLength past 32 bits
+    _pem(_seq(_int(P), _int(2), _int(256), _int(1))),              # a fourth element
+    _pem(GOOD, X942),                                              # X9.42 without q
+    _pem(_seq(_int(P), _int(2), _int(3), _int(5), _seq(), _int(1)), X942),
+    _pem(b"\x30\x82\x01\x09\x02\x83\x00\x01\x01" + GOOD[8:]),      # a length not in its shortest form
+    _pem(GOOD).replace(b"\n-----END", b"-----END"),                # END glued to the last base64 line
+    _pem(GOOD).replace(b"-----END DH PARAMETERS-----", b"-----END DH PARAMETERS----- x"),
+    _pem(GOOD).replace(b"\n", b"\n\n", 2),                         # a blank line in the body
+    _pem(GOOD).replace(b"-----\n", b"-----\nProc-Type: 4,ENCRYPTED\nDEK-Info: AES-128-CBC,00\n\n", 1),
+    b"x -----BEGIN DH PARAMETERS-----\n" + _pem(GOOD)[30:],        # the only BEGIN not a line of its own
+    b"  " + _pem(GOOD),                                            # BEGIN indented
+], ids=["no-g", "g-not-integer", "pvl-64-bit", "four-elements", "x942-no-q", "x942-six", "long-length",
+        "end-glued", "end-trailing-text", "blank-line", "encrypted-header", "begin-mid-line", "begin-indented"])
+def test_what_openssl_refuses_is_refused(data):
+    with pytest.raises(ValueError):
+        modulus_bits(data)
+
+
+def test_many_begin_lines_without_an_end_stay_linear():
+    data = b"-----BEGIN DH PARAMETERS-----\n" * 100_000
+    with pytest.raises(ValueError, match="does not parse|no END"):
+        modulus_bits(data)
+
+
+def test_a_sequence_of_thousands_of_integers_is_refused_after_a_few():
+    with pytest.raises(ValueError):
+        modulus_bits(_pem(_seq(*[_int(1)] * 50_000)))
