@@ -11,7 +11,10 @@ Only the PEM blocks `openssl dhparam` writes are taken ("DH PARAMETERS", PKCS#3;
 PARAMETERS" with -dsaparam). OpenSSL 3 reads any "... PARAMETERS" block there -- 2.6 starts with
 EC parameters, which are no DH group at all -- refused here (stricter: nothing a user meant).
 Read with a few lines of DER (the modulus's size is all that is wanted), not with cryptography,
-whose finite-field DH is deprecated. Bounded by the file's size limit (regular_file), and each
+whose finite-field DH is deprecated (and whose loader tests p for primality, which 2.6's does
+not). The block's framing and the DER's shape are checked as OpenSSL 3 checks them: a file it
+cannot load (no generator, a PKCS#3 body under the X9.42 label, a glued END line, ...) was
+taken here when its prime looked big enough, where 2.6 fails at start (fuzz40). Bounded by the file's size limit (regular_file), and each
 length checked against the bytes there: a hostile file fails with a reason, never loops.
 """
 from __future__ import annotations

@@ -3,7 +3,7 @@ management client-auth lines after it (gateway/scripts.py `_parsed`, review38), 
 client-config-dir files read by the worker (gateway/server_files.py `CcdReader`).
 
 `connect-output`: the input is the script's file (its bytes, as file_text reads them) and the
-client-auth lines, split at `\\xfe\\xfd`; the first byte repeats the file's text (up to ~64 KiB:
+client-auth lines, split at `\\xfe\\xfd`; the first byte repeats the file's text (up to 4 KiB:
 many push / push-remove / iroute lines in any order). Oracle, differential against the parts
 parsed alone (parse_ccd of each): the whole fails exactly when either part does, with
 ConfigError naming CONNECT_OUTPUT (and each part's errors, the second's lines after the first's);
@@ -65,6 +65,7 @@ def _errors(e) -> list:
 def make_connect_output():
     from appliance.gateway.scripts import CONNECT_OUTPUT, _parsed
     from appliance.openvpn.config import parse_ccd
+    from appliance.openvpn.config.ccd import with_ccd_pushes
     from appliance.openvpn.errors import ConfigError
     from appliance.openvpn.peernames import file_text
 
@@ -74,7 +75,7 @@ def make_connect_output():
         reps = 1 + (data[0] & 0x3F) * 8 if data[0] & 0x40 else 1
         first, _, second = data[1:].partition(SEP)
         text = file_text(first) * reps
-        text = text[:65536]
+        text = text[:4096]
         after = file_text(second)
         got = _parsed(text, after)
         assert got.text.startswith(text), "the script's text comes first"
@@ -114,7 +115,32 @@ def make_connect_output():
             return
         assert got.error is None, f"both parts pass alone, the whole fails: {got.error}"
         assert got.options == _merge(parts[0], parts[1]), "the whole is not the first part with the second over it"
+        # What the client is pushed from it: with_ccd_pushes's linear walk against the plain one
+        # (each push-remove filters everything so far, as 2.6 reads the file line by line).
+        o = got.options
+        base = [] if o.push_reset else list(BASE_PUSH)
+        assert with_ccd_pushes(base, o.push, o.push_remove) == _pushes_plain(base, o.push, o.push_remove)
     return one
+
+
+BASE_PUSH = ("route 198.18.0.0 255.255.0.0", "route-gateway 198.19.0.1", "topology subnet",
+             "ifconfig 198.19.0.5 255.255.255.0", "ifconfig-ipv6 2001:db8::5/64 2001:db8::1",
+             "dhcp-option DNS 198.18.0.53", "redirect-gateway def1")
+
+
+def _pushes_plain(base: list[str], pushes: list[str], removes: list[tuple[int, str]]) -> list[str]:
+    out = list(base)
+    keep = ("ifconfig ", "ifconfig-ipv6 ")
+    at = 0
+    for j in range(len(pushes) + 1):
+        while at < len(removes) and removes[at][0] == j:
+            prefix = removes[at][1]
+            out = [x for x in out if x.startswith(keep) or not x.startswith(prefix)]
+            at += 1
+        if j < len(pushes):
+            out.append(pushes[j])
+    assert at == len(removes), "a push-remove counted past the pushes"
+    return out
 
 
 def make_ccd_reader():
@@ -142,9 +168,12 @@ def make_ccd_reader():
             shutil.rmtree(path)
         delta = (mode & 0x7F) - 64                 # -64..63 bytes around INLINE_MAX
         size = max(INLINE_MAX + delta, len(body))
-        fill_line = b"push \"route 198.18.7.0 255.255.255.0\"\n" if mode & 0x80 else b"# " + b"x" * 60 + b"\n"
+        # Mostly comment lines (cheap to skip: the target must run fast); with bit 7 eight push
+        # lines first, so the filling holds directives too.
+        comment = b"# " + b"x" * 180 + b"\n"
         need = size - len(body)
-        fill = (fill_line * (need // len(fill_line) + 1))[:need]
+        fill = (b"push \"route 198.18.7.0 255.255.255.0\"\n" * 8 if mode & 0x80 else b"")
+        fill = (fill + comment * (need // len(comment) + 1))[:need]
         if need and fill and not fill.endswith(b"\n"):
             fill = fill[:-1] + b"\n"
         raw = body + (b"\n" if body and not body.endswith(b"\n") and fill else b"") + fill \
@@ -157,12 +186,13 @@ def make_ccd_reader():
         plain = CcdFiles(tmp)
         want = answer(lambda: plain(cn))
 
-        files_i = CcdFiles(tmp)
-        files_i.reader = inline
-        got_i = answer(lambda: files_i.at_connect(cn))
-        inline.take_finished()
-        inline.forget([path])
-        assert got_i == want, f"inline reader: {got_i!r} != {want!r}"
+        if st_size > INLINE_MAX:        # at or under it at_connect is the plain call itself
+            files_i = CcdFiles(tmp)
+            files_i.reader = inline
+            got_i = answer(lambda: files_i.at_connect(cn))
+            inline.take_finished()
+            inline.forget([path])
+            assert got_i == want, f"inline reader: {got_i!r} != {want!r}"
 
         files_w = CcdFiles(tmp)
         files_w.reader = worker

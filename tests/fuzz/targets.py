@@ -969,11 +969,11 @@ _add(Target("route-keeper", lambda: _lazy("route_keep_targets", "make_route_keep
 _add(Target("wan-lan-relink", lambda: _lazy("route_keep_targets", "make_relink"), 512,
             "static_wan.missing and LanRouteKeeper.reapply (addresses the NIC lost, gateways of a family "
             "without a default; [lan] routes restored exactly when due; warned once per change)", 0.2))
-_add(Target("connect-output", lambda: _lazy("ccd40_targets", "make_connect_output"), 16384,
+_add(Target("connect-output", lambda: _lazy("ccd40_targets", "make_connect_output"), 4096,
             "client-connect's options file then client-auth's lines (scripts._parsed), against the parts "
             "parsed alone (fails exactly when a part does, lines offset; else the first part with the "
             "second's over it, as 2.6 imports them)", 0.5))
-_add(Target("ccd-reader", lambda: _lazy("ccd40_targets", "make_ccd_reader"), 4096,
+_add(Target("ccd-reader", lambda: _lazy("ccd40_targets", "make_ccd_reader"), 1024,
             "a ccd file around INLINE_MAX read on the loop, by an inline CcdReader and by the worker "
             "(the same answer three ways; CcdPending exactly over INLINE_MAX; answers forgotten)", 0.3))
 _add(Target("dh-file", lambda: _lazy("dh_budget_targets", "make_dh_file"), 4096,
