@@ -326,8 +326,9 @@ class ServerGateway(SignalWakes):
         try:
             log.info("stopping: notifying %d clients", len(self.d.clients))
             self.d.close_all(self.clock())
-            for rec, exc in self.d.take_internal_errors():
-                self.faults.internal_exc("a client's exit notification", exc)
+            for err in self.d.take_internal_errors():
+                # (under the step that raised: a release's bug at the stop is no exit notification's)
+                self.faults.internal_exc(getattr(err, "where", None) or "a client's exit notification", err.exc)
             self._flush_sends()
             for link in list(self.conns.values()):
                 try:
