@@ -1099,17 +1099,15 @@ class ServerDispatcher(ClientPush):
         `suspect`. Also the data path's books (dev tap: the MAC table, on_reconcile), and the
         drop counters of the sessions whose forgetting failed, retired as their release would
         have (else the final counters lost them). Returns (peer-ids, addresses, routes, MACs
-        and admission counts) corrected."""
+        and admission counts) corrected.
+
+        In order of what a bug among them would cost: the peer-ids and pool addresses first (a
+        server short of them refuses new clients), then the routes and admission counts, the
+        data path's books and the counters last -- a bug in a later part (raised to the caller,
+        which logs it) leaves the earlier ones done."""
         self.suspect = False
-        unsettled, self._unsettled = self._unsettled, []
-        for rec in unsettled:
-            self._retire_stats(rec)
         live = {id(r): r for r in (*self.by_addr.values(), *self.pending.values(), *self.heirs.values())
                 if r.alive}
-        fixed_books = self._reconcile_routes()
-        fixed_books += self.admission.reconcile([r for r in live.values() if r.admitted])
-        if self.on_reconcile is not None:
-            fixed_books += self.on_reconcile(live)
         pids: dict[int, int] = {}
         for r in live.values():
             pids[r.peer_id] = pids.get(r.peer_id, 0) + 1
@@ -1126,6 +1124,13 @@ class ServerDispatcher(ClientPush):
                 if ip:
                     held[ip] = held.get(ip, 0) + 1
             fixed_addrs += pool.reconcile(held)
+        fixed_books = self._reconcile_routes()
+        fixed_books += self.admission.reconcile([r for r in live.values() if r.admitted])
+        if self.on_reconcile is not None:
+            fixed_books += self.on_reconcile(live)
+        unsettled, self._unsettled = self._unsettled, []
+        for rec in unsettled:
+            self._retire_stats(rec)
         return fixed_pids, fixed_addrs, fixed_books
 
     def _reconcile_routes(self) -> int:
