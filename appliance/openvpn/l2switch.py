@@ -428,10 +428,10 @@ class SwitchDataPath:
                 continue
             p = self._clamp(p, s)
             other = macs.owner.get(bytes(p[0:6]) + vb)
-            if other is None or other is rec:
+            if other is None or other is rec or not other.alive:   # (a gone holder's MAC is free: see reconcile)
                 put(p)
             elif self.c2c:
-                if other.alive and other.session.established:
+                if other.session.established:
                     share(shares, other, p)
                 else:
                     stats["no route"] += 1
