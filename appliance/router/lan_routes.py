@@ -14,7 +14,10 @@ keep_on_link: link events, paced) calls reapply() here: an address the NIC lost 
 when the link came back (or the last try failed) -- each route of ours (RouteSet.restore: one
 already there, ours or someone else's, is left alone; an IPv6 route needs the address back first:
 its gateway is on the LAN's prefix). A route the operator deletes while the link stays up stays
-deleted, as with the static WAN. What was added again is a WARNING, a route not back yet an INFO
+deleted, as with the static WAN -- unless the address had to go back too (a flush, or a flap
+whose events were lost: the routes are put back with it, as the static WAN's default route);
+the address itself is the configuration's and goes back whenever it is missing (as a static
+WAN's). The undo halts this (halt()) before it removes the address and routes. What was added again is a WARNING, a route not back yet an INFO
 (expected right after the link returns; a WARNING once it failed PERSIST tries in a row); both
 at most NoteLimit.BURST at once, then one per 30 s (logpace.py), with a count of the ones held (a
 flapping link is not a flood of log lines).
@@ -79,17 +82,32 @@ class LanRouteKeeper:
         self._add_addresses = add_addresses
         self.clock = clock
         self.stop = threading.Event()
+        # halt() against a reapply under way on keep_on_link's thread: nothing is added after
+        # the undo removed it (as the DHCP lease's lock: boot/dhcp_client.py Lease._lock)
+        self._busy = threading.Lock()
         self.failed: list[str] = []         # routes that could not go back at the last try
         self.fail_tries = 0                 # tries in a row with a route that could not go back
         self.notes = NoteLimit()            # "added again"
         self.fail_notes = NoteLimit()       # "not back yet"
         self.restored = 0                   # addresses and routes added again (tests, the log)
 
+    def halt(self) -> None:
+        """Stop reapplying (the undo, before it removes the address and routes): returns once no
+        reapply is under way, and none adds anything after. Why not stop.set() alone: the thread
+        may be between its stop check and its adds, and the address or a route it then put back
+        after the undo's removal stayed on the NIC after the appliance stopped."""
+        with self._busy:
+            self.stop.set()
+
     def reapply(self, link_back: bool) -> bool:
-        """Add what the NIC lost (True: something was added). Nothing once stopped (the undo
-        removes the address and routes after stopping this)."""
-        if self.stop.is_set():
-            return False
+        """Add what the NIC lost (True: something was added). Nothing once halted (the undo
+        removes the address and routes after halting this)."""
+        with self._busy:
+            if self.stop.is_set():
+                return False
+            return self._reapply(link_back)
+
+    def _reapply(self, link_back: bool) -> bool:
         done = self._add_addresses(self.ifname, self.addresses) if self.addresses else []
         if self.routes is not None and restore_due(link_back or bool(done), bool(self.failed)):
             back, failed = self.routes.restore()

@@ -167,7 +167,7 @@ def keep_static_wan(wan: Wan, ifname: str, undo: Undo) -> None:
         return
     keeper = StaticWan(ifname, addresses, gateways)
     keeper.start()
-    undo.push(f"keeping {ifname}'s static address", keeper.stop.set)
+    undo.push(f"keeping {ifname}'s static address", keeper.halt)
 
 
 def add_lan_routes(lan: Lan, ifname: str, undo: Undo, address6: ipaddress.IPv6Interface | None = None) -> None:
@@ -193,7 +193,7 @@ def add_lan_routes(lan: Lan, ifname: str, undo: Undo, address6: ipaddress.IPv6In
         # (the undo is newest first), before the routes and the address are removed.
         keeper = LanRouteKeeper(ifname, rs if rs.added else None, [address6] if address6 is not None else [])
         keeper.start()
-        undo.push(f"keeping {ifname}'s address and [lan] routes", keeper.stop.set)
+        undo.push(f"keeping {ifname}'s address and [lan] routes", keeper.halt)
 
 
 # ------------------------------------------------------------------ IPv6

@@ -49,14 +49,28 @@ class StaticWan:
         self.addresses = list(addresses)
         self.gateways = list(gateways)
         self.stop = threading.Event()
+        # halt() against a reapply under way on keep_on_link's thread: nothing is added after
+        # the undo removed it (as the DHCP lease's lock: boot/dhcp_client.py Lease._lock)
+        self._busy = threading.Lock()
         self.notes = NoteLimit()            # a flapping link is not a WARNING per check
         self.clock = time.monotonic
 
+    def halt(self) -> None:
+        """Stop reapplying (the undo, before it removes the addresses and routes): returns once
+        no reapply is under way, and none adds anything after (stop.set() alone let one between
+        its check and its adds put an address back after the undo's removal)."""
+        with self._busy:
+            self.stop.set()
+
     def reapply(self, link_back: bool) -> bool:
-        """Add what the NIC lost (True: something was added). Nothing once stopped (the undo
-        removes the addresses after stopping this)."""
-        if self.stop.is_set():
-            return False
+        """Add what the NIC lost (True: something was added). Nothing once halted (the undo
+        removes the addresses after halting this)."""
+        with self._busy:
+            if self.stop.is_set():
+                return False
+            return self._reapply(link_back)
+
+    def _reapply(self, link_back: bool) -> bool:
         done: list[str] = []
         with IPRoute() as ipr:
             found = ipr.link_lookup(ifname=self.ifname)
