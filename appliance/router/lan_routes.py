@@ -116,8 +116,10 @@ class LanRouteKeeper:
             why = ", ".join(f"{n} ({why})" for n, (_s, why) in zip(names, failed))
             if failed and names != self.failed:         # said once per change, not at every try
                 # expected right after a flap (the gateway not reachable yet): INFO, rate-limited
-                if self.fail_notes.due(self.clock()) is not None:
-                    log.info("%s: [lan] routes not back yet (tried again): %s", self.ifname, why)
+                held = self.fail_notes.due(self.clock())
+                if held is not None:
+                    log.info("%s: [lan] routes not back yet (tried again): %s%s", self.ifname, why,
+                             f" ({held} more time(s) since the last such line)" if held else "")
             if self.fail_tries == PERSIST:              # ...but not for long: once per run of failures
                 log.warning("%s: [lan] routes still not back after %d tries: %s", self.ifname, PERSIST, why)
             self.failed = names

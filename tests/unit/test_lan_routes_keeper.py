@@ -132,3 +132,30 @@ def test_note_limit_bursts_then_one_per_period():
     said = [n.due(t * 0.1) for t in range(100)]               # 10 s of notes every 0.1 s
     assert [s for s in said if s is not None] == [0] * NoteLimit.BURST
     assert n.due(10.0 + 30.0) == 100 - NoteLimit.BURST        # the next one says how many were held
+
+
+def test_the_not_back_yet_lines_held_are_counted_in_the_next(caplog):
+    """The README's promise for the LAN's INFO lines as for the "added again" ones: past the burst,
+    the next line says how many were held (the "not back yet" line said nothing of them)."""
+    caplog.set_level(logging.INFO, "vpn-appliance")
+    now = [0.0]
+    other = dict(SPEC, dst="198.18.61.0")
+
+    class Routes(FakeRoutes):
+        def __init__(self) -> None:
+            super().__init__([])
+            self.n = 0
+
+        def restore(self):
+            self.n += 1          # a different route missing at each try: each is a change, said
+            return [], [((SPEC, other)[self.n % 2], "ENETUNREACH")]
+    k = LanRouteKeeper("lan0", Routes(), clock=lambda: now[0])
+    for _ in range(10):
+        k.reapply(True)
+        now[0] += 0.1
+    said = [r.getMessage() for r in caplog.records if "not back yet" in r.getMessage()]
+    assert len(said) == NoteLimit.BURST
+    now[0] += 60
+    k.reapply(True)
+    said = [r.getMessage() for r in caplog.records if "not back yet" in r.getMessage()]
+    assert said[-1].endswith(f"({10 - NoteLimit.BURST} more time(s) since the last such line)"), said[-1]
