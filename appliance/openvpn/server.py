@@ -896,7 +896,9 @@ class ServerDispatcher(ClientPush):
                 self._internal_errors.append(InternalError(rec, e, "a client's timer"))
 
     def take_internal_errors(self) -> list[InternalError]:
-        """Sessions whose timer raised (our bug): the caller logs each and ends that client."""
+        """Sessions the dispatcher caught raising (our bug) -- a timer, a packet, a release, an exit
+        notification --, each an InternalError saying where: the caller logs each under it and
+        ends that client."""
         out, self._internal_errors = self._internal_errors, []
         return out
 
