@@ -48,35 +48,38 @@ def test_the_lan_keeper_halt_waits_for_a_reapply_under_way():
     assert not k.reapply(True) and adds == [1]             # halted: nothing more
 
 
-class _BlockingIPRoute:
+def _blocking_iproute():
     """IPRoute for StaticWan.reapply: the NIC without its address; blocks in the lookup."""
-    entered, release = threading.Event(), threading.Event()
-    adds: list = []
+    class BlockingIPRoute:
+        entered, release = threading.Event(), threading.Event()
+        adds: list = []
 
-    def __enter__(self):
-        return self
+        def __enter__(self):
+            return self
 
-    def __exit__(self, *exc) -> None:  # noqa: ANN002
-        pass
+        def __exit__(self, *exc) -> None:  # noqa: ANN002
+            pass
 
-    def link_lookup(self, ifname):  # noqa: ANN001
-        self.entered.set()
-        self.release.wait(WAIT)
-        return [3]
+        def link_lookup(self, ifname):  # noqa: ANN001
+            self.entered.set()
+            self.release.wait(WAIT)
+            return [3]
 
-    def get_addr(self, index):  # noqa: ANN001
-        return []
+        def get_addr(self, index):  # noqa: ANN001
+            return []
 
-    def get_routes(self, family, table):  # noqa: ANN001
-        return [{"dst_len": 0}]
+        def get_routes(self, family, table):  # noqa: ANN001
+            return [{"dst_len": 0}]
 
-    def addr(self, op, **kw) -> None:  # noqa: ANN003
-        self.adds.append((op, kw["address"]))
+        def addr(self, op, **kw) -> None:  # noqa: ANN003
+            self.adds.append((op, kw["address"]))
+    return BlockingIPRoute
 
 
 def test_the_static_wan_halt_waits_for_a_reapply_under_way(monkeypatch):
-    monkeypatch.setattr(static_wan, "IPRoute", _BlockingIPRoute)
+    ipr = _blocking_iproute()
+    monkeypatch.setattr(static_wan, "IPRoute", ipr)
     k = StaticWan("wan0", [ipaddress.IPv4Interface("198.18.50.2/24")], [])
-    _halt_waits_for(lambda: k.reapply(True), _BlockingIPRoute.entered, _BlockingIPRoute.release, k.halt)
-    assert _BlockingIPRoute.adds == [("add", "198.18.50.2")]
-    assert not k.reapply(True) and len(_BlockingIPRoute.adds) == 1
+    _halt_waits_for(lambda: k.reapply(True), ipr.entered, ipr.release, k.halt)
+    assert ipr.adds == [("add", "198.18.50.2")]
+    assert not k.reapply(True) and len(ipr.adds) == 1
