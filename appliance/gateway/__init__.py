@@ -47,7 +47,7 @@ def client_gateway(opts: Options, username: str = "", password: str = "", advert
     fetch = for_run(opts, username, password)
     if fetch is not None:
         username = password = ""
-    return ClientGateway(opts, system.SystemPorts(opts.mark, opts.bind_dev), TunnelNetwork(opts, lan_nets), system.clock, system.waiter(),
+    return ClientGateway(opts, system.SystemPorts(opts.mark, opts.bind_dev, opts.mtu_disc), TunnelNetwork(opts, lan_nets), system.clock, system.waiter(),
                          username, password, advertise_ekm, signals=Signals((signal.SIGUSR1,)), observers=observers,
                          credentials=fetch)
 
@@ -60,5 +60,5 @@ def server_gateway(opts: Options, tls=None) -> "ServerGateway":
     from .server_files import load_server_settings
     from .server_net import ServerTunnelNetwork
     st = load_server_settings(opts, tls)
-    return ServerGateway(opts, st, system.SystemPorts(opts.mark, opts.bind_dev), ServerTunnelNetwork(opts, st.pool, st.pool6), system.clock,
+    return ServerGateway(opts, st, system.SystemPorts(opts.mark, opts.bind_dev, opts.mtu_disc), ServerTunnelNetwork(opts, st.pool, st.pool6), system.clock,
                          system.waiter(), signals=Signals((signal.SIGUSR1,)))

@@ -267,6 +267,23 @@ def _bind_dev(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
     p.set("bind_dev", a[0])
 
 
+# 2.6's names for the kernel's path MTU discovery modes (mtu.c translate_mtu_discover_type_name):
+# IP_PMTUDISC_DONT, _WANT and _DO, the same numbers for IPV6_MTU_DISCOVER.
+MTU_DISC = {"no": 0, "maybe": 1, "yes": 2}
+
+
+@reg.apply("mtu-disc", why="IP_MTU_DISCOVER (IPV6_MTU_DISCOVER on an IPv6 socket) on the VPN socket, UDP and "
+           "TCP, set before it is bound or connected, as OpenVPN 2.6: `yes` sets DF and never fragments (a "
+           "datagram over the path MTU is dropped and counted), `no` lets the kernel fragment", sets=("mtu_disc",),
+           used_by="pump", nargs=(1, 1))
+def _mtu_disc(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
+    mode = MTU_DISC.get(a[0])                   # as 2.6: exactly these words (strcmp), lower case
+    if mode is None:
+        p.err(d, f"invalid --mtu-disc type: '{a[0]}' -- valid types are 'yes', 'maybe', or 'no' (as OpenVPN 2.6)")
+        return
+    p.set("mtu_disc", mode)
+
+
 # ------------------------------------------------------------------ compatibility
 COMPAT_DIFFERS = (
     (20307, "below 2.3.7 OpenVPN allows TLS 1.0, which this client does not"),

@@ -212,6 +212,7 @@ class Options:
     session_timeout: int = 0                     # session-timeout N: a client exits N s into a connection
     mark: int = 0                                # mark N: SO_MARK on the VPN socket (gateway/system.py); 0: none
     bind_dev: str | None = None                  # bind-dev DEV: SO_BINDTODEVICE on the VPN socket
+    mtu_disc: int | None = None                  # mtu-disc: IP(V6)_MTU_DISCOVER on the VPN socket; None: the kernel's
     route_noexec: bool = False                   # no route added: pushed, redirect-gateway, `route` lines
     auth_retry: bool = False                     # auth-retry nointeract: AUTH_FAILED reconnects
     auth_retry_interact: bool = False            # auth-retry interact: ... with credentials asked again
