@@ -54,6 +54,7 @@ from ..ioerrors import start_failed
 from .ports import AddressWatchPort, Clock, PortGone, Ports, TunPort
 from .recursive_routing import RecursiveGuard
 from .route_keeper import RouteKeeper
+from .shaper import Shaper, header_bytes
 from .restart_pause import restart_pause
 from .status import vm_rss
 from .tlsverify import VerifyRunner, make_verify_runner
@@ -174,6 +175,10 @@ class ClientGateway(SignalWakes):
         self._takeover: TakeOver | None = None       # p2p tls-server: a new session beside the live one
         self._tcp_listener: tuple | None = None      # p2p tls-server over TCP: (listener, allowed) until a peer
         self.tun_watched: TunPort | None = None
+        # shaper N (gateway/shaper.py): the TUN is not read while it says wait; `_shaped`: the
+        # device whose reading it holds back now.
+        self.shaper: Shaper | None = Shaper(opts.shaper) if opts.shaper else None
+        self._shaped: TunPort | None = None
         self.result: int | None = None          # exit status once the gateway has finished
         self.connections = 0                    # tunnels brought up (for tests and the log)
         self.observers = list(observers)
@@ -1273,7 +1278,12 @@ class ClientGateway(SignalWakes):
         tun = self.net.tun
         if tun is None:
             return None
-        pkts = tun.read_batch(BATCH)
+        if self.shaper is not None:
+            if self._shaped is not None or self._shaper_holds(tun):
+                return None
+            pkts = tun.read_batch(1)        # as 2.6: one packet, then the shaper's wait
+        else:
+            pkts = tun.read_batch(BATCH)
         c = self.conn
         if c is None or not pkts:
             return None                 # no tunnel right now: LAN packets are dropped, never sent in clear
@@ -1287,7 +1297,28 @@ class ClientGateway(SignalWakes):
                 return None
         self.counters.bytes_out += sum(map(len, pkts))
         wire = c.dp.seal_batch(pkts, self.clock())
-        return self._send(c, wire, defer_loss=defer_loss)
+        failed = self._send(c, wire, defer_loss=defer_loss)
+        if self.shaper is not None:
+            self._shaper_holds(tun)
+        return failed
+
+    def _shaper_holds(self, tun: TunPort) -> bool:
+        """shaper: whether the link is still busy with what was written; if so the TUN is not
+        watched for reading until it is free (a timer), so the loop sleeps instead of waking for
+        a readable device it must not read (level-triggered: that would spin)."""
+        assert self.shaper is not None
+        wait = self.shaper.wait(self.clock())
+        if not wait:
+            return False
+        self._shaped = tun
+        self.pump.reading(tun, self._on_tun_read, False)
+        self.pump.timers.arm("shaper", self.clock() + wait, self._shaper_free)
+        return True
+
+    def _shaper_free(self) -> None:
+        tun, self._shaped = self._shaped, None
+        if tun is not None and tun is self.tun_watched:
+            self.pump.reading(tun, self._on_tun_read, True)
 
     def _not_to_the_peer(self, c: Connection, pkts: list) -> list:
         """The batch without packets to the peer's own address (gateway/recursive_routing.py):
@@ -1329,6 +1360,9 @@ class ClientGateway(SignalWakes):
         # As OpenVPN 2.6's link_write_bytes: over TCP each packet's 2-byte length counts too
         # (link_socket_write_tcp prepends it before the count); reads count without it.
         self.counters.wire_out += sum(map(len, packets)) + (2 * len(packets) if c.session.tcp else 0)
+        if self.shaper is not None:
+            tcp = c.session.tcp
+            self.shaper.wrote(packets, header_bytes(tcp, ":" in c.addr[0]) + (2 if tcp else 0), self.clock())
         try:
             c.link.send_packets(packets)
         except (ConnectionError, OSError) as e:

@@ -442,6 +442,12 @@ class Pump:
             self.waiter.modify(port, (on_read, on_write), write, read=read)
         self._interest[key] = want
 
+    def reading(self, port, on_read: Handler, on: bool) -> None:
+        """Stop (or resume) reading a port registered with watch() that wants no writability
+        (the TUN while `shaper` says wait): it stays registered, so resuming costs one call, and
+        the loop no longer wakes for it meanwhile."""
+        self.waiter.modify(port, (on_read, None), False, read=on)
+
     def unwatch(self, port) -> None:
         self._interest.pop(id(port), None)
         self._writing.discard(id(port))

@@ -283,6 +283,22 @@ def _mtu_disc(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
         return
     p.set("mtu_disc", mode)
 
+SHAPER_MIN, SHAPER_MAX = 100, 100_000_000      # bytes a second: 2.6's range (shaper.h), the one check of it
+
+
+@reg.apply("shaper", why="at most N bytes a second written to the link (a client or p2p peer; 100..100000000), "
+           "as OpenVPN 2.6: the TUN is not read while the link is busy, so what is sent faster waits in the "
+           "kernel's TUN queue and is dropped there; refused with `mode server`, as 2.6 refuses it",
+           sets=("shaper",), used_by="pump", nargs=(1, 1))
+def _shaper(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
+    n = p.int_arg(d, a[0], 0, 2**31 - 1)
+    if n is None:
+        return
+    if not SHAPER_MIN <= n <= SHAPER_MAX:
+        p.err(d, f"Bad shaper value, must be between {SHAPER_MIN} and {SHAPER_MAX} (as OpenVPN 2.6)")
+        return
+    p.set("shaper", n)
+
 
 # ------------------------------------------------------------------ compatibility
 COMPAT_DIFFERS = (

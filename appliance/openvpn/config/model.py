@@ -213,6 +213,7 @@ class Options:
     mark: int = 0                                # mark N: SO_MARK on the VPN socket (gateway/system.py); 0: none
     bind_dev: str | None = None                  # bind-dev DEV: SO_BINDTODEVICE on the VPN socket
     mtu_disc: int | None = None                  # mtu-disc: IP(V6)_MTU_DISCOVER on the VPN socket; None: the kernel's
+    shaper: int = 0                              # shaper N: bytes/s to the link at most (gateway/shaper.py); 0: none
     route_noexec: bool = False                   # no route added: pushed, redirect-gateway, `route` lines
     auth_retry: bool = False                     # auth-retry nointeract: AUTH_FAILED reconnects
     auth_retry_interact: bool = False            # auth-retry interact: ... with credentials asked again

@@ -312,6 +312,8 @@ def finish(p: ParseState) -> None:
             p.err("mode", "mode server needs tls-server", line("mode"))
         if "tcp_client" in o.source:
             p.err("proto", "a server needs proto udp or tcp-server", o.source["tcp_client"][1])
+        if o.shaper:
+            p.err("shaper", "--shaper cannot be used with --mode server (as OpenVPN 2.6)", line("shaper"))
         if o.port_share is not None and o.proto != "tcp":
             p.err("port-share", "only works in TCP server mode (proto tcp-server), as in OpenVPN 2.6: a UDP "
                   "server has no connections to share", line("port_share"))

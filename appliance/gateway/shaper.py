@@ -1,0 +1,42 @@
+"""`shaper N`: at most N bytes a second of what a client (or p2p peer) writes to the link, as
+OpenVPN 2.6's traffic shaper (shaper.h): each write is charged its bytes plus the outer IP and
+UDP/TCP headers (at least 100), and the TUN is not read again until that time has passed.
+
+Why it stops reading the TUN instead of holding packets: 2.6 does the same (forward.c io_wait:
+no TUN read while the shaper says wait), so what a sender pushes beyond the rate waits in the
+kernel's TUN queue, bounded by its length, and is dropped there -- no queue of ours to grow, and
+TCP inside the tunnel sees the loss and slows down. Control packets and keepalive pings are never
+held (they are charged, so data waits a little longer after them): the tunnel stays alive under
+a saturating sender, where 2.6 would queue them behind the data packet waiting its turn.
+"""
+from __future__ import annotations
+
+MIN_CHARGE = 100          # 2.6 charges a write at least this many bytes (shaper_wrote_bytes)
+MAX_WAIT = 10.0           # 2.6's SHAPER_MAX_TIMEOUT: no single wait is longer
+RESUME_AFTER = 0.001      # 2.6 writes at once when less than 1 ms is left (io_wait)
+
+
+def header_bytes(tcp: bool, ipv6: bool) -> int:
+    """The outer headers one link write costs, as 2.6's datagram_overhead counts them."""
+    return (60 if tcp else 48) if ipv6 else (40 if tcp else 28)
+
+
+class Shaper:
+    """Time-based token bucket without burst: `wrote` pushes the time the link is free again
+    forward by the cost of what was written; `wait` is what is left of it."""
+
+    def __init__(self, rate: int) -> None:
+        if rate <= 0:                 # (the config keeps it to 2.6's range: d_profile.py)
+            raise ValueError(f"shaper rate {rate}")
+        self.rate = rate
+        self.free_at = float("-inf")
+
+    def wrote(self, packets: list, headers: int, now: float) -> None:
+        cost = sum(max(len(p) + headers, MIN_CHARGE) for p in packets)
+        self.free_at = min(max(self.free_at, now) + cost / self.rate, now + MAX_WAIT)
+
+    def wait(self, now: float) -> float:
+        """Seconds until the TUN may be read again; 0 when it may now."""
+        left = self.free_at - now
+        return left if left >= RESUME_AFTER else 0.0
+

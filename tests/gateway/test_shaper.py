@@ -1,0 +1,75 @@
+"""`shaper N` through the real client pump (fake clock): what the client writes to the link is
+kept near N bytes a second, as OpenVPN 2.6's shaper keeps it, by not reading the TUN while the
+link is busy -- the rest waits in the TUN (the kernel's queue on a real host), none is lost here,
+and the loop sleeps meanwhile instead of waking for a TUN it must not read."""
+from __future__ import annotations
+
+import pytest
+
+from appliance.gateway.shaper import Shaper, header_bytes
+from appliance.openvpn.config import ConfigError, parse_config
+from tests.gateway.conftest import World, client_conf, ipv4_udp, server_conf
+
+SERVER_TUN = "198.19.0.1"
+BASE = "client\ndev tun\nremote 198.18.0.1 1194\n<ca>\n</ca>\n"      # 5 lines
+
+
+def _shaped_world(pki, rate: int | None) -> tuple[World, list]:
+    w = World()
+    w.add_server(server_conf(pki))
+    c = w.add_client(client_conf(pki, extra=f"shaper {rate}" if rate else ""))
+    assert w.run(lambda: c.conn is not None and c.conn.was_up, max_time=30)
+    pkts = [ipv4_udp(w.client_addr(), SERVER_TUN, bytes([i]) * 900) for i in range(30)]
+    for p in pkts:
+        w.client_nets[0].tun.inject(p)
+    return w, pkts
+
+
+def test_a_burst_leaves_at_the_shaper_rate_and_all_of_it_arrives(pki):
+    w, pkts = _shaped_world(pki, 1000)
+    got = lambda: [p for p in w.server_net.tun.written if p in pkts]  # noqa: E731
+    start = w.clock.t
+    # Five seconds of fake time in a bounded number of loop turns: a loop that woke for the
+    # unread TUN would use them all up without the clock moving (run_pumps advances it only idle).
+    assert w.run(lambda: w.clock.t >= start + 5, max_time=6, max_steps=3000)
+    n = len(got())
+    assert 2 <= n <= 8, n                       # ~1,000 bytes a second of ~1,000-byte datagrams
+    assert w.run(lambda: len(got()) == 30, max_time=60, max_steps=20_000)
+    assert w.clock.t - start > 20               # 30 packets of ~1 KB at 1 KB/s: not at once
+
+
+def test_without_it_the_burst_goes_at_once(pki):
+    w, pkts = _shaped_world(pki, None)
+    start = w.clock.t
+    assert w.run(lambda: sum(p in pkts for p in w.server_net.tun.written) == 30, max_time=1)
+    assert w.clock.t - start < 1
+
+
+def test_the_bucket_charges_headers_and_a_minimum_and_caps_the_wait():
+    s = Shaper(1000)
+    s.wrote([b"x" * 972], header_bytes(False, False), now=10.0)     # 972 + 28 bytes: one second
+    assert s.wait(10.0) == pytest.approx(1.0) and s.wait(10.5) == pytest.approx(0.5) and s.wait(11.0) == 0
+    s.wrote([b"x"], header_bytes(True, True), now=20.0)             # 1 + 60 < 100: charged 100
+    assert s.wait(20.0) == pytest.approx(0.1)
+    s.wrote([b"x" * 60000] * 10, 28, now=30.0)                      # 600 s of bytes: at most 10 s
+    assert s.wait(30.0) == pytest.approx(10.0)
+    assert s.wait(40.0 - 0.0005) == 0                               # under 1 ms left: go (as 2.6)
+
+
+@pytest.mark.parametrize("value", ["99", "100000001", "0", "-5", "fast", "1e5"])
+def test_a_value_outside_openvpns_range_stops_the_config_at_its_line(value):
+    with pytest.raises(ConfigError) as e:
+        parse_config(BASE + f"shaper {value}\n", "/p/c.ovpn")
+    assert "/p/c.ovpn:6" in str(e.value) and "shaper" in str(e.value)
+
+
+@pytest.mark.parametrize("value", [100, 100000, 100000000])
+def test_openvpns_range_is_taken(value):
+    assert parse_config(BASE + f"shaper {value}\n", "/p/c.ovpn").shaper == value
+    assert parse_config(BASE, "/p/c.ovpn").shaper == 0
+
+
+def test_a_server_refuses_it_as_openvpn_does(pki):
+    with pytest.raises(ConfigError) as e:
+        parse_config(server_conf(pki, extra="shaper 10000"), "/p/s.conf")
+    assert "--shaper cannot be used with --mode server" in str(e.value)
