@@ -29,6 +29,7 @@ _CIPHERS = {
     "AES-128-CBC": (128, 16, 16, False), "AES-192-CBC": (192, 16, 16, False), "AES-256-CBC": (256, 16, 16, False),
 }
 _AEAD_TAG = 16
+TUN_MTU_DEFAULT = 1500      # 2.6's tun-mtu when the config sets none
 _PACKET_ID = 4              # TLS mode: the short packet id
 _BF_CBC_OVERHEAD = 8 + 8    # 2.6 counts BF-CBC as no cipher plus its block and IV
 V1_COMPRESSION = ("lzo-stub", "stub", "lzo", "lz4")     # a framing byte on every packet (stub-v2, lz4-v2: none)
@@ -51,11 +52,32 @@ class OccInputs:
     ifconfig: tuple[str, str] | None = None
     topology: str = "net30"
     ifconfig_ipv6: bool = False
+    occ_tun_mtu: int | None = None   # with link-mtu: the tun-mtu 2.6 counts the link-mtu figure from (1500)
+
+
+def protocol_header(cipher: str | None, auth: str, tcp: bool) -> int:
+    """2.6's frame_calculate_protocol_header_size as it counts at start (TLS mode: a one-byte opcode,
+    the short packet id; the crypto overhead as the OCC figure counts it) for the configured
+    `cipher` (None: 2.6's BF-CBC, which OpenSSL 3 lacks: counted as no cipher, the HMAC alone).
+    What `link-mtu N` leaves for the tun device: N less this (init.c get_frame_mtu). Checked with
+    Debian's 2.6.14 at verb 4 ("Data Channel MTU parms"): link-mtu 1400 gives tun_mtu 1375
+    without a cipher line, 1351 with AES-256-GCM, and over TCP 1373, 1333 (AES-128-CBC, SHA256),
+    1364 (CHACHA20-POLY1305)."""
+    tcp_len = 2 if tcp else 0
+    spec = _CIPHERS.get(cipher or "")
+    if spec is None:
+        return tcp_len + 1 + _PACKET_ID + digest_size(auth)
+    _bits, iv, block, aead = spec
+    if aead:
+        return tcp_len + 1 + _PACKET_ID + _AEAD_TAG + iv + block
+    return tcp_len + 1 + block + iv + digest_size(auth)       # CBC: the packet id is in the payload
 
 
 def link_mtu(i: OccInputs, tcp: bool) -> int:
-    """2.6's calc_options_string_link_mtu (TLS mode, no peer-id yet: a one-byte opcode)."""
-    payload = i.tun_mtu + i.tun_mtu_extra + (1 if i.comp in V1_COMPRESSION else 0) + (4 if i.fragment else 0)
+    """2.6's calc_options_string_link_mtu (TLS mode, no peer-id yet: a one-byte opcode). With
+    `link-mtu` in the config 2.6 still counts from its tun-mtu option, unset and so 1500
+    (`occ_tun_mtu`), while the string's tun-mtu is the one derived from link-mtu."""
+    payload = (i.occ_tun_mtu or i.tun_mtu) + i.tun_mtu_extra + (1 if i.comp in V1_COMPRESSION else 0) + (4 if i.fragment else 0)
     header = (2 if tcp else 0) + 1
     spec = _CIPHERS.get(i.cipher or "")
     digest = 0 if spec is not None and spec[3] else digest_size(i.auth)

@@ -131,7 +131,7 @@ class ClientRole:
         proto = IV_PROTO_CLIENT if cfg.advertise_ekm else IV_PROTO_CLIENT & ~IV_PROTO_TLS_KEY_EXPORT
         lines = [
             "IV_VER=2.6.0", "IV_PLAT=linux", f"IV_PROTO={proto}", "IV_NCP=2",
-            "IV_CIPHERS=" + ":".join(cfg.data_ciphers), f"IV_MTU={cfg.tun_mtu}", "IV_TCPNL=1",
+            "IV_CIPHERS=" + ":".join(cfg.data_ciphers), f"IV_MTU={max(cfg.tun_mtu, TUN_MTU_MAX_DEFAULT, cfg.tun_mtu_max)}", "IV_TCPNL=1",
         ]
         if not any(x.startswith("IV_GUI_VER=") for x in cfg.peer_info_extra):
             lines.append("IV_GUI_VER=vpn-appliance_0.1")       # ours, unless the profile names its own

@@ -22,7 +22,7 @@ from .errors import ConfigError, located
 from .fragment import HEADER_LEN as FRAGMENT_HEADER
 from .keyunlock import unlock as unlock_key
 from .mss import INNER_HEADERS, encap_room
-from .occstring import OccInputs
+from .occstring import TUN_MTU_DEFAULT, OccInputs
 from .passdb import PasswordDb
 from .layer2 import layer2_pool
 from .server import AddressPool, AddressPool6, ServerSettings
@@ -144,7 +144,8 @@ def occ_inputs(opts: Options) -> OccInputs:
         cipher=opts.cipher, data_ciphers=tuple(opts.data_ciphers),
         auth=opts.auth or "SHA1",
         tls_auth=bool(opts.tls_auth), p2p=bool(opts.p2p), ifconfig=opts.ifconfig, topology=opts.topology,
-        ifconfig_ipv6=opts.ifconfig_ipv6 is not None)
+        ifconfig_ipv6=opts.ifconfig_ipv6 is not None,
+        occ_tun_mtu=TUN_MTU_DEFAULT if opts.link_mtu is not None else None)
 
 
 def session_config(opts: Options, role: Role, *, proto: str | None = None, tls: TlsSettings | None = None,

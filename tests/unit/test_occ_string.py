@@ -42,6 +42,10 @@ CASES = {   # name -> the config's own lines
     "compress stub-v2": CLIENT + "dev tun\ncompress stub-v2\n",
     "compress lz4-v2, tun-mtu 1400": CLIENT + "dev tun\ncompress lz4-v2\ntun-mtu 1400\n",
     "comp-lzo yes": CLIENT + "dev tun\ncomp-lzo yes\n",
+    # link-mtu: the tun-mtu derived from it, the link-mtu figure still from 2.6's default tun-mtu 1500
+    "link-mtu 1400": CLIENT + "dev tun\nlink-mtu 1400\n",
+    "udp-mtu 1400, tcp, GCM": CLIENT + "dev tun\nudp-mtu 1400\nproto tcp\ncipher AES-256-GCM\n",
+    "link-mtu 1500, CBC SHA256": CLIENT + "dev tun\nlink-mtu 1500\ncipher AES-128-CBC\nauth SHA256\n",
     "p2p": P2P + "dev tun\nifconfig 198.19.5.2 198.19.5.1\n",
     "p2p subnet, ipv6, cipher": P2P + ("dev tun\ntopology subnet\nifconfig 198.19.5.2 255.255.255.0\n"
                                        "ifconfig-ipv6 fd00::2 fd00::1\ncipher AES-256-GCM\n"),

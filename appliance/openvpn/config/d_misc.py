@@ -360,7 +360,6 @@ def _static_challenge(p: ParseState, d: str, a: list[str], inline: str | None) -
     # OpenVPN 2.6 reads the echo flag with atoi: a leading number, non-zero echoes ("x" is 0).
     m = re.match(r"\s*[+-]?\d+", a[1])
     p.set("static_challenge", (a[0], bool(m) and int(m.group()) != 0))
-reg.refuse("link-mtu", "set tun-mtu instead")
 
 
 @reg.apply("port-share", why="TCP server: a connection that does not start as an OpenVPN client is relayed to "

@@ -380,6 +380,16 @@ def _tun_mtu(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
         p.set("tun_mtu", n)
 
 
+@reg.apply("link-mtu", "udp-mtu", why="the largest datagram on the link: the TUN's MTU is N less the headers the "
+           "configured cipher adds (the one in the `cipher` line, else 2.6's BF-CBC counted as its HMAC alone), "
+           "as OpenVPN 2.6 derives it; a server's pushed tun-mtu replaces it, as in 2.6", sets=("link_mtu",),
+           used_by="pump", nargs=(1, 1))
+def _link_mtu(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
+    n = p.int_arg(d, a[0], 1, 65535)
+    if n is not None:
+        p.set("link_mtu", n)
+
+
 @reg.apply("tun-mtu-max", why="client: the largest tun-mtu a server may push (at least 1600 and tun-mtu, "
            "as OpenVPN 2.6)", sets=("tun_mtu_max",), used_by="client", nargs=(1, 1))
 def _tun_mtu_max(p: ParseState, d: str, a: list[str], inline: str | None) -> None:

@@ -189,6 +189,7 @@ class Options:
     vlan_tagging: bool = False                  # a tap server's 802.1Q VLANs per client (l2switch.py)
     vlan_accept: str = "all"                    # which frames the TAP device's port takes: tagged|untagged|all
     vlan_pvid: int = 1                          # the TAP port's own VLAN, and a client's unless its ccd says
+    link_mtu: int | None = None                 # link-mtu/udp-mtu N: tun_mtu is derived from it (parser.finish)
     tun_mtu_max: int = 0                        # client: the largest tun-mtu a server may push (0: 1600)
     verb: int = 1
     explicit_exit_notify: int = 0

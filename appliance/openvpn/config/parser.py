@@ -289,6 +289,8 @@ def finish(p: ParseState) -> None:
                   "put it in a <connection> block of its own", p.remote_lines[0][0])
         o.remotes = list(o.connection_remotes)
         o.source["remotes"] = o.source["connection_remotes"]
+    if o.link_mtu is not None:
+        _tun_mtu_from_link_mtu(p)
     from .d_layer2 import finish as layer2_finish     # (it imports this module)
     layer2_finish(p)                                   # dev-type tun/tap, and the layer-2 server's rules
     from .server_written_out import finish_tun_server  # (it imports openvpn/serveraddressing.py)
@@ -641,3 +643,28 @@ def _query_passwords_checks(p: ParseState, line) -> None:
         p.err("auth-nocache", "with management-query-passwords the password would have to be asked again at "
               "each renegotiation, mid-connection: not supported; leave auth-nocache out (the server's "
               "auth-token, if it pushes one, is used for renegotiations either way)", line("auth_nocache"))
+
+
+# Our tun-mtu's floor (d_network.py): a link-mtu that leaves less is refused the same way.
+TUN_MTU_FLOOR = 576
+
+
+def _tun_mtu_from_link_mtu(p: ParseState) -> None:
+    """`link-mtu N` (or udp-mtu): the TUN's MTU is N less the headers of the configured cipher,
+    as OpenVPN 2.6 derives it at start (init.c get_frame_mtu), over TCP 2 bytes less (the first
+    remote's protocol: 2.6 counts each connection's own). Beside `tun-mtu` it is refused, as 2.6
+    refuses the pair."""
+    from ..occstring import protocol_header       # (the engine's module, not loaded for every parse)
+    o = p.o
+    line = o.source.get("link_mtu", (p.path, None))[1]
+    if "tun_mtu" in o.source:
+        p.err("link-mtu", "only one of --tun-mtu or --link-mtu may be defined (as OpenVPN 2.6)", line)
+        return
+    assert o.link_mtu is not None
+    tcp = (o.remotes[0].proto if o.remotes else o.proto) == "tcp"
+    mtu = o.link_mtu - protocol_header(o.cipher, o.auth or "SHA1", tcp)
+    if mtu < TUN_MTU_FLOOR:
+        p.err("link-mtu", f"link-mtu {o.link_mtu} leaves a TUN MTU of {mtu} with the cipher's headers; the "
+              f"least here is {TUN_MTU_FLOOR} (as for tun-mtu; OpenVPN 2.6 takes 100)", line)
+        return
+    o.tun_mtu = mtu

@@ -1,0 +1,75 @@
+"""`link-mtu 1400` against Debian's OpenVPN 2.6, in namespaces: the TUN MTU each side ends with,
+and big pings with DF at that MTU.
+
+Client/server: a 2.6 server pushes its tun-mtu (1500) to a client announcing IV_MTU, and that
+replaces the one derived from link-mtu -- Debian's client with the same profile ends at the same
+MTU as ours, and a 1500-byte DF ping passes. Point-to-point (nothing pushed): both ends derive the
+TUN MTU from link-mtu 1400 for 2.6's start-up cipher (BF-CBC, counted as its HMAC alone): 1375
+on each side, a DF ping of exactly that size passes both ways and one byte more is refused.
+"""
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from lab.configs import client_profile, server_config
+from lab.netns import TUN_SERVER_IP, Lab
+
+A_IP = "198.18.0.1"
+TUN_A, TUN_B = "198.19.31.1", "198.19.31.2"
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    with Lab(tmp=tmp_path_factory.mktemp("linkmtu")) as lab:
+        yield lab
+
+
+def _mtu(ns) -> int:
+    return int(re.search(r" mtu (\d+) ", ns.run("ip -o link show tun0").stdout).group(1))
+
+
+def _df_ping(ns, addr: str, mtu: int) -> bool:
+    """A ping filling `mtu` exactly (IPv4 + ICMP headers: 28), DF set, answered."""
+    r = ns.run(f"ping -n -q -c 2 -i 0.2 -W 2 -M do -s {mtu - 28} {addr}", check=False, timeout=20)
+    return r.returncode == 0
+
+
+def test_client_ends_at_the_mtu_debians_client_ends_at(lab, procs):
+    srv = lab.openvpn(lab.srv, server_config(lab.pki), "srv")
+    procs.append(srv)
+    profile = client_profile(lab.pki, extra="link-mtu 1400\n")
+    theirs = lab.openvpn(lab.cli, profile, "theirs")
+    procs.append(theirs)
+    want = _mtu(lab.cli)
+    theirs.stop_promptly(5)
+    ours = lab.ours(lab.cli, profile, "ours")
+    procs.append(ours)
+    assert lab.wait_ping(lab.cli, TUN_SERVER_IP), ours.log()[-2000:]
+    assert _mtu(lab.cli) == want == 1500, (want, ours.log()[-2000:])
+    assert _df_ping(lab.cli, TUN_SERVER_IP, want), ours.log()[-2000:]
+    # no "reported maximum MTU from client (N) is lower" at the server: IV_MTU is 2.6's 1600
+    assert "reported maximum MTU" not in srv.log(), srv.log()[-2000:]
+
+
+def _site(lab, a: bool) -> str:
+    p = lab.pki
+    c, k = (p.server_cert, p.server_key) if a else p.clients["client1"]
+    me, peer = (TUN_A, TUN_B) if a else (TUN_B, TUN_A)
+    role = "tls-server\ndh none\nport 1194\n" if a else f"tls-client\nremote {A_IP} 1194\nremote-cert-tls server\n"
+    return (f"dev tun\nproto udp\nifconfig {me} {peer}\n{role}ca {p.ca}\ncert {c}\nkey {k}\n"
+            "keepalive 1 10\nverb 3\nlink-mtu 1400\n")
+
+
+def test_p2p_both_ends_derive_1375_and_df_pings_fill_it(lab, procs):
+    a = lab.openvpn(lab.srv, _site(lab, True), "a-openvpn", wait=0)
+    procs.append(a)
+    assert a.wait_for("link local", 20), a.log()[-2000:]
+    b = lab.ours(lab.cli, _site(lab, False), "b-ours")
+    procs.append(b)
+    assert a.wait_for("Initialization Sequence Completed", 30), a.log()[-3000:]
+    assert lab.wait_ping(lab.cli, TUN_A), b.log()[-2000:]
+    assert _mtu(lab.srv) == _mtu(lab.cli) == 1375
+    assert _df_ping(lab.cli, TUN_A, 1375) and _df_ping(lab.srv, TUN_B, 1375), (a.log()[-2000:], b.log()[-2000:])
+    assert not _df_ping(lab.cli, TUN_A, 1376)          # over the TUN MTU: refused by the host, as there

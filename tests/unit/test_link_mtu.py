@@ -1,0 +1,56 @@
+"""`link-mtu N` (and its old name `udp-mtu`): the TUN's MTU is N less the headers of the
+configured cipher, as OpenVPN 2.6 derives it at start (init.c get_frame_mtu). The figures are
+Debian's 2.6.14 own ("Data Channel MTU parms ... tun_mtu:" at verb 4, link-mtu 1400). Beside
+`tun-mtu` it is refused at its line, as 2.6 refuses the pair; one leaving less than our tun-mtu
+floor is refused with the figure."""
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+
+from appliance.openvpn.config import ConfigError, parse_config
+from appliance.openvpn.roles import ClientRole
+
+BASE = "client\ndev tun\nremote 198.18.0.1 1194\n<ca>\n</ca>\n"      # 5 lines
+
+
+@pytest.mark.parametrize("lines,tun_mtu", [
+    ("link-mtu 1400", 1375),                                      # no cipher line: BF-CBC, the HMAC alone
+    ("link-mtu 1400\ncipher AES-256-GCM", 1351),
+    ("udp-mtu 1400", 1375),
+    ("link-mtu 1400\nproto tcp", 1373),                           # TCP's length field
+    ("link-mtu 1400\nproto tcp\ncipher AES-128-CBC\nauth SHA256", 1333),
+    ("link-mtu 1400\nproto tcp\ncipher CHACHA20-POLY1305", 1364),
+])
+def test_the_tun_mtu_is_what_openvpn_derives(lines, tun_mtu):
+    o = parse_config(BASE + lines + "\n", "/p/c.ovpn")
+    assert (o.link_mtu, o.tun_mtu) == (1400, tun_mtu)
+
+
+def test_without_it_tun_mtu_stays_1500():
+    o = parse_config(BASE, "/p/c.ovpn")
+    assert (o.link_mtu, o.tun_mtu) == (None, 1500)
+
+
+@pytest.mark.parametrize("lines,says", [
+    ("tun-mtu 1400\nlink-mtu 1400", "only one of --tun-mtu or --link-mtu"),
+    ("link-mtu 1400\ntun-mtu 1400", "only one of --tun-mtu or --link-mtu"),
+    ("link-mtu 130", "leaves a TUN MTU of 105"),
+    ("link-mtu big", "expected a number"),
+])
+def test_refused_with_its_line(lines, says):
+    with pytest.raises(ConfigError) as e:
+        parse_config(BASE + lines + "\n", "/p/c.ovpn")
+    assert says in str(e.value) and "/p/c.ovpn:" in str(e.value) and "link-mtu" in str(e.value)
+
+
+@pytest.mark.parametrize("lines,iv_mtu", [("", 1600), ("link-mtu 1400", 1600), ("tun-mtu 1700", 1700),
+                                          ("tun-mtu-max 9000", 9000)])
+def test_iv_mtu_is_the_largest_tun_mtu_accepted_as_openvpn_sends_it(lines, iv_mtu):
+    """2.6 sends IV_MTU = its frame's tun_max_mtu (at least 1600): a 2.6 server warns when it is
+    below its own tun-mtu. Ours sent the tun-mtu itself, 1500 (1375 with link-mtu 1400)."""
+    o = parse_config(BASE + lines + "\n", "/p/c.ovpn")
+    cfg = SimpleNamespace(advertise_ekm=True, data_ciphers=["AES-256-GCM"], tun_mtu=o.tun_mtu,
+                          tun_mtu_max=o.tun_mtu_max, peer_info_extra=[], comp_peer_info=None)
+    assert f"IV_MTU={iv_mtu}\n" in ClientRole(SimpleNamespace(cfg=cfg))._peer_info()
