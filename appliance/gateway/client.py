@@ -1547,6 +1547,7 @@ class ClientGateway(SignalWakes):
             return
         self._set_client_nat(c, e.pushed)
         self._set_dhcp_router(c, e.pushed)
+        self._set_shaper(e.pushed)
         tun = self.net.tun
         if tun is not None and self.tun_watched is not tun:
             self.pump.watch(tun, self._on_tun_read)
@@ -1613,6 +1614,15 @@ class ClientGateway(SignalWakes):
         c.dp.set_nat(ClientNat(rules, frames=self.opts.dev_type == "tap") if rules else None)
         if rules:
             log.info("client-nat: %s", "; ".join(str(r) for r in rules))
+
+    def _set_shaper(self, pushed) -> None:
+        """A pushed `shaper N` replaces the profile's for this connection, as 2.6's client
+        applies it (do_deferred_options: "traffic shaper enabled"); without one, the profile's."""
+        rate = pushed.shaper if pushed is not None and pushed.shaper else self.opts.shaper
+        if rate != (self.shaper.rate if self.shaper is not None else 0):
+            self.shaper = Shaper(rate) if rate else None
+            if rate:
+                log.info("traffic shaper enabled at %d bytes/s%s", rate, " (pushed)" if rate != self.opts.shaper else "")
 
     def _set_dhcp_router(self, c: Connection, pushed) -> None:
         """`route-gateway dhcp` (the profile's, or pushed: a plain `server-bridge` pushes it) on a

@@ -158,6 +158,10 @@ def _atoll_nonneg(text: str) -> int:
     return max(int(m.group()), 0) if m else 0
 
 
+# `shaper`'s range in bytes a second, 2.6's (shaper.h): a pushed value here, a profile's in config/d_profile.py
+SHAPER_PUSH_MIN, SHAPER_PUSH_MAX = 100, 100_000_000
+
+
 def _pushed_number(p: "PushedOptions", index: int, name: str, text: str, lo: int, hi: int,
                    read: "Callable[[str], int]" = positive_atoi) -> int:
     """A pushed number read as OpenVPN 2.6 reads it (options.c positive_atoi: C's atoi, a
@@ -340,6 +344,7 @@ class PushedOptions:
     explicit_exit_notify: int | None = None
     block_ipv6: bool = False                         # no IPv6 anywhere: gateway/block_ipv6.py
     session_timeout: int | None = None               # the client exits N s after the push (0: never)
+    shaper: int | None = None                        # bytes/s to the link, over the profile's (gateway/shaper.py)
     client_nat: list = field(default_factory=list)   # clientnat.NatRule: after the profile's (64 in all)
     # `setenv-safe NAME VALUE`: OPENVPN_NAME for the client's scripts (safeenv.py), in push order
     # (a name pushed again replaces its value), over the profile's own (gateway/updown_env.py).
@@ -654,6 +659,15 @@ def _take_option(p: PushedOptions, index: int, name: str, args: list[str], a: li
         p.explicit_exit_notify = _pushed_number(p, index, name, args[0], 0, 100) if args else 1
     elif name == "session-timeout" and args:
         p.session_timeout = _pushed_number(p, index, name, args[0], 0, 2**31 - 1)
+    elif name == "shaper" and len(args) == 1:
+        # As OpenVPN 2.6's client (pull_permission_mask has OPT_P_SHAPER): C's atoi, and a value
+        # out of its range is refused ("Bad shaper value") and not applied.
+        v = atoi(args[0])
+        if SHAPER_PUSH_MIN <= v <= SHAPER_PUSH_MAX:
+            p.shaper = v
+        else:
+            p.ignored.append(_noted(a) + f" (Bad shaper value, must be between {SHAPER_PUSH_MIN} and "
+                             f"{SHAPER_PUSH_MAX}: not applied, as OpenVPN 2.6)")
     elif name == "block-ipv6" and not args:
         p.block_ipv6 = True
     elif name == "client-nat":

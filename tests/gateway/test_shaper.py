@@ -14,9 +14,9 @@ SERVER_TUN = "198.19.0.1"
 BASE = "client\ndev tun\nremote 198.18.0.1 1194\n<ca>\n</ca>\n"      # 5 lines
 
 
-def _shaped_world(pki, rate: int | None) -> tuple[World, list]:
+def _shaped_world(pki, rate: int | None, push: str = "") -> tuple[World, list]:
     w = World()
-    w.add_server(server_conf(pki))
+    w.add_server(server_conf(pki, extra=f'push "{push}"' if push else ""))
     c = w.add_client(client_conf(pki, extra=f"shaper {rate}" if rate else ""))
     assert w.run(lambda: c.conn is not None and c.conn.was_up, max_time=30)
     pkts = [ipv4_udp(w.client_addr(), SERVER_TUN, bytes([i]) * 900) for i in range(30)]
@@ -38,11 +38,24 @@ def test_a_burst_leaves_at_the_shaper_rate_and_all_of_it_arrives(pki):
     assert w.clock.t - start > 20               # 30 packets of ~1 KB at 1 KB/s: not at once
 
 
-def test_without_it_the_burst_goes_at_once(pki):
-    w, pkts = _shaped_world(pki, None)
+@pytest.mark.parametrize("push", ["", "shaper 50", "shaper lots"])
+def test_without_it_the_burst_goes_at_once(pki, push):
+    """Nor does a pushed value out of 2.6's range shape anything (2.6: "Bad shaper value", not applied)."""
+    w, pkts = _shaped_world(pki, None, push)
     start = w.clock.t
     assert w.run(lambda: sum(p in pkts for p in w.server_net.tun.written) == 30, max_time=1)
     assert w.clock.t - start < 1
+    assert w.clients[0].shaper is None
+
+
+@pytest.mark.parametrize("profile", [None, 100_000_000])
+def test_a_pushed_shaper_replaces_the_profiles(pki, profile):
+    """As 2.6's client (OPT_P_SHAPER is among what it pulls): the server's value is used."""
+    w, pkts = _shaped_world(pki, profile, "shaper 1000")
+    start = w.clock.t
+    assert w.run(lambda: w.clock.t >= start + 5, max_time=6, max_steps=3000)
+    assert 2 <= sum(p in pkts for p in w.server_net.tun.written) <= 8
+    assert w.clients[0].shaper is not None and w.clients[0].shaper.rate == 1000
 
 
 def test_the_bucket_charges_headers_and_a_minimum_and_caps_the_wait():

@@ -15,6 +15,8 @@ import re
 from ..clientnat import MAX_ENTRIES as CLIENT_NAT_MAX
 from ..clientnat import parse_rule
 from ..keymethod import MAX_DNS_ADDRESSES, DnsServer, _dns_endpoint
+from ..keymethod import SHAPER_PUSH_MAX as SHAPER_MAX
+from ..keymethod import SHAPER_PUSH_MIN as SHAPER_MIN
 from .directives import Registry
 from .parser import ParseState
 
@@ -283,7 +285,6 @@ def _mtu_disc(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
         return
     p.set("mtu_disc", mode)
 
-SHAPER_MIN, SHAPER_MAX = 100, 100_000_000      # bytes a second: 2.6's range (shaper.h), the one check of it
 
 
 @reg.apply("shaper", why="at most N bytes a second written to the link (a client or p2p peer; 100..100000000), "
