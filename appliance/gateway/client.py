@@ -1279,7 +1279,8 @@ class ClientGateway(SignalWakes):
         if tun is None:
             return None
         if self.shaper is not None:
-            if self._shaped is not None or self._shaper_holds(tun):
+            # (a device held back before a reopen is the old one: the new one is judged afresh)
+            if self._shaped is tun or self._shaper_holds(tun):
                 return None
             pkts = tun.read_batch(1)        # as 2.6: one packet, then the shaper's wait
         else:

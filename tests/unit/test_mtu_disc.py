@@ -5,6 +5,7 @@ type"). Read back from the sockets themselves with getsockopt, on loopback (no r
 from __future__ import annotations
 
 import socket
+import time
 
 import pytest
 
@@ -38,11 +39,21 @@ def test_the_mode_is_on_udp_and_both_tcp_sockets(word, mode):
     lst = ports.tcp_listen(("127.0.0.1", 0))
     udp = ports.udp(None, ("127.0.0.1", 9))
     tcp = ports.tcp_connect(lst.sock.getsockname()[:2])
+    accepted = None
     try:
-        assert _v4(udp.sock) == _v4(tcp.sock) == _v4(lst.sock) == mode
+        for _ in range(100):                    # bounded: the connection is local
+            try:
+                accepted, _peer = lst.accept()
+                break
+            except BlockingIOError:
+                time.sleep(0.01)
+        assert accepted is not None
+        # the server's connection inherits its listener's (as 2.6's accepted socket does)
+        assert _v4(udp.sock) == _v4(tcp.sock) == _v4(lst.sock) == _v4(accepted.sock) == mode
     finally:
-        for t in (udp, tcp, lst):
-            t.close()
+        for t in (udp, tcp, lst, accepted):
+            if t is not None:
+                t.close()
 
 
 def test_an_ipv6_socket_gets_both_options():
