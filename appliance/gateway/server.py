@@ -363,8 +363,13 @@ class ServerGateway(SignalWakes):
         if macs is not None:                  # dev tap (openvpn/l2switch.py)
             out.update({"MACs": len(macs), "MAC holders": len(macs.held), "server-side MACs": len(self.dp.server_side),
                         "learn-address asking": len(self.dp.asking),
-                        "learn-address refusals": len(self.dp.refused),
-                        "broadcast buckets": len(self.dp.bcast.buckets)})
+                        "learn-address refusals": len(self.dp.refused)})
+        bcast = getattr(self.dp, "bcast", None)
+        if bcast is not None:                 # client-to-client's budgets (tun multicast, tap broadcast)
+            out.update({"broadcast buckets": len(bcast.buckets), "buckets kept by name": len(bcast.left)})
+        reader = self.ccd_reader
+        if reader is not None:                # large ccd files read off the loop (server_files.py)
+            out.update({"ccd reads waiting": reader.waiting, "ccd answers held": len(reader.ready)})
         learn = self.ops.learn
         out.update({"learn-address queues": len(learn.queues), "learn-address learned": len(learn.owner),
                     "scripts pending": self.ops.scripts.pending if self.ops.scripts is not None else 0})
@@ -375,6 +380,9 @@ class ServerGateway(SignalWakes):
         out.update({"transport addresses": len(d.by_addr), "pending": len(d.pending),
                     "peer-ids": len(d.by_peer_id), "heirs": len(d.heirs), "tunnel addresses": len(d.by_vaddr),
                     "pool leased": len(pool.leased) if pool is not None else 0})
+        ops = self.ops
+        out.update({"client infos": len(ops.info), "traffic books": len(ops.traffic.keys),
+                    "inactive checks": len(ops.inactive), "TCP streams": len(self.conns)})
         return out
 
     # ---------------------------------------------------------------- packets in
@@ -853,6 +861,9 @@ class ServerGateway(SignalWakes):
     def _log_drops(self, final: bool = False, title: str | None = None) -> None:
         if self.d.suspect:
             self._reconcile()
+        bcast = getattr(self.dp, "bcast", None)
+        if bcast is not None and bcast.left:
+            bcast.prune(self.clock())         # kept buckets full again: nothing left to carry
         extra = self.d.drop_counters()
         for k, v in self.dp.stats.items():
             extra[k] = extra.get(k, 0) + v

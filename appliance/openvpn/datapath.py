@@ -208,6 +208,18 @@ class ReplicationBudget:
                 break
             del left[name]
 
+    def prune(self, now: float) -> None:
+        """Every kept bucket full again by `now` dropped (the server's 5 s timer). Why: forget()
+        only looks at the oldest ones, and only when a client leaves, by the time the last
+        multicast was seen -- after a burst of departures with nobody multicasting afterwards
+        (soak40), up to BCAST_LEFT_MAX names stayed held with nothing to carry, for ever."""
+        if now > self.now:
+            self.now = now
+        left = self.left
+        gone = [name for name, b in left.items() if b[2] + BCAST_REFILL <= now]
+        for name in gone:
+            del left[name]
+
 
     def reconcile(self, live: set[int]) -> int:
         """The buckets of ids no live client has dropped (ServerDispatcher.reconcile: our bug
