@@ -38,7 +38,7 @@ def _pooled_server_tun(monkeypatch):
     monkeypatch.setattr(FakeServerNet, "tun_class", PooledChannelTun)
 
 
-def _world(pki: dict, c2c: bool = True, extra: str = "", clients: int = 3) -> World:
+def _world(pki: dict, c2c: bool = True, extra: str = "", clients: int = 3, client_extra: str = "") -> World:
     w = World()
     conf = server_conf(pki, extra=extra)
     if not c2c:
@@ -46,7 +46,7 @@ def _world(pki: dict, c2c: bool = True, extra: str = "", clients: int = 3) -> Wo
     w.add_server(conf)
     assert isinstance(w.server_net.tun, PooledChannelTun)
     for i in range(clients):
-        w.add_client(client_conf(pki, f"client{i}"))
+        w.add_client(client_conf(pki, f"client{i}", extra=client_extra))
     assert w.run(lambda: all(_up(w, i) for i in range(clients)), max_time=60)
     return w
 
@@ -143,3 +143,21 @@ def test_a_clients_multicast_flood_gives_each_other_client_one_copy_at_a_bounded
     again = ipv4_udp(w.client_addr(0), "224.0.0.251", b"after-flood", sport=5353, dport=5353)
     _from_client(w, 0, again)
     assert _got(w, 1, again) == 1
+
+
+def test_the_budgets_of_clients_that_left_are_not_held_once_full_again(pki):
+    """soak40: a departed client's bucket is kept by its common name only while it carries
+    spending (BCAST_REFILL); with nobody multicasting afterwards, it used to stay for good (only a
+    later departure looked, by the time of the last multicast). The server's 5 s timer drops it."""
+    w = _world(pki, clients=3, client_extra="explicit-exit-notify 1\n")
+    for i in (1, 2):
+        _from_client(w, i, ipv4_udp(w.client_addr(i), "224.0.0.251", b"mdns-%d" % i, sport=5353, dport=5353))
+    held = w.server.held_counts()
+    assert held["broadcast buckets"] == 2 and held["buckets kept by name"] == 0, held
+    for i in (1, 2):
+        w.clients[i].request_stop()
+    assert w.run(lambda: w.server.held_counts()["clients"] == 1, max_time=10)
+    assert w.server.held_counts()["broadcast buckets"] == 0
+    w.run_for(12)                           # the refill time, and the 5 s timer after it
+    held = w.server.held_counts()
+    assert held["buckets kept by name"] == 0 and held["clients"] == 1, held
