@@ -95,8 +95,9 @@ class ReplicationBudget:
     the active senders are counted per BCAST_EPOCH (each bucket notes the epoch it last asked in).
 
     A client that leaves hands its bucket to the next session of its common name until the
-    bucket would be full again (BCAST_REFILL): reconnecting must not buy a fresh burst (at 1,000
-    clients a burst is ~0.1 s of the loop's seals, a handshake ~2 ms). Buckets are keyed by
+    bucket would be full again (BCAST_REFILL; the server's 5 s timer calls prune()): reconnecting
+    must not buy a fresh burst (at 1,000 clients a burst is ~0.1 s of the loop's seals, a
+    handshake ~2 ms). Buckets are keyed by
     id(client) only while it lives (forget() is called at every end), so no new record inherits
     another's by a reused id."""
 
