@@ -152,8 +152,8 @@ class ReplicationBudget:
         `copies` clients now: the device is one more sender for the server-wide budget (no
         per-sender budget: the host is the operator's, review38), held to its share like any."""
         d = self.device
-        dt = now - d[2] if d[2] != float("-inf") else 0.0
-        d[2] = now
+        dt = max(0.0, now - d[2]) if d[2] != float("-inf") else 0.0
+        d[2] = max(d[2], now)       # (as a client's bucket: an older reading refills nothing)
         if self._server(d, now, dt, min(float(max(copies, 0)), BCAST_COPY_BURST)):
             return True
         self.stats[BCAST_OVER_SERVER] += 1
@@ -188,7 +188,7 @@ class ReplicationBudget:
             return False
         g = self.server
         g[0] = min(BCAST_SERVER_BURST, g[0] + max(now - g[1], 0.0) * BCAST_SERVER_RATE)
-        g[1] = now
+        g[1] = max(g[1], now)       # an older reading must not rewind it: the time again refilled twice
         if b[3] < cost or g[0] - cost < (0.0 if idle else BCAST_RESERVE * BCAST_SERVER_BURST):
             return False
         b[3] -= cost

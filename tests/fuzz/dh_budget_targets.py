@@ -14,8 +14,11 @@ refuses exactly what modulus_bits refuses or finds below MIN_BITS, at the dh lin
 `mcast-budget`: ReplicationBudget.allow / forget over a script of up to 6 clients (3 common
 names, one without), packets with 0..70,000 copies, time steps (back in time too: the pump's
 clock is monotonic, the budget must still never go negative), clients leaving and their name
-coming back. Oracles: both buckets within 0..their burst; False exactly when a bucket had too
-little, counted once under BCAST_OVER_RATE; over any stretch of one name's sessions (one at a
+coming back. Oracles: both buckets within 0..their burst; a False counted once: under
+BCAST_OVER_RATE exactly when the sender's own bucket had too little, else under BCAST_OVER_SERVER
+(mcast40's server-wide budget, merged after fuzz40); the server's bucket within 0..its burst and
+the copies allowed for all senders together at most BCAST_SERVER_BURST + BCAST_SERVER_RATE x the
+time since the first (a clock step back and forth buys nothing); over any stretch of one name's sessions (one at a
 time) the packets allowed are at most BCAST_BURST + BCAST_RATE x its length and the copies
 charged at most BCAST_COPY_BURST + BCAST_COPY_RATE x its length (reconnecting buys nothing);
 the names kept for a next session at most BCAST_LEFT_MAX. is_multicast on the input's bytes
@@ -237,6 +240,8 @@ def make_mcast_budget():
         # one name's sessions, one at a time: [first time, packets allowed, copies charged]
         chain: dict[str, list[float]] = {}
         now = t_max = 0.0
+        t_first: float | None = None       # the first allow()
+        server_copies = 0.0                 # copies allowed, all senders together
         i = 0
         while i + 1 < len(data):
             op, arg = data[i], data[i + 1]
@@ -263,13 +268,37 @@ def make_mcast_budget():
                         chain[cn] = [now, 0.0, 0.0]
                 copies = (arg * 300 if op & 0x40 else arg % 8) if kind != 1 else 70_000
                 over = stats.get(dp.BCAST_OVER_RATE, 0)
+                over_server = stats.get(dp.BCAST_OVER_SERVER, 0)
                 before = list(b.buckets.get(id(rec)) or [])
+                if not before and rec.common_name in b.left:
+                    before = list(b.left[rec.common_name])      # handed to the name's next session
+                t_first = now if t_first is None else t_first
                 ok = b.allow(rec, now, copies)
-                assert stats[dp.BCAST_OVER_RATE] == over + (0 if ok else 1), "over-rate count"
+                cost = min(float(max(copies, 0)), dp.BCAST_COPY_BURST)
+                # The sender's own buckets, refilled as the docstring says (nothing for an older time).
+                if before:
+                    dt = max(0.0, now - before[2])
+                    pk = min(dp.BCAST_BURST, before[0] + dt * dp.BCAST_RATE)
+                    cp = min(dp.BCAST_COPY_BURST, before[1] + dt * dp.BCAST_COPY_RATE)
+                else:
+                    pk, cp = dp.BCAST_BURST, dp.BCAST_COPY_BURST
+                own_short = pk < 1.0 or cp < cost
+                # Refused exactly once: under the sender's rate when its own bucket had too little
+                # (mcast40), else under the server's; never refused by the server and allowed.
+                assert stats[dp.BCAST_OVER_RATE] == over + int(not ok and own_short), "over-rate count"
+                assert stats[dp.BCAST_OVER_SERVER] == over_server + int(not ok and not own_short), \
+                    "over-server count"
+                assert not (ok and own_short), "allowed past the sender's own bucket"
                 bucket = b.buckets[id(rec)]
                 assert 0.0 <= bucket[0] <= dp.BCAST_BURST, f"packet tokens {bucket[0]}"
                 assert 0.0 <= bucket[1] <= dp.BCAST_COPY_BURST, f"copy tokens {bucket[1]}"
-                cost = min(float(max(copies, 0)), dp.BCAST_COPY_BURST)
+                assert 0.0 <= b.server[0] <= dp.BCAST_SERVER_BURST, f"server tokens {b.server[0]}"
+                if ok:
+                    # The server's budget for all senders together (mcast40): a clock step back
+                    # and forth buys nothing either.
+                    server_copies += cost
+                    assert server_copies <= dp.BCAST_SERVER_BURST + dp.BCAST_SERVER_RATE * (t_max - t_first) + 1e-3, \
+                        f"{server_copies} copies server-wide in {t_max - t_first:.3f} s"
                 if ok and rec.common_name:
                     c = chain[rec.common_name]
                     c[1] += 1
