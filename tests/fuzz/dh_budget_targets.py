@@ -353,4 +353,8 @@ def seeds_mcast_budget() -> list[bytes]:
     mix = bytes((3 | 1 << 2, 7, 3 | 2 << 2, 7, 3 | 3 << 2, 7, 2 | 3 << 2, 0, 3 | 4 << 2, 7, 2 | 1 << 2, 0, 3 | 1 << 2, 7))
     v4 = bytes((0x45, 0, 0, 28)) + bytes(12) + bytes((224, 0, 0, 5)) + bytes(8)
     v6 = bytes((0x60,)) + bytes(23) + bytes((0xFF, 2)) + bytes(14) + bytes(8)
-    return [burst, reconnect, copies, back, mix, v4 + v6, v6 * 3 + v4[:19]]
+    # four senders empty the server's budget at once, a clock 2 s back (one packet) and forth:
+    # the server's budget must not refill those seconds twice (fuzz40b)
+    flood = bytes(b for slot in (0, 1, 2, 5) for b in (3 | slot << 2 | 0x40, 34))
+    rewind = flood + bytes((1 | 0x80, 200, 3 | 2 << 2, 1, 0, 40)) + flood
+    return [burst, reconnect, copies, back, mix, v4 + v6, v6 * 3 + v4[:19], rewind]

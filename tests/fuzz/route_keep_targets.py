@@ -16,19 +16,29 @@ tunnel, and no address of that NIC (same family) has a network holding its desti
 computed here with ipaddress, apart from `_on_link`; what remains is the rest in order; the
 kernel holds every route said to be back; a failure is an add that said anything but EEXIST.
 Per keeper: no check closer than Pacing.MIN_GAP to the last; a hint is followed by a check
-within SETTLE (or by MIN_GAP after the last one), a failed check by one within RETRY_MAX; the
-"not added again yet" warning at most once per LOG_EVERY; after the watch failed, no check and
-no timer. Nothing escapes either.
+within SETTLE (or by MIN_GAP after the last one), a failed check by one within RETRY_MAX; after
+the watch failed, no check and no timer. The log lines follow the rules merged after fuzz40
+(flap40, atk40, the lead's one limiter): a failed check's "not added again yet" line is an INFO
+exactly when LOG_EVERY passed since the last such line, but the PERSIST-th failed check in a row
+says one WARNING whatever the rate; the "added again" lines and their summary are said exactly
+as a model of logpace.NoteLimit written here (_RefLimit: 3 at once, then one per 30 s) says, and
+every check that put routes back is said, counted in a later line ("N more times") or still held.
+Nothing escapes either.
+
+`wan-lan-relink` (make_relink's docstring): on a clock of the input's, the LAN keeper's lines
+against a model of NoteLimit written here.
 """
 from __future__ import annotations
 
 import errno
 import ipaddress
 import logging
+import re
 
 TUN = 10
 NICS = (2, 3, 4)            # 4 can vanish
 EPS = 1e-9
+BACK_LINE = "route(s) of the tunnel gone from the kernel"
 
 _DSTS4 = ("198.18.0.1", "198.18.0.0", "198.18.1.77", "198.19.255.255", "10.0.0.1", "0.0.0.0", "128.0.0.0",
           "255.255.255.255", "198.18.0.255")
@@ -167,11 +177,13 @@ class _Logs(logging.Handler):
     def __init__(self, clock=None) -> None:
         super().__init__(logging.DEBUG)
         self.records: list[str] = []
+        self.levels: list[int] = []
         self.clock = clock
         self.times: list[float] = []
 
     def emit(self, record: logging.LogRecord) -> None:
         self.records.append(record.getMessage())
+        self.levels.append(record.levelno)
         self.times.append(self.clock() if self.clock else 0.0)
 
 
@@ -244,6 +256,7 @@ def make_route_keeper():
         pump, watch, logs = _Pump(), _Watch(), _Logs(lambda: now[0])
         checks: list[tuple[float, bool]] = []       # (time, failed)
         restore_fails = [False]
+        n_back = [0]                                # checks that put routes back
 
         def restore():
             if restore_fails[0]:
@@ -268,6 +281,7 @@ def make_route_keeper():
                 assert "File exists" not in why
             for sp in back:
                 oifs[_Kernel.key(sp)] = sp["oif"]
+            n_back[0] += bool(back)
             return back, failed
 
         logger.addHandler(logs)
@@ -280,12 +294,52 @@ def make_route_keeper():
             def check_spy():
                 n = len(logs.records)
                 t = now[0]
+                backs_before = n_back[0]
                 if checks:
                     assert t - checks[-1][0] >= Pacing.MIN_GAP - EPS, f"checks {t - checks[-1][0]:.3f} s apart"
                 orig_check()
-                failed = any("not added again yet" in r for r in logs.records[n:]) or keeper.pacing.due is not None
+                said = [(lv, r) for lv, r in zip(logs.levels[n:], logs.records[n:]) if "not added again yet" in r]
+                failed = bool(said) or keeper.pacing.due is not None
+                # The failure's line (flap40, as merged): INFO at most once per LOG_EVERY -- and said
+                # whenever that long passed since the last --, but one WARNING per run of failures,
+                # at the PERSIST-th check in a row that failed, whatever the rate limit.
+                run[0] = run[0] + 1 if failed else 0
+                assert len(said) <= 1, "a failure said twice in one check"
+                if failed and run[0] == Pacing.PERSIST:
+                    assert [lv for lv, _r in said] == [logging.WARNING], f"no WARNING at the {Pacing.PERSIST}th failure"
+                    assert f"after {Pacing.PERSIST} tries" in said[0][1]
+                elif failed:
+                    want = t - last_said[0] >= Pacing.LOG_EVERY - EPS
+                    assert [lv for lv, _r in said] == ([logging.INFO] if want else []), \
+                        f"INFO {'held' if want else 'said'} {t - last_said[0]:.2f} s after the last failure line"
+                else:
+                    assert not said
+                if said:
+                    last_said[0] = t
+                again = [r for r in logs.records[n:] if r.startswith(BACK_LINE)]
+                if n_back[0] > backs_before:
+                    want = back_lim.due(t)
+                    assert len(again) == int(want is not None), "'added again' not as the limiter says"
+                    if want:
+                        assert again[0].endswith(f"({want} more time{'s' if want != 1 else ''} since the last such line)")
+                else:
+                    assert not again, "'added again' with nothing put back"
                 checks.append((t, failed))
+
+            def say_spy():
+                n = len(logs.records)
+                orig_say()
+                lines = [r for r in logs.records[n:] if r.startswith(BACK_LINE)]
+                want = back_lim.summary(now[0])
+                assert len(lines) == int(bool(want)), "'added again' summary not as the limiter says"
+                if want:
+                    assert f" and added again {want} more time{'s' if want != 1 else ''} since" in lines[0]
+            orig_say = keeper._say_held
+            keeper._say_held = say_spy
+            back_lim = _RefLimit()
             keeper._check = check_spy
+            run = [0]                            # failed checks in a row
+            last_said = [float("-inf")]          # the last failure line (INFO or WARNING)
             hint_due: float | None = None        # a check must run by then
             hint_at = 0.0                        # ...after this hint
             fail_logs: list[float] = []
@@ -358,8 +412,8 @@ def make_route_keeper():
                     k.addrs[4] = [] if 4 in k.gone else k.addrs[4]
                 else:                   # restore itself fails (the netlink socket)
                     restore_fails[0] = not restore_fails[0]
-                fail_logs += [t for t, r in zip(logs.times[n_logs:], logs.records[n_logs:])
-                              if "not added again yet" in r]
+                fail_logs += [(t, lv) for t, lv, r in zip(logs.times[n_logs:], logs.levels[n_logs:],
+                                                          logs.records[n_logs:]) if "not added again yet" in r]
                 # A hinted check ran by its time (the fake pump fires what is due at once).
                 if hint_due is not None and now[0] >= hint_due + EPS:
                     assert any(hint_at - EPS <= t <= hint_due + EPS for t, _f in checks), \
@@ -371,20 +425,66 @@ def make_route_keeper():
                     assert at <= checks[-1][0] + Pacing.RETRY_MAX + Pacing.MIN_GAP + EPS, "retry too late"
                 if closed:
                     assert not pump.timers.armed_ and id(watch) not in pump.watched and watch.closed
-            for a, b in zip(fail_logs, fail_logs[1:]):
+            # Apart from the one WARNING of a run, failure lines at least LOG_EVERY apart.
+            infos = [t for t, lv in fail_logs if lv == logging.INFO]
+            warns = [t for t, lv in fail_logs if lv == logging.WARNING]
+            for a, b in zip(infos, infos[1:]):
                 assert b - a >= Pacing.LOG_EVERY - EPS, f"a failure said twice within {b - a:.2f} s"
+            assert len(warns) <= max(1, sum(1 for i, (_t, f) in enumerate(checks)
+                                            if f and (i == 0 or not checks[i - 1][1]))), "a WARNING per run of failures"
+            # "added again" through the one limiter (logpace.NoteLimit): every check that put
+            # routes back is said, or held and counted in a later line, or still held.
+            lines = [r for r in logs.records if r.startswith(BACK_LINE)]
+            put_back = sum(1 for r in lines if re.search(r" added again( \(\d+ more times? since the last such line\))?$", r))
+            counted = sum(int(m) for r in lines for m in re.findall(r"(\d+) more times? since the last such line", r))
+            assert put_back + sum(1 for r in lines if " and added again " in r) == len(lines), lines
+            assert put_back + counted + keeper.notes.held == n_back[0], \
+                f"'added again': {put_back} said + {counted} counted + {keeper.notes.held} held != {n_back[0]}"
         finally:
             logger.removeHandler(logs)
             logger.setLevel(old_level)
     return one
 
 
+class _RefLimit:
+    """logpace.NoteLimit's rule, written apart: up to 3 lines at once, one more per 30 s; what was
+    held is said with the next line, or alone by summary() once a line may be said again."""
+
+    def __init__(self) -> None:
+        self.burst, self.every = 3, 30.0             # README: "3 at once, then one per 30 s"
+        self.tokens, self.at, self.held = float(self.burst), None, 0
+
+    def due(self, now: float) -> int | None:
+        if self.at is not None:
+            self.tokens = min(float(self.burst), self.tokens + max(0.0, now - self.at) / self.every)
+        self.at = now if self.at is None else max(self.at, now)
+        if self.tokens < 1.0:
+            self.held += 1
+            return None
+        self.tokens -= 1.0
+        held, self.held = self.held, 0
+        return held
+
+    def summary(self, now: float) -> int:
+        if not self.held:
+            return 0
+        held = self.due(now)
+        if held is None:            # not yet: due() counted this ask as one more held
+            self.held -= 1
+            return 0
+        return held
+
+
 def make_relink():
     """`wan-lan-relink`: router/static_wan.py `missing` and router/lan_routes.py's keeper
     (keep_on_link's reapply): an address the NIC lost is added again, none it holds; gateways only
     when the link came back or an address was missing, and only for a family without a default
-    route; [lan] routes restored exactly when the link came back or the last try failed; the
-    "not back yet" warning once per change of the failed list."""
+    route; [lan] routes restored exactly when the link came back or the last try failed. The log
+    as merged after fuzz40 (flap40 and the one limiter, logpace.NoteLimit): the "not back yet"
+    INFO at most once per change of the failed list, said exactly when the limiter (modelled here:
+    BURST at once, then one per LOG_EVERY of the input's clock) lets it, with the count held; one
+    WARNING at the PERSIST-th try in a row with a route failed; "added again" through its own
+    limiter, naming what came back; no other line."""
     from appliance.router import lan_routes, static_wan
 
     def one(data: bytes) -> None:
@@ -422,10 +522,17 @@ def make_relink():
                 Routes.calls += 1
                 return Routes.answer
 
-        keeper = lan_routes.LanRouteKeeper("lan0", Routes())
+        now = [0.0]
+        keeper = lan_routes.LanRouteKeeper("lan0", Routes(), clock=lambda: now[0])
         logs = _Logs()
+        # The one limiter (logpace.NoteLimit, merged after fuzz40) as its docstring says it:
+        # BURST at once, then one per `every` s, the ones held counted into the next line.
+        fail_lim, back_lim = _RefLimit(), _RefLimit()
+        tries = 0                                   # due tries in a row with a route failed
         logger = logging.getLogger("vpn-appliance")
         logger.addHandler(logs)
+        old_level = logger.level
+        logger.setLevel(logging.INFO)
         try:
             last_failed: list[str] = []
             while s.left():
@@ -434,6 +541,7 @@ def make_relink():
                 failed = [({"dst": f"198.18.{i}.0", "prefixlen": 24}, "Network is down")
                           for i in range((op >> 1) & 3)]
                 back = [{"dst": f"10.{i}.0.0", "prefixlen": 16} for i in range((op >> 3) & 3)]
+                now[0] += (0.0, 1.0, 10.0, 30.0)[(op >> 5) & 3]
                 if op & 0x80:
                     keeper.stop.set()
                 Routes.answer = (back, failed)
@@ -444,14 +552,34 @@ def make_relink():
                 if due:
                     assert got == bool(back)
                     names = [f"{sp['dst']}/{sp['prefixlen']}" for sp, _ in failed]
-                    warned = sum("not back yet" in r for r in logs.records[n:])
-                    assert warned == int(bool(failed) and names != last_failed), "not-back warning"
+                    new = logs.records[n:]
+                    # "not back yet": INFO once per change of the failed list, through the limiter
+                    said = [r for r in new if "not back yet" in r]
+                    want = fail_lim.due(now[0]) if failed and names != last_failed else None
+                    assert len(said) == int(want is not None), "not-back warning"
+                    if said and want:
+                        assert f"({want} more time(s) since the last such line)" in said[0], said[0]
+                    elif said:
+                        assert "more time" not in said[0]
+                    # ...and one WARNING at the PERSIST-th try in a row with a failure (flap40)
+                    tries = tries + 1 if failed else 0
+                    still = [r for r in new if f"still not back after {lan_routes.PERSIST} tries" in r]
+                    assert len(still) == int(tries == lan_routes.PERSIST), "still-not-back warning"
+                    # "added again" (what restore put back) through its own limiter
+                    again = [r for r in new if "added again" in r]
+                    want = back_lim.due(now[0]) if back else None
+                    assert len(again) == int(want is not None), "added-again line"
+                    if again:
+                        assert again[0].endswith(f"({want} more time{'s' if want != 1 else ''} since the last such line)"
+                                                 if want else ", ".join(f"{sp['dst']}/{sp['prefixlen']}" for sp in back))
+                    assert len(new) == len(said) + len(still) + len(again)
                     assert keeper.failed == names
                     last_failed = names
                 else:
                     assert got is False and len(logs.records) == n
         finally:
             logger.removeHandler(logs)
+            logger.setLevel(old_level)
     return one
 
 
@@ -479,10 +607,19 @@ def seeds_route_keeper() -> list[bytes]:
         setup + bytes((6,)) + bytes((2 | 3 << 3,)) + hint + t * 4 + bytes((6,)) + t * 20,
         setup + bytes((7,)) + hint + t * 4 + bytes((7,)) + t * 40 + bytes((0 | 31 << 3,)) + t,
         setup + bytes((0 | 3 << 3,)) * 3 + bytes((1 | 0x80,)) * 10 + hint * 4 + t,
+        # restore failing for ~75 s (INFO lines 30 s apart, the WARNING at the PERSIST-th), then back
+        setup + bytes((7,)) + hint + t * 50 + bytes((7,)) + t * 25,
+        # ...twice: a WARNING for each run of failures
+        setup + (bytes((7,)) + hint + t * 50 + bytes((7,)) + hint + t * 25) * 2,
+        # a flush storm: "added again" past the limiter's burst, held, then counted in a summary
+        setup + (bytes((2 | 1 << 3,)) + hint + t) * 8 + t * 30,
     ]
 
 
 def seeds_relink() -> list[bytes]:
     return [bytes((0x3F, 0x0F, 0x01, 0x04, 0x01, 0x03, 0x00, 0x02, 0x0B, 0x81, 0x01)),
             bytes((0x09, 0x03, 0x09, 0x03, 0x00, 0x01, 0x06, 0x06, 0x00)),
-            bytes((0x21, 0x05, 0x60, 0x02, 0x07, 0x05, 0x03))]
+            bytes((0x21, 0x05, 0x60, 0x02, 0x07, 0x05, 0x03)),
+            # a storm: the failed list changing at every try (past the limiter's burst), time
+            # passing (one line per 30 s), PERSIST tries failed in a row, then all back
+            bytes((0x21, 0x05, 0x60, 0x02)) + bytes((0x03, 0x0D, 0x05, 0x0B, 0x03, 0x2D, 0x65, 0x0B, 0x43, 0x19, 0x79, 0x09))]
