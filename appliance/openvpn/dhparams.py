@@ -21,11 +21,27 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
+from dataclasses import dataclass
 
 MIN_BITS = 2048
 _LABELS = (b"DH PARAMETERS", b"X9.42 DH PARAMETERS")
 _SEQUENCE, _INTEGER = 0x30, 0x02
 _INT32 = 1 << 31
+_BITSTRING = 0x03
+_BOM = b"\xef\xbb\xbf"
+MIN_STRENGTH = 112          # bits of security: OpenSSL 3's default level 2, which 2.6's dh load meets
+# The groups OpenSSL 3 knows by their numbers (RFC 7919 ffdhe, RFC 3526 modp, RFC 5114 of 2048 bits:
+# `openssl genpkey -genparam -algorithm DH -pkeyopt group:NAME`), as sha256(p "/" g)[:16] in hex:
+# for one of these OpenSSL takes the group's own q, and a PKCS#3 privateValueLength counts for nothing.
+_KNOWN_GROUPS = frozenset((
+    "8df912e230eaf0dfdead5f83c8f72657", "0ffed559ee347d33d7901b1ce9926471",     # dh_2048_224, dh_2048_256
+    "3ea54582c4de54ba23ecaef84cb28fe9", "c3a124a36009586aee19f2aa3ed62186",     # ffdhe2048, 3072
+    "ce5851106d89beaeed15382b55f2f928", "7b3d3de4d4004683b8cd63b43c42d11f",     # ffdhe4096, 6144
+    "ff46231f3b5830b992eb68703cdee6dc", "51d381e98164949a10083205f62c4f9e",     # ffdhe8192, modp_2048
+    "6f3632671c60d0743270728147c29243", "f20be1f45dc37e9e8da014f97fede84d",     # modp_3072, 4096
+    "20ee822c099a9f9d302e1a57f796220f", "953e218e5fd27d674e67b833f4c02587",     # modp_6144, 8192
+))
 
 
 def _tlv(der: bytes, pos: int) -> tuple[int, int, int]:
@@ -52,66 +68,149 @@ def _block(data: bytes) -> tuple[bytes, bytes]:
     """(label, base64 body) of the first DH parameters block, framed as OpenSSL's PEM reader
     takes one: its BEGIN and END lines whole lines of their own (trailing blanks aside), no PEM
     headers (parameters are never encrypted: OpenSSL refuses a Proc-Type, and any header the
-    block does not end with a blank line after), no blank line in the body. Found line by line,
-    not with a regex (a file of many BEGIN lines without an END stays linear)."""
+    block does not end with a blank line after) -- but one blank line right after BEGIN (an empty
+    header section), no other blank line in the body. Another PEM block before it is passed over
+    whole, as OpenSSL reads it (a DH BEGIN line inside it is not one), and a UTF-8 byte order mark
+    is dropped where OpenSSL drops it: on the file's first line and on the line after such a
+    block's END (where its reader starts afresh) -- a file saved by Windows' Notepad, or two such
+    files put together, start 2.6 (review41). Found line by line, not with a regex (a file of many
+    BEGIN lines without an END stays linear)."""
     lines = data.split(b"\n")
     begin = {b"-----BEGIN " + label + b"-----": label for label in _LABELS}
+    fresh = True                # a line OpenSSL's PEM reader starts a read at (it drops a BOM there)
+    passing: bytes | None = None    # the END line of another block passed over
     for i, line in enumerate(lines):
-        label = begin.get(line.rstrip())
+        line = line.rstrip()
+        if fresh and line.startswith(_BOM):
+            line = line[len(_BOM):]
+        fresh = False
+        if passing is not None:
+            if line == passing:
+                passing, fresh = None, True
+            continue
+        label = begin.get(line)
         if label is None:
+            if line.startswith(b"-----BEGIN ") and line.endswith(b"-----") and len(line) > 16:
+                passing = b"-----END " + line[11:]
             continue
         end = b"-----END " + label + b"-----"
         if end not in data:
             raise ValueError(f"its {label.decode()} block has no END line")
         body = []
-        for ln in lines[i + 1:]:
+        gap = False                     # the block began with that blank line
+        for n, ln in enumerate(lines[i + 1:]):
             ln = ln.rstrip()
             if ln == end:
                 return label, b"".join(body)
-            if not ln or b":" in ln or ln.lstrip().startswith(b"-----"):
+            if not ln and n == 0:
+                gap = True              # the empty header section OpenSSL allows
+                continue
+            b64 = b"".join(ln.split())
+            if not ln or b":" in ln or ln.lstrip().startswith(b"-----") or (gap and b64 != ln):
+                # (after that blank line OpenSSL takes no blanks inside or before a line's base64)
                 raise ValueError(f"its {label.decode()} block does not parse (not base64 of DER DH parameters)")
-            body.append(b"".join(ln.split()))
+            body.append(b64)
         raise ValueError(f"its {label.decode()} block has no END line")
     raise ValueError("holds no DH parameters (a PEM \"BEGIN DH PARAMETERS\" block, as `openssl dhparam` writes)")
 
 
-def _prime(der: bytes, x942: bool) -> bytes:
-    """The prime's bytes, the DER checked as OpenSSL 3 decodes it (2.6 starts only then):
-    PKCS#3 `SEQUENCE { p, g [, privateValueLength (32 bits)] }`, X9.42 `SEQUENCE { p, g, q
-    [, j] [, validationParms SEQUENCE] }`, every number an INTEGER, nothing more inside."""
+def _minimal(der: bytes, s: int, e: int) -> bool:
+    """Whether the INTEGER content der[s:e] is in DER's shortest form (no leading 00 or FF that a
+    shorter encoding would not need): OpenSSL decodes privateValueLength (an int32) only then."""
+    return e - s < 2 or not ((der[s] == 0 and der[s + 1] < 0x80) or (der[s] == 0xFF and der[s + 1] >= 0x80))
+
+
+@dataclass(frozen=True)
+class DhParams:
+    """What 2.6's start needs of a `dh` file: the prime's size, and the security OpenSSL 3 gives
+    the group (BN_security_bits of the prime's size and the subgroup's: X9.42's q, else PKCS#3's
+    privateValueLength), which SSL_CTX_set0_tmp_dh_pkey holds against its level ("dh key too
+    small" below MIN_STRENGTH): a 2048-bit group of a 160-bit subgroup -- `openssl genpkey
+    -algorithm DHX ... dh_paramgen_subprime_len:160`, or OpenSSL 0.9.8's `dhparam -dsaparam`
+    (privateValueLength 160) -- stops 2.6 at start though its prime is big enough (review41).
+    A group OpenSSL knows by its numbers (_KNOWN_GROUPS) gets its own q there, whatever the
+    privateValueLength."""
+    bits: int
+    strength: int
+
+
+def _strength(bits: int, sub: int | None) -> int:
+    """OpenSSL 3's BN_security_bits(L, N): by the prime's size, capped by half the subgroup's."""
+    secbits = next((s for at, s in ((15360, 256), (7680, 192), (3072, 128), (2048, 112), (1024, 80)) if bits >= at), 0)
+    if secbits == 0 or sub is None:
+        return secbits
+    half = int(sub / 2)                     # C's division (toward zero)
+    return 0 if half < 80 else min(half, secbits)
+
+
+def _read_der(der: bytes, x942: bool) -> DhParams:
+    """The DER checked as OpenSSL 3 decodes it (2.6 starts only then): PKCS#3 `SEQUENCE { p, g
+    [, privateValueLength (32 bits, DER's shortest form)] }`, X9.42 `SEQUENCE { p, g, q [, j]
+    [, validationParms SEQUENCE { seed BIT STRING, pgenCounter INTEGER }] }`, every number an
+    INTEGER, nothing more inside. p and q are read as OpenSSL reads a BIGNUM: the content's
+    bytes unsigned, leading zeros aside."""
     tag, start, end = _tlv(der, 0)
     if tag != _SEQUENCE:
         raise ValueError("not a SEQUENCE")
-    items = []
-    pos = start
-    while pos < end:
-        if len(items) == 5:
-            raise ValueError("too many elements")
-        tag, s, e = _tlv(der[:end], pos)
-        items.append((tag, s, e))
-        pos = e
+    items = _elements(der, start, end, 5)
     tags = [t for t, _s, _e in items]
+    sub = None
     if x942:
         shapes = ([_INTEGER] * 3, [_INTEGER] * 4, [_INTEGER] * 3 + [_SEQUENCE], [_INTEGER] * 4 + [_SEQUENCE])
         ok = tags in shapes
+        if ok and tags[-1] == _SEQUENCE:
+            _t, s, e = items[-1]
+            vp = _elements(der, s, e, 2)
+            ok = [t for t, _s, _e in vp] == [_BITSTRING, _INTEGER] and vp[0][2] > vp[0][1] \
+                and der[vp[0][1]] <= 7          # the BIT STRING's unused-bits byte
+        if ok:
+            _t, s, e = items[2]
+            sub = int.from_bytes(der[s:e], "big").bit_length()      # a BIGNUM: OpenSSL reads it unsigned
     else:
         ok = tags in ([_INTEGER] * 2, [_INTEGER] * 3)
         if ok and len(items) == 3:
             _t, s, e = items[2]
-            ok = -_INT32 <= int.from_bytes(der[s:e], "big", signed=True) < _INT32
+            length = int.from_bytes(der[s:e], "big", signed=True)
+            ok = -_INT32 <= length < _INT32 and _minimal(der, s, e)
+            known = _known(der[items[0][1]:items[0][2]], der[items[1][1]:items[1][2]])
+            sub = length if length not in (0, -1) and not known else None   # 0: not set; -1: OpenSSL's "none"
     if not ok or items[0][2] == items[0][1]:
         raise ValueError("not DH parameters")
-    return der[items[0][1]:items[0][2]]
+    bits = int.from_bytes(der[items[0][1]:items[0][2]], "big").bit_length()
+    return DhParams(bits, _strength(bits, sub))
 
 
-def modulus_bits(data: bytes) -> int:
-    """The size in bits of the prime of the first DH parameters block in `data`. ValueError with
-    a reason a user can act on when there is none or it does not parse -- whatever OpenSSL's
-    loader (2.6's PEM_read_bio_Parameters) refuses (fuzz40's dh-file target compares the two)."""
+def _known(p: bytes, g: bytes) -> bool:
+    """Whether (p, g) is one of _KNOWN_GROUPS (leading zero bytes aside, as a BIGNUM reads them)."""
+    digest = hashlib.sha256(p.lstrip(b"\0") + b"/" + g.lstrip(b"\0")).hexdigest()[:32]
+    return digest in _KNOWN_GROUPS
+
+
+def _elements(der: bytes, start: int, end: int, most: int) -> list[tuple[int, int, int]]:
+    """The (tag, start, end) of the elements der[start:end] holds, at most `most` of them."""
+    items = []
+    pos = start
+    while pos < end:
+        if len(items) == most:
+            raise ValueError("too many elements")
+        tag, s, e = _tlv(der[:end], pos)
+        items.append((tag, s, e))
+        pos = e
+    return items
+
+
+def read(data: bytes) -> DhParams:
+    """The first DH parameters block in `data`. ValueError with a reason a user can act on when
+    there is none or it does not parse -- whatever OpenSSL's loader (2.6's PEM_read_bio_Parameters)
+    refuses (fuzz40's dh-file target compares the two)."""
     label, body = _block(data)
     try:
         der = base64.b64decode(body, validate=True)
-        prime = _prime(der, label.startswith(b"X9.42"))
+        return _read_der(der, label.startswith(b"X9.42"))
     except (ValueError, binascii.Error):
         raise ValueError("its DH PARAMETERS block does not parse (not base64 of DER DH parameters)") from None
-    return int.from_bytes(prime, "big").bit_length()
+
+
+def modulus_bits(data: bytes) -> int:
+    """The size in bits of the prime of the first DH parameters block in `data` (read())."""
+    return read(data).bits

@@ -9,7 +9,7 @@ import base64
 
 import pytest
 
-from appliance.openvpn.dhparams import modulus_bits
+from appliance.openvpn.dhparams import modulus_bits, read
 
 P = int("FFFFFFFFFFFFFFFFC90FDAA22168C234C4C6628B80DC1CD129024E088A67CC74020BBEA63B139B22514A08798E3404DD"
         "EF9519B3CD3A431B302B0A6DF25F14374FE1356D6D51C245E485B576625E7EC6F44C42E9A637ED6B0BFF5CB6F406B7ED"
@@ -92,3 +92,60 @@ def test_many_begin_lines_without_an_end_stay_linear():
 def test_a_sequence_of_thousands_of_integers_is_refused_after_a_few():
     with pytest.raises(ValueError):
         modulus_bits(_pem(_seq(*[_int(1)] * 50_000)))
+
+
+# review41: files compared with OpenSSL 3.0's loader and SSL_CTX_set0_tmp_dh_pkey (what 2.6 calls),
+# and with Debian's openvpn itself: these start 2.6 and were refused here.
+BOM = b"\xef\xbb\xbf"
+CERT_BLOCK = _pem(_seq(_int(5)), b"CERTIFICATE")             # any other block, well framed
+
+
+@pytest.mark.parametrize("data", [
+    BOM + _pem(GOOD),                                              # saved as UTF-8 with a BOM (Notepad)
+    BOM + _pem(GOOD).replace(b"\n", b"\r\n"),
+    CERT_BLOCK + BOM + _pem(GOOD),                                 # two such files concatenated
+    _pem(GOOD).replace(b"-----\n", b"-----\n\n", 1),               # a blank line after BEGIN (no headers)
+    _pem(GOOD).replace(b"-----\n", b"-----\n  \r\n", 1),
+], ids=["bom", "bom-crlf", "bom-after-a-block", "blank-after-begin", "blank-with-spaces-after-begin"])
+def test_what_openssl_loads_and_2_6_starts_with_is_read(data):
+    assert modulus_bits(data) == 2048
+
+
+@pytest.mark.parametrize("data", [
+    b"text\n" + BOM + _pem(GOOD),                                  # a BOM only where a read starts
+    BOM + BOM + _pem(GOOD),
+    _pem(GOOD).replace(b"-----\n", b"-----\n\n\n", 1),             # one blank line only
+    _pem(GOOD).replace(b"-----\n", b"-----\n\n ", 1),               # and then no indented line
+    _pem(_seq(_int(P), _int(2), b"\x02\x02\x00\x01")),             # privateValueLength padded (not DER)
+    _pem(_seq(_int(P), _int(2), _int((P - 1) // 2), _seq()), X942),    # validationParms without its fields
+    _pem(_seq(_int(P), _int(2), _int((P - 1) // 2), _seq(b"\x04\x01\x00", _int(5))), X942),
+    _pem(_seq(_int(P), _int(2), _int((P - 1) // 2), _seq(b"\x03\x02\x00\x01", _int(5), _int(6))), X942),
+], ids=["bom-on-a-later-line", "two-boms", "two-blank-lines", "blank-then-indented", "pvl-padded", "x942-empty-seed",
+        "x942-seed-not-bits", "x942-seed-three"])
+def test_what_openssl_cannot_load_is_refused(data):
+    with pytest.raises(ValueError):
+        modulus_bits(data)
+
+
+@pytest.mark.parametrize("data, strength", [
+    (_pem(GOOD), 112),
+    (_pem(_seq(_int(P), _int(2), _int((1 << 159) + 1)), X942), 80),    # `genpkey -algorithm DHX ... subprime_len:160`
+    (_pem(_seq(_int(P), _int(2), _int((1 << 222) + 1)), X942), 111),
+    (_pem(_seq(_int(P), _int(2), _int((1 << 223) + 1)), X942), 112),
+    (_pem(_seq(_int(P), _int(2), b"\x02\x01\x00"), X942), 0),          # q = 0
+    (_pem(_seq(_int(P | 1 << 2048), _int(2), _int(160))), 80),        # 0.9.8's `dhparam -dsaparam`: length 160
+    (_pem(_seq(_int(P | 1 << 2048), _int(2), _int(256))), 112),
+    (_pem(_seq(_int(P), _int(2), _int(160))), 112),                    # a known group: OpenSSL takes its own q
+    (_pem(_seq(_int(P | 1 << 3071), _int(2))), 128),
+], ids=["pkcs3", "x942-q160", "x942-q223", "x942-q224", "x942-q0", "pvl-160", "pvl-256", "known-group-pvl-160",
+         "3072"])
+def test_the_strength_is_openssls_as_2_6_checks_it_at_start(data, strength):
+    assert read(data).strength == strength
+
+
+def test_a_server_with_a_2048_bit_group_of_a_160_bit_subgroup_fails_at_its_dh_line_as_2_6():
+    from .test_startup_checks26 import SERVER, _err
+    weak = _pem(_seq(_int(P), _int(2), _int((1 << 159) + 1)), X942).decode()
+    e = _err(SERVER + "<dh>\n" + weak + "</dh>\n")
+    assert e.startswith("/p/s.conf:13: dh: "), e
+    assert "80 bits of security" in e and "dh key too small" in e and "\n" not in e

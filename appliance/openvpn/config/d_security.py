@@ -6,7 +6,7 @@ import base64
 import os
 
 from .. import ciphers, gentoken
-from ..dhparams import MIN_BITS, modulus_bits
+from ..dhparams import MIN_BITS, MIN_STRENGTH, read
 from ..compression import (COMP_F_ADAPTIVE, COMP_F_ADVERTISE_STUBS_ONLY, COMP_F_ALLOW_ASYM, COMP_F_ALLOW_STUB_ONLY,
                            COMP_F_MIGRATE, COMP_F_SWAP, missing_library)
 from ..keymethod import USER_PASS_LEN
@@ -140,15 +140,19 @@ def finish_dh(p: ParseState) -> None:
     if data is None:
         return                                    # cannot read it (said), or `[inline]` without a block (said)
     try:
-        bits = modulus_bits(data)
+        got = read(data)
     except ValueError as e:
         p.err("dh", f"{where} {e}; OpenVPN 2.6 fails at start on it (\"Cannot load DH parameters\"). Key "
                     "exchange here is ECDHE only: `dh none` does", line)
         return
-    if bits < MIN_BITS:
-        p.err("dh", f"{where} holds DH parameters of {bits} bits: OpenVPN 2.6 with OpenSSL 3 fails at start on "
+    if got.bits < MIN_BITS:
+        p.err("dh", f"{where} holds DH parameters of {got.bits} bits: OpenVPN 2.6 with OpenSSL 3 fails at start on "
                     f"fewer than {MIN_BITS} (\"dh key too small\"). Key exchange here is ECDHE only: `dh none` "
                     "does", line)
+    elif got.strength < MIN_STRENGTH:
+        p.err("dh", f"{where} holds DH parameters of {got.bits} bits whose subgroup (q, or privateValueLength) "
+                    f"gives {got.strength} bits of security: OpenVPN 2.6 with OpenSSL 3 fails at start below "
+                    f"{MIN_STRENGTH} (\"dh key too small\"). Key exchange here is ECDHE only: `dh none` does", line)
 
 
 @reg.apply("tls-auth", why="HMAC on control packets", sets=("tls_auth", "key_direction"), used_by="session",
