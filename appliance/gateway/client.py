@@ -1327,7 +1327,8 @@ class ClientGateway(SignalWakes):
         g = self._recursive
         if g is None or g.key != c.addr[0]:
             try:
-                g = RecursiveGuard(c.addr[0], self.opts.dev_type == "tap", self.clock)
+                g = RecursiveGuard(c.addr[0], self.opts.dev_type == "tap", self.clock,
+                                   lambda at, fn: self.pump.timers.arm("recursive-say", at, fn))
             except (ValueError, IndexError, TypeError):
                 return pkts                 # no address to compare (a p2p peer not known yet)
             self._recursive = g

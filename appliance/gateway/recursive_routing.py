@@ -12,8 +12,10 @@ ping in a 0.2 s window without the host route put 20,000 packets (12 MB) through
 fifth of a core. OpenVPN 2.6 drops such packets as they come from the TUN
 (forward.c drop_if_recursive_routing, "Recursive routing detected, drop tun packet to ...", a
 client or p2p peer only, unless --allow-recursive-routing); so do we, counted and said at most
-a few at once, then once per LOG_EVERY (logpace.NoteLimit). The peer's address is the link's: the server's, or the proxy's (2.6's
-to_link_addr).
+a few at once, then once per LOG_EVERY (logpace.NoteLimit) -- and, once a storm is over, the
+count of the drops held since the last line in a line of its own (`arm`: a timer on the client's
+pump; before review41 those were never said unless another drop came). The peer's address is the
+link's: the server's, or the proxy's (2.6's to_link_addr).
 """
 from __future__ import annotations
 
@@ -33,8 +35,12 @@ class RecursiveGuard:
     """The drop for one connection's peer address (`addr`); `frames`: a tap device's Ethernet
     frames (untagged IPv4/IPv6 inside), else IP packets."""
 
-    def __init__(self, addr: str, frames: bool, clock: Callable[[], float]) -> None:
+    def __init__(self, addr: str, frames: bool, clock: Callable[[], float],
+                 arm: Callable[[float, Callable[[], None]], None] | None = None) -> None:
         self.key = addr
+        self._arm = arm             # arm(when, fn): the summary's timer (None: no summary line)
+        self._armed = False
+        self._said_at = 0           # `dropped` when a line last said it
         ip = ipaddress.ip_address(addr.split("%", 1)[0])
         if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
             ip = ip.ipv4_mapped
@@ -59,10 +65,25 @@ class RecursiveGuard:
             self.dropped += n
             held = self._said.due(self.clock())
             if held is not None:
+                self._said_at = self.dropped
                 log.warning("recursive routing: %d packet(s) from the TUN to the VPN server %s itself dropped "
                             "(its route outside the tunnel is gone: a link down/up, a flush; %d in all)%s",
                             n, self.addr, self.dropped, times(held))
+            elif self._arm is not None and not self._armed:
+                at = self._said.next_summary()
+                if at is not None:
+                    self._armed = True
+                    self._arm(at, self.say_held)
         return kept
+
+    def say_held(self) -> None:
+        """The drops held since the last line, said once one may be (the storm may be over:
+        nothing else would say them)."""
+        self._armed = False
+        if self._said.summary(self.clock()):
+            n, self._said_at = self.dropped - self._said_at, self.dropped
+            log.warning("recursive routing: %d more packet(s) from the TUN to the VPN server %s itself dropped since "
+                        "the last such line (%d in all)", n, self.addr, self.dropped)
 
     def _is_ip(self, p) -> bool:
         """Whether `p` is an IP packet (frame) of the peer's family, so that `at` is its destination."""

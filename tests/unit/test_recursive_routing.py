@@ -77,3 +77,22 @@ def test_allow_recursive_routing_is_a_client_directive_that_turns_the_drop_off()
     assert parse_config(GOOD_CLIENT, "/p/c.ovpn", _no_files).allow_recursive_routing is False
     o = parse_config(GOOD_CLIENT + "allow-recursive-routing\n", "/p/c.ovpn", _no_files)
     assert o.allow_recursive_routing is True
+
+
+def test_after_a_storm_the_drops_held_are_said_in_a_line_of_their_own(caplog):
+    """review41: past the burst the drops were counted and said only with a next drop; once the
+    loop stopped (the route back) the last 30 s of them were never said."""
+    now, timers = [5_000.0], []
+    g = RecursiveGuard("198.18.50.1", frames=False, clock=lambda: now[0], arm=lambda at, fn: timers.append((at, fn)))
+    caplog.set_level(logging.WARNING, logger="vpn-appliance")
+    for _ in range(1000):                                              # 10 s of drops, then calm
+        g.keep([_v4("198.18.50.1")])
+        now[0] += 0.01
+    assert len(timers) == 1                                            # one timer, not one per held drop
+    at, fn = timers.pop()
+    now[0] = max(now[0], at)
+    fn()
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == NoteLimit.BURST + 1 and "more packet(s)" in lines[-1] and "1000 in all" in lines[-1]
+    said = sum(int(m.split("recursive routing: ")[1].split(" ")[0]) for m in lines)
+    assert said == 1000 == g.dropped
