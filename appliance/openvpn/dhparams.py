@@ -4,13 +4,15 @@ parameters are checked here, never used (key exchange is ECDHE only).
 Why read them at all: OpenVPN 2.6 loads the file at start on a TLS server and exits when it holds
 no parameters or DH parameters below OpenSSL 3's default security level ("dh key too small":
 Debian's openvpn loads them before any `tls-cert-profile` or `tls-cipher` could lower the level,
-so fewer than 2048 bits fail whatever the config says). A config that 2.6 refuses must not start
+so fewer than 2048 bits fail whatever the config says, and so does a subgroup under 224 bits:
+DhParams). A config that 2.6 refuses must not start
 here either, and a `dh` line naming the wrong file is a mistake worth saying at its line.
 
 Only the PEM blocks `openssl dhparam` writes are taken ("DH PARAMETERS", PKCS#3; "X9.42 DH
 PARAMETERS" with -dsaparam). OpenSSL 3 reads any "... PARAMETERS" block there -- 2.6 starts with
 EC parameters, which are no DH group at all -- refused here (stricter: nothing a user meant).
-Read with a few lines of DER (the modulus's size is all that is wanted), not with cryptography,
+Read with a few lines of DER (the prime's and the subgroup's sizes are all that is wanted), not
+with cryptography,
 whose finite-field DH is deprecated (and whose loader tests p for primality, which 2.6's does
 not). The block's framing and the DER's shape are checked as OpenSSL 3 checks them: a file it
 cannot load (no generator, a PKCS#3 body under the X9.42 label, a glued END line, ...) was
