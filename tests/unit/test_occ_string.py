@@ -46,6 +46,11 @@ CASES = {   # name -> the config's own lines
     "link-mtu 1400": CLIENT + "dev tun\nlink-mtu 1400\n",
     "udp-mtu 1400, tcp, GCM": CLIENT + "dev tun\nudp-mtu 1400\nproto tcp\ncipher AES-256-GCM\n",
     "link-mtu 1500, CBC SHA256": CLIENT + "dev tun\nlink-mtu 1500\ncipher AES-128-CBC\nauth SHA256\n",
+    # review42: what else 2.6 counts in its payload (not in the header link-mtu is cut by), and tap
+    "link-mtu 1400, comp-lzo yes, fragment": CLIENT + "dev tun\nlink-mtu 1400\ncomp-lzo yes\nfragment 1300\n",
+    "link-mtu 1400, compress lz4, tls-crypt": CLIENT + "dev tun\nlink-mtu 1400\ncompress lz4\ntls-crypt {pki}/static.key\n",
+    "link-mtu 1400, tap, GCM": CLIENT + "dev tap\nlink-mtu 1400\ncipher AES-256-GCM\n",
+    "link-mtu 1400, a tcp remote first": "client\nremote 198.18.77.2 443 tcp\nremote 198.18.77.1\nnobind\ndev tun\nlink-mtu 1400\n",
     "p2p": P2P + "dev tun\nifconfig 198.19.5.2 198.19.5.1\n",
     "p2p subnet, ipv6, cipher": P2P + ("dev tun\ntopology subnet\nifconfig 198.19.5.2 255.255.255.0\n"
                                        "ifconfig-ipv6 fd00::2 fd00::1\ncipher AES-256-GCM\n"),
