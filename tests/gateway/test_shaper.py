@@ -121,3 +121,40 @@ def test_the_rate_holds_when_one_read_brings_many_segments(pki):
     # ~1 KB each: 100 s at 1,000 bytes/s is ~100 packets, plus the read in flight (40) and the
     # first burst's; capped per read it was 40 every 10 s (~440)
     assert 40 <= n <= 200, n
+
+
+def test_a_hostile_pushed_shaper_leaves_the_tunnel_up(pki):
+    """A server pushing 2.6's least rate (`shaper 100`) under a TUN that never empties: the data
+    crawls, but keepalive pings and the control channel are never held behind it, so neither end's
+    ping-restart (60 s here) fires over 200 s (review42)."""
+    w = World()
+    w.add_server(server_conf(pki, extra='push "shaper 100"'))
+    c = w.add_client(client_conf(pki))
+    assert w.run(lambda: c.conn is not None and c.conn.was_up, max_time=30)
+    before = c.connections
+    for i in range(300):
+        w.client_nets[0].tun.inject(ipv4_udp(w.client_addr(), SERVER_TUN, bytes([i % 256]) * 1300))
+    w.run_for(200)
+    assert c.connections == before and c.conn is not None and c.conn.was_up
+    assert len(w.server.d.clients) == 1 and w.client_nets[0].tun.inbox      # still shaping
+
+
+def test_a_reconnect_while_the_tun_is_held_back_reads_it_again(pki):
+    """SIGUSR1 (a reconnect, persist-tun) while the shaper holds the TUN unread: the held-back
+    device is read again afterwards -- the worst outcome would be a tunnel up that never reads it."""
+    import signal
+
+    from appliance.gateway.loop import Signals
+    w, _pkts = _shaped_world(pki, 1000)
+    c = w.clients[0]
+    w.run_for(1.5)
+    assert c._shaped is not None                        # held back now
+    before = c.connections
+    c.signals = sig = Signals((signal.SIGUSR1,))        # not installed: the handler's effect by hand
+    sig.pending.append(signal.SIGUSR1)
+    c._on_signal()
+    assert w.run(lambda: c.connections == before + 1, max_time=60)
+    later = [ipv4_udp(w.client_addr(), SERVER_TUN, bytes([200 + i]) * 900) for i in range(5)]
+    for p in later:
+        w.client_nets[0].tun.inject(p)
+    assert w.run(lambda: all(p in w.server_net.tun.written for p in later), max_time=120, max_steps=50_000)
