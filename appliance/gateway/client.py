@@ -1625,6 +1625,11 @@ class ClientGateway(SignalWakes):
             self.shaper = Shaper(rate) if rate else None
             if rate:
                 log.info("traffic shaper enabled at %d bytes/s%s", rate, " (pushed)" if rate != self.opts.shaper else "")
+            if self._shaped is not None:
+                # The TUN held back by the old rate is judged by the new one now: a hold can last
+                # minutes at a low rate (each write's cost is capped alone, as 2.6 caps it).
+                self.pump.timers.cancel("shaper")
+                self._shaper_free()
 
     def _set_dhcp_router(self, c: Connection, pushed) -> None:
         """`route-gateway dhcp` (the profile's, or pushed: a plain `server-bridge` pushes it) on a

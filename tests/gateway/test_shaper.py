@@ -158,3 +158,28 @@ def test_a_reconnect_while_the_tun_is_held_back_reads_it_again(pki):
     for p in later:
         w.client_nets[0].tun.inject(p)
     assert w.run(lambda: all(p in w.server_net.tun.written for p in later), max_time=120, max_steps=50_000)
+
+
+def test_a_new_rate_at_the_next_connection_judges_the_held_back_tun_afresh(pki):
+    """A hold can be long now that each write's cost is capped alone (45 segments at 2.6's least
+    rate: 450 s); a connection whose push sets another rate (or none) must not wait out the old
+    one's hold before reading the TUN."""
+    from types import SimpleNamespace
+    w = World()
+    w.add_server(server_conf(pki))
+    c = w.add_client(client_conf(pki, extra="shaper 100"))
+    assert w.run(lambda: c.conn is not None and c.conn.was_up, max_time=30)
+    tun = w.client_nets[0].tun
+    read = tun.read_batch
+    tun.read_batch = lambda n=64: read(max(n, 20))          # type: ignore[method-assign]
+    for i in range(40):
+        tun.inject(ipv4_udp(w.client_addr(), SERVER_TUN, bytes([i]) * 1300))
+    w.run_for(15.0)                                 # (the handshake's own writes owe ~10 s at 100 bytes/s)
+    assert c._shaped is not None and c.shaper.wait(w.clock.t) > 100     # 20 x 10 s owed
+    c._set_shaper(SimpleNamespace(shaper=100_000_000))                  # the next push's rate
+    later = [ipv4_udp(w.client_addr(), SERVER_TUN, bytes([200 + i]) * 900) for i in range(5)]
+    for p in later:
+        tun.inject(p)
+    start = w.clock.t
+    assert w.run(lambda: all(p in w.server_net.tun.written for p in later), max_time=30, max_steps=20_000)
+    assert w.clock.t - start < 15
