@@ -34,6 +34,9 @@ from lab.netns import CLI_IP, SRV_IP, TUN_SERVER_IP, Lab
 pytestmark = [pytest.mark.root, pytest.mark.netns]
 
 FIRST, NEW, NEW_ROUTER = "198.18.0.10", "198.18.2.10", "198.18.2.1"
+MOVE_WITHIN = 60.0      # s from dnsmasq's restart to the new lease on the NIC (measured ~8; the lease: 120)
+BACK_WITHIN = 30.0      # s from the move to tunnel traffic again (measured ~1; ping-restart: 60)
+DHCP_LIVES = 600        # s the DHCP client runs: past any of the test's waits (stopped with the lab)
 
 # The DHCP client with the appliance's defaults but T1 as the server sends it (3 s), for `seconds`.
 DHCP = r"""
@@ -60,8 +63,9 @@ def _dnsmasq(lab: Lab, dev: str, address: str, router: str, n: int):
 
 
 def _v4(lab: Lab, dev: str) -> list[str]:
-    out = json.loads(lab.cli.run(f"ip -j -4 addr show dev {dev}").stdout)
-    return [f"{a['local']}/{a['prefixlen']}" for a in out[0].get("addr_info", [])]
+    """The NIC's IPv4 addresses (`ip -j -4` lists no entry at all for a NIC without one)."""
+    out = json.loads(lab.cli.run(f"ip -j -4 addr show dev {dev}").stdout or "[]")
+    return [f"{a['local']}/{a['prefixlen']}" for link in out for a in link.get("addr_info", [])]
 
 
 @pytest.mark.parametrize("redirect", [False, True], ids=["routes", "redirect-gateway"])
@@ -76,7 +80,7 @@ def test_the_tunnel_comes_back_on_the_new_wan_address_after_a_renumbering(tmp_pa
         cdev = lab.cli.run(f"ip -o -4 addr show to {CLI_IP}/32").stdout.split()[1]
         lab.cli.run(f"ip addr flush dev {cdev}")                 # the WAN by DHCP from here on
         first = _dnsmasq(lab, sdev, FIRST, SRV_IP, 0)
-        dhcp = lab.start(lab.cli, [sys.executable, "-c", DHCP, cdev, "60"], "dhcp")
+        dhcp = lab.start(lab.cli, [sys.executable, "-c", DHCP, cdev, str(DHCP_LIVES)], "dhcp")
         assert dhcp.wait_for(f"BOOT {FIRST}", 20), dhcp.log()
         server = lab.openvpn(lab.srv, server_config(lab.pki, "udp", extra=extra), "server")
         procs.append(server)
@@ -88,16 +92,20 @@ def test_the_tunnel_comes_back_on_the_new_wan_address_after_a_renumbering(tmp_pa
         lab.srv.run(f"ip addr add {NEW_ROUTER}/24 dev {sdev}")
         t0 = time.monotonic()
         _dnsmasq(lab, sdev, NEW, NEW_ROUTER, 1)
-        assert dhcp.wait_for("renumbered the WAN", 20), dhcp.log()
+        # "renumbered the WAN" is said before the new lease is applied (the old address flushed,
+        # the new one added, the default route replaced); the lease's own line comes after.
+        assert dhcp.wait_for(r"renumbered the WAN(?s:.*)DHCP lease .*init after a NAK", MOVE_WITHIN), dhcp.log()
         moved = time.monotonic() - t0
-        assert _v4(lab, cdev) == [f"{NEW}/24"]
-        assert f"default via {NEW_ROUTER}" in lab.cli.run("ip -4 route show default").stdout
+        assert _v4(lab, cdev) == [f"{NEW}/24"], (_v4(lab, cdev), dhcp.log())
+        assert f"default via {NEW_ROUTER}" in lab.cli.run("ip -4 route show default").stdout, dhcp.log()
         assert client.wait_count("tunnel up", 2, 30), (client.log()[-3000:] + server.log()[-3000:]
                                                        + lab.cli.run("ip route; ip addr").stdout + dhcp.log())
         assert lab.wait_ping(lab.cli, TUN_SERVER_IP, within=20), "no traffic through the tunnel after the move"
         back = time.monotonic() - t0
         print(f"WAN moved {moved:.1f} s after dnsmasq's restart; tunnel traffic again after {back:.1f} s")
-        assert moved < 15 and back - moved < 10, (moved, back)
+        # Not at the lease's end (2 min) nor at ping-restart (60 s): bounds wide of both and of the
+        # figures measured (~8 s and ~1 s), for a loaded machine.
+        assert moved < MOVE_WITHIN and back - moved < BACK_WITHIN, (moved, back)
         assert "this host no longer has 198.18.0.10" in client.log(), client.log()[-3000:]
         if redirect:
             assert NEW_ROUTER in lab.cli.run(f"ip -4 route show {SRV_IP}/32").stdout, lab.cli.run("ip route").stdout
