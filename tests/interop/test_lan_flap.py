@@ -102,7 +102,7 @@ def test_after_a_lan_flap_the_lan_reaches_the_vpn_side_over_ipv6_again(lab):
         "no IPv6 from the LAN through the tunnel after the flap\n" + lan_state(lab) + app.log()[-3000:]
     print(f"IPv6 from the LAN through the tunnel again {time.monotonic() - t0:.1f} s after the link's up")
     assert f"{LAN6_APP}/64" in lan_state(lab)
-    assert ping(lab, BEHIND), "IPv4 too"
+    assert until(lambda: ping(lab, BEHIND), BOUND), "IPv4 too\n" + lan_state(lab) + app.log()[-3000:]
     assert app.log().count("added again") > before and app.alive(), app.log()[-3000:]
 
 
