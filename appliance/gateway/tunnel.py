@@ -410,9 +410,17 @@ class TunnelNetwork(_TunAndRoutes):
         """The pushed routes and the profile's `route` lines (the push's address already set)."""
         self._pushed_routes(pushed, remote_ip, ng4, ng6, has6, server_path, redirect_via)
         default_metric = getattr(pushed, "route_metric", None) or None     # route-metric (0: none)
-        for net, mask, gw, metric in self.opts.route:
+        for route in self.opts.route:
+            r = route.resolved(remote_ip)
+            if r is None:
+                log.warning("route remote_host %s: the server's address %s is no IPv4 address; skipped",
+                            route.netmask, remote_ip)
+                continue
+            net, mask, gw, metric = r
             m = metric if metric is not None else default_metric
-            if self.tap:        # via a gateway, as the pushed ones (_route4)
+            if self.tap or gw == "net_gateway":
+                # Via a gateway, as the pushed ones (_route4): tap's, or the pre-tunnel way (a
+                # profile's `route X Y net_gateway` went into the tunnel before, the opposite).
                 try:
                     self._route4(net, mask or "255.255.255.255", gw, m, ng4, self._gateway4(pushed))
                 except (ValueError, NetlinkError, OSError) as e:
@@ -611,7 +619,8 @@ class TunnelNetwork(_TunAndRoutes):
         flags = pushed.redirect_gateway if pushed.redirect_gateway is not None else self.opts.redirect_gateway
         if flags is None and (priv := self._private(pushed)) is not None and "!ipv4" not in priv:
             flags = priv
-        need4 = any(gw == "net_gateway" for _n, _m, gw, _x in pushed.routes) or "block-local" in (flags or ())
+        need4 = (any(gw == "net_gateway" for _n, _m, gw, _x in [*pushed.routes, *self.opts.route])
+                 or "block-local" in (flags or ()))
         need6 = any(gw6 == "net_gateway_ipv6" for _n, gw6, _x in pushed.routes_ipv6)
         return need4, need6
 

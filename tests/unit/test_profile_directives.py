@@ -291,3 +291,25 @@ def test_mark_and_bind_dev_lines():
     o = _client("mark 4096\nbind-dev vrf-blue\n")
     assert (o.mark, o.bind_dev) == (4096, "vrf-blue")
     assert (_client("").mark, _client("").bind_dev) == (0, None)
+
+
+# ------------------------------------------------------------------ route remote_host (Sophos UTM)
+def test_route_remote_host_is_the_connected_servers_address():
+    """`route remote_host 255.255.255.255 net_gateway` (Sophos UTM's profiles): kept as the keyword
+    and made the server's address as connected, as OpenVPN 2.6's route.c does; an IPv6 server
+    has no IPv4 remote_host (None: the tunnel skips it with a warning)."""
+    o = _client("route remote_host 255.255.255.255 net_gateway\nroute 198.18.9.0 255.255.255.0\n")
+    rh, other = o.route
+    assert tuple(rh) == ("remote_host", "255.255.255.255", "net_gateway", None)
+    assert tuple(rh.resolved("198.18.0.7")) == ("198.18.0.7", "255.255.255.255", "net_gateway", None)
+    assert rh.resolved("2001:db8::7") is None
+    assert other.resolved("198.18.0.7") is other
+
+
+def test_route_remote_host_in_a_servers_config_is_refused_at_its_line():
+    text = ("mode server\ntls-server\ndev tun\nport 1194\nserver 198.19.0.0 255.255.255.0\n<ca>\n</ca>\n"
+            "route 198.18.8.0 255.255.255.0\nroute remote_host 255.255.255.255\n")
+    with pytest.raises(ConfigError) as e:
+        parse_config(text, "/etc/vpn/s.conf", read_file=lambda p: b"x")
+    errs = getattr(e.value, "errors", [e.value])
+    assert [(x.line, x.directive) for x in errs if "remote_host" in x.message] == [(9, "route")], errs

@@ -58,3 +58,22 @@ def test_route_nopull_keeps_the_profiles_routes_and_block_ipv6(inside):
         assert "198.18.71.0/24" not in {r[0] for r in _routes(dev)}
     finally:
         net.close()
+
+
+def test_profile_net_gateway_and_remote_host_routes_go_the_pre_tunnel_way(inside):
+    """Sophos UTM's `route remote_host 255.255.255.255 net_gateway` (the server's own address
+    kept out of the tunnel) and a profile's `route X Y net_gateway` (an exclusion): both via the
+    host's default gateway on the WAN, as OpenVPN 2.6 adds them, not into the TUN (a profile's
+    net_gateway route went into the TUN before; remote_host was refused)."""
+    from tests.unit.test_rtnl import GW
+    net = TunnelNetwork(_opts("route remote_host 255.255.255.255 net_gateway\n"
+                              "route 198.18.76.0 255.255.255.0 net_gateway\nroute 198.18.77.0 255.255.255.0\n"))
+    try:
+        _apply(net)
+        wan = {r[0]: r[1] for r in _routes("wan")}
+        assert wan.get(SERVER) == GW and wan.get("198.18.76.0/24") == GW, wan
+        on_tun = {r[0] for r in _routes(net.tun.name)}
+        assert "198.18.77.0/24" in on_tun and "198.18.76.0/24" not in on_tun and SERVER not in on_tun, on_tun
+    finally:
+        net.close()
+    assert not [r for r in _routes("wan") if r[0] in (SERVER, "198.18.76.0/24")]

@@ -12,7 +12,7 @@ import stat
 from ..keymethod import PUSH_CONTROL_BYTE, refused_in_control_text
 from .directives import Registry
 from .ipv6 import prefix6
-from .model import Route, Route6
+from .model import REMOTE_HOST, Route, Route6
 from .lexer import lines
 from .model import Remote
 from .parser import ParseState, norm_proto
@@ -351,6 +351,14 @@ def finish_device(p: ParseState) -> None:
                   "address (or dhcp)", o.source["route_gateway"][1])
 
 
+def finish_routes(p: ParseState) -> None:
+    """A `route remote_host ...` in a server's config: a server has no one remote host (2.6 can
+    resolve none there either); refused at its line rather than dropped at start."""
+    if p.o.role == "server" and p.remote_host_line is not None:
+        p.err("route", "remote_host is the server a client connects to; a server's config has none",
+              p.remote_host_line)
+
+
 TUN_CLONE = (10, 200)        # the tun driver's clone device, /dev/net/tun (misc major 10, minor 200)
 
 
@@ -461,7 +469,16 @@ def _redirect_gateway(p: ParseState, d: str, a: list[str], inline: str | None) -
 @reg.apply("route", why="a route through the tunnel", sets=("route",), used_by="client", nargs=(1, 4),
            show={"route": lambda v: [" ".join(str(x) for x in r if x is not None) for r in v]})
 def _route(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
-    net = p.ip(d, a[0])
+    """`remote_host` for the network is the server's address as connected (OpenVPN 2.6's route.c
+    keyword; Sophos UTM's profiles write `route remote_host 255.255.255.255 net_gateway` to keep
+    the server out of the tunnel): kept as the keyword, resolved where the routes go in
+    (Route.resolved)."""
+    if a[0] == REMOTE_HOST:
+        net: str | None = REMOTE_HOST
+        if p.remote_host_line is None:
+            p.remote_host_line = p.line
+    else:
+        net = p.ip(d, a[0])
     mask = p.mask(d, a[1]) if len(a) > 1 and a[1] != "default" else "255.255.255.255"
     gw = a[2] if len(a) > 2 and a[2] not in ("vpn_gateway", "default") else None
     metric = p.int_arg(d, a[3], 0) if len(a) > 3 else None

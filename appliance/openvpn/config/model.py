@@ -7,6 +7,7 @@ behaves as OpenVPN would. Which directive sets which field is declared in the di
 """
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass, field
 
 from ..ciphers import DEFAULT_DATA_CIPHERS
@@ -46,6 +47,10 @@ class Remote:
     proxy: HttpProxy | SocksProxy | None = None
 
 
+# `route remote_host ...`: the network is the server's address as connected (OpenVPN 2.6's keyword).
+REMOTE_HOST = "remote_host"
+
+
 @dataclass(frozen=True)
 class Route:
     network: str
@@ -55,6 +60,17 @@ class Route:
 
     def __iter__(self):
         return iter((self.network, self.netmask, self.gateway, self.metric))
+
+    def resolved(self, remote_ip: str) -> "Route | None":
+        """This route with `remote_host` made the server's IPv4 address; None when there is none
+        to take (an IPv6 server: 2.6 has no IPv4 remote_host then either)."""
+        if self.network != REMOTE_HOST:
+            return self
+        try:
+            ipaddress.IPv4Address(remote_ip)
+        except ValueError:
+            return None
+        return Route(remote_ip, self.netmask, self.gateway, self.metric)
 
 
 @dataclass(frozen=True)

@@ -67,6 +67,7 @@ class ParseState:
         self.relative_line: int | None = None       # the first line naming a relative file (for `cd`)
         self.dh: tuple[int, str, bytes | None] | None = None  # the last `dh` line: line, argument, inline block
         self.hash_size_line: int | None = None      # a `hash-size` other than 256 256 (a client refuses it)
+        self.remote_host_line: int | None = None    # the first `route remote_host ...` (a server refuses it)
 
     # -- helpers for handlers
     def err(self, directive: str, msg: str, line: "int | None | object" = ...) -> None:
@@ -501,8 +502,9 @@ def finish(p: ParseState) -> None:
             p.note("tmp-dir", "only a server's auth-user-pass-verify uses it here; no effect on a client")
         from .d_misc import check_client_hash_size      # d_misc builds on this module
         check_client_hash_size(p)
-    from .d_network import finish_device        # d_network builds on this module
+    from .d_network import finish_device, finish_routes     # d_network builds on this module
     finish_device(p)
+    finish_routes(p)
     if o.tls_export_cert and not o.tls_verify:
         p.line = line("tls_export_cert")
         p.note("tls-export-cert", "no effect without tls-verify (the only reader of the file here; no plugins)")
