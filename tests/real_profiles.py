@@ -42,6 +42,12 @@ class Shape:
     # Files the config names beside the PKI's (relative to {D}): name -> content
     files: dict[str, str] = field(default_factory=dict)
 
+    @property
+    def seen(self) -> bool:
+        """Whether the lines were read in a stored copy of the source (the search tools' corpus, or
+        Debian's openvpn package); else written from the source's documented, commonly posted shape."""
+        return self.name in SEEN
+
 
 UP_SCRIPT = "#!/bin/sh\nexit 0\n"
 # The gaps kept (README "Thirty-eighth session (helper profiles41)"):
@@ -408,7 +414,8 @@ verb 3
 {CERT}
 {KEY}
 {TC}
-""", openvpn="refuses: Unrecognized option ... register-dns (route-method, route-delay: accepted)", openvpn_line=11,
+""", openvpn="refuses: Unrecognized option ... register-dns (then ip-win32, block-outside-dns, each tried "
+          "without the lines before it; route-method, route-delay: accepted)", openvpn_line=11,
           refused={"register-dns": "Windows only: 2.6 on Linux refuses it (`setenv opt` makes it ignorable)",
                    "ip-win32": "Windows only, as register-dns", "block-outside-dns": "Windows only, as register-dns"}),
     Shape("http-proxy-client", "OpenVPN-Admin's client template with its commented `http-proxy` turned on "
@@ -908,3 +915,11 @@ def write_all(d: Path, host: str = "198.18.0.1") -> dict[str, Path]:
         p.chmod(0o600)
         out[s.name] = p
     return out
+
+
+# Read in a stored copy: eduVPN's ClientConfig.php, the Synology lines a stored note quotes, the PHP
+# front-ends' and web UIs' templates, quattor's template, and what Debian's openvpn ships
+# (sample-config-files' loopback pair, openvpn-examples(5)).
+SEEN = {"eduvpn2-client", "synology-client", "openvpn-admin-client", "sputnik-client", "openvpn-web-ui-server",
+        "openvpn-web-ui-fork-server", "quattor-server", "loopback-server", "loopback-client", "fingerprint-p2p",
+        "tls-p2p"}

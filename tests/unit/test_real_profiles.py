@@ -67,3 +67,17 @@ def test_without_its_refused_lines_it_checks_clean(name, written, tmp_path):
     p.write_text("\n".join(kept))
     p.chmod(0o600)
     assert _errors(p) == []
+
+
+def test_lines_whose_reading_is_easy_to_get_wrong(written):
+    """Synology's single-quoted name, Sophos UTM's subject and remote_host route, the Asuswrt
+    client's `keepalive` and its repeated `nobind`, PIA's inline CRL: read as 2.6 reads them."""
+    o = load_config(str(written["synology-client"]))
+    assert o.verify_x509_name == ("synology", "name") and o.redirect_gateway == ["def1"]
+    o = load_config(str(written["sophos-utm-client"]))
+    assert o.verify_x509_name == ("CN=server", "subject")
+    assert [tuple(r) for r in o.route] == [("remote_host", "255.255.255.255", "net_gateway", None)]
+    o = load_config(str(written["asuswrt-client"]))
+    assert (o.ping, o.ping_restart) == (15, 60) and o.nobind
+    o = load_config(str(written["pia-strong"]))
+    assert o.crl_verify
