@@ -73,7 +73,7 @@ def one_reload(w: World, gw, holder: dict, conf: str, inline: bool, tag: int) ->
     lines = _Lines()
     logging.getLogger("vpn-appliance").addHandler(lines)
     fired: list = []
-    parts = {"commit": 0.0, "batch": 0.0}       # the longest of each, in s
+    parts = {"commit": 0.0, "batch": 0.0, "verdicts": 0.0}      # the longest of each, in s
 
     def timed(name: str, fn):
         def run(*a):
@@ -86,6 +86,7 @@ def one_reload(w: World, gw, holder: dict, conf: str, inline: bool, tag: int) ->
     ops = gw.ops
     ops._commit_reload = timed("commit", type(ops)._commit_reload.__get__(ops))
     ops._recheck = timed("batch", type(ops)._recheck.__get__(ops))
+    ops._verdicts_in = timed("verdicts", type(ops)._verdicts_in.__get__(ops))
     gw.pump.timers.arm("lab-sighup", w.clock(), lambda: fired.append(gw.ops.reload()))
     longest = first = 0.0
     t0 = time.perf_counter()
@@ -102,7 +103,7 @@ def one_reload(w: World, gw, holder: dict, conf: str, inline: bool, tag: int) ->
                 w.clock.t += 0.0005
     finally:
         logging.getLogger("vpn-appliance").removeHandler(lines)
-        del ops._commit_reload, ops._recheck
+        del ops._commit_reload, ops._recheck, ops._verdicts_in
     return longest, first, time.perf_counter() - t0, parts
 
 
@@ -127,7 +128,8 @@ def main() -> None:
                 longest, first, wall, parts = one_reload(w, gw, holder, conf, inline, tag)
                 print(f"round {r + 1} {'inline' if inline else 'worker'}: longest step {longest * 1000:.1f} ms, "
                       f"the SIGHUP's step {first * 1000:.1f} ms (applying, its first batch included: "
-                      f"{parts['commit'] * 1000:.1f} ms; longest batch of the pass {parts['batch'] * 1000:.1f} ms), "
+                      f"{parts['commit'] * 1000:.1f} ms; longest batch of the pass {parts['batch'] * 1000:.1f} ms, "
+                      f"its verdicts applied {parts['verdicts'] * 1000:.1f} ms), "
                       f"pass done in {wall:.2f} s")
         gw._cleanup()
 

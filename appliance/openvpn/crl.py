@@ -512,7 +512,11 @@ class CrlChecker:
     def error(self) -> str | None:
         return self._state.error
 
-    def revoked(self, cert: x509.Certificate, chain: list[x509.Certificate] | None = None) -> str | None:
+    def revoked(self, cert: x509.Certificate, chain: list[x509.Certificate] | None = None,
+                refresh: bool = True) -> str | None:
+        """`refresh=False`: against the reading installed, the file not looked at -- a reload's
+        chain checks in its worker thread (gateway/ops.py _recheck), whose loop refreshes the
+        checker before each batch: installing a reading is the loop's alone (_install)."""
         if self.kind == "dir":
             if not os.path.isdir(self.where):
                 # Gone (or replaced) since the start, it revoked nothing: refused as an
@@ -522,7 +526,8 @@ class CrlChecker:
                 if os.path.exists(os.path.join(self.where, str(c.serial_number))):
                     return f"certificate serial {c.serial_number} is revoked (crl-verify dir {self.where})"
             return None
-        self.refresh()
+        if refresh:
+            self.refresh()
         st = self._state                    # one reading for the whole check
         if st.error is not None:
             return st.error

@@ -575,7 +575,7 @@ def _capath_recheck(capath: str, cas: list):
     return check
 
 
-def peer_rechecker(s: TlsSettings):
+def peer_rechecker(s: TlsSettings, refresh_crl: bool = True):
     """check(cert, chain_of) raising RemoteProtocolError when settings `s` (a reload's) would not
     let a connected peer in: its chain against `s`'s CA store (OpenSSL's verification, as at the
     handshake; none with peer-fingerprint alone), then every check of _check_peer. A reload keeps
@@ -584,7 +584,9 @@ def peer_rechecker(s: TlsSettings):
     `chain_of()` (the verified chain above cert) is asked for only when a CA or CRL needs it.
     check returns the SHA-256 hashes of the chain the new store verified, depth 0 first (as
     verified_chain_digests), or None without a CA store: the chain the peer's renegotiations
-    are compared with from then on (ControlChannel.chain_verified_again)."""
+    are compared with from then on (ControlChannel.chain_verified_again). `refresh_crl=False`
+    (a reload's worker thread): the CRL reading installed is used as it is (CrlChecker.revoked).
+    A check is not shared between threads: it holds an SSL context it changes per call."""
     store = None
     if s.ca is not None or s.capath is not None:
         store = crypto.X509Store()
@@ -619,7 +621,7 @@ def peer_rechecker(s: TlsSettings):
             # comes back after SIGHUP: verify-hash's depth 1 (and the CRL's issuers) may be a
             # renewed CA certificate there, not the one of the handshake (the old store's).
             chain = [c.to_cryptography() for c in verified[1:]]
-        _check_peer(s, cert, chain)
+        _check_peer(s, cert, chain, refresh_crl)
         return digests
     return check
 
@@ -638,7 +640,8 @@ def _within_level(ctx: SSL.Context, cert: x509.Certificate, pinned: bool) -> Non
                                       f"configured now ({text})") from None
 
 
-def _check_peer(s: TlsSettings, cert: x509.Certificate | None, chain: list | None = None) -> str | None:
+def _check_peer(s: TlsSettings, cert: x509.Certificate | None, chain: list | None = None,
+                refresh_crl: bool = True) -> str | None:
     """Every check of the peer's certificate; returns its common_name (None: no certificate,
     allowed), which the caller keeps so the name is read from the certificate once."""
     if cert is None:
@@ -661,7 +664,7 @@ def _check_peer(s: TlsSettings, cert: x509.Certificate | None, chain: list | Non
             raise RemoteProtocolError("TLS Error: --tls-verify/--peer-fingerprint certificate hash verification "
                                       f"failed. (got certificate fingerprint: {fp.hex(':').upper()})")
     if s.crl is not None:
-        why = s.crl.revoked(cert, chain)
+        why = s.crl.revoked(cert, chain, refresh=refresh_crl)
         if why is not None:
             raise RemoteProtocolError(f"VERIFY ERROR: {why}")
     if s.remote_cert_tls:

@@ -31,8 +31,8 @@ def test_a_reload_checks_a_batch_per_wake_up_and_still_drops_the_revoked_one(opk
     checked = []
     real = tls_mod.peer_rechecker
 
-    def counting(s):
-        check = real(s)
+    def counting(s, **kw):
+        check = real(s, **kw)
         return lambda cert, chain_of: checked.append(cert) or check(cert, chain_of)
     monkeypatch.setattr(ops_mod, "peer_rechecker", counting)
     monkeypatch.setattr(ops_mod, "RELOAD_CHECK_BATCH", 2, raising=False)

@@ -19,7 +19,7 @@ class _CountingCrl:
     def __init__(self) -> None:
         self.calls = 0
 
-    def revoked(self, cert, chain=None):
+    def revoked(self, cert, chain=None, refresh=True):
         self.calls += 1
         return None
 
