@@ -1,5 +1,5 @@
 """The longest step of the server's loop during a reload at N clients, in memory (the gateway
-tests' World: one process, a fake network, the real engine and pump): N clients connected, each
+tests' World, lab/gateway_world.py: one process, a fake network, the real engine and pump): N clients connected, each
 with a small client-config-dir file, the config re-read with a change (a pushed route), then the
 server's pump stepped until the reload's pass over its clients has logged its line. Printed per
 mode: the longest step, the reload's own step (the one that ran the SIGHUP), and the wall time to
@@ -19,8 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests.gateway.conftest import World, client_conf, server_conf
-from tests.gateway.test_tunnel import _up
+from lab.gateway_world import World, client_conf, client_up, make_pki, server_conf
 
 BATCH = 25
 
@@ -35,21 +34,13 @@ def _connect(pki, n: int, ccd: Path) -> tuple[World, object, dict, str]:
         batch = range(first, min(n, first + BATCH))
         for i in batch:
             w.add_client(client_conf(pki, f"c{i}"), ip=f"198.18.{1 + i // 250}.{2 + i % 250}")
-        assert w.run(lambda: all(_up(w, i) for i in batch), max_time=60, max_steps=200_000), f"batch {first} not up"
+        assert w.run(lambda: all(client_up(w, i) for i in batch), max_time=60, max_steps=200_000), f"batch {first} not up"
     return w, gw, holder, conf
 
 
 def _pki(n: int) -> dict:
-    """The gateway tests' PKI (tests/gateway/conftest.py pki) with n clients c0..c{n-1}."""
-    from cryptography.x509.oid import ExtendedKeyUsageOID
-
-    from appliance.certs import issue
-    from tests.gateway.conftest import _kpem, _pem
-    ca = issue("Reload stall CA", None, None)
-    srv = issue("server", ca, ExtendedKeyUsageOID.SERVER_AUTH)
-    clients = {f"c{i}": issue(f"c{i}", ca, ExtendedKeyUsageOID.CLIENT_AUTH) for i in range(n)}
-    return {"ca": _pem(ca[0]), "server": (_pem(srv[0]), _kpem(srv[1])),
-            "clients": {k: (_pem(c), _kpem(key)) for k, (c, key) in clients.items()}}
+    """The gateway tests' PKI with n clients c0..c{n-1}."""
+    return make_pki([f"c{i}" for i in range(n)], "Reload stall CA")
 
 
 class _Lines(logging.Handler):

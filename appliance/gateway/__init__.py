@@ -2,7 +2,7 @@
 
 `client_gateway(...)` and `server_gateway(...)` wire the real ports (system.py: sockets, the TUN,
 the kernel's clock, signals) for `vpn-appliance run`; tests/gateway/ builds the same gateways on
-the in-memory ports of tests/fakes.py.
+the in-memory ports of lab/fakes.py.
 
 Each side's modules are imported when that side is built (the names below load on first use):
 a client's start-up, which comes before its first packet (lab/first_packet.py), does not pay for

@@ -93,7 +93,7 @@ class Lazy:
 
 
 class TunnelNet(Protocol):
-    """The client's TUN and the pushed network config (gateway/tunnel.py; tests/fakes.py)."""
+    """The client's TUN and the pushed network config (gateway/tunnel.py; lab/fakes.py)."""
     tun: TunPort | None
     block_ipv6: bool            # the push said block-ipv6: IPv6 from the TUN is answered, not sent
 

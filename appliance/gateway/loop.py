@@ -31,7 +31,7 @@ Handler = Callable[[], None]
 
 
 class Waiter(Protocol):
-    """Readiness of ports: a selector for real file descriptors, tests/fakes.py for memory ports."""
+    """Readiness of ports: a selector for real file descriptors, lab/fakes.py for memory ports."""
 
     def register(self, port, data, write: bool = False, read: bool = True) -> None: ...
 

@@ -1,5 +1,5 @@
 """What the pump needs from the outside world, as small protocols; the real ports live in
-transport/ and tun/, the in-memory ones in tests/fakes.py.
+transport/ and tun/, the in-memory ones in lab/fakes.py.
 
 Why protocols and not the classes: the pump takes its ports as arguments, so the same pump code
 runs on sockets and /dev/net/tun in production and on in-memory fakes in tests/gateway/, where

@@ -62,7 +62,7 @@ def _is_loopback(ip: str) -> bool:
 
 
 class ServerNet(Protocol):
-    """The server's TUN with its address and routes (gateway/server_net.py; tests/fakes.py)."""
+    """The server's TUN with its address and routes (gateway/server_net.py; lab/fakes.py)."""
 
     def open(self) -> TunPort: ...
 

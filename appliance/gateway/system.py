@@ -1,7 +1,7 @@
 """The real ports: sockets, the TUN device and the kernel's clock, for `vpn-appliance run`.
 
 The gateways never create these themselves; the CLI and the appliance's PID 1 pass them in, and
-tests/fakes.py passes in-memory ones instead.
+lab/fakes.py passes in-memory ones instead.
 """
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 
 Kept across reconnects (persist-tun), so LAN traffic is dropped while the tunnel is down, never
 sent in clear. This is the only client code that changes the host's network; the in-memory
-stand-in for tests is tests/fakes.py FakeTunnelNetwork.
+stand-in for tests is lab/fakes.py FakeTunnelNetwork.
 
 Netlink goes through appliance/tun/rtnl.py (the stdlib), not pyroute2: importing pyroute2 took
 250-400 ms of CPU, and the client needs the address and routes the moment PUSH_REPLY arrives

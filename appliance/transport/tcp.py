@@ -120,7 +120,7 @@ class TcpTransport:
 
 class TcpListener:
     def __init__(self, addr: tuple[str, int], backlog: int = 128, sock=None) -> None:
-        # `sock`: a socket made elsewhere (tests/fakes.py passes an in-memory one).
+        # `sock`: a socket made elsewhere (lab/fakes.py passes an in-memory one).
         self.sock = sock if sock is not None else socket.socket(
             socket.AF_INET6 if ":" in addr[0] else socket.AF_INET, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

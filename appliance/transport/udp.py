@@ -174,7 +174,7 @@ class UdpTransport:
     def __init__(self, local: tuple[str, int] | None, remote: tuple[str, int] | None = None,
                  family: int = socket.AF_INET, gso: bool = True, gro: bool = True, sock=None,
                  multihome: bool = False) -> None:
-        # `sock`: a socket made elsewhere (tests/fakes.py passes an in-memory one).
+        # `sock`: a socket made elsewhere (lab/fakes.py passes an in-memory one).
         # `multihome` (a server's unconnected socket): recv_batch's addresses carry the local
         # address each datagram was sent to as their last item, and send_batch sends from the
         # local address its address names (_send_batch_via); OSError if the kernel refuses.
@@ -205,7 +205,7 @@ class UdpTransport:
         self.rbuf = bytearray(RECV_SIZE)
         self.rview = memoryview(self.rbuf)
         # The compiled recvmmsg reads the descriptor itself: only for a real, connected socket (an
-        # in-memory one from tests/fakes.py goes through py_recv_many and its own methods).
+        # in-memory one from lab/fakes.py goes through py_recv_many and its own methods).
         real = _udp is not None and type(self.sock) is socket.socket
         self._recv_many = _udp.recv_many if real and remote is not None else None
         self._recv_from_many = _udp.recv_from_many if real else None

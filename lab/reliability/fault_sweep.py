@@ -80,9 +80,8 @@ EXCEPTIONS: dict[str, Callable[[str], BaseException]] = {
 
 # ---------------------------------------------------------------------------------- the world
 def _world_mod():
-    # Imported late: tests/ is on the path only from the repository's root (as pytest has it).
-    from tests.gateway import conftest
-    return conftest
+    from lab import gateway_world
+    return gateway_world
 
 
 @dataclass
@@ -111,15 +110,8 @@ class Stage:
 
 
 def make_pki() -> dict:
-    """The same PKI as tests/gateway/conftest.py's fixture."""
-    from cryptography.x509.oid import ExtendedKeyUsageOID
-    from appliance.certs import issue
-    cf = _world_mod()
-    ca = issue("Gateway test CA", None, None)
-    srv = issue("server", ca, ExtendedKeyUsageOID.SERVER_AUTH)
-    clients = {f"client{i}": issue(f"client{i}", ca, ExtendedKeyUsageOID.CLIENT_AUTH) for i in range(2)}
-    return {"ca": cf._pem(ca[0]), "server": (cf._pem(srv[0]), cf._kpem(srv[1])),
-            "clients": {n: (cf._pem(c), cf._kpem(k)) for n, (c, k) in clients.items()}}
+    """The gateway tests' PKI (lab/gateway_world.py make_pki), with client0 and client1."""
+    return _world_mod().make_pki(["client0", "client1"])
 
 
 def _proto_names(proto: str) -> tuple[str, str]:

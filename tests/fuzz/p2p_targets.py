@@ -32,7 +32,7 @@ from appliance.openvpn.datapath import ClientDataPath
 from appliance.openvpn.session import Role, Session, SessionConfig
 from appliance.openvpn.tls import TlsSettings
 from appliance.transport.p2p_link import NEWCOMERS_MAX, P2PListenLink, same_addr
-from tests.fakes import FakeUdp
+from lab.fakes import FakeUdp
 
 from . import harness as h
 

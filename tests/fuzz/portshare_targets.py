@@ -93,7 +93,7 @@ class Web:
 def make_port_share():
     from appliance.gateway import portshare as ps
     from appliance.openvpn.portshare import sockaddr_text
-    from tests.fakes import MemoryListenSocket
+    from lab.fakes import MemoryListenSocket
     from tests.fuzz.mgmt_world import _pki
     from tests.gateway.conftest import SERVER_IP, World, client_conf, server_conf
 
@@ -193,7 +193,7 @@ def make_port_share():
 
 
 def _connect(w, webs: list, ip: str, first: bytes) -> None:
-    from tests.fakes import stream_connect
+    from lab.fakes import stream_connect
     from tests.gateway.conftest import SERVER_IP
     x = Web(stream_connect(w.net, ip, (SERVER_IP, 1194)), ip)
     webs.append(x)

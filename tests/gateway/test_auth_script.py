@@ -532,7 +532,7 @@ def test_many_users_behind_one_address_may_wait_on_a_command_at_once(tmp_path):
     password file's limit (2 checks at once per address) would turn most away with
     AUTH_FAILED,TEMP while the first two wait; a command's limits hold 16."""
     from appliance.gateway.auth import AuthChecker
-    from tests.fakes import FakeClock
+    from lab.fakes import FakeClock
     script = _script(tmp_path, f"#!/bin/sh\necho $auth_control_file >> {tmp_path}/acfs\nexit 2\n")
     clock = FakeClock()
     a = AuthChecker(ScriptCheck((str(script),), "via-file", False, str(tmp_path), 60.0), clock, inline=True)

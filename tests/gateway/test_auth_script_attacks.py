@@ -15,7 +15,7 @@ import pytest
 
 from appliance.gateway.auth import AuthChecker
 from appliance.gateway.authscript import WORKERS, ScriptCheck
-from tests.fakes import FakeClock
+from lab.fakes import FakeClock
 from tests.gateway.conftest import World, client_conf, server_conf
 from tests.gateway.test_auth_script import _alive
 

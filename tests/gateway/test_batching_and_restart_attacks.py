@@ -10,7 +10,7 @@ from appliance.openvpn import wrapping
 from appliance.openvpn.framing import StreamFramer
 from appliance.openvpn.session import Role, Session, SessionConfig
 from appliance.openvpn.tls import TlsSettings
-from tests.fakes import stream_connect
+from lab.fakes import stream_connect
 from tests.gateway.conftest import SERVER_IP, World, client_conf, server_conf
 from tests.gateway.test_faults import served
 from tests.gateway.test_passwords import CLIENT_EXTRA as PW_CLIENT, PASSDB, SERVER_EXTRA as PW_SERVER

@@ -1,12 +1,12 @@
 """Buffer lifetimes on the packet path (review): TUN read_batch views are valid only until the next
 read, Session.receive plaintexts only until that session's next receive. With PooledChannelTun
-(tests/fakes.py) stale views read poison, so anything kept past its lifetime shows up here as a
+(lab/fakes.py) stale views read poison, so anything kept past its lifetime shows up here as a
 corrupted or missing packet. These pass: they guard the rule, they are not findings."""
 from __future__ import annotations
 
 import pytest
 
-from tests.fakes import FakeServerNet, FakeTunnelNetwork, PooledChannelTun
+from lab.fakes import FakeServerNet, FakeTunnelNetwork, PooledChannelTun
 from tests.gateway.conftest import World, client_conf, ipv4_udp, server_conf
 from tests.gateway.test_tunnel import SERVER_TUN, _up
 

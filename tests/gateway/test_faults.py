@@ -14,7 +14,7 @@ import pytest
 from appliance.ioerrors import PortGone
 from appliance.openvpn.opcodes import Op, op_byte
 from appliance.openvpn.packet import encode_body
-from tests.fakes import ChannelTun, FakeServerNet, stream_connect
+from lab.fakes import ChannelTun, FakeServerNet, stream_connect
 from tests.gateway.conftest import SERVER_IP, World, client_conf, ipv4_udp, server_conf
 from tests.gateway.test_tunnel import _up, ping_both_ways
 
@@ -148,7 +148,7 @@ def test_zero_length_frame_from_a_hostile_server_sends_the_client_to_the_next_re
     w = World()
     hostile = ("198.18.0.5", 1194)
     w.add_server(server_conf(pki, "tcp-server"))
-    from tests.fakes import MemoryListenSocket
+    from lab.fakes import MemoryListenSocket
     lst = MemoryListenSocket(w.net, hostile)
     lst.bind(hostile)
     w.add_client(client_conf(pki, proto="tcp-client", remotes=[hostile, (SERVER_IP, 1194)]))
@@ -246,7 +246,7 @@ def test_our_tun_gone_is_fatal_with_one_line(pki, caplog):
     from appliance.gateway.server import ServerGateway
     from appliance.openvpn.config import parse_config
     from appliance.openvpn.settings import server_settings
-    from tests.fakes import MemoryPorts, MemoryWaiter
+    from lab.fakes import MemoryPorts, MemoryWaiter
     opts = parse_config(server_conf(pki), "/mem/server.conf")
     gw = ServerGateway(opts, server_settings(opts, None, None), MemoryPorts(w.net, SERVER_IP), Net(w.net), w.clock,
                        MemoryWaiter(w.net))

@@ -12,7 +12,7 @@ import sys
 
 from appliance.gateway.client import ClientGateway
 from appliance.openvpn.config import parse_config
-from tests.fakes import FakeTunnelNetwork, MemoryPorts, MemoryWaiter
+from lab.fakes import FakeTunnelNetwork, MemoryPorts, MemoryWaiter
 from tests.gateway.conftest import World, client_conf, server_conf
 
 

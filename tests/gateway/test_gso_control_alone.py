@@ -8,7 +8,7 @@ tests/interop/test_control_alone_on_the_wire.py.)"""
 from __future__ import annotations
 
 from appliance.transport.udp import UdpTransport
-from tests.fakes import MemoryDatagramSocket
+from lab.fakes import MemoryDatagramSocket
 from tests.gateway.conftest import SERVER_IP, World, client_conf, ipv4_udp, server_conf
 from tests.gateway.test_tunnel import SERVER_TUN, _up
 

@@ -11,7 +11,7 @@ import logging
 import pytest
 
 from appliance.openvpn.httpproxy import MAX_HEADER
-from tests.fakes import MemoryListenSocket, stream_connect
+from lab.fakes import MemoryListenSocket, stream_connect
 from tests.gateway.conftest import SERVER_IP, World, client_conf, server_conf
 
 PROXY_IP = "198.18.0.50"

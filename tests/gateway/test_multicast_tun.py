@@ -17,7 +17,7 @@ import struct
 import pytest
 
 from appliance.openvpn.datapath import BCAST_BURST, BCAST_OVER_RATE
-from tests.fakes import FakeServerNet, PooledChannelTun
+from lab.fakes import FakeServerNet, PooledChannelTun
 from tests.gateway.conftest import World, client_conf, ipv4_udp, server_conf
 from tests.gateway.test_tunnel import SERVER_TUN, _up
 

@@ -766,7 +766,7 @@ def test_a_tcp_connection_is_numbered_and_listed_at_accept_as_openvpn_does(opki)
     connection that has sent nothing yet is a row (UNDEF, its address, BF-CBC) with client ID 0
     and peer-id 0, the client after it gets 1 and 1, and the row goes when the connection
     closes. We numbered a TCP client at its first reset and listed nothing before it."""
-    from tests.fakes import stream_connect
+    from lab.fakes import stream_connect
     from tests.gateway.conftest import SERVER_IP
     w = World()
     gw, _ = w.add_reloadable_server(server_conf(opki, "tcp-server", extra="status-version 2\n"))

@@ -22,7 +22,7 @@ from appliance.transport.p2p_link import NEWCOMERS_MAX, P2PListenLink
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from tests.fakes import FakeUdp
+from lab.fakes import FakeUdp
 
 NO_MSS = lambda cipher, v2: None            # noqa: E731 - no clamping
 PEER, OTHER = ("198.18.0.2", 1194), ("198.18.0.3", 40000)

@@ -7,7 +7,7 @@ import time
 
 from appliance.gateway.auth import AuthChecker
 from appliance.openvpn.passdb import hash_password
-from tests.fakes import FakeClock
+from lab.fakes import FakeClock
 from tests.gateway.conftest import World, client_conf, server_conf
 from tests.gateway.test_faults import served
 from tests.gateway.test_tunnel import _up

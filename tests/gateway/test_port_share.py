@@ -10,7 +10,7 @@ import pytest
 
 from appliance.gateway import portshare as ps
 from appliance.gateway.ports import PortGone
-from tests.fakes import MemoryListenSocket, stream_connect
+from lab.fakes import MemoryListenSocket, stream_connect
 from tests.gateway.conftest import SERVER_IP, World, client_conf, server_conf
 from tests.gateway.test_faults import served
 
@@ -310,7 +310,7 @@ def test_port_share_to_our_own_port_is_refused_at_start(pki, local, host):
 
 
 def test_an_unresolvable_host_stops_the_start_at_its_line(pki, monkeypatch):
-    from tests.fakes import MemoryPorts
+    from lab.fakes import MemoryPorts
     real = MemoryPorts.resolve
 
     def resolve(self, host, port, proto, family):

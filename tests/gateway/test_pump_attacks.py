@@ -18,7 +18,7 @@ from appliance.gateway.loop import Signals
 from appliance.openvpn import server as engine_server
 from appliance.openvpn.datachannel import DataKey
 from appliance.transport.udp import UdpTransport
-from tests.fakes import stream_connect
+from lab.fakes import stream_connect
 from tests.gateway.conftest import SERVER_IP, World, client_conf, ipv4_udp, server_conf
 from tests.gateway.test_faults import hard_reset, served, two_clients_served
 from tests.gateway.test_tunnel import _up
@@ -421,7 +421,7 @@ def test_a_server_cannot_push_an_unbounded_reply():
 
 
 def test_a_hostile_server_gets_a_bounded_share_of_the_clients_wake_up(pki):
-    from tests.fakes import MemoryListenSocket
+    from lab.fakes import MemoryListenSocket
     w = World()
     hostile = ("198.18.0.5", 1194)
     lst = MemoryListenSocket(w.net, hostile)

@@ -168,7 +168,7 @@ def test_hand_window_changed_by_a_reload_bounds_the_cookie(pki):
 def test_max_clients_raised_by_a_reload_raises_the_tcp_connection_cap(pki):
     """`max-clients` raised by a reload: the server holds as many TCP connections as the new
     count allows (the cap stayed the start's max-clients + 64, so connections were evicted)."""
-    from tests.fakes import stream_connect
+    from lab.fakes import stream_connect
     from tests.gateway.conftest import SERVER_IP
     w = World()
     conf = server_conf(pki, "tcp-server", extra="max-clients 2")

@@ -10,8 +10,8 @@ import pytest
 
 from appliance.gateway import client as client_mod
 from appliance.gateway.client_scripts import ClientScripts
-from tests.fakes import FakeTunnelNetwork
-from tests.gateway import conftest
+from lab.fakes import FakeTunnelNetwork
+from lab import gateway_world
 from tests.gateway.conftest import World, client_conf, server_conf
 from tests.gateway.test_client_mgmt import ROUTE, Tap
 from tests.gateway.test_client_scripts import _records, _recorder
@@ -44,7 +44,7 @@ class WaitingNet(FakeTunnelNetwork):
 @pytest.fixture(autouse=True)
 def inline(monkeypatch):
     monkeypatch.setattr(client_mod, "ClientScripts", lambda: ClientScripts(time_limit=5.0, inline=True))
-    monkeypatch.setattr(conftest, "FakeTunnelNetwork", WaitingNet)
+    monkeypatch.setattr(gateway_world, "FakeTunnelNetwork", WaitingNet)
 
 
 def _client(pki, tmp_path, log):

@@ -14,7 +14,7 @@ import pytest
 from appliance.gateway import client as client_mod
 from appliance.host.resolver import HostDns
 from appliance.host.sdnotify import COMPLETED, SdNotify
-from tests.gateway import conftest
+from lab import gateway_world
 from tests.gateway.conftest import World, client_conf, server_conf
 from tests.gateway.test_client_mgmt import ROUTE, Tap
 from tests.gateway.test_client_scripts import _recorder
@@ -27,7 +27,7 @@ DNS = 'push "dhcp-option DNS 198.18.100.53"\npush "dhcp-option DOMAIN vpn.exampl
 @pytest.fixture(autouse=True)
 def inline(monkeypatch):
     monkeypatch.setattr(client_mod, "ClientScripts", Recording)
-    monkeypatch.setattr(conftest, "FakeTunnelNetwork", DelayNet)
+    monkeypatch.setattr(gateway_world, "FakeTunnelNetwork", DelayNet)
 
 
 class Resolver:

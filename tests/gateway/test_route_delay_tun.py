@@ -10,8 +10,8 @@ import pytest
 from appliance.gateway import client as client_mod
 from appliance.gateway.client_scripts import END_ROOT, ClientScripts
 from appliance.gateway.route_delay import delay_in_effect
-from tests.fakes import FakeTunnelNetwork
-from tests.gateway import conftest
+from lab.fakes import FakeTunnelNetwork
+from lab import gateway_world
 from tests.gateway.conftest import World, client_conf, server_conf
 from tests.gateway.test_client_mgmt import ROUTE, Tap
 from tests.gateway.test_client_scripts import _records, _recorder
@@ -72,7 +72,7 @@ class Recording(ClientScripts):
 @pytest.fixture(autouse=True)
 def inline(monkeypatch):
     monkeypatch.setattr(client_mod, "ClientScripts", Recording)
-    monkeypatch.setattr(conftest, "FakeTunnelNetwork", DelayNet)
+    monkeypatch.setattr(gateway_world, "FakeTunnelNetwork", DelayNet)
 
 
 def _client(pki, tmp_path, log, profile: str, push: str = ""):

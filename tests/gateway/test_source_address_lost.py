@@ -67,7 +67,7 @@ def test_the_watch_failing_leaves_the_tunnel_alone(pki, caplog):
 
 
 def test_no_watch_available_is_no_failure(pki, caplog, monkeypatch):
-    from tests.fakes import MemoryPorts
+    from lab.fakes import MemoryPorts
 
     def refuse(self):
         raise OSError(errno.EPROTONOSUPPORT, "no netlink here")

@@ -70,7 +70,7 @@ def test_frames_both_ways_and_learn_address_for_macs(pki, tmp_path, inline):
 def test_a_client_sending_from_the_taps_own_mac_is_dropped(pki, monkeypatch):
     """The server's TAP MAC (read from the device at start) is never a client's: with
     client-to-client a client holding it would receive the other clients' frames to the server."""
-    from tests.fakes import FakeServerNet
+    from lab.fakes import FakeServerNet
     from appliance.openvpn.l2switch import SERVER_SIDE
     monkeypatch.setattr(FakeServerNet, "mac", HOST_MAC)
     w = World()

@@ -7,7 +7,7 @@ connection of a peer that has not is evicted instead, and when only verified pee
 newcomer is refused."""
 from __future__ import annotations
 
-from tests.fakes import stream_connect
+from lab.fakes import stream_connect
 from tests.gateway.conftest import SERVER_IP, World, client_conf, server_conf
 from tests.gateway.test_mgmt_client_auth import Mgmt, _asked, _up
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from appliance.openvpn import events as ev
 from appliance.transport.link import TcpLink
 from appliance.transport.tcp import CONTROL_ROOM, MAX_QUEUE, TcpTransport
-from tests.fakes import MemoryListenSocket, MemoryNet, stream_connect
+from lab.fakes import MemoryListenSocket, MemoryNet, stream_connect
 from tests.gateway.conftest import World, client_conf, ipv4_udp, server_conf
 from tests.gateway.test_faults import served
 

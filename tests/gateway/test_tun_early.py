@@ -8,7 +8,7 @@ from appliance.gateway import client as client_mod
 from appliance.gateway.client import ClientGateway
 from appliance.openvpn import ciphers
 from appliance.openvpn.config import parse_config
-from tests.fakes import FakeTunnelNetwork, MemoryPorts, MemoryWaiter
+from lab.fakes import FakeTunnelNetwork, MemoryPorts, MemoryWaiter
 from tests.gateway.conftest import World, client_conf, server_conf
 
 

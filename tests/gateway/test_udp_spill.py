@@ -2,7 +2,7 @@
 wake-ups, with no datagram waiting for the socket to become readable again: the server's
 `_on_udp_read` re-arms itself through the pump (`Pump.again`) while datagrams wait. Without that,
 the rest of a run sat until the next datagram arrived (for the last packets of a burst: until the
-peer's keepalive). In memory (tests/fakes.py: the MemoryNet hands a run to the socket whole, as the
+peer's keepalive). In memory (lab/fakes.py: the MemoryNet hands a run to the socket whole, as the
 kernel does with UDP_GRO on); the real kernel's runs: tests/unit/test_udp_from_attacks.py."""
 from __future__ import annotations
 

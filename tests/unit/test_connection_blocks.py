@@ -8,7 +8,7 @@ import pytest
 
 from appliance.gateway import ClientGateway
 from appliance.openvpn.config import ConfigError, Remote, parse_config
-from tests.fakes import FakeClock, FakeTunnelNetwork, MemoryNet, MemoryPorts, MemoryWaiter
+from lab.fakes import FakeClock, FakeTunnelNetwork, MemoryNet, MemoryPorts, MemoryWaiter
 
 HEAD = "client\ndev tun\nca ca.crt\n"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 
 from appliance.gateway import ClientGateway
-from tests.fakes import FakeClock, FakeTunnelNetwork, MemoryNet, MemoryPorts, MemoryWaiter
+from lab.fakes import FakeClock, FakeTunnelNetwork, MemoryNet, MemoryPorts, MemoryWaiter
 from appliance.openvpn.config import parse_config
 
 PROFILE = """client

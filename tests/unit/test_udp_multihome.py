@@ -17,7 +17,7 @@ from appliance.gateway.eventlog import fmt_addr
 from appliance.transport import udp
 from appliance.transport.udp import UdpTransport, local_of, pktinfo_cmsg
 from lab.netns import wait_local_addresses
-from tests.fakes import MemoryDatagramSocket, MemoryNet
+from lab.fakes import MemoryDatagramSocket, MemoryNet
 from tests.unit.test_tun_udp import _inside, _ip, _wait_readable, netns  # noqa: F401 - netns is a fixture
 
 COMPILED = native.load("_udp")
