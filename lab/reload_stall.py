@@ -5,7 +5,7 @@ server's pump stepped until the reload's pass over its clients has logged its li
 mode: the longest step, the reload's own step (the one that ran the SIGHUP), and the wall time to
 the "clients kept" line.
 
-    .venv/bin/python -m lab.reload_stall [--clients 1000] [--rounds 2]
+    .venv/bin/python -m lab.reload_stall [--clients 1000] [--rounds 2] [--storm 100 [--storm-every 0.01]]
 
 Modes: `inline` runs the reading (config, key material, files, the kept clients' ccd files) in
 the loop, as every reload did before helper reload40; `worker` in the reload's worker thread
@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from lab.gateway_world import World, client_conf, client_up, make_pki, server_conf
+from lab.gateway_world import World, client_conf, client_up, ipv4_udp, make_pki, server_conf
 
 BATCH = 25
 
@@ -52,7 +52,7 @@ class _Lines(logging.Handler):
         self.text.append(record.getMessage())
 
 
-def one_reload(w: World, gw, holder: dict, conf: str, inline: bool, tag: int) -> tuple[float, float, float, dict]:
+def _mode(gw, inline: bool) -> None:
     gw.ops.reload_inline = inline
     reader = gw.ops.reload_reader
     if reader is not None and reader.inline != inline:      # the other mode's worker: a new one
@@ -60,6 +60,10 @@ def one_reload(w: World, gw, holder: dict, conf: str, inline: bool, tag: int) ->
             gw.pump.unwatch(reader)
             reader.close()
         gw.ops.reload_reader = None
+
+
+def one_reload(w: World, gw, holder: dict, conf: str, inline: bool, tag: int) -> tuple[float, float, float, dict]:
+    _mode(gw, inline)
     holder["conf"] = conf + f"push \"route 198.18.{200 + tag % 50}.0 255.255.255.0\"\n"
     lines = _Lines()
     logging.getLogger("vpn-appliance").addHandler(lines)
@@ -77,7 +81,8 @@ def one_reload(w: World, gw, holder: dict, conf: str, inline: bool, tag: int) ->
     ops = gw.ops
     ops._commit_reload = timed("commit", type(ops)._commit_reload.__get__(ops))
     ops._recheck = timed("batch", type(ops)._recheck.__get__(ops))
-    ops._verdicts_in = timed("verdicts", type(ops)._verdicts_in.__get__(ops))
+    if hasattr(type(ops), "_verdicts_in"):     # (since helper reload41: the chains checked in the worker)
+        ops._verdicts_in = timed("verdicts", type(ops)._verdicts_in.__get__(ops))
     gw.pump.timers.arm("lab-sighup", w.clock(), lambda: fired.append(gw.ops.reload()))
     longest = first = 0.0
     t0 = time.perf_counter()
@@ -94,14 +99,61 @@ def one_reload(w: World, gw, holder: dict, conf: str, inline: bool, tag: int) ->
                 w.clock.t += 0.0005
     finally:
         logging.getLogger("vpn-appliance").removeHandler(lines)
-        del ops._commit_reload, ops._recheck, ops._verdicts_in
+        for name in ("_commit_reload", "_recheck", "_verdicts_in"):
+            ops.__dict__.pop(name, None)
     return longest, first, time.perf_counter() - t0, parts
+
+
+def storm(w: World, gw, holder: dict, conf: str, inline: bool, count: int, every: float,
+          send_every: float = 0.002) -> dict:
+    """`count` reloads asked for `every` s apart (a SIGHUP storm; the file changed each time),
+    client0 sending a packet into its tunnel every `send_every` s, until the storm's last pass
+    has ended: the longest server step, the packets that reached the server's TUN, the longest
+    wait between two of them arriving, and the reloads applied (merged ones are not)."""
+    _mode(gw, inline)
+    stun, ctun = w.server_net.tun, w.client_nets[0].tun
+    cli, c0 = w.client_addr(0), w.clients[0]
+    reloads0, sent = gw.ops.reloads, []
+    fired = 0
+    longest = gap = 0.0
+    t0 = next_fire = next_pkt = last_in = time.perf_counter()
+    seen = len(stun.written)
+
+    def quiet() -> bool:
+        return not gw.ops._reload_busy and not gw.pump.timers.armed("reload-recheck")
+    while (fired < count or not quiet()) and time.perf_counter() - t0 < 120:
+        now = time.perf_counter()
+        if fired < count and now >= next_fire:
+            fired += 1
+            holder["conf"] = conf + f"push \"route 198.18.{200 + fired % 50}.0 255.255.255.0\"\n"
+            gw.pump.timers.arm("lab-sighup", w.clock(), gw.ops.reload)
+            next_fire += every
+        if now >= next_pkt:
+            pkt = ipv4_udp(cli, "198.19.0.1", b"storm-%d" % len(sent))
+            ctun.inject(pkt)
+            sent.append(pkt)
+            next_pkt += send_every
+        s = time.perf_counter()
+        busy = gw.pump.step(block=False)
+        longest = max(longest, time.perf_counter() - s)
+        busy = c0.pump.step(block=False) or busy
+        if len(stun.written) > seen:
+            seen, t = len(stun.written), time.perf_counter()
+            gap, last_in = max(gap, t - last_in), t
+        if not busy:
+            time.sleep(0.0005)
+            w.clock.t += 0.0005
+    got = set(stun.written)
+    return {"longest": longest, "sent": len(sent), "got": sum(p in got for p in sent), "gap": gap,
+            "reloads": gw.ops.reloads - reloads0, "asked": fired, "wall": time.perf_counter() - t0}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--clients", type=int, default=1000)
     ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--storm", type=int, default=0, help="then a SIGHUP storm of this many reloads, each mode")
+    ap.add_argument("--storm-every", type=float, default=0.01, help="s between the storm's reloads")
     a = ap.parse_args()
     logging.getLogger("vpn-appliance").setLevel(logging.ERROR)      # the clients' retries at start
     pki = _pki(a.clients)
@@ -122,6 +174,13 @@ def main() -> None:
                       f"{parts['commit'] * 1000:.1f} ms; longest batch of the pass {parts['batch'] * 1000:.1f} ms, "
                       f"its verdicts applied {parts['verdicts'] * 1000:.1f} ms), "
                       f"pass done in {wall:.2f} s")
+        logging.getLogger("vpn-appliance").setLevel(logging.ERROR)     # (a line per merged reload)
+        for inline in (True, False) if a.storm else ():
+            r = storm(w, gw, holder, conf, inline, a.storm, a.storm_every)
+            print(f"storm {'inline' if inline else 'worker'}: {r['asked']} reloads asked "
+                  f"{a.storm_every * 1000:.0f} ms apart, {r['reloads']} applied, in {r['wall']:.2f} s; longest "
+                  f"step {r['longest'] * 1000:.1f} ms; client0's packets {r['got']}/{r['sent']} through, "
+                  f"longest wait between two {r['gap'] * 1000:.1f} ms")
         gw._cleanup()
 
 
