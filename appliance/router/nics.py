@@ -123,6 +123,7 @@ def configure_nic(nic: Wan | Lan, undo: Undo, avoid: Sequence[ipaddress.IPv4Netw
     # WAN, taking that neighbour's traffic (tests/interop/test_wan_address_push.py). OpenVPN on a
     # host leaves this to the host's own settings; the appliance owns its NICs.
     _sysctl(f"{IP4_CONF}/{ifname}/arp_ignore", "1", undo)
+    refuse_redirects(ifname, undo)
     if isinstance(nic, Wan):
         _ipv6_sysctls(ifname, undo, slaac=nic.slaac)
     else:
@@ -246,6 +247,34 @@ def _sysctl(path: str, value: str, undo: Undo, required: bool = False) -> bool:
             f2.write(old + "\n")
     undo.push(path, restore)
     return True
+
+
+def refuse_redirects(ifname: str, undo: Undo, conf4: str = IP4_CONF, conf6: str = IP6_CONF) -> None:
+    """ICMP redirects neither taken nor sent on this NIC (each value restored on exit).
+
+    Taken: a redirect rewrites the kernel's path to one destination (a route exception for
+    ~5 minutes) on the word of any host on the segment that spoofs the gateway's address --
+    the VPN server's packets sent to an attacker's MAC (held there, or dropped: the tunnel down).
+    Linux takes them by default when it does not forward (IPv4: `all` OR the NIC's
+    accept_redirects, both 1 by default; IPv6: the NIC's, unless it forwards), which is the
+    appliance without a `[lan]`, an IPv6 WAN whose LAN has no IPv6 (IPv6 forwarding stays off),
+    and every router-mode start before forwarding goes on (the remotes' resolution in between),
+    an exception taken then outliving it. With IPv4 forwarding on the kernel needs `all` AND the
+    NIC's, and switching ip_forward writes `all` (on: 0, off: 1), so both are set here, before
+    enable_forwarding, and restored after it on exit (the undo is newest first). secure_redirects
+    too, as CIS/STIG hardening has it (it only narrows which redirects are taken; with
+    accept_redirects 0 none is). OpenWrt gets the same by switching forwarding on for both
+    families at boot (its sysctl.d/10-default.conf); we do not rely on forwarding being on.
+
+    Sent: the kernel sends a redirect for a packet it forwards back out of the NIC it came in
+    by (a LAN host's packet for a `[lan] routes` network), and sends it before netfilter's
+    FORWARD chain -- the kill switch -- judges the packet. A security gateway's LAN hosts route
+    through it as configured; it tells them of no other path (IPv4 send_redirects: `all` OR the
+    NIC's, so both). Linux has no switch for IPv6's (ip6_forward sends them)."""
+    for name in ("accept_redirects", "secure_redirects", "send_redirects"):
+        _sysctl(f"{conf4}/all/{name}", "0", undo)
+        _sysctl(f"{conf4}/{ifname}/{name}", "0", undo)
+    _sysctl(f"{conf6}/{ifname}/accept_redirects", "0", undo)
 
 
 def _ipv6_sysctls(ifname: str, undo: Undo, slaac: bool) -> None:

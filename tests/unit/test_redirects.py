@@ -1,0 +1,104 @@
+"""ICMP redirects neither taken nor sent on the appliance's NICs (router/nics.py refuse_redirects,
+net41): which values are written, that the undo gives each old value back, and that a host
+refusing a write costs a warning, not the start. The kernel's side -- a spoofed redirect taken
+with Linux's defaults and refused after -- is tests/interop/test_wan_redirects_and_hints.py."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from appliance.router import nics
+from appliance.router.nics import Undo, refuse_redirects
+
+
+def _conf(tmp: Path, names: list[str], value: str = "1") -> tuple[str, str]:
+    conf4, conf6 = tmp / "ipv4", tmp / "ipv6"
+    for dev in ("all", "default", "wan0", "lan0"):
+        for n in names:
+            (conf4 / dev).mkdir(parents=True, exist_ok=True)
+            (conf4 / dev / n).write_text(value + "\n")
+        (conf6 / dev).mkdir(parents=True, exist_ok=True)
+        (conf6 / dev / "accept_redirects").write_text(value + "\n")
+    return str(conf4), str(conf6)
+
+
+def _read(p: Path) -> str:
+    return p.read_text().strip()
+
+
+def test_redirects_are_refused_on_the_nic_and_in_all_and_restored_on_exit(tmp_path):
+    names = ["accept_redirects", "secure_redirects", "send_redirects"]
+    conf4, conf6 = _conf(tmp_path, names)
+    undo = Undo()
+    refuse_redirects("wan0", undo, conf4, conf6)
+    refuse_redirects("lan0", undo, conf4, conf6)
+    for n in names:
+        for dev in ("all", "wan0", "lan0"):
+            assert _read(tmp_path / "ipv4" / dev / n) == "0", (dev, n)
+        assert _read(tmp_path / "ipv4" / "default" / n) == "1"       # NICs made later: the host's choice
+    for dev in ("wan0", "lan0"):
+        assert _read(tmp_path / "ipv6" / dev / "accept_redirects") == "0"
+    assert _read(tmp_path / "ipv6" / "all" / "accept_redirects") == "1"   # IPv6 reads the NIC's only
+    undo.run()
+    for n in names:
+        for dev in ("all", "wan0", "lan0"):
+            assert _read(tmp_path / "ipv4" / dev / n) == "1", (dev, n)
+    assert _read(tmp_path / "ipv6" / "wan0" / "accept_redirects") == "1"
+
+
+def test_values_already_off_are_left_and_not_undone(tmp_path):
+    conf4, conf6 = _conf(tmp_path, ["accept_redirects", "secure_redirects", "send_redirects"], value="0")
+    undo = Undo()
+    refuse_redirects("wan0", undo, conf4, conf6)
+    assert undo.steps == []
+
+
+def test_a_host_that_refuses_is_a_warning_not_a_failed_start(tmp_path, caplog):
+    conf4, conf6 = str(tmp_path / "none4"), str(tmp_path / "none6")      # no IPv6, no such files
+    undo = Undo()
+    refuse_redirects("wan0", undo, conf4, conf6)
+    assert undo.steps == [] and any("cannot set" in r.getMessage() for r in caplog.records)
+
+
+class _Ipr:
+    def __init__(self, events: list) -> None:
+        self.events = events
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *a) -> None:
+        pass
+
+    def link_lookup(self, ifname: str):
+        return [7]
+
+    def link(self, cmd: str, index: int, state: str) -> None:
+        self.events.append(("link", state))
+
+    def addr(self, cmd: str, **kw) -> None:
+        self.events.append(("addr", kw["address"]))
+
+
+def test_configure_nic_refuses_redirects_on_both_nics_before_their_links_go_up(monkeypatch):
+    """The one place: configure_nic (the WAN's and the LAN's), before the link is up -- no
+    redirect taken in between -- and before forwarding goes on (run_toml calls it later)."""
+    import ipaddress
+
+    from appliance.config.schema import Lan, Wan
+    events: list = []
+    monkeypatch.setattr(nics, "IPRoute", lambda: _Ipr(events))
+    monkeypatch.setattr(nics, "find_link", lambda name, mac: (7, name))
+    monkeypatch.setattr(nics, "_sysctl", lambda path, value, undo, required=False: events.append((path, value)) or True)
+    monkeypatch.setattr(nics, "lan_address6", lambda lan, ifname: None)
+    monkeypatch.setattr(nics, "add_lan_routes", lambda lan, ifname, undo, address6=None: None)
+    monkeypatch.setattr(nics, "keep_static_wan", lambda wan, ifname, undo: None)
+    wan = Wan(name="wan41", address=ipaddress.IPv4Interface("198.18.0.2/24"))
+    lan = Lan(name="lan41", address=ipaddress.IPv4Interface("198.18.50.1/24"))
+    for nic, name in ((wan, "wan41"), (lan, "lan41")):
+        events.clear()
+        assert nics.configure_nic(nic, nics.Undo()) == name
+        up = events.index(("link", "up"))
+        for path in (f"{nics.IP4_CONF}/all/accept_redirects", f"{nics.IP4_CONF}/{name}/accept_redirects",
+                     f"{nics.IP4_CONF}/{name}/secure_redirects", f"{nics.IP4_CONF}/{name}/send_redirects",
+                     f"{nics.IP6_CONF}/{name}/accept_redirects"):
+            assert events.index((path, "0")) < up, (path, events)
