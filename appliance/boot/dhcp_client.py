@@ -1014,9 +1014,10 @@ class _Client:
 
 
 def keep_on_link(ifname: str, stop: threading.Event, reapply: Callable[[bool], object], what: str) -> None:
-    """A relink thread's loop: `reapply(link_back)` at once when the kernel says a link or an
-    IPv4 address changed (rtnetlink multicast: only the kernel sends there, and an event is
-    only a hint -- what the NIC holds is asked afresh), after RELINK_SETTLE for the rest of the
+    """A relink thread's loop: `reapply(link_back)` at once when the kernel says a link changed
+    or the NIC lost an address, IPv4 or IPv6 (rtnetlink multicast, RELINK_GROUPS: only the kernel
+    sends there, and an event is only a hint -- what the NIC holds is asked afresh; _is_hint
+    says which are), after RELINK_SETTLE for the rest of the
     burst, and every RELINK_TICK anyway (a lost event, no netlink socket); `link_back`: the
     link was seen down since the last call (its IPv4 routes are gone). Nothing while the link
     is down. A flapping link costs a check per RELINK_SETTLE at most; an error is logged at
@@ -1027,7 +1028,7 @@ def keep_on_link(ifname: str, stop: threading.Event, reapply: Callable[[bool], o
     nl: socket.socket | None = None
     try:
         nl = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, socket.NETLINK_ROUTE)
-        nl.bind((0, RTMGRP_LINK | RTMGRP_IPV4_IFADDR))
+        nl.bind((0, RELINK_GROUPS))
         nl.setblocking(False)
     except OSError as e:
         log.info("%s: no link events (%s): %s is checked every %.0f s", ifname, e, what, RELINK_TICK)
@@ -1071,19 +1072,38 @@ def keep_on_link(ifname: str, stop: threading.Event, reapply: Callable[[bool], o
             nl.close()
 
 
-# rtnetlink(7): the multicast groups watched, the one message parsed
-RTMGRP_LINK, RTMGRP_IPV4_IFADDR = 0x1, 0x10
+# rtnetlink(7): the multicast groups watched, the messages parsed
+RTMGRP_LINK, RTMGRP_IPV4_IFADDR, RTMGRP_IPV6_IFADDR = 0x1, 0x10, 0x100
+# Links, and both families' addresses: an IPv6 address removed while the link stays up (`ip addr
+# del`, a flush) woke the thread only at its RELINK_TICK before (flap40 found it), the IPv4 one at once.
+RELINK_GROUPS = RTMGRP_LINK | RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR
 RTM_NEWLINK = 16
+RTM_NEWADDR, RTM_DELADDR = 20, 21
 IFF_UP = 0x1
 DRAIN_EVENTS = 256                     # netlink datagrams read at most per wake-up
 _NLMSGHDR = struct.Struct("=IHHII")       # len, type, flags, seq, pid
 _IFINFOMSG = struct.Struct("=BxHiII")     # family, type, index, flags, change
+_IFADDRMSG = struct.Struct("=BBBBI")      # family, prefixlen, flags, scope, index
+
+
+def _is_hint(kind: int, data: bytes, body: int, end: int, index: int) -> bool:
+    """Whether one message (its body at data[body:end]) may mean something to reapply: the one
+    place this is decided, for both families. An address message only when it is a removal
+    from our NIC (`index`): additions and the lifetime refresh every router advertisement
+    brings (RTM_NEWADDR) need nothing, and a WAN neighbour sending RAs by the thousand would
+    otherwise pace a check every RELINK_SETTLE; another NIC's addresses are not ours to keep.
+    Any link message, and anything else or too short to tell, is one (as before: a hint costs
+    one paced check, a lost one a RELINK_TICK)."""
+    if kind in (RTM_NEWADDR, RTM_DELADDR) and body + _IFADDRMSG.size <= end:
+        return kind == RTM_DELADDR and _IFADDRMSG.unpack_from(data, body)[4] == index
+    return True
 
 
 def _drain(nl: socket.socket, ifname: str) -> tuple[bool, bool]:
-    """Read what the netlink socket holds (at most DRAIN_EVENTS): (anything there, `ifname`'s
-    link seen down). Events lost (ENOBUFS: the queue overflowed) count as both: a down and up
-    may be among them. Parsed with bounds checks; only the kernel sends to these groups."""
+    """Read what the netlink socket holds (at most DRAIN_EVENTS): (a hint there (_is_hint),
+    `ifname`'s link seen down). Events lost (ENOBUFS: the queue overflowed) count as both: a
+    down and up may be among them. Parsed with bounds checks; only the kernel sends to these
+    groups. A datagram with no message to walk (too short) counts as a hint."""
     got = down = False
     try:
         index = socket.if_nametoindex(ifname)
@@ -1099,17 +1119,20 @@ def _drain(nl: socket.socket, ifname: str) -> tuple[bool, bool]:
                 raise
             got = down = True
             continue
-        got = True
-        at = 0
-        while at + _NLMSGHDR.size + _IFINFOMSG.size <= len(data):
+        at = walked = 0
+        while at + _NLMSGHDR.size <= len(data):
             length, kind = _NLMSGHDR.unpack_from(data, at)[:2]
             if length < _NLMSGHDR.size:
                 break
-            if kind == RTM_NEWLINK:
-                _fam, _type, idx, flags, _chg = _IFINFOMSG.unpack_from(data, at + _NLMSGHDR.size)
+            walked += 1
+            body = at + _NLMSGHDR.size
+            got = got or _is_hint(kind, data, body, min(at + length, len(data)), index)
+            if kind == RTM_NEWLINK and body + _IFINFOMSG.size <= len(data):
+                _fam, _type, idx, flags, _chg = _IFINFOMSG.unpack_from(data, body)
                 if idx == index and not flags & IFF_UP:
                     down = True
             at += (length + 3) & ~3
+        got = got or not walked
     return got, down
 
 

@@ -188,6 +188,20 @@ def test_drain_reads_a_burst_and_sees_our_link_go_down():
         assert dc._drain(a, "lo") == (True, True)
         b.send(struct.pack("=IHHII", 0, dc.RTM_NEWLINK, 0, 0, 0) + bytes(16))    # nlmsg_len 0: no loop
         assert dc._drain(a, "lo") == (True, False)
+
+        def addr(kind: int, family: int, index: int) -> bytes:
+            body = struct.pack("=BBBBI", family, 64, 0, 0, index) + bytes(20)
+            return struct.pack("=IHHII", 16 + len(body), kind, 0, 0, 0) + body
+        # net41: an address removed from our NIC is a hint, IPv6 as IPv4; an address added (an
+        # RA's lifetime refresh) or removed elsewhere is not
+        for family in (socket.AF_INET, socket.AF_INET6):
+            b.send(addr(dc.RTM_DELADDR, family, idx))
+            assert dc._drain(a, "lo") == (True, False)
+        b.send(addr(dc.RTM_NEWADDR, socket.AF_INET6, idx) + addr(dc.RTM_DELADDR, socket.AF_INET6, idx + 1000))
+        b.send(addr(dc.RTM_NEWADDR, socket.AF_INET, idx))
+        assert dc._drain(a, "lo") == (False, False)
+        b.send(addr(dc.RTM_NEWADDR, socket.AF_INET6, idx)[:20])                  # too short to tell: a hint
+        assert dc._drain(a, "lo") == (True, False)
     finally:
         a.close()
         b.close()
