@@ -468,7 +468,7 @@ class ClientGateway(SignalWakes):
             log.info("not watching links and routes (%s): a route a link flap drops is noticed at "
                      "ping-restart", e)
             return
-        self._route_keeper = RouteKeeper(self.pump, self.clock, w, restore)
+        self._route_keeper = RouteKeeper(self.pump, self.clock, w, restore, getattr(self.net, "kept_routes", None))
 
     def _on_addresses(self) -> None:
         """An address left the host: if it is the one the connection's packets leave from, that

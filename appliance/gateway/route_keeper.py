@@ -18,14 +18,23 @@ not reachable yet) is tried again after RETRY_FIRST, doubling to RETRY_MAX, and 
 once per LOG_EVERY: as INFO while it is the flap's own aftermath (a route tried while the link is
 still coming back is expected at every flap), as one WARNING once PERSIST checks in a row failed
 (the route really does not come back: the operator should look).
+
+Which events are hints (KeptRoutes, net41): only those about the routes kept -- the removal of
+a route in the main table to one of their destinations (out of its device, when the message
+names one), or a change of one of their devices' links. Every other route removal or link
+change on the host (a container's veth, a routing daemon's churn, another VPN) cost a check
+each before (atk40): one netlink add per kept route, up to ~1,000 of them.
 """
 from __future__ import annotations
 
+import ipaddress
 import logging
 import socket
-from typing import Callable, Protocol
+from typing import Callable, Protocol, Sequence
 
 from ..logpace import NoteLimit, times
+from ..tun.route_watch import link_of, route_of
+from ..tun.rtnl import RT_TABLE_MAIN, RTM_DELROUTE, RTM_NEWLINK
 from .loop import Pump
 
 log = logging.getLogger("vpn-appliance")
@@ -37,6 +46,7 @@ SHOWN = 4                     # routes named per log line
 class RouteWatchPort(Protocol):
     """Links changing or routes going (tun/route_watch.py): readable when one may have."""
     has_pending: bool
+    concerns: Callable[[int, bytes], bool] | None
 
     def fileno(self) -> int: ...
 
@@ -46,6 +56,59 @@ class RouteWatchPort(Protocol):
 
 
 Restore = Callable[[], "tuple[list[dict], list[tuple[dict, str]]]"]
+
+
+class KeptRoutes:
+    """Whether one rtnetlink message concerns the routes kept (the watch's `concerns`): an
+    RTM_DELROUTE of the main table for one of their (family, destination, prefix length), out
+    of that route's device (or naming none: a multipath or unreachable route), or an
+    RTM_NEWLINK of one of their devices (a link down drops its IPv4 routes without any
+    RTM_DELROUTE). A message too short to tell is a hint. `kept()` is the live list of route
+    specs (RouteSet.added): its index is rebuilt when the list holds other specs than last time
+    (compared by identity, the old ones held so no id is reused), so a push's routes count from
+    the moment they are added; a check costs len(kept) identity comparisons."""
+
+    def __init__(self, kept: Callable[[], Sequence[dict]]) -> None:
+        self.kept = kept
+        self._specs: list[dict] = []
+        self._dsts: dict[tuple[int, int, int], set[int | None]] = {}
+        self._oifs: set[int] = set()
+
+    def _current(self) -> None:
+        cur = self.kept()
+        if len(cur) == len(self._specs) and all(a is b for a, b in zip(cur, self._specs)):
+            return
+        self._specs = list(cur)
+        self._dsts, self._oifs = {}, set()
+        for spec in self._specs:
+            try:
+                net = ipaddress.ip_network((spec["dst"], spec["prefixlen"]), strict=False)
+            except (KeyError, ValueError, TypeError):
+                continue
+            fam = socket.AF_INET6 if net.version == 6 else socket.AF_INET
+            oif = spec.get("oif")
+            self._dsts.setdefault((fam, int(net.network_address), net.prefixlen), set()).add(oif)
+            if oif is not None:
+                self._oifs.add(oif)
+
+    def concerns(self, kind: int, msg: bytes) -> bool:
+        if kind == RTM_NEWLINK:
+            index = link_of(msg)
+            if index is None:
+                return True
+            self._current()
+            return index in self._oifs
+        if kind == RTM_DELROUTE:
+            route = route_of(msg)
+            if route is None:
+                return True
+            family, dst, plen, table, oif = route
+            if table != RT_TABLE_MAIN:
+                return False
+            self._current()
+            oifs = self._dsts.get((family, dst, plen))
+            return oifs is not None and (oif is None or None in oifs or oif in oifs)
+        return True
 
 
 class Pacing:
@@ -127,8 +190,12 @@ class RouteKeeper:
     KEY = "route-keep"
     SAY_KEY = "route-keep-say"
 
-    def __init__(self, pump: Pump, clock: Callable[[], float], watch: RouteWatchPort, restore: Restore) -> None:
+    def __init__(self, pump: Pump, clock: Callable[[], float], watch: RouteWatchPort, restore: Restore,
+                 kept: Callable[[], Sequence[dict]] | None = None) -> None:
+        """`kept`: the routes kept (their specs, live); given, only events about them are hints."""
         self.pump, self.clock, self.watch, self.restore = pump, clock, watch, restore
+        if kept is not None:
+            watch.concerns = KeptRoutes(kept).concerns
         self.pacing = Pacing()
         self.restored = 0           # routes added again (tests, the log)
         self.checks = 0             # checks run (tests)

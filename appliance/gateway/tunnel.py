@@ -292,6 +292,10 @@ class TunnelNetwork(_TunAndRoutes):
         except (NetlinkError, OSError, RuntimeError, ValueError) as e:
             log.warning("no host route to %s past the tunnel (%s): its packets may go into the tunnel", remote_ip, e)
 
+    def kept_routes(self) -> "list[dict]":
+        """The routes restore_routes keeps (live): the route keeper's hints are only about them."""
+        return self.routes.added if self.routes is not None and self.tun is not None else []
+
     def restore_routes(self) -> "tuple[list[dict], list[tuple[dict, str]]]":
         """The routes of the applied push (and the server's host route) the kernel dropped, added
         again (gateway/route_keeper.py: after a link down/up). Nothing before a push or after close."""

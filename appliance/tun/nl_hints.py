@@ -10,17 +10,20 @@ from __future__ import annotations
 import errno
 import socket
 import struct
+from typing import Callable
 
 _NLMSGHDR = struct.Struct("=IHHII")       # len, type, flags, seq, pid
 _RECV = 65536
 
 
 def read_hints(sock: socket.socket, wanted: tuple[int, ...], stats: dict[str, int], counter: str,
-               limit: int) -> tuple[bool, bool]:
+               limit: int, concerns: Callable[[int, bytes], bool] | None = None) -> tuple[bool, bool]:
     """(seen, pending): whether a message of a `wanted` type came from the kernel (or an overflow
     may have hidden one) in at most `limit` datagrams of the non-blocking `sock`, and whether
     that limit was reached with datagrams perhaps still queued. Each wanted message adds one to
-    `stats[counter]`, each overflow one to `stats["overflows"]`."""
+    `stats[counter]`, each overflow one to `stats["overflows"]`. `concerns(type, message)` (the
+    message with its header), when given, says which wanted messages count at all: the others
+    add one to `stats["ignored"]` and are no hint (an overflow still is one)."""
     seen = False
     for _ in range(limit):
         try:
@@ -41,7 +44,10 @@ def read_hints(sock: socket.socket, wanted: tuple[int, ...], stats: dict[str, in
             if n < _NLMSGHDR.size:
                 break
             if mtype in wanted:
-                stats[counter] += 1
-                seen = True
+                if concerns is None or concerns(mtype, data[off:off + n]):
+                    stats[counter] += 1
+                    seen = True
+                else:
+                    stats["ignored"] = stats.get("ignored", 0) + 1
             off += (n + 3) & ~3
     return seen, True

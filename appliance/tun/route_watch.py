@@ -17,10 +17,15 @@ from __future__ import annotations
 
 import socket
 import struct
+from typing import Callable
 
 from ..transport import sockfilter as bpf
 from .nl_hints import read_hints
-from .rtnl import RTM_DELROUTE, RTM_NEWLINK
+from .rtnl import RTA_DST, RTA_OIF, RTA_TABLE, RTM_DELROUTE, RTM_NEWLINK, _attrs
+
+_NLMSGHDR = struct.Struct("=IHHII")       # len, type, flags, seq, pid
+_IFINFOMSG = struct.Struct("=BxHiII")     # family, type, index, flags, change
+_RTMSG = struct.Struct("=BBBBBBBBI")      # family, dst_len, src_len, tos, table, protocol, scope, type, flags
 
 RTMGRP_LINK = 0x1
 RTMGRP_IPV4_ROUTE = 0x40
@@ -47,8 +52,34 @@ def _only_links_and_removals(s: socket.socket) -> bool:
     return True
 
 
+def link_of(msg: bytes) -> int | None:
+    """The interface index an RTM_NEWLINK message (header included) names; None if too short."""
+    if len(msg) < _NLMSGHDR.size + _IFINFOMSG.size:
+        return None
+    return _IFINFOMSG.unpack_from(msg, _NLMSGHDR.size)[2]
+
+
+def route_of(msg: bytes) -> tuple[int, int, int, int, int | None] | None:
+    """(family, destination as an integer, prefix length, table, output interface or None) of an
+    RTM_DELROUTE message (header included); None if too short to tell. No RTA_DST is the
+    default route (0); RTA_TABLE, when there, is the table (rtm_table holds only 8 bits)."""
+    if len(msg) < _NLMSGHDR.size + _RTMSG.size:
+        return None
+    family, plen, _src, _tos, table = _RTMSG.unpack_from(msg, _NLMSGHDR.size)[:5]
+    a = _attrs(msg, _NLMSGHDR.size + _RTMSG.size)
+    dst = a.get(RTA_DST)
+    tb, oif = a.get(RTA_TABLE), a.get(RTA_OIF)
+    return (family, int.from_bytes(dst, "big") if dst else 0, plen,
+            struct.unpack("=I", tb)[0] if tb is not None and len(tb) == 4 else table,
+            struct.unpack("=I", oif)[0] if oif is not None and len(oif) == 4 else None)
+
+
 class RouteWatch:
     """A non-blocking rtnetlink socket on the link and the IPv4/IPv6 route groups."""
+
+    # Which RTM_NEWLINK / RTM_DELROUTE messages are hints at all (type, message): set by the
+    # route keeper to its routes' (gateway/route_keeper.py KeptRoutes); None: every one.
+    concerns: Callable[[int, bytes], bool] | None = None
 
     def __init__(self) -> None:
         self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC,
@@ -68,7 +99,8 @@ class RouteWatch:
     def changed(self, limit: int = 16) -> bool:
         """Whether a link changed or a route went since the last call (or a queue overflow may
         have hidden one). `has_pending`: `limit` reads were not enough."""
-        seen, self.has_pending = read_hints(self.sock, (RTM_NEWLINK, RTM_DELROUTE), self.stats, "hints", limit)
+        seen, self.has_pending = read_hints(self.sock, (RTM_NEWLINK, RTM_DELROUTE), self.stats, "hints", limit,
+                                            self.concerns)
         return seen
 
     def close(self) -> None:

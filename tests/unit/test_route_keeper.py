@@ -297,3 +297,87 @@ def test_static_wan_after_a_flap_gets_its_default_routes_and_lost_addresses_back
     assert missing([A4], {("198.18.0.2", 24)}, [G4], set(), link_back=False) == ([], [])
     # a flush without a down: the address back, and its route
     assert missing([A4], set(), [G4], set(), link_back=False) == ([A4], [G4])
+
+
+# ---------------------------------------------------------------- net41: hints only about the routes kept
+def _rta(kind: int, value: bytes) -> bytes:
+    n = 4 + len(value)
+    return struct.pack("=HH", n, kind) + value + bytes((4 - n % 4) % 4)
+
+
+def _delroute(dst: str, plen: int, oif: int | None = None, table: int = 254) -> bytes:
+    ip = ipaddress.ip_address(dst)
+    body = struct.pack("=BBBBBBBBI", 10 if ip.version == 6 else 2, plen, 0, 0, min(table, 252) if table > 255
+                       else table, 4, 0, 1, 0)
+    body += _rta(15, struct.pack("=I", table))
+    if plen:
+        body += _rta(1, ip.packed)
+    if oif is not None:
+        body += _rta(4, struct.pack("=I", oif))
+    return struct.pack("=IHHII", 16 + len(body), RTM_DELROUTE, 0, 0, 0) + body
+
+
+def _newlink(index: int) -> bytes:
+    body = struct.pack("=BxHiII", 0, 1, index, 0, 1)
+    return struct.pack("=IHHII", 16 + len(body), RTM_NEWLINK, 0, 0, 0) + body
+
+
+def _kept_specs() -> list[dict]:
+    return [{"dst": "198.18.0.1", "prefixlen": 32, "oif": 7, "gateway": "198.18.1.1"},     # the server's host route
+            {"dst": "0.0.0.0", "prefixlen": 1, "oif": 9, "gateway": None},               # def1 halves via the TUN
+            {"dst": "128.0.0.0", "prefixlen": 1, "oif": 9, "gateway": None},
+            {"dst": "2001:db8:100::", "prefixlen": 64, "oif": 9, "gateway": None},
+            {"dst": "::", "prefixlen": 1, "oif": None, "gateway": None}]                  # block-ipv6: unreachable
+
+
+def test_only_removals_of_the_kept_routes_and_their_links_changing_are_hints():
+    from appliance.gateway.route_keeper import KeptRoutes
+    specs = _kept_specs()
+    k = KeptRoutes(lambda: specs)
+    assert k.concerns(RTM_DELROUTE, _delroute("198.18.0.1", 32, oif=7))
+    assert k.concerns(RTM_DELROUTE, _delroute("128.0.0.0", 1, oif=9))
+    assert k.concerns(RTM_DELROUTE, _delroute("2001:db8:100::", 64, oif=9))
+    assert k.concerns(RTM_DELROUTE, _delroute("::", 1))                      # unreachable: no device
+    assert k.concerns(RTM_DELROUTE, _delroute("::", 1, oif=3))               # ...whatever device
+    assert k.concerns(RTM_NEWLINK, _newlink(7)) and k.concerns(RTM_NEWLINK, _newlink(9))
+    # the host's other churn
+    assert not k.concerns(RTM_DELROUTE, _delroute("198.18.0.2", 32, oif=7))  # another destination
+    assert not k.concerns(RTM_DELROUTE, _delroute("198.18.0.1", 31, oif=7))  # another prefix length
+    assert not k.concerns(RTM_DELROUTE, _delroute("198.18.0.1", 32, oif=8))  # someone else's, other device
+    assert not k.concerns(RTM_DELROUTE, _delroute("198.18.0.1", 32, oif=7, table=100))   # another table
+    assert not k.concerns(RTM_DELROUTE, _delroute("198.18.0.1", 32, oif=7, table=1000))  # (RTA_TABLE's)
+    assert not k.concerns(RTM_DELROUTE, _delroute("0.0.0.0", 0, oif=7))      # the host's default route
+    assert not k.concerns(RTM_NEWLINK, _newlink(8))
+    # too short to tell: a hint
+    assert k.concerns(RTM_DELROUTE, _delroute("198.18.0.2", 32)[:20]) and k.concerns(RTM_NEWLINK, _newlink(8)[:20])
+
+
+def test_routes_added_later_are_kept_from_then_on_and_forgotten_ones_no_longer_hint():
+    from appliance.gateway.route_keeper import KeptRoutes
+    specs: list[dict] = []
+    k = KeptRoutes(lambda: specs)
+    assert not k.concerns(RTM_DELROUTE, _delroute("198.18.0.1", 32, oif=7))   # before the push: nothing kept
+    specs.extend(_kept_specs())                                                 # the push (same list, grown)
+    assert k.concerns(RTM_DELROUTE, _delroute("198.18.0.1", 32, oif=7))
+    specs[0] = {"dst": "198.18.0.5", "prefixlen": 32, "oif": 7, "gateway": None}   # same length, another route
+    assert not k.concerns(RTM_DELROUTE, _delroute("198.18.0.1", 32, oif=7))
+    assert k.concerns(RTM_DELROUTE, _delroute("198.18.0.5", 32, oif=7))
+
+
+def test_unrelated_churn_arms_no_check_and_a_kept_routes_removal_still_does():
+    specs = _kept_specs()
+    unrelated = [(_delroute(f"198.18.{i}.0", 24, oif=3), (0, 0x40)) for i in range(40)]
+    w = _watch(unrelated + [(_newlink(3), (0, 1))])
+    pump, now, calls = FakePump(), [10.0], []
+    RouteKeeper(pump, lambda: now[0], w, lambda: (calls.append(1), ([], []))[1], lambda: specs)
+    for _ in range(4):
+        pump.watched[w]()
+    assert "route-keep" not in pump.timers.armed and w.stats["ignored"] == 41 and w.stats["hints"] == 0
+    w.sock.items.append((_delroute("198.18.0.1", 32, oif=7), (0, 0x40)))
+    pump.watched[w]()
+    assert "route-keep" in pump.timers.armed and w.stats["hints"] == 1
+    # an overflow is still a hint: a kept route's removal may be among the lost
+    w2, pump2 = _watch([OSError(errno.ENOBUFS, "lost")]), FakePump()
+    RouteKeeper(pump2, lambda: now[0], w2, lambda: ([], []), lambda: specs)
+    pump2.watched[w2]()
+    assert "route-keep" in pump2.timers.armed
