@@ -1,9 +1,9 @@
 """The WAN against the kernel itself (net41), in two namespaces joined by a veth -- "gw" (the WAN's
-router, and the attacker beside it: scapy sends from there) and "app" (the appliance's side, its
+router, and the attacker beside it: the redirects are sent from there) and "app" (the appliance's side, its
 code run there by a small script):
 
 - ICMP redirects: a spoofed redirect (source: the gateway's address, as any host on the segment
-  can send it) that Linux's defaults take -- shown first: the kernel's path to the destination
+  can send it; made with raw sockets) that Linux's defaults take -- shown first: the kernel's path to the destination
   then leads to the attacker's address -- is refused once router/nics.py refuse_redirects ran
   (what configure_nic does for the WAN and the LAN), IPv4 and IPv6; the kernel's ICMP counters
   say each redirect arrived before its effect is judged. The undo gives the old values back.
@@ -36,24 +36,43 @@ REPO = Path(__file__).resolve().parents[2]
 GW, APP, EVIL = "198.18.41.1", "198.18.41.2", "198.18.41.66"
 GW6_LL, EVIL6_LL, APP6 = "fe80::1", "fe80::66", "2001:db8:41::2"
 
-# In the gw namespace: one scapy process for the module (its import takes seconds), a spoofed
-# redirect per line read ("4 <dst>" / "6 <dst>"), "SENT" once it left.
+# In the gw namespace: one sender for the module, a spoofed redirect per line read ("4 <dst>" /
+# "6 <dst>"), "SENT" once it left. Raw sockets, not scapy: its import took ~0.7 s of CPU (12 s of
+# wall time on the loaded machine) for two packets the kernel builds the headers of itself.
 SENDER = r"""
-import sys
-from scapy.all import ICMP, IP, IPv6, ICMPv6ND_Redirect, ICMPv6NDOptDstLLAddr, conf, send
-conf.verb = 0
+import socket, struct, sys
 dev, gw, app, evil, gw6, evil6, app6, mac = sys.argv[1:9]
+
+def csum(b):
+    b += bytes(len(b) % 2)
+    s = sum(struct.unpack(f"!{len(b) // 2}H", b))
+    s = (s >> 16) + (s & 0xFFFF)
+    s += s >> 16
+    return ~s & 0xFFFF
+
+s4 = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+s4.bind((gw, 0))                   # the gateway's address: the redirect's source, spoofed by anyone
+s6 = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
+s6.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_UNICAST_HOPS, 255)    # ND: hop limit 255 or dropped
+idx = socket.if_nametoindex(dev)
+s6.bind((gw6, 0, 0, idx))          # the router's link-local address: a redirect must come from it
 print("READY", flush=True)
 for line in sys.stdin:
     fam, dst = line.split()
     if fam == "4":
-        # "host redirect: for <dst> use <evil>", from the gateway's address, about a packet the
-        # appliance sent (its echo reply: the kernel's own ICMP, no socket needed to take it)
-        send(IP(src=gw, dst=app) / ICMP(type=5, code=1, gw=evil) / IP(src=app, dst=dst) / ICMP(type=0),
-             iface=dev)
+        # "host redirect: for <dst> use <evil>", about a packet the appliance sent (its echo
+        # reply: the kernel's own ICMP, no socket needed to take it), the inner header as sent
+        inner = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 28, 0, 0, 64, 1, 0,
+                            socket.inet_aton(app), socket.inet_aton(dst)) + struct.pack("!BBHHH", 0, 0, 0, 0, 0)
+        body = struct.pack("!BBH4s", 5, 1, 0, socket.inet_aton(evil)) + inner
+        body = body[:2] + struct.pack("!H", csum(body)) + body[4:]
+        s4.sendto(body, (app, 0))
     else:
-        send(IPv6(src=gw6, dst=app6, hlim=255) / ICMPv6ND_Redirect(tgt=evil6, dst=dst)
-             / ICMPv6NDOptDstLLAddr(lladdr=mac), iface=dev)
+        # type 137: target <evil6> (a router, link-local), destination <dst>, the target's MAC
+        # (the kernel computes an ICMPv6 raw socket's checksum)
+        body = (struct.pack("!BBHI", 137, 0, 0, 0) + socket.inet_pton(socket.AF_INET6, evil6)
+                + socket.inet_pton(socket.AF_INET6, dst) + bytes([2, 1]) + bytes.fromhex(mac.replace(":", "")))
+        s6.sendto(body, (app6, 0, 0, idx))
     print("SENT", flush=True)
 """
 
@@ -175,7 +194,7 @@ class World:
                      f"ip -6 route add default via {GW6_LL} dev {self.adev}")
         mac = json.loads(self.gw.run(f"ip -j link show dev {self.gdev}").stdout)[0]["address"]
         self.sender = self._proc(self.gw, SENDER, self.gdev, GW, APP, EVIL, GW6_LL, EVIL6_LL, APP6, mac)
-        _line(self.sender, "READY", 60)
+        _line(self.sender, "READY")
 
     def _proc(self, ns: Netns, code: str, *args: str) -> subprocess.Popen:
         p = _start(ns, code, *args)
@@ -213,6 +232,16 @@ class World:
 
     def sysctl(self, path: str) -> str:
         return self.app.run(f"cat /proc/sys/net/{path}").stdout.strip()
+
+    def redirect_sysctls(self) -> set[str]:
+        """The values of every redirect switch refuse_redirects sets (one process: a loaded
+        machine starts each slowly)."""
+        files = [f"/proc/sys/net/ipv4/conf/{d}/{n}" for d in ("all", self.adev)
+                 for n in ("accept_redirects", "secure_redirects", "send_redirects")]
+        files.append(f"/proc/sys/net/ipv6/conf/{self.adev}/accept_redirects")
+        out = self.app.run("cat " + " ".join(files)).stdout.split()
+        assert len(out) == len(files), out
+        return set(out)
 
     def close(self) -> None:
         for p in self.procs:
@@ -260,14 +289,10 @@ def test_a_spoofed_redirect_linux_takes_by_default_is_refused_on_the_appliances_
     w.redirect(6, "2001:db8:201::1")
     assert f"via {GW} " in w.path("198.18.201.1"), w.path("198.18.201.1")
     assert f"via {GW6_LL} " in w.path("2001:db8:201::1"), w.path("2001:db8:201::1")
-    for name in ("accept_redirects", "secure_redirects", "send_redirects"):
-        assert w.sysctl(f"ipv4/conf/all/{name}") == "0" and w.sysctl(f"ipv4/conf/{w.adev}/{name}") == "0"
-    assert w.sysctl(f"ipv6/conf/{w.adev}/accept_redirects") == "0"
+    assert w.redirect_sysctls() == {"0"}
 
     assert "UNDONE" in _end(refuser)                    # stdin closed: the undo runs
-    for name in ("accept_redirects", "secure_redirects", "send_redirects"):
-        assert w.sysctl(f"ipv4/conf/all/{name}") == "1" and w.sysctl(f"ipv4/conf/{w.adev}/{name}") == "1"
-    assert w.sysctl(f"ipv6/conf/{w.adev}/accept_redirects") == "1"
+    assert w.redirect_sysctls() == {"1"}                # Linux's defaults back
 
 
 def test_an_ipv6_address_removed_while_the_link_stays_up_is_back_at_once(world):
