@@ -8,6 +8,8 @@ the way out, newest first: forwarding goes off before the kill switch goes.
 """
 from __future__ import annotations
 
+import dataclasses
+
 import functools
 import ipaddress
 import logging
@@ -65,7 +67,8 @@ def resolve_remotes(opts: Options, wan_ipv6: bool = False,
                         " or ".join("IPv4" if f == socket.AF_INET else "IPv6" for f in want) or "usable")
         for ip in dict.fromkeys(str(i[4][0]).split("%", 1)[0] for i in infos):
             endpoints.append(Endpoint(ip, r.port, r.proto))
-            pinned.append(Remote(ip, r.port, r.proto, r.family))
+            # (its <connection> block's settings kept: its keys must stay with its server)
+            pinned.append(dataclasses.replace(r, host=ip, proxy=None))
     if not pinned:
         if wants_v6_only and not wan_ipv6:
             raise RuntimeError("the profile asks for IPv6 (udp6/tcp6) but the WAN has no IPv6:"

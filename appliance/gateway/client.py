@@ -28,6 +28,7 @@ from ..openvpn.clientnat import MAX_ENTRIES as NAT_MAX
 from ..openvpn.clientnat import ClientNat, combined
 from ..openvpn.datapath import ClientDataPath
 from ..openvpn.config import ConfigError, Options, Remote
+from ..openvpn.config.connection_entry import entry_of
 from ..openvpn.errors import BadPacket
 from ..openvpn.httpproxy import ConnectReply, ProxyRefused, request_bytes
 from ..openvpn.socksproxy import SocksHandshake, SocksProxy
@@ -164,6 +165,9 @@ class ClientGateway(SignalWakes):
         # remote (OpenVPN 2.6: next_connection_entry takes the name's next address, ai_next).
         self._more: list[tuple[str, int]] = []
         self._more_of: Remote | None = None
+        # The settings of the connection tried last (its <connection> block's, else the
+        # profile's): its attempt, its session, and the pause after it (2.6's c->options.ce).
+        self.entry: Options = opts
         # Remotes begun since the last tunnel was up (OpenVPN's unsuccessful_attempts), for
         # connect-retry-max N: the run ends once each remote was tried N times in vain.
         self.unsuccessful = 0
@@ -568,6 +572,7 @@ class ClientGateway(SignalWakes):
 
     def _dial(self, remote: Remote, addr: tuple[str, int] | None) -> None:
         """Resolve `remote` unless `addr` is one of its addresses, then connect."""
+        self.entry = entry_of(self.opts, remote)
         if addr is None:
             # http-proxy: the proxy's name is resolved and dialled; the remote's goes, as
             # written, into the CONNECT request (OpenVPN 2.6 socket.c: proxy_dest_host).
@@ -615,9 +620,13 @@ class ClientGateway(SignalWakes):
         self._schedule_retry()
 
     def _connect_to(self, remote: Remote, addr: tuple[str, int]) -> None:
-        """An attempt at `addr` (of `remote`): its link, its session, its timers."""
-        poll = self.opts.server_poll_timeout
+        """An attempt at `addr` (of `remote`): its link, its session, its timers, each with the
+        remote's own settings (its <connection> block's: keys, MTU, exit notification, ...)."""
+        o = self.entry = entry_of(self.opts, remote)
+        poll = o.server_poll_timeout
         hp = remote.proxy
+        if hasattr(self.ports, "mtu_disc"):
+            self.ports.mtu_disc = o.mtu_disc       # set on the socket before its connect (system.py)
         try:
             self.net.reach(addr[0])      # past the last push's routes, which stay while we reconnect
             if hp is not None:
@@ -638,17 +647,17 @@ class ClientGateway(SignalWakes):
             self._bind_fatal(addr, e)
             self._unreachable(remote, e)
             return
-        if self.opts.p2p:
-            cfg = p2p_session_config(self.opts, remote.proto)
+        if o.p2p:
+            cfg = p2p_session_config(o, remote.proto)
         else:
-            cfg = client_session_config(self.opts, remote.proto, self.username, self.password, self.advertise_ekm,
+            cfg = client_session_config(o, remote.proto, self.username, self.password, self.advertise_ekm,
                                         self.credentials)
         cfg.auth_token = self.auth_token
-        cfg.fragment_room = fragment_room(self.opts, ":" in addr[0])
+        cfg.fragment_room = fragment_room(o, ":" in addr[0])
         now = self.clock()
         s = Session(cfg, now)
-        rule = mss_rule(self.opts, remote.proto == "tcp", ":" in addr[0])
-        self.conn = c = Connection(remote, addr, link, s, ClientDataPath(s, rule, tap=self.opts.dev_type == "tap"))
+        rule = mss_rule(o, remote.proto == "tcp", ":" in addr[0])
+        self.conn = c = Connection(remote, addr, link, s, ClientDataPath(s, rule, tap=o.dev_type == "tap"))
         self.updown.new_connection()            # its own environment set (tls-verify's afresh)
         self.pump.watch(link, *self._link_handlers(link))
         # With a proxy, the poll covers the proxy's answer too (OpenVPN 2.6 reads it within
@@ -970,7 +979,8 @@ class ClientGateway(SignalWakes):
             log.error("connection ended; exiting instead of reconnecting (remap-usr1 SIGTERM)")
             self._finish(1)
             return
-        wait = restart_pause(o.connect_retry, o.connect_retry_max, self.unsuccessful, len(self.remotes),
+        ce = self.entry                 # the pause is the last connection's (2.6: socket_restart_pause)
+        wait = restart_pause(ce.connect_retry, ce.connect_retry_max, self.unsuccessful, len(self.remotes),
                              o.auth_retry, backoff, poll_timeout)
         if self.mgmt is not None:
             self.mgmt.state("RECONNECTING", self._why)
@@ -1078,12 +1088,12 @@ class ClientGateway(SignalWakes):
         c = self.conn
         if c is not None and c.proxy is not None:
             what = "to CONNECT" if isinstance(c.proxy, ConnectReply) else "from the SOCKS proxy"
-            self._proxy_failed(c, f"no complete answer {what} within {self.opts.server_poll_timeout:.0f} s "
+            self._proxy_failed(c, f"no complete answer {what} within {self.entry.server_poll_timeout:.0f} s "
                                "(server-poll-timeout)")
             return
         if c is not None and not c.was_up and c.session.peer_sid is None:
             log.warning("no answer from %s within %.0f s (server-poll-timeout)", fmt_addr(c.addr),
-                        self.opts.server_poll_timeout)
+                        self.entry.server_poll_timeout)
             self._why = "server_poll"
             self._schedule_retry(poll_timeout=True)     # no pause after a silent server, as 2.6
 
@@ -1113,7 +1123,7 @@ class ClientGateway(SignalWakes):
         local = self._local_for(addr)
         if local is None or not isinstance(e, OSError) or e.errno not in (errno.EADDRNOTAVAIL, errno.EADDRINUSE):
             return
-        o = self.opts
+        o = self.entry
         if e.errno == errno.EADDRNOTAVAIL and o.local:
             d, why = "local", f"{e.strerror} (no interface of this host has that address)"
         else:
@@ -1124,8 +1134,9 @@ class ClientGateway(SignalWakes):
     def _local_for(self, addr: tuple[str, int]) -> tuple[str, int] | None:
         """The local address the socket to `addr` is bound to: none (an ephemeral port, any
         address) unless the profile says `local`, `lport` or `bind`, as OpenVPN 2.6's client
-        (options.c: need_bind); then `local` (else any) and `lport` (else `port`)."""
-        o = self.opts
+        (options.c: need_bind); then `local` (else any) and `lport` (else `port`): the
+        connection's own (its <connection> block's)."""
+        o = self.entry
         # A point-to-point peer binds its port unless nobind, as OpenVPN 2.6 (options.c: only a
         # pulling client's default is an ephemeral port): its peer's `remote` names that port.
         if not (o.local or o.lport is not None or o.bind or (o.p2p and not o.nobind)):
@@ -1533,6 +1544,10 @@ class ClientGateway(SignalWakes):
         # The profile's route-ipv6, route-metric, block-ipv6 and dns with the pushed ones, as
         # OpenVPN 2.6 (openvpn/profile_push.py): the tunnel and the services see both as one.
         pushed = with_profile(self.opts, e.pushed)
+        if pushed is not None and pushed.tun_mtu is None and self.entry.tun_mtu != self.opts.tun_mtu:
+            # The connection's own tun-mtu (its <connection> block's, or link-mtu over its
+            # protocol): the device takes it as it would a pushed one, as 2.6 opens it per entry.
+            pushed = dataclasses.replace(pushed, tun_mtu=self.entry.tun_mtu)
         if outside := outside_ipv6_dropped(self.opts, e.pushed):
             log.warning("block-ipv6: %d pushed route-ipv6 via net_gateway_ipv6 not installed (%s%s): the profile "
                         "keeps IPv6 inside the tunnel", len(outside), ", ".join(outside[:3]),

@@ -454,7 +454,23 @@ def check_key_material(opts: Options, crl_reader: Callable | None = None) -> Tls
         check_offer(tls)
     except ConfigError as e:
         raise located(opts, e) from None
+    check_entries(opts, is_server)
     return tls
+
+
+def check_entries(opts: Options, is_server: bool) -> None:
+    """Each connection's own key and MTU settings (its <connection> block's) decoded and checked
+    at start as the profile's are, an error on the block's line: a bad key in the second block
+    must stop the start, not the connection that reaches it an hour later."""
+    for r in opts.remotes:
+        e = r.entry
+        if e is None or e is opts:
+            continue
+        try:
+            wrapper_factory(e, is_server)
+            check_mss(e)
+        except ConfigError as err:
+            raise located(e, err) from None
 
 
 def _keyfile(directive: str, parse: Callable, text):

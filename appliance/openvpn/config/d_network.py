@@ -13,10 +13,8 @@ from ..keymethod import PUSH_CONTROL_BYTE, refused_in_control_text
 from .directives import Registry
 from .ipv6 import prefix6
 from .model import REMOTE_HOST, Route, Route6
-from .lexer import lines
 from .model import Remote
 from .parser import ParseState, norm_proto
-from .d_proxy import http_proxy_line, http_proxy_option_line
 from .server_written_out import check_pool_range
 
 reg = Registry()
@@ -92,93 +90,16 @@ def _remote(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
     p.remote_lines.append((p.line, a))     # port/proto defaults apply at the end (finish)
 
 
-# What a <connection> block may hold here: its server and transport. OpenVPN 2.6 takes more there
-# (the MTU settings, proxies, tls-auth/tls-crypt keys, explicit-exit-notify, connect-timeout, ...),
-# each then differing per block; those are refused inside a block, not applied to every block,
-# and given as global lines before the blocks they hold for all of them, as in OpenVPN.
-IN_CONNECTION = ("remote", "proto", "port", "rport", "nobind", "float", "http-proxy", "http-proxy-option")
-
-
-@reg.apply("connection", why="a server to try with its own transport (one remote per block), in order",
-           sets=("connection_remotes",), used_by="parser", nargs=(1, 1), inline=True,
-           show={"connection_remotes": lambda v: [_show_remote(r) for r in v]})
+@reg.apply("connection", why="a server to try with its own settings (one remote per block: transport, MTU, "
+           "keys, proxy, exit notification, timeouts), in order", sets=("connection_remotes",), used_by="parser",
+           nargs=(1, 1), inline=True, show={"connection_remotes": lambda v: [_show_remote(r) for r in v]})
 def _connection(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
-    """As OpenVPN 2.6 (options.c, `connection`): the block starts from the global settings as they
-    stand at its line (a later global `proto` or `port` does not reach it), its own lines override
-    them, and it needs exactly one `remote`, whose port and protocol, when given, come first."""
+    """As OpenVPN 2.6 (options.c, `connection`): config/connection_entry.py reads the block."""
     if inline is None:
         p.err(d, "expects a <connection> block")
         return
-    start = p.line
-    proto, family, port = p.o.proto, p.o.proto_family, p.o.port
-    proxy = p.o.http_proxy                   # the global one as it stands here, the block's own lines on it
-    remote: tuple[int, list[str]] | None = None
-    ok = True
-    for ln in lines(inline):
-        at = p.line = start + ln.number          # errors (int_arg's too) name the block's own line
-        if ln.tokens is None:
-            p.err(ln.first_word or d, ln.error or "cannot parse", at)
-            ok = False
-            continue
-        name, args = ln.tokens[0].lower(), ln.tokens[1:]
-        if name not in IN_CONNECTION:
-            p.err(name, "not supported inside <connection> (only remote, proto, port, rport, nobind, float, "
-                        "http-proxy, http-proxy-option): "
-                        "as a line before the blocks it holds for every block", at)
-            ok = False
-        elif name == "remote":
-            if remote is not None or not 1 <= len(args) <= 3:
-                p.err(name, "a <connection> block holds exactly one `remote HOST [PORT [PROTO]]`", at)
-                ok = False
-            remote = (at, args)
-        elif name == "proto":
-            pr = norm_proto(args[0]) if len(args) == 1 else None
-            if pr is None or pr == "tcp-server" or args[0].lower().endswith("-server"):
-                p.err(name, f"expects a client protocol (udp, tcp, udp4, tcp6, ...), got {' '.join(args)!r}", at)
-                ok = False
-                continue
-            proto, family = pr, args[0][3:4] if args[0][3:4] in ("4", "6") else ""
-        elif name in ("port", "rport"):
-            n = p.int_arg(name, args[0], 1, 65535) if len(args) == 1 else None
-            if n is None:
-                if len(args) != 1:
-                    p.err(name, "expects 1 argument", at)
-                ok = False
-                continue
-            port = n
-        elif name in ("http-proxy", "http-proxy-option"):
-            lo, hi = (1, 4) if name == "http-proxy" else (1, 3)
-            if not lo <= len(args) <= hi:
-                p.err(name, f"expects {lo} to {hi} arguments, got {len(args)}", at)
-                ok = False
-                continue
-            hp = (http_proxy_line if name == "http-proxy" else http_proxy_option_line)(p, name, args, proxy)
-            if hp is None:
-                ok = False
-                continue
-            proxy = hp
-        # nobind, float: what our client always does (an ephemeral port; peers tracked by session)
-    p.line = start
-    if remote is None:
-        if ok:
-            p.err(d, "each <connection> block must contain exactly one `remote` (as OpenVPN 2.6)", start)
-        return
-    at, ra = remote
-    host = ra[0]
-    if len(ra) > 1:
-        p.line = at
-        n = p.int_arg("remote", ra[1], 1, 65535)
-        p.line = start
-        ok = ok and n is not None
-        port = n if n is not None else port
-    if len(ra) > 2:
-        pr = norm_proto(ra[2])
-        if pr is None or ra[2].lower().endswith("-server"):
-            p.err("remote", f"unknown protocol {ra[2]}", at)
-            return
-        proto, family = pr, ra[2][3:4] if ra[2][3:4] in ("4", "6") else ""
-    if ok:
-        p.add("connection_remotes", Remote(host, port, proto, family, proxy))
+    from .connection_entry import read_block        # (it imports the table, which imports this module)
+    read_block(p, d, inline)
 
 
 @reg.apply("proto", why="transport", sets=("proto", "proto_family"), used_by="pump", nargs=(1, 1))

@@ -45,6 +45,9 @@ class Remote:
     family: str | None = None
     # http-proxy (CONNECT) or socks-proxy (SOCKS5 CONNECT): reached through it, credentials resolved
     proxy: HttpProxy | SocksProxy | None = None
+    # Its connection's own settings (config/connection_entry.py): the whole profile with its
+    # <connection> block's lines (or its own link-mtu derivation) in place; None: the profile's.
+    entry: "Options | None" = field(default=None, compare=False, repr=False)
 
 
 # `route remote_host ...`: the network is the server's address as connected (OpenVPN 2.6's keyword).

@@ -558,6 +558,9 @@ def finish(p: ParseState) -> None:
     from .client_scripts import finish_client_scripts
     finish_client_scripts(p)
     _cipher_role(p)
+    if o.role == "client" and not o.p2p:
+        from .connection_entry import finish_entries    # each remote's own settings, the file read
+        finish_entries(p)
 
 
 def _cipher_role(p: ParseState) -> None:
@@ -653,20 +656,29 @@ TUN_MTU_FLOOR = 576
 
 def _tun_mtu_from_link_mtu(p: ParseState) -> None:
     """`link-mtu N` (or udp-mtu): the TUN's MTU is N less the headers of the configured cipher,
-    as OpenVPN 2.6 derives it at start (init.c get_frame_mtu), over TCP 2 bytes less (the first
-    remote's protocol: 2.6 counts each connection's own). Beside `tun-mtu` it is refused, as 2.6
-    refuses the pair."""
-    from ..occstring import protocol_header       # (the engine's module, not loaded for every parse)
+    as OpenVPN 2.6 derives it at start (init.c get_frame_mtu), over TCP 2 bytes less. This is
+    the profile's (the first remote's protocol: the TUN is opened with it); each connection
+    derives its own with its protocol (connection_entry.finish_entries), as 2.6 per connection
+    entry. Beside `tun-mtu` it is refused, as 2.6 refuses the pair."""
     o = p.o
     line = o.source.get("link_mtu", (p.path, None))[1]
     if "tun_mtu" in o.source:
         p.err("link-mtu", "only one of --tun-mtu or --link-mtu may be defined (as OpenVPN 2.6)", line)
         return
+    mtu = tun_mtu_from_link_mtu(p, o, (o.remotes[0].proto if o.remotes else o.proto) == "tcp")
+    if mtu is not None:
+        o.tun_mtu = mtu
+
+
+def tun_mtu_from_link_mtu(p: ParseState, o: Options, tcp: bool) -> int | None:
+    """The TUN MTU `o.link_mtu` leaves over UDP or TCP with o's cipher; None (an error at the
+    link-mtu line) when that is below our floor."""
+    from ..occstring import protocol_header       # (the engine's module, not loaded for every parse)
     assert o.link_mtu is not None
-    tcp = (o.remotes[0].proto if o.remotes else o.proto) == "tcp"
+    line = o.source.get("link_mtu", (p.path, None))[1]
     mtu = o.link_mtu - protocol_header(o.cipher, o.auth or "SHA1", tcp)
     if mtu < TUN_MTU_FLOOR:
         p.err("link-mtu", f"link-mtu {o.link_mtu} leaves a TUN MTU of {mtu} with the cipher's headers; the "
               f"least here is {TUN_MTU_FLOOR} (as for tun-mtu; OpenVPN 2.6 takes 100)", line)
-        return
-    o.tun_mtu = mtu
+        return None
+    return mtu
