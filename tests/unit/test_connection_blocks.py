@@ -55,6 +55,7 @@ def test_the_client_tries_them_in_order():
     ("<connection>\nremote a\nmssfix 1300\n</connection>\n", "c.ovpn:6: mssfix:", "global `mssfix N`"),
     ("<connection>\nremote a\nmax-packet-size 1300\n</connection>\n", "c.ovpn:6: max-packet-size:",
      "global `mssfix N`"),
+    ("mssfix 1450\n<connection>\nremote a\nmssfix\n</connection>\n", "c.ovpn:7: mssfix:", "give the block a value"),
     # 2.6 drops connect-retry-max inside a block (its `connect_retry_max = 0` at verb 4)
     ("<connection>\nremote a\nconnect-retry-max 3\n</connection>\n", "c.ovpn:6: connect-retry-max:", "drops it"),
     # and refuses what is no connection setting ("cannot be used in this context")
@@ -147,6 +148,11 @@ def test_mtu_timing_and_exit_settings_per_block_over_the_globals_at_its_line():
             b.fragment) == (1500, 1450, 1250, 30, 2, 1, 0)
     assert (b.proto, b.port) == ("tcp", 443)
     assert (o.tun_mtu, o.mssfix, o.server_poll_timeout) == (1500, 1450, 30)
+
+
+def test_a_blocks_bare_mssfix_without_a_global_one_is_the_default_either_way():
+    _, (a,) = _entries("<connection>\nremote a\nmssfix\n</connection>\n")
+    assert (a.mssfix, a.mssfix_mtu) == (None, True)
 
 
 def test_local_lport_bind_per_block():

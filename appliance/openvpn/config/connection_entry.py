@@ -202,11 +202,15 @@ def _check_entry(p: ParseState, o: Options, e: Options, block: Options | None) -
     set (the global lines' own conflicts are reported once, by finish), and its TUN MTU."""
     from .parser import tun_mtu_from_link_mtu          # (parser imports nothing of this module)
     src = block.source if block is not None else {}
-    if ("mssfix" in src or "tls_mtu" in src) and o.mssfix is None:
+    if "mssfix" in src and (block.mssfix is None) != (o.mssfix is None):
         d = "max-packet-size" if "tls_mtu" in src and src["tls_mtu"] == src.get("mssfix") else "mssfix"
-        p.err(d, "OpenVPN 2.6 replaces a <connection> block's mssfix by its default unless the profile has a "
-              "global `mssfix N` before the blocks (options_postprocess_mutate_ce reads the global one): add one",
-              src["mssfix"][1])
+        if o.mssfix is None:
+            why = ("OpenVPN 2.6 replaces a <connection> block's mssfix by its default unless the profile has a "
+                   "global `mssfix N` before the blocks (options_postprocess_mutate_ce reads the global one): add one")
+        else:
+            why = ("OpenVPN 2.6 keeps the global `mssfix N` for a block whose `mssfix` has no value (it reads the "
+                   "global one): give the block a value")
+        p.err(d, why, src["mssfix"][1])
     if e.link_mtu is not None:
         if "tun_mtu" in e.source:
             if "tun_mtu" in src or "link_mtu" in src:
