@@ -47,7 +47,7 @@ def test_the_client_tries_them_in_order():
     ("remote x.example\n<connection>\nremote a\n</connection>\n", "c.ovpn:4: remote:", "ignored by OpenVPN"),
     # and warns that connection options after a block are ignored: refused here
     ("<connection>\nremote a\n</connection>\nproto tcp\n", "c.ovpn:7: proto:", "after a <connection> block"),
-    ("<connection>\nremote a\n</connection>\ntls-crypt k.key\n", "c.ovpn:7: tls-crypt:", "after a <connection> block"),
+    ("<connection>\nremote a\n</connection>\nmssfix 1300\n", "c.ovpn:7: mssfix:", "after a <connection> block"),
     ("<connection>\nremote a\n</connection>\nremote b\n", "c.ovpn:7: remote:", "after a <connection> block"),
     ("<connection>\nproto tcp\n</connection>\n", "c.ovpn:4: connection:", "exactly one `remote`"),
     ("<connection>\nremote a\nremote b\n</connection>\n", "c.ovpn:6: remote:", "exactly one"),
@@ -180,6 +180,11 @@ def test_a_bad_key_in_a_block_stops_the_start_at_its_line():
     assert "c.ovpn:9: tls-crypt:" in str(e.value), str(e.value)
 
 
-def test_later_global_key_lines_are_refused_not_taken_by_a_block():
-    msg = _error("<connection>\nremote a\n</connection>\nkey-direction 1\n")
-    assert "c.ovpn:7: key-direction:" in msg and "after a <connection> block" in msg, msg
+def test_global_key_lines_after_the_blocks_reach_the_blocks_without_their_own():
+    # 2.6 says "ignored by previous <connection> blocks" and uses them all the same (verb 4:
+    # [0] tls_crypt_file [INLINE] from the global line after it, [1] its own tls-auth)
+    o, (a, b) = _entries(f"<connection>\nremote a\n</connection>\n<connection>\nremote b\n<tls-auth>\n{KEY_B}"
+                         f"</tls-auth>\n</connection>\nkey-direction 1\n<tls-crypt>\n{KEY_G}</tls-crypt>\n")
+    assert (a.tls_crypt, a.tls_auth, a.key_direction) == (KEY_G, None, 1)
+    assert (b.tls_crypt, b.tls_auth, b.key_direction) == (None, KEY_B, None)
+    assert any("ignored by previous <connection> blocks" in n for n in o.notes)

@@ -164,9 +164,12 @@ class ParseState:
             self.err(d, "unknown inline block")
             return
         if d in CONNECTION_ENTRY and self.o.connection_remotes:
-            self.err(d, "after a <connection> block OpenVPN 2.6 ignores it (\"ignored by previous <connection> "
-                        "blocks\"): give it before the blocks, or inside one")
-            return
+            if d not in GLOBAL_KEYS:
+                self.err(d, "after a <connection> block OpenVPN 2.6 ignores it (\"ignored by previous <connection> "
+                            "blocks\"): give it before the blocks, or inside one")
+                return
+            self.note(d, "OpenVPN 2.6 says \"ignored by previous <connection> blocks\", yet uses it for every block "
+                         "without a key of its own (options_postprocess_mutate_ce); so does this client")
         if entry.kind is Kind.REFUSE:
             self.err(d, entry.why)
             return
@@ -241,6 +244,12 @@ CONNECTION_ENTRY = frozenset((
     "tun-mtu tun-mtu-max tun-mtu-extra max-packet-size mtu-dynamic fragment mtu-disc port lport rport bind nobind "
     "proto http-proxy http-proxy-retry socks-proxy-retry http-proxy-timeout http-proxy-option socks-proxy "
     "explicit-exit-notify mssfix key-direction tls-auth tls-crypt tls-crypt-v2").split())
+
+
+# The global key lines: 2.6 keeps them apart from the connection entry (options->tls_auth_file,
+# not ce) and gives them to each block without a key of its own at the end of the file, so after
+# a block they still count (checked with Debian's 2.6.14 at verb 4), unlike the other settings.
+GLOBAL_KEYS = frozenset(("tls-auth", "tls-crypt", "tls-crypt-v2", "key-direction"))
 
 
 # Options field -> the directive that sets it, for the server-only settings a client config may
