@@ -11,7 +11,8 @@ OpenVPN 2.6's rules, checked with Debian's 2.6.14 (`--verb 4` prints each entry)
 - a block starts from the global settings as they stand at its line; its own lines override
   them (a later global line changes nothing there: refused at its line, parser.py);
 - its keys are its own: a block with `tls-auth`, `tls-crypt` or `tls-crypt-v2` takes none of the
-  global ones; a block with none takes the global key (and `key-direction`);
+  global ones; a block with none takes the global key (and `key-direction`) as the whole file
+  leaves it -- a global key line after the blocks counts too (parser.GLOBAL_KEYS);
 - `tls-auth` in a block resets the direction (bidirectional) unless it names one, so a
   `key-direction` before it, or without a `tls-auth` in the block, is dropped by 2.6;
 - a block's `mssfix` (or max-packet-size's) is replaced by 2.6's default unless the profile has
