@@ -6,6 +6,8 @@ replaces the one derived from link-mtu -- Debian's client with the same profile 
 MTU as ours, and a 1500-byte DF ping passes. Point-to-point (nothing pushed): both ends derive the
 TUN MTU from link-mtu 1400 for 2.6's start-up cipher (BF-CBC, counted as its HMAC alone): 1375
 on each side, a DF ping of exactly that size passes both ways and one byte more is refused.
+Below our old floor of 576: `link-mtu 300` leaves 275 on both ends (2.6 takes down to 100), and DF
+pings of 275 pass both ways.
 """
 from __future__ import annotations
 
@@ -53,13 +55,13 @@ def test_client_ends_at_the_mtu_debians_client_ends_at(lab, procs):
     assert "reported maximum MTU" not in srv.log(), srv.log()[-2000:]
 
 
-def _site(lab, a: bool) -> str:
+def _site(lab, a: bool, link_mtu: int = 1400) -> str:
     p = lab.pki
     c, k = (p.server_cert, p.server_key) if a else p.clients["client1"]
     me, peer = (TUN_A, TUN_B) if a else (TUN_B, TUN_A)
     role = "tls-server\ndh none\nport 1194\n" if a else f"tls-client\nremote {A_IP} 1194\nremote-cert-tls server\n"
     return (f"dev tun\nproto udp\nifconfig {me} {peer}\n{role}ca {p.ca}\ncert {c}\nkey {k}\n"
-            "keepalive 1 10\nverb 3\nlink-mtu 1400\n")
+            f"keepalive 1 10\nverb 3\nlink-mtu {link_mtu}\n")
 
 
 def test_p2p_both_ends_derive_1375_and_df_pings_fill_it(lab, procs):
@@ -73,3 +75,16 @@ def test_p2p_both_ends_derive_1375_and_df_pings_fill_it(lab, procs):
     assert _mtu(lab.srv) == _mtu(lab.cli) == 1375
     assert _df_ping(lab.cli, TUN_A, 1375) and _df_ping(lab.srv, TUN_B, 1375), (a.log()[-2000:], b.log()[-2000:])
     assert not _df_ping(lab.cli, TUN_A, 1376)          # over the TUN MTU: refused by the host, as there
+
+
+def test_p2p_small_mtu_275_under_the_old_floor_works_end_to_end(lab, procs):
+    """Ours refused any TUN MTU under 576; 2.6 takes down to its TUN_MTU_MIN, 100."""
+    a = lab.openvpn(lab.srv, _site(lab, True, 300), "a-small", wait=0)
+    procs.append(a)
+    assert a.wait_for("link local", 20), a.log()[-2000:]
+    b = lab.ours(lab.cli, _site(lab, False, 300), "b-small")
+    procs.append(b)
+    assert a.wait_for("Initialization Sequence Completed", 30), a.log()[-3000:]
+    assert lab.wait_ping(lab.cli, TUN_A), b.log()[-2000:]
+    assert _mtu(lab.srv) == _mtu(lab.cli) == 275
+    assert _df_ping(lab.cli, TUN_A, 275) and _df_ping(lab.srv, TUN_B, 275), (a.log()[-2000:], b.log()[-2000:])

@@ -28,6 +28,28 @@ def test_the_tun_mtu_is_what_openvpn_derives(lines, tun_mtu):
     assert (o.link_mtu, o.tun_mtu) == (1400, tun_mtu)
 
 
+@pytest.mark.parametrize("lines,tun_mtu", [("tun-mtu 100", 100), ("link-mtu 125", 100), ("link-mtu 300", 275)])
+def test_down_to_openvpns_floor_of_100(lines, tun_mtu):
+    """2.6's TUN_MTU_MIN is 100 for either directive (init.c get_frame_mtu); ours was 576."""
+    o = parse_config(BASE + lines + "\n", "/p/c.ovpn")
+    assert o.tun_mtu == tun_mtu
+
+
+@pytest.mark.parametrize("lines,says", [
+    ("tun-mtu 99", "out of range 100..65535"),
+    ("tun-mtu 1279\nserver 198.19.0.0 255.255.255.0\nserver-ipv6 fd00:41::/64", "TUN MTU of 1279 with server-ipv6"),
+    ("link-mtu 1000\nserver 198.19.0.0 255.255.255.0\nserver-ipv6 fd00:41::/64", "TUN MTU of 975 with server-ipv6"),
+])
+def test_below_the_floor_refused_at_the_mtus_line(lines, says):
+    """IPv6 on a device under 1280: the kernel refuses the address and Debian's 2.6.14 exits at start
+    ("Linux can't add IPv6 to interface tun0"); refused here before anything starts."""
+    text = BASE.replace("client\n", "") if "server" in lines else BASE
+    with pytest.raises(ConfigError) as e:
+        parse_config(text + lines + "\n", "/p/c.ovpn")
+    at = text.count("\n") + 1                                     # the MTU's own line
+    assert says in str(e.value) and f"/p/c.ovpn:{at}: " in str(e.value), str(e.value)
+
+
 def test_without_it_tun_mtu_stays_1500():
     o = parse_config(BASE, "/p/c.ovpn")
     assert (o.link_mtu, o.tun_mtu) == (None, 1500)
@@ -36,7 +58,7 @@ def test_without_it_tun_mtu_stays_1500():
 @pytest.mark.parametrize("lines,says", [
     ("tun-mtu 1400\nlink-mtu 1400", "only one of --tun-mtu or --link-mtu"),
     ("link-mtu 1400\ntun-mtu 1400", "only one of --tun-mtu or --link-mtu"),
-    ("link-mtu 130", "leaves a TUN MTU of 105"),
+    ("link-mtu 124", "leaves a TUN MTU of 99"),                   # 2.6's floor: TUN_MTU_MIN 100
     ("link-mtu big", "expected a number"),
 ])
 def test_refused_with_its_line(lines, says):

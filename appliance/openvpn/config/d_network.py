@@ -304,7 +304,8 @@ reg.noop("dev-node", "the TUN device is always opened through /dev/net/tun (a de
 
 @reg.apply("tun-mtu", why="TUN MTU", sets=("tun_mtu",), used_by="pump", nargs=(1, 1))
 def _tun_mtu(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
-    n = p.int_arg(d, a[0], 576, 65535)
+    from .parser import TUN_MTU_FLOOR           # (2.6's TUN_MTU_MIN: the parser checks link-mtu's too)
+    n = p.int_arg(d, a[0], TUN_MTU_FLOOR, 65535)
     if n is not None:
         p.set("tun_mtu", n)
 

@@ -301,6 +301,7 @@ def finish(p: ParseState) -> None:
         o.source["remotes"] = o.source["connection_remotes"]
     if o.link_mtu is not None:
         _tun_mtu_from_link_mtu(p)
+    _ipv6_needs_1280(p)
     from .d_layer2 import finish as layer2_finish     # (it imports this module)
     layer2_finish(p)                                   # dev-type tun/tap, and the layer-2 server's rules
     from .server_written_out import finish_tun_server  # (it imports openvpn/serveraddressing.py)
@@ -659,8 +660,28 @@ def _query_passwords_checks(p: ParseState, line) -> None:
               "auth-token, if it pushes one, is used for renegotiations either way)", line("auth_nocache"))
 
 
-# Our tun-mtu's floor (d_network.py): a link-mtu that leaves less is refused the same way.
-TUN_MTU_FLOOR = 576
+# The least TUN MTU, as OpenVPN 2.6's TUN_MTU_MIN (init.c get_frame_mtu: "TUN MTU value (N) must be
+# at least 100", fatal at start) -- for `tun-mtu` (d_network.py) and what a `link-mtu` leaves.
+TUN_MTU_FLOOR = 100
+# IPv6 on the device needs 1280 (RFC 8200 5): Linux refuses an IPv6 address on a smaller link, and
+# 2.6 then exits at start ("Linux can't add IPv6 to interface"), so a profile pairing the two is refused.
+IPV6_TUN_MTU_FLOOR = 1280
+
+
+def _ipv6_needs_1280(p: ParseState) -> None:
+    """IPv6 on the tunnel (`ifconfig-ipv6`, `server-ipv6`) with a TUN MTU below 1280: the kernel
+    refuses the address, and OpenVPN 2.6 exits at start on it (checked with Debian's 2.6.14:
+    "sitnl_send: rtnl: generic error (-22)", "Linux can't add IPv6 to interface tun0"). Refused
+    here at the MTU's line, before anything starts; an IPv4-only tunnel takes down to 100."""
+    o = p.o
+    v6 = "ifconfig_ipv6" if o.ifconfig_ipv6 is not None else "server_ipv6" if o.server_ipv6 is not None else None
+    if v6 is None or o.tun_mtu >= IPV6_TUN_MTU_FLOOR:
+        return
+    d = "link-mtu" if o.link_mtu is not None else "tun-mtu"
+    p.err(d, f"a TUN MTU of {o.tun_mtu} with {v6.replace('_', '-')}: IPv6 needs at least "
+          f"{IPV6_TUN_MTU_FLOOR} on the device, the kernel refuses the address (OpenVPN 2.6 exits at start: "
+          "\"Linux can't add IPv6 to interface\"); raise the MTU or leave IPv6 out",
+          o.source.get(d.replace("-", "_"), (p.path, None))[1])
 
 
 def _tun_mtu_from_link_mtu(p: ParseState) -> None:
@@ -688,6 +709,7 @@ def tun_mtu_from_link_mtu(p: ParseState, o: Options, tcp: bool) -> int | None:
     mtu = o.link_mtu - protocol_header(o.cipher, o.auth or "SHA1", tcp)
     if mtu < TUN_MTU_FLOOR:
         p.err("link-mtu", f"link-mtu {o.link_mtu} leaves a TUN MTU of {mtu} with the cipher's headers; the "
-              f"least here is {TUN_MTU_FLOOR} (as for tun-mtu; OpenVPN 2.6 takes 100)", line)
+              f"least is {TUN_MTU_FLOOR}, as for tun-mtu (OpenVPN 2.6: \"TUN MTU value ({mtu}) must be at least "
+              f"{TUN_MTU_FLOOR}\")", line)
         return None
     return mtu
