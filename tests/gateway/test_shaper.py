@@ -183,3 +183,35 @@ def test_a_new_rate_at_the_next_connection_judges_the_held_back_tun_afresh(pki):
     start = w.clock.t
     assert w.run(lambda: all(p in w.server_net.tun.written for p in later), max_time=30, max_steps=20_000)
     assert w.clock.t - start < 15
+
+
+def test_a_pushed_shaper_outlives_its_connection_as_in_openvpn(pki):
+    """2.6 keeps a pulled `shaper` in its options across a reconnect (pre_connect_restore leaves
+    it out): the next connection starts shaped, and stays so when that server pushes none. Ours
+    went back to the profile's (none) at the next push."""
+    import signal
+
+    from appliance.gateway.loop import Signals
+    w = World()
+    gw, holder = w.add_reloadable_server(server_conf(pki, extra='push "shaper 1000"'))
+    c = w.add_client(client_conf(pki))
+    assert w.run(lambda: c.conn is not None and c.conn.was_up, max_time=30)
+    assert c.shaper is not None and c.shaper.rate == 1000
+    holder["conf"] = server_conf(pki)                   # the server pushes no shaper from now on
+    assert gw.ops.reload()
+    seen: list = []
+    set_shaper = c._set_shaper
+    c._set_shaper = lambda pushed: (seen.append(pushed.shaper), set_shaper(pushed))[1]  # type: ignore[method-assign]
+    before = c.connections
+    c.signals = sig = Signals((signal.SIGUSR1,))        # a reconnect (SIGUSR1), the handler's effect by hand
+    sig.pending.append(signal.SIGUSR1)
+    c._on_signal()
+    assert w.run(lambda: c.connections == before + 1 and c.conn is not None and c.conn.was_up, max_time=60)
+    assert seen and not seen[-1], seen                  # this push had no shaper ...
+    assert c.shaper is not None and c.shaper.rate == 1000       # ... and the pulled one holds
+    pkts = [ipv4_udp(w.client_addr(), SERVER_TUN, bytes([i]) * 900) for i in range(30)]
+    for p in pkts:
+        w.client_nets[0].tun.inject(p)
+    start = w.clock.t
+    assert w.run(lambda: w.clock.t >= start + 5, max_time=6, max_steps=3000)
+    assert 2 <= sum(p in pkts for p in w.server_net.tun.written) <= 8       # ~1,000 bytes a second

@@ -1,0 +1,52 @@
+"""A pushed `shaper` outlives its connection, against Debian's OpenVPN 2.6 in namespaces: a server
+pushes `shaper 20000`, then restarts without it (explicit-exit-notify sends the client back). Debian's
+client starts the next connection shaped at 20000 ("Output Traffic Shaping initialized" after the
+restart; the second push has no shaper and changes nothing): 2.6 writes the pulled value into its
+options, which a reconnect does not restore. Ours, through the same two servers, streams near
+20,000 bytes a second after the reconnect, where it went back to the profile's (unshaped) before.
+"""
+from __future__ import annotations
+
+import pytest
+
+from lab.configs import client_profile, server_config
+from lab.netns import TUN_SERVER_IP, Lab
+
+RATE = 20_000             # bytes a second
+SHAPED_LINE = f"Output Traffic Shaping initialized at {RATE} bytes per second"
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    with Lab(tmp=tmp_path_factory.mktemp("shaperkept")) as lab:
+        yield lab
+
+
+def _through_two_servers(lab, procs, client, name: str, up: str):
+    """`client` (lab.openvpn or lab.ours) connected to a server pushing the shaper, then to its
+    successor pushing none; returns the client's Proc once it is up again (its `up` line twice)."""
+    first = lab.openvpn(lab.srv, server_config(lab.pki, extra=f'push "shaper {RATE}"'), f"srv-push-{name}")
+    procs.append(first)
+    cli = client(lab.cli, client_profile(lab.pki), name)
+    procs.append(cli)
+    assert lab.wait_ping(lab.cli, TUN_SERVER_IP), cli.log()[-2000:]
+    first.stop()                                        # explicit-exit-notify: the client restarts
+    second = lab.openvpn(lab.srv, server_config(lab.pki), f"srv-plain-{name}")
+    procs.append(second)
+    assert cli.wait_count(up, 2, 60), cli.log()[-3000:]
+    assert lab.wait_ping(lab.cli, TUN_SERVER_IP), cli.log()[-2000:]
+    return cli, second
+
+
+def test_debians_client_keeps_the_pulled_shaper_and_so_does_ours(lab, procs):
+    theirs, srv = _through_two_servers(lab, procs, lab.openvpn, "theirs", "Initialization Sequence Completed")
+    log = theirs.log()
+    after = log[log.index("Initialization Sequence Completed"):]
+    replies = [line for line in log.splitlines() if "'PUSH_REPLY," in line]
+    assert len(replies) == 2 and f"shaper {RATE}" in replies[0] and "shaper" not in replies[1], replies
+    assert SHAPED_LINE in after and "OPTIONS IMPORT: traffic shaper enabled" not in after, log[-3000:]
+    theirs.stop_promptly(5)
+    srv.stop()
+    ours, _ = _through_two_servers(lab, procs, lab.ours, "ours", "tunnel up")
+    bytes_per_s = lab.iperf(lab.srv, TUN_SERVER_IP, lab.cli, seconds=3) * 1e6 / 8
+    assert RATE / 10 < bytes_per_s < 3 * RATE, (bytes_per_s, ours.log()[-3000:])
+    assert ours.alive(), ours.log()[-2000:]
