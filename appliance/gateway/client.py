@@ -1640,7 +1640,7 @@ class ClientGateway(SignalWakes):
         options, which a reconnect does not restore (pre_connect_restore puts back routes, DNS,
         cipher, ping and compression, not the shaper), so the next connection starts at the
         pushed rate and keeps it when its server pushes none. Only a restart from the profile
-        (SIGHUP there, a new run or reload here) returns to the profile's rate."""
+        (SIGHUP there, a new start of the program here) returns to the profile's rate."""
         if pushed is not None and pushed.shaper:
             self._pulled_shaper = pushed.shaper
         rate = self._pulled_shaper or self.opts.shaper
