@@ -483,6 +483,10 @@ class ChannelTun:
         self._queued: list[bytes] = []
         self.stats = {"read": 0, "written": 0}
         self.closed = False
+        self.tso = True                 # TunDevice.set_tso's state (the fake has no super-packets)
+
+    def set_tso(self, on: bool) -> None:
+        self.tso = on
 
     def inject(self, pkt: bytes) -> None:
         self.inbox.append(bytes(pkt))

@@ -1644,6 +1644,9 @@ class ClientGateway(SignalWakes):
         if pushed is not None and pushed.shaper:
             self._pulled_shaper = pushed.shaper
         rate = self._pulled_shaper or self.opts.shaper
+        tun = self.net.tun
+        if tun is not None:             # (each push: a push may have opened a new device)
+            tun.set_tso(not rate)       # one packet a read while shaped (TunDevice.set_tso says why)
         if rate != (self.shaper.rate if self.shaper is not None else 0):
             self.shaper = Shaper(rate) if rate else None
             if rate:

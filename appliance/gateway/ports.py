@@ -47,6 +47,10 @@ class TunPort(Protocol):
 
     def flush(self) -> int: ...
 
+    def set_tso(self, on: bool) -> None:
+        """TCP super-packets from the kernel off (`shaper`: one packet a read, as 2.6), or back on."""
+        ...
+
     def close(self) -> None: ...
 
 

@@ -37,6 +37,7 @@ IFF_VNET_HDR = 0x4000
 SIOCGIFADDR = 0x8915
 LOCAL_REFRESH = 1.0    # seconds between looks at the TUN's own IPv4 address (offload.GroBatch.local)
 TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO6, TUN_F_TSO_ECN = 0x01, 0x02, 0x04, 0x08
+TSO_FLAGS = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_TSO_ECN
 READ_SIZE = 65535 + offload.VNET_HDR_LEN
 HEADROOM = 64          # room before each read packet for the wire header, so sealing can go in place
 POOL_START = 4         # read buffers made with the device (read_batch adds more as batches grow)
@@ -82,12 +83,14 @@ class TunDevice:
             raise
         self.name = ifr[:16].rstrip(b"\0").decode()
         refuse_router_adverts(self.name)
+        self.tso = False                # super-packets offered now (set_tso turns them off and back)
+        self._tso_at_open = False
         if vnet_hdr:
             try:
                 # tso off: offer nothing, so the kernel segments and checksums what we read; our
                 # GSO writes (the virtio header we send) do not depend on these flags.
-                fcntl.ioctl(self.fd, TUNSETOFFLOAD,
-                            TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_TSO_ECN if tso else 0)
+                fcntl.ioctl(self.fd, TUNSETOFFLOAD, TSO_FLAGS if tso else 0)
+                self.tso = self._tso_at_open = bool(tso)
                 self.vnet_hdr = True
             except OSError as e:
                 # The device was created with a vnet header; without offload the header stays
@@ -165,6 +168,23 @@ class TunDevice:
                 self.stats["offload_refused"] += 1     # see read_batch
         self.stats["read"] += len(out)
         return out
+
+    def set_tso(self, on: bool) -> None:
+        """TCP super-packets (TSO) from the kernel off, or back on where the device was opened
+        with them. Off while `shaper` is in force (gateway/client.py): one read is then one IP
+        packet, as OpenVPN 2.6 reads its TUN (no offloads), so the shaper spaces each packet --
+        with TSO one read brought up to ~45 segments that left back to back (iperf3 at `shaper
+        200000`: 38 KB in one 10 ms against Debian's client's 3 KB). The kernel segments what
+        it queues from then on; a super-packet already queued is still split in read_batch."""
+        want = on and self._tso_at_open
+        if want == self.tso or self.offload_note:
+            return
+        try:
+            fcntl.ioctl(self.fd, TUNSETOFFLOAD, TSO_FLAGS if want else 0)
+        except OSError as e:            # (the device went away: its read says so next)
+            log.info("TUN %s: offload change refused (%s)", self.name, e)
+            return
+        self.tso = want
 
     def read_batch(self, max_packets: int = 64) -> list:
         """Read until EAGAIN or `max_packets` into pooled buffers; returns writable views of the IP

@@ -215,3 +215,28 @@ def test_a_pushed_shaper_outlives_its_connection_as_in_openvpn(pki):
     start = w.clock.t
     assert w.run(lambda: w.clock.t >= start + 5, max_time=6, max_steps=3000)
     assert 2 <= sum(p in pkts for p in w.server_net.tun.written) <= 8       # ~1,000 bytes a second
+
+
+@pytest.mark.parametrize("profile,push,tso", [(1000, "", False), (None, "shaper 1000", False), (None, "", True)])
+def test_while_shaped_the_tun_gives_one_packet_a_read(pki, profile, push, tso):
+    """Under `shaper` the TUN's TCP super-packets are turned off (TunDevice.set_tso): 2.6 reads
+    one packet at a time, each then waiting its turn; with TSO one read brought up to ~45 segments
+    that left back to back (lab/shaper_bursts.py: 54 KB in 10 ms at `shaper 200000`, 2.6 3 KB)."""
+    w, _pkts = _shaped_world(pki, profile, push)
+    assert w.client_nets[0].tun.tso is tso
+
+
+def test_a_late_wake_up_is_not_charged_again_but_idle_time_is_not_saved_up():
+    """The loop wakes a little after the link is due free (timer resolution, a busy turn): the
+    next write is charged from when it was due, else each packet paid that lateness on top (one
+    packet a read at `shaper 1000000` gave ~0.53 MB/s). Idle longer than LATE_KEPT, it starts
+    from now: no burst credit."""
+    from appliance.gateway.shaper import LATE_KEPT
+    s = Shaper(100_000)
+    s.wrote([b"x" * 972], 28, now=1.0)                          # 1,000 bytes: 10 ms
+    assert s.free_at == pytest.approx(1.010)
+    s.wrote([b"x" * 972], 28, now=1.013)                        # woke 3 ms late: due at 1.020, not 1.023
+    assert s.wait(1.013) == pytest.approx(0.007)
+    late = 1.020 + LATE_KEPT + 0.001                            # idle past LATE_KEPT: from now
+    s.wrote([b"x" * 972], 28, now=late)
+    assert s.wait(late) == pytest.approx(0.010)

@@ -147,16 +147,22 @@ def test_tun_write_of_garbage_is_dropped_not_raised(netns):
             tun.close()
 
 
-@pytest.mark.parametrize("tso, read", [(True, "read_packets"), (True, "read_batch"), (None, "read_batch")])
-def test_tun_vnet_hdr_tso_super_packets_split(netns, tso, read):
+@pytest.mark.parametrize("tso, read, off", [(True, "read_packets", False), (True, "read_batch", False),
+                                           (None, "read_batch", False), (True, "read_batch", True)])
+def test_tun_vnet_hdr_tso_super_packets_split(netns, tso, read, off):
     """Play the TCP peer behind the TUN: the kernel then sends data as TSO super-packets, which
     the reads must cut into valid segments of at most the MTU, in sequence, with all the data.
-    By default (tso None) TSO is asked for exactly when the compiled split is in use."""
+    By default (tso None) TSO is asked for exactly when the compiled split is in use. `off`:
+    turned off after opening (set_tso, as `shaper` does): the kernel sends MTU-sized packets,
+    one a read, and the data still all arrives."""
     ns = netns()
     mtu = 1500
-    expect_tso = tso or offload.SPLIT_COMPILED
+    expect_tso = (tso or offload.SPLIT_COMPILED) and not off
     with _inside(ns):
         tun = TunDevice("uttun2", vnet_hdr=True, mtu=mtu, tso=tso)
+        if off:
+            tun.set_tso(False)
+            assert not tun.tso
         read_some = getattr(tun, read)
         sock = None
         try:
@@ -232,7 +238,7 @@ def test_tun_vnet_hdr_tso_super_packets_split(netns, tso, read):
                 assert tun.stats["super_packets"] >= 1, "the kernel never sent a TSO super-packet"
                 assert tun.stats["segments"] > tun.stats["super_packets"]
             else:
-                assert tun.stats["super_packets"] == 0, "TSO asked for with the Python split"
+                assert tun.stats["super_packets"] == 0, "super-packets without TSO asked for (or turned off)"
             assert tun.stats["offload_refused"] == 0
             assert segments >= len(data) // 1460
         finally:
