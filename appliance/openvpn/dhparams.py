@@ -8,9 +8,15 @@ so fewer than 2048 bits fail whatever the config says, and so does a subgroup un
 DhParams). A config that 2.6 refuses must not start
 here either, and a `dh` line naming the wrong file is a mistake worth saying at its line.
 
-Only the PEM blocks `openssl dhparam` writes are taken ("DH PARAMETERS", PKCS#3; "X9.42 DH
-PARAMETERS" with -dsaparam). OpenSSL 3 reads any "... PARAMETERS" block there -- 2.6 starts with
-EC parameters, which are no DH group at all -- refused here (stricter: nothing a user meant).
+The first parameters block decides, as OpenSSL 3's loader (PEM_read_bio_Parameters) takes it:
+"DH PARAMETERS" (PKCS#3, `openssl dhparam`), "X9.42 DH PARAMETERS" (-dsaparam), and also "DSA
+PARAMETERS" and "EC PARAMETERS" -- 2.6 starts with those as its "DH" when OpenSSL gives them 112
+bits of security or more (Debian's 2.6.14: `openssl ecparam -name prime256v1` and `openssl dsaparam
+2048` start, "Diffie-Hellman initialized with 576/512 bit key"; prime192v1 and dsaparam 1024 fail,
+"dh key too small"), and a DH block after them counts for nothing. Taken here the same way (never
+used either); an EC curve is known by its name's OID among those `cryptography` knows (the NIST
+P curves, secp256k1, brainpool r1), explicit curve parameters and other names are refused
+(stricter: OpenSSL knows ~80 curves). Any other "... PARAMETERS" label first is refused too.
 Read with a few lines of DER (the prime's and the subgroup's sizes are all that is wanted), not
 with cryptography,
 whose finite-field DH is deprecated (and whose loader tests p for primality, which 2.6's does
@@ -27,7 +33,8 @@ import hashlib
 from dataclasses import dataclass
 
 MIN_BITS = 2048
-_LABELS = (b"DH PARAMETERS", b"X9.42 DH PARAMETERS")
+_LABELS = (b"DH PARAMETERS", b"X9.42 DH PARAMETERS", b"DSA PARAMETERS", b"EC PARAMETERS")
+_OID = 0x06
 _SEQUENCE, _INTEGER = 0x30, 0x02
 _INT32 = 1 << 31
 _BITSTRING = 0x03
@@ -46,13 +53,21 @@ _KNOWN_GROUPS = frozenset((
 ))
 
 
-def _tlv(der: bytes, pos: int) -> tuple[int, int, int]:
-    """(tag, start, end) of the DER element at `pos`; ValueError when it does not fit, or its
-    length is not in DER's shortest form (OpenSSL refuses those: 2.6 does not start)."""
+def _tlv(der: bytes, pos: int, depth: int = 0) -> tuple[int, int, int, int]:
+    """(tag, start, end, next) of the element at `pos`: its content is der[start:end], the next
+    element begins at `next`. ValueError when it does not fit, or its length is not in DER's
+    shortest form (OpenSSL refuses those: 2.6 does not start) -- but a constructed element (a
+    SEQUENCE) may have BER's indefinite length, closed by 00 00, as OpenSSL's decoder takes it
+    (its content then runs to that end mark; nesting bounded)."""
     if pos + 2 > len(der):
         raise ValueError("truncated")
     tag, n = der[pos], der[pos + 1]
     pos += 2
+    if n == 0x80 and tag & 0x20 and depth < 4:
+        at = pos
+        while der[at:at + 2] != b"\0\0":
+            at = _tlv(der, at, depth + 1)[3]
+        return tag, pos, at, at + 2
     if n & 0x80:
         count = n & 0x7F
         if count == 0 or count > 4 or pos + count > len(der) or der[pos] == 0:
@@ -63,7 +78,7 @@ def _tlv(der: bytes, pos: int) -> tuple[int, int, int]:
         pos += count
     if pos + n > len(der):
         raise ValueError("truncated")
-    return tag, pos, pos + n
+    return tag, pos, pos + n, pos + n
 
 
 def _block(data: bytes) -> tuple[bytes, bytes]:
@@ -92,6 +107,9 @@ def _block(data: bytes) -> tuple[bytes, bytes]:
             continue
         label = begin.get(line)
         if label is None:
+            if line.startswith(b"-----BEGIN ") and line.endswith(b" PARAMETERS-----"):
+                raise ValueError(f"holds {line[11:-5].decode(errors='replace')} first, which is no DH parameters "
+                                 "(nor DSA or EC parameters, which OpenVPN 2.6 would take in their place)")
             if line.startswith(b"-----BEGIN ") and line.endswith(b"-----") and len(line) > 16:
                 passing = b"-----END " + line[11:]
             continue
@@ -134,6 +152,7 @@ class DhParams:
     privateValueLength."""
     bits: int
     strength: int
+    kind: str = "DH"            # or "DSA", "EC": parameters 2.6 takes in their place (module docstring)
 
 
 def _strength(bits: int, sub: int | None) -> int:
@@ -151,7 +170,7 @@ def _read_der(der: bytes, x942: bool) -> DhParams:
     [, validationParms SEQUENCE { seed BIT STRING, pgenCounter INTEGER }] }`, every number an
     INTEGER, nothing more inside. p and q are read as OpenSSL reads a BIGNUM: the content's
     bytes unsigned, leading zeros aside."""
-    tag, start, end = _tlv(der, 0)
+    tag, start, end, _next = _tlv(der, 0)
     if tag != _SEQUENCE:
         raise ValueError("not a SEQUENCE")
     items = _elements(der, start, end, 5)
@@ -195,22 +214,75 @@ def _elements(der: bytes, start: int, end: int, most: int) -> list[tuple[int, in
     while pos < end:
         if len(items) == most:
             raise ValueError("too many elements")
-        tag, s, e = _tlv(der[:end], pos)
+        tag, s, e, pos = _tlv(der[:end], pos)
         items.append((tag, s, e))
-        pos = e
     return items
 
 
+def _read_dsa(der: bytes) -> DhParams:
+    """DSA parameters, `SEQUENCE { p, q, g }`: OpenSSL's strength of p's and q's sizes."""
+    tag, start, end, _next = _tlv(der, 0)
+    items = _elements(der, start, end, 3) if tag == _SEQUENCE else []
+    if [t for t, _s, _e in items] != [_INTEGER] * 3 or any(e == s for _t, s, e in items):
+        raise ValueError("not DSA parameters")
+    p, q = (int.from_bytes(der[s:e], "big").bit_length() for _t, s, e in items[:2])
+    return DhParams(p, _strength(p, q), "DSA")
+
+
+def _oid(body: bytes) -> str:
+    """The dotted form of an OBJECT IDENTIFIER's content."""
+    if not body or body[-1] & 0x80:
+        raise ValueError("bad OID")
+    arcs, n = [], 0
+    for b in body:
+        n = (n << 7) | (b & 0x7F)
+        if not b & 0x80:
+            arcs.append(n)
+            n = 0
+    first = min(arcs[0] // 40, 2)
+    return ".".join(map(str, [first, arcs[0] - 40 * first, *arcs[1:]]))
+
+
+def _read_ec(der: bytes) -> DhParams:
+    """EC parameters naming their curve (what `openssl ecparam -name X` writes): OpenSSL's
+    strength of the curve's order (ec_security_bits: 80 from 160 bits, 112 from 224, 128 from
+    256, 192 from 384, 256 from 512). A curve `cryptography` does not know by that OID, or one
+    given by its numbers (explicit parameters), is refused: stricter than 2.6."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric import ec
+    tag, start, end, after = _tlv(der, 0)
+    if tag != _OID or after != len(der):
+        raise ValueError("EC parameters that name no curve (explicit curve parameters are not read here)")
+    name = _oid(der[start:end])
+    try:
+        bits = ec.get_curve_for_oid(x509.ObjectIdentifier(name)).key_size
+    except (LookupError, ValueError):
+        raise ValueError(f"EC parameters of curve {name}, not one known here (P-256, P-384, P-521, ...)") from None
+    strength = next((s for at, s in ((512, 256), (384, 192), (256, 128), (224, 112), (160, 80)) if bits >= at),
+                    bits // 2)
+    return DhParams(bits, strength, "EC")
+
+
 def read(data: bytes) -> DhParams:
-    """The first DH parameters block in `data`. ValueError with a reason a user can act on when
-    there is none or it does not parse -- whatever OpenSSL's loader (2.6's PEM_read_bio_Parameters)
-    refuses (fuzz40's dh-file target compares the two)."""
+    """The first parameters block in `data` (DH, or the DSA or EC that 2.6 takes in its place).
+    ValueError with a reason a user can act on when there is none or it does not parse --
+    whatever OpenSSL's loader (2.6's PEM_read_bio_Parameters) refuses (fuzz40's dh-file target
+    compares the two)."""
     label, body = _block(data)
     try:
         der = base64.b64decode(body, validate=True)
+        if label == b"EC PARAMETERS":
+            return _read_ec(der)
+        if label == b"DSA PARAMETERS":
+            return _read_dsa(der)
         return _read_der(der, label.startswith(b"X9.42"))
-    except (ValueError, binascii.Error):
-        raise ValueError("its DH PARAMETERS block does not parse (not base64 of DER DH parameters)") from None
+    except binascii.Error:
+        raise ValueError(f"its {label.decode()} block does not parse (not base64)") from None
+    except ValueError as e:
+        if "curve" in str(e):
+            raise ValueError(f"holds {e}") from None
+        raise ValueError(f"its {label.decode()} block does not parse (not base64 of DER {label.decode()[:-11]} "
+                         "parameters)") from None
 
 
 def modulus_bits(data: bytes) -> int:

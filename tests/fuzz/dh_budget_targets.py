@@ -9,7 +9,8 @@ the input's bytes put over part of its DER. Oracles, against OpenSSL's own loade
 ValueError, nothing else; a file it takes as a group of MIN_BITS or more and MIN_STRENGTH bits of
 security OpenSSL loads and finds that strong (else 2.6 fails at start: "Cannot load DH parameters",
 "dh key too small" -- a config 2.6 refuses must not start here); when
-the file's first PARAMETERS block is a DH one and OpenSSL loads it, the bits agree; in a server config (`dh FILE` and an inline <dh> block) parse_config
+the file's first PARAMETERS block is a DH, DSA or EC one and OpenSSL loads it, the kind, bits and
+strength agree, and what OpenSSL takes at level 2 is taken here but an EC curve not known by name; in a server config (`dh FILE` and an inline <dh> block) parse_config
 refuses exactly what read refuses or finds below MIN_BITS or MIN_STRENGTH, at the dh line.
 
 `mcast-budget`: ReplicationBudget.allow / forget over a script of up to 6 clients (3 common
@@ -147,20 +148,11 @@ class _Libcrypto:
             lib.BIO_free(bio)
 
 
-EVP_PKEY_DH, EVP_PKEY_DHX = 28, 920
+EVP_PKEY_DH, EVP_PKEY_DHX, EVP_PKEY_DSA, EVP_PKEY_EC = 28, 920, 116, 408
+_KIND = {EVP_PKEY_DH: "DH", EVP_PKEY_DHX: "DH", EVP_PKEY_DSA: "DSA", EVP_PKEY_EC: "EC"}
+_KINDS_BY_LABEL = (b"DH PARAMETERS", b"X9.42 DH PARAMETERS", b"DSA PARAMETERS", b"EC PARAMETERS")
 
 
-def _first_block_der(raw: bytes) -> bytes | None:
-    """The DER of the file's first line-start PARAMETERS block (base64 leniently), else None."""
-    import binascii
-    m = _FIRST.search(raw)
-    if m is None:
-        return None
-    end = raw.find(b"-----END", m.end())
-    try:
-        return base64.b64decode(b"".join(raw[m.end():end if end >= 0 else len(raw)].split()))
-    except (ValueError, binascii.Error):
-        return None
 # The first block OpenSSL's PEM reader would look at (a BEGIN line of its own).
 _FIRST = re.compile(rb"(?m)^-----BEGIN ([^\n]*PARAMETERS)-----$")
 
@@ -187,24 +179,24 @@ def make_dh_file():
         except ValueError:
             params = bits = None
         got = ossl.load(raw)
-        ok = params is not None and params.bits >= MIN_BITS and params.strength >= MIN_STRENGTH
+        ok = params is not None and params.strength >= MIN_STRENGTH and (params.kind != "DH" or bits >= MIN_BITS)
         if ok:
             assert got is not None, f"taken as a {bits}-bit group, OpenSSL (2.6) cannot load the file"
             assert got[2] >= MIN_STRENGTH, f"taken, 2.6 says \"dh key too small\" ({got[2]} bits of security)"
         first = _FIRST.search(raw)
-        if got is not None and got[0] in (EVP_PKEY_DH, EVP_PKEY_DHX) and first is not None \
-                and first.group(1) in (b"DH PARAMETERS", b"X9.42 DH PARAMETERS"):
+        if got is not None and first is not None and first.group(1) in _KINDS_BY_LABEL:
             if params is not None:
-                assert bits == got[1], f"we read {bits} bits, OpenSSL {got[1]}"
+                # compat41: DSA and EC parameters first are what 2.6 takes in place of DH ones
+                assert (params.kind, bits) == (_KIND[got[0]], got[1]), f"we read {params}, OpenSSL {got}"
                 # review41: the strength 2.6's start checks against level 2 (below it, a group
                 # under 2048 bits may differ: OpenSSL knows modp_1536 and dh_1024_160 by name)
                 assert (params.strength >= MIN_STRENGTH) == (got[2] >= MIN_STRENGTH), \
                     f"we give {params.strength} bits of security, OpenSSL {got[2]}"
-            elif got[1] >= MIN_BITS:
-                # 2.6 starts with this file: so must we, but for BER's indefinite lengths (never
-                # what `openssl dhparam` writes; refused, stricter).
-                der = _first_block_der(raw)
-                assert der is not None and b"\x30\x80" in der[:2], "OpenSSL (2.6) takes this group, we refuse it"
+            elif got[2] >= MIN_STRENGTH and (_KIND[got[0]] != "DH" or got[1] >= MIN_BITS):
+                # 2.6 starts with this file: so must we, but for an EC curve given by its numbers
+                # or not known to `cryptography` by name (refused, stricter; compat41: BER's
+                # indefinite lengths, refused before, are read now).
+                assert got[0] == EVP_PKEY_EC, "OpenSSL (2.6) takes this group, we refuse it"
         if data[:1] and data[0] & 0x80 and data[0] & 7 == 0:
             return
         with open(path, "wb") as f:

@@ -149,3 +149,86 @@ def test_a_server_with_a_2048_bit_group_of_a_160_bit_subgroup_fails_at_its_dh_li
     e = _err(SERVER + "<dh>\n" + weak + "</dh>\n")
     assert e.startswith("/p/s.conf:13: dh: "), e
     assert "80 bits of security" in e and "dh key too small" in e and "\n" not in e
+
+
+# compat41: the first parameters block decides, of any kind OpenSSL 3 loads there (DSA and EC too,
+# which 2.6 starts with as its "DH" at 112 bits of security or more: Debian's 2.6.14 with
+# `openssl ecparam -name prime256v1` and `openssl dsaparam 2048` starts, with prime192v1 and
+# dsaparam 1024 fails, "dh key too small"), and BER's indefinite lengths, which OpenSSL's decoder
+# takes. Each file is compared with libcrypto itself (tests/fuzz's oracle), nothing written in.
+def _oid_der(dotted: str) -> bytes:
+    arcs = [int(a) for a in dotted.split(".")]
+    body = bytearray()
+    for n in [40 * arcs[0] + arcs[1], *arcs[2:]]:
+        chunk = [n & 0x7F]
+        while n > 0x7F:
+            n >>= 7
+            chunk.append(0x80 | (n & 0x7F))
+        body += bytes(reversed(chunk))
+    return b"\x06" + bytes((len(body),)) + bytes(body)
+
+
+def _indefinite(der: bytes) -> bytes:
+    """The SEQUENCE `der` re-framed with BER's indefinite length (30 80 ... 00 00)."""
+    tag, n = der[0], der[1]
+    skip = 2 + (n & 0x7F if n & 0x80 else 0)
+    return bytes((tag, 0x80)) + der[skip:] + b"\0\0"
+
+
+EC = b"EC PARAMETERS"
+CURVES = {"P-192": "1.2.840.10045.3.1.1", "P-224": "1.3.132.0.33", "P-256": "1.2.840.10045.3.1.7",
+          "P-384": "1.3.132.0.34", "P-521": "1.3.132.0.35", "secp256k1": "1.3.132.0.10",
+          "brainpoolP512r1": "1.3.36.3.3.2.8.1.1.13"}
+Q = (P - 1) // 2
+SMALL_P = P >> 1024                                                # a 1024-bit odd number: DSA of 80 bits
+COMPARED = {
+    **{f"ec-{name}": _pem(_oid_der(oid), EC) for name, oid in CURVES.items()},
+    "ec-before-dh": _pem(_oid_der(CURVES["P-256"]), EC) + _pem(GOOD),
+    "weak-ec-before-dh": _pem(_oid_der(CURVES["P-192"]), EC) + _pem(GOOD),
+    "dh-before-ec": _pem(GOOD) + _pem(_oid_der(CURVES["P-192"]), EC),
+    "dsa-2048": _pem(_seq(_int(P), _int((1 << 223) + 1), _int(2)), b"DSA PARAMETERS"),
+    "dsa-2048-q160": _pem(_seq(_int(P), _int((1 << 159) + 1), _int(2)), b"DSA PARAMETERS"),
+    "dsa-1024": _pem(_seq(_int(SMALL_P), _int((1 << 159) + 1), _int(2)), b"DSA PARAMETERS"),
+    "dsa-before-dh": _pem(_seq(_int(P), _int((1 << 255) + 1), _int(2)), b"DSA PARAMETERS") + _pem(GOOD),
+    "dsa-two-numbers": _pem(_seq(_int(P), _int(2)), b"DSA PARAMETERS"),
+    "ber-indefinite": _pem(_indefinite(GOOD)),
+    "ber-indefinite-pvl": _pem(_indefinite(_seq(_int(P), _int(2), _int(256)))),
+    "ber-indefinite-x942": _pem(_indefinite(_seq(_int(P), _int(2), _int(Q), _int(5),
+                                                 _indefinite(_seq(b"\x03\x02\x00\x01", _int(5))))), X942),
+    "ber-indefinite-no-end": _pem(_indefinite(GOOD)[:-2]),
+    "ber-indefinite-integer": _pem(b"\x30\x80\x02\x80" + _int(P)[4:] + b"\0\0" + _int(2) + b"\0\0"),
+    "ber-indefinite-dsa": _pem(_indefinite(_seq(_int(P), _int((1 << 223) + 1), _int(2))), b"DSA PARAMETERS"),
+}
+
+
+def _openssl():
+    from tests.fuzz.dh_budget_targets import _Libcrypto
+    try:
+        return _Libcrypto()
+    except OSError:
+        pytest.skip("no system libcrypto.so.3")
+
+
+@pytest.mark.parametrize("name", COMPARED)
+def test_the_first_parameters_block_is_read_as_openssl_reads_it(name):
+    data = COMPARED[name]
+    got = _openssl().load(data)
+    kinds = {28: "DH", 920: "DH", 116: "DSA", 408: "EC"}
+    try:
+        ours = read(data)
+    except ValueError:
+        ours = None
+    if got is None:
+        assert ours is None, (name, ours)
+    else:
+        assert ours is not None, (name, got)
+        assert (ours.kind, ours.bits) == (kinds[got[0]], got[1]), (name, ours, got)
+        assert (ours.strength >= 112) == (got[2] >= 112), (name, ours, got)   # what 2.6's start holds it to
+
+
+def test_explicit_ec_parameters_and_unknown_curves_are_refused_stricter():
+    """OpenSSL knows ~80 curves and reads explicit ones; here only those `cryptography` names."""
+    with pytest.raises(ValueError, match="curve 1.3.132.0.38, not one known here"):
+        read(_pem(_oid_der("1.3.132.0.38"), EC))                   # sect571k1: OpenSSL loads it
+    with pytest.raises(ValueError, match="name no curve"):
+        read(_pem(_seq(_int(1), _seq(_oid_der("1.2.840.10045.1.1"), _int(P))), EC))

@@ -99,10 +99,15 @@ def test_a_tls_server_with_a_dh_2_6_cannot_load_is_refused_at_its_line(line, wor
     assert words in e and "\n" not in e
 
 
-def test_ec_parameters_2_6_would_take_are_refused_stricter():
-    """OpenSSL 3 reads any PARAMETERS block there and 2.6 starts with an EC group as its 'DH' --
-    nothing a user meant; refused at the line."""
-    assert "ec.pem holds no DH parameters" in _err(SERVER + "dh ec.pem\n")
+def test_ec_parameters_2_6_takes_are_taken_and_weak_ones_refused_as_there():
+    """OpenSSL 3 reads the first PARAMETERS block of any kind there, and 2.6 starts with an EC group
+    as its 'DH' when it gives 112 bits of security (Debian's 2.6.14: prime256v1 starts, prime192v1
+    "dh key too small"); the same here (compat41: refused before, stricter)."""
+    _parse(SERVER + "dh ec.pem\n")
+    weak = {"ec192.pem": b"-----BEGIN EC PARAMETERS-----\nBggqhkjOPQMBAQ==\n-----END EC PARAMETERS-----\n"}
+    with pytest.raises(ConfigError) as e:
+        parse_config(SERVER + "dh ec192.pem\n", "/p/s.conf", _files({**FILES, **weak}))
+    assert "/p/s.conf:13: dh: ec192.pem holds EC parameters (192 bits)" in str(e.value) and "dh key too small" in str(e.value)
 
 
 @pytest.mark.parametrize("base", [CLIENT, "dev tun\ntls-client\nremote 198.18.0.1\nifconfig 198.18.9.2 198.18.9.1\n"

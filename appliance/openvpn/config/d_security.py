@@ -145,6 +145,14 @@ def finish_dh(p: ParseState) -> None:
         p.err("dh", f"{where} {e}; OpenVPN 2.6 fails at start on it (\"Cannot load DH parameters\"). Key "
                     "exchange here is ECDHE only: `dh none` does", line)
         return
+    if got.kind != "DH":
+        # 2.6 takes DSA or EC parameters here as its "DH" (dhparams.py): it starts when OpenSSL
+        # gives them level 2's security, as for DH; neither end uses them.
+        if got.strength < MIN_STRENGTH:
+            p.err("dh", f"{where} holds {got.kind} parameters ({got.bits} bits), which OpenVPN 2.6 takes in place of "
+                        f"DH parameters and fails at start on: {got.strength} bits of security, below {MIN_STRENGTH} "
+                        "(\"dh key too small\"). Key exchange here is ECDHE only: `dh none` does", line)
+        return
     if got.bits < MIN_BITS:
         p.err("dh", f"{where} holds DH parameters of {got.bits} bits: OpenVPN 2.6 with OpenSSL 3 fails at start on "
                     f"fewer than {MIN_BITS} (\"dh key too small\"). Key exchange here is ECDHE only: `dh none` "
