@@ -929,8 +929,11 @@ class Operations:
     def _recheck_take(self, run: "_Recheck", rec) -> tuple | None:
         """One client's turn in a reload's pass, on the loop: a key begun since the reload is told
         to end under the new checks; a client with no peer verified yet takes the new settings
-        now (its handshake's verify_again checks it). Else (rec, certificate, chain, established)
-        for the worker's check."""
+        now (its handshake's verify_again checks it). Else (rec, certificate, chain, True) for the
+        worker's check, True: its ccd file to be read too -- an established client, or one past its
+        handshake whose connect is still under way (a client-connect script, a deferred login, a
+        large ccd file): it may have read its file as it was before the reload, and the pass would
+        have left it in after it, a `disable` written with the reload never applied (atk41)."""
         s = rec.session
         self._keys_under(run, s)
         if not any(ks.tls is not None and ks.tls.handshake_done for ks in s.keys.values()):
@@ -941,7 +944,7 @@ class Operations:
             chain: list | Exception = list(s.peer_chain) if cert is not None else []
         except Exception as e:  # noqa: BLE001 - a chain that cannot be read: the worker's check says why
             chain = e
-        return rec, cert, chain, s.established
+        return rec, cert, chain, True
 
     @staticmethod
     def _keys_under(run: "_Recheck", s) -> None:
