@@ -12,6 +12,7 @@ import errno
 import logging
 import socket
 import struct
+import time
 
 from .. import native
 from ..ioerrors import PortGone
@@ -25,6 +26,10 @@ MAX_GSO_SEGMENTS = 64
 MAX_GSO_BYTES = 65000
 RECV_SIZE = 65535
 MAX_NO_GSO = 16                # destinations refusing GSO before we take it as the kernel's answer
+# GSO refused for a destination (a segment over its path MTU) is tried again after this long: the
+# kernel keeps a learned path MTU 600 s (net.ipv4.route.mtu_expires). Kept for good, anyone could
+# turn GSO off server-wide with MAX_NO_GSO forged ICMP 'fragmentation needed' (atk41).
+NO_GSO_FOR = 600.0
 _GRO_CMSG = socket.CMSG_SPACE(4)    # room for UDP_GRO's segment size, asked of each receive
 MANY_BATCH = 32                # datagrams per recv_many call (the compiled one takes at most 32)
 # multihome (IP_PKTINFO / IPV6_PKTINFO; Linux values, Python's socket module lacks IP_PKTINFO)
@@ -233,7 +238,9 @@ class UdpTransport:
         self._spill: list = []
         self.stats = {"sent": 0, "received": 0, "send_dropped": 0, "gso_sends": 0}
         self.errors: dict[str, int] = {}      # refused sends and receives, by errno name
-        self.no_gso: set = set()              # destinations GSO was refused for (plain sends work)
+        self.no_gso: dict = {}                # destination GSO was refused for -> when to try it again
+        self._gso_back_at: float | None = None  # GSO off for everyone (MAX_NO_GSO refusals) until then
+        self.clock = time.monotonic
 
     def fileno(self) -> int:
         return self.sock.fileno()
@@ -377,7 +384,7 @@ class UdpTransport:
         return False
 
     def send_batch(self, datagrams: list, addr: tuple | None = None) -> None:
-        if not self.gso or len(datagrams) < 2 or addr in self.no_gso:
+        if len(datagrams) < 2 or not self._gso_for(addr):
             for d in datagrams:
                 self.send(d, addr)
             return
@@ -408,7 +415,7 @@ class UdpTransport:
                 self._pktinfo.clear()
             self._pktinfo[local] = cm
         dest = addr[:-1]
-        if not self.gso or len(datagrams) < 2 or addr in self.no_gso:
+        if len(datagrams) < 2 or not self._gso_for(addr):
             for d in datagrams:
                 self.send(d, dest, cm)
             return
@@ -457,12 +464,30 @@ class UdpTransport:
                 self.stats["send_dropped"] += len(run)
                 self._error("send", e)
 
+    def _gso_for(self, addr) -> bool:
+        """Whether a run to `addr` may go as one GSO send: not while GSO is off (for good: a kernel
+        without it; for NO_GSO_FOR: refused for MAX_NO_GSO destinations), nor to a destination
+        that refused it within NO_GSO_FOR (a path MTU learned since expires as the kernel's does)."""
+        if not self.gso:
+            if self._gso_back_at is None or self.clock() < self._gso_back_at:
+                return False
+            self.gso, self._gso_back_at = True, None
+        back = self.no_gso.get(addr)
+        if back is None:
+            return True
+        if self.clock() < back:
+            return False
+        del self.no_gso[addr]
+        return True
+
     def _no_gso_for(self, addr, e: OSError) -> None:
-        self.no_gso.add(addr)
+        self.no_gso[addr] = self.clock() + NO_GSO_FOR
         self.stats["gso_refused_destinations"] = len(self.no_gso)
         if len(self.no_gso) >= MAX_NO_GSO:
-            log.info("UDP GSO refused for %d destinations (%s): sending one datagram per call", len(self.no_gso), e)
+            log.info("UDP GSO refused for %d destinations (%s): sending one datagram per call for %.0f s",
+                     len(self.no_gso), e, NO_GSO_FOR)
             self.gso = False
+            self._gso_back_at = self.clock() + NO_GSO_FOR
             self.no_gso.clear()
 
     def close(self) -> None:
