@@ -274,6 +274,10 @@ class SwitchDataPath:
         self.asking: dict[tuple[int, bytes], ClientRecord] = {}    # (id(client), MAC) -> client, command running
         self._asking_of: dict[int, int] = {}                        # id(client) -> how many
         self.refused: dict[tuple[int, bytes], float] = {}          # (id(client), MAC) -> asked again after
+        # id(client) -> its MACs in `refused`: they go when it goes (_forget), so a new client
+        # given a reused id() inherits none of them (its frames from such a MAC were dropped for
+        # up to LEARN_RETRY without the command being asked).
+        self._refused_of: dict[int, set[bytes]] = {}
 
     def _forget(self, rec: ClientRecord) -> None:
         self.macs.forget(rec)
@@ -281,6 +285,8 @@ class SwitchDataPath:
         if self._asking_of.pop(id(rec), None):
             for k in [k for k, r in self.asking.items() if r is rec]:
                 del self.asking[k]
+        for mac in self._refused_of.pop(id(rec), ()):
+            self.refused.pop((id(rec), mac), None)
 
     def reconcile(self, live: dict[int, ClientRecord]) -> int:
         """ServerDispatcher.reconcile's part for the switch (its on_reconcile): what the MAC table,
@@ -297,6 +303,7 @@ class SwitchDataPath:
             del self._asking_of[i]
         for k in [k for k in self.refused if k[0] not in ids]:
             del self.refused[k]
+        self._refused_of = {i: m for i, m in self._refused_of.items() if i in ids}
         return fixed
 
     def _evicted(self, rec: ClientRecord, mac: bytes) -> None:
@@ -321,7 +328,7 @@ class SwitchDataPath:
             if now < until:
                 self.stats[LEARN_REFUSED] += 1
                 return False
-            del self.refused[key]
+            self._unrefuse(key)
         n = self._asking_of.get(id(rec), 0)
         if n >= LEARN_WAITING or len(self.asking) >= LEARN_WAITING_ALL:
             self.stats[WAITING] += 1
@@ -359,7 +366,20 @@ class SwitchDataPath:
             self.refused = {k: t for k, t in self.refused.items() if t > now}
             if len(self.refused) >= LEARN_REFUSED_MAX:
                 self.refused.clear()
+            self._refused_of = {}
+            for i, m in self.refused:
+                self._refused_of.setdefault(i, set()).add(m)
+        self._refused_of.setdefault(key[0], set()).add(key[1])
         self.refused[key] = now + LEARN_RETRY
+
+    def _unrefuse(self, key: tuple[int, bytes]) -> None:
+        """A refusal's time is over: it goes, and its client's count with it."""
+        del self.refused[key]
+        mine = self._refused_of.get(key[0])
+        if mine is not None:
+            mine.discard(key[1])
+            if not mine:
+                del self._refused_of[key[0]]
 
     def _give_back(self, rec: ClientRecord, mac: bytes) -> None:
         """learn-address said yes to `rec` for `mac` (an `add`, or an `update` from the client

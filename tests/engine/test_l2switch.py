@@ -243,6 +243,31 @@ def test_a_refused_mac_is_asked_about_again_only_after_a_while():
     assert len(asked) == 2
 
 
+def test_a_refusal_goes_with_its_client_and_a_new_client_at_its_id_is_asked():
+    """review40: the refusals were keyed by id(client) and kept when the client left, so a new
+    client whose record took the freed id() had its frames from that MAC dropped for up to
+    LEARN_RETRY without learn-address being asked."""
+    d, a, b, sw, asked, _ = learning_world()
+    send(sw, "A", frame(BCAST, A_MAC))
+    sw.learn_result(a, A_MAC, False, 0.0)
+    gone = id(a)
+    d.forget(a)
+    assert not sw.refused and not sw._refused_of
+    del a
+    asked.clear()
+    kept = []                               # a new record at the freed id (CPython reuses the memory)
+    for _ in range(1000):
+        c = SimpleNamespace()
+        if id(c) == gone:
+            break
+        kept.append(c)
+    assert id(c) == gone, "no record took the freed id (CPython's allocator changed?)"
+    c.__dict__.update(addr="C", session=Sess(), alive=True, common_name="carol")
+    d.by_addr["C"] = c
+    assert send(sw, "C", frame(BCAST, A_MAC), now=1.0) == ([], {})     # waits for the command ...
+    assert asked == [(c, A_MAC)] and sw.stats[l2switch.LEARN_REFUSED] == 0     # ... asked, not refused
+
+
 def test_a_verdict_given_at_once_is_not_lost():
     d, a, b, sw, asked, _ = learning_world(verdict_now=False)
     send(sw, "A", frame(BCAST, A_MAC))
