@@ -664,7 +664,7 @@ class ServerRole:
                 return
             self.send_push_reply(ks, now)
         elif text.startswith("EXIT"):
-            s._fail("client exited (EXIT)", restart=False)
+            s.hold_exit(now)            # ends EXIT_HOLD s later, as 2.6's schedule_exit
         elif text.startswith("CR_RESPONSE"):
             # As OpenVPN 2.6 (push.c receive_cr_response): the text after "CR_RESPONSE,", for the
             # management client deciding the login. At most CR_RESPONSES per key: each becomes

@@ -97,6 +97,12 @@ PEER_RENEG_EVERY = 1.0
 # mode `cycle`; tests/engine/test_renegotiation_rate.py). No honest peer renegotiates in its first
 # seconds more than once (reneg-sec, -bytes and -pkts count from the first key).
 PEER_RENEG_START = 1
+# Server: how long a client's control-channel EXIT leaves its session in place, as OpenVPN 2.6
+# (push.c receive_exit_message -> schedule_exit: options.scheduled_exit_interval, 5 s, no option
+# sets it). Measured beside Debian's 2.6.14 server (tests/interop/test_client_exit_hold_vs_openvpn.py):
+# the departing client's packets are routed both ways meanwhile, and its address and peer-id stay
+# its own -- a client connecting then is not given them.
+EXIT_HOLD = 5.0
 _NEVER = float("inf")
 
 
@@ -238,6 +244,7 @@ class Session(ControlChannel):
         self.token = cfg.auth_token if cfg.auth_token is not None else AuthToken()
         self.cc_exit = False
         self.restart_sent = False           # server: told this client RESTART/HALT (stopping, client-kill): tell_restart
+        self.exit_at: float | None = None   # server: the client's EXIT ends the session then (hold_exit)
         self.established = False
         self.last_recv = now
         self.last_send = now
@@ -684,6 +691,8 @@ class Session(ControlChannel):
         if self.closed:
             return None
         d = self._ctl_deadline
+        if self.exit_at is not None and (d is None or self.exit_at < d):
+            d = self.exit_at
         if self.send_key is not None:
             if self.ping_interval:
                 t = self.last_send + self.ping_interval
@@ -776,6 +785,18 @@ class Session(ControlChannel):
         self._send_text(text, ks)
         self._flush(now)
         return True
+
+    def hold_exit(self, now: float) -> None:
+        """Server: the client said EXIT on the control channel. As OpenVPN 2.6's server
+        (receive_exit_message -> schedule_exit), the session ends EXIT_HOLD seconds later, not at
+        once: meanwhile its packets pass both ways and its address and peer-id stay its own, so
+        what the client still sends in its explicit-exit-notify wait (an answer to another
+        client's ping) is no "source the client does not own" on a session that took its
+        address, and no new client is given that address while packets to it may still be on
+        the way. Counted from the first EXIT: another one (a retransmission, or a hostile client
+        repeating it) moves nothing, so no client holds its session past EXIT_HOLD by talking."""
+        if self.exit_at is None and not self.closed:
+            self.exit_at = now + EXIT_HOLD
 
     def close(self, now: float, reason: str = "exit") -> None:
         """Leave politely: exit notification to the peer, then closed."""
@@ -1004,7 +1025,10 @@ class Session(ControlChannel):
         return k
 
     def _start_soft_reset(self, now: float) -> bool:
-        """Begin renegotiating; False if one is already under way (one at a time)."""
+        """Begin renegotiating; False if one is already under way (one at a time), or when the
+        session only waits for its end (hold_exit; 2.6's schedule_exit makes it single-session)."""
+        if self.exit_at is not None:
+            return False
         newest = self._newest()
         if newest is not None and newest.phase != KS.ACTIVE:
             return False
@@ -1094,6 +1118,9 @@ class Session(ControlChannel):
 
     # ---- timers
     def _timers(self, now: float) -> None:
+        if self.exit_at is not None and now >= self.exit_at:
+            self._fail("client exited (EXIT)", restart=False)
+            return
         if self._held_reset is not None and now >= self._held_reset[0]:
             self._answer_held_reset(now)
         for ks in list(self.keys.values()):
@@ -1150,7 +1177,9 @@ class Session(ControlChannel):
             if now >= self.reneg_check_at:
                 self.reneg_check_at = now + self._counter_check_interval()
             newest = self._newest()
-            if newest is not None and newest.phase == KS.ACTIVE and newest.active_since is not None:
+            if newest is not None and newest.phase == KS.ACTIVE and newest.active_since is not None \
+                    and self.exit_at is None:
+                # (the EXIT's hold renegotiates nothing, as 2.6's schedule_exit: single session)
                 d = newest.data
                 if ((self.cfg.reneg_sec and now >= newest.active_since + self.cfg.reneg_sec)
                         or (self.cfg.reneg_bytes and d and d.bytes_sent + d.bytes_recv >= self.cfg.reneg_bytes)
@@ -1232,7 +1261,7 @@ class Session(ControlChannel):
             if ks.negotiating or ks.refusal is not None:
                 d = min(d, self._hand_deadline(ks))
             elif (ks is newest and ks.phase == KS.ACTIVE and ks.active_since is not None
-                  and self.cfg.reneg_sec):
+                  and self.cfg.reneg_sec and self.exit_at is None):     # (none in the EXIT's hold)
                 d = min(d, ks.active_since + self.cfg.reneg_sec)
             if ks.retired_at is not None:
                 d = min(d, ks.retired_at + self.cfg.tran_window)

@@ -13,7 +13,7 @@ import pytest
 from appliance.bench import _cert, _pems
 from appliance.openvpn import events as ev
 from appliance.openvpn import keyfiles, wrapping
-from appliance.openvpn.session import PEER_RENEG_BURST, PEER_RENEG_EVERY, Role, Session, SessionConfig
+from appliance.openvpn.session import EXIT_HOLD, PEER_RENEG_BURST, PEER_RENEG_EVERY, Role, Session, SessionConfig
 from appliance.openvpn.tls import TlsSettings
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID
@@ -294,13 +294,30 @@ def test_keepalive_ping_and_ping_restart(pki):
     assert closed and closed[0].restart and "ping-restart" in closed[0].reason
 
 
-def test_exit_notification_closes_server_session(pki):
+def test_exit_notification_closes_server_session_after_the_hold(pki):
+    """The client's EXIT ends the server's session EXIT_HOLD seconds later, as OpenVPN 2.6's
+    schedule_exit: meanwhile data passes both ways; an EXIT repeated (a hostile client's, or a
+    retransmission) does not move the end."""
     c, s, _ = make_pair(pki)
     link = Link(c, s)
     link.run(lambda: up(c, s))
-    assert c.notify_exit(link.now, first=True)       # explicit-exit-notify's notice
+    assert c.notify_exit(link.now, first=True)       # explicit-exit-notify's notice (EXIT: cc-exit)
     link.step()
-    assert s.closed and any(isinstance(e, ev.SessionClosed) for e in s.events)
+    t0 = link.now
+    assert not s.closed and s.exit_at == t0 + EXIT_HOLD
+    link.now = t0 + EXIT_HOLD - 0.5
+    c._send_text("EXIT")                              # again, later: nothing moves
+    c._flush(link.now)
+    link.step()
+    assert s.exit_at == t0 + EXIT_HOLD
+    assert link.send(c, s, [b"from the departing client"]) == [b"from the departing client"]
+    assert link.send(s, c, [b"to it"]) == [b"to it"]
+    assert s.next_deadline() <= t0 + EXIT_HOLD
+    s.handle_timer(t0 + EXIT_HOLD - 0.01)
+    assert not s.closed
+    s.handle_timer(t0 + EXIT_HOLD)
+    closed = [e for e in s.events if isinstance(e, ev.SessionClosed)]
+    assert s.closed and closed and closed[0].reason == "client exited (EXIT)" and not closed[0].restart
 
 
 def test_wrong_tls_crypt_key_never_connects(pki):

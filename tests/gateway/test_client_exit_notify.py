@@ -13,6 +13,7 @@ from __future__ import annotations
 import pytest
 
 from appliance.gateway.loop import Signals
+from appliance.openvpn.session import EXIT_HOLD
 from tests.gateway.conftest import World, client_conf, server_conf
 
 
@@ -57,9 +58,14 @@ def test_with_cc_exit_one_exit_message_and_the_end_after_n_seconds(pki):
     t0 = w.clock.t
     c.request_stop()
     assert c.result is None, "no wait for the notification"
-    assert w.run(lambda: not w.server.d.clients, max_time=2), "the server did not take the EXIT"
+    assert w.run(lambda: w.server.d.clients[0].session.exit_at is not None, max_time=2), \
+        "the server did not take the EXIT"
     assert w.run(lambda: c.result == 0, max_time=5)
     assert w.clock.t - t0 == pytest.approx(3, abs=0.05)
+    # The server ends the client EXIT_HOLD s after its EXIT, as 2.6's schedule_exit.
+    assert w.server.d.clients, "ended before the hold was over"
+    assert w.run(lambda: not w.server.d.clients, max_time=EXIT_HOLD)
+    assert w.clock.t - t0 == pytest.approx(EXIT_HOLD, abs=0.1)
 
 
 def test_without_cc_exit_an_occ_exit_every_second(pki):

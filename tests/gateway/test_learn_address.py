@@ -14,6 +14,7 @@ from appliance.gateway.server_files import ccd_loader
 from appliance.gateway.scripts import MAX_PENDING, ScriptRunner
 from appliance.openvpn.config import parse_config
 from appliance.openvpn.errors import ConfigError
+from appliance.openvpn.session import EXIT_HOLD
 from tests.gateway.conftest import World, client_conf, ipv4_udp, server_conf
 from tests.gateway.test_tunnel import SERVER_TUN, _up, ping_both_ways
 
@@ -82,7 +83,7 @@ def test_calls_order_env_and_delete_on_leave(pki, tmp_path, inline):
     assert env["script_type"] == "learn-address" and env["common_name"] == "client0"
     assert env["ifconfig_pool_remote_ip"] == "198.19.0.2" and env["trusted_ip"] == "198.18.0.2"
     w.clients[0].request_stop()
-    w.run_for(5)
+    assert w.run(lambda: len(_calls(log)) >= 11, max_time=5 + EXIT_HOLD)    # (2.6 holds a client's EXIT 5 s)
     dels = _calls(log)[6:]
     assert sorted(dels) == sorted(f"learn-address delete {a}" for a in
                                   ("198.19.0.2", "fd00:77::1000", "10.78.1.0/24", "10.77.0.0/16", "10.76.0.0/16"))
@@ -127,7 +128,7 @@ def test_a_refused_add_leaves_the_client_connected_with_no_traffic(pki, tmp_path
     w.client_nets[1].tun.inject(v6)
     assert not w.run(lambda: v6 in w.server_net.tun.written, max_time=2)
     w.clients[1].request_stop()
-    w.run_for(5)
+    w.run_for(5 + EXIT_HOLD)                # (the server holds a client's EXIT, as 2.6)
     # Never learned: no delete for it.
     assert not [c for c in _calls(log) if "delete" in c]
     ping_both_ways(w, 0)
@@ -396,7 +397,7 @@ def test_reload_adds_and_removes_it(pki, tmp_path, inline):
     holder["conf"] = base
     assert gw.ops.reload()
     w.clients[1].request_stop()
-    w.run_for(5)
+    w.run_for(5 + EXIT_HOLD)                # (the server holds a client's EXIT, as 2.6)
     # Learned with the command: its delete runs with it, though the reload took it away.
     assert _calls(log)[1:] == ["learn-address delete 198.19.0.3"]
     w.add_client(client_conf(pki, "client2"))
@@ -472,6 +473,6 @@ def test_a_restart_in_place_runs_nothing_and_the_end_deletes_once(pki, tmp_path,
     assert len(_calls(log)) == 3, _calls(log)
     ping_both_ways(w)                   # its address still routed to it
     c.request_stop()
-    w.run_for(5)
+    w.run_for(5 + EXIT_HOLD)                # (the server holds a client's EXIT, as 2.6)
     assert sorted(_calls(log)[3:]) == ["learn-address delete 10.77.0.0/16", "learn-address delete 10.78.1.5/32",
                                        "learn-address delete 198.19.0.2"]

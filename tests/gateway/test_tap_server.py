@@ -13,6 +13,7 @@ import pytest
 from appliance.gateway import ops as ops_mod
 from appliance.gateway.scripts import ScriptRunner
 from appliance.openvpn.l2switch import SwitchDataPath
+from appliance.openvpn.session import EXIT_HOLD
 from tests.gateway.conftest import World, client_conf, server_conf
 from tests.gateway.test_tunnel import _up
 
@@ -62,7 +63,7 @@ def test_frames_both_ways_and_learn_address_for_macs(pki, tmp_path, inline):
     rows = gw.ops.status_lines(2)
     assert any(r.startswith("ROUTING_TABLE,02:00:00:00:0a:01@0,client0,") for r in rows), rows
     w.clients[0].request_stop()
-    w.run_for(5)
+    w.run_for(5 + EXIT_HOLD)                # (the server holds a client's EXIT, as 2.6)
     assert log.read_text().splitlines()[1:] == ["learn-address delete 02:00:00:00:0a:01@0"]
     assert not gw.dp.macs.owner
 
@@ -164,7 +165,7 @@ def test_sigusr2_logs_what_the_server_holds(pki, tmp_path, inline, caplog):
     assert ("transport addresses 1, pending 0, peer-ids 1, heirs 0, tunnel addresses 1, pool leased 1"
             in line), line
     w.clients[0].request_stop()
-    w.run_for(5)
+    w.run_for(5 + EXIT_HOLD)                # (the server holds a client's EXIT, as 2.6)
     held = gw.held_counts()
     assert all(v == 0 for k, v in held.items() if k != "server-side MACs"), held
 
@@ -223,7 +224,7 @@ def test_a_restart_in_place_keeps_its_macs_with_no_learn_address(pki, tmp_path, 
     assert w.run(lambda: after in stun.written, max_time=5)
     assert log.read_text().splitlines() == ["learn-address add 02:00:00:00:0a:01@0 client0"]
     c.request_stop()
-    w.run_for(5)
+    w.run_for(5 + EXIT_HOLD)                # (the server holds a client's EXIT, as 2.6)
     assert log.read_text().splitlines()[1:] == ["learn-address delete 02:00:00:00:0a:01@0"]
 
 

@@ -1,0 +1,116 @@
+"""A client's exit notification on our server, in memory, as OpenVPN 2.6's server handles it
+(measured beside Debian's 2.6.14: tests/interop/test_client_exit_hold_vs_openvpn.py).
+
+2.6 (push.c receive_exit_message -> schedule_exit) ends a client that says EXIT on the control
+channel 5 s later: meanwhile what the client still sends in its explicit-exit-notify wait is
+routed (and answers reach it), its address and peer-id stay its own (a client connecting then
+is not given them), and a client connecting under its name (duplicate-cn off) replaces it at
+once. An OCC exit (a client without cc-exit) ends it at once. Ours released everything at the
+EXIT: the client's later packets were counted as drops ("data for unknown peer-id", or "inner
+packet with a source the client does not own" under churn), and its address went to the next
+client while packets to it could still be on the way.
+"""
+from __future__ import annotations
+
+from appliance.openvpn.session import EXIT_HOLD
+from tests.gateway.conftest import World, client_conf, ipv4_udp, server_conf
+from tests.gateway.test_tunnel import SERVER_TUN, _up
+
+
+def _world(pki, n: int = 1, server_extra: str = "", nopool: bool = False) -> World:
+    w = World()
+    w.add_server(server_conf(pki, extra=server_extra, nopool=nopool))
+    for i in range(n):
+        w.add_client(client_conf(pki, f"client{i}", extra="explicit-exit-notify 4\n"))
+        assert w.run(lambda: _up(w, i) and len(w.server.d.clients) == i + 1, max_time=30)
+    w.run_for(1)
+    return w
+
+
+def _exit(w: World, i: int = 0) -> float:
+    """client i stops (explicit-exit-notify 4: EXIT, then 4 s of waiting); when the server took it."""
+    rec = next(r for r in w.server.d.clients if r.common_name == f"client{i}")
+    w.clients[i].request_stop()
+    assert w.run(lambda: rec.session.exit_at is not None, max_time=2), "the server did not take the EXIT"
+    return rec.session.exit_at - EXIT_HOLD
+
+
+def _drops(w: World) -> dict:
+    return {k: v for k, v in w.server.d.drop_counters().items() if v}
+
+
+def test_after_its_exit_a_clients_packets_pass_both_ways_until_the_hold_ends(pki):
+    w = _world(pki)
+    addr, stun, ctun = w.client_addr(), w.server_net.tun, w.client_nets[0].tun
+    t0 = _exit(w)
+    w.run_for(1)
+    up, down = ipv4_udp(addr, SERVER_TUN, b"after exit, up"), ipv4_udp(SERVER_TUN, addr, b"after exit, down")
+    ctun.inject(up)
+    assert w.run(lambda: up in stun.written, max_time=1), "the departing client's packet was dropped"
+    stun.inject(down)
+    assert w.run(lambda: down in ctun.written, max_time=1), "the packet to the departing client was dropped"
+    assert w.server.d.clients and w.clock.t < t0 + EXIT_HOLD
+    assert w.run(lambda: not w.server.d.clients, max_time=EXIT_HOLD)
+    assert abs(w.clock.t - (t0 + EXIT_HOLD)) < 0.1
+    assert _drops(w) == {}, "a normal exit counted drops"
+
+
+def test_its_address_and_peer_id_are_not_given_to_a_client_connecting_in_the_hold(pki):
+    # The pool's two addresses: client0 and client1 hold them; client1 leaves; client2 comes
+    # within the hold. 2.6: "no free --ifconfig-pool addresses are available" (client2 is let
+    # in with no address) and another peer-id.
+    w = _world(pki, 2, server_extra="ifconfig-pool 198.19.0.2 198.19.0.3\n", nopool=True)
+    # Ours refuses client2 for now instead (it retries: AUTH_FAILED,TEMP, as with no address
+    # left at any time), and lets it in with that address once the hold is over.
+    gone = next(r for r in w.server.d.clients if r.common_name == "client1")
+    addr, pid = gone.vaddr, gone.peer_id
+    t0 = _exit(w, 1)
+    w.add_client(client_conf(pki, "client2"))
+    taken = []
+
+    def watch() -> bool:
+        taken.extend(r.common_name for r in w.server.d.clients if r is not gone and (r.vaddr == addr or r.peer_id == pid))
+        return not gone.alive
+    assert w.run(watch, max_time=EXIT_HOLD)
+    assert taken == [] and w.clock.t >= t0 + EXIT_HOLD - 0.01
+    assert w.run(lambda: _up(w, 2), max_time=30)
+    assert w.client_addr(2) == addr
+
+
+def test_the_same_certificate_connecting_in_the_hold_replaces_it_at_once(pki):
+    w = _world(pki)
+    old = w.server.d.clients[0]
+    addr = old.vaddr
+    _exit(w)
+    w.add_client(client_conf(pki, "client0"))
+    assert w.run(lambda: _up(w, 1), max_time=EXIT_HOLD - 1)
+    assert not old.alive
+    assert w.client_addr(1) == addr            # its address back at once, as 2.6's pool gives it
+    assert [r.common_name for r in w.server.d.clients] == ["client0"]
+
+
+def test_a_client_repeating_exit_and_sending_on_is_ended_when_the_hold_ends(pki):
+    w = _world(pki)
+    rec = w.server.d.clients[0]
+    s = w.clients[0].conn.session
+    t0 = _exit(w)
+    ctun, addr = w.client_nets[0].tun, w.client_addr()
+    for k in range(int(EXIT_HOLD * 4) + 8):                # an EXIT and a packet every 0.25 s, past the hold
+        s._send_text("EXIT")
+        s._flush(w.clock.t)
+        ctun.inject(ipv4_udp(addr, SERVER_TUN, b"still here %d" % k))
+        if w.run(lambda: not rec.alive, max_time=0.25):
+            break
+    assert not rec.alive and w.clock.t <= t0 + EXIT_HOLD + 0.01
+    assert rec.session.exit_at == t0 + EXIT_HOLD
+
+
+def test_an_occ_exit_ends_the_client_at_once(pki):
+    # A client without cc-exit (2.5 and older) sends an OCC exit: 2.6 closes the instance at
+    # once ("OCC exit message received by peer", SIGUSR1 remote-exit), its address free.
+    w = _world(pki)
+    rec = w.server.d.clients[0]
+    w.clients[0].conn.session.cc_exit = False
+    rec.session.cc_exit = False
+    w.clients[0].request_stop()
+    assert w.run(lambda: not rec.alive, max_time=0.5)
