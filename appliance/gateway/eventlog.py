@@ -143,6 +143,8 @@ def log_server_event(rec, e: object) -> None:
                      f"; {e.unreported} more moves since the last such line" if e.unreported else "")
         case ev.SessionClosed():
             log.info("%s: disconnected: %s", who, e.reason)
+        case ev.ExitHeld():
+            log.info("%s: exit notification (EXIT): disconnecting in %g s, as OpenVPN 2.6", who, e.seconds)
         case ev.Decompressing():
             log.info("%s: the client compresses what it sends (%s): decompressing it (first compressed packet "
                      "%d -> %d bytes); ours go uncompressed", who, e.mode, e.compressed, e.decompressed)

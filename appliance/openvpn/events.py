@@ -162,6 +162,13 @@ class ClientFloated:
 
 
 @dataclass(frozen=True)
+class ExitHeld:
+    """Server side: the client said EXIT on the control channel; its session ends `seconds`
+    later (Session.hold_exit), not at once, as OpenVPN 2.6's schedule_exit."""
+    seconds: float
+
+
+@dataclass(frozen=True)
 class ConnectRequested:
     """Server side, with ServerSettings.defer_connect: the client has its address and waits for a
     verdict given off the event loop (client-connect); answer with ServerDispatcher.connect_result."""

@@ -797,6 +797,7 @@ class Session(ControlChannel):
         repeating it) moves nothing, so no client holds its session past EXIT_HOLD by talking."""
         if self.exit_at is None and not self.closed:
             self.exit_at = now + EXIT_HOLD
+            self.events.append(ev.ExitHeld(EXIT_HOLD))
 
     def close(self, now: float, reason: str = "exit") -> None:
         """Leave politely: exit notification to the peer, then closed."""
