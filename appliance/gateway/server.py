@@ -149,7 +149,7 @@ class ServerGateway(SignalWakes):
                 self._close_conn(cid)
             if self.portshare is not None:
                 self.portshare.close()        # every relay closed, its journal file removed
-            self.ops.up_down("DOWN")
+            self.ops.stop_notices()             # >UPDOWN:DOWN (unless a SIGHUP's is pending), >STATE EXITING
             self.ops.close()
             for p in (self.udp, self.listener, self.auth, self.ccd_reader):
                 if p is not None:

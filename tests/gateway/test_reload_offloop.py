@@ -253,3 +253,48 @@ def test_sighups_during_a_reading_keep_2_6s_order_down_reread_up_once_each(pki):
         gate.set()
         gw.ops.mgmt = None
         gw._cleanup()
+
+
+def test_a_sigterm_during_a_sighups_reading_says_down_once_then_exiting(pki):
+    """Debian's 2.6 server, SIGHUP and SIGTERM back to back (or 0.02-3 s apart): >UPDOWN:DOWN
+    once, then >STATE:...,EXITING,SIGTERM (after RECONNECTING,SIGHUP when its restart had begun).
+    Ours said >UPDOWN:DOWN at the SIGHUP and again at the stop, and no EXITING."""
+    import signal
+    w, gw, holder, conf = _world(pki)
+    gate, reads = threading.Event(), []
+    gw.ops.reload_source = _slow_source(holder, gate, reads)
+    gw.opts.management_up_down = True
+    gw.ops.mgmt = tap = _Tap()
+    try:
+        gw.ops.on_signal(signal.SIGHUP)
+        _serve(w, gw, until=lambda: bool(reads), steps=100_000)
+        gw.ops.on_signal(signal.SIGTERM)
+        _serve(w, gw, until=lambda: gw.result is not None, steps=100_000)
+        assert gw.result is not None
+        gate.set()                          # the reading ends after the SIGTERM: nothing applied, no UP
+        _serve(w, gw, until=lambda: not gw.ops._reload_busy, steps=100_000)
+        assert not gw.ops._reload_busy
+        gw._cleanup()
+        seq = [x.split(",")[0] if x.startswith(">UPDOWN:") else x.split(",")[1] for x in tap.got
+               if (x.startswith(">UPDOWN:") and "ENV" not in x) or x.startswith(">STATE:")]
+        assert seq == [">UPDOWN:DOWN", "EXITING"], seq
+        assert [x for x in tap.got if ",EXITING," in x][0].endswith(",EXITING,SIGTERM,,,,,")
+    finally:
+        gate.set()
+        gw.ops.mgmt = None
+
+
+def test_a_plain_stop_says_down_then_exiting(pki):
+    import signal
+    w, gw, holder, conf = _world(pki)
+    gw.opts.management_up_down = True
+    gw.ops.mgmt = tap = _Tap()
+    try:
+        gw.ops.on_signal(signal.SIGINT)
+        _serve(w, gw, until=lambda: gw.result is not None, steps=100_000)
+        gw._cleanup()
+        seq = [x.split(",")[0] if x.startswith(">UPDOWN:") else x.split(",")[1:3] for x in tap.got
+               if (x.startswith(">UPDOWN:") and "ENV" not in x) or x.startswith(">STATE:")]
+        assert seq == [">UPDOWN:DOWN", ["EXITING", "SIGINT"]], seq
+    finally:
+        gw.ops.mgmt = None
