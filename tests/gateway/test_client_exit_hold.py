@@ -114,3 +114,23 @@ def test_an_occ_exit_ends_the_client_at_once(pki):
     rec.session.cc_exit = False
     w.clients[0].request_stop()
     assert w.run(lambda: not rec.alive, max_time=0.5)
+
+
+def test_over_tcp_an_exit_holds_too_and_the_closed_connection_ends_it_at_once(pki):
+    # 2.6's receive_exit_message schedules the exit whatever the transport (its client sends no
+    # EXIT over TCP; another could); the connection's close ends the instance at once.
+    w = World()
+    w.add_server(server_conf(pki, proto="tcp-server"))
+    c = w.add_client(client_conf(pki, proto="tcp-client"))
+    assert w.run(lambda: _up(w) and w.server.d.clients, max_time=30)
+    rec = w.server.d.clients[0]
+    s = c.conn.session
+    s._send_text("EXIT")
+    s._flush(w.clock.t)
+    assert w.run(lambda: rec.session.exit_at is not None, max_time=2)
+    t0 = rec.session.exit_at - EXIT_HOLD
+    up = ipv4_udp(w.client_addr(), SERVER_TUN, b"tcp, after exit")
+    w.client_nets[0].tun.inject(up)
+    assert w.run(lambda: up in w.server_net.tun.written, max_time=1)
+    w.server.d.disconnect(rec.addr)             # the connection closed (what the gateway calls then)
+    assert not rec.alive and w.clock.t < t0 + EXIT_HOLD - 1
