@@ -17,7 +17,7 @@ from appliance.openvpn import keyfiles, wrapping
 from appliance.openvpn.opcodes import Op, op_byte
 from appliance.openvpn.packet import encode_body
 from appliance.openvpn.server import AddressPool, ServerDispatcher, ServerSettings
-from appliance.openvpn.session import Role, Session, SessionConfig
+from appliance.openvpn.session import EXIT_HOLD, Role, Session, SessionConfig
 from appliance.openvpn.tls import TlsSettings
 from appliance.certs import issue as _issue
 from tests.aead_paths import aead_path  # noqa: F401 - the fixture: both AEAD paths, compiled and Python
@@ -216,12 +216,16 @@ def test_leaving_client_frees_its_address(pki):
     ip_a = a.pushed.ifconfig[0]
     assert a.notify_exit(1.0, first=True)          # explicit-exit-notify's notice
     for p in a.take_outgoing():
-        d.receive(p, pa, 1.0)              # the dispatcher acts on the exit by itself
+        d.receive(p, pa, 1.0)              # the dispatcher acts on the exit by itself ...
+    assert len(d.clients) == 2 and ip_a in d.st.pool.leased
+    t = 1.0 + EXIT_HOLD                    # ... EXIT_HOLD s later, as 2.6's schedule_exit
+    d.handle_timer(t)
+    d.take_outgoing()
     assert len(d.clients) == 1 and ip_a not in d.st.pool.leased
-    rec, pts = d.receive(b.encrypt(_icmp(b.pushed.ifconfig[0], "198.19.0.1")), pb, 1.1)
+    rec, pts = d.receive(b.encrypt(_icmp(b.pushed.ifconfig[0], "198.19.0.1")), pb, t + 0.1)
     assert len(pts) == 1
     c = _client(pki, pki["clients"][5], wrapping.PlainWrapper)
-    _pump(d, [(c, ("198.18.0.7", 1))], now=1.2)
+    _pump(d, [(c, ("198.18.0.7", 1))], now=t + 0.2)
     assert _up(c)
 
 
@@ -379,15 +383,18 @@ def test_peer_ids_are_the_lowest_free_and_a_freed_ones_late_packet_reaches_nobod
     assert a.notify_exit(1.0, first=True)
     for p in a.take_outgoing():
         d.receive(p, pa, 1.0)
+    t = 1.0 + EXIT_HOLD                    # (its EXIT ends it EXIT_HOLD s later, as 2.6)
+    d.handle_timer(t)
+    d.take_outgoing()
     assert [r.peer_id for r in d.clients] == [1]
     c = _client(pki, pki["clients"][5], wrapping.PlainWrapper)
-    _pump(d, [(c, pc)], now=1.2)
+    _pump(d, [(c, pc)], now=t + 0.2)
     assert _up(c) and c.peer_id == 0
     rec_c = d.by_peer_id[0]
     assert rec_c.addr == pc
-    assert d.receive(late, pa, 1.3)[1] == []
+    assert d.receive(late, pa, t + 0.3)[1] == []
     assert rec_c.addr == pc and d.by_addr.get(pc) is rec_c and pa not in d.by_addr
-    assert len(d.receive(c.encrypt(_icmp(c.pushed.ifconfig[0], "198.19.0.1")), pc, 1.4)[1]) == 1
+    assert len(d.receive(c.encrypt(_icmp(c.pushed.ifconfig[0], "198.19.0.1")), pc, t + 0.4)[1]) == 1
     d2 = _server(pki, "none")
     assert [d2.accepted(("tcp", i)) for i in range(3)] == [0, 1, 2]
     d2.stream_closed(("tcp", 1))
