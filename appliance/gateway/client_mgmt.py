@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Callable
 from ..openvpn import events as ev
 from ..openvpn.catoi import atoi
 from .client_status import render_client
-from .management import VERSION_LINE, Management, MgmtConn
+from .management import VERSION_LINE, Management, MgmtConn, needs_reply, not_served
 
 if TYPE_CHECKING:
     from .client import ClientGateway
@@ -81,15 +81,9 @@ END""".split("\n")
 
 # OpenVPN commands a client does not serve here: answered as OpenVPN answers a command its
 # current mode lacks (the server's, and the credential and key prompts: the profile gives those).
-UNSUPPORTED = frozenset(("kill", "client-kill", "client-auth", "client-auth-nt", "client-deny",
-                         "client-pending-auth", "needok", "needstr",
+UNSUPPORTED = frozenset(("kill", "client-kill", "needok", "needstr",
                          "rsa-sig", "pk-sig",
-                         "certificate", "remote-entry-count", "remote-entry-get", "env-filter", "net",
-                         "auth-retry", "nclients"))
-# man_need's parameter counts (manage.c man_dispatch_command): (n, at least).
-NEEDS = {"signal": (1, False), "log": (1, True), "echo": (1, True), "bytecount": (1, False),
-         "username": (2, False), "password": (2, False), "cr-response": (1, False), "remote": (1, True),
-         "proxy": (1, True)}
+                         "certificate", "remote-entry-count", "remote-entry-get", "net", "nclients"))
 SIGNALS = ("SIGHUP", "SIGTERM", "SIGUSR1", "SIGUSR2", "SIGINT")
 
 
@@ -119,6 +113,8 @@ class StateEntry:
 class ClientManagement(Management):
     """The server's management socket code with the client's answers."""
 
+    serves_client_auth = False
+
     def __init__(self, spec: tuple, pump, ops: "ClientMgmt", drops_root: bool = False,
                  log_cache: int | None = None, peer_ids: tuple[int | None, int | None] = (None, None)) -> None:
         super().__init__(spec, pump, ops, drops_root, log_cache, peer_ids)
@@ -136,11 +132,9 @@ class ClientManagement(Management):
     def answer(self, c: MgmtConn, a: list[str]) -> list[str]:    # noqa: C901 - one branch per command
         ops = self.cops
         cmd = a[0]
-        if cmd in NEEDS:
-            n, at_least = NEEDS[cmd]
-            if len(a) <= n:
-                return [f"ERROR: the '{cmd}' command requires {'at least ' if at_least else ''}{n} "
-                        f"parameter{'s' if n > 1 else ''}"]
+        refused = needs_reply(a)
+        if refused is not None:
+            return refused
         if cmd in ("quit", "exit"):
             self.drop(c, None)
             return []
@@ -157,10 +151,7 @@ class ClientManagement(Management):
                 return ["ERROR: The 'status' command is not supported by the current daemon mode"]
             return ops.status_lines()
         if cmd in ("state", "log", "echo"):
-            out: list[str] = []
-            for parm in (a[1:3] if len(a) > 1 else ["1"]):
-                out += self._history(c, cmd, parm)
-            return out
+            return self.history(c, cmd, a)
         if cmd == "bytecount":
             n = atoi(a[1])
             c.bytecount = max(n, 0)
@@ -193,26 +184,19 @@ class ClientManagement(Management):
             return ["SUCCESS: mute=0"] if len(a) == 1 else ["SUCCESS: mute level changed"]
         if cmd == "signal":
             return ops.signal_command(a[1])
+        if cmd in ("client-auth", "client-auth-nt", "client-deny", "client-pending-auth"):
+            return self._client_auth(c, cmd, a)
+        if cmd == "env-filter":                 # kept, as OpenVPN's client keeps it: it has no >CLIENT lines
+            c.env_filter = atoi(a[1]) if len(a) > 1 else 0
+            return [f"SUCCESS: env_filter_level={c.env_filter}"]
+        if cmd == "auth-retry":
+            return ops.auth_retry_command(a[1] if len(a) > 1 else None)
         if cmd in UNSUPPORTED:
-            return [f"ERROR: The '{cmd}' command is not supported by the current daemon mode"]
+            return [not_served(cmd)]
         return ["ERROR: unknown command, enter 'help' for more options"]
 
-    def _history(self, c: MgmtConn, kind: str, parm: str) -> list[str]:
-        """manage.c man_history: on/off for the real-time flag, `all` or N > 0 for the last
-        entries (oldest first) and END."""
-        if parm in ("on", "off"):
-            setattr(c, f"{kind}_on", parm == "on")
-            return [f"SUCCESS: real-time {kind} notification set to {parm.upper()}"]
-        n = 0 if parm == "all" else atoi(parm)
-        if parm != "all" and n <= 0:
-            return [f"ERROR: {kind} parameter must be 'on' or 'off' or some number n or 'all'"]
-        if kind == "state":
-            lines = [e.line() for e in self.cops.states]
-        elif kind == "log":
-            lines = list(self._log.history)
-        else:
-            lines = []                              # no echo directives here: the buffer stays empty
-        return (lines[-n:] if n else lines) + ["END"]
+    def state_lines(self) -> list[str]:
+        return [e.line() for e in self.cops.states]
 
 
 class ClientMgmt:
@@ -251,6 +235,21 @@ class ClientMgmt:
             self.gw.pump.timers.cancel("mgmt-bytecount")
             self.mgr.close()
             self.mgr = None
+
+    def auth_retry_command(self, mode: str | None) -> list[str]:
+        """`auth-retry [none|nointeract|interact]`, as OpenVPN 2.6's client answers it: the mode
+        shown, or changed for the next AUTH_FAILED (interact only where the profile could ask:
+        management-query-passwords, the rule the config applies at its line)."""
+        o = self.gw.opts
+        if mode is None:
+            now = "interact" if o.auth_retry_interact else "nointeract" if o.auth_retry else "none"
+            return [f"SUCCESS: auth-retry={now}"]
+        if mode not in ("none", "nointeract", "interact"):
+            return ["--auth-retry method must be 'interact', 'nointeract', or 'none'", "ERROR: bad auth-retry parameter"]
+        if mode == "interact" and not o.management_query_passwords:
+            return ["ERROR: bad auth-retry parameter"]
+        o.auth_retry, o.auth_retry_interact = mode != "none", mode == "interact"
+        return ["SUCCESS: auth-retry parameter changed"]
 
     def special(self) -> list[str]:
         """OpenVPN's special_state_msg: what a client that connects now is told after the banner."""

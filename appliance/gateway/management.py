@@ -37,6 +37,7 @@ from collections import deque
 
 from ..host.unlink_at_exit import identity, still_ours
 from ..logsetup import c1_escaped
+from ..openvpn.catoi import atoi
 from ..openvpn.config.lexer import OPTION_PARM_SIZE, LexError, tokenize
 from ..openvpn.peernames import from_peer, to_bytes
 from ..openvpn.regular_file import KEY_MATERIAL, open_regular_file
@@ -79,6 +80,73 @@ PASSWORD_LIMIT = 4095
 LOG_HISTORY = 500
 VERSION_LINE = "OpenVPN Version: " + "OpenVPN 2.6.14 vpn-appliance [SSL (OpenSSL)] [EPOLL] [MH/PKTINFO] [AEAD]"
 BANNER = ">INFO:OpenVPN Management Interface Version 5 -- type 'help' for more info"
+# The parameters a command needs before anything else is looked at, in both roles, as OpenVPN 2.6
+# checks them (man_need in manage.c man_dispatch_command): (n, "at least"). A tool that sends too
+# few hears "ERROR: the 'kill' command requires 1 parameter" from either program
+# (lab/mgmt_parity.py compares them with Debian's 2.6.14).
+NEEDS = {"signal": (1, False), "log": (1, True), "echo": (1, True), "bytecount": (1, False),
+         "kill": (1, False), "client-kill": (1, True), "username": (2, False), "password": (2, False),
+         "cr-response": (1, False), "remote": (1, True), "proxy": (1, True), "needok": (2, False),
+         "needstr": (2, False), "remote-entry-get": (1, True), "test": (1, False)}
+# `test N`'s lines (a debugging command: N lines of text). OpenVPN 2.6 writes all N; here at
+# most this many, so one command cannot queue gigabytes past OUT_LIMIT.
+TEST_LINES_MAX = 1000
+# What Debian's OpenVPN 2.6.14 server answers to the commands of a client (or of another build)
+# that a server has no use for: the same words here, so a tool written for either role reads
+# one answer (before, each was "unknown command"). Nothing is done for them.
+SERVER_FIXED = {
+    "username": "ERROR: no username is currently needed at this time",
+    "password": "ERROR: no password is currently needed at this time",
+    "needok": "ERROR: no needok-confirmation is currently needed at this time",
+    "needstr": "ERROR: no needstr-string is currently needed at this time",
+    "forget-passwords": "SUCCESS: Passwords were forgotten",
+    "remote": "ERROR: The 'remote' command is not supported by the current daemon mode",
+    "proxy": "ERROR: The 'proxy' command is not supported by the current daemon mode",
+    "remote-entry-count": "ERROR: The 'remote-entry-count' command is not supported by the current daemon mode",
+    "remote-entry-get": "ERROR: The 'remote-entry-get' command is not supported by the current daemon mode",
+    "cr-response": "ERROR: The 'cr-repsonse' command is not supported by the current daemon mode",   # sic, 2.6
+    "pkcs11-id-count": ">PKCS11ID-COUNT:0",
+    "rsa-sig": "ERROR: The rsa-sig command is not currently available",
+    "pk-sig": "ERROR: The pk-sig command is not currently available",
+    "certificate": "ERROR: The certificate command is not currently available",
+    "net": "ERROR: Sorry, this command is currently only implemented on Windows",
+}
+# env-filter's names (manage.c env_filter_match; IV_ as Debian's 2.6.14 lets the peer-info through
+# at level 2, seen beside ours in lab/mgmt_parity.py): level 1 keeps these and X509_*, level 2
+# these only, 3 and above none; level 0 (the default) every line.
+ENV_FILTER_NAMES = ("IV_", "username=", "password=", "X509_0_CN=", "tls_serial_", "untrusted_ip=", "ifconfig_local=",
+                    "ifconfig_netmask=", "daemon_start_time=", "daemon_pid=", "dev=", "ifconfig_pool_remote_ip=",
+                    "ifconfig_pool_netmask=", "time_duration=", "bytes_sent=", "bytes_received=", "session_id=",
+                    "session_state=")
+
+
+def env_filtered(lines: list[str], level: int) -> list[str]:
+    """`lines` with the >CLIENT:ENV lines `env-filter level` hides left out (END stays)."""
+    if level <= 0:
+        return lines
+    out = []
+    for line in lines:
+        if line.startswith(">CLIENT:ENV,") and line != ">CLIENT:ENV,END":
+            var = line[len(">CLIENT:ENV,"):]
+            keep = level <= 2 and (var.startswith(ENV_FILTER_NAMES) or (level == 1 and var.startswith("X509_")))
+            if not keep:
+                continue
+        out.append(line)
+    return out
+
+
+def not_served(cmd: str) -> str:
+    """OpenVPN's answer to a command the daemon's mode lacks."""
+    return f"ERROR: The '{cmd}' command is not supported by the current daemon mode"
+
+
+def needs_reply(a: list[str]) -> list[str] | None:
+    """OpenVPN's refusal of a command given too few parameters (NEEDS), or None."""
+    need = NEEDS.get(a[0])
+    if need is None or len(a) > need[0]:
+        return None
+    n, at_least = need
+    return [f"ERROR: the '{a[0]}' command requires {'at least ' if at_least else ''}{n} parameter{'s' if n > 1 else ''}"]
 HELP = """Management Interface for OpenVPN 2.6.14 vpn-appliance
 Commands:
 bytecount n            : Show bytes in/out, update every n secs (0=off).
@@ -120,6 +188,7 @@ class MgmtConn:
         self.authed = not need_password
         self.log_on = self.state_on = False
         self.bytecount = 0
+        self.env_filter = 0                 # env-filter's level
         self.closed = False
         self.writing = False
         self.tries = 0
@@ -252,6 +321,9 @@ class MgmtConn:
             self.block = (cid, kid, lines, size)
             return
         self.block = None
+        if not self.mgr.serves_client_auth:
+            self.send_lines([not_served("client-auth")], reply=True)
+            return
         ok = size <= BLOCK_LIMIT and self.mgr.ops.management_verdict(cid, kid, True, config=lines)
         self.send_lines(["SUCCESS: client-auth command succeeded" if ok else "ERROR: client-auth command failed"],
                         reply=True)
@@ -406,6 +478,8 @@ class _LogForward(logging.Handler):
 
 class Management:
     """The listening socket and its clients, watched by `pump`; `ops` knows the server."""
+
+    serves_client_auth = True           # client-auth & co. (a client's interface: not served)
 
     def __init__(self, spec: tuple, pump, ops, drops_root: bool = False, log_cache: int | None = None,
                  peer_ids: tuple[int | None, int | None] = (None, None)) -> None:
@@ -705,29 +779,44 @@ class Management:
     def notify(self, lines: list[str], flag: str | None = None) -> None:
         for c in list(self.conns):
             if c.authed and (flag is None or getattr(c, flag)):
-                c.send_lines(lines)
+                c.send_lines(env_filtered(lines, c.env_filter))
 
     def log_line(self, line: str) -> None:
         if any(c.log_on for c in self.conns):
             self.notify([">LOG:" + line], "log_on")
 
-    def _history(self, arg: str | None) -> list[str]:
-        lines = list(self._log.history)
-        if arg is None:
-            return []
-        if arg != "all":
-            try:
-                n = int(arg)
-            except ValueError:
-                return []
-            lines = lines[-n:] if n > 0 else []
-        return lines
+    def state_lines(self) -> list[str]:
+        """The state history, oldest first (`state all`)."""
+        return self.ops.state_history()
+
+    def history(self, c: MgmtConn, kind: str, a: list[str]) -> list[str]:
+        """`state`, `log` and `echo` [on|off] [N|all], as manage.c's man_history reads them: each
+        of the first two parameters in turn, on/off for the real-time flag, `all` or N > 0 for
+        the last entries (oldest first) and END, anything else refused with OpenVPN's words;
+        `state` alone is `state 1`."""
+        out: list[str] = []
+        for parm in (a[1:3] if len(a) > 1 else ["1"]):
+            if parm in ("on", "off"):
+                setattr(c, f"{kind}_on", parm == "on")
+                out.append(f"SUCCESS: real-time {kind} notification set to {parm.upper()}")
+                continue
+            n = 0 if parm == "all" else atoi(parm)
+            if parm != "all" and n <= 0:
+                out.append(f"ERROR: {kind} parameter must be 'on' or 'off' or some number n or 'all'")
+                continue
+            if kind == "state":
+                lines = self.state_lines()
+            elif kind == "log":
+                lines = list(self._log.history)
+            else:
+                lines = []                          # no echo directives here: the buffer stays empty
+            out += (lines[-n:] if n else lines) + ["END"]
+        return out
 
     # ---------------------------------------------------------------- commands
     def _client_auth(self, c: MgmtConn, cmd: str, a: list[str]) -> list[str]:
         """management-client-auth's verdicts, as OpenVPN 2.6 answers them (manage.c
         man_client_auth, man_client_deny)."""
-        name = cmd if cmd in ("client-deny", "client-pending-auth") else "client-auth"
         if len(a) < {"client-deny": 4, "client-pending-auth": 5}.get(cmd, 3):
             return [f"ERROR: the '{cmd}' command requires "
                     + {"client-deny": "at least 3", "client-pending-auth": "4"}.get(cmd, "2") + " parameters"]
@@ -736,8 +825,12 @@ class Management:
             return ["ERROR: cannot parse CID"]
         if kid is None:
             return ["ERROR: cannot parse KID"]
-        if self.ops.client_auth is None:
-            return [f"ERROR: The '{name}' command is not supported by the current daemon mode"]
+        # A client's interface: not served, as Debian's 2.6.14 client answers (client-auth's
+        # block read to its END first, as there: answered at once, its config lines were read as
+        # commands). A server without management-client-auth: no login waits, each is answered
+        # as for an unknown login, as Debian's 2.6.14 server does.
+        if not self.serves_client_auth and cmd != "client-auth":
+            return [not_served("client-auth" if cmd == "client-auth-nt" else cmd)]
         if cmd == "client-pending-auth":
             timeout = parse_id(a[4])
             if timeout is None:
@@ -755,63 +848,59 @@ class Management:
         ok = self.ops.management_verdict(cid, kid, False, why=a[3], client_reason=client_reason)
         return ["SUCCESS: client-deny command succeeded" if ok else "ERROR: client-deny command failed"]
 
-    def answer(self, c: MgmtConn, a: list[str]) -> list[str]:
-        cmd = a[0].lower()
+    def answer(self, c: MgmtConn, a: list[str]) -> list[str]:    # noqa: C901 - one branch per command
+        cmd = a[0]                      # as OpenVPN: `PID` is no command
         ops = self.ops
+        refused = needs_reply(a)
+        if refused is not None:
+            return refused
         if cmd in ("quit", "exit"):
             self.drop(c, None)
             return []
         if cmd == "help":
             return HELP
         if cmd == "version":
-            return [VERSION_LINE, "Management Version: 5", "END"]
+            # `version N` is a tool telling its own version: OpenVPN 2.6 answers nothing.
+            return [] if len(a) > 1 else [VERSION_LINE, "Management Version: 5", "END"]
         if cmd == "pid":
             return [f"SUCCESS: pid={os.getpid()}"]
         if cmd == "load-stats":
             n, bin_, bout = ops.load_stats()
             return [f"SUCCESS: nclients={n},bytesin={bin_},bytesout={bout}"]
         if cmd == "status":
-            v = a[1] if len(a) > 1 else str(ops.status_version)    # as OpenVPN: the config's format
-            if v not in ("1", "2", "3"):
-                return ["ERROR: status command failed"]
-            return ops.status_lines(int(v))
-        if cmd == "state":
-            if len(a) == 1:
-                return [ops.state_line(), "END"]
-            if a[1] in ("on", "off"):
-                c.state_on = a[1] == "on"
-                out = [f"SUCCESS: real-time state notification set to {a[1].upper()}"]
-                if len(a) > 2:
-                    out += [ops.state_line(), "END"]
-                return out
-            return [ops.state_line(), "END"]
-        if cmd == "log":
-            if len(a) > 1 and a[1] in ("on", "off"):
-                c.log_on = a[1] == "on"
-                out = [f"SUCCESS: real-time log notification set to {a[1].upper()}"]
-                if len(a) > 2:
-                    out += self._history(a[2]) + ["END"]
-                return out
-            return self._history(a[1] if len(a) > 1 else "all") + ["END"]
-        if cmd == "echo":
-            if len(a) > 1 and a[1] in ("on", "off"):
-                return [f"SUCCESS: real-time echo notification set to {a[1].upper()}"]
-            return ["END"]
+            # As OpenVPN: the config's format without a number (a word reads as 0, as atoi's).
+            v = (atoi(a[1]) if len(a) > 1 else 0) or ops.status_version
+            if v not in (1, 2, 3):
+                return ["ERROR: bad status format version number"]
+            return ops.status_lines(v)
+        if cmd in ("state", "log", "echo"):
+            return self.history(c, cmd, a)
         if cmd == "bytecount":
-            try:
-                n = int(a[1]) if len(a) > 1 else -1
-            except ValueError:
-                n = -1
-            if n < 0:
-                return ["ERROR: bytecount command failed"]
-            c.bytecount = n
+            c.bytecount = max(atoi(a[1]), 0)    # as OpenVPN: a word or a negative number is 0 (off)
             ops.bytecount_changed()
             return ["SUCCESS: bytecount interval changed"]
+        if cmd == "env-filter":
+            c.env_filter = atoi(a[1]) if len(a) > 1 else 0
+            return [f"SUCCESS: env_filter_level={c.env_filter}"]
+        if cmd == "auth-retry":                 # a server has none to change: as 2.6 answers it
+            if len(a) == 1:
+                return ["SUCCESS: auth-retry=none"]
+            if a[1] not in ("none", "nointeract", "interact"):
+                return ["--auth-retry method must be 'interact', 'nointeract', or 'none'",
+                        "ERROR: bad auth-retry parameter"]
+            return ["SUCCESS: auth-retry parameter changed"]
+        if cmd == "test":
+            return [f"[{i}] The purpose of this command is to generate large amounts of output."
+                    for i in range(min(max(atoi(a[1]), 0), TEST_LINES_MAX))]
+        if cmd in SERVER_FIXED:
+            return [SERVER_FIXED[cmd]]
         if cmd == "hold":
             if len(a) > 1 and a[1] == "release":
                 return ["SUCCESS: hold release succeeded"]
             if len(a) > 1 and a[1] in ("on", "off"):
                 return [f"SUCCESS: hold flag set to {a[1].upper()}"]
+            if len(a) > 1:
+                return ["ERROR: bad hold command parameter"]
             return ["SUCCESS: hold=0"]
         if cmd == "verb":
             if len(a) == 1:
@@ -827,7 +916,7 @@ class Management:
         if cmd == "mute":
             return ["SUCCESS: mute=0"] if len(a) == 1 else ["SUCCESS: mute level changed"]
         if cmd == "signal":
-            name = a[1] if len(a) > 1 else ""
+            name = a[1]
             if name not in ("SIGHUP", "SIGTERM", "SIGUSR1", "SIGUSR2"):
                 return [f"ERROR: signal '{name}' is not a known signal type"]
             ops.management_signal(name)
@@ -837,6 +926,13 @@ class Management:
                 return ["ERROR: the 'kill' command requires 1 parameter"]
             target = a[1]
             host, sep, port = target.rpartition(":")
+            if sep and host and port:
+                try:
+                    ipaddress.ip_address(host)
+                except ValueError:
+                    return [f"ERROR: error parsing IP address: {host}"]
+                if not (port.isdigit() and 0 < int(port) < 65536):
+                    return [f"ERROR: port number is out of range: {port}"]
             if sep and port.isdigit() and host:
                 n = ops.kill_addr(host, int(port))
                 return ([f"SUCCESS: {n} client(s) at address {target} killed"] if n
@@ -847,10 +943,9 @@ class Management:
         if cmd in ("client-auth", "client-auth-nt", "client-deny", "client-pending-auth"):
             return self._client_auth(c, cmd, a)
         if cmd == "client-kill":
-            try:
-                cid = int(a[1])
-            except (IndexError, ValueError):
-                return ["ERROR: client-kill command failed"]
+            cid = parse_id(a[1])
+            if cid is None:
+                return ["ERROR: cannot parse CID"]
             if ops.client_kill(cid, " ".join(a[2:]) or "RESTART"):
                 return ["SUCCESS: client-kill command succeeded"]
             return ["ERROR: client-kill command failed"]

@@ -501,6 +501,14 @@ class Operations:
         t = int(self.started) if notify_at is None else notify_at
         return (">STATE:" if notify_at is not None else "") + f"{t},CONNECTED,SUCCESS,{local},,,,"
 
+    def state_history(self) -> list[str]:
+        """`state all`: the states a 2.6 server passes through at start, as Debian's lists them
+        (CONNECTING, ASSIGN_IP with the TUN's address, CONNECTED); before, only the last."""
+        now = self.state_line()
+        t, _, rest = now.partition(",")
+        local = rest.split(",")[2]
+        return [f"{t},CONNECTING,,,,,,", f"{t},ASSIGN_IP,,{local},,,,", now]
+
     @property
     def status_version(self) -> int:
         return self.gw.opts.status_version

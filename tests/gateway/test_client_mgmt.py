@@ -47,6 +47,11 @@ OPENVPN_2_6_ON_HOLD = {
     "pid x": ["SUCCESS: pid=<PID>"],
     "state on": ["SUCCESS: real-time state notification set to ON"],
     "state off": ["SUCCESS: real-time state notification set to OFF"],
+    # helper mgmt41 (lab/mgmt_parity.py beside Debian's 2.6.14 client)
+    "client-auth-nt 0 1": ["ERROR: The 'client-auth' command is not supported by the current daemon mode"],
+    "env-filter 1": ["SUCCESS: env_filter_level=1"],
+    "auth-retry": ["SUCCESS: auth-retry=none"],
+    "auth-retry foo": ["--auth-retry method must be 'interact', 'nointeract', or 'none'", "ERROR: bad auth-retry parameter"],
 }
 
 
@@ -81,6 +86,7 @@ class Tap:
         self.authed = True
         self.log_on = self.state_on = self.echo_on = False
         self.bytecount = 0
+        self.env_filter = 0
         self.closed = False
         self.outbuf = bytearray()
         self.got: list[str] = []

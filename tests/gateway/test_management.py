@@ -52,6 +52,36 @@ OPENVPN_2_6 = {
     "state off": ["SUCCESS: real-time state notification set to OFF"],
     "bytecount 0": ["SUCCESS: bytecount interval changed"],
     "signal SIGFOO": ["ERROR: signal 'SIGFOO' is not a known signal type"],
+    # helper mgmt41: missing and odd parameters, case, and the client's commands, as Debian's
+    # 2.6.14 server answered them beside ours (lab/mgmt_parity.py, tests/interop/test_mgmt_parity_vs_openvpn.py)
+    "state all": ["<T>,CONNECTING,,,,,,", "<T>,ASSIGN_IP,,198.51.100.1,,,,", "<T>,CONNECTED,SUCCESS,198.51.100.1,,,,",
+                  "END"],
+    "state foo": ["ERROR: state parameter must be 'on' or 'off' or some number n or 'all'"],
+    "status 4": ["ERROR: bad status format version number"],
+    "log": ["ERROR: the 'log' command requires at least 1 parameter"],
+    "log foo": ["ERROR: log parameter must be 'on' or 'off' or some number n or 'all'"],
+    "echo": ["ERROR: the 'echo' command requires at least 1 parameter"],
+    "echo on x": ["SUCCESS: real-time echo notification set to ON",
+                  "ERROR: echo parameter must be 'on' or 'off' or some number n or 'all'"],
+    "bytecount": ["ERROR: the 'bytecount' command requires 1 parameter"],
+    "bytecount x": ["SUCCESS: bytecount interval changed"],
+    "hold foo": ["ERROR: bad hold command parameter"],
+    "signal": ["ERROR: the 'signal' command requires 1 parameter"],
+    "kill 1.2.3.4:x": ["ERROR: port number is out of range: x"],
+    "client-kill": ["ERROR: the 'client-kill' command requires at least 1 parameter"],
+    "client-kill x": ["ERROR: cannot parse CID"],
+    "client-auth-nt 99 1": ["ERROR: client-auth command failed"],
+    "client-deny 99 1 no": ["ERROR: client-deny command failed"],
+    "env-filter 2": ["SUCCESS: env_filter_level=2"],
+    "username Auth u": ["ERROR: no username is currently needed at this time"],
+    "remote ACCEPT": ["ERROR: The 'remote' command is not supported by the current daemon mode"],
+    "cr-response abc": ["ERROR: The 'cr-repsonse' command is not supported by the current daemon mode"],
+    "PID": ["ERROR: unknown command, enter 'help' for more options"],
+    "kill foo:5": ["ERROR: error parsing IP address: foo"],
+    "auth-retry foo": ["--auth-retry method must be 'interact', 'nointeract', or 'none'", "ERROR: bad auth-retry parameter"],
+    "test 2": ["[0] The purpose of this command is to generate large amounts of output.",
+               "[1] The purpose of this command is to generate large amounts of output."],
+    "version 3": [],
 }
 
 
@@ -81,6 +111,10 @@ class FakeOps:
     def state_line(self) -> str:
         return f"{int(time.time())},CONNECTED,SUCCESS,198.51.100.1,,,,"
 
+    def state_history(self) -> list[str]:
+        t = int(time.time())
+        return [f"{t},CONNECTING,,,,,,", f"{t},ASSIGN_IP,,198.51.100.1,,,,", self.state_line()]
+
     def bytecount_changed(self) -> None:
         pass
 
@@ -95,6 +129,9 @@ class FakeOps:
 
     def client_kill(self, cid, msg):
         return False
+
+    def management_verdict(self, cid, kid, ok, why="", client_reason="", config=None):
+        return False        # no management-client-auth: no login waits
 
 
 @pytest.fixture
