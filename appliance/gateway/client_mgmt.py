@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Callable
 from ..openvpn import events as ev
 from ..openvpn.catoi import atoi
 from .client_status import render_client
-from .management import VERSION_LINE, Management, MgmtConn, needs_reply, not_served
+from .management import VERSION_LINE, Management, MgmtConn, common_reply, needs_reply, not_served
 
 if TYPE_CHECKING:
     from .client import ClientGateway
@@ -81,7 +81,7 @@ END""".split("\n")
 
 # OpenVPN commands a client does not serve here: answered as OpenVPN answers a command its
 # current mode lacks (the server's, and the credential and key prompts: the profile gives those).
-UNSUPPORTED = frozenset(("kill", "client-kill", "needok", "needstr",
+UNSUPPORTED = frozenset(("kill", "client-kill",
                          "rsa-sig", "pk-sig",
                          "certificate", "remote-entry-count", "remote-entry-get", "net", "nclients"))
 SIGNALS = ("SIGHUP", "SIGTERM", "SIGUSR1", "SIGUSR2", "SIGINT")
@@ -161,10 +161,11 @@ class ClientManagement(Management):
             return ops.hold_command(a[1] if len(a) > 1 else None)
         if cmd in ("username", "password"):
             return ops.user_pass_command(cmd, a[1], a[2])
+        # OpenVPN's client has these only with the directive that asks (query-remote/-proxy).
         if cmd == "remote":
-            return ops.remote_command(a[1:])
+            return ops.remote_command(a[1:]) if ops.gw.opts.management_query_remote else [not_served(cmd)]
         if cmd == "proxy":
-            return ops.proxy_command(a[1:])
+            return ops.proxy_command(a[1:]) if ops.gw.opts.management_query_proxy else [not_served(cmd)]
         if cmd == "cr-response":
             return ["SUCCESS: command succeeded"] if ops.gw.send_cr_response(a[1]) else ["ERROR: command failed"]
         if cmd == "forget-passwords":
@@ -193,6 +194,9 @@ class ClientManagement(Management):
             return ops.auth_retry_command(a[1] if len(a) > 1 else None)
         if cmd in UNSUPPORTED:
             return [not_served(cmd)]
+        common = common_reply(a)
+        if common is not None:
+            return common
         return ["ERROR: unknown command, enter 'help' for more options"]
 
     def state_lines(self) -> list[str]:

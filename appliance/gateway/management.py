@@ -97,8 +97,6 @@ TEST_LINES_MAX = 1000
 SERVER_FIXED = {
     "username": "ERROR: no username is currently needed at this time",
     "password": "ERROR: no password is currently needed at this time",
-    "needok": "ERROR: no needok-confirmation is currently needed at this time",
-    "needstr": "ERROR: no needstr-string is currently needed at this time",
     "forget-passwords": "SUCCESS: Passwords were forgotten",
     "remote": "ERROR: The 'remote' command is not supported by the current daemon mode",
     "proxy": "ERROR: The 'proxy' command is not supported by the current daemon mode",
@@ -133,6 +131,24 @@ def env_filtered(lines: list[str], level: int) -> list[str]:
                 continue
         out.append(line)
     return out
+
+
+# Answered alike by both roles of Debian's 2.6.14 when nothing asks for them (no needok/needstr
+# prompt is ever made here).
+COMMON_FIXED = {
+    "needok": "ERROR: no needok-confirmation is currently needed at this time",
+    "needstr": "ERROR: no needstr-string is currently needed at this time",
+}
+
+
+def common_reply(a: list[str]) -> list[str] | None:
+    """The answers both roles give alike that need no state: needok/needstr, `test N`."""
+    if a[0] in COMMON_FIXED:
+        return [COMMON_FIXED[a[0]]]
+    if a[0] == "test":
+        return [f"[{i}] The purpose of this command is to generate large amounts of output."
+                for i in range(min(max(atoi(a[1]), 0), TEST_LINES_MAX))]
+    return None
 
 
 def not_served(cmd: str) -> str:
@@ -889,9 +905,9 @@ class Management:
                 return ["--auth-retry method must be 'interact', 'nointeract', or 'none'",
                         "ERROR: bad auth-retry parameter"]
             return ["SUCCESS: auth-retry parameter changed"]
-        if cmd == "test":
-            return [f"[{i}] The purpose of this command is to generate large amounts of output."
-                    for i in range(min(max(atoi(a[1]), 0), TEST_LINES_MAX))]
+        common = common_reply(a)
+        if common is not None:
+            return common
         if cmd in SERVER_FIXED:
             return [SERVER_FIXED[cmd]]
         if cmd == "hold":

@@ -51,6 +51,10 @@ OPENVPN_2_6_ON_HOLD = {
     "client-auth-nt 0 1": ["ERROR: The 'client-auth' command is not supported by the current daemon mode"],
     "env-filter 1": ["SUCCESS: env_filter_level=1"],
     "auth-retry": ["SUCCESS: auth-retry=none"],
+    "needok x ok": ["ERROR: no needok-confirmation is currently needed at this time"],
+    "remote ACCEPT": ["ERROR: The 'remote' command is not supported by the current daemon mode"],
+    "proxy NONE": ["ERROR: The 'proxy' command is not supported by the current daemon mode"],
+    "test 1": ["[0] The purpose of this command is to generate large amounts of output."],
     "auth-retry foo": ["--auth-retry method must be 'interact', 'nointeract', or 'none'", "ERROR: bad auth-retry parameter"],
 }
 

@@ -19,7 +19,7 @@ PICKED = ["version", "pid", "state all", "state foo", "status 2", "status 4", "s
           "log foo", "echo", "echo on x", "echo off", "bytecount", "bytecount x", "bytecount 0", "hold foo",
           "signal", "kill", "kill foo:5", "kill 1.2.3.4:x", "kill 1.2.3.4:5", "client-kill", "client-kill x",
           "client-kill 99", "client-auth 99 1 + lines + END", "client-deny 99 1 no",
-          "client-pending-auth 99 1 x 30", "env-filter 2", "env-filter", "username Auth u", "needok x ok",
+          "client-pending-auth 99 1 x 30", "env-filter 9", "env-filter", "username Auth u", "needok x ok",
           "remote ACCEPT", "cr-response abc", "auth-retry foo", "test 3", "FOO", "Pid", "NUL inside", "CR LF",
           "two commands in one write", "tab separated", "long line (305 bytes)", "foo"]
 
