@@ -161,11 +161,14 @@ class ClientManagement(Management):
             return ops.hold_command(a[1] if len(a) > 1 else None)
         if cmd in ("username", "password"):
             return ops.user_pass_command(cmd, a[1], a[2])
-        # OpenVPN's client has these only with the directive that asks (query-remote/-proxy).
+        # On the first hold OpenVPN's client has no connection context yet, whose callbacks
+        # answer these: "not supported" then (lab/mgmt_parity.py beside Debian's 2.6.14 client).
+        if cmd in ("remote", "proxy") and ops.first_hold:
+            return [not_served(cmd)]
         if cmd == "remote":
-            return ops.remote_command(a[1:]) if ops.gw.opts.management_query_remote else [not_served(cmd)]
+            return ops.remote_command(a[1:])
         if cmd == "proxy":
-            return ops.proxy_command(a[1:]) if ops.gw.opts.management_query_proxy else [not_served(cmd)]
+            return ops.proxy_command(a[1:])
         if cmd == "cr-response":
             return ["SUCCESS: command succeeded"] if ops.gw.send_cr_response(a[1]) else ["ERROR: command failed"]
         if cmd == "forget-passwords":
@@ -213,6 +216,7 @@ class ClientMgmt:
         self.hold_flag = bool(gw.opts.management_hold)
         self.holding: int | None = None        # the hold's time while on hold (>HOLD:...:N)
         self._release: Callable[[], None] | None = None
+        self.released = False                   # a hold was released (the connection began)
         self.mgr: ClientManagement | None = None
         # management-query-passwords: what gets the answer while asking, and the answer so far.
         self._answer: Callable[[str, str], None] | None = None
@@ -335,6 +339,11 @@ class ClientMgmt:
         self._notify([self._hold_line()])
         return True
 
+    @property
+    def first_hold(self) -> bool:
+        """On management-hold's hold before the first connection."""
+        return self.holding is not None and not self.released
+
     def hold_command(self, arg: str | None) -> list[str]:
         if arg is None:
             return [f"SUCCESS: hold={int(self.hold_flag)}"]
@@ -346,6 +355,7 @@ class ClientMgmt:
         then, self._release = self._release, None
         if then is not None:
             self.holding = None
+            self.released = True
             # After this reply: what the release starts logs and notifies on its own.
             self.gw.pump.timers.arm("mgmt-release", self.gw.clock(), then)
         return ["SUCCESS: hold release succeeded"]
