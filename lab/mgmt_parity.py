@@ -127,7 +127,7 @@ def mask(line: str) -> str:
     return "".join(parts)
 
 
-ROWS = re.compile(r"^(CLIENT_LIST|ROUTING_TABLE)[,\t]|^client\d,|^198\.19\.")
+ROWS = re.compile(r"^(CLIENT_LIST|ROUTING_TABLE)[,\t]|^client\d,|^198\.19\.|^<MAC>@")
 
 
 def squeeze(lines: list[str]) -> list[str]:
