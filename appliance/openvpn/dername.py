@@ -144,7 +144,7 @@ def _attribute(data: bytes, pos: int, end: int) -> x509.NameAttribute:
     tag, start, pos = _tlv(data, pos, end)
     if tag != _OID:
         raise ValueError("DER: an attribute without its type")
-    oid = x509.ObjectIdentifier(_dotted(data[start:pos]))
+    oid = x509.ObjectIdentifier(dotted_oid(data[start:pos]))
     tag, start, after = _tlv(data, pos, end)
     if after != end:
         raise ValueError("DER: bad attribute")
@@ -172,7 +172,8 @@ def _attribute(data: bytes, pos: int, end: int) -> x509.NameAttribute:
     return a
 
 
-def _dotted(body: bytes) -> str:
+def dotted_oid(body: bytes) -> str:
+    """The dotted form of a DER OBJECT IDENTIFIER's content (also the `dh` reader's EC curve name)."""
     if not body or body[-1] & 0x80:
         raise ValueError("DER: bad OID")
     arcs: list[int] = []

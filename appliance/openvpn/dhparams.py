@@ -229,20 +229,6 @@ def _read_dsa(der: bytes) -> DhParams:
     return DhParams(p, _strength(p, q), "DSA")
 
 
-def _oid(body: bytes) -> str:
-    """The dotted form of an OBJECT IDENTIFIER's content."""
-    if not body or body[-1] & 0x80:
-        raise ValueError("bad OID")
-    arcs, n = [], 0
-    for b in body:
-        n = (n << 7) | (b & 0x7F)
-        if not b & 0x80:
-            arcs.append(n)
-            n = 0
-    first = min(arcs[0] // 40, 2)
-    return ".".join(map(str, [first, arcs[0] - 40 * first, *arcs[1:]]))
-
-
 def _read_ec(der: bytes) -> DhParams:
     """EC parameters naming their curve (what `openssl ecparam -name X` writes): OpenSSL's
     strength of the curve's order (ec_security_bits: 80 from 160 bits, 112 from 224, 128 from
@@ -250,10 +236,12 @@ def _read_ec(der: bytes) -> DhParams:
     given by its numbers (explicit parameters), is refused: stricter than 2.6."""
     from cryptography import x509
     from cryptography.hazmat.primitives.asymmetric import ec
+
+    from .dername import dotted_oid
     tag, start, end, after = _tlv(der, 0)
     if tag != _OID or after != len(der):
         raise ValueError("EC parameters that name no curve (explicit curve parameters are not read here)")
-    name = _oid(der[start:end])
+    name = dotted_oid(der[start:end])
     try:
         bits = ec.get_curve_for_oid(x509.ObjectIdentifier(name)).key_size
     except (LookupError, ValueError):
