@@ -29,14 +29,8 @@ import dataclasses
 from ..errors import Loc
 from .lexer import lines
 from .model import Options, Remote
-from .parser import ParseState, norm_proto
+from .parser import CONNECTION_ENTRY, ParseState, norm_proto
 
-# Directives a block takes, applied by their ordinary handlers to the block's own settings.
-PER_CONNECTION = frozenset((
-    "local lport bind nobind float port rport connect-retry connect-timeout server-poll-timeout "
-    "link-mtu udp-mtu tun-mtu tun-mtu-max tun-mtu-extra max-packet-size fragment mtu-disc mssfix "
-    "explicit-exit-notify key-direction tls-auth tls-crypt tls-crypt-v2 "
-    "http-proxy-retry socks-proxy-retry http-proxy-timeout").split())
 # Read by read_block itself: the block's server and its proxy.
 OWN = frozenset(("remote", "proto", "http-proxy", "http-proxy-option"))
 # 2.6 takes these in a block; here they are refused there, with why.
@@ -47,6 +41,9 @@ REFUSED_IN_BLOCK = {
                    "every block",
     "mtu-dynamic": "replaced by --fragment (OpenVPN 2.6 refuses it too)",
 }
+# Directives a block takes, applied by their ordinary handlers to the block's own settings: the
+# rest of 2.6's connection-entry options (parser.CONNECTION_ENTRY, the one list of them).
+PER_CONNECTION = CONNECTION_ENTRY - OWN - frozenset(REFUSED_IN_BLOCK)
 KEYS = ("tls_auth", "tls_crypt", "tls_crypt_v2")
 KEY_FIELDS = (*KEYS, "key_direction", "tls_crypt_v2_force_cookie")
 
