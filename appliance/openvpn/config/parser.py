@@ -568,8 +568,11 @@ def finish(p: ParseState) -> None:
     from .client_scripts import finish_client_scripts
     finish_client_scripts(p)
     _cipher_role(p)
-    if o.role == "client" and not o.p2p:
-        from .connection_entry import finish_entries    # each remote's own settings, the file read
+    if o.role == "client":
+        # Each remote's own settings, the file read -- a point-to-point tls-client's too: its
+        # blocks' remotes must not run with the raw copy read_block took (keys emptied, no line
+        # after the block, not even p2p itself). (A p2p tls-server takes no blocks: p2p.py.)
+        from .connection_entry import finish_entries
         finish_entries(p)
 
 
