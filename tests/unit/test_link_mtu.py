@@ -76,3 +76,29 @@ def test_iv_mtu_is_the_largest_tun_mtu_accepted_as_openvpn_sends_it(lines, iv_mt
     cfg = SimpleNamespace(advertise_ekm=True, data_ciphers=["AES-256-GCM"], tun_mtu=o.tun_mtu,
                           tun_mtu_max=o.tun_mtu_max, peer_info_extra=[], comp_peer_info=None)
     assert f"IV_MTU={iv_mtu}\n" in ClientRole(SimpleNamespace(cfg=cfg))._peer_info()
+
+
+P2P6 = "dev tun\nifconfig 10.9.0.1 10.9.0.2\nifconfig-ipv6 fd00:43::1 fd00:43::2\ntls-client\n<ca>\n</ca>\n"   # 6 lines
+
+
+@pytest.mark.parametrize("lines,at,says", [
+    # a block's own tun-mtu or link-mtu: its own connection's device, its own line
+    ("<connection>\nremote 198.18.0.1\ntun-mtu 1000\n</connection>", 9, "tun-mtu: a TUN MTU of 1000"),
+    ("<connection>\nremote 198.18.0.1\nlink-mtu 1000\n</connection>", 9, "link-mtu: a TUN MTU of 975"),
+    # the global link-mtu over a TCP block: 2 bytes less than the first (UDP) remote's 1280
+    ("link-mtu 1305\n<connection>\nremote 198.18.0.1 1194 udp\n</connection>\n"
+     "<connection>\nremote 198.18.0.2 443 tcp-client\n</connection>", 7, "link-mtu: a TUN MTU of 1278"),
+])
+def test_a_connections_own_mtu_below_1280_with_ipv6_refused_at_its_line(lines, at, says):
+    """Each <connection> opens the device at its own MTU (connection_entry.py): one below 1280 with
+    ifconfig-ipv6 fails as the profile's own would (the kernel refuses the address, Debian's 2.6.14
+    exits at that connection's start), so it is refused before anything starts, as the global one."""
+    with pytest.raises(ConfigError) as e:
+        parse_config(P2P6 + lines + "\n", "/p/c.ovpn")
+    assert f"/p/c.ovpn:{at}: {says} with ifconfig-ipv6" in str(e.value), str(e.value)
+
+
+def test_a_connections_own_mtu_of_1280_with_ipv6_is_taken():
+    o = parse_config(P2P6 + "link-mtu 1307\n<connection>\nremote 198.18.0.2 443 tcp-client\n</connection>\n",
+                     "/p/c.ovpn")
+    assert o.remotes[0].entry.tun_mtu == 1280

@@ -198,7 +198,7 @@ def finish_entries(p: ParseState) -> None:
 def _check_entry(p: ParseState, o: Options, e: Options, block: Options | None) -> None:
     """2.6's checks of one connection entry (options_postprocess_verify_ce), for what its block
     set (the global lines' own conflicts are reported once, by finish), and its TUN MTU."""
-    from .parser import tun_mtu_from_link_mtu          # (parser imports nothing of this module)
+    from .parser import ipv6_needs_1280, tun_mtu_from_link_mtu     # (parser imports nothing of this module)
     src = block.source if block is not None else {}
     if "mssfix" in src and (block.mssfix is None) != (o.mssfix is None):
         d = "max-packet-size" if "tls_mtu" in src and src["tls_mtu"] == src.get("mssfix") else "mssfix"
@@ -219,6 +219,8 @@ def _check_entry(p: ParseState, o: Options, e: Options, block: Options | None) -
             mtu = tun_mtu_from_link_mtu(p, e, e.proto == "tcp")
             if mtu is not None:
                 e.tun_mtu = mtu          # its own protocol's framing: 2 bytes less over TCP, as 2.6
+    if e.tun_mtu != o.tun_mtu:
+        ipv6_needs_1280(p, e)           # its own device's MTU (the profile's was checked by finish)
     if e.fragment and e.proto == "tcp" and "fragment" in src:
         p.err("fragment", "--fragment can only be used with --proto udp (as OpenVPN 2.6)", src["fragment"][1])
     if e.nobind and src:

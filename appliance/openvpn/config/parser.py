@@ -301,7 +301,7 @@ def finish(p: ParseState) -> None:
         o.source["remotes"] = o.source["connection_remotes"]
     if o.link_mtu is not None:
         _tun_mtu_from_link_mtu(p)
-    _ipv6_needs_1280(p)
+    ipv6_needs_1280(p, o)
     from .d_layer2 import finish as layer2_finish     # (it imports this module)
     layer2_finish(p)                                   # dev-type tun/tap, and the layer-2 server's rules
     from .server_written_out import finish_tun_server  # (it imports openvpn/serveraddressing.py)
@@ -671,12 +671,13 @@ TUN_MTU_FLOOR = 100
 IPV6_TUN_MTU_FLOOR = 1280
 
 
-def _ipv6_needs_1280(p: ParseState) -> None:
+def ipv6_needs_1280(p: ParseState, o: Options) -> None:
     """IPv6 on the tunnel (`ifconfig-ipv6`, `server-ipv6`) with a TUN MTU below 1280: the kernel
     refuses the address, and OpenVPN 2.6 exits at start on it (checked with Debian's 2.6.14:
     "sitnl_send: rtnl: generic error (-22)", "Linux can't add IPv6 to interface tun0"). Refused
-    here at the MTU's line, before anything starts; an IPv4-only tunnel takes down to 100."""
-    o = p.o
+    here at the MTU's line, before anything starts; an IPv4-only tunnel takes down to 100.
+    `o`: the profile, or one connection's own settings (connection_entry.py: a block's tun-mtu
+    or link-mtu, or link-mtu over its protocol), its source naming the block's line."""
     v6 = "ifconfig_ipv6" if o.ifconfig_ipv6 is not None else "server_ipv6" if o.server_ipv6 is not None else None
     if v6 is None or o.tun_mtu >= IPV6_TUN_MTU_FLOOR:
         return
