@@ -173,12 +173,17 @@ def _attribute(data: bytes, pos: int, end: int) -> x509.NameAttribute:
 
 
 def dotted_oid(body: bytes) -> str:
-    """The dotted form of a DER OBJECT IDENTIFIER's content (also the `dh` reader's EC curve name)."""
+    """The dotted form of a DER OBJECT IDENTIFIER's content (also the `dh` reader's EC curve name);
+    ValueError for an encoding OpenSSL refuses (c2i_ASN1_OBJECT): a subidentifier begun with 0x80
+    (not minimal, X.690 8.19.2) -- read as its value it would name an OID OpenSSL never reads
+    (review43b: a padded P-256 OID in a `dh` file started here, 2.6 does not)."""
     if not body or body[-1] & 0x80:
         raise ValueError("DER: bad OID")
     arcs: list[int] = []
     n = 0
-    for b in body:
+    for i, b in enumerate(body):
+        if b == 0x80 and (i == 0 or not body[i - 1] & 0x80):
+            raise ValueError("DER: bad OID (a subidentifier padded with 0x80)")
         n = (n << 7) | (b & 0x7F)
         if not b & 0x80:
             arcs.append(n)

@@ -229,6 +229,11 @@ def _read_dsa(der: bytes) -> DhParams:
     return DhParams(p, _strength(p, q), "DSA")
 
 
+# No curve's OID is longer (brainpoolP512r1's is 9 bytes): a longer one is no known curve, and
+# is not decoded (its arcs grow into numbers of any size, quadratic in its length).
+_OID_MOST = 32
+
+
 def _read_ec(der: bytes) -> DhParams:
     """EC parameters naming their curve (what `openssl ecparam -name X` writes): OpenSSL's
     strength of the curve's order (ec_security_bits: 80 from 160 bits, 112 from 224, 128 from
@@ -241,6 +246,8 @@ def _read_ec(der: bytes) -> DhParams:
     tag, start, end, after = _tlv(der, 0)
     if tag != _OID or after != len(der):
         raise ValueError("EC parameters that name no curve (explicit curve parameters are not read here)")
+    if end - start > _OID_MOST:
+        raise ValueError(f"EC parameters of curve OID of {end - start} bytes, not one known here")
     name = dotted_oid(der[start:end])
     try:
         bits = ec.get_curve_for_oid(x509.ObjectIdentifier(name)).key_size

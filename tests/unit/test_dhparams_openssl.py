@@ -198,6 +198,9 @@ COMPARED = {
     "ber-indefinite-no-end": _pem(_indefinite(GOOD)[:-2]),
     "ber-indefinite-integer": _pem(b"\x30\x80\x02\x80" + _int(P)[4:] + b"\0\0" + _int(2) + b"\0\0"),
     "ber-indefinite-dsa": _pem(_indefinite(_seq(_int(P), _int((1 << 223) + 1), _int(2))), b"DSA PARAMETERS"),
+    # review43: P-256's OID with a subidentifier padded by 0x80 (X.690 8.19.2: not minimal): OpenSSL
+    # refuses the encoding (2.6 does not start); read as P-256 it started here
+    "ec-padded-oid": _pem(b"\x06\x09\x2a\x86\x48\xce\x3d\x03\x01\x80\x07", EC),
 }
 
 
@@ -232,3 +235,12 @@ def test_explicit_ec_parameters_and_unknown_curves_are_refused_stricter():
         read(_pem(_oid_der("1.3.132.0.38"), EC))                   # sect571k1: OpenSSL loads it
     with pytest.raises(ValueError, match="name no curve"):
         read(_pem(_seq(_int(1), _seq(_oid_der("1.2.840.10045.1.1"), _int(P))), EC))
+
+
+def test_a_long_oid_is_refused_as_no_known_curve():
+    """review43: an OID of 200,000 bytes (one huge arc) was decoded arc by arc into a big number,
+    quadratic in its length (~11 s for this file, minutes for the 4 MiB a key file may hold) before
+    being found no curve; no curve's OID is that long, so it is refused unread."""
+    oid = b"\x2a" + b"\xff" * 200_000 + b"\x01"
+    with pytest.raises(ValueError, match="not one known here"):
+        read(_pem(b"\x06\x83" + len(oid).to_bytes(3, "big") + oid, EC))
