@@ -29,21 +29,8 @@ import dataclasses
 from ..errors import Loc
 from .lexer import lines
 from .model import Options, Remote
-from .parser import CONNECTION_ENTRY, ParseState, norm_proto
+from .parser import OWN, PER_CONNECTION, REFUSED_IN_BLOCK, ParseState, norm_proto
 
-# Read by read_block itself: the block's server and its proxy.
-OWN = frozenset(("remote", "proto", "http-proxy", "http-proxy-option"))
-# 2.6 takes these in a block; here they are refused there, with why.
-REFUSED_IN_BLOCK = {
-    "connect-retry-max": "OpenVPN 2.6 takes it inside <connection> and drops it (it is one global count): give "
-                         "it before the blocks",
-    "socks-proxy": "not supported inside <connection> here: a global socks-proxy before the blocks holds for "
-                   "every block",
-    "mtu-dynamic": "replaced by --fragment (OpenVPN 2.6 refuses it too)",
-}
-# Directives a block takes, applied by their ordinary handlers to the block's own settings: the
-# rest of 2.6's connection-entry options (parser.CONNECTION_ENTRY, the one list of them).
-PER_CONNECTION = CONNECTION_ENTRY - OWN - frozenset(REFUSED_IN_BLOCK)
 KEYS = ("tls_auth", "tls_crypt", "tls_crypt_v2")
 KEY_FIELDS = (*KEYS, "key_direction", "tls_crypt_v2_force_cookie")
 

@@ -237,13 +237,27 @@ NOT_IN_SERVER = {"pull": "", "remote": "", "nobind": "", "redirect-gateway":
                  "redirect-private": ""}
 
 
-# OpenVPN 2.6's connection-entry options (options.c, OPT_P_CONNECTION): each <connection> block
-# copies them as they stand at its line, so after the first block they change nothing there.
-CONNECTION_ENTRY = frozenset((
-    "local remote connect-retry connect-timeout server-poll-timeout connect-retry-max float link-mtu udp-mtu "
-    "tun-mtu tun-mtu-max tun-mtu-extra max-packet-size mtu-dynamic fragment mtu-disc port lport rport bind nobind "
-    "proto http-proxy http-proxy-retry socks-proxy-retry http-proxy-timeout http-proxy-option socks-proxy "
-    "explicit-exit-notify mssfix key-direction tls-auth tls-crypt tls-crypt-v2").split())
+# Directives a <connection> block takes (config/connection_entry.py reads the block), applied by
+# their ordinary handlers to the block's own settings.
+PER_CONNECTION = frozenset((
+    "local lport bind nobind float port rport connect-retry connect-timeout server-poll-timeout "
+    "link-mtu udp-mtu tun-mtu tun-mtu-max tun-mtu-extra max-packet-size fragment mtu-disc mssfix "
+    "explicit-exit-notify key-direction tls-auth tls-crypt tls-crypt-v2 "
+    "http-proxy-retry socks-proxy-retry http-proxy-timeout").split())
+# Read by read_block itself: the block's server and its proxy.
+OWN = frozenset(("remote", "proto", "http-proxy", "http-proxy-option"))
+# 2.6 takes these in a block; here they are refused there, with why.
+REFUSED_IN_BLOCK = {
+    "connect-retry-max": "OpenVPN 2.6 takes it inside <connection> and drops it (it is one global count): give "
+                         "it before the blocks",
+    "socks-proxy": "not supported inside <connection> here: a global socks-proxy before the blocks holds for "
+                   "every block",
+    "mtu-dynamic": "replaced by --fragment (OpenVPN 2.6 refuses it too)",
+}
+# OpenVPN 2.6's connection-entry options (options.c, OPT_P_CONNECTION): all of the above. Each
+# <connection> block copies them as they stand at its line, so after the first block they change
+# nothing there (refused after one, but for GLOBAL_KEYS).
+CONNECTION_ENTRY = PER_CONNECTION | OWN | frozenset(REFUSED_IN_BLOCK)
 
 
 # The global key lines: 2.6 keeps them apart from the connection entry (options->tls_auth_file,
