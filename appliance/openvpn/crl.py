@@ -419,8 +419,10 @@ class CrlChecker:
         self._state = CrlState.failed(f"CRL {where} not read yet") if kind == "file" else CrlState([], [], None, {})
         # (CRL's place, issuer certificate) -> whether it signed the CRL, for issuers outside
         # `ca` (a sub-CA a client sends): worked out at the first check that needs it, kept
-        # until the next reading. Why: a check is a hash of the whole CRL.
-        self._signed: dict[tuple[int, x509.Certificate], bool] = {}
+        # until the next reading. Why: a check is a hash of the whole CRL. Held with the reading
+        # it is for, in one attribute (_signed_by): a reload's worker thread checks against the
+        # reading it took while the loop may install the next one.
+        self._signed: tuple[CrlState, dict[tuple[int, x509.Certificate], bool]] = (self._state, {})
         # Where a large file's reading runs (background_reader; None: on the caller's thread,
         # as `check` and the tests want), and the reading under way. Given at construction (a
         # reload's new checker), the first reading of a large file goes there too: the reload
@@ -458,7 +460,7 @@ class CrlChecker:
     def _install(self, state: CrlState) -> None:
         """The new reading replaces the old one: one assignment, on the event loop."""
         self._state = state
-        self._signed = {}
+        self._signed = (state, {})
         if self.loads and state.strays:     # a re-read; at start check_key_material refuses instead
             for why in state.strays:
                 log.warning("%s", why)
@@ -563,11 +565,17 @@ class CrlChecker:
         key = (i, issuer)                   # certificates compare (and hash) by their DER
         ok = st.signed.get(key)
         if ok is None:
-            ok = self._signed.get(key)
+            owner, kept = self._signed
+            if owner is not st:
+                # A reading the loop replaced while a reload's worker checks against it (revoked
+                # refresh=False): worked out, not kept -- kept, it was read back as the new
+                # reading's verdict for that place (a forged CRL's refusing under a genuine one).
+                return _signature_ok(st.crls[i], issuer)
+            ok = kept.get(key)
             if ok is None:
-                if len(self._signed) >= SIGNED_KEPT:     # issuers beyond our CAs' few: start over
-                    self._signed.clear()
-                ok = self._signed[key] = _signature_ok(st.crls[i], issuer)
+                if len(kept) >= SIGNED_KEPT:     # issuers beyond our CAs' few: start over
+                    kept.clear()
+                ok = kept[key] = _signature_ok(st.crls[i], issuer)
         return ok
 
 
