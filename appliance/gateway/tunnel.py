@@ -19,6 +19,7 @@ import socket
 
 from ..ioerrors import PortGone, dev_name_cut, tun_open_failed
 from ..openvpn.config import Options
+from ..openvpn.config.model import route_network
 from ..openvpn.route6 import parse_net6 as _net6
 from ..router.links import add_address6, configure_tun, link_up
 from ..router.route_record import RouteRecord
@@ -43,6 +44,15 @@ WIDEST_SUBNET6 = 32
 _TAKEN = "pushed %s: the host already has a route for it (left as it is); not through the tunnel"
 # The same for a net_gateway route: the one there may be the tunnel's (a redirect's half).
 _TAKEN_NG = "pushed %s net_gateway: the host already has a route for it (left as it is); not the pre-tunnel way"
+
+
+def _pushed_network(net: str, remote_ip: str) -> str:
+    """A pushed route's network (`remote_host`: the server's address, config/model.py
+    route_network); ValueError (the route is skipped, as 2.6) when an IPv6 server gives none."""
+    got = route_network(net, remote_ip)
+    if got is None:
+        raise ValueError(f"remote_host: the server's address {remote_ip} is no IPv4 address")
+    return got
 
 
 def _covers6(net6: str, addr: str) -> bool:
@@ -729,7 +739,7 @@ class TunnelNetwork(_TunAndRoutes):
                 log.warning("redirect-gateway ipv6 pushed without ifconfig-ipv6: IPv6 is not redirected")
         for net, mask, gw, metric in pushed.routes:
             try:
-                self._route4(net, mask, gw, metric, ng4, gw4)
+                self._route4(_pushed_network(net, remote_ip), mask, gw, metric, ng4, gw4)
             except (ValueError, NetlinkError, OSError) as e:
                 # As OpenVPN: a route the host refuses is reported and skipped, the tunnel stays.
                 self._route_line(logging.WARNING, "pushed route %s %s: not installed (%s); skipped", net, mask, e)

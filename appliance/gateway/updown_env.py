@@ -20,6 +20,7 @@ from __future__ import annotations
 import ipaddress
 import os
 
+from ..openvpn.config.model import route_network
 from ..openvpn.tls import cert_env
 from .script_env import with_globals
 
@@ -89,7 +90,7 @@ def route_env(routes, routes_ipv6, vpn_gw: str | None, net_gateway: str | None, 
     if vpn_gw is not None:
         e["route_vpn_gateway"] = vpn_gw
     for i, (net, mask, gw, metric) in enumerate(routes, 1):
-        e[f"route_network_{i}"] = net
+        e[f"route_network_{i}"] = route_network(net, remote_ip) or net      # remote_host: the server's
         e[f"route_netmask_{i}"] = _mask(mask)
         e[f"route_gateway_{i}"] = _route_gateway(gw, vpn_gw, net_gateway, remote_ip)
         m = metric if metric is not None else (default_metric or None)

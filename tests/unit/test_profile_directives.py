@@ -313,3 +313,12 @@ def test_route_remote_host_in_a_servers_config_is_refused_at_its_line():
         parse_config(text, "/etc/vpn/s.conf", read_file=lambda p: b"x")
     errs = getattr(e.value, "errors", [e.value])
     assert [(x.line, x.directive) for x in errs if "remote_host" in x.message] == [(9, "route")], errs
+
+
+def test_a_pushed_remote_host_routes_script_variables_name_the_servers_address():
+    """The up/route-up scripts' route_network_N for `route remote_host ...` is the server's
+    address, as 2.6's setenv_routes prints the resolved network -- not the keyword."""
+    from appliance.gateway.updown_env import route_env
+    e = route_env([("remote_host", "255.255.255.255", "net_gateway", None)], [], "198.19.1.1", "198.18.0.254",
+                  "198.18.0.7", None, None)
+    assert (e["route_network_1"], e["route_gateway_1"]) == ("198.18.0.7", "198.18.0.254")

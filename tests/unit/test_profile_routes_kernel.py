@@ -77,3 +77,20 @@ def test_profile_net_gateway_and_remote_host_routes_go_the_pre_tunnel_way(inside
     finally:
         net.close()
     assert not [r for r in _routes("wan") if r[0] in (SERVER, "198.18.76.0/24")]
+
+
+def test_a_pushed_remote_host_route_goes_the_pre_tunnel_way_as_the_profiles_does(inside):
+    """OpenVPN 2.6 reads `remote_host` in any route's network (route.c get_special_addr), a pushed
+    one's as a profile's: `push "route remote_host 255.255.255.255 net_gateway"` keeps the server
+    out of the tunnel. Only the profile's was resolved (profiles41); the pushed one was skipped
+    with a warning ("remote_host" is no IPv4 address) where 2.6 adds it."""
+    from tests.unit.test_rtnl import GW
+    net = TunnelNetwork(_opts(""))
+    try:
+        _apply(net, ",route remote_host 255.255.255.255 net_gateway")
+        wan = {r[0]: r[1] for r in _routes("wan")}
+        assert wan.get(SERVER) == GW, wan
+        assert SERVER not in {r[0] for r in _routes(net.tun.name)}
+    finally:
+        net.close()
+    assert not [r for r in _routes("wan") if r[0] == SERVER]

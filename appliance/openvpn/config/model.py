@@ -69,11 +69,22 @@ class Route:
         to take (an IPv6 server: 2.6 has no IPv4 remote_host then either)."""
         if self.network != REMOTE_HOST:
             return self
-        try:
-            ipaddress.IPv4Address(remote_ip)
-        except ValueError:
-            return None
-        return Route(remote_ip, self.netmask, self.gateway, self.metric)
+        net = route_network(self.network, remote_ip)
+        return None if net is None else Route(net, self.netmask, self.gateway, self.metric)
+
+
+def route_network(network: str, remote_ip: str) -> str | None:
+    """A route's network as the routes go in: `remote_host` is the connected server's IPv4
+    address (None for an IPv6 server), anything else itself. The one place for the keyword, a
+    profile's route (Route.resolved) and a pushed one's (gateway/tunnel.py): 2.6's route.c reads
+    it in either (get_special_addr)."""
+    if network != REMOTE_HOST:
+        return network
+    try:
+        ipaddress.IPv4Address(remote_ip)
+    except ValueError:
+        return None
+    return remote_ip
 
 
 @dataclass(frozen=True)
