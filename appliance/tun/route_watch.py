@@ -21,11 +21,7 @@ from typing import Callable
 
 from ..transport import sockfilter as bpf
 from .nl_hints import read_hints
-from .rtnl import RTA_DST, RTA_OIF, RTA_TABLE, RTM_DELROUTE, RTM_NEWLINK, _attrs
-
-_NLMSGHDR = struct.Struct("=IHHII")       # len, type, flags, seq, pid
-_IFINFOMSG = struct.Struct("=BxHiII")     # family, type, index, flags, change
-_RTMSG = struct.Struct("=BBBBBBBBI")      # family, dst_len, src_len, tos, table, protocol, scope, type, flags
+from .rtnl import _IFINFOMSG, _NLMSGHDR, _RTMSG, RTA_DST, RTA_OIF, RTA_TABLE, RTM_DELROUTE, RTM_NEWLINK, _attrs, _u32
 
 RTMGRP_LINK = 0x1
 RTMGRP_IPV4_ROUTE = 0x40
@@ -68,10 +64,8 @@ def route_of(msg: bytes) -> tuple[int, int, int, int, int | None] | None:
     family, plen, _src, _tos, table = _RTMSG.unpack_from(msg, _NLMSGHDR.size)[:5]
     a = _attrs(msg, _NLMSGHDR.size + _RTMSG.size)
     dst = a.get(RTA_DST)
-    tb, oif = a.get(RTA_TABLE), a.get(RTA_OIF)
-    return (family, int.from_bytes(dst, "big") if dst else 0, plen,
-            struct.unpack("=I", tb)[0] if tb is not None and len(tb) == 4 else table,
-            struct.unpack("=I", oif)[0] if oif is not None and len(oif) == 4 else None)
+    tb = _u32(a.get(RTA_TABLE))
+    return family, int.from_bytes(dst, "big") if dst else 0, plen, table if tb is None else tb, _u32(a.get(RTA_OIF))
 
 
 class RouteWatch:
