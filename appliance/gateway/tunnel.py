@@ -920,7 +920,11 @@ class TunnelNetwork(_TunAndRoutes):
                 self._route_line(logging.WARNING,
                     "route %s/%d net_gateway: there is no default route to use; skipped", net, prefix)
                 return False
-            if self.routes.add_via(net, prefix, ng4, metric):
+            if self.routes.holds_via(net, prefix, ng4, metric):
+                # Ours already (a redirect's host route to the server): what the line asks.
+                self._route_line(logging.INFO, "route %s/%d net_gateway: the pre-tunnel way already "
+                                 "(a route of ours along it)", net, prefix)
+            elif self.routes.add_via(net, prefix, ng4, metric):
                 self._route_line(logging.INFO,
                     "route %s/%d via the pre-tunnel gateway %s", net, prefix, ng4[0] or "(link)")
             else:

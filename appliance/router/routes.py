@@ -134,6 +134,15 @@ class RouteSet:
             self.add(str(half.network_address), half.prefixlen, dev=tun)
         return str(net)
 
+    def holds_via(self, network: str, prefixlen: int, via: tuple[str | None, int], metric: int | None = None) -> bool:
+        """Whether a route of ours already goes to network/prefixlen along `via` at `metric`: the
+        kernel's EEXIST for add_via then means our own route, not someone else's (a redirect's
+        host route to the server, which Sophos UTM's `route remote_host ... net_gateway` asks
+        for again)."""
+        return any(s["dst"] == network and s["prefixlen"] == prefixlen and s["gateway"] == via[0]
+                   and s["oif"] == via[1] and s["priority"] == metric and s["rtype"] == RTN_UNICAST
+                   for s in self.added)
+
     def add_via(self, network: str, prefixlen: int, via: tuple[str | None, int], metric: int | None = None) -> bool:
         """A route along a given (gateway, interface index), e.g. the net_gateway."""
         return self.add(network, prefixlen, gateway=via[0], metric=metric, oif=via[1])

@@ -94,3 +94,22 @@ def test_a_pushed_remote_host_route_goes_the_pre_tunnel_way_as_the_profiles_does
     finally:
         net.close()
     assert not [r for r in _routes("wan") if r[0] == SERVER]
+
+
+def test_sophos_remote_host_route_beside_a_pushed_redirect_is_no_warning(inside, caplog):
+    """Sophos UTM's profile line `route remote_host 255.255.255.255 net_gateway` beside a pushed
+    `redirect-gateway def1`: the redirect's own host route to the server (the same destination,
+    gateway and NIC) is already there, which is what the line asks. It was a WARNING at every
+    connect saying the route there "may be the tunnel's" and the server's was "not the
+    pre-tunnel way" -- false, and the operator could do nothing about it."""
+    from tests.unit.test_rtnl import GW
+    caplog.set_level("INFO")
+    net = TunnelNetwork(_opts("route remote_host 255.255.255.255 net_gateway\n"))
+    try:
+        _apply(net, ",redirect-gateway def1")
+        assert {r[0]: r[1] for r in _routes("wan")}.get(SERVER) == GW
+        assert "not the pre-tunnel way" not in caplog.text, caplog.text
+        assert f"route {SERVER}/32 net_gateway: the pre-tunnel way already" in caplog.text, caplog.text
+    finally:
+        net.close()
+    assert not [r for r in _routes("wan") if r[0] == SERVER]
