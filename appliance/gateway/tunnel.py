@@ -669,7 +669,8 @@ class TunnelNetwork(_TunAndRoutes):
             return True
         if any(m in ("0.0.0.0", "0") for _n, m, _g, _x in pushed.routes):
             return True
-        if any(g != "net_gateway" and _covers4(n, m, remote_ip) for n, m, g, _x in pushed.routes):
+        if any(g != "net_gateway" and _covers4(route_network(n, remote_ip) or n, m, remote_ip)
+               for n, m, g, _x in [*pushed.routes, *self.opts.route]):   # `remote_host`: the server's own
             return True
         if pushed.ifconfig is None:
             pass                        # a bare tap (route-delay's routes): no subnet of ours

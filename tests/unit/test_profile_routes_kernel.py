@@ -113,3 +113,22 @@ def test_sophos_remote_host_route_beside_a_pushed_redirect_is_no_warning(inside,
     finally:
         net.close()
     assert not [r for r in _routes("wan") if r[0] == SERVER]
+
+
+@pytest.mark.parametrize("network", ["remote_host", SERVER])
+@pytest.mark.parametrize("where", ["pushed", "profile"])
+def test_a_route_of_the_servers_own_address_into_the_tunnel_keeps_its_host_route(inside, network, where):
+    """A push or a profile line routing the server's own address into the TUN (`route remote_host
+    255.255.255.255`, or the address written out): the server keeps its host route along the
+    pre-tunnel path (_server_needs_host_route), or the tunnel's own packets went into the TUN --
+    dropped there as recursive routing, the tunnel dead until ping-restart. The keyword, and a
+    profile's line at all, counted for nothing there while the route itself went in (review43a)."""
+    from tests.unit.test_rtnl import GW
+    line = f"route {network} 255.255.255.255"
+    net = TunnelNetwork(_opts(line + "\n" if where == "profile" else ""))
+    try:
+        _apply(net, "," + line if where == "pushed" else "")
+        assert {r[0]: r[1] for r in _routes("wan")}.get(SERVER) == GW
+        assert SERVER not in {r[0] for r in _routes(net.tun.name)}
+    finally:
+        net.close()
