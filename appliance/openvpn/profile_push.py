@@ -1,7 +1,11 @@
 """The client's network options: what the server pushed together with the profile's own lines.
 
 OpenVPN 2.6 keeps one set of options: the profile's lines, then each pushed option added on top
-(options.c; the pushed ones dropped again at each reconnect, pre_connect_restore). So a profile's
+(options.c). At a reconnect it puts back only what pre_connect_save kept (routes, route-gateway,
+DNS/dhcp-options, client-nat, cipher, ping, compression); a pulled route-metric or block-ipv6 stays
+there into the next connection. Ours merges the profile with each connection's own push (only the
+shaper is kept, gateway/client.py _set_shaper): README, "Thirty-eighth session (helper pull41)",
+says why. So a profile's
 `route-ipv6` is installed beside the pushed ones (the profile's first), its `route-metric` holds
 for routes without a metric until a push gives another, its `block-ipv6` holds whatever the
 server says, and its `dns` servers stay but for a priority the server also pushes (dns.c
@@ -38,7 +42,10 @@ def with_profile(opts: "Options", pushed: PushedOptions | None) -> PushedOptions
     if pushed is None:
         return None
     if not (opts.route_ipv6 or opts.route_metric or opts.block_ipv6 or opts.dns_servers
-            or opts.dns_search_domains or opts.dhcp_options):
+            or opts.dns_search_domains or opts.dhcp_options or pushed.route_metric):
+        # (A pushed route-metric alone still needs the pass: it is the metric of the pushed
+        # routes without one, as 2.6 gives it at init_route_list. Ours left those routes at the
+        # kernel's default when the profile had no route-metric of its own.)
         return pushed
     p = copy.copy(pushed)
     # route-metric: the pushed one replaces the profile's; 0 means none (options.c positive_atoi).

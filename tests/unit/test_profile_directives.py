@@ -322,3 +322,15 @@ def test_a_pushed_remote_host_routes_script_variables_name_the_servers_address()
     e = route_env([("remote_host", "255.255.255.255", "net_gateway", None)], [], "198.19.1.1", "198.18.0.254",
                   "198.18.0.7", None, None)
     assert (e["route_network_1"], e["route_gateway_1"]) == ("198.18.0.7", "198.18.0.254")
+
+
+def test_a_pushed_route_metric_without_one_in_the_profile_is_the_pushed_routes_metric():
+    """2.6 gives a pulled route-metric to the pushed routes without a metric whatever the profile
+    says; ours left them at the kernel's default when the profile had no route-metric."""
+    o = _client("")
+    p = with_profile(o, parse_push_reply_untrusted(PUSH + ",route 198.18.72.0 255.255.255.0 vpn_gateway 9,"
+                                                   "route-metric 77"))
+    assert p.route_metric == 77
+    assert p.routes == [("198.18.71.0", "255.255.255.0", None, 77), ("198.18.72.0", "255.255.255.0", None, 9)]
+    plain = parse_push_reply_untrusted(PUSH)
+    assert with_profile(o, plain) is plain and plain.routes[0][3] is None       # none pushed: the kernel's
