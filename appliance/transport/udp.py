@@ -481,7 +481,14 @@ class UdpTransport:
         return True
 
     def _no_gso_for(self, addr, e: OSError) -> None:
-        self.no_gso[addr] = self.clock() + NO_GSO_FOR
+        now = self.clock()
+        self.no_gso[addr] = now + NO_GSO_FOR
+        if len(self.no_gso) >= MAX_NO_GSO:
+            # Only refusals still in force count: a destination's entry goes when it is sent to
+            # after its time (_gso_for), so the refusals of clients long gone stayed counted, and
+            # MAX_NO_GSO of them over a server's lifetime (one an hour) turned GSO off for
+            # everyone, as if the kernel had refused it (review43c).
+            self.no_gso = {a: t for a, t in self.no_gso.items() if t > now}
         self.stats["gso_refused_destinations"] = len(self.no_gso)
         if len(self.no_gso) >= MAX_NO_GSO:
             log.info("UDP GSO refused for %d destinations (%s): sending one datagram per call for %.0f s",

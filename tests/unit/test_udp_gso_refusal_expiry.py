@@ -83,6 +83,21 @@ def test_refusals_for_many_destinations_turn_gso_off_for_a_while_not_for_good():
     assert s.gso_sends == [other], "GSO stayed off for every client until a restart"
 
 
+def test_refusals_that_expired_do_not_count_toward_turning_gso_off():
+    # MAX_NO_GSO clients refused one at a time, an hour apart (each gone after): none of the
+    # refusals is in force when the next comes, so GSO stays on for the others.
+    clock = [1000.0]
+    t, s = _transport(clock)
+    for i in range(MAX_NO_GSO):
+        clock[0] += NO_GSO_FOR * 6
+        c = (f"198.18.3.{i}", 40000)
+        s.small.add(c)
+        t.send_batch(RUN, c)
+    other = ("198.18.2.1", 40000)
+    t.send_batch(RUN, other)
+    assert s.gso_sends == [other], "refusals long expired turned GSO off for every client"
+
+
 def test_a_kernel_without_gso_stays_without():
     class NoGso(PmtuSock):
         def sendmsg(self, bufs, cmsg=(), flags=0, addr=None) -> int:
