@@ -320,6 +320,32 @@ def test_exit_notification_closes_server_session_after_the_hold(pki):
     assert s.closed and closed and closed[0].reason == "client exited (EXIT)" and not closed[0].restart
 
 
+def test_the_server_starts_no_renegotiation_in_the_exits_hold(pki):
+    """reneg-sec falling due within the EXIT's hold starts nothing on the server's side (a new
+    TLS handshake for a session that ends within 5 s): the hold's guard in _start_soft_reset and
+    the reneg timer. The session ends at the hold's end on the key it had. (A soft reset the
+    client itself sends in the hold is answered, as 2.6 answers it: its single-session flag
+    refuses new sessions, not renegotiations; at the peer's renegotiation rate, as a live one.)"""
+    c, s, link = connected(pki)
+    s.cfg.reneg_sec = 20
+    active = s._newest().active_since
+    link.now = active + 17
+    assert c.notify_exit(link.now, first=True)
+    link.step()
+    assert s.exit_at == link.now + EXIT_HOLD
+    end = s.exit_at
+    for _ in range(200):                              # bounded: 0.05 s steps past the hold's end
+        if s.closed:
+            break
+        link.now += 0.05
+        s.handle_timer(link.now)
+        link.step()
+        assert s.next_deadline() is None or s.next_deadline() <= end
+    assert s.closed and link.now <= end + 0.1
+    assert not [e for e in s.events if isinstance(e, ev.KeyRenegotiated)], "the server renegotiated in the hold"
+    assert list(s.keys) == [0], f"the server began a new key in the hold: {sorted(s.keys)}"
+
+
 def test_wrong_tls_crypt_key_never_connects(pki):
     c, s, _ = make_pair(pki, protection="tls-crypt")
     other = keyfiles.parse_static_key(keyfiles.generate_static_key())
