@@ -852,3 +852,28 @@ def test_a_stranger_takes_no_slot_from_waiting_monitors(tmp_path):
         for s in held:
             s.close()
         m.close()
+
+
+def test_env_filter_hides_client_env_lines_from_that_connection_only(mgmt):
+    """`env-filter N` (review43c: served since helper mgmt41, its filtering was tested only by
+    the lab's parity run): a management client at level 2 reads a >CLIENT notification with
+    only the environment names 2.6's env_filter_match keeps (the peer-info IV_ lines as Debian's
+    build lets through), one at level 1 the X509_ lines too, and another connection at the
+    default level every line."""
+    m, pump, path = mgmt
+    conns = [_client(path) for _ in range(3)]
+    for s in conns:
+        _read_until(pump, s, lambda t: t.endswith("\r\n"))
+    assert ask(pump, conns[0], "env-filter 2", 1) == ["SUCCESS: env_filter_level=2"]
+    assert ask(pump, conns[1], "env-filter 1", 1) == ["SUCCESS: env_filter_level=1"]
+    env = ["untrusted_ip=198.18.0.2", "X509_1_O=Example", "X509_0_CN=client0", "IV_VER=2.6.14",
+           "tls_digest_0=ab:cd", "password=secret", "common_name=client0"]
+    m.notify([">CLIENT:CONNECT,0,1"] + [">CLIENT:ENV," + e for e in env] + [">CLIENT:ENV,END"])
+    got = [_read_until(pump, s, lambda t: t.endswith(">CLIENT:ENV,END\r\n")).split("\r\n")[:-1] for s in conns]
+    kept2 = ["untrusted_ip=198.18.0.2", "X509_0_CN=client0", "IV_VER=2.6.14", "password=secret"]
+    assert got[0] == [">CLIENT:CONNECT,0,1"] + [">CLIENT:ENV," + e for e in kept2] + [">CLIENT:ENV,END"]
+    kept1 = ["untrusted_ip=198.18.0.2", "X509_1_O=Example", "X509_0_CN=client0", "IV_VER=2.6.14", "password=secret"]
+    assert got[1] == [">CLIENT:CONNECT,0,1"] + [">CLIENT:ENV," + e for e in kept1] + [">CLIENT:ENV,END"]
+    assert got[2] == [">CLIENT:CONNECT,0,1"] + [">CLIENT:ENV," + e for e in env] + [">CLIENT:ENV,END"]
+    for s in conns:
+        s.close()
