@@ -21,8 +21,9 @@ the watch failed, no check and no timer. The log lines follow the rules merged a
 (flap40, atk40, the lead's one limiter): a failed check's "not added again yet" line is an INFO
 exactly when LOG_EVERY passed since the last such line, but the PERSIST-th failed check in a row
 says one WARNING whatever the rate; the "added again" lines and their summary are said exactly
-as a model of logpace.NoteLimit written here (_RefLimit: 3 at once, then one per 30 s) says, and
-every check that put routes back is said, counted in a later line ("N more times") or still held.
+as a model of logpace.NoteLimit written here (_RefLimit: 3 at once, then one per 30 s, a float
+sum of 30 s counting as 30 s) says, and every check that put routes back is said, counted in a
+later line ("N more times") or still held.
 Nothing escapes either.
 
 `wan-lan-relink` (make_relink's docstring): on a clock of the input's, the LAN keeper's lines
@@ -452,7 +453,14 @@ def make_route_keeper():
 
 class _RefLimit:
     """logpace.NoteLimit's rule, written apart: up to 3 lines at once, one more per 30 s; what was
-    held is said with the next line, or alone by summary() once a line may be said again."""
+    held is said with the next line, or alone by summary() once a line may be said again.
+
+    "Once 30 s have passed" to within EPS of a line's share (fuzzfix41): refilled from float time
+    steps, the share after exactly 30 s comes out at 0.9999999999999999 (three 10 s steps of the
+    LAN keeper's clock; the route keeper's summary timer at the time NoteLimit.next_summary names,
+    30.2 s after a storm began). review41 (e9843396) made the product say the line then, as
+    README's "one per 30 s" and "once a storm is over, a line of its own" promise; a model
+    comparing with 1.0 exactly held it, and failed on main."""
 
     def __init__(self) -> None:
         self.burst, self.every = 3, 30.0             # README: "3 at once, then one per 30 s"
@@ -462,7 +470,7 @@ class _RefLimit:
         if self.at is not None:
             self.tokens = min(float(self.burst), self.tokens + max(0.0, now - self.at) / self.every)
         self.at = now if self.at is None else max(self.at, now)
-        if self.tokens < 1.0:
+        if self.tokens < 1.0 - EPS:
             self.held += 1
             return None
         self.tokens -= 1.0
