@@ -296,7 +296,10 @@ def make_tap_client():
             got = []
             for w in wire:
                 got += s.receive(bytes(w), 1.0)
-            eaten = frame == PING_MAGIC or (len(frame) >= 17 and frame[:16] == OCC_MAGIC)
+            # Opened and not written: the ping and OCC messages, and an empty frame (8815cdb8: a
+            # zero-length TUN/TAP write is EINVAL, and 2.6 writes only a payload of length > 0;
+            # bb341bad's oracle, older, expected it back -- fuzzfix41)
+            eaten = not frame or frame == PING_MAGIC or (len(frame) >= 17 and frame[:16] == OCC_MAGIC)
             if wire and len(got) != (0 if eaten else 1):
                 raise AssertionError(f"{what}: sealed one frame, the server opened {len(got)}")
             for g in got:
