@@ -182,8 +182,6 @@ class ClientGateway(SignalWakes):
         # shaper N (gateway/shaper.py): the TUN is not read while it says wait; `_shaped`: the
         # device whose reading it holds back now.
         self.shaper: Shaper | None = Shaper(opts.shaper) if opts.shaper else None
-        # The last pushed `shaper`: it outlives its connection, as 2.6's (see _set_shaper).
-        self._pulled_shaper = 0
         self._shaped: TunPort | None = None
         self.result: int | None = None          # exit status once the gateway has finished
         self.connections = 0                    # tunnels brought up (for tests and the log)
@@ -1635,15 +1633,13 @@ class ClientGateway(SignalWakes):
             log.info("client-nat: %s", "; ".join(str(r) for r in rules))
 
     def _set_shaper(self, pushed) -> None:
-        """A pushed `shaper N` replaces the profile's, as 2.6's client applies it
-        (do_deferred_options: "traffic shaper enabled") -- and keeps it: 2.6 writes it into its
-        options, which a reconnect does not restore (pre_connect_restore puts back routes, DNS,
-        cipher, ping and compression, not the shaper), so the next connection starts at the
-        pushed rate and keeps it when its server pushes none. Only a restart from the profile
-        (SIGHUP there, a new start of the program here) returns to the profile's rate."""
-        if pushed is not None and pushed.shaper:
-            self._pulled_shaper = pushed.shaper
-        rate = self._pulled_shaper or self.opts.shaper
+        """A pushed `shaper N` replaces the profile's for this connection, as 2.6's client applies
+        it (do_deferred_options: "traffic shaper enabled"); without one, the profile's. Stricter
+        than 2.6 on purpose: 2.6 keeps a pulled shaper into later connections (pre_connect_restore
+        leaves it out), so a first server's `shaper 100` throttles the tunnel to another, honest
+        server that pushes none; here, as every other pushed value (README, helper pull41), it
+        lasts the connection whose server pushed it."""
+        rate = pushed.shaper if pushed is not None and pushed.shaper else self.opts.shaper
         tun = self.net.tun
         if tun is not None:             # (each push: a push may have opened a new device)
             tun.set_tso(not rate)       # one packet a read while shaped (TunDevice.set_tso says why)

@@ -3,9 +3,9 @@
 OpenVPN 2.6 keeps one set of options: the profile's lines, then each pushed option added on top
 (options.c). At a reconnect it puts back only what pre_connect_save kept (routes, route-gateway,
 DNS/dhcp-options, client-nat, cipher, ping, compression); a pulled route-metric or block-ipv6 stays
-there into the next connection. Ours merges the profile with each connection's own push (only the
-shaper is kept, gateway/client.py _set_shaper): README, "Thirty-eighth session (helper pull41)",
-says why. So a profile's
+there into the next connection. Ours merges the profile with each connection's own push (the
+shaper too, gateway/client.py _set_shaper): README, "Thirty-eighth session (helper pull41)", says
+why. So a profile's
 `route-ipv6` is installed beside the pushed ones (the profile's first), its `route-metric` holds
 for routes without a metric until a push gives another, its `block-ipv6` holds whatever the
 server says, and its `dns` servers stay but for a priority the server also pushes (dns.c

@@ -10,8 +10,8 @@ and prints the first server's timers ("Timers: ... inactive 3600 1000000000, ses
 Ours is stricter on purpose (README, "Thirty-eighth session (helper pull41)"): a value only holds
 for the connection whose server pushed it, so a hostile or outdated first server's metric and
 timers do not reach an honest second one; through the same two servers its route has the
-kernel's default metric. (The pulled `shaper` is the exception, kept as 2.6:
-test_shaper_persists_vs_openvpn.py.) Our timers are checked in tests/gateway/test_pull_reset.py.
+kernel's default metric. (The pulled `shaper` likewise:
+test_shaper_after_reconnect_vs_openvpn.py.) Our timers are checked in tests/gateway/test_pull_reset.py.
 """
 from __future__ import annotations
 
