@@ -17,7 +17,7 @@ from typing import Callable
 
 from . import ciphers, gentoken, keyfiles, wrapping
 from .compression import COMP_F_ADVERTISE_STUBS_ONLY, COMP_F_ALLOW_STUB_ONLY, SEND_FRAMING, STUB_PEER_INFO
-from .config import MSSFIX_DEFAULT, Options
+from .config import MSSFIX_DEFAULT, TUN_MTU_DEFAULT, Options
 from .errors import ConfigError, located
 from .fragment import HEADER_LEN as FRAGMENT_HEADER
 from .keyunlock import unlock as unlock_key
@@ -398,18 +398,44 @@ def data_overhead(opts: Options, cipher: str | None = None, data_v2: bool = True
     return ciphers.max_overhead(names, opts.auth, data_v2)
 
 
+def mssfix_in_force(opts: Options) -> tuple[int, bool, bool]:
+    """The `mssfix` a config runs with, as OpenVPN 2.6 decides it (options.c,
+    options_postprocess_mutate_ce; checked with Debian's 2.6.14 `--verb 4`): (N, `mtu`, `fixed`),
+    N 0 for no clamping. The one place the default is decided.
+
+    Without `mssfix N` (no mssfix, or `mssfix` alone): `fragment N` gives `N mtu`; else a
+    `link-mtu` (no tun-mtu) leaves clamping off; else the profile's tun-mtu 1500 (the default)
+    gives `1492 mtu`, and any other tun-mtu gives `<tun-mtu> fixed` -- the TUN's own MTU bounds
+    the inner packet, so MSS = tun-mtu - 40 whatever the cipher, tap's tun-mtu-extra or the
+    transport. Why 2.6 does so: a non-default tun-mtu is taken to solve the path MTU already.
+    The tun-mtu compared with 1500 is the profile's even for a <connection> block's own
+    (global_tun_mtu), the N the block's. A pushed tun-mtu changes nothing: the clamp is
+    decided from the config before the pull, in 2.6 as here (the client's rule is built at
+    connect time)."""
+    if opts.mssfix is not None:
+        return opts.mssfix, opts.mssfix_mtu, opts.mssfix_fixed and opts.mssfix > 0
+    if opts.fragment:
+        return opts.fragment, True, False
+    if opts.link_mtu is not None:
+        return 0, True, False
+    ref = opts.tun_mtu if opts.global_tun_mtu is None else opts.global_tun_mtu
+    if ref == TUN_MTU_DEFAULT:
+        return MSSFIX_DEFAULT, True, False
+    return opts.tun_mtu, True, True
+
+
 def tcp_mss(opts: Options, overhead: int | None, tcp_transport: bool, ipv6_transport: bool = False,
             cipher: str | None = None, data_v2: bool = True) -> int | None:
     """The MSS to clamp TCP SYNs to, with OpenVPN 2.6's `mssfix` meaning (frame_calculate_mssfix);
     None when `mssfix 0` turned clamping off. Give `cipher` (and `data_v2`) for OpenVPN's exact
     figure, CBC block rounding included; or an `overhead` (data_overhead(), DataKey.overhead()).
     A compression framing byte (comp-lzo no, compress stub) counts, as in OpenVPN."""
-    if opts.mssfix == 0:
+    n, mtu_flag, fixed = mssfix_in_force(opts)
+    if n == 0:
         return None
-    # With `fragment N` and no `mssfix N`, OpenVPN 2.6 clamps to N (options.c: mssfix_default),
-    # keeping the default's `mtu` meaning.
-    room = encap_room(opts.mssfix or opts.fragment or MSSFIX_DEFAULT, tcp_transport, opts.mssfix_mtu,
-                      ipv6_transport)
+    if fixed:
+        return n - INNER_HEADERS          # the inner packet's own bound: nothing of the tunnel counts
+    room = encap_room(n, tcp_transport, mtu_flag, ipv6_transport)
     if cipher is not None:
         spec = ciphers.spec(cipher)
         if spec is None:
@@ -492,8 +518,9 @@ def check_mss(opts: Options) -> None:
     `tun-mtu-extra 1400`, or a tiny mssfix): OpenVPN's 16-bit figure wraps round and it clamps
     nothing; ours went negative and every TCP SYN through the tunnel raised, ending the client
     it was for. ConfigError at the tun-mtu-extra line (else mssfix's)."""
-    if opts.mssfix == 0:
-        return
+    n, _, fixed = mssfix_in_force(opts)
+    if n == 0 or (fixed and opts.mssfix is None):
+        return                      # (tun-mtu's floor, 100, leaves the default `fixed` an MSS of 60)
     names = list(dict.fromkeys([*opts.data_ciphers, *(c for c in (opts.data_ciphers_fallback, opts.cipher) if c)]))
     worst = None
     for c in names:
@@ -507,7 +534,7 @@ def check_mss(opts: Options) -> None:
     if worst is not None and worst - 20 < MSS_MIN:
         d = "tun_mtu_extra" if opts.tun_mtu_extra else "mssfix"
         path, line = opts.source.get(d, (opts.path, None))
-        raise ConfigError(f"mssfix {opts.mssfix or MSSFIX_DEFAULT} less the tunnel's overhead"
+        raise ConfigError(f"mssfix {n} less the tunnel's overhead"
                           f"{f' and tun-mtu-extra {opts.tun_mtu_extra}' if opts.tun_mtu_extra else ''} leaves TCP "
                           f"an MSS of {worst} ({worst - 20} over IPv6), below {MSS_MIN + 20}: no TCP connection "
                           "could use the tunnel; raise mssfix or lower tun-mtu-extra", path, line, d.replace("_", "-"))

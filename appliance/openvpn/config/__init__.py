@@ -14,12 +14,12 @@ from ..peernames import ERRORS
 from ..regular_file import CONFIG, KEY_MATERIAL, NOT_REGULAR, read_limited, read_regular_file
 from .ccd import parse_ccd
 from .lexer import tokenize
-from .model import DEFAULT_CIPHERS, MSSFIX_DEFAULT, CcdOptions, ConfigErrors, Options, Remote, Route
+from .model import DEFAULT_CIPHERS, MSSFIX_DEFAULT, TUN_MTU_DEFAULT, CcdOptions, ConfigErrors, Options, Remote, Route
 from .parser import ParseState
 from .render import render_options
 from .table import TABLE
 
-__all__ = ["CcdOptions", "ConfigError", "ConfigErrors", "DEFAULT_CIPHERS", "MSSFIX_DEFAULT", "Options", "Remote",
+__all__ = ["CcdOptions", "ConfigError", "ConfigErrors", "DEFAULT_CIPHERS", "MSSFIX_DEFAULT", "Options", "TUN_MTU_DEFAULT", "Remote",
            "Route", "TABLE", "load_config", "parse_ccd", "parse_config", "render_options", "tokenize"]
 
 

@@ -16,7 +16,8 @@ OpenVPN 2.6's rules, checked with Debian's 2.6.14 (`--verb 4` prints each entry)
 - `tls-auth` in a block resets the direction (bidirectional) unless it names one, so a
   `key-direction` before it, or without a `tls-auth` in the block, is dropped by 2.6;
 - a block's `mssfix` (or max-packet-size's) is replaced by 2.6's default unless the profile has
-  a global `mssfix N` (options_postprocess_mutate_ce reads the global one);
+  a global `mssfix N` (options_postprocess_mutate_ce reads the global one); that default is
+  decided by the profile's tun-mtu, not the block's (settings.mssfix_in_force);
 - `connect-retry-max` in a block sets nothing that lasts (it is global);
 - `link-mtu` gives each connection the TUN MTU of its own protocol (TCP's framing is 2 bytes).
 What 2.6 would drop is refused at its line here, as elsewhere: a user's line must mean something.
@@ -28,7 +29,7 @@ import dataclasses
 
 from ..errors import Loc
 from .lexer import lines
-from .model import Options, Remote
+from .model import TUN_MTU_DEFAULT, Options, Remote
 from .parser import OWN, PER_CONNECTION, REFUSED_IN_BLOCK, ParseState, norm_proto
 
 KEYS = ("tls_auth", "tls_crypt", "tls_crypt_v2")
@@ -177,6 +178,9 @@ def finish_entries(p: ParseState) -> None:
             e.proto_family = r.family or None
         e.port = r.port
         e.remotes, e.connection_remotes = [r], []
+        # 2.6 decides a block's default mssfix by the profile's tun-mtu, not the block's
+        # (options_postprocess_mutate_ce reads o->ce.tun_mtu): settings.mssfix_in_force.
+        e.global_tun_mtu = o.tun_mtu if "tun_mtu" in o.source else TUN_MTU_DEFAULT
         _check_entry(p, o, e, block)
         out.append(dataclasses.replace(r, entry=e))
     o.remotes = out

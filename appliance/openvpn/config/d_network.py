@@ -328,15 +328,17 @@ def _tun_mtu_max(p: ParseState, d: str, a: list[str], inline: str | None) -> Non
         p.set("tun_mtu_max", n)
 
 
-@reg.apply("mssfix", why="TCP MSS clamping; OpenVPN 2.6 meaning of N with and without `mtu`",
-           sets=("mssfix", "mssfix_mtu"), used_by="pump", nargs=(0, 2))
+@reg.apply("mssfix", why="TCP MSS clamping; OpenVPN 2.6 meaning of N with and without `mtu` or `fixed`",
+           sets=("mssfix", "mssfix_mtu", "mssfix_fixed"), used_by="pump", nargs=(0, 2))
 def _mssfix(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
-    """OpenVPN 2.6 (options.c): `mssfix` alone = 1492 counting the outer IP+UDP headers (`mtu`);
+    """OpenVPN 2.6 (options.c): `mssfix` alone = its default, as if absent (settings.mssfix_in_force);
     `mssfix N` = N bytes of encapsulated UDP payload (outer headers not counted) unless `mtu`
-    follows; `mssfix 0` turns clamping off."""
+    follows; `mssfix N fixed` = N is the inner IP packet, nothing of the tunnel counted (the
+    default 2.6 takes with a tun-mtu other than 1500); `mssfix 0` turns clamping off."""
     if not a:
         p.set("mssfix", None)
         p.set("mssfix_mtu", True)
+        p.set("mssfix_fixed", False)
         return
     n = p.int_arg(d, a[0], 0, 65535)
     if n is None:
@@ -345,11 +347,9 @@ def _mssfix(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
     if flag not in (None, "mtu", "fixed"):
         p.err(d, f"unknown flag {flag} (expects mtu or fixed)")
         return
-    if flag == "fixed":
-        p.err(d, "`mssfix N fixed` is not supported; use `mssfix N` or `mssfix N mtu`")
-        return
     p.set("mssfix", n)
     p.set("mssfix_mtu", flag == "mtu")
+    p.set("mssfix_fixed", flag == "fixed")
 
 
 @reg.apply("fragment", why="OpenVPN's own fragmentation: every data payload carries its 4-byte fragment "

@@ -20,7 +20,8 @@ from ..replay import DEFAULT_SIZE as DEFAULT_REPLAY_WINDOW
 from ..replay import DEFAULT_TIME_LIMIT as DEFAULT_REPLAY_TIME
 
 DEFAULT_CIPHERS = list(DEFAULT_DATA_CIPHERS)
-MSSFIX_DEFAULT = 1492          # OpenVPN 2.6: `mssfix` alone or absent means `mssfix 1492 mtu`
+MSSFIX_DEFAULT = 1492          # OpenVPN 2.6: `mssfix` alone or absent means `mssfix 1492 mtu` (tun-mtu 1500)
+TUN_MTU_DEFAULT = 1500         # and with any other tun-mtu, `mssfix <tun-mtu> fixed` (settings.mssfix_in_force)
 
 
 class ConfigErrors(ConfigError):
@@ -207,9 +208,12 @@ class Options:
     dev: str = "tun"
     dev_type: str = "tun"                       # tun (layer 3) or tap (layer 2: a client only), finish() decides
     server_bridge: tuple[str, str, str, str] | str | None = None   # server-bridge IP MASK START END | "dhcp" | "nogw"
-    tun_mtu: int = 1500
-    mssfix: int | None = None                   # None: OpenVPN's default (1492, mtu); 0: off
+    tun_mtu: int = TUN_MTU_DEFAULT
+    mssfix: int | None = None                   # None: OpenVPN's default (settings.mssfix_in_force); 0: off
     mssfix_mtu: bool = True                     # the value counts the outer IP+UDP/TCP headers
+    mssfix_fixed: bool = False                  # `mssfix N fixed`: N is the inner IP packet (MSS = N - 40)
+    global_tun_mtu: int | None = None           # a connection entry's: the profile's own tun-mtu, which 2.6
+                                                # compares with 1500 for the default mssfix (None: tun_mtu)
     fragment: int = 0                           # fragment N: datagrams of at most N bytes (0: off)
     fragment_mtu: bool = False                  # `fragment N mtu`: N counts the outer IP+UDP headers
     tun_mtu_extra: int = 0                      # tun-mtu-extra: counted against mssfix, as OpenVPN (tap: 32)
@@ -341,4 +345,4 @@ class Options:
 
 
 # Fields no directive sets directly: derived in finish() or bookkeeping.
-DERIVED_FIELDS = frozenset({"path", "ignore_scripts", "cmdline", "role", "p2p", "source", "notes"})
+DERIVED_FIELDS = frozenset({"path", "ignore_scripts", "cmdline", "role", "p2p", "source", "notes", "global_tun_mtu"})
