@@ -255,7 +255,7 @@ def test_check_shows_the_mss_openvpn_would_clamp_to():
     # The CBC cipher has more overhead, so it decides: OpenVPN's figures for AES-256-CBC/SHA1.
     want = {p: tcp_mss(o, None, p == "tcp", cipher="AES-256-CBC") for p in ("tcp", "udp")}
     assert want["udp"] < tcp_mss(o, None, False, cipher="AES-256-GCM")
-    assert line == [f"tcp-mss = {want}   # derived: mssfix, proto, data-ciphers (OpenVPN 2.6 rules)"]
+    assert line == [f"tcp-mss = {want}   # derived: mssfix, tun-mtu, proto, data-ciphers (OpenVPN 2.6 rules)"]
     off = parse_config(BASE + "mssfix 0\n", "/p/c.ovpn", _no_files)
     assert "tcp-mss = {'udp': None}" in render_options(off)
 

@@ -56,4 +56,4 @@ def _derived_mss(o: Options) -> str:
     protos = sorted({r.proto for r in o.remotes} or {o.proto})
     names = list(o.data_ciphers) + [c for c in (o.data_ciphers_fallback, o.cipher) if c]
     mss = {p: min(tcp_mss(o, None, p == "tcp", cipher=c) or 0 for c in names) or None for p in protos}
-    return f"tcp-mss = {mss}   # derived: mssfix, proto, data-ciphers (OpenVPN 2.6 rules)"
+    return f"tcp-mss = {mss}   # derived: mssfix, tun-mtu, proto, data-ciphers (OpenVPN 2.6 rules)"
