@@ -23,6 +23,7 @@ import re
 import secrets
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -155,17 +156,20 @@ def _start(ns: Netns, code: str, *args: str) -> subprocess.Popen:
 
 
 def _line(p: subprocess.Popen, want: str, timeout: float = 30.0) -> str:
-    """The next line of `p`'s output, which must start with `want` (bounded by a timer kill)."""
-    timer = time.monotonic() + timeout
+    """The next line of `p`'s output, which must start with `want` (bounded by a timer kill: a
+    helper that prints nothing and stays up would leave readline() blocked past any deadline
+    checked between lines; killed, its output ends and readline() returns)."""
+    timer = threading.Timer(timeout, p.kill)
+    timer.start()
     got = []
-    while time.monotonic() < timer:
-        line = p.stdout.readline()
-        if not line:
-            break
-        got.append(line)
-        if line.startswith(want):
-            return line
-    raise AssertionError(f"no {want!r} from the helper: {''.join(got)[-3000:]}")
+    try:
+        for line in iter(p.stdout.readline, ""):
+            got.append(line)
+            if line.startswith(want):
+                return line
+    finally:
+        timer.cancel()
+    raise AssertionError(f"no {want!r} from the helper within {timeout} s: {''.join(got)[-3000:]}")
 
 
 def _end(p: subprocess.Popen) -> str:
