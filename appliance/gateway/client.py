@@ -1063,6 +1063,11 @@ class ClientGateway(SignalWakes):
             self._takeover.drop(c.link)
         for t in ("poll", "engine", "session", "p2p-candidate", "p2p-handshake", "route-delay"):        # session-timeout counts within a connection
             self.pump.timers.cancel(t)
+        # inactive too: the pause before the next attempt belongs to no server (2.6 sets its
+        # timers up afresh at each start, do_init_timers), and a pulled `inactive N` left armed
+        # here ended the whole client N s into a longer pause, before it reached the next server.
+        self.pump.timers.cancel("inactive")
+        self._inactive = None
         if c is not None:
             self.pump.unwatch(c.link)
             c.link.close()

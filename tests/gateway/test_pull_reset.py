@@ -45,3 +45,23 @@ def test_pulled_timers_end_with_their_connection(pki, profile, armed_after):
     start = w.clock.t
     assert w.run(lambda: w.clock.t >= start + 3700 or c.result is not None, max_time=3800, max_steps=200_000)
     assert c.result is None or armed_after, c.result
+
+
+def test_a_pulled_inactive_does_not_run_in_the_pause_before_the_next_connection(pki):
+    """The pause between connections (connect-retry, a server's backoff, a name being resolved)
+    belongs to no server: 2.6 runs no inactivity check there (its timers are set up afresh at
+    each start, do_init_timers). Ours left the pulled `inactive` armed through it, so a first
+    server's `inactive 20` ended the whole client (status 0, no retry) 20 s into a 60 s pause,
+    before it ever reached the next, honest server."""
+    w = World()
+    gw, holder = w.add_reloadable_server(server_conf(pki, extra='push "inactive 20"'))
+    c = w.add_client(client_conf(pki, extra="connect-retry 60 120"))
+    assert w.run(lambda: c.conn is not None and c.conn.was_up, max_time=30)
+    assert c._inactive is not None and c._inactive.seconds == 20
+    holder["conf"] = server_conf(pki)                   # the next server pushes none
+    assert gw.ops.reload()
+    t0 = w.clock.t
+    _reconnect(w, c)
+    assert w.clock.t - t0 >= 60                         # through the whole pause
+    assert c.result is None, c.result                   # not ended in the pause
+    assert not c.pump.timers.armed("inactive") and c._inactive is None     # the profile has none
