@@ -198,6 +198,7 @@ def test_a_pushed_shaper_lasts_its_connection(pki):
     c = w.add_client(client_conf(pki))
     assert w.run(lambda: c.conn is not None and c.conn.was_up, max_time=30)
     assert c.shaper is not None and c.shaper.rate == 1000
+    assert w.client_nets[0].tun.tso is False            # one packet a read while shaped
     holder["conf"] = server_conf(pki)                   # the server pushes no shaper from now on
     assert gw.ops.reload()
     seen: list = []
@@ -210,6 +211,7 @@ def test_a_pushed_shaper_lasts_its_connection(pki):
     assert w.run(lambda: c.connections == before + 1 and c.conn is not None and c.conn.was_up, max_time=60)
     assert seen and not seen[-1], seen                  # this push had no shaper ...
     assert c.shaper is None                             # ... and the pulled one went with its connection
+    assert w.client_nets[0].tun.tso is True             # TSO back on with it (same device)
     pkts = [ipv4_udp(w.client_addr(), SERVER_TUN, bytes([i]) * 900) for i in range(30)]
     for p in pkts:
         w.client_nets[0].tun.inject(p)
