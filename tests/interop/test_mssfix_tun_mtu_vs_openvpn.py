@@ -58,3 +58,27 @@ def test_syn_mss_with_tun_mtu_as_debians_client(tmp_path):
         print(f"SYN MSS at the server (Debian's client, ours): {seen}; their TUN MTUs: {tun_mtus}")
         assert seen == {1400: ("1360", "1360"), 1300: ("1260", "1260")}, seen
         assert all(a == b for a, b in tun_mtus.values()), tun_mtus     # the pushed tun-mtu taken alike
+
+
+def test_a_server_with_tun_mtu_1400_clamps_its_clients_syns_as_debians(tmp_path):
+    """The server side of the same default: Debian's server and ours, each with `tun-mtu 1400`,
+    and one Debian client that clamps nothing itself (`mssfix 0`) and keeps its TUN at 1500
+    (`pull-filter ignore "tun-mtu"`: its kernel's SYN says MSS 1460). The SYN reaches each
+    server's TUN at MSS 1360 (tun-mtu - 40): the server clamps what comes out of the tunnel as
+    2.6's does (mss_fixup on the link-to-TUN way too). Before mss41 ours let 1400 through."""
+    with Lab(clients=["client1"], tmp=tmp_path) as lab:
+        seen = {}
+        for kind in ("openvpn", "ours"):
+            srv = lab.udp_server(kind, server_config(lab.pki, extra="tun-mtu 1400\n"), f"srv-{kind}")
+            cli = None
+            try:
+                cli = lab.openvpn(lab.cli, client_profile(lab.pki, extra='mssfix 0\npull-filter ignore "tun-mtu"\n'),
+                                  f"cli-{kind}")
+                assert _tun_mtu(lab.cli) == 1500
+                seen[kind] = _syn_mss(lab, lab.cli, f"to-{kind}")
+            finally:
+                if cli is not None:
+                    cli.stop(5)
+                srv.stop(5)
+        print(f"SYN MSS at the server's TUN from Debian's client (mssfix 0, its TUN at 1500), the servers' tun-mtu 1400: {seen}")
+        assert seen == {"openvpn": "1360", "ours": "1360"}, seen
