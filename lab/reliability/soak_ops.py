@@ -22,6 +22,16 @@ connecting, renegotiating and leaving in a loop, while a driver
   same tunnel address, and the management `status` row must keep its client ID, peer-id and
   connected-since across the restart (as 2.6's instance for that address takes the new reset).
 
+- (`--proto tcp`) the same over TCP (the in-place restarters aside: a TCP client has no fixed port);
+- (`--status-poll S`) polls the management `status 2` every S s, each reply's time kept;
+- (`--conn-client`) keeps one of our clients up with a profile of two `<connection>` blocks, the
+  first unreachable (a port nothing listens on, `server-poll-timeout 4`), and restarts it
+  (SIGUSR1) every 15-40 s: each time it must be back within 60 s, its RSS and fds sampled too.
+
+`--reload-every LO HI` sets the SIGHUPs' spacing (50-70 s by default). With the server's
+PYTHONPATH on lab/reliability/loopwatch and LOOPWATCH set (`--server-env`), each sample also
+says the longest loop step since the last one; each also counts the server's log lines.
+
 Every 30 s: the server's RSS, fds, threads, CPU, and SIGUSR2's `statistics: held` line. Then the
 same with Debian's server in our server's place (without management-client-auth: it serves one
 management client at a time), under the same checks -- there a finding is one of the clients'
@@ -131,6 +141,11 @@ class Soak(SoakBase):
         self.reload_now = threading.Event()
         self.variant = 0
         self.mgmt_lock = threading.Lock()        # Debian's server serves one management client at a time
+        self.apart = {"rv", "cb"}                # clients with checks of their own (revoked; <connection> blocks)
+        self.conn_proc: Proc | None = None       # the <connection>-block client (--conn-client)
+        self.status_ms: list[float] = []         # --status-poll: each reply's time
+        self.log_lines = 0                       # the server's log lines at the last sample
+        self.loopwatch_at = 0                    # how far LOOPWATCH was read
 
     # ---- bookkeeping
     def finding(self, key: str, text: str) -> None:
@@ -154,7 +169,7 @@ class Soak(SoakBase):
                  f"push \"dhcp-option DOMAIN soak{v % 2}.example\"\n")
         if kind == "ours":
             extra += "management-client-auth\n"
-        return server_config(self.lab.pki, extra=extra)
+        return server_config(self.lab.pki, self.a.proto, extra=extra)
 
     def write_ccd(self) -> None:
         v = self.variant
@@ -171,9 +186,11 @@ class Soak(SoakBase):
         """A churning client's profile; `in_place`: one restarting from its own address and port
         (a fixed lport; 2.6 sends its exit notification at SIGTERM, not at SIGUSR1, so the server
         learns of such a restart from the new reset only)."""
-        conf = client_profile(self.lab.pki, "udp", client=cn, remotes=[(f"198.18.{i + 1}.1", 1194, "udp")],
-                              extra=(f"auth-user-pass {self.lab.tmp / 'creds.txt'}\nexplicit-exit-notify 1\n"
-                                     f"connect-retry 1 4\nhand-window {hand}\n"))
+        proto = self.a.proto
+        conf = client_profile(self.lab.pki, proto, client=cn, remotes=[(f"198.18.{i + 1}.1", 1194, proto)],
+                              extra=(f"auth-user-pass {self.lab.tmp / 'creds.txt'}\n"
+                                     + ("explicit-exit-notify 1\n" if proto == "udp" else "")
+                                     + f"connect-retry 1 4\nhand-window {hand}\n"))
         return conf.replace("nobind\n", f"lport {RESTART_PORT}\n") if in_place else conf
 
     def restarts_in_place(self, i: int) -> bool:
@@ -466,17 +483,17 @@ class Soak(SoakBase):
         # after that is a finding against Debian's server too -- there, of the clients' side
         settled = {cn for cn, v in up.items() if now - v["t"] > 8}
         real = {cn for cn in settled if up[cn]["up"]}
-        for cn in sorted(settled - {"rv"}):
+        for cn in sorted(settled - self.apart):
             if (cn in st) != (cn in real):
                 self.finding("mgmt status vs clients", f"{cn}: up per client {cn in real}, in status {cn in st}")
             elif cn in st and up[cn]["virt"] and st[cn]["virt"] != up[cn]["virt"]:
                 self.finding("mgmt status address", f"{cn}: {st[cn]['virt']} in status, {up[cn]['virt']} on tun0")
-        for cn in sorted(settled - {"rv"}):
+        for cn in sorted(settled - self.apart):
             if now - up[cn]["t"] > 8 + age and (cn in filed) != (cn in st):
                 self.finding("status file vs mgmt", f"{cn}: in file {cn in filed}, in mgmt {cn in st} "
                              f"(file {age:.1f} s old)")
         with self.lock:
-            unknown = set(st) - set(self.up) - {"rv", "UNDEF"}     # UNDEF: 2.6's row of a handshake under way
+            unknown = set(st) - set(self.up) - self.apart - {"UNDEF"}     # UNDEF: 2.6's row of a handshake under way
         if unknown:
             self.finding("status unknown names", f"{sorted(unknown)}")
         with self.lock:
@@ -493,7 +510,7 @@ class Soak(SoakBase):
     def reloader(self) -> None:
         rng = random.Random(self.a.seed + 11)
         while not self.done.is_set():
-            asked = self.reload_now.wait(rng.uniform(50, 70))
+            asked = self.reload_now.wait(rng.uniform(*self.a.reload_every))
             self.reload_now.clear()
             if self.done.is_set() or self.server is None or not self.server.alive() or not self.gate.is_set():
                 continue
@@ -552,6 +569,121 @@ class Soak(SoakBase):
                 self.reload_now.set()
             self.count("CRL swaps revoking" if rev else "CRL swaps unrevoking")
 
+    # ---- --status-poll: the management `status 2`, as a monitoring system polls it
+    def status_poller(self) -> None:
+        while not self.done.wait(self.a.status_poll):
+            if self.server is None or not self.server.alive() or not self.gate.is_set():
+                continue
+            with self.mgmt_lock:
+                t = time.monotonic()
+                try:
+                    m = Mgmt(self.sock)
+                    try:
+                        st = parse_status(m.command("status 2", True))
+                    finally:
+                        m.close()
+                except socket.timeout:
+                    self.finding("status poll blocked", f"no reply within {REPLY_LIMIT} s")
+                    continue
+                except (OSError, ConnectionError) as e:
+                    if self.server is not None and self.server.alive():
+                        self.finding("status poll", f"{e!r}")
+                    continue
+                took = time.monotonic() - t
+            self.count("status polls answered")
+            with self.lock:
+                self.status_ms.append(took * 1000)
+            if took > 3:
+                self.finding("status poll slow", f"`status 2` took {took:.1f} s ({len(st)} rows)")
+
+    # ---- --conn-client: ours, two <connection> blocks, the first unreachable, restarted by SIGUSR1
+    def conn_client_conf(self, index: int) -> str:
+        ip = f"198.18.{index + 1}.1"
+        base = client_profile(self.lab.pki, self.a.proto, client="cb")
+        return ("".join(ln for ln in base.splitlines(keepends=True) if not ln.startswith(("remote ", "proto ")))
+                + f"auth-user-pass {self.lab.tmp / 'creds.txt'}\nconnect-retry 1 4\n"
+                f"<connection>\nremote {ip} 1195 udp\nserver-poll-timeout 4\nexplicit-exit-notify 1\n</connection>\n"
+                f"<connection>\nremote {ip} 1194 {self.a.proto}\n"
+                + ("explicit-exit-notify 1\n" if self.a.proto == "udp" else "") + "</connection>\n")
+
+    def conn_client(self, ns: Netns, index: int) -> None:
+        rng = random.Random(self.a.seed + 17)
+        conf = self.lab.write("cb.ovpn", self.conn_client_conf(index))
+        while not self.done.is_set():
+            if not self.gate.wait(1) or self.done.is_set():
+                continue
+            p = self.lab.start(ns, [OUR_BIN, "run", str(conf)], "cb")
+            self.conn_proc = p
+            try:
+                t = time.monotonic()
+                if not p.wait_for(UP["ours"], 60):
+                    if not self.cut.is_set():
+                        self.finding("conn-block client not up", f"not up 60 s after start: {p.log()[-1500:]!r}")
+                    continue
+                self.count("conn-block client starts up")
+                if ":1195" in p.log():
+                    self.count("conn-block starts through the first block")
+                self.note(f"conn-block client up in {time.monotonic() - t:.1f} s (pid {p.p.pid})")
+                # In turn: SIGUSR1 (2.6 keeps the block that was up: init.c's no_advance), the
+                # server's RESTART by `client-kill` (clears it: the next block, round to the
+                # unreachable first), a new start (both blocks from the first)
+                for n in range(10 ** 9):
+                    if self.cut.wait(rng.uniform(15, 40)) or not self.gate.is_set() or self.done.is_set():
+                        break
+                    how = ("SIGUSR1", "client-kill", "new start")[n % 3]
+                    if how == "new start":
+                        self.count("conn-block new starts")
+                        break
+                    with self.lock:
+                        self.intended["cb"] = time.monotonic() + 60
+                    mark = len(p.log())
+                    t = time.monotonic()
+                    if how == "SIGUSR1":
+                        p.p.send_signal(signal.SIGUSR1)
+                    else:
+                        st = self.mgmt_status() or {}
+                        if "cb" not in st:
+                            self.note("conn-block client not in status for client-kill")
+                            continue
+                        with self.mgmt_lock:
+                            try:
+                                m = Mgmt(self.sock)
+                                try:
+                                    m.command(f"client-kill {st['cb']['cid']}", False)
+                                finally:
+                                    m.close()
+                            except (OSError, ConnectionError) as e:
+                                self.finding("conn-block client-kill", repr(e))
+                                continue
+                    self.count(f"conn-block restarts by {how}")
+                    while (time.monotonic() - t < 60 and not self.cut.is_set()
+                           and UP["ours"] not in p.log()[mark:]):
+                        time.sleep(0.3)
+                    after = p.log()[mark:]
+                    if UP["ours"] not in after:
+                        if not self.cut.is_set():
+                            self.finding("conn-block restart not back", f"60 s after {how}: {after[-1500:]!r}")
+                        break
+                    took = time.monotonic() - t
+                    with self.lock:
+                        self.intended["cb"] = time.monotonic()
+                        k = f"conn-block back after {how} (ms max)"
+                        self.c[k] = max(self.c.get(k, 0), int(took * 1000))
+                    self.count(f"conn-block back after {how}")
+                    if ":1195" in after:
+                        self.count(f"conn-block through the first block after {how}")
+                    r = ns.run("ping -n -q -c 3 -i 0.3 -W 2 198.19.0.1", check=False, timeout=20)
+                    got = re.search(r"(\d+) received", r.stdout)
+                    self.count("conn-block pings sent", 3)
+                    self.count("conn-block pings answered", int(got.group(1)) if got else 0)
+            finally:
+                self.conn_proc = None
+                p.stop(8)
+                with open(self.a.out / "cb.log", "a") as f:
+                    f.write(p.log())
+                self.forget(p, lab_checks=False)
+                p.log_path.unlink(missing_ok=True)
+
     # ---- sampling
     def sample(self, t0: float) -> dict:
         s: dict = {"t": round(time.monotonic() - t0), "phase": self.kind}
@@ -559,10 +691,35 @@ class Soak(SoakBase):
             s["server"] = proc_info(self.server.p.pid)
             if self.kind == "ours" and s["server"]:
                 s["server"]["held"] = held(self.server)
+            try:
+                with open(self.server.log_path, "rb") as f:
+                    n = sum(1 for _ in f)
+            except OSError:
+                n = self.log_lines
+            s["log_lines"] = n - self.log_lines
+            self.log_lines = n
+        lw = self.a.server_env.get("LOOPWATCH")
+        if lw and os.path.exists(lw):
+            with open(lw) as f:
+                f.seek(self.loopwatch_at)
+                rows = [json.loads(x) for x in f.read().splitlines() if x.strip()]
+                self.loopwatch_at = f.tell()
+            if rows:
+                s["loop_max_ms"] = max(r["max_ms"] for r in rows)
+                s["loop_over_20_50_100_500ms"] = [sum(r["over_20_50_100_500ms"][i] for r in rows) for i in range(4)]
+        if self.conn_proc is not None:
+            s["conn_client"] = proc_info(self.conn_proc.p.pid)
+        with self.lock:
+            ms, self.status_ms = self.status_ms, []
+        if ms:
+            s["status_poll_ms_max"] = round(max(ms), 1)
+            s["status_polls"] = len(ms)
         self.record(s)
         srv = s.get("server", {})
         print(f"  t={s['t']:5d}s {self.kind:7s} RSS {srv.get('rss', 0):6.1f} fds {srv.get('fds', 0):3d} "
               f"thr {srv.get('threads', 0):2d} cpu {srv.get('cpu', 0):7.1f} held {srv.get('held', {})} "
+              f"log+{s.get('log_lines', 0)} loop {s.get('loop_max_ms')} ms {s.get('loop_over_20_50_100_500ms')} "
+              f"status {s.get('status_polls', 0)}x max {s.get('status_poll_ms_max')} ms cb {s.get('conn_client')} "
               f"| active {s['active']} " + json.dumps(s["counts"], sort_keys=True), flush=True)
         return s
 
@@ -573,7 +730,7 @@ class Soak(SoakBase):
                 else [OPENVPN, "--config", str(self.conf_path)])
         self.server = srv = self.lab.start(self.lab.srv, argv, f"srv-{kind}",
                                            env=(self.a.server_env or None) if kind == "ours" else None)
-        if not srv.wait_for(r"listening on UDP" if kind == "ours" else "Initialization Sequence Completed", 180):
+        if not srv.wait_for(r"listening on (UDP|TCP)" if kind == "ours" else "Initialization Sequence Completed", 180):
             raise RuntimeError(f"server {kind} did not start: {srv.log()[-2000:]}")
         time.sleep(1)
         res: dict = {"kind": kind, "start": proc_info(srv.p.pid)}
@@ -615,6 +772,7 @@ class Soak(SoakBase):
         shutil.copy(srv.log_path, self.a.out / f"srv-{kind}.log")
         res["faults_in_log"] = count_in(srv.log_path, re.compile(r"Traceback|--- Logging error|CRITICAL|internal error"))
         self.server = None
+        self.log_lines = 0
         self.note(f"phase {kind} done: {json.dumps(res)}")
         return res
 
@@ -625,12 +783,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ours", type=int, default=4, help="of them ours")
     ap.add_argument("--churn", type=int, default=4,
                     help="of them Debian's restarting in place (fixed lport, SIGUSR1 every 1-6 s; our server's phase)")
+    ap.add_argument("--proto", choices=("udp", "tcp"), default="udp")
+    ap.add_argument("--reload-every", type=float, nargs=2, default=(50, 70), metavar=("LO", "HI"),
+                    help="seconds between SIGHUPs, drawn between LO and HI")
+    ap.add_argument("--status-poll", type=float, default=0, help="poll the management `status 2` every S s (0: not)")
+    ap.add_argument("--conn-client", action="store_true",
+                    help="one of our clients with two <connection> blocks (the first unreachable), restarted by SIGUSR1")
     ap.add_argument("--server-env", action="append", default=[], metavar="NAME=VALUE",
                     help="environment of our server (e.g. PYTHONPATH to a sitecustomize that samples its heap)")
     a = ap.parse_args(argv)
     a.server_env = dict(e.split("=", 1) for e in a.server_env)
+    if a.proto == "tcp":
+        a.churn = 0             # in-place restarts need a fixed source port: UDP's
     a.out.mkdir(parents=True, exist_ok=True)
-    certs = [f"c{i}" for i in range(a.clients)] + ["rv"]
+    certs = [f"c{i}" for i in range(a.clients)] + ["rv", "cb"]
     tmp = Path(f"/tmp/soakops-{os.getpid()}")
     tmp.mkdir()
     summary: dict = {"args": {k: str(v) for k, v in vars(a).items()}}
@@ -649,6 +815,10 @@ def main(argv: list[str] | None = None) -> int:
         threads += [threading.Thread(target=soak.rv_client, args=(rv_ns,), daemon=True)]
         threads += [threading.Thread(target=f, daemon=True)
                     for f in (soak.mgmt_auth, soak.mgmt_poker, soak.reloader, soak.crl_swapper)]
+        if a.status_poll > 0:
+            threads.append(threading.Thread(target=soak.status_poller, daemon=True))
+        if a.conn_client:
+            threads.append(threading.Thread(target=soak.conn_client, args=(lab.add_client_ns(46), 46), daemon=True))
         for t in threads:
             t.start()
         try:
