@@ -631,11 +631,11 @@ class Soak(SoakBase):
                     if self.cut.wait(rng.uniform(15, 40)) or not self.gate.is_set() or self.done.is_set():
                         break
                     how = ("SIGUSR1", "client-kill", "new start")[n % 3]
+                    with self.lock:     # a reload's check then takes its absence as the driver's doing
+                        self.intended["cb"] = time.monotonic() + 60
                     if how == "new start":
                         self.count("conn-block new starts")
                         break
-                    with self.lock:
-                        self.intended["cb"] = time.monotonic() + 60
                     mark = len(p.log())
                     t = time.monotonic()
                     if how == "SIGUSR1":
