@@ -21,9 +21,9 @@ def _install(out) -> None:
 
     from appliance.gateway import loop
 
-    state = {"wait": 0.0, "max": 0.0, "n": 0, "over": [0, 0, 0, 0], "t0": time.monotonic()}
+    state = {"wait": 0.0, "max": 0.0, "max_cpu": 0.0, "n": 0, "over": [0, 0, 0, 0]}
     limits = (0.02, 0.05, 0.1, 0.5)
-    perf = time.perf_counter
+    perf, cpu = time.perf_counter, time.thread_time
     wait0, step0 = loop.SelectorWaiter.wait, loop.Pump.step
 
     def wait(self, timeout):  # noqa: ANN001, ANN202
@@ -35,14 +35,16 @@ def _install(out) -> None:
 
     def step(self, block: bool = True) -> bool:
         state["wait"] = 0.0
-        t = perf()
+        t, c = perf(), cpu()
         try:
             return step0(self, block)
         finally:
             work = perf() - t - state["wait"]
             state["n"] += 1
             if work > state["max"]:
-                state["max"] = work
+                # with the loop thread's CPU time: far below the wall time, the step waited for a
+                # CPU (a loaded machine), not for its own work
+                state["max"], state["max_cpu"] = work, cpu() - c
             for i, lim in enumerate(limits):
                 if work > lim:
                     state["over"][i] += 1
@@ -55,9 +57,10 @@ def _install(out) -> None:
             time.sleep(every)
             # a window's figures swapped out in one go (the loop's thread may be mid-step: one
             # step's count lands in either window, never lost)
-            mx, n, over = state["max"], state["n"], list(state["over"])
-            state["max"], state["n"], state["over"] = 0.0, 0, [0, 0, 0, 0]
-            out.write(json.dumps({"t": round(time.time(), 1), "max_ms": round(mx * 1000, 2), "steps": n,
+            mx, mc, n, over = state["max"], state["max_cpu"], state["n"], list(state["over"])
+            state["max"], state["max_cpu"], state["n"], state["over"] = 0.0, 0.0, 0, [0, 0, 0, 0]
+            out.write(json.dumps({"t": round(time.time(), 1), "max_ms": round(mx * 1000, 2),
+                                  "max_cpu_ms": round(mc * 1000, 2), "steps": n,
                                   "over_20_50_100_500ms": over}) + "\n")
             out.flush()
 
