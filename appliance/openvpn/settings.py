@@ -404,7 +404,8 @@ def mssfix_in_force(opts: Options) -> tuple[int, bool, bool]:
     N 0 for no clamping. The one place the default is decided.
 
     Without `mssfix N` (no mssfix, or `mssfix` alone): `fragment N` gives `N mtu`; else a
-    `link-mtu` (no tun-mtu) leaves clamping off; else the profile's tun-mtu 1500 (the default)
+    `link-mtu` (no tun-mtu) leaves clamping off (or, as 2.6, at the N of an `mssfix N` that a
+    bare `mssfix` followed, with `mtu`); else the profile's tun-mtu 1500 (the default)
     gives `1492 mtu`, and any other tun-mtu gives `<tun-mtu> fixed` -- the TUN's own MTU bounds
     the inner packet, so MSS = tun-mtu - 40 whatever the cipher, tap's tun-mtu-extra or the
     transport. Why 2.6 does so: a non-default tun-mtu is taken to solve the path MTU already.
@@ -417,7 +418,7 @@ def mssfix_in_force(opts: Options) -> tuple[int, bool, bool]:
     if opts.fragment:
         return opts.fragment, True, False
     if opts.link_mtu is not None:
-        return 0, True, False
+        return opts.mssfix_kept, True, False    # 0 unless a bare `mssfix` followed an `mssfix N`
     ref = opts.tun_mtu if opts.global_tun_mtu is None else opts.global_tun_mtu
     if ref == TUN_MTU_DEFAULT:
         return MSSFIX_DEFAULT, True, False

@@ -43,6 +43,18 @@ CASES = [
     ("link-mtu 1400\n", (0, None, False)),                   # no tun-mtu: 2.6 clamps nothing
     ("tun-mtu 1400\nmax-packet-size 1300\n", (1300, True, False)),
     ("dev-type tap\ntun-mtu 1400\n", (1400, True, True)),
+    # given twice (compat42): a later `mssfix N [mtu]` (or max-packet-size) keeps an earlier `fixed`
+    ("mssfix 1300 fixed\nmssfix 1200\n", (1200, False, True)),
+    ("mssfix 1300 fixed\nmssfix 1200 mtu\n", (1200, True, True)),
+    ("mssfix 1300 fixed\nmax-packet-size 1200\n", (1200, True, True)),
+    ("mssfix 1300 fixed\nmssfix 0\n", (0, None, False)),
+    ("mssfix 1300 fixed\nmssfix\n", (1492, True, False)),      # only `mssfix` alone clears it
+    ("tun-mtu 1400\nmssfix 1300 fixed\nmssfix\n", (1400, True, True)),
+    ("mssfix 1300 mtu\nmssfix 1200\n", (1200, False, False)),  # `mtu` is each line's own
+    ("mssfix 1300\nmssfix 1200 mtu\n", (1200, True, False)),
+    ("mssfix 1200 mtu\nmssfix 1300 fixed\n", (1300, None, True)),
+    ("link-mtu 1400\nmssfix 1300\nmssfix\n", (1300, True, False)),  # bare keeps N: link-mtu leaves no default
+    ("link-mtu 1400\nmax-packet-size 1300\nmssfix\nmssfix\n", (1300, True, False)),
 ]
 
 
@@ -97,6 +109,7 @@ BLOCKS = [   # (global lines, first block's lines, 2.6's entry for the block)
     ("tun-mtu 1400\n", "tun-mtu 1300\n", (1300, True, True)),  # ... and N is the block's
     ("tun-mtu 1400\n", "tun-mtu 1500\n", (1500, True, True)),
     ("tun-mtu 1400\n", "", (1400, True, True)),
+    ("mssfix 1300 fixed\n", "mssfix 1200\n", (1200, False, True)),  # the block starts from the global flags
 ]
 
 

@@ -329,13 +329,19 @@ def _tun_mtu_max(p: ParseState, d: str, a: list[str], inline: str | None) -> Non
 
 
 @reg.apply("mssfix", why="TCP MSS clamping; OpenVPN 2.6 meaning of N with and without `mtu` or `fixed`",
-           sets=("mssfix", "mssfix_mtu", "mssfix_fixed"), used_by="pump", nargs=(0, 2))
+           sets=("mssfix", "mssfix_mtu", "mssfix_fixed", "mssfix_kept"), used_by="pump", nargs=(0, 2))
 def _mssfix(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
     """OpenVPN 2.6 (options.c): `mssfix` alone = its default, as if absent (settings.mssfix_in_force);
     `mssfix N` = N bytes of encapsulated UDP payload (outer headers not counted) unless `mtu`
     follows; `mssfix N fixed` = N is the inner IP packet, nothing of the tunnel counted (the
-    default 2.6 takes with a tun-mtu other than 1500); `mssfix 0` turns clamping off."""
+    default 2.6 takes with a tun-mtu other than 1500); `mssfix 0` turns clamping off.
+
+    Given twice, each line changes what 2.6's changes and no more: `mssfix N` and `mssfix N mtu`
+    set N and the `mtu` flag but leave an earlier line's `fixed` (so `mssfix 1300 fixed` then
+    `mssfix 1200` is `1200 fixed`); only `mssfix` alone clears `fixed`, and it keeps the earlier
+    N (mssfix_kept), which 2.6 then clamps with when a link-mtu leaves it no default."""
     if not a:
+        p.set("mssfix_kept", p.o.mssfix if p.o.mssfix is not None else p.o.mssfix_kept)
         p.set("mssfix", None)
         p.set("mssfix_mtu", True)
         p.set("mssfix_fixed", False)
@@ -349,7 +355,8 @@ def _mssfix(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
         return
     p.set("mssfix", n)
     p.set("mssfix_mtu", flag == "mtu")
-    p.set("mssfix_fixed", flag == "fixed")
+    if flag == "fixed":
+        p.set("mssfix_fixed", True)     # never cleared by a later `mssfix N [mtu]`: 2.6's flag sticks
 
 
 @reg.apply("fragment", why="OpenVPN's own fragmentation: every data payload carries its 4-byte fragment "

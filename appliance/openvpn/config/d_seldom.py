@@ -129,7 +129,8 @@ def _redirect_private(p: ParseState, d: str, a: list[str], inline: str | None) -
            nargs=(1, 1))
 def _max_packet_size(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
     """As OpenVPN 2.6 (options.c): the control channel's packets are at most N bytes, clamped to
-    154..2048 with a note, and mssfix is N with `mtu` (a later mssfix line replaces it, as there)."""
+    154..2048 with a note, and mssfix is N with `mtu` (a later mssfix line replaces it, as there;
+    an earlier `mssfix N fixed` keeps its `fixed`, as there)."""
     n = p.int_arg(d, a[0], 0, 65535)
     if n is None:
         return

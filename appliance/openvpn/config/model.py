@@ -212,6 +212,7 @@ class Options:
     mssfix: int | None = None                   # None: OpenVPN's default (settings.mssfix_in_force); 0: off
     mssfix_mtu: bool = True                     # the value counts the outer IP+UDP/TCP headers
     mssfix_fixed: bool = False                  # `mssfix N fixed`: N is the inner IP packet (MSS = N - 40)
+    mssfix_kept: int = 0                        # the N a later bare `mssfix` leaves (2.6 clamps with it under link-mtu)
     global_tun_mtu: int | None = None           # a connection entry's: the profile's own tun-mtu, which 2.6
                                                 # compares with 1500 for the default mssfix (None: tun_mtu)
     fragment: int = 0                           # fragment N: datagrams of at most N bytes (0: off)
