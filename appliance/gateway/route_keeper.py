@@ -21,7 +21,9 @@ still coming back is expected at every flap), as one WARNING once PERSIST checks
 
 Which events are hints (KeptRoutes, net41): only those about the routes kept -- the removal of
 a route in the main table to one of their destinations (out of its device, when the message
-names one), or a change of one of their devices' links. Every other route removal or link
+names one), a change of one of their devices' links, or an IPv4 address of one of their devices
+removed or added (compat42: the kernel flushes the IPv4 routes through a removed address without
+a word, as at a link down; the address's return is when they can go back). Every other route removal or link
 change on the host (a container's veth, a routing daemon's churn, another VPN) cost a check
 each before (atk40): one netlink add per kept route, up to ~1,000 of them.
 """
@@ -33,8 +35,8 @@ import socket
 from typing import Callable, Protocol, Sequence
 
 from ..logpace import NoteLimit, times
-from ..tun.route_watch import link_of, route_of
-from ..tun.rtnl import RT_TABLE_MAIN, RTM_DELROUTE, RTM_NEWLINK
+from ..tun.route_watch import addr_link_of, link_of, route_of
+from ..tun.rtnl import RT_TABLE_MAIN, RTM_DELADDR, RTM_DELROUTE, RTM_NEWADDR, RTM_NEWLINK
 from .loop import Pump
 
 log = logging.getLogger("vpn-appliance")
@@ -63,7 +65,9 @@ class KeptRoutes:
     RTM_DELROUTE of the main table for one of their (family, destination, prefix length), out
     of that route's device (or naming none: a multipath or unreachable route), or an
     RTM_NEWLINK of one of their devices (a link down drops its IPv4 routes without any
-    RTM_DELROUTE). A message too short to tell is a hint. `kept()` is the live list of route
+    RTM_DELROUTE), or an IPv4 RTM_DELADDR / RTM_NEWADDR on one of them (an address's removal
+    drops the IPv4 routes through it just as silently; they can go back once it returns). A
+    message too short to tell is a hint. `kept()` is the live list of route
     specs (RouteSet.added): its index is rebuilt when the list holds other specs than last time
     (compared by identity, the old ones held so no id is reused), so a push's routes count from
     the moment they are added; a check costs len(kept) identity comparisons."""
@@ -108,6 +112,12 @@ class KeptRoutes:
             self._current()
             oifs = self._dsts.get((family, dst, plen))
             return oifs is not None and (oif is None or None in oifs or oif in oifs)
+        if kind in (RTM_DELADDR, RTM_NEWADDR):
+            addr = addr_link_of(msg)
+            if addr is None:
+                return True
+            self._current()
+            return addr[0] == socket.AF_INET and addr[1] in self._oifs
         return True
 
 

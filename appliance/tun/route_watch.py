@@ -1,12 +1,16 @@
-"""The kernel's word that a link changed or a route went (rtnetlink RTM_NEWLINK / RTM_DELROUTE),
-for the client's route keeper (gateway/route_keeper.py).
+"""The kernel's word that a link changed, a route went or an IPv4 address came or went (rtnetlink
+RTM_NEWLINK / RTM_DELROUTE / RTM_NEWADDR / RTM_DELADDR), for the client's route keeper
+(gateway/route_keeper.py).
 
 Why: a link down/up of the WAN NIC keeps its IPv4 address but the kernel drops every IPv4 route
 out of it -- the tunnel's host route to the VPN server among them, silently (no RTM_DELROUTE for
 routes flushed at link down: only the link's own RTM_NEWLINK says anything). With
 redirect-gateway the server's packets then followed 0/1 + 128/1 into the tunnel itself until
 ping-restart (30-120 s). With this port on the pump the client puts its routes back within
-a second of the link's return.
+a second of the link's return. The same silence follows an IPv4 address's removal (`ip addr del`,
+a flush, a DHCP client's release): the routes through it go with no RTM_DELROUTE (IPv6 routes do
+get one), so IPv4 address events are hints too (compat42) -- the removal, and the address's return,
+which is when those routes can go back.
 
 What is trusted: only the kernel (sender port 0) can send to an rtnetlink multicast group, and a
 message is taken only as a hint: which of our routes are gone is asked of the kernel afresh (a
@@ -21,11 +25,17 @@ from typing import Callable
 
 from ..transport import sockfilter as bpf
 from .nl_hints import read_hints
-from .rtnl import _IFINFOMSG, _NLMSGHDR, _RTMSG, RTA_DST, RTA_OIF, RTA_TABLE, RTM_DELROUTE, RTM_NEWLINK, _attrs, _u32
+from .rtnl import (_IFADDRMSG, _IFINFOMSG, _NLMSGHDR, _RTMSG, RTA_DST, RTA_OIF, RTA_TABLE, RTM_DELADDR, RTM_DELROUTE,
+                   RTM_NEWADDR, RTM_NEWLINK, _attrs, _u32)
 
 RTMGRP_LINK = 0x1
+RTMGRP_IPV4_IFADDR = 0x10
 RTMGRP_IPV4_ROUTE = 0x40
 RTMGRP_IPV6_ROUTE = 0x400
+# The notifications read at all (the socket's filter keeps only these): links, removed routes, and
+# IPv4 addresses (only that family's group is joined: IPv6's lifetime refreshes, one per router
+# advertisement, never arrive).
+HINT_TYPES = (RTM_NEWLINK, RTM_DELROUTE, RTM_NEWADDR, RTM_DELADDR)
 
 
 def _as_loaded(kind: int) -> int:
@@ -34,15 +44,16 @@ def _as_loaded(kind: int) -> int:
 
 
 def _only_links_and_removals(s: socket.socket) -> bool:
-    """Have the kernel drop every notification but RTM_NEWLINK and RTM_DELROUTE: the routes
-    the client adds at each push (RTM_NEWROUTE) would each wake it for nothing, on the way to
-    the first packet. Each notification is a datagram of its own, so its first message's type
-    is its type. False, everything read and judged in changed(), if the kernel refuses it."""
+    """Have the kernel drop every notification but HINT_TYPES': the routes the client adds at
+    each push (RTM_NEWROUTE) would each wake it for nothing, on the way to the first packet.
+    Each notification is a datagram of its own, so its first message's type is its type. False,
+    everything read and judged in changed(), if the kernel refuses it."""
+    n = len(HINT_TYPES)
+    prog = [(bpf.LD_H, 0, 0, 4)]
+    prog += [(bpf.JEQ, n - i, 0, _as_loaded(kind)) for i, kind in enumerate(HINT_TYPES)]   # each: to ACCEPT
+    prog += [(bpf.RET, 0, 0, bpf.DROP), (bpf.RET, 0, 0, bpf.ACCEPT)]
     try:
-        bpf.attach(s, [(bpf.LD_H, 0, 0, 4),
-                       (bpf.JEQ, 1, 0, _as_loaded(RTM_NEWLINK)),
-                       (bpf.JEQ, 0, 1, _as_loaded(RTM_DELROUTE)),
-                       (bpf.RET, 0, 0, bpf.ACCEPT), (bpf.RET, 0, 0, bpf.DROP)])
+        bpf.attach(s, prog)
     except OSError:
         return False
     return True
@@ -53,6 +64,15 @@ def link_of(msg: bytes) -> int | None:
     if len(msg) < _NLMSGHDR.size + _IFINFOMSG.size:
         return None
     return _IFINFOMSG.unpack_from(msg, _NLMSGHDR.size)[2]
+
+
+def addr_link_of(msg: bytes) -> tuple[int, int] | None:
+    """(family, interface index) an RTM_NEWADDR / RTM_DELADDR message (header included) names;
+    None if too short."""
+    if len(msg) < _NLMSGHDR.size + _IFADDRMSG.size:
+        return None
+    family, _plen, _flags, _scope, index = _IFADDRMSG.unpack_from(msg, _NLMSGHDR.size)
+    return family, index
 
 
 def route_of(msg: bytes) -> tuple[int, int, int, int, int | None] | None:
@@ -69,9 +89,9 @@ def route_of(msg: bytes) -> tuple[int, int, int, int, int | None] | None:
 
 
 class RouteWatch:
-    """A non-blocking rtnetlink socket on the link and the IPv4/IPv6 route groups."""
+    """A non-blocking rtnetlink socket on the link, IPv4/IPv6 route and IPv4 address groups."""
 
-    # Which RTM_NEWLINK / RTM_DELROUTE messages are hints at all (type, message): set by the
+    # Which HINT_TYPES messages are hints at all (type, message): set by the
     # route keeper to its routes' (gateway/route_keeper.py KeptRoutes); None: every one.
     concerns: Callable[[int, bytes], bool] | None = None
 
@@ -79,7 +99,7 @@ class RouteWatch:
         self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC,
                                   socket.NETLINK_ROUTE)
         try:
-            self.sock.bind((0, RTMGRP_LINK | RTMGRP_IPV4_ROUTE | RTMGRP_IPV6_ROUTE))
+            self.sock.bind((0, RTMGRP_LINK | RTMGRP_IPV4_ROUTE | RTMGRP_IPV6_ROUTE | RTMGRP_IPV4_IFADDR))
         except OSError:
             self.sock.close()
             raise
@@ -91,9 +111,9 @@ class RouteWatch:
         return self.sock.fileno()
 
     def changed(self, limit: int = 16) -> bool:
-        """Whether a link changed or a route went since the last call (or a queue overflow may
-        have hidden one). `has_pending`: `limit` reads were not enough."""
-        seen, self.has_pending = read_hints(self.sock, (RTM_NEWLINK, RTM_DELROUTE), self.stats, "hints", limit,
+        """Whether a link changed, a route went or an IPv4 address came or went since the last
+        call (or a queue overflow may have hidden one). `has_pending`: `limit` reads were not enough."""
+        seen, self.has_pending = read_hints(self.sock, HINT_TYPES, self.stats, "hints", limit,
                                             self.concerns)
         return seen
 

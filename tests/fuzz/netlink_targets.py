@@ -12,7 +12,7 @@ datagram) then its bytes. Both readers read the same queue from fake sockets. Or
 nothing escapes; at most `limit` (changed) and DRAIN_EVENTS (_drain) reads a call, nothing read
 past an empty queue; the verdicts are those of a walk restated from netlink(7) (each message
 NLMSG_ALIGN(len) on, a len under the header's 16 ends the datagram): `changed` says True exactly
-when an ENOBUFS or a kernel datagram's RTM_NEWLINK/RTM_DELROUTE was read, `has_pending` exactly
+when an ENOBUFS or a kernel datagram's RTM_NEWLINK/RTM_DELROUTE/RTM_NEWADDR/RTM_DELADDR was read, `has_pending` exactly
 when `limit` reads found no end; `_drain` says (an ENOBUFS or a datagram that is a hint -- _relink_hint: anything but
 address messages that are not removals from `lo` --, an ENOBUFS or an RTM_NEWLINK of `lo`
 without IFF_UP whose ifinfomsg fits the datagram).
@@ -27,6 +27,7 @@ SEP = b"\xfe\xfd"
 _HDR = struct.Struct("=IHHII")
 _IFI = struct.Struct("=BxHiII")
 RTM_NEWLINK, RTM_DELROUTE = 16, 25
+RTM_NEWADDR, RTM_DELADDR = 20, 21      # IPv4 address events are the route keeper's hints too (compat42)
 
 
 class _Queue:
@@ -113,7 +114,7 @@ def make_netlink():
             seen = rw.changed(limit)
             read = items[start:q.at] if q.at <= len(items) else [items[i % len(items)] for i in range(start, q.at)]
             assert q.reads - before <= limit, f"{q.reads - before} reads with limit {limit}"
-            want = any(it is None or it[0] == 0 and any(k in (RTM_NEWLINK, RTM_DELROUTE)
+            want = any(it is None or it[0] == 0 and any(k in (RTM_NEWLINK, RTM_DELROUTE, RTM_NEWADDR, RTM_DELADDR)
                                                          for k, _o in _walk(it[1], _HDR.size)) for it in read)
             assert seen == want, f"changed() said {seen}, the datagrams read say {want}"
             assert rw.has_pending == (q.reads - before == limit and len(read) == limit), "has_pending"

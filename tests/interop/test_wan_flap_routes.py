@@ -26,7 +26,7 @@ import time
 import pytest
 
 from lab.configs import client_profile, server_config
-from lab.netns import TUN_SERVER_IP, Lab
+from lab.netns import CLI_IP, TUN_SERVER_IP, Lab
 
 pytestmark = [pytest.mark.root, pytest.mark.netns, pytest.mark.openvpn]
 
@@ -88,6 +88,45 @@ def test_our_client_puts_the_server_host_route_back_and_pings_again_within_secon
         assert client.log().count("tunnel up") == 1, client.log()[-3000:]       # no reconnect was needed
     finally:
         client.stop_promptly(8)
+    assert not _host_route(lab), "the host route outlived the client"
+
+
+def test_our_client_puts_the_host_route_back_after_the_wans_ipv4_address_is_removed_and_back(lab):
+    """compat42: removing a NIC's last IPv4 address flushes every IPv4 route out of it with no
+    RTM_DELROUTE, as a link down does; the address's events are the keeper's hints now. The
+    client's socket is bound (`local`) to an address of its loopback (198.18.4.2, routed back by
+    the server's side), so the removal leaves the connection alone (a removed source address is
+    a reconnect of its own, which adds the routes again anyway) and only the route keeper can
+    bring the server's host route back. The WAN's address and default route are given back at
+    once, as the appliance's own address keeper does (~0.1 s: boot/dhcp_client.py keep_on_link).
+    No ping-restart (filtered out of the push): before, the host route never came back."""
+    dev, own = _wan(lab), "198.18.4.2"
+    lab.cli.run(f"ip addr add {own}/32 dev lo")
+    lab.srv.run(f"ip route add {own}/32 via {CLI_IP}")
+    profile = (_profile(lab).replace("nobind\n", f"local {own}\n")
+               + 'pull-filter ignore "ping-restart"\npull-filter ignore "ping "\n')
+    client = lab.ours(lab.cli, profile, "ours-addr")
+    try:
+        assert lab.wait_ping(lab.cli, TUN_SERVER_IP, within=20), client.log()[-3000:]
+        assert f"via {ROUTER}" in _host_route(lab), lab.cli.run("ip -4 route").stdout
+        lab.cli.run(f"ip addr del {CLI_IP}/24 dev {dev}")
+        assert not _host_route(lab), lab.cli.run("ip -4 route").stdout     # the kernel flushed it, silently
+        lab.cli.run(f"ip addr add {CLI_IP}/24 dev {dev} && ip route replace default via {ROUTER}")
+        t0, back = time.monotonic(), None
+        for _ in range(int(BOUND / 0.02)):
+            if f"via {ROUTER}" in _host_route(lab):
+                back = time.monotonic() - t0
+                break
+            time.sleep(0.02)
+        print(f"ours: the server's host route back {back if back is None else round(back, 2)} s after the WAN's "
+              "IPv4 address")
+        assert back is not None, client.log()[-3000:] + lab.cli.run("ip -4 route").stdout
+        assert _pings_again(lab, BOUND) is not None, client.log()[-3000:]
+        assert client.log().count("tunnel up") == 1, client.log()[-3000:]       # no reconnect was needed
+    finally:
+        client.stop_promptly(8)
+        lab.cli.run(f"ip addr del {own}/32 dev lo; ip route replace default via {ROUTER}", check=False)
+        lab.srv.run(f"ip route del {own}/32", check=False)
     assert not _host_route(lab), "the host route outlived the client"
 
 

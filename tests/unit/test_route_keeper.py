@@ -7,6 +7,7 @@ from __future__ import annotations
 import errno
 import logging
 import ipaddress
+import socket
 import struct
 
 import pytest
@@ -350,6 +351,31 @@ def test_only_removals_of_the_kept_routes_and_their_links_changing_are_hints():
     assert not k.concerns(RTM_NEWLINK, _newlink(8))
     # too short to tell: a hint
     assert k.concerns(RTM_DELROUTE, _delroute("198.18.0.2", 32)[:20]) and k.concerns(RTM_NEWLINK, _newlink(8)[:20])
+
+
+def _addr(kind: int, family: int, index: int) -> bytes:
+    body = struct.pack("=BBBBI", family, 24 if family == socket.AF_INET else 64, 0, 0, index)
+    return struct.pack("=IHHII", 16 + len(body), kind, 0, 0, 0) + body
+
+
+def test_an_ipv4_address_removed_or_back_on_a_kept_routes_device_is_a_hint():
+    """compat42: the kernel flushes the IPv4 routes through a removed address with no
+    RTM_DELROUTE (as at a link down): the removal, and the address's return, are hints; other
+    devices' addresses are not, nor IPv6 ones (their routes' removals are notified)."""
+    from appliance.gateway.route_keeper import KeptRoutes
+    from appliance.tun.rtnl import RTM_DELADDR, RTM_NEWADDR
+    specs = _kept_specs()
+    k = KeptRoutes(lambda: specs)
+    assert k.concerns(RTM_DELADDR, _addr(RTM_DELADDR, socket.AF_INET, 7))
+    assert k.concerns(RTM_NEWADDR, _addr(RTM_NEWADDR, socket.AF_INET, 7))
+    assert not k.concerns(RTM_DELADDR, _addr(RTM_DELADDR, socket.AF_INET, 8))     # another NIC
+    assert not k.concerns(RTM_DELADDR, _addr(RTM_DELADDR, socket.AF_INET6, 7))    # IPv6: DELROUTEs say it
+    assert k.concerns(RTM_DELADDR, _addr(RTM_DELADDR, socket.AF_INET, 8)[:20])    # too short to tell
+    w = _watch([(_addr(RTM_DELADDR, socket.AF_INET, 7), (0, 0x10))])
+    pump = FakePump()
+    RouteKeeper(pump, lambda: 10.0, w, lambda: ([], []), lambda: specs)
+    pump.watched[w]()
+    assert "route-keep" in pump.timers.armed and w.stats["hints"] == 1
 
 
 def test_routes_added_later_are_kept_from_then_on_and_forgotten_ones_no_longer_hint():
