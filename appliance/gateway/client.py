@@ -51,6 +51,7 @@ from .loghold import LogHold
 from .loop import Faults, Pump, SignalWakes, Signals, Waiter, freeze_startup_heap, run_gateway
 from .observers import ClientCounters, TunnelObserver, TunnelState
 from .p2p_server import TakeOver
+from .push_fatal import fatal_push
 from ..ioerrors import start_failed
 from .ports import AddressWatchPort, Clock, PortGone, Ports, TunPort
 from .recursive_routing import RecursiveGuard
@@ -1557,6 +1558,9 @@ class ClientGateway(SignalWakes):
             log.warning("block-ipv6: %d pushed route-ipv6 via net_gateway_ipv6 not installed (%s%s): the profile "
                         "keeps IPv6 inside the tunnel", len(outside), ", ".join(outside[:3]),
                         ", ..." if len(outside) > 3 else "")
+        if (why := fatal_push(self.opts, pushed)) is not None:
+            self._fatal(why, ", exiting")       # as 2.6's M_FATAL: the next connection would meet it again
+            return
         try:
             self.net.apply(pushed, c.addr[0])
         except PortGone:

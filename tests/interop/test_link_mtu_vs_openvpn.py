@@ -88,3 +88,25 @@ def test_p2p_small_mtu_275_under_the_old_floor_works_end_to_end(lab, procs):
     assert lab.wait_ping(lab.cli, TUN_A), b.log()[-2000:]
     assert _mtu(lab.srv) == _mtu(lab.cli) == 275
     assert _df_ping(lab.cli, TUN_A, 275) and _df_ping(lab.srv, TUN_B, 275), (a.log()[-2000:], b.log()[-2000:])
+
+
+def test_a_pushed_ifconfig_ipv6_on_a_tun_under_1280_ends_both_clients(lab, procs):
+    """compat42: Debian's 2.6 server pushes ifconfig-ipv6 (server-ipv6) to a client whose TUN
+    stays at 1200 (its tun-mtu, the pushed one filtered out): the kernel refuses the address and
+    Debian's client exits ("Linux can't add IPv6 to interface", fatal). Ours exits too, status 1,
+    saying why and what to change; it reconnected every second or two before, for ever."""
+    srv = lab.openvpn(lab.srv, server_config(lab.pki, extra="server-ipv6 2001:db8:42::/64\n"), "srv6")
+    procs.append(srv)
+    profile = client_profile(lab.pki, extra='tun-mtu 1200\npull-filter ignore "tun-mtu"\n')
+    theirs = lab.start(lab.cli, ["/usr/sbin/openvpn", "--config", str(lab.write("theirs6.conf", profile))],
+                       "theirs6")
+    procs.append(theirs)
+    assert theirs.exit_within(30) is not None, theirs.log()[-2000:]
+    assert "Linux can't add IPv6 to interface" in theirs.log(), theirs.log()[-2000:]
+    ours = lab.ours(lab.cli, profile, "ours6", wait=0)
+    procs.append(ours)
+    status = ours.exit_within(30)
+    assert status == 1, (status, ours.log()[-2000:])
+    log = ours.log()
+    assert "the server pushed ifconfig-ipv6" in log and "raise tun-mtu to 1280" in log, log[-2000:]
+    assert log.count("connecting to") == 1, log[-2000:]           # no reconnect
