@@ -118,6 +118,7 @@ class ClientPush:
                   - (1 if replaced is not None and replaced.session.established else 0))
         if others >= self.st.max_clients:
             raise ClientRefused("max-clients reached", temporary=True)
+        pool_full = False
         if want is not None:
             ip, mask = want[0], want[1]
             self._lease_static(rec, ip)
@@ -128,9 +129,17 @@ class ClientPush:
             ip = pool.lease_free(mem.pick(rec.common_name, pool)) if mem is not None else None
             ip = ip or pool.lease()
             if ip is None:
-                raise ClientRefused("address pool exhausted", temporary=True)
-            rec.vaddr = rec.pool_lease = ip
-            opts.append(pool.ifconfig_push(ip))
+                # As OpenVPN 2.6 (multi.c): the client is let in with no address pushed, and
+                # the log says so; its IPv6 pool address goes with the IPv4 one (2.6's pool
+                # hands out both or neither). A 2.6 client then sits connected without an
+                # address, ours reconnects (nothing pushed to configure). Refused TEMP before.
+                pool_full = True
+                self.events.append((rec, Warning(
+                    f"no free --ifconfig-pool addresses are available: {rec.common_name} is connected with no "
+                    "address (as OpenVPN 2.6)")))
+            else:
+                rec.vaddr = rec.pool_lease = ip
+                opts.append(pool.ifconfig_push(ip))
         # `server`'s own pushes (route-gateway/topology first, net30's route after the address);
         # none for a server written out by hand, whose `push` lines say it all (serveraddressing.py).
         # A ccd's push-reset takes them too: 2.6's helper.c puts them in the push list that
@@ -145,7 +154,7 @@ class ClientPush:
             self.by_vaddr4[rec.vaddr_packed] = rec
         if want6 is not None and rec.vaddr6 is None:
             opts.append(self._ifconfig_ipv6_push(rec, want6))
-        elif self.st.pool6 is not None and rec.vaddr6 is None:
+        elif self.st.pool6 is not None and rec.vaddr6 is None and not pool_full:
             mem = self._memory()
             want6 = mem.want(rec.common_name)[1] if mem is not None else None
             rec.vaddr6 = (self.st.pool6.lease_wanted(want6) if want6 else None) or self.st.pool6.lease()

@@ -35,7 +35,7 @@ from .peerids import PeerIds
 from .packet import decode_body_untrusted, encode_body, encode_tlv, refuse_undefined_sid_untrusted
 from .pushedsignal import restart_message
 from .server_model import ClientRecord, InternalError, ServerSettings, StreamKey, V2Key
-from .session import Session
+from .session import EXITED_REASONS, Session
 from .timerheap import TimerHeap
 from .v2keycache import ClientKeyCache
 from .tls import context_for
@@ -46,7 +46,16 @@ from .tls import context_for
 # Counted under this name, which the server's drop line shows; such drops alone never make a
 # drop line appear (gateway/loop.py Faults.quiet), where 2.6's log stays quiet.
 LINK_LOCAL_SOURCE = "IPv6 link-local source (fe80::/10, as 2.6 dropped unlogged)"
-QUIET_DROPS = frozenset({LINK_LOCAL_SOURCE})
+# A UDP client that left by its own word (an OCC exit: ended at once, as 2.6; or its EXIT's hold
+# over) may have packets on the way, and goes on sending for its explicit-exit-notify wait: for
+# DEPARTED_QUIET s its data from its address naming its peer-id is counted under this name, a
+# quiet drop -- not "data for unknown peer-id", nor (its peer-id already another client's, given
+# out at once as by 2.6) a failed authentication in that client's session, each of which made a
+# drop line for a normal exit. At most DEPARTED_MAX leavers remembered (the oldest forgotten).
+DEPARTED_DATA = "data from a client that has just left (its exit notification)"
+DEPARTED_QUIET = 10.0
+DEPARTED_MAX = 1024
+QUIET_DROPS = frozenset({LINK_LOCAL_SOURCE, DEPARTED_DATA})
 
 
 def _link_local(p) -> bool:
@@ -109,6 +118,7 @@ class ServerDispatcher(ClientPush):
         self._internal_errors: list[InternalError] = []
         self._creating: ClientRecord | None = None      # the record _create is making (its clean-up)
         self.closed_streams: set = set()     # TCP connections whose session ended, until closed
+        self.departed: OrderedDict = OrderedDict()   # UDP addr -> (peer-id, until): see DEPARTED_DATA
         self._tls_ctx = None
         self._stateless = self._make_wrapper(None)
         self._v2_keys: ClientKeyCache | None = None     # made at the first WKc
@@ -220,7 +230,15 @@ class ServerDispatcher(ClientPush):
             if len(packet) < 4:
                 self._count("short packet")
                 return None, []
-            rec = self.by_peer_id.get(int.from_bytes(packet[1:4], "big"))
+            pid = int.from_bytes(packet[1:4], "big")
+            rec = self.by_peer_id.get(pid)
+            if (self.departed and (rec is None or rec.addr != addr) and addr not in self.by_addr
+                    and self._departed(addr, pid, now)):
+                # A leaver's late packet: its peer-id nobody's, or another client's by now (not
+                # that client moving here: a float needs a packet its keys authenticate); a new
+                # session from its address takes its packets as before.
+                self._count(DEPARTED_DATA)
+                return None, []
             if rec is None or (rec.tcp and rec.addr != addr):
                 # Over TCP a connection carries one session: its packets are that session's
                 # whatever peer-id they name (OpenVPN looks none up on TCP), never another
@@ -831,8 +849,29 @@ class ServerDispatcher(ClientPush):
             elif isinstance(e, SessionClosed):
                 if not s.established:
                     self._count("handshake failed")
+                elif e.reason in EXITED_REASONS and not rec.tcp and rec.alive:
+                    self._note_departed(rec, max(s.last_recv, s.exit_at or 0.0))
                 self._forget(rec)
         self.rearm(rec)
+
+    def _note_departed(self, rec: ClientRecord, at: float) -> None:
+        """`rec` left by its own exit notification at `at`: its address and peer-id kept for
+        DEPARTED_QUIET s (DEPARTED_DATA), at most DEPARTED_MAX leavers."""
+        d = self.departed
+        d.pop(rec.addr, None)
+        d[rec.addr] = (rec.peer_id, at + DEPARTED_QUIET)
+        while d and (len(d) > DEPARTED_MAX or next(iter(d.values()))[1] <= at):
+            d.popitem(last=False)
+
+    def _departed(self, addr, pid: int, now: float) -> bool:
+        """Whether data from `addr` naming `pid` is a recent leaver's (DEPARTED_DATA)."""
+        got = self.departed.get(addr)
+        if got is None:
+            return False
+        if now >= got[1]:
+            del self.departed[addr]
+            return False
+        return got[0] == pid
 
     def collect_all(self) -> None:
         """Collect every session (the dispatcher collects by itself after each call; this is for

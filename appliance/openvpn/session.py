@@ -103,6 +103,12 @@ PEER_RENEG_START = 1
 # the departing client's packets are routed both ways meanwhile, and its address and peer-id stay
 # its own -- a client connecting then is not given them.
 EXIT_HOLD = 5.0
+# Why a session ended when its peer left by its own word: an OCC exit (a client without cc-exit),
+# or the end of the hold after its EXIT. The server keeps the leaver's address and peer-id a
+# while after either, to count what it still sends as no drop of note (server.py DEPARTED_DATA).
+PEER_EXITED = "peer sent exit notification"
+CLIENT_EXITED = "client exited (EXIT)"
+EXITED_REASONS = frozenset({PEER_EXITED, CLIENT_EXITED})
 _NEVER = float("inf")
 
 
@@ -1120,7 +1126,7 @@ class Session(ControlChannel):
     # ---- timers
     def _timers(self, now: float) -> None:
         if self.exit_at is not None and now >= self.exit_at:
-            self._fail("client exited (EXIT)", restart=False)
+            self._fail(CLIENT_EXITED, restart=False)
             return
         if self._held_reset is not None and now >= self._held_reset[0]:
             self._answer_held_reset(now)
@@ -1327,4 +1333,4 @@ class Session(ControlChannel):
 
     def _occ(self, pt, now: float) -> None:
         if pt[16] == OCC_EXIT:
-            self._fail("peer sent exit notification", restart=self.role.peer_exit_restarts())
+            self._fail(PEER_EXITED, restart=self.role.peer_exit_restarts())

@@ -4,9 +4,11 @@ Debian's clients (in-memory cases: tests/gateway/test_client_exit_hold.py).
 2.6's server (push.c receive_exit_message -> schedule_exit) ends a client that says EXIT ~5 s
 later ("Delayed exit in 5 seconds"); measured here: the packets the client still sends in its
 explicit-exit-notify wait reach the server's TUN and the answers reach the client, and its pool
-address is given to no client connecting meanwhile (2.6 lets that one in with no address; ours
-refuses it for now, it retries). Ours released the client at the EXIT: its later packets were
-counted as drops and its address went to the next client at once.
+address is given to no client connecting meanwhile: 2.6 lets that one in with no address ("no
+free --ifconfig-pool addresses are available"; Debian's client completes its initialization
+without one), and so does ours since compat42 (it refused it TEMP before). Ours released the
+client at the EXIT: its later packets were counted as drops and its address went to the next
+client at once.
 """
 from __future__ import annotations
 
@@ -68,5 +70,9 @@ def test_after_its_exit_a_clients_packets_pass_and_its_address_waits(lab, procs,
     assert after >= 3, ping.log()[-1500:]
     assert 3.0 <= held <= 9.0
     assert not given or min(given) > end_at, log[-3000:]
+    # the newcomer to the full pool: let in with no address, by both servers
+    assert "no free --ifconfig-pool addresses are available" in log, log[-3000:]
+    assert b.wait_for("Initialization Sequence Completed", 15), b.log()[-2000:]
+    assert "AUTH_FAILED" not in b.log(), b.log()[-2000:]
     if kind == "ours":
         assert not [s for s in SPURIOUS if s in log], log[-2000:]
