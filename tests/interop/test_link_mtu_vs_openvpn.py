@@ -110,3 +110,18 @@ def test_a_pushed_ifconfig_ipv6_on_a_tun_under_1280_ends_both_clients(lab, procs
     log = ours.log()
     assert "the server pushed ifconfig-ipv6" in log and "raise tun-mtu to 1280" in log, log[-2000:]
     assert log.count("connecting to") == 1, log[-2000:]           # no reconnect
+
+
+def test_debians_client_with_dev_null_exits_at_a_servers_push(lab, procs):
+    """compat42: why ours refuses `dev null` (config/d_network.py DEV_NULL_WHY) rather than run
+    a device-less client: against a server that pushes an address, Debian's 2.6 client exits at
+    the push ("Linux can't set mtu (1500) on null"), so no client profile with it runs there."""
+    srv = lab.openvpn(lab.srv, server_config(lab.pki), "srvnull")
+    procs.append(srv)
+    profile = client_profile(lab.pki).replace("dev tun\n", "dev null\n")
+    theirs = lab.start(lab.cli, ["/usr/sbin/openvpn", "--config", str(lab.write("theirsnull.conf", profile))],
+                       "theirsnull")
+    procs.append(theirs)
+    assert theirs.exit_within(30) == 1, theirs.log()[-2000:]
+    assert "Linux can't set mtu (1500) on null" in theirs.log(), theirs.log()[-2000:]
+    assert "Initialization Sequence Completed" not in theirs.log()

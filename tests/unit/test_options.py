@@ -180,7 +180,7 @@ GOOD_LINES = GOOD_CLIENT.count("\n")
 @pytest.mark.parametrize("line, directive, why", [
     ("frobnicate 1", "frobnicate", "unknown"),
     ("dev null", "dev", "not supported"),
-    ("dev-type null", "dev-type", "only tun and tap"),
+    ("dev-type foo", "dev-type", "only tun and tap"),
     ("comp-lzo maybe", "comp-lzo", "yes or adaptive"),
     ("compress snappy", "compress", "snappy"),
     ("allow-compression yes", "allow-compression", "VORACLE"),

@@ -76,8 +76,16 @@ def test_route_gateway_on_a_tap_client():
 
 
 def test_other_device_types_are_refused():
-    assert _errors(BASE + "dev-type null\n") == ["/p/c.ovpn:6: dev-type: dev-type null: only tun and tap are supported"]
-    assert _errors(BASE + "dev null\n") == ["/p/c.ovpn:6: dev: dev null is not supported"]
+    assert _errors(BASE + "dev-type foo\n") == ["/p/c.ovpn:6: dev-type: dev-type foo: only tun and tap are supported"]
+
+
+@pytest.mark.parametrize("line, d", [("dev null\n", "dev"), ("dev-type null\n", "dev-type")])
+def test_the_null_device_is_refused_with_why_and_what_to_use(line, d):
+    """compat42: 2.6's `dev null` serves its own loopback self-tests; against a server that pushes
+    an address Debian's 2.6 client exits ("Linux can't set mtu (1500) on null")."""
+    (e,) = _errors(BASE + line)
+    assert e.startswith(f"/p/c.ovpn:6: {d}: {d} null (OpenVPN's no-device mode"), e
+    assert "Linux can't set mtu (1500) on null" in e and "dev tun" in e and "vpn-appliance bench" in e
 
 
 def test_the_appliance_toml_refuses_a_tap_profile_before_start(tmp_path):

@@ -220,11 +220,24 @@ reg.noop("resolv-retry", "names are resolved once per connection attempt, and at
 
 
 # ------------------------------------------------------------------ TUN device and MTU
+# `dev null` / `dev-type null`, OpenVPN's device that is none: refused, and why (compat42). Who
+# uses it: OpenVPN's own loopback samples (sample-config-files/loopback-client and -server: a TLS
+# point-to-point pair on localhost with no ifconfig, renegotiating every 10 s) and its static-key
+# benchmarks -- self-tests of OpenVPN. Against a server that pushes an address (every `server`),
+# Debian's 2.6.14 client exits at the push ("Linux can't set mtu (1500) on null", fatal), so no
+# client profile runs with it there either. Our tests and `vpn-appliance bench` stand in for the
+# self-tests; a device-less client would be code that no working OpenVPN profile needs.
+DEV_NULL_WHY = ("null (OpenVPN's no-device mode for its own loopback tests and benchmarks) is not supported: "
+                "against a server that pushes an address OpenVPN 2.6 exits too (\"Linux can't set mtu (1500) on "
+                "null\"); use `dev tun` (a handshake test needs root for the device, as with 2.6), or "
+                "`vpn-appliance bench` for the data channel's speed without a device")
+
+
 @reg.apply("dev", why="TUN/TAP device name (tap*: a layer-2 TAP device, client only)", sets=("dev",),
            used_by="pump", nargs=(1, 1))
 def _dev(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
     if a[0] == "null":
-        p.err(d, "dev null is not supported")
+        p.err(d, f"dev {DEV_NULL_WHY}")
     else:
         p.set("dev", a[0])          # the device type follows from the name unless dev-type says (finish)
         if len(a[0].encode()) > 15:
@@ -239,7 +252,9 @@ def _dev(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
            "without it the `dev` name says (tap* is tap, anything else tun)", sets=("dev_type",),
            used_by="pump", nargs=(1, 1))
 def _dev_type(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
-    if a[0] not in ("tun", "tap"):
+    if a[0] == "null":
+        p.err(d, f"dev-type {DEV_NULL_WHY}")
+    elif a[0] not in ("tun", "tap"):
         p.err(d, f"dev-type {a[0]}: only tun and tap are supported")
     else:
         p.set("dev_type", a[0])
