@@ -44,7 +44,8 @@ from ..openvpn.poolfile import PoolMemory
 from ..openvpn.server_model import StreamKey
 from ..openvpn.crl import CrlChecker, background_reader
 from ..openvpn.settings import check_crl, check_key_material
-from ..openvpn.clientpush import ccd_refusal
+from ..openvpn.clientpush import CCD_DEFAULT, ccd_refusal
+from ..openvpn.given import given_under, what_differs
 from ..openvpn.errors import RemoteProtocolError
 from ..openvpn.keymethod import remap_name
 from ..openvpn.l2switch import SwitchDataPath, mac_text
@@ -80,6 +81,13 @@ CLIENT_KILL_WAIT = 5.0
 RELOAD_CRL_POLL = 0.01
 # The kept clients a reload verifies again per wake-up of the loop (~0.2 ms each: ~13 ms).
 RELOAD_CHECK_BATCH = 64
+# A client a reload restarted (told RESTART: its options would differ, given.py) is not restarted
+# by another reload within this many seconds of that restart: its next restart waits until then
+# (Operations._restart_for_reload). Why: a SIGHUP storm changing ccd files each time (a config
+# tool looping) would otherwise restart a client at every reload, never letting it stay up; at
+# most one reload restart per client per 30 s, and the last reload's options always apply in the
+# end. 30 s: an operator's second edit (a typo fixed) still applies within half a minute.
+RELOAD_RESTART_HOLDOFF = 30.0
 # What a reload cannot change in a running process. The process settings (host/privileges.py)
 # are applied once at start: a reload that adds `mlock` or names another `user` is told so, not
 # silently ignored (and a dropped server could not undo or redo a drop anyway). The TUN device
@@ -182,6 +190,7 @@ class _Recheck:
     ccd: object = None                      # the new config's client-config-dir (name -> file), if any
     ccd_exclusive: bool = False
     worker_check: object = None             # the worker's own checker (_batch_verdicts)
+    st: object = None                       # the new config's ServerSettings (what it gives: given.py)
 
 
 @dataclass
@@ -233,6 +242,10 @@ class Operations:
         self._reload_again = False                   # and one asked for meanwhile
         self._again_restart = False                  # ... by a SIGHUP
         self._recheck_gen = 0                        # the latest reload's pass over its clients (_recheck)
+        # Reload restarts (_restart_for_reload): (common name, real IP) -> (when, the pass's gen),
+        # and the restarts held off by RELOAD_RESTART_HOLDOFF: id(rec) -> (rec, why, gen, due).
+        self._reload_restarted: dict[tuple, tuple[float, int]] = {}
+        self._restart_held: dict[int, tuple] = {}
         self.pool_memory: PoolMemory | None = None
         self.status_fd: tuple[str, int] | None = None      # the status file, opened before a `user` drop
         self.status_error: str | None = None               # the last write failure, logged once
@@ -253,6 +266,7 @@ class Operations:
         # management-client-auth: its config lines are applied at the connect step.
         # learn-address: a client's push waits for its adds (gateway/learn.py).
         st.defer_connect = bool(o.client_connect or o.management_client_auth or o.learn_address)
+        st.connect_command = tuple(o.client_connect or ())
         if o.management_client_auth and self.client_auth is None:
             self.client_auth = ClientAuthWait()
         elif not o.management_client_auth and self.client_auth is not None:
@@ -602,14 +616,20 @@ class Operations:
         recs = [inf.rec for inf in self.info.values() if inf.cid == cid and inf.rec.alive]
         for rec in recs:
             why = f"killed by the management interface (client-kill {cid} {msg})"
-            now = self.gw.clock()
-            if self.gw.d.tell(rec, now, msg or "RESTART"):
-                self.killing[id(rec)] = (rec, why)
-                self.gw.pump.timers.arm(f"client-kill-{id(rec)}", now + CLIENT_KILL_WAIT,
-                                        lambda rec=rec: self._end_kill(rec, wait_over=True))
-            else:
+            if not self._tell_then_end(rec, msg or "RESTART", why):
                 self._kick(rec, why)
         return bool(recs)
+
+    def _tell_then_end(self, rec, msg: str, why: str) -> bool:
+        """MSG (RESTART, HALT) to `rec` over the control channel; its session ends once the client
+        acknowledged it, at the latest after CLIENT_KILL_WAIT. False: it could not be told."""
+        now = self.gw.clock()
+        if not self.gw.d.tell(rec, now, msg):
+            return False
+        self.killing[id(rec)] = (rec, why)
+        self.gw.pump.timers.arm(f"client-kill-{id(rec)}", now + CLIENT_KILL_WAIT,
+                                lambda rec=rec: self._end_kill(rec, wait_over=True))
+        return True
 
     def _end_kill(self, rec, wait_over: bool = False) -> None:
         """A client-kill'ed client acknowledged its message (or the wait is over, or it left)."""
@@ -868,8 +888,9 @@ class Operations:
         self._recheck_gen += 1
         run = _Recheck(self._recheck_gen, tls, peer_rechecker(tls), d.tls_context(), st.session_config(0),
                        new.path, deque(list(d.clients) + list(d.pending.values())), list(d.clients),
-                       ccd=st.ccd, ccd_exclusive=st.ccd_exclusive)
+                       ccd=st.ccd, ccd_exclusive=st.ccd_exclusive, st=st)
         gw.pump.timers.cancel("reload-recheck")     # an earlier reload's pass: this one checks everyone
+        self._forget_old_restarts()
         fresh, now = run.fresh, gw.clock()
         for rec in run.todo:                # what costs nothing, for every client at once
             s = rec.session
@@ -941,8 +962,8 @@ class Operations:
     def _recheck_take(self, run: "_Recheck", rec) -> tuple | None:
         """One client's turn in a reload's pass, on the loop: a key begun since the reload is told
         to end under the new checks; a client with no peer verified yet takes the new settings
-        now (its handshake's verify_again checks it). Else (rec, certificate, chain, True) for the
-        worker's check, True: its ccd file to be read too -- an established client, or one past its
+        now (its handshake's verify_again checks it). Else (rec, certificate, chain, True, what it
+        was given) for the worker's check, True: its ccd file to be read too -- an established client, or one past its
         handshake whose connect is still under way (a client-connect script, a deferred login, a
         large ccd file): it may have read its file as it was before the reload, and the pass would
         have left it in after it, a `disable` written with the reload never applied (atk41)."""
@@ -956,7 +977,7 @@ class Operations:
             chain: list | Exception = list(s.peer_chain) if cert is not None else []
         except Exception as e:  # noqa: BLE001 - a chain that cannot be read: the worker's check says why
             chain = e
-        return rec, cert, chain, True
+        return rec, cert, chain, True, rec.given
 
     @staticmethod
     def _keys_under(run: "_Recheck", s) -> None:
@@ -964,21 +985,23 @@ class Operations:
             if ks.tls is not None and not ks.tls.handshake_done and ks.tls.verify_again is None:
                 ks.tls.settings, ks.tls.verify_again = run.tls, run.check
 
-    def _batch_verdicts(self, run: "_Recheck", due: list) -> tuple[list, dict]:
+    def _batch_verdicts(self, run: "_Recheck", due: list) -> tuple[list, dict, list]:
         """In the reload's worker: each client's chain verified under the new config ((None,
-        digests): kept; (why, None): not), then the ccd files of those kept and established.
+        digests): kept; (why, None): not), then the ccd files of those kept and established,
+        then for each client why the new config would give it other options (given.py; None: the
+        same, or not known -- a file that does not parse keeps it as it is, as its refusal).
         The worker's own checker (peer_rechecker holds an SSL context it changes per check; the
         loop's, run.check, serves handshakes ending meanwhile), built at the pass's first batch;
         the CRL as the loop refreshed it before the batch. Nothing for a pass a later reload
         took over (its own pass checks everyone)."""
         if run.gen != self._recheck_gen:
-            return [], {}
+            return [], {}, []
         if run.worker_check is None:
             run.worker_check = peer_rechecker(run.tls, refresh_crl=False)
         check = run.worker_check
         chains: list = []
         names: list[str] = []
-        for rec, cert, chain, established in due:
+        for rec, cert, chain, established, _given in due:
             def chain_of(c=chain) -> list:
                 if isinstance(c, Exception):
                     raise c
@@ -994,8 +1017,15 @@ class Operations:
             chains.append(got)
             if got[0] is None and established and run.ccd is not None:
                 names.append(rec.common_name or "")
-        ccd = _ccd_verdicts(run.ccd, run.ccd_exclusive, names) if names else {}
-        return chains, ccd
+        ccd, files = _ccd_verdicts(run.ccd, run.ccd_exclusive, names) if names else ({}, {})
+        differs: list = []
+        for (rec, _cert, _chain, _est, given), (why, _d) in zip(due, chains):
+            file = files.get(rec.common_name or "", _CCD_UNCHECKED) if run.ccd is not None else None
+            if why is not None or given is None or file is _CCD_UNCHECKED or run.st is None:
+                differs.append(None)        # refused anyway, never given options yet, or not known
+            else:
+                differs.append(what_differs(given, given_under(run.st, file)))
+        return chains, ccd, differs
 
     def _verdicts_in(self, run: "_Recheck", due: list, outcome: Outcome) -> None:
         """A batch's verdicts are in (on the loop): those the new config refuses are
@@ -1005,14 +1035,14 @@ class Operations:
         if run.gen != self._recheck_gen:
             return
         try:
-            chains, ccd = outcome.value()
-            if len(chains) != len(due):
+            chains, ccd, differs = outcome.value()
+            if len(chains) != len(due) or len(differs) != len(due):
                 raise RuntimeError(f"{len(chains)} verdicts for {len(due)} clients")
         except Exception as e:  # noqa: BLE001 - our bug in the worker: fail closed, as a check's bug
             self.gw.faults.internal_exc("a reload's check of its clients in its worker", e)
-            chains, ccd = [], {}
+            chains, ccd, differs = [], {}, []
         fresh = run.fresh
-        for i, (rec, _cert, _chain, established) in enumerate(due):
+        for i, (rec, _cert, _chain, established, _given) in enumerate(due):
             if not rec.alive:
                 continue                    # left (or was replaced) while it was checked
             try:
@@ -1033,9 +1063,13 @@ class Operations:
                         continue
                 if why is not None:
                     log.warning("%s/%s: %s: disconnected", rec.common_name, fmt_addr(rec.addr), why)
-                    self._kick(rec, why)
+                    self._reload_out(rec, why)
                     run.dropped += 1
                     continue
+                if differs[i] is not None:
+                    self._restart_for_reload(run, rec, differs[i])
+                    continue
+                self._restart_held.pop(id(rec), None)   # the same as this reload gives: kept
                 # Kept: its renegotiations are checked under the new config (CA store, CRL,
                 # checks), not the one it started under -- a reload that added crl-verify then a
                 # revocation in it without a reload left a kept client's renegotiation unchecked.
@@ -1046,6 +1080,76 @@ class Operations:
                 self._recheck_bug(rec)
         self._recheck_next(run)
 
+    def _reload_out(self, rec, why: str) -> None:
+        """A client a reload's pass does not keep. Established: ended with its exit notification,
+        as before. Half-way through its connect (TLS up, no tunnel yet: no data keys for that
+        notification): told RESTART over the control channel, as 2.6's SIGHUP tells every
+        instance with `explicit-exit-notify` (multi_push_restart_schedule_exit); its reconnect then
+        meets the new config (AUTH_FAILED for a `disable`). Told nothing, Debian's client waited
+        ~60 s for a push reply first (atk41)."""
+        if id(rec) in self.killing:
+            return                          # told RESTART/HALT already (client-kill): it ends so
+        if rec.session.established or not self._tell_then_end(rec, "RESTART", why):
+            self._kick(rec, why)
+
+    def _restart_for_reload(self, run: "_Recheck", rec, why: str) -> None:
+        """A kept client to whom the reload's config would give other options (given.py `why`):
+        told RESTART so it reconnects at once and gets them, as every client does at 2.6's
+        SIGHUP -- unless a reload restarted it (its name from its address) less than
+        RELOAD_RESTART_HOLDOFF seconds ago: then at that time (_restart_held_due), if no later
+        reload decided otherwise."""
+        now = self.gw.clock()
+        key = (rec.common_name, self._real(rec)[0])
+        last = self._reload_restarted.get(key)
+        if last is not None and last[1] != run.gen and now - last[0] < RELOAD_RESTART_HOLDOFF:
+            due = last[0] + RELOAD_RESTART_HOLDOFF
+            if id(rec) not in self._restart_held:
+                log.warning("%s/%s: %s; restarted by a reload %.0f s ago: restarts in %.0f s",
+                            rec.common_name, fmt_addr(rec.addr), why, now - last[0], due - now)
+            self._restart_held[id(rec)] = (rec, why, run.gen, due)
+            self._arm_restart_held()
+            return
+        self._restart_held.pop(id(rec), None)
+        self._reload_restarted[key] = (now, run.gen)
+        log.warning("%s/%s: %s: told RESTART to reconnect for it", rec.common_name, fmt_addr(rec.addr), why)
+        self._restart_now(rec, why)
+
+    def _restart_now(self, rec, why: str) -> None:
+        if id(rec) in self.killing:
+            return                          # told RESTART/HALT already (client-kill): it ends so
+        rec.reload_restart = True
+        if not self._tell_then_end(rec, "RESTART", f"restarted by a reload: {why}"):
+            self._kick(rec, f"restarted by a reload: {why}")
+
+    def _arm_restart_held(self) -> None:
+        if self._restart_held:
+            self.gw.pump.timers.arm("reload-restart-held", min(e[3] for e in self._restart_held.values()),
+                                    self._restart_held_due)
+        else:
+            self.gw.pump.timers.cancel("reload-restart-held")
+
+    def _restart_held_due(self) -> None:
+        """Held-off reload restarts whose time has come: made now, unless the client left or a
+        later reload's pass has it (that pass decides anew)."""
+        now = self.gw.clock()
+        for k, (rec, why, gen, due) in list(self._restart_held.items()):
+            if due > now:
+                continue
+            del self._restart_held[k]
+            if rec.alive and gen == self._recheck_gen:
+                self._reload_restarted[(rec.common_name, self._real(rec)[0])] = (now, gen)
+                log.warning("%s/%s: %s: told RESTART to reconnect for it (held off until now)",
+                            rec.common_name, fmt_addr(rec.addr), why)
+                self._restart_now(rec, why)
+        self._arm_restart_held()
+
+    def _forget_old_restarts(self) -> None:
+        """At each reload: reload restarts older than the hold-off no longer count (the map
+        stays as small as the clients restarted in the last RELOAD_RESTART_HOLDOFF seconds)."""
+        now = self.gw.clock()
+        for k in [k for k, (t, _g) in self._reload_restarted.items() if now - t >= RELOAD_RESTART_HOLDOFF]:
+            del self._reload_restarted[k]
+
     def _recheck_next(self, run: "_Recheck") -> None:
         """The next batch of the pass at the next wake-up, or its end logged."""
         gw = self.gw
@@ -1054,8 +1158,11 @@ class Operations:
             return
         # Kept: those it found and still here -- not the clients that came during the pass
         # (under the new config from the start).
-        log.warning("reload: config %s re-read; %d clients kept, %d revoked ones disconnected",
-                    run.path, sum(1 for r in run.found if r.alive), run.dropped)
+        # Those told RESTART for their new options are not "kept" (they reconnect), and said apart.
+        restarted = sum(1 for r in run.found if r.reload_restart)
+        log.warning("reload: config %s re-read; %d clients kept, %d revoked ones disconnected%s",
+                    run.path, sum(1 for r in run.found if r.alive and not r.reload_restart), run.dropped,
+                    f", {restarted} told RESTART for their new options" if restarted else "")
 
     def _check_kept_v2_keys(self, old, new) -> None:
         """A reload that adds or changes tls-crypt-v2-verify: the command runs on a client's key
@@ -1089,7 +1196,7 @@ class Operations:
             inf = self.info[id(rec)] = ClientInfo(old.cid, old.since, rec)
             inf.restart = True
             inf.restarts = restarts
-            inf.continues = old.established
+            inf.continues = old.established and not restarts.reload_restart
             inf.connect_ccd = old.connect_ccd
             inf.announced = old.announced
             old.heir = rec
@@ -1710,9 +1817,11 @@ ENV_LINE_MAX = 10239
 _CCD_UNCHECKED = object()       # a name the worker gave no verdict for (our bug): that client ends
 
 
-def _ccd_verdicts(ccd, exclusive: bool, names: list[str]) -> dict:
-    """In the reload's worker: each name's ccd_refusal (None: kept), each file read once (the
-    DEFAULT file is the fall-back of many). A bug on one name leaves that name out."""
+def _ccd_verdicts(ccd, exclusive: bool, names: list[str]) -> tuple[dict, dict]:
+    """In the reload's worker: each name's ccd_refusal (None: kept), and its effective file's
+    options now (its own, else DEFAULT's; None: no file) where they could be read, each file
+    read once (the DEFAULT file is the fall-back of many). A bug on one name leaves that name
+    out of both; a file that does not parse leaves it out of the second (given.py: not known)."""
     memo: dict = {}
 
     def read(cn: str):
@@ -1727,6 +1836,7 @@ def _ccd_verdicts(ccd, exclusive: bool, names: list[str]) -> dict:
         return got
 
     out: dict = {}
+    files: dict = {}
     for cn in names:
         if cn in out:
             continue
@@ -1734,7 +1844,15 @@ def _ccd_verdicts(ccd, exclusive: bool, names: list[str]) -> dict:
             out[cn] = ccd_refusal(read, exclusive, cn)
         except Exception:  # noqa: BLE001 - our bug: that name has no verdict (its client ends)
             log.exception("reload: internal error reading the client-config-dir file of %r", cn)
-    return out
+            continue
+        try:
+            own = read(cn)
+            files[cn] = own if own is not None or exclusive else read(CCD_DEFAULT)
+        except ConfigError:
+            pass                            # broken: not known (its client is kept as it is)
+        except Exception:  # noqa: BLE001 - our bug: not known, kept as it is
+            log.exception("reload: internal error reading the client-config-dir file of %r", cn)
+    return out, files
 
 
 def env_lines(env: dict[str, str]) -> list[str]:

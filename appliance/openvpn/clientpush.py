@@ -12,6 +12,7 @@ import ipaddress
 from .config.ccd import with_ccd_pushes, without_blocked
 from .errors import CcdPending, ClientRefused, ConfigError, PushDeferred
 from .events import ConnectRequested, Warning  # noqa: A004
+from .given import given_under
 from .peernames import to_bytes
 from .poolfile import PoolMemory
 from .server_model import ClientRecord, InternalError
@@ -54,8 +55,8 @@ class ClientPush:
 
     def _push_options(self, s: Session) -> list[str]:
         rec: ClientRecord = s.owner
-        if rec.connect_state == "pending":
-            raise PushDeferred()
+        if rec.connect_state == "pending" or s.restart_sent:
+            raise PushDeferred()        # (told RESTART/HALT: no push, its end is coming: resume_push)
         if rec.connect_state == "done":
             return rec.connect_opts
         # username-as-common-name: the username stands for the client in ccd and duplicate-cn.
@@ -83,6 +84,8 @@ class ClientPush:
             # a `disable`, a broken file refuse the restart) -- stricter than 2.6.14, whose
             # server never lets such a restart in at all (CAS_RECONNECT_PENDING).
             ccd = rec.ccd
+        else:
+            rec.given = given_under(self.st, ccd)
         rec.ccd = ccd
         pool = self.st.pool
         want = want6 = None

@@ -65,6 +65,12 @@ class ClientRecord:
     ccd: object = None
     ccd_wait: object = None              # what a large ccd file read off the loop is keyed by (CcdPending)
     continues: bool = False
+    # What the config gave it at its connect (given.Given): a reload whose config would give it
+    # something else restarts it (gateway/ops.py); None until its options are computed.
+    given: object = None
+    # Told RESTART by a reload for its new options: its reconnect from the same address is a new
+    # connection reading them, not a restart in place keeping the old ones (server.py).
+    reload_restart: bool = False
     # dispatcher bookkeeping (not for the pump)
     armed: float | None = None           # deadline of this record's live entry in the timer heap
     alive: bool = True                   # False once forgotten: its heap entries are stale
@@ -140,6 +146,7 @@ class ServerSettings:
     defer_auth: bool = False
     # client-connect: the push waits for ServerDispatcher.connect_result (ConnectRequested event)
     defer_connect: bool = False
+    connect_command: tuple[str, ...] = ()            # client-connect's command line (given.py)
     pool_memory: object | None = None                # ifconfig-pool-persist: poolfile.PoolMemory
     # tls-crypt-v2-verify: a new session's first packet waits for V2VerifyRequested's verdict
     v2_verify: bool = False

@@ -581,8 +581,10 @@ class Session(ControlChannel):
         return True
 
     def resume_push(self, ok: bool, now: float, reason: str = "") -> None:
-        """Server: the verdict a deferred push waited for (client-connect): push now, or refuse."""
-        if self.closed or self.push_sent:
+        """Server: the verdict a deferred push waited for (client-connect): push now, or refuse.
+        Nothing to a client told RESTART/HALT meanwhile (a reload's, client-kill's): its end is
+        coming, and a tunnel let up now would run under what the message was sent to undo."""
+        if self.closed or self.push_sent or self.restart_sent:
             return
         ks = self.keys.get(0)
         try:
