@@ -6,6 +6,14 @@ mode: the longest step, the reload's own step (the one that ran the SIGHUP), and
 the "clients kept" line.
 
     .venv/bin/python -m lab.reload_stall [--clients 1000] [--rounds 2] [--storm 100 [--storm-every 0.01]]
+                                         [--change route|ccd|none]
+
+`--change` (since helper reload42, whose reload restarts a kept client the new config would give
+other options, gateway/ops.py `_restart_for_reload`): `route` adds a pushed route (every client
+told RESTART: the worst case), `ccd` rewrites every tenth client's ccd file (those told RESTART),
+`none` changes `hand-window` only (every client kept: the decision's cost alone). The figures
+stop at the pass's line: the restarted clients' reconnections are not in them (run one round of
+`route` or `ccd` per process: a client told RESTART is not told again in the next round).
 
 Modes: `inline` runs the reading (config, key material, files, the kept clients' ccd files) in
 the loop, as every reload did before helper reload40; `worker` in the reload's worker thread
@@ -19,6 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from appliance.gateway.server_files import ccd_loader
 from lab.gateway_world import World, client_conf, client_up, ipv4_udp, make_pki, server_conf
 
 BATCH = 25
@@ -28,6 +37,7 @@ def _connect(pki, n: int, ccd: Path) -> tuple[World, object, dict, str]:
     w = World()
     conf = server_conf(pki).replace("255.255.255.0", "255.255.240.0") + f"client-config-dir {ccd}\n"
     gw, holder = w.add_reloadable_server(conf)
+    gw.st.ccd = ccd_loader(str(ccd))        # the World reads no files at start; as server_files does
     for i in range(n):
         (ccd / f"c{i}").write_text(f"# client {i}\npush \"route 198.18.{100 + i % 50}.0 255.255.255.0\"\n")
     for first in range(0, n, BATCH):      # BATCH handshakes at a time, each batch up before the next
@@ -62,9 +72,23 @@ def _mode(gw, inline: bool) -> None:
         gw.ops.reload_reader = None
 
 
-def one_reload(w: World, gw, holder: dict, conf: str, inline: bool, tag: int) -> tuple[float, float, float, dict]:
+def _change(holder: dict, conf: str, change: str, tag: int, ccd: Path | None, n: int) -> None:
+    """The reload's change (module docstring, `--change`)."""
+    if change == "route":
+        holder["conf"] = conf + f"push \"route 198.18.{200 + tag % 50}.0 255.255.255.0\"\n"
+    elif change == "ccd":
+        holder["conf"] = conf
+        for i in range(0, n, 10):
+            (ccd / f"c{i}").write_text(f"push \"route 198.18.{100 + i % 50}.0 255.255.255.0\"\n"
+                                       f"push \"route 198.18.{200 + tag % 50}.0 255.255.255.0\"\n")
+    else:
+        holder["conf"] = conf + f"hand-window {60 + tag % 5}\n"
+
+
+def one_reload(w: World, gw, holder: dict, conf: str, inline: bool, tag: int, change: str = "route",
+               ccd: Path | None = None, n: int = 0) -> tuple[float, float, float, dict]:
     _mode(gw, inline)
-    holder["conf"] = conf + f"push \"route 198.18.{200 + tag % 50}.0 255.255.255.0\"\n"
+    _change(holder, conf, change, tag, ccd, n)
     lines = _Lines()
     logging.getLogger("vpn-appliance").addHandler(lines)
     fired: list = []
@@ -104,8 +128,12 @@ def one_reload(w: World, gw, holder: dict, conf: str, inline: bool, tag: int) ->
     return longest, first, time.perf_counter() - t0, parts
 
 
+def _restarted(gw) -> int:
+    return sum(1 for r in gw.d.clients if r.reload_restart)
+
+
 def storm(w: World, gw, holder: dict, conf: str, inline: bool, count: int, every: float,
-          send_every: float = 0.002) -> dict:
+          send_every: float = 0.002, change: str = "route", ccd: Path | None = None, n: int = 0) -> dict:
     """`count` reloads asked for `every` s apart (a SIGHUP storm; the file changed each time),
     client0 sending a packet into its tunnel every `send_every` s, until the storm's last pass
     has ended: the longest server step, the packets that reached the server's TUN, the longest
@@ -125,7 +153,7 @@ def storm(w: World, gw, holder: dict, conf: str, inline: bool, count: int, every
         now = time.perf_counter()
         if fired < count and now >= next_fire:
             fired += 1
-            holder["conf"] = conf + f"push \"route 198.18.{200 + fired % 50}.0 255.255.255.0\"\n"
+            _change(holder, conf, change, fired, ccd, n)
             gw.pump.timers.arm("lab-sighup", w.clock(), gw.ops.reload)
             next_fire += every
         if now >= next_pkt:
@@ -154,6 +182,9 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--storm", type=int, default=0, help="then a SIGHUP storm of this many reloads, each mode")
     ap.add_argument("--storm-every", type=float, default=0.01, help="s between the storm's reloads")
+    ap.add_argument("--worker-only", action="store_true", help="no inline rounds (a restart is told once)")
+    ap.add_argument("--change", choices=("route", "ccd", "none"), default="route",
+                    help="what each reload changes (module docstring)")
     a = ap.parse_args()
     logging.getLogger("vpn-appliance").setLevel(logging.ERROR)      # the clients' retries at start
     pki = _pki(a.clients)
@@ -166,17 +197,17 @@ def main() -> None:
         logging.getLogger("vpn-appliance").setLevel(logging.WARNING)
         tag = 0
         for r in range(a.rounds):
-            for inline in (True, False):
+            for inline in (False,) if a.worker_only else (True, False):
                 tag += 1
-                longest, first, wall, parts = one_reload(w, gw, holder, conf, inline, tag)
+                longest, first, wall, parts = one_reload(w, gw, holder, conf, inline, tag, a.change, ccd, a.clients)
                 print(f"round {r + 1} {'inline' if inline else 'worker'}: longest step {longest * 1000:.1f} ms, "
                       f"the SIGHUP's step {first * 1000:.1f} ms (applying, its first batch included: "
                       f"{parts['commit'] * 1000:.1f} ms; longest batch of the pass {parts['batch'] * 1000:.1f} ms, "
                       f"its verdicts applied {parts['verdicts'] * 1000:.1f} ms), "
-                      f"pass done in {wall:.2f} s")
+                      f"pass done in {wall:.2f} s; {_restarted(gw)} clients told RESTART so far")
         logging.getLogger("vpn-appliance").setLevel(logging.ERROR)     # (a line per merged reload)
         for inline in (True, False) if a.storm else ():
-            r = storm(w, gw, holder, conf, inline, a.storm, a.storm_every)
+            r = storm(w, gw, holder, conf, inline, a.storm, a.storm_every, change=a.change, ccd=ccd, n=a.clients)
             print(f"storm {'inline' if inline else 'worker'}: {r['asked']} reloads asked "
                   f"{a.storm_every * 1000:.0f} ms apart, {r['reloads']} applied, in {r['wall']:.2f} s; longest "
                   f"step {r['longest'] * 1000:.1f} ms; client0's packets {r['got']}/{r['sent']} through, "

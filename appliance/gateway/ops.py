@@ -7,7 +7,9 @@ Reload (SIGHUP, or `signal SIGHUP` on the management interface): the config file
 again; if it does not parse, the server runs on as it was and the error is logged with file:line.
 Otherwise the new push options, CRL, certificates, ccd directory, password file and scripts apply
 to new clients; established clients keep their session, tunnel and address, except those whose
-certificate the (new) CRL revokes, who are disconnected. What only a restart can change (port,
+certificate the (new) CRL revokes, who are disconnected, and those to whom the new config would
+give other options (ccd file, push lines, client-connect: openvpn/given.py), who are told RESTART
+and reconnect into them, as every client does at 2.6's SIGHUP (_restart_for_reload). What only a restart can change (port,
 protocol, device and its MTU, kernel routes, address pools, process settings: RESTART_ONLY) is
 kept as it was, with a `file:line` warning; nothing changed is accepted and ignored.
 tls-verify and tls-crypt-v2-verify (gateway/tlsverify.py) are applied: to every handshake from

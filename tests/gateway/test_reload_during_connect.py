@@ -42,3 +42,7 @@ def test_a_client_connecting_through_a_reload_that_disables_it_is_not_let_in(opk
     names = [r.common_name for r in gw.d.clients if r.session.established]
     assert "client1" not in names, "a client whose ccd file said disable at the reload got in after it"
     assert "client0" in names
+    # Told RESTART over its control channel (2.6's SIGHUP with explicit-exit-notify), not left
+    # waiting for a push reply; its reconnect meets the `disable`: AUTH_FAILED.
+    assert "server sent RESTART" in caplog.text
+    assert w.run(lambda: "AUTH_FAILED" in caplog.text, max_time=30), caplog.text[-2000:]
