@@ -146,3 +146,28 @@ def test_a_sighup_storm_changing_the_file_restarts_a_client_at_most_once_per_hol
     assert w.clock.t - t_first >= ops_mod.RELOAD_RESTART_HOLDOFF
     assert "(held off until now)" in caplog.text
     assert _up(w, 1) and _rec(gw, "client1") is not None
+
+
+def test_a_client_restarted_from_the_same_address_and_port_gets_the_new_file(opki, tmp_path, caplog, monkeypatch):
+    """A client with a fixed `lport` comes back from the address it had while its told session is
+    still there (here: its acknowledgement not taken, so the session waits CLIENT_KILL_WAIT): that
+    is a restart in place, which keeps the options of the connection it restarts (2.6's instance)
+    -- but not for a restart the reload asked for, whose point is the new options."""
+    end_kill = ops_mod.Operations._end_kill
+    monkeypatch.setattr(ops_mod.Operations, "_end_kill",
+                        lambda self, rec, wait_over=False: end_kill(self, rec, True) if wait_over else None)
+    ccd = tmp_path / "ccd"
+    ccd.mkdir()
+    (ccd / "client0").write_text("ifconfig-push 198.19.0.50 255.255.255.0\n")
+    w = World()
+    gw, holder = w.add_reloadable_server(server_conf(opki, extra=f"client-config-dir {ccd}\n"))
+    gw.st.ccd = ccd_loader(str(ccd))
+    w.add_client(client_conf(opki, "client0").replace("nobind\n", "lport 40100\n"))
+    assert w.run(lambda: _up(w, 0), max_time=30)
+    old0 = _rec(gw, "client0")
+    assert old0.addr[1] == 40100 and w.client_addr(0) == "198.19.0.50"
+    (ccd / "client0").write_text("ifconfig-push 198.19.0.70 255.255.255.0\n")
+    _reload_and_settle(w, gw, caplog)
+    assert w.run(lambda: _reconnected(w, gw, 0, old0) and w.client_addr(0) == "198.19.0.70", max_time=30), \
+        (w.client_addr(0), caplog.text[-2000:])
+    assert _rec(gw, "client0").addr == old0.addr, "not a reconnect from the same address and port"
