@@ -189,3 +189,62 @@ def test_a_leaver_is_remembered_for_a_while_and_a_bounded_number_of_them():
     assert len(d.departed) == srv.DEPARTED_MAX and ("198.18.1.1", 0) not in d.departed
     d._note_departed(SimpleNamespace(addr=("198.18.2.1", 1), peer_id=1), 200.0 + srv.DEPARTED_QUIET)
     assert len(d.departed) == 1                                        # the expired ones go as new ones come
+
+
+# ---- atk42: the hold attacked by the departing client itself (an authenticated client)
+
+def test_a_departed_clients_data_under_its_old_peer_id_reaches_nobody(pki):
+    # client0 leaves (EXIT, the hold over); client1 is given its peer-id. client0's session,
+    # keys still in hand, seals data under that peer-id and its old inner address, sent from
+    # its old address and from another: nothing reaches the server's TUN, it is counted, and the
+    # newcomer stays where it is.
+    w = _world(pki)
+    gone = w.server.d.clients[0]
+    s0, v0, a0 = w.clients[0].conn.session, gone.vaddr, gone.addr
+    t0 = _exit(w)
+    assert w.run(lambda: not gone.alive, max_time=EXIT_HOLD + 1) and w.clock.t >= t0 + EXIT_HOLD - 0.01
+    w.add_client(client_conf(pki, "client1"))
+    assert w.run(lambda: _up(w, 1), max_time=30)
+    new = w.server.d.clients[0]
+    assert new.peer_id == gone.peer_id, "the freed peer-id went elsewhere: the case is not made"
+    stun = w.server_net.tun
+    seen = len(stun.written)
+    stale = [s0.encrypt(ipv4_udp(v0, SERVER_TUN, b"stale %d" % k)) for k in range(20)]
+    for k, p in enumerate(stale):
+        w.net.deliver(p, a0 if k % 2 else ("198.18.9.9", 5555), (w.server_ports.ip, 1194))
+    w.run_for(1)
+    assert stun.written[seen:] == []
+    # From its old address within DEPARTED_QUIET of leaving: the leaver's quiet drop (compat42);
+    # from elsewhere: the newcomer's keys refuse it.
+    from appliance.openvpn.server import DEPARTED_DATA
+    assert _drops(w) == {DEPARTED_DATA: 10, "data packet failed authentication": 10}
+    assert new.alive and new.addr != a0 and _up(w, 1)
+
+
+def test_exit_and_reconnect_storm_from_one_certificate_leaves_nothing_held(pki):
+    # One certificate connecting, saying EXIT and connecting again from a new address every
+    # 0.3 s (each newcomer in the one before's hold), with and without duplicate-cn: never two
+    # live sessions on one address or peer-id, and once the last hold is over nothing is left
+    # in the server's books (addresses, peer-ids, pending restarts, management's client rows).
+    for dup in ("", "duplicate-cn\n"):
+        w = World()
+        w.add_server(server_conf(pki, extra=dup))
+        d, ops = w.server.d, w.server.ops
+        clash: list = []
+
+        def books_sound() -> bool:
+            live = [r for r in d.clients if r.alive]
+            for key in ("vaddr", "peer_id"):
+                vals = [getattr(r, key) for r in live]
+                if len(vals) != len(set(vals)):
+                    clash.append((key, vals))
+            return False
+        for i in range(12):
+            w.add_client(client_conf(pki, "client0", extra="explicit-exit-notify 1\n"), ip=f"198.18.1.{10 + i}")
+            assert w.run(lambda: books_sound() or _up(w, i), max_time=30)
+            w.clients[i].request_stop()
+            w.run(books_sound, max_time=0.3)
+        w.run(books_sound, max_time=EXIT_HOLD + 2)
+        assert clash == []
+        assert not d.clients and not d.by_addr and not d.pending and not d.heirs and not d.by_peer_id
+        assert not d.by_vaddr and not ops.info and not ops.killing
