@@ -270,10 +270,18 @@ def refuse_redirects(ifname: str, undo: Undo, conf4: str = IP4_CONF, conf6: str 
     by (a LAN host's packet for a `[lan] routes` network), and sends it before netfilter's
     FORWARD chain -- the kill switch -- judges the packet. A security gateway's LAN hosts route
     through it as configured; it tells them of no other path (IPv4 send_redirects: `all` OR the
-    NIC's, so both). Linux has no switch for IPv6's (ip6_forward sends them)."""
+    NIC's, so both). Linux has no switch for IPv6's (ip6_forward sends them).
+
+    `default` too (atk42): a device made later -- the VPN's own TUN/TAP, made after this -- takes
+    its values from there, 1, and without forwarding the kernel judges a redirect by the device
+    it came in by (all OR that device's) while applying it to whatever route the inner packet's
+    destination takes: a redirect sent in through the tunnel, from the WAN gateway's address, by
+    the server or a host behind it, moved a WAN route -- the VPN server's -- to another WAN host."""
     for name in ("accept_redirects", "secure_redirects", "send_redirects"):
         _sysctl(f"{conf4}/all/{name}", "0", undo)
+        _sysctl(f"{conf4}/default/{name}", "0", undo)
         _sysctl(f"{conf4}/{ifname}/{name}", "0", undo)
+    _sysctl(f"{conf6}/default/accept_redirects", "0", undo)
     _sysctl(f"{conf6}/{ifname}/accept_redirects", "0", undo)
 
 

@@ -89,6 +89,44 @@ undo.run()
 print("UNDONE", flush=True)
 """
 
+# In the app namespace: configure_nic's refusal first, then a TUN made after it, as the VPN's
+# own device is (its values from `default`), and a spoofed redirect written into it -- what the
+# VPN server, or a host behind it, can send down the tunnel: from the WAN gateway's address,
+# "for <dst> use <evil>" (a WAN neighbour). "WROTE" once it is in; undone when stdin closes.
+TUN_REDIRECT = r"""
+import fcntl, os, socket, struct, subprocess, sys
+from appliance.router.nics import Undo, refuse_redirects
+wan, name, gw, app, evil, dst = sys.argv[1:7]
+undo = Undo()
+refuse_redirects(wan, undo)
+fd = os.open("/dev/net/tun", os.O_RDWR)
+fcntl.ioctl(fd, 0x400454CA, struct.pack("16sH", name.encode(), 0x0001 | 0x1000))    # TUNSETIFF: IFF_TUN | IFF_NO_PI
+subprocess.run(["ip", "addr", "add", "198.19.41.2/24", "dev", name], check=True)
+subprocess.run(["ip", "link", "set", name, "up"], check=True)
+
+def csum(b):
+    b += bytes(len(b) % 2)
+    s = sum(struct.unpack(f"!{len(b) // 2}H", b))
+    s = (s >> 16) + (s & 0xFFFF)
+    s += s >> 16
+    return ~s & 0xFFFF
+
+def ip(src, dst, proto, payload):
+    h = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(payload), 0, 0, 64, proto, 0,
+                    socket.inet_aton(src), socket.inet_aton(dst))
+    return h[:10] + struct.pack("!H", csum(h)) + h[12:] + payload
+
+inner = ip(app, dst, 1, struct.pack("!BBHHH", 0, 0, 0, 0, 0))      # the appliance's echo reply to dst
+icmp = struct.pack("!BBH4s", 5, 1, 0, socket.inet_aton(evil)) + inner
+icmp = icmp[:2] + struct.pack("!H", csum(icmp)) + icmp[4:]
+print("READY", flush=True)
+for line in sys.stdin:
+    os.write(fd, ip(gw, "198.19.41.2", 1, icmp))
+    print("WROTE", flush=True)
+undo.run()
+print("UNDONE", flush=True)
+"""
+
 # In the app namespace: the static WAN's keeper for the IPv6 address only, its periodic check
 # pushed to 120 s (only an event wakes it within the test's deadline).
 KEEPER = r"""
@@ -297,6 +335,31 @@ def test_a_spoofed_redirect_linux_takes_by_default_is_refused_on_the_appliances_
 
     assert "UNDONE" in _end(refuser)                    # stdin closed: the undo runs
     assert w.redirect_sysctls() == {"1"}                # Linux's defaults back
+
+
+def test_a_redirect_sent_down_the_tunnel_moves_no_wan_route(world):
+    # atk42: without forwarding Linux judges a redirect by the device it came in by (`all` OR
+    # that device's accept_redirects) and applies it to the route the inner destination takes:
+    # one written into a TUN made after refuse_redirects (its values from `default`, 1) moved
+    # the WAN's route to a WAN neighbour (`via` it, for 5 minutes) -- the VPN server's own
+    # address among what the server, or a host behind it, could so send elsewhere. Refused now.
+    w = world
+    assert w.app.run(f"ping -c 1 -W 5 {EVIL}", check=False).returncode == 0      # a resolved neighbour
+    tun = f"t42{secrets.token_hex(2)}"
+    p = w._proc(w.app, TUN_REDIRECT, w.adev, tun, GW, APP, EVIL, "198.18.202.1")
+    _line(p, "READY")
+    before = w.counter(4)
+    for _ in range(20):                        # written until the kernel counted one (bounded)
+        p.stdin.write("go\n")
+        p.stdin.flush()
+        _line(p, "WROTE")
+        time.sleep(0.1)
+        if w.counter(4) > before:
+            break
+    assert w.counter(4) > before, "the redirect written into the TUN never arrived"
+    assert not _taken(w, 4, "198.18.202.1", EVIL), w.path("198.18.202.1")
+    assert f"via {GW} " in w.path("198.18.202.1")
+    assert "UNDONE" in _end(p)
 
 
 def test_an_ipv6_address_removed_while_the_link_stays_up_is_back_at_once(world):

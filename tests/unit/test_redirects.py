@@ -32,17 +32,18 @@ def test_redirects_are_refused_on_the_nic_and_in_all_and_restored_on_exit(tmp_pa
     refuse_redirects("wan0", undo, conf4, conf6)
     refuse_redirects("lan0", undo, conf4, conf6)
     for n in names:
-        for dev in ("all", "wan0", "lan0"):
+        # `default` too (atk42): the VPN's TUN/TAP, made later, takes its values from there
+        for dev in ("all", "default", "wan0", "lan0"):
             assert _read(tmp_path / "ipv4" / dev / n) == "0", (dev, n)
-        assert _read(tmp_path / "ipv4" / "default" / n) == "1"       # NICs made later: the host's choice
-    for dev in ("wan0", "lan0"):
+    for dev in ("default", "wan0", "lan0"):
         assert _read(tmp_path / "ipv6" / dev / "accept_redirects") == "0"
-    assert _read(tmp_path / "ipv6" / "all" / "accept_redirects") == "1"   # IPv6 reads the NIC's only
+    assert _read(tmp_path / "ipv6" / "all" / "accept_redirects") == "1"   # IPv6 reads the device's only
     undo.run()
     for n in names:
-        for dev in ("all", "wan0", "lan0"):
+        for dev in ("all", "default", "wan0", "lan0"):
             assert _read(tmp_path / "ipv4" / dev / n) == "1", (dev, n)
-    assert _read(tmp_path / "ipv6" / "wan0" / "accept_redirects") == "1"
+    for dev in ("default", "wan0"):
+        assert _read(tmp_path / "ipv6" / dev / "accept_redirects") == "1"
 
 
 def test_values_already_off_are_left_and_not_undone(tmp_path):
@@ -98,7 +99,8 @@ def test_configure_nic_refuses_redirects_on_both_nics_before_their_links_go_up(m
         events.clear()
         assert nics.configure_nic(nic, nics.Undo()) == name
         up = events.index(("link", "up"))
-        for path in (f"{nics.IP4_CONF}/all/accept_redirects", f"{nics.IP4_CONF}/{name}/accept_redirects",
+        for path in (f"{nics.IP4_CONF}/all/accept_redirects", f"{nics.IP4_CONF}/default/accept_redirects",
+                     f"{nics.IP4_CONF}/{name}/accept_redirects",
                      f"{nics.IP4_CONF}/{name}/secure_redirects", f"{nics.IP4_CONF}/{name}/send_redirects",
                      f"{nics.IP6_CONF}/{name}/accept_redirects"):
             assert events.index((path, "0")) < up, (path, events)
