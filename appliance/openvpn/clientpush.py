@@ -108,8 +108,7 @@ class ClientPush:
         if not self.st.duplicate_cn and rec.common_name:
             # The session this one restarts (its address's, or its peer-id's after a float) is the
             # same client, as 2.6's one instance: its end says so, not "another client".
-            restarted = (self.by_addr.get(rec.addr) if self.pending.get(rec.addr) is rec else None,
-                         self.by_peer_id.get(rec.peer_id) if self.heirs.get(rec.peer_id) is rec else None)
+            restarted = self._restarted(rec)
             for other in self._records():
                 if other is not rec and other.common_name == rec.common_name and (
                         other.session.established or other.connect_state == "pending"):
@@ -130,7 +129,7 @@ class ClientPush:
         elif pool is not None:
             mem = self._memory()
             ip = pool.lease_free(mem.pick(rec.common_name, pool)) if mem is not None else None
-            ip = ip or pool.lease()
+            ip = ip or pool.lease() or self._predecessors_lease(rec)
             if ip is None:
                 # As OpenVPN 2.6 (multi.c): the client is let in with no address pushed, and
                 # the log says so; its IPv6 pool address goes with the IPv4 one (2.6's pool
@@ -184,6 +183,30 @@ class ClientPush:
             raise PushDeferred()
         self._check_constraint(rec)
         return opts
+
+    def _restarted(self, rec: ClientRecord) -> tuple[ClientRecord | None, ClientRecord | None]:
+        """The sessions `rec` restarts, as 2.6's one instance going on: the one at its address
+        it waits beside (`pending`), and the one whose peer-id it inherits after a float
+        (`heirs`); None where there is none."""
+        return (self.by_addr.get(rec.addr) if self.pending.get(rec.addr) is rec else None,
+                self.by_peer_id.get(rec.peer_id) if self.heirs.get(rec.peer_id) is rec else None)
+
+    def _predecessors_lease(self, rec: ClientRecord) -> str | None:
+        """A full pool: the pool address of the established session `rec` restarts (review44a),
+        shared until that one goes (at `rec`'s promotion, or its own end), as an ifconfig-push
+        address in use is. Why: that session holds the address only until `rec` replaces it, so
+        `rec` let in with no address (compat42's full pool) left it free for nobody -- and a 2.6
+        client restarting in place (duplicate-cn, or no common name: nothing ends the old one
+        before the push) sat connected without an address, where before it was refused TEMP
+        and retried. None without such a session."""
+        pool = self.st.pool
+        for prev in self._restarted(rec):
+            if (prev is not None and prev is not rec and prev.alive and prev.session.established
+                    and prev.pool_lease is not None and prev.pool_lease == prev.vaddr and pool is not None
+                    and prev.pool_lease in pool.leased):
+                pool.share(prev.pool_lease)
+                return prev.pool_lease
+        return None
 
     @staticmethod
     def _migrate_compression(s: Session) -> str:
