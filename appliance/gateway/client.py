@@ -1550,6 +1550,9 @@ class ClientGateway(SignalWakes):
         # The profile's route-ipv6, route-metric, block-ipv6 and dns with the pushed ones, as
         # OpenVPN 2.6 (openvpn/profile_push.py): the tunnel and the services see both as one.
         pushed = with_profile(self.opts, e.pushed)
+        if (why := fatal_push(self.entry, pushed)) is not None:
+            self._fatal(why, ", exiting")       # as 2.6's M_FATAL: the next connection would meet it again
+            return
         if pushed is not None and pushed.tun_mtu is None and self.entry.tun_mtu != self.opts.tun_mtu:
             # The connection's own tun-mtu (its <connection> block's, or link-mtu over its
             # protocol): the device takes it as it would a pushed one, as 2.6 opens it per entry.
@@ -1558,9 +1561,6 @@ class ClientGateway(SignalWakes):
             log.warning("block-ipv6: %d pushed route-ipv6 via net_gateway_ipv6 not installed (%s%s): the profile "
                         "keeps IPv6 inside the tunnel", len(outside), ", ".join(outside[:3]),
                         ", ..." if len(outside) > 3 else "")
-        if (why := fatal_push(self.opts, pushed)) is not None:
-            self._fatal(why, ", exiting")       # as 2.6's M_FATAL: the next connection would meet it again
-            return
         try:
             self.net.apply(pushed, c.addr[0])
         except PortGone:

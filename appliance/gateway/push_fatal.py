@@ -13,20 +13,24 @@ from __future__ import annotations
 
 from ..openvpn.config.model import Options
 from ..openvpn.config.parser import IPV6_TUN_MTU_FLOOR
+from ..openvpn.profile_push import device_mtu
 
 
 def fatal_push(opts: Options, pushed) -> str | None:
-    """Why the run must end on this push (the log line and >FATAL text), or None.
+    """Why the run must end on this push (the log line and >FATAL text), or None. `opts`: this
+    connection's entry (its <connection> block's tun-mtu and line, or the profile's); `pushed`:
+    what the server pushed (with the profile's own options), its tun-mtu the server's only --
+    the entry's is named as the profile's line, not as a push (review44a: client.py handed the
+    entry's MTU over as if pushed, and the line blamed the server).
 
-    A pushed `ifconfig-ipv6` with the device's MTU (the pushed tun-mtu, else this connection's)
-    under 1280: Linux refuses an IPv6 address on such a link (RFC 8200 5), and 2.6 exits ("Linux
+    A pushed `ifconfig-ipv6` with the device's MTU (profile_push.device_mtu) under 1280: Linux refuses an IPv6 address on such a link (RFC 8200 5), and 2.6 exits ("Linux
     can't add IPv6 to interface tun0", checked with Debian's 2.6.14 against its own server with
     the client's `tun-mtu 1200` and the pushed tun-mtu filtered out). The same profile with
     `ifconfig-ipv6` of its own is refused at its line before start (config/parser.py
     ipv6_needs_1280)."""
     if pushed is None or getattr(pushed, "ifconfig_ipv6", None) is None:
         return None
-    mtu = pushed.tun_mtu or opts.tun_mtu
+    mtu = device_mtu(opts, pushed)
     if mtu >= IPV6_TUN_MTU_FLOOR:
         return None
     if pushed.tun_mtu:

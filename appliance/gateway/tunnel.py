@@ -20,6 +20,7 @@ import socket
 from ..ioerrors import PortGone, dev_name_cut, tun_open_failed
 from ..openvpn.config import Options
 from ..openvpn.config.model import route_network
+from ..openvpn.profile_push import device_mtu
 from ..openvpn.route6 import parse_net6 as _net6
 from ..router.links import add_address6, configure_tun, link_up
 from ..router.route_record import RouteRecord
@@ -530,7 +531,7 @@ class TunnelNetwork(_TunAndRoutes):
 
     def _device_at(self, pushed) -> int:
         """The device (opened on the first push) at this push's MTU, else the profile's; the MTU."""
-        mtu = pushed.tun_mtu or self.opts.tun_mtu
+        mtu = device_mtu(self.opts, pushed)
         if self.tun is None:
             self._open(mtu)
         self.tun.mtu = mtu

@@ -21,6 +21,7 @@ import ipaddress
 import os
 
 from ..openvpn.config.model import route_network
+from ..openvpn.profile_push import device_mtu
 from ..openvpn.tls import cert_env
 from .script_env import with_globals
 
@@ -166,7 +167,7 @@ def up_env(opts, pushed, *, remote: tuple, chain: list, common_name: str, dev: s
             routes = []
         e.update(route_env(routes, pushed.routes_ipv6, vpn_gw, net_gateway, ip, pushed.route_metric, v6_remote))
     e["script_context"] = "init"
-    e["tun_mtu"] = str(pushed.tun_mtu if pushed is not None and pushed.tun_mtu else opts.tun_mtu)
+    e["tun_mtu"] = str(device_mtu(opts, pushed))
     e["dev"] = dev
     e["dev_type"] = opts.dev_type
     if redirect is not None:

@@ -28,6 +28,14 @@ if TYPE_CHECKING:
 MAX_NOTED = 8           # pushed routes named in `ignored` (the push may hold hundreds)
 
 
+def device_mtu(opts: "Options", pushed: PushedOptions | None) -> int:
+    """The TUN's MTU for this push: the pushed tun-mtu, else `opts`' (the connection entry's: its
+    <connection> block's tun-mtu, or link-mtu over its protocol). The one place it is decided: the
+    device (TunnelNetwork._device_at), the scripts' `tun_mtu` (updown_env.py) and what the push
+    cannot have on it (push_fatal.py) read it here."""
+    return pushed.tun_mtu if pushed is not None and pushed.tun_mtu else opts.tun_mtu
+
+
 def outside_ipv6_dropped(opts: "Options", pushed: PushedOptions | None) -> list[str]:
     """The pushed `route-ipv6 ... net_gateway_ipv6` networks the profile's block-ipv6 keeps out
     (with_profile), for the gateway's warning."""
