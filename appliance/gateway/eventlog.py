@@ -133,8 +133,9 @@ def log_server_event(rec, e: object) -> None:
                      f", user {e.username}" if e.username else "",
                      f", tls-crypt-v2 {rec.v2_metadata}" if rec.v2_metadata else "")
         case ev.TunnelUp():
-            log.info("%s: connected, address %s, cipher %s, peer-id %s, VmRSS %s", who, rec.vaddr, e.cipher,
-                     rec.peer_id, vm_rss())
+            # (no IPv4 address: its IPv6 one; neither -- a full pool lets a client in so, as 2.6 --: none)
+            log.info("%s: connected, address %s, cipher %s, peer-id %s, VmRSS %s", who,
+                     rec.vaddr or rec.vaddr6 or "none", e.cipher, rec.peer_id, vm_rss())
         case ev.KeyRenegotiated():
             log.info("%s: key renegotiated (key id %d)", who, e.key_id)
         case ev.ClientFloated():
