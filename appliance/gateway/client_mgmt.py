@@ -42,6 +42,8 @@ from typing import TYPE_CHECKING, Callable
 from ..openvpn import events as ev
 from ..openvpn.catoi import atoi
 from .client_status import render_client
+from .mgmt_env import EnvBlock, env_filter_command
+from .mgmt_help import HELP
 from .management import VERSION_LINE, Management, MgmtConn, common_reply, needs_reply, not_served
 
 if TYPE_CHECKING:
@@ -53,31 +55,6 @@ STATE_HISTORY = 100          # OpenVPN's default state buffer (management_state_
 BYTECOUNT_TICK = 1.0
 INFOMSG_MAX = 255            # OpenVPN builds >INFOMSG:<text> in 256 bytes and drops a longer one
 
-HELP = """Management Interface for OpenVPN 2.6.14 vpn-appliance
-Commands:
-bytecount n            : Show bytes in/out, update every n secs (0=off).
-cr-response response   : Send a challenge response answer via CR_RESPONSE to server
-echo [on|off] [N|all]  : Like log, but only show messages in echo buffer.
-exit|quit              : Close management session.
-forget-passwords       : Forget passwords entered so far.
-help                   : Print this message.
-hold [on|off|release]  : Set/show hold flag to on/off state, or
-                         release current hold and start tunnel.
-log [on|off] [N|all]   : Turn on/off realtime log display
-                         + show last N lines or 'all' for entire history.
-mute [n]               : Set log mute level to n, or show level if n is absent.
-password type p        : Enter password p for a queried OpenVPN password.
-remote type [host port] : Override remote directive, type=ACCEPT|MOD|SKIP.
-proxy type [host port flags] : Enter dynamic proxy server info.
-pid                    : Show process ID of the current OpenVPN process.
-signal s               : Send signal s to daemon,
-                         s = SIGHUP|SIGTERM|SIGUSR1|SIGUSR2.
-state [on|off] [N|all] : Like log, but show state history.
-status [n]             : Show current daemon status info using format #n.
-username type u        : Enter username u for a queried OpenVPN username.
-verb [n]               : Set log verbosity level to n, or show if n is absent.
-version [n]            : Set client's version to n or show current version of daemon.
-END""".split("\n")
 
 # OpenVPN commands a client does not serve here: answered as OpenVPN answers a command its
 # current mode lacks (the server's, and the credential and key prompts: the profile gives those).
@@ -190,9 +167,8 @@ class ClientManagement(Management):
             return ops.signal_command(a[1])
         if cmd in ("client-auth", "client-auth-nt", "client-deny", "client-pending-auth"):
             return self._client_auth(c, cmd, a)
-        if cmd == "env-filter":                 # kept, as OpenVPN's client keeps it: it has no >CLIENT lines
-            c.env_filter = atoi(a[1]) if len(a) > 1 else 0
-            return [f"SUCCESS: env_filter_level={c.env_filter}"]
+        if cmd == "env-filter":
+            return env_filter_command(c, a)
         if cmd == "auth-retry":
             return ops.auth_retry_command(a[1] if len(a) > 1 else None)
         if cmd in UNSUPPORTED:
@@ -313,8 +289,8 @@ class ClientMgmt:
 
     def up_down(self, kind: str, env: dict[str, str]) -> None:
         """management-up-down: >UPDOWN:UP or DOWN, then the environment (gateway/updown.py)."""
-        self._notify([f">UPDOWN:{kind}", *(f">UPDOWN:ENV,{k}={one_line(v)}" for k, v in env.items()),
-                      ">UPDOWN:ENV,END"])
+        block = EnvBlock((f">UPDOWN:{kind}",), {k: one_line(v) for k, v in env.items()}, "UPDOWN", filtered=False)
+        self._notify(block.lines(0))           # never filtered (mgmt_env.py)
 
     def event(self, e: object) -> None:
         """The engine's events a management client hears of."""

@@ -17,8 +17,9 @@ authenticated tool. Otherwise it is refused, as before. Why: 16 idle connections
 (a local process, a tool leaking them) otherwise kept every tool out.
 
 Every management client is a non-blocking port on the server's own pump, with bounded buffers: a
-client that never reads is cut off once OUT_LIMIT bytes wait for it, one that sends a line longer
-than LINE_LIMIT is cut off too, and each is served at most WAKE_LINES lines per wake-up of the
+client that never reads is cut off once OUT_LIMIT bytes wait for it, a line longer than OpenVPN
+2.6 reads whole is answered as 2.6 answers it but never run, its bytes past LINE_LIMIT counted and
+not kept (gateway/mgmt_line.py), and each is served at most WAKE_LINES lines per wake-up of the
 pump, so none ever stalls the data path. Replies are those of Debian's
 OpenVPN 2.6 (tests/interop compares them line by line); `ops` (gateway/ops.py) answers the
 questions about clients and signals.
@@ -41,11 +42,17 @@ from ..openvpn.catoi import atoi
 from ..openvpn.config.lexer import OPTION_PARM_SIZE, LexError, tokenize
 from ..openvpn.peernames import from_peer, to_bytes
 from ..openvpn.regular_file import KEY_MATERIAL, open_regular_file
+from ..logpace import NoteLimit, times
+from .mgmt_help import HELP  # noqa: F401 - the client's interface imports it from here too
+from .mgmt_env import EnvBlock, env_filter_command
+from .mgmt_line import MAX_LINE, TOO_LONG, Overlong, what_2_6_reads
 from .mgmt_throttle import LOG_EVERY, LoginThrottle, source_key
 
 log = logging.getLogger("vpn-appliance")
 
 OUT_LIMIT = 256 * 1024
+# Bytes of a line without its end kept in a connection's input buffer; past it the line's bytes
+# are counted, not kept (mgmt_line.py: only its length and last 1,023 bytes decide its answer).
 LINE_LIMIT = 8 * 1024
 # A management client's share of one wake-up of the pump (the tunnel's loop): at most this many
 # of its lines, and no further line once this wake-up queued WAKE_OUTPUT bytes for it; the rest
@@ -87,7 +94,7 @@ BANNER = ">INFO:OpenVPN Management Interface Version 5 -- type 'help' for more i
 NEEDS = {"signal": (1, False), "log": (1, True), "echo": (1, True), "bytecount": (1, False),
          "kill": (1, False), "client-kill": (1, True), "username": (2, False), "password": (2, False),
          "cr-response": (1, False), "remote": (1, True), "proxy": (1, True), "needok": (2, False),
-         "needstr": (2, False), "remote-entry-get": (1, True), "test": (1, False)}
+         "needstr": (2, False), "remote-entry-get": (1, True), "test": (1, False), "pkcs11-id-get": (1, False)}
 # `test N`'s lines (a debugging command: N lines of text). OpenVPN 2.6 writes all N; here at
 # most this many, so one command cannot queue gigabytes past OUT_LIMIT.
 TEST_LINES_MAX = 1000
@@ -103,41 +110,17 @@ SERVER_FIXED = {
     "remote-entry-count": "ERROR: The 'remote-entry-count' command is not supported by the current daemon mode",
     "remote-entry-get": "ERROR: The 'remote-entry-get' command is not supported by the current daemon mode",
     "cr-response": "ERROR: The 'cr-repsonse' command is not supported by the current daemon mode",   # sic, 2.6
-    "pkcs11-id-count": ">PKCS11ID-COUNT:0",
     "rsa-sig": "ERROR: The rsa-sig command is not currently available",
     "pk-sig": "ERROR: The pk-sig command is not currently available",
     "certificate": "ERROR: The certificate command is not currently available",
     "net": "ERROR: Sorry, this command is currently only implemented on Windows",
 }
-# env-filter's names (manage.c env_filter_match; IV_ as Debian's 2.6.14 lets the peer-info through
-# at level 2, seen beside ours in lab/mgmt_parity.py): level 1 keeps these and X509_*, level 2
-# these only, 3 and above none; level 0 (the default) every line.
-ENV_FILTER_NAMES = ("IV_", "username=", "password=", "X509_0_CN=", "tls_serial_", "untrusted_ip=", "ifconfig_local=",
-                    "ifconfig_netmask=", "daemon_start_time=", "daemon_pid=", "dev=", "ifconfig_pool_remote_ip=",
-                    "ifconfig_pool_netmask=", "time_duration=", "bytes_sent=", "bytes_received=", "session_id=",
-                    "session_state=")
-
-
-def env_filtered(lines: list[str], level: int) -> list[str]:
-    """`lines` with the >CLIENT:ENV lines `env-filter level` hides left out (END stays)."""
-    if level <= 0:
-        return lines
-    out = []
-    for line in lines:
-        if line.startswith(">CLIENT:ENV,") and line != ">CLIENT:ENV,END":
-            var = line[len(">CLIENT:ENV,"):]
-            keep = level <= 2 and (var.startswith(ENV_FILTER_NAMES) or (level == 1 and var.startswith("X509_")))
-            if not keep:
-                continue
-        out.append(line)
-    return out
-
-
 # Answered alike by both roles of Debian's 2.6.14 when nothing asks for them (no needok/needstr
 # prompt is ever made here).
 COMMON_FIXED = {
     "needok": "ERROR: no needok-confirmation is currently needed at this time",
     "needstr": "ERROR: no needstr-string is currently needed at this time",
+    "pkcs11-id-count": ">PKCS11ID-COUNT:0",        # Debian's build has PKCS#11, no identity here
 }
 
 
@@ -145,6 +128,8 @@ def common_reply(a: list[str]) -> list[str] | None:
     """The answers both roles give alike that need no state: needok/needstr, `test N`."""
     if a[0] in COMMON_FIXED:
         return [COMMON_FIXED[a[0]]]
+    if a[0] == "pkcs11-id-get":             # Debian's build has PKCS#11, with no identity here
+        return [f">PKCS11ID-ENTRY:'{atoi(a[1])}'"]
     if a[0] == "test":
         return [f"[{i}] The purpose of this command is to generate large amounts of output."
                 for i in range(min(max(atoi(a[1]), 0), TEST_LINES_MAX))]
@@ -163,33 +148,6 @@ def needs_reply(a: list[str]) -> list[str] | None:
         return None
     n, at_least = need
     return [f"ERROR: the '{a[0]}' command requires {'at least ' if at_least else ''}{n} parameter{'s' if n > 1 else ''}"]
-HELP = """Management Interface for OpenVPN 2.6.14 vpn-appliance
-Commands:
-bytecount n            : Show bytes in/out, update every n secs (0=off).
-client-auth CID KID    : Authenticate client-id/key-id CID/KID (MULTILINE)
-client-auth-nt CID KID : Authenticate client-id/key-id CID/KID
-client-deny CID KID R [CR] : Deny auth client-id/key-id CID/KID with log reason
-                             text R and optional client reason text CR
-client-pending-auth CID KID MSG timeout : Instruct OpenVPN to send AUTH_PENDING and INFO_PRE msg
-                                      to the client and wait for a final client-auth/client-deny
-exit|quit              : Close management session.
-help                   : Print this message.
-hold [on|off|release]  : Set/show hold flag to on/off state, or
-                         release current hold and start tunnel.
-kill cn                : Kill the client instance(s) having common name cn.
-kill IP:port           : Kill the client instance connecting from IP:port.
-load-stats             : Show global server load stats.
-log [on|off] [N|all]   : Turn on/off realtime log display
-                         + show last N lines or 'all' for entire history.
-pid                    : Show process ID of the current OpenVPN process.
-client-kill CID [M]    : Kill client instance CID with message M (def=RESTART)
-signal s               : Send signal s to daemon,
-                         s = SIGHUP|SIGTERM|SIGUSR1|SIGUSR2.
-state [on|off] [N|all] : Like log, but show state history.
-status [n]             : Show current daemon status info using format #n.
-verb [n]               : Set log verbosity level to n, or show if n is absent.
-version [n]            : Set client's version to n or show current version of daemon.
-END""".split("\n")
 
 
 class MgmtConn:
@@ -213,6 +171,7 @@ class MgmtConn:
         self.active = self.since            # the last command line received (IDLE_EVICT)
         # `client-auth CID KID` reads config lines up to END: (cid, kid, lines, bytes so far).
         self.block: tuple[int, int, list[str], int] | None = None
+        self.long: Overlong | None = None    # a line past LINE_LIMIT, counted not kept (mgmt_line.py)
 
     def fileno(self) -> int:
         return self.sock.fileno()
@@ -289,14 +248,21 @@ class MgmtConn:
                 break
             i = self.inbuf.find(b"\n")
             if i < 0:
-                if len(self.inbuf) > LINE_LIMIT:
-                    self.mgr.drop(self, "management line too long")
-                return
+                break
             raw = bytes(self.inbuf[:i])
             del self.inbuf[:i + 1]
-            if len(raw) > LINE_LIMIT:
-                self.mgr.drop(self, "management line too long")
-                return
+            # As OpenVPN 2.6 reads every line (manage.c command_line_add): its control bytes
+            # dropped, a client-auth block's lines too. Kept, a tab in client-deny's reason made
+            # the AUTH_FAILED that OpenVPN's client refuses whole, and a CR in a reason that
+            # reaches the log forged a line in other management clients' >LOG.
+            cleaned = _CONTROL_BYTES.sub(b"", raw)
+            long, self.long = self.long, None
+            if long is not None or len(cleaned) > (MAX_LINE if self.authed else LINE_LIMIT):
+                if long is None:
+                    long = Overlong()
+                long.add(cleaned)
+                self.overlong_line(long)
+                continue
             if _HTTP_REQUEST.match(raw) or (self.authed and _HTTP_HOST.match(raw)):
                 # A web page's request (a cross-origin POST to 127.0.0.1 with a text/plain body,
                 # which browsers send): its body lines would be commands. Closed unread, before
@@ -307,18 +273,43 @@ class MgmtConn:
             if not self.authed:
                 self.password_line(raw)
                 continue
-            # As OpenVPN 2.6 reads every line (manage.c command_line_add): its control bytes
-            # dropped, a client-auth block's lines too. Kept, a tab in client-deny's reason made
-            # the AUTH_FAILED that OpenVPN's client refuses whole, and a CR in a reason that
-            # reaches the log forged a line in other management clients' >LOG.
-            line = from_peer(_CONTROL_BYTES.sub(b"", raw)).strip(" ")   # `kill NAME` names a client by its bytes
+            line = from_peer(cleaned).strip(" ")   # `kill NAME` names a client by its bytes
             self.active = self.mgr.pump.clock()
             if self.block is not None:
                 self.block_line(line)
                 continue
             self.command(line)
-        if not self.closed and self.inbuf.find(b"\n") < 0 and len(self.inbuf) > LINE_LIMIT:
-            self.mgr.drop(self, "management line too long")
+        if not self.closed and self.inbuf.find(b"\n") < 0 and (self.long is not None or len(self.inbuf) > LINE_LIMIT):
+            # A line without its end past LINE_LIMIT: its bytes are counted, not kept (mgmt_line.py).
+            if self.long is None:
+                self.long = Overlong()
+            self.long.add(_CONTROL_BYTES.sub(b"", self.inbuf))
+            self.inbuf.clear()
+
+    def overlong_line(self, long: Overlong) -> None:
+        """A line longer than OpenVPN 2.6 reads whole (mgmt_line.py): answered as 2.6 answers
+        what it keeps of it, except that a command is never run from it; the connection goes on
+        (before helper mgmt42 it was closed). Not yet authenticated: a wrong password. In a
+        client-auth block: the block is refused at its END (a config line cut is no config)."""
+        self.mgr.note_overlong(long.length)
+        if not self.authed:
+            self.password_line(b"")         # never the password (an empty one is refused at start)
+            return
+        self.active = self.mgr.pump.clock()
+        if self.block is not None:
+            cid, kid, lines, _size = self.block
+            self.block = (cid, kid, lines, BLOCK_LIMIT + 1)
+            return
+        got = what_2_6_reads(long.length, long.tail)
+        if got is None:
+            return
+        try:
+            words = command_words(from_peer(got).strip(" "))
+        except ValueError as e:
+            self.send_lines([f"ERROR: {e}"], reply=True)
+            return
+        if words:
+            self.send_lines([TOO_LONG], reply=True)
 
     @property
     def pending(self) -> bool:
@@ -382,6 +373,37 @@ class MgmtConn:
         if not words:                       # blank, or only tabs and the like: no command
             return
         self.send_lines(self.mgr.answer(self, words), reply=True)
+
+
+def kill_reply(ops, target: str) -> list[str]:
+    """`kill CN` or `kill IP:port`, read as OpenVPN 2.6's man_kill reads it: the parameter's first
+    two `:`-separated fields (each cut at 127 bytes, the rest ignored); both there: an IPv4
+    address as inet_aton reads one (`1.2.3` too; 2.6 would also look a host name up, which we do
+    not: a DNS query on the loop) and a port 1-65535 as atoi reads one, told back in their
+    canonical form; the first alone: a common name. An IPv6 address is read as 2.6 reads it --
+    `2001:db8::1:5` is address `2001` (0.0.7.209) and port `db8` -- so a client connected over
+    IPv6 is killed by `client-kill CID` (or its common name), as with 2.6 (before helper
+    mgmt42, `kill 2001:db8::1:5` killed it here and nowhere else)."""
+    fields = target.split(":")
+    p1 = from_peer(to_bytes(fields[0])[:127])
+    p2 = from_peer(to_bytes(fields[1])[:127]) if len(fields) > 1 else ""
+    if p1 and p2:
+        try:
+            if p1 != p1.strip() or " " in p1:     # getaddrinfo reads the address exactly (inet_aton would not)
+                raise ValueError(p1)
+            packed = socket.inet_aton(p1)
+        except (OSError, ValueError):
+            return [f"ERROR: error parsing IP address: {p1}"]
+        port = atoi(p2)
+        if not 0 < port < 65536:
+            return [f"ERROR: port number is out of range: {p2}"]
+        where = f"{socket.inet_ntoa(packed)}:{port}"
+        n = ops.kill_addr(socket.inet_ntoa(packed), port)
+        return [f"SUCCESS: {n} client(s) at address {where} killed"] if n else [f"ERROR: client at address {where} not found"]
+    if p1:
+        n = ops.kill_cn(p1)
+        return [f"SUCCESS: common name '{p1}' found, {n} client(s) killed"] if n else [f"ERROR: common name '{p1}' not found"]
+    return ["ERROR: kill parse"]
 
 
 def parse_id(text: str) -> int | None:
@@ -516,6 +538,8 @@ class Management:
         self._refused_logged: float | None = None
         self._dropped = 0                                   # connections closed for a reason, since its last line
         self._dropped_logged: float | None = None
+        self.overlong_lines = 0                             # lines past 2.6's 1,023 bytes, since start
+        self._overlong_said = NoteLimit(LOG_EVERY)
         self._unlinker = None
         self._ident: tuple[int, int, int] | None = None     # our unix socket's identity()
         host, port, pwfile = spec
@@ -744,6 +768,15 @@ class Management:
         if c in self.conns:
             self.conns.remove(c)
 
+    def note_overlong(self, length: int) -> None:
+        """A command line longer than OpenVPN 2.6 reads (mgmt_line.py): counted, and said at a
+        limited rate (a tool sending 1 MiB lines in a loop is no log flood)."""
+        self.overlong_lines += 1
+        held = self._overlong_said.due(self.pump.clock())
+        if held is not None:
+            log.warning("management: a command line of %d bytes, over the %d OpenVPN 2.6 reads whole: not run "
+                        "(%d such lines since start)%s", length, MAX_LINE, self.overlong_lines, times(held))
+
     def _closed_for(self, why: str) -> None:
         """A connection closed for a reason: at most one line every LOG_EVERY s, with a count of
         the others (a local or LAN flood of connections that never read, send over-long lines or
@@ -795,7 +828,18 @@ class Management:
     def notify(self, lines: list[str], flag: str | None = None) -> None:
         for c in list(self.conns):
             if c.authed and (flag is None or getattr(c, flag)):
-                c.send_lines(env_filtered(lines, c.env_filter))
+                c.send_lines(lines)
+
+    def notify_env(self, block: EnvBlock) -> None:
+        """A notification with an environment (mgmt_env.py), each connection at its env-filter
+        level."""
+        by_level: dict[int, list[str]] = {}
+        for c in list(self.conns):
+            if c.authed:
+                lines = by_level.get(c.env_filter)
+                if lines is None:
+                    lines = by_level[c.env_filter] = block.lines(c.env_filter)
+                c.send_lines(lines)
 
     def log_line(self, line: str) -> None:
         if any(c.log_on for c in self.conns):
@@ -896,8 +940,7 @@ class Management:
             ops.bytecount_changed()
             return ["SUCCESS: bytecount interval changed"]
         if cmd == "env-filter":
-            c.env_filter = atoi(a[1]) if len(a) > 1 else 0
-            return [f"SUCCESS: env_filter_level={c.env_filter}"]
+            return env_filter_command(c, a)
         if cmd == "auth-retry":                 # a server has none to change: as 2.6 answers it
             if len(a) == 1:
                 return ["SUCCESS: auth-retry=none"]
@@ -938,24 +981,7 @@ class Management:
             ops.management_signal(name)
             return [f"SUCCESS: signal {name} thrown"]
         if cmd == "kill":
-            if len(a) < 2:
-                return ["ERROR: the 'kill' command requires 1 parameter"]
-            target = a[1]
-            host, sep, port = target.rpartition(":")
-            if sep and host and port:
-                try:
-                    ipaddress.ip_address(host)
-                except ValueError:
-                    return [f"ERROR: error parsing IP address: {host}"]
-                if not (port.isdigit() and 0 < int(port) < 65536):
-                    return [f"ERROR: port number is out of range: {port}"]
-            if sep and port.isdigit() and host:
-                n = ops.kill_addr(host, int(port))
-                return ([f"SUCCESS: {n} client(s) at address {target} killed"] if n
-                        else [f"ERROR: client at address {target} not found"])
-            n = ops.kill_cn(target)
-            return ([f"SUCCESS: common name '{target}' found, {n} client(s) killed"] if n
-                    else [f"ERROR: common name '{target}' not found"])
+            return kill_reply(ops, a[1])
         if cmd in ("client-auth", "client-auth-nt", "client-deny", "client-pending-auth"):
             return self._client_auth(c, cmd, a)
         if cmd == "client-kill":

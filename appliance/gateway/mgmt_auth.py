@@ -11,13 +11,20 @@ lines of client-auth are applied as a client-connect script's would be (ccd synt
 client's first login only. A verdict for a login that is over (its key timed out at hand-window,
 the client left) answers `ERROR: client-auth command failed`, as OpenVPN's does; one for a login
 already let in answers SUCCESS, as there: client-auth again changes nothing, and client-deny
-ends the client's session (the management client has withdrawn its yes).
+ends the client's session (the management client has withdrawn its yes). A second client-deny for
+a login denied answers SUCCESS, as 2.6's does until it frees the client's instance (seen in the
+lab right after the first; how long after the client has gone was not measured), here for the
+last DENIED_KEPT denials; 2.6 sends the later client reason if its AUTH_FAILED is not out yet, ours went with the
+first verdict, so nothing changes;
+client-auth after a client-deny fails here, where 2.6 marks the key as let in again: a denial
+is final (helper mgmt42).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
 MAX_WAITING = 4096          # logins waiting for a verdict, all clients together
+DENIED_KEPT = 1024          # denied logins a second client-deny answers SUCCESS for (CIDs are never reused)
 
 
 @dataclass
@@ -47,6 +54,7 @@ class ClientAuthWait:
         self.kids: dict[int, int] = {}              # CID -> the next KID
         self.spare: dict[int, int] = {}             # CID -> the KID a restart takes (see add)
         self.let_in: dict[tuple[int, int], object] = {}   # (CID, KID) -> record: logins let in, the last 2 per client
+        self.denied: dict[tuple[int, int], None] = {}     # logins denied, the last DENIED_KEPT (oldest first)
 
     def add(self, rec: object, key_id: int, check: object, cid: int, check_pending: bool,
             restart: bool = False) -> Waiting | None:
@@ -91,6 +99,10 @@ class ClientAuthWait:
         if let_in:
             self.let_in[(w.cid, w.kid)] = w.rec
             self.let_in.pop((w.cid, w.kid - 2), None)
+        else:
+            self.denied[(w.cid, w.kid)] = None
+            while len(self.denied) > DENIED_KEPT:
+                del self.denied[next(iter(self.denied))]
 
     def forget(self, rec: object, cid: int | None) -> None:
         """The client is gone: its waiting logins and its KID counter."""

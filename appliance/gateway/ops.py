@@ -32,6 +32,7 @@ import os
 import re
 import signal as _signal
 import time
+import weakref
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable
@@ -51,7 +52,6 @@ from ..openvpn.given import given_under, what_differs
 from ..openvpn.errors import RemoteProtocolError
 from ..openvpn.keymethod import remap_name
 from ..openvpn.l2switch import SwitchDataPath, mac_text
-from ..openvpn.peernames import from_peer, to_bytes
 from ..openvpn.tls import (CHAIN_UNREADABLE, CHAIN_UNREADABLE_SAID, TlsSettings, cert_env, chain_or_depth0,
                            peer_rechecker)
 from . import status as st_mod
@@ -69,6 +69,7 @@ from .scripts import ConnectOutput, ScriptRunner
 from .slots import identity_of_v2_key
 from .tlsverify import VerifyRunner, make_verify_runner
 from .mgmt_auth import ClientAuthWait
+from .mgmt_env import ENV_LINE_MAX, EnvBlock, env_lines  # noqa: F401 - ENV_LINE_MAX: its tests' import
 from .reload_reader import Outcome, ReloadReader
 from .server_files import load_server_settings
 
@@ -239,6 +240,11 @@ class Operations:
         self.reload_inline = False
         self._reload_busy = False                    # a reload being read (or its CRL), not applied yet
         self._reload_restart = False                 # ... for a SIGHUP: >UPDOWN:UP once it is applied
+        # >BYTECOUNT_CLI (_bytecount): each client's link bytes at the last tick, when they last
+        # moved, and per management connection when each client was last told to it.
+        self._bc_prev: dict[int, tuple[int, int]] = {}
+        self._bc_moved: dict[int, float] = {}
+        self._bc_told: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
         self.stop_why = "SIGTERM"                    # the stop's >STATE:...,EXITING,<this> (on_signal)
         self._reload_result: bool | None = None      # its outcome, once known (reload's return, inline)
         self._reload_again = False                   # and one asked for meanwhile
@@ -418,23 +424,46 @@ class Operations:
             timers.arm("bytecount", self.gw.clock() + BYTECOUNT_TICK, self._bytecount)
 
     def _bytecount(self) -> None:
+        """>BYTECOUNT_CLI:CID,IN,OUT as OpenVPN 2.6 sends it (manage.h management_bytes_server,
+        called as a client's packets are read or written): a client is told to a management
+        client that asked for every N s only when its link bytes moved since it was last told,
+        and at most every N s -- an idle client is never told (before helper mgmt42 every
+        established client was told every N s). Movement is seen at this 1 s tick: a client's
+        counts differing from the last tick's."""
         m = self.mgmt
         if m is None:
             return
-        now = int(self.gw.clock())
+        now = self.gw.clock()
         active = [c for c in m.conns if c.bytecount]
         if not active:
+            self._bc_prev.clear()
+            self._bc_moved.clear()
             return
-        due = [c for c in active if now % c.bytecount == 0]
-        if due:
+        current: dict[int, tuple[ClientInfo, int, int]] = {}
+        for inf in list(self.info.values()):
+            if inf.established and inf.rec.alive:
+                r, w = self.link.of(inf.rec)
+                current[inf.cid] = (inf, r, w)
+                prev = self._bc_prev.get(inf.cid)
+                if prev is not None and prev != (r, w):
+                    self._bc_moved[inf.cid] = now
+                self._bc_prev[inf.cid] = (r, w)
+        for gone in [cid for cid in self._bc_prev if cid not in current]:
+            del self._bc_prev[gone]
+            self._bc_moved.pop(gone, None)
+        for c in active:
+            told = self._bc_told.setdefault(c, {})
             lines = []
-            for inf in list(self.info.values()):
-                if inf.established and inf.rec.alive:
-                    r, w = self.link.of(inf.rec)
-                    lines.append(f">BYTECOUNT_CLI:{inf.cid},{r},{w}")
-            for c in due:
+            for cid, (inf, r, w) in current.items():
+                last = told.get(cid, float("-inf"))
+                if self._bc_moved.get(cid, float("-inf")) > last and now - last >= c.bytecount - 0.5:
+                    told[cid] = now
+                    lines.append(f">BYTECOUNT_CLI:{cid},{r},{w}")
+            for gone in [cid for cid in told if cid not in current]:
+                del told[gone]
+            if lines:
                 c.send_lines(lines)
-        self.gw.pump.timers.arm("bytecount", self.gw.clock() + BYTECOUNT_TICK, self._bytecount)
+        self.gw.pump.timers.arm("bytecount", now + BYTECOUNT_TICK, self._bytecount)
 
     # ---------------------------------------------------------------- questions
     def _real(self, rec) -> tuple[str, int]:
@@ -1259,7 +1288,7 @@ class Operations:
                 if inf.announced:
                     told = inf.told_addresses
                     self.mgmt.notify(told if told is not None else self._address_lines(rec, inf.cid))
-                self.mgmt.notify([f">CLIENT:ESTABLISHED,{inf.cid}"] + self._env_lines(rec, inf))
+                self.mgmt.notify_env(EnvBlock((f">CLIENT:ESTABLISHED,{inf.cid}",), self._client_env(rec, inf)))
         elif isinstance(e, ev.KeyRenegotiated):
             if id(rec) in self.info:
                 self.traffic.sample(rec)
@@ -1308,7 +1337,7 @@ class Operations:
                 # As 2.6's management_notify_client_close: only for a connection whose login the
                 # management client was asked about (DAF_INITIAL_AUTH: management-client-auth);
                 # without it 2.6 says >CLIENT:ESTABLISHED and never >CLIENT:DISCONNECT.
-                self.mgmt.notify([f">CLIENT:DISCONNECT,{inf.cid}"] + self._env_lines(who, inf, extra))
+                self.mgmt.notify_env(EnvBlock((f">CLIENT:DISCONNECT,{inf.cid}",), self._client_env(who, inf, extra)))
             o = self.gw.opts
             if o.client_disconnect and self.scripts is not None:
                 env = self.env(who, inf, "client-disconnect")
@@ -1335,7 +1364,8 @@ class Operations:
         text = "".join(ch if " " <= ch <= "~" else "_" for ch in e.response)
         log.info("%s: CR response was sent by client ('%s')", rec.common_name, text[:64])
         env = self.user_pass_env(rec)           # the login's, as it was announced (no password)
-        self.mgmt.notify([f">CLIENT:CR_RESPONSE,{w.cid},{w.kid},{text}"] + env_lines(env))
+        self.mgmt.notify_env(EnvBlock((f">CLIENT:CR_RESPONSE,{w.cid},{w.kid},{text}",), env,
+                                      peer_info=peer_info_lines(rec.session.peer_info)))
 
     def _deferred_login(self, rec, key_id: int):
         """The deferred auth-user-pass-verify check (key, held, verdict, ...) of `rec`'s key, if one waits."""
@@ -1710,8 +1740,7 @@ class Operations:
         management clients connected then hear them, as OpenVPN's)."""
         if self.mgmt is not None and self.gw.opts.management_up_down:
             env = self.up_down_env()
-            self.mgmt.notify([f">UPDOWN:{kind}", *(f">UPDOWN:ENV,{k}={v}" for k, v in env.items()),
-                              ">UPDOWN:ENV,END"])
+            self.mgmt.notify_env(EnvBlock((f">UPDOWN:{kind}",), env, "UPDOWN", filtered=False))
 
     # ---------------------------------------------------------------- management-client-auth
     def ask_management(self, rec, e, check_pending: bool) -> bool:
@@ -1731,7 +1760,8 @@ class Operations:
         if self.mgmt is not None:
             mode = "REAUTH" if inf.established or inf.restart else "CONNECT"
             inf.announced = True
-            self.mgmt.notify([f">CLIENT:{mode},{inf.cid},{w.kid}"] + env_lines(env))
+            self.mgmt.notify_env(EnvBlock((f">CLIENT:{mode},{inf.cid},{w.kid}",), env,
+                                          peer_info=peer_info_lines(rec.session.peer_info)))
         return True
 
     def check_done(self, rec, key_id: int, check: object, v) -> bool:
@@ -1754,6 +1784,8 @@ class Operations:
             return False
         w = self.client_auth.by_ckid.get((cid, kid))
         if w is None:
+            if (cid, kid) in self.client_auth.denied:   # a second client-deny: SUCCESS, as 2.6
+                return not ok                           # (mgmt_auth.py)
             rec = self.client_auth.let_in.get((cid, kid))
             if rec is None or not rec.alive:
                 return False
@@ -1805,15 +1837,15 @@ class Operations:
         e["n_clients"] = str(sum(1 for i in self.info.values() if i.established))
         return e
 
-    def _env_lines(self, rec, inf: ClientInfo, extra: dict | None = None) -> list[str]:
+    def _client_env(self, rec, inf: ClientInfo, extra: dict | None = None) -> dict[str, str]:
+        """>CLIENT:ESTABLISHED's and DISCONNECT's environment (`extra`: DISCONNECT's counters)."""
         e = dict(extra or {})                     # set last, so OpenVPN prints them first
         e.update(self.env(rec, inf, ""))
-        return env_lines(e)
+        return e
 
-
-# OpenVPN 2.6 writes each >CLIENT:ENV line with msg() (manage.c man_output_env), which formats
-# into ERR_BUF_SIZE (10240) bytes: a longer line is cut there, the NUL taking the last byte.
-ENV_LINE_MAX = 10239
+    def _env_lines(self, rec, inf: ClientInfo, extra: dict | None = None) -> list[str]:
+        """Those as a management client at env-filter 0 reads them."""
+        return env_lines(self._client_env(rec, inf, extra))
 
 
 _CCD_UNCHECKED = object()       # a name the worker gave no verdict for (our bug): that client ends
@@ -1857,27 +1889,16 @@ def _ccd_verdicts(ccd, exclusive: bool, names: list[str]) -> tuple[dict, dict]:
     return out, files
 
 
-def env_lines(env: dict[str, str]) -> list[str]:
-    """A client's environment as >CLIENT:ENV lines and their END, each line cut at OpenVPN's
-    ENV_LINE_MAX bytes. Why cut as OpenVPN: a certificate's x509-track subjectAltName of 5,000
-    IPv6 addresses (a 90 KB certificate, within a TLS handshake's limit) printed a 260 KB line,
-    over the management client's whole output allowance (OUT_LIMIT): its >CLIENT:CONNECT cut off
-    every management client, the one deciding logins (management-client-auth) too."""
-    out = []
-    for k, v in env.items():
-        line = f">CLIENT:ENV,{k}={v}"
-        if len(line) > ENV_LINE_MAX // 4:                  # (a character is at most 4 bytes)
-            raw = to_bytes(line)
-            if len(raw) > ENV_LINE_MAX:
-                line = from_peer(raw[:ENV_LINE_MAX])      # the bytes OpenVPN sends, as sent
-        out.append(line)
-    out.append(">CLIENT:ENV,END")
-    return out
-
-
 _ENV_NAME = re.compile(r"(?:IV|UV)_[A-Za-z0-9_]*")
 _ENV_VALUE_BAD = re.compile(r"[^\x21-\x7e]|[$(`]")
 PEER_INFO_LINE_MAX = 255
+
+
+def peer_info_lines(peer_info: dict[str, str]) -> dict[str, str]:
+    """The peer-info as a login's >CLIENT block gives it at env-filter 1 and above (2.6's
+    man_output_peer_info_env): checked as for the environment, in the order the client sent it
+    (the environment holds it newest first)."""
+    return dict(reversed(peer_info_env(peer_info).items()))
 
 
 def peer_info_env(peer_info: dict[str, str]) -> dict[str, str]:

@@ -15,6 +15,8 @@ import pytest
 from appliance.gateway import status as st_mod
 from appliance.gateway.loop import Pump, SelectorWaiter
 from appliance.gateway.management import LINE_LIMIT, OUT_LIMIT, WAKE_LINES, WAKE_OUTPUT, Management
+from appliance.gateway.mgmt_env import EnvBlock
+from appliance.gateway.mgmt_line import TOO_LONG
 
 # What Debian's OpenVPN 2.6.14 server (no clients) answered, line by line (tests/interop repeats
 # the comparison live). <PID> and <T> mark what differs between runs; TITLE/version text aside.
@@ -82,6 +84,19 @@ OPENVPN_2_6 = {
     "test 2": ["[0] The purpose of this command is to generate large amounts of output.",
                "[1] The purpose of this command is to generate large amounts of output."],
     "version 3": [],
+    # helper mgmt42: 2.6's man_kill reads the first two `:` fields (an IPv6 address is no address
+    # there), inet_aton's forms, atoi's port; and PKCS#11's commands of Debian's build
+    "kill 2001:db8::1:5": ["ERROR: port number is out of range: db8"],
+    "kill ::1": ["ERROR: kill parse"],
+    "kill [::1]:5": ["ERROR: common name '[' not found"],
+    "kill 1.2.3:5": ["ERROR: client at address 1.2.0.3:5 not found"],
+    "kill 1.2.3.4:5:6": ["ERROR: client at address 1.2.3.4:5 not found"],
+    "kill 001.2.3.4:05": ["ERROR: client at address 1.2.3.4:5 not found"],
+    "kill 1.2.3.4:5x": ["ERROR: client at address 1.2.3.4:5 not found"],
+    "kill a:": ["ERROR: common name 'a' not found"],
+    "pkcs11-id-get": ["ERROR: the 'pkcs11-id-get' command requires 1 parameter"],
+    "pkcs11-id-get 3": [">PKCS11ID-ENTRY:'3'"],
+    "pkcs11-id-count": [">PKCS11ID-COUNT:0"],
 }
 
 
@@ -204,6 +219,24 @@ def test_replies_match_openvpn_2_6_line_by_line(mgmt):
     assert m.conns == []
 
 
+def test_kill_by_address_reaches_the_ipv4_client_named_as_2_6_names_it(tmp_path):
+    """`kill 001.2.3.4:05` is client 1.2.3.4:5 (inet_aton, atoi), told back in that form."""
+    class Ops(FakeOps):
+        def kill_addr(self, host, port):
+            return 1 if (host, port) == ("1.2.3.4", 5) else 0
+    pump = Pump(time.monotonic, SelectorWaiter())
+    path = str(tmp_path / "k.sock")
+    m = Management((path, "unix", None), pump, Ops())
+    try:
+        s = _client(path)
+        _read_until(pump, s, lambda t: t.endswith("\r\n"))
+        assert ask(pump, s, "kill 001.2.3.4:05", 1) == ["SUCCESS: 1 client(s) at address 1.2.3.4:5 killed"]
+        assert ask(pump, s, "kill 1.2.3.4:6", 1) == ["ERROR: client at address 1.2.3.4:6 not found"]
+        s.close()
+    finally:
+        m.close()
+
+
 def test_a_client_that_never_reads_is_cut_off_and_blocks_nobody(mgmt):
     m, pump, path = mgmt
     hog = _client(path)
@@ -297,39 +330,89 @@ def test_the_lines_after_one_that_raised_are_still_answered(mgmt, monkeypatch):
     assert txt == f"SUCCESS: pid={os.getpid()}\r\n" and pump.faults.counts.get("internal error")
 
 
-def test_a_one_megabyte_line_is_refused_and_others_are_answered(mgmt):
+def test_a_one_megabyte_line_is_answered_and_the_connection_goes_on_with_a_bounded_buffer(mgmt):
+    """helper mgmt42: a line of 1 MiB (and 8 KiB before it) closed the connection; OpenVPN 2.6
+    answers what its 1,024-byte buffer kept of it and goes on. Its bytes are counted, not kept:
+    the connection's input buffer never holds more than LINE_LIMIT and one read."""
     m, pump, path = mgmt
     bad = _client(path)
     good = _client(path)
     _read_until(pump, good, lambda t: t.endswith("\r\n"))
-    send_while_pumping(pump, bad, b"x" * (1 << 20) + b"\n")
-    for _ in range(50):
+    _read_until(pump, bad, lambda t: t.endswith("\r\n"))
+    biggest, folded = 0, False
+    blob = b"x" * (1 << 20) + b"\n"
+    sent, t0 = 0, time.monotonic()
+    while sent < len(blob) and time.monotonic() - t0 < 10:
+        try:
+            sent += bad.send(blob[sent:sent + 65536])
+        except BlockingIOError:
+            pass
         pump.step(block=False)
-    assert len(m.conns) == 1
+        biggest = max([biggest] + [len(c.inbuf) + (len(c.long.tail) if c.long else 0) for c in m.conns])
+        folded = folded or any(c.long is not None for c in m.conns)
+    # 1,048,576 bytes: 2.6 keeps the last 1,048,576 mod 1,025 = 1 of them, `x`, which would be run
+    # as a command: not run here.
+    assert _read_until(pump, bad, lambda t: t.endswith("\r\n")) == TOO_LONG + "\r\n"
+    assert ask(pump, bad, "pid", 1)[0].startswith("SUCCESS: pid=")
+    assert len(m.conns) == 2 and m.overlong_lines == 1
+    assert folded and biggest <= LINE_LIMIT + 65536, biggest
     assert ask(pump, good, "load-stats", 1) == ["SUCCESS: nclients=0,bytesin=0,bytesout=0"]
     bad.close()
 
 
-def test_a_flood_of_over_long_lines_is_logged_at_a_limited_rate(mgmt, caplog):
-    """Each connection closed for a reason (a line too long, output never read) was one warning
-    line: a flood of them from a local user or the LAN was a log flood."""
+# What Debian's OpenVPN 2.6.14 answered to lines longer than its buffer (lab/mgmt_parity.py).
+LONG_LINES = [
+    (b"pid " + b"y" * 20_000, ["ERROR: Options error: Parameter at TCP:0 is too long (256 chars max): " + "y" * 255]),
+    (b"foo" + b" a" * 510, ["ERROR: unknown command, enter 'help' for more options"]),   # 1,023 bytes: read whole
+    (b"foo" + b" a" * 510 + b"b", []),                       # 1,024: its LF finds the buffer full, nothing at all
+    (b"z" * 1025, []),                                       # an empty line
+]
+
+
+@pytest.mark.parametrize("line,want", LONG_LINES, ids=["20k", "1023", "1024", "1025"])
+def test_lines_longer_than_openvpn_reads_are_answered_as_2_6_answers_them(mgmt, line, want):
     m, pump, path = mgmt
-    for _ in range(40):
-        s = _client(path)
-        try:
-            s.sendall(b"x" * (LINE_LIMIT + 10))
-        except OSError:
-            pass
-        for _ in range(20):
-            pump.step(block=False)
-            if not m.conns:
-                break
-        s.close()
-    closed = [r for r in caplog.records if "management line too long: closed" in r.getMessage()]
-    assert 1 <= len(closed) <= 2, [r.getMessage() for r in closed]
+    s = _client(path)
+    _read_until(pump, s, lambda t: t.endswith("\r\n"))
+    send_while_pumping(pump, s, line + b"\npid\n")
+    got = _read_until(pump, s, lambda t: "SUCCESS: pid=" in t).split("\r\n")[:-1]
+    assert got[:-1] == want and got[-1].startswith("SUCCESS: pid="), got
+    s.close()
+
+
+def test_the_tail_of_an_over_long_line_is_never_run(mgmt):
+    """2.6 runs what its buffer kept of an over-long line: a tool quoting a login's text into
+    `client-deny CID KID "..."` past 1 KiB let that text choose the command (`signal SIGTERM #`,
+    the `#` making the tool's closing quote a comment). Here it is answered, not run."""
+    m, pump, path = mgmt
+    s = _client(path)
+    _read_until(pump, s, lambda t: t.endswith("\r\n"))
+    prefix = b'client-deny 0 1 "' + b"a" * (1025 - 17)
+    assert len(prefix) == 1025
+    got = ask(pump, s, (prefix + b'signal SIGTERM #"').decode(), 1)
+    assert got == [TOO_LONG] and m.ops.signals == []
+    # The same tail as a line of its own is run, as there.
+    assert ask(pump, s, 'signal SIGTERM #"', 1) == ["SUCCESS: signal SIGTERM thrown"] and m.ops.signals == ["SIGTERM"]
+    s.close()
+
+
+def test_a_flood_of_over_long_lines_is_answered_counted_and_logged_at_a_limited_rate(mgmt, caplog):
+    """200 lines of 20 KB from one connection: each answered, the connection kept, each counted,
+    a few warnings said (logpace.NoteLimit), and another connection answered meanwhile."""
+    m, pump, path = mgmt
+    s = _client(path)
     good = _client(path)
+    _read_until(pump, s, lambda t: t.endswith("\r\n"))
     _read_until(pump, good, lambda t: t.endswith("\r\n"))
+    send_while_pumping(pump, s, (b"x" * 20_000 + b"\n") * 200 + b"pid\n", limit=20)
+    txt = _read_until(pump, s, lambda t: "SUCCESS: pid=" in t, 20)
+    assert txt.count("ERROR: Options error: Parameter at TCP:0 is too long") == 200, txt[-300:]
+    assert m.overlong_lines == 200 and len(m.conns) == 2
+    said = [r for r in caplog.records if "over the 1023 OpenVPN 2.6 reads whole" in r.getMessage()]
+    assert 1 <= len(said) <= 4, [r.getMessage() for r in said]
     assert ask(pump, good, "load-stats", 1) == ["SUCCESS: nclients=0,bytesin=0,bytesout=0"]
+    s.close()
+    good.close()
 
 
 def test_a_web_pages_request_is_no_password_try_and_a_password_may_begin_with_host(tmp_path):
@@ -387,6 +470,14 @@ def test_password_on_tcp(tmp_path):
         s2.sendall(b"wrong\n")
         assert _read_until(pump, s2, lambda t: False, 0.5) == ""
         assert len(m.conns) == 1
+        # A line longer than LINE_LIMIT before the password is a wrong one (its bytes not kept).
+        s3 = socket.create_connection(("127.0.0.1", port))
+        s3.setblocking(False)
+        _read_until(pump, s3, lambda t: t.endswith("ENTER PASSWORD:"))
+        send_while_pumping(pump, s3, b"s3cret" * 20_000 + b"\n")
+        assert _read_until(pump, s3, lambda t: t.endswith("ENTER PASSWORD:")) == "ENTER PASSWORD:"
+        assert m.overlong_lines == 1
+        s3.close()
     finally:
         m.close()
 
@@ -854,26 +945,38 @@ def test_a_stranger_takes_no_slot_from_waiting_monitors(tmp_path):
         m.close()
 
 
-def test_env_filter_hides_client_env_lines_from_that_connection_only(mgmt):
-    """`env-filter N` (review43c: served since helper mgmt41, its filtering was tested only by
-    the lab's parity run): a management client at level 2 reads a >CLIENT notification with
-    only the environment names 2.6's env_filter_match keeps (the peer-info IV_ lines as Debian's
-    build lets through), one at level 1 the X509_ lines too, and another connection at the
-    default level every line."""
+def test_env_filter_shows_each_connection_the_blocks_as_openvpn_2_6_filters_them(mgmt):
+    """`env-filter N` as 2.6.14's manage.c applies it (helper mgmt42; before, IV_ lines were kept
+    at level 2 in every block and hidden at 3): at level 1 and above a login's block (CONNECT,
+    REAUTH, CR_RESPONSE) first gives the client's peer-info unfiltered, at every level; its IV_
+    variables and n_clients are not among the names kept, so ESTABLISHED and DISCONNECT show
+    no IV_ line from level 1 on; >UPDOWN blocks are never filtered; level 0 shows every line."""
     m, pump, path = mgmt
-    conns = [_client(path) for _ in range(3)]
+    conns = [_client(path) for _ in range(4)]
     for s in conns:
         _read_until(pump, s, lambda t: t.endswith("\r\n"))
-    assert ask(pump, conns[0], "env-filter 2", 1) == ["SUCCESS: env_filter_level=2"]
-    assert ask(pump, conns[1], "env-filter 1", 1) == ["SUCCESS: env_filter_level=1"]
-    env = ["untrusted_ip=198.18.0.2", "X509_1_O=Example", "X509_0_CN=client0", "IV_VER=2.6.14",
-           "tls_digest_0=ab:cd", "password=secret", "common_name=client0"]
-    m.notify([">CLIENT:CONNECT,0,1"] + [">CLIENT:ENV," + e for e in env] + [">CLIENT:ENV,END"])
-    got = [_read_until(pump, s, lambda t: t.endswith(">CLIENT:ENV,END\r\n")).split("\r\n")[:-1] for s in conns]
-    kept2 = ["untrusted_ip=198.18.0.2", "X509_0_CN=client0", "IV_VER=2.6.14", "password=secret"]
-    assert got[0] == [">CLIENT:CONNECT,0,1"] + [">CLIENT:ENV," + e for e in kept2] + [">CLIENT:ENV,END"]
-    kept1 = ["untrusted_ip=198.18.0.2", "X509_1_O=Example", "X509_0_CN=client0", "IV_VER=2.6.14", "password=secret"]
-    assert got[1] == [">CLIENT:CONNECT,0,1"] + [">CLIENT:ENV," + e for e in kept1] + [">CLIENT:ENV,END"]
-    assert got[2] == [">CLIENT:CONNECT,0,1"] + [">CLIENT:ENV," + e for e in env] + [">CLIENT:ENV,END"]
+    for s, n in zip(conns, (0, 1, 2, 3)):
+        assert ask(pump, s, f"env-filter {n}", 1) == [f"SUCCESS: env_filter_level={n}"]
+    env = {"n_clients": "0", "untrusted_ip": "198.18.0.2", "X509_1_O": "Example", "X509_0_CN": "client0",
+           "IV_VER": "2.6.14", "tls_digest_0": "ab:cd", "password": "secret", "common_name": "client0"}
+    kept = {0: list(env), 1: ["untrusted_ip", "X509_1_O", "X509_0_CN", "password"],
+            2: ["untrusted_ip", "X509_0_CN", "password"], 3: []}
+
+    def read_all() -> list[list[str]]:
+        return [_read_until(pump, s, lambda t: t.endswith("ENV,END\r\n")).split("\r\n")[:-1] for s in conns]
+
+    def lines(head: str, names: list[str], prefix: str = "CLIENT") -> list[str]:
+        return [head] + [f">{prefix}:ENV,{k}={env[k]}" for k in names] + [f">{prefix}:ENV,END"]
+    m.notify_env(EnvBlock((">CLIENT:CONNECT,0,1",), env, peer_info={"IV_VER": "2.6.14"}))
+    got = read_all()
+    assert got[0] == lines(">CLIENT:CONNECT,0,1", kept[0])
+    for n in (1, 2, 3):
+        assert got[n] == lines(">CLIENT:CONNECT,0,1", ["IV_VER"] + kept[n]), n
+    m.notify_env(EnvBlock((">CLIENT:ESTABLISHED,0",), env))
+    got = read_all()
+    for n in (0, 1, 2, 3):
+        assert got[n] == lines(">CLIENT:ESTABLISHED,0", kept[n]), n
+    m.notify_env(EnvBlock((">UPDOWN:UP",), env, "UPDOWN", filtered=False))
+    assert read_all() == [lines(">UPDOWN:UP", list(env), "UPDOWN")] * 4
     for s in conns:
         s.close()

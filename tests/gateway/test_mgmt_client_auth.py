@@ -24,6 +24,9 @@ class Mgmt:
     def notify(self, lines: list[str], flag: str | None = None) -> None:
         self.lines += lines
 
+    def notify_env(self, block) -> None:
+        self.notify(block.lines(0))
+
     def close(self) -> None:
         pass
 
@@ -121,6 +124,21 @@ def test_client_deny_refuses_with_the_client_reason(pki, tmp_path, caplog):
     assert w.run(lambda: c.result is not None, max_time=30)
     w.run_for(2)                                    # the client's held log lines
     assert not _up(c) and "AUTH_FAILED ask the helpdesk" in caplog.text and "client-deny: not in LDAP" in caplog.text
+
+
+def test_a_second_client_deny_succeeds_while_the_session_lasts_and_client_auth_cannot_undo_it(pki, tmp_path):
+    """helper mgmt42: a second client-deny for a login just denied answered "command failed";
+    OpenVPN 2.6 answers SUCCESS while it keeps the client's instance, here for the last
+    DENIED_KEPT denials (our session ends at once). client-auth after it fails: a
+    denial is final here (2.6 would mark the key let in again)."""
+    w, _m, c, cid, kid = _login(pki, tmp_path)
+    assert w.server.ops.management_verdict(cid, kid, False, why="no")
+    assert w.server.ops.management_verdict(cid, kid, False, why="still no", client_reason="later")
+    assert not w.server.ops.management_verdict(cid, kid, True), "client-auth undid a denial"
+    assert not w.server.ops.management_verdict(cid, kid + 1, False), "a login never announced"
+    assert w.run(lambda: c.result is not None, max_time=30) and not _up(c)
+    assert w.run(lambda: not any(r.alive for r in w.server.d.clients), max_time=30)
+    assert w.server.ops.management_verdict(cid, kid, False), "the session is gone: still SUCCESS, as 2.6"
 
 
 def test_control_characters_of_a_command_line_are_dropped_as_openvpn_drops_them(pki, tmp_path, caplog):

@@ -508,8 +508,10 @@ def test_sigusr2_logs_statistics_and_bytecount_lines(opki, caplog):
     class Mgr:
         conns = [Conn()]
     gw.ops.mgmt = Mgr()
-    w.clock.t = float(int(w.clock.t))
-    gw.ops._bytecount()
+    gw.ops._bytecount()                     # the counts seen
+    ping_both_ways(w, 0, b"moved")
+    w.clock.t += 1
+    gw.ops._bytecount()                     # moved since: told
     (line,) = Mgr.conns[0].got
     cid, rx, tx = line.split(":", 1)[1].split(",")
     assert line.startswith(">BYTECOUNT_CLI:") and cid == "0" and int(rx) > 0 and int(tx) > 0
@@ -535,10 +537,49 @@ def test_another_management_client_repeating_bytecount_does_not_silence_the_firs
         conns = [Conn(1), Conn(5)]
     gw.ops.mgmt = Mgr()
     try:
-        for _ in range(12):
+        for i in range(12):
             gw.ops.bytecount_changed()           # the second client's `bytecount 5`, again and again
+            ping_both_ways(w, 0, b"%d" % i)      # (a client is told only when its bytes moved)
             w.run_for(0.5)
         assert len([x for x in Mgr.conns[0].got if x.startswith(">BYTECOUNT_CLI:")]) >= 5, Mgr.conns[0].got
+    finally:
+        gw.ops.mgmt = None
+
+
+def test_bytecount_tells_a_client_only_when_its_bytes_moved_at_most_every_n_seconds(opki):
+    """helper mgmt42: >BYTECOUNT_CLI as OpenVPN 2.6 sends it (management_bytes_server, at a
+    client's packets): an idle client is never told, a busy one at most every N s (before, every
+    established client every N s)."""
+    w = World()
+    gw, _ = w.add_reloadable_server(server_conf(opki))
+    w.add_client(client_conf(opki, "client0"))
+    assert w.run(lambda: _up(w, 0), max_time=30)
+
+    class Conn:
+        def __init__(self, n: int) -> None:
+            self.bytecount, self.got = n, []
+
+        def send_lines(self, lines):
+            self.got.extend(lines)
+
+    class Mgr:
+        conns = [Conn(1), Conn(3)]
+    gw.ops.mgmt = Mgr()
+    try:
+        gw.ops.bytecount_changed()
+        w.run_for(4)
+        assert [c.got for c in Mgr.conns] == [[], []], "an idle client was told"
+        t0 = w.clock.t
+        for i in range(12):                      # traffic every ~0.5 s
+            ping_both_ways(w, 0, b"%d" % i)
+            w.run_for(0.5)
+        took = w.clock.t - t0
+        every1, every3 = ([x for x in c.got if x.startswith(">BYTECOUNT_CLI:0,")] for c in Mgr.conns)
+        assert took - 2 <= len(every1) <= took + 1 and took / 3 - 1 <= len(every3) <= took / 3 + 1, (took, every1, every3)
+        assert len(set(every1)) == len(every1), "told twice with the same counts"
+        told = len(every1)
+        w.run_for(4)                             # idle again
+        assert len([x for x in Mgr.conns[0].got if x.startswith(">BYTECOUNT_CLI:")]) <= told + 1
     finally:
         gw.ops.mgmt = None
 

@@ -212,6 +212,9 @@ class _Tap:
     def notify(self, lines: list[str], flag: str | None = None) -> None:
         self.got.extend(lines)
 
+    def notify_env(self, block) -> None:
+        self.notify(block.lines(0))
+
     def set_peer_ids(self, ids) -> None:
         pass
 

@@ -97,6 +97,9 @@ class _Mgr:
     def notify(self, lines: list[str], flag: str | None = None) -> None:
         self.got += lines
 
+    def notify_env(self, block) -> None:
+        self.notify(block.lines(0))
+
     def close(self) -> None:
         pass
 

@@ -1,7 +1,8 @@
 """The server's management interface line for line beside Debian's OpenVPN 2.6 (helper mgmt41):
 the same config (tun, UDP) with one Debian client connected, then the same byte sequences --
 odd and missing parameters, client-auth's block without management-client-auth, the commands
-of a client's interface, case, NUL/CR/tab bytes, two commands in one write, a 305-byte line --
+of a client's interface, case, NUL/CR/tab bytes, two commands in one write, a 305-byte line,
+`help`, lines past 2.6's 1,024-byte buffer, `kill` of IPv6 and odd IPv4 forms --
 to each management socket; the replies, masked where they must differ (times, counters, PIDs,
 version text), are compared with lab/mgmt_parity.py's diff(). The full sequence (tap, a
 client's interface, management-client-auth, misbehaving tools) is that module run as a program."""
@@ -13,15 +14,19 @@ from lab.mgmt_parity import SERVER_STEPS, diff, server_transcript, squeeze
 from lab.netns import Lab
 
 # A subset of lab/mgmt_parity.py's steps that each answer at once (a step without an answer
-# waits out its read limit) and none that the harness documents as differing (help's list,
-# a 20 kB line, bytecount's timing).
+# waits out its read limit) and none that the harness documents as differing (bytecount's
+# timing, the tail of a long client-deny). helper mgmt42: help's list, lines past 2.6's 1,024-byte
+# buffer (20 kB, 1,023, 1,024, 1,025 bytes) and `kill` of IPv6 and odd IPv4 forms.
 PICKED = ["version", "pid", "state all", "state foo", "status 2", "status 4", "status x", "load-stats", "log",
           "log foo", "echo", "echo on x", "echo off", "bytecount", "bytecount x", "bytecount 0", "hold foo",
           "signal", "kill", "kill foo:5", "kill 1.2.3.4:x", "kill 1.2.3.4:5", "client-kill", "client-kill x",
           "client-kill 99", "client-auth 99 1 + lines + END", "client-deny 99 1 no",
           "client-pending-auth 99 1 x 30", "env-filter 9", "env-filter", "username Auth u", "needok x ok",
           "remote ACCEPT", "cr-response abc", "auth-retry foo", "test 3", "FOO", "Pid", "NUL inside", "CR LF",
-          "two commands in one write", "tab separated", "long line (305 bytes)", "foo"]
+          "two commands in one write", "tab separated", "long line (305 bytes)", "foo",
+          "help", "very long line (20 kB)", "line of 1023 bytes", "line of 1024 bytes, then pid",
+          "line of 1025 bytes, then pid", "kill 2001:db8::1:5", "kill ::1", "kill 1.2.3:5", "kill 1.2.3.4:5:6",
+          "pkcs11-id-get 3"]
 
 
 @pytest.fixture(scope="module")
