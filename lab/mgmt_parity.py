@@ -7,7 +7,7 @@ PIDs, versions, log texts). Client mode likewise: Debian's client's management i
 ours, against one Debian server. tests/interop/test_mgmt_parity_vs_openvpn.py runs a subset in
 CI; this module run as a program runs everything and prints each difference:
 
-    sudo .venv/bin/python -m lab.mgmt_parity [--only tun|tap|auth|client|hostile] [--out FILE]
+    sudo .venv/bin/python -m lab.mgmt_parity [--only tun|tap|auth|client|hostile|hostile2] [--out FILE]
 
 A transcript is a list of (label, lines): the label is the command sent, the lines are what came
 back until the reply's last line (SUCCESS:/ERROR:/END) and a short quiet spell after it, the
@@ -127,7 +127,7 @@ def mask(line: str) -> str:
     return "".join(parts)
 
 
-ROWS = re.compile(r"^(CLIENT_LIST|ROUTING_TABLE)[,\t]|^client\d,|^198\.19\.|^<MAC>@")
+ROWS = re.compile(r"^(CLIENT_LIST|ROUTING_TABLE)[,\t]|^client\d,|^198\.19\.|^<MAC>@|^>BYTECOUNT_CLI:")
 
 
 def squeeze(lines: list[str]) -> list[str]:
@@ -182,6 +182,9 @@ SERVER_STEPS: list[tuple[str, bytes]] = [(c, c.encode() + b"\n") for c in [
     "hold", "hold on", "hold off", "hold release", "hold foo",
     "signal", "signal SIGFOO", "signal sigusr2", "signal SIGUSR2 x",
     "kill", "kill nobody", "kill 1.2.3.4:5", "kill foo:5", "kill 1.2.3.4:0", "kill 1.2.3.4:70000", "kill 198.18.0.2:1", "kill a b", "kill 1.2.3.4:x",
+    # helper mgmt42: what 2.6's man_kill makes of IPv6 and other odd addresses
+    "kill 2001:db8::1:5", "kill ::1", "kill [::1]:5", "kill 1.2.3:5", "kill 1.2.3.4:5:6", "kill 001.2.3.4:05",
+    "kill 1.2.3.4:5x", "kill a:", "pkcs11-id-get", "pkcs11-id-get 3",
     "client-kill", "client-kill x", "client-kill 99", "client-kill 99 HALT",
     "client-auth", "client-auth 0", "client-auth-nt 99 1", "client-auth-nt 0", "client-auth-nt x 1",
     "client-deny 99 1 no", "client-deny 0", "client-pending-auth 99 1 x 30", "client-pending-auth 0 1",
@@ -200,6 +203,12 @@ SERVER_STEPS: list[tuple[str, bytes]] = [(c, c.encode() + b"\n") for c in [
     ("long line (305 bytes)", LONG + b"\n"),
     ("very long line (20 kB)", VERY_LONG + b"\n"),
     ("pid after the long line", b"pid\n"),
+    # helper mgmt42: 2.6's 1,024-byte line buffer (mgmt_line.py)
+    ("line of 1023 bytes", b"foo" + b" a" * 510 + b"\n"),
+    ("line of 1024 bytes, then pid", b"foo" + b" a" * 510 + b"b\npid\n"),
+    ("line of 1025 bytes, then pid", b"z" * 1025 + b"\npid\n"),
+    # what 2.6 keeps of a 1,042-byte client-deny is a command, which it runs (a difference kept: ours never runs it)
+    ("tail of a long client-deny", b'client-deny 99 1 "' + b"a" * (1025 - 18) + b'signal SIGUSR2 #"\n'),
     ("NUL inside", b"pi\x00d\n"),
     ("NUL alone", b"\x00\n"),
     ("CR LF", b"pid\r\n"),
@@ -211,8 +220,9 @@ SERVER_STEPS: list[tuple[str, bytes]] = [(c, c.encode() + b"\n") for c in [
 SERVER_TAIL = ["bytecount 1", "bytecount 0", "client-kill 1 HALT", "status 2", "kill 198.18.0.2:40001", "pid"]
 
 AUTH_STEPS = ["client-auth-nt 0 2", "client-auth 0 1\npush \"route 10.99.0.0 255.255.0.0\"\nEND"]
-AUTH_LATER = ["client-auth 0 1\nEND", "client-auth-nt 0 1", "env-filter 2"]
-AUTH_DENY = ["client-deny 1 1 \"bad user\" \"go away\"", "env-filter", "client-kill 0 HALT"]
+AUTH_LATER = ["client-auth 0 1\nEND", "client-auth-nt 0 1", "env-filter 3"]
+AUTH_DENY = ["client-deny 1 1 \"bad user\" \"go away\"", "client-deny 1 1 \"again\" \"go away\"", "env-filter",
+             "client-kill 0 HALT"]
 
 CLIENT_STEPS = ["help", "version", "pid", "state", "state all", "status", "status 2", "status 9", "hold",
                 "hold on", "hold off", "hold on", "log all", "echo all", "bytecount 0", "bytecount", "verb",
@@ -237,9 +247,9 @@ def _client_cfg(lab: Lab, dev: str, name: str, remote: str, lport: int | None, e
     return prof.replace("dev tun\n", f"dev {dev}\n")
 
 
-def _start_server(lab: Lab, ours: bool, cfg: str, tag: str) -> Proc:
+def _start_server(lab: Lab, ours: bool, cfg: str, tag: str, env: dict | None = None) -> Proc:
     if ours:
-        return lab.ours(lab.srv, cfg, f"mpsrv-{tag}-{len(lab.procs)}", pattern=r"listening on UDP")
+        return lab.ours(lab.srv, cfg, f"mpsrv-{tag}-{len(lab.procs)}", pattern=r"listening on UDP", env=env)
     p = lab.start(lab.srv, [lab_openvpn(), "--config", str(lab.write(f"mpov-{tag}-{len(lab.procs)}.conf", cfg))],
                   f"mpov-{tag}")
     if not p.wait_for("Initialization Sequence Completed", Lab.START_WAIT):
@@ -331,7 +341,7 @@ def auth_transcript(lab: Lab, ours: bool) -> Transcript:
         c2 = lab.openvpn(client_ns(lab), _client_cfg(lab, "tun", "client2", "198.18.6.1", None,
                                                      f"auth-user-pass {creds}\n"), f"mpa-c2-{tag}", wait=0)
         procs.append(c2)
-        out.append(("<client2 login, env-filter 2>", env_names(_until(m, ">CLIENT:ENV,END"))))
+        out.append(("<client2 login, env-filter 3>", env_names(_until(m, ">CLIENT:ENV,END"))))
         for c in AUTH_DENY:
             out.append((c, m.exchange(c.encode() + b"\n", quiet=0.5)))
         told = c2.wait_for(r"AUTH_FAILED\S*", 15)
@@ -496,6 +506,134 @@ def hostile(lab: Lab, ours: bool) -> list[str]:
     return [f"[hostile, {'ours' if ours else 'OpenVPN'}] {x}" for x in out]
 
 
+LOOPWATCH_DIR = Path(__file__).parent / "reliability" / "loopwatch"
+
+
+def _loop_max_ms(path: Path, since: float) -> float | None:
+    """The longest loop step (ms of work) loopwatch recorded after `since` (None: no record)."""
+    import json
+    if not path.exists():
+        return None
+    rows = [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
+    rows = [r for r in rows if r["t"] >= since]
+    return max((r["max_ms"] for r in rows), default=None)
+
+
+def hostile_lines(lab: Lab, ours: bool) -> list[str]:
+    """helper mgmt42's attacks beside a pinged tunnel: one connection sending 1 MiB lines for
+    8 s without reading, one sending 20 of them and reading the answers, a flood of 20,000
+    `client-deny` and `kill` lines (IPv6 ones among them), and 1 MB of random bytes (NULs,
+    invalid UTF-8) in lines. Figures: replies, pings meanwhile, RSS before and after, a fresh
+    connection answered after each; for ours the longest loop step (lab/reliability/loopwatch,
+    windows of 1 s)."""
+    import random
+    import threading
+    tag = f"{'ours' if ours else 'theirs'}-hostile2"
+    sock = str(lab.tmp / f"mp-{tag}-{len(lab.procs)}.sock")
+    watch = lab.tmp / f"loopwatch-{tag}.jsonl"
+    env = {"PYTHONPATH": str(LOOPWATCH_DIR), "LOOPWATCH": str(watch), "LOOPWATCH_EVERY": "1"} if ours else None
+    procs: list[Proc] = []
+    out: list[str] = []
+
+    def fresh(srv: Proc) -> str:
+        w = Wire(sock, srv)
+        w.read(0.2, 2, until_reply=False)
+        got = w.exchange(b"pid\n")
+        w.close()
+        return str([mask(x) for x in got][:1])
+
+    def loop(since: float) -> str:
+        if not ours:
+            return ""
+        time.sleep(1.2)                      # the window's line
+        ms = _loop_max_ms(watch, since)
+        return f", longest loop step {ms} ms" if ms is not None else ", no loop figures"
+
+    try:
+        srv = _start_server(lab, ours, _server_cfg(lab, "tun", f"management {sock} unix\n"), tag, env)
+        procs.append(srv)
+        procs.append(lab.openvpn(lab.cli, _client_cfg(lab, "tun", "client1", "198.18.0.1", 40001), f"mph2-c1-{tag}"))
+        pid = srv.p.pid if not ours else _server_pid(srv)
+        # 1. 1 MiB lines for 8 s, never reading
+        rss0, t0 = _rss_kb(pid), time.time()
+        s = socket.socket(socket.AF_UNIX)
+        s.connect(sock)
+        s.setblocking(False)
+        mib = b"x" * (1 << 20) + b"\n"
+        sent, pings = 0, [0]
+        th = threading.Thread(target=lambda: pings.__setitem__(0, lab.ping(lab.cli, "198.19.0.1", 20, 0.2)))
+        th.start()
+        end = time.monotonic() + 8
+        while time.monotonic() < end:
+            try:
+                sent += s.send(mib)
+            except BlockingIOError:
+                time.sleep(0.01)
+            except OSError:
+                break
+        th.join(30)
+        s.close()
+        out.append(f"1 MiB lines for 8 s, never reading: {sent / 2**20:.0f} MiB taken, pings 20/{pings[0]}, "
+                   f"RSS {rss0} -> {_rss_kb(pid)} kB, then {fresh(srv)}{loop(t0)}")
+        # 2. 20 lines of 1 MiB, reading
+        t0 = time.time()
+        w = Wire(sock, srv)
+        w.read(0.2, 2, until_reply=False)
+        w.s.settimeout(30)
+        w.s.sendall(mib * 20 + b"pid\n")
+        w.s.settimeout(0.05)
+        got = w.read(0.5, 30)
+        w.close()
+        out.append(f"20 lines of 1 MiB then pid, reading: {len(got)} lines back "
+                   f"({sorted(set(mask(x) for x in got))}), RSS {_rss_kb(pid)} kB{loop(t0)}")
+        # 3. a flood of client-deny and kill
+        t0 = time.time()
+        flood = (b"client-deny 0 1 x\nkill 1.2.3.4:5\nkill nobody\nkill 2001:db8::1:5\n") * 5000 + b"pid\n"
+        s = socket.socket(socket.AF_UNIX)
+        s.connect(sock)
+        s.settimeout(30)
+        buf = b""
+        reader_end = time.monotonic() + 60
+
+        def reader() -> None:
+            nonlocal buf
+            while time.monotonic() < reader_end and b"SUCCESS: pid=" not in buf:
+                try:
+                    d = s.recv(65536)
+                except (socket.timeout, OSError):
+                    return
+                if not d:
+                    return
+                buf += d
+        rt = threading.Thread(target=reader)
+        rt.start()
+        s.sendall(flood)
+        pings = lab.ping(lab.cli, "198.19.0.1", 20, 0.1)
+        rt.join(65)
+        s.close()
+        took = time.time() - t0
+        kinds = sorted(set(mask(x) for x in buf.decode("utf-8", "replace").split("\r\n") if x and not x.startswith(">")))
+        out.append(f"20,000 client-deny/kill lines: {buf.count(b'ERROR:')} errors back in {took:.1f} s, pings 20/{pings}, "
+                   f"RSS {_rss_kb(pid)} kB, kinds {kinds[:6]}{loop(t0)}")
+        # 4. random bytes
+        t0 = time.time()
+        rnd = random.Random(42)
+        junk = bytes(rnd.randrange(256) for _ in range(1 << 20))
+        w = Wire(sock, srv)
+        w.read(0.2, 2, until_reply=False)
+        w.s.settimeout(30)
+        w.s.sendall(junk + b"\npid\n")
+        w.s.settimeout(0.05)
+        got = w.read(1.0, 30)
+        w.close()
+        out.append(f"1 MB of random bytes then pid: {len(got)} lines back, last {[mask(x) for x in got[-1:]]}, "
+                   f"server {'running' if srv.alive() else 'GONE'}, RSS {_rss_kb(pid)} kB, then {fresh(srv)}{loop(t0)}")
+    finally:
+        for p in reversed(procs):
+            p.stop_promptly(8)
+    return [f"[hostile2, {'ours' if ours else 'OpenVPN'}] {x}" for x in out]
+
+
 def run_all(lab: Lab, only: str | None = None, raw: Path | None = None) -> list[str]:
     """Every comparison (or `only` one); both transcripts, unmasked, appended to `raw`."""
     problems: list[str] = []
@@ -516,6 +654,9 @@ def run_all(lab: Lab, only: str | None = None, raw: Path | None = None) -> list[
     if only in (None, "hostile"):
         for ours in (False, True):
             print("\n".join(hostile(lab, ours)), flush=True)
+    if only in (None, "hostile", "hostile2"):
+        for ours in (False, True):
+            print("\n".join(hostile_lines(lab, ours)), flush=True)
     if only in (None, "client"):
         srv = _start_server(lab, False, server_config(lab.pki), "forcli")
         try:

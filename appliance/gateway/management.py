@@ -280,6 +280,9 @@ class MgmtConn:
                 continue
             self.command(line)
         if not self.closed and self.inbuf.find(b"\n") < 0 and (self.long is not None or len(self.inbuf) > LINE_LIMIT):
+            if not self.authed:
+                self.mgr.drop(self, "management line too long before the password")
+                return
             # A line without its end past LINE_LIMIT: its bytes are counted, not kept (mgmt_line.py).
             if self.long is None:
                 self.long = Overlong()
@@ -289,12 +292,13 @@ class MgmtConn:
     def overlong_line(self, long: Overlong) -> None:
         """A line longer than OpenVPN 2.6 reads whole (mgmt_line.py): answered as 2.6 answers
         what it keeps of it, except that a command is never run from it; the connection goes on
-        (before helper mgmt42 it was closed). Not yet authenticated: a wrong password. In a
-        client-auth block: the block is refused at its END (a config line cut is no config)."""
-        self.mgr.note_overlong(long.length)
+        (before helper mgmt42 it was closed). Not yet authenticated: closed, as before (2.6 reads
+        on; a stranger streaming megabytes at the prompt keeps no slot). In a client-auth block:
+        the block is refused at its END (a config line cut is no config)."""
         if not self.authed:
-            self.password_line(b"")         # never the password (an empty one is refused at start)
+            self.mgr.drop(self, "management line too long before the password")
             return
+        self.mgr.note_overlong(long.length)
         self.active = self.mgr.pump.clock()
         if self.block is not None:
             cid, kid, lines, _size = self.block
