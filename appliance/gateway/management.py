@@ -43,7 +43,7 @@ from ..openvpn.config.lexer import OPTION_PARM_SIZE, LexError, tokenize
 from ..openvpn.peernames import from_peer, to_bytes
 from ..openvpn.regular_file import KEY_MATERIAL, open_regular_file
 from ..logpace import NoteLimit, times
-from .mgmt_help import HELP  # noqa: F401 - the client's interface imports it from here too
+from .mgmt_help import HELP
 from .mgmt_env import EnvBlock, env_filter_command
 from .mgmt_line import MAX_LINE, TOO_LONG, Overlong, what_2_6_reads
 from .mgmt_throttle import LOG_EVERY, LoginThrottle, source_key

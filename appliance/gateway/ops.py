@@ -418,18 +418,36 @@ class Operations:
 
     def bytecount_changed(self) -> None:
         """The tick starts unless it runs already (re-armed at each `bytecount`, a management client
-        repeating the command within a second kept every other one's >BYTECOUNT_CLI away)."""
+        repeating the command within a second kept every other one's >BYTECOUNT_CLI away); the
+        clients' counts are seen now, so bytes moving before the first tick are told at it."""
         timers = self.gw.pump.timers
-        if self.mgmt is not None and any(c.bytecount for c in self.mgmt.conns) and not timers.armed("bytecount"):
-            timers.arm("bytecount", self.gw.clock() + BYTECOUNT_TICK, self._bytecount)
+        if self.mgmt is not None and any(c.bytecount for c in self.mgmt.conns):
+            self._bc_observe(self.gw.clock())
+            if not timers.armed("bytecount"):
+                timers.arm("bytecount", self.gw.clock() + BYTECOUNT_TICK, self._bytecount)
+
+    def _bc_observe(self, now: float) -> dict[int, tuple[int, int]]:
+        """Each established client's link bytes by CID, noting those that moved since last seen."""
+        current: dict[int, tuple[int, int]] = {}
+        for inf in list(self.info.values()):
+            if inf.established and inf.rec.alive:
+                counts = current[inf.cid] = self.link.of(inf.rec)
+                prev = self._bc_prev.get(inf.cid)
+                if prev is not None and prev != counts:
+                    self._bc_moved[inf.cid] = now
+                self._bc_prev[inf.cid] = counts
+        for gone in [cid for cid in self._bc_prev if cid not in current]:
+            del self._bc_prev[gone]
+            self._bc_moved.pop(gone, None)
+        return current
 
     def _bytecount(self) -> None:
         """>BYTECOUNT_CLI:CID,IN,OUT as OpenVPN 2.6 sends it (manage.h management_bytes_server,
         called as a client's packets are read or written): a client is told to a management
         client that asked for every N s only when its link bytes moved since it was last told,
         and at most every N s -- an idle client is never told (before helper mgmt42 every
-        established client was told every N s). Movement is seen at this 1 s tick: a client's
-        counts differing from the last tick's."""
+        established client was told every N s). Movement is seen at this 1 s tick (and at the
+        command): a client's counts differing from the last seen."""
         m = self.mgmt
         if m is None:
             return
@@ -439,22 +457,11 @@ class Operations:
             self._bc_prev.clear()
             self._bc_moved.clear()
             return
-        current: dict[int, tuple[ClientInfo, int, int]] = {}
-        for inf in list(self.info.values()):
-            if inf.established and inf.rec.alive:
-                r, w = self.link.of(inf.rec)
-                current[inf.cid] = (inf, r, w)
-                prev = self._bc_prev.get(inf.cid)
-                if prev is not None and prev != (r, w):
-                    self._bc_moved[inf.cid] = now
-                self._bc_prev[inf.cid] = (r, w)
-        for gone in [cid for cid in self._bc_prev if cid not in current]:
-            del self._bc_prev[gone]
-            self._bc_moved.pop(gone, None)
+        current = self._bc_observe(now)
         for c in active:
             told = self._bc_told.setdefault(c, {})
             lines = []
-            for cid, (inf, r, w) in current.items():
+            for cid, (r, w) in current.items():
                 last = told.get(cid, float("-inf"))
                 if self._bc_moved.get(cid, float("-inf")) > last and now - last >= c.bytecount - 0.5:
                     told[cid] = now

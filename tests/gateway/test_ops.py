@@ -564,10 +564,11 @@ def test_bytecount_tells_a_client_only_when_its_bytes_moved_at_most_every_n_seco
 
     class Mgr:
         conns = [Conn(1), Conn(3)]
+    w.run_for(2)                                 # the handshake's last packets
     gw.ops.mgmt = Mgr()
     try:
         gw.ops.bytecount_changed()
-        w.run_for(4)
+        w.run_for(4)                             # (keepalive's first ping comes 10 s after up)
         assert [c.got for c in Mgr.conns] == [[], []], "an idle client was told"
         t0 = w.clock.t
         for i in range(12):                      # traffic every ~0.5 s
