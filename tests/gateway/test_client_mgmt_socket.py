@@ -119,15 +119,20 @@ def test_control_bytes_of_a_line_are_dropped_as_openvpn_drops_them(held):
     s.close()
 
 
-def test_a_line_past_the_limit_is_refused_and_the_tool_is_answered(held):
+def test_a_line_past_the_limit_is_not_obeyed_and_the_tool_is_answered(held):
+    """helper mgmt42: as OpenVPN 2.6 the connection goes on (before: closed); what 2.6 keeps of
+    the line (its last 32,780 mod 1,025 bytes: blanks) is no command, and the start of the line,
+    which 2.6 never sees whole either, is never run."""
     m, gw, pump, path = held
     bad, tool = _client(path), _client(path)
     _read_until(pump, tool, lambda t: t.count("\r\n") >= 2)
+    _read_until(pump, bad, lambda t: t.count("\r\n") >= 2)
     send_while_pumping(pump, bad, b"hold release" + b" " * LINE_LIMIT * 4 + b"\n")
     for _ in range(20):
         pump.step(block=False)
-    assert len(m.mgr.conns) == 1 and gw.calls == [] and m.holding == 0, "the long line was obeyed"
+    assert len(m.mgr.conns) == 2 and gw.calls == [] and m.holding == 0, "the long line was obeyed"
     assert ask(pump, tool, "state", 2)[1] == "END"
+    assert ask(pump, bad, "hold", 1) == ["SUCCESS: hold=1"]
     bad.close()
 
 
