@@ -17,15 +17,18 @@ MAX_SHIFT = 15             # the doubling stops there (2.6's min(backoff, 15))
 
 
 def restart_pause(connect_retry: float, connect_retry_max: float, unsuccessful: int, remotes: int,
-                  auth_retry: bool = False, server_backoff: int = 0, poll_timeout: bool = False) -> float:
+                  auth_retry_nointeract: bool = False, server_backoff: int = 0, poll_timeout: bool = False) -> float:
     """Seconds before the next attempt. `unsuccessful`: remotes begun since a tunnel was last up
     (OpenVPN's unsuccessful_attempts; the same remote again, or a name's next address, is not
     one); `server_backoff`: the N of AUTH_FAILED,TEMP[backoff N], a least wait (this once);
-    `poll_timeout`: the attempt ended at server-poll-timeout with no answer. Never above
+    `poll_timeout`: the attempt ended at server-poll-timeout with no answer;
+    `auth_retry_nointeract`: `auth-retry nointeract` only (2.6: auth_retry_get() == AR_NOINTERACT;
+    `auth-retry interact` keeps connect-retry's pause, as 2.6.14 logs "Restart pause, 1
+    second(s)" for it, and ours waited 10 s). Never above
     `connect_retry_max`, so neither a hostile N nor the doubling parks the client for good."""
     if poll_timeout:
         return 0.0
-    sec = float(AUTH_RETRY_PAUSE) if auth_retry else connect_retry
+    sec = float(AUTH_RETRY_PAUSE) if auth_retry_nointeract else connect_retry
     shift = unsuccessful // max(remotes, 1) - (BACKOFF_AFTER_ROUNDS - 1)
     if shift > 0:
         sec = max(sec, 1.0) * (1 << min(shift, MAX_SHIFT))

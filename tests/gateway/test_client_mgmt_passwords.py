@@ -55,6 +55,22 @@ def test_auth_retry_interact_asks_again_after_auth_failed(pki, tmp_path):
     assert w.run(lambda: _up(c), max_time=30)
 
 
+def test_auth_retry_interact_asks_again_after_connect_retrys_pause_not_10_s(pki, tmp_path):
+    """Debian's 2.6.14 with `auth-retry interact` logs "Restart pause, 1 second(s)" after
+    AUTH_FAILED (init.c socket_restart_pause: the 10 s are `nointeract`'s alone); ours waited
+    10 s, and as long after each SIGUSR1 or management client leaving."""
+    w, c, tap = _world(pki, tmp_path, extra="auth-retry interact\n")
+    ask(c, tap, "username Auth alice")
+    ask(c, tap, "password Auth wrong")
+    assert w.run(lambda: ">PASSWORD:Verification Failed: 'Auth'" in tap.got, max_time=30), tap.got
+    failed_at = w.clock.t
+    assert w.run(lambda: tap.got.count(NEED) == 1, max_time=30), tap.got
+    assert w.clock.t - failed_at <= 2, f"asked again {w.clock.t - failed_at:.1f} s after AUTH_FAILED"
+    ask(c, tap, "username Auth alice")
+    ask(c, tap, "password Auth right")
+    assert w.run(lambda: _up(c), max_time=5)
+
+
 def test_without_interact_the_same_credentials_are_sent_again_or_the_run_ends(pki, tmp_path):
     w, c, tap = _world(pki, tmp_path)                     # auth-retry none (the default): the end
     ask(c, tap, "username Auth alice")

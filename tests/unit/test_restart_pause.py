@@ -18,9 +18,9 @@ def test_doubling_stops_at_15_shifts_and_the_maximum():
 
 
 def test_auth_retry_nointeract_pauses_10_s_at_most_the_maximum():
-    assert restart_pause(1, 300, 1, 1, auth_retry=True) == 10
-    assert restart_pause(30, 300, 1, 1, auth_retry=True) == 10     # replaces connect-retry's N
-    assert restart_pause(1, 5, 1, 1, auth_retry=True) == 5
+    assert restart_pause(1, 300, 1, 1, auth_retry_nointeract=True) == 10
+    assert restart_pause(30, 300, 1, 1, auth_retry_nointeract=True) == 10     # replaces connect-retry's N
+    assert restart_pause(1, 5, 1, 1, auth_retry_nointeract=True) == 5
 
 
 def test_server_backoff_is_a_least_wait_capped_by_the_maximum():
