@@ -18,8 +18,10 @@ STALL_S = 60
 
 
 def test_clients_come_back_after_kill_9_of_the_server():
+    # keepalive 2 10 (the long run's 5 30): a client notices the server's death at its pushed
+    # ping-restart, which was most of this test's time; the bound follows it (10 + backoff + 15 s).
     with Fleet(5) as fleet:
-        r = recovery.kill9(fleet, 5, "ours")
+        r = recovery.kill9(fleet, 5, "ours", keepalive=(2, 10))
     assert r["server_alive"], r
     assert r["back"] == 5 and r["within_bound"] == 5, r
     assert r["ping_ok"] == 5, r
