@@ -62,9 +62,12 @@ def _run(lab, procs, server: str, notify: bool, refuse: bool) -> tuple[list[str]
     if notify and not refuse:
         # Ours: at once. OpenVPN's reaper: in its per-second timers, which an idle server runs
         # when its event loop wakes (seen: ~16 s, or not within 40 s); its stop reaps the rest.
-        seen = until(lambda: any(" delete " in ln for ln in _lines(out)), 5 if server == "ours" else 25)
-        assert seen or server == "openvpn", (_lines(out), srv.log()[-3000:])
-        time.sleep(2)
+        # So OpenVPN's deletes are not waited for (25 s of this test, asserting nothing: the
+        # deletes are compared as a set, the reaper's or the stop's); ours must come at once.
+        if server == "ours":
+            seen = until(lambda: any(" delete " in ln for ln in _lines(out)), 5)
+            assert seen, (_lines(out), srv.log()[-3000:])
+        time.sleep(2)                               # and nothing more after them
     srv.stop(20)
     return _lines(out), got
 
