@@ -931,6 +931,9 @@ class Operations:
         self._forget_old_restarts()
         fresh, now = run.fresh, gw.clock()
         for rec in run.todo:                # what costs nothing, for every client at once
+            # Until its verdict, a restart in place is a new connection (it would carry the old
+            # options past this pass, which has the record it replaced: review44b).
+            rec.reload_pending = True
             s = rec.session
             # Tokens of users the new password file dropped: refused; a new auth-gen-token
             # policy (secret, lifetime, renewal, or none) holds for kept sessions too.
@@ -1009,6 +1012,7 @@ class Operations:
         self._keys_under(run, s)
         if not any(ks.tls is not None and ks.tls.handshake_done for ks in s.keys.values()):
             s.cfg.tls, s.tls_context = run.tls, run.ctx     # no peer verified yet
+            rec.reload_pending = False      # (its options come from the new config at its push)
             return None
         cert = s.peer_certificate
         try:
@@ -1108,6 +1112,7 @@ class Operations:
                     self._restart_for_reload(run, rec, differs[i])
                     continue
                 self._restart_held.pop(id(rec), None)   # the same as this reload gives: kept
+                rec.reload_pending = False
                 # Kept: its renegotiations are checked under the new config (CA store, CRL,
                 # checks), not the one it started under -- a reload that added crl-verify then a
                 # revocation in it without a reload left a kept client's renegotiation unchecked.
@@ -1234,7 +1239,7 @@ class Operations:
             inf = self.info[id(rec)] = ClientInfo(old.cid, old.since, rec)
             inf.restart = True
             inf.restarts = restarts
-            inf.continues = old.established and not restarts.reload_restart
+            inf.continues = old.established and restarts.restart_keeps_options
             inf.connect_ccd = old.connect_ccd
             inf.announced = old.announced
             old.heir = rec

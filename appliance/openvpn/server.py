@@ -734,7 +734,7 @@ class ServerDispatcher(ClientPush):
         cfg.push_options = self._push_for
         s = Session(cfg, now, tls_context=self.tls_context())
         rec = self._creating = ClientRecord(s, addr, pid, tcp=self.st.tcp)
-        if restarts is not None and restarts.session.established and not restarts.reload_restart:
+        if restarts is not None and restarts.session.established and restarts.restart_keeps_options:
             s.lock_identity_of(restarts.session)      # the same client, or refused
             rec.continues, rec.ccd, rec.given = True, restarts.ccd, restarts.given
         if v2 is not None:

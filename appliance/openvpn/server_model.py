@@ -71,6 +71,10 @@ class ClientRecord:
     # Told RESTART by a reload for its new options: its reconnect from the same address is a new
     # connection reading them, not a restart in place keeping the old ones (server.py).
     reload_restart: bool = False
+    # A reload's pass has yet to say whether the new config gives it the same options (its turn
+    # not come, or its restart held off: ops.py). Its restart in place meanwhile is a new
+    # connection too: one continuing with the old options escaped the pass (review44b).
+    reload_pending: bool = False
     # dispatcher bookkeeping (not for the pump)
     armed: float | None = None           # deadline of this record's live entry in the timer heap
     alive: bool = True                   # False once forgotten: its heap entries are stale
@@ -80,6 +84,14 @@ class ClientRecord:
     source: object = None                # the host it first came from (per-source handshake count)
     floats_unreported: int = 0           # moves since the last ClientFloated event (server.py _float)
     float_reported_at: float | None = None   # when that event was made
+
+    @property
+    def restart_keeps_options(self) -> bool:
+        """Whether a restart in place of this (established) client goes on with the options it
+        was admitted with (2.6's instance), rather than being a new connection that reads them
+        anew: not when a reload restarted it for new ones, nor while a reload's verdict on its
+        options is pending. The one decision for the dispatcher (server.py) and ops (created)."""
+        return not (self.reload_restart or self.reload_pending)
 
 
 class V2Key(NamedTuple):
