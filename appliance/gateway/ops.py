@@ -48,7 +48,7 @@ from ..openvpn.server_model import StreamKey
 from ..openvpn.crl import CrlChecker, background_reader
 from ..openvpn.settings import check_crl, check_key_material
 from ..openvpn.clientpush import CCD_DEFAULT, ccd_refusal
-from ..openvpn.given import given_under, what_differs
+from ..openvpn.given import Given, given_under, what_differs
 from ..openvpn.errors import RemoteProtocolError
 from ..openvpn.keymethod import remap_name
 from ..openvpn.l2switch import SwitchDataPath, mac_text
@@ -1031,7 +1031,8 @@ class Operations:
         """In the reload's worker: each client's chain verified under the new config ((None,
         digests): kept; (why, None): not), then the ccd files of those kept and established,
         then for each client why the new config would give it other options (given.py; None: the
-        same, or not known -- a file that does not parse keeps it as it is, as its refusal).
+        same, or not known -- a file that does not parse keeps it as it is, as its refusal; a
+        Given: what it would be given now, for a client given nothing yet: _given_since).
         The worker's own checker (peer_rechecker holds an SSL context it changes per check; the
         loop's, run.check, serves handshakes ending meanwhile), built at the pass's first batch;
         the CRL as the loop refreshed it before the batch. Nothing for a pass a later reload
@@ -1063,8 +1064,10 @@ class Operations:
         differs: list = []
         for (rec, _cert, _chain, _est, given), (why, _d) in zip(due, chains):
             file = files.get(rec.common_name or "", _CCD_UNCHECKED) if run.ccd is not None else None
-            if why is not None or given is None or file is _CCD_UNCHECKED or run.st is None:
-                differs.append(None)        # refused anyway, never given options yet, or not known
+            if why is not None or file is _CCD_UNCHECKED or run.st is None:
+                differs.append(None)        # refused anyway, or not known
+            elif given is None:
+                differs.append(given_under(run.st, file))   # none yet: decided on the loop (_given_since)
             else:
                 differs.append(what_differs(given, given_under(run.st, file)))
         return chains, ccd, differs
@@ -1108,8 +1111,11 @@ class Operations:
                     self._reload_out(rec, why)
                     run.dropped += 1
                     continue
-                if differs[i] is not None:
-                    self._restart_for_reload(run, rec, differs[i])
+                verdict = differs[i]
+                if isinstance(verdict, Given):
+                    verdict = self._given_since(rec, verdict)
+                if verdict is not None:
+                    self._restart_for_reload(run, rec, verdict)
                     continue
                 self._restart_held.pop(id(rec), None)   # the same as this reload gives: kept
                 rec.reload_pending = False
@@ -1122,6 +1128,19 @@ class Operations:
             except Exception:  # noqa: BLE001 - our bug in its turn: that client ends, the pass goes on
                 self._recheck_bug(rec)
         self._recheck_next(run)
+
+    @staticmethod
+    def _given_since(rec, now: "Given") -> str | None:
+        """A client the pass found with no options given yet (`now`: what the new config gives
+        it): given some since its turn (compared), or waiting on a large ccd file's read that
+        may have begun before the reload -- its answer, the file as it was, would be what it is
+        given (review44b: such a client came in with the old file's ifconfig-push and kept it);
+        else none yet, and it reads the new config at its push."""
+        if rec.given is not None:
+            return what_differs(rec.given, now)
+        if rec.ccd_wait is not None:
+            return "its client-config-dir file was being read at the reload"
+        return None
 
     def _reload_out(self, rec, why: str) -> None:
         """A client a reload's pass does not keep. Established: ended with its exit notification,

@@ -75,3 +75,44 @@ def test_a_restart_in_place_before_the_pass_reaches_the_client_gets_the_new_file
     assert w.run(lambda: "clients kept" in caplog.text, max_time=30)
     assert w.run(lambda: _up(w, 0) and w.client_addr(0) == "198.19.0.70", max_time=30), \
         (w.client_addr(0), caplog.text[-2000:])
+
+
+def test_a_client_whose_large_ccd_file_was_being_read_at_the_reload_gets_the_new_file(opki, tmp_path, caplog,
+                                                                                       monkeypatch):
+    """A file over INLINE_MAX is read off the loop while its client waits (server_files.CcdReader).
+    Read before the operator's edit, its answer came after the reload's pass had found the client
+    with no options given yet ("not known": kept) -- and the client came in with the old file's
+    address, kept until some later reload. Now the pass tells such a client RESTART: it comes back
+    and reads the file as it is."""
+    import threading
+
+    from appliance.gateway.server_files import INLINE_MAX, CcdReader
+    gate, read = threading.Event(), threading.Event()
+    job = CcdReader._job
+
+    def slow(path):
+        got = job(path)
+        read.set()                          # read as it was; its answer waits for the reload
+        gate.wait(30)
+        return got
+    monkeypatch.setattr(CcdReader, "_job", staticmethod(slow))
+    filler = b'push-remove "nothing-matches-this"\n' * (2 * INLINE_MAX // 35)
+    ccd = tmp_path / "ccd"
+    ccd.mkdir()
+    (ccd / "client0").write_bytes(filler + b"ifconfig-push 198.19.0.77 255.255.255.0\n")
+    w = World()
+    gw, _holder = w.add_reloadable_server(server_conf(opki, extra=f"client-config-dir {ccd}\n"))
+    gw.st.ccd = ccd_loader(str(ccd))
+    gw.attach_ccd_reader()
+    try:
+        w.add_client(client_conf(opki, "client0"))
+        assert w.run(lambda: gw.ccd_reader.waiting == 1, max_time=30), "the read did not start"
+        assert read.wait(30)
+        (ccd / "client0").write_bytes(filler + b"ifconfig-push 198.19.0.78 255.255.255.0\n")
+        _reload_and_settle(w, gw, caplog)
+    finally:
+        gate.set()
+    assert w.run(lambda: _up(w, 0) and w.client_addr(0) == "198.19.0.78", max_time=60), \
+        (w.client_addr(0), caplog.text[-2000:])
+    assert "its client-config-dir file was being read at the reload: told RESTART" in caplog.text
+    gw._cleanup()
