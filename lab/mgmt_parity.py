@@ -185,6 +185,8 @@ SERVER_STEPS: list[tuple[str, bytes]] = [(c, c.encode() + b"\n") for c in [
     # helper mgmt42: what 2.6's man_kill makes of IPv6 and other odd addresses
     "kill 2001:db8::1:5", "kill ::1", "kill [::1]:5", "kill 1.2.3:5", "kill 1.2.3.4:5:6", "kill 001.2.3.4:05",
     "kill 1.2.3.4:5x", "kill a:", "pkcs11-id-get", "pkcs11-id-get 3",
+    # review44c: a name past man_kill's 128-byte field (its 129th byte skipped, the rest a port)
+    "kill " + "a" * 127 + "xyz", "kill " + "1" * 129 + ":5", "kill " + "1" * 130 + ":5",
     "client-kill", "client-kill x", "client-kill 99", "client-kill 99 HALT",
     "client-auth", "client-auth 0", "client-auth-nt 99 1", "client-auth-nt 0", "client-auth-nt x 1",
     "client-deny 99 1 no", "client-deny 0", "client-pending-auth 99 1 x 30", "client-pending-auth 0 1",

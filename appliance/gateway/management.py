@@ -98,6 +98,8 @@ NEEDS = {"signal": (1, False), "log": (1, True), "echo": (1, True), "bytecount":
 # `test N`'s lines (a debugging command: N lines of text). OpenVPN 2.6 writes all N; here at
 # most this many, so one command cannot queue gigabytes past OUT_LIMIT.
 TEST_LINES_MAX = 1000
+# man_kill's two fields (char p1[128], p2[128]): 127 bytes and the NUL.
+KILL_FIELD = 128
 # What Debian's OpenVPN 2.6.14 server answers to the commands of a client (or of another build)
 # that a server has no use for: the same words here, so a tool written for either role reads
 # one answer (before, each was "unknown command"). Nothing is done for them.
@@ -379,18 +381,40 @@ class MgmtConn:
         self.send_lines(self.mgr.answer(self, words), reply=True)
 
 
+def _kill_fields(target: str) -> tuple[str, str]:
+    """`kill`'s parameter split as 2.6's man_kill splits it: two buf_parse calls on `:` into
+    128-byte fields. A field is cut at 127 bytes, and a longer one does not skip to its `:`: its
+    129th byte is consumed and the second field starts after it (so a name of 130 bytes or more
+    reads as an address and a port; before review44c ours cut it at 127 bytes and killed the
+    client of that shorter name, which 2.6 never does)."""
+    raw, pos = to_bytes(target) + b"\0", 0
+    fields = []
+    for _ in range(2):
+        out = bytearray()
+        while True:                    # buf_parse's loop: read, end the field at NUL/`:`, store
+            c = raw[pos] if pos < len(raw) else 0
+            pos = min(pos + 1, len(raw))
+            if c == 0x3A:
+                c = 0
+            if len(out) >= KILL_FIELD:
+                break
+            out.append(c)
+            if c == 0:
+                break
+        fields.append(from_peer(bytes(out[:KILL_FIELD - 1]).split(b"\0", 1)[0]))
+    return fields[0], fields[1]
+
+
 def kill_reply(ops, target: str) -> list[str]:
     """`kill CN` or `kill IP:port`, read as OpenVPN 2.6's man_kill reads it: the parameter's first
-    two `:`-separated fields (each cut at 127 bytes, the rest ignored); both there: an IPv4
+    two `:`-separated fields (_kill_fields: 127 bytes each at most); both there: an IPv4
     address as inet_aton reads one (`1.2.3` too; 2.6 would also look a host name up, which we do
     not: a DNS query on the loop) and a port 1-65535 as atoi reads one, told back in their
     canonical form; the first alone: a common name. An IPv6 address is read as 2.6 reads it --
     `2001:db8::1:5` is address `2001` (0.0.7.209) and port `db8` -- so a client connected over
     IPv6 is killed by `client-kill CID` (or its common name), as with 2.6 (before helper
     mgmt42, `kill 2001:db8::1:5` killed it here and nowhere else)."""
-    fields = target.split(":")
-    p1 = from_peer(to_bytes(fields[0])[:127])
-    p2 = from_peer(to_bytes(fields[1])[:127]) if len(fields) > 1 else ""
+    p1, p2 = _kill_fields(target)
     if p1 and p2:
         try:
             if p1 != p1.strip() or " " in p1:     # getaddrinfo reads the address exactly (inet_aton would not)

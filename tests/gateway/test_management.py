@@ -237,6 +237,36 @@ def test_kill_by_address_reaches_the_ipv4_client_named_as_2_6_names_it(tmp_path)
         m.close()
 
 
+def test_kill_reads_a_long_name_as_2_6_reads_it_and_kills_no_one_by_its_first_127_bytes():
+    """review44c: 2.6's man_kill splits its parameter with buf_parse into two 128-byte fields; a
+    first field longer than 128 bytes leaves the rest of it to the second, so a name of 130 bytes
+    or more is an IP:port whose address does not parse -- nobody is killed. Ours cut the name at
+    127 bytes and killed the client whose common name was that prefix."""
+    from appliance.gateway.management import kill_reply
+
+    class Ops(FakeOps):
+        def __init__(self):
+            super().__init__()
+            self.cns: list[str] = []
+
+        def kill_cn(self, cn):
+            self.cns.append(cn)
+            return 1
+
+    ops = Ops()
+    prefix = "a" * 127
+    assert kill_reply(ops, prefix + "xyz") == [f"ERROR: error parsing IP address: {prefix}"]
+    assert kill_reply(ops, prefix + "xy") == [f"SUCCESS: common name '{prefix}' found, 1 client(s) killed"]
+    assert kill_reply(ops, "b" * 128) == [f"SUCCESS: common name '{'b' * 127}' found, 1 client(s) killed"]
+    assert kill_reply(ops, "alice") == ["SUCCESS: common name 'alice' found, 1 client(s) killed"]
+    # The 129th byte of a long first field is skipped, the second field begins after it.
+    assert kill_reply(ops, "1" * 129 + ":5") == [f"SUCCESS: common name '{'1' * 127}' found, 1 client(s) killed"]
+    assert kill_reply(ops, "1" * 130 + ":5") == [f"ERROR: error parsing IP address: {'1' * 127}"]
+    assert ops.cns == [prefix, "b" * 127, "alice", "1" * 127]
+    assert kill_reply(ops, "1.2.3.4:" + "9" * 130) == ["ERROR: port number is out of range: " + "9" * 127]
+    assert kill_reply(ops, ":5") == ["ERROR: kill parse"]
+
+
 def test_a_client_that_never_reads_is_cut_off_and_blocks_nobody(mgmt):
     m, pump, path = mgmt
     hog = _client(path)

@@ -26,7 +26,9 @@ PICKED = ["version", "pid", "state all", "state foo", "status 2", "status 4", "s
           "two commands in one write", "tab separated", "long line (305 bytes)", "foo",
           "help", "very long line (20 kB)", "line of 1023 bytes", "line of 1024 bytes, then pid",
           "line of 1025 bytes, then pid", "kill 2001:db8::1:5", "kill ::1", "kill 1.2.3:5", "kill 1.2.3.4:5:6",
-          "pkcs11-id-get 3"]
+          "pkcs11-id-get 3",
+          # review44c: a name past man_kill's 128-byte field (ours killed by its first 127 bytes)
+          "kill " + "a" * 127 + "xyz", "kill " + "1" * 129 + ":5", "kill " + "1" * 130 + ":5"]
 
 
 @pytest.fixture(scope="module")
