@@ -14,6 +14,7 @@ import functools
 import ipaddress
 import logging
 import os
+import signal
 import socket
 import sys
 
@@ -166,6 +167,16 @@ def missing_nic(cfg) -> ConfigError | None:
     return None
 
 
+class StoppedInSetUp(BaseException):
+    """SIGTERM before the gateway's loop took the signal (or after it gave it back): the run
+    stops, and run_toml's `finally` restores what it set."""
+
+
+def _stop_in_set_up(signum, frame) -> None:  # noqa: ANN001
+    signal.signal(signum, signal.SIG_IGN)       # a second one does not cut the undo list short
+    raise StoppedInSetUp
+
+
 def run_toml(path: str, verbose: int = 0) -> int:
     """Load, configure, protect, run; 2 on a config error, 1 on a setup failure."""
     path = os.path.abspath(path)        # read again by a reload, after the profile's `cd`
@@ -195,6 +206,12 @@ def run_toml(path: str, verbose: int = 0) -> int:
         log.error("%s", why)
         return 1
     undo = Undo()
+    # Not PID 1 (a host's run): SIGTERM's default action ended the process before the `finally`
+    # below -- from configure_nic until the gateway's loop takes the signal (the remotes' DNS in
+    # between) and while the undo list runs -- leaving the host's redirect switches (`default`
+    # too), forwarding and addresses as set (review44c; tests/unit/test_stop_during_setup.py).
+    # PID 1 (the VM) gets no default action, so nothing changes there.
+    old_term = signal.signal(signal.SIGTERM, _stop_in_set_up) if os.getpid() != 1 else None
     try:
         if os.getpid() == 1:
             socket.sethostname(cfg.appliance.hostname)
@@ -224,5 +241,12 @@ def run_toml(path: str, verbose: int = 0) -> int:
     except (RuntimeError, OSError, NetlinkError) as e:
         log.error("%s", e)
         return 1
+    except StoppedInSetUp:
+        log.info("SIGTERM: stopping (restoring what was set)")
+        return 0
     finally:
+        if old_term is not None:
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)     # the undo list runs whole
         undo.run()
+        if old_term is not None:
+            signal.signal(signal.SIGTERM, old_term)
