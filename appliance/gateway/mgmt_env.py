@@ -4,8 +4,8 @@ the ONE place every such block is written, for each management connection at its
 As OpenVPN 2.6.14's manage.c writes them (man_output_env, env_filter_match,
 man_output_peer_info_env, management_up_down):
 - level 0 (the default): every variable, in the block's order;
-- level 1: the X509_* variables and FILTER_NAMES' ones; level 2: FILTER_NAMES' only; 3 and above:
-  none. `n_clients` is not among them (hidden from level 1 on), nor are the IV_/UV_ peer-info
+- level 1 (and any negative level, as 2.6 compares): the X509_* variables and FILTER_NAMES' ones;
+  level 2: FILTER_NAMES' only; 3 and above: none. `n_clients` is not among them (hidden from level 1 on), nor are the IV_/UV_ peer-info
   variables of the client's environment;
 - at level 1 and above, a login's blocks (>CLIENT:CONNECT, REAUTH and CR_RESPONSE) first give the
   client's peer-info lines unfiltered, at every level (so IV_VER shows at env-filter 3 there, and
@@ -32,8 +32,9 @@ FILTER_NAMES = ("username=", "password=", "X509_0_CN=", "tls_serial_", "untruste
 
 
 def env_filter_match(var: str, level: int) -> bool:
-    """Whether `var` (NAME=VALUE) is told to a connection at `level`."""
-    if level <= 0:
+    """Whether `var` (NAME=VALUE) is told to a connection at `level`. Only level 0 shows all: a
+    negative one filters as level 1 (2.6 tests `== 0`, then `<= 1`, then `<= 2`; fuzz42)."""
+    if level == 0:
         return True
     if level <= 1 and var.startswith("X509_"):
         return True
@@ -70,10 +71,10 @@ class EnvBlock:
 
     def lines(self, level: int) -> list[str]:
         """The block as a connection at env-filter `level` reads it."""
-        if not self.filtered or level <= 0:
+        if not self.filtered or level == 0:
             return [*self.head, *env_lines(self.env, self.prefix)]
         out = list(self.head)
-        if self.peer_info is not None:
+        if self.peer_info is not None and level > 0:      # (a negative level: filtered, no peer-info)
             out += [env_line(self.prefix, f"{k}={v}") for k, v in self.peer_info.items()]
         for k, v in self.env.items():
             var = f"{k}={v}"
