@@ -231,6 +231,11 @@ def dictionaries() -> dict[str, list[str]]:
             "key-method": peer_info + numbers, "key-method-server": peer_info + numbers,
             "ovpn-config": directives + numbers + ["[inline]", "#", ";", '"', "\\"],
             "toml-config": tomlwords + numbers,
+            "connection-block": directives + numbers + ["<connection>\n", "</connection>\n", "\nremote 198.18.0.3\n",
+                                                        "udp", "tcp", "udp6", "tcp4", "[inline]", "\n"],
+            "env-filter": ["IV_", "UV_", "X509_", "X509_0_CN=", "username=", "password=", "tls_serial_",
+                           "untrusted_ip=", "session_state=", "bytes_sent=", "\n", " ", "-", "+", "0x",
+                           "2147483648", "4294967296", "99999999999999999999"],
             "management": MGMT_WORDS + numbers + ["\t", "\r\n", "198.18.7.1:40001", "client0"],
             "management-auth": MGMT_WORDS + numbers + ["@C", "@K", "client-auth", "client-auth-nt", "client-deny",
                                                        "client-pending-auth", "END", "push ", "iroute ",
@@ -576,6 +581,14 @@ def generate(out: Path = SEEDS, only: set[str] | None = None) -> dict[str, tuple
                        ("ccd-reader", ccd40_targets.seeds_ccd_reader),
                        ("dh-file", dh_budget_targets.seeds_dh_file),
                        ("mcast-budget", dh_budget_targets.seeds_mcast_budget)):
+        for data in fn():
+            add(target, data)
+    # ---- fuzz42: <connection> blocks, the MSS clamp with tun-mtu, env-filter, GSO refusals
+    from . import conn42_targets
+    for target, fn in (("connection-block", conn42_targets.seeds_connection_block),
+                       ("mss-tunmtu", conn42_targets.seeds_mss_tunmtu),
+                       ("env-filter", conn42_targets.seeds_env_filter),
+                       ("gso-refusal", conn42_targets.seeds_gso_refusal)):
         for data in fn():
             add(target, data)
     # lanatk38's caps: an answer of more records than the rebinding check reads (TCP and UDP

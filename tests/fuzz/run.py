@@ -102,6 +102,8 @@ INSTRUMENTED = (
     # fuzz40: the route keeper and RouteSet, the WAN/LAN relink, the ccd reader, dh files.
     "appliance.gateway.route_keeper", "appliance.router.routes", "appliance.router.static_wan",
     "appliance.router.lan_routes", "appliance.gateway.server_files", "appliance.openvpn.dhparams",
+    # fuzz42: <connection> blocks, the MSS clamp, catoi (env-filter's level).
+    "appliance.openvpn.config.connection_entry", "appliance.openvpn.mss", "appliance.openvpn.catoi",
 )
 
 

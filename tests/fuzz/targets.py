@@ -986,6 +986,17 @@ _add(Target("mcast-budget", lambda: _lazy("dh_budget_targets", "make_mcast_budge
             "is_multicast against ipaddress", 0.3))
 _add(Target("native", lambda: __import__("tests.fuzz.native_targets", fromlist=["make_native"]).make_native(), 4096,
             "the C data path (aead/gro/gso) against its Python twins: the unit tests' differential properties", 0.5))
+_add(Target("connection-block", lambda: _lazy("conn42_targets", "make_connection_block"), 4096,
+            "a client profile with <connection> blocks (ConfigError at a line of the file); each block's "
+            "connection the same with the other blocks blanked out", 0.6))
+_add(Target("mss-tunmtu", lambda: _lazy("conn42_targets", "make_mss_tunmtu"), 64,
+            "tun-mtu/mssfix/fragment/link-mtu globally or in a block, SYNs clamped by settings.mss_rule: "
+            "tun-mtu - 40 when the profile's tun-mtu decides, min(MSS, bound) for each option, checksums", 0.4))
+_add(Target("env-filter", lambda: _lazy("conn42_targets", "make_env_filter"), 2048,
+            "env-filter's level (catoi against libc's atoi) and env_filtered against 2.6.14's manage.c", 0.4))
+_add(Target("gso-refusal", lambda: _lazy("conn42_targets", "make_gso_refusal"), 1200,
+            "UdpTransport's GSO refusals on a fake kernel and clock: each datagram once, in order; GSO "
+            "exactly when the model says; the table bounded", 0.5))
 
 
 def _make_selftest():
