@@ -310,7 +310,8 @@ def model_env_filter(lines: list[str], level: int) -> list[str]:
     kind = head[len(">CLIENT:"):].split(",", 1)[0]
     out = [head]
     if level > 0 and kind in ("CONNECT", "REAUTH", "CR_RESPONSE"):
-        out += [">CLIENT:ENV," + v for v in env if _PEER_INFO.match(v)]
+        # (in the client's order: our environment holds them reversed, as 2.6's env set does)
+        out += [">CLIENT:ENV," + v for v in reversed(env) if _PEER_INFO.match(v)]
     out += [">CLIENT:ENV," + v for v in env if _match_26(v, level)]
     return out + [">CLIENT:ENV,END"]
 
