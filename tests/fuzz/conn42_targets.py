@@ -460,3 +460,98 @@ def seeds_gso_refusal() -> list[bytes]:
     return [refuse + sends, refuse + sends + bytes((0, 121)) + sends, slow,
             bytes((0x21, 10, 0x41, 0xff, 0x41, 0x07, 0, 120, 0x41, 0xff, 0x21, 255, 0, 121, 0x41, 0xff)),
             bytes((0x41, 0xff)) * 4]
+
+
+# ------------------------------------------------------------------ pull-conn
+# What a connection's state may differ in whoever connected before: the server's own numbers.
+_PULL_SKIP = {"ifconfig", "ifconfig_ipv6", "peer_id", "auth_token", "auth_token_user", "cipher", "tls_ekm"}
+
+
+def _pull_state(w, c) -> dict:
+    """What the client runs its connection with once up: the pushed options merged with the
+    profile (as the tunnel applied them), the inactivity check, session-timeout, shaper, client-nat."""
+    p = w.client_nets[0].pushed
+    now = w.clock()
+    st = {"pushed": None if p is None else {f.name: repr(getattr(p, f.name)) for f in dataclasses.fields(p)
+                                             if f.name not in _PULL_SKIP}}
+    i = c._inactive
+    st["inactive"] = None if i is None else (i.seconds, i.min_bytes)
+    for name in ("inactive", "session"):
+        at = c.pump.timers._due.get(name)
+        st[f"timer {name}"] = None if at is None else round(at[0] - now)
+    st["shaper"] = c.shaper.rate if c.shaper is not None else 0
+    nat = c.conn.dp.nat if c.conn is not None else None
+    st["client-nat"] = None if nat is None else repr(nat.rules)
+    return st
+
+
+def _push_lines(text: str) -> str | None:
+    out = []
+    for ln in text.split("\n")[:8]:
+        ln = ln.strip().replace('"', "").replace("\\", "").replace("\r", "")
+        if ln:
+            out.append(f'push "{ln}"')
+    return "\n".join(out)
+
+
+def make_pull_conn():
+    """Two servers in turn (one server reloaded between, as test_pull_reset.py): the first pushes
+    the input's first part, the second its second part. Oracle (README, "Thirty-eighth session
+    (helper pull41)": each pushed value lasts the connection whose server pushed it): once the
+    client is up on the second, its state equals a fresh client's that only ever met the second."""
+    import signal
+
+    from appliance.gateway.loop import Signals
+    from lab.gateway_world import World, client_conf, make_pki, server_conf
+    pki = make_pki(["client0"])
+    profile = "inactive 900\nsession-timeout 1800\nroute-metric 7\n"
+
+    def up(w, c) -> bool:
+        return w.run(lambda: c.conn is not None and c.conn.was_up, max_time=60, max_steps=20_000)
+
+    def one(data: bytes) -> None:
+        a_text, _, b_text = data.decode("latin-1").partition("\xff")
+        pa, pb = _push_lines(a_text), _push_lines(b_text)
+        try:
+            w = World()
+            gw, holder = w.add_reloadable_server(server_conf(pki, extra=pa))
+            confb = server_conf(pki, extra=pb)
+            from appliance.openvpn import config as options
+            options.parse_config(confb, "/mem/server.conf")
+        except ConfigError:
+            return
+        c = w.add_client(client_conf(pki, extra=profile))
+        if not up(w, c):
+            return                                  # (a push the client refuses: not this oracle's case)
+        holder["conf"] = confb
+        if not gw.ops.reload():
+            return
+        before = c.connections
+        c.signals = sig = Signals((signal.SIGUSR1,))
+        sig.pending.append(signal.SIGUSR1)
+        c._on_signal()
+        if not w.run(lambda: c.connections == before + 1 and c.conn is not None and c.conn.was_up,
+                     max_time=60, max_steps=20_000):
+            return
+        after_a = _pull_state(w, c)
+        w2 = World()
+        w2.add_server(confb)
+        c2 = w2.add_client(client_conf(pki, extra=profile))
+        if not up(w2, c2):
+            raise AssertionError("the second server's push brought a fresh client up only after the first's")
+        fresh = _pull_state(w2, c2)
+        assert after_a == fresh, f"a first server's push outlived its connection:\n{_diff(fresh, after_a)}"
+    return one
+
+
+def seeds_pull_conn() -> list[bytes]:
+    return [s.encode("latin-1") for s in (
+        "inactive 3600 1000000000\nsession-timeout 7200\xffroute 10.9.0.0 255.255.0.0",
+        "route-metric 50\nroute 10.8.0.0 255.255.0.0\xffroute 10.8.0.0 255.255.0.0",
+        "shaper 100\xff",
+        "client-nat snat 198.19.0.0 255.255.255.0 10.1.0.0\xffping 5\nping-restart 30",
+        "block-ipv6\ndhcp-option DNS 198.18.9.9\xffdhcp-option DOMAIN example.org",
+        "dns server 1 address 198.18.9.9\ndns search-domains a.example\xffdns server 2 address 198.18.9.8",
+        "inactive 20\xffinactive 0",
+        "tun-mtu 1400\nroute-delay 5\xffredirect-gateway def1",
+    )]

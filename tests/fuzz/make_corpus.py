@@ -588,7 +588,8 @@ def generate(out: Path = SEEDS, only: set[str] | None = None) -> dict[str, tuple
     for target, fn in (("connection-block", conn42_targets.seeds_connection_block),
                        ("mss-tunmtu", conn42_targets.seeds_mss_tunmtu),
                        ("env-filter", conn42_targets.seeds_env_filter),
-                       ("gso-refusal", conn42_targets.seeds_gso_refusal)):
+                       ("gso-refusal", conn42_targets.seeds_gso_refusal),
+                       ("pull-conn", conn42_targets.seeds_pull_conn)):
         for data in fn():
             add(target, data)
     # lanatk38's caps: an answer of more records than the rebinding check reads (TCP and UDP

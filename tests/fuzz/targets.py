@@ -997,6 +997,9 @@ _add(Target("env-filter", lambda: _lazy("conn42_targets", "make_env_filter"), 20
 _add(Target("gso-refusal", lambda: _lazy("conn42_targets", "make_gso_refusal"), 1200,
             "UdpTransport's GSO refusals on a fake kernel and clock: each datagram once, in order; GSO "
             "exactly when the model says; the table bounded", 0.5))
+_add(Target("pull-conn", lambda: _lazy("conn42_targets", "make_pull_conn"), 1024,
+            "a client up on a second server after a first pushed the input's first part: its pushed "
+            "options, timers, shaper and client-nat as a fresh client's that met the second only", 0.8))
 
 
 def _make_selftest():

@@ -25,7 +25,8 @@ from tests.fuzz.targets import TARGETS
 MUTATIONS = 250                       # per target, on top of the seeds
 SLOW = {"key-method-server": 40, "push-client": 40, "p2p-key-method": 40,   # a fresh handshake per input
         "control-script": 30,                  # a fresh server with two clients per input
-        "ccd-reader": 60}                      # a 16 KiB file parsed three ways, a worker thread
+        "ccd-reader": 60,
+        "pull-conn": 25}                       # three handshakes and a reload per input                      # a 16 KiB file parsed three ways, a worker thread
 
 # Findings the fuzzer made that are not fixed yet (engine bugs, for the engine's owner): crasher
 # file (under crashers/<target>/) -> why it fails. The short run ignores violations of the same
