@@ -555,3 +555,97 @@ def seeds_pull_conn() -> list[bytes]:
         "inactive 20\xffinactive 0",
         "tun-mtu 1400\nroute-delay 5\xffredirect-gateway def1",
     )]
+
+
+# ------------------------------------------------------------------ mgmt-words
+MAX_PARMS = 16                      # options.h
+PARM_SIZE = 256                     # options.h OPTION_PARM_SIZE
+
+
+def _c_space(ch: str) -> bool:
+    return ch == "\0" or ch in " \t\n\v\f\r"        # isspace in the C locale, and the NUL
+
+
+def model_parse_line(line: str) -> list[str] | str:
+    """OpenVPN 2.6.14's parse_line (options.c) as the management reader calls it (n = MAX_PARMS,
+    file "TCP", line 0), written here from its states: the words, or the error it prints
+    (without "ERROR: "). Reference for command_words."""
+    INITIAL, QUOTED, UNQUOTED, DONE, SQUOTED = 0, 1, 2, 3, 4
+    words: list[str] = []
+    state, backslash, parm = INITIAL, False, ""
+    chars = line + "\0"
+    for in_ in chars:
+        out = ""
+        if not backslash and in_ == "\\" and state != SQUOTED:
+            backslash = True
+        else:
+            if state == INITIAL:
+                if not _c_space(in_):
+                    if in_ in ";#":
+                        break
+                    if not backslash and in_ == '"':
+                        state = QUOTED
+                    elif not backslash and in_ == "'":
+                        state = SQUOTED
+                    else:
+                        out, state = in_, UNQUOTED
+            elif state == UNQUOTED:
+                if not backslash and _c_space(in_):
+                    state = DONE
+                else:
+                    out = in_
+            elif state == QUOTED:
+                if not backslash and in_ == '"':
+                    state = DONE
+                else:
+                    out = in_
+            elif state == SQUOTED:
+                if in_ == "'":
+                    state = DONE
+                else:
+                    out = in_
+            if state == DONE:
+                words.append(parm)
+                state, parm = INITIAL, ""
+            if backslash and out and not (out in '\\"' or _c_space(out)):
+                return "bad-backslash"
+            backslash = False
+        if out and out != "\0":
+            if len(parm) >= PARM_SIZE:
+                return f"Options error: Parameter at TCP:0 is too long ({PARM_SIZE} chars max): {parm[:PARM_SIZE - 1]}"
+            parm += out
+        elif out == "\0":
+            pass                        # (a C string: the NUL stores nothing readable)
+        if len(words) >= MAX_PARMS:
+            break
+    else:
+        pass
+    if state == QUOTED:
+        return 'Options error: No closing quotation (") in TCP:0'
+    if state == SQUOTED:
+        return "Options error: No closing single quotation (') in TCP:0"
+    if state != INITIAL:
+        return f"Options error: Residual parse state ({state}) in TCP:0"
+    return words
+
+
+def make_mgmt_words():
+    from appliance.gateway.management import _BAD_BACKSLASH, command_words
+
+    def one(data: bytes) -> None:
+        line = data.decode("latin-1").split("\n", 1)[0].replace("\0", "")
+        want = model_parse_line(line)
+        try:
+            got: list[str] | str = command_words(line)
+        except ValueError as e:
+            got = "bad-backslash" if str(e) == _BAD_BACKSLASH else str(e)
+        assert got == want, f"{line!r}: ours {got!r}, 2.6's parse_line {want!r}"
+    return one
+
+
+def seeds_mgmt_words() -> list[bytes]:
+    return [s.encode("latin-1") for s in (
+        'kill "evil guy"', "kill 'a b'", "\\ pid", "pid\\", 'echo "a\\"b"', "a\\b", "a\\\\b", "#x", "x ;y",
+        "w " * 20, "x" * 300, '"' + "y" * 260 + '"', "client-kill 1 'HALT", 'a"b c', "a'b' c", "\\#c",
+        "\\\"q", 'x "abc', "\t\vpid\f", "a\\ b", "\xe9t\xe9 \xa0x", "state\\\t1",
+    )]

@@ -589,7 +589,8 @@ def generate(out: Path = SEEDS, only: set[str] | None = None) -> dict[str, tuple
                        ("mss-tunmtu", conn42_targets.seeds_mss_tunmtu),
                        ("env-filter", conn42_targets.seeds_env_filter),
                        ("gso-refusal", conn42_targets.seeds_gso_refusal),
-                       ("pull-conn", conn42_targets.seeds_pull_conn)):
+                       ("pull-conn", conn42_targets.seeds_pull_conn),
+                       ("mgmt-words", conn42_targets.seeds_mgmt_words)):
         for data in fn():
             add(target, data)
     # lanatk38's caps: an answer of more records than the rebinding check reads (TCP and UDP

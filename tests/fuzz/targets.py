@@ -1000,6 +1000,9 @@ _add(Target("gso-refusal", lambda: _lazy("conn42_targets", "make_gso_refusal"), 
 _add(Target("pull-conn", lambda: _lazy("conn42_targets", "make_pull_conn"), 1024,
             "a client up on a second server after a first pushed the input's first part: its pushed "
             "options, timers, shaper and client-nat as a fresh client's that met the second only", 0.8))
+_add(Target("mgmt-words", lambda: _lazy("conn42_targets", "make_mgmt_words"), 1024,
+            "a management command line's words (command_words) against 2.6.14's parse_line: the same "
+            "words, or the same error", 0.4))
 
 
 def _make_selftest():
