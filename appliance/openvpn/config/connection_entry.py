@@ -80,7 +80,10 @@ def read_block(p: ParseState, d: str, inline: str) -> None:
             elif name == "remote":
                 if remote is not None or not 1 <= len(args) <= 3:
                     p.err(name, "a <connection> block holds exactly one `remote HOST [PORT [PROTO]]`", at)
-                remote = (at, args)
+                if 1 <= len(args) <= 3:
+                    # (a bare `remote` is refused above and kept nowhere: read below as a host,
+                    # it raised IndexError -- a traceback where the user is due file:line; fuzz42)
+                    remote = (at, args)
             elif name == "proto":
                 pr = norm_proto(args[0]) if len(args) == 1 else None
                 if pr is None or args[0].lower().endswith("-server"):
