@@ -300,18 +300,15 @@ def _match_26(var: str, level: int) -> bool:
     return False
 
 
-def model_env_filter(lines: list[str], level: int) -> list[str]:
+def model_env_filter(head: str, env: list[str], peer_info: list[str], level: int) -> list[str]:
     """What 2.6.14 prints for one >CLIENT notification at `level`: the header; at a level above 0
-    for CONNECT, REAUTH and CR_RESPONSE the peer-info lines (IV_/UV_) first, unfiltered
-    (man_output_peer_info_env); then the environment through env_filter_match; END."""
-    if level == 0:
-        return list(lines)
-    head, env = lines[0], [ln[len(">CLIENT:ENV,"):] for ln in lines[1:-1]]
-    kind = head[len(">CLIENT:"):].split(",", 1)[0]
+    for CONNECT, REAUTH and CR_RESPONSE the client's peer-info lines (IV_/UV_, in its own order)
+    first, unfiltered (man_output_peer_info_env); then the environment through env_filter_match
+    (its IV_ variables are no names it keeps); END."""
     out = [head]
+    kind = head[len(">CLIENT:"):].split(",", 1)[0]
     if level > 0 and kind in ("CONNECT", "REAUTH", "CR_RESPONSE"):
-        # (in the client's order: our environment holds them reversed, as 2.6's env set does)
-        out += [">CLIENT:ENV," + v for v in reversed(env) if _PEER_INFO.match(v)]
+        out += [">CLIENT:ENV," + v for v in peer_info]
     out += [">CLIENT:ENV," + v for v in env if _match_26(v, level)]
     return out + [">CLIENT:ENV,END"]
 
@@ -322,7 +319,7 @@ _LIBC.atoi.restype = ctypes.c_int
 
 
 def make_env_filter():
-    from appliance.gateway.management import env_filtered
+    from appliance.gateway.mgmt_env import EnvBlock
     from appliance.openvpn.catoi import atoi
     heads = (">CLIENT:CONNECT,0,1", ">CLIENT:REAUTH,3,4", ">CLIENT:ESTABLISHED,2", ">CLIENT:DISCONNECT,5",
              ">CLIENT:CR_RESPONSE,1,2,cmVzcG9uc2U=")
@@ -345,10 +342,17 @@ def make_env_filter():
             level = got
         else:
             level = (data[0] >> 3) - 8
-        env = [v for v in rest.decode("utf-8", "replace").split("\n") if v and v != "END"][:64]
-        lines = [head, *(">CLIENT:ENV," + v for v in env), ">CLIENT:ENV,END"]
-        out = env_filtered(list(lines), level)
-        want_lines = model_env_filter(lines, level)
+        env: dict[str, str] = {}
+        for v in rest.decode("utf-8", "replace").split("\n")[:64]:
+            name, eq, value = v[:1000].partition("=")
+            if name and eq and name != "END":
+                env.setdefault(name, value)
+        login = head.startswith((">CLIENT:CONNECT,", ">CLIENT:REAUTH,", ">CLIENT:CR_RESPONSE,"))
+        peer = {k: v for k, v in env.items() if _PEER_INFO.match(k)}
+        out = EnvBlock((head,), env, peer_info=peer if login else None).lines(level)
+        flat = [f"{k}={v}" for k, v in env.items()]
+        want_lines = (model_env_filter(head, flat, [f"{k}={v}" for k, v in peer.items()], level) if level
+                      else [head, *(">CLIENT:ENV," + v for v in flat), ">CLIENT:ENV,END"])
         assert out == want_lines, f"env-filter {level} on {head}:\n got {out}\nwant {want_lines}"
     return one
 

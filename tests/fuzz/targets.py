@@ -993,7 +993,7 @@ _add(Target("mss-tunmtu", lambda: _lazy("conn42_targets", "make_mss_tunmtu"), 64
             "tun-mtu/mssfix/fragment/link-mtu globally or in a block, SYNs clamped by settings.mss_rule: "
             "tun-mtu - 40 when the profile's tun-mtu decides, min(MSS, bound) for each option, checksums", 0.4))
 _add(Target("env-filter", lambda: _lazy("conn42_targets", "make_env_filter"), 2048,
-            "env-filter's level (catoi against libc's atoi) and env_filtered against 2.6.14's manage.c", 0.4))
+            "env-filter's level (catoi against libc's atoi) and mgmt_env.EnvBlock against 2.6.14's manage.c", 0.4))
 _add(Target("gso-refusal", lambda: _lazy("conn42_targets", "make_gso_refusal"), 1200,
             "UdpTransport's GSO refusals on a fake kernel and clock: each datagram once, in order; GSO "
             "exactly when the model says; the table bounded", 0.5))
