@@ -5,10 +5,15 @@ with management-client-auth, a status file rewritten every 3 s, auth-user-pass-v
 auth-gen-token, ifconfig-pool-persist, reneg-sec small) with Debian's clients and a few of ours
 connecting, renegotiating and leaving in a loop, while a driver
 
-- reloads the server (SIGHUP) every ~60 s, alternating a ccd file's push, the config's push and
-  status-version 2/3, and checks that every client connected before it is still connected after
-  it with the same address (OpenVPN 2.6's SIGHUP drops everyone; ours keeps those the new config
-  admits), the revoked one aside;
+- reloads the server (SIGHUP) every ~60 s, each time changing the pushed route of a third of the
+  clients' ccd files (c0, c3, ...), keeping another third's ccd files as they were (c1, c4, ...),
+  alternating status-version 2/3, and every `--push-change-every` reloads the config's push.
+  Our server restarts (RESTART) the kept clients whose options the new config changes, as 2.6's
+  SIGHUP restarts every client, and keeps the others untouched (reload42; a client restarted by a
+  reload not again within 30 s). So: a client whose options changed must be back within
+  RESTART_BACK s of the SIGHUP with them (the new ccd route in its own routing table; Debian's
+  client: the new push in its PUSH_REPLY line); one whose options did not change must still be
+  connected with the same connection and address 8 s after it; the revoked one aside;
 - replaces the CRL (write, rename) every ~90 s, revoking or unrevoking client `rv`, a Debian client
   that keeps trying: while revoked it must not get in, and a reload must drop it;
 - speaks to the management socket every few seconds (status, load-stats, kill, client-kill,
@@ -66,6 +71,8 @@ DOWN = {"ours": re.compile(r"restarting the connection|link to .* lost|restartin
 SAMPLE_EVERY = 30.0
 REPLY_LIMIT = 10.0          # a management reply slower than this is a finding (blocked)
 RESTART_PORT = 40000        # the in-place restarters' lport (each client has its own namespace)
+RESTART_BACK = 45.0         # a client restarted by a reload: back within this (30 s hold-off + reconnect)
+VARIANT_ROUTE = re.compile(r"^198\.18\.(2[0-4]\d)\.0/24 ", re.M)   # the changing ccd route (ours: 200-249)
 
 
 class Mgmt:
@@ -147,6 +154,9 @@ class Soak(SoakBase):
         self.log_lines = 0                       # the server's log lines at the last sample
         self.loopwatch_at = 0                    # how far LOOPWATCH was read
         self.killed_at: dict[str, float] = {}    # CN -> the driver's last kill / client-kill of it
+        self.reload_restart_at: dict[str, float] = {}   # CN -> the last SIGHUP that changed its options
+        self.procs: dict[str, Proc] = {}         # CN -> its running client (a reload restart's check reads its log)
+        self.push_variant = 0                    # the config's own push (all clients' options)
 
     # ---- bookkeeping
     def finding(self, key: str, text: str) -> None:
@@ -167,15 +177,28 @@ class Soak(SoakBase):
                  f"status {self.status_file} 3\nstatus-version {2 + v % 2}\nscript-security 2\n"
                  f"auth-user-pass-verify {self.lab.tmp / 'verify.sh'} via-file\nauth-gen-token 0\n"
                  f"ifconfig-pool-persist {self.ipp} 5\nmax-clients 100\nreneg-sec {self.a.reneg}\nhand-window {self.a.reneg // 2}\n"
-                 f"push \"dhcp-option DOMAIN soak{v % 2}.example\"\n")
+                 f"push \"dhcp-option DOMAIN soak{self.push_variant}.example\"\n")
         if kind == "ours":
             extra += "management-client-auth\n"
         return server_config(self.lab.pki, self.a.proto, extra=extra)
 
-    def write_ccd(self) -> None:
+    def write_ccd(self) -> set[str]:
+        """The clients' ccd files for this variant: c0, c3, ... a route of its own (198.18.200-249:
+        it changes at every reload), c1, c4, ... one that stays (198.18.199.0); the others none.
+        The names whose ccd options this changed."""
         v = self.variant
-        for i in range(0, self.a.clients, 3):
-            (self.ccd / f"c{i}").write_text(f'push "route 198.18.{70 + v % 2}.0 255.255.255.0"\n')
+        changed = set()
+        for i in range(self.a.clients):
+            if i % 3 == 0:
+                (self.ccd / f"c{i}").write_text(f'push "route {self.variant_route(v)} 255.255.255.0"\n')
+                changed.add(f"c{i}")
+            elif i % 3 == 1:
+                (self.ccd / f"c{i}").write_text('push "route 198.18.199.0 255.255.255.0"\n')
+        return changed
+
+    @staticmethod
+    def variant_route(v: int) -> str:
+        return f"198.18.{200 + v % 50}.0"
 
     def write_crl(self, revoke: bool) -> None:
         ca = ca_pair(self.lab.pki)
@@ -252,8 +275,11 @@ class Soak(SoakBase):
         after = (self.mgmt_status() or {}).get(cn)
         with self.lock:
             killed = self.killed_at.get(cn, -1e9) > t_sent
+            reloaded = self.reload_restart_at.get(cn, -1e9) > t_sent - RESTART_BACK
         if killed:      # the driver's kill or client-kill meanwhile: a new client ID is right (soak41)
             self.count("in-place restarts across the driver's kill (not compared)")
+        elif reloaded:  # a reload's RESTART for new options meanwhile: a new connection (reload42)
+            self.count("in-place restarts across a reload's restart (not compared)")
         elif before is None or after is None:
             self.count("in-place restarts without a row to compare")
         elif (after["cid"], after["peer"], after["since"]) != (before["cid"], before["peer"], before["since"]):
@@ -284,6 +310,8 @@ class Soak(SoakBase):
                         continue
                     self.count(f"connects ({self.kind})")
                     self.count(f"connects, {kind} client ({self.kind})")
+                    with self.lock:
+                        self.procs[cn] = p
                     m = re.search(r"inet (\S+)/", ns.run("ip -4 -o addr show dev tun0", check=False).stdout)
                     self.set_up(cn, True, m.group(1) if m else "")
                     # A restart before the first up (the driver's client-kill of a login still
@@ -323,6 +351,8 @@ class Soak(SoakBase):
                     if p is not None:
                         with self.lock:
                             self.intended[cn] = time.monotonic()
+                            if self.procs.get(cn) is p:
+                                del self.procs[cn]
                         self.set_up(cn, False)
                         p.stop(8)
                         self.forget(p, lab_checks=False)
@@ -529,17 +559,32 @@ class Soak(SoakBase):
                 self.count(f"reloads right after a revoking CRL swap ({self.kind})")
             before = self.mgmt_status() or {}
             self.variant += 1
-            self.write_ccd()
+            every = self.a.push_change_every
+            push_changed = every > 0 and self.variant % every == 0
+            if push_changed:
+                self.push_variant += 1
+                self.count(f"reloads changing the config's push ({self.kind})")
+            ccd_changed = self.write_ccd()
             self.conf_path.write_text(self.server_conf(self.kind))
             t = time.monotonic()
-            if self.kind == "openvpn":                 # 2.6's SIGHUP restarts every client
-                with self.lock:
+            with self.lock:
+                # whose options this reload changes: a restart of theirs is the server's doing
+                changed = set(self.up) | set(before) if push_changed else set(ccd_changed)
+                if self.kind == "openvpn":             # 2.6's SIGHUP restarts every client
                     for cn in self.up:
                         self.intended[cn] = t + 20
-            with self.lock:
+                else:
+                    for cn in changed:
+                        self.intended[cn] = t + RESTART_BACK
+                        self.reload_restart_at[cn] = t
+                marks = {cn: (p, len(p.log())) for cn, p in self.procs.items()
+                         if cn in changed and cn in before and cn not in self.apart}
                 rev = self.revoked                      # as the SIGHUP finds it
             os.kill(self.server.p.pid, signal.SIGHUP)
             self.count(f"reloads ({self.kind})")
+            if self.kind == "ours" and marks:
+                threading.Thread(target=self.check_reload_restarts, daemon=True,
+                                 args=(marks, t, self.variant, self.push_variant, push_changed)).start()
             self.done.wait(8)
             after = self.mgmt_status() or {}
             with self.lock:
@@ -550,19 +595,94 @@ class Soak(SoakBase):
             if rev and "rv" in before and "rv" not in after:
                 self.count(f"revoked client dropped at reload ({self.kind})")
             if self.kind == "ours":
-                # UNDEF: a handshake under way (listed since status33), a name by the next status
-                # (soak34's run: one such row taken for a dropped client)
-                lost = [cn for cn in before if cn not in ("rv", "UNDEF") and cn not in intended
+                # A client whose options this reload did not change must be kept untouched (its
+                # connection, its address). UNDEF: a handshake under way (listed since status33),
+                # a name by the next status (soak34's run: one such row taken for a dropped client)
+                same = [cn for cn in before if cn not in ("rv", "UNDEF") and cn not in changed]
+                lost = [cn for cn in same if cn not in intended
                         and (cn not in after or after[cn]["since"] != before[cn]["since"])]
                 # The same connection (same since) with another address; a row whose handshake
                 # is under way has no address yet (status rows for those since status33): skipped.
                 moved = [cn for cn in before if cn in after and after[cn]["since"] == before[cn]["since"]
                          and before[cn]["virt"] and after[cn]["virt"] and after[cn]["virt"] != before[cn]["virt"]]
-                self.count("clients kept across reloads", len([cn for cn in before if cn in after]))
+                self.count("clients kept across reloads (options unchanged)", len([cn for cn in same if cn in after]))
                 if lost:
-                    self.finding("reload dropped", f"{lost} (of {len(before)}) gone or reconnected after a reload")
+                    self.finding("reload dropped", f"{lost} (of {len(same)} with unchanged options) gone or "
+                                 "reconnected after a reload")
                 if moved:
                     self.finding("reload moved", f"{moved} got another address at a reload")
+
+    def check_reload_restarts(self, marks: dict[str, tuple[Proc, int]], t: float, v: int, pv: int,
+                              push_changed: bool) -> None:
+        """The clients whose options a reload changed (connected before it): each must restart
+        (the server's RESTART: a restart line in its log after the SIGHUP) and be up again within
+        RESTART_BACK s -- 30 s of hold-off for one a reload restarted just before -- with the new
+        options: the ccd route of variant `v` or a later one in its routing table (ccd-changed
+        clients), Debian's client's PUSH_REPLY naming push variant `pv` or later (push change)."""
+        todo = dict(marks)
+        while todo and time.monotonic() < t + RESTART_BACK and not self.cut.is_set():
+            time.sleep(0.5)
+            for cn, (p, mark) in list(todo.items()):
+                with self.lock:
+                    current = self.procs.get(cn)
+                    killed = self.killed_at.get(cn, -1e9) > t
+                if current is not p or killed:   # the client left (its stay over) or the driver killed it
+                    del todo[cn]
+                    self.count("reload restarts not checked (client left or killed meanwhile)")
+                    continue
+                kind = "ours" if int(cn[1:]) < self.a.ours else "openvpn"
+                text = p.log()[mark:]
+                down = DOWN[kind].search(text)
+                if down is None or UP[kind] not in text[down.end():]:
+                    continue
+                del todo[cn]
+                took = time.monotonic() - t
+                self.count(f"reload restarts back ({kind} client{', in place' if self.restarts_in_place(int(cn[1:])) else ''})")
+                with self.lock:
+                    k = "reload restarts back (ms max)"
+                    self.c[k] = max(self.c.get(k, 0), int(took * 1000))
+                    if took > 30:
+                        self.c["reload restarts back after the 30 s hold-off"] = \
+                            self.c.get("reload restarts back after the 30 s hold-off", 0) + 1
+                self.check_new_options(cn, kind, text[down.end():], v, pv, push_changed)
+        for cn, (p, _mark) in todo.items():
+            if self.cut.is_set() or not p.alive():
+                self.count("reload restarts not checked (run cut or client ended)")
+            elif DOWN["ours" if int(cn[1:]) < self.a.ours else "openvpn"].search(p.log()[_mark:]):
+                self.finding("reload restart not back", f"{cn} restarted at a reload, not up "
+                             f"{RESTART_BACK:.0f} s after it: {p.log()[-1200:]!r}")
+            else:
+                self.finding("reload restart missing", f"{cn}: options changed at a reload, not restarted "
+                             f"{RESTART_BACK:.0f} s after it: {p.log()[-800:]!r}")
+
+    def check_new_options(self, cn: str, kind: str, text: str, v: int, pv: int, push_changed: bool) -> None:
+        """After a reload's restart: the client has the options of the reload's config or a later one."""
+        i = int(cn[1:])
+        if i % 3 == 0:
+            ok = {self.variant_route(w) for w in range(v, self.variant + 1)}
+            end = time.monotonic() + 10
+            routes: list[str] = []
+            while time.monotonic() < end:
+                r = self.ns[i].run("ip -4 route show", check=False)
+                routes = [f"198.18.{o}.0" for o in VARIANT_ROUTE.findall(r.stdout)]
+                if routes:
+                    break
+                time.sleep(0.5)
+            if len(routes) == 1 and routes[0] in ok:
+                self.count(f"reload restarts with the new ccd route ({kind} client)")
+            elif not routes and self.procs.get(cn) is None:
+                self.count("reload restarts not checked (client left or killed meanwhile)")
+            else:
+                self.finding("reload restart old options", f"{cn}: routes {routes} after its restart, "
+                             f"{sorted(ok)} expected (variant {v})")
+        if push_changed and kind == "openvpn":
+            m = re.search(r"PUSH_REPLY,[^\n]*", text)
+            got = re.search(r"DOMAIN soak(\d+)\.example", m.group(0)) if m else None
+            if got and int(got.group(1)) >= pv:
+                self.count("reload restarts with the new push (Debian's client's PUSH_REPLY)")
+            else:
+                self.finding("reload restart old push", f"{cn}: {m.group(0) if m else 'no PUSH_REPLY'!r}, "
+                             f"soak{pv} expected")
 
     def crl_swapper(self) -> None:
         rng = random.Random(self.a.seed + 13)
@@ -799,6 +919,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--proto", choices=("udp", "tcp"), default="udp")
     ap.add_argument("--reload-every", type=float, nargs=2, default=(50, 70), metavar=("LO", "HI"),
                     help="seconds between SIGHUPs, drawn between LO and HI")
+    ap.add_argument("--push-change-every", type=int, default=4, metavar="K",
+                    help="every K-th SIGHUP also changes the config's push (every client restarted; 0: never)")
     ap.add_argument("--status-poll", type=float, default=0, help="poll the management `status 2` every S s (0: not)")
     ap.add_argument("--conn-client", action="store_true",
                     help="one of our clients with two <connection> blocks (the first unreachable), restarted by SIGUSR1")
