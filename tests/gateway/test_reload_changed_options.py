@@ -171,3 +171,39 @@ def test_a_client_restarted_from_the_same_address_and_port_gets_the_new_file(opk
     assert w.run(lambda: _reconnected(w, gw, 0, old0) and w.client_addr(0) == "198.19.0.70", max_time=30), \
         (w.client_addr(0), caplog.text[-2000:])
     assert _rec(gw, "client0").addr == old0.addr, "not a reconnect from the same address and port"
+
+
+def test_a_client_restarting_in_place_while_its_reload_restart_is_held_gets_the_new_file(opki, tmp_path, caplog):
+    """soak42: a client a reload restarted less than RELOAD_RESTART_HOLDOFF ago, whose file a
+    second reload changes again (its restart held off), restarts in place by itself meanwhile
+    (its own SIGUSR1, a fixed `lport`). That new session is a new connection reading the file as
+    it is now -- it took over the old session's options, and the held restart, due for a session
+    no longer there, was dropped: the client kept the old options until some later reload."""
+    ccd = tmp_path / "ccd"
+    ccd.mkdir()
+    (ccd / "client0").write_text("ifconfig-push 198.19.0.50 255.255.255.0\n")
+    w = World()
+    gw, holder = w.add_reloadable_server(server_conf(opki, extra=f"client-config-dir {ccd}\n"))
+    gw.st.ccd = ccd_loader(str(ccd))
+    c = w.add_client(client_conf(opki, "client0").replace("nobind\n", "lport 40100\n"))
+    assert w.run(lambda: _up(w, 0), max_time=30)
+    old0 = _rec(gw, "client0")
+    (ccd / "client0").write_text("ifconfig-push 198.19.0.51 255.255.255.0\n")
+    _reload_and_settle(w, gw, caplog)
+    assert w.run(lambda: _reconnected(w, gw, 0, old0) and w.client_addr(0) == "198.19.0.51", max_time=30)
+    t_first = w.clock.t
+    second = _rec(gw, "client0")
+    (ccd / "client0").write_text("ifconfig-push 198.19.0.52 255.255.255.0\n")
+    mark = len(caplog.text)
+    _reload_and_settle(w, gw, caplog)
+    assert "restarts in" in caplog.text[mark:], caplog.text[mark:]      # held off
+    c.user_restart()
+    assert w.run(lambda: _reconnected(w, gw, 0, second), max_time=20), caplog.text[-2000:]
+    assert _rec(gw, "client0").addr == second.addr, "not a restart from the same address and port"
+    assert w.clock.t - t_first < ops_mod.RELOAD_RESTART_HOLDOFF      # before the held restart was due
+    assert w.run(lambda: w.client_addr(0) == "198.19.0.52", max_time=10), (w.client_addr(0), caplog.text[-2000:])
+    # ... and the restart held for the session it replaced is not made on top (nor on the new one).
+    third = _rec(gw, "client0")
+    w.run_for(ops_mod.RELOAD_RESTART_HOLDOFF + 5)
+    assert _rec(gw, "client0") is third and third.alive and not third.session.restart_sent
+    assert w.client_addr(0) == "198.19.0.52"
