@@ -1003,11 +1003,12 @@ class Operations:
     def _recheck_take(self, run: "_Recheck", rec) -> tuple | None:
         """One client's turn in a reload's pass, on the loop: a key begun since the reload is told
         to end under the new checks; a client with no peer verified yet takes the new settings
-        now (its handshake's verify_again checks it). Else (rec, certificate, chain, True, what it
-        was given) for the worker's check, True: its ccd file to be read too -- an established client, or one past its
-        handshake whose connect is still under way (a client-connect script, a deferred login, a
-        large ccd file): it may have read its file as it was before the reload, and the pass would
-        have left it in after it, a `disable` written with the reload never applied (atk41)."""
+        now (its handshake's verify_again checks it). Else (rec, certificate, chain, the name its
+        ccd file is read by (_ccd_name), what it was given) for the worker's check: the file read
+        too for an established client, or one past its push whose connect is still under way (a
+        client-connect script, a large ccd file): it may have read its file as it was before the
+        reload, and the pass would have left it in after it, a `disable` written with the reload
+        never applied (atk41)."""
         s = rec.session
         self._keys_under(run, s)
         if not any(ks.tls is not None and ks.tls.handshake_done for ks in s.keys.values()):
@@ -1019,7 +1020,21 @@ class Operations:
             chain: list | Exception = list(s.peer_chain) if cert is not None else []
         except Exception as e:  # noqa: BLE001 - a chain that cannot be read: the worker's check says why
             chain = e
-        return rec, cert, chain, True, rec.given
+        return rec, cert, chain, self._ccd_name(rec), rec.given
+
+    def _ccd_name(self, rec) -> str | None:
+        """The name a reload's pass finds a client's ccd file by: its common name, set at its push
+        (the username with username-as-common-name); before its push, for a restart in place that
+        takes its connection's options over, that connection's name (the restart is locked to its
+        identity: control.py lock_identity_of). Else None: no ccd verdict, its push (to come)
+        reads the file as the reload left it. soak42: such clients were looked up under "" --
+        'its client-config-dir file is gone' (told RESTART), or refused under ccd-exclusive."""
+        if rec.common_name is not None:
+            return rec.common_name
+        inf = self.info.get(id(rec))
+        if rec.continues and inf is not None and inf.restarts is not None:
+            return inf.restarts.common_name
+        return None
 
     @staticmethod
     def _keys_under(run: "_Recheck", s) -> None:
@@ -1044,7 +1059,7 @@ class Operations:
         check = run.worker_check
         chains: list = []
         names: list[str] = []
-        for rec, cert, chain, established, _given in due:
+        for rec, cert, chain, name, _given in due:
             def chain_of(c=chain) -> list:
                 if isinstance(c, Exception):
                     raise c
@@ -1058,14 +1073,14 @@ class Operations:
                 # not kept, as the handshake's own check would not have let it in.
                 got = (f"its certificate chain cannot be checked against the new config ({e})", None)
             chains.append(got)
-            if got[0] is None and established and run.ccd is not None:
-                names.append(rec.common_name or "")
+            if got[0] is None and name is not None and run.ccd is not None:
+                names.append(name)
         ccd, files = _ccd_verdicts(run.ccd, run.ccd_exclusive, names) if names else ({}, {})
         differs: list = []
-        for (rec, _cert, _chain, _est, given), (why, _d) in zip(due, chains):
-            file = files.get(rec.common_name or "", _CCD_UNCHECKED) if run.ccd is not None else None
+        for (rec, _cert, _chain, name, given), (why, _d) in zip(due, chains):
+            file = files.get(name, _CCD_UNCHECKED) if run.ccd is not None else None
             if why is not None or file is _CCD_UNCHECKED or run.st is None:
-                differs.append(None)        # refused anyway, or not known
+                differs.append(None)        # refused anyway, or not known (no name to look it up by yet)
             elif given is None:
                 differs.append(given_under(run.st, file))   # none yet: decided on the loop (_given_since)
             else:
@@ -1087,7 +1102,7 @@ class Operations:
             self.gw.faults.internal_exc("a reload's check of its clients in its worker", e)
             chains, ccd, differs = [], {}, []
         fresh = run.fresh
-        for i, (rec, _cert, _chain, established, _given) in enumerate(due):
+        for i, (rec, _cert, _chain, name, _given) in enumerate(due):
             if not rec.alive:
                 continue                    # left (or was replaced) while it was checked
             try:
@@ -1099,10 +1114,10 @@ class Operations:
                 if why is None and fresh.require_ekm and s.established and not s.ekm:
                     # force-tls-key-material-export added: such a client would be refused now.
                     why = "its data-channel keys are not derived with TLS-EKM (force-tls-key-material-export)"
-                if why is None and established and run.ccd is not None:
+                if why is None and name is not None and run.ccd is not None:
                     # 2.6's SIGHUP has every client connect again, through its ccd file as it is
                     # now: one written `disable`, or removed under ccd-exclusive, is not kept.
-                    why = ccd.get(rec.common_name or "", _CCD_UNCHECKED)
+                    why = ccd.get(name, _CCD_UNCHECKED)
                     if why is _CCD_UNCHECKED:
                         self.gw.d.end(rec, "internal error (its check at a reload)")
                         continue

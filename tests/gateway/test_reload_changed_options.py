@@ -207,3 +207,28 @@ def test_a_client_restarting_in_place_while_its_reload_restart_is_held_gets_the_
     w.run_for(ops_mod.RELOAD_RESTART_HOLDOFF + 5)
     assert _rec(gw, "client0") is third and third.alive and not third.session.restart_sent
     assert w.client_addr(0) == "198.19.0.52"
+
+
+
+
+def test_a_client_before_its_push_at_a_reload_is_not_looked_up_under_no_name(opki, tmp_path, caplog):
+    """soak42: a reload's pass looked the ccd file of a client whose push had not come yet (its
+    login's verdict awaited; its common name is set at its push) up under the name "": under
+    `ccd-exclusive` no file, so a client logging in at a SIGHUP was told to go (in the soak,
+    without ccd-exclusive, a restart in place carrying its connection's options was told RESTART
+    for "its client-config-dir file is gone"). Such a client's push reads its file as the reload
+    left it. (Here the state is made by hand: the World runs login scripts inline.)"""
+    ccd = tmp_path / "ccd"
+    ccd.mkdir()
+    (ccd / "client0").write_text('push "route 198.18.77.0 255.255.255.0"\n')
+    w = World()
+    gw, holder = w.add_reloadable_server(server_conf(opki, extra=f"client-config-dir {ccd}\nccd-exclusive\n"))
+    gw.st.ccd = ccd_loader(str(ccd))
+    w.add_client(client_conf(opki, "client0"))
+    assert w.run(lambda: _up(w, 0), max_time=30)
+    rec = _rec(gw, "client0")
+    rec.common_name = None          # as before its push: past the handshake, its name not yet set
+    mark = len(caplog.text)
+    _reload_and_settle(w, gw, caplog)
+    assert "RESTART" not in caplog.text[mark:] and ": disconnected" not in caplog.text[mark:], caplog.text[mark:]
+    assert rec.alive and not rec.session.restart_sent
