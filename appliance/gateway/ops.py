@@ -254,6 +254,7 @@ class Operations:
         # and the restarts held off by RELOAD_RESTART_HOLDOFF: id(rec) -> (rec, why, gen, due).
         self._reload_restarted: dict[tuple, tuple[float, int]] = {}
         self._restart_held: dict[int, tuple] = {}
+        self._held_armed: float | None = None   # when the "reload-restart-held" timer fires
         self.pool_memory: PoolMemory | None = None
         self.status_fd: tuple[str, int] | None = None      # the status file, opened before a `user` drop
         self.status_error: str | None = None               # the last write failure, logged once
@@ -884,6 +885,8 @@ class Operations:
         gw.opts = new
         gw.st = st
         gw.attach_ccd_reader()              # the same worker: reads under way still resume their clients
+        if gw.ccd_reader is not None:
+            gw.ccd_reader.reloaded()        # ... but a client asking after the reload gets a new read
         d = gw.d
         d.apply_settings(st)                # new keys, certificates, CRL, hand-window (cookies) for new handshakes
         gw.dp.c2c = st.client_to_client     # taken away: clients are kept apart from now on
@@ -1176,7 +1179,7 @@ class Operations:
         RELOAD_RESTART_HOLDOFF seconds ago: then at that time (_restart_held_due), if no later
         reload decided otherwise."""
         now = self.gw.clock()
-        key = (rec.common_name, self._real(rec)[0])
+        key = self._holdoff_key(rec)
         last = self._reload_restarted.get(key)
         if last is not None and last[1] != run.gen and now - last[0] < RELOAD_RESTART_HOLDOFF:
             due = last[0] + RELOAD_RESTART_HOLDOFF
@@ -1184,7 +1187,8 @@ class Operations:
                 log.warning("%s/%s: %s; restarted by a reload %.0f s ago: restarts in %.0f s",
                             rec.common_name, fmt_addr(rec.addr), why, now - last[0], due - now)
             self._restart_held[id(rec)] = (rec, why, run.gen, due)
-            self._arm_restart_held()
+            if self._held_armed is None or due < self._held_armed:
+                self._arm_restart_held()    # (not a min over every held one per client: 1,000 held at once)
             return
         self._restart_held.pop(id(rec), None)
         self._reload_restarted[key] = (now, run.gen)
@@ -1198,11 +1202,18 @@ class Operations:
         if not self._tell_then_end(rec, "RESTART", f"restarted by a reload: {why}"):
             self._kick(rec, f"restarted by a reload: {why}")
 
+    def _holdoff_key(self, rec) -> tuple:
+        """Whose reload restarts the hold-off counts together: the name its ccd file is found by
+        (_ccd_name: a restart in place before its push goes by its connection's name, not None)
+        and its real IP."""
+        return self._ccd_name(rec), self._real(rec)[0]
+
     def _arm_restart_held(self) -> None:
         if self._restart_held:
-            self.gw.pump.timers.arm("reload-restart-held", min(e[3] for e in self._restart_held.values()),
-                                    self._restart_held_due)
+            self._held_armed = min(e[3] for e in self._restart_held.values())
+            self.gw.pump.timers.arm("reload-restart-held", self._held_armed, self._restart_held_due)
         else:
+            self._held_armed = None
             self.gw.pump.timers.cancel("reload-restart-held")
 
     def _restart_held_due(self) -> None:
@@ -1214,7 +1225,7 @@ class Operations:
                 continue
             del self._restart_held[k]
             if rec.alive and gen == self._recheck_gen:
-                self._reload_restarted[(rec.common_name, self._real(rec)[0])] = (now, gen)
+                self._reload_restarted[self._holdoff_key(rec)] = (now, gen)
                 log.warning("%s/%s: %s: told RESTART to reconnect for it (held off until now)",
                             rec.common_name, fmt_addr(rec.addr), why)
                 self._restart_now(rec, why)

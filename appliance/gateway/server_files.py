@@ -139,11 +139,23 @@ class CcdReader(OffLoopWorkers):
         super().__init__(inline, 1, "ccd")
         self.ready: dict[str, object] = {}      # path -> CcdOptions, None (gone) or ConfigError
         self._pending: set[str] = set()
+        self._stale: set[str] = set()           # pending reads begun before the last reload
+        self._rerun: set[str] = set()           # ... which a client asked for since: read again
         self._finished: deque = deque()
         self._lock = threading.Lock()
 
+    def reloaded(self) -> None:
+        """A reload: the reads under way began before it, maybe before the operator's edit. A
+        client asking for one of those files from now on (a client the reload told RESTART,
+        reconnecting) must not be given that read's answer (it came back with the old file's
+        address when its reconnect joined the read: review44b's test under load); the file is
+        read again for it, and the clients waiting meanwhile get the new answer too."""
+        self._stale |= self._pending
+
     def read(self, path: str) -> None:
         if path in self._pending:
+            if path in self._stale:
+                self._rerun.add(path)
             raise CcdPending(path)
         if self._pool is None or len(self._pending) >= self.MAX_PENDING:
             self.ready[path] = answer = self._job(path)
@@ -178,10 +190,23 @@ class CcdReader(OffLoopWorkers):
         with self._lock:
             got = list(self._finished)
             self._finished.clear()
+        done = set()
         for path, answer in got:
             self._pending.discard(path)
+            self._stale.discard(path)
+            if path in self._rerun:             # asked for since a reload: read it again
+                self._rerun.discard(path)
+                try:
+                    fut = self._pool.submit(self._job, path)
+                except RuntimeError:            # shut down (the server stopping): take what is here
+                    pass
+                else:
+                    self._pending.add(path)
+                    fut.add_done_callback(lambda f, p=path: self._done(p, f))
+                    continue
             self.ready[path] = answer
-        return {path for path, _ in got}
+            done.add(path)
+        return done
 
     def forget(self, paths) -> None:
         for p in paths:

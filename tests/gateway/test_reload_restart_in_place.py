@@ -7,6 +7,8 @@ pass -- which had the replaced record -- or the held restart, whose record was g
 back to it: the old options stayed until some later reload."""
 from __future__ import annotations
 
+import time
+
 from appliance.gateway import ops as ops_mod
 from appliance.gateway.server_files import ccd_loader
 from tests.gateway.conftest import World, client_conf, server_conf
@@ -109,10 +111,24 @@ def test_a_client_whose_large_ccd_file_was_being_read_at_the_reload_gets_the_new
         assert w.run(lambda: gw.ccd_reader.waiting == 1, max_time=30), "the read did not start"
         assert read.wait(30)
         (ccd / "client0").write_bytes(filler + b"ifconfig-push 198.19.0.78 255.255.255.0\n")
-        _reload_and_settle(w, gw, caplog)
+        mark = len(caplog.text)
+        assert gw.ops.reload()
+        # The read answers now, after the reload: not held while the world's clock runs on (a
+        # real thread against the fake clock: under load the reconnect's handshake outlived its
+        # window waiting on the held read, "handshake failed", 1 run in 3).
+        gate.set()
+
+        def read_done() -> None:
+            # The fake clock must not run on while the reader's real thread works (under load it
+            # ran the reconnect's handshake past its window: "handshake failed", 1 run in 3).
+            r, end = gw.ccd_reader, time.monotonic() + 20
+            while r._pending and not r._finished and time.monotonic() < end:
+                time.sleep(0.005)
+        assert w.run(lambda: (read_done(), "clients kept" in caplog.text[mark:])[1], max_time=10), \
+            caplog.text[-2000:]
     finally:
         gate.set()
-    assert w.run(lambda: _up(w, 0) and w.client_addr(0) == "198.19.0.78", max_time=60), \
+    assert w.run(lambda: (read_done(), _up(w, 0) and w.client_addr(0) == "198.19.0.78")[1], max_time=60), \
         (w.client_addr(0), caplog.text[-2000:])
     assert "its client-config-dir file was being read at the reload: told RESTART" in caplog.text
     gw._cleanup()
