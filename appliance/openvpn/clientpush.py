@@ -198,15 +198,36 @@ class ClientPush:
         `rec` let in with no address (compat42's full pool) left it free for nobody -- and a 2.6
         client restarting in place (duplicate-cn, or no common name: nothing ends the old one
         before the push) sat connected without an address, where before it was refused TEMP
-        and retried. None without such a session."""
+        and retried. The same for a session we told RESTART (a reload's restart, client-kill)
+        whose client comes back from a new port (review44d, _told_predecessors): it holds its
+        address until its acknowledgement, which 2.6's client never sends, so CLIENT_KILL_WAIT
+        (5 s) -- the client is back within ~1 s, and at 2.6's SIGHUP every address was free.
+        None without such a session."""
         pool = self.st.pool
-        for prev in self._restarted(rec):
+        if pool is None:
+            return None
+        for prev in (*self._restarted(rec), *self._told_predecessors(rec)):
             if (prev is not None and prev is not rec and prev.alive and prev.session.established
-                    and prev.pool_lease is not None and prev.pool_lease == prev.vaddr and pool is not None
+                    and prev.pool_lease is not None and prev.pool_lease == prev.vaddr
                     and prev.pool_lease in pool.leased):
                 pool.share(prev.pool_lease)
                 return prev.pool_lease
         return None
+
+    def _told_predecessors(self, rec: ClientRecord) -> list[ClientRecord]:
+        """Sessions told RESTART/HALT that `rec` may be the comeback of: the same common name
+        from the same host (any port: a client without `lport` reconnects from a new one), whose
+        address no other comeback shares yet -- each told session's address goes to one
+        newcomer, so two devices sharing a certificate (duplicate-cn) behind one NAT take one
+        each. Only with duplicate-cn (or no name) can such a session still be there at the push:
+        otherwise the newcomer's name ended it above."""
+        if not rec.common_name:
+            return []
+        host = _host(rec.addr)
+        pool = self.st.pool
+        return [o for o in self._records()
+                if o is not rec and o.session.restart_sent and o.common_name == rec.common_name
+                and _host(o.addr) == host and pool is not None and not pool.shared.get(o.pool_lease or "", 0)]
 
     @staticmethod
     def _migrate_compression(s: Session) -> str:
@@ -500,3 +521,10 @@ class ClientPush:
             self.st.pool_memory = PoolMemory.in_memory()
         return self.st.pool_memory
 
+
+def _host(addr) -> str | None:
+    """The peer's IP address, whatever the transport's record key (UDP: (ip, port); TCP: a
+    StreamKey with .ip)."""
+    if isinstance(addr, tuple):
+        return str(addr[0])
+    return getattr(addr, "ip", None)
