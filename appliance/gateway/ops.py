@@ -1191,7 +1191,7 @@ class Operations:
                 self._arm_restart_held()    # (not a min over every held one per client: 1,000 held at once)
             return
         self._restart_held.pop(id(rec), None)
-        self._reload_restarted[key] = (now, run.gen)
+        self._note_reload_restart(key, now, run.gen)
         log.warning("%s/%s: %s: told RESTART to reconnect for it", rec.common_name, fmt_addr(rec.addr), why)
         self._restart_now(rec, why)
 
@@ -1225,18 +1225,36 @@ class Operations:
                 continue
             del self._restart_held[k]
             if rec.alive and gen == self._recheck_gen:
-                self._reload_restarted[self._holdoff_key(rec)] = (now, gen)
+                self._note_reload_restart(self._holdoff_key(rec), now, gen)
                 log.warning("%s/%s: %s: told RESTART to reconnect for it (held off until now)",
                             rec.common_name, fmt_addr(rec.addr), why)
                 self._restart_now(rec, why)
         self._arm_restart_held()
 
+    def _note_reload_restart(self, key: tuple, now: float, gen: int) -> None:
+        """A reload restart made now for `key` (common name, real IP): counted for the hold-off,
+        and forgotten once that is over (_forget_old_restarts' timer)."""
+        self._reload_restarted[key] = (now, gen)
+        if len(self._reload_restarted) == 1:
+            self._arm_forget_restarts()
+
+    def _arm_forget_restarts(self) -> None:
+        if self._reload_restarted:
+            first = min(t for t, _g in self._reload_restarted.values())
+            self.gw.pump.timers.arm("reload-restarted-expire", first + RELOAD_RESTART_HOLDOFF,
+                                    self._forget_old_restarts)
+        else:
+            self.gw.pump.timers.cancel("reload-restarted-expire")
+
     def _forget_old_restarts(self) -> None:
-        """At each reload: reload restarts older than the hold-off no longer count (the map
-        stays as small as the clients restarted in the last RELOAD_RESTART_HOLDOFF seconds)."""
+        """At each reload, and by a timer when the oldest one's hold-off is over: reload restarts
+        older than the hold-off no longer count (the map stays as small as the clients restarted
+        in the last RELOAD_RESTART_HOLDOFF seconds, and is empty once they are over -- it kept
+        them until the next reload before, review44d)."""
         now = self.gw.clock()
         for k in [k for k, (t, _g) in self._reload_restarted.items() if now - t >= RELOAD_RESTART_HOLDOFF]:
             del self._reload_restarted[k]
+        self._arm_forget_restarts()
 
     def _recheck_next(self, run: "_Recheck") -> None:
         """The next batch of the pass at the next wake-up, or its end logged."""

@@ -864,6 +864,8 @@ class ServerGateway(SignalWakes):
         bcast = getattr(self.dp, "bcast", None)
         if bcast is not None and bcast.left:
             bcast.prune(self.clock())         # kept buckets full again: nothing left to carry
+        if self.d.departed:
+            self.d.forget_departed(self.clock())
         extra = self.d.drop_counters()
         for k, v in self.dp.stats.items():
             extra[k] = extra.get(k, 0) + v

@@ -863,6 +863,15 @@ class ServerDispatcher(ClientPush):
         while d and (len(d) > DEPARTED_MAX or next(iter(d.values()))[1] <= at):
             d.popitem(last=False)
 
+    def forget_departed(self, now: float) -> None:
+        """The leavers whose DEPARTED_QUIET is over, forgotten (the gateway's drop-log timer, every
+        5 s): otherwise the last ones stayed until the next leaver or a packet from their
+        address (review44d: nothing of the clients kept once everyone left). Oldest first, as
+        _note_departed prunes."""
+        d = self.departed
+        while d and next(iter(d.values()))[1] <= now:
+            d.popitem(last=False)
+
     def _departed(self, addr, pid: int, now: float) -> bool:
         """Whether data from `addr` naming `pid` is a recent leaver's (DEPARTED_DATA)."""
         got = self.departed.get(addr)

@@ -21,13 +21,13 @@ def _rec(gw, cn: str):
     return recs[-1] if recs else None
 
 
-def _full(opki, extra: str = ""):  # noqa: F811
+def _full(opki, extra: str = "", client_extra: str = ""):  # noqa: F811
     """A server whose four-address pool its four clients fill; (world, gw, holder, conf)."""
     conf = server_conf(opki, extra=POOL + extra, nopool=True)
     w = World()
     gw, holder = w.add_reloadable_server(conf)
     for i in range(N):
-        w.add_client(client_conf(opki, f"client{i}"))
+        w.add_client(client_conf(opki, f"client{i}", extra=client_extra))
         assert w.run(lambda i=i: _up(w, i), max_time=30)
     assert len(gw.st.pool.leased) == N
     return w, gw, holder, conf
@@ -96,3 +96,31 @@ def test_client_kill_then_an_immediate_reconnect_at_a_full_pool_gets_an_address(
         [w.client_addr(i) for i in range(N)], caplog.text[mark:][-3000:])
     assert NO_ADDRESS not in caplog.text[mark:], caplog.text[mark:][-3000:]
     _settled(w, gw, old)
+
+
+@pytest.mark.parametrize("extra", ["", "duplicate-cn\n"])
+def test_nothing_is_left_behind_once_everyone_left(opki, caplog, monkeypatch, extra):  # noqa: F811
+    """A reload's restarts at a full pool, client-kill, EXIT holds (explicit-exit-notify), then
+    everyone leaves: after RELOAD_RESTART_HOLDOFF and DEPARTED_QUIET, nothing of them is kept --
+    not the reload restarts' hold-off map, the told sessions, the held restarts, the leavers'
+    memory, the pending restarts, the pool's leases or shares."""
+    from appliance.openvpn import server as srv_mod
+    _no_ack(monkeypatch)
+    w, gw, holder, conf = _full(opki, extra, client_extra="explicit-exit-notify 1\n")
+    old = [_rec(gw, f"client{i}") for i in range(N)]
+    holder["conf"] = conf + 'push "route 198.18.80.0 255.255.255.0"\n'
+    assert gw.ops.reload()
+    assert w.run(lambda: _all_back(w, gw, old), max_time=40)
+    gw.ops.client_kill(gw.ops.info[id(_rec(gw, "client0"))].cid, "HALT")
+    for c in w.clients:
+        c.request_stop()
+    assert w.run(lambda: not gw.d.clients, max_time=30), [r.common_name for r in gw.d.clients]
+    w.clients.clear()                   # gone for good: nothing more from them
+    assert gw.d.departed and gw.ops._reload_restarted      # (what the wait below must clear)
+    w.run_for(max(ops_mod.RELOAD_RESTART_HOLDOFF, srv_mod.DEPARTED_QUIET) + 10)
+    d, ops = gw.d, gw.ops
+    left = {"reload_restarted": ops._reload_restarted, "restart_held": ops._restart_held,
+            "killing": ops.killing, "departed": d.departed, "pending": d.pending, "heirs": d.heirs,
+            "by_addr": d.by_addr, "by_vaddr": d.by_vaddr, "leased": gw.st.pool.leased,
+            "shared": gw.st.pool.shared}
+    assert not any(left.values()), {k: v for k, v in left.items() if v}
