@@ -982,7 +982,8 @@ class ClientGateway(SignalWakes):
             return
         ce = self.entry                 # the pause is the last connection's (2.6: socket_restart_pause)
         wait = restart_pause(ce.connect_retry, ce.connect_retry_max, self.unsuccessful, len(self.remotes),
-                             o.auth_retry and not o.auth_retry_interact, backoff, poll_timeout)
+                             o.auth_retry and not o.auth_retry_interact, backoff, poll_timeout,
+                             listening=o.proto if o.p2p and o.tls_server else "")
         if self.mgmt is not None:
             self.mgmt.state("RECONNECTING", self._why)
             self._why = "connection-reset"

@@ -42,3 +42,12 @@ def test_connect_retry_values_read_as_openvpn_reads_them(line, seconds, most):
     """Each was refused here (N above 86400, M below 1 or above 86400) or read otherwise."""
     o = parse_config(f"client\ndev tun\nremote 198.18.0.1\n{line}\n<ca>\nX\n</ca>\n", "/p/c.ovpn")
     assert (o.connect_retry, o.connect_retry_max) == (seconds, most)
+
+
+def test_a_listening_p2p_tls_server_is_never_backed_off():
+    """2.6's PROTO_TCP_SERVER case: 1 s, connect-retry's N aside; over UDP connect-retry's N;
+    the doubling, the maximum and a server's backoff are for clients (TCP or UDP tls-client)."""
+    assert restart_pause(5, 20, 100, 1, listening="tcp") == 1
+    assert restart_pause(5, 20, 100, 1, listening="udp") == 5
+    assert restart_pause(5, 20, 100, 1, server_backoff=40, listening="udp") == 5
+    assert restart_pause(5, 20, 100, 1) == 20            # a client's: doubled, up to the maximum
