@@ -627,9 +627,23 @@ class Lab:
         bad = logging_errors(self.ours_procs)
         for ns in reversed(self.ns):
             ns.delete()
+        self._keep_logs()
         shutil.rmtree(self.tmp, ignore_errors=True)
         if bad:
             raise AssertionError(bad)
+
+    def _keep_logs(self) -> None:
+        """LAB_KEEP_LOGS=DIR: every process's log copied to DIR/<lab tag>/ before the lab's files
+        go -- to read the timers both programs logged (restart pauses, reconnects) after a run
+        that passed, when nothing else prints them."""
+        keep = os.environ.get("LAB_KEEP_LOGS")
+        if not keep:
+            return
+        dest = Path(keep) / self.tag
+        dest.mkdir(parents=True, exist_ok=True)
+        for f in self.tmp.glob("*.log"):
+            with contextlib.suppress(OSError):
+                shutil.copy2(f, dest / f.name)
 
     def __enter__(self) -> "Lab":
         return self
