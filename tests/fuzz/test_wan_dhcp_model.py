@@ -59,3 +59,14 @@ def test_the_model_runs_the_filter_as_the_kernel_does():
         rx.close()
         for s in senders:
             s.close()
+
+
+def test_a_nic_back_after_vanishing_holds_no_route():
+    """fuzz43's wan-dhcp-stop finding, in the model, not the product: the fake NIC vanished
+    (message 4) and came back (message 7) without its address but still with the default route
+    set before, so stop() -- which removes the address and rightly leaves route removal to the
+    kernel -- was judged to leave a route behind. A re-created device has no route through it;
+    the fake now says so. The fuzzer's 10-byte input (crashers/wan-dhcp-stop/5b3ae65120-*) must
+    pass: stop() at message 7, the NIC back at the same message."""
+    from tests.fuzz.wan_dhcp_stop_targets import make_wan_dhcp_stop
+    make_wan_dhcp_stop()(bytes.fromhex("1b474404202a44042020"))

@@ -13,7 +13,7 @@ Input: byte 0 as wan-dhcp-loop's (the lease, T1/T2, sends failing); byte 1: the 
 (% 64) at whose sending `Lease.stop` is called (as the shutdown's undo would, from the main
 thread: the renewal thread is then between its REQUEST and the reply), 63: never; byte 2: the
 message number (% 64) from which the interface is gone (63: never; bit 6: it comes back 3
-messages later, with no address); then wan-dhcp-loop's script, one byte per message.
+messages later, with no address and no route, as a re-created device); then wan-dhcp-loop's script, one byte per message.
 
 Oracles (besides wan-dhcp-loop's own, which still run):
 - after stop() returns the NIC holds no address (when it still exists) and nothing is applied
@@ -154,9 +154,12 @@ def make_wan_dhcp_stop():
                 if gone_at != NEVER and n == gone_at:
                     w.iface = False
                 if gone_at != NEVER and back_after and n == gone_at + 3:
+                    # A device that vanished and came back is a new one to the kernel: no
+                    # address and no route through it (its routes went with the old one).
                     w.iface = True
                     w.addrs.clear()
                     w.nic = None
+                    w.route = None
                 if stop_state["sends"] is not None:
                     _check(n - stop_state["sends"] <= 4, f"{n - stop_state['sends']} messages sent after stop()")
                 if stop_at != NEVER and n >= stop_at and w.lease is not None and not w.stopped:
