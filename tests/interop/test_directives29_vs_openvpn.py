@@ -118,11 +118,18 @@ def _skip_transcript(lab, start, sock: str) -> tuple[list[str], bool]:
     the lines seen (>REMOTE, >FATAL, replies) and whether the process then ended."""
     import socket as sk
     proc = start()
+    # The path appears at bind(), connections are taken from listen() on (both programs): on a
+    # loaded machine a connect in between is refused, so retry until the deadline.
     end = time.monotonic() + 20
-    while time.monotonic() < end and not os.path.exists(sock):
-        time.sleep(0.05)
     s = sk.socket(sk.AF_UNIX)
-    s.connect(sock)
+    while True:
+        try:
+            s.connect(sock)
+            break
+        except (FileNotFoundError, ConnectionRefusedError):
+            if time.monotonic() > end:
+                raise
+            time.sleep(0.05)
     s.settimeout(0.3)
     seen: list[str] = []
 
