@@ -37,11 +37,11 @@ Oracles, after the first layout and after the changes, for each peer:
 """
 from __future__ import annotations
 
-import atexit
 import functools
 import os
 import shutil
-import tempfile
+
+from tests.fuzz.scratch import scratch_dir
 
 END = 0xff
 
@@ -214,8 +214,7 @@ def make_capath():
     from appliance.openvpn.tls import TlsEndpoint, TlsSettings, build_context, context_for, peer_rechecker
 
     pki = _pki()
-    d = tempfile.mkdtemp(prefix="fuzz-capath-")
-    atexit.register(shutil.rmtree, d, True)
+    d = scratch_dir("fuzz-capath-")
     cap = os.path.join(d, "ca")
     warned: list[str] = []
     clients = {}

@@ -25,8 +25,9 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 import time
+
+from tests.fuzz.scratch import scratch_dir
 
 SEP = b"\xfe\xfd"
 
@@ -147,7 +148,7 @@ def make_ccd_reader():
     from appliance.gateway.server_files import INLINE_MAX, CcdFiles, CcdReader
     from appliance.openvpn.errors import CcdPending, ConfigError
 
-    tmp = tempfile.mkdtemp(prefix="fuzz40-ccd-")
+    tmp = scratch_dir("fuzz40-ccd-")
     worker = CcdReader(inline=False)
     inline = CcdReader(inline=True)
 

@@ -33,7 +33,8 @@ import functools
 import ipaddress
 import os
 import re
-import tempfile
+
+from tests.fuzz.scratch import scratch_dir
 
 SEP = b"\xfe\xfd"
 
@@ -164,7 +165,7 @@ def make_dh_file():
 
     from .harness import pki
     p = pki()
-    tmp = tempfile.mkdtemp(prefix="fuzz40-dh-")
+    tmp = scratch_dir("fuzz40-dh-")
     ossl = _Libcrypto()
     path = os.path.join(tmp, "dh.pem")
     head = ("mode server\ntls-server\ndev tun\ntopology subnet\nifconfig 198.19.0.1 255.255.255.0\n"

@@ -7,8 +7,6 @@ from __future__ import annotations
 import atexit
 import logging
 import os
-import shutil
-import tempfile
 import time
 
 from cryptography.hazmat.primitives import serialization
@@ -17,6 +15,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 from appliance.certs import issue
 from appliance.gateway.loop import Pump, SelectorWaiter
 from appliance.gateway.management import Management, MgmtConn
+from tests.fuzz.scratch import scratch_dir
 
 
 class _FakeSock:
@@ -64,8 +63,7 @@ def _world():
 
 
 def management_world():
-    d = tempfile.mkdtemp(prefix="mgmt-fuzz-")
-    atexit.register(shutil.rmtree, d, True)
+    d = scratch_dir("mgmt-fuzz-")
     pump = Pump(time.monotonic, SelectorWaiter())
     state: dict = {}
 
@@ -147,8 +145,7 @@ def management_auth_world():
     # Each reload logs a warning: an input a line of fuzz.log. Internal errors (logged as errors)
     # are counted and asserted below.
     logging.getLogger("vpn-appliance").setLevel(logging.ERROR)
-    d = tempfile.mkdtemp(prefix="mgmt-auth-fuzz-")
-    atexit.register(shutil.rmtree, d, True)
+    d = scratch_dir("mgmt-auth-fuzz-")
     pump = Pump(time.monotonic, SelectorWaiter())
     m = Management((os.path.join(d, "m.sock"), "unix", None), pump, None)
     atexit.register(m.close)

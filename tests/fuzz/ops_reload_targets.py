@@ -33,12 +33,12 @@ Oracles, after each step:
 """
 from __future__ import annotations
 
-import atexit
 import logging
 import os
 import shutil
 import signal
-import tempfile
+
+from tests.fuzz.scratch import scratch_dir
 
 SEP = b"\xfe\xfd"
 
@@ -67,8 +67,7 @@ def make_ops_reload():
     from tests.fuzz.mgmt_world import _pki
     from tests.gateway.conftest import World, client_conf, server_conf
     log = logging.getLogger("vpn-appliance")
-    d = tempfile.mkdtemp(prefix="fuzz-ops-reload-")
-    atexit.register(shutil.rmtree, d, True)
+    d = scratch_dir("fuzz-ops-reload-")
     pki = _pki()
     status = os.path.join(d, "status.log")
     ccd_dir = os.path.join(d, "ccd")

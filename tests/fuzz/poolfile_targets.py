@@ -31,12 +31,11 @@ Oracles:
 """
 from __future__ import annotations
 
-import atexit
 import ipaddress
 import os
-import shutil
 import socket
-import tempfile
+
+from tests.fuzz.scratch import scratch_dir
 
 SEP = b"\xfe\xfd"
 POOL4 = tuple(f"198.19.0.{i}" for i in (2, 3, 4, 5, 6, 14, 200, 9))   # .200: outside the pool
@@ -137,8 +136,7 @@ def make_pool_persist():
     from appliance.openvpn.addresspool import AddressPool
     from appliance.openvpn.peernames import from_peer
 
-    d = tempfile.mkdtemp(prefix="fuzz-pool-persist-")
-    atexit.register(shutil.rmtree, d, True)
+    d = scratch_dir("fuzz-pool-persist-")
     path = os.path.join(d, "ipp.txt")
 
     def start(raw: bytes):

@@ -38,10 +38,9 @@ Oracles, after every step:
 """
 from __future__ import annotations
 
-import atexit
 import os
-import shutil
-import tempfile
+
+from tests.fuzz.scratch import scratch_dir
 
 SEP = b"\xfe\xfd"
 BACKEND_PORT = 8443
@@ -98,8 +97,7 @@ def make_port_share():
     from tests.gateway.conftest import SERVER_IP, World, client_conf, server_conf
 
     pki = _pki()
-    jdir = tempfile.mkdtemp(prefix="fuzz-port-share-")
-    atexit.register(shutil.rmtree, jdir, True)
+    jdir = scratch_dir("fuzz-port-share-")
     backend = (SERVER_IP, BACKEND_PORT)
     conf = server_conf(pki, "tcp-server", extra=f"port-share {SERVER_IP} {BACKEND_PORT} {jdir}\nmax-clients 2\n")
 

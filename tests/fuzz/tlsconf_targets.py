@@ -29,11 +29,10 @@ Oracles:
 """
 from __future__ import annotations
 
-import atexit
 import functools
 import os
-import shutil
-import tempfile
+
+from tests.fuzz.scratch import scratch_dir
 
 DIRECTIVES = (
     "tls-cipher", "tls-ciphersuites", "tls-groups", "ecdh-curve", "tls-cert-profile", "verify-x509-name",
@@ -61,8 +60,7 @@ def _scratch() -> str:
     CA's, junk, an empty CRL directory and a c_rehash'ed capath with our CA."""
     from cryptography.hazmat.primitives import serialization
 
-    d = tempfile.mkdtemp(prefix="fuzz-tlsconf-")
-    atexit.register(shutil.rmtree, d, True)
+    d = scratch_dir("fuzz-tlsconf-")
     crls = _crls()
     for name, data in (("crl.pem", crls[0]), ("stray.pem", crls[1]), ("junk.pem", b"junk\n")):
         with open(os.path.join(d, name), "wb") as f:
