@@ -108,3 +108,39 @@ def test_forged_data_from_a_leavers_address_moves_nobody(pki):  # noqa: F811
     # After DEPARTED_QUIET the memory goes by itself.
     d.forget_departed(t + 11)
     assert not d.departed
+
+
+def _maps(d) -> dict:
+    return {"by_addr": len(d.by_addr), "pending": len(d.pending), "by_peer_id": len(d.by_peer_id),
+            "heirs": len(d.heirs), "by_vaddr": len(d.by_vaddr), "clients": len(d.clients),
+            "shared": dict(d.st.pool.shared), "leased": len(d.st.pool.leased)}
+
+
+RESTARTS = 25
+
+
+def test_restarts_in_place_at_a_full_pool_leave_nothing_behind(pki):  # noqa: F811
+    """An authenticated client (duplicate-cn, so nothing ends its old session before the push)
+    restarting in place RESTARTS times at a full pool: each restart takes the old session's
+    address over (review44a), shared until the old one goes. Nothing may be left shared or held
+    for the next restart, nor may the other client's address move."""
+    d = _server(pki, "none", duplicate_cn=True)
+    d.st.pool = AddressPool("198.19.0.0", "255.255.255.0", "subnet", "198.19.0.2", "198.19.0.3")
+    a = _client(pki, pki["clients"][6], wrapping.PlainWrapper)
+    b = _client(pki, pki["clients"][7], wrapping.PlainWrapper)
+    _pump(d, [(a, A_HOME), (b, B_HOME)])
+    addr_a, addr_b = a.pushed.ifconfig[0], b.pushed.ifconfig[0]
+    first = _maps(d)
+    now = 1.0
+    slowest = 0.0
+    for n in range(RESTARTS):
+        now += 0.5
+        again = _client(pki, pki["clients"][6], wrapping.PlainWrapper)
+        t0 = time.perf_counter()
+        _pump(d, [(again, A_HOME)], now=now)
+        slowest = max(slowest, time.perf_counter() - t0)
+        assert _up(again) and again.pushed.ifconfig is not None and again.pushed.ifconfig[0] == addr_a, n
+    assert _maps(d) == first, (first, _maps(d))
+    assert d.by_vaddr[addr_b] is d.by_addr[B_HOME] and d.by_vaddr[addr_a] is d.by_addr[A_HOME]
+    print(f"{RESTARTS} restarts in place at a full pool: slowest handshake+push {slowest * 1e3:.1f} ms; maps {_maps(d)}")
+    assert len(d.receive(again.encrypt(_icmp(addr_a, "198.19.0.1")), A_HOME, now + 0.1)[1]) == 1
