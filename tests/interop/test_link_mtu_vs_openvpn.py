@@ -112,6 +112,31 @@ def test_a_pushed_ifconfig_ipv6_on_a_tun_under_1280_ends_both_clients(lab, procs
     assert log.count("connecting to") == 1, log[-2000:]           # no reconnect
 
 
+def test_a_servers_own_pushed_tun_mtu_under_1280_with_ifconfig_ipv6_ends_both_clients(lab, procs):
+    """atk44: the same from the server's side alone -- a server (hostile, or misconfigured) whose
+    push makes the TUN 1200 (its own `tun-mtu 1200`, which 2.6 pushes last to a client sending
+    IV_MTU) and carries an ifconfig-ipv6: a profile without any MTU line. Debian's 2.6.14 client
+    sets the pushed MTU and exits ("Linux can't add IPv6 to interface", fatal); ours must end the
+    same way, not reconnect for ever and not go on without IPv6 -- and no more than that: this
+    is the one push that ends our run (gateway/push_fatal.py), as it ends 2.6's."""
+    srv = lab.openvpn(lab.srv, server_config(lab.pki, extra=(
+        'tun-mtu 1200\npush "ifconfig-ipv6 2001:db8:44::2/64 2001:db8:44::1"\n')), "srv6push")
+    procs.append(srv)
+    profile = client_profile(lab.pki)
+    theirs = lab.start(lab.cli, ["/usr/sbin/openvpn", "--config", str(lab.write("theirs6p.conf", profile))],
+                       "theirs6p")
+    procs.append(theirs)
+    assert theirs.exit_within(30) is not None, theirs.log()[-2000:]
+    assert "Linux can't add IPv6 to interface" in theirs.log(), theirs.log()[-2000:]
+    ours = lab.ours(lab.cli, profile, "ours6p", wait=0)
+    procs.append(ours)
+    status = ours.exit_within(30)
+    assert status == 1, (status, ours.log()[-2000:])
+    log = ours.log()
+    assert "the pushed tun-mtu 1200" in log and "raise tun-mtu to 1280" in log, log[-2000:]
+    assert log.count("connecting to") == 1, log[-2000:]
+
+
 def test_debians_client_with_dev_null_exits_at_a_servers_push(lab, procs):
     """compat42: why ours refuses `dev null` (config/d_network.py DEV_NULL_WHY) rather than run
     a device-less client: against a server that pushes an address, Debian's 2.6 client exits at
