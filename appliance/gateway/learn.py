@@ -11,7 +11,8 @@ limit, which OpenVPN does not have: it waits for ever, its whole server with it)
 is not learned: nothing is routed to that client there and nothing from it with that source
 passes, while the client stays connected (its push still names the address), as with OpenVPN.
 `delete ADDRESS` (no CN, only script_type in its environment) for each address a client had
-learned and still holds, when it leaves and at the server's stop.
+learned and still holds, when it leaves and at the server's stop -- unless, by the delete's turn,
+another client has learned that address (its `update` was running at the leave: atk44).
 
 Off the loop: the commands run in the ScriptRunner's workers (as client-connect); the client's
 push waits for its last `add`, so its address never carries traffic before the command has
@@ -57,6 +58,9 @@ class Job:
     chain: "deque | None" = None     # the jobs that follow this one (one client's, in order)
     then: "Callable[[bool], None] | None" = None   # a MAC's add/update (dev tap): its verdict, to the switch
     kept: bool = False               # never dropped for a full runner, as a delete (a MAC named again)
+    # A leaver's delete (left()): dropped if, by its turn, another client has learned the address
+    # -- an `update` that ran while the leaver still held it, finishing after the leave.
+    at_leave: bool = False
 
 
 @dataclass(eq=False)
@@ -136,7 +140,7 @@ class LearnAddress:
         self.admits.pop(id(rec), None)
         jobs = deque()
         for text in self.held.pop(id(rec), ()):
-            jobs.append(Job("delete", text, self.owner.pop(text)[1]))
+            jobs.append(Job("delete", text, self.owner.pop(text)[1], at_leave=True))
         self._start_chain(jobs)
 
     def done(self, job: Job, ok: bool, reason: str) -> None:
@@ -264,6 +268,13 @@ class LearnAddress:
         q = self.queues.get(text)
         while q:
             job = q[0]
+            if job.at_leave and (owner := self.owner.get(text)) is not None and owner[0].alive:
+                # Another client learned it after this one left (its update was running then):
+                # the command holds it as theirs, and a delete would undo that. OpenVPN 2.6 runs
+                # its command inline and deletes only the routes the closing instance still owns.
+                q.popleft()
+                self._start_chain(job.chain)    # the leaver's other deletes go on
+                continue
             if job.op != "delete":
                 if not job.rec.alive:
                     q.popleft()                 # it left before its turn: nothing was added

@@ -292,6 +292,41 @@ def test_an_address_held_by_a_live_client_is_an_update():
     assert runner.submitted == []
 
 
+def test_a_leaver_s_delete_does_not_undo_an_update_that_ran_across_its_leave():
+    """atk44: b's `update` of an address a holds is running when a leaves (review44d's comeback
+    taking over its told session's pool address, whose end comes at CLIENT_KILL_WAIT; or a shared
+    ifconfig-push address): a's `delete`, queued behind the update, ran after it and removed b's
+    entry from the command's view while the server routed the address to b. Now it is dropped;
+    a's other addresses are still deleted. Refused, the update leaves the delete to run."""
+    for ok in (True, False):
+        la, runner, client, admitted, _, _ = _fake()
+        a, b = client("a", "10.0.0.9", "10.0.0.10"), client("b", "10.0.0.9")
+        la.admit(a, ["/la"], {})
+        runner.finish(la)
+        runner.finish(la)
+        la.admit(b, ["/la"], {})
+        assert _ops(runner) == ["update 10.0.0.9 b"]
+        a.alive = False
+        la.left(a)                      # while b's update runs: a's deletes wait behind it
+        assert _ops(runner) == ["update 10.0.0.9 b"]
+        runner.finish(la, ok=ok)        # b's update
+        if ok:
+            # 10.0.0.9 is b's in the command's view too: only a's other address is deleted.
+            assert _ops(runner) == ["delete 10.0.0.10"]
+            runner.finish(la)
+            assert la.owner["10.0.0.9"][0] is b and "10.0.0.10" not in la.owner
+        else:
+            assert _ops(runner) == ["delete 10.0.0.9"]
+            runner.finish(la)
+            assert _ops(runner) == ["delete 10.0.0.10"]
+            runner.finish(la)
+            assert not la.owner
+        assert runner.submitted == [] and not la.queues
+        b.alive = False
+        la.left(b)
+        assert _ops(runner) == (["delete 10.0.0.9"] if ok else [])
+
+
 def test_a_mass_disconnect_deletes_each_client_s_own_addresses_and_nothing_else():
     """Many clients leave at once (an outage), some addresses taken over by an `update` before:
     each leave deletes exactly what that client still holds -- found per client, not by scanning
