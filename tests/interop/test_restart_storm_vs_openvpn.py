@@ -18,7 +18,7 @@ from tests.interop.test_ops_vs_openvpn import Mgmt
 from tests.interop.test_restart_vs_openvpn import _client_kill
 
 
-ROUNDS = 6
+ROUNDS = 4
 PUSHED_NET = "198.18.77.0"
 
 
