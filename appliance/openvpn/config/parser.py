@@ -280,7 +280,7 @@ SERVER_ONLY = {"push": "push", "client_to_client": "client-to-client", "max_clie
                "management_client_auth": "management-client-auth", "auth_pam": "plugin",
                "auth_user_pass_optional": "auth-user-pass-optional", "ifconfig_ipv6_pool": "ifconfig-ipv6-pool",
                "force_key_material_export": "force-tls-key-material-export",
-               "ifconfig_push_constraint": "ifconfig-push-constraint"}
+               "ifconfig_push_constraint": "ifconfig-push-constraint", "server_ipv6": "server-ipv6"}
 
 
 def finish(p: ParseState) -> None:
@@ -407,6 +407,21 @@ def finish(p: ParseState) -> None:
             if n in o.source:
                 # OpenVPN's server would restart every client (SIGUSR1) when a tool disconnects.
                 p.err(d, "is served by our client only", line(n))
+        if o.verify_client_cert != "require" and o.auth_user_pass_verify is None and \
+                o.auth_user_pass_verify_script is None and not o.management_client_auth and o.auth_pam is None:
+            # As OpenVPN 2.6 (options.c), which refuses to start so: a client without a certificate
+            # and without a password check would be anyone. Before, ours served such a config.
+            p.err("verify-client-cert", f"{o.verify_client_cert}: must be used with --management-client-auth, "
+                  "an --auth-user-pass-verify command or password file, or the auth-pam plugin (as OpenVPN 2.6): "
+                  "without a certificate and without a password check anyone could connect",
+                  line("verify_client_cert"))
+        if o.ccd_exclusive and o.client_config_dir is None:
+            # As OpenVPN 2.6; here it refused every client (none has a file in no directory).
+            p.err("ccd-exclusive", "must be used with --client-config-dir (as OpenVPN 2.6)", line("ccd_exclusive"))
+        if "tls-client" in p.seen:
+            # As OpenVPN 2.6 ("specify only one of --tls-server, --tls-client"): a server is the TLS server.
+            p.err("tls-client", "a server is the TLS server: specify only one of --tls-server and --tls-client "
+                  "(as OpenVPN 2.6)", p.seen["tls-client"])
         if o.management_client_auth and o.management is None:
             p.err("management-client-auth", "needs `management` (the client that decides connects there)",
                   line("management_client_auth"))
@@ -502,6 +517,11 @@ def finish(p: ParseState) -> None:
             p.line = line("multihome")
             p.note("multihome", "no effect on a client (its connected socket always sends from the address "
                    "it chose), as in OpenVPN")
+        if "verify_client_cert" in o.source:
+            # Read by a server's TLS only; on a point-to-point tls-server it would have switched
+            # off the check of the peer's certificate. OpenVPN 2.6 refuses it outside server mode.
+            p.err("verify-client-cert", "requires --mode server (as OpenVPN 2.6): a client or point-to-point "
+                  "peer always checks the other end's certificate", line("verify_client_cert"))
         for n, d in SERVER_ONLY.items():
             if n in o.source:
                 p.err(d, "is a server directive; this is a client config", line(n))
