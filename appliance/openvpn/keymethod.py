@@ -14,6 +14,7 @@ from .catoi import atoi, positive_atoi
 from .clientnat import parse_rule as parse_client_nat
 from .errors import BadPacket
 from .peernames import from_peer, to_bytes
+from .redirectflags import unknown_flag
 from .safeenv import NAME_MAX as SETENV_SAFE_NAME_MAX
 from .safeenv import safe_env_name, safe_env_value
 
@@ -588,10 +589,16 @@ def _take_option(p: PushedOptions, index: int, name: str, args: list[str], a: li
         # 2.6: "Options error: Unrecognized option or missing or extra parameter(s) in
         # [PUSH-OPTIONS]:N: route-delay", the push goes on without it.
         p.unrecognized.append(f"[PUSH-OPTIONS]:{index}: {name}")
-    elif name == "redirect-gateway":
-        p.redirect_gateway = args
-    elif name == "redirect-private":
-        p.redirect_private = args
+    elif name in ("redirect-gateway", "redirect-private"):
+        bad = unknown_flag(args)
+        if bad is not None:
+            # As OpenVPN 2.6 (options.c: "unknown --redirect-gateway flag", before it enables the
+            # redirect): logged and left out, so a misspelt block-local redirects nothing.
+            raise ValueError(f"unknown --{name} flag: {bad}")
+        if name == "redirect-gateway":
+            p.redirect_gateway = args
+        else:
+            p.redirect_private = args
     elif name == "dhcp-option" and args:
         val = args[1] if len(args) > 1 else ""
         p.dhcp_options.append((args[0], val))

@@ -10,6 +10,7 @@ import os
 import stat
 
 from ..keymethod import PUSH_CONTROL_BYTE, refused_in_control_text
+from ..redirectflags import REDIRECT_FLAGS, unknown_flag
 from .directives import Registry
 from .ipv6 import prefix6
 from .model import REMOTE_HOST, Route, Route6
@@ -154,7 +155,7 @@ def _nobind(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
 
 
 @reg.apply("local", why="local address of the server socket; a client's socket is bound to it",
-           sets=("local",), used_by="pump", nargs=(1, 2))
+           sets=("local",), used_by="pump", nargs=(1, 1))
 def _local(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
     p.set("local", a[0])
 
@@ -407,6 +408,13 @@ def _tun_mtu_extra(p: ParseState, d: str, a: list[str], inline: str | None) -> N
 @reg.apply("redirect-gateway", why="send all traffic through the tunnel", sets=("redirect_gateway",),
            used_by="client")
 def _redirect_gateway(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
+    """The flags as OpenVPN 2.6 takes them (options.c): an unknown one is an error there and
+    here. Before, `redirect-gateway def1 block-locl` was taken and its misspelt leak guard
+    silently left out."""
+    bad = unknown_flag(a)
+    if bad is not None:
+        p.err(d, f"unknown --redirect-gateway flag: {bad} (as OpenVPN 2.6; known: {', '.join(REDIRECT_FLAGS)})")
+        return
     p.set("redirect_gateway", list(a))
 
 

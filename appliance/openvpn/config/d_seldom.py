@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 
+from ..redirectflags import unknown_flag
 from .directives import Registry
 from .parser import ParseState
 
@@ -103,10 +104,6 @@ def _route_ipv6_gateway(p: ParseState, d: str, a: list[str], inline: str | None)
 reg.noop("route-ipv6-gateway", "on a tun device route-ipv6 routes go to the device, without a gateway "
          "(OpenVPN 2.6's route.c uses this one on a tap device only)", check=_route_ipv6_gateway, nargs=(1, 1))
 
-# OpenVPN 2.6's redirect-gateway / redirect-private flags (options.c); on Linux bypass-dhcp and
-# bypass-dns do nothing (route.c get_bypass_addresses is Windows-only), nor does def1 without a
-# redirect.
-REDIRECT_FLAGS = ("local", "autolocal", "def1", "bypass-dhcp", "bypass-dns", "block-local", "ipv6", "!ipv4")
 
 
 @reg.apply("redirect-private", why="client: the server's host route along the pre-tunnel default route, "
@@ -114,9 +111,9 @@ REDIRECT_FLAGS = ("local", "autolocal", "def1", "bypass-dhcp", "bypass-dns", "bl
            "network; `ipv6`: IPv6 redirected; `block-local` as redirect-gateway's), as OpenVPN 2.6",
            sets=("redirect_private",), used_by="client")
 def _redirect_private(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
-    bad = [f for f in a if f not in REDIRECT_FLAGS]
-    if bad:
-        p.err(d, f"unknown --redirect-private flag: {bad[0]} (as OpenVPN 2.6)")
+    bad = unknown_flag(a)
+    if bad is not None:
+        p.err(d, f"unknown --redirect-private flag: {bad} (as OpenVPN 2.6)")
         return
     if p.o.redirect_gateway is not None:
         p.note(d, "redirect-gateway is also set: it alone counts, with its own flags (OpenVPN 2.6 merges the "
