@@ -184,9 +184,9 @@ def _status(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
 
 
 @reg.apply("status-version", why="the server's status file format (1, 2 or 3; a client's file is the same in all)", sets=("status_version",),
-           used_by="pump", nargs=(0, 1))
+           used_by="pump", nargs=(1, 1))
 def _status_version(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
-    n = p.int_arg(d, a[0], 1, 3) if a else 1
+    n = p.int_arg(d, a[0], 1, 3)
     if n is not None:
         p.set("status_version", n)
 

@@ -29,7 +29,7 @@ MAX_METRIC = 2**31 - 1          # OpenVPN reads a metric with atoi into an int; 
 reg.noop("tun-ipv6", "modern kernels need no special IPv6 handling of a TUN device; OpenVPN 2.6 ignores it "
          "with a warning too", nargs=(0, 0))
 reg.noop("disable-dco", "there is no data channel offload (DCO) to disable, client or server: the data channel "
-         "always runs in the process", nargs=(0, 0))
+         "always runs in the process")     # (any arguments: OpenVPN 2.6 reads none and takes the line)
 reg.noop("errors-to-stderr", "the log already goes to stderr (or to the `log` file), errors included", nargs=(0, 0))
 reg.noop("echo", "OpenVPN only logs it and hands it to a management client (>ECHO), for a GUI; nothing here "
          "acts on it")

@@ -128,12 +128,13 @@ def _http_proxy_user_pass(p: ParseState, d: str, a: list[str], inline: str | Non
         p.err(d, f"{'<http-proxy-user-pass>' if inline is not None else a[0]}: {e}")
 
 
+# (any arguments: OpenVPN 2.6 reads none of them, and takes the line with a DEPRECATED warning)
 reg.noop("http-proxy-retry", "a proxy's failure restarts the connection like any other, as in OpenVPN 2.4 and "
-         "later (connect-retry-max bounds it)", nargs=(0, 0))
+         "later (connect-retry-max bounds it)")
 reg.noop("http-proxy-timeout", "the proxy's answer is bounded by server-poll-timeout (connect-timeout), as in "
          "OpenVPN 2.4 and later", nargs=(1, 1))
 reg.noop("socks-proxy-retry", "a proxy's failure restarts the connection like any other, as in OpenVPN 2.4 and "
-         "later (connect-retry-max bounds it)", nargs=(0, 0))
+         "later (connect-retry-max bounds it)")
 
 
 @reg.apply("socks-proxy", why="client: connect to the TCP remotes through this SOCKS5 proxy (CONNECT), without "

@@ -671,7 +671,10 @@ for _name, _field, _why, _user in (
         ("ping", "ping", "send a ping after this many idle seconds", "session"),
         ("ping-restart", "ping_restart", "restart after this many silent seconds", "session"),
         ("ping-exit", "ping_exit", "exit after this many silent seconds", "session")):
-    reg.apply(_name, why=_why, sets=(_field,), used_by=_user, nargs=(1, 2))(_int_setting(_field))
+    # One number each (OpenVPN 2.6 refuses `ping 10 20`); reneg-sec's optional second one, the low end
+    # of 2.6's randomised interval, is taken and left unused: keys are renewed at the first number.
+    reg.apply(_name, why=_why, sets=(_field,), used_by=_user,
+              nargs=(1, 2) if _name == "reneg-sec" else (1, 1))(_int_setting(_field))
 
 
 @reg.apply("inactive", why="client: exit after N seconds with at most BYTES of tunnel traffic; server: "
