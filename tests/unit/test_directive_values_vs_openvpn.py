@@ -1,0 +1,172 @@
+"""Config lines read by our parser and by Debian's OpenVPN 2.6.14, verdict against verdict
+(README "Fortieth session (helper audit44)").
+
+The guide: a config written for OpenVPN works unchanged where we support its directives, and a
+security directive is enforced or refused, never ignored. Each line below is appended to a
+client or server config whose only fault is its unloadable inline certificate: 2.6 reads every
+option, runs its option checks ("Options error: ..."), and only then fails to load the
+certificate ("Cannot load inline certificate file") -- before any socket or device. So "2.6
+takes it" is that last message, "2.6 refuses it" an options error or a fatal error before it. No network is touched; the
+run is in a fresh network namespace anyway (`unshare -n`).
+
+DELIBERATE lists the lines we refuse although 2.6 takes them, each with the reason; the test
+fails if 2.6 ever refuses one of them (the entry is then no longer a difference) or if ours
+starts taking it.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+
+import pytest
+
+from appliance.openvpn.config import parse_config
+from appliance.openvpn.config.table import NOOP, TABLE
+from appliance.openvpn.errors import ConfigError
+
+PEM = "<ca>\nx\n</ca>\n<cert>\nx\n</cert>\n<key>\nx\n</key>\n"
+BASES = {"client": "client\ndev tun\nremote 198.18.60.9\n" + PEM,                  # 12 lines
+         "server": "dev tun\nserver 198.18.61.0 255.255.255.0\ndh none\n" + PEM,   # 12 lines
+         "p2p": "dev tun\nremote 198.18.60.9\nifconfig 10.9.0.1 10.9.0.2\ntls-server\ndh none\n" + PEM}
+
+# (base, line, ours takes it): what each found difference is now. Lines with \n are several.
+CASES = [
+    # A server or point-to-point peer that checks neither a certificate nor a password: 2.6
+    # refuses to start; ours served anyone (verify_client_cert applied on any TLS server role).
+    ("server", "verify-client-cert none", False),
+    ("server", "verify-client-cert optional", False),
+    ("server", "verify-client-cert none\nmanagement /run/a44.sock unix\nmanagement-client-auth", True),
+    ("server", "verify-client-cert require", True),
+    ("p2p", "verify-client-cert none", False),
+    ("client", "verify-client-cert none", False),
+    # A misspelt leak guard: 2.6 refuses the line; ours redirected without the flag.
+    ("client", "redirect-gateway def1 block-locl", False),
+    ("client", "redirect-gateway def1 block-local ipv6 bypass-dhcp", True),
+    ("client", "redirect-private bogus", False),
+    # Role mix-ups 2.6 refuses: ours accepted and ignored them (ccd-exclusive refused everyone).
+    ("server", "ccd-exclusive", False),
+    ("server", "tls-client", False),
+    ("client", "server-ipv6 2001:db8::/64", False),
+    # Argument counts 2.6 checks.
+    ("client", "fast-io 1", False), ("client", "persist-key 1", False), ("client", "mute", False),
+    ("client", "mute 10", True), ("client", "mute 10 1", False), ("client", "sndbuf", False),
+    ("client", "ping 10 20", False), ("client", "hand-window 60 1", False), ("client", "local 198.18.0.1 1194", False),
+    ("client", "reneg-sec 3600 1800", True), ("server", "status-version", False), ("server", "status-version 2", True),
+    ("client", "disable-dco 1", True), ("client", "http-proxy-retry 1", True),
+    # Values 2.6 takes that ours refused.
+    ("client", "route-method route", True),
+    # Security directives whose values agree (checked here so a change on either side shows).
+    ("client", "tls-version-min 1.2 or-highest", True), ("client", "tls-version-min 1.4", False),
+    ("client", "verify-x509-name foo bogus", False), ("client", "verify-x509-name foo name-prefix", True),
+    ("client", "remote-cert-tls foo", False), ("client", "ns-cert-type bogus", False),
+    ("client", "x509-username-field ext:foo", False), ("client", "allow-compression bogus", False),
+    ("client", "pull-filter bogus route", False), ("client", "tls-cert-profile bogus", False),
+    ("client", "replay-window 65537", False), ("client", "mtu-disc bogus", False),
+    ("client", "fragment 1400 bogus", False), ("server", "hash-size 0 0", False),
+    ("client", "setenv opt tls-version-min 1.5", False),
+    ("client", "ignore-unknown-option tls-version-min\ntls-version-min 1.5", False),
+]
+
+# Lines we refuse and 2.6 takes, on purpose.
+DELIBERATE = {
+    ("client", "connect-retry foo"): "a number that is not one: 2.6's atoi reads it as 0, a typo we point at",
+    ("client", "auth none"): "no HMAC on the control channel's tls-auth / a CBC data channel: never here",
+    ("client", "cipher none"): "an unencrypted data channel: never here",
+    ("client", "data-ciphers-fallback BF-CBC"): "64-bit block ciphers are not offered (sweet32)",
+    ("client", "allow-compression yes"): "compressing what we send (VORACLE): never here",
+    ("client", "auth-token abc"): "a token is the server's to push; in a file it stood in for the password",
+    ("server", "block-ipv6"): "a client's directive; on a server it would do nothing (`push \"block-ipv6\"`)",
+    ("client", "bind foo"): "2.6 ignores any word but ipv6only; a typo here is pointed at",
+    ("client", "no-replay"): "replay protection cannot be switched off",
+}
+
+
+def _ours(base: str, line: str) -> "tuple[bool, str]":
+    try:
+        parse_config(BASES[base] + line + "\n", "/mem/p.conf", read_file=lambda p: b"x")
+        return True, ""
+    except ConfigError as e:
+        return False, str(e)
+
+
+def _theirs(base: str, line: str, tmp_path) -> "tuple[bool, str]":
+    openvpn = shutil.which("openvpn") or "/usr/sbin/openvpn"
+    conf = tmp_path / "p.conf"
+    conf.write_text(BASES[base] + line + "\n")
+    r = subprocess.run(["unshare", "-n", openvpn, "--config", str(conf)], capture_output=True, text=True,
+                       timeout=20, stdin=subprocess.DEVNULL, cwd=tmp_path)
+    out = r.stdout + r.stderr
+    if "Cannot load inline certificate file" in out:
+        return True, out
+    # Refused: an options error, or a start that fails before the certificate is loaded (an
+    # OpenSSL provider, a cert profile, an mtu-disc type are checked there; no socket yet).
+    assert "Options error" in out or "Exiting due to fatal error" in out, out   # else no verdict at all
+    return False, out
+
+
+def _cid(c) -> str:
+    return f"{c[0]}:{c[1]}".replace("\n", "|")
+
+
+@pytest.mark.parametrize("case", CASES, ids=_cid)
+def test_ours(case):
+    base, line, taken = case
+    ok, why = _ours(base, line)
+    assert ok is taken, why
+    if not ok:
+        # At the file and line of the directive at fault (the base is 12 lines; some checks
+        # name the directive's own line among several).
+        assert why.startswith("/mem/p.conf:1"), why
+
+
+@pytest.mark.parametrize("key", DELIBERATE, ids=_cid)
+def test_deliberate_differences_are_refused_with_a_reason(key):
+    ok, why = _ours(*key)
+    assert not ok and f": {key[1].split()[0]}:" in why, why
+
+
+needs_openvpn = pytest.mark.skipif(not (shutil.which("openvpn") or os.path.exists("/usr/sbin/openvpn"))
+                                   or not shutil.which("unshare") or os.geteuid() != 0,
+                                   reason="needs Debian's openvpn and root for unshare -n")
+
+
+@pytest.mark.openvpn
+@needs_openvpn
+@pytest.mark.parametrize("case", CASES, ids=_cid)
+def test_as_debians_openvpn(case, tmp_path):
+    base, line, _ = case
+    theirs, out = _theirs(base, line, tmp_path)
+    assert theirs is _ours(base, line)[0], out
+
+
+@pytest.mark.openvpn
+@needs_openvpn
+@pytest.mark.parametrize("key", DELIBERATE, ids=_cid)
+def test_deliberate_differences_are_still_differences(key, tmp_path):
+    theirs, out = _theirs(*key, tmp_path)
+    assert theirs and not _ours(*key)[0], out
+
+
+# Generated: every no-op directive with none, one and two arguments (the word `1`) in a client
+# config (hash-size, the one no-op whose check depends on the role, is in a server's too). A
+# no-op's only behaviour is whether the line is taken, so this is all of it.
+_SKIP_NOOP = {"dev-node": "names a device; checked against /dev/net/tun in test_startup_checks26",
+              "dh": "names a file"}
+NOOP_LINES = [(base, f"{n}{args}") for n in sorted(NOOP - set(_SKIP_NOOP))
+              for args in ("", " 1", " 1 1")
+              for base in (("client", "server") if n == "hash-size" else ("client",))]
+
+
+@pytest.mark.openvpn
+@needs_openvpn
+def test_every_no_op_takes_the_arguments_2_6_takes(tmp_path):
+    wrong = []
+    for base, line in NOOP_LINES:
+        theirs, out = _theirs(base, line, tmp_path)
+        ours, why = _ours(base, line)
+        if theirs is not ours:
+            wrong.append(f"{base}: {line!r}: 2.6 {'takes' if theirs else 'refuses'} it, ours "
+                         f"{'takes' if ours else 'refuses'} it ({why or out.strip().splitlines()[-1]})")
+    assert not wrong, "\n".join(wrong)
+    assert len(NOOP_LINES) == 3 * (len(NOOP) - len(_SKIP_NOOP) + 1) and all(TABLE[n] for n in NOOP)
