@@ -40,3 +40,17 @@ def test_route_nopull_and_pull_filter_keep_a_pushed_redirect_private_out():
         pushed = parse_push_reply_untrusted(BASE + ",redirect-private", **kw)
         assert pushed.redirect_private is None, kw
         assert not did_redirect(_opts(), pushed)
+
+
+@pytest.mark.parametrize("name", ["redirect-gateway", "redirect-private"])
+def test_a_pushed_unknown_flag_leaves_the_redirect_out_and_is_logged(name):
+    """As OpenVPN 2.6 (options.c: "unknown --redirect-gateway flag" before RG_ENABLE): the option
+    is logged and left out, the rest of the push taken. Before, `block-locl` was a redirect
+    without the leak guard the server meant."""
+    pushed = parse_push_reply_untrusted(BASE + f",{name} def1 block-locl,route 198.18.71.0 255.255.255.0")
+    assert pushed.redirect_gateway is None and pushed.redirect_private is None
+    assert not did_redirect(_opts(), pushed)
+    assert [m for m in pushed.malformed if f"unknown --{name} flag: block-locl" in m and "left out" in m]
+    assert len(pushed.routes) == 1
+    good = parse_push_reply_untrusted(BASE + f",{name} def1 block-local")
+    assert did_redirect(_opts(), good)
