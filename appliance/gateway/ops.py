@@ -13,7 +13,10 @@ and reconnect into them, as every client does at 2.6's SIGHUP (_restart_for_relo
 protocol, device and its MTU, kernel routes, address pools, process settings: RESTART_ONLY) is
 kept as it was, with a `file:line` warning; nothing changed is accepted and ignored.
 tls-verify and tls-crypt-v2-verify (gateway/tlsverify.py) are applied: to every handshake from
-then on, a kept client's next renegotiation included (not run on the spot for kept clients); a
+then on, a kept client's next renegotiation included; a tls-verify (or auth-user-pass-verify,
+management-client-auth, learn-address) added or changed tells every kept client RESTART, so it
+goes through it as at 2.6's SIGHUP (given.py Tightened; the ccd file, duplicate-cn and max-clients
+likewise: README "Reload: what a kept client gets"); a
 handshake already held for the command keeps its verdict, and one held whose command the reload
 took away is refused (the peer retries under the new config). tls-crypt-v2-verify runs on a
 client's key at its first packet only: clients connected with a tls-crypt-v2 key are not run
@@ -48,7 +51,7 @@ from ..openvpn.server_model import StreamKey
 from ..openvpn.crl import CrlChecker, background_reader
 from ..openvpn.settings import check_crl, check_key_material
 from ..openvpn.clientpush import CCD_DEFAULT, ccd_refusal
-from ..openvpn.given import Given, given_under, what_differs
+from ..openvpn.given import Given, Tightened, admission_of, given_under, what_differs
 from ..openvpn.errors import RemoteProtocolError
 from ..openvpn.keymethod import remap_name
 from ..openvpn.l2switch import SwitchDataPath, mac_text
@@ -70,6 +73,7 @@ from .slots import identity_of_v2_key
 from .tlsverify import VerifyRunner, make_verify_runner
 from .mgmt_auth import ClientAuthWait
 from .mgmt_env import ENV_LINE_MAX, EnvBlock, env_lines  # noqa: F401 - ENV_LINE_MAX: its tests' import
+from .reload_admission import refused_by_count
 from .reload_reader import Outcome, ReloadReader
 from .server_files import load_server_settings
 
@@ -194,6 +198,9 @@ class _Recheck:
     ccd_exclusive: bool = False
     worker_check: object = None             # the worker's own checker (_batch_verdicts)
     st: object = None                       # the new config's ServerSettings (what it gives: given.py)
+    # The clients the new config refuses by counting (duplicate-cn, max-clients): id(rec) -> why
+    # (gateway/reload_admission.py), worked out when the reload applies.
+    refused: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -276,6 +283,7 @@ class Operations:
         # learn-address: a client's push waits for its adds (gateway/learn.py).
         st.defer_connect = bool(o.client_connect or o.management_client_auth or o.learn_address)
         st.connect_command = tuple(o.client_connect or ())
+        st.admission = admission_of(o)
         if o.management_client_auth and self.client_auth is None:
             self.client_auth = ClientAuthWait()
         elif not o.management_client_auth and self.client_auth is not None:
@@ -930,6 +938,9 @@ class Operations:
         run = _Recheck(self._recheck_gen, tls, peer_rechecker(tls), d.tls_context(), st.session_config(0),
                        new.path, deque(list(d.clients) + list(d.pending.values())), list(d.clients),
                        ccd=st.ccd, ccd_exclusive=st.ccd_exclusive, st=st)
+        run.refused = refused_by_count(
+            [r for r in run.found if r.session.established and id(r) not in self.killing and not r.reload_restart],
+            st.duplicate_cn, st.max_clients, self._connected_order)
         gw.pump.timers.cancel("reload-recheck")     # an earlier reload's pass: this one checks everyone
         self._forget_old_restarts()
         fresh, now = run.fresh, gw.clock()
@@ -998,6 +1009,11 @@ class Operations:
         reader = self.reload_reader or ReloadReader(inline=True)
         reader.submit(lambda: self._batch_verdicts(run, due), lambda outcome: self._verdicts_in(run, due, outcome))
 
+    def _connected_order(self, rec) -> int:
+        """When `rec` connected, as its client ID (reload_admission.py keeps the oldest/newest)."""
+        inf = self.info.get(id(rec))
+        return inf.cid if inf is not None else 1 << 62
+
     def _recheck_bug(self, rec) -> None:
         self.gw.faults.internal("a reload's check of a client")
         if rec.alive:
@@ -1049,7 +1065,7 @@ class Operations:
         """In the reload's worker: each client's chain verified under the new config ((None,
         digests): kept; (why, None): not), then the ccd files of those kept and established,
         then for each client why the new config would give it other options (given.py; None: the
-        same, or not known -- a file that does not parse keeps it as it is, as its refusal; a
+        same, or not known -- a file that does not parse is refused above (ccd_refusal); a
         Given: what it would be given now, for a client given nothing yet: _given_since).
         The worker's own checker (peer_rechecker holds an SSL context it changes per check; the
         loop's, run.check, serves handshakes ending meanwhile), built at the pass's first batch;
@@ -1117,6 +1133,8 @@ class Operations:
                 if why is None and fresh.require_ekm and s.established and not s.ekm:
                     # force-tls-key-material-export added: such a client would be refused now.
                     why = "its data-channel keys are not derived with TLS-EKM (force-tls-key-material-export)"
+                if why is None:
+                    why = run.refused.get(id(rec))  # duplicate-cn off, max-clients lowered (reload_admission.py)
                 if why is None and name is not None and run.ccd is not None:
                     # 2.6's SIGHUP has every client connect again, through its ccd file as it is
                     # now: one written `disable`, or removed under ccd-exclusive, is not kept.
@@ -1177,10 +1195,14 @@ class Operations:
         told RESTART so it reconnects at once and gets them, as every client does at 2.6's
         SIGHUP -- unless a reload restarted it (its name from its address) less than
         RELOAD_RESTART_HOLDOFF seconds ago: then at that time (_restart_held_due), if no later
-        reload decided otherwise."""
+        reload decided otherwise. Never held off: an admission check the client never went
+        through (given.py Tightened: auth-user-pass-verify added, ...), which may refuse it -- held,
+        it would keep its tunnel for up to 30 s past a check meant to keep it out (reload44)."""
         now = self.gw.clock()
         key = self._holdoff_key(rec)
         last = self._reload_restarted.get(key)
+        if isinstance(why, Tightened):
+            last = None
         if last is not None and last[1] != run.gen and now - last[0] < RELOAD_RESTART_HOLDOFF:
             due = last[0] + RELOAD_RESTART_HOLDOFF
             if id(rec) not in self._restart_held:
@@ -1930,7 +1952,8 @@ def _ccd_verdicts(ccd, exclusive: bool, names: list[str]) -> tuple[dict, dict]:
     """In the reload's worker: each name's ccd_refusal (None: kept), and its effective file's
     options now (its own, else DEFAULT's; None: no file) where they could be read, each file
     read once (the DEFAULT file is the fall-back of many). A bug on one name leaves that name
-    out of both; a file that does not parse leaves it out of the second (given.py: not known)."""
+    out of both; a file that does not parse is a refusal in the first (ccd_refusal) and left out
+    of the second."""
     memo: dict = {}
 
     def read(cn: str):
@@ -1958,7 +1981,7 @@ def _ccd_verdicts(ccd, exclusive: bool, names: list[str]) -> tuple[dict, dict]:
             own = read(cn)
             files[cn] = own if own is not None or exclusive else read(CCD_DEFAULT)
         except ConfigError:
-            pass                            # broken: not known (its client is kept as it is)
+            pass                            # broken: refused in `out` already
         except Exception:  # noqa: BLE001 - our bug: not known, kept as it is
             log.exception("reload: internal error reading the client-config-dir file of %r", cn)
     return out, files

@@ -31,14 +31,17 @@ REPLACED_BY_RESTART = "replaced by a new session from the same address"
 def ccd_refusal(ccd, exclusive: bool, cn: str) -> str | None:
     """Why the client-config-dir (`ccd`: common name -> parsed file or None) keeps the client
     `cn` out at a reload (ClientPush.ccd_refuses says why these reasons and no others). Reads
-    files and touches nothing else: a reload's pass runs it in its worker (gateway/ops.py)."""
+    files and touches nothing else: a reload's pass runs it in its worker (gateway/ops.py).
+    A file that cannot be read or parsed refuses, in the words of the connect's refusal
+    (_ccd_file): a reconnect would be refused on it, so keeping the client would keep it on its
+    old options -- an `iroute` the operator removed in the same edit as the typo (reload44)."""
     try:
         own = ccd(cn)
         if exclusive and (own is None or cn == CCD_DEFAULT):
             return f"no client-config-dir file for {cn!r} (ccd-exclusive)"
         got = own if own is not None else ccd(CCD_DEFAULT)
-    except ConfigError:
-        return None
+    except ConfigError as e:
+        return f"client-config-dir file for {cn!r}: {e}"
     if got is not None and got.disable:
         return f"client-config-dir file for {cn!r} says disable"
     return None
@@ -327,11 +330,12 @@ class ClientPush:
 
     def ccd_refuses(self, rec: ClientRecord) -> str | None:
         """Why the client-config-dir as it is now keeps `rec` out (ccd-exclusive without its file,
-        a `disable`), else None: for a reload's kept clients, whom 2.6's SIGHUP would have connect
-        again through the file (ops.py _commit_reload). A file that cannot be read or parsed is
-        no reason here: 2.6 logs its errors and lets the client in (multi.c: options_server_import
-        at D_IMPORT_ERRORS), and an operator's slip must not drop clients at a reload; a new
-        connection is still refused on it (_ccd_file), as before."""
+        a `disable`, a file that cannot be read or parsed), else None: for a reload's kept clients,
+        whom 2.6's SIGHUP would have connect again through the file (ops.py _commit_reload). 2.6
+        logs a broken file's errors and lets the client in with the lines it could read
+        (multi.c: options_server_import at D_IMPORT_ERRORS, non-fatal); a new connection is
+        refused on it here (_ccd_file), so a kept client is too: kept, it held the options of the
+        file as it was, an `iroute` removed in the same edit still routed to it (reload44)."""
         if self.st.ccd is None:
             return None
         return ccd_refusal(self.st.ccd, self.st.ccd_exclusive, rec.common_name or "")

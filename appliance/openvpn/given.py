@@ -13,6 +13,17 @@ addressing pushes (`server`'s route-gateway/topology), and the client-connect co
 script added, changed or taken away would give other options; the script's own output is not
 re-run -- it may differ from run to run). The pools, `topology`, `server` and `route` apply only
 at a restart (ops.py RESTART_ONLY): a reload never takes a kept client's pool address away.
+
+The admission checks a client passed (reload44): the auth-user-pass-verify command or password
+file, management-client-auth, tls-verify, learn-address and username-as-common-name, as the config
+had them at its connect (admission_of). A reload that adds or changes one of them has a check the
+kept client never went through -- at 2.6's SIGHUP every client reconnects through it -- so its
+reason is a `Tightened` one, which ops.py does not hold off (RELOAD_RESTART_HOLDOFF): a client the
+new check may refuse must not keep its tunnel meanwhile. One taken away needs no reconnect (the
+client passes a check fewer). The checks a reload's pass decides itself are elsewhere: the chain,
+CRL, x509 and verify-client-cert checks (tls.py peer_rechecker), the ccd file's `disable`,
+ccd-exclusive and parse errors (clientpush.py ccd_refusal), duplicate-cn and max-clients
+(gateway/reload_admission.py); README "Reload: what a kept client gets" holds the table.
 """
 from __future__ import annotations
 
@@ -25,16 +36,52 @@ class Given:
     push: tuple[str, ...]                   # the server's push lines
     addressing: tuple                       # `server`'s pushes before and after the ifconfig
     connect: tuple[str, ...]                # client-connect's command line (empty: none)
+    admission: tuple = ()                   # the admission checks it passed (admission_of)
+
+
+class Tightened(str):
+    """A reason for a reload restart that is an admission check the client never passed: told
+    RESTART at once, never held off (ops.py _restart_for_reload), as the check may refuse it."""
+
+
+# (directive, how a change is judged): "cmd" -- added or changed tightens, taken away does not;
+# "on" -- switched on tightens; "any" -- either way (the name the client goes by changes).
+_ADMISSION = (("auth-user-pass-verify", "cmd"), ("management-client-auth", "on"), ("tls-verify", "cmd"),
+              ("learn-address", "cmd"), ("username-as-common-name", "any"))
+
+
+def admission_of(o) -> tuple:
+    """The admission checks the config `o` (Options) puts a connecting client through, in
+    _ADMISSION's order: what a kept client's record is compared with at a reload."""
+    verify = o.auth_user_pass_verify_script or o.auth_user_pass_verify
+    return (verify, bool(o.management_client_auth), tuple(o.tls_verify or ()), tuple(o.learn_address or ()),
+            bool(o.username_as_common_name))
+
+
+def tightened(was: tuple, now: tuple) -> Tightened | None:
+    """The first admission check of `now` that a client admitted under `was` did not pass."""
+    if not was or not now:
+        return None                         # settings made by hand (the engine tests'): none recorded
+    for (name, kind), a, b in zip(_ADMISSION, was, now):
+        if a == b or (kind != "any" and not b):
+            continue
+        if kind == "any":
+            return Tightened(f"{name} changed by the reload (the name its admission goes by)")
+        return Tightened(f"{name} {'changed' if a else 'added'} by the reload (a check it never went through)")
+    return None
 
 
 def given_under(st, ccd) -> Given:
     """What the settings `st` (a ServerSettings) and the effective ccd file `ccd` give a client."""
     return Given(ccd, tuple(st.push), tuple(tuple(x) for x in (st.addressing_push or ((), ()))),
-                 tuple(getattr(st, "connect_command", ()) or ()))
+                 tuple(getattr(st, "connect_command", ()) or ()), tuple(getattr(st, "admission", ()) or ()))
 
 
 def what_differs(was: Given, now: Given) -> str | None:
-    """Why a client given `was` would now be given something else (for the log), else None."""
+    """Why a client given `was` would now be given something else (for the log), else None; an
+    admission check it never passed first (a Tightened reason)."""
+    if (t := tightened(was.admission, now.admission)) is not None:
+        return t
     if was.ccd != now.ccd:
         if was.ccd is None:
             return "its client-config-dir file is new"

@@ -159,6 +159,7 @@ class ServerSettings:
     # client-connect: the push waits for ServerDispatcher.connect_result (ConnectRequested event)
     defer_connect: bool = False
     connect_command: tuple[str, ...] = ()            # client-connect's command line (given.py)
+    admission: tuple = ()                            # the admission checks (given.admission_of)
     pool_memory: object | None = None                # ifconfig-pool-persist: poolfile.PoolMemory
     # tls-crypt-v2-verify: a new session's first packet waits for V2VerifyRequested's verdict
     v2_verify: bool = False

@@ -328,7 +328,8 @@ def test_a_reload_applies_it_to_new_handshakes_and_kept_clients_renegotiations(p
     w.add_client(client_conf(pki, "client1"))
     assert w.run(lambda: _up(w, 1), max_time=30)
     assert _calls(log) == ["tls-verify 1 CN=Gateway test CA", "tls-verify 0 CN=client1"]
-    # The kept client's next renegotiation runs it too (OpenVPN's SIGHUP has every client in anew).
+    # The kept client is told RESTART (a check it never went through: reload44) and its reconnect
+    # runs it (OpenVPN's SIGHUP has every client in anew); before, its next renegotiation did.
     assert w.run(lambda: "tls-verify 0 CN=client0" in _calls(log), max_time=40)
     w.run_for(2)
     ping_both_ways(w, 0)

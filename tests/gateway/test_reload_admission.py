@@ -1,0 +1,213 @@
+"""A reload that adds or tightens an admission check applies it to the clients it keeps: each kept
+client ends where a reconnect under the new config would put it -- kept, told RESTART to go
+through a check it never passed (given.py Tightened, never held off), or refused (reload44).
+OpenVPN 2.6's SIGHUP has every client connect again through every check; ours keeps its clients,
+so before, a broken ccd file, an added auth-user-pass-verify / tls-verify / management-client-auth
+/ learn-address, duplicate-cn taken away and max-clients lowered all left kept clients as they
+were."""
+from __future__ import annotations
+
+import ipaddress
+
+from appliance.gateway import ops as ops_mod
+from appliance.gateway.server_files import ccd_loader
+from appliance.openvpn.passdb import hash_password
+from tests.gateway.conftest import World, client_conf, server_conf
+from tests.gateway.test_ops import opki  # noqa: F401 (fixture)
+from tests.gateway.test_reload_changed_options import _rec, _reload_and_settle, _two
+from tests.gateway.test_tunnel import _up
+
+
+def _alive(gw, cn: str) -> list:
+    return [r for r in gw.d.clients if r.common_name == cn and r.alive and r.session.established]
+
+
+def test_a_ccd_file_broken_at_a_reload_refuses_its_client_not_keeps_its_old_iroute(opki, tmp_path, caplog):
+    """The operator removes client0's `iroute` and slips a typo into the same file. A reconnect is
+    refused on that file (the connect's own check); kept, client0 still had the removed iroute
+    routed to it until it reconnected."""
+    w, gw, holder, ccd, conf = _two(opki, tmp_path, extra="route 198.18.90.0 255.255.255.0\n",
+                                    files={"client0": "iroute 198.18.90.0 255.255.255.0\n",
+                                           "client1": "iroute 198.18.91.0 255.255.255.0\n"})
+    old0, old1 = _rec(gw, "client0"), _rec(gw, "client1")
+    assert old0.iroutes == [ipaddress.IPv4Network("198.18.90.0/24")]
+    (ccd / "client0").write_text("ifconfig-pushh 198.19.0.9 255.255.255.0\n")   # the iroute gone, a typo
+    _reload_and_settle(w, gw, caplog)
+    assert "client0/198.18.0.2:" in caplog.text and "client-config-dir file for 'client0':" in caplog.text
+    assert f"{ccd / 'client0'}:1" in caplog.text, "the refusal does not name the file and line"
+    assert not old0.alive, "client0 kept its session (and the removed iroute) past a reload"
+    w.run_for(10)
+    assert _alive(gw, "client0") == [], "client0 got back in on a file that does not parse"
+    assert _rec(gw, "client1") is old1 and old1.alive and not old1.session.restart_sent
+    # (client0 stopped at its AUTH_FAILED.) The typo fixed: client0 gets in, with what the file
+    # says now (no iroute).
+    (ccd / "client0").write_text("\n")
+    w.add_client(client_conf(opki, "client0"))
+    assert w.run(lambda: _alive(gw, "client0") != [] and _up(w, 2), max_time=60), caplog.text[-2000:]
+    assert _rec(gw, "client0").iroutes == []
+
+
+def test_a_broken_file_refuses_at_once_even_while_its_restart_is_held_off(opki, tmp_path, caplog):
+    """A SIGHUP storm flipping the file: a change held off (RELOAD_RESTART_HOLDOFF) must not keep
+    the client in when the next reload finds the file broken -- refused then, not held."""
+    w, gw, holder, ccd, conf = _two(opki, tmp_path, files={"client0": "ifconfig-push 198.19.0.50 255.255.255.0\n"})
+    old0 = _rec(gw, "client0")
+    (ccd / "client0").write_text("ifconfig-push 198.19.0.51 255.255.255.0\n")
+    _reload_and_settle(w, gw, caplog)
+    assert w.run(lambda: _alive(gw, "client0") and _rec(gw, "client0") is not old0 and _up(w, 0), max_time=30)
+    new0 = _rec(gw, "client0")
+    (ccd / "client0").write_text("ifconfig-push 198.19.0.52 255.255.255.0\n")
+    _reload_and_settle(w, gw, caplog)
+    assert "restarts in" in caplog.text and new0.alive, "the second change was not held off"
+    (ccd / "client0").write_text("ifconfig-push 198.19.0.52\n")      # broken: one argument short
+    mark = len(caplog.text)
+    _reload_and_settle(w, gw, caplog)
+    assert "client-config-dir file for 'client0':" in caplog.text[mark:]
+    assert w.run(lambda: not new0.alive, max_time=6), "a client the new config refuses was held off into access"
+
+
+def _passdb(tmp_path):
+    passdb = tmp_path / "passdb"
+    passdb.write_text(f"alice:{hash_password('right', n=2 ** 4)}\n")
+    return passdb
+
+
+def test_auth_user_pass_verify_added_restarts_kept_clients_through_it(opki, tmp_path, caplog):
+    """client0 has no password, client1 alice's: both are told RESTART; client1 is back through
+    the check, client0 is refused by it. Before, both kept their tunnels for good."""
+    passdb = _passdb(tmp_path)
+    w = World()
+    conf = server_conf(opki)
+    gw, holder = w.add_reloadable_server(conf)
+    w.add_client(client_conf(opki, "client0"))
+    w.add_client(client_conf(opki, "client1", extra="auth-user-pass\n"), username="alice", password="right")
+    assert w.run(lambda: _up(w, 0) and _up(w, 1), max_time=30)
+    old0, old1 = _rec(gw, "client0"), _rec(gw, "client1")
+    holder["conf"] = conf + f"auth-user-pass-verify {passdb} passdb\n"
+    _reload_and_settle(w, gw, caplog)
+    assert "auth-user-pass-verify added by the reload (a check it never went through): told RESTART" in caplog.text
+    assert "0 clients kept" in caplog.text and "2 told RESTART" in caplog.text
+    assert w.run(lambda: not old0.alive and _alive(gw, "client1") and _rec(gw, "client1") is not old1
+                 and _up(w, 1), max_time=40), caplog.text[-2000:]
+    w.run_for(10)
+    assert _alive(gw, "client0") == [], "a client without a password kept or got access past the new check"
+
+
+def test_an_admission_restart_is_not_held_off(opki, tmp_path, caplog):
+    """client0 was restarted by a reload (its ccd file) seconds ago; the next reload adds
+    auth-user-pass-verify: told RESTART at once, not in 30 s (held, it kept its tunnel unchecked)."""
+    passdb = _passdb(tmp_path)
+    w, gw, holder, ccd, conf = _two(opki, tmp_path, files={"client0": "ifconfig-push 198.19.0.50 255.255.255.0\n"})
+    old0 = _rec(gw, "client0")
+    (ccd / "client0").write_text("ifconfig-push 198.19.0.51 255.255.255.0\n")
+    _reload_and_settle(w, gw, caplog)
+    assert w.run(lambda: _rec(gw, "client0") not in (None, old0) and _up(w, 0), max_time=30)
+    new0 = _rec(gw, "client0")
+    holder["conf"] = conf + f"auth-user-pass-verify {passdb} passdb\n"
+    mark = len(caplog.text)
+    _reload_and_settle(w, gw, caplog)
+    assert "restarts in" not in caplog.text[mark:]
+    assert w.run(lambda: not new0.alive, max_time=6), "the added check's restart was held off"
+
+
+def test_tls_verify_and_learn_address_added_restart_kept_clients(opki, tmp_path, caplog, monkeypatch):
+    """tls-verify added: 2.6 runs it on every client reconnecting at its SIGHUP; ours ran it only
+    at a kept client's next renegotiation (up to reneg-sec later). client0's reconnect is refused by
+    it, client1 is back. learn-address added: the same restart, so it learns every address."""
+    from appliance.gateway.scripts import ScriptRunner
+    from tests.gateway.test_ops import _script
+    from appliance.gateway.tlsverify import VerifyRunner
+    monkeypatch.setattr(ops_mod, "ScriptRunner", lambda: ScriptRunner(inline=True))
+    monkeypatch.setattr(ops_mod, "make_verify_runner", lambda o: VerifyRunner(tmp_dir=o.tmp_dir, inline=True))
+    verify = _script(tmp_path, "tv.sh", """case "$2" in *CN=client0*) exit 1;; esac
+exit 0
+""")
+    w, gw, holder, ccd, conf = _two(opki, tmp_path)
+    old0, old1 = _rec(gw, "client0"), _rec(gw, "client1")
+    holder["conf"] = conf + f"script-security 2\ntls-verify {verify}\n"
+    _reload_and_settle(w, gw, caplog)
+    assert "tls-verify added by the reload (a check it never went through): told RESTART" in caplog.text
+    assert w.run(lambda: _rec(gw, "client1") not in (None, old1) and _up(w, 1), max_time=40), caplog.text[-2000:]
+    w.run_for(10)
+    assert not old0.alive and _alive(gw, "client0") == [], "tls-verify refuses client0, which kept its tunnel"
+    learn = _script(tmp_path, "la.sh", f'echo "$1 $2 $3" >> {tmp_path}/learned\nexit 0\n')
+    cur1 = _rec(gw, "client1")
+    holder["conf"] = conf + f"script-security 2\ntls-verify {verify}\nlearn-address {learn}\n"
+    _reload_and_settle(w, gw, caplog)
+    assert "learn-address added by the reload" in caplog.text
+    assert w.run(lambda: _rec(gw, "client1") not in (None, cur1) and _up(w, 1)
+                 and (tmp_path / "learned").exists(), max_time=40), caplog.text[-2000:]
+    assert "add " in (tmp_path / "learned").read_text() and "client1" in (tmp_path / "learned").read_text()
+
+
+def test_management_client_auth_added_restarts_kept_clients(opki, tmp_path, caplog):
+    """Kept clients were never approved by the management client: told RESTART, their
+    reconnects go through it as any new login (ours applies management-client-auth at
+    a reload; 2.6 keeps its management settings from the start: stricter here, as documented)."""
+    from tests.gateway.test_mgmt_client_auth import Mgmt
+
+    class Running(Mgmt):                # a management interface runs (`management` at the start)
+        def set_peer_ids(self, ids) -> None:
+            pass
+    w, gw, holder, ccd, conf = _two(opki, tmp_path, extra=f"management {tmp_path}/m.sock unix\n")
+    if gw.ops.mgmt is not None:
+        gw.ops.mgmt.close()
+    gw.ops.mgmt = Running()
+    old0, old1 = _rec(gw, "client0"), _rec(gw, "client1")
+    holder["conf"] = conf + "management-client-auth\n"
+    _reload_and_settle(w, gw, caplog)
+    assert "management-client-auth added by the reload (a check it never went through): told RESTART" \
+        in caplog.text
+    # Their reconnects meet it: these clients send no username, which it refuses (as 2.6 does
+    # without auth-user-pass-optional); kept, they had their tunnels without any say of it.
+    assert w.run(lambda: not old0.alive and not old1.alive
+                 and caplog.text.count("client refused: the client sent no username") >= 2, max_time=20), \
+        caplog.text[-2000:]
+    w.run_for(5)
+    assert _alive(gw, "client0") == [] and _alive(gw, "client1") == [], "let in without the management's say"
+
+
+def test_duplicate_cn_taken_away_keeps_the_newest_session_of_a_name(opki, tmp_path, caplog):
+    w = World()
+    conf = server_conf(opki, extra="duplicate-cn\n")
+    gw, holder = w.add_reloadable_server(conf)
+    for _ in range(2):
+        w.add_client(client_conf(opki, "client0"))
+    w.add_client(client_conf(opki, "client1"))
+    assert w.run(lambda: all(_up(w, i) for i in range(3)), max_time=30)
+    first, second = sorted(_alive(gw, "client0"), key=lambda r: gw.ops.info[id(r)].cid)
+    holder["conf"] = conf.replace("duplicate-cn\n", "")
+    _reload_and_settle(w, gw, caplog)
+    assert "has its common name client0 and duplicate-cn is off now: disconnected" in caplog.text
+    assert not first.alive and second.alive, "two sessions of one name kept with duplicate-cn off"
+    assert len(_alive(gw, "client1")) == 1
+
+
+def test_max_clients_lowered_ends_the_newest_clients_over_it(opki, tmp_path, caplog):
+    w, gw, holder, ccd, conf = _two(opki, tmp_path)
+    old0, old1 = _rec(gw, "client0"), _rec(gw, "client1")
+    holder["conf"] = conf + "max-clients 1\n"
+    _reload_and_settle(w, gw, caplog)
+    assert "max-clients 1 reached (2 clients connected): disconnected" in caplog.text
+    assert old0.alive and not old1.alive, "more clients kept than max-clients"
+    w.run_for(10)
+    assert _alive(gw, "client1") == [], "client1 got back in over max-clients"
+
+
+def test_username_as_common_name_taken_away_restarts_the_client_under_its_own_name(opki, tmp_path, caplog):
+    """The name a client goes by (its ccd file, duplicate-cn, the status) changes with
+    username-as-common-name: a reconnect would be someone else's admission, so it is made."""
+    passdb = _passdb(tmp_path)
+    w = World()
+    conf = server_conf(opki, extra=f"auth-user-pass-verify {passdb} passdb\nusername-as-common-name\n")
+    gw = w.add_server(conf, passdb.read_text())
+    holder = {"conf": conf}
+    gw.ops.reload_source = lambda: holder["conf"]
+    w.add_client(client_conf(opki, "client0", extra="auth-user-pass\n"), username="alice", password="right")
+    assert w.run(lambda: _up(w, 0), max_time=30)
+    assert _alive(gw, "alice"), "alice did not connect under her username"
+    holder["conf"] = conf.replace("username-as-common-name\n", "")
+    _reload_and_settle(w, gw, caplog)
+    assert "username-as-common-name changed by the reload" in caplog.text
+    assert w.run(lambda: _alive(gw, "client0") != [] and _up(w, 0), max_time=40), caplog.text[-2000:]
+    assert _alive(gw, "alice") == []
