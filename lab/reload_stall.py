@@ -6,12 +6,15 @@ mode: the longest step, the reload's own step (the one that ran the SIGHUP), and
 the "clients kept" line.
 
     .venv/bin/python -m lab.reload_stall [--clients 1000] [--rounds 2] [--storm 100 [--storm-every 0.01]]
-                                         [--change route|ccd|none]
+                                         [--change route|ccd|flip|none]
 
 `--change` (since helper reload42, whose reload restarts a kept client the new config would give
 other options, gateway/ops.py `_restart_for_reload`): `route` adds a pushed route (every client
 told RESTART: the worst case), `ccd` rewrites every tenth client's ccd file (c5, c15, ...: those
-told RESTART; with --storm each reload rewrites them again), `none` changes `hand-window` only (every client kept: the decision's cost alone). The figures
+told RESTART; with --storm each reload rewrites them again), `flip` (helper reload44) makes those
+same files not parse at odd reloads and parse again at even ones (their clients disconnected at
+the first: a reconnect is refused on such a file -- the storm's attack on the loop), `none`
+changes `hand-window` only (every client kept: the decision's cost alone). The figures
 stop at the pass's line: the restarted clients' reconnections are not in them (run one round of
 `route` or `ccd` per process: a client told RESTART is not told again in the next round).
 
@@ -81,6 +84,11 @@ def _change(holder: dict, conf: str, change: str, tag: int, ccd: Path | None, n:
         for i in range(5, n, 10):           # (not c0, whose packets the storm times)
             (ccd / f"c{i}").write_text(f"push \"route 198.18.{100 + i % 50}.0 255.255.255.0\"\n"
                                        f"push \"route 198.18.{200 + tag % 50}.0 255.255.255.0\"\n")
+    elif change == "flip":
+        holder["conf"] = conf
+        for i in range(5, n, 10):
+            good = f"push \"route 198.18.{100 + i % 50}.0 255.255.255.0\"\n"
+            (ccd / f"c{i}").write_text("ifconfig-pushh 198.19.0.9\n" if tag % 2 else good)
     else:
         holder["conf"] = conf + f"hand-window {60 + tag % 5}\n"
 
@@ -183,7 +191,7 @@ def main() -> None:
     ap.add_argument("--storm", type=int, default=0, help="then a SIGHUP storm of this many reloads, each mode")
     ap.add_argument("--storm-every", type=float, default=0.01, help="s between the storm's reloads")
     ap.add_argument("--worker-only", action="store_true", help="no inline rounds (a restart is told once)")
-    ap.add_argument("--change", choices=("route", "ccd", "none"), default="route",
+    ap.add_argument("--change", choices=("route", "ccd", "flip", "none"), default="route",
                     help="what each reload changes (module docstring)")
     a = ap.parse_args()
     logging.getLogger("vpn-appliance").setLevel(logging.ERROR)      # the clients' retries at start
@@ -204,7 +212,8 @@ def main() -> None:
                       f"the SIGHUP's step {first * 1000:.1f} ms (applying, its first batch included: "
                       f"{parts['commit'] * 1000:.1f} ms; longest batch of the pass {parts['batch'] * 1000:.1f} ms, "
                       f"its verdicts applied {parts['verdicts'] * 1000:.1f} ms), "
-                      f"pass done in {wall:.2f} s; {_restarted(gw)} clients told RESTART so far")
+                      f"pass done in {wall:.2f} s; {_restarted(gw)} clients told RESTART so far, "
+                      f"{len(gw.d.clients)} connected")
         logging.getLogger("vpn-appliance").setLevel(logging.ERROR)     # (a line per merged reload)
         for inline in ((False,) if a.worker_only else (True, False)) if a.storm else ():
             r = storm(w, gw, holder, conf, inline, a.storm, a.storm_every, change=a.change, ccd=ccd, n=a.clients)
@@ -212,7 +221,7 @@ def main() -> None:
                   f"{a.storm_every * 1000:.0f} ms apart, {r['reloads']} applied, in {r['wall']:.2f} s; longest "
                   f"step {r['longest'] * 1000:.1f} ms; client0's packets {r['got']}/{r['sent']} through, "
                   f"longest wait between two {r['gap'] * 1000:.1f} ms; {_restarted(gw)} clients told RESTART, "
-                  f"{len(gw.ops._restart_held)} held off")
+                  f"{len(gw.ops._restart_held)} held off, {len(gw.d.clients)} clients connected")
         gw._cleanup()
 
 

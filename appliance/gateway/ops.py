@@ -51,7 +51,7 @@ from ..openvpn.server_model import StreamKey
 from ..openvpn.crl import CrlChecker, background_reader
 from ..openvpn.settings import check_crl, check_key_material
 from ..openvpn.clientpush import CCD_DEFAULT, ccd_refusal
-from ..openvpn.given import Given, Tightened, admission_of, given_under, what_differs
+from ..openvpn.given import Given, Tightened, admission_of, given_under, tightened, what_differs
 from ..openvpn.errors import RemoteProtocolError
 from ..openvpn.keymethod import remap_name
 from ..openvpn.l2switch import SwitchDataPath, mac_text
@@ -201,6 +201,9 @@ class _Recheck:
     # The clients the new config refuses by counting (duplicate-cn, max-clients): id(rec) -> why
     # (gateway/reload_admission.py), worked out when the reload applies.
     refused: dict = field(default_factory=dict)
+    # The admission checks of the config the reload replaced (given.admission_of): those a client
+    # found before its push passed (given.py tightened; _given_since).
+    old_admission: tuple = ()
 
 
 @dataclass
@@ -938,6 +941,7 @@ class Operations:
         run = _Recheck(self._recheck_gen, tls, peer_rechecker(tls), d.tls_context(), st.session_config(0),
                        new.path, deque(list(d.clients) + list(d.pending.values())), list(d.clients),
                        ccd=st.ccd, ccd_exclusive=st.ccd_exclusive, st=st)
+        run.old_admission = tuple(getattr(cur, "admission", ()) or ())
         run.refused = refused_by_count(
             [r for r in run.found if r.session.established and id(r) not in self.killing and not r.reload_restart],
             st.duplicate_cn, st.max_clients, self._connected_order)
@@ -1150,6 +1154,10 @@ class Operations:
                 verdict = differs[i]
                 if isinstance(verdict, Given):
                     verdict = self._given_since(rec, verdict)
+                if _given is None and run.st is not None:
+                    # Found before its push: past its handshake (and login) under the old config's
+                    # admission checks, which its push would record as the new ones (reload44).
+                    verdict = tightened(run.old_admission, run.st.admission) or verdict
                 if verdict is not None:
                     self._restart_for_reload(run, rec, verdict)
                     continue

@@ -211,3 +211,40 @@ def test_username_as_common_name_taken_away_restarts_the_client_under_its_own_na
     assert "username-as-common-name changed by the reload" in caplog.text
     assert w.run(lambda: _alive(gw, "client0") != [] and _up(w, 0), max_time=40), caplog.text[-2000:]
     assert _alive(gw, "alice") == []
+
+
+def _before_push(gw):
+    """A server record past its TLS handshake that has not been given its options yet."""
+    for rec in list(gw.d.clients) + list(gw.d.pending.values()):
+        s = rec.session
+        if rec.given is None and any(ks.tls is not None and ks.tls.handshake_done for ks in s.keys.values()):
+            return rec
+    return None
+
+
+def test_a_client_found_before_its_push_is_restarted_through_an_added_check(opki, tmp_path, caplog, monkeypatch):
+    """Past its handshake and login under the old config at the reload, its push then recorded the
+    new config's auth-user-pass-verify as passed: kept without ever being checked by it."""
+    from appliance.openvpn.clientpush import ClientPush
+    from appliance.openvpn.errors import PushDeferred
+    passdb = _passdb(tmp_path)
+    w = World()
+    conf = server_conf(opki)
+    gw, holder = w.add_reloadable_server(conf)
+    held = {"on": True}
+    real = ClientPush._push_options
+
+    def slow_push(self, s):             # its push waits (as for a script): the reload comes meanwhile
+        if held["on"]:
+            raise PushDeferred()
+        return real(self, s)
+    monkeypatch.setattr(ClientPush, "_push_options", slow_push)
+    w.add_client(client_conf(opki, "client0", extra="auth-user-pass\n"), username="alice", password="wrong")
+    assert w.run(lambda: _before_push(gw) is not None, max_time=30), "never caught before its push"
+    rec = _before_push(gw)
+    holder["conf"] = conf + f"auth-user-pass-verify {passdb} passdb\n"
+    _reload_and_settle(w, gw, caplog)
+    held["on"] = False
+    assert "auth-user-pass-verify added by the reload" in caplog.text, caplog.text[-2000:]
+    w.run_for(15)
+    assert not rec.alive and _alive(gw, "client0") == [], "a wrong password kept past the added check"
