@@ -16,7 +16,7 @@ tls-verify and tls-crypt-v2-verify (gateway/tlsverify.py) are applied: to every 
 then on, a kept client's next renegotiation included; a tls-verify (or auth-user-pass-verify,
 management-client-auth, learn-address) added or changed tells every kept client RESTART, so it
 goes through it as at 2.6's SIGHUP (given.py Tightened; the ccd file, duplicate-cn and max-clients
-likewise: README "Reload: what a kept client gets"); a
+likewise: the README's reload section, reload44's table); a
 handshake already held for the command keeps its verdict, and one held whose command the reload
 took away is refused (the peer retries under the new config). tls-crypt-v2-verify runs on a
 client's key at its first packet only: clients connected with a tls-crypt-v2 key are not run
@@ -202,7 +202,7 @@ class _Recheck:
     # (gateway/reload_admission.py), worked out when the reload applies.
     refused: dict = field(default_factory=dict)
     # The admission checks of the config the reload replaced (given.admission_of): those a client
-    # found before its push passed (given.py tightened; _given_since).
+    # found before its push passed (given.py tightened; _verdicts_in).
     old_admission: tuple = ()
 
 

@@ -23,7 +23,7 @@ new check may refuse must not keep its tunnel meanwhile. One taken away needs no
 client passes a check fewer). The checks a reload's pass decides itself are elsewhere: the chain,
 CRL, x509 and verify-client-cert checks (tls.py peer_rechecker), the ccd file's `disable`,
 ccd-exclusive and parse errors (clientpush.py ccd_refusal), duplicate-cn and max-clients
-(gateway/reload_admission.py); README "Reload: what a kept client gets" holds the table.
+(gateway/reload_admission.py); the README's reload section (reload44) holds the table.
 """
 from __future__ import annotations
 
