@@ -24,7 +24,8 @@ Oracles, after each step:
 - a reload is refused exactly when the new config is (parse_config and the start-up check raise
   ConfigError): then the server runs on with the Options it had; accepted, the new status line
   is in force;
-- client0 stays connected (no ccd file written by the input: a reload in place keeps clients);
+- client0 stays connected (no ccd file written or made a directory by the input: a reload in
+  place keeps clients; one whose ccd file cannot be read or parsed is refused since reload44);
 - when the status path is a writable place (a regular file or nothing, its directory there) and
   a full interval has passed since the last change, the file holds a whole status list of the
   version in force (its header, END last) naming client0;
@@ -159,6 +160,7 @@ def make_ops_reload():
                         _reset_path(ccd)
                     if arg & 2:
                         os.mkdir(ccd)
+                        wrote_ccd = True    # unreadable: a reload refuses client0 (reload44)
                     elif not arg & 1:
                         with open(ccd, "wb") as f:
                             f.write(payload[:512])

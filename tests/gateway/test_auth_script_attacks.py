@@ -327,10 +327,14 @@ def test_a_checker_closed_while_a_command_runs_leaves_no_files(tmp_path):
     assert _temps(tmp_path) == [], "a closed checker's deferred files stayed"
 
 
-def test_a_reload_to_another_command_keeps_a_deferred_check(pki, tmp_path):
+def test_a_reload_to_another_command_restarts_a_login_deferred_under_the_old_one(pki, tmp_path, caplog):
+    """The old command's deferred verdict no longer admits: a reconnect would meet the new
+    command (2.6's SIGHUP ends the pending instance too), so the client is told RESTART and the
+    new command (which refuses) decides (reload44). Before, the old command's "1" let it in,
+    never checked by the command in force. Nothing breaks meanwhile."""
     w = World()
     script = _script(tmp_path, DEFER.format(tmp=tmp_path))
-    other = _script(tmp_path, "#!/bin/sh\nexit 1\n", "other.sh")
+    other = _script(tmp_path, f"#!/bin/sh\ntouch {tmp_path}/other-ran\nexit 1\n", "other.sh")
     conf = server_conf(pki, extra=f"auth-user-pass-verify {script} via-file\nscript-security 2\ntmp-dir {tmp_path}\n")
     gw = w.add_server(conf)
     gw.ops.reload_source = lambda: conf.replace(str(script), str(other)).replace("via-file", "via-env")
@@ -338,7 +342,11 @@ def test_a_reload_to_another_command_keeps_a_deferred_check(pki, tmp_path):
     assert w.run(lambda: len(_acfs(tmp_path)) == 1, max_time=30)
     assert gw.ops.reload()
     _acfs(tmp_path)[0].write_text("1")
-    assert w.run(lambda: c.conn is not None and c.conn.was_up, max_time=10)
+    assert w.run(lambda: (tmp_path / "other-ran").exists(), max_time=20), caplog.text[-2000:]
+    assert "auth-user-pass-verify changed by the reload" in caplog.text
+    w.run_for(10)
+    assert not (c.conn is not None and c.conn.was_up), "let in by the command the reload replaced"
+    assert not gw.faults.counts.get("internal error")
 
 
 # ------------------------------------------------------------------ renegotiating meanwhile
