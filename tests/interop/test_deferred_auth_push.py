@@ -31,8 +31,11 @@ DEFERRED = "#!/bin/sh\n" 'u=$(sed -n 1p "$1"); p=$(sed -n 2p "$1")\n' \
            '( sleep 1; echo $ok > "$auth_control_file" ) </dev/null >/dev/null 2>&1 &\nexit 2\n'
 
 
-@pytest.mark.parametrize("proto", ["udp", "tcp"])
-@pytest.mark.parametrize("kind", ["sync", "deferred"])
+# Each kind of check and each transport once, not every pair (helper trim44b; the four pairs
+# took ~40 s): the client's choice of when to ask for the push does not look at the transport,
+# and a server that never pushes unasked still gets its PUSH_REQUEST, PUSH_REQUEST_FIRST after
+# its key-method message (in memory: tests/engine/test_batch_acks.py).
+@pytest.mark.parametrize("kind,proto", [("deferred", "udp"), ("sync", "tcp")])
 def test_a_slow_password_check_still_brings_the_push_and_token_renegotiations(lab, proto, kind):
     script = lab.write(f"check-{kind}-{proto}.sh", SYNC if kind == "sync" else DEFERRED)
     script.chmod(0o755)
@@ -70,9 +73,10 @@ def test_the_auth_token_renewed_at_each_renegotiation_is_the_one_sent_next(lab):
     try:
         cli = lab.ours(lab.cli, client_profile(lab.pki, "udp", None, "tls-crypt", extra=f"auth-user-pass {creds}\n"),
                        "ours-renewal", wait=30)
-        received = lab.ping(lab.cli, TUN_SERVER_IP, count=110, interval=0.2, timeout=60)   # ~22 s: > 12 s
+        # ~18 s: the renegotiations at ~15 and ~18 s (reneg-sec 3) come past the first token's 12 s
+        received = lab.ping(lab.cli, TUN_SERVER_IP, count=90, interval=0.2, timeout=60)
         assert "AUTH_FAILED" not in cli.log(), cli.log()[-2000:]
-        assert received >= 105, f"lost {110 - received} of 110 pings:\n{cli.log()[-2000:]}"
+        assert received >= 86, f"lost {90 - received} of 90 pings:\n{cli.log()[-2000:]}"
         assert "auth-token from client expired" not in srv.log()
         assert calls.read_text().split() == ["alice"], "the password was sent more than once"
     finally:
