@@ -136,7 +136,10 @@ def test_atheris_runner_reports_exceptions_and_hangs(tmp_path):
     env = dict(os.environ, FUZZ_SELFTEST="1", FUZZ_CRASHERS_DIR=str(tmp_path / "crashers"),
                FUZZ_SEEDS_DIR=str(tmp_path / "seeds"),
                FUZZ_WORK_DIR=str(tmp_path / "work"), PYTHONPATH=str(ROOT))
-    p = subprocess.run([sys.executable, "-m", "tests.fuzz.run", "--targets", "selftest", "--duration", "12",
+    # --runs, not --duration: the child that meets the hang is the last (a duration restarted one
+    # that fuzzed the rest of its 12 s for nothing, ~9 s of this test), and a loaded machine's
+    # slow start cannot use up the time before the seeds ran.
+    p = subprocess.run([sys.executable, "-m", "tests.fuzz.run", "--targets", "selftest", "--runs", "200",
                         "--timeout", "1"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     out = p.stdout + p.stderr
     assert p.returncode == 1, out
