@@ -112,11 +112,12 @@ print("bad logins started", k, "from", len(spots), "addresses", flush=True)
 
 def run(nclients: int = 50, resets: int = 100_000, handshakes: int = 500, bad_rate: float = 20.0,
         flood_s: float = 25.0, rate_mbit: float = 1.0, batch: int = 10, before_s: float = 15.0,
-        after_s: float = 8.0, out=print) -> dict:
+        after_s: float = 8.0, settle_s: float = 8.0, out=print) -> dict:
     """`before_s`, `after_s`: how long the streams' rates are measured before the floods and
-    after them (the memory is read 10 s after them whatever these say). The short run in the
-    suite takes a few seconds of each: it asserts on the rates during the floods only, and
-    on which streams ran before them."""
+    after them (the memory is read 10 s after them whatever these say); `settle_s`: how long
+    the streams run before that first measure. The short run in the suite takes a few seconds
+    of each: it asserts on the rates during the floods only, and on which streams ran before
+    them."""
     res: dict = {"clients": nclients}
     with Fleet(nclients, extra_certs=("badlogin",)) as fleet:
         lab = fleet.lab
@@ -141,7 +142,7 @@ def run(nclients: int = 50, resets: int = 100_000, handshakes: int = 500, bad_ra
         life = flood_s + 90
         sink = fleet.sink(life)
         fleet.sender(list(range(nclients)), rate_mbit * 1e6, life)
-        time.sleep(8)                                   # streams start, slow start over
+        time.sleep(settle_s)                            # streams start, slow start over
         a = sink_totals(sink)
         time.sleep(before_s)
         b = sink_totals(sink)
