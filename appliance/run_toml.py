@@ -14,7 +14,6 @@ import functools
 import ipaddress
 import logging
 import os
-import signal
 import socket
 import sys
 
@@ -24,6 +23,7 @@ from . import gateway, native
 from .lan import lan_observers
 from .config.mgmt_listen import management_side
 from .host.workdir import enter_cd_dir
+from .host.setup_signals import SetUpSignals, StoppedInSetUp
 from .gateway.credentials import ask_credentials
 from .config.schema import ApplianceConfig, load_appliance_config, server_reload, validate_runtime
 from .openvpn.config import Options, Remote
@@ -167,16 +167,6 @@ def missing_nic(cfg) -> ConfigError | None:
     return None
 
 
-class StoppedInSetUp(BaseException):
-    """SIGTERM before the gateway's loop took the signal (or after it gave it back): the run
-    stops, and run_toml's `finally` restores what it set."""
-
-
-def _stop_in_set_up(signum, frame) -> None:  # noqa: ANN001
-    signal.signal(signum, signal.SIG_IGN)       # a second one does not cut the undo list short
-    raise StoppedInSetUp
-
-
 def run_toml(path: str, verbose: int = 0) -> int:
     """Load, configure, protect, run; 2 on a config error, 1 on a setup failure."""
     path = os.path.abspath(path)        # read again by a reload, after the profile's `cd`
@@ -206,12 +196,16 @@ def run_toml(path: str, verbose: int = 0) -> int:
         log.error("%s", why)
         return 1
     undo = Undo()
-    # Not PID 1 (a host's run): SIGTERM's default action ended the process before the `finally`
-    # below -- from configure_nic until the gateway's loop takes the signal (the remotes' DNS in
-    # between) and while the undo list runs -- leaving the host's redirect switches (`default`
-    # too), forwarding and addresses as set (review44c; tests/unit/test_stop_during_setup.py).
+    # Not PID 1 (a host's run): outside the gateway's loop -- from configure_nic until the loop
+    # takes the signals (the remotes' DNS in between), and while the undo list runs -- SIGTERM and
+    # SIGINT stop the run with everything restored, SIGHUP/SIGUSR1/SIGUSR2 are ignored as 2.6
+    # ignores them until its start is done; Python's default actions ended the process before the
+    # `finally` below, leaving the host's redirect switches, forwarding, addresses and the kill
+    # switch as set (review44c, host44; host/setup_signals.py, tests/unit/test_stop_during_setup.py).
     # PID 1 (the VM) gets no default action, so nothing changes there.
-    old_term = signal.signal(signal.SIGTERM, _stop_in_set_up) if os.getpid() != 1 else None
+    sigs = SetUpSignals() if os.getpid() != 1 else None
+    if sigs is not None:
+        sigs.install()
     try:
         if os.getpid() == 1:
             socket.sethostname(cfg.appliance.hostname)
@@ -229,6 +223,7 @@ def run_toml(path: str, verbose: int = 0) -> int:
             # them (the run's end, which a server's HALT times) forwarded LAN packets out of the
             # WAN in clear (tests/unit/test_forwarding_order.py).
             enable_forwarding(undo, ipv6=lan_address6(cfg.lan, lan_if) is not None)
+        _log_ignored(sigs)
         if cfg.vpn.role == "server":
             gw = gateway.server_gateway(opts, tls)
             if share is not None:
@@ -241,12 +236,19 @@ def run_toml(path: str, verbose: int = 0) -> int:
     except (RuntimeError, OSError, NetlinkError) as e:
         log.error("%s", e)
         return 1
-    except StoppedInSetUp:
-        log.info("SIGTERM: stopping (restoring what was set)")
+    except StoppedInSetUp as e:
+        log.info("%s: stopping (restoring what was set)", e.name)
         return 0
     finally:
-        if old_term is not None:
-            signal.signal(signal.SIGTERM, signal.SIG_IGN)     # the undo list runs whole
+        if sigs is not None:
+            sigs.restoring()                # the undo list runs whole
         undo.run()
-        if old_term is not None:
-            signal.signal(signal.SIGTERM, old_term)
+        if sigs is not None:
+            _log_ignored(sigs)
+            sigs.uninstall()
+
+
+def _log_ignored(sigs: SetUpSignals | None) -> None:
+    if sigs is not None and (names := sigs.take_ignored()):
+        log.info("%s outside the tunnel's loop (setting up or restoring the host): ignored, as "
+                 "OpenVPN 2.6 ignores them until its start is done", names)
