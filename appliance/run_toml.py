@@ -31,7 +31,8 @@ from .host.process_files import check_start_paths
 from .openvpn.errors import ConfigError
 from .router import killswitch
 from .router.killswitch import Endpoint
-from .router.nics import Undo, configure_nic, enable_forwarding, find_link, lan_address6, write_resolv_conf
+from .router.nics import (Undo, configure_nic, enable_forwarding, find_link, keep_nic_redirects, lan_address6,
+                          write_resolv_conf)
 
 log = logging.getLogger("vpn-appliance")
 
@@ -211,6 +212,7 @@ def run_toml(path: str, verbose: int = 0) -> int:
             socket.sethostname(cfg.appliance.hostname)
             if cfg.wan.dns:
                 write_resolv_conf(cfg.wan.dns)
+        keep_nic_redirects((cfg.wan, cfg.lan), undo)       # first in, so last out
         wan_if = configure_nic(cfg.wan, undo, avoid=lan_networks4(cfg))
         lan_if = configure_nic(cfg.lan, undo) if cfg.lan is not None else None
         wan_ipv6 = cfg.wan.address6 is not None or cfg.wan.slaac

@@ -249,6 +249,48 @@ def _sysctl(path: str, value: str, undo: Undo, required: bool = False) -> bool:
     return True
 
 
+REDIRECT_SWITCHES4 = ("accept_redirects", "secure_redirects", "send_redirects")
+
+
+def keep_nic_redirects(nics: Sequence[Wan | Lan | None], undo: Undo, conf4: str = IP4_CONF) -> None:
+    """The NICs' own IPv4 redirect switches, put back at the very end of the run as they are now.
+
+    Why: refuse_redirects sets `default` to 0, and the kernel copies a `default` write to every
+    NIC whose own value was never written -- but an IPv4 address added over netlink marks all of
+    that NIC's values as written (ipv4_devconf_setall), so once configure_nic gave it its address
+    `default`'s restore no longer reached it, and a NIC that had no address before the run kept
+    accept/secure/send_redirects at 0 after every run, ended by a signal or not (host44's netns
+    test compares the host before and after; IPv6's `default` is copied to new devices only).
+    Pushed first, so run last; a value is written only where it differs."""
+    saved: list[tuple[str, str]] = []
+    for nic in nics:
+        if nic is None:
+            continue
+        try:
+            _, ifname = find_link(nic.name, nic.mac)
+        except RuntimeError:
+            continue                    # missing_nic has said so already
+        for name in REDIRECT_SWITCHES4:
+            path = f"{conf4}/{ifname}/{name}"
+            try:
+                with open(path) as f:
+                    saved.append((path, f.read().strip()))
+            except OSError:
+                continue
+
+    def restore() -> None:
+        for path, old in saved:
+            try:
+                with open(path) as f:
+                    if f.read().strip() == old:
+                        continue
+                with open(path, "w") as f:
+                    f.write(old + "\n")
+            except OSError as e:         # the NIC went away meanwhile: nothing to put back
+                log.debug("restoring %s: %s", path, e.strerror or e)
+    undo.push("the NICs' own redirect switches", restore)
+
+
 def refuse_redirects(ifname: str, undo: Undo, conf4: str = IP4_CONF, conf6: str = IP6_CONF) -> None:
     """ICMP redirects neither taken nor sent on this NIC (each value restored on exit).
 
@@ -277,7 +319,7 @@ def refuse_redirects(ifname: str, undo: Undo, conf4: str = IP4_CONF, conf6: str 
     it came in by (all OR that device's) while applying it to whatever route the inner packet's
     destination takes: a redirect sent in through the tunnel, from the WAN gateway's address, by
     the server or a host behind it, moved a WAN route -- the VPN server's -- to another WAN host."""
-    for name in ("accept_redirects", "secure_redirects", "send_redirects"):
+    for name in REDIRECT_SWITCHES4:
         _sysctl(f"{conf4}/all/{name}", "0", undo)
         _sysctl(f"{conf4}/default/{name}", "0", undo)
         _sysctl(f"{conf4}/{ifname}/{name}", "0", undo)

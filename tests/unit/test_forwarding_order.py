@@ -84,6 +84,7 @@ def test_forwarding_never_on_without_the_kill_switch(tmp_path: Path, monkeypatch
     monkeypatch.setattr(rt, "validate_runtime", lambda cfg: None)
     monkeypatch.setattr(rt, "configure_nic", lambda nic, undo, avoid=(): nic.name)
     monkeypatch.setattr(rt, "missing_nic", lambda cfg: None)   # no such NICs here
+    monkeypatch.setattr(rt, "keep_nic_redirects", lambda nics, undo: None)
     monkeypatch.setattr(rt, "lan_address6", lambda lan, ifname: None)
     monkeypatch.setattr(rt, "enable_forwarding", host.enable_forwarding)
     monkeypatch.setattr(rt, "lan_observers", lambda cfg, wan_if, lan_if, opts=None: [])

@@ -104,3 +104,31 @@ def test_configure_nic_refuses_redirects_on_both_nics_before_their_links_go_up(m
                      f"{nics.IP4_CONF}/{name}/secure_redirects", f"{nics.IP4_CONF}/{name}/send_redirects",
                      f"{nics.IP6_CONF}/{name}/accept_redirects"):
             assert events.index((path, "0")) < up, (path, events)
+
+
+def test_a_nics_own_switches_come_back_even_when_defaults_restore_no_longer_reaches_it(tmp_path, monkeypatch):
+    # The kernel copied `default`'s 0 to a NIC that had never been written, and the address
+    # configure_nic added marked its values as written: `default`'s restore left it at 0.
+    # keep_nic_redirects writes back what the NIC had before the run, last; a NIC gone is skipped.
+    names = list(nics.REDIRECT_SWITCHES4)
+    conf4, conf6 = _conf(tmp_path, names)
+    links = {"wan0": (2, "wan0"), "lan0": (3, "lan0")}
+
+    def find_link(name=None, mac=None):
+        if name not in links:
+            raise RuntimeError("no such NIC")
+        return links[name]
+    monkeypatch.setattr(nics, "find_link", find_link)
+
+    class Nic:
+        def __init__(self, name):
+            self.name, self.mac = name, None
+    undo = Undo()
+    nics.keep_nic_redirects((Nic("wan0"), Nic("lan0"), Nic("gone0"), None), undo, conf4=conf4)
+    refuse_redirects("wan0", undo, conf4, conf6)
+    for n in names:           # what the kernel did behind our back: default's copy, now sticky
+        Path(conf4, "lan0", n).write_text("0\n")
+    (Path(conf4) / "wan0" / "send_redirects").write_text("0\n")
+    undo.run()
+    assert {f"{d}/{n}": _read(Path(conf4, d, n)) for d in ("all", "default", "wan0", "lan0") for n in names} \
+        == {f"{d}/{n}": "1" for d in ("all", "default", "wan0", "lan0") for n in names}

@@ -27,6 +27,7 @@ def test_a_toml_profile_with_cd_runs_in_that_directory(tmp_path: Path, monkeypat
     monkeypatch.setattr(rt, "validate_runtime", lambda cfg: None)
     monkeypatch.setattr(rt, "configure_nic", lambda nic, undo, avoid=(): nic.name)
     monkeypatch.setattr(rt, "missing_nic", lambda cfg: None)   # no such NICs here
+    monkeypatch.setattr(rt, "keep_nic_redirects", lambda nics, undo: None)
     monkeypatch.setattr(rt, "lan_address6", lambda lan, ifname: None)
     monkeypatch.setattr(rt, "enable_forwarding", lambda undo, ipv6=False: None)
     monkeypatch.setattr(rt, "lan_observers", lambda cfg, wan_if, lan_if, opts=None: [])
