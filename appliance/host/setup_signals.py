@@ -67,10 +67,13 @@ class SetUpSignals:
         self.ignored[name] = self.ignored.get(name, 0) + 1      # logged by take_ignored, not here
 
     def restoring(self) -> None:
-        """From now on every one of them is ignored (the undo list runs whole)."""
+        """From now on every one of them is ignored (the undo list runs whole) -- by our handler,
+        not SIG_IGN: a signal that came during a blocking call (getaddrinfo) runs its Python
+        handler only when the call returns, and CPython reports one whose handler became SIG_IGN
+        meanwhile as an error with a traceback ("ignored due to race condition")."""
         self.restoring_now = True
         for s in (*STOPS, *IGNORED):
-            signal.signal(s, signal.SIG_IGN)
+            signal.signal(s, self._handler)
 
     def take_ignored(self) -> str:
         """The ignored signals since the last call, for one log line ('' when none). Not logged
