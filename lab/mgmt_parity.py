@@ -218,6 +218,14 @@ SERVER_STEPS: list[tuple[str, bytes]] = [(c, c.encode() + b"\n") for c in [
     ("two commands in one write", b"pid\nload-stats\n"),
     ("high bytes", b"pid \xff\xfe\n"),
     ("tab separated", b"kill\tnobody\n"),
+    # helper host44: verdicts for a connected client without management-client-auth (2.6: SUCCESS
+    # for its KID 0 and 1, nothing done to it -- its row still there after)
+    ("client-deny 0 1 x", b"client-deny 0 1 x\n"),
+    ("client-deny 0 0 with reasons", b'client-deny 0 0 "bad user" "go away"\n'),
+    ("client-deny 0 2 x", b"client-deny 0 2 x\n"),
+    ("client-auth-nt 0 1", b"client-auth-nt 0 1\n"),
+    ("client-auth 0 0 + lines + END", b"client-auth 0 0\npush \"route 10.9.0.0 255.255.0.0\"\nEND\n"),
+    ("status 2 after the verdicts", b"status 2\n"),
 ]
 SERVER_TAIL = ["bytecount 1", "bytecount 0", "client-kill 1 HALT", "status 2", "kill 198.18.0.2:40001", "pid"]
 

@@ -1886,7 +1886,7 @@ class Operations:
                            config: list[str] | None = None) -> bool:
         """client-auth / client-auth-nt / client-deny: False when no such login waits."""
         if self.client_auth is None:
-            return False
+            return self._verdict_without_client_auth(cid, kid)
         w = self.client_auth.by_ckid.get((cid, kid))
         if w is None:
             if (cid, kid) in self.client_auth.denied:   # a second client-deny: SUCCESS, as 2.6
@@ -1906,6 +1906,17 @@ class Operations:
             w.client_reason, w.why = client_reason, (f"client-deny: {why}" if why else "client-deny")
         self._settle(w)
         return True
+
+    def _verdict_without_client_auth(self, cid: int, kid: int) -> bool:
+        """A verdict on a server without management-client-auth, as Debian's 2.6.14 answers it:
+        its multi.c marks the client's key state with that KID (tls_authenticate_key) and says
+        SUCCESS, but without management-client-auth that mark is never read -- the client goes on
+        as before (seen beside ours: client-deny, client-auth-nt, client-auth's block; the client
+        kept its row and its pings). So: SUCCESS, nothing done, for a client of that CID and a
+        KID of its first connection's two key states, 0 and 1 (2.6 numbers each key state it
+        makes for a client: a renegotiation's move the numbers on; not followed here, where a
+        KID is each login announced, and without management-client-auth none is)."""
+        return kid in (0, 1) and any(inf.cid == cid and inf.rec.alive for inf in self.info.values())
 
     def management_pending(self, cid: int, kid: int, extra: str, timeout: int) -> bool:
         """client-pending-auth: that login waits longer, and its client is told what to do

@@ -625,3 +625,24 @@ def test_a_restart_denied_after_the_session_it_continues_ended_tells_the_end_onc
     assert runs.read_text() == f"disconnect client0 client0 {vaddr}\n"     # the connection's, not empty
     assert [x for x in m.lines if x.startswith(">CLIENT:DISCONNECT")] == [">CLIENT:DISCONNECT,0"]
     assert ">CLIENT:ENV,common_name=client0" in m.lines, m.lines
+
+
+def test_without_management_client_auth_a_verdict_for_a_connected_client_succeeds_and_changes_nothing(pki, tmp_path):
+    """host44: Debian's 2.6.14 server without management-client-auth answers client-deny,
+    client-auth-nt and client-auth for a connected client's KID 0 or 1 with SUCCESS (its multi.c
+    marks the key, a mark nothing reads then) and the client goes on; ours said "command failed".
+    Beside Debian's: tests/interop/test_mgmt_verdict_without_client_auth.py."""
+    w = World()
+    gw = w.add_server(server_conf(pki, extra=f"management {tmp_path}/m.sock unix\n"))
+    assert gw.ops.client_auth is None
+    c = w.add_client(client_conf(pki, "client0"))
+    assert w.run(lambda: _up(c), max_time=30)
+    ops = w.server.ops
+    assert ops.management_verdict(0, 1, False, why="bad", client_reason="go away")
+    assert ops.management_verdict(0, 0, False, why="bad")
+    assert ops.management_verdict(0, 1, True) and ops.management_verdict(0, 0, True, config=["push \"route 10.9.0.0\""])
+    assert not ops.management_verdict(0, 2, False) and not ops.management_verdict(0, 2, True)   # no such key
+    assert not ops.management_verdict(1, 1, False)                                              # no such client
+    w.run_for(10)
+    assert _up(c) and c.conn is not None and c.conn.session.established and c.result is None
+    assert all(r.session.established for r in w.server.d.clients)

@@ -28,7 +28,10 @@ PICKED = ["version", "pid", "state all", "state foo", "status 2", "status 4", "s
           "line of 1025 bytes, then pid", "kill 2001:db8::1:5", "kill ::1", "kill 1.2.3:5", "kill 1.2.3.4:5:6",
           "pkcs11-id-get 3",
           # review44c: a name past man_kill's 128-byte field (ours killed by its first 127 bytes)
-          "kill " + "a" * 127 + "xyz", "kill " + "1" * 129 + ":5", "kill " + "1" * 130 + ":5"]
+          "kill " + "a" * 127 + "xyz", "kill " + "1" * 129 + ":5", "kill " + "1" * 130 + ":5",
+          # host44: verdicts for the connected client without management-client-auth, and its row after
+          "client-deny 0 1 x", "client-deny 0 0 with reasons", "client-deny 0 2 x", "client-auth-nt 0 1",
+          "client-auth 0 0 + lines + END", "status 2 after the verdicts"]
 
 
 @pytest.fixture(scope="module")
@@ -48,5 +51,9 @@ def test_server_management_replies_equal_openvpns(lab):
     assert all(t[label] for label in PICKED), [label for label in PICKED if not t[label]]
     assert squeeze(t["client-auth 99 1 + lines + END"]) == ["ERROR: client-auth command failed"]
     assert squeeze(t["state foo"]) == ["ERROR: state parameter must be 'on' or 'off' or some number n or 'all'"]
+    # 2.6 says SUCCESS to a verdict nothing reads, and the client stays (host44)
+    assert squeeze(t["client-deny 0 1 x"]) == ["SUCCESS: client-deny command succeeded"]
+    assert squeeze(t["client-deny 0 2 x"]) == ["ERROR: client-deny command failed"]
+    assert any(x.startswith("CLIENT_LIST,client1,") for x in t["status 2 after the verdicts"])
     problems = diff(theirs, ours)
     assert not problems, "\n".join(problems)
