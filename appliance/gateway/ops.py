@@ -2007,26 +2007,35 @@ def _ccd_verdicts(ccd, exclusive: bool, names: list[str]) -> tuple[dict, dict]:
 
 
 _ENV_NAME = re.compile(r"(?:IV|UV)_[A-Za-z0-9_]*")
+_PEER_LINE_NAME = re.compile(r"[A-Za-z0-9_]+")
 _ENV_VALUE_BAD = re.compile(r"[^\x21-\x7e]|[$(`]")
 PEER_INFO_LINE_MAX = 255
 
 
 def peer_info_lines(peer_info: dict[str, str]) -> dict[str, str]:
     """The peer-info as a login's >CLIENT block gives it at env-filter 1 and above (2.6's
-    man_output_peer_info_env): checked as for the environment, in the order the client sent it
-    (the environment holds it newest first)."""
-    return dict(reversed(peer_info_env(peer_info).items()))
+    man_output_peer_info_env): every line whose name is letters, digits and `_` -- not only the
+    IV_/UV_ ones the environment keeps (helper host44: 2.6 prints `FOO=x` there, and so does
+    ours now) -- each value checked as for the environment, in the order the client sent them.
+    A line over 255 characters is cut there (2.6's 256-byte buffer reads the rest as a line of
+    its own, which a client could shape into a forged variable: not copied)."""
+    return _checked_peer_info(list(peer_info), peer_info, _PEER_LINE_NAME)
 
 
 def peer_info_env(peer_info: dict[str, str]) -> dict[str, str]:
     """The client's IV_/UV_ peer-info for scripts and >CLIENT:ENV lines, checked as OpenVPN 2.6
-    does (validate_peer_info_line): a name of letters, digits and `_` only, or the line is left
-    out; in the value, anything not printable ASCII, blanks, `$`, `(` and the backquote become
-    `_`; a line is at most 255 characters. The client chooses these bytes: a CR or other line
-    break in them would forge management lines, a shell character would reach a careless script."""
+    does (output_peer_info_env, validate_peer_info_line): a name of letters, digits and `_` only,
+    starting IV_ or UV_, or the line is left out; in the value, anything not printable ASCII,
+    blanks, `$`, `(` and the backquote become `_`; a line is at most 255 characters. The client
+    chooses these bytes: a CR or other line break in them would forge management lines, a shell
+    character would reach a careless script. Newest first, as the environment holds them."""
+    return _checked_peer_info(list(reversed(list(peer_info))), peer_info, _ENV_NAME)
+
+
+def _checked_peer_info(order: list[str], peer_info: dict[str, str], name: "re.Pattern[str]") -> dict[str, str]:
     out: dict[str, str] = {}
-    for k in reversed(list(peer_info)):
-        if _ENV_NAME.fullmatch(k) and len(k) < PEER_INFO_LINE_MAX:
+    for k in order:
+        if name.fullmatch(k) and len(k) < PEER_INFO_LINE_MAX:
             out[k] = _ENV_VALUE_BAD.sub("_", peer_info[k][:PEER_INFO_LINE_MAX - len(k) - 1])
     return out
 

@@ -4,6 +4,7 @@ as OpenVPN 2.6 checks them, so a client cannot forge management lines (a CR, a l
 hand scripts shell characters, and an odd name is left out."""
 from __future__ import annotations
 
+from appliance.gateway import ops
 from appliance.openvpn import roles
 from tests.gateway.conftest import World, client_conf, server_conf
 from tests.gateway.test_tunnel import _up
@@ -31,3 +32,25 @@ def test_peer_info_in_the_environment_and_management_lines_is_checked(pki, monke
     for line in gw.ops._env_lines(rec, inf):
         assert line.isprintable() and line.isascii(), repr(line)
         assert len(line.splitlines()) == 1
+
+
+def test_a_logins_peer_info_lines_include_names_other_than_iv_and_uv_as_2_6_prints_them(pki, monkeypatch):
+    """host44: 2.6's man_output_peer_info_env (a login's >CLIENT block, env-filter 1 and above)
+    prints every valid peer-info line, `FOO=x` too; its environment (scripts, level 0) keeps
+    IV_/UV_ only. Ours left the others out of both. Still checked: an odd name is left out, a
+    value cleaned and cut at 255 characters."""
+    real = roles.ClientRole._peer_info
+    monkeypatch.setattr(roles.ClientRole, "_peer_info", lambda self: real(self) + HOSTILE
+                        + "FOO_1=bar baz\n2ND=two\n-x=y\n=nameless\nLONGER=" + "z" * 400 + "\n")
+    w = World()
+    gw = w.add_server(server_conf(pki))
+    w.add_client(client_conf(pki, "client0"))
+    assert w.run(lambda: _up(w, 0), max_time=30)
+    rec = gw.d.clients[0]
+    lines = ops.peer_info_lines(rec.session.peer_info)
+    assert lines["FOO_1"] == "bar_baz" and lines["2ND"] == "two" and lines["IV_VER"] == "2.6.0"
+    assert "-x" not in lines and "" not in lines and "UV_BAD NAME" not in lines
+    assert len("LONGER=" + lines["LONGER"]) == 255
+    assert list(lines).index("IV_VER") < list(lines).index("FOO_1")      # the client's order
+    env = gw.ops.env(rec, gw.ops.info[id(rec)], "client-connect")
+    assert "FOO_1" not in env and "2ND" not in env and env["IV_VER"] == "2.6.0"
