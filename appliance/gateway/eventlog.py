@@ -25,6 +25,7 @@ def fmt_addr(addr) -> str:
 # server's RESTART asks for), to the VM's serial console too, where the write holds the loop.
 MAX_SUMMARY_ITEMS = 8
 MAX_WORD = 32           # a single pushed word shown in the line (the compression mode)
+MAX_ADDR = 64           # an address as pushed (an IPv6 one with its bits is 43 characters at most)
 
 
 def some_of(items: list[str], what: str, sep: str = "; ") -> str:
@@ -41,6 +42,8 @@ def push_summary(p, layer2: bool = False) -> str:
     parts = []
     if p.ifconfig:
         parts.append(f"ifconfig {p.ifconfig[0]} {p.ifconfig[1]}")
+    if p.ifconfig_ipv6:          # (helper host44: the line said nothing of IPv6 before)
+        parts.append(" ".join(("ifconfig-ipv6", *(x[:MAX_ADDR] for x in p.ifconfig_ipv6 if x))))
     if not layer2:
         parts.append(f"topology {p.topology}")
     routes = p.routes
@@ -48,6 +51,15 @@ def push_summary(p, layer2: bool = False) -> str:
         parts.append(f"route {net} {mask}")
     if len(routes) > MAX_SUMMARY_ITEMS:
         parts.append(f"... ({len(routes)} routes in all)")
+    routes6 = p.routes_ipv6
+    for net6, _g6, _m6 in routes6[:MAX_SUMMARY_ITEMS]:
+        parts.append(f"route-ipv6 {net6[:MAX_ADDR]}")
+    if len(routes6) > MAX_SUMMARY_ITEMS:
+        parts.append(f"... ({len(routes6)} IPv6 routes in all)")
+    if p.block_ipv6:
+        parts.append("block-ipv6")
+    if p.tun_mtu is not None:
+        parts.append(f"tun-mtu {p.tun_mtu}")
     if p.redirect_gateway is not None:
         parts.append("redirect-gateway " + " ".join(p.redirect_gateway))
     if p.redirect_private is not None:

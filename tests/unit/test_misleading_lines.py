@@ -49,3 +49,20 @@ def test_a_refused_ca_line_is_the_only_error(line):
 def test_no_ca_at_all_is_still_an_error():
     with pytest.raises(ConfigError, match="no `ca`"):
         parse_config("client\ndev tun\nremote 198.18.0.1\n", "/p/x.conf", lambda p: b"")
+
+
+def test_the_push_summary_names_the_pushed_ipv6_address_and_routes():
+    """host44: the "server pushed:" line said nothing of ifconfig-ipv6 (compat42 noticed), nor of
+    route-ipv6, block-ipv6 or tun-mtu: a user reading it could not tell the IPv6 side was pushed."""
+    from appliance.openvpn.keymethod import PushedOptions
+    p = PushedOptions(ifconfig=("198.19.0.2", "255.255.255.0"), topology="subnet",
+                      ifconfig_ipv6=("2001:db8:42::1000/64", "2001:db8:42::1"),
+                      routes_ipv6=[("2001:db8:99::/48", None, None)] + [(f"2001:db8:{i}::/48", None, None) for i in range(20)],
+                      tun_mtu=1400)
+    line = push_summary(p)
+    assert line.startswith("ifconfig 198.19.0.2 255.255.255.0, ifconfig-ipv6 2001:db8:42::1000/64 2001:db8:42::1, "
+                           "topology subnet, route-ipv6 2001:db8:99::/48"), line
+    assert "(21 IPv6 routes in all)" in line and line.count("route-ipv6") == 8 and "tun-mtu 1400" in line
+    p2 = PushedOptions(ifconfig_ipv6=("2001:db8::2/64", ""), block_ipv6=False, routes_ipv6=[("x" * 300, None, None)])
+    assert "ifconfig-ipv6 2001:db8::2/64," in push_summary(p2) and "x" * 65 not in push_summary(p2)
+    assert push_summary(PushedOptions(block_ipv6=True)).endswith("block-ipv6")
