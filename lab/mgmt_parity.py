@@ -226,6 +226,11 @@ SERVER_STEPS: list[tuple[str, bytes]] = [(c, c.encode() + b"\n") for c in [
     ("client-auth-nt 0 1", b"client-auth-nt 0 1\n"),
     ("client-auth 0 0 + lines + END", b"client-auth 0 0\npush \"route 10.9.0.0 255.255.0.0\"\nEND\n"),
     ("status 2 after the verdicts", b"status 2\n"),
+    # helper host44: flags and levels told back, numbers out of range, a command not in help
+    ("hold on, hold, hold off", b"hold on\nhold\nhold off\n"),
+    ("mute -1, mute 7, mute", b"mute -1\nmute 7\nmute\n"),
+    ("verb 16, verb 99...9, verb", b"verb 16\nverb " + b"9" * 250 + b"\nverb\n"),
+    ("nclients", b"nclients\n"),
 ]
 SERVER_TAIL = ["bytecount 1", "bytecount 0", "client-kill 1 HALT", "status 2", "kill 198.18.0.2:40001", "pid"]
 

@@ -44,7 +44,8 @@ from ..openvpn.catoi import atoi
 from .client_status import render_client
 from .mgmt_env import EnvBlock, env_filter_command
 from .mgmt_help import HELP
-from .management import VERSION_LINE, Management, MgmtConn, common_reply, needs_reply, not_served
+from .management import (VERSION_LINE, Management, MgmtConn, common_reply, mute_reply, needs_reply, not_served,
+                         verb_reply)
 
 if TYPE_CHECKING:
     from .client import ClientGateway
@@ -58,10 +59,32 @@ INFOMSG_MAX = 255            # OpenVPN builds >INFOMSG:<text> in 256 bytes and d
 
 # OpenVPN commands a client does not serve here: answered as OpenVPN answers a command its
 # current mode lacks (the server's, and the credential and key prompts: the profile gives those).
-UNSUPPORTED = frozenset(("kill", "client-kill",
-                         "rsa-sig", "pk-sig",
-                         "certificate", "remote-entry-count", "remote-entry-get", "net", "nclients"))
+UNSUPPORTED = frozenset(("kill", "client-kill", "remote-entry-count", "remote-entry-get", "net", "nclients"))
 SIGNALS = ("SIGHUP", "SIGTERM", "SIGUSR1", "SIGUSR2", "SIGINT")
+
+
+def remote_entry_reply(opts, a: list[str]) -> list[str]:
+    """`remote-entry-count`, `remote-entry-get N [M] | all` and `net`, as Debian's 2.6.14 client
+    answers them once its first hold is over (before, "not supported": its callbacks are not set
+    yet); ours said "not supported" always (host44, beside Debian's client). An entry is
+    `I,HOST,PORT,PROTO,enabled` (init.c management_callback_remote_entry_get; none is disabled
+    here); N and M are read as 2.6 reads them, atoi cast to unsigned, M defaulting to N + 1,
+    so at most every remote is listed whatever the numbers."""
+    if a[0] == "net":
+        return ["ERROR: Sorry, this command is currently only implemented on Windows"]
+    entries = []
+    for r in opts.remotes:
+        fam = opts.family_of(r) or ""
+        proto = f"udp{fam}" if r.proto == "udp" else f"tcp{fam}-client"
+        entries.append(f"{r.host},{r.port},{proto},enabled")
+    if a[0] == "remote-entry-count":
+        return [str(len(entries)), "END"]
+    if a[1] == "all":
+        first, last = 0, len(entries)
+    else:
+        first = atoi(a[1]) & 0xFFFFFFFF
+        last = (atoi(a[2]) if len(a) > 2 else first + 1) & 0xFFFFFFFF
+    return [f"{i},{entries[i]}" for i in range(first, min(last, len(entries)))] + ["END"]
 
 
 def _tun_ips(pushed) -> tuple[str, str]:
@@ -152,17 +175,9 @@ class ClientManagement(Management):
             ops.gw.forget_passwords()
             return ["SUCCESS: Passwords were forgotten"]
         if cmd == "verb":
-            if len(a) == 1:
-                return [f"SUCCESS: verb={ops.gw.opts.verb}"]
-            n = atoi(a[1])
-            if not 0 <= n <= 15:
-                return ["ERROR: verb level is out of range"]
-            from ..logsetup import apply_verb
-            ops.gw.opts.verb = n
-            apply_verb(n)
-            return ["SUCCESS: verb level changed"]
+            return verb_reply(a, ops.gw.opts.verb, ops.set_verb)
         if cmd == "mute":
-            return ["SUCCESS: mute=0"] if len(a) == 1 else ["SUCCESS: mute level changed"]
+            return mute_reply(self, a)
         if cmd == "signal":
             return ops.signal_command(a[1])
         if cmd in ("client-auth", "client-auth-nt", "client-deny", "client-pending-auth"):
@@ -171,6 +186,8 @@ class ClientManagement(Management):
             return env_filter_command(c, a)
         if cmd == "auth-retry":
             return ops.auth_retry_command(a[1] if len(a) > 1 else None)
+        if cmd in ("net", "remote-entry-count", "remote-entry-get") and not ops.first_hold:
+            return remote_entry_reply(ops.gw.opts, a)
         if cmd in UNSUPPORTED:
             return [not_served(cmd)]
         common = common_reply(a)
@@ -314,6 +331,12 @@ class ClientMgmt:
         log.info("management: waiting for hold release")
         self._notify([self._hold_line()])
         return True
+
+    def set_verb(self, n: int) -> None:
+        """`verb N` (management.verb_reply decided N is in range)."""
+        from ..logsetup import apply_verb
+        self.gw.opts.verb = n
+        apply_verb(n)
 
     @property
     def first_hold(self) -> bool:

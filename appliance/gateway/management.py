@@ -112,14 +112,17 @@ SERVER_FIXED = {
     "remote-entry-count": "ERROR: The 'remote-entry-count' command is not supported by the current daemon mode",
     "remote-entry-get": "ERROR: The 'remote-entry-get' command is not supported by the current daemon mode",
     "cr-response": "ERROR: The 'cr-repsonse' command is not supported by the current daemon mode",   # sic, 2.6
-    "rsa-sig": "ERROR: The rsa-sig command is not currently available",
-    "pk-sig": "ERROR: The pk-sig command is not currently available",
-    "certificate": "ERROR: The certificate command is not currently available",
     "net": "ERROR: Sorry, this command is currently only implemented on Windows",
 }
 # Answered alike by both roles of Debian's 2.6.14 when nothing asks for them (no needok/needstr
 # prompt is ever made here).
 COMMON_FIXED = {
+    # no management-external-key/-cert here: 2.6 answers these alike in both roles (man_rsa_sig,
+    # man_pk_sig, man_certificate); our client said "not supported by the current daemon mode"
+    # (host44, beside Debian's client)
+    "rsa-sig": "ERROR: The rsa-sig command is not currently available",
+    "pk-sig": "ERROR: The pk-sig command is not currently available",
+    "certificate": "ERROR: The certificate command is not currently available",
     "needok": "ERROR: no needok-confirmation is currently needed at this time",
     "needstr": "ERROR: no needstr-string is currently needed at this time",
     "pkcs11-id-count": ">PKCS11ID-COUNT:0",        # Debian's build has PKCS#11, no identity here
@@ -136,6 +139,33 @@ def common_reply(a: list[str]) -> list[str] | None:
         return [f"[{i}] The purpose of this command is to generate large amounts of output."
                 for i in range(min(max(atoi(a[1]), 0), TEST_LINES_MAX))]
     return None
+
+
+def verb_reply(a: list[str], current: int, apply) -> list[str]:
+    """`verb [N]` in both roles, as 2.6's man_verb: N read as atoi reads it, 0..15 applied,
+    anything else refused (helper host44: the server clamped `verb 99999999999` into range and
+    said "changed"; Debian's server refuses it -- one function for both roles now)."""
+    if len(a) == 1:
+        return [f"SUCCESS: verb={current}"]
+    n = atoi(a[1])
+    if not 0 <= n <= 15:
+        return ["ERROR: verb level is out of range"]
+    apply(n)
+    return ["SUCCESS: verb level changed"]
+
+
+def mute_reply(m, a: list[str]) -> list[str]:
+    """`mute [N]` in both roles, as 2.6's man_mute: a negative N (as atoi reads it) is refused
+    (host44: ours said "changed" to `mute -1` and `mute` said 0 after `mute 5`; Debian's 2.6.14
+    refuses the one and says mute=5 to the other). The number is kept on the interface `m` and
+    told back; like 2.6's mute it is one value for the process (no log line is muted here)."""
+    if len(a) == 1:
+        return [f"SUCCESS: mute={m.mute}"]
+    n = atoi(a[1])
+    if n < 0:
+        return ["ERROR: mute level is out of range"]
+    m.mute = n
+    return ["SUCCESS: mute level changed"]
 
 
 def not_served(cmd: str) -> str:
@@ -570,6 +600,8 @@ class Management:
         self._overlong_said = NoteLimit(LOG_EVERY)
         self._unlinker = None
         self._ident: tuple[int, int, int] | None = None     # our unix socket's identity()
+        self.hold_flag = False                              # `hold on|off` (a server never holds here)
+        self.mute = 0                                       # `mute N`, told back by `mute`
         host, port, pwfile = spec
         if port == "unix":
             try:
@@ -982,26 +1014,23 @@ class Management:
         if cmd in SERVER_FIXED:
             return [SERVER_FIXED[cmd]]
         if cmd == "hold":
+            # the flag is kept, as 2.6's man_hold keeps it (a server never waits on it: 2.6's
+            # server holds only at its start, before this interface is up); it said hold=0 after
+            # `hold on` (host44, beside Debian's server)
             if len(a) > 1 and a[1] == "release":
                 return ["SUCCESS: hold release succeeded"]
             if len(a) > 1 and a[1] in ("on", "off"):
+                self.hold_flag = a[1] == "on"
                 return [f"SUCCESS: hold flag set to {a[1].upper()}"]
             if len(a) > 1:
                 return ["ERROR: bad hold command parameter"]
-            return ["SUCCESS: hold=0"]
+            return [f"SUCCESS: hold={int(self.hold_flag)}"]
+        if cmd == "nclients":           # not in 2.6's help, served by its server (host44)
+            return [f"SUCCESS: nclients={ops.load_stats()[0]}"]
         if cmd == "verb":
-            if len(a) == 1:
-                return [f"SUCCESS: verb={ops.verb}"]
-            # OpenVPN reads the level as atoi does (anything else is 0) and applies it; it said
-            # "changed" here while nothing changed.
-            # (at most 9 digits read: Python refuses to convert more than 4,300, and a longer
-            # number is past 15 either way)
-            m = re.match(r"\s*([+-]?)0*(\d{1,9})(\d*)", a[1])
-            n = 0 if m is None else int(m.group(1) + (m.group(2) if not m.group(3) else "99"))
-            ops.set_verb(min(max(n, 0), 15))
-            return ["SUCCESS: verb level changed"]
+            return verb_reply(a, ops.verb, ops.set_verb)
         if cmd == "mute":
-            return ["SUCCESS: mute=0"] if len(a) == 1 else ["SUCCESS: mute level changed"]
+            return mute_reply(self, a)
         if cmd == "signal":
             name = a[1]
             if name not in ("SIGHUP", "SIGTERM", "SIGUSR1", "SIGUSR2"):

@@ -367,3 +367,37 @@ def test_random_command_lines_never_escape_the_connection(pki, tmp_path):
             conn.on_read()
         c.mgmt.mgr.drop(conn, None)
     assert c.mgmt.mgr.conns == [_tap] and c.result is None
+
+
+# host44: Debian's 2.6.14 client beside ours (lab/mgmt_parity.py's client steps), on hold and up.
+OPENVPN_2_6_KEY_AND_REMOTE_ENTRIES = {
+    "rsa-sig": ["ERROR: The rsa-sig command is not currently available"],
+    "pk-sig x": ["ERROR: The pk-sig command is not currently available"],
+    "certificate": ["ERROR: The certificate command is not currently available"],
+    "mute -1": ["ERROR: mute level is out of range"],
+    "verb 16": ["ERROR: verb level is out of range"],
+}
+
+
+def test_key_commands_remote_entries_and_net_answer_as_debians_client(pki, tmp_path):
+    """The external-key commands said "not supported by the current daemon mode" (2.6: "not
+    currently available", in both roles); `remote-entry-count`/`-get` and `net` were never
+    served -- 2.6's client serves them once its first hold is over: the entries as
+    I,HOST,PORT,PROTO,enabled, N and M as its atoi reads them; `mute -1` said "changed"."""
+    w, c, tap = _setup(pki, tmp_path)
+    for cmd, want in OPENVPN_2_6_KEY_AND_REMOTE_ENTRIES.items():
+        assert ask(c, tap, cmd) == want, cmd
+    for cmd in ("remote-entry-count", "remote-entry-get all", "net"):     # on the first hold: not yet
+        assert ask(c, tap, cmd) == [f"ERROR: The '{cmd.split()[0]}' command is not supported by the current daemon mode"]
+    assert ask(c, tap, "hold release") == ["SUCCESS: hold release succeeded"]
+    assert w.run(lambda: _up(c), max_time=20)
+    remote = f"{SERVER_IP},1194,udp,enabled"
+    assert ask(c, tap, "remote-entry-count") == ["1", "END"]
+    assert ask(c, tap, "remote-entry-get 0") == [f"0,{remote}", "END"]
+    assert ask(c, tap, "remote-entry-get all") == [f"0,{remote}", "END"]
+    assert ask(c, tap, "remote-entry-get x") == [f"0,{remote}", "END"]          # atoi: 0
+    assert ask(c, tap, "remote-entry-get 5 9") == ["END"]
+    assert ask(c, tap, "remote-entry-get -1") == ["END"]                         # unsigned: past the end
+    assert ask(c, tap, "remote-entry-get 0 99999999999") == [f"0,{remote}", "END"]
+    assert ask(c, tap, "net") == ["ERROR: Sorry, this command is currently only implemented on Windows"]
+    assert ask(c, tap, "mute 3") == ["SUCCESS: mute level changed"] and ask(c, tap, "mute") == ["SUCCESS: mute=3"]

@@ -31,7 +31,8 @@ PICKED = ["version", "pid", "state all", "state foo", "status 2", "status 4", "s
           "kill " + "a" * 127 + "xyz", "kill " + "1" * 129 + ":5", "kill " + "1" * 130 + ":5",
           # host44: verdicts for the connected client without management-client-auth, and its row after
           "client-deny 0 1 x", "client-deny 0 0 with reasons", "client-deny 0 2 x", "client-auth-nt 0 1",
-          "client-auth 0 0 + lines + END", "status 2 after the verdicts"]
+          "client-auth 0 0 + lines + END", "status 2 after the verdicts",
+          "hold on, hold, hold off", "mute -1, mute 7, mute", "verb 16, verb 99...9, verb", "nclients"]
 
 
 @pytest.fixture(scope="module")
@@ -55,5 +56,6 @@ def test_server_management_replies_equal_openvpns(lab):
     assert squeeze(t["client-deny 0 1 x"]) == ["SUCCESS: client-deny command succeeded"]
     assert squeeze(t["client-deny 0 2 x"]) == ["ERROR: client-deny command failed"]
     assert any(x.startswith("CLIENT_LIST,client1,") for x in t["status 2 after the verdicts"])
+    assert squeeze(t["hold on, hold, hold off"])[1] == "SUCCESS: hold=1"
     problems = diff(theirs, ours)
     assert not problems, "\n".join(problems)
