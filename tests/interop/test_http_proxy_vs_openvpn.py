@@ -213,26 +213,24 @@ def test_a_refusing_proxy_then_the_second_connection_without_proxy(lab, procs, k
     cli.stop()
 
 
-@pytest.mark.parametrize("kind", ["openvpn", "ours"])
-def test_a_header_that_never_ends(lab, procs, kind):
+def test_a_header_that_never_ends(lab, procs):
     """A proxy that says 200 and then trickles header bytes for ever (a byte every 0.3 s). Ours
     gives up at server-poll-timeout and comes up on the next connection. Debian's OpenVPN 2.6.14
     does not: proxy.c reads that header line with a select() timeout that starts again at each
     byte, and the lines after it with 2 s per line, so it waits as long as the proxy trickles
     (seen: still on its first attempt after 30 s with server-poll-timeout 4; with header lines
-    sent without pause, the same). Recorded here, asserted for ours only."""
-    port = 8084 if kind == "ours" else 8085
-    hp = _hostile(lab, port, "slow", "ok")
+    sent without pause, the same). Ours only: the Debian case ran here 15 s asserting nothing,
+    a record of the above (helper trim44a removed it; `hostile_http_proxy.py 198.18.9.1 PORT
+    198.18.8.1 1194 slow ok` in the lab's proxy namespace shows it again)."""
+    hp = _hostile(lab, 8084, "slow", "ok")
     procs.append(hp)
     assert hp.wait_for("listening", 20)
     profile = client_profile(lab.pki, "tcp-client", remotes=[(SRV_PROXY_SIDE, 1194, "tcp-client")],
-                             extra=f"connect-retry 1 1\nserver-poll-timeout 4\nhttp-proxy {PROXY_IP} {port}\n")
-    cli = _start(lab, kind, profile, "hp-trickle")
+                             extra=f"connect-retry 1 1\nserver-poll-timeout 4\nhttp-proxy {PROXY_IP} 8084\n")
+    cli = _start(lab, "ours", profile, "hp-trickle")
     procs.append(cli)
-    up = cli.wait_count(UP[kind], 1, timeout=15)
+    up = cli.wait_count(UP["ours"], 1, timeout=15)
     attempts = hp.log().count("request b'CONNECT")
-    print(f"\n{kind}: {'up' if up else 'not up'} after a trickling proxy, {attempts} CONNECT(s) in 15 s")
-    if kind == "ours":
-        assert up and attempts == 2, cli.log()[-3000:]
-        assert "no complete answer to CONNECT within 4 s" in cli.log()
+    assert up and attempts == 2, cli.log()[-3000:]
+    assert "no complete answer to CONNECT within 4 s" in cli.log()
     cli.stop()
