@@ -132,22 +132,21 @@ def test_eduvpn_style_profile(lab, run):
              "server-poll-timeout 10\nverb 3\n")
     srv, cli = run(inline=True, remotes=[(SRV_IP, 1194, "udp"), (SRV_IP, 1194, "tcp")], client_extra=extra)
     assert "TLSv1.3" in cli.log() and "cipher AES-256-GCM" in cli.log()
-    time.sleep(3)
-    assert "renegotiated" not in cli.log(), "reneg-sec 0 must not renegotiate: " + cli.log()[-1500:]
     assert_traffic_both_ways(lab, 500_000)
-    assert "renegotiated" not in cli.log()
+    assert "renegotiated" not in cli.log(), "reneg-sec 0 must not renegotiate: " + cli.log()[-1500:]
 
 
-@pytest.mark.parametrize("client_reneg", ["", "reneg-sec 4\n"], ids=["server", "both"])
+@pytest.mark.parametrize("client_reneg", ["", "reneg-sec 2\n"], ids=["server", "both"])
 def test_renegotiation_under_traffic(lab, run, client_reneg):
     """The server's reneg-sec, or the same on both ends (soft resets starting at about the same
-    moment from each side: one key in negotiation at a time, both meet on one)."""
-    srv, cli = run(reneg_sec=4, client_extra=client_reneg)
+    moment from each side: one key in negotiation at a time, both meet on one). reneg-sec 2 and
+    6 s of pings (helper trim44a; 4 and 12 s before): two or more rollovers in the stream still."""
+    srv, cli = run(reneg_sec=2, client_extra=client_reneg)
     tip = client_tunnel_ip(lab)
     t0 = time.monotonic()
-    received = lab.ping(lab.cli, TUN_SERVER_IP, count=60, interval=0.2, timeout=40)   # ~12 s, ≥ 2 renegotiations
-    assert received >= 59, f"lost {60 - received} of 60 pings across renegotiations"
-    assert time.monotonic() - t0 >= 11
+    received = lab.ping(lab.cli, TUN_SERVER_IP, count=30, interval=0.2, timeout=40)   # ~6 s, ≥ 2 renegotiations
+    assert received >= 29, f"lost {30 - received} of 30 pings across renegotiations"
+    assert time.monotonic() - t0 >= 5.5
     assert lab.tcp_transfer(lab.srv, TUN_SERVER_IP, lab.cli, 20_000_000) > 0
     n_reneg = len(re.findall(r"data channel key renegotiated", cli.log()))
     assert n_reneg >= 2, cli.log()[-2000:]
@@ -177,11 +176,11 @@ def test_auth_user_pass_with_one_time_password_and_pushed_auth_token(lab, run):
     # renegotiations must authenticate with the token, or the tunnel would fail at the first one.
     script, calls, used = lab.one_time_password_script("check-otp", "alice", "otp-482913")
     creds = lab.write("creds.txt", "alice\notp-482913\n")
-    srv, cli = run(reneg_sec=4,
+    srv, cli = run(reneg_sec=2,
                    server_extra=f"script-security 2\nauth-user-pass-verify {script} via-file\nauth-gen-token 0 120\n",
                    client_extra=f"auth-user-pass {creds}\n")
-    received = lab.ping(lab.cli, TUN_SERVER_IP, count=50, interval=0.2, timeout=40)   # ~10 s, ≥ 2 renegotiations
-    assert received >= 48, f"lost {50 - received} of 50 pings across token renegotiations"
+    received = lab.ping(lab.cli, TUN_SERVER_IP, count=30, interval=0.2, timeout=40)   # ~6 s, ≥ 2 renegotiations
+    assert received >= 28, f"lost {30 - received} of 30 pings across token renegotiations"
     assert len(re.findall(r"data channel key renegotiated", cli.log())) >= 2, cli.log()[-2000:]
     assert "AUTH_FAILED" not in cli.log()
     assert calls.read_text().split() == ["alice"], "the password was sent more than once"
