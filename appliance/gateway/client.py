@@ -424,9 +424,25 @@ class ClientGateway(SignalWakes):
         finally:
             self.result = 0
 
+    def log_counters(self) -> None:
+        """SIGUSR2 (the signal, or management's `signal SIGUSR2`): the counters now -- the
+        client's drops, then each service's that keeps its own (an observer with a
+        `log_counters()`: the LAN's DNS forwarder and DHCP server, whose lines come otherwise at
+        most every 30 s, and only when something changed). One that raises is counted (our bug),
+        the others still log."""
+        self._log_drops(final=True)
+        for o in self.observers:
+            say = getattr(o, "log_counters", None)
+            if say is None:
+                continue
+            try:
+                say()
+            except Exception as e:  # noqa: BLE001 - a service's bug must not touch the tunnel
+                self.faults.internal_exc(f"{type(o).__name__}.log_counters", e)
+
     def _on_noted(self, signum: int) -> None:
         if signum == signal.SIGUSR2:
-            self._log_drops(final=True)
+            self.log_counters()
             if self.scripts is not None:      # (a soak samples it: lab/reliability/soak_l2.py)
                 r = self.scripts.runner
                 log.info("statistics: held scripts pending %d, queued %d", r.pending, len(r._queued))

@@ -519,7 +519,7 @@ class ClientMgmt:
                             "ignored (SIGUSR1 reconnects)")
             return [f"ERROR: signal '{name}' is currently ignored", *self.special()]
         gw = self.gw
-        act = {"SIGUSR1": gw.user_restart, "SIGUSR2": lambda: gw._log_drops(final=True)}.get(name, gw.request_stop)
+        act = {"SIGUSR1": gw.user_restart, "SIGUSR2": gw.log_counters}.get(name, gw.request_stop)
         # After the reply, as a signal would come; one timer per signal, so a SIGTERM thrown is
         # not replaced by another client's SIGUSR2 before it was acted on (a repeated one is one).
         gw.pump.timers.arm(("mgmt-signal", name), gw.clock(), act)

@@ -70,3 +70,6 @@ class TunnelObserver(Protocol):
 
     def close(self) -> None:
         """The gateway is stopping: undo what was set up (restore resolv.conf, ...)."""
+
+    # Optional, not part of the protocol: `log_counters(self) -> None`, called on SIGUSR2
+    # (ClientGateway.log_counters) by an observer that keeps counters of its own, to log them now.

@@ -678,6 +678,12 @@ class DhcpService:
         self._logged, self._next_log = srv.dropped, now + self.LOG_EVERY
         log.info("DHCP server drops: %s", ", ".join(f"{k}={v}" for k, v in sorted(srv.drops.items())))
 
+    def log_counters(self) -> None:
+        """SIGUSR2: the drop counters now, in the periodic line's words, changed or not."""
+        srv = self.server
+        self._logged = srv.dropped
+        log.info("DHCP server drops: %s", ", ".join(f"{k}={v}" for k, v in sorted(srv.drops.items())) or "none")
+
     def tunnel_changed(self, state: "TunnelState") -> None:
         if state.dns_up:            # DNS options from tunnel-up, as 2.6's up script (gateway/observers.py)
             self.server.set_pushed(state.pushed)

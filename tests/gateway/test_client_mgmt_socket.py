@@ -39,7 +39,7 @@ class StandIn:
     def request_stop(self) -> None:
         self.calls.append("stop")
 
-    def _log_drops(self, final: bool = False) -> None:
+    def log_counters(self) -> None:
         self.calls.append("drops")
 
 

@@ -52,3 +52,36 @@ def test_observers_hear_up_with_the_push_and_down_and_a_broken_one_changes_nothi
     assert rec.counters().connections == 2
     c._cleanup()
     assert rec.closed and broken.closed
+
+
+class Counting(Recorder):
+    def __init__(self) -> None:
+        super().__init__()
+        self.logged = 0
+
+    def log_counters(self) -> None:
+        self.logged += 1
+
+
+class BrokenCounting(Counting):
+    def log_counters(self) -> None:
+        raise ValueError("a LAN service's counters bug")
+
+
+def test_sigusr2_has_each_service_with_counters_log_them_and_a_broken_one_changes_nothing(pki):
+    """SIGUSR2 (the signal, or management's `signal SIGUSR2`) logs the client's counters and has
+    each observer that keeps its own (the LAN's DNS forwarder, DHCP server) log them too, at once:
+    their periodic lines come at most every 30 s. One that raises is counted; the others still log."""
+    import signal
+    w = World()
+    w.add_server(server_conf(pki))
+    plain, broken, counting = Recorder(), BrokenCounting(), Counting()
+    c = w.add_client(client_conf(pki), observers=(plain, broken, counting))
+    assert w.run(lambda: any(s.up for s in plain.states), max_time=30)
+    c._on_noted(signal.SIGUSR2)
+    assert counting.logged == 1
+    assert c.faults.counts.get("internal error") == 1, c.faults.counts      # the broken one, counted
+    c.log_counters()
+    assert counting.logged == 2
+    ping_both_ways(w)
+    c._cleanup()

@@ -731,6 +731,34 @@ def test_drop_counters_are_logged_at_a_limited_rate(caplog):
     assert lines == ["DHCP server drops: short=1", "DHCP server drops: short=1000"]
 
 
+def test_sigusr2_logs_the_drop_counters_at_once(caplog):
+    """log_counters (the client's SIGUSR2): the counters now, inside LOG_EVERY and unchanged
+    too; the periodic line then waits for the next change."""
+    from appliance.gateway.loop import TimerHeap
+    from appliance.lan.dhcp_server import DhcpService
+
+    class FakePump:
+        def __init__(self) -> None:
+            self.now, self.timers = 1000.0, TimerHeap()
+
+        def clock(self) -> float:
+            return self.now
+
+    svc = DhcpService(server(), "lan0")
+    svc.pump = pump = FakePump()  # type: ignore[assignment]
+    caplog.set_level("INFO", logger="vpn-appliance")
+    svc.log_counters()
+    for _ in range(3):
+        svc.server.handle(b"x", pump.now)
+        svc._log_drops()
+    svc.log_counters()
+    svc.log_counters()
+    svc._log_drops()
+    lines = [r.getMessage() for r in caplog.records if "DHCP server drops" in r.getMessage()]
+    assert lines == ["DHCP server drops: none", "DHCP server drops: short=1", "DHCP server drops: short=3",
+                     "DHCP server drops: short=3"]
+
+
 def test_a_flood_of_discovers_does_not_keep_configured_clients_from_renewing():
     """One host flooding DISCOVERs (from 0.0.0.0, any chaddr) empties the shared bucket; a bound
     client's renewal and rebinding come from its own address and have a bucket of their own."""

@@ -490,6 +490,27 @@ def test_a_push_of_a_thousand_dns_servers_writes_a_few_short_lines(caplog):
         f.close()
 
 
+def test_sigusr2_logs_the_counters_at_once(caplog):
+    """log_counters (the client's SIGUSR2): the forwarder's counters now, in the periodic line's
+    words (which come at most every LOG_EVERY s), changed or not; the periodic line then waits
+    for the next change."""
+    pump = Pump(time.monotonic, SelectorWaiter())
+    f = fwd.DnsForwarder(["127.0.0.1"], None, port=0, bind_device=False, is_own=lambda _a, _o: False)
+    f.attach(pump, lambda: None)
+    try:
+        with caplog.at_level("INFO", logger="vpn-appliance"):
+            f.log_counters()
+            f.core.count("dropped: over one LAN address's query rate")
+            f.core.count("dropped: over one LAN address's query rate")
+            f.log_counters()
+            f._log_counts()
+        lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("DNS forwarder:")]
+        assert lines == ["DNS forwarder: nothing counted",
+                         "DNS forwarder: dropped: over one LAN address's query rate=2"], lines
+    finally:
+        f.close()
+
+
 def test_a_host_pipelining_queries_over_its_rate_on_tcp_is_bounded_per_wake_up_and_closed(setup):
     """One LAN host's connections sending queries as fast as they can: each wake-up takes at most
     TCP_BATCH queries from a connection (a 4 KB read held ~200; 16 such connections held the pump
