@@ -143,7 +143,7 @@ def _session(lab, procs, start_server, tag: str) -> dict:
     cli = lab.openvpn(lab.cli, client_profile(lab.pki, client="client1"), f"mcli-{tag}-{len(lab.procs)}")
     procs.append(cli)
     assert lab.ping(lab.cli, TUN_SERVER_IP, 3) == 3
-    time.sleep(1)
+    assert m.await_note(">CLIENT:ENV,END", 10), m.notes[-5:]       # the established block (a fixed 1 s before)
     m.lines(0.5)
     out["established"] = [n for n in m.notes if n.startswith(">CLIENT:")]
     m.notes.clear()
