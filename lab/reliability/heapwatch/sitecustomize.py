@@ -4,7 +4,13 @@ and every HEAPWATCH_EVERY seconds (30) a line goes to HEAPWATCH with what the RS
 its mappings' resident sizes by kind ([heap]: glibc's main arena; anon: Python's 1 MiB arenas,
 glibc's big mmaps and thread arenas; file: code and data of the .so files and the interpreter),
 glibc's mallinfo2, Python's allocated blocks, the number of modules and of live objects per type
-(the collector's), and, with HEAPWATCH_TRACE=1, tracemalloc's top differences since the last line.
+(the collector's), and, with HEAPWATCH_TRACE=1, tracemalloc's top differences since the last line
+and, from HEAPWATCH_REF seconds on (300), since the first line at or after it (`since_ref`: what the
+run kept after its warm-up, summed by line -- a slow creep is a few bytes a minute, lost in the
+last minute's noise but not in twenty minutes'). With HEAPWATCH_TRIM=K, every K-th line also
+says what glibc's malloc_trim(0) gave back right after it (`trim`: RSS and [heap] after): pages
+the allocator holds free, as against memory in use -- a creep that a trim takes back is free space
+touched, not something kept.
 So that an RSS step can be put down to objects kept, a module loaded, pages of a library first
 touched, or an allocator's arena -- each shows in a different column."""
 from __future__ import annotations
@@ -63,9 +69,11 @@ def _loop(out) -> None:
     every = float(os.environ.get("HEAPWATCH_EVERY", "30"))
     trace = tracemalloc.is_tracing()
     prev = tracemalloc.take_snapshot() if trace else None
+    ref, ref_at = None, float(os.environ.get("HEAPWATCH_REF", "300"))
     t0 = time.monotonic()
     _mallinfo()                 # ctypes imported now, not counted as the server's new module later
     known_mods = set(sys.modules)
+    trim_every, n = int(os.environ.get("HEAPWATCH_TRIM", "0")), 0
     while True:
         time.sleep(every)
         try:
@@ -85,6 +93,18 @@ def _loop(out) -> None:
                 rec["traced_kb"] = tracemalloc.get_traced_memory()[0] // 1024
                 rec["trace_top"] = [str(s) for s in snap.compare_to(prev, "lineno")[:15]]
                 prev = snap
+                if ref is None and rec["t"] >= ref_at:
+                    ref = snap
+                    rec["ref"] = True
+                elif ref is not None:
+                    rec["since_ref"] = [str(s) for s in snap.compare_to(ref, "lineno")[:25]]
+            n += 1
+            if trim_every and n % trim_every == 0:
+                import ctypes
+                ctypes.CDLL("libc.so.6").malloc_trim(0)
+                with open("/proc/self/status") as f:
+                    after = int(next(ln for ln in f if ln.startswith("VmRSS:")).split()[1])
+                rec["trim"] = {"rss_after_kb": after, "heap_after_kb": _mappings()[0]["heap"]}
             out.write(json.dumps(rec) + "\n")
         except Exception as e:  # noqa: BLE001 - a sampler's fault must not touch the server
             out.write(json.dumps({"error": repr(e)}) + "\n")
