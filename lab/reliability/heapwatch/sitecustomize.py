@@ -39,6 +39,8 @@ def _mappings() -> tuple[dict[str, int], dict[str, list[int]]]:
                 start, size = lo, (int(hi, 16) - int(lo, 16)) // 1024
             elif head[0] == "Rss:":
                 out[kind] += int(head[1])
+                if kind == "heap":      # its size too: resident pages can grow only up to it
+                    out["heap_size"] = out.get("heap_size", 0) + size
                 if kind == "anon" and int(head[1]):
                     anon[start] = [size, int(head[1])]
     return out, anon
