@@ -282,6 +282,11 @@ class MemoryStreamSocket:
             return b""
         raise BlockingIOError(errno.EAGAIN, "EAGAIN")
 
+    def recv_into(self, buf) -> int:  # noqa: ANN001
+        data = self.recv(len(buf))
+        buf[:len(data)] = data
+        return len(data)
+
     def send(self, data) -> int:
         if self.closed:
             raise _oserror(errno.EBADF)

@@ -42,6 +42,7 @@ from ..openvpn.catoi import atoi
 from ..openvpn.config.lexer import OPTION_PARM_SIZE, LexError, tokenize
 from ..openvpn.peernames import from_peer, to_bytes
 from ..openvpn.regular_file import KEY_MATERIAL, open_regular_file
+from ..transport.recvbuf import recv_bytes
 from ..logpace import NoteLimit, times
 from .mgmt_help import HELP
 from .mgmt_env import EnvBlock, env_filter_command
@@ -253,7 +254,7 @@ class MgmtConn:
         and shut its side) is seen only after all its lines were answered."""
         if self.inbuf.find(b"\n") < 0:
             try:
-                data = self.sock.recv(65536)
+                data = recv_bytes(self.sock, 65536)     # transport/recvbuf.py: no 64 KiB block per read
             except BlockingIOError:
                 return
             except OSError:

@@ -13,6 +13,7 @@ import socket
 from collections import deque
 
 from ..ioerrors import PortGone
+from .recvbuf import recv_bytes
 
 MAX_QUEUE = 256 << 10      # per connection, beyond the socket buffer (OpenVPN: tcp-queue-limit 64 packets)
 # Room beyond MAX_QUEUE for writes that must not be dropped (`keep`: control packets). Our control
@@ -59,7 +60,7 @@ class TcpTransport:
 
     def recv(self) -> bytes:
         try:
-            data = self.sock.recv(262144)
+            data = recv_bytes(self.sock, 262144)    # not a 256 KiB block asked of malloc per read
         except (BlockingIOError, InterruptedError):
             return b""
         except OSError as e:

@@ -28,6 +28,11 @@ class _FakeSock:
         d, self.data = self.data[:n], self.data[n:]
         return d
 
+    def recv_into(self, buf) -> int:  # noqa: ANN001 - as a socket's (transport/recvbuf.py reads so)
+        d = self.recv(len(buf))
+        buf[:len(d)] = d
+        return len(d)
+
     def send(self, b) -> int:
         return len(b)
 

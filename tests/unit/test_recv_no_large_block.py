@@ -1,0 +1,73 @@
+"""soak44: a stream read does not ask the allocator for its largest size each time.
+
+`sock.recv(262144)` made a 256 KiB bytes object per read and shrank it to what came: on the
+server's main heap, once glibc's mmap threshold had risen, each such request that found no free
+run of that size extended the heap (the only brk after start-up in a 22-minute TCP soak, its stack
+sock_recv), and the heap crept over thousands of connections with nothing more in use
+(lab/reliability/RESULTS.md, soak44). Shown here with tracemalloc's peak: what a small read
+allocates beyond its result."""
+from __future__ import annotations
+
+import select
+import socket
+import tracemalloc
+
+from appliance.transport.recvbuf import recv_bytes
+from appliance.transport.tcp import TcpTransport
+
+
+def _peak_of(read) -> int:
+    tracemalloc.start()
+    try:
+        read()                              # the first read may make this thread's scratch buffer
+        tracemalloc.reset_peak()
+        base = tracemalloc.get_traced_memory()[0]
+        read()
+        return tracemalloc.get_traced_memory()[1] - base
+    finally:
+        tracemalloc.stop()
+
+
+def _tcp_pair() -> tuple[socket.socket, socket.socket]:
+    with socket.create_server(("127.0.0.1", 0)) as lst:
+        a = socket.create_connection(lst.getsockname())
+        b, _ = lst.accept()
+    return a, b
+
+
+def test_a_tcp_read_of_a_packet_allocates_about_the_packet_not_256_kib():
+    a, b = _tcp_pair()
+    try:
+        t = TcpTransport(b)
+        got: list[bytes] = []
+
+        def read() -> None:
+            a.send(b"p" * 120)
+            assert select.select([b], [], [], 10)[0], "loopback did not deliver within 10 s"
+            got.append(t.recv())
+
+        peak = _peak_of(read)
+        assert got == [b"p" * 120] * 2
+        assert peak < 4096, f"a 120-byte read allocated {peak} bytes at its peak"
+    finally:
+        a.close()
+        b.close()
+
+
+def test_recv_bytes_reads_as_recv_does():
+    a, b = socket.socketpair()
+    try:
+        b.setblocking(False)
+        a.send(b"x" * 70000)
+        assert recv_bytes(b, 65536) == b"x" * 65536      # at most the limit, like recv(limit)
+        assert recv_bytes(b, 65536) == b"x" * (70000 - 65536)
+        try:
+            recv_bytes(b, 100)
+            raise AssertionError("no data: BlockingIOError expected")
+        except BlockingIOError:
+            pass
+        a.close()
+        assert recv_bytes(b, 100) == b""                  # EOF
+    finally:
+        b.close()
+
