@@ -11,6 +11,7 @@ import contextlib
 import functools
 import hashlib
 import re
+import threading
 from dataclasses import dataclass, field
 from typing import Callable, NoReturn
 
@@ -32,10 +33,22 @@ _WANT_READ = _lib.SSL_ERROR_WANT_READ
 _alloc = _ffi.new_allocator(should_clear_after_alloc=False)
 
 
+_local = threading.local()
+
+
 def _scratch():
-    """A read buffer, not zeroed (OpenSSL writes what is read). One per pump or drain, not
-    shared: endpoints may live on different threads (tests, tools)."""
-    return _alloc("char[]", _BIO_CHUNK)
+    """This thread's read buffer, not zeroed (OpenSSL writes what is read), made once and taken
+    by every pump and drain on the thread: each read's bytes are copied out (`_ffi.buffer(buf,
+    r)[:]`) before the next read. Per thread: endpoints may live on different threads (tests,
+    tools). Why not one per call, as before: a 64 KiB block asked of malloc at every pump, on
+    the server's main heap (64 KiB is under glibc's mmap threshold), used a few microseconds --
+    when no free run of that size was left between what lives there, the heap was extended
+    (soak44: `strace -k -e brk` on a TCP soak's server, once the reads' 256 KiB blocks were gone
+    (transport/recvbuf.py), every brk after start-up was this one), and the heap crept."""
+    buf = getattr(_local, "buf", None)
+    if buf is None:
+        buf = _local.buf = _alloc("char[]", _BIO_CHUNK)
+    return buf
 _VERSIONS = {"1.0": SSL.TLS1_VERSION, "1.1": SSL.TLS1_1_VERSION, "1.2": SSL.TLS1_2_VERSION,
              "1.3": SSL.TLS1_3_VERSION}
 
@@ -1418,8 +1431,8 @@ class TlsEndpoint:
 
     def drain(self, buf=None) -> bytes:
         """Everything TLS wrote to its memory BIO. A read that returns less than asked emptied
-        the BIO, so there is no second read; an empty BIO reads as <= 0. `buf`: a scratch
-        buffer the caller is done with (one allocation per pump, not two)."""
+        the BIO, so there is no second read; an empty BIO reads as <= 0. `buf`: the buffer to
+        read into (pump passes the one it read with; by default this thread's scratch)."""
         if buf is None:
             buf = _scratch()
         r = _lib.BIO_read(self._from, buf, _BIO_CHUNK)
