@@ -11,7 +11,6 @@ import contextlib
 import functools
 import hashlib
 import re
-import threading
 from dataclasses import dataclass, field
 from typing import Callable, NoReturn
 
@@ -33,22 +32,29 @@ _WANT_READ = _lib.SSL_ERROR_WANT_READ
 _alloc = _ffi.new_allocator(should_clear_after_alloc=False)
 
 
-_local = threading.local()
+_spare: list = []     # read buffers not in use (_take/_give); as many as were ever in use at once
 
 
-def _scratch():
-    """This thread's read buffer, not zeroed (OpenSSL writes what is read), made once and taken
-    by every pump and drain on the thread: each read's bytes are copied out (`_ffi.buffer(buf,
-    r)[:]`) before the next read. Per thread: endpoints may live on different threads (tests,
-    tools). Why not one per call, as before: a 64 KiB block asked of malloc at every pump, on
-    the server's main heap (64 KiB is under glibc's mmap threshold), used a few microseconds --
-    when no free run of that size was left between what lives there, the heap was extended
-    (soak44: `strace -k -e brk` on a TCP soak's server, once the reads' 256 KiB blocks were gone
-    (transport/recvbuf.py), every brk after start-up was this one), and the heap crept."""
-    buf = getattr(_local, "buf", None)
-    if buf is None:
-        buf = _local.buf = _alloc("char[]", _BIO_CHUNK)
-    return buf
+def _take():
+    """A read buffer, not zeroed (OpenSSL writes what is read): a spare one, else a new one;
+    back with _give once its bytes are copied out (`_ffi.buffer(buf, r)[:]`). list.pop and
+    append are atomic under the GIL, so endpoints on different threads (tests, tools) never
+    share one; the spares number at most the buffers ever in use at once (one per pumping
+    thread). Why not a new one per pump and drain, as before: a 64 KiB block asked of malloc at
+    every pump, on the server's main heap (64 KiB is under glibc's mmap threshold), used a few
+    microseconds -- when no free run of that size was left between what lives there, the heap
+    was extended (soak44: `strace -k -e brk` on a TCP soak's server, once the reads' 256 KiB
+    blocks were gone (transport/recvbuf.py), the brks after its warm-up were this one's but one)."""
+    try:
+        return _spare.pop()
+    except IndexError:
+        return _alloc("char[]", _BIO_CHUNK)
+
+
+def _give(buf) -> None:  # noqa: ANN001 - a cffi char[]
+    _spare.append(buf)
+
+
 _VERSIONS = {"1.0": SSL.TLS1_VERSION, "1.1": SSL.TLS1_1_VERSION, "1.2": SSL.TLS1_2_VERSION,
              "1.3": SSL.TLS1_3_VERSION}
 
@@ -1417,24 +1423,34 @@ class TlsEndpoint:
             # Each read loop ends in "want read" (no more records): run it only when records
             # came in since the last one emptied the input.
             self._fed = False
-            buf = _scratch()        # drain() below reads into it too
-            while True:
-                r = _lib.SSL_read(ssl, buf, _BIO_CHUNK)
-                if r > 0:
-                    msgs.append(_ffi.buffer(buf, r)[:])
-                    continue
-                if _lib.SSL_get_error(ssl, r) == _WANT_READ:
-                    break
-                self._fail(r)
-            return self.drain(buf), msgs
+            buf = _take()           # drain() below reads into it too
+            try:
+                while True:
+                    r = _lib.SSL_read(ssl, buf, _BIO_CHUNK)
+                    if r > 0:
+                        msgs.append(_ffi.buffer(buf, r)[:])
+                        continue
+                    if _lib.SSL_get_error(ssl, r) == _WANT_READ:
+                        break
+                    self._fail(r)
+                return self.drain(buf), msgs
+            finally:
+                _give(buf)
         return self.drain(), msgs
 
     def drain(self, buf=None) -> bytes:
         """Everything TLS wrote to its memory BIO. A read that returns less than asked emptied
         the BIO, so there is no second read; an empty BIO reads as <= 0. `buf`: the buffer to
-        read into (pump passes the one it read with; by default this thread's scratch)."""
+        read into (pump passes the one it read with; by default one taken here, _take)."""
         if buf is None:
-            buf = _scratch()
+            buf = _take()
+            try:
+                return self._drain(buf)
+            finally:
+                _give(buf)
+        return self._drain(buf)
+
+    def _drain(self, buf) -> bytes:  # noqa: ANN001 - a cffi char[]
         r = _lib.BIO_read(self._from, buf, _BIO_CHUNK)
         if r <= 0:
             return b""
