@@ -6,12 +6,12 @@ a packet or a line, so every read asked glibc's malloc for a large block that li
 microseconds. Once glibc's mmap threshold has risen (it follows the largest block freed), those
 blocks come from the main heap, and when no free run of that size is left between what lives
 there, the heap is extended (brk) -- seen in soak44 with `strace -k -e brk` on the server: the
-only brk after start-up was sock_recv's. The heap never shrinks past what lives at its end, so
-over thousands of connections the main arena crept (TCP soak: +0.56 MB of [heap] in 17 minutes,
-malloc's bytes in use flat). Here one scratch buffer per thread takes every read and the bytes
-object made is the size of what came: no large block asked for per read. Costs a copy of what
-was read (small beside the decryption that follows), and saves the mmap/munmap pair a 256 KiB
-block costs while the threshold is still at its default.
+only brk after start-up was sock_recv's. (The heap crept there, +0.56 MB in 17 minutes with
+malloc's bytes in use flat; a brk names the allocation that found the heap full, not all that
+fills it: lab/reliability/RESULTS.md, soak44.) Here one scratch buffer per thread takes every
+read and the bytes object made is the size of what came: no large block asked for per read.
+Costs a copy of what was read (small beside the decryption that follows), and saves the
+mmap/munmap pair a 256 KiB block costs while the threshold is still at its default.
 """
 from __future__ import annotations
 
