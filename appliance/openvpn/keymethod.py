@@ -591,14 +591,19 @@ def _take_option(p: PushedOptions, index: int, name: str, args: list[str], a: li
         p.unrecognized.append(f"[PUSH-OPTIONS]:{index}: {name}")
     elif name in ("redirect-gateway", "redirect-private"):
         bad = unknown_flag(args)
-        if bad is not None:
-            # As OpenVPN 2.6 (options.c: "unknown --redirect-gateway flag", before it enables the
-            # redirect): logged and left out, so a misspelt block-local redirects nothing.
-            raise ValueError(f"unknown --{name} flag: {bad}")
+        # As OpenVPN 2.6 (options.c add_option at D_PUSH_ERRORS): the redirect is enabled before
+        # the flags are read, each flag sets its bit in order, and an unknown one is logged and
+        # ends the reading -- so `def1 block-locl` redirects (def1, without the misspelt guard),
+        # as Debian's 2.6.14 client does (tests/interop/test_client_vs_openvpn.py). Leaving the
+        # whole line out sent everything outside the tunnel where 2.6 sends it in (review45a).
+        taken = args if bad is None else args[:args.index(bad)]
         if name == "redirect-gateway":
-            p.redirect_gateway = args
+            p.redirect_gateway = taken
         else:
-            p.redirect_private = args
+            p.redirect_private = taken
+        if bad is not None:
+            p.malformed.append(f"[PUSH-OPTIONS]:{index}: {_noted([f'unknown --{name} flag: {bad}'])} (the "
+                               f"redirect taken with the flags before it: {_noted(taken) or 'none'})")
     elif name == "dhcp-option" and args:
         val = args[1] if len(args) > 1 else ""
         p.dhcp_options.append((args[0], val))

@@ -231,6 +231,32 @@ def test_redirect_gateway_def1(lab, run):
         lab.cli.run("ip route del default", check=False)
 
 
+def test_pushed_redirect_gateway_with_an_unknown_flag_as_debians_client(lab):
+    # review45a: a server pushes `redirect-gateway def1 block-locl` (a misspelt leak guard).
+    # Debian's 2.6.14 client logs the flag and still redirects with def1 (options.c enables the
+    # redirect before reading the flags): ours must send everything into the tunnel too -- audit44
+    # had it leave the whole line out, all traffic outside the tunnel where 2.6 sends it in.
+    lab.cli.run("ip route replace default via 198.18.0.1")
+    started = []
+    try:
+        started.append(lab.openvpn(lab.srv, server_config(lab.pki, extra='push "redirect-gateway def1 block-locl"\n'),
+                                   "server-rgflag"))
+        for name, start in (("openvpn-rgflag", lab.openvpn), ("ours-rgflag", lab.ours)):
+            cli = start(lab.cli, client_profile(lab.pki), name, wait=40)
+            started.append(cli)
+            routes = lab.cli.run("ip route show").stdout
+            for half in ("0.0.0.0/1", "128.0.0.0/1"):     # (2.6 names the gateway, ours the device only)
+                assert re.search(rf"^{re.escape(half)} (via \S+ )?dev tun0", routes, re.M), (name, routes)
+            assert "unknown --redirect-gateway flag: block-locl" in cli.log(), cli.log()[-2000:]
+            assert lab.ping(lab.cli, "198.18.100.1", 2) == 2, name     # via the tunnel
+            cli.stop_promptly(8)
+            assert "0.0.0.0/1" not in lab.cli.run("ip route show").stdout, name
+    finally:
+        for p in reversed(started):
+            p.stop_promptly(5)
+        lab.cli.run("ip route del default", check=False)
+
+
 def test_profile_redirect_gateway_not_undone_by_pushed_net_gateway_halves(lab, run):
     # The profile says redirect-gateway def1; a hostile server pushes 0.0.0.0/1 and 128.0.0.0/1
     # via net_gateway. Ours put the pushed routes in first, so the kernel kept those and the
