@@ -42,6 +42,9 @@ CASES = [
     ("server", "verify-client-cert require", True),
     ("p2p", "verify-client-cert none", False),
     ("client", "verify-client-cert none", False),
+    ("client", "verify-client-cert optional", False),
+    # `require` is what a client or point-to-point peer does anyway: 2.6 takes the line (review45a).
+    ("client", "verify-client-cert require", True), ("p2p", "verify-client-cert require", True),
     # A misspelt leak guard: 2.6 refuses the line; ours redirected without the flag.
     ("client", "redirect-gateway def1 block-locl", False),
     ("client", "redirect-gateway def1 block-local ipv6 bypass-dhcp", True),
