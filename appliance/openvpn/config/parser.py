@@ -283,6 +283,15 @@ SERVER_ONLY = {"push": "push", "client_to_client": "client-to-client", "max_clie
                "ifconfig_push_constraint": "ifconfig-push-constraint", "server_ipv6": "server-ipv6"}
 
 
+def checks_passwords(o) -> bool:
+    """Whether a server checks a username and password at each login: a command or password file
+    (auth-user-pass-verify), the management client (management-client-auth) or the auth-pam
+    plugin. One place for it: verify-client-cert none|optional, username-as-common-name and
+    auth-gen-token each depend on it (review45a: it was written out three times)."""
+    return (o.auth_user_pass_verify is not None or o.auth_user_pass_verify_script is not None
+            or bool(o.management_client_auth) or o.auth_pam is not None)
+
+
 def finish(p: ParseState) -> None:
     """Checks and derived settings that need the whole file (role, remotes, combinations)."""
     o = p.o
@@ -407,8 +416,7 @@ def finish(p: ParseState) -> None:
             if n in o.source:
                 # OpenVPN's server would restart every client (SIGUSR1) when a tool disconnects.
                 p.err(d, "is served by our client only", line(n))
-        if o.verify_client_cert != "require" and o.auth_user_pass_verify is None and \
-                o.auth_user_pass_verify_script is None and not o.management_client_auth and o.auth_pam is None:
+        if o.verify_client_cert != "require" and not checks_passwords(o):
             # As OpenVPN 2.6 (options.c), which refuses to start so: a client without a certificate
             # and without a password check would be anyone. Before, ours served such a config.
             p.err("verify-client-cert", f"{o.verify_client_cert}: must be used with --management-client-auth, "
@@ -450,16 +458,14 @@ def finish(p: ParseState) -> None:
                       "the management client (management-client-auth), and there is neither (a password file "
                       "cannot judge a token): remove it, or use one of them",
                       line("auth_gen_token"))
-            elif o.auth_user_pass_verify is None and o.auth_user_pass_verify_script is None and \
-                    not o.management_client_auth and o.auth_pam is None:
+            elif not checks_passwords(o):
                 p.line = line("auth_gen_token")
                 p.note("auth-gen-token", "no password is checked (no auth-user-pass-verify), so no token is "
                        "issued (as OpenVPN)")
         if o.auth_pam is not None and o.auth_user_pass_verify is not None:
             p.err("plugin", "the auth-pam plugin with a password file (auth-user-pass-verify FILE passdb) is not "
                   "supported: use one of them", line("auth_pam"))
-        if o.username_as_common_name and o.auth_user_pass_verify is None and o.auth_user_pass_verify_script is None \
-                and not o.management_client_auth and o.auth_pam is None:
+        if o.username_as_common_name and not checks_passwords(o):
             # As OpenVPN 2.6 (options.c): the username becomes the name only in a user check, so
             # without one the line could only be ignored (or, worse, let a client name itself).
             p.err("username-as-common-name", "must be used with --management-client-auth, an "
