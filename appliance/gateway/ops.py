@@ -204,6 +204,9 @@ class _Recheck:
     # The admission checks of the config the reload replaced (given.admission_of): those a client
     # found before its push passed (given.py tightened; _verdicts_in).
     old_admission: tuple = ()
+    # id(rec) of the clients not yet given their options when the reload applied: past their
+    # checks (if at all) under the old config, whatever their push records later (review45b).
+    unpushed: set = field(default_factory=set)
 
 
 @dataclass
@@ -942,6 +945,7 @@ class Operations:
                        new.path, deque(list(d.clients) + list(d.pending.values())), list(d.clients),
                        ccd=st.ccd, ccd_exclusive=st.ccd_exclusive, st=st)
         run.old_admission = tuple(getattr(cur, "admission", ()) or ())
+        run.unpushed = {id(r) for r in run.todo if r.given is None}
         run.refused = refused_by_count(
             [r for r in run.found if r.session.established and id(r) not in self.killing and not r.reload_restart],
             st.duplicate_cn, st.max_clients, self._connected_order)
@@ -1154,9 +1158,11 @@ class Operations:
                 verdict = differs[i]
                 if isinstance(verdict, Given):
                     verdict = self._given_since(rec, verdict)
-                if _given is None and run.st is not None:
-                    # Found before its push: past its handshake (and login) under the old config's
-                    # admission checks, which its push would record as the new ones (reload44).
+                if id(rec) in run.unpushed and run.st is not None:
+                    # Before its push when the reload applied: past its handshake (and login) under
+                    # the old config's admission checks, which its push records as the new ones
+                    # (reload44) -- also when that push came before its turn here: the pass takes
+                    # a batch and a worker round trip at a time (review45b: kept, a wrong password).
                     verdict = tightened(run.old_admission, run.st.admission) or verdict
                 if verdict is not None:
                     self._restart_for_reload(run, rec, verdict)

@@ -248,3 +248,61 @@ def test_a_client_found_before_its_push_is_restarted_through_an_added_check(opki
     assert "auth-user-pass-verify added by the reload" in caplog.text, caplog.text[-2000:]
     w.run_for(15)
     assert not rec.alive and _alive(gw, "client0") == [], "a wrong password kept past the added check"
+
+
+def test_a_client_pushed_between_the_reload_and_its_turn_in_the_pass_is_restarted_too(
+        opki, tmp_path, caplog, monkeypatch):
+    """review45b: the pass reaches a client one batch (RELOAD_CHECK_BATCH) and one worker round
+    trip at a time. client0, past its login under the old config at the reload, is pushed to
+    before its turn: its push recorded the new auth-user-pass-verify as passed, and its turn then
+    found it 'given the same' -- kept with a wrong password. Before its push at the reload is
+    what counts, not at its turn."""
+    from appliance.gateway.reload_reader import ReloadReader, _run
+    from appliance.openvpn.clientpush import ClientPush
+    from appliance.openvpn.errors import PushDeferred
+    passdb = _passdb(tmp_path)
+    w = World()
+    conf = server_conf(opki)
+    gw, holder = w.add_reloadable_server(conf)
+    w.add_client(client_conf(opki, "client1"))
+    assert w.run(lambda: _up(w, 0), max_time=30)
+    held = {"on": True}
+    real = ClientPush._push_options
+
+    def slow_push(self, s):
+        if held["on"] and s.owner.common_name != "client1":
+            raise PushDeferred()
+        return real(self, s)
+    monkeypatch.setattr(ClientPush, "_push_options", slow_push)
+    w.add_client(client_conf(opki, "client0", extra="auth-user-pass\n"), username="alice", password="wrong")
+    assert w.run(lambda: _before_push(gw) is not None, max_time=30), "never caught before its push"
+    rec = _before_push(gw)
+
+    class Later(ReloadReader):          # the pass's batches wait (a worker thread's round trip)
+        def __init__(self) -> None:
+            super().__init__(inline=True)
+            self.waiting: list = []
+
+        def submit(self, job, then) -> None:
+            if then == gw.ops._reload_prepared:
+                super().submit(job, then)
+            else:
+                self.waiting.append((job, then))
+    later = Later()
+    gw.ops.reload_reader = later
+    monkeypatch.setattr(ops_mod, "RELOAD_CHECK_BATCH", 1)
+    holder["conf"] = conf + f"auth-user-pass-verify {passdb} passdb\n"
+    assert gw.ops.reload()
+    assert len(later.waiting) == 1, "the pass's first batch (client1's) was not submitted"
+    held["on"] = False                  # client0's push goes through while the pass is under way
+    assert w.run(lambda: rec.given is not None, max_time=20), "client0 was never pushed to"
+    for _ in range(10):                 # the batches, one by one, as the worker would finish them
+        if not later.waiting:
+            w.run_for(0.1)
+            if not later.waiting:
+                break
+        job, then = later.waiting.pop(0)
+        then(_run(job))
+    assert "clients kept" in caplog.text, caplog.text[-2000:]
+    w.run_for(15)
+    assert not rec.alive and _alive(gw, "client0") == [], "a wrong password kept past the added check"
