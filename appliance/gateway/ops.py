@@ -952,6 +952,11 @@ class Operations:
         gw.pump.timers.cancel("reload-recheck")     # an earlier reload's pass: this one checks everyone
         self._forget_old_restarts()
         fresh, now = run.fresh, gw.clock()
+        # A handshake waiting for the tls-verify command this reload replaced: that command's
+        # verdict no longer decides (its "yes" let the client in, and its push then recorded the
+        # new command as passed: review45b). Refused; the peer's retry meets the new command.
+        replaced = tightened(run.old_admission, st.admission, only="tls-verify")
+        awaiting = []
         for rec in run.todo:                # what costs nothing, for every client at once
             # Until its verdict, a restart in place is a new connection (it would carry the old
             # options past this pass, which has the record it replaced: review44b).
@@ -969,7 +974,14 @@ class Operations:
                     ks.tls.settings = tls
                     if not ks.tls.handshake_done:
                         ks.tls.verify_again = run.check
+                    if replaced is not None and ks.tls.verdict_awaited:
+                        awaiting.append((rec, ks.key_id, ks.tls))
             s.cfg.require_ekm = fresh.require_ekm
+        for rec, key_id, check in awaiting:
+            if rec.alive:
+                log.warning("%s: %s while its handshake waited for it: refused (it retries under the new one)",
+                            fmt_addr(rec.addr), replaced)
+                d.tls_verify_result(rec, key_id, False, now, check=check)
         self._recheck(run)
         self._check_kept_v2_keys(old, new)
         if self.mgmt is not None:

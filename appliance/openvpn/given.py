@@ -58,12 +58,13 @@ def admission_of(o) -> tuple:
             bool(o.username_as_common_name))
 
 
-def tightened(was: tuple, now: tuple) -> Tightened | None:
-    """The first admission check of `now` that a client admitted under `was` did not pass."""
+def tightened(was: tuple, now: tuple, only: str | None = None) -> Tightened | None:
+    """The first admission check of `now` (the one named `only`, if given) that a client
+    admitted under `was` did not pass."""
     if not was or not now:
         return None                         # settings made by hand (the engine tests'): none recorded
     for (name, kind), a, b in zip(_ADMISSION, was, now):
-        if a == b or (kind != "any" and not b):
+        if a == b or (kind != "any" and not b) or (only is not None and name != only):
             continue
         if kind == "any":
             return Tightened(f"{name} changed by the reload (the name its admission goes by)")

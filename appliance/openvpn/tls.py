@@ -1276,6 +1276,11 @@ class TlsEndpoint:
         self.verify_chain = chain
         self._held_under = self.verify_again      # the checks just passed (see _take_verdict)
 
+    @property
+    def verdict_awaited(self) -> bool:
+        """tls-verify was asked about verify_chain (TlsVerifyRequested) and has not answered."""
+        return self.verify_chain is not None and self.verdict_asked and self._verdict is None
+
     def give_verdict(self, ok: bool, tell: bool = True) -> None:
         """The tls-verify verdict on verify_chain; the next pump() goes on or fails. `tell=False`:
         a refusal that sends the peer nothing (one refused for lack of room: told at once, it

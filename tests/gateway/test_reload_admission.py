@@ -306,3 +306,40 @@ def test_a_client_pushed_between_the_reload_and_its_turn_in_the_pass_is_restarte
     assert "clients kept" in caplog.text, caplog.text[-2000:]
     w.run_for(15)
     assert not rec.alive and _alive(gw, "client0") == [], "a wrong password kept past the added check"
+
+
+def test_a_handshake_held_for_the_replaced_tls_verify_is_not_let_in_by_its_verdict(
+        opki, tmp_path, caplog, monkeypatch):
+    """review45b: client0's handshake waits for tls-verify when a reload replaces the command
+    with one that refuses it. The old command's "yes" came after the reload and let it in; its
+    push then recorded the new tls-verify as passed -- in, never run through it. The pass ends
+    such a handshake (the old verdict no longer decides); its retry meets the new command."""
+    from appliance.gateway.scripts import ScriptRunner
+    from appliance.gateway.tlsverify import VerifyRunner
+    from appliance.openvpn import events as ev
+    from tests.gateway.test_ops import _script
+    monkeypatch.setattr(ops_mod, "ScriptRunner", lambda: ScriptRunner(inline=True))
+    monkeypatch.setattr(ops_mod, "make_verify_runner", lambda o: VerifyRunner(tmp_dir=o.tmp_dir, inline=True))
+    allow = _script(tmp_path, "yes.sh", "exit 0\n")
+    refuse = _script(tmp_path, "no.sh", "exit 1\n")
+    w = World()
+    conf = server_conf(opki, extra="script-security 2\n")
+    gw, holder = w.add_reloadable_server(conf + f"tls-verify {allow}\n")
+    held: list = []
+    real = gw.ops._run_verify
+
+    def hold_first(rec, e):             # the old command's run, slow: its verdict after the reload
+        if isinstance(e, ev.TlsVerifyRequested) and not held:
+            held.append((rec, e))
+            return
+        real(rec, e)
+    monkeypatch.setattr(gw.ops, "_run_verify", hold_first)
+    w.add_client(client_conf(opki, "client0"))
+    assert w.run(lambda: held, max_time=30)
+    holder["conf"] = conf + f"tls-verify {refuse}\n"
+    _reload_and_settle(w, gw, caplog)
+    rec, e = held[0]
+    gw.ops._verify_done(("tls", rec, e.key_id, e.check), True, "")     # the replaced command's yes
+    w.run_for(20)
+    assert _alive(gw, "client0") == [], "let in by the verdict of the tls-verify the reload replaced"
+    assert "tls-verify changed by the reload" in caplog.text
