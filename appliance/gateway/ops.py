@@ -17,8 +17,9 @@ then on, a kept client's next renegotiation included; a tls-verify (or auth-user
 management-client-auth, learn-address) added or changed tells every kept client RESTART, so it
 goes through it as at 2.6's SIGHUP (given.py Tightened; the ccd file, duplicate-cn and max-clients
 likewise: the README's reload section, reload44's table); a
-handshake already held for the command keeps its verdict, and one held whose command the reload
-took away is refused (the peer retries under the new config). tls-crypt-v2-verify runs on a
+handshake held for a command the reload replaced is refused when it applies (review45b: the
+replaced command's late "yes" let it in unchecked by the new one), and one held whose command the
+reload took away is refused (the peer retries under the new config). tls-crypt-v2-verify runs on a
 client's key at its first packet only: clients connected with a tls-crypt-v2 key are not run
 through one a reload adds, and the reload says so at its line. The
 reading -- the config parsed, its key material, files and scripts checked -- runs in the reload's
