@@ -1230,7 +1230,7 @@ class Operations:
         last = self._reload_restarted.get(key)
         if isinstance(why, Tightened):
             last = None
-        if last is not None and last[1] != run.gen and now - last[0] < RELOAD_RESTART_HOLDOFF:
+        if last is not None and last[1] != run.gen and now < last[0] + RELOAD_RESTART_HOLDOFF:
             due = last[0] + RELOAD_RESTART_HOLDOFF
             if id(rec) not in self._restart_held:
                 log.warning("%s/%s: %s; restarted by a reload %.0f s ago: restarts in %.0f s",
@@ -1301,7 +1301,10 @@ class Operations:
         in the last RELOAD_RESTART_HOLDOFF seconds, and is empty once they are over -- it kept
         them until the next reload before, review44d)."""
         now = self.gw.clock()
-        for k in [k for k, (t, _g) in self._reload_restarted.items() if now - t >= RELOAD_RESTART_HOLDOFF]:
+        # `t + HOLDOFF <= now`, the timer's own sum: `now - t >= HOLDOFF` is false at the timer's
+        # instant for some t (1038.1 - 1008.1 < 30 in floating point), and the timer, armed again
+        # for that instant, spun the loop (fuzz44).
+        for k in [k for k, (t, _g) in self._reload_restarted.items() if t + RELOAD_RESTART_HOLDOFF <= now]:
             del self._reload_restarted[k]
         self._arm_forget_restarts()
 
