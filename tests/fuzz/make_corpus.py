@@ -543,6 +543,9 @@ def generate(out: Path = SEEDS, only: set[str] | None = None) -> dict[str, tuple
     from .ops_reload_targets import seeds as ops_reload_seeds
     for data in ops_reload_seeds():
         add("ops-reload", data)
+    from .reload_restart_targets import seeds as reload_restart_seeds
+    for data in reload_restart_seeds():
+        add("reload-restart", data)
 
     # ---- fuzz37: port-share, ifconfig-pool-persist's file
     from .portshare_targets import seeds as port_share_seeds

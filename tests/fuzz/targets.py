@@ -917,6 +917,14 @@ _add(Target("ops-reload", lambda: _lazy("ops_reload_targets", "make_ops_reload")
             "directory, a FIFO, /dev/full, removed; configs changed, refused, status taken away; ccd files "
             "changing (no internal error; a refused config never applied; clients kept; the status file whole "
             "whenever it can be written; a failure logged once)", 0.5))
+# fuzz44: reload restarts (reload42, review44b/d): what a kept client was given vs what the new config gives.
+_add(Target("reload-restart", lambda: _lazy("reload_restart_targets", "make_reload_restart"), 1024,
+            "2-4 clients (duplicate-cn sharing certificates, a 3-address pool) and a script of ccd files written, "
+            "edited, broken, removed, push/keepalive/ifconfig-pool/ccd-exclusive/client-connect changes, SIGHUPs, "
+            "time across the 30 s hold-off, clients leaving, coming back, restarting in place (no internal error; "
+            "the loop's run bounded; one session per pool address and peer-id; no RESTART for unchanged options; "
+            "one reload restart per client per hold-off; settled, each client has what a fresh connect gives)",
+            0.75))
 _add(Target("peer-ids-tcp", lambda: _lazy("tcp_peer_targets", "make_peer_ids_tcp"), 2048,
             "the dispatcher over TCP: connections numbered at accept and closed, restarts on new connections, "
             "a second reset on one, framing errors, bytes cut anywhere, kills, time (no peer-id shared or leaked; "

@@ -32,7 +32,8 @@ SLOW = {"key-method-server": 40, "push-client": 40, "p2p-key-method": 40,   # a 
         # seeds + 60/100/150/250 mutations: wan-dhcp-stop 594 arcs -> 595 at 60 and at 250, capath
         # 312 throughout, ops-reload and peer-ids-tcp no more than their seeds'), so here they are
         # a contract check on a few dozen odd inputs; `make fuzz` is where they explore.
-        "wan-dhcp-stop": 60, "capath": 60, "ops-reload": 60, "peer-ids-tcp": 60}
+        "wan-dhcp-stop": 60, "capath": 60, "ops-reload": 60, "peer-ids-tcp": 60,
+        "reload-restart": 40}                  # a server, 2-4 clients, reloads and 45+ s of fake time per input
 
 # Findings the fuzzer made that are not fixed yet (engine bugs, for the engine's owner): crasher
 # file (under crashers/<target>/) -> why it fails. The short run ignores violations of the same

@@ -1,0 +1,423 @@
+"""The reload-restart fuzz target: SIGHUP reloads that restart the clients whose options changed
+(reload42, review44b/d: appliance/openvpn/given.py, gateway/ops.py _batch_verdicts/_verdicts_in/
+_restart_for_reload, RELOAD_RESTART_HOLDOFF, ClientRecord.reload_pending, clientpush.py
+_predecessors_lease), driven against the RULE rather than today's code.
+
+Why a target: ops-reload keeps its one client's ccd file unwritten, so no input reached a reload
+that restarts anyone; the rule -- after a reload every client ends up with what a fresh connect
+under the config in force gives it, and only the clients whose options changed are restarted, at
+most once per hold-off -- has many moving parts (held restarts, restarts in place, a full pool
+with duplicate-cn, clients leaving and coming back mid-pass).
+
+World: the gateway suite's in-memory server (lab/gateway_world.py) with a client-config-dir, a
+small pool (`ifconfig-pool` of 3 addresses, nopool) and 2-4 clients; with duplicate-cn, clients 0/1
+share client0's certificate and 2/3 client1's. Clients 0 and 2 use a fixed `lport` (their restart
+is a restart in place), 1 and 3 `nobind`.
+
+Input: byte 0 = the world (bits 0-1: 2 + n % 3 clients; bit 2: duplicate-cn; bits 3-4: the first
+pool), then steps split at SEP, each `op arg payload`; op % 8:
+  0 a ccd file (arg % 4: client0..client2 or DEFAULT): arg bit 2 removes it, else its lines come
+    from the payload's bytes (b % 8: ifconfig-push of 3 addresses -- one inside the pool --,
+    iroute of 3 networks, push route, `disable`, a comment, push-reset, a line that does not
+    parse, a blank line);
+  1 the server's config (not applied before a SIGHUP): arg % 5 picks push routes (a set of 3),
+    keepalive (3 values), ifconfig-pool (3 ranges: restart-only), ccd-exclusive, client-connect
+    (none, /bin/true, /bin/true with an argument), from (arg >> 3);
+  2 SIGHUP;
+  3 time passes: arg % 48 + 0.5 s (one or two cross RELOAD_RESTART_HOLDOFF);
+  4 client arg % n stops (explicit-exit-notify: none; it just goes);
+  5 client arg % n, if stopped, comes back (a new process, from the same host);
+  6 client arg % n restarts by itself (its SIGUSR1: in place for the lport ones);
+  7 settle, then the settled oracle.
+
+Oracles (the rule):
+- no internal error; the server never stops; the loop's run covers the time asked (steps bounded);
+- never two sessions (established, not told to go) on one pool address, nor two live records on
+  one peer-id (an address two ccd files push is the operator's sharing: 2.6 does the same);
+- a SIGHUP's pass tells no RESTART to a client whose options (its effective ccd file as parsed,
+  the push lines, keepalive, client-connect line) the new config leaves as they were at its
+  connect (the model's, not given.py's);
+- at most one reload restart per client (name, host) per RELOAD_RESTART_HOLDOFF;
+- settled (no SIGHUP for more than the hold-off, client actions 15 s back), every connected
+  client has what a fresh connect under the config in force gives it: its ccd ifconfig-push
+  address (else one of the first pool's, or none when full), its ccd iroutes, the pushed routes
+  and keepalive as the client received them -- or, if that config refuses it (a `disable`,
+  ccd-exclusive without its file), it is not connected.
+  A ccd file that does not parse is reload44's to decide (a new connection is refused on it; a
+  kept client stays, as 2.6 lets it in): only `STRICT_BROKEN_CCD` checks it (see the README).
+"""
+from __future__ import annotations
+
+import ipaddress
+import logging
+import os
+import shutil
+import signal
+
+from tests.fuzz.scratch import scratch_dir
+
+SEP = b"\xfe\xfd"
+MAX_STEPS = 16
+SETTLE_AFTER = 15.0                # after a client's action: back up (connect-retry 1 4) by then
+# A kept client whose ccd file no longer parses: the rule says a fresh connect is refused, so it
+# should not stay; reload44 decides that (report only). Off: such a client is not checked.
+STRICT_BROKEN_CCD = os.environ.get("FUZZ_RELOAD_STRICT_BROKEN_CCD") == "1"
+
+ADDRS = ("198.19.0.11", "198.19.0.50", "198.19.0.51")       # .11 lies in the first pool
+NETS = ("198.18.90.0", "198.18.91.0", "198.18.92.0")
+ROUTES = ("198.18.80.0", "198.18.81.0", "198.18.82.0")
+POOLS = (("198.19.0.10", "198.19.0.12"), ("198.19.0.10", "198.19.0.13"), ("198.19.0.20", "198.19.0.21"))
+KEEPALIVES = ((10, 60), (5, 30), (20, 120))
+CONNECTS = ("", "/bin/true", "/bin/true again")
+NAMES = ("client0", "client1", "client2", "DEFAULT")
+
+_PKI: dict = {}
+
+
+def _pki() -> dict:
+    if not _PKI:
+        from lab.gateway_world import make_pki
+        _PKI.update(make_pki([f"client{i}" for i in range(4)], "reload fuzz CA"))
+    return _PKI
+
+
+def _ccd_line(b: int) -> str:
+    k, v = b % 8, (b >> 3) % 3
+    return (f"ifconfig-push {ADDRS[v]} 255.255.255.0", f"iroute {NETS[v]} 255.255.255.0",
+            f'push "route {ROUTES[v]} 255.255.255.0"', "disable", "# a comment", "push-reset",
+            "ifconfig-push 198.19.0", "")[k]
+
+
+def _pool_set(i: int) -> set[str]:
+    lo, hi = (int(ipaddress.IPv4Address(a)) for a in POOLS[i])
+    return {str(ipaddress.IPv4Address(n)) for n in range(lo, hi + 1)}
+
+
+class _Restarts(logging.Handler):
+    """The reload restarts made (told RESTART by a pass, or a held one made): (time, name/addr)."""
+
+    def __init__(self, clock) -> None:
+        super().__init__(logging.WARNING)
+        self.clock = clock
+        self.told: list[tuple[float, str]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        m = record.getMessage()
+        if "told RESTART to reconnect for it" in m:
+            self.told.append((self.clock.t, m.split(":", 1)[0]))
+
+
+def make_reload_restart():
+    from appliance.gateway import ops as ops_mod
+    from appliance.gateway.scripts import ScriptRunner
+    from appliance.gateway.server_files import ccd_loader
+    from appliance.openvpn.config.ccd import parse_ccd
+    from appliance.openvpn.errors import ConfigError
+    from lab.gateway_world import CLIENT_IP, World, client_conf, client_up, server_conf
+    from lab.fakes import FakeTunnelNetwork, MemoryPorts
+    from appliance.gateway.client import ClientGateway
+    from appliance.openvpn.config import parse_config
+    holdoff = ops_mod.RELOAD_RESTART_HOLDOFF
+    log = logging.getLogger("vpn-appliance")
+    d = scratch_dir("fuzz-reload-restart-")
+    ccd_dir = os.path.join(d, "ccd")
+    base_ip = int(ipaddress.IPv4Address(CLIENT_IP))
+
+    def conf_text(pki, k: dict) -> str:
+        lo, hi = POOLS[k["pool"]]
+        ping, restart = KEEPALIVES[k["keepalive"]]
+        extra = (f"ifconfig-pool {lo} {hi} 255.255.255.0\nclient-config-dir {ccd_dir}\n"
+                 + "".join(f"route {n} 255.255.255.0\n" for n in NETS)
+                 + "".join(f'push "route {ROUTES[i]} 255.255.255.0"\n' for i in sorted(k["push"]))
+                 + ("ccd-exclusive\n" if k["exclusive"] else "")
+                 + ("duplicate-cn\n" if k["dup"] else "")
+                 + (f"script-security 2\nclient-connect {CONNECTS[k['connect']]}\n" if k["connect"] else ""))
+        return server_conf(pki, extra=extra, nopool=True).replace("keepalive 10 60", f"keepalive {ping} {restart}")
+
+    def client_text(pki, i: int, dup: bool) -> str:
+        cert = f"client{i // 2}" if dup else f"client{i}"
+        text = client_conf(pki, "client0")
+        text = text.replace(pki["clients"]["client0"][0], pki["clients"][cert][0]) \
+                   .replace(pki["clients"]["client0"][1], pki["clients"][cert][1])
+        return text.replace("nobind\n", f"lport {40100 + i}\n") if i % 2 == 0 else text
+
+    def new_client(w, i: int, text: str):
+        """Client i as a new process on its host (198.18.0.2 + i)."""
+        ip = str(ipaddress.IPv4Address(base_ip + i))
+        opts = parse_config(text, "/mem/client.ovpn")
+        ports, tnet = MemoryPorts(w.net, ip), FakeTunnelNetwork(w.net)
+        c = ClientGateway(opts, ports, tnet, w.clock, _waiter(w), "", "")
+        if i < len(w.clients):
+            w.clients[i], w.client_nets[i], w.client_ports[i] = c, tnet, ports
+        else:
+            w.clients.append(c)
+            w.client_nets.append(tnet)
+            w.client_ports.append(ports)
+        c.start()
+        return c
+
+    def _waiter(w):
+        from lab.fakes import MemoryWaiter
+        return MemoryWaiter(w.net)
+
+    def expected(gw, k: dict, cn: str):
+        """What a fresh connect of `cn` gets from the files and the config in force now:
+        ("refused", why) / ("broken", why) / ("in", CcdOptions or None)."""
+        def read(name: str):
+            p = os.path.join(ccd_dir, name)
+            if not os.path.lexists(p):
+                return None
+            with open(p, "rb") as f:
+                return parse_ccd(f.read().decode("utf-8", "replace"), p)
+        try:
+            own = read(cn)
+            if k["exclusive"] and (own is None or cn == "DEFAULT"):
+                return "refused", "ccd-exclusive without its file"
+            got = own if own is not None else read("DEFAULT")
+        except ConfigError as e:
+            return "broken", str(e)
+        if got is not None and got.disable:
+            return "refused", "disable"
+        return "in", got
+
+    def options_of(k: dict, ccd) -> tuple:
+        """The model's options of a client given `ccd` under the knobs `k`: what a reload compares."""
+        c = None if ccd is None else (ccd.ifconfig_push, tuple(ccd.iroutes), tuple(ccd.push), ccd.push_reset,
+                                      tuple(ccd.push_remove), ccd.disable)
+        return c, tuple(sorted(k["push"])), k["keepalive"], k["connect"]
+
+    def one(data: bytes) -> None:
+        if not data:
+            return
+        pki = _pki()
+        if os.path.lexists(ccd_dir):
+            shutil.rmtree(ccd_dir)
+        os.mkdir(ccd_dir)
+        n = 2 + data[0] % 3
+        k = {"push": frozenset(), "keepalive": 0, "pool": (data[0] >> 3) % 3, "exclusive": False,
+             "connect": 0, "dup": bool(data[0] & 4)}
+        first_pool = _pool_set(k["pool"])
+        pending = dict(k)               # the config file as edited, read at the next SIGHUP
+        w = World()
+        gw, holder = w.add_reloadable_server(conf_text(pki, k))
+        gw.st.ccd = ccd_loader(ccd_dir)
+        gw.ops.scripts = ScriptRunner(inline=True)      # client-connect in the caller: the fake clock's order
+        texts = [client_text(pki, i, k["dup"]) for i in range(n)]
+        for i in range(n):
+            new_client(w, i, texts[i])
+        w.run_for(6)
+        restarts = _Restarts(w.clock)
+        log.addHandler(restarts)
+        state = {"sighup": None, "action": w.clock.t, "snap": {}}
+
+        def run_for(seconds: float) -> None:
+            end = w.clock.t + seconds
+            w.run_for(seconds)
+            assert w.clock.t >= end - 1e-9, f"the loop's steps ran out {end - w.clock.t:.2f} s short of the time asked"
+            check()
+
+        def live():
+            return [r for r in gw.d.clients if r.alive]
+
+        def told(r) -> bool:
+            return r.session.restart_sent or id(r) in gw.ops.killing
+
+        def snapshot() -> None:
+            """Each record first seen past its push (its common name set: it read its ccd file
+            just now) gets what the model gives it now -- the files as they are, the config in
+            force -- or, a restart in place, its predecessor's (it keeps the options it was
+            admitted with). A reload's survivors get the reload's (sighup)."""
+            snap = state["snap"]
+            for r in live():
+                if id(r) in snap or r.common_name is None:
+                    continue
+                if r.continues:
+                    prev = [v for v in snap.values() if v["addr"] == r.addr]
+                    snap[id(r)] = dict(prev[-1], rec=r) if prev else {"addr": r.addr, "rec": r, "verdict": None}
+                    continue
+                verdict, ccd = expected(gw, k, r.common_name)
+                snap[id(r)] = {"addr": r.addr, "rec": r, "verdict": verdict, "ccd": ccd, "k": dict(k)}
+            for key in [key for key, v in snap.items() if not v["rec"].alive]:
+                del snap[key]
+
+        def opts(e: dict):
+            return options_of(e["k"], e["ccd"]) if e["verdict"] == "in" else None
+
+        def check() -> None:
+            errs = gw.d.take_internal_errors()
+            assert not errs, f"the server's internal errors: {errs!r}"
+            nerr = gw.faults.counts.get("internal error", 0)
+            assert not nerr, f"{nerr} internal errors counted by the server's pump"
+            assert gw.result is None, f"the server stopped: {gw.result}"
+            recs = live()
+            pids = [r.peer_id for r in recs]
+            assert len(pids) == len(set(pids)), f"two live sessions on one peer-id: {sorted(pids)}"
+            on: dict[str, list] = {}
+            for r in recs:
+                if r.session.established and not told(r) and r.vaddr:
+                    static = r.ccd is not None and r.ccd.ifconfig_push and r.ccd.ifconfig_push[0] == r.vaddr
+                    if not static:
+                        on.setdefault(r.vaddr, []).append(r)
+            for a, rs in on.items():
+                assert len(rs) == 1, f"two sessions on pool address {a}: {[(x.common_name, x.addr) for x in rs]}"
+            by: dict[str, list[float]] = {}
+            for t, who in restarts.told:
+                by.setdefault(who.split("/")[0] + "/" + who.split("/")[1].rsplit(":", 1)[0], []).append(t)
+            for who, ts in by.items():
+                for a, b in zip(ts, ts[1:]):
+                    assert b - a >= holdoff - 1e-6, f"{who} restarted by reloads {b - a:.1f} s apart"
+            snapshot()
+
+        def sighup() -> None:
+            nonlocal k
+            new = dict(pending)
+            snap = {key: dict(v) for key, v in state["snap"].items()}
+            before = [r for r in live() if r.session.established and not told(r) and id(r) in snap]
+            holder["conf"] = conf_text(pki, new)
+            mark = len(restarts.told)
+            k = new
+            gw.ops.on_signal(signal.SIGHUP)
+            state["sighup"] = w.clock.t
+            # Every record there now is the reload's to judge: what a fresh connect gets now.
+            for key, e in state["snap"].items():
+                verdict, ccd = expected(gw, k, e["rec"].common_name)
+                e.update(verdict=verdict, ccd=ccd, k=dict(k))
+            w.run_for(0.3)
+            check()
+            # Whom this reload told RESTART (at once): none whose options it leaves the same.
+            names = {who for _t, who in restarts.told[mark:]}
+            for r in before:
+                was = opts(snap[id(r)]) if snap[id(r)]["verdict"] is not None else None
+                verdict, ccd = expected(gw, k, r.common_name)
+                if was is None or verdict != "in":
+                    continue
+                if options_of(k, ccd) == was:
+                    tag = f"{r.common_name}/{r.addr[0]}"
+                    assert tag not in names, f"{tag} told RESTART by a reload that leaves its options as they were"
+
+        def settle() -> None:
+            until = max((state["sighup"] or 0) + holdoff + 12, state["action"] + SETTLE_AFTER, w.clock.t)
+            run_for(until - w.clock.t)
+            settled_check()
+
+        def settled_check() -> None:
+            if gw.ops._reload_busy:
+                return
+            for r in live():
+                if not r.session.established or told(r) or r.common_name is None:
+                    continue
+                e = state["snap"].get(id(r))
+                if e is None or e["verdict"] is None:
+                    continue                # (a restart in place of a session the model never saw)
+                verdict, ccd, kk = e["verdict"], e.get("ccd"), e.get("k")
+                who = f"{r.common_name}/{r.addr[0]}:{r.addr[1]}"
+                if verdict == "broken":
+                    assert not STRICT_BROKEN_CCD, f"{who} connected though its ccd file does not parse ({ccd})"
+                    continue
+                assert verdict == "in", f"{who} connected though the config in force refuses it ({ccd})"
+                static = ccd.ifconfig_push[0] if ccd is not None and ccd.ifconfig_push else None
+                if static is not None:
+                    assert r.vaddr == static, f"{who} on {r.vaddr}, its ccd file says {static}"
+                else:
+                    assert r.vaddr is None or r.vaddr in first_pool, f"{who} on {r.vaddr}, outside the pool"
+                want_ir = sorted(ipaddress.IPv4Network(f"{a}/{m}", strict=False)
+                                 for a, m in (ccd.iroutes if ccd is not None else ()))
+                assert sorted(r.iroutes) == want_ir, f"{who} iroutes {r.iroutes}, its ccd file {want_ir}"
+                i = int(ipaddress.IPv4Address(r.addr[0])) - base_ip
+                p = w.client_nets[i].pushed
+                if not client_up(w, i) or p is None or p.peer_id != r.peer_id:
+                    continue                # not this session's push (the client is between two)
+                routes = set() if ccd is not None and ccd.push_reset else {ROUTES[j] for j in kk["push"]}
+                routes |= {ln.split()[1] for ln in (ccd.push if ccd is not None else ()) if ln.startswith("route ")}
+                got = {x[0] for x in p.routes}
+                assert got == routes, f"{who} was pushed routes {sorted(got)}, the config gives {sorted(routes)}"
+                if not (ccd is not None and ccd.push_reset):
+                    assert (p.ping, p.ping_restart) == KEEPALIVES[kk["keepalive"]], \
+                        f"{who} was pushed ping {p.ping}/{p.ping_restart}, the config gives {KEEPALIVES[kk['keepalive']]}"
+                assert p.ifconfig is None or p.ifconfig[0] == r.vaddr, f"{who}: told {p.ifconfig}, holds {r.vaddr}"
+
+        old_level = log.level
+        log.setLevel(logging.WARNING)
+        try:
+            check()
+            for step in data[1:].split(SEP)[:MAX_STEPS]:
+                if len(step) < 2:
+                    continue
+                op, arg, payload = step[0] % 8, step[1], step[2:]
+                if op == 0:
+                    p = os.path.join(ccd_dir, NAMES[arg % 4])
+                    if os.path.lexists(p):
+                        os.unlink(p)
+                    if not arg & 4:
+                        with open(p, "w") as f:
+                            f.write("".join(_ccd_line(b) + "\n" for b in payload[:6]))
+                    run_for(0.1)
+                elif op == 1:
+                    v = arg >> 3
+                    which = arg % 5
+                    if which == 0:
+                        pending["push"] = frozenset(j for j in range(3) if v >> j & 1)
+                    elif which == 1:
+                        pending["keepalive"] = v % 3
+                    elif which == 2:
+                        pending["pool"] = v % 3
+                    elif which == 3:
+                        pending["exclusive"] = bool(v & 1)
+                    else:
+                        pending["connect"] = v % 3
+                elif op == 2:
+                    sighup()
+                elif op == 3:
+                    run_for(arg % 48 + 0.5)
+                elif op in (4, 5, 6):
+                    i = arg % n
+                    c = w.clients[i]
+                    state["action"] = w.clock.t
+                    if op == 4:
+                        c.request_stop()
+                    elif op == 5 and c.result is not None:
+                        new_client(w, i, texts[i])
+                    elif op == 6:
+                        c.user_restart()
+                    run_for(0.2)
+                else:
+                    settle()
+            settle()
+        finally:
+            log.removeHandler(restarts)
+            log.setLevel(old_level)
+            try:
+                gw.ops.close()
+            except OSError:
+                pass
+    return one
+
+
+def seeds() -> list[bytes]:
+    def s(world: int, *steps: bytes) -> bytes:
+        return bytes([world]) + SEP.join(steps)
+    ccd = lambda who, *lines: bytes([0, who]) + bytes(lines)     # noqa: E731 - ccd(name index, line bytes)
+    push_a = 2 | 0 << 3           # push "route 198.18.80.0"
+    return [
+        s(0, b"\x03\x02"),
+        s(0, ccd(0, 0 | 1 << 3), b"\x02\x00", b"\x03\x05"),                          # client0 .50, SIGHUP
+        s(1, ccd(0, 0 | 1 << 3), ccd(1, 5), b"\x02\x00", b"\x03\x05"),              # + a comment for client1
+        s(0, ccd(0, 1 | 0 << 3), b"\x02\x00", b"\x03\x05", ccd(0, 1 | 1 << 3), b"\x02\x00", b"\x07\x00"),
+        s(0, b"\x01" + bytes([0 | 1 << 3]), b"\x02\x00", b"\x07\x00"),              # a push line added
+        s(0, b"\x01" + bytes([1 | 1 << 3]), b"\x02\x00", b"\x07\x00"),              # keepalive changed
+        s(0, b"\x01" + bytes([2 | 2 << 3]), b"\x02\x00", b"\x07\x00"),              # the pool (restart only)
+        s(0, ccd(0, 7), b"\x01" + bytes([3 | 1 << 3]), b"\x02\x00", b"\x07\x00"),   # ccd-exclusive
+        s(0, b"\x01" + bytes([4 | 1 << 3]), b"\x02\x00", b"\x07\x00"),              # client-connect added
+        s(0, ccd(1, 3), b"\x02\x00", b"\x07\x00"),                                   # disable
+        s(2, ccd(3, 0 | 2 << 3), b"\x02\x00", b"\x07\x00"),                         # DEFAULT file
+        s(6, b"\x01" + bytes([0 | 7 << 3]), b"\x02\x00", b"\x03\x02", b"\x04\x01", b"\x05\x01", b"\x07\x00"),
+        s(6, b"\x01" + bytes([0 | 1 << 3]), b"\x02\x00", b"\x06\x00", b"\x06\x01", b"\x07\x00"),   # dup-cn, full pool
+        s(0, ccd(0, 0 | 1 << 3), b"\x02\x00", b"\x03\x05", ccd(0, 0 | 2 << 3), b"\x02\x00", b"\x06\x00",
+          b"\x03\x1f", b"\x07\x00"),                                                  # held restart, restart in place
+        s(0, ccd(0, 0 | 1 << 3), b"\x02\x00", ccd(0, 0 | 2 << 3), b"\x02\x00", ccd(0, 0 | 1 << 3), b"\x02\x00",
+          b"\x07\x00"),                                                               # a SIGHUP storm
+        s(1, ccd(0, 6), b"\x02\x00", b"\x07\x00"),                                   # a line that does not parse
+        s(0, ccd(0, 2 | 1 << 3, 1 | 2 << 3), b"\x02\x00", b"\x04\x00", b"\x03\x03", b"\x05\x00", b"\x07\x00"),
+        s(0, ccd(0, 0), ccd(1, 0), b"\x02\x00", b"\x07\x00"),                      # .11 pushed to two: shared
+        s(0, ccd(1, push_a), b"\x02\x00", b"\x07\x00"),
+    ]
