@@ -20,7 +20,7 @@ pool), then steps split at SEP, each `op arg payload`; op % 8:
     from the payload's bytes (b % 8: ifconfig-push of 3 addresses -- one inside the pool --,
     iroute of 3 networks, push route, `disable`, a comment, push-reset, a line that does not
     parse, a blank line);
-  1 the server's config (not applied before a SIGHUP): arg % 5 picks push routes (a set of 3),
+  1 the server's config (not applied before a SIGHUP): (arg & 7) % 5 picks push routes (a set of 3),
     keepalive (3 values), ifconfig-pool (3 ranges: restart-only), ccd-exclusive, client-connect
     (none, /bin/true, /bin/true with an argument), from (arg >> 3);
   2 SIGHUP;
@@ -101,12 +101,16 @@ class _Restarts(logging.Handler):
         super().__init__(logging.WARNING)
         self.clock, self.ops = clock, ops
         self.told: list[tuple[float, str, int]] = []
+        self.on_held = None                 # called with a held restart's CN/IP:PORT as it is made
+        self.wrong: list[str] = []          # what on_held found (asserted by the target's check)
 
     def emit(self, record: logging.LogRecord) -> None:
         m = record.getMessage()
         if "told RESTART to reconnect for it" in m:
             # "CN/IP:PORT: why: told RESTART ...": the session, and the (name, host) the hold-off counts
             self.told.append((self.clock.t, m.split(": ", 1)[0], self.ops._recheck_gen))
+            if "(held off until now)" in m and self.on_held is not None:
+                self.on_held(m.split(": ", 1)[0])
 
 
 def make_reload_restart():
@@ -204,11 +208,22 @@ def make_reload_restart():
         gw, holder = w.add_reloadable_server(conf_text(pki, k))
         gw.st.ccd = ccd_loader(ccd_dir)
         gw.ops.scripts = ScriptRunner(inline=True)      # client-connect in the caller: the fake clock's order
+        # id(record) -> (record, the record its restart in place continues): kept for the input,
+        # so no id is reused while the model may look it up.
+        lineage: dict[int, tuple] = {}
+        created = gw.d.on_create
+
+        def on_create(rec, restarts) -> None:
+            lineage[id(rec)] = (rec, restarts if rec.continues else None)
+            if created is not None:
+                created(rec, restarts)
+        gw.d.on_create = on_create
         texts = [client_text(pki, i, k["dup"]) for i in range(n)]
         for i in range(n):
             new_client(w, i, texts[i])
         w.run_for(6)
         restarts = _Restarts(w.clock, gw.ops)
+        restarts.on_held = lambda tag: held_made(tag)
         log.addHandler(restarts)
         state = {"sighup": None, "action": w.clock.t, "snap": {}}
 
@@ -226,24 +241,40 @@ def make_reload_restart():
 
         def snapshot() -> None:
             """Each record first seen past its push (its common name set: it read its ccd file
-            just now) gets what the model gives it now -- the files as they are, the config in
-            force -- or, a restart in place, its predecessor's (it keeps the options it was
-            admitted with). A reload's survivors get the reload's (sighup)."""
+            in the run just ended, under the files and config as they are now) gets what the
+            model gives it now; a restart in place (which keeps the options it was admitted with)
+            its predecessor's, found through `lineage` -- several restarts in place may come and
+            go within one run, unseen. A reload's survivors get the reload's (sighup)."""
             snap = state["snap"]
             for r in live():
                 if id(r) in snap or r.common_name is None:
                     continue
-                if r.continues:
-                    prev = [v for v in snap.values() if v["addr"] == r.addr]
-                    snap[id(r)] = dict(prev[-1], rec=r) if prev else {"addr": r.addr, "rec": r, "verdict": None}
+                p = r                       # back to the first record seen, or to the new connection
+                while p is not None and p.continues and (p is r or id(p) not in snap):
+                    p = lineage.get(id(p), (None, None))[1]
+                if p is None:               # (not known: not checked)
+                    snap[id(r)] = {"addr": r.addr, "rec": r, "verdict": None, "given": None}
+                    continue
+                if p is not r and id(p) in snap:
+                    snap[id(r)] = dict(snap[id(p)], rec=r)
                     continue
                 verdict, ccd = expected(gw, k, r.common_name)
-                snap[id(r)] = {"addr": r.addr, "rec": r, "verdict": verdict, "ccd": ccd, "k": dict(k)}
-            for key in [key for key, v in snap.items() if not v["rec"].alive]:
-                del snap[key]
+                snap[id(r)] = {"addr": r.addr, "rec": r, "verdict": verdict, "ccd": ccd, "k": dict(k),
+                               "given": options_of(k, ccd) if verdict == "in" else None}
 
         def opts(e: dict):
+            """What the config in force (the files at its connect or at the last reload since) gives."""
             return options_of(e["k"], e["ccd"]) if e["verdict"] == "in" else None
+
+        def held_made(tag: str) -> None:
+            """A held reload restart made now (the logging handler's call): the last reload must
+            have left that client's options changed -- a later reload that left them as they
+            were drops it."""
+            for e in state["snap"].values():
+                r = e["rec"]
+                if r.alive and f"{r.common_name}/{r.addr[0]}:{r.addr[1]}" == tag and e["given"] is not None \
+                        and e["verdict"] == "in" and e["given"] == opts(e):
+                    restarts.wrong.append(f"{tag}: a held restart made, though the last reload gives it what it has")
 
         def check() -> None:
             errs = gw.d.take_internal_errors()
@@ -270,6 +301,7 @@ def make_reload_restart():
             for who, ts in by.items():
                 for (a, ga), (b, gb) in zip(ts, ts[1:]):
                     assert ga == gb or b - a >= holdoff - 1e-6, f"{who} restarted by two reloads {b - a:.1f} s apart"
+            assert not restarts.wrong, restarts.wrong[0]
             snapshot()
 
         def sighup() -> None:
@@ -288,13 +320,15 @@ def make_reload_restart():
             k = new
             # Every record there now is the reload's to judge: what a fresh connect gets now.
             for key, e in state["snap"].items():
+                if not e["rec"].alive:
+                    continue
                 verdict, ccd = expected(gw, k, e["rec"].common_name)
                 e.update(verdict=verdict, ccd=ccd, k=dict(k))
             run_for(0.3)
             # Whom this reload told RESTART (at once): none whose options it leaves the same.
             names = {who for _t, who, _g in restarts.told[mark:]}
             for r in before:
-                was = opts(snap[id(r)]) if snap[id(r)]["verdict"] is not None else None
+                was = snap[id(r)]["given"]
                 verdict, ccd = expected(gw, k, r.common_name)
                 if was is None or verdict != "in":
                     continue
@@ -322,6 +356,8 @@ def make_reload_restart():
                     assert not STRICT_BROKEN_CCD, f"{who} connected though its ccd file does not parse ({ccd})"
                     continue
                 assert verdict == "in", f"{who} connected though the config in force refuses it ({ccd})"
+                if e["given"] is not None:
+                    assert e["given"] == opts(e), f"{who} keeps {e['given']}, the config in force gives {opts(e)}"
                 static = ccd.ifconfig_push[0] if ccd is not None and ccd.ifconfig_push else None
                 if static is not None:
                     assert r.vaddr == static, f"{who} on {r.vaddr}, its ccd file says {static}"
@@ -360,8 +396,7 @@ def make_reload_restart():
                             f.write("".join(_ccd_line(b) + "\n" for b in payload[:6]))
                     run_for(0.1)
                 elif op == 1:
-                    v = arg >> 3
-                    which = arg % 5
+                    v, which = arg >> 3, (arg & 7) % 5
                     if which == 0:
                         pending["push"] = frozenset(j for j in range(3) if v >> j & 1)
                     elif which == 1:
@@ -403,28 +438,58 @@ def make_reload_restart():
 def seeds() -> list[bytes]:
     def s(world: int, *steps: bytes) -> bytes:
         return bytes([world]) + SEP.join(steps)
-    ccd = lambda who, *lines: bytes([0, who]) + bytes(lines)     # noqa: E731 - ccd(name index, line bytes)
-    push_a = 2 | 0 << 3           # push "route 198.18.80.0"
+
+    def ccd(who: int, *lines: int) -> bytes:        # client0..2 / DEFAULT (3), the lines' bytes
+        return bytes([0, who]) + bytes(lines)
+
+    def knob(which: int, v: int) -> bytes:          # push, keepalive, pool, ccd-exclusive, client-connect
+        return bytes([1, which | v << 3])
+
+    def t(arg: int) -> bytes:                       # arg % 48 + 0.5 s
+        return bytes([3, arg])
+
+    hup, settle, drop = b"\x02\x00", b"\x07\x00", bytes([0, 4])
+
+    def stop(i: int) -> bytes:
+        return bytes([4, i])
+
+    def back(i: int) -> bytes:
+        return bytes([5, i])
+
+    def usr1(i: int) -> bytes:
+        return bytes([6, i])
+
+    at50, at51, at11 = 0 | 1 << 3, 0 | 2 << 3, 0            # ifconfig-push .50 / .51 / .11 (in the pool)
+    ir90, ir91, push80, disable, comment, reset, broken = 1, 1 | 1 << 3, 2, 3, 4, 5, 6
     return [
-        s(0, b"\x03\x02"),
-        s(0, ccd(0, 0 | 1 << 3), b"\x02\x00", b"\x03\x05"),                          # client0 .50, SIGHUP
-        s(1, ccd(0, 0 | 1 << 3), ccd(1, 5), b"\x02\x00", b"\x03\x05"),              # + a comment for client1
-        s(0, ccd(0, 1 | 0 << 3), b"\x02\x00", b"\x03\x05", ccd(0, 1 | 1 << 3), b"\x02\x00", b"\x07\x00"),
-        s(0, b"\x01" + bytes([0 | 1 << 3]), b"\x02\x00", b"\x07\x00"),              # a push line added
-        s(0, b"\x01" + bytes([1 | 1 << 3]), b"\x02\x00", b"\x07\x00"),              # keepalive changed
-        s(0, b"\x01" + bytes([2 | 2 << 3]), b"\x02\x00", b"\x07\x00"),              # the pool (restart only)
-        s(0, ccd(0, 7), b"\x01" + bytes([3 | 1 << 3]), b"\x02\x00", b"\x07\x00"),   # ccd-exclusive
-        s(0, b"\x01" + bytes([4 | 1 << 3]), b"\x02\x00", b"\x07\x00"),              # client-connect added
-        s(0, ccd(1, 3), b"\x02\x00", b"\x07\x00"),                                   # disable
-        s(2, ccd(3, 0 | 2 << 3), b"\x02\x00", b"\x07\x00"),                         # DEFAULT file
-        s(6, b"\x01" + bytes([0 | 7 << 3]), b"\x02\x00", b"\x03\x02", b"\x04\x01", b"\x05\x01", b"\x07\x00"),
-        s(6, b"\x01" + bytes([0 | 1 << 3]), b"\x02\x00", b"\x06\x00", b"\x06\x01", b"\x07\x00"),   # dup-cn, full pool
-        s(0, ccd(0, 0 | 1 << 3), b"\x02\x00", b"\x03\x05", ccd(0, 0 | 2 << 3), b"\x02\x00", b"\x06\x00",
-          b"\x03\x1f", b"\x07\x00"),                                                  # held restart, restart in place
-        s(0, ccd(0, 0 | 1 << 3), b"\x02\x00", ccd(0, 0 | 2 << 3), b"\x02\x00", ccd(0, 0 | 1 << 3), b"\x02\x00",
-          b"\x07\x00"),                                                               # a SIGHUP storm
-        s(1, ccd(0, 6), b"\x02\x00", b"\x07\x00"),                                   # a line that does not parse
-        s(0, ccd(0, 2 | 1 << 3, 1 | 2 << 3), b"\x02\x00", b"\x04\x00", b"\x03\x03", b"\x05\x00", b"\x07\x00"),
-        s(0, ccd(0, 0), ccd(1, 0), b"\x02\x00", b"\x07\x00"),                      # .11 pushed to two: shared
-        s(0, ccd(1, push_a), b"\x02\x00", b"\x07\x00"),
+        s(0, t(2)),
+        s(0, ccd(0, at50), hup, t(5)),                                              # client0 .50
+        s(1, ccd(0, at50), ccd(1, comment), hup, t(5)),                             # + a comment for client1
+        s(0, ccd(0, ir90), hup, t(5), ccd(0, ir91), hup, settle),                   # held, then made
+        s(0, knob(0, 1), hup, settle),                                              # a push line added
+        s(0, knob(1, 1), hup, settle),                                              # keepalive
+        s(0, knob(2, 2), hup, settle),                                              # the pool: restart only
+        s(0, ccd(0, comment), knob(3, 1), hup, settle),                             # ccd-exclusive
+        s(0, knob(4, 1), hup, t(2), knob(4, 2), hup, t(2), knob(4, 0), hup, settle),  # client-connect
+        s(0, ccd(1, disable), hup, settle),
+        s(2, ccd(3, at51), hup, settle),                                            # DEFAULT for everyone
+        s(6, knob(0, 7), hup, t(2), stop(1), back(1), settle),
+        s(6, knob(0, 1), hup, usr1(0), usr1(1), settle),                            # duplicate-cn, full pool
+        s(5, knob(0, 1), hup, t(0), knob(0, 2), hup, t(0), knob(0, 4), hup, settle),   # a storm, 4 on 3
+        s(5, knob(0, 1), hup, t(2), knob(0, 2), hup, t(4), knob(0, 4), hup, t(29), knob(0, 1), hup, settle),
+        s(0, ccd(0, at50), hup, t(3), ccd(0, at51), hup, usr1(0), t(1), ccd(0, at50), hup, settle),
+        s(0, ccd(0, at50), hup, t(3), ccd(0, at51), hup, usr1(0), t(1), usr1(0), ccd(0, ir91), hup, t(10),
+          usr1(0), settle),                                                         # held, in place, in place
+        s(0, ccd(0, at50), hup, ccd(0, at51), hup, ccd(0, at50), hup, settle),      # a SIGHUP storm
+        s(1, ccd(0, broken), hup, settle),                                          # a line that does not parse
+        s(0, stop(0), t(2), ccd(0, at50), back(0), t(3), hup, settle),              # a new process, same port
+        s(0, stop(0), ccd(0, at50), hup, t(0), back(0), settle),
+        s(0, ccd(0, at50), hup, usr1(0), usr1(0), settle),                          # told, then its SIGUSR1s
+        s(4, ccd(0, at50), hup, t(3), knob(0, 1), hup, settle),                     # duplicate-cn, one address
+        s(2, ccd(3, at50), hup, t(3), ccd(3, at51), hup, t(2), ccd(3, reset), hup, settle),
+        s(2, knob(1, 1), hup, knob(1, 2), hup, knob(1, 0), hup, t(31), knob(1, 1), hup, settle),
+        s(1, ccd(1, disable), hup, t(2), bytes([0, 1 | 4]), hup, back(1), settle),
+        s(0, ccd(0, ir90, push80), hup, stop(0), t(3), back(0), settle),
+        s(0, ccd(0, at11), ccd(1, at11), hup, settle),                              # .11 pushed to two: shared
+        s(0, ccd(2, 0), drop, hup, settle),
     ]
