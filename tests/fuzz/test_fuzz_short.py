@@ -33,7 +33,7 @@ SLOW = {"key-method-server": 40, "push-client": 40, "p2p-key-method": 40,   # a 
         # 312 throughout, ops-reload and peer-ids-tcp no more than their seeds'), so here they are
         # a contract check on a few dozen odd inputs; `make fuzz` is where they explore.
         "wan-dhcp-stop": 60, "capath": 60, "ops-reload": 60, "peer-ids-tcp": 60,
-        "reload-restart": 10}                  # 2-4 clients' handshakes, reloads, ~45 s of fake time per input
+        "reload-restart": 5}                   # 2-4 clients' handshakes, reloads, ~45 s of fake time per input
 
 # Findings the fuzzer made that are not fixed yet (engine bugs, for the engine's owner): crasher
 # file (under crashers/<target>/) -> why it fails. The short run ignores violations of the same
