@@ -12,10 +12,11 @@ with duplicate-cn, clients leaving and coming back mid-pass).
 World: the gateway suite's in-memory server (lab/gateway_world.py) with a client-config-dir, a
 small pool (`ifconfig-pool` of 3 addresses, nopool) and 2-4 clients; with duplicate-cn, clients 0/1
 share client0's certificate and 2/3 client1's. Clients 0 and 2 use a fixed `lport` (their restart
-is a restart in place), 1 and 3 `nobind`.
+is a restart in place), 1 and 3 `nobind` (1 a fixed one too behind the NAT).
 
-Input: byte 0 = the world (bits 0-1: 2 + n % 3 clients; bit 2: duplicate-cn; bits 3-4: the first
-pool), then steps split at SEP, each `op arg payload`; op % 8:
+Input: byte 0 = the world (2 + byte % 3 clients; bit 2: duplicate-cn; bits 3-4: the first pool;
+bit 5 with duplicate-cn: clients 0 and 1, one certificate, behind one host, as two devices behind
+one NAT -- review44d's told sessions' addresses, one to each comeback), then steps split at SEP, each `op arg payload`; op % 8:
   0 a ccd file (arg % 4: client0..client2 or DEFAULT): arg bit 2 removes it, else its lines come
     from the payload's bytes (b % 8: ifconfig-push of 3 addresses -- one inside the pool --,
     iroute of 3 networks, push route, `disable`, a comment, push-reset, a line that does not
@@ -140,16 +141,22 @@ def make_reload_restart():
                  + (f"script-security 2\nclient-connect {CONNECTS[k['connect']]}\n" if k["connect"] else ""))
         return server_conf(pki, extra=extra, nopool=True).replace("keepalive 10 60", f"keepalive {ping} {restart}")
 
-    def client_text(pki, i: int, dup: bool) -> str:
+    def client_text(pki, i: int, dup: bool, nat: bool) -> str:
         cert = f"client{i // 2}" if dup else f"client{i}"
         text = client_conf(pki, "client0")
         text = text.replace(pki["clients"]["client0"][0], pki["clients"][cert][0]) \
                    .replace(pki["clients"]["client0"][1], pki["clients"][cert][1])
-        return text.replace("nobind\n", f"lport {40100 + i}\n") if i % 2 == 0 else text
+        # (behind the NAT both fixed: the fake net's ephemeral ports would reach 40100 one day)
+        return text.replace("nobind\n", f"lport {40100 + i}\n") if i % 2 == 0 or nat and i < 2 else text
 
-    def new_client(w, i: int, text: str):
-        """Client i as a new process on its host (198.18.0.2 + i)."""
-        ip = str(ipaddress.IPv4Address(base_ip + i))
+    def host(i: int, nat: bool) -> str:
+        """Client i's host: 198.18.0.2 + i; with `nat`, clients 0 and 1 (one certificate under
+        duplicate-cn) both behind 198.18.0.2, as two devices behind one NAT."""
+        return str(ipaddress.IPv4Address(base_ip + (0 if nat and i == 1 else i)))
+
+    def new_client(w, i: int, text: str, nat: bool):
+        """Client i as a new process on its host."""
+        ip = host(i, nat)
         opts = parse_config(text, "/mem/client.ovpn")
         ports, tnet = MemoryPorts(w.net, ip), FakeTunnelNetwork(w.net)
         c = ClientGateway(opts, ports, tnet, w.clock, _waiter(w), "", "")
@@ -202,6 +209,7 @@ def make_reload_restart():
         n = 2 + data[0] % 3
         k = {"push": frozenset(), "keepalive": 0, "pool": (data[0] >> 3) % 3, "exclusive": False,
              "connect": 0, "dup": bool(data[0] & 4)}
+        nat = k["dup"] and bool(data[0] & 0x20)
         first_pool = _pool_set(k["pool"])
         pending = dict(k)               # the config file as edited, read at the next SIGHUP
         w = World()
@@ -218,9 +226,9 @@ def make_reload_restart():
             if created is not None:
                 created(rec, restarts)
         gw.d.on_create = on_create
-        texts = [client_text(pki, i, k["dup"]) for i in range(n)]
+        texts = [client_text(pki, i, k["dup"], nat) for i in range(n)]
         for i in range(n):
-            new_client(w, i, texts[i])
+            new_client(w, i, texts[i], nat)
         w.run_for(6)
         restarts = _Restarts(w.clock, gw.ops)
         restarts.on_held = lambda tag: held_made(tag)
@@ -366,10 +374,11 @@ def make_reload_restart():
                 want_ir = {ipaddress.IPv4Network(f"{a}/{m}", strict=False)
                            for a, m in (ccd.iroutes if ccd is not None else ())}
                 assert set(r.iroutes) == want_ir, f"{who} iroutes {r.iroutes}, its ccd file {sorted(want_ir)}"
-                i = int(ipaddress.IPv4Address(r.addr[0])) - base_ip
-                p = w.client_nets[i].pushed
-                if not client_up(w, i) or p is None or p.peer_id != r.peer_id:
-                    continue                # not this session's push (the client is between two)
+                mine = [i for i in range(n) if host(i, nat) == r.addr[0] and client_up(w, i)
+                        and w.client_nets[i].pushed is not None and w.client_nets[i].pushed.peer_id == r.peer_id]
+                if len(mine) != 1:
+                    continue                # no client's push is this session's (it is between two)
+                p = w.client_nets[mine[0]].pushed
                 routes = set() if ccd is not None and ccd.push_reset else {ROUTES[j] for j in kk["push"]}
                 routes |= {ln.split()[1] for ln in (ccd.push if ccd is not None else ()) if ln.startswith("route ")}
                 got = {x[0] for x in p.routes}
@@ -418,7 +427,7 @@ def make_reload_restart():
                     if op == 4:
                         c.request_stop()
                     elif op == 5 and c.result is not None:
-                        new_client(w, i, texts[i])
+                        new_client(w, i, texts[i], nat)
                     elif op == 6:
                         c.user_restart()
                     run_for(0.2)
@@ -492,4 +501,7 @@ def seeds() -> list[bytes]:
         s(0, ccd(0, ir90, push80), hup, stop(0), t(3), back(0), settle),
         s(0, ccd(0, at11), ccd(1, at11), hup, settle),                              # .11 pushed to two: shared
         s(0, ccd(2, 0), drop, hup, settle),
+        s(0x25, knob(0, 1), hup, t(2), knob(0, 2), hup, t(31), settle),          # NAT, 4 on 3 addresses
+        s(0x26, knob(0, 1), hup, usr1(1), t(2), usr1(0), settle),                   # NAT, 2 clients
+        s(0x24, ccd(0, ir90), hup, stop(1), t(1), back(1), t(2), hup, settle),
     ]
