@@ -44,8 +44,8 @@ Oracles (the rule):
   address (else one of the first pool's, or none when full), its ccd iroutes, the pushed routes
   and keepalive as the client received them -- or, if that config refuses it (a `disable`,
   ccd-exclusive without its file), it is not connected.
-  A ccd file that does not parse is reload44's to decide (a new connection is refused on it; a
-  kept client stays, as 2.6 lets it in): only `STRICT_BROKEN_CCD` checks it (see the README).
+  A ccd file that does not parse refuses a new connection and, since reload44, ends a kept
+  client at the reload: checked too (`FUZZ_RELOAD_STRICT_BROKEN_CCD=0` turns that check off).
 """
 from __future__ import annotations
 
@@ -60,9 +60,9 @@ from tests.fuzz.scratch import scratch_dir
 SEP = b"\xfe\xfd"
 MAX_STEPS = 16
 SETTLE_AFTER = 15.0                # after a client's action: back up (connect-retry 1 4) by then
-# A kept client whose ccd file no longer parses: the rule says a fresh connect is refused, so it
-# should not stay; reload44 decides that (report only). Off: such a client is not checked.
-STRICT_BROKEN_CCD = os.environ.get("FUZZ_RELOAD_STRICT_BROKEN_CCD") == "1"
+# A kept client whose ccd file no longer parses: a fresh connect is refused, so it must not stay
+# (reload44 ends it at the reload). "0" turns the check off.
+STRICT_BROKEN_CCD = os.environ.get("FUZZ_RELOAD_STRICT_BROKEN_CCD", "1") == "1"
 
 ADDRS = ("198.19.0.11", "198.19.0.50", "198.19.0.51")       # .11 lies in the first pool
 NETS = ("198.18.90.0", "198.18.91.0", "198.18.92.0")

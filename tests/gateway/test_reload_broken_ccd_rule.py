@@ -1,14 +1,8 @@
-"""fuzz44 (reload-restart target, its strict mode FUZZ_RELOAD_STRICT_BROKEN_CCD=1): a connected
-client whose ccd file no longer parses at a SIGHUP is kept as it is (ops.py: "a file that does not
-parse keeps its client as it is"), while a fresh connect under the same files is refused
-(clientpush.py _ccd_file). The reload rule -- after a reload each client has what a fresh connect
-under the config in force gives it, or is not connected -- says it should go. Which way is reload44's
-decision (2.6 logs a broken ccd file and lets the client in; we refuse new connections on it):
-reported, not changed here; the strict xfail turns into a failure once either side changes, so the
-two ways agree again."""
+"""fuzz44 (reload-restart target): a connected client whose ccd file no longer parses at a SIGHUP
+must end where a fresh connect under the same files ends -- refused (clientpush.py _ccd_file). Found
+by fuzz44 as a strict xfail while reload44 made the reload end such a client (its removed iroute had
+stayed routed to it); merged together, this holds the two ways in agreement."""
 from __future__ import annotations
-
-import pytest
 
 from appliance.gateway.server_files import ccd_loader
 from tests.gateway.conftest import World, client_conf, server_conf
@@ -16,8 +10,6 @@ from tests.gateway.test_ops import opki  # noqa: F401 (fixture)
 from tests.gateway.test_tunnel import _up
 
 
-@pytest.mark.xfail(strict=True, reason="reload44's area: a kept client with a ccd file that no longer "
-                   "parses stays, where a fresh connect is refused")
 def test_a_client_whose_ccd_file_breaks_at_a_reload_is_treated_as_a_fresh_connect(opki, tmp_path, caplog):  # noqa: F811
     ccd = tmp_path / "ccd"
     ccd.mkdir()
