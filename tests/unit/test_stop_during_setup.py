@@ -124,3 +124,41 @@ def test_the_handlers_come_back_as_they_were_and_ignored_ones_are_counted_for_on
     finally:
         sigs.uninstall()
     assert {s: signal.getsignal(s) for s in (*STOPS, *IGNORED)} == before
+
+
+# The loop has ended (the gateway gave the signals back) and a SIGTERM is pending: CPython runs its
+# handler when the next call begins -- here `restoring()`'s first line, in run_toml's `finally`.
+LATE = CHILD.replace('''class Gateway:
+    def run(self):
+        mark("loop")
+        return 0
+''', '''class Gateway:
+    def run(self):
+        mark("loop")
+        signal.pthread_sigmask(signal.SIG_BLOCK, [sig])
+        os.kill(os.getpid(), sig)            # pending until restoring() begins
+        return 0
+
+from appliance.host import setup_signals
+real_restoring = setup_signals.SetUpSignals.restoring
+def restoring(self):
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, [sig])   # the handler runs on this call's return
+    real_restoring(self)
+setup_signals.SetUpSignals.restoring = restoring
+''').replace("    os.kill(os.getpid(), sig)        # a service", "    0 and os.kill(os.getpid(), sig)  # a service")
+
+
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGINT"])
+def test_a_stop_signal_as_the_loop_ends_still_restores_everything(tmp_path: Path, sig: str):
+    """review45c: raised as the `finally` began its `restoring()` call, the stop skipped the undo
+    list -- no "restored", the host's switches, addresses and kill switch left as set."""
+    assert LATE.count("pthread_sigmask") == 2 and "0 and os.kill" in LATE
+    (tmp_path / "client.ovpn").write_text(OVPN)
+    (tmp_path / "appliance.toml").write_text(TOML)
+    out = tmp_path / "out"
+    p = subprocess.run([sys.executable, "-c", LATE, str(tmp_path / "appliance.toml"), str(out), sig],
+                       cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True, timeout=60)
+    marks = out.read_text().split("\n")[:-1] if out.exists() else []
+    assert marks[:2] == ["set-up went on", "loop"] and "restored" in marks, (p.returncode, marks, p.stderr[-2000:])
+    assert f"{sig}: stopping (restoring what was set)" in p.stderr, p.stderr[-2000:]
+    assert "Traceback" not in p.stderr, p.stderr[-2000:]
