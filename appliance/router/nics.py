@@ -252,6 +252,11 @@ def _sysctl(path: str, value: str, undo: Undo, required: bool = False) -> bool:
 REDIRECT_SWITCHES4 = ("accept_redirects", "secure_redirects", "send_redirects")
 
 
+def link_name(index: int) -> str:
+    """The NIC's name now (OSError when there is no NIC of that index any more)."""
+    return socket.if_indextoname(index)
+
+
 def keep_nic_redirects(nics: Sequence[Wan | Lan | None], undo: Undo, conf4: str = IP4_CONF) -> None:
     """The NICs' own IPv4 redirect switches, put back at the very end of the run as they are now.
 
@@ -261,33 +266,35 @@ def keep_nic_redirects(nics: Sequence[Wan | Lan | None], undo: Undo, conf4: str 
     `default`'s restore no longer reached it, and a NIC that had no address before the run kept
     accept/secure/send_redirects at 0 after every run, ended by a signal or not (host44's netns
     test compares the host before and after; IPv6's `default` is copied to new devices only).
-    Pushed first, so run last; a value is written only where it differs."""
-    saved: list[tuple[str, str]] = []
+    Pushed first, so run last; a value is written only where it differs. Each NIC is found again
+    by its index, not its name (review45c): one renamed during the run gets its values back under
+    its new name, and a NIC that took the old name meanwhile is not written."""
+    saved: list[tuple[int, str, str]] = []          # (index, switch, value): at most 2 NICs x 3
     for nic in nics:
         if nic is None:
             continue
         try:
-            _, ifname = find_link(nic.name, nic.mac)
+            index, ifname = find_link(nic.name, nic.mac)
         except RuntimeError:
             continue                    # missing_nic has said so already
         for name in REDIRECT_SWITCHES4:
-            path = f"{conf4}/{ifname}/{name}"
             try:
-                with open(path) as f:
-                    saved.append((path, f.read().strip()))
+                with open(f"{conf4}/{ifname}/{name}") as f:
+                    saved.append((index, name, f.read().strip()))
             except OSError:
                 continue
 
     def restore() -> None:
-        for path, old in saved:
+        for index, name, old in saved:
             try:
+                path = f"{conf4}/{link_name(index)}/{name}"
                 with open(path) as f:
                     if f.read().strip() == old:
                         continue
                 with open(path, "w") as f:
                     f.write(old + "\n")
             except OSError as e:         # the NIC went away meanwhile: nothing to put back
-                log.debug("restoring %s: %s", path, e.strerror or e)
+                log.debug("restoring NIC %d's %s: %s", index, name, e.strerror or e)
     undo.push("the NICs' own redirect switches", restore)
 
 

@@ -119,6 +119,7 @@ def test_a_nics_own_switches_come_back_even_when_defaults_restore_no_longer_reac
             raise RuntimeError("no such NIC")
         return links[name]
     monkeypatch.setattr(nics, "find_link", find_link)
+    monkeypatch.setattr(nics, "link_name", {2: "wan0", 3: "lan0"}.__getitem__)
 
     class Nic:
         def __init__(self, name):
@@ -132,3 +133,36 @@ def test_a_nics_own_switches_come_back_even_when_defaults_restore_no_longer_reac
     undo.run()
     assert {f"{d}/{n}": _read(Path(conf4, d, n)) for d in ("all", "default", "wan0", "lan0") for n in names} \
         == {f"{d}/{n}": "1" for d in ("all", "default", "wan0", "lan0") for n in names}
+
+
+def test_a_nic_renamed_during_the_run_gets_its_switches_back_and_one_that_took_its_name_is_left(
+        tmp_path, monkeypatch):
+    """review45c: the values were put back by name. The WAN NIC renamed during the run (wan0 ->
+    wan1) kept the 0s, and a NIC that took the name wan0 meanwhile had them overwritten; each NIC
+    is found again by its index now. One whose index is gone is skipped."""
+    names = list(nics.REDIRECT_SWITCHES4)
+    conf4, _ = _conf(tmp_path, names)
+    monkeypatch.setattr(nics, "find_link", lambda name=None, mac=None: {"wan0": (2, "wan0"), "lan0": (3, "lan0")}[name])
+    now = {2: "wan0", 3: "lan0"}
+
+    def link_name(index):
+        if index not in now:
+            raise OSError(6, "No such device or address")
+        return now[index]
+    monkeypatch.setattr(nics, "link_name", link_name)
+
+    class Nic:
+        def __init__(self, name):
+            self.name, self.mac = name, None
+    undo = Undo()
+    nics.keep_nic_redirects((Nic("wan0"), Nic("lan0")), undo, conf4=conf4)
+    Path(conf4, "wan0").rename(Path(conf4, "wan1"))          # renamed, its switches 0 by the run
+    Path(conf4, "wan0").mkdir()                              # another NIC took the old name
+    for n in names:
+        Path(conf4, "wan1", n).write_text("0\n")
+        Path(conf4, "wan0", n).write_text("0\n")
+    now.update({2: "wan1", 9: "wan0"})
+    del now[3]                                               # lan0 went away
+    undo.run()
+    assert {n: _read(Path(conf4, "wan1", n)) for n in names} == {n: "1" for n in names}
+    assert {n: _read(Path(conf4, "wan0", n)) for n in names} == {n: "0" for n in names}
